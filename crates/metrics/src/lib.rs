@@ -1,1 +1,28 @@
-//! placeholder
+//! Evaluation metrics for fMRI-to-image reconstruction.
+//!
+//! Small pure functions over flat slices, each matched to the reference
+//! implementation papers report (scikit-image SSIM, MindEye's PixCorr and
+//! two-way identification, sacrebleu's BLEU) by fixture tests generated with
+//! `tools/fixtures/metrics_fixtures.py`.
+//!
+//! Shapes are stated in each function's documentation and checked on entry:
+//! a mismatch is an [`MetricsError`], never a panic, since inputs come from
+//! user files.
+//!
+//! - [`image`]: MSE, PixCorr, grayscale conversion, SSIM.
+//! - [`vector`]: MSE, Pearson, cosine similarity of latents/features.
+//! - [`identification`]: two-way (MindEye) and n-way top-k identification.
+//! - [`bleu`]: corpus BLEU-4 with sacrebleu's 13a tokenizer.
+//! - [`summary`]: [`MetricsTable`], the per-set summary a CLI prints.
+
+pub mod bleu;
+pub mod error;
+pub mod identification;
+pub mod image;
+pub mod summary;
+pub mod vector;
+
+pub use bleu::{corpus_bleu, BleuScore};
+pub use error::{MetricsError, Result};
+pub use identification::{n_way_top_k_identification, two_way_identification, NWaySettings};
+pub use summary::MetricsTable;

@@ -1,0 +1,14 @@
+//! brainrecon's data layer: NSD as it ships, the prepared-subject format, the synthetic subject,
+//! and the array, volume and image formats they use.
+
+pub mod atomic;
+pub mod error;
+pub mod image;
+pub mod mat;
+pub mod nifti_io;
+pub mod npy;
+pub mod nsd;
+pub mod prepared;
+pub mod simulate;
+
+pub use error::{DataError, Result};

@@ -1,0 +1,150 @@
+//! MATLAB v5 `.mat` files: numeric matrices in (NSD's experiment design), and a small writer.
+
+use crate::error::{DataError, Result};
+use std::path::Path;
+
+/// A real numeric matrix, column-major as MATLAB stores it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Matrix {
+    pub rows: usize,
+    pub cols: usize,
+    /// Column-major values.
+    pub values: Vec<f64>,
+}
+
+impl Matrix {
+    pub fn get(&self, row: usize, col: usize) -> f64 {
+        self.values[row + self.rows * col]
+    }
+
+    /// The values of a 1×n or n×1 matrix.
+    pub fn as_vector(&self, path: &Path, name: &str) -> Result<&[f64]> {
+        if self.rows == 1 || self.cols == 1 {
+            Ok(&self.values)
+        } else {
+            Err(DataError::invalid(
+                path,
+                name,
+                "a vector (1×n or n×1)",
+                format!("{}×{}", self.rows, self.cols),
+            ))
+        }
+    }
+}
+
+/// Reads the named variables of a MATLAB v5 file as real matrices.
+pub fn read_matrices(path: &Path, names: &[&str]) -> Result<Vec<Matrix>> {
+    crate::error::require_file(path, "a MATLAB v5 .mat file")?;
+    let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let mat = matfile::MatFile::parse(std::io::BufReader::new(file)).map_err(|e| {
+        DataError::format(path, "MATLAB v5 (.mat)", format!("{e:?} (v7.3 files are HDF5: re-save with -v7)"))
+    })?;
+    names
+        .iter()
+        .map(|name| {
+            let array = mat.find_by_name(name).ok_or_else(|| {
+                DataError::invalid(path, *name, "a variable of that name", "none")
+            })?;
+            let size = array.size();
+            if size.len() != 2 {
+                return Err(DataError::invalid(path, *name, "a 2-D matrix", format!("{size:?}")));
+            }
+            let values = numeric_as_f64(array.data()).ok_or_else(|| {
+                DataError::invalid(path, *name, "a real numeric matrix", "complex or non-numeric data")
+            })?;
+            Ok(Matrix {
+                rows: size[0],
+                cols: size[1],
+                values,
+            })
+        })
+        .collect()
+}
+
+fn numeric_as_f64(data: &matfile::NumericData) -> Option<Vec<f64>> {
+    use matfile::NumericData as N;
+    fn cast<T: Copy + Into<f64>>(v: &[T]) -> Vec<f64> {
+        v.iter().map(|&x| x.into()).collect()
+    }
+    Some(match data {
+        N::Double { real, imag: None } => real.clone(),
+        N::Single { real, imag: None } => cast(real),
+        N::Int8 { real, imag: None } => cast(real),
+        N::UInt8 { real, imag: None } => cast(real),
+        N::Int16 { real, imag: None } => cast(real),
+        N::UInt16 { real, imag: None } => cast(real),
+        N::Int32 { real, imag: None } => cast(real),
+        N::UInt32 { real, imag: None } => cast(real),
+        N::Int64 { real, imag: None } => real.iter().map(|&x| x as f64).collect(),
+        N::UInt64 { real, imag: None } => real.iter().map(|&x| x as f64).collect(),
+        _ => return None,
+    })
+}
+
+fn push_tag(out: &mut Vec<u8>, data_type: u32, bytes: u32) {
+    out.extend_from_slice(&data_type.to_le_bytes());
+    out.extend_from_slice(&bytes.to_le_bytes());
+}
+
+fn pad8(out: &mut Vec<u8>) {
+    while out.len() % 8 != 0 {
+        out.push(0);
+    }
+}
+
+/// Encodes double matrices as an uncompressed MATLAB v5 file.
+pub fn encode_doubles(variables: &[(&str, &Matrix)]) -> Vec<u8> {
+    const MI_INT8: u32 = 1;
+    const MI_INT32: u32 = 5;
+    const MI_UINT32: u32 = 6;
+    const MI_DOUBLE: u32 = 9;
+    const MI_MATRIX: u32 = 14;
+    const MX_DOUBLE_CLASS: u32 = 6;
+
+    let mut out = Vec::new();
+    let mut text = b"MATLAB 5.0 MAT-file, written by brainrecon".to_vec();
+    text.resize(116, b' ');
+    out.extend_from_slice(&text);
+    out.extend_from_slice(&[0u8; 8]);
+    out.extend_from_slice(&0x0100u16.to_le_bytes());
+    out.extend_from_slice(b"IM");
+    for (name, matrix) in variables {
+        let mut body = Vec::new();
+        push_tag(&mut body, MI_UINT32, 8);
+        body.extend_from_slice(&MX_DOUBLE_CLASS.to_le_bytes());
+        body.extend_from_slice(&0u32.to_le_bytes());
+        push_tag(&mut body, MI_INT32, 8);
+        body.extend_from_slice(&(matrix.rows as i32).to_le_bytes());
+        body.extend_from_slice(&(matrix.cols as i32).to_le_bytes());
+        push_tag(&mut body, MI_INT8, name.len() as u32);
+        body.extend_from_slice(name.as_bytes());
+        pad8(&mut body);
+        push_tag(&mut body, MI_DOUBLE, (matrix.values.len() * 8) as u32);
+        for v in &matrix.values {
+            body.extend_from_slice(&v.to_le_bytes());
+        }
+        pad8(&mut body);
+        push_tag(&mut out, MI_MATRIX, body.len() as u32);
+        out.extend_from_slice(&body);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn written_file_reads_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("design.mat");
+        let a = Matrix { rows: 2, cols: 3, values: vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0] };
+        let b = Matrix { rows: 1, cols: 4, values: vec![7.0, 8.0, 9.0, 10.0] };
+        std::fs::write(&path, encode_doubles(&[("subjectim", &a), ("sharedix", &b)])).unwrap();
+        let read = read_matrices(&path, &["sharedix", "subjectim"]).unwrap();
+        assert_eq!(read[0], b);
+        assert_eq!(read[1].get(1, 2), 6.0);
+        let err = read_matrices(&path, &["masterordering"]).unwrap_err().to_string();
+        assert!(err.contains("masterordering"), "{err}");
+    }
+}

@@ -1,0 +1,170 @@
+//! NIfTI-1 volumes: ROI label masks in, per-voxel maps out.
+
+use crate::error::{DataError, Result};
+use ndarray::{Array3, ShapeBuilder};
+use nifti::writer::WriterOptions;
+use nifti::{IntoNdArray, NiftiHeader, NiftiObject, NiftiType, ReaderOptions};
+use std::path::Path;
+
+/// A 3-D volume in (X, Y, Z) order with its voxel-to-world affine.
+#[derive(Debug, Clone)]
+pub struct Volume {
+    /// (X, Y, Z)
+    pub shape: [usize; 3],
+    /// Row-major 4×4 voxel → scanner (mm) affine.
+    pub affine: [[f64; 4]; 4],
+    /// Values indexed by [`Volume::index`].
+    pub values: Vec<f64>,
+}
+
+impl Volume {
+    /// Linear index of voxel (x, y, z): x varies fastest, as in a NIfTI file.
+    pub fn index(&self, x: usize, y: usize, z: usize) -> usize {
+        x + self.shape[0] * (y + self.shape[1] * z)
+    }
+
+    pub fn get(&self, x: usize, y: usize, z: usize) -> f64 {
+        self.values[self.index(x, y, z)]
+    }
+}
+
+fn header_affine(header: &NiftiHeader) -> [[f64; 4]; 4] {
+    if header.sform_code > 0 {
+        let row = |r: [f32; 4]| r.map(|v| v as f64);
+        [
+            row(header.srow_x),
+            row(header.srow_y),
+            row(header.srow_z),
+            [0.0, 0.0, 0.0, 1.0],
+        ]
+    } else {
+        let p = header.pixdim;
+        [
+            [p[1] as f64, 0.0, 0.0, 0.0],
+            [0.0, p[2] as f64, 0.0, 0.0],
+            [0.0, 0.0, p[3] as f64, 0.0],
+            [0.0, 0.0, 0.0, 1.0],
+        ]
+    }
+}
+
+/// Reads a 3-D NIfTI volume (a trailing singleton 4th dimension is allowed).
+pub fn read_volume(path: &Path) -> Result<Volume> {
+    crate::error::require_file(path, "a NIfTI volume (.nii or .nii.gz)")?;
+    let object = ReaderOptions::new()
+        .read_file(path)
+        .map_err(|e| DataError::format(path, "NIfTI", e))?;
+    let header = object.header().clone();
+    let dims = header.dim;
+    let ndim = dims[0] as usize;
+    if !(3..=4).contains(&ndim) || (ndim == 4 && dims[4] != 1) {
+        return Err(DataError::invalid(
+            path,
+            "dim",
+            "a 3-D volume (X, Y, Z)",
+            format!("{:?}", &dims[1..=ndim.min(7)]),
+        ));
+    }
+    let shape = [dims[1] as usize, dims[2] as usize, dims[3] as usize];
+    let array = object
+        .into_volume()
+        .into_ndarray::<f64>()
+        .map_err(|e| DataError::format(path, "NIfTI", e))?;
+    let mut values = vec![0.0; shape.iter().product()];
+    for z in 0..shape[2] {
+        for y in 0..shape[1] {
+            for x in 0..shape[0] {
+                let v = if ndim == 4 { array[[x, y, z, 0]] } else { array[[x, y, z]] };
+                values[x + shape[0] * (y + shape[1] * z)] = v;
+            }
+        }
+    }
+    Ok(Volume {
+        shape,
+        affine: header_affine(&header),
+        values,
+    })
+}
+
+fn header_with_affine(affine: &[[f64; 4]; 4]) -> NiftiHeader {
+    let mut header = NiftiHeader::default();
+    let row = |r: [f64; 4]| r.map(|v| v as f32);
+    header.srow_x = row(affine[0]);
+    header.srow_y = row(affine[1]);
+    header.srow_z = row(affine[2]);
+    header.sform_code = 1;
+    header.qform_code = 0;
+    for axis in 0..3 {
+        let column_norm = (0..3).map(|r| affine[r][axis].powi(2)).sum::<f64>().sqrt();
+        header.pixdim[axis + 1] = column_norm as f32;
+    }
+    header
+}
+
+fn write_atomic_nifti<F>(path: &Path, write: F) -> Result<()>
+where
+    F: FnOnce(&Path) -> nifti::Result<()>,
+{
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = dir.join(format!(".tmp-{}-{name}", std::process::id()));
+    if let Err(e) = write(&tmp) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(DataError::format(path, "NIfTI (writing)", e));
+    }
+    std::fs::rename(&tmp, path).map_err(|e| DataError::io(path, e))
+}
+
+fn to_fortran<T: Copy>(shape: [usize; 3], values: &[T]) -> Array3<T> {
+    Array3::from_shape_vec(shape.f(), values.to_vec()).expect("volume length matches shape")
+}
+
+/// Writes a float32 map; `values` are indexed x-fastest as [`Volume::index`].
+pub fn write_f32(path: &Path, shape: [usize; 3], affine: &[[f64; 4]; 4], values: &[f32]) -> Result<()> {
+    assert_eq!(values.len(), shape.iter().product::<usize>(), "volume length");
+    let header = header_with_affine(affine);
+    let array = to_fortran(shape, values);
+    write_atomic_nifti(path, |tmp| {
+        WriterOptions::new(tmp)
+            .reference_header(&header)
+            .write_nifti_with_type(&array, NiftiType::Float32)
+    })
+}
+
+/// Writes an int16 label volume (as NSD ships its ROI masks).
+pub fn write_i16(path: &Path, shape: [usize; 3], affine: &[[f64; 4]; 4], values: &[i16]) -> Result<()> {
+    assert_eq!(values.len(), shape.iter().product::<usize>(), "volume length");
+    let header = header_with_affine(affine);
+    let array = to_fortran(shape, values);
+    write_atomic_nifti(path, |tmp| {
+        WriterOptions::new(tmp)
+            .reference_header(&header)
+            .write_nifti_with_type(&array, NiftiType::Int16)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_volume_round_trips_with_affine() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mask.nii.gz");
+        let shape = [4, 3, 2];
+        let values: Vec<i16> = (0..24).map(|i| (i % 5) as i16 - 1).collect();
+        let affine = [
+            [1.8, 0.0, 0.0, -10.0],
+            [0.0, 1.8, 0.0, -20.0],
+            [0.0, 0.0, 1.8, 5.0],
+            [0.0, 0.0, 0.0, 1.0],
+        ];
+        write_i16(&path, shape, &affine, &values).unwrap();
+        let volume = read_volume(&path).unwrap();
+        assert_eq!(volume.shape, shape);
+        assert_eq!(volume.get(3, 2, 1), values[3 + 4 * (2 + 3)] as f64);
+        assert!((volume.affine[0][3] + 10.0).abs() < 1e-6);
+        assert!((volume.affine[2][2] - 1.8).abs() < 1e-6);
+    }
+}

@@ -1,0 +1,432 @@
+//! NumPy `.npy` files (format 1.0/2.0, little-endian, C order): read, memory-map, and stream-write.
+
+use crate::error::{DataError, Result};
+use memmap2::Mmap;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+/// Element types this project stores.
+pub trait Element: Copy + Default + 'static {
+    const DESCR: &'static str;
+    fn to_le(self, out: &mut Vec<u8>);
+}
+
+macro_rules! element {
+    ($ty:ty, $descr:literal) => {
+        impl Element for $ty {
+            const DESCR: &'static str = $descr;
+            fn to_le(self, out: &mut Vec<u8>) {
+                out.extend_from_slice(&self.to_le_bytes());
+            }
+        }
+    };
+}
+element!(f32, "<f4");
+element!(f64, "<f8");
+element!(i64, "<i8");
+element!(i32, "<i4");
+element!(i16, "<i2");
+element!(u8, "|u1");
+
+/// The parsed header of a `.npy` file.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Header {
+    pub descr: String,
+    pub shape: Vec<usize>,
+    pub data_offset: usize,
+}
+
+impl Header {
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+fn header_text(descr: &str, shape: &[usize]) -> Vec<u8> {
+    let dims = match shape.len() {
+        1 => format!("({},)", shape[0]),
+        _ => format!(
+            "({})",
+            shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
+        ),
+    };
+    let mut dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {dims}, }}");
+    // Data starts on a 64-byte boundary so memory-mapped f32/i64 slices are aligned.
+    let unpadded = 10 + dict.len() + 1;
+    let padding = (64 - unpadded % 64) % 64;
+    dict.push_str(&" ".repeat(padding));
+    dict.push('\n');
+    let mut out = Vec::with_capacity(10 + dict.len());
+    out.extend_from_slice(b"\x93NUMPY\x01\x00");
+    out.extend_from_slice(&(dict.len() as u16).to_le_bytes());
+    out.extend_from_slice(dict.as_bytes());
+    out
+}
+
+/// Parses the header at the start of `bytes`.
+pub fn parse_header(path: &Path, bytes: &[u8]) -> Result<Header> {
+    let bad = |detail: &str| DataError::format(path, "NumPy .npy", detail);
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        return Err(bad("missing the \\x93NUMPY magic"));
+    }
+    let (len, start) = match bytes[6] {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        2 | 3 => {
+            if bytes.len() < 12 {
+                return Err(bad("truncated header"));
+            }
+            (
+                u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
+                12,
+            )
+        }
+        v => return Err(bad(&format!("unsupported format version {v}"))),
+    };
+    let end = start + len;
+    if bytes.len() < end {
+        return Err(bad("truncated header"));
+    }
+    let dict = std::str::from_utf8(&bytes[start..end]).map_err(|_| bad("header is not text"))?;
+    let field = |key: &str| -> Option<&str> {
+        let at = dict.find(&format!("'{key}'"))?;
+        let rest = &dict[at + key.len() + 2..];
+        let colon = rest.find(':')?;
+        Some(rest[colon + 1..].trim_start())
+    };
+    let descr = field("descr")
+        .and_then(|s| s.strip_prefix('\''))
+        .and_then(|s| s.split('\'').next())
+        .ok_or_else(|| bad("header has no 'descr'"))?
+        .to_string();
+    if field("fortran_order").is_some_and(|s| s.starts_with("True")) {
+        return Err(bad("Fortran-ordered arrays are not supported; save with C order"));
+    }
+    let shape_text = field("shape")
+        .and_then(|s| s.strip_prefix('('))
+        .and_then(|s| s.split(')').next())
+        .ok_or_else(|| bad("header has no 'shape'"))?;
+    let shape = shape_text
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<usize>().map_err(|_| bad("shape is not a tuple of integers")))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Header {
+        descr,
+        shape,
+        data_offset: end,
+    })
+}
+
+fn element_size(descr: &str) -> Option<usize> {
+    Some(match descr {
+        "<f4" | "<i4" | "<u4" => 4,
+        "<f8" | "<i8" | "<u8" => 8,
+        "<i2" | "<u2" => 2,
+        "|u1" | "|i1" | "|b1" => 1,
+        _ => return None,
+    })
+}
+
+/// An array read from disk, converted to `T`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Array<T> {
+    pub shape: Vec<usize>,
+    pub data: Vec<T>,
+}
+
+impl<T> Array<T> {
+    /// Rows and columns of a 2-D array; a 1-D array is one column.
+    pub fn as_matrix(&self, path: &Path) -> Result<(usize, usize)> {
+        match self.shape.as_slice() {
+            [n] => Ok((*n, 1)),
+            [n, m] => Ok((*n, *m)),
+            other => Err(DataError::invalid(
+                path,
+                "shape",
+                "a 1-D or 2-D array",
+                format!("{other:?}"),
+            )),
+        }
+    }
+}
+
+fn open_map(path: &Path) -> Result<(Mmap, Header)> {
+    let file = File::open(path).map_err(|e| DataError::io(path, e))?;
+    // SAFETY: the file is opened read-only; like numpy's mmap_mode='r', later outside changes are the user's concern.
+    let map = unsafe { Mmap::map(&file) }.map_err(|e| DataError::io(path, e))?;
+    let header = parse_header(path, &map)?;
+    let size = element_size(&header.descr).ok_or_else(|| {
+        DataError::invalid(path, "dtype", "a numeric little-endian dtype", &header.descr)
+    })?;
+    let need = header.data_offset + header.len() * size;
+    if map.len() < need {
+        return Err(DataError::invalid(
+            path,
+            "data",
+            format!("{need} bytes for shape {:?}", header.shape),
+            format!("{} bytes (file truncated)", map.len()),
+        ));
+    }
+    Ok((map, header))
+}
+
+macro_rules! convert_from {
+    ($bytes:expr, $src:ty, $dst:ty) => {
+        $bytes
+            .chunks_exact(std::mem::size_of::<$src>())
+            .map(|c| <$src>::from_le_bytes(c.try_into().unwrap()) as $dst)
+            .collect::<Vec<$dst>>()
+    };
+}
+
+/// Reads a float array (f4 or f8 on disk) as f32.
+pub fn read_f32(path: &Path) -> Result<Array<f32>> {
+    let (map, header) = open_map(path)?;
+    let size = element_size(&header.descr).unwrap();
+    let bytes = &map[header.data_offset..header.data_offset + header.len() * size];
+    let data = match header.descr.as_str() {
+        "<f4" => convert_from!(bytes, f32, f32),
+        "<f8" => convert_from!(bytes, f64, f32),
+        other => {
+            return Err(DataError::invalid(path, "dtype", "float32 or float64", other));
+        }
+    };
+    Ok(Array {
+        shape: header.shape,
+        data,
+    })
+}
+
+/// Reads an integer array (i1..i8, u1..u4 on disk) as i64.
+pub fn read_i64(path: &Path) -> Result<Array<i64>> {
+    let (map, header) = open_map(path)?;
+    let size = element_size(&header.descr).unwrap();
+    let bytes = &map[header.data_offset..header.data_offset + header.len() * size];
+    let data = match header.descr.as_str() {
+        "<i8" => convert_from!(bytes, i64, i64),
+        "<i4" => convert_from!(bytes, i32, i64),
+        "<i2" => convert_from!(bytes, i16, i64),
+        "<u4" => convert_from!(bytes, u32, i64),
+        "<u2" => convert_from!(bytes, u16, i64),
+        "|u1" => bytes.iter().map(|&b| b as i64).collect(),
+        "|i1" => bytes.iter().map(|&b| b as i8 as i64).collect(),
+        other => return Err(DataError::invalid(path, "dtype", "an integer dtype", other)),
+    };
+    Ok(Array {
+        shape: header.shape,
+        data,
+    })
+}
+
+/// Reads a uint8 array.
+pub fn read_u8(path: &Path) -> Result<Array<u8>> {
+    let (map, header) = open_map(path)?;
+    if header.descr != "|u1" {
+        return Err(DataError::invalid(path, "dtype", "uint8", &header.descr));
+    }
+    let data = map[header.data_offset..header.data_offset + header.len()].to_vec();
+    Ok(Array {
+        shape: header.shape,
+        data,
+    })
+}
+
+/// A memory-mapped float32 array: large betas stay on disk until touched.
+pub struct MappedF32 {
+    map: Mmap,
+    header: Header,
+    path: PathBuf,
+}
+
+impl MappedF32 {
+    pub fn open(path: &Path) -> Result<Self> {
+        let (map, header) = open_map(path)?;
+        if header.descr != "<f4" {
+            return Err(DataError::invalid(path, "dtype", "float32 ('<f4')", &header.descr));
+        }
+        Ok(MappedF32 {
+            map,
+            header,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn shape(&self) -> &[usize] {
+        &self.header.shape
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// All elements in C order.
+    pub fn as_slice(&self) -> &[f32] {
+        let bytes = &self.map[self.header.data_offset..];
+        // SAFETY: the data offset is a multiple of 16 in every numpy-written file and of 64 in ours,
+        // the map is page-aligned, and `open_map` checked that `len` elements are present.
+        let (prefix, floats, _) = unsafe { bytes.align_to::<f32>() };
+        assert!(prefix.is_empty(), "npy data is not 4-byte aligned");
+        &floats[..self.header.len()]
+    }
+
+    /// Row `i` of a 2-D array.
+    pub fn row(&self, i: usize) -> &[f32] {
+        let cols = self.header.shape.get(1).copied().unwrap_or(1);
+        &self.as_slice()[i * cols..(i + 1) * cols]
+    }
+}
+
+/// A memory-mapped uint8 array (stimulus images).
+pub struct MappedU8 {
+    map: Mmap,
+    header: Header,
+}
+
+impl MappedU8 {
+    pub fn open(path: &Path) -> Result<Self> {
+        let (map, header) = open_map(path)?;
+        if header.descr != "|u1" {
+            return Err(DataError::invalid(path, "dtype", "uint8 ('|u1')", &header.descr));
+        }
+        Ok(MappedU8 { map, header })
+    }
+
+    pub fn shape(&self) -> &[usize] {
+        &self.header.shape
+    }
+
+    /// Entry `i` along axis 0, all trailing axes in C order.
+    pub fn entry(&self, i: usize) -> &[u8] {
+        let size: usize = self.header.shape[1..].iter().product();
+        let start = self.header.data_offset + i * size;
+        &self.map[start..start + size]
+    }
+}
+
+/// Writes a whole array atomically.
+pub fn write<T: Element>(path: &Path, shape: &[usize], data: &[T]) -> Result<()> {
+    let expected: usize = shape.iter().product();
+    if expected != data.len() {
+        return Err(DataError::invalid(
+            path,
+            "shape",
+            format!("{expected} elements for shape {shape:?}"),
+            format!("{} elements", data.len()),
+        ));
+    }
+    let mut writer = Writer::<T>::create(path, shape)?;
+    writer.write(data)?;
+    writer.finish()
+}
+
+/// Streams rows into a `.npy` file; it appears under its name only once complete.
+pub struct Writer<T: Element> {
+    path: PathBuf,
+    tmp: PathBuf,
+    out: BufWriter<File>,
+    expected: usize,
+    written: usize,
+    scratch: Vec<u8>,
+    _element: std::marker::PhantomData<T>,
+}
+
+impl<T: Element> Writer<T> {
+    pub fn create(path: &Path, shape: &[usize]) -> Result<Self> {
+        if let Some(parent) = path.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| DataError::io(parent, e))?;
+        }
+        let name = path.file_name().unwrap_or_default().to_string_lossy();
+        let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
+        let file = File::create(&tmp).map_err(|e| DataError::io(&tmp, e))?;
+        let mut out = BufWriter::with_capacity(1 << 20, file);
+        out.write_all(&header_text(T::DESCR, shape))
+            .map_err(|e| DataError::io(&tmp, e))?;
+        Ok(Writer {
+            path: path.to_path_buf(),
+            tmp,
+            out,
+            expected: shape.iter().product(),
+            written: 0,
+            scratch: Vec::new(),
+            _element: std::marker::PhantomData,
+        })
+    }
+
+    pub fn write(&mut self, values: &[T]) -> Result<()> {
+        self.scratch.clear();
+        for &v in values {
+            v.to_le(&mut self.scratch);
+        }
+        self.out
+            .write_all(&self.scratch)
+            .map_err(|e| DataError::io(&self.tmp, e))?;
+        self.written += values.len();
+        Ok(())
+    }
+
+    pub fn finish(mut self) -> Result<()> {
+        if self.written != self.expected {
+            let _ = std::fs::remove_file(&self.tmp);
+            return Err(DataError::invalid(
+                &self.path,
+                "data",
+                format!("{} elements", self.expected),
+                format!("{} written", self.written),
+            ));
+        }
+        self.out.flush().map_err(|e| DataError::io(&self.tmp, e))?;
+        std::fs::rename(&self.tmp, &self.path).map_err(|e| DataError::io(&self.path, e))
+    }
+}
+
+impl<T: Element> Drop for Writer<T> {
+    fn drop(&mut self) {
+        // An unfinished writer leaves nothing behind (after `finish` the temporary is gone).
+        if self.tmp.exists() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_map() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.npy");
+        let data: Vec<f32> = (0..12).map(|i| i as f32 * 0.5).collect();
+        write(&path, &[3, 4], &data).unwrap();
+        let back = read_f32(&path).unwrap();
+        assert_eq!(back.shape, vec![3, 4]);
+        assert_eq!(back.data, data);
+        let mapped = MappedF32::open(&path).unwrap();
+        assert_eq!(mapped.row(2), &data[8..12]);
+    }
+
+    #[test]
+    fn header_is_numpy_compatible() {
+        let text = header_text("<f4", &[5]);
+        assert_eq!(text.len() % 64, 0);
+        let header = parse_header(Path::new("x"), &text).unwrap();
+        assert_eq!(header.shape, vec![5]);
+        assert_eq!(header.descr, "<f4");
+    }
+
+    #[test]
+    fn truncated_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.npy");
+        write(&path, &[100], &vec![1.0f32; 100]).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        std::fs::write(&path, &bytes[..bytes.len() - 8]).unwrap();
+        let err = read_f32(&path).unwrap_err().to_string();
+        assert!(err.contains("truncated"), "{err}");
+    }
+}

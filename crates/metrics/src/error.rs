@@ -1,0 +1,52 @@
+//! The one error type of this crate: inputs come from user files, so bad
+//! shapes are reported, never panicked on.
+
+use thiserror::Error;
+
+/// Why a metric could not be computed.
+#[derive(Debug, Clone, PartialEq, Error)]
+pub enum MetricsError {
+    /// A buffer does not have the length its stated shape implies, or two
+    /// inputs that must match do not.
+    #[error("shape mismatch for {what}: expected {expected} values, got {actual}")]
+    ShapeMismatch {
+        what: &'static str,
+        expected: usize,
+        actual: usize,
+    },
+    /// An input has no elements where at least one (or more) is needed.
+    #[error("{what} is empty; {need}")]
+    Empty {
+        what: &'static str,
+        need: &'static str,
+    },
+    /// The image is smaller than the SSIM window.
+    #[error("image of {h}x{w} is smaller than the {win}x{win} SSIM window")]
+    ImageTooSmall { h: usize, w: usize, win: usize },
+    /// A parameter is outside its valid range.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+}
+
+/// Result alias for this crate.
+pub type Result<T> = std::result::Result<T, MetricsError>;
+
+/// Checks that `actual` equals `expected`, naming the offending input.
+pub(crate) fn check_len(what: &'static str, expected: usize, actual: usize) -> Result<()> {
+    if expected == actual {
+        Ok(())
+    } else {
+        Err(MetricsError::ShapeMismatch {
+            what,
+            expected,
+            actual,
+        })
+    }
+}
+
+/// `h * w * c` without silent overflow on absurd user-provided shapes.
+pub(crate) fn shape_len(what: &'static str, dims: &[usize]) -> Result<usize> {
+    dims.iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| MetricsError::InvalidArgument(format!("{what}: shape {dims:?} overflows")))
+}

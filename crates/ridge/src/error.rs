@@ -1,0 +1,50 @@
+//! Error type of the crate: every user-facing failure is a variant, never a panic.
+
+use std::path::PathBuf;
+
+/// Errors raised while validating inputs, fitting, merging, saving or loading.
+#[derive(Debug, thiserror::Error)]
+pub enum RidgeError {
+    /// Array shapes disagree (or a row-major buffer has the wrong length).
+    #[error("shape mismatch: {0}")]
+    Shape(String),
+    /// NaN or infinity in user data.
+    #[error("{array} contains a non-finite value ({value}) at row {row}, column {col}")]
+    NonFinite {
+        array: &'static str,
+        row: usize,
+        col: usize,
+        value: f32,
+    },
+    /// Empty grid, or an alpha that is not strictly positive and finite.
+    #[error("invalid alpha grid: {0}")]
+    AlphaGrid(String),
+    /// Inconsistent cross-validation setup (folds, groups).
+    #[error("invalid cross-validation setup: {0}")]
+    Cv(String),
+    /// Other invalid options (chunk size, shard index).
+    #[error("invalid option: {0}")]
+    Options(String),
+    /// The symmetric eigensolver did not converge.
+    #[error("eigendecomposition of the {0} matrix did not converge")]
+    Decomposition(&'static str),
+    /// Shard models cannot be merged.
+    #[error("cannot merge shard models: {0}")]
+    Merge(String),
+    /// Filesystem error, with the path involved.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// A saved model file is malformed; names the file and the field.
+    #[error("invalid model file {file}: field `{field}`: {message}")]
+    Format {
+        file: PathBuf,
+        field: String,
+        message: String,
+    },
+}
+
+/// Crate result alias.
+pub type Result<T, E = RidgeError> = std::result::Result<T, E>;

@@ -1,0 +1,182 @@
+//! The fitted model: prediction and merging of target shards.
+
+use std::collections::BTreeMap;
+
+use faer::{Mat, MatRef};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{RidgeError, Result};
+use crate::fit::{row_major_view, CvMethod};
+use crate::linalg::mul32;
+use crate::preprocess::check_finite;
+use crate::select::Scoring;
+use crate::spectral::Solver;
+
+/// Fit options recorded in the model (and in `model.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelOptions {
+    pub cv: CvMethod,
+    pub scoring: Scoring,
+    pub fit_intercept: bool,
+    pub standardize: bool,
+    pub solver: Solver,
+}
+
+/// Which targets of the full problem this model holds: `start..end` of `total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TargetRange {
+    pub start: usize,
+    pub end: usize,
+    pub total: usize,
+}
+
+/// Fitted multi-target ridge model; `predict(x) = x · weights + intercept`
+/// on raw (unscaled, uncentered) X.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RidgeModel {
+    /// p×t weights in raw-X space (standardization folded in).
+    pub weights: Mat<f32>,
+    /// t intercepts (`mean_y - x_meanᵀ weights`; 0 without intercept).
+    pub intercept: Vec<f32>,
+    /// p column means used for centering (zeros without intercept).
+    pub x_mean: Vec<f32>,
+    /// p column scales (population std with `standardize`, else ones).
+    pub x_scale: Vec<f32>,
+    /// t chosen alphas.
+    pub alphas: Vec<f64>,
+    /// n_alphas×t CV scores (see [`Scoring`]; higher is better).
+    pub cv_scores: Mat<f32>,
+    /// The alpha grid, in the order given.
+    pub alpha_grid: Vec<f64>,
+    pub options: ModelOptions,
+    pub target_range: TargetRange,
+    /// Free-form annotations (ROI, feature names, subject...) saved in model.json.
+    pub metadata: BTreeMap<String, serde_json::Value>,
+}
+
+impl RidgeModel {
+    /// Number of features p.
+    pub fn n_features(&self) -> usize {
+        self.weights.nrows()
+    }
+
+    /// Number of targets t held by this model.
+    pub fn n_targets(&self) -> usize {
+        self.weights.ncols()
+    }
+
+    /// Predictions (n×t) for raw `x` (n×p).
+    pub fn predict(&self, x: MatRef<'_, f32>) -> Result<Mat<f32>> {
+        if x.ncols() != self.n_features() {
+            return Err(RidgeError::Shape(format!(
+                "X has {} features, the model expects {}",
+                x.ncols(),
+                self.n_features()
+            )));
+        }
+        check_finite("X", x)?;
+        let mut y = mul32(x, self.weights.as_ref());
+        for (j, &b) in self.intercept.iter().enumerate() {
+            for i in 0..y.nrows() {
+                y[(i, j)] += b;
+            }
+        }
+        Ok(y)
+    }
+
+    /// Predictions as a row-major (n×t) buffer from a row-major (n×p) buffer.
+    pub fn predict_row_major(&self, x: &[f32], x_shape: (usize, usize)) -> Result<Vec<f32>> {
+        let y = self.predict(row_major_view("X", x, x_shape)?)?;
+        Ok((0..y.nrows()).flat_map(|i| (0..y.ncols()).map(move |j| (i, j))).map(|(i, j)| y[(i, j)]).collect())
+    }
+
+    /// CV score of the chosen alpha, per target (t).
+    pub fn best_cv_scores(&self) -> Vec<f32> {
+        (0..self.n_targets())
+            .map(|j| {
+                let k = self.alpha_grid.iter().position(|&a| a == self.alphas[j]).unwrap_or(0);
+                self.cv_scores[(k, j)]
+            })
+            .collect()
+    }
+
+    /// Weights for standardized X (`weights · x_scale`, p×t), for interpretation.
+    pub fn weights_standardized(&self) -> Mat<f32> {
+        Mat::from_fn(self.n_features(), self.n_targets(), |i, j| self.weights[(i, j)] * self.x_scale[i])
+    }
+
+    /// Concatenates shard models (any order) into one covering their targets.
+    ///
+    /// Shards must share features, preprocessing (x_mean/x_scale bit-exact),
+    /// alpha grid and options, and their target ranges must tile `0..total`
+    /// without gap or overlap. Metadata maps are unioned (first wins).
+    pub fn merge(shards: Vec<RidgeModel>) -> Result<RidgeModel> {
+        let mut shards = shards;
+        shards.sort_by_key(|m| m.target_range.start);
+        let first = shards.first().ok_or_else(|| RidgeError::Merge("no shard given".into()))?;
+        let total = first.target_range.total;
+        let mut expected_start = 0;
+        for (k, shard) in shards.iter().enumerate() {
+            check_compatible(first, shard, k)?;
+            let range = shard.target_range;
+            if range.start != expected_start || range.total != total {
+                return Err(RidgeError::Merge(format!(
+                    "shard {k} covers targets {}..{} of {}, expected to start at {expected_start} of {total}",
+                    range.start, range.end, range.total
+                )));
+            }
+            expected_start = range.end;
+        }
+        if expected_start != total {
+            return Err(RidgeError::Merge(format!("shards cover targets 0..{expected_start} of {total}")));
+        }
+        let concat = |get: &dyn Fn(&RidgeModel) -> MatRef<'_, f32>| {
+            let rows = get(first).nrows();
+            let mut out = Mat::<f32>::zeros(rows, total);
+            for shard in &shards {
+                let part = get(shard);
+                for j in 0..part.ncols() {
+                    for i in 0..rows {
+                        out[(i, shard.target_range.start + j)] = part[(i, j)];
+                    }
+                }
+            }
+            out
+        };
+        let weights = concat(&|m| m.weights.as_ref());
+        let cv_scores = concat(&|m| m.cv_scores.as_ref());
+        let mut metadata = BTreeMap::new();
+        for shard in shards.iter().rev() {
+            metadata.extend(shard.metadata.clone());
+        }
+        Ok(RidgeModel {
+            weights,
+            cv_scores,
+            intercept: shards.iter().flat_map(|m| m.intercept.iter().copied()).collect(),
+            alphas: shards.iter().flat_map(|m| m.alphas.iter().copied()).collect(),
+            x_mean: first.x_mean.clone(),
+            x_scale: first.x_scale.clone(),
+            alpha_grid: first.alpha_grid.clone(),
+            options: first.options.clone(),
+            target_range: TargetRange { start: 0, end: total, total },
+            metadata,
+        })
+    }
+}
+
+fn check_compatible(reference: &RidgeModel, shard: &RidgeModel, k: usize) -> Result<()> {
+    let mismatch = |what: &str| Err(RidgeError::Merge(format!("shard {k} has a different {what}")));
+    if shard.n_features() != reference.n_features() {
+        return mismatch("feature count");
+    }
+    if shard.alpha_grid != reference.alpha_grid {
+        return mismatch("alpha grid");
+    }
+    if shard.options != reference.options {
+        return mismatch("set of options (cv, scoring, intercept, standardize, solver)");
+    }
+    if shard.x_mean != reference.x_mean || shard.x_scale != reference.x_scale {
+        return mismatch("X preprocessing (x_mean / x_scale): shards must be fitted on the same X");
+    }
+    Ok(())
+}
