@@ -5,6 +5,8 @@
 //! of `preds` being the reconstruction (or its features) of row `i` of
 //! `truths`.
 
+use std::cmp::Ordering;
+
 use rand::Rng;
 
 use crate::error::{check_len, shape_len, MetricsError, Result};
@@ -122,7 +124,7 @@ pub fn n_way_top_k_identification<R: Rng + ?Sized>(
             let at_least_as_good = picks
                 .iter()
                 .map(|p| if p >= i { p + 1 } else { p })
-                .filter(|&j| !(row[j] < own))
+                .filter(|&j| row[j].partial_cmp(&own) != Some(Ordering::Less))
                 .count();
             if at_least_as_good < top_k {
                 successes += 1;
@@ -183,13 +185,31 @@ mod tests {
     }
 
     #[test]
-    fn swapped_predictions_identify_nothing() {
-        // Prediction i is truth (i+1) mod n: its own truth never wins.
+    fn inverted_predictions_identify_nothing() {
+        // corr(-t_i, t_i) = -1: no other truth can correlate less.
         let (n, d) = (5, 16);
         let t = distinct_rows(n, d);
-        let mut p = t[d..].to_vec();
-        p.extend_from_slice(&t[..d]);
+        let p: Vec<f32> = t.iter().map(|v| -v).collect();
         assert_eq!(two_way_identification(&p, &t, n, d).unwrap(), 0.0);
+        let mut rng = rand::rngs::StdRng::seed_from_u64(3);
+        let s = n_way_top_k_identification(&p, &t, n, d, settings(3, 1, 4), &mut rng).unwrap();
+        assert_eq!(s, 0.0);
+    }
+
+    #[test]
+    fn one_swapped_pair_misses_only_its_rival() {
+        // Prediction 0 copies truth 1: truth 1 beats truth 0 for it, the
+        // others (distinct rows) do not, so its share is (n-2)/(n-1).
+        let (n, d) = (5, 16);
+        let t = distinct_rows(n, d);
+        let mut p = t.clone();
+        p[..d].copy_from_slice(&t[d..2 * d]);
+        let per = two_way_identification_per_prediction(&p, &t, n, d).unwrap();
+        let r = correlation_matrix(&p, &t, n, d).unwrap();
+        let expected0 = (1..n).filter(|&j| r[j] < r[0]).count() as f64 / (n - 1) as f64;
+        assert_eq!(per[0], expected0);
+        assert!(per[0] <= (n - 2) as f64 / (n - 1) as f64);
+        assert_eq!(&per[1..], &[1.0; 4]);
     }
 
     #[test]
@@ -198,7 +218,10 @@ mod tests {
         let t = distinct_rows(n, d);
         let p: Vec<f32> = distinct_rows(n + 3, d)[3 * d..].to_vec();
         let mut rng = rand::rngs::StdRng::seed_from_u64(1);
-        assert_eq!(n_way_top_k_identification(&p, &t, n, d, settings(4, 4, 3), &mut rng).unwrap(), 1.0);
+        assert_eq!(
+            n_way_top_k_identification(&p, &t, n, d, settings(4, 4, 3), &mut rng).unwrap(),
+            1.0
+        );
     }
 
     #[test]

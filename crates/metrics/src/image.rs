@@ -22,7 +22,8 @@ pub const SSIM_K2: f64 = 0.03;
 /// Pixel values span [0, 1].
 const DATA_RANGE: f64 = 1.0;
 
-/// RGB → luminance weights of `skimage.color.rgb2gray` (ITU-R BT.709 primaries).
+/// RGB → luminance weights of `skimage.color.rgb2gray` (close to BT.709, not
+/// BT.601's 0.299/0.587/0.114).
 pub const GRAY_WEIGHTS: [f64; 3] = [0.2125, 0.7154, 0.0721];
 
 /// Side length of the SSIM window: `2 * round_half_up(truncate * sigma) + 1`
@@ -52,7 +53,11 @@ pub fn pixcorr(a: &[f32], b: &[f32]) -> Result<f64> {
 /// Shapes: `rgb` is `(h, w, 3)`; the result is `(h, w)`. Returned as f64 so
 /// SSIM sees the same values skimage computes on float64 input.
 pub fn to_grayscale(rgb: &[f32], h: usize, w: usize) -> Result<Vec<f64>> {
-    check_len("RGB image (h*w*3)", shape_len("RGB image", &[h, w, 3])?, rgb.len())?;
+    check_len(
+        "RGB image (h*w*3)",
+        shape_len("RGB image", &[h, w, 3])?,
+        rgb.len(),
+    )?;
     Ok(rgb
         .chunks_exact(3)
         .map(|px| {
@@ -91,7 +96,8 @@ pub fn ssim_f64(a: &[f64], b: &[f64], h: usize, w: usize) -> Result<f64> {
     }
 
     let blur = |img: &[f64]| gaussian_filter_unchecked(img, h, w, SSIM_SIGMA, SSIM_TRUNCATE);
-    let product = |x: &[f64], y: &[f64]| -> Vec<f64> { x.iter().zip(y).map(|(p, q)| p * q).collect() };
+    let product =
+        |x: &[f64], y: &[f64]| -> Vec<f64> { x.iter().zip(y).map(|(p, q)| p * q).collect() };
     let mu_a = blur(a);
     let mu_b = blur(b);
     let mu_aa = blur(&product(a, a));
@@ -177,7 +183,13 @@ fn reflect_index(i: isize, n: usize) -> usize {
     }
 }
 
-fn gaussian_filter_unchecked(img: &[f64], h: usize, w: usize, sigma: f64, truncate: f64) -> Vec<f64> {
+fn gaussian_filter_unchecked(
+    img: &[f64],
+    h: usize,
+    w: usize,
+    sigma: f64,
+    truncate: f64,
+) -> Vec<f64> {
     if sigma <= 1e-15 || img.is_empty() {
         return img.to_vec();
     }
@@ -290,7 +302,9 @@ mod tests {
 
     #[test]
     fn grayscale_weights() {
-        let rgb = [1.0f32, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0];
+        let rgb = [
+            1.0f32, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0, 1.0, 1.0, 1.0,
+        ];
         let g = to_grayscale(&rgb, 2, 2).unwrap();
         assert_eq!(g[0], 0.2125);
         assert_eq!(g[1], 0.7154);

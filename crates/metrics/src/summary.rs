@@ -32,7 +32,12 @@ impl MetricsTable {
     /// Computes the table for RGB pairs. Shapes: every image in `truths` and
     /// `recons` is `(height, width, 3)` in [0, 1]; both lists have the same
     /// length `n >= 1`; `height, width >= 11` (SSIM window).
-    pub fn from_rgb_pairs<T, R>(truths: &[T], recons: &[R], height: usize, width: usize) -> Result<Self>
+    pub fn from_rgb_pairs<T, R>(
+        truths: &[T],
+        recons: &[R],
+        height: usize,
+        width: usize,
+    ) -> Result<Self>
     where
         T: AsRef<[f32]>,
         R: AsRef<[f32]>,
@@ -43,7 +48,11 @@ impl MetricsTable {
                 need: "at least one pair is required",
             });
         }
-        check_len("reconstructions (one per truth)", truths.len(), recons.len())?;
+        check_len(
+            "reconstructions (one per truth)",
+            truths.len(),
+            recons.len(),
+        )?;
         let image_len = shape_len("RGB image", &[height, width, 3])?;
 
         let n = truths.len();
@@ -91,7 +100,11 @@ impl fmt::Display for MetricsTable {
             self.n_pairs, self.height, self.width
         )?;
         writeln!(f, "{:<24} {:>10}", "metric", "value")?;
-        writeln!(f, "{:<24} {:>10.4}", "PixCorr (higher better)", self.pixcorr)?;
+        writeln!(
+            f,
+            "{:<24} {:>10.4}",
+            "PixCorr (higher better)", self.pixcorr
+        )?;
         writeln!(f, "{:<24} {:>10.4}", "SSIM (higher better)", self.ssim)?;
         writeln!(f, "{:<24} {:>10.6}", "MSE (lower better)", self.mse)?;
         match self.two_way_pixels {

@@ -117,8 +117,12 @@ mod tests {
 
     #[test]
     fn degenerate_inputs_give_nan() {
-        assert!(pearson(&[1.0, 1.0, 1.0], &[1.0, 2.0, 3.0]).unwrap().is_nan());
-        assert!(cosine_similarity(&[0.0, 0.0], &[1.0, 2.0]).unwrap().is_nan());
+        assert!(pearson(&[1.0, 1.0, 1.0], &[1.0, 2.0, 3.0])
+            .unwrap()
+            .is_nan());
+        assert!(cosine_similarity(&[0.0, 0.0], &[1.0, 2.0])
+            .unwrap()
+            .is_nan());
     }
 
     #[test]
