@@ -1,0 +1,149 @@
+//! Each bad input ends with one error that names the file and what was expected, and leaves no output.
+
+use brainrecon_data::mat::{encode_doubles, read_matrices};
+use brainrecon_data::nsd::prepare::{prepare, PrepareOptions, ZScore};
+use brainrecon_data::nsd::Layout;
+use brainrecon_data::simulate::{simulate, SimulateOptions};
+use brainrecon_data::{nifti_io, DataError};
+use hdf5_writer::{DatasetBuilder, Hdf5Builder, WriteOptions};
+use std::path::{Path, PathBuf};
+
+struct Case {
+    _dir: tempfile::TempDir,
+    root: PathBuf,
+    out: PathBuf,
+    layout: Layout,
+}
+
+fn case() -> Case {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("nsd");
+    let mut opts = SimulateOptions::new(&root);
+    opts.n_images = 30;
+    opts.image_size = 16;
+    opts.volume_shape = [12, 14, 10];
+    simulate(&opts).unwrap();
+    let out = dir.path().join("prepared");
+    let layout = Layout::new(&root, 1);
+    Case { _dir: dir, root, out, layout }
+}
+
+fn run(case: &Case, sessions: Option<Vec<usize>>) -> DataError {
+    let err = prepare(&PrepareOptions {
+        nsd_root: case.root.clone(),
+        subject: 1,
+        out: case.out.clone(),
+        sessions,
+        atlases: vec!["nsdgeneral".into(), "streams".into()],
+        zscore: ZScore::Session,
+        average_train: false,
+        image_size: None,
+        progress: false,
+    })
+    .unwrap_err();
+    let parent = case.out.parent().unwrap();
+    assert!(!case.out.exists(), "output left behind after: {err}");
+    assert!(!parent.join("prepared.partial").exists(), "staging left behind after: {err}");
+    err
+}
+
+fn write_h5<T: hdf5_writer::H5WriteElement>(path: &Path, name: &str, shape: Vec<u64>, values: &[T]) {
+    let bytes = Hdf5Builder::new()
+        .dataset(DatasetBuilder::typed_data::<T>(name, shape, values).unwrap())
+        .into_plan()
+        .unwrap()
+        .encode(WriteOptions::default())
+        .unwrap();
+    std::fs::write(path, bytes).unwrap();
+}
+
+fn assert_names(err: &DataError, file: &str, expectation: &str) {
+    let text = err.to_string();
+    assert!(text.contains(file), "message should name {file}: {text}");
+    assert!(text.contains(expectation), "message should say '{expectation}': {text}");
+}
+
+#[test]
+fn missing_file() {
+    let case = case();
+    std::fs::remove_file(case.layout.responses()).unwrap();
+    let err = run(&case, None);
+    assert!(matches!(err, DataError::Missing { .. }));
+    assert_names(&err, "responses.tsv", "expected");
+}
+
+#[test]
+fn wrong_dataset_name() {
+    let case = case();
+    write_h5::<i16>(&case.layout.betas(2), "data", vec![2, 2], &[1, 2, 3, 4]);
+    assert_names(&run(&case, None), "betas_session02.hdf5", "a dataset named 'betas'");
+}
+
+#[test]
+fn wrong_dataset_shape() {
+    let case = case();
+    write_h5::<i16>(&case.layout.betas(1), "betas", vec![30, 10, 14, 13], &vec![0i16; 30 * 10 * 14 * 13]);
+    assert_names(&run(&case, None), "betas_session01.hdf5", "(trials, Z, Y, X)");
+}
+
+#[test]
+fn truncated_hdf5() {
+    let case = case();
+    let path = case.layout.betas(3);
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() / 2]).unwrap();
+    assert_names(&run(&case, None), "betas_session03.hdf5", "HDF5");
+}
+
+#[test]
+fn mask_shape_differs_from_betas() {
+    let case = case();
+    let affine = [[1.8, 0.0, 0.0, 0.0], [0.0, 1.8, 0.0, 0.0], [0.0, 0.0, 1.8, 0.0], [0.0, 0.0, 0.0, 1.0]];
+    let shape = [12, 14, 11];
+    let mut values = vec![0i16; 12 * 14 * 11];
+    values[100] = 1;
+    for atlas in ["nsdgeneral", "streams"] {
+        nifti_io::write_i16(&case.layout.roi_mask(atlas), shape, &affine, &values).unwrap();
+    }
+    let err = run(&case, None);
+    assert_names(&err, "betas_session01.hdf5", "to match the mask");
+    assert_names(&err, "nsdgeneral.nii.gz", "(X, Y, Z)");
+}
+
+#[test]
+fn nan_betas() {
+    let case = case();
+    let path = case.layout.betas(2);
+    let shape: Vec<u64> = {
+        let file = hdf5_reader::Hdf5File::open(&path).unwrap();
+        file.dataset("betas").unwrap().shape().to_vec()
+    };
+    let n: u64 = shape.iter().product();
+    write_h5::<f32>(&path, "betas", shape, &vec![f32::NAN; n as usize]);
+    assert_names(&run(&case, None), "betas_session02.hdf5", "finite values inside the ROIs");
+}
+
+#[test]
+fn subject_without_shared_images() {
+    let case = case();
+    let path = case.layout.expdesign();
+    let m = read_matrices(&path, &["masterordering", "sharedix", "subjectim"]).unwrap();
+    let nothing_seen = brainrecon_data::mat::Matrix { rows: 1, cols: 1, values: vec![999.0] };
+    std::fs::write(&path, encode_doubles(&[("masterordering", &m[0]), ("sharedix", &nothing_seen), ("subjectim", &m[2])])).unwrap();
+    assert_names(&run(&case, None), "nsd_expdesign.mat", "shared images that subj01 saw");
+}
+
+#[test]
+fn session_out_of_range() {
+    let case = case();
+    let err = run(&case, Some(vec![1, 7]));
+    assert_names(&err, "responses.tsv", "sessions this subject has (1-3)");
+    assert!(err.to_string().contains("session 7"));
+}
+
+#[test]
+fn missing_betas_session_file() {
+    let case = case();
+    std::fs::remove_file(case.layout.betas(2)).unwrap();
+    assert_names(&run(&case, None), "betas_session02.hdf5", "NSD betas");
+}
