@@ -1,1 +1,62 @@
-fn main() {}
+//! `brainrecon`: reconstruct what a brain saw from recordings of it.
+
+mod commands;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(
+    name = "brainrecon",
+    version,
+    about = "Reconstruct what a brain saw from fMRI, with ridge decoders and latent diffusion"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Simulate(commands::simulate::Args),
+    #[command(subcommand)]
+    Nsd(commands::nsd::NsdCommand),
+    Info(commands::info::Args),
+    Fit(commands::fit::Args),
+    Decode(commands::decode::Args),
+    Eval(commands::eval::Args),
+}
+
+/// User errors (bad data, bad arguments) exit with 2; anything else with 1.
+fn exit_code(error: &anyhow::Error) -> u8 {
+    let user = error.chain().any(|cause| {
+        cause.is::<brainrecon_data::DataError>()
+            || cause.is::<brainrecon_ridge::RidgeError>()
+            || cause.is::<brainrecon_metrics::MetricsError>()
+            || cause.is::<commands::UsageError>()
+    });
+    if user {
+        2
+    } else {
+        1
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Simulate(args) => commands::simulate::run(args),
+        Command::Nsd(command) => commands::nsd::run(command),
+        Command::Info(args) => commands::info::run(args),
+        Command::Fit(args) => commands::fit::run(args),
+        Command::Decode(args) => commands::decode::run(args),
+        Command::Eval(args) => commands::eval::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::from(exit_code(&error))
+        }
+    }
+}

@@ -44,8 +44,7 @@ pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
 }
 
 pub fn write_json_atomic<T: serde::Serialize>(path: &Path, value: &T) -> Result<()> {
-    let text = serde_json::to_vec_pretty(value)
-        .map_err(|e| DataError::format(path, "JSON", e))?;
+    let text = serde_json::to_vec_pretty(value).map_err(|e| DataError::format(path, "JSON", e))?;
     write_bytes_atomic(path, &text)
 }
 

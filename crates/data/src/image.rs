@@ -15,7 +15,11 @@ pub struct RgbImage {
 impl RgbImage {
     pub fn new(height: usize, width: usize, pixels: Vec<u8>) -> Self {
         assert_eq!(pixels.len(), height * width * 3, "RGB buffer length");
-        RgbImage { height, width, pixels }
+        RgbImage {
+            height,
+            width,
+            pixels,
+        }
     }
 
     /// Values scaled to [0, 1], (h, w, 3).
@@ -25,7 +29,10 @@ impl RgbImage {
 
     /// From values in [0, 1] (clamped), (h, w, 3).
     pub fn from_unit_f32(height: usize, width: usize, values: &[f32]) -> Self {
-        let pixels = values.iter().map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8).collect();
+        let pixels = values
+            .iter()
+            .map(|v| (v.clamp(0.0, 1.0) * 255.0).round() as u8)
+            .collect();
         RgbImage::new(height, width, pixels)
     }
 
@@ -78,7 +85,9 @@ pub fn write_png(path: &Path, image: &RgbImage) -> Result<()> {
         encoder.set_color(png::ColorType::Rgb);
         encoder.set_depth(png::BitDepth::Eight);
         let mut writer = encoder.write_header().map_err(std::io::Error::other)?;
-        writer.write_image_data(&image.pixels).map_err(std::io::Error::other)
+        writer
+            .write_image_data(&image.pixels)
+            .map_err(std::io::Error::other)
     })
 }
 
@@ -88,17 +97,34 @@ pub fn read_png(path: &Path) -> Result<RgbImage> {
     let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
     let mut decoder = png::Decoder::new(std::io::BufReader::new(file));
     decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
-    let mut reader = decoder.read_info().map_err(|e| DataError::format(path, "PNG", e))?;
+    let mut reader = decoder
+        .read_info()
+        .map_err(|e| DataError::format(path, "PNG", e))?;
     let mut buffer = vec![0; reader.output_buffer_size()];
-    let info = reader.next_frame(&mut buffer).map_err(|e| DataError::format(path, "PNG", e))?;
+    let info = reader
+        .next_frame(&mut buffer)
+        .map_err(|e| DataError::format(path, "PNG", e))?;
     let (w, h) = (info.width as usize, info.height as usize);
     let data = &buffer[..info.buffer_size()];
     let pixels: Vec<u8> = match info.color_type {
         png::ColorType::Rgb => data.to_vec(),
-        png::ColorType::Rgba => data.chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect(),
+        png::ColorType::Rgba => data
+            .chunks_exact(4)
+            .flat_map(|p| [p[0], p[1], p[2]])
+            .collect(),
         png::ColorType::Grayscale => data.iter().flat_map(|&g| [g, g, g]).collect(),
-        png::ColorType::GrayscaleAlpha => data.chunks_exact(2).flat_map(|p| [p[0], p[0], p[0]]).collect(),
-        other => return Err(DataError::invalid(path, "colour type", "grey or RGB", format!("{other:?}"))),
+        png::ColorType::GrayscaleAlpha => data
+            .chunks_exact(2)
+            .flat_map(|p| [p[0], p[0], p[0]])
+            .collect(),
+        other => {
+            return Err(DataError::invalid(
+                path,
+                "colour type",
+                "grey or RGB",
+                format!("{other:?}"),
+            ))
+        }
     };
     Ok(RgbImage::new(h, w, pixels))
 }
@@ -118,6 +144,9 @@ mod tests {
         // Halving averages 2×2 blocks exactly.
         let half = image.resize(2, 3);
         let block = [0usize, 1, 6, 7].map(|p| image.pixels[p * 3] as f32);
-        assert_eq!(half.pixels[0], (block.iter().sum::<f32>() / 4.0).round() as u8);
+        assert_eq!(
+            half.pixels[0],
+            (block.iter().sum::<f32>() / 4.0).round() as u8
+        );
     }
 }

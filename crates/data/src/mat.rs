@@ -37,7 +37,11 @@ pub fn read_matrices(path: &Path, names: &[&str]) -> Result<Vec<Matrix>> {
     crate::error::require_file(path, "a MATLAB v5 .mat file")?;
     let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
     let mat = matfile::MatFile::parse(std::io::BufReader::new(file)).map_err(|e| {
-        DataError::format(path, "MATLAB v5 (.mat)", format!("{e:?} (v7.3 files are HDF5: re-save with -v7)"))
+        DataError::format(
+            path,
+            "MATLAB v5 (.mat)",
+            format!("{e:?} (v7.3 files are HDF5: re-save with -v7)"),
+        )
     })?;
     names
         .iter()
@@ -47,10 +51,20 @@ pub fn read_matrices(path: &Path, names: &[&str]) -> Result<Vec<Matrix>> {
             })?;
             let size = array.size();
             if size.len() != 2 {
-                return Err(DataError::invalid(path, *name, "a 2-D matrix", format!("{size:?}")));
+                return Err(DataError::invalid(
+                    path,
+                    *name,
+                    "a 2-D matrix",
+                    format!("{size:?}"),
+                ));
             }
             let values = numeric_as_f64(array.data()).ok_or_else(|| {
-                DataError::invalid(path, *name, "a real numeric matrix", "complex or non-numeric data")
+                DataError::invalid(
+                    path,
+                    *name,
+                    "a real numeric matrix",
+                    "complex or non-numeric data",
+                )
             })?;
             Ok(Matrix {
                 rows: size[0],
@@ -138,13 +152,27 @@ mod tests {
     fn written_file_reads_back() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("design.mat");
-        let a = Matrix { rows: 2, cols: 3, values: vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0] };
-        let b = Matrix { rows: 1, cols: 4, values: vec![7.0, 8.0, 9.0, 10.0] };
-        std::fs::write(&path, encode_doubles(&[("subjectim", &a), ("sharedix", &b)])).unwrap();
+        let a = Matrix {
+            rows: 2,
+            cols: 3,
+            values: vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+        };
+        let b = Matrix {
+            rows: 1,
+            cols: 4,
+            values: vec![7.0, 8.0, 9.0, 10.0],
+        };
+        std::fs::write(
+            &path,
+            encode_doubles(&[("subjectim", &a), ("sharedix", &b)]),
+        )
+        .unwrap();
         let read = read_matrices(&path, &["sharedix", "subjectim"]).unwrap();
         assert_eq!(read[0], b);
         assert_eq!(read[1].get(1, 2), 6.0);
-        let err = read_matrices(&path, &["masterordering"]).unwrap_err().to_string();
+        let err = read_matrices(&path, &["masterordering"])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("masterordering"), "{err}");
     }
 }

@@ -74,7 +74,11 @@ pub fn read_volume(path: &Path) -> Result<Volume> {
     for z in 0..shape[2] {
         for y in 0..shape[1] {
             for x in 0..shape[0] {
-                let v = if ndim == 4 { array[[x, y, z, 0]] } else { array[[x, y, z]] };
+                let v = if ndim == 4 {
+                    array[[x, y, z, 0]]
+                } else {
+                    array[[x, y, z]]
+                };
                 values[x + shape[0] * (y + shape[1] * z)] = v;
             }
         }
@@ -105,7 +109,10 @@ fn write_atomic_nifti<F>(path: &Path, write: F) -> Result<()>
 where
     F: FnOnce(&Path) -> nifti::Result<()>,
 {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
     let name = path.file_name().unwrap_or_default().to_string_lossy();
     let tmp = dir.join(format!(".tmp-{}-{name}", std::process::id()));
@@ -121,8 +128,17 @@ fn to_fortran<T: Copy>(shape: [usize; 3], values: &[T]) -> Array3<T> {
 }
 
 /// Writes a float32 map; `values` are indexed x-fastest as [`Volume::index`].
-pub fn write_f32(path: &Path, shape: [usize; 3], affine: &[[f64; 4]; 4], values: &[f32]) -> Result<()> {
-    assert_eq!(values.len(), shape.iter().product::<usize>(), "volume length");
+pub fn write_f32(
+    path: &Path,
+    shape: [usize; 3],
+    affine: &[[f64; 4]; 4],
+    values: &[f32],
+) -> Result<()> {
+    assert_eq!(
+        values.len(),
+        shape.iter().product::<usize>(),
+        "volume length"
+    );
     let header = header_with_affine(affine);
     let array = to_fortran(shape, values);
     write_atomic_nifti(path, |tmp| {
@@ -133,8 +149,17 @@ pub fn write_f32(path: &Path, shape: [usize; 3], affine: &[[f64; 4]; 4], values:
 }
 
 /// Writes an int16 label volume (as NSD ships its ROI masks).
-pub fn write_i16(path: &Path, shape: [usize; 3], affine: &[[f64; 4]; 4], values: &[i16]) -> Result<()> {
-    assert_eq!(values.len(), shape.iter().product::<usize>(), "volume length");
+pub fn write_i16(
+    path: &Path,
+    shape: [usize; 3],
+    affine: &[[f64; 4]; 4],
+    values: &[i16],
+) -> Result<()> {
+    assert_eq!(
+        values.len(),
+        shape.iter().product::<usize>(),
+        "volume length"
+    );
     let header = header_with_affine(affine);
     let array = to_fortran(shape, values);
     write_atomic_nifti(path, |tmp| {

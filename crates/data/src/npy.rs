@@ -51,7 +51,11 @@ fn header_text(descr: &str, shape: &[usize]) -> Vec<u8> {
         1 => format!("({},)", shape[0]),
         _ => format!(
             "({})",
-            shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join(", ")
+            shape
+                .iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
         ),
     };
     let mut dict = format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {dims}, }}");
@@ -103,7 +107,9 @@ pub fn parse_header(path: &Path, bytes: &[u8]) -> Result<Header> {
         .ok_or_else(|| bad("header has no 'descr'"))?
         .to_string();
     if field("fortran_order").is_some_and(|s| s.starts_with("True")) {
-        return Err(bad("Fortran-ordered arrays are not supported; save with C order"));
+        return Err(bad(
+            "Fortran-ordered arrays are not supported; save with C order",
+        ));
     }
     let shape_text = field("shape")
         .and_then(|s| s.strip_prefix('('))
@@ -113,7 +119,10 @@ pub fn parse_header(path: &Path, bytes: &[u8]) -> Result<Header> {
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<usize>().map_err(|_| bad("shape is not a tuple of integers")))
+        .map(|s| {
+            s.parse::<usize>()
+                .map_err(|_| bad("shape is not a tuple of integers"))
+        })
         .collect::<Result<Vec<_>>>()?;
     Ok(Header {
         descr,
@@ -161,7 +170,12 @@ fn open_map(path: &Path) -> Result<(Mmap, Header)> {
     let map = unsafe { Mmap::map(&file) }.map_err(|e| DataError::io(path, e))?;
     let header = parse_header(path, &map)?;
     let size = element_size(&header.descr).ok_or_else(|| {
-        DataError::invalid(path, "dtype", "a numeric little-endian dtype", &header.descr)
+        DataError::invalid(
+            path,
+            "dtype",
+            "a numeric little-endian dtype",
+            &header.descr,
+        )
     })?;
     let need = header.data_offset + header.len() * size;
     if map.len() < need {
@@ -193,7 +207,12 @@ pub fn read_f32(path: &Path) -> Result<Array<f32>> {
         "<f4" => convert_from!(bytes, f32, f32),
         "<f8" => convert_from!(bytes, f64, f32),
         other => {
-            return Err(DataError::invalid(path, "dtype", "float32 or float64", other));
+            return Err(DataError::invalid(
+                path,
+                "dtype",
+                "float32 or float64",
+                other,
+            ));
         }
     };
     Ok(Array {
@@ -247,7 +266,12 @@ impl MappedF32 {
     pub fn open(path: &Path) -> Result<Self> {
         let (map, header) = open_map(path)?;
         if header.descr != "<f4" {
-            return Err(DataError::invalid(path, "dtype", "float32 ('<f4')", &header.descr));
+            return Err(DataError::invalid(
+                path,
+                "dtype",
+                "float32 ('<f4')",
+                &header.descr,
+            ));
         }
         Ok(MappedF32 {
             map,
@@ -291,7 +315,12 @@ impl MappedU8 {
     pub fn open(path: &Path) -> Result<Self> {
         let (map, header) = open_map(path)?;
         if header.descr != "|u1" {
-            return Err(DataError::invalid(path, "dtype", "uint8 ('|u1')", &header.descr));
+            return Err(DataError::invalid(
+                path,
+                "dtype",
+                "uint8 ('|u1')",
+                &header.descr,
+            ));
         }
         Ok(MappedU8 { map, header })
     }

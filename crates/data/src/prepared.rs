@@ -117,7 +117,10 @@ impl PreparedSubject {
                 format!("{} version {}", meta.format, meta.format_version),
             ));
         }
-        Ok(PreparedSubject { root: root.to_path_buf(), meta })
+        Ok(PreparedSubject {
+            root: root.to_path_buf(),
+            meta,
+        })
     }
 
     pub fn path(&self, relative: &str) -> PathBuf {
@@ -139,7 +142,12 @@ impl PreparedSubject {
     /// Resolves `atlas`, `atlas/label`, or a label name unique across atlases.
     pub fn roi(&self, name: &str) -> Result<Roi> {
         if let Some(atlas) = self.meta.atlases.iter().find(|a| a.name == name) {
-            return Ok(Roi { name: name.into(), atlas: atlas.name.clone(), columns: None, n_voxels: atlas.n_voxels });
+            return Ok(Roi {
+                name: name.into(),
+                atlas: atlas.name.clone(),
+                columns: None,
+                n_voxels: atlas.n_voxels,
+            });
         }
         let mut matches = Vec::new();
         for atlas in &self.meta.atlases {
@@ -153,14 +161,34 @@ impl PreparedSubject {
             [one] => *one,
             _ => {
                 let known: Vec<String> = self.roi_counts().into_keys().collect();
-                let what = if matches.is_empty() { "no such ROI" } else { "an ambiguous label: name it as atlas/label" };
-                return Err(DataError::invalid(self.path("subject.json"), "rois", format!("one of {}", known.join(", ")), format!("'{name}' ({what})")));
+                let what = if matches.is_empty() {
+                    "no such ROI"
+                } else {
+                    "an ambiguous label: name it as atlas/label"
+                };
+                return Err(DataError::invalid(
+                    self.path("subject.json"),
+                    "rois",
+                    format!("one of {}", known.join(", ")),
+                    format!("'{name}' ({what})"),
+                ));
             }
         };
         let labels_path = self.path(&format!("rois/{}_labels.npy", atlas.name));
         let labels = npy::read_i64(&labels_path)?;
-        let columns: Vec<usize> = labels.data.iter().enumerate().filter(|(_, &v)| v == label.value as i64).map(|(i, _)| i).collect();
-        Ok(Roi { name: format!("{}/{}", atlas.name, label.name), atlas: atlas.name.clone(), n_voxels: columns.len(), columns: Some(columns) })
+        let columns: Vec<usize> = labels
+            .data
+            .iter()
+            .enumerate()
+            .filter(|(_, &v)| v == label.value as i64)
+            .map(|(i, _)| i)
+            .collect();
+        Ok(Roi {
+            name: format!("{}/{}", atlas.name, label.name),
+            atlas: atlas.name.clone(),
+            n_voxels: columns.len(),
+            columns: Some(columns),
+        })
     }
 
     pub fn betas_path(&self, atlas: &str, split: Split) -> PathBuf {
@@ -176,12 +204,22 @@ impl PreparedSubject {
     pub fn betas(&self, roi: &Roi, split: Split) -> Result<Betas> {
         let path = self.betas_path(&roi.atlas, split);
         if split == Split::TrainAveraged && !path.exists() {
-            return Err(DataError::Missing { path, what: "train betas averaged over repeats: prepare with --average-train".into() });
+            return Err(DataError::Missing {
+                path,
+                what: "train betas averaged over repeats: prepare with --average-train".into(),
+            });
         }
         let mapped = npy::MappedF32::open(&path)?;
         let (rows, cols) = match mapped.shape() {
             [r, c] => (*r, *c),
-            other => return Err(DataError::invalid(&path, "shape", "(rows, voxels)", format!("{other:?}"))),
+            other => {
+                return Err(DataError::invalid(
+                    &path,
+                    "shape",
+                    "(rows, voxels)",
+                    format!("{other:?}"),
+                ))
+            }
         };
         let values = match &roi.columns {
             None => mapped.as_slice().to_vec(),
@@ -195,11 +233,19 @@ impl PreparedSubject {
             }
         };
         let voxels = roi.columns.as_ref().map_or(cols, |c| c.len());
-        Ok(Betas { rows, voxels, values })
+        Ok(Betas {
+            rows,
+            voxels,
+            values,
+        })
     }
 
     fn ids(&self, relative: &str) -> Result<Vec<usize>> {
-        Ok(npy::read_i64(&self.path(relative))?.data.into_iter().map(|v| v as usize).collect())
+        Ok(npy::read_i64(&self.path(relative))?
+            .data
+            .into_iter()
+            .map(|v| v as usize)
+            .collect())
     }
 
     pub fn train_stimulus_ids(&self) -> Result<Vec<usize>> {
@@ -225,12 +271,19 @@ impl PreparedSubject {
     pub fn images(&self) -> Result<Stimuli> {
         let ids = self.ids("stimuli/ids.npy")?;
         let images = npy::MappedU8::open(&self.path("stimuli/images.npy"))?;
-        Ok(Stimuli { ids, images, size: self.meta.image_size })
+        Ok(Stimuli {
+            ids,
+            images,
+            size: self.meta.image_size,
+        })
     }
 
     pub fn captions(&self) -> Result<BTreeMap<usize, Vec<String>>> {
         let raw: BTreeMap<String, Vec<String>> = read_json(&self.path("stimuli/captions.json"))?;
-        Ok(raw.into_iter().filter_map(|(k, v)| k.parse().ok().map(|k| (k, v))).collect())
+        Ok(raw
+            .into_iter()
+            .filter_map(|(k, v)| k.parse().ok().map(|k| (k, v)))
+            .collect())
     }
 
     /// The summary that `brainrecon info` prints.
@@ -265,6 +318,10 @@ impl Stimuli {
     pub fn get(&self, id: usize) -> Option<crate::image::RgbImage> {
         let row = self.ids.binary_search(&id).ok()?;
         let [h, w] = self.size;
-        Some(crate::image::RgbImage::new(h, w, self.images.entry(row).to_vec()))
+        Some(crate::image::RgbImage::new(
+            h,
+            w,
+            self.images.entry(row).to_vec(),
+        ))
     }
 }

@@ -25,7 +25,12 @@ fn case() -> Case {
     simulate(&opts).unwrap();
     let out = dir.path().join("prepared");
     let layout = Layout::new(&root, 1);
-    Case { _dir: dir, root, out, layout }
+    Case {
+        _dir: dir,
+        root,
+        out,
+        layout,
+    }
 }
 
 fn run(case: &Case, sessions: Option<Vec<usize>>) -> DataError {
@@ -43,11 +48,19 @@ fn run(case: &Case, sessions: Option<Vec<usize>>) -> DataError {
     .unwrap_err();
     let parent = case.out.parent().unwrap();
     assert!(!case.out.exists(), "output left behind after: {err}");
-    assert!(!parent.join("prepared.partial").exists(), "staging left behind after: {err}");
+    assert!(
+        !parent.join("prepared.partial").exists(),
+        "staging left behind after: {err}"
+    );
     err
 }
 
-fn write_h5<T: hdf5_writer::H5WriteElement>(path: &Path, name: &str, shape: Vec<u64>, values: &[T]) {
+fn write_h5<T: hdf5_writer::H5WriteElement>(
+    path: &Path,
+    name: &str,
+    shape: Vec<u64>,
+    values: &[T],
+) {
     let bytes = Hdf5Builder::new()
         .dataset(DatasetBuilder::typed_data::<T>(name, shape, values).unwrap())
         .into_plan()
@@ -60,7 +73,10 @@ fn write_h5<T: hdf5_writer::H5WriteElement>(path: &Path, name: &str, shape: Vec<
 fn assert_names(err: &DataError, file: &str, expectation: &str) {
     let text = err.to_string();
     assert!(text.contains(file), "message should name {file}: {text}");
-    assert!(text.contains(expectation), "message should say '{expectation}': {text}");
+    assert!(
+        text.contains(expectation),
+        "message should say '{expectation}': {text}"
+    );
 }
 
 #[test]
@@ -76,14 +92,27 @@ fn missing_file() {
 fn wrong_dataset_name() {
     let case = case();
     write_h5::<i16>(&case.layout.betas(2), "data", vec![2, 2], &[1, 2, 3, 4]);
-    assert_names(&run(&case, None), "betas_session02.hdf5", "a dataset named 'betas'");
+    assert_names(
+        &run(&case, None),
+        "betas_session02.hdf5",
+        "a dataset named 'betas'",
+    );
 }
 
 #[test]
 fn wrong_dataset_shape() {
     let case = case();
-    write_h5::<i16>(&case.layout.betas(1), "betas", vec![30, 10, 14, 13], &vec![0i16; 30 * 10 * 14 * 13]);
-    assert_names(&run(&case, None), "betas_session01.hdf5", "(trials, Z, Y, X)");
+    write_h5::<i16>(
+        &case.layout.betas(1),
+        "betas",
+        vec![30, 10, 14, 13],
+        &vec![0i16; 30 * 10 * 14 * 13],
+    );
+    assert_names(
+        &run(&case, None),
+        "betas_session01.hdf5",
+        "(trials, Z, Y, X)",
+    );
 }
 
 #[test]
@@ -98,7 +127,12 @@ fn truncated_hdf5() {
 #[test]
 fn mask_shape_differs_from_betas() {
     let case = case();
-    let affine = [[1.8, 0.0, 0.0, 0.0], [0.0, 1.8, 0.0, 0.0], [0.0, 0.0, 1.8, 0.0], [0.0, 0.0, 0.0, 1.0]];
+    let affine = [
+        [1.8, 0.0, 0.0, 0.0],
+        [0.0, 1.8, 0.0, 0.0],
+        [0.0, 0.0, 1.8, 0.0],
+        [0.0, 0.0, 0.0, 1.0],
+    ];
     let shape = [12, 14, 11];
     let mut values = vec![0i16; 12 * 14 * 11];
     values[100] = 1;
@@ -120,7 +154,11 @@ fn nan_betas() {
     };
     let n: u64 = shape.iter().product();
     write_h5::<f32>(&path, "betas", shape, &vec![f32::NAN; n as usize]);
-    assert_names(&run(&case, None), "betas_session02.hdf5", "finite values inside the ROIs");
+    assert_names(
+        &run(&case, None),
+        "betas_session02.hdf5",
+        "finite values inside the ROIs",
+    );
 }
 
 #[test]
@@ -128,9 +166,25 @@ fn subject_without_shared_images() {
     let case = case();
     let path = case.layout.expdesign();
     let m = read_matrices(&path, &["masterordering", "sharedix", "subjectim"]).unwrap();
-    let nothing_seen = brainrecon_data::mat::Matrix { rows: 1, cols: 1, values: vec![999.0] };
-    std::fs::write(&path, encode_doubles(&[("masterordering", &m[0]), ("sharedix", &nothing_seen), ("subjectim", &m[2])])).unwrap();
-    assert_names(&run(&case, None), "nsd_expdesign.mat", "shared images that subj01 saw");
+    let nothing_seen = brainrecon_data::mat::Matrix {
+        rows: 1,
+        cols: 1,
+        values: vec![999.0],
+    };
+    std::fs::write(
+        &path,
+        encode_doubles(&[
+            ("masterordering", &m[0]),
+            ("sharedix", &nothing_seen),
+            ("subjectim", &m[2]),
+        ]),
+    )
+    .unwrap();
+    assert_names(
+        &run(&case, None),
+        "nsd_expdesign.mat",
+        "shared images that subj01 saw",
+    );
 }
 
 #[test]

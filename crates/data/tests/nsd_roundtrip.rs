@@ -23,7 +23,11 @@ fn options(root: &Path, out: &Path) -> PrepareOptions {
         subject: 1,
         out: out.to_path_buf(),
         sessions: None,
-        atlases: vec!["nsdgeneral".into(), "streams".into(), "prf-visualrois".into()],
+        atlases: vec![
+            "nsdgeneral".into(),
+            "streams".into(),
+            "prf-visualrois".into(),
+        ],
         zscore: ZScore::Session,
         average_train: true,
         image_size: None,
@@ -34,11 +38,19 @@ fn options(root: &Path, out: &Path) -> PrepareOptions {
 /// Independent per-session z-score of the truth's int16/300 betas (population std), f64.
 fn expected_zscored(truth_dir: &Path) -> (Vec<Vec<f64>>, Vec<usize>, Vec<usize>) {
     let psc = npy::read_f32(&truth_dir.join("betas_psc.npy")).unwrap();
-    let sessions = npy::read_i64(&truth_dir.join("trial_session.npy")).unwrap().data;
-    let stimuli = npy::read_i64(&truth_dir.join("trial_stimulus.npy")).unwrap().data;
+    let sessions = npy::read_i64(&truth_dir.join("trial_session.npy"))
+        .unwrap()
+        .data;
+    let stimuli = npy::read_i64(&truth_dir.join("trial_stimulus.npy"))
+        .unwrap()
+        .data;
     let (n, v) = (psc.shape[0], psc.shape[1]);
     let mut z = vec![vec![0f64; v]; n];
-    for s in sessions.iter().copied().collect::<std::collections::BTreeSet<_>>() {
+    for s in sessions
+        .iter()
+        .copied()
+        .collect::<std::collections::BTreeSet<_>>()
+    {
         let rows: Vec<usize> = (0..n).filter(|&r| sessions[r] == s).collect();
         for c in 0..v {
             let xs: Vec<f64> = rows.iter().map(|&r| psc.data[r * v + c] as f64).collect();
@@ -49,7 +61,11 @@ fn expected_zscored(truth_dir: &Path) -> (Vec<Vec<f64>>, Vec<usize>, Vec<usize>)
             }
         }
     }
-    (z, stimuli.iter().map(|&x| x as usize).collect(), sessions.iter().map(|&x| x as usize).collect())
+    (
+        z,
+        stimuli.iter().map(|&x| x as usize).collect(),
+        sessions.iter().map(|&x| x as usize).collect(),
+    )
 }
 
 #[test]
@@ -77,16 +93,29 @@ fn nsd_tree_round_trips_through_prepare() {
     let truth_dir = root.join("truth");
     let (z, stimuli, _) = expected_zscored(&truth_dir);
     let shared: std::collections::BTreeSet<usize> = truth.shared_ids.iter().copied().collect();
-    let train_trials: Vec<usize> = (0..stimuli.len()).filter(|&t| !shared.contains(&stimuli[t])).collect();
+    let train_trials: Vec<usize> = (0..stimuli.len())
+        .filter(|&t| !shared.contains(&stimuli[t]))
+        .collect();
     let train_ids = subject.train_stimulus_ids().unwrap();
-    assert_eq!(train_ids, train_trials.iter().map(|&t| stimuli[t]).collect::<Vec<_>>());
+    assert_eq!(
+        train_ids,
+        train_trials.iter().map(|&t| stimuli[t]).collect::<Vec<_>>()
+    );
 
     // Betas: ÷300, z-scored per session, train single trials, test averaged over repeats.
     let roi = subject.roi("nsdgeneral").unwrap();
     let coords = npy::read_i64(&out.join("rois/nsdgeneral.npy")).unwrap();
-    assert_eq!(coords.data, npy::read_i64(&truth_dir.join("voxel_coords.npy")).unwrap().data);
+    assert_eq!(
+        coords.data,
+        npy::read_i64(&truth_dir.join("voxel_coords.npy"))
+            .unwrap()
+            .data
+    );
     let train = subject.betas(&roi, Split::Train).unwrap();
-    assert_eq!((train.rows, train.voxels), (truth.n_train_trials, z[0].len()));
+    assert_eq!(
+        (train.rows, train.voxels),
+        (truth.n_train_trials, z[0].len())
+    );
     let mut worst = 0f64;
     for (row, &t) in train_trials.iter().enumerate() {
         for c in 0..train.voxels {
@@ -125,7 +154,10 @@ fn nsd_tree_round_trips_through_prepare() {
     // Info reports exactly what NSD's files imply.
     let info = subject.info().unwrap();
     assert_eq!(info["n_train_trials"], truth.n_train_trials);
-    assert_eq!(info["test_stimulus_ids"], serde_json::json!(truth.shared_ids));
+    assert_eq!(
+        info["test_stimulus_ids"],
+        serde_json::json!(truth.shared_ids)
+    );
     assert_eq!(info["image_size"], serde_json::json!([24, 24]));
 
     // A rerun finds the work done.
@@ -148,29 +180,51 @@ fn interrupted_prepare_resumes_and_session_subset_counts() {
     std::fs::create_dir_all(&staging).unwrap();
     let mut second = opts.clone();
     second.out = dir.path().join("subj01b");
-    std::fs::write(dir.path().join("subj01b.partial/.prepare-settings.json"), b"{}").unwrap();
+    std::fs::write(
+        dir.path().join("subj01b.partial/.prepare-settings.json"),
+        b"{}",
+    )
+    .unwrap();
     let err = prepare(&second).unwrap_err().to_string();
     assert!(err.contains("different settings"), "{err}");
     std::fs::remove_dir_all(dir.path().join("subj01b.partial")).unwrap();
 
     // Counts for sessions 1-2 only, betas in percent signal change.
-    let stimuli = npy::read_i64(&root.join("truth/trial_stimulus.npy")).unwrap().data;
-    let sessions = npy::read_i64(&root.join("truth/trial_session.npy")).unwrap().data;
-    let shared: std::collections::BTreeSet<i64> = truth.shared_ids.iter().map(|&i| i as i64).collect();
+    let stimuli = npy::read_i64(&root.join("truth/trial_stimulus.npy"))
+        .unwrap()
+        .data;
+    let sessions = npy::read_i64(&root.join("truth/trial_session.npy"))
+        .unwrap()
+        .data;
+    let shared: std::collections::BTreeSet<i64> =
+        truth.shared_ids.iter().map(|&i| i as i64).collect();
     let used: Vec<usize> = (0..stimuli.len()).filter(|&t| sessions[t] <= 2).collect();
-    let n_train = used.iter().filter(|&&t| !shared.contains(&stimuli[t])).count();
+    let n_train = used
+        .iter()
+        .filter(|&&t| !shared.contains(&stimuli[t]))
+        .count();
     let subject = PreparedSubject::open(&out).unwrap();
     assert_eq!(subject.meta.n_train_trials, n_train);
     let psc = npy::read_f32(&root.join("truth/betas_psc.npy")).unwrap();
     let roi = subject.roi("nsdgeneral").unwrap();
     let train = subject.betas(&roi, Split::Train).unwrap();
-    let first_train = used.iter().copied().find(|&t| !shared.contains(&stimuli[t])).unwrap();
-    assert_eq!(&train.values[..train.voxels], &psc.data[first_train * train.voxels..(first_train + 1) * train.voxels]);
+    let first_train = used
+        .iter()
+        .copied()
+        .find(|&t| !shared.contains(&stimuli[t]))
+        .unwrap();
+    assert_eq!(
+        &train.values[..train.voxels],
+        &psc.data[first_train * train.voxels..(first_train + 1) * train.voxels]
+    );
     let mut seen = BTreeMap::new();
     for &t in &used {
         *seen.entry(stimuli[t]).or_insert(0) += 1;
     }
-    assert_eq!(subject.meta.n_test_images, seen.keys().filter(|k| shared.contains(k)).count());
+    assert_eq!(
+        subject.meta.n_test_images,
+        seen.keys().filter(|k| shared.contains(k)).count()
+    );
 }
 
 #[test]

@@ -23,19 +23,35 @@ pub struct BenchReport {
 
 /// Fits LOO ridge on a planted rank-8 problem (X: n_train×p, Y: n_train×t)
 /// with `n_alphas` log-spaced alphas, then predicts n_test rows.
-pub fn bench_workload(n_train: usize, n_test: usize, p: usize, t: usize, n_alphas: usize, seed: u64) -> Result<BenchReport> {
+pub fn bench_workload(
+    n_train: usize,
+    n_test: usize,
+    p: usize,
+    t: usize,
+    n_alphas: usize,
+    seed: u64,
+) -> Result<BenchReport> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let rank = 8;
-    let mut normal = |rows: usize, cols: usize| Mat::<f32>::from_fn(rows, cols, |_, _| rng.gen::<f32>() * 2.0 - 1.0);
+    let mut normal = |rows: usize, cols: usize| {
+        Mat::<f32>::from_fn(rows, cols, |_, _| rng.gen::<f32>() * 2.0 - 1.0)
+    };
     let (mix_x, mix_y) = (normal(rank, p), normal(rank, t));
     let (latent_train, latent_test) = (normal(n_train, rank), normal(n_test, rank));
-    let (noise_x, noise_y, noise_test) = (normal(n_train, p), normal(n_train, t), normal(n_test, p));
+    let (noise_x, noise_y, noise_test) =
+        (normal(n_train, p), normal(n_train, t), normal(n_test, p));
     let x = &latent_train * &mix_x + &noise_x;
     let y = &latent_train * &mix_y + &noise_y;
     let x_test = &latent_test * &mix_x + &noise_test;
     let y_test = &latent_test * &mix_y;
-    let alphas = (0..n_alphas).map(|k| 10f64.powf(-1.0 + 6.0 * k as f64 / (n_alphas.max(2) - 1) as f64)).collect();
-    let estimator = RidgeCv { alphas, cv: Cv::Loo, ..RidgeCv::default() };
+    let alphas = (0..n_alphas)
+        .map(|k| 10f64.powf(-1.0 + 6.0 * k as f64 / (n_alphas.max(2) - 1) as f64))
+        .collect();
+    let estimator = RidgeCv {
+        alphas,
+        cv: Cv::Loo,
+        ..RidgeCv::default()
+    };
     let start = Instant::now();
     let model = estimator.fit(x.as_ref(), y.as_ref())?;
     let fit_seconds = start.elapsed().as_secs_f64();

@@ -5,12 +5,17 @@ use std::ops::Range;
 use faer::{Mat, MatRef};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{RidgeError, Result};
+use crate::error::{Result, RidgeError};
 use crate::linalg::mul32;
 use crate::model::{ModelOptions, RidgeModel, TargetRange};
-use crate::preprocess::{check_finite, column_means, mean_of_rows, take_rows_centered, target_chunk, XTransform};
+use crate::preprocess::{
+    check_finite, column_means, mean_of_rows, take_rows_centered, target_chunk, XTransform,
+};
 use crate::select::{fold_assignment, score_targets, select_first_best, select_himalaya, Scoring};
-use crate::spectral::{decompose_fold, decompose_full, hat_diagonal, project_targets, refit_weights, shrink_f32, Spectrum};
+use crate::spectral::{
+    decompose_fold, decompose_full, hat_diagonal, project_targets, refit_weights,
+    residual_shrink_f32, shrink_f32, Spectrum,
+};
 
 /// How alphas are validated.
 #[derive(Debug, Clone, PartialEq)]
@@ -110,6 +115,14 @@ impl Default for RidgeCv {
     }
 }
 
+/// Outcome of a CV loop: scores (n_alphas×t), chosen grid index per target,
+/// refit weights for the transformed X (p×t).
+struct CvFit {
+    scores: Mat<f64>,
+    best: Vec<usize>,
+    weights: Mat<f64>,
+}
+
 /// Preprocessed training data shared by the fitting loops.
 struct Prepared<'a> {
     x_transform: XTransform,
@@ -141,13 +154,23 @@ impl RidgeCv {
 
     /// Fits only the targets of `shard` (see [`Shard::target_range`]); merge
     /// the shard models with [`RidgeModel::merge`].
-    pub fn fit_shard(&self, x: MatRef<'_, f32>, y: MatRef<'_, f32>, shard: Shard) -> Result<RidgeModel> {
+    pub fn fit_shard(
+        &self,
+        x: MatRef<'_, f32>,
+        y: MatRef<'_, f32>,
+        shard: Shard,
+    ) -> Result<RidgeModel> {
         let range = shard.target_range(y.ncols())?;
         self.fit_targets(x, y, range)
     }
 
     /// Fits the target columns `targets` of `y`.
-    pub fn fit_targets(&self, x: MatRef<'_, f32>, y: MatRef<'_, f32>, targets: Range<usize>) -> Result<RidgeModel> {
+    pub fn fit_targets(
+        &self,
+        x: MatRef<'_, f32>,
+        y: MatRef<'_, f32>,
+        targets: Range<usize>,
+    ) -> Result<RidgeModel> {
         self.validate(x, y, &targets)?;
         let x_transform = XTransform::fit(x, self.fit_intercept, self.standardize);
         let y_mean = if self.fit_intercept {
@@ -163,20 +186,32 @@ impl RidgeCv {
             y_mean,
         };
         let (solver, spectrum) = decompose_full(prepared.design.as_ref())?;
-        let (scores, weights) = match &self.cv {
+        let CvFit {
+            scores,
+            best,
+            weights,
+        } = match &self.cv {
             Cv::Loo => self.fit_loo(&prepared, &spectrum)?,
             Cv::KFold { n_folds, groups } => {
                 let folds = fold_assignment(x.nrows(), *n_folds, groups.as_deref())?;
                 self.fit_kfold(&prepared, &spectrum, &folds, *n_folds)?
             }
         };
-        let (best, weights) = weights;
         Ok(self.assemble(prepared, solver, scores, best, weights))
     }
 
-    fn validate(&self, x: MatRef<'_, f32>, y: MatRef<'_, f32>, targets: &Range<usize>) -> Result<()> {
+    fn validate(
+        &self,
+        x: MatRef<'_, f32>,
+        y: MatRef<'_, f32>,
+        targets: &Range<usize>,
+    ) -> Result<()> {
         if x.nrows() != y.nrows() {
-            return Err(RidgeError::Shape(format!("X has {} rows but Y has {}", x.nrows(), y.nrows())));
+            return Err(RidgeError::Shape(format!(
+                "X has {} rows but Y has {}",
+                x.nrows(),
+                y.nrows()
+            )));
         }
         if x.nrows() < 2 || x.ncols() == 0 || y.ncols() == 0 {
             return Err(RidgeError::Shape(format!(
@@ -188,13 +223,18 @@ impl RidgeCv {
             )));
         }
         if targets.start >= targets.end || targets.end > y.ncols() {
-            return Err(RidgeError::Options(format!("target range {targets:?} outside 0..{}", y.ncols())));
+            return Err(RidgeError::Options(format!(
+                "target range {targets:?} outside 0..{}",
+                y.ncols()
+            )));
         }
         if self.alphas.is_empty() {
             return Err(RidgeError::AlphaGrid("the grid is empty".into()));
         }
         if let Some(bad) = self.alphas.iter().find(|a| !(a.is_finite() && **a > 0.0)) {
-            return Err(RidgeError::AlphaGrid(format!("alpha {bad} is not strictly positive and finite")));
+            return Err(RidgeError::AlphaGrid(format!(
+                "alpha {bad} is not strictly positive and finite"
+            )));
         }
         if self.target_chunk == 0 {
             return Err(RidgeError::Options("target_chunk must be ≥ 1".into()));
@@ -211,33 +251,56 @@ impl RidgeCv {
     }
 
     /// LOO scores (n_alphas×t) and refit weights, one pass per chunk.
-    fn fit_loo(&self, data: &Prepared<'_>, spectrum: &Spectrum) -> Result<(Mat<f64>, (Vec<usize>, Mat<f64>))> {
+    fn fit_loo(&self, data: &Prepared<'_>, spectrum: &Spectrum) -> Result<CvFit> {
         let n_targets = data.targets.len();
         let mut scores = Mat::<f64>::zeros(self.alphas.len(), n_targets);
         let mut best = vec![0; n_targets];
         let mut weights = Mat::<f64>::zeros(data.design.ncols(), n_targets);
-        let intercept_leverage = if self.fit_intercept { 1.0 / data.design.nrows() as f64 } else { 0.0 };
-        let leverage = spectrum.leverage.as_ref().expect("full factorization has leverage");
+        let intercept_leverage = if self.fit_intercept {
+            1.0 / data.design.nrows() as f64
+        } else {
+            0.0
+        };
+        let leverage = spectrum
+            .leverage
+            .as_ref()
+            .expect("full factorization has leverage");
         for chunk in self.chunks(n_targets) {
             let y_c = self.centered_chunk(data, chunk.clone());
             let projected = project_targets(spectrum, y_c.as_ref());
             for (k, &alpha) in self.alphas.iter().enumerate() {
-                let fitted = mul32(spectrum.eval_basis.as_ref(), shrink_f32(&spectrum.eigenvalues, projected.as_ref(), alpha).as_ref());
-                let hat = hat_diagonal(leverage.as_ref(), &spectrum.eigenvalues, alpha);
-                // LOO prediction: y_i - e_i / (1 - h_ii)
-                let loo_pred = Mat::from_fn(fitted.nrows(), fitted.ncols(), |i, j| {
-                    let residual = y_c[(i, j)] - fitted[(i, j)] as f64;
-                    (y_c[(i, j)] - residual / (1.0 - hat[i] - intercept_leverage)) as f32
+                let (residual, one_minus_hat) =
+                    loo_residuals(spectrum, leverage.as_ref(), projected.as_ref(), &y_c, alpha);
+                // LOO prediction: y_i - e_i / (1 - h_ii), h_ii including the intercept's 1/n
+                let loo_pred = Mat::from_fn(residual.nrows(), residual.ncols(), |i, j| {
+                    (y_c[(i, j)] - residual[(i, j)] / (one_minus_hat[i] - intercept_leverage))
+                        as f32
                 });
-                for (j, s) in score_targets(y_c.as_ref(), loo_pred.as_ref(), self.scoring).into_iter().enumerate() {
+                for (j, s) in score_targets(y_c.as_ref(), loo_pred.as_ref(), self.scoring)
+                    .into_iter()
+                    .enumerate()
+                {
                     scores[(k, chunk.start + j)] = s;
                 }
             }
-            let chunk_best: Vec<usize> = chunk.clone().map(|j| select_first_best(&column(&scores, j))).collect();
-            self.store_weights(spectrum, projected.as_ref(), &chunk, &chunk_best, &mut weights);
+            let chunk_best: Vec<usize> = chunk
+                .clone()
+                .map(|j| select_first_best(&column(&scores, j)))
+                .collect();
+            self.store_weights(
+                spectrum,
+                projected.as_ref(),
+                &chunk,
+                &chunk_best,
+                &mut weights,
+            );
             best[chunk].copy_from_slice(&chunk_best);
         }
-        Ok((scores, (best, weights)))
+        Ok(CvFit {
+            scores,
+            best,
+            weights,
+        })
     }
 
     /// K-fold scores (n_alphas×t, averaged over folds) and refit weights.
@@ -247,7 +310,7 @@ impl RidgeCv {
         full: &Spectrum,
         folds: &[usize],
         n_folds: usize,
-    ) -> Result<(Mat<f64>, (Vec<usize>, Mat<f64>))> {
+    ) -> Result<CvFit> {
         let n_targets = data.targets.len();
         let mut scores = Mat::<f64>::zeros(self.alphas.len(), n_targets);
         for fold in 0..n_folds {
@@ -275,19 +338,35 @@ impl RidgeCv {
                 for (k, &alpha) in self.alphas.iter().enumerate() {
                     let shrunk = shrink_f32(&spectrum.eigenvalues, projected.as_ref(), alpha);
                     let pred = mul32(spectrum.eval_basis.as_ref(), shrunk.as_ref());
-                    for (j, s) in score_targets(y_eval.as_ref(), pred.as_ref(), self.scoring).into_iter().enumerate() {
+                    for (j, s) in score_targets(y_eval.as_ref(), pred.as_ref(), self.scoring)
+                        .into_iter()
+                        .enumerate()
+                    {
                         scores[(k, chunk.start + j)] += s / n_folds as f64;
                     }
                 }
             }
         }
-        let best: Vec<usize> = (0..n_targets).map(|j| select_himalaya(&column(&scores, j), &self.alphas)).collect();
+        let best: Vec<usize> = (0..n_targets)
+            .map(|j| select_himalaya(&column(&scores, j), &self.alphas))
+            .collect();
         let mut weights = Mat::<f64>::zeros(data.design.ncols(), n_targets);
         for chunk in self.chunks(n_targets) {
-            let projected = project_targets(full, self.centered_chunk(data, chunk.clone()).as_ref());
-            self.store_weights(full, projected.as_ref(), &chunk, &best[chunk.clone()], &mut weights);
+            let projected =
+                project_targets(full, self.centered_chunk(data, chunk.clone()).as_ref());
+            self.store_weights(
+                full,
+                projected.as_ref(),
+                &chunk,
+                &best[chunk.clone()],
+                &mut weights,
+            );
         }
-        Ok((scores, (best, weights)))
+        Ok(CvFit {
+            scores,
+            best,
+            weights,
+        })
     }
 
     /// Target chunk (local range) of Y, centered with the full-data mean (f64).
@@ -296,7 +375,14 @@ impl RidgeCv {
         target_chunk(data.y, global, &data.y_mean[chunk])
     }
 
-    fn store_weights(&self, full: &Spectrum, projected: MatRef<'_, f64>, chunk: &Range<usize>, best: &[usize], out: &mut Mat<f64>) {
+    fn store_weights(
+        &self,
+        full: &Spectrum,
+        projected: MatRef<'_, f64>,
+        chunk: &Range<usize>,
+        best: &[usize],
+        out: &mut Mat<f64>,
+    ) {
         let chosen: Vec<f64> = best.iter().map(|&k| self.alphas[k]).collect();
         let w = refit_weights(full, projected, &chosen);
         for j in 0..chunk.len() {
@@ -307,14 +393,30 @@ impl RidgeCv {
     }
 
     /// Maps weights to raw-X space and packs the model.
-    fn assemble(&self, data: Prepared<'_>, solver: crate::Solver, scores: Mat<f64>, best: Vec<usize>, weights_std: Mat<f64>) -> RidgeModel {
+    fn assemble(
+        &self,
+        data: Prepared<'_>,
+        solver: crate::Solver,
+        scores: Mat<f64>,
+        best: Vec<usize>,
+        weights_std: Mat<f64>,
+    ) -> RidgeModel {
         let XTransform { mean, scale } = data.x_transform;
-        let weights = Mat::from_fn(weights_std.nrows(), weights_std.ncols(), |i, j| weights_std[(i, j)] / scale[i]);
+        let weights = Mat::from_fn(weights_std.nrows(), weights_std.ncols(), |i, j| {
+            weights_std[(i, j)] / scale[i]
+        });
         let intercept = (0..weights.ncols())
-            .map(|j| (data.y_mean[j] - (0..weights.nrows()).map(|i| mean[i] * weights[(i, j)]).sum::<f64>()) as f32)
+            .map(|j| {
+                (data.y_mean[j]
+                    - (0..weights.nrows())
+                        .map(|i| mean[i] * weights[(i, j)])
+                        .sum::<f64>()) as f32
+            })
             .collect();
         RidgeModel {
-            weights: Mat::from_fn(weights.nrows(), weights.ncols(), |i, j| weights[(i, j)] as f32),
+            weights: Mat::from_fn(weights.nrows(), weights.ncols(), |i, j| {
+                weights[(i, j)] as f32
+            }),
             intercept,
             x_mean: mean.iter().map(|&v| v as f32).collect(),
             x_scale: scale.iter().map(|&v| v as f32).collect(),
@@ -338,12 +440,59 @@ impl RidgeCv {
     }
 }
 
+/// In-sample residuals (n×t) and `1 - h_ii` (n, without the intercept term) at `alpha`.
+fn loo_residuals(
+    spectrum: &Spectrum,
+    leverage: MatRef<'_, f64>,
+    projected: MatRef<'_, f64>,
+    y_c: &Mat<f64>,
+    alpha: f64,
+) -> (Mat<f64>, Vec<f64>) {
+    let s = &spectrum.eigenvalues;
+    if let Some((q, q_squared)) = &spectrum.dual_residual {
+        let residual = mul32(
+            q.as_ref(),
+            residual_shrink_f32(s, projected, alpha).as_ref(),
+        );
+        let weights: Vec<f64> = s.iter().map(|&e| alpha / (e + alpha)).collect();
+        let one_minus_hat = (0..q_squared.nrows())
+            .map(|i| {
+                (0..weights.len())
+                    .map(|j| q_squared[(i, j)] * weights[j])
+                    .sum()
+            })
+            .collect();
+        return (
+            Mat::from_fn(residual.nrows(), residual.ncols(), |i, j| {
+                residual[(i, j)] as f64
+            }),
+            one_minus_hat,
+        );
+    }
+    let fitted = mul32(
+        spectrum.eval_basis.as_ref(),
+        shrink_f32(s, projected, alpha).as_ref(),
+    );
+    let residual = Mat::from_fn(fitted.nrows(), fitted.ncols(), |i, j| {
+        y_c[(i, j)] - fitted[(i, j)] as f64
+    });
+    let one_minus_hat = hat_diagonal(leverage, s, alpha)
+        .into_iter()
+        .map(|h| 1.0 - h)
+        .collect();
+    (residual, one_minus_hat)
+}
+
 fn column(m: &Mat<f64>, j: usize) -> Vec<f64> {
     (0..m.nrows()).map(|i| m[(i, j)]).collect()
 }
 
 /// Row-major buffer as an (n×p) view, checking the length.
-pub fn row_major_view<'a>(name: &str, data: &'a [f32], shape: (usize, usize)) -> Result<MatRef<'a, f32>> {
+pub fn row_major_view<'a>(
+    name: &str,
+    data: &'a [f32],
+    shape: (usize, usize),
+) -> Result<MatRef<'a, f32>> {
     let (rows, cols) = shape;
     if rows.checked_mul(cols) != Some(data.len()) {
         return Err(RidgeError::Shape(format!(

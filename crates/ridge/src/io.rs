@@ -12,7 +12,7 @@ use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{RidgeError, Result};
+use crate::error::{Result, RidgeError};
 use crate::model::{ModelOptions, RidgeModel, TargetRange};
 
 /// Version of the on-disk layout; bumped on incompatible changes.
@@ -33,7 +33,10 @@ struct ModelJson {
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RidgeError + '_ {
-    move |source| RidgeError::Io { path: path.to_path_buf(), source }
+    move |source| RidgeError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 fn format_err(file: &Path, field: &str, message: impl Into<String>) -> RidgeError {
@@ -68,12 +71,42 @@ impl RidgeModel {
         fs::create_dir_all(dir).map_err(io_err(dir))?;
         let (p, t, k) = (self.n_features(), self.n_targets(), self.alpha_grid.len());
         let buffers: Vec<(&str, Dtype, Vec<usize>, Vec<u8>)> = vec![
-            ("weights", Dtype::F32, vec![p, t], f32_bytes(row_major(&self.weights))),
-            ("intercept", Dtype::F32, vec![t], f32_bytes(self.intercept.iter().copied())),
-            ("x_mean", Dtype::F32, vec![p], f32_bytes(self.x_mean.iter().copied())),
-            ("x_scale", Dtype::F32, vec![p], f32_bytes(self.x_scale.iter().copied())),
-            ("alphas", Dtype::F64, vec![t], self.alphas.iter().flat_map(|a| a.to_le_bytes()).collect()),
-            ("cv_scores", Dtype::F32, vec![k, t], f32_bytes(row_major(&self.cv_scores))),
+            (
+                "weights",
+                Dtype::F32,
+                vec![p, t],
+                f32_bytes(row_major(&self.weights)),
+            ),
+            (
+                "intercept",
+                Dtype::F32,
+                vec![t],
+                f32_bytes(self.intercept.iter().copied()),
+            ),
+            (
+                "x_mean",
+                Dtype::F32,
+                vec![p],
+                f32_bytes(self.x_mean.iter().copied()),
+            ),
+            (
+                "x_scale",
+                Dtype::F32,
+                vec![p],
+                f32_bytes(self.x_scale.iter().copied()),
+            ),
+            (
+                "alphas",
+                Dtype::F64,
+                vec![t],
+                self.alphas.iter().flat_map(|a| a.to_le_bytes()).collect(),
+            ),
+            (
+                "cv_scores",
+                Dtype::F32,
+                vec![k, t],
+                f32_bytes(row_major(&self.cv_scores)),
+            ),
         ];
         let weights_path = dir.join(WEIGHTS_FILE);
         let views = buffers
@@ -84,7 +117,8 @@ impl RidgeModel {
                     .map_err(|e| format_err(&weights_path, name, e.to_string()))
             })
             .collect::<Result<Vec<_>>>()?;
-        let bytes = safetensors::serialize(views, None).map_err(|e| format_err(&weights_path, "*", e.to_string()))?;
+        let bytes = safetensors::serialize(views, None)
+            .map_err(|e| format_err(&weights_path, "*", e.to_string()))?;
         write_atomic(dir, WEIGHTS_FILE, &bytes)?;
         let json = ModelJson {
             format_version: FORMAT_VERSION,
@@ -95,7 +129,8 @@ impl RidgeModel {
             target_range: self.target_range,
             metadata: self.metadata.clone(),
         };
-        let text = serde_json::to_vec_pretty(&json).map_err(|e| format_err(&dir.join(MODEL_FILE), "*", e.to_string()))?;
+        let text = serde_json::to_vec_pretty(&json)
+            .map_err(|e| format_err(&dir.join(MODEL_FILE), "*", e.to_string()))?;
         write_atomic(dir, MODEL_FILE, &text)
     }
 
@@ -104,22 +139,45 @@ impl RidgeModel {
         let dir = dir.as_ref();
         let json_path = dir.join(MODEL_FILE);
         let text = fs::read(&json_path).map_err(io_err(&json_path))?;
-        let json: ModelJson = serde_json::from_slice(&text).map_err(|e| format_err(&json_path, "*", e.to_string()))?;
+        let json: ModelJson = serde_json::from_slice(&text)
+            .map_err(|e| format_err(&json_path, "*", e.to_string()))?;
         if json.format_version != FORMAT_VERSION {
-            return Err(format_err(&json_path, "format_version", format!("{} is not supported (expected {FORMAT_VERSION})", json.format_version)));
+            return Err(format_err(
+                &json_path,
+                "format_version",
+                format!(
+                    "{} is not supported (expected {FORMAT_VERSION})",
+                    json.format_version
+                ),
+            ));
         }
         let range = json.target_range;
-        if range.end < range.start || range.end - range.start != json.n_targets || range.end > range.total {
-            return Err(format_err(&json_path, "target_range", format!("{range:?} does not hold n_targets = {}", json.n_targets)));
+        if range.end < range.start
+            || range.end - range.start != json.n_targets
+            || range.end > range.total
+        {
+            return Err(format_err(
+                &json_path,
+                "target_range",
+                format!("{range:?} does not hold n_targets = {}", json.n_targets),
+            ));
         }
         let weights_path = dir.join(WEIGHTS_FILE);
         let bytes = fs::read(&weights_path).map_err(io_err(&weights_path))?;
-        let tensors = SafeTensors::deserialize(&bytes).map_err(|e| format_err(&weights_path, "*", e.to_string()))?;
-        let reader = TensorReader { file: weights_path.clone(), tensors };
+        let tensors = SafeTensors::deserialize(&bytes)
+            .map_err(|e| format_err(&weights_path, "*", e.to_string()))?;
+        let reader = TensorReader {
+            file: weights_path.clone(),
+            tensors,
+        };
         let (p, t, k) = (json.n_features, json.n_targets, json.alpha_grid.len());
         let alphas = reader.f64s("alphas", &[t])?;
         if let Some(bad) = alphas.iter().find(|a| !json.alpha_grid.contains(a)) {
-            return Err(format_err(&weights_path, "alphas", format!("chosen alpha {bad} is not in the alpha grid")));
+            return Err(format_err(
+                &weights_path,
+                "alphas",
+                format!("chosen alpha {bad} is not in the alpha grid"),
+            ));
         }
         Ok(RidgeModel {
             weights: reader.matrix("weights", p, t)?,
@@ -144,24 +202,44 @@ struct TensorReader<'a> {
 
 impl TensorReader<'_> {
     fn raw(&self, name: &str, dtype: Dtype, shape: &[usize]) -> Result<&[u8]> {
-        let view = self.tensors.tensor(name).map_err(|_| format_err(&self.file, name, "missing tensor"))?;
+        let view = self
+            .tensors
+            .tensor(name)
+            .map_err(|_| format_err(&self.file, name, "missing tensor"))?;
         if view.dtype() != dtype {
-            return Err(format_err(&self.file, name, format!("dtype {:?}, expected {dtype:?}", view.dtype())));
+            return Err(format_err(
+                &self.file,
+                name,
+                format!("dtype {:?}, expected {dtype:?}", view.dtype()),
+            ));
         }
         if view.shape() != shape {
-            return Err(format_err(&self.file, name, format!("shape {:?}, expected {shape:?} (from model.json)", view.shape())));
+            return Err(format_err(
+                &self.file,
+                name,
+                format!(
+                    "shape {:?}, expected {shape:?} (from model.json)",
+                    view.shape()
+                ),
+            ));
         }
         Ok(view.data())
     }
 
     fn f32s(&self, name: &str, shape: &[usize]) -> Result<Vec<f32>> {
         let data = self.raw(name, Dtype::F32, shape)?;
-        Ok(data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect())
+        Ok(data
+            .chunks_exact(4)
+            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+            .collect())
     }
 
     fn f64s(&self, name: &str, shape: &[usize]) -> Result<Vec<f64>> {
         let data = self.raw(name, Dtype::F64, shape)?;
-        Ok(data.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes"))).collect())
+        Ok(data
+            .chunks_exact(8)
+            .map(|b| f64::from_le_bytes(b.try_into().expect("8 bytes")))
+            .collect())
     }
 
     fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Mat<f32>> {

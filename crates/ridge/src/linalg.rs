@@ -3,7 +3,7 @@
 use faer::linalg::matmul::matmul;
 use faer::{Accum, Mat, MatRef, Par, Side};
 
-use crate::error::{RidgeError, Result};
+use crate::error::{Result, RidgeError};
 
 /// `lhs (m×k) · rhs (k×n)` → `m×n` in f64, multithreaded.
 pub(crate) fn mul64(lhs: MatRef<'_, f64>, rhs: MatRef<'_, f64>) -> Mat<f64> {
@@ -24,11 +24,6 @@ pub(crate) fn mul32(lhs: MatRef<'_, f32>, rhs: MatRef<'_, f32>) -> Mat<f32> {
 /// Element-wise cast f64 → f32.
 pub(crate) fn to_f32(m: MatRef<'_, f64>) -> Mat<f32> {
     Mat::from_fn(m.nrows(), m.ncols(), |i, j| m[(i, j)] as f32)
-}
-
-/// Element-wise cast f32 → f64.
-pub(crate) fn to_f64(m: MatRef<'_, f32>) -> Mat<f64> {
-    Mat::from_fn(m.nrows(), m.ncols(), |i, j| m[(i, j)] as f64)
 }
 
 /// Eigendecomposition of a symmetric PSD matrix `g` (r×r).

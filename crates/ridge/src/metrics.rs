@@ -2,7 +2,7 @@
 
 use faer::MatRef;
 
-use crate::error::{RidgeError, Result};
+use crate::error::{Result, RidgeError};
 
 /// Mean and median of the finite entries (NaN when none are finite).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -15,12 +15,22 @@ pub struct Summary {
 pub fn summarize(values: &[f64]) -> Summary {
     let mut finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
     if finite.is_empty() {
-        return Summary { mean: f64::NAN, median: f64::NAN };
+        return Summary {
+            mean: f64::NAN,
+            median: f64::NAN,
+        };
     }
     finite.sort_by(f64::total_cmp);
     let m = finite.len();
-    let median = if m % 2 == 1 { finite[m / 2] } else { 0.5 * (finite[m / 2 - 1] + finite[m / 2]) };
-    Summary { mean: finite.iter().sum::<f64>() / m as f64, median }
+    let median = if m % 2 == 1 {
+        finite[m / 2]
+    } else {
+        0.5 * (finite[m / 2 - 1] + finite[m / 2])
+    };
+    Summary {
+        mean: finite.iter().sum::<f64>() / m as f64,
+        median,
+    }
 }
 
 fn check_same_shape(y_true: MatRef<'_, f32>, y_pred: MatRef<'_, f32>) -> Result<()> {
@@ -43,11 +53,20 @@ pub fn pearson_per_target(y_true: MatRef<'_, f32>, y_pred: MatRef<'_, f32>) -> R
     let n = y_true.nrows() as f64;
     Ok((0..y_true.ncols())
         .map(|j| {
-            let mean_t = (0..y_true.nrows()).map(|i| y_true[(i, j)] as f64).sum::<f64>() / n;
-            let mean_p = (0..y_true.nrows()).map(|i| y_pred[(i, j)] as f64).sum::<f64>() / n;
+            let mean_t = (0..y_true.nrows())
+                .map(|i| y_true[(i, j)] as f64)
+                .sum::<f64>()
+                / n;
+            let mean_p = (0..y_true.nrows())
+                .map(|i| y_pred[(i, j)] as f64)
+                .sum::<f64>()
+                / n;
             let (mut cov, mut var_t, mut var_p) = (0.0, 0.0, 0.0);
             for i in 0..y_true.nrows() {
-                let (dt, dp) = (y_true[(i, j)] as f64 - mean_t, y_pred[(i, j)] as f64 - mean_p);
+                let (dt, dp) = (
+                    y_true[(i, j)] as f64 - mean_t,
+                    y_pred[(i, j)] as f64 - mean_p,
+                );
                 cov += dt * dp;
                 var_t += dt * dt;
                 var_p += dp * dp;
@@ -68,9 +87,16 @@ pub fn r2_per_target(y_true: MatRef<'_, f32>, y_pred: MatRef<'_, f32>) -> Result
     let n = y_true.nrows() as f64;
     Ok((0..y_true.ncols())
         .map(|j| {
-            let mean = (0..y_true.nrows()).map(|i| y_true[(i, j)] as f64).sum::<f64>() / n;
-            let sse: f64 = (0..y_true.nrows()).map(|i| (y_true[(i, j)] as f64 - y_pred[(i, j)] as f64).powi(2)).sum();
-            let sst: f64 = (0..y_true.nrows()).map(|i| (y_true[(i, j)] as f64 - mean).powi(2)).sum();
+            let mean = (0..y_true.nrows())
+                .map(|i| y_true[(i, j)] as f64)
+                .sum::<f64>()
+                / n;
+            let sse: f64 = (0..y_true.nrows())
+                .map(|i| (y_true[(i, j)] as f64 - y_pred[(i, j)] as f64).powi(2))
+                .sum();
+            let sst: f64 = (0..y_true.nrows())
+                .map(|i| (y_true[(i, j)] as f64 - mean).powi(2))
+                .sum();
             match (sst == 0.0, sse == 0.0) {
                 (false, _) => 1.0 - sse / sst,
                 (true, true) => 1.0,

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use faer::{Mat, MatRef};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{RidgeError, Result};
+use crate::error::{Result, RidgeError};
 use crate::fit::{row_major_view, CvMethod};
 use crate::linalg::mul32;
 use crate::preprocess::check_finite;
@@ -87,14 +87,21 @@ impl RidgeModel {
     /// Predictions as a row-major (n×t) buffer from a row-major (n×p) buffer.
     pub fn predict_row_major(&self, x: &[f32], x_shape: (usize, usize)) -> Result<Vec<f32>> {
         let y = self.predict(row_major_view("X", x, x_shape)?)?;
-        Ok((0..y.nrows()).flat_map(|i| (0..y.ncols()).map(move |j| (i, j))).map(|(i, j)| y[(i, j)]).collect())
+        Ok((0..y.nrows())
+            .flat_map(|i| (0..y.ncols()).map(move |j| (i, j)))
+            .map(|(i, j)| y[(i, j)])
+            .collect())
     }
 
     /// CV score of the chosen alpha, per target (t).
     pub fn best_cv_scores(&self) -> Vec<f32> {
         (0..self.n_targets())
             .map(|j| {
-                let k = self.alpha_grid.iter().position(|&a| a == self.alphas[j]).unwrap_or(0);
+                let k = self
+                    .alpha_grid
+                    .iter()
+                    .position(|&a| a == self.alphas[j])
+                    .unwrap_or(0);
                 self.cv_scores[(k, j)]
             })
             .collect()
@@ -102,7 +109,9 @@ impl RidgeModel {
 
     /// Weights for standardized X (`weights · x_scale`, p×t), for interpretation.
     pub fn weights_standardized(&self) -> Mat<f32> {
-        Mat::from_fn(self.n_features(), self.n_targets(), |i, j| self.weights[(i, j)] * self.x_scale[i])
+        Mat::from_fn(self.n_features(), self.n_targets(), |i, j| {
+            self.weights[(i, j)] * self.x_scale[i]
+        })
     }
 
     /// Concatenates shard models (any order) into one covering their targets.
@@ -113,7 +122,9 @@ impl RidgeModel {
     pub fn merge(shards: Vec<RidgeModel>) -> Result<RidgeModel> {
         let mut shards = shards;
         shards.sort_by_key(|m| m.target_range.start);
-        let first = shards.first().ok_or_else(|| RidgeError::Merge("no shard given".into()))?;
+        let first = shards
+            .first()
+            .ok_or_else(|| RidgeError::Merge("no shard given".into()))?;
         let total = first.target_range.total;
         let mut expected_start = 0;
         for (k, shard) in shards.iter().enumerate() {
@@ -128,7 +139,9 @@ impl RidgeModel {
             expected_start = range.end;
         }
         if expected_start != total {
-            return Err(RidgeError::Merge(format!("shards cover targets 0..{expected_start} of {total}")));
+            return Err(RidgeError::Merge(format!(
+                "shards cover targets 0..{expected_start} of {total}"
+            )));
         }
         let concat = |get: &dyn Fn(&RidgeModel) -> MatRef<'_, f32>| {
             let rows = get(first).nrows();
@@ -152,20 +165,34 @@ impl RidgeModel {
         Ok(RidgeModel {
             weights,
             cv_scores,
-            intercept: shards.iter().flat_map(|m| m.intercept.iter().copied()).collect(),
-            alphas: shards.iter().flat_map(|m| m.alphas.iter().copied()).collect(),
+            intercept: shards
+                .iter()
+                .flat_map(|m| m.intercept.iter().copied())
+                .collect(),
+            alphas: shards
+                .iter()
+                .flat_map(|m| m.alphas.iter().copied())
+                .collect(),
             x_mean: first.x_mean.clone(),
             x_scale: first.x_scale.clone(),
             alpha_grid: first.alpha_grid.clone(),
             options: first.options.clone(),
-            target_range: TargetRange { start: 0, end: total, total },
+            target_range: TargetRange {
+                start: 0,
+                end: total,
+                total,
+            },
             metadata,
         })
     }
 }
 
 fn check_compatible(reference: &RidgeModel, shard: &RidgeModel, k: usize) -> Result<()> {
-    let mismatch = |what: &str| Err(RidgeError::Merge(format!("shard {k} has a different {what}")));
+    let mismatch = |what: &str| {
+        Err(RidgeError::Merge(format!(
+            "shard {k} has a different {what}"
+        )))
+    };
     if shard.n_features() != reference.n_features() {
         return mismatch("feature count");
     }

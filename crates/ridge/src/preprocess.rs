@@ -2,7 +2,7 @@
 
 use faer::{Mat, MatRef};
 
-use crate::error::{RidgeError, Result};
+use crate::error::{Result, RidgeError};
 
 /// Errors on the first NaN/∞ of `m`, naming the array, row and column.
 pub(crate) fn check_finite(array: &'static str, m: MatRef<'_, f32>) -> Result<()> {
@@ -11,12 +11,14 @@ pub(crate) fn check_finite(array: &'static str, m: MatRef<'_, f32>) -> Result<()
             let value = m[(i, j)];
             if !value.is_finite() {
                 // report the first bad row, scanning row-major like the user's buffer
-                return Err(first_non_finite_row_major(array, m).unwrap_or(RidgeError::NonFinite {
-                    array,
-                    row: i,
-                    col: j,
-                    value,
-                }));
+                return Err(first_non_finite_row_major(array, m).unwrap_or(
+                    RidgeError::NonFinite {
+                        array,
+                        row: i,
+                        col: j,
+                        value,
+                    },
+                ));
             }
         }
     }
@@ -27,7 +29,12 @@ fn first_non_finite_row_major(array: &'static str, m: MatRef<'_, f32>) -> Option
     (0..m.nrows()).find_map(|row| {
         (0..m.ncols()).find_map(|col| {
             let value = m[(row, col)];
-            (!value.is_finite()).then_some(RidgeError::NonFinite { array, row, col, value })
+            (!value.is_finite()).then_some(RidgeError::NonFinite {
+                array,
+                row,
+                col,
+                value,
+            })
         })
     })
 }
@@ -46,7 +53,10 @@ pub(crate) fn column_scales(m: MatRef<'_, f32>, means: &[f64]) -> Vec<f64> {
     let n = m.nrows().max(1) as f64;
     (0..m.ncols())
         .map(|j| {
-            let var = (0..m.nrows()).map(|i| (m[(i, j)] as f64 - means[j]).powi(2)).sum::<f64>() / n;
+            let var = (0..m.nrows())
+                .map(|i| (m[(i, j)] as f64 - means[j]).powi(2))
+                .sum::<f64>()
+                / n;
             let std = var.sqrt();
             // same spirit as sklearn's _handle_zeros_in_scale: constant columns keep scale 1
             if std > 10.0 * f64::EPSILON * means[j].abs().max(1.0) {
@@ -77,14 +87,20 @@ impl XTransform {
         } else {
             vec![1.0; x.ncols()]
         };
-        let mean = if fit_intercept { means } else { vec![0.0; x.ncols()] };
+        let mean = if fit_intercept {
+            means
+        } else {
+            vec![0.0; x.ncols()]
+        };
         Self { mean, scale }
     }
 
     /// The transformed design `(x - mean) / scale` in f64 (n×p).
     pub fn apply(&self, x: MatRef<'_, f32>) -> Mat<f64> {
         assert_eq!(x.ncols(), self.mean.len(), "feature count");
-        Mat::from_fn(x.nrows(), x.ncols(), |i, j| (x[(i, j)] as f64 - self.mean[j]) / self.scale[j])
+        Mat::from_fn(x.nrows(), x.ncols(), |i, j| {
+            (x[(i, j)] as f64 - self.mean[j]) / self.scale[j]
+        })
     }
 }
 
@@ -103,7 +119,13 @@ pub(crate) fn mean_of_rows(m: MatRef<'_, f64>, rows: &[usize]) -> Vec<f64> {
 }
 
 /// Target columns `cols` of `y` (n×t, f32) minus `offset` (len = cols.len()), as f64.
-pub(crate) fn target_chunk(y: MatRef<'_, f32>, cols: std::ops::Range<usize>, offset: &[f64]) -> Mat<f64> {
+pub(crate) fn target_chunk(
+    y: MatRef<'_, f32>,
+    cols: std::ops::Range<usize>,
+    offset: &[f64],
+) -> Mat<f64> {
     assert_eq!(offset.len(), cols.len(), "offset per target");
-    Mat::from_fn(y.nrows(), cols.len(), |i, j| y[(i, cols.start + j)] as f64 - offset[j])
+    Mat::from_fn(y.nrows(), cols.len(), |i, j| {
+        y[(i, cols.start + j)] as f64 - offset[j]
+    })
 }

@@ -3,7 +3,7 @@
 use faer::MatRef;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{RidgeError, Result};
+use crate::error::{Result, RidgeError};
 
 /// Per-target validation score. Higher is better for both.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -26,10 +26,18 @@ pub enum Scoring {
 /// (scikit-learn `KFold(shuffle=False)` applied to the groups). Without
 /// groups every sample is its own group, which is exactly `KFold(n_folds)`.
 /// All repeats of a stimulus (same group) land in the same fold.
-pub fn fold_assignment(n_samples: usize, n_folds: usize, groups: Option<&[i64]>) -> Result<Vec<usize>> {
+pub fn fold_assignment(
+    n_samples: usize,
+    n_folds: usize,
+    groups: Option<&[i64]>,
+) -> Result<Vec<usize>> {
     if let Some(g) = groups {
         if g.len() != n_samples {
-            return Err(RidgeError::Cv(format!("{} group labels for {} samples", g.len(), n_samples)));
+            return Err(RidgeError::Cv(format!(
+                "{} group labels for {} samples",
+                g.len(),
+                n_samples
+            )));
         }
     }
     let labels: Vec<i64> = match groups {
@@ -51,7 +59,10 @@ pub fn fold_assignment(n_samples: usize, n_folds: usize, groups: Option<&[i64]>)
         )));
     }
     let fold_of_rank = contiguous_blocks(n_groups, n_folds);
-    Ok(labels.iter().map(|label| fold_of_rank[rank_of[label]]).collect())
+    Ok(labels
+        .iter()
+        .map(|label| fold_of_rank[rank_of[label]])
+        .collect())
 }
 
 /// Block id of each of `n` items split into `k` contiguous blocks (sizes differ by ≤ 1).
@@ -63,12 +74,22 @@ fn contiguous_blocks(n: usize, k: usize) -> Vec<usize> {
 }
 
 /// Scores (len t) of predictions `pred` (n×t, f32) against `truth` (n×t, f64).
-pub(crate) fn score_targets(truth: MatRef<'_, f64>, pred: MatRef<'_, f32>, scoring: Scoring) -> Vec<f64> {
-    assert_eq!((truth.nrows(), truth.ncols()), (pred.nrows(), pred.ncols()), "score shapes");
+pub(crate) fn score_targets(
+    truth: MatRef<'_, f64>,
+    pred: MatRef<'_, f32>,
+    scoring: Scoring,
+) -> Vec<f64> {
+    assert_eq!(
+        (truth.nrows(), truth.ncols()),
+        (pred.nrows(), pred.ncols()),
+        "score shapes"
+    );
     let n = truth.nrows().max(1) as f64;
     (0..truth.ncols())
         .map(|j| {
-            let sse: f64 = (0..truth.nrows()).map(|i| (truth[(i, j)] - pred[(i, j)] as f64).powi(2)).sum();
+            let sse: f64 = (0..truth.nrows())
+                .map(|i| (truth[(i, j)] - pred[(i, j)] as f64).powi(2))
+                .sum();
             match scoring {
                 Scoring::NegMse => -sse / n,
                 Scoring::R2 => r2_from_sse(truth, j, sse),
@@ -81,7 +102,9 @@ pub(crate) fn score_targets(truth: MatRef<'_, f64>, pred: MatRef<'_, f32>, scori
 pub(crate) fn r2_from_sse(truth: MatRef<'_, f64>, j: usize, sse: f64) -> f64 {
     let n = truth.nrows().max(1) as f64;
     let mean = (0..truth.nrows()).map(|i| truth[(i, j)]).sum::<f64>() / n;
-    let sst: f64 = (0..truth.nrows()).map(|i| (truth[(i, j)] - mean).powi(2)).sum();
+    let sst: f64 = (0..truth.nrows())
+        .map(|i| (truth[(i, j)] - mean).powi(2))
+        .sum();
     if sst == 0.0 {
         0.0
     } else {
@@ -105,7 +128,11 @@ pub(crate) fn select_first_best(scores: &[f64]) -> usize {
 /// `score + 1e-10·ln(α)`, so exact ties go to the larger alpha.
 pub(crate) fn select_himalaya(scores: &[f64], alphas: &[f64]) -> usize {
     assert_eq!(scores.len(), alphas.len(), "one score per alpha");
-    let tilted: Vec<f64> = scores.iter().zip(alphas).map(|(s, a)| s + 1e-10 * a.ln()).collect();
+    let tilted: Vec<f64> = scores
+        .iter()
+        .zip(alphas)
+        .map(|(s, a)| s + 1e-10 * a.ln())
+        .collect();
     select_first_best(&tilted)
 }
 
@@ -115,7 +142,10 @@ mod tests {
 
     #[test]
     fn folds_match_kfold_without_groups() {
-        assert_eq!(fold_assignment(7, 3, None).unwrap(), vec![0, 0, 0, 1, 1, 2, 2]);
+        assert_eq!(
+            fold_assignment(7, 3, None).unwrap(),
+            vec![0, 0, 0, 1, 1, 2, 2]
+        );
     }
 
     #[test]

@@ -58,13 +58,10 @@ pub(crate) struct Spectrum {
     pub leverage: Option<Mat<f64>>,
     /// `P` (p×r) for the refit weights (full-data factorization only).
     pub weight_basis: Option<Mat<f64>>,
-}
-
-impl Spectrum {
-    /// Number of spectral components r.
-    pub fn rank(&self) -> usize {
-        self.eigenvalues.len()
-    }
+    /// Dual full-data only: `Q` (n×n, f32) and `Q∘Q` (f64). Since Q is square
+    /// orthogonal, LOO residuals are `Q·diag(α/(s+α))·A` and `1 - h_ii =
+    /// Σ_j Q_ij² α/(s_j+α)`: no cancellation when h_ii → 1 (small alpha, p > n).
+    pub dual_residual: Option<(Mat<f32>, Mat<f64>)>,
 }
 
 /// Factorizes all training data `x` (n×p, already centered/scaled): eval = fit,
@@ -82,6 +79,7 @@ pub(crate) fn decompose_full(x: MatRef<'_, f64>) -> Result<(Solver, Spectrum)> {
                 fit_basis: z,
                 leverage: Some(leverage),
                 weight_basis: Some(v),
+                dual_residual: None,
             }
         }
         Solver::Dual => {
@@ -89,7 +87,10 @@ pub(crate) fn decompose_full(x: MatRef<'_, f64>) -> Result<(Solver, Spectrum)> {
             let leverage = Mat::from_fn(q.nrows(), q.ncols(), |i, j| q[(i, j)] * q[(i, j)] * s[j]);
             let eval_basis = Mat::from_fn(q.nrows(), q.ncols(), |i, j| (q[(i, j)] * s[j]) as f32);
             let weight_basis = mul64(x.transpose(), q.as_ref());
+            let squared = Mat::from_fn(q.nrows(), q.ncols(), |i, j| q[(i, j)] * q[(i, j)]);
+            let dual_residual = Some((to_f32(q.as_ref()), squared));
             Spectrum {
+                dual_residual,
                 eigenvalues: s,
                 fit_basis: q,
                 eval_basis,
@@ -107,7 +108,10 @@ pub(crate) fn decompose_fold(x_fit: MatRef<'_, f64>, x_eval: MatRef<'_, f64>) ->
     assert_eq!(x_fit.ncols(), x_eval.ncols(), "fold feature counts");
     let (s, fit_basis, eval_basis) = match Solver::for_shape(x_fit.nrows(), x_fit.ncols()) {
         Solver::Primal => {
-            let (s, v) = eigh_psd(mul64(x_fit.transpose(), x_fit).as_ref(), "fold covariance XᵀX")?;
+            let (s, v) = eigh_psd(
+                mul64(x_fit.transpose(), x_fit).as_ref(),
+                "fold covariance XᵀX",
+            )?;
             let eval = mul64(x_eval, v.as_ref());
             (s, mul64(x_fit, v.as_ref()), to_f32(eval.as_ref()))
         }
@@ -124,6 +128,7 @@ pub(crate) fn decompose_fold(x_fit: MatRef<'_, f64>, x_eval: MatRef<'_, f64>) ->
         eval_basis,
         leverage: None,
         weight_basis: None,
+        dual_residual: None,
     })
 }
 
@@ -141,6 +146,18 @@ pub(crate) fn shrink_f32(eigenvalues: &[f64], projected: MatRef<'_, f64>, alpha:
     })
 }
 
+/// `diag(α/(s+α)) · A` as f32 (r×t): the dual LOO residual right-hand side.
+pub(crate) fn residual_shrink_f32(
+    eigenvalues: &[f64],
+    projected: MatRef<'_, f64>,
+    alpha: f64,
+) -> Mat<f32> {
+    assert_eq!(eigenvalues.len(), projected.nrows(), "spectrum size");
+    Mat::from_fn(projected.nrows(), projected.ncols(), |i, j| {
+        (projected[(i, j)] * alpha / (eigenvalues[i] + alpha)) as f32
+    })
+}
+
 /// Hat-matrix diagonal `h_ii(α)` (n) from the leverage matrix (n×r).
 pub(crate) fn hat_diagonal(leverage: MatRef<'_, f64>, eigenvalues: &[f64], alpha: f64) -> Vec<f64> {
     assert_eq!(leverage.ncols(), eigenvalues.len(), "spectrum size");
@@ -155,10 +172,19 @@ pub(crate) fn hat_diagonal(leverage: MatRef<'_, f64>, eigenvalues: &[f64], alpha
 }
 
 /// Refit weights `P · diag(1/(s+α_t)) · A` (p×t), one alpha per target column.
-pub(crate) fn refit_weights(spectrum: &Spectrum, projected: MatRef<'_, f64>, alphas: &[f64]) -> Mat<f64> {
+pub(crate) fn refit_weights(
+    spectrum: &Spectrum,
+    projected: MatRef<'_, f64>,
+    alphas: &[f64],
+) -> Mat<f64> {
     assert_eq!(projected.ncols(), alphas.len(), "one alpha per target");
-    let basis = spectrum.weight_basis.as_ref().expect("full-data factorization has a weight basis");
+    let basis = spectrum
+        .weight_basis
+        .as_ref()
+        .expect("full-data factorization has a weight basis");
     let s = &spectrum.eigenvalues;
-    let shrunk = Mat::from_fn(projected.nrows(), projected.ncols(), |i, j| projected[(i, j)] / (s[i] + alphas[j]));
+    let shrunk = Mat::from_fn(projected.nrows(), projected.ncols(), |i, j| {
+        projected[(i, j)] / (s[i] + alphas[j])
+    });
     mul64(basis.as_ref(), shrunk.as_ref())
 }

@@ -20,7 +20,10 @@ pub struct Layout {
 
 impl Layout {
     pub fn new(root: &Path, subject: usize) -> Self {
-        Layout { root: root.to_path_buf(), subject }
+        Layout {
+            root: root.to_path_buf(),
+            subject,
+        }
     }
     pub fn subject_name(&self) -> String {
         format!("subj{:02}", self.subject)
@@ -29,11 +32,14 @@ impl Layout {
         self.root.join("nsddata/experiments/nsd/nsd_expdesign.mat")
     }
     pub fn stim_info(&self) -> PathBuf {
-        self.root.join("nsddata/experiments/nsd/nsd_stim_info_merged.csv")
+        self.root
+            .join("nsddata/experiments/nsd/nsd_stim_info_merged.csv")
     }
     pub fn responses(&self) -> PathBuf {
-        self.root
-            .join(format!("nsddata/ppdata/{}/behav/responses.tsv", self.subject_name()))
+        self.root.join(format!(
+            "nsddata/ppdata/{}/behav/responses.tsv",
+            self.subject_name()
+        ))
     }
     pub fn roi_mask(&self, atlas: &str) -> PathBuf {
         self.root.join(format!(
@@ -42,8 +48,9 @@ impl Layout {
         ))
     }
     pub fn color_table(&self, atlas: &str) -> PathBuf {
-        self.root
-            .join(format!("nsddata/freesurfer/fsaverage/label/{atlas}.mgz.ctab"))
+        self.root.join(format!(
+            "nsddata/freesurfer/fsaverage/label/{atlas}.mgz.ctab"
+        ))
     }
     pub fn betas_dir(&self) -> PathBuf {
         self.root.join(format!(
@@ -52,14 +59,17 @@ impl Layout {
         ))
     }
     pub fn betas(&self, session: usize) -> PathBuf {
-        self.betas_dir().join(format!("betas_session{session:02}.hdf5"))
+        self.betas_dir()
+            .join(format!("betas_session{session:02}.hdf5"))
     }
     pub fn stimuli(&self) -> PathBuf {
-        self.root.join("nsddata_stimuli/stimuli/nsd/nsd_stimuli.hdf5")
+        self.root
+            .join("nsddata_stimuli/stimuli/nsd/nsd_stimuli.hdf5")
     }
     pub fn captions(&self, split: &str) -> PathBuf {
-        self.root
-            .join(format!("nsddata_stimuli/stimuli/nsd/annotations/captions_{split}.json"))
+        self.root.join(format!(
+            "nsddata_stimuli/stimuli/nsd/annotations/captions_{split}.json"
+        ))
     }
 }
 
@@ -76,11 +86,18 @@ pub fn parse_subject(text: &str) -> Result<usize> {
 
 /// Parses a session list such as `1-37` or `1,3,5-7` (1-based).
 pub fn parse_sessions(text: &str) -> Result<Vec<usize>> {
-    let bad = || DataError::Usage(format!("--sessions: expected a list like 1-37 or 1,3,5-7, found '{text}'"));
+    let bad = || {
+        DataError::Usage(format!(
+            "--sessions: expected a list like 1-37 or 1,3,5-7, found '{text}'"
+        ))
+    };
     let mut sessions = Vec::new();
     for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let (lo, hi) = match part.split_once('-') {
-            Some((a, b)) => (a.trim().parse().map_err(|_| bad())?, b.trim().parse().map_err(|_| bad())?),
+            Some((a, b)) => (
+                a.trim().parse().map_err(|_| bad())?,
+                b.trim().parse().map_err(|_| bad())?,
+            ),
             None => {
                 let n: usize = part.parse().map_err(|_| bad())?;
                 (n, n)
@@ -117,7 +134,12 @@ fn one_based(path: &Path, name: &str, values: &[f64]) -> Result<Vec<usize>> {
             if v >= 1.0 && v.fract() == 0.0 {
                 Ok(v as usize - 1)
             } else {
-                Err(DataError::invalid(path, name, "1-based integer indices", format!("{v}")))
+                Err(DataError::invalid(
+                    path,
+                    name,
+                    "1-based integer indices",
+                    format!("{v}"),
+                ))
             }
         })
         .collect()
@@ -133,8 +155,11 @@ impl ExpDesign {
             let values: Vec<f64> = (0..subjectim.cols).map(|c| subjectim.get(row, c)).collect();
             subject_images.push(one_based(path, "subjectim", &values)?);
         }
-        let master_ordering =
-            one_based(path, "masterordering", m[2].as_vector(path, "masterordering")?)?;
+        let master_ordering = one_based(
+            path,
+            "masterordering",
+            m[2].as_vector(path, "masterordering")?,
+        )?;
         if let Some(&bad) = master_ordering.iter().find(|&&c| c >= subjectim.cols) {
             return Err(DataError::invalid(
                 path,
@@ -143,7 +168,11 @@ impl ExpDesign {
                 format!("{}", bad + 1),
             ));
         }
-        Ok(ExpDesign { shared, subject_images, master_ordering })
+        Ok(ExpDesign {
+            shared,
+            subject_images,
+            master_ordering,
+        })
     }
 
     /// 0-based 73k id shown to `subject` (1-based) on overall trial `trial` (0-based).
@@ -170,17 +199,28 @@ pub fn read_responses(path: &Path) -> Result<Vec<Response>> {
     let mut lines = text.lines().filter(|l| !l.trim().is_empty());
     let header: Vec<&str> = lines
         .next()
-        .ok_or_else(|| DataError::invalid(path, "header", "a tab-separated header", "an empty file"))?
+        .ok_or_else(|| {
+            DataError::invalid(path, "header", "a tab-separated header", "an empty file")
+        })?
         .split('\t')
         .map(str::trim)
         .collect();
     let column = |name: &str| {
         header.iter().position(|h| *h == name).ok_or_else(|| {
-            DataError::invalid(path, "header", format!("a column named {name}"), header.join(","))
+            DataError::invalid(
+                path,
+                "header",
+                format!("a column named {name}"),
+                header.join(","),
+            )
         })
     };
-    let (c_session, c_run, c_trial, c_id) =
-        (column("SESSION")?, column("RUN")?, column("TRIAL")?, column("73KID")?);
+    let (c_session, c_run, c_trial, c_id) = (
+        column("SESSION")?,
+        column("RUN")?,
+        column("TRIAL")?,
+        column("73KID")?,
+    );
     let mut responses = Vec::new();
     for (line_number, line) in lines.enumerate() {
         let fields: Vec<&str> = line.split('\t').collect();
@@ -246,7 +286,12 @@ pub fn read_stim_info(path: &Path) -> Result<HashMap<usize, CocoImage>> {
     let header = split_csv_line(lines.next().unwrap_or(""));
     let column = |name: &str| {
         header.iter().position(|h| h.trim() == name).ok_or_else(|| {
-            DataError::invalid(path, "header", format!("a column named {name}"), header.join(","))
+            DataError::invalid(
+                path,
+                "header",
+                format!("a column named {name}"),
+                header.join(","),
+            )
         })
     };
     let (c_nsd, c_coco, c_split) = (column("nsdId")?, column("cocoId")?, column("cocoSplit")?);
@@ -254,20 +299,49 @@ pub fn read_stim_info(path: &Path) -> Result<HashMap<usize, CocoImage>> {
     for (i, line) in lines.enumerate() {
         let fields = split_csv_line(line);
         let get = |c: usize| fields.get(c).map(|s| s.trim()).unwrap_or("");
-        let nsd_id: usize = get(c_nsd).parse::<f64>().ok().filter(|v| *v >= 0.0).map(|v| v as usize).ok_or_else(|| {
-            DataError::invalid(path, format!("line {} nsdId", i + 2), "a 0-based integer", get(c_nsd))
-        })?;
-        let coco_id: u64 = get(c_coco).parse::<f64>().ok().filter(|v| *v >= 0.0).map(|v| v as u64).ok_or_else(|| {
-            DataError::invalid(path, format!("line {} cocoId", i + 2), "an integer", get(c_coco))
-        })?;
-        images.insert(nsd_id, CocoImage { coco_id, split: get(c_split).to_string() });
+        let nsd_id: usize = get(c_nsd)
+            .parse::<f64>()
+            .ok()
+            .filter(|v| *v >= 0.0)
+            .map(|v| v as usize)
+            .ok_or_else(|| {
+                DataError::invalid(
+                    path,
+                    format!("line {} nsdId", i + 2),
+                    "a 0-based integer",
+                    get(c_nsd),
+                )
+            })?;
+        let coco_id: u64 = get(c_coco)
+            .parse::<f64>()
+            .ok()
+            .filter(|v| *v >= 0.0)
+            .map(|v| v as u64)
+            .ok_or_else(|| {
+                DataError::invalid(
+                    path,
+                    format!("line {} cocoId", i + 2),
+                    "an integer",
+                    get(c_coco),
+                )
+            })?;
+        images.insert(
+            nsd_id,
+            CocoImage {
+                coco_id,
+                split: get(c_split).to_string(),
+            },
+        );
     }
     Ok(images)
 }
 
 /// Reads a FreeSurfer colour table: label value → name.
 pub fn read_color_table(path: &Path) -> Result<BTreeMap<i32, String>> {
-    require_file(path, "a FreeSurfer colour table (.ctab) naming the ROI labels")?;
+    require_file(
+        path,
+        "a FreeSurfer colour table (.ctab) naming the ROI labels",
+    )?;
     let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
     let mut labels = BTreeMap::new();
     for (i, line) in text.lines().enumerate() {
@@ -283,7 +357,12 @@ pub fn read_color_table(path: &Path) -> Result<BTreeMap<i32, String>> {
                 labels.insert(v, n.to_string());
             }
             _ => {
-                return Err(DataError::invalid(path, format!("line {}", i + 1), "'<value> <name> [r g b a]'", line));
+                return Err(DataError::invalid(
+                    path,
+                    format!("line {}", i + 1),
+                    "'<value> <name> [r g b a]'",
+                    line,
+                ));
             }
         }
     }
@@ -310,7 +389,10 @@ pub fn read_coco_captions(path: &Path) -> Result<HashMap<u64, Vec<String>>> {
         .map_err(|e| DataError::format(path, "COCO captions JSON", e))?;
     let mut by_image: HashMap<u64, Vec<(u64, String)>> = HashMap::new();
     for a in parsed.annotations {
-        by_image.entry(a.image_id).or_default().push((a.id, a.caption.trim().to_string()));
+        by_image
+            .entry(a.image_id)
+            .or_default()
+            .push((a.id, a.caption.trim().to_string()));
     }
     Ok(by_image
         .into_iter()
@@ -341,12 +423,17 @@ pub enum H5Kind {
 impl H5Dataset {
     pub fn open(path: &Path, name: &str, what: &str) -> Result<Self> {
         require_file(path, what)?;
-        let file = hdf5_reader::Hdf5File::open(path)
-            .map_err(|e| DataError::format(path, "HDF5", e))?;
+        let file =
+            hdf5_reader::Hdf5File::open(path).map_err(|e| DataError::format(path, "HDF5", e))?;
         let dataset = file.dataset(name).map_err(|_| {
             DataError::invalid(path, "dataset", format!("a dataset named '{name}'"), "none")
         })?;
-        Ok(H5Dataset { path: path.to_path_buf(), name: name.to_string(), dataset, _file: file })
+        Ok(H5Dataset {
+            path: path.to_path_buf(),
+            name: name.to_string(),
+            dataset,
+            _file: file,
+        })
     }
 
     pub fn shape(&self) -> Vec<usize> {
@@ -356,8 +443,16 @@ impl H5Dataset {
     pub fn kind(&self) -> Option<H5Kind> {
         use hdf5_reader::Datatype as D;
         match self.dataset.dtype() {
-            D::FixedPoint { size: 2, signed: true, .. } => Some(H5Kind::I16),
-            D::FixedPoint { size: 1, signed: false, .. } => Some(H5Kind::U8),
+            D::FixedPoint {
+                size: 2,
+                signed: true,
+                ..
+            } => Some(H5Kind::I16),
+            D::FixedPoint {
+                size: 1,
+                signed: false,
+                ..
+            } => Some(H5Kind::U8),
             D::FloatingPoint { size: 4, .. } => Some(H5Kind::F32),
             D::FloatingPoint { size: 8, .. } => Some(H5Kind::F64),
             _ => None,
@@ -366,26 +461,69 @@ impl H5Dataset {
 
     fn selection(&self, first: usize, count: usize) -> hdf5_reader::SliceInfo {
         use hdf5_reader::SliceInfoElem as E;
-        let mut selections = vec![E::Slice { start: first as u64, end: (first + count) as u64, step: 1 }];
+        let mut selections = vec![E::Slice {
+            start: first as u64,
+            end: (first + count) as u64,
+            step: 1,
+        }];
         for _ in 1..self.dataset.ndim() {
-            selections.push(E::Slice { start: 0, end: u64::MAX, step: 1 });
+            selections.push(E::Slice {
+                start: 0,
+                end: u64::MAX,
+                step: 1,
+            });
         }
         hdf5_reader::SliceInfo { selections }
     }
 
     fn read_error(&self, e: impl std::fmt::Display) -> DataError {
-        DataError::format(&self.path, "HDF5", format!("dataset '{}': {e} (is the file truncated?)", self.name))
+        DataError::format(
+            &self.path,
+            "HDF5",
+            format!("dataset '{}': {e} (is the file truncated?)", self.name),
+        )
     }
 
     /// Rows `first..first+count` along axis 0, converted to f32, in C order.
     pub fn read_rows_f32(&self, first: usize, count: usize) -> Result<Vec<f32>> {
         let sel = self.selection(first, count);
         let values: Vec<f32> = match self.kind() {
-            Some(H5Kind::I16) => self.dataset.read_slice::<i16>(&sel).map_err(|e| self.read_error(e))?.iter().map(|&v| v as f32).collect(),
-            Some(H5Kind::U8) => self.dataset.read_slice::<u8>(&sel).map_err(|e| self.read_error(e))?.iter().map(|&v| v as f32).collect(),
-            Some(H5Kind::F32) => self.dataset.read_slice::<f32>(&sel).map_err(|e| self.read_error(e))?.iter().copied().collect(),
-            Some(H5Kind::F64) => self.dataset.read_slice::<f64>(&sel).map_err(|e| self.read_error(e))?.iter().map(|&v| v as f32).collect(),
-            None => return Err(DataError::invalid(&self.path, &self.name, "int16, uint8 or float data", format!("{:?}", self.dataset.dtype()))),
+            Some(H5Kind::I16) => self
+                .dataset
+                .read_slice::<i16>(&sel)
+                .map_err(|e| self.read_error(e))?
+                .iter()
+                .map(|&v| v as f32)
+                .collect(),
+            Some(H5Kind::U8) => self
+                .dataset
+                .read_slice::<u8>(&sel)
+                .map_err(|e| self.read_error(e))?
+                .iter()
+                .map(|&v| v as f32)
+                .collect(),
+            Some(H5Kind::F32) => self
+                .dataset
+                .read_slice::<f32>(&sel)
+                .map_err(|e| self.read_error(e))?
+                .iter()
+                .copied()
+                .collect(),
+            Some(H5Kind::F64) => self
+                .dataset
+                .read_slice::<f64>(&sel)
+                .map_err(|e| self.read_error(e))?
+                .iter()
+                .map(|&v| v as f32)
+                .collect(),
+            None => {
+                return Err(DataError::invalid(
+                    &self.path,
+                    &self.name,
+                    "int16, uint8 or float data",
+                    format!("{:?}", self.dataset.dtype()),
+                ))
+            }
         };
         Ok(values)
     }
@@ -393,10 +531,21 @@ impl H5Dataset {
     /// Rows `first..first+count` of a uint8 dataset, in C order.
     pub fn read_rows_u8(&self, first: usize, count: usize) -> Result<Vec<u8>> {
         if self.kind() != Some(H5Kind::U8) {
-            return Err(DataError::invalid(&self.path, &self.name, "uint8 data", format!("{:?}", self.dataset.dtype())));
+            return Err(DataError::invalid(
+                &self.path,
+                &self.name,
+                "uint8 data",
+                format!("{:?}", self.dataset.dtype()),
+            ));
         }
         let sel = self.selection(first, count);
-        Ok(self.dataset.read_slice::<u8>(&sel).map_err(|e| self.read_error(e))?.iter().copied().collect())
+        Ok(self
+            .dataset
+            .read_slice::<u8>(&sel)
+            .map_err(|e| self.read_error(e))?
+            .iter()
+            .copied()
+            .collect())
     }
 }
 

@@ -4,7 +4,10 @@
 //! `<out>.partial/`; each session's z-scored betas land there atomically, so an interrupted run
 //! resumes where it stopped, and the directory is renamed to `<out>` only when complete.
 
-use super::{read_coco_captions, read_color_table, read_responses, read_stim_info, ExpDesign, H5Dataset, H5Kind, Layout, Response, BETA_SCALE};
+use super::{
+    read_coco_captions, read_color_table, read_responses, read_stim_info, ExpDesign, H5Dataset,
+    H5Kind, Layout, Response, BETA_SCALE,
+};
 use crate::atomic::{read_json, write_atomic, write_json_atomic};
 use crate::error::{DataError, Result};
 use crate::image::RgbImage;
@@ -112,7 +115,11 @@ fn session_trials(responses: &[Response]) -> BTreeMap<usize, Vec<Response>> {
 fn plan(opts: &PrepareOptions) -> Result<Plan> {
     let layout = Layout::new(&opts.nsd_root, opts.subject);
     if !opts.nsd_root.is_dir() {
-        return Err(DataError::Missing { path: opts.nsd_root.clone(), what: "the NSD root directory (holding nsddata/, nsddata_betas/, nsddata_stimuli/)".into() });
+        return Err(DataError::Missing {
+            path: opts.nsd_root.clone(),
+            what: "the NSD root directory (holding nsddata/, nsddata_betas/, nsddata_stimuli/)"
+                .into(),
+        });
     }
     let design = ExpDesign::read(&layout.expdesign())?;
     let responses = read_responses(&layout.responses())?;
@@ -125,7 +132,10 @@ fn plan(opts: &PrepareOptions) -> Result<Plan> {
                 return Err(DataError::invalid(
                     layout.responses(),
                     "SESSION",
-                    format!("--sessions within the sessions this subject has ({})", compact_ranges(&available)),
+                    format!(
+                        "--sessions within the sessions this subject has ({})",
+                        compact_ranges(&available)
+                    ),
                     format!("session {bad}"),
                 ));
             }
@@ -133,7 +143,12 @@ fn plan(opts: &PrepareOptions) -> Result<Plan> {
         }
     };
     if sessions.is_empty() {
-        return Err(DataError::invalid(layout.responses(), "SESSION", "at least one session", "none"));
+        return Err(DataError::invalid(
+            layout.responses(),
+            "SESSION",
+            "at least one session",
+            "none",
+        ));
     }
 
     // Cross-check behaviour against the experimental design, trial by trial.
@@ -148,7 +163,13 @@ fn plan(opts: &PrepareOptions) -> Result<Plan> {
                 return Err(DataError::invalid(
                     layout.responses(),
                     format!("73KID of session {number} run {} trial {}", r.run, r.trial),
-                    format!("{} (from {} subjectim/masterordering, trial {})", expected.map_or("a trial in masterordering".into(), |e| (e + 1).to_string()), layout.expdesign().display(), global + 1),
+                    format!(
+                        "{} (from {} subjectim/masterordering, trial {})",
+                        expected
+                            .map_or("a trial in masterordering".into(), |e| (e + 1).to_string()),
+                        layout.expdesign().display(),
+                        global + 1
+                    ),
                     (r.stimulus + 1).to_string(),
                 ));
             }
@@ -156,24 +177,40 @@ fn plan(opts: &PrepareOptions) -> Result<Plan> {
             global += 1;
         }
         if chosen {
-            session_plans.push(SessionPlan { number, betas: layout.betas(number), stimuli });
+            session_plans.push(SessionPlan {
+                number,
+                betas: layout.betas(number),
+                stimuli,
+            });
         }
     }
 
     let shared: BTreeSet<usize> = design.shared.iter().copied().collect();
-    let seen: BTreeSet<usize> = session_plans.iter().flat_map(|s| s.stimuli.iter().copied()).collect();
+    let seen: BTreeSet<usize> = session_plans
+        .iter()
+        .flat_map(|s| s.stimuli.iter().copied())
+        .collect();
     let test_ids: Vec<usize> = seen.intersection(&shared).copied().collect();
     let train_image_ids: Vec<usize> = seen.difference(&shared).copied().collect();
     if test_ids.is_empty() {
         return Err(DataError::invalid(
             layout.expdesign(),
             "sharedix",
-            format!("shared images that {} saw in sessions {}", layout.subject_name(), compact_ranges(&sessions)),
+            format!(
+                "shared images that {} saw in sessions {}",
+                layout.subject_name(),
+                compact_ranges(&sessions)
+            ),
             "none: the test set would be empty",
         ));
     }
     if train_image_ids.is_empty() {
-        return Err(DataError::invalid(layout.responses(), "73KID", "some images outside sharedix for training", "only shared images"));
+        return Err(DataError::invalid(
+            layout.responses(),
+            "73KID",
+            "some images outside sharedix for training",
+            "only shared images",
+        ));
     }
 
     // ROI masks: all atlases share one volume.
@@ -189,14 +226,20 @@ fn plan(opts: &PrepareOptions) -> Result<Plan> {
                 affine = volume.affine;
             }
             Some(shape) if shape != volume.shape => {
-                return Err(DataError::invalid(&path, "dim", format!("the volume shape of the other masks {shape:?}"), format!("{:?}", volume.shape)));
+                return Err(DataError::invalid(
+                    &path,
+                    "dim",
+                    format!("the volume shape of the other masks {shape:?}"),
+                    format!("{:?}", volume.shape),
+                ));
             }
             _ => {}
         }
         let names = read_color_table(&layout.color_table(atlas))?;
         masks.push((atlas.clone(), path, volume, names));
     }
-    let volume_shape = volume_shape.ok_or_else(|| DataError::Usage("--rois: name at least one atlas".into()))?;
+    let volume_shape =
+        volume_shape.ok_or_else(|| DataError::Usage("--rois: name at least one atlas".into()))?;
     let [nx, ny, nz] = volume_shape;
 
     // Union of labelled voxels, in betas order (z, y, x) with x fastest.
@@ -230,19 +273,44 @@ fn plan(opts: &PrepareOptions) -> Result<Plan> {
             }
         }
         if union_columns.is_empty() {
-            return Err(DataError::invalid(path, "labels", "some voxels labelled > 0", "none"));
+            return Err(DataError::invalid(
+                path,
+                "labels",
+                "some voxels labelled > 0",
+                "none",
+            ));
         }
         let labels = counts
             .iter()
-            .map(|(&value, &n_voxels)| LabelMeta { value, name: names.get(&value).cloned().unwrap_or_else(|| format!("label{value}")), n_voxels })
+            .map(|(&value, &n_voxels)| LabelMeta {
+                value,
+                name: names
+                    .get(&value)
+                    .cloned()
+                    .unwrap_or_else(|| format!("label{value}")),
+                n_voxels,
+            })
             .collect();
-        atlases.push(AtlasPlan { meta: AtlasMeta { name: name.clone(), n_voxels: union_columns.len(), labels }, union_columns, coords, label_values });
+        atlases.push(AtlasPlan {
+            meta: AtlasMeta {
+                name: name.clone(),
+                n_voxels: union_columns.len(),
+                labels,
+            },
+            union_columns,
+            coords,
+            label_values,
+        });
     }
 
     // Betas files: present, readable, shaped (trials, Z, Y, X) like the masks.
     let first_mask = &masks[0].1;
     for session in &session_plans {
-        let dataset = H5Dataset::open(&session.betas, "betas", "NSD betas for this session (betas_sessionNN.hdf5)")?;
+        let dataset = H5Dataset::open(
+            &session.betas,
+            "betas",
+            "NSD betas for this session (betas_sessionNN.hdf5)",
+        )?;
         let shape = dataset.shape();
         if shape.len() != 4 || shape[1..] != [nz, ny, nx] {
             return Err(DataError::invalid(
@@ -253,10 +321,24 @@ fn plan(opts: &PrepareOptions) -> Result<Plan> {
             ));
         }
         if shape[0] != session.stimuli.len() {
-            return Err(DataError::invalid(&session.betas, "betas trials", format!("{} trials (session {} in responses.tsv)", session.stimuli.len(), session.number), shape[0].to_string()));
+            return Err(DataError::invalid(
+                &session.betas,
+                "betas trials",
+                format!(
+                    "{} trials (session {} in responses.tsv)",
+                    session.stimuli.len(),
+                    session.number
+                ),
+                shape[0].to_string(),
+            ));
         }
         if dataset.kind().is_none() || dataset.kind() == Some(H5Kind::U8) {
-            return Err(DataError::invalid(&session.betas, "betas dtype", "int16 (percent signal change × 300) or float", format!("{:?}", dataset.dataset.dtype())));
+            return Err(DataError::invalid(
+                &session.betas,
+                "betas dtype",
+                "int16 (percent signal change × 300) or float",
+                format!("{:?}", dataset.dataset.dtype()),
+            ));
         }
     }
 
@@ -266,11 +348,21 @@ fn plan(opts: &PrepareOptions) -> Result<Plan> {
     let brick = H5Dataset::open(&brick_path, "imgBrick", "NSD stimuli (nsd_stimuli.hdf5)")?;
     let brick_shape = brick.shape();
     if brick_shape.len() != 4 || brick_shape[3] != 3 || brick.kind() != Some(H5Kind::U8) {
-        return Err(DataError::invalid(&brick_path, "imgBrick", "uint8 (images, height, width, 3)", format!("{:?} {:?}", brick_shape, brick.dataset.dtype())));
+        return Err(DataError::invalid(
+            &brick_path,
+            "imgBrick",
+            "uint8 (images, height, width, 3)",
+            format!("{:?} {:?}", brick_shape, brick.dataset.dtype()),
+        ));
     }
     if let Some(&max) = image_ids.last() {
         if max >= brick_shape[0] {
-            return Err(DataError::invalid(&brick_path, "imgBrick", format!("more than {max} images"), brick_shape[0].to_string()));
+            return Err(DataError::invalid(
+                &brick_path,
+                "imgBrick",
+                format!("more than {max} images"),
+                brick_shape[0].to_string(),
+            ));
         }
     }
     let image_size = match opts.image_size {
@@ -282,14 +374,29 @@ fn plan(opts: &PrepareOptions) -> Result<Plan> {
     let mut coco_by_split: HashMap<String, HashMap<u64, Vec<String>>> = HashMap::new();
     let mut captions = BTreeMap::new();
     for &id in &image_ids {
-        let coco = stim_info.get(&id).ok_or_else(|| DataError::invalid(layout.stim_info(), "nsdId", format!("a row for image {id}"), "none"))?;
+        let coco = stim_info.get(&id).ok_or_else(|| {
+            DataError::invalid(
+                layout.stim_info(),
+                "nsdId",
+                format!("a row for image {id}"),
+                "none",
+            )
+        })?;
         if !coco_by_split.contains_key(&coco.split) {
             let path = layout.captions(&coco.split);
             coco_by_split.insert(coco.split.clone(), read_coco_captions(&path)?);
         }
-        let texts = coco_by_split[&coco.split].get(&coco.coco_id).filter(|c| !c.is_empty()).ok_or_else(|| {
-            DataError::invalid(layout.captions(&coco.split), "annotations", format!("captions for COCO image {} (nsdId {id})", coco.coco_id), "none")
-        })?;
+        let texts = coco_by_split[&coco.split]
+            .get(&coco.coco_id)
+            .filter(|c| !c.is_empty())
+            .ok_or_else(|| {
+                DataError::invalid(
+                    layout.captions(&coco.split),
+                    "annotations",
+                    format!("captions for COCO image {} (nsdId {id})", coco.coco_id),
+                    "none",
+                )
+            })?;
         captions.insert(id, texts.iter().take(5).cloned().collect::<Vec<_>>());
     }
     let captions_per_image = captions.values().map(Vec::len).min().unwrap_or(0);
@@ -329,7 +436,11 @@ pub fn compact_ranges(values: &[usize]) -> String {
         while j + 1 < values.len() && values[j + 1] == values[j] + 1 {
             j += 1;
         }
-        parts.push(if i == j { values[i].to_string() } else { format!("{}-{}", values[i], values[j]) });
+        parts.push(if i == j {
+            values[i].to_string()
+        } else {
+            format!("{}-{}", values[i], values[j])
+        });
         i = j + 1;
     }
     parts.join(",")
@@ -340,15 +451,28 @@ fn progress_bar(show: bool, len: usize, label: String) -> ProgressBar {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(len as u64);
-    bar.set_style(ProgressStyle::with_template("{msg:>14} [{bar:30}] {pos}/{len} {elapsed}/{eta}").unwrap().progress_chars("=> "));
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>14} [{bar:30}] {pos}/{len} {elapsed}/{eta}")
+            .unwrap()
+            .progress_chars("=> "),
+    );
     bar.set_message(label);
     bar
 }
 
 /// Z-scored (or raw) union-voxel betas of one session: (trials, union voxels), f32.
-fn session_betas(plan: &Plan, session: &SessionPlan, progress: bool, constant: &mut usize) -> Result<Vec<f32>> {
+fn session_betas(
+    plan: &Plan,
+    session: &SessionPlan,
+    progress: bool,
+    constant: &mut usize,
+) -> Result<Vec<f32>> {
     let dataset = H5Dataset::open(&session.betas, "betas", "NSD betas")?;
-    let scale = if dataset.kind() == Some(H5Kind::I16) { BETA_SCALE } else { 1.0 };
+    let scale = if dataset.kind() == Some(H5Kind::I16) {
+        BETA_SCALE
+    } else {
+        1.0
+    };
     let n_trials = session.stimuli.len();
     let n_voxels = plan.union_flat.len();
     let volume: usize = plan.volume_shape.iter().product();
@@ -365,7 +489,15 @@ fn session_betas(plan: &Plan, session: &SessionPlan, progress: bool, constant: &
                 let value = trial[flat];
                 if !value.is_finite() {
                     let [x, y, z] = plan.union_coords[v];
-                    return Err(DataError::invalid(&session.betas, "betas", "finite values inside the ROIs", format!("{value} at trial {} voxel (x={x}, y={y}, z={z})", first + t + 1)));
+                    return Err(DataError::invalid(
+                        &session.betas,
+                        "betas",
+                        "finite values inside the ROIs",
+                        format!(
+                            "{value} at trial {} voxel (x={x}, y={y}, z={z})",
+                            first + t + 1
+                        ),
+                    ));
                 }
                 row[v] = value / scale;
             }
@@ -382,7 +514,11 @@ fn session_betas(plan: &Plan, session: &SessionPlan, progress: bool, constant: &
 /// Z-scores each column in place (population std, as scipy.stats.zscore); returns the number of
 /// constant columns, which are set to 0.
 pub fn zscore_columns(values: &mut [f32], rows: usize, cols: usize) -> usize {
-    assert_eq!(values.len(), rows * cols, "zscore_columns: values must be rows × cols");
+    assert_eq!(
+        values.len(),
+        rows * cols,
+        "zscore_columns: values must be rows × cols"
+    );
     let mut mean = vec![0f64; cols];
     let mut sq = vec![0f64; cols];
     for r in 0..rows {
@@ -405,14 +541,20 @@ pub fn zscore_columns(values: &mut [f32], rows: usize, cols: usize) -> usize {
     }
     for r in 0..rows {
         for (c, v) in values[r * cols..(r + 1) * cols].iter_mut().enumerate() {
-            *v = if std[c] <= 1e-12 { 0.0 } else { ((*v as f64 - mean[c]) / std[c]) as f32 };
+            *v = if std[c] <= 1e-12 {
+                0.0
+            } else {
+                ((*v as f64 - mean[c]) / std[c]) as f32
+            };
         }
     }
     constant
 }
 
 fn session_cache(staging: &Path, number: usize) -> PathBuf {
-    staging.join("sessions").join(format!("session{number:02}.npy"))
+    staging
+        .join("sessions")
+        .join(format!("session{number:02}.npy"))
 }
 
 fn run(plan: &Plan, staging: &Path, progress: bool) -> Result<(usize, usize, usize)> {
@@ -430,16 +572,34 @@ fn run(plan: &Plan, staging: &Path, progress: bool) -> Result<(usize, usize, usi
     }
 
     // Assemble per-atlas train/test arrays from the session caches.
-    let test_row: HashMap<usize, usize> = plan.test_ids.iter().enumerate().map(|(i, &id)| (id, i)).collect();
-    let train_image_row: HashMap<usize, usize> = plan.train_image_ids.iter().enumerate().map(|(i, &id)| (id, i)).collect();
-    let n_train: usize = plan.sessions.iter().flat_map(|s| &s.stimuli).filter(|id| !plan.shared.contains(id)).count();
+    let test_row: HashMap<usize, usize> = plan
+        .test_ids
+        .iter()
+        .enumerate()
+        .map(|(i, &id)| (id, i))
+        .collect();
+    let train_image_row: HashMap<usize, usize> = plan
+        .train_image_ids
+        .iter()
+        .enumerate()
+        .map(|(i, &id)| (id, i))
+        .collect();
+    let n_train: usize = plan
+        .sessions
+        .iter()
+        .flat_map(|s| &s.stimuli)
+        .filter(|id| !plan.shared.contains(id))
+        .count();
     let mut train_writers = Vec::new();
     let mut test_sums = Vec::new();
     let mut train_sums = Vec::new();
     for atlas in &plan.atlases {
         let n = atlas.union_columns.len();
         let dir = staging.join("betas").join(&atlas.meta.name);
-        train_writers.push(npy::Writer::<f32>::create(&dir.join("train.npy"), &[n_train, n])?);
+        train_writers.push(npy::Writer::<f32>::create(
+            &dir.join("train.npy"),
+            &[n_train, n],
+        )?);
         test_sums.push(vec![0f64; plan.test_ids.len() * n]);
         if plan.settings.average_train {
             train_sums.push(vec![0f64; plan.train_image_ids.len() * n]);
@@ -455,7 +615,16 @@ fn run(plan: &Plan, staging: &Path, progress: bool) -> Result<(usize, usize, usi
     for session in &plan.sessions {
         let cache = npy::MappedF32::open(&session_cache(staging, session.number))?;
         if cache.shape() != [session.stimuli.len(), n_union] {
-            return Err(DataError::invalid(cache.path(), "shape", format!("[{}, {n_union}]: remove {} and rerun", session.stimuli.len(), staging.display()), format!("{:?}", cache.shape())));
+            return Err(DataError::invalid(
+                cache.path(),
+                "shape",
+                format!(
+                    "[{}, {n_union}]: remove {} and rerun",
+                    session.stimuli.len(),
+                    staging.display()
+                ),
+                format!("{:?}", cache.shape()),
+            ));
         }
         for (t, &id) in session.stimuli.iter().enumerate() {
             let row = cache.row(t);
@@ -479,14 +648,21 @@ fn run(plan: &Plan, staging: &Path, progress: bool) -> Result<(usize, usize, usi
                     train_writers[a].write(&row_buffer)?;
                     if plan.settings.average_train {
                         let n = atlas.union_columns.len();
-                        for (s, &v) in train_sums[a][image * n..(image + 1) * n].iter_mut().zip(&row_buffer) {
+                        for (s, &v) in train_sums[a][image * n..(image + 1) * n]
+                            .iter_mut()
+                            .zip(&row_buffer)
+                        {
                             *s += v as f64;
                         }
                     }
                 }
                 "train"
             };
-            trial_table.push_str(&format!("{trial_index}\t{}\t{}\t{id}\t{split}\n", session.number, t + 1));
+            trial_table.push_str(&format!(
+                "{trial_index}\t{}\t{}\t{id}\t{split}\n",
+                session.number,
+                t + 1
+            ));
             trial_index += 1;
         }
         bar.inc(1);
@@ -496,24 +672,57 @@ fn run(plan: &Plan, staging: &Path, progress: bool) -> Result<(usize, usize, usi
         writer.finish()?;
     }
     let averaged = |sums: &[f64], counts: &[usize], n: usize| -> Vec<f32> {
-        sums.chunks(n.max(1)).zip(counts).flat_map(|(row, &k)| row.iter().map(move |s| (s / k as f64) as f32)).collect()
+        sums.chunks(n.max(1))
+            .zip(counts)
+            .flat_map(|(row, &k)| row.iter().map(move |s| (s / k as f64) as f32))
+            .collect()
     };
     for (a, atlas) in plan.atlases.iter().enumerate() {
         let n = atlas.union_columns.len();
         let dir = staging.join("betas").join(&atlas.meta.name);
-        npy::write(&dir.join("test.npy"), &[plan.test_ids.len(), n], &averaged(&test_sums[a], &test_counts, n))?;
+        npy::write(
+            &dir.join("test.npy"),
+            &[plan.test_ids.len(), n],
+            &averaged(&test_sums[a], &test_counts, n),
+        )?;
         if plan.settings.average_train {
-            npy::write(&dir.join("train_averaged.npy"), &[plan.train_image_ids.len(), n], &averaged(&train_sums[a], &train_counts, n))?;
+            npy::write(
+                &dir.join("train_averaged.npy"),
+                &[plan.train_image_ids.len(), n],
+                &averaged(&train_sums[a], &train_counts, n),
+            )?;
         }
         let coords: Vec<i32> = atlas.coords.iter().flatten().copied().collect();
-        npy::write(&staging.join(format!("rois/{}.npy", atlas.meta.name)), &[atlas.coords.len(), 3], &coords)?;
-        npy::write(&staging.join(format!("rois/{}_labels.npy", atlas.meta.name)), &[atlas.label_values.len()], &atlas.label_values)?;
+        npy::write(
+            &staging.join(format!("rois/{}.npy", atlas.meta.name)),
+            &[atlas.coords.len(), 3],
+            &coords,
+        )?;
+        npy::write(
+            &staging.join(format!("rois/{}_labels.npy", atlas.meta.name)),
+            &[atlas.label_values.len()],
+            &atlas.label_values,
+        )?;
     }
     let as_i64 = |ids: &[usize]| ids.iter().map(|&i| i as i64).collect::<Vec<_>>();
-    npy::write(&staging.join("train_stimulus_ids.npy"), &[train_ids.len()], &train_ids)?;
-    npy::write(&staging.join("train_image_ids.npy"), &[plan.train_image_ids.len()], &as_i64(&plan.train_image_ids))?;
-    npy::write(&staging.join("test_stimulus_ids.npy"), &[plan.test_ids.len()], &as_i64(&plan.test_ids))?;
-    write_atomic(&staging.join("trials.tsv"), |w| w.write_all(trial_table.as_bytes()))?;
+    npy::write(
+        &staging.join("train_stimulus_ids.npy"),
+        &[train_ids.len()],
+        &train_ids,
+    )?;
+    npy::write(
+        &staging.join("train_image_ids.npy"),
+        &[plan.train_image_ids.len()],
+        &as_i64(&plan.train_image_ids),
+    )?;
+    npy::write(
+        &staging.join("test_stimulus_ids.npy"),
+        &[plan.test_ids.len()],
+        &as_i64(&plan.test_ids),
+    )?;
+    write_atomic(&staging.join("trials.tsv"), |w| {
+        w.write_all(trial_table.as_bytes())
+    })?;
     write_stimuli(plan, staging, progress)?;
 
     let meta = SubjectMeta {
@@ -559,7 +768,11 @@ fn write_stimuli(plan: &Plan, staging: &Path, progress: bool) -> Result<()> {
     }
     let ids: Vec<i64> = plan.image_ids.iter().map(|&i| i as i64).collect();
     npy::write(&staging.join("stimuli/ids.npy"), &[ids.len()], &ids)?;
-    let captions: BTreeMap<String, &Vec<String>> = plan.captions.iter().map(|(id, c)| (id.to_string(), c)).collect();
+    let captions: BTreeMap<String, &Vec<String>> = plan
+        .captions
+        .iter()
+        .map(|(id, c)| (id.to_string(), c))
+        .collect();
     write_json_atomic(&staging.join("stimuli/captions.json"), &captions)
 }
 
@@ -572,21 +785,51 @@ pub fn prepare(opts: &PrepareOptions) -> Result<PrepareReport> {
         let previous: Option<Settings> = read_json(&settings_of_out).ok();
         if previous.as_ref() == Some(&plan.settings) {
             let meta = read_json(&opts.out.join("subject.json"))?;
-            return Ok(PrepareReport { out: opts.out.clone(), already_prepared: true, sessions_processed: 0, sessions_resumed: 0, constant_voxel_sessions: 0, meta });
+            return Ok(PrepareReport {
+                out: opts.out.clone(),
+                already_prepared: true,
+                sessions_processed: 0,
+                sessions_resumed: 0,
+                constant_voxel_sessions: 0,
+                meta,
+            });
         }
-        return Err(DataError::invalid(&opts.out, "--out", "a new directory, or one prepared with the same settings", "a subject prepared with other settings: choose another --out or remove it"));
+        return Err(DataError::invalid(
+            &opts.out,
+            "--out",
+            "a new directory, or one prepared with the same settings",
+            "a subject prepared with other settings: choose another --out or remove it",
+        ));
     }
-    if opts.out.exists() && std::fs::read_dir(&opts.out).map(|mut d| d.next().is_some()).unwrap_or(true) {
-        return Err(DataError::invalid(&opts.out, "--out", "a new or empty directory", "a non-empty directory that is not a prepared subject"));
+    if opts.out.exists()
+        && std::fs::read_dir(&opts.out)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true)
+    {
+        return Err(DataError::invalid(
+            &opts.out,
+            "--out",
+            "a new or empty directory",
+            "a non-empty directory that is not a prepared subject",
+        ));
     }
-    let name = opts.out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "prepared".into());
+    let name = opts
+        .out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "prepared".into());
     let staging = opts.out.with_file_name(format!("{name}.partial"));
     let staging_settings = staging.join(".prepare-settings.json");
     let resuming = staging.exists();
     if resuming {
         let previous: Option<Settings> = read_json(&staging_settings).ok();
         if previous.as_ref() != Some(&plan.settings) {
-            return Err(DataError::invalid(&staging, "resume", "the settings of the interrupted run", "different settings: remove this directory to start again"));
+            return Err(DataError::invalid(
+                &staging,
+                "resume",
+                "the settings of the interrupted run",
+                "different settings: remove this directory to start again",
+            ));
         }
     } else {
         std::fs::create_dir_all(&staging).map_err(|e| DataError::io(&staging, e))?;
@@ -606,7 +849,14 @@ pub fn prepare(opts: &PrepareOptions) -> Result<PrepareReport> {
     }
     std::fs::rename(&staging, &opts.out).map_err(|e| DataError::io(&opts.out, e))?;
     let meta = read_json(&opts.out.join("subject.json"))?;
-    Ok(PrepareReport { out: opts.out.clone(), already_prepared: false, sessions_processed: processed, sessions_resumed: resumed, constant_voxel_sessions: constant, meta })
+    Ok(PrepareReport {
+        out: opts.out.clone(),
+        already_prepared: false,
+        sessions_processed: processed,
+        sessions_resumed: resumed,
+        constant_voxel_sessions: constant,
+        meta,
+    })
 }
 
 #[cfg(test)]
@@ -624,7 +874,9 @@ mod tests {
         let constant = zscore_columns(&mut v, 3, 2);
         assert_eq!(constant, 1);
         let s = (2.0f64 / 3.0).sqrt() as f32;
-        assert!((v[0] + 1.0 / s).abs() < 1e-6 && v[2].abs() < 1e-6 && (v[4] - 1.0 / s).abs() < 1e-6);
+        assert!(
+            (v[0] + 1.0 / s).abs() < 1e-6 && v[2].abs() < 1e-6 && (v[4] - 1.0 / s).abs() < 1e-6
+        );
         assert_eq!(v[1], 0.0);
     }
 }

@@ -19,15 +19,28 @@ pub const STREAMS: [(i32, &str); 7] = [
     (6, "lateral"),
     (7, "parietal"),
 ];
-pub const PRF_VISUALROIS: [(i32, &str); 7] =
-    [(1, "V1v"), (2, "V1d"), (3, "V2v"), (4, "V2d"), (5, "V3v"), (6, "V3d"), (7, "hV4")];
+pub const PRF_VISUALROIS: [(i32, &str); 7] = [
+    (1, "V1v"),
+    (2, "V1d"),
+    (3, "V2v"),
+    (4, "V2d"),
+    (5, "V3v"),
+    (6, "V3d"),
+    (7, "hV4"),
+];
 pub const NSDGENERAL: [(i32, &str); 1] = [(1, "nsdgeneral")];
 
 /// How a voxel responds to a scene.
 #[derive(Debug, Clone)]
 pub enum Tuning {
     /// Gaussian pRF at (u, v) in [0,1]² with width `sigma`, weights on luminance and contrast.
-    Receptive { u: f32, v: f32, sigma: f32, luminance: f32, contrast: f32 },
+    Receptive {
+        u: f32,
+        v: f32,
+        sigma: f32,
+        luminance: f32,
+        contrast: f32,
+    },
     /// Linear weights on the one-hot scene attributes.
     Semantic { weights: Vec<f32> },
     /// Noise only.
@@ -65,7 +78,8 @@ impl Brain {
     pub fn new(shape: [usize; 3], rng: &mut impl Rng) -> Self {
         let [nx, ny, nz] = shape;
         let n = nx * ny * nz;
-        let (mut nsdgeneral, mut streams, mut prf) = (vec![-1i16; n], vec![-1i16; n], vec![-1i16; n]);
+        let (mut nsdgeneral, mut streams, mut prf) =
+            (vec![-1i16; n], vec![-1i16; n], vec![-1i16; n]);
         let mut voxels = Vec::new();
         let centre = [nx as f32 / 2.0, ny as f32 / 2.0, nz as f32 / 2.0];
         let radii = [0.46 * nx as f32, 0.46 * ny as f32, 0.42 * nz as f32];
@@ -73,7 +87,9 @@ impl Brain {
         for z in 0..nz {
             for y in 0..ny {
                 for x in 0..nx {
-                    let d: f32 = (0..3).map(|a| (([x, y, z][a] as f32 + 0.5 - centre[a]) / radii[a]).powi(2)).sum();
+                    let d: f32 = (0..3)
+                        .map(|a| (([x, y, z][a] as f32 + 0.5 - centre[a]) / radii[a]).powi(2))
+                        .sum();
                     if d > 1.0 {
                         continue;
                     }
@@ -91,8 +107,16 @@ impl Brain {
                         let dorsal = fz >= 0.5;
                         prf[i] = (1 + 2 * level + dorsal as i32) as i16;
                         // Retinotopy: hemisphere → opposite visual field, dorsal → lower field.
-                        let u = if fx < 0.5 { 0.5 + (0.5 - fx) * 1.7 } else { 0.5 - (fx - 0.5) * 1.7 };
-                        let v = if dorsal { 0.5 + (fz - 0.5) * 1.6 } else { 0.5 - (0.5 - fz) * 1.6 };
+                        let u = if fx < 0.5 {
+                            0.5 + (0.5 - fx) * 1.7
+                        } else {
+                            0.5 - (fx - 0.5) * 1.7
+                        };
+                        let v = if dorsal {
+                            0.5 + (fz - 0.5) * 1.6
+                        } else {
+                            0.5 - (0.5 - fz) * 1.6
+                        };
                         let tuning = Tuning::Receptive {
                             u: (u + 0.05 * normal.sample(rng)).clamp(0.02, 0.98),
                             v: (v + 0.05 * normal.sample(rng)).clamp(0.02, 0.98),
@@ -131,8 +155,16 @@ impl Brain {
                     voxels.push(Voxel {
                         coord: [x, y, z],
                         tuning,
-                        amplitude: if visual { 0.8 + 1.6 * rng.gen::<f32>() } else { 0.0 },
-                        ncsnr: if visual { 0.15 + 0.5 * rng.gen::<f32>() } else { 0.0 },
+                        amplitude: if visual {
+                            0.8 + 1.6 * rng.gen::<f32>()
+                        } else {
+                            0.0
+                        },
+                        ncsnr: if visual {
+                            0.15 + 0.5 * rng.gen::<f32>()
+                        } else {
+                            0.0
+                        },
                     });
                 }
             }
@@ -144,7 +176,14 @@ impl Brain {
             [0.0, 0.0, mm, -(nz as f64) * mm / 2.0],
             [0.0, 0.0, 0.0, 1.0],
         ];
-        Brain { shape, affine, nsdgeneral, streams, prf_visualrois: prf, voxels }
+        Brain {
+            shape,
+            affine,
+            nsdgeneral,
+            streams,
+            prf_visualrois: prf,
+            voxels,
+        }
     }
 }
 
@@ -171,7 +210,13 @@ pub fn luminance_contrast(image: &RgbImage, grid: usize) -> (Vec<f32>, Vec<f32>)
 /// Noise-free response of a voxel to a scene (arbitrary units; normalised later).
 pub fn response(voxel: &Voxel, scene: &Scene, lum: &[f32], contrast: &[f32], grid: usize) -> f32 {
     match &voxel.tuning {
-        Tuning::Receptive { u, v, sigma, luminance, contrast: w_contrast } => {
+        Tuning::Receptive {
+            u,
+            v,
+            sigma,
+            luminance,
+            contrast: w_contrast,
+        } => {
             let (mut sum_l, mut sum_c, mut norm) = (0.0, 0.0, 0.0);
             for y in 0..grid {
                 for x in 0..grid {
@@ -185,7 +230,12 @@ pub fn response(voxel: &Voxel, scene: &Scene, lum: &[f32], contrast: &[f32], gri
             }
             luminance * sum_l / norm + w_contrast * 4.0 * sum_c / norm
         }
-        Tuning::Semantic { weights } => scene.one_hot().iter().zip(weights).map(|(a, w)| a * w).sum(),
+        Tuning::Semantic { weights } => scene
+            .one_hot()
+            .iter()
+            .zip(weights)
+            .map(|(a, w)| a * w)
+            .sum(),
         Tuning::None => 0.0,
     }
 }

@@ -95,10 +95,22 @@ pub struct Simulated {
 }
 
 fn new_output_dir(out: &Path) -> Result<PathBuf> {
-    if out.exists() && std::fs::read_dir(out).map(|mut d| d.next().is_some()).unwrap_or(true) {
-        return Err(DataError::invalid(out, "--out", "a new or empty directory", "a non-empty directory"));
+    if out.exists()
+        && std::fs::read_dir(out)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true)
+    {
+        return Err(DataError::invalid(
+            out,
+            "--out",
+            "a new or empty directory",
+            "a non-empty directory",
+        ));
     }
-    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "simulated".into());
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "simulated".into());
     let staging = out.with_file_name(format!("{name}.partial"));
     if staging.exists() {
         std::fs::remove_dir_all(&staging).map_err(|e| DataError::io(&staging, e))?;
@@ -117,13 +129,22 @@ fn finish_dir(staging: &Path, out: &Path) -> Result<()> {
 /// Writes a synthetic subject. With [`OutputLayout::Nsd`] `out` becomes an NSD root.
 pub fn simulate(opts: &SimulateOptions) -> Result<Simulated> {
     if opts.n_images < 10 {
-        return Err(DataError::Usage(format!("--images: expected at least 10, found {}", opts.n_images)));
+        return Err(DataError::Usage(format!(
+            "--images: expected at least 10, found {}",
+            opts.n_images
+        )));
     }
     if opts.sessions == 0 || opts.sessions > 40 {
-        return Err(DataError::Usage(format!("--sessions: expected 1 to 40, found {}", opts.sessions)));
+        return Err(DataError::Usage(format!(
+            "--sessions: expected 1 to 40, found {}",
+            opts.sessions
+        )));
     }
     if !(16..=1024).contains(&opts.image_size) {
-        return Err(DataError::Usage(format!("--image-size: expected 16 to 1024, found {}", opts.image_size)));
+        return Err(DataError::Usage(format!(
+            "--image-size: expected 16 to 1024, found {}",
+            opts.image_size
+        )));
     }
     match opts.layout {
         OutputLayout::Nsd => {
@@ -132,7 +153,10 @@ pub fn simulate(opts: &SimulateOptions) -> Result<Simulated> {
             match result {
                 Ok(truth) => {
                     finish_dir(&staging, &opts.out)?;
-                    Ok(Simulated { out: opts.out.clone(), truth })
+                    Ok(Simulated {
+                        out: opts.out.clone(),
+                        truth,
+                    })
                 }
                 Err(e) => {
                     let _ = std::fs::remove_dir_all(&staging);
@@ -149,18 +173,26 @@ pub fn simulate(opts: &SimulateOptions) -> Result<Simulated> {
                     subject: opts.subject,
                     out: opts.out.clone(),
                     sessions: None,
-                    atlases: vec!["nsdgeneral".into(), "streams".into(), "prf-visualrois".into()],
+                    atlases: vec![
+                        "nsdgeneral".into(),
+                        "streams".into(),
+                        "prf-visualrois".into(),
+                    ],
                     zscore: ZScore::Session,
                     average_train: false,
                     image_size: None,
                     progress: opts.progress,
                 })?;
                 let truth_dir = opts.out.join("truth");
-                std::fs::rename(source.join("truth"), &truth_dir).map_err(|e| DataError::io(&truth_dir, e))?;
+                std::fs::rename(source.join("truth"), &truth_dir)
+                    .map_err(|e| DataError::io(&truth_dir, e))?;
                 Ok(truth)
             })();
             let _ = std::fs::remove_dir_all(&source);
-            Ok(Simulated { out: opts.out.clone(), truth: result? })
+            Ok(Simulated {
+                out: opts.out.clone(),
+                truth: result?,
+            })
         }
     }
 }
@@ -187,18 +219,28 @@ fn make_design(n_images: usize, rng: &mut impl Rng) -> Design {
         .collect();
     let mut master_ordering: Vec<usize> = (0..3).flat_map(|_| 0..n_images).collect();
     master_ordering.shuffle(rng);
-    Design { shared, subject_images, master_ordering }
+    Design {
+        shared,
+        subject_images,
+        master_ordering,
+    }
 }
 
 fn write_nsd_tree(opts: &SimulateOptions, root: &Path) -> Result<Truth> {
     let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
     let layout = Layout::new(root, opts.subject);
     let brain = Brain::new(opts.volume_shape, &mut rng);
-    let scenes: Vec<Scene> = (0..opts.n_images).map(|_| Scene::random(&mut rng)).collect();
+    let scenes: Vec<Scene> = (0..opts.n_images)
+        .map(|_| Scene::random(&mut rng))
+        .collect();
     let captions: Vec<Vec<String>> = scenes.iter().map(|s| s.captions(&mut rng)).collect();
     let design = make_design(opts.n_images, &mut rng);
     let n_trials = design.master_ordering.len();
-    let trial_ids: Vec<usize> = design.master_ordering.iter().map(|&c| design.subject_images[opts.subject - 1][c]).collect();
+    let trial_ids: Vec<usize> = design
+        .master_ordering
+        .iter()
+        .map(|&c| design.subject_images[opts.subject - 1][c])
+        .collect();
     let per_session = n_trials.div_ceil(opts.sessions);
     let sessions: Vec<usize> = (1..=n_trials.div_ceil(per_session)).collect();
     let trial_session: Vec<usize> = (0..n_trials).map(|t| t / per_session + 1).collect();
@@ -206,15 +248,24 @@ fn write_nsd_tree(opts: &SimulateOptions, root: &Path) -> Result<Truth> {
     // Noise-free responses, normalised per voxel over images.
     let grid = 24;
     let images: Vec<_> = scenes.iter().map(|s| s.render(opts.image_size)).collect();
-    let maps: Vec<_> = images.iter().map(|im| luminance_contrast(im, grid)).collect();
-    let visual: Vec<usize> = (0..brain.voxels.len()).filter(|&v| brain.nsdgeneral[brain.index(brain.voxels[v].coord)] > 0).collect();
+    let maps: Vec<_> = images
+        .iter()
+        .map(|im| luminance_contrast(im, grid))
+        .collect();
+    let visual: Vec<usize> = (0..brain.voxels.len())
+        .filter(|&v| brain.nsdgeneral[brain.index(brain.voxels[v].coord)] > 0)
+        .collect();
     let mut signal = vec![0f32; opts.n_images * brain.voxels.len()];
     let n_vox = brain.voxels.len();
     for &v in &visual {
         let voxel = &brain.voxels[v];
-        let raw: Vec<f32> = (0..opts.n_images).map(|i| response(voxel, &scenes[i], &maps[i].0, &maps[i].1, grid)).collect();
+        let raw: Vec<f32> = (0..opts.n_images)
+            .map(|i| response(voxel, &scenes[i], &maps[i].0, &maps[i].1, grid))
+            .collect();
         let mean = raw.iter().sum::<f32>() / raw.len() as f32;
-        let sd = (raw.iter().map(|r| (r - mean).powi(2)).sum::<f32>() / raw.len() as f32).sqrt().max(1e-6);
+        let sd = (raw.iter().map(|r| (r - mean).powi(2)).sum::<f32>() / raw.len() as f32)
+            .sqrt()
+            .max(1e-6);
         for i in 0..opts.n_images {
             signal[i * n_vox + v] = (raw[i] - mean) / sd;
         }
@@ -226,7 +277,9 @@ fn write_nsd_tree(opts: &SimulateOptions, root: &Path) -> Result<Truth> {
     let [nx, ny, nz] = opts.volume_shape;
     let mut betas_psc = Vec::with_capacity(n_trials * visual.len());
     for &session in &sessions {
-        let trials: Vec<usize> = (0..n_trials).filter(|&t| trial_session[t] == session).collect();
+        let trials: Vec<usize> = (0..n_trials)
+            .filter(|&t| trial_session[t] == session)
+            .collect();
         let offsets: Vec<f32> = (0..n_vox).map(|_| 0.8 * normal.sample(&mut rng)).collect();
         let gains: Vec<f32> = (0..n_vox).map(|_| rng.gen_range(0.7..1.3)).collect();
         let mut data = vec![0i16; trials.len() * volume];
@@ -237,11 +290,15 @@ fn write_nsd_tree(opts: &SimulateOptions, root: &Path) -> Result<Truth> {
                     Tuning::None => offsets[v] + 1.2 * normal.sample(&mut rng),
                     _ => {
                         let s = signal[image * n_vox + v];
-                        offsets[v] + gains[v] * voxel.amplitude * (s + normal.sample(&mut rng) / voxel.ncsnr)
+                        offsets[v]
+                            + gains[v]
+                                * voxel.amplitude
+                                * (s + normal.sample(&mut rng) / voxel.ncsnr)
                     }
                 };
                 let [x, y, z] = voxel.coord;
-                data[row * volume + (z * ny + y) * nx + x] = (psc * BETA_SCALE).round().clamp(-32768.0, 32767.0) as i16;
+                data[row * volume + (z * ny + y) * nx + x] =
+                    (psc * BETA_SCALE).round().clamp(-32768.0, 32767.0) as i16;
             }
             for &v in &visual {
                 let [x, y, z] = brain.voxels[v].coord;
@@ -249,24 +306,54 @@ fn write_nsd_tree(opts: &SimulateOptions, root: &Path) -> Result<Truth> {
             }
         }
         let plan = Hdf5Builder::new()
-            .dataset(DatasetBuilder::typed_data::<i16>("betas", vec![trials.len() as u64, nz as u64, ny as u64, nx as u64], &data).map_err(|e| DataError::format(layout.betas(session), "HDF5 (writing)", e))?)
+            .dataset(
+                DatasetBuilder::typed_data::<i16>(
+                    "betas",
+                    vec![trials.len() as u64, nz as u64, ny as u64, nx as u64],
+                    &data,
+                )
+                .map_err(|e| DataError::format(layout.betas(session), "HDF5 (writing)", e))?,
+            )
             .into_plan()
             .map_err(|e| DataError::format(layout.betas(session), "HDF5 (writing)", e))?;
-        let bytes = plan.encode(WriteOptions::default()).map_err(|e| DataError::format(layout.betas(session), "HDF5 (writing)", e))?;
+        let bytes = plan
+            .encode(WriteOptions::default())
+            .map_err(|e| DataError::format(layout.betas(session), "HDF5 (writing)", e))?;
         write_bytes_atomic(&layout.betas(session), &bytes)?;
     }
 
     // Experimental design and behaviour.
-    let to_row = |values: Vec<f64>| Matrix { rows: 1, cols: values.len(), values };
+    let to_row = |values: Vec<f64>| Matrix {
+        rows: 1,
+        cols: values.len(),
+        values,
+    };
     let sharedix = to_row(design.shared.iter().map(|&i| (i + 1) as f64).collect());
-    let masterordering = to_row(design.master_ordering.iter().map(|&c| (c + 1) as f64).collect());
-    let mut subjectim = Matrix { rows: 8, cols: opts.n_images, values: vec![0.0; 8 * opts.n_images] };
+    let masterordering = to_row(
+        design
+            .master_ordering
+            .iter()
+            .map(|&c| (c + 1) as f64)
+            .collect(),
+    );
+    let mut subjectim = Matrix {
+        rows: 8,
+        cols: opts.n_images,
+        values: vec![0.0; 8 * opts.n_images],
+    };
     for (s, row) in design.subject_images.iter().enumerate() {
         for (c, &id) in row.iter().enumerate() {
             subjectim.values[s + 8 * c] = (id + 1) as f64;
         }
     }
-    write_bytes_atomic(&layout.expdesign(), &encode_doubles(&[("masterordering", &masterordering), ("sharedix", &sharedix), ("subjectim", &subjectim)]))?;
+    write_bytes_atomic(
+        &layout.expdesign(),
+        &encode_doubles(&[
+            ("masterordering", &masterordering),
+            ("sharedix", &sharedix),
+            ("subjectim", &subjectim),
+        ]),
+    )?;
     write_responses(&layout, &trial_ids, &trial_session, per_session)?;
     write_stim_info(&layout, &design, opts.subject, &trial_ids)?;
     write_captions(&layout, &captions)?;
@@ -278,7 +365,12 @@ fn write_nsd_tree(opts: &SimulateOptions, root: &Path) -> Result<Truth> {
         ("streams", &brain.streams, &STREAMS[..]),
         ("prf-visualrois", &brain.prf_visualrois, &PRF_VISUALROIS[..]),
     ] {
-        nifti_io::write_i16(&layout.roi_mask(atlas), opts.volume_shape, &brain.affine, values)?;
+        nifti_io::write_i16(
+            &layout.roi_mask(atlas),
+            opts.volume_shape,
+            &brain.affine,
+            values,
+        )?;
         let mut table = String::from("0 Unknown\n");
         for (value, name) in labels {
             table.push_str(&format!("{value} {name}\n"));
@@ -287,15 +379,28 @@ fn write_nsd_tree(opts: &SimulateOptions, root: &Path) -> Result<Truth> {
                 rois.insert(format!("{atlas}/{name}"), count);
             }
         }
-        write_atomic(&layout.color_table(atlas), |w| w.write_all(table.as_bytes()))?;
+        write_atomic(&layout.color_table(atlas), |w| {
+            w.write_all(table.as_bytes())
+        })?;
         rois.insert(atlas.to_string(), values.iter().filter(|&&v| v > 0).count());
     }
 
     // Stimuli, chunked one image per chunk as NSD's brick is.
     let s = opts.image_size as u64;
-    let pixels: Vec<u8> = images.iter().flat_map(|im| im.pixels.iter().copied()).collect();
+    let pixels: Vec<u8> = images
+        .iter()
+        .flat_map(|im| im.pixels.iter().copied())
+        .collect();
     let brick = Hdf5Builder::new()
-        .dataset(DatasetBuilder::typed_data::<u8>("imgBrick", vec![opts.n_images as u64, s, s, 3], &pixels).map_err(|e| DataError::format(layout.stimuli(), "HDF5 (writing)", e))?.chunked(vec![1, s, s, 3]))
+        .dataset(
+            DatasetBuilder::typed_data::<u8>(
+                "imgBrick",
+                vec![opts.n_images as u64, s, s, 3],
+                &pixels,
+            )
+            .map_err(|e| DataError::format(layout.stimuli(), "HDF5 (writing)", e))?
+            .chunked(vec![1, s, s, 3]),
+        )
         .into_plan()
         .and_then(|p| p.encode(WriteOptions::default()))
         .map_err(|e| DataError::format(layout.stimuli(), "HDF5 (writing)", e))?;
@@ -305,13 +410,20 @@ fn write_nsd_tree(opts: &SimulateOptions, root: &Path) -> Result<Truth> {
     let truth_dir = root.join("truth");
     let shared: std::collections::BTreeSet<usize> = design.shared.iter().copied().collect();
     let n_test_trials = trial_ids.iter().filter(|id| shared.contains(id)).count();
-    let n_train_images = trial_ids.iter().filter(|id| !shared.contains(id)).collect::<std::collections::BTreeSet<_>>().len();
+    let n_train_images = trial_ids
+        .iter()
+        .filter(|id| !shared.contains(id))
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
     let truth = Truth {
         subject: layout.subject_name(),
         seed: opts.seed,
         n_images: opts.n_images,
         sessions: sessions.clone(),
-        trials_per_session: sessions.iter().map(|&s| trial_session.iter().filter(|&&x| x == s).count()).collect(),
+        trials_per_session: sessions
+            .iter()
+            .map(|&s| trial_session.iter().filter(|&&x| x == s).count())
+            .collect(),
         shared_ids: shared.iter().copied().collect(),
         n_train_trials: n_trials - n_test_trials,
         n_train_images,
@@ -325,17 +437,48 @@ fn write_nsd_tree(opts: &SimulateOptions, root: &Path) -> Result<Truth> {
     };
     write_json_atomic(&truth_dir.join("truth.json"), &truth)?;
     let as_i64 = |v: &[usize]| v.iter().map(|&x| x as i64).collect::<Vec<_>>();
-    npy::write(&truth_dir.join("trial_stimulus.npy"), &[n_trials], &as_i64(&trial_ids))?;
-    npy::write(&truth_dir.join("trial_session.npy"), &[n_trials], &as_i64(&trial_session))?;
-    npy::write(&truth_dir.join("betas_psc.npy"), &[n_trials, visual.len()], &betas_psc)?;
-    let visual_signal: Vec<f32> = (0..opts.n_images).flat_map(|i| visual.iter().map(move |&v| (i, v))).map(|(i, v)| signal[i * n_vox + v]).collect();
-    npy::write(&truth_dir.join("signal.npy"), &[opts.n_images, visual.len()], &visual_signal)?;
-    let coords: Vec<i32> = visual.iter().flat_map(|&v| brain.voxels[v].coord.map(|c| c as i32)).collect();
-    npy::write(&truth_dir.join("voxel_coords.npy"), &[visual.len(), 3], &coords)?;
+    npy::write(
+        &truth_dir.join("trial_stimulus.npy"),
+        &[n_trials],
+        &as_i64(&trial_ids),
+    )?;
+    npy::write(
+        &truth_dir.join("trial_session.npy"),
+        &[n_trials],
+        &as_i64(&trial_session),
+    )?;
+    npy::write(
+        &truth_dir.join("betas_psc.npy"),
+        &[n_trials, visual.len()],
+        &betas_psc,
+    )?;
+    let visual_signal: Vec<f32> = (0..opts.n_images)
+        .flat_map(|i| visual.iter().map(move |&v| (i, v)))
+        .map(|(i, v)| signal[i * n_vox + v])
+        .collect();
+    npy::write(
+        &truth_dir.join("signal.npy"),
+        &[opts.n_images, visual.len()],
+        &visual_signal,
+    )?;
+    let coords: Vec<i32> = visual
+        .iter()
+        .flat_map(|&v| brain.voxels[v].coord.map(|c| c as i32))
+        .collect();
+    npy::write(
+        &truth_dir.join("voxel_coords.npy"),
+        &[visual.len(), 3],
+        &coords,
+    )?;
     Ok(truth)
 }
 
-fn write_responses(layout: &Layout, trial_ids: &[usize], trial_session: &[usize], per_session: usize) -> Result<()> {
+fn write_responses(
+    layout: &Layout,
+    trial_ids: &[usize],
+    trial_session: &[usize],
+    per_session: usize,
+) -> Result<()> {
     const RUN_LENGTH: usize = 63;
     let mut text = String::from("SUBJECT\tSESSION\tRUN\tTRIAL\tTIME\tISOLD\tISCORRECT\tRT\tCHANGEMIND\tMEMORYRECENT\tMEMORYFIRST\tISOLDCURRENT\tISCORRECTCURRENT\tTOTAL1\tTOTAL2\tBUTTON\tMISSINGDATA\t73KID\n");
     let mut first_seen: BTreeMap<usize, usize> = BTreeMap::new();
@@ -344,7 +487,11 @@ fn write_responses(layout: &Layout, trial_ids: &[usize], trial_session: &[usize]
         let (run, trial) = (within / RUN_LENGTH + 1, within % RUN_LENGTH + 1);
         let is_old = first_seen.contains_key(&id) as u8;
         let first = first_seen.entry(id).or_insert(t);
-        let memory_first = if is_old == 1 { format!("{}", t - *first) } else { "n/a".into() };
+        let memory_first = if is_old == 1 {
+            format!("{}", t - *first)
+        } else {
+            "n/a".into()
+        };
         text.push_str(&format!(
             "{}\t{session}\t{run}\t{trial}\t{:.6}\t{is_old}\t1\t{:.1}\t0\t{memory_first}\t{memory_first}\t{is_old}\t1\t1\t0\t{}\t0\t{}\n",
             layout.subject,
@@ -362,12 +509,22 @@ fn coco_id(id: usize) -> u64 {
 }
 
 fn coco_split(id: usize) -> &'static str {
-    if id % 5 == 0 { "val2017" } else { "train2017" }
+    if id % 5 == 0 {
+        "val2017"
+    } else {
+        "train2017"
+    }
 }
 
-fn write_stim_info(layout: &Layout, design: &Design, subject: usize, trial_ids: &[usize]) -> Result<()> {
+fn write_stim_info(
+    layout: &Layout,
+    design: &Design,
+    subject: usize,
+    trial_ids: &[usize],
+) -> Result<()> {
     let n_images = design.subject_images[0].len();
-    let mut header = String::from(",cocoId,cocoSplit,cropBox,loss,nsdId,flagged,BOLD5000,shared1000");
+    let mut header =
+        String::from(",cocoId,cocoSplit,cropBox,loss,nsdId,flagged,BOLD5000,shared1000");
     for s in 1..=8 {
         header.push_str(&format!(",subject{s}"));
     }
@@ -377,8 +534,22 @@ fn write_stim_info(layout: &Layout, design: &Design, subject: usize, trial_ids: 
     let mut text = header + "\n";
     let shared: std::collections::HashSet<usize> = design.shared.iter().copied().collect();
     for id in 0..n_images {
-        let reps: Vec<usize> = trial_ids.iter().enumerate().filter(|(_, &x)| x == id).map(|(t, _)| t + 1).collect();
-        text.push_str(&format!("{id},{},{},\"(0, 0, 0.125, 0.125)\",0.0,{id},False,False,{}", coco_id(id), coco_split(id), if shared.contains(&id) { "True" } else { "False" }));
+        let reps: Vec<usize> = trial_ids
+            .iter()
+            .enumerate()
+            .filter(|(_, &x)| x == id)
+            .map(|(t, _)| t + 1)
+            .collect();
+        text.push_str(&format!(
+            "{id},{},{},\"(0, 0, 0.125, 0.125)\",0.0,{id},False,False,{}",
+            coco_id(id),
+            coco_split(id),
+            if shared.contains(&id) {
+                "True"
+            } else {
+                "False"
+            }
+        ));
         for _ in 1..=8 {
             text.push_str(",1");
         }
@@ -392,7 +563,9 @@ fn write_stim_info(layout: &Layout, design: &Design, subject: usize, trial_ids: 
 
 fn write_captions(layout: &Layout, captions: &[Vec<String>]) -> Result<()> {
     for split in ["train2017", "val2017"] {
-        let ids: Vec<usize> = (0..captions.len()).filter(|&id| coco_split(id) == split).collect();
+        let ids: Vec<usize> = (0..captions.len())
+            .filter(|&id| coco_split(id) == split)
+            .collect();
         let images: Vec<_> = ids.iter().map(|&id| serde_json::json!({"id": coco_id(id), "file_name": format!("{:012}.jpg", coco_id(id))})).collect();
         let mut annotations = Vec::new();
         for &id in &ids {

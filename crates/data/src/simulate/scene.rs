@@ -40,7 +40,8 @@ pub struct Scene {
 }
 
 /// Number of one-hot semantic attributes (shape, colour, background, position, size).
-pub const N_ATTRIBUTES: usize = SHAPES.len() + COLOURS.len() + BACKGROUNDS.len() + POSITIONS.len() + SIZES.len();
+pub const N_ATTRIBUTES: usize =
+    SHAPES.len() + COLOURS.len() + BACKGROUNDS.len() + POSITIONS.len() + SIZES.len();
 
 impl Scene {
     pub fn random(rng: &mut impl Rng) -> Self {
@@ -126,13 +127,27 @@ impl Scene {
             "triangle" => ["triangular shape", "triangle"],
             _ => ["plus sign", "cross shape"],
         };
-        let big = if size == "small" { ["small", "little"] } else { ["large", "big"] };
+        let big = if size == "small" {
+            ["small", "little"]
+        } else {
+            ["large", "big"]
+        };
         let mut captions = vec![
             format!("a {size} {colour} {shape} on a {background} background"),
             format!("a {colour} {shape} in the {side} of the picture"),
-            format!("there is a {colour} {} {at} against {background}", synonym.choose(rng).unwrap()),
-            format!("a {background} image with a {} {colour} {shape}", big.choose(rng).unwrap()),
-            format!("{} {colour} {} placed {at}", big.choose(rng).unwrap(), synonym.choose(rng).unwrap()),
+            format!(
+                "there is a {colour} {} {at} against {background}",
+                synonym.choose(rng).unwrap()
+            ),
+            format!(
+                "a {background} image with a {} {colour} {shape}",
+                big.choose(rng).unwrap()
+            ),
+            format!(
+                "{} {colour} {} placed {at}",
+                big.choose(rng).unwrap(),
+                synonym.choose(rng).unwrap()
+            ),
         ];
         captions[4] = format!("a {}", captions[4]);
         captions
@@ -146,7 +161,13 @@ mod tests {
 
     #[test]
     fn rendering_puts_the_shape_where_the_caption_says() {
-        let scene = Scene { shape: 0, colour: 0, background: 0, position: 0, size: 1 };
+        let scene = Scene {
+            shape: 0,
+            colour: 0,
+            background: 0,
+            position: 0,
+            size: 1,
+        };
         let image = scene.render(40);
         let at = |x: usize, y: usize| &image.pixels[(y * 40 + x) * 3..(y * 40 + x) * 3 + 3];
         assert_eq!(at(11, 20), &COLOURS[0].1); // left centre is red
