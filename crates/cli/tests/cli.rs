@@ -1,0 +1,183 @@
+//! The binary as a user runs it: simulate → nsd prepare → info → fit → decode → eval.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn brainrecon(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_brainrecon"))
+        .args(args)
+        .output()
+        .expect("run brainrecon")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = brainrecon(args);
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn json(args: &[&str]) -> serde_json::Value {
+    serde_json::from_str(&ok(args)).expect("valid JSON on stdout")
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+#[test]
+fn every_command_has_help_with_an_example() {
+    for command in [
+        vec!["simulate"],
+        vec!["nsd", "prepare"],
+        vec!["info"],
+        vec!["fit"],
+        vec!["decode"],
+        vec!["eval"],
+    ] {
+        let mut args = command.clone();
+        args.push("--help");
+        let help = ok(&args);
+        assert!(
+            help.contains("Example:"),
+            "{command:?} --help has no example:\n{help}"
+        );
+    }
+}
+
+#[test]
+fn pipeline_from_nsd_layout_to_metrics() {
+    let dir = tempfile::tempdir().unwrap();
+    let (root, subject, model, recons) = (
+        dir.path().join("nsd"),
+        dir.path().join("subj01"),
+        dir.path().join("model"),
+        dir.path().join("recons"),
+    );
+    ok(&[
+        "simulate",
+        "--out",
+        p(&root),
+        "--images",
+        "120",
+        "--seed",
+        "4",
+        "--image-size",
+        "32",
+    ]);
+    ok(&[
+        "nsd",
+        "prepare",
+        "--nsd-root",
+        p(&root),
+        "--subject",
+        "subj01",
+        "--out",
+        p(&subject),
+    ]);
+
+    // info reports exactly what the simulated NSD files imply.
+    let truth: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(root.join("truth/truth.json")).unwrap()).unwrap();
+    let info = json(&["info", p(&subject), "--json"]);
+    for key in ["n_train_trials", "n_train_images", "n_test_images"] {
+        assert_eq!(info[key], truth[key], "{key}");
+    }
+    assert_eq!(info["test_stimulus_ids"], truth["shared_ids"]);
+    assert_eq!(info["rois"], truth["rois"]);
+    assert_eq!(info["captions_per_image"], 5);
+    assert_eq!(info["image_size"], serde_json::json!([32, 32]));
+
+    let fit = json(&[
+        "fit",
+        "--subject",
+        p(&subject),
+        "--roi",
+        "nsdgeneral",
+        "--target",
+        "pixels:12",
+        "--out",
+        p(&model),
+        "--json",
+    ]);
+    assert_eq!(fit["n_targets"], 12 * 12 * 3);
+    let decoded = json(&[
+        "decode",
+        "--subject",
+        p(&subject),
+        "--model",
+        p(&model),
+        "--out",
+        p(&recons),
+        "--json",
+    ]);
+    assert_eq!(decoded["images_written"], truth["n_test_images"]);
+    let table = json(&[
+        "eval",
+        "--stimuli",
+        p(&subject),
+        "--recons",
+        p(&recons),
+        "--json",
+    ]);
+    assert_eq!(table["n_pairs"], truth["n_test_images"]);
+    // The brain encodes the images, so decoded pixels must identify their own stimulus well above chance (0.5).
+    let two_way = table["two_way_pixels"].as_f64().unwrap();
+    assert!(two_way > 0.7, "two-way identification {two_way}");
+    assert!(table["pixcorr"].as_f64().unwrap() > 0.2, "{table}");
+}
+
+#[test]
+fn bad_input_exits_with_2_and_names_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("nsd");
+    ok(&[
+        "simulate",
+        "--out",
+        p(&root),
+        "--images",
+        "30",
+        "--image-size",
+        "16",
+    ]);
+    let out_dir = dir.path().join("out");
+    std::fs::remove_file(root.join("nsddata/experiments/nsd/nsd_stim_info_merged.csv")).unwrap();
+    let out = brainrecon(&[
+        "nsd",
+        "prepare",
+        "--nsd-root",
+        p(&root),
+        "--subject",
+        "subj01",
+        "--out",
+        p(&out_dir),
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("nsd_stim_info_merged.csv") && stderr.contains("expected"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.lines().count(), 1, "one clear message: {stderr}");
+    assert!(!out_dir.exists());
+
+    let out = brainrecon(&[
+        "nsd",
+        "prepare",
+        "--nsd-root",
+        p(&root),
+        "--subject",
+        "subj01",
+        "--out",
+        p(&out_dir),
+        "--sessions",
+        "2-1",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let out = brainrecon(&["info", p(&dir.path().join("nowhere"))]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("subject.json"));
+}
