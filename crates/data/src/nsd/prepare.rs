@@ -600,9 +600,9 @@ fn run(plan: &Plan, staging: &Path, progress: bool) -> Result<(usize, usize, usi
             &dir.join("train.npy"),
             &[n_train, n],
         )?);
-        test_sums.push(vec![0f64; plan.test_ids.len() * n]);
+        test_sums.push(vec![0f32; plan.test_ids.len() * n]);
         if plan.settings.average_train {
-            train_sums.push(vec![0f64; plan.train_image_ids.len() * n]);
+            train_sums.push(vec![0f32; plan.train_image_ids.len() * n]);
         }
     }
     let mut test_counts = vec![0usize; plan.test_ids.len()];
@@ -634,7 +634,7 @@ fn run(plan: &Plan, staging: &Path, progress: bool) -> Result<(usize, usize, usi
                     let n = atlas.union_columns.len();
                     let sums = &mut test_sums[a][test * n..(test + 1) * n];
                     for (s, &c) in sums.iter_mut().zip(&atlas.union_columns) {
-                        *s += row[c] as f64;
+                        *s += row[c];
                     }
                 }
                 "test"
@@ -652,7 +652,7 @@ fn run(plan: &Plan, staging: &Path, progress: bool) -> Result<(usize, usize, usi
                             .iter_mut()
                             .zip(&row_buffer)
                         {
-                            *s += v as f64;
+                            *s += v;
                         }
                     }
                 }
@@ -671,10 +671,11 @@ fn run(plan: &Plan, staging: &Path, progress: bool) -> Result<(usize, usize, usi
     for writer in train_writers {
         writer.finish()?;
     }
-    let averaged = |sums: &[f64], counts: &[usize], n: usize| -> Vec<f32> {
+    // Sums of a handful of repeats are exact enough in f32, which halves the accumulators.
+    let averaged = |sums: &[f32], counts: &[usize], n: usize| -> Vec<f32> {
         sums.chunks(n.max(1))
             .zip(counts)
-            .flat_map(|(row, &k)| row.iter().map(move |s| (s / k as f64) as f32))
+            .flat_map(|(row, &k)| row.iter().map(move |s| s / k as f32))
             .collect()
     };
     for (a, atlas) in plan.atlases.iter().enumerate() {
