@@ -25,6 +25,11 @@ enum Command {
     Fit(commands::fit::Args),
     Decode(commands::decode::Args),
     Eval(commands::eval::Args),
+    Encode(commands::encode::Args),
+    #[command(subcommand)]
+    Ridge(commands::ridge::RidgeCommand),
+    #[command(subcommand)]
+    Bench(commands::bench::BenchCommand),
 }
 
 /// User errors (bad data, bad arguments) exit with 2; anything else with 1.
@@ -51,6 +56,9 @@ fn main() -> ExitCode {
         Command::Fit(args) => commands::fit::run(args),
         Command::Decode(args) => commands::decode::run(args),
         Command::Eval(args) => commands::eval::run(args),
+        Command::Encode(args) => commands::encode::run(args),
+        Command::Ridge(command) => commands::ridge::run(command),
+        Command::Bench(command) => commands::bench::run(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

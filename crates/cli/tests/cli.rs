@@ -37,6 +37,12 @@ fn every_command_has_help_with_an_example() {
         vec!["fit"],
         vec!["decode"],
         vec!["eval"],
+        vec!["encode"],
+        vec!["ridge", "fit"],
+        vec!["ridge", "predict"],
+        vec!["ridge", "score"],
+        vec!["ridge", "merge"],
+        vec!["bench", "ridge"],
     ] {
         let mut args = command.clone();
         args.push("--help");

@@ -127,20 +127,44 @@ fn to_fortran<T: Copy>(shape: [usize; 3], values: &[T]) -> Array3<T> {
     Array3::from_shape_vec(shape.f(), values.to_vec()).expect("volume length matches shape")
 }
 
-fn write_typed<T: bytemuck::Pod>(path: &Path, shape: [usize; 3], affine: &[[f64; 4]; 4], values: &[T], datatype: NiftiType) -> Result<()> {
-    assert_eq!(values.len(), shape.iter().product::<usize>(), "volume length");
+fn write_typed<T: bytemuck::Pod>(
+    path: &Path,
+    shape: [usize; 3],
+    affine: &[[f64; 4]; 4],
+    values: &[T],
+    datatype: NiftiType,
+) -> Result<()> {
+    assert_eq!(
+        values.len(),
+        shape.iter().product::<usize>(),
+        "volume length"
+    );
     let header = header_with_affine(affine);
     let array = to_fortran(shape, values);
-    write_atomic_nifti(path, |tmp| WriterOptions::new(tmp).reference_header(&header).write_nifti_with_type(&array, datatype))
+    write_atomic_nifti(path, |tmp| {
+        WriterOptions::new(tmp)
+            .reference_header(&header)
+            .write_nifti_with_type(&array, datatype)
+    })
 }
 
 /// Writes a float32 map; `values` are indexed x-fastest as [`Volume::index`].
-pub fn write_f32(path: &Path, shape: [usize; 3], affine: &[[f64; 4]; 4], values: &[f32]) -> Result<()> {
+pub fn write_f32(
+    path: &Path,
+    shape: [usize; 3],
+    affine: &[[f64; 4]; 4],
+    values: &[f32],
+) -> Result<()> {
     write_typed(path, shape, affine, values, NiftiType::Float32)
 }
 
 /// Writes an int16 label volume (as NSD ships its ROI masks).
-pub fn write_i16(path: &Path, shape: [usize; 3], affine: &[[f64; 4]; 4], values: &[i16]) -> Result<()> {
+pub fn write_i16(
+    path: &Path,
+    shape: [usize; 3],
+    affine: &[[f64; 4]; 4],
+    values: &[i16],
+) -> Result<()> {
     write_typed(path, shape, affine, values, NiftiType::Int16)
 }
 

@@ -6,16 +6,13 @@ use faer::{Mat, MatRef};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, RidgeError};
-use crate::linalg::mul32;
+use crate::linalg::{mul32, par_map_ranges, Float};
 use crate::model::{ModelOptions, RidgeModel, TargetRange};
 use crate::preprocess::{
     check_finite, column_means, mean_of_rows, take_rows_centered, target_chunk, XTransform,
 };
 use crate::select::{fold_assignment, score_targets, select_first_best, select_himalaya, Scoring};
-use crate::spectral::{
-    decompose_fold, decompose_full, hat_diagonal, project_targets, refit_weights,
-    residual_shrink_f32, shrink_f32, Spectrum,
-};
+use crate::spectral::{decompose_fold, decompose_full, shrink_f32, Full, Refit};
 
 /// How alphas are validated.
 #[derive(Debug, Clone, PartialEq)]
@@ -98,11 +95,27 @@ pub struct RidgeCv {
     pub standardize: bool,
     /// Targets processed together; bounds the n×chunk per-alpha buffers.
     pub target_chunk: usize,
+    /// Precision of the Gram/covariance matrix, its eigendecomposition and
+    /// the refit (the per-alpha products are always f32).
+    pub precision: Precision,
+}
+
+/// Working precision of the decomposition (see [`RidgeCv::precision`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Precision {
+    /// f64 throughout: matches scikit-learn/himalaya to ~1e-6 even for tiny alphas.
+    #[default]
+    F64,
+    /// f32 Gram matrix and eigendecomposition: about twice as fast and half
+    /// the memory; eigenvalues carry an absolute error ~1e-7·‖XᵀX‖, harmless
+    /// unless alpha is that small.
+    F32,
 }
 
 impl Default for RidgeCv {
     /// `alphas = 10^-2 … 10^6` (9 values), LOO, negative MSE, intercept,
-    /// no standardization, chunks of 2048 targets.
+    /// no standardization, chunks of 2048 targets, f64 decomposition.
     fn default() -> Self {
         Self {
             alphas: (-2..=6).map(|e| 10f64.powi(e)).collect(),
@@ -111,6 +124,7 @@ impl Default for RidgeCv {
             fit_intercept: true,
             standardize: false,
             target_chunk: 2048,
+            precision: Precision::F64,
         }
     }
 }
@@ -123,10 +137,10 @@ struct CvFit {
     weights: Mat<f64>,
 }
 
-/// Preprocessed training data shared by the fitting loops.
+/// Training data shared by the fitting loops (X stays the caller's f32 buffer).
 struct Prepared<'a> {
     x_transform: XTransform,
-    design: Mat<f64>,
+    x: MatRef<'a, f32>,
     y: MatRef<'a, f32>,
     targets: Range<usize>,
     y_mean: Vec<f64>,
@@ -171,6 +185,7 @@ impl RidgeCv {
         y: MatRef<'_, f32>,
         targets: Range<usize>,
     ) -> Result<RidgeModel> {
+        trace("start");
         self.validate(x, y, &targets)?;
         let x_transform = XTransform::fit(x, self.fit_intercept, self.standardize);
         let y_mean = if self.fit_intercept {
@@ -178,26 +193,34 @@ impl RidgeCv {
         } else {
             vec![0.0; targets.len()]
         };
-        let prepared = Prepared {
-            design: x_transform.apply(x),
+        let data = Prepared {
             x_transform,
+            x,
             y,
             targets,
             y_mean,
         };
-        let (solver, spectrum) = decompose_full(prepared.design.as_ref())?;
+        match self.precision {
+            Precision::F64 => self.fit_prepared::<f64>(data),
+            Precision::F32 => self.fit_prepared::<f32>(data),
+        }
+    }
+
+    fn fit_prepared<T: Float>(&self, data: Prepared<'_>) -> Result<RidgeModel> {
+        let full = decompose_full::<T>(data.x, &data.x_transform)?;
+        trace("decomposition");
         let CvFit {
             scores,
             best,
             weights,
         } = match &self.cv {
-            Cv::Loo => self.fit_loo(&prepared, &spectrum)?,
+            Cv::Loo => self.fit_loo(&data, &full)?,
             Cv::KFold { n_folds, groups } => {
-                let folds = fold_assignment(x.nrows(), *n_folds, groups.as_deref())?;
-                self.fit_kfold(&prepared, &spectrum, &folds, *n_folds)?
+                let folds = fold_assignment(data.x.nrows(), *n_folds, groups.as_deref())?;
+                self.fit_kfold(&data, &full, &folds, *n_folds)?
             }
         };
-        Ok(self.assemble(prepared, solver, scores, best, weights))
+        Ok(self.assemble(data, full.solver, scores, best, weights))
     }
 
     fn validate(
@@ -251,51 +274,67 @@ impl RidgeCv {
     }
 
     /// LOO scores (n_alphas×t) and refit weights, one pass per chunk.
-    fn fit_loo(&self, data: &Prepared<'_>, spectrum: &Spectrum) -> Result<CvFit> {
+    ///
+    /// Per alpha: one f32 GEMM for the residuals, then one fused pass that
+    /// divides by `1 - h_ii` and reduces to a score per target (no n×t
+    /// prediction buffers).
+    fn fit_loo<T: Float>(&self, data: &Prepared<'_>, full: &Full<T>) -> Result<CvFit> {
+        let n = data.x.nrows();
         let n_targets = data.targets.len();
         let mut scores = Mat::<f64>::zeros(self.alphas.len(), n_targets);
         let mut best = vec![0; n_targets];
-        let mut weights = Mat::<f64>::zeros(data.design.ncols(), n_targets);
+        let mut refit = Refit::new(full, data.x.ncols(), n_targets);
         let intercept_leverage = if self.fit_intercept {
-            1.0 / data.design.nrows() as f64
+            1.0 / n as f64
         } else {
             0.0
         };
-        let leverage = spectrum
-            .leverage
-            .as_ref()
-            .expect("full factorization has leverage");
-        for chunk in self.chunks(n_targets) {
-            let y_c = self.centered_chunk(data, chunk.clone());
-            let projected = project_targets(spectrum, y_c.as_ref());
-            for (k, &alpha) in self.alphas.iter().enumerate() {
-                let (residual, one_minus_hat) =
-                    loo_residuals(spectrum, leverage.as_ref(), projected.as_ref(), &y_c, alpha);
-                // LOO prediction: y_i - e_i / (1 - h_ii), h_ii including the intercept's 1/n
-                let loo_pred = Mat::from_fn(residual.nrows(), residual.ncols(), |i, j| {
-                    (y_c[(i, j)] - residual[(i, j)] / (one_minus_hat[i] - intercept_leverage))
-                        as f32
-                });
-                for (j, s) in score_targets(y_c.as_ref(), loo_pred.as_ref(), self.scoring)
+        // the hat diagonal depends on alpha only, not on the targets
+        let denominators: Vec<Vec<f64>> = self
+            .alphas
+            .iter()
+            .map(|&alpha| {
+                full.one_minus_hat(alpha)
                     .into_iter()
-                    .enumerate()
-                {
-                    scores[(k, chunk.start + j)] = s;
+                    .map(|d| d - intercept_leverage)
+                    .collect()
+            })
+            .collect();
+        for chunk in self.chunks(n_targets) {
+            let y_c = self.centered_chunk::<T>(data, chunk.clone());
+            let y32 = crate::linalg::to_f32(y_c.as_ref());
+            let sst = if self.scoring == Scoring::R2 {
+                column_sst(y32.as_ref())
+            } else {
+                Vec::new()
+            };
+            let projected = full.project(y_c.as_ref());
+            drop(y_c);
+            trace("projection");
+            let mut product = Mat::<f32>::zeros(n, chunk.len());
+            let truth = full.product_is_fitted().then_some(y32.as_ref());
+            for (k, &alpha) in self.alphas.iter().enumerate() {
+                full.grid_product(projected.as_ref(), alpha, product.as_mut());
+                let sse = loo_sse(product.as_ref(), truth, &denominators[k]);
+                for (j, e) in sse.into_iter().enumerate() {
+                    scores[(k, chunk.start + j)] = match self.scoring {
+                        Scoring::NegMse => -e / n as f64,
+                        Scoring::R2 if sst[j] == 0.0 => 0.0,
+                        Scoring::R2 => 1.0 - e / sst[j],
+                    };
                 }
             }
+            trace("LOO scores over the grid");
             let chunk_best: Vec<usize> = chunk
                 .clone()
                 .map(|j| select_first_best(&column(&scores, j)))
                 .collect();
-            self.store_weights(
-                spectrum,
-                projected.as_ref(),
-                &chunk,
-                &chunk_best,
-                &mut weights,
-            );
+            let chosen: Vec<f64> = chunk_best.iter().map(|&k| self.alphas[k]).collect();
+            refit.add(full, projected.as_ref(), chunk.start, &chosen);
             best[chunk].copy_from_slice(&chunk_best);
         }
+        let weights = refit.finish(full, data.x, &data.x_transform);
+        trace("refit");
         Ok(CvFit {
             scores,
             best,
@@ -304,29 +343,30 @@ impl RidgeCv {
     }
 
     /// K-fold scores (n_alphas×t, averaged over folds) and refit weights.
-    fn fit_kfold(
+    fn fit_kfold<T: Float>(
         &self,
         data: &Prepared<'_>,
-        full: &Spectrum,
+        full: &Full<T>,
         folds: &[usize],
         n_folds: usize,
     ) -> Result<CvFit> {
         let n_targets = data.targets.len();
         let mut scores = Mat::<f64>::zeros(self.alphas.len(), n_targets);
+        let design = data.x_transform.apply(data.x);
         for fold in 0..n_folds {
             let eval_rows: Vec<usize> = (0..folds.len()).filter(|&i| folds[i] == fold).collect();
             let fit_rows: Vec<usize> = (0..folds.len()).filter(|&i| folds[i] != fold).collect();
             let x_offset = if self.fit_intercept {
-                mean_of_rows(data.design.as_ref(), &fit_rows)
+                mean_of_rows(design.as_ref(), &fit_rows)
             } else {
-                vec![0.0; data.design.ncols()]
+                vec![0.0; design.ncols()]
             };
             let spectrum = decompose_fold(
-                take_rows_centered(data.design.as_ref(), &fit_rows, &x_offset).as_ref(),
-                take_rows_centered(data.design.as_ref(), &eval_rows, &x_offset).as_ref(),
+                take_rows_centered(design.as_ref(), &fit_rows, &x_offset).as_ref(),
+                take_rows_centered(design.as_ref(), &eval_rows, &x_offset).as_ref(),
             )?;
             for chunk in self.chunks(n_targets) {
-                let y_c = self.centered_chunk(data, chunk.clone());
+                let y_c = self.centered_chunk::<f64>(data, chunk.clone());
                 let y_offset = if self.fit_intercept {
                     mean_of_rows(y_c.as_ref(), &fit_rows)
                 } else {
@@ -334,7 +374,7 @@ impl RidgeCv {
                 };
                 let y_fit = take_rows_centered(y_c.as_ref(), &fit_rows, &y_offset);
                 let y_eval = take_rows_centered(y_c.as_ref(), &eval_rows, &y_offset);
-                let projected = project_targets(&spectrum, y_fit.as_ref());
+                let projected = spectrum.project(y_fit.as_ref());
                 for (k, &alpha) in self.alphas.iter().enumerate() {
                     let shrunk = shrink_f32(&spectrum.eigenvalues, projected.as_ref(), alpha);
                     let pred = mul32(spectrum.eval_basis.as_ref(), shrunk.as_ref());
@@ -347,49 +387,30 @@ impl RidgeCv {
                 }
             }
         }
+        drop(design);
         let best: Vec<usize> = (0..n_targets)
             .map(|j| select_himalaya(&column(&scores, j), &self.alphas))
             .collect();
-        let mut weights = Mat::<f64>::zeros(data.design.ncols(), n_targets);
+        let mut refit = Refit::new(full, data.x.ncols(), n_targets);
         for chunk in self.chunks(n_targets) {
-            let projected =
-                project_targets(full, self.centered_chunk(data, chunk.clone()).as_ref());
-            self.store_weights(
-                full,
-                projected.as_ref(),
-                &chunk,
-                &best[chunk.clone()],
-                &mut weights,
-            );
+            let projected = full.project(self.centered_chunk::<T>(data, chunk.clone()).as_ref());
+            let chosen: Vec<f64> = best[chunk.clone()]
+                .iter()
+                .map(|&k| self.alphas[k])
+                .collect();
+            refit.add(full, projected.as_ref(), chunk.start, &chosen);
         }
         Ok(CvFit {
             scores,
             best,
-            weights,
+            weights: refit.finish(full, data.x, &data.x_transform),
         })
     }
 
-    /// Target chunk (local range) of Y, centered with the full-data mean (f64).
-    fn centered_chunk(&self, data: &Prepared<'_>, chunk: Range<usize>) -> Mat<f64> {
+    /// Target chunk (local range) of Y, centered with the full-data mean.
+    fn centered_chunk<T: Float>(&self, data: &Prepared<'_>, chunk: Range<usize>) -> Mat<T> {
         let global = data.targets.start + chunk.start..data.targets.start + chunk.end;
         target_chunk(data.y, global, &data.y_mean[chunk])
-    }
-
-    fn store_weights(
-        &self,
-        full: &Spectrum,
-        projected: MatRef<'_, f64>,
-        chunk: &Range<usize>,
-        best: &[usize],
-        out: &mut Mat<f64>,
-    ) {
-        let chosen: Vec<f64> = best.iter().map(|&k| self.alphas[k]).collect();
-        let w = refit_weights(full, projected, &chosen);
-        for j in 0..chunk.len() {
-            for i in 0..w.nrows() {
-                out[(i, chunk.start + j)] = w[(i, j)];
-            }
-        }
     }
 
     /// Maps weights to raw-X space and packs the model.
@@ -440,47 +461,66 @@ impl RidgeCv {
     }
 }
 
-/// In-sample residuals (n×t) and `1 - h_ii` (n, without the intercept term) at `alpha`.
-fn loo_residuals(
-    spectrum: &Spectrum,
-    leverage: MatRef<'_, f64>,
-    projected: MatRef<'_, f64>,
-    y_c: &Mat<f64>,
-    alpha: f64,
-) -> (Mat<f64>, Vec<f64>) {
-    let s = &spectrum.eigenvalues;
-    if let Some((q, q_squared)) = &spectrum.dual_residual {
-        let residual = mul32(
-            q.as_ref(),
-            residual_shrink_f32(s, projected, alpha).as_ref(),
-        );
-        let weights: Vec<f64> = s.iter().map(|&e| alpha / (e + alpha)).collect();
-        let one_minus_hat = (0..q_squared.nrows())
-            .map(|i| {
-                (0..weights.len())
-                    .map(|j| q_squared[(i, j)] * weights[j])
-                    .sum()
-            })
-            .collect();
-        return (
-            Mat::from_fn(residual.nrows(), residual.ncols(), |i, j| {
-                residual[(i, j)] as f64
-            }),
-            one_minus_hat,
-        );
+/// With `BRAINRECON_RIDGE_TRACE` set, prints the seconds since the previous
+/// step to stderr (profiling aid; off by default).
+pub(crate) fn trace(step: &str) {
+    use std::sync::Mutex;
+    use std::time::Instant;
+    static LAST: Mutex<Option<Instant>> = Mutex::new(None);
+    if std::env::var_os("BRAINRECON_RIDGE_TRACE").is_none() {
+        return;
     }
-    let fitted = mul32(
-        spectrum.eval_basis.as_ref(),
-        shrink_f32(s, projected, alpha).as_ref(),
+    let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
+    let now = Instant::now();
+    if let Some(previous) = *last {
+        eprintln!("ridge: {step}: {:.2} s", (now - previous).as_secs_f64());
+    }
+    *last = Some(now);
+}
+
+/// Per-target `Σ_i (e_i / d_i)²` with LOO denominators `d = 1 - h_ii` (n), in
+/// f64, split over threads by target. The residuals `e` (n×c) are `product`,
+/// or `truth - product` when `product` holds fitted values (fused: no
+/// residual buffer).
+fn loo_sse(
+    product: MatRef<'_, f32>,
+    truth: Option<MatRef<'_, f32>>,
+    denominators: &[f64],
+) -> Vec<f64> {
+    assert_eq!(
+        product.nrows(),
+        denominators.len(),
+        "one denominator per row"
     );
-    let residual = Mat::from_fn(fitted.nrows(), fitted.ncols(), |i, j| {
-        y_c[(i, j)] - fitted[(i, j)] as f64
-    });
-    let one_minus_hat = hat_diagonal(leverage, s, alpha)
-        .into_iter()
-        .map(|h| 1.0 - h)
-        .collect();
-    (residual, one_minus_hat)
+    let inverse: Vec<f64> = denominators.iter().map(|d| 1.0 / d).collect();
+    par_map_ranges(product.ncols(), |cols| {
+        cols.map(|j| {
+            let col = product.col(j);
+            let sq = |i: usize, e: f64| (e * inverse[i]).powi(2);
+            match truth {
+                Some(y) => {
+                    let y = y.col(j);
+                    (0..col.nrows())
+                        .map(|i| sq(i, y[i] as f64 - col[i] as f64))
+                        .sum()
+                }
+                None => (0..col.nrows()).map(|i| sq(i, col[i] as f64)).sum(),
+            }
+        })
+        .collect()
+    })
+}
+
+/// Per-column sum of squares around the column mean (f64).
+fn column_sst(y: MatRef<'_, f32>) -> Vec<f64> {
+    let n = y.nrows().max(1) as f64;
+    (0..y.ncols())
+        .map(|j| {
+            let col = y.col(j);
+            let mean = (0..y.nrows()).map(|i| col[i] as f64).sum::<f64>() / n;
+            (0..y.nrows()).map(|i| (col[i] as f64 - mean).powi(2)).sum()
+        })
+        .collect()
 }
 
 fn column(m: &Mat<f64>, j: usize) -> Vec<f64> {

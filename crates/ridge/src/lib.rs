@@ -9,6 +9,7 @@
 //! * [`RidgeModel`] predicts from raw X, merges shards, and saves/loads as
 //!   `weights.safetensors` + `model.json`.
 //! * [`metrics`] has per-target Pearson r and R².
+//! * [`stats`] has the encoding statistics: permutation null, p-values, BH FDR.
 
 mod bench;
 mod error;
@@ -20,11 +21,19 @@ mod model;
 mod preprocess;
 mod select;
 mod spectral;
+pub mod stats;
 
-pub use bench::{bench_workload, BenchReport};
+pub use bench::{
+    bench_alphas, bench_workload, generate, BenchData, BenchReport, Workload, WORKLOADS,
+};
 pub use error::{Result, RidgeError};
-pub use fit::{row_major_view, Cv, CvMethod, RidgeCv, Shard};
+pub use fit::{row_major_view, Cv, CvMethod, Precision, RidgeCv, Shard};
 pub use io::{FORMAT_VERSION, MODEL_FILE, WEIGHTS_FILE};
+pub use linalg::set_threads;
 pub use model::{ModelOptions, RidgeModel, TargetRange};
 pub use select::{fold_assignment, Scoring};
 pub use spectral::Solver;
+pub use stats::{
+    bh_fdr, block_permutation, pearson_columns, permutation_null, permutation_p_values,
+    permutation_test, seeded_block_permutations, Standardized,
+};

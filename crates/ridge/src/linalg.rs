@@ -1,41 +1,159 @@
 //! Thin wrappers over faer: GEMM, precision casts, symmetric eigendecomposition.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+
 use faer::linalg::matmul::matmul;
-use faer::{Accum, Mat, MatRef, Par, Side};
+use faer::linalg::matmul::triangular::{self, BlockStructure};
+use faer::{Accum, Mat, MatMut, MatRef, Par, Side};
 
 use crate::error::{Result, RidgeError};
 
+/// Threads for our own element-wise loops (0 = all available); see [`set_threads`].
+static THREADS: AtomicUsize = AtomicUsize::new(0);
+
+/// Limits brainrecon-ridge to `threads` threads (faer's GEMMs and eigensolver
+/// plus the fused scoring loops). 0 = all cores. Call once, before fitting.
+pub fn set_threads(threads: usize) {
+    THREADS.store(threads, Ordering::Relaxed);
+    faer::set_global_parallelism(Par::rayon(threads));
+}
+
+/// Threads for the element-wise loops (≥ 1).
+pub(crate) fn threads() -> usize {
+    match THREADS.load(Ordering::Relaxed) {
+        0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        n => n,
+    }
+}
+
+fn par() -> Par {
+    faer::get_global_parallelism()
+}
+
+/// The two working precisions of the heavy linear algebra.
+pub(crate) trait Float: faer::traits::RealField + Copy + Send + Sync + 'static {
+    fn of(v: f64) -> Self;
+    fn f64(self) -> f64;
+    fn f32(self) -> f32;
+}
+
+impl Float for f32 {
+    fn of(v: f64) -> Self {
+        v as f32
+    }
+    fn f64(self) -> f64 {
+        self as f64
+    }
+    fn f32(self) -> f32 {
+        self
+    }
+}
+
+impl Float for f64 {
+    fn of(v: f64) -> Self {
+        v
+    }
+    fn f64(self) -> f64 {
+        self
+    }
+    fn f32(self) -> f32 {
+        self as f32
+    }
+}
+
+/// `lhs (m×k) · rhs (k×n)` → `m×n`, multithreaded.
+pub(crate) fn mul<T: Float>(lhs: MatRef<'_, T>, rhs: MatRef<'_, T>) -> Mat<T> {
+    assert_eq!(lhs.ncols(), rhs.nrows(), "inner dimensions of a product");
+    let mut out = Mat::<T>::zeros(lhs.nrows(), rhs.ncols());
+    matmul(out.as_mut(), Accum::Replace, lhs, rhs, T::of(1.0), par());
+    out
+}
+
+/// `out = lhs · rhs` (in place, no allocation), multithreaded.
+pub(crate) fn mul_into<T: Float>(out: MatMut<'_, T>, lhs: MatRef<'_, T>, rhs: MatRef<'_, T>) {
+    matmul(out, Accum::Replace, lhs, rhs, T::of(1.0), par());
+}
+
+/// `out += scale · lhs · rhs` (in place), multithreaded.
+pub(crate) fn mul_add<T: Float>(
+    out: MatMut<'_, T>,
+    lhs: MatRef<'_, T>,
+    rhs: MatRef<'_, T>,
+    scale: T,
+) {
+    matmul(out, Accum::Add, lhs, rhs, scale, par());
+}
+
+/// `lower(out) += m · mᵀ`: only the lower triangle is written (half the flops of a GEMM).
+pub(crate) fn syrk_lower_add<T: Float>(out: MatMut<'_, T>, m: MatRef<'_, T>) {
+    triangular::matmul(
+        out,
+        BlockStructure::TriangularLower,
+        Accum::Add,
+        m,
+        BlockStructure::Rectangular,
+        m.transpose(),
+        BlockStructure::Rectangular,
+        T::of(1.0),
+        par(),
+    );
+}
+
 /// `lhs (m×k) · rhs (k×n)` → `m×n` in f64, multithreaded.
 pub(crate) fn mul64(lhs: MatRef<'_, f64>, rhs: MatRef<'_, f64>) -> Mat<f64> {
-    assert_eq!(lhs.ncols(), rhs.nrows(), "inner dimensions of a product");
-    let mut out = Mat::<f64>::zeros(lhs.nrows(), rhs.ncols());
-    matmul(out.as_mut(), Accum::Replace, lhs, rhs, 1.0, Par::rayon(0));
-    out
+    mul(lhs, rhs)
 }
 
 /// `lhs (m×k) · rhs (k×n)` → `m×n` in f32, multithreaded.
 pub(crate) fn mul32(lhs: MatRef<'_, f32>, rhs: MatRef<'_, f32>) -> Mat<f32> {
-    assert_eq!(lhs.ncols(), rhs.nrows(), "inner dimensions of a product");
-    let mut out = Mat::<f32>::zeros(lhs.nrows(), rhs.ncols());
-    matmul(out.as_mut(), Accum::Replace, lhs, rhs, 1.0, Par::rayon(0));
-    out
+    mul(lhs, rhs)
 }
 
-/// Element-wise cast f64 → f32.
-pub(crate) fn to_f32(m: MatRef<'_, f64>) -> Mat<f32> {
-    Mat::from_fn(m.nrows(), m.ncols(), |i, j| m[(i, j)] as f32)
+/// Element-wise cast to f32.
+pub(crate) fn to_f32<T: Float>(m: MatRef<'_, T>) -> Mat<f32> {
+    Mat::from_fn(m.nrows(), m.ncols(), |i, j| m[(i, j)].f32())
 }
 
-/// Eigendecomposition of a symmetric PSD matrix `g` (r×r).
+/// Eigendecomposition of a symmetric PSD matrix `g` (r×r); only its lower
+/// triangle is read.
 ///
 /// Returns eigenvalues (ascending, negatives from rounding clamped to 0 like
 /// himalaya's `negative_eigenvalues="zeros"`) and eigenvectors (r×r, columns).
-pub(crate) fn eigh_psd(g: MatRef<'_, f64>, what: &'static str) -> Result<(Vec<f64>, Mat<f64>)> {
+pub(crate) fn eigh_psd<T: Float>(
+    g: MatRef<'_, T>,
+    what: &'static str,
+) -> Result<(Vec<f64>, Mat<T>)> {
     assert_eq!(g.nrows(), g.ncols(), "eigh needs a square matrix");
     let evd = g
         .self_adjoint_eigen(Side::Lower)
         .map_err(|_| RidgeError::Decomposition(what))?;
     let s = evd.S().column_vector();
-    let eigenvalues = (0..s.nrows()).map(|i| s[i].max(0.0)).collect();
+    let eigenvalues = (0..s.nrows()).map(|i| s[i].f64().max(0.0)).collect();
     Ok((eigenvalues, evd.U().to_owned()))
+}
+
+/// Runs `work(range)` on contiguous pieces of `0..len` in parallel (scoped
+/// threads), concatenating the per-piece outputs in order.
+pub(crate) fn par_map_ranges<R: Send>(
+    len: usize,
+    work: impl Fn(std::ops::Range<usize>) -> Vec<R> + Sync,
+) -> Vec<R> {
+    let pieces = threads().min(len.max(1));
+    if pieces <= 1 {
+        return work(0..len);
+    }
+    let step = len.div_ceil(pieces);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..pieces)
+            .map(|k| {
+                let range = (k * step).min(len)..((k + 1) * step).min(len);
+                let work = &work;
+                scope.spawn(move || work(range))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().expect("worker thread panicked"))
+            .collect()
+    })
 }

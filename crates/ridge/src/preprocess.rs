@@ -3,26 +3,26 @@
 use faer::{Mat, MatRef};
 
 use crate::error::{Result, RidgeError};
+use crate::linalg::Float;
 
-/// Errors on the first NaN/∞ of `m`, naming the array, row and column.
+/// Errors on the first NaN/∞ of `m` (in row-major order), naming the array, row and column.
 pub(crate) fn check_finite(array: &'static str, m: MatRef<'_, f32>) -> Result<()> {
-    for j in 0..m.ncols() {
-        for i in 0..m.nrows() {
-            let value = m[(i, j)];
-            if !value.is_finite() {
-                // report the first bad row, scanning row-major like the user's buffer
-                return Err(first_non_finite_row_major(array, m).unwrap_or(
-                    RidgeError::NonFinite {
-                        array,
-                        row: i,
-                        col: j,
-                        value,
-                    },
-                ));
-            }
-        }
+    // fast scan in memory order; the slow row-major search runs only on failure
+    let all_finite = if m.col_stride() == 1 {
+        (0..m.nrows()).all(|i| {
+            let row = m.row(i);
+            (0..m.ncols()).all(|j| row[j].is_finite())
+        })
+    } else {
+        (0..m.ncols()).all(|j| {
+            let col = m.col(j);
+            (0..m.nrows()).all(|i| col[i].is_finite())
+        })
+    };
+    match all_finite {
+        true => Ok(()),
+        false => Err(first_non_finite_row_major(array, m).expect("a non-finite value exists")),
     }
-    Ok(())
 }
 
 fn first_non_finite_row_major(array: &'static str, m: MatRef<'_, f32>) -> Option<RidgeError> {
@@ -42,9 +42,22 @@ fn first_non_finite_row_major(array: &'static str, m: MatRef<'_, f32>) -> Option
 /// Per-column mean (f64), length = ncols.
 pub(crate) fn column_means(m: MatRef<'_, f32>) -> Vec<f64> {
     let n = m.nrows().max(1) as f64;
-    (0..m.ncols())
-        .map(|j| (0..m.nrows()).map(|i| m[(i, j)] as f64).sum::<f64>() / n)
-        .collect()
+    let mut sums = vec![0.0f64; m.ncols()];
+    if m.col_stride() == 1 {
+        // row-major input (a C-order .npy): walk it in memory order
+        for i in 0..m.nrows() {
+            let row = m.row(i);
+            for (j, s) in sums.iter_mut().enumerate() {
+                *s += row[j] as f64;
+            }
+        }
+    } else {
+        for (j, s) in sums.iter_mut().enumerate() {
+            let col = m.col(j);
+            *s = (0..m.nrows()).map(|i| col[i] as f64).sum();
+        }
+    }
+    sums.into_iter().map(|s| s / n).collect()
 }
 
 /// Population standard deviation per column (ddof = 0, like StandardScaler),
@@ -118,14 +131,26 @@ pub(crate) fn mean_of_rows(m: MatRef<'_, f64>, rows: &[usize]) -> Vec<f64> {
         .collect()
 }
 
-/// Target columns `cols` of `y` (n×t, f32) minus `offset` (len = cols.len()), as f64.
-pub(crate) fn target_chunk(
+/// Target columns `cols` of `y` (n×t, f32) minus `offset` (len = cols.len()), in precision `T`.
+pub(crate) fn target_chunk<T: Float>(
     y: MatRef<'_, f32>,
     cols: std::ops::Range<usize>,
     offset: &[f64],
-) -> Mat<f64> {
+) -> Mat<T> {
     assert_eq!(offset.len(), cols.len(), "offset per target");
-    Mat::from_fn(y.nrows(), cols.len(), |i, j| {
-        y[(i, cols.start + j)] as f64 - offset[j]
-    })
+    let sub = y.subcols(cols.start, cols.len());
+    let mut out = Mat::<T>::zeros(y.nrows(), cols.len());
+    // Row-major Y (a C-order .npy) is read in bands of rows, so each cache
+    // line of Y is used for all its columns before it is evicted.
+    const BAND: usize = 32;
+    for start in (0..sub.nrows()).step_by(BAND) {
+        let band = start..(start + BAND).min(sub.nrows());
+        for (j, &o) in offset.iter().enumerate() {
+            let mut col = out.col_mut(j);
+            for i in band.clone() {
+                col[i] = T::of(sub[(i, j)] as f64 - o);
+            }
+        }
+    }
+    out
 }

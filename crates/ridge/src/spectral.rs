@@ -1,29 +1,32 @@
 //! Spectral factorizations that make every alpha of the grid cheap.
 //!
-//! Both solvers are written in one form. With eigenvalues `s` (r), a fit-side
-//! basis `C` (n_fit×r) and an eval-side basis `B` (n_eval×r):
+//! With eigenvalues `s` (r), a fit-side basis `C` (n_fit×r) and an eval-side
+//! basis `B` (n_eval×r):
 //!
 //! ```text
 //! A      = Cᵀ Y_fit                      (r×t, once per target chunk)
 //! Ŷ(α)   = B · diag(1/(s+α)) · A         (n_eval×t, per alpha: one GEMM)
-//! W(α)   = P · diag(1/(s+α)) · A         (p×t, refit on all data)
 //! ```
 //!
-//! * primal (p ≤ n): `XᵀX = V S Vᵀ`, `C = X V`, `B = X_eval V`, `P = V`.
-//! * dual   (p > n): `X Xᵀ = Q S Qᵀ`, `C = Q`, `B = K_eval Q`, `P = Xᵀ Q`.
+//! * primal (p ≤ n): `XᵀX = V S Vᵀ`, `C = B = X V` (n×p), weights `V·diag(1/(s+α))·A`.
+//! * dual   (p > n): `X Xᵀ = Q S Qᵀ`, `C = Q`; LOO residuals are
+//!   `Q·diag(α/(s+α))·A` and the weights `Xᵀ·(Q·diag(1/(s+α))·A)`.
 //!
-//! Precision: the Gram/covariance matrix and its eigendecomposition are f64
-//! (an r×r f64 matrix is 2 GiB at r = 16k, acceptable on the 24 GiB machines
-//! this runs on, and f32 Gram matrices lose the small eigenvalues that decide
-//! weakly-regularized fits). `C` and `P` stay f64 because they are applied
-//! once per chunk; only `B`, used in the per-alpha GEMM that dominates the
-//! cost (n·r·t per alpha), is stored in f32.
+//! The full-data factorization ([`Full`]) is generic over the working
+//! precision `T` (f64 by default, f32 on request): it covers the Gram or
+//! covariance matrix, its eigendecomposition, the projection `A` and the refit.
+//! The per-alpha GEMM, which dominates the cost of the grid (n·r·t per alpha),
+//! always runs in f32 on a copy of the basis.
+//!
+//! X is never copied whole: the Gram/covariance matrix is accumulated from
+//! blocks of the centered/scaled design, converted on the fly from the f32 input.
 
-use faer::{Mat, MatRef};
+use faer::{Mat, MatMut, MatRef};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::linalg::{eigh_psd, mul64, to_f32};
+use crate::linalg::{eigh_psd, mul, mul64, mul_add, mul_into, syrk_lower_add, to_f32, Float};
+use crate::preprocess::XTransform;
 
 /// Which normal equations were decomposed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -46,65 +49,240 @@ impl Solver {
     }
 }
 
-/// Factorization of one training set (all data, or one CV fold).
-pub(crate) struct Spectrum {
+/// Rows or columns of the design converted per block (bounds the f64 copy).
+const BLOCK: usize = 512;
+
+/// Block `rows × cols` of the design `(x - mean) / scale` in precision `T`.
+pub(crate) fn design_block<T: Float>(
+    x: MatRef<'_, f32>,
+    transform: &XTransform,
+    rows: std::ops::Range<usize>,
+    cols: std::ops::Range<usize>,
+) -> Mat<T> {
+    let (mean, scale) = (
+        &transform.mean[cols.clone()],
+        &transform.scale[cols.clone()],
+    );
+    let sub = x
+        .subrows(rows.start, rows.len())
+        .subcols(cols.start, cols.len());
+    Mat::from_fn(sub.nrows(), sub.ncols(), |i, j| {
+        T::of((sub[(i, j)] as f64 - mean[j]) / scale[j])
+    })
+}
+
+fn blocks(len: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+    (0..len)
+        .step_by(BLOCK)
+        .map(move |s| s..(s + BLOCK).min(len))
+}
+
+/// Factorization of all training data (eval = fit), for LOO and the refit.
+pub(crate) struct Full<T: Float> {
+    pub solver: Solver,
+    /// Eigenvalues `s` (r), ascending, clamped to ≥ 0.
+    pub eigenvalues: Vec<f64>,
+    /// Projection basis: primal `Z = D V` (n×p), dual `Q` (n×n).
+    pub basis: Mat<T>,
+    /// f32 copy of `basis` for the per-alpha GEMMs.
+    pub basis32: Mat<f32>,
+    /// Primal only: `V` (p×p), maps spectral coefficients to weights.
+    pub v: Option<Mat<T>>,
+}
+
+/// Factorizes the design `D = (x - mean) / scale` of `x` (n×p, raw f32).
+pub(crate) fn decompose_full<T: Float>(
+    x: MatRef<'_, f32>,
+    transform: &XTransform,
+) -> Result<Full<T>> {
+    let (n, p) = (x.nrows(), x.ncols());
+    let solver = Solver::for_shape(n, p);
+    let full = match solver {
+        Solver::Primal => {
+            // DᵀD accumulated over row blocks: lower(G) += D_bᵀ D_b
+            let mut g = Mat::<T>::zeros(p, p);
+            for rows in blocks(n) {
+                let d = design_block::<T>(x, transform, rows, 0..p);
+                syrk_lower_add(g.as_mut(), d.transpose());
+            }
+            crate::fit::trace("covariance matrix");
+            let (s, v) = eigh_psd(g.as_ref(), "covariance XᵀX")?;
+            crate::fit::trace("eigendecomposition");
+            drop(g);
+            let mut z = Mat::<T>::zeros(n, p);
+            for rows in blocks(n) {
+                let d = design_block::<T>(x, transform, rows.clone(), 0..p);
+                z.as_mut()
+                    .subrows_mut(rows.start, rows.len())
+                    .copy_from(mul(d.as_ref(), v.as_ref()));
+            }
+            Full {
+                solver,
+                eigenvalues: s,
+                basis32: to_f32(z.as_ref()),
+                basis: z,
+                v: Some(v),
+            }
+        }
+        Solver::Dual => {
+            // D Dᵀ accumulated over feature blocks: lower(K) += D_b D_bᵀ
+            let mut k = Mat::<T>::zeros(n, n);
+            for cols in blocks(p) {
+                let d = design_block::<T>(x, transform, 0..n, cols);
+                syrk_lower_add(k.as_mut(), d.as_ref());
+            }
+            crate::fit::trace("Gram matrix");
+            let (s, q) = eigh_psd(k.as_ref(), "Gram XXᵀ")?;
+            crate::fit::trace("eigendecomposition");
+            drop(k);
+            Full {
+                solver,
+                eigenvalues: s,
+                basis32: to_f32(q.as_ref()),
+                basis: q,
+                v: None,
+            }
+        }
+    };
+    Ok(full)
+}
+
+impl<T: Float> Full<T> {
+    /// `A = basisᵀ Y_c` (r×c) for one centered target chunk `y_c` (n×c).
+    pub fn project(&self, y_c: MatRef<'_, T>) -> Mat<T> {
+        assert_eq!(self.basis.nrows(), y_c.nrows(), "fit rows");
+        mul(self.basis.transpose(), y_c)
+    }
+
+    /// `1 - h_ii(α)` (n) of the hat matrix of the centered design (no intercept term).
+    ///
+    /// Primal: `h_ii = Σ_k Z_ik² / (s_k + α)`. Dual: `1 - h_ii = Σ_k Q_ik² α/(s_k+α)`,
+    /// a sum of positive terms, so no cancellation when `h_ii → 1` (small α, p > n).
+    pub fn one_minus_hat(&self, alpha: f64) -> Vec<f64> {
+        let s = &self.eigenvalues;
+        let weights: Vec<f64> = match self.solver {
+            Solver::Primal => s.iter().map(|&e| 1.0 / (e + alpha)).collect(),
+            Solver::Dual => s.iter().map(|&e| alpha / (e + alpha)).collect(),
+        };
+        let mut acc = vec![0.0f64; self.basis.nrows()];
+        for (k, &w) in weights.iter().enumerate() {
+            let col = self.basis.col(k);
+            for (i, a) in acc.iter_mut().enumerate() {
+                let b = col[i].f64();
+                *a += b * b * w;
+            }
+        }
+        match self.solver {
+            Solver::Primal => acc.into_iter().map(|h| 1.0 - h).collect(),
+            Solver::Dual => acc,
+        }
+    }
+
+    /// Writes the per-alpha product (n×c, f32) of a chunk into `out` (reused
+    /// across alphas, so no n×c buffer is allocated per alpha):
+    /// primal: fitted values `Z·diag(1/(s+α))·A` (residuals are `Y_c - out`);
+    /// dual: residuals `Q·diag(α/(s+α))·A`. See [`Full::product_is_fitted`].
+    pub fn grid_product(&self, projected: MatRef<'_, T>, alpha: f64, out: MatMut<'_, f32>) {
+        let s = &self.eigenvalues;
+        let dual = self.solver == Solver::Dual;
+        let shrunk = Mat::from_fn(projected.nrows(), projected.ncols(), |i, j| {
+            let gain = if dual { alpha } else { 1.0 };
+            (projected[(i, j)].f64() * gain / (s[i] + alpha)) as f32
+        });
+        mul_into(out, self.basis32.as_ref(), shrunk.as_ref());
+    }
+
+    /// Whether [`Full::grid_product`] gives fitted values (primal) rather than residuals (dual).
+    pub fn product_is_fitted(&self) -> bool {
+        self.solver == Solver::Primal
+    }
+
+    /// `diag(1/(s+α_j)) · A` (r×c), one alpha per target column.
+    fn shrink_per_target(&self, projected: MatRef<'_, T>, alphas: &[f64]) -> Mat<T> {
+        assert_eq!(projected.ncols(), alphas.len(), "one alpha per target");
+        let s = &self.eigenvalues;
+        Mat::from_fn(projected.nrows(), projected.ncols(), |i, j| {
+            T::of(projected[(i, j)].f64() / (s[i] + alphas[j]))
+        })
+    }
+}
+
+/// Refit on all data with the chosen alpha of each target.
+///
+/// Primal: weights `V·diag(1/(s+α_j))·A` per chunk. Dual: the dual
+/// coefficients `Q·diag(1/(s+α_j))·A` (n×t) are collected first, then
+/// `Dᵀ·coef` is computed once over feature blocks (p·n·t, instead of forming
+/// the p×n matrix `DᵀQ`, which costs p·n² and p·n memory).
+pub(crate) struct Refit<T: Float> {
+    /// Primal: weights (p×t); dual: dual coefficients (n×t).
+    acc: Mat<T>,
+}
+
+impl<T: Float> Refit<T> {
+    pub fn new(full: &Full<T>, n_features: usize, n_targets: usize) -> Self {
+        let rows = match full.solver {
+            Solver::Primal => n_features,
+            Solver::Dual => full.basis.nrows(),
+        };
+        Refit {
+            acc: Mat::zeros(rows, n_targets),
+        }
+    }
+
+    /// Adds the chunk starting at target `start` with projection `A` (r×c).
+    pub fn add(&mut self, full: &Full<T>, projected: MatRef<'_, T>, start: usize, alphas: &[f64]) {
+        let shrunk = full.shrink_per_target(projected, alphas);
+        let left = match full.solver {
+            Solver::Primal => full.v.as_ref().expect("primal has V").as_ref(),
+            Solver::Dual => full.basis.as_ref(),
+        };
+        self.acc
+            .as_mut()
+            .subcols_mut(start, alphas.len())
+            .copy_from(mul(left, shrunk.as_ref()));
+    }
+
+    /// Weights for the transformed design (p×t, f64).
+    pub fn finish(self, full: &Full<T>, x: MatRef<'_, f32>, transform: &XTransform) -> Mat<f64> {
+        let weights = match full.solver {
+            Solver::Primal => self.acc,
+            Solver::Dual => {
+                let (n, p) = (x.nrows(), x.ncols());
+                let mut w = Mat::<T>::zeros(p, self.acc.ncols());
+                for cols in blocks(p) {
+                    let d = design_block::<T>(x, transform, 0..n, cols.clone());
+                    mul_add(
+                        w.as_mut().subrows_mut(cols.start, cols.len()),
+                        d.transpose(),
+                        self.acc.as_ref(),
+                        T::of(1.0),
+                    );
+                }
+                w
+            }
+        };
+        Mat::from_fn(weights.nrows(), weights.ncols(), |i, j| {
+            weights[(i, j)].f64()
+        })
+    }
+}
+
+/// Factorization of one CV fold (f64): fit on one part, predict the other.
+pub(crate) struct FoldSpectrum {
     /// Eigenvalues `s` (r), clamped to ≥ 0.
     pub eigenvalues: Vec<f64>,
     /// `C` (n_fit×r).
     pub fit_basis: Mat<f64>,
     /// `B` (n_eval×r), f32 for the per-alpha GEMM.
     pub eval_basis: Mat<f32>,
-    /// `B ∘ C` (n×r) when eval = fit: hat diagonal `h(α) = (B∘C) · 1/(s+α)`.
-    pub leverage: Option<Mat<f64>>,
-    /// `P` (p×r) for the refit weights (full-data factorization only).
-    pub weight_basis: Option<Mat<f64>>,
-    /// Dual full-data only: `Q` (n×n, f32) and `Q∘Q` (f64). Since Q is square
-    /// orthogonal, LOO residuals are `Q·diag(α/(s+α))·A` and `1 - h_ii =
-    /// Σ_j Q_ij² α/(s_j+α)`: no cancellation when h_ii → 1 (small alpha, p > n).
-    pub dual_residual: Option<(Mat<f32>, Mat<f64>)>,
-}
-
-/// Factorizes all training data `x` (n×p, already centered/scaled): eval = fit,
-/// with the leverage needed for LOO and the weight basis for the refit.
-pub(crate) fn decompose_full(x: MatRef<'_, f64>) -> Result<(Solver, Spectrum)> {
-    let solver = Solver::for_shape(x.nrows(), x.ncols());
-    let spectrum = match solver {
-        Solver::Primal => {
-            let (s, v) = eigh_psd(mul64(x.transpose(), x).as_ref(), "covariance XᵀX")?;
-            let z = mul64(x, v.as_ref());
-            let leverage = Mat::from_fn(z.nrows(), z.ncols(), |i, j| z[(i, j)] * z[(i, j)]);
-            Spectrum {
-                eigenvalues: s,
-                eval_basis: to_f32(z.as_ref()),
-                fit_basis: z,
-                leverage: Some(leverage),
-                weight_basis: Some(v),
-                dual_residual: None,
-            }
-        }
-        Solver::Dual => {
-            let (s, q) = eigh_psd(mul64(x, x.transpose()).as_ref(), "Gram XXᵀ")?;
-            let leverage = Mat::from_fn(q.nrows(), q.ncols(), |i, j| q[(i, j)] * q[(i, j)] * s[j]);
-            let eval_basis = Mat::from_fn(q.nrows(), q.ncols(), |i, j| (q[(i, j)] * s[j]) as f32);
-            let weight_basis = mul64(x.transpose(), q.as_ref());
-            let squared = Mat::from_fn(q.nrows(), q.ncols(), |i, j| q[(i, j)] * q[(i, j)]);
-            let dual_residual = Some((to_f32(q.as_ref()), squared));
-            Spectrum {
-                dual_residual,
-                eigenvalues: s,
-                fit_basis: q,
-                eval_basis,
-                leverage: Some(leverage),
-                weight_basis: Some(weight_basis),
-            }
-        }
-    };
-    Ok((solver, spectrum))
 }
 
 /// Factorizes a CV fold: fit on `x_fit` (n_fit×p), predict `x_eval` (n_eval×p).
 /// Both must already be centered with the fit-set mean when an intercept is fitted.
-pub(crate) fn decompose_fold(x_fit: MatRef<'_, f64>, x_eval: MatRef<'_, f64>) -> Result<Spectrum> {
+pub(crate) fn decompose_fold(
+    x_fit: MatRef<'_, f64>,
+    x_eval: MatRef<'_, f64>,
+) -> Result<FoldSpectrum> {
     assert_eq!(x_fit.ncols(), x_eval.ncols(), "fold feature counts");
     let (s, fit_basis, eval_basis) = match Solver::for_shape(x_fit.nrows(), x_fit.ncols()) {
         Solver::Primal => {
@@ -122,20 +300,19 @@ pub(crate) fn decompose_fold(x_fit: MatRef<'_, f64>, x_eval: MatRef<'_, f64>) ->
             (s, q, to_f32(eval.as_ref()))
         }
     };
-    Ok(Spectrum {
+    Ok(FoldSpectrum {
         eigenvalues: s,
         fit_basis,
         eval_basis,
-        leverage: None,
-        weight_basis: None,
-        dual_residual: None,
     })
 }
 
-/// `A = Cᵀ Y_fit` (r×t) for one target chunk `y_fit` (n_fit×t).
-pub(crate) fn project_targets(spectrum: &Spectrum, y_fit: MatRef<'_, f64>) -> Mat<f64> {
-    assert_eq!(spectrum.fit_basis.nrows(), y_fit.nrows(), "fit rows");
-    mul64(spectrum.fit_basis.transpose(), y_fit)
+impl FoldSpectrum {
+    /// `A = Cᵀ Y_fit` (r×t) for one target chunk `y_fit` (n_fit×t).
+    pub fn project(&self, y_fit: MatRef<'_, f64>) -> Mat<f64> {
+        assert_eq!(self.fit_basis.nrows(), y_fit.nrows(), "fit rows");
+        mul64(self.fit_basis.transpose(), y_fit)
+    }
 }
 
 /// `diag(1/(s+α)) · A` as f32 (r×t): the per-alpha right-hand side.
@@ -144,47 +321,4 @@ pub(crate) fn shrink_f32(eigenvalues: &[f64], projected: MatRef<'_, f64>, alpha:
     Mat::from_fn(projected.nrows(), projected.ncols(), |i, j| {
         (projected[(i, j)] / (eigenvalues[i] + alpha)) as f32
     })
-}
-
-/// `diag(α/(s+α)) · A` as f32 (r×t): the dual LOO residual right-hand side.
-pub(crate) fn residual_shrink_f32(
-    eigenvalues: &[f64],
-    projected: MatRef<'_, f64>,
-    alpha: f64,
-) -> Mat<f32> {
-    assert_eq!(eigenvalues.len(), projected.nrows(), "spectrum size");
-    Mat::from_fn(projected.nrows(), projected.ncols(), |i, j| {
-        (projected[(i, j)] * alpha / (eigenvalues[i] + alpha)) as f32
-    })
-}
-
-/// Hat-matrix diagonal `h_ii(α)` (n) from the leverage matrix (n×r).
-pub(crate) fn hat_diagonal(leverage: MatRef<'_, f64>, eigenvalues: &[f64], alpha: f64) -> Vec<f64> {
-    assert_eq!(leverage.ncols(), eigenvalues.len(), "spectrum size");
-    let mut h = vec![0.0; leverage.nrows()];
-    for (j, &s) in eigenvalues.iter().enumerate() {
-        let inv = 1.0 / (s + alpha);
-        for (i, h_i) in h.iter_mut().enumerate() {
-            *h_i += leverage[(i, j)] * inv;
-        }
-    }
-    h
-}
-
-/// Refit weights `P · diag(1/(s+α_t)) · A` (p×t), one alpha per target column.
-pub(crate) fn refit_weights(
-    spectrum: &Spectrum,
-    projected: MatRef<'_, f64>,
-    alphas: &[f64],
-) -> Mat<f64> {
-    assert_eq!(projected.ncols(), alphas.len(), "one alpha per target");
-    let basis = spectrum
-        .weight_basis
-        .as_ref()
-        .expect("full-data factorization has a weight basis");
-    let s = &spectrum.eigenvalues;
-    let shrunk = Mat::from_fn(projected.nrows(), projected.ncols(), |i, j| {
-        projected[(i, j)] / (s[i] + alphas[j])
-    });
-    mul64(basis.as_ref(), shrunk.as_ref())
 }

@@ -67,6 +67,7 @@ impl Case {
             fit_intercept: self.flag("fit_intercept"),
             standardize: self.flag("standardize"),
             target_chunk: 3, // several chunks, one of them ragged
+            precision: brainrecon_ridge::Precision::F64,
         }
     }
 }

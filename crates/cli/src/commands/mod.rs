@@ -1,8 +1,11 @@
+pub mod bench;
 pub mod decode;
+pub mod encode;
 pub mod eval;
 pub mod fit;
 pub mod info;
 pub mod nsd;
+pub mod ridge;
 pub mod simulate;
 
 use std::io::IsTerminal;

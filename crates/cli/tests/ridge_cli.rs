@@ -1,0 +1,473 @@
+//! `brainrecon ridge …` end to end: fits on plain .npy arrays checked against the committed
+//! scikit-learn/himalaya fixtures of crates/ridge, shards + merge, and bad input.
+
+use brainrecon_data::npy;
+use brainrecon_ridge::RidgeModel;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Exit code, stdout and stderr of `brainrecon ARGS`.
+fn brainrecon(args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_brainrecon"))
+        .args(args)
+        .output()
+        .expect("run brainrecon");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn ok(args: &[&str]) -> String {
+    let (code, stdout, stderr) = brainrecon(args);
+    assert_eq!(code, 0, "brainrecon {args:?} failed: {stderr}");
+    stdout
+}
+
+fn s(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+/// A fixture of crates/ridge/tests/fixtures (see crates/ridge/tests/reference.rs).
+struct Fixture(Value);
+
+impl Fixture {
+    fn load(name: &str) -> Fixture {
+        let path = format!(
+            "{}/../ridge/tests/fixtures/{name}.json",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        Fixture(serde_json::from_str(&text).unwrap())
+    }
+
+    fn values(&self, key: &str) -> Vec<f64> {
+        self.0[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect()
+    }
+
+    fn shape(&self, key: &str) -> Vec<usize> {
+        self.0["shapes"][key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_u64().unwrap() as usize)
+            .collect()
+    }
+
+    /// Writes array `key` (inputs are stored exactly as float32 values) to `dir/key.npy`.
+    fn write_f32(&self, key: &str, dir: &Path) -> PathBuf {
+        let path = dir.join(format!("{key}.npy"));
+        let data: Vec<f32> = self.values(key).iter().map(|&v| v as f32).collect();
+        npy::write(&path, &self.shape(key), &data).unwrap();
+        path
+    }
+
+    fn alphas_arg(&self) -> String {
+        self.values("alphas")
+            .iter()
+            .map(|a| format!("{a:e}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
+
+/// Max |a - b| relative to the largest |reference|.
+fn max_rel_err(actual: &[f64], reference: &[f64]) -> f64 {
+    assert_eq!(actual.len(), reference.len());
+    let scale = reference
+        .iter()
+        .fold(0f64, |m, v| m.max(v.abs()))
+        .max(1e-12);
+    actual
+        .iter()
+        .zip(reference)
+        .map(|(a, r)| (a - r).abs())
+        .fold(0.0, f64::max)
+        / scale
+}
+
+/// `ridge fit` + `ridge predict` on a fixture; checks alphas and predictions against the
+/// Python reference with the tolerance of crates/ridge/tests/reference.rs.
+fn check_against_reference(name: &str, extra: &[&str]) {
+    let fixture = Fixture::load(name);
+    let dir = tempfile::tempdir().unwrap();
+    let x = fixture.write_f32("x", dir.path());
+    let y = fixture.write_f32("y", dir.path());
+    let x_test = fixture.write_f32("x_test", dir.path());
+    let model = dir.path().join("model");
+    let pred = dir.path().join("pred.npy");
+    let alphas = fixture.alphas_arg();
+    let mut args = vec![
+        "ridge",
+        "fit",
+        "--x",
+        s(&x),
+        "--y",
+        s(&y),
+        "--alphas",
+        &alphas,
+        "--out",
+        s(&model),
+    ];
+    args.extend_from_slice(extra);
+    ok(&args);
+    ok(&[
+        "ridge",
+        "predict",
+        "--model",
+        s(&model),
+        "--x",
+        s(&x_test),
+        "--out",
+        s(&pred),
+    ]);
+
+    let fitted = RidgeModel::load(&model).unwrap();
+    // the fixtures' grids come from np.logspace: compare alphas to 1e-9 relative
+    let expected = fixture.values("best_alphas");
+    assert_eq!(fitted.alphas.len(), expected.len());
+    for (a, e) in fitted.alphas.iter().zip(&expected) {
+        assert!(
+            ((a - e) / e).abs() < 1e-9,
+            "{name}: chose alpha {a}, reference {e}"
+        );
+    }
+    let predicted = npy::read_f32(&pred).unwrap();
+    assert_eq!(predicted.shape, fixture.shape("predictions"));
+    let predicted: Vec<f64> = predicted.data.iter().map(|&v| v as f64).collect();
+    let err = max_rel_err(&predicted, &fixture.values("predictions"));
+    assert!(err < 1e-5, "{name}: predictions off by {err:e}");
+}
+
+#[test]
+fn loo_tall_with_intercept_matches_sklearn() {
+    check_against_reference("loo_tall_intercept", &["--cv", "loo"]);
+}
+
+#[test]
+fn loo_wide_without_intercept_matches_sklearn() {
+    check_against_reference("loo_wide_plain", &["--intercept", "false"]);
+}
+
+#[test]
+fn loo_wide_standardized_matches_sklearn() {
+    check_against_reference("loo_wide_intercept_standardize", &["--standardize"]);
+}
+
+#[test]
+fn grouped_kfold_matches_himalaya() {
+    let fixture = Fixture::load("kfold_tall_intercept_negmse");
+    let dir = tempfile::tempdir().unwrap();
+    let groups: Vec<i64> = fixture.values("groups").iter().map(|&g| g as i64).collect();
+    let groups_path = dir.path().join("groups.npy");
+    npy::write(&groups_path, &[groups.len()], &groups).unwrap();
+    let folds = fixture.0["n_folds"].as_u64().unwrap().to_string();
+    check_against_reference(
+        "kfold_tall_intercept_negmse",
+        &["--cv", &folds, "--groups", s(&groups_path)],
+    );
+}
+
+/// A small deterministic problem: X (n×p), Y (n×t) row-major.
+fn write_problem(dir: &Path, n: usize, p: usize, t: usize) -> (PathBuf, PathBuf) {
+    let x: Vec<f32> = (0..n * p)
+        .map(|k| ((k * 7919 % 1013) as f32 / 1013.0 - 0.5) + (k as f32 * 0.37).sin())
+        .collect();
+    let y: Vec<f32> = (0..n * t)
+        .map(|k| {
+            let (i, j) = (k / t, k % t);
+            (0..p)
+                .map(|c| x[i * p + c] * ((c + j) % 4) as f32)
+                .sum::<f32>()
+                + ((i * 31 + j) % 13) as f32 * 0.2
+        })
+        .collect();
+    let (xp, yp) = (dir.join("x.npy"), dir.join("y.npy"));
+    npy::write(&xp, &[n, p], &x).unwrap();
+    npy::write(&yp, &[n, t], &y).unwrap();
+    (xp, yp)
+}
+
+/// The model's CV scores (n_alphas×t), row-major.
+fn all_scores(model: &RidgeModel) -> Vec<f64> {
+    let m = &model.cv_scores;
+    (0..m.nrows())
+        .flat_map(|i| (0..m.ncols()).map(move |j| m[(i, j)] as f64))
+        .collect()
+}
+
+#[test]
+fn shards_merged_equal_the_unsharded_fit() {
+    for (n, p, cv) in [(40, 9, "loo"), (20, 30, "loo"), (40, 9, "4")] {
+        let dir = tempfile::tempdir().unwrap();
+        let (x, y) = write_problem(dir.path(), n, p, 7);
+        let full = dir.path().join("full");
+        let common = [
+            "--x",
+            s(&x),
+            "--y",
+            s(&y),
+            "--alphas",
+            "0.1,1,10,100",
+            "--cv",
+            cv,
+            "--standardize",
+        ];
+        let fit = |out: &Path, shard: Option<&str>| {
+            let mut args = vec!["ridge", "fit", "--out", s(out), "--target-chunk", "2"];
+            args.extend_from_slice(&common);
+            if let Some(shard) = shard {
+                args.extend(["--shard", shard]);
+            }
+            ok(&args);
+        };
+        fit(&full, None);
+        let shard_dirs: Vec<PathBuf> = (0..3).map(|k| dir.path().join(format!("s{k}"))).collect();
+        for (k, d) in shard_dirs.iter().enumerate() {
+            fit(d, Some(&format!("{k}/3")));
+        }
+        let merged = dir.path().join("merged");
+        let mut args = vec!["ridge", "merge", "--out", s(&merged), "--models"];
+        // any order
+        args.extend(shard_dirs.iter().rev().map(|d| s(d)));
+        ok(&args);
+        let (a, b) = (
+            RidgeModel::load(&full).unwrap(),
+            RidgeModel::load(&merged).unwrap(),
+        );
+        assert_eq!(a.weights, b.weights, "{cv} {n}x{p}: weights");
+        assert_eq!(a.intercept, b.intercept);
+        assert_eq!(a.alphas, b.alphas);
+        // CV scores come from f32 GEMMs over chunks of different widths: equal to rounding
+        let err = max_rel_err(&all_scores(&b), &all_scores(&a));
+        assert!(err < 1e-6, "{cv} {n}x{p}: CV scores off by {err:e}");
+        assert_eq!(a.target_range, b.target_range);
+    }
+}
+
+#[test]
+fn score_reports_mean_and_median_and_writes_arrays() {
+    let dir = tempfile::tempdir().unwrap();
+    let truth: Vec<f32> = vec![1.0, 2.0, 2.0, 0.0, 3.0, 5.0, 4.0, 1.0];
+    let pred: Vec<f32> = vec![1.5, 2.0, 2.5, 1.0, 2.5, 4.0, 4.5, 0.0];
+    let (yp, pp) = (dir.path().join("y.npy"), dir.path().join("p.npy"));
+    npy::write(&yp, &[4, 2], &truth).unwrap();
+    npy::write(&pp, &[4, 2], &pred).unwrap();
+    let prefix = dir.path().join("out/test");
+    let text = ok(&[
+        "ridge",
+        "score",
+        "--pred",
+        s(&pp),
+        "--y",
+        s(&yp),
+        "--json",
+        "--out-prefix",
+        s(&prefix),
+    ]);
+    let json: Value = serde_json::from_str(&text).unwrap();
+    // independent computation of Pearson r and R² per column
+    let column =
+        |v: &[f32], j: usize| -> Vec<f64> { (0..4).map(|i| v[i * 2 + j] as f64).collect() };
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let (mut r, mut r2) = (vec![], vec![]);
+    for j in 0..2 {
+        let (t, p) = (column(&truth, j), column(&pred, j));
+        let (mt, mp) = (mean(&t), mean(&p));
+        let cov: f64 = t.iter().zip(&p).map(|(a, b)| (a - mt) * (b - mp)).sum();
+        let vt: f64 = t.iter().map(|a| (a - mt).powi(2)).sum();
+        let vp: f64 = p.iter().map(|b| (b - mp).powi(2)).sum();
+        let sse: f64 = t.iter().zip(&p).map(|(a, b)| (a - b).powi(2)).sum();
+        r.push(cov / (vt * vp).sqrt());
+        r2.push(1.0 - sse / vt);
+    }
+    let close = |a: f64, b: f64| (a - b).abs() < 1e-9;
+    assert!(
+        close(json["pearson_r"]["mean"].as_f64().unwrap(), mean(&r)),
+        "{text}"
+    );
+    assert!(
+        close(json["r2"]["mean"].as_f64().unwrap(), mean(&r2)),
+        "{text}"
+    );
+    assert!(
+        close(json["r2"]["median"].as_f64().unwrap(), mean(&r2)),
+        "median of 2 = mean"
+    );
+    let written = npy::read_f32(&dir.path().join("out/test_r.npy")).unwrap();
+    assert_eq!(written.shape, vec![2]);
+    assert!(close(written.data[1] as f64, r[1] as f32 as f64));
+    assert!(dir.path().join("out/test_r2.npy").exists());
+}
+
+/// Runs a failing command: exit 2, one message naming `names`, no output written.
+fn fails(args: &[&str], names: &[&str], out: &Path) {
+    let (code, stdout, stderr) = brainrecon(args);
+    assert_eq!(
+        code, 2,
+        "brainrecon {args:?}: expected exit 2, got {code}\n{stdout}{stderr}"
+    );
+    for name in names {
+        assert!(
+            stderr.contains(name),
+            "message should name '{name}': {stderr}"
+        );
+    }
+    assert!(
+        !out.exists(),
+        "{} was written by a failing command",
+        out.display()
+    );
+}
+
+#[test]
+fn bad_input_exits_2_with_a_clear_message_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (x, y) = write_problem(dir.path(), 12, 3, 4);
+    let out = dir.path().join("model");
+    let fit = |extra: &[&str], names: &[&str]| {
+        let mut args = vec!["ridge", "fit", "--out", s(&out)];
+        args.extend_from_slice(extra);
+        fails(&args, names, &out);
+    };
+
+    // rows of X and Y disagree
+    let y_short = dir.path().join("y_short.npy");
+    npy::write(&y_short, &[11, 4], &[0.5f32; 44]).unwrap();
+    fit(
+        &["--x", s(&x), "--y", s(&y_short)],
+        &["y_short.npy", "12 rows"],
+    );
+
+    // NaN in X, infinity in Y
+    let mut values = npy::read_f32(&x).unwrap().data;
+    values[7] = f32::NAN;
+    let x_nan = dir.path().join("x_nan.npy");
+    npy::write(&x_nan, &[12, 3], &values).unwrap();
+    fit(
+        &["--x", s(&x_nan), "--y", s(&y)],
+        &["x_nan.npy", "row 2, column 1", "finite"],
+    );
+    let mut values = npy::read_f32(&y).unwrap().data;
+    values[5] = f32::INFINITY;
+    let y_inf = dir.path().join("y_inf.npy");
+    npy::write(&y_inf, &[12, 4], &values).unwrap();
+    fit(&["--x", s(&x), "--y", s(&y_inf)], &["y_inf.npy", "finite"]);
+
+    // empty or invalid alpha grid
+    fit(
+        &["--x", s(&x), "--y", s(&y), "--alphas", ""],
+        &["--alphas", "empty"],
+    );
+    fit(
+        &["--x", s(&x), "--y", s(&y), "--alphas", " , "],
+        &["--alphas", "empty"],
+    );
+    fit(
+        &["--x", s(&x), "--y", s(&y), "--alphas", "1,-2"],
+        &["--alphas", "-2"],
+    );
+
+    // not .npy files: a CSV renamed to .npy, and a text file
+    let csv = dir.path().join("table.npy");
+    std::fs::write(&csv, "a,b,c\n1,2,3\n").unwrap();
+    fit(&["--x", s(&csv), "--y", s(&y)], &["table.npy", ".npy"]);
+    let text = dir.path().join("notes.txt");
+    std::fs::write(&text, "just some notes\n").unwrap();
+    fit(&["--x", s(&x), "--y", s(&text)], &["notes.txt", ".npy"]);
+    fit(
+        &["--x", s(&dir.path().join("missing.npy")), "--y", s(&y)],
+        &["missing.npy"],
+    );
+
+    // shard out of range (0-based) or malformed
+    fit(
+        &["--x", s(&x), "--y", s(&y), "--shard", "3/3"],
+        &["--shard", "0-based"],
+    );
+    fit(
+        &["--x", s(&x), "--y", s(&y), "--shard", "0/5"],
+        &["--shard", "4 targets"],
+    );
+    fit(
+        &["--x", s(&x), "--y", s(&y), "--shard", "one/two"],
+        &["--shard"],
+    );
+
+    // groups: wrong length, or with LOO
+    let groups = dir.path().join("groups.npy");
+    npy::write(&groups, &[10], &[1i64; 10]).unwrap();
+    fit(
+        &[
+            "--x",
+            s(&x),
+            "--y",
+            s(&y),
+            "--cv",
+            "3",
+            "--groups",
+            s(&groups),
+        ],
+        &["groups.npy", "(12,)"],
+    );
+    npy::write(
+        &groups,
+        &[12],
+        &(0..12).map(|i| i / 2).collect::<Vec<i64>>(),
+    )
+    .unwrap();
+    fit(
+        &["--x", s(&x), "--y", s(&y), "--groups", s(&groups)],
+        &["--groups", "--cv"],
+    );
+
+    // predict: feature count differs from the model's; score: shapes differ
+    let model = dir.path().join("good");
+    ok(&[
+        "ridge",
+        "fit",
+        "--x",
+        s(&x),
+        "--y",
+        s(&y),
+        "--out",
+        s(&model),
+    ]);
+    let pred = dir.path().join("pred.npy");
+    fails(
+        &[
+            "ridge",
+            "predict",
+            "--model",
+            s(&model),
+            "--x",
+            s(&y),
+            "--out",
+            s(&pred),
+        ],
+        &["y.npy", "3 columns"],
+        &pred,
+    );
+    let prefix = dir.path().join("scores");
+    fails(
+        &[
+            "ridge",
+            "score",
+            "--pred",
+            s(&x),
+            "--y",
+            s(&y),
+            "--out-prefix",
+            s(&prefix),
+        ],
+        &["x.npy", "(12, 4)"],
+        &dir.path().join("scores_r.npy"),
+    );
+}
