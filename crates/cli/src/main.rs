@@ -25,6 +25,7 @@ enum Command {
     Fit(commands::fit::Args),
     Decode(commands::decode::Args),
     Eval(commands::eval::Args),
+    Generate(commands::generate::Args),
     Encode(commands::encode::Args),
     #[command(subcommand)]
     Ridge(commands::ridge::RidgeCommand),
@@ -39,6 +40,9 @@ fn exit_code(error: &anyhow::Error) -> u8 {
             || cause.is::<brainrecon_ridge::RidgeError>()
             || cause.is::<brainrecon_metrics::MetricsError>()
             || cause.is::<commands::UsageError>()
+            || cause
+                .downcast_ref::<brainrecon_diffusion::weights::DiffusionError>()
+                .is_some_and(|e| e.is_user_error())
     });
     if user {
         2
@@ -56,6 +60,7 @@ fn main() -> ExitCode {
         Command::Fit(args) => commands::fit::run(args),
         Command::Decode(args) => commands::decode::run(args),
         Command::Eval(args) => commands::eval::run(args),
+        Command::Generate(args) => commands::generate::run(args),
         Command::Encode(args) => commands::encode::run(args),
         Command::Ridge(command) => commands::ridge::run(command),
         Command::Bench(command) => commands::bench::run(command),

@@ -43,6 +43,7 @@ fn every_command_has_help_with_an_example() {
         vec!["ridge", "score"],
         vec!["ridge", "merge"],
         vec!["bench", "ridge"],
+        vec!["generate"],
     ] {
         let mut args = command.clone();
         args.push("--help");

@@ -3,6 +3,7 @@ pub mod decode;
 pub mod encode;
 pub mod eval;
 pub mod fit;
+pub mod generate;
 pub mod info;
 pub mod nsd;
 pub mod ridge;

@@ -1,0 +1,259 @@
+//! CPU benchmark: one full-size Stable Diffusion 1.5 U-Net step at 512 px (latents
+//! [2, 4, 64, 64], batch 2 as for classifier-free guidance, context [2, 77, 768]) and one VAE
+//! decode at 512 px (latents [1, 4, 64, 64] → image [1, 3, 512, 512]), in f32 and/or f16.
+//! Weights are random, drawn from a seeded ChaCha generator per tensor (no download); the
+//! configs are SD 1.5's `unet/config.json` and `vae/config.json`, embedded below.
+//!
+//! ```text
+//! RAYON_NUM_THREADS=2 cargo run --release -p brainrecon-diffusion --example bench_unet_vae -- \
+//!     --model unet|vae --dtype f32|f16 [--steps 1] [--seed 0] [--json]
+//! ```
+//! Run one model and dtype per process so that the reported peak RSS (VmHWM) is that
+//! configuration's own; `tools/bench/diffusion.sh` does so and runs diffusers alongside.
+
+use std::time::Instant;
+
+use brainrecon_diffusion::nn::Error;
+use brainrecon_diffusion::unet::{UNet2DConditionConfig, UNet2DConditionModel};
+use brainrecon_diffusion::vae::{AutoencoderKL, AutoencoderKLConfig};
+use candle_core::{DType, Device, Shape, Tensor};
+use candle_nn::var_builder::SimpleBackend;
+use candle_nn::VarBuilder;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
+
+/// runwayml/stable-diffusion-v1-5 `unet/config.json` (the fields that matter).
+const SD15_UNET: &str = r#"{
+  "_class_name": "UNet2DConditionModel",
+  "act_fn": "silu",
+  "attention_head_dim": 8,
+  "block_out_channels": [320, 640, 1280, 1280],
+  "center_input_sample": false,
+  "cross_attention_dim": 768,
+  "down_block_types": ["CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"],
+  "downsample_padding": 1,
+  "flip_sin_to_cos": true,
+  "freq_shift": 0,
+  "in_channels": 4,
+  "layers_per_block": 2,
+  "mid_block_scale_factor": 1,
+  "norm_eps": 1e-05,
+  "norm_num_groups": 32,
+  "out_channels": 4,
+  "sample_size": 64,
+  "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"]
+}"#;
+
+/// runwayml/stable-diffusion-v1-5 `vae/config.json`.
+const SD15_VAE: &str = r#"{
+  "_class_name": "AutoencoderKL",
+  "act_fn": "silu",
+  "block_out_channels": [128, 256, 512, 512],
+  "down_block_types": ["DownEncoderBlock2D", "DownEncoderBlock2D", "DownEncoderBlock2D", "DownEncoderBlock2D"],
+  "in_channels": 3,
+  "latent_channels": 4,
+  "layers_per_block": 2,
+  "norm_num_groups": 32,
+  "out_channels": 3,
+  "sample_size": 512,
+  "up_block_types": ["UpDecoderBlock2D", "UpDecoderBlock2D", "UpDecoderBlock2D", "UpDecoderBlock2D"]
+}"#;
+
+fn fnv1a(s: &str) -> u64 {
+    s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+fn normal_tensor(shape: impl Into<Shape>, seed: u64, scale: f32) -> candle_core::Result<Tensor> {
+    let shape: Shape = shape.into();
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let data: Vec<f32> = (0..shape.elem_count())
+        .map(|_| {
+            let v: f32 = StandardNormal.sample(&mut rng);
+            v * scale
+        })
+        .collect();
+    Tensor::from_vec(data, shape, &Device::Cpu)
+}
+
+/// Every requested parameter is drawn on demand from ChaCha8 seeded by (seed, name):
+/// weights N(0, 1/fan_in), norm weights 1, biases N(0, 0.01²).
+struct SeededWeights {
+    seed: u64,
+}
+
+impl SimpleBackend for SeededWeights {
+    fn get(
+        &self,
+        s: Shape,
+        name: &str,
+        _h: candle_nn::Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
+        let seed = self.seed ^ fnv1a(name);
+        let dims = s.dims().to_vec();
+        let t = if dims.len() >= 2 {
+            let fan_in: usize = dims[1..].iter().product();
+            normal_tensor(s, seed, (fan_in as f32).powf(-0.5))?
+        } else if name.ends_with("weight") {
+            Tensor::ones(s, DType::F32, &Device::Cpu)?
+        } else {
+            normal_tensor(s, seed, 0.01)?
+        };
+        t.to_dtype(dtype)?.to_device(dev)
+    }
+
+    fn get_unchecked(&self, name: &str, _: DType, _: &Device) -> candle_core::Result<Tensor> {
+        candle_core::bail!("no shape for {name}")
+    }
+
+    fn contains_tensor(&self, _name: &str) -> bool {
+        true
+    }
+}
+
+fn peak_rss_gib() -> f64 {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|kb| kb.parse::<f64>().ok())
+        .map(|kb| kb / (1024.0 * 1024.0))
+        .unwrap_or(f64::NAN)
+}
+
+struct Args {
+    model: String,
+    dtype: DType,
+    steps: usize,
+    seed: u64,
+    json: bool,
+}
+
+fn parse_args() -> Result<Args, String> {
+    let mut a = Args {
+        model: "unet".into(),
+        dtype: DType::F32,
+        steps: 1,
+        seed: 0,
+        json: false,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || it.next().ok_or(format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--model" => {
+                a.model = value()?;
+                if a.model != "unet" && a.model != "vae" {
+                    return Err(format!("--model unet|vae, found {}", a.model));
+                }
+            }
+            "--dtype" => {
+                a.dtype = match value()?.as_str() {
+                    "f32" => DType::F32,
+                    "f16" => DType::F16,
+                    other => return Err(format!("--dtype f32|f16, found {other}")),
+                }
+            }
+            "--steps" => a.steps = value()?.parse().map_err(|e| format!("--steps: {e}"))?,
+            "--seed" => a.seed = value()?.parse().map_err(|e| format!("--seed: {e}"))?,
+            "--json" => a.json = true,
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    Ok(a)
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = parse_args().map_err(|e| format!("bench_unet_vae: {e}"))?;
+    let dev = Device::Cpu;
+    let dtype_name = if args.dtype == DType::F32 {
+        "f32"
+    } else {
+        "f16"
+    };
+    let vb = VarBuilder::from_backend(
+        Box::new(SeededWeights { seed: args.seed }),
+        args.dtype,
+        dev.clone(),
+    );
+    let t0 = Instant::now();
+    let mut step_s = Vec::new();
+    let out_shape;
+    let build_s;
+    if args.model == "unet" {
+        let cfg = UNet2DConditionConfig::from_json_str(SD15_UNET)?;
+        let unet = UNet2DConditionModel::new(vb, &cfg)?;
+        build_s = t0.elapsed().as_secs_f64();
+        let sample = normal_tensor((2, 4, 64, 64), args.seed ^ 1, 1.0)?;
+        let context = normal_tensor((2, 77, 768), args.seed ^ 2, 1.0)?;
+        let timesteps = Tensor::new(&[981f32, 981.], &dev)?;
+        let mut shape = vec![];
+        for _ in 0..args.steps {
+            let t = Instant::now();
+            let eps = unet.forward(&sample, &timesteps, &context)?;
+            let v = eps
+                .to_dtype(DType::F32)?
+                .abs()?
+                .mean_all()?
+                .to_scalar::<f32>()?;
+            step_s.push(t.elapsed().as_secs_f64());
+            if !v.is_finite() {
+                return Err(Box::new(Error::InvalidInput {
+                    name: "output",
+                    msg: "non-finite U-Net output".into(),
+                }));
+            }
+            shape = eps.dims().to_vec();
+        }
+        out_shape = shape;
+    } else {
+        let cfg = AutoencoderKLConfig::from_json_str(SD15_VAE)?;
+        let vae = AutoencoderKL::new(vb, &cfg)?;
+        build_s = t0.elapsed().as_secs_f64();
+        let z = normal_tensor((1, 4, 64, 64), args.seed ^ 3, 1.0)?;
+        let mut shape = vec![];
+        for _ in 0..args.steps {
+            let t = Instant::now();
+            let img = vae.decode(&z)?;
+            let v = img
+                .to_dtype(DType::F32)?
+                .abs()?
+                .mean_all()?
+                .to_scalar::<f32>()?;
+            step_s.push(t.elapsed().as_secs_f64());
+            if !v.is_finite() {
+                return Err(Box::new(Error::InvalidInput {
+                    name: "output",
+                    msg: "non-finite VAE output".into(),
+                }));
+            }
+            shape = img.dims().to_vec();
+        }
+        out_shape = shape;
+    }
+    let rss = peak_rss_gib();
+    let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "default".into());
+    let what = if args.model == "unet" {
+        "unet_step_512_b2"
+    } else {
+        "vae_decode_512_b1"
+    };
+    if args.json {
+        let steps: Vec<String> = step_s.iter().map(|s| format!("{s:.3}")).collect();
+        println!(
+            "{{\"impl\": \"brainrecon\", \"bench\": \"{what}\", \"dtype\": \"{dtype_name}\", \"threads\": \"{threads}\", \"build_s\": {build_s:.3}, \"step_s\": [{}], \"peak_rss_gib\": {rss:.3}, \"output_shape\": {out_shape:?}}}",
+            steps.join(", ")
+        );
+    } else {
+        println!(
+            "brainrecon {what} {dtype_name} (threads {threads}): build {build_s:.1} s, steps {:?} s, peak RSS {rss:.2} GiB, output {out_shape:?}",
+            step_s.iter().map(|s| (s * 100.0).round() / 100.0).collect::<Vec<_>>()
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,393 @@
+//! CLIP text encoders as transformers' `CLIPTextModel` computes them.
+//!
+//! - SD1: CLIP ViT-L/14 text tower, `hidden_act: "quick_gelu"`, 12 layers.
+//! - SD2 / sd-turbo: OpenCLIP ViT-H text tower converted to `CLIPTextModel` with
+//!   `hidden_act: "gelu"` and `num_hidden_layers: 23`: the checkpoint is already truncated to
+//!   the penultimate layer, and diffusers' `StableDiffusionPipeline.encode_prompt` uses
+//!   `last_hidden_state` (after `final_layer_norm`) for both families, as here. `clip_skip`
+//!   takes an earlier layer's output through `final_layer_norm`, as diffusers does.
+//!
+//! Token embeddings plus learned position embeddings; pre-norm encoder layers with causal
+//! self-attention; `final_layer_norm`. Module fields mirror the checkpoint names
+//! (`text_model.embeddings.token_embedding.weight`,
+//! `text_model.encoder.layers.N.self_attn.q_proj.weight`, `…mlp.fc1`, `…layer_norm1`,
+//! `text_model.final_layer_norm`); transformers 5 saves the same names without the
+//! `text_model.` prefix, and both load (see [`crate::weights::clip_text_prefix`]).
+//! Differentiable (nn's softmax and layer norm have backward passes).
+
+use candle_core::{DType, Device, Tensor, D};
+use candle_nn::VarBuilder;
+use serde::Deserialize;
+use std::path::Path;
+
+use crate::nn::{self, LayerNorm, Linear};
+use crate::weights::{clip_text_prefix, read_json, DiffusionError, Result, Weights};
+
+/// `text_encoder/config.json`.
+#[derive(Clone, Debug, Deserialize)]
+pub struct ClipTextConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub max_position_embeddings: usize,
+    #[serde(default = "default_act")]
+    pub hidden_act: String,
+    #[serde(default = "default_eps")]
+    pub layer_norm_eps: f64,
+    #[serde(default = "default_eos")]
+    pub eos_token_id: u32,
+}
+
+fn default_act() -> String {
+    "quick_gelu".into()
+}
+fn default_eps() -> f64 {
+    1e-5
+}
+fn default_eos() -> u32 {
+    2
+}
+
+impl ClipTextConfig {
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let config: Self = read_json(path, "CLIP text encoder config")?;
+        config
+            .validate()
+            .map_err(|message| DiffusionError::Config {
+                path: path.to_path_buf(),
+                what: "CLIP text encoder config".into(),
+                message,
+            })?;
+        Ok(config)
+    }
+
+    // `usize::is_multiple_of` needs Rust 1.87; the workspace supports 1.85.
+    #[allow(clippy::manual_is_multiple_of)]
+    fn validate(&self) -> std::result::Result<(), String> {
+        if self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 {
+            return Err(format!(
+                "hidden_size {} is not divisible by num_attention_heads {}",
+                self.hidden_size, self.num_attention_heads
+            ));
+        }
+        Activation::parse(&self.hidden_act)?;
+        Ok(())
+    }
+}
+
+/// The MLP activation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    QuickGelu,
+    Gelu,
+    GeluTanh,
+}
+
+impl Activation {
+    pub fn parse(name: &str) -> std::result::Result<Self, String> {
+        match name {
+            "quick_gelu" => Ok(Activation::QuickGelu),
+            "gelu" => Ok(Activation::Gelu),
+            "gelu_new" | "gelu_pytorch_tanh" => Ok(Activation::GeluTanh),
+            other => Err(format!(
+                "hidden_act '{other}' is not supported (quick_gelu, gelu, gelu_new)"
+            )),
+        }
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(match self {
+            Activation::QuickGelu => nn::quick_gelu(x)?,
+            Activation::Gelu => nn::gelu(x)?,
+            Activation::GeluTanh => nn::gelu_tanh(x)?,
+        })
+    }
+}
+
+/// `embeddings`: `token_embedding.weight` [vocab, d], `position_embedding.weight` [77, d].
+#[derive(Clone, Debug)]
+pub struct ClipTextEmbeddings {
+    pub token_embedding: Tensor,
+    pub position_embedding: Tensor,
+}
+
+impl ClipTextEmbeddings {
+    pub fn new(vb: VarBuilder, c: &ClipTextConfig) -> Result<Self> {
+        Ok(ClipTextEmbeddings {
+            token_embedding: nn::weight(
+                &vb.pp("token_embedding"),
+                (c.vocab_size, c.hidden_size),
+                "weight",
+            )?,
+            position_embedding: nn::weight(
+                &vb.pp("position_embedding"),
+                (c.max_position_embeddings, c.hidden_size),
+                "weight",
+            )?,
+        })
+    }
+
+    /// `ids` [B, L] (u32) → [B, L, d].
+    pub fn forward(&self, ids: &Tensor) -> Result<Tensor> {
+        let (b, l) = ids.dims2()?;
+        let (vocab, d) = self.token_embedding.dims2()?;
+        let max_len = self.position_embedding.dim(0)?;
+        if l > max_len {
+            return Err(DiffusionError::Invalid(format!(
+                "{l} tokens, the text encoder has {max_len} positions"
+            )));
+        }
+        let flat = ids.flatten_all()?.to_dtype(DType::U32)?;
+        let max_id = flat.max(0)?.to_scalar::<u32>()? as usize;
+        if max_id >= vocab {
+            return Err(DiffusionError::Invalid(format!(
+                "token id {max_id} is outside the text encoder's vocabulary of {vocab}: the \
+                 tokenizer and text_encoder do not belong together"
+            )));
+        }
+        let tokens = self
+            .token_embedding
+            .index_select(&flat, 0)?
+            .reshape((b, l, d))?;
+        let positions = self.position_embedding.narrow(0, 0, l)?.unsqueeze(0)?;
+        Ok(tokens.broadcast_add(&positions)?)
+    }
+}
+
+/// `self_attn`: `q_proj`, `k_proj`, `v_proj`, `out_proj` (all with biases).
+#[derive(Clone, Debug)]
+pub struct ClipAttention {
+    pub q_proj: Linear,
+    pub k_proj: Linear,
+    pub v_proj: Linear,
+    pub out_proj: Linear,
+    pub heads: usize,
+}
+
+impl ClipAttention {
+    pub fn new(vb: VarBuilder, c: &ClipTextConfig) -> Result<Self> {
+        let d = c.hidden_size;
+        Ok(ClipAttention {
+            q_proj: Linear::new(vb.pp("q_proj"), d, d, true)?,
+            k_proj: Linear::new(vb.pp("k_proj"), d, d, true)?,
+            v_proj: Linear::new(vb.pp("v_proj"), d, d, true)?,
+            out_proj: Linear::new(vb.pp("out_proj"), d, d, true)?,
+            heads: c.num_attention_heads,
+        })
+    }
+
+    /// Causal self-attention on [B, L, d].
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let q = self.q_proj.forward(x)?;
+        let k = self.k_proj.forward(x)?;
+        let v = self.v_proj.forward(x)?;
+        let o = nn::multi_head_attention(&q, &k, &v, self.heads, true, None, false)?;
+        Ok(self.out_proj.forward(&o)?)
+    }
+}
+
+/// `mlp`: `fc1`, activation, `fc2`.
+#[derive(Clone, Debug)]
+pub struct ClipMlp {
+    pub fc1: Linear,
+    pub fc2: Linear,
+    pub activation: Activation,
+}
+
+impl ClipMlp {
+    pub fn new(vb: VarBuilder, c: &ClipTextConfig) -> Result<Self> {
+        Ok(ClipMlp {
+            fc1: Linear::new(vb.pp("fc1"), c.hidden_size, c.intermediate_size, true)?,
+            fc2: Linear::new(vb.pp("fc2"), c.intermediate_size, c.hidden_size, true)?,
+            activation: Activation::parse(&c.hidden_act).map_err(DiffusionError::Invalid)?,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let h = self.activation.forward(&self.fc1.forward(x)?)?;
+        Ok(self.fc2.forward(&h)?)
+    }
+}
+
+/// `encoder.layers.N`: pre-norm attention and MLP, each with a residual.
+#[derive(Clone, Debug)]
+pub struct ClipEncoderLayer {
+    pub self_attn: ClipAttention,
+    pub layer_norm1: LayerNorm,
+    pub mlp: ClipMlp,
+    pub layer_norm2: LayerNorm,
+}
+
+impl ClipEncoderLayer {
+    pub fn new(vb: VarBuilder, c: &ClipTextConfig) -> Result<Self> {
+        Ok(ClipEncoderLayer {
+            self_attn: ClipAttention::new(vb.pp("self_attn"), c)?,
+            layer_norm1: LayerNorm::new(
+                vb.pp("layer_norm1"),
+                c.hidden_size,
+                c.layer_norm_eps,
+                true,
+            )?,
+            mlp: ClipMlp::new(vb.pp("mlp"), c)?,
+            layer_norm2: LayerNorm::new(
+                vb.pp("layer_norm2"),
+                c.hidden_size,
+                c.layer_norm_eps,
+                true,
+            )?,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let h = (x + self.self_attn.forward(&self.layer_norm1.forward(x)?)?)?;
+        Ok((&h + self.mlp.forward(&self.layer_norm2.forward(&h)?)?)?)
+    }
+}
+
+/// Everything the encoder computes.
+#[derive(Clone, Debug)]
+pub struct ClipTextOutput {
+    /// The last layer's output after `final_layer_norm`, [B, L, d].
+    pub last_hidden_state: Tensor,
+    /// `last_hidden_state` at each sequence's EOS token, [B, d].
+    pub pooler_output: Tensor,
+    /// The embeddings and each layer's output (before `final_layer_norm`), N + 1 tensors.
+    pub hidden_states: Vec<Tensor>,
+}
+
+/// transformers' `CLIPTextModel`.
+#[derive(Clone, Debug)]
+pub struct ClipTextModel {
+    pub embeddings: ClipTextEmbeddings,
+    pub layers: Vec<ClipEncoderLayer>,
+    pub final_layer_norm: LayerNorm,
+    pub config: ClipTextConfig,
+}
+
+impl ClipTextModel {
+    /// `vb` points at the model root (`text_model` for hub checkpoints, see
+    /// [`ClipTextModel::from_weights`]).
+    pub fn new(vb: VarBuilder, config: &ClipTextConfig) -> Result<Self> {
+        let layers = (0..config.num_hidden_layers)
+            .map(|i| ClipEncoderLayer::new(vb.pp("encoder").pp("layers").pp(i), config))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(ClipTextModel {
+            embeddings: ClipTextEmbeddings::new(vb.pp("embeddings"), config)?,
+            layers,
+            final_layer_norm: LayerNorm::new(
+                vb.pp("final_layer_norm"),
+                config.hidden_size,
+                config.layer_norm_eps,
+                true,
+            )?,
+            config: config.clone(),
+        })
+    }
+
+    /// Builds from a store, with or without the `text_model.` prefix. Errors name the file.
+    pub fn from_weights(weights: &Weights, config: &ClipTextConfig) -> Result<Self> {
+        let vb = weights.var_builder();
+        let prefix = clip_text_prefix(weights);
+        let vb = if prefix.is_empty() { vb } else { vb.pp(prefix) };
+        Self::new(vb, config).map_err(|e| match e {
+            DiffusionError::Module(m) => DiffusionError::Module(m.in_file(weights.path())),
+            other => other,
+        })
+    }
+
+    /// A `text_encoder/` folder: `config.json` + `model[.fp16].safetensors`.
+    pub fn from_dir(dir: &Path, dtype: DType, device: &Device) -> Result<Self> {
+        let config = ClipTextConfig::from_file(&dir.join("config.json"))?;
+        let weights = Weights::from_component(dir, dtype, device)?;
+        Self::from_weights(&weights, &config)
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.embeddings.token_embedding.dtype()
+    }
+
+    /// `ids` [B, L] → `last_hidden_state` [B, L, d] (what Stable Diffusion conditions on).
+    pub fn forward(&self, ids: &Tensor) -> Result<Tensor> {
+        let mut h = self.embeddings.forward(ids)?;
+        for layer in &self.layers {
+            h = layer.forward(&h)?;
+        }
+        Ok(self.final_layer_norm.forward(&h)?)
+    }
+
+    /// diffusers' `clip_skip`: 0 is `last_hidden_state`; k takes the output of the layer k
+    /// before the last, through `final_layer_norm`.
+    pub fn forward_clip_skip(&self, ids: &Tensor, clip_skip: usize) -> Result<Tensor> {
+        if clip_skip == 0 {
+            return self.forward(ids);
+        }
+        if clip_skip >= self.layers.len() {
+            return Err(DiffusionError::Invalid(format!(
+                "clip_skip {clip_skip} needs more than {} layers",
+                self.layers.len()
+            )));
+        }
+        let mut h = self.embeddings.forward(ids)?;
+        for layer in &self.layers[..self.layers.len() - clip_skip] {
+            h = layer.forward(&h)?;
+        }
+        Ok(self.final_layer_norm.forward(&h)?)
+    }
+
+    /// All outputs, as `CLIPTextModel(ids, output_hidden_states=True)` returns them.
+    pub fn forward_full(&self, ids: &Tensor) -> Result<ClipTextOutput> {
+        let mut hidden_states = vec![self.embeddings.forward(ids)?];
+        for layer in &self.layers {
+            let next = layer.forward(hidden_states.last().expect("non-empty"))?;
+            hidden_states.push(next);
+        }
+        let last_hidden_state = self
+            .final_layer_norm
+            .forward(hidden_states.last().expect("non-empty"))?;
+        // The EOS position: the largest id (legacy configs with eos_token_id 2), else the
+        // first occurrence of eos_token_id.
+        let rows: Vec<Vec<u32>> = ids.to_dtype(DType::U32)?.to_vec2()?;
+        let positions: Vec<u32> = rows
+            .iter()
+            .map(|row| {
+                let pos = if self.config.eos_token_id == 2 {
+                    let max = row.iter().copied().max().unwrap_or(0);
+                    row.iter().position(|&t| t == max)
+                } else {
+                    row.iter().position(|&t| t == self.config.eos_token_id)
+                };
+                pos.unwrap_or(0) as u32
+            })
+            .collect();
+        let b = rows.len();
+        let d = last_hidden_state.dim(D::Minus1)?;
+        let pooler_output = (0..b)
+            .map(|i| {
+                last_hidden_state
+                    .get(i)?
+                    .narrow(0, positions[i] as usize, 1)
+            })
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        let pooler_output = Tensor::cat(&pooler_output, 0)?.reshape((b, d))?;
+        Ok(ClipTextOutput {
+            last_hidden_state,
+            pooler_output,
+            hidden_states,
+        })
+    }
+}
+
+/// Token ids as the [B, L] u32 tensor the encoder takes.
+pub fn ids_tensor(ids: &[Vec<u32>], device: &Device) -> Result<Tensor> {
+    let b = ids.len();
+    let l = ids.first().map(|r| r.len()).unwrap_or(0);
+    if ids.iter().any(|r| r.len() != l) {
+        return Err(DiffusionError::Invalid(
+            "token id rows have different lengths".into(),
+        ));
+    }
+    let flat: Vec<u32> = ids.iter().flatten().copied().collect();
+    Ok(Tensor::from_vec(flat, (b, l), device)?)
+}

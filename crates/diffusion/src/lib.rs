@@ -1,0 +1,12 @@
+//! Stable Diffusion on candle: our own modules, differentiable end to end, with diffusers'
+//! parameter names, seeded noise, per-sample timesteps, and a VAE posterior mean.
+
+pub mod clip;
+pub mod nn;
+pub mod pipeline;
+pub mod rng;
+pub mod scheduler;
+pub mod tokenizer;
+pub mod unet;
+pub mod vae;
+pub mod weights;

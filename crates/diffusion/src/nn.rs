@@ -1,0 +1,1124 @@
+//! nn-ready
+//! Differentiable building blocks on candle ops that all have backward passes.
+//!
+//! candle 0.11.1's fused `softmax_last_dim` and `layer_norm` kernels have no backward pass, so
+//! softmax, layer norm and group norm are written here from elementary ops (exp, sum, max,
+//! mean, sqrt), which candle can differentiate. Normalisations and softmax run internally in
+//! f32 whatever the input dtype (as PyTorch does for half precision), and return the input
+//! dtype.
+//!
+//! Every module is built from a [`VarBuilder`] using the checkpoint's parameter names
+//! (`weight`, `bias`). Weights are fetched through [`weight`], which never initialises a
+//! tensor at random: a tensor absent from the backend is a [`Error::MissingTensor`] naming
+//! its full path, and a tensor of the wrong shape is a [`Error::ShapeMismatch`] giving both
+//! shapes. To fine-tune a subset of the weights, build the model from
+//! [`trainable_var_builder`], which registers the selected tensors as [`Var`]s in a
+//! [`VarMap`] and loads the rest as constants.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use candle_core::safetensors::MmapedSafetensors;
+use candle_core::{DType, Device, Module, Shape, Tensor, Var, D};
+use candle_nn::var_builder::SimpleBackend;
+use candle_nn::{VarBuilder, VarMap};
+
+/// Errors of the diffusion modules (nn, VAE, U-Net).
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A parameter the module needs is absent from the weights.
+    #[error("missing tensor `{name}` in the weights")]
+    MissingTensor { name: String },
+    /// A parameter has a shape other than the one the configuration implies.
+    #[error(
+        "tensor `{name}` has shape {got:?} in the weights, but the model expects {expected:?}"
+    )]
+    ShapeMismatch {
+        name: String,
+        expected: Vec<usize>,
+        got: Vec<usize>,
+    },
+    /// An error while loading weights from a given file.
+    #[error("{}: {source}", file.display())]
+    InFile {
+        file: PathBuf,
+        #[source]
+        source: Box<Error>,
+    },
+    /// A file could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A configuration file could not be parsed.
+    #[error("cannot parse config {}: {source}", path.display())]
+    ConfigParse {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A configuration the modules cannot build (unknown block type, inconsistent lengths...).
+    #[error("invalid config: {0}")]
+    InvalidConfig(String),
+    /// An input of the wrong shape.
+    #[error("invalid input `{name}`: {msg}")]
+    InvalidInput { name: &'static str, msg: String },
+    /// An error from candle's tensor operations.
+    #[error(transparent)]
+    Candle(#[from] candle_core::Error),
+}
+
+pub type Result<T> = std::result::Result<T, Error>;
+
+impl Error {
+    /// Attaches the file the weights came from.
+    pub fn in_file(self, file: impl Into<PathBuf>) -> Error {
+        Error::InFile {
+            file: file.into(),
+            source: Box::new(self),
+        }
+    }
+}
+
+fn join_path(prefix: &str, name: &str) -> String {
+    if prefix.is_empty() {
+        name.to_string()
+    } else {
+        format!("{prefix}.{name}")
+    }
+}
+
+/// Fetches parameter `name` under the builder's prefix, with shape `shape`, in the builder's
+/// dtype. Missing tensors and shape mismatches are typed errors naming the full tensor path;
+/// nothing is ever initialised at random.
+pub fn weight<S: Into<Shape>>(vb: &VarBuilder, shape: S, name: &str) -> Result<Tensor> {
+    let shape: Shape = shape.into();
+    let full = join_path(&vb.prefix(), name);
+    if !vb.contains_tensor(name) {
+        return Err(Error::MissingTensor { name: full });
+    }
+    match vb.get(shape.clone(), name) {
+        Ok(t) => {
+            if t.shape() != &shape {
+                return Err(Error::ShapeMismatch {
+                    name: full,
+                    expected: shape.dims().to_vec(),
+                    got: t.dims().to_vec(),
+                });
+            }
+            Ok(t)
+        }
+        Err(e) => {
+            // Backends report a shape mismatch in different ways; probe the stored shape.
+            if let Ok(t) = vb.get_unchecked(name) {
+                if t.shape() != &shape {
+                    return Err(Error::ShapeMismatch {
+                        name: full,
+                        expected: shape.dims().to_vec(),
+                        got: t.dims().to_vec(),
+                    });
+                }
+            }
+            Err(Error::Candle(e))
+        }
+    }
+}
+
+/// Opens safetensors files with memory maps as a [`VarBuilder`] in `dtype` on `device`.
+pub fn mmaped_var_builder(
+    files: &[PathBuf],
+    dtype: DType,
+    device: &Device,
+) -> Result<VarBuilder<'static>> {
+    for f in files {
+        if !f.exists() {
+            return Err(Error::Io {
+                path: f.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+            });
+        }
+    }
+    // SAFETY: the files are mapped read-only; they must not be modified while in use, as for
+    // every memory-mapped checkpoint loader.
+    let st = unsafe { MmapedSafetensors::multi(files) }.map_err(|e| match files {
+        [one] => Error::Candle(e).in_file(one),
+        _ => Error::Candle(e),
+    })?;
+    Ok(VarBuilder::from_backend(
+        Box::new(st),
+        dtype,
+        device.clone(),
+    ))
+}
+
+/// A backend that loads weights from memory-mapped safetensors and turns the tensors whose
+/// full name satisfies a predicate into trainable [`Var`]s registered in a [`VarMap`] (under
+/// the same name). The other tensors are loaded as constants, so backpropagation only
+/// computes gradients for the selected parameters.
+struct TrainableBackend {
+    st: MmapedSafetensors,
+    varmap: VarMap,
+    trainable: Arc<dyn Fn(&str) -> bool + Send + Sync>,
+}
+
+impl SimpleBackend for TrainableBackend {
+    fn get(
+        &self,
+        s: Shape,
+        name: &str,
+        _h: candle_nn::Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
+        if (self.trainable)(name) {
+            let mut data = self.varmap.data().lock().unwrap();
+            if let Some(v) = data.get(name) {
+                if v.shape() != &s {
+                    return Err(candle_core::Error::UnexpectedShape {
+                        msg: format!("shape mismatch for {name}"),
+                        expected: s,
+                        got: v.shape().clone(),
+                    });
+                }
+                return Ok(v.as_tensor().clone());
+            }
+            let t = self.st.load(name, dev)?.to_dtype(dtype)?;
+            if t.shape() != &s {
+                return Err(candle_core::Error::UnexpectedShape {
+                    msg: format!("shape mismatch for {name}"),
+                    expected: s,
+                    got: t.shape().clone(),
+                });
+            }
+            let var = Var::from_tensor(&t)?;
+            let out = var.as_tensor().clone();
+            data.insert(name.to_string(), var);
+            Ok(out)
+        } else {
+            let t = self.st.load(name, dev)?.to_dtype(dtype)?;
+            if t.shape() != &s {
+                return Err(candle_core::Error::UnexpectedShape {
+                    msg: format!("shape mismatch for {name}"),
+                    expected: s,
+                    got: t.shape().clone(),
+                });
+            }
+            Ok(t)
+        }
+    }
+
+    fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+        self.st.load(name, dev)?.to_dtype(dtype)
+    }
+
+    fn contains_tensor(&self, name: &str) -> bool {
+        self.st.get(name).is_ok()
+    }
+}
+
+/// A [`VarBuilder`] over memory-mapped safetensors in which the tensors whose full name
+/// satisfies `trainable` become [`Var`]s stored in `varmap` (pass `varmap.all_vars()` to an
+/// optimiser). Example: `|n| n.contains("attn2.to_k") || n.contains("attn2.to_v")`.
+pub fn trainable_var_builder(
+    files: &[PathBuf],
+    varmap: &VarMap,
+    trainable: impl Fn(&str) -> bool + Send + Sync + 'static,
+    dtype: DType,
+    device: &Device,
+) -> Result<VarBuilder<'static>> {
+    for f in files {
+        if !f.exists() {
+            return Err(Error::Io {
+                path: f.clone(),
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+            });
+        }
+    }
+    // SAFETY: see `mmaped_var_builder`.
+    let st = unsafe { MmapedSafetensors::multi(files) }?;
+    let backend = TrainableBackend {
+        st,
+        varmap: varmap.clone(),
+        trainable: Arc::new(trainable),
+    };
+    Ok(VarBuilder::from_backend(
+        Box::new(backend),
+        dtype,
+        device.clone(),
+    ))
+}
+
+/// A [`VarBuilder`] over in-memory tensors (for weights produced by code rather than files).
+pub fn tensors_var_builder(
+    tensors: HashMap<String, Tensor>,
+    dtype: DType,
+    device: &Device,
+) -> VarBuilder<'static> {
+    VarBuilder::from_tensors(tensors, dtype, device)
+}
+
+/// Reads and parses a JSON configuration file.
+pub fn read_json_config<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    serde_json::from_str(&text).map_err(|source| Error::ConfigParse {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// `y = x W^T + b`, parameters `weight` [out, in] and optional `bias` [out].
+#[derive(Debug, Clone)]
+pub struct Linear {
+    pub weight: Tensor,
+    pub bias: Option<Tensor>,
+}
+
+impl Linear {
+    pub fn new(vb: VarBuilder, in_dim: usize, out_dim: usize, bias: bool) -> Result<Self> {
+        let weight = crate::nn::weight(&vb, (out_dim, in_dim), "weight")?;
+        let bias = if bias {
+            Some(crate::nn::weight(&vb, out_dim, "bias")?)
+        } else {
+            None
+        };
+        Ok(Self { weight, bias })
+    }
+
+    pub fn from_tensors(weight: Tensor, bias: Option<Tensor>) -> Self {
+        Self { weight, bias }
+    }
+
+    /// `x` has shape [..., in]; returns [..., out].
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let dims = x.dims().to_vec();
+        let in_dim = *dims.last().ok_or(Error::InvalidInput {
+            name: "linear input",
+            msg: "scalar input".into(),
+        })?;
+        let rows: usize = dims[..dims.len() - 1].iter().product();
+        let (out_dim, w_in) = self.weight.dims2()?;
+        if w_in != in_dim {
+            return Err(Error::InvalidInput {
+                name: "linear input",
+                msg: format!("last dim {in_dim}, weight expects {w_in}"),
+            });
+        }
+        let y = x.reshape((rows, in_dim))?.matmul(&self.weight.t()?)?;
+        let y = match &self.bias {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        };
+        let mut out_dims = dims;
+        *out_dims.last_mut().unwrap() = out_dim;
+        Ok(y.reshape(out_dims)?)
+    }
+}
+
+/// 2-D convolution, parameters `weight` [out, in, k, k] and optional `bias` [out].
+#[derive(Debug, Clone)]
+pub struct Conv2d {
+    pub weight: Tensor,
+    pub bias: Option<Tensor>,
+    pub stride: usize,
+    pub padding: usize,
+}
+
+impl Conv2d {
+    pub fn new(
+        vb: VarBuilder,
+        in_channels: usize,
+        out_channels: usize,
+        kernel: usize,
+        stride: usize,
+        padding: usize,
+    ) -> Result<Self> {
+        let weight = crate::nn::weight(&vb, (out_channels, in_channels, kernel, kernel), "weight")?;
+        let bias = Some(crate::nn::weight(&vb, out_channels, "bias")?);
+        Ok(Self {
+            weight,
+            bias,
+            stride,
+            padding,
+        })
+    }
+
+    /// `x` has shape [B, C_in, H, W].
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = x.conv2d(&self.weight, self.padding, self.stride, 1, 1)?;
+        Ok(match &self.bias {
+            Some(b) => y.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?)?,
+            None => y,
+        })
+    }
+}
+
+fn upcast(x: &Tensor) -> Result<Tensor> {
+    Ok(if x.dtype() == DType::F32 || x.dtype() == DType::F64 {
+        x.clone()
+    } else {
+        x.to_dtype(DType::F32)?
+    })
+}
+
+/// Normalises over the last dimension: `(x - mean) / sqrt(var + eps)`, biased variance,
+/// computed in f32 (or f64 for f64 inputs), returned in the input dtype.
+pub fn normalize_last_dim(x: &Tensor, eps: f64) -> Result<Tensor> {
+    let dtype = x.dtype();
+    let xf = upcast(x)?;
+    let mean = xf.mean_keepdim(D::Minus1)?;
+    let centered = xf.broadcast_sub(&mean)?;
+    let var = centered.sqr()?.mean_keepdim(D::Minus1)?;
+    let y = centered.broadcast_div(&(var + eps)?.sqrt()?)?;
+    Ok(y.to_dtype(dtype)?)
+}
+
+/// Layer norm over the last dimension, parameters `weight` and `bias` [dim] when affine.
+#[derive(Debug, Clone)]
+pub struct LayerNorm {
+    pub weight: Option<Tensor>,
+    pub bias: Option<Tensor>,
+    pub eps: f64,
+}
+
+impl LayerNorm {
+    pub fn new(vb: VarBuilder, dim: usize, eps: f64, affine: bool) -> Result<Self> {
+        let (weight, bias) = if affine {
+            (
+                Some(crate::nn::weight(&vb, dim, "weight")?),
+                Some(crate::nn::weight(&vb, dim, "bias")?),
+            )
+        } else {
+            (None, None)
+        };
+        Ok(Self { weight, bias, eps })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let y = normalize_last_dim(x, self.eps)?;
+        let y = match &self.weight {
+            Some(w) => y.broadcast_mul(w)?,
+            None => y,
+        };
+        Ok(match &self.bias {
+            Some(b) => y.broadcast_add(b)?,
+            None => y,
+        })
+    }
+}
+
+/// Group norm over [B, C, *] inputs, parameters `weight` and `bias` [C].
+#[derive(Debug, Clone)]
+pub struct GroupNorm {
+    pub weight: Tensor,
+    pub bias: Tensor,
+    pub num_groups: usize,
+    pub eps: f64,
+}
+
+impl GroupNorm {
+    // `usize::is_multiple_of` needs Rust 1.87; the workspace supports 1.85.
+    #[allow(clippy::manual_is_multiple_of)]
+    pub fn new(vb: VarBuilder, num_groups: usize, channels: usize, eps: f64) -> Result<Self> {
+        if num_groups == 0 || channels % num_groups != 0 {
+            return Err(Error::InvalidConfig(format!(
+                "group norm `{}`: {channels} channels are not divisible into {num_groups} groups",
+                vb.prefix()
+            )));
+        }
+        let weight = crate::nn::weight(&vb, channels, "weight")?;
+        let bias = crate::nn::weight(&vb, channels, "bias")?;
+        Ok(Self {
+            weight,
+            bias,
+            num_groups,
+            eps,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let dims = x.dims().to_vec();
+        if dims.len() < 2 || dims[1] != self.weight.dim(0)? {
+            return Err(Error::InvalidInput {
+                name: "group norm input",
+                msg: format!("shape {dims:?}, expected [B, {}, ...]", self.weight.dim(0)?),
+            });
+        }
+        let b = dims[0];
+        let c = dims[1];
+        let grouped = x.reshape((b, self.num_groups, ()))?;
+        let y = normalize_last_dim(&grouped, self.eps)?.reshape(dims.as_slice())?;
+        let mut affine_shape = vec![1usize; dims.len()];
+        affine_shape[1] = c;
+        let w = self.weight.reshape(affine_shape.as_slice())?;
+        let bias = self.bias.reshape(affine_shape.as_slice())?;
+        Ok(y.broadcast_mul(&w)?.broadcast_add(&bias)?)
+    }
+}
+
+/// Numerically stable softmax over the last dimension, computed in f32 (f64 for f64 input)
+/// and returned in the input dtype. Differentiable: when `x` is part of a graph that tracks
+/// gradients it is built from elementary ops; otherwise (inference) candle's fused kernel,
+/// which has no backward pass, computes the same values faster.
+pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
+    let dtype = x.dtype();
+    let xf = upcast(x)?;
+    if !x.track_op() {
+        let xf = xf.contiguous()?;
+        let y = if xf.dtype() == DType::F32 && xf.device().is_cpu() {
+            xf.apply_op1_no_bwd(&FastSoftmaxF32)?
+        } else {
+            candle_nn::ops::softmax_last_dim(&xf)?
+        };
+        return Ok(y.to_dtype(dtype)?);
+    }
+    softmax_last_dim_differentiable(&xf)?
+        .to_dtype(dtype)
+        .map_err(Error::from)
+}
+
+/// `exp(x)` for f32 without a libm call, so that loops over slices vectorise: Cody-Waite
+/// range reduction `x = n ln2 + r` and a degree-7 polynomial (Cephes `expf` coefficients),
+/// relative error ~2e-7 over the clamped range [-87.3, 88.3].
+#[inline(always)]
+fn exp_f32(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    const ROUND: f32 = 12_582_912.0; // 1.5 * 2^23: adding and subtracting rounds to an integer.
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    let x = x.clamp(-87.3, 88.3);
+    let n = (x * LOG2E + ROUND) - ROUND;
+    let r = x - n * LN2_HI - n * LN2_LO;
+    let mut p = 1.987_569_1e-4f32;
+    p = p * r + 1.398_199_9e-3;
+    p = p * r + 8.333_452e-3;
+    p = p * r + 4.166_579_6e-2;
+    p = p * r + 1.666_666_5e-1;
+    p = p * r + 0.5;
+    let y = p * r * r + r + 1.0;
+    y * f32::from_bits(((n as i32 + 127) as u32) << 23)
+}
+
+/// Softmax over the last dimension of a contiguous f32 CPU tensor, rows in parallel
+/// (inference only: no backward pass).
+struct FastSoftmaxF32;
+
+impl candle_core::CustomOp1 for FastSoftmaxF32 {
+    fn name(&self) -> &'static str {
+        "brainrecon-softmax-f32"
+    }
+
+    fn cpu_fwd(
+        &self,
+        storage: &candle_core::CpuStorage,
+        layout: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, Shape)> {
+        use rayon::prelude::*;
+        let src = match (storage, layout.contiguous_offsets()) {
+            (candle_core::CpuStorage::F32(v), Some((a, b))) => &v[a..b],
+            _ => candle_core::bail!("fast softmax needs a contiguous f32 tensor"),
+        };
+        let dims = layout.shape().dims();
+        let n = *dims.last().unwrap_or(&1);
+        let mut dst = vec![0f32; src.len()];
+        if n > 0 {
+            dst.par_chunks_mut(n)
+                .zip(src.par_chunks(n))
+                .for_each(|(d, s)| {
+                    // Eight independent lanes let the compiler vectorise max and sum.
+                    let mut lanes = [f32::NEG_INFINITY; 8];
+                    let mut chunks = s.chunks_exact(8);
+                    for c in &mut chunks {
+                        for (l, &v) in lanes.iter_mut().zip(c) {
+                            *l = l.max(v);
+                        }
+                    }
+                    let max = chunks
+                        .remainder()
+                        .iter()
+                        .chain(lanes.iter())
+                        .fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+                    for (o, &v) in d.iter_mut().zip(s) {
+                        *o = exp_f32(v - max);
+                    }
+                    let mut acc = [0f32; 8];
+                    let mut chunks = d.chunks_exact(8);
+                    for c in &mut chunks {
+                        for (a, &v) in acc.iter_mut().zip(c) {
+                            *a += v;
+                        }
+                    }
+                    let sum: f32 = chunks.remainder().iter().sum::<f32>() + acc.iter().sum::<f32>();
+                    let inv = 1.0 / sum;
+                    for o in d.iter_mut() {
+                        *o *= inv;
+                    }
+                });
+        }
+        Ok((candle_core::CpuStorage::F32(dst), Shape::from_dims(dims)))
+    }
+}
+
+/// The elementary-op softmax (always differentiable), in the input dtype.
+pub fn softmax_last_dim_differentiable(x: &Tensor) -> Result<Tensor> {
+    // Subtracting the (detached) row maximum changes nothing mathematically.
+    let max = x.max_keepdim(D::Minus1)?.detach();
+    let e = x.broadcast_sub(&max)?.exp()?;
+    let s = e.sum_keepdim(D::Minus1)?;
+    Ok(e.broadcast_div(&s)?)
+}
+
+/// An additive causal mask [len, len]: 0 on and below the diagonal, the most negative finite
+/// f32 above it (as transformers' CLIP does).
+pub fn causal_mask(len: usize, device: &Device) -> Result<Tensor> {
+    let data: Vec<f32> = (0..len)
+        .flat_map(|i| (0..len).map(move |j| if j > i { f32::MIN } else { 0.0 }))
+        .collect();
+    Ok(Tensor::from_vec(data, (len, len), device)?)
+}
+
+/// Scaled dot-product attention on [B, H, Lq, Dh] queries and [B, H, Lk, Dh] keys/values.
+/// `mask` is an additive mask broadcastable to [B, H, Lq, Lk] (f32 or the scores' dtype);
+/// `upcast` computes the scores in f32 (diffusers' `upcast_attention`). The softmax always
+/// runs in f32.
+pub fn scaled_dot_product_attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: Option<&Tensor>,
+    scale: f64,
+    upcast_scores: bool,
+) -> Result<Tensor> {
+    let tracked = q.track_op() || k.track_op() || v.track_op();
+    let dims = q.dims().to_vec();
+    let lk = k.dim(D::Minus2)?;
+    let rank = dims.len();
+    // Inference on long sequences: process the leading (batch x head) slices in chunks so
+    // that the [.., Lq, Lk] score matrix never exceeds ~64 MiB of f32.
+    let rows: usize = dims[..rank.saturating_sub(2)].iter().product();
+    let per_row = dims[rank - 2] * lk;
+    let max_elems = 1usize << 24;
+    if !tracked && mask.is_none() && rank >= 3 && rows > 1 && rows * per_row > max_elems {
+        let lq = dims[rank - 2];
+        let dh = dims[rank - 1];
+        let dv = v.dim(D::Minus1)?;
+        let q3 = q.reshape((rows, lq, dh))?;
+        let k3 = k.reshape((rows, lk, dh))?;
+        let v3 = v.reshape((rows, lk, dv))?;
+        let chunk = (max_elems / per_row).max(1);
+        let mut outs = Vec::with_capacity(rows.div_ceil(chunk));
+        let mut start = 0;
+        while start < rows {
+            let n = chunk.min(rows - start);
+            outs.push(attention_core(
+                &q3.narrow(0, start, n)?,
+                &k3.narrow(0, start, n)?,
+                &v3.narrow(0, start, n)?,
+                None,
+                scale,
+                upcast_scores,
+            )?);
+            start += n;
+        }
+        let mut out_dims = dims;
+        out_dims[rank - 1] = dv;
+        return Ok(Tensor::cat(&outs, 0)?.reshape(out_dims)?);
+    }
+    attention_core(q, k, v, mask, scale, upcast_scores)
+}
+
+fn attention_core(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    mask: Option<&Tensor>,
+    scale: f64,
+    upcast_scores: bool,
+) -> Result<Tensor> {
+    let dtype = q.dtype();
+    let (q, k) = if upcast_scores {
+        (upcast(q)?, upcast(k)?)
+    } else {
+        (q.clone(), k.clone())
+    };
+    // Scaling the queries (L x D) is cheaper than scaling the scores (L x L).
+    let q = (q * scale)?;
+    let scores = q
+        .contiguous()?
+        .matmul(&k.transpose(D::Minus2, D::Minus1)?.contiguous()?)?;
+    let scores = match mask {
+        Some(m) => {
+            let s = upcast(&scores)?;
+            let m = m.to_dtype(s.dtype())?;
+            s.broadcast_add(&m)?
+        }
+        None => scores,
+    };
+    let probs = softmax_last_dim(&scores)?.to_dtype(dtype)?;
+    Ok(probs.matmul(&v.contiguous()?)?)
+}
+
+/// Multi-head attention on projected tensors: `q` [B, Lq, H*Dh], `k`, `v` [B, Lk, H*Dh] →
+/// [B, Lq, H*Dh]; scale `Dh^-0.5`; optional causal mask (requires Lq == Lk) and/or additive
+/// mask broadcastable to [B, H, Lq, Lk].
+pub fn multi_head_attention(
+    q: &Tensor,
+    k: &Tensor,
+    v: &Tensor,
+    heads: usize,
+    causal: bool,
+    mask: Option<&Tensor>,
+    upcast_scores: bool,
+) -> Result<Tensor> {
+    let (b, lq, inner) = q.dims3()?;
+    let (_, lk, _) = k.dims3()?;
+    if heads == 0 || inner % heads != 0 {
+        return Err(Error::InvalidInput {
+            name: "attention",
+            msg: format!("inner dim {inner} is not divisible by {heads} heads"),
+        });
+    }
+    let dh = inner / heads;
+    let split = |t: &Tensor, l: usize| -> Result<Tensor> {
+        Ok(t.reshape((b, l, heads, dh))?
+            .transpose(1, 2)?
+            .contiguous()?)
+    };
+    let (qh, kh, vh) = (split(q, lq)?, split(k, lk)?, split(v, lk)?);
+    let mut full_mask: Option<Tensor> = None;
+    if causal {
+        if lq != lk {
+            return Err(Error::InvalidInput {
+                name: "attention",
+                msg: format!("causal mask needs equal lengths, got {lq} and {lk}"),
+            });
+        }
+        full_mask = Some(causal_mask(lq, q.device())?);
+    }
+    if let Some(m) = mask {
+        let m = m.to_dtype(DType::F32)?;
+        full_mask = Some(match full_mask {
+            Some(c) => m.broadcast_add(&c)?,
+            None => m,
+        });
+    }
+    let out = scaled_dot_product_attention(
+        &qh,
+        &kh,
+        &vh,
+        full_mask.as_ref(),
+        (dh as f64).powf(-0.5),
+        upcast_scores,
+    )?;
+    Ok(out.transpose(1, 2)?.reshape((b, lq, inner))?)
+}
+
+/// Exact GELU, `x * Φ(x)` with the error function (torch `gelu(approximate="none")`).
+pub fn gelu(x: &Tensor) -> Result<Tensor> {
+    Ok(x.gelu_erf()?)
+}
+
+/// Tanh-approximated GELU (torch `gelu(approximate="tanh")`, transformers `gelu_new`).
+pub fn gelu_tanh(x: &Tensor) -> Result<Tensor> {
+    Ok(x.gelu()?)
+}
+
+/// OpenAI CLIP's `x * sigmoid(1.702 x)`.
+pub fn quick_gelu(x: &Tensor) -> Result<Tensor> {
+    // x * sigmoid(a x) = silu(a x) / a
+    Ok(((x * 1.702)?.silu()? / 1.702)?)
+}
+
+/// `x * sigmoid(x)`.
+pub fn silu(x: &Tensor) -> Result<Tensor> {
+    Ok(x.silu()?)
+}
+
+/// GEGLU feed-forward input projection (diffusers): `proj` [2*out, in]; returns
+/// `hidden * gelu(gate)` where `hidden, gate = proj(x).chunk(2, -1)`.
+#[derive(Debug, Clone)]
+pub struct GeGlu {
+    pub proj: Linear,
+}
+
+impl GeGlu {
+    pub fn new(vb: VarBuilder, dim_in: usize, dim_out: usize) -> Result<Self> {
+        Ok(Self {
+            proj: Linear::new(vb.pp("proj"), dim_in, dim_out * 2, true)?,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let h = self.proj.forward(x)?;
+        let half = h.dim(D::Minus1)? / 2;
+        let hidden = h.narrow(D::Minus1, 0, half)?;
+        let gate = h.narrow(D::Minus1, half, half)?;
+        Ok((hidden * gelu(&gate)?)?)
+    }
+}
+
+/// diffusers' `Attention` with `to_q`, `to_k`, `to_v` and `to_out.0` projections.
+#[derive(Debug, Clone)]
+pub struct Attention {
+    pub to_q: Linear,
+    pub to_k: Linear,
+    pub to_v: Linear,
+    pub to_out: Linear,
+    pub heads: usize,
+    pub upcast_attention: bool,
+}
+
+impl Attention {
+    /// `query_dim` → `heads * dim_head`; keys/values from `context_dim` (the query dim for
+    /// self-attention). `qkv_bias` adds biases to q/k/v (the VAE's attention has them, the
+    /// U-Net's does not); `to_out.0` always has a bias.
+    pub fn new(
+        vb: VarBuilder,
+        query_dim: usize,
+        context_dim: Option<usize>,
+        heads: usize,
+        dim_head: usize,
+        qkv_bias: bool,
+        upcast_attention: bool,
+    ) -> Result<Self> {
+        let inner = heads * dim_head;
+        let ctx = context_dim.unwrap_or(query_dim);
+        Ok(Self {
+            to_q: Linear::new(vb.pp("to_q"), query_dim, inner, qkv_bias)?,
+            to_k: Linear::new(vb.pp("to_k"), ctx, inner, qkv_bias)?,
+            to_v: Linear::new(vb.pp("to_v"), ctx, inner, qkv_bias)?,
+            to_out: Linear::new(vb.pp("to_out").pp("0"), inner, query_dim, true)?,
+            heads,
+            upcast_attention,
+        })
+    }
+
+    /// `x` [B, L, query_dim], `context` [B, Lc, context_dim] (None: self-attention).
+    pub fn forward(&self, x: &Tensor, context: Option<&Tensor>) -> Result<Tensor> {
+        let ctx = context.unwrap_or(x);
+        let q = self.to_q.forward(x)?;
+        let k = self.to_k.forward(ctx)?;
+        let v = self.to_v.forward(ctx)?;
+        let o = multi_head_attention(&q, &k, &v, self.heads, false, None, self.upcast_attention)?;
+        self.to_out.forward(&o)
+    }
+}
+
+/// Nearest-neighbour 2x upsampling of [B, C, H, W], written with broadcast/reshape so that its
+/// backward pass accumulates correctly.
+pub fn upsample_nearest_2x(x: &Tensor) -> Result<Tensor> {
+    let (b, c, h, w) = x.dims4()?;
+    Ok(x.reshape((b, c, h, 1, w, 1))?
+        .broadcast_as((b, c, h, 2, w, 2))?
+        .contiguous()?
+        .reshape((b, c, 2 * h, 2 * w))?)
+}
+
+impl Module for Linear {
+    fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
+        Linear::forward(self, xs).map_err(|e| match e {
+            Error::Candle(c) => c,
+            other => candle_core::Error::Msg(other.to_string()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn det_values(n: usize, seed: u64) -> Vec<f64> {
+        // A small deterministic generator (splitmix64) mapped to [-1, 1).
+        let mut s = seed;
+        (0..n)
+            .map(|_| {
+                s = s.wrapping_add(0x9E37_79B9_7F4A_7C15);
+                let mut z = s;
+                z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+                z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+                z ^= z >> 31;
+                (z >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// Central finite difference of a scalar function of one tensor, in f64.
+    fn finite_diff(f: &dyn Fn(&Tensor) -> Result<Tensor>, x: &Tensor, h: f64) -> Result<Vec<f64>> {
+        let base: Vec<f64> = x.flatten_all()?.to_vec1()?;
+        let mut out = Vec::with_capacity(base.len());
+        for i in 0..base.len() {
+            let mut p = base.clone();
+            p[i] += h;
+            let mut m = base.clone();
+            m[i] -= h;
+            let fp = f(&Tensor::from_vec(p, x.shape(), x.device())?)?.to_scalar::<f64>()?;
+            let fm = f(&Tensor::from_vec(m, x.shape(), x.device())?)?.to_scalar::<f64>()?;
+            out.push((fp - fm) / (2.0 * h));
+        }
+        Ok(out)
+    }
+
+    fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
+        assert_eq!(a.len(), b.len());
+        a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0.0, f64::max)
+    }
+
+    #[test]
+    fn softmax_matches_definition_and_gradient_matches_finite_differences() -> Result<()> {
+        let dev = Device::Cpu;
+        let x = Tensor::from_vec(det_values(24, 1), (2, 3, 4), &dev)?;
+        let x = (x * 5.0)?;
+        let probe = Tensor::from_vec(det_values(24, 2), (2, 3, 4), &dev)?;
+        // Forward against the definition.
+        let y: Vec<f64> = softmax_last_dim(&x)?.flatten_all()?.to_vec1()?;
+        let xv: Vec<f64> = x.flatten_all()?.to_vec1()?;
+        for row in 0..6 {
+            let r = &xv[row * 4..row * 4 + 4];
+            let z: f64 = r.iter().map(|v| v.exp()).sum();
+            for j in 0..4 {
+                assert!((y[row * 4 + j] - r[j].exp() / z).abs() < 1e-12);
+            }
+        }
+        let loss =
+            |t: &Tensor| -> Result<Tensor> { Ok((softmax_last_dim(t)? * &probe)?.sum_all()?) };
+        let var = Var::from_tensor(&x)?;
+        let grads = loss(var.as_tensor())?.backward()?;
+        let g: Vec<f64> = grads
+            .get(var.as_tensor())
+            .unwrap()
+            .flatten_all()?
+            .to_vec1()?;
+        let fd = finite_diff(&loss, &x, 1e-5)?;
+        let err = max_abs_diff(&g, &fd);
+        assert!(err < 1e-7, "softmax grad error {err}");
+        assert!(g.iter().any(|v| v.abs() > 1e-3));
+        Ok(())
+    }
+
+    #[test]
+    fn layer_norm_gradients_reach_input_weight_and_bias() -> Result<()> {
+        let dev = Device::Cpu;
+        let x = Tensor::from_vec(det_values(30, 3), (2, 3, 5), &dev)?;
+        let w = (Tensor::from_vec(det_values(5, 4), 5, &dev)? + 1.0)?;
+        let b = Tensor::from_vec(det_values(5, 5), 5, &dev)?;
+        let probe = Tensor::from_vec(det_values(30, 6), (2, 3, 5), &dev)?;
+        let eps = 1e-5;
+        let loss_of = |x: &Tensor, w: &Tensor, b: &Tensor| -> Result<Tensor> {
+            let ln = LayerNorm {
+                weight: Some(w.clone()),
+                bias: Some(b.clone()),
+                eps,
+            };
+            // A nonlinear scalar so that the bias gradient is not trivial.
+            Ok((ln.forward(x)?.sqr()? * &probe)?.sum_all()?)
+        };
+        let (xv, wv, bv) = (
+            Var::from_tensor(&x)?,
+            Var::from_tensor(&w)?,
+            Var::from_tensor(&b)?,
+        );
+        let grads = loss_of(xv.as_tensor(), wv.as_tensor(), bv.as_tensor())?.backward()?;
+        let gx: Vec<f64> = grads
+            .get(xv.as_tensor())
+            .unwrap()
+            .flatten_all()?
+            .to_vec1()?;
+        let gw: Vec<f64> = grads
+            .get(wv.as_tensor())
+            .unwrap()
+            .flatten_all()?
+            .to_vec1()?;
+        let gb: Vec<f64> = grads
+            .get(bv.as_tensor())
+            .unwrap()
+            .flatten_all()?
+            .to_vec1()?;
+        let fx = finite_diff(&|t| loss_of(t, &w, &b), &x, 1e-5)?;
+        let fw = finite_diff(&|t| loss_of(&x, t, &b), &w, 1e-5)?;
+        let fb = finite_diff(&|t| loss_of(&x, &w, t), &b, 1e-5)?;
+        for (name, g, f) in [("x", &gx, &fx), ("weight", &gw, &fw), ("bias", &gb, &fb)] {
+            let err = max_abs_diff(g, f);
+            assert!(err < 1e-6, "layer norm grad error for {name}: {err}");
+            assert!(g.iter().any(|v| v.abs() > 1e-3), "{name} grad is zero");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn group_norm_gradient_matches_finite_differences() -> Result<()> {
+        let dev = Device::Cpu;
+        let x = Tensor::from_vec(det_values(2 * 4 * 3 * 2, 7), (2, 4, 3, 2), &dev)?;
+        let w = (Tensor::from_vec(det_values(4, 8), 4, &dev)? + 1.0)?;
+        let b = Tensor::from_vec(det_values(4, 9), 4, &dev)?;
+        let probe = Tensor::from_vec(det_values(48, 10), (2, 4, 3, 2), &dev)?;
+        let loss_of = |x: &Tensor, w: &Tensor| -> Result<Tensor> {
+            let gn = GroupNorm {
+                weight: w.clone(),
+                bias: b.clone(),
+                num_groups: 2,
+                eps: 1e-6,
+            };
+            Ok((gn.forward(x)?.sqr()? * &probe)?.sum_all()?)
+        };
+        let (xv, wv) = (Var::from_tensor(&x)?, Var::from_tensor(&w)?);
+        let grads = loss_of(xv.as_tensor(), wv.as_tensor())?.backward()?;
+        let gx: Vec<f64> = grads
+            .get(xv.as_tensor())
+            .unwrap()
+            .flatten_all()?
+            .to_vec1()?;
+        let gw: Vec<f64> = grads
+            .get(wv.as_tensor())
+            .unwrap()
+            .flatten_all()?
+            .to_vec1()?;
+        assert!(max_abs_diff(&gx, &finite_diff(&|t| loss_of(t, &w), &x, 1e-5)?) < 1e-6);
+        assert!(max_abs_diff(&gw, &finite_diff(&|t| loss_of(&x, t), &w, 1e-5)?) < 1e-6);
+        Ok(())
+    }
+
+    #[test]
+    fn conv_attention_and_activations_are_differentiable() -> Result<()> {
+        let dev = Device::Cpu;
+        // Strided conv + 2x upsample + GEGLU-style activations + causal attention.
+        let x = Tensor::from_vec(det_values(2 * 3 * 6 * 6, 11), (2, 3, 6, 6), &dev)?;
+        let k = Tensor::from_vec(det_values(4 * 3 * 3 * 3, 12), (4, 3, 3, 3), &dev)?;
+        let probe = Tensor::from_vec(det_values(2 * 4 * 6 * 6, 13), (2, 4, 6, 6), &dev)?;
+        let loss_of = |x: &Tensor, k: &Tensor| -> Result<Tensor> {
+            let conv = Conv2d {
+                weight: k.clone(),
+                bias: None,
+                stride: 2,
+                padding: 1,
+            };
+            let y = upsample_nearest_2x(&conv.forward(x)?)?; // [2, 4, 6, 6]
+            let y = (gelu(&y)? + gelu_tanh(&y)? + quick_gelu(&y)? + silu(&y)?)?;
+            let seq = y.reshape((2, 4, 36))?.transpose(1, 2)?.contiguous()?; // [2, 36, 4]
+            let a = multi_head_attention(&seq, &seq, &seq, 2, true, None, false)?;
+            let a = a.transpose(1, 2)?.reshape((2, 4, 6, 6))?;
+            Ok((a * &probe)?.sum_all()?)
+        };
+        let (xv, kv) = (Var::from_tensor(&x)?, Var::from_tensor(&k)?);
+        let grads = loss_of(xv.as_tensor(), kv.as_tensor())?.backward()?;
+        let gx: Vec<f64> = grads
+            .get(xv.as_tensor())
+            .unwrap()
+            .flatten_all()?
+            .to_vec1()?;
+        let gk: Vec<f64> = grads
+            .get(kv.as_tensor())
+            .unwrap()
+            .flatten_all()?
+            .to_vec1()?;
+        let ex = max_abs_diff(&gx, &finite_diff(&|t| loss_of(t, &k), &x, 1e-5)?);
+        let ek = max_abs_diff(&gk, &finite_diff(&|t| loss_of(&x, t), &k, 1e-5)?);
+        // candle's GELU backward formulas use 6-digit constants (0.398942, 0.0356774), so the
+        // tolerance is relative to the gradient scale rather than at f64 precision.
+        let scale = |g: &[f64]| g.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        assert!(scale(&gx) > 1e-2 && scale(&gk) > 1e-2);
+        assert!(ex < 1e-5 * scale(&gx), "input grad error {ex}");
+        assert!(ek < 1e-5 * scale(&gk), "kernel grad error {ek}");
+        Ok(())
+    }
+
+    #[test]
+    fn fused_inference_paths_agree_with_differentiable_paths() -> Result<()> {
+        let dev = Device::Cpu;
+        // Softmax: fused kernel (constant input) vs elementary ops.
+        let x =
+            (Tensor::from_vec(det_values(600, 30), (4, 150), &dev)?.to_dtype(DType::F32)? * 20.0)?;
+        let fused = softmax_last_dim(&x)?;
+        let ops = softmax_last_dim_differentiable(&x)?;
+        let d = (fused - ops)?.abs()?.max_all()?.to_scalar::<f32>()?;
+        assert!(d < 1e-6, "softmax paths differ by {d}");
+        // Attention: chunked inference path (2 x 3000 x 3000 scores > 2^24) vs one-shot
+        // tracked path.
+        let mk = |seed| -> Result<Tensor> {
+            Ok(
+                Tensor::from_vec(det_values(2 * 3000 * 8, seed), (2, 1, 3000, 8), &dev)?
+                    .to_dtype(DType::F32)?,
+            )
+        };
+        let (q, k, v) = (mk(31)?, mk(32)?, mk(33)?);
+        let chunked = scaled_dot_product_attention(&q, &k, &v, None, 0.5, false)?;
+        let qv = Var::from_tensor(&q)?;
+        let whole = scaled_dot_product_attention(qv.as_tensor(), &k, &v, None, 0.5, false)?;
+        let d = (chunked - whole.detach())?
+            .abs()?
+            .max_all()?
+            .to_scalar::<f32>()?;
+        assert!(d < 1e-6, "attention paths differ by {d}");
+        Ok(())
+    }
+
+    #[test]
+    fn fast_exp_is_accurate() {
+        let mut worst = 0f64;
+        let mut x = -87.0f32;
+        while x < 0.5 {
+            let want = (x as f64).exp();
+            let got = exp_f32(x) as f64;
+            worst = worst.max(((got - want) / want).abs());
+            x += 0.0137;
+        }
+        assert!(worst < 5e-7, "relative error {worst}");
+        assert_eq!(exp_f32(0.0), 1.0);
+        assert!(exp_f32(-1000.0) < 1e-37);
+    }
+
+    #[test]
+    fn causal_attention_ignores_future_positions() -> Result<()> {
+        let dev = Device::Cpu;
+        let q = Tensor::from_vec(det_values(5 * 4, 20), (1, 5, 4), &dev)?.to_dtype(DType::F32)?;
+        let v1 = Tensor::from_vec(det_values(20, 21), (1, 5, 4), &dev)?.to_dtype(DType::F32)?;
+        // Changing the last position must not change the outputs at earlier positions.
+        let mut vals: Vec<f32> = v1.flatten_all()?.to_vec1()?;
+        for x in vals[16..].iter_mut() {
+            *x += 3.0;
+        }
+        let v2 = Tensor::from_vec(vals, (1, 5, 4), &dev)?;
+        let a1 = multi_head_attention(&q, &v1, &v1, 2, true, None, false)?;
+        let a2 = multi_head_attention(&q, &v2, &v2, 2, true, None, false)?;
+        let d = (a1 - a2)?.abs()?;
+        let early = d.narrow(1, 0, 4)?.max_all()?.to_scalar::<f32>()?;
+        let last = d.narrow(1, 4, 1)?.max_all()?.to_scalar::<f32>()?;
+        assert_eq!(early, 0.0);
+        assert!(last > 0.1);
+        Ok(())
+    }
+
+    #[test]
+    fn missing_and_misshapen_weights_are_named() {
+        let dev = Device::Cpu;
+        let mut ts = HashMap::new();
+        ts.insert(
+            "blk.proj.weight".to_string(),
+            Tensor::zeros((3, 2), DType::F32, &dev).unwrap(),
+        );
+        let vb = tensors_var_builder(ts, DType::F32, &dev);
+        match Linear::new(vb.pp("blk").pp("proj"), 2, 3, true) {
+            Err(Error::MissingTensor { name }) => assert_eq!(name, "blk.proj.bias"),
+            other => panic!("expected a missing tensor, got {other:?}"),
+        }
+        match Linear::new(vb.pp("blk").pp("proj"), 3, 3, false) {
+            Err(Error::ShapeMismatch {
+                name,
+                expected,
+                got,
+            }) => {
+                assert_eq!(name, "blk.proj.weight");
+                assert_eq!(expected, vec![3, 3]);
+                assert_eq!(got, vec![3, 2]);
+            }
+            other => panic!("expected a shape mismatch, got {other:?}"),
+        }
+    }
+}

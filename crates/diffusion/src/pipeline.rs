@@ -1,0 +1,431 @@
+//! One Stable Diffusion API for every route: text → context, image ↔ latent, and denoising
+//! from noise (txt2img), from a caller's x_T (the stream route), or from a noised image latent
+//! (img2img with diffusers' `strength`), with classifier-free guidance.
+//!
+//! Semantics follow diffusers' `StableDiffusionPipeline` / `StableDiffusionImg2ImgPipeline`:
+//! - prompts are padded to 77 tokens; with guidance > 1 the unconditional context is the
+//!   negative prompt (or ""), and the U-Net runs once on `[uncond; cond]`, then
+//!   `uncond + g (cond - uncond)`;
+//! - txt2img starts from `x_T × init_noise_sigma`;
+//! - img2img: `init = min(floor(steps × strength), steps)` steps run, starting at index
+//!   `steps - init`, from the image latent noised to that timestep;
+//! - latents are the VAE posterior (mean by default, or a sample) × `scaling_factor`;
+//!   decoding divides by it and maps [-1, 1] to [0, 1].
+//!
+//! Noise is drawn, in diffusers' order, from the caller's [`NoiseSource`]: the posterior
+//! sample (if asked), the initial or img2img noise, then the sampler's noise per step.
+//! Latents stay f32; with `--dtype f16` the U-Net and text encoder run in f16, and the VAE in
+//! f32 unless its config sets `force_upcast: false` (as diffusers upcasts it).
+
+use std::path::Path;
+
+/// The tensor types of the API, re-exported so that callers need no direct candle dependency.
+pub use candle_core::{DType, Device, Tensor};
+
+use crate::clip::{ids_tensor, ClipTextConfig, ClipTextModel};
+use crate::rng::NoiseSource;
+use crate::scheduler::{Scheduler, SchedulerConfig, SchedulerKind};
+use crate::tokenizer::ClipTokenizer;
+use crate::unet::{UNet2DConditionConfig, UNet2DConditionModel};
+use crate::vae::{AutoencoderKL, AutoencoderKLConfig};
+use crate::weights::{DiffusionError, ModelDir, Result};
+
+/// How an image becomes a latent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Posterior {
+    /// The posterior mean (deterministic).
+    Mean,
+    /// `mean + std × ε` with ε from the noise source (what diffusers' img2img does).
+    Sample,
+}
+
+/// Text conditioning for the U-Net: `cond` [B, 77, D] and, for classifier-free guidance,
+/// `uncond` of the same shape.
+#[derive(Clone, Debug)]
+pub struct Conditioning {
+    pub cond: Tensor,
+    pub uncond: Option<Tensor>,
+}
+
+/// Sampling settings.
+#[derive(Clone, Copy, Debug)]
+pub struct SampleOptions {
+    pub steps: usize,
+    /// Classifier-free guidance scale; guidance applies when > 1 (diffusers' rule).
+    pub guidance: f64,
+    pub scheduler: SchedulerKind,
+}
+
+/// Reported after every denoising step.
+#[derive(Clone, Copy, Debug)]
+pub struct Progress {
+    /// Steps done (1-based) and steps to run.
+    pub step: usize,
+    pub total: usize,
+    pub timestep: f64,
+}
+
+/// The loaded model: tokenizer, text encoder, U-Net, VAE and scheduler config.
+pub struct StableDiffusion {
+    pub tokenizer: ClipTokenizer,
+    pub text_encoder: ClipTextModel,
+    pub unet: UNet2DConditionModel,
+    pub vae: AutoencoderKL,
+    pub scheduler_config: SchedulerConfig,
+    pub root: ModelDir,
+    pub dtype: DType,
+    pub device: Device,
+}
+
+fn in_file(e: crate::nn::Error, path: &Path) -> DiffusionError {
+    DiffusionError::Module(e.in_file(path))
+}
+
+impl StableDiffusion {
+    /// `model`: a diffusers folder, a Hugging Face cache snapshot, or a cached model id.
+    pub fn load(model: &str, dtype: DType, device: &Device) -> Result<Self> {
+        Self::from_dir(&ModelDir::resolve(model)?, dtype, device)
+    }
+
+    pub fn from_dir(dir: &ModelDir, dtype: DType, device: &Device) -> Result<Self> {
+        if !matches!(dtype, DType::F32 | DType::F16) {
+            return Err(DiffusionError::Invalid(format!(
+                "dtype {dtype:?}: only f32 and f16 are supported"
+            )));
+        }
+        let tokenizer = ClipTokenizer::from_dir(&dir.component("tokenizer"))?;
+        let text_config =
+            ClipTextConfig::from_file(&dir.component("text_encoder").join("config.json"))?;
+        let text_weights = dir.weights("text_encoder", dtype, device)?;
+        let text_encoder = ClipTextModel::from_weights(&text_weights, &text_config)?;
+        if tokenizer.vocab_size() > text_config.vocab_size {
+            return Err(DiffusionError::Invalid(format!(
+                "{}: the tokenizer has {} tokens, the text encoder {}",
+                dir.root.display(),
+                tokenizer.vocab_size(),
+                text_config.vocab_size
+            )));
+        }
+
+        let unet_config_path = dir.component("unet").join("config.json");
+        let unet_config = UNet2DConditionConfig::from_file(&unet_config_path)?;
+        let unet_weights = dir.weights("unet", dtype, device)?;
+        let unet = UNet2DConditionModel::new(unet_weights.var_builder(), &unet_config)
+            .map_err(|e| in_file(e, &unet_weights.path()))?;
+        if unet_config.cross_attention_dim != text_config.hidden_size {
+            return Err(DiffusionError::Invalid(format!(
+                "{}: the U-Net's cross_attention_dim is {}, the text encoder's hidden_size {}",
+                dir.root.display(),
+                unet_config.cross_attention_dim,
+                text_config.hidden_size
+            )));
+        }
+
+        let vae_config = AutoencoderKLConfig::from_file(&dir.component("vae").join("config.json"))?;
+        let vae_dtype = if dtype == DType::F16 && vae_config.force_upcast != Some(false) {
+            DType::F32
+        } else {
+            dtype
+        };
+        let vae_weights = dir.weights("vae", vae_dtype, device)?;
+        let vae = AutoencoderKL::new(vae_weights.var_builder(), &vae_config)
+            .map_err(|e| in_file(e, &vae_weights.path()))?;
+
+        let scheduler_config: SchedulerConfig = dir.config("scheduler")?;
+        Ok(StableDiffusion {
+            tokenizer,
+            text_encoder,
+            unet,
+            vae,
+            scheduler_config,
+            root: dir.clone(),
+            dtype,
+            device: device.clone(),
+        })
+    }
+
+    /// Pixels per latent cell (8 for Stable Diffusion).
+    pub fn vae_scale_factor(&self) -> usize {
+        1 << (self.vae.config.block_out_channels.len() - 1)
+    }
+
+    /// The image size the U-Net was trained at (`sample_size × vae_scale_factor`).
+    pub fn default_size(&self) -> usize {
+        self.unet.config.sample_size.unwrap_or(64) * self.vae_scale_factor()
+    }
+
+    /// The sampler the model folder's scheduler config names, if we have it (else DDIM).
+    pub fn default_scheduler(&self) -> SchedulerKind {
+        self.scheduler_config
+            .class_name
+            .as_deref()
+            .and_then(SchedulerKind::from_class_name)
+            .unwrap_or(SchedulerKind::Ddim { eta: 0.0 })
+    }
+
+    /// A sampler of `kind` on this model's noise schedule, with `steps` timesteps.
+    pub fn scheduler(&self, kind: SchedulerKind, steps: usize) -> Result<Scheduler> {
+        let mut s = Scheduler::new(kind, &self.scheduler_config)?;
+        s.set_timesteps(steps)?;
+        Ok(s)
+    }
+
+    /// Prompts → `last_hidden_state` [B, 77, D] in f32.
+    pub fn encode_text(&self, prompts: &[&str]) -> Result<Tensor> {
+        if prompts.is_empty() {
+            return Err(DiffusionError::Invalid("no prompt given".into()));
+        }
+        let ids = self.tokenizer.encode_batch(prompts)?;
+        let ids = ids_tensor(&ids, &self.device)?;
+        Ok(self.text_encoder.forward(&ids)?.to_dtype(DType::F32)?)
+    }
+
+    /// The conditioning for `prompts`; with `guidance > 1` also the unconditional context
+    /// from `negative` (one per prompt, or "" when absent).
+    pub fn encode_prompts(
+        &self,
+        prompts: &[&str],
+        negative: Option<&[&str]>,
+        guidance: f64,
+    ) -> Result<Conditioning> {
+        let cond = self.encode_text(prompts)?;
+        let uncond = if guidance > 1.0 {
+            let empty = vec![""; prompts.len()];
+            let negative = negative.unwrap_or(&empty);
+            if negative.len() != prompts.len() {
+                return Err(DiffusionError::Invalid(format!(
+                    "{} negative prompts for {} prompts",
+                    negative.len(),
+                    prompts.len()
+                )));
+            }
+            Some(self.encode_text(negative)?)
+        } else {
+            None
+        };
+        Ok(Conditioning { cond, uncond })
+    }
+
+    /// Images [B, 3, H, W] in [-1, 1] → U-Net latents [B, 4, H/8, W/8] (posterior mean or a
+    /// sample, × scaling factor), f32.
+    pub fn encode_image(
+        &self,
+        image: &Tensor,
+        posterior: Posterior,
+        noise: &mut dyn NoiseSource,
+    ) -> Result<Tensor> {
+        let dist = self.vae.encode(image)?;
+        let z = match posterior {
+            Posterior::Mean => dist.mean.clone(),
+            Posterior::Sample => {
+                let eps = noise.gaussian(dist.mean.dims(), dist.mean.device(), DType::F32)?;
+                dist.sample(&eps)?
+            }
+        };
+        Ok(self.vae.scale_latents(&z)?.to_dtype(DType::F32)?)
+    }
+
+    /// U-Net latents → images [B, 3, H, W] in [0, 1], f32.
+    pub fn decode_latent(&self, latent: &Tensor) -> Result<Tensor> {
+        let z = self.vae.unscale_latents(latent)?;
+        let x = self.vae.decode(&z)?.to_dtype(DType::F32)?;
+        Ok(((x / 2.0)? + 0.5)?.clamp(0f32, 1f32)?)
+    }
+
+    /// The U-Net's guided prediction at step `index` of `scheduler`.
+    pub fn predict(
+        &self,
+        latents: &Tensor,
+        context: &Conditioning,
+        scheduler: &Scheduler,
+        index: usize,
+        guidance: f64,
+    ) -> Result<Tensor> {
+        let t = scheduler.timesteps()[index];
+        let timestep = Tensor::from_vec(vec![t as f32], 1, latents.device())?;
+        let cfg = guidance > 1.0;
+        let (input, ctx) =
+            match (&context.uncond, cfg) {
+                (Some(uncond), true) => (
+                    Tensor::cat(&[latents, latents], 0)?,
+                    Tensor::cat(&[uncond, &context.cond], 0)?,
+                ),
+                (None, true) => return Err(DiffusionError::Invalid(
+                    "guidance > 1 needs an unconditional context (encode_prompts with the same \
+                     guidance)"
+                        .into(),
+                )),
+                _ => (latents.clone(), context.cond.clone()),
+            };
+        let input = scheduler.scale_model_input(&input, index)?;
+        let out = self
+            .unet
+            .forward(&input, &timestep, &ctx)?
+            .to_dtype(DType::F32)?;
+        if cfg {
+            let b = latents.dim(0)?;
+            let uncond = out.narrow(0, 0, b)?;
+            let cond = out.narrow(0, b, b)?;
+            Ok((&uncond + ((cond - &uncond)? * guidance)?)?)
+        } else {
+            Ok(out)
+        }
+    }
+
+    /// Runs `scheduler` from step `start` to the end on `latents` (already at that step's
+    /// noise level). `progress` is called after every step.
+    #[allow(clippy::too_many_arguments)]
+    pub fn denoise(
+        &self,
+        latents: &Tensor,
+        context: &Conditioning,
+        scheduler: &Scheduler,
+        start: usize,
+        guidance: f64,
+        noise: &mut dyn NoiseSource,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<Tensor> {
+        let n = scheduler.timesteps().len();
+        if start >= n {
+            return Err(DiffusionError::Invalid(format!(
+                "denoising from step {start} of {n} runs no step"
+            )));
+        }
+        let b = latents.dim(0)?;
+        if context.cond.dim(0)? != b {
+            return Err(DiffusionError::Invalid(format!(
+                "{} prompts' context for {b} latents",
+                context.cond.dim(0)?
+            )));
+        }
+        let mut x = latents.to_dtype(DType::F32)?;
+        for index in start..n {
+            let pred = self.predict(&x, context, scheduler, index, guidance)?;
+            x = scheduler.step(&pred, index, &x, noise)?.prev_sample;
+            progress(Progress {
+                step: index - start + 1,
+                total: n - start,
+                timestep: scheduler.timesteps()[index],
+            });
+        }
+        Ok(x)
+    }
+
+    /// Generation from a caller's initial latent `x_t` (unit-variance noise, [B, 4, h, w]):
+    /// it is scaled by the sampler's `init_noise_sigma`, as diffusers does with `latents=`.
+    pub fn generate_from_latent(
+        &self,
+        x_t: &Tensor,
+        context: &Conditioning,
+        options: &SampleOptions,
+        noise: &mut dyn NoiseSource,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<Tensor> {
+        let scheduler = self.scheduler(options.scheduler, options.steps)?;
+        let x = (x_t.to_dtype(DType::F32)? * scheduler.init_noise_sigma())?;
+        self.denoise(
+            &x,
+            context,
+            &scheduler,
+            0,
+            options.guidance,
+            noise,
+            progress,
+        )
+    }
+
+    /// txt2img: x_T drawn from `noise` for images of `height × width`.
+    // `usize::is_multiple_of` needs Rust 1.87; the workspace supports 1.85.
+    #[allow(clippy::manual_is_multiple_of)]
+    pub fn txt2img(
+        &self,
+        context: &Conditioning,
+        height: usize,
+        width: usize,
+        options: &SampleOptions,
+        noise: &mut dyn NoiseSource,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<Tensor> {
+        let f = self.vae_scale_factor() * self.unet.config.downsampling_factor();
+        if height == 0 || width == 0 || height % f != 0 || width % f != 0 {
+            return Err(DiffusionError::Invalid(format!(
+                "height and width must be positive multiples of {f}, found {height}×{width}"
+            )));
+        }
+        let shape = [
+            context.cond.dim(0)?,
+            self.unet.config.in_channels,
+            height / self.vae_scale_factor(),
+            width / self.vae_scale_factor(),
+        ];
+        let x_t = noise.gaussian(&shape, &self.device, DType::F32)?;
+        self.generate_from_latent(&x_t, context, options, noise, progress)
+    }
+
+    /// img2img from a U-Net latent (e.g. [`StableDiffusion::encode_image`] or one decoded
+    /// from brain activity): noised to the timestep `strength` selects, then denoised.
+    pub fn img2img(
+        &self,
+        init_latent: &Tensor,
+        context: &Conditioning,
+        strength: f64,
+        options: &SampleOptions,
+        noise: &mut dyn NoiseSource,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<Tensor> {
+        let scheduler = self.scheduler(options.scheduler, options.steps)?;
+        let start = scheduler.img2img_start(strength)?;
+        let init = init_latent.to_dtype(DType::F32)?;
+        let eps = noise.gaussian(init.dims(), init.device(), DType::F32)?;
+        let x = scheduler.add_noise(&init, &eps, start)?;
+        self.denoise(
+            &x,
+            context,
+            &scheduler,
+            start,
+            options.guidance,
+            noise,
+            progress,
+        )
+    }
+}
+
+/// 8-bit RGB pixels (row-major, interleaved) → a [1, 3, H, W] f32 tensor in [-1, 1]
+/// (diffusers' image processor: `2 × (p / 255) - 1`).
+pub fn image_from_rgb8(
+    height: usize,
+    width: usize,
+    pixels: &[u8],
+    device: &Device,
+) -> Result<Tensor> {
+    if pixels.len() != height * width * 3 {
+        return Err(DiffusionError::Invalid(format!(
+            "{} bytes for a {height}×{width} RGB image",
+            pixels.len()
+        )));
+    }
+    let v: Vec<f32> = pixels.iter().map(|&p| p as f32 / 255.0).collect();
+    let t = Tensor::from_vec(v, (height, width, 3), device)?
+        .permute((2, 0, 1))?
+        .unsqueeze(0)?;
+    Ok(((t * 2.0)? - 1.0)?)
+}
+
+/// A [3, H, W] (or [1, 3, H, W]) tensor in [0, 1] → row-major interleaved RGB f32 values.
+pub fn image_to_hwc(image: &Tensor) -> Result<(usize, usize, Vec<f32>)> {
+    let image = if image.rank() == 4 {
+        image.squeeze(0)?
+    } else {
+        image.clone()
+    };
+    let (c, h, w) = image.dims3()?;
+    if c != 3 {
+        return Err(DiffusionError::Invalid(format!("{c} channels, expected 3")));
+    }
+    let values = image
+        .to_dtype(DType::F32)?
+        .permute((1, 2, 0))?
+        .flatten_all()?
+        .to_vec1::<f32>()?;
+    Ok((h, w, values))
+}

@@ -1,0 +1,123 @@
+//! Seeded Gaussian noise.
+//!
+//! candle's CPU random number generator cannot be seeded, so every random draw of the engine
+//! (initial latents, img2img noise, ancestral and DDIM eta noise, VAE posterior samples) comes
+//! from here: a ChaCha8 stream seeded by the caller, turned into standard normal values by
+//! `rand_distr`, and copied into a tensor. The same seed gives the same bits on every platform.
+//!
+//! A [`NoiseSource`] is either such a seeded stream or a queue of tensors the caller already
+//! holds (noise saved by diffusers for a golden test, or an x_T handed over by another route).
+
+use candle_core::{DType, Device, Tensor};
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, StandardNormal};
+use std::collections::VecDeque;
+
+use crate::weights::{DiffusionError, Result};
+
+/// Where Gaussian noise comes from.
+pub trait NoiseSource {
+    /// A tensor of independent N(0, 1) values with this shape, on `device`, in `dtype`.
+    fn gaussian(&mut self, shape: &[usize], device: &Device, dtype: DType) -> Result<Tensor>;
+}
+
+/// A reproducible stream of standard normal values: ChaCha8 seeded by the caller.
+#[derive(Clone, Debug)]
+pub struct SeededNoise {
+    rng: ChaCha8Rng,
+}
+
+impl SeededNoise {
+    pub fn new(seed: u64) -> Self {
+        SeededNoise {
+            rng: ChaCha8Rng::seed_from_u64(seed),
+        }
+    }
+
+    /// `n` standard normal values, in stream order.
+    pub fn normal_vec(&mut self, n: usize) -> Vec<f32> {
+        (0..n)
+            .map(|_| StandardNormal.sample(&mut self.rng))
+            .collect()
+    }
+}
+
+impl NoiseSource for SeededNoise {
+    fn gaussian(&mut self, shape: &[usize], device: &Device, dtype: DType) -> Result<Tensor> {
+        let n: usize = shape.iter().product();
+        let values = self.normal_vec(n);
+        Ok(Tensor::from_vec(values, shape, device)?.to_dtype(dtype)?)
+    }
+}
+
+/// Noise the caller already has, handed out in order. Asking for more tensors than were given,
+/// or for a different shape than the next one, is an error naming both shapes.
+#[derive(Debug, Default)]
+pub struct QueuedNoise {
+    queue: VecDeque<Tensor>,
+    served: usize,
+}
+
+impl QueuedNoise {
+    pub fn new(tensors: impl IntoIterator<Item = Tensor>) -> Self {
+        QueuedNoise {
+            queue: tensors.into_iter().collect(),
+            served: 0,
+        }
+    }
+
+    /// Tensors not yet handed out.
+    pub fn remaining(&self) -> usize {
+        self.queue.len()
+    }
+}
+
+impl NoiseSource for QueuedNoise {
+    fn gaussian(&mut self, shape: &[usize], device: &Device, dtype: DType) -> Result<Tensor> {
+        let index = self.served;
+        let next = self.queue.pop_front().ok_or_else(|| {
+            DiffusionError::Invalid(format!(
+                "noise queue: draw {index} of shape {shape:?} was asked for, but only {index} \
+                 tensors were given"
+            ))
+        })?;
+        if next.dims() != shape {
+            return Err(DiffusionError::Invalid(format!(
+                "noise queue: draw {index} must have shape {shape:?}, the given tensor has {:?}",
+                next.dims()
+            )));
+        }
+        self.served += 1;
+        Ok(next.to_device(device)?.to_dtype(dtype)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_seed_same_values_different_seed_different_values() {
+        let a = SeededNoise::new(7).normal_vec(1000);
+        let b = SeededNoise::new(7).normal_vec(1000);
+        let c = SeededNoise::new(8).normal_vec(1000);
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        let mean = a.iter().sum::<f32>() / 1000.0;
+        let var = a.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / 999.0;
+        assert!(mean.abs() < 0.1, "mean {mean}");
+        assert!((var - 1.0).abs() < 0.15, "variance {var}");
+    }
+
+    #[test]
+    fn queued_noise_checks_shape_and_count() {
+        let t = Tensor::zeros((1, 4), DType::F32, &Device::Cpu).unwrap();
+        let mut q = QueuedNoise::new([t]);
+        let err = q.gaussian(&[1, 5], &Device::Cpu, DType::F32).unwrap_err();
+        assert!(err.to_string().contains("[1, 5]"), "{err}");
+        let mut q = QueuedNoise::new([Tensor::zeros((1, 4), DType::F32, &Device::Cpu).unwrap()]);
+        assert!(q.gaussian(&[1, 4], &Device::Cpu, DType::F32).is_ok());
+        assert!(q.gaussian(&[1, 4], &Device::Cpu, DType::F32).is_err());
+    }
+}

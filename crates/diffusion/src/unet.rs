@@ -1,0 +1,1016 @@
+//! `UNet2DConditionModel` for the Stable Diffusion 1.x and 2.x (base, turbo) families, with
+//! diffusers' configuration and parameter names, one timestep per sample, differentiable end
+//! to end (so cross-attention `attn2.to_k` / `attn2.to_v` can be fine-tuned).
+//!
+//! Shared diffusers blocks (`ResnetBlock2D`, `Downsample2D`, `Upsample2D`) live here too and
+//! are reused by the VAE.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use serde::Deserialize;
+
+use crate::nn::{self, Attention, Conv2d, Error, GeGlu, GroupNorm, LayerNorm, Linear, Result};
+
+/// An integer or a per-block list of integers, as diffusers configs allow.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(usize),
+    Many(Vec<usize>),
+}
+
+impl OneOrMany {
+    /// The value for each of `n` blocks.
+    pub fn per_block(&self, n: usize, field: &str) -> Result<Vec<usize>> {
+        match self {
+            OneOrMany::One(v) => Ok(vec![*v; n]),
+            OneOrMany::Many(v) if v.len() == n => Ok(v.clone()),
+            OneOrMany::Many(v) => Err(Error::InvalidConfig(format!(
+                "`{field}` has {} entries for {n} blocks",
+                v.len()
+            ))),
+        }
+    }
+}
+
+fn d_in_channels() -> usize {
+    4
+}
+fn d_groups() -> usize {
+    32
+}
+fn d_norm_eps() -> f64 {
+    1e-5
+}
+fn d_true() -> bool {
+    true
+}
+fn d_one() -> OneOrMany {
+    OneOrMany::One(1)
+}
+fn d_padding() -> usize {
+    1
+}
+fn d_scale() -> f64 {
+    1.0
+}
+fn d_attention_head_dim() -> OneOrMany {
+    OneOrMany::One(8)
+}
+fn d_mid_block() -> Option<String> {
+    Some("UNetMidBlock2DCrossAttn".into())
+}
+
+/// diffusers' `unet/config.json` (the fields this implementation reads; unknown fields are
+/// ignored, unsupported values of known fields are rejected by [`UNet2DConditionConfig::validate`]).
+#[derive(Debug, Clone, Deserialize)]
+pub struct UNet2DConditionConfig {
+    #[serde(default = "d_in_channels")]
+    pub in_channels: usize,
+    #[serde(default = "d_in_channels")]
+    pub out_channels: usize,
+    pub block_out_channels: Vec<usize>,
+    pub down_block_types: Vec<String>,
+    pub up_block_types: Vec<String>,
+    #[serde(default = "d_mid_block")]
+    pub mid_block_type: Option<String>,
+    pub layers_per_block: OneOrMany,
+    /// Despite its name, diffusers uses this as the number of heads when
+    /// `num_attention_heads` is null (the SD 1.x/2.x configs).
+    #[serde(default = "d_attention_head_dim")]
+    pub attention_head_dim: OneOrMany,
+    #[serde(default)]
+    pub num_attention_heads: Option<OneOrMany>,
+    pub cross_attention_dim: usize,
+    #[serde(default)]
+    pub use_linear_projection: bool,
+    #[serde(default)]
+    pub upcast_attention: bool,
+    #[serde(default = "d_groups")]
+    pub norm_num_groups: usize,
+    #[serde(default = "d_norm_eps")]
+    pub norm_eps: f64,
+    #[serde(default = "d_true")]
+    pub flip_sin_to_cos: bool,
+    #[serde(default)]
+    pub freq_shift: f64,
+    #[serde(default = "d_one")]
+    pub transformer_layers_per_block: OneOrMany,
+    #[serde(default)]
+    pub sample_size: Option<usize>,
+    #[serde(default = "d_padding")]
+    pub downsample_padding: usize,
+    #[serde(default = "d_scale")]
+    pub mid_block_scale_factor: f64,
+    #[serde(default)]
+    pub act_fn: Option<String>,
+    #[serde(default)]
+    pub center_input_sample: bool,
+    #[serde(default)]
+    pub only_cross_attention: serde_json::Value,
+    #[serde(default)]
+    pub dual_cross_attention: bool,
+    #[serde(default)]
+    pub class_embed_type: Option<String>,
+    #[serde(default)]
+    pub addition_embed_type: Option<String>,
+    #[serde(default)]
+    pub time_embedding_type: Option<String>,
+    #[serde(default)]
+    pub resnet_time_scale_shift: Option<String>,
+    #[serde(default)]
+    pub time_cond_proj_dim: Option<usize>,
+    #[serde(default)]
+    pub conv_in_kernel: Option<usize>,
+    #[serde(default)]
+    pub conv_out_kernel: Option<usize>,
+    #[serde(default)]
+    pub encoder_hid_dim: Option<usize>,
+    #[serde(default)]
+    pub time_embedding_dim: Option<usize>,
+    #[serde(default)]
+    pub time_embedding_act_fn: Option<String>,
+    #[serde(default)]
+    pub timestep_post_act: Option<String>,
+    #[serde(default)]
+    pub resnet_skip_time_act: bool,
+    #[serde(default)]
+    pub resnet_out_scale_factor: Option<f64>,
+    #[serde(default)]
+    pub cross_attention_norm: Option<String>,
+    #[serde(default)]
+    pub attention_type: Option<String>,
+    #[serde(default)]
+    pub num_class_embeds: Option<usize>,
+}
+
+impl UNet2DConditionConfig {
+    /// Parses diffusers' `unet/config.json` and validates it.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let cfg: Self = nn::read_json_config(path)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Parses a JSON string (e.g. a config embedded in code) and validates it.
+    pub fn from_json_str(json: &str) -> Result<Self> {
+        let cfg: Self = serde_json::from_str(json).map_err(|source| Error::ConfigParse {
+            path: PathBuf::from("<string>"),
+            source,
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    /// Rejects options of `UNet2DConditionModel` that this implementation does not support.
+    pub fn validate(&self) -> Result<()> {
+        let n = self.block_out_channels.len();
+        let bad = |m: String| Err(Error::InvalidConfig(m));
+        if n == 0 {
+            return bad("empty block_out_channels".into());
+        }
+        if self.down_block_types.len() != n || self.up_block_types.len() != n {
+            return bad(format!(
+                "{} down and {} up block types for {n} block_out_channels",
+                self.down_block_types.len(),
+                self.up_block_types.len()
+            ));
+        }
+        for t in &self.down_block_types {
+            if t != "CrossAttnDownBlock2D" && t != "DownBlock2D" {
+                return bad(format!("unsupported down block type `{t}`"));
+            }
+        }
+        for t in &self.up_block_types {
+            if t != "CrossAttnUpBlock2D" && t != "UpBlock2D" {
+                return bad(format!("unsupported up block type `{t}`"));
+            }
+        }
+        match self.mid_block_type.as_deref() {
+            Some("UNetMidBlock2DCrossAttn") => {}
+            other => return bad(format!("unsupported mid block type {other:?}")),
+        }
+        for c in &self.block_out_channels {
+            if c % self.norm_num_groups != 0 {
+                return bad(format!(
+                    "block channels {c} not divisible by norm_num_groups {}",
+                    self.norm_num_groups
+                ));
+            }
+        }
+        self.layers_per_block.per_block(n, "layers_per_block")?;
+        self.heads()?;
+        for (i, t) in self
+            .transformer_layers_per_block
+            .per_block(n, "transformer_layers_per_block")?
+            .iter()
+            .enumerate()
+        {
+            if *t == 0 {
+                return bad(format!("transformer_layers_per_block[{i}] is 0"));
+            }
+        }
+        let unsupported = [
+            ("class_embed_type", self.class_embed_type.is_some()),
+            ("addition_embed_type", self.addition_embed_type.is_some()),
+            ("time_cond_proj_dim", self.time_cond_proj_dim.is_some()),
+            ("encoder_hid_dim", self.encoder_hid_dim.is_some()),
+            ("dual_cross_attention", self.dual_cross_attention),
+            ("center_input_sample", self.center_input_sample),
+            (
+                "only_cross_attention",
+                !matches!(
+                    &self.only_cross_attention,
+                    serde_json::Value::Null | serde_json::Value::Bool(false)
+                ),
+            ),
+            (
+                "time_embedding_type",
+                !matches!(
+                    self.time_embedding_type.as_deref(),
+                    None | Some("positional")
+                ),
+            ),
+            (
+                "resnet_time_scale_shift",
+                !matches!(
+                    self.resnet_time_scale_shift.as_deref(),
+                    None | Some("default")
+                ),
+            ),
+            (
+                "act_fn",
+                !matches!(self.act_fn.as_deref(), None | Some("silu")),
+            ),
+            (
+                "conv_in_kernel",
+                !matches!(self.conv_in_kernel, None | Some(3)),
+            ),
+            (
+                "conv_out_kernel",
+                !matches!(self.conv_out_kernel, None | Some(3)),
+            ),
+            ("mid_block_scale_factor", self.mid_block_scale_factor != 1.0),
+            ("time_embedding_dim", self.time_embedding_dim.is_some()),
+            (
+                "time_embedding_act_fn",
+                self.time_embedding_act_fn.is_some(),
+            ),
+            ("timestep_post_act", self.timestep_post_act.is_some()),
+            ("resnet_skip_time_act", self.resnet_skip_time_act),
+            (
+                "resnet_out_scale_factor",
+                !matches!(self.resnet_out_scale_factor, None | Some(1.0)),
+            ),
+            ("cross_attention_norm", self.cross_attention_norm.is_some()),
+            (
+                "attention_type",
+                !matches!(self.attention_type.as_deref(), None | Some("default")),
+            ),
+            ("num_class_embeds", self.num_class_embeds.is_some()),
+        ];
+        for (field, is_bad) in unsupported {
+            if is_bad {
+                return bad(format!("unsupported value of `{field}`"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Number of attention heads per down block (diffusers: `num_attention_heads`, falling
+    /// back to `attention_head_dim`).
+    pub fn heads(&self) -> Result<Vec<usize>> {
+        let n = self.block_out_channels.len();
+        let heads = match &self.num_attention_heads {
+            Some(h) => h.per_block(n, "num_attention_heads")?,
+            None => self.attention_head_dim.per_block(n, "attention_head_dim")?,
+        };
+        for (c, h) in self.block_out_channels.iter().zip(&heads) {
+            if *h == 0 || c % h != 0 {
+                return Err(Error::InvalidConfig(format!(
+                    "{c} channels not divisible into {h} attention heads"
+                )));
+            }
+        }
+        Ok(heads)
+    }
+
+    /// Total down-sampling factor of the U-Net (latent sizes must be multiples of it).
+    pub fn downsampling_factor(&self) -> usize {
+        1 << (self.block_out_channels.len() - 1)
+    }
+}
+
+/// diffusers' `ResnetBlock2D` (default time-embedding norm, SiLU, output scale 1).
+#[derive(Debug, Clone)]
+pub struct ResnetBlock2D {
+    pub norm1: GroupNorm,
+    pub conv1: Conv2d,
+    pub time_emb_proj: Option<Linear>,
+    pub norm2: GroupNorm,
+    pub conv2: Conv2d,
+    pub conv_shortcut: Option<Conv2d>,
+}
+
+impl ResnetBlock2D {
+    pub fn new(
+        vb: VarBuilder,
+        in_channels: usize,
+        out_channels: usize,
+        temb_channels: Option<usize>,
+        groups: usize,
+        eps: f64,
+    ) -> Result<Self> {
+        Ok(Self {
+            norm1: GroupNorm::new(vb.pp("norm1"), groups, in_channels, eps)?,
+            conv1: Conv2d::new(vb.pp("conv1"), in_channels, out_channels, 3, 1, 1)?,
+            time_emb_proj: match temb_channels {
+                Some(t) => Some(Linear::new(vb.pp("time_emb_proj"), t, out_channels, true)?),
+                None => None,
+            },
+            norm2: GroupNorm::new(vb.pp("norm2"), groups, out_channels, eps)?,
+            conv2: Conv2d::new(vb.pp("conv2"), out_channels, out_channels, 3, 1, 1)?,
+            conv_shortcut: if in_channels != out_channels {
+                Some(Conv2d::new(
+                    vb.pp("conv_shortcut"),
+                    in_channels,
+                    out_channels,
+                    1,
+                    1,
+                    0,
+                )?)
+            } else {
+                None
+            },
+        })
+    }
+
+    /// `x` [B, C_in, H, W]; `temb` [B, T] (already the time embedding, before SiLU).
+    pub fn forward(&self, x: &Tensor, temb: Option<&Tensor>) -> Result<Tensor> {
+        let h = nn::silu(&self.norm1.forward(x)?)?;
+        let mut h = self.conv1.forward(&h)?;
+        if let (Some(proj), Some(t)) = (&self.time_emb_proj, temb) {
+            let t = proj.forward(&nn::silu(t)?)?;
+            let (b, c) = t.dims2()?;
+            h = h.broadcast_add(&t.reshape((b, c, 1, 1))?)?;
+        }
+        let h = nn::silu(&self.norm2.forward(&h)?)?;
+        let h = self.conv2.forward(&h)?;
+        let skip = match &self.conv_shortcut {
+            Some(c) => c.forward(x)?,
+            None => x.clone(),
+        };
+        Ok((skip + h)?)
+    }
+}
+
+/// diffusers' `Downsample2D` with a convolution (`conv`, stride 2). `padding` 1 pads
+/// symmetrically (U-Net); 0 pads right/bottom by one (VAE encoder), as diffusers does.
+#[derive(Debug, Clone)]
+pub struct Downsample2D {
+    pub conv: Conv2d,
+    pub asymmetric_pad: bool,
+}
+
+impl Downsample2D {
+    pub fn new(vb: VarBuilder, channels: usize, padding: usize) -> Result<Self> {
+        Ok(Self {
+            conv: Conv2d::new(vb.pp("conv"), channels, channels, 3, 2, padding)?,
+            asymmetric_pad: padding == 0,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        if self.asymmetric_pad {
+            let x = x.pad_with_zeros(3, 0, 1)?.pad_with_zeros(2, 0, 1)?;
+            self.conv.forward(&x)
+        } else {
+            self.conv.forward(x)
+        }
+    }
+}
+
+/// diffusers' `Upsample2D`: nearest 2x then a 3x3 `conv`.
+#[derive(Debug, Clone)]
+pub struct Upsample2D {
+    pub conv: Conv2d,
+}
+
+impl Upsample2D {
+    pub fn new(vb: VarBuilder, channels: usize) -> Result<Self> {
+        Ok(Self {
+            conv: Conv2d::new(vb.pp("conv"), channels, channels, 3, 1, 1)?,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.conv.forward(&nn::upsample_nearest_2x(x)?)
+    }
+}
+
+/// `ff` of a `BasicTransformerBlock`: `net.0` GEGLU, `net.2` linear.
+#[derive(Debug, Clone)]
+pub struct FeedForward {
+    pub geglu: GeGlu,
+    pub out: Linear,
+}
+
+impl FeedForward {
+    pub fn new(vb: VarBuilder, dim: usize, mult: usize) -> Result<Self> {
+        let inner = dim * mult;
+        Ok(Self {
+            geglu: GeGlu::new(vb.pp("net").pp("0"), dim, inner)?,
+            out: Linear::new(vb.pp("net").pp("2"), inner, dim, true)?,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.out.forward(&self.geglu.forward(x)?)
+    }
+}
+
+/// diffusers' `BasicTransformerBlock` (layer norms, self-attention `attn1`, cross-attention
+/// `attn2`, GEGLU feed-forward `ff`).
+#[derive(Debug, Clone)]
+pub struct BasicTransformerBlock {
+    pub norm1: LayerNorm,
+    pub attn1: Attention,
+    pub norm2: LayerNorm,
+    pub attn2: Attention,
+    pub norm3: LayerNorm,
+    pub ff: FeedForward,
+}
+
+impl BasicTransformerBlock {
+    pub fn new(
+        vb: VarBuilder,
+        dim: usize,
+        heads: usize,
+        dim_head: usize,
+        cross_attention_dim: usize,
+        upcast_attention: bool,
+    ) -> Result<Self> {
+        Ok(Self {
+            norm1: LayerNorm::new(vb.pp("norm1"), dim, 1e-5, true)?,
+            attn1: Attention::new(
+                vb.pp("attn1"),
+                dim,
+                None,
+                heads,
+                dim_head,
+                false,
+                upcast_attention,
+            )?,
+            norm2: LayerNorm::new(vb.pp("norm2"), dim, 1e-5, true)?,
+            attn2: Attention::new(
+                vb.pp("attn2"),
+                dim,
+                Some(cross_attention_dim),
+                heads,
+                dim_head,
+                false,
+                upcast_attention,
+            )?,
+            norm3: LayerNorm::new(vb.pp("norm3"), dim, 1e-5, true)?,
+            ff: FeedForward::new(vb.pp("ff"), dim, 4)?,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor, context: &Tensor) -> Result<Tensor> {
+        let x = (self.attn1.forward(&self.norm1.forward(x)?, None)? + x)?;
+        let x = (self
+            .attn2
+            .forward(&self.norm2.forward(&x)?, Some(context))?
+            + x)?;
+        Ok((self.ff.forward(&self.norm3.forward(&x)?)? + x)?)
+    }
+}
+
+/// `proj_in` / `proj_out` of a `Transformer2DModel`: 1x1 convolution (SD 1.x) or linear
+/// (SD 2.x, `use_linear_projection`).
+#[derive(Debug, Clone)]
+pub enum Projection {
+    Conv(Conv2d),
+    Linear(Linear),
+}
+
+/// diffusers' `Transformer2DModel` with continuous inputs (named `attentions.N` in blocks).
+#[derive(Debug, Clone)]
+pub struct Transformer2DModel {
+    pub norm: GroupNorm,
+    pub proj_in: Projection,
+    pub transformer_blocks: Vec<BasicTransformerBlock>,
+    pub proj_out: Projection,
+}
+
+impl Transformer2DModel {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        vb: VarBuilder,
+        channels: usize,
+        heads: usize,
+        num_layers: usize,
+        cross_attention_dim: usize,
+        groups: usize,
+        use_linear_projection: bool,
+        upcast_attention: bool,
+    ) -> Result<Self> {
+        let dim_head = channels / heads;
+        let inner = heads * dim_head;
+        let (proj_in, proj_out) = if use_linear_projection {
+            (
+                Projection::Linear(Linear::new(vb.pp("proj_in"), channels, inner, true)?),
+                Projection::Linear(Linear::new(vb.pp("proj_out"), inner, channels, true)?),
+            )
+        } else {
+            (
+                Projection::Conv(Conv2d::new(vb.pp("proj_in"), channels, inner, 1, 1, 0)?),
+                Projection::Conv(Conv2d::new(vb.pp("proj_out"), inner, channels, 1, 1, 0)?),
+            )
+        };
+        let transformer_blocks = (0..num_layers)
+            .map(|i| {
+                BasicTransformerBlock::new(
+                    vb.pp("transformer_blocks").pp(i),
+                    inner,
+                    heads,
+                    dim_head,
+                    cross_attention_dim,
+                    upcast_attention,
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            norm: GroupNorm::new(vb.pp("norm"), groups, channels, 1e-6)?,
+            proj_in,
+            transformer_blocks,
+            proj_out,
+        })
+    }
+
+    /// `x` [B, C, H, W], `context` [B, L, D] → [B, C, H, W].
+    pub fn forward(&self, x: &Tensor, context: &Tensor) -> Result<Tensor> {
+        let (b, _, h, w) = x.dims4()?;
+        let residual = x;
+        let x = self.norm.forward(x)?;
+        let to_seq = |t: &Tensor| -> Result<Tensor> {
+            let c = t.dim(1)?;
+            Ok(t.permute((0, 2, 3, 1))?.reshape((b, h * w, c))?)
+        };
+        let mut x = match &self.proj_in {
+            Projection::Conv(c) => to_seq(&c.forward(&x)?)?,
+            Projection::Linear(l) => l.forward(&to_seq(&x)?)?,
+        };
+        for blk in &self.transformer_blocks {
+            x = blk.forward(&x, context)?;
+        }
+        let to_img = |t: &Tensor| -> Result<Tensor> {
+            let c = t.dim(2)?;
+            Ok(t.reshape((b, h, w, c))?
+                .permute((0, 3, 1, 2))?
+                .contiguous()?)
+        };
+        let x = match &self.proj_out {
+            Projection::Conv(c) => c.forward(&to_img(&x)?)?,
+            Projection::Linear(l) => to_img(&l.forward(&x)?)?,
+        };
+        Ok((x + residual)?)
+    }
+}
+
+/// `CrossAttnDownBlock2D` (with `attentions`) or `DownBlock2D` (without).
+#[derive(Debug, Clone)]
+pub struct DownBlock2D {
+    pub resnets: Vec<ResnetBlock2D>,
+    pub attentions: Vec<Transformer2DModel>,
+    pub downsampler: Option<Downsample2D>,
+}
+
+impl DownBlock2D {
+    /// Returns the block output and the hidden states it contributes to the skip connections.
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        temb: &Tensor,
+        context: &Tensor,
+    ) -> Result<(Tensor, Vec<Tensor>)> {
+        let mut x = x.clone();
+        let mut states = Vec::new();
+        for (i, r) in self.resnets.iter().enumerate() {
+            x = r.forward(&x, Some(temb))?;
+            if let Some(a) = self.attentions.get(i) {
+                x = a.forward(&x, context)?;
+            }
+            states.push(x.clone());
+        }
+        if let Some(d) = &self.downsampler {
+            x = d.forward(&x)?;
+            states.push(x.clone());
+        }
+        Ok((x, states))
+    }
+}
+
+/// `CrossAttnUpBlock2D` (with `attentions`) or `UpBlock2D` (without).
+#[derive(Debug, Clone)]
+pub struct UpBlock2D {
+    pub resnets: Vec<ResnetBlock2D>,
+    pub attentions: Vec<Transformer2DModel>,
+    pub upsampler: Option<Upsample2D>,
+}
+
+impl UpBlock2D {
+    /// `skips` are this block's skip connections in the order they are consumed.
+    pub fn forward(
+        &self,
+        x: &Tensor,
+        skips: &[Tensor],
+        temb: &Tensor,
+        context: &Tensor,
+    ) -> Result<Tensor> {
+        let mut x = x.clone();
+        for (i, r) in self.resnets.iter().enumerate() {
+            x = Tensor::cat(&[&x, &skips[i]], 1)?;
+            x = r.forward(&x, Some(temb))?;
+            if let Some(a) = self.attentions.get(i) {
+                x = a.forward(&x, context)?;
+            }
+        }
+        if let Some(u) = &self.upsampler {
+            x = u.forward(&x)?;
+        }
+        Ok(x)
+    }
+}
+
+/// `UNetMidBlock2DCrossAttn`: `resnets.0`, `attentions.0`, `resnets.1`.
+#[derive(Debug, Clone)]
+pub struct UNetMidBlock2DCrossAttn {
+    pub resnets: Vec<ResnetBlock2D>,
+    pub attentions: Vec<Transformer2DModel>,
+}
+
+impl UNetMidBlock2DCrossAttn {
+    pub fn forward(&self, x: &Tensor, temb: &Tensor, context: &Tensor) -> Result<Tensor> {
+        let mut x = self.resnets[0].forward(x, Some(temb))?;
+        for (a, r) in self.attentions.iter().zip(&self.resnets[1..]) {
+            x = a.forward(&x, context)?;
+            x = r.forward(&x, Some(temb))?;
+        }
+        Ok(x)
+    }
+}
+
+/// `time_embedding`: `linear_1`, SiLU, `linear_2`.
+#[derive(Debug, Clone)]
+pub struct TimestepEmbedding {
+    pub linear_1: Linear,
+    pub linear_2: Linear,
+}
+
+impl TimestepEmbedding {
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.linear_2
+            .forward(&nn::silu(&self.linear_1.forward(x)?)?)
+    }
+}
+
+/// Sinusoidal timestep features [B, dim] in f32, computed as diffusers'
+/// `get_timestep_embedding` does (f32 frequencies `exp(-ln(10000) i / (dim/2 - shift))`).
+pub fn timestep_features(
+    timesteps: &Tensor,
+    dim: usize,
+    flip_sin_to_cos: bool,
+    freq_shift: f64,
+) -> Result<Tensor> {
+    let half = dim / 2;
+    let ln = -(10000f64.ln() as f32);
+    let denom = half as f32 - freq_shift as f32;
+    let freqs: Vec<f32> = (0..half).map(|i| ((ln * i as f32) / denom).exp()).collect();
+    let freqs = Tensor::from_vec(freqs, (1, half), timesteps.device())?;
+    let t = timesteps.to_dtype(DType::F32)?;
+    let n = t.dim(0)?;
+    let args = t.reshape((n, 1))?.broadcast_mul(&freqs)?;
+    let (sin, cos) = (args.sin()?, args.cos()?);
+    let mut emb = if flip_sin_to_cos {
+        Tensor::cat(&[&cos, &sin], 1)?
+    } else {
+        Tensor::cat(&[&sin, &cos], 1)?
+    };
+    if dim % 2 == 1 {
+        emb = emb.pad_with_zeros(1, 0, 1)?;
+    }
+    Ok(emb)
+}
+
+/// diffusers' `UNet2DConditionModel` (SD 1.x / SD 2.x / sd-turbo).
+#[derive(Debug, Clone)]
+pub struct UNet2DConditionModel {
+    pub conv_in: Conv2d,
+    pub time_embedding: TimestepEmbedding,
+    pub down_blocks: Vec<DownBlock2D>,
+    pub mid_block: UNetMidBlock2DCrossAttn,
+    pub up_blocks: Vec<UpBlock2D>,
+    pub conv_norm_out: GroupNorm,
+    pub conv_out: Conv2d,
+    pub config: UNet2DConditionConfig,
+    dtype: DType,
+}
+
+/// The file name of diffusers' U-Net / VAE weights inside a model folder.
+pub const WEIGHTS_FILE: &str = "diffusion_pytorch_model.safetensors";
+
+impl UNet2DConditionModel {
+    /// Builds the model from a [`VarBuilder`] rooted at the U-Net's parameters (use
+    /// `vb.pp("model.diffusion_model")`-style prefixes for other layouts). The weights' dtype
+    /// is the builder's dtype.
+    pub fn new(vb: VarBuilder, config: &UNet2DConditionConfig) -> Result<Self> {
+        config.validate()?;
+        let cfg = config;
+        let n = cfg.block_out_channels.len();
+        let boc = &cfg.block_out_channels;
+        let heads = cfg.heads()?;
+        let layers = cfg.layers_per_block.per_block(n, "layers_per_block")?;
+        let tlayers = cfg
+            .transformer_layers_per_block
+            .per_block(n, "transformer_layers_per_block")?;
+        let groups = cfg.norm_num_groups;
+        let eps = cfg.norm_eps;
+        let temb_dim = boc[0] * 4;
+
+        let conv_in = Conv2d::new(vb.pp("conv_in"), cfg.in_channels, boc[0], 3, 1, 1)?;
+        let time_embedding = TimestepEmbedding {
+            linear_1: Linear::new(
+                vb.pp("time_embedding").pp("linear_1"),
+                boc[0],
+                temb_dim,
+                true,
+            )?,
+            linear_2: Linear::new(
+                vb.pp("time_embedding").pp("linear_2"),
+                temb_dim,
+                temb_dim,
+                true,
+            )?,
+        };
+        let transformer = |vb: VarBuilder, ch: usize, h: usize, nl: usize| {
+            Transformer2DModel::new(
+                vb,
+                ch,
+                h,
+                nl,
+                cfg.cross_attention_dim,
+                groups,
+                cfg.use_linear_projection,
+                cfg.upcast_attention,
+            )
+        };
+
+        let mut down_blocks = Vec::with_capacity(n);
+        let mut out_ch = boc[0];
+        for (i, ty) in cfg.down_block_types.iter().enumerate() {
+            let vbb = vb.pp("down_blocks").pp(i);
+            let in_ch = out_ch;
+            out_ch = boc[i];
+            let is_final = i == n - 1;
+            let cross = ty == "CrossAttnDownBlock2D";
+            let mut resnets = Vec::new();
+            let mut attentions = Vec::new();
+            for j in 0..layers[i] {
+                let rin = if j == 0 { in_ch } else { out_ch };
+                resnets.push(ResnetBlock2D::new(
+                    vbb.pp("resnets").pp(j),
+                    rin,
+                    out_ch,
+                    Some(temb_dim),
+                    groups,
+                    eps,
+                )?);
+                if cross {
+                    attentions.push(transformer(
+                        vbb.pp("attentions").pp(j),
+                        out_ch,
+                        heads[i],
+                        tlayers[i],
+                    )?);
+                }
+            }
+            let downsampler = if is_final {
+                None
+            } else {
+                Some(Downsample2D::new(
+                    vbb.pp("downsamplers").pp(0),
+                    out_ch,
+                    cfg.downsample_padding,
+                )?)
+            };
+            down_blocks.push(DownBlock2D {
+                resnets,
+                attentions,
+                downsampler,
+            });
+        }
+
+        let mid_ch = boc[n - 1];
+        let vbm = vb.pp("mid_block");
+        let mid_block = UNetMidBlock2DCrossAttn {
+            resnets: vec![
+                ResnetBlock2D::new(
+                    vbm.pp("resnets").pp(0),
+                    mid_ch,
+                    mid_ch,
+                    Some(temb_dim),
+                    groups,
+                    eps,
+                )?,
+                ResnetBlock2D::new(
+                    vbm.pp("resnets").pp(1),
+                    mid_ch,
+                    mid_ch,
+                    Some(temb_dim),
+                    groups,
+                    eps,
+                )?,
+            ],
+            attentions: vec![transformer(
+                vbm.pp("attentions").pp(0),
+                mid_ch,
+                heads[n - 1],
+                tlayers[n - 1],
+            )?],
+        };
+
+        let rev_boc: Vec<usize> = boc.iter().rev().copied().collect();
+        let rev_heads: Vec<usize> = heads.iter().rev().copied().collect();
+        let rev_layers: Vec<usize> = layers.iter().rev().copied().collect();
+        let rev_tlayers: Vec<usize> = tlayers.iter().rev().copied().collect();
+        let mut up_blocks = Vec::with_capacity(n);
+        let mut out_ch = rev_boc[0];
+        for (i, ty) in cfg.up_block_types.iter().enumerate() {
+            let vbb = vb.pp("up_blocks").pp(i);
+            let prev_out = out_ch;
+            out_ch = rev_boc[i];
+            let in_ch = rev_boc[(i + 1).min(n - 1)];
+            let is_final = i == n - 1;
+            let cross = ty == "CrossAttnUpBlock2D";
+            let num_layers = rev_layers[i] + 1;
+            let mut resnets = Vec::new();
+            let mut attentions = Vec::new();
+            for j in 0..num_layers {
+                let skip_ch = if j == num_layers - 1 { in_ch } else { out_ch };
+                let rin = if j == 0 { prev_out } else { out_ch };
+                resnets.push(ResnetBlock2D::new(
+                    vbb.pp("resnets").pp(j),
+                    rin + skip_ch,
+                    out_ch,
+                    Some(temb_dim),
+                    groups,
+                    eps,
+                )?);
+                if cross {
+                    attentions.push(transformer(
+                        vbb.pp("attentions").pp(j),
+                        out_ch,
+                        rev_heads[i],
+                        rev_tlayers[i],
+                    )?);
+                }
+            }
+            let upsampler = if is_final {
+                None
+            } else {
+                Some(Upsample2D::new(vbb.pp("upsamplers").pp(0), out_ch)?)
+            };
+            up_blocks.push(UpBlock2D {
+                resnets,
+                attentions,
+                upsampler,
+            });
+        }
+
+        Ok(Self {
+            conv_in,
+            time_embedding,
+            down_blocks,
+            mid_block,
+            up_blocks,
+            conv_norm_out: GroupNorm::new(vb.pp("conv_norm_out"), groups, boc[0], eps)?,
+            conv_out: Conv2d::new(vb.pp("conv_out"), boc[0], cfg.out_channels, 3, 1, 1)?,
+            config: cfg.clone(),
+            dtype: vb.dtype(),
+        })
+    }
+
+    /// Loads a diffusers `unet` folder (`config.json` + `diffusion_pytorch_model.safetensors`)
+    /// with memory maps, in `dtype` on `device`.
+    pub fn from_pretrained(dir: &Path, dtype: DType, device: &Device) -> Result<Self> {
+        let config = UNet2DConditionConfig::from_file(&dir.join("config.json"))?;
+        let file = dir.join(WEIGHTS_FILE);
+        let vb = nn::mmaped_var_builder(std::slice::from_ref(&file), dtype, device)?;
+        Self::new(vb, &config).map_err(|e| e.in_file(&file))
+    }
+
+    /// Loads a diffusers `unet` folder making the parameters whose full name satisfies
+    /// `trainable` [`candle_core::Var`]s registered in `varmap` (e.g. all `attn2.to_k` and
+    /// `attn2.to_v` weights); see [`nn::trainable_var_builder`].
+    pub fn from_pretrained_trainable(
+        dir: &Path,
+        varmap: &VarMap,
+        trainable: impl Fn(&str) -> bool + Send + Sync + 'static,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<Self> {
+        let config = UNet2DConditionConfig::from_file(&dir.join("config.json"))?;
+        let file = dir.join(WEIGHTS_FILE);
+        let vb = nn::trainable_var_builder(
+            std::slice::from_ref(&file),
+            varmap,
+            trainable,
+            dtype,
+            device,
+        )?;
+        Self::new(vb, &config).map_err(|e| e.in_file(&file))
+    }
+
+    /// The dtype of the weights (and of the computation).
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// Noise prediction. `sample` [B, C, H, W] (H, W multiples of
+    /// [`UNet2DConditionConfig::downsampling_factor`]); `timesteps` [B] with one (possibly
+    /// fractional) timestep per sample, or [1] / a scalar for all; `context` [B, L, D].
+    /// Inputs are cast to the model's dtype.
+    pub fn forward(&self, sample: &Tensor, timesteps: &Tensor, context: &Tensor) -> Result<Tensor> {
+        let (b, c, h, w) = sample.dims4()?;
+        if c != self.config.in_channels {
+            return Err(Error::InvalidInput {
+                name: "sample",
+                msg: format!(
+                    "{c} channels, the U-Net expects {}",
+                    self.config.in_channels
+                ),
+            });
+        }
+        let f = self.config.downsampling_factor();
+        if h % f != 0 || w % f != 0 {
+            return Err(Error::InvalidInput {
+                name: "sample",
+                msg: format!("spatial size {h}x{w} is not a multiple of {f}"),
+            });
+        }
+        let (cb, _, cd) = context.dims3()?;
+        if cb != b || cd != self.config.cross_attention_dim {
+            return Err(Error::InvalidInput {
+                name: "context",
+                msg: format!(
+                    "shape {:?}, expected [{b}, L, {}]",
+                    context.dims(),
+                    self.config.cross_attention_dim
+                ),
+            });
+        }
+        let timesteps = match timesteps.rank() {
+            0 => timesteps.reshape(1)?.broadcast_as(b)?.contiguous()?,
+            1 if timesteps.dim(0)? == b => timesteps.clone(),
+            1 if timesteps.dim(0)? == 1 => timesteps.broadcast_as(b)?.contiguous()?,
+            _ => {
+                return Err(Error::InvalidInput {
+                    name: "timesteps",
+                    msg: format!("shape {:?}, expected [{b}] or [1]", timesteps.dims()),
+                })
+            }
+        };
+        let dtype = self.dtype;
+        let sample = sample.to_dtype(dtype)?;
+        let context = context.to_dtype(dtype)?;
+
+        let t_feat = timestep_features(
+            &timesteps,
+            self.config.block_out_channels[0],
+            self.config.flip_sin_to_cos,
+            self.config.freq_shift,
+        )?
+        .to_dtype(dtype)?;
+        let temb = self.time_embedding.forward(&t_feat)?;
+
+        let mut x = self.conv_in.forward(&sample)?;
+        let mut skips = vec![x.clone()];
+        for blk in &self.down_blocks {
+            let (y, states) = blk.forward(&x, &temb, &context)?;
+            x = y;
+            skips.extend(states);
+        }
+        x = self.mid_block.forward(&x, &temb, &context)?;
+        for blk in &self.up_blocks {
+            let k = blk.resnets.len();
+            let start = skips.len() - k;
+            let mine: Vec<Tensor> = skips.drain(start..).rev().collect();
+            x = blk.forward(&x, &mine, &temb, &context)?;
+        }
+        let x = nn::silu(&self.conv_norm_out.forward(&x)?)?;
+        self.conv_out.forward(&x)
+    }
+}

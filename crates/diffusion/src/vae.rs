@@ -1,0 +1,506 @@
+//! diffusers' `AutoencoderKL` (the Stable Diffusion VAE): encoder to a diagonal Gaussian
+//! posterior, decoder from latents, with diffusers' configuration and parameter names.
+//! Differentiable end to end.
+
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use serde::Deserialize;
+
+use crate::nn::{self, Attention, Conv2d, Error, GroupNorm, Result};
+use crate::unet::{Downsample2D, ResnetBlock2D, Upsample2D, WEIGHTS_FILE};
+
+fn d_three() -> usize {
+    3
+}
+fn d_four() -> usize {
+    4
+}
+fn d_groups() -> usize {
+    32
+}
+fn d_one() -> usize {
+    1
+}
+fn d_true() -> bool {
+    true
+}
+fn d_scaling() -> f64 {
+    0.18215
+}
+fn d_boc() -> Vec<usize> {
+    vec![64]
+}
+
+/// diffusers' `vae/config.json` (fields this implementation reads; unknown ones are ignored).
+#[derive(Debug, Clone, Deserialize)]
+pub struct AutoencoderKLConfig {
+    #[serde(default = "d_three")]
+    pub in_channels: usize,
+    #[serde(default = "d_three")]
+    pub out_channels: usize,
+    #[serde(default)]
+    pub down_block_types: Vec<String>,
+    #[serde(default)]
+    pub up_block_types: Vec<String>,
+    #[serde(default = "d_boc")]
+    pub block_out_channels: Vec<usize>,
+    #[serde(default = "d_one")]
+    pub layers_per_block: usize,
+    #[serde(default)]
+    pub act_fn: Option<String>,
+    #[serde(default = "d_four")]
+    pub latent_channels: usize,
+    #[serde(default = "d_groups")]
+    pub norm_num_groups: usize,
+    #[serde(default)]
+    pub sample_size: Option<usize>,
+    #[serde(default = "d_scaling")]
+    pub scaling_factor: f64,
+    #[serde(default)]
+    pub shift_factor: Option<f64>,
+    #[serde(default)]
+    pub force_upcast: Option<bool>,
+    #[serde(default = "d_true")]
+    pub use_quant_conv: bool,
+    #[serde(default = "d_true")]
+    pub use_post_quant_conv: bool,
+    #[serde(default = "d_true")]
+    pub mid_block_add_attention: bool,
+}
+
+impl AutoencoderKLConfig {
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let cfg: Self = nn::read_json_config(path)?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn from_json_str(json: &str) -> Result<Self> {
+        let cfg: Self = serde_json::from_str(json).map_err(|source| Error::ConfigParse {
+            path: PathBuf::from("<string>"),
+            source,
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    pub fn validate(&self) -> Result<()> {
+        let n = self.block_out_channels.len();
+        let bad = |m: String| Err(Error::InvalidConfig(m));
+        if n == 0 {
+            return bad("empty block_out_channels".into());
+        }
+        for (field, types, want) in [
+            (
+                "down_block_types",
+                &self.down_block_types,
+                "DownEncoderBlock2D",
+            ),
+            ("up_block_types", &self.up_block_types, "UpDecoderBlock2D"),
+        ] {
+            // diffusers' defaults have a single block; configs list one type per block.
+            if !types.is_empty() && types.len() != n {
+                return bad(format!(
+                    "{field} has {} entries for {n} blocks",
+                    types.len()
+                ));
+            }
+            if let Some(t) = types.iter().find(|t| t.as_str() != want) {
+                return bad(format!("unsupported {field} entry `{t}`"));
+            }
+        }
+        if !matches!(self.act_fn.as_deref(), None | Some("silu")) {
+            return bad(format!("unsupported act_fn {:?}", self.act_fn));
+        }
+        for c in &self.block_out_channels {
+            if c % self.norm_num_groups != 0 {
+                return bad(format!(
+                    "block channels {c} not divisible by norm_num_groups {}",
+                    self.norm_num_groups
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The VAE's single-head spatial self-attention (`attentions.0` of the mid blocks):
+/// `group_norm`, `to_q/to_k/to_v` with biases, `to_out.0`, residual connection.
+#[derive(Debug, Clone)]
+pub struct SpatialSelfAttention {
+    pub group_norm: GroupNorm,
+    pub attn: Attention,
+}
+
+impl SpatialSelfAttention {
+    pub fn new(vb: VarBuilder, channels: usize, groups: usize, eps: f64) -> Result<Self> {
+        Ok(Self {
+            group_norm: GroupNorm::new(vb.pp("group_norm"), groups, channels, eps)?,
+            attn: Attention::new(vb, channels, None, 1, channels, true, false)?,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, c, h, w) = x.dims4()?;
+        let seq = self.group_norm.forward(&x.reshape((b, c, h * w))?)?;
+        let seq = seq.transpose(1, 2)?.contiguous()?; // [B, HW, C]
+        let out = self.attn.forward(&seq, None)?;
+        let out = out.transpose(1, 2)?.reshape((b, c, h, w))?;
+        Ok((out + x)?)
+    }
+}
+
+/// `UNetMidBlock2D` without time embedding: `resnets.0`, optional `attentions.0`, `resnets.1`.
+#[derive(Debug, Clone)]
+pub struct VaeMidBlock {
+    pub resnets: Vec<ResnetBlock2D>,
+    pub attention: Option<SpatialSelfAttention>,
+}
+
+impl VaeMidBlock {
+    fn new(vb: VarBuilder, ch: usize, groups: usize, attention: bool) -> Result<Self> {
+        Ok(Self {
+            resnets: vec![
+                ResnetBlock2D::new(vb.pp("resnets").pp(0), ch, ch, None, groups, 1e-6)?,
+                ResnetBlock2D::new(vb.pp("resnets").pp(1), ch, ch, None, groups, 1e-6)?,
+            ],
+            attention: if attention {
+                Some(SpatialSelfAttention::new(
+                    vb.pp("attentions").pp(0),
+                    ch,
+                    groups,
+                    1e-6,
+                )?)
+            } else {
+                None
+            },
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mut x = self.resnets[0].forward(x, None)?;
+        if let Some(a) = &self.attention {
+            x = a.forward(&x)?;
+        }
+        self.resnets[1].forward(&x, None)
+    }
+}
+
+/// `DownEncoderBlock2D` / `UpDecoderBlock2D`: resnets then an optional resampler.
+#[derive(Debug, Clone)]
+pub struct VaeBlock {
+    pub resnets: Vec<ResnetBlock2D>,
+    pub downsampler: Option<Downsample2D>,
+    pub upsampler: Option<Upsample2D>,
+}
+
+impl VaeBlock {
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mut x = x.clone();
+        for r in &self.resnets {
+            x = r.forward(&x, None)?;
+        }
+        if let Some(d) = &self.downsampler {
+            x = d.forward(&x)?;
+        }
+        if let Some(u) = &self.upsampler {
+            x = u.forward(&x)?;
+        }
+        Ok(x)
+    }
+}
+
+/// The VAE encoder (`encoder.*`), producing `2 * latent_channels` moments.
+#[derive(Debug, Clone)]
+pub struct Encoder {
+    pub conv_in: Conv2d,
+    pub down_blocks: Vec<VaeBlock>,
+    pub mid_block: VaeMidBlock,
+    pub conv_norm_out: GroupNorm,
+    pub conv_out: Conv2d,
+}
+
+impl Encoder {
+    pub fn new(vb: VarBuilder, cfg: &AutoencoderKLConfig) -> Result<Self> {
+        let boc = &cfg.block_out_channels;
+        let n = boc.len();
+        let g = cfg.norm_num_groups;
+        let mut down_blocks = Vec::with_capacity(n);
+        let mut out_ch = boc[0];
+        for (i, &ch) in boc.iter().enumerate() {
+            let vbb = vb.pp("down_blocks").pp(i);
+            let in_ch = out_ch;
+            out_ch = ch;
+            let resnets = (0..cfg.layers_per_block)
+                .map(|j| {
+                    ResnetBlock2D::new(
+                        vbb.pp("resnets").pp(j),
+                        if j == 0 { in_ch } else { out_ch },
+                        out_ch,
+                        None,
+                        g,
+                        1e-6,
+                    )
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let downsampler = if i + 1 < n {
+                Some(Downsample2D::new(vbb.pp("downsamplers").pp(0), out_ch, 0)?)
+            } else {
+                None
+            };
+            down_blocks.push(VaeBlock {
+                resnets,
+                downsampler,
+                upsampler: None,
+            });
+        }
+        let top = boc[n - 1];
+        Ok(Self {
+            conv_in: Conv2d::new(vb.pp("conv_in"), cfg.in_channels, boc[0], 3, 1, 1)?,
+            down_blocks,
+            mid_block: VaeMidBlock::new(vb.pp("mid_block"), top, g, cfg.mid_block_add_attention)?,
+            conv_norm_out: GroupNorm::new(vb.pp("conv_norm_out"), g, top, 1e-6)?,
+            conv_out: Conv2d::new(vb.pp("conv_out"), top, 2 * cfg.latent_channels, 3, 1, 1)?,
+        })
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mut x = self.conv_in.forward(x)?;
+        for b in &self.down_blocks {
+            x = b.forward(&x)?;
+        }
+        x = self.mid_block.forward(&x)?;
+        let x = nn::silu(&self.conv_norm_out.forward(&x)?)?;
+        self.conv_out.forward(&x)
+    }
+}
+
+/// The VAE decoder (`decoder.*`).
+#[derive(Debug, Clone)]
+pub struct Decoder {
+    pub conv_in: Conv2d,
+    pub mid_block: VaeMidBlock,
+    pub up_blocks: Vec<VaeBlock>,
+    pub conv_norm_out: GroupNorm,
+    pub conv_out: Conv2d,
+}
+
+impl Decoder {
+    pub fn new(vb: VarBuilder, cfg: &AutoencoderKLConfig) -> Result<Self> {
+        let boc = &cfg.block_out_channels;
+        let n = boc.len();
+        let g = cfg.norm_num_groups;
+        let rev: Vec<usize> = boc.iter().rev().copied().collect();
+        let mut up_blocks = Vec::with_capacity(n);
+        let mut out_ch = rev[0];
+        for (i, &ch) in rev.iter().enumerate() {
+            let vbb = vb.pp("up_blocks").pp(i);
+            let prev = out_ch;
+            out_ch = ch;
+            let resnets = (0..cfg.layers_per_block + 1)
+                .map(|j| {
+                    ResnetBlock2D::new(
+                        vbb.pp("resnets").pp(j),
+                        if j == 0 { prev } else { out_ch },
+                        out_ch,
+                        None,
+                        g,
+                        1e-6,
+                    )
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let upsampler = if i + 1 < n {
+                Some(Upsample2D::new(vbb.pp("upsamplers").pp(0), out_ch)?)
+            } else {
+                None
+            };
+            up_blocks.push(VaeBlock {
+                resnets,
+                downsampler: None,
+                upsampler,
+            });
+        }
+        Ok(Self {
+            conv_in: Conv2d::new(vb.pp("conv_in"), cfg.latent_channels, rev[0], 3, 1, 1)?,
+            mid_block: VaeMidBlock::new(
+                vb.pp("mid_block"),
+                rev[0],
+                g,
+                cfg.mid_block_add_attention,
+            )?,
+            up_blocks,
+            conv_norm_out: GroupNorm::new(vb.pp("conv_norm_out"), g, boc[0], 1e-6)?,
+            conv_out: Conv2d::new(vb.pp("conv_out"), boc[0], cfg.out_channels, 3, 1, 1)?,
+        })
+    }
+
+    pub fn forward(&self, z: &Tensor) -> Result<Tensor> {
+        let mut x = self.conv_in.forward(z)?;
+        x = self.mid_block.forward(&x)?;
+        for b in &self.up_blocks {
+            x = b.forward(&x)?;
+        }
+        let x = nn::silu(&self.conv_norm_out.forward(&x)?)?;
+        self.conv_out.forward(&x)
+    }
+}
+
+/// The VAE posterior `N(mean, std^2)` per latent element; `logvar` is clamped to [-30, 20].
+#[derive(Debug, Clone)]
+pub struct DiagonalGaussian {
+    pub mean: Tensor,
+    pub logvar: Tensor,
+    pub std: Tensor,
+}
+
+impl DiagonalGaussian {
+    /// Splits [B, 2C, H, W] moments into mean and log-variance along channels.
+    pub fn from_moments(moments: &Tensor) -> Result<Self> {
+        let c2 = moments.dim(1)?;
+        let c = c2 / 2;
+        let mean = moments.narrow(1, 0, c)?;
+        let logvar = moments.narrow(1, c, c)?.clamp(-30f32, 20f32)?;
+        let std = (&logvar * 0.5)?.exp()?;
+        Ok(Self { mean, logvar, std })
+    }
+
+    /// `mean + std * noise` with caller-provided standard normal `noise` (shape of `mean`).
+    pub fn sample(&self, noise: &Tensor) -> Result<Tensor> {
+        if noise.dims() != self.mean.dims() {
+            return Err(Error::InvalidInput {
+                name: "noise",
+                msg: format!(
+                    "shape {:?}, the posterior has shape {:?}",
+                    noise.dims(),
+                    self.mean.dims()
+                ),
+            });
+        }
+        let noise = noise.to_dtype(self.mean.dtype())?;
+        Ok((&self.mean + (&self.std * noise)?)?)
+    }
+
+    /// The posterior mean (diffusers' `mode()`).
+    pub fn mode(&self) -> &Tensor {
+        &self.mean
+    }
+}
+
+/// diffusers' `AutoencoderKL`.
+#[derive(Debug, Clone)]
+pub struct AutoencoderKL {
+    pub encoder: Encoder,
+    pub decoder: Decoder,
+    pub quant_conv: Option<Conv2d>,
+    pub post_quant_conv: Option<Conv2d>,
+    pub config: AutoencoderKLConfig,
+    dtype: DType,
+}
+
+impl AutoencoderKL {
+    pub fn new(vb: VarBuilder, config: &AutoencoderKLConfig) -> Result<Self> {
+        config.validate()?;
+        let l = config.latent_channels;
+        Ok(Self {
+            encoder: Encoder::new(vb.pp("encoder"), config)?,
+            decoder: Decoder::new(vb.pp("decoder"), config)?,
+            quant_conv: if config.use_quant_conv {
+                Some(Conv2d::new(vb.pp("quant_conv"), 2 * l, 2 * l, 1, 1, 0)?)
+            } else {
+                None
+            },
+            post_quant_conv: if config.use_post_quant_conv {
+                Some(Conv2d::new(vb.pp("post_quant_conv"), l, l, 1, 1, 0)?)
+            } else {
+                None
+            },
+            config: config.clone(),
+            dtype: vb.dtype(),
+        })
+    }
+
+    /// Loads a diffusers `vae` folder (`config.json` + `diffusion_pytorch_model.safetensors`)
+    /// with memory maps, in `dtype` on `device`.
+    pub fn from_pretrained(dir: &Path, dtype: DType, device: &Device) -> Result<Self> {
+        let config = AutoencoderKLConfig::from_file(&dir.join("config.json"))?;
+        let file = dir.join(WEIGHTS_FILE);
+        let vb = nn::mmaped_var_builder(std::slice::from_ref(&file), dtype, device)?;
+        Self::new(vb, &config).map_err(|e| e.in_file(&file))
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// Multiplier from posterior samples to U-Net latents (0.18215 for SD 1.x/2.x).
+    pub fn scaling_factor(&self) -> f64 {
+        self.config.scaling_factor
+    }
+
+    /// Shift subtracted before scaling (None for SD 1.x/2.x).
+    pub fn shift_factor(&self) -> Option<f64> {
+        self.config.shift_factor
+    }
+
+    /// `(z - shift) * scaling_factor`: VAE latents to U-Net latents.
+    pub fn scale_latents(&self, z: &Tensor) -> Result<Tensor> {
+        let z = match self.config.shift_factor {
+            Some(s) => (z - s)?,
+            None => z.clone(),
+        };
+        Ok((z * self.config.scaling_factor)?)
+    }
+
+    /// `z / scaling_factor + shift`: U-Net latents to VAE latents.
+    pub fn unscale_latents(&self, z: &Tensor) -> Result<Tensor> {
+        let z = (z / self.config.scaling_factor)?;
+        Ok(match self.config.shift_factor {
+            Some(s) => (z + s)?,
+            None => z,
+        })
+    }
+
+    /// Images [B, in_channels, H, W] in [-1, 1] → posterior over latents [B, C, H/f, W/f].
+    pub fn encode(&self, x: &Tensor) -> Result<DiagonalGaussian> {
+        let (_, c, h, w) = x.dims4()?;
+        let f = 1usize << (self.config.block_out_channels.len() - 1);
+        if c != self.config.in_channels || h % f != 0 || w % f != 0 {
+            return Err(Error::InvalidInput {
+                name: "image",
+                msg: format!(
+                    "shape {:?}, expected [B, {}, H, W] with H, W multiples of {f}",
+                    x.dims(),
+                    self.config.in_channels
+                ),
+            });
+        }
+        let h = self.encoder.forward(&x.to_dtype(self.dtype)?)?;
+        let moments = match &self.quant_conv {
+            Some(q) => q.forward(&h)?,
+            None => h,
+        };
+        DiagonalGaussian::from_moments(&moments)
+    }
+
+    /// VAE latents [B, latent_channels, h, w] (unscaled) → images [B, out_channels, H, W].
+    pub fn decode(&self, z: &Tensor) -> Result<Tensor> {
+        let (_, c, _, _) = z.dims4()?;
+        if c != self.config.latent_channels {
+            return Err(Error::InvalidInput {
+                name: "latents",
+                msg: format!(
+                    "{c} channels, the VAE expects {}",
+                    self.config.latent_channels
+                ),
+            });
+        }
+        let z = z.to_dtype(self.dtype)?;
+        let z = match &self.post_quant_conv {
+            Some(p) => p.forward(&z)?,
+            None => z,
+        };
+        self.decoder.forward(&z)
+    }
+}
