@@ -266,8 +266,13 @@ pub fn read_json_config<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T
         path: path.to_path_buf(),
         source,
     })?;
-    serde_json::from_str(&text).map_err(|source| Error::ConfigParse {
-        path: path.to_path_buf(),
+    parse_json_config(&text, path)
+}
+
+/// Parses a config's JSON text; `origin` names it in errors (a file, or `<string>`).
+pub fn parse_json_config<T: serde::de::DeserializeOwned>(text: &str, origin: &Path) -> Result<T> {
+    serde_json::from_str(text).map_err(|source| Error::ConfigParse {
+        path: origin.to_path_buf(),
         source,
     })
 }

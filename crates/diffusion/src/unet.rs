@@ -5,7 +5,7 @@
 //! Shared diffusers blocks (`ResnetBlock2D`, `Downsample2D`, `Upsample2D`) live here too and
 //! are reused by the VAE.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
@@ -156,10 +156,7 @@ impl UNet2DConditionConfig {
 
     /// Parses a JSON string (e.g. a config embedded in code) and validates it.
     pub fn from_json_str(json: &str) -> Result<Self> {
-        let cfg: Self = serde_json::from_str(json).map_err(|source| Error::ConfigParse {
-            path: PathBuf::from("<string>"),
-            source,
-        })?;
+        let cfg: Self = nn::parse_json_config(json, Path::new("<string>"))?;
         cfg.validate()?;
         Ok(cfg)
     }

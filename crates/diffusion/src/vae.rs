@@ -2,7 +2,7 @@
 //! posterior, decoder from latents, with diffusers' configuration and parameter names.
 //! Differentiable end to end.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
@@ -78,10 +78,7 @@ impl AutoencoderKLConfig {
     }
 
     pub fn from_json_str(json: &str) -> Result<Self> {
-        let cfg: Self = serde_json::from_str(json).map_err(|source| Error::ConfigParse {
-            path: PathBuf::from("<string>"),
-            source,
-        })?;
+        let cfg: Self = nn::parse_json_config(json, Path::new("<string>"))?;
         cfg.validate()?;
         Ok(cfg)
     }
