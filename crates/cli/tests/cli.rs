@@ -1,31 +1,11 @@
 //! The binary as a user runs it: simulate → nsd prepare → info → fit → decode → eval.
 
-use std::path::Path;
-use std::process::{Command, Output};
+mod common;
 
-fn brainrecon(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_brainrecon"))
-        .args(args)
-        .output()
-        .expect("run brainrecon")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = brainrecon(args);
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
+use common::{brainrecon, ok, p};
 
 fn json(args: &[&str]) -> serde_json::Value {
     serde_json::from_str(&ok(args)).expect("valid JSON on stdout")
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
 }
 
 #[test]

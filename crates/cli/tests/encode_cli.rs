@@ -5,28 +5,9 @@
 use brainrecon_data::nifti_io::read_volume;
 use brainrecon_data::npy;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod common;
 
-fn brainrecon(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_brainrecon"))
-        .args(args)
-        .output()
-        .expect("run brainrecon")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = brainrecon(args);
-    assert!(
-        out.status.success(),
-        "{args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).unwrap()
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
-}
+use common::{brainrecon, ok, p};
 
 fn simulate(dir: &Path, images: usize, seed: u64) -> PathBuf {
     let subject = dir.join("subj01");
