@@ -168,6 +168,39 @@ fn parse_args() -> Result<Args, String> {
     Ok(a)
 }
 
+/// Runs `forward` `steps` times, recording each call's seconds in `step_s`; fails on a
+/// non-finite output (a broken model would otherwise time garbage). Returns the output shape.
+fn time_steps<F>(
+    steps: usize,
+    label: &str,
+    step_s: &mut Vec<f64>,
+    mut forward: F,
+) -> Result<Vec<usize>, Box<dyn std::error::Error>>
+where
+    F: FnMut() -> brainrecon_diffusion::nn::Result<Tensor>,
+{
+    let mut shape = vec![];
+    for _ in 0..steps {
+        let t = Instant::now();
+        let out = forward()?;
+        // Reading a value forces the whole computation before the clock stops.
+        let v = out
+            .to_dtype(DType::F32)?
+            .abs()?
+            .mean_all()?
+            .to_scalar::<f32>()?;
+        step_s.push(t.elapsed().as_secs_f64());
+        if !v.is_finite() {
+            return Err(Box::new(Error::InvalidInput {
+                name: "output",
+                msg: format!("non-finite {label} output"),
+            }));
+        }
+        shape = out.dims().to_vec();
+    }
+    Ok(shape)
+}
+
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = parse_args().map_err(|e| format!("bench_unet_vae: {e}"))?;
     let dev = Device::Cpu;
@@ -183,7 +216,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let t0 = Instant::now();
     let mut step_s = Vec::new();
-    let out_shape;
+    let out_shape: Vec<usize>;
     let build_s;
     if args.model == "unet" {
         let cfg = UNet2DConditionConfig::from_json_str(SD15_UNET)?;
@@ -192,49 +225,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let sample = normal_tensor((2, 4, 64, 64), args.seed ^ 1, 1.0)?;
         let context = normal_tensor((2, 77, 768), args.seed ^ 2, 1.0)?;
         let timesteps = Tensor::new(&[981f32, 981.], &dev)?;
-        let mut shape = vec![];
-        for _ in 0..args.steps {
-            let t = Instant::now();
-            let eps = unet.forward(&sample, &timesteps, &context)?;
-            let v = eps
-                .to_dtype(DType::F32)?
-                .abs()?
-                .mean_all()?
-                .to_scalar::<f32>()?;
-            step_s.push(t.elapsed().as_secs_f64());
-            if !v.is_finite() {
-                return Err(Box::new(Error::InvalidInput {
-                    name: "output",
-                    msg: "non-finite U-Net output".into(),
-                }));
-            }
-            shape = eps.dims().to_vec();
-        }
-        out_shape = shape;
+        out_shape = time_steps(args.steps, "U-Net", &mut step_s, || {
+            unet.forward(&sample, &timesteps, &context)
+        })?;
     } else {
         let cfg = AutoencoderKLConfig::from_json_str(SD15_VAE)?;
         let vae = AutoencoderKL::new(vb, &cfg)?;
         build_s = t0.elapsed().as_secs_f64();
         let z = normal_tensor((1, 4, 64, 64), args.seed ^ 3, 1.0)?;
-        let mut shape = vec![];
-        for _ in 0..args.steps {
-            let t = Instant::now();
-            let img = vae.decode(&z)?;
-            let v = img
-                .to_dtype(DType::F32)?
-                .abs()?
-                .mean_all()?
-                .to_scalar::<f32>()?;
-            step_s.push(t.elapsed().as_secs_f64());
-            if !v.is_finite() {
-                return Err(Box::new(Error::InvalidInput {
-                    name: "output",
-                    msg: "non-finite VAE output".into(),
-                }));
-            }
-            shape = img.dims().to_vec();
-        }
-        out_shape = shape;
+        out_shape = time_steps(args.steps, "VAE", &mut step_s, || vae.decode(&z))?;
     }
     let rss = peak_rss_gib();
     let threads = std::env::var("RAYON_NUM_THREADS").unwrap_or_else(|_| "default".into());
