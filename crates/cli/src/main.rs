@@ -22,8 +22,10 @@ enum Command {
     #[command(subcommand)]
     Nsd(commands::nsd::NsdCommand),
     Info(commands::info::Args),
+    Features(commands::features::Args),
     Fit(commands::fit::Args),
     Decode(commands::decode::Args),
+    Reconstruct(commands::reconstruct::Args),
     Eval(commands::eval::Args),
     Generate(commands::generate::Args),
     Encode(commands::encode::Args),
@@ -41,6 +43,9 @@ fn exit_code(error: &anyhow::Error) -> u8 {
             || cause.is::<brainrecon_metrics::MetricsError>()
             || cause.is::<commands::UsageError>()
             || cause
+                .downcast_ref::<brainrecon_routes::RouteError>()
+                .is_some_and(|e| e.is_user_error())
+            || cause
                 .downcast_ref::<brainrecon_diffusion::weights::DiffusionError>()
                 .is_some_and(|e| e.is_user_error())
     });
@@ -57,8 +62,10 @@ fn main() -> ExitCode {
         Command::Simulate(args) => commands::simulate::run(args),
         Command::Nsd(command) => commands::nsd::run(command),
         Command::Info(args) => commands::info::run(args),
+        Command::Features(args) => commands::features::run(args),
         Command::Fit(args) => commands::fit::run(args),
         Command::Decode(args) => commands::decode::run(args),
+        Command::Reconstruct(args) => commands::reconstruct::run(args),
         Command::Eval(args) => commands::eval::run(args),
         Command::Generate(args) => commands::generate::run(args),
         Command::Encode(args) => commands::encode::run(args),

@@ -1,4 +1,8 @@
 //! RGB images: PNG in and out, and area resampling.
+//!
+//! [`RgbImage::resize_with`] also resamples as Pillow's `Image.resize` does for 8-bit RGB
+//! (bicubic, Lanczos), and [`RgbImage::center_crop`] crops as transformers' image processors do,
+//! so that CLIP-style preprocessing sees the pixels the reference implementations see.
 
 use crate::atomic::write_atomic;
 use crate::error::{DataError, Result};
@@ -74,6 +78,223 @@ impl RgbImage {
                 }
                 pixels.extend(sum.iter().map(|s| s.round().clamp(0.0, 255.0) as u8));
             }
+        }
+        RgbImage::new(height, width, pixels)
+    }
+}
+
+/// Resampling filters for [`RgbImage::resize_with`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Filter {
+    /// Area averaging ([`RgbImage::resize`]).
+    Area,
+    /// Pillow's `Image.BICUBIC` (Keys cubic convolution, a = -0.5).
+    Bicubic,
+    /// Pillow's `Image.LANCZOS` (Lanczos, a = 3).
+    Lanczos,
+}
+
+impl Filter {
+    /// Half-width of the kernel in source pixels at scale 1.
+    fn support(self) -> f64 {
+        match self {
+            Filter::Area => 0.5,
+            Filter::Bicubic => 2.0,
+            Filter::Lanczos => 3.0,
+        }
+    }
+
+    fn kernel(self, x: f64) -> f64 {
+        match self {
+            Filter::Area => {
+                if x > -0.5 && x <= 0.5 {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
+            Filter::Bicubic => {
+                const A: f64 = -0.5;
+                let x = x.abs();
+                if x < 1.0 {
+                    ((A + 2.0) * x - (A + 3.0)) * x * x + 1.0
+                } else if x < 2.0 {
+                    (((x - 5.0) * x + 8.0) * x - 4.0) * A
+                } else {
+                    0.0
+                }
+            }
+            // Pillow's window is half-open, [-3, 3).
+            Filter::Lanczos => {
+                if (-3.0..3.0).contains(&x) {
+                    sinc(x) * sinc(x / 3.0)
+                } else {
+                    0.0
+                }
+            }
+        }
+    }
+}
+
+fn sinc(x: f64) -> f64 {
+    if x == 0.0 {
+        1.0
+    } else {
+        let x = x * std::f64::consts::PI;
+        x.sin() / x
+    }
+}
+
+/// Pillow accumulates 8-bit resampling in fixed point with this many fractional bits; matching
+/// its integer rounding (not just the real-valued weights) is what makes outputs bit-identical.
+const PRECISION_BITS: u32 = 32 - 8 - 2;
+
+/// The source taps of one output pixel along one axis: first index and fixed-point weights.
+struct Taps {
+    start: usize,
+    weights: Vec<i32>,
+}
+
+/// Pillow's separable kernel for resizing `n_in` samples to `n_out`: centres at
+/// `(i + 0.5) * scale`, support widened by the scale when downsampling (antialiasing),
+/// weights normalised to sum 1, then rounded to fixed point.
+fn pillow_taps(n_in: usize, n_out: usize, filter: Filter) -> Vec<Taps> {
+    let scale = n_in as f64 / n_out as f64;
+    let filter_scale = scale.max(1.0);
+    let support = filter.support() * filter_scale;
+    let inv = 1.0 / filter_scale;
+    (0..n_out)
+        .map(|o| {
+            let center = (o as f64 + 0.5) * scale;
+            // `as` truncates like C's (int) cast; negatives clamp to 0 either way.
+            let lo = ((center - support + 0.5) as i64).max(0) as usize;
+            let hi = ((center + support + 0.5) as i64)
+                .min(n_in as i64)
+                .max(lo as i64) as usize;
+            let raw: Vec<f64> = (lo..hi)
+                .map(|i| filter.kernel((i as f64 - center + 0.5) * inv))
+                .collect();
+            let total: f64 = raw.iter().sum();
+            let one = (1u32 << PRECISION_BITS) as f64;
+            let weights = raw
+                .iter()
+                .map(|&w| {
+                    let w = if total != 0.0 { w / total } else { w };
+                    // Round half away from zero, then truncate, as Pillow does.
+                    if w < 0.0 {
+                        (-0.5 + w * one) as i32
+                    } else {
+                        (0.5 + w * one) as i32
+                    }
+                })
+                .collect();
+            Taps { start: lo, weights }
+        })
+        .collect()
+}
+
+/// A fixed-point sum back to 8 bits: Pillow starts the sum at one half (rounding) and clips.
+fn clip8(sum: i64) -> u8 {
+    (sum >> PRECISION_BITS).clamp(0, 255) as u8
+}
+
+const HALF: i64 = 1 << (PRECISION_BITS - 1);
+
+impl RgbImage {
+    /// Resamples to `height` × `width` with `filter`. `Bicubic` and `Lanczos` reproduce Pillow's
+    /// (13.0) `Image.resize((width, height), filter)` for 8-bit RGB: two separable passes, each
+    /// rounded and clipped to 8 bits; an axis whose size does not change is left as is.
+    pub fn resize_with(&self, height: usize, width: usize, filter: Filter) -> RgbImage {
+        if filter == Filter::Area {
+            return self.resize(height, width);
+        }
+        assert!(height > 0 && width > 0, "resize to an empty image");
+        // Pillow runs the vertical pass first when the height shrinks by more than twice as
+        // many pixels as the width does; the 8-bit rounding between passes makes the order
+        // visible in the output.
+        let dy = self.height as i64 - height as i64;
+        let dx = self.width as i64 - width as i64;
+        if dy > 0 && dy > dx * 2 {
+            self.resize_vertical(height, filter)
+                .resize_horizontal(width, filter)
+        } else {
+            self.resize_horizontal(width, filter)
+                .resize_vertical(height, filter)
+        }
+    }
+
+    fn resize_horizontal(&self, width: usize, filter: Filter) -> RgbImage {
+        if width == self.width {
+            return self.clone();
+        }
+        let taps = pillow_taps(self.width, width, filter);
+        let mut pixels = Vec::with_capacity(self.height * width * 3);
+        for row in self.pixels.chunks_exact(self.width * 3) {
+            for t in &taps {
+                let mut sum = [HALF; 3];
+                for (k, &w) in t.weights.iter().enumerate() {
+                    let at = (t.start + k) * 3;
+                    for (c, s) in sum.iter_mut().enumerate() {
+                        *s += row[at + c] as i64 * w as i64;
+                    }
+                }
+                pixels.extend(sum.map(clip8));
+            }
+        }
+        RgbImage::new(self.height, width, pixels)
+    }
+
+    fn resize_vertical(&self, height: usize, filter: Filter) -> RgbImage {
+        if height == self.height {
+            return self.clone();
+        }
+        let taps = pillow_taps(self.height, height, filter);
+        let stride = self.width * 3;
+        let mut pixels = Vec::with_capacity(height * stride);
+        let mut sum = vec![0i64; stride];
+        for t in &taps {
+            sum.fill(HALF);
+            for (k, &w) in t.weights.iter().enumerate() {
+                let row = &self.pixels[(t.start + k) * stride..(t.start + k + 1) * stride];
+                for (s, &p) in sum.iter_mut().zip(row) {
+                    *s += p as i64 * w as i64;
+                }
+            }
+            pixels.extend(sum.iter().map(|&s| clip8(s)));
+        }
+        RgbImage::new(height, self.width, pixels)
+    }
+
+    /// The central `size` × `size` window, as transformers' `center_crop` (image_transforms.py)
+    /// takes it: see [`RgbImage::center_crop_to`].
+    pub fn center_crop(&self, size: usize) -> RgbImage {
+        self.center_crop_to(size, size)
+    }
+
+    /// The central `height` × `width` window, as transformers' `center_crop`
+    /// (image_transforms.py) takes it: offset `(h - height) // 2` (floor division), and where
+    /// the image is smaller than the crop it is centred on black, the odd extra row or column
+    /// going before it.
+    pub fn center_crop_to(&self, height: usize, width: usize) -> RgbImage {
+        // Python's floor division, so that a negative offset (padding) rounds down.
+        let offset = |n: usize, crop: usize| (n as i64 - crop as i64).div_euclid(2);
+        let (top, left) = (offset(self.height, height), offset(self.width, width));
+        let mut pixels = vec![0u8; height * width * 3];
+        for r in 0..height {
+            let y = r as i64 + top;
+            if y < 0 || y >= self.height as i64 {
+                continue;
+            }
+            // The source columns that land inside the crop, copied as one run.
+            let c0 = (-left).max(0) as usize;
+            let c1 = ((self.width as i64 - left).min(width as i64)).max(c0 as i64) as usize;
+            if c0 >= c1 {
+                continue;
+            }
+            let src = (y as usize * self.width + (c0 as i64 + left) as usize) * 3;
+            let dst = (r * width + c0) * 3;
+            let n = (c1 - c0) * 3;
+            pixels[dst..dst + n].copy_from_slice(&self.pixels[src..src + n]);
         }
         RgbImage::new(height, width, pixels)
     }

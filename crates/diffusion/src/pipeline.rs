@@ -20,7 +20,7 @@
 use std::path::Path;
 
 /// The tensor types of the API, re-exported so that callers need no direct candle dependency.
-pub use candle_core::{DType, Device, Tensor};
+pub use candle_core::{DType, Device, Error as CandleError, Tensor};
 
 use crate::clip::{ids_tensor, ClipTextConfig, ClipTextModel};
 use crate::rng::NoiseSource;

@@ -1,9 +1,9 @@
-use super::fit::Target;
 use super::usage;
 use brainrecon_data::image::{write_png, RgbImage};
 use brainrecon_data::npy;
 use brainrecon_data::prepared::{PreparedSubject, Split};
 use brainrecon_ridge::RidgeModel;
+use brainrecon_routes::decoders::Target;
 use std::path::PathBuf;
 
 /// Decode the test betas of a prepared subject with a fitted model.

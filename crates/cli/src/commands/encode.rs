@@ -1,12 +1,12 @@
 //! `brainrecon encode`: an encoding model (features → voxels) with a permutation test and FDR.
 
-use super::fit::{default_alphas, gather_rows, image_features, Target};
 use super::usage;
 use brainrecon_data::prepared::{PreparedSubject, Roi, Split};
 use brainrecon_data::{nifti_io, npy, DataError};
 use brainrecon_ridge::metrics::summarize;
 use brainrecon_ridge::stats::{bh_fdr, permutation_test, seeded_block_permutations, Standardized};
 use brainrecon_ridge::{Cv, RidgeCv};
+use brainrecon_routes::decoders::{default_features_dir, image_targets, standard_alphas, Target};
 use serde::Serialize;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -89,25 +89,13 @@ struct VoxelStats {
     significant: Vec<bool>,
 }
 
+/// `pixels:SIZE`, a FEATURES.npy, or features of `brainrecon features` (z, c, clip-image).
 fn parse_features(text: &str) -> anyhow::Result<Target> {
-    if let Some(size) = text.strip_prefix("pixels:") {
-        let size: usize = size
-            .parse()
-            .ok()
-            .filter(|s| (4..=512).contains(s))
-            .ok_or_else(|| {
-                usage(format!(
-                    "--features: expected pixels:SIZE with SIZE 4 to 512, found '{text}'"
-                ))
-            })?;
-        return Ok(Target::Pixels(size));
-    }
-    if text.ends_with(".npy") {
-        return Ok(Target::Features(PathBuf::from(text)));
-    }
-    Err(usage(format!(
-        "--features: expected FEATURES.npy or pixels:SIZE, found '{text}'"
-    )))
+    Target::parse(text).map_err(|_| {
+        usage(format!(
+            "--features: expected FEATURES.npy, pixels:SIZE, z, c or clip-image, found '{text}'"
+        ))
+    })
 }
 
 fn parse_cv(text: &str, groups: &[usize]) -> anyhow::Result<Cv> {
@@ -327,8 +315,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let subject = PreparedSubject::open(&args.subject)?;
     let roi = subject.roi(&args.roi)?;
     let target = parse_features(&args.features)?;
-    let (ids, width, features) = image_features(&subject, &target)?;
-    check_finite(&features, width, &ids, &args.features)?;
+    let targets = image_targets(&subject, &target, &default_features_dir(&subject))?;
+    let (ids, width, features) = (&targets.ids, targets.width(), &targets.values);
+    check_finite(features, width, ids, &args.features)?;
     let coords = roi_coordinates(&subject, &roi)?;
     if coords.len() != roi.n_voxels {
         return Err(DataError::invalid(
@@ -364,11 +353,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             n_test / 2
         )));
     }
-    let x_train = gather_rows(&ids, width, &features, &train_ids, &subject.root)?;
-    let x_test = gather_rows(&ids, width, &features, &test_ids, &subject.root)?;
+    let x_train = targets.gather(&train_ids)?;
+    let x_test = targets.gather(&test_ids)?;
 
     let estimator = RidgeCv {
-        alphas: args.alphas.clone().unwrap_or_else(default_alphas),
+        alphas: args.alphas.clone().unwrap_or_else(standard_alphas),
         cv: parse_cv(&args.cv, &train_ids)?,
         ..RidgeCv::default()
     };
@@ -398,10 +387,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
 
     let rois = roi_summaries(&subject, &roi, &coords, &stats)?;
-    let features_text = match &target {
-        Target::Pixels(size) => format!("pixels:{size}"),
-        Target::Features(path) => path.display().to_string(),
-    };
+    let features_text = target.name();
     let summary = serde_json::json!({
         "subject": subject.meta.subject,
         "subject_dir": args.subject,

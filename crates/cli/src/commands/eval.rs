@@ -2,25 +2,44 @@ use super::usage;
 use brainrecon_data::image::{read_png, write_png, RgbImage};
 use brainrecon_data::prepared::PreparedSubject;
 use brainrecon_metrics::MetricsTable;
+use brainrecon_routes::evaluate::{evaluate, EvalOptions};
+use brainrecon_routes::linear::Manifest;
 use std::path::{Path, PathBuf};
 
 /// Compare reconstructions with the images that were seen.
 ///
-/// Reconstructions are PNGs named by 0-based 73k id (`<id>.png`). The stimuli are a prepared
-/// subject or a directory of PNGs named the same way; they are resampled to the
-/// reconstructions' size. Reports PixCorr, SSIM (grayscale, Gaussian window, as scikit-image),
-/// pixel MSE and two-way identification on pixels (as MindEye computes it).
+/// On a `brainrecon reconstruct` result (a directory with manifest.json) it scores the
+/// decoded-z images and every sample against the stimuli at the subject's image size:
+/// PixCorr, SSIM (grayscale, Gaussian window, as scikit-image), pixel MSE, two-way
+/// identification on pixels and, with CLIP weights, in CLIP image space (as MindEye); and the
+/// decoded features themselves (latent MSE, per-image Pearson, two-way identification in
+/// latent space). It writes RESULT/eval/metrics.json and a self-contained HTML report
+/// (RESULT/eval/report.html: image grid, metric table, decoding accuracy per ROI and target,
+/// the commands, model and versions).
+///
+/// On any other directory of PNGs named by 0-based 73k id (`<id>.png`) it prints the image
+/// metrics, with the stimuli resampled to the reconstructions' size.
 #[derive(clap::Args)]
 #[command(
-    after_help = "Example:\n  brainrecon eval --stimuli prepared/subj01 --recons recons/pixels --json"
+    after_help = "Example:\n  brainrecon eval --stimuli prepared/subj01 --recons recons/linear --clip openai/clip-vit-large-patch14\n  brainrecon eval --stimuli prepared/subj01 --recons recons/pixels --json"
 )]
 pub struct Args {
     /// A prepared subject, or a directory of <id>.png stimuli
     #[arg(long)]
     stimuli: PathBuf,
-    /// A directory of <id>.png reconstructions
+    /// A `brainrecon reconstruct` result, or a directory of <id>.png reconstructions
     #[arg(long)]
     recons: PathBuf,
+    /// CLIP model for two-way identification in CLIP image space (folder, snapshot or cached
+    /// id; default: openai/clip-vit-large-patch14 when it is in the Hugging Face cache)
+    #[arg(long)]
+    clip: Option<String>,
+    /// Report: test images per page
+    #[arg(long, default_value_t = 50)]
+    rows_per_page: usize,
+    /// Report: thumbnail size in pixels
+    #[arg(long, default_value_t = 128)]
+    thumbnail: usize,
     /// Also write a contact sheet PNG: stimuli on top, reconstructions below, 10 per row
     #[arg(long)]
     sheet: Option<PathBuf>,
@@ -77,7 +96,32 @@ fn reconstructions(dir: &Path) -> anyhow::Result<Vec<(usize, PathBuf)>> {
     Ok(found)
 }
 
+fn route_eval(args: &Args) -> anyhow::Result<()> {
+    let subject = PreparedSubject::open(&args.stimuli)?;
+    let clip = super::features::clip_for_eval(args.clip.as_deref())?;
+    let options = EvalOptions {
+        clip: clip.as_deref(),
+        rows_per_page: args.rows_per_page.max(1),
+        thumbnail: args.thumbnail.max(8),
+        command: super::command_line(),
+    };
+    let evaluation = evaluate(&subject, &args.recons, &options)?;
+    if args.json {
+        return super::print_json(&evaluation);
+    }
+    print!("{evaluation}");
+    if evaluation.clip_model.is_none() {
+        println!("(no CLIP weights: pass --clip MODEL for two-way identification in CLIP space)");
+    }
+    println!("metrics: {}", evaluation.metrics_json.display());
+    println!("report:  {}", evaluation.report[0].display());
+    Ok(())
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
+    if args.recons.join(Manifest::FILE).exists() {
+        return route_eval(&args);
+    }
     let recon_files = reconstructions(&args.recons)?;
     let subject = if args.stimuli.join("subject.json").exists() {
         Some(PreparedSubject::open(&args.stimuli)?)

@@ -2,10 +2,12 @@ pub mod bench;
 pub mod decode;
 pub mod encode;
 pub mod eval;
+pub mod features;
 pub mod fit;
 pub mod generate;
 pub mod info;
 pub mod nsd;
+pub mod reconstruct;
 pub mod ridge;
 pub mod simulate;
 
@@ -28,4 +30,56 @@ pub fn show_progress() -> bool {
 pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
+}
+
+/// `--device`: `cpu`, or `cuda` / `cuda:N` when built with `--features cuda`.
+pub fn device(name: &str) -> anyhow::Result<brainrecon_diffusion::pipeline::Device> {
+    use brainrecon_diffusion::pipeline::Device;
+    let ordinal = match name {
+        "cpu" => return Ok(Device::Cpu),
+        "cuda" => 0,
+        other => match other.strip_prefix("cuda:").and_then(|n| n.parse().ok()) {
+            Some(n) => n,
+            None => {
+                return Err(usage(format!(
+                    "--device: expected cpu, cuda or cuda:N, found '{other}'"
+                )))
+            }
+        },
+    };
+    Device::new_cuda(ordinal).map_err(|e| {
+        usage(format!(
+            "--device {name}: {e} (CUDA needs a build with `--features cuda` and an NVIDIA GPU)"
+        ))
+    })
+}
+
+/// `--dtype`: the precision the U-Net and text encoder run in.
+pub fn dtype(name: &str) -> anyhow::Result<brainrecon_diffusion::pipeline::DType> {
+    use brainrecon_diffusion::pipeline::DType;
+    match name {
+        "f32" => Ok(DType::F32),
+        "f16" => Ok(DType::F16),
+        other => Err(usage(format!(
+            "--dtype: expected f32 or f16, found '{other}'"
+        ))),
+    }
+}
+
+/// The command line as typed, quoted where a shell would need it, for reports.
+pub fn command_line() -> String {
+    std::env::args()
+        .map(|arg| {
+            if !arg.is_empty()
+                && arg
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_./:=,@+".contains(c))
+            {
+                arg
+            } else {
+                format!("'{}'", arg.replace('\'', r"'\''"))
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
 }

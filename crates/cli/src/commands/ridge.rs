@@ -223,7 +223,7 @@ fn fit(args: FitArgs) -> anyhow::Result<()> {
     // every argument and file is checked before any work or output
     let alphas = match &args.alphas {
         Some(text) => parse_alphas(text)?,
-        None => super::fit::default_alphas(),
+        None => brainrecon_routes::decoders::standard_alphas(),
     };
     if args.target_chunk == 0 {
         return Err(usage("--target-chunk must be ≥ 1"));

@@ -1,0 +1,133 @@
+use super::usage;
+use brainrecon_data::prepared::PreparedSubject;
+use brainrecon_diffusion::pipeline::StableDiffusion;
+use brainrecon_routes::decoders::Decoder;
+use brainrecon_routes::linear::{reconstruct, Method, ReconstructOptions};
+use std::path::PathBuf;
+
+/// Reconstruct the test images of a prepared subject from its betas.
+///
+/// `--method linear` (Takagi & Nishimoto 2023): the decoded VAE latent z is decoded to an
+/// image, resized to the model's size (Lanczos), encoded again, noised to `--strength` of the
+/// schedule (t_enc = strength × steps) and denoised with DDIM (eta 0) conditioned on the
+/// decoded CLIP text context c, with classifier-free guidance against the empty prompt.
+/// Ablations: `z-only` (the VAE decode of z alone) and `c-only` (txt2img from c).
+///
+/// `--decoders DIR` holds z/ and c/ from `brainrecon fit --target z|c`. Writes
+/// OUT/decoded-z/ID.png, OUT/sample-K/ID.png (K = 1..samples), OUT/decoded/{ids,z,c}.npy and
+/// OUT/manifest.json. Finished images are skipped, so an interrupted run resumes; every
+/// (image, sample) has its own seeded noise, so the result does not depend on interruptions.
+#[derive(clap::Args)]
+#[command(
+    after_help = "Example:\n  brainrecon reconstruct --method linear --subject prepared/subj01 --decoders decoders --model CompVis/stable-diffusion-v1-4 --out recons/linear --device cuda --dtype f16\n  brainrecon eval --stimuli prepared/subj01 --recons recons/linear"
+)]
+pub struct Args {
+    /// linear, z-only or c-only
+    #[arg(long, default_value = "linear")]
+    method: String,
+    /// A prepared subject directory
+    #[arg(long)]
+    subject: PathBuf,
+    /// Directory with the z/ and c/ decoders
+    #[arg(long)]
+    decoders: PathBuf,
+    /// Diffusers folder, cache snapshot, or cached model id (ORG/NAME)
+    #[arg(long)]
+    model: String,
+    /// Output directory
+    #[arg(long)]
+    out: PathBuf,
+    /// Reconstructions per test image
+    #[arg(long, default_value_t = 5)]
+    samples: usize,
+    /// Share of the schedule that img2img runs, in (0, 1]
+    #[arg(long, default_value_t = 0.8)]
+    strength: f64,
+    /// DDIM steps of the full schedule
+    #[arg(long, default_value_t = 50)]
+    steps: usize,
+    /// Classifier-free guidance scale (≤ 1 disables guidance)
+    #[arg(long, default_value_t = 5.0)]
+    guidance: f64,
+    /// Seed of all random draws
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Re-encode the decoded-z image with the posterior mean instead of a sample
+    #[arg(long)]
+    posterior_mean: bool,
+    /// Only the first N test images
+    #[arg(long)]
+    limit: Option<usize>,
+    /// cpu, cuda or cuda:N
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Precision of the U-Net and text encoder: f32 or f16
+    #[arg(long, default_value = "f32")]
+    dtype: String,
+    /// Print a summary as JSON
+    #[arg(long)]
+    json: bool,
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let method = Method::parse(&args.method)?;
+    if args.steps == 0 || args.steps > 1000 {
+        return Err(usage(format!(
+            "--steps: expected 1 to 1000, found {}",
+            args.steps
+        )));
+    }
+    if !args.guidance.is_finite() || args.guidance < 0.0 {
+        return Err(usage(format!(
+            "--guidance: expected a finite value ≥ 0, found {}",
+            args.guidance
+        )));
+    }
+    let subject = PreparedSubject::open(&args.subject)?;
+    let load = |name: &str| -> anyhow::Result<Option<Decoder>> {
+        let dir = args.decoders.join(name);
+        if !dir.exists() {
+            return Ok(None);
+        }
+        Ok(Some(Decoder::load(&dir)?))
+    };
+    let z = load("z")?;
+    let c = load("c")?;
+    let device = super::device(&args.device)?;
+    let dtype = super::dtype(&args.dtype)?;
+    let sd = StableDiffusion::load(&args.model, dtype, &device)?;
+    let options = ReconstructOptions {
+        method,
+        samples: args.samples,
+        strength: args.strength,
+        steps: args.steps,
+        guidance: args.guidance,
+        seed: args.seed,
+        sample_posterior: !args.posterior_mean,
+        limit: args.limit,
+    };
+    let summary = reconstruct(
+        &subject,
+        &sd,
+        &args.model,
+        z.as_ref(),
+        c.as_ref(),
+        &options,
+        &args.out,
+        &super::command_line(),
+        super::show_progress(),
+    )?;
+    if args.json {
+        return super::print_json(&summary);
+    }
+    println!(
+        "{} route: {} test images, {} images written, {} already there, {:.1} s → {}",
+        method.name(),
+        summary.n_images,
+        summary.written,
+        summary.skipped,
+        summary.seconds,
+        args.out.display()
+    );
+    Ok(())
+}

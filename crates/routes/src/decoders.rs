@@ -1,0 +1,522 @@
+//! Ridge decoders from an ROI's betas to per-image targets, with their accuracy.
+//!
+//! A decoder directory is a ridge model (`weights.safetensors`, `model.json`) whose metadata
+//! records the subject, ROI, voxel count, target name and per-stimulus target shape, plus
+//! `test_r.npy`: the Pearson r of every target on the subject's test images.
+
+use crate::error::{Result, RouteError};
+use crate::features::{load_features, FeatureKind};
+use brainrecon_data::npy;
+use brainrecon_data::prepared::{PreparedSubject, Roi, Split};
+use brainrecon_ridge::metrics::{pearson_per_target, summarize};
+use brainrecon_ridge::{row_major_view, Cv, RidgeCv, RidgeModel, Scoring};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// What a decoder predicts for each image.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Target {
+    /// The stimulus, resized to SIZE×SIZE×3 in [0, 1].
+    Pixels(usize),
+    /// Features computed by `brainrecon features` (in the subject's features directory).
+    Features(FeatureKind),
+    /// A float `.npy` (n_images, d) whose rows follow the subject's `stimuli/ids.npy`.
+    File(PathBuf),
+}
+
+impl Target {
+    /// `pixels:SIZE`, `z`, `c`, `clip-image`, or a `.npy` path.
+    pub fn parse(text: &str) -> Result<Self> {
+        if let Some(size) = text.strip_prefix("pixels:") {
+            let size: usize = size.parse().map_err(|_| {
+                RouteError::Usage(format!("--target: expected pixels:SIZE, found '{text}'"))
+            })?;
+            if !(4..=512).contains(&size) {
+                return Err(RouteError::Usage(format!(
+                    "--target: pixel size must be 4 to 512, found {size}"
+                )));
+            }
+            return Ok(Target::Pixels(size));
+        }
+        match text {
+            "z" | "vae" => return Ok(Target::Features(FeatureKind::Vae)),
+            "c" | "clip-text" => return Ok(Target::Features(FeatureKind::ClipText)),
+            "clip-image" => return Ok(Target::Features(FeatureKind::ClipImage)),
+            _ => {}
+        }
+        if text.ends_with(".npy") {
+            return Ok(Target::File(PathBuf::from(text)));
+        }
+        Err(RouteError::Usage(format!(
+            "--target: expected z, c, clip-image, pixels:SIZE or a FEATURES.npy path, found \
+             '{text}'"
+        )))
+    }
+
+    /// The name stored in the model's metadata (parsed back by [`Target::parse`]).
+    pub fn name(&self) -> String {
+        match self {
+            Target::Pixels(size) => format!("pixels:{size}"),
+            Target::Features(FeatureKind::Vae) => "z".into(),
+            Target::Features(FeatureKind::ClipText) => "c".into(),
+            Target::Features(FeatureKind::ClipImage) => "clip-image".into(),
+            Target::File(path) => path.display().to_string(),
+        }
+    }
+
+    /// The ROI the published linear route decodes this target from.
+    pub fn default_roi(&self) -> &'static str {
+        match self {
+            Target::Features(FeatureKind::Vae) => "streams/early",
+            Target::Features(FeatureKind::ClipText | FeatureKind::ClipImage) => "streams/ventral",
+            _ => "nsdgeneral",
+        }
+    }
+
+    /// Whether the published defaults apply (standardised betas, the wide grid).
+    pub fn is_model_feature(&self) -> bool {
+        matches!(self, Target::Features(_))
+    }
+}
+
+/// Per-image targets of every subject image: (shape of one row, row-major (n_images, d),
+/// where they came from, the model that made them if any). Rows follow `stimuli/ids.npy`.
+pub struct ImageTargets {
+    pub ids: Vec<usize>,
+    pub shape: Vec<usize>,
+    pub values: Vec<f32>,
+    pub source: PathBuf,
+    pub model: Option<String>,
+}
+
+impl ImageTargets {
+    pub fn width(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Rows for each id in `row_ids` (n_rows, d).
+    pub fn gather(&self, row_ids: &[usize]) -> Result<Vec<f32>> {
+        let width = self.width();
+        let mut out = Vec::with_capacity(row_ids.len() * width);
+        for &id in row_ids {
+            let row = self.ids.binary_search(&id).map_err(|_| {
+                RouteError::mismatch(&self.source, "images", format!("image {id}"), "missing")
+            })?;
+            out.extend_from_slice(&self.values[row * width..(row + 1) * width]);
+        }
+        Ok(out)
+    }
+}
+
+/// The default features directory of a subject.
+pub fn default_features_dir(subject: &PreparedSubject) -> PathBuf {
+    subject.path("features")
+}
+
+pub fn image_targets(
+    subject: &PreparedSubject,
+    target: &Target,
+    features_dir: &Path,
+) -> Result<ImageTargets> {
+    let stimuli = subject.images()?;
+    match target {
+        Target::Pixels(size) => {
+            let mut values = Vec::with_capacity(stimuli.ids.len() * size * size * 3);
+            for &id in &stimuli.ids {
+                let image = stimuli.get(id).expect("id listed in the store");
+                values.extend(image.resize(*size, *size).to_unit_f32());
+            }
+            Ok(ImageTargets {
+                ids: stimuli.ids.clone(),
+                shape: vec![*size, *size, 3],
+                values,
+                source: subject.path("stimuli/images.npy"),
+                model: None,
+            })
+        }
+        Target::Features(kind) => {
+            let (meta, values) = load_features(subject, features_dir, *kind)?;
+            Ok(ImageTargets {
+                ids: stimuli.ids.clone(),
+                shape: meta.shape,
+                values,
+                source: crate::features::feature_paths(features_dir, *kind).0,
+                model: Some(meta.model),
+            })
+        }
+        Target::File(path) => {
+            let array = npy::read_f32(path)?;
+            let (rows, cols) = array.as_matrix(path)?;
+            if rows != stimuli.ids.len() {
+                return Err(RouteError::mismatch(
+                    path,
+                    "rows",
+                    format!(
+                        "{} rows, one per image in {}",
+                        stimuli.ids.len(),
+                        subject.path("stimuli/ids.npy").display()
+                    ),
+                    rows,
+                ));
+            }
+            Ok(ImageTargets {
+                ids: stimuli.ids.clone(),
+                shape: vec![cols],
+                values: array.data,
+                source: path.clone(),
+                model: None,
+            })
+        }
+    }
+}
+
+/// log-spaced grid `10^lo … 10^hi` with `n` values.
+pub fn log_grid(lo: f64, hi: f64, n: usize) -> Vec<f64> {
+    if n == 1 {
+        return vec![10f64.powf(lo)];
+    }
+    (0..n)
+        .map(|i| 10f64.powf(lo + (hi - lo) * i as f64 / (n - 1) as f64))
+        .collect()
+}
+
+/// The default grid: 10 values over 1 … 1e6 for pixels and files; for model features, which
+/// are fit on standardised betas, 21 values over 1e-1 … 1e9 (half decades), wide enough that
+/// chosen alphas rarely sit at an edge.
+pub fn default_alphas(target: &Target) -> Vec<f64> {
+    if target.is_model_feature() {
+        log_grid(-1.0, 9.0, 21)
+    } else {
+        standard_alphas()
+    }
+}
+
+/// 10 values log-spaced over 1 … 1e6: the default of the array-level commands.
+pub fn standard_alphas() -> Vec<f64> {
+    log_grid(0.0, 6.0, 10)
+}
+
+/// Settings of a decoder fit.
+#[derive(Debug, Clone)]
+pub struct DecoderSpec {
+    pub roi: String,
+    pub target: Target,
+    pub features_dir: PathBuf,
+    pub alphas: Vec<f64>,
+    /// `None` = efficient leave-one-out; `Some(k)` = k folds grouped by stimulus.
+    pub folds: Option<usize>,
+    pub standardize: bool,
+    pub intercept: bool,
+    pub average_train: bool,
+}
+
+/// What a fit did and how well the decoder does.
+#[derive(Debug, Clone, Serialize)]
+pub struct DecoderSummary {
+    pub model: PathBuf,
+    pub roi: String,
+    pub target: String,
+    pub target_shape: Vec<usize>,
+    pub n_voxels: usize,
+    pub n_train_rows: usize,
+    pub n_targets: usize,
+    pub seconds: f64,
+    pub median_alpha: f64,
+    /// Share of targets whose alpha is the grid's smallest / largest (constant targets, which
+    /// tie at every alpha, are not counted).
+    pub alpha_at_low_edge: f64,
+    pub alpha_at_high_edge: f64,
+    /// CV score (R²) of the chosen alpha, over targets.
+    pub cv_r2_mean: f64,
+    pub cv_r2_median: f64,
+    /// Pearson r between decoded and true targets on the test images, over targets.
+    pub test_r_mean: f64,
+    pub test_r_median: f64,
+    pub n_test: usize,
+}
+
+impl DecoderSummary {
+    /// A warning when many targets chose an alpha at the grid's edge.
+    pub fn edge_warning(&self) -> Option<String> {
+        let edge = self.alpha_at_low_edge + self.alpha_at_high_edge;
+        (edge > 0.05).then(|| {
+            format!(
+                "{:.0}% of targets chose the smallest alpha and {:.0}% the largest: widen the \
+                 grid with --alphas",
+                100.0 * self.alpha_at_low_edge,
+                100.0 * self.alpha_at_high_edge
+            )
+        })
+    }
+}
+
+pub const TEST_R_FILE: &str = "test_r.npy";
+
+/// Fits a decoder and writes it to `out`.
+pub fn fit_decoder(
+    subject: &PreparedSubject,
+    spec: &DecoderSpec,
+    out: &Path,
+) -> Result<DecoderSummary> {
+    let roi = subject.roi(&spec.roi)?;
+    let split = if spec.average_train {
+        Split::TrainAveraged
+    } else {
+        Split::Train
+    };
+    let targets = image_targets(subject, &spec.target, &spec.features_dir)?;
+    let betas = subject.betas(&roi, split)?;
+    let row_ids = subject.row_ids(split)?;
+    let width = targets.width();
+    let y = targets.gather(&row_ids)?;
+    let cv = match spec.folds {
+        None => Cv::Loo,
+        Some(n_folds) => Cv::KFold {
+            n_folds,
+            groups: Some(row_ids.iter().map(|&id| id as i64).collect()),
+        },
+    };
+    let estimator = RidgeCv {
+        alphas: spec.alphas.clone(),
+        cv,
+        scoring: Scoring::R2,
+        fit_intercept: spec.intercept,
+        standardize: spec.standardize,
+        ..RidgeCv::default()
+    };
+    let started = std::time::Instant::now();
+    let mut model = estimator.fit_row_major(
+        &betas.values,
+        (betas.rows, betas.voxels),
+        &y,
+        (betas.rows, width),
+    )?;
+    let seconds = started.elapsed().as_secs_f64();
+
+    // Accuracy on the held-out test images (repeat-averaged betas).
+    let test_betas = subject.betas(&roi, Split::Test)?;
+    let test_ids = subject.test_stimulus_ids()?;
+    let predicted = model.predict_row_major(&test_betas.values, (test_betas.rows, betas.voxels))?;
+    let truth = targets.gather(&test_ids)?;
+    let test_r = pearson_per_target(
+        row_major_view("test targets", &truth, (test_ids.len(), width))?,
+        row_major_view("test predictions", &predicted, (test_ids.len(), width))?,
+    )?;
+
+    let meta = [
+        ("subject", serde_json::json!(subject.meta.subject)),
+        ("subject_dir", serde_json::json!(subject.root)),
+        ("roi", serde_json::json!(roi.name)),
+        ("n_voxels", serde_json::json!(roi.n_voxels)),
+        ("target", serde_json::json!(spec.target.name())),
+        ("target_shape", serde_json::json!(targets.shape)),
+        ("target_source", serde_json::json!(targets.source)),
+        ("target_model", serde_json::json!(targets.model)),
+        (
+            "train_split",
+            serde_json::json!(if spec.average_train {
+                "train_averaged"
+            } else {
+                "train"
+            }),
+        ),
+    ];
+    for (key, value) in meta {
+        model.metadata.insert(key.into(), value);
+    }
+    // Constant targets (e.g. the start token's context) tie at every alpha: not counted.
+    let varying: Vec<usize> = (0..width)
+        .filter(|&j| {
+            let first = y[j];
+            (0..betas.rows).any(|i| y[i * width + j] != first)
+        })
+        .collect();
+    let (lo, hi) = grid_edges(&model.alpha_grid);
+    let share = |edge: f64| {
+        varying.iter().filter(|&&j| model.alphas[j] == edge).count() as f64
+            / varying.len().max(1) as f64
+    };
+    let (low_edge, high_edge) = (share(lo), share(hi));
+    model.metadata.insert(
+        "alpha_at_edge".into(),
+        serde_json::json!(low_edge + high_edge),
+    );
+    model.save(out)?;
+    let test_r32: Vec<f32> = test_r.iter().map(|&r| r as f32).collect();
+    npy::write(&out.join(TEST_R_FILE), &[width], &test_r32)?;
+
+    let mut chosen = model.alphas.clone();
+    chosen.sort_by(f64::total_cmp);
+    let cv: Vec<f64> = model.best_cv_scores().iter().map(|&s| s as f64).collect();
+    let (cv, test) = (summarize(&cv), summarize(&test_r));
+    Ok(DecoderSummary {
+        model: out.to_path_buf(),
+        roi: roi.name,
+        target: spec.target.name(),
+        target_shape: targets.shape,
+        n_voxels: betas.voxels,
+        n_train_rows: betas.rows,
+        n_targets: width,
+        seconds,
+        median_alpha: chosen[chosen.len() / 2],
+        alpha_at_low_edge: low_edge,
+        alpha_at_high_edge: high_edge,
+        cv_r2_mean: cv.mean,
+        cv_r2_median: cv.median,
+        test_r_mean: test.mean,
+        test_r_median: test.median,
+        n_test: test_ids.len(),
+    })
+}
+
+fn grid_edges(grid: &[f64]) -> (f64, f64) {
+    let lo = grid.iter().copied().fold(f64::INFINITY, f64::min);
+    let hi = grid.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    (lo, hi)
+}
+
+/// A fitted decoder with the metadata a route needs.
+pub struct Decoder {
+    pub dir: PathBuf,
+    pub model: RidgeModel,
+    pub roi: String,
+    pub target: String,
+    pub target_shape: Vec<usize>,
+}
+
+impl Decoder {
+    pub fn load(dir: &Path) -> Result<Self> {
+        let model = RidgeModel::load(dir)?;
+        let model_json = dir.join(brainrecon_ridge::MODEL_FILE);
+        let text = |key: &str| -> Result<String> {
+            model
+                .metadata
+                .get(key)
+                .and_then(|v| v.as_str())
+                .map(str::to_string)
+                .ok_or_else(|| {
+                    RouteError::mismatch(
+                        &model_json,
+                        key,
+                        "a decoder fit on a prepared subject by `brainrecon fit`",
+                        "no such field",
+                    )
+                })
+        };
+        let roi = text("roi")?;
+        let target = text("target")?;
+        let target_shape: Vec<usize> = match model.metadata.get("target_shape") {
+            Some(v) => serde_json::from_value(v.clone()).map_err(|_| {
+                RouteError::mismatch(&model_json, "target_shape", "a list of sizes", v)
+            })?,
+            None => vec![model.n_targets()],
+        };
+        if target_shape.iter().product::<usize>() != model.n_targets() {
+            return Err(RouteError::mismatch(
+                &model_json,
+                "target_shape",
+                format!("a shape of {} values", model.n_targets()),
+                format!("{target_shape:?}"),
+            ));
+        }
+        Ok(Decoder {
+            dir: dir.to_path_buf(),
+            model,
+            roi,
+            target,
+            target_shape,
+        })
+    }
+
+    /// The subject's ROI, checked against the voxels the decoder was fit on.
+    pub fn roi_of(&self, subject: &PreparedSubject) -> Result<Roi> {
+        let roi = subject.roi(&self.roi)?;
+        if roi.n_voxels != self.model.n_features() {
+            return Err(RouteError::mismatch(
+                &self.dir.join(brainrecon_ridge::MODEL_FILE),
+                "voxels",
+                format!(
+                    "{} voxels of {} as in {}",
+                    self.model.n_features(),
+                    self.roi,
+                    subject.root.display()
+                ),
+                format!(
+                    "{} voxels there (fit on another subject or ROI?)",
+                    roi.n_voxels
+                ),
+            ));
+        }
+        Ok(roi)
+    }
+
+    /// Decoded targets of the subject's test images: (ids, row-major (n_test, d)).
+    pub fn predict_test(&self, subject: &PreparedSubject) -> Result<(Vec<usize>, Vec<f32>)> {
+        let roi = self.roi_of(subject)?;
+        let betas = subject.betas(&roi, Split::Test)?;
+        let ids = subject.test_stimulus_ids()?;
+        let predicted = self
+            .model
+            .predict_row_major(&betas.values, (betas.rows, betas.voxels))?;
+        Ok((ids, predicted))
+    }
+
+    /// Per-target test Pearson r saved at fit time (empty when absent).
+    pub fn test_r(&self) -> Result<Vec<f64>> {
+        let path = self.dir.join(TEST_R_FILE);
+        if !path.exists() {
+            return Ok(Vec::new());
+        }
+        Ok(npy::read_f32(&path)?
+            .data
+            .iter()
+            .map(|&r| r as f64)
+            .collect())
+    }
+
+    /// Share of (non-constant) targets whose alpha is at either edge of the grid.
+    pub fn alpha_at_edge(&self) -> f64 {
+        if let Some(share) = self
+            .model
+            .metadata
+            .get("alpha_at_edge")
+            .and_then(|v| v.as_f64())
+        {
+            return share;
+        }
+        let (lo, hi) = grid_edges(&self.model.alpha_grid);
+        let n = self.model.alphas.len().max(1) as f64;
+        self.model
+            .alphas
+            .iter()
+            .filter(|&&a| a == lo || a == hi)
+            .count() as f64
+            / n
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_parse_and_name_round_trip() {
+        for text in ["z", "c", "clip-image", "pixels:32", "features/blip.npy"] {
+            assert_eq!(Target::parse(text).unwrap().name(), text);
+        }
+        assert_eq!(Target::parse("vae").unwrap(), Target::parse("z").unwrap());
+        assert!(Target::parse("pixels:2").is_err());
+        assert!(Target::parse("latent").is_err());
+        assert_eq!(Target::parse("z").unwrap().default_roi(), "streams/early");
+        assert_eq!(Target::parse("c").unwrap().default_roi(), "streams/ventral");
+    }
+
+    #[test]
+    fn grids_span_their_decades() {
+        let grid = default_alphas(&Target::Features(FeatureKind::Vae));
+        assert_eq!(grid.len(), 21);
+        assert!((grid[0] - 0.1).abs() < 1e-12 && (grid[20] / 1e9 - 1.0).abs() < 1e-12);
+        assert!((grid[2] - 1.0).abs() < 1e-12, "half decades");
+        assert_eq!(standard_alphas().len(), 10);
+    }
+}

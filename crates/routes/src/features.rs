@@ -1,0 +1,448 @@
+//! Per-stimulus features from a diffusion model: the VAE latent z, the CLIP text context c
+//! (averaged over an image's captions) and CLIP image embeddings.
+//!
+//! ```text
+//! <dir>/<kind>.npy                 float32 (n_images, d), rows follow stimuli/ids.npy
+//! <dir>/<kind>.json                FeatureMeta: kind, model, per-stimulus shape, settings
+//! <dir>/cache/<kind>/settings.json the settings the cached rows were made with
+//! <dir>/cache/<kind>/<id>.npy      one stimulus, written as soon as it is computed
+//! ```
+//! A rerun skips cached stimuli, so an interrupted job resumes; a cache made with other
+//! settings is discarded.
+
+use crate::error::{Result, RouteError};
+use crate::progress::bar;
+use brainrecon_data::atomic::{read_json, write_json_atomic};
+use brainrecon_data::image::{Filter, RgbImage};
+use brainrecon_data::npy;
+use brainrecon_data::prepared::PreparedSubject;
+use brainrecon_diffusion::pipeline::{image_from_rgb8, Posterior, StableDiffusion, Tensor};
+use brainrecon_diffusion::rng::{NoiseSource, SeededNoise};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub const FORMAT: &str = "brainrecon-features";
+
+/// What is computed for each stimulus.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FeatureKind {
+    /// The VAE latent (U-Net scale) of the image resized to the feature size.
+    Vae,
+    /// The text encoder's last hidden state, averaged over the image's captions.
+    ClipText,
+    /// Projected CLIP image embeddings.
+    ClipImage,
+}
+
+impl FeatureKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            FeatureKind::Vae => "vae",
+            FeatureKind::ClipText => "clip-text",
+            FeatureKind::ClipImage => "clip-image",
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Self> {
+        match text {
+            "vae" | "z" => Ok(FeatureKind::Vae),
+            "clip-text" | "c" => Ok(FeatureKind::ClipText),
+            "clip-image" => Ok(FeatureKind::ClipImage),
+            other => Err(RouteError::Usage(format!(
+                "feature kind: expected vae, clip-text or clip-image, found '{other}'"
+            ))),
+        }
+    }
+}
+
+/// Metadata next to a feature array.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct FeatureMeta {
+    pub format: String,
+    pub kind: String,
+    /// The model as given on the command line (folder, cache snapshot or model id).
+    pub model: String,
+    /// Shape of one stimulus' features, e.g. [4, 40, 40] or [77, 768].
+    pub shape: Vec<usize>,
+    /// Settings that change the values (image size, posterior, seed).
+    pub settings: BTreeMap<String, serde_json::Value>,
+    pub subject: String,
+    pub n_images: usize,
+}
+
+impl FeatureMeta {
+    pub fn width(&self) -> usize {
+        self.shape.iter().product()
+    }
+}
+
+/// Computes features for a batch of stimuli.
+pub trait StimulusEncoder {
+    fn kind(&self) -> FeatureKind;
+    /// Shape of one stimulus' features.
+    fn shape(&self) -> Vec<usize>;
+    /// What, besides the model, determines the values (recorded and compared on resume).
+    fn settings(&self) -> BTreeMap<String, serde_json::Value>;
+    /// One row of `prod(shape)` values per stimulus.
+    fn encode(&self, stimuli: &[Stimulus]) -> Result<Vec<Vec<f32>>>;
+}
+
+/// One stimulus: its 73k id, image and captions.
+pub struct Stimulus {
+    pub id: usize,
+    pub image: RgbImage,
+    pub captions: Vec<String>,
+}
+
+/// The size (px) at which images are encoded for z: 5/8 of the model's native size, as the
+/// published code resizes NSD's 425 px images to 320 px for SD1 (512 px), on the VAE's grid.
+pub fn default_latent_image_size(sd: &StableDiffusion) -> usize {
+    let f = sd.vae_scale_factor();
+    let size = sd.default_size() as f64 * 0.625;
+    ((size / f as f64).round() as usize).max(1) * f
+}
+
+/// z: VAE posterior mean (or a sample, seeded per stimulus id) × scaling factor.
+pub struct VaeFeatures<'a> {
+    pub sd: &'a StableDiffusion,
+    pub image_size: usize,
+    pub posterior: Posterior,
+    pub seed: u64,
+}
+
+impl StimulusEncoder for VaeFeatures<'_> {
+    fn kind(&self) -> FeatureKind {
+        FeatureKind::Vae
+    }
+
+    fn shape(&self) -> Vec<usize> {
+        let h = self.image_size / self.sd.vae_scale_factor();
+        vec![self.sd.vae.config.latent_channels, h, h]
+    }
+
+    fn settings(&self) -> BTreeMap<String, serde_json::Value> {
+        let mut s = BTreeMap::new();
+        s.insert("image_size".into(), self.image_size.into());
+        s.insert("resize".into(), "lanczos".into());
+        let posterior = match self.posterior {
+            Posterior::Mean => "mean",
+            Posterior::Sample => "sample",
+        };
+        s.insert("posterior".into(), posterior.into());
+        if self.posterior == Posterior::Sample {
+            s.insert("seed".into(), self.seed.into());
+        }
+        s
+    }
+
+    fn encode(&self, stimuli: &[Stimulus]) -> Result<Vec<Vec<f32>>> {
+        let size = self.image_size;
+        let mut tensors = Vec::with_capacity(stimuli.len());
+        for s in stimuli {
+            let image = s.image.resize_with(size, size, Filter::Lanczos);
+            tensors.push(image_from_rgb8(size, size, &image.pixels, &self.sd.device)?);
+        }
+        let batch = Tensor::cat(&tensors, 0)?;
+        let dist = self.sd.vae.encode(&batch).map_err(diffusion_module)?;
+        let z = match self.posterior {
+            Posterior::Mean => dist.mean.clone(),
+            Posterior::Sample => {
+                // One noise stream per stimulus id: the same z whatever the batching.
+                let dims = dist.mean.dims()[1..].to_vec();
+                let mut eps = Vec::with_capacity(stimuli.len());
+                for s in stimuli {
+                    let mut noise = SeededNoise::new(stream_seed(self.seed, s.id as u64, 0));
+                    eps.push(noise.gaussian(&dims, &self.sd.device, dist.mean.dtype())?);
+                }
+                dist.sample(&Tensor::stack(&eps, 0)?)
+                    .map_err(diffusion_module)?
+            }
+        };
+        let z = self
+            .sd
+            .vae
+            .scale_latents(&z)
+            .map_err(diffusion_module)?
+            .to_dtype(brainrecon_diffusion::pipeline::DType::F32)?;
+        rows_of(&z)
+    }
+}
+
+/// c: the text encoder's last hidden state for each caption, averaged over the captions.
+pub struct ClipTextFeatures<'a> {
+    pub sd: &'a StableDiffusion,
+}
+
+impl StimulusEncoder for ClipTextFeatures<'_> {
+    fn kind(&self) -> FeatureKind {
+        FeatureKind::ClipText
+    }
+
+    fn shape(&self) -> Vec<usize> {
+        vec![
+            self.sd.text_encoder.config.max_position_embeddings,
+            self.sd.text_encoder.config.hidden_size,
+        ]
+    }
+
+    fn settings(&self) -> BTreeMap<String, serde_json::Value> {
+        let mut s = BTreeMap::new();
+        s.insert("captions".into(), "mean".into());
+        s
+    }
+
+    fn encode(&self, stimuli: &[Stimulus]) -> Result<Vec<Vec<f32>>> {
+        let mut rows = Vec::with_capacity(stimuli.len());
+        for s in stimuli {
+            if s.captions.is_empty() {
+                return Err(RouteError::Usage(format!(
+                    "image {} has no captions: clip-text features need stimuli/captions.json",
+                    s.id
+                )));
+            }
+            let prompts: Vec<&str> = s.captions.iter().map(String::as_str).collect();
+            let context = self.sd.encode_text(&prompts)?;
+            rows.push(context.mean(0)?.flatten_all()?.to_vec1::<f32>()?);
+        }
+        Ok(rows)
+    }
+}
+
+fn diffusion_module(e: brainrecon_diffusion::nn::Error) -> RouteError {
+    RouteError::Diffusion(e.into())
+}
+
+/// [B, ...] → B flattened rows.
+pub fn rows_of(t: &Tensor) -> Result<Vec<Vec<f32>>> {
+    let b = t.dim(0)?;
+    let flat = t.flatten_from(1)?.to_vec2::<f32>()?;
+    debug_assert_eq!(flat.len(), b);
+    Ok(flat)
+}
+
+/// A seed for one (stimulus, sample) stream derived from the user's seed (splitmix64 mixing,
+/// so neighbouring ids give unrelated streams).
+pub fn stream_seed(seed: u64, id: u64, sample: u64) -> u64 {
+    let mut x =
+        seed ^ id.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ sample.wrapping_mul(0xD1B5_4A32_D192_ED03);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}
+
+/// Where a kind's array and metadata live in a features directory.
+pub fn feature_paths(dir: &Path, kind: FeatureKind) -> (PathBuf, PathBuf) {
+    (
+        dir.join(format!("{}.npy", kind.name())),
+        dir.join(format!("{}.json", kind.name())),
+    )
+}
+
+/// What [`compute_features`] did.
+#[derive(Debug, Clone, Serialize)]
+pub struct FeatureSummary {
+    pub kind: String,
+    pub array: PathBuf,
+    pub shape: Vec<usize>,
+    pub n_images: usize,
+    pub computed: usize,
+    pub cached: usize,
+}
+
+#[derive(Serialize, Deserialize, PartialEq)]
+struct CacheSettings {
+    model: String,
+    shape: Vec<usize>,
+    settings: BTreeMap<String, serde_json::Value>,
+}
+
+/// Computes `encoder`'s features for every stimulus of `subject` into `dir`, `batch` at a
+/// time, resuming from the per-stimulus cache. `model` is recorded in the metadata.
+pub fn compute_features(
+    subject: &PreparedSubject,
+    dir: &Path,
+    model: &str,
+    encoder: &dyn StimulusEncoder,
+    batch: usize,
+    show_progress: bool,
+) -> Result<FeatureSummary> {
+    let kind = encoder.kind();
+    let shape = encoder.shape();
+    let width: usize = shape.iter().product();
+    let stimuli = subject.images()?;
+    let captions = if kind == FeatureKind::ClipText {
+        subject.captions()?
+    } else {
+        BTreeMap::new()
+    };
+    let cache = dir.join("cache").join(kind.name());
+    let settings = CacheSettings {
+        model: model.to_string(),
+        shape: shape.clone(),
+        settings: encoder.settings(),
+    };
+    let settings_path = cache.join("settings.json");
+    if settings_path.exists() {
+        let old: Option<CacheSettings> = read_json(&settings_path).ok();
+        if old.as_ref() != Some(&settings) {
+            eprintln!(
+                "warning: {} was made with other settings; recomputing",
+                cache.display()
+            );
+            std::fs::remove_dir_all(&cache)
+                .map_err(|e| brainrecon_data::DataError::io(&cache, e))?;
+        }
+    }
+    std::fs::create_dir_all(&cache).map_err(|e| brainrecon_data::DataError::io(&cache, e))?;
+    write_json_atomic(&settings_path, &settings)?;
+
+    let cached_path = |id: usize| cache.join(format!("{id}.npy"));
+    let todo: Vec<usize> = stimuli
+        .ids
+        .iter()
+        .copied()
+        .filter(|&id| !cached_path(id).exists())
+        .collect();
+    let cached = stimuli.ids.len() - todo.len();
+    let progress = bar(
+        todo.len() as u64,
+        &format!("{} features", kind.name()),
+        show_progress,
+    );
+    for chunk in todo.chunks(batch.max(1)) {
+        let batch: Vec<Stimulus> = chunk
+            .iter()
+            .map(|&id| Stimulus {
+                id,
+                image: stimuli.get(id).expect("id listed in the store"),
+                captions: captions.get(&id).cloned().unwrap_or_default(),
+            })
+            .collect();
+        let rows = encoder.encode(&batch)?;
+        for (s, row) in batch.iter().zip(rows) {
+            assert_eq!(row.len(), width, "encoder row width");
+            npy::write(&cached_path(s.id), &[width], &row)?;
+        }
+        progress.inc(chunk.len() as u64);
+    }
+    progress.finish_and_clear();
+
+    // Assemble the array in stimuli/ids.npy order, streaming rows from the cache.
+    let (array_path, meta_path) = feature_paths(dir, kind);
+    let mut writer = npy::Writer::<f32>::create(&array_path, &[stimuli.ids.len(), width])?;
+    for &id in &stimuli.ids {
+        let path = cached_path(id);
+        let row = npy::read_f32(&path)?;
+        if row.data.len() != width {
+            return Err(RouteError::mismatch(&path, "length", width, row.data.len()));
+        }
+        writer.write(&row.data)?;
+    }
+    writer.finish()?;
+    let meta = FeatureMeta {
+        format: FORMAT.into(),
+        kind: kind.name().into(),
+        model: model.into(),
+        shape: shape.clone(),
+        settings: settings.settings,
+        subject: subject.meta.subject.clone(),
+        n_images: stimuli.ids.len(),
+    };
+    write_json_atomic(&meta_path, &meta)?;
+    Ok(FeatureSummary {
+        kind: kind.name().into(),
+        array: array_path,
+        shape,
+        n_images: stimuli.ids.len(),
+        computed: todo.len(),
+        cached,
+    })
+}
+
+/// Features of one kind, checked against the subject: (meta, row-major (n_images, d)).
+pub fn load_features(
+    subject: &PreparedSubject,
+    dir: &Path,
+    kind: FeatureKind,
+) -> Result<(FeatureMeta, Vec<f32>)> {
+    let (array_path, meta_path) = feature_paths(dir, kind);
+    if !meta_path.exists() || !array_path.exists() {
+        return Err(RouteError::Missing {
+            path: array_path,
+            what: format!(
+                "{} features; compute them with `brainrecon features --subject {} --kind {} \
+                 --model MODEL`",
+                kind.name(),
+                subject.root.display(),
+                kind.name()
+            ),
+        });
+    }
+    let meta: FeatureMeta = read_json(&meta_path)?;
+    if meta.format != FORMAT || meta.kind != kind.name() {
+        return Err(RouteError::mismatch(
+            &meta_path,
+            "kind",
+            format!("{FORMAT} of kind {}", kind.name()),
+            format!("{} of kind {}", meta.format, meta.kind),
+        ));
+    }
+    let array = npy::read_f32(&array_path)?;
+    let (rows, cols) = array.as_matrix(&array_path)?;
+    let n_images = subject.images()?.ids.len();
+    if rows != n_images {
+        return Err(RouteError::mismatch(
+            &array_path,
+            "rows",
+            format!(
+                "{n_images} rows, one per image of {} (stimuli/ids.npy)",
+                subject.root.display()
+            ),
+            rows,
+        ));
+    }
+    if cols != meta.width() {
+        return Err(RouteError::mismatch(
+            &array_path,
+            "columns",
+            format!(
+                "{} (shape {:?} in {})",
+                meta.width(),
+                meta.shape,
+                meta_path.display()
+            ),
+            cols,
+        ));
+    }
+    Ok((meta, array.data))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stream_seeds_differ_by_seed_image_and_sample() {
+        let mut seen = std::collections::BTreeSet::new();
+        for seed in 0..4 {
+            for id in 0..50 {
+                for sample in 0..5 {
+                    assert!(seen.insert(stream_seed(seed, id, sample)));
+                }
+            }
+        }
+        assert_eq!(stream_seed(42, 7, 1), stream_seed(42, 7, 1));
+    }
+
+    #[test]
+    fn kinds_parse() {
+        assert_eq!(FeatureKind::parse("vae").unwrap(), FeatureKind::Vae);
+        assert_eq!(FeatureKind::parse("c").unwrap(), FeatureKind::ClipText);
+        assert_eq!(
+            FeatureKind::parse("clip-image").unwrap().name(),
+            "clip-image"
+        );
+        assert!(FeatureKind::parse("vgg").is_err());
+    }
+}

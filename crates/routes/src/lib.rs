@@ -1,0 +1,14 @@
+//! Reconstruction routes built on the data layer, the ridge engine, the diffusion engine and
+//! the metrics: per-stimulus features, decoders, the linear route (Takagi & Nishimoto 2023),
+//! and the evaluation report.
+
+pub mod clip;
+pub mod decoders;
+pub mod error;
+pub mod evaluate;
+pub mod features;
+pub mod linear;
+pub mod progress;
+pub mod report;
+
+pub use error::{Result, RouteError};

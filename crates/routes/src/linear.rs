@@ -1,0 +1,512 @@
+//! The linear route (Takagi & Nishimoto, CVPR 2023): ridge-decoded VAE latent z and CLIP text
+//! context c drive Stable Diffusion's img2img.
+//!
+//! For each test image: z is VAE-decoded (the "decoded z" image), resized to the model's size
+//! with Lanczos, encoded again and noised to `strength` of the schedule; DDIM then denoises it
+//! conditioned on c, with classifier-free guidance against the empty prompt. The ablations are
+//! `z-only` (the decoded-z image alone) and `c-only` (txt2img from c).
+//!
+//! ```text
+//! <out>/manifest.json              Manifest: settings, decoders, model, ids, command
+//! <out>/decoded/{ids,z,c}.npy      decoded features of the test images
+//! <out>/decoded-z/<id>.png         VAE decode of the decoded z (linear, z-only)
+//! <out>/sample-<k>/<id>.png        reconstructions k = 1..samples (linear, c-only)
+//! ```
+//! Every PNG is written atomically as soon as it is made and skipped on a rerun, so the job
+//! resumes where it stopped. Noise for (image, sample) comes from its own seeded stream, so a
+//! resumed run writes the same pixels as an uninterrupted one.
+
+use crate::decoders::Decoder;
+use crate::error::{Result, RouteError};
+use crate::features::stream_seed;
+use crate::progress::bar;
+use brainrecon_data::atomic::{read_json, write_json_atomic};
+use brainrecon_data::image::{read_png, write_png, Filter, RgbImage};
+use brainrecon_data::npy;
+use brainrecon_data::prepared::PreparedSubject;
+use brainrecon_diffusion::pipeline::{
+    image_from_rgb8, image_to_hwc, Conditioning, Posterior, SampleOptions, StableDiffusion, Tensor,
+};
+use brainrecon_diffusion::rng::SeededNoise;
+use brainrecon_diffusion::scheduler::SchedulerKind;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+pub const FORMAT: &str = "brainrecon-reconstruction";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Method {
+    /// img2img from the decoded z, conditioned on the decoded c.
+    Linear,
+    /// The VAE decode of the decoded z alone.
+    ZOnly,
+    /// txt2img conditioned on the decoded c alone.
+    COnly,
+}
+
+impl Method {
+    pub fn parse(text: &str) -> Result<Self> {
+        match text {
+            "linear" => Ok(Method::Linear),
+            "z-only" => Ok(Method::ZOnly),
+            "c-only" => Ok(Method::COnly),
+            other => Err(RouteError::Usage(format!(
+                "--method: expected linear, z-only or c-only, found '{other}'"
+            ))),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Linear => "linear",
+            Method::ZOnly => "z-only",
+            Method::COnly => "c-only",
+        }
+    }
+
+    fn uses_z(self) -> bool {
+        matches!(self, Method::Linear | Method::ZOnly)
+    }
+
+    fn uses_c(self) -> bool {
+        matches!(self, Method::Linear | Method::COnly)
+    }
+}
+
+/// Settings of a reconstruction run.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ReconstructOptions {
+    pub method: Method,
+    /// Reconstructions per test image.
+    pub samples: usize,
+    /// Share of the schedule img2img runs (t_enc = strength × steps).
+    pub strength: f64,
+    pub steps: usize,
+    pub guidance: f64,
+    pub seed: u64,
+    /// Re-encoding of the decoded-z image: a posterior sample (as the published code) or mean.
+    pub sample_posterior: bool,
+    /// Only the first N test images.
+    pub limit: Option<usize>,
+}
+
+impl Default for ReconstructOptions {
+    /// The published settings: 5 samples, strength 0.8, 50 DDIM steps, guidance 5.
+    fn default() -> Self {
+        ReconstructOptions {
+            method: Method::Linear,
+            samples: 5,
+            strength: 0.8,
+            steps: 50,
+            guidance: 5.0,
+            seed: 42,
+            sample_posterior: true,
+            limit: None,
+        }
+    }
+}
+
+/// What a reconstruction directory holds; `brainrecon eval` reads it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: String,
+    pub options: ReconstructOptions,
+    pub subject: String,
+    pub subject_dir: PathBuf,
+    pub z_decoder: Option<PathBuf>,
+    pub c_decoder: Option<PathBuf>,
+    pub model: String,
+    /// Size (px) of the decoded-z images, and of the reconstructions.
+    pub latent_image_size: Option<usize>,
+    pub image_size: usize,
+    pub ids: Vec<usize>,
+    pub command: String,
+    pub versions: Vec<(String, String)>,
+    /// False until every image is written.
+    pub complete: bool,
+}
+
+impl Manifest {
+    pub const FILE: &'static str = "manifest.json";
+
+    pub fn load(dir: &Path) -> Result<Self> {
+        let path = dir.join(Self::FILE);
+        let manifest: Manifest = read_json(&path)?;
+        if manifest.format != FORMAT {
+            return Err(RouteError::mismatch(
+                &path,
+                "format",
+                FORMAT,
+                &manifest.format,
+            ));
+        }
+        Ok(manifest)
+    }
+
+    pub fn decoded_z_dir(dir: &Path) -> PathBuf {
+        dir.join("decoded-z")
+    }
+
+    pub fn sample_dir(dir: &Path, k: usize) -> PathBuf {
+        dir.join(format!("sample-{k}"))
+    }
+
+    /// Image sets to evaluate: ("decoded z", dir) and ("sample k", dir).
+    pub fn image_sets(&self, dir: &Path) -> Vec<(String, PathBuf)> {
+        let mut sets = Vec::new();
+        if self.options.method.uses_z() {
+            sets.push(("decoded z".to_string(), Self::decoded_z_dir(dir)));
+        }
+        if self.options.method.uses_c() {
+            for k in 1..=self.options.samples {
+                sets.push((format!("sample {k}"), Self::sample_dir(dir, k)));
+            }
+        }
+        sets
+    }
+}
+
+/// Counts of what a run did.
+#[derive(Debug, Clone, Serialize)]
+pub struct ReconstructSummary {
+    pub out: PathBuf,
+    pub n_images: usize,
+    pub written: usize,
+    pub skipped: usize,
+    pub seconds: f64,
+}
+
+/// Checks the decoders against each other, the subject and the model, and returns the
+/// latent spatial size of z (if used).
+fn check_decoders(
+    subject: &PreparedSubject,
+    sd: &StableDiffusion,
+    method: Method,
+    z: Option<&Decoder>,
+    c: Option<&Decoder>,
+) -> Result<Option<usize>> {
+    let mut latent_hw = None;
+    if let Some(z) = z {
+        let json = z.dir.join(brainrecon_ridge::MODEL_FILE);
+        if z.target != "z" {
+            return Err(RouteError::mismatch(
+                &json,
+                "target",
+                "a z decoder (`brainrecon fit --target z`)",
+                &z.target,
+            ));
+        }
+        z.roi_of(subject)?;
+        let channels = sd.unet.config.in_channels;
+        let shape = &z.target_shape;
+        if shape.len() != 3 || shape[0] != channels || shape[1] != shape[2] {
+            return Err(RouteError::mismatch(
+                &json,
+                "target_shape",
+                format!(
+                    "[{channels}, h, h], the latent shape of {}",
+                    sd.root.root.display()
+                ),
+                format!("{shape:?} (decoder fit on another model's latents?)"),
+            ));
+        }
+        latent_hw = Some(shape[1]);
+    } else if method.uses_z() {
+        return Err(RouteError::Usage(format!(
+            "--method {} needs a z decoder (decoders/z)",
+            method.name()
+        )));
+    }
+    if let Some(c) = c {
+        let json = c.dir.join(brainrecon_ridge::MODEL_FILE);
+        if c.target != "c" {
+            return Err(RouteError::mismatch(
+                &json,
+                "target",
+                "a c decoder (`brainrecon fit --target c`)",
+                &c.target,
+            ));
+        }
+        c.roi_of(subject)?;
+        let expected = vec![
+            sd.text_encoder.config.max_position_embeddings,
+            sd.unet.config.cross_attention_dim,
+        ];
+        if c.target_shape != expected {
+            return Err(RouteError::mismatch(
+                &json,
+                "target_shape",
+                format!(
+                    "{expected:?}, the text context of {}",
+                    sd.root.root.display()
+                ),
+                format!(
+                    "{:?} (decoder fit on another model's context?)",
+                    c.target_shape
+                ),
+            ));
+        }
+    } else if method.uses_c() {
+        return Err(RouteError::Usage(format!(
+            "--method {} needs a c decoder (decoders/c)",
+            method.name()
+        )));
+    }
+    Ok(latent_hw)
+}
+
+fn tensor_to_image(image: &Tensor) -> Result<RgbImage> {
+    let (h, w, values) = image_to_hwc(image)?;
+    Ok(RgbImage::from_unit_f32(h, w, &values))
+}
+
+/// Runs the route on the subject's test images. `command` and `model` are recorded.
+#[allow(clippy::too_many_arguments)]
+pub fn reconstruct(
+    subject: &PreparedSubject,
+    sd: &StableDiffusion,
+    model: &str,
+    z_decoder: Option<&Decoder>,
+    c_decoder: Option<&Decoder>,
+    options: &ReconstructOptions,
+    out: &Path,
+    command: &str,
+    show_progress: bool,
+) -> Result<ReconstructSummary> {
+    let started = std::time::Instant::now();
+    if options.samples == 0 && options.method.uses_c() {
+        return Err(RouteError::Usage("--samples must be at least 1".into()));
+    }
+    if !(options.strength > 0.0 && options.strength <= 1.0) {
+        return Err(RouteError::Usage(format!(
+            "--strength must be in (0, 1], found {}",
+            options.strength
+        )));
+    }
+    let z_decoder = z_decoder.filter(|_| options.method.uses_z());
+    let c_decoder = c_decoder.filter(|_| options.method.uses_c());
+    let latent_hw = check_decoders(subject, sd, options.method, z_decoder, c_decoder)?;
+    for decoder in [z_decoder, c_decoder].into_iter().flatten() {
+        if let Some(fit_model) = decoder
+            .model
+            .metadata
+            .get("target_model")
+            .and_then(|v| v.as_str())
+        {
+            if fit_model != model {
+                eprintln!(
+                    "warning: {} was fit on features of '{fit_model}', reconstructing with \
+                     '{model}'",
+                    decoder.dir.display()
+                );
+            }
+        }
+    }
+
+    // Decode the features of every test image up front (one matrix product each).
+    let (mut ids, mut z_rows, mut c_rows) = (subject.test_stimulus_ids()?, None, None);
+    if let Some(z) = z_decoder {
+        z_rows = Some(z.predict_test(subject)?.1);
+    }
+    if let Some(c) = c_decoder {
+        c_rows = Some(c.predict_test(subject)?.1);
+    }
+    if let Some(limit) = options.limit {
+        ids.truncate(limit);
+    }
+    let decoded = out.join("decoded");
+    npy::write(
+        &decoded.join("ids.npy"),
+        &[ids.len()],
+        &ids.iter().map(|&i| i as i64).collect::<Vec<_>>(),
+    )?;
+    for (name, rows, decoder) in [("z", &z_rows, z_decoder), ("c", &c_rows, c_decoder)] {
+        if let (Some(rows), Some(decoder)) = (rows, decoder) {
+            let width = decoder.model.n_targets();
+            let mut shape = vec![ids.len()];
+            shape.extend(&decoder.target_shape);
+            npy::write(
+                &decoded.join(format!("{name}.npy")),
+                &shape,
+                &rows[..ids.len() * width],
+            )?;
+        }
+    }
+
+    let size = sd.default_size();
+    let latent_image_size = latent_hw.map(|h| h * sd.vae_scale_factor());
+    let mut manifest = Manifest {
+        format: FORMAT.into(),
+        options: options.clone(),
+        subject: subject.meta.subject.clone(),
+        subject_dir: subject.root.clone(),
+        z_decoder: z_decoder.map(|d| d.dir.clone()),
+        c_decoder: c_decoder.map(|d| d.dir.clone()),
+        model: model.into(),
+        latent_image_size,
+        image_size: size,
+        ids: ids.clone(),
+        command: command.into(),
+        versions: versions(sd),
+        complete: false,
+    };
+    // A rerun must not mix settings: resuming is only safe with the same ones.
+    let manifest_path = out.join(Manifest::FILE);
+    if manifest_path.exists() {
+        if let Ok(old) = Manifest::load(out) {
+            if old.options != manifest.options || old.model != manifest.model {
+                return Err(RouteError::mismatch(
+                    &manifest_path,
+                    "options",
+                    format!(
+                        "{:?} with model {} (a run to resume)",
+                        manifest.options, manifest.model
+                    ),
+                    format!(
+                        "{:?} with model {}: use another --out, or delete it to start over",
+                        old.options, old.model
+                    ),
+                ));
+            }
+        }
+    }
+    write_json_atomic(&manifest_path, &manifest)?;
+
+    let steps_per_image = usize::from(options.method.uses_z())
+        + if options.method.uses_c() {
+            options.samples
+        } else {
+            0
+        };
+    let progress = bar(
+        (ids.len() * steps_per_image) as u64,
+        &format!("{} recon", options.method.name()),
+        show_progress,
+    );
+    let uncond = if options.guidance > 1.0 && options.method.uses_c() {
+        Some(sd.encode_text(&[""])?)
+    } else {
+        None
+    };
+    let sample_options = SampleOptions {
+        steps: options.steps,
+        guidance: options.guidance,
+        scheduler: SchedulerKind::Ddim { eta: 0.0 },
+    };
+    let (mut written, mut skipped) = (0, 0);
+    for (row, &id) in ids.iter().enumerate() {
+        // The decoded-z image, made or read back (PNG is lossless, so a resume sees the same).
+        let mut z_image = None;
+        if let (Some(rows), Some(hw)) = (&z_rows, latent_hw) {
+            let path = Manifest::decoded_z_dir(out).join(format!("{id}.png"));
+            if path.exists() {
+                skipped += 1;
+                if options.method == Method::Linear {
+                    z_image = Some(read_png(&path)?);
+                }
+            } else {
+                let width = sd.unet.config.in_channels * hw * hw;
+                let z = Tensor::from_vec(
+                    rows[row * width..(row + 1) * width].to_vec(),
+                    (1, sd.unet.config.in_channels, hw, hw),
+                    &sd.device,
+                )?;
+                let image = tensor_to_image(&sd.decode_latent(&z)?)?;
+                write_png(&path, &image)?;
+                written += 1;
+                z_image = Some(image);
+            }
+            progress.inc(1);
+        }
+        if !options.method.uses_c() {
+            continue;
+        }
+        let c_rows = c_rows.as_ref().expect("c decoder checked");
+        let c_width =
+            sd.text_encoder.config.max_position_embeddings * sd.unet.config.cross_attention_dim;
+        let cond = Tensor::from_vec(
+            c_rows[row * c_width..(row + 1) * c_width].to_vec(),
+            (
+                1,
+                sd.text_encoder.config.max_position_embeddings,
+                sd.unet.config.cross_attention_dim,
+            ),
+            &sd.device,
+        )?;
+        let context = Conditioning {
+            cond,
+            uncond: uncond.clone(),
+        };
+        let init_pixels = z_image
+            .map(|image| image.resize_with(size, size, Filter::Lanczos))
+            .map(|image| image_from_rgb8(size, size, &image.pixels, &sd.device))
+            .transpose()?;
+        for k in 1..=options.samples {
+            let path = Manifest::sample_dir(out, k).join(format!("{id}.png"));
+            if path.exists() {
+                skipped += 1;
+                progress.inc(1);
+                continue;
+            }
+            let mut noise = SeededNoise::new(stream_seed(options.seed, id as u64, k as u64));
+            let latent = match &init_pixels {
+                Some(pixels) => {
+                    let posterior = if options.sample_posterior {
+                        Posterior::Sample
+                    } else {
+                        Posterior::Mean
+                    };
+                    let init = sd.encode_image(pixels, posterior, &mut noise)?;
+                    sd.img2img(
+                        &init,
+                        &context,
+                        options.strength,
+                        &sample_options,
+                        &mut noise,
+                        &mut |_| {},
+                    )?
+                }
+                None => sd.txt2img(
+                    &context,
+                    size,
+                    size,
+                    &sample_options,
+                    &mut noise,
+                    &mut |_| {},
+                )?,
+            };
+            let image = tensor_to_image(&sd.decode_latent(&latent)?)?;
+            write_png(&path, &image)?;
+            written += 1;
+            progress.inc(1);
+        }
+    }
+    progress.finish_and_clear();
+    manifest.complete = true;
+    write_json_atomic(&manifest_path, &manifest)?;
+    Ok(ReconstructSummary {
+        out: out.to_path_buf(),
+        n_images: ids.len(),
+        written,
+        skipped,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// brainrecon's version and the model's diffusers version, for the record.
+pub fn versions(sd: &StableDiffusion) -> Vec<(String, String)> {
+    let mut v = vec![(
+        "brainrecon".to_string(),
+        env!("CARGO_PKG_VERSION").to_string(),
+    )];
+    let index = sd.root.root.join("model_index.json");
+    if let Ok(text) = std::fs::read_to_string(&index) {
+        if let Ok(json) = serde_json::from_str::<serde_json::Value>(&text) {
+            if let Some(d) = json.get("_diffusers_version").and_then(|v| v.as_str()) {
+                v.push(("model saved by diffusers".to_string(), d.to_string()));
+            }
+        }
+    }
+    v
+}
