@@ -8,14 +8,24 @@ if ! command -v cargo >/dev/null; then
   echo "error: cargo is required (install Rust from your distribution or rustup)" >&2
   exit 2
 fi
-if [ -z "${BRAINRECON_CHROMIUM:-}" ] && ! command -v chromium >/dev/null; then
-  echo "installing Debian's chromium for the report tests" >&2
+# The HTML report's browser test needs headless Chromium; install Debian's package when missing.
+if [ -z "${BRAINRECON_CHROMIUM:-}" ] && ! command -v chromium >/dev/null \
+    && ! command -v chromium-browser >/dev/null && ! command -v google-chrome >/dev/null; then
   if [ "$(id -u)" -eq 0 ]; then
-    apt-get update -qq && apt-get install -y -qq chromium >/dev/null
+    SUDO=""
   elif command -v sudo >/dev/null; then
-    sudo apt-get update -qq && sudo apt-get install -y -qq chromium >/dev/null
+    SUDO="sudo"
   else
-    echo "error: the report tests need Chromium: install Debian's chromium (apt-get install chromium) or set BRAINRECON_CHROMIUM" >&2
+    echo "error: chromium is required by the report's browser test; install Debian's 'chromium' package as root (apt-get install chromium) or set BRAINRECON_CHROMIUM" >&2
+    exit 2
+  fi
+  if ! command -v apt-get >/dev/null; then
+    echo "error: chromium is required by the report's browser test and apt-get is not available; install Chromium and put it on PATH or set BRAINRECON_CHROMIUM" >&2
+    exit 2
+  fi
+  echo "installing chromium (needed by the report's browser test)" >&2
+  if ! { $SUDO apt-get update -qq && $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }; then
+    echo "error: could not install chromium with apt-get; install Debian's 'chromium' package or set BRAINRECON_CHROMIUM" >&2
     exit 2
   fi
 fi

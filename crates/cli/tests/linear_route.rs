@@ -364,6 +364,15 @@ fn ablations_and_bad_decoders_are_reported() {
         3
     );
     assert!(!z_only.join("sample-1").exists());
+    // Resuming into the same directory with other settings would mix them: refused.
+    let mut other = common(&z_only, "z-only");
+    other[14] = "5".to_string();
+    assert_eq!(other[13], "--steps");
+    let err = user_error(&args(&other));
+    assert!(
+        err.contains("manifest.json") && err.contains("options"),
+        "{err}"
+    );
     let c_only = dir.path().join("c-only");
     ok(&args(&common(&c_only, "c-only")));
     let png = std::fs::read_dir(c_only.join("sample-1"))

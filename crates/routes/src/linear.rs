@@ -355,7 +355,12 @@ pub fn reconstruct(
     let manifest_path = out.join(Manifest::FILE);
     if manifest_path.exists() {
         if let Ok(old) = Manifest::load(out) {
-            if old.options != manifest.options || old.model != manifest.model {
+            // --limit only selects images; any other change would mix settings.
+            let same = ReconstructOptions {
+                limit: manifest.options.limit,
+                ..old.options.clone()
+            } == manifest.options;
+            if !same || old.model != manifest.model {
                 return Err(RouteError::mismatch(
                     &manifest_path,
                     "options",
