@@ -28,6 +28,7 @@ enum Command {
     Reconstruct(commands::reconstruct::Args),
     Eval(commands::eval::Args),
     Generate(commands::generate::Args),
+    TrainPrior(commands::train_prior::Args),
     Encode(commands::encode::Args),
     #[command(subcommand)]
     Ridge(commands::ridge::RidgeCommand),
@@ -68,6 +69,7 @@ fn main() -> ExitCode {
         Command::Reconstruct(args) => commands::reconstruct::run(args),
         Command::Eval(args) => commands::eval::run(args),
         Command::Generate(args) => commands::generate::run(args),
+        Command::TrainPrior(args) => commands::train_prior::run(args),
         Command::Encode(args) => commands::encode::run(args),
         Command::Ridge(command) => commands::ridge::run(command),
         Command::Bench(command) => commands::bench::run(command),

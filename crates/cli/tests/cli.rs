@@ -26,6 +26,7 @@ fn every_command_has_help_with_an_example() {
         vec!["ridge", "merge"],
         vec!["bench", "ridge"],
         vec!["generate"],
+        vec!["train-prior"],
     ] {
         let mut args = command.clone();
         args.push("--help");

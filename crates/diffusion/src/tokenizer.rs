@@ -316,6 +316,144 @@ pub fn bytes_to_unicode() -> Vec<char> {
         .collect()
 }
 
+/// A CLIP BPE vocabulary in which every word of `words` is one token: the 256 byte symbols
+/// and the same with `</w>` (so any text still tokenizes), then for each word the merges that
+/// join its symbols left to right, then BOS and EOS. For a model trained on a small caption
+/// vocabulary (a few hundred tokens instead of CLIP's 49 408).
+pub fn word_level_bpe(words: &[&str]) -> (Vec<String>, Vec<(String, String)>) {
+    let bytes = bytes_to_unicode();
+    let mut tokens: Vec<String> = bytes.iter().map(|c| c.to_string()).collect();
+    tokens.extend(bytes.iter().map(|c| format!("{c}</w>")));
+    // The table is in vocabulary order; GPT-2's map sends a printable byte to the character
+    // with its own code and the others, in byte order, to U+0100 onwards.
+    let printable = |b: u32| {
+        (0x21..=0x7e).contains(&b) || (0xa1..=0xac).contains(&b) || (0xae..=0xff).contains(&b)
+    };
+    let mut next = 0x100;
+    let by_byte: Vec<char> = (0u32..256)
+        .map(|b| {
+            if printable(b) {
+                char::from_u32(b).expect("byte")
+            } else {
+                next += 1;
+                char::from_u32(next - 1).expect("code point")
+            }
+        })
+        .collect();
+    let mut known: std::collections::HashSet<String> = tokens.iter().cloned().collect();
+    let mut merges: Vec<(String, String)> = Vec::new();
+    let mut sorted: Vec<&str> = words.iter().copied().filter(|w| !w.is_empty()).collect();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let symbols_of = |word: &str| -> Vec<String> {
+        let mut symbols: Vec<String> = word
+            .bytes()
+            .map(|b| by_byte[b as usize].to_string())
+            .collect();
+        let last = symbols.pop().expect("non-empty word");
+        symbols.push(format!("{last}</w>"));
+        symbols
+    };
+    // Merges that join each word's pieces left to right. A merge added for one word can split
+    // another (BPE applies the lowest-ranked pair first), so repeat on what BPE actually makes
+    // of every word until each is one token; merges added later rank last and only apply
+    // where nothing else does.
+    for _round in 0..64 {
+        let ranks: HashMap<(String, String), usize> = merges
+            .iter()
+            .cloned()
+            .enumerate()
+            .map(|(i, pair)| (pair, i))
+            .collect();
+        let mut changed = false;
+        for word in &sorted {
+            let pieces = apply_merges(symbols_of(word), &ranks);
+            let mut joined = pieces[0].clone();
+            for piece in &pieces[1..] {
+                let merged = format!("{joined}{piece}");
+                if known.insert(merged.clone()) {
+                    tokens.push(merged.clone());
+                }
+                merges.push((joined.clone(), piece.clone()));
+                changed = true;
+                joined = merged;
+            }
+        }
+        if !changed {
+            break;
+        }
+        // A pair may have been added twice in one round: keep its first rank.
+        let mut seen = std::collections::HashSet::new();
+        merges.retain(|pair| seen.insert(pair.clone()));
+    }
+    tokens.push("<|startoftext|>".into());
+    tokens.push("<|endoftext|>".into());
+    (tokens, merges)
+}
+
+/// BPE on one word's symbols: repeatedly join the adjacent pair with the lowest rank.
+fn apply_merges(mut symbols: Vec<String>, ranks: &HashMap<(String, String), usize>) -> Vec<String> {
+    loop {
+        let best = (0..symbols.len().saturating_sub(1))
+            .filter_map(|i| {
+                ranks
+                    .get(&(symbols[i].clone(), symbols[i + 1].clone()))
+                    .map(|&r| (r, i))
+            })
+            .min();
+        let Some((_, i)) = best else {
+            return symbols;
+        };
+        let right = symbols.remove(i + 1);
+        symbols[i].push_str(&right);
+    }
+}
+
+/// Writes a diffusers `tokenizer/` folder (`vocab.json`, `merges.txt`,
+/// `tokenizer_config.json`) for `tokens` (ids in order) and ranked `merges`; it pads with
+/// `<|endoftext|>` to `max_length`, as SD1's tokenizer.
+pub fn write_tokenizer_folder(
+    dir: &Path,
+    tokens: &[String],
+    merges: &[(String, String)],
+    max_length: usize,
+) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| DiffusionError::io(dir, e))?;
+    let vocab: serde_json::Map<String, serde_json::Value> = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.clone(), serde_json::Value::from(i)))
+        .collect();
+    let mut merges_text = String::from("#version: 0.2\n");
+    for (a, b) in merges {
+        merges_text.push_str(&format!("{a} {b}\n"));
+    }
+    let config = serde_json::json!({
+        "tokenizer_class": "CLIPTokenizer",
+        "model_max_length": max_length,
+        "bos_token": "<|startoftext|>",
+        "eos_token": "<|endoftext|>",
+        "pad_token": "<|endoftext|>",
+        "unk_token": "<|endoftext|>",
+        "do_lower_case": true,
+    });
+    let files = [
+        ("vocab.json", serde_json::to_string(&vocab).expect("JSON")),
+        ("merges.txt", merges_text),
+        (
+            "tokenizer_config.json",
+            serde_json::to_string_pretty(&config).expect("JSON"),
+        ),
+    ];
+    for (name, text) in files {
+        let path = dir.join(name);
+        let temp = dir.join(format!(".{name}.partial"));
+        std::fs::write(&temp, text).map_err(|e| DiffusionError::io(&temp, e))?;
+        std::fs::rename(&temp, &path).map_err(|e| DiffusionError::io(&path, e))?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -328,5 +466,43 @@ mod tests {
         // Byte 0 (not printable) maps to U+0100, and comes after the 188 printable bytes.
         assert_eq!(table[188], '\u{100}');
         assert_eq!(table[255], '\u{143}');
+    }
+
+    #[test]
+    fn a_word_level_vocabulary_makes_every_caption_word_one_token() {
+        use brainrecon_data::simulate::scene::Scene;
+        use rand::SeedableRng;
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let captions: Vec<String> = (0..400)
+            .flat_map(|_| Scene::random(&mut rng).captions(&mut rng))
+            .collect();
+        let mut words: Vec<&str> = captions.iter().flat_map(|c| c.split(' ')).collect();
+        words.sort_unstable();
+        words.dedup();
+        let (tokens, merges) = word_level_bpe(&words);
+        assert!(tokens.len() < 1000, "{} tokens", tokens.len());
+        let dir = tempfile::tempdir().unwrap();
+        write_tokenizer_folder(dir.path(), &tokens, &merges, 24).unwrap();
+        let tokenizer = ClipTokenizer::from_dir(dir.path()).unwrap();
+        assert_eq!(tokenizer.vocab_size(), tokens.len());
+        assert_eq!(tokenizer.max_length, 24);
+        for caption in &captions {
+            let ids = tokenizer.tokens(caption).unwrap();
+            let expected: Vec<u32> = caption
+                .split(' ')
+                .map(|w| {
+                    tokens
+                        .iter()
+                        .position(|t| *t == format!("{w}</w>"))
+                        .unwrap_or_else(|| panic!("no token for {w:?}")) as u32
+                })
+                .collect();
+            assert_eq!(ids, expected, "{caption}");
+        }
+        // Words outside the vocabulary still tokenize, into smaller pieces.
+        assert!(tokenizer.tokens("zebra").unwrap().len() > 1);
+        let ids = tokenizer.encode("a red circle").unwrap();
+        assert_eq!(ids.len(), 24);
+        assert_eq!(ids[0], tokenizer.bos_id);
     }
 }

@@ -1,6 +1,7 @@
 //! `simulate`: a synthetic subject with known truth, written in NSD's own layout or prepared.
 
 pub mod brain;
+pub mod classify;
 pub mod scene;
 
 use crate::atomic::{write_atomic, write_bytes_atomic, write_json_atomic};

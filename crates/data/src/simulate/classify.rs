@@ -1,0 +1,172 @@
+//! A simple rule that reads a synthetic scene's colour and shape back from pixels, to score
+//! generated and reconstructed images against the scene that was shown.
+//!
+//! - Background: the palette background nearest to the median of the image's border pixels.
+//! - Foreground mask: pixels farther than [`MASK_DISTANCE`] from that background colour.
+//! - Colour: the palette colour nearest to the mask's per-channel median.
+//! - Shape, from the mask's moments: the share of its bounding box it fills (square ≈ 1,
+//!   circle ≈ π/4, triangle ≈ 1/2, cross ≈ 5/9) and, to tell the triangle from the cross, how
+//!   far its centroid sits below the box's centre (a triangle's is a sixth of the height lower;
+//!   a cross's is central).
+
+use super::scene::{BACKGROUNDS, COLOURS, SHAPES};
+use crate::image::RgbImage;
+
+/// RGB distance beyond which a pixel belongs to the foreground (about half the smallest
+/// distance between a palette colour and a background).
+pub const MASK_DISTANCE: f32 = 45.0;
+
+/// What the rule read from an image (indices into the scene tables).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reading {
+    pub background: usize,
+    /// `None` when no pixel stands out from the background.
+    pub colour: Option<usize>,
+    pub shape: Option<usize>,
+}
+
+fn distance(a: [f32; 3], b: [u8; 3]) -> f32 {
+    (0..3)
+        .map(|c| (a[c] - b[c] as f32).powi(2))
+        .sum::<f32>()
+        .sqrt()
+}
+
+fn nearest(colour: [f32; 3], palette: &[(&str, [u8; 3])]) -> usize {
+    (0..palette.len())
+        .min_by(|&i, &j| distance(colour, palette[i].1).total_cmp(&distance(colour, palette[j].1)))
+        .expect("non-empty palette")
+}
+
+fn median(values: &mut [f32]) -> f32 {
+    values.sort_by(f32::total_cmp);
+    values[values.len() / 2]
+}
+
+fn median_rgb(pixels: &[[f32; 3]]) -> [f32; 3] {
+    let mut out = [0f32; 3];
+    for (c, slot) in out.iter_mut().enumerate() {
+        let mut channel: Vec<f32> = pixels.iter().map(|p| p[c]).collect();
+        *slot = median(&mut channel);
+    }
+    out
+}
+
+/// Reads background, colour and shape from an image of any size.
+pub fn read_scene(image: &RgbImage) -> Reading {
+    let (h, w) = (image.height, image.width);
+    let pixel = |x: usize, y: usize| {
+        let at = (y * w + x) * 3;
+        let p = &image.pixels[at..at + 3];
+        [p[0] as f32, p[1] as f32, p[2] as f32]
+    };
+    let mut border = Vec::with_capacity(2 * (h + w));
+    for x in 0..w {
+        border.push(pixel(x, 0));
+        border.push(pixel(x, h - 1));
+    }
+    for y in 1..h.saturating_sub(1) {
+        border.push(pixel(0, y));
+        border.push(pixel(w - 1, y));
+    }
+    let background = nearest(median_rgb(&border), &BACKGROUNDS);
+    let bg = BACKGROUNDS[background].1;
+
+    let mut mask = Vec::new();
+    let mut colours = Vec::new();
+    for y in 0..h {
+        for x in 0..w {
+            let p = pixel(x, y);
+            if distance(p, bg) > MASK_DISTANCE {
+                mask.push((x as f32, y as f32));
+                colours.push(p);
+            }
+        }
+    }
+    // A few stray pixels are noise, not a shape.
+    if mask.len() < 4 {
+        return Reading {
+            background,
+            colour: None,
+            shape: None,
+        };
+    }
+    let colour = nearest(median_rgb(&colours), &COLOURS);
+
+    let n = mask.len() as f32;
+    let (mut x0, mut x1, mut y0, mut y1) = (f32::MAX, f32::MIN, f32::MAX, f32::MIN);
+    let mut cy = 0.0;
+    for &(x, y) in &mask {
+        x0 = x0.min(x);
+        x1 = x1.max(x);
+        y0 = y0.min(y);
+        y1 = y1.max(y);
+        cy += y;
+    }
+    cy /= n;
+    let (box_w, box_h) = (x1 - x0 + 1.0, y1 - y0 + 1.0);
+    let fill = n / (box_w * box_h);
+    let drop = (cy - (y0 + y1) / 2.0) / box_h;
+    let shape = if fill > 0.9 {
+        "square"
+    } else if fill > 0.68 {
+        "circle"
+    } else if drop > 0.08 {
+        "triangle"
+    } else {
+        "cross"
+    };
+    Reading {
+        background,
+        colour: Some(colour),
+        shape: SHAPES.iter().position(|&s| s == shape),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::scene::{Scene, POSITIONS, SIZES};
+    use super::*;
+
+    #[test]
+    fn every_rendered_scene_is_read_back() {
+        // At 64 px (the model's size) every scene; at 32 px the large ones (small shapes are
+        // then 8 px wide, too few pixels for the moments).
+        for (size, sizes) in [(64, 0..SIZES.len()), (32, 1..SIZES.len())] {
+            let (mut total, mut right) = (0, 0);
+            for shape in 0..SHAPES.len() {
+                for colour in 0..COLOURS.len() {
+                    for background in 0..BACKGROUNDS.len() {
+                        for position in 0..POSITIONS.len() {
+                            for s in sizes.clone() {
+                                let scene = Scene {
+                                    shape,
+                                    colour,
+                                    background,
+                                    position,
+                                    size: s,
+                                };
+                                let reading = read_scene(&scene.render(size));
+                                total += 1;
+                                assert_eq!(reading.background, background);
+                                assert_eq!(reading.colour, Some(colour), "{scene:?}");
+                                right += usize::from(reading.shape == Some(shape));
+                            }
+                        }
+                    }
+                }
+            }
+            let accuracy = right as f64 / total as f64;
+            assert!(accuracy >= 0.99, "{size} px: shape accuracy {accuracy}");
+        }
+    }
+
+    #[test]
+    fn a_plain_image_has_no_shape() {
+        let image = RgbImage::new(16, 16, [128u8, 128, 128].repeat(256));
+        let reading = read_scene(&image);
+        assert_eq!(BACKGROUNDS[reading.background].0, "grey");
+        assert_eq!(reading.colour, None);
+        assert_eq!(reading.shape, None);
+    }
+}

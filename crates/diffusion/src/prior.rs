@@ -1,0 +1,499 @@
+//! shapes-ldm: a small latent diffusion model in Stable Diffusion 1's architecture, trained by
+//! the project on the synthetic scenes (a shape of some colour, size and position on a
+//! background, with captions), so that a machine without pretrained weights still has a model
+//! that draws what it is told. It is written as a diffusers folder and loaded by the same code
+//! as SD 1.4.
+//!
+//! Training, in two stages, with the engine's own modules and AdamW:
+//! 1. the AutoencoderKL: L1 reconstruction of a posterior sample plus a small KL term; its
+//!    `scaling_factor` is then set to 1 / std of the posterior means, as SD's was chosen;
+//! 2. the CLIP-style text encoder (over a word-level vocabulary of the captions) and the
+//!    U-Net together, with the epsilon objective on SD's noise schedule; one caption in ten is
+//!    replaced by the empty prompt, for classifier-free guidance.
+//!
+//! Scenes come from a seeded generator, one per (seed, index): the data never repeats in
+//! order and never needs storing. Checkpoints are written atomically every
+//! `checkpoint_every` steps; a rerun resumes from the newest one and, because every random draw
+//! is keyed by the step, ends with the same weights as an uninterrupted run.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use candle_core::{DType, Device, Tensor};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde_json::json;
+
+use brainrecon_data::image::RgbImage;
+use brainrecon_data::simulate::scene::Scene;
+
+use crate::clip::{ids_tensor, ClipTextConfig, ClipTextModel};
+use crate::rng::SeededNoise;
+use crate::scheduler::{NoiseSchedule, SchedulerConfig};
+use crate::tokenizer::{word_level_bpe, write_tokenizer_folder, ClipTokenizer};
+use crate::train::{
+    clip_grad_norm, init_parameters, latest_checkpoint, load_checkpoint, save_checkpoint, AdamW,
+    Parameters,
+};
+use crate::unet::{UNet2DConditionConfig, UNet2DConditionModel, WEIGHTS_FILE};
+use crate::vae::{AutoencoderKL, AutoencoderKLConfig};
+use crate::weights::{DiffusionError, Result};
+
+/// Sizes of the three models, as diffusers config JSON, and the training settings.
+#[derive(Clone, Debug)]
+pub struct PriorConfig {
+    pub image_size: usize,
+    /// Tokens per prompt (BOS, words, EOS, padding).
+    pub max_length: usize,
+    pub vae: serde_json::Value,
+    pub text_encoder: serde_json::Value,
+    pub unet: serde_json::Value,
+    pub vae_steps: usize,
+    pub unet_steps: usize,
+    pub vae_batch: usize,
+    pub unet_batch: usize,
+    pub vae_lr: f64,
+    pub unet_lr: f64,
+    pub kl_weight: f64,
+    /// Share of captions replaced by the empty prompt.
+    pub caption_dropout: f64,
+    pub checkpoint_every: usize,
+}
+
+impl PriorConfig {
+    /// The shipped model: 64 px images, 4×16×16 latents, a 2-layer 64-wide text encoder and a
+    /// two-level U-Net with cross-attention.
+    pub fn shapes_ldm() -> Self {
+        PriorConfig {
+            image_size: 64,
+            max_length: 16,
+            vae: vae_config(&[32, 64, 64], 16, 64),
+            text_encoder: text_config(64, 2, 4, 256),
+            unet: unet_config(&[64, 128], 16, 64, 16),
+            vae_steps: 3000,
+            unet_steps: 6000,
+            vae_batch: 16,
+            unet_batch: 32,
+            vae_lr: 1e-3,
+            unet_lr: 5e-4,
+            kl_weight: 1e-6,
+            caption_dropout: 0.1,
+            checkpoint_every: 100,
+        }
+    }
+
+    /// A model small enough to train for a few steps in a test.
+    pub fn tiny() -> Self {
+        PriorConfig {
+            image_size: 16,
+            max_length: 16,
+            vae: vae_config(&[8, 8], 4, 16),
+            text_encoder: text_config(16, 1, 2, 32),
+            unet: unet_config(&[8, 16], 4, 16, 8),
+            vae_steps: 3,
+            unet_steps: 3,
+            vae_batch: 2,
+            unet_batch: 2,
+            vae_lr: 1e-3,
+            unet_lr: 1e-3,
+            kl_weight: 1e-6,
+            caption_dropout: 0.5,
+            checkpoint_every: 2,
+        }
+    }
+}
+
+fn vae_config(channels: &[usize], groups: usize, image_size: usize) -> serde_json::Value {
+    json!({
+        "_class_name": "AutoencoderKL",
+        "act_fn": "silu",
+        "block_out_channels": channels,
+        "down_block_types": vec!["DownEncoderBlock2D"; channels.len()],
+        "up_block_types": vec!["UpDecoderBlock2D"; channels.len()],
+        "in_channels": 3,
+        "out_channels": 3,
+        "latent_channels": 4,
+        "layers_per_block": 1,
+        "norm_num_groups": groups,
+        "sample_size": image_size,
+        "scaling_factor": 1.0,
+        "force_upcast": true,
+        "use_quant_conv": true,
+        "use_post_quant_conv": true,
+        "mid_block_add_attention": true,
+    })
+}
+
+fn text_config(hidden: usize, layers: usize, heads: usize, mlp: usize) -> serde_json::Value {
+    json!({
+        "architectures": ["CLIPTextModel"],
+        "model_type": "clip_text_model",
+        "hidden_size": hidden,
+        "intermediate_size": mlp,
+        "num_hidden_layers": layers,
+        "num_attention_heads": heads,
+        "hidden_act": "quick_gelu",
+        "layer_norm_eps": 1e-5,
+        "projection_dim": hidden,
+    })
+}
+
+fn unet_config(
+    channels: &[usize],
+    groups: usize,
+    context: usize,
+    head_dim: usize,
+) -> serde_json::Value {
+    json!({
+        "_class_name": "UNet2DConditionModel",
+        "act_fn": "silu",
+        "attention_head_dim": head_dim,
+        "block_out_channels": channels,
+        "cross_attention_dim": context,
+        "down_block_types": vec!["CrossAttnDownBlock2D"; channels.len()],
+        "up_block_types": vec!["CrossAttnUpBlock2D"; channels.len()],
+        "mid_block_type": "UNetMidBlock2DCrossAttn",
+        "in_channels": 4,
+        "out_channels": 4,
+        "layers_per_block": 1,
+        "norm_num_groups": groups,
+        "norm_eps": 1e-5,
+        "flip_sin_to_cos": true,
+        "freq_shift": 0,
+        "sample_size": 0,
+        "use_linear_projection": false,
+    })
+}
+
+/// The scene of training example `index` (a pure function of seed and index).
+pub fn training_scene(seed: u64, index: u64) -> (Scene, Vec<String>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    let scene = Scene::random(&mut rng);
+    let captions = scene.captions(&mut rng);
+    (scene, captions)
+}
+
+/// Every word the captions can use: captions of many scenes, so every template, synonym and
+/// attribute appears.
+pub fn caption_words() -> Vec<String> {
+    let mut words: Vec<String> = (0..4000)
+        .flat_map(|i| training_scene(0xC0FFEE, i).1)
+        .flat_map(|c| c.split(' ').map(str::to_string).collect::<Vec<_>>())
+        .collect();
+    words.sort_unstable();
+    words.dedup();
+    words
+}
+
+/// Images [B, 3, S, S] in [-1, 1] for RGB images of size S.
+fn image_batch(images: &[RgbImage], device: &Device) -> Result<Tensor> {
+    let s = images[0].height;
+    let mut values = Vec::with_capacity(images.len() * 3 * s * s);
+    for image in images {
+        for c in 0..3 {
+            for p in 0..s * s {
+                values.push(image.pixels[p * 3 + c] as f32 / 127.5 - 1.0);
+            }
+        }
+    }
+    Ok(Tensor::from_vec(values, (images.len(), 3, s, s), device)?)
+}
+
+/// Which stage reports progress.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Stage {
+    Autoencoder,
+    Denoiser,
+}
+
+/// What [`train_prior`] did.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PriorSummary {
+    pub out: PathBuf,
+    pub vae_parameters: usize,
+    pub text_encoder_parameters: usize,
+    pub unet_parameters: usize,
+    pub scaling_factor: f64,
+    pub vae_losses: Vec<f64>,
+    pub unet_losses: Vec<f64>,
+    pub resumed_from: Vec<(String, usize)>,
+}
+
+fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
+    let dir = path.parent().expect("a file in a folder");
+    std::fs::create_dir_all(dir).map_err(|e| DiffusionError::io(dir, e))?;
+    let temp = path.with_extension("json.partial");
+    std::fs::write(&temp, serde_json::to_string_pretty(value).expect("JSON"))
+        .map_err(|e| DiffusionError::io(&temp, e))?;
+    std::fs::rename(&temp, path).map_err(|e| DiffusionError::io(path, e))
+}
+
+/// Losses logged so far in a stage's checkpoint (`extra.losses`).
+fn logged_losses(extra: &serde_json::Value) -> Vec<f64> {
+    extra
+        .get("losses")
+        .and_then(|v| v.as_array())
+        .map(|a| a.iter().filter_map(|v| v.as_f64()).collect())
+        .unwrap_or_default()
+}
+
+/// Trains the model into `out` (a diffusers folder; `out/.train/` holds checkpoints).
+/// `progress(stage, step, total, loss)` is called after every step.
+pub fn train_prior(
+    out: &Path,
+    config: &PriorConfig,
+    seed: u64,
+    device: &Device,
+    progress: &mut dyn FnMut(Stage, usize, usize, f64),
+) -> Result<PriorSummary> {
+    let work = out.join(".train");
+    let mut resumed_from = Vec::new();
+
+    // The tokenizer: every caption word is one token.
+    let words = caption_words();
+    let word_refs: Vec<&str> = words.iter().map(String::as_str).collect();
+    let (tokens, merges) = word_level_bpe(&word_refs);
+    write_tokenizer_folder(&out.join("tokenizer"), &tokens, &merges, config.max_length)?;
+    let tokenizer = ClipTokenizer::from_dir(&out.join("tokenizer"))?;
+
+    // Stage 1: the autoencoder.
+    let vae_config: AutoencoderKLConfig = serde_json::from_value(config.vae.clone())
+        .map_err(|e| DiffusionError::Invalid(format!("VAE config: {e}")))?;
+    let (vae, mut vae_params) = init_parameters(
+        |vb| AutoencoderKL::new(vb, &vae_config),
+        seed ^ 0x0001,
+        DType::F32,
+        device,
+    )?;
+    let vae_work = work.join("vae");
+    let (mut vae_opt, mut vae_losses, vae_start) = match latest_checkpoint(&vae_work)? {
+        Some((step, dir)) => {
+            let (opt, extra) = load_checkpoint(&dir, &mut vae_params)?;
+            resumed_from.push(("vae".to_string(), step));
+            (opt, logged_losses(&extra), step)
+        }
+        None => (AdamW::with_defaults(config.vae_lr)?, Vec::new(), 0),
+    };
+    for step in vae_start..config.vae_steps {
+        let images: Vec<RgbImage> = (0..config.vae_batch)
+            .map(|k| {
+                let index = (step * config.vae_batch + k) as u64;
+                training_scene(seed, index).0.render(config.image_size)
+            })
+            .collect();
+        let x = image_batch(&images, device)?;
+        let dist = vae.encode(&x)?;
+        let mut noise = SeededNoise::new(seed ^ 0xA000_0000 ^ step as u64);
+        let eps =
+            crate::rng::NoiseSource::gaussian(&mut noise, dist.mean.dims(), device, DType::F32)?;
+        let z = dist.sample(&eps)?;
+        let recon = vae.decode(&z)?;
+        let l1 = (&recon - &x)?.abs()?.mean_all()?;
+        // KL(N(μ, σ²) ‖ N(0, 1)) per latent element, averaged.
+        let kl = ((dist.mean.sqr()? + dist.logvar.exp()?)? - 1.0)?
+            .sub(&dist.logvar)?
+            .mean_all()?
+            .affine(0.5, 0.0)?;
+        let loss = (l1 + kl.affine(config.kl_weight, 0.0)?)?;
+        let value = loss.to_scalar::<f32>()? as f64;
+        let mut grads = loss.backward()?;
+        clip_grad_norm(&mut grads, &vae_params, 1.0)?;
+        vae_opt.step(&vae_params, &grads)?;
+        vae_losses.push(value);
+        progress(Stage::Autoencoder, step + 1, config.vae_steps, value);
+        if (step + 1) % config.checkpoint_every == 0 || step + 1 == config.vae_steps {
+            save_checkpoint(
+                &vae_work,
+                step + 1,
+                &vae_params,
+                &vae_opt,
+                &json!({"losses": vae_losses}),
+            )?;
+        }
+    }
+
+    // scaling_factor = 1 / std of posterior means over held-out-by-index scenes.
+    let probe: Vec<RgbImage> = (0..64)
+        .map(|k| {
+            training_scene(seed ^ 0x5CA1E, k)
+                .0
+                .render(config.image_size)
+        })
+        .collect();
+    let means = vae.encode(&image_batch(&probe, device)?)?.mean;
+    let std = means.flatten_all()?.to_vec1::<f32>()?;
+    let mean = std.iter().map(|&v| v as f64).sum::<f64>() / std.len() as f64;
+    let var = std.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / std.len() as f64;
+    let scaling_factor = 1.0 / var.sqrt().max(1e-6);
+    let mut vae_json = config.vae.clone();
+    vae_json["scaling_factor"] = json!(scaling_factor);
+    write_json(&out.join("vae").join("config.json"), &vae_json)?;
+    vae_params.save_safetensors(out.join("vae").join(WEIGHTS_FILE))?;
+
+    // Stage 2: text encoder and U-Net together.
+    let mut text_json = config.text_encoder.clone();
+    text_json["vocab_size"] = json!(tokens.len());
+    text_json["max_position_embeddings"] = json!(config.max_length);
+    text_json["bos_token_id"] = json!(tokenizer.bos_id);
+    text_json["eos_token_id"] = json!(tokenizer.eos_id);
+    text_json["pad_token_id"] = json!(tokenizer.pad_id);
+    let text_config: ClipTextConfig = serde_json::from_value(text_json.clone())
+        .map_err(|e| DiffusionError::Invalid(format!("text encoder config: {e}")))?;
+    let mut unet_json = config.unet.clone();
+    unet_json["sample_size"] =
+        json!(config.image_size >> (vae_config.block_out_channels.len() - 1));
+    let unet_config = UNet2DConditionConfig::from_json_str(&unet_json.to_string())?;
+    let ((text, unet), mut denoiser_params) = init_parameters(
+        |vb| -> Result<(ClipTextModel, UNet2DConditionModel)> {
+            let text = ClipTextModel::new(vb.pp("text_encoder").pp("text_model"), &text_config)?;
+            let unet = UNet2DConditionModel::new(vb.pp("unet"), &unet_config)?;
+            Ok((text, unet))
+        },
+        seed ^ 0x0002,
+        DType::F32,
+        device,
+    )?;
+    let schedule = NoiseSchedule::new(&SchedulerConfig::stable_diffusion())?;
+    let n_train = schedule.num_train_timesteps();
+    let unet_work = work.join("denoiser");
+    let (mut unet_opt, mut unet_losses, unet_start) = match latest_checkpoint(&unet_work)? {
+        Some((step, dir)) => {
+            let (opt, extra) = load_checkpoint(&dir, &mut denoiser_params)?;
+            resumed_from.push(("denoiser".to_string(), step));
+            (opt, logged_losses(&extra), step)
+        }
+        None => (AdamW::with_defaults(config.unet_lr)?, Vec::new(), 0),
+    };
+    for step in unet_start..config.unet_steps {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xB000_0000 ^ step as u64);
+        let mut images = Vec::with_capacity(config.unet_batch);
+        let mut prompts = Vec::with_capacity(config.unet_batch);
+        let mut timesteps = Vec::with_capacity(config.unet_batch);
+        for k in 0..config.unet_batch {
+            let index = (step * config.unet_batch + k) as u64;
+            let (scene, captions) = training_scene(seed ^ 0xD1FF, index);
+            images.push(scene.render(config.image_size));
+            let caption = captions[rng.gen_range(0..captions.len())].clone();
+            prompts.push(if rng.gen_bool(config.caption_dropout) {
+                String::new()
+            } else {
+                caption
+            });
+            timesteps.push(rng.gen_range(0..n_train));
+        }
+        // The frozen VAE: no gradient flows back into it.
+        let latents = vae
+            .encode(&image_batch(&images, device)?)?
+            .mean
+            .affine(scaling_factor, 0.0)?
+            .detach();
+        let mut noise = SeededNoise::new(seed ^ 0xC000_0000 ^ step as u64);
+        let eps =
+            crate::rng::NoiseSource::gaussian(&mut noise, latents.dims(), device, DType::F32)?;
+        let noisy = schedule.add_noise(&latents, &eps, &timesteps)?;
+        let prompt_refs: Vec<&str> = prompts.iter().map(String::as_str).collect();
+        let ids = ids_tensor(&tokenizer.encode_batch(&prompt_refs)?, device)?;
+        let context = text.forward(&ids)?;
+        let t = Tensor::from_vec(
+            timesteps.iter().map(|&t| t as f32).collect::<Vec<_>>(),
+            timesteps.len(),
+            device,
+        )?;
+        let predicted = unet.forward(&noisy, &t, &context)?;
+        let loss = (predicted - &eps)?.sqr()?.mean_all()?;
+        let value = loss.to_scalar::<f32>()? as f64;
+        let mut grads = loss.backward()?;
+        clip_grad_norm(&mut grads, &denoiser_params, 1.0)?;
+        unet_opt.step(&denoiser_params, &grads)?;
+        unet_losses.push(value);
+        progress(Stage::Denoiser, step + 1, config.unet_steps, value);
+        if (step + 1) % config.checkpoint_every == 0 || step + 1 == config.unet_steps {
+            save_checkpoint(
+                &unet_work,
+                step + 1,
+                &denoiser_params,
+                &unet_opt,
+                &json!({"losses": unet_losses}),
+            )?;
+        }
+    }
+
+    write_denoiser(out, &denoiser_params, &text_json, &unet_json)?;
+    write_json(
+        &out.join("scheduler").join("scheduler_config.json"),
+        &json!({
+            "_class_name": "DDIMScheduler",
+            "beta_start": 0.00085,
+            "beta_end": 0.012,
+            "beta_schedule": "scaled_linear",
+            "num_train_timesteps": n_train,
+            "clip_sample": false,
+            "set_alpha_to_one": false,
+            "steps_offset": 1,
+            "prediction_type": "epsilon",
+        }),
+    )?;
+    write_json(
+        &out.join("model_index.json"),
+        &json!({
+            "_class_name": "StableDiffusionPipeline",
+            "_brainrecon_model": "shapes-ldm",
+            "_brainrecon_seed": seed,
+            "scheduler": ["diffusers", "DDIMScheduler"],
+            "text_encoder": ["transformers", "CLIPTextModel"],
+            "tokenizer": ["transformers", "CLIPTokenizer"],
+            "unet": ["diffusers", "UNet2DConditionModel"],
+            "vae": ["diffusers", "AutoencoderKL"],
+        }),
+    )?;
+    Ok(PriorSummary {
+        out: out.to_path_buf(),
+        vae_parameters: vae_params.count_elements(),
+        text_encoder_parameters: count_prefix(&denoiser_params, "text_encoder."),
+        unet_parameters: count_prefix(&denoiser_params, "unet."),
+        scaling_factor,
+        vae_losses,
+        unet_losses,
+        resumed_from,
+    })
+}
+
+fn count_prefix(params: &Parameters, prefix: &str) -> usize {
+    params
+        .shapes()
+        .iter()
+        .filter(|(name, _)| name.starts_with(prefix))
+        .map(|(_, shape)| shape.iter().product::<usize>())
+        .sum()
+}
+
+/// Splits the jointly trained parameters into `text_encoder/` and `unet/` folders.
+fn write_denoiser(
+    out: &Path,
+    params: &Parameters,
+    text_json: &serde_json::Value,
+    unet_json: &serde_json::Value,
+) -> Result<()> {
+    let tensors = params.tensors()?;
+    for (component, file, config) in [
+        ("text_encoder", "model.safetensors", text_json),
+        ("unet", WEIGHTS_FILE, unet_json),
+    ] {
+        let prefix = format!("{component}.");
+        let part: HashMap<String, Tensor> = tensors
+            .iter()
+            .filter_map(|(name, t)| {
+                name.strip_prefix(&prefix)
+                    .map(|rest| (rest.to_string(), t.clone()))
+            })
+            .collect();
+        let dir = out.join(component);
+        std::fs::create_dir_all(&dir).map_err(|e| DiffusionError::io(&dir, e))?;
+        let path = dir.join(file);
+        let temp = dir.join(format!(".{file}.partial"));
+        candle_core::safetensors::save(&part, &temp)?;
+        std::fs::rename(&temp, &path).map_err(|e| DiffusionError::io(&path, e))?;
+        write_json(&dir.join("config.json"), config)?;
+    }
+    Ok(())
+}
