@@ -164,27 +164,59 @@ pub struct ClipAttention {
     pub v_proj: Linear,
     pub out_proj: Linear,
     pub heads: usize,
+    /// Text towers mask future tokens; vision towers attend everywhere.
+    pub causal: bool,
 }
 
 impl ClipAttention {
     pub fn new(vb: VarBuilder, c: &ClipTextConfig) -> Result<Self> {
-        let d = c.hidden_size;
+        Self::with_dims(vb, &LayerDims::text(c)?)
+    }
+
+    pub fn with_dims(vb: VarBuilder, dims: &LayerDims) -> Result<Self> {
+        let d = dims.hidden;
         Ok(ClipAttention {
             q_proj: Linear::new(vb.pp("q_proj"), d, d, true)?,
             k_proj: Linear::new(vb.pp("k_proj"), d, d, true)?,
             v_proj: Linear::new(vb.pp("v_proj"), d, d, true)?,
             out_proj: Linear::new(vb.pp("out_proj"), d, d, true)?,
-            heads: c.num_attention_heads,
+            heads: dims.heads,
+            causal: dims.causal,
         })
     }
 
-    /// Causal self-attention on [B, L, d].
+    /// Self-attention on [B, L, d] (causal for text).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let q = self.q_proj.forward(x)?;
         let k = self.k_proj.forward(x)?;
         let v = self.v_proj.forward(x)?;
-        let o = nn::multi_head_attention(&q, &k, &v, self.heads, true, None, false)?;
+        let o = nn::multi_head_attention(&q, &k, &v, self.heads, self.causal, None, false)?;
         Ok(self.out_proj.forward(&o)?)
+    }
+}
+
+/// The sizes of one encoder layer, shared by CLIP's text and vision towers.
+#[derive(Clone, Debug)]
+pub struct LayerDims {
+    pub hidden: usize,
+    pub intermediate: usize,
+    pub heads: usize,
+    pub activation: Activation,
+    pub layer_norm_eps: f64,
+    pub causal: bool,
+}
+
+impl LayerDims {
+    /// The text tower's layers: causal attention.
+    pub fn text(c: &ClipTextConfig) -> Result<Self> {
+        Ok(LayerDims {
+            hidden: c.hidden_size,
+            intermediate: c.intermediate_size,
+            heads: c.num_attention_heads,
+            activation: Activation::parse(&c.hidden_act).map_err(DiffusionError::Invalid)?,
+            layer_norm_eps: c.layer_norm_eps,
+            causal: true,
+        })
     }
 }
 
@@ -198,10 +230,14 @@ pub struct ClipMlp {
 
 impl ClipMlp {
     pub fn new(vb: VarBuilder, c: &ClipTextConfig) -> Result<Self> {
+        Self::with_dims(vb, &LayerDims::text(c)?)
+    }
+
+    pub fn with_dims(vb: VarBuilder, dims: &LayerDims) -> Result<Self> {
         Ok(ClipMlp {
-            fc1: Linear::new(vb.pp("fc1"), c.hidden_size, c.intermediate_size, true)?,
-            fc2: Linear::new(vb.pp("fc2"), c.intermediate_size, c.hidden_size, true)?,
-            activation: Activation::parse(&c.hidden_act).map_err(DiffusionError::Invalid)?,
+            fc1: Linear::new(vb.pp("fc1"), dims.hidden, dims.intermediate, true)?,
+            fc2: Linear::new(vb.pp("fc2"), dims.intermediate, dims.hidden, true)?,
+            activation: dims.activation,
         })
     }
 
@@ -222,21 +258,23 @@ pub struct ClipEncoderLayer {
 
 impl ClipEncoderLayer {
     pub fn new(vb: VarBuilder, c: &ClipTextConfig) -> Result<Self> {
+        Self::with_dims(vb, &LayerDims::text(c)?)
+    }
+
+    pub fn with_dims(vb: VarBuilder, dims: &LayerDims) -> Result<Self> {
+        let norm = |name: &str| -> Result<LayerNorm> {
+            Ok(LayerNorm::new(
+                vb.pp(name),
+                dims.hidden,
+                dims.layer_norm_eps,
+                true,
+            )?)
+        };
         Ok(ClipEncoderLayer {
-            self_attn: ClipAttention::new(vb.pp("self_attn"), c)?,
-            layer_norm1: LayerNorm::new(
-                vb.pp("layer_norm1"),
-                c.hidden_size,
-                c.layer_norm_eps,
-                true,
-            )?,
-            mlp: ClipMlp::new(vb.pp("mlp"), c)?,
-            layer_norm2: LayerNorm::new(
-                vb.pp("layer_norm2"),
-                c.hidden_size,
-                c.layer_norm_eps,
-                true,
-            )?,
+            self_attn: ClipAttention::with_dims(vb.pp("self_attn"), dims)?,
+            layer_norm1: norm("layer_norm1")?,
+            mlp: ClipMlp::with_dims(vb.pp("mlp"), dims)?,
+            layer_norm2: norm("layer_norm2")?,
         })
     }
 

@@ -21,7 +21,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
-use crate::clip::Activation;
+use crate::clip::{Activation, ClipEncoderLayer, LayerDims};
 use crate::nn::{self, LayerNorm, Linear};
 use crate::weights::{
     cached_snapshot, component_files, hub_cache_dir, read_json, DiffusionError, Result, Weights,
@@ -263,90 +263,6 @@ impl ClipVisionEmbeddings {
     }
 }
 
-/// `self_attn`: `q_proj`, `k_proj`, `v_proj`, `out_proj` (all with biases), no mask.
-#[derive(Clone, Debug)]
-pub struct ClipVisionAttention {
-    pub q_proj: Linear,
-    pub k_proj: Linear,
-    pub v_proj: Linear,
-    pub out_proj: Linear,
-    pub heads: usize,
-}
-
-impl ClipVisionAttention {
-    pub fn new(vb: VarBuilder, c: &ClipVisionConfig) -> Result<Self> {
-        let d = c.hidden_size;
-        Ok(ClipVisionAttention {
-            q_proj: Linear::new(vb.pp("q_proj"), d, d, true)?,
-            k_proj: Linear::new(vb.pp("k_proj"), d, d, true)?,
-            v_proj: Linear::new(vb.pp("v_proj"), d, d, true)?,
-            out_proj: Linear::new(vb.pp("out_proj"), d, d, true)?,
-            heads: c.num_attention_heads,
-        })
-    }
-
-    /// Bidirectional self-attention on [B, L, d].
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let q = self.q_proj.forward(x)?;
-        let k = self.k_proj.forward(x)?;
-        let v = self.v_proj.forward(x)?;
-        let o = nn::multi_head_attention(&q, &k, &v, self.heads, false, None, false)?;
-        Ok(self.out_proj.forward(&o)?)
-    }
-}
-
-/// `mlp`: `fc1`, activation, `fc2`.
-#[derive(Clone, Debug)]
-pub struct ClipVisionMlp {
-    pub fc1: Linear,
-    pub fc2: Linear,
-    pub activation: Activation,
-}
-
-impl ClipVisionMlp {
-    pub fn new(vb: VarBuilder, c: &ClipVisionConfig) -> Result<Self> {
-        Ok(ClipVisionMlp {
-            fc1: Linear::new(vb.pp("fc1"), c.hidden_size, c.intermediate_size, true)?,
-            fc2: Linear::new(vb.pp("fc2"), c.intermediate_size, c.hidden_size, true)?,
-            activation: Activation::parse(&c.hidden_act).map_err(DiffusionError::Invalid)?,
-        })
-    }
-
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let h = self.activation.forward(&self.fc1.forward(x)?)?;
-        Ok(self.fc2.forward(&h)?)
-    }
-}
-
-/// `encoder.layers.N`: pre-norm attention and MLP, each with a residual.
-#[derive(Clone, Debug)]
-pub struct ClipVisionEncoderLayer {
-    pub self_attn: ClipVisionAttention,
-    pub layer_norm1: LayerNorm,
-    pub mlp: ClipVisionMlp,
-    pub layer_norm2: LayerNorm,
-}
-
-impl ClipVisionEncoderLayer {
-    pub fn new(vb: VarBuilder, c: &ClipVisionConfig) -> Result<Self> {
-        let norm = |name: &str| {
-            LayerNorm::new(vb.pp(name), c.hidden_size, c.layer_norm_eps, true)
-                .map_err(DiffusionError::from)
-        };
-        Ok(ClipVisionEncoderLayer {
-            self_attn: ClipVisionAttention::new(vb.pp("self_attn"), c)?,
-            layer_norm1: norm("layer_norm1")?,
-            mlp: ClipVisionMlp::new(vb.pp("mlp"), c)?,
-            layer_norm2: norm("layer_norm2")?,
-        })
-    }
-
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let h = (x + self.self_attn.forward(&self.layer_norm1.forward(x)?)?)?;
-        Ok((&h + self.mlp.forward(&self.layer_norm2.forward(&h)?)?)?)
-    }
-}
-
 /// Everything the encoder computes.
 #[derive(Clone, Debug)]
 pub struct ClipVisionOutput {
@@ -366,7 +282,7 @@ pub struct ClipVisionOutput {
 pub struct ClipVisionModel {
     pub embeddings: ClipVisionEmbeddings,
     pub pre_layrnorm: LayerNorm,
-    pub layers: Vec<ClipVisionEncoderLayer>,
+    pub layers: Vec<ClipEncoderLayer>,
     pub post_layernorm: LayerNorm,
     pub visual_projection: Linear,
     pub config: ClipVisionConfig,
@@ -394,8 +310,16 @@ impl ClipVisionModel {
             vb.pp(vision_prefix)
         };
         let d = config.hidden_size;
+        let dims = LayerDims {
+            hidden: d,
+            intermediate: config.intermediate_size,
+            heads: config.num_attention_heads,
+            activation: Activation::parse(&config.hidden_act).map_err(DiffusionError::Invalid)?,
+            layer_norm_eps: config.layer_norm_eps,
+            causal: false,
+        };
         let layers = (0..config.num_hidden_layers)
-            .map(|i| ClipVisionEncoderLayer::new(tower.pp("encoder").pp("layers").pp(i), config))
+            .map(|i| ClipEncoderLayer::with_dims(tower.pp("encoder").pp("layers").pp(i), &dims))
             .collect::<Result<Vec<_>>>()?;
         Ok(ClipVisionModel {
             embeddings: ClipVisionEmbeddings::new(tower.pp("embeddings"), config)?,
