@@ -3,6 +3,7 @@
 
 pub mod clip;
 pub mod clip_vision;
+pub mod conv;
 pub mod nn;
 pub mod pipeline;
 pub mod prior;

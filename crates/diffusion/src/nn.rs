@@ -355,7 +355,7 @@ impl Conv2d {
 
     /// `x` has shape [B, C_in, H, W].
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = x.conv2d(&self.weight, self.padding, self.stride, 1, 1)?;
+        let y = crate::conv::conv2d(x, &self.weight, self.padding, self.stride)?;
         Ok(match &self.bias {
             Some(b) => y.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?)?,
             None => y,

@@ -1,0 +1,419 @@
+//! 2-D convolution on the CPU in f32 as im2col + faer matrix products, forward and backward.
+//!
+//! candle's CPU convolution and its gradients run at a few GFLOP/s on the small feature maps of
+//! the project's own models; faer's GEMM runs at ~200 GFLOP/s here. Each image is unfolded to
+//! columns [C·k·k, Ho·Wo] and multiplied by the weight [O, C·k·k]; the gradients are the two
+//! transposed products, and col2im folds the input gradient back. Images are spread over the
+//! rayon pool, each product single-threaded (the products are small).
+
+use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
+use faer::linalg::matmul::matmul;
+use faer::{Accum, MatMut, MatRef, Par};
+use rayon::prelude::*;
+
+/// Geometry of one convolution (square kernel, same stride and padding on both axes).
+#[derive(Clone, Copy, Debug)]
+struct Geometry {
+    batch: usize,
+    channels: usize,
+    height: usize,
+    width: usize,
+    out_channels: usize,
+    kernel: usize,
+    stride: usize,
+    padding: usize,
+}
+
+impl Geometry {
+    fn out_hw(&self) -> (usize, usize) {
+        let o = |n: usize| (n + 2 * self.padding - self.kernel) / self.stride + 1;
+        (o(self.height), o(self.width))
+    }
+
+    fn ckk(&self) -> usize {
+        self.channels * self.kernel * self.kernel
+    }
+
+    /// Columns [C·k·k, Ho·Wo] of one image [C, H, W].
+    fn im2col(&self, image: &[f32], cols: &mut [f32]) {
+        let (ho, wo) = self.out_hw();
+        let (k, s, p) = (self.kernel, self.stride, self.padding as isize);
+        for c in 0..self.channels {
+            for ky in 0..k {
+                for kx in 0..k {
+                    let row = (c * k + ky) * k + kx;
+                    let out = &mut cols[row * ho * wo..(row + 1) * ho * wo];
+                    for oy in 0..ho {
+                        let y = (oy * s) as isize + ky as isize - p;
+                        let dst = &mut out[oy * wo..(oy + 1) * wo];
+                        if y < 0 || y >= self.height as isize {
+                            dst.fill(0.0);
+                            continue;
+                        }
+                        let src =
+                            &image[(c * self.height + y as usize) * self.width..][..self.width];
+                        for (ox, d) in dst.iter_mut().enumerate() {
+                            let x = (ox * s) as isize + kx as isize - p;
+                            *d = if x < 0 || x >= self.width as isize {
+                                0.0
+                            } else {
+                                src[x as usize]
+                            };
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Adds columns [C·k·k, Ho·Wo] back into an image gradient [C, H, W].
+    fn col2im(&self, cols: &[f32], image: &mut [f32]) {
+        let (ho, wo) = self.out_hw();
+        let (k, s, p) = (self.kernel, self.stride, self.padding as isize);
+        for c in 0..self.channels {
+            for ky in 0..k {
+                for kx in 0..k {
+                    let row = (c * k + ky) * k + kx;
+                    let col = &cols[row * ho * wo..(row + 1) * ho * wo];
+                    for oy in 0..ho {
+                        let y = (oy * s) as isize + ky as isize - p;
+                        if y < 0 || y >= self.height as isize {
+                            continue;
+                        }
+                        let dst =
+                            &mut image[(c * self.height + y as usize) * self.width..][..self.width];
+                        for ox in 0..wo {
+                            let x = (ox * s) as isize + kx as isize - p;
+                            if x >= 0 && x < self.width as isize {
+                                dst[x as usize] += col[oy * wo + ox];
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn f32_slice<'a>(
+    storage: &'a CpuStorage,
+    layout: &Layout,
+    what: &str,
+) -> candle_core::Result<&'a [f32]> {
+    let data = match storage {
+        CpuStorage::F32(v) => v.as_slice(),
+        _ => candle_core::bail!("conv2d ({what}): f32 expected"),
+    };
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(&data[start..end]),
+        None => candle_core::bail!("conv2d ({what}): contiguous tensor expected"),
+    }
+}
+
+/// `dst = lhs · rhs` for row-major buffers.
+fn gemm(dst: &mut [f32], lhs: &[f32], rhs: &[f32], m: usize, k: usize, n: usize, par: Par) {
+    let dst = MatMut::from_row_major_slice_mut(dst, m, n);
+    let lhs = MatRef::from_row_major_slice(lhs, m, k);
+    let rhs = MatRef::from_row_major_slice(rhs, k, n);
+    matmul(dst, Accum::Replace, lhs, rhs, 1.0f32, par);
+}
+
+/// `dst = lhsᵀ · rhs` where `lhs` is row-major [k, m].
+fn gemm_tn(dst: &mut [f32], lhs: &[f32], rhs: &[f32], m: usize, k: usize, n: usize, par: Par) {
+    let dst = MatMut::from_row_major_slice_mut(dst, m, n);
+    let lhs = MatRef::from_row_major_slice(lhs, k, m).transpose();
+    let rhs = MatRef::from_row_major_slice(rhs, k, n);
+    matmul(dst, Accum::Replace, lhs, rhs, 1.0f32, par);
+}
+
+/// `dst += lhs · rhsᵀ` where `rhs` is row-major [n, k].
+fn gemm_nt_add(dst: &mut [f32], lhs: &[f32], rhs: &[f32], m: usize, k: usize, n: usize, par: Par) {
+    let dst = MatMut::from_row_major_slice_mut(dst, m, n);
+    let lhs = MatRef::from_row_major_slice(lhs, m, k);
+    let rhs = MatRef::from_row_major_slice(rhs, n, k).transpose();
+    matmul(dst, Accum::Add, lhs, rhs, 1.0f32, par);
+}
+
+/// Whether to spread images over the threads (each product single-threaded) rather than
+/// thread each product: when there are at least as many images as threads.
+fn per_image(batch: usize) -> bool {
+    batch >= rayon::current_num_threads()
+}
+
+/// The forward op: (input [B, C, H, W], weight [O, C, k, k]) → [B, O, Ho, Wo].
+#[derive(Clone, Copy, Debug)]
+struct Conv2dOp {
+    stride: usize,
+    padding: usize,
+}
+
+impl Conv2dOp {
+    fn geometry(&self, input: &[usize], weight: &[usize]) -> candle_core::Result<Geometry> {
+        match (input, weight) {
+            (&[b, c, h, w], &[o, wc, k, k2])
+                if wc == c && k == k2 && h + 2 * self.padding >= k && w + 2 * self.padding >= k =>
+            {
+                Ok(Geometry {
+                    batch: b,
+                    channels: c,
+                    height: h,
+                    width: w,
+                    out_channels: o,
+                    kernel: k,
+                    stride: self.stride,
+                    padding: self.padding,
+                })
+            }
+            _ => candle_core::bail!("conv2d: input {input:?} and weight {weight:?} do not fit"),
+        }
+    }
+}
+
+impl CustomOp2 for Conv2dOp {
+    fn name(&self) -> &'static str {
+        "brainrecon-conv2d"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let g = self.geometry(l1.dims(), l2.dims())?;
+        let (x, w) = (f32_slice(s1, l1, "input")?, f32_slice(s2, l2, "weight")?);
+        let (ho, wo) = g.out_hw();
+        let (chw, ohw) = (g.channels * g.height * g.width, g.out_channels * ho * wo);
+        let mut out = vec![0f32; g.batch * ohw];
+        let image = |cols: &mut Vec<f32>, (b, y): (usize, &mut [f32]), par: Par| {
+            g.im2col(&x[b * chw..(b + 1) * chw], cols);
+            gemm(y, w, cols, g.out_channels, g.ckk(), ho * wo, par);
+        };
+        if per_image(g.batch) {
+            out.par_chunks_mut(ohw).enumerate().for_each_init(
+                || vec![0f32; g.ckk() * ho * wo],
+                |c, item| image(c, item, Par::Seq),
+            );
+        } else {
+            let mut cols = vec![0f32; g.ckk() * ho * wo];
+            for item in out.chunks_mut(ohw).enumerate() {
+                image(&mut cols, item, Par::rayon(0));
+            }
+        }
+        Ok((
+            CpuStorage::F32(out),
+            Shape::from((g.batch, g.out_channels, ho, wo)),
+        ))
+    }
+
+    fn bwd(
+        &self,
+        input: &Tensor,
+        weight: &Tensor,
+        _output: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let grad = grad.contiguous()?;
+        let grad_input = grad.apply_op2_no_bwd(
+            &weight.contiguous()?,
+            &GradInput {
+                op: *self,
+                input_dims: input.dims().to_vec(),
+            },
+        )?;
+        let grad_weight = input.contiguous()?.apply_op2_no_bwd(
+            &grad,
+            &GradWeight {
+                op: *self,
+                weight_dims: weight.dims().to_vec(),
+            },
+        )?;
+        Ok((Some(grad_input), Some(grad_weight)))
+    }
+}
+
+/// (grad_output [B, O, Ho, Wo], weight) → grad_input [B, C, H, W].
+struct GradInput {
+    op: Conv2dOp,
+    input_dims: Vec<usize>,
+}
+
+impl CustomOp2 for GradInput {
+    fn name(&self) -> &'static str {
+        "brainrecon-conv2d-grad-input"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let g = self.op.geometry(&self.input_dims, l2.dims())?;
+        let (dy, w) = (f32_slice(s1, l1, "grad")?, f32_slice(s2, l2, "weight")?);
+        let (ho, wo) = g.out_hw();
+        let (chw, ohw) = (g.channels * g.height * g.width, g.out_channels * ho * wo);
+        let mut dx = vec![0f32; g.batch * chw];
+        let image = |cols: &mut Vec<f32>, (b, dxb): (usize, &mut [f32]), par: Par| {
+            let dyb = &dy[b * ohw..(b + 1) * ohw];
+            gemm_tn(cols, w, dyb, g.ckk(), g.out_channels, ho * wo, par);
+            g.col2im(cols, dxb);
+        };
+        if per_image(g.batch) {
+            dx.par_chunks_mut(chw).enumerate().for_each_init(
+                || vec![0f32; g.ckk() * ho * wo],
+                |cols, item| image(cols, item, Par::Seq),
+            );
+        } else {
+            let mut cols = vec![0f32; g.ckk() * ho * wo];
+            for item in dx.chunks_mut(chw).enumerate() {
+                image(&mut cols, item, Par::rayon(0));
+            }
+        }
+        Ok((CpuStorage::F32(dx), Shape::from(self.input_dims.clone())))
+    }
+}
+
+/// (input, grad_output) → grad_weight [O, C, k, k].
+struct GradWeight {
+    op: Conv2dOp,
+    weight_dims: Vec<usize>,
+}
+
+impl CustomOp2 for GradWeight {
+    fn name(&self) -> &'static str {
+        "brainrecon-conv2d-grad-weight"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let g = self.op.geometry(l1.dims(), &self.weight_dims)?;
+        let (x, dy) = (f32_slice(s1, l1, "input")?, f32_slice(s2, l2, "grad")?);
+        let (ho, wo) = g.out_hw();
+        let (chw, ohw, wlen) = (
+            g.channels * g.height * g.width,
+            g.out_channels * ho * wo,
+            g.out_channels * g.ckk(),
+        );
+        // One partial sum per thread's share of the images, added in a fixed order (the
+        // result depends on the pool size, not on scheduling).
+        let threads = rayon::current_num_threads().max(1);
+        let per = g.batch.div_ceil(threads);
+        let par = if per_image(g.batch) {
+            Par::Seq
+        } else {
+            Par::rayon(0)
+        };
+        let partials: Vec<Vec<f32>> = (0..g.batch.div_ceil(per))
+            .into_par_iter()
+            .map(|chunk| {
+                let mut dw = vec![0f32; wlen];
+                let mut cols = vec![0f32; g.ckk() * ho * wo];
+                for b in chunk * per..((chunk + 1) * per).min(g.batch) {
+                    g.im2col(&x[b * chw..(b + 1) * chw], &mut cols);
+                    gemm_nt_add(
+                        &mut dw,
+                        &dy[b * ohw..(b + 1) * ohw],
+                        &cols,
+                        g.out_channels,
+                        ho * wo,
+                        g.ckk(),
+                        par,
+                    );
+                }
+                dw
+            })
+            .collect();
+        let mut dw = vec![0f32; wlen];
+        for part in partials {
+            for (a, b) in dw.iter_mut().zip(part) {
+                *a += b;
+            }
+        }
+        Ok((CpuStorage::F32(dw), Shape::from(self.weight_dims.clone())))
+    }
+}
+
+/// Convolution of `input` [B, C, H, W] with `weight` [O, C, k, k] (no bias), differentiable.
+/// f32 on the CPU takes the im2col + GEMM path; anything else goes to candle.
+pub fn conv2d(
+    input: &Tensor,
+    weight: &Tensor,
+    padding: usize,
+    stride: usize,
+) -> candle_core::Result<Tensor> {
+    if input.device().is_cpu()
+        && input.dtype() == candle_core::DType::F32
+        && weight.dtype() == candle_core::DType::F32
+    {
+        input
+            .contiguous()?
+            .apply_op2(&weight.contiguous()?, Conv2dOp { stride, padding })
+    } else {
+        input.conv2d(weight, padding, stride, 1, 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::{Device, Var};
+
+    fn seeded(shape: &[usize], seed: u64) -> Tensor {
+        let mut noise = crate::rng::SeededNoise::new(seed);
+        let n: usize = shape.iter().product();
+        Tensor::from_vec(noise.normal_vec(n), shape, &Device::Cpu).unwrap()
+    }
+
+    #[test]
+    fn matches_candles_convolution_and_its_gradients() {
+        for (shape, weight, padding, stride) in [
+            ([2, 3, 9, 7], [5, 3, 3, 3], 1, 1),
+            ([3, 4, 8, 8], [6, 4, 3, 3], 1, 2),
+            ([2, 4, 6, 6], [3, 4, 1, 1], 0, 1),
+            ([1, 2, 9, 9], [2, 2, 3, 3], 0, 2),
+        ] {
+            let x = Var::from_tensor(&seeded(&shape, 1)).unwrap();
+            let w = Var::from_tensor(&seeded(&weight, 2)).unwrap();
+            let target = |y: &Tensor| y.sqr().unwrap().sum_all().unwrap();
+            let ours = conv2d(x.as_tensor(), w.as_tensor(), padding, stride).unwrap();
+            let reference = x
+                .as_tensor()
+                .conv2d(w.as_tensor(), padding, stride, 1, 1)
+                .unwrap();
+            assert_eq!(ours.dims(), reference.dims());
+            let diff = |a: &Tensor, b: &Tensor| {
+                let scale = b
+                    .abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap();
+                (a - b)
+                    .unwrap()
+                    .abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap()
+                    / scale
+            };
+            assert!(diff(&ours, &reference) < 1e-5, "{shape:?} forward");
+            let g1 = target(&ours).backward().unwrap();
+            let g2 = target(&reference).backward().unwrap();
+            for v in [&x, &w] {
+                let d = diff(g1.get(v).unwrap(), g2.get(v).unwrap());
+                assert!(d < 1e-4, "{shape:?} gradient off by {d}");
+            }
+        }
+    }
+}
