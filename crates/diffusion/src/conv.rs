@@ -22,7 +22,12 @@ struct Geometry {
     kernel: usize,
     stride: usize,
     padding: usize,
+    /// Column-buffer elements per block of output rows.
+    budget: usize,
 }
+
+/// ~32 MB of f32 columns per block.
+const COLUMN_BUDGET: usize = 8 << 20;
 
 impl Geometry {
     fn out_hw(&self) -> (usize, usize) {
@@ -34,18 +39,29 @@ impl Geometry {
         self.channels * self.kernel * self.kernel
     }
 
-    /// Columns [C·k·k, Ho·Wo] of one image [C, H, W].
-    fn im2col(&self, image: &[f32], cols: &mut [f32]) {
+    /// Output rows in blocks whose columns stay under ~32 MB, so a 512 px image does not
+    /// need a full [C·k·k, Ho·Wo] buffer.
+    fn row_blocks(&self) -> Vec<std::ops::Range<usize>> {
         let (ho, wo) = self.out_hw();
+        let rows = (self.budget / (self.ckk() * wo).max(1)).clamp(1, ho);
+        (0..ho.div_ceil(rows))
+            .map(|i| i * rows..((i + 1) * rows).min(ho))
+            .collect()
+    }
+
+    /// Columns [C·k·k, len(rows)·Wo] of output rows `rows` of one image [C, H, W].
+    fn im2col(&self, image: &[f32], rows: std::ops::Range<usize>, cols: &mut [f32]) {
+        let (_, wo) = self.out_hw();
+        let n = rows.len() * wo;
         let (k, s, p) = (self.kernel, self.stride, self.padding as isize);
         for c in 0..self.channels {
             for ky in 0..k {
                 for kx in 0..k {
                     let row = (c * k + ky) * k + kx;
-                    let out = &mut cols[row * ho * wo..(row + 1) * ho * wo];
-                    for oy in 0..ho {
+                    let out = &mut cols[row * n..(row + 1) * n];
+                    for (r, oy) in rows.clone().enumerate() {
                         let y = (oy * s) as isize + ky as isize - p;
-                        let dst = &mut out[oy * wo..(oy + 1) * wo];
+                        let dst = &mut out[r * wo..(r + 1) * wo];
                         if y < 0 || y >= self.height as isize {
                             dst.fill(0.0);
                             continue;
@@ -66,16 +82,17 @@ impl Geometry {
         }
     }
 
-    /// Adds columns [C·k·k, Ho·Wo] back into an image gradient [C, H, W].
-    fn col2im(&self, cols: &[f32], image: &mut [f32]) {
-        let (ho, wo) = self.out_hw();
+    /// Adds columns [C·k·k, len(rows)·Wo] of output rows `rows` back into an image gradient.
+    fn col2im(&self, cols: &[f32], rows: std::ops::Range<usize>, image: &mut [f32]) {
+        let (_, wo) = self.out_hw();
+        let n = rows.len() * wo;
         let (k, s, p) = (self.kernel, self.stride, self.padding as isize);
         for c in 0..self.channels {
             for ky in 0..k {
                 for kx in 0..k {
                     let row = (c * k + ky) * k + kx;
-                    let col = &cols[row * ho * wo..(row + 1) * ho * wo];
-                    for oy in 0..ho {
+                    let col = &cols[row * n..(row + 1) * n];
+                    for (r, oy) in rows.clone().enumerate() {
                         let y = (oy * s) as isize + ky as isize - p;
                         if y < 0 || y >= self.height as isize {
                             continue;
@@ -85,13 +102,23 @@ impl Geometry {
                         for ox in 0..wo {
                             let x = (ox * s) as isize + kx as isize - p;
                             if x >= 0 && x < self.width as isize {
-                                dst[x as usize] += col[oy * wo + ox];
+                                dst[x as usize] += col[r * wo + ox];
                             }
                         }
                     }
                 }
             }
         }
+    }
+
+    /// Largest column buffer any block needs.
+    fn cols_len(&self) -> usize {
+        let (_, wo) = self.out_hw();
+        self.row_blocks()
+            .iter()
+            .map(|r| r.len() * wo * self.ckk())
+            .max()
+            .unwrap_or(0)
     }
 }
 
@@ -110,27 +137,54 @@ fn f32_slice<'a>(
     }
 }
 
-/// `dst = lhs · rhs` for row-major buffers.
-fn gemm(dst: &mut [f32], lhs: &[f32], rhs: &[f32], m: usize, k: usize, n: usize, par: Par) {
-    let dst = MatMut::from_row_major_slice_mut(dst, m, n);
+/// `dst[:, cols] = lhs · rhs`: `dst` row-major [m, n_total], `lhs` [m, k], `rhs` [k, len].
+fn gemm_into(
+    dst: &mut [f32],
+    n_total: usize,
+    cols: std::ops::Range<usize>,
+    lhs: &[f32],
+    rhs: &[f32],
+    k: usize,
+    par: Par,
+) {
+    let m = dst.len() / n_total;
+    let dst = MatMut::from_row_major_slice_mut(dst, m, n_total).subcols_mut(cols.start, cols.len());
     let lhs = MatRef::from_row_major_slice(lhs, m, k);
-    let rhs = MatRef::from_row_major_slice(rhs, k, n);
+    let rhs = MatRef::from_row_major_slice(&rhs[..k * cols.len()], k, cols.len());
     matmul(dst, Accum::Replace, lhs, rhs, 1.0f32, par);
 }
 
-/// `dst = lhsᵀ · rhs` where `lhs` is row-major [k, m].
-fn gemm_tn(dst: &mut [f32], lhs: &[f32], rhs: &[f32], m: usize, k: usize, n: usize, par: Par) {
-    let dst = MatMut::from_row_major_slice_mut(dst, m, n);
+/// `dst = lhsᵀ · rhs[:, cols]`: `lhs` row-major [k, m], `rhs` [k, n_total]; `dst` [m, len].
+fn gemm_tn_from(
+    dst: &mut [f32],
+    lhs: &[f32],
+    rhs: &[f32],
+    n_total: usize,
+    cols: std::ops::Range<usize>,
+    par: Par,
+) {
+    let k = rhs.len() / n_total;
+    let m = lhs.len() / k;
+    let dst = MatMut::from_row_major_slice_mut(&mut dst[..m * cols.len()], m, cols.len());
     let lhs = MatRef::from_row_major_slice(lhs, k, m).transpose();
-    let rhs = MatRef::from_row_major_slice(rhs, k, n);
+    let rhs = MatRef::from_row_major_slice(rhs, k, n_total).subcols(cols.start, cols.len());
     matmul(dst, Accum::Replace, lhs, rhs, 1.0f32, par);
 }
 
-/// `dst += lhs · rhsᵀ` where `rhs` is row-major [n, k].
-fn gemm_nt_add(dst: &mut [f32], lhs: &[f32], rhs: &[f32], m: usize, k: usize, n: usize, par: Par) {
-    let dst = MatMut::from_row_major_slice_mut(dst, m, n);
-    let lhs = MatRef::from_row_major_slice(lhs, m, k);
-    let rhs = MatRef::from_row_major_slice(rhs, n, k).transpose();
+/// `dst += lhs[:, cols] · rhsᵀ`: `lhs` row-major [m, n_total], `rhs` [k, len]; `dst` [m, k].
+fn gemm_nt_add_from(
+    dst: &mut [f32],
+    lhs: &[f32],
+    n_total: usize,
+    cols: std::ops::Range<usize>,
+    rhs: &[f32],
+    par: Par,
+) {
+    let m = lhs.len() / n_total;
+    let k = dst.len() / m;
+    let dst = MatMut::from_row_major_slice_mut(dst, m, k);
+    let lhs = MatRef::from_row_major_slice(lhs, m, n_total).subcols(cols.start, cols.len());
+    let rhs = MatRef::from_row_major_slice(&rhs[..k * cols.len()], k, cols.len()).transpose();
     matmul(dst, Accum::Add, lhs, rhs, 1.0f32, par);
 }
 
@@ -145,6 +199,7 @@ fn per_image(batch: usize) -> bool {
 struct Conv2dOp {
     stride: usize,
     padding: usize,
+    budget: usize,
 }
 
 impl Conv2dOp {
@@ -162,6 +217,7 @@ impl Conv2dOp {
                     kernel: k,
                     stride: self.stride,
                     padding: self.padding,
+                    budget: self.budget,
                 })
             }
             _ => candle_core::bail!("conv2d: input {input:?} and weight {weight:?} do not fit"),
@@ -187,16 +243,19 @@ impl CustomOp2 for Conv2dOp {
         let (chw, ohw) = (g.channels * g.height * g.width, g.out_channels * ho * wo);
         let mut out = vec![0f32; g.batch * ohw];
         let image = |cols: &mut Vec<f32>, (b, y): (usize, &mut [f32]), par: Par| {
-            g.im2col(&x[b * chw..(b + 1) * chw], cols);
-            gemm(y, w, cols, g.out_channels, g.ckk(), ho * wo, par);
+            for rows in g.row_blocks() {
+                let span = rows.start * wo..rows.end * wo;
+                g.im2col(&x[b * chw..(b + 1) * chw], rows, cols);
+                gemm_into(y, ho * wo, span, w, cols, g.ckk(), par);
+            }
         };
         if per_image(g.batch) {
             out.par_chunks_mut(ohw).enumerate().for_each_init(
-                || vec![0f32; g.ckk() * ho * wo],
+                || vec![0f32; g.cols_len()],
                 |c, item| image(c, item, Par::Seq),
             );
         } else {
-            let mut cols = vec![0f32; g.ckk() * ho * wo];
+            let mut cols = vec![0f32; g.cols_len()];
             for item in out.chunks_mut(ohw).enumerate() {
                 image(&mut cols, item, Par::rayon(0));
             }
@@ -258,16 +317,19 @@ impl CustomOp2 for GradInput {
         let mut dx = vec![0f32; g.batch * chw];
         let image = |cols: &mut Vec<f32>, (b, dxb): (usize, &mut [f32]), par: Par| {
             let dyb = &dy[b * ohw..(b + 1) * ohw];
-            gemm_tn(cols, w, dyb, g.ckk(), g.out_channels, ho * wo, par);
-            g.col2im(cols, dxb);
+            for rows in g.row_blocks() {
+                let span = rows.start * wo..rows.end * wo;
+                gemm_tn_from(cols, w, dyb, ho * wo, span, par);
+                g.col2im(cols, rows, dxb);
+            }
         };
         if per_image(g.batch) {
             dx.par_chunks_mut(chw).enumerate().for_each_init(
-                || vec![0f32; g.ckk() * ho * wo],
+                || vec![0f32; g.cols_len()],
                 |cols, item| image(cols, item, Par::Seq),
             );
         } else {
-            let mut cols = vec![0f32; g.ckk() * ho * wo];
+            let mut cols = vec![0f32; g.cols_len()];
             for item in dx.chunks_mut(chw).enumerate() {
                 image(&mut cols, item, Par::rayon(0));
             }
@@ -315,18 +377,20 @@ impl CustomOp2 for GradWeight {
             .into_par_iter()
             .map(|chunk| {
                 let mut dw = vec![0f32; wlen];
-                let mut cols = vec![0f32; g.ckk() * ho * wo];
+                let mut cols = vec![0f32; g.cols_len()];
                 for b in chunk * per..((chunk + 1) * per).min(g.batch) {
-                    g.im2col(&x[b * chw..(b + 1) * chw], &mut cols);
-                    gemm_nt_add(
-                        &mut dw,
-                        &dy[b * ohw..(b + 1) * ohw],
-                        &cols,
-                        g.out_channels,
-                        ho * wo,
-                        g.ckk(),
-                        par,
-                    );
+                    for rows in g.row_blocks() {
+                        let span = rows.start * wo..rows.end * wo;
+                        g.im2col(&x[b * chw..(b + 1) * chw], rows, &mut cols);
+                        gemm_nt_add_from(
+                            &mut dw,
+                            &dy[b * ohw..(b + 1) * ohw],
+                            ho * wo,
+                            span,
+                            &cols,
+                            par,
+                        );
+                    }
                 }
                 dw
             })
@@ -349,13 +413,24 @@ pub fn conv2d(
     padding: usize,
     stride: usize,
 ) -> candle_core::Result<Tensor> {
-    if input.device().is_cpu()
-        && input.dtype() == candle_core::DType::F32
-        && weight.dtype() == candle_core::DType::F32
-    {
-        input
-            .contiguous()?
-            .apply_op2(&weight.contiguous()?, Conv2dOp { stride, padding })
+    conv2d_in_blocks(input, weight, padding, stride, COLUMN_BUDGET)
+}
+
+fn conv2d_in_blocks(
+    input: &Tensor,
+    weight: &Tensor,
+    padding: usize,
+    stride: usize,
+    budget: usize,
+) -> candle_core::Result<Tensor> {
+    let f32_cpu = |t: &Tensor| t.device().is_cpu() && t.dtype() == candle_core::DType::F32;
+    if f32_cpu(input) && f32_cpu(weight) {
+        let op = Conv2dOp {
+            stride,
+            padding,
+            budget,
+        };
+        input.contiguous()?.apply_op2(&weight.contiguous()?, op)
     } else {
         input.conv2d(weight, padding, stride, 1, 1)
     }
@@ -383,7 +458,16 @@ mod tests {
             let x = Var::from_tensor(&seeded(&shape, 1)).unwrap();
             let w = Var::from_tensor(&seeded(&weight, 2)).unwrap();
             let target = |y: &Tensor| y.sqr().unwrap().sum_all().unwrap();
+            // A tiny budget makes one block per output row: the blocked path is checked too.
             let ours = conv2d(x.as_tensor(), w.as_tensor(), padding, stride).unwrap();
+            let blocked =
+                conv2d_in_blocks(x.as_tensor(), w.as_tensor(), padding, stride, 1).unwrap();
+            // Two output rows per block: with an odd number of rows the last block is shorter.
+            let ckk = weight[1] * weight[2] * weight[3];
+            let wo = (shape[3] + 2 * padding - weight[2]) / stride + 1;
+            let uneven =
+                conv2d_in_blocks(x.as_tensor(), w.as_tensor(), padding, stride, 2 * ckk * wo)
+                    .unwrap();
             let reference = x
                 .as_tensor()
                 .conv2d(w.as_tensor(), padding, stride, 1, 1)
@@ -408,11 +492,21 @@ mod tests {
                     / scale
             };
             assert!(diff(&ours, &reference) < 1e-5, "{shape:?} forward");
-            let g1 = target(&ours).backward().unwrap();
+            assert!(
+                diff(&blocked, &reference) < 1e-5,
+                "{shape:?} forward in blocks"
+            );
+            assert!(
+                diff(&uneven, &reference) < 1e-5,
+                "{shape:?} forward in uneven blocks"
+            );
             let g2 = target(&reference).backward().unwrap();
-            for v in [&x, &w] {
-                let d = diff(g1.get(v).unwrap(), g2.get(v).unwrap());
-                assert!(d < 1e-4, "{shape:?} gradient off by {d}");
+            for candidate in [&ours, &blocked, &uneven] {
+                let g1 = target(candidate).backward().unwrap();
+                for v in [&x, &w] {
+                    let d = diff(g1.get(v).unwrap(), g2.get(v).unwrap());
+                    assert!(d < 1e-4, "{shape:?} gradient off by {d}");
+                }
             }
         }
     }
