@@ -194,6 +194,28 @@ fn per_image(batch: usize) -> bool {
     batch >= rayon::current_num_threads()
 }
 
+/// Runs `work(columns buffer, (image index, its chunk of out), product threading)` on every
+/// `chunk`-sized piece of `out`: images in parallel with single-threaded products when there
+/// are enough of them, else one image at a time with threaded products.
+fn for_each_image(
+    g: &Geometry,
+    out: &mut [f32],
+    chunk: usize,
+    work: impl Fn(&mut Vec<f32>, (usize, &mut [f32]), Par) + Sync,
+) {
+    if per_image(g.batch) {
+        out.par_chunks_mut(chunk).enumerate().for_each_init(
+            || vec![0f32; g.cols_len()],
+            |cols, item| work(cols, item, Par::Seq),
+        );
+    } else {
+        let mut cols = vec![0f32; g.cols_len()];
+        for item in out.chunks_mut(chunk).enumerate() {
+            work(&mut cols, item, Par::rayon(0));
+        }
+    }
+}
+
 /// The forward op: (input [B, C, H, W], weight [O, C, k, k]) → [B, O, Ho, Wo].
 #[derive(Clone, Copy, Debug)]
 struct Conv2dOp {
@@ -249,17 +271,7 @@ impl CustomOp2 for Conv2dOp {
                 gemm_into(y, ho * wo, span, w, cols, g.ckk(), par);
             }
         };
-        if per_image(g.batch) {
-            out.par_chunks_mut(ohw).enumerate().for_each_init(
-                || vec![0f32; g.cols_len()],
-                |c, item| image(c, item, Par::Seq),
-            );
-        } else {
-            let mut cols = vec![0f32; g.cols_len()];
-            for item in out.chunks_mut(ohw).enumerate() {
-                image(&mut cols, item, Par::rayon(0));
-            }
-        }
+        for_each_image(&g, &mut out, ohw, image);
         Ok((
             CpuStorage::F32(out),
             Shape::from((g.batch, g.out_channels, ho, wo)),
@@ -323,17 +335,7 @@ impl CustomOp2 for GradInput {
                 g.col2im(cols, rows, dxb);
             }
         };
-        if per_image(g.batch) {
-            dx.par_chunks_mut(chw).enumerate().for_each_init(
-                || vec![0f32; g.cols_len()],
-                |cols, item| image(cols, item, Par::Seq),
-            );
-        } else {
-            let mut cols = vec![0f32; g.cols_len()];
-            for item in dx.chunks_mut(chw).enumerate() {
-                image(&mut cols, item, Par::rayon(0));
-            }
-        }
+        for_each_image(&g, &mut dx, chw, image);
         Ok((CpuStorage::F32(dx), Shape::from(self.input_dims.clone())))
     }
 }

@@ -1,9 +1,7 @@
-use super::usage;
 use brainrecon_data::image::{write_png, RgbImage};
 use brainrecon_data::npy;
-use brainrecon_data::prepared::{PreparedSubject, Split};
-use brainrecon_ridge::RidgeModel;
-use brainrecon_routes::decoders::Target;
+use brainrecon_data::prepared::PreparedSubject;
+use brainrecon_routes::decoders::{Decoder, Target};
 use std::path::PathBuf;
 
 /// Decode the test betas of a prepared subject with a fitted model.
@@ -31,37 +29,12 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let subject = PreparedSubject::open(&args.subject)?;
-    let model = RidgeModel::load(&args.model)?;
-    let meta_text = |key: &str| {
-        model
-            .metadata
-            .get(key)
-            .and_then(|v| v.as_str())
-            .map(str::to_string)
-    };
-    let roi_name = meta_text("roi").ok_or_else(|| {
-        usage(format!(
-            "{}: model.json has no 'roi': fit it with `brainrecon fit`",
-            args.model.display()
-        ))
-    })?;
-    let roi = subject.roi(&roi_name)?;
-    if roi.n_voxels != model.n_features() {
-        return Err(usage(format!(
-            "{}: the model expects {} voxels of {roi_name}, but {} has {}",
-            args.model.display(),
-            model.n_features(),
-            args.subject.display(),
-            roi.n_voxels
-        )));
-    }
-    let betas = subject.betas(&roi, Split::Test)?;
-    let ids = subject.test_stimulus_ids()?;
-    let predictions = model.predict_row_major(&betas.values, (betas.rows, betas.voxels))?;
-    let width = model.n_targets();
+    let decoder = Decoder::load(&args.model)?;
+    let (ids, predictions) = decoder.predict_test(&subject)?;
+    let width = decoder.model.n_targets();
     npy::write(
         &args.out.join("predictions.npy"),
-        &[betas.rows, width],
+        &[ids.len(), width],
         &predictions,
     )?;
     npy::write(
@@ -70,7 +43,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         &ids.iter().map(|&i| i as i64).collect::<Vec<_>>(),
     )?;
     let mut images = 0;
-    if let Some(Ok(Target::Pixels(size))) = meta_text("target").map(|t| Target::parse(&t)) {
+    if let Ok(Target::Pixels(size)) = Target::parse(&decoder.target) {
         for (row, &id) in ids.iter().enumerate() {
             let image =
                 RgbImage::from_unit_f32(size, size, &predictions[row * width..(row + 1) * width]);
@@ -83,9 +56,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         return super::print_json(&summary);
     }
     println!(
-        "decoded {} test images of {} from {roi_name} into {}",
+        "decoded {} test images of {} from {} into {}",
         ids.len(),
         subject.meta.subject,
+        decoder.roi,
         args.out.display()
     );
     Ok(())
