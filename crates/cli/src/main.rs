@@ -34,6 +34,7 @@ enum Command {
     Ridge(commands::ridge::RidgeCommand),
     #[command(subcommand)]
     Bench(commands::bench::BenchCommand),
+    Stream(commands::stream::Args),
 }
 
 /// User errors (bad data, bad arguments) exit with 2; anything else with 1.
@@ -57,9 +58,8 @@ fn exit_code(error: &anyhow::Error) -> u8 {
     }
 }
 
-fn main() -> ExitCode {
-    let cli = Cli::parse();
-    let result = match cli.command {
+fn dispatch(command: Command) -> anyhow::Result<()> {
+    match command {
         Command::Simulate(args) => commands::simulate::run(args),
         Command::Nsd(command) => commands::nsd::run(command),
         Command::Info(args) => commands::info::run(args),
@@ -73,7 +73,13 @@ fn main() -> ExitCode {
         Command::Encode(args) => commands::encode::run(args),
         Command::Ridge(command) => commands::ridge::run(command),
         Command::Bench(command) => commands::bench::run(command),
-    };
+        Command::Stream(args) => commands::stream::run(args),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = dispatch(cli.command);
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {

@@ -25,7 +25,7 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 
 use brainrecon_data::image::RgbImage;
-use brainrecon_data::simulate::scene::Scene;
+use brainrecon_data::simulate::scene::{Scene, N_SCENES};
 
 use crate::clip::{ids_tensor, ClipTextConfig, ClipTextModel};
 use crate::rng::SeededNoise;
@@ -62,20 +62,22 @@ pub struct PriorConfig {
 
 impl PriorConfig {
     /// The shipped model: 64 px images, 4×16×16 latents, a 2-layer 64-wide text encoder and a
-    /// two-level U-Net with cross-attention.
+    /// two-level U-Net with cross-attention at 8×8 and in the middle. Sized to train on two CPU
+    /// cores in about an hour: at 16×16 the U-Net has convolutions only, because attention over
+    /// 256 tokens cost more than the rest of the step.
     pub fn shapes_ldm() -> Self {
         PriorConfig {
             image_size: 64,
             max_length: 16,
-            vae: vae_config(&[32, 64, 64], 16, 64),
+            vae: vae_config(&[16, 32, 64], 8, 64),
             text_encoder: text_config(64, 2, 4, 256),
-            unet: unet_config(&[64, 128], 16, 64, 16),
-            vae_steps: 3000,
-            unet_steps: 6000,
-            vae_batch: 16,
+            unet: unet_config(&[32, 64], &[false, true], 8, 64, 32),
+            vae_steps: 2000,
+            unet_steps: 2000,
+            vae_batch: 8,
             unet_batch: 32,
             vae_lr: 1e-3,
-            unet_lr: 5e-4,
+            unet_lr: 1e-3,
             kl_weight: 1e-6,
             caption_dropout: 0.1,
             checkpoint_every: 100,
@@ -89,7 +91,7 @@ impl PriorConfig {
             max_length: 16,
             vae: vae_config(&[8, 8], 4, 16),
             text_encoder: text_config(16, 1, 2, 32),
-            unet: unet_config(&[8, 16], 4, 16, 8),
+            unet: unet_config(&[8, 16], &[true, true], 4, 16, 8),
             vae_steps: 3,
             unet_steps: 3,
             vae_batch: 2,
@@ -103,7 +105,8 @@ impl PriorConfig {
     }
 }
 
-fn vae_config(channels: &[usize], groups: usize, image_size: usize) -> serde_json::Value {
+/// diffusers config of an AutoencoderKL with one ResNet per level and 4 latent channels.
+pub fn vae_config(channels: &[usize], groups: usize, image_size: usize) -> serde_json::Value {
     json!({
         "_class_name": "AutoencoderKL",
         "act_fn": "silu",
@@ -124,7 +127,8 @@ fn vae_config(channels: &[usize], groups: usize, image_size: usize) -> serde_jso
     })
 }
 
-fn text_config(hidden: usize, layers: usize, heads: usize, mlp: usize) -> serde_json::Value {
+/// transformers config of a CLIP text encoder (vocabulary and positions are set at training).
+pub fn text_config(hidden: usize, layers: usize, heads: usize, mlp: usize) -> serde_json::Value {
     json!({
         "architectures": ["CLIPTextModel"],
         "model_type": "clip_text_model",
@@ -138,20 +142,43 @@ fn text_config(hidden: usize, layers: usize, heads: usize, mlp: usize) -> serde_
     })
 }
 
-fn unet_config(
+/// diffusers config of a U-Net with one ResNet per level; `cross[i]` says whether level `i`
+/// has (cross-)attention. The middle block always has.
+pub fn unet_config(
     channels: &[usize],
+    cross: &[bool],
     groups: usize,
     context: usize,
     head_dim: usize,
 ) -> serde_json::Value {
+    assert_eq!(
+        channels.len(),
+        cross.len(),
+        "one cross-attention flag per level"
+    );
+    let down: Vec<&str> = cross
+        .iter()
+        .map(|&c| {
+            if c {
+                "CrossAttnDownBlock2D"
+            } else {
+                "DownBlock2D"
+            }
+        })
+        .collect();
+    let up: Vec<&str> = cross
+        .iter()
+        .rev()
+        .map(|&c| if c { "CrossAttnUpBlock2D" } else { "UpBlock2D" })
+        .collect();
     json!({
         "_class_name": "UNet2DConditionModel",
         "act_fn": "silu",
         "attention_head_dim": head_dim,
         "block_out_channels": channels,
         "cross_attention_dim": context,
-        "down_block_types": vec!["CrossAttnDownBlock2D"; channels.len()],
-        "up_block_types": vec!["CrossAttnUpBlock2D"; channels.len()],
+        "down_block_types": down,
+        "up_block_types": up,
         "mid_block_type": "UNetMidBlock2DCrossAttn",
         "in_channels": 4,
         "out_channels": 4,
@@ -165,10 +192,40 @@ fn unet_config(
     })
 }
 
-/// The scene of training example `index` (a pure function of seed and index).
+/// Scenes never shown in training: a fixed tenth of the 960 combinations (the same for every
+/// seed), on which the quality of the model is measured.
+pub fn held_out_scenes() -> Vec<Scene> {
+    held_out_ids()
+        .iter()
+        .map(|&id| Scene::from_id(id))
+        .collect()
+}
+
+fn held_out_ids() -> Vec<usize> {
+    use rand::seq::SliceRandom;
+    let mut ids: Vec<usize> = (0..N_SCENES).collect();
+    ids.shuffle(&mut ChaCha8Rng::seed_from_u64(0x4E1D_0017));
+    let mut held: Vec<usize> = ids[..N_SCENES / 10].to_vec();
+    held.sort_unstable();
+    held
+}
+
+/// Whether `scene` is one of [`held_out_scenes`].
+pub fn is_held_out(scene: &Scene) -> bool {
+    held_out_ids().binary_search(&scene.id()).is_ok()
+}
+
+/// The scene of training example `index` (a pure function of seed and index), never a held-out
+/// one.
 pub fn training_scene(seed: u64, index: u64) -> (Scene, Vec<String>) {
+    let held = held_out_ids();
     let mut rng = ChaCha8Rng::seed_from_u64(seed ^ index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-    let scene = Scene::random(&mut rng);
+    let scene = loop {
+        let scene = Scene::random(&mut rng);
+        if held.binary_search(&scene.id()).is_err() {
+            break scene;
+        }
+    };
     let captions = scene.captions(&mut rng);
     (scene, captions)
 }
@@ -197,6 +254,37 @@ fn image_batch(images: &[RgbImage], device: &Device) -> Result<Tensor> {
         }
     }
     Ok(Tensor::from_vec(values, (images.len(), 3, s, s), device)?)
+}
+
+/// Learning rate at `step` (0-based) of `total`: linear warm-up over the first 5% of steps,
+/// then a cosine decay to a tenth of `peak`.
+pub fn learning_rate(peak: f64, step: usize, total: usize) -> f64 {
+    let warmup = (total / 20).max(1);
+    if step < warmup {
+        return peak * (step + 1) as f64 / warmup as f64;
+    }
+    let progress = (step - warmup) as f64 / (total - warmup).max(1) as f64;
+    peak * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * progress.min(1.0)).cos()))
+}
+
+/// Scaled posterior means of every scene, [N_SCENES, 4, h, w], detached (the VAE is frozen).
+fn scene_latents(
+    vae: &AutoencoderKL,
+    image_size: usize,
+    scaling_factor: f64,
+    device: &Device,
+) -> Result<Tensor> {
+    let mut parts = Vec::new();
+    let ids: Vec<usize> = (0..N_SCENES).collect();
+    for chunk in ids.chunks(32) {
+        let images: Vec<RgbImage> = chunk
+            .iter()
+            .map(|&id| Scene::from_id(id).render(image_size))
+            .collect();
+        let mean = vae.encode(&image_batch(&images, device)?)?.mean;
+        parts.push(mean.affine(scaling_factor, 0.0)?.detach());
+    }
+    Ok(Tensor::cat(&parts, 0)?)
 }
 
 /// Which stage reports progress.
@@ -298,6 +386,7 @@ pub fn train_prior(
         let value = loss.to_scalar::<f32>()? as f64;
         let mut grads = loss.backward()?;
         clip_grad_norm(&mut grads, &vae_params, 1.0)?;
+        vae_opt.set_lr(learning_rate(config.vae_lr, step, config.vae_steps));
         vae_opt.step(&vae_params, &grads)?;
         vae_losses.push(value);
         progress(Stage::Autoencoder, step + 1, config.vae_steps, value);
@@ -364,15 +453,17 @@ pub fn train_prior(
         }
         None => (AdamW::with_defaults(config.unet_lr)?, Vec::new(), 0),
     };
+    // The VAE is frozen and there are only N_SCENES scenes: encode each once.
+    let latent_table = scene_latents(&vae, config.image_size, scaling_factor, device)?;
     for step in unet_start..config.unet_steps {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xB000_0000 ^ step as u64);
-        let mut images = Vec::with_capacity(config.unet_batch);
+        let mut scene_ids = Vec::with_capacity(config.unet_batch);
         let mut prompts = Vec::with_capacity(config.unet_batch);
         let mut timesteps = Vec::with_capacity(config.unet_batch);
         for k in 0..config.unet_batch {
             let index = (step * config.unet_batch + k) as u64;
             let (scene, captions) = training_scene(seed ^ 0xD1FF, index);
-            images.push(scene.render(config.image_size));
+            scene_ids.push(scene.id() as u32);
             let caption = captions[rng.gen_range(0..captions.len())].clone();
             prompts.push(if rng.gen_bool(config.caption_dropout) {
                 String::new()
@@ -381,12 +472,7 @@ pub fn train_prior(
             });
             timesteps.push(rng.gen_range(0..n_train));
         }
-        // The frozen VAE: no gradient flows back into it.
-        let latents = vae
-            .encode(&image_batch(&images, device)?)?
-            .mean
-            .affine(scaling_factor, 0.0)?
-            .detach();
+        let latents = latent_table.index_select(&Tensor::new(scene_ids, device)?, 0)?;
         let mut noise = SeededNoise::new(seed ^ 0xC000_0000 ^ step as u64);
         let eps =
             crate::rng::NoiseSource::gaussian(&mut noise, latents.dims(), device, DType::F32)?;
@@ -404,6 +490,7 @@ pub fn train_prior(
         let value = loss.to_scalar::<f32>()? as f64;
         let mut grads = loss.backward()?;
         clip_grad_norm(&mut grads, &denoiser_params, 1.0)?;
+        unet_opt.set_lr(learning_rate(config.unet_lr, step, config.unet_steps));
         unet_opt.step(&denoiser_params, &grads)?;
         unet_losses.push(value);
         progress(Stage::Denoiser, step + 1, config.unet_steps, value);
@@ -446,7 +533,7 @@ pub fn train_prior(
             "vae": ["diffusers", "AutoencoderKL"],
         }),
     )?;
-    Ok(PriorSummary {
+    let summary = PriorSummary {
         out: out.to_path_buf(),
         vae_parameters: vae_params.count_elements(),
         text_encoder_parameters: count_prefix(&denoiser_params, "text_encoder."),
@@ -455,8 +542,36 @@ pub fn train_prior(
         vae_losses,
         unet_losses,
         resumed_from,
-    })
+    };
+    // The record that ships with the weights: settings and every step's loss.
+    write_json(
+        &out.join(TRAINING_RECORD),
+        &json!({
+            "seed": seed,
+            "image_size": config.image_size,
+            "max_length": config.max_length,
+            "vae_steps": config.vae_steps,
+            "unet_steps": config.unet_steps,
+            "vae_batch": config.vae_batch,
+            "unet_batch": config.unet_batch,
+            "vae_lr": config.vae_lr,
+            "unet_lr": config.unet_lr,
+            "kl_weight": config.kl_weight,
+            "caption_dropout": config.caption_dropout,
+            "held_out_scene_ids": held_out_ids(),
+            "vae_parameters": summary.vae_parameters,
+            "text_encoder_parameters": summary.text_encoder_parameters,
+            "unet_parameters": summary.unet_parameters,
+            "scaling_factor": summary.scaling_factor,
+            "vae_losses": summary.vae_losses,
+            "unet_losses": summary.unet_losses,
+        }),
+    )?;
+    Ok(summary)
 }
+
+/// File in the model folder with the training settings and losses.
+pub const TRAINING_RECORD: &str = "training.json";
 
 fn count_prefix(params: &Parameters, prefix: &str) -> usize {
     params

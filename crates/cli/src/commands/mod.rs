@@ -10,6 +10,7 @@ pub mod nsd;
 pub mod reconstruct;
 pub mod ridge;
 pub mod simulate;
+pub mod stream;
 pub mod train_prior;
 
 use std::io::IsTerminal;

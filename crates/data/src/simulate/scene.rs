@@ -43,7 +43,38 @@ pub struct Scene {
 pub const N_ATTRIBUTES: usize =
     SHAPES.len() + COLOURS.len() + BACKGROUNDS.len() + POSITIONS.len() + SIZES.len();
 
+/// Number of distinct scenes (every combination of the attributes).
+pub const N_SCENES: usize =
+    SHAPES.len() * COLOURS.len() * BACKGROUNDS.len() * POSITIONS.len() * SIZES.len();
+
 impl Scene {
+    /// A number in `0..N_SCENES` that identifies the combination of attributes.
+    pub fn id(&self) -> usize {
+        (((self.shape * COLOURS.len() + self.colour) * BACKGROUNDS.len() + self.background)
+            * POSITIONS.len()
+            + self.position)
+            * SIZES.len()
+            + self.size
+    }
+
+    /// The scene with [`Scene::id`] `id`.
+    pub fn from_id(id: usize) -> Self {
+        assert!(id < N_SCENES, "scene id {id} out of range");
+        let size = id % SIZES.len();
+        let rest = id / SIZES.len();
+        let position = rest % POSITIONS.len();
+        let rest = rest / POSITIONS.len();
+        let background = rest % BACKGROUNDS.len();
+        let rest = rest / BACKGROUNDS.len();
+        Scene {
+            shape: rest / COLOURS.len(),
+            colour: rest % COLOURS.len(),
+            background,
+            position,
+            size,
+        }
+    }
+
     pub fn random(rng: &mut impl Rng) -> Self {
         let background = rng.gen_range(0..BACKGROUNDS.len());
         Scene {
@@ -177,5 +208,23 @@ mod tests {
         assert_eq!(captions.len(), 5);
         assert!(captions.iter().all(|c| c.contains("red")));
         assert!(captions[1].contains("left"));
+    }
+}
+
+#[cfg(test)]
+mod id_tests {
+    use super::*;
+
+    #[test]
+    fn ids_enumerate_every_scene_once() {
+        let mut seen = vec![false; N_SCENES];
+        for id in 0..N_SCENES {
+            let scene = Scene::from_id(id);
+            assert_eq!(scene.id(), id);
+            assert!(!seen[id]);
+            seen[id] = true;
+            assert!(scene.shape < SHAPES.len() && scene.colour < COLOURS.len());
+        }
+        assert_eq!(N_SCENES, 960);
     }
 }

@@ -1,0 +1,474 @@
+//! `brainrecon stream`: any multichannel time series to images in real time (Yamashiro,
+//! Matsumoto & Ikegaya 2024). The signal side (sources, windows, window → latent, the frame
+//! loop, outputs and the web page) is `brainrecon-stream`; this file adds the diffusion model.
+
+use super::usage;
+use brainrecon_data::image::RgbImage;
+use brainrecon_data::DataError;
+use brainrecon_diffusion::pipeline::{image_to_hwc, Conditioning, DType, StableDiffusion, Tensor};
+use brainrecon_diffusion::rng::SeededNoise;
+use brainrecon_diffusion::scheduler::{Scheduler, SchedulerKind};
+use brainrecon_stream::window::parse_channels;
+use brainrecon_stream::{
+    open, run_live, serve, FrameGenerator, GenError, Hub, Latent, LatentMapper, LatentStream,
+    LiveError, LiveOptions, OpenOptions, Pace, Pacer, RawFormat, RawReader, Smoother, Source,
+    StreamError, Summary, Synthetic, SyntheticSpec, WindowSpec,
+};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+/// Turn a multichannel time series into images in real time.
+///
+/// Each window of signal (1 s by default, a new one every 1/30 s) becomes the initial noise x_T
+/// of the diffusion model, which is denoised in a few DDIM steps and decoded; the decode of one
+/// frame runs while the next one denoises. Live, when making a frame takes longer than the
+/// hop, windows are dropped and the newest one is always used; `--fast` replays a recording as
+/// fast as frames can be made, one frame per window, the same frames on every run.
+///
+/// The window → latent map: each channel is z-scored over the window (channels with NaN or
+/// infinite values, or flat ones, are skipped with a warning), resampled by linear
+/// interpolation so that the channels fill the latent, concatenated, standardised to mean 0 and
+/// variance 1, and permuted by a fixed permutation drawn from `--seed`. The same window always
+/// gives the same latent, and the same frame.
+///
+/// Sources: a file (.npy, .csv, .edf/.bdf, .nwb; raw .i16/.f32, or any name with --format),
+/// `synthetic` (seeded oscillators plus noise), `stdin` or `tcp://HOST:PORT` (raw interleaved
+/// little-endian frames: give --channels, --rate and --format). When a live source stops, the
+/// page keeps the last frame until Ctrl-C. Ctrl-C or SIGTERM ends the run cleanly: every PNG
+/// is whole and the GIF is completed.
+#[derive(clap::Args)]
+#[command(
+    after_help = "Example:\n  brainrecon stream --source synthetic --channels 8 --rate 250 --model stabilityai/sd-turbo --scheduler euler --steps 1\n      (then open http://127.0.0.1:8080/)\n  brainrecon stream --source recording.edf --select Fp1,Fp2,O1,O2 --fast --out frames/ --gif stream.gif --no-serve --model models/sd15\n  nc -l 9000 | brainrecon stream --source stdin --channels 16 --rate 500 --format f32 --model models/sd15\n  brainrecon stream --source synthetic --fast --frames 300 --json --no-serve --model models/sd15"
+)]
+pub struct Args {
+    /// PATH, synthetic, stdin or tcp://HOST:PORT
+    #[arg(long)]
+    source: String,
+    /// Channel count (raw, stdin and TCP sources; synthetic: default 8)
+    #[arg(long)]
+    channels: Option<usize>,
+    /// Sample rate in Hz (raw, .npy, CSV, stdin and TCP sources; synthetic: default 250)
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Sample format of raw, stdin and TCP sources: i16 or f32 (for files also npy, csv, edf,
+    /// nwb; default: from the extension)
+    #[arg(long)]
+    format: Option<String>,
+    /// Replay as fast as frames can be made, one frame per window (reproducible)
+    #[arg(long)]
+    fast: bool,
+    /// Diffusers folder, cache snapshot, or cached model id (ORG/NAME)
+    #[arg(long)]
+    model: String,
+    /// Serve the live page on this address
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    serve: String,
+    /// Do not serve the page
+    #[arg(long)]
+    no_serve: bool,
+    /// Write every frame as DIR/frame-NNNNNN.png
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Write an animated GIF of the frames (completed at the end)
+    #[arg(long)]
+    gif: Option<PathBuf>,
+    /// Denoising steps per frame
+    #[arg(long, default_value_t = 5)]
+    steps: usize,
+    /// ddim (eta 0), euler or euler-a
+    #[arg(long, default_value = "ddim")]
+    scheduler: String,
+    /// Classifier-free guidance scale (≤ 1: none, one U-Net pass per step)
+    #[arg(long, default_value_t = 0.0)]
+    guidance: f64,
+    /// Seed of the latent permutation, the sampler's noise and the synthetic source
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// The prompt (encoded once)
+    #[arg(long, default_value = "")]
+    prompt: String,
+    /// Image size in pixels (default: the model's)
+    #[arg(long)]
+    size: Option<usize>,
+    /// Window length in seconds
+    #[arg(long, default_value_t = 1.0)]
+    window: f64,
+    /// Seconds between windows (default 1/30 s, or one sample for sources below 30 Hz)
+    #[arg(long)]
+    hop: Option<f64>,
+    /// Channels to use: indices, ranges and labels, e.g. 0-3,Fp1
+    #[arg(long)]
+    select: Option<String>,
+    /// Blend successive latents: 1 is none, smaller is smoother
+    #[arg(long)]
+    smooth: Option<f32>,
+    /// Stop after this many frames
+    #[arg(long)]
+    frames: Option<u64>,
+    /// Windows generated together in one sampler run (more frames per second, more latency;
+    /// live, the newest N windows)
+    #[arg(long, default_value_t = 1)]
+    batch: usize,
+    /// cpu, cuda or cuda:N
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Weights' precision: f32 or f16
+    #[arg(long, default_value = "f32")]
+    dtype: String,
+    /// Print the summary as JSON
+    #[arg(long)]
+    json: bool,
+}
+
+/// The diffusion model as a two-stage frame generator: the prompt is encoded once, the sampler
+/// built once, and every frame's sampler noise comes from the same seed, so a latent always
+/// gives the same image.
+struct Diffusion {
+    sd: StableDiffusion,
+    context: Conditioning,
+    scheduler: Scheduler,
+    guidance: f64,
+    seed: u64,
+    shape: [usize; 3],
+}
+
+impl FrameGenerator for Diffusion {
+    type Denoised = Tensor;
+
+    fn latent_shape(&self) -> [usize; 3] {
+        self.shape
+    }
+
+    /// One sampler run on the batch `[B, c, h, w]` of latents.
+    fn denoise(&self, latents: &[Latent]) -> Result<Tensor, GenError> {
+        let [c, h, w] = self.shape;
+        let values: Vec<f32> = latents
+            .iter()
+            .flat_map(|l| l.values.iter().copied())
+            .collect();
+        let x_t = Tensor::from_vec(values, (latents.len(), c, h, w), &self.sd.device)?;
+        let x = (x_t * self.scheduler.init_noise_sigma())?;
+        let context = if latents.len() == 1 {
+            self.context.clone()
+        } else {
+            let repeat = |t: &Tensor| t.repeat((latents.len(), 1, 1));
+            Conditioning {
+                cond: repeat(&self.context.cond)?,
+                uncond: self.context.uncond.as_ref().map(repeat).transpose()?,
+            }
+        };
+        let mut noise = SeededNoise::new(self.seed);
+        Ok(self.sd.denoise(
+            &x,
+            &context,
+            &self.scheduler,
+            0,
+            self.guidance,
+            &mut noise,
+            &mut |_| {},
+        )?)
+    }
+
+    fn decode(&self, latents: Tensor) -> Result<Vec<RgbImage>, GenError> {
+        let images = self.sd.decode_latent(&latents)?;
+        let mut out = Vec::new();
+        for i in 0..images.dim(0)? {
+            let (h, w, values) = image_to_hwc(&images.narrow(0, i, 1)?)?;
+            out.push(RgbImage::from_unit_f32(h, w, &values));
+        }
+        Ok(out)
+    }
+}
+
+/// Stream errors are about the user's data or parameters: exit code 2.
+fn user(error: StreamError) -> anyhow::Error {
+    usage(error.to_string())
+}
+
+fn raw_format(name: Option<&str>, what: &str) -> anyhow::Result<RawFormat> {
+    match name {
+        Some(name) => RawFormat::parse(name).map_err(user),
+        None => Err(usage(format!(
+            "--format: {what} needs the sample format (i16 or f32)"
+        ))),
+    }
+}
+
+fn need<T>(value: Option<T>, flag: &str, what: &str) -> anyhow::Result<T> {
+    value.ok_or_else(|| usage(format!("{flag}: {what} needs {flag}")))
+}
+
+/// The source and its name for messages; `live` for stdin and TCP (never paced).
+fn open_source(args: &Args) -> anyhow::Result<(Box<dyn Source + Send>, String, bool)> {
+    let source = args.source.as_str();
+    if source == "synthetic" {
+        let spec = SyntheticSpec {
+            channels: args.channels.unwrap_or(8),
+            rate: args.rate.unwrap_or(250.0),
+            seed: args.seed,
+            ..SyntheticSpec::default()
+        };
+        let name = format!("synthetic ({} channels, {} Hz)", spec.channels, spec.rate);
+        return Ok((Box::new(Synthetic::new(spec).map_err(user)?), name, false));
+    }
+    if source == "stdin" || source == "-" {
+        let what = "reading raw frames from stdin";
+        let format = raw_format(args.format.as_deref(), what)?;
+        let channels = need(args.channels, "--channels", what)?;
+        let rate = need(args.rate, "--rate", what)?;
+        let reader =
+            RawReader::new(std::io::stdin(), "<stdin>", format, channels, rate).map_err(user)?;
+        return Ok((Box::new(reader), "<stdin>".into(), true));
+    }
+    if let Some(address) = source.strip_prefix("tcp://") {
+        let what = "reading raw frames from a TCP stream";
+        let format = raw_format(args.format.as_deref(), what)?;
+        let channels = need(args.channels, "--channels", what)?;
+        let rate = need(args.rate, "--rate", what)?;
+        let stream = std::net::TcpStream::connect(address)
+            .map_err(|e| usage(format!("--source {source}: cannot connect: {e}")))?;
+        let reader = RawReader::new(stream, source, format, channels, rate).map_err(user)?;
+        return Ok((Box::new(reader), source.to_string(), true));
+    }
+    let path = Path::new(source);
+    if !path.exists() {
+        return Err(DataError::io(
+            path,
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "no such file (--source takes a recording, synthetic, stdin or tcp://HOST:PORT)",
+            ),
+        )
+        .into());
+    }
+    let format = match args.format.as_deref() {
+        None => None,
+        Some("npy") => Some(brainrecon_stream::Format::Npy),
+        Some("csv") => Some(brainrecon_stream::Format::Csv),
+        Some("edf") | Some("bdf") => Some(brainrecon_stream::Format::Edf),
+        Some("nwb") => Some(brainrecon_stream::Format::Nwb),
+        Some(raw) => Some(brainrecon_stream::Format::Raw(
+            RawFormat::parse(raw).map_err(|_| {
+                usage(format!(
+                    "--format: expected i16, f32, npy, csv, edf or nwb, found '{raw}'"
+                ))
+            })?,
+        )),
+    };
+    let options = OpenOptions {
+        format,
+        rate: args.rate,
+        channels: args.channels,
+        ..OpenOptions::default()
+    };
+    let opened = open(path, &options).map_err(user)?;
+    Ok((opened, path.display().to_string(), false))
+}
+
+// `usize::is_multiple_of` needs Rust 1.87; the workspace supports 1.85.
+#[allow(clippy::manual_is_multiple_of)]
+pub fn run(args: Args) -> anyhow::Result<()> {
+    if args.steps == 0 || args.steps > 1000 {
+        return Err(usage(format!(
+            "--steps: expected 1 to 1000, found {}",
+            args.steps
+        )));
+    }
+    if !args.guidance.is_finite() || args.guidance < 0.0 {
+        return Err(usage(format!(
+            "--guidance: expected a finite value ≥ 0, found {}",
+            args.guidance
+        )));
+    }
+    if args.batch == 0 || args.batch > 64 {
+        return Err(usage(format!(
+            "--batch: expected 1 to 64, found {}",
+            args.batch
+        )));
+    }
+    if args.frames == Some(0) {
+        return Err(usage("--frames: expected at least 1, found 0"));
+    }
+    let scheduler_kind =
+        SchedulerKind::parse(&args.scheduler).map_err(|e| usage(format!("--scheduler: {e}")))?;
+    let smoother = match args.smooth {
+        Some(alpha) => Some(Smoother::new(alpha).map_err(user)?),
+        None => None,
+    };
+    let dtype: DType = super::dtype(&args.dtype)?;
+    let device = super::device(&args.device)?;
+
+    let (source, source_name, live) = open_source(&args)?;
+    let rate = source.rate();
+    let hop = match args.hop {
+        Some(hop) => hop,
+        None if rate < 30.0 => {
+            eprintln!(
+                "note: {source_name} runs at {rate} Hz, below 30 Hz: one window per sample \
+                 (hop {:.4} s)",
+                1.0 / rate
+            );
+            1.0 / rate
+        }
+        None => 1.0 / 30.0,
+    };
+    let channels = match &args.select {
+        Some(spec) => Some(parse_channels(spec, &source.labels()).map_err(user)?),
+        None => None,
+    };
+    let spec = WindowSpec {
+        length_s: args.window,
+        hop_s: hop,
+        channels,
+    };
+
+    let sd = StableDiffusion::load(&args.model, dtype, &device)?;
+    let f = sd.vae_scale_factor();
+    let unit = f * sd.unet.config.downsampling_factor();
+    let size = args.size.unwrap_or_else(|| sd.default_size());
+    if size == 0 || size % unit != 0 {
+        return Err(usage(format!(
+            "--size: expected a positive multiple of {unit} for this model, found {size}"
+        )));
+    }
+    let shape = [sd.unet.config.in_channels, size / f, size / f];
+    let context = sd.encode_prompts(&[args.prompt.as_str()], None, args.guidance)?;
+    let scheduler = sd.scheduler(scheduler_kind, args.steps)?;
+    let generator = Diffusion {
+        sd,
+        context,
+        scheduler,
+        guidance: args.guidance,
+        seed: args.seed,
+        shape,
+    };
+
+    let mapper = LatentMapper::new(shape, args.seed).map_err(user)?;
+    let keep_every_window = args.fast;
+    let source: Box<dyn Source + Send> = if live || args.fast {
+        source
+    } else {
+        Box::new(Pacer::new(source, Pace::RealTime))
+    };
+    let stream = LatentStream::new(source, &spec, mapper, smoother).map_err(user)?;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        // A second Ctrl-C ends at once. Installing fails only when a handler is already set
+        // (a second run in one process), which then still sets a flag of its own.
+        let _ = ctrlc::set_handler(move || {
+            if stop.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+            eprintln!("stopping: finishing the current frame (Ctrl-C again to quit at once)");
+        });
+    }
+    let hub = Hub::new();
+    let server = if args.no_serve {
+        None
+    } else {
+        let server = serve(&args.serve, hub.clone()).map_err(|e| {
+            usage(format!(
+                "--serve {}: {e} (pick another address, or --no-serve)",
+                args.serve
+            ))
+        })?;
+        eprintln!("serving the live page at {}", server.url());
+        Some(server)
+    };
+    eprintln!(
+        "streaming {source_name}: {} s windows every {:.4} s → {}×{} latents, {} {} step(s), \
+         {size}×{size} px{}",
+        args.window,
+        hop,
+        shape[1],
+        shape[2],
+        args.steps,
+        scheduler_kind.name(),
+        if args.fast {
+            ", every window (--fast)"
+        } else {
+            ", newest window"
+        }
+    );
+    let options = LiveOptions {
+        keep_every_window,
+        max_frames: args.frames,
+        batch: args.batch,
+        png_dir: args.out.clone(),
+        gif: args.gif.clone(),
+        gif_delay_cs: (hop * 100.0).round().clamp(2.0, 65535.0) as u16,
+        hub: server.as_ref().map(|_| hub.clone()),
+        serve_url: server.as_ref().map(|s| s.url()),
+        stop: stop.clone(),
+        source_name: source_name.clone(),
+        log: Arc::new(|message: &str| eprintln!("{message}")),
+    };
+    let result = run_live(stream, &generator, &options);
+    if let Some(server) = server {
+        server.shutdown();
+    }
+    let summary = result.map_err(|e| match e {
+        LiveError::Stream(e) => user(e),
+        LiveError::Output { path, error } => DataError::io(path, error).into(),
+        other => anyhow::Error::from(other),
+    })?;
+    report(
+        &args,
+        &summary,
+        &source_name,
+        hop,
+        shape,
+        size,
+        scheduler_kind,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn report(
+    args: &Args,
+    summary: &Summary,
+    source: &str,
+    hop: f64,
+    shape: [usize; 3],
+    size: usize,
+    scheduler: SchedulerKind,
+) -> anyhow::Result<()> {
+    if args.json {
+        let mut value = serde_json::to_value(summary)?;
+        if let Some(map) = value.as_object_mut() {
+            map.insert("source".into(), source.into());
+            map.insert("model".into(), args.model.clone().into());
+            map.insert("steps".into(), args.steps.into());
+            map.insert("scheduler".into(), scheduler.name().into());
+            map.insert("hop_s".into(), hop.into());
+            map.insert("window_s".into(), args.window.into());
+            map.insert("latent_shape".into(), shape.to_vec().into());
+            map.insert("image_size".into(), size.into());
+            map.insert("fast".into(), args.fast.into());
+            map.insert("batch".into(), args.batch.into());
+        }
+        return super::print_json(&value);
+    }
+    println!(
+        "{} frames from {} windows ({} dropped) in {:.2} s: {:.2} fps sustained ({:.2} overall), \
+         latency mean {:.0} ms, p95 {:.0} ms",
+        summary.frames,
+        summary.windows,
+        summary.dropped,
+        summary.wall_s,
+        summary.fps,
+        summary.fps_overall,
+        summary.latency_ms_mean,
+        summary.latency_ms_p95
+    );
+    if let Some(dir) = &args.out {
+        println!("wrote {} PNGs to {}", summary.png_frames, dir.display());
+    }
+    if let Some(gif) = &summary.gif {
+        println!("wrote {}", gif.display());
+    }
+    Ok(())
+}

@@ -1,0 +1,312 @@
+//! Frames: what turns a latent into an image ([`FrameGenerator`]), and where the images go
+//! (a PNG sequence, an animated GIF), each file written atomically.
+
+use crate::latent::Latent;
+use brainrecon_data::image::RgbImage;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+/// An error of a frame generator (a model's own error type, boxed).
+pub type GenError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Makes images from latents in two stages, so that one batch's decode can run while the next
+/// batch denoises: [`crate::live::run_live`] calls `denoise` on one thread and `decode` on
+/// another. A batch is one or more latents (`LiveOptions::batch`), generated together.
+///
+/// Both stages must be deterministic: the same latents give the same images.
+pub trait FrameGenerator: Sync {
+    /// What `denoise` hands to `decode` (e.g. a batch of denoised latents).
+    type Denoised: Send;
+
+    /// The latent shape `[c, h, w]` this generator takes (the model's initial-noise shape).
+    fn latent_shape(&self) -> [usize; 3];
+
+    /// The first stage: the sampler run from each latent as initial noise (`latents` is not
+    /// empty).
+    fn denoise(&self, latents: &[Latent]) -> Result<Self::Denoised, GenError>;
+
+    /// The second stage: one RGB image per latent of the batch, in order.
+    fn decode(&self, denoised: Self::Denoised) -> Result<Vec<RgbImage>, GenError>;
+}
+
+/// FNV-1a (64-bit) of an image's size and pixels, as 16 hex digits: the frame hash shown on the
+/// page and in reports.
+pub fn frame_hash(image: &RgbImage) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    let size = [image.height as u64, image.width as u64];
+    let bytes = size
+        .iter()
+        .flat_map(|v| v.to_le_bytes())
+        .chain(image.pixels.iter().copied());
+    for b in bytes {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("{h:016x}")
+}
+
+/// An 8-bit RGB PNG of `image`, in memory (the same bytes for the same image).
+pub fn encode_png(image: &RgbImage) -> std::io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    {
+        let mut encoder = png::Encoder::new(&mut bytes, image.width as u32, image.height as u32);
+        encoder.set_color(png::ColorType::Rgb);
+        encoder.set_depth(png::BitDepth::Eight);
+        let mut writer = encoder.write_header().map_err(std::io::Error::other)?;
+        writer
+            .write_image_data(&image.pixels)
+            .map_err(std::io::Error::other)?;
+        writer.finish().map_err(std::io::Error::other)?;
+    }
+    Ok(bytes)
+}
+
+/// `.NAME.partial-PID` beside `path`: where a file is written before it is renamed into place.
+pub fn partial_path(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "output".to_string());
+    path.with_file_name(format!(".{name}.partial-{}", std::process::id()))
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same folder and a rename, so a
+/// reader sees either no file or the whole file. The temporary file is removed on failure.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let tmp = partial_path(path);
+    let result = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// A numbered PNG sequence in a folder: `frame-000000.png`, `frame-000001.png`, …
+pub struct PngSequence {
+    dir: PathBuf,
+    written: u64,
+}
+
+impl PngSequence {
+    /// Creates `dir` (and its parents) if needed.
+    pub fn create(dir: &Path) -> std::io::Result<Self> {
+        std::fs::create_dir_all(dir)?;
+        Ok(PngSequence {
+            dir: dir.to_path_buf(),
+            written: 0,
+        })
+    }
+
+    /// The path of frame `index`.
+    pub fn path(&self, index: u64) -> PathBuf {
+        self.dir.join(format!("frame-{index:06}.png"))
+    }
+
+    /// The folder.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Frames written so far.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Writes frame `index` atomically (from already encoded PNG bytes).
+    pub fn write(&mut self, index: u64, png: &[u8]) -> std::io::Result<PathBuf> {
+        let path = self.path(index);
+        write_atomic(&path, png)?;
+        self.written += 1;
+        Ok(path)
+    }
+}
+
+/// An animated GIF (looping forever) written to a temporary file beside its final path and
+/// renamed there by [`GifWriter::finish`]; dropped unfinished, it removes the temporary file.
+pub struct GifWriter {
+    path: PathBuf,
+    tmp: PathBuf,
+    encoder: Option<gif::Encoder<BufWriter<File>>>,
+    size: Option<(u16, u16)>,
+    delay_cs: u16,
+    frames: u64,
+}
+
+/// A GIF error, with the file it concerns.
+fn gif_error(path: &Path, e: impl std::fmt::Display) -> std::io::Error {
+    std::io::Error::other(format!("{}: GIF: {e}", path.display()))
+}
+
+impl GifWriter {
+    /// A GIF at `path` whose frames each show for `delay_cs` hundredths of a second (at least 2:
+    /// browsers show shorter delays as 10).
+    pub fn create(path: &Path, delay_cs: u16) -> std::io::Result<Self> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)?;
+        }
+        let tmp = partial_path(path);
+        // Created now, so that an unwritable place fails before any frame is made.
+        File::create(&tmp)?;
+        Ok(GifWriter {
+            path: path.to_path_buf(),
+            tmp,
+            encoder: None,
+            size: None,
+            delay_cs: delay_cs.max(2),
+            frames: 0,
+        })
+    }
+
+    /// Frames added so far.
+    pub fn frames(&self) -> u64 {
+        self.frames
+    }
+
+    /// Adds a frame (a 256-colour palette quantised from this image; deterministic). Every
+    /// frame must have the first frame's size, which must fit in 65535 × 65535.
+    pub fn add(&mut self, image: &RgbImage) -> std::io::Result<()> {
+        let (w, h) = match (u16::try_from(image.width), u16::try_from(image.height)) {
+            (Ok(w), Ok(h)) => (w, h),
+            _ => {
+                return Err(gif_error(
+                    &self.path,
+                    format!(
+                        "expected frames of at most 65535 × 65535 pixels, found {}×{}",
+                        image.width, image.height
+                    ),
+                ))
+            }
+        };
+        if let Some(size) = self.size {
+            if size != (w, h) {
+                return Err(gif_error(
+                    &self.path,
+                    format!(
+                        "expected every frame to be {}×{} like the first, found {w}×{h}",
+                        size.0, size.1
+                    ),
+                ));
+            }
+        }
+        if self.encoder.is_none() {
+            let file = File::create(&self.tmp)?;
+            let mut encoder = gif::Encoder::new(BufWriter::new(file), w, h, &[])
+                .map_err(|e| gif_error(&self.path, e))?;
+            encoder
+                .set_repeat(gif::Repeat::Infinite)
+                .map_err(|e| gif_error(&self.path, e))?;
+            self.encoder = Some(encoder);
+            self.size = Some((w, h));
+        }
+        let mut frame = gif::Frame::from_rgb_speed(w, h, &image.pixels, 10);
+        frame.delay = self.delay_cs;
+        let encoder = self.encoder.as_mut().expect("created above");
+        encoder
+            .write_frame(&frame)
+            .map_err(|e| gif_error(&self.path, e))?;
+        self.frames += 1;
+        Ok(())
+    }
+
+    /// Completes the file and renames it into place. A GIF with no frame is not written (the
+    /// temporary file is removed) and `Ok(false)` is returned.
+    pub fn finish(mut self) -> std::io::Result<bool> {
+        let Some(encoder) = self.encoder.take() else {
+            let _ = std::fs::remove_file(&self.tmp);
+            return Ok(false);
+        };
+        let result = (|| {
+            let mut writer = encoder.into_inner().map_err(|e| gif_error(&self.path, e))?;
+            writer.flush()?;
+            drop(writer);
+            std::fs::rename(&self.tmp, &self.path)
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+        result.map(|()| true)
+    }
+
+    /// The final path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for GifWriter {
+    fn drop(&mut self) {
+        // Unfinished (an error, or never finished): leave nothing behind. After `finish` the
+        // temporary file has been renamed and this does nothing.
+        self.encoder.take();
+        let _ = std::fs::remove_file(&self.tmp);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(v: u8) -> RgbImage {
+        RgbImage::new(4, 6, (0..72).map(|i| (i as u8).wrapping_mul(v)).collect())
+    }
+
+    fn entries(dir: &Path) -> Vec<String> {
+        let mut names: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        names
+    }
+
+    #[test]
+    fn png_sequence_is_numbered_and_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut seq = PngSequence::create(&dir.path().join("frames")).unwrap();
+        for i in 0..3 {
+            seq.write(i, &encode_png(&image(i as u8 + 1)).unwrap())
+                .unwrap();
+        }
+        assert_eq!(
+            entries(seq.dir()),
+            ["frame-000000.png", "frame-000001.png", "frame-000002.png"]
+        );
+        let back = brainrecon_data::image::read_png(&seq.path(1)).unwrap();
+        assert_eq!(back, image(2));
+    }
+
+    #[test]
+    fn gif_is_renamed_at_the_end_and_removed_when_abandoned() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("out.gif");
+        let mut gif = GifWriter::create(&path, 3).unwrap();
+        gif.add(&image(1)).unwrap();
+        gif.add(&image(2)).unwrap();
+        assert!(!path.exists());
+        assert!(gif.add(&RgbImage::new(1, 1, vec![0; 3])).is_err());
+        assert!(gif.finish().unwrap());
+        assert_eq!(entries(dir.path()), ["out.gif"]);
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(&bytes[..6], b"GIF89a");
+
+        let other = dir.path().join("abandoned.gif");
+        let mut gif = GifWriter::create(&other, 3).unwrap();
+        gif.add(&image(1)).unwrap();
+        drop(gif);
+        assert_eq!(entries(dir.path()), ["out.gif"]);
+        // No frame: nothing written.
+        assert!(!GifWriter::create(&other, 3).unwrap().finish().unwrap());
+        assert_eq!(entries(dir.path()), ["out.gif"]);
+    }
+
+    #[test]
+    fn hashes_and_pngs_are_deterministic() {
+        assert_eq!(frame_hash(&image(3)), frame_hash(&image(3)));
+        assert_ne!(frame_hash(&image(3)), frame_hash(&image(5)));
+        assert_eq!(
+            encode_png(&image(3)).unwrap(),
+            encode_png(&image(3)).unwrap()
+        );
+    }
+}

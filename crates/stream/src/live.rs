@@ -1,0 +1,890 @@
+//! The frame loop: windows → latents → frames, on three threads, with outputs and statistics.
+//!
+//! - **reader** (live mode only): reads the source, cuts windows, maps each to a latent and
+//!   puts it in a one-place slot, replacing a latent that has not been taken yet (that window
+//!   is *dropped*). The time a window's last sample arrived is kept with it.
+//! - **denoise**: takes the newest latent and runs [`FrameGenerator::denoise`]; in replay mode
+//!   (`keep_every_window`) it reads the windows itself, one after the other, so nothing is
+//!   dropped and a run is reproducible.
+//! - **decode**: runs [`FrameGenerator::decode`] on the previous frame while the next one
+//!   denoises (the hand-over is a rendezvous, so at most one frame waits), then writes the PNG
+//!   sequence and the GIF and publishes the frame to the web page.
+//!
+//! Latency is measured from the window's end (its arrival) to the frame being ready.
+
+use crate::error::StreamError;
+use crate::frames::{encode_png, frame_hash, FrameGenerator, GenError, GifWriter, PngSequence};
+use crate::latent::{Latent, SkipReason};
+use crate::pipeline::LatentStream;
+use crate::server::{FrameState, Hub};
+use crate::source::Source;
+use crate::window::Window;
+use serde::Serialize;
+use std::collections::{HashSet, VecDeque};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
+
+/// Channels drawn on the page, and points per drawn trace.
+const TRACE_CHANNELS: usize = 16;
+const TRACE_POINTS: usize = 256;
+
+/// A message for the user (a warning, the source's end).
+pub type Log = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// How [`run_live`] runs.
+#[derive(Clone)]
+pub struct LiveOptions {
+    /// Generate a frame for every window, in order (a replay: reproducible, never drops).
+    /// Otherwise windows that arrive while a frame is being made are dropped and the newest is
+    /// used.
+    pub keep_every_window: bool,
+    /// Stop after this many frames.
+    pub max_frames: Option<u64>,
+    /// Latents generated together (at least 1). Live, the newest `batch` windows are kept and
+    /// older ones dropped; with `keep_every_window`, consecutive windows are grouped.
+    pub batch: usize,
+    /// Write `frame-NNNNNN.png` here.
+    pub png_dir: Option<PathBuf>,
+    /// Write an animated GIF here.
+    pub gif: Option<PathBuf>,
+    /// GIF frame delay in hundredths of a second.
+    pub gif_delay_cs: u16,
+    /// Publish frames here (for the web page).
+    pub hub: Option<Arc<Hub>>,
+    /// The page's address, for messages; when set, the page keeps showing the last frame after
+    /// the source ends, until `stop`.
+    pub serve_url: Option<String>,
+    /// Set (e.g. by Ctrl-C) to stop: the frame being made is finished and written.
+    pub stop: Arc<AtomicBool>,
+    /// The source's name in messages.
+    pub source_name: String,
+    /// Where warnings and notices go.
+    pub log: Log,
+}
+
+/// Why the loop ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum EndReason {
+    /// `max_frames` frames were made.
+    Frames,
+    /// The source ended.
+    SourceEnded,
+    /// `stop` was set.
+    Interrupted,
+}
+
+/// What a run did. Times are in seconds and milliseconds.
+#[derive(Debug, Clone, Serialize)]
+pub struct Summary {
+    pub frames: u64,
+    /// Windows cut from the source.
+    pub windows: u64,
+    /// Windows skipped because generation was slower than the hop.
+    pub dropped: u64,
+    /// Sustained rate: `(frames − 1) / (last frame − first frame)` (0 with fewer than 2).
+    pub fps: f64,
+    /// `frames / seconds from the first window to the last frame`.
+    pub fps_overall: f64,
+    pub latency_ms_mean: f64,
+    pub latency_ms_p95: f64,
+    pub latency_ms_max: f64,
+    /// Seconds from the start until the first frame was ready.
+    pub first_frame_s: f64,
+    pub wall_s: f64,
+    pub ended: EndReason,
+    /// [`frame_hash`] of the last frame.
+    pub last_hash: Option<String>,
+    pub png_frames: u64,
+    pub gif: Option<PathBuf>,
+}
+
+/// An error that ends a run.
+#[derive(Debug, thiserror::Error)]
+pub enum LiveError {
+    /// Bad data or parameters (a user error).
+    #[error(transparent)]
+    Stream(#[from] StreamError),
+    /// The generator failed.
+    #[error("generating a frame: {0}")]
+    Generator(GenError),
+    /// An output could not be written.
+    #[error("{}: {error}", .path.display())]
+    Output {
+        path: PathBuf,
+        #[source]
+        error: std::io::Error,
+    },
+}
+
+/// A latent ready for the generator, with what the page shows of its window.
+struct Item {
+    latent: Latent,
+    window_start_s: f64,
+    labels: Vec<String>,
+    traces: Vec<Vec<f32>>,
+    /// When the window's last sample had arrived.
+    ready: Instant,
+}
+
+/// Reads windows and latents, printing each kind of skipped-channel warning once per channel.
+struct Feed<S: Source> {
+    stream: LatentStream<S>,
+    labels: Vec<String>,
+    warned: HashSet<(usize, bool)>,
+    windows: Arc<AtomicU64>,
+    log: Log,
+    name: String,
+}
+
+impl<S: Source> Feed<S> {
+    fn next(&mut self) -> Result<Option<Item>, StreamError> {
+        let Some((window, latent)) = self.stream.next_window_latent()? else {
+            return Ok(None);
+        };
+        let ready = Instant::now();
+        self.windows.fetch_add(1, Ordering::Relaxed);
+        for warning in &latent.warnings {
+            let non_finite = matches!(warning.reason, SkipReason::NonFinite { .. });
+            if self.warned.insert((warning.channel, non_finite)) {
+                let label = self
+                    .labels
+                    .get(warning.channel)
+                    .map(String::as_str)
+                    .unwrap_or("?");
+                (self.log)(&format!(
+                    "warning: {}: {warning} (channel label {label}; this warning is shown once \
+                     per channel)",
+                    self.name
+                ));
+            }
+        }
+        let (labels, traces) = traces(&window, &self.labels);
+        Ok(Some(Item {
+            window_start_s: window.start as f64 / self.stream.rate(),
+            latent,
+            labels,
+            traces,
+            ready,
+        }))
+    }
+}
+
+/// The first [`TRACE_CHANNELS`] channels of `window`, each decimated to at most
+/// [`TRACE_POINTS`] points, with their labels.
+fn traces(window: &Window, labels: &[String]) -> (Vec<String>, Vec<Vec<f32>>) {
+    let step = window.samples.div_ceil(TRACE_POINTS).max(1);
+    let shown = window.channels.len().min(TRACE_CHANNELS);
+    let names = window.channels[..shown]
+        .iter()
+        .map(|&c| labels.get(c).cloned().unwrap_or_else(|| format!("ch{c}")))
+        .collect();
+    let rows = (0..shown)
+        .map(|k| window.channel(k).into_iter().step_by(step).collect())
+        .collect();
+    (names, rows)
+}
+
+/// The newest latent, shared between the reader and the denoiser.
+#[derive(Default)]
+struct Slot {
+    state: Mutex<SlotState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct SlotState {
+    items: VecDeque<Item>,
+    ended: bool,
+    error: Option<StreamError>,
+    dropped: u64,
+}
+
+impl Slot {
+    fn lock(&self) -> std::sync::MutexGuard<'_, SlotState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+enum Input<S: Source> {
+    /// Replay: the denoiser reads every window itself.
+    Direct(Box<Feed<S>>),
+    /// Live: the newest window from the reader thread.
+    Newest(Arc<Slot>),
+}
+
+impl<S: Source> Input<S> {
+    /// The next 1 to `max` latents to generate (the newest ones, live), `None` at the end of
+    /// the source or on `halt`.
+    fn next(
+        &mut self,
+        halt: &AtomicBool,
+        stop: &AtomicBool,
+        max: usize,
+    ) -> Result<Option<Vec<Item>>, StreamError> {
+        match self {
+            Input::Direct(feed) => {
+                let mut items = Vec::new();
+                while items.len() < max {
+                    match feed.next()? {
+                        Some(item) => items.push(item),
+                        None => break,
+                    }
+                }
+                Ok((!items.is_empty()).then_some(items))
+            }
+            Input::Newest(slot) => {
+                let mut state = slot.lock();
+                loop {
+                    if halt.load(Ordering::SeqCst) || stop.load(Ordering::SeqCst) {
+                        return Ok(None);
+                    }
+                    if !state.items.is_empty() {
+                        // Any older than the newest `max` are stale: they count as dropped.
+                        while state.items.len() > max {
+                            state.items.pop_front();
+                            state.dropped += 1;
+                        }
+                        return Ok(Some(state.items.drain(..).collect()));
+                    }
+                    if let Some(error) = state.error.take() {
+                        return Err(error);
+                    }
+                    if state.ended {
+                        return Ok(None);
+                    }
+                    state = slot
+                        .changed
+                        .wait_timeout(state, Duration::from_millis(50))
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                }
+            }
+        }
+    }
+}
+
+/// Statistics kept by the decode thread.
+struct Stats {
+    frames: u64,
+    latencies_ms: Vec<f64>,
+    first_ready: Option<Instant>,
+    last_ready: Option<Instant>,
+    recent: VecDeque<Instant>,
+    last_hash: Option<String>,
+    png_frames: u64,
+}
+
+/// Frames per second over the instants in `recent` (0 with fewer than 2).
+fn rate_of(recent: &VecDeque<Instant>) -> f64 {
+    match (recent.front(), recent.back()) {
+        (Some(a), Some(b)) if recent.len() >= 2 && b > a => {
+            (recent.len() - 1) as f64 / b.duration_since(*a).as_secs_f64()
+        }
+        _ => 0.0,
+    }
+}
+
+/// The `q` quantile (nearest rank) of `values`; 0 when empty.
+fn quantile(values: &[f64], q: f64) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
+    sorted[rank - 1]
+}
+
+/// Runs the loop on `stream` with `generator` until the source ends, `max_frames` frames are
+/// made, or `options.stop` is set; then, when serving, keeps the last frame on the page until
+/// `stop`. Outputs are complete files whatever ends the run (the GIF is written at the end).
+pub fn run_live<S, G>(
+    stream: LatentStream<S>,
+    generator: &G,
+    options: &LiveOptions,
+) -> Result<Summary, LiveError>
+where
+    S: Source + Send + 'static,
+    G: FrameGenerator,
+{
+    let start = Instant::now();
+    if options.batch == 0 {
+        return Err(StreamError::parameter("batch", "at least 1", "0").into());
+    }
+    let shape = stream.mapper().shape();
+    if shape != generator.latent_shape() {
+        return Err(StreamError::parameter(
+            "latent shape",
+            format!("the generator's {:?}", generator.latent_shape()),
+            format!("{shape:?}"),
+        )
+        .into());
+    }
+    let mut png = match &options.png_dir {
+        Some(dir) => Some(PngSequence::create(dir).map_err(|error| LiveError::Output {
+            path: dir.clone(),
+            error,
+        })?),
+        None => None,
+    };
+    let mut gif = match &options.gif {
+        Some(path) => Some(
+            GifWriter::create(path, options.gif_delay_cs).map_err(|error| LiveError::Output {
+                path: path.clone(),
+                error,
+            })?,
+        ),
+        None => None,
+    };
+
+    let windows = Arc::new(AtomicU64::new(0));
+    let feed = Feed {
+        labels: stream.labels(),
+        stream,
+        warned: HashSet::new(),
+        windows: windows.clone(),
+        log: options.log.clone(),
+        name: options.source_name.clone(),
+    };
+    // `halt` stops the reader and the denoiser: set on `stop`, after `max_frames`, or on an
+    // error of a later stage.
+    let halt = Arc::new(AtomicBool::new(false));
+    let slot = Arc::new(Slot::default());
+    let mut input = if options.keep_every_window {
+        Input::Direct(Box::new(feed))
+    } else {
+        let (shared, halt) = (slot.clone(), halt.clone());
+        let keep = options.batch;
+        let mut feed = feed;
+        // Not joined: a reader blocked on a silent stdin or socket must not hold up the end.
+        std::thread::Builder::new()
+            .name("stream-reader".into())
+            .spawn(move || loop {
+                if halt.load(Ordering::SeqCst) {
+                    return;
+                }
+                let next = feed.next();
+                let mut state = shared.lock();
+                match next {
+                    Ok(Some(item)) => {
+                        state.items.push_back(item);
+                        if state.items.len() > keep {
+                            state.items.pop_front();
+                            state.dropped += 1;
+                        }
+                    }
+                    Ok(None) => state.ended = true,
+                    Err(error) => state.error = Some(error),
+                }
+                let done = state.ended || state.error.is_some();
+                drop(state);
+                shared.changed.notify_all();
+                if done {
+                    return;
+                }
+            })
+            .map_err(|error| LiveError::Output {
+                path: PathBuf::from("<reader thread>"),
+                error,
+            })?;
+        Input::Newest(slot.clone())
+    };
+    if let Some(hub) = &options.hub {
+        let what = if options.keep_every_window {
+            "replaying every window of"
+        } else {
+            "streaming"
+        };
+        hub.set_status(format!("{what} {}", options.source_name), false);
+    }
+
+    // Watches `stop` so that the slot wait and the denoiser see it.
+    let stop_watch = {
+        let (stop, halt) = (options.stop.clone(), halt.clone());
+        move || {
+            if stop.load(Ordering::SeqCst) {
+                halt.store(true, Ordering::SeqCst);
+            }
+        }
+    };
+
+    let (tx, rx) = mpsc::sync_channel::<(Vec<Item>, G::Denoised)>(0);
+    let (denoised, decoded) = std::thread::scope(|scope| {
+        let halt_d = halt.clone();
+        let denoiser = scope.spawn(move || -> Result<bool, LiveError> {
+            let mut started = 0u64;
+            loop {
+                stop_watch();
+                let left = options
+                    .max_frames
+                    .map_or(u64::MAX, |n| n.saturating_sub(started));
+                if halt_d.load(Ordering::SeqCst) || left == 0 {
+                    return Ok(false);
+                }
+                let max = left.min(options.batch as u64) as usize;
+                let items = match input.next(&halt_d, &options.stop, max) {
+                    Ok(Some(items)) => items,
+                    Ok(None) => {
+                        stop_watch();
+                        return Ok(!halt_d.load(Ordering::SeqCst));
+                    }
+                    Err(e) => return Err(e.into()),
+                };
+                let latents: Vec<Latent> = items.iter().map(|i| i.latent.clone()).collect();
+                let out = generator.denoise(&latents).map_err(LiveError::Generator)?;
+                started += items.len() as u64;
+                if tx.send((items, out)).is_err() {
+                    return Ok(false);
+                }
+            }
+        });
+        let halt_e = halt.clone();
+        let slot_e = slot.clone();
+        let png = &mut png;
+        let gif = &mut gif;
+        let decoder = scope.spawn(move || -> Result<Stats, LiveError> {
+            let mut stats = Stats {
+                frames: 0,
+                latencies_ms: Vec::new(),
+                first_ready: None,
+                last_ready: None,
+                recent: VecDeque::new(),
+                last_hash: None,
+                png_frames: 0,
+            };
+            let result = (|| {
+                for (items, out) in rx.iter() {
+                    let images = generator.decode(out).map_err(LiveError::Generator)?;
+                    if images.len() != items.len() {
+                        return Err(LiveError::Generator(
+                            format!(
+                                "{} images decoded from a batch of {} latents",
+                                images.len(),
+                                items.len()
+                            )
+                            .into(),
+                        ));
+                    }
+                    let ready = Instant::now();
+                    for (item, image) in items.into_iter().zip(images) {
+                        let latency = ready.duration_since(item.ready).as_secs_f64() * 1e3;
+                        let index = stats.frames;
+                        stats.frames += 1;
+                        stats.latencies_ms.push(latency);
+                        stats.first_ready.get_or_insert(ready);
+                        stats.last_ready = Some(ready);
+                        stats.recent.push_back(ready);
+                        if stats.recent.len() > 30 {
+                            stats.recent.pop_front();
+                        }
+                        let hash = frame_hash(&image);
+                        let bytes = match png.as_mut() {
+                            Some(seq) => {
+                                let path = seq.path(index);
+                                let bytes = encode_png(&image)
+                                    .map_err(|error| LiveError::Output { path, error })?;
+                                seq.write(index, &bytes)
+                                    .map_err(|error| LiveError::Output {
+                                        path: seq.path(index),
+                                        error,
+                                    })?;
+                                stats.png_frames += 1;
+                                Some(Arc::new(bytes))
+                            }
+                            None => None,
+                        };
+                        if let Some(gif) = gif.as_mut() {
+                            gif.add(&image).map_err(|error| LiveError::Output {
+                                path: gif.path().to_path_buf(),
+                                error,
+                            })?;
+                        }
+                        if let Some(hub) = &options.hub {
+                            let dropped = slot_e.lock().dropped;
+                            let status = hub.state().status;
+                            hub.publish(
+                                Arc::new(image),
+                                bytes,
+                                FrameState {
+                                    frames: stats.frames,
+                                    hash: hash.clone(),
+                                    dropped,
+                                    fps: rate_of(&stats.recent),
+                                    latency_ms: latency,
+                                    window_start_s: item.window_start_s,
+                                    status,
+                                    ended: false,
+                                    labels: item.labels,
+                                    traces: item.traces,
+                                },
+                            );
+                        }
+                        stats.last_hash = Some(hash);
+                        if options.max_frames.is_some_and(|n| stats.frames >= n) {
+                            halt_e.store(true, Ordering::SeqCst);
+                        }
+                    }
+                }
+                Ok(())
+            })();
+            if result.is_err() {
+                halt_e.store(true, Ordering::SeqCst);
+            }
+            result.map(|()| stats)
+        });
+        let denoised = denoiser.join();
+        let decoded = decoder.join();
+        (denoised, decoded)
+    });
+    halt.store(true, Ordering::SeqCst);
+    let denoised = denoised
+        .map_err(|_| LiveError::Generator("the denoising thread panicked".to_string().into()))?;
+    let decoded = decoded
+        .map_err(|_| LiveError::Generator("the decoding thread panicked".to_string().into()))?;
+    let stats = match (denoised, decoded) {
+        (Err(e), _) | (Ok(_), Err(e)) => return Err(e),
+        (Ok(source_ended), Ok(stats)) => (source_ended, stats),
+    };
+    let (source_ended, stats) = stats;
+
+    let gif_path = match gif.take() {
+        Some(writer) => {
+            let path = writer.path().to_path_buf();
+            let written = writer.finish().map_err(|error| LiveError::Output {
+                path: path.clone(),
+                error,
+            })?;
+            written.then_some(path)
+        }
+        None => None,
+    };
+    let ended = if options.stop.load(Ordering::SeqCst) {
+        EndReason::Interrupted
+    } else if options.max_frames.is_some_and(|n| stats.frames >= n) {
+        EndReason::Frames
+    } else if source_ended {
+        EndReason::SourceEnded
+    } else {
+        EndReason::Interrupted
+    };
+    let dropped = slot.lock().dropped;
+    let wall_s = start.elapsed().as_secs_f64();
+    let summary = Summary {
+        frames: stats.frames,
+        windows: windows.load(Ordering::Relaxed),
+        dropped,
+        fps: match (stats.first_ready, stats.last_ready) {
+            (Some(a), Some(b)) if stats.frames >= 2 && b > a => {
+                (stats.frames - 1) as f64 / b.duration_since(a).as_secs_f64()
+            }
+            _ => 0.0,
+        },
+        fps_overall: match stats.last_ready {
+            Some(last) if stats.frames > 0 => {
+                stats.frames as f64 / last.duration_since(start).as_secs_f64().max(1e-9)
+            }
+            _ => 0.0,
+        },
+        latency_ms_mean: if stats.latencies_ms.is_empty() {
+            0.0
+        } else {
+            stats.latencies_ms.iter().sum::<f64>() / stats.latencies_ms.len() as f64
+        },
+        latency_ms_p95: quantile(&stats.latencies_ms, 0.95),
+        latency_ms_max: stats.latencies_ms.iter().copied().fold(0.0, f64::max),
+        first_frame_s: stats
+            .first_ready
+            .map_or(0.0, |t| t.duration_since(start).as_secs_f64()),
+        wall_s,
+        ended,
+        last_hash: stats.last_hash,
+        png_frames: stats.png_frames,
+        gif: gif_path,
+    };
+
+    if ended == EndReason::SourceEnded {
+        let last = match stats.frames {
+            0 => "no frame was made".to_string(),
+            n => format!("frame {} stays", n - 1),
+        };
+        match (&options.hub, &options.serve_url) {
+            (Some(hub), Some(url)) => {
+                let message = format!(
+                    "{} ended after {} windows; {last}; serving it at {url} until Ctrl-C",
+                    options.source_name, summary.windows
+                );
+                // The page first, so that whoever reads the message finds the page saying so.
+                hub.set_status(format!("source ended: {message}"), true);
+                (options.log)(&message);
+                while !options.stop.load(Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+            _ => (options.log)(&format!(
+                "{} ended after {} windows; {last}",
+                options.source_name, summary.windows
+            )),
+        }
+    }
+    Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::latent::LatentMapper;
+    use crate::source::{default_labels, Recording};
+    use crate::synthetic::{Synthetic, SyntheticSpec};
+    use crate::window::WindowSpec;
+    use brainrecon_data::image::RgbImage;
+
+    /// A test stand-in for a diffusion model, documented as such: a deterministic function of
+    /// the latent (each pixel's grey level from one latent value), with an optional delay to
+    /// act slower than the hop. The CLI tests run the real model.
+    struct Greys {
+        delay: Duration,
+    }
+
+    impl FrameGenerator for Greys {
+        type Denoised = Vec<Vec<f32>>;
+        fn latent_shape(&self) -> [usize; 3] {
+            [1, 4, 4]
+        }
+        fn denoise(&self, latents: &[Latent]) -> Result<Vec<Vec<f32>>, GenError> {
+            std::thread::sleep(self.delay);
+            Ok(latents.iter().map(|l| l.values.clone()).collect())
+        }
+        fn decode(&self, batch: Vec<Vec<f32>>) -> Result<Vec<RgbImage>, GenError> {
+            Ok(batch
+                .iter()
+                .map(|values| {
+                    let pixels = values
+                        .iter()
+                        .flat_map(|v| {
+                            let g = ((v * 40.0) + 128.0).clamp(0.0, 255.0) as u8;
+                            [g, g, g]
+                        })
+                        .collect();
+                    RgbImage::new(4, 4, pixels)
+                })
+                .collect())
+        }
+    }
+
+    fn options(keep: bool) -> LiveOptions {
+        LiveOptions {
+            keep_every_window: keep,
+            max_frames: None,
+            batch: 1,
+            png_dir: None,
+            gif: None,
+            gif_delay_cs: 3,
+            hub: None,
+            serve_url: None,
+            stop: Arc::new(AtomicBool::new(false)),
+            source_name: "test".into(),
+            log: Arc::new(|_| {}),
+        }
+    }
+
+    fn stream(frames: u64) -> LatentStream<Synthetic> {
+        let source = Synthetic::new(SyntheticSpec {
+            channels: 3,
+            rate: 60.0,
+            frames: Some(frames),
+            ..SyntheticSpec::default()
+        })
+        .unwrap();
+        LatentStream::new(
+            source,
+            &WindowSpec::default(),
+            LatentMapper::new([1, 4, 4], 0).unwrap(),
+            None,
+        )
+        .unwrap()
+    }
+
+    fn files(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
+        let mut out: Vec<_> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| {
+                let e = e.unwrap();
+                (
+                    e.file_name().to_string_lossy().into_owned(),
+                    std::fs::read(e.path()).unwrap(),
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    #[test]
+    fn a_replay_makes_one_frame_per_window_and_repeats_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let generator = Greys {
+            delay: Duration::ZERO,
+        };
+        let mut runs = Vec::new();
+        for run in 0..2 {
+            let mut opts = options(true);
+            opts.png_dir = Some(dir.path().join(format!("run{run}")));
+            opts.gif = Some(dir.path().join(format!("run{run}.gif")));
+            let summary = run_live(stream(120), &generator, &opts).unwrap();
+            // 120 frames at 60 Hz: 1 s windows every 2 frames, starts 0..=60.
+            assert_eq!(summary.frames, 31);
+            assert_eq!(summary.windows, 31);
+            assert_eq!(summary.dropped, 0);
+            assert_eq!(summary.ended, EndReason::SourceEnded);
+            assert_eq!(summary.png_frames, 31);
+            assert!(summary.gif.is_some());
+            runs.push(files(opts.png_dir.as_ref().unwrap()));
+        }
+        assert_eq!(runs[0].len(), 31);
+        assert_eq!(runs[0], runs[1]);
+        assert_eq!(runs[0][0].0, "frame-000000.png");
+        assert_eq!(
+            std::fs::read(dir.path().join("run0.gif")).unwrap(),
+            std::fs::read(dir.path().join("run1.gif")).unwrap()
+        );
+        // Only the outputs: no temporary file anywhere.
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["run0", "run0.gif", "run1", "run1.gif"]);
+    }
+
+    #[test]
+    fn a_slow_generator_drops_windows_and_keeps_up_with_the_source() {
+        // 2 s of signal at real speed, a window every 1/30 s, frames taking 100 ms: about 10
+        // frames a second, the other windows dropped.
+        let source = crate::pacer::Pacer::new(
+            Synthetic::new(SyntheticSpec {
+                channels: 2,
+                rate: 120.0,
+                frames: Some(240),
+                ..SyntheticSpec::default()
+            })
+            .unwrap(),
+            crate::pacer::Pace::RealTime,
+        );
+        let stream = LatentStream::new(
+            source,
+            &WindowSpec::default(),
+            LatentMapper::new([1, 4, 4], 0).unwrap(),
+            None,
+        )
+        .unwrap();
+        let generator = Greys {
+            delay: Duration::from_millis(100),
+        };
+        let started = Instant::now();
+        let summary = run_live(stream, &generator, &options(false)).unwrap();
+        let elapsed = started.elapsed();
+        // 240 frames at 120 Hz: windows from 1 s to 2 s, 31 of them, over about 1 s.
+        assert_eq!(summary.windows, 31);
+        assert!(summary.dropped >= 15, "{summary:?}");
+        assert!(summary.frames + summary.dropped <= 31, "{summary:?}");
+        assert!(summary.frames >= 5, "{summary:?}");
+        // It does not fall behind: done soon after the source (2 s), where making a frame of
+        // every window would take 1 s + 31 × 100 ms.
+        assert!(elapsed < Duration::from_millis(3500), "{elapsed:?}");
+        assert!(summary.latency_ms_p95 < 600.0, "{summary:?}");
+    }
+
+    #[test]
+    fn batches_make_the_same_frames_and_keep_up_when_slow() {
+        let generator = Greys {
+            delay: Duration::ZERO,
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let mut outputs = Vec::new();
+        for batch in [1, 4] {
+            let mut opts = options(true);
+            opts.batch = batch;
+            opts.png_dir = Some(dir.path().join(format!("b{batch}")));
+            let summary = run_live(stream(120), &generator, &opts).unwrap();
+            assert_eq!((summary.frames, summary.dropped), (31, 0));
+            outputs.push(files(opts.png_dir.as_ref().unwrap()));
+        }
+        assert_eq!(outputs[0], outputs[1]);
+        let mut opts = options(true);
+        opts.batch = 4;
+        opts.max_frames = Some(6);
+        assert_eq!(run_live(stream(600), &generator, &opts).unwrap().frames, 6);
+        opts.batch = 0;
+        assert!(run_live(stream(600), &generator, &opts).is_err());
+    }
+
+    #[test]
+    fn frames_limit_and_stop_end_the_run() {
+        let generator = Greys {
+            delay: Duration::ZERO,
+        };
+        let mut opts = options(true);
+        opts.max_frames = Some(5);
+        let summary = run_live(stream(600), &generator, &opts).unwrap();
+        assert_eq!((summary.frames, summary.ended), (5, EndReason::Frames));
+
+        let opts = options(false);
+        opts.stop.store(true, Ordering::SeqCst);
+        let summary = run_live(stream(600), &generator, &opts).unwrap();
+        assert_eq!(summary.ended, EndReason::Interrupted);
+    }
+
+    #[test]
+    fn an_unusable_window_is_an_error_and_a_nan_channel_a_warning() {
+        let generator = Greys {
+            delay: Duration::ZERO,
+        };
+        let spec = WindowSpec::default();
+        let nan = Recording::new("nan.csv", 30.0, default_labels(2), vec![f32::NAN; 120]).unwrap();
+        let stream =
+            LatentStream::new(nan, &spec, LatentMapper::new([1, 4, 4], 0).unwrap(), None).unwrap();
+        let err = run_live(stream, &generator, &options(false)).unwrap_err();
+        assert!(matches!(
+            err,
+            LiveError::Stream(StreamError::NoUsableChannel { .. })
+        ));
+
+        let data: Vec<f32> = (0..60)
+            .flat_map(|t| [f32::NAN, (t as f32 * 0.7).sin()])
+            .collect();
+        let half = Recording::new("half.csv", 30.0, default_labels(2), data).unwrap();
+        let stream =
+            LatentStream::new(half, &spec, LatentMapper::new([1, 4, 4], 0).unwrap(), None).unwrap();
+        let messages = Arc::new(Mutex::new(Vec::<String>::new()));
+        let mut opts = options(true);
+        let sink = messages.clone();
+        opts.log = Arc::new(move |m| sink.lock().unwrap().push(m.to_string()));
+        let summary = run_live(stream, &generator, &opts).unwrap();
+        assert_eq!(summary.frames, 31);
+        let messages = messages.lock().unwrap();
+        let warnings: Vec<_> = messages.iter().filter(|m| m.contains("warning")).collect();
+        assert_eq!(warnings.len(), 1, "{messages:?}");
+        assert!(warnings[0].contains("channel 0") && warnings[0].contains("NaN"));
+    }
+
+    #[test]
+    fn a_generator_of_another_shape_is_refused() {
+        struct Other;
+        impl FrameGenerator for Other {
+            type Denoised = ();
+            fn latent_shape(&self) -> [usize; 3] {
+                [4, 8, 8]
+            }
+            fn denoise(&self, _: &[Latent]) -> Result<(), GenError> {
+                Ok(())
+            }
+            fn decode(&self, _: ()) -> Result<Vec<RgbImage>, GenError> {
+                Ok(vec![RgbImage::new(1, 1, vec![0; 3])])
+            }
+        }
+        assert!(run_live(stream(120), &Other, &options(true)).is_err());
+    }
+}
