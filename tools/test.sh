@@ -29,4 +29,6 @@ if [ -z "${BRAINRECON_CHROMIUM:-}" ] && ! command -v chromium >/dev/null \
     exit 2
   fi
 fi
+# A one-off build: incremental state would only add time and disk.
+export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 cargo test --workspace --locked "$@"
