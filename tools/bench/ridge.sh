@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Ridge benchmark, brainrecon side by side with scikit-learn and himalaya on the same .npy data.
 #   bash tools/bench/ridge.sh [A|B|C|all]
-# Env: BENCH_THREADS (2), BENCH_DATA_DIR (target/bench-data), BENCH_PRECISION (both),
+# Env: BENCH_THREADS (2), BENCH_DATA_DIR (target/bench-data), BENCH_PRECISION (both), BENCH_CV (both),
 #      BENCH_TIMEOUT (per Python anchor, seconds; 900), BENCH_PYTHON (default .venv-bench/bin/python).
 # Runs one job at a time: workload A alone holds ~0.6 GB of X and several GB while fitting.
 set -euo pipefail
@@ -25,7 +25,7 @@ if [ ! -x "$python" ]; then
 fi
 
 target/release/brainrecon bench ridge --workload "$workload" --threads "$threads" \
-  --precision "${BENCH_PRECISION:-both}" --data-dir "$data" --json > "$data/brainrecon.json"
+  --precision "${BENCH_PRECISION:-both}" --cv "${BENCH_CV:-both}" --data-dir "$data" --json > "$data/brainrecon.json"
 "$python" tools/bench/ridge_anchors.py --data-dir "$data" --workloads "$workloads" \
   --threads "$threads" --timeout "${BENCH_TIMEOUT:-900}" --out "$data/anchors.json"
 "$python" tools/bench/ridge_anchors.py --table "$data/brainrecon.json" "$data/anchors.json"

@@ -88,20 +88,24 @@ def table(brainrecon_json, anchors_json):
     """Markdown table: every run of both sides, and Python time / brainrecon time per anchor."""
     ours = json.load(open(brainrecon_json))
     theirs = json.load(open(anchors_json))
-    lines = ["| workload | method | fit s | predict s | peak MB | test mean r | ratio vs brainrecon f32 | ratio vs brainrecon f64 |",
-             "|---|---|---|---|---|---|---|---|"]
+    configs = sorted({(r.get("cv", "loo"), r["precision"]) for r in ours})
+    label = lambda cv, precision: f"{cv.upper()} {precision}"
+    lines = ["| workload | method | fit s | predict s | peak MB | test mean r | "
+             + " | ".join(f"ratio vs brainrecon {label(*c)}" for c in configs) + " |",
+             "|---|---|---|---|---|---|" + "---|" * len(configs)]
+    blank = " |" * len(configs)
     for workload in sorted({r["workload"] for r in ours} | {r["workload"] for r in theirs}):
-        mine = {r["precision"]: r for r in ours if r["workload"] == workload}
-        for precision, r in sorted(mine.items()):
-            lines.append(f"| {workload} | brainrecon LOO ({precision}, {r['solver']}) | {r['fit_seconds']:.1f} | "
-                         f"{r['predict_seconds']:.2f} | {r['peak_rss_mb']:.0f} | {r['mean_test_r']:.4f} | | |")
+        mine = {(r.get("cv", "loo"), r["precision"]): r for r in ours if r["workload"] == workload}
+        for (cv, precision), r in sorted(mine.items()):
+            lines.append(f"| {workload} | brainrecon {label(cv, precision)} ({r['solver']}) | {r['fit_seconds']:.1f} | "
+                         f"{r['predict_seconds']:.2f} | {r['peak_rss_mb']:.0f} | {r['mean_test_r']:.4f} |{blank}")
         for r in (r for r in theirs if r["workload"] == workload):
             if "skipped" in r:
-                lines.append(f"| {workload} | {r['anchor']} | skipped: {r['skipped']} | | | | | |")
+                lines.append(f"| {workload} | {r['anchor']} | skipped: {r['skipped']} | | | |{blank}")
                 continue
-            ratios = [f"{r['fit_seconds'] / mine[p]['fit_seconds']:.1f}x" if p in mine else "" for p in ("f32", "f64")]
+            ratios = [f"{r['fit_seconds'] / mine[c]['fit_seconds']:.1f}x" if c in mine else "" for c in configs]
             lines.append(f"| {workload} | {r['anchor']} | {r['fit_seconds']:.1f} | {r['predict_seconds']:.2f} | "
-                         f"{r['peak_rss_mb']:.0f} | {r['mean_test_r']:.4f} | {ratios[0]} | {ratios[1]} |")
+                         f"{r['peak_rss_mb']:.0f} | {r['mean_test_r']:.4f} | " + " | ".join(ratios) + " |")
     print("\n".join(lines))
 
 

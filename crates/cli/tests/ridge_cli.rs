@@ -152,6 +152,11 @@ fn loo_tall_with_intercept_matches_sklearn() {
 }
 
 #[test]
+fn gcv_wide_with_intercept_matches_the_definition() {
+    check_against_reference("gcv_wide_intercept", &["--cv", "gcv"]);
+}
+
+#[test]
 fn loo_wide_without_intercept_matches_sklearn() {
     check_against_reference("loo_wide_plain", &["--intercept", "false"]);
 }

@@ -3,14 +3,17 @@
 //!
 //! * [`RidgeCv`] fits X (n×p) → Y (n×t), choosing one alpha per target from a
 //!   grid by efficient leave-one-out ([`Cv::Loo`], scikit-learn `RidgeCV`
-//!   semantics) or grouped K-fold ([`Cv::KFold`], himalaya semantics).
+//!   semantics), generalized cross-validation ([`Cv::Gcv`]) or grouped K-fold
+//!   ([`Cv::KFold`], himalaya semantics).
 //! * One eigendecomposition (primal p×p when p ≤ n, dual n×n otherwise) serves
-//!   every alpha; targets are processed in chunks and can be sharded.
+//!   every alpha; GCV on a wide design needs only a reduction of XXᵀ to band
+//!   form. Targets are processed in chunks and can be sharded.
 //! * [`RidgeModel`] predicts from raw X, merges shards, and saves/loads as
 //!   `weights.safetensors` + `model.json`.
 //! * [`metrics`] has per-target Pearson r and R².
 //! * [`stats`] has the encoding statistics: permutation null, p-values, BH FDR.
 
+mod band;
 mod bench;
 mod error;
 mod fit;

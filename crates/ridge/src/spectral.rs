@@ -66,9 +66,15 @@ pub(crate) fn design_block<T: Float>(
     let sub = x
         .subrows(rows.start, rows.len())
         .subcols(cols.start, cols.len());
-    Mat::from_fn(sub.nrows(), sub.ncols(), |i, j| {
-        T::of((sub[(i, j)] as f64 - mean[j]) / scale[j])
-    })
+    let value = |i: usize, j: usize| T::of((sub[(i, j)] as f64 - mean[j]) / scale[j]);
+    if sub.col_stride() == 1 && sub.nrows() > 1 {
+        // row-major input (a C-order .npy): fill the transpose so both sides are read and
+        // written contiguously, then copy it into column-major order block by block
+        let transposed = Mat::from_fn(sub.ncols(), sub.nrows(), |j, i| value(i, j));
+        transposed.transpose().to_owned()
+    } else {
+        Mat::from_fn(sub.nrows(), sub.ncols(), value)
+    }
 }
 
 fn blocks(len: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
@@ -125,12 +131,7 @@ pub(crate) fn decompose_full<T: Float>(
             }
         }
         Solver::Dual => {
-            // D Dᵀ accumulated over feature blocks: lower(K) += D_b D_bᵀ
-            let mut k = Mat::<T>::zeros(n, n);
-            for cols in blocks(p) {
-                let d = design_block::<T>(x, transform, 0..n, cols);
-                syrk_lower_add(k.as_mut(), d.as_ref());
-            }
+            let k = gram_lower::<T>(x, transform);
             crate::fit::trace("Gram matrix");
             let (s, q) = eigh_psd(k.as_ref(), "Gram XXᵀ")?;
             crate::fit::trace("eigendecomposition");
@@ -145,6 +146,18 @@ pub(crate) fn decompose_full<T: Float>(
         }
     };
     Ok(full)
+}
+
+/// Lower triangle of the Gram matrix `D Dᵀ` (n×n) of the design `D = (x - mean) / scale`,
+/// accumulated over feature blocks: `lower(K) += D_b D_bᵀ` (the upper triangle stays zero).
+pub(crate) fn gram_lower<T: Float>(x: MatRef<'_, f32>, transform: &XTransform) -> Mat<T> {
+    let n = x.nrows();
+    let mut k = Mat::<T>::zeros(n, n);
+    for cols in blocks(x.ncols()) {
+        let d = design_block::<T>(x, transform, 0..n, cols);
+        syrk_lower_add(k.as_mut(), d.as_ref());
+    }
+    k
 }
 
 impl<T: Float> Full<T> {
@@ -229,6 +242,11 @@ impl<T: Float> Refit<T> {
         }
     }
 
+    /// A dual refit from its dual coefficients `(K + α_j I)⁻¹ y_j` (n×t).
+    pub fn from_dual_coefficients(coefficients: Mat<T>) -> Self {
+        Refit { acc: coefficients }
+    }
+
     /// Adds the chunk starting at target `start` with projection `A` (r×c).
     pub fn add(&mut self, full: &Full<T>, projected: MatRef<'_, T>, start: usize, alphas: &[f64]) {
         let shrunk = full.shrink_per_target(projected, alphas);
@@ -243,8 +261,8 @@ impl<T: Float> Refit<T> {
     }
 
     /// Weights for the transformed design (p×t, f64).
-    pub fn finish(self, full: &Full<T>, x: MatRef<'_, f32>, transform: &XTransform) -> Mat<f64> {
-        let weights = match full.solver {
+    pub fn finish(self, solver: Solver, x: MatRef<'_, f32>, transform: &XTransform) -> Mat<f64> {
+        let weights = match solver {
             Solver::Primal => self.acc,
             Solver::Dual => {
                 let (n, p) = (x.nrows(), x.ncols());

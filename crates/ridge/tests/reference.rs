@@ -55,6 +55,7 @@ impl Case {
         };
         let cv = match self.json["cv"].as_str().unwrap() {
             "loo" => Cv::Loo,
+            "gcv" => Cv::Gcv,
             _ => Cv::KFold {
                 n_folds: self.json["n_folds"].as_u64().unwrap() as usize,
                 groups: Some(self.values("groups").iter().map(|&g| g as i64).collect()),
@@ -133,11 +134,12 @@ fn check_case(name: &str) {
         score_err < 1e-5,
         "{name}: best CV scores off by {score_err:e}"
     );
-    if case.json["cv"] == "loo" {
+    if case.json["cv"] == "loo" || case.json["cv"] == "gcv" {
         let all_err = max_rel_err(&flatten(&model.cv_scores), &case.values("cv_scores"));
         assert!(
             all_err < 1e-5,
-            "{name}: LOO scores for the whole grid off by {all_err:e}"
+            "{name}: {} scores for the whole grid off by {all_err:e}",
+            case.json["cv"]
         );
     }
     roundtrip(&model, name);
@@ -173,6 +175,62 @@ fn loo_wide_intercept_standardize_matches_sklearn() {
 #[test]
 fn loo_wide_plain_matches_sklearn() {
     check_case("loo_wide_plain");
+}
+
+#[test]
+fn gcv_tall_intercept_matches_the_definition() {
+    check_case("gcv_tall_intercept");
+}
+
+#[test]
+fn gcv_wide_intercept_matches_the_definition() {
+    // p > n: the band-reduction path
+    check_case("gcv_wide_intercept");
+}
+
+#[test]
+fn gcv_wide_standardize_nointercept_matches_the_definition() {
+    check_case("gcv_wide_standardize_nointercept");
+}
+
+/// The f32 band reduction picks the same alphas as f64 and predicts within f32 rounding.
+#[test]
+fn gcv_wide_in_float32_agrees_with_float64() {
+    let case = Case::load("gcv_wide_intercept");
+    let (x, y) = (case.matrix("x"), case.matrix("y"));
+    let f64_model = case.estimator().fit(x.as_ref(), y.as_ref()).unwrap();
+    let f32_model = RidgeCv {
+        precision: brainrecon_ridge::Precision::F32,
+        ..case.estimator()
+    }
+    .fit(x.as_ref(), y.as_ref())
+    .unwrap();
+    let x_test = case.matrix("x_test");
+    let (a, b) = (
+        f64_model.predict(x_test.as_ref()).unwrap(),
+        f32_model.predict(x_test.as_ref()).unwrap(),
+    );
+    // the one target whose scores are within 2e-4 of a tie may differ; the rest may not
+    let same: Vec<usize> = (0..f64_model.alphas.len())
+        .filter(|&j| f64_model.alphas[j] == f32_model.alphas[j])
+        .collect();
+    let column =
+        |m: &Mat<f32>, j: usize| (0..m.nrows()).map(|i| m[(i, j)] as f64).collect::<Vec<_>>();
+    for &j in &same {
+        let err = max_rel_err(&column(&b, j), &column(&a, j));
+        assert!(
+            err < 1e-3,
+            "target {j} (alpha {}): f32 predictions off by {err:e}",
+            f64_model.alphas[j]
+        );
+    }
+    let same = same.len();
+    assert!(
+        same + 1 >= f64_model.alphas.len(),
+        "f32 chose other alphas: {:?} vs {:?}",
+        f32_model.alphas,
+        f64_model.alphas
+    );
 }
 
 #[test]

@@ -27,7 +27,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
     }
 }
 
-/// Time ridge regression (LOO, 10 alphas, one per target) on synthetic fMRI-shaped data.
+/// Time ridge regression (LOO and GCV, 10 alphas, one per target) on synthetic fMRI-shaped data.
 ///
 /// Workloads: A decoding (8859 train / 982 test rows, 15724 voxels → 768 features), B encoding
 /// (768 features → 15724 voxels), C small (2000/500, 4000 → 1000). The data (float32, a planted
@@ -53,6 +53,9 @@ pub struct RidgeArgs {
     /// Decomposition precision: f32, f64 or both (one run each)
     #[arg(long, default_value = "both")]
     precision: String,
+    /// Alpha selection: loo, gcv or both (one run each)
+    #[arg(long, default_value = "both")]
+    cv: String,
     /// Print the results as JSON
     #[arg(long)]
     json: bool,
@@ -66,6 +69,8 @@ pub struct RunArgs {
     threads: usize,
     #[arg(long)]
     precision: String,
+    #[arg(long)]
+    cv: String,
 }
 
 /// `meta.json` of a workload directory; the Python anchors read it too.
@@ -85,6 +90,7 @@ struct Meta {
 #[derive(Serialize, Deserialize, Debug)]
 struct RunResult {
     workload: String,
+    cv: String,
     precision: String,
     solver: String,
     threads: usize,
@@ -123,9 +129,21 @@ fn precisions(text: &str) -> anyhow::Result<Vec<&'static str>> {
     }
 }
 
+fn cv_methods(text: &str) -> anyhow::Result<Vec<&'static str>> {
+    match text {
+        "both" => Ok(vec!["loo", "gcv"]),
+        "loo" => Ok(vec!["loo"]),
+        "gcv" => Ok(vec!["gcv"]),
+        other => Err(usage(format!(
+            "--cv: expected loo, gcv or both, found '{other}'"
+        ))),
+    }
+}
+
 fn ridge(args: RidgeArgs) -> anyhow::Result<()> {
     let workloads = selected(&args.workload)?;
     let precisions = precisions(&args.precision)?;
+    let methods = cv_methods(&args.cv)?;
     if args.threads == 0 {
         return Err(usage("--threads must be ≥ 1"));
     }
@@ -134,35 +152,37 @@ fn ridge(args: RidgeArgs) -> anyhow::Result<()> {
     for w in &workloads {
         let dir = args.data_dir.join(w.name);
         ensure_data(w, &dir)?;
-        for precision in &precisions {
-            eprintln!("bench ridge: workload {} ({precision})…", w.name);
-            let output = Command::new(&exe)
-                .args(["bench", "ridge-run", "--threads"])
-                .arg(args.threads.to_string())
-                .arg("--precision")
-                .arg(precision)
-                .arg("--dir")
-                .arg(&dir)
-                .output()?;
-            if !output.status.success() {
-                anyhow::bail!(
-                    "workload {} ({precision}) failed: {}",
-                    w.name,
-                    String::from_utf8_lossy(&output.stderr)
-                );
+        for cv in &methods {
+            for precision in &precisions {
+                eprintln!("bench ridge: workload {} ({cv}, {precision})…", w.name);
+                let output = Command::new(&exe)
+                    .args(["bench", "ridge-run", "--threads"])
+                    .arg(args.threads.to_string())
+                    .args(["--precision", precision, "--cv", cv])
+                    .arg("--dir")
+                    .arg(&dir)
+                    .output()?;
+                if !output.status.success() {
+                    anyhow::bail!(
+                        "workload {} ({cv}, {precision}) failed: {}",
+                        w.name,
+                        String::from_utf8_lossy(&output.stderr)
+                    );
+                }
+                let result: RunResult = serde_json::from_slice(&output.stdout)?;
+                results.push(result);
             }
-            let result: RunResult = serde_json::from_slice(&output.stdout)?;
-            results.push(result);
         }
     }
     if args.json {
         return super::print_json(&results);
     }
-    println!("workload  precision  solver  fit s     predict s  test mean r  peak MB");
+    println!("workload  cv   precision  solver  fit s     predict s  test mean r  peak MB");
     for r in &results {
         println!(
-            "{:<9} {:<10} {:<7} {:<9.2} {:<10.3} {:<12.4} {:.0}",
+            "{:<9} {:<4} {:<10} {:<7} {:<9.2} {:<10.3} {:<12.4} {:.0}",
             r.workload,
+            r.cv,
             r.precision,
             r.solver,
             r.fit_seconds,
@@ -220,7 +240,10 @@ fn ridge_run(args: RunArgs) -> anyhow::Result<()> {
     let y_test = read_matrix(&args.dir.join("y_test.npy"), "Y test")?;
     let estimator = RidgeCv {
         alphas: meta.alphas.clone(),
-        cv: Cv::Loo,
+        cv: match args.cv.as_str() {
+            "gcv" => Cv::Gcv,
+            _ => Cv::Loo,
+        },
         precision,
         ..RidgeCv::default()
     };
@@ -238,6 +261,7 @@ fn ridge_run(args: RunArgs) -> anyhow::Result<()> {
     let r = pearson_per_target(truth, pred.as_ref())?;
     let result = RunResult {
         workload: meta.workload,
+        cv: args.cv,
         precision: args.precision,
         solver: format!("{:?}", model.options.solver).to_lowercase(),
         threads: args.threads,

@@ -62,7 +62,8 @@ pub struct Args {
     /// Alpha grid, comma-separated (default: 10 values log-spaced over 1 … 1e6)
     #[arg(long, value_delimiter = ',')]
     alphas: Option<Vec<f64>>,
-    /// `loo` (efficient leave-one-out) or the number of folds grouped by stimulus
+    /// `loo` (efficient leave-one-out), `gcv` (generalized cross-validation) or the number of
+    /// folds grouped by stimulus
     #[arg(long, default_value = "5")]
     cv: String,
     /// Print the summary as JSON
@@ -102,9 +103,12 @@ fn parse_cv(text: &str, groups: &[usize]) -> anyhow::Result<Cv> {
     if text == "loo" {
         return Ok(Cv::Loo);
     }
+    if text == "gcv" {
+        return Ok(Cv::Gcv);
+    }
     let n_folds: usize = text.parse().map_err(|_| {
         usage(format!(
-            "--cv: expected loo or a number of folds, found '{text}'"
+            "--cv: expected loo, gcv or a number of folds, found '{text}'"
         ))
     })?;
     // Repeats of one image stay in one fold, so validation never sees a trained image.

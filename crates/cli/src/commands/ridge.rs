@@ -47,7 +47,9 @@ pub struct FitArgs {
     /// Alpha grid, comma-separated, all > 0 (default: 10 values log-spaced over 1 … 1e6)
     #[arg(long)]
     alphas: Option<String>,
-    /// `loo` (efficient leave-one-out) or a number of folds (K-fold, contiguous, no shuffle)
+    /// `loo` (efficient leave-one-out), `gcv` (generalized cross-validation: the mean leverage
+    /// instead of each one; several times faster when X has more columns than rows) or a number
+    /// of folds (K-fold, contiguous, no shuffle)
     #[arg(long, default_value = "loo")]
     cv: String,
     /// Integer .npy with one group label per row of X (K-fold only): a group never straddles folds
@@ -180,17 +182,17 @@ fn parse_shard(text: &str, n_targets: usize) -> anyhow::Result<Shard> {
 }
 
 fn parse_cv(text: &str, groups: Option<Vec<i64>>) -> anyhow::Result<Cv> {
-    if text == "loo" {
+    if text == "loo" || text == "gcv" {
         if groups.is_some() {
-            return Err(usage(
-                "--groups needs K-fold cross-validation (e.g. --cv 5), not --cv loo",
-            ));
+            return Err(usage(format!(
+                "--groups needs K-fold cross-validation (e.g. --cv 5), not --cv {text}"
+            )));
         }
-        return Ok(Cv::Loo);
+        return Ok(if text == "loo" { Cv::Loo } else { Cv::Gcv });
     }
     let n_folds: usize = text.parse().map_err(|_| {
         usage(format!(
-            "--cv: expected loo or a number of folds ≥ 2, found '{text}'"
+            "--cv: expected loo, gcv or a number of folds ≥ 2, found '{text}'"
         ))
     })?;
     if n_folds < 2 {
