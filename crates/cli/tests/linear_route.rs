@@ -410,7 +410,7 @@ fn ablations_and_bad_decoders_are_reported() {
         "--out",
         p(&other_roi.join("z")),
         "--cv",
-        "3",
+        "gcv",
     ]);
     edit_json(&other_roi.join("z/model.json"), |m| {
         m["metadata"]["roi"] = "streams/early".into();

