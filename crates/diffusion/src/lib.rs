@@ -1,6 +1,7 @@
 //! Stable Diffusion on candle: our own modules, differentiable end to end, with diffusers'
 //! parameter names, seeded noise, per-sample timesteps, and a VAE posterior mean.
 
+pub mod channel;
 pub mod clip;
 pub mod clip_vision;
 pub mod conv;

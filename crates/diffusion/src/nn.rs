@@ -357,7 +357,7 @@ impl Conv2d {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let y = crate::conv::conv2d(x, &self.weight, self.padding, self.stride)?;
         Ok(match &self.bias {
-            Some(b) => y.broadcast_add(&b.reshape((1, b.dim(0)?, 1, 1))?)?,
+            Some(b) => crate::channel::channel_affine(&y, None, Some(b))?,
             None => y,
         })
     }
@@ -454,15 +454,13 @@ impl GroupNorm {
                 msg: format!("shape {dims:?}, expected [B, {}, ...]", self.weight.dim(0)?),
             });
         }
-        let b = dims[0];
-        let c = dims[1];
-        let grouped = x.reshape((b, self.num_groups, ()))?;
+        let grouped = x.reshape((dims[0], self.num_groups, ()))?;
         let y = normalize_last_dim(&grouped, self.eps)?.reshape(dims.as_slice())?;
-        let mut affine_shape = vec![1usize; dims.len()];
-        affine_shape[1] = c;
-        let w = self.weight.reshape(affine_shape.as_slice())?;
-        let bias = self.bias.reshape(affine_shape.as_slice())?;
-        Ok(y.broadcast_mul(&w)?.broadcast_add(&bias)?)
+        Ok(crate::channel::channel_affine(
+            &y,
+            Some(&self.weight),
+            Some(&self.bias),
+        )?)
     }
 }
 
