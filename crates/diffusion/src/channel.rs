@@ -14,14 +14,7 @@ fn contiguous_f32<'a>(
     layout: &Layout,
     what: &str,
 ) -> candle_core::Result<&'a [f32]> {
-    let data = match storage {
-        CpuStorage::F32(v) => v.as_slice(),
-        _ => candle_core::bail!("channel affine ({what}): f32 expected"),
-    };
-    match layout.contiguous_offsets() {
-        Some((start, end)) => Ok(&data[start..end]),
-        None => candle_core::bail!("channel affine ({what}): contiguous tensor expected"),
-    }
+    crate::conv::contiguous_f32(storage, layout, "channel affine", what)
 }
 
 /// (batch, channels, plane) of a [B, C, ...] input and a [C] parameter.

@@ -122,19 +122,29 @@ impl Geometry {
     }
 }
 
+/// The f32 values of a contiguous CPU tensor; `op` and `what` name it in the error.
+pub(crate) fn contiguous_f32<'a>(
+    storage: &'a CpuStorage,
+    layout: &Layout,
+    op: &str,
+    what: &str,
+) -> candle_core::Result<&'a [f32]> {
+    let data = match storage {
+        CpuStorage::F32(v) => v.as_slice(),
+        _ => candle_core::bail!("{op} ({what}): f32 expected"),
+    };
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(&data[start..end]),
+        None => candle_core::bail!("{op} ({what}): contiguous tensor expected"),
+    }
+}
+
 fn f32_slice<'a>(
     storage: &'a CpuStorage,
     layout: &Layout,
     what: &str,
 ) -> candle_core::Result<&'a [f32]> {
-    let data = match storage {
-        CpuStorage::F32(v) => v.as_slice(),
-        _ => candle_core::bail!("conv2d ({what}): f32 expected"),
-    };
-    match layout.contiguous_offsets() {
-        Some((start, end)) => Ok(&data[start..end]),
-        None => candle_core::bail!("conv2d ({what}): contiguous tensor expected"),
-    }
+    contiguous_f32(storage, layout, "conv2d", what)
 }
 
 /// `dst[:, cols] = lhs · rhs`: `dst` row-major [m, n_total], `lhs` [m, k], `rhs` [k, len].
