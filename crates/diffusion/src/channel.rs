@@ -79,12 +79,20 @@ fn channel_sums(
         .unzip()
 }
 
-/// (x, shift) → x + shift[c].
-struct Shift;
+/// (x, parameter) → `x + parameter[c]` or `x · parameter[c]`. Only the shift is differentiated:
+/// the scale alone serves as the input gradient of [`ScaleShift`].
+#[derive(Clone, Copy)]
+enum OneParameter {
+    Shift,
+    Scale,
+}
 
-impl CustomOp2 for Shift {
+impl CustomOp2 for OneParameter {
     fn name(&self) -> &'static str {
-        "brainrecon-channel-shift"
+        match self {
+            OneParameter::Shift => "brainrecon-channel-shift",
+            OneParameter::Scale => "brainrecon-channel-scale",
+        }
     }
 
     fn cpu_fwd(
@@ -95,27 +103,30 @@ impl CustomOp2 for Shift {
         l2: &Layout,
     ) -> candle_core::Result<(CpuStorage, Shape)> {
         let (_, c, plane) = geometry(l1.dims(), l2.dims())?;
-        let (x, shift) = (
+        let (x, parameter) = (
             contiguous_f32(s1, l1, "input")?,
-            contiguous_f32(s2, l2, "shift")?,
+            contiguous_f32(s2, l2, "parameter")?,
         );
-        Ok((
-            CpuStorage::F32(forward(x, None, Some(shift), c, plane)),
-            l1.shape().clone(),
-        ))
+        let out = match self {
+            OneParameter::Shift => forward(x, None, Some(parameter), c, plane),
+            OneParameter::Scale => forward(x, Some(parameter), None, c, plane),
+        };
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
 
     fn bwd(
         &self,
-        x: &Tensor,
-        shift: &Tensor,
+        _x: &Tensor,
+        parameter: &Tensor,
         _out: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        if let OneParameter::Scale = self {
+            candle_core::bail!("channel scale alone has no backward (it is a gradient itself)");
+        }
         let grad = grad.contiguous()?;
-        let _ = x;
         let grad_shift = grad.apply_op1_no_bwd(&Sums {
-            parameter: shift.dims().to_vec(),
+            parameter: parameter.dims().to_vec(),
         })?;
         Ok((Some(grad), Some(grad_shift)))
     }
@@ -160,7 +171,7 @@ impl CustomOp3 for ScaleShift {
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
-        let grad_x = grad.apply_op2_no_bwd(&scale.contiguous()?, &ScaleOnly)?;
+        let grad_x = grad.apply_op2_no_bwd(&scale.contiguous()?, &OneParameter::Scale)?;
         let sums = grad.apply_op2_no_bwd(
             &x.contiguous()?,
             &SumsWithInput {
@@ -168,33 +179,6 @@ impl CustomOp3 for ScaleShift {
             },
         )?;
         Ok((Some(grad_x), Some(sums.get(0)?), Some(sums.get(1)?)))
-    }
-}
-
-/// (grad, scale) → grad · scale[c] (the input gradient; not differentiated further).
-struct ScaleOnly;
-
-impl CustomOp2 for ScaleOnly {
-    fn name(&self) -> &'static str {
-        "brainrecon-channel-scale"
-    }
-
-    fn cpu_fwd(
-        &self,
-        s1: &CpuStorage,
-        l1: &Layout,
-        s2: &CpuStorage,
-        l2: &Layout,
-    ) -> candle_core::Result<(CpuStorage, Shape)> {
-        let (_, c, plane) = geometry(l1.dims(), l2.dims())?;
-        let (g, scale) = (
-            contiguous_f32(s1, l1, "gradient")?,
-            contiguous_f32(s2, l2, "scale")?,
-        );
-        Ok((
-            CpuStorage::F32(forward(g, Some(scale), None, c, plane)),
-            l1.shape().clone(),
-        ))
     }
 }
 
@@ -255,7 +239,9 @@ pub fn channel_affine(
                 x.contiguous()?
                     .apply_op3(&a.contiguous()?, &b.contiguous()?, ScaleShift)
             }
-            (None, Some(b)) => x.contiguous()?.apply_op2(&b.contiguous()?, Shift),
+            (None, Some(b)) => x
+                .contiguous()?
+                .apply_op2(&b.contiguous()?, OneParameter::Shift),
             (Some(a), None) => {
                 let zeros = a.zeros_like()?.detach();
                 x.contiguous()?
