@@ -73,18 +73,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             )))
         }
     };
-    if args.steps == 0 || args.steps > 1000 {
-        return Err(usage(format!(
-            "--steps: expected 1 to 1000, found {}",
-            args.steps
-        )));
-    }
-    if !args.guidance.is_finite() || args.guidance < 0.0 {
-        return Err(usage(format!(
-            "--guidance: expected a finite value ≥ 0, found {}",
-            args.guidance
-        )));
-    }
+    super::check_sampling(args.steps, args.guidance)?;
     let strength = match (&args.init_image, args.strength) {
         (None, Some(_)) => return Err(usage("--strength needs --init-image")),
         (Some(_), s) => {

@@ -24,6 +24,19 @@ pub fn usage(message: impl Into<String>) -> anyhow::Error {
     UsageError(message.into()).into()
 }
 
+/// Checks `--steps` and `--guidance` of the commands that sample.
+pub fn check_sampling(steps: usize, guidance: f64) -> anyhow::Result<()> {
+    if steps == 0 || steps > 1000 {
+        return Err(usage(format!("--steps: expected 1 to 1000, found {steps}")));
+    }
+    if !guidance.is_finite() || guidance < 0.0 {
+        return Err(usage(format!(
+            "--guidance: expected a finite value ≥ 0, found {guidance}"
+        )));
+    }
+    Ok(())
+}
+
 /// Progress bars only when a person is watching.
 pub fn show_progress() -> bool {
     std::io::stderr().is_terminal()

@@ -1,4 +1,3 @@
-use super::usage;
 use brainrecon_data::prepared::PreparedSubject;
 use brainrecon_diffusion::pipeline::StableDiffusion;
 use brainrecon_routes::decoders::Decoder;
@@ -71,18 +70,7 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let method = Method::parse(&args.method)?;
-    if args.steps == 0 || args.steps > 1000 {
-        return Err(usage(format!(
-            "--steps: expected 1 to 1000, found {}",
-            args.steps
-        )));
-    }
-    if !args.guidance.is_finite() || args.guidance < 0.0 {
-        return Err(usage(format!(
-            "--guidance: expected a finite value ≥ 0, found {}",
-            args.guidance
-        )));
-    }
+    super::check_sampling(args.steps, args.guidance)?;
     let subject = PreparedSubject::open(&args.subject)?;
     let load = |name: &str| -> anyhow::Result<Option<Decoder>> {
         let dir = args.decoders.join(name);

@@ -269,18 +269,7 @@ fn open_source(args: &Args) -> anyhow::Result<(Box<dyn Source + Send>, String, b
 // `usize::is_multiple_of` needs Rust 1.87; the workspace supports 1.85.
 #[allow(clippy::manual_is_multiple_of)]
 pub fn run(args: Args) -> anyhow::Result<()> {
-    if args.steps == 0 || args.steps > 1000 {
-        return Err(usage(format!(
-            "--steps: expected 1 to 1000, found {}",
-            args.steps
-        )));
-    }
-    if !args.guidance.is_finite() || args.guidance < 0.0 {
-        return Err(usage(format!(
-            "--guidance: expected a finite value ≥ 0, found {}",
-            args.guidance
-        )));
-    }
+    super::check_sampling(args.steps, args.guidance)?;
     if args.batch == 0 || args.batch > 64 {
         return Err(usage(format!(
             "--batch: expected 1 to 64, found {}",

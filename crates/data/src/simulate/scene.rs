@@ -115,11 +115,10 @@ impl Scene {
         }
     }
 
-    /// Renders the scene at `size`×`size`, anti-aliased by 3×3 supersampling.
-    pub fn render(&self, size: usize) -> RgbImage {
-        let fg = COLOURS[self.colour].1;
-        let bg = BACKGROUNDS[self.background].1;
-        let mut pixels = Vec::with_capacity(size * size * 3);
+    /// Share of each pixel the shape covers at `size`×`size` (row-major, 3×3 supersampling):
+    /// 0 on the background, 1 inside, fractions on the edge.
+    pub fn coverage(&self, size: usize) -> Vec<f32> {
+        let mut coverage = Vec::with_capacity(size * size);
         for y in 0..size {
             for x in 0..size {
                 let mut hits = 0;
@@ -130,10 +129,20 @@ impl Scene {
                         hits += self.inside(u, v) as u32;
                     }
                 }
-                let a = hits as f32 / 9.0;
-                for c in 0..3 {
-                    pixels.push((a * fg[c] as f32 + (1.0 - a) * bg[c] as f32).round() as u8);
-                }
+                coverage.push(hits as f32 / 9.0);
+            }
+        }
+        coverage
+    }
+
+    /// Renders the scene at `size`×`size`, anti-aliased by 3×3 supersampling.
+    pub fn render(&self, size: usize) -> RgbImage {
+        let fg = COLOURS[self.colour].1;
+        let bg = BACKGROUNDS[self.background].1;
+        let mut pixels = Vec::with_capacity(size * size * 3);
+        for a in self.coverage(size) {
+            for c in 0..3 {
+                pixels.push((a * fg[c] as f32 + (1.0 - a) * bg[c] as f32).round() as u8);
             }
         }
         RgbImage::new(size, size, pixels)
