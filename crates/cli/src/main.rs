@@ -18,6 +18,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    Demo(commands::demo::Args),
     Simulate(commands::simulate::Args),
     #[command(subcommand)]
     Nsd(commands::nsd::NsdCommand),
@@ -60,6 +61,7 @@ fn exit_code(error: &anyhow::Error) -> u8 {
 
 fn dispatch(command: Command) -> anyhow::Result<()> {
     match command {
+        Command::Demo(args) => commands::demo::run(args),
         Command::Simulate(args) => commands::simulate::run(args),
         Command::Nsd(command) => commands::nsd::run(command),
         Command::Info(args) => commands::info::run(args),
@@ -75,6 +77,13 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Bench(command) => commands::bench::run(command),
         Command::Stream(args) => commands::stream::run(args),
     }
+}
+
+/// Runs `brainrecon ARGS...` in this process (the demo's steps are the commands users run).
+pub fn run_command_line(args: &[&str]) -> anyhow::Result<()> {
+    let cli = Cli::try_parse_from(std::iter::once("brainrecon").chain(args.iter().copied()))
+        .map_err(|e| commands::usage(e.to_string()))?;
+    dispatch(cli.command)
 }
 
 fn main() -> ExitCode {

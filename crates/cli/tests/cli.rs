@@ -27,6 +27,7 @@ fn every_command_has_help_with_an_example() {
         vec!["bench", "ridge"],
         vec!["generate"],
         vec!["train-prior"],
+        vec!["demo"],
         vec!["stream"],
     ] {
         let mut args = command.clone();

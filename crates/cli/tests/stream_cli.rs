@@ -1,5 +1,5 @@
-//! `brainrecon stream` end to end: the real binary with a real diffusion model (the tiny
-//! test model), on recordings written here,
+//! `brainrecon stream` end to end: the real binary with a real diffusion model (shapes-ldm when
+//! its weights are in the repository, else the tiny test model), on recordings written here,
 //! stdin, the live page over HTTP and WebSocket, and headless Chromium.
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -17,12 +17,18 @@ fn repo() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
 }
 
-/// The tiny diffusers fixture (random weights: frames are noise, but real ones).
+/// shapes-ldm when its trained weights are in the repository (they are built into the
+/// binary), else the tiny diffusers fixture.
 fn model() -> String {
-    repo()
-        .join("crates/diffusion/tests/fixtures/tiny-sd")
-        .display()
-        .to_string()
+    let weights = repo().join("models/shapes-ldm/unet/diffusion_pytorch_model.safetensors");
+    if std::fs::metadata(&weights).is_ok_and(|m| m.len() > 0) {
+        "shapes-ldm".to_string()
+    } else {
+        repo()
+            .join("crates/diffusion/tests/fixtures/tiny-sd")
+            .display()
+            .to_string()
+    }
 }
 
 /// A `brainrecon stream` command with the test model, a private cache and 2 steps.

@@ -5,6 +5,7 @@ pub mod channel;
 pub mod clip;
 pub mod clip_vision;
 pub mod conv;
+pub mod embedded;
 pub mod nn;
 pub mod pipeline;
 pub mod prior;

@@ -478,6 +478,9 @@ impl ModelDir {
         if path.is_dir() {
             return Self::open(path);
         }
+        if model == crate::embedded::SHAPES_LDM {
+            return Self::open(&crate::embedded::shapes_ldm_dir()?);
+        }
         if looks_like_model_id(model) {
             let hub = hub_cache_dir();
             return match cached_snapshot(&hub, model)? {

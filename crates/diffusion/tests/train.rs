@@ -1,6 +1,8 @@
 //! The training foundation (src/train.rs) against PyTorch: AdamW and clip_grad_norm_ step for
 //! step (tools/fixtures/train_adamw.py), initialisation rules against the parameters torch
-//! constructs for the same tiny diffusers / transformers models, and exact resumption.
+//! constructs for the same tiny diffusers / transformers models, exact resumption, and the
+//! denoiser's min-SNR-γ loss weights against diffusers' `compute_snr`
+//! (tools/fixtures/min_snr.py).
 
 mod common;
 
@@ -793,4 +795,36 @@ fn checkpoints_keep_the_latest_two() {
         .unwrap_err()
         .to_string();
     assert!(msg.contains("state.json") && msg.contains("30"), "{msg}");
+}
+
+#[test]
+fn min_snr_weights_match_diffusers() {
+    use brainrecon_diffusion::prior::min_snr_weights;
+    use brainrecon_diffusion::scheduler::{NoiseSchedule, SchedulerConfig};
+    let fixture = common::read_json("train/min_snr.json");
+    let list = |key: &str| -> Vec<f64> {
+        fixture[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect()
+    };
+    let timesteps: Vec<usize> = list("timesteps").iter().map(|&t| t as usize).collect();
+    let schedule = NoiseSchedule::new(&SchedulerConfig::stable_diffusion()).unwrap();
+    for (gamma, key) in [(5.0, "weights_gamma_5"), (1.0, "weights_gamma_1")] {
+        let got = min_snr_weights(&schedule.alphas_cumprod, &timesteps, gamma);
+        let want = list(key);
+        for ((t, g), w) in timesteps.iter().zip(&got).zip(&want) {
+            assert!(
+                (*g as f64 - w).abs() <= 1e-5 * w.abs().max(1e-3),
+                "γ {gamma}, t {t}: {g} vs diffusers {w}"
+            );
+        }
+        // The cap bites somewhere and leaves the noisiest timesteps at full weight.
+        assert!(
+            want.iter().any(|&w| w < 0.5) && want.last() == Some(&1.0),
+            "{want:?}"
+        );
+    }
 }

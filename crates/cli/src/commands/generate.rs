@@ -22,8 +22,9 @@ use std::path::PathBuf;
     after_help = "Example:\n  brainrecon generate --model stabilityai/sd-turbo --prompt \"a red circle on a blue background\" --steps 1 --guidance 0 --scheduler euler-a --out circle.png\n  brainrecon generate --model models/sd15 --prompt \"a dog\" --init-image stim.png --strength 0.8 --seed 7 --out dog.png"
 )]
 pub struct Args {
-    /// Diffusers folder, cache snapshot, or cached model id (ORG/NAME)
-    #[arg(long)]
+    /// Diffusers folder, cache snapshot, cached model id (ORG/NAME), or shapes-ldm (the
+    /// project's own small model, built in)
+    #[arg(long, default_value = "shapes-ldm")]
     model: String,
     /// The prompt
     #[arg(long)]

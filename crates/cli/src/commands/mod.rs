@@ -1,5 +1,6 @@
 pub mod bench;
 pub mod decode;
+pub mod demo;
 pub mod encode;
 pub mod eval;
 pub mod features;

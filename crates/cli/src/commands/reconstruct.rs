@@ -30,8 +30,9 @@ pub struct Args {
     /// Directory with the z/ and c/ decoders
     #[arg(long)]
     decoders: PathBuf,
-    /// Diffusers folder, cache snapshot, or cached model id (ORG/NAME)
-    #[arg(long)]
+    /// Diffusers folder, cache snapshot, cached model id (ORG/NAME), or shapes-ldm (the
+    /// project's own small model, built in)
+    #[arg(long, default_value = "shapes-ldm")]
     model: String,
     /// Output directory
     #[arg(long)]

@@ -39,7 +39,7 @@ use std::sync::Arc;
 /// is whole and the GIF is completed.
 #[derive(clap::Args)]
 #[command(
-    after_help = "Example:\n  brainrecon stream --source synthetic --channels 8 --rate 250 --model stabilityai/sd-turbo --scheduler euler --steps 1\n      (then open http://127.0.0.1:8080/)\n  brainrecon stream --source recording.edf --select Fp1,Fp2,O1,O2 --fast --out frames/ --gif stream.gif --no-serve --model models/sd15\n  nc -l 9000 | brainrecon stream --source stdin --channels 16 --rate 500 --format f32 --model models/sd15\n  brainrecon stream --source synthetic --fast --frames 300 --json --no-serve --model models/sd15"
+    after_help = "Example:\n  brainrecon stream --source synthetic --channels 8 --rate 250\n      (then open http://127.0.0.1:8080/)\n  brainrecon stream --source recording.edf --select Fp1,Fp2,O1,O2 --fast --out frames/ --gif stream.gif --no-serve\n  nc -l 9000 | brainrecon stream --source stdin --channels 16 --rate 500 --format f32\n  brainrecon stream --source synthetic --fast --frames 300 --json --no-serve"
 )]
 pub struct Args {
     /// PATH, synthetic, stdin or tcp://HOST:PORT
@@ -58,8 +58,8 @@ pub struct Args {
     /// Replay as fast as frames can be made, one frame per window (reproducible)
     #[arg(long)]
     fast: bool,
-    /// Diffusers folder, cache snapshot, or cached model id (ORG/NAME)
-    #[arg(long)]
+    /// Diffusers folder, cache snapshot, cached model id, or shapes-ldm (built in)
+    #[arg(long, default_value = "shapes-ldm")]
     model: String,
     /// Serve the live page on this address
     #[arg(long, default_value = "127.0.0.1:8080")]

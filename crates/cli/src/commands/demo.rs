@@ -1,0 +1,456 @@
+use brainrecon_data::atomic::{read_json, write_json_atomic};
+use brainrecon_data::image::{read_png, write_png, RgbImage};
+use brainrecon_data::prepared::PreparedSubject;
+use brainrecon_data::simulate::classify::read_scene;
+use brainrecon_data::simulate::scene::{Scene, COLOURS, SHAPES};
+use brainrecon_data::simulate::Truth;
+use brainrecon_routes::linear::Manifest;
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// Run the whole linear route offline, on a synthetic subject, with the built-in model.
+///
+/// Steps: simulate a subject in NSD's layout; `nsd prepare` it; compute VAE latents (z) and
+/// text embeddings (c) of its stimuli with shapes-ldm; fit ridge decoders of z from early
+/// visual cortex and of c from ventral cortex; reconstruct the test images (decoded z →
+/// image → re-encoded, noised to 0.8 and denoised with the decoded c); evaluate and write the
+/// HTML report. It ends with the headline figures: how often the reconstructions show the
+/// scene's colour and shape (read by the same rule as the model's quality tests; chance 1/6
+/// and 1/4) and two-way identification.
+///
+/// Each step is skipped or resumed when its output is already in OUT, so an interrupted demo
+/// continues where it stopped. Writes OUT/demo.json and OUT/pairs.png (stimulus | decoded z |
+/// reconstruction).
+#[derive(clap::Args)]
+#[command(
+    after_help = "Example:\n  brainrecon demo --out demo-out\n  brainrecon demo --out demo-out --images 1000 --samples 3 --json"
+)]
+pub struct Args {
+    /// Output directory (created; an earlier demo there is resumed)
+    #[arg(long, default_value = "demo-out")]
+    out: PathBuf,
+    /// Distinct images shown to the simulated subject (a tenth are test images)
+    #[arg(long, default_value_t = 600)]
+    images: usize,
+    /// Seed of the simulated subject and of the sampling noise
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// The diffusion model (folder, cached id, or shapes-ldm)
+    #[arg(long, default_value = "shapes-ldm")]
+    model: String,
+    /// Reconstructions per test image
+    #[arg(long, default_value_t = 2)]
+    samples: usize,
+    /// DDIM steps of the full schedule (0.8 of them are run)
+    #[arg(long, default_value_t = 25)]
+    steps: usize,
+    /// cpu, cuda or cuda:N
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Print the headline figures as JSON (the steps' own output then goes to stderr)
+    #[arg(long)]
+    json: bool,
+}
+
+/// Share of test images whose colour, shape, and both, the rule reads as the scene shown.
+#[derive(Clone, Debug, Serialize)]
+pub struct SceneAccuracy {
+    pub colour: f64,
+    pub shape: f64,
+    pub both: f64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DemoSummary {
+    pub out: PathBuf,
+    pub n_test: usize,
+    /// Reconstructions (mean over samples).
+    pub reconstruction: SceneAccuracy,
+    /// The VAE decode of the decoded z alone.
+    pub decoded_z: SceneAccuracy,
+    pub chance: SceneAccuracy,
+    /// Two-way identification of the reconstructions on pixels, and of the decoded latents.
+    pub two_way_pixels: Option<f64>,
+    pub two_way_latent_z: Option<f64>,
+    pub two_way_latent_c: Option<f64>,
+    pub report: PathBuf,
+    pub metrics: PathBuf,
+    pub pairs: PathBuf,
+    pub seconds: f64,
+}
+
+fn accuracy(scenes: &[Scene], images: &[RgbImage]) -> SceneAccuracy {
+    let (mut colour, mut shape, mut both) = (0usize, 0usize, 0usize);
+    for (scene, image) in scenes.iter().zip(images) {
+        let reading = read_scene(image);
+        let c = reading.colour == Some(scene.colour);
+        let s = reading.shape == Some(scene.shape);
+        colour += usize::from(c);
+        shape += usize::from(s);
+        both += usize::from(c && s);
+    }
+    let n = scenes.len().max(1) as f64;
+    SceneAccuracy {
+        colour: colour as f64 / n,
+        shape: shape as f64 / n,
+        both: both as f64 / n,
+    }
+}
+
+fn mean_accuracy(parts: &[SceneAccuracy]) -> SceneAccuracy {
+    let n = parts.len().max(1) as f64;
+    SceneAccuracy {
+        colour: parts.iter().map(|a| a.colour).sum::<f64>() / n,
+        shape: parts.iter().map(|a| a.shape).sum::<f64>() / n,
+        both: parts.iter().map(|a| a.both).sum::<f64>() / n,
+    }
+}
+
+/// Columns of (stimulus | decoded z | reconstruction) triples, `per_row` triples a row, all
+/// at the stimulus size, on a white ground.
+fn pairs_image(triples: &[[RgbImage; 3]], per_row: usize) -> RgbImage {
+    let size = triples[0][0].height;
+    let (gap, wide_gap) = (2, 8);
+    let triple_w = 3 * size + 2 * gap;
+    let rows = triples.len().div_ceil(per_row);
+    let height = rows * (size + wide_gap) + wide_gap;
+    let width = per_row * (triple_w + wide_gap) + wide_gap;
+    let mut pixels = vec![255u8; height * width * 3];
+    for (k, triple) in triples.iter().enumerate() {
+        let top = wide_gap + (k / per_row) * (size + wide_gap);
+        let left = wide_gap + (k % per_row) * (triple_w + wide_gap);
+        for (j, image) in triple.iter().enumerate() {
+            let image = image.resize(size, size);
+            let x0 = left + j * (size + gap);
+            for y in 0..size {
+                let at = ((top + y) * width + x0) * 3;
+                pixels[at..at + size * 3]
+                    .copy_from_slice(&image.pixels[y * size * 3..(y + 1) * size * 3]);
+            }
+        }
+    }
+    RgbImage::new(height, width, pixels)
+}
+
+/// Runs one step as if typed on the command line.
+fn step(number: usize, title: &str, args: &[&str]) -> anyhow::Result<()> {
+    eprintln!("\n[{number}/6] {title}\n  brainrecon {}", args.join(" "));
+    crate::run_command_line(args)
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().expect("demo paths are UTF-8")
+}
+
+/// Sends what the steps print to stdout to stderr while `--json` is on, so stdout holds only
+/// the JSON.
+struct StdoutToStderr {
+    #[cfg(unix)]
+    saved: Option<i32>,
+}
+
+impl StdoutToStderr {
+    fn new(active: bool) -> Self {
+        #[cfg(unix)]
+        {
+            use std::io::Write;
+            let _ = std::io::stdout().flush();
+            // SAFETY: dup/dup2 on the process's own standard descriptors.
+            let saved = active
+                .then(|| unsafe {
+                    let saved = libc::dup(1);
+                    (saved >= 0 && libc::dup2(2, 1) >= 0).then_some(saved)
+                })
+                .flatten();
+            StdoutToStderr { saved }
+        }
+        #[cfg(not(unix))]
+        {
+            let _ = active;
+            StdoutToStderr {}
+        }
+    }
+}
+
+impl Drop for StdoutToStderr {
+    fn drop(&mut self) {
+        #[cfg(unix)]
+        if let Some(saved) = self.saved {
+            use std::io::Write;
+            let _ = std::io::stdout().flush();
+            // SAFETY: restores the descriptor saved in `new`.
+            unsafe {
+                libc::dup2(saved, 1);
+                libc::close(saved);
+            }
+        }
+    }
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    let out = &args.out;
+    std::fs::create_dir_all(out).map_err(|e| brainrecon_data::DataError::io(out, e))?;
+    let (root, subject_dir) = (out.join("nsd"), out.join("subj01"));
+    let (decoders, recons) = (out.join("decoders"), out.join("recons"));
+    let (images, seed, samples, steps) = (
+        args.images.to_string(),
+        args.seed.to_string(),
+        args.samples.to_string(),
+        args.steps.to_string(),
+    );
+    let device = args.device.as_str();
+    {
+        let _quiet = StdoutToStderr::new(args.json);
+        if root.join("truth").join("truth.json").is_file() {
+            eprintln!("\n[1/6] simulated subject found in {}", root.display());
+        } else {
+            step(
+                1,
+                "simulate a subject (NSD layout)",
+                &[
+                    "simulate",
+                    "--out",
+                    path(&root),
+                    "--images",
+                    &images,
+                    "--seed",
+                    &seed,
+                ],
+            )?;
+        }
+        if subject_dir.join("subject.json").is_file() {
+            eprintln!(
+                "\n[2/6] prepared subject found in {}",
+                subject_dir.display()
+            );
+        } else {
+            step(
+                2,
+                "prepare it as NSD is prepared",
+                &[
+                    "nsd",
+                    "prepare",
+                    "--nsd-root",
+                    path(&root),
+                    "--subject",
+                    "subj01",
+                    "--out",
+                    path(&subject_dir),
+                ],
+            )?;
+        }
+        for kind in ["vae", "clip-text"] {
+            step(
+                3,
+                &format!("features of the stimuli: {kind}"),
+                &[
+                    "features",
+                    "--subject",
+                    path(&subject_dir),
+                    "--model",
+                    &args.model,
+                    "--kind",
+                    kind,
+                    "--device",
+                    device,
+                ],
+            )?;
+        }
+        for target in ["z", "c"] {
+            let dir = decoders.join(target);
+            if dir.join("model.json").is_file() {
+                eprintln!("\n[4/6] decoder {target} found in {}", dir.display());
+                continue;
+            }
+            step(
+                4,
+                &format!("fit the ridge decoder of {target}"),
+                &[
+                    "fit",
+                    "--subject",
+                    path(&subject_dir),
+                    "--target",
+                    target,
+                    "--out",
+                    path(&dir),
+                ],
+            )?;
+        }
+        step(
+            5,
+            "reconstruct the test images (linear route)",
+            &[
+                "reconstruct",
+                "--method",
+                "linear",
+                "--subject",
+                path(&subject_dir),
+                "--decoders",
+                path(&decoders),
+                "--model",
+                &args.model,
+                "--out",
+                path(&recons),
+                "--samples",
+                &samples,
+                "--steps",
+                &steps,
+                "--seed",
+                &seed,
+                "--device",
+                device,
+            ],
+        )?;
+        step(
+            6,
+            "evaluate and write the report",
+            &[
+                "eval",
+                "--stimuli",
+                path(&subject_dir),
+                "--recons",
+                path(&recons),
+            ],
+        )?;
+    }
+
+    // Headline figures.
+    let truth: Truth = read_json(&root.join("truth").join("truth.json"))?;
+    let manifest = Manifest::load(&recons)?;
+    let ids = &manifest.ids;
+    let scenes: Vec<Scene> = ids.iter().map(|&id| truth.scenes[id]).collect();
+    let read_set = |dir: &Path| -> anyhow::Result<Vec<RgbImage>> {
+        ids.iter()
+            .map(|id| Ok(read_png(&dir.join(format!("{id}.png")))?))
+            .collect()
+    };
+    let decoded_z = read_set(&Manifest::decoded_z_dir(&recons))?;
+    let mut sample_sets = Vec::new();
+    for k in 1..=manifest.options.samples {
+        sample_sets.push(read_set(&Manifest::sample_dir(&recons, k))?);
+    }
+    let per_sample: Vec<SceneAccuracy> = sample_sets
+        .iter()
+        .map(|set| accuracy(&scenes, set))
+        .collect();
+
+    let metrics_path = recons.join("eval").join("metrics.json");
+    let metrics: serde_json::Value = read_json(&metrics_path)?;
+    let row_value = |prefix: &str, key: &str| -> Option<f64> {
+        metrics["rows"]
+            .as_array()?
+            .iter()
+            .find(|row| row["name"].as_str().is_some_and(|n| n.starts_with(prefix)))?[key]
+            .as_f64()
+    };
+
+    let subject = PreparedSubject::open(&subject_dir)?;
+    let stimuli = subject.images()?;
+    let triples: Vec<[RgbImage; 3]> = ids
+        .iter()
+        .zip(decoded_z.iter().zip(&sample_sets[0]))
+        .take(12)
+        .map(|(&id, (z, sample))| -> anyhow::Result<[RgbImage; 3]> {
+            let stimulus = stimuli.get(id).ok_or_else(|| {
+                anyhow::anyhow!("{}: test image {id} missing", subject_dir.display())
+            })?;
+            Ok([stimulus, z.clone(), sample.clone()])
+        })
+        .collect::<anyhow::Result<_>>()?;
+    let pairs = out.join("pairs.png");
+    write_png(&pairs, &pairs_image(&triples, 4))?;
+
+    let summary = DemoSummary {
+        out: out.clone(),
+        n_test: ids.len(),
+        reconstruction: mean_accuracy(&per_sample),
+        decoded_z: accuracy(&scenes, &decoded_z),
+        chance: SceneAccuracy {
+            colour: 1.0 / COLOURS.len() as f64,
+            shape: 1.0 / SHAPES.len() as f64,
+            both: 1.0 / (COLOURS.len() * SHAPES.len()) as f64,
+        },
+        two_way_pixels: row_value("reconstruction", "two_way_pixels"),
+        two_way_latent_z: row_value("decoded z (features)", "two_way_latent"),
+        two_way_latent_c: row_value("decoded c (features)", "two_way_latent"),
+        report: recons.join("eval").join("report.html"),
+        metrics: metrics_path,
+        pairs,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    write_json_atomic(&out.join("demo.json"), &summary)?;
+    if args.json {
+        return super::print_json(&summary);
+    }
+    let pct = |v: f64| format!("{:.0}%", 100.0 * v);
+    let opt = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.3}"));
+    println!(
+        "\ndemo finished in {:.0} s: {} test images",
+        summary.seconds, summary.n_test
+    );
+    println!(
+        "  reconstructions: colour right {} (chance {}), shape right {} (chance {}), both {}",
+        pct(summary.reconstruction.colour),
+        pct(summary.chance.colour),
+        pct(summary.reconstruction.shape),
+        pct(summary.chance.shape),
+        pct(summary.reconstruction.both)
+    );
+    println!(
+        "  decoded z alone: colour right {}, shape right {}",
+        pct(summary.decoded_z.colour),
+        pct(summary.decoded_z.shape)
+    );
+    println!(
+        "  two-way identification: reconstructions (pixels) {}, decoded z {}, decoded c {} (chance 0.5)",
+        opt(summary.two_way_pixels),
+        opt(summary.two_way_latent_z),
+        opt(summary.two_way_latent_c)
+    );
+    println!("  report: {}", summary.report.display());
+    println!(
+        "  pairs:  {} (stimulus | decoded z | reconstruction)",
+        summary.pairs.display()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scene_accuracy_counts_colour_and_shape_separately() {
+        let red_circle = Scene {
+            shape: 0,
+            colour: 0,
+            background: 0,
+            position: 4,
+            size: 1,
+        };
+        let blue_circle = Scene {
+            colour: 2,
+            ..red_circle
+        };
+        let red_square = Scene {
+            shape: 1,
+            ..red_circle
+        };
+        let images = vec![red_circle.render(64), red_circle.render(64)];
+        let a = accuracy(&[blue_circle, red_square], &images);
+        assert_eq!((a.colour, a.shape, a.both), (0.5, 0.5, 0.0));
+        let a = accuracy(&[red_circle, red_circle], &images);
+        assert_eq!((a.colour, a.shape, a.both), (1.0, 1.0, 1.0));
+    }
+
+    #[test]
+    fn pairs_are_laid_out_in_rows_of_triples() {
+        let image = RgbImage::new(8, 8, vec![0u8; 8 * 8 * 3]);
+        let triples = vec![[image.clone(), image.clone(), image.clone()]; 5];
+        let sheet = pairs_image(&triples, 4);
+        // 2 rows, 4 triples wide: 8 px gaps around, 2 px between the images of a triple.
+        assert_eq!(sheet.height, 2 * (8 + 8) + 8);
+        assert_eq!(sheet.width, 4 * (3 * 8 + 4 + 8) + 8);
+    }
+}
