@@ -542,7 +542,7 @@ fn the_page_survives_clients_that_leave_and_many_at_once_and_sigterm_leaves_whol
             "--gif",
             gif.to_str().unwrap(),
         ],
-        dir.path(),
+        &dir.path().join("cache"),
     )
     .stdin(Stdio::null())
     .stdout(Stdio::piped())
@@ -607,7 +607,7 @@ fn the_page_survives_clients_that_leave_and_many_at_once_and_sigterm_leaves_whol
         .unwrap();
     assert!(stdout.contains("fps"), "{stdout}");
     // Whole files only: every PNG decodes, the GIF is complete, no temporary file.
-    assert_eq!(files(dir.path()), ["frames", "live.gif"]);
+    assert_eq!(files(dir.path()), ["cache", "frames", "live.gif"]);
     let names = files(&out);
     assert!(!names.is_empty());
     for name in &names {
