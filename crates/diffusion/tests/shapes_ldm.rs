@@ -3,7 +3,7 @@
 //! colour and shape, and a caption draws its colour and shape.
 
 use brainrecon_data::image::RgbImage;
-use brainrecon_data::simulate::classify::read_scene;
+use brainrecon_data::simulate::classify::scene_accuracy;
 use brainrecon_data::simulate::scene::{Scene, COLOURS, SHAPES};
 use brainrecon_diffusion::pipeline::{
     image_to_hwc, Device, Posterior, SampleOptions, StableDiffusion,
@@ -47,20 +47,10 @@ fn images(decoded: &Tensor) -> Vec<RgbImage> {
         .collect()
 }
 
-/// Share of images whose colour, shape and both the rule reads as the scene's.
+/// (colour, shape, both) accuracy of the rule's readings.
 fn accuracy(scenes: &[Scene], images: &[RgbImage]) -> (f64, f64, f64) {
-    assert_eq!(scenes.len(), images.len());
-    let (mut colour, mut shape, mut both) = (0, 0, 0);
-    for (scene, image) in scenes.iter().zip(images) {
-        let reading = read_scene(image);
-        let c = reading.colour == Some(scene.colour);
-        let s = reading.shape == Some(scene.shape);
-        colour += usize::from(c);
-        shape += usize::from(s);
-        both += usize::from(c && s);
-    }
-    let n = scenes.len() as f64;
-    (colour as f64 / n, shape as f64 / n, both as f64 / n)
+    let a = scene_accuracy(scenes, images);
+    (a.colour, a.shape, a.both)
 }
 
 #[test]

@@ -1,8 +1,8 @@
 use brainrecon_data::atomic::{read_json, write_json_atomic};
 use brainrecon_data::image::{read_png, write_png, RgbImage};
 use brainrecon_data::prepared::PreparedSubject;
-use brainrecon_data::simulate::classify::read_scene;
-use brainrecon_data::simulate::scene::{Scene, COLOURS, SHAPES};
+use brainrecon_data::simulate::classify::{scene_accuracy, SceneAccuracy};
+use brainrecon_data::simulate::scene::Scene;
 use brainrecon_data::simulate::Truth;
 use brainrecon_routes::linear::Manifest;
 use serde::Serialize;
@@ -52,14 +52,6 @@ pub struct Args {
     json: bool,
 }
 
-/// Share of test images whose colour, shape, and both, the rule reads as the scene shown.
-#[derive(Clone, Debug, Serialize)]
-pub struct SceneAccuracy {
-    pub colour: f64,
-    pub shape: f64,
-    pub both: f64,
-}
-
 #[derive(Debug, Serialize)]
 pub struct DemoSummary {
     pub out: PathBuf,
@@ -77,24 +69,6 @@ pub struct DemoSummary {
     pub metrics: PathBuf,
     pub pairs: PathBuf,
     pub seconds: f64,
-}
-
-fn accuracy(scenes: &[Scene], images: &[RgbImage]) -> SceneAccuracy {
-    let (mut colour, mut shape, mut both) = (0usize, 0usize, 0usize);
-    for (scene, image) in scenes.iter().zip(images) {
-        let reading = read_scene(image);
-        let c = reading.colour == Some(scene.colour);
-        let s = reading.shape == Some(scene.shape);
-        colour += usize::from(c);
-        shape += usize::from(s);
-        both += usize::from(c && s);
-    }
-    let n = scenes.len().max(1) as f64;
-    SceneAccuracy {
-        colour: colour as f64 / n,
-        shape: shape as f64 / n,
-        both: both as f64 / n,
-    }
 }
 
 fn mean_accuracy(parts: &[SceneAccuracy]) -> SceneAccuracy {
@@ -332,7 +306,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let per_sample: Vec<SceneAccuracy> = sample_sets
         .iter()
-        .map(|set| accuracy(&scenes, set))
+        .map(|set| scene_accuracy(&scenes, set))
         .collect();
 
     let metrics_path = recons.join("eval").join("metrics.json");
@@ -365,12 +339,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         out: out.clone(),
         n_test: ids.len(),
         reconstruction: mean_accuracy(&per_sample),
-        decoded_z: accuracy(&scenes, &decoded_z),
-        chance: SceneAccuracy {
-            colour: 1.0 / COLOURS.len() as f64,
-            shape: 1.0 / SHAPES.len() as f64,
-            both: 1.0 / (COLOURS.len() * SHAPES.len()) as f64,
-        },
+        decoded_z: scene_accuracy(&scenes, &decoded_z),
+        chance: SceneAccuracy::chance(),
         two_way_pixels: row_value("reconstruction", "two_way_pixels"),
         two_way_latent_z: row_value("decoded z (features)", "two_way_latent"),
         two_way_latent_c: row_value("decoded c (features)", "two_way_latent"),
@@ -419,30 +389,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn scene_accuracy_counts_colour_and_shape_separately() {
-        let red_circle = Scene {
-            shape: 0,
-            colour: 0,
-            background: 0,
-            position: 4,
-            size: 1,
-        };
-        let blue_circle = Scene {
-            colour: 2,
-            ..red_circle
-        };
-        let red_square = Scene {
-            shape: 1,
-            ..red_circle
-        };
-        let images = vec![red_circle.render(64), red_circle.render(64)];
-        let a = accuracy(&[blue_circle, red_square], &images);
-        assert_eq!((a.colour, a.shape, a.both), (0.5, 0.5, 0.0));
-        let a = accuracy(&[red_circle, red_circle], &images);
-        assert_eq!((a.colour, a.shape, a.both), (1.0, 1.0, 1.0));
-    }
 
     #[test]
     fn pairs_are_laid_out_in_rows_of_triples() {

@@ -12,7 +12,7 @@
 //!   far its centroid sits below the box's centre (a triangle's is a sixth of the height lower;
 //!   a cross's is central).
 
-use super::scene::{BACKGROUNDS, COLOURS, SHAPES};
+use super::scene::{Scene, BACKGROUNDS, COLOURS, SHAPES};
 use crate::image::RgbImage;
 
 /// RGB distance beyond which a pixel belongs to the foreground (about half the smallest
@@ -151,10 +151,74 @@ pub fn read_scene(image: &RgbImage) -> Reading {
     }
 }
 
+/// Share of images whose colour, shape, and both, the rule reads as their scene's.
+#[derive(Clone, Debug, PartialEq, serde::Serialize)]
+pub struct SceneAccuracy {
+    pub colour: f64,
+    pub shape: f64,
+    pub both: f64,
+}
+
+impl SceneAccuracy {
+    /// Chance level: a uniform guess of colour and shape.
+    pub fn chance() -> Self {
+        SceneAccuracy {
+            colour: 1.0 / COLOURS.len() as f64,
+            shape: 1.0 / SHAPES.len() as f64,
+            both: 1.0 / (COLOURS.len() * SHAPES.len()) as f64,
+        }
+    }
+}
+
+/// Reads every image with [`read_scene`] and scores it against the scene shown
+/// (`scenes[i]` ↔ `images[i]`).
+pub fn scene_accuracy(scenes: &[Scene], images: &[RgbImage]) -> SceneAccuracy {
+    assert_eq!(scenes.len(), images.len(), "one image per scene");
+    let (mut colour, mut shape, mut both) = (0usize, 0usize, 0usize);
+    for (scene, image) in scenes.iter().zip(images) {
+        let reading = read_scene(image);
+        let c = reading.colour == Some(scene.colour);
+        let s = reading.shape == Some(scene.shape);
+        colour += usize::from(c);
+        shape += usize::from(s);
+        both += usize::from(c && s);
+    }
+    let n = scenes.len().max(1) as f64;
+    SceneAccuracy {
+        colour: colour as f64 / n,
+        shape: shape as f64 / n,
+        both: both as f64 / n,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::scene::{Scene, N_SCENES, POSITIONS, SIZES};
     use super::*;
+
+    #[test]
+    fn scene_accuracy_counts_colour_and_shape_separately() {
+        let red_circle = Scene {
+            shape: 0,
+            colour: 0,
+            background: 0,
+            position: 4,
+            size: 1,
+        };
+        let blue_circle = Scene {
+            colour: 2,
+            ..red_circle
+        };
+        let red_square = Scene {
+            shape: 1,
+            ..red_circle
+        };
+        let images = vec![red_circle.render(64), red_circle.render(64)];
+        let a = scene_accuracy(&[blue_circle, red_square], &images);
+        assert_eq!((a.colour, a.shape, a.both), (0.5, 0.5, 0.0));
+        let a = scene_accuracy(&[red_circle, red_circle], &images);
+        assert_eq!((a.colour, a.shape, a.both), (1.0, 1.0, 1.0));
+    }
 
     #[test]
     fn every_rendered_scene_is_read_back() {
