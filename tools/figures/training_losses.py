@@ -34,14 +34,24 @@ def main(record_path, png_path):
             record["vae_losses"],
             record["vae_batch"],
         ),
+    ]
+    if record.get("decoder_losses"):
+        panels.append(
+            (
+                "decoder alone (encoder frozen): the same L1",
+                record["decoder_losses"],
+                record["decoder_batch"],
+            )
+        )
+    panels.append(
         (
             "text encoder + U-Net: epsilon MSE"
             + (f", min-SNR-{record['snr_gamma']:g} weights" if "snr_gamma" in record else ""),
             record["unet_losses"],
             record["unet_batch"],
-        ),
-    ]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6), dpi=100)
+        )
+    )
+    fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.6), dpi=100)
     for ax, (title, losses, batch) in zip(axes, panels):
         steps = np.arange(1, len(losses) + 1)
         ax.plot(steps, losses, color="0.75", linewidth=0.6, label="per step")

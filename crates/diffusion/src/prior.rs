@@ -4,11 +4,14 @@
 //! that draws what it is told. It is written as a diffusers folder and loaded by the same code
 //! as SD 1.4.
 //!
-//! Training, in two stages, with the engine's own modules and AdamW:
+//! Training, in three stages, with the engine's own modules and AdamW:
 //! 1. the AutoencoderKL: L1 reconstruction of a posterior sample (the shape's pixels weighted
 //!    up) plus a small KL term; its `scaling_factor` is then set to 1 / std of the posterior
 //!    means, as SD's was chosen;
-//! 2. the CLIP-style text encoder (over a word-level vocabulary of the captions) and the
+//! 2. the decoder alone, with the encoder frozen, on the same L1: as Stability fine-tuned SD's
+//!    decoder (sd-vae-ft-mse), it sharpens the images without moving the latent space, so the
+//!    denoiser needs no retraining when this stage changes;
+//! 3. the CLIP-style text encoder (over a word-level vocabulary of the captions) and the
 //!    U-Net together, with the epsilon objective on SD's noise schedule; one caption in ten is
 //!    replaced by the empty prompt, for classifier-free guidance.
 //!
@@ -50,10 +53,14 @@ pub struct PriorConfig {
     pub text_encoder: serde_json::Value,
     pub unet: serde_json::Value,
     pub vae_steps: usize,
+    /// Steps of the decoder-only stage (0 skips it).
+    pub decoder_steps: usize,
     pub unet_steps: usize,
     pub vae_batch: usize,
+    pub decoder_batch: usize,
     pub unet_batch: usize,
     pub vae_lr: f64,
+    pub decoder_lr: f64,
     pub unet_lr: f64,
     pub kl_weight: f64,
     /// Extra weight of the shape's pixels in the autoencoder's L1 (a pixel the shape touches
@@ -83,10 +90,13 @@ impl PriorConfig {
             text_encoder: text_config(64, 2, 4, 256),
             unet: unet_config(&[32, 64], &[false, true], 8, 64, 32),
             vae_steps: 4000,
+            decoder_steps: 2000,
             unet_steps: 4500,
             vae_batch: 4,
+            decoder_batch: 8,
             unet_batch: 32,
             vae_lr: 1e-3,
+            decoder_lr: 3e-4,
             unet_lr: 1e-3,
             kl_weight: 1e-6,
             foreground_weight: 10.0,
@@ -106,10 +116,13 @@ impl PriorConfig {
             text_encoder: text_config(16, 1, 2, 32),
             unet: unet_config(&[8, 16], &[true, true], 4, 16, 8),
             vae_steps: 3,
+            decoder_steps: 3,
             unet_steps: 3,
             vae_batch: 2,
+            decoder_batch: 2,
             unet_batch: 2,
             vae_lr: 1e-3,
+            decoder_lr: 3e-4,
             unet_lr: 1e-3,
             kl_weight: 1e-6,
             foreground_weight: 10.0,
@@ -346,30 +359,33 @@ pub fn min_snr_weights(alphas_cumprod: &[f32], timesteps: &[usize], gamma: f64) 
         .collect()
 }
 
-/// Scaled posterior means of every scene, [N_SCENES, 4, h, w], detached (the VAE is frozen).
-fn scene_latents(
+/// Posterior mean and standard deviation of every scene, each [N_SCENES, 4, h, w], unscaled
+/// and detached (the encoder is frozen after stage 1).
+fn scene_posteriors(
     vae: &AutoencoderKL,
     image_size: usize,
-    scaling_factor: f64,
     device: &Device,
-) -> Result<Tensor> {
-    let mut parts = Vec::new();
+) -> Result<(Tensor, Tensor)> {
+    let mut means = Vec::new();
+    let mut stds = Vec::new();
     let ids: Vec<usize> = (0..N_SCENES).collect();
     for chunk in ids.chunks(32) {
         let images: Vec<RgbImage> = chunk
             .iter()
             .map(|&id| Scene::from_id(id).render(image_size))
             .collect();
-        let mean = vae.encode(&image_batch(&images, device)?)?.mean;
-        parts.push(mean.affine(scaling_factor, 0.0)?.detach());
+        let dist = vae.encode(&image_batch(&images, device)?)?;
+        means.push(dist.mean.detach());
+        stds.push(dist.std.detach());
     }
-    Ok(Tensor::cat(&parts, 0)?)
+    Ok((Tensor::cat(&means, 0)?, Tensor::cat(&stds, 0)?))
 }
 
 /// Which stage reports progress.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stage {
     Autoencoder,
+    Decoder,
     Denoiser,
 }
 
@@ -382,6 +398,7 @@ pub struct PriorSummary {
     pub unet_parameters: usize,
     pub scaling_factor: f64,
     pub vae_losses: Vec<f64>,
+    pub decoder_losses: Vec<f64>,
     pub unet_losses: Vec<f64>,
     pub resumed_from: Vec<(String, usize)>,
 }
@@ -402,6 +419,76 @@ fn logged_losses(extra: &serde_json::Value) -> Vec<f64> {
         .and_then(|v| v.as_array())
         .map(|a| a.iter().filter_map(|v| v.as_f64()).collect())
         .unwrap_or_default()
+}
+
+/// One stage's optimisation: its parameters, AdamW, the losses so far and its checkpoints.
+struct StageRun {
+    work: PathBuf,
+    params: Parameters,
+    optimizer: AdamW,
+    losses: Vec<f64>,
+    /// First step still to run (the checkpoint's step after a resume).
+    start: usize,
+    peak_lr: f64,
+    total: usize,
+    checkpoint_every: usize,
+}
+
+impl StageRun {
+    /// Starts the stage, or resumes it from the newest checkpoint in `work/name` and notes
+    /// that in `resumed_from`. `schedule` is (peak learning rate, steps, checkpoint every).
+    fn resume(
+        name: &str,
+        work: &Path,
+        mut params: Parameters,
+        schedule: (f64, usize, usize),
+        resumed_from: &mut Vec<(String, usize)>,
+    ) -> Result<Self> {
+        let (peak_lr, total, checkpoint_every) = schedule;
+        let work = work.join(name);
+        let (optimizer, losses, start) = match latest_checkpoint(&work)? {
+            Some((step, dir)) => {
+                let (optimizer, extra) = load_checkpoint(&dir, &mut params)?;
+                resumed_from.push((name.to_string(), step));
+                (optimizer, logged_losses(&extra), step)
+            }
+            None => (AdamW::with_defaults(peak_lr)?, Vec::new(), 0),
+        };
+        Ok(StageRun {
+            work,
+            params,
+            optimizer,
+            losses,
+            start,
+            peak_lr,
+            total,
+            checkpoint_every,
+        })
+    }
+
+    /// Step `step` (0-based) on `loss`: backward, gradients clipped to norm 1, AdamW at the
+    /// scheduled learning rate, and a checkpoint when one is due. Returns the loss.
+    // `usize::is_multiple_of` needs Rust 1.87; the workspace supports 1.85.
+    #[allow(clippy::manual_is_multiple_of)]
+    fn step(&mut self, loss: &Tensor, step: usize) -> Result<f64> {
+        let value = loss.to_scalar::<f32>()? as f64;
+        let mut grads = loss.backward()?;
+        clip_grad_norm(&mut grads, &self.params, 1.0)?;
+        self.optimizer
+            .set_lr(learning_rate(self.peak_lr, step, self.total));
+        self.optimizer.step(&self.params, &grads)?;
+        self.losses.push(value);
+        if (step + 1) % self.checkpoint_every == 0 || step + 1 == self.total {
+            save_checkpoint(
+                &self.work,
+                step + 1,
+                &self.params,
+                &self.optimizer,
+                &json!({"losses": self.losses}),
+            )?;
+        }
+        Ok(value)
+    }
 }
 
 /// Trains the model into `out` (a diffusers folder; `out/.train/` holds checkpoints).
@@ -426,25 +513,23 @@ pub fn train_prior(
     // Stage 1: the autoencoder.
     let vae_config: AutoencoderKLConfig = serde_json::from_value(config.vae.clone())
         .map_err(|e| DiffusionError::Invalid(format!("VAE config: {e}")))?;
-    let (vae, mut vae_params) = init_parameters(
+    let (vae, vae_params) = init_parameters(
         |vb| AutoencoderKL::new(vb, &vae_config),
         seed ^ 0x0001,
         DType::F32,
         device,
     )?;
-    let vae_work = work.join("vae");
-    let (mut vae_opt, mut vae_losses, vae_start) = match latest_checkpoint(&vae_work)? {
-        Some((step, dir)) => {
-            let (opt, extra) = load_checkpoint(&dir, &mut vae_params)?;
-            resumed_from.push(("vae".to_string(), step));
-            (opt, logged_losses(&extra), step)
-        }
-        None => {
-            start_posterior_narrow(&vae_params, config.initial_logvar)?;
-            (AdamW::with_defaults(config.vae_lr)?, Vec::new(), 0)
-        }
-    };
-    for step in vae_start..config.vae_steps {
+    let mut vae_run = StageRun::resume(
+        "vae",
+        &work,
+        vae_params,
+        (config.vae_lr, config.vae_steps, config.checkpoint_every),
+        &mut resumed_from,
+    )?;
+    if vae_run.start == 0 {
+        start_posterior_narrow(&vae_run.params, config.initial_logvar)?;
+    }
+    for step in vae_run.start..config.vae_steps {
         let scenes: Vec<Scene> = (0..config.vae_batch)
             .map(|k| training_scene(seed, (step * config.vae_batch + k) as u64).0)
             .collect();
@@ -464,22 +549,8 @@ pub fn train_prior(
             .mean_all()?
             .affine(0.5, 0.0)?;
         let loss = (l1 + kl.affine(config.kl_weight, 0.0)?)?;
-        let value = loss.to_scalar::<f32>()? as f64;
-        let mut grads = loss.backward()?;
-        clip_grad_norm(&mut grads, &vae_params, 1.0)?;
-        vae_opt.set_lr(learning_rate(config.vae_lr, step, config.vae_steps));
-        vae_opt.step(&vae_params, &grads)?;
-        vae_losses.push(value);
+        let value = vae_run.step(&loss, step)?;
         progress(Stage::Autoencoder, step + 1, config.vae_steps, value);
-        if (step + 1) % config.checkpoint_every == 0 || step + 1 == config.vae_steps {
-            save_checkpoint(
-                &vae_work,
-                step + 1,
-                &vae_params,
-                &vae_opt,
-                &json!({"losses": vae_losses}),
-            )?;
-        }
     }
 
     // scaling_factor = 1 / std of posterior means over held-out-by-index scenes.
@@ -495,12 +566,56 @@ pub fn train_prior(
     let mean = std.iter().map(|&v| v as f64).sum::<f64>() / std.len() as f64;
     let var = std.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / std.len() as f64;
     let scaling_factor = 1.0 / var.sqrt().max(1e-6);
+    // The encoder is final from here on, and there are only N_SCENES scenes: encode each once.
+    let (scene_means, scene_stds) = scene_posteriors(&vae, config.image_size, device)?;
+
+    // Stage 2: the decoder alone, on posterior samples of the frozen encoder.
+    let decoder_params =
+        Parameters::from_vars(vae_run.params.vars().into_iter().filter(|(name, _)| {
+            name.starts_with("decoder.") || name.starts_with("post_quant_conv.")
+        }))?;
+    let mut decoder_run = StageRun::resume(
+        "decoder",
+        &work,
+        decoder_params,
+        (
+            config.decoder_lr,
+            config.decoder_steps,
+            config.checkpoint_every,
+        ),
+        &mut resumed_from,
+    )?;
+    for step in decoder_run.start..config.decoder_steps {
+        let scenes: Vec<Scene> = (0..config.decoder_batch)
+            .map(|k| training_scene(seed ^ 0xDEC0, (step * config.decoder_batch + k) as u64).0)
+            .collect();
+        let ids = Tensor::new(
+            scenes.iter().map(|s| s.id() as u32).collect::<Vec<_>>(),
+            device,
+        )?;
+        let mean = scene_means.index_select(&ids, 0)?;
+        let std = scene_stds.index_select(&ids, 0)?;
+        let mut noise = SeededNoise::new(seed ^ 0xE000_0000 ^ step as u64);
+        let eps = crate::rng::NoiseSource::gaussian(&mut noise, mean.dims(), device, DType::F32)?;
+        let z = (mean + std.mul(&eps)?)?;
+        let images: Vec<RgbImage> = scenes.iter().map(|s| s.render(config.image_size)).collect();
+        let x = image_batch(&images, device)?;
+        let weights = foreground_weights(&scenes, config, device)?;
+        let loss = (vae.decode(&z)? - &x)?
+            .abs()?
+            .broadcast_mul(&weights)?
+            .mean_all()?;
+        let value = decoder_run.step(&loss, step)?;
+        progress(Stage::Decoder, step + 1, config.decoder_steps, value);
+    }
     let mut vae_json = config.vae.clone();
     vae_json["scaling_factor"] = json!(scaling_factor);
     write_json(&out.join("vae").join("config.json"), &vae_json)?;
-    vae_params.save_safetensors(out.join("vae").join(WEIGHTS_FILE))?;
+    vae_run
+        .params
+        .save_safetensors(out.join("vae").join(WEIGHTS_FILE))?;
 
-    // Stage 2: text encoder and U-Net together.
+    // Stage 3: text encoder and U-Net together.
     let mut text_json = config.text_encoder.clone();
     text_json["vocab_size"] = json!(tokens.len());
     text_json["max_position_embeddings"] = json!(config.max_length);
@@ -513,7 +628,7 @@ pub fn train_prior(
     unet_json["sample_size"] =
         json!(config.image_size >> (vae_config.block_out_channels.len() - 1));
     let unet_config = UNet2DConditionConfig::from_json_str(&unet_json.to_string())?;
-    let ((text, unet), mut denoiser_params) = init_parameters(
+    let ((text, unet), denoiser_params) = init_parameters(
         |vb| -> Result<(ClipTextModel, UNet2DConditionModel)> {
             let text = ClipTextModel::new(vb.pp("text_encoder").pp("text_model"), &text_config)?;
             let unet = UNet2DConditionModel::new(vb.pp("unet"), &unet_config)?;
@@ -525,18 +640,15 @@ pub fn train_prior(
     )?;
     let schedule = NoiseSchedule::new(&SchedulerConfig::stable_diffusion())?;
     let n_train = schedule.num_train_timesteps();
-    let unet_work = work.join("denoiser");
-    let (mut unet_opt, mut unet_losses, unet_start) = match latest_checkpoint(&unet_work)? {
-        Some((step, dir)) => {
-            let (opt, extra) = load_checkpoint(&dir, &mut denoiser_params)?;
-            resumed_from.push(("denoiser".to_string(), step));
-            (opt, logged_losses(&extra), step)
-        }
-        None => (AdamW::with_defaults(config.unet_lr)?, Vec::new(), 0),
-    };
-    // The VAE is frozen and there are only N_SCENES scenes: encode each once.
-    let latent_table = scene_latents(&vae, config.image_size, scaling_factor, device)?;
-    for step in unet_start..config.unet_steps {
+    let mut denoiser_run = StageRun::resume(
+        "denoiser",
+        &work,
+        denoiser_params,
+        (config.unet_lr, config.unet_steps, config.checkpoint_every),
+        &mut resumed_from,
+    )?;
+    let latent_table = scene_means.affine(scaling_factor, 0.0)?;
+    for step in denoiser_run.start..config.unet_steps {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xB000_0000 ^ step as u64);
         let mut scene_ids = Vec::with_capacity(config.unet_batch);
         let mut prompts = Vec::with_capacity(config.unet_batch);
@@ -578,25 +690,11 @@ pub fn train_prior(
             .mean(1)?
             .mul(&weights)?
             .mean_all()?;
-        let value = loss.to_scalar::<f32>()? as f64;
-        let mut grads = loss.backward()?;
-        clip_grad_norm(&mut grads, &denoiser_params, 1.0)?;
-        unet_opt.set_lr(learning_rate(config.unet_lr, step, config.unet_steps));
-        unet_opt.step(&denoiser_params, &grads)?;
-        unet_losses.push(value);
+        let value = denoiser_run.step(&loss, step)?;
         progress(Stage::Denoiser, step + 1, config.unet_steps, value);
-        if (step + 1) % config.checkpoint_every == 0 || step + 1 == config.unet_steps {
-            save_checkpoint(
-                &unet_work,
-                step + 1,
-                &denoiser_params,
-                &unet_opt,
-                &json!({"losses": unet_losses}),
-            )?;
-        }
     }
 
-    write_denoiser(out, &denoiser_params, &text_json, &unet_json)?;
+    write_denoiser(out, &denoiser_run.params, &text_json, &unet_json)?;
     write_json(
         &out.join("scheduler").join("scheduler_config.json"),
         &json!({
@@ -626,12 +724,13 @@ pub fn train_prior(
     )?;
     let summary = PriorSummary {
         out: out.to_path_buf(),
-        vae_parameters: vae_params.count_elements(),
-        text_encoder_parameters: count_prefix(&denoiser_params, "text_encoder."),
-        unet_parameters: count_prefix(&denoiser_params, "unet."),
+        vae_parameters: vae_run.params.count_elements(),
+        text_encoder_parameters: count_prefix(&denoiser_run.params, "text_encoder."),
+        unet_parameters: count_prefix(&denoiser_run.params, "unet."),
         scaling_factor,
-        vae_losses,
-        unet_losses,
+        vae_losses: vae_run.losses,
+        decoder_losses: decoder_run.losses,
+        unet_losses: denoiser_run.losses,
         resumed_from,
     };
     // The record that ships with the weights: settings and every step's loss.
@@ -642,10 +741,13 @@ pub fn train_prior(
             "image_size": config.image_size,
             "max_length": config.max_length,
             "vae_steps": config.vae_steps,
+            "decoder_steps": config.decoder_steps,
             "unet_steps": config.unet_steps,
             "vae_batch": config.vae_batch,
+            "decoder_batch": config.decoder_batch,
             "unet_batch": config.unet_batch,
             "vae_lr": config.vae_lr,
+            "decoder_lr": config.decoder_lr,
             "unet_lr": config.unet_lr,
             "kl_weight": config.kl_weight,
             "foreground_weight": config.foreground_weight,
@@ -658,6 +760,7 @@ pub fn train_prior(
             "unet_parameters": summary.unet_parameters,
             "scaling_factor": summary.scaling_factor,
             "vae_losses": summary.vae_losses,
+            "decoder_losses": summary.decoder_losses,
             "unet_losses": summary.unet_losses,
         }),
     )?;

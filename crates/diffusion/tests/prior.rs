@@ -22,6 +22,7 @@ fn a_trained_prior_loads_and_samples_like_any_diffusers_model() {
     let config = PriorConfig::tiny();
     let summary = train(&out, &config);
     assert_eq!(summary.vae_losses.len(), config.vae_steps);
+    assert_eq!(summary.decoder_losses.len(), config.decoder_steps);
     assert_eq!(summary.unet_losses.len(), config.unet_steps);
     assert!(summary.scaling_factor.is_finite() && summary.scaling_factor > 0.0);
     for file in [
@@ -79,11 +80,13 @@ fn an_interrupted_run_resumes_to_the_same_weights() {
     let whole = dir.path().join("whole");
     train(&whole, &config);
 
-    // Stop after one denoiser step, then run again with the full schedule.
+    // Stop after one step of the decoder and of the denoiser, then run again with the full
+    // schedule.
     let parts = dir.path().join("parts");
     train(
         &parts,
         &PriorConfig {
+            decoder_steps: 1,
             unet_steps: 1,
             ..config.clone()
         },
@@ -93,6 +96,7 @@ fn an_interrupted_run_resumes_to_the_same_weights() {
         resumed.resumed_from,
         vec![
             ("vae".to_string(), config.vae_steps),
+            ("decoder".to_string(), 1),
             ("denoiser".to_string(), 1)
         ]
     );
@@ -104,6 +108,59 @@ fn an_interrupted_run_resumes_to_the_same_weights() {
         assert_eq!(
             std::fs::read(whole.join(file)).unwrap(),
             std::fs::read(parts.join(file)).unwrap(),
+            "{file}"
+        );
+    }
+}
+
+#[test]
+fn fine_tuning_the_decoder_leaves_the_encoder_and_the_denoiser_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = PriorConfig::tiny();
+    let tuned = dir.path().join("tuned");
+    let summary = train(&tuned, &config);
+    assert_eq!(summary.decoder_losses.len(), config.decoder_steps);
+    let plain = dir.path().join("plain");
+    train(
+        &plain,
+        &PriorConfig {
+            decoder_steps: 0,
+            ..config.clone()
+        },
+    );
+    let read = |dir: &Path, file: &str| {
+        candle_core::safetensors::load(dir.join(file), &candle_core::Device::Cpu).unwrap()
+    };
+    let (a, b) = (
+        read(&tuned, "vae/diffusion_pytorch_model.safetensors"),
+        read(&plain, "vae/diffusion_pytorch_model.safetensors"),
+    );
+    let same = |name: &str| {
+        let d = (&a[name] - &b[name]).unwrap().abs().unwrap();
+        d.flatten_all()
+            .unwrap()
+            .max(0)
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+            == 0.0
+    };
+    let mut decoder_changed = false;
+    for name in a.keys() {
+        if name.starts_with("decoder.") || name.starts_with("post_quant_conv.") {
+            decoder_changed |= !same(name);
+        } else {
+            assert!(same(name), "{name} changed");
+        }
+    }
+    assert!(decoder_changed, "the decoder stage trained nothing");
+    for file in [
+        "unet/diffusion_pytorch_model.safetensors",
+        "text_encoder/model.safetensors",
+    ] {
+        assert_eq!(
+            std::fs::read(tuned.join(file)).unwrap(),
+            std::fs::read(plain.join(file)).unwrap(),
             "{file}"
         );
     }

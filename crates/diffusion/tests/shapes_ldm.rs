@@ -71,7 +71,6 @@ fn held_out_scenes_are_never_drawn_for_training() {
 }
 
 #[test]
-#[ignore = "the shipped autoencoder keeps colour and shape for 85 of the 96 held-out scenes (0.885, bar 0.9): it rounds small squares; run with --include-ignored"]
 fn the_autoencoder_keeps_colour_and_shape_of_held_out_scenes() {
     let sd = shapes_ldm();
     let scenes = held_out_scenes();

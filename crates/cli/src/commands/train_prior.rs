@@ -5,8 +5,9 @@ use std::path::PathBuf;
 
 /// Train shapes-ldm, the project's own small latent diffusion model, on the synthetic scenes.
 ///
-/// Stage 1 trains the AutoencoderKL (64 px → 4×16×16), stage 2 the CLIP-style text encoder
-/// and the U-Net together (epsilon objective, 10% empty captions for classifier-free
+/// Stage 1 trains the AutoencoderKL (64 px → 4×16×16), stage 2 fine-tunes its decoder alone
+/// (the latent space stays put), stage 3 trains the CLIP-style text encoder and the U-Net
+/// together (epsilon objective, 10% empty captions for classifier-free
 /// guidance), with AdamW. The result is a diffusers folder that `--model` accepts everywhere.
 /// Checkpoints go to OUT/.train/ every 100 steps: rerunning the same command resumes, and the
 /// same seed gives the same weights.
@@ -24,6 +25,9 @@ pub struct Args {
     /// Autoencoder steps
     #[arg(long)]
     vae_steps: Option<usize>,
+    /// Steps of the decoder-only fine-tuning (0 skips it)
+    #[arg(long)]
+    decoder_steps: Option<usize>,
     /// Seed of initialisation, data and noise
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -43,6 +47,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(steps) = args.vae_steps {
         config.vae_steps = steps;
     }
+    if let Some(steps) = args.decoder_steps {
+        config.decoder_steps = steps;
+    }
     if config.unet_steps == 0 || config.vae_steps == 0 {
         return Err(usage("--steps and --vae-steps must be at least 1"));
     }
@@ -58,6 +65,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             if show {
                 let name = match stage {
                     Stage::Autoencoder => "autoencoder",
+                    Stage::Decoder => "decoder",
                     Stage::Denoiser => "denoiser",
                 };
                 eprint!("\r{name}: step {step}/{total}, loss {loss:.4}   ");
@@ -73,13 +81,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     println!(
         "trained shapes-ldm in {:.0} s: VAE {} parameters (scaling factor {:.4}), text encoder \
-         {}, U-Net {}; final losses {:.4} / {:.4} → {}",
+         {}, U-Net {}; final losses {:.4} / {:.4} / {:.4} → {}",
         started.elapsed().as_secs_f64(),
         summary.vae_parameters,
         summary.scaling_factor,
         summary.text_encoder_parameters,
         summary.unet_parameters,
         summary.vae_losses.last().copied().unwrap_or(f64::NAN),
+        summary.decoder_losses.last().copied().unwrap_or(f64::NAN),
         summary.unet_losses.last().copied().unwrap_or(f64::NAN),
         args.out.display()
     );
