@@ -49,32 +49,57 @@ impl Geometry {
             .collect()
     }
 
+    /// Output columns `ox` whose input column `ox·s + kx − p` lies inside the image.
+    fn valid_columns(&self, kx: usize) -> std::ops::Range<usize> {
+        let (_, wo) = self.out_hw();
+        let (s, p) = (self.stride, self.padding);
+        let lo = p.saturating_sub(kx).div_ceil(s).min(wo);
+        let hi = match (self.width + p).checked_sub(kx + 1) {
+            Some(last) => (last / s + 1).min(wo),
+            None => 0,
+        };
+        lo..hi.max(lo)
+    }
+
+    /// Input row of output row `oy` and kernel row `ky`, if inside the image.
+    fn input_row(&self, oy: usize, ky: usize) -> Option<usize> {
+        (oy * self.stride + ky)
+            .checked_sub(self.padding)
+            .filter(|&y| y < self.height)
+    }
+
     /// Columns [C·k·k, len(rows)·Wo] of output rows `rows` of one image [C, H, W].
+    ///
+    /// Each (channel, ky, kx, output row) is a strided run of one input row with zeros where
+    /// the kernel hangs over the edge; with stride 1 the run is one slice copy.
     fn im2col(&self, image: &[f32], rows: std::ops::Range<usize>, cols: &mut [f32]) {
         let (_, wo) = self.out_hw();
         let n = rows.len() * wo;
-        let (k, s, p) = (self.kernel, self.stride, self.padding as isize);
+        let (k, s) = (self.kernel, self.stride);
         for c in 0..self.channels {
+            let plane = &image[c * self.height * self.width..][..self.height * self.width];
             for ky in 0..k {
                 for kx in 0..k {
                     let row = (c * k + ky) * k + kx;
                     let out = &mut cols[row * n..(row + 1) * n];
+                    let valid = self.valid_columns(kx);
                     for (r, oy) in rows.clone().enumerate() {
-                        let y = (oy * s) as isize + ky as isize - p;
                         let dst = &mut out[r * wo..(r + 1) * wo];
-                        if y < 0 || y >= self.height as isize {
+                        let Some(y) = self.input_row(oy, ky) else {
                             dst.fill(0.0);
                             continue;
-                        }
-                        let src =
-                            &image[(c * self.height + y as usize) * self.width..][..self.width];
-                        for (ox, d) in dst.iter_mut().enumerate() {
-                            let x = (ox * s) as isize + kx as isize - p;
-                            *d = if x < 0 || x >= self.width as isize {
-                                0.0
-                            } else {
-                                src[x as usize]
-                            };
+                        };
+                        dst[..valid.start].fill(0.0);
+                        dst[valid.end..].fill(0.0);
+                        let x0 = valid.start * s + kx - self.padding;
+                        let src = &plane[y * self.width..(y + 1) * self.width];
+                        let run = &mut dst[valid.clone()];
+                        if s == 1 {
+                            run.copy_from_slice(&src[x0..x0 + run.len()]);
+                        } else {
+                            for (i, d) in run.iter_mut().enumerate() {
+                                *d = src[x0 + i * s];
+                            }
                         }
                     }
                 }
@@ -86,24 +111,23 @@ impl Geometry {
     fn col2im(&self, cols: &[f32], rows: std::ops::Range<usize>, image: &mut [f32]) {
         let (_, wo) = self.out_hw();
         let n = rows.len() * wo;
-        let (k, s, p) = (self.kernel, self.stride, self.padding as isize);
+        let (k, s) = (self.kernel, self.stride);
         for c in 0..self.channels {
+            let plane = &mut image[c * self.height * self.width..][..self.height * self.width];
             for ky in 0..k {
                 for kx in 0..k {
                     let row = (c * k + ky) * k + kx;
                     let col = &cols[row * n..(row + 1) * n];
+                    let valid = self.valid_columns(kx);
                     for (r, oy) in rows.clone().enumerate() {
-                        let y = (oy * s) as isize + ky as isize - p;
-                        if y < 0 || y >= self.height as isize {
+                        let Some(y) = self.input_row(oy, ky) else {
                             continue;
-                        }
-                        let dst =
-                            &mut image[(c * self.height + y as usize) * self.width..][..self.width];
-                        for ox in 0..wo {
-                            let x = (ox * s) as isize + kx as isize - p;
-                            if x >= 0 && x < self.width as isize {
-                                dst[x as usize] += col[r * wo + ox];
-                            }
+                        };
+                        let x0 = valid.start * s + kx - self.padding;
+                        let dst = &mut plane[y * self.width..(y + 1) * self.width];
+                        let run = &col[r * wo + valid.start..r * wo + valid.end];
+                        for (i, v) in run.iter().enumerate() {
+                            dst[x0 + i * s] += v;
                         }
                     }
                 }
@@ -466,6 +490,9 @@ mod tests {
             ([3, 4, 8, 8], [6, 4, 3, 3], 1, 2),
             ([2, 4, 6, 6], [3, 4, 1, 1], 0, 1),
             ([1, 2, 9, 9], [2, 2, 3, 3], 0, 2),
+            // The kernel wider than the image, and stride 2 over odd sizes with padding.
+            ([1, 2, 3, 4], [2, 2, 5, 5], 2, 1),
+            ([2, 3, 7, 5], [2, 3, 3, 3], 1, 2),
         ] {
             let x = Var::from_tensor(&seeded(&shape, 1)).unwrap();
             let w = Var::from_tensor(&seeded(&weight, 2)).unwrap();

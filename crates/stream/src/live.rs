@@ -20,7 +20,7 @@ use crate::server::{FrameState, Hub};
 use crate::source::Source;
 use crate::window::Window;
 use serde::Serialize;
-use std::collections::{HashSet, VecDeque};
+use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{mpsc, Arc, Condvar, Mutex};
@@ -45,6 +45,10 @@ pub struct LiveOptions {
     /// Latents generated together (at least 1). Live, the newest `batch` windows are kept and
     /// older ones dropped; with `keep_every_window`, consecutive windows are grouped.
     pub batch: usize,
+    /// Batches denoised at once, each on its own thread (at least 1); frames still come out in
+    /// window order. On a CPU whose cores one sampler run cannot keep busy, two workers make
+    /// about twice the frames at the same latency.
+    pub denoisers: usize,
     /// Write `frame-NNNNNN.png` here.
     pub png_dir: Option<PathBuf>,
     /// Write an animated GIF here.
@@ -216,8 +220,8 @@ enum Input<S: Source> {
 }
 
 impl<S: Source> Input<S> {
-    /// The next 1 to `max` latents to generate (the newest ones, live), `None` at the end of
-    /// the source or on `halt`.
+    /// The next 1 to `max` latents to generate (live, the oldest of the few newest windows the
+    /// reader keeps), `None` at the end of the source or on `halt`.
     fn next(
         &mut self,
         halt: &AtomicBool,
@@ -242,12 +246,10 @@ impl<S: Source> Input<S> {
                         return Ok(None);
                     }
                     if !state.items.is_empty() {
-                        // Any older than the newest `max` are stale: they count as dropped.
-                        while state.items.len() > max {
-                            state.items.pop_front();
-                            state.dropped += 1;
-                        }
-                        return Ok(Some(state.items.drain(..).collect()));
+                        // The reader keeps only as many windows as the denoisers take at once
+                        // (older ones are dropped there): the oldest of those are next.
+                        let n = max.min(state.items.len());
+                        return Ok(Some(state.items.drain(..n).collect()));
                     }
                     if let Some(error) = state.error.take() {
                         return Err(error);
@@ -264,6 +266,15 @@ impl<S: Source> Input<S> {
             }
         }
     }
+}
+
+/// Where the denoising workers take their batches, one at a time.
+struct Intake<S: Source> {
+    input: Input<S>,
+    /// Latents taken so far.
+    started: u64,
+    /// Batches taken so far (the next batch's number).
+    batches: u64,
 }
 
 /// Statistics kept by the decode thread.
@@ -314,6 +325,9 @@ where
     if options.batch == 0 {
         return Err(StreamError::parameter("batch", "at least 1", "0").into());
     }
+    if options.denoisers == 0 {
+        return Err(StreamError::parameter("denoisers", "at least 1", "0").into());
+    }
     let shape = stream.mapper().shape();
     if shape != generator.latent_shape() {
         return Err(StreamError::parameter(
@@ -353,11 +367,13 @@ where
     // error of a later stage.
     let halt = Arc::new(AtomicBool::new(false));
     let slot = Arc::new(Slot::default());
-    let mut input = if options.keep_every_window {
+    let input = if options.keep_every_window {
         Input::Direct(Box::new(feed))
     } else {
         let (shared, halt) = (slot.clone(), halt.clone());
-        let keep = options.batch;
+        // Enough windows for every denoiser's next batch: a burst of windows goes to idle
+        // workers instead of being dropped.
+        let keep = options.batch * options.denoisers;
         let mut feed = feed;
         // Not joined: a reader blocked on a silent stdin or socket must not hold up the end.
         std::thread::Builder::new()
@@ -411,36 +427,56 @@ where
         }
     };
 
-    let (tx, rx) = mpsc::sync_channel::<(Vec<Item>, G::Denoised)>(0);
+    // Workers take batches in turn (numbered), denoise them concurrently and hand them over;
+    // the decode thread puts them back in order.
+    let intake = Mutex::new(Intake {
+        input,
+        started: 0,
+        batches: 0,
+    });
+    let (tx, rx) = mpsc::sync_channel::<(u64, Vec<Item>, G::Denoised)>(0);
     let (denoised, decoded) = std::thread::scope(|scope| {
-        let halt_d = halt.clone();
-        let denoiser = scope.spawn(move || -> Result<bool, LiveError> {
-            let mut started = 0u64;
-            loop {
-                stop_watch();
-                let left = options
-                    .max_frames
-                    .map_or(u64::MAX, |n| n.saturating_sub(started));
-                if halt_d.load(Ordering::SeqCst) || left == 0 {
-                    return Ok(false);
-                }
-                let max = left.min(options.batch as u64) as usize;
-                let items = match input.next(&halt_d, &options.stop, max) {
-                    Ok(Some(items)) => items,
-                    Ok(None) => {
+        let denoisers: Vec<_> = (0..options.denoisers)
+            .map(|_| {
+                let (tx, halt_d, intake, stop_watch) =
+                    (tx.clone(), halt.clone(), &intake, &stop_watch);
+                scope.spawn(move || -> Result<bool, LiveError> {
+                    let result = (|| loop {
                         stop_watch();
-                        return Ok(!halt_d.load(Ordering::SeqCst));
+                        let (number, items) = {
+                            let mut intake = intake.lock().unwrap_or_else(|e| e.into_inner());
+                            let left = options
+                                .max_frames
+                                .map_or(u64::MAX, |n| n.saturating_sub(intake.started));
+                            if halt_d.load(Ordering::SeqCst) || left == 0 {
+                                return Ok(false);
+                            }
+                            let max = left.min(options.batch as u64) as usize;
+                            let items = match intake.input.next(&halt_d, &options.stop, max)? {
+                                Some(items) => items,
+                                None => {
+                                    stop_watch();
+                                    return Ok(!halt_d.load(Ordering::SeqCst));
+                                }
+                            };
+                            intake.started += items.len() as u64;
+                            intake.batches += 1;
+                            (intake.batches - 1, items)
+                        };
+                        let latents: Vec<Latent> = items.iter().map(|i| i.latent.clone()).collect();
+                        let out = generator.denoise(&latents).map_err(LiveError::Generator)?;
+                        if tx.send((number, items, out)).is_err() {
+                            return Ok(false);
+                        }
+                    })();
+                    if result.is_err() {
+                        halt_d.store(true, Ordering::SeqCst);
                     }
-                    Err(e) => return Err(e.into()),
-                };
-                let latents: Vec<Latent> = items.iter().map(|i| i.latent.clone()).collect();
-                let out = generator.denoise(&latents).map_err(LiveError::Generator)?;
-                started += items.len() as u64;
-                if tx.send((items, out)).is_err() {
-                    return Ok(false);
-                }
-            }
-        });
+                    result
+                })
+            })
+            .collect();
+        drop(tx);
         let halt_e = halt.clone();
         let slot_e = slot.clone();
         let png = &mut png;
@@ -456,75 +492,82 @@ where
                 png_frames: 0,
             };
             let result = (|| {
-                for (items, out) in rx.iter() {
-                    let images = generator.decode(out).map_err(LiveError::Generator)?;
-                    if images.len() != items.len() {
-                        return Err(LiveError::Generator(
-                            format!(
-                                "{} images decoded from a batch of {} latents",
-                                images.len(),
-                                items.len()
-                            )
-                            .into(),
-                        ));
-                    }
-                    let ready = Instant::now();
-                    for (item, image) in items.into_iter().zip(images) {
-                        let latency = ready.duration_since(item.ready).as_secs_f64() * 1e3;
-                        let index = stats.frames;
-                        stats.frames += 1;
-                        stats.latencies_ms.push(latency);
-                        stats.first_ready.get_or_insert(ready);
-                        stats.last_ready = Some(ready);
-                        stats.recent.push_back(ready);
-                        if stats.recent.len() > 30 {
-                            stats.recent.pop_front();
+                let mut waiting = BTreeMap::new();
+                let mut next = 0u64;
+                for (number, items, out) in rx.iter() {
+                    waiting.insert(number, (items, out));
+                    while let Some((items, out)) = waiting.remove(&next) {
+                        next += 1;
+                        let images = generator.decode(out).map_err(LiveError::Generator)?;
+                        if images.len() != items.len() {
+                            return Err(LiveError::Generator(
+                                format!(
+                                    "{} images decoded from a batch of {} latents",
+                                    images.len(),
+                                    items.len()
+                                )
+                                .into(),
+                            ));
                         }
-                        let hash = frame_hash(&image);
-                        let bytes = match png.as_mut() {
-                            Some(seq) => {
-                                let path = seq.path(index);
-                                let bytes = encode_png(&image)
-                                    .map_err(|error| LiveError::Output { path, error })?;
-                                seq.write(index, &bytes)
-                                    .map_err(|error| LiveError::Output {
-                                        path: seq.path(index),
-                                        error,
-                                    })?;
-                                stats.png_frames += 1;
-                                Some(Arc::new(bytes))
+                        let ready = Instant::now();
+                        for (item, image) in items.into_iter().zip(images) {
+                            let latency = ready.duration_since(item.ready).as_secs_f64() * 1e3;
+                            let index = stats.frames;
+                            stats.frames += 1;
+                            stats.latencies_ms.push(latency);
+                            stats.first_ready.get_or_insert(ready);
+                            stats.last_ready = Some(ready);
+                            stats.recent.push_back(ready);
+                            if stats.recent.len() > 30 {
+                                stats.recent.pop_front();
                             }
-                            None => None,
-                        };
-                        if let Some(gif) = gif.as_mut() {
-                            gif.add(&image).map_err(|error| LiveError::Output {
-                                path: gif.path().to_path_buf(),
-                                error,
-                            })?;
-                        }
-                        if let Some(hub) = &options.hub {
-                            let dropped = slot_e.lock().dropped;
-                            let status = hub.state().status;
-                            hub.publish(
-                                Arc::new(image),
-                                bytes,
-                                FrameState {
-                                    frames: stats.frames,
-                                    hash: hash.clone(),
-                                    dropped,
-                                    fps: rate_of(&stats.recent),
-                                    latency_ms: latency,
-                                    window_start_s: item.window_start_s,
-                                    status,
-                                    ended: false,
-                                    labels: item.labels,
-                                    traces: item.traces,
-                                },
-                            );
-                        }
-                        stats.last_hash = Some(hash);
-                        if options.max_frames.is_some_and(|n| stats.frames >= n) {
-                            halt_e.store(true, Ordering::SeqCst);
+                            let hash = frame_hash(&image);
+                            let bytes = match png.as_mut() {
+                                Some(seq) => {
+                                    let path = seq.path(index);
+                                    let bytes = encode_png(&image)
+                                        .map_err(|error| LiveError::Output { path, error })?;
+                                    seq.write(index, &bytes).map_err(|error| {
+                                        LiveError::Output {
+                                            path: seq.path(index),
+                                            error,
+                                        }
+                                    })?;
+                                    stats.png_frames += 1;
+                                    Some(Arc::new(bytes))
+                                }
+                                None => None,
+                            };
+                            if let Some(gif) = gif.as_mut() {
+                                gif.add(&image).map_err(|error| LiveError::Output {
+                                    path: gif.path().to_path_buf(),
+                                    error,
+                                })?;
+                            }
+                            if let Some(hub) = &options.hub {
+                                let dropped = slot_e.lock().dropped;
+                                let status = hub.state().status;
+                                hub.publish(
+                                    Arc::new(image),
+                                    bytes,
+                                    FrameState {
+                                        frames: stats.frames,
+                                        hash: hash.clone(),
+                                        dropped,
+                                        fps: rate_of(&stats.recent),
+                                        latency_ms: latency,
+                                        window_start_s: item.window_start_s,
+                                        status,
+                                        ended: false,
+                                        labels: item.labels,
+                                        traces: item.traces,
+                                    },
+                                );
+                            }
+                            stats.last_hash = Some(hash);
+                            if options.max_frames.is_some_and(|n| stats.frames >= n) {
+                                halt_e.store(true, Ordering::SeqCst);
+                            }
                         }
                     }
                 }
@@ -535,13 +578,21 @@ where
             }
             result.map(|()| stats)
         });
-        let denoised = denoiser.join();
+        let denoised: Vec<_> = denoisers.into_iter().map(|d| d.join()).collect();
         let decoded = decoder.join();
         (denoised, decoded)
     });
     halt.store(true, Ordering::SeqCst);
+    // The source ended when a worker found it ended; the first error wins.
     let denoised = denoised
-        .map_err(|_| LiveError::Generator("the denoising thread panicked".to_string().into()))?;
+        .into_iter()
+        .try_fold(Ok(false), |ended, worker| {
+            worker.map(|result| match (ended, result) {
+                (Err(e), _) | (Ok(_), Err(e)) => Err(e),
+                (Ok(a), Ok(b)) => Ok(a || b),
+            })
+        })
+        .map_err(|_| LiveError::Generator("a denoising thread panicked".to_string().into()))?;
     let decoded = decoded
         .map_err(|_| LiveError::Generator("the decoding thread panicked".to_string().into()))?;
     let stats = match (denoised, decoded) {
@@ -648,6 +699,31 @@ mod tests {
         delay: Duration,
     }
 
+    /// Greys whose denoising takes 0–18 ms depending on the latent, so that concurrent workers
+    /// finish out of order.
+    struct UnevenGreys;
+
+    impl FrameGenerator for UnevenGreys {
+        type Denoised = Vec<Vec<f32>>;
+        fn latent_shape(&self) -> [usize; 3] {
+            [1, 4, 4]
+        }
+        fn denoise(&self, latents: &[Latent]) -> Result<Vec<Vec<f32>>, GenError> {
+            let jitter = latents[0].values[0].to_bits() % 7;
+            std::thread::sleep(Duration::from_millis(3 * jitter as u64));
+            Greys {
+                delay: Duration::ZERO,
+            }
+            .denoise(latents)
+        }
+        fn decode(&self, batch: Vec<Vec<f32>>) -> Result<Vec<RgbImage>, GenError> {
+            Greys {
+                delay: Duration::ZERO,
+            }
+            .decode(batch)
+        }
+    }
+
     impl FrameGenerator for Greys {
         type Denoised = Vec<Vec<f32>>;
         fn latent_shape(&self) -> [usize; 3] {
@@ -679,6 +755,7 @@ mod tests {
             keep_every_window: keep,
             max_frames: None,
             batch: 1,
+            denoisers: 1,
             png_dir: None,
             gif: None,
             gif_delay_cs: 3,
@@ -819,6 +896,66 @@ mod tests {
         assert_eq!(run_live(stream(600), &generator, &opts).unwrap().frames, 6);
         opts.batch = 0;
         assert!(run_live(stream(600), &generator, &opts).is_err());
+    }
+
+    #[test]
+    fn concurrent_denoisers_keep_window_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut outputs = Vec::new();
+        for denoisers in [1, 3] {
+            let mut opts = options(true);
+            opts.denoisers = denoisers;
+            opts.png_dir = Some(dir.path().join(format!("d{denoisers}")));
+            let summary = run_live(stream(120), &UnevenGreys, &opts).unwrap();
+            assert_eq!((summary.frames, summary.dropped), (31, 0));
+            assert_eq!(summary.ended, EndReason::SourceEnded);
+            outputs.push(files(opts.png_dir.as_ref().unwrap()));
+        }
+        assert_eq!(outputs[0], outputs[1]);
+        let mut opts = options(true);
+        opts.denoisers = 3;
+        opts.max_frames = Some(7);
+        assert_eq!(
+            run_live(stream(600), &UnevenGreys, &opts).unwrap().frames,
+            7
+        );
+        opts.denoisers = 0;
+        assert!(run_live(stream(600), &UnevenGreys, &opts).is_err());
+    }
+
+    #[test]
+    fn concurrent_denoisers_make_more_frames_of_a_live_source() {
+        // As in the slow-generator test (frames take 100 ms, windows every 1/30 s for 1 s):
+        // three workers make frames about three times as often.
+        let live = || {
+            let source = crate::pacer::Pacer::new(
+                Synthetic::new(SyntheticSpec {
+                    channels: 2,
+                    rate: 120.0,
+                    frames: Some(240),
+                    ..SyntheticSpec::default()
+                })
+                .unwrap(),
+                crate::pacer::Pace::RealTime,
+            );
+            LatentStream::new(
+                source,
+                &WindowSpec::default(),
+                LatentMapper::new([1, 4, 4], 0).unwrap(),
+                None,
+            )
+            .unwrap()
+        };
+        let generator = Greys {
+            delay: Duration::from_millis(100),
+        };
+        let one = run_live(live(), &generator, &options(false)).unwrap();
+        let mut opts = options(false);
+        opts.denoisers = 3;
+        let three = run_live(live(), &generator, &opts).unwrap();
+        assert!(three.frames >= one.frames + 6, "{one:?}\n{three:?}");
+        assert!(three.frames + three.dropped <= 31, "{three:?}");
+        assert!(three.latency_ms_p95 < 600.0, "{three:?}");
     }
 
     #[test]

@@ -110,6 +110,10 @@ pub struct Args {
     /// live, the newest N windows)
     #[arg(long, default_value_t = 1)]
     batch: usize,
+    /// Frames denoised at once, each on its own thread (default: 2 on the CPU, where one
+    /// small sampler run cannot keep two cores busy; 1 on a GPU)
+    #[arg(long)]
+    denoisers: Option<usize>,
     /// cpu, cuda or cuda:N
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -131,6 +135,26 @@ struct Diffusion {
     guidance: f64,
     seed: u64,
     shape: [usize; 3],
+    /// Run each stage's work on a one-thread pool of the calling thread (several denoisers on
+    /// the CPU), not on the pool that all stages share.
+    own_pools: bool,
+}
+
+thread_local! {
+    static OWN_POOL: std::cell::OnceCell<Option<rayon::ThreadPool>> =
+        const { std::cell::OnceCell::new() };
+}
+
+/// Runs `work` on this thread's own one-thread pool, so that the convolutions and products of
+/// one stage do not queue behind another stage's on the shared pool. Without a pool (it could
+/// not be built) the work runs on the shared one.
+fn on_own_pool<R: Send>(work: impl FnOnce() -> R + Send) -> R {
+    OWN_POOL.with(|pool| {
+        match pool.get_or_init(|| rayon::ThreadPoolBuilder::new().num_threads(1).build().ok()) {
+            Some(pool) => pool.install(work),
+            None => work(),
+        }
+    })
 }
 
 impl FrameGenerator for Diffusion {
@@ -142,6 +166,24 @@ impl FrameGenerator for Diffusion {
 
     /// One sampler run on the batch `[B, c, h, w]` of latents.
     fn denoise(&self, latents: &[Latent]) -> Result<Tensor, GenError> {
+        if self.own_pools {
+            on_own_pool(|| self.denoise_here(latents))
+        } else {
+            self.denoise_here(latents)
+        }
+    }
+
+    fn decode(&self, latents: Tensor) -> Result<Vec<RgbImage>, GenError> {
+        if self.own_pools {
+            on_own_pool(|| self.decode_here(latents))
+        } else {
+            self.decode_here(latents)
+        }
+    }
+}
+
+impl Diffusion {
+    fn denoise_here(&self, latents: &[Latent]) -> Result<Tensor, GenError> {
         let [c, h, w] = self.shape;
         let values: Vec<f32> = latents
             .iter()
@@ -170,7 +212,7 @@ impl FrameGenerator for Diffusion {
         )?)
     }
 
-    fn decode(&self, latents: Tensor) -> Result<Vec<RgbImage>, GenError> {
+    fn decode_here(&self, latents: Tensor) -> Result<Vec<RgbImage>, GenError> {
         let images = self.sd.decode_latent(&latents)?;
         let mut out = Vec::new();
         for i in 0..images.dim(0)? {
@@ -287,6 +329,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let dtype: DType = super::dtype(&args.dtype)?;
     let device = super::device(&args.device)?;
+    let denoisers = args
+        .denoisers
+        .unwrap_or(if device.is_cpu() { 2 } else { 1 });
+    if denoisers == 0 || denoisers > 16 {
+        return Err(usage(format!(
+            "--denoisers: expected 1 to 16, found {denoisers}"
+        )));
+    }
+    let own_pools = device.is_cpu() && denoisers > 1;
+    if own_pools && std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        // candle's elementwise ops on large tensors go to one process-wide pool of spinning
+        // threads; with a thread per stage they would queue there and spin on the cores the
+        // stages need. Set before the first such op.
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
+    }
 
     let (source, source_name, live) = open_source(&args)?;
     let rate = source.rate();
@@ -331,6 +388,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         guidance: args.guidance,
         seed: args.seed,
         shape,
+        own_pools,
     };
 
     let mapper = LatentMapper::new(shape, args.seed).map_err(user)?;
@@ -386,6 +444,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         keep_every_window,
         max_frames: args.frames,
         batch: args.batch,
+        denoisers,
         png_dir: args.out.clone(),
         gif: args.gif.clone(),
         gif_delay_cs: (hop * 100.0).round().clamp(2.0, 65535.0) as u16,
@@ -412,6 +471,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         shape,
         size,
         scheduler_kind,
+        denoisers,
     )
 }
 
@@ -424,6 +484,7 @@ fn report(
     shape: [usize; 3],
     size: usize,
     scheduler: SchedulerKind,
+    denoisers: usize,
 ) -> anyhow::Result<()> {
     if args.json {
         let mut value = serde_json::to_value(summary)?;
@@ -438,6 +499,7 @@ fn report(
             map.insert("image_size".into(), size.into());
             map.insert("fast".into(), args.fast.into());
             map.insert("batch".into(), args.batch.into());
+            map.insert("denoisers".into(), denoisers.into());
         }
         return super::print_json(&value);
     }
