@@ -730,7 +730,9 @@ pub fn multi_head_attention(
 /// Inference on f32 CPU tensors takes [`FastActivationF32`].
 pub fn gelu(x: &Tensor) -> Result<Tensor> {
     match FastActivationF32::applies(x) {
-        true => Ok(x.contiguous()?.apply_op1_no_bwd(&FastActivationF32::GeluErf)?),
+        true => Ok(x
+            .contiguous()?
+            .apply_op1_no_bwd(&FastActivationF32::GeluErf)?),
         false => Ok(x.gelu_erf()?),
     }
 }
@@ -823,7 +825,7 @@ fn erf_f32(x: f32) -> f32 {
     let a = x.abs();
     let t = 1.0 / (1.0 + 0.327_591_1 * a);
     let mut p = 1.061_405_4f32;
-    p = p * t - 1.453_152_0;
+    p = p * t - 1.453_152;
     p = p * t + 1.421_413_8;
     p = p * t - 0.284_496_74;
     p = p * t + 0.254_829_6;
@@ -939,14 +941,20 @@ mod tests {
             let reference: Vec<f64> = reference.to_vec1()?;
             for ((&v, &o), &r) in xs.iter().zip(&ours).zip(&reference) {
                 let tolerance = 1e-6 * (v.abs() as f64).max(1.0);
-                assert!((o as f64 - r).abs() < tolerance, "{what}({v}) = {o}, expected {r}");
+                assert!(
+                    (o as f64 - r).abs() < tolerance,
+                    "{what}({v}) = {o}, expected {r}"
+                );
             }
         }
         // A tensor that tracks gradients takes candle's op, which has a backward pass.
         let var = Var::from_tensor(&Tensor::new(&[-1.5f32, 0.5, 2.0], &dev)?)?;
         let loss = (silu(var.as_tensor())? + gelu(var.as_tensor())?)?.sum_all()?;
         let grad: Vec<f32> = loss.backward()?.get(var.as_tensor()).unwrap().to_vec1()?;
-        assert!(grad.iter().all(|g| g.is_finite() && g.abs() > 1e-3), "{grad:?}");
+        assert!(
+            grad.iter().all(|g| g.is_finite() && g.abs() > 1e-3),
+            "{grad:?}"
+        );
         Ok(())
     }
 
