@@ -527,10 +527,7 @@ impl candle_core::CustomOp1 for FastSoftmaxF32 {
         layout: &candle_core::Layout,
     ) -> candle_core::Result<(candle_core::CpuStorage, Shape)> {
         use rayon::prelude::*;
-        let src = match (storage, layout.contiguous_offsets()) {
-            (candle_core::CpuStorage::F32(v), Some((a, b))) => &v[a..b],
-            _ => candle_core::bail!("fast softmax needs a contiguous f32 tensor"),
-        };
+        let src = crate::conv::contiguous_f32(storage, layout, self.name(), "input")?;
         let dims = layout.shape().dims();
         let n = *dims.last().unwrap_or(&1);
         let mut dst = vec![0f32; src.len()];
@@ -801,10 +798,7 @@ impl candle_core::CustomOp1 for FastActivationF32 {
         layout: &candle_core::Layout,
     ) -> candle_core::Result<(candle_core::CpuStorage, Shape)> {
         use rayon::prelude::*;
-        let src = match (storage, layout.contiguous_offsets()) {
-            (candle_core::CpuStorage::F32(v), Some((a, b))) => &v[a..b],
-            _ => candle_core::bail!("{} needs a contiguous f32 tensor", self.name()),
-        };
+        let src = crate::conv::contiguous_f32(storage, layout, self.name(), "input")?;
         let mut dst = vec![0f32; src.len()];
         const CHUNK: usize = 16 * 1024;
         if src.len() >= 4 * CHUNK {

@@ -784,6 +784,28 @@ mod tests {
         .unwrap()
     }
 
+    /// 2 s of 2-channel signal at 120 Hz, paced in real time: windows every 1/30 s from 1 s on,
+    /// 31 of them over about 1 s.
+    fn live_stream() -> LatentStream<crate::pacer::Pacer<Synthetic>> {
+        let source = crate::pacer::Pacer::new(
+            Synthetic::new(SyntheticSpec {
+                channels: 2,
+                rate: 120.0,
+                frames: Some(240),
+                ..SyntheticSpec::default()
+            })
+            .unwrap(),
+            crate::pacer::Pace::RealTime,
+        );
+        LatentStream::new(
+            source,
+            &WindowSpec::default(),
+            LatentMapper::new([1, 4, 4], 0).unwrap(),
+            None,
+        )
+        .unwrap()
+    }
+
     fn files(dir: &std::path::Path) -> Vec<(String, Vec<u8>)> {
         let mut out: Vec<_> = std::fs::read_dir(dir)
             .unwrap()
@@ -840,28 +862,11 @@ mod tests {
     fn a_slow_generator_drops_windows_and_keeps_up_with_the_source() {
         // 2 s of signal at real speed, a window every 1/30 s, frames taking 100 ms: about 10
         // frames a second, the other windows dropped.
-        let source = crate::pacer::Pacer::new(
-            Synthetic::new(SyntheticSpec {
-                channels: 2,
-                rate: 120.0,
-                frames: Some(240),
-                ..SyntheticSpec::default()
-            })
-            .unwrap(),
-            crate::pacer::Pace::RealTime,
-        );
-        let stream = LatentStream::new(
-            source,
-            &WindowSpec::default(),
-            LatentMapper::new([1, 4, 4], 0).unwrap(),
-            None,
-        )
-        .unwrap();
         let generator = Greys {
             delay: Duration::from_millis(100),
         };
         let started = Instant::now();
-        let summary = run_live(stream, &generator, &options(false)).unwrap();
+        let summary = run_live(live_stream(), &generator, &options(false)).unwrap();
         let elapsed = started.elapsed();
         // 240 frames at 120 Hz: windows from 1 s to 2 s, 31 of them, over about 1 s.
         assert_eq!(summary.windows, 31);
@@ -927,32 +932,13 @@ mod tests {
     fn concurrent_denoisers_make_more_frames_of_a_live_source() {
         // As in the slow-generator test (frames take 100 ms, windows every 1/30 s for 1 s):
         // three workers make frames about three times as often.
-        let live = || {
-            let source = crate::pacer::Pacer::new(
-                Synthetic::new(SyntheticSpec {
-                    channels: 2,
-                    rate: 120.0,
-                    frames: Some(240),
-                    ..SyntheticSpec::default()
-                })
-                .unwrap(),
-                crate::pacer::Pace::RealTime,
-            );
-            LatentStream::new(
-                source,
-                &WindowSpec::default(),
-                LatentMapper::new([1, 4, 4], 0).unwrap(),
-                None,
-            )
-            .unwrap()
-        };
         let generator = Greys {
             delay: Duration::from_millis(100),
         };
-        let one = run_live(live(), &generator, &options(false)).unwrap();
+        let one = run_live(live_stream(), &generator, &options(false)).unwrap();
         let mut opts = options(false);
         opts.denoisers = 3;
-        let three = run_live(live(), &generator, &opts).unwrap();
+        let three = run_live(live_stream(), &generator, &opts).unwrap();
         assert!(three.frames >= one.frames + 6, "{one:?}\n{three:?}");
         assert!(three.frames + three.dropped <= 31, "{three:?}");
         assert!(three.latency_ms_p95 < 600.0, "{three:?}");
