@@ -8,7 +8,8 @@ mod common;
 use common::p;
 use std::process::Command;
 
-fn demo(out: &std::path::Path, cache: &std::path::Path) -> serde_json::Value {
+/// (summary, stderr) of `brainrecon demo --out OUT --json`.
+fn demo(out: &std::path::Path, cache: &std::path::Path) -> (serde_json::Value, String) {
     let run = Command::new(env!("CARGO_BIN_EXE_brainrecon"))
         .args(["demo", "--out", p(out), "--json"])
         .env("BRAINRECON_CACHE", cache)
@@ -18,14 +19,15 @@ fn demo(out: &std::path::Path, cache: &std::path::Path) -> serde_json::Value {
     assert!(run.status.success(), "demo failed:\n{stderr}");
     // The steps' own output went to stderr; stdout is one JSON document.
     assert!(stderr.contains("[6/6]"), "{stderr}");
-    serde_json::from_slice(&run.stdout).expect("demo --json prints JSON only")
+    let summary = serde_json::from_slice(&run.stdout).expect("demo --json prints JSON only");
+    (summary, stderr.into_owned())
 }
 
 #[test]
 fn the_demo_reconstructs_colour_and_shape_from_simulated_brain_activity() {
     let dir = tempfile::tempdir().unwrap();
     let (out, cache) = (dir.path().join("demo"), dir.path().join("cache"));
-    let summary = demo(&out, &cache);
+    let (summary, _) = demo(&out, &cache);
     eprintln!("{}", serde_json::to_string_pretty(&summary).unwrap());
 
     let n_test = summary["n_test"].as_u64().unwrap();
@@ -60,13 +62,33 @@ fn the_demo_reconstructs_colour_and_shape_from_simulated_brain_activity() {
     assert_eq!(models.len(), 1);
 
     // A second run finds every step's output and gives the same figures.
-    let again = demo(&out, &cache);
-    for key in [
+    let (again, log) = demo(&out, &cache);
+    assert!(log.contains("decoder c found"), "{log}");
+    let figures = [
         "reconstruction",
         "decoded_z",
         "two_way_pixels",
         "two_way_latent_z",
-    ] {
+    ];
+    for key in figures {
         assert_eq!(again[key], summary[key], "{key}");
+    }
+
+    // A decoder fit on features of other model files (an earlier shapes-ldm) is fit again,
+    // and the reconstructions made with it are made again: the same figures.
+    let model_json = out.join("decoders/c/model.json");
+    let mut fit: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&model_json).unwrap()).unwrap();
+    fit["metadata"]["target_model_fingerprint"] = serde_json::json!("0123456789abcdef");
+    std::fs::write(&model_json, serde_json::to_vec(&fit).unwrap()).unwrap();
+    let (redone, log) = demo(&out, &cache);
+    assert!(
+        log.contains("decoder c in") && log.contains("fitting it again"),
+        "{log}"
+    );
+    assert!(log.contains("decoder z found"), "{log}");
+    assert!(log.contains("making them again"), "{log}");
+    for key in figures {
+        assert_eq!(redone[key], summary[key], "{key}");
     }
 }

@@ -240,6 +240,60 @@ fn linear_route_from_simulated_subject_to_report() {
     ]);
     assert_eq!(hashes(&sample_dir), first);
 
+    // Decoders record which model files made their targets; a run is never resumed on other
+    // files under the same name (a model folder trained again, an updated built-in model).
+    let fit: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(decoders.join("z/model.json")).unwrap()).unwrap();
+    let fit_on = fit["metadata"]["target_model_fingerprint"]
+        .as_str()
+        .unwrap();
+    assert_eq!(fit_on.len(), 16, "{fit}");
+    let copy = dir.path().join("model-copy");
+    for component in ["", "scheduler", "text_encoder", "tokenizer", "unet", "vae"] {
+        let from = model.join(component);
+        for entry in std::fs::read_dir(&from).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_file() {
+                std::fs::create_dir_all(copy.join(component)).unwrap();
+                std::fs::copy(&path, copy.join(component).join(path.file_name().unwrap())).unwrap();
+            }
+        }
+    }
+    let small_run = |out: &Path| -> Vec<String> {
+        [
+            "reconstruct",
+            "--method",
+            "linear",
+            "--subject",
+            p(&subject),
+            "--decoders",
+            p(&decoders),
+            "--model",
+            p(&copy),
+            "--out",
+            p(out),
+            "--samples",
+            "1",
+            "--steps",
+            "2",
+            "--limit",
+            "2",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    };
+    let other = dir.path().join("recons-copy");
+    ok(&args(&small_run(&other)));
+    edit_json(&copy.join("scheduler/scheduler_config.json"), |v| {
+        v["beta_end"] = serde_json::json!(0.0125)
+    });
+    let err = user_error(&args(&small_run(&other)));
+    assert!(
+        err.contains("manifest.json") && err.contains("another --out"),
+        "{err}"
+    );
+
     let eval = json(&[
         "eval",
         "--stimuli",

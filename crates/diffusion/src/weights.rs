@@ -525,6 +525,62 @@ impl ModelDir {
         self.root.join(name)
     }
 
+    /// What the pipeline's files hold, as 16 hex digits, wherever the folder is: a hash of every
+    /// config, tokenizer and weights file's path inside the folder, its length, and its first
+    /// and last 64 KiB (a safetensors file's header and the ends of its data, which any
+    /// retraining changes). Outputs record it, so that a run never resumes on results of other
+    /// weights under the same name (`shapes-ldm` after an update, a folder trained again).
+    pub fn fingerprint(&self) -> Result<String> {
+        const SPAN: u64 = 64 * 1024;
+        let mut files = Vec::new();
+        let mut folders = vec![self.root.clone()];
+        while let Some(folder) = folders.pop() {
+            let entries = std::fs::read_dir(&folder).map_err(|e| DiffusionError::io(&folder, e))?;
+            for entry in entries {
+                let entry = entry.map_err(|e| DiffusionError::io(&folder, e))?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let path = entry.path();
+                if name.starts_with('.') {
+                    continue; // training checkpoints, partial files
+                }
+                if path.is_dir() {
+                    folders.push(path);
+                } else if [".json", ".txt", ".safetensors"]
+                    .iter()
+                    .any(|ext| name.ends_with(ext))
+                {
+                    files.push(path);
+                }
+            }
+        }
+        files.sort();
+        let mut record = Vec::new();
+        for path in &files {
+            use std::io::{Read, Seek, SeekFrom};
+            let relative = path.strip_prefix(&self.root).unwrap_or(path);
+            record.extend(relative.to_string_lossy().as_bytes());
+            let mut file = std::fs::File::open(path).map_err(|e| DiffusionError::io(path, e))?;
+            let len = file
+                .metadata()
+                .map_err(|e| DiffusionError::io(path, e))?
+                .len();
+            record.extend(len.to_le_bytes());
+            let mut read_span = |from: u64| -> Result<()> {
+                let mut part = Vec::new();
+                file.seek(SeekFrom::Start(from))
+                    .and_then(|_| (&mut file).take(SPAN).read_to_end(&mut part))
+                    .map_err(|e| DiffusionError::io(path, e))?;
+                record.extend(part);
+                Ok(())
+            };
+            read_span(0)?;
+            if len > SPAN {
+                read_span(len.saturating_sub(SPAN).max(SPAN))?;
+            }
+        }
+        Ok(format!("{:016x}", crate::train::fnv1a64(&record)))
+    }
+
     pub fn weights(&self, component: &str, dtype: DType, device: &Device) -> Result<Weights> {
         Weights::from_component(&self.component(component), dtype, device)
     }

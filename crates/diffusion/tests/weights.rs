@@ -175,3 +175,44 @@ fn cache_snapshots_follow_refs_main() {
     let err = ModelDir::open(&repo.join("snapshots/bbb")).unwrap_err();
     assert!(err.to_string().contains("model_index.json"), "{err}");
 }
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.path().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_model_folder_fingerprint_follows_its_contents_not_its_place() {
+    let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-sd");
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("elsewhere/b"));
+    copy_tree(&fixture, &a);
+    copy_tree(&fixture, &b);
+    let print = |p: &Path| ModelDir::open(p).unwrap().fingerprint().unwrap();
+    let original = print(&a);
+    assert_eq!(original.len(), 16);
+    assert_eq!(original, print(&b), "the same files in another folder");
+    // Checkpoints and partial files beside the pipeline do not count.
+    std::fs::create_dir_all(b.join(".train")).unwrap();
+    std::fs::write(b.join(".train/state.json"), "{}").unwrap();
+    assert_eq!(original, print(&b));
+    // One weight changed (the last byte of the U-Net's data) is another model.
+    let weights = b.join("unet/diffusion_pytorch_model.safetensors");
+    let mut bytes = std::fs::read(&weights).unwrap();
+    *bytes.last_mut().unwrap() ^= 0x01;
+    std::fs::write(&weights, bytes).unwrap();
+    assert_ne!(original, print(&b));
+    // So is another scheduler setting.
+    let scheduler = a.join("scheduler/scheduler_config.json");
+    let text = std::fs::read_to_string(&scheduler).unwrap();
+    std::fs::write(&scheduler, text.replacen('{', "{\"steps_offset\": 1,", 1)).unwrap();
+    assert_ne!(original, print(&a));
+}

@@ -87,6 +87,8 @@ pub struct ImageTargets {
     pub values: Vec<f32>,
     pub source: PathBuf,
     pub model: Option<String>,
+    /// The fingerprint of the model's files, when the features recorded it.
+    pub model_fingerprint: Option<String>,
 }
 
 impl ImageTargets {
@@ -132,6 +134,7 @@ pub fn image_targets(
                 values,
                 source: subject.path("stimuli/images.npy"),
                 model: None,
+                model_fingerprint: None,
             })
         }
         Target::Features(kind) => {
@@ -141,6 +144,11 @@ pub fn image_targets(
                 shape: meta.shape,
                 values,
                 source: crate::features::feature_paths(features_dir, *kind).0,
+                model_fingerprint: meta
+                    .settings
+                    .get("model_fingerprint")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_string),
                 model: Some(meta.model),
             })
         }
@@ -165,6 +173,7 @@ pub fn image_targets(
                 values: array.data,
                 source: path.clone(),
                 model: None,
+                model_fingerprint: None,
             })
         }
     }
@@ -334,6 +343,10 @@ pub fn fit_decoder(
         ("target_shape", serde_json::json!(targets.shape)),
         ("target_source", serde_json::json!(targets.source)),
         ("target_model", serde_json::json!(targets.model)),
+        (
+            "target_model_fingerprint",
+            serde_json::json!(targets.model_fingerprint),
+        ),
         (
             "train_split",
             serde_json::json!(if spec.average_train {

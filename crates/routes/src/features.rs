@@ -95,6 +95,15 @@ pub struct Stimulus {
     pub captions: Vec<String>,
 }
 
+/// The model's [`brainrecon_diffusion::weights::ModelDir::fingerprint`], in the settings that
+/// decide whether cached features are reused (the model was just read from those files, so a
+/// read error here is only reported in the value).
+pub fn model_fingerprint(sd: &StableDiffusion) -> String {
+    sd.root
+        .fingerprint()
+        .unwrap_or_else(|e| format!("unreadable: {e}"))
+}
+
 /// The size (px) at which images are encoded for z: 5/8 of the model's native size, as the
 /// published code resizes NSD's 425 px images to 320 px for SD1 (512 px), on the VAE's grid.
 pub fn default_latent_image_size(sd: &StableDiffusion) -> usize {
@@ -133,6 +142,10 @@ impl StimulusEncoder for VaeFeatures<'_> {
         if self.posterior == Posterior::Sample {
             s.insert("seed".into(), self.seed.into());
         }
+        s.insert(
+            "model_fingerprint".into(),
+            model_fingerprint(self.sd).into(),
+        );
         s
     }
 
@@ -189,6 +202,10 @@ impl StimulusEncoder for ClipTextFeatures<'_> {
     fn settings(&self) -> BTreeMap<String, serde_json::Value> {
         let mut s = BTreeMap::new();
         s.insert("captions".into(), "mean".into());
+        s.insert(
+            "model_fingerprint".into(),
+            model_fingerprint(self.sd).into(),
+        );
         s
     }
 

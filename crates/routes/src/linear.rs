@@ -117,6 +117,10 @@ pub struct Manifest {
     pub z_decoder: Option<PathBuf>,
     pub c_decoder: Option<PathBuf>,
     pub model: String,
+    /// [`brainrecon_diffusion::weights::ModelDir::fingerprint`] of the model's files (empty in
+    /// manifests written before it was recorded).
+    #[serde(default)]
+    pub model_fingerprint: String,
     /// Size (px) of the decoded-z images, and of the reconstructions.
     pub latent_image_size: Option<usize>,
     pub image_size: usize,
@@ -287,18 +291,23 @@ pub fn reconstruct(
     let z_decoder = z_decoder.filter(|_| options.method.uses_z());
     let c_decoder = c_decoder.filter(|_| options.method.uses_c());
     let latent_hw = check_decoders(subject, sd, options.method, z_decoder, c_decoder)?;
+    let fingerprint = sd.root.fingerprint()?;
     for decoder in [z_decoder, c_decoder].into_iter().flatten() {
-        if let Some(fit_model) = decoder
-            .model
-            .metadata
-            .get("target_model")
-            .and_then(|v| v.as_str())
-        {
+        let metadata = &decoder.model.metadata;
+        let recorded = |key: &str| metadata.get(key).and_then(|v| v.as_str());
+        if let Some(fit_model) = recorded("target_model") {
             if fit_model != model {
                 eprintln!(
                     "warning: {} was fit on features of '{fit_model}', reconstructing with \
                      '{model}'",
                     decoder.dir.display()
+                );
+            } else if recorded("target_model_fingerprint").is_some_and(|f| f != fingerprint) {
+                eprintln!(
+                    "warning: {} was fit on features of other files under the name '{model}' \
+                     (fingerprint {}, now {fingerprint})",
+                    decoder.dir.display(),
+                    recorded("target_model_fingerprint").unwrap_or_default()
                 );
             }
         }
@@ -344,6 +353,7 @@ pub fn reconstruct(
         z_decoder: z_decoder.map(|d| d.dir.clone()),
         c_decoder: c_decoder.map(|d| d.dir.clone()),
         model: model.into(),
+        model_fingerprint: fingerprint.clone(),
         latent_image_size,
         image_size: size,
         ids: ids.clone(),
@@ -360,17 +370,27 @@ pub fn reconstruct(
                 limit: manifest.options.limit,
                 ..old.options.clone()
             } == manifest.options;
-            if !same || old.model != manifest.model {
+            if !same
+                || old.model != manifest.model
+                || old.model_fingerprint != manifest.model_fingerprint
+            {
                 return Err(RouteError::mismatch(
                     &manifest_path,
                     "options",
                     format!(
-                        "{:?} with model {} (a run to resume)",
-                        manifest.options, manifest.model
+                        "{:?} with model {} (files {}) (a run to resume)",
+                        manifest.options, manifest.model, manifest.model_fingerprint
                     ),
                     format!(
-                        "{:?} with model {}: use another --out, or delete it to start over",
-                        old.options, old.model
+                        "{:?} with model {} (files {}): use another --out, or delete it to \
+                         start over",
+                        old.options,
+                        old.model,
+                        if old.model_fingerprint.is_empty() {
+                            "not recorded"
+                        } else {
+                            &old.model_fingerprint
+                        }
                     ),
                 ));
             }

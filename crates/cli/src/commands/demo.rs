@@ -161,6 +161,11 @@ impl Drop for StdoutToStderr {
     }
 }
 
+/// Removes an earlier, stale output folder of the demo.
+fn remove_dir(dir: &Path) -> anyhow::Result<()> {
+    std::fs::remove_dir_all(dir).map_err(|e| brainrecon_data::DataError::io(dir, e).into())
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let out = &args.out;
@@ -231,12 +236,29 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 ],
             )?;
         }
+        // Decoders and reconstructions made with other files under the model's name (an
+        // earlier version of shapes-ldm) are made again.
+        let fingerprint =
+            brainrecon_diffusion::weights::ModelDir::resolve(&args.model)?.fingerprint()?;
+        let mut refit = false;
         for target in ["z", "c"] {
             let dir = decoders.join(target);
-            if dir.join("model.json").is_file() {
-                eprintln!("\n[4/6] decoder {target} found in {}", dir.display());
-                continue;
+            let model_json = dir.join("model.json");
+            if model_json.is_file() {
+                let fit: serde_json::Value = read_json(&model_json)?;
+                let fit_on = fit["metadata"]["target_model_fingerprint"].as_str();
+                if fit_on == Some(fingerprint.as_str()) {
+                    eprintln!("\n[4/6] decoder {target} found in {}", dir.display());
+                    continue;
+                }
+                eprintln!(
+                    "\n[4/6] decoder {target} in {} was fit on features of other model files: \
+                     fitting it again",
+                    dir.display()
+                );
+                remove_dir(&dir)?;
             }
+            refit = true;
             step(
                 4,
                 &format!("fit the ridge decoder of {target}"),
@@ -250,6 +272,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     path(&dir),
                 ],
             )?;
+        }
+        let manifest_path = recons.join(Manifest::FILE);
+        if manifest_path.is_file() {
+            let made: serde_json::Value = read_json(&manifest_path)?;
+            if refit || made["model_fingerprint"].as_str() != Some(fingerprint.as_str()) {
+                eprintln!(
+                    "\n[5/6] the reconstructions in {} were made with other decoders or model \
+                     files: making them again",
+                    recons.display()
+                );
+                remove_dir(&recons)?;
+            }
         }
         step(
             5,
