@@ -250,14 +250,7 @@ fn linear_route_from_simulated_subject_to_report() {
     assert_eq!(fit_on.len(), 16, "{fit}");
     let copy = dir.path().join("model-copy");
     for component in ["", "scheduler", "text_encoder", "tokenizer", "unet", "vae"] {
-        let from = model.join(component);
-        for entry in std::fs::read_dir(&from).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_file() {
-                std::fs::create_dir_all(copy.join(component)).unwrap();
-                std::fs::copy(&path, copy.join(component).join(path.file_name().unwrap())).unwrap();
-            }
-        }
+        copy_dir(&model.join(component), &copy.join(component));
     }
     let small_run = |out: &Path| -> Vec<String> {
         [
@@ -497,11 +490,14 @@ fn args(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
 
+/// Copies the files (not the folders) of `from` into `to`.
 fn copy_dir(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();
     for entry in std::fs::read_dir(from).unwrap() {
         let path = entry.unwrap().path();
-        std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
+        if path.is_file() {
+            std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
+        }
     }
 }
 
