@@ -302,12 +302,13 @@ pub fn reconstruct(
                      '{model}'",
                     decoder.dir.display()
                 );
-            } else if recorded("target_model_fingerprint").is_some_and(|f| f != fingerprint) {
+            } else if let Some(fit_on) =
+                recorded("target_model_fingerprint").filter(|f| *f != fingerprint)
+            {
                 eprintln!(
                     "warning: {} was fit on features of other files under the name '{model}' \
-                     (fingerprint {}, now {fingerprint})",
+                     (fingerprint {fit_on}, now {fingerprint})",
                     decoder.dir.display(),
-                    recorded("target_model_fingerprint").unwrap_or_default()
                 );
             }
         }

@@ -268,6 +268,22 @@ impl<S: Source> Input<S> {
     }
 }
 
+/// The batches of `numbered` (numbered 0, 1, … by the denoisers, arriving in any order) in
+/// number order: each is held back until those before it have come.
+fn in_order<T>(numbered: impl Iterator<Item = (u64, T)>) -> impl Iterator<Item = T> {
+    let mut waiting = BTreeMap::new();
+    let mut next = 0u64;
+    numbered.flat_map(move |(number, batch)| {
+        waiting.insert(number, batch);
+        let mut ready = Vec::new();
+        while let Some(batch) = waiting.remove(&next) {
+            ready.push(batch);
+            next += 1;
+        }
+        ready
+    })
+}
+
 /// Where the denoising workers take their batches, one at a time.
 struct Intake<S: Source> {
     input: Input<S>,
@@ -434,7 +450,7 @@ where
         started: 0,
         batches: 0,
     });
-    let (tx, rx) = mpsc::sync_channel::<(u64, Vec<Item>, G::Denoised)>(0);
+    let (tx, rx) = mpsc::sync_channel::<(u64, (Vec<Item>, G::Denoised))>(0);
     let (denoised, decoded) = std::thread::scope(|scope| {
         let denoisers: Vec<_> = (0..options.denoisers)
             .map(|_| {
@@ -465,7 +481,7 @@ where
                         };
                         let latents: Vec<Latent> = items.iter().map(|i| i.latent.clone()).collect();
                         let out = generator.denoise(&latents).map_err(LiveError::Generator)?;
-                        if tx.send((number, items, out)).is_err() {
+                        if tx.send((number, (items, out))).is_err() {
                             return Ok(false);
                         }
                     })();
@@ -492,82 +508,75 @@ where
                 png_frames: 0,
             };
             let result = (|| {
-                let mut waiting = BTreeMap::new();
-                let mut next = 0u64;
-                for (number, items, out) in rx.iter() {
-                    waiting.insert(number, (items, out));
-                    while let Some((items, out)) = waiting.remove(&next) {
-                        next += 1;
-                        let images = generator.decode(out).map_err(LiveError::Generator)?;
-                        if images.len() != items.len() {
-                            return Err(LiveError::Generator(
-                                format!(
-                                    "{} images decoded from a batch of {} latents",
-                                    images.len(),
-                                    items.len()
-                                )
-                                .into(),
-                            ));
+                for (items, out) in in_order(rx.iter()) {
+                    let images = generator.decode(out).map_err(LiveError::Generator)?;
+                    if images.len() != items.len() {
+                        return Err(LiveError::Generator(
+                            format!(
+                                "{} images decoded from a batch of {} latents",
+                                images.len(),
+                                items.len()
+                            )
+                            .into(),
+                        ));
+                    }
+                    let ready = Instant::now();
+                    for (item, image) in items.into_iter().zip(images) {
+                        let latency = ready.duration_since(item.ready).as_secs_f64() * 1e3;
+                        let index = stats.frames;
+                        stats.frames += 1;
+                        stats.latencies_ms.push(latency);
+                        stats.first_ready.get_or_insert(ready);
+                        stats.last_ready = Some(ready);
+                        stats.recent.push_back(ready);
+                        if stats.recent.len() > 30 {
+                            stats.recent.pop_front();
                         }
-                        let ready = Instant::now();
-                        for (item, image) in items.into_iter().zip(images) {
-                            let latency = ready.duration_since(item.ready).as_secs_f64() * 1e3;
-                            let index = stats.frames;
-                            stats.frames += 1;
-                            stats.latencies_ms.push(latency);
-                            stats.first_ready.get_or_insert(ready);
-                            stats.last_ready = Some(ready);
-                            stats.recent.push_back(ready);
-                            if stats.recent.len() > 30 {
-                                stats.recent.pop_front();
-                            }
-                            let hash = frame_hash(&image);
-                            let bytes = match png.as_mut() {
-                                Some(seq) => {
-                                    let path = seq.path(index);
-                                    let bytes = encode_png(&image)
-                                        .map_err(|error| LiveError::Output { path, error })?;
-                                    seq.write(index, &bytes).map_err(|error| {
-                                        LiveError::Output {
-                                            path: seq.path(index),
-                                            error,
-                                        }
+                        let hash = frame_hash(&image);
+                        let bytes = match png.as_mut() {
+                            Some(seq) => {
+                                let path = seq.path(index);
+                                let bytes = encode_png(&image)
+                                    .map_err(|error| LiveError::Output { path, error })?;
+                                seq.write(index, &bytes)
+                                    .map_err(|error| LiveError::Output {
+                                        path: seq.path(index),
+                                        error,
                                     })?;
-                                    stats.png_frames += 1;
-                                    Some(Arc::new(bytes))
-                                }
-                                None => None,
-                            };
-                            if let Some(gif) = gif.as_mut() {
-                                gif.add(&image).map_err(|error| LiveError::Output {
-                                    path: gif.path().to_path_buf(),
-                                    error,
-                                })?;
+                                stats.png_frames += 1;
+                                Some(Arc::new(bytes))
                             }
-                            if let Some(hub) = &options.hub {
-                                let dropped = slot_e.lock().dropped;
-                                let status = hub.state().status;
-                                hub.publish(
-                                    Arc::new(image),
-                                    bytes,
-                                    FrameState {
-                                        frames: stats.frames,
-                                        hash: hash.clone(),
-                                        dropped,
-                                        fps: rate_of(&stats.recent),
-                                        latency_ms: latency,
-                                        window_start_s: item.window_start_s,
-                                        status,
-                                        ended: false,
-                                        labels: item.labels,
-                                        traces: item.traces,
-                                    },
-                                );
-                            }
-                            stats.last_hash = Some(hash);
-                            if options.max_frames.is_some_and(|n| stats.frames >= n) {
-                                halt_e.store(true, Ordering::SeqCst);
-                            }
+                            None => None,
+                        };
+                        if let Some(gif) = gif.as_mut() {
+                            gif.add(&image).map_err(|error| LiveError::Output {
+                                path: gif.path().to_path_buf(),
+                                error,
+                            })?;
+                        }
+                        if let Some(hub) = &options.hub {
+                            let dropped = slot_e.lock().dropped;
+                            let status = hub.state().status;
+                            hub.publish(
+                                Arc::new(image),
+                                bytes,
+                                FrameState {
+                                    frames: stats.frames,
+                                    hash: hash.clone(),
+                                    dropped,
+                                    fps: rate_of(&stats.recent),
+                                    latency_ms: latency,
+                                    window_start_s: item.window_start_s,
+                                    status,
+                                    ended: false,
+                                    labels: item.labels,
+                                    traces: item.traces,
+                                },
+                            );
+                        }
+                        stats.last_hash = Some(hash);
+                        if options.max_frames.is_some_and(|n| stats.frames >= n) {
+                            halt_e.store(true, Ordering::SeqCst);
                         }
                     }
                 }
@@ -901,6 +910,16 @@ mod tests {
         assert_eq!(run_live(stream(600), &generator, &opts).unwrap().frames, 6);
         opts.batch = 0;
         assert!(run_live(stream(600), &generator, &opts).is_err());
+    }
+
+    #[test]
+    fn batches_come_out_in_number_order() {
+        let arrived = [(2, 'c'), (0, 'a'), (1, 'b'), (4, 'e'), (3, 'd')];
+        let ordered: String = in_order(arrived.into_iter()).collect();
+        assert_eq!(ordered, "abcde");
+        // One missing (a failed worker) holds back those after it.
+        let ordered: String = in_order([(0, 'a'), (2, 'c')].into_iter()).collect();
+        assert_eq!(ordered, "a");
     }
 
     #[test]

@@ -273,17 +273,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 ],
             )?;
         }
-        let manifest_path = recons.join(Manifest::FILE);
-        if manifest_path.is_file() {
-            let made: serde_json::Value = read_json(&manifest_path)?;
-            if refit || made["model_fingerprint"].as_str() != Some(fingerprint.as_str()) {
-                eprintln!(
-                    "\n[5/6] the reconstructions in {} were made with other decoders or model \
-                     files: making them again",
-                    recons.display()
-                );
-                remove_dir(&recons)?;
-            }
+        if recons.join(Manifest::FILE).is_file()
+            && (refit || Manifest::load(&recons)?.model_fingerprint != fingerprint)
+        {
+            eprintln!(
+                "\n[5/6] the reconstructions in {} were made with other decoders or model \
+                 files: making them again",
+                recons.display()
+            );
+            remove_dir(&recons)?;
         }
         step(
             5,

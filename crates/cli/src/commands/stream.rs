@@ -166,23 +166,24 @@ impl FrameGenerator for Diffusion {
 
     /// One sampler run on the batch `[B, c, h, w]` of latents.
     fn denoise(&self, latents: &[Latent]) -> Result<Tensor, GenError> {
-        if self.own_pools {
-            on_own_pool(|| self.denoise_here(latents))
-        } else {
-            self.denoise_here(latents)
-        }
+        self.on_pool(|| self.denoise_here(latents))
     }
 
     fn decode(&self, latents: Tensor) -> Result<Vec<RgbImage>, GenError> {
-        if self.own_pools {
-            on_own_pool(|| self.decode_here(latents))
-        } else {
-            self.decode_here(latents)
-        }
+        self.on_pool(|| self.decode_here(latents))
     }
 }
 
 impl Diffusion {
+    /// `work` on this thread's own pool when the stages have one each, else here.
+    fn on_pool<R: Send>(&self, work: impl FnOnce() -> R + Send) -> R {
+        if self.own_pools {
+            on_own_pool(work)
+        } else {
+            work()
+        }
+    }
+
     fn denoise_here(&self, latents: &[Latent]) -> Result<Tensor, GenError> {
         let [c, h, w] = self.shape;
         let values: Vec<f32> = latents
