@@ -32,3 +32,15 @@ fi
 # A one-off build: incremental state would only add time and disk.
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 cargo test --workspace --locked "$@"
+# With BRAINRECON_TEST_CUDA_BUILD=1 (CI sets it), the GPU build's code and its tests are also
+# compiled (checked, not linked or run: that needs a GPU). The compiler comes from NVIDIA's PyPI
+# wheels; nvcc compiling candle's kernels takes most of the time.
+if [ "${BRAINRECON_TEST_CUDA_BUILD:-0}" = 1 ]; then
+  prefix=${CUDA_PREFIX:-$HOME/.local/brainrecon-cuda13}
+  [ -x "$prefix/bin/nvcc" ] || bash tools/cuda-toolkit.sh --compiler-only "$prefix"
+  # shellcheck source=/dev/null
+  source "$prefix/env.sh"
+  CARGO_TARGET_DIR=target/cuda-check cargo check --locked --tests --examples \
+    -p brainrecon-cli -p brainrecon-diffusion -p brainrecon-ridge \
+    --features brainrecon-cli/cuda,brainrecon-diffusion/cuda,brainrecon-ridge/cuda
+fi

@@ -1,6 +1,8 @@
 //! `brainrecon`: reconstruct what a brain saw from recordings of it.
 
 mod commands;
+#[cfg(all(unix, not(feature = "cuda")))]
+mod launch;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -87,6 +89,10 @@ pub fn run_command_line(args: &[&str]) -> anyhow::Result<()> {
 }
 
 fn main() -> ExitCode {
+    // the CPU build hands `--device cuda` to the GPU build beside it (see launch.rs)
+    #[cfg(all(unix, not(feature = "cuda")))]
+    let cli = Cli::parse_from(launch::arguments());
+    #[cfg(not(all(unix, not(feature = "cuda"))))]
     let cli = Cli::parse();
     let result = dispatch(cli.command);
     match result {

@@ -115,7 +115,11 @@ fn user_errors_exit_2_with_a_message() {
         (vec!["--model", model, "--strength", "0.5"], "--init-image"),
         (vec!["--model", model, "--scheduler", "pndm"], "pndm"),
         (vec!["--model", model, "--height", "18"], "--height"),
-        (vec!["--model", model, "--dtype", "bf16"], "--dtype"),
+        (vec!["--model", model, "--dtype", "f64"], "--dtype"),
+        (
+            vec!["--model", model, "--dtype", "bf16"],
+            "--dtype bf16 needs --device cuda",
+        ),
         (
             vec!["--model", "nobody/no-such-model"],
             "huggingface-cli download",

@@ -8,6 +8,8 @@
 //! RAYON_NUM_THREADS=2 cargo run --release -p brainrecon-diffusion --example bench_unet_vae -- \
 //!     --model unet|vae --dtype f32|f16 [--steps 1] [--seed 0] [--json]
 //! ```
+//! `--device cuda[:N]` runs on a GPU (a build with `--features cuda`); the first step there
+//! includes the kernels' loading, so time several steps and read the later ones.
 //! Run one model and dtype per process so that the reported peak RSS (VmHWM) is that
 //! configuration's own; `tools/bench/diffusion.sh` does so and runs diffusers alongside.
 
@@ -132,6 +134,7 @@ struct Args {
     steps: usize,
     seed: u64,
     json: bool,
+    device: Device,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -141,6 +144,7 @@ fn parse_args() -> Result<Args, String> {
         steps: 1,
         seed: 0,
         json: false,
+        device: Device::Cpu,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -156,12 +160,26 @@ fn parse_args() -> Result<Args, String> {
                 a.dtype = match value()?.as_str() {
                     "f32" => DType::F32,
                     "f16" => DType::F16,
-                    other => return Err(format!("--dtype f32|f16, found {other}")),
+                    "bf16" => DType::BF16,
+                    other => return Err(format!("--dtype f32|f16|bf16, found {other}")),
                 }
             }
             "--steps" => a.steps = value()?.parse().map_err(|e| format!("--steps: {e}"))?,
             "--seed" => a.seed = value()?.parse().map_err(|e| format!("--seed: {e}"))?,
             "--json" => a.json = true,
+            "--device" => {
+                a.device = match value()?.as_str() {
+                    "cpu" => Device::Cpu,
+                    "cuda" => Device::new_cuda(0).map_err(|e| format!("--device cuda: {e}"))?,
+                    other => {
+                        let n = other
+                            .strip_prefix("cuda:")
+                            .and_then(|n| n.parse().ok())
+                            .ok_or(format!("--device cpu|cuda|cuda:N, found {other}"))?;
+                        Device::new_cuda(n).map_err(|e| format!("--device {other}: {e}"))?
+                    }
+                }
+            }
             other => return Err(format!("unknown argument {other}")),
         }
     }
@@ -203,11 +221,11 @@ where
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = parse_args().map_err(|e| format!("bench_unet_vae: {e}"))?;
-    let dev = Device::Cpu;
-    let dtype_name = if args.dtype == DType::F32 {
-        "f32"
-    } else {
-        "f16"
+    let dev = args.device.clone();
+    let dtype_name = match args.dtype {
+        DType::F32 => "f32",
+        DType::BF16 => "bf16",
+        _ => "f16",
     };
     let vb = VarBuilder::from_backend(
         Box::new(SeededWeights { seed: args.seed }),
@@ -222,8 +240,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let cfg = UNet2DConditionConfig::from_json_str(SD15_UNET)?;
         let unet = UNet2DConditionModel::new(vb, &cfg)?;
         build_s = t0.elapsed().as_secs_f64();
-        let sample = normal_tensor((2, 4, 64, 64), args.seed ^ 1, 1.0)?;
-        let context = normal_tensor((2, 77, 768), args.seed ^ 2, 1.0)?;
+        let sample = normal_tensor((2, 4, 64, 64), args.seed ^ 1, 1.0)?
+            .to_dtype(args.dtype)?
+            .to_device(&dev)?;
+        let context = normal_tensor((2, 77, 768), args.seed ^ 2, 1.0)?
+            .to_dtype(args.dtype)?
+            .to_device(&dev)?;
         let timesteps = Tensor::new(&[981f32, 981.], &dev)?;
         out_shape = time_steps(args.steps, "U-Net", &mut step_s, || {
             unet.forward(&sample, &timesteps, &context)
@@ -232,7 +254,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let cfg = AutoencoderKLConfig::from_json_str(SD15_VAE)?;
         let vae = AutoencoderKL::new(vb, &cfg)?;
         build_s = t0.elapsed().as_secs_f64();
-        let z = normal_tensor((1, 4, 64, 64), args.seed ^ 3, 1.0)?;
+        let z = normal_tensor((1, 4, 64, 64), args.seed ^ 3, 1.0)?
+            .to_dtype(args.dtype)?
+            .to_device(&dev)?;
         out_shape = time_steps(args.steps, "VAE", &mut step_s, || vae.decode(&z))?;
     }
     let rss = peak_rss_gib();
@@ -243,7 +267,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "vae_decode_512_b1"
     };
     if args.json {
-        let steps: Vec<String> = step_s.iter().map(|s| format!("{s:.3}")).collect();
+        let steps: Vec<String> = step_s.iter().map(|s| format!("{s:.5}")).collect();
         println!(
             "{{\"impl\": \"brainrecon\", \"bench\": \"{what}\", \"dtype\": \"{dtype_name}\", \"threads\": \"{threads}\", \"build_s\": {build_s:.3}, \"step_s\": [{}], \"peak_rss_gib\": {rss:.3}, \"output_shape\": {out_shape:?}}}",
             steps.join(", ")

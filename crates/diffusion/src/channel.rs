@@ -232,6 +232,13 @@ pub fn channel_affine(
     scale: Option<&Tensor>,
     shift: Option<&Tensor>,
 ) -> candle_core::Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    {
+        let parameters: Vec<&Tensor> = scale.into_iter().chain(shift).collect();
+        if x.rank() >= 2 && crate::nn::fused(x, &parameters) {
+            return crate::cuda::channel_affine(x, scale, shift);
+        }
+    }
     let fast = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32;
     if fast(x) && scale.is_none_or(fast) && shift.is_none_or(fast) && x.rank() >= 2 {
         return match (scale, shift) {

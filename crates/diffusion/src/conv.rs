@@ -459,6 +459,10 @@ fn conv2d_in_blocks(
     stride: usize,
     budget: usize,
 ) -> candle_core::Result<Tensor> {
+    #[cfg(feature = "cuda")]
+    if crate::nn::fused(input, &[weight]) {
+        return crate::cuda::conv2d(input, weight, padding, stride);
+    }
     let f32_cpu = |t: &Tensor| t.device().is_cpu() && t.dtype() == candle_core::DType::F32;
     if f32_cpu(input) && f32_cpu(weight) {
         let op = Conv2dOp {

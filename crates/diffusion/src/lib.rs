@@ -5,6 +5,8 @@ pub mod channel;
 pub mod clip;
 pub mod clip_vision;
 pub mod conv;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod embedded;
 pub mod nn;
 pub mod pipeline;

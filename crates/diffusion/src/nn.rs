@@ -316,6 +316,7 @@ impl Linear {
         }
         let y = x.reshape((rows, in_dim))?.matmul(&self.weight.t()?)?;
         let y = match &self.bias {
+            Some(b) if fused(&y, &[b]) => fused_channel_affine(&y, None, Some(b))?,
             Some(b) => y.broadcast_add(b)?,
             None => y,
         };
@@ -371,6 +372,34 @@ fn upcast(x: &Tensor) -> Result<Tensor> {
     })
 }
 
+/// Whether inference on `x` (with `parameters` of its dtype) takes the fused CUDA kernels.
+#[cfg(feature = "cuda")]
+pub(crate) fn fused(x: &Tensor, parameters: &[&Tensor]) -> bool {
+    crate::cuda::applies(x)
+        && parameters
+            .iter()
+            .all(|p| p.dtype() == x.dtype() && !p.track_op() && p.device().same_device(x.device()))
+}
+
+#[cfg(not(feature = "cuda"))]
+pub(crate) fn fused(_: &Tensor, _: &[&Tensor]) -> bool {
+    false
+}
+
+#[cfg(feature = "cuda")]
+fn fused_channel_affine(
+    x: &Tensor,
+    scale: Option<&Tensor>,
+    shift: Option<&Tensor>,
+) -> Result<Tensor> {
+    Ok(crate::cuda::channel_affine(x, scale, shift)?)
+}
+
+#[cfg(not(feature = "cuda"))]
+fn fused_channel_affine(_: &Tensor, _: Option<&Tensor>, _: Option<&Tensor>) -> Result<Tensor> {
+    unreachable!("fused kernels exist only in CUDA builds")
+}
+
 /// Normalises over the last dimension: `(x - mean) / sqrt(var + eps)`, biased variance,
 /// computed in f32 (or f64 for f64 inputs), returned in the input dtype.
 pub fn normalize_last_dim(x: &Tensor, eps: f64) -> Result<Tensor> {
@@ -405,6 +434,18 @@ impl LayerNorm {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        #[cfg(feature = "cuda")]
+        {
+            let parameters: Vec<&Tensor> = self.weight.iter().chain(&self.bias).collect();
+            if fused(x, &parameters) {
+                return Ok(crate::cuda::layer_norm(
+                    x,
+                    self.weight.as_ref(),
+                    self.bias.as_ref(),
+                    self.eps,
+                )?);
+            }
+        }
         let y = normalize_last_dim(x, self.eps)?;
         let y = match &self.weight {
             Some(w) => y.broadcast_mul(w)?,
@@ -454,6 +495,17 @@ impl GroupNorm {
                 msg: format!("shape {dims:?}, expected [B, {}, ...]", self.weight.dim(0)?),
             });
         }
+        #[cfg(feature = "cuda")]
+        if fused(x, &[&self.weight, &self.bias]) {
+            return Ok(crate::cuda::group_norm(
+                x,
+                &self.weight,
+                &self.bias,
+                self.num_groups,
+                self.eps,
+                false,
+            )?);
+        }
         let grouped = x.reshape((dims[0], self.num_groups, ()))?;
         let y = normalize_last_dim(&grouped, self.eps)?.reshape(dims.as_slice())?;
         Ok(crate::channel::channel_affine(
@@ -461,6 +513,25 @@ impl GroupNorm {
             Some(&self.weight),
             Some(&self.bias),
         )?)
+    }
+
+    /// `silu(self.forward(x))`, one pass on a GPU.
+    pub fn forward_silu(&self, x: &Tensor) -> Result<Tensor> {
+        #[cfg(feature = "cuda")]
+        if fused(x, &[&self.weight, &self.bias])
+            && x.rank() >= 2
+            && x.dim(1)? == self.weight.dim(0)?
+        {
+            return Ok(crate::cuda::group_norm(
+                x,
+                &self.weight,
+                &self.bias,
+                self.num_groups,
+                self.eps,
+                true,
+            )?);
+        }
+        silu(&self.forward(x)?)
     }
 }
 
@@ -471,6 +542,10 @@ impl GroupNorm {
 pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
     let dtype = x.dtype();
     let xf = upcast(x)?;
+    #[cfg(feature = "cuda")]
+    if fused(x, &[]) {
+        return Ok(crate::cuda::softmax_last_dim(x, 1.0)?);
+    }
     if !x.track_op() {
         let xf = xf.contiguous()?;
         let y = if xf.dtype() == DType::F32 && xf.device().is_cpu() {
@@ -607,7 +682,12 @@ pub fn scaled_dot_product_attention(
     // that the [.., Lq, Lk] score matrix never exceeds ~64 MiB of f32.
     let rows: usize = dims[..rank.saturating_sub(2)].iter().product();
     let per_row = dims[rank - 2] * lk;
-    let max_elems = 1usize << 24;
+    // a GPU holds far larger score matrices (2 × 8 heads × 4096² halves is 0.5 GB)
+    let max_elems = if q.device().is_cuda() {
+        1usize << 28
+    } else {
+        1usize << 24
+    };
     if !tracked && mask.is_none() && rank >= 3 && rows > 1 && rows * per_row > max_elems {
         let lq = dims[rank - 2];
         let dh = dims[rank - 1];
@@ -646,6 +726,17 @@ fn attention_core(
     upcast_scores: bool,
 ) -> Result<Tensor> {
     let dtype = q.dtype();
+    // GPU inference: scores in the input dtype, scaled inside one f32 softmax pass
+    if mask.is_none() && !upcast_scores && fused(q, &[k, v]) {
+        let scores = q
+            .contiguous()?
+            .matmul(&k.transpose(D::Minus2, D::Minus1)?.contiguous()?)?;
+        #[cfg(feature = "cuda")]
+        let probs = crate::cuda::softmax_last_dim(&scores, scale as f32)?;
+        #[cfg(not(feature = "cuda"))]
+        let probs = scores;
+        return Ok(probs.matmul(&v.contiguous()?)?);
+    }
     let (q, k) = if upcast_scores {
         (upcast(q)?, upcast(k)?)
     } else {
@@ -843,6 +934,10 @@ impl GeGlu {
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let h = self.proj.forward(x)?;
+        #[cfg(feature = "cuda")]
+        if fused(&h, &[]) {
+            return Ok(crate::cuda::geglu(&h)?);
+        }
         let half = h.dim(D::Minus1)? / 2;
         let hidden = h.narrow(D::Minus1, 0, half)?;
         let gate = h.narrow(D::Minus1, half, half)?;

@@ -88,10 +88,21 @@ impl StableDiffusion {
     }
 
     pub fn from_dir(dir: &ModelDir, dtype: DType, device: &Device) -> Result<Self> {
-        if !matches!(dtype, DType::F32 | DType::F16) {
-            return Err(DiffusionError::Invalid(format!(
-                "dtype {dtype:?}: only f32 and f16 are supported"
-            )));
+        match dtype {
+            DType::F32 | DType::F16 => {}
+            DType::BF16 if device.is_cuda() => {}
+            DType::BF16 => {
+                return Err(DiffusionError::Invalid(
+                    "dtype bf16 runs on a GPU only (--device cuda): the CPU has no bf16 matrix \
+                     products"
+                        .into(),
+                ))
+            }
+            _ => {
+                return Err(DiffusionError::Invalid(format!(
+                    "dtype {dtype:?}: only f32, f16 and (on a GPU) bf16 are supported"
+                )))
+            }
         }
         let tokenizer = ClipTokenizer::from_dir(&dir.component("tokenizer"))?;
         let text_config =
@@ -132,7 +143,7 @@ impl StableDiffusion {
             .map_err(|e| in_file(e, &vae_weights.path()))?;
 
         let scheduler_config: SchedulerConfig = dir.config("scheduler")?;
-        Ok(StableDiffusion {
+        let sd = StableDiffusion {
             tokenizer,
             text_encoder,
             unet,
@@ -141,7 +152,39 @@ impl StableDiffusion {
             root: dir.clone(),
             dtype,
             device: device.clone(),
-        })
+        };
+        sd.warm_up()?;
+        Ok(sd)
+    }
+
+    /// On a GPU, runs the text encoder, the U-Net and the VAE decoder once on a tiny input, so
+    /// that compiling and loading kernels and starting cuBLAS happen while loading, not in the
+    /// first image (nor in a stream's first frame). Nothing to do on the CPU.
+    fn warm_up(&self) -> Result<()> {
+        if !self.device.is_cuda() {
+            return Ok(());
+        }
+        #[cfg(feature = "cuda")]
+        crate::cuda::warm_up(&self.device)?;
+        let context = self.encode_prompts(&[""], None, 1.0)?;
+        let side = self.unet.config.downsampling_factor();
+        let channels = self.unet.config.in_channels;
+        let latent = Tensor::zeros((1, channels, side, side), DType::F32, &self.device)?;
+        let timestep = Tensor::new(&[1f32], &self.device)?;
+        let eps = self.unet.forward(&latent, &timestep, &context.cond)?;
+        let z = Tensor::zeros(
+            (1, self.vae.config.latent_channels, side, side),
+            DType::F32,
+            &self.device,
+        )?;
+        let image = self.decode_latent(&z)?;
+        // reading values waits until all of it has run
+        eps.flatten_all()?
+            .get(0)?
+            .to_dtype(DType::F32)?
+            .to_scalar::<f32>()?;
+        image.flatten_all()?.get(0)?.to_scalar::<f32>()?;
+        Ok(())
     }
 
     /// Pixels per latent cell (8 for Stable Diffusion).

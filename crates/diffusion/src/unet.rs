@@ -346,14 +346,14 @@ impl ResnetBlock2D {
 
     /// `x` [B, C_in, H, W]; `temb` [B, T] (already the time embedding, before SiLU).
     pub fn forward(&self, x: &Tensor, temb: Option<&Tensor>) -> Result<Tensor> {
-        let h = nn::silu(&self.norm1.forward(x)?)?;
+        let h = self.norm1.forward_silu(x)?;
         let mut h = self.conv1.forward(&h)?;
         if let (Some(proj), Some(t)) = (&self.time_emb_proj, temb) {
             let t = proj.forward(&nn::silu(t)?)?;
             let (b, c) = t.dims2()?;
             h = h.broadcast_add(&t.reshape((b, c, 1, 1))?)?;
         }
-        let h = nn::silu(&self.norm2.forward(&h)?)?;
+        let h = self.norm2.forward_silu(&h)?;
         let h = self.conv2.forward(&h)?;
         let skip = match &self.conv_shortcut {
             Some(c) => c.forward(x)?,
@@ -1007,7 +1007,7 @@ impl UNet2DConditionModel {
             let mine: Vec<Tensor> = skips.drain(start..).rev().collect();
             x = blk.forward(&x, &mine, &temb, &context)?;
         }
-        let x = nn::silu(&self.conv_norm_out.forward(&x)?)?;
+        let x = self.conv_norm_out.forward_silu(&x)?;
         self.conv_out.forward(&x)
     }
 }

@@ -19,9 +19,21 @@ fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/unet_vae")
 }
 
+/// `BRAINRECON_TEST_DEVICE=cuda` runs the golden comparisons on a GPU (a `--features cuda`
+/// build): the fused inference kernels are then what is checked against diffusers.
+fn test_device() -> Device {
+    match std::env::var("BRAINRECON_TEST_DEVICE").as_deref() {
+        Ok("cuda") => {
+            Device::new_cuda(0).expect("BRAINRECON_TEST_DEVICE=cuda needs a CUDA build and GPU")
+        }
+        Ok("cpu") | Err(_) => Device::Cpu,
+        Ok(other) => panic!("BRAINRECON_TEST_DEVICE: expected cpu or cuda, found {other}"),
+    }
+}
+
 fn io(name: &str) -> HashMap<String, Tensor> {
     let path = fixtures().join(format!("{name}_io.safetensors"));
-    candle_core::safetensors::load(&path, &Device::Cpu)
+    candle_core::safetensors::load(&path, &test_device())
         .unwrap_or_else(|e| panic!("cannot load {}: {e}", path.display()))
 }
 
@@ -65,7 +77,7 @@ fn check(what: &str, got: &Tensor, want: &Tensor, tol: f32) {
 }
 
 fn unet_forward_matches(name: &str) {
-    let dev = Device::Cpu;
+    let dev = test_device();
     let io = io(name);
     let unet = UNet2DConditionModel::from_pretrained(&fixtures().join(name), DType::F32, &dev)
         .expect("load U-Net");
@@ -94,7 +106,7 @@ fn is_attn2_kv(name: &str) -> bool {
 }
 
 fn unet_gradients_match(name: &str) {
-    let dev = Device::Cpu;
+    let dev = test_device();
     let io = io(name);
     let varmap = VarMap::new();
     let unet = UNet2DConditionModel::from_pretrained_trainable(
@@ -167,7 +179,7 @@ fn unet_sd2_attn2_kv_and_context_gradients_match_torch_autograd() {
 #[test]
 fn unet_timesteps_are_per_sample() {
     // Each sample of the batch, run alone with its own timestep, gives the batched result.
-    let dev = Device::Cpu;
+    let dev = test_device();
     let io = io("unet_sd1");
     let unet =
         UNet2DConditionModel::from_pretrained(&fixtures().join("unet_sd1"), DType::F32, &dev)
@@ -205,7 +217,7 @@ fn unet_timesteps_are_per_sample() {
 
 #[test]
 fn unet_f16_agrees_with_f32_golden() {
-    let dev = Device::Cpu;
+    let dev = test_device();
     for name in ["unet_sd1", "unet_sd2"] {
         let io = io(name);
         let unet = UNet2DConditionModel::from_pretrained(&fixtures().join(name), DType::F16, &dev)
@@ -227,7 +239,7 @@ fn unet_f16_agrees_with_f32_golden() {
 
 #[test]
 fn vae_posterior_and_decode_match_diffusers() {
-    let dev = Device::Cpu;
+    let dev = test_device();
     let io = io("vae");
     let vae = AutoencoderKL::from_pretrained(&fixtures().join("vae"), DType::F32, &dev).unwrap();
     assert_eq!(vae.scaling_factor(), 0.18215);
@@ -253,7 +265,7 @@ fn vae_posterior_and_decode_match_diffusers() {
 
 #[test]
 fn vae_decode_gradient_matches_torch_autograd() {
-    let dev = Device::Cpu;
+    let dev = test_device();
     let io = io("vae");
     let vae = AutoencoderKL::from_pretrained(&fixtures().join("vae"), DType::F32, &dev).unwrap();
     let z = Var::from_tensor(get(&io, "latents")).unwrap();
@@ -273,7 +285,7 @@ fn vae_decode_gradient_matches_torch_autograd() {
 
 #[test]
 fn vae_f16_agrees_with_f32_golden() {
-    let dev = Device::Cpu;
+    let dev = test_device();
     let io = io("vae");
     let vae = AutoencoderKL::from_pretrained(&fixtures().join("vae"), DType::F16, &dev).unwrap();
     let post = vae.encode(get(&io, "image")).unwrap();

@@ -76,9 +76,9 @@ pub struct Workload {
     pub t: usize,
 }
 
-/// The workloads: A decoding (voxels → features), B encoding
-/// (features → voxels), C small.
-pub const WORKLOADS: [Workload; 3] = [
+/// The benchmark's workloads: A decoding (voxels → features), B encoding
+/// (features → voxels), C small, D decoding the full SD latent (4×64×64).
+pub const WORKLOADS: [Workload; 4] = [
     Workload {
         name: "A",
         n_train: 8859,
@@ -99,6 +99,13 @@ pub const WORKLOADS: [Workload; 3] = [
         n_test: 500,
         p: 4000,
         t: 1000,
+    },
+    Workload {
+        name: "D",
+        n_train: 8859,
+        n_test: 982,
+        p: 15724,
+        t: 16384,
     },
 ];
 

@@ -28,6 +28,9 @@ pub enum RidgeError {
     /// The symmetric eigensolver did not converge.
     #[error("eigendecomposition of the {0} matrix did not converge")]
     Decomposition(&'static str),
+    /// The GPU could not be used, or failed; names the step.
+    #[error("GPU: {0}")]
+    Gpu(String),
     /// Shard models cannot be merged.
     #[error("cannot merge shard models: {0}")]
     Merge(String),

@@ -6,6 +6,7 @@ use faer::{Mat, MatRef};
 use serde::{Deserialize, Serialize};
 
 use crate::band::{BandCholesky, BandReduction, ConstantReflection, BAND_WIDTH};
+use crate::device::Device;
 use crate::error::{Result, RidgeError};
 use crate::linalg::{mul32, par_map_ranges, Float};
 use crate::model::{ModelOptions, RidgeModel, TargetRange};
@@ -107,8 +108,12 @@ pub struct RidgeCv {
     /// Targets processed together; bounds the n×chunk per-alpha buffers.
     pub target_chunk: usize,
     /// Precision of the Gram/covariance matrix, its eigendecomposition and
-    /// the refit (the per-alpha products are always f32).
+    /// the refit (the per-alpha products are always f32 on the CPU; on a GPU
+    /// everything runs in this precision).
     pub precision: Precision,
+    /// Where the fit runs. A GPU fits GCV and LOO (not K-fold) and chooses its
+    /// own target chunk from the free device memory.
+    pub device: Device,
 }
 
 /// Working precision of the decomposition (see [`RidgeCv::precision`]).
@@ -136,6 +141,7 @@ impl Default for RidgeCv {
             standardize: false,
             target_chunk: 2048,
             precision: Precision::F64,
+            device: Device::Cpu,
         }
     }
 }
@@ -198,6 +204,12 @@ impl RidgeCv {
     ) -> Result<RidgeModel> {
         trace("start");
         self.validate(x, y, &targets)?;
+        if let Device::Cuda(ordinal) = self.device {
+            // the GPU checks the values itself, where they already are
+            return self.fit_cuda(ordinal, x, y, targets);
+        }
+        check_finite("X", x)?;
+        check_finite("Y", y.subcols(targets.start, targets.len()))?;
         let x_transform = XTransform::fit(x, self.fit_intercept, self.standardize);
         let y_mean = if self.fit_intercept {
             column_means(y.subcols(targets.start, targets.len()))
@@ -215,6 +227,31 @@ impl RidgeCv {
             Precision::F64 => self.fit_prepared::<f64>(data),
             Precision::F32 => self.fit_prepared::<f32>(data),
         }
+    }
+
+    #[cfg(feature = "cuda")]
+    fn fit_cuda(
+        &self,
+        ordinal: usize,
+        x: MatRef<'_, f32>,
+        y: MatRef<'_, f32>,
+        targets: Range<usize>,
+    ) -> Result<RidgeModel> {
+        crate::gpu::fit_on_gpu(self, ordinal, x, y, targets)
+    }
+
+    #[cfg(not(feature = "cuda"))]
+    fn fit_cuda(
+        &self,
+        ordinal: usize,
+        _x: MatRef<'_, f32>,
+        _y: MatRef<'_, f32>,
+        _targets: Range<usize>,
+    ) -> Result<RidgeModel> {
+        Err(RidgeError::Gpu(format!(
+            "device cuda:{ordinal} needs a build with CUDA support (cargo build --features cuda); \
+             this one fits on the CPU only"
+        )))
     }
 
     fn fit_prepared<T: Float>(&self, data: Prepared<'_>) -> Result<RidgeModel> {
@@ -283,8 +320,7 @@ impl RidgeCv {
         if self.target_chunk == 0 {
             return Err(RidgeError::Options("target_chunk must be ≥ 1".into()));
         }
-        check_finite("X", x)?;
-        check_finite("Y", y.subcols(targets.start, targets.len()))
+        Ok(())
     }
 
     /// Chunks of the fitted target range (local indices).

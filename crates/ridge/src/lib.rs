@@ -15,8 +15,11 @@
 
 mod band;
 mod bench;
+mod device;
 mod error;
 mod fit;
+#[cfg(feature = "cuda")]
+mod gpu;
 mod io;
 mod linalg;
 pub mod metrics;
@@ -29,8 +32,11 @@ pub mod stats;
 pub use bench::{
     bench_alphas, bench_workload, generate, BenchData, BenchReport, Workload, WORKLOADS,
 };
+pub use device::Device;
 pub use error::{Result, RidgeError};
 pub use fit::{row_major_view, Cv, CvMethod, Precision, RidgeCv, Shard};
+#[cfg(feature = "cuda")]
+pub use gpu::last_fit_peak_bytes;
 pub use io::{FORMAT_VERSION, MODEL_FILE, WEIGHTS_FILE};
 pub use linalg::set_threads;
 pub use model::{ModelOptions, RidgeModel, TargetRange};

@@ -138,11 +138,22 @@ pub(crate) fn par_map_ranges<R: Send>(
     len: usize,
     work: impl Fn(std::ops::Range<usize>) -> Vec<R> + Sync,
 ) -> Vec<R> {
-    let pieces = threads().min(len.max(1));
+    par_map_ranges_on(threads(), len, work)
+}
+
+/// [`par_map_ranges`] on at most `threads` threads; every piece is non-empty.
+fn par_map_ranges_on<R: Send>(
+    threads: usize,
+    len: usize,
+    work: impl Fn(std::ops::Range<usize>) -> Vec<R> + Sync,
+) -> Vec<R> {
+    let pieces = threads.min(len.max(1));
     if pieces <= 1 {
         return work(0..len);
     }
     let step = len.div_ceil(pieces);
+    // 40 items on 16 threads: steps of 3 make 14 pieces, not 16
+    let pieces = len.div_ceil(step);
     std::thread::scope(|scope| {
         let handles: Vec<_> = (0..pieces)
             .map(|k| {
@@ -156,4 +167,26 @@ pub(crate) fn par_map_ranges<R: Send>(
             .flat_map(|h| h.join().expect("worker thread panicked"))
             .collect()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::par_map_ranges_on;
+
+    #[test]
+    fn pieces_cover_the_range_once_and_none_is_empty() {
+        for (threads, len) in [(16, 40), (16, 17), (3, 2), (2, 1), (8, 0), (5, 100)] {
+            let pieces = par_map_ranges_on(threads, len, |range| vec![range]);
+            assert!(
+                pieces.iter().all(|r| !r.is_empty() || len == 0),
+                "{threads} threads, {len}: {pieces:?}"
+            );
+            let covered: Vec<usize> = pieces.into_iter().flatten().collect();
+            assert_eq!(
+                covered,
+                (0..len).collect::<Vec<_>>(),
+                "{threads} threads, {len}"
+            );
+        }
+    }
 }

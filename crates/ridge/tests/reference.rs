@@ -69,6 +69,7 @@ impl Case {
             standardize: self.flag("standardize"),
             target_chunk: 3, // several chunks, one of them ragged
             precision: brainrecon_ridge::Precision::F64,
+            device: test_device(),
         }
     }
 }
@@ -100,8 +101,25 @@ fn grid_index(grid: &[f64], alpha: f64) -> usize {
         .unwrap_or_else(|| panic!("alpha {alpha} not in grid"))
 }
 
+/// `BRAINRECON_TEST_DEVICE=cuda` runs the reference cases on a GPU (a `--features cuda` build).
+fn test_device() -> brainrecon_ridge::Device {
+    std::env::var("BRAINRECON_TEST_DEVICE")
+        .map(|d| {
+            d.parse()
+                .expect("BRAINRECON_TEST_DEVICE: cpu, cuda or cuda:N")
+        })
+        .unwrap_or_default()
+}
+
 fn check_case(name: &str) {
     let case = Case::load(name);
+    if test_device() != brainrecon_ridge::Device::Cpu
+        && case.json["cv"] != "loo"
+        && case.json["cv"] != "gcv"
+    {
+        eprintln!("{name}: K-fold runs on the CPU only; not a GPU case");
+        return;
+    }
     let model = case
         .estimator()
         .fit(case.matrix("x").as_ref(), case.matrix("y").as_ref())

@@ -238,6 +238,10 @@ pub struct DecoderSpec {
     pub standardize: bool,
     pub intercept: bool,
     pub average_train: bool,
+    /// Where the ridge fit runs (a GPU fits GCV and LOO).
+    pub device: brainrecon_ridge::Device,
+    /// Precision of the Gram matrix and its decomposition.
+    pub precision: brainrecon_ridge::Precision,
 }
 
 /// What a fit did and how well the decoder does.
@@ -313,6 +317,8 @@ pub fn fit_decoder(
         scoring: Scoring::R2,
         fit_intercept: spec.intercept,
         standardize: spec.standardize,
+        device: spec.device,
+        precision: spec.precision,
         ..RidgeCv::default()
     };
     let started = std::time::Instant::now();

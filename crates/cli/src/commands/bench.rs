@@ -30,7 +30,8 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
 /// Time ridge regression (LOO and GCV, 10 alphas, one per target) on synthetic fMRI-shaped data.
 ///
 /// Workloads: A decoding (8859 train / 982 test rows, 15724 voxels → 768 features), B encoding
-/// (768 features → 15724 voxels), C small (2000/500, 4000 → 1000). The data (float32, a planted
+/// (768 features → 15724 voxels), C small (2000/500, 4000 → 1000), D the full SD latent
+/// (15724 voxels → 16384 values of a 4×64×64 latent; about 1.3 GB of arrays). The data (float32, a planted
 /// rank-16 signal plus noise, seeded) are written as .npy under `--data-dir/<workload>/` with
 /// `meta.json` (shapes, alphas), so `tools/bench/ridge_anchors.py` fits scikit-learn and
 /// himalaya on the same arrays. Each fit runs in its own process; peak memory is that
@@ -56,6 +57,9 @@ pub struct RidgeArgs {
     /// Alpha selection: loo, gcv or both (one run each)
     #[arg(long, default_value = "both")]
     cv: String,
+    /// cpu, cuda or cuda:N (a build with `--features cuda`)
+    #[arg(long, default_value = "cpu")]
+    device: String,
     /// Print the results as JSON
     #[arg(long)]
     json: bool,
@@ -71,6 +75,8 @@ pub struct RunArgs {
     precision: String,
     #[arg(long)]
     cv: String,
+    #[arg(long, default_value = "cpu")]
+    device: String,
 }
 
 /// `meta.json` of a workload directory; the Python anchors read it too.
@@ -98,6 +104,10 @@ struct RunResult {
     predict_seconds: f64,
     mean_test_r: f64,
     peak_rss_mb: f64,
+    device: String,
+    /// Device memory the fit allocated at its peak (GPU runs only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    peak_gpu_mb: Option<f64>,
 }
 
 const SEED: u64 = 20240611;
@@ -105,14 +115,19 @@ const GENERATOR_VERSION: u32 = 1;
 
 fn selected(workload: &str) -> anyhow::Result<Vec<Workload>> {
     match workload {
-        "all" => Ok(WORKLOADS.to_vec()),
+        // D (1.3 GB of arrays, minutes on a laptop) runs only when named
+        "all" => Ok(WORKLOADS
+            .iter()
+            .filter(|w| w.name != "D")
+            .copied()
+            .collect()),
         name => WORKLOADS
             .iter()
             .find(|w| w.name.eq_ignore_ascii_case(name))
             .map(|w| vec![*w])
             .ok_or_else(|| {
                 usage(format!(
-                    "--workload: expected A, B, C or all, found '{name}'"
+                    "--workload: expected A, B, C, D or all, found '{name}'"
                 ))
             }),
     }
@@ -147,6 +162,7 @@ fn ridge(args: RidgeArgs) -> anyhow::Result<()> {
     if args.threads == 0 {
         return Err(usage("--threads must be ≥ 1"));
     }
+    super::ridge::ridge_device(&args.device)?;
     let exe = std::env::current_exe()?;
     let mut results = Vec::new();
     for w in &workloads {
@@ -158,7 +174,14 @@ fn ridge(args: RidgeArgs) -> anyhow::Result<()> {
                 let output = Command::new(&exe)
                     .args(["bench", "ridge-run", "--threads"])
                     .arg(args.threads.to_string())
-                    .args(["--precision", precision, "--cv", cv])
+                    .args([
+                        "--precision",
+                        precision,
+                        "--cv",
+                        cv,
+                        "--device",
+                        &args.device,
+                    ])
                     .arg("--dir")
                     .arg(&dir)
                     .output()?;
@@ -177,18 +200,20 @@ fn ridge(args: RidgeArgs) -> anyhow::Result<()> {
     if args.json {
         return super::print_json(&results);
     }
-    println!("workload  cv   precision  solver  fit s     predict s  test mean r  peak MB");
+    println!("workload  device  cv   precision  solver  fit s     predict s  test mean r  peak MB  GPU MB");
     for r in &results {
         println!(
-            "{:<9} {:<4} {:<10} {:<7} {:<9.2} {:<10.3} {:<12.4} {:.0}",
+            "{:<9} {:<7} {:<4} {:<10} {:<7} {:<9.2} {:<10.3} {:<12.4} {:<8.0} {}",
             r.workload,
+            r.device,
             r.cv,
             r.precision,
             r.solver,
             r.fit_seconds,
             r.predict_seconds,
             r.mean_test_r,
-            r.peak_rss_mb
+            r.peak_rss_mb,
+            r.peak_gpu_mb.map_or("-".into(), |m| format!("{m:.0}"))
         );
     }
     Ok(())
@@ -245,6 +270,7 @@ fn ridge_run(args: RunArgs) -> anyhow::Result<()> {
             _ => Cv::Loo,
         },
         precision,
+        device: super::ridge::ridge_device(&args.device)?,
         ..RidgeCv::default()
     };
     let started = Instant::now();
@@ -269,9 +295,21 @@ fn ridge_run(args: RunArgs) -> anyhow::Result<()> {
         predict_seconds,
         mean_test_r: summarize(&r).mean,
         peak_rss_mb: peak_rss_mb(),
+        peak_gpu_mb: gpu_peak_mb(&estimator.device),
+        device: args.device,
     };
     println!("{}", serde_json::to_string(&result)?);
     Ok(())
+}
+
+/// Device memory of the fit at its peak, in MB (GPU fits only).
+fn gpu_peak_mb(device: &brainrecon_ridge::Device) -> Option<f64> {
+    #[cfg(feature = "cuda")]
+    if *device != brainrecon_ridge::Device::Cpu {
+        return Some(brainrecon_ridge::last_fit_peak_bytes() as f64 / 1e6);
+    }
+    let _ = device;
+    None
 }
 
 /// Peak resident set size of this process (VmHWM), in MB (10^6 bytes).

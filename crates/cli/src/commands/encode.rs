@@ -66,6 +66,9 @@ pub struct Args {
     /// folds grouped by stimulus
     #[arg(long, default_value = "5")]
     cv: String,
+    /// cpu, cuda or cuda:N: where the ridge fit runs (a GPU fits --cv gcv or loo)
+    #[arg(long, default_value = "cpu")]
+    device: String,
     /// Print the summary as JSON
     #[arg(long)]
     json: bool,
@@ -360,9 +363,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let x_train = targets.gather(&train_ids)?;
     let x_test = targets.gather(&test_ids)?;
 
+    let device = super::ridge::ridge_device(&args.device)?;
+    let cv = parse_cv(&args.cv, &train_ids)?;
+    if device != brainrecon_ridge::Device::Cpu && matches!(cv, brainrecon_ridge::Cv::KFold { .. }) {
+        return Err(usage(format!(
+            "--device {}: K-fold cross-validation runs on the CPU only; use --cv gcv or --cv loo on a GPU",
+            args.device
+        )));
+    }
     let estimator = RidgeCv {
         alphas: args.alphas.clone().unwrap_or_else(standard_alphas),
-        cv: parse_cv(&args.cv, &train_ids)?,
+        cv,
+        device,
         ..RidgeCv::default()
     };
     let fit_started = Instant::now();

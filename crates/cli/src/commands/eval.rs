@@ -34,6 +34,9 @@ pub struct Args {
     /// id; default: openai/clip-vit-large-patch14 when it is in the Hugging Face cache)
     #[arg(long)]
     clip: Option<String>,
+    /// cpu, cuda or cuda:N: where the CLIP image model runs
+    #[arg(long, default_value = "cpu")]
+    device: String,
     /// Report: test images per page
     #[arg(long, default_value_t = 50)]
     rows_per_page: usize,
@@ -98,7 +101,7 @@ fn reconstructions(dir: &Path) -> anyhow::Result<Vec<(usize, PathBuf)>> {
 
 fn route_eval(args: &Args) -> anyhow::Result<()> {
     let subject = PreparedSubject::open(&args.stimuli)?;
-    let clip = super::features::clip_for_eval(args.clip.as_deref())?;
+    let clip = super::features::clip_for_eval(args.clip.as_deref(), &super::device(&args.device)?)?;
     let options = EvalOptions {
         clip: clip.as_deref(),
         rows_per_page: args.rows_per_page.max(1),

@@ -55,7 +55,7 @@ pub struct Args {
     /// cpu, cuda or cuda:N
     #[arg(long, default_value = "cpu")]
     device: String,
-    /// Weights' precision: f32 or f16
+    /// Weights' precision: f32, f16, or bf16 (GPU only)
     #[arg(long, default_value = "f32")]
     dtype: String,
     /// Print a summary as JSON
@@ -70,6 +70,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let kind = FeatureKind::parse(&args.kind)?;
     let device = super::device(&args.device)?;
     let dtype = super::dtype(&args.dtype)?;
+    super::check_dtype_on(dtype, &device)?;
     let out = args.out.unwrap_or_else(|| default_features_dir(&subject));
     let started = std::time::Instant::now();
     let summary = match kind {
@@ -135,14 +136,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 
 /// The CLIP model for identification in `eval`: the named one, else the default when it is
 /// in the Hugging Face cache, else none.
-pub fn clip_for_eval(model: Option<&str>) -> anyhow::Result<Option<Box<dyn ImageEmbedder>>> {
-    let device = brainrecon_diffusion::pipeline::Device::Cpu;
+pub fn clip_for_eval(
+    model: Option<&str>,
+    device: &brainrecon_diffusion::pipeline::Device,
+) -> anyhow::Result<Option<Box<dyn ImageEmbedder>>> {
     let dtype = brainrecon_diffusion::pipeline::DType::F32;
     match model {
         Some(model) => Ok(Some(Box::new(ClipImageFeatures::load(
-            model, dtype, &device,
+            model, dtype, device,
         )?))),
-        None => match ClipImageFeatures::load(DEFAULT_CLIP, dtype, &device) {
+        None => match ClipImageFeatures::load(DEFAULT_CLIP, dtype, device) {
             Ok(clip) => Ok(Some(Box::new(clip))),
             // Not in the cache: evaluate without CLIP (the table says so).
             Err(RouteError::Diffusion(DiffusionError::ModelNotFound { .. })) => Ok(None),

@@ -62,6 +62,13 @@ pub struct Args {
     /// Fit no intercept (as the published code; the targets' mean is then not predicted)
     #[arg(long)]
     no_intercept: bool,
+    /// cpu, cuda or cuda:N: where the ridge fit runs (a GPU fits --cv gcv or loo)
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Precision of the Gram matrix and its eigendecomposition: f64, or f32 (about 2× faster on
+    /// the CPU)
+    #[arg(long, default_value = "f64")]
+    precision: super::ridge::PrecisionArg,
     /// Print the fit summary as JSON
     #[arg(long)]
     json: bool,
@@ -77,6 +84,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             args.cv
         ))
     })?;
+    let device = super::ridge::ridge_device(&args.device)?;
+    if device != brainrecon_ridge::Device::Cpu && matches!(cv, DecoderCv::KFold(_)) {
+        return Err(usage(format!(
+            "--device {}: K-fold cross-validation runs on the CPU only; use --cv gcv or --cv loo on a GPU",
+            args.device
+        )));
+    }
     let spec = DecoderSpec {
         roi: args
             .roi
@@ -99,6 +113,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         },
         intercept: !args.no_intercept,
         average_train: args.average_train,
+        device,
+        precision: args.precision.into(),
     };
     let summary = fit_decoder(&subject, &spec, &args.out)?;
     if let Some(warning) = summary.edge_warning() {

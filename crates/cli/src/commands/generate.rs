@@ -8,6 +8,7 @@ use brainrecon_diffusion::rng::SeededNoise;
 use brainrecon_diffusion::scheduler::SchedulerKind;
 use std::io::Write;
 use std::path::PathBuf;
+use std::time::Instant;
 
 /// Generate an image with Stable Diffusion: txt2img, or img2img from `--init-image`.
 ///
@@ -16,7 +17,8 @@ use std::path::PathBuf;
 /// ($HF_HUB_CACHE, $HF_HOME/hub or ~/.cache/huggingface/hub); nothing is downloaded. Weights
 /// must be safetensors. All noise comes from `--seed`: the same seed writes the same PNG.
 /// Sampling follows diffusers (classifier-free guidance when `--guidance` > 1; img2img runs
-/// floor(steps × strength) steps from the noised image latent).
+/// floor(steps × strength) steps from the noised image latent). `--device cuda` runs every model
+/// on the GPU; `--json` reports the load time and the prompt-to-pixels time.
 #[derive(clap::Args)]
 #[command(
     after_help = "Example:\n  brainrecon generate --model stabilityai/sd-turbo --prompt \"a red circle on a blue background\" --steps 1 --guidance 0 --scheduler euler-a --out circle.png\n  brainrecon generate --model models/sd15 --prompt \"a dog\" --init-image stim.png --strength 0.8 --seed 7 --out dog.png"
@@ -50,9 +52,15 @@ pub struct Args {
     /// ddim, euler or euler-a (default: the model's scheduler if it is one of these, else ddim)
     #[arg(long)]
     scheduler: Option<String>,
-    /// Weights' precision: f32 or f16
+    /// Weights' precision: f32, f16, or bf16 (GPU only)
     #[arg(long, default_value = "f32")]
     dtype: String,
+    /// cpu, cuda or cuda:N (a build with `--features cuda`)
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Print what was written and the seconds each stage took as JSON
+    #[arg(long)]
+    json: bool,
     /// Output height in pixels (default: the init image's, else the model's native size)
     #[arg(long)]
     height: Option<usize>,
@@ -65,15 +73,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let dtype = match args.dtype.as_str() {
-        "f32" => DType::F32,
-        "f16" => DType::F16,
-        other => {
-            return Err(usage(format!(
-                "--dtype: expected f32 or f16, found '{other}'"
-            )))
-        }
-    };
+    let dtype: DType = super::dtype(&args.dtype)?;
     super::check_sampling(args.steps, args.guidance)?;
     let strength = match (&args.init_image, args.strength) {
         (None, Some(_)) => return Err(usage("--strength needs --init-image")),
@@ -105,8 +105,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         )));
     }
 
-    let device = Device::Cpu;
+    let started = Instant::now();
+    let device: Device = super::device(&args.device)?;
+    super::check_dtype_on(dtype, &device)?;
     let sd = StableDiffusion::load(&args.model, dtype, &device)?;
+    let load_seconds = started.elapsed().as_secs_f64();
     let scheduler = match &args.scheduler {
         Some(name) => SchedulerKind::parse(name).map_err(|e| usage(format!("--scheduler: {e}")))?,
         None => sd.default_scheduler(),
@@ -128,6 +131,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
     }
 
+    let started = Instant::now();
     let negative: Vec<&str> = args.negative_prompt.iter().map(String::as_str).collect();
     let context = sd.encode_prompts(
         &[args.prompt.as_str()],
@@ -171,7 +175,23 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let image = sd.decode_latent(&latents)?;
     let (h, w, values) = image_to_hwc(&image)?;
+    // image_to_hwc read the pixels back, so every stage has finished
+    let sample_seconds = started.elapsed().as_secs_f64();
     write_png(&args.out, &RgbImage::from_unit_f32(h, w, &values))?;
+    if args.json {
+        return super::print_json(&serde_json::json!({
+            "out": args.out,
+            "height": h,
+            "width": w,
+            "steps": args.steps,
+            "scheduler": scheduler.name(),
+            "seed": args.seed,
+            "device": args.device,
+            "dtype": args.dtype,
+            "load_seconds": load_seconds,
+            "prompt_to_pixels_seconds": sample_seconds,
+        }));
+    }
     println!(
         "wrote {} ({h}×{w}, {} steps, {}, seed {})",
         args.out.display(),

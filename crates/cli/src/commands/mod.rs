@@ -70,16 +70,31 @@ pub fn device(name: &str) -> anyhow::Result<brainrecon_diffusion::pipeline::Devi
     })
 }
 
-/// `--dtype`: the precision the U-Net and text encoder run in.
+/// `--dtype`: the precision the U-Net and text encoder run in (bf16 on GPUs only: the CPU has no
+/// bf16 matrix products).
 pub fn dtype(name: &str) -> anyhow::Result<brainrecon_diffusion::pipeline::DType> {
     use brainrecon_diffusion::pipeline::DType;
     match name {
         "f32" => Ok(DType::F32),
         "f16" => Ok(DType::F16),
+        "bf16" => Ok(DType::BF16),
         other => Err(usage(format!(
-            "--dtype: expected f32 or f16, found '{other}'"
+            "--dtype: expected f32, f16 or bf16, found '{other}'"
         ))),
     }
+}
+
+/// bf16 runs on GPUs only: the CPU has no bf16 matrix products.
+pub fn check_dtype_on(
+    dtype: brainrecon_diffusion::pipeline::DType,
+    device: &brainrecon_diffusion::pipeline::Device,
+) -> anyhow::Result<()> {
+    if dtype == brainrecon_diffusion::pipeline::DType::BF16 && !device.is_cuda() {
+        return Err(usage(
+            "--dtype bf16 needs --device cuda: the CPU has no bf16 matrix products (use f32 or f16)",
+        ));
+    }
+    Ok(())
 }
 
 /// The command line as typed, quoted where a shell would need it, for reports.

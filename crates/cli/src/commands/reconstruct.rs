@@ -61,7 +61,7 @@ pub struct Args {
     /// cpu, cuda or cuda:N
     #[arg(long, default_value = "cpu")]
     device: String,
-    /// Precision of the U-Net and text encoder: f32 or f16
+    /// Precision of the U-Net and text encoder: f32, f16, or bf16 (GPU only)
     #[arg(long, default_value = "f32")]
     dtype: String,
     /// Print a summary as JSON
@@ -84,6 +84,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let c = load("c")?;
     let device = super::device(&args.device)?;
     let dtype = super::dtype(&args.dtype)?;
+    super::check_dtype_on(dtype, &device)?;
     let sd = StableDiffusion::load(&args.model, dtype, &device)?;
     let options = ReconstructOptions {
         method,

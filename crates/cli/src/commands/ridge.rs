@@ -73,12 +73,32 @@ pub struct FitArgs {
     /// Threads (default: all cores)
     #[arg(long)]
     threads: Option<usize>,
+    /// cpu, cuda or cuda:N: where the fit runs (GPU: --cv gcv or loo, in --precision; a build
+    /// with `--features cuda`)
+    #[arg(long, default_value = "cpu")]
+    device: String,
     /// Model directory to write (weights.safetensors + model.json)
     #[arg(long)]
     out: PathBuf,
     /// Print the fit summary as JSON
     #[arg(long)]
     json: bool,
+}
+
+/// `--device` for ridge: cpu, cuda or cuda:N; a GPU in a build without CUDA is a usage error.
+pub fn ridge_device(text: &str) -> anyhow::Result<brainrecon_ridge::Device> {
+    let device: brainrecon_ridge::Device = text.parse().map_err(|_| {
+        usage(format!(
+            "--device: expected cpu, cuda or cuda:N, found '{text}'"
+        ))
+    })?;
+    if device != brainrecon_ridge::Device::Cpu && !brainrecon_ridge::Device::cuda_compiled() {
+        return Err(usage(format!(
+            "--device {text}: this brainrecon was built without CUDA (build with --features cuda, \
+             see the README's GPU section)"
+        )));
+    }
+    Ok(device)
 }
 
 /// `--precision` values.
@@ -230,6 +250,7 @@ fn fit(args: FitArgs) -> anyhow::Result<()> {
     if args.target_chunk == 0 {
         return Err(usage("--target-chunk must be ≥ 1"));
     }
+    let device = ridge_device(&args.device)?;
     let x = read_matrix(&args.x, "X (n, p)")?;
     let y = read_matrix(&args.y, "Y (n, t)")?;
     if y.rows != x.rows {
@@ -262,8 +283,16 @@ fn fit(args: FitArgs) -> anyhow::Result<()> {
         standardize: args.standardize,
         target_chunk: args.target_chunk,
         precision: args.precision.into(),
+        device,
         ..RidgeCv::default()
     };
+    if device != brainrecon_ridge::Device::Cpu && matches!(estimator.cv, Cv::KFold { .. }) {
+        return Err(usage(format!(
+            "--device {}: K-fold cross-validation runs on the CPU only; use --cv gcv or --cv loo \
+             on a GPU",
+            args.device
+        )));
+    }
     let x_view = row_major_view("X", &x.data, (x.rows, x.cols))?;
     let y_view = row_major_view("Y", &y.data, (y.rows, y.cols))?;
     let started = std::time::Instant::now();
@@ -294,6 +323,7 @@ fn fit(args: FitArgs) -> anyhow::Result<()> {
         "cv": model.options.cv,
         "median_alpha": chosen[chosen.len() / 2],
         "seconds": seconds,
+        "device": device.to_string(),
     });
     if args.json {
         return super::print_json(&summary);

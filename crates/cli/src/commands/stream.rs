@@ -117,7 +117,7 @@ pub struct Args {
     /// cpu, cuda or cuda:N
     #[arg(long, default_value = "cpu")]
     device: String,
-    /// Weights' precision: f32 or f16
+    /// Weights' precision: f32, f16, or bf16 (GPU only)
     #[arg(long, default_value = "f32")]
     dtype: String,
     /// Print the summary as JSON
@@ -330,6 +330,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let dtype: DType = super::dtype(&args.dtype)?;
     let device = super::device(&args.device)?;
+    super::check_dtype_on(dtype, &device)?;
     let denoisers = args
         .denoisers
         .unwrap_or(if device.is_cpu() { 2 } else { 1 });

@@ -1,0 +1,214 @@
+//! GPU runs from the CPU build: `brainrecon` hands `--device cuda` commands to `brainrecon-cuda`.
+//!
+//! A `--features cuda` build links the CUDA libraries (candle links them at build time), so
+//! it cannot even start where the NVIDIA driver or the CUDA 13 libraries are missing, such as
+//! a cluster's login node. The project therefore ships two programs side by side
+//! (`tools/build-cuda.sh` makes both): `brainrecon`, which links no CUDA and runs everywhere,
+//! and `brainrecon-cuda`. When a command asks for `--device cuda[:N]`, `brainrecon` loads each
+//! CUDA library the GPU build needs; if all load, it replaces itself with `brainrecon-cuda`
+//! (same arguments, same process id); if one is missing, or there is no `brainrecon-cuda`
+//! beside it, it says why on stderr and runs the command on the CPU.
+
+use std::ffi::{CString, OsString};
+use std::path::PathBuf;
+
+/// The GPU build's program name, looked for beside this program.
+pub const CUDA_PROGRAM: &str = "brainrecon-cuda";
+
+/// The shared libraries the GPU build needs at run time (the driver and CUDA 13's).
+const CUDA_LIBRARIES: [&str; 8] = [
+    "libcuda.so.1",
+    "libcudart.so.13",
+    "libcublasLt.so.13",
+    "libcublas.so.13",
+    "libcurand.so.10",
+    "libnvrtc.so.13",
+    "libcusparse.so.12",
+    "libcusolver.so.12",
+];
+
+/// What to do with a command line.
+#[derive(Debug, PartialEq)]
+pub enum Route {
+    /// Run here (no GPU asked for).
+    Here,
+    /// Replace this process with the GPU build.
+    Gpu(PathBuf),
+    /// A GPU was asked for and cannot be used: run here on the CPU, after saying why.
+    Cpu { reason: String, args: Vec<OsString> },
+}
+
+/// The value of `--device` (`--device X` or `--device=X`) on a command line.
+fn device_argument(args: &[OsString]) -> Option<(usize, String)> {
+    args.iter().enumerate().find_map(|(i, arg)| {
+        let text = arg.to_str()?;
+        if text == "--device" {
+            Some((i + 1, args.get(i + 1)?.to_str()?.to_string()))
+        } else {
+            text.strip_prefix("--device=").map(|v| (i, v.to_string()))
+        }
+    })
+}
+
+/// The first library of `libraries` that cannot be loaded, with the loader's message.
+fn missing_library(libraries: &[String]) -> Option<String> {
+    libraries.iter().find_map(|name| {
+        let c_name = CString::new(name.as_str()).ok()?;
+        // SAFETY: dlopen with a valid C string; the handle stays open (the GPU build will load
+        // the same libraries, and closing CUDA libraries is not always safe)
+        let handle = unsafe { libc::dlopen(c_name.as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL) };
+        if !handle.is_null() {
+            return None;
+        }
+        // SAFETY: dlerror returns a C string owned by the loader, or null
+        let error = unsafe { libc::dlerror() };
+        let message = if error.is_null() {
+            format!("{name}: not found")
+        } else {
+            unsafe { std::ffi::CStr::from_ptr(error) }
+                .to_string_lossy()
+                .into_owned()
+        };
+        Some(message)
+    })
+}
+
+/// Decides where `args` (the whole command line, program name first) runs. `libraries`
+/// overrides the list of libraries to check (the tests use it).
+pub fn route(
+    args: &[OsString],
+    program_dir: Option<PathBuf>,
+    libraries: Option<Vec<String>>,
+) -> Route {
+    let Some((at, device)) = device_argument(args) else {
+        return Route::Here;
+    };
+    if !device.starts_with("cuda") {
+        return Route::Here;
+    }
+    let fall_back = |reason: String| {
+        let mut args = args.to_vec();
+        if args[at]
+            .to_str()
+            .is_some_and(|a| a.starts_with("--device="))
+        {
+            args[at] = OsString::from("--device=cpu");
+        } else {
+            args[at] = OsString::from("cpu");
+        }
+        Route::Cpu { reason, args }
+    };
+    let gpu_program = program_dir.map(|dir| dir.join(CUDA_PROGRAM));
+    let Some(gpu_program) = gpu_program.filter(|p| p.is_file()) else {
+        return fall_back(format!(
+            "this brainrecon has no GPU build beside it ({CUDA_PROGRAM}; build it with \
+             tools/build-cuda.sh)"
+        ));
+    };
+    let libraries =
+        libraries.unwrap_or_else(|| CUDA_LIBRARIES.iter().map(|s| s.to_string()).collect());
+    match missing_library(&libraries) {
+        Some(message) => fall_back(format!(
+            "the CUDA libraries cannot be loaded ({message}); on a GPU machine, `source \
+             tools/cuda-env.sh` puts the driver and CUDA 13 on the loader's path"
+        )),
+        None => Route::Gpu(gpu_program),
+    }
+}
+
+/// Applies [`route`] to this process: returns the arguments to run here (or never returns,
+/// when the GPU build takes over).
+pub fn arguments() -> Vec<OsString> {
+    let args: Vec<OsString> = std::env::args_os().collect();
+    let program_dir = std::env::current_exe()
+        .ok()
+        .and_then(|p| p.parent().map(PathBuf::from));
+    // BRAINRECON_CUDA_LIBRARIES: a comma-separated list replacing the libraries to check
+    let libraries = std::env::var("BRAINRECON_CUDA_LIBRARIES")
+        .ok()
+        .map(|v| v.split(',').map(str::to_string).collect());
+    match route(&args, program_dir, libraries) {
+        Route::Here => args,
+        Route::Cpu { reason, args } => {
+            eprintln!("brainrecon: running on the CPU: {reason}");
+            args
+        }
+        Route::Gpu(program) => {
+            use std::os::unix::process::CommandExt;
+            let error = std::process::Command::new(&program).args(&args[1..]).exec();
+            eprintln!(
+                "brainrecon: running on the CPU: could not start {}: {error}",
+                program.display()
+            );
+            match route(&args, None, Some(Vec::new())) {
+                Route::Cpu { args, .. } => args,
+                _ => args,
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(words: &[&str]) -> Vec<OsString> {
+        words.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn only_cuda_devices_leave_this_process() {
+        let dir = Some(std::env::temp_dir());
+        for words in [
+            &["brainrecon", "generate", "--prompt", "x"][..],
+            &["brainrecon", "generate", "--device", "cpu"],
+            &["brainrecon", "generate", "--device=cpu"],
+        ] {
+            assert_eq!(route(&line(words), dir.clone(), None), Route::Here);
+        }
+    }
+
+    #[test]
+    fn a_missing_gpu_build_or_library_falls_back_to_the_cpu_saying_why() {
+        let dir = tempfile::tempdir().unwrap();
+        let args = line(&[
+            "brainrecon",
+            "ridge",
+            "fit",
+            "--device",
+            "cuda:1",
+            "--x",
+            "X.npy",
+        ]);
+        match route(&args, Some(dir.path().to_path_buf()), None) {
+            Route::Cpu { reason, args } => {
+                assert!(reason.contains("brainrecon-cuda"), "{reason}");
+                assert_eq!(args[4], "cpu");
+                assert_eq!(args[5], "--x");
+            }
+            other => panic!("{other:?}"),
+        }
+        std::fs::write(dir.path().join(CUDA_PROGRAM), "").unwrap();
+        let missing = Some(vec!["libbrainrecon-absent.so.7".to_string()]);
+        let args = line(&["brainrecon", "generate", "--device=cuda"]);
+        match route(&args, Some(dir.path().to_path_buf()), missing) {
+            Route::Cpu { reason, args } => {
+                assert!(reason.contains("libbrainrecon-absent.so.7"), "{reason}");
+                assert_eq!(args[2], "--device=cpu");
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn the_gpu_build_runs_when_every_library_loads() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(CUDA_PROGRAM), "").unwrap();
+        let present = Some(vec!["libc.so.6".to_string(), "libm.so.6".to_string()]);
+        let args = line(&["brainrecon", "generate", "--device", "cuda"]);
+        assert_eq!(
+            route(&args, Some(dir.path().to_path_buf()), present),
+            Route::Gpu(dir.path().join(CUDA_PROGRAM))
+        );
+    }
+}
