@@ -1,20 +1,19 @@
 //! Stable Diffusion on candle: our own modules, differentiable end to end, with diffusers'
 //! parameter names, seeded noise, per-sample timesteps, and a VAE posterior mean.
 
-pub mod channel;
 pub mod clip;
 pub mod clip_vision;
-pub mod conv;
-#[cfg(feature = "cuda")]
-pub mod cuda;
 pub mod embedded;
-pub mod nn;
 pub mod pipeline;
 pub mod prior;
-pub mod rng;
 pub mod scheduler;
 pub mod tokenizer;
-pub mod train;
 pub mod unet;
 pub mod vae;
 pub mod weights;
+
+// The shared building blocks live in brainrecon-nn; their old paths keep working.
+#[cfg(feature = "cuda")]
+pub use brainrecon_nn::cuda;
+pub use brainrecon_nn::layers as nn;
+pub use brainrecon_nn::{channel, conv, rng, train};

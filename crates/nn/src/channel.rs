@@ -235,7 +235,7 @@ pub fn channel_affine(
     #[cfg(feature = "cuda")]
     {
         let parameters: Vec<&Tensor> = scale.into_iter().chain(shift).collect();
-        if x.rank() >= 2 && crate::nn::fused(x, &parameters) {
+        if x.rank() >= 2 && crate::layers::fused(x, &parameters) {
             return crate::cuda::channel_affine(x, scale, shift);
         }
     }

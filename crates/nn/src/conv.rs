@@ -460,7 +460,7 @@ fn conv2d_in_blocks(
     budget: usize,
 ) -> candle_core::Result<Tensor> {
     #[cfg(feature = "cuda")]
-    if crate::nn::fused(input, &[weight]) {
+    if crate::layers::fused(input, &[weight]) {
         return crate::cuda::conv2d(input, weight, padding, stride);
     }
     let f32_cpu = |t: &Tensor| t.device().is_cpu() && t.dtype() == candle_core::DType::F32;

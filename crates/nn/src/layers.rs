@@ -1,4 +1,3 @@
-//! nn-ready
 //! Differentiable building blocks on candle ops that all have backward passes.
 //!
 //! candle 0.11.1's fused `softmax_last_dim` and `layer_norm` kernels have no backward pass, so
@@ -24,7 +23,7 @@ use candle_core::{DType, Device, Module, Shape, Tensor, Var, D};
 use candle_nn::var_builder::SimpleBackend;
 use candle_nn::{VarBuilder, VarMap};
 
-/// Errors of the diffusion modules (nn, VAE, U-Net).
+/// Errors of the modules built on these layers (the U-Net, the VAE, the vision networks...).
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A parameter the module needs is absent from the weights.
@@ -286,9 +285,9 @@ pub struct Linear {
 
 impl Linear {
     pub fn new(vb: VarBuilder, in_dim: usize, out_dim: usize, bias: bool) -> Result<Self> {
-        let weight = crate::nn::weight(&vb, (out_dim, in_dim), "weight")?;
+        let weight = crate::layers::weight(&vb, (out_dim, in_dim), "weight")?;
         let bias = if bias {
-            Some(crate::nn::weight(&vb, out_dim, "bias")?)
+            Some(crate::layers::weight(&vb, out_dim, "bias")?)
         } else {
             None
         };
@@ -344,8 +343,9 @@ impl Conv2d {
         stride: usize,
         padding: usize,
     ) -> Result<Self> {
-        let weight = crate::nn::weight(&vb, (out_channels, in_channels, kernel, kernel), "weight")?;
-        let bias = Some(crate::nn::weight(&vb, out_channels, "bias")?);
+        let weight =
+            crate::layers::weight(&vb, (out_channels, in_channels, kernel, kernel), "weight")?;
+        let bias = Some(crate::layers::weight(&vb, out_channels, "bias")?);
         Ok(Self {
             weight,
             bias,
@@ -424,8 +424,8 @@ impl LayerNorm {
     pub fn new(vb: VarBuilder, dim: usize, eps: f64, affine: bool) -> Result<Self> {
         let (weight, bias) = if affine {
             (
-                Some(crate::nn::weight(&vb, dim, "weight")?),
-                Some(crate::nn::weight(&vb, dim, "bias")?),
+                Some(crate::layers::weight(&vb, dim, "weight")?),
+                Some(crate::layers::weight(&vb, dim, "bias")?),
             )
         } else {
             (None, None)
@@ -477,8 +477,8 @@ impl GroupNorm {
                 vb.prefix()
             )));
         }
-        let weight = crate::nn::weight(&vb, channels, "weight")?;
-        let bias = crate::nn::weight(&vb, channels, "bias")?;
+        let weight = crate::layers::weight(&vb, channels, "weight")?;
+        let bias = crate::layers::weight(&vb, channels, "bias")?;
         Ok(Self {
             weight,
             bias,

@@ -14,7 +14,7 @@ use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 use std::collections::VecDeque;
 
-use crate::weights::{DiffusionError, Result};
+use crate::error::{ModelError, Result};
 
 /// Where Gaussian noise comes from.
 pub trait NoiseSource {
@@ -77,13 +77,13 @@ impl NoiseSource for QueuedNoise {
     fn gaussian(&mut self, shape: &[usize], device: &Device, dtype: DType) -> Result<Tensor> {
         let index = self.served;
         let next = self.queue.pop_front().ok_or_else(|| {
-            DiffusionError::Invalid(format!(
+            ModelError::Invalid(format!(
                 "noise queue: draw {index} of shape {shape:?} was asked for, but only {index} \
                  tensors were given"
             ))
         })?;
         if next.dims() != shape {
-            return Err(DiffusionError::Invalid(format!(
+            return Err(ModelError::Invalid(format!(
                 "noise queue: draw {index} must have shape {shape:?}, the given tensor has {:?}",
                 next.dims()
             )));

@@ -67,7 +67,7 @@ use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 
-use crate::weights::{DiffusionError, Result};
+use crate::error::{ModelError, Result};
 
 // ---------------------------------------------------------------------------------------------
 // Seeded random streams
@@ -163,7 +163,7 @@ impl ParamInit {
         if ok {
             Ok(())
         } else {
-            Err(DiffusionError::Invalid(format!(
+            Err(ModelError::Invalid(format!(
                 "initialisation of parameter `{name}`: {self:?} needs a finite, non-negative \
                  scale"
             )))
@@ -381,7 +381,7 @@ impl SimpleBackend for VarsBackend {
 
 /// The name and shape of every parameter `build` asks for, in the order it asks (the module is
 /// built once over zeros).
-pub fn record_parameters<M, E: Into<DiffusionError>>(
+pub fn record_parameters<M, E: Into<ModelError>>(
     build: impl Fn(VarBuilder<'static>) -> std::result::Result<M, E>,
     dtype: DType,
     device: &Device,
@@ -394,7 +394,7 @@ pub fn record_parameters<M, E: Into<DiffusionError>>(
     build(vb).map_err(Into::into)?;
     let rec = recording
         .lock()
-        .map_err(|_| DiffusionError::Invalid("parameter recording lock poisoned".into()))?;
+        .map_err(|_| ModelError::Invalid("parameter recording lock poisoned".into()))?;
     Ok(rec.order.clone())
 }
 
@@ -405,7 +405,7 @@ pub fn record_parameters<M, E: Into<DiffusionError>>(
 /// `build` is called twice (once to learn the names and shapes) and may return either error
 /// type of this crate, e.g. `|vb| AutoencoderKL::new(vb, &config)` or
 /// `|vb| ClipTextModel::new(vb, &config)`.
-pub fn init_parameters<M, E: Into<DiffusionError>>(
+pub fn init_parameters<M, E: Into<ModelError>>(
     build: impl Fn(VarBuilder<'static>) -> std::result::Result<M, E>,
     seed: u64,
     dtype: DType,
@@ -416,7 +416,7 @@ pub fn init_parameters<M, E: Into<DiffusionError>>(
 
 /// [`init_parameters`] with the default rule of each tensor passed through `adjust(name,
 /// shape, default)`, which returns the rule to use.
-pub fn init_parameters_with<M, E: Into<DiffusionError>>(
+pub fn init_parameters_with<M, E: Into<ModelError>>(
     build: impl Fn(VarBuilder<'static>) -> std::result::Result<M, E>,
     seed: u64,
     dtype: DType,
@@ -424,7 +424,7 @@ pub fn init_parameters_with<M, E: Into<DiffusionError>>(
     adjust: impl Fn(&str, &[usize], ParamInit) -> ParamInit,
 ) -> Result<(M, Parameters)> {
     if !dtype.is_float() {
-        return Err(DiffusionError::Invalid(format!(
+        return Err(ModelError::Invalid(format!(
             "parameters must have a floating-point dtype, not {dtype:?}"
         )));
     }
@@ -462,7 +462,7 @@ pub struct Parameters {
 
 impl Parameters {
     /// Parameters from existing variables (for instance those a
-    /// [`crate::nn::trainable_var_builder`] registered). All must share one dtype and device.
+    /// [`crate::layers::trainable_var_builder`] registered). All must share one dtype and device.
     pub fn from_vars(vars: impl IntoIterator<Item = (String, Var)>) -> Result<Self> {
         let vars: BTreeMap<String, Var> = vars.into_iter().collect();
         let (dtype, device) = match vars.values().next() {
@@ -471,7 +471,7 @@ impl Parameters {
         };
         for (name, v) in &vars {
             if v.dtype() != dtype || !v.device().same_device(&device) {
-                return Err(DiffusionError::Invalid(format!(
+                return Err(ModelError::Invalid(format!(
                     "parameter `{name}` is {:?} on {:?}, the others {dtype:?} on {:?}",
                     v.dtype(),
                     v.device().location(),
@@ -491,7 +491,7 @@ impl Parameters {
         let data = varmap
             .data()
             .lock()
-            .map_err(|_| DiffusionError::Invalid("VarMap lock poisoned".into()))?;
+            .map_err(|_| ModelError::Invalid("VarMap lock poisoned".into()))?;
         Self::from_vars(data.iter().map(|(n, v)| (n.clone(), v.clone())))
     }
 
@@ -581,7 +581,7 @@ impl Parameters {
     /// missing, unexpected or misshapen tensor is an error naming the file and the tensor.
     pub fn load_safetensors(&mut self, path: impl AsRef<Path>) -> Result<()> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|e| DiffusionError::io(path, e))?;
+        let bytes = std::fs::read(path).map_err(|e| ModelError::io(path, e))?;
         let st = parse_safetensors(&bytes, path)?;
         let mut stored: BTreeMap<String, safetensors::tensor::TensorView<'_>> =
             st.tensors().into_iter().collect();
@@ -589,13 +589,13 @@ impl Parameters {
         for (name, var) in &self.vars {
             let view = stored
                 .remove(name)
-                .ok_or_else(|| DiffusionError::MissingTensor {
+                .ok_or_else(|| ModelError::MissingTensor {
                     path: path.to_path_buf(),
                     name: name.clone(),
                 })?;
             let t = view_to_tensor(&view, name, path)?;
             if t.dims() != var.dims() {
-                return Err(DiffusionError::Shape {
+                return Err(ModelError::Shape {
                     path: path.to_path_buf(),
                     name: name.clone(),
                     expected: var.dims().to_vec(),
@@ -605,7 +605,7 @@ impl Parameters {
             values.push((var, t.to_dtype(var.dtype())?.to_device(var.device())?));
         }
         if let Some(extra) = stored.keys().next() {
-            return Err(DiffusionError::Invalid(format!(
+            return Err(ModelError::Invalid(format!(
                 "{}: tensor '{extra}' is not a parameter of this model ({} parameters expected, \
                  the file has {})",
                 path.display(),
@@ -641,7 +641,7 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
     if let Some(parent) = path.parent() {
         if !parent.as_os_str().is_empty() {
-            std::fs::create_dir_all(parent).map_err(|e| DiffusionError::io(parent, e))?;
+            std::fs::create_dir_all(parent).map_err(|e| ModelError::io(parent, e))?;
         }
     }
     let tmp = temp_sibling(path, "tmp");
@@ -652,11 +652,11 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     })();
     if let Err(e) = written {
         let _ = std::fs::remove_file(&tmp);
-        return Err(DiffusionError::io(path, e));
+        return Err(ModelError::io(path, e));
     }
     std::fs::rename(&tmp, path).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
-        DiffusionError::io(path, e)
+        ModelError::io(path, e)
     })
 }
 
@@ -710,30 +710,29 @@ fn serialize_safetensors(
                 .map(|v| (n.as_str(), v))
         })
         .collect::<std::result::Result<Vec<_>, _>>()
-        .map_err(|e| DiffusionError::Safetensors {
+        .map_err(|e| ModelError::Safetensors {
             path: path.to_path_buf(),
             message: e.to_string(),
         })?;
-    safetensors::serialize(views, Some(metadata)).map_err(|e| DiffusionError::Safetensors {
+    safetensors::serialize(views, Some(metadata)).map_err(|e| ModelError::Safetensors {
         path: path.to_path_buf(),
         message: e.to_string(),
     })
 }
 
 fn parse_safetensors<'a>(bytes: &'a [u8], path: &Path) -> Result<safetensors::SafeTensors<'a>> {
-    safetensors::SafeTensors::deserialize(bytes).map_err(|e| DiffusionError::Safetensors {
+    safetensors::SafeTensors::deserialize(bytes).map_err(|e| ModelError::Safetensors {
         path: path.to_path_buf(),
         message: e.to_string(),
     })
 }
 
 fn safetensors_metadata(bytes: &[u8], path: &Path) -> Result<HashMap<String, String>> {
-    let (_, meta) = safetensors::SafeTensors::read_metadata(bytes).map_err(|e| {
-        DiffusionError::Safetensors {
+    let (_, meta) =
+        safetensors::SafeTensors::read_metadata(bytes).map_err(|e| ModelError::Safetensors {
             path: path.to_path_buf(),
             message: e.to_string(),
-        }
-    })?;
+        })?;
     Ok(meta.metadata().clone().unwrap_or_default())
 }
 
@@ -750,7 +749,7 @@ fn view_to_tensor(
         S::F16 => DType::F16,
         S::BF16 => DType::BF16,
         other => {
-            return Err(DiffusionError::Dtype {
+            return Err(ModelError::Dtype {
                 path: path.to_path_buf(),
                 name: name.to_string(),
                 dtype: format!("{other:?} (a floating-point tensor was expected)"),
@@ -831,7 +830,7 @@ impl AdamW {
 
     fn validate_hyperparameters(&self) -> Result<()> {
         let bad = |what: &str, v: f64| {
-            Err(DiffusionError::Invalid(format!(
+            Err(ModelError::Invalid(format!(
                 "AdamW: invalid {what} {v} (torch requires lr >= 0, eps >= 0, 0 <= beta < 1, \
                  weight_decay >= 0, all finite)"
             )))
@@ -905,7 +904,7 @@ impl AdamW {
             let dtype = var.dtype();
             let device = var.device();
             if grad.dims() != var.dims() {
-                return Err(DiffusionError::Invalid(format!(
+                return Err(ModelError::Invalid(format!(
                     "AdamW: the gradient of `{name}` has shape {:?}, the parameter {:?}",
                     grad.dims(),
                     var.dims()
@@ -916,7 +915,7 @@ impl AdamW {
                 match map.get(name.as_str()) {
                     Some(t) => {
                         if t.dims() != var.dims() {
-                            return Err(DiffusionError::Invalid(format!(
+                            return Err(ModelError::Invalid(format!(
                                 "AdamW: the optimizer state of `{name}` has shape {:?}, the \
                                  parameter {:?}",
                                 t.dims(),
@@ -998,12 +997,12 @@ impl AdamW {
         for (name, m) in &self.m {
             match params.get(name) {
                 None => {
-                    return Err(DiffusionError::Invalid(format!(
+                    return Err(ModelError::Invalid(format!(
                         "AdamW state has parameter `{name}`, which the model does not have"
                     )))
                 }
                 Some(var) if var.dims() != m.dims() => {
-                    return Err(DiffusionError::Invalid(format!(
+                    return Err(ModelError::Invalid(format!(
                         "AdamW state of `{name}` has shape {:?}, the parameter {:?}",
                         m.dims(),
                         var.dims()
@@ -1024,7 +1023,7 @@ impl AdamW {
         let mut tensors = Vec::with_capacity(2 * self.m.len());
         for (name, m) in &self.m {
             let v = self.v.get(name).ok_or_else(|| {
-                DiffusionError::Invalid(format!("AdamW: `{name}` has exp_avg but no exp_avg_sq"))
+                ModelError::Invalid(format!("AdamW: `{name}` has exp_avg but no exp_avg_sq"))
             })?;
             tensors.push((format!("exp_avg.{name}"), HostTensor::from_tensor(m)?));
             tensors.push((format!("exp_avg_sq.{name}"), HostTensor::from_tensor(v)?));
@@ -1043,7 +1042,7 @@ impl AdamW {
         meta.insert(
             ADAMW_META_KEY.to_string(),
             serde_json::to_string(&scalars)
-                .map_err(|e| DiffusionError::Invalid(format!("AdamW state: {e}")))?,
+                .map_err(|e| ModelError::Invalid(format!("AdamW state: {e}")))?,
         );
         let bytes = serialize_safetensors(&tensors, meta, path)?;
         write_atomic(path, &bytes)
@@ -1053,9 +1052,9 @@ impl AdamW {
     /// each parameter's device and dtype). Errors name the file and what is wrong.
     pub fn load(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|e| DiffusionError::io(path, e))?;
+        let bytes = std::fs::read(path).map_err(|e| ModelError::io(path, e))?;
         let meta = safetensors_metadata(&bytes, path)?;
-        let invalid = |message: String| DiffusionError::Config {
+        let invalid = |message: String| ModelError::Config {
             path: path.to_path_buf(),
             what: "AdamW state".into(),
             message,
@@ -1084,14 +1083,14 @@ impl AdamW {
                 let key = format!("{prefix}.{name}");
                 let view = stored
                     .remove(&key)
-                    .ok_or_else(|| DiffusionError::MissingTensor {
+                    .ok_or_else(|| ModelError::MissingTensor {
                         path: path.to_path_buf(),
                         name: key.clone(),
                     })?;
                 map.insert(name.clone(), view_to_tensor(&view, &key, path)?);
             }
             if m[name].dims() != v[name].dims() {
-                return Err(DiffusionError::Shape {
+                return Err(ModelError::Shape {
                     path: path.to_path_buf(),
                     name: format!("exp_avg_sq.{name}"),
                     expected: m[name].dims().to_vec(),
@@ -1128,7 +1127,7 @@ impl AdamW {
 /// the gradients (torch would scale them by NaN): the caller should skip that step.
 pub fn clip_grad_norm(grads: &mut GradStore, params: &Parameters, max_norm: f64) -> Result<f64> {
     if !(max_norm.is_finite() && max_norm > 0.0) {
-        return Err(DiffusionError::Invalid(format!(
+        return Err(ModelError::Invalid(format!(
             "clip_grad_norm: max_norm must be a positive number, got {max_norm}"
         )));
     }
@@ -1224,11 +1223,11 @@ fn list_checkpoints(root: &Path) -> Result<Vec<(usize, PathBuf)>> {
     let entries = match std::fs::read_dir(root) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-        Err(e) => return Err(DiffusionError::io(root, e)),
+        Err(e) => return Err(ModelError::io(root, e)),
     };
     let mut found = Vec::new();
     for entry in entries {
-        let entry = entry.map_err(|e| DiffusionError::io(root, e))?;
+        let entry = entry.map_err(|e| ModelError::io(root, e))?;
         let name = entry.file_name();
         let Some(step) = name.to_str().and_then(parse_step_dir) else {
             continue;
@@ -1254,11 +1253,11 @@ pub fn save_checkpoint(
     optimizer: &AdamW,
     extra: &serde_json::Value,
 ) -> Result<PathBuf> {
-    std::fs::create_dir_all(dir).map_err(|e| DiffusionError::io(dir, e))?;
+    std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
     let target = dir.join(step_dir_name(step));
     let staging = temp_sibling(&target, "staging");
     let written = (|| -> Result<()> {
-        std::fs::create_dir(&staging).map_err(|e| DiffusionError::io(&staging, e))?;
+        std::fs::create_dir(&staging).map_err(|e| ModelError::io(&staging, e))?;
         params.save_safetensors(staging.join(PARAMS_FILE))?;
         optimizer.save(staging.join(OPTIMIZER_FILE))?;
         let state = serde_json::json!({
@@ -1268,7 +1267,7 @@ pub fn save_checkpoint(
             "extra": extra,
         });
         let text = serde_json::to_vec_pretty(&state)
-            .map_err(|e| DiffusionError::Invalid(format!("checkpoint state: {e}")))?;
+            .map_err(|e| ModelError::Invalid(format!("checkpoint state: {e}")))?;
         write_atomic(&staging.join(STATE_FILE), &text)?;
         sync_dir(&staging);
         Ok(())
@@ -1281,7 +1280,7 @@ pub fn save_checkpoint(
     // a non-empty one).
     let old = if target.exists() {
         let aside = temp_sibling(&target, "replaced");
-        std::fs::rename(&target, &aside).map_err(|e| DiffusionError::io(&target, e))?;
+        std::fs::rename(&target, &aside).map_err(|e| ModelError::io(&target, e))?;
         Some(aside)
     } else {
         None
@@ -1291,16 +1290,16 @@ pub fn save_checkpoint(
             let _ = std::fs::rename(aside, &target);
         }
         let _ = std::fs::remove_dir_all(&staging);
-        return Err(DiffusionError::io(&target, e));
+        return Err(ModelError::io(&target, e));
     }
     sync_dir(dir);
     if let Some(aside) = old {
-        std::fs::remove_dir_all(&aside).map_err(|e| DiffusionError::io(&aside, e))?;
+        std::fs::remove_dir_all(&aside).map_err(|e| ModelError::io(&aside, e))?;
     }
     let all = list_checkpoints(dir)?;
     let excess = all.len().saturating_sub(KEEP_CHECKPOINTS);
     for (_, path) in &all[..excess] {
-        std::fs::remove_dir_all(path).map_err(|e| DiffusionError::io(path, e))?;
+        std::fs::remove_dir_all(path).map_err(|e| ModelError::io(path, e))?;
     }
     Ok(target)
 }
@@ -1317,7 +1316,7 @@ pub fn latest_checkpoint(dir: &Path) -> Result<Option<(usize, PathBuf)>> {
 pub fn load_checkpoint(dir: &Path, params: &mut Parameters) -> Result<(AdamW, serde_json::Value)> {
     let state_path = dir.join(STATE_FILE);
     let state: serde_json::Value = crate::weights::read_json(&state_path, "checkpoint state")?;
-    let invalid = |message: String| DiffusionError::Config {
+    let invalid = |message: String| ModelError::Config {
         path: state_path.clone(),
         what: "checkpoint state".into(),
         message,
@@ -1344,9 +1343,9 @@ pub fn load_checkpoint(dir: &Path, params: &mut Parameters) -> Result<(AdamW, se
         }
     }
     let optimizer = AdamW::load(dir.join(OPTIMIZER_FILE))?;
-    optimizer.validate_against(params).map_err(|e| {
-        DiffusionError::Invalid(format!("{}: {e}", dir.join(OPTIMIZER_FILE).display()))
-    })?;
+    optimizer
+        .validate_against(params)
+        .map_err(|e| ModelError::Invalid(format!("{}: {e}", dir.join(OPTIMIZER_FILE).display())))?;
     params.load_safetensors(dir.join(PARAMS_FILE))?;
     let extra = state
         .get("extra")

@@ -3,7 +3,7 @@
 //! passes over memory where candle's generic ops take several (and casts to f32 and back).
 //!
 //! They serve inference only: callers take them when a tensor is on a CUDA device and tracks no
-//! gradient; training keeps the differentiable ops of [`crate::nn`]. The kernels
+//! gradient; training keeps the differentiable ops of [`crate::layers`]. The kernels
 //! (`kernels.cu`) are compiled by NVRTC once per process for the device's architecture.
 
 use std::collections::HashMap;

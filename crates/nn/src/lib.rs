@@ -1,0 +1,18 @@
+//! Neural-network building blocks on candle, shared by brainrecon's model families (diffusion,
+//! vision, ...): differentiable layers with checkpoint names ([`layers`]), the project's own
+//! convolution ([`conv`]) and per-channel ops ([`channel`]), seeded noise ([`rng`]), seeded
+//! initialisation, AdamW and resumable checkpoints ([`train`]), safetensors and Hugging Face
+//! cache loading ([`weights`]), and, with the `cuda` feature, fused inference kernels for NVIDIA
+//! GPUs ([`cuda`]). No model lives here: each family has its own crate on top.
+
+pub mod channel;
+pub mod conv;
+#[cfg(feature = "cuda")]
+pub mod cuda;
+pub mod error;
+pub mod layers;
+pub mod rng;
+pub mod train;
+pub mod weights;
+
+pub use error::{ModelError, Result};

@@ -1,0 +1,460 @@
+//! Reading model weights: safetensors files (memory-mapped; `.fp16.safetensors` variants and
+//! sharded `*.safetensors.index.json` included) and the Hugging Face cache.
+//!
+//! Pickle checkpoints (`.bin`, `.ckpt`, `.pt`, `.pth`) are refused with an error naming the
+//! file. Every tensor is fetched by name with the shape the module expects; a missing tensor or a
+//! wrong shape is a typed error naming the file, the tensor and both shapes. The one place where
+//! checkpoint names differ from module names (legacy VAE attention names) is [`legacy_aliases`].
+
+use candle_core::{DType, Device, Shape, Tensor};
+use candle_nn::var_builder::SimpleBackend;
+use candle_nn::VarBuilder;
+use serde::de::DeserializeOwned;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+pub use crate::error::{ModelError, Result};
+
+/// Reads a JSON config (`config.json`, `scheduler_config.json`, ...) into `T`.
+pub fn read_json<T: DeserializeOwned>(path: &Path, what: &str) -> Result<T> {
+    if !path.is_file() {
+        return Err(ModelError::MissingFile {
+            path: path.to_path_buf(),
+            what: what.to_string(),
+        });
+    }
+    let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
+    serde_json::from_str(&text).map_err(|e| ModelError::Config {
+        path: path.to_path_buf(),
+        what: what.to_string(),
+        message: e.to_string(),
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Safetensors files
+// ---------------------------------------------------------------------------------------------
+
+struct TensorEntry {
+    file: usize,
+    dtype: DType,
+    shape: Vec<usize>,
+    start: usize,
+    end: usize,
+}
+
+struct MappedFile {
+    path: PathBuf,
+    mmap: memmap2::Mmap,
+}
+
+/// The tensors of one or more safetensors files, converted on request to `dtype` on `device`.
+#[derive(Clone)]
+pub struct Weights {
+    inner: Arc<WeightsInner>,
+    dtype: DType,
+    device: Device,
+}
+
+struct WeightsInner {
+    files: Vec<MappedFile>,
+    entries: HashMap<String, TensorEntry>,
+}
+
+fn candle_dtype(dtype: safetensors::Dtype) -> Option<DType> {
+    use safetensors::Dtype as S;
+    Some(match dtype {
+        S::F32 => DType::F32,
+        S::F16 => DType::F16,
+        S::BF16 => DType::BF16,
+        S::F64 => DType::F64,
+        S::U8 => DType::U8,
+        S::U32 => DType::U32,
+        S::I64 => DType::I64,
+        _ => return None,
+    })
+}
+
+impl Weights {
+    /// Memory-maps safetensors files; later files do not override earlier ones.
+    pub fn from_files(paths: &[PathBuf], dtype: DType, device: &Device) -> Result<Self> {
+        let mut files = Vec::new();
+        let mut entries = HashMap::new();
+        for path in paths {
+            refuse_pickle(path)?;
+            if !path.is_file() {
+                return Err(ModelError::MissingFile {
+                    path: path.clone(),
+                    what: "a safetensors weight file".into(),
+                });
+            }
+            let file = std::fs::File::open(path).map_err(|e| ModelError::io(path, e))?;
+            // SAFETY: the file is only read; the usual memory-map caveat (another process
+            // truncating it underneath) applies as for every safetensors reader.
+            let mmap = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| ModelError::io(path, e))?;
+            let (header, metadata) =
+                safetensors::SafeTensors::read_metadata(&mmap).map_err(|e| {
+                    ModelError::Safetensors {
+                        path: path.clone(),
+                        message: e.to_string(),
+                    }
+                })?;
+            let base = 8 + header;
+            for (name, info) in metadata.tensors() {
+                let Some(dt) = candle_dtype(info.dtype) else {
+                    return Err(ModelError::Dtype {
+                        path: path.clone(),
+                        name,
+                        dtype: format!("{:?}", info.dtype),
+                    });
+                };
+                entries.entry(name).or_insert(TensorEntry {
+                    file: files.len(),
+                    dtype: dt,
+                    shape: info.shape.clone(),
+                    start: base + info.data_offsets.0,
+                    end: base + info.data_offsets.1,
+                });
+            }
+            files.push(MappedFile {
+                path: path.clone(),
+                mmap,
+            });
+        }
+        Ok(Weights {
+            inner: Arc::new(WeightsInner { files, entries }),
+            dtype,
+            device: device.clone(),
+        })
+    }
+
+    /// The weights of one diffusers component folder (`unet/`, `vae/`, `text_encoder/`).
+    pub fn from_component(dir: &Path, dtype: DType, device: &Device) -> Result<Self> {
+        let files = component_files(dir, dtype == DType::F16)?;
+        Self::from_files(&files, dtype, device)
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    pub fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The same tensors, converted to another dtype on request.
+    pub fn with_dtype(&self, dtype: DType) -> Self {
+        Weights {
+            inner: self.inner.clone(),
+            dtype,
+            device: self.device.clone(),
+        }
+    }
+
+    /// The file holding the first tensor, for messages.
+    pub fn path(&self) -> PathBuf {
+        self.inner
+            .files
+            .first()
+            .map(|f| f.path.clone())
+            .unwrap_or_default()
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.inner.entries.keys().cloned().collect();
+        names.sort();
+        names
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.find(name).is_some()
+    }
+
+    fn find(&self, name: &str) -> Option<(&str, &TensorEntry)> {
+        if let Some((key, entry)) = self.inner.entries.get_key_value(name) {
+            return Some((key.as_str(), entry));
+        }
+        legacy_aliases(name).into_iter().find_map(|alias| {
+            self.inner
+                .entries
+                .get_key_value(&alias)
+                .map(|(k, e)| (k.as_str(), e))
+        })
+    }
+
+    /// The stored shape of a tensor, if present.
+    pub fn shape_of(&self, name: &str) -> Option<Vec<usize>> {
+        self.find(name).map(|(_, e)| e.shape.clone())
+    }
+
+    /// A tensor by name, checked against `shape`, in this store's dtype and device.
+    /// A stored shape that differs only by trailing 1s (1×1 convolution kernels saved for a
+    /// linear layer by old checkpoints) is reshaped.
+    pub fn get(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        let tensor = self.get_unchecked(name)?;
+        if tensor.dims() == shape {
+            return Ok(tensor);
+        }
+        let squeeze = |s: &[usize]| -> Vec<usize> {
+            let mut v = s.to_vec();
+            while v.len() > 1 && v.last() == Some(&1) {
+                v.pop();
+            }
+            v
+        };
+        if squeeze(tensor.dims()) == squeeze(shape) {
+            return Ok(tensor.reshape(shape)?);
+        }
+        let (_, entry) = self.find(name).expect("found above");
+        Err(ModelError::Shape {
+            path: self.inner.files[entry.file].path.clone(),
+            name: name.to_string(),
+            expected: shape.to_vec(),
+            found: tensor.dims().to_vec(),
+        })
+    }
+
+    /// A tensor by name with whatever shape it has.
+    pub fn get_unchecked(&self, name: &str) -> Result<Tensor> {
+        let (_, entry) = self.find(name).ok_or_else(|| ModelError::MissingTensor {
+            path: self.path(),
+            name: name.to_string(),
+        })?;
+        let bytes = &self.inner.files[entry.file].mmap[entry.start..entry.end];
+        let tensor = Tensor::from_raw_buffer(bytes, entry.dtype, &entry.shape, &Device::Cpu)?;
+        let tensor = if entry.dtype == self.dtype || !entry.dtype.is_float() {
+            tensor
+        } else {
+            tensor.to_dtype(self.dtype)?
+        };
+        Ok(tensor.to_device(&self.device)?)
+    }
+
+    /// A candle [`VarBuilder`] over these tensors, for the modules of [`crate::layers`]: names
+    /// resolve through [`legacy_aliases`], shapes are checked, dtype and device converted.
+    pub fn var_builder(&self) -> VarBuilder<'static> {
+        VarBuilder::from_backend(Box::new(self.clone()), self.dtype, self.device.clone())
+    }
+}
+
+impl SimpleBackend for Weights {
+    fn get(
+        &self,
+        s: Shape,
+        name: &str,
+        _init: candle_nn::Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
+        let t = self
+            .with_dtype(dtype)
+            .get(name, s.dims())
+            .map_err(|e| match e {
+                ModelError::Candle(c) => c,
+                ModelError::Shape { found, .. } => candle_core::Error::UnexpectedShape {
+                    msg: format!("shape mismatch for {name}"),
+                    expected: s.clone(),
+                    got: found.into(),
+                },
+                other => candle_core::Error::Msg(other.to_string()),
+            })?;
+        t.to_device(dev)
+    }
+
+    fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+        self.with_dtype(dtype)
+            .get_unchecked(name)
+            .map_err(|e| match e {
+                ModelError::Candle(c) => c,
+                other => candle_core::Error::Msg(other.to_string()),
+            })?
+            .to_device(dev)
+    }
+
+    fn contains_tensor(&self, name: &str) -> bool {
+        self.contains(name)
+    }
+}
+
+/// Older diffusers checkpoints (e.g. the VAE of `CompVis/stable-diffusion-v1-4`) name the
+/// attention projections of the VAE mid-block `query`, `key`, `value` and `proj_attn`; today's
+/// modules call them `to_q`, `to_k`, `to_v` and `to_out.0`. The stored name to try when the
+/// current one is absent.
+pub fn legacy_aliases(name: &str) -> Vec<String> {
+    const PAIRS: [(&str, &str); 4] = [
+        (".to_q.", ".query."),
+        (".to_k.", ".key."),
+        (".to_v.", ".value."),
+        (".to_out.0.", ".proj_attn."),
+    ];
+    PAIRS
+        .iter()
+        .filter(|(new, _)| name.contains(new))
+        .map(|(new, old)| name.replacen(new, old, 1))
+        .collect()
+}
+
+/// Refuses pickle checkpoints (they can run code when loaded).
+pub fn refuse_pickle(path: &Path) -> Result<()> {
+    let lower = path.to_string_lossy().to_lowercase();
+    if [".bin", ".ckpt", ".pt", ".pth", ".pkl"]
+        .iter()
+        .any(|ext| lower.ends_with(ext))
+    {
+        return Err(ModelError::Pickle {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(())
+}
+
+/// The safetensors files of a component folder. With `prefer_fp16`, `*.fp16.safetensors` is
+/// taken before the full-precision file; otherwise after it.
+pub fn component_files(dir: &Path, prefer_fp16: bool) -> Result<Vec<PathBuf>> {
+    if !dir.is_dir() {
+        return Err(ModelError::MissingFile {
+            path: dir.to_path_buf(),
+            what: "a diffusers component folder".into(),
+        });
+    }
+    let stems = ["diffusion_pytorch_model", "model"];
+    let variants: [&str; 2] = if prefer_fp16 {
+        [".fp16", ""]
+    } else {
+        ["", ".fp16"]
+    };
+    for variant in variants {
+        for stem in stems {
+            let single = dir.join(format!("{stem}{variant}.safetensors"));
+            if single.is_file() {
+                return Ok(vec![single]);
+            }
+            let index = dir.join(format!("{stem}{variant}.safetensors.index.json"));
+            if index.is_file() {
+                return sharded_files(&index);
+            }
+        }
+    }
+    for stem in stems {
+        for ext in [".bin", ".fp16.bin", ".ckpt"] {
+            let pickle = dir.join(format!("{stem}{ext}"));
+            if pickle.is_file() {
+                return Err(ModelError::Pickle { path: pickle });
+            }
+        }
+    }
+    Err(ModelError::MissingFile {
+        path: dir.join("diffusion_pytorch_model.safetensors"),
+        what: format!(
+            "no safetensors weights in {} (looked for diffusion_pytorch_model[.fp16].safetensors \
+             and model[.fp16].safetensors)",
+            dir.display()
+        ),
+    })
+}
+
+fn sharded_files(index: &Path) -> Result<Vec<PathBuf>> {
+    #[derive(serde::Deserialize)]
+    struct Index {
+        weight_map: HashMap<String, String>,
+    }
+    let parsed: Index = read_json(index, "safetensors index")?;
+    let dir = index.parent().unwrap_or(Path::new("."));
+    let mut files: Vec<String> = parsed.weight_map.into_values().collect();
+    files.sort();
+    files.dedup();
+    Ok(files.into_iter().map(|f| dir.join(f)).collect())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The Hugging Face cache
+// ---------------------------------------------------------------------------------------------
+
+/// Whether `model` reads as a hub id `ORG/NAME`.
+pub fn looks_like_model_id(model: &str) -> bool {
+    let parts: Vec<&str> = model.split('/').collect();
+    parts.len() == 2
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && !p.starts_with('.')
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        })
+}
+
+/// The hub cache folder: `$HF_HUB_CACHE`, else `$HF_HOME/hub`, else `~/.cache/huggingface/hub`.
+pub fn hub_cache_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("HF_HUB_CACHE") {
+        return PathBuf::from(dir);
+    }
+    if let Some(home) = std::env::var_os("HF_HOME") {
+        return PathBuf::from(home).join("hub");
+    }
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default();
+    home.join(".cache").join("huggingface").join("hub")
+}
+
+/// The snapshot of `model` in `hub`: the revision named by `refs/main`, or the only snapshot.
+pub fn cached_snapshot(hub: &Path, model: &str) -> Result<Option<PathBuf>> {
+    let repo = hub.join(format!("models--{}", model.replace('/', "--")));
+    if !repo.is_dir() {
+        return Ok(None);
+    }
+    let refs = repo.join("refs").join("main");
+    if refs.is_file() {
+        let rev = std::fs::read_to_string(&refs).map_err(|e| ModelError::io(&refs, e))?;
+        let snapshot = repo.join("snapshots").join(rev.trim());
+        if snapshot.is_dir() {
+            return Ok(Some(snapshot));
+        }
+        return Err(ModelError::MissingFile {
+            path: snapshot,
+            what: format!("the snapshot named by {}", refs.display()),
+        });
+    }
+    let snapshots = repo.join("snapshots");
+    let mut found = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(&snapshots) {
+        for entry in entries.flatten() {
+            if entry.path().is_dir() {
+                found.push(entry.path());
+            }
+        }
+    }
+    match found.len() {
+        0 => Ok(None),
+        1 => Ok(found.pop()),
+        _ => Err(ModelError::ModelNotFound {
+            model: model.to_string(),
+            message: format!(
+                "{} holds several snapshots and no refs/main; pass the snapshot folder itself",
+                snapshots.display()
+            ),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn legacy_names() {
+        assert_eq!(
+            legacy_aliases("encoder.mid_block.attentions.0.to_out.0.weight"),
+            vec!["encoder.mid_block.attentions.0.proj_attn.weight".to_string()]
+        );
+        assert!(legacy_aliases("conv_in.weight").is_empty());
+    }
+
+    #[test]
+    fn model_ids() {
+        assert!(looks_like_model_id("stabilityai/sd-turbo"));
+        assert!(looks_like_model_id("CompVis/stable-diffusion-v1-4"));
+        assert!(!looks_like_model_id("a/b/c"));
+        assert!(!looks_like_model_id("../x"));
+    }
+}
