@@ -88,6 +88,8 @@ impl RgbImage {
 pub enum Filter {
     /// Area averaging ([`RgbImage::resize`]).
     Area,
+    /// Pillow's `Image.BILINEAR` (triangle kernel, widened when downsampling).
+    Bilinear,
     /// Pillow's `Image.BICUBIC` (Keys cubic convolution, a = -0.5).
     Bicubic,
     /// Pillow's `Image.LANCZOS` (Lanczos, a = 3).
@@ -99,6 +101,7 @@ impl Filter {
     fn support(self) -> f64 {
         match self {
             Filter::Area => 0.5,
+            Filter::Bilinear => 1.0,
             Filter::Bicubic => 2.0,
             Filter::Lanczos => 3.0,
         }
@@ -113,6 +116,7 @@ impl Filter {
                     0.0
                 }
             }
+            Filter::Bilinear => (1.0 - x.abs()).max(0.0),
             Filter::Bicubic => {
                 const A: f64 = -0.5;
                 let x = x.abs();
@@ -201,7 +205,7 @@ fn clip8(sum: i64) -> u8 {
 const HALF: i64 = 1 << (PRECISION_BITS - 1);
 
 impl RgbImage {
-    /// Resamples to `height` × `width` with `filter`. `Bicubic` and `Lanczos` reproduce Pillow's
+    /// Resamples to `height` × `width` with `filter`. `Bilinear`, `Bicubic` and `Lanczos` reproduce Pillow's
     /// (13.0) `Image.resize((width, height), filter)` for 8-bit RGB: two separable passes, each
     /// rounded and clipped to 8 bits; an axis whose size does not change is left as is.
     pub fn resize_with(&self, height: usize, width: usize, filter: Filter) -> RgbImage {

@@ -11,7 +11,7 @@ use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
 use rayon::prelude::*;
 
-/// Geometry of one convolution (square kernel, same stride and padding on both axes).
+/// Geometry of one convolution; kernel, stride and padding as (rows, columns).
 #[derive(Clone, Copy, Debug)]
 struct Geometry {
     batch: usize,
@@ -19,9 +19,9 @@ struct Geometry {
     height: usize,
     width: usize,
     out_channels: usize,
-    kernel: usize,
-    stride: usize,
-    padding: usize,
+    kernel: (usize, usize),
+    stride: (usize, usize),
+    padding: (usize, usize),
     /// Column-buffer elements per block of output rows.
     budget: usize,
 }
@@ -31,12 +31,15 @@ const COLUMN_BUDGET: usize = 8 << 20;
 
 impl Geometry {
     fn out_hw(&self) -> (usize, usize) {
-        let o = |n: usize| (n + 2 * self.padding - self.kernel) / self.stride + 1;
-        (o(self.height), o(self.width))
+        let o = |n: usize, k: usize, s: usize, p: usize| (n + 2 * p - k) / s + 1;
+        (
+            o(self.height, self.kernel.0, self.stride.0, self.padding.0),
+            o(self.width, self.kernel.1, self.stride.1, self.padding.1),
+        )
     }
 
     fn ckk(&self) -> usize {
-        self.channels * self.kernel * self.kernel
+        self.channels * self.kernel.0 * self.kernel.1
     }
 
     /// Output rows in blocks whose columns stay under ~32 MB, so a 512 px image does not
@@ -52,7 +55,7 @@ impl Geometry {
     /// Output columns `ox` whose input column `ox·s + kx − p` lies inside the image.
     fn valid_columns(&self, kx: usize) -> std::ops::Range<usize> {
         let (_, wo) = self.out_hw();
-        let (s, p) = (self.stride, self.padding);
+        let (s, p) = (self.stride.1, self.padding.1);
         let lo = p.saturating_sub(kx).div_ceil(s).min(wo);
         let hi = match (self.width + p).checked_sub(kx + 1) {
             Some(last) => (last / s + 1).min(wo),
@@ -63,24 +66,24 @@ impl Geometry {
 
     /// Input row of output row `oy` and kernel row `ky`, if inside the image.
     fn input_row(&self, oy: usize, ky: usize) -> Option<usize> {
-        (oy * self.stride + ky)
-            .checked_sub(self.padding)
+        (oy * self.stride.0 + ky)
+            .checked_sub(self.padding.0)
             .filter(|&y| y < self.height)
     }
 
-    /// Columns [C·k·k, len(rows)·Wo] of output rows `rows` of one image [C, H, W].
+    /// Columns [C·kh·kw, len(rows)·Wo] of output rows `rows` of one image [C, H, W].
     ///
     /// Each (channel, ky, kx, output row) is a strided run of one input row with zeros where
     /// the kernel hangs over the edge; with stride 1 the run is one slice copy.
     fn im2col(&self, image: &[f32], rows: std::ops::Range<usize>, cols: &mut [f32]) {
         let (_, wo) = self.out_hw();
         let n = rows.len() * wo;
-        let (k, s) = (self.kernel, self.stride);
+        let ((kh, kw), s) = (self.kernel, self.stride.1);
         for c in 0..self.channels {
             let plane = &image[c * self.height * self.width..][..self.height * self.width];
-            for ky in 0..k {
-                for kx in 0..k {
-                    let row = (c * k + ky) * k + kx;
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    let row = (c * kh + ky) * kw + kx;
                     let out = &mut cols[row * n..(row + 1) * n];
                     let valid = self.valid_columns(kx);
                     for (r, oy) in rows.clone().enumerate() {
@@ -91,7 +94,7 @@ impl Geometry {
                         };
                         dst[..valid.start].fill(0.0);
                         dst[valid.end..].fill(0.0);
-                        let x0 = valid.start * s + kx - self.padding;
+                        let x0 = valid.start * s + kx - self.padding.1;
                         let src = &plane[y * self.width..(y + 1) * self.width];
                         let run = &mut dst[valid.clone()];
                         if s == 1 {
@@ -111,19 +114,19 @@ impl Geometry {
     fn col2im(&self, cols: &[f32], rows: std::ops::Range<usize>, image: &mut [f32]) {
         let (_, wo) = self.out_hw();
         let n = rows.len() * wo;
-        let (k, s) = (self.kernel, self.stride);
+        let ((kh, kw), s) = (self.kernel, self.stride.1);
         for c in 0..self.channels {
             let plane = &mut image[c * self.height * self.width..][..self.height * self.width];
-            for ky in 0..k {
-                for kx in 0..k {
-                    let row = (c * k + ky) * k + kx;
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    let row = (c * kh + ky) * kw + kx;
                     let col = &cols[row * n..(row + 1) * n];
                     let valid = self.valid_columns(kx);
                     for (r, oy) in rows.clone().enumerate() {
                         let Some(y) = self.input_row(oy, ky) else {
                             continue;
                         };
-                        let x0 = valid.start * s + kx - self.padding;
+                        let x0 = valid.start * s + kx - self.padding.1;
                         let dst = &mut plane[y * self.width..(y + 1) * self.width];
                         let run = &col[r * wo + valid.start..r * wo + valid.end];
                         for (i, v) in run.iter().enumerate() {
@@ -250,19 +253,20 @@ fn for_each_image(
     }
 }
 
-/// The forward op: (input [B, C, H, W], weight [O, C, k, k]) → [B, O, Ho, Wo].
+/// The forward op: (input [B, C, H, W], weight [O, C, kh, kw]) → [B, O, Ho, Wo].
 #[derive(Clone, Copy, Debug)]
 struct Conv2dOp {
-    stride: usize,
-    padding: usize,
+    stride: (usize, usize),
+    padding: (usize, usize),
     budget: usize,
 }
 
 impl Conv2dOp {
     fn geometry(&self, input: &[usize], weight: &[usize]) -> candle_core::Result<Geometry> {
+        let ((ph, pw), (sh, sw)) = (self.padding, self.stride);
         match (input, weight) {
-            (&[b, c, h, w], &[o, wc, k, k2])
-                if wc == c && k == k2 && h + 2 * self.padding >= k && w + 2 * self.padding >= k =>
+            (&[b, c, h, w], &[o, wc, kh, kw])
+                if wc == c && h + 2 * ph >= kh && w + 2 * pw >= kw && sh > 0 && sw > 0 =>
             {
                 Ok(Geometry {
                     batch: b,
@@ -270,7 +274,7 @@ impl Conv2dOp {
                     height: h,
                     width: w,
                     out_channels: o,
-                    kernel: k,
+                    kernel: (kh, kw),
                     stride: self.stride,
                     padding: self.padding,
                     budget: self.budget,
@@ -449,14 +453,31 @@ pub fn conv2d(
     padding: usize,
     stride: usize,
 ) -> candle_core::Result<Tensor> {
+    conv2d_in_blocks(
+        input,
+        weight,
+        (padding, padding),
+        (stride, stride),
+        COLUMN_BUDGET,
+    )
+}
+
+/// [`conv2d`] with a kernel [O, C, kh, kw] and padding and stride as (rows, columns), as
+/// torch's `Conv2d` with tuples (Inception's 1×7 and 7×1 convolutions).
+pub fn conv2d_rect(
+    input: &Tensor,
+    weight: &Tensor,
+    padding: (usize, usize),
+    stride: (usize, usize),
+) -> candle_core::Result<Tensor> {
     conv2d_in_blocks(input, weight, padding, stride, COLUMN_BUDGET)
 }
 
 fn conv2d_in_blocks(
     input: &Tensor,
     weight: &Tensor,
-    padding: usize,
-    stride: usize,
+    padding: (usize, usize),
+    stride: (usize, usize),
     budget: usize,
 ) -> candle_core::Result<Tensor> {
     #[cfg(feature = "cuda")]
@@ -470,10 +491,15 @@ fn conv2d_in_blocks(
             padding,
             budget,
         };
-        input.contiguous()?.apply_op2(&weight.contiguous()?, op)
-    } else {
-        input.conv2d(weight, padding, stride, 1, 1)
+        return input.contiguous()?.apply_op2(&weight.contiguous()?, op);
     }
+    if padding.0 != padding.1 || stride.0 != stride.1 {
+        candle_core::bail!(
+            "conv2d: padding {padding:?} and stride {stride:?} differ between the axes, which only \
+             the f32 CPU and CUDA paths support"
+        );
+    }
+    input.conv2d(weight, padding.0, stride.0, 1, 1)
 }
 
 #[cfg(test)]
@@ -503,14 +529,13 @@ mod tests {
             let target = |y: &Tensor| y.sqr().unwrap().sum_all().unwrap();
             // A tiny budget makes one block per output row: the blocked path is checked too.
             let ours = conv2d(x.as_tensor(), w.as_tensor(), padding, stride).unwrap();
-            let blocked =
-                conv2d_in_blocks(x.as_tensor(), w.as_tensor(), padding, stride, 1).unwrap();
+            let (pp, ss) = ((padding, padding), (stride, stride));
+            let blocked = conv2d_in_blocks(x.as_tensor(), w.as_tensor(), pp, ss, 1).unwrap();
             // Two output rows per block: with an odd number of rows the last block is shorter.
             let ckk = weight[1] * weight[2] * weight[3];
             let wo = (shape[3] + 2 * padding - weight[2]) / stride + 1;
             let uneven =
-                conv2d_in_blocks(x.as_tensor(), w.as_tensor(), padding, stride, 2 * ckk * wo)
-                    .unwrap();
+                conv2d_in_blocks(x.as_tensor(), w.as_tensor(), pp, ss, 2 * ckk * wo).unwrap();
             let reference = x
                 .as_tensor()
                 .conv2d(w.as_tensor(), padding, stride, 1, 1)
@@ -551,6 +576,73 @@ mod tests {
                     assert!(d < 1e-4, "{shape:?} gradient off by {d}");
                 }
             }
+        }
+    }
+
+    /// Direct evaluation of the convolution sum, for kernels and paddings candle cannot take.
+    fn naive(
+        x: &Tensor,
+        w: &Tensor,
+        (ph, pw): (usize, usize),
+        (sh, sw): (usize, usize),
+    ) -> Vec<f32> {
+        let (b, c, h, wd) = x.dims4().unwrap();
+        let (o, _, kh, kw) = w.dims4().unwrap();
+        let (xv, wv) = (
+            x.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            w.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+        );
+        let (ho, wo) = ((h + 2 * ph - kh) / sh + 1, (wd + 2 * pw - kw) / sw + 1);
+        let mut out = vec![0f32; b * o * ho * wo];
+        for (n, y) in out.iter_mut().enumerate() {
+            let (bi, oi, oy, ox) = (n / (o * ho * wo), n / (ho * wo) % o, n / wo % ho, n % wo);
+            let mut acc = 0f64;
+            for ci in 0..c {
+                for ky in 0..kh {
+                    for kx in 0..kw {
+                        let (iy, ix) = (
+                            (oy * sh + ky) as isize - ph as isize,
+                            (ox * sw + kx) as isize - pw as isize,
+                        );
+                        if iy < 0 || ix < 0 || iy >= h as isize || ix >= wd as isize {
+                            continue;
+                        }
+                        let xi = ((bi * c + ci) * h + iy as usize) * wd + ix as usize;
+                        let wi = ((oi * c + ci) * kh + ky) * kw + kx;
+                        acc += xv[xi] as f64 * wv[wi] as f64;
+                    }
+                }
+            }
+            *y = acc as f32;
+        }
+        out
+    }
+
+    #[test]
+    fn rectangular_kernels_paddings_and_strides_match_the_direct_sum() {
+        for (shape, weight, padding, stride) in [
+            ([2, 3, 9, 11], [4, 3, 1, 7], (0, 3), (1, 1)),
+            ([1, 2, 10, 8], [3, 2, 7, 1], (3, 0), (1, 1)),
+            ([2, 2, 9, 9], [2, 2, 3, 1], (1, 0), (2, 1)),
+            ([1, 3, 7, 12], [2, 3, 1, 3], (0, 1), (1, 2)),
+        ] {
+            let (x, w) = (seeded(&shape, 3), seeded(&weight, 4));
+            let ours = conv2d_rect(&x, &w, padding, stride).unwrap();
+            let want = naive(&x, &w, padding, stride);
+            let got = ours.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+            assert_eq!(got.len(), want.len(), "{shape:?} {weight:?}");
+            let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let err = got
+                .iter()
+                .zip(&want)
+                .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            assert!(err / scale < 1e-5, "{shape:?} {weight:?}: {err}");
+            // blocked by single output rows too
+            let blocked = conv2d_in_blocks(&x, &w, padding, stride, 1).unwrap();
+            assert_eq!(
+                blocked.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+                got
+            );
         }
     }
 }

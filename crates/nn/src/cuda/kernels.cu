@@ -331,8 +331,8 @@ __device__ void geglu(const typename S::T* x, typename S::T* y, int rows, int di
 // that weight[O, C·kh·kw] · cols = output[O, pixels]. Grid: x over pixels, y over r.
 template <typename S>
 __device__ void im2col(const typename S::T* x, typename S::T* cols, int channels, int height,
-                       int width, int kh, int kw, int stride, int pad, int out_w, int first_row,
-                       int rows_out) {
+                       int width, int kh, int kw, int stride_h, int stride_w, int pad_h,
+                       int pad_w, int out_w, int first_row, int rows_out) {
   int pixels = rows_out * out_w, taps = channels * kh * kw;
   for (int r = blockIdx.y; r < taps; r += gridDim.y) {
     int j = r % kw, i = (r / kw) % kh, c = r / (kw * kh);
@@ -340,7 +340,7 @@ __device__ void im2col(const typename S::T* x, typename S::T* cols, int channels
     typename S::T* out = cols + (i64)r * pixels;
     for (int p = blockIdx.x * blockDim.x + threadIdx.x; p < pixels; p += gridDim.x * blockDim.x) {
       int oy = first_row + p / out_w, ox = p % out_w;
-      int iy = oy * stride - pad + i, ix = ox * stride - pad + j;
+      int iy = oy * stride_h - pad_h + i, ix = ox * stride_w - pad_w + j;
       float v = 0.0f;
       if (iy >= 0 && iy < height && ix >= 0 && ix < width) v = S::load(plane, (i64)iy * width + ix);
       S::store(out, p, v);
@@ -352,8 +352,8 @@ __device__ void im2col(const typename S::T* x, typename S::T* cols, int channels
 // row and writes them with one 16-byte (two for f32) store.
 template <typename S>
 __device__ void im2col8(const typename S::T* x, typename S::T* cols, int channels, int height,
-                        int width, int kh, int kw, int stride, int pad, int out_w, int first_row,
-                        int rows_out) {
+                        int width, int kh, int kw, int stride_h, int stride_w, int pad_h,
+                        int pad_w, int out_w, int first_row, int rows_out) {
   int pixels = rows_out * out_w, taps = channels * kh * kw, groups = pixels / 8;
   for (int r = blockIdx.y; r < taps; r += gridDim.y) {
     int j = r % kw, i = (r / kw) % kh, c = r / (kw * kh);
@@ -361,12 +361,12 @@ __device__ void im2col8(const typename S::T* x, typename S::T* cols, int channel
     typename S::T* out = cols + (i64)r * pixels;
     for (int g = blockIdx.x * blockDim.x + threadIdx.x; g < groups; g += gridDim.x * blockDim.x) {
       int p = g * 8, oy = first_row + p / out_w, ox = p % out_w;
-      int iy = oy * stride - pad + i;
+      int iy = oy * stride_h - pad_h + i;
       bool inside = iy >= 0 && iy < height;
       float v[8];
 #pragma unroll
       for (int e = 0; e < 8; ++e) {
-        int ix = (ox + e) * stride - pad + j;
+        int ix = (ox + e) * stride_w - pad_w + j;
         v[e] = inside && ix >= 0 && ix < width ? S::load(plane, (i64)iy * width + ix) : 0.0f;
       }
       S::store8(out, p, v);
@@ -403,19 +403,21 @@ __device__ void im2col8(const typename S::T* x, typename S::T* cols, int channel
     softmax_long_rows<S>(x, y, cols, scale);                                                     \
   }                                                                                              \
   extern "C" __global__ void im2col8_##N(const S::T* x, S::T* cols, int channels, int height,    \
-                                         int width, int kh, int kw, int stride, int pad,         \
-                                         int out_w, int first_row, int rows_out) {               \
-    im2col8<S>(x, cols, channels, height, width, kh, kw, stride, pad, out_w, first_row,          \
-               rows_out);                                                                        \
+                                         int width, int kh, int kw, int stride_h, int stride_w,  \
+                                         int pad_h, int pad_w, int out_w, int first_row,         \
+                                         int rows_out) {                                         \
+    im2col8<S>(x, cols, channels, height, width, kh, kw, stride_h, stride_w, pad_h, pad_w,       \
+               out_w, first_row, rows_out);                                                      \
   }                                                                                              \
   extern "C" __global__ void geglu_##N(const S::T* x, S::T* y, int rows, int dim) {              \
     geglu<S>(x, y, rows, dim);                                                                   \
   }                                                                                              \
   extern "C" __global__ void im2col_##N(const S::T* x, S::T* cols, int channels, int height,     \
-                                        int width, int kh, int kw, int stride, int pad,          \
-                                        int out_w, int first_row, int rows_out) {                \
-    im2col<S>(x, cols, channels, height, width, kh, kw, stride, pad, out_w, first_row,           \
-              rows_out);                                                                         \
+                                        int width, int kh, int kw, int stride_h, int stride_w,   \
+                                        int pad_h, int pad_w, int out_w, int first_row,          \
+                                        int rows_out) {                                          \
+    im2col<S>(x, cols, channels, height, width, kh, kw, stride_h, stride_w, pad_h, pad_w, out_w, \
+              first_row, rows_out);                                                              \
   }
 
 INSTANTIATE(F32, f32)

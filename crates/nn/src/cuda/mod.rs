@@ -478,8 +478,8 @@ impl FusedKernel for GegluOp {
 /// `first_row..first_row + rows_out`: [C·kh·kw, rows_out·out_w].
 struct Im2colOp {
     kernel: (usize, usize),
-    stride: usize,
-    padding: usize,
+    stride: (usize, usize),
+    padding: (usize, usize),
     out_w: usize,
     first_row: usize,
     rows_out: usize,
@@ -512,8 +512,10 @@ impl FusedKernel for Im2colOp {
                 Arg::I32(width as i32),
                 Arg::I32(kh as i32),
                 Arg::I32(kw as i32),
-                Arg::I32(self.stride as i32),
-                Arg::I32(self.padding as i32),
+                Arg::I32(self.stride.0 as i32),
+                Arg::I32(self.stride.1 as i32),
+                Arg::I32(self.padding.0 as i32),
+                Arg::I32(self.padding.1 as i32),
                 Arg::I32(self.out_w as i32),
                 Arg::I32(self.first_row as i32),
                 Arg::I32(self.rows_out as i32),
@@ -590,25 +592,27 @@ pub fn geglu(x: &Tensor) -> candle_core::Result<Tensor> {
 /// Convolution columns are made in bands of output rows of at most this many values.
 const COLUMN_BUDGET: usize = 1 << 27;
 
-/// Convolution (no bias) of [B, C, H, W] with [O, C, kh, kw] as columns × weight products on
-/// cuBLAS: 1×1 convolutions multiply directly; others build the columns of each image (in bands
-/// of output rows when they would exceed [`COLUMN_BUDGET`] values).
+/// Convolution (no bias) of [B, C, H, W] with [O, C, kh, kw], padding and stride as (rows,
+/// columns), as columns × weight products on cuBLAS: 1×1 convolutions multiply directly; others
+/// build the columns of each image (in bands of output rows when they would exceed
+/// [`COLUMN_BUDGET`] values).
 pub fn conv2d(
     x: &Tensor,
     weight: &Tensor,
-    padding: usize,
-    stride: usize,
+    padding: (usize, usize),
+    stride: (usize, usize),
 ) -> candle_core::Result<Tensor> {
     let (batch, channels, height, width) = x.dims4()?;
     let (out_channels, _, kh, kw) = weight.dims4()?;
-    if height + 2 * padding < kh || width + 2 * padding < kw || stride == 0 {
-        bail!("convolution: a {kh}×{kw} kernel does not fit a {height}×{width} input padded by {padding}");
+    let ((ph, pw), (sh, sw)) = (padding, stride);
+    if height + 2 * ph < kh || width + 2 * pw < kw || sh == 0 || sw == 0 {
+        bail!("convolution: a {kh}×{kw} kernel does not fit a {height}×{width} input padded by {padding:?}");
     }
-    let out_h = (height + 2 * padding - kh) / stride + 1;
-    let out_w = (width + 2 * padding - kw) / stride + 1;
+    let out_h = (height + 2 * ph - kh) / sh + 1;
+    let out_w = (width + 2 * pw - kw) / sw + 1;
     let taps = channels * kh * kw;
     let w2 = weight.contiguous()?.reshape((out_channels, taps))?;
-    if kh == 1 && kw == 1 && stride == 1 && padding == 0 {
+    if kh == 1 && kw == 1 && stride == (1, 1) && padding == (0, 0) {
         let flat = x.contiguous()?.reshape((batch, channels, height * width))?;
         return w2.broadcast_left(batch)?.matmul(&flat)?.reshape((
             batch,
