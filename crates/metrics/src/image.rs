@@ -129,6 +129,69 @@ pub fn ssim_f64(a: &[f64], b: &[f64], h: usize, w: usize) -> Result<f64> {
     Ok(sum / count as f64)
 }
 
+/// SSIM as scikit-image 0.17–0.19 computed `structural_similarity(a, b, multichannel=True,
+/// gaussian_weights=True, sigma=1.5, use_sample_covariance=False, data_range=1.0)` on 2-D grayscale
+/// images: `multichannel` made it treat the last axis (the columns) as channels, so the result is
+/// the mean over columns of a 1-D SSIM down each column (Gaussian window of 11 taps, 5 samples
+/// cropped at each end). brain-diffuser's published SSIM is this one (its environment pins
+/// scikit-image 0.17.2); scikit-image ≥ 0.20 ignores the argument and gives [`ssim_f64`].
+/// Shapes: `(h, w)` grayscale f64, `h >= 11`.
+pub fn ssim_columns_legacy(a: &[f64], b: &[f64], h: usize, w: usize) -> Result<f64> {
+    let len = shape_len("grayscale image", &[h, w])?;
+    check_len("first grayscale image (h*w)", len, a.len())?;
+    check_len("second grayscale image (h*w)", len, b.len())?;
+    let win = ssim_window_size();
+    if h < win {
+        return Err(MetricsError::ImageTooSmall { h, w, win });
+    }
+    let radius = gaussian_radius(SSIM_SIGMA, SSIM_TRUNCATE);
+    let kernel = gaussian_kernel(SSIM_SIGMA, radius);
+    let blur = |x: &[f64]| -> Vec<f64> {
+        (0..h)
+            .map(|i| {
+                kernel
+                    .iter()
+                    .enumerate()
+                    .map(|(k, &wt)| {
+                        wt * x[reflect_index(i as isize + k as isize - radius as isize, h)]
+                    })
+                    .sum()
+            })
+            .collect()
+    };
+    let (c1, c2) = (
+        (SSIM_K1 * DATA_RANGE).powi(2),
+        (SSIM_K2 * DATA_RANGE).powi(2),
+    );
+    let pad = (win - 1) / 2;
+    let mut total = 0.0;
+    for j in 0..w {
+        let x: Vec<f64> = (0..h).map(|i| a[i * w + j]).collect();
+        let y: Vec<f64> = (0..h).map(|i| b[i * w + j]).collect();
+        let product =
+            |p: &[f64], q: &[f64]| -> Vec<f64> { p.iter().zip(q).map(|(u, v)| u * v).collect() };
+        let (ux, uy) = (blur(&x), blur(&y));
+        let (uxx, uyy, uxy) = (
+            blur(&product(&x, &x)),
+            blur(&product(&y, &y)),
+            blur(&product(&x, &y)),
+        );
+        let column: f64 = (pad..h - pad)
+            .map(|i| {
+                let (vx, vy, cov) = (
+                    uxx[i] - ux[i] * ux[i],
+                    uyy[i] - uy[i] * uy[i],
+                    uxy[i] - ux[i] * uy[i],
+                );
+                ((2.0 * ux[i] * uy[i] + c1) * (2.0 * cov + c2))
+                    / ((ux[i] * ux[i] + uy[i] * uy[i] + c1) * (vx + vy + c2))
+            })
+            .sum();
+        total += column / (h - 2 * pad) as f64;
+    }
+    Ok(total / w as f64)
+}
+
 /// Separable Gaussian blur matching `scipy.ndimage.gaussian_filter(img,
 /// sigma, truncate=truncate, mode='reflect')` on float64 input.
 ///

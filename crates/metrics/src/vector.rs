@@ -46,6 +46,12 @@ pub fn pearson(a: &[f32], b: &[f32]) -> Result<f64> {
     ))
 }
 
+/// Correlation distance `1 − pearson(a, b)`, as `scipy.spatial.distance.correlation` (the
+/// distance MindEye reports for EfficientNet-B1 and SwAV features). Shapes: `(d,)`, `d >= 2`.
+pub fn correlation_distance(a: &[f32], b: &[f32]) -> Result<f64> {
+    Ok(1.0 - pearson(a, b)?)
+}
+
 /// Cosine similarity `a·b / (|a| |b|)`. Shapes: `(d,)`.
 ///
 /// Returns NaN if either vector is all zeros (the angle is undefined).

@@ -184,3 +184,68 @@ fn bilinear_resizes_match_torch_interpolate_without_antialias() {
         assert!(e < 1e-6, "{name}: {e}");
     }
 }
+
+#[test]
+fn pillow_bilinear_resizes_match_pillow() {
+    use brainrecon_data::image::{Filter, RgbImage};
+    let (fixtures, _) = load();
+    let src = fixtures["resize.pil.src_425"]
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<u8>()
+        .unwrap();
+    let image = RgbImage::new(425, 425, src);
+    for size in [224, 256] {
+        let want = fixtures[&format!("resize.pil.425_to_{size}_bilinear")]
+            .flatten_all()
+            .unwrap()
+            .to_vec1::<u8>()
+            .unwrap();
+        assert_eq!(
+            image.resize_with(size, size, Filter::Bilinear).pixels,
+            want,
+            "425 → {size}"
+        );
+    }
+}
+
+#[test]
+fn identification_distance_and_both_ssims_match_numpy_scipy_and_scikit_image() {
+    use brainrecon_metrics::{identification, image, vector};
+    let (fixtures, meta) = load();
+    let scores = &meta["scores"];
+    let (reals, preds) = (
+        values(&fixtures["scores.reals"]),
+        values(&fixtures["scores.preds"]),
+    );
+    let (n, d) = (9, 37);
+    let two_way = identification::two_way_identification(&preds, &reals, n, d).unwrap();
+    assert!(
+        (two_way - scores["two_way"].as_f64().unwrap()).abs() < 1e-12,
+        "{two_way}"
+    );
+    let distance: f64 = (0..n)
+        .map(|i| {
+            vector::correlation_distance(&reals[i * d..(i + 1) * d], &preds[i * d..(i + 1) * d])
+                .unwrap()
+        })
+        .sum::<f64>()
+        / n as f64;
+    assert!(
+        (distance - scores["correlation_distance"].as_f64().unwrap()).abs() < 1e-6,
+        "{distance}"
+    );
+    let gray =
+        |k: &str| -> Vec<f64> { fixtures[k].flatten_all().unwrap().to_vec1::<f64>().unwrap() };
+    let (a, b) = (gray("scores.gray_a"), gray("scores.gray_b"));
+    let legacy = image::ssim_columns_legacy(&a, &b, 40, 40).unwrap();
+    assert!(
+        (legacy - scores["ssim_columns"].as_f64().unwrap()).abs() < 1e-10,
+        "{legacy}"
+    );
+    let modern = image::ssim_f64(&a, &b, 40, 40).unwrap();
+    assert!(
+        (modern - scores["ssim_2d"].as_f64().unwrap()).abs() < 1e-10,
+        "{modern}"
+    );
+}
