@@ -10,7 +10,6 @@ use std::cmp::Ordering;
 use rand::Rng;
 
 use crate::error::{check_len, shape_len, MetricsError, Result};
-use crate::vector::pearson_f64;
 
 /// Correlation matrix `r[i][j] = pearson(preds_i, truths_j)`, shape `(n, n)`
 /// row-major. NaN where a row is constant (as `np.corrcoef`).

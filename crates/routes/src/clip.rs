@@ -2,7 +2,6 @@
 //! identification in `brainrecon eval`.
 
 use crate::error::Result;
-use crate::evaluate::ImageEmbedder;
 use crate::features::{rows_of, FeatureKind, Stimulus, StimulusEncoder};
 use brainrecon_data::image::RgbImage;
 use brainrecon_diffusion::clip_vision::{load_clip_vision, ClipImageProcessor, ClipVisionModel};
@@ -65,15 +64,5 @@ impl StimulusEncoder for ClipImageFeatures {
     fn encode(&self, stimuli: &[Stimulus]) -> Result<Vec<Vec<f32>>> {
         let images: Vec<RgbImage> = stimuli.iter().map(|s| s.image.clone()).collect();
         self.embed_images(&images)
-    }
-}
-
-impl ImageEmbedder for ClipImageFeatures {
-    fn name(&self) -> String {
-        self.name.clone()
-    }
-
-    fn embed(&self, images: &[RgbImage]) -> Result<Vec<Vec<f32>>> {
-        self.embed_images(images)
     }
 }

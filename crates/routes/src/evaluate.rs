@@ -10,7 +10,8 @@ use crate::decoders::Decoder;
 use crate::error::{Result, RouteError};
 use crate::features::{feature_paths, load_features, FeatureKind};
 use crate::linear::Manifest;
-use crate::report::{DecoderAccuracy, GridRow, MetricRow, Report};
+use crate::report::{DecoderAccuracy, GridRow, MetricRow, Report, Table};
+use crate::suite::{self, Absent, Networks, Protocol, SuiteRow};
 use brainrecon_data::atomic::write_json_atomic;
 use brainrecon_data::image::{read_png, Filter, RgbImage};
 use brainrecon_data::npy;
@@ -18,14 +19,6 @@ use brainrecon_data::prepared::PreparedSubject;
 use brainrecon_metrics::{identification, vector, MetricsTable};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
-
-/// Embeds images for identification in a model's space (CLIP image embeddings).
-pub trait ImageEmbedder {
-    /// A name for the table, e.g. the model id.
-    fn name(&self) -> String;
-    /// One embedding per image.
-    fn embed(&self, images: &[RgbImage]) -> Result<Vec<Vec<f32>>>;
-}
 
 /// One row of the metric table; metrics that do not apply are `None`.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
@@ -36,31 +29,28 @@ pub struct EvalRow {
     pub ssim: Option<f64>,
     pub mse: Option<f64>,
     pub two_way_pixels: Option<f64>,
-    pub two_way_clip: Option<f64>,
     pub latent_mse: Option<f64>,
     pub latent_pcc: Option<f64>,
     pub two_way_latent: Option<f64>,
 }
 
 impl EvalRow {
-    pub const COLUMNS: [&'static str; 8] = [
+    pub const COLUMNS: [&'static str; 7] = [
         "PixCorr ↑",
         "SSIM ↑",
         "pixel MSE ↓",
         "2-way pixels ↑",
-        "2-way CLIP ↑",
         "latent MSE ↓",
         "latent PCC ↑",
         "2-way latent ↑",
     ];
 
-    pub fn values(&self) -> [Option<f64>; 8] {
+    pub fn values(&self) -> [Option<f64>; 7] {
         [
             self.pixcorr,
             self.ssim,
             self.mse,
             self.two_way_pixels,
-            self.two_way_clip,
             self.latent_mse,
             self.latent_pcc,
             self.two_way_latent,
@@ -78,6 +68,8 @@ pub struct Evaluation {
     pub size: usize,
     pub clip_model: Option<String>,
     pub rows: Vec<EvalRow>,
+    /// The field's eight metrics (MindEye2's Table 1) for every image set.
+    pub suite: SuiteTable,
     pub metrics_json: PathBuf,
     pub report: Vec<PathBuf>,
 }
@@ -104,13 +96,60 @@ impl std::fmt::Display for Evaluation {
             }
             writeln!(f)?;
         }
+        write!(f, "{}", self.suite)
+    }
+}
+
+/// The field's metric suite of an evaluation (see [`crate::suite`]).
+#[derive(Debug, Clone, Serialize)]
+pub struct SuiteTable {
+    pub protocol: Protocol,
+    /// Headers with units: two-way identification in percent.
+    pub columns: Vec<String>,
+    pub rows: Vec<SuiteRow>,
+    /// Metrics whose network could not be loaded, and the command that supplies it.
+    pub absent: Vec<Absent>,
+    /// Per image set: an .npy of (images × 8) values, NaN where absent.
+    pub per_image: Vec<PathBuf>,
+}
+
+impl std::fmt::Display for SuiteTable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "the field's metrics ({} protocol):",
+            self.protocol.name()
+        )?;
+        write!(f, "{:<36}", "")?;
+        for c in &self.columns {
+            write!(f, "{c:>15}")?;
+        }
+        writeln!(f)?;
+        for row in &self.rows {
+            write!(f, "{:<36}", row.name)?;
+            for (v, percent) in crate::suite::display_values(&row.values)
+                .iter()
+                .zip(crate::suite::PERCENT)
+            {
+                match v {
+                    Some(v) if percent => write!(f, "{v:>14.1}%")?,
+                    Some(v) => write!(f, "{v:>15.3}")?,
+                    None => write!(f, "{:>15}", "—")?,
+                }
+            }
+            writeln!(f)?;
+        }
+        for a in &self.absent {
+            writeln!(f, "{}: absent ({}); {}", a.metric, a.reason, a.supply)?;
+        }
         Ok(())
     }
 }
 
 /// How to evaluate.
 pub struct EvalOptions<'a> {
-    pub clip: Option<&'a dyn ImageEmbedder>,
+    /// The networks of the metric suite (possibly none of them: PixCorr and SSIM need none).
+    pub suite: &'a Networks,
     /// Grid rows per report page, and thumbnail size (px).
     pub rows_per_page: usize,
     pub thumbnail: usize,
@@ -130,8 +169,8 @@ fn missing_images(set: &str, dir: &Path, missing: &[usize]) -> RouteError {
     }
 }
 
-/// Images of one set, in `ids` order, resampled to size × size.
-fn read_set(set: &str, dir: &Path, ids: &[usize], size: usize) -> Result<Vec<RgbImage>> {
+/// Images of one set, in `ids` order, as stored.
+fn read_set(set: &str, dir: &Path, ids: &[usize]) -> Result<Vec<RgbImage>> {
     let missing: Vec<usize> = ids
         .iter()
         .copied()
@@ -141,10 +180,15 @@ fn read_set(set: &str, dir: &Path, ids: &[usize], size: usize) -> Result<Vec<Rgb
         return Err(missing_images(set, dir, &missing));
     }
     ids.iter()
-        .map(|id| {
-            let image = read_png(&dir.join(format!("{id}.png")))?;
-            Ok(image.resize_with(size, size, Filter::Bicubic))
-        })
+        .map(|id| Ok(read_png(&dir.join(format!("{id}.png")))?))
+        .collect()
+}
+
+/// Images resampled to size × size (bicubic) for the table of [`image_metrics`].
+fn at_size(images: &[RgbImage], size: usize) -> Vec<RgbImage> {
+    images
+        .iter()
+        .map(|im| im.resize_with(size, size, Filter::Bicubic))
         .collect()
 }
 
@@ -153,24 +197,10 @@ fn image_metrics(
     truths: &[RgbImage],
     recons: &[RgbImage],
     size: usize,
-    clip: Option<(&dyn ImageEmbedder, &[Vec<f32>])>,
 ) -> Result<EvalRow> {
     let t: Vec<Vec<f32>> = truths.iter().map(RgbImage::to_unit_f32).collect();
     let r: Vec<Vec<f32>> = recons.iter().map(RgbImage::to_unit_f32).collect();
     let table = MetricsTable::from_rgb_pairs(&t, &r, size, size)?;
-    let two_way_clip = match clip {
-        Some((embedder, truth_embeds)) if truths.len() >= 2 => {
-            let recon_embeds = embedder.embed(recons)?;
-            let d = truth_embeds[0].len();
-            Some(identification::two_way_identification(
-                &recon_embeds.concat(),
-                &truth_embeds.concat(),
-                truths.len(),
-                d,
-            )?)
-        }
-        _ => None,
-    };
     Ok(EvalRow {
         name: name.into(),
         n_images: truths.len(),
@@ -178,7 +208,6 @@ fn image_metrics(
         ssim: Some(table.ssim),
         mse: Some(table.mse),
         two_way_pixels: table.two_way_pixels,
-        two_way_clip,
         ..EvalRow::default()
     })
 }
@@ -197,7 +226,6 @@ fn mean_row(name: &str, rows: &[EvalRow]) -> EvalRow {
         ssim: mean(|r| r.ssim),
         mse: mean(|r| r.mse),
         two_way_pixels: mean(|r| r.two_way_pixels),
-        two_way_clip: mean(|r| r.two_way_clip),
         ..EvalRow::default()
     }
 }
@@ -312,6 +340,100 @@ fn decoded_feature_row(
     Ok(Some(row))
 }
 
+/// The suite's table and the published rows, for the report.
+fn suite_report_tables(suite: &SuiteTable, networks: &Networks) -> Vec<Table> {
+    let mut note = format!(
+        "Computed as the {} protocol computes them (see the README): two-way identification in percent (chance 50%), \
+         EffNet-B and SwAV as mean correlation distance (lower is better).",
+        suite.protocol.name()
+    );
+    for a in &suite.absent {
+        note.push_str(&format!(
+            " {} absent ({}): {}.",
+            a.metric, a.reason, a.supply
+        ));
+    }
+    if let Some(clip) = &networks.clip_name {
+        note.push_str(&format!(" CLIP: {clip}."));
+    }
+    let ours = Table {
+        title: "The field's metrics (MindEye2's Table 1 columns)".into(),
+        columns: suite.columns.clone(),
+        rows: suite
+            .rows
+            .iter()
+            .map(|r| MetricRow {
+                name: r.name.clone(),
+                values: suite::display_values(&r.values),
+            })
+            .collect(),
+        note,
+    };
+    let published = Table {
+        title: "Published, for comparison (real NSD)".into(),
+        columns: suite.columns.clone(),
+        rows: suite::PUBLISHED
+            .iter()
+            .map(|(name, source, values)| MetricRow {
+                name: format!("{name} ({source})"),
+                values: suite::display_values(&values.map(Some)),
+            })
+            .collect(),
+        note: "These rows are real-NSD results reported by others (MindEye2's paper and repository), not \
+               computed here; numbers from the synthetic subject are not comparable with them."
+            .into(),
+    };
+    vec![ours, published]
+}
+
+/// The metric suite over every image set (and the mean over the samples), with a progress
+/// bar; per-image values go to `per_image_dir`.
+fn suite_table(
+    stimuli: &[RgbImage],
+    sets: &[(String, Vec<RgbImage>)],
+    networks: &Networks,
+    per_image_dir: &Path,
+    samples_name: &dyn Fn(usize) -> String,
+) -> Result<SuiteTable> {
+    let protocol = networks.protocol;
+    let passes = (networks.passes() * stimuli.len() * (sets.len() + 1)) as u64;
+    let show = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let bar = crate::progress::bar(passes, "metric networks", show);
+    let tick = |k: u64| bar.inc(k);
+    let truth = suite::prepare(stimuli, protocol);
+    let truth_features = networks.features(&truth, &tick)?;
+    let mut rows = Vec::new();
+    let mut samples = Vec::new();
+    for (name, images) in sets {
+        let recon = suite::prepare(images, protocol);
+        let features = networks.features(&recon, &tick)?;
+        let row = suite::score(name, &truth, &truth_features, &recon, &features, protocol)?;
+        if name.starts_with("sample") {
+            samples.push(row);
+        } else {
+            rows.push(row);
+        }
+    }
+    bar.finish_and_clear();
+    if !samples.is_empty() {
+        rows.push(SuiteRow::mean(&samples_name(samples.len()), &samples));
+        rows.splice(rows.len() - 1..rows.len() - 1, samples);
+    }
+    std::fs::create_dir_all(per_image_dir)
+        .map_err(|e| brainrecon_data::DataError::io(per_image_dir, e))?;
+    let per_image = rows
+        .iter()
+        .map(|row| suite::write_per_image(per_image_dir, row))
+        .collect::<Result<_>>()?;
+    Ok(SuiteTable {
+        protocol,
+        columns: suite::column_headers(),
+        rows,
+        absent: networks.absent.clone(),
+        per_image,
+    })
+}
+
 /// Evaluates the reconstruction directory `dir` against `subject`, writes
 /// `<dir>/eval/metrics.json` and the report `<dir>/eval/report.html`.
 pub fn evaluate(
@@ -332,54 +454,61 @@ pub fn evaluate(
     let [h, w] = subject.meta.image_size;
     let size = h.min(w).max(11);
     let stimuli = subject.images()?;
-    let truths: Vec<RgbImage> = ids
+    let native: Vec<RgbImage> = ids
         .iter()
         .map(|&id| {
-            stimuli
-                .get(id)
-                .map(|im| im.resize_with(size, size, Filter::Bicubic))
-                .ok_or_else(|| {
-                    RouteError::mismatch(
-                        &subject.path("stimuli/ids.npy"),
-                        "ids",
-                        format!("test image {id} of {}", dir.display()),
-                        "missing",
-                    )
-                })
+            stimuli.get(id).ok_or_else(|| {
+                RouteError::mismatch(
+                    &subject.path("stimuli/ids.npy"),
+                    "ids",
+                    format!("test image {id} of {}", dir.display()),
+                    "missing",
+                )
+            })
         })
         .collect::<Result<_>>()?;
-    let truth_embeds = match options.clip {
-        Some(clip) => Some(clip.embed(&truths)?),
-        None => None,
-    };
-    let clip = options.clip.zip(truth_embeds.as_deref());
+    let truths = at_size(&native, size);
+    let sets: Vec<(String, Vec<RgbImage>)> = manifest
+        .image_sets(dir)
+        .into_iter()
+        .map(|(name, set_dir)| Ok((name.clone(), read_set(&name, &set_dir, ids)?)))
+        .collect::<Result<_>>()?;
 
     let mut rows = Vec::new();
     let mut columns = vec!["stimulus".to_string()];
-    let mut sets = Vec::new();
     let mut sample_rows = Vec::new();
-    for (name, set_dir) in manifest.image_sets(dir) {
-        let images = read_set(&name, &set_dir, ids, size)?;
-        let row = image_metrics(&name, &truths, &images, size, clip)?;
+    let mut resized = Vec::new();
+    for (name, images) in &sets {
+        let images = at_size(images, size);
+        let row = image_metrics(name, &truths, &images, size)?;
         if name.starts_with("sample") {
             sample_rows.push(row);
         } else {
             rows.push(row);
         }
-        columns.push(name);
-        sets.push(images);
+        columns.push(name.clone());
+        resized.push(images);
     }
-    if !sample_rows.is_empty() {
-        let name = format!(
+    let samples_name = |count: usize| {
+        format!(
             "reconstruction (mean of {})",
-            if sample_rows.len() == 1 {
+            if count == 1 {
                 "1 sample".to_string()
             } else {
-                format!("{} samples", sample_rows.len())
+                format!("{count} samples")
             }
-        );
-        rows.push(mean_row(&name, &sample_rows));
+        )
+    };
+    if !sample_rows.is_empty() {
+        rows.push(mean_row(&samples_name(sample_rows.len()), &sample_rows));
     }
+    let suite = suite_table(
+        &native,
+        &sets,
+        options.suite,
+        &dir.join("eval").join("suite"),
+        &samples_name,
+    )?;
 
     let mut decoders = Vec::new();
     for (path, kind, name) in [
@@ -433,7 +562,7 @@ pub fn evaluate(
             .map(|(i, id)| GridRow {
                 label: format!("{id}"),
                 images: std::iter::once(Some(truths[i].clone()))
-                    .chain(sets.iter().map(|set| Some(set[i].clone())))
+                    .chain(resized.iter().map(|set| Some(set[i].clone())))
                     .collect(),
             })
             .collect(),
@@ -445,6 +574,7 @@ pub fn evaluate(
             })
             .collect(),
         metric_columns: EvalRow::COLUMNS.iter().map(|c| c.to_string()).collect(),
+        tables: suite_report_tables(&suite, options.suite),
         decoders,
         rows_per_page: options.rows_per_page,
         thumbnail: options.thumbnail,
@@ -454,8 +584,9 @@ pub fn evaluate(
         method: manifest.options.method.name().into(),
         n_test: ids.len(),
         size,
-        clip_model: options.clip.map(|c| c.name()),
+        clip_model: options.suite.clip_name.clone(),
         rows: evaluation_rows,
+        suite,
         metrics_json: metrics_json.clone(),
         report: Vec::new(),
     };
@@ -510,7 +641,7 @@ mod tests {
         let mean = mean_row("mean", &rows);
         assert!((mean.pixcorr.unwrap() - 0.3).abs() < 1e-12);
         assert!((mean.ssim.unwrap() - 0.3).abs() < 1e-12);
-        assert_eq!(mean.two_way_clip, None);
+        assert_eq!(mean.two_way_pixels, None);
         assert_eq!(mean.n_images, 3);
     }
 }

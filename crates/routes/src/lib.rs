@@ -1,6 +1,6 @@
 //! Reconstruction routes built on the data layer, the ridge engine, the diffusion engine and
 //! the metrics: per-stimulus features, decoders, the linear route (Takagi & Nishimoto 2023),
-//! and the evaluation report.
+//! the evaluation report and the field's metric suite.
 
 pub mod clip;
 pub mod decoders;
@@ -10,5 +10,6 @@ pub mod features;
 pub mod linear;
 pub mod progress;
 pub mod report;
+pub mod suite;
 
 pub use error::{Result, RouteError};

@@ -30,6 +30,8 @@ pub struct Report {
     /// e.g. ["PixCorr ↑", "SSIM ↑", "latent MSE ↓"].
     pub metric_columns: Vec<String>,
     pub decoders: Vec<DecoderAccuracy>,
+    /// Further tables after the metrics (the field's metric suite, published rows).
+    pub tables: Vec<Table>,
     /// Grid rows per page; 0 puts every row on one page.
     pub rows_per_page: usize,
     /// Grid images are downscaled to this many pixels on their longest side (never upscaled);
@@ -49,6 +51,16 @@ pub struct GridRow {
 pub struct MetricRow {
     pub name: String,
     pub values: Vec<Option<f64>>,
+}
+
+/// A titled table of values with a note under it (`None` renders "—").
+#[derive(Debug, Clone, Default)]
+pub struct Table {
+    pub title: String,
+    pub columns: Vec<String>,
+    pub rows: Vec<MetricRow>,
+    /// Plain text, shown under the table.
+    pub note: String,
 }
 
 /// Accuracy of one ridge decoder.
@@ -104,6 +116,7 @@ pub fn write_report(path: &Path, report: &Report) -> Result<Vec<PathBuf>, Report
     // Shared by every page; rendered once.
     let head = render_head(report);
     let metrics = render_metrics(report);
+    let tables: String = report.tables.iter().map(render_table).collect();
     let decoders = render_decoders(report).map_err(|(what, detail)| ReportError::Render {
         path: path.to_path_buf(),
         what,
@@ -119,6 +132,7 @@ pub fn write_report(path: &Path, report: &Report) -> Result<Vec<PathBuf>, Report
         html.push_str(&head);
         html.push_str(&render_nav(&names, k));
         html.push_str(&metrics);
+        html.push_str(&tables);
         html.push_str(&decoders);
         html.push_str(&render_grid(path, report, start, end)?);
         html.push_str(&render_nav(&names, k));
@@ -207,6 +221,7 @@ table{border-collapse:collapse;margin:.3em 0}
 th,td{border:1px solid #ccc;padding:.25em .5em;vertical-align:middle}
 th{background:#f0f0f0}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
+p.note{font-size:.85em;color:#555;max-width:60em}
 table.grid td{text-align:center}
 table.grid img{display:block;margin:auto;image-rendering:auto}
 td.missing{color:#999;font-style:italic;background:repeating-linear-gradient(45deg,#fafafa,#fafafa 6px,#f0f0f0 6px,#f0f0f0 12px)}
@@ -304,6 +319,28 @@ fn render_metrics(report: &Report) -> String {
         s.push_str("</tr>\n");
     }
     s.push_str("</tbody>\n</table>\n</section>\n");
+    s
+}
+
+fn render_table(table: &Table) -> String {
+    let mut s = format!("<section>\n<h2>{}</h2>\n", escape(&table.title));
+    s.push_str("<table class=\"metrics\">\n<thead><tr><th></th>");
+    for column in &table.columns {
+        let _ = write!(s, "<th>{}</th>", escape(column));
+    }
+    s.push_str("</tr></thead>\n<tbody>\n");
+    for row in &table.rows {
+        let _ = write!(s, "<tr><th>{}</th>", escape(&row.name));
+        for value in &row.values {
+            let _ = write!(s, "<td class=\"num\">{}</td>", fmt_opt(*value));
+        }
+        s.push_str("</tr>\n");
+    }
+    s.push_str("</tbody>\n</table>\n");
+    if !table.note.is_empty() {
+        let _ = writeln!(s, "<p class=\"note\">{}</p>", escape(&table.note));
+    }
+    s.push_str("</section>\n");
     s
 }
 
@@ -745,6 +782,7 @@ mod tests {
                 values: vec![Some(0.123456), None],
             }],
             metric_columns: vec!["PixCorr ↑".into(), "SSIM ↑".into()],
+            tables: Vec::new(),
             decoders: vec![
                 DecoderAccuracy {
                     name: "z".into(),

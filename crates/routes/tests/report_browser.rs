@@ -4,7 +4,7 @@
 mod browser;
 
 use brainrecon_data::image::RgbImage;
-use brainrecon_routes::report::{write_report, DecoderAccuracy, GridRow, MetricRow, Report};
+use brainrecon_routes::report::{write_report, DecoderAccuracy, GridRow, MetricRow, Report, Table};
 use std::time::Instant;
 
 /// A square of one colour with a darker centre, so thumbnails are not flat.
@@ -45,6 +45,15 @@ fn synthetic_report() -> Report {
             values: vec![Some(0.25), None],
         }],
         metric_columns: vec!["PixCorr ↑".into(), "SSIM ↑".into()],
+        tables: vec![Table {
+            title: "The field's metrics".into(),
+            columns: vec!["PixCorr ↑".into(), "AlexNet(2) % ↑".into()],
+            rows: vec![MetricRow {
+                name: "sample <1>".into(),
+                values: vec![Some(0.3), None],
+            }],
+            note: "weights <absent> & more".into(),
+        }],
         decoders: vec![DecoderAccuracy {
             name: "z".into(),
             roi: "streams/early".into(),

@@ -99,6 +99,37 @@ pub fn tensors_read_by<T, E>(
     Ok(list)
 }
 
+/// Writes a safetensors file at `path` with the tensors `build` reads, holding
+/// [`deterministic_values`]: a stand-in weights file for tests and timing runs.
+pub fn write_deterministic_weights<T, E: std::fmt::Debug>(
+    path: &std::path::Path,
+    build: impl FnOnce(candle_nn::VarBuilder<'static>) -> Result<T, E>,
+) -> std::io::Result<()> {
+    let tensors = tensors_read_by(build).map_err(|e| std::io::Error::other(format!("{e:?}")))?;
+    let data: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+        .into_iter()
+        .map(|(name, shape)| {
+            let bytes = deterministic_values(&name, &shape)
+                .iter()
+                .flat_map(|v| v.to_le_bytes())
+                .collect();
+            (name, shape, bytes)
+        })
+        .collect();
+    let views: Vec<(String, safetensors::tensor::TensorView<'_>)> = data
+        .iter()
+        .map(|(name, shape, bytes)| {
+            let view =
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.clone(), bytes)
+                    .map_err(|e| std::io::Error::other(format!("{name}: {e}")))?;
+            Ok((name.clone(), view))
+        })
+        .collect::<std::io::Result<_>>()?;
+    let bytes =
+        safetensors::serialize(views, None).map_err(|e| std::io::Error::other(e.to_string()))?;
+    std::fs::write(path, bytes)
+}
+
 type Seen = std::sync::Arc<std::sync::Mutex<Vec<(String, Vec<usize>)>>>;
 
 struct Recorder(Seen);

@@ -2,26 +2,35 @@ use super::usage;
 use brainrecon_data::image::{read_png, write_png, RgbImage};
 use brainrecon_data::prepared::PreparedSubject;
 use brainrecon_metrics::MetricsTable;
-use brainrecon_routes::evaluate::{evaluate, EvalOptions};
+use brainrecon_routes::evaluate::{evaluate, EvalOptions, SuiteTable};
 use brainrecon_routes::linear::Manifest;
+use brainrecon_routes::suite::{self, Networks, Protocol};
 use std::path::{Path, PathBuf};
 
 /// Compare reconstructions with the images that were seen.
 ///
-/// On a `brainrecon reconstruct` result (a directory with manifest.json) it scores the
-/// decoded-z images and every sample against the stimuli at the subject's image size:
-/// PixCorr, SSIM (grayscale, Gaussian window, as scikit-image), pixel MSE, two-way
-/// identification on pixels and, with CLIP weights, in CLIP image space (as MindEye); and the
-/// decoded features themselves (latent MSE, per-image Pearson, two-way identification in
-/// latent space). It writes RESULT/eval/metrics.json and a self-contained HTML report
-/// (RESULT/eval/report.html: image grid, metric table, decoding accuracy per ROI and target,
-/// the commands, model and versions).
+/// Every image set gets the field's eight metrics, computed as the published code computes them
+/// (`--protocol mindeye`, MindEye2's evaluation, default; or `brain-diffuser`): PixCorr, SSIM,
+/// AlexNet(2), AlexNet(5), InceptionV3, CLIP, EfficientNet-B1 and SwAV. The networks' weights
+/// come from `--metric-weights DIR` (safetensors with torchvision's names, written by
+/// tools/convert_torchvision.py) and CLIP from `--clip` (default: openai/clip-vit-large-patch14
+/// when it is in the Hugging Face cache); a metric whose weights are absent is shown as absent,
+/// with the command that supplies them.
 ///
-/// On any other directory of PNGs named by 0-based 73k id (`<id>.png`) it prints the image
-/// metrics, with the stimuli resampled to the reconstructions' size.
+/// On a `brainrecon reconstruct` result (a directory with manifest.json) it also scores the
+/// decoded-z images and every sample against the stimuli at the subject's image size (PixCorr,
+/// SSIM, pixel MSE, two-way identification on pixels) and the decoded features themselves
+/// (latent MSE, per-image Pearson, two-way identification in latent space). It writes
+/// RESULT/eval/metrics.json, per-image values of the eight metrics (RESULT/eval/suite/*.npy,
+/// images × 8, NaN where absent) and a self-contained HTML report (RESULT/eval/report.html:
+/// image grid, both tables, published rows for comparison, decoding accuracy, the commands,
+/// model and versions).
+///
+/// On any other directory of PNGs named by 0-based 73k id (`<id>.png`) it prints the metrics,
+/// with the stimuli resampled to the reconstructions' size for the pixel table.
 #[derive(clap::Args)]
 #[command(
-    after_help = "Example:\n  brainrecon eval --stimuli prepared/subj01 --recons recons/linear --clip openai/clip-vit-large-patch14\n  brainrecon eval --stimuli prepared/subj01 --recons recons/pixels --json"
+    after_help = "Example:\n  brainrecon eval --stimuli prepared/subj01 --recons recons/linear --metric-weights ~/metric-weights\n  brainrecon eval --stimuli prepared/subj01 --recons recons/linear --protocol brain-diffuser --clip openai/clip-vit-large-patch14\n  brainrecon eval --stimuli prepared/subj01 --recons recons/pixels --json"
 )]
 pub struct Args {
     /// A prepared subject, or a directory of <id>.png stimuli
@@ -30,11 +39,19 @@ pub struct Args {
     /// A `brainrecon reconstruct` result, or a directory of <id>.png reconstructions
     #[arg(long)]
     recons: PathBuf,
-    /// CLIP model for two-way identification in CLIP image space (folder, snapshot or cached
-    /// id; default: openai/clip-vit-large-patch14 when it is in the Hugging Face cache)
+    /// CLIP vision model of the CLIP column (folder, snapshot or cached id; default:
+    /// openai/clip-vit-large-patch14 when it is in the Hugging Face cache)
     #[arg(long)]
     clip: Option<String>,
-    /// cpu, cuda or cuda:N: where the CLIP image model runs
+    /// Folder of the metric networks' weights (alexnet, inception_v3, efficientnet_b1,
+    /// efficientnet_b1_v1, swav_resnet50 .safetensors); default $BRAINRECON_METRIC_WEIGHTS
+    #[arg(long)]
+    metric_weights: Option<PathBuf>,
+    /// mindeye (MindEye2's evaluation) or brain-diffuser (its scripts' preprocessing, SSIM and
+    /// EfficientNet weights)
+    #[arg(long, default_value = "mindeye")]
+    protocol: String,
+    /// cpu, cuda or cuda:N: where the metric networks run
     #[arg(long, default_value = "cpu")]
     device: String,
     /// Report: test images per page
@@ -99,11 +116,41 @@ fn reconstructions(dir: &Path) -> anyhow::Result<Vec<(usize, PathBuf)>> {
     Ok(found)
 }
 
+/// The metric suite's networks for `args` (every file and argument checked before any work).
+fn suite_networks(args: &Args) -> anyhow::Result<Networks> {
+    let protocol = Protocol::parse(&args.protocol).ok_or_else(|| {
+        usage(format!(
+            "--protocol: expected mindeye or brain-diffuser, found '{}'",
+            args.protocol
+        ))
+    })?;
+    let weights = args
+        .metric_weights
+        .clone()
+        .or_else(|| std::env::var_os("BRAINRECON_METRIC_WEIGHTS").map(PathBuf::from));
+    if let Some(dir) = &weights {
+        if !dir.is_dir() {
+            return Err(usage(format!(
+                "--metric-weights {}: not a folder (write one with `python tools/convert_torchvision.py --out DIR`)",
+                dir.display()
+            )));
+        }
+    }
+    let device = super::device(&args.device)?;
+    let clip = super::features::clip_for_suite(args.clip.as_deref(), &device)?;
+    Ok(Networks::load(
+        args.metric_weights.as_deref(),
+        clip,
+        protocol,
+        &device,
+    )?)
+}
+
 fn route_eval(args: &Args) -> anyhow::Result<()> {
     let subject = PreparedSubject::open(&args.stimuli)?;
-    let clip = super::features::clip_for_eval(args.clip.as_deref(), &super::device(&args.device)?)?;
+    let networks = suite_networks(args)?;
     let options = EvalOptions {
-        clip: clip.as_deref(),
+        suite: &networks,
         rows_per_page: args.rows_per_page.max(1),
         thumbnail: args.thumbnail.max(8),
         command: super::command_line(),
@@ -113,9 +160,6 @@ fn route_eval(args: &Args) -> anyhow::Result<()> {
         return super::print_json(&evaluation);
     }
     print!("{evaluation}");
-    if evaluation.clip_model.is_none() {
-        println!("(no CLIP weights: pass --clip MODEL for two-way identification in CLIP space)");
-    }
     println!("metrics: {}", evaluation.metrics_json.display());
     println!("report:  {}", evaluation.report[0].display());
     Ok(())
@@ -134,6 +178,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let store = subject.as_ref().map(|s| s.images()).transpose()?;
     let (mut truths, mut recons) = (Vec::new(), Vec::new());
     let (mut truth_images, mut recon_images) = (Vec::new(), Vec::new());
+    let mut truth_native = Vec::new();
     let mut size = None;
     for (id, path) in &recon_files {
         let recon = read_png(path)?;
@@ -157,6 +202,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             })?,
             None => read_png(&args.stimuli.join(format!("{id}.png")))?,
         };
+        truth_native.push(truth.clone());
         let truth = truth.resize(recon.height, recon.width);
         truths.push(truth.to_unit_f32());
         recons.push(recon.to_unit_f32());
@@ -168,9 +214,34 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(path) = &args.sheet {
         write_png(path, &contact_sheet(&truth_images, &recon_images, 10))?;
     }
+    let suite = if truth_native.len() >= 2 {
+        let networks = suite_networks(&args)?;
+        let truth = suite::prepare(&truth_native, networks.protocol);
+        let recon = suite::prepare(&recon_images, networks.protocol);
+        let row = suite::score(
+            "reconstructions",
+            &truth,
+            &networks.features(&truth, &|_| {})?,
+            &recon,
+            &networks.features(&recon, &|_| {})?,
+            networks.protocol,
+        )?;
+        Some(SuiteTable {
+            protocol: networks.protocol,
+            columns: suite::column_headers(),
+            rows: vec![row],
+            absent: networks.absent.clone(),
+            per_image: Vec::new(),
+        })
+    } else {
+        None
+    };
     if args.json {
-        return super::print_json(&table);
+        return super::print_json(&serde_json::json!({ "pixels": table, "suite": suite }));
     }
     print!("{table}");
+    if let Some(suite) = suite {
+        print!("{suite}");
+    }
     Ok(())
 }

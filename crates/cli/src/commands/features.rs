@@ -1,15 +1,14 @@
 use super::usage;
 use brainrecon_data::prepared::PreparedSubject;
+use brainrecon_diffusion::clip_vision::{load_clip_vision, ClipVisionModel};
 use brainrecon_diffusion::pipeline::{Posterior, StableDiffusion};
 use brainrecon_diffusion::weights::DiffusionError;
 use brainrecon_routes::clip::{ClipImageFeatures, DEFAULT_CLIP};
 use brainrecon_routes::decoders::default_features_dir;
-use brainrecon_routes::evaluate::ImageEmbedder;
 use brainrecon_routes::features::{
     compute_features, default_latent_image_size, ClipTextFeatures, FeatureKind, StimulusEncoder,
     VaeFeatures,
 };
-use brainrecon_routes::RouteError;
 use std::path::PathBuf;
 
 /// Compute per-stimulus features of a prepared subject with a diffusion model.
@@ -134,22 +133,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The CLIP model for identification in `eval`: the named one, else the default when it is
-/// in the Hugging Face cache, else none.
-pub fn clip_for_eval(
+/// The CLIP vision tower of `eval`'s metric suite: the named one, else the default
+/// (openai/clip-vit-large-patch14, MindEye's) when it is in the Hugging Face cache, else none.
+pub fn clip_for_suite(
     model: Option<&str>,
     device: &brainrecon_diffusion::pipeline::Device,
-) -> anyhow::Result<Option<Box<dyn ImageEmbedder>>> {
+) -> anyhow::Result<Option<(String, ClipVisionModel)>> {
     let dtype = brainrecon_diffusion::pipeline::DType::F32;
-    match model {
-        Some(model) => Ok(Some(Box::new(ClipImageFeatures::load(
-            model, dtype, device,
-        )?))),
-        None => match ClipImageFeatures::load(DEFAULT_CLIP, dtype, device) {
-            Ok(clip) => Ok(Some(Box::new(clip))),
-            // Not in the cache: evaluate without CLIP (the table says so).
-            Err(RouteError::Diffusion(DiffusionError::ModelNotFound { .. })) => Ok(None),
-            Err(e) => Err(e.into()),
-        },
+    let name = model.unwrap_or(DEFAULT_CLIP);
+    match load_clip_vision(name, dtype, device) {
+        Ok((vision, _)) => Ok(Some((name.to_string(), vision))),
+        // The default is not in the cache: the suite shows CLIP as absent, with the command.
+        Err(DiffusionError::ModelNotFound { .. }) if model.is_none() => Ok(None),
+        Err(e) => Err(e.into()),
     }
 }
