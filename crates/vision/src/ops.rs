@@ -207,22 +207,33 @@ impl CustomOp2 for Depthwise {
                 let src = &x[plane * h * wd..(plane + 1) * h * wd];
                 let k = &w[ch * kh * kw..(ch + 1) * kh * kw];
                 for oy in 0..ho {
-                    for ox in 0..wo {
-                        let mut acc = 0f32;
-                        for ky in 0..kh {
-                            let iy = (oy * sh + ky) as isize - ph as isize;
-                            if iy < 0 || iy >= h as isize {
-                                continue;
-                            }
-                            let row = &src[iy as usize * wd..(iy as usize + 1) * wd];
-                            for kx in 0..kw {
-                                let ix = (ox * sw + kx) as isize - pw as isize;
-                                if ix >= 0 && ix < wd as isize {
-                                    acc += row[ix as usize] * k[ky * kw + kx];
+                    let dst = &mut y[oy * wo..(oy + 1) * wo];
+                    for ky in 0..kh {
+                        let iy = (oy * sh + ky) as isize - ph as isize;
+                        if iy < 0 || iy >= h as isize {
+                            continue;
+                        }
+                        let row = &src[iy as usize * wd..(iy as usize + 1) * wd];
+                        for kx in 0..kw {
+                            // output columns whose input column ox·sw + kx − pw is inside the row
+                            let lo = pw.saturating_sub(kx).div_ceil(sw).min(wo);
+                            let hi = match (wd + pw).checked_sub(kx + 1) {
+                                Some(last) => (last / sw + 1).min(wo).max(lo),
+                                None => lo,
+                            };
+                            let tap = k[ky * kw + kx];
+                            let first = lo * sw + kx - pw;
+                            if sw == 1 {
+                                // contiguous: a loop the compiler vectorises
+                                for (o, i) in dst[lo..hi].iter_mut().zip(&row[first..]) {
+                                    *o += tap * i;
+                                }
+                            } else {
+                                for (j, o) in dst[lo..hi].iter_mut().enumerate() {
+                                    *o += tap * row[first + j * sw];
                                 }
                             }
                         }
-                        y[oy * wo + ox] = acc;
                     }
                 }
             });
