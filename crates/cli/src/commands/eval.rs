@@ -237,7 +237,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         None
     };
     if args.json {
-        return super::print_json(&serde_json::json!({ "pixels": table, "suite": suite }));
+        // The pixel table's fields stay at the top level (as before the suite existed); the suite joins them.
+        let mut value = serde_json::to_value(&table)?;
+        value["suite"] = serde_json::to_value(&suite)?;
+        return super::print_json(&value);
     }
     print!("{table}");
     if let Some(suite) = suite {
