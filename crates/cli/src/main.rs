@@ -29,6 +29,8 @@ enum Command {
     Fit(commands::fit::Args),
     Decode(commands::decode::Args),
     Reconstruct(commands::reconstruct::Args),
+    #[command(subcommand)]
+    B2c(commands::b2c::B2cCommand),
     Eval(commands::eval::Args),
     Generate(commands::generate::Args),
     TrainPrior(commands::train_prior::Args),
@@ -71,6 +73,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Fit(args) => commands::fit::run(args),
         Command::Decode(args) => commands::decode::run(args),
         Command::Reconstruct(args) => commands::reconstruct::run(args),
+        Command::B2c(command) => commands::b2c::run(command),
         Command::Eval(args) => commands::eval::run(args),
         Command::Generate(args) => commands::generate::run(args),
         Command::TrainPrior(args) => commands::train_prior::run(args),

@@ -27,6 +27,8 @@ fn every_command_has_help_with_an_example() {
         vec!["bench", "ridge"],
         vec!["generate"],
         vec!["train-prior"],
+        vec!["b2c", "train"],
+        vec!["b2c", "ablation"],
         vec!["demo"],
         vec!["stream"],
     ] {

@@ -121,3 +121,59 @@ mod tests {
         assert!(q.gaussian(&[1, 4], &Device::Cpu, DType::F32).is_err());
     }
 }
+
+/// Inverted dropout with a seeded mask: each element is kept with probability `1 − p` and
+/// scaled by `1 / (1 − p)`, as `torch.nn.functional.dropout` in training mode. The mask comes
+/// from `rng` (one uniform draw per element, in row-major order), so a training step's masks
+/// depend only on its seed. `p == 0` returns `x` unchanged. Differentiable in `x`.
+///
+/// # Panics
+/// When `p` is outside [0, 1).
+pub fn dropout(x: &Tensor, p: f64, rng: &mut ChaCha8Rng) -> Result<Tensor> {
+    assert!((0.0..1.0).contains(&p), "dropout: p must be in [0, 1)");
+    if p == 0.0 {
+        return Ok(x.clone());
+    }
+    use rand::Rng;
+    let scale = (1.0 / (1.0 - p)) as f32;
+    let mask: Vec<f32> = (0..x.elem_count())
+        .map(|_| if rng.gen::<f64>() >= p { scale } else { 0.0 })
+        .collect();
+    let mask = Tensor::from_vec(mask, x.dims(), x.device())?.to_dtype(x.dtype())?;
+    Ok(x.mul(&mask)?)
+}
+
+/// A ChaCha8 stream for one training step's dropout masks: seed and step select it, so a
+/// resumed run draws the masks an uninterrupted one drew.
+pub fn dropout_stream(seed: u64, step: u64) -> ChaCha8Rng {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xD5_0000_0000_0000);
+    rng.set_stream(step);
+    rng
+}
+
+#[cfg(test)]
+mod dropout_tests {
+    use super::*;
+
+    #[test]
+    fn dropout_keeps_the_expected_share_and_scales_it() {
+        let x = Tensor::ones(10_000, DType::F32, &Device::Cpu).unwrap();
+        let y = dropout(&x, 0.25, &mut dropout_stream(1, 0)).unwrap();
+        let v = y.to_vec1::<f32>().unwrap();
+        let kept = v.iter().filter(|&&e| e != 0.0).count() as f64 / v.len() as f64;
+        assert!((kept - 0.75).abs() < 0.02, "kept {kept}");
+        assert!(v.iter().all(|&e| e == 0.0 || (e - 4.0 / 3.0).abs() < 1e-6));
+        // the same step draws the same mask, another step another one
+        let again = dropout(&x, 0.25, &mut dropout_stream(1, 0)).unwrap();
+        assert_eq!(again.to_vec1::<f32>().unwrap(), v);
+        let other = dropout(&x, 0.25, &mut dropout_stream(1, 1)).unwrap();
+        assert_ne!(other.to_vec1::<f32>().unwrap(), v);
+        assert_eq!(
+            dropout(&x, 0.0, &mut dropout_stream(1, 0))
+                .unwrap()
+                .to_vec1::<f32>()
+                .unwrap(),
+            vec![1.0; 10_000]
+        );
+    }
+}

@@ -6,7 +6,7 @@
 //! wrong shape is a typed error naming the file, the tensor and both shapes. The one place where
 //! checkpoint names differ from module names (legacy VAE attention names) is [`legacy_aliases`].
 
-use candle_core::{DType, Device, Shape, Tensor};
+use candle_core::{DType, Device, Shape, Tensor, Var};
 use candle_nn::var_builder::SimpleBackend;
 use candle_nn::VarBuilder;
 use serde::de::DeserializeOwned;
@@ -277,6 +277,112 @@ impl SimpleBackend for Weights {
     }
 }
 
+/// A model's stored weights with some tensors replaced: the tuned tensors of a fine-tuned
+/// model over the pretrained files (which stay memory-mapped), or trainable [`Var`]s over them
+/// ([`Overlay::trainable`]). Names and shapes resolve as in [`Weights`].
+#[derive(Clone)]
+pub struct Overlay {
+    base: Weights,
+    replaced: HashMap<String, Tensor>,
+}
+
+impl Overlay {
+    /// `base` with `replaced` taking precedence. A replaced tensor whose name `base` lacks or
+    /// whose shape differs from the stored one is an error naming both shapes.
+    pub fn new(base: &Weights, replaced: HashMap<String, Tensor>) -> Result<Self> {
+        for (name, tensor) in &replaced {
+            match base.shape_of(name) {
+                None => {
+                    return Err(ModelError::MissingTensor {
+                        path: base.path(),
+                        name: name.clone(),
+                    })
+                }
+                Some(shape) if shape != tensor.dims() => {
+                    return Err(ModelError::Shape {
+                        path: base.path(),
+                        name: name.clone(),
+                        expected: shape,
+                        found: tensor.dims().to_vec(),
+                    })
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(Overlay {
+            base: base.clone(),
+            replaced,
+        })
+    }
+
+    /// `base` with every tensor whose name satisfies `trainable` turned into a [`Var`] of
+    /// `dtype` (starting from the stored values): modules built from [`Overlay::var_builder`]
+    /// compute with the variables, so gradients reach them and optimiser steps change the
+    /// module. Returns the overlay and the variables by name (sorted).
+    pub fn trainable(
+        base: &Weights,
+        trainable: impl Fn(&str) -> bool,
+        dtype: DType,
+    ) -> Result<(Self, Vec<(String, Var)>)> {
+        let mut replaced = HashMap::new();
+        let mut vars = Vec::new();
+        for name in base.names().into_iter().filter(|n| trainable(n)) {
+            let value = base.with_dtype(dtype).get_unchecked(&name)?;
+            let var = Var::from_tensor(&value)?;
+            replaced.insert(name.clone(), var.as_tensor().clone());
+            vars.push((name, var));
+        }
+        Ok((
+            Overlay {
+                base: base.with_dtype(dtype),
+                replaced,
+            },
+            vars,
+        ))
+    }
+
+    /// A [`VarBuilder`] over the overlay, in the base's dtype and device.
+    pub fn var_builder(&self) -> VarBuilder<'static> {
+        VarBuilder::from_backend(
+            Box::new(self.clone()),
+            self.base.dtype,
+            self.base.device.clone(),
+        )
+    }
+}
+
+impl SimpleBackend for Overlay {
+    fn get(
+        &self,
+        s: Shape,
+        name: &str,
+        init: candle_nn::Init,
+        dtype: DType,
+        dev: &Device,
+    ) -> candle_core::Result<Tensor> {
+        match self.replaced.get(name) {
+            Some(t) if t.dims() == s.dims() => t.to_dtype(dtype)?.to_device(dev),
+            Some(t) => Err(candle_core::Error::UnexpectedShape {
+                msg: format!("shape mismatch for {name}"),
+                expected: s,
+                got: t.shape().clone(),
+            }),
+            None => SimpleBackend::get(&self.base, s, name, init, dtype, dev),
+        }
+    }
+
+    fn get_unchecked(&self, name: &str, dtype: DType, dev: &Device) -> candle_core::Result<Tensor> {
+        match self.replaced.get(name) {
+            Some(t) => t.to_dtype(dtype)?.to_device(dev),
+            None => SimpleBackend::get_unchecked(&self.base, name, dtype, dev),
+        }
+    }
+
+    fn contains_tensor(&self, name: &str) -> bool {
+        self.replaced.contains_key(name) || self.base.contains(name)
+    }
+}
+
 /// Older diffusers checkpoints (e.g. the VAE of `CompVis/stable-diffusion-v1-4`) name the
 /// attention projections of the VAE mid-block `query`, `key`, `value` and `proj_attn`; today's
 /// modules call them `to_q`, `to_k`, `to_v` and `to_out.0`. The stored name to try when the
@@ -448,6 +554,51 @@ mod tests {
             vec!["encoder.mid_block.attentions.0.proj_attn.weight".to_string()]
         );
         assert!(legacy_aliases("conv_in.weight").is_empty());
+    }
+
+    #[test]
+    fn overlays_replace_and_train_chosen_tensors() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("w.safetensors");
+        let dev = Device::Cpu;
+        let a = Tensor::new(&[1f32, 2.0], &dev).unwrap();
+        let b = Tensor::new(&[[3f32, 4.0]], &dev).unwrap();
+        candle_core::safetensors::save(
+            &HashMap::from([("a".to_string(), a.clone()), ("b".to_string(), b.clone())]),
+            &file,
+        )
+        .unwrap();
+        let base = Weights::from_files(&[file], DType::F32, &dev).unwrap();
+        // replaced values win; the rest comes from the file
+        let new_a = Tensor::new(&[5f32, 6.0], &dev).unwrap();
+        let overlay = Overlay::new(&base, HashMap::from([("a".to_string(), new_a)])).unwrap();
+        let vb = overlay.var_builder();
+        assert_eq!(
+            vb.get(2, "a").unwrap().to_vec1::<f32>().unwrap(),
+            [5.0, 6.0]
+        );
+        assert_eq!(
+            vb.get((1, 2), "b").unwrap().to_vec2::<f32>().unwrap(),
+            [[3.0, 4.0]]
+        );
+        // a wrong shape or an unknown name is refused
+        let wrong = Tensor::new(&[1f32], &dev).unwrap();
+        assert!(Overlay::new(&base, HashMap::from([("a".to_string(), wrong.clone())])).is_err());
+        assert!(Overlay::new(&base, HashMap::from([("c".to_string(), wrong)])).is_err());
+        // trainable tensors are variables: gradients reach them
+        let (overlay, vars) = Overlay::trainable(&base, |n| n == "b", DType::F32).unwrap();
+        assert_eq!(vars.len(), 1);
+        let vb = overlay.var_builder();
+        let y = vb
+            .get((1, 2), "b")
+            .unwrap()
+            .broadcast_mul(&vb.get(2, "a").unwrap())
+            .unwrap()
+            .sum_all()
+            .unwrap();
+        let grads = y.backward().unwrap();
+        let g = grads.get(vars[0].1.as_tensor()).unwrap();
+        assert_eq!(g.to_vec2::<f32>().unwrap(), [[1.0, 2.0]]);
     }
 
     #[test]

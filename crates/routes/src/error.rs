@@ -37,6 +37,12 @@ impl From<brainrecon_diffusion::pipeline::CandleError> for RouteError {
     }
 }
 
+impl From<brainrecon_nn::layers::Error> for RouteError {
+    fn from(e: brainrecon_nn::layers::Error) -> Self {
+        RouteError::Diffusion(e.into())
+    }
+}
+
 impl RouteError {
     pub fn mismatch(
         path: &Path,

@@ -32,10 +32,14 @@ pub struct EvalRow {
     pub latent_mse: Option<f64>,
     pub latent_pcc: Option<f64>,
     pub two_way_latent: Option<f64>,
+    /// B2C: mean cosine of the encoder's context and the true CLIP text context.
+    pub context_cosine: Option<f64>,
+    /// B2C: two-way identification of the true context from the encoder's.
+    pub context_two_way: Option<f64>,
 }
 
 impl EvalRow {
-    pub const COLUMNS: [&'static str; 7] = [
+    pub const COLUMNS: [&'static str; 9] = [
         "PixCorr ↑",
         "SSIM ↑",
         "pixel MSE ↓",
@@ -43,9 +47,11 @@ impl EvalRow {
         "latent MSE ↓",
         "latent PCC ↑",
         "2-way latent ↑",
+        "context cos ↑",
+        "context 2-way ↑",
     ];
 
-    pub fn values(&self) -> [Option<f64>; 7] {
+    pub fn values(&self) -> [Option<f64>; 9] {
         [
             self.pixcorr,
             self.ssim,
@@ -54,6 +60,8 @@ impl EvalRow {
             self.latent_mse,
             self.latent_pcc,
             self.two_way_latent,
+            self.context_cosine,
+            self.context_two_way,
         ]
     }
 }
@@ -226,6 +234,9 @@ fn mean_row(name: &str, rows: &[EvalRow]) -> EvalRow {
         ssim: mean(|r| r.ssim),
         mse: mean(|r| r.mse),
         two_way_pixels: mean(|r| r.two_way_pixels),
+        latent_mse: mean(|r| r.latent_mse),
+        latent_pcc: mean(|r| r.latent_pcc),
+        two_way_latent: mean(|r| r.two_way_latent),
         ..EvalRow::default()
     }
 }
@@ -478,10 +489,22 @@ pub fn evaluate(
     let mut columns = vec!["stimulus".to_string()];
     let mut sample_rows = Vec::new();
     let mut resized = Vec::new();
+    let b2c = match &manifest.b2c {
+        Some(b2c_dir) => Some((b2c_dir, crate::b2c::B2cRecord::load(b2c_dir)?)),
+        None => None,
+    };
     for (name, images) in &sets {
         let images = at_size(images, size);
-        let row = image_metrics(name, &truths, &images, size)?;
+        let mut row = image_metrics(name, &truths, &images, size)?;
         if name.starts_with("sample") {
+            if let Some((_, record)) = &b2c {
+                let k = sample_rows.len() + 1;
+                let latent =
+                    crate::b2c::metrics::sample_latent_row(subject, dir, &manifest, record, k)?;
+                row.latent_mse = latent.latent_mse;
+                row.latent_pcc = latent.latent_pcc;
+                row.two_way_latent = latent.two_way_latent;
+            }
             sample_rows.push(row);
         } else {
             rows.push(row);
@@ -510,6 +533,11 @@ pub fn evaluate(
         &samples_name,
     )?;
 
+    if let Some((_, record)) = &b2c {
+        rows.push(crate::b2c::metrics::context_row(
+            subject, dir, &manifest, record,
+        )?);
+    }
     let mut decoders = Vec::new();
     for (path, kind, name) in [
         (

@@ -1,7 +1,8 @@
 //! Reconstruction routes built on the data layer, the ridge engine, the diffusion engine and
 //! the metrics: per-stimulus features, decoders, the linear route (Takagi & Nishimoto 2023),
-//! the evaluation report and the field's metric suite.
+//! Brain-to-Context (B2C), the evaluation report and the field's metric suite.
 
+pub mod b2c;
 pub mod clip;
 pub mod decoders;
 pub mod error;

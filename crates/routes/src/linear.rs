@@ -41,6 +41,8 @@ pub enum Method {
     Linear,
     /// The VAE decode of the decoded z alone.
     ZOnly,
+    /// txt2img conditioned on the context a trained B2C encoder makes of the betas.
+    B2c,
     /// txt2img conditioned on the decoded c alone.
     COnly,
 }
@@ -51,8 +53,9 @@ impl Method {
             "linear" => Ok(Method::Linear),
             "z-only" => Ok(Method::ZOnly),
             "c-only" => Ok(Method::COnly),
+            "b2c" => Ok(Method::B2c),
             other => Err(RouteError::Usage(format!(
-                "--method: expected linear, z-only or c-only, found '{other}'"
+                "--method: expected linear, z-only, c-only or b2c, found '{other}'"
             ))),
         }
     }
@@ -62,15 +65,17 @@ impl Method {
             Method::Linear => "linear",
             Method::ZOnly => "z-only",
             Method::COnly => "c-only",
+            Method::B2c => "b2c",
         }
     }
 
-    fn uses_z(self) -> bool {
+    pub(crate) fn uses_z(self) -> bool {
         matches!(self, Method::Linear | Method::ZOnly)
     }
 
-    fn uses_c(self) -> bool {
-        matches!(self, Method::Linear | Method::COnly)
+    /// Whether the run samples conditioned images (sample-<k>/).
+    pub(crate) fn uses_c(self) -> bool {
+        matches!(self, Method::Linear | Method::COnly | Method::B2c)
     }
 }
 
@@ -89,6 +94,9 @@ pub struct ReconstructOptions {
     pub sample_posterior: bool,
     /// Only the first N test images.
     pub limit: Option<usize>,
+    /// B2C: img2img from the linear route's decoded z instead of txt2img.
+    #[serde(default)]
+    pub init_z: bool,
 }
 
 impl Default for ReconstructOptions {
@@ -103,6 +111,7 @@ impl Default for ReconstructOptions {
             seed: 42,
             sample_posterior: true,
             limit: None,
+            init_z: false,
         }
     }
 }
@@ -116,6 +125,11 @@ pub struct Manifest {
     pub subject_dir: PathBuf,
     pub z_decoder: Option<PathBuf>,
     pub c_decoder: Option<PathBuf>,
+    /// The B2C folder (`--method b2c`) and a fingerprint of its files.
+    #[serde(default)]
+    pub b2c: Option<PathBuf>,
+    #[serde(default)]
+    pub b2c_fingerprint: Option<String>,
     pub model: String,
     /// [`brainrecon_diffusion::weights::ModelDir::fingerprint`] of the model's files (empty in
     /// manifests written before it was recorded).
@@ -159,7 +173,7 @@ impl Manifest {
     /// Image sets to evaluate: ("decoded z", dir) and ("sample k", dir).
     pub fn image_sets(&self, dir: &Path) -> Vec<(String, PathBuf)> {
         let mut sets = Vec::new();
-        if self.options.method.uses_z() {
+        if self.options.method.uses_z() || self.options.init_z {
             sets.push(("decoded z".to_string(), Self::decoded_z_dir(dir)));
         }
         if self.options.method.uses_c() {
@@ -265,20 +279,8 @@ fn tensor_to_image(image: &Tensor) -> Result<RgbImage> {
     Ok(RgbImage::from_unit_f32(h, w, &values))
 }
 
-/// Runs the route on the subject's test images. `command` and `model` are recorded.
-#[allow(clippy::too_many_arguments)]
-pub fn reconstruct(
-    subject: &PreparedSubject,
-    sd: &StableDiffusion,
-    model: &str,
-    z_decoder: Option<&Decoder>,
-    c_decoder: Option<&Decoder>,
-    options: &ReconstructOptions,
-    out: &Path,
-    command: &str,
-    show_progress: bool,
-) -> Result<ReconstructSummary> {
-    let started = std::time::Instant::now();
+/// Rejects sampling settings that cannot run, naming the flag.
+pub(crate) fn check_sampling(options: &ReconstructOptions) -> Result<()> {
     if options.samples == 0 && options.method.uses_c() {
         return Err(RouteError::Usage("--samples must be at least 1".into()));
     }
@@ -288,11 +290,12 @@ pub fn reconstruct(
             options.strength
         )));
     }
-    let z_decoder = z_decoder.filter(|_| options.method.uses_z());
-    let c_decoder = c_decoder.filter(|_| options.method.uses_c());
-    let latent_hw = check_decoders(subject, sd, options.method, z_decoder, c_decoder)?;
-    let fingerprint = sd.root.fingerprint()?;
-    for decoder in [z_decoder, c_decoder].into_iter().flatten() {
+    Ok(())
+}
+
+/// Warns when a decoder was fit on features of another model than the one reconstructing.
+fn warn_on_provenance(decoders: &[&Decoder], model: &str, fingerprint: &str) {
+    for decoder in decoders {
         let metadata = &decoder.model.metadata;
         let recorded = |key: &str| metadata.get(key).and_then(|v| v.as_str());
         if let Some(fit_model) = recorded("target_model") {
@@ -313,39 +316,292 @@ pub fn reconstruct(
             }
         }
     }
+}
 
-    // Decode the features of every test image up front (one matrix product each).
-    let (mut ids, mut z_rows, mut c_rows) = (subject.test_stimulus_ids()?, None, None);
-    if let Some(z) = z_decoder {
-        z_rows = Some(z.predict_test(subject)?.1);
+/// The test images' ids (first `limit`) and each decoder's predictions for them.
+fn decode_test_features(
+    subject: &PreparedSubject,
+    decoders: [Option<&Decoder>; 2],
+    limit: Option<usize>,
+) -> Result<(Vec<usize>, [Option<Vec<f32>>; 2])> {
+    let mut ids = subject.test_stimulus_ids()?;
+    let mut rows = [None, None];
+    for (slot, decoder) in rows.iter_mut().zip(decoders) {
+        if let Some(decoder) = decoder {
+            let (_, mut predicted) = decoder.predict_test(subject)?;
+            if let Some(limit) = limit {
+                predicted.truncate(limit.min(ids.len()) * decoder.model.n_targets());
+            }
+            *slot = Some(predicted);
+        }
     }
-    if let Some(c) = c_decoder {
-        c_rows = Some(c.predict_test(subject)?.1);
-    }
-    if let Some(limit) = options.limit {
+    if let Some(limit) = limit {
         ids.truncate(limit);
     }
+    Ok((ids, rows))
+}
+
+/// Writes `out/decoded/ids.npy` and one `<name>.npy` (n, shape…) per array.
+pub(crate) fn write_decoded(
+    out: &Path,
+    ids: &[usize],
+    arrays: &[(&str, &[usize], &[f32])],
+) -> Result<()> {
     let decoded = out.join("decoded");
     npy::write(
         &decoded.join("ids.npy"),
         &[ids.len()],
         &ids.iter().map(|&i| i as i64).collect::<Vec<_>>(),
     )?;
-    for (name, rows, decoder) in [("z", &z_rows, z_decoder), ("c", &c_rows, c_decoder)] {
-        if let (Some(rows), Some(decoder)) = (rows, decoder) {
-            let width = decoder.model.n_targets();
-            let mut shape = vec![ids.len()];
-            shape.extend(&decoder.target_shape);
-            npy::write(
-                &decoded.join(format!("{name}.npy")),
-                &shape,
-                &rows[..ids.len() * width],
-            )?;
+    for (name, shape, values) in arrays {
+        let mut full = vec![ids.len()];
+        full.extend(*shape);
+        let width: usize = shape.iter().product();
+        npy::write(
+            &decoded.join(format!("{name}.npy")),
+            &full,
+            &values[..ids.len() * width],
+        )?;
+    }
+    Ok(())
+}
+
+/// Refuses to resume a run made with other settings or model files, then records `manifest`
+/// (incomplete). Returns the manifest's path.
+pub(crate) fn begin_run(out: &Path, manifest: &Manifest) -> Result<PathBuf> {
+    let manifest_path = out.join(Manifest::FILE);
+    if let Some(old) = manifest_path
+        .exists()
+        .then(|| Manifest::load(out).ok())
+        .flatten()
+    {
+        // --limit only selects images; any other change would mix settings.
+        let same = ReconstructOptions {
+            limit: manifest.options.limit,
+            ..old.options.clone()
+        } == manifest.options;
+        if !same
+            || old.model != manifest.model
+            || old.model_fingerprint != manifest.model_fingerprint
+            || old.b2c_fingerprint != manifest.b2c_fingerprint
+        {
+            return Err(RouteError::mismatch(
+                &manifest_path,
+                "options",
+                format!(
+                    "{:?} with model {} (files {}) (a run to resume)",
+                    manifest.options, manifest.model, manifest.model_fingerprint
+                ),
+                format!(
+                    "{:?} with model {} (files {}): use another --out, or delete it to \
+                     start over",
+                    old.options,
+                    old.model,
+                    if old.model_fingerprint.is_empty() {
+                        "not recorded"
+                    } else {
+                        &old.model_fingerprint
+                    }
+                ),
+            ));
         }
     }
+    write_json_atomic(&manifest_path, manifest)?;
+    Ok(manifest_path)
+}
 
+/// How many images a run wrote and found already written.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Counts {
+    pub written: usize,
+    pub skipped: usize,
+}
+
+/// The VAE decode of row `row` of the decoded z: made and written to `decoded-z/<id>.png`, or
+/// read back from there (PNG is lossless, so a resume sees the same pixels).
+pub(crate) fn decoded_z_image(
+    sd: &StableDiffusion,
+    out: &Path,
+    z_rows: &[f32],
+    hw: usize,
+    row: usize,
+    id: usize,
+    counts: &mut Counts,
+) -> Result<RgbImage> {
+    let path = Manifest::decoded_z_dir(out).join(format!("{id}.png"));
+    if path.exists() {
+        counts.skipped += 1;
+        return Ok(read_png(&path)?);
+    }
+    let width = sd.unet.config.in_channels * hw * hw;
+    let z = Tensor::from_vec(
+        z_rows[row * width..(row + 1) * width].to_vec(),
+        (1, sd.unet.config.in_channels, hw, hw),
+        &sd.device,
+    )?;
+    let image = tensor_to_image(&sd.decode_latent(&z)?)?;
+    write_png(&path, &image)?;
+    counts.written += 1;
+    Ok(image)
+}
+
+/// Where the sampler should start: txt2img from noise, or img2img from an image.
+pub(crate) enum Start<'a> {
+    Noise,
+    Image {
+        pixels: &'a Tensor,
+        strength: f64,
+        sample_posterior: bool,
+    },
+}
+
+/// The image pixels img2img starts from: `image` resized to the model's size with Lanczos.
+pub(crate) fn init_pixels(sd: &StableDiffusion, image: &RgbImage) -> Result<Tensor> {
     let size = sd.default_size();
-    let latent_image_size = latent_hw.map(|h| h * sd.vae_scale_factor());
+    let image = image.resize_with(size, size, Filter::Lanczos);
+    Ok(image_from_rgb8(size, size, &image.pixels, &sd.device)?)
+}
+
+/// Reconstructions 1..=samples of image `id` conditioned on `context`, each from its own
+/// seeded noise stream, written to `sample-<k>/<id>.png` (skipped when present). With
+/// `keep_latent`, the sampler's final latent goes to `sample-<k>/<id>.latent.npy` first.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn sample_images(
+    sd: &StableDiffusion,
+    out: &Path,
+    options: &ReconstructOptions,
+    id: usize,
+    context: &Conditioning,
+    start: &Start,
+    keep_latent: bool,
+    counts: &mut Counts,
+    progress: &indicatif::ProgressBar,
+) -> Result<()> {
+    let size = sd.default_size();
+    let sample_options = SampleOptions {
+        steps: options.steps,
+        guidance: options.guidance,
+        scheduler: SchedulerKind::Ddim { eta: 0.0 },
+    };
+    for k in 1..=options.samples {
+        let path = Manifest::sample_dir(out, k).join(format!("{id}.png"));
+        if path.exists() {
+            counts.skipped += 1;
+            progress.inc(1);
+            continue;
+        }
+        let mut noise = SeededNoise::new(stream_seed(options.seed, id as u64, k as u64));
+        let latent = match start {
+            Start::Image {
+                pixels,
+                strength,
+                sample_posterior,
+            } => {
+                let posterior = if *sample_posterior {
+                    Posterior::Sample
+                } else {
+                    Posterior::Mean
+                };
+                let init = sd.encode_image(pixels, posterior, &mut noise)?;
+                sd.img2img(
+                    &init,
+                    context,
+                    *strength,
+                    &sample_options,
+                    &mut noise,
+                    &mut |_| {},
+                )?
+            }
+            Start::Noise => sd.txt2img(
+                context,
+                size,
+                size,
+                &sample_options,
+                &mut noise,
+                &mut |_| {},
+            )?,
+        };
+        if keep_latent {
+            let values = latent.flatten_all()?.to_vec1::<f32>()?;
+            npy::write(
+                &Manifest::sample_dir(out, k).join(format!("{id}.latent.npy")),
+                &latent.dims()[1..],
+                &values,
+            )?;
+        }
+        let image = tensor_to_image(&sd.decode_latent(&latent)?)?;
+        write_png(&path, &image)?;
+        counts.written += 1;
+        progress.inc(1);
+    }
+    Ok(())
+}
+
+/// Marks the run complete.
+pub(crate) fn finish_run(manifest_path: &Path, manifest: &mut Manifest) -> Result<()> {
+    manifest.complete = true;
+    write_json_atomic(manifest_path, manifest)?;
+    Ok(())
+}
+
+/// One test image's context [1, T, D] from row-major rows of T·D values.
+pub(crate) fn context_row(sd: &StableDiffusion, rows: &[f32], row: usize) -> Result<Tensor> {
+    let (t, d) = (
+        sd.text_encoder.config.max_position_embeddings,
+        sd.unet.config.cross_attention_dim,
+    );
+    Ok(Tensor::from_vec(
+        rows[row * t * d..(row + 1) * t * d].to_vec(),
+        (1, t, d),
+        &sd.device,
+    )?)
+}
+
+/// The empty prompt's context when guidance needs it.
+pub(crate) fn unconditional(sd: &StableDiffusion, guidance: f64) -> Result<Option<Tensor>> {
+    Ok(if guidance > 1.0 {
+        Some(sd.encode_text(&[""])?)
+    } else {
+        None
+    })
+}
+
+/// Runs the route on the subject's test images. `command` and `model` are recorded.
+#[allow(clippy::too_many_arguments)]
+pub fn reconstruct(
+    subject: &PreparedSubject,
+    sd: &StableDiffusion,
+    model: &str,
+    z_decoder: Option<&Decoder>,
+    c_decoder: Option<&Decoder>,
+    options: &ReconstructOptions,
+    out: &Path,
+    command: &str,
+    show_progress: bool,
+) -> Result<ReconstructSummary> {
+    let started = std::time::Instant::now();
+    check_sampling(options)?;
+    if options.method == Method::B2c {
+        return Err(RouteError::Usage("--method b2c needs --b2c DIR".into()));
+    }
+    let z_decoder = z_decoder.filter(|_| options.method.uses_z());
+    let c_decoder = c_decoder.filter(|_| options.method.uses_c());
+    let latent_hw = check_decoders(subject, sd, options.method, z_decoder, c_decoder)?;
+    let fingerprint = sd.root.fingerprint()?;
+    let decoders: Vec<&Decoder> = [z_decoder, c_decoder].into_iter().flatten().collect();
+    warn_on_provenance(&decoders, model, &fingerprint);
+
+    // Decode the features of every test image up front (one matrix product each).
+    let (ids, [z_rows, c_rows]) =
+        decode_test_features(subject, [z_decoder, c_decoder], options.limit)?;
+    let mut arrays: Vec<(&str, &[usize], &[f32])> = Vec::new();
+    for (name, rows, decoder) in [("z", &z_rows, z_decoder), ("c", &c_rows, c_decoder)] {
+        if let (Some(rows), Some(decoder)) = (rows, decoder) {
+            arrays.push((name, &decoder.target_shape, rows));
+        }
+    }
+    write_decoded(out, &ids, &arrays)?;
+
     let mut manifest = Manifest {
         format: FORMAT.into(),
         options: options.clone(),
@@ -353,51 +609,18 @@ pub fn reconstruct(
         subject_dir: subject.root.clone(),
         z_decoder: z_decoder.map(|d| d.dir.clone()),
         c_decoder: c_decoder.map(|d| d.dir.clone()),
+        b2c: None,
+        b2c_fingerprint: None,
         model: model.into(),
         model_fingerprint: fingerprint.clone(),
-        latent_image_size,
-        image_size: size,
+        latent_image_size: latent_hw.map(|h| h * sd.vae_scale_factor()),
+        image_size: sd.default_size(),
         ids: ids.clone(),
         command: command.into(),
         versions: versions(sd),
         complete: false,
     };
-    // A rerun must not mix settings: resuming is only safe with the same ones.
-    let manifest_path = out.join(Manifest::FILE);
-    if manifest_path.exists() {
-        if let Ok(old) = Manifest::load(out) {
-            // --limit only selects images; any other change would mix settings.
-            let same = ReconstructOptions {
-                limit: manifest.options.limit,
-                ..old.options.clone()
-            } == manifest.options;
-            if !same
-                || old.model != manifest.model
-                || old.model_fingerprint != manifest.model_fingerprint
-            {
-                return Err(RouteError::mismatch(
-                    &manifest_path,
-                    "options",
-                    format!(
-                        "{:?} with model {} (files {}) (a run to resume)",
-                        manifest.options, manifest.model, manifest.model_fingerprint
-                    ),
-                    format!(
-                        "{:?} with model {} (files {}): use another --out, or delete it to \
-                         start over",
-                        old.options,
-                        old.model,
-                        if old.model_fingerprint.is_empty() {
-                            "not recorded"
-                        } else {
-                            &old.model_fingerprint
-                        }
-                    ),
-                ));
-            }
-        }
-    }
-    write_json_atomic(&manifest_path, &manifest)?;
+    let manifest_path = begin_run(out, &manifest)?;
 
     let steps_per_image = usize::from(options.method.uses_z())
         + if options.method.uses_c() {
@@ -410,112 +633,54 @@ pub fn reconstruct(
         &format!("{} recon", options.method.name()),
         show_progress,
     );
-    let uncond = if options.guidance > 1.0 && options.method.uses_c() {
-        Some(sd.encode_text(&[""])?)
+    let uncond = if options.method.uses_c() {
+        unconditional(sd, options.guidance)?
     } else {
         None
     };
-    let sample_options = SampleOptions {
-        steps: options.steps,
-        guidance: options.guidance,
-        scheduler: SchedulerKind::Ddim { eta: 0.0 },
-    };
-    let (mut written, mut skipped) = (0, 0);
+    let mut counts = Counts::default();
     for (row, &id) in ids.iter().enumerate() {
-        // The decoded-z image, made or read back (PNG is lossless, so a resume sees the same).
         let mut z_image = None;
         if let (Some(rows), Some(hw)) = (&z_rows, latent_hw) {
-            let path = Manifest::decoded_z_dir(out).join(format!("{id}.png"));
-            if path.exists() {
-                skipped += 1;
-                if options.method == Method::Linear {
-                    z_image = Some(read_png(&path)?);
-                }
-            } else {
-                let width = sd.unet.config.in_channels * hw * hw;
-                let z = Tensor::from_vec(
-                    rows[row * width..(row + 1) * width].to_vec(),
-                    (1, sd.unet.config.in_channels, hw, hw),
-                    &sd.device,
-                )?;
-                let image = tensor_to_image(&sd.decode_latent(&z)?)?;
-                write_png(&path, &image)?;
-                written += 1;
-                z_image = Some(image);
-            }
+            z_image = Some(decoded_z_image(sd, out, rows, hw, row, id, &mut counts)?);
             progress.inc(1);
         }
-        if !options.method.uses_c() {
-            continue;
-        }
-        let c_rows = c_rows.as_ref().expect("c decoder checked");
-        let c_width =
-            sd.text_encoder.config.max_position_embeddings * sd.unet.config.cross_attention_dim;
-        let cond = Tensor::from_vec(
-            c_rows[row * c_width..(row + 1) * c_width].to_vec(),
-            (
-                1,
-                sd.text_encoder.config.max_position_embeddings,
-                sd.unet.config.cross_attention_dim,
-            ),
-            &sd.device,
-        )?;
+        let Some(c_rows) = &c_rows else { continue };
         let context = Conditioning {
-            cond,
+            cond: context_row(sd, c_rows, row)?,
             uncond: uncond.clone(),
         };
-        let init_pixels = z_image
-            .map(|image| image.resize_with(size, size, Filter::Lanczos))
-            .map(|image| image_from_rgb8(size, size, &image.pixels, &sd.device))
+        let pixels = z_image
+            .as_ref()
+            .map(|image| init_pixels(sd, image))
             .transpose()?;
-        for k in 1..=options.samples {
-            let path = Manifest::sample_dir(out, k).join(format!("{id}.png"));
-            if path.exists() {
-                skipped += 1;
-                progress.inc(1);
-                continue;
-            }
-            let mut noise = SeededNoise::new(stream_seed(options.seed, id as u64, k as u64));
-            let latent = match &init_pixels {
-                Some(pixels) => {
-                    let posterior = if options.sample_posterior {
-                        Posterior::Sample
-                    } else {
-                        Posterior::Mean
-                    };
-                    let init = sd.encode_image(pixels, posterior, &mut noise)?;
-                    sd.img2img(
-                        &init,
-                        &context,
-                        options.strength,
-                        &sample_options,
-                        &mut noise,
-                        &mut |_| {},
-                    )?
-                }
-                None => sd.txt2img(
-                    &context,
-                    size,
-                    size,
-                    &sample_options,
-                    &mut noise,
-                    &mut |_| {},
-                )?,
-            };
-            let image = tensor_to_image(&sd.decode_latent(&latent)?)?;
-            write_png(&path, &image)?;
-            written += 1;
-            progress.inc(1);
-        }
+        let start = match &pixels {
+            Some(pixels) => Start::Image {
+                pixels,
+                strength: options.strength,
+                sample_posterior: options.sample_posterior,
+            },
+            None => Start::Noise,
+        };
+        sample_images(
+            sd,
+            out,
+            options,
+            id,
+            &context,
+            &start,
+            false,
+            &mut counts,
+            &progress,
+        )?;
     }
     progress.finish_and_clear();
-    manifest.complete = true;
-    write_json_atomic(&manifest_path, &manifest)?;
+    finish_run(&manifest_path, &mut manifest)?;
     Ok(ReconstructSummary {
         out: out.to_path_buf(),
         n_images: ids.len(),
-        written,
-        skipped,
+        written: counts.written,
+        skipped: counts.skipped,
         seconds: started.elapsed().as_secs_f64(),
     })
 }

@@ -1,3 +1,4 @@
+pub mod b2c;
 pub mod bench;
 pub mod decode;
 pub mod demo;

@@ -12,24 +12,35 @@ use std::path::PathBuf;
 /// decoded CLIP text context c, with classifier-free guidance against the empty prompt.
 /// Ablations: `z-only` (the VAE decode of z alone) and `c-only` (txt2img from c).
 ///
+/// `--method b2c --b2c DIR` (Brain-to-Context): txt2img conditioned on the context that the
+/// encoder trained by `brainrecon b2c train` makes of each test image's betas, with the tuned
+/// U-Net and guidance against the empty prompt; `--init z` starts img2img from the linear
+/// route's decoded z instead (needs --decoders with z/).
+///
 /// `--decoders DIR` holds z/ and c/ from `brainrecon fit --target z|c`. Writes
 /// OUT/decoded-z/ID.png, OUT/sample-K/ID.png (K = 1..samples), OUT/decoded/{ids,z,c}.npy and
 /// OUT/manifest.json. Finished images are skipped, so an interrupted run resumes; every
 /// (image, sample) has its own seeded noise, so the result does not depend on interruptions.
 #[derive(clap::Args)]
 #[command(
-    after_help = "Example:\n  brainrecon reconstruct --method linear --subject prepared/subj01 --decoders decoders --model CompVis/stable-diffusion-v1-4 --out recons/linear --device cuda --dtype f16\n  brainrecon eval --stimuli prepared/subj01 --recons recons/linear"
+    after_help = "Example:\n  brainrecon reconstruct --method linear --subject prepared/subj01 --decoders decoders --model CompVis/stable-diffusion-v1-4 --out recons/linear --device cuda --dtype f16\n  brainrecon eval --stimuli prepared/subj01 --recons recons/linear\n  brainrecon reconstruct --method b2c --b2c b2c/subj01 --subject prepared/subj01 --model shapes-ldm --out recons/b2c"
 )]
 pub struct Args {
-    /// linear, z-only or c-only
+    /// linear, z-only, c-only or b2c
     #[arg(long, default_value = "linear")]
     method: String,
+    /// The trained B2C folder (--method b2c)
+    #[arg(long)]
+    b2c: Option<PathBuf>,
+    /// B2C: start from `noise` (txt2img) or from the linear route's decoded `z` (img2img)
+    #[arg(long, default_value = "noise")]
+    init: String,
     /// A prepared subject directory
     #[arg(long)]
     subject: PathBuf,
-    /// Directory with the z/ and c/ decoders
+    /// Directory with the z/ and c/ decoders (B2C needs them only with --init z)
     #[arg(long)]
-    decoders: PathBuf,
+    decoders: Option<PathBuf>,
     /// Diffusers folder, cache snapshot, cached model id (ORG/NAME), or shapes-ldm (the
     /// project's own small model, built in)
     #[arg(long, default_value = "shapes-ldm")]
@@ -73,8 +84,31 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let method = Method::parse(&args.method)?;
     super::check_sampling(args.steps, args.guidance)?;
     let subject = PreparedSubject::open(&args.subject)?;
+    let init_z = match args.init.as_str() {
+        "noise" => false,
+        "z" => true,
+        other => {
+            return Err(super::usage(format!(
+                "--init: expected noise or z, found '{other}'"
+            )))
+        }
+    };
+    if method != Method::B2c && args.decoders.is_none() {
+        return Err(super::usage(format!(
+            "--method {} needs --decoders DIR",
+            method.name()
+        )));
+    }
+    if (method == Method::B2c) != args.b2c.is_some() {
+        return Err(super::usage(
+            "--b2c DIR goes with --method b2c, and --method b2c needs it",
+        ));
+    }
     let load = |name: &str| -> anyhow::Result<Option<Decoder>> {
-        let dir = args.decoders.join(name);
+        let Some(decoders) = &args.decoders else {
+            return Ok(None);
+        };
+        let dir = decoders.join(name);
         if !dir.exists() {
             return Ok(None);
         }
@@ -85,7 +119,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let device = super::device(&args.device)?;
     let dtype = super::dtype(&args.dtype)?;
     super::check_dtype_on(dtype, &device)?;
-    let sd = StableDiffusion::load(&args.model, dtype, &device)?;
+    let mut sd = StableDiffusion::load(&args.model, dtype, &device)?;
     let options = ReconstructOptions {
         method,
         samples: args.samples,
@@ -95,18 +129,34 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         seed: args.seed,
         sample_posterior: !args.posterior_mean,
         limit: args.limit,
+        init_z,
     };
-    let summary = reconstruct(
-        &subject,
-        &sd,
-        &args.model,
-        z.as_ref(),
-        c.as_ref(),
-        &options,
-        &args.out,
-        &super::command_line(),
-        super::show_progress(),
-    )?;
+    let summary = if let Some(dir) = &args.b2c {
+        let b2c = brainrecon_routes::b2c::load(dir, &subject, &mut sd)?;
+        brainrecon_routes::b2c::reconstruct::reconstruct(
+            &subject,
+            &sd,
+            &args.model,
+            &b2c,
+            z.as_ref(),
+            &options,
+            &args.out,
+            &super::command_line(),
+            super::show_progress(),
+        )?
+    } else {
+        reconstruct(
+            &subject,
+            &sd,
+            &args.model,
+            z.as_ref(),
+            c.as_ref(),
+            &options,
+            &args.out,
+            &super::command_line(),
+            super::show_progress(),
+        )?
+    };
     if args.json {
         return super::print_json(&summary);
     }

@@ -1,0 +1,260 @@
+use super::usage;
+use brainrecon_data::prepared::PreparedSubject;
+use brainrecon_diffusion::pipeline::{DType, StableDiffusion};
+use brainrecon_routes::b2c::ablation::{ablation, AblationOptions, COLUMNS};
+use brainrecon_routes::b2c::groups::Patch;
+use brainrecon_routes::b2c::train::{train, TrainOptions};
+use brainrecon_routes::b2c::{Objective, Tune};
+use brainrecon_routes::linear::{Method, ReconstructOptions};
+use brainrecon_routes::suite::{Networks, Protocol};
+use std::path::PathBuf;
+
+/// Brain-to-Context: train a Transformer that turns betas into the diffusion model's context
+#[derive(clap::Subcommand)]
+pub enum B2cCommand {
+    Train(TrainArgs),
+    Ablation(AblationArgs),
+}
+
+/// Settings shared by `train` and `ablation`.
+#[derive(clap::Args)]
+pub struct Training {
+    /// A prepared subject directory (single-trial train betas of nsdgeneral)
+    #[arg(long)]
+    subject: PathBuf,
+    /// Diffusers folder, cache snapshot, cached model id (ORG/NAME), or shapes-ldm (built in)
+    #[arg(long, default_value = "shapes-ldm")]
+    model: String,
+    /// Weight W of the CLIP alignment loss W·(MSE + 1 − cosine) against the captions' CLIP
+    /// text context, in [0, 100]; 0 turns it off
+    #[arg(long, default_value_t = 1.0)]
+    clip_loss: f64,
+    /// What the U-Net predicts: eps, v or x0
+    #[arg(long, default_value = "eps")]
+    objective: String,
+    /// Which U-Net weights train with the encoder: unet (all, as the paper), attn-kv (the
+    /// cross-attention keys and values) or none
+    #[arg(long, default_value = "unet")]
+    tune: String,
+    /// Optimiser steps
+    #[arg(long, default_value_t = 2000)]
+    steps: usize,
+    /// Trials per step
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+    /// Peak learning rate (warm-up, then cosine decay)
+    #[arg(long, default_value_t = 1e-4)]
+    lr: f64,
+    /// Transformer blocks of the encoder
+    #[arg(long, default_value_t = 6)]
+    layers: usize,
+    /// Seed of initialisation, batches, timesteps, noise and dropout
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Steps between checkpoints (rerunning the command resumes from the newest)
+    #[arg(long, default_value_t = 200)]
+    checkpoint_every: usize,
+    /// Where the images' VAE latents and CLIP text contexts are computed once (default
+    /// SUBJECT/features/full-size)
+    #[arg(long)]
+    features: Option<PathBuf>,
+    /// cpu, cuda or cuda:N
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Print the summary as JSON
+    #[arg(long)]
+    json: bool,
+}
+
+impl Training {
+    fn options(&self, patch: Patch) -> anyhow::Result<TrainOptions> {
+        let options = TrainOptions {
+            patch,
+            clip_loss: self.clip_loss,
+            objective: Objective::parse(&self.objective)?,
+            tune: Tune::parse(&self.tune)?,
+            steps: self.steps,
+            batch: self.batch,
+            lr: self.lr,
+            seed: self.seed,
+            layers: self.layers,
+            checkpoint_every: self.checkpoint_every,
+            ..TrainOptions::default()
+        };
+        options.check()?;
+        Ok(options)
+    }
+
+    fn features(&self) -> PathBuf {
+        self.features
+            .clone()
+            .unwrap_or_else(|| self.subject.join("features").join("full-size"))
+    }
+}
+
+/// Train the B2C encoder (and tune the U-Net) on a subject's single-trial betas.
+///
+/// The nsdgeneral betas, split into ROI patches (V1, V2–V4, higher visual, other; read from the
+/// subject's prf-visualrois and streams atlases) or not (--patch none), become the model's 77 ×
+/// D context through a Transformer encoder; the U-Net is fine-tuned with it (the VAE is frozen,
+/// its latents computed once at the model's full size). Loss: the diffusion loss of
+/// --objective, plus --clip-loss W × (MSE + 1 − cosine) against the CLIP text context of the
+/// image's captions. Writes OUT/encoder/, OUT/unet/tuned.safetensors, OUT/training.json,
+/// OUT/losses.json and OUT/loss.png; checkpoints in OUT/.train/ make a rerun resume.
+#[derive(clap::Args)]
+#[command(
+    after_help = "Example:\n  brainrecon b2c train --subject prepared/subj01 --model shapes-ldm --out b2c/subj01 --steps 2000\n  brainrecon reconstruct --method b2c --b2c b2c/subj01 --subject prepared/subj01 --model shapes-ldm --out recons/b2c"
+)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    training: Training,
+    /// roi (one projection per anatomical group, as the paper) or none (one for all voxels)
+    #[arg(long, default_value = "roi")]
+    patch: String,
+    /// Output folder
+    #[arg(long)]
+    out: PathBuf,
+}
+
+/// Run the paper's 2 × 2 ablation (ROI patches × CLIP loss): train, reconstruct and evaluate
+/// each cell with the same seed and steps.
+///
+/// Writes OUT/<cell>/{model,recon}/ for the cells none, patch, clip and patch+clip, then
+/// OUT/ablation.md and OUT/ablation.html (the paper's Table 1 layout, with its values for
+/// comparison) and OUT/figure.png (its Figure 3 layout: the stimulus, then one column per
+/// cell). Every step resumes.
+#[derive(clap::Args)]
+#[command(
+    after_help = "Example:\n  brainrecon b2c ablation --subject prepared/subj01 --model shapes-ldm --out b2c-ablation --steps 1500 --samples 1"
+)]
+pub struct AblationArgs {
+    #[command(flatten)]
+    training: Training,
+    /// Output folder
+    #[arg(long)]
+    out: PathBuf,
+    /// Reconstructions per test image
+    #[arg(long, default_value_t = 1)]
+    samples: usize,
+    /// DDIM steps
+    #[arg(long, default_value_t = 50)]
+    sample_steps: usize,
+    /// Classifier-free guidance against the empty prompt (≤ 1 disables it)
+    #[arg(long, default_value_t = 3.0)]
+    guidance: f64,
+    /// Only the first N test images
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Rows of the figure
+    #[arg(long, default_value_t = 6)]
+    figure_rows: usize,
+}
+
+pub fn run(command: B2cCommand) -> anyhow::Result<()> {
+    match command {
+        B2cCommand::Train(args) => run_train(args),
+        B2cCommand::Ablation(args) => run_ablation(args),
+    }
+}
+
+fn run_train(args: TrainArgs) -> anyhow::Result<()> {
+    let t = &args.training;
+    let options = t.options(Patch::parse(&args.patch)?)?;
+    let subject = PreparedSubject::open(&t.subject)?;
+    let device = super::device(&t.device)?;
+    let sd = StableDiffusion::load(&t.model, DType::F32, &device)?;
+    let bar =
+        brainrecon_routes::progress::bar(options.steps as u64, "b2c train", super::show_progress());
+    let summary = train(
+        &subject,
+        &sd,
+        &t.model,
+        &t.features(),
+        &args.out,
+        &options,
+        super::show_progress(),
+        &mut |step, _, loss| {
+            bar.set_position(step as u64);
+            bar.set_message(format!(
+                "loss {:.4} (diff {:.4})",
+                loss.total, loss.diffusion
+            ));
+        },
+    )?;
+    bar.finish_and_clear();
+    if t.json {
+        return super::print_json(&summary);
+    }
+    println!(
+        "B2C trained: {} steps ({:.2} s/step), final loss {:.4} (diffusion {:.4}, CLIP {:.4}), {} encoder and {} tuned U-Net parameters → {}",
+        summary.steps,
+        summary.seconds_per_step,
+        summary.final_loss.total,
+        summary.final_loss.diffusion,
+        summary.final_loss.clip,
+        summary.encoder_parameters,
+        summary.tuned_unet_parameters,
+        args.out.display()
+    );
+    Ok(())
+}
+
+fn run_ablation(args: AblationArgs) -> anyhow::Result<()> {
+    let t = &args.training;
+    let train_options = t.options(Patch::Roi)?;
+    super::check_sampling(args.sample_steps, args.guidance)?;
+    if args.samples == 0 {
+        return Err(usage("--samples must be at least 1"));
+    }
+    let subject = PreparedSubject::open(&t.subject)?;
+    let device = super::device(&t.device)?;
+    let networks = Networks::load(None, None, Protocol::MindEye, &device)?;
+    let options = AblationOptions {
+        train: train_options,
+        recon: ReconstructOptions {
+            method: Method::B2c,
+            samples: args.samples,
+            steps: args.sample_steps,
+            guidance: args.guidance,
+            seed: t.seed,
+            limit: args.limit,
+            ..ReconstructOptions::default()
+        },
+        features: t.features(),
+        networks: &networks,
+        dtype: DType::F32,
+        device,
+        figure_rows: args.figure_rows,
+    };
+    let result = ablation(
+        &subject,
+        &t.model,
+        &args.out,
+        &options,
+        super::show_progress(),
+    )?;
+    if t.json {
+        return super::print_json(&result);
+    }
+    print!("{:<12}", "cell");
+    for c in COLUMNS {
+        print!("{c:>15}");
+    }
+    println!();
+    for cell in &result.cells {
+        print!("{:<12}", cell.name);
+        for v in cell.values {
+            match v {
+                Some(v) => print!("{v:>15.4}"),
+                None => print!("{:>15}", "—"),
+            }
+        }
+        println!();
+    }
+    println!(
+        "table: {}, figure: {}",
+        result.markdown.display(),
+        result.figure.display()
+    );
+    Ok(())
+}

@@ -1,0 +1,316 @@
+//! Brain-to-Context end to end on the synthetic subject with shapes-ldm, as a user runs it:
+//! simulate → nsd prepare → b2c ablation (four trainings, reconstructions, evaluations), then
+//! the bad inputs of `b2c train` and `reconstruct --method b2c`.
+
+mod common;
+
+use common::{brainrecon, ok, p};
+use std::path::{Path, PathBuf};
+
+fn prepared_subject(dir: &Path) -> PathBuf {
+    let (root, subject) = (dir.join("nsd"), dir.join("subj01"));
+    ok(&[
+        "simulate",
+        "--out",
+        p(&root),
+        "--images",
+        "200",
+        "--seed",
+        "5",
+        "--image-size",
+        "64",
+    ]);
+    ok(&[
+        "nsd",
+        "prepare",
+        "--nsd-root",
+        p(&root),
+        "--subject",
+        "subj01",
+        "--out",
+        p(&subject),
+    ]);
+    subject
+}
+
+/// Runs a command that must fail with exit code 2; returns stderr.
+fn user_error(args: &[&str]) -> String {
+    let out = brainrecon(args);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{args:?}: expected exit 2, stdout {} stderr {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stderr).unwrap()
+}
+
+fn value(cell: &serde_json::Value, column: usize) -> f64 {
+    cell["values"][column]
+        .as_f64()
+        .unwrap_or_else(|| panic!("column {column} of {cell}"))
+}
+
+#[test]
+fn ablation_shows_the_clip_loss_aligning_the_context() {
+    let dir = tempfile::tempdir().unwrap();
+    let subject = prepared_subject(dir.path());
+    let out = dir.path().join("ablation");
+    let common = [
+        "--subject",
+        p(&subject),
+        "--model",
+        "shapes-ldm",
+        "--steps",
+        "150",
+        "--batch",
+        "4",
+        "--lr",
+        "3e-4",
+        "--layers",
+        "2",
+        "--seed",
+        "1",
+        "--checkpoint-every",
+        "75",
+    ];
+    let mut args = vec![
+        "b2c",
+        "ablation",
+        "--out",
+        p(&out),
+        "--sample-steps",
+        "10",
+        "--limit",
+        "16",
+        "--json",
+    ];
+    args.extend(common);
+    let result: serde_json::Value = serde_json::from_str(&ok(&args)).unwrap();
+    let cells = result["cells"].as_array().unwrap();
+    let names: Vec<&str> = cells.iter().map(|c| c["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["none", "patch", "clip", "patch+clip"]);
+    // Table 1's columns: pixel MSE, PCC, SSIM, latent MSE, latent PCC, context cosine, pairwise ID.
+    for cell in cells {
+        for column in 0..7 {
+            assert!(value(cell, column).is_finite(), "{cell}");
+        }
+    }
+    let (cos, id) = (5, 6);
+    for with in &cells[2..] {
+        for without in &cells[..2] {
+            assert!(
+                value(with, cos) > value(without, cos) + 0.2,
+                "context cosine: {with} vs {without}"
+            );
+            assert!(
+                value(with, id) > value(without, id),
+                "pairwise identification: {with} vs {without}"
+            );
+        }
+        assert!(
+            value(with, id) > 0.8,
+            "pairwise identification well above chance: {with}"
+        );
+    }
+    for file in [
+        "ablation.md",
+        "ablation.html",
+        "figure.png",
+        "ablation.json",
+    ] {
+        assert!(out.join(file).is_file(), "{file}");
+    }
+    let md = std::fs::read_to_string(out.join("ablation.md")).unwrap();
+    assert!(md.contains("0.7412") && md.contains("pairwise ID"), "{md}");
+    let model = out.join("patch+clip/model");
+    for file in [
+        "training.json",
+        "losses.json",
+        "loss.png",
+        "loss.svg",
+        "encoder/config.json",
+        "encoder/model.safetensors",
+        "unet/tuned.safetensors",
+    ] {
+        assert!(model.join(file).is_file(), "{file}");
+    }
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(model.join("training.json")).unwrap())
+            .unwrap();
+    let groups: Vec<&str> = record["layout"]["groups"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(&groups[..3], ["V1", "V2-V4", "higher visual"], "{record}");
+
+    // Rerunning finds everything done and gives the same table.
+    let again: serde_json::Value = serde_json::from_str(&ok(&args)).unwrap();
+    assert_eq!(again["cells"][3]["values"], result["cells"][3]["values"]);
+}
+
+#[test]
+fn bad_input_exits_with_2_and_writes_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let subject = prepared_subject(dir);
+    let subject = subject.as_path();
+    let trained = dir.join("trained");
+    ok(&[
+        "b2c",
+        "train",
+        "--subject",
+        p(subject),
+        "--out",
+        p(&trained),
+        "--steps",
+        "2",
+        "--batch",
+        "2",
+        "--layers",
+        "1",
+    ]);
+    let trained = trained.as_path();
+    let out = dir.join("bad");
+    let train = |extra: &[&str]| {
+        let mut args = vec![
+            "b2c",
+            "train",
+            "--subject",
+            p(subject),
+            "--out",
+            p(&out),
+            "--steps",
+            "2",
+        ];
+        args.extend(extra);
+        user_error(&args)
+    };
+    assert!(train(&["--steps", "0"]).contains("--steps"));
+    assert!(train(&["--clip-loss=-1"]).contains("--clip-loss"));
+    assert!(train(&["--clip-loss", "NaN"]).contains("--clip-loss"));
+    assert!(train(&["--objective", "noise"]).contains("--objective"));
+    assert!(!out.exists(), "nothing written for bad flags");
+
+    // A subject without the prf-visualrois atlas.
+    let stripped = dir.join("stripped");
+    copy_dir(subject, &stripped);
+    let meta_path = stripped.join("subject.json");
+    let mut meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&meta_path).unwrap()).unwrap();
+    meta["atlases"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|a| a["name"] != "prf-visualrois");
+    std::fs::write(&meta_path, meta.to_string()).unwrap();
+    let message = user_error(&[
+        "b2c",
+        "train",
+        "--subject",
+        p(&stripped),
+        "--out",
+        p(&out),
+        "--steps",
+        "2",
+    ]);
+    assert!(message.contains("prf-visualrois"), "{message}");
+    assert!(!out.exists(), "nothing written without the atlas");
+
+    // NaN betas: the message names the file.
+    let nan = dir.join("nan");
+    copy_dir(subject, &nan);
+    let betas = nan.join("betas/nsdgeneral/train.npy");
+    let mut array = brainrecon_data::npy::read_f32(&betas).unwrap();
+    array.data[5] = f32::NAN;
+    brainrecon_data::npy::write(&betas, &array.shape, &array.data).unwrap();
+    let message = user_error(&[
+        "b2c",
+        "train",
+        "--subject",
+        p(&nan),
+        "--out",
+        p(&out),
+        "--steps",
+        "2",
+    ]);
+    assert!(
+        message.contains("train.npy") && message.contains("finite"),
+        "{message}"
+    );
+    assert!(!out.exists());
+
+    // A B2C folder of another model, and of another subject.
+    let recon = dir.join("recon-bad");
+    let message = user_error(&[
+        "reconstruct",
+        "--method",
+        "b2c",
+        "--b2c",
+        p(trained),
+        "--subject",
+        p(subject),
+        "--model",
+        p(&Path::new(env!("CARGO_MANIFEST_DIR")).join("../diffusion/tests/fixtures/tiny-sd")),
+        "--out",
+        p(&recon),
+    ]);
+    assert!(message.contains("training.json"), "{message}");
+    let other = dir.join("other");
+    ok(&[
+        "simulate",
+        "--out",
+        p(&dir.join("nsd2")),
+        "--images",
+        "60",
+        "--seed",
+        "9",
+        "--image-size",
+        "64",
+        "--subject",
+        "subj02",
+    ]);
+    ok(&[
+        "nsd",
+        "prepare",
+        "--nsd-root",
+        p(&dir.join("nsd2")),
+        "--subject",
+        "subj02",
+        "--out",
+        p(&other),
+    ]);
+    let message = user_error(&[
+        "reconstruct",
+        "--method",
+        "b2c",
+        "--b2c",
+        p(trained),
+        "--subject",
+        p(&other),
+        "--model",
+        "shapes-ldm",
+        "--out",
+        p(&recon),
+    ]);
+    assert!(
+        message.contains("training.json") && message.contains("subj02"),
+        "{message}"
+    );
+    assert!(!recon.exists(), "nothing written for a mismatched folder");
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}

@@ -1,0 +1,103 @@
+//! The B2C paper's Table 1 columns that are not image metrics: latent MSE and PCC (each
+//! reconstruction's final latent vs the stimulus' VAE latent), and the encoder's context
+//! against the true CLIP text context (mean cosine; pairwise identification).
+
+use super::B2cRecord;
+use crate::error::{Result, RouteError};
+use crate::evaluate::{latent_metrics, EvalRow};
+use crate::features::{load_features, FeatureKind};
+use crate::linear::Manifest;
+use brainrecon_data::npy;
+use brainrecon_data::prepared::PreparedSubject;
+use brainrecon_metrics::vector;
+use std::path::Path;
+
+/// `dir/decoded/<name>.npy` as (n, d) rows for `n` images.
+fn decoded(dir: &Path, name: &str, n: usize) -> Result<(Vec<f32>, usize)> {
+    let path = dir.join("decoded").join(format!("{name}.npy"));
+    let array = npy::read_f32(&path)?;
+    if array.shape.first() != Some(&n) {
+        return Err(RouteError::mismatch(
+            &path,
+            "shape",
+            format!("{n} rows, one per test image"),
+            format!("{:?}", array.shape),
+        ));
+    }
+    let d = array.data.len() / n.max(1);
+    Ok((array.data, d))
+}
+
+/// Mean over the subject's train images of a feature kind (the centre for identification).
+fn train_mean(
+    subject: &PreparedSubject,
+    record: &B2cRecord,
+    kind: FeatureKind,
+) -> Result<Vec<f32>> {
+    let (meta, values) = load_features(subject, &record.features, kind)?;
+    let d = meta.width();
+    let stimuli = subject.images()?.ids;
+    let train = subject.train_image_ids()?;
+    let mut sum = vec![0f64; d];
+    for id in &train {
+        if let Ok(row) = stimuli.binary_search(id) {
+            for (s, v) in sum.iter_mut().zip(&values[row * d..(row + 1) * d]) {
+                *s += *v as f64;
+            }
+        }
+    }
+    Ok(sum
+        .iter()
+        .map(|s| (s / train.len().max(1) as f64) as f32)
+        .collect())
+}
+
+/// Latent MSE, PCC and two-way identification of sample `k`'s final latents.
+pub fn sample_latent_row(
+    subject: &PreparedSubject,
+    dir: &Path,
+    manifest: &Manifest,
+    record: &B2cRecord,
+    k: usize,
+) -> Result<EvalRow> {
+    let n = manifest.ids.len();
+    let (truth, d) = decoded(dir, "stimulus-latents", n)?;
+    let mut latents = Vec::with_capacity(n * d);
+    for id in &manifest.ids {
+        let path = Manifest::sample_dir(dir, k).join(format!("{id}.latent.npy"));
+        let array = npy::read_f32(&path)?;
+        if array.data.len() != d {
+            return Err(RouteError::mismatch(&path, "length", d, array.data.len()));
+        }
+        latents.extend(array.data);
+    }
+    let center = train_mean(subject, record, FeatureKind::Vae)?;
+    latent_metrics(&latents, &truth, &center, n, d)
+}
+
+/// The encoder's contexts against the true ones: mean cosine and two-way identification
+/// (Pearson on contexts centred by the train images' mean context).
+pub fn context_row(
+    subject: &PreparedSubject,
+    dir: &Path,
+    manifest: &Manifest,
+    record: &B2cRecord,
+) -> Result<EvalRow> {
+    let n = manifest.ids.len();
+    let (context, d) = decoded(dir, "context", n)?;
+    let (truth, _) = decoded(dir, "true-context", n)?;
+    let mut cosine = 0.0;
+    for i in 0..n {
+        cosine +=
+            vector::cosine_similarity(&context[i * d..(i + 1) * d], &truth[i * d..(i + 1) * d])?;
+    }
+    let center = train_mean(subject, record, FeatureKind::ClipText)?;
+    let ident = latent_metrics(&context, &truth, &center, n, d)?;
+    Ok(EvalRow {
+        name: "B2C context (features)".into(),
+        n_images: n,
+        context_cosine: Some(cosine / n as f64),
+        context_two_way: ident.two_way_latent,
+        ..EvalRow::default()
+    })
+}

@@ -1,0 +1,137 @@
+//! B2C's training step against PyTorch: the loss and the gradients of every encoder and U-Net
+//! parameter for the three objectives, on the tiny configuration of
+//! tools/fixtures/b2c_gradients.py (diffusers' BasicTransformerBlock and UNet2DConditionModel).
+
+use brainrecon_brain::b2c::BrainToContextEncoder;
+use brainrecon_diffusion::pipeline::{DType, Device, Tensor};
+use brainrecon_diffusion::scheduler::{NoiseSchedule, PredictionType, SchedulerConfig};
+use brainrecon_diffusion::train::Parameters;
+use brainrecon_diffusion::unet::{UNet2DConditionConfig, UNet2DConditionModel};
+use brainrecon_nn::weights::{Overlay, Weights};
+use brainrecon_routes::b2c::train::{b2c_loss, BatchInputs};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/b2c")
+}
+
+/// Every tensor of a safetensors file, f32 (int64 timesteps as f32 too).
+fn load(path: &Path) -> HashMap<String, Tensor> {
+    candle_core::safetensors::load(path, &Device::Cpu)
+        .unwrap()
+        .into_iter()
+        .map(|(k, v)| (k, v.to_dtype(DType::F32).unwrap()))
+        .collect()
+}
+
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> (f32, f32) {
+    let a = a.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    let b = b.flatten_all().unwrap().to_vec1::<f32>().unwrap();
+    assert_eq!(a.len(), b.len());
+    let scale = b.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let diff = a
+        .iter()
+        .zip(&b)
+        .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    (diff, scale)
+}
+
+/// The encoder and the U-Net with all their tensors trainable, as `b2c train --tune unet`.
+fn trainable(dir: &Path) -> (BrainToContextEncoder, UNet2DConditionModel, Parameters) {
+    let encoder_weights = Weights::from_files(
+        &[dir.join("encoder/model.safetensors")],
+        DType::F32,
+        &Device::Cpu,
+    )
+    .unwrap();
+    let (encoder_overlay, encoder_vars) =
+        Overlay::trainable(&encoder_weights, |_| true, DType::F32).unwrap();
+    let config =
+        brainrecon_brain::b2c::BrainToContextConfig::from_file(&dir.join("encoder/config.json"))
+            .unwrap();
+    let encoder = BrainToContextEncoder::new(encoder_overlay.var_builder(), &config).unwrap();
+    let unet_weights =
+        Weights::from_component(&dir.join("unet"), DType::F32, &Device::Cpu).unwrap();
+    let (unet_overlay, unet_vars) =
+        Overlay::trainable(&unet_weights, |_| true, DType::F32).unwrap();
+    let unet_config = UNet2DConditionConfig::from_file(&dir.join("unet/config.json")).unwrap();
+    let unet = UNet2DConditionModel::new(unet_overlay.var_builder(), &unet_config).unwrap();
+    let vars = encoder_vars
+        .into_iter()
+        .map(|(n, v)| (format!("encoder.{n}"), v))
+        .chain(unet_vars.into_iter().map(|(n, v)| (format!("unet.{n}"), v)));
+    (encoder, unet, Parameters::from_vars(vars).unwrap())
+}
+
+fn check_objective(objective: &str, prediction: PredictionType) {
+    let dir = fixtures();
+    let io = load(&dir.join(format!("io_{objective}.safetensors")));
+    let (encoder, unet, params) = trainable(&dir);
+    let mut schedule = NoiseSchedule::new(&SchedulerConfig::stable_diffusion()).unwrap();
+    schedule.prediction_type = prediction;
+    let timesteps: Vec<usize> = io["timesteps"]
+        .to_vec1::<f32>()
+        .unwrap()
+        .iter()
+        .map(|&t| t as usize)
+        .collect();
+    let inputs = BatchInputs {
+        betas: &io["betas"],
+        latents: &io["latents"],
+        noise: &io["noise"],
+        timesteps: &timesteps,
+        true_context: &io["true_context"],
+        context_dropout: None,
+    };
+    let weight = io["clip_weight"].to_vec1::<f32>().unwrap()[0] as f64;
+    let (total, diffusion, clip) =
+        b2c_loss(&encoder, &unet, &schedule, &inputs, weight, None).unwrap();
+    for (name, ours) in [("loss", &total), ("diffusion", &diffusion), ("clip", &clip)] {
+        let theirs = io[name].to_vec1::<f32>().unwrap()[0];
+        let ours = ours.to_scalar::<f32>().unwrap();
+        assert!(
+            (ours - theirs).abs() <= 1e-4 * theirs.abs().max(1.0),
+            "{objective} {name}: {ours} vs PyTorch {theirs}"
+        );
+    }
+    let context = encoder.forward(&io["betas"], None).unwrap();
+    let (diff, scale) = max_abs_diff(&context, &io["context"]);
+    assert!(
+        diff <= 1e-4 * scale.max(1.0),
+        "{objective} context: {diff} (scale {scale})"
+    );
+    let grads = total.backward().unwrap();
+    let mut checked = 0;
+    for (name, var) in params.vars() {
+        let expected = io
+            .get(&format!("grad.{name}"))
+            .unwrap_or_else(|| panic!("no PyTorch gradient for {name}"));
+        let ours = grads
+            .get(var.as_tensor())
+            .unwrap_or_else(|| panic!("{name} got no gradient"));
+        let (diff, scale) = max_abs_diff(ours, expected);
+        assert!(
+            diff <= 2e-3 * scale + 1e-6,
+            "{objective} grad {name}: max |Δ| {diff}, max |PyTorch| {scale}"
+        );
+        checked += 1;
+    }
+    let expected = io.keys().filter(|k| k.starts_with("grad.")).count();
+    assert_eq!(checked, expected, "every PyTorch parameter is one of ours");
+}
+
+#[test]
+fn epsilon_step_matches_pytorch() {
+    check_objective("eps", PredictionType::Epsilon);
+}
+
+#[test]
+fn v_prediction_step_matches_pytorch() {
+    check_objective("v", PredictionType::VPrediction);
+}
+
+#[test]
+fn x0_step_matches_pytorch() {
+    check_objective("x0", PredictionType::Sample);
+}
