@@ -314,3 +314,92 @@ fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+#[test]
+fn a_resumed_training_gives_the_bytes_of_an_unbroken_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let subject = prepared_subject(dir);
+    let (unbroken, resumed) = (dir.join("unbroken"), dir.join("resumed"));
+    let train = |out: &Path| {
+        ok(&[
+            "b2c",
+            "train",
+            "--subject",
+            p(&subject),
+            "--out",
+            p(out),
+            "--steps",
+            "4",
+            "--batch",
+            "3",
+            "--layers",
+            "1",
+            "--checkpoint-every",
+            "2",
+            "--tune",
+            "attn-kv",
+        ])
+    };
+    train(&unbroken);
+    // An interruption after step 2: the newest checkpoint and every output gone.
+    copy_dir(&unbroken, &resumed);
+    for gone in [
+        ".train/step-4",
+        "encoder",
+        "unet",
+        "training.json",
+        "losses.json",
+    ] {
+        let path = resumed.join(gone);
+        if path.is_dir() {
+            std::fs::remove_dir_all(path).unwrap();
+        } else {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    assert!(resumed.join(".train").read_dir().unwrap().any(|e| e
+        .unwrap()
+        .file_name()
+        .to_string_lossy()
+        .contains('2')));
+    train(&resumed);
+    for file in [
+        "encoder/model.safetensors",
+        "unet/tuned.safetensors",
+        "losses.json",
+    ] {
+        assert_eq!(
+            std::fs::read(unbroken.join(file)).unwrap(),
+            std::fs::read(resumed.join(file)).unwrap(),
+            "{file}"
+        );
+    }
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(resumed.join("training.json")).unwrap())
+            .unwrap();
+    assert_eq!(record["options"]["tune"], "attn-kv");
+    // Only the cross-attention keys and values were tuned.
+    let tuned = tensor_names(&resumed.join("unet/tuned.safetensors"));
+    assert!(
+        !tuned.is_empty()
+            && tuned
+                .iter()
+                .all(|n| n.contains("attn2.to_k.") || n.contains("attn2.to_v.")),
+        "{tuned:?}"
+    );
+}
+
+/// Tensor names of a safetensors file, from its JSON header.
+fn tensor_names(path: &Path) -> Vec<String> {
+    let bytes = std::fs::read(path).unwrap();
+    let n = u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    let header: serde_json::Value = serde_json::from_slice(&bytes[8..8 + n]).unwrap();
+    header
+        .as_object()
+        .unwrap()
+        .keys()
+        .filter(|k| *k != "__metadata__")
+        .cloned()
+        .collect()
+}
