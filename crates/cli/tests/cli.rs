@@ -43,6 +43,21 @@ fn every_command_has_help_with_an_example() {
 }
 
 #[test]
+fn every_command_group_has_a_one_line_description() {
+    let help = ok(&["--help"]);
+    for group in ["nsd", "ridge", "bench", "b2c"] {
+        let line = help
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{group} ")))
+            .unwrap_or_else(|| panic!("{group} missing from:\n{help}"));
+        assert!(
+            line.trim().len() > group.len() + 10,
+            "{group} has no description: {line:?}"
+        );
+    }
+}
+
+#[test]
 fn pipeline_from_nsd_layout_to_metrics() {
     let dir = tempfile::tempdir().unwrap();
     let (root, subject, model, recons) = (

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+/// Time brainrecon's engines on synthetic data of the sizes real studies have
 #[derive(clap::Subcommand)]
 pub enum BenchCommand {
     Ridge(RidgeArgs),

@@ -2,6 +2,7 @@ use brainrecon_data::nsd::prepare::{prepare, PrepareOptions, ZScore};
 use brainrecon_data::nsd::{parse_sessions, parse_subject};
 use std::path::PathBuf;
 
+/// Read the Natural Scenes Dataset as it is downloaded and prepare a subject from it
 #[derive(clap::Subcommand)]
 pub enum NsdCommand {
     Prepare(PrepareArgs),

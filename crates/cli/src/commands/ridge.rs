@@ -6,6 +6,7 @@ use brainrecon_ridge::metrics::{pearson_per_target, r2_per_target, summarize};
 use brainrecon_ridge::{row_major_view, Cv, Precision, RidgeCv, RidgeModel, Shard};
 use std::path::{Path, PathBuf};
 
+/// Ridge regression on plain arrays (.npy): fit with cross-validated alphas, predict, score, merge
 #[derive(clap::Subcommand)]
 pub enum RidgeCommand {
     Fit(FitArgs),
