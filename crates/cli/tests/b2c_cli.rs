@@ -403,3 +403,128 @@ fn tensor_names(path: &Path) -> Vec<String> {
         .cloned()
         .collect()
 }
+
+#[test]
+fn init_z_starts_from_the_linear_routes_decoded_z() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let subject = prepared_subject(dir);
+    let (trained, decoders, recon) = (dir.join("trained"), dir.join("decoders"), dir.join("recon"));
+    ok(&[
+        "b2c",
+        "train",
+        "--subject",
+        p(&subject),
+        "--out",
+        p(&trained),
+        "--steps",
+        "2",
+        "--batch",
+        "2",
+        "--layers",
+        "1",
+    ]);
+    ok(&[
+        "features",
+        "--subject",
+        p(&subject),
+        "--model",
+        "shapes-ldm",
+        "--kind",
+        "vae",
+    ]);
+    ok(&[
+        "fit",
+        "--subject",
+        p(&subject),
+        "--target",
+        "z",
+        "--out",
+        p(&decoders.join("z")),
+    ]);
+    let args = [
+        "reconstruct",
+        "--method",
+        "b2c",
+        "--b2c",
+        p(&trained),
+        "--subject",
+        p(&subject),
+        "--model",
+        "shapes-ldm",
+        "--out",
+        p(&recon),
+        "--init",
+        "z",
+        "--decoders",
+        p(&decoders),
+        "--samples",
+        "1",
+        "--steps",
+        "4",
+        "--limit",
+        "3",
+        "--json",
+    ];
+    let summary: serde_json::Value = serde_json::from_str(&ok(&args)).unwrap();
+    assert_eq!(
+        summary["written"], 6,
+        "3 decoded-z images and 3 reconstructions: {summary}"
+    );
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(recon.join("manifest.json")).unwrap())
+            .unwrap();
+    let ids: Vec<u64> = manifest["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    for id in &ids {
+        assert!(recon.join(format!("decoded-z/{id}.png")).is_file());
+        assert!(recon.join(format!("sample-1/{id}.latent.npy")).is_file());
+    }
+    // A rerun writes nothing new and the same bytes stay.
+    let before = std::fs::read(recon.join(format!("sample-1/{}.png", ids[0]))).unwrap();
+    let again: serde_json::Value = serde_json::from_str(&ok(&args)).unwrap();
+    assert_eq!(
+        (again["written"].as_u64(), again["skipped"].as_u64()),
+        (Some(0), Some(6))
+    );
+    assert_eq!(
+        before,
+        std::fs::read(recon.join(format!("sample-1/{}.png", ids[0]))).unwrap()
+    );
+    let eval: serde_json::Value = serde_json::from_str(&ok(&[
+        "eval",
+        "--stimuli",
+        p(&subject),
+        "--recons",
+        p(&recon),
+        "--json",
+    ]))
+    .unwrap();
+    let rows = eval["rows"].as_array().unwrap();
+    assert!(rows.iter().any(|r| r["name"] == "decoded z"), "{eval}");
+    assert!(
+        rows.iter().any(|r| r["context_cosine"].is_number()),
+        "{eval}"
+    );
+    // Without a z decoder --init z is a usage error.
+    let message = user_error(&[
+        "reconstruct",
+        "--method",
+        "b2c",
+        "--b2c",
+        p(&trained),
+        "--subject",
+        p(&subject),
+        "--model",
+        "shapes-ldm",
+        "--out",
+        p(&dir.join("recon2")),
+        "--init",
+        "z",
+    ]);
+    assert!(message.contains("--init z"), "{message}");
+}

@@ -48,7 +48,7 @@ impl EvalRow {
         "latent PCC ↑",
         "2-way latent ↑",
         "context cos ↑",
-        "context 2-way ↑",
+        "ctx pair ID ↑",
     ];
 
     pub fn values(&self) -> [Option<f64>; 9] {
