@@ -373,6 +373,86 @@ fn check_out_folder(out: &Path, settings: &serde_json::Value) -> Result<()> {
     Ok(())
 }
 
+/// Everything fixed during training, on the model's device: the (n_trials, V) betas, the
+/// images' latents and true contexts, and the empty prompt's context.
+fn train_data(
+    subject: &PreparedSubject,
+    sd: &StableDiffusion,
+    model: &str,
+    features: &Path,
+    (n_trials, betas): (usize, Vec<f32>),
+    image_rows: Vec<usize>,
+    show_progress: bool,
+) -> Result<TrainData> {
+    let device = &sd.device;
+    let (latents, contexts) = image_targets(subject, sd, model, features, show_progress)?;
+    let n_images = subject.images()?.ids.len();
+    let h = sd.default_size() / sd.vae_scale_factor();
+    let latent_shape = (n_images, sd.unet.config.in_channels, h, h);
+    let (tokens, d) = (
+        sd.text_encoder.config.max_position_embeddings,
+        sd.unet.config.cross_attention_dim,
+    );
+    let v = betas.len() / n_trials.max(1);
+    Ok(TrainData {
+        betas: Tensor::from_vec(betas, (n_trials, v), device)?,
+        image_rows,
+        latents: Tensor::from_vec(latents, latent_shape, device)?,
+        contexts: Tensor::from_vec(contexts, (n_images, tokens, d), device)?,
+        empty_context: sd.encode_text(&[""])?.to_dtype(DType::F32)?,
+    })
+}
+
+/// AdamW, the losses so far and the first step to run: from the newest checkpoint in `work`
+/// (which also sets `params`), or fresh.
+fn resume_or_start(
+    work: &Path,
+    params: &mut Parameters,
+    options: &TrainOptions,
+) -> Result<(AdamW, Vec<StepLoss>, usize)> {
+    Ok(match latest_checkpoint(work)? {
+        Some((step, dir)) => {
+            let (optimizer, extra) = load_checkpoint(&dir, params)?;
+            let losses: Vec<StepLoss> =
+                serde_json::from_value(extra["losses"].clone()).unwrap_or_default();
+            (optimizer, losses, step)
+        }
+        None => (AdamW::with_defaults(options.lr)?, Vec::new(), 0),
+    })
+}
+
+/// The step's losses as numbers; a loss that is no longer finite stops the run.
+fn finite_loss(
+    total: &Tensor,
+    diffusion: &Tensor,
+    clip: &Tensor,
+    step: usize,
+    options: &TrainOptions,
+) -> Result<StepLoss> {
+    let loss = StepLoss {
+        total: total.to_scalar::<f32>()? as f64,
+        diffusion: diffusion.to_scalar::<f32>()? as f64,
+        clip: clip.to_scalar::<f32>()? as f64,
+    };
+    if !loss.total.is_finite() {
+        return Err(RouteError::Usage(format!(
+            "the loss became {} at step {}: lower --lr (now {})",
+            loss.total,
+            step + 1,
+            options.lr
+        )));
+    }
+    Ok(loss)
+}
+
+/// `losses.json`, the loss charts, then `training.json` (last: its presence means done).
+fn write_record(out: &Path, record: &B2cRecord, losses: &[StepLoss]) -> Result<()> {
+    write_json_atomic(&out.join(super::LOSSES_FILE), &losses)?;
+    super::chart::write_loss_charts(out, losses)?;
+    write_json_atomic(&out.join(super::RECORD_FILE), record)?;
+    Ok(())
+}
+
 /// Trains into `out`. `model` is recorded as given; `features` receives the image latents and
 /// contexts. `progress(step, total, loss)` runs after each step.
 #[allow(clippy::too_many_arguments)]
@@ -394,20 +474,16 @@ pub fn train(
     let fingerprint = sd.root.fingerprint()?;
     let settings = resume_settings(subject, &fingerprint, &layout, options);
     check_out_folder(out, &settings)?;
-    let (latents, contexts) = image_targets(subject, sd, model, features, show_progress)?;
-    let n_images = subject.images()?.ids.len();
-    let latent_shape = {
-        let h = sd.default_size() / sd.vae_scale_factor();
-        (n_images, sd.unet.config.in_channels, h, h)
-    };
-    let d = sd.unet.config.cross_attention_dim;
-    let data = TrainData {
-        betas: Tensor::from_vec(betas, (n_trials, layout.columns.len()), &device)?,
-        image_rows: trial_image_rows(subject)?,
-        latents: Tensor::from_vec(latents, latent_shape, &device)?,
-        contexts: Tensor::from_vec(contexts, (n_images, tokens, d), &device)?,
-        empty_context: sd.encode_text(&[""])?.to_dtype(DType::F32)?,
-    };
+    let image_rows = trial_image_rows(subject)?;
+    let data = train_data(
+        subject,
+        sd,
+        model,
+        features,
+        (n_trials, betas),
+        image_rows,
+        show_progress,
+    )?;
 
     let config = encoder_config(&layout, sd, options);
     let (encoder, encoder_params) = init_parameters(
@@ -429,15 +505,7 @@ pub fn train(
         .map_err(|e| brainrecon_data::DataError::io(out, e))?;
     write_json_atomic(&out.join(".train").join("settings.json"), &settings)?;
     let work = out.join(".train");
-    let (mut optimizer, mut losses, start) = match latest_checkpoint(&work)? {
-        Some((step, dir)) => {
-            let (optimizer, extra) = load_checkpoint(&dir, &mut params)?;
-            let losses: Vec<StepLoss> =
-                serde_json::from_value(extra["losses"].clone()).unwrap_or_default();
-            (optimizer, losses, step)
-        }
-        None => (AdamW::with_defaults(options.lr)?, Vec::new(), 0),
-    };
+    let (mut optimizer, mut losses, start) = resume_or_start(&work, &mut params, options)?;
     let per_epoch = n_trials.div_ceil(options.batch);
     let started = std::time::Instant::now();
     for step in start..options.steps {
@@ -450,19 +518,7 @@ pub fn train(
         let rows = &batches[step % per_epoch];
         let (total, diffusion, clip) =
             batch_loss(&encoder, &unet, &schedule, &data, rows, options, step)?;
-        let loss = StepLoss {
-            total: total.to_scalar::<f32>()? as f64,
-            diffusion: diffusion.to_scalar::<f32>()? as f64,
-            clip: clip.to_scalar::<f32>()? as f64,
-        };
-        if !loss.total.is_finite() {
-            return Err(RouteError::Usage(format!(
-                "the loss became {} at step {}: lower --lr (now {})",
-                loss.total,
-                step + 1,
-                options.lr
-            )));
-        }
+        let loss = finite_loss(&total, &diffusion, &clip, step, options)?;
         let mut grads = total.backward()?;
         clip_grad_norm(&mut grads, &params, 1.0)?;
         optimizer.set_lr(brainrecon_diffusion::prior::learning_rate(
@@ -506,9 +562,7 @@ pub fn train(
         features: features.to_path_buf(),
         versions: vec![("brainrecon".into(), env!("CARGO_PKG_VERSION").into())],
     };
-    write_json_atomic(&out.join(super::LOSSES_FILE), &losses)?;
-    super::chart::write_loss_charts(out, &losses)?;
-    write_json_atomic(&out.join(super::RECORD_FILE), &record)?;
+    write_record(out, &record, &losses)?;
     Ok(TrainSummary {
         out: out.to_path_buf(),
         steps: options.steps,
