@@ -4,46 +4,11 @@
 
 mod common;
 
-use common::{brainrecon, ok, p};
+use common::{ok, p, simulated_subject, user_error};
 use std::path::{Path, PathBuf};
 
 fn prepared_subject(dir: &Path) -> PathBuf {
-    let (root, subject) = (dir.join("nsd"), dir.join("subj01"));
-    ok(&[
-        "simulate",
-        "--out",
-        p(&root),
-        "--images",
-        "200",
-        "--seed",
-        "5",
-        "--image-size",
-        "64",
-    ]);
-    ok(&[
-        "nsd",
-        "prepare",
-        "--nsd-root",
-        p(&root),
-        "--subject",
-        "subj01",
-        "--out",
-        p(&subject),
-    ]);
-    subject
-}
-
-/// Runs a command that must fail with exit code 2; returns stderr.
-fn user_error(args: &[&str]) -> String {
-    let out = brainrecon(args);
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "{args:?}: expected exit 2, stdout {} stderr {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stderr).unwrap()
+    simulated_subject(dir, 200, 5, 64)
 }
 
 fn value(cell: &serde_json::Value, column: usize) -> f64 {

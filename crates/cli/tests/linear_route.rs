@@ -5,7 +5,7 @@
 mod browser;
 mod common;
 
-use common::{brainrecon, ok, p};
+use common::{ok, p, simulated_subject, user_error};
 use std::path::{Path, PathBuf};
 
 fn tiny_model() -> PathBuf {
@@ -20,43 +20,8 @@ fn json(args: &[&str]) -> serde_json::Value {
     serde_json::from_str(&ok(args)).unwrap()
 }
 
-/// Runs a command that must fail with exit code 2; returns stderr.
-fn user_error(args: &[&str]) -> String {
-    let out = brainrecon(args);
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "{args:?}: expected exit 2, stdout {} stderr {}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stderr).unwrap()
-}
-
 fn prepared_subject(dir: &Path) -> PathBuf {
-    let (root, subject) = (dir.join("nsd"), dir.join("subj01"));
-    ok(&[
-        "simulate",
-        "--out",
-        p(&root),
-        "--images",
-        "150",
-        "--seed",
-        "3",
-        "--image-size",
-        "32",
-    ]);
-    ok(&[
-        "nsd",
-        "prepare",
-        "--nsd-root",
-        p(&root),
-        "--subject",
-        "subj01",
-        "--out",
-        p(&subject),
-    ]);
-    subject
+    simulated_subject(dir, 150, 3, 32)
 }
 
 /// A folder of stand-in metric-network weights (the deterministic values of the golden tests,

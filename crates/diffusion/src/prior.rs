@@ -725,8 +725,11 @@ pub fn train_prior(
     let summary = PriorSummary {
         out: out.to_path_buf(),
         vae_parameters: vae_run.params.count_elements(),
-        text_encoder_parameters: count_prefix(&denoiser_run.params, "text_encoder."),
-        unet_parameters: count_prefix(&denoiser_run.params, "unet."),
+        text_encoder_parameters: denoiser_run
+            .params
+            .with_prefix("text_encoder.")
+            .count_elements(),
+        unet_parameters: denoiser_run.params.with_prefix("unet.").count_elements(),
         scaling_factor,
         vae_losses: vae_run.losses,
         decoder_losses: decoder_run.losses,
@@ -769,15 +772,6 @@ pub fn train_prior(
 
 /// File in the model folder with the training settings and losses.
 pub const TRAINING_RECORD: &str = "training.json";
-
-fn count_prefix(params: &Parameters, prefix: &str) -> usize {
-    params
-        .shapes()
-        .iter()
-        .filter(|(name, _)| name.starts_with(prefix))
-        .map(|(_, shape)| shape.iter().product::<usize>())
-        .sum()
-}
 
 /// Splits the jointly trained parameters into `text_encoder/` and `unet/` folders.
 fn write_denoiser(

@@ -529,6 +529,24 @@ impl Parameters {
         self.vars.is_empty()
     }
 
+    /// The parameters whose names start with `prefix`, named by the rest of their names: the
+    /// same variables (a step on either changes both), e.g. one model's part of a joint run,
+    /// saved under its checkpoint names.
+    pub fn with_prefix(&self, prefix: &str) -> Parameters {
+        Parameters {
+            vars: self
+                .vars
+                .iter()
+                .filter_map(|(n, v)| {
+                    n.strip_prefix(prefix)
+                        .map(|rest| (rest.to_string(), v.clone()))
+                })
+                .collect(),
+            dtype: self.dtype,
+            device: self.device.clone(),
+        }
+    }
+
     /// The number of scalar parameters.
     pub fn count_elements(&self) -> usize {
         self.vars.values().map(|v| v.elem_count()).sum()

@@ -324,21 +324,16 @@ impl Overlay {
         trainable: impl Fn(&str) -> bool,
         dtype: DType,
     ) -> Result<(Self, Vec<(String, Var)>)> {
+        let base = base.with_dtype(dtype);
         let mut replaced = HashMap::new();
         let mut vars = Vec::new();
         for name in base.names().into_iter().filter(|n| trainable(n)) {
-            let value = base.with_dtype(dtype).get_unchecked(&name)?;
+            let value = base.get_unchecked(&name)?;
             let var = Var::from_tensor(&value)?;
             replaced.insert(name.clone(), var.as_tensor().clone());
             vars.push((name, var));
         }
-        Ok((
-            Overlay {
-                base: base.with_dtype(dtype),
-                replaced,
-            },
-            vars,
-        ))
+        Ok((Overlay { base, replaced }, vars))
     }
 
     /// A [`VarBuilder`] over the overlay, in the base's dtype and device.

@@ -8,7 +8,7 @@
 
 use crate::decoders::Decoder;
 use crate::error::{Result, RouteError};
-use crate::features::{feature_paths, load_features, FeatureKind};
+use crate::features::{feature_paths, load_features, mean_of_ids, rows_for_ids, FeatureKind};
 use crate::linear::Manifest;
 use crate::report::{DecoderAccuracy, GridRow, MetricRow, Report, Table};
 use crate::suite::{self, Absent, Networks, Protocol, SuiteRow};
@@ -318,34 +318,8 @@ fn decoded_feature_row(
             format!("{:?}", decoded.shape),
         ));
     }
-    let stimuli = subject.images()?;
-    let row_of = |id: &usize| {
-        stimuli.ids.binary_search(id).map_err(|_| {
-            RouteError::mismatch(
-                &subject.path("stimuli/ids.npy"),
-                "ids",
-                format!("image {id}"),
-                "missing",
-            )
-        })
-    };
-    let mut truth = Vec::with_capacity(ids.len() * d);
-    for id in ids {
-        let row = row_of(id)?;
-        truth.extend_from_slice(&values[row * d..(row + 1) * d]);
-    }
-    let train = subject.train_image_ids()?;
-    let mut center = vec![0f64; d];
-    for id in &train {
-        let row = row_of(id)?;
-        for (c, v) in center.iter_mut().zip(&values[row * d..(row + 1) * d]) {
-            *c += *v as f64;
-        }
-    }
-    let center: Vec<f32> = center
-        .iter()
-        .map(|c| (c / train.len().max(1) as f64) as f32)
-        .collect();
+    let truth = rows_for_ids(subject, &values, d, ids)?;
+    let center = mean_of_ids(subject, &values, d, &subject.train_image_ids()?)?;
     let mut row = latent_metrics(&decoded.data, &truth, &center, ids.len(), d)?;
     row.name = name.into();
     Ok(Some(row))
@@ -489,18 +463,20 @@ pub fn evaluate(
     let mut columns = vec!["stimulus".to_string()];
     let mut sample_rows = Vec::new();
     let mut resized = Vec::new();
-    let b2c = match &manifest.b2c {
-        Some(b2c_dir) => Some((b2c_dir, crate::b2c::B2cRecord::load(b2c_dir)?)),
-        None => None,
+    let b2c = manifest
+        .b2c
+        .as_deref()
+        .map(crate::b2c::B2cRecord::load)
+        .transpose()?;
+    let b2c_latent_rows = match &b2c {
+        Some(record) => crate::b2c::metrics::sample_latent_rows(subject, dir, &manifest, record)?,
+        None => Vec::new(),
     };
     for (name, images) in &sets {
         let images = at_size(images, size);
         let mut row = image_metrics(name, &truths, &images, size)?;
         if name.starts_with("sample") {
-            if let Some((_, record)) = &b2c {
-                let k = sample_rows.len() + 1;
-                let latent =
-                    crate::b2c::metrics::sample_latent_row(subject, dir, &manifest, record, k)?;
+            if let Some(latent) = b2c_latent_rows.get(sample_rows.len()) {
                 row.latent_mse = latent.latent_mse;
                 row.latent_pcc = latent.latent_pcc;
                 row.two_way_latent = latent.two_way_latent;
@@ -533,7 +509,7 @@ pub fn evaluate(
         &samples_name,
     )?;
 
-    if let Some((_, record)) = &b2c {
+    if let Some(record) = &b2c {
         rows.push(crate::b2c::metrics::context_row(
             subject, dir, &manifest, record,
         )?);

@@ -377,6 +377,59 @@ pub fn compute_features(
     })
 }
 
+/// The row of each of the images `ids` in arrays whose rows follow stimuli/ids.npy; an id the
+/// subject lacks is an error naming ids.npy.
+fn row_indices(subject: &PreparedSubject, ids: &[usize]) -> Result<Vec<usize>> {
+    let stimuli = subject.images()?.ids;
+    ids.iter()
+        .map(|id| {
+            stimuli.binary_search(id).map_err(|_| {
+                RouteError::mismatch(
+                    &subject.path("stimuli/ids.npy"),
+                    "ids",
+                    format!("image {id}"),
+                    "missing",
+                )
+            })
+        })
+        .collect()
+}
+
+/// Rows of the images `ids` from `values` ((n_images, width) row-major, rows following
+/// stimuli/ids.npy), in `ids` order.
+pub fn rows_for_ids(
+    subject: &PreparedSubject,
+    values: &[f32],
+    width: usize,
+    ids: &[usize],
+) -> Result<Vec<f32>> {
+    let mut out = Vec::with_capacity(ids.len() * width);
+    for row in row_indices(subject, ids)? {
+        out.extend_from_slice(&values[row * width..(row + 1) * width]);
+    }
+    Ok(out)
+}
+
+/// The mean (summed in f64, row by row) of the rows of the images `ids`, e.g. the training
+/// images' mean feature that identification centres on.
+pub fn mean_of_ids(
+    subject: &PreparedSubject,
+    values: &[f32],
+    width: usize,
+    ids: &[usize],
+) -> Result<Vec<f32>> {
+    let mut sum = vec![0f64; width];
+    for row in row_indices(subject, ids)? {
+        for (s, v) in sum.iter_mut().zip(&values[row * width..(row + 1) * width]) {
+            *s += *v as f64;
+        }
+    }
+    Ok(sum
+        .iter()
+        .map(|s| (s / ids.len().max(1) as f64) as f32)
+        .collect())
+}
+
 /// Features of one kind, checked against the subject: (meta, row-major (n_images, d)).
 pub fn load_features(
     subject: &PreparedSubject,

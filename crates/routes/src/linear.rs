@@ -148,6 +148,37 @@ pub struct Manifest {
 impl Manifest {
     pub const FILE: &'static str = "manifest.json";
 
+    /// A run's manifest (incomplete) with what every route records, `model_fingerprint` being
+    /// [`brainrecon_diffusion::weights::ModelDir::fingerprint`] of `sd`'s files; the route sets
+    /// its decoders or B2C folder and the decoded-z image size.
+    pub(crate) fn new(
+        subject: &PreparedSubject,
+        sd: &StableDiffusion,
+        (model, model_fingerprint): (&str, String),
+        options: &ReconstructOptions,
+        ids: &[usize],
+        command: &str,
+    ) -> Self {
+        Manifest {
+            format: FORMAT.into(),
+            options: options.clone(),
+            subject: subject.meta.subject.clone(),
+            subject_dir: subject.root.clone(),
+            z_decoder: None,
+            c_decoder: None,
+            b2c: None,
+            b2c_fingerprint: None,
+            model: model.into(),
+            model_fingerprint,
+            latent_image_size: None,
+            image_size: sd.default_size(),
+            ids: ids.to_vec(),
+            command: command.into(),
+            versions: versions(sd),
+            complete: false,
+        }
+    }
+
     pub fn load(dir: &Path) -> Result<Self> {
         let path = dir.join(Self::FILE);
         let manifest: Manifest = read_json(&path)?;
@@ -417,6 +448,24 @@ pub(crate) struct Counts {
     pub skipped: usize,
 }
 
+impl Counts {
+    /// The run's summary: `n_images` test images into `out`, timed from `started`.
+    pub(crate) fn summary(
+        self,
+        out: &Path,
+        n_images: usize,
+        started: std::time::Instant,
+    ) -> ReconstructSummary {
+        ReconstructSummary {
+            out: out.to_path_buf(),
+            n_images,
+            written: self.written,
+            skipped: self.skipped,
+            seconds: started.elapsed().as_secs_f64(),
+        }
+    }
+}
+
 /// The VAE decode of row `row` of the decoded z: made and written to `decoded-z/<id>.png`, or
 /// read back from there (PNG is lossless, so a resume sees the same pixels).
 pub(crate) fn decoded_z_image(
@@ -445,16 +494,6 @@ pub(crate) fn decoded_z_image(
     Ok(image)
 }
 
-/// Where the sampler should start: txt2img from noise, or img2img from an image.
-pub(crate) enum Start<'a> {
-    Noise,
-    Image {
-        pixels: &'a Tensor,
-        strength: f64,
-        sample_posterior: bool,
-    },
-}
-
 /// The image pixels img2img starts from: `image` resized to the model's size with Lanczos.
 pub(crate) fn init_pixels(sd: &StableDiffusion, image: &RgbImage) -> Result<Tensor> {
     let size = sd.default_size();
@@ -463,7 +502,8 @@ pub(crate) fn init_pixels(sd: &StableDiffusion, image: &RgbImage) -> Result<Tens
 }
 
 /// Reconstructions 1..=samples of image `id` conditioned on `context`, each from its own
-/// seeded noise stream, written to `sample-<k>/<id>.png` (skipped when present). With
+/// seeded noise stream, written to `sample-<k>/<id>.png` (skipped when present): img2img from
+/// `init` (pixels, noised to `options.strength`) when given, else txt2img. With
 /// `keep_latent`, the sampler's final latent goes to `sample-<k>/<id>.latent.npy` first.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn sample_images(
@@ -472,7 +512,7 @@ pub(crate) fn sample_images(
     options: &ReconstructOptions,
     id: usize,
     context: &Conditioning,
-    start: &Start,
+    init: Option<&Tensor>,
     keep_latent: bool,
     counts: &mut Counts,
     progress: &indicatif::ProgressBar,
@@ -491,13 +531,9 @@ pub(crate) fn sample_images(
             continue;
         }
         let mut noise = SeededNoise::new(stream_seed(options.seed, id as u64, k as u64));
-        let latent = match start {
-            Start::Image {
-                pixels,
-                strength,
-                sample_posterior,
-            } => {
-                let posterior = if *sample_posterior {
+        let latent = match init {
+            Some(pixels) => {
+                let posterior = if options.sample_posterior {
                     Posterior::Sample
                 } else {
                     Posterior::Mean
@@ -506,13 +542,13 @@ pub(crate) fn sample_images(
                 sd.img2img(
                     &init,
                     context,
-                    *strength,
+                    options.strength,
                     &sample_options,
                     &mut noise,
                     &mut |_| {},
                 )?
             }
-            Start::Noise => sd.txt2img(
+            None => sd.txt2img(
                 context,
                 size,
                 size,
@@ -603,22 +639,10 @@ pub fn reconstruct(
     write_decoded(out, &ids, &arrays)?;
 
     let mut manifest = Manifest {
-        format: FORMAT.into(),
-        options: options.clone(),
-        subject: subject.meta.subject.clone(),
-        subject_dir: subject.root.clone(),
         z_decoder: z_decoder.map(|d| d.dir.clone()),
         c_decoder: c_decoder.map(|d| d.dir.clone()),
-        b2c: None,
-        b2c_fingerprint: None,
-        model: model.into(),
-        model_fingerprint: fingerprint.clone(),
         latent_image_size: latent_hw.map(|h| h * sd.vae_scale_factor()),
-        image_size: sd.default_size(),
-        ids: ids.clone(),
-        command: command.into(),
-        versions: versions(sd),
-        complete: false,
+        ..Manifest::new(subject, sd, (model, fingerprint), options, &ids, command)
     };
     let manifest_path = begin_run(out, &manifest)?;
 
@@ -654,21 +678,13 @@ pub fn reconstruct(
             .as_ref()
             .map(|image| init_pixels(sd, image))
             .transpose()?;
-        let start = match &pixels {
-            Some(pixels) => Start::Image {
-                pixels,
-                strength: options.strength,
-                sample_posterior: options.sample_posterior,
-            },
-            None => Start::Noise,
-        };
         sample_images(
             sd,
             out,
             options,
             id,
             &context,
-            &start,
+            pixels.as_ref(),
             false,
             &mut counts,
             &progress,
@@ -676,13 +692,7 @@ pub fn reconstruct(
     }
     progress.finish_and_clear();
     finish_run(&manifest_path, &mut manifest)?;
-    Ok(ReconstructSummary {
-        out: out.to_path_buf(),
-        n_images: ids.len(),
-        written: counts.written,
-        skipped: counts.skipped,
-        seconds: started.elapsed().as_secs_f64(),
-    })
+    Ok(counts.summary(out, ids.len(), started))
 }
 
 /// brainrecon's version and the model's diffusers version, for the record.

@@ -1,6 +1,6 @@
 //! Running the built binary as a user would, shared by the CLI test files.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 pub fn brainrecon(args: &[&str]) -> Output {
@@ -23,4 +23,48 @@ pub fn ok(args: &[&str]) -> String {
 
 pub fn p(path: &Path) -> &str {
     path.to_str().unwrap()
+}
+
+/// Stderr of a run that must fail as bad input does: exit code 2.
+#[allow(dead_code)] // not every test file checks bad input
+pub fn user_error(args: &[&str]) -> String {
+    let out = brainrecon(args);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{args:?}: expected exit 2, stdout {} stderr {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stderr).unwrap()
+}
+
+/// `simulate` (NSD layout, `images` images of `image_size` px, `seed`) into DIR/nsd, then
+/// `nsd prepare` of subj01 into DIR/subj01, which it returns.
+#[allow(dead_code)] // not every test file needs a subject
+pub fn simulated_subject(dir: &Path, images: usize, seed: u64, image_size: usize) -> PathBuf {
+    let (root, subject) = (dir.join("nsd"), dir.join("subj01"));
+    let (images, seed, image_size) = (images.to_string(), seed.to_string(), image_size.to_string());
+    ok(&[
+        "simulate",
+        "--out",
+        p(&root),
+        "--images",
+        &images,
+        "--seed",
+        &seed,
+        "--image-size",
+        &image_size,
+    ]);
+    ok(&[
+        "nsd",
+        "prepare",
+        "--nsd-root",
+        p(&root),
+        "--subject",
+        "subj01",
+        "--out",
+        p(&subject),
+    ]);
+    subject
 }

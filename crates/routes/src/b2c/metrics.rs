@@ -5,7 +5,7 @@
 use super::B2cRecord;
 use crate::error::{Result, RouteError};
 use crate::evaluate::{latent_metrics, EvalRow};
-use crate::features::{load_features, FeatureKind};
+use crate::features::{load_features, mean_of_ids, FeatureKind};
 use crate::linear::Manifest;
 use brainrecon_data::npy;
 use brainrecon_data::prepared::PreparedSubject;
@@ -35,44 +35,34 @@ fn train_mean(
     kind: FeatureKind,
 ) -> Result<Vec<f32>> {
     let (meta, values) = load_features(subject, &record.features, kind)?;
-    let d = meta.width();
-    let stimuli = subject.images()?.ids;
-    let train = subject.train_image_ids()?;
-    let mut sum = vec![0f64; d];
-    for id in &train {
-        if let Ok(row) = stimuli.binary_search(id) {
-            for (s, v) in sum.iter_mut().zip(&values[row * d..(row + 1) * d]) {
-                *s += *v as f64;
-            }
-        }
-    }
-    Ok(sum
-        .iter()
-        .map(|s| (s / train.len().max(1) as f64) as f32)
-        .collect())
+    mean_of_ids(subject, &values, meta.width(), &subject.train_image_ids()?)
 }
 
-/// Latent MSE, PCC and two-way identification of sample `k`'s final latents.
-pub fn sample_latent_row(
+/// Latent MSE, PCC and two-way identification of each sample's final latents (samples 1..=
+/// `options.samples`), against the stimuli's latents read once.
+pub fn sample_latent_rows(
     subject: &PreparedSubject,
     dir: &Path,
     manifest: &Manifest,
     record: &B2cRecord,
-    k: usize,
-) -> Result<EvalRow> {
+) -> Result<Vec<EvalRow>> {
     let n = manifest.ids.len();
     let (truth, d) = decoded(dir, "stimulus-latents", n)?;
-    let mut latents = Vec::with_capacity(n * d);
-    for id in &manifest.ids {
-        let path = Manifest::sample_dir(dir, k).join(format!("{id}.latent.npy"));
-        let array = npy::read_f32(&path)?;
-        if array.data.len() != d {
-            return Err(RouteError::mismatch(&path, "length", d, array.data.len()));
-        }
-        latents.extend(array.data);
-    }
     let center = train_mean(subject, record, FeatureKind::Vae)?;
-    latent_metrics(&latents, &truth, &center, n, d)
+    (1..=manifest.options.samples)
+        .map(|k| {
+            let mut latents = Vec::with_capacity(n * d);
+            for id in &manifest.ids {
+                let path = Manifest::sample_dir(dir, k).join(format!("{id}.latent.npy"));
+                let array = npy::read_f32(&path)?;
+                if array.data.len() != d {
+                    return Err(RouteError::mismatch(&path, "length", d, array.data.len()));
+                }
+                latents.extend(array.data);
+            }
+            latent_metrics(&latents, &truth, &center, n, d)
+        })
+        .collect()
 }
 
 /// The encoder's contexts against the true ones: mean cosine and two-way identification

@@ -208,13 +208,13 @@ pub fn load(dir: &Path, subject: &PreparedSubject, sd: &mut StableDiffusion) -> 
     }
     if record.options.tune != Tune::None {
         let tuned = Weights::from_files(&[dir.join(TUNED_UNET_FILE)], DType::F32, &sd.device)?;
-        let base = sd.root.weights("unet", DType::F32, &sd.device)?;
+        let base = sd.root.weights("unet", sd.dtype, &sd.device)?;
         let replaced = tuned
             .names()
             .into_iter()
             .map(|n| Ok((n.clone(), tuned.get_unchecked(&n)?.to_dtype(sd.dtype)?)))
             .collect::<Result<_>>()?;
-        let overlay = Overlay::new(&base.with_dtype(sd.dtype), replaced)?;
+        let overlay = Overlay::new(&base, replaced)?;
         sd.unet = UNet2DConditionModel::new(overlay.var_builder(), &sd.unet.config)?;
     }
     sd.scheduler_config.prediction_type = Some(record.options.objective.prediction_type());

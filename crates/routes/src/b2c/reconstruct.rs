@@ -12,39 +12,16 @@ use super::groups::layout_betas;
 use super::B2c;
 use crate::decoders::Decoder;
 use crate::error::{Result, RouteError};
-use crate::features::{load_features, FeatureKind};
+use crate::features::{load_features, rows_for_ids, FeatureKind};
 use crate::linear::{
     begin_run, check_sampling, context_row, decoded_z_image, finish_run, init_pixels,
-    sample_images, unconditional, versions, write_decoded, Counts, Manifest, Method,
-    ReconstructOptions, ReconstructSummary, Start, FORMAT,
+    sample_images, unconditional, write_decoded, Counts, Manifest, Method, ReconstructOptions,
+    ReconstructSummary,
 };
 use crate::progress::bar;
 use brainrecon_data::prepared::{PreparedSubject, Split};
 use brainrecon_diffusion::pipeline::{Conditioning, StableDiffusion};
 use std::path::Path;
-
-/// Rows of `values` (row-major, `width` wide, rows following stimuli/ids.npy) for `ids`.
-fn rows_for_ids(
-    subject: &PreparedSubject,
-    values: &[f32],
-    width: usize,
-    ids: &[usize],
-) -> Result<Vec<f32>> {
-    let stimuli = subject.images()?.ids;
-    let mut out = Vec::with_capacity(ids.len() * width);
-    for id in ids {
-        let row = stimuli.binary_search(id).map_err(|_| {
-            RouteError::mismatch(
-                &subject.path("stimuli/ids.npy"),
-                "ids",
-                format!("test image {id}"),
-                "missing",
-            )
-        })?;
-        out.extend_from_slice(&values[row * width..(row + 1) * width]);
-    }
-    Ok(out)
-}
 
 /// The linear route's decoded z of the test images, checked against the model.
 fn decoded_z(
@@ -122,22 +99,18 @@ pub fn reconstruct(
     write_decoded(out, &ids, &arrays)?;
 
     let mut manifest = Manifest {
-        format: FORMAT.into(),
-        options: options.clone(),
-        subject: subject.meta.subject.clone(),
-        subject_dir: subject.root.clone(),
         z_decoder: z_decoder.filter(|_| options.init_z).map(|d| d.dir.clone()),
-        c_decoder: None,
         b2c: Some(b2c.dir.clone()),
         b2c_fingerprint: Some(b2c.fingerprint()?),
-        model: model.into(),
-        model_fingerprint: sd.root.fingerprint()?,
         latent_image_size: z.as_ref().map(|(_, hw)| hw * sd.vae_scale_factor()),
-        image_size: sd.default_size(),
-        ids: ids.clone(),
-        command: command.into(),
-        versions: versions(sd),
-        complete: false,
+        ..Manifest::new(
+            subject,
+            sd,
+            (model, sd.root.fingerprint()?),
+            options,
+            &ids,
+            command,
+        )
     };
     let manifest_path = begin_run(out, &manifest)?;
     let per_image = options.samples + usize::from(options.init_z);
@@ -157,21 +130,13 @@ pub fn reconstruct(
             }
             None => None,
         };
-        let start = match &pixels {
-            Some(pixels) => Start::Image {
-                pixels,
-                strength: options.strength,
-                sample_posterior: options.sample_posterior,
-            },
-            None => Start::Noise,
-        };
         sample_images(
             sd,
             out,
             options,
             id,
             &context,
-            &start,
+            pixels.as_ref(),
             true,
             &mut counts,
             &progress,
@@ -179,11 +144,5 @@ pub fn reconstruct(
     }
     progress.finish_and_clear();
     finish_run(&manifest_path, &mut manifest)?;
-    Ok(ReconstructSummary {
-        out: out.to_path_buf(),
-        n_images: ids.len(),
-        written: counts.written,
-        skipped: counts.skipped,
-        seconds: started.elapsed().as_secs_f64(),
-    })
+    Ok(counts.summary(out, ids.len(), started))
 }

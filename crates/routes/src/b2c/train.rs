@@ -37,7 +37,6 @@ use brainrecon_nn::weights::Overlay;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 /// Settings of one training run (all recorded; a resume must use the same).
@@ -556,8 +555,8 @@ pub fn train(
         model_fingerprint: fingerprint,
         options: options.clone(),
         n_train_trials: n_trials,
-        encoder_parameters: count(&params, "encoder."),
-        tuned_unet_parameters: count(&params, "unet."),
+        encoder_parameters: params.with_prefix("encoder.").count_elements(),
+        tuned_unet_parameters: params.with_prefix("unet.").count_elements(),
         seconds_per_step,
         features: features.to_path_buf(),
         versions: vec![("brainrecon".into(), env!("CARGO_PKG_VERSION").into())],
@@ -574,15 +573,6 @@ pub fn train(
     })
 }
 
-fn count(params: &Parameters, prefix: &str) -> usize {
-    params
-        .shapes()
-        .iter()
-        .filter(|(n, _)| n.starts_with(prefix))
-        .map(|(_, s)| s.iter().product::<usize>())
-        .sum()
-}
-
 /// The encoder folder and the tuned U-Net tensors, each written atomically.
 fn write_outputs(
     out: &Path,
@@ -590,42 +580,19 @@ fn write_outputs(
     config: &BrainToContextConfig,
     options: &TrainOptions,
 ) -> Result<()> {
-    let tensors = params.tensors()?;
-    let part = |prefix: &str| -> HashMap<String, Tensor> {
-        tensors
-            .iter()
-            .filter_map(|(n, t)| {
-                n.strip_prefix(prefix)
-                    .map(|rest| (rest.to_string(), t.clone()))
-            })
-            .collect()
-    };
     let encoder_dir = out.join(ENCODER_DIR);
-    save_safetensors(
-        &encoder_dir.join(brainrecon_brain::b2c::WEIGHTS_FILE),
-        &part("encoder."),
-    )?;
+    params
+        .with_prefix("encoder.")
+        .save_safetensors(encoder_dir.join(brainrecon_brain::b2c::WEIGHTS_FILE))?;
     write_json_atomic(
         &encoder_dir.join(brainrecon_brain::b2c::CONFIG_FILE),
         config,
     )?;
     let tuned = out.join(TUNED_UNET_FILE);
     if options.tune != Tune::None {
-        save_safetensors(&tuned, &part("unet."))?;
+        params.with_prefix("unet.").save_safetensors(&tuned)?;
     } else if tuned.exists() {
         std::fs::remove_file(&tuned).map_err(|e| brainrecon_data::DataError::io(&tuned, e))?;
     }
-    Ok(())
-}
-
-fn save_safetensors(path: &Path, tensors: &HashMap<String, Tensor>) -> Result<()> {
-    let dir = path.parent().expect("a file in a folder");
-    std::fs::create_dir_all(dir).map_err(|e| brainrecon_data::DataError::io(dir, e))?;
-    let temp = dir.join(format!(
-        ".{}.partial",
-        path.file_name().unwrap().to_string_lossy()
-    ));
-    candle_core::safetensors::save(tensors, &temp)?;
-    std::fs::rename(&temp, path).map_err(|e| brainrecon_data::DataError::io(path, e))?;
     Ok(())
 }
