@@ -139,8 +139,12 @@ impl PreparedSubject {
         counts
     }
 
-    /// Resolves `atlas`, `atlas/label`, or a label name unique across atlases.
+    /// Resolves `atlas`, `atlas/label`, a label name unique across atlases, or a union of
+    /// one atlas' labels, `atlas/label+label+…` (the caption route's six `streams` ROIs).
     pub fn roi(&self, name: &str) -> Result<Roi> {
+        if name.contains('+') {
+            return self.roi_union(name);
+        }
         if let Some(atlas) = self.meta.atlases.iter().find(|a| a.name == name) {
             return Ok(Roi {
                 name: name.into(),
@@ -186,6 +190,39 @@ impl PreparedSubject {
         Ok(Roi {
             name: format!("{}/{}", atlas.name, label.name),
             atlas: atlas.name.clone(),
+            n_voxels: columns.len(),
+            columns: Some(columns),
+        })
+    }
+
+    /// `atlas/a+b+…`: the voxels of labels a, b, … of one atlas, in the atlas' column order.
+    fn roi_union(&self, name: &str) -> Result<Roi> {
+        let invalid = |what: &str| {
+            DataError::invalid(
+                self.path("subject.json"),
+                "rois",
+                "atlas/label+label+… with labels of that atlas (e.g. streams/early+ventral)",
+                format!("'{name}' ({what})"),
+            )
+        };
+        let (atlas, labels) = name
+            .split_once('/')
+            .ok_or_else(|| invalid("no atlas named before '/'"))?;
+        let mut columns = Vec::new();
+        for label in labels.split('+') {
+            if label.is_empty() {
+                return Err(invalid("an empty label"));
+            }
+            let part = self.roi(&format!("{atlas}/{label}"))?;
+            columns.extend(part.columns.unwrap_or_default());
+        }
+        columns.sort_unstable();
+        if columns.windows(2).any(|w| w[0] == w[1]) {
+            return Err(invalid("a label named twice"));
+        }
+        Ok(Roi {
+            name: name.to_string(),
+            atlas: atlas.to_string(),
             n_voxels: columns.len(),
             columns: Some(columns),
         })

@@ -140,6 +140,16 @@ fn nsd_tree_round_trips_through_prepare() {
     assert_eq!(v1v.n_voxels, truth.rois["prf-visualrois/V1v"]);
     assert_eq!(subject.roi("V1v").unwrap(), v1v);
     assert!(subject.roi("V9").is_err());
+    // A union of one atlas' labels: their columns, sorted, no label twice.
+    let v1 = subject.roi("prf-visualrois/V1v+V1d").unwrap();
+    let v1d = subject.roi("prf-visualrois/V1d").unwrap();
+    assert_eq!(v1.n_voxels, v1v.n_voxels + v1d.n_voxels);
+    let mut expected = [v1v.columns.clone().unwrap(), v1d.columns.clone().unwrap()].concat();
+    expected.sort_unstable();
+    assert_eq!(v1.columns.unwrap(), expected);
+    assert!(subject.roi("prf-visualrois/V1v+V1v").is_err());
+    assert!(subject.roi("prf-visualrois/V1v+V9").is_err());
+    assert!(subject.roi("V1v+V1d").is_err());
 
     // Stimuli are the rendered scenes; captions describe them.
     let stimuli_store = subject.images().unwrap();

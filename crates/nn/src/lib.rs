@@ -7,6 +7,7 @@
 
 pub mod channel;
 pub mod conv;
+pub mod embedded;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 pub mod error;
