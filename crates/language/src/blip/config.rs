@@ -1,0 +1,439 @@
+//! BLIP's configurations as transformers reads them from `config.json`: [`BlipConfig`] with the
+//! nested [`BlipVisionConfig`] (`vision_config`) and [`BlipTextConfig`] (`text_config`).
+//!
+//! Absent keys take transformers' defaults (the same in 4.x and 5.x). As `BlipConfig.__init__`
+//! does, the text tower's `encoder_hidden_size` is set to the vision tower's `hidden_size`,
+//! whatever the file says. Unknown keys are ignored.
+
+use std::path::Path;
+
+use brainrecon_nn::weights::read_json;
+use brainrecon_nn::{ModelError, Result};
+use candle_core::Tensor;
+use serde::Deserialize;
+use serde_json::Value;
+
+const WHAT: &str = "BLIP config";
+
+/// The activations transformers' `ACT2FN` names that BLIP checkpoints use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Activation {
+    /// `gelu`: exact (erf) GELU.
+    Gelu,
+    /// `gelu_new`, `gelu_pytorch_tanh`: the tanh approximation.
+    GeluTanh,
+    /// `quick_gelu`: `x * sigmoid(1.702 x)`.
+    QuickGelu,
+    /// `relu`.
+    Relu,
+}
+
+impl Activation {
+    pub fn parse(name: &str) -> std::result::Result<Self, String> {
+        match name {
+            "gelu" => Ok(Activation::Gelu),
+            "gelu_new" | "gelu_pytorch_tanh" => Ok(Activation::GeluTanh),
+            "quick_gelu" => Ok(Activation::QuickGelu),
+            "relu" => Ok(Activation::Relu),
+            other => Err(format!(
+                "hidden_act \"{other}\" is not supported (expected gelu, gelu_new, \
+                 gelu_pytorch_tanh, quick_gelu or relu)"
+            )),
+        }
+    }
+
+    /// Differentiable when `x` tracks gradients (the project's activations fall back to
+    /// candle's ops then).
+    pub fn forward(self, x: &Tensor) -> Result<Tensor> {
+        use brainrecon_nn::layers;
+        Ok(match self {
+            Activation::Gelu => layers::gelu(x)?,
+            Activation::GeluTanh => layers::gelu_tanh(x)?,
+            Activation::QuickGelu => layers::quick_gelu(x)?,
+            Activation::Relu => x.relu()?,
+        })
+    }
+}
+
+/// transformers' `BlipVisionConfig` (defaults: ViT-B/16 at 384 px).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct BlipVisionConfig {
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub projection_dim: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    /// Side of the square images the position table was made for.
+    pub image_size: usize,
+    pub patch_size: usize,
+    pub hidden_act: String,
+    /// transformers' default is 1e-5; the published Salesforce ViT uses 1e-6.
+    pub layer_norm_eps: f64,
+}
+
+impl Default for BlipVisionConfig {
+    fn default() -> Self {
+        BlipVisionConfig {
+            hidden_size: 768,
+            intermediate_size: 3072,
+            projection_dim: 512,
+            num_hidden_layers: 12,
+            num_attention_heads: 12,
+            image_size: 384,
+            patch_size: 16,
+            hidden_act: "gelu".into(),
+            layer_norm_eps: 1e-5,
+        }
+    }
+}
+
+impl BlipVisionConfig {
+    /// Patches per side of the position table.
+    pub fn grid(&self) -> usize {
+        self.image_size / self.patch_size
+    }
+
+    /// Rows of the position table: the class token and one per patch.
+    pub fn num_positions(&self) -> usize {
+        self.grid() * self.grid() + 1
+    }
+
+    pub fn activation(&self) -> Activation {
+        Activation::parse(&self.hidden_act).unwrap_or(Activation::Gelu)
+    }
+
+    // `usize::is_multiple_of` needs Rust 1.87; the workspace supports 1.85.
+    #[allow(clippy::manual_is_multiple_of)]
+    fn validate(&self) -> std::result::Result<(), String> {
+        if self.hidden_size == 0
+            || self.num_attention_heads == 0
+            || self.hidden_size % self.num_attention_heads != 0
+        {
+            return Err(format!(
+                "hidden_size {} is not divisible by num_attention_heads {}",
+                self.hidden_size, self.num_attention_heads
+            ));
+        }
+        if self.patch_size == 0 || self.image_size < self.patch_size {
+            return Err(format!(
+                "patch_size {} does not fit image_size {}",
+                self.patch_size, self.image_size
+            ));
+        }
+        if self.intermediate_size == 0 || self.num_hidden_layers == 0 {
+            return Err("intermediate_size and num_hidden_layers must be positive".into());
+        }
+        Activation::parse(&self.hidden_act)?;
+        Ok(())
+    }
+}
+
+/// A token id, a list of them, or null (transformers allows all three for `eos_token_id`).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum TokenIds {
+    One(u32),
+    Many(Vec<u32>),
+}
+
+/// transformers' `BlipTextConfig` (defaults: BERT-base with cross-attention, 8 heads).
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(default)]
+pub struct BlipTextConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    /// Width of the cross-attended states; [`BlipConfig`] sets it to the vision width.
+    pub encoder_hidden_size: usize,
+    pub intermediate_size: usize,
+    pub projection_dim: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub max_position_embeddings: usize,
+    pub hidden_act: String,
+    pub layer_norm_eps: f64,
+    /// `[DEC]`, put at position 0 of every caption prompt.
+    pub bos_token_id: Option<u32>,
+    /// transformers' default 2; BLIP's generate stops on `sep_token_id` instead.
+    pub eos_token_id: Option<TokenIds>,
+    pub pad_token_id: Option<u32>,
+    /// `[SEP]`, where captions end.
+    pub sep_token_id: Option<u32>,
+    /// Decoder layers have cross-attention (`crossattention.*`).
+    pub is_decoder: bool,
+    pub tie_word_embeddings: bool,
+    pub label_smoothing: f64,
+}
+
+impl Default for BlipTextConfig {
+    fn default() -> Self {
+        BlipTextConfig {
+            vocab_size: 30524,
+            hidden_size: 768,
+            encoder_hidden_size: 768,
+            intermediate_size: 3072,
+            projection_dim: 768,
+            num_hidden_layers: 12,
+            num_attention_heads: 8,
+            max_position_embeddings: 512,
+            hidden_act: "gelu".into(),
+            layer_norm_eps: 1e-12,
+            bos_token_id: Some(30522),
+            eos_token_id: Some(TokenIds::One(2)),
+            pad_token_id: Some(0),
+            sep_token_id: Some(102),
+            is_decoder: true,
+            tie_word_embeddings: true,
+            label_smoothing: 0.0,
+        }
+    }
+}
+
+impl BlipTextConfig {
+    pub fn activation(&self) -> Activation {
+        Activation::parse(&self.hidden_act).unwrap_or(Activation::Gelu)
+    }
+
+    // `usize::is_multiple_of` needs Rust 1.87; the workspace supports 1.85.
+    #[allow(clippy::manual_is_multiple_of)]
+    fn validate(&self) -> std::result::Result<(), String> {
+        if self.hidden_size == 0
+            || self.num_attention_heads == 0
+            || self.hidden_size % self.num_attention_heads != 0
+        {
+            return Err(format!(
+                "hidden_size {} is not divisible by num_attention_heads {}",
+                self.hidden_size, self.num_attention_heads
+            ));
+        }
+        if self.vocab_size == 0 || self.max_position_embeddings == 0 {
+            return Err("vocab_size and max_position_embeddings must be positive".into());
+        }
+        if self.intermediate_size == 0 || self.num_hidden_layers == 0 {
+            return Err("intermediate_size and num_hidden_layers must be positive".into());
+        }
+        for (name, id) in [
+            ("bos_token_id", self.bos_token_id),
+            ("pad_token_id", self.pad_token_id),
+            ("sep_token_id", self.sep_token_id),
+        ] {
+            if let Some(id) = id {
+                if id as usize >= self.vocab_size {
+                    return Err(format!(
+                        "{name} {id} is outside the vocabulary (vocab_size {})",
+                        self.vocab_size
+                    ));
+                }
+            }
+        }
+        Activation::parse(&self.hidden_act)?;
+        Ok(())
+    }
+}
+
+/// transformers' `BlipConfig`: the two towers and the top-level keys captioning reads.
+#[derive(Clone, Debug, PartialEq)]
+pub struct BlipConfig {
+    pub vision_config: BlipVisionConfig,
+    pub text_config: BlipTextConfig,
+    pub projection_dim: usize,
+    pub tie_word_embeddings: bool,
+    /// `architectures` as written in the file (empty when absent).
+    pub architectures: Vec<String>,
+}
+
+impl Default for BlipConfig {
+    fn default() -> Self {
+        BlipConfig::from_parts(BlipVisionConfig::default(), BlipTextConfig::default())
+    }
+}
+
+impl BlipConfig {
+    /// Joins two tower configs as `BlipConfig(text_config=…, vision_config=…)` does.
+    pub fn from_parts(vision_config: BlipVisionConfig, mut text_config: BlipTextConfig) -> Self {
+        text_config.encoder_hidden_size = vision_config.hidden_size;
+        BlipConfig {
+            vision_config,
+            text_config,
+            projection_dim: 512,
+            tie_word_embeddings: true,
+            architectures: Vec::new(),
+        }
+    }
+
+    /// Reads a BLIP `config.json`.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let value: Value = read_json(path, WHAT)?;
+        Self::from_value(&value, path)
+    }
+
+    /// Parses the JSON of a `config.json`; `path` names it in errors.
+    pub fn from_value(value: &Value, path: &Path) -> Result<Self> {
+        let bad = |message: String| ModelError::Config {
+            path: path.to_path_buf(),
+            what: WHAT.into(),
+            message,
+        };
+        let object = value
+            .as_object()
+            .ok_or_else(|| bad("expected a JSON object".into()))?;
+        check_model_type(object).map_err(bad)?;
+        let section = |key: &str| -> Result<Value> {
+            match object.get(key) {
+                None | Some(Value::Null) => Ok(Value::Object(Default::default())),
+                Some(v @ Value::Object(_)) => Ok(v.clone()),
+                Some(other) => Err(bad(format!("{key} is {other}, expected an object"))),
+            }
+        };
+        let vision_config: BlipVisionConfig = serde_json::from_value(section("vision_config")?)
+            .map_err(|e| bad(format!("vision_config: {e}")))?;
+        let text_config: BlipTextConfig = serde_json::from_value(section("text_config")?)
+            .map_err(|e| bad(format!("text_config: {e}")))?;
+        vision_config
+            .validate()
+            .map_err(|m| bad(format!("vision_config: {m}")))?;
+        text_config
+            .validate()
+            .map_err(|m| bad(format!("text_config: {m}")))?;
+        let mut config = BlipConfig::from_parts(vision_config, text_config);
+        let top = |key: &str| object.get(key).filter(|v| !v.is_null());
+        if let Some(v) = top("projection_dim") {
+            config.projection_dim = v
+                .as_u64()
+                .ok_or_else(|| bad(format!("projection_dim {v} is not a whole number")))?
+                as usize;
+        }
+        if let Some(v) = top("tie_word_embeddings") {
+            config.tie_word_embeddings = v
+                .as_bool()
+                .ok_or_else(|| bad(format!("tie_word_embeddings {v} is not true or false")))?;
+        }
+        if let Some(v) = top("architectures") {
+            config.architectures = serde_json::from_value(v.clone())
+                .map_err(|_| bad(format!("architectures {v} is not a list of names")))?;
+        }
+        Ok(config)
+    }
+
+    /// An error unless `architectures` (when present) names `BlipForConditionalGeneration`:
+    /// BLIP's retrieval and question-answering checkpoints have no captioning decoder.
+    pub fn check_captioning(&self, path: &Path) -> Result<()> {
+        if self.architectures.is_empty()
+            || self
+                .architectures
+                .iter()
+                .any(|a| a == "BlipForConditionalGeneration")
+        {
+            return Ok(());
+        }
+        Err(ModelError::Config {
+            path: path.to_path_buf(),
+            what: WHAT.into(),
+            message: format!(
+                "architectures {:?}: expected BlipForConditionalGeneration (a BLIP captioning \
+                 checkpoint with text_decoder.* weights)",
+                self.architectures
+            ),
+        })
+    }
+}
+
+/// `model_type` must be `blip`; a file without it must at least nest the two towers.
+fn check_model_type(object: &serde_json::Map<String, Value>) -> std::result::Result<(), String> {
+    match object.get("model_type").and_then(Value::as_str) {
+        Some("blip") => Ok(()),
+        Some(sub @ ("blip_vision_model" | "blip_text_model")) => Err(format!(
+            "model_type is \"{sub}\", one tower of BLIP; expected \"blip\" (the config.json of \
+             a BlipForConditionalGeneration folder, with vision_config and text_config)"
+        )),
+        Some(other) => Err(format!(
+            "model_type is \"{other}\", expected \"blip\" (a BlipForConditionalGeneration \
+             checkpoint)"
+        )),
+        None if object.contains_key("vision_config") && object.contains_key("text_config") => {
+            Ok(())
+        }
+        None => Err(
+            "no model_type and no vision_config/text_config: expected a BLIP config.json \
+             (model_type \"blip\")"
+                .into(),
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(v: Value) -> Result<BlipConfig> {
+        BlipConfig::from_value(&v, Path::new("dir/config.json"))
+    }
+
+    #[test]
+    fn defaults_follow_transformers() {
+        let c = parse(serde_json::json!({"model_type": "blip"})).unwrap();
+        assert_eq!(c.vision_config, BlipVisionConfig::default());
+        assert_eq!(c.vision_config.grid(), 24);
+        assert_eq!(c.text_config.num_attention_heads, 8);
+        assert_eq!(c.text_config.layer_norm_eps, 1e-12);
+        assert_eq!(c.text_config.bos_token_id, Some(30522));
+    }
+
+    #[test]
+    fn encoder_width_follows_the_vision_tower() {
+        let c = parse(serde_json::json!({"model_type": "blip",
+            "vision_config": {"hidden_size": 64, "num_attention_heads": 4},
+            "text_config": {"encoder_hidden_size": 768, "eos_token_id": [2, 102]}}))
+        .unwrap();
+        assert_eq!(c.text_config.encoder_hidden_size, 64);
+        assert_eq!(
+            c.text_config.eos_token_id,
+            Some(TokenIds::Many(vec![2, 102]))
+        );
+    }
+
+    #[test]
+    fn other_architectures_are_named() {
+        let e = parse(serde_json::json!({"model_type": "clip"})).unwrap_err();
+        let m = e.to_string();
+        assert!(
+            m.contains("dir/config.json") && m.contains("\"clip\""),
+            "{m}"
+        );
+        let e = parse(serde_json::json!({"model_type": "blip_text_model"})).unwrap_err();
+        assert!(e.to_string().contains("one tower"), "{e}");
+        let c = parse(serde_json::json!({"model_type": "blip",
+            "architectures": ["BlipForImageTextRetrieval"]}))
+        .unwrap();
+        let e = c
+            .check_captioning(Path::new("dir/config.json"))
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("BlipForConditionalGeneration"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bad_values_name_the_field() {
+        let e = parse(serde_json::json!({"model_type": "blip",
+            "vision_config": {"hidden_size": 30, "num_attention_heads": 4}}))
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("vision_config: hidden_size 30"),
+            "{e}"
+        );
+        let e = parse(serde_json::json!({"model_type": "blip",
+            "text_config": {"hidden_act": "swish"}}))
+        .unwrap_err();
+        assert!(e.to_string().contains("text_config: hidden_act"), "{e}");
+        let e = parse(serde_json::json!({"model_type": "blip",
+            "text_config": {"vocab_size": 100}}))
+        .unwrap_err();
+        assert!(e.to_string().contains("bos_token_id 30522"), "{e}");
+        let e = parse(serde_json::json!({"model_type": "blip",
+            "vision_config": {"image_size": [384, 384]}}))
+        .unwrap_err();
+        assert!(e.to_string().contains("vision_config:"), "{e}");
+    }
+}
