@@ -1,0 +1,21 @@
+//! `brainrecon._native`: the compiled half of the `brainrecon` Python package.
+//!
+//! Numpy arrays come in as borrowed views (no copy: any strides are passed to the solver as a
+//! strided matrix) and every long computation runs with the GIL released. The pure-Python
+//! layer in `python/brainrecon` adds scikit-learn's estimator protocol on top.
+
+mod data;
+mod errors;
+mod metrics;
+mod ridge;
+
+use pyo3::prelude::*;
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    ridge::register(m)?;
+    metrics::register(m)?;
+    data::register(m)?;
+    Ok(())
+}

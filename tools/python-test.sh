@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Builds the brainrecon Python wheel (crates/python) with maturin in a virtual environment,
+# installs it with the reference libraries (scikit-learn, himalaya, scikit-image) and runs its
+# pytest suite. Needs python3 (>= 3.9, with venv) and PyPI.
+#
+#   bash tools/python-test.sh            # dev profile (dependencies optimised): quickest build
+#   bash tools/python-test.sh --release  # release wheel (what the benchmark uses)
+#   bash tools/python-test.sh -- -k ridge  # arguments after -- go to pytest
+#
+# BRAINRECON_PY_VENV chooses the environment (default target-py/venv), CARGO_TARGET_DIR the
+# build directory (default target-py), BRAINRECON_ZERO_COPY_MB the zero-copy check's input size.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+profile=dev
+pytest_args=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --release) profile=release ;;
+    --) shift; pytest_args=("$@"); break ;;
+    *) echo "error: unknown argument '$1' (expected --release or -- PYTEST-ARGS)" >&2; exit 2 ;;
+  esac
+  shift
+done
+python=${PYTHON:-python3}
+if ! command -v "$python" >/dev/null; then
+  echo "error: $python is required to build and test the Python package" >&2
+  exit 2
+fi
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$root/target-py}
+venv=${BRAINRECON_PY_VENV:-$CARGO_TARGET_DIR/venv}
+[ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
+"$venv/bin/python" -m pip install -q --disable-pip-version-check -r crates/python/requirements-test.txt
+wheels="$CARGO_TARGET_DIR/wheels-$profile"
+rm -rf "$wheels"
+start=$(date +%s)
+"$venv/bin/maturin" build --locked --profile "$profile" -m crates/python/Cargo.toml \
+  --interpreter "$venv/bin/python" --out "$wheels"
+echo "wheel built in $(( $(date +%s) - start )) s: $(ls "$wheels")"
+"$venv/bin/python" -m pip install -q --disable-pip-version-check --force-reinstall --no-deps "$wheels"/*.whl
+# run from the tests' folder so that `import brainrecon` is the installed wheel
+cd crates/python/tests
+"$venv/bin/python" -m pytest -q "${pytest_args[@]}"
