@@ -26,6 +26,10 @@ pub enum MetricsError {
     /// A parameter is outside its valid range.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// A resource file (for instance METEOR's jar) is missing or not what
+    /// was expected.
+    #[error("{path}: {what}")]
+    Resource { path: String, what: String },
 }
 
 /// Result alias for this crate.

@@ -13,9 +13,14 @@
 //! - [`vector`]: MSE, Pearson, cosine similarity of latents/features.
 //! - [`identification`]: two-way (MindEye) and n-way top-k identification.
 //! - [`bleu`]: corpus BLEU-4 with sacrebleu's 13a tokenizer.
+//! - [`caption`]: caption metrics as pycocoevalcap computes them (PTB
+//!   tokenizer, BLEU-1..4, METEOR 1.5, ROUGE-L, CIDEr-D) and CLIP-S /
+//!   RefCLIP-S, checked against pycocoevalcap and clipscore.py by fixtures
+//!   from `tools/fixtures/caption_metrics.py`.
 //! - [`summary`]: [`MetricsTable`], the per-set summary a CLI prints.
 
 pub mod bleu;
+pub mod caption;
 pub mod error;
 pub mod identification;
 pub mod image;
@@ -23,6 +28,13 @@ pub mod summary;
 pub mod vector;
 
 pub use bleu::{corpus_bleu, BleuScore};
+pub use caption::clip_score::{clip_scores, ClipScores, ReferenceEmbeddings};
+pub use caption::meteor::{coco_meteor, MeteorFiles, MeteorScore, MeteorStats};
+pub use caption::ptb::coco_tokenize;
+pub use caption::{
+    caption_scores, caption_scores_detailed, caption_scores_with_meteor, CaptionItemScores,
+    CaptionScores,
+};
 pub use error::{MetricsError, Result};
 pub use identification::{n_way_top_k_identification, two_way_identification, NWaySettings};
 pub use summary::MetricsTable;
