@@ -34,6 +34,8 @@ enum Command {
     Eval(commands::eval::Args),
     Generate(commands::generate::Args),
     TrainPrior(commands::train_prior::Args),
+    TrainCaptioner(commands::train_captioner::Args),
+    Caption(commands::caption::Args),
     Encode(commands::encode::Args),
     #[command(subcommand)]
     Ridge(commands::ridge::RidgeCommand),
@@ -77,6 +79,8 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Eval(args) => commands::eval::run(args),
         Command::Generate(args) => commands::generate::run(args),
         Command::TrainPrior(args) => commands::train_prior::run(args),
+        Command::TrainCaptioner(args) => commands::train_captioner::run(args),
+        Command::Caption(args) => commands::caption::run(args),
         Command::Encode(args) => commands::encode::run(args),
         Command::Ridge(command) => commands::ridge::run(command),
         Command::Bench(command) => commands::bench::run(command),

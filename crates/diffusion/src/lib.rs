@@ -2,6 +2,7 @@
 //! parameter names, seeded noise, per-sample timesteps, and a VAE posterior mean.
 
 pub mod clip;
+pub mod clip_model;
 pub mod clip_vision;
 pub mod embedded;
 pub mod pipeline;

@@ -35,10 +35,8 @@ use crate::clip::{ids_tensor, ClipTextConfig, ClipTextModel};
 use crate::rng::SeededNoise;
 use crate::scheduler::{NoiseSchedule, SchedulerConfig};
 use crate::tokenizer::{word_level_bpe, write_tokenizer_folder, ClipTokenizer};
-use crate::train::{
-    clip_grad_norm, init_parameters, latest_checkpoint, load_checkpoint, save_checkpoint, AdamW,
-    Parameters,
-};
+pub use crate::train::learning_rate;
+use crate::train::{init_parameters, Parameters, ResumableRun};
 use crate::unet::{UNet2DConditionConfig, UNet2DConditionModel, WEIGHTS_FILE};
 use crate::vae::{AutoencoderKL, AutoencoderKLConfig};
 use crate::weights::{DiffusionError, Result};
@@ -330,17 +328,6 @@ fn foreground_weights(scenes: &[Scene], config: &PriorConfig, device: &Device) -
     Ok(Tensor::from_vec(weights, (scenes.len(), 1, s, s), device)?)
 }
 
-/// Learning rate at `step` (0-based) of `total`: linear warm-up over the first 5% of steps,
-/// then a cosine decay to a tenth of `peak`.
-pub fn learning_rate(peak: f64, step: usize, total: usize) -> f64 {
-    let warmup = (total / 20).max(1);
-    if step < warmup {
-        return peak * (step + 1) as f64 / warmup as f64;
-    }
-    let progress = (step - warmup) as f64 / (total - warmup).max(1) as f64;
-    peak * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * progress.min(1.0)).cos()))
-}
-
 /// Min-SNR-γ weights of an epsilon-prediction loss, one per timestep: `min(snr, γ) / snr`
 /// with `snr = ᾱ / (1 − ᾱ)`.
 ///
@@ -412,85 +399,6 @@ fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
     std::fs::rename(&temp, path).map_err(|e| DiffusionError::io(path, e))
 }
 
-/// Losses logged so far in a stage's checkpoint (`extra.losses`).
-fn logged_losses(extra: &serde_json::Value) -> Vec<f64> {
-    extra
-        .get("losses")
-        .and_then(|v| v.as_array())
-        .map(|a| a.iter().filter_map(|v| v.as_f64()).collect())
-        .unwrap_or_default()
-}
-
-/// One stage's optimisation: its parameters, AdamW, the losses so far and its checkpoints.
-struct StageRun {
-    work: PathBuf,
-    params: Parameters,
-    optimizer: AdamW,
-    losses: Vec<f64>,
-    /// First step still to run (the checkpoint's step after a resume).
-    start: usize,
-    peak_lr: f64,
-    total: usize,
-    checkpoint_every: usize,
-}
-
-impl StageRun {
-    /// Starts the stage, or resumes it from the newest checkpoint in `work/name` and notes
-    /// that in `resumed_from`. `schedule` is (peak learning rate, steps, checkpoint every).
-    fn resume(
-        name: &str,
-        work: &Path,
-        mut params: Parameters,
-        schedule: (f64, usize, usize),
-        resumed_from: &mut Vec<(String, usize)>,
-    ) -> Result<Self> {
-        let (peak_lr, total, checkpoint_every) = schedule;
-        let work = work.join(name);
-        let (optimizer, losses, start) = match latest_checkpoint(&work)? {
-            Some((step, dir)) => {
-                let (optimizer, extra) = load_checkpoint(&dir, &mut params)?;
-                resumed_from.push((name.to_string(), step));
-                (optimizer, logged_losses(&extra), step)
-            }
-            None => (AdamW::with_defaults(peak_lr)?, Vec::new(), 0),
-        };
-        Ok(StageRun {
-            work,
-            params,
-            optimizer,
-            losses,
-            start,
-            peak_lr,
-            total,
-            checkpoint_every,
-        })
-    }
-
-    /// Step `step` (0-based) on `loss`: backward, gradients clipped to norm 1, AdamW at the
-    /// scheduled learning rate, and a checkpoint when one is due. Returns the loss.
-    // `usize::is_multiple_of` needs Rust 1.87; the workspace supports 1.85.
-    #[allow(clippy::manual_is_multiple_of)]
-    fn step(&mut self, loss: &Tensor, step: usize) -> Result<f64> {
-        let value = loss.to_scalar::<f32>()? as f64;
-        let mut grads = loss.backward()?;
-        clip_grad_norm(&mut grads, &self.params, 1.0)?;
-        self.optimizer
-            .set_lr(learning_rate(self.peak_lr, step, self.total));
-        self.optimizer.step(&self.params, &grads)?;
-        self.losses.push(value);
-        if (step + 1) % self.checkpoint_every == 0 || step + 1 == self.total {
-            save_checkpoint(
-                &self.work,
-                step + 1,
-                &self.params,
-                &self.optimizer,
-                &json!({"losses": self.losses}),
-            )?;
-        }
-        Ok(value)
-    }
-}
-
 /// Trains the model into `out` (a diffusers folder; `out/.train/` holds checkpoints).
 /// `progress(stage, step, total, loss)` is called after every step.
 pub fn train_prior(
@@ -519,7 +427,7 @@ pub fn train_prior(
         DType::F32,
         device,
     )?;
-    let mut vae_run = StageRun::resume(
+    let mut vae_run = ResumableRun::resume(
         "vae",
         &work,
         vae_params,
@@ -574,7 +482,7 @@ pub fn train_prior(
         Parameters::from_vars(vae_run.params.vars().into_iter().filter(|(name, _)| {
             name.starts_with("decoder.") || name.starts_with("post_quant_conv.")
         }))?;
-    let mut decoder_run = StageRun::resume(
+    let mut decoder_run = ResumableRun::resume(
         "decoder",
         &work,
         decoder_params,
@@ -640,7 +548,7 @@ pub fn train_prior(
     )?;
     let schedule = NoiseSchedule::new(&SchedulerConfig::stable_diffusion())?;
     let n_train = schedule.num_train_timesteps();
-    let mut denoiser_run = StageRun::resume(
+    let mut denoiser_run = ResumableRun::resume(
         "denoiser",
         &work,
         denoiser_params,

@@ -93,7 +93,11 @@ impl EmbeddedModel {
         while let Some(folder) = folders.pop() {
             for entry in std::fs::read_dir(&folder).unwrap() {
                 let path = entry.unwrap().path();
-                let name = path.strip_prefix(repo).unwrap().to_string_lossy().into_owned();
+                let name = path
+                    .strip_prefix(repo)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
                 if name.starts_with('.') || skip.contains(&name.as_str()) {
                     continue;
                 }

@@ -7,9 +7,9 @@
 
 pub mod channel;
 pub mod conv;
-pub mod embedded;
 #[cfg(feature = "cuda")]
 pub mod cuda;
+pub mod embedded;
 pub mod error;
 pub mod layers;
 pub mod rng;

@@ -1372,6 +1372,98 @@ pub fn load_checkpoint(dir: &Path, params: &mut Parameters) -> Result<(AdamW, se
     Ok((optimizer, extra))
 }
 
+/// Learning rate at `step` (0-based) of `total`: linear warm-up over the first 5% of steps,
+/// then a cosine decay to a tenth of `peak`.
+pub fn learning_rate(peak: f64, step: usize, total: usize) -> f64 {
+    let warmup = (total / 20).max(1);
+    if step < warmup {
+        return peak * (step + 1) as f64 / warmup as f64;
+    }
+    let progress = (step - warmup) as f64 / (total - warmup).max(1) as f64;
+    peak * (0.1 + 0.9 * 0.5 * (1.0 + (std::f64::consts::PI * progress.min(1.0)).cos()))
+}
+
+/// Losses logged so far in a stage's checkpoint (`extra.losses`).
+pub fn logged_losses(extra: &serde_json::Value) -> Vec<f64> {
+    extra
+        .get("losses")
+        .and_then(|v| v.as_array())
+        .map(|a| a.iter().filter_map(|v| v.as_f64()).collect())
+        .unwrap_or_default()
+}
+
+/// One training run (or stage) that resumes: its parameters, AdamW, the losses so far and its
+/// checkpoints (`work/<name>/step-*`), with the warm-up + cosine schedule of [`learning_rate`]
+/// and gradients clipped to norm 1.
+pub struct ResumableRun {
+    pub work: PathBuf,
+    pub params: Parameters,
+    pub optimizer: AdamW,
+    pub losses: Vec<f64>,
+    /// First step still to run (the checkpoint's step after a resume).
+    pub start: usize,
+    pub peak_lr: f64,
+    pub total: usize,
+    pub checkpoint_every: usize,
+}
+
+impl ResumableRun {
+    /// Starts the stage, or resumes it from the newest checkpoint in `work/name` and notes
+    /// that in `resumed_from`. `schedule` is (peak learning rate, steps, checkpoint every).
+    pub fn resume(
+        name: &str,
+        work: &Path,
+        mut params: Parameters,
+        schedule: (f64, usize, usize),
+        resumed_from: &mut Vec<(String, usize)>,
+    ) -> Result<Self> {
+        let (peak_lr, total, checkpoint_every) = schedule;
+        let work = work.join(name);
+        let (optimizer, losses, start) = match latest_checkpoint(&work)? {
+            Some((step, dir)) => {
+                let (optimizer, extra) = load_checkpoint(&dir, &mut params)?;
+                resumed_from.push((name.to_string(), step));
+                (optimizer, logged_losses(&extra), step)
+            }
+            None => (AdamW::with_defaults(peak_lr)?, Vec::new(), 0),
+        };
+        Ok(ResumableRun {
+            work,
+            params,
+            optimizer,
+            losses,
+            start,
+            peak_lr,
+            total,
+            checkpoint_every,
+        })
+    }
+
+    /// Step `step` (0-based) on `loss`: backward, gradients clipped to norm 1, AdamW at the
+    /// scheduled learning rate, and a checkpoint when one is due. Returns the loss.
+    // `usize::is_multiple_of` needs Rust 1.87; the workspace supports 1.85.
+    #[allow(clippy::manual_is_multiple_of)]
+    pub fn step(&mut self, loss: &Tensor, step: usize) -> Result<f64> {
+        let value = loss.to_scalar::<f32>()? as f64;
+        let mut grads = loss.backward()?;
+        clip_grad_norm(&mut grads, &self.params, 1.0)?;
+        self.optimizer
+            .set_lr(learning_rate(self.peak_lr, step, self.total));
+        self.optimizer.step(&self.params, &grads)?;
+        self.losses.push(value);
+        if (step + 1) % self.checkpoint_every == 0 || step + 1 == self.total {
+            save_checkpoint(
+                &self.work,
+                step + 1,
+                &self.params,
+                &self.optimizer,
+                &serde_json::json!({"losses": self.losses}),
+            )?;
+        }
+        Ok(value)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

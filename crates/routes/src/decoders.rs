@@ -13,6 +13,24 @@ use brainrecon_ridge::{row_major_view, Cv, RidgeCv, RidgeModel, Scoring};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
+/// The caption route's ROI: the six `streams` ROIs the published code concatenates.
+pub const CAPTION_ROUTE_ROI: &str = "streams/early+ventral+midventral+midlateral+lateral+parietal";
+
+/// [`CAPTION_ROUTE_ROI`] with the labels `subject` lacks left out (a synthetic subject has no
+/// midventral or midlateral voxels), and the names of those left out.
+pub fn caption_route_roi(subject: &PreparedSubject) -> (String, Vec<String>) {
+    let (atlas, labels) = CAPTION_ROUTE_ROI.split_once('/').expect("atlas/labels");
+    let counts = subject.roi_counts();
+    let (present, missing): (Vec<&str>, Vec<&str>) = labels
+        .split('+')
+        .partition(|l| counts.get(&format!("{atlas}/{l}")).is_some_and(|&n| n > 0));
+    let missing = missing.iter().map(|l| format!("{atlas}/{l}")).collect();
+    (format!("{atlas}/{}", present.join("+")), missing)
+}
+
+/// The caption route's alphas (the published `RidgeCV(alphas=[1e4, 2e4, 4e4])`).
+pub const CAPTION_ROUTE_ALPHAS: [f64; 3] = [1e4, 2e4, 4e4];
+
 /// What a decoder predicts for each image.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Target {
@@ -38,19 +56,16 @@ impl Target {
             }
             return Ok(Target::Pixels(size));
         }
-        match text {
-            "z" | "vae" => return Ok(Target::Features(FeatureKind::Vae)),
-            "c" | "clip-text" => return Ok(Target::Features(FeatureKind::ClipText)),
-            "clip-image" => return Ok(Target::Features(FeatureKind::ClipImage)),
-            _ => {}
-        }
         if text.ends_with(".npy") {
             return Ok(Target::File(PathBuf::from(text)));
         }
-        Err(RouteError::Usage(format!(
-            "--target: expected z, c, clip-image, pixels:SIZE or a FEATURES.npy path, found \
-             '{text}'"
-        )))
+        FeatureKind::parse(text).map(Target::Features).map_err(|_| {
+            RouteError::Usage(format!(
+                "--target: expected z, c, clip-image, blip (BLIP image tokens), \
+                 blip-vision-lL, blip-text[-lL], pixels:SIZE or a FEATURES.npy path, found \
+                 '{text}'"
+            ))
+        })
     }
 
     /// The name stored in the model's metadata (parsed back by [`Target::parse`]).
@@ -60,6 +75,8 @@ impl Target {
             Target::Features(FeatureKind::Vae) => "z".into(),
             Target::Features(FeatureKind::ClipText) => "c".into(),
             Target::Features(FeatureKind::ClipImage) => "clip-image".into(),
+            Target::Features(FeatureKind::BlipVision(None)) => "blip".into(),
+            Target::Features(kind) => kind.name(),
             Target::File(path) => path.display().to_string(),
         }
     }
@@ -69,6 +86,7 @@ impl Target {
         match self {
             Target::Features(FeatureKind::Vae) => "streams/early",
             Target::Features(FeatureKind::ClipText | FeatureKind::ClipImage) => "streams/ventral",
+            Target::Features(FeatureKind::BlipVision(None)) => CAPTION_ROUTE_ROI,
             _ => "nsdgeneral",
         }
     }
@@ -193,6 +211,9 @@ pub fn log_grid(lo: f64, hi: f64, n: usize) -> Vec<f64> {
 /// are fit on standardised betas, 21 values over 1e-1 … 1e9 (half decades), wide enough that
 /// chosen alphas rarely sit at an edge.
 pub fn default_alphas(target: &Target) -> Vec<f64> {
+    if *target == Target::Features(FeatureKind::BlipVision(None)) {
+        return CAPTION_ROUTE_ALPHAS.to_vec();
+    }
     if target.is_model_feature() {
         log_grid(-1.0, 9.0, 21)
     } else {

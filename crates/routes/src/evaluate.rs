@@ -78,6 +78,9 @@ pub struct Evaluation {
     pub rows: Vec<EvalRow>,
     /// The field's eight metrics (MindEye2's Table 1) for every image set.
     pub suite: SuiteTable,
+    /// Caption metrics of the decoded captions, when there are some.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub captions: Option<brainrecon_metrics::CaptionScores>,
     pub metrics_json: PathBuf,
     pub report: Vec<PathBuf>,
 }
@@ -104,7 +107,24 @@ impl std::fmt::Display for Evaluation {
             }
             writeln!(f)?;
         }
-        write!(f, "{}", self.suite)
+        write!(f, "{}", self.suite)?;
+        if let Some(c) = &self.captions {
+            let or_dash = |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{v:.1}"));
+            writeln!(
+                f,
+                "decoded captions ({} images): BLEU-1 {:.1}, BLEU-4 {:.1}, METEOR {}, ROUGE-L {:.1}, \
+                 CIDEr {:.1}, CLIP-S {}, RefCLIP-S {}",
+                c.n_items,
+                c.bleu_1,
+                c.bleu_4,
+                or_dash(c.meteor),
+                c.rouge_l,
+                c.cider,
+                or_dash(c.clip_s),
+                or_dash(c.ref_clip_s)
+            )?;
+        }
+        Ok(())
     }
 }
 
@@ -163,6 +183,12 @@ pub struct EvalOptions<'a> {
     pub thumbnail: usize,
     /// The command line, recorded in the report.
     pub command: String,
+    /// Captions to score (default: the run's own, for `--method caption`).
+    pub captions: Option<&'a Path>,
+    /// pycocoevalcap's `meteor-1.5.jar`, for METEOR.
+    pub meteor_jar: Option<&'a Path>,
+    /// CLIP model of CLIP-S / RefCLIP-S (clipscore.py's ViT-B/32), when available.
+    pub clip_score_model: Option<&'a brainrecon_diffusion::clip_model::ClipModel>,
 }
 
 fn missing_images(set: &str, dir: &Path, missing: &[usize]) -> RouteError {
@@ -547,6 +573,46 @@ pub fn evaluate(
         });
     }
 
+    let captions = match options.captions.or(manifest.captions.as_deref()) {
+        Some(path) => Some(crate::caption::CaptionsFile::load_for(path, subject)?),
+        None => None,
+    };
+    let caption_scores = match &captions {
+        Some((path, file)) => {
+            let scores = crate::caption::scores::score_captions(file, path, options.meteor_jar)?;
+            Some(match options.clip_score_model {
+                Some(model) => {
+                    let seen = file
+                        .items
+                        .iter()
+                        .map(|item| {
+                            stimuli.get(item.id).ok_or_else(|| {
+                                RouteError::mismatch(
+                                    path,
+                                    "items",
+                                    "images of the subject",
+                                    item.id,
+                                )
+                            })
+                        })
+                        .collect::<Result<Vec<_>>>()?;
+                    crate::caption::scores::add_clip_scores(scores, file, &seen, model)?
+                }
+                None => scores,
+            })
+        }
+        None => None,
+    };
+    let mut tables = suite_report_tables(&suite, options.suite);
+    if let Some(scores) = &caption_scores {
+        tables.push(crate::caption::scores::caption_table(scores));
+    }
+    let label = |id: usize| {
+        captions
+            .as_ref()
+            .and_then(|(_, file)| crate::caption::scores::caption_label(file, id))
+            .map_or_else(|| format!("{id}"), |text| format!("{id} · {text}"))
+    };
     let eval_dir = dir.join("eval");
     let evaluation_rows = rows.clone();
     let metrics_json = eval_dir.join("metrics.json");
@@ -564,7 +630,7 @@ pub fn evaluate(
             .iter()
             .enumerate()
             .map(|(i, id)| GridRow {
-                label: format!("{id}"),
+                label: label(*id),
                 images: std::iter::once(Some(truths[i].clone()))
                     .chain(resized.iter().map(|set| Some(set[i].clone())))
                     .collect(),
@@ -578,7 +644,7 @@ pub fn evaluate(
             })
             .collect(),
         metric_columns: EvalRow::COLUMNS.iter().map(|c| c.to_string()).collect(),
-        tables: suite_report_tables(&suite, options.suite),
+        tables,
         decoders,
         rows_per_page: options.rows_per_page,
         thumbnail: options.thumbnail,
@@ -591,6 +657,7 @@ pub fn evaluate(
         clip_model: options.suite.clip_name.clone(),
         rows: evaluation_rows,
         suite,
+        captions: caption_scores,
         metrics_json: metrics_json.clone(),
         report: Vec::new(),
     };

@@ -33,26 +33,73 @@ pub enum FeatureKind {
     ClipText,
     /// Projected CLIP image embeddings.
     ClipImage,
+    /// BLIP's image tokens: after the final LayerNorm (`None`, the caption route's target), or
+    /// hidden state L (0 = embeddings, L = after block L) for encoding maps.
+    BlipVision(Option<u8>),
+    /// BLIP's text tokens of the captions (averaged over captions), at the same layers.
+    BlipText(Option<u8>),
+}
+
+/// "-lL" for a layer, "" for the final state.
+fn layer_suffix(layer: Option<u8>) -> String {
+    layer.map(|l| format!("-l{l}")).unwrap_or_default()
 }
 
 impl FeatureKind {
-    pub fn name(self) -> &'static str {
+    /// The file stem and the name in metadata.
+    pub fn name(self) -> String {
         match self {
-            FeatureKind::Vae => "vae",
-            FeatureKind::ClipText => "clip-text",
-            FeatureKind::ClipImage => "clip-image",
+            FeatureKind::Vae => "vae".into(),
+            FeatureKind::ClipText => "clip-text".into(),
+            FeatureKind::ClipImage => "clip-image".into(),
+            FeatureKind::BlipVision(layer) => format!("blip-vision{}", layer_suffix(layer)),
+            FeatureKind::BlipText(layer) => format!("blip-text{}", layer_suffix(layer)),
         }
     }
 
     pub fn parse(text: &str) -> Result<Self> {
-        match text {
-            "vae" | "z" => Ok(FeatureKind::Vae),
-            "clip-text" | "c" => Ok(FeatureKind::ClipText),
-            "clip-image" => Ok(FeatureKind::ClipImage),
-            other => Err(RouteError::Usage(format!(
-                "feature kind: expected vae, clip-text or clip-image, found '{other}'"
-            ))),
+        let blip = |rest: &str, make: fn(Option<u8>) -> FeatureKind| -> Option<FeatureKind> {
+            if rest.is_empty() {
+                return Some(make(None));
+            }
+            rest.strip_prefix("-l")?
+                .parse::<u8>()
+                .ok()
+                .map(|l| make(Some(l)))
+        };
+        let parsed = match text {
+            "vae" | "z" => Some(FeatureKind::Vae),
+            "clip-text" | "c" => Some(FeatureKind::ClipText),
+            "clip-image" => Some(FeatureKind::ClipImage),
+            "blip" => Some(FeatureKind::BlipVision(None)),
+            _ => text
+                .strip_prefix("blip-vision")
+                .and_then(|rest| blip(rest, FeatureKind::BlipVision))
+                .or_else(|| {
+                    text.strip_prefix("blip-text")
+                        .and_then(|rest| blip(rest, FeatureKind::BlipText))
+                }),
+        };
+        parsed.ok_or_else(|| {
+            RouteError::Usage(format!(
+                "feature kind: expected vae, clip-text, clip-image, blip-vision[-lL] or \
+                 blip-text[-lL], found '{text}'"
+            ))
+        })
+    }
+
+    /// The `features` arguments that compute this kind (`--kind blip-vision --layer 9`).
+    pub fn command_arguments(self) -> String {
+        match self {
+            FeatureKind::BlipVision(Some(l)) => format!("--kind blip-vision --layer {l}"),
+            FeatureKind::BlipText(Some(l)) => format!("--kind blip-text --layer {l}"),
+            other => format!("--kind {}", other.name()),
         }
+    }
+
+    /// Whether the features are of the stimuli's captions (rather than their images).
+    pub fn uses_captions(self) -> bool {
+        matches!(self, FeatureKind::ClipText | FeatureKind::BlipText(_))
     }
 }
 
@@ -288,7 +335,7 @@ pub fn compute_features(
     let shape = encoder.shape();
     let width: usize = shape.iter().product();
     let stimuli = subject.images()?;
-    let captions = if kind == FeatureKind::ClipText {
+    let captions = if kind.uses_captions() {
         subject.captions()?
     } else {
         BTreeMap::new()
@@ -441,11 +488,11 @@ pub fn load_features(
         return Err(RouteError::Missing {
             path: array_path,
             what: format!(
-                "{} features; compute them with `brainrecon features --subject {} --kind {} \
+                "{} features; compute them with `brainrecon features --subject {} {} \
                  --model MODEL`",
                 kind.name(),
                 subject.root.display(),
-                kind.name()
+                kind.command_arguments()
             ),
         });
     }

@@ -3,8 +3,10 @@
 //! Brain-to-Context (B2C), the evaluation report and the field's metric suite.
 
 pub mod b2c;
+pub mod caption;
 pub mod clip;
 pub mod decoders;
+pub mod encoding;
 pub mod error;
 pub mod evaluate;
 pub mod features;

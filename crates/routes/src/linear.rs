@@ -45,6 +45,8 @@ pub enum Method {
     B2c,
     /// txt2img conditioned on the decoded c alone.
     COnly,
+    /// img2img from the decoded z, conditioned on the caption BLIP wrote from decoded tokens.
+    Caption,
 }
 
 impl Method {
@@ -54,8 +56,9 @@ impl Method {
             "z-only" => Ok(Method::ZOnly),
             "c-only" => Ok(Method::COnly),
             "b2c" => Ok(Method::B2c),
+            "caption" => Ok(Method::Caption),
             other => Err(RouteError::Usage(format!(
-                "--method: expected linear, z-only, c-only or b2c, found '{other}'"
+                "--method: expected linear, z-only, c-only, b2c or caption, found '{other}'"
             ))),
         }
     }
@@ -66,16 +69,20 @@ impl Method {
             Method::ZOnly => "z-only",
             Method::COnly => "c-only",
             Method::B2c => "b2c",
+            Method::Caption => "caption",
         }
     }
 
     pub(crate) fn uses_z(self) -> bool {
-        matches!(self, Method::Linear | Method::ZOnly)
+        matches!(self, Method::Linear | Method::ZOnly | Method::Caption)
     }
 
     /// Whether the run samples conditioned images (sample-<k>/).
     pub(crate) fn uses_c(self) -> bool {
-        matches!(self, Method::Linear | Method::COnly | Method::B2c)
+        matches!(
+            self,
+            Method::Linear | Method::COnly | Method::B2c | Method::Caption
+        )
     }
 }
 
@@ -130,6 +137,11 @@ pub struct Manifest {
     pub b2c: Option<PathBuf>,
     #[serde(default)]
     pub b2c_fingerprint: Option<String>,
+    /// The captions file (`--method caption`) and a hash of its bytes.
+    #[serde(default)]
+    pub captions: Option<PathBuf>,
+    #[serde(default)]
+    pub captions_fingerprint: Option<String>,
     pub model: String,
     /// [`brainrecon_diffusion::weights::ModelDir::fingerprint`] of the model's files (empty in
     /// manifests written before it was recorded).
@@ -168,6 +180,8 @@ impl Manifest {
             c_decoder: None,
             b2c: None,
             b2c_fingerprint: None,
+            captions: None,
+            captions_fingerprint: None,
             model: model.into(),
             model_fingerprint,
             latent_image_size: None,
@@ -372,6 +386,31 @@ fn decode_test_features(
     Ok((ids, rows))
 }
 
+/// The linear route's decoded z of every test image and its spatial size, checked against
+/// the model; `needed_by` names the option that asked for it.
+pub(crate) fn decoded_test_z(
+    subject: &PreparedSubject,
+    sd: &StableDiffusion,
+    z: Option<&Decoder>,
+    needed_by: &str,
+) -> Result<(Vec<f32>, usize)> {
+    let z = z.ok_or_else(|| {
+        RouteError::Usage(format!(
+            "{needed_by} needs a z decoder (--decoders DIR with z/)"
+        ))
+    })?;
+    let shape = &z.target_shape;
+    if z.target != "z" || shape.len() != 3 || shape[0] != sd.unet.config.in_channels {
+        return Err(RouteError::mismatch(
+            &z.dir.join(brainrecon_ridge::MODEL_FILE),
+            "target_shape",
+            format!("a z decoder for the latents of {}", sd.root.root.display()),
+            format!("target {} of shape {shape:?}", z.target),
+        ));
+    }
+    Ok((z.predict_test(subject)?.1, shape[1]))
+}
+
 /// Writes `out/decoded/ids.npy` and one `<name>.npy` (n, shape…) per array.
 pub(crate) fn write_decoded(
     out: &Path,
@@ -415,6 +454,7 @@ pub(crate) fn begin_run(out: &Path, manifest: &Manifest) -> Result<PathBuf> {
             || old.model != manifest.model
             || old.model_fingerprint != manifest.model_fingerprint
             || old.b2c_fingerprint != manifest.b2c_fingerprint
+            || old.captions_fingerprint != manifest.captions_fingerprint
         {
             return Err(RouteError::mismatch(
                 &manifest_path,
@@ -619,6 +659,11 @@ pub fn reconstruct(
     check_sampling(options)?;
     if options.method == Method::B2c {
         return Err(RouteError::Usage("--method b2c needs --b2c DIR".into()));
+    }
+    if options.method == Method::Caption {
+        return Err(RouteError::Usage(
+            "--method caption needs --captions FILE (from `brainrecon caption`)".into(),
+        ));
     }
     let z_decoder = z_decoder.filter(|_| options.method.uses_z());
     let c_decoder = c_decoder.filter(|_| options.method.uses_c());

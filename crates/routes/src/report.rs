@@ -674,7 +674,7 @@ fn base64(bytes: &[u8]) -> String {
 }
 
 /// Escapes text for HTML element content and quoted attribute values alike.
-fn escape(text: &str) -> String {
+pub(crate) fn escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         match c {

@@ -16,6 +16,7 @@ use std::time::Instant;
 #[derive(clap::Subcommand)]
 pub enum BenchCommand {
     Ridge(RidgeArgs),
+    Caption(super::bench_caption::CaptionArgs),
     /// One measured fit in a fresh process (used by `bench ridge`).
     #[command(hide = true)]
     RidgeRun(RunArgs),
@@ -24,6 +25,7 @@ pub enum BenchCommand {
 pub fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Ridge(args) => ridge(args),
+        BenchCommand::Caption(args) => super::bench_caption::caption(args),
         BenchCommand::RidgeRun(args) => ridge_run(args),
     }
 }

@@ -1,25 +1,41 @@
-//! `brainrecon encode`: an encoding model (features → voxels) with a permutation test and FDR.
+//! `brainrecon encode`: an encoding model (features → voxels) with a permutation test and FDR,
+//! joint models of several feature sets with their unique variance; `brainrecon encode layers`:
+//! the same for every layer of a network's features.
+
+mod layers;
 
 use super::usage;
-use brainrecon_data::prepared::{PreparedSubject, Roi, Split};
-use brainrecon_data::{nifti_io, npy, DataError};
-use brainrecon_ridge::metrics::summarize;
-use brainrecon_ridge::stats::{bh_fdr, permutation_test, seeded_block_permutations, Standardized};
-use brainrecon_ridge::{Cv, RidgeCv};
-use brainrecon_routes::decoders::{default_features_dir, image_targets, standard_alphas, Target};
+use brainrecon_data::prepared::PreparedSubject;
+use brainrecon_routes::decoders::{default_features_dir, standard_alphas, DecoderCv, Target};
+use brainrecon_routes::encoding::{
+    build_design, fit_predict, load_block, roi_coordinates, score, signed_r2, test_r, voxel_sets,
+    write_stats, write_values, DesignOptions, EncodingData, FeatureBlock, FitOptions, RoiSummary,
+    VoxelSet, VoxelStats, FDR_ALPHA,
+};
 use serde::Serialize;
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-
-/// FDR level of the significance maps and counts.
-const FDR_ALPHA: f64 = 0.05;
 
 /// Fit an encoding model from per-image features to an ROI's voxels and test it.
 ///
 /// Ridge maps the features to every voxel on the train split (one alpha per voxel, K-fold
 /// folds grouped by stimulus), predicts the test split (betas averaged over repeats) and
 /// scores each voxel by the Pearson r between prediction and measurement.
+///
+/// Features: a FEATURES.npy, `pixels:SIZE`, or features computed by `brainrecon features`,
+/// by name (z, c, clip-image, blip, blip-vision-lL, blip-text-lL; read from the subject's
+/// features directory). Several sets (`--features A --features B`, or `A+B`) make a joint
+/// model of the sets side by side; each set is then z-scored (mean and std over the training
+/// images) and scaled by 1/sqrt(its width), so that every set carries the same total variance
+/// and one alpha per voxel serves them all (`--standardize` does the same for one set).
+/// `--unique` (two sets A and B) also fits A alone and B alone and writes the variance each
+/// explains beyond the other: r2 = r·|r| of the test predictions, unique_a = r2_joint − r2_b,
+/// unique_b = r2_joint − r2_a.
+///
+/// Features wider than there are training images (BLIP's image tokens: 226 × 768 = 173k
+/// columns) are first replaced by their principal-component scores over the training images,
+/// which changes no prediction (ridge sees only inner products with training images) and
+/// leaves at most one column per training image; `--pca K` keeps only the top K components.
 ///
 /// Significance: the test rows of the predictions are permuted (in contiguous blocks of
 /// --block-size rows; 1 = plain rows) and correlated with the measured betas, without
@@ -30,26 +46,59 @@ const FDR_ALPHA: f64 = 0.05;
 ///
 /// Writes to --out: r.npy, p.npy, q.npy (float64, one per ROI voxel, in the ROI's column
 /// order); r.nii.gz, neglog10p.nii.gz and significant.nii.gz (float32, the subject's volume
-/// and affine; 0 outside the ROI and where r is undefined); summary.json (the ROI and every
-/// atlas label that overlaps it: voxels, mean and median r, number and fraction
-/// significant).
+/// and affine; 0 outside the ROI and where r is undefined); with --unique r2_joint, r2_a,
+/// r2_b, unique_a, unique_b (.npy and .nii.gz); summary.json (the ROI and every atlas label
+/// that overlaps it: voxels, mean and median r, number and fraction significant).
 #[derive(clap::Args)]
 #[command(
-    after_help = "Example:\n  brainrecon encode --subject prepared/subj01 --features pixels:8 --roi nsdgeneral --out encoding/pixels\n  brainrecon encode --subject prepared/subj01 --features clip.npy --permutations 5000 --out encoding/clip"
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    after_help = "Example:\n  brainrecon encode --subject prepared/subj01 --features pixels:8 --roi nsdgeneral --out encoding/pixels\n  brainrecon encode --subject prepared/subj01 --features clip.npy --permutations 5000 --out encoding/clip\n  brainrecon encode --subject prepared/subj01 --features blip-vision-l6+blip-text-l6 --unique --pca 1024 --out encoding/blip-l6\n  brainrecon encode layers --subject prepared/subj01 --kind blip-vision --layers all --out encoding/blip-vision"
 )]
 pub struct Args {
+    #[command(subcommand)]
+    command: Option<EncodeCommand>,
     /// A prepared subject directory
-    #[arg(long)]
-    subject: PathBuf,
-    /// FEATURES.npy (float, (n_images, d), rows following stimuli/ids.npy) or `pixels:SIZE`
-    #[arg(long)]
-    features: String,
+    #[arg(long, required = true)]
+    subject: Option<PathBuf>,
+    /// FEATURES.npy (float, (n_images, d), rows following stimuli/ids.npy), pixels:SIZE, or
+    /// computed features by name (z, c, clip-image, blip, blip-vision-lL, blip-text-lL);
+    /// repeat, or join with +, for a joint model
+    #[arg(long, required = true)]
+    features: Vec<String>,
     /// ROI: an atlas (nsdgeneral), atlas/label (streams/early) or a unique label (V1v)
     #[arg(long, default_value = "nsdgeneral")]
     roi: String,
     /// Output directory
+    #[arg(long, required = true)]
+    out: Option<PathBuf>,
+    /// With two feature sets A and B: also fit each alone and write their unique variance
     #[arg(long)]
-    out: PathBuf,
+    unique: bool,
+    /// z-score one feature set and scale it by 1/sqrt(width) (always done for several sets)
+    #[arg(long)]
+    standardize: bool,
+    #[command(flatten)]
+    fit: FitArgs,
+    /// Print the summary as JSON
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::Subcommand)]
+enum EncodeCommand {
+    Layers(layers::Args),
+}
+
+/// Options shared by `encode` and `encode layers`: the fit, the null and the design.
+#[derive(clap::Args)]
+pub struct FitArgs {
+    /// Directory of the features named by kind (default: SUBJECT/features)
+    #[arg(long)]
+    features_dir: Option<PathBuf>,
+    /// Keep only the top K principal components of the features (over the training images)
+    #[arg(long)]
+    pca: Option<usize>,
     /// Number of permutations of the test rows in the null
     #[arg(long, default_value_t = 1000)]
     permutations: usize,
@@ -69,384 +118,319 @@ pub struct Args {
     /// cpu, cuda or cuda:N: where the ridge fit runs (a GPU fits --cv gcv or loo)
     #[arg(long, default_value = "cpu")]
     device: String,
-    /// Print the summary as JSON
-    #[arg(long)]
-    json: bool,
 }
 
-/// Accuracy of one voxel set.
-#[derive(Debug, Serialize)]
-struct RoiSummary {
-    roi: String,
-    n_voxels: usize,
-    mean_r: f64,
-    median_r: f64,
-    n_significant: usize,
-    fraction_significant: f64,
-}
-
-/// Per-voxel results of the ROI, all (n_voxels,).
-struct VoxelStats {
-    r: Vec<f64>,
-    p: Vec<f64>,
-    q: Vec<f64>,
-    significant: Vec<bool>,
-}
-
-/// `pixels:SIZE`, a FEATURES.npy, or features of `brainrecon features` (z, c, clip-image).
-fn parse_features(text: &str) -> anyhow::Result<Target> {
-    Target::parse(text).map_err(|_| {
-        usage(format!(
-            "--features: expected FEATURES.npy, pixels:SIZE, z, c or clip-image, found '{text}'"
-        ))
-    })
-}
-
-fn parse_cv(text: &str, groups: &[usize]) -> anyhow::Result<Cv> {
-    if text == "loo" {
-        return Ok(Cv::Loo);
+impl FitArgs {
+    /// Checks the options that need no data.
+    fn check(&self) -> anyhow::Result<()> {
+        if self.permutations == 0 {
+            return Err(usage(
+                "--permutations: expected at least 1 (1000 or more for p-values near 0.001), found 0",
+            ));
+        }
+        if self.block_size == 0 {
+            return Err(usage("--block-size: expected at least 1, found 0"));
+        }
+        if self.pca == Some(0) {
+            return Err(usage("--pca: expected at least 1 component, found 0"));
+        }
+        Ok(())
     }
-    if text == "gcv" {
-        return Ok(Cv::Gcv);
+
+    fn features_dir(&self, subject: &PreparedSubject) -> PathBuf {
+        self.features_dir
+            .clone()
+            .unwrap_or_else(|| default_features_dir(subject))
     }
-    let n_folds: usize = text.parse().map_err(|_| {
-        usage(format!(
-            "--cv: expected loo, gcv or a number of folds, found '{text}'"
-        ))
-    })?;
-    // Repeats of one image stay in one fold, so validation never sees a trained image.
-    Ok(Cv::KFold {
-        n_folds,
-        groups: Some(groups.iter().map(|&id| id as i64).collect()),
-    })
+
+    /// The fit and null settings for `data` (the block size must leave ≥ 2 blocks).
+    fn options(&self, data: &EncodingData) -> anyhow::Result<FitOptions> {
+        let n_test = data.test.rows;
+        let n_blocks = n_test.div_ceil(self.block_size);
+        if n_blocks < 2 {
+            return Err(usage(format!(
+                "--block-size: {n_test} test images make {n_blocks} block of {}; expected at most {}",
+                self.block_size,
+                n_test / 2
+            )));
+        }
+        let cv = DecoderCv::parse(&self.cv).ok_or_else(|| {
+            usage(format!(
+                "--cv: expected loo, gcv or a number of folds (at least 2), found '{}'",
+                self.cv
+            ))
+        })?;
+        let device = super::ridge::ridge_device(&self.device)?;
+        if device != brainrecon_ridge::Device::Cpu && matches!(cv, DecoderCv::KFold(_)) {
+            return Err(usage(format!(
+                "--device {}: K-fold cross-validation runs on the CPU only; use --cv gcv or --cv loo on a GPU",
+                self.device
+            )));
+        }
+        Ok(FitOptions {
+            alphas: self.alphas.clone().unwrap_or_else(standard_alphas),
+            cv,
+            device,
+            permutations: self.permutations,
+            block_size: self.block_size,
+            seed: self.seed,
+        })
+    }
 }
 
-/// Fails naming the file, row (image id) and column of the first non-finite feature.
-fn check_finite(values: &[f32], width: usize, ids: &[usize], source: &str) -> anyhow::Result<()> {
-    if let Some(at) = values.iter().position(|v| !v.is_finite()) {
-        return Err(DataError::invalid(
-            source,
-            "values",
-            "finite numbers",
-            format!(
-                "{} at row {} (image {}), column {}",
-                values[at],
-                at / width,
-                ids[at / width],
-                at % width
-            ),
-        )
-        .into());
-    }
-    Ok(())
-}
-
-fn check_options(args: &Args) -> anyhow::Result<()> {
-    if args.permutations == 0 {
-        return Err(usage(
-            "--permutations: expected at least 1 (1000 or more for p-values near 0.001), found 0",
-        ));
-    }
-    if args.block_size == 0 {
-        return Err(usage("--block-size: expected at least 1, found 0"));
-    }
-    Ok(())
-}
-
-/// Voxel (x, y, z) of each ROI voxel, in the ROI's column order; (n_voxels,) triples.
-fn roi_coordinates(subject: &PreparedSubject, roi: &Roi) -> anyhow::Result<Vec<[usize; 3]>> {
-    let all = atlas_coordinates(subject, &roi.atlas)?;
-    Ok(match &roi.columns {
-        None => all,
-        Some(columns) => columns.iter().map(|&c| all[c]).collect(),
-    })
-}
-
-/// `rois/<atlas>.npy`: (n_voxels, 3) int voxel coordinates inside the volume.
-fn atlas_coordinates(subject: &PreparedSubject, atlas: &str) -> anyhow::Result<Vec<[usize; 3]>> {
-    let path = subject.path(&format!("rois/{atlas}.npy"));
-    let array = npy::read_i64(&path)?;
-    let shape = subject.meta.volume_shape;
-    if array.shape.len() != 2 || array.shape[1] != 3 {
-        return Err(DataError::invalid(
-            &path,
-            "shape",
-            "(n_voxels, 3)",
-            format!("{:?}", array.shape),
-        )
-        .into());
-    }
-    array
-        .data
-        .chunks_exact(3)
-        .enumerate()
-        .map(|(row, xyz)| {
-            let inside = xyz
-                .iter()
-                .zip(shape)
-                .all(|(&v, s)| v >= 0 && (v as usize) < s);
-            if !inside {
-                return Err(DataError::invalid(
-                    &path,
-                    format!("row {row}"),
-                    format!("a voxel inside the volume {shape:?}"),
-                    format!("{xyz:?}"),
-                )
-                .into());
-            }
-            Ok([xyz[0] as usize, xyz[1] as usize, xyz[2] as usize])
+/// The feature sets named by `--features` (each may join several with +).
+fn parse_features(texts: &[String]) -> anyhow::Result<Vec<Target>> {
+    texts
+        .iter()
+        .flat_map(|text| text.split('+'))
+        .map(|part| {
+            Target::parse(part).map_err(|_| {
+                usage(format!(
+                    "--features: expected FEATURES.npy, pixels:SIZE, z, c, clip-image, blip, \
+                     blip-vision-lL or blip-text-lL, found '{part}'"
+                ))
+            })
         })
         .collect()
 }
 
-fn summarize_voxels(name: String, voxels: &[usize], stats: &VoxelStats) -> RoiSummary {
-    let r: Vec<f64> = voxels.iter().map(|&v| stats.r[v]).collect();
-    let summary = summarize(&r);
-    let n_significant = voxels.iter().filter(|&&v| stats.significant[v]).count();
-    RoiSummary {
-        roi: name,
-        n_voxels: voxels.len(),
-        mean_r: summary.mean,
-        median_r: summary.median,
-        n_significant,
-        fraction_significant: n_significant as f64 / voxels.len().max(1) as f64,
-    }
+/// A fitted model's design and test predictions.
+pub struct Fitted {
+    pub n_features: usize,
+    pub width: usize,
+    pub reduction: Option<brainrecon_routes::encoding::Reduction>,
+    pub predicted: Vec<f32>,
 }
 
-/// The ROI itself, then every label of every atlas that overlaps it (matched by voxel
-/// coordinates, so `--roi nsdgeneral` also reports streams/early, prf-visualrois/V1v, …).
-fn roi_summaries(
-    subject: &PreparedSubject,
-    roi: &Roi,
-    coords: &[[usize; 3]],
-    stats: &VoxelStats,
-) -> anyhow::Result<Vec<RoiSummary>> {
-    let all: Vec<usize> = (0..coords.len()).collect();
-    let mut rows = vec![summarize_voxels(roi.name.clone(), &all, stats)];
-    let position: HashMap<[usize; 3], usize> =
-        coords.iter().enumerate().map(|(i, &c)| (c, i)).collect();
-    for atlas in &subject.meta.atlases {
-        let atlas_coords = atlas_coordinates(subject, &atlas.name)?;
-        let labels_path = subject.path(&format!("rois/{}_labels.npy", atlas.name));
-        let labels = npy::read_i64(&labels_path)?.data;
-        if labels.len() != atlas_coords.len() {
-            return Err(DataError::invalid(
-                &labels_path,
-                "length",
-                format!(
-                    "{} labels, one per row of rois/{}.npy",
-                    atlas_coords.len(),
-                    atlas.name
-                ),
-                labels.len().to_string(),
-            )
-            .into());
-        }
-        for label in &atlas.labels {
-            let name = format!("{}/{}", atlas.name, label.name);
-            if name == roi.name {
-                continue;
-            }
-            let voxels: Vec<usize> = atlas_coords
-                .iter()
-                .zip(&labels)
-                .filter(|(_, &value)| value == label.value as i64)
-                .filter_map(|(c, _)| position.get(c).copied())
-                .collect();
-            // A label covering the whole ROI would repeat its row.
-            if !voxels.is_empty() && voxels.len() < coords.len() {
-                rows.push(summarize_voxels(name, &voxels, stats));
-            }
-        }
-    }
-    Ok(rows)
+/// Builds the design of `blocks` and fits it.
+pub fn fit_blocks(
+    data: &EncodingData,
+    blocks: &[&FeatureBlock],
+    options: DesignOptions,
+    fit: &FitOptions,
+) -> anyhow::Result<Fitted> {
+    let design = build_design(blocks, &data.train_images(), options)?;
+    let predicted = fit_predict(data, &design, fit)?;
+    Ok(Fitted {
+        n_features: design.n_features,
+        width: design.width,
+        reduction: design.reduction,
+        predicted,
+    })
 }
 
-/// A volume with `values` (n_voxels,) at `coords` and 0 elsewhere, x fastest.
-fn scatter(
-    shape: [usize; 3],
-    coords: &[[usize; 3]],
-    values: impl Iterator<Item = f32>,
-) -> Vec<f32> {
-    let mut volume = vec![0.0f32; shape.iter().product()];
-    for ([x, y, z], v) in coords.iter().zip(values) {
-        // Viewers choke on NaN; undefined r is written as 0, like outside the ROI.
-        volume[x + shape[0] * (y + shape[1] * z)] = if v.is_finite() { v } else { 0.0 };
-    }
-    volume
+/// Per-ROI means of the unique-variance maps.
+#[derive(Serialize)]
+struct UniqueRow {
+    roi: String,
+    r2_joint: f64,
+    r2_a: f64,
+    r2_b: f64,
+    unique_a: f64,
+    unique_b: f64,
 }
 
-fn write_outputs(
-    out: &Path,
-    subject: &PreparedSubject,
-    coords: &[[usize; 3]],
-    stats: &VoxelStats,
-    summary: &serde_json::Value,
-) -> anyhow::Result<()> {
-    let n = coords.len();
-    for (name, values) in [
-        ("r.npy", &stats.r),
-        ("p.npy", &stats.p),
-        ("q.npy", &stats.q),
-    ] {
-        npy::write(&out.join(name), &[n], values)?;
+/// A and B alone: writes r2_* and unique_* and returns their per-ROI means.
+fn unique_variance(
+    ctx: &Context,
+    blocks: &[FeatureBlock],
+    options: DesignOptions,
+    joint_r: &[f64],
+) -> anyhow::Result<serde_json::Value> {
+    let mut r2 = Vec::new();
+    for block in blocks {
+        let alone = fit_blocks(&ctx.data, &[block], options, &ctx.fit)?;
+        r2.push(signed_r2(&test_r(&ctx.data, &alone.predicted)?));
     }
-    let (shape, affine) = (subject.meta.volume_shape, &subject.meta.affine);
-    let maps: [(&str, Vec<f32>); 3] = [
-        ("r.nii.gz", stats.r.iter().map(|&r| r as f32).collect()),
-        (
-            "neglog10p.nii.gz",
-            stats.p.iter().map(|&p| -(p.log10()) as f32).collect(),
-        ),
-        (
-            "significant.nii.gz",
-            stats
-                .significant
-                .iter()
-                .map(|&s| f32::from(u8::from(s)))
-                .collect(),
-        ),
+    let r2_joint = signed_r2(joint_r);
+    let minus =
+        |a: &[f64], b: &[f64]| -> Vec<f64> { a.iter().zip(b).map(|(a, b)| a - b).collect() };
+    let maps = [
+        ("r2_joint", r2_joint.clone()),
+        ("r2_a", r2[0].clone()),
+        ("r2_b", r2[1].clone()),
+        ("unique_a", minus(&r2_joint, &r2[1])),
+        ("unique_b", minus(&r2_joint, &r2[0])),
     ];
-    for (name, values) in maps {
-        let volume = scatter(shape, coords, values.into_iter());
-        nifti_io::write_f32(&out.join(name), shape, affine, &volume)?;
+    for (name, values) in &maps {
+        write_values(ctx.out, name, &ctx.subject, &ctx.coords, values)?;
     }
-    // Last: a complete summary.json marks a complete output directory.
-    brainrecon_data::atomic::write_json_atomic(&out.join("summary.json"), summary)?;
-    Ok(())
+    let rows: Vec<UniqueRow> = ctx
+        .sets
+        .iter()
+        .map(|set| UniqueRow {
+            roi: set.name.clone(),
+            r2_joint: set.mean_of(&maps[0].1),
+            r2_a: set.mean_of(&maps[1].1),
+            r2_b: set.mean_of(&maps[2].1),
+            unique_a: set.mean_of(&maps[3].1),
+            unique_b: set.mean_of(&maps[4].1),
+        })
+        .collect();
+    Ok(serde_json::json!({
+        "a": blocks[0].name,
+        "b": blocks[1].name,
+        "r2": "r·|r| of the test predictions (A and B each standardised and fit alone, same alphas and folds)",
+        "rois": rows,
+    }))
+}
+
+/// What every step of one run shares.
+struct Context<'a> {
+    subject: PreparedSubject,
+    data: EncodingData,
+    fit: FitOptions,
+    coords: Vec<[usize; 3]>,
+    sets: Vec<VoxelSet>,
+    out: &'a Path,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    check_options(&args)?;
-    let started = Instant::now();
-    let subject = PreparedSubject::open(&args.subject)?;
-    let roi = subject.roi(&args.roi)?;
-    let target = parse_features(&args.features)?;
-    let targets = image_targets(&subject, &target, &default_features_dir(&subject))?;
-    let (ids, width, features) = (&targets.ids, targets.width(), &targets.values);
-    check_finite(features, width, ids, &args.features)?;
-    let coords = roi_coordinates(&subject, &roi)?;
-    if coords.len() != roi.n_voxels {
-        return Err(DataError::invalid(
-            subject.path(&format!("rois/{}.npy", roi.atlas)),
-            "rows",
-            format!("{} voxels of {}", roi.n_voxels, roi.name),
-            coords.len().to_string(),
-        )
-        .into());
+    if let Some(EncodeCommand::Layers(layer_args)) = args.command {
+        return layers::run(layer_args);
     }
-
-    // Train: single trials (rows follow train_stimulus_ids); test: averaged images.
-    let train = subject.betas(&roi, Split::Train)?;
-    let train_ids = subject.row_ids(Split::Train)?;
-    let test = subject.betas(&roi, Split::Test)?;
-    let test_ids = subject.row_ids(Split::Test)?;
-    let n_test = test.rows;
-    if n_test < 3 {
-        return Err(DataError::invalid(
-            subject.path("test_stimulus_ids.npy"),
-            "rows",
-            "at least 3 test images for a correlation",
-            n_test.to_string(),
-        )
-        .into());
-    }
-    let n_blocks = n_test.div_ceil(args.block_size);
-    if n_blocks < 2 {
-        return Err(usage(format!(
-            "--block-size: {} test images make {n_blocks} block of {}; expected at most {}",
-            n_test,
-            args.block_size,
-            n_test / 2
-        )));
-    }
-    let x_train = targets.gather(&train_ids)?;
-    let x_test = targets.gather(&test_ids)?;
-
-    let device = super::ridge::ridge_device(&args.device)?;
-    let cv = parse_cv(&args.cv, &train_ids)?;
-    if device != brainrecon_ridge::Device::Cpu && matches!(cv, brainrecon_ridge::Cv::KFold { .. }) {
-        return Err(usage(format!(
-            "--device {}: K-fold cross-validation runs on the CPU only; use --cv gcv or --cv loo on a GPU",
-            args.device
-        )));
-    }
-    let estimator = RidgeCv {
-        alphas: args.alphas.clone().unwrap_or_else(standard_alphas),
-        cv,
-        device,
-        ..RidgeCv::default()
+    let (Some(subject_dir), Some(out)) = (args.subject.as_deref(), args.out.as_deref()) else {
+        return Err(usage("--subject and --out are required"));
     };
-    let fit_started = Instant::now();
-    let model = estimator.fit_row_major(
-        &x_train,
-        (train.rows, width),
-        &train.values,
-        (train.rows, train.voxels),
-    )?;
-    let predicted = model.predict_row_major(&x_test, (n_test, width))?;
-    let fit_seconds = fit_started.elapsed().as_secs_f64();
+    args.fit.check()?;
+    let started = Instant::now();
+    let targets = parse_features(&args.features)?;
+    if args.unique && targets.len() != 2 {
+        return Err(usage(format!(
+            "--unique: expected two feature sets (--features A --features B), found {}",
+            targets.len()
+        )));
+    }
+    let subject = PreparedSubject::open(subject_dir)?;
+    let features_dir = args.fit.features_dir(&subject);
+    let blocks = targets
+        .iter()
+        .map(|t| load_block(&subject, t, &features_dir))
+        .collect::<Result<Vec<_>, _>>()?;
+    let data = EncodingData::load(&subject, &args.roi)?;
+    let fit = args.fit.options(&data)?;
+    let coords = roi_coordinates(&subject, &data.roi)?;
+    let sets = voxel_sets(&subject, &data.roi, &coords, None)?;
+    let ctx = Context {
+        subject,
+        data,
+        fit,
+        coords,
+        sets,
+        out,
+    };
+    let options = DesignOptions {
+        standardize: args.standardize || blocks.len() > 1,
+        pca: args.fit.pca,
+    };
 
+    let fit_started = Instant::now();
+    let refs: Vec<&FeatureBlock> = blocks.iter().collect();
+    let joint = fit_blocks(&ctx.data, &refs, options, &ctx.fit)?;
+    let fit_seconds = fit_started.elapsed().as_secs_f64();
     // The null never refits: standardise once, then each permutation is a gather + dots.
     let null_started = Instant::now();
-    let pred_z = Standardized::from_row_major(&predicted, n_test, test.voxels)?;
-    let truth_z = Standardized::from_row_major(&test.values, n_test, test.voxels)?;
-    let perms = seeded_block_permutations(n_test, args.block_size, args.permutations, args.seed);
-    let (r, p) = permutation_test(&pred_z, &truth_z, &perms)?;
-    let (q, significant) = bh_fdr(&p, FDR_ALPHA)?;
+    let stats = score(&ctx.data, &joint.predicted, &ctx.fit)?;
     let null_seconds = null_started.elapsed().as_secs_f64();
-    let stats = VoxelStats {
-        r,
-        p,
-        q,
-        significant,
+    let unique = if args.unique {
+        Some(unique_variance(&ctx, &blocks, options, &stats.r)?)
+    } else {
+        None
     };
-
-    let rois = roi_summaries(&subject, &roi, &coords, &stats)?;
-    let features_text = target.name();
-    let summary = serde_json::json!({
-        "subject": subject.meta.subject,
-        "subject_dir": args.subject,
-        "roi": roi.name,
+    let rois: Vec<RoiSummary> = ctx.sets.iter().map(|s| s.summarize(&stats)).collect();
+    let features_text = blocks
+        .iter()
+        .map(|b| b.name.as_str())
+        .collect::<Vec<_>>()
+        .join("+");
+    let mut summary = serde_json::json!({
+        "subject": ctx.subject.meta.subject,
+        "subject_dir": subject_dir,
+        "roi": ctx.data.roi.name,
         "features": features_text,
-        "n_features": width,
-        "n_train_rows": train.rows,
-        "n_test_images": n_test,
-        "cv": args.cv,
-        "permutations": args.permutations,
-        "block_size": args.block_size,
-        "seed": args.seed,
+        "feature_sets": blocks.iter().map(|b| serde_json::json!({
+            "name": b.name, "source": b.targets.source, "model": b.targets.model,
+            "shape": b.targets.shape,
+        })).collect::<Vec<_>>(),
+        "n_features": joint.n_features,
+        "design": {"standardized": options.standardize, "columns": joint.width, "reduction": joint.reduction},
+        "n_train_rows": ctx.data.train.rows,
+        "n_test_images": ctx.data.test.rows,
+        "cv": args.fit.cv,
+        "permutations": ctx.fit.permutations,
+        "block_size": ctx.fit.block_size,
+        "seed": ctx.fit.seed,
         "p_value": "one-sided: (1 + #{null r >= r}) / (1 + permutations), null = test rows of the predictions permuted",
         "fdr": {"method": "Benjamini-Hochberg (statsmodels fdrcorrection, indep)", "alpha": FDR_ALPHA},
         "rois": rois,
         "seconds": {"fit": fit_seconds, "permutations": null_seconds},
     });
-    write_outputs(&args.out, &subject, &coords, &stats, &summary)?;
+    if let Some(unique) = unique {
+        summary["unique"] = unique;
+    }
+    write_outputs(&ctx, &stats, &summary)?;
+    report(
+        &args,
+        &ctx,
+        &rois,
+        &features_text,
+        joint.n_features,
+        summary,
+        started,
+    )
+}
+
+/// The maps, then summary.json last: a complete summary.json marks a complete directory.
+fn write_outputs(
+    ctx: &Context,
+    stats: &VoxelStats,
+    summary: &serde_json::Value,
+) -> anyhow::Result<()> {
+    write_stats(ctx.out, &ctx.subject, &ctx.coords, stats)?;
+    brainrecon_data::atomic::write_json_atomic(&ctx.out.join("summary.json"), summary)?;
+    Ok(())
+}
+
+fn report(
+    args: &Args,
+    ctx: &Context,
+    rois: &[RoiSummary],
+    features_text: &str,
+    width: usize,
+    summary: serde_json::Value,
+    started: Instant,
+) -> anyhow::Result<()> {
     let seconds = started.elapsed().as_secs_f64();
     if args.json {
         let mut printed = summary;
-        printed["out"] = serde_json::json!(args.out);
+        printed["out"] = serde_json::json!(ctx.out);
         printed["seconds"]["total"] = serde_json::json!(seconds);
         return super::print_json(&printed);
     }
     println!(
         "encoded {} voxels of {} from {} ({} features) on {} train rows; {} test images, {} permutations (blocks of {}) in {:.1} s; wrote {}",
-        roi.n_voxels,
-        roi.name,
+        ctx.data.roi.n_voxels,
+        ctx.data.roi.name,
         features_text,
         width,
-        train.rows,
-        n_test,
-        args.permutations,
-        args.block_size,
+        ctx.data.train.rows,
+        ctx.data.test.rows,
+        ctx.fit.permutations,
+        ctx.fit.block_size,
         seconds,
-        args.out.display()
+        ctx.out.display()
     );
+    print_rois(rois);
+    Ok(())
+}
+
+/// The per-ROI table of `encode` and `encode layers`.
+pub fn print_rois(rois: &[RoiSummary]) {
     println!(
         "{:<32} {:>7} {:>8} {:>8} {:>20}",
         "roi", "voxels", "mean r", "median r", "significant (q≤0.05)"
     );
-    for row in &rois {
+    for row in rois {
         println!(
             "{:<32} {:>7} {:>8.3} {:>8.3} {:>11} ({:>5.1}%)",
             row.roi,
@@ -457,5 +441,4 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             100.0 * row.fraction_significant
         );
     }
-    Ok(())
 }

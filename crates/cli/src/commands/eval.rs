@@ -60,6 +60,17 @@ pub struct Args {
     /// Report: thumbnail size in pixels
     #[arg(long, default_value_t = 128)]
     thumbnail: usize,
+    /// Captions to score (captions.json of `brainrecon caption`, or its folder); a
+    /// `--method caption` run's own are scored without it
+    #[arg(long)]
+    captions: Option<PathBuf>,
+    /// pycocoevalcap's meteor-1.5.jar (with data/paraphrase-en.gz beside it), for METEOR
+    #[arg(long)]
+    meteor_jar: Option<PathBuf>,
+    /// CLIP model of CLIP-S / RefCLIP-S (folder or cached id; default:
+    /// openai/clip-vit-base-patch32, clipscore.py's, when it is in the Hugging Face cache)
+    #[arg(long)]
+    clip_score_model: Option<String>,
     /// Also write a contact sheet PNG: stimuli on top, reconstructions below, 10 per row
     #[arg(long)]
     sheet: Option<PathBuf>,
@@ -149,11 +160,22 @@ fn suite_networks(args: &Args) -> anyhow::Result<Networks> {
 fn route_eval(args: &Args) -> anyhow::Result<()> {
     let subject = PreparedSubject::open(&args.stimuli)?;
     let networks = suite_networks(args)?;
+    // Only a run with captions needs the CLIP-S model.
+    let has_captions =
+        args.captions.is_some() || Manifest::load(&args.recons).is_ok_and(|m| m.captions.is_some());
+    let clip_score_model = if has_captions {
+        clip_score_model(args.clip_score_model.as_deref())?
+    } else {
+        None
+    };
     let options = EvalOptions {
         suite: &networks,
         rows_per_page: args.rows_per_page.max(1),
         thumbnail: args.thumbnail.max(8),
         command: super::command_line(),
+        captions: args.captions.as_deref(),
+        meteor_jar: args.meteor_jar.as_deref(),
+        clip_score_model: clip_score_model.as_ref(),
     };
     let evaluation = evaluate(&subject, &args.recons, &options)?;
     if args.json {
@@ -247,4 +269,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         print!("{suite}");
     }
     Ok(())
+}
+
+/// The named CLIP model of CLIP-S, else clipscore.py's ViT-B/32 when it is in the Hugging Face
+/// cache, else none (the caption table then shows CLIP-S as absent).
+fn clip_score_model(
+    name: Option<&str>,
+) -> anyhow::Result<Option<brainrecon_diffusion::clip_model::ClipModel>> {
+    use brainrecon_diffusion::clip_model::load_clip_model;
+    use brainrecon_diffusion::pipeline::{DType, Device};
+    const CLIPSCORE_MODEL: &str = "openai/clip-vit-base-patch32";
+    match name {
+        Some(name) => Ok(Some(load_clip_model(name, DType::F32, &Device::Cpu)?)),
+        None => Ok(load_clip_model(CLIPSCORE_MODEL, DType::F32, &Device::Cpu).ok()),
+    }
 }

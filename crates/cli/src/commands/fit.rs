@@ -1,14 +1,17 @@
 use super::usage;
 use brainrecon_data::prepared::PreparedSubject;
 use brainrecon_routes::decoders::{
-    default_alphas, default_features_dir, fit_decoder, DecoderCv, DecoderSpec, Target,
+    caption_route_roi, default_alphas, default_features_dir, fit_decoder, DecoderCv, DecoderSpec,
+    Target, CAPTION_ROUTE_ROI,
 };
 use std::path::PathBuf;
 
 /// Fit a ridge decoder from an ROI's betas to per-image targets of a prepared subject.
 ///
 /// Targets: `z` (VAE latents) and `c` (CLIP text context) from `brainrecon features`, also
-/// `clip-image`; `pixels:SIZE` (the stimuli resized to SIZE×SIZE×3 in [0, 1]); or a float
+/// `clip-image`; `blip` (BLIP's image tokens, the caption route: by default from the six
+/// `streams` ROIs early, ventral, midventral, midlateral, lateral and parietal with the
+/// published alphas 1e4, 2e4, 4e4), `blip-vision-lL`, `blip-text[-lL]`; `pixels:SIZE` (the stimuli resized to SIZE×SIZE×3 in [0, 1]); or a float
 /// `.npy` (n_images, d) whose rows follow the subject's stimuli/ids.npy.
 ///
 /// For z and c the defaults follow the published linear route (Takagi & Nishimoto 2023):
@@ -29,7 +32,7 @@ pub struct Args {
     /// A prepared subject directory
     #[arg(long)]
     subject: PathBuf,
-    /// z, c, clip-image, pixels:SIZE, or FEATURES.npy with one row per subject image
+    /// z, c, clip-image, blip, pixels:SIZE, or FEATURES.npy with one row per subject image
     #[arg(long)]
     target: String,
     /// ROI: an atlas (nsdgeneral), atlas/label (streams/early) or a unique label (V1v).
@@ -91,11 +94,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             args.device
         )));
     }
+    let roi = match &args.roi {
+        Some(roi) => roi.clone(),
+        None if target.default_roi() == CAPTION_ROUTE_ROI => {
+            let (roi, missing) = caption_route_roi(&subject);
+            if !missing.is_empty() {
+                eprintln!(
+                    "warning: {} not in this subject; decoding from {roi}",
+                    missing.join(", ")
+                );
+            }
+            roi
+        }
+        None => target.default_roi().to_string(),
+    };
     let spec = DecoderSpec {
-        roi: args
-            .roi
-            .clone()
-            .unwrap_or_else(|| target.default_roi().to_string()),
+        roi,
         alphas: args
             .alphas
             .clone()

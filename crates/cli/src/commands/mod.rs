@@ -1,5 +1,7 @@
 pub mod b2c;
 pub mod bench;
+pub mod bench_caption;
+pub mod caption;
 pub mod decode;
 pub mod demo;
 pub mod encode;
@@ -13,6 +15,7 @@ pub mod reconstruct;
 pub mod ridge;
 pub mod simulate;
 pub mod stream;
+pub mod train_captioner;
 pub mod train_prior;
 
 use std::io::IsTerminal;

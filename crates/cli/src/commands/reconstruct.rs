@@ -17,18 +17,26 @@ use std::path::PathBuf;
 /// U-Net and guidance against the empty prompt; `--init z` starts img2img from the linear
 /// route's decoded z instead (needs --decoders with z/).
 ///
+/// `--method caption --captions FILE` (Takagi & Nishimoto's caption route): img2img from the
+/// decoded z as the linear route, conditioned on the caption `brainrecon caption` wrote from
+/// each test image's decoded BLIP tokens instead of the decoded c (needs --decoders with z/).
+///
 /// `--decoders DIR` holds z/ and c/ from `brainrecon fit --target z|c`. Writes
 /// OUT/decoded-z/ID.png, OUT/sample-K/ID.png (K = 1..samples), OUT/decoded/{ids,z,c}.npy and
 /// OUT/manifest.json. Finished images are skipped, so an interrupted run resumes; every
 /// (image, sample) has its own seeded noise, so the result does not depend on interruptions.
 #[derive(clap::Args)]
 #[command(
-    after_help = "Example:\n  brainrecon reconstruct --method linear --subject prepared/subj01 --decoders decoders --model CompVis/stable-diffusion-v1-4 --out recons/linear --device cuda --dtype f16\n  brainrecon eval --stimuli prepared/subj01 --recons recons/linear\n  brainrecon reconstruct --method b2c --b2c b2c/subj01 --subject prepared/subj01 --model shapes-ldm --out recons/b2c"
+    after_help = "Example:\n  brainrecon reconstruct --method linear --subject prepared/subj01 --decoders decoders --model CompVis/stable-diffusion-v1-4 --out recons/linear --device cuda --dtype f16\n  brainrecon eval --stimuli prepared/subj01 --recons recons/linear\n  brainrecon reconstruct --method b2c --b2c b2c/subj01 --subject prepared/subj01 --model shapes-ldm --out recons/b2c\n  brainrecon reconstruct --method caption --captions captions/subj01 --subject prepared/subj01 --decoders decoders --out recons/caption"
 )]
 pub struct Args {
-    /// linear, z-only, c-only or b2c
+    /// linear, z-only, c-only, b2c or caption
     #[arg(long, default_value = "linear")]
     method: String,
+    /// The captions of the test images (--method caption): captions.json from `brainrecon
+    /// caption`, or its folder
+    #[arg(long)]
+    captions: Option<PathBuf>,
     /// The trained B2C folder (--method b2c)
     #[arg(long)]
     b2c: Option<PathBuf>,
@@ -104,6 +112,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "--b2c DIR goes with --method b2c, and --method b2c needs it",
         ));
     }
+    if (method == Method::Caption) != args.captions.is_some() {
+        return Err(super::usage(
+            "--captions FILE goes with --method caption, and --method caption needs it",
+        ));
+    }
     let load = |name: &str| -> anyhow::Result<Option<Decoder>> {
         let Some(decoders) = &args.decoders else {
             return Ok(None);
@@ -139,6 +152,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             &args.model,
             &b2c,
             z.as_ref(),
+            &options,
+            &args.out,
+            &super::command_line(),
+            super::show_progress(),
+        )?
+    } else if let Some(captions) = &args.captions {
+        brainrecon_routes::caption::reconstruct::reconstruct(
+            &subject,
+            &sd,
+            &args.model,
+            z.as_ref(),
+            captions,
             &options,
             &args.out,
             &super::command_line(),

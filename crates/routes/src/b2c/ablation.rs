@@ -173,6 +173,9 @@ fn run_cell(
             rows_per_page: 50,
             thumbnail: 96,
             command: command.clone(),
+            captions: None,
+            meteor_jar: None,
+            clip_score_model: None,
         },
     )?;
     Ok(Cell {

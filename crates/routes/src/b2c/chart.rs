@@ -25,8 +25,11 @@ fn smooth(values: &[f64]) -> Vec<f64> {
     out
 }
 
+/// Named loss series, one value per step.
+pub type Series = Vec<(&'static str, Vec<f64>)>;
+
 /// The three smoothed series (total, diffusion, CLIP alignment; the last only when used).
-fn series(losses: &[StepLoss]) -> Vec<(&'static str, Vec<f64>)> {
+fn series(losses: &[StepLoss]) -> Series {
     let mut s = vec![
         (
             "total",
@@ -64,7 +67,8 @@ fn log_range(all: &[(&str, Vec<f64>)]) -> (f64, f64) {
 }
 
 /// A 640 × 360 PNG of the smoothed curves on a log axis (grid lines at powers of ten).
-pub fn loss_png(losses: &[StepLoss]) -> RgbImage {
+pub fn loss_png(all: &Series) -> RgbImage {
+    let steps = all.first().map_or(0, |(_, v)| v.len());
     let (w, h, margin) = (640usize, 360usize, 24usize);
     let mut pixels = vec![255u8; w * h * 3];
     let mut put = |x: usize, y: usize, c: [u8; 3]| {
@@ -72,13 +76,11 @@ pub fn loss_png(losses: &[StepLoss]) -> RgbImage {
             pixels[(y * w + x) * 3..(y * w + x) * 3 + 3].copy_from_slice(&c);
         }
     };
-    let all = series(losses);
-    let (lo, hi) = log_range(&all);
+    let (lo, hi) = log_range(all);
     let to_y =
         |v: f64| margin as f64 + (hi - v.max(1e-30).log10()) / (hi - lo) * (h - 2 * margin) as f64;
-    let to_x = |i: usize| {
-        margin as f64 + i as f64 / (losses.len().max(2) - 1) as f64 * (w - 2 * margin) as f64
-    };
+    let to_x =
+        |i: usize| margin as f64 + i as f64 / (steps.max(2) - 1) as f64 * (w - 2 * margin) as f64;
     for decade in (lo.ceil() as i32)..=(hi.floor() as i32) {
         let y = to_y(10f64.powi(decade)).round() as usize;
         for x in margin..w - margin {
@@ -108,21 +110,21 @@ pub fn loss_png(losses: &[StepLoss]) -> RgbImage {
     RgbImage::new(h, w, pixels)
 }
 
-/// The same curves as an SVG with axes, labels and a legend.
-pub fn loss_svg(losses: &[StepLoss]) -> std::result::Result<String, String> {
-    let all = series(losses);
-    let (lo, hi) = log_range(&all);
+/// The same curves as an SVG with axes, labels, a legend and `title`.
+pub fn loss_svg(title: &str, all: &Series) -> std::result::Result<String, String> {
+    let steps = all.first().map_or(0, |(_, v)| v.len());
+    let (lo, hi) = log_range(all);
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (640, 360)).into_drawing_area();
         root.fill(&WHITE).map_err(|e| e.to_string())?;
         let mut chart = ChartBuilder::on(&root)
             .margin(12)
-            .caption("B2C training loss (smoothed)", ("sans-serif", 16))
+            .caption(title, ("sans-serif", 16))
             .x_label_area_size(32)
             .y_label_area_size(56)
             .build_cartesian_2d(
-                0f64..losses.len().max(2) as f64,
+                0f64..steps.max(2) as f64,
                 (10f64.powf(lo)..10f64.powf(hi)).log_scale(),
             )
             .map_err(|e| e.to_string())?;
@@ -155,13 +157,23 @@ pub fn loss_svg(losses: &[StepLoss]) -> std::result::Result<String, String> {
     Ok(svg)
 }
 
-/// `loss.png` and `loss.svg` in `out`.
+/// `loss.png` and `loss.svg` of a B2C run in `out`.
 pub fn write_loss_charts(out: &Path, losses: &[StepLoss]) -> Result<()> {
-    write_png(&out.join("loss.png"), &loss_png(losses))?;
-    let svg = loss_svg(losses)
+    write_series_charts(out, "B2C training loss (smoothed)", &series(losses))
+}
+
+/// `loss.png` and `loss.svg` of any named series in `out`.
+pub fn write_series_charts(out: &Path, title: &str, all: &Series) -> Result<()> {
+    write_png(&out.join("loss.png"), &loss_png(all))?;
+    let svg = loss_svg(title, all)
         .map_err(|e| crate::error::RouteError::Usage(format!("loss chart: {e}")))?;
     brainrecon_data::atomic::write_bytes_atomic(&out.join("loss.svg"), svg.as_bytes())?;
     Ok(())
+}
+
+/// `values` smoothed over about 2 % of the run, as the charts draw them.
+pub fn smoothed(values: &[f64]) -> Vec<f64> {
+    smooth(values)
 }
 
 /// Figure 3's layout: one row per image, the stimulus then each condition, `cell` px squares
@@ -208,10 +220,10 @@ mod tests {
                 clip: 0.25 / (1.0 + i as f64),
             })
             .collect();
-        let png = loss_png(&losses);
+        let png = loss_png(&series(&losses));
         assert_eq!((png.height, png.width), (360, 640));
         assert!(png.pixels.chunks(3).any(|p| p == COLORS[1]));
-        let svg = loss_svg(&losses).unwrap();
+        let svg = loss_svg("B2C", &series(&losses)).unwrap();
         assert!(svg.contains("CLIP alignment") && svg.contains("<svg"));
         let grid = comparison_grid(&[vec![png.clone(), png]], 32);
         assert_eq!((grid.height, grid.width), (40, 76));

@@ -11,38 +11,17 @@
 use super::groups::layout_betas;
 use super::B2c;
 use crate::decoders::Decoder;
-use crate::error::{Result, RouteError};
+use crate::error::Result;
 use crate::features::{load_features, rows_for_ids, FeatureKind};
 use crate::linear::{
-    begin_run, check_sampling, context_row, decoded_z_image, finish_run, init_pixels,
-    sample_images, unconditional, write_decoded, Counts, Manifest, Method, ReconstructOptions,
-    ReconstructSummary,
+    begin_run, check_sampling, context_row, decoded_test_z, decoded_z_image, finish_run,
+    init_pixels, sample_images, unconditional, write_decoded, Counts, Manifest, Method,
+    ReconstructOptions, ReconstructSummary,
 };
 use crate::progress::bar;
 use brainrecon_data::prepared::{PreparedSubject, Split};
 use brainrecon_diffusion::pipeline::{Conditioning, StableDiffusion};
 use std::path::Path;
-
-/// The linear route's decoded z of the test images, checked against the model.
-fn decoded_z(
-    subject: &PreparedSubject,
-    sd: &StableDiffusion,
-    z: Option<&Decoder>,
-) -> Result<(Vec<f32>, usize)> {
-    let z = z.ok_or_else(|| {
-        RouteError::Usage("--init z needs a z decoder (--decoders DIR with z/)".into())
-    })?;
-    let shape = &z.target_shape;
-    if z.target != "z" || shape.len() != 3 || shape[0] != sd.unet.config.in_channels {
-        return Err(RouteError::mismatch(
-            &z.dir.join(brainrecon_ridge::MODEL_FILE),
-            "target_shape",
-            format!("a z decoder for the latents of {}", sd.root.root.display()),
-            format!("target {} of shape {shape:?}", z.target),
-        ));
-    }
-    Ok((z.predict_test(subject)?.1, shape[1]))
-}
 
 /// Runs the B2C route on the subject's test images (`sd` already holds the tuned U-Net, see
 /// [`super::load`]).
@@ -66,7 +45,7 @@ pub fn reconstruct(
         "the B2C route runs --method b2c"
     );
     let z = if options.init_z {
-        Some(decoded_z(subject, sd, z_decoder)?)
+        Some(decoded_test_z(subject, sd, z_decoder, "--init z")?)
     } else {
         None
     };

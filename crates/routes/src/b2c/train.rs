@@ -520,7 +520,7 @@ pub fn train(
         let loss = finite_loss(&total, &diffusion, &clip, step, options)?;
         let mut grads = total.backward()?;
         clip_grad_norm(&mut grads, &params, 1.0)?;
-        optimizer.set_lr(brainrecon_diffusion::prior::learning_rate(
+        optimizer.set_lr(brainrecon_nn::train::learning_rate(
             options.lr,
             step,
             options.steps,

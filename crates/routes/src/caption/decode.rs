@@ -1,0 +1,223 @@
+//! `brainrecon caption`: BLIP's text decoder writes a caption for every test image from its
+//! decoded image tokens (the ridge prediction of `fit --target blip`), as the published
+//! `decode_captions.py` does: the tokens are the cross-attention states (all attended), the
+//! prompt is "a picture of " (`[DEC]` first, no trailing `[SEP]`), beam search with 3 beams,
+//! lengths 5 to 20 (prompt included), repetition penalty 1.5, and the prompt is stripped.
+//!
+//! `--source features` captions the stimuli's own BLIP tokens instead: the captioner's ceiling.
+
+use super::vocab::PROMPT;
+use super::{CaptionItem, CaptionsFile, ScoredCaption, CAPTIONS_FORMAT};
+use crate::decoders::Decoder;
+use crate::error::{Result, RouteError};
+use crate::features::{load_features, rows_for_ids, FeatureKind};
+use crate::progress::bar;
+use brainrecon_data::prepared::PreparedSubject;
+use brainrecon_language::blip::BlipForConditionalGeneration;
+use brainrecon_language::generate::{beam_search, BeamScoring, BeamSearchConfig};
+use brainrecon_language::wordpiece::BlipTokenizer;
+use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// The search settings (the published ones by default).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CaptionOptions {
+    pub num_beams: usize,
+    pub max_length: usize,
+    pub min_length: usize,
+    pub repetition_penalty: f64,
+    #[serde(with = "scoring_name")]
+    pub scoring: BeamScoring,
+    pub prompt: String,
+    pub limit: Option<usize>,
+}
+
+impl Default for CaptionOptions {
+    fn default() -> Self {
+        CaptionOptions {
+            num_beams: 3,
+            max_length: 20,
+            min_length: 5,
+            repetition_penalty: 1.5,
+            scoring: BeamScoring::Published,
+            prompt: PROMPT.to_string(),
+            limit: None,
+        }
+    }
+}
+
+/// Where the image tokens come from.
+pub enum TokenSource<'a> {
+    /// The ridge prediction of a `fit --target blip` decoder for the test betas.
+    Decoded(&'a Decoder),
+    /// The stimuli's own tokens in a features folder (the ceiling).
+    Features(&'a Path),
+}
+
+/// A loaded captioner and what names it.
+pub struct Captioner<'a> {
+    pub model: &'a BlipForConditionalGeneration,
+    pub tokenizer: &'a BlipTokenizer,
+    pub name: String,
+    pub fingerprint: String,
+    pub device: Device,
+}
+
+/// The test images' ids (first `limit`) and their image tokens, row-major (n, N·D), with the
+/// per-image shape [N, D].
+fn test_tokens(
+    subject: &PreparedSubject,
+    source: &TokenSource,
+    captioner: &Captioner,
+    limit: Option<usize>,
+) -> Result<(Vec<usize>, Vec<f32>, Vec<usize>)> {
+    let mut ids = subject.test_stimulus_ids()?;
+    ids.truncate(limit.unwrap_or(usize::MAX));
+    let width = captioner.model.vision_model.config.hidden_size;
+    let (shape, rows, origin) = match source {
+        TokenSource::Decoded(decoder) => {
+            let (_, mut rows) = decoder.predict_test(subject)?;
+            rows.truncate(ids.len() * decoder.model.n_targets());
+            let origin = decoder.dir.join(brainrecon_ridge::MODEL_FILE);
+            if decoder.target != "blip" {
+                return Err(RouteError::mismatch(
+                    &origin,
+                    "target",
+                    "a BLIP decoder (`brainrecon fit --target blip`)",
+                    &decoder.target,
+                ));
+            }
+            (decoder.target_shape.clone(), rows, origin)
+        }
+        TokenSource::Features(dir) => {
+            let (meta, values) = load_features(subject, dir, FeatureKind::BlipVision(None))?;
+            let rows = rows_for_ids(subject, &values, meta.width(), &ids)?;
+            (meta.shape, rows, dir.join("blip-vision.json"))
+        }
+    };
+    if shape.len() != 2 || shape[1] != width {
+        return Err(RouteError::mismatch(
+            &origin,
+            "target_shape",
+            format!(
+                "[tokens, {width}]: image tokens of the captioner {}",
+                captioner.name
+            ),
+            format!("{shape:?} (fit on another model's features?)"),
+        ));
+    }
+    Ok((ids, rows, shape))
+}
+
+/// The beams of one image's tokens [1, N, D], best first, prompt stripped.
+fn caption_one(
+    captioner: &Captioner,
+    tokens: Tensor,
+    options: &CaptionOptions,
+) -> Result<Vec<ScoredCaption>> {
+    let prompt = captioner.tokenizer.caption_prompt(&options.prompt)?;
+    let mut session = captioner.model.caption_session(&tokens)?;
+    let search = BeamSearchConfig {
+        num_beams: options.num_beams,
+        max_length: options.max_length,
+        min_length: options.min_length,
+        repetition_penalty: options.repetition_penalty as f32,
+        length_penalty: 1.0,
+        eos_token_id: captioner.tokenizer.sep_id,
+        scoring: options.scoring,
+    };
+    let output = beam_search(&mut session, &prompt, &search)?;
+    output
+        .hypotheses
+        .into_iter()
+        .map(|h| {
+            let generated = &h.tokens[prompt.len().min(h.tokens.len())..];
+            Ok(ScoredCaption {
+                text: captioner
+                    .tokenizer
+                    .decode(generated, true)?
+                    .trim()
+                    .to_string(),
+                score: h.score.map_or(f64::NAN, f64::from),
+            })
+        })
+        .collect()
+}
+
+/// `published`, `transformers4` or `transformers5` in captions.json.
+mod scoring_name {
+    use brainrecon_language::generate::BeamScoring;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn name(scoring: BeamScoring) -> &'static str {
+        match scoring {
+            BeamScoring::Published => "published",
+            BeamScoring::Transformers4 => "transformers4",
+            BeamScoring::Transformers5 => "transformers5",
+        }
+    }
+
+    pub fn serialize<S: Serializer>(scoring: &BeamScoring, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(name(*scoring))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BeamScoring, D::Error> {
+        match String::deserialize(d)?.as_str() {
+            "published" => Ok(BeamScoring::Published),
+            "transformers4" => Ok(BeamScoring::Transformers4),
+            "transformers5" => Ok(BeamScoring::Transformers5),
+            other => Err(serde::de::Error::custom(format!(
+                "unknown beam scoring '{other}'"
+            ))),
+        }
+    }
+}
+
+/// Captions every test image into `out/captions.json`.
+pub fn caption_test_images(
+    subject: &PreparedSubject,
+    source: &TokenSource,
+    captioner: &Captioner,
+    options: &CaptionOptions,
+    out: &Path,
+    show_progress: bool,
+) -> Result<CaptionsFile> {
+    let (ids, rows, shape) = test_tokens(subject, source, captioner, options.limit)?;
+    let true_captions = subject.captions()?;
+    let width: usize = shape.iter().product();
+    let progress = bar(ids.len() as u64, "captions", show_progress);
+    let mut items = Vec::with_capacity(ids.len());
+    for (row, &id) in ids.iter().enumerate() {
+        let tokens = Tensor::from_vec(
+            rows[row * width..(row + 1) * width].to_vec(),
+            (1, shape[0], shape[1]),
+            &captioner.device,
+        )?;
+        let beams = caption_one(captioner, tokens, options)?;
+        items.push(CaptionItem {
+            id,
+            caption: beams.first().map(|b| b.text.clone()).unwrap_or_default(),
+            beams,
+            true_captions: true_captions.get(&id).cloned().unwrap_or_default(),
+        });
+        progress.inc(1);
+    }
+    progress.finish_and_clear();
+    let file = CaptionsFile {
+        format: CAPTIONS_FORMAT.into(),
+        subject: subject.meta.subject.clone(),
+        subject_dir: subject.root.clone(),
+        source: match source {
+            TokenSource::Decoded(decoder) => decoder.dir.display().to_string(),
+            TokenSource::Features(_) => "features".into(),
+        },
+        captioner: captioner.name.clone(),
+        captioner_fingerprint: captioner.fingerprint.clone(),
+        settings: serde_json::to_value(options).expect("options serialise"),
+        items,
+    };
+    std::fs::create_dir_all(out).map_err(|e| brainrecon_data::DataError::io(out, e))?;
+    file.save(out)?;
+    Ok(file)
+}

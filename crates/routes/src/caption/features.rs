@@ -1,0 +1,182 @@
+//! BLIP features of the stimuli for `brainrecon features`: the image tokens the caption route
+//! decodes (`blip-vision`, after the final LayerNorm: 226 × 768 for the published ViT-B at
+//! 240 px), any hidden layer of the image tower (`blip-vision-lL`) or of the text decoder run
+//! on the captions without an image (`blip-text[-lL]`), for encoding maps.
+//!
+//! Preprocessing follows the published code by default: the stimulus resized to the
+//! captioner's image size with Pillow's Lanczos, scaled to [0, 1], not normalised (the
+//! published `img2feat_blip.py` skips BLIP's mean/std; `normalize` applies them).
+
+use crate::error::{Result, RouteError};
+use crate::features::{FeatureKind, Stimulus, StimulusEncoder};
+use brainrecon_data::image::{Filter, RgbImage};
+use brainrecon_language::blip::{AttentionMode, BlipForConditionalGeneration, TextInputs};
+use brainrecon_language::wordpiece::BlipTokenizer;
+use candle_core::{Device, Tensor};
+use std::collections::BTreeMap;
+
+/// OpenAI CLIP's mean and std, which BLIP's image processor uses.
+pub const BLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
+pub const BLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
+
+/// A loaded captioner used as a feature extractor.
+pub struct BlipFeatures<'a> {
+    pub model: &'a BlipForConditionalGeneration,
+    pub tokenizer: &'a BlipTokenizer,
+    /// What the caller named (folder or model id) and a fingerprint of its files.
+    pub fingerprint: String,
+    pub kind: FeatureKind,
+    /// Side of the square input (the position table is interpolated when it differs from the
+    /// config's).
+    pub image_size: usize,
+    pub normalize: bool,
+    pub device: Device,
+}
+
+/// Images [B, 3, S, S]: Lanczos-resized, in [0, 1], or normalised with BLIP's mean/std.
+pub fn blip_pixels(
+    images: &[RgbImage],
+    size: usize,
+    normalize: bool,
+    device: &Device,
+) -> Result<Tensor> {
+    let mut values = Vec::with_capacity(images.len() * 3 * size * size);
+    for image in images {
+        let resized = image.resize_with(size, size, Filter::Lanczos);
+        for c in 0..3 {
+            let (mean, std) = if normalize {
+                (BLIP_MEAN[c], BLIP_STD[c])
+            } else {
+                (0.0, 1.0)
+            };
+            values.extend(
+                (0..size * size).map(|p| (resized.pixels[p * 3 + c] as f32 / 255.0 - mean) / std),
+            );
+        }
+    }
+    Ok(Tensor::from_vec(
+        values,
+        (images.len(), 3, size, size),
+        device,
+    )?)
+}
+
+impl BlipFeatures<'_> {
+    fn tokens_per_image(&self) -> usize {
+        let grid = self.image_size / self.model.vision_model.config.patch_size;
+        grid * grid + 1
+    }
+
+    fn check_layer(&self, layer: Option<u8>, layers: usize) -> Result<()> {
+        match layer {
+            Some(l) if l as usize > layers => Err(RouteError::Usage(format!(
+                "--layer {l}: the model has {layers} layers (0 = embeddings … {layers})"
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// Checks the kind's layer against the model.
+    pub fn validate(&self) -> Result<()> {
+        match self.kind {
+            FeatureKind::BlipVision(layer) => {
+                self.check_layer(layer, self.model.vision_model.config.num_hidden_layers)
+            }
+            FeatureKind::BlipText(layer) => {
+                self.check_layer(layer, self.model.text_decoder.config().num_hidden_layers)
+            }
+            other => Err(RouteError::Usage(format!(
+                "BLIP features: expected blip-vision or blip-text, found {}",
+                other.name()
+            ))),
+        }
+    }
+
+    fn encode_images(&self, stimuli: &[Stimulus], layer: Option<u8>) -> Result<Vec<Vec<f32>>> {
+        let images: Vec<RgbImage> = stimuli.iter().map(|s| s.image.clone()).collect();
+        let pixels = blip_pixels(&images, self.image_size, self.normalize, &self.device)?;
+        let out = self.model.vision_model.forward_full(&pixels)?;
+        let states = match layer {
+            None => out.last_hidden_state,
+            Some(l) => out.hidden_states[l as usize].clone(),
+        };
+        Ok(crate::features::rows_of(&states)?)
+    }
+
+    /// One caption's tokens at `layer`, averaged over its tokens: [d].
+    fn caption_vector(&self, caption: &str, layer: Option<u8>) -> Result<Tensor> {
+        // `[DEC] caption [SEP]`: the decoder's own start token in place of `[CLS]`.
+        let mut ids = self.tokenizer.encode(caption)?;
+        ids[0] = self.tokenizer.bos_id;
+        let ids = Tensor::from_vec(ids.clone(), (1, ids.len()), &self.device)?;
+        let out = self.model.text_decoder.bert.forward(
+            &ids,
+            &TextInputs {
+                mode: AttentionMode::Causal,
+                output_hidden_states: true,
+                ..Default::default()
+            },
+        )?;
+        let states = match layer {
+            None => out.last_hidden_state,
+            Some(l) => out.hidden_states[l as usize].clone(),
+        };
+        Ok(states.squeeze(0)?.mean(0)?)
+    }
+
+    fn encode_captions(&self, stimuli: &[Stimulus], layer: Option<u8>) -> Result<Vec<Vec<f32>>> {
+        let mut rows = Vec::with_capacity(stimuli.len());
+        for s in stimuli {
+            if s.captions.is_empty() {
+                return Err(RouteError::Usage(format!(
+                    "image {} has no captions: blip-text features need stimuli/captions.json",
+                    s.id
+                )));
+            }
+            let vectors = s
+                .captions
+                .iter()
+                .map(|c| self.caption_vector(c, layer))
+                .collect::<Result<Vec<_>>>()?;
+            rows.push(Tensor::stack(&vectors, 0)?.mean(0)?.to_vec1::<f32>()?);
+        }
+        Ok(rows)
+    }
+}
+
+impl StimulusEncoder for BlipFeatures<'_> {
+    fn kind(&self) -> FeatureKind {
+        self.kind
+    }
+
+    fn shape(&self) -> Vec<usize> {
+        match self.kind {
+            FeatureKind::BlipText(_) => vec![self.model.text_decoder.config().hidden_size],
+            _ => vec![
+                self.tokens_per_image(),
+                self.model.vision_model.config.hidden_size,
+            ],
+        }
+    }
+
+    fn settings(&self) -> BTreeMap<String, serde_json::Value> {
+        let mut s = BTreeMap::new();
+        s.insert("model_fingerprint".into(), self.fingerprint.clone().into());
+        if let FeatureKind::BlipVision(_) = self.kind {
+            s.insert("image_size".into(), self.image_size.into());
+            s.insert("resize".into(), "lanczos".into());
+            s.insert("normalize".into(), self.normalize.into());
+        } else {
+            s.insert("captions".into(), "mean of token means".into());
+        }
+        s
+    }
+
+    fn encode(&self, stimuli: &[Stimulus]) -> Result<Vec<Vec<f32>>> {
+        match self.kind {
+            FeatureKind::BlipVision(layer) => self.encode_images(stimuli, layer),
+            FeatureKind::BlipText(layer) => self.encode_captions(stimuli, layer),
+            _ => unreachable!("validated in BlipFeatures::validate"),
+        }
+    }
+}

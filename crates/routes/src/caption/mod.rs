@@ -1,0 +1,152 @@
+//! The caption route (Takagi & Nishimoto's extension of the linear route): ridge from the
+//! `streams` ROIs to BLIP's image tokens, BLIP's text decoder writes a caption from the decoded
+//! tokens, and the caption replaces the decoded c in img2img from the decoded z.
+//!
+//! ```text
+//! <out>/captions.json   CaptionsFile: per test image the caption, the beams and their
+//!                       scores, the true captions; the captioner, decoder and settings
+//! ```
+
+pub mod clip_score;
+pub mod decode;
+pub mod embedded;
+pub mod features;
+pub mod reconstruct;
+pub mod scores;
+pub mod train;
+pub mod vocab;
+
+use crate::error::{Result, RouteError};
+use brainrecon_data::atomic::{read_json, write_json_atomic};
+use brainrecon_data::prepared::PreparedSubject;
+use brainrecon_diffusion::weights::ModelDir;
+use brainrecon_language::blip::{resolve_blip_dir, BlipForConditionalGeneration};
+use brainrecon_language::wordpiece::BlipTokenizer;
+use candle_core::Device;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+pub const CAPTIONS_FORMAT: &str = "brainrecon-captions";
+pub const CAPTIONS_FILE: &str = "captions.json";
+
+/// One finished beam: its text (prompt stripped) and its score as the scoring defines it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ScoredCaption {
+    pub text: String,
+    pub score: f64,
+}
+
+/// The decoded caption of one test image.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct CaptionItem {
+    pub id: usize,
+    pub caption: String,
+    /// Every finished hypothesis of the beam search, best first.
+    pub beams: Vec<ScoredCaption>,
+    pub true_captions: Vec<String>,
+}
+
+/// What `brainrecon caption` writes.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CaptionsFile {
+    pub format: String,
+    pub subject: String,
+    pub subject_dir: PathBuf,
+    /// The BLIP decoder folder (`fit --target blip`), or `features` for captions of the
+    /// stimuli's own BLIP tokens (the captioner's ceiling).
+    pub source: String,
+    pub captioner: String,
+    pub captioner_fingerprint: String,
+    /// Beam width, lengths, penalty, scoring, prompt.
+    pub settings: serde_json::Value,
+    pub items: Vec<CaptionItem>,
+}
+
+impl CaptionsFile {
+    pub fn save(&self, dir: &Path) -> Result<PathBuf> {
+        let path = dir.join(CAPTIONS_FILE);
+        write_json_atomic(&path, self)?;
+        Ok(path)
+    }
+
+    /// Reads `path` (a captions.json, or a folder holding one) and checks it against `subject`.
+    pub fn load_for(path: &Path, subject: &PreparedSubject) -> Result<(PathBuf, Self)> {
+        let path = if path.is_dir() {
+            path.join(CAPTIONS_FILE)
+        } else {
+            path.to_path_buf()
+        };
+        if !path.exists() {
+            return Err(RouteError::Missing {
+                path,
+                what: "captions of the test images: run `brainrecon caption` first".into(),
+            });
+        }
+        let file: CaptionsFile = read_json(&path)?;
+        if file.format != CAPTIONS_FORMAT {
+            return Err(RouteError::mismatch(
+                &path,
+                "format",
+                CAPTIONS_FORMAT,
+                &file.format,
+            ));
+        }
+        if file.subject != subject.meta.subject {
+            return Err(RouteError::mismatch(
+                &path,
+                "subject",
+                format!("captions of {}", subject.meta.subject),
+                &file.subject,
+            ));
+        }
+        Ok((path, file))
+    }
+
+    /// The caption of each of `ids`, in order; an image without one is an error naming the file.
+    pub fn captions_for(&self, path: &Path, ids: &[usize]) -> Result<Vec<String>> {
+        ids.iter()
+            .map(|id| {
+                self.items
+                    .iter()
+                    .find(|item| item.id == *id)
+                    .map(|item| item.caption.clone())
+                    .ok_or_else(|| {
+                        RouteError::mismatch(
+                            path,
+                            "items",
+                            format!("a caption of test image {id}"),
+                            "none (captions of another subject or of fewer images?)",
+                        )
+                    })
+            })
+            .collect()
+    }
+}
+
+/// A BLIP captioner with its tokenizer.
+pub struct LoadedCaptioner {
+    pub model: BlipForConditionalGeneration,
+    pub tokenizer: BlipTokenizer,
+    pub dir: PathBuf,
+    /// A hash of the folder's files (names, sizes, first and last bytes).
+    pub fingerprint: String,
+}
+
+/// Loads `name`: `shapes-blip` (built in), a transformers folder, a cache snapshot or a model
+/// id in the Hugging Face cache.
+pub fn load_captioner(name: &str, device: &Device) -> Result<LoadedCaptioner> {
+    let dir = if name == embedded::SHAPES_BLIP {
+        embedded::SHAPES_BLIP_MODEL.dir()?
+    } else {
+        resolve_blip_dir(name)?
+    };
+    let model = BlipForConditionalGeneration::load_dir(&dir, device)?;
+    let tokenizer = BlipTokenizer::from_dir(&dir)?;
+    let fingerprint = ModelDir { root: dir.clone() }.fingerprint()?;
+    Ok(LoadedCaptioner {
+        model,
+        tokenizer,
+        dir,
+        fingerprint,
+    })
+}

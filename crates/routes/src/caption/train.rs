@@ -1,0 +1,353 @@
+//! shapes-blip: a small captioner in BLIP's architecture (ViT image tower, BERT text decoder
+//! cross-attending to the image tokens), trained by the project on the synthetic scenes and
+//! their captions, so the caption route runs on a machine without pretrained weights. It is
+//! written as a transformers `BlipForConditionalGeneration` folder and loaded by the same code
+//! as Salesforce's checkpoints.
+//!
+//! Training is BLIP's captioning loss only (image-text matching is not needed): the prompt
+//! "a picture of " then the caption, cross-entropy on the caption's tokens and the final
+//! `[SEP]`. Images enter as the published caption route feeds BLIP: resized, in [0, 1], not
+//! normalised. Half of the batches show the decoder its image tokens shrunk toward the batch
+//! mean and noised, as ridge predictions of them are (`token_shrinkage`), so that it still
+//! names the scene from decoded tokens.
+//!
+//! Scenes come from the same seeded generator as shapes-ldm's (never the held-out tenth);
+//! every draw of step s is keyed by (seed, s), checkpoints every `checkpoint_every` steps, and
+//! a rerun resumes to the same weights.
+
+use super::vocab::{captioner_vocab, write_tokenizer_files, PROMPT};
+use crate::error::Result;
+use brainrecon_data::atomic::write_json_atomic;
+use brainrecon_data::image::RgbImage;
+use brainrecon_diffusion::prior::training_scene;
+use brainrecon_language::blip::{lm_loss, BlipConfig, BlipForConditionalGeneration, TextInputs};
+use brainrecon_nn::train::{init_parameters, ResumableRun};
+use candle_core::{DType, Device, Tensor};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// Sizes and training settings of the captioner.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CaptionerConfig {
+    pub image_size: usize,
+    pub patch_size: usize,
+    pub vision_width: usize,
+    pub vision_layers: usize,
+    pub text_width: usize,
+    pub text_layers: usize,
+    pub heads: usize,
+    pub steps: usize,
+    pub batch: usize,
+    pub lr: f64,
+    /// Share of batches whose image tokens are shrunk toward the batch mean and noised.
+    pub token_shrinkage: f64,
+    pub checkpoint_every: usize,
+}
+
+impl CaptionerConfig {
+    /// The shipped shapes-blip.
+    pub fn shapes_blip() -> Self {
+        CaptionerConfig {
+            image_size: 64,
+            patch_size: 8,
+            vision_width: 64,
+            vision_layers: 3,
+            text_width: 64,
+            text_layers: 2,
+            heads: 4,
+            steps: 600,
+            batch: 32,
+            lr: 1e-3,
+            token_shrinkage: 0.5,
+            checkpoint_every: 100,
+        }
+    }
+
+    /// A few steps of a smaller model (tests).
+    pub fn tiny(steps: usize) -> Self {
+        CaptionerConfig {
+            image_size: 32,
+            patch_size: 8,
+            vision_width: 32,
+            vision_layers: 1,
+            text_width: 32,
+            text_layers: 1,
+            heads: 2,
+            steps,
+            batch: 8,
+            lr: 2e-3,
+            checkpoint_every: steps.div_ceil(2).max(1),
+            ..Self::shapes_blip()
+        }
+    }
+
+    /// The transformers `config.json` of the model, for the vocabulary `tokens`.
+    pub fn blip_config_json(&self, tokens: &[String]) -> serde_json::Value {
+        let id = |t: &str| tokens.iter().position(|x| x == t).expect("special token");
+        serde_json::json!({
+            "architectures": ["BlipForConditionalGeneration"],
+            "model_type": "blip",
+            "projection_dim": self.text_width,
+            "image_text_hidden_size": self.text_width,
+            "tie_word_embeddings": true,
+            "vision_config": {
+                "model_type": "blip_vision_model",
+                "hidden_size": self.vision_width,
+                "intermediate_size": 2 * self.vision_width,
+                "num_hidden_layers": self.vision_layers,
+                "num_attention_heads": self.heads,
+                "image_size": self.image_size,
+                "patch_size": self.patch_size,
+                "hidden_act": "gelu",
+                "layer_norm_eps": 1e-6,
+                "projection_dim": self.text_width,
+            },
+            "text_config": {
+                "model_type": "blip_text_model",
+                "vocab_size": tokens.len(),
+                "hidden_size": self.text_width,
+                "encoder_hidden_size": self.vision_width,
+                "intermediate_size": 2 * self.text_width,
+                "num_hidden_layers": self.text_layers,
+                "num_attention_heads": self.heads,
+                "max_position_embeddings": 40,
+                "hidden_act": "gelu",
+                "layer_norm_eps": 1e-12,
+                "bos_token_id": id("[DEC]"),
+                "pad_token_id": id("[PAD]"),
+                "sep_token_id": id("[SEP]"),
+                "eos_token_id": id("[SEP]"),
+                "is_decoder": true,
+                "tie_word_embeddings": true,
+            },
+        })
+    }
+}
+
+/// What [`train_captioner`] did.
+#[derive(Clone, Debug, Serialize)]
+pub struct CaptionerSummary {
+    pub out: PathBuf,
+    pub parameters: usize,
+    pub losses: Vec<f64>,
+    pub resumed_from: Option<usize>,
+    pub seconds: f64,
+}
+
+/// Images [B, 3, S, S] in [0, 1] (ToTensor without normalisation).
+pub fn unit_pixels(images: &[RgbImage], device: &Device) -> Result<Tensor> {
+    let s = images[0].height;
+    let mut values = Vec::with_capacity(images.len() * 3 * s * s);
+    for image in images {
+        for c in 0..3 {
+            values.extend((0..s * s).map(|p| image.pixels[p * 3 + c] as f32 / 255.0));
+        }
+    }
+    Ok(Tensor::from_vec(values, (images.len(), 3, s, s), device)?)
+}
+
+/// Token ids of `[DEC]` + prompt + caption + `[SEP]`, and the number of prompt ids
+/// (`[DEC]` included): every caption word is one token of the vocabulary.
+pub fn caption_ids(caption: &str, index: &HashMap<&str, u32>) -> (Vec<u32>, usize) {
+    let mut ids = vec![index["[DEC]"]];
+    ids.extend(PROMPT.split_whitespace().map(|w| index[w]));
+    let prompt = ids.len();
+    ids.extend(caption.split_whitespace().map(|w| index[w]));
+    ids.push(index["[SEP]"]);
+    (ids, prompt)
+}
+
+/// Input ids [B, L] (padded with `[PAD]`) and transformers' labels [B, L]: the ids, with -100
+/// on the prompt and the padding (not scored).
+fn teacher_forcing(rows: &[(Vec<u32>, usize)], device: &Device) -> Result<(Tensor, Tensor)> {
+    let l = rows.iter().map(|(ids, _)| ids.len()).max().unwrap_or(2);
+    let mut inputs = vec![0u32; rows.len() * l];
+    let mut labels = vec![-100i64; rows.len() * l];
+    for (b, (ids, prompt)) in rows.iter().enumerate() {
+        for (p, &id) in ids.iter().enumerate() {
+            inputs[b * l + p] = id;
+            if p >= *prompt {
+                labels[b * l + p] = id as i64;
+            }
+        }
+    }
+    Ok((
+        Tensor::from_vec(inputs, (rows.len(), l), device)?,
+        Tensor::from_vec(labels, (rows.len(), l), device)?,
+    ))
+}
+
+/// Image tokens [B, N, D] shrunk toward their batch mean by a factor in [0.3, 1] and noised
+/// with up to 0.3 of their standard deviation (per sample), as ridge predictions are.
+fn shrink_tokens(tokens: &Tensor, rng: &mut ChaCha8Rng) -> Result<Tensor> {
+    let (b, n, d) = tokens.dims3()?;
+    let mean = tokens.mean_keepdim(0)?;
+    let std = tokens
+        .broadcast_sub(&mean)?
+        .sqr()?
+        .mean_all()?
+        .sqrt()?
+        .to_scalar::<f32>()?;
+    let mut scale = Vec::with_capacity(b);
+    let mut noise = Vec::with_capacity(b * n * d);
+    for _ in 0..b {
+        scale.push(rng.gen_range(0.3f32..1.0));
+        let sigma = rng.gen_range(0.0f32..0.3) * std;
+        noise.extend((0..n * d).map(|_| sigma * rng.sample::<f32, _>(rand_distr::StandardNormal)));
+    }
+    let scale = Tensor::from_vec(scale, (b, 1, 1), tokens.device())?;
+    let centred = tokens.broadcast_sub(&mean)?.broadcast_mul(&scale)?;
+    let noise = Tensor::from_vec(noise, (b, n, d), tokens.device())?;
+    Ok((centred.broadcast_add(&mean)? + noise)?)
+}
+
+/// The batch of step `step`: images and (caption ids, prompt length), one caption of five.
+fn training_batch(
+    config: &CaptionerConfig,
+    seed: u64,
+    step: usize,
+    index: &HashMap<&str, u32>,
+) -> (Vec<RgbImage>, Vec<(Vec<u32>, usize)>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xCA97_0000 ^ step as u64);
+    (0..config.batch)
+        .map(|k| {
+            let (scene, captions) = training_scene(seed ^ 0xB11F, (step * config.batch + k) as u64);
+            let caption = &captions[rng.gen_range(0..captions.len())];
+            (scene.render(config.image_size), caption_ids(caption, index))
+        })
+        .unzip()
+}
+
+/// Trains shapes-blip into `out` (a transformers folder; `out/.train/` holds checkpoints).
+/// `progress(step, total, loss)` is called after every step.
+pub fn train_captioner(
+    out: &Path,
+    config: &CaptionerConfig,
+    seed: u64,
+    device: &Device,
+    progress: &mut dyn FnMut(usize, usize, f64),
+) -> Result<CaptionerSummary> {
+    let started = std::time::Instant::now();
+    let tokens = captioner_vocab();
+    let index: HashMap<&str, u32> = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.as_str(), i as u32))
+        .collect();
+    let blip_json = config.blip_config_json(&tokens);
+    let blip = BlipConfig::from_value(&blip_json, &out.join("config.json"))?;
+    let (model, params) = init_parameters(
+        |vb| BlipForConditionalGeneration::new(vb, &blip),
+        seed,
+        DType::F32,
+        device,
+    )?;
+    let mut resumed = Vec::new();
+    let mut run = ResumableRun::resume(
+        "captioner",
+        &out.join(".train"),
+        params,
+        (config.lr, config.steps, config.checkpoint_every),
+        &mut resumed,
+    )?;
+    for step in run.start..config.steps {
+        let (images, rows) = training_batch(config, seed, step, &index);
+        let pixels = unit_pixels(&images, device)?;
+        let mut image_tokens = model.vision_model.forward(&pixels)?;
+        let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0x5A1E_0000 ^ step as u64);
+        if rng.gen_bool(config.token_shrinkage) {
+            image_tokens = shrink_tokens(&image_tokens, &mut rng)?;
+        }
+        let (inputs, labels) = teacher_forcing(&rows, device)?;
+        let text = TextInputs {
+            encoder_hidden_states: Some(&image_tokens),
+            ..Default::default()
+        };
+        let logits = model.text_decoder.forward(&inputs, &text)?.logits;
+        let loss = lm_loss(&logits, &labels, 0.0)?;
+        let value = run.step(&loss, step)?;
+        progress(step + 1, config.steps, value);
+    }
+    write_folder(out, &blip_json, &tokens, &run, config, seed)?;
+    Ok(CaptionerSummary {
+        out: out.to_path_buf(),
+        parameters: run.params.count_elements(),
+        losses: run.losses.clone(),
+        resumed_from: resumed.first().map(|(_, step)| *step),
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// The transformers folder: config.json, model.safetensors, the tokenizer files, and
+/// training.json (settings, seed, losses).
+fn write_folder(
+    out: &Path,
+    blip_json: &serde_json::Value,
+    tokens: &[String],
+    run: &ResumableRun,
+    config: &CaptionerConfig,
+    seed: u64,
+) -> Result<()> {
+    write_json_atomic(&out.join("config.json"), blip_json)?;
+    // Beside the model, not in it: the embedded folder keeps only the model's files.
+    crate::b2c::chart::write_series_charts(
+        &out.join(".train"),
+        "shapes-blip training loss (smoothed)",
+        &vec![("cross-entropy", crate::b2c::chart::smoothed(&run.losses))],
+    )?;
+    run.params.save_safetensors(out.join("model.safetensors"))?;
+    write_tokenizer_files(out, tokens)?;
+    write_json_atomic(
+        &out.join(TRAINING_RECORD),
+        &serde_json::json!({
+            "command": format!(
+                "brainrecon train-captioner --out {} --seed {seed} --steps {}",
+                out.display(),
+                config.steps
+            ),
+            "seed": seed,
+            "config": config,
+            "losses": run.losses,
+        }),
+    )?;
+    Ok(())
+}
+
+/// The training record written next to the model (not part of the model's files).
+pub const TRAINING_RECORD: &str = "training.json";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn teacher_forcing_scores_the_caption_and_sep_only() {
+        let tokens = captioner_vocab();
+        let index: HashMap<&str, u32> = tokens
+            .iter()
+            .enumerate()
+            .map(|(i, t)| (t.as_str(), i as u32))
+            .collect();
+        let (ids, prompt) = caption_ids("a red circle", &index);
+        assert_eq!(prompt, 4, "[DEC] a picture of");
+        assert_eq!(ids.len(), 4 + 3 + 1);
+        assert_eq!(*ids.last().unwrap(), 102);
+        let (short, short_prompt) = caption_ids("a disc", &index);
+        let rows = vec![(ids.clone(), prompt), (short, short_prompt)];
+        let (inputs, labels) = teacher_forcing(&rows, &Device::Cpu).unwrap();
+        assert_eq!(inputs.dims(), &[2, 8]);
+        let labels = labels.to_vec2::<i64>().unwrap();
+        assert_eq!(&labels[0][..4], &[-100; 4], "the prompt is not scored");
+        assert_eq!(labels[0][4], index["a"] as i64);
+        assert_eq!(labels[0][7], 102);
+        assert_eq!(labels[1][7], -100, "padding is not scored");
+        assert_eq!(
+            inputs.to_vec2::<u32>().unwrap()[1][7],
+            0,
+            "padded with [PAD]"
+        );
+    }
+}
