@@ -60,6 +60,30 @@ pub enum BeamScoring {
     Transformers5,
 }
 
+impl BeamScoring {
+    /// Every scoring, in the order of their transformers versions.
+    pub const ALL: [BeamScoring; 3] = [
+        BeamScoring::Published,
+        BeamScoring::Transformers4,
+        BeamScoring::Transformers5,
+    ];
+
+    /// `published`, `transformers4` or `transformers5`: the name on the command line and in
+    /// captions.json.
+    pub fn name(self) -> &'static str {
+        match self {
+            BeamScoring::Published => "published",
+            BeamScoring::Transformers4 => "transformers4",
+            BeamScoring::Transformers5 => "transformers5",
+        }
+    }
+
+    /// The scoring named `text` ([`BeamScoring::name`]).
+    pub fn parse(text: &str) -> Option<BeamScoring> {
+        Self::ALL.into_iter().find(|s| s.name() == text)
+    }
+}
+
 /// Settings of [`beam_search`], named as transformers' `generate` arguments.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BeamSearchConfig {

@@ -644,3 +644,12 @@ fn fixtures_distinguish_the_scorings() {
     assert!(!check_against("beams_v4.json", BeamScoring::Published).is_empty());
     assert!(!check_against("beams_v415.json", BeamScoring::Transformers4).is_empty());
 }
+
+#[test]
+fn scoring_names_parse_back() {
+    use brainrecon_language::generate::BeamScoring;
+    for scoring in BeamScoring::ALL {
+        assert_eq!(BeamScoring::parse(scoring.name()), Some(scoring));
+    }
+    assert_eq!(BeamScoring::parse("transformers3"), None);
+}

@@ -406,7 +406,7 @@ pub fn compute_features(
     writer.finish()?;
     let meta = FeatureMeta {
         format: FORMAT.into(),
-        kind: kind.name().into(),
+        kind: kind.name(),
         model: model.into(),
         shape: shape.clone(),
         settings: settings.settings,
@@ -415,7 +415,7 @@ pub fn compute_features(
     };
     write_json_atomic(&meta_path, &meta)?;
     Ok(FeatureSummary {
-        kind: kind.name().into(),
+        kind: kind.name(),
         array: array_path,
         shape,
         n_images: stimuli.ids.len(),

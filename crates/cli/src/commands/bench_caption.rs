@@ -56,12 +56,12 @@ struct CaptionTiming {
 }
 
 pub fn caption(args: CaptionArgs) -> anyhow::Result<()> {
-    let scoring = match args.beam_scoring.as_str() {
-        "published" => BeamScoring::Published,
-        "transformers4" => BeamScoring::Transformers4,
-        "transformers5" => BeamScoring::Transformers5,
-        other => return Err(usage(format!("--beam-scoring: unknown '{other}'"))),
-    };
+    let scoring = BeamScoring::parse(&args.beam_scoring).ok_or_else(|| {
+        usage(format!(
+            "--beam-scoring: expected published, transformers4 or transformers5, found '{}'",
+            args.beam_scoring
+        ))
+    })?;
     if args.images == 0 || args.tokens == 0 {
         return Err(usage("--images and --tokens must be at least 1"));
     }

@@ -76,17 +76,12 @@ pub struct Args {
 }
 
 fn options(args: &Args) -> anyhow::Result<CaptionOptions> {
-    let scoring = match args.beam_scoring.as_str() {
-        "published" => BeamScoring::Published,
-        "transformers4" => BeamScoring::Transformers4,
-        "transformers5" => BeamScoring::Transformers5,
-        other => {
-            return Err(usage(format!(
-                "--beam-scoring: expected published, transformers4 or transformers5, found \
-                 '{other}'"
-            )))
-        }
-    };
+    let scoring = BeamScoring::parse(&args.beam_scoring).ok_or_else(|| {
+        usage(format!(
+            "--beam-scoring: expected published, transformers4 or transformers5, found '{}'",
+            args.beam_scoring
+        ))
+    })?;
     if args.beams == 0 || args.max_length <= args.min_length.max(1) {
         return Err(usage(format!(
             "--beams must be ≥ 1 and --max-length ({}) greater than --min-length ({})",

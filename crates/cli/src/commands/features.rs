@@ -180,6 +180,8 @@ fn blip_layers(text: &str, layers: usize) -> anyhow::Result<Vec<Option<u8>>> {
 }
 
 /// BLIP features: one array per layer asked for.
+// `usize::is_multiple_of` needs Rust 1.87; the workspace supports 1.85.
+#[allow(clippy::manual_is_multiple_of)]
 fn blip_features(
     args: &Args,
     subject: &PreparedSubject,

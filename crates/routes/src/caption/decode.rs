@@ -77,8 +77,6 @@ fn test_tokens(
     let width = captioner.model.vision_model.config.hidden_size;
     let (shape, rows, origin) = match source {
         TokenSource::Decoded(decoder) => {
-            let (_, mut rows) = decoder.predict_test(subject)?;
-            rows.truncate(ids.len() * decoder.model.n_targets());
             let origin = decoder.dir.join(brainrecon_ridge::MODEL_FILE);
             if decoder.target != "blip" {
                 return Err(RouteError::mismatch(
@@ -88,6 +86,8 @@ fn test_tokens(
                     &decoder.target,
                 ));
             }
+            let (_, mut rows) = decoder.predict_test(subject)?;
+            rows.truncate(ids.len() * decoder.model.n_targets());
             (decoder.target_shape.clone(), rows, origin)
         }
         TokenSource::Features(dir) => {
@@ -114,9 +114,9 @@ fn test_tokens(
 fn caption_one(
     captioner: &Captioner,
     tokens: Tensor,
+    prompt: &[u32],
     options: &CaptionOptions,
 ) -> Result<Vec<ScoredCaption>> {
-    let prompt = captioner.tokenizer.caption_prompt(&options.prompt)?;
     let mut session = captioner.model.caption_session(&tokens)?;
     let search = BeamSearchConfig {
         num_beams: options.num_beams,
@@ -127,7 +127,7 @@ fn caption_one(
         eos_token_id: captioner.tokenizer.sep_id,
         scoring: options.scoring,
     };
-    let output = beam_search(&mut session, &prompt, &search)?;
+    let output = beam_search(&mut session, prompt, &search)?;
     output
         .hypotheses
         .into_iter()
@@ -139,38 +139,25 @@ fn caption_one(
                     .decode(generated, true)?
                     .trim()
                     .to_string(),
-                score: h.score.map_or(f64::NAN, f64::from),
+                score: h.score.map(f64::from),
             })
         })
         .collect()
 }
 
-/// `published`, `transformers4` or `transformers5` in captions.json.
+/// The scoring by name in captions.json ([`BeamScoring::name`]).
 mod scoring_name {
     use brainrecon_language::generate::BeamScoring;
     use serde::{Deserialize, Deserializer, Serializer};
 
-    pub fn name(scoring: BeamScoring) -> &'static str {
-        match scoring {
-            BeamScoring::Published => "published",
-            BeamScoring::Transformers4 => "transformers4",
-            BeamScoring::Transformers5 => "transformers5",
-        }
-    }
-
     pub fn serialize<S: Serializer>(scoring: &BeamScoring, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(name(*scoring))
+        s.serialize_str(scoring.name())
     }
 
     pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<BeamScoring, D::Error> {
-        match String::deserialize(d)?.as_str() {
-            "published" => Ok(BeamScoring::Published),
-            "transformers4" => Ok(BeamScoring::Transformers4),
-            "transformers5" => Ok(BeamScoring::Transformers5),
-            other => Err(serde::de::Error::custom(format!(
-                "unknown beam scoring '{other}'"
-            ))),
-        }
+        let name = String::deserialize(d)?;
+        BeamScoring::parse(&name)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown beam scoring '{name}'")))
     }
 }
 
@@ -186,6 +173,7 @@ pub fn caption_test_images(
     let (ids, rows, shape) = test_tokens(subject, source, captioner, options.limit)?;
     let true_captions = subject.captions()?;
     let width: usize = shape.iter().product();
+    let prompt = captioner.tokenizer.caption_prompt(&options.prompt)?;
     let progress = bar(ids.len() as u64, "captions", show_progress);
     let mut items = Vec::with_capacity(ids.len());
     for (row, &id) in ids.iter().enumerate() {
@@ -194,7 +182,7 @@ pub fn caption_test_images(
             (1, shape[0], shape[1]),
             &captioner.device,
         )?;
-        let beams = caption_one(captioner, tokens, options)?;
+        let beams = caption_one(captioner, tokens, &prompt, options)?;
         items.push(CaptionItem {
             id,
             caption: beams.first().map(|b| b.text.clone()).unwrap_or_default(),

@@ -100,7 +100,7 @@ impl BlipFeatures<'_> {
             None => out.last_hidden_state,
             Some(l) => out.hidden_states[l as usize].clone(),
         };
-        Ok(crate::features::rows_of(&states)?)
+        crate::features::rows_of(&states)
     }
 
     /// One caption's tokens at `layer`, averaged over its tokens: [d].

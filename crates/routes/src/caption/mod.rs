@@ -29,11 +29,12 @@ use std::path::{Path, PathBuf};
 pub const CAPTIONS_FORMAT: &str = "brainrecon-captions";
 pub const CAPTIONS_FILE: &str = "captions.json";
 
-/// One finished beam: its text (prompt stripped) and its score as the scoring defines it.
+/// One finished beam: its text (prompt stripped) and its score as the scoring defines it
+/// (none for greedy search, `--beams 1`, which transformers does not score either).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ScoredCaption {
     pub text: String,
-    pub score: f64,
+    pub score: Option<f64>,
 }
 
 /// The decoded caption of one test image.
@@ -149,4 +150,32 @@ pub fn load_captioner(name: &str, device: &Device) -> Result<LoadedCaptioner> {
         dir,
         fingerprint,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unscored_beams_and_the_scoring_survive_a_round_trip() {
+        // Greedy search (--beams 1) gives no score; JSON has no NaN, so it must be absent.
+        let item = CaptionItem {
+            id: 3,
+            caption: "a red disc".into(),
+            beams: vec![ScoredCaption {
+                text: "a red disc".into(),
+                score: None,
+            }],
+            true_captions: vec!["a red circle".into()],
+        };
+        let text = serde_json::to_string(&item).unwrap();
+        assert_eq!(serde_json::from_str::<CaptionItem>(&text).unwrap(), item);
+        let options = decode::CaptionOptions::default();
+        let text = serde_json::to_string(&options).unwrap();
+        assert!(text.contains(r#""scoring":"published""#), "{text}");
+        assert_eq!(
+            serde_json::from_str::<decode::CaptionOptions>(&text).unwrap(),
+            options
+        );
+    }
 }
