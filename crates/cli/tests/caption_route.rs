@@ -5,33 +5,34 @@
 
 mod common;
 
+use brainrecon_routes::caption::quality::shape_words;
 use common::{ok, p, simulated_subject, user_error};
 use std::path::{Path, PathBuf};
 
-/// The background a scene's first caption names ("a {size} {colour} {shape} on a {bg} background").
-fn background(true_captions: &[serde_json::Value]) -> String {
+/// The colour and shape a scene's first caption names ("a {size} {colour} {shape} on a {bg}
+/// background").
+fn colour_and_shape(true_captions: &[serde_json::Value]) -> (String, String) {
     let words: Vec<&str> = true_captions[0].as_str().unwrap().split(' ').collect();
-    words[words.len() - 2].to_string()
+    (words[2].to_string(), words[3].to_string())
 }
 
-/// Share of the captions in `file` that name the seen background, and the number of captions.
-///
-/// shapes-blip as shipped names the background of held-out scenes but not yet their colour and
-/// shape (README, "The caption route"), so that is what is asserted of the route.
-fn background_accuracy(file: &serde_json::Value) -> (f64, usize) {
+/// Shares of the captions in `file` that name the seen shape's colour, its kind (a synonym
+/// counts), and both; and the number of captions.
+fn scene_accuracy(file: &serde_json::Value) -> ([f64; 3], usize) {
     let items = file["items"].as_array().unwrap();
-    let hits = items
-        .iter()
-        .filter(|item| {
-            let seen = background(item["true_captions"].as_array().unwrap());
-            item["caption"]
-                .as_str()
-                .unwrap()
-                .split(' ')
-                .any(|w| w == seen)
-        })
-        .count();
-    (hits as f64 / items.len() as f64, items.len())
+    let mut hits = [0usize; 3];
+    for item in items {
+        let (colour, shape) = colour_and_shape(item["true_captions"].as_array().unwrap());
+        let words: Vec<&str> = item["caption"].as_str().unwrap().split(' ').collect();
+        let named = [
+            words.contains(&colour.as_str()),
+            shape_words(&shape).iter().any(|w| words.contains(w)),
+        ];
+        hits[0] += named[0] as usize;
+        hits[1] += named[1] as usize;
+        hits[2] += (named[0] && named[1]) as usize;
+    }
+    (hits.map(|h| h as f64 / items.len() as f64), items.len())
 }
 
 fn features(subject: &Path, model: &str, kind: &str) {
@@ -102,17 +103,18 @@ fn decoded_captions_name_the_scene_and_condition_the_reconstructions() {
         &["--source", "features"],
     );
     let decoded = caption(&subject, &decoders, &dir.path().join("captions"), &[]);
-    let (decoded_accuracy, n) = background_accuracy(&decoded);
-    let (ceiling_accuracy, _) = background_accuracy(&ceiling);
+    let ([_, _, ceiling_both], n) = scene_accuracy(&ceiling);
+    let ([colour, shape, both], _) = scene_accuracy(&decoded);
     assert_eq!(n, 30, "every test image is captioned");
     assert!(
-        ceiling_accuracy >= 0.9,
-        "ceiling: background named in {ceiling_accuracy}"
+        ceiling_both >= 0.85,
+        "ceiling: colour and shape named in {ceiling_both}"
     );
-    assert!(
-        decoded_accuracy >= 0.8,
-        "decoded: background named in {decoded_accuracy}"
-    );
+    // Chance is 1/6 for the colour and 1/4 for the shape. From decoded tokens shapes-blip names
+    // each in about half the captions (README, "The caption route"): not yet "most".
+    eprintln!("decoded: colour {colour}, shape {shape}, both {both}");
+    assert!(colour >= 0.35, "decoded: colour named in {colour}");
+    assert!(shape >= 0.35, "decoded: shape named in {shape}");
     for item in decoded["items"].as_array().unwrap() {
         let beams = item["beams"].as_array().unwrap();
         assert_eq!(beams.len(), 3, "every finished beam is kept");

@@ -1,5 +1,5 @@
 use super::usage;
-use brainrecon_routes::caption::train::{train_captioner, CaptionerConfig};
+use brainrecon_routes::caption::train::{train_captioner, CaptionerConfig, CaptionerProgress};
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -23,6 +23,12 @@ pub struct Args {
     /// Optimisation steps
     #[arg(long)]
     steps: Option<usize>,
+    /// Peak learning rate (AdamW, warm-up then cosine decay)
+    #[arg(long)]
+    lr: Option<f64>,
+    /// Share of batches whose image tokens are shrunk and noised as ridge predictions are (0-1)
+    #[arg(long)]
+    token_shrinkage: Option<f64>,
     /// Seed of initialisation, data and augmentation
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -42,6 +48,20 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         config.steps = steps;
     }
+    if let Some(lr) = args.lr {
+        if !(lr.is_finite() && lr > 0.0) {
+            return Err(usage(format!("--lr must be a positive number, got {lr}")));
+        }
+        config.lr = lr;
+    }
+    if let Some(share) = args.token_shrinkage {
+        if !(0.0..=1.0).contains(&share) {
+            return Err(usage(format!(
+                "--token-shrinkage must be between 0 and 1, got {share}"
+            )));
+        }
+        config.token_shrinkage = share;
+    }
     let device = super::device(&args.device)?;
     let show = super::show_progress();
     let summary = train_captioner(
@@ -49,24 +69,35 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         &config,
         args.seed,
         &device,
-        &mut |step, total, loss| {
-            if show {
+        &mut |event| match event {
+            CaptionerProgress::Step { step, total, loss } if show => {
                 eprint!("\rcaptioner: step {step}/{total}, loss {loss:.4}   ");
-                if step == total {
-                    eprintln!();
-                }
                 let _ = std::io::stderr().flush();
             }
+            CaptionerProgress::Step { .. } => {}
+            // Printed with or without a terminal: the record of a long run.
+            CaptionerProgress::HeldOut { step, naming } => eprintln!(
+                "{}step {step}: held-out scenes named: colour {:.0}%, shape {:.0}%, both {:.0}%, \
+                 background {:.0}% (a wrong one {:.0}%)",
+                if show { "\n" } else { "" },
+                100.0 * naming.colour,
+                100.0 * naming.shape,
+                100.0 * naming.colour_and_shape,
+                100.0 * naming.background,
+                100.0 * naming.wrong_background
+            ),
         },
     )?;
     if args.json {
         return super::print_json(&summary);
     }
     println!(
-        "trained shapes-blip in {:.0} s: {} parameters, final loss {:.4} → {}",
+        "trained shapes-blip in {:.0} s: {} parameters, final loss {:.4}, held-out scenes \
+         named by colour and shape {:.0}% → {}",
         summary.seconds,
         summary.parameters,
         summary.losses.last().copied().unwrap_or(f64::NAN),
+        100.0 * summary.held_out.colour_and_shape,
         args.out.display()
     );
     Ok(())

@@ -11,6 +11,7 @@ pub mod clip_score;
 pub mod decode;
 pub mod embedded;
 pub mod features;
+pub mod quality;
 pub mod reconstruct;
 pub mod scores;
 pub mod train;

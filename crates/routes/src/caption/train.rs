@@ -15,6 +15,7 @@
 //! every draw of step s is keyed by (seed, s), checkpoints every `checkpoint_every` steps, and
 //! a rerun resumes to the same weights.
 
+use super::quality::{held_out_captions, scene_naming, SceneNaming};
 use super::vocab::{captioner_vocab, write_tokenizer_files, PROMPT};
 use crate::error::Result;
 use brainrecon_data::atomic::write_json_atomic;
@@ -58,12 +59,29 @@ impl CaptionerConfig {
             text_width: 64,
             text_layers: 2,
             heads: 4,
-            steps: 600,
+            steps: 3000,
             batch: 32,
             lr: 1e-3,
             token_shrinkage: 0.5,
             checkpoint_every: 100,
         }
+    }
+
+    /// The `train-captioner` command that trains this configuration.
+    pub fn command(&self, out: &Path, seed: u64) -> String {
+        let shipped = Self::shapes_blip();
+        let mut command = format!(
+            "brainrecon train-captioner --out {} --seed {seed} --steps {}",
+            out.display(),
+            self.steps
+        );
+        if self.lr != shipped.lr {
+            command += &format!(" --lr {}", self.lr);
+        }
+        if self.token_shrinkage != shipped.token_shrinkage {
+            command += &format!(" --token-shrinkage {}", self.token_shrinkage);
+        }
+        command
     }
 
     /// A few steps of a smaller model (tests).
@@ -135,6 +153,17 @@ pub struct CaptionerSummary {
     pub losses: Vec<f64>,
     pub resumed_from: Option<usize>,
     pub seconds: f64,
+    /// What the final model names in its captions of the held-out scenes.
+    pub held_out: SceneNaming,
+}
+
+/// What [`train_captioner`] reports while it runs.
+#[derive(Clone, Copy, Debug)]
+pub enum CaptionerProgress {
+    /// A step (1-based) of `total` finished with `loss`.
+    Step { step: usize, total: usize, loss: f64 },
+    /// The held-out naming at a checkpoint, after `step` steps.
+    HeldOut { step: usize, naming: SceneNaming },
 }
 
 /// Images [B, 3, S, S] in [0, 1] (ToTensor without normalisation).
@@ -222,13 +251,13 @@ fn training_batch(
 }
 
 /// Trains shapes-blip into `out` (a transformers folder; `out/.train/` holds checkpoints).
-/// `progress(step, total, loss)` is called after every step.
+/// `progress` hears every step and the held-out naming at every checkpoint.
 pub fn train_captioner(
     out: &Path,
     config: &CaptionerConfig,
     seed: u64,
     device: &Device,
-    progress: &mut dyn FnMut(usize, usize, f64),
+    progress: &mut dyn FnMut(CaptionerProgress),
 ) -> Result<CaptionerSummary> {
     let started = std::time::Instant::now();
     let tokens = captioner_vocab();
@@ -269,27 +298,43 @@ pub fn train_captioner(
         let logits = model.text_decoder.forward(&inputs, &text)?.logits;
         let loss = lm_loss(&logits, &labels, 0.0)?;
         let value = run.step(&loss, step)?;
-        progress(step + 1, config.steps, value);
+        progress(CaptionerProgress::Step {
+            step: step + 1,
+            total: config.steps,
+            loss: value,
+        });
+        if (step + 1) % config.checkpoint_every == 0 && step + 1 < config.steps {
+            let naming = scene_naming(&held_out_captions(&model, &tokens, device)?);
+            progress(CaptionerProgress::HeldOut {
+                step: step + 1,
+                naming,
+            });
+        }
     }
-    write_folder(out, &blip_json, &tokens, &run, config, seed)?;
+    let held_out = scene_naming(&held_out_captions(&model, &tokens, device)?);
+    progress(CaptionerProgress::HeldOut {
+        step: config.steps,
+        naming: held_out,
+    });
+    write_folder(out, &blip_json, &tokens, &run, (config, seed, held_out))?;
     Ok(CaptionerSummary {
         out: out.to_path_buf(),
         parameters: run.params.count_elements(),
         losses: run.losses.clone(),
         resumed_from: resumed.first().map(|(_, step)| *step),
         seconds: started.elapsed().as_secs_f64(),
+        held_out,
     })
 }
 
 /// The transformers folder: config.json, model.safetensors, the tokenizer files, and
-/// training.json (settings, seed, losses).
+/// training.json (settings, seed, losses, held-out naming).
 fn write_folder(
     out: &Path,
     blip_json: &serde_json::Value,
     tokens: &[String],
     run: &ResumableRun,
-    config: &CaptionerConfig,
-    seed: u64,
+    (config, seed, held_out): (&CaptionerConfig, u64, SceneNaming),
 ) -> Result<()> {
     write_json_atomic(&out.join("config.json"), blip_json)?;
     // Beside the model, not in it: the embedded folder keeps only the model's files.
@@ -303,13 +348,10 @@ fn write_folder(
     write_json_atomic(
         &out.join(TRAINING_RECORD),
         &serde_json::json!({
-            "command": format!(
-                "brainrecon train-captioner --out {} --seed {seed} --steps {}",
-                out.display(),
-                config.steps
-            ),
+            "command": config.command(out, seed),
             "seed": seed,
             "config": config,
+            "held_out_naming": held_out,
             "losses": run.losses,
         }),
     )?;
