@@ -26,8 +26,8 @@ fn shapes_blip_names_colour_and_shape_of_held_out_scenes() {
     let naming = scene_naming(&captions);
     eprintln!("held-out scenes: {naming:?}; e.g. {:?}", &captions[..3]);
     assert!(naming.colour >= 0.9, "{naming:?}");
-    assert!(naming.shape >= 0.75, "{naming:?}");
-    assert!(naming.colour_and_shape >= 0.75, "{naming:?}");
+    assert!(naming.shape >= 0.9, "{naming:?}");
+    assert!(naming.colour_and_shape >= 0.9, "{naming:?}");
     assert!(naming.wrong_background <= 0.05, "{naming:?}");
 }
 

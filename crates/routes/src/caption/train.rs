@@ -59,7 +59,7 @@ impl CaptionerConfig {
             text_width: 64,
             text_layers: 2,
             heads: 4,
-            steps: 3000,
+            steps: 6000,
             batch: 32,
             lr: 1e-3,
             token_shrinkage: 0.5,
