@@ -24,6 +24,8 @@ enum Command {
     Simulate(commands::simulate::Args),
     #[command(subcommand)]
     Nsd(commands::nsd::NsdCommand),
+    #[command(subcommand)]
+    Bids(commands::bids::BidsCommand),
     Info(commands::info::Args),
     Features(commands::features::Args),
     Fit(commands::fit::Args),
@@ -35,8 +37,10 @@ enum Command {
     Generate(commands::generate::Args),
     TrainPrior(commands::train_prior::Args),
     TrainCaptioner(commands::train_captioner::Args),
+    TrainWord2vec(commands::train_word2vec::Args),
     Caption(commands::caption::Args),
     Encode(commands::encode::Args),
+    EncodeRuns(commands::encode_runs::Args),
     #[command(subcommand)]
     Ridge(commands::ridge::RidgeCommand),
     #[command(subcommand)]
@@ -70,6 +74,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Demo(args) => commands::demo::run(args),
         Command::Simulate(args) => commands::simulate::run(args),
         Command::Nsd(command) => commands::nsd::run(command),
+        Command::Bids(command) => commands::bids::run(command),
         Command::Info(args) => commands::info::run(args),
         Command::Features(args) => commands::features::run(args),
         Command::Fit(args) => commands::fit::run(args),
@@ -80,8 +85,10 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Generate(args) => commands::generate::run(args),
         Command::TrainPrior(args) => commands::train_prior::run(args),
         Command::TrainCaptioner(args) => commands::train_captioner::run(args),
+        Command::TrainWord2vec(args) => commands::train_word2vec::run(args),
         Command::Caption(args) => commands::caption::run(args),
         Command::Encode(args) => commands::encode::run(args),
+        Command::EncodeRuns(args) => commands::encode_runs::run(args),
         Command::Ridge(command) => commands::ridge::run(command),
         Command::Bench(command) => commands::bench::run(command),
         Command::Stream(args) => commands::stream::run(args),

@@ -1,5 +1,6 @@
-//! brainrecon's data layer: NSD as it ships, the prepared-subject format, the synthetic subject,
-//! and the array, volume and image formats they use.
+//! brainrecon's data layer: NSD as it ships, the prepared-subject format, continuous recordings
+//! (BIDS, ds005531) as run sets, the synthetic subjects, and the array, volume and image formats
+//! they use.
 
 pub mod atomic;
 pub mod error;
@@ -9,6 +10,7 @@ pub mod nifti_io;
 pub mod npy;
 pub mod nsd;
 pub mod prepared;
+pub mod runs;
 pub mod simulate;
 
 pub use error::{DataError, Result};

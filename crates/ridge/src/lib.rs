@@ -14,7 +14,9 @@
 //! * [`stats`] has the encoding statistics: permutation null, p-values, BH FDR.
 
 mod band;
+mod banded;
 mod bench;
+pub mod bench_banded;
 mod device;
 mod error;
 mod fit;
@@ -24,11 +26,14 @@ mod io;
 mod linalg;
 pub mod metrics;
 mod model;
+pub mod partition;
 mod preprocess;
 mod select;
 mod spectral;
 pub mod stats;
+pub mod temporal;
 
+pub use banded::{dirichlet_candidates, BandedCv, BandedModel, BandedRidgeCv, Candidates};
 pub use bench::{
     bench_alphas, bench_workload, generate, BenchData, BenchReport, Workload, WORKLOADS,
 };
@@ -40,6 +45,10 @@ pub use gpu::last_fit_peak_bytes;
 pub use io::{FORMAT_VERSION, MODEL_FILE, WEIGHTS_FILE};
 pub use linalg::set_threads;
 pub use model::{ModelOptions, RidgeModel, TargetRange};
+pub use partition::{
+    correlation_score_split, partition_three, partition_two, r2_score_split, ThreeSpacePartition,
+    ThreeSpaceR2, TwoSpacePartition,
+};
 pub use select::{fold_assignment, Scoring};
 pub use spectral::Solver;
 pub use stats::{

@@ -639,7 +639,7 @@ fn thumbnail(image: &RgbImage, longest: usize) -> RgbImage {
     image.resize(h, w)
 }
 
-fn encode_png(image: &RgbImage) -> Result<Vec<u8>, String> {
+pub(crate) fn encode_png(image: &RgbImage) -> Result<Vec<u8>, String> {
     let mut out = Vec::new();
     let mut encoder = png::Encoder::new(&mut out, image.width as u32, image.height as u32);
     encoder.set_color(png::ColorType::Rgb);
@@ -652,7 +652,7 @@ fn encode_png(image: &RgbImage) -> Result<Vec<u8>, String> {
     Ok(out)
 }
 
-fn base64(bytes: &[u8]) -> String {
+pub(crate) fn base64(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for chunk in bytes.chunks(3) {

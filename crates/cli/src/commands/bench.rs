@@ -12,11 +12,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+#[path = "bench_banded.rs"]
+mod bench_banded;
+
 /// Time brainrecon's engines on synthetic data of the sizes real studies have
 #[derive(clap::Subcommand)]
 pub enum BenchCommand {
     Ridge(RidgeArgs),
     Caption(super::bench_caption::CaptionArgs),
+    Banded(bench_banded::BandedArgs),
     /// One measured fit in a fresh process (used by `bench ridge`).
     #[command(hide = true)]
     RidgeRun(RunArgs),
@@ -26,6 +30,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Ridge(args) => ridge(args),
         BenchCommand::Caption(args) => super::bench_caption::caption(args),
+        BenchCommand::Banded(args) => bench_banded::banded(args),
         BenchCommand::RidgeRun(args) => ridge_run(args),
     }
 }

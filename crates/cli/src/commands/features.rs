@@ -33,19 +33,23 @@ use std::path::PathBuf;
 /// (OUT/cache/KIND/ID.npy): an interrupted run resumes, and a finished one is a quick no-op.
 #[derive(clap::Args)]
 #[command(
+    subcommand_negates_reqs = true,
+    args_conflicts_with_subcommands = true,
     after_help = "Example:\n  brainrecon features --subject prepared/subj01 --model CompVis/stable-diffusion-v1-4 --kind vae --device cuda\n  brainrecon features --subject prepared/subj01 --model CompVis/stable-diffusion-v1-4 --kind clip-text\n  brainrecon features --subject prepared/subj01 --model models/blip-capfilt-240 --kind blip-vision"
 )]
 pub struct Args {
+    #[command(subcommand)]
+    command: Option<FeaturesCommand>,
     /// A prepared subject directory
-    #[arg(long)]
-    subject: PathBuf,
+    #[arg(long, required = true)]
+    subject: Option<PathBuf>,
     /// Diffusers folder, cache snapshot, cached model id (ORG/NAME), or shapes-ldm (the
     /// project's own small model, built in); for blip-* a BLIP captioner (default shapes-blip)
     #[arg(long)]
     model: Option<String>,
     /// vae, clip-text, clip-image, blip-vision or blip-text
-    #[arg(long)]
-    kind: String,
+    #[arg(long, required = true)]
+    kind: Option<String>,
     /// blip-*: hidden state L (0 = embeddings), `last` (after the final LayerNorm) or `all`
     #[arg(long, default_value = "last")]
     layer: String,
@@ -78,11 +82,22 @@ pub struct Args {
     json: bool,
 }
 
+#[derive(clap::Subcommand)]
+pub enum FeaturesCommand {
+    Text(super::features_text::Args),
+}
+
 // `usize::is_multiple_of` needs Rust 1.87; the workspace supports 1.85.
 #[allow(clippy::manual_is_multiple_of)]
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let subject = PreparedSubject::open(&args.subject)?;
-    let kind = FeatureKind::parse(&args.kind)?;
+    if let Some(FeaturesCommand::Text(text)) = args.command {
+        return super::features_text::run(text);
+    }
+    let (Some(subject), Some(kind)) = (&args.subject, &args.kind) else {
+        return Err(usage("--subject and --kind are required"));
+    };
+    let subject = PreparedSubject::open(subject)?;
+    let kind = FeatureKind::parse(kind)?;
     let device = super::device(&args.device)?;
     let dtype = super::dtype(&args.dtype)?;
     super::check_dtype_on(dtype, &device)?;

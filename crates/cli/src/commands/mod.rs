@@ -1,12 +1,15 @@
 pub mod b2c;
 pub mod bench;
 pub mod bench_caption;
+pub mod bids;
 pub mod caption;
 pub mod decode;
 pub mod demo;
 pub mod encode;
 pub mod eval;
+pub mod encode_runs;
 pub mod features;
+pub mod features_text;
 pub mod fit;
 pub mod generate;
 pub mod info;
@@ -17,6 +20,7 @@ pub mod simulate;
 pub mod stream;
 pub mod train_captioner;
 pub mod train_prior;
+pub mod train_word2vec;
 
 use std::io::IsTerminal;
 

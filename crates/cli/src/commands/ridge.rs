@@ -156,7 +156,7 @@ pub fn read_matrix(path: &Path, what: &str) -> anyhow::Result<Matrix> {
 }
 
 /// `--alphas` text → grid; every value finite and > 0.
-fn parse_alphas(text: &str) -> anyhow::Result<Vec<f64>> {
+pub(crate) fn parse_alphas(text: &str) -> anyhow::Result<Vec<f64>> {
     let parts: Vec<&str> = text
         .split(',')
         .map(str::trim)

@@ -1,5 +1,14 @@
+use brainrecon_data::simulate::movie::{simulate_movie, MovieOptions};
 use brainrecon_data::simulate::{simulate, OutputLayout, SimulateOptions};
 use std::path::PathBuf;
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Kind {
+    /// Images shown one per trial, NSD-style (one beta per image)
+    Image,
+    /// A movie watched continuously: BOLD runs at TR 1 s in BIDS, with per-second annotations
+    Movie,
+}
 
 #[derive(Clone, Copy, clap::ValueEnum)]
 pub enum Layout {
@@ -11,18 +20,35 @@ pub enum Layout {
 
 /// Make a synthetic subject with known ground truth.
 ///
-/// Stimuli are procedural scenes (shape, colour, background, position, size) with 5 captions
-/// each. Early visual voxels have receptive fields over luminance and contrast; higher visual
-/// voxels are tuned to the scene's attributes. Each image is shown 3 times, with NSD-like noise.
+/// --kind image (default): stimuli are procedural scenes (shape, colour, background, position,
+/// size) with 5 captions each. Early visual voxels have receptive fields over luminance and
+/// contrast; higher visual voxels are tuned to the scene's attributes. Each image is shown 3
+/// times, with NSD-like noise, in NSD's layout.
+///
+/// --kind movie: a subject watching a movie, in BIDS as OpenNeuro ships it (sub-01, task
+/// movie, int16 BOLD at TR 1 s, events, a brain mask in derivatives/mask) with per-second
+/// annotations of five kinds (speech, objects, story, summary, timeplace) in ds005531's
+/// layout. Voxel groups respond to one kind's hidden semantics each (one group to two, one to
+/// none) through the canonical HRF, with slow drift and noise: read it with `bids prepare`.
+///
 /// The truth is written to `truth/` beside the data.
 #[derive(clap::Args)]
 #[command(
-    after_help = "Example:\n  brainrecon simulate --out sim-nsd --images 300 --seed 1\n  brainrecon nsd prepare --nsd-root sim-nsd --subject subj01 --out subj01"
+    after_help = "Example:\n  brainrecon simulate --out sim-nsd --images 300 --seed 1\n  brainrecon nsd prepare --nsd-root sim-nsd --subject subj01 --out subj01\n  \
+    brainrecon simulate --kind movie --out sim-movie --runs 4 --run-seconds 300 --seed 1\n  brainrecon bids prepare --bids-root sim-movie --subject 01 --task movie --out runs-sub01"
 )]
 pub struct Args {
     /// Output directory (new or empty)
     #[arg(long)]
     out: PathBuf,
+    #[arg(long, value_enum, default_value_t = Kind::Image)]
+    kind: Kind,
+    /// Movie runs (--kind movie; default 4)
+    #[arg(long)]
+    runs: Option<usize>,
+    /// Seconds per movie run (--kind movie; default 300)
+    #[arg(long)]
+    run_seconds: Option<usize>,
     /// Number of distinct images (10% of them are the shared test images)
     #[arg(long, default_value_t = 300)]
     images: usize,
@@ -44,7 +70,40 @@ pub struct Args {
     json: bool,
 }
 
+fn run_movie(args: Args) -> anyhow::Result<()> {
+    let mut opts = MovieOptions::new(&args.out);
+    opts.runs = args.runs.unwrap_or(opts.runs);
+    opts.run_seconds = args.run_seconds.unwrap_or(opts.run_seconds);
+    opts.seed = args.seed;
+    let simulated = simulate_movie(&opts)?;
+    let t = &simulated.truth;
+    if args.json {
+        let mut summary = serde_json::to_value(t)?;
+        summary["out"] = serde_json::json!(simulated.out);
+        return super::print_json(&summary);
+    }
+    println!(
+        "simulated {} watching a movie at {}: {} runs of {} s at TR {} s, {} brain voxels in {} groups",
+        t.subject,
+        simulated.out.display(),
+        t.runs,
+        t.run_seconds,
+        t.tr,
+        t.n_brain_voxels,
+        t.groups.len()
+    );
+    Ok(())
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
+    if args.kind == Kind::Movie {
+        return run_movie(args);
+    }
+    if args.runs.is_some() || args.run_seconds.is_some() {
+        return Err(super::usage(
+            "--runs and --run-seconds apply to --kind movie",
+        ));
+    }
     let mut opts = SimulateOptions::new(&args.out);
     opts.n_images = args.images;
     opts.seed = args.seed;

@@ -2,6 +2,7 @@
 
 pub mod brain;
 pub mod classify;
+pub mod movie;
 pub mod scene;
 
 use crate::atomic::{write_atomic, write_bytes_atomic, write_json_atomic};

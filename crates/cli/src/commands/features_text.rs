@@ -1,0 +1,94 @@
+use super::usage;
+use brainrecon_data::npy;
+use brainrecon_routes::naturalistic::{load_featurizer, LayerChoice};
+use std::path::{Path, PathBuf};
+
+/// Text features of annotation files: one row per line, mean-pooled over the line's tokens.
+///
+/// Each annotation file holds one line of text per second (ds005531's `*_each1sec.txt`; an
+/// empty line gives zeros). `--model` is word2vec-movie (built in), a word2vec file, or a
+/// transformers folder / model id (GPT-2, BERT, Llama families) whose hidden states are
+/// mean-pooled over each line's tokens, special tokens included (`--layer L|last|all`, 0 = the
+/// embeddings). Writes OUT/<file stem>.npy (float32, lines × width), or with `--layer all`
+/// OUT/<file stem>.layer-LL.npy per hidden state.
+#[derive(clap::Args)]
+#[command(
+    after_help = "Example:\n  brainrecon features text --model meta-llama/Llama-2-7b-hf --layer 16 --annotations ds005531/derivatives/annotation --out feats/llama2-l16\n  brainrecon features text --model word2vec-movie --annotations sim-movie/derivatives/annotation --out feats/w2v"
+)]
+pub struct Args {
+    /// word2vec-movie, a word2vec file, or a language model folder / model id
+    #[arg(long, default_value = "word2vec-movie")]
+    model: String,
+    /// An annotation file, or a folder of them (*.txt)
+    #[arg(long)]
+    annotations: PathBuf,
+    /// Hidden state L (0 = embeddings), last or all
+    #[arg(long, default_value = "last")]
+    layer: String,
+    /// Pooling over a line's tokens (mean is the only one)
+    #[arg(long, default_value = "mean")]
+    pool: String,
+    /// Output folder
+    #[arg(long)]
+    out: PathBuf,
+    /// cpu, cuda or cuda:N
+    #[arg(long, default_value = "cpu")]
+    device: String,
+}
+
+fn annotation_files(path: &Path) -> anyhow::Result<Vec<PathBuf>> {
+    if path.is_file() {
+        return Ok(vec![path.to_path_buf()]);
+    }
+    let entries = std::fs::read_dir(path).map_err(|e| brainrecon_data::DataError::io(path, e))?;
+    let mut files: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "txt"))
+        .collect();
+    files.sort();
+    if files.is_empty() {
+        return Err(usage(format!(
+            "{}: no annotation files (*.txt)",
+            path.display()
+        )));
+    }
+    Ok(files)
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    if args.pool != "mean" {
+        return Err(usage(format!(
+            "--pool: only mean exists, found {}",
+            args.pool
+        )));
+    }
+    let files = annotation_files(&args.annotations)?;
+    let device = super::device(&args.device)?;
+    let featurizer = load_featurizer(&args.model, &LayerChoice::parse(&args.layer)?, &device)?;
+    std::fs::create_dir_all(&args.out).map_err(|e| brainrecon_data::DataError::io(&args.out, e))?;
+    for file in &files {
+        let text =
+            std::fs::read_to_string(file).map_err(|e| brainrecon_data::DataError::io(file, e))?;
+        let lines: Vec<String> = text.lines().map(str::to_string).collect();
+        let features = featurizer.features(&lines)?;
+        let stem = file.file_stem().unwrap_or_default().to_string_lossy();
+        let several = features.layers.len() > 1;
+        for (layer, values) in &features.layers {
+            let name = if several {
+                format!("{stem}.{layer}.npy")
+            } else {
+                format!("{stem}.npy")
+            };
+            npy::write(&args.out.join(name), &[lines.len(), features.dim], values)?;
+        }
+        if features.skipped > 0 {
+            eprintln!(
+                "{}: {} words or lines not fully used (out of vocabulary or truncated)",
+                file.display(),
+                features.skipped
+            );
+        }
+    }
+    println!("{} annotation files → {}", files.len(), args.out.display());
+    Ok(())
+}

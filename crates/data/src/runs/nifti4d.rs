@@ -1,0 +1,312 @@
+//! 4-D NIfTI-1 series (one 3-D volume per TR): the header's grid and affine, volumes streamed
+//! one at a time with `scl_slope`/`scl_inter` applied, and a writer for scaled int16 and float32
+//! series (the `nifti` crate's writer always stores slope 1).
+
+use crate::error::{DataError, Result};
+use flate2::write::GzEncoder;
+use nifti::{IntoNdArray, NiftiHeader, NiftiObject, NiftiType, ReaderStreamedOptions};
+use std::io::Write;
+use std::path::Path;
+
+/// What the header of a series says about its grid.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesHeader {
+    /// (X, Y, Z)
+    pub shape: [usize; 3],
+    /// Volumes (1 for a 3-D file).
+    pub n_volumes: usize,
+    /// Row-major voxel → world affine: sform when its code is set, else qform, else the
+    /// voxel sizes on the diagonal (NIfTI's "method 1").
+    pub affine: [[f64; 4]; 4],
+    /// `pixdim[4]` (the TR some converters store; BIDS takes it from the sidecar instead).
+    pub pixdim_t: f64,
+}
+
+fn nifti_error(path: &Path, e: impl std::fmt::Display) -> DataError {
+    DataError::format(path, "NIfTI-1", e)
+}
+
+/// The affine NIfTI-1 defines by its quaternion fields ("method 2").
+pub fn qform_affine(h: &NiftiHeader) -> [[f64; 4]; 4] {
+    let (b, c, d) = (h.quatern_b as f64, h.quatern_c as f64, h.quatern_d as f64);
+    // The quaternion is stored without `a`; rounding can push b²+c²+d² a hair over 1.
+    let a = (1.0 - (b * b + c * c + d * d)).max(0.0).sqrt();
+    let r = [
+        [
+            a * a + b * b - c * c - d * d,
+            2.0 * (b * c - a * d),
+            2.0 * (b * d + a * c),
+        ],
+        [
+            2.0 * (b * c + a * d),
+            a * a + c * c - b * b - d * d,
+            2.0 * (c * d - a * b),
+        ],
+        [
+            2.0 * (b * d - a * c),
+            2.0 * (c * d + a * b),
+            a * a + d * d - b * b - c * c,
+        ],
+    ];
+    let qfac = if h.pixdim[0] < 0.0 { -1.0 } else { 1.0 };
+    let scale = [
+        h.pixdim[1] as f64,
+        h.pixdim[2] as f64,
+        qfac * h.pixdim[3] as f64,
+    ];
+    let offset = [h.quatern_x as f64, h.quatern_y as f64, h.quatern_z as f64];
+    let mut m = [[0.0; 4]; 4];
+    for i in 0..3 {
+        for j in 0..3 {
+            m[i][j] = r[i][j] * scale[j];
+        }
+        m[i][3] = offset[i];
+    }
+    m[3][3] = 1.0;
+    m
+}
+
+/// sform, else qform, else diagonal voxel sizes: the order NIfTI-1 and nibabel prefer.
+pub fn best_affine(h: &NiftiHeader) -> [[f64; 4]; 4] {
+    if h.sform_code > 0 {
+        let row = |r: [f32; 4]| r.map(|v| v as f64);
+        [
+            row(h.srow_x),
+            row(h.srow_y),
+            row(h.srow_z),
+            [0.0, 0.0, 0.0, 1.0],
+        ]
+    } else if h.qform_code > 0 {
+        qform_affine(h)
+    } else {
+        let p = h.pixdim;
+        let mut m = [[0.0; 4]; 4];
+        for (i, row) in m.iter_mut().enumerate().take(3) {
+            row[i] = p[i + 1].abs().max(f32::MIN_POSITIVE) as f64;
+        }
+        m[3][3] = 1.0;
+        m
+    }
+}
+
+fn series_header(path: &Path, h: &NiftiHeader) -> Result<SeriesHeader> {
+    let ndim = h.dim[0] as usize;
+    let dims = &h.dim[1..=ndim.clamp(1, 7)];
+    let extra_ok = ndim <= 4 || dims[4..].iter().all(|&d| d == 1);
+    if !(3..=7).contains(&ndim) || !extra_ok || dims[..3].contains(&0) {
+        return Err(DataError::invalid(
+            path,
+            "dim",
+            "a 4-D series (X, Y, Z, time)",
+            format!("{dims:?}"),
+        ));
+    }
+    let n_volumes = if ndim >= 4 { h.dim[4] as usize } else { 1 };
+    Ok(SeriesHeader {
+        shape: [h.dim[1] as usize, h.dim[2] as usize, h.dim[3] as usize],
+        n_volumes,
+        affine: best_affine(h),
+        pixdim_t: h.pixdim[4] as f64,
+    })
+}
+
+/// Reads the header of a `.nii` / `.nii.gz` file (no data).
+pub fn read_header(path: &Path) -> Result<SeriesHeader> {
+    crate::error::require_file(path, "a NIfTI-1 file (.nii or .nii.gz)")?;
+    let header = NiftiHeader::from_file(path).map_err(|e| nifti_error(path, e))?;
+    series_header(path, &header)
+}
+
+/// Calls `visit(t, volume)` for each 3-D volume of a series, in order. `volume` holds
+/// X·Y·Z values, x fastest (a NIfTI file's own order), scaled by `scl_slope`/`scl_inter`.
+pub fn for_each_volume<F>(path: &Path, mut visit: F) -> Result<SeriesHeader>
+where
+    F: FnMut(usize, &[f64]) -> Result<()>,
+{
+    crate::error::require_file(path, "a NIfTI-1 BOLD series (.nii or .nii.gz)")?;
+    let object = ReaderStreamedOptions::new()
+        .read_file_rank(path, 3)
+        .map_err(|e| nifti_error(path, e))?;
+    let header = series_header(path, object.header())?;
+    let volume_len: usize = header.shape.iter().product();
+    let mut seen = 0;
+    for (t, volume) in object.into_volume().enumerate() {
+        let array = volume
+            .and_then(|v| v.into_ndarray::<f64>())
+            .map_err(|e| nifti_error(path, format!("volume {t}: {e} (is the file truncated?)")))?;
+        // Volumes come out in Fortran order, which is the file's x-fastest order in memory.
+        let values = array.as_slice_memory_order().ok_or_else(|| {
+            nifti_error(path, format!("volume {t}: not contiguous after decoding"))
+        })?;
+        if values.len() != volume_len {
+            return Err(nifti_error(
+                path,
+                format!(
+                    "volume {t}: {} values for a {:?} grid",
+                    values.len(),
+                    header.shape
+                ),
+            ));
+        }
+        visit(t, values)?;
+        seen += 1;
+    }
+    if seen != header.n_volumes {
+        return Err(DataError::invalid(
+            path,
+            "data",
+            format!("{} volumes (dim[4])", header.n_volumes),
+            format!("{seen} (file truncated)"),
+        ));
+    }
+    Ok(header)
+}
+
+/// How a written series stores its values.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Storage {
+    /// int16 with `value = stored · slope + inter` (scanners' converters write BOLD this way).
+    Int16 {
+        slope: f32,
+        inter: f32,
+    },
+    Float32,
+}
+
+fn put<const N: usize>(header: &mut [u8], at: usize, bytes: [u8; N]) {
+    header[at..at + N].copy_from_slice(&bytes);
+}
+
+/// The 348-byte NIfTI-1 header (+ 4 empty extension bytes) of a series.
+fn encode_header(
+    shape: [usize; 3],
+    n: usize,
+    tr: f64,
+    affine: &[[f64; 4]; 4],
+    storage: Storage,
+) -> Vec<u8> {
+    let mut h = vec![0u8; 352];
+    put(&mut h, 0, 348i32.to_le_bytes());
+    h[38] = b'r';
+    let dims = [4, shape[0], shape[1], shape[2], n, 1, 1, 1];
+    for (i, d) in dims.iter().enumerate() {
+        put(&mut h, 40 + 2 * i, (*d as i16).to_le_bytes());
+    }
+    let (datatype, bitpix, slope, inter) = match storage {
+        Storage::Int16 { slope, inter } => (NiftiType::Int16 as i16, 16i16, slope, inter),
+        Storage::Float32 => (NiftiType::Float32 as i16, 32, 1.0, 0.0),
+    };
+    put(&mut h, 70, datatype.to_le_bytes());
+    put(&mut h, 72, bitpix.to_le_bytes());
+    let voxel = |axis: usize| (0..3).map(|r| affine[r][axis].powi(2)).sum::<f64>().sqrt();
+    let pixdim = [1.0, voxel(0), voxel(1), voxel(2), tr, 0.0, 0.0, 0.0];
+    for (i, p) in pixdim.iter().enumerate() {
+        put(&mut h, 76 + 4 * i, (*p as f32).to_le_bytes());
+    }
+    put(&mut h, 108, 352f32.to_le_bytes());
+    put(&mut h, 112, slope.to_le_bytes());
+    put(&mut h, 116, inter.to_le_bytes());
+    h[123] = 2 | 8; // millimetres, seconds
+    put(&mut h, 254, 1i16.to_le_bytes()); // sform_code: scanner
+    for (row, at) in [(0, 280), (1, 296), (2, 312)] {
+        for (j, v) in affine[row].iter().enumerate() {
+            put(&mut h, at + 4 * j, (*v as f32).to_le_bytes());
+        }
+    }
+    h[344..348].copy_from_slice(b"n+1\0");
+    h
+}
+
+/// Writes a 4-D series. `volumes[t]` holds X·Y·Z values, x fastest. Values that int16 cannot
+/// hold after scaling are an error (not clipped). Gzipped when `path` ends in `.gz`.
+pub fn write_series(
+    path: &Path,
+    shape: [usize; 3],
+    tr: f64,
+    affine: &[[f64; 4]; 4],
+    storage: Storage,
+    volumes: &[Vec<f64>],
+) -> Result<()> {
+    let len: usize = shape.iter().product();
+    let mut bytes = encode_header(shape, volumes.len(), tr, affine, storage);
+    for (t, volume) in volumes.iter().enumerate() {
+        if volume.len() != len {
+            return Err(DataError::invalid(
+                path,
+                format!("volume {t}"),
+                format!("{len} values for {shape:?}"),
+                volume.len().to_string(),
+            ));
+        }
+        for &v in volume {
+            match storage {
+                Storage::Int16 { slope, inter } => {
+                    let stored = ((v - inter as f64) / slope as f64).round();
+                    if !(-32768.0..=32767.0).contains(&stored) {
+                        return Err(DataError::invalid(
+                            path,
+                            format!("volume {t}"),
+                            "values int16 can hold at this scl_slope",
+                            format!("{v}"),
+                        ));
+                    }
+                    bytes.extend_from_slice(&(stored as i16).to_le_bytes());
+                }
+                Storage::Float32 => bytes.extend_from_slice(&(v as f32).to_le_bytes()),
+            }
+        }
+    }
+    let gz = path.to_string_lossy().ends_with(".gz");
+    crate::atomic::write_atomic(path, |w| {
+        if gz {
+            let mut encoder = GzEncoder::new(w, flate2::Compression::fast());
+            encoder.write_all(&bytes)?;
+            encoder.finish()?;
+            Ok(())
+        } else {
+            w.write_all(&bytes)
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scaled_int16_series_round_trips() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bold.nii.gz");
+        let affine = [
+            [2.0, 0.0, 0.0, -10.0],
+            [0.0, 2.0, 0.0, 4.0],
+            [0.0, 0.0, 3.0, 1.5],
+            [0.0, 0.0, 0.0, 1.0],
+        ];
+        let volumes: Vec<Vec<f64>> = (0..3)
+            .map(|t| {
+                (0..24)
+                    .map(|i| 1000.0 + i as f64 * 0.5 - t as f64)
+                    .collect()
+            })
+            .collect();
+        let storage = Storage::Int16 {
+            slope: 0.5,
+            inter: 100.0,
+        };
+        write_series(&path, [4, 3, 2], 1.5, &affine, storage, &volumes).unwrap();
+        let mut back = Vec::new();
+        let header = for_each_volume(&path, |_, v| {
+            back.push(v.to_vec());
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(header.shape, [4, 3, 2]);
+        assert_eq!(header.n_volumes, 3);
+        assert_eq!(header.affine, affine);
+        assert_eq!(header.pixdim_t, 1.5);
+        assert_eq!(back, volumes);
+        let over = vec![vec![1e9; 24]];
+        assert!(write_series(&path, [4, 3, 2], 1.0, &affine, storage, &over).is_err());
+    }
+}

@@ -1,0 +1,923 @@
+//! `bids prepare`: BOLD runs (generic BIDS, or ds005531's preprocessed derivatives) → a run set.
+//!
+//! Per run: the first `--drop-seconds` are cut, each voxel is detrended (see [`detrend`]) and
+//! z-scored over the run.
+//!
+//! * **Mask.** `--mask FILE.nii[.gz]`: voxels whose value is > 0 (same grid as the runs).
+//!   `--mask-threshold F`: voxels whose mean intensity, over the kept volumes of all selected
+//!   runs, exceeds F × the robust maximum of that mean image, its 98th percentile (the value at
+//!   rank ⌊0.98·(n−1)⌋ of the sorted finite values; `numpy.percentile(..., 98,
+//!   method="lower")`). Default: `--mask-threshold 0.2` for BIDS; ds005531's own
+//!   `vset_100.mat` `tvoxels` for that layout.
+//! * **Zero variance.** A voxel whose time course is flat in a run (spread ≤ 1e-6 of its root
+//!   mean square) cannot be z-scored. Up to 1% of the voxels per run are written as zeros and
+//!   counted in `preprocessing.zero_variance_voxels` (a warning); more is an error naming them,
+//!   since it means the mask reaches outside the brain or the data are broken.
+//! * **Bad input** fails before anything is written where it can be seen from headers (shapes,
+//!   TRs, annotation lengths, masks); NaN voxels and too many flat voxels, found while reading,
+//!   remove the partial output.
+//! * **Reruns.** Work happens in `<out>.partial/`, each run's array landing there atomically;
+//!   a rerun with the same settings resumes, skipping finished runs. `<out>` appears only when
+//!   complete; rerunning over it with the same settings does nothing, with other settings is
+//!   refused.
+
+use super::bids::{self, Entities};
+use super::detrend::{self, Detrend, PolyBasis};
+use super::ds005531::{self, DataDt};
+use super::{
+    nifti4d, seconds, Preprocessing, RunInfo, RunSetMeta, SourceInfo, FORMAT, FORMAT_VERSION,
+};
+use crate::atomic::{read_json, write_bytes_atomic, write_json_atomic};
+use crate::error::{DataError, Result};
+use crate::{nifti_io, npy};
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// The default `--mask-threshold` of the BIDS layout.
+pub const DEFAULT_MASK_THRESHOLD: f64 = 0.2;
+/// Flat voxels a run may have, as a fraction of the voxels, before it is an error.
+pub const MAX_ZERO_VARIANCE_FRACTION: f64 = 0.01;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Layout {
+    /// `sub-<S>/[ses-*/]func/*_bold.nii[.gz]` with sidecars and events.
+    Bids,
+    /// ds005531's `derivatives/preprocessed_data` (see [`ds005531`]).
+    Ds005531,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum MaskChoice {
+    /// The layout's default (see the module documentation).
+    Auto,
+    File(PathBuf),
+    Threshold(f64),
+}
+
+#[derive(Debug, Clone)]
+pub struct PrepareOptions {
+    pub root: PathBuf,
+    /// BIDS label (`01`, `S01`; a `sub-` prefix is accepted).
+    pub subject: String,
+    pub tasks: Vec<String>,
+    pub out: PathBuf,
+    pub layout: Layout,
+    pub mask: MaskChoice,
+    /// `None`: `median:120` for BIDS, `none` for ds005531 (already detrended).
+    pub detrend: Option<Detrend>,
+    /// `None`: 0 for BIDS, 20 for ds005531 (its dummy scans).
+    pub drop_seconds: Option<f64>,
+    pub progress: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct PrepareReport {
+    pub out: PathBuf,
+    pub already_prepared: bool,
+    pub runs_processed: usize,
+    pub runs_resumed: usize,
+    pub zero_variance_voxels: usize,
+    pub meta: RunSetMeta,
+}
+
+/// What a rerun must match to resume or to count as done.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+struct Settings {
+    layout: Layout,
+    root: PathBuf,
+    subject: String,
+    tasks: Vec<String>,
+    mask: String,
+    detrend: Detrend,
+    drop_seconds: f64,
+}
+
+struct RunPlan {
+    path: PathBuf,
+    name: String,
+    task: String,
+    session: Option<String>,
+    run: Option<u32>,
+    n_total: usize,
+    annotations: BTreeMap<String, PathBuf>,
+    events: Option<PathBuf>,
+}
+
+enum Voxels {
+    /// Flat (x-fastest) indices, sorted.
+    Fixed(Vec<usize>),
+    Threshold(f64),
+}
+
+struct Plan {
+    settings: Settings,
+    runs: Vec<RunPlan>,
+    tr: f64,
+    shape: [usize; 3],
+    affine: [[f64; 4]; 4],
+    drop: usize,
+    voxels: Voxels,
+}
+
+fn candidates(opts: &PrepareOptions, subject: &str) -> Result<Vec<(PathBuf, Entities)>> {
+    Ok(match opts.layout {
+        Layout::Bids => bids::bold_files(&opts.root, subject)?
+            .into_iter()
+            .map(|b| (b.path, b.entities))
+            .collect(),
+        Layout::Ds005531 => ds005531::mat_runs(&opts.root, subject)?
+            .into_iter()
+            .map(|r| (r.path, r.entities))
+            .collect(),
+    })
+}
+
+/// The subject's runs of the chosen tasks, in `--task` order, then session and run.
+fn select_runs(opts: &PrepareOptions, subject: &str) -> Result<Vec<(PathBuf, Entities)>> {
+    let all = candidates(opts, subject)?;
+    let task_of = |e: &Entities| bids::entity(e, "task").unwrap_or("").to_string();
+    let mut chosen: Vec<(usize, (PathBuf, Entities))> = all
+        .iter()
+        .filter_map(|(p, e)| {
+            let t = opts.tasks.iter().position(|t| *t == task_of(e))?;
+            Some((t, (p.clone(), e.clone())))
+        })
+        .collect();
+    if chosen.is_empty() {
+        let mut found: Vec<String> = all.iter().map(|(_, e)| task_of(e)).collect();
+        found.sort();
+        found.dedup();
+        let place = match opts.layout {
+            Layout::Bids => opts.root.join(format!("sub-{subject}")),
+            Layout::Ds005531 => ds005531::preprocessed_dir(&opts.root, subject),
+        };
+        return Err(DataError::invalid(
+            place,
+            "task",
+            format!("runs of task {}", opts.tasks.join(", ")),
+            if found.is_empty() {
+                "no runs at all".to_string()
+            } else {
+                format!("runs of task {} only", found.join(", "))
+            },
+        ));
+    }
+    let run_number = |e: &Entities| bids::entity(e, "run").and_then(|r| r.parse::<u32>().ok());
+    chosen.sort_by(|(ta, (pa, ea)), (tb, (pb, eb))| {
+        (ta, bids::entity(ea, "ses"), run_number(ea), pa).cmp(&(
+            tb,
+            bids::entity(eb, "ses"),
+            run_number(eb),
+            pb,
+        ))
+    });
+    let runs: Vec<(PathBuf, Entities)> = chosen.into_iter().map(|(_, r)| r).collect();
+    for (i, (path, e)) in runs.iter().enumerate() {
+        if let Some((other, _)) = runs[..i]
+            .iter()
+            .find(|(_, o)| bids::run_name(o) == bids::run_name(e))
+        {
+            return Err(DataError::invalid(
+                path,
+                "run",
+                "one file per run",
+                format!("the same run as {}", other.display()),
+            ));
+        }
+    }
+    Ok(runs)
+}
+
+/// Length, grid and TR of one run, from headers only.
+struct RunHeader {
+    n_total: usize,
+    /// Grid and affine from the BOLD header (BIDS); none for ds005531, whose files carry neither.
+    shape: Option<([usize; 3], [[f64; 4]; 4])>,
+    /// Voxels per volume.
+    n_voxels: usize,
+    tr: f64,
+}
+
+fn run_header(
+    opts: &PrepareOptions,
+    subject: &str,
+    path: &Path,
+    entities: &Entities,
+) -> Result<RunHeader> {
+    let func_dir = |raw: Option<&Path>| {
+        raw.and_then(Path::parent)
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| opts.root.join(format!("sub-{subject}")).join("func"))
+    };
+    match opts.layout {
+        Layout::Bids => {
+            let h = nifti4d::read_header(path)?;
+            let tr = bids::repetition_time(&opts.root, entities, &func_dir(Some(path)), path)?;
+            Ok(RunHeader {
+                n_total: h.n_volumes,
+                n_voxels: h.shape.iter().product(),
+                shape: Some((h.shape, h.affine)),
+                tr,
+            })
+        }
+        Layout::Ds005531 => {
+            let data = DataDt::open(path)?;
+            let raw = ds005531::raw_bold(&opts.root, subject, entities)?;
+            let tr = bids::repetition_time(&opts.root, entities, &func_dir(raw.as_deref()), path)?;
+            Ok(RunHeader {
+                n_total: data.n_times,
+                n_voxels: data.n_voxels,
+                shape: None,
+                tr,
+            })
+        }
+    }
+}
+
+fn check_annotations(path: &Path, lines: usize, n_total: usize, tr: f64, run: &Path) -> Result<()> {
+    let expected = seconds(n_total, tr);
+    if lines == expected {
+        return Ok(());
+    }
+    let (by, what) = if lines > expected {
+        (lines - expected, "longer")
+    } else {
+        (expected - lines, "shorter")
+    };
+    Err(DataError::invalid(
+        path,
+        "lines",
+        format!(
+            "{expected} lines, one per second of {} ({n_total} volumes at TR {tr} s)",
+            run.display()
+        ),
+        format!("{lines} lines: {by} seconds {what} than the run"),
+    ))
+}
+
+fn grid_of_ds005531(
+    opts: &PrepareOptions,
+    subject: &str,
+    first: &(PathBuf, Entities),
+    n_voxels: usize,
+) -> Result<([usize; 3], [[f64; 4]; 4])> {
+    let source = match &opts.mask {
+        MaskChoice::File(p) => p.clone(),
+        _ => ds005531::raw_bold(&opts.root, subject, &first.1)?.ok_or_else(|| DataError::Missing {
+            path: opts.root.join(format!("sub-{subject}/func/sub-{subject}_{}_bold.nii.gz", bids::run_name(&first.1))),
+            what: "the raw BOLD run (its header gives the grid and affine of the preprocessed data), or pass --mask FILE.nii.gz on that grid".into(),
+        })?,
+    };
+    let h = nifti4d::read_header(&source)?;
+    let grid: usize = h.shape.iter().product();
+    if grid != n_voxels {
+        return Err(DataError::invalid(
+            &first.0,
+            "dataDT",
+            format!(
+                "{grid} voxels per volume, the {:?} grid of {}",
+                h.shape,
+                source.display()
+            ),
+            format!("{n_voxels} voxels"),
+        ));
+    }
+    Ok((h.shape, h.affine))
+}
+
+fn mask_from_file(path: &Path, shape: [usize; 3]) -> Result<Vec<usize>> {
+    let volume = nifti_io::read_volume(path)?;
+    if volume.shape != shape {
+        return Err(DataError::invalid(
+            path,
+            "dim",
+            format!("the runs' grid {shape:?}"),
+            format!("{:?} (a mask of another shape)", volume.shape),
+        ));
+    }
+    let flat: Vec<usize> = (0..volume.values.len())
+        .filter(|&i| volume.values[i].is_finite() && volume.values[i] > 0.0)
+        .collect();
+    if flat.is_empty() {
+        return Err(DataError::invalid(
+            path,
+            "values",
+            "at least one voxel > 0",
+            "none",
+        ));
+    }
+    Ok(flat)
+}
+
+/// Runs must agree on TR, grid and voxel count.
+fn check_consistent(selected: &[(PathBuf, Entities)], headers: &[RunHeader]) -> Result<()> {
+    let (first_path, first) = (&selected[0].0, &headers[0]);
+    for ((path, _), h) in selected.iter().zip(headers).skip(1) {
+        if (h.tr - first.tr).abs() > 1e-6 * first.tr {
+            return Err(DataError::invalid(
+                path,
+                "RepetitionTime",
+                format!("{} s, as {}", first.tr, first_path.display()),
+                format!("{} s", h.tr),
+            ));
+        }
+        if let (Some((a, _)), Some((b, _))) = (first.shape, h.shape) {
+            if a != b {
+                return Err(DataError::invalid(
+                    path,
+                    "dim",
+                    format!("the grid {a:?} of {}", first_path.display()),
+                    format!("{b:?}"),
+                ));
+            }
+        }
+        if h.n_voxels != first.n_voxels {
+            return Err(DataError::invalid(
+                path,
+                "voxels",
+                format!(
+                    "{} voxels per volume, as {}",
+                    first.n_voxels,
+                    first_path.display()
+                ),
+                h.n_voxels.to_string(),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `--drop-seconds` as whole volumes.
+fn dropped_volumes(seconds: f64, tr: f64) -> Result<usize> {
+    let volumes = (seconds / tr).round();
+    if seconds.is_nan() || seconds < 0.0 || (volumes * tr - seconds).abs() > 1e-6 {
+        return Err(DataError::Usage(format!(
+            "--drop-seconds: expected a multiple of the TR ({tr} s) ≥ 0, found {seconds}"
+        )));
+    }
+    Ok(volumes as usize)
+}
+
+/// One run's plan: its length checked against the dropped volumes and its annotations.
+fn run_plan(
+    opts: &PrepareOptions,
+    subject: &str,
+    (path, entities): &(PathBuf, Entities),
+    h: &RunHeader,
+    drop_seconds: f64,
+    drop: usize,
+) -> Result<RunPlan> {
+    if h.n_total < drop + 2 {
+        return Err(DataError::invalid(
+            path,
+            "volumes",
+            format!("more than the {drop} dropped volumes plus one"),
+            h.n_total.to_string(),
+        ));
+    }
+    let task = bids::entity(entities, "task")
+        .unwrap_or_default()
+        .to_string();
+    let run = bids::entity(entities, "run").and_then(|r| r.parse::<u32>().ok());
+    let annotations = bids::annotation_files(&opts.root, &task, run)?;
+    if !annotations.is_empty() && drop_seconds.fract() != 0.0 {
+        return Err(DataError::Usage(format!("--drop-seconds: annotations are per second, so whole seconds only (found {drop_seconds})")));
+    }
+    for file in annotations.values() {
+        check_annotations(file, bids::read_lines(file)?.len(), h.n_total, h.tr, path)?;
+    }
+    let events = match opts.layout {
+        Layout::Bids => bids::events_file(
+            &opts.root,
+            entities,
+            path.parent().unwrap_or(Path::new(".")),
+        )?,
+        Layout::Ds005531 => match ds005531::raw_bold(&opts.root, subject, entities)? {
+            Some(raw) => {
+                bids::events_file(&opts.root, entities, raw.parent().unwrap_or(Path::new(".")))?
+            }
+            None => None,
+        },
+    };
+    Ok(RunPlan {
+        path: path.clone(),
+        name: bids::run_name(entities),
+        task,
+        session: bids::entity(entities, "ses").map(str::to_string),
+        run,
+        n_total: h.n_total,
+        annotations,
+        events,
+    })
+}
+
+fn canonical(path: &Path) -> Result<PathBuf> {
+    std::fs::canonicalize(path).map_err(|e| DataError::io(path, e))
+}
+
+/// The voxel set and how `runset.json` describes it.
+fn choose_voxels(
+    opts: &PrepareOptions,
+    subject: &str,
+    shape: [usize; 3],
+    n_voxels: usize,
+) -> Result<(Voxels, String)> {
+    let threshold = |f: f64| {
+        if f.is_nan() || f <= 0.0 || f >= 1.0 {
+            return Err(DataError::Usage(format!(
+                "--mask-threshold: expected a fraction between 0 and 1, found {f}"
+            )));
+        }
+        Ok((Voxels::Threshold(f), format!("threshold {f}: mean intensity over the kept volumes > {f} × the 98th percentile of the mean image")))
+    };
+    match (&opts.mask, opts.layout) {
+        (MaskChoice::File(p), _) => Ok((
+            Voxels::Fixed(mask_from_file(p, shape)?),
+            format!("file {} (voxels > 0)", canonical(p)?.display()),
+        )),
+        (MaskChoice::Threshold(f), _) => threshold(*f),
+        (MaskChoice::Auto, Layout::Bids) => threshold(DEFAULT_MASK_THRESHOLD),
+        (MaskChoice::Auto, Layout::Ds005531) => {
+            let vset = ds005531::preprocessed_dir(&opts.root, subject).join("vset_100.mat");
+            Ok((
+                Voxels::Fixed(ds005531::read_tvoxels(&vset, n_voxels)?),
+                format!("tvoxels of {}", canonical(&vset)?.display()),
+            ))
+        }
+    }
+}
+
+fn plan(opts: &PrepareOptions) -> Result<Plan> {
+    let subject = bids::subject_label(&opts.subject)?;
+    if opts.tasks.is_empty() {
+        return Err(DataError::Usage("--task: name at least one task".into()));
+    }
+    if !opts.root.is_dir() {
+        return Err(DataError::Missing {
+            path: opts.root.clone(),
+            what: "the dataset's root folder".into(),
+        });
+    }
+    if let (Layout::Ds005531, MaskChoice::Threshold(_)) = (opts.layout, &opts.mask) {
+        return Err(DataError::Usage("--mask-threshold: ds005531's runs are preprocessed (no intensities to threshold); use its tvoxels (the default) or --mask".into()));
+    }
+    let selected = select_runs(opts, &subject)?;
+    let headers = selected
+        .iter()
+        .map(|(p, e)| run_header(opts, &subject, p, e))
+        .collect::<Result<Vec<_>>>()?;
+    check_consistent(&selected, &headers)?;
+    let first = &headers[0];
+    let drop_seconds = opts.drop_seconds.unwrap_or(match opts.layout {
+        Layout::Bids => 0.0,
+        Layout::Ds005531 => ds005531::DUMMY_SECONDS,
+    });
+    let drop = dropped_volumes(drop_seconds, first.tr)?;
+    let runs = selected
+        .iter()
+        .zip(&headers)
+        .map(|(r, h)| run_plan(opts, &subject, r, h, drop_seconds, drop))
+        .collect::<Result<Vec<_>>>()?;
+    let (shape, affine) = match first.shape {
+        Some(grid) => grid,
+        None => grid_of_ds005531(opts, &subject, &selected[0], first.n_voxels)?,
+    };
+    let (voxels, mask) = choose_voxels(opts, &subject, shape, first.n_voxels)?;
+    let settings = Settings {
+        layout: opts.layout,
+        root: canonical(&opts.root)?,
+        subject,
+        tasks: opts.tasks.clone(),
+        mask,
+        detrend: opts.detrend.unwrap_or(match opts.layout {
+            Layout::Bids => Detrend::Median { seconds: 120.0 },
+            Layout::Ds005531 => Detrend::None,
+        }),
+        drop_seconds,
+    };
+    Ok(Plan {
+        settings,
+        runs,
+        tr: first.tr,
+        shape,
+        affine,
+        drop,
+        voxels,
+    })
+}
+
+fn progress_bar(show: bool, len: usize, label: String) -> ProgressBar {
+    if !show {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len as u64);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:>24} [{bar:30}] {pos}/{len} {elapsed}/{eta}")
+            .unwrap()
+            .progress_chars("=> "),
+    );
+    bar.set_message(label);
+    bar
+}
+
+fn coords(flat: usize, shape: [usize; 3]) -> [usize; 3] {
+    [
+        flat % shape[0],
+        (flat / shape[0]) % shape[1],
+        flat / (shape[0] * shape[1]),
+    ]
+}
+
+/// The threshold mask: mean over the kept volumes of every run, compared with F × its
+/// 98th percentile.
+fn threshold_mask(plan: &Plan, fraction: f64, progress: bool) -> Result<(Vec<usize>, f64)> {
+    let len: usize = plan.shape.iter().product();
+    let mut sum = vec![0f64; len];
+    let mut count = 0usize;
+    let bar = progress_bar(progress, plan.runs.len(), "mask (mean image)".into());
+    for run in &plan.runs {
+        nifti4d::for_each_volume(&run.path, |t, volume| {
+            if t >= plan.drop {
+                sum.iter_mut().zip(volume).for_each(|(s, v)| *s += v);
+                count += 1;
+            }
+            Ok(())
+        })?;
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let mean: Vec<f64> = sum.iter().map(|s| s / count as f64).collect();
+    let mut finite: Vec<f64> = mean.iter().copied().filter(|v| v.is_finite()).collect();
+    finite.sort_by(f64::total_cmp);
+    let robust_max = finite
+        .get(((finite.len().max(1) - 1) as f64 * 0.98).floor() as usize)
+        .copied()
+        .unwrap_or(f64::NAN);
+    let flat: Vec<usize> = (0..len)
+        .filter(|&i| mean[i].is_finite() && mean[i] > fraction * robust_max)
+        .collect();
+    if flat.is_empty() {
+        return Err(DataError::invalid(
+            &plan.runs[0].path,
+            "mask",
+            format!("voxels whose mean intensity exceeds {fraction} × {robust_max} (the 98th percentile)"),
+            "none: lower --mask-threshold or pass --mask",
+        ));
+    }
+    Ok((flat, robust_max))
+}
+
+/// Voxel-major (n_voxels × n_kept) time courses of one run's mask voxels.
+fn extract(plan: &Plan, run: &RunPlan, flat: &[usize]) -> Result<Vec<f64>> {
+    let n = run.n_total - plan.drop;
+    let mut m = vec![0f64; flat.len() * n];
+    match plan.settings.layout {
+        Layout::Bids => {
+            nifti4d::for_each_volume(&run.path, |t, volume| {
+                if t >= plan.drop && t < run.n_total {
+                    for (v, &f) in flat.iter().enumerate() {
+                        m[v * n + t - plan.drop] = volume[f];
+                    }
+                }
+                Ok(())
+            })?;
+        }
+        Layout::Ds005531 => {
+            let data = DataDt::open(&run.path)?;
+            let block = (1usize << 23).div_ceil(data.n_voxels).max(1);
+            let mut t = plan.drop;
+            while t < run.n_total {
+                let count = block.min(run.n_total - t);
+                let rows = data.rows(t, count)?;
+                for r in 0..count {
+                    let row = &rows[r * data.n_voxels..(r + 1) * data.n_voxels];
+                    for (v, &f) in flat.iter().enumerate() {
+                        m[v * n + t + r - plan.drop] = row[f];
+                    }
+                }
+                t += count;
+            }
+        }
+    }
+    if let Some(bad) = m.iter().position(|v| !v.is_finite()) {
+        let [i, j, k] = coords(flat[bad / n], plan.shape);
+        return Err(DataError::invalid(
+            &run.path,
+            format!("voxel ({i}, {j}, {k}) at volume {}", bad % n + plan.drop),
+            "finite values in every voxel of the mask",
+            format!("{}", m[bad]),
+        ));
+    }
+    Ok(m)
+}
+
+/// Detrends and z-scores every voxel (rows of `m`, `n` long) in place, on all cores.
+/// Returns the voxels that were flat (left as zeros).
+fn detrend_and_zscore(m: &mut [f64], n: usize, method: Detrend, tr: f64) -> Vec<usize> {
+    let basis = match method {
+        Detrend::Poly { order } => Some(PolyBasis::new(n, order)),
+        _ => None,
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
+    let n_voxels = m.len() / n;
+    let per_thread = n_voxels.div_ceil(threads).max(1);
+    let mut flat = Vec::new();
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = m
+            .chunks_mut(per_thread * n)
+            .enumerate()
+            .map(|(c, chunk)| {
+                let basis = basis.as_ref();
+                scope.spawn(move || {
+                    let mut flat = Vec::new();
+                    for (v, x) in chunk.chunks_exact_mut(n).enumerate() {
+                        let scale = detrend::rms(x);
+                        detrend::detrend(x, method, tr, basis);
+                        if !detrend::zscore(x, scale) {
+                            x.fill(0.0);
+                            flat.push(c * per_thread + v);
+                        }
+                    }
+                    flat
+                })
+            })
+            .collect();
+        for h in handles {
+            flat.extend(h.join().expect("detrend worker panicked"));
+        }
+    });
+    flat
+}
+
+fn write_run_array(path: &Path, m: &[f64], n: usize, n_voxels: usize) -> Result<()> {
+    let mut writer = npy::Writer::<f32>::create(path, &[n, n_voxels])?;
+    let mut row = vec![0f32; n_voxels];
+    for t in 0..n {
+        for (v, r) in row.iter_mut().enumerate() {
+            *r = m[v * n + t] as f32;
+        }
+        writer.write(&row)?;
+    }
+    writer.finish()
+}
+
+#[derive(Serialize, Deserialize)]
+struct RunDone {
+    zero_variance: usize,
+}
+
+/// Processes one run into `staging`, unless a finished copy is there. Returns (resumed, flat voxels).
+fn process_run(
+    plan: &Plan,
+    run: &RunPlan,
+    flat: &[usize],
+    staging: &Path,
+) -> Result<(bool, usize)> {
+    let n = run.n_total - plan.drop;
+    let data = staging.join(format!("runs/{}.npy", run.name));
+    let done = staging.join(format!(".done/{}.json", run.name));
+    if let (Ok(mapped), Ok(record)) = (npy::MappedF32::open(&data), read_json::<RunDone>(&done)) {
+        if mapped.shape() == [n, flat.len()] {
+            return Ok((true, record.zero_variance));
+        }
+    }
+    let mut m = extract(plan, run, flat)?;
+    let zero = detrend_and_zscore(&mut m, n, plan.settings.detrend, plan.tr);
+    let allowed = (flat.len() as f64 * MAX_ZERO_VARIANCE_FRACTION).floor() as usize;
+    if zero.len() > allowed {
+        let named: Vec<String> = zero
+            .iter()
+            .take(10)
+            .map(|&v| format!("{:?}", coords(flat[v], plan.shape)))
+            .collect();
+        return Err(DataError::invalid(
+            &run.path,
+            "voxels",
+            format!("at most {allowed} voxels (1%) with zero variance after detrending"),
+            format!(
+                "{} flat voxels, e.g. {}: check the mask",
+                zero.len(),
+                named.join(", ")
+            ),
+        ));
+    }
+    write_run_array(&data, &m, n, flat.len())?;
+    write_json_atomic(
+        &done,
+        &RunDone {
+            zero_variance: zero.len(),
+        },
+    )?;
+    Ok((false, zero.len()))
+}
+
+/// Copies a run's events verbatim and its annotations without the dropped seconds.
+fn copy_side_files(plan: &Plan, run: &RunPlan, staging: &Path) -> Result<RunInfo> {
+    let events = match &run.events {
+        Some(path) => {
+            let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+            let relative = format!("events/{}.tsv", run.name);
+            write_bytes_atomic(&staging.join(&relative), &bytes)?;
+            Some(relative)
+        }
+        None => None,
+    };
+    let drop_seconds = plan.settings.drop_seconds as usize;
+    let mut annotations = BTreeMap::new();
+    for (kind, path) in &run.annotations {
+        let lines = bids::read_lines(path)?;
+        let mut text = lines[drop_seconds.min(lines.len())..].join("\n");
+        text.push('\n');
+        let relative = format!("annotations/{}/{kind}.txt", run.name);
+        write_bytes_atomic(&staging.join(&relative), text.as_bytes())?;
+        annotations.insert(kind.clone(), relative);
+    }
+    Ok(RunInfo {
+        name: run.name.clone(),
+        task: run.task.clone(),
+        session: run.session.clone(),
+        run: run.run,
+        n_trs: run.n_total - plan.drop,
+        start_seconds: plan.settings.drop_seconds,
+        data: format!("runs/{}.npy", run.name),
+        events,
+        annotations,
+        source_file: run.path.clone(),
+    })
+}
+
+#[derive(Serialize, Deserialize)]
+struct MaskDone {
+    robust_max: Option<f64>,
+}
+
+/// The mask's voxels (and the threshold's robust maximum): staged ones on resume, else
+/// computed and staged.
+fn staged_voxels(plan: &Plan, staging: &Path, progress: bool) -> Result<(Vec<usize>, Option<f64>)> {
+    let path = staging.join("voxels.npy");
+    let record = staging.join(".done/mask.json");
+    if let (Ok(array), Ok(done)) = (npy::read_i64(&path), read_json::<MaskDone>(&record)) {
+        let [x, y, _] = plan.shape;
+        let flat: Vec<usize> = array
+            .data
+            .chunks_exact(3)
+            .map(|c| c[0] as usize + x * (c[1] as usize + y * c[2] as usize))
+            .collect();
+        if array.shape.len() == 2 && array.shape[1] == 3 && !flat.is_empty() {
+            return Ok((flat, done.robust_max));
+        }
+    }
+    let (flat, robust_max) = match &plan.voxels {
+        Voxels::Fixed(flat) => (flat.clone(), None),
+        Voxels::Threshold(f) => {
+            threshold_mask(plan, *f, progress).map(|(flat, m)| (flat, Some(m)))?
+        }
+    };
+    let ijk: Vec<i32> = flat
+        .iter()
+        .flat_map(|&f| coords(f, plan.shape))
+        .map(|c| c as i32)
+        .collect();
+    npy::write(&path, &[flat.len(), 3], &ijk)?;
+    write_json_atomic(&record, &MaskDone { robust_max })?;
+    Ok((flat, robust_max))
+}
+
+fn run_all(
+    plan: &Plan,
+    staging: &Path,
+    progress: bool,
+) -> Result<(usize, usize, usize, RunSetMeta)> {
+    let (flat, robust_max) = staged_voxels(plan, staging, progress)?;
+    let (mut processed, mut resumed, mut zero_total) = (0, 0, 0);
+    let mut infos = Vec::new();
+    let bar = progress_bar(progress, plan.runs.len(), "runs".into());
+    for run in &plan.runs {
+        bar.set_message(run.name.clone());
+        let (was_resumed, zero) = process_run(plan, run, &flat, staging)?;
+        if was_resumed {
+            resumed += 1;
+        } else {
+            processed += 1;
+        }
+        zero_total += zero;
+        infos.push(copy_side_files(plan, run, staging)?);
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    let s = &plan.settings;
+    let meta = RunSetMeta {
+        format: FORMAT.into(),
+        version: FORMAT_VERSION,
+        subject: s.subject.clone(),
+        tr: plan.tr,
+        n_voxels: flat.len(),
+        volume_shape: plan.shape,
+        affine: plan.affine,
+        preprocessing: Preprocessing {
+            detrend: s.detrend.label(),
+            zscore: "run".into(),
+            drop_seconds: s.drop_seconds,
+            mask: match robust_max {
+                Some(m) => format!("{} (here {m})", s.mask),
+                None => s.mask.clone(),
+            },
+            zero_variance_voxels: zero_total,
+        },
+        source: SourceInfo {
+            layout: match s.layout {
+                Layout::Bids => "bids".into(),
+                Layout::Ds005531 => "ds005531".into(),
+            },
+            root: s.root.clone(),
+            tasks: s.tasks.clone(),
+        },
+        runs: infos,
+    };
+    write_json_atomic(&staging.join("runset.json"), &meta)?;
+    Ok((processed, resumed, zero_total, meta))
+}
+
+fn is_nonempty_dir(path: &Path) -> bool {
+    path.exists()
+        && std::fs::read_dir(path)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true)
+}
+
+/// Runs `bids prepare` (see the module documentation).
+pub fn prepare(opts: &PrepareOptions) -> Result<PrepareReport> {
+    let plan = plan(opts)?;
+    let settings_name = ".prepare-settings.json";
+    if opts.out.join("runset.json").exists() {
+        let previous: Option<Settings> = read_json(&opts.out.join(settings_name)).ok();
+        if previous.as_ref() == Some(&plan.settings) {
+            let meta: RunSetMeta = read_json(&opts.out.join("runset.json"))?;
+            return Ok(PrepareReport {
+                out: opts.out.clone(),
+                already_prepared: true,
+                runs_processed: 0,
+                runs_resumed: 0,
+                zero_variance_voxels: meta.preprocessing.zero_variance_voxels,
+                meta,
+            });
+        }
+        return Err(DataError::invalid(
+            &opts.out,
+            "--out",
+            "a new directory, or a run set prepared with the same settings",
+            "a run set prepared with other settings: choose another --out or remove it",
+        ));
+    }
+    if is_nonempty_dir(&opts.out) {
+        return Err(DataError::invalid(
+            &opts.out,
+            "--out",
+            "a new or empty directory",
+            "a non-empty directory that is not a run set",
+        ));
+    }
+    let name = opts
+        .out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "runs".into());
+    let staging = opts.out.with_file_name(format!("{name}.partial"));
+    if staging.exists() {
+        let previous: Option<Settings> = read_json(&staging.join(settings_name)).ok();
+        if previous.as_ref() != Some(&plan.settings) {
+            return Err(DataError::invalid(
+                &staging,
+                "resume",
+                "the settings of the interrupted run",
+                "different settings: remove this directory to start again",
+            ));
+        }
+    } else {
+        std::fs::create_dir_all(&staging).map_err(|e| DataError::io(&staging, e))?;
+        write_json_atomic(&staging.join(settings_name), &plan.settings)?;
+    }
+    let (processed, resumed, zero, meta) = match run_all(&plan, &staging, opts.progress) {
+        Ok(done) => done,
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(e);
+        }
+    };
+    let _ = std::fs::remove_dir_all(staging.join(".done"));
+    if opts.out.exists() {
+        std::fs::remove_dir(&opts.out).map_err(|e| DataError::io(&opts.out, e))?;
+    }
+    std::fs::rename(&staging, &opts.out).map_err(|e| DataError::io(&opts.out, e))?;
+    Ok(PrepareReport {
+        out: opts.out.clone(),
+        already_prepared: false,
+        runs_processed: processed,
+        runs_resumed: resumed,
+        zero_variance_voxels: zero,
+        meta,
+    })
+}

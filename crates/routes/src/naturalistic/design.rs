@@ -1,0 +1,255 @@
+//! Feature bands over time: per-second (or per-TR) feature rows of each run, aligned to the
+//! TRs, standardised on the training runs, optionally reduced by PCA, then delayed per run.
+
+use super::text::TextFeaturizer;
+use crate::error::{Result, RouteError};
+use brainrecon_data::npy;
+use brainrecon_data::runs::RunSet;
+use brainrecon_ridge::temporal::{delay, delay_mean, lanczos_interp, tr_mean};
+use faer::Mat;
+use std::path::PathBuf;
+
+/// Where a band's features come from.
+#[derive(Clone, Debug)]
+pub enum BandSource {
+    /// The run set's annotations of this kind, through the text model.
+    Annotations(String),
+    /// `DIR/<run name>.npy` per run: float32 (rows, width), one row per second or per TR.
+    Files(PathBuf),
+}
+
+#[derive(Clone, Debug)]
+pub struct Band {
+    pub name: String,
+    pub source: BandSource,
+}
+
+impl Band {
+    /// `kind` (annotations) or `name=DIR` (feature files).
+    pub fn parse(spec: &str) -> Result<Self> {
+        let bad = || RouteError::Usage(format!("band {spec:?}: expected KIND or NAME=DIR"));
+        match spec.split_once('=') {
+            Some((name, dir)) if !name.is_empty() && !dir.is_empty() => Ok(Band {
+                name: name.into(),
+                source: BandSource::Files(dir.into()),
+            }),
+            Some(_) => Err(bad()),
+            None if spec.is_empty() => Err(bad()),
+            None => Ok(Band {
+                name: spec.into(),
+                source: BandSource::Annotations(spec.into()),
+            }),
+        }
+    }
+}
+
+/// How per-second rows become per-TR rows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Align {
+    /// The mean of the seconds inside each TR.
+    Mean,
+    /// Lanczos resampling (window 3) at the TRs' centres, as Huth-lab code downsamples.
+    Lanczos,
+}
+
+/// How the haemodynamic delay is modelled.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Delays {
+    /// FIR copies at every TR from 2 s to 8 s after the features (1–4 TRs at TR 2 s, as
+    /// voxelwise_tutorials; 2–8 at TR 1 s).
+    Default,
+    /// Concatenated copies shifted by these many TRs (FIR; voxelwise_tutorials' Delayer).
+    Fir(Vec<i64>),
+    /// The mean of copies shifted by these many TRs (the papers' "average of 8–10 s").
+    Mean(Vec<i64>),
+}
+
+/// A band's rows for every run, aligned to the TRs: (n_trs, width) each.
+pub fn band_rows(
+    runs: &RunSet,
+    band: &Band,
+    featurizer: Option<&TextFeaturizer>,
+    align: Align,
+) -> Result<Vec<Mat<f32>>> {
+    (0..runs.runs().len())
+        .map(|i| {
+            let (rows, width, source) = per_run_rows(runs, i, band, featurizer)?;
+            align_run(runs, i, &rows, width, align, &source)
+        })
+        .collect()
+}
+
+/// One run's raw rows (row-major), their width, and the file they came from.
+fn per_run_rows(
+    runs: &RunSet,
+    i: usize,
+    band: &Band,
+    featurizer: Option<&TextFeaturizer>,
+) -> Result<(Vec<f32>, usize, PathBuf)> {
+    let run = &runs.runs()[i];
+    match &band.source {
+        BandSource::Annotations(kind) => {
+            let featurizer = featurizer.ok_or_else(|| {
+                RouteError::Usage(format!("band {kind}: annotations need a text model"))
+            })?;
+            let lines = runs.annotations(i, kind)?;
+            let features = featurizer.features(&lines)?;
+            let (_, values) = features.layers.into_iter().next().expect("one layer");
+            Ok((values, features.dim, runs.root().join(&run.name)))
+        }
+        BandSource::Files(dir) => {
+            let path = dir.join(format!("{}.npy", run.name));
+            if !path.is_file() {
+                return Err(RouteError::Missing {
+                    path,
+                    what: format!("features of run {} for band {}", run.name, band.name),
+                });
+            }
+            let npy::Array {
+                shape,
+                data: values,
+            } = npy::read_f32(&path)?;
+            let [_, width] = shape[..] else {
+                return Err(RouteError::mismatch(
+                    &path,
+                    "shape",
+                    "(rows, width)",
+                    format!("{shape:?}"),
+                ));
+            };
+            if values.iter().any(|v| !v.is_finite()) {
+                return Err(RouteError::mismatch(
+                    &path,
+                    "values",
+                    "finite numbers",
+                    "NaN or inf",
+                ));
+            }
+            Ok((values, width, path))
+        }
+    }
+}
+
+/// Rows per second (TR ≠ 1 s) or per TR → (n_trs, width).
+fn align_run(
+    runs: &RunSet,
+    i: usize,
+    rows: &[f32],
+    width: usize,
+    align: Align,
+    source: &std::path::Path,
+) -> Result<Mat<f32>> {
+    let (n_trs, tr) = (runs.runs()[i].n_trs, runs.tr());
+    let n_rows = rows.len() / width.max(1);
+    let x = Mat::from_fn(n_rows, width, |r, c| rows[r * width + c]);
+    if n_rows == n_trs {
+        return Ok(x);
+    }
+    let seconds = brainrecon_data::runs::seconds(n_trs, tr);
+    if n_rows != seconds {
+        return Err(RouteError::mismatch(
+            source,
+            "rows",
+            format!(
+                "{n_trs} (one per TR) or {seconds} (one per second) for run {}",
+                runs.runs()[i].name
+            ),
+            n_rows,
+        ));
+    }
+    let times: Vec<f64> = (0..n_rows).map(|s| s as f64 + 0.5).collect();
+    Ok(match align {
+        Align::Mean => tr_mean(x.as_ref(), &times, tr, n_trs)?,
+        Align::Lanczos => {
+            let centres: Vec<f64> = (0..n_trs).map(|k| (k as f64 + 0.5) * tr).collect();
+            lanczos_interp(x.as_ref(), &times, &centres, 3)?
+        }
+    })
+}
+
+/// Standardises every run's columns with the mean and std of the training runs' rows
+/// (constant columns are centred only).
+pub fn standardize(rows: &mut [Mat<f32>], train: &[usize]) {
+    let width = rows[0].ncols();
+    let n: usize = train.iter().map(|&r| rows[r].nrows()).sum();
+    for c in 0..width {
+        let values = || {
+            train
+                .iter()
+                .flat_map(|&r| (0..rows[r].nrows()).map(move |i| (r, i)))
+        };
+        let mean = values().map(|(r, i)| rows[r][(i, c)] as f64).sum::<f64>() / n as f64;
+        let var = values()
+            .map(|(r, i)| (rows[r][(i, c)] as f64 - mean).powi(2))
+            .sum::<f64>()
+            / n as f64;
+        let scale = if var > 1e-20 { 1.0 / var.sqrt() } else { 1.0 };
+        for run in rows.iter_mut() {
+            for i in 0..run.nrows() {
+                run[(i, c)] = ((run[(i, c)] as f64 - mean) * scale) as f32;
+            }
+        }
+    }
+}
+
+/// Projects every run onto the top `k` principal axes of the training rows (already centred).
+pub fn pca(rows: &mut [Mat<f32>], train: &[usize], k: usize) -> Result<()> {
+    let width = rows[0].ncols();
+    if k >= width {
+        return Ok(());
+    }
+    let stacked = stack(rows, train);
+    let stacked = Mat::<f64>::from_fn(stacked.nrows(), width, |i, j| stacked[(i, j)] as f64);
+    let svd = stacked
+        .thin_svd()
+        .map_err(|e| RouteError::Usage(format!("PCA: the SVD did not converge ({e:?})")))?;
+    let axes = svd.V().subcols(0, k).to_owned();
+    for run in rows.iter_mut() {
+        let x = Mat::<f64>::from_fn(run.nrows(), width, |i, j| run[(i, j)] as f64);
+        let projected = &x * &axes;
+        *run = Mat::from_fn(run.nrows(), k, |i, j| projected[(i, j)] as f32);
+    }
+    Ok(())
+}
+
+impl Delays {
+    /// [`Delays::Default`] made explicit for a TR of `tr` seconds.
+    pub fn resolve(&self, tr: f64) -> Delays {
+        match self {
+            Delays::Default => {
+                let first = (2.0 / tr).ceil().max(1.0) as i64;
+                let last = ((8.0 / tr).floor() as i64).max(first);
+                Delays::Fir((first..=last).collect())
+            }
+            other => other.clone(),
+        }
+    }
+}
+
+/// Delays applied within each run (no row leaks across a run boundary).
+pub fn delayed(rows: &[Mat<f32>], delays: &Delays, tr: f64) -> Result<Vec<Mat<f32>>> {
+    let delays = delays.resolve(tr);
+    rows.iter()
+        .map(|x| {
+            Ok(match &delays {
+                Delays::Default => unreachable!("resolved above"),
+                Delays::Fir(d) => delay(x.as_ref(), d)?,
+                Delays::Mean(d) => delay_mean(x.as_ref(), d)?,
+            })
+        })
+        .collect()
+}
+
+/// The rows of the runs `which`, stacked in that order.
+pub fn stack(rows: &[Mat<f32>], which: &[usize]) -> Mat<f32> {
+    let width = rows[which[0]].ncols();
+    let n: usize = which.iter().map(|&r| rows[r].nrows()).sum();
+    let mut out = Mat::<f32>::zeros(n, width);
+    let mut at = 0;
+    for &r in which {
+        let m = rows[r].nrows();
+        out.as_mut().subrows_mut(at, m).copy_from(rows[r].as_ref());
+        at += m;
+    }
+    out
+}

@@ -1,0 +1,523 @@
+//! `encode-runs`: voxelwise banded-ridge encoding of continuous runs (Nakagi et al. 2024).
+//!
+//! ```text
+//! <out>/encoding.json      settings, runs, bands, per-band summaries (and the planted-kind
+//!                          table when the run set is a simulated subject with --truth)
+//! <out>/r.npy, r2.npy      (voxels,) test Pearson r and R² of the joint model
+//! <out>/p.npy, q.npy       (voxels,) block-permutation p and BH-FDR q of r
+//! <out>/r2_split.npy       (bands, voxels) product-measure split of the joint R² (himalaya
+//!                          r2_score_split); rows sum to the joint R²
+//! <out>/unique.npy         (bands, voxels) unique variance: R²(all) − R²(all but the band)
+//! <out>/maps/*.nii.gz      the same per voxel in the subject's volume
+//! <out>/report.html        histograms per band and slice montages of every map
+//! ```
+
+use super::design::{band_rows, delayed, pca, stack, standardize, Align, Band, BandSource, Delays};
+use super::report::{encoding_page, histograms_svg, VoxelMap, VoxelSpace};
+use super::text::TextFeaturizer;
+use crate::error::{Result, RouteError};
+use brainrecon_data::atomic::{write_bytes_atomic, write_json_atomic};
+use brainrecon_data::npy;
+use brainrecon_data::runs::RunSet;
+use brainrecon_ridge::metrics::r2_per_target;
+use brainrecon_ridge::partition::r2_score_split;
+use brainrecon_ridge::stats::{bh_fdr, permutation_test, seeded_block_permutations, Standardized};
+use brainrecon_ridge::{BandedCv, BandedRidgeCv, Candidates};
+use faer::{Mat, MatRef};
+use serde::Serialize;
+use std::path::{Path, PathBuf};
+
+/// Settings of [`encode_runs`].
+#[derive(Clone, Debug)]
+pub struct EncodeRunsOptions {
+    pub out: PathBuf,
+    pub bands: Vec<Band>,
+    /// Runs held out for testing (names); the others train, with leave-one-run-out CV.
+    pub test_runs: Vec<String>,
+    pub align: Align,
+    pub delays: Delays,
+    pub pca: Option<usize>,
+    pub alphas: Vec<f64>,
+    /// Band-weight candidates of the random search (Dirichlet, himalaya's concentrations).
+    pub n_iter: usize,
+    pub permutations: usize,
+    /// TRs permuted together in the null.
+    pub block: usize,
+    /// Also fit every model without one band, for unique variance.
+    pub unique: bool,
+    pub seed: u64,
+    /// The exact command line, for the report.
+    pub command: String,
+}
+
+/// One band's summary over voxels.
+#[derive(Clone, Debug, Serialize)]
+pub struct BandSummary {
+    pub name: String,
+    pub width: usize,
+    pub mean_r2_split: f64,
+    pub mean_unique: Option<f64>,
+    /// Voxels for which this band has the largest split R².
+    pub best_voxels: usize,
+}
+
+/// What [`encode_runs`] found.
+#[derive(Clone, Debug, Serialize)]
+pub struct EncodeRunsSummary {
+    pub voxels: usize,
+    pub train_trs: usize,
+    pub test_trs: usize,
+    pub mean_r: f64,
+    pub significant_voxels: usize,
+    pub bands: Vec<BandSummary>,
+    /// (voxels × bands) unique variance, row-major, when `unique` (for tables).
+    #[serde(skip)]
+    pub unique: Option<Vec<f64>>,
+    #[serde(skip)]
+    pub r2_split: Vec<f64>,
+}
+
+/// Indices of the train and test runs.
+fn split_runs(runs: &RunSet, test_runs: &[String]) -> Result<(Vec<usize>, Vec<usize>)> {
+    let names: Vec<&str> = runs.runs().iter().map(|r| r.name.as_str()).collect();
+    let test: Vec<usize> = if test_runs.is_empty() {
+        vec![names.len() - 1]
+    } else {
+        test_runs
+            .iter()
+            .map(|t| {
+                names.iter().position(|n| n == t).ok_or_else(|| {
+                    RouteError::mismatch(
+                        &runs.root().join("runset.json"),
+                        "runs",
+                        format!("a run named {t}"),
+                        names.join(", "),
+                    )
+                })
+            })
+            .collect::<Result<_>>()?
+    };
+    let train: Vec<usize> = (0..names.len()).filter(|i| !test.contains(i)).collect();
+    if train.len() < 2 || test.is_empty() {
+        return Err(RouteError::mismatch(
+            &runs.root().join("runset.json"),
+            "runs",
+            "at least 2 training runs (leave-one-run-out CV) and 1 test run",
+            format!("{} training, {} test", train.len(), test.len()),
+        ));
+    }
+    Ok((train, test))
+}
+
+/// The voxels' rows of the runs `which`, stacked: (TRs, voxels).
+fn voxel_rows(runs: &RunSet, which: &[usize]) -> Result<Mat<f32>> {
+    let v = runs.n_voxels();
+    let n: usize = which.iter().map(|&i| runs.runs()[i].n_trs).sum();
+    let mut out = Mat::<f32>::zeros(n, v);
+    let mut at = 0;
+    for &i in which {
+        let data = runs.run_data(i)?;
+        let values = data.as_slice();
+        let m = runs.runs()[i].n_trs;
+        for r in 0..m {
+            for c in 0..v {
+                out[(at + r, c)] = values[r * v + c];
+            }
+        }
+        at += m;
+    }
+    Ok(out)
+}
+
+/// Every band's design for the train and test runs: (train rows, test rows) per band.
+fn band_designs(
+    runs: &RunSet,
+    opts: &EncodeRunsOptions,
+    featurizer: Option<&TextFeaturizer>,
+    (train, test): (&[usize], &[usize]),
+) -> Result<Vec<(Mat<f32>, Mat<f32>)>> {
+    opts.bands
+        .iter()
+        .map(|band| {
+            let mut rows = band_rows(runs, band, featurizer, opts.align)?;
+            standardize(&mut rows, train);
+            if let Some(k) = opts.pca {
+                pca(&mut rows, train, k)?;
+            }
+            let rows = delayed(&rows, &opts.delays, runs.tr())?;
+            Ok((stack(&rows, train), stack(&rows, test)))
+        })
+        .collect()
+}
+
+/// Fits banded ridge on the bands `which` and predicts the test rows: (prediction, parts).
+fn fit_predict(
+    designs: &[(Mat<f32>, Mat<f32>)],
+    which: &[usize],
+    y_train: MatRef<'_, f32>,
+    groups: &[i64],
+    opts: &EncodeRunsOptions,
+) -> Result<(Mat<f32>, Vec<Mat<f32>>)> {
+    let train: Vec<MatRef<'_, f32>> = which.iter().map(|&b| designs[b].0.as_ref()).collect();
+    let test: Vec<MatRef<'_, f32>> = which.iter().map(|&b| designs[b].1.as_ref()).collect();
+    let solver = BandedRidgeCv {
+        alphas: opts.alphas.clone(),
+        candidates: Candidates::Dirichlet {
+            n_iter: if which.len() == 1 { 1 } else { opts.n_iter },
+            concentrations: vec![0.1, 1.0],
+            seed: opts.seed,
+        },
+        cv: BandedCv::Groups(groups.to_vec()),
+        ..BandedRidgeCv::default()
+    };
+    let model = solver.fit(&train, y_train)?;
+    Ok((model.predict(&test)?, model.predict_split(&test)?))
+}
+
+/// The run label of every training row (leave-one-run-out folds).
+fn run_labels(runs: &RunSet, train: &[usize]) -> Vec<i64> {
+    train
+        .iter()
+        .flat_map(|&i| std::iter::repeat_n(i as i64, runs.runs()[i].n_trs))
+        .collect()
+}
+
+/// Test r, block-permutation p and BH-FDR q per voxel.
+fn significance(
+    y_test: MatRef<'_, f32>,
+    predicted: MatRef<'_, f32>,
+    opts: &EncodeRunsOptions,
+) -> Result<(Vec<f64>, Vec<f64>, Vec<f64>)> {
+    let (n, v) = (y_test.nrows(), y_test.ncols());
+    let row_major = |m: MatRef<'_, f32>| -> Vec<f32> {
+        (0..n)
+            .flat_map(|i| (0..v).map(move |j| m[(i, j)]))
+            .collect()
+    };
+    let pred = Standardized::from_row_major(&row_major(predicted), n, v)?;
+    let truth = Standardized::from_row_major(&row_major(y_test), n, v)?;
+    let perms = seeded_block_permutations(n, opts.block, opts.permutations.max(1), opts.seed);
+    let (r, p) = permutation_test(&pred, &truth, &perms)?;
+    let (q, _) = bh_fdr(&p, crate::encoding::FDR_ALPHA)?;
+    Ok((r, p, q))
+}
+
+/// Runs the encoding model on a run set; writes the outputs listed in the module docs.
+pub fn encode_runs(
+    runs: &RunSet,
+    opts: &EncodeRunsOptions,
+    featurizer: Option<&TextFeaturizer>,
+    progress: &mut dyn FnMut(&str),
+) -> Result<EncodeRunsSummary> {
+    check_options(opts)?;
+    let (train, test) = split_runs(runs, &opts.test_runs)?;
+    progress("features");
+    let designs = band_designs(runs, opts, featurizer, (&train, &test))?;
+    let y_train = voxel_rows(runs, &train)?;
+    let y_test = voxel_rows(runs, &test)?;
+    let groups = run_labels(runs, &train);
+    let all: Vec<usize> = (0..opts.bands.len()).collect();
+    progress("joint model");
+    let (predicted, parts) = fit_predict(&designs, &all, y_train.as_ref(), &groups, opts)?;
+    let r2 = r2_per_target(y_test.as_ref(), predicted.as_ref())?;
+    let part_refs: Vec<MatRef<'_, f32>> = parts.iter().map(|p| p.as_ref()).collect();
+    let split = r2_score_split(y_test.as_ref(), &part_refs, true)?;
+    let unique = if opts.unique && opts.bands.len() >= 2 {
+        Some(unique_variance(
+            &designs,
+            &r2,
+            y_train.as_ref(),
+            y_test.as_ref(),
+            &groups,
+            opts,
+            progress,
+        )?)
+    } else {
+        None
+    };
+    progress("statistics");
+    let (r, p, q) = significance(y_test.as_ref(), predicted.as_ref(), opts)?;
+    let results = Results {
+        r,
+        p,
+        q,
+        r2,
+        split: (0..split.nrows())
+            .flat_map(|b| (0..split.ncols()).map(move |j| (b, j)))
+            .map(|(b, j)| split[(b, j)])
+            .collect(),
+        unique,
+        widths: designs.iter().map(|d| d.0.ncols()).collect(),
+        train_trs: y_train.nrows(),
+        test_trs: y_test.nrows(),
+    };
+    progress("writing");
+    write_outputs(runs, opts, &results)
+}
+
+fn check_options(opts: &EncodeRunsOptions) -> Result<()> {
+    if opts.bands.is_empty() {
+        return Err(RouteError::Usage(
+            "at least one feature band is needed".into(),
+        ));
+    }
+    let mut names: Vec<&str> = opts.bands.iter().map(|b| b.name.as_str()).collect();
+    names.sort_unstable();
+    if names.windows(2).any(|w| w[0] == w[1]) {
+        return Err(RouteError::Usage(format!("band names repeat: {names:?}")));
+    }
+    if opts
+        .bands
+        .iter()
+        .any(|b| matches!(b.source, BandSource::Annotations(_)))
+        && opts.block == 0
+    {
+        return Err(RouteError::Usage("--block must be at least 1".into()));
+    }
+    Ok(())
+}
+
+/// Unique variance of each band: R²(all) − R²(all but the band), (bands × voxels) row-major.
+fn unique_variance(
+    designs: &[(Mat<f32>, Mat<f32>)],
+    r2_joint: &[f64],
+    y_train: MatRef<'_, f32>,
+    y_test: MatRef<'_, f32>,
+    groups: &[i64],
+    opts: &EncodeRunsOptions,
+    progress: &mut dyn FnMut(&str),
+) -> Result<Vec<f64>> {
+    let b = designs.len();
+    let mut unique = Vec::with_capacity(b * r2_joint.len());
+    for left_out in 0..b {
+        progress(&format!("model without {}", opts.bands[left_out].name));
+        let others: Vec<usize> = (0..b).filter(|&k| k != left_out).collect();
+        let (predicted, _) = fit_predict(designs, &others, y_train, groups, opts)?;
+        let r2 = r2_per_target(y_test, predicted.as_ref())?;
+        unique.extend(r2_joint.iter().zip(&r2).map(|(j, o)| j - o));
+    }
+    Ok(unique)
+}
+
+struct Results {
+    r: Vec<f64>,
+    p: Vec<f64>,
+    q: Vec<f64>,
+    r2: Vec<f64>,
+    /// (bands × voxels) row-major.
+    split: Vec<f64>,
+    unique: Option<Vec<f64>>,
+    widths: Vec<usize>,
+    train_trs: usize,
+    test_trs: usize,
+}
+
+fn mean(values: &[f64]) -> f64 {
+    let finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+    finite.iter().sum::<f64>() / finite.len().max(1) as f64
+}
+
+fn summarize(opts: &EncodeRunsOptions, results: &Results) -> EncodeRunsSummary {
+    let v = results.r.len();
+    let row = |m: &[f64], b: usize| m[b * v..(b + 1) * v].to_vec();
+    let best = |b: usize| {
+        (0..v)
+            .filter(|&j| {
+                (0..opts.bands.len()).all(|o| results.split[o * v + j] <= results.split[b * v + j])
+            })
+            .count()
+    };
+    EncodeRunsSummary {
+        voxels: v,
+        train_trs: results.train_trs,
+        test_trs: results.test_trs,
+        mean_r: mean(&results.r),
+        significant_voxels: results
+            .q
+            .iter()
+            .filter(|&&q| q <= crate::encoding::FDR_ALPHA)
+            .count(),
+        bands: opts
+            .bands
+            .iter()
+            .enumerate()
+            .map(|(b, band)| BandSummary {
+                name: band.name.clone(),
+                width: results.widths[b],
+                mean_r2_split: mean(&row(&results.split, b)),
+                mean_unique: results.unique.as_ref().map(|u| mean(&row(u, b))),
+                best_voxels: best(b),
+            })
+            .collect(),
+        unique: results.unique.clone(),
+        r2_split: results.split.clone(),
+    }
+}
+
+fn write_outputs(
+    runs: &RunSet,
+    opts: &EncodeRunsOptions,
+    results: &Results,
+) -> Result<EncodeRunsSummary> {
+    let out = &opts.out;
+    let maps_dir = out.join("maps");
+    std::fs::create_dir_all(&maps_dir).map_err(|e| brainrecon_data::DataError::io(&maps_dir, e))?;
+    let v = results.r.len();
+    let b = opts.bands.len();
+    let f32s = |x: &[f64]| x.iter().map(|&v| v as f32).collect::<Vec<f32>>();
+    for (name, values) in [
+        ("r", &results.r),
+        ("r2", &results.r2),
+        ("p", &results.p),
+        ("q", &results.q),
+    ] {
+        npy::write(&out.join(format!("{name}.npy")), &[v], &f32s(values))?;
+        runs.write_voxel_map(&maps_dir.join(format!("{name}.nii.gz")), &f32s(values))?;
+    }
+    npy::write(&out.join("r2_split.npy"), &[b, v], &f32s(&results.split))?;
+    if let Some(unique) = &results.unique {
+        npy::write(&out.join("unique.npy"), &[b, v], &f32s(unique))?;
+    }
+    for (k, band) in opts.bands.iter().enumerate() {
+        let split = &results.split[k * v..(k + 1) * v];
+        runs.write_voxel_map(
+            &maps_dir.join(format!("r2_split-{}.nii.gz", band.name)),
+            &f32s(split),
+        )?;
+        if let Some(unique) = &results.unique {
+            let u = &unique[k * v..(k + 1) * v];
+            runs.write_voxel_map(
+                &maps_dir.join(format!("unique-{}.nii.gz", band.name)),
+                &f32s(u),
+            )?;
+        }
+    }
+    let summary = summarize(opts, results);
+    write_json_atomic(
+        &out.join("encoding.json"),
+        &serde_json::json!({
+            "format": "brainrecon-encode-runs",
+            "command": opts.command,
+            "runset": runs.root(),
+            "bands": opts.bands.iter().map(|b| &b.name).collect::<Vec<_>>(),
+            "test_runs": opts.test_runs,
+            "align": format!("{:?}", opts.align).to_lowercase(),
+            "delays": format!("{:?}", opts.delays.resolve(runs.tr())),
+            "pca": opts.pca,
+            "alphas": opts.alphas,
+            "n_iter": opts.n_iter,
+            "permutations": opts.permutations,
+            "block": opts.block,
+            "seed": opts.seed,
+            "summary": &summary,
+        }),
+    )?;
+    write_report(runs, opts, results, &summary)?;
+    Ok(summary)
+}
+
+fn write_report(
+    runs: &RunSet,
+    opts: &EncodeRunsOptions,
+    results: &Results,
+    summary: &EncodeRunsSummary,
+) -> Result<()> {
+    let v = results.r.len();
+    let band_rows = |m: &[f64]| -> Vec<(String, Vec<f64>)> {
+        opts.bands
+            .iter()
+            .enumerate()
+            .map(|(k, band)| (band.name.clone(), m[k * v..(k + 1) * v].to_vec()))
+            .collect()
+    };
+    let fail = |e: String| RouteError::Usage(format!("report: {e}"));
+    let mut histograms = vec![
+        histograms_svg("test r (joint model)", &[("r".into(), results.r.clone())]).map_err(fail)?,
+        histograms_svg("split R² per band", &band_rows(&results.split)).map_err(fail)?,
+    ];
+    if let Some(u) = &results.unique {
+        histograms.push(histograms_svg("unique variance per band", &band_rows(u)).map_err(fail)?);
+    }
+    let mut maps = vec![VoxelMap {
+        name: "test r".into(),
+        values: &results.r,
+        note: "joint model".into(),
+    }];
+    for (k, band) in opts.bands.iter().enumerate() {
+        maps.push(VoxelMap {
+            name: format!("split R²: {}", band.name),
+            values: &results.split[k * v..(k + 1) * v],
+            note: "the band's share of the joint R² (product measure)".into(),
+        });
+    }
+    let space = VoxelSpace {
+        shape: runs.volume_shape(),
+        voxels: runs.voxel_indices(),
+    };
+    let mut table = vec![
+        ("voxels".to_string(), summary.voxels.to_string()),
+        (
+            "TRs (train / test)".into(),
+            format!("{} / {}", summary.train_trs, summary.test_trs),
+        ),
+        ("mean test r".into(), format!("{:.4}", summary.mean_r)),
+        (
+            "significant voxels (BH q ≤ 0.05)".into(),
+            summary.significant_voxels.to_string(),
+        ),
+    ];
+    for band in &summary.bands {
+        table.push((
+            format!("band {} ({} columns)", band.name, band.width),
+            format!(
+                "mean split R² {:.4}{}; best in {} voxels",
+                band.mean_r2_split,
+                band.mean_unique
+                    .map(|u| format!(", mean unique {u:.4}"))
+                    .unwrap_or_default(),
+                band.best_voxels
+            ),
+        ));
+    }
+    let html = encoding_page(
+        "encode-runs",
+        &opts.command,
+        &table,
+        &histograms,
+        &space,
+        &maps,
+    )
+    .map_err(fail)?;
+    write_bytes_atomic(&opts.out.join("report.html"), html.as_bytes())?;
+    Ok(())
+}
+
+/// The mean of `values` (bands × voxels, row-major) per band over the voxels of each group:
+/// rows = groups, columns = bands.
+pub fn group_means(
+    values: &[f64],
+    bands: usize,
+    groups: &[usize],
+    n_groups: usize,
+) -> Vec<Vec<f64>> {
+    let v = groups.len();
+    assert_eq!(values.len(), bands * v, "values must be (bands, voxels)");
+    (0..n_groups)
+        .map(|g| {
+            (0..bands)
+                .map(|b| {
+                    let members: Vec<f64> = (0..v)
+                        .filter(|&j| groups[j] == g)
+                        .map(|j| values[b * v + j])
+                        .collect();
+                    members.iter().sum::<f64>() / members.len().max(1) as f64
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// `Path` of the run set's runset.json (for messages).
+pub fn runset_file(dir: &Path) -> PathBuf {
+    dir.join("runset.json")
+}

@@ -1,0 +1,145 @@
+//! Text features of per-second annotations: Word2Vec (the embedded `word2vec-movie`, or a
+//! word2vec file) or a transformers language model's hidden states, mean-pooled per line.
+
+use super::embedded::{word2vec_movie, WORD2VEC_MOVIE};
+use crate::error::{Result, RouteError};
+use brainrecon_language::text_model::{
+    all_layers, annotation_features, load_text_model, TextModel,
+};
+use brainrecon_language::text_tokenizer::TextTokenizer;
+use brainrecon_language::word2vec::Word2Vec;
+use candle_core::Device;
+use std::path::Path;
+
+/// Which hidden states of a language model (ignored by Word2Vec).
+#[derive(Clone, Debug, PartialEq)]
+pub enum LayerChoice {
+    /// The last hidden state.
+    Last,
+    One(usize),
+    All,
+}
+
+impl LayerChoice {
+    /// `last`, `all` or a hidden-state index (0 = the embeddings).
+    pub fn parse(text: &str) -> Result<Self> {
+        match text {
+            "last" => Ok(LayerChoice::Last),
+            "all" => Ok(LayerChoice::All),
+            n => n.parse().map(LayerChoice::One).map_err(|_| {
+                RouteError::Usage(format!(
+                    "--layer {n:?}: expected a hidden-state index (0 = embeddings), last or all"
+                ))
+            }),
+        }
+    }
+}
+
+/// A model that turns lines of text into vectors.
+pub enum TextFeaturizer {
+    Word2Vec {
+        name: String,
+        vectors: Word2Vec,
+    },
+    Language {
+        name: String,
+        model: Box<TextModel>,
+        tokenizer: TextTokenizer,
+        layers: Vec<usize>,
+    },
+}
+
+/// Features of some lines: per layer a name and a row-major [lines, dim] matrix.
+pub struct LineFeatures {
+    pub layers: Vec<(String, Vec<f32>)>,
+    pub dim: usize,
+    /// Words (Word2Vec) or lines (truncated, language models) the model could not use fully.
+    pub skipped: usize,
+}
+
+/// `word2vec-movie`, a word2vec file (`.bin`, `.txt`, `.vec`), or a language model folder or
+/// Hugging Face model id.
+pub fn load_featurizer(spec: &str, layer: &LayerChoice, device: &Device) -> Result<TextFeaturizer> {
+    if spec == WORD2VEC_MOVIE {
+        return Ok(TextFeaturizer::Word2Vec {
+            name: spec.into(),
+            vectors: word2vec_movie()?,
+        });
+    }
+    let path = Path::new(spec);
+    let is_vectors = path.is_file()
+        && matches!(
+            path.extension().and_then(|e| e.to_str()),
+            Some("bin" | "txt" | "vec")
+        );
+    if is_vectors {
+        return Ok(TextFeaturizer::Word2Vec {
+            name: spec.into(),
+            vectors: Word2Vec::load(path)?,
+        });
+    }
+    let (model, tokenizer) = load_text_model(spec, device)?;
+    let last = model.num_hidden_states() - 1;
+    let layers = match layer {
+        LayerChoice::Last => vec![last],
+        LayerChoice::All => all_layers(&model),
+        LayerChoice::One(l) if *l <= last => vec![*l],
+        LayerChoice::One(l) => {
+            return Err(RouteError::Usage(format!(
+                "--layer {l}: {spec} has hidden states 0..={last} (0 = embeddings)"
+            )))
+        }
+    };
+    Ok(TextFeaturizer::Language {
+        name: spec.into(),
+        model: Box::new(model),
+        tokenizer,
+        layers,
+    })
+}
+
+impl TextFeaturizer {
+    pub fn name(&self) -> &str {
+        match self {
+            TextFeaturizer::Word2Vec { name, .. } | TextFeaturizer::Language { name, .. } => name,
+        }
+    }
+
+    /// Mean-pooled features of `lines` (an empty line gives zeros).
+    pub fn features(&self, lines: &[String]) -> Result<LineFeatures> {
+        match self {
+            TextFeaturizer::Word2Vec { vectors, .. } => {
+                let mut values = Vec::with_capacity(lines.len() * vectors.dim);
+                let mut skipped = 0;
+                for line in lines {
+                    let (v, missing) = vectors.mean_vector(line);
+                    values.extend(v);
+                    skipped += missing;
+                }
+                Ok(LineFeatures {
+                    layers: vec![("word2vec".into(), values)],
+                    dim: vectors.dim,
+                    skipped,
+                })
+            }
+            TextFeaturizer::Language {
+                model,
+                tokenizer,
+                layers,
+                ..
+            } => {
+                let pooled = annotation_features(model, tokenizer, lines, layers)?;
+                let mut out = Vec::with_capacity(layers.len());
+                for (layer, tensor) in pooled.layers.iter().zip(&pooled.features) {
+                    let values = tensor.flatten_all()?.to_vec1::<f32>()?;
+                    out.push((format!("layer-{layer:02}"), values));
+                }
+                Ok(LineFeatures {
+                    layers: out,
+                    dim: model.hidden_size(),
+                    skipped: pooled.truncated.len(),
+                })
+            }
+        }
+    }
+}
