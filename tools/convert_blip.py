@@ -3,7 +3,7 @@
 into transformers' `BlipForConditionalGeneration` layout: `model.safetensors` + `config.json`,
 loadable by brainrecon-language (`BlipForConditionalGeneration::load`) and by transformers.
 
-Usage (torch and safetensors needed, e.g. /work/main/.venv-torch):
+Usage (torch and safetensors needed, e.g. .venv-torch):
 
     python tools/convert_blip.py model_base_capfilt_large.pth OUT_DIR --image-size 240 \
         [--vocab bert-base-uncased/vocab.txt]

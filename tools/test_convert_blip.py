@@ -4,7 +4,7 @@
 Run from the repository root with torch, safetensors and transformers (the fixtures'
 environment, tools/fixtures/requirements-blip.txt):
 
-    /work/venvs/blip5/bin/python tools/test_convert_blip.py
+    venvs/blip5/bin/python tools/test_convert_blip.py
 
 It writes the tiny model's tensors under Salesforce BLIP's names into a `.pth` (plus tensors a
 pretraining checkpoint carries and the captioner does not use), converts it back, and checks:

@@ -4,7 +4,7 @@
 # states, one after the other in the same run, both on BENCH_THREADS threads; the generated ids
 # are compared too.
 #   bash tools/bench/caption.sh [IMAGES]     # default 8 images of 226 tokens (the published 240 px)
-# Env: BENCH_PYTHON (default /work/venvs/blip5-style venv made from
+# Env: BENCH_PYTHON (default venvs/blip5-style venv made from
 #      tools/fixtures/requirements-blip.txt at .venv-blip), BENCH_THREADS (2),
 #      BENCH_DIR (target/bench-data/caption).
 set -euo pipefail

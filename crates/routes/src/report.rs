@@ -426,27 +426,14 @@ fn histogram_svg(d: &DecoderAccuracy) -> Result<String, String> {
         ("CV score", finite(&d.cv_score), CV_COLOUR),
         ("test r", finite(&d.test_r), TEST_COLOUR),
     ];
-    let all: Vec<f64> = series.iter().flat_map(|s| s.1.iter().copied()).collect();
-    // Zero stays in range so the sign of the scores is visible at a glance.
-    let (mut lo, mut hi) = all
-        .iter()
-        .fold((0f64, 0f64), |(lo, hi), &v| (lo.min(v), hi.max(v)));
-    if hi - lo < 1e-9 {
-        lo -= 0.5;
-        hi += 0.5;
-    }
-    let width = (hi - lo) / BINS as f64;
-    let counts: Vec<Vec<u32>> = series
-        .iter()
-        .map(|(_, values, _)| {
-            let mut c = vec![0u32; BINS];
-            for &v in values {
-                c[(((v - lo) / width).floor() as usize).min(BINS - 1)] += 1;
-            }
-            c
-        })
-        .collect();
-    let top = counts.iter().flatten().copied().max().unwrap_or(0) + 1;
+    let values: Vec<&[f64]> = series.iter().map(|s| s.1.as_slice()).collect();
+    let Binned {
+        lo,
+        hi,
+        width,
+        counts,
+        top,
+    } = binned(&values, BINS);
 
     let mut svg = String::new();
     {
@@ -494,6 +481,49 @@ fn histogram_svg(d: &DecoderAccuracy) -> Result<String, String> {
         root.present().map_err(|e| e.to_string())?;
     }
     Ok(svg)
+}
+
+/// Shared histogram bins of several series of finite values.
+pub(crate) struct Binned {
+    pub lo: f64,
+    pub hi: f64,
+    pub width: f64,
+    /// Per series, the count in each bin.
+    pub counts: Vec<Vec<u32>>,
+    /// One more than the largest count (the y range).
+    pub top: u32,
+}
+
+/// Bins `series` into `bins` equal bins over their common range, zero kept in range so the
+/// sign of the values shows at a glance.
+pub(crate) fn binned(series: &[&[f64]], bins: usize) -> Binned {
+    let (mut lo, mut hi) = series
+        .iter()
+        .flat_map(|s| s.iter())
+        .fold((0f64, 0f64), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    if hi - lo < 1e-9 {
+        lo -= 0.5;
+        hi += 0.5;
+    }
+    let width = (hi - lo) / bins as f64;
+    let counts: Vec<Vec<u32>> = series
+        .iter()
+        .map(|values| {
+            let mut c = vec![0u32; bins];
+            for &v in values.iter() {
+                c[(((v - lo) / width).floor() as usize).min(bins - 1)] += 1;
+            }
+            c
+        })
+        .collect();
+    let top = counts.iter().flatten().copied().max().unwrap_or(0) + 1;
+    Binned {
+        lo,
+        hi,
+        width,
+        counts,
+        top,
+    }
 }
 
 /// Grouped bars: mean test r and mean CV score of every decoder.

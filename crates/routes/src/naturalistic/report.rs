@@ -1,7 +1,7 @@
 //! The HTML page of `encode-runs`: per-band histograms of the voxels' scores and a slice
 //! montage of every map, self-contained (inline SVG and PNG data URIs).
 
-use crate::report::{base64, encode_png, escape};
+use crate::report::{base64, binned, encode_png, escape, Binned};
 use brainrecon_data::image::RgbImage;
 use plotters::prelude::*;
 use std::fmt::Write as _;
@@ -27,26 +27,14 @@ pub fn histograms_svg(title: &str, series: &[(String, Vec<f64>)]) -> Result<Stri
         .iter()
         .map(|(_, v)| v.iter().copied().filter(|x| x.is_finite()).collect())
         .collect();
-    let (mut lo, mut hi) = finite
-        .iter()
-        .flatten()
-        .fold((0f64, 0f64), |(lo, hi), &v| (lo.min(v), hi.max(v)));
-    if hi - lo < 1e-9 {
-        lo -= 0.5;
-        hi += 0.5;
-    }
-    let width = (hi - lo) / BINS as f64;
-    let counts: Vec<Vec<u32>> = finite
-        .iter()
-        .map(|values| {
-            let mut c = vec![0u32; BINS];
-            for &v in values {
-                c[(((v - lo) / width).floor() as usize).min(BINS - 1)] += 1;
-            }
-            c
-        })
-        .collect();
-    let top = counts.iter().flatten().copied().max().unwrap_or(0) + 1;
+    let values: Vec<&[f64]> = finite.iter().map(Vec::as_slice).collect();
+    let Binned {
+        lo,
+        hi,
+        width,
+        counts,
+        top,
+    } = binned(&values, BINS);
     let mut svg = String::new();
     {
         let root = SVGBackend::with_string(&mut svg, (560, 320)).into_drawing_area();
