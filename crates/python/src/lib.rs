@@ -4,6 +4,7 @@
 //! strided matrix) and every long computation runs with the GIL released. The pure-Python
 //! layer in `python/brainrecon` adds scikit-learn's estimator protocol on top.
 
+mod banded;
 mod data;
 mod errors;
 mod metrics;
@@ -15,6 +16,7 @@ use pyo3::prelude::*;
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     ridge::register(m)?;
+    banded::register(m)?;
     metrics::register(m)?;
     data::register(m)?;
     Ok(())

@@ -49,7 +49,7 @@ fn parse_precision(text: &str) -> PyResult<Precision> {
     }
 }
 
-fn parse_scoring(text: &str) -> PyResult<Scoring> {
+pub fn parse_scoring(text: &str) -> PyResult<Scoring> {
     match text {
         "neg_mean_squared_error" => Ok(Scoring::NegMse),
         "r2" => Ok(Scoring::R2),
