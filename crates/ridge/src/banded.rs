@@ -11,6 +11,10 @@
 //! Cost: per candidate and fold, one eigendecomposition (p×p when p is at most the training
 //! rows, else the n_train×n_train kernel), then one f32 GEMM per alpha and chunk of targets
 //! (see the `search` module).
+//!
+//! Memory: besides the model (dual n×t, primal p×t), the primal view keeps `XᵀY` and one
+//! fold's `X_trᵀY_tr` (p×t each) and held-out targets (n_te×t), all f32; the dual view the
+//! band kernels (B·n²) and one fold's training targets (n_tr×t).
 
 mod design;
 mod gammas;
