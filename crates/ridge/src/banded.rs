@@ -77,7 +77,8 @@ pub struct BandedRidgeCv {
 
 impl Default for BandedRidgeCv {
     /// himalaya's random-search defaults (100 candidates, concentrations [0.1, 1], 5 folds)
-    /// with alphas 10^-2 … 10^6, R² scoring, an intercept and chunks of 2048 targets.
+    /// with alphas 10^-2 … 10^6, an intercept and chunks of 2048 targets; but R² scoring
+    /// (himalaya scores with negative MSE, `Scoring::NegMse`), which compares across voxels.
     fn default() -> Self {
         BandedRidgeCv {
             alphas: (-2..=6).map(|e| 10f64.powi(e)).collect(),
