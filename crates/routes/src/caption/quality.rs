@@ -88,7 +88,11 @@ pub fn held_out_captions(
 /// [`SceneNaming`] of `captions`, one per held-out scene.
 pub fn scene_naming(captions: &[String]) -> SceneNaming {
     let scenes = held_out_scenes();
-    assert_eq!(captions.len(), scenes.len(), "one caption per held-out scene");
+    assert_eq!(
+        captions.len(),
+        scenes.len(),
+        "one caption per held-out scene"
+    );
     let mut hits = [0usize; 5];
     for (scene, caption) in scenes.iter().zip(captions) {
         let (named, wrong_background) = names_scene(scene, caption);

@@ -161,7 +161,11 @@ pub struct CaptionerSummary {
 #[derive(Clone, Copy, Debug)]
 pub enum CaptionerProgress {
     /// A step (1-based) of `total` finished with `loss`.
-    Step { step: usize, total: usize, loss: f64 },
+    Step {
+        step: usize,
+        total: usize,
+        loss: f64,
+    },
     /// The held-out naming at a checkpoint, after `step` steps.
     HeldOut { step: usize, naming: SceneNaming },
 }
