@@ -12,7 +12,7 @@
 //! <out>/report.html        histograms per band and slice montages of every map
 //! ```
 
-use super::design::{band_rows, delayed, pca, stack, standardize, Align, Band, BandSource, Delays};
+use super::design::{band_rows, delayed, pca, stack, standardize, Align, Band, Delays};
 use super::report::{encoding_page, histograms_svg, VoxelMap, VoxelSpace};
 use super::text::TextFeaturizer;
 use crate::error::{Result, RouteError};
@@ -25,7 +25,7 @@ use brainrecon_ridge::stats::{bh_fdr, permutation_test, seeded_block_permutation
 use brainrecon_ridge::{BandedCv, BandedRidgeCv, Candidates};
 use faer::{Mat, MatRef};
 use serde::Serialize;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Settings of [`encode_runs`].
 #[derive(Clone, Debug)]
@@ -70,11 +70,6 @@ pub struct EncodeRunsSummary {
     pub mean_r: f64,
     pub significant_voxels: usize,
     pub bands: Vec<BandSummary>,
-    /// (voxels × bands) unique variance, row-major, when `unique` (for tables).
-    #[serde(skip)]
-    pub unique: Option<Vec<f64>>,
-    #[serde(skip)]
-    pub r2_split: Vec<f64>,
 }
 
 /// Indices of the train and test runs.
@@ -266,12 +261,7 @@ fn check_options(opts: &EncodeRunsOptions) -> Result<()> {
     if names.windows(2).any(|w| w[0] == w[1]) {
         return Err(RouteError::Usage(format!("band names repeat: {names:?}")));
     }
-    if opts
-        .bands
-        .iter()
-        .any(|b| matches!(b.source, BandSource::Annotations(_)))
-        && opts.block == 0
-    {
+    if opts.block == 0 {
         return Err(RouteError::Usage("--block must be at least 1".into()));
     }
     Ok(())
@@ -349,8 +339,6 @@ fn summarize(opts: &EncodeRunsOptions, results: &Results) -> EncodeRunsSummary {
                 best_voxels: best(b),
             })
             .collect(),
-        unique: results.unique.clone(),
-        r2_split: results.split.clone(),
     }
 }
 
@@ -490,34 +478,4 @@ fn write_report(
     .map_err(fail)?;
     write_bytes_atomic(&opts.out.join("report.html"), html.as_bytes())?;
     Ok(())
-}
-
-/// The mean of `values` (bands × voxels, row-major) per band over the voxels of each group:
-/// rows = groups, columns = bands.
-pub fn group_means(
-    values: &[f64],
-    bands: usize,
-    groups: &[usize],
-    n_groups: usize,
-) -> Vec<Vec<f64>> {
-    let v = groups.len();
-    assert_eq!(values.len(), bands * v, "values must be (bands, voxels)");
-    (0..n_groups)
-        .map(|g| {
-            (0..bands)
-                .map(|b| {
-                    let members: Vec<f64> = (0..v)
-                        .filter(|&j| groups[j] == g)
-                        .map(|j| values[b * v + j])
-                        .collect();
-                    members.iter().sum::<f64>() / members.len().max(1) as f64
-                })
-                .collect()
-        })
-        .collect()
-}
-
-/// `Path` of the run set's runset.json (for messages).
-pub fn runset_file(dir: &Path) -> PathBuf {
-    dir.join("runset.json")
 }

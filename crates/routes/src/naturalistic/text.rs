@@ -44,7 +44,7 @@ pub enum TextFeaturizer {
     Language {
         name: String,
         model: Box<TextModel>,
-        tokenizer: TextTokenizer,
+        tokenizer: Box<TextTokenizer>,
         layers: Vec<usize>,
     },
 }
@@ -93,7 +93,7 @@ pub fn load_featurizer(spec: &str, layer: &LayerChoice, device: &Device) -> Resu
     Ok(TextFeaturizer::Language {
         name: spec.into(),
         model: Box::new(model),
-        tokenizer,
+        tokenizer: Box::new(tokenizer),
         layers,
     })
 }
