@@ -28,8 +28,15 @@ if ! command -v "$python" >/dev/null; then
   exit 2
 fi
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$root/target-py}
+if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 9))'; then
+  echo "error: the Python package needs CPython >= 3.9; $python is $("$python" --version 2>&1)" >&2
+  exit 2
+fi
 venv=${BRAINRECON_PY_VENV:-$CARGO_TARGET_DIR/venv}
-[ -x "$venv/bin/python" ] || "$python" -m venv "$venv"
+if [ ! -x "$venv/bin/python" ] && ! "$python" -m venv "$venv"; then
+  echo "error: could not create a virtual environment in $venv with '$python -m venv' (Debian and Ubuntu: apt-get install python3-venv)" >&2
+  exit 2
+fi
 "$venv/bin/python" -m pip install -q --disable-pip-version-check -r crates/python/requirements-test.txt
 wheels="$CARGO_TARGET_DIR/wheels-$profile"
 rm -rf "$wheels"

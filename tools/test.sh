@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Runs every test of the workspace. The reference fixtures are committed, so no Python is needed.
-# The HTML report tests open pages in headless Chromium: Debian's `chromium` is installed when
-# missing.
+# Runs every test of the workspace, then the Python package's (crates/python: its wheel is
+# built with maturin in a virtual environment under the target folder and tested against
+# scikit-learn and himalaya from PyPI; BRAINRECON_TEST_PYTHON=0 leaves them out). The Rust tests'
+# reference fixtures are committed, so they need no Python. The HTML report tests open pages in
+# headless Chromium: Debian's `chromium` is installed when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if ! command -v cargo >/dev/null; then
@@ -32,6 +34,12 @@ fi
 # A one-off build: incremental state would only add time and disk.
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 cargo test --workspace --locked "$@"
+# The Python package, built in the same target folder: only the bindings compile anew.
+if [ "${BRAINRECON_TEST_PYTHON:-1}" = 1 ]; then
+  CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$(pwd)/target}" bash tools/python-test.sh
+else
+  echo "note: the Python package's tests were left out (BRAINRECON_TEST_PYTHON=0)" >&2
+fi
 # With BRAINRECON_TEST_CUDA_BUILD=1 (CI sets it), the GPU build's code and its tests are also
 # compiled (checked, not linked or run: that needs a GPU). The compiler comes from NVIDIA's PyPI
 # wheels; nvcc compiling candle's kernels takes most of the time.

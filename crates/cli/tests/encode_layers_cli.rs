@@ -21,7 +21,15 @@ fn subject() -> &'static Path {
         std::fs::create_dir_all(&dir).unwrap();
         let subject = simulated_subject(&dir, 400, 3, 64);
         let model = dir.join("captioner");
-        ok(&["train-captioner", "--out", p(&model), "--steps", "4"]);
+        ok(&[
+            "train-captioner",
+            "--out",
+            p(&model),
+            "--steps",
+            "4",
+            "--decoder-steps",
+            "0",
+        ]);
         for kind in ["blip-vision", "blip-text"] {
             ok(&[
                 "features",

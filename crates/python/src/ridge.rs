@@ -2,7 +2,9 @@
 
 use std::collections::BTreeMap;
 
-use brainrecon_ridge::{Cv, ModelOptions, Precision, RidgeCv, RidgeModel, Scoring, TargetRange};
+use brainrecon_ridge::{
+    Cv, ModelOptions, Precision, RidgeCv, RidgeModel, Scoring, Shard, TargetRange,
+};
 use faer::{Mat, MatRef};
 use ndarray::Array2;
 use numpy::{IntoPyArray, PyArray1, PyReadonlyArray1, PyReadonlyArray2, PyUntypedArrayMethods};
@@ -15,6 +17,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(ridge_fit, m)?)?;
     m.add_function(wrap_pyfunction!(ridge_save, m)?)?;
     m.add_function(wrap_pyfunction!(ridge_load, m)?)?;
+    m.add_function(wrap_pyfunction!(ridge_merge, m)?)?;
     m.add_function(wrap_pyfunction!(pearson_per_target, m)?)?;
     m.add_function(wrap_pyfunction!(r2_per_target, m)?)?;
     m.add_function(wrap_pyfunction!(set_num_threads, m)?)?;
@@ -62,11 +65,13 @@ pub fn parse_scoring(text: &str) -> PyResult<Scoring> {
 /// Fits `x` (n, p) → `y` (n, t), one alpha per target, with the GIL released.
 ///
 /// `folds = None` is efficient leave-one-out (or GCV with `gcv`); `folds = k` is contiguous
-/// K-fold, with `groups` (n,) keeping each group inside one fold. Returns a dict of the fitted
+/// K-fold, with `groups` (n,) keeping each group inside one fold. `shard = (k, N)` fits only the
+/// k-th of N equal target ranges, as `ridge fit --shard k/N`. Returns a dict of the fitted
 /// arrays (see `model_dict`).
 #[pyfunction]
 #[pyo3(signature = (x, y, alphas, folds=None, groups=None, gcv=false, fit_intercept=true,
-    standardize=false, precision="float64", target_chunk=2048, scoring="neg_mean_squared_error"))]
+    standardize=false, precision="float64", target_chunk=2048, scoring="neg_mean_squared_error",
+    shard=None))]
 #[allow(clippy::too_many_arguments)]
 fn ridge_fit<'py>(
     py: Python<'py>,
@@ -81,6 +86,7 @@ fn ridge_fit<'py>(
     precision: &str,
     target_chunk: usize,
     scoring: &str,
+    shard: Option<(usize, usize)>,
 ) -> PyResult<Bound<'py, PyDict>> {
     let cv = match (folds, gcv) {
         (Some(_), true) => return Err(errors::value("gcv=True needs cv=None (no folds)")),
@@ -107,8 +113,22 @@ fn ridge_fit<'py>(
         ..RidgeCv::default()
     };
     let (x_view, y_view) = (mat_view(&x), mat_view(&y));
+    let shard = shard.map(|(index, count)| Shard { index, count });
+    if let Some(shard) = shard {
+        shard.target_range(y_view.ncols()).map_err(|_| {
+            errors::value(format!(
+                "shard: expected (k, N) with 0 <= k < N <= n_targets = {}, found ({}, {})",
+                y_view.ncols(),
+                shard.index,
+                shard.count
+            ))
+        })?;
+    }
     let model = py
-        .detach(|| estimator.fit(x_view, y_view))
+        .detach(|| match shard {
+            Some(shard) => estimator.fit_shard(x_view, y_view, shard),
+            None => estimator.fit(x_view, y_view),
+        })
         .map_err(errors::ridge)?;
     model_dict(py, &model)
 }
@@ -135,6 +155,8 @@ fn model_dict<'py>(py: Python<'py>, model: &RidgeModel) -> PyResult<Bound<'py, P
     let metadata = serde_json::to_string(&model.metadata)
         .map_err(|e| errors::value(format!("model metadata: {e}")))?;
     out.set_item("metadata", metadata)?;
+    let range = model.target_range;
+    out.set_item("target_range", (range.start, range.end, range.total))?;
     Ok(out)
 }
 
@@ -142,7 +164,7 @@ fn model_dict<'py>(py: Python<'py>, model: &RidgeModel) -> PyResult<Bound<'py, P
 /// predict` reads, from the arrays [`ridge_fit`] returned.
 #[pyfunction]
 #[pyo3(signature = (directory, coef, intercept, alphas, cv_scores, alpha_grid, x_mean, x_scale,
-    options, metadata="{}"))]
+    options, metadata="{}", target_range=None))]
 #[allow(clippy::too_many_arguments)]
 fn ridge_save(
     py: Python<'_>,
@@ -156,9 +178,16 @@ fn ridge_save(
     x_scale: Vec<f32>,
     options: &str,
     metadata: &str,
+    target_range: Option<(usize, usize, usize)>,
 ) -> PyResult<()> {
     let coef = mat_view(&coef);
     let (t, p) = (coef.nrows(), coef.ncols());
+    let (start, end, total) = target_range.unwrap_or((0, t, t));
+    if end < start || end - start != t || end > total {
+        return Err(errors::value(format!(
+            "target_range: ({start}, {end}, {total}) does not hold the {t} targets of coef_"
+        )));
+    }
     let scores = mat_view(&cv_scores);
     let lengths = [
         ("intercept_", intercept.len(), t),
@@ -186,33 +215,38 @@ fn ridge_save(
         cv_scores: scores.to_owned(),
         alpha_grid,
         options,
-        target_range: TargetRange {
-            start: 0,
-            end: t,
-            total: t,
-        },
+        target_range: TargetRange { start, end, total },
         metadata,
     };
     py.detach(|| model.save(&directory)).map_err(errors::ridge)
 }
 
-/// Reads a model directory written by `brainrecon ridge fit` (or [`ridge_save`]).
+/// Reads a model directory written by `brainrecon ridge fit` (or [`ridge_save`]); a shard
+/// keeps its `target_range`.
 #[pyfunction]
 fn ridge_load(py: Python<'_>, directory: std::path::PathBuf) -> PyResult<Bound<'_, PyDict>> {
     let model = py
         .detach(|| RidgeModel::load(&directory))
         .map_err(errors::ridge)?;
-    if model.target_range.start != 0 || model.target_range.end != model.target_range.total {
-        let r = model.target_range;
-        return Err(errors::value(format!(
-            "{}: a shard (targets {}..{} of {}): merge the shards with `brainrecon ridge merge` first",
-            directory.display(),
-            r.start,
-            r.end,
-            r.total
-        )));
-    }
     model_dict(py, &model)
+}
+
+/// Joins the shard model directories `shards` (any order) into one model written to `out`, as
+/// `brainrecon ridge merge`.
+#[pyfunction]
+fn ridge_merge(
+    py: Python<'_>,
+    shards: Vec<std::path::PathBuf>,
+    out: std::path::PathBuf,
+) -> PyResult<()> {
+    py.detach(|| {
+        let models = shards
+            .iter()
+            .map(RidgeModel::load)
+            .collect::<brainrecon_ridge::Result<Vec<_>>>()?;
+        RidgeModel::merge(models)?.save(&out)
+    })
+    .map_err(errors::ridge)
 }
 
 fn per_target<'py>(

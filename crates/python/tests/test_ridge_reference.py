@@ -210,6 +210,31 @@ def test_saved_model_round_trips_in_the_cli_format(tmp_path):
         brainrecon.load_model(tmp_path / "absent")
 
 
+def test_target_shards_merge_to_the_whole_fit(tmp_path):
+    X, Y = planted(60, 12, 7, seed=13)
+    whole = brainrecon.RidgeCV(ALPHAS, gcv=True).fit(X, Y)
+    # shards saved in any order; 7 targets in 3 shards of 3, 2, 2
+    ranges = []
+    for k in (2, 0, 1):
+        part = brainrecon.RidgeCV(ALPHAS, gcv=True).fit(X, Y, shard=(k, 3))
+        ranges.append(part.target_range_)
+        start, end, total = part.target_range_
+        assert part.coef_.shape == (end - start, 12) and total == 7
+        np.testing.assert_array_equal(part.best_alphas_, whole.best_alphas_[start:end])
+        part.save_model(tmp_path / f"shard{k}")
+    assert sorted(ranges) == [(0, 3, 7), (3, 5, 7), (5, 7, 7)]
+    assert brainrecon.load_model(tmp_path / "shard1").target_range_ == (3, 5, 7)
+    merged = brainrecon.merge_models([tmp_path / f"shard{k}" for k in range(3)], tmp_path / "merged")
+    assert merged.target_range_ == (0, 7, 7)
+    np.testing.assert_array_equal(merged.best_alphas_, whole.best_alphas_)
+    np.testing.assert_allclose(merged.predict(X), whole.predict(X), rtol=0,
+                               atol=1e-5 * np.abs(whole.predict(X)).max())
+    with pytest.raises(ValueError, match="expected to start at 3"):
+        brainrecon.merge_models([tmp_path / "shard0", tmp_path / "shard2"], tmp_path / "gap")
+    with pytest.raises(ValueError, match=r"shard: expected \(k, N\) with 0 <= k < N <= n_targets = 7"):
+        brainrecon.RidgeCV(ALPHAS).fit(X, Y, shard=(3, 3))
+
+
 def test_metrics_per_target():
     X, Y = planted(50, 10, 3, seed=12)
     pred = brainrecon.RidgeCV().fit(X, Y).predict(X)

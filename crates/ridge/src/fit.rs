@@ -261,7 +261,20 @@ impl RidgeCv {
                 scores,
                 best,
                 weights,
-            } = self.fit_gcv_band::<T>(&data)?;
+            } = match self.fit_gcv_band::<T>(&data) {
+                // The float32 Gram matrix carries absolute errors of about eps·p·‖x‖², which
+                // can exceed XXᵀ's smallest eigenvalue plus the smallest alpha on large wide
+                // designs: the answer in float64 is what was asked for, at twice the cost.
+                Err(RidgeError::Decomposition(_)) if std::mem::size_of::<T>() == 4 => {
+                    eprintln!(
+                        "warning: ridge in float32 could not factor XXᵀ + αI for the smallest \
+                         alphas (its rounding errors exceed them): refitting in float64, at \
+                         about twice the time"
+                    );
+                    self.fit_gcv_band::<f64>(&data)?
+                }
+                fit => fit?,
+            };
             return Ok(self.assemble(data, solver, scores, best, weights));
         }
         let full = decompose_full::<T>(data.x, &data.x_transform)?;

@@ -251,6 +251,37 @@ fn gcv_wide_in_float32_agrees_with_float64() {
     );
 }
 
+/// A wide design whose Gram matrix spans about 1e10 (a strong rank-2 part over unit noise):
+/// with a small alpha float32 cannot factor XXᵀ + αI, and the fit is redone in float64 instead
+/// of failing; it then equals the float64 fit.
+#[test]
+fn gcv_wide_in_float32_falls_back_to_float64_where_float32_cannot_factor() {
+    let (n, p, t) = (60, 150, 3);
+    // a hash in [-0.5, 0.5): full-rank noise
+    let noise = |i: usize, j: usize, k: usize| {
+        let v = ((i * 1009 + j * 31 + k * 7) as f64 * 12.9898).sin() * 43758.5453;
+        v - v.floor() - 0.5
+    };
+    let wave = |i: usize, k: usize| (i as f64 * 0.37 + k as f64).sin();
+    let x = Mat::<f32>::from_fn(n, p, |i, j| {
+        (3e3 * (wave(i, 1) * wave(j, 2) + wave(i, 3) * wave(j, 4)) + noise(i, j, 5)) as f32
+    });
+    let y = Mat::<f32>::from_fn(n, t, |i, k| (wave(i, 1) + 0.1 * noise(i, k, 6)) as f32);
+    let estimator = |precision| RidgeCv {
+        alphas: vec![1e-3, 1.0, 1e3],
+        cv: brainrecon_ridge::Cv::Gcv,
+        precision,
+        ..RidgeCv::default()
+    };
+    let f64_model = estimator(brainrecon_ridge::Precision::F64)
+        .fit(x.as_ref(), y.as_ref())
+        .unwrap();
+    let f32_model = estimator(brainrecon_ridge::Precision::F32)
+        .fit(x.as_ref(), y.as_ref())
+        .expect("float32 falls back to float64");
+    assert_eq!(f32_model, f64_model);
+}
+
 #[test]
 fn kfold_tall_intercept_negmse_matches_himalaya() {
     check_case("kfold_tall_intercept_negmse");

@@ -42,18 +42,39 @@ fn training_resumes_to_the_same_weights() {
     let whole = dir.path().join("whole");
     let summary = train_captioner(&whole, &config, 7, &device, &mut |_| {}).unwrap();
     assert_eq!(summary.losses.len(), 4);
-    assert!(summary.losses.iter().all(|l| l.is_finite()));
-    // An interruption after step 2: the last checkpoint and the outputs are gone.
+    assert_eq!(summary.decoder_losses.len(), 4, "the second stage ran");
+    assert!(summary
+        .losses
+        .iter()
+        .chain(&summary.decoder_losses)
+        .all(|l| l.is_finite()));
+    // An interruption after step 2 of the first stage: its last checkpoint, the second
+    // stage's and the outputs are gone.
     let broken = dir.path().join("broken");
     copy_dir(&whole.join(".train"), &broken.join(".train"));
     std::fs::remove_dir_all(broken.join(".train/captioner/step-4")).unwrap();
+    std::fs::remove_dir_all(broken.join(".train/decoder")).unwrap();
     let resumed = train_captioner(&broken, &config, 7, &device, &mut |_| {}).unwrap();
     assert_eq!(resumed.resumed_from, Some(2));
     assert_eq!(resumed.losses, summary.losses);
+    assert_eq!(resumed.decoder_losses, summary.decoder_losses);
+    // An interruption in the second stage: it resumes from its own checkpoint.
+    let late = dir.path().join("late");
+    copy_dir(&whole.join(".train"), &late.join(".train"));
+    std::fs::remove_dir_all(late.join(".train/decoder/step-4")).unwrap();
+    let resumed_late = train_captioner(&late, &config, 7, &device, &mut |_| {}).unwrap();
     assert_eq!(
-        std::fs::read(whole.join("model.safetensors")).unwrap(),
-        std::fs::read(broken.join("model.safetensors")).unwrap()
+        resumed_late.resumed_from,
+        Some(4),
+        "the first stage had finished"
     );
+    assert_eq!(resumed_late.decoder_losses, summary.decoder_losses);
+    for folder in [&broken, &late] {
+        assert_eq!(
+            std::fs::read(whole.join("model.safetensors")).unwrap(),
+            std::fs::read(folder.join("model.safetensors")).unwrap()
+        );
+    }
     // The folder loads as a captioner.
     let loaded = load_captioner(whole.to_str().unwrap(), &device).unwrap();
     assert_eq!(loaded.model.vision_model.config.image_size, 32);

@@ -4,11 +4,12 @@ use brainrecon_data::prepared::PreparedSubject;
 use brainrecon_data::simulate::classify::{scene_accuracy, SceneAccuracy};
 use brainrecon_data::simulate::scene::Scene;
 use brainrecon_data::simulate::Truth;
+use brainrecon_routes::caption::embedded::{SHAPES_BLIP, SHAPES_BLIP_MODEL};
 use brainrecon_routes::linear::Manifest;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
-/// Run the whole linear route offline, on a synthetic subject, with the built-in model.
+/// Run a whole route (linear, or caption) offline on a synthetic subject with the built-in models.
 ///
 /// Steps: simulate a subject in NSD's layout; `nsd prepare` it; compute VAE latents (z) and
 /// text embeddings (c) of its stimuli with shapes-ldm; fit ridge decoders of z from early
@@ -18,12 +19,17 @@ use std::path::{Path, PathBuf};
 /// scene's colour and shape (read by the same rule as the model's quality tests; chance 1/6
 /// and 1/4) and two-way identification.
 ///
+/// `--route caption` runs the caption route on the same subject instead: BLIP image tokens of
+/// the stimuli with the built-in shapes-blip, a ridge decoder of them from the `streams` ROIs,
+/// captions written from the decoded tokens (OUT/captions), and img2img from the decoded z
+/// conditioned on each caption (OUT/recons-caption), scored the same way.
+///
 /// Each step is skipped or resumed when its output is already in OUT, so an interrupted demo
-/// continues where it stopped. Writes OUT/demo.json and OUT/pairs.png (stimulus | decoded z |
-/// reconstruction).
+/// continues where it stopped. Writes OUT/demo.json (OUT/demo-caption.json) and OUT/pairs.png
+/// (OUT/pairs-caption.png): stimulus | decoded z | reconstruction.
 #[derive(clap::Args)]
 #[command(
-    after_help = "Example:\n  brainrecon demo --out demo-out\n  brainrecon demo --out demo-out --images 1000 --samples 3 --json"
+    after_help = "Example:\n  brainrecon demo --out demo-out\n  brainrecon demo --out demo-out --route caption\n  brainrecon demo --out demo-out --images 1000 --samples 3 --json"
 )]
 pub struct Args {
     /// Output directory (created; an earlier demo there is resumed)
@@ -47,14 +53,59 @@ pub struct Args {
     /// cpu, cuda or cuda:N
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// linear (decoded z and c) or caption (decoded z and a caption of decoded BLIP tokens)
+    #[arg(long, value_enum, default_value = "linear")]
+    route: Route,
     /// Print the headline figures as JSON (the steps' own output then goes to stderr)
     #[arg(long)]
     json: bool,
 }
 
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Route {
+    Linear,
+    Caption,
+}
+
+impl Route {
+    fn name(self) -> &'static str {
+        match self {
+            Route::Linear => "linear",
+            Route::Caption => "caption",
+        }
+    }
+
+    /// Output names: reconstructions, headline file, pairs image.
+    fn outputs(self) -> [&'static str; 3] {
+        match self {
+            Route::Linear => ["recons", "demo.json", "pairs.png"],
+            Route::Caption => ["recons-caption", "demo-caption.json", "pairs-caption.png"],
+        }
+    }
+
+    /// (feature kind, model) of the stimuli that the route decodes.
+    fn features(self, diffusion: &str) -> [(&'static str, &str); 2] {
+        match self {
+            Route::Linear => [("vae", diffusion), ("clip-text", diffusion)],
+            Route::Caption => [("vae", diffusion), ("blip-vision", SHAPES_BLIP)],
+        }
+    }
+}
+
+/// The fingerprint of the model a decoder of `target` was fit on (to spot stale decoders).
+fn feature_model_fingerprint(target: &str, diffusion: &str) -> anyhow::Result<String> {
+    if target == "blip" {
+        let root = SHAPES_BLIP_MODEL.dir()?;
+        return Ok(brainrecon_diffusion::weights::ModelDir { root }.fingerprint()?);
+    }
+    Ok(brainrecon_diffusion::weights::ModelDir::resolve(diffusion)?.fingerprint()?)
+}
+
 #[derive(Debug, Serialize)]
 pub struct DemoSummary {
     pub out: PathBuf,
+    pub route: Route,
     pub n_test: usize,
     /// Reconstructions (mean over samples).
     pub reconstruction: SceneAccuracy,
@@ -171,7 +222,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let out = &args.out;
     std::fs::create_dir_all(out).map_err(|e| brainrecon_data::DataError::io(out, e))?;
     let (root, subject_dir) = (out.join("nsd"), out.join("subj01"));
-    let (decoders, recons) = (out.join("decoders"), out.join("recons"));
+    let [recons_name, summary_name, pairs_name] = args.route.outputs();
+    let (decoders, recons) = (out.join("decoders"), out.join(recons_name));
     let (images, seed, samples, steps) = (
         args.images.to_string(),
         args.seed.to_string(),
@@ -219,7 +271,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 ],
             )?;
         }
-        for kind in ["vae", "clip-text"] {
+        for (kind, model) in args.route.features(&args.model) {
             step(
                 3,
                 &format!("features of the stimuli: {kind}"),
@@ -228,7 +280,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     "--subject",
                     path(&subject_dir),
                     "--model",
-                    &args.model,
+                    model,
                     "--kind",
                     kind,
                     "--device",
@@ -237,11 +289,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             )?;
         }
         // Decoders and reconstructions made with other files under the model's name (an
-        // earlier version of shapes-ldm) are made again.
+        // earlier version of shapes-ldm or shapes-blip) are made again.
         let fingerprint =
             brainrecon_diffusion::weights::ModelDir::resolve(&args.model)?.fingerprint()?;
         let mut refit = false;
-        for target in ["z", "c"] {
+        let targets = match args.route {
+            Route::Linear => ["z", "c"],
+            Route::Caption => ["z", "blip"],
+        };
+        for target in targets {
+            let fingerprint = feature_model_fingerprint(target, &args.model)?;
             let dir = decoders.join(target);
             let model_json = dir.join("model.json");
             if model_json.is_file() {
@@ -283,30 +340,52 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             );
             remove_dir(&recons)?;
         }
+        let captions = out.join("captions");
+        if args.route == Route::Caption {
+            step(
+                5,
+                "caption the test images from their decoded BLIP tokens (shapes-blip)",
+                &[
+                    "caption",
+                    "--subject",
+                    path(&subject_dir),
+                    "--decoders",
+                    path(&decoders),
+                    "--out",
+                    path(&captions),
+                    "--device",
+                    device,
+                ],
+            )?;
+        }
+        let mut reconstruct = vec![
+            "reconstruct",
+            "--method",
+            args.route.name(),
+            "--subject",
+            path(&subject_dir),
+            "--decoders",
+            path(&decoders),
+            "--model",
+            &args.model,
+            "--out",
+            path(&recons),
+            "--samples",
+            &samples,
+            "--steps",
+            &steps,
+            "--seed",
+            &seed,
+            "--device",
+            device,
+        ];
+        if args.route == Route::Caption {
+            reconstruct.extend(["--captions", path(&captions)]);
+        }
         step(
             5,
-            "reconstruct the test images (linear route)",
-            &[
-                "reconstruct",
-                "--method",
-                "linear",
-                "--subject",
-                path(&subject_dir),
-                "--decoders",
-                path(&decoders),
-                "--model",
-                &args.model,
-                "--out",
-                path(&recons),
-                "--samples",
-                &samples,
-                "--steps",
-                &steps,
-                "--seed",
-                &seed,
-                "--device",
-                device,
-            ],
+            &format!("reconstruct the test images ({} route)", args.route.name()),
+            &reconstruct,
         )?;
         step(
             6,
@@ -364,11 +443,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             Ok([stimulus, z.clone(), sample.clone()])
         })
         .collect::<anyhow::Result<_>>()?;
-    let pairs = out.join("pairs.png");
+    let pairs = out.join(pairs_name);
     write_png(&pairs, &pairs_image(&triples, 4))?;
 
     let summary = DemoSummary {
         out: out.clone(),
+        route: args.route,
         n_test: ids.len(),
         reconstruction: mean_accuracy(&per_sample),
         decoded_z: scene_accuracy(&scenes, &decoded_z),
@@ -381,7 +461,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         pairs,
         seconds: started.elapsed().as_secs_f64(),
     };
-    write_json_atomic(&out.join("demo.json"), &summary)?;
+    write_json_atomic(&out.join(summary_name), &summary)?;
     if args.json {
         return super::print_json(&summary);
     }

@@ -1,4 +1,5 @@
 use super::usage;
+use brainrecon_routes::caption::quality::SceneNaming;
 use brainrecon_routes::caption::train::{train_captioner, CaptionerConfig, CaptionerProgress};
 use std::io::Write;
 use std::path::PathBuf;
@@ -8,7 +9,9 @@ use std::path::PathBuf;
 /// BLIP's architecture at a small size (ViT image tower on 64 px images, BERT text decoder
 /// cross-attending to its tokens), BLIP's captioning loss ("a picture of " + caption,
 /// cross-entropy on the caption), AdamW with warm-up and cosine decay. Images enter in [0, 1]
-/// without normalisation, as the published caption route feeds BLIP. The result is a
+/// without normalisation, as the published caption route feeds BLIP. A second stage trains the
+/// text decoder alone on image tokens as ridge decodes them (each scene's tokens mixed with
+/// their additive part over the scene attributes, shrunk and noised). The result is a
 /// transformers `BlipForConditionalGeneration` folder that `--blip` accepts everywhere.
 /// Checkpoints go to OUT/.train/ every 100 steps: rerunning the same command resumes, and the
 /// same seed gives the same weights.
@@ -29,6 +32,9 @@ pub struct Args {
     /// Share of batches whose image tokens are shrunk and noised as ridge predictions are (0-1)
     #[arg(long)]
     token_shrinkage: Option<f64>,
+    /// Steps of the second stage: the text decoder alone on ridge-like image tokens (0 skips it)
+    #[arg(long)]
+    decoder_steps: Option<usize>,
     /// Seed of initialisation, data and augmentation
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -62,6 +68,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         config.token_shrinkage = share;
     }
+    if let Some(steps) = args.decoder_steps {
+        config.decoder_steps = steps;
+    }
     let device = super::device(&args.device)?;
     let show = super::show_progress();
     let summary = train_captioner(
@@ -76,16 +85,23 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             }
             CaptionerProgress::Step { .. } => {}
             // Printed with or without a terminal: the record of a long run.
-            CaptionerProgress::HeldOut { step, naming } => eprintln!(
-                "{}step {step}: held-out scenes named: colour {:.0}%, shape {:.0}%, both {:.0}%, \
-                 background {:.0}% (a wrong one {:.0}%)",
-                if show { "\n" } else { "" },
-                100.0 * naming.colour,
-                100.0 * naming.shape,
-                100.0 * naming.colour_and_shape,
-                100.0 * naming.background,
-                100.0 * naming.wrong_background
-            ),
+            CaptionerProgress::HeldOut {
+                step,
+                naming,
+                additive,
+            } => {
+                eprintln!(
+                    "{}step {step}: held-out scenes named: {}",
+                    if show { "\n" } else { "" },
+                    naming_line(&naming)
+                );
+                if let Some(additive) = additive {
+                    eprintln!(
+                        "  from their tokens' additive part: {}",
+                        naming_line(&additive)
+                    );
+                }
+            }
         },
     )?;
     if args.json {
@@ -101,4 +117,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         args.out.display()
     );
     Ok(())
+}
+
+fn naming_line(naming: &SceneNaming) -> String {
+    format!(
+        "colour {:.0}%, shape {:.0}%, both {:.0}%, background {:.0}% (a wrong one {:.0}%)",
+        100.0 * naming.colour,
+        100.0 * naming.shape,
+        100.0 * naming.colour_and_shape,
+        100.0 * naming.background,
+        100.0 * naming.wrong_background
+    )
 }

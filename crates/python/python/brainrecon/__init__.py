@@ -4,7 +4,7 @@ memory-mapped numpy arrays, and reconstruction metrics."""
 from . import _native
 from . import metrics, nsd
 from ._banded import BandedRidgeCV, KernelRidgeCV, MultipleKernelRidgeCV
-from ._ridge import RidgeCV, load_model
+from ._ridge import RidgeCV, load_model, merge_models
 from .data import Subject, load_subject
 
 __version__ = _native.__version__
@@ -15,4 +15,4 @@ def set_num_threads(threads):
     _native.set_num_threads(int(threads))
 
 
-__all__ = ["RidgeCV", "KernelRidgeCV", "MultipleKernelRidgeCV", "BandedRidgeCV", "load_model", "load_subject", "Subject", "metrics", "nsd", "set_num_threads"]
+__all__ = ["RidgeCV", "KernelRidgeCV", "MultipleKernelRidgeCV", "BandedRidgeCV", "load_model", "merge_models", "load_subject", "Subject", "metrics", "nsd", "set_num_threads"]

@@ -134,11 +134,13 @@ class RidgeCV(MultiOutputMixin, RegressorMixin, BaseEstimator):
         labels, n_splits = _fold_labels(cv, X, y, groups)
         return n_splits, labels
 
-    def fit(self, X, y, groups=None):
+    def fit(self, X, y, groups=None, shard=None):
         """Fits X (n_samples, n_features) → y (n_samples,) or (n_samples, n_targets).
 
         float32 arrays in C or Fortran order are used in place (no copy); the GIL is released
-        during the fit.
+        during the fit. ``shard=(k, N)`` fits only the k-th of N equal contiguous target ranges
+        (as ``brainrecon ridge fit --shard k/N``; ``target_range_`` says which): save each
+        shard with :meth:`save_model` and join them with :func:`merge_models`.
         """
         if y is None:
             raise ValueError("RidgeCV requires y to be passed, but the target y is None")
@@ -165,6 +167,10 @@ class RidgeCV(MultiOutputMixin, RegressorMixin, BaseEstimator):
                        fit_intercept=bool(self.fit_intercept), standardize=bool(self.standardize),
                        precision=str(self.precision), target_chunk=batch,
                        scoring=_SCORINGS[self.scoring])
+        if shard is not None:
+            if len(shard) != 2 or not all(isinstance(v, (int, np.integer)) for v in shard):
+                raise ValueError(f"shard: expected (k, N) with 0 <= k < N, found {shard!r}")
+            options["shard"] = (int(shard[0]), int(shard[1]))
         fitted = _native.ridge_fit(x32, y32, list(alphas), **options)
         if not self.alpha_per_target and y32.shape[1] > 1:
             fitted = self._refit_shared_alpha(x32, y32, fitted, options)
@@ -172,7 +178,8 @@ class RidgeCV(MultiOutputMixin, RegressorMixin, BaseEstimator):
             # the engine stores its intercept in float32, where y_mean - x_mean·w cancels badly
             # when X has a large offset: redo that subtraction in float64 from the same means
             x_mean = np.add.reduce(x32, axis=0, dtype=np.float64) / x32.shape[0]
-            y_mean = np.add.reduce(y32, axis=0, dtype=np.float64) / y32.shape[0]
+            start, end, _ = fitted["target_range"]
+            y_mean = np.add.reduce(y32[:, start:end], axis=0, dtype=np.float64) / y32.shape[0]
             fitted["intercept"] = y_mean - fitted["coef"].astype(np.float64) @ x_mean
         self._set_fitted(fitted)
         return self
@@ -188,6 +195,7 @@ class RidgeCV(MultiOutputMixin, RegressorMixin, BaseEstimator):
 
     def _set_fitted(self, fitted):
         self._native_state = {k: fitted[k] for k in ("x_mean", "x_scale", "options", "alpha_grid", "metadata")}
+        self.target_range_ = tuple(int(v) for v in fitted["target_range"])
         coef = fitted["coef"]
         intercept = np.asarray(fitted["intercept"], dtype=np.float64)
         alphas, scores = fitted["alphas"], fitted["cv_scores"]
@@ -234,11 +242,21 @@ class RidgeCV(MultiOutputMixin, RegressorMixin, BaseEstimator):
                            np.asarray(self.best_alphas_, dtype=np.float64).tolist(),
                            np.ascontiguousarray(self.cv_scores_per_alpha_, dtype=np.float32),
                            np.asarray(state["alpha_grid"]).tolist(), state["x_mean"].tolist(),
-                           state["x_scale"].tolist(), state["options"], json.dumps(meta))
+                           state["x_scale"].tolist(), state["options"], json.dumps(meta),
+                           self.target_range_)
+
+
+def merge_models(shards, out):
+    """Joins shard model directories (from ``save_model`` after ``fit(..., shard=(k, N))``, or
+    ``brainrecon ridge fit --shard k/N``; any order) into one model directory ``out``, as
+    ``brainrecon ridge merge``, and returns it as a fitted :class:`RidgeCV`."""
+    _native.ridge_merge([str(d) for d in shards], str(out))
+    return load_model(out)
 
 
 def load_model(directory):
-    """A fitted :class:`RidgeCV` from a model directory of ``brainrecon ridge fit``."""
+    """A fitted :class:`RidgeCV` from a model directory of ``brainrecon ridge fit`` (a shard
+    keeps its ``target_range_``)."""
     fitted = _native.ridge_load(str(directory))
     options = json.loads(fitted["options"])
     cv = options["cv"]

@@ -7,6 +7,7 @@
 //!                       scores, the true captions; the captioner, decoder and settings
 //! ```
 
+pub mod attribute_tokens;
 pub mod clip_score;
 pub mod decode;
 pub mod embedded;

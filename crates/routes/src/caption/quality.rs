@@ -11,7 +11,7 @@ use brainrecon_data::simulate::scene::{Scene, BACKGROUNDS, COLOURS, SHAPES};
 use brainrecon_diffusion::prior::held_out_scenes;
 use brainrecon_language::blip::BlipForConditionalGeneration;
 use brainrecon_language::generate::{beam_search, BeamSearchConfig};
-use candle_core::Device;
+use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
 /// Shares (0–1) of held-out scenes whose caption names each attribute.
@@ -61,18 +61,26 @@ pub fn held_out_captions(
     tokens: &[String],
     device: &Device,
 ) -> Result<Vec<String>> {
-    let id = |t: &str| tokens.iter().position(|x| x == t).map(|i| i as u32);
-    let mut prompt: Vec<u32> = vec![id("[DEC]").expect("the vocabulary has [DEC]")];
-    prompt.extend(PROMPT.split_whitespace().filter_map(id));
     let size = model.vision_model.config.image_size;
-    let scenes = held_out_scenes();
-    let images: Vec<_> = scenes.iter().map(|s| s.render(size)).collect();
+    let images: Vec<_> = held_out_scenes().iter().map(|s| s.render(size)).collect();
     let image_tokens = model
         .vision_model
         .forward(&blip_pixels(&images, size, false, device)?)?;
+    captions_of_tokens(model, tokens, &image_tokens)
+}
+
+/// Captions (published beam search, prompt stripped) of image tokens [S, N, D], one per row.
+pub fn captions_of_tokens(
+    model: &BlipForConditionalGeneration,
+    tokens: &[String],
+    image_tokens: &Tensor,
+) -> Result<Vec<String>> {
+    let id = |t: &str| tokens.iter().position(|x| x == t).map(|i| i as u32);
+    let mut prompt: Vec<u32> = vec![id("[DEC]").expect("the vocabulary has [DEC]")];
+    prompt.extend(PROMPT.split_whitespace().filter_map(id));
     let search = BeamSearchConfig::published();
-    let mut captions = Vec::with_capacity(scenes.len());
-    for i in 0..scenes.len() {
+    let mut captions = Vec::with_capacity(image_tokens.dim(0)?);
+    for i in 0..image_tokens.dim(0)? {
         let mut session = model.caption_session(&image_tokens.narrow(0, i, 1)?)?;
         let best = beam_search(&mut session, &prompt, &search)?;
         let words: Vec<&str> = best.best().tokens[prompt.len()..]

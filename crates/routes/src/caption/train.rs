@@ -11,16 +11,23 @@
 //! mean and noised, as ridge predictions of them are (`token_shrinkage`), so that it still
 //! names the scene from decoded tokens.
 //!
+//! A second stage (`decoder_steps`) trains the text decoder alone, the image tower frozen, on
+//! tokens as ridge decodes them from the synthetic subject: a mix of each scene's own tokens
+//! and their additive part over the scene attributes ([`super::attribute_tokens`]), shrunk
+//! and noised. Without it the decoder reads the shape from details ridge does not recover.
+//!
 //! Scenes come from the same seeded generator as shapes-ldm's (never the held-out tenth);
 //! every draw of step s is keyed by (seed, s), checkpoints every `checkpoint_every` steps, and
 //! a rerun resumes to the same weights.
 
-use super::quality::{held_out_captions, scene_naming, SceneNaming};
+use super::attribute_tokens::{scene_tokens, training_scenes, AttributeTokens};
+use super::quality::{captions_of_tokens, held_out_captions, scene_naming, SceneNaming};
 use super::vocab::{captioner_vocab, write_tokenizer_files, PROMPT};
 use crate::error::Result;
 use brainrecon_data::atomic::write_json_atomic;
 use brainrecon_data::image::RgbImage;
-use brainrecon_diffusion::prior::training_scene;
+use brainrecon_data::simulate::scene::Scene;
+use brainrecon_diffusion::prior::{held_out_scenes, training_scene};
 use brainrecon_language::blip::{lm_loss, BlipConfig, BlipForConditionalGeneration, TextInputs};
 use brainrecon_nn::train::{init_parameters, ResumableRun};
 use candle_core::{DType, Device, Tensor};
@@ -45,6 +52,12 @@ pub struct CaptionerConfig {
     pub lr: f64,
     /// Share of batches whose image tokens are shrunk toward the batch mean and noised.
     pub token_shrinkage: f64,
+    /// Steps of the second stage (text decoder alone on ridge-like tokens); 0 skips it.
+    #[serde(default)]
+    pub decoder_steps: usize,
+    /// Peak learning rate of the second stage.
+    #[serde(default)]
+    pub decoder_lr: f64,
     pub checkpoint_every: usize,
 }
 
@@ -63,6 +76,8 @@ impl CaptionerConfig {
             batch: 32,
             lr: 1e-3,
             token_shrinkage: 0.5,
+            decoder_steps: 3000,
+            decoder_lr: 3e-4,
             checkpoint_every: 100,
         }
     }
@@ -81,6 +96,9 @@ impl CaptionerConfig {
         if self.token_shrinkage != shipped.token_shrinkage {
             command += &format!(" --token-shrinkage {}", self.token_shrinkage);
         }
+        if self.decoder_steps != shipped.decoder_steps {
+            command += &format!(" --decoder-steps {}", self.decoder_steps);
+        }
         command
     }
 
@@ -97,6 +115,7 @@ impl CaptionerConfig {
             steps,
             batch: 8,
             lr: 2e-3,
+            decoder_steps: steps,
             checkpoint_every: steps.div_ceil(2).max(1),
             ..Self::shapes_blip()
         }
@@ -150,24 +169,36 @@ impl CaptionerConfig {
 pub struct CaptionerSummary {
     pub out: PathBuf,
     pub parameters: usize,
+    /// Losses of the first stage.
     pub losses: Vec<f64>,
+    /// Losses of the second stage.
+    pub decoder_losses: Vec<f64>,
+    /// The step the first stage resumed from.
     pub resumed_from: Option<usize>,
     pub seconds: f64,
     /// What the final model names in its captions of the held-out scenes.
     pub held_out: SceneNaming,
+    /// The same from the additive part of their tokens (what ridge recovers); with a second
+    /// stage only.
+    pub held_out_additive: Option<SceneNaming>,
 }
 
 /// What [`train_captioner`] reports while it runs.
 #[derive(Clone, Copy, Debug)]
 pub enum CaptionerProgress {
-    /// A step (1-based) of `total` finished with `loss`.
+    /// A step (1-based, both stages counted) of `total` finished with `loss`.
     Step {
         step: usize,
         total: usize,
         loss: f64,
     },
-    /// The held-out naming at a checkpoint, after `step` steps.
-    HeldOut { step: usize, naming: SceneNaming },
+    /// The held-out naming at a checkpoint, after `step` steps, from the scenes' tokens and
+    /// (second stage) from their additive part.
+    HeldOut {
+        step: usize,
+        naming: SceneNaming,
+        additive: Option<SceneNaming>,
+    },
 }
 
 /// Images [B, 3, S, S] in [0, 1] (ToTensor without normalisation).
@@ -286,6 +317,7 @@ pub fn train_captioner(
         (config.lr, config.steps, config.checkpoint_every),
         &mut resumed,
     )?;
+    let total = config.steps + config.decoder_steps;
     for step in run.start..config.steps {
         let (images, rows) = training_batch(config, seed, step, &index);
         let pixels = unit_pixels(&images, device)?;
@@ -294,41 +326,196 @@ pub fn train_captioner(
         if rng.gen_bool(config.token_shrinkage) {
             image_tokens = shrink_tokens(&image_tokens, &mut rng)?;
         }
-        let (inputs, labels) = teacher_forcing(&rows, device)?;
-        let text = TextInputs {
-            encoder_hidden_states: Some(&image_tokens),
-            ..Default::default()
-        };
-        let logits = model.text_decoder.forward(&inputs, &text)?.logits;
-        let loss = lm_loss(&logits, &labels, 0.0)?;
-        let value = run.step(&loss, step)?;
+        let value = run.step(&caption_loss(&model, &image_tokens, &rows, device)?, step)?;
         progress(CaptionerProgress::Step {
             step: step + 1,
-            total: config.steps,
+            total,
             loss: value,
         });
-        if (step + 1) % config.checkpoint_every == 0 && step + 1 < config.steps {
+        if (step + 1) % config.checkpoint_every == 0 && step + 1 < total {
             let naming = scene_naming(&held_out_captions(&model, &tokens, device)?);
             progress(CaptionerProgress::HeldOut {
                 step: step + 1,
                 naming,
+                additive: None,
             });
         }
     }
+    let decoder_run = if config.decoder_steps > 0 {
+        let stage = ResumableRun::resume(
+            "decoder",
+            &out.join(".train"),
+            run.params.clone(),
+            (
+                config.decoder_lr,
+                config.decoder_steps,
+                config.checkpoint_every,
+            ),
+            &mut Vec::new(),
+        )?;
+        Some(train_decoder_on_ridge_like_tokens(
+            (&model, stage),
+            (config, seed),
+            (&tokens, &index),
+            device,
+            progress,
+        )?)
+    } else {
+        None
+    };
     let held_out = scene_naming(&held_out_captions(&model, &tokens, device)?);
+    let held_out_additive = match &decoder_run {
+        Some((_, attributes)) => Some(additive_naming(&model, attributes, &tokens, device)?),
+        None => None,
+    };
     progress(CaptionerProgress::HeldOut {
-        step: config.steps,
+        step: total,
         naming: held_out,
+        additive: held_out_additive,
     });
-    write_folder(out, &blip_json, &tokens, &run, (config, seed, held_out))?;
+    let decoder_losses = decoder_run
+        .as_ref()
+        .map(|(stage, _)| stage.losses.clone())
+        .unwrap_or_default();
+    let record = TrainingRecord {
+        config,
+        seed,
+        held_out,
+        held_out_additive,
+        losses: (&run.losses, &decoder_losses),
+    };
+    write_folder(out, &blip_json, &tokens, &run, &record)?;
     Ok(CaptionerSummary {
         out: out.to_path_buf(),
         parameters: run.params.count_elements(),
         losses: run.losses.clone(),
+        decoder_losses,
         resumed_from: resumed.first().map(|(_, step)| *step),
         seconds: started.elapsed().as_secs_f64(),
         held_out,
+        held_out_additive,
     })
+}
+
+/// BLIP's captioning loss of the text decoder on `image_tokens` [B, N, D] for `rows`.
+fn caption_loss(
+    model: &BlipForConditionalGeneration,
+    image_tokens: &Tensor,
+    rows: &[(Vec<u32>, usize)],
+    device: &Device,
+) -> Result<Tensor> {
+    let (inputs, labels) = teacher_forcing(rows, device)?;
+    let text = TextInputs {
+        encoder_hidden_states: Some(image_tokens),
+        ..Default::default()
+    };
+    let logits = model.text_decoder.forward(&inputs, &text)?.logits;
+    Ok(lm_loss(&logits, &labels, 0.0)?)
+}
+
+/// The second stage: the text decoder alone (the image tower gets no gradient, so AdamW
+/// leaves it as the first stage left it) on [`ridge_like_batch`]es. Returns the finished run
+/// and the additive model of the training scenes' tokens.
+fn train_decoder_on_ridge_like_tokens(
+    (model, mut stage): (&BlipForConditionalGeneration, ResumableRun),
+    (config, seed): (&CaptionerConfig, u64),
+    (tokens, index): (&[String], &HashMap<&str, u32>),
+    device: &Device,
+    progress: &mut dyn FnMut(CaptionerProgress),
+) -> Result<(ResumableRun, AttributeTokens)> {
+    let scenes = training_scenes();
+    let own = scene_tokens(model, &scenes, device)?;
+    let attributes = AttributeTokens::of_model(model, &scenes, device)?;
+    let additive = attributes.predict_batch(&scenes, device)?;
+    let total = config.steps + config.decoder_steps;
+    for step in stage.start..config.decoder_steps {
+        let (image_tokens, rows) =
+            ridge_like_batch((&own, &additive, &scenes), config, seed, step, index)?;
+        let loss = caption_loss(model, &image_tokens, &rows, device)?;
+        let value = stage.step(&loss, step)?;
+        let done = config.steps + step + 1;
+        progress(CaptionerProgress::Step {
+            step: done,
+            total,
+            loss: value,
+        });
+        if (step + 1) % config.checkpoint_every == 0 && done < total {
+            let naming = scene_naming(&held_out_captions(model, tokens, device)?);
+            let additive = Some(additive_naming(model, &attributes, tokens, device)?);
+            progress(CaptionerProgress::HeldOut {
+                step: done,
+                naming,
+                additive,
+            });
+        }
+    }
+    Ok((stage, attributes))
+}
+
+/// The held-out naming from the additive part of the held-out scenes' tokens.
+fn additive_naming(
+    model: &BlipForConditionalGeneration,
+    attributes: &AttributeTokens,
+    tokens: &[String],
+    device: &Device,
+) -> Result<SceneNaming> {
+    let image_tokens = attributes.predict_batch(&held_out_scenes(), device)?;
+    Ok(scene_naming(&captions_of_tokens(
+        model,
+        tokens,
+        &image_tokens,
+    )?))
+}
+
+/// A batch of the second stage: per sample a training scene, one of its captions and the
+/// tokens `λ·own + (1 − λ)·additive` (λ = 1 for a quarter of the samples, else uniform in
+/// [0, 0.6]); then, for `token_shrinkage` of the batches, shrunk and noised. `own` and
+/// `additive` are [S, N, D] in `scenes` order.
+fn ridge_like_batch(
+    (own, additive, scenes): (&Tensor, &Tensor, &[Scene]),
+    config: &CaptionerConfig,
+    seed: u64,
+    step: usize,
+    index: &HashMap<&str, u32>,
+) -> Result<(Tensor, Vec<(Vec<u32>, usize)>)> {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xDEC0_0000 ^ step as u64);
+    let mut picked = Vec::with_capacity(config.batch);
+    let mut weights = Vec::with_capacity(config.batch);
+    let mut rows = Vec::with_capacity(config.batch);
+    for _ in 0..config.batch {
+        let i = rng.gen_range(0..scenes.len());
+        let captions = scenes[i].captions(&mut rng);
+        rows.push(caption_ids(
+            &captions[rng.gen_range(0..captions.len())],
+            index,
+        ));
+        picked.push(i as u32);
+        weights.push(if rng.gen_bool(0.25) {
+            1.0f32
+        } else {
+            rng.gen_range(0.0f32..0.6)
+        });
+    }
+    let device = own.device();
+    let picked = Tensor::from_vec(picked, config.batch, device)?;
+    let lambda = Tensor::from_vec(weights, (config.batch, 1, 1), device)?;
+    let own = own.index_select(&picked, 0)?;
+    let additive = additive.index_select(&picked, 0)?;
+    let mut tokens = (own.broadcast_mul(&lambda)? + additive.broadcast_mul(&(1.0 - lambda)?)?)?;
+    if rng.gen_bool(config.token_shrinkage) {
+        tokens = shrink_tokens(&tokens, &mut rng)?;
+    }
+    Ok((tokens, rows))
+}
+
+/// What training.json records besides the model.
+struct TrainingRecord<'a> {
+    config: &'a CaptionerConfig,
+    seed: u64,
+    held_out: SceneNaming,
+    held_out_additive: Option<SceneNaming>,
+    /// First stage, second stage.
+    losses: (&'a [f64], &'a [f64]),
 }
 
 /// The transformers folder: config.json, model.safetensors, the tokenizer files, and
@@ -338,25 +525,38 @@ fn write_folder(
     blip_json: &serde_json::Value,
     tokens: &[String],
     run: &ResumableRun,
-    (config, seed, held_out): (&CaptionerConfig, u64, SceneNaming),
+    record: &TrainingRecord,
 ) -> Result<()> {
     write_json_atomic(&out.join("config.json"), blip_json)?;
-    // Beside the model, not in it: the embedded folder keeps only the model's files.
+    let (losses, decoder_losses) = record.losses;
+    // Beside the model, not in it: the embedded folder keeps only the model's files. One
+    // curve: the second stage's steps follow the first's.
+    let both: Vec<f64> = losses.iter().chain(decoder_losses).copied().collect();
+    let title = if decoder_losses.is_empty() {
+        "shapes-blip training loss (smoothed)".to_string()
+    } else {
+        format!(
+            "shapes-blip training loss (smoothed; the second stage from step {})",
+            losses.len()
+        )
+    };
     crate::b2c::chart::write_series_charts(
         &out.join(".train"),
-        "shapes-blip training loss (smoothed)",
-        &vec![("cross-entropy", crate::b2c::chart::smoothed(&run.losses))],
+        &title,
+        &vec![("cross-entropy", crate::b2c::chart::smoothed(&both))],
     )?;
     run.params.save_safetensors(out.join("model.safetensors"))?;
     write_tokenizer_files(out, tokens)?;
     write_json_atomic(
         &out.join(TRAINING_RECORD),
         &serde_json::json!({
-            "command": config.command(out, seed),
-            "seed": seed,
-            "config": config,
-            "held_out_naming": held_out,
-            "losses": run.losses,
+            "command": record.config.command(out, record.seed),
+            "seed": record.seed,
+            "config": record.config,
+            "held_out_naming": record.held_out,
+            "held_out_naming_additive": record.held_out_additive,
+            "losses": losses,
+            "decoder_losses": decoder_losses,
         }),
     )?;
     Ok(())
