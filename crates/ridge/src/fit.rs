@@ -155,6 +155,7 @@ struct CvFit {
 }
 
 /// Training data shared by the fitting loops (X stays the caller's f32 buffer).
+#[derive(Clone)]
 struct Prepared<'a> {
     x_transform: XTransform,
     x: MatRef<'a, f32>,
@@ -225,7 +226,19 @@ impl RidgeCv {
         };
         match self.precision {
             Precision::F64 => self.fit_prepared::<f64>(data),
-            Precision::F32 => self.fit_prepared::<f32>(data),
+            // The float32 Gram matrix carries absolute errors of about eps·p·‖x‖², which can
+            // exceed XXᵀ's smallest eigenvalue plus the smallest alpha on large wide designs:
+            // the answer in float64 is what was asked for, at twice the cost.
+            Precision::F32 => match self.fit_prepared::<f32>(data.clone()) {
+                Err(error @ RidgeError::Decomposition(_)) => {
+                    eprintln!(
+                        "warning: ridge in float32: {error} (its rounding errors exceed the \
+                         smallest alphas): refitting in float64, at about twice the time"
+                    );
+                    self.fit_prepared::<f64>(data)
+                }
+                fit => fit,
+            },
         }
     }
 
@@ -261,20 +274,7 @@ impl RidgeCv {
                 scores,
                 best,
                 weights,
-            } = match self.fit_gcv_band::<T>(&data) {
-                // The float32 Gram matrix carries absolute errors of about eps·p·‖x‖², which
-                // can exceed XXᵀ's smallest eigenvalue plus the smallest alpha on large wide
-                // designs: the answer in float64 is what was asked for, at twice the cost.
-                Err(RidgeError::Decomposition(_)) if std::mem::size_of::<T>() == 4 => {
-                    eprintln!(
-                        "warning: ridge in float32 could not factor XXᵀ + αI for the smallest \
-                         alphas (its rounding errors exceed them): refitting in float64, at \
-                         about twice the time"
-                    );
-                    self.fit_gcv_band::<f64>(&data)?
-                }
-                fit => fit?,
-            };
+            } = self.fit_gcv_band::<T>(&data)?;
             return Ok(self.assemble(data, solver, scores, best, weights));
         }
         let full = decompose_full::<T>(data.x, &data.x_transform)?;

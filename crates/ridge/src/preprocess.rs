@@ -82,6 +82,7 @@ pub(crate) fn column_scales(m: MatRef<'_, f32>, means: &[f64]) -> Vec<f64> {
 }
 
 /// Column statistics that define the model's input transform `(x - mean) / scale`.
+#[derive(Clone)]
 pub(crate) struct XTransform {
     /// Centering (p); zeros when no intercept is fitted.
     pub mean: Vec<f64>,

@@ -93,13 +93,11 @@ impl Route {
     }
 }
 
-/// The fingerprint of the model a decoder of `target` was fit on (to spot stale decoders).
-fn feature_model_fingerprint(target: &str, diffusion: &str) -> anyhow::Result<String> {
-    if target == "blip" {
-        let root = SHAPES_BLIP_MODEL.dir()?;
-        return Ok(brainrecon_diffusion::weights::ModelDir { root }.fingerprint()?);
-    }
-    Ok(brainrecon_diffusion::weights::ModelDir::resolve(diffusion)?.fingerprint()?)
+/// The fingerprint of the built-in shapes-blip, whose tokens the blip decoder is fit on (to
+/// spot a stale decoder).
+fn shapes_blip_fingerprint() -> anyhow::Result<String> {
+    let root = SHAPES_BLIP_MODEL.dir()?;
+    Ok(brainrecon_diffusion::weights::ModelDir { root }.fingerprint()?)
 }
 
 #[derive(Debug, Serialize)]
@@ -298,7 +296,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             Route::Caption => ["z", "blip"],
         };
         for target in targets {
-            let fingerprint = feature_model_fingerprint(target, &args.model)?;
+            let fingerprint = match target {
+                "blip" => shapes_blip_fingerprint()?,
+                _ => fingerprint.clone(),
+            };
             let dir = decoders.join(target);
             let model_json = dir.join("model.json");
             if model_json.is_file() {

@@ -89,13 +89,8 @@ impl AttributeTokens {
         }
     }
 
-    /// Tokens of the image tower for every scene of `scenes`, then [`Self::fit`].
-    pub fn of_model(
-        model: &BlipForConditionalGeneration,
-        scenes: &[Scene],
-        device: &Device,
-    ) -> Result<Self> {
-        let tokens = scene_tokens(model, scenes, device)?;
+    /// [`Self::fit`] to image tokens [S, N, D] of `scenes` (from [`scene_tokens`]).
+    pub fn of_tokens(scenes: &[Scene], tokens: &Tensor) -> Result<Self> {
         let (_, n, d) = tokens.dims3()?;
         let rows = tokens.flatten_from(1)?.to_vec2::<f32>()?;
         Ok(Self::fit(scenes, &rows, (n, d)))

@@ -53,10 +53,8 @@ pub struct CaptionerConfig {
     /// Share of batches whose image tokens are shrunk toward the batch mean and noised.
     pub token_shrinkage: f64,
     /// Steps of the second stage (text decoder alone on ridge-like tokens); 0 skips it.
-    #[serde(default)]
     pub decoder_steps: usize,
     /// Peak learning rate of the second stage.
-    #[serde(default)]
     pub decoder_lr: f64,
     pub checkpoint_every: usize,
 }
@@ -425,7 +423,7 @@ fn train_decoder_on_ridge_like_tokens(
 ) -> Result<(ResumableRun, AttributeTokens)> {
     let scenes = training_scenes();
     let own = scene_tokens(model, &scenes, device)?;
-    let attributes = AttributeTokens::of_model(model, &scenes, device)?;
+    let attributes = AttributeTokens::of_tokens(&scenes, &own)?;
     let additive = attributes.predict_batch(&scenes, device)?;
     let total = config.steps + config.decoder_steps;
     for step in stage.start..config.decoder_steps {
