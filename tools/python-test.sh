@@ -28,11 +28,14 @@ if ! command -v "$python" >/dev/null; then
   exit 2
 fi
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$root/target-py}
+# relative folders are taken from the repository root (the tests run from another folder)
+case "$CARGO_TARGET_DIR" in /*) ;; *) CARGO_TARGET_DIR=$root/$CARGO_TARGET_DIR ;; esac
 if ! "$python" -c 'import sys; sys.exit(sys.version_info < (3, 9))'; then
   echo "error: the Python package needs CPython >= 3.9; $python is $("$python" --version 2>&1)" >&2
   exit 2
 fi
 venv=${BRAINRECON_PY_VENV:-$CARGO_TARGET_DIR/venv}
+case "$venv" in /*) ;; *) venv=$root/$venv ;; esac
 if [ ! -x "$venv/bin/python" ] && ! "$python" -m venv "$venv"; then
   echo "error: could not create a virtual environment in $venv with '$python -m venv' (Debian and Ubuntu: apt-get install python3-venv)" >&2
   exit 2

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Ridge benchmark, brainrecon side by side with scikit-learn and himalaya on the same .npy data.
-#   bash tools/bench/ridge.sh [A|B|C|all]
+#   bash tools/bench/ridge.sh [A|B|C|A16k|all]   (all = A, B, C; A16k is 1.3 GB of arrays)
 # Env: BENCH_THREADS (2), BENCH_DATA_DIR (target/bench-data), BENCH_PRECISION (both), BENCH_CV (both),
 #      BENCH_TIMEOUT (per Python anchor, seconds; 900), BENCH_PYTHON (default .venv-bench/bin/python).
 # Runs one job at a time: workload A alone holds ~0.6 GB of X and several GB while fitting.
@@ -8,9 +8,9 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 workload=${1:-all}
 case "$workload" in
-  A|B|C) workloads=$workload ;;
+  A|B|C|A16k) workloads=$workload ;;
   all) workloads=A,B,C ;;
-  *) echo "error: expected A, B, C or all, found '$workload'" >&2; exit 2 ;;
+  *) echo "error: expected A, B, C, A16k or all, found '$workload'" >&2; exit 2 ;;
 esac
 threads=${BENCH_THREADS:-2}
 data=${BENCH_DATA_DIR:-target/bench-data}

@@ -42,18 +42,49 @@ fn every_command_has_help_with_an_example() {
     }
 }
 
+/// (name, description) of every entry of the "Commands:" section of a help text.
+fn listed_commands(help: &str) -> Vec<(String, String)> {
+    help.lines()
+        .skip_while(|l| l.trim() != "Commands:")
+        .skip(1)
+        .take_while(|l| !l.trim().is_empty())
+        .map(|l| {
+            let l = l.trim();
+            match l.split_once(char::is_whitespace) {
+                Some((name, rest)) => (name.to_string(), rest.trim().to_string()),
+                None => (l.to_string(), String::new()),
+            }
+        })
+        .collect()
+}
+
 #[test]
-fn every_command_group_has_a_one_line_description() {
+fn every_command_and_command_group_has_a_one_line_description() {
     let help = ok(&["--help"]);
-    for group in ["nsd", "ridge", "bench", "b2c"] {
-        let line = help
-            .lines()
-            .find(|l| l.trim_start().starts_with(&format!("{group} ")))
-            .unwrap_or_else(|| panic!("{group} missing from:\n{help}"));
+    let commands = listed_commands(&help);
+    assert!(commands.len() > 15, "no Commands section in:\n{help}");
+    for group in ["nsd", "ridge", "bench", "b2c", "stream"] {
         assert!(
-            line.trim().len() > group.len() + 10,
-            "{group} has no description: {line:?}"
+            commands.iter().any(|(name, _)| name == group),
+            "{group} missing from:\n{help}"
         );
+    }
+    for (name, description) in &commands {
+        assert!(
+            description.len() > 10,
+            "brainrecon --help: {name} has no description: {description:?}"
+        );
+        if name == "help" {
+            continue;
+        }
+        // The subcommands of a group, one level down.
+        let sub_help = ok(&[name, "--help"]);
+        for (sub, description) in listed_commands(&sub_help) {
+            assert!(
+                description.len() > 10,
+                "brainrecon {name} --help: {sub} has no description: {description:?}"
+            );
+        }
     }
 }
 

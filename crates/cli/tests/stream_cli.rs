@@ -151,6 +151,131 @@ fn a_fast_replay_gives_the_same_frames_every_run() {
     );
 }
 
+/// Runs `cmd` to its end, or kills it and fails after `limit`: (status, stdout, stderr).
+fn run_within(cmd: &mut Command, limit: Duration) -> (std::process::ExitStatus, String, String) {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = Lines::new(&mut child);
+    let mut stdout = child.stdout.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        let _ = stdout.read_to_string(&mut text);
+        text
+    });
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            while let Ok(line) = lines.rx.try_recv() {
+                lines.seen.push(line);
+            }
+            panic!(
+                "still running after {limit:?}; stderr:\n{}",
+                lines.seen.join("\n")
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let stdout = reader.join().unwrap();
+    // The stderr thread ends with the pipe.
+    while let Ok(line) = lines.rx.recv_timeout(Duration::from_secs(5)) {
+        lines.seen.push(line);
+    }
+    (status, stdout, lines.seen.join("\n"))
+}
+
+#[test]
+fn a_file_written_to_frames_ends_with_the_file_unless_serve_is_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let rec = dir.path().join("rec.npy");
+    write_npy(&rec, 3, &signal(96, 3, 64.0));
+    let out = dir.path().join("frames");
+    let gif = dir.path().join("rec.gif");
+    // Neither --serve nor --no-serve: the page is served while the file plays (on the default
+    // address, or a free port when that is taken), then the command ends.
+    let (status, stdout, stderr) = run_within(
+        stream(
+            &[
+                "--source",
+                rec.to_str().unwrap(),
+                "--rate",
+                "64",
+                "--fast",
+                "--out",
+                out.to_str().unwrap(),
+                "--gif",
+                gif.to_str().unwrap(),
+            ],
+            &cache,
+        )
+        .arg("--hop")
+        .arg("0.25"),
+        Duration::from_secs(300),
+    );
+    assert!(status.success(), "{status:?}\n{stderr}");
+    assert!(stderr.contains("serving the live page at"), "{stderr}");
+    assert!(
+        stderr.contains("the page closed with the end of") && stderr.contains("pass --serve"),
+        "{stderr}"
+    );
+    let names = files(&out);
+    assert!(!names.is_empty());
+    assert!(
+        stdout.contains(&format!("wrote {} PNGs to {}", names.len(), out.display())),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains(&format!("wrote {}", gif.display())),
+        "{stdout}"
+    );
+    assert_eq!(&std::fs::read(&gif).unwrap()[..6], b"GIF89a");
+}
+
+#[test]
+fn a_mixed_rate_edf_file_is_resampled_to_its_highest_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let edf = repo().join("crates/stream/tests/fixtures/edf_rates.edf");
+    let base = [
+        "--source",
+        edf.to_str().unwrap(),
+        "--fast",
+        "--no-serve",
+        "--json",
+        "--hop",
+        "0.5",
+    ];
+    // EEG Fz at 256 Hz and ECG at 512 Hz: 3 s at 512 Hz, 1 s windows every 0.5 s.
+    let output = run(&[&base[..], &["--select", "EEG Fz,1"]].concat(), dir.path());
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    let err = text(&output.stderr);
+    assert!(
+        err.contains("edf_rates.edf: EEG Fz (256 Hz) resampled to 512 Hz"),
+        "{err}"
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(summary["frames"], 5, "{summary}");
+    // The two EEG signals share 256 Hz: read unchanged, nothing said.
+    let output = run(&[&base[..], &["--select", "0,EEG Cz"]].concat(), dir.path());
+    assert!(output.status.success(), "{}", text(&output.stderr));
+    assert!(!text(&output.stderr).contains("resampled"));
+    // A signal that is not there, or one chosen twice.
+    for select in ["Pz", "0,EEG Fz"] {
+        let output = run(&[&base[..], &["--select", select]].concat(), dir.path());
+        assert_eq!(output.status.code(), Some(2), "{select}");
+        let err = text(&output.stderr);
+        assert!(err.contains("EEG Fz"), "{select}: {err}");
+    }
+}
+
 #[test]
 fn a_raw_file_of_another_channel_count_is_a_user_error() {
     let dir = tempfile::tempdir().unwrap();

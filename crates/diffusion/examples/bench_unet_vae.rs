@@ -6,8 +6,10 @@
 //!
 //! ```text
 //! RAYON_NUM_THREADS=2 cargo run --release -p brainrecon-diffusion --example bench_unet_vae -- \
-//!     --model unet|vae --dtype f32|f16 [--steps 1] [--seed 0] [--json]
+//!     --model unet|vae --dtype f32|f16 [--steps 1] [--seed 0] [--json] [--profile]
 //! ```
+//! `--profile` runs one forward pass instead, timing each kind of module (convolutions, group
+//! norms, attention, projections...) and printing the sums.
 //! `--device cuda[:N]` runs on a GPU (a build with `--features cuda`); the first step there
 //! includes the kernels' loading, so time several steps and read the later ones.
 //! Run one model and dtype per process so that the reported peak RSS (VmHWM) is that
@@ -135,6 +137,7 @@ struct Args {
     seed: u64,
     json: bool,
     device: Device,
+    profile: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -145,6 +148,7 @@ fn parse_args() -> Result<Args, String> {
         seed: 0,
         json: false,
         device: Device::Cpu,
+        profile: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -167,6 +171,7 @@ fn parse_args() -> Result<Args, String> {
             "--steps" => a.steps = value()?.parse().map_err(|e| format!("--steps: {e}"))?,
             "--seed" => a.seed = value()?.parse().map_err(|e| format!("--seed: {e}"))?,
             "--json" => a.json = true,
+            "--profile" => a.profile = true,
             "--device" => {
                 a.device = match value()?.as_str() {
                     "cpu" => Device::Cpu,
@@ -247,6 +252,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .to_dtype(args.dtype)?
             .to_device(&dev)?;
         let timesteps = Tensor::new(&[981f32, 981.], &dev)?;
+        if args.profile {
+            let p = profile::Prof::default();
+            let t = Instant::now();
+            profile::unet(&p, &unet, &sample, &timesteps, &context)?;
+            p.report(t.elapsed().as_secs_f64());
+            return Ok(());
+        }
         out_shape = time_steps(args.steps, "U-Net", &mut step_s, || {
             unet.forward(&sample, &timesteps, &context)
         })?;
@@ -257,6 +269,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let z = normal_tensor((1, 4, 64, 64), args.seed ^ 3, 1.0)?
             .to_dtype(args.dtype)?
             .to_device(&dev)?;
+        if args.profile {
+            let p = profile::Prof::default();
+            let t = Instant::now();
+            profile::vae_decode(&p, &vae, &z)?;
+            p.report(t.elapsed().as_secs_f64());
+            return Ok(());
+        }
         out_shape = time_steps(args.steps, "VAE", &mut step_s, || vae.decode(&z))?;
     }
     let rss = peak_rss_gib();
@@ -279,4 +298,212 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     Ok(())
+}
+
+/// `--profile`: one forward pass re-assembled from the models' public modules, with the
+/// seconds spent in each kind of module summed (candle's CPU ops run synchronously, so the
+/// clock around a call is that call's time). The sums show where a step's time goes.
+mod profile {
+    use std::cell::RefCell;
+    use std::collections::BTreeMap;
+    use std::time::Instant;
+
+    use brainrecon_diffusion::nn::{self, Attention, Result};
+    use brainrecon_diffusion::unet::{
+        timestep_features, BasicTransformerBlock, Projection, ResnetBlock2D, Transformer2DModel,
+        UNet2DConditionModel,
+    };
+    use brainrecon_diffusion::vae::AutoencoderKL;
+    use candle_core::Tensor;
+
+    #[derive(Default)]
+    pub struct Prof(RefCell<BTreeMap<&'static str, (f64, usize)>>);
+
+    impl Prof {
+        fn t<T>(&self, label: &'static str, f: impl FnOnce() -> Result<T>) -> Result<T> {
+            let start = Instant::now();
+            let out = f()?;
+            let mut m = self.0.borrow_mut();
+            let e = m.entry(label).or_insert((0.0, 0));
+            e.0 += start.elapsed().as_secs_f64();
+            e.1 += 1;
+            Ok(out)
+        }
+
+        pub fn report(&self, total: f64) {
+            let m = self.0.borrow();
+            let mut rows: Vec<_> = m.iter().collect();
+            rows.sort_by(|a, b| b.1 .0.total_cmp(&a.1 .0));
+            let sum: f64 = rows.iter().map(|r| r.1 .0).sum();
+            println!("total {total:.2} s, accounted {sum:.2} s");
+            for (label, (s, n)) in rows {
+                println!(
+                    "{label:>24} {s:8.3} s {:5.1}% ({n} calls)",
+                    100.0 * s / total
+                );
+            }
+        }
+    }
+
+    fn resnet(p: &Prof, r: &ResnetBlock2D, x: &Tensor, temb: Option<&Tensor>) -> Result<Tensor> {
+        let h = p.t("groupnorm+silu", || r.norm1.forward_silu(x))?;
+        let mut h = p.t("conv3x3", || r.conv1.forward(&h))?;
+        if let (Some(proj), Some(t)) = (&r.time_emb_proj, temb) {
+            h = p.t("temb add", || {
+                let t = proj.forward(&nn::silu(t)?)?;
+                let (b, c) = t.dims2()?;
+                Ok(h.broadcast_add(&t.reshape((b, c, 1, 1))?)?)
+            })?;
+        }
+        let h = p.t("groupnorm+silu", || r.norm2.forward_silu(&h))?;
+        let h = p.t("conv3x3", || r.conv2.forward(&h))?;
+        let skip = match &r.conv_shortcut {
+            Some(c) => p.t("conv1x1", || c.forward(x))?,
+            None => x.clone(),
+        };
+        p.t("residual add", || Ok((skip + h)?))
+    }
+
+    fn attention(p: &Prof, a: &Attention, x: &Tensor, ctx: Option<&Tensor>) -> Result<Tensor> {
+        let c = ctx.unwrap_or(x);
+        let q = p.t("linear qkv", || a.to_q.forward(x))?;
+        let k = p.t("linear qkv", || a.to_k.forward(c))?;
+        let v = p.t("linear qkv", || a.to_v.forward(c))?;
+        let label = if ctx.is_some() {
+            "attention core (cross)"
+        } else {
+            "attention core (self)"
+        };
+        let o = p.t(label, || {
+            nn::multi_head_attention(&q, &k, &v, a.heads, false, None, a.upcast_attention)
+        })?;
+        p.t("linear out", || a.to_out.forward(&o))
+    }
+
+    fn block(p: &Prof, b: &BasicTransformerBlock, x: &Tensor, ctx: &Tensor) -> Result<Tensor> {
+        let h = p.t("layernorm", || b.norm1.forward(x))?;
+        let h = attention(p, &b.attn1, &h, None)?;
+        let x = p.t("residual add", || Ok((h + x)?))?;
+        let h = p.t("layernorm", || b.norm2.forward(&x))?;
+        let h = attention(p, &b.attn2, &h, Some(ctx))?;
+        let x = p.t("residual add", || Ok((h + x)?))?;
+        let h = p.t("layernorm", || b.norm3.forward(&x))?;
+        let h = p.t("linear geglu", || b.ff.geglu.proj.forward(&h))?;
+        let h = p.t("geglu gate", || b.ff.geglu.gate(&h))?;
+        let h = p.t("linear ff out", || b.ff.out.forward(&h))?;
+        p.t("residual add", || Ok((h + x)?))
+    }
+
+    fn transformer(p: &Prof, t: &Transformer2DModel, x: &Tensor, ctx: &Tensor) -> Result<Tensor> {
+        let (b, _, h, w) = x.dims4()?;
+        let y = p.t("groupnorm", || t.norm.forward(x))?;
+        let Projection::Conv(pin) = &t.proj_in else {
+            unreachable!("SD 1.5 projects with 1x1 convolutions")
+        };
+        let y = p.t("conv1x1", || pin.forward(&y))?;
+        let mut y = p.t("permute", || {
+            let c = y.dim(1)?;
+            Ok(y.permute((0, 2, 3, 1))?.reshape((b, h * w, c))?)
+        })?;
+        for blk in &t.transformer_blocks {
+            y = block(p, blk, &y, ctx)?;
+        }
+        let y = p.t("permute", || {
+            let c = y.dim(2)?;
+            Ok(y.reshape((b, h, w, c))?
+                .permute((0, 3, 1, 2))?
+                .contiguous()?)
+        })?;
+        let Projection::Conv(pout) = &t.proj_out else {
+            unreachable!()
+        };
+        let y = p.t("conv1x1", || pout.forward(&y))?;
+        p.t("residual add", || Ok((y + x)?))
+    }
+
+    pub fn unet(
+        p: &Prof,
+        u: &UNet2DConditionModel,
+        sample: &Tensor,
+        timesteps: &Tensor,
+        ctx: &Tensor,
+    ) -> Result<Tensor> {
+        let temb = p.t("time embedding", || {
+            let f = timestep_features(timesteps, u.config.block_out_channels[0], true, 0.0)?;
+            u.time_embedding
+                .forward(&f.to_dtype(u.conv_in.weight.dtype())?)
+        })?;
+        let sample = sample.to_dtype(u.conv_in.weight.dtype())?;
+        let ctx = ctx.to_dtype(u.conv_in.weight.dtype())?;
+        let mut x = p.t("conv3x3", || u.conv_in.forward(&sample))?;
+        let mut skips = vec![x.clone()];
+        for blk in &u.down_blocks {
+            for (i, r) in blk.resnets.iter().enumerate() {
+                x = resnet(p, r, &x, Some(&temb))?;
+                if let Some(a) = blk.attentions.get(i) {
+                    x = transformer(p, a, &x, &ctx)?;
+                }
+                skips.push(x.clone());
+            }
+            if let Some(d) = &blk.downsampler {
+                x = p.t("conv3x3 down", || d.forward(&x))?;
+                skips.push(x.clone());
+            }
+        }
+        let m = &u.mid_block;
+        x = resnet(p, &m.resnets[0], &x, Some(&temb))?;
+        x = transformer(p, &m.attentions[0], &x, &ctx)?;
+        x = resnet(p, &m.resnets[1], &x, Some(&temb))?;
+        for blk in &u.up_blocks {
+            for (i, r) in blk.resnets.iter().enumerate() {
+                let s = skips.pop().expect("one skip per resnet");
+                x = p.t("cat", || Ok(Tensor::cat(&[&x, &s], 1)?))?;
+                x = resnet(p, r, &x, Some(&temb))?;
+                if let Some(a) = blk.attentions.get(i) {
+                    x = transformer(p, a, &x, &ctx)?;
+                }
+            }
+            if let Some(up) = &blk.upsampler {
+                let y = p.t("upsample", || nn::upsample_nearest_2x(&x))?;
+                x = p.t("conv3x3", || up.conv.forward(&y))?;
+            }
+        }
+        let y = p.t("groupnorm+silu", || u.conv_norm_out.forward_silu(&x))?;
+        p.t("conv3x3", || u.conv_out.forward(&y))
+    }
+
+    pub fn vae_decode(p: &Prof, v: &AutoencoderKL, z: &Tensor) -> Result<Tensor> {
+        let z = z.to_dtype(v.decoder.conv_in.weight.dtype())?;
+        let z = match &v.post_quant_conv {
+            Some(c) => p.t("conv1x1", || c.forward(&z))?,
+            None => z,
+        };
+        let d = &v.decoder;
+        let mut x = p.t("conv3x3", || d.conv_in.forward(&z))?;
+        x = resnet(p, &d.mid_block.resnets[0], &x, None)?;
+        if let Some(a) = &d.mid_block.attention {
+            let (b, c, h, w) = x.dims4()?;
+            let seq = p.t("groupnorm", || {
+                a.group_norm.forward(&x.reshape((b, c, h * w))?)
+            })?;
+            let seq = p.t("permute", || Ok(seq.transpose(1, 2)?.contiguous()?))?;
+            let out = attention(p, &a.attn, &seq, None)?;
+            let out = p.t("permute", || {
+                Ok(out.transpose(1, 2)?.reshape((b, c, h, w))?)
+            })?;
+            x = p.t("residual add", || Ok((out + &x)?))?;
+        }
+        x = resnet(p, &d.mid_block.resnets[1], &x, None)?;
+        for blk in &d.up_blocks {
+            for r in &blk.resnets {
+                x = resnet(p, r, &x, None)?;
+            }
+            if let Some(up) = &blk.upsampler {
+                let y = p.t("upsample", || nn::upsample_nearest_2x(&x))?;
+                x = p.t("conv3x3", || up.conv.forward(&y))?;
+            }
+        }
+        let y = p.t("groupnorm+silu", || d.conv_norm_out.forward_silu(&x))?;
+        p.t("conv3x3", || d.conv_out.forward(&y))
+    }
 }

@@ -713,7 +713,10 @@ pub struct UNet2DConditionModel {
     pub conv_norm_out: GroupNorm,
     pub conv_out: Conv2d,
     pub config: UNet2DConditionConfig,
+    /// The requested dtype: of the outputs, and of the weights off the CPU.
     dtype: DType,
+    /// The dtype of the weights and the arithmetic (f32 for half precision on the CPU).
+    compute: DType,
 }
 
 /// The file name of diffusers' U-Net / VAE weights inside a model folder.
@@ -722,9 +725,12 @@ pub const WEIGHTS_FILE: &str = "diffusion_pytorch_model.safetensors";
 impl UNet2DConditionModel {
     /// Builds the model from a [`VarBuilder`] rooted at the U-Net's parameters (use
     /// `vb.pp("model.diffusion_model")`-style prefixes for other layouts). The weights' dtype
-    /// is the builder's dtype.
+    /// is the builder's dtype, except that half-precision weights on the CPU are held and
+    /// computed in f32 (see [`nn::widen_half_on_cpu`]).
     pub fn new(vb: VarBuilder, config: &UNet2DConditionConfig) -> Result<Self> {
         config.validate()?;
+        let dtype = vb.dtype();
+        let vb = nn::widen_half_on_cpu(vb);
         let cfg = config;
         let n = cfg.block_out_channels.len();
         let boc = &cfg.block_out_channels;
@@ -896,7 +902,8 @@ impl UNet2DConditionModel {
             conv_norm_out: GroupNorm::new(vb.pp("conv_norm_out"), groups, boc[0], eps)?,
             conv_out: Conv2d::new(vb.pp("conv_out"), boc[0], cfg.out_channels, 3, 1, 1)?,
             config: cfg.clone(),
-            dtype: vb.dtype(),
+            dtype,
+            compute: vb.dtype(),
         })
     }
 
@@ -931,7 +938,8 @@ impl UNet2DConditionModel {
         Self::new(vb, &config).map_err(|e| e.in_file(&file))
     }
 
-    /// The dtype of the weights (and of the computation).
+    /// The requested dtype: that of the outputs (and of the weights and arithmetic, except
+    /// half precision on the CPU, which computes in f32).
     pub fn dtype(&self) -> DType {
         self.dtype
     }
@@ -980,7 +988,7 @@ impl UNet2DConditionModel {
                 })
             }
         };
-        let dtype = self.dtype;
+        let dtype = self.compute;
         let sample = sample.to_dtype(dtype)?;
         let context = context.to_dtype(dtype)?;
 
@@ -1008,6 +1016,6 @@ impl UNet2DConditionModel {
             x = blk.forward(&x, &mine, &temb, &context)?;
         }
         let x = self.conv_norm_out.forward_silu(&x)?;
-        self.conv_out.forward(&x)
+        Ok(self.conv_out.forward(&x)?.to_dtype(self.dtype)?)
     }
 }

@@ -393,12 +393,17 @@ pub struct AutoencoderKL {
     pub quant_conv: Option<Conv2d>,
     pub post_quant_conv: Option<Conv2d>,
     pub config: AutoencoderKLConfig,
+    /// The requested dtype: of the outputs, and of the weights off the CPU.
     dtype: DType,
+    /// The dtype of the weights and the arithmetic (f32 for half precision on the CPU).
+    compute: DType,
 }
 
 impl AutoencoderKL {
     pub fn new(vb: VarBuilder, config: &AutoencoderKLConfig) -> Result<Self> {
         config.validate()?;
+        let dtype = vb.dtype();
+        let vb = nn::widen_half_on_cpu(vb);
         let l = config.latent_channels;
         Ok(Self {
             encoder: Encoder::new(vb.pp("encoder"), config)?,
@@ -414,7 +419,8 @@ impl AutoencoderKL {
                 None
             },
             config: config.clone(),
-            dtype: vb.dtype(),
+            dtype,
+            compute: vb.dtype(),
         })
     }
 
@@ -473,12 +479,12 @@ impl AutoencoderKL {
                 ),
             });
         }
-        let h = self.encoder.forward(&x.to_dtype(self.dtype)?)?;
+        let h = self.encoder.forward(&x.to_dtype(self.compute)?)?;
         let moments = match &self.quant_conv {
             Some(q) => q.forward(&h)?,
             None => h,
         };
-        DiagonalGaussian::from_moments(&moments)
+        DiagonalGaussian::from_moments(&moments.to_dtype(self.dtype)?)
     }
 
     /// VAE latents [B, latent_channels, h, w] (unscaled) → images [B, out_channels, H, W].
@@ -493,11 +499,11 @@ impl AutoencoderKL {
                 ),
             });
         }
-        let z = z.to_dtype(self.dtype)?;
+        let z = z.to_dtype(self.compute)?;
         let z = match &self.post_quant_conv {
             Some(p) => p.forward(&z)?,
             None => z,
         };
-        self.decoder.forward(&z)
+        Ok(self.decoder.forward(&z)?.to_dtype(self.dtype)?)
     }
 }

@@ -250,6 +250,17 @@ pub fn trainable_var_builder(
     ))
 }
 
+/// The builder a model loads its weights through: on the CPU, half-precision weights are
+/// widened to f32 as they load, since the CPU kernels (faer products, fused attention and
+/// norms) are f32 and candle's f16 arithmetic there is several times slower, not more exact.
+/// Models keep reporting (and returning) the requested dtype. GPU builders are unchanged.
+pub fn widen_half_on_cpu(vb: VarBuilder<'_>) -> VarBuilder<'_> {
+    match vb.dtype() {
+        DType::F16 | DType::BF16 if vb.device().is_cpu() => vb.set_dtype(DType::F32),
+        _ => vb,
+    }
+}
+
 /// A [`VarBuilder`] over in-memory tensors (for weights produced by code rather than files).
 pub fn tensors_var_builder(
     tensors: HashMap<String, Tensor>,
@@ -453,6 +464,12 @@ fn fused_channel_affine(_: &Tensor, _: Option<&Tensor>, _: Option<&Tensor>) -> R
     unreachable!("fused kernels exist only in CUDA builds")
 }
 
+/// Whether inference on `x` with `parameters` takes the f32 CPU kernels (no gradient tracked).
+fn cpu_f32_inference(x: &Tensor, parameters: &[&Tensor]) -> bool {
+    let ok = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32 && !t.track_op();
+    ok(x) && parameters.iter().all(|p| ok(p))
+}
+
 /// Normalises over the last dimension: `(x - mean) / sqrt(var + eps)`, biased variance,
 /// computed in f32 (or f64 for f64 inputs), returned in the input dtype.
 pub fn normalize_last_dim(x: &Tensor, eps: f64) -> Result<Tensor> {
@@ -496,6 +513,16 @@ impl LayerNorm {
                     self.weight.as_ref(),
                     self.bias.as_ref(),
                     self.eps,
+                )?);
+            }
+        }
+        if let (Some(w), Some(b)) = (&self.weight, &self.bias) {
+            if cpu_f32_inference(x, &[w, b]) {
+                let op = crate::norm_cpu::LayerNormF32 { eps: self.eps };
+                return Ok(x.contiguous()?.apply_op3_no_bwd(
+                    &w.contiguous()?,
+                    &b.contiguous()?,
+                    &op,
                 )?);
             }
         }
@@ -559,6 +586,9 @@ impl GroupNorm {
                 false,
             )?);
         }
+        if cpu_f32_inference(x, &[&self.weight, &self.bias]) {
+            return self.forward_cpu_f32(x, false);
+        }
         let grouped = x.reshape((dims[0], self.num_groups, ()))?;
         let y = normalize_last_dim(&grouped, self.eps)?.reshape(dims.as_slice())?;
         Ok(crate::channel::channel_affine(
@@ -584,7 +614,21 @@ impl GroupNorm {
                 true,
             )?);
         }
+        if cpu_f32_inference(x, &[&self.weight, &self.bias]) {
+            return self.forward_cpu_f32(x, true);
+        }
         silu(&self.forward(x)?)
+    }
+
+    /// One pass per group on the CPU (inference), with SiLU fused when `silu`.
+    fn forward_cpu_f32(&self, x: &Tensor, silu: bool) -> Result<Tensor> {
+        let op = crate::norm_cpu::GroupNormF32 {
+            groups: self.num_groups,
+            eps: self.eps,
+            silu,
+        };
+        let (w, b) = (self.weight.contiguous()?, self.bias.contiguous()?);
+        Ok(x.contiguous()?.apply_op3_no_bwd(&w, &b, &op)?)
     }
 }
 
@@ -617,7 +661,7 @@ pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
 /// range reduction `x = n ln2 + r` and a degree-7 polynomial (Cephes `expf` coefficients),
 /// relative error ~2e-7 over the clamped range [-87.3, 88.3].
 #[inline(always)]
-fn exp_f32(x: f32) -> f32 {
+pub(crate) fn exp_f32(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
     const ROUND: f32 = 12_582_912.0; // 1.5 * 2^23: adding and subtracting rounds to an integer.
     const LN2_HI: f32 = 0.693_359_4;
@@ -663,37 +707,43 @@ impl candle_core::CustomOp1 for FastSoftmaxF32 {
             dst.par_chunks_mut(n)
                 .zip(src.par_chunks(n))
                 .for_each(|(d, s)| {
-                    // Eight independent lanes let the compiler vectorise max and sum.
-                    let mut lanes = [f32::NEG_INFINITY; 8];
-                    let mut chunks = s.chunks_exact(8);
-                    for c in &mut chunks {
-                        for (l, &v) in lanes.iter_mut().zip(c) {
-                            *l = l.max(v);
-                        }
-                    }
-                    let max = chunks
-                        .remainder()
-                        .iter()
-                        .chain(lanes.iter())
-                        .fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-                    for (o, &v) in d.iter_mut().zip(s) {
-                        *o = exp_f32(v - max);
-                    }
-                    let mut acc = [0f32; 8];
-                    let mut chunks = d.chunks_exact(8);
-                    for c in &mut chunks {
-                        for (a, &v) in acc.iter_mut().zip(c) {
-                            *a += v;
-                        }
-                    }
-                    let sum: f32 = chunks.remainder().iter().sum::<f32>() + acc.iter().sum::<f32>();
-                    let inv = 1.0 / sum;
-                    for o in d.iter_mut() {
-                        *o *= inv;
-                    }
+                    d.copy_from_slice(s);
+                    softmax_row_in_place(d);
                 });
         }
         Ok((candle_core::CpuStorage::F32(dst), Shape::from_dims(dims)))
+    }
+}
+
+/// Softmax of one row of f32 values, in place.
+fn softmax_row_in_place(d: &mut [f32]) {
+    // Eight independent lanes let the compiler vectorise max and sum.
+    let mut lanes = [f32::NEG_INFINITY; 8];
+    let mut chunks = d.chunks_exact(8);
+    for c in &mut chunks {
+        for (l, &v) in lanes.iter_mut().zip(c) {
+            *l = l.max(v);
+        }
+    }
+    let max = chunks
+        .remainder()
+        .iter()
+        .chain(lanes.iter())
+        .fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+    for o in d.iter_mut() {
+        *o = exp_f32(*o - max);
+    }
+    let mut acc = [0f32; 8];
+    let mut chunks = d.chunks_exact(8);
+    for c in &mut chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a += v;
+        }
+    }
+    let sum: f32 = chunks.remainder().iter().sum::<f32>() + acc.iter().sum::<f32>();
+    let inv = 1.0 / sum;
+    for o in d.iter_mut() {
+        *o *= inv;
     }
 }
 
@@ -833,6 +883,16 @@ pub fn multi_head_attention(
         });
     }
     let dh = inner / heads;
+    let cpu_f32 = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32 && !t.track_op();
+    if !causal && mask.is_none() && cpu_f32(q) && cpu_f32(k) && cpu_f32(v) {
+        let op = crate::attention_cpu::FusedAttentionF32 {
+            heads,
+            scale: (dh as f32).powf(-0.5),
+        };
+        return Ok(q
+            .contiguous()?
+            .apply_op3_no_bwd(&k.contiguous()?, &v.contiguous()?, &op)?);
+    }
     let split = |t: &Tensor, l: usize| -> Result<Tensor> {
         Ok(t.reshape((b, l, heads, dh))?
             .transpose(1, 2)?
@@ -959,7 +1019,7 @@ impl candle_core::CustomOp1 for FastActivationF32 {
 /// `erf(x)` for f32 without a libm call: Abramowitz & Stegun 7.1.26, absolute error below
 /// 1.5e-7 (plus [`exp_f32`]'s), odd in `x`.
 #[inline(always)]
-fn erf_f32(x: f32) -> f32 {
+pub(crate) fn erf_f32(x: f32) -> f32 {
     let a = x.abs();
     let t = 1.0 / (1.0 + 0.327_591_1 * a);
     let mut p = 1.061_405_4f32;
@@ -986,10 +1046,19 @@ impl GeGlu {
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let h = self.proj.forward(x)?;
+        self.gate(&self.proj.forward(x)?)
+    }
+
+    /// `hidden * gelu(gate)` of the projection `h` [..., 2·out] → [..., out].
+    pub fn gate(&self, h: &Tensor) -> Result<Tensor> {
         #[cfg(feature = "cuda")]
-        if fused(&h, &[]) {
-            return Ok(crate::cuda::geglu(&h)?);
+        if fused(h, &[]) {
+            return Ok(crate::cuda::geglu(h)?);
+        }
+        if cpu_f32_inference(h, &[]) {
+            return Ok(h
+                .contiguous()?
+                .apply_op1_no_bwd(&crate::norm_cpu::GegluF32)?);
         }
         let half = h.dim(D::Minus1)? / 2;
         let hidden = h.narrow(D::Minus1, 0, half)?;

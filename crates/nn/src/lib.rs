@@ -5,6 +5,7 @@
 //! cache loading ([`weights`]), and, with the `cuda` feature, fused inference kernels for NVIDIA
 //! GPUs ([`cuda`]). No model lives here: each family has its own crate on top.
 
+mod attention_cpu;
 pub mod channel;
 pub mod conv;
 #[cfg(feature = "cuda")]
@@ -12,6 +13,7 @@ pub mod cuda;
 pub mod embedded;
 pub mod error;
 pub mod layers;
+mod norm_cpu;
 pub mod rng;
 pub mod train;
 pub mod weights;

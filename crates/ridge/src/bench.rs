@@ -77,7 +77,7 @@ pub struct Workload {
 }
 
 /// The benchmark's workloads: A decoding (voxels → features), B encoding
-/// (features → voxels), C small, D decoding the full SD latent (4×64×64).
+/// (features → voxels), C small, A16k decoding the full SD latent (4×64×64) from A's voxels.
 pub const WORKLOADS: [Workload; 4] = [
     Workload {
         name: "A",
@@ -101,7 +101,7 @@ pub const WORKLOADS: [Workload; 4] = [
         t: 1000,
     },
     Workload {
-        name: "D",
+        name: "A16k",
         n_train: 8859,
         n_test: 982,
         p: 15724,

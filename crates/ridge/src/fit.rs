@@ -5,7 +5,9 @@ use std::ops::Range;
 use faer::{Mat, MatRef};
 use serde::{Deserialize, Serialize};
 
-use crate::band::{BandCholesky, BandReduction, ConstantReflection, BAND_WIDTH};
+use crate::band::{
+    BandCholesky, BandReduction, BlockedBandCholesky, ConstantReflection, BAND_WIDTH,
+};
 use crate::device::Device;
 use crate::error::{Result, RidgeError};
 use crate::linalg::{mul32, par_map_ranges, Float};
@@ -15,7 +17,8 @@ use crate::preprocess::{
 };
 use crate::select::{fold_assignment, score_targets, select_first_best, select_himalaya, Scoring};
 use crate::spectral::{
-    decompose_fold, decompose_full, gram_lower, shrink_f32, Full, Refit, Solver,
+    decompose_fold, decompose_full, dual_refit_into, gram_lower, raw_units_f32, shrink_f32, Full,
+    Refit, Solver,
 };
 
 /// How alphas are validated.
@@ -147,11 +150,11 @@ impl Default for RidgeCv {
 }
 
 /// Outcome of a CV loop: scores (n_alphas×t), chosen grid index per target,
-/// refit weights for the transformed X (p×t).
+/// refit weights in raw-X units (p×t).
 struct CvFit {
     scores: Mat<f64>,
     best: Vec<usize>,
-    weights: Mat<f64>,
+    weights: Mat<f32>,
 }
 
 /// Training data shared by the fitting loops (X stays the caller's f32 buffer).
@@ -457,17 +460,26 @@ impl RidgeCv {
             .zip(&self.alphas)
             .map(|(factor, &alpha)| alpha * factor.inverse_trace() / n as f64)
             .collect();
+        let factors: Vec<BlockedBandCholesky> =
+            factors.iter().map(BlockedBandCholesky::new).collect();
         trace("band factorizations");
         let mut scores = Mat::<f64>::zeros(self.alphas.len(), n_targets);
         let mut best = vec![0; n_targets];
-        let mut coefficients = Mat::<T>::zeros(m, n_targets);
-        let all_columns: Vec<usize> = (0..self.target_chunk.min(n_targets)).collect();
+        // each chunk is finished (dual coefficients, refit) before the next: no n×t buffer
+        let mut weights = Mat::<T>::zeros(data.x.ncols(), n_targets);
+        let grid = BandGrid {
+            factors: &factors,
+            alphas: &self.alphas,
+            mean_denominators: &mean_denominators,
+            scoring: self.scoring,
+            n,
+        };
         for chunk in self.chunks(n_targets) {
             let mut y_c = self.centered_chunk::<T>(data, chunk.clone());
             let sst = if self.scoring == Scoring::R2 {
                 column_sst(crate::linalg::to_f32(y_c.as_ref()).as_ref())
             } else {
-                Vec::new()
+                vec![0.0; chunk.len()]
             };
             let mut rotated = match &reflection {
                 Some(reflection) => {
@@ -478,59 +490,46 @@ impl RidgeCv {
                 None => y_c,
             };
             reduction.apply_qt(rotated.as_mut());
-            let columns = &all_columns[..chunk.len()];
-            for (k, (factor, &alpha)) in factors.iter().zip(&self.alphas).enumerate() {
-                let squared_norms = band_solve_norms(factor, rotated.as_ref(), columns);
-                let denominator = mean_denominators[k];
-                for (j, norm) in squared_norms.into_iter().enumerate() {
-                    // residual r = α (K + αI)⁻¹ y, and ‖Q₁ s‖ = ‖s‖
-                    let sse = alpha * alpha * norm;
-                    let corrected = if denominator > 0.0 {
-                        sse / (denominator * denominator)
-                    } else {
-                        f64::INFINITY
-                    };
-                    scores[(k, chunk.start + j)] = match self.scoring {
-                        Scoring::NegMse => -corrected / n as f64,
-                        Scoring::R2 if sst[j] == 0.0 => 0.0,
-                        Scoring::R2 => 1.0 - corrected / sst[j],
-                    };
+            // each thread scores its columns over the grid and solves them at their best alpha
+            let pieces = par_map_ranges(chunk.len(), |range| {
+                vec![grid.columns(
+                    rotated.as_ref().subcols(range.start, range.len()),
+                    &sst[range],
+                )]
+            });
+            let mut coefficients = Mat::<T>::zeros(m, chunk.len());
+            let mut at = 0;
+            for piece in pieces {
+                let width = piece.best.len();
+                for (local, column_scores) in piece.scores.iter().enumerate() {
+                    scores
+                        .col_mut(chunk.start + at + local)
+                        .copy_from(column_scores);
                 }
+                best[chunk.start + at..chunk.start + at + width].copy_from_slice(&piece.best);
+                coefficients
+                    .as_mut()
+                    .subcols_mut(at, width)
+                    .copy_from(&piece.coefficients);
+                at += width;
             }
-            for j in chunk.clone() {
-                best[j] = select_first_best(&column(&scores, j));
+            // dual coefficients Q₁ (B + αI)⁻¹ Q₁ᵀ y, then the weights Dᵀ · coefficients
+            reduction.apply_q(coefficients.as_mut());
+            if let Some(reflection) = &reflection {
+                let mut full = Mat::<T>::zeros(n, chunk.len());
+                full.as_mut().subrows_mut(1, m).copy_from(&coefficients);
+                reflection.apply(full.as_mut());
+                coefficients = full;
             }
-            for (k, factor) in factors.iter().enumerate() {
-                let chosen: Vec<usize> = (0..chunk.len())
-                    .filter(|&j| best[chunk.start + j] == k)
-                    .collect();
-                if chosen.is_empty() {
-                    continue;
-                }
-                let solved = band_solve(factor, rotated.as_ref(), &chosen);
-                for (&j, values) in chosen.iter().zip(&solved) {
-                    let mut target = coefficients.col_mut(chunk.start + j);
-                    for (i, &v) in values.iter().enumerate() {
-                        target[i] = T::of(v);
-                    }
-                }
-            }
+            dual_refit_into(
+                weights.as_mut().subcols_mut(chunk.start, chunk.len()),
+                data.x,
+                &data.x_transform,
+                coefficients.as_ref(),
+            );
         }
-        trace("GCV scores over the grid");
-        reduction.apply_q(coefficients.as_mut());
-        if let Some(reflection) = &reflection {
-            let mut full = Mat::<T>::zeros(n, n_targets);
-            full.as_mut().subrows_mut(1, m).copy_from(&coefficients);
-            reflection.apply(full.as_mut());
-            coefficients = full;
-        }
-        trace("dual coefficients");
-        let weights = Refit::from_dual_coefficients(coefficients).finish(
-            Solver::Dual,
-            data.x,
-            &data.x_transform,
-        );
-        trace("refit");
+        trace("GCV scores, dual coefficients and refit, a chunk of targets at a time");
+        let weights = raw_units_f32(weights, &data.x_transform);
         Ok(CvFit {
             scores,
             best,
@@ -609,31 +608,27 @@ impl RidgeCv {
         target_chunk(data.y, global, &data.y_mean[chunk])
     }
 
-    /// Maps weights to raw-X space and packs the model.
+    /// Packs the model; `weights` are in raw-X units (see [`Refit::finish`]).
     fn assemble(
         &self,
         data: Prepared<'_>,
         solver: crate::Solver,
         scores: Mat<f64>,
         best: Vec<usize>,
-        weights_std: Mat<f64>,
+        weights: Mat<f32>,
     ) -> RidgeModel {
         let XTransform { mean, scale } = data.x_transform;
-        let weights = Mat::from_fn(weights_std.nrows(), weights_std.ncols(), |i, j| {
-            weights_std[(i, j)] / scale[i]
-        });
         let intercept = (0..weights.ncols())
             .map(|j| {
+                let column = weights.col(j);
                 (data.y_mean[j]
                     - (0..weights.nrows())
-                        .map(|i| mean[i] * weights[(i, j)])
+                        .map(|i| mean[i] * column[i] as f64)
                         .sum::<f64>()) as f32
             })
             .collect();
         RidgeModel {
-            weights: Mat::from_fn(weights.nrows(), weights.ncols(), |i, j| {
-                weights[(i, j)] as f32
-            }),
+            weights,
             intercept,
             x_mean: mean.iter().map(|&v| v as f32).collect(),
             x_scale: scale.iter().map(|&v| v as f32).collect(),
@@ -669,7 +664,26 @@ pub(crate) fn trace(step: &str) {
     let mut last = LAST.lock().unwrap_or_else(|e| e.into_inner());
     let now = Instant::now();
     if let Some(previous) = *last {
-        eprintln!("ridge: {step}: {:.2} s", (now - previous).as_secs_f64());
+        // resident and peak memory, where the system reports them (Linux)
+        let memory = std::fs::read_to_string("/proc/self/status")
+            .map(|status| {
+                status
+                    .lines()
+                    .filter(|line| line.starts_with("VmRSS") || line.starts_with("VmHWM"))
+                    .map(|line| {
+                        line.split_whitespace()
+                            .take(2)
+                            .collect::<Vec<_>>()
+                            .join(" ")
+                    })
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .unwrap_or_default();
+        eprintln!(
+            "ridge: {step}: {:.2} s ({memory} kB)",
+            (now - previous).as_secs_f64()
+        );
     }
     *last = Some(now);
 }
@@ -707,58 +721,86 @@ fn loo_sse(
     })
 }
 
-/// Solves `(B + αI) S = y[:, columns]` with the work split over threads by column; `finish`
-/// turns each thread's row-major solution (n × its column count) into its per-column outputs.
-fn band_solve_with<T: Float, R: Send>(
-    factor: &BandCholesky,
-    y: MatRef<'_, T>,
-    columns: &[usize],
-    finish: impl Fn(&[f64], usize) -> Vec<R> + Sync,
-) -> Vec<R> {
-    let n = y.nrows();
-    par_map_ranges(columns.len(), |range| {
-        let c = range.len();
-        let mut rows = vec![0.0; n * c];
-        for (local, &j) in columns[range].iter().enumerate() {
-            let col = y.col(j);
-            for i in 0..n {
-                rows[i * c + local] = col[i].f64();
-            }
-        }
-        factor.solve_rows(&mut rows, c);
-        finish(&rows, c)
-    })
+/// The GCV band path's per-alpha factors and how a residual norm becomes a score.
+struct BandGrid<'a> {
+    factors: &'a [BlockedBandCholesky],
+    alphas: &'a [f64],
+    /// `tr(I − H(α))/n` per alpha.
+    mean_denominators: &'a [f64],
+    scoring: Scoring,
+    n: usize,
 }
 
-/// `(B + αI)⁻¹ y_j` (n each, f64) for the columns `columns` of `y` (n×c).
-fn band_solve<T: Float>(
-    factor: &BandCholesky,
-    y: MatRef<'_, T>,
-    columns: &[usize],
-) -> Vec<Vec<f64>> {
-    let n = y.nrows();
-    band_solve_with(factor, y, columns, |rows, c| {
-        (0..c)
-            .map(|local| (0..n).map(|i| rows[i * c + local]).collect())
-            .collect()
-    })
+/// One thread's columns: scores over the grid, the chosen index and the dual coefficients
+/// `(B + α_best I)⁻¹ y` (m×c, before `Q₁`).
+struct BandColumns<T: Float> {
+    scores: Vec<faer::Col<f64>>,
+    best: Vec<usize>,
+    coefficients: Mat<T>,
 }
 
-/// `‖(B + αI)⁻¹ y_j‖²` for the columns `columns` of `y` (n×c).
-fn band_solve_norms<T: Float>(
-    factor: &BandCholesky,
-    y: MatRef<'_, T>,
-    columns: &[usize],
-) -> Vec<f64> {
-    band_solve_with(factor, y, columns, |rows, c| {
-        let mut norms = vec![0.0; c];
-        for row in rows.chunks_exact(c) {
-            for (norm, v) in norms.iter_mut().zip(row) {
-                *norm += v * v;
+impl BandGrid<'_> {
+    /// GCV score of a target whose solve `(B + αI)⁻¹ y` has squared norm `squared_norm`.
+    fn score(&self, k: usize, squared_norm: f64, sst: f64) -> f64 {
+        let (alpha, denominator) = (self.alphas[k], self.mean_denominators[k]);
+        // residual r = α (K + αI)⁻¹ y, and ‖Q₁ s‖ = ‖s‖
+        let sse = alpha * alpha * squared_norm;
+        let corrected = if denominator > 0.0 {
+            sse / (denominator * denominator)
+        } else {
+            f64::INFINITY
+        };
+        match self.scoring {
+            Scoring::NegMse => -corrected / self.n as f64,
+            Scoring::R2 if sst == 0.0 => 0.0,
+            Scoring::R2 => 1.0 - corrected / sst,
+        }
+    }
+
+    /// Scores and solves the columns of `y` (m×c, rotated targets); `sst` per column.
+    /// Single-threaded, with one f64 work matrix reused for every alpha.
+    fn columns<T: Float>(&self, y: MatRef<'_, T>, sst: &[f64]) -> BandColumns<T> {
+        let c = y.ncols();
+        let mut work = Mat::<f64>::zeros(y.nrows(), c);
+        let mut scores = vec![faer::Col::<f64>::zeros(self.alphas.len()); c];
+        for (k, factor) in self.factors.iter().enumerate() {
+            for j in 0..c {
+                let (source, mut target) = (y.col(j), work.col_mut(j));
+                for i in 0..y.nrows() {
+                    target[i] = source[i].f64();
+                }
+            }
+            factor.solve(work.as_mut());
+            for j in 0..c {
+                let squared_norm = work.col(j).iter().map(|v| v * v).sum();
+                scores[j][k] = self.score(k, squared_norm, sst[j]);
             }
         }
-        norms
-    })
+        let best: Vec<usize> = scores
+            .iter()
+            .map(|column| select_first_best(&column.iter().copied().collect::<Vec<_>>()))
+            .collect();
+        let mut coefficients = Mat::<T>::zeros(y.nrows(), c);
+        for (k, factor) in self.factors.iter().enumerate() {
+            let chosen: Vec<usize> = (0..c).filter(|&j| best[j] == k).collect();
+            if chosen.is_empty() {
+                continue;
+            }
+            let mut solved = Mat::from_fn(y.nrows(), chosen.len(), |i, l| y[(i, chosen[l])].f64());
+            factor.solve(solved.as_mut());
+            for (l, &j) in chosen.iter().enumerate() {
+                let (source, mut target) = (solved.col(l), coefficients.col_mut(j));
+                for i in 0..y.nrows() {
+                    target[i] = T::of(source[i]);
+                }
+            }
+        }
+        BandColumns {
+            scores,
+            best,
+            coefficients,
+        }
+    }
 }
 
 /// Per-column sum of squares around the column mean (f64).

@@ -5,10 +5,10 @@
 
 use std::collections::BTreeMap;
 use std::fs;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use faer::Mat;
-use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 
@@ -56,12 +56,109 @@ fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
     fs::rename(&tmp, &target).map_err(io_err(&target))
 }
 
-fn f32_bytes(values: impl IntoIterator<Item = f32>) -> Vec<u8> {
-    values.into_iter().flat_map(f32::to_le_bytes).collect()
+/// Writes a tensor's little-endian bytes.
+type WriteBytes<'a> = Box<dyn Fn(&mut dyn Write) -> std::io::Result<()> + 'a>;
+
+/// One tensor of a safetensors file, written by [`write_safetensors_atomic`] straight from
+/// its source (no byte copy of a p×t weight matrix).
+struct TensorSource<'a> {
+    name: &'static str,
+    dtype: &'static str,
+    shape: Vec<usize>,
+    bytes: usize,
+    write: WriteBytes<'a>,
 }
 
-fn row_major(m: &Mat<f32>) -> impl Iterator<Item = f32> + '_ {
-    (0..m.nrows()).flat_map(move |i| (0..m.ncols()).map(move |j| m[(i, j)]))
+impl<'a> TensorSource<'a> {
+    fn f32_values(name: &'static str, values: &'a [f32]) -> Self {
+        TensorSource {
+            name,
+            dtype: "F32",
+            shape: vec![values.len()],
+            bytes: values.len() * 4,
+            write: Box::new(move |out| {
+                values
+                    .iter()
+                    .try_for_each(|v| out.write_all(&v.to_le_bytes()))
+            }),
+        }
+    }
+
+    fn f64_values(name: &'static str, values: &'a [f64]) -> Self {
+        TensorSource {
+            name,
+            dtype: "F64",
+            shape: vec![values.len()],
+            bytes: values.len() * 8,
+            write: Box::new(move |out| {
+                values
+                    .iter()
+                    .try_for_each(|v| out.write_all(&v.to_le_bytes()))
+            }),
+        }
+    }
+
+    /// `m` in row-major order, gathered a block of rows at a time (faer is column-major).
+    fn f32_matrix(name: &'static str, m: &'a Mat<f32>) -> Self {
+        TensorSource {
+            name,
+            dtype: "F32",
+            shape: vec![m.nrows(), m.ncols()],
+            bytes: m.nrows() * m.ncols() * 4,
+            write: Box::new(move |out| {
+                const ROWS: usize = 64;
+                let mut buffer = Vec::with_capacity(ROWS * m.ncols() * 4);
+                for start in (0..m.nrows()).step_by(ROWS) {
+                    let rows = ROWS.min(m.nrows() - start);
+                    buffer.clear();
+                    buffer.resize(rows * m.ncols() * 4, 0);
+                    for j in 0..m.ncols() {
+                        let column = m.col(j);
+                        for r in 0..rows {
+                            let at = (r * m.ncols() + j) * 4;
+                            buffer[at..at + 4].copy_from_slice(&column[start + r].to_le_bytes());
+                        }
+                    }
+                    out.write_all(&buffer)?;
+                }
+                Ok(())
+            }),
+        }
+    }
+}
+
+/// Writes a safetensors file (8-byte little-endian header length, JSON header with each
+/// tensor's dtype, shape and byte offsets, padded with spaces to 8 bytes, then the data) to
+/// `dir/name` via a temp file + rename, streaming each tensor from its source.
+fn write_safetensors_atomic(dir: &Path, name: &str, tensors: &[TensorSource<'_>]) -> Result<()> {
+    let mut header = serde_json::Map::new();
+    let mut offset = 0;
+    for tensor in tensors {
+        header.insert(
+            tensor.name.into(),
+            serde_json::json!({
+                "dtype": tensor.dtype,
+                "shape": tensor.shape,
+                "data_offsets": [offset, offset + tensor.bytes],
+            }),
+        );
+        offset += tensor.bytes;
+    }
+    let mut header = serde_json::to_vec(&header).expect("a JSON map serializes");
+    header.resize(header.len().next_multiple_of(8), b' ');
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let write = || -> std::io::Result<()> {
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, fs::File::create(&tmp)?);
+        out.write_all(&(header.len() as u64).to_le_bytes())?;
+        out.write_all(&header)?;
+        for tensor in tensors {
+            (tensor.write)(&mut out)?;
+        }
+        out.into_inner().map_err(|e| e.into_error())?.sync_all()
+    };
+    write().map_err(io_err(&tmp))?;
+    let target = dir.join(name);
+    fs::rename(&tmp, &target).map_err(io_err(&target))
 }
 
 impl RidgeModel {
@@ -69,57 +166,16 @@ impl RidgeModel {
     pub fn save(&self, dir: impl AsRef<Path>) -> Result<()> {
         let dir = dir.as_ref();
         fs::create_dir_all(dir).map_err(io_err(dir))?;
-        let (p, t, k) = (self.n_features(), self.n_targets(), self.alpha_grid.len());
-        let buffers: Vec<(&str, Dtype, Vec<usize>, Vec<u8>)> = vec![
-            (
-                "weights",
-                Dtype::F32,
-                vec![p, t],
-                f32_bytes(row_major(&self.weights)),
-            ),
-            (
-                "intercept",
-                Dtype::F32,
-                vec![t],
-                f32_bytes(self.intercept.iter().copied()),
-            ),
-            (
-                "x_mean",
-                Dtype::F32,
-                vec![p],
-                f32_bytes(self.x_mean.iter().copied()),
-            ),
-            (
-                "x_scale",
-                Dtype::F32,
-                vec![p],
-                f32_bytes(self.x_scale.iter().copied()),
-            ),
-            (
-                "alphas",
-                Dtype::F64,
-                vec![t],
-                self.alphas.iter().flat_map(|a| a.to_le_bytes()).collect(),
-            ),
-            (
-                "cv_scores",
-                Dtype::F32,
-                vec![k, t],
-                f32_bytes(row_major(&self.cv_scores)),
-            ),
+        let (p, t) = (self.n_features(), self.n_targets());
+        let tensors = [
+            TensorSource::f32_matrix("weights", &self.weights),
+            TensorSource::f32_values("intercept", &self.intercept),
+            TensorSource::f32_values("x_mean", &self.x_mean),
+            TensorSource::f32_values("x_scale", &self.x_scale),
+            TensorSource::f64_values("alphas", &self.alphas),
+            TensorSource::f32_matrix("cv_scores", &self.cv_scores),
         ];
-        let weights_path = dir.join(WEIGHTS_FILE);
-        let views = buffers
-            .iter()
-            .map(|(name, dtype, shape, bytes)| {
-                TensorView::new(*dtype, shape.clone(), bytes)
-                    .map(|v| (*name, v))
-                    .map_err(|e| format_err(&weights_path, name, e.to_string()))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let bytes = safetensors::serialize(views, None)
-            .map_err(|e| format_err(&weights_path, "*", e.to_string()))?;
-        write_atomic(dir, WEIGHTS_FILE, &bytes)?;
+        write_safetensors_atomic(dir, WEIGHTS_FILE, &tensors)?;
         let json = ModelJson {
             format_version: FORMAT_VERSION,
             n_features: p,

@@ -35,6 +35,8 @@ pub(crate) trait Float: faer::traits::RealField + Copy + Send + Sync + 'static {
     fn of(v: f64) -> Self;
     fn f64(self) -> f64;
     fn f32(self) -> f32;
+    /// The matrix in f32: itself when it already is (no copy).
+    fn into_f32(m: Mat<Self>) -> Mat<f32>;
 }
 
 impl Float for f32 {
@@ -47,6 +49,9 @@ impl Float for f32 {
     fn f32(self) -> f32 {
         self
     }
+    fn into_f32(m: Mat<f32>) -> Mat<f32> {
+        m
+    }
 }
 
 impl Float for f64 {
@@ -58,6 +63,9 @@ impl Float for f64 {
     }
     fn f32(self) -> f32 {
         self as f32
+    }
+    fn into_f32(m: Mat<f64>) -> Mat<f32> {
+        to_f32(m.as_ref())
     }
 }
 

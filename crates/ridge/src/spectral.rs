@@ -242,11 +242,6 @@ impl<T: Float> Refit<T> {
         }
     }
 
-    /// A dual refit from its dual coefficients `(K + α_j I)⁻¹ y_j` (n×t).
-    pub fn from_dual_coefficients(coefficients: Mat<T>) -> Self {
-        Refit { acc: coefficients }
-    }
-
     /// Adds the chunk starting at target `start` with projection `A` (r×c).
     pub fn add(&mut self, full: &Full<T>, projected: MatRef<'_, T>, start: usize, alphas: &[f64]) {
         let shrunk = full.shrink_per_target(projected, alphas);
@@ -260,29 +255,52 @@ impl<T: Float> Refit<T> {
             .copy_from(mul(left, shrunk.as_ref()));
     }
 
-    /// Weights for the transformed design (p×t, f64).
-    pub fn finish(self, solver: Solver, x: MatRef<'_, f32>, transform: &XTransform) -> Mat<f64> {
+    /// Weights in raw-X units (p×t), see [`raw_units_f32`].
+    pub fn finish(self, solver: Solver, x: MatRef<'_, f32>, transform: &XTransform) -> Mat<f32> {
         let weights = match solver {
             Solver::Primal => self.acc,
             Solver::Dual => {
-                let (n, p) = (x.nrows(), x.ncols());
-                let mut w = Mat::<T>::zeros(p, self.acc.ncols());
-                for cols in blocks(p) {
-                    let d = design_block::<T>(x, transform, 0..n, cols.clone());
-                    mul_add(
-                        w.as_mut().subrows_mut(cols.start, cols.len()),
-                        d.transpose(),
-                        self.acc.as_ref(),
-                        T::of(1.0),
-                    );
-                }
+                let mut w = Mat::<T>::zeros(x.ncols(), self.acc.ncols());
+                dual_refit_into(w.as_mut(), x, transform, self.acc.as_ref());
                 w
             }
         };
-        Mat::from_fn(weights.nrows(), weights.ncols(), |i, j| {
-            weights[(i, j)].f64()
-        })
+        raw_units_f32(weights, transform)
     }
+}
+
+/// `w += Dᵀ · coefficients` (p×c) for the transformed design `D` (n×p), a block of features at
+/// a time (no copy of the whole design).
+pub(crate) fn dual_refit_into<T: Float>(
+    mut w: MatMut<'_, T>,
+    x: MatRef<'_, f32>,
+    transform: &XTransform,
+    coefficients: MatRef<'_, T>,
+) {
+    let n = x.nrows();
+    assert_eq!(coefficients.nrows(), n, "one dual coefficient per row of X");
+    for cols in blocks(x.ncols()) {
+        let d = design_block::<T>(x, transform, 0..n, cols.clone());
+        mul_add(
+            w.as_mut().subrows_mut(cols.start, cols.len()),
+            d.transpose(),
+            coefficients,
+            T::of(1.0),
+        );
+    }
+}
+
+/// The transformed design's weights (p×t) in raw-X units: divided by the design's scale in
+/// place, then rounded to f32 once (no copy when `T` is f32).
+pub(crate) fn raw_units_f32<T: Float>(mut weights: Mat<T>, transform: &XTransform) -> Mat<f32> {
+    let scale = &transform.scale;
+    for j in 0..weights.ncols() {
+        let mut column = weights.col_mut(j);
+        for (i, &s) in scale.iter().enumerate() {
+            column[i] = T::of(column[i].f64() / s);
+        }
+    }
+    T::into_f32(weights)
 }
 
 /// Factorization of one CV fold (f64): fit on one part, predict the other.

@@ -175,6 +175,27 @@ fn invalid_inputs_are_errors_not_panics() {
     ));
 }
 
+/// The weights are streamed to disk 64 rows at a time: 130 features make two whole blocks and
+/// a partial one, and the file must still be a plain safetensors file in row-major order.
+#[test]
+fn a_saved_model_loads_back_identical() {
+    let (x, y) = problem(40, 130, 5);
+    let model = estimator(Cv::Gcv).fit(x.as_ref(), y.as_ref()).unwrap();
+    let dir = std::env::temp_dir().join(format!("brainrecon-ridge-save-{}", std::process::id()));
+    model.save(&dir).unwrap();
+    let bytes = std::fs::read(dir.join("weights.safetensors")).unwrap();
+    let loaded = RidgeModel::load(&dir).unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    assert_eq!(loaded, model);
+    let file = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let weights = file.tensor("weights").unwrap();
+    assert_eq!(weights.shape(), [130, 5]);
+    // row 129, column 3, read from the raw row-major bytes
+    let at = (129 * 5 + 3) * 4;
+    let value = f32::from_le_bytes(weights.data()[at..at + 4].try_into().unwrap());
+    assert_eq!(value, model.weights[(129, 3)]);
+}
+
 #[test]
 fn load_errors_name_the_file_and_field() {
     let (x, y) = problem(10, 3, 2);

@@ -662,15 +662,41 @@ pub fn evaluate(
         report: Vec::new(),
     };
     let mut report = report;
-    report.command = format!("{}\n{}", manifest.command, options.command);
+    report.command = report_command(&manifest.command, &options.command);
     evaluation.report = crate::report::write_report(&eval_dir.join("report.html"), &report)?;
     write_json_atomic(&metrics_json, &evaluation)?;
     Ok(evaluation)
 }
 
+/// The report's command lines: the reconstruction's, then the evaluation's, each once. The
+/// demo runs both steps in one process, so both record the demo's own command line.
+fn report_command(reconstruct: &str, eval: &str) -> String {
+    let mut lines: Vec<&str> = Vec::new();
+    for line in [reconstruct, eval] {
+        if !line.is_empty() && !lines.contains(&line) {
+            lines.push(line);
+        }
+    }
+    lines.join("\n")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_report_names_each_command_once() {
+        let demo = "brainrecon demo --out demo";
+        assert_eq!(report_command(demo, demo), demo);
+        assert_eq!(
+            report_command(
+                "brainrecon reconstruct --out r",
+                "brainrecon eval --recons r"
+            ),
+            "brainrecon reconstruct --out r\nbrainrecon eval --recons r"
+        );
+        assert_eq!(report_command("", demo), demo);
+    }
 
     #[test]
     fn perfect_decoding_scores_perfectly_and_shuffled_does_not() {

@@ -954,6 +954,9 @@ mod tests {
         assert!(
             html.contains("<pre>brainrecon eval --name &quot;a&amp;b&quot; &lt;in &gt;out</pre>")
         );
+        // Under "Command:", once.
+        assert_eq!(html.matches("Command:").count(), 1);
+        assert_eq!(html.matches("brainrecon eval --name").count(), 1);
         assert!(html.contains("m&lt;odel&gt;"));
         assert!(html.contains("<th>&lt;b&gt;col&lt;/b&gt;</th>"));
         assert!(html.contains("<th>row &amp; &lt;i&gt;</th>"));

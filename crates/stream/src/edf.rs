@@ -20,8 +20,15 @@
 //!
 //! EDF+/BDF+ annotation signals (`EDF Annotations`, `BDF Annotations`) are skipped. The
 //! records of a discontinuous file (`EDF+D`) are read back to back.
+//!
+//! Signals may have different sample rates (EEG at 256 Hz beside ECG at 512 Hz): each signal's
+//! rate is its samples per record over the record duration. As MNE does, the reader gives every
+//! chosen signal at the highest rate among them, resampling the others with a band-limited
+//! (windowed-sinc) filter; see [`crate::resample`]. Choose signals of one rate to read them
+//! unchanged.
 
 use crate::error::{Result, StreamError};
+use crate::resample::Resampler;
 use crate::source::{read_all, Chunk, Recording, Source};
 use std::fs::File;
 use std::io::{BufReader, ErrorKind, Read};
@@ -110,14 +117,18 @@ impl EdfHeader {
     }
 }
 
-/// Which signals to read; all chosen signals must share one sample rate.
+/// Which signals to read. Chosen signals of different rates are all given at the highest rate
+/// among them (the others are resampled).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub enum SignalSelection {
-    /// Every signal except annotations (an error if their rates differ).
+    /// Every signal except annotations.
     #[default]
     All,
     /// The signals with these labels (trimmed, exact), in this order.
     Labels(Vec<String>),
+    /// The signals at these positions among the non-annotation signals (the channel numbers
+    /// of [`SignalSelection::All`]), in this order.
+    Indices(Vec<usize>),
     /// Every non-annotation signal sampled at this rate (Hz).
     Rate(f64),
 }
@@ -319,10 +330,11 @@ fn rate_groups(header: &EdfHeader, indices: &[usize]) -> String {
         .join(", ")
 }
 
-/// The indices of the signals `selection` picks, all at one rate.
+/// The indices (into `header.signals`) of the signals `selection` picks; their rates may
+/// differ.
 ///
-/// Fails, naming the signals and their rates, when they do not share a rate, when a label is
-/// not found, or when nothing is left.
+/// Fails, naming the file and what is there, when a label or an index is not found, when no
+/// signal has the rate asked for, or when nothing is left.
 pub fn select_signals(
     path: &Path,
     header: &EdfHeader,
@@ -382,6 +394,32 @@ pub fn select_signals(
                 })
                 .collect::<Result<_>>()?
         }
+        SignalSelection::Indices(indices) => {
+            if indices.is_empty() {
+                return Err(StreamError::parameter(
+                    "signals",
+                    "at least one signal",
+                    "none",
+                ));
+            }
+            indices
+                .iter()
+                .map(|&k| {
+                    ordinary.get(k).copied().ok_or_else(|| {
+                        StreamError::invalid(
+                            path,
+                            "signals",
+                            format!(
+                                "a signal index below {} (signals: {})",
+                                ordinary.len(),
+                                labels()
+                            ),
+                            k.to_string(),
+                        )
+                    })
+                })
+                .collect::<Result<_>>()?
+        }
         SignalSelection::Rate(rate) => {
             let chosen: Vec<usize> = ordinary
                 .iter()
@@ -399,18 +437,6 @@ pub fn select_signals(
             chosen
         }
     };
-    let spr = header.signals[chosen[0]].samples_per_record;
-    if chosen
-        .iter()
-        .any(|&i| header.signals[i].samples_per_record != spr)
-    {
-        return Err(StreamError::invalid(
-            path,
-            "signals",
-            "one sample rate for all chosen signals (choose signals that share a rate, by label or by rate)",
-            rate_groups(header, &chosen),
-        ));
-    }
     Ok(chosen)
 }
 
@@ -423,10 +449,8 @@ pub fn digital(kind: EdfKind, bytes: &[u8]) -> i32 {
     }
 }
 
-/// Physical values of the `chosen` signals in one data record, as frames:
-/// `samples_per_record × chosen.len()`, row-major. All chosen signals share
-/// `samples_per_record`; `record` is one whole data record.
-pub fn decode_record(header: &EdfHeader, chosen: &[usize], record: &[u8]) -> Vec<f32> {
+/// Byte offset of each signal's samples within a data record.
+fn signal_offsets(header: &EdfHeader) -> Vec<usize> {
     let width = header.kind.width();
     let mut offsets = Vec::with_capacity(header.signals.len());
     let mut at = 0;
@@ -434,6 +458,26 @@ pub fn decode_record(header: &EdfHeader, chosen: &[usize], record: &[u8]) -> Vec
         offsets.push(at);
         at += s.samples_per_record * width;
     }
+    offsets
+}
+
+/// Physical values of signal `i` in one data record (`record` is one whole data record).
+pub fn decode_signal(header: &EdfHeader, i: usize, record: &[u8]) -> Vec<f64> {
+    let width = header.kind.width();
+    let signal = &header.signals[i];
+    let start = signal_offsets(header)[i];
+    record[start..start + signal.samples_per_record * width]
+        .chunks_exact(width)
+        .map(|bytes| signal.physical(digital(header.kind, bytes)))
+        .collect()
+}
+
+/// Physical values of the `chosen` signals in one data record, as frames:
+/// `samples_per_record × chosen.len()`, row-major. All chosen signals share
+/// `samples_per_record`; `record` is one whole data record.
+pub fn decode_record(header: &EdfHeader, chosen: &[usize], record: &[u8]) -> Vec<f32> {
+    let width = header.kind.width();
+    let offsets = signal_offsets(header);
     let frames = chosen
         .first()
         .map_or(0, |&i| header.signals[i].samples_per_record);
@@ -449,15 +493,20 @@ pub fn decode_record(header: &EdfHeader, chosen: &[usize], record: &[u8]) -> Vec
     out
 }
 
-/// An EDF/BDF file read record by record as a [`Source`].
+/// An EDF/BDF file read record by record as a [`Source`]. Chosen signals sampled below the
+/// highest rate among them are resampled to it as the records are read.
 pub struct EdfReader {
     path: PathBuf,
     file: BufReader<File>,
     header: EdfHeader,
     chosen: Vec<usize>,
+    /// Samples per record of the stream: the most among the chosen signals.
+    target: usize,
+    /// One per chosen signal when their rates differ; empty when they share one.
+    resamplers: Vec<Resampler>,
     records: u64,
     records_read: u64,
-    /// Decoded frames of the current record and how many have been returned.
+    /// Decoded frames not yet returned, and how many of them have been.
     frames: Vec<f32>,
     taken: usize,
     record: Vec<u8>,
@@ -505,9 +554,24 @@ impl EdfReader {
             ));
         }
         let records = data / record_bytes;
+        let rates: Vec<usize> = chosen
+            .iter()
+            .map(|&i| header.signals[i].samples_per_record)
+            .collect();
+        let target = rates.iter().copied().max().unwrap_or(1);
+        let resamplers = if rates.iter().all(|&r| r == target) {
+            Vec::new()
+        } else {
+            rates
+                .iter()
+                .map(|&r| Resampler::new(target as u64, r as u64))
+                .collect()
+        };
         Ok(EdfReader {
             path: path.to_path_buf(),
             file,
+            target,
+            resamplers,
             records,
             records_read: 0,
             frames: Vec::new(),
@@ -536,9 +600,59 @@ impl EdfReader {
         &self.chosen
     }
 
+    /// Indices (into `header().signals`) of the chosen signals sampled below the stream's
+    /// rate, which are resampled to it.
+    pub fn resampled(&self) -> Vec<usize> {
+        self.chosen
+            .iter()
+            .copied()
+            .filter(|&i| self.header.signals[i].samples_per_record < self.target)
+            .collect()
+    }
+
     /// Data records in the file.
     pub fn records(&self) -> u64 {
         self.records
+    }
+}
+
+impl EdfReader {
+    /// Reads the next data record into `self.record`.
+    fn read_record(&mut self) -> Result<()> {
+        if let Err(e) = self.file.read_exact(&mut self.record) {
+            return Err(if e.kind() == ErrorKind::UnexpectedEof {
+                StreamError::invalid(
+                    &self.path,
+                    "data records",
+                    format!("{} whole data records", self.records),
+                    format!("{} (file truncated while reading)", self.records_read),
+                )
+            } else {
+                StreamError::io(&self.path, e)
+            });
+        }
+        self.records_read += 1;
+        Ok(())
+    }
+
+    /// Moves the frames every resampler has ready into `self.frames`, interleaved.
+    fn drain_resamplers(&mut self) {
+        let ready = self
+            .resamplers
+            .iter()
+            .map(Resampler::available)
+            .min()
+            .unwrap_or(0);
+        let channels = self.chosen.len();
+        self.frames = vec![0f32; ready * channels];
+        let mut column = Vec::with_capacity(ready);
+        for (k, resampler) in self.resamplers.iter_mut().enumerate() {
+            column.clear();
+            resampler.take(ready, &mut column);
+            for (t, v) in column.iter().enumerate() {
+                self.frames[t * channels + k] = *v as f32;
+            }
+        }
     }
 }
 
@@ -552,7 +666,7 @@ impl Source for EdfReader {
     }
 
     fn rate(&self) -> f64 {
-        self.header.rate(self.chosen[0])
+        self.target as f64 / self.header.record_duration
     }
 
     fn labels(&self) -> Vec<String> {
@@ -564,25 +678,32 @@ impl Source for EdfReader {
 
     fn next_chunk(&mut self, max_frames: usize) -> Result<Option<Chunk>> {
         let channels = self.chosen.len();
-        if self.taken * channels >= self.frames.len() {
-            if self.records_read >= self.records {
-                return Ok(None);
-            }
-            if let Err(e) = self.file.read_exact(&mut self.record) {
-                return Err(if e.kind() == ErrorKind::UnexpectedEof {
-                    StreamError::invalid(
-                        &self.path,
-                        "data records",
-                        format!("{} whole data records", self.records),
-                        format!("{} (file truncated while reading)", self.records_read),
-                    )
-                } else {
-                    StreamError::io(&self.path, e)
-                });
-            }
-            self.records_read += 1;
-            self.frames = decode_record(&self.header, &self.chosen, &self.record);
+        while self.taken * channels >= self.frames.len() {
             self.taken = 0;
+            self.frames.clear();
+            if self.records_read >= self.records {
+                // The resamplers' last outputs wait for the end of the input; they all give
+                // `records × target` samples.
+                let left = self.resamplers.iter().map(Resampler::available).min();
+                if left.unwrap_or(0) == 0 {
+                    return Ok(None);
+                }
+                self.drain_resamplers();
+                continue;
+            }
+            self.read_record()?;
+            if self.resamplers.is_empty() {
+                self.frames = decode_record(&self.header, &self.chosen, &self.record);
+            } else {
+                for (k, &i) in self.chosen.iter().enumerate() {
+                    let samples = decode_signal(&self.header, i, &self.record);
+                    self.resamplers[k].push(&samples);
+                    if self.records_read == self.records {
+                        self.resamplers[k].finish();
+                    }
+                }
+                self.drain_resamplers();
+            }
         }
         let available = self.frames.len() / channels - self.taken;
         let take = available.min(max_frames.max(1));

@@ -3,8 +3,9 @@
 //! (Yamashiro et al. 2024).
 //!
 //! - Sources ([`Source`]): raw interleaved int16/float32 from a file or any reader
-//!   ([`RawReader`]), `.npy`, CSV, EDF/EDF+/BDF ([`EdfReader`]), NWB ElectricalSeries
-//!   ([`NwbReader`]), and a seeded synthetic source ([`Synthetic`]); [`open`] picks by format.
+//!   ([`RawReader`]), `.npy`, CSV, EDF/EDF+/BDF ([`EdfReader`]; signals of lower rates are
+//!   resampled to the highest, see [`resample`]), NWB ElectricalSeries ([`NwbReader`]), and a
+//!   seeded synthetic source ([`Synthetic`]); [`open`] picks by format.
 //! - [`Pacer`] replays a source at real speed or as fast as possible.
 //! - [`Windower`] cuts chunks into windows (`samples × channels`).
 //! - [`LatentMapper`] turns a window into a standardised latent `[c, h, w]`; [`Smoother`]
@@ -29,6 +30,7 @@ pub mod nwb;
 pub mod open;
 pub mod pacer;
 pub mod raw;
+pub mod resample;
 pub mod server;
 pub mod source;
 pub mod synthetic;

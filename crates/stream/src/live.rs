@@ -57,9 +57,11 @@ pub struct LiveOptions {
     pub gif_delay_cs: u16,
     /// Publish frames here (for the web page).
     pub hub: Option<Arc<Hub>>,
-    /// The page's address, for messages; when set, the page keeps showing the last frame after
-    /// the source ends, until `stop`.
+    /// The page's address, for messages.
     pub serve_url: Option<String>,
+    /// When serving, keep the last frame on the page after the source ends, until `stop`;
+    /// otherwise return when the source ends (the page says it ended).
+    pub hold_last_frame: bool,
     /// Set (e.g. by Ctrl-C) to stop: the frame being made is finished and written.
     pub stop: Arc<AtomicBool>,
     /// The source's name in messages.
@@ -326,8 +328,8 @@ fn quantile(values: &[f64], q: f64) -> f64 {
 }
 
 /// Runs the loop on `stream` with `generator` until the source ends, `max_frames` frames are
-/// made, or `options.stop` is set; then, when serving, keeps the last frame on the page until
-/// `stop`. Outputs are complete files whatever ends the run (the GIF is written at the end).
+/// made, or `options.stop` is set; then, when serving with `hold_last_frame`, keeps the last
+/// frame on the page until `stop`. Outputs are complete files whatever ends the run (the GIF is written at the end).
 pub fn run_live<S, G>(
     stream: LatentStream<S>,
     generator: &G,
@@ -666,12 +668,12 @@ where
     };
 
     if ended == EndReason::SourceEnded {
-        let last = match stats.frames {
-            0 => "no frame was made".to_string(),
-            n => format!("frame {} stays", n - 1),
-        };
         match (&options.hub, &options.serve_url) {
-            (Some(hub), Some(url)) => {
+            (Some(hub), Some(url)) if options.hold_last_frame => {
+                let last = match stats.frames {
+                    0 => "no frame was made".to_string(),
+                    n => format!("frame {} stays", n - 1),
+                };
                 let message = format!(
                     "{} ended after {} windows; {last}; serving it at {url} until Ctrl-C",
                     options.source_name, summary.windows
@@ -683,10 +685,16 @@ where
                     std::thread::sleep(Duration::from_millis(50));
                 }
             }
-            _ => (options.log)(&format!(
-                "{} ended after {} windows; {last}",
-                options.source_name, summary.windows
-            )),
+            (hub, _) => {
+                let message = format!(
+                    "{} ended after {} windows, {} frames",
+                    options.source_name, summary.windows, stats.frames
+                );
+                if let Some(hub) = hub {
+                    hub.set_status(format!("source ended: {message}"), true);
+                }
+                (options.log)(&message);
+            }
         }
     }
     Ok(summary)
@@ -770,6 +778,7 @@ mod tests {
             gif_delay_cs: 3,
             hub: None,
             serve_url: None,
+            hold_last_frame: false,
             stop: Arc::new(AtomicBool::new(false)),
             source_name: "test".into(),
             log: Arc::new(|_| {}),
@@ -977,6 +986,48 @@ mod tests {
         opts.stop.store(true, Ordering::SeqCst);
         let summary = run_live(stream(600), &generator, &opts).unwrap();
         assert_eq!(summary.ended, EndReason::Interrupted);
+    }
+
+    /// Runs `run_live` on a 120-frame source with a hub, on a thread; `None` when it has not
+    /// returned within `wait`.
+    fn serve_and_end(hold: bool, wait: Duration) -> (Option<Summary>, Arc<Hub>, Arc<AtomicBool>) {
+        let hub = Hub::new();
+        let mut opts = options(true);
+        opts.hub = Some(hub.clone());
+        opts.serve_url = Some("http://127.0.0.1:1/".into());
+        opts.hold_last_frame = hold;
+        let stop = opts.stop.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let generator = Greys {
+                delay: Duration::ZERO,
+            };
+            let _ = tx.send(run_live(stream(120), &generator, &opts).unwrap());
+        });
+        let summary = rx.recv_timeout(wait).ok();
+        if summary.is_none() {
+            stop.store(true, Ordering::SeqCst);
+            rx.recv_timeout(Duration::from_secs(30)).unwrap();
+        }
+        (summary, hub, stop)
+    }
+
+    #[test]
+    fn the_page_holds_the_last_frame_only_when_asked() {
+        // Not held: the run returns when the source ends, and the page says it ended.
+        let (summary, hub, _) = serve_and_end(false, Duration::from_secs(60));
+        let summary = summary.expect("the run returned at the end of the source");
+        assert_eq!(summary.ended, EndReason::SourceEnded);
+        let state = hub.state();
+        assert!(
+            state.ended && state.status.contains("source ended"),
+            "{state:?}"
+        );
+        // Held: still serving after a while, and it returns once stopped.
+        let (summary, hub, stop) = serve_and_end(true, Duration::from_millis(1500));
+        assert!(summary.is_none(), "returned without a stop: {summary:?}");
+        assert!(stop.load(Ordering::SeqCst));
+        assert!(hub.state().status.contains("until Ctrl-C"));
     }
 
     #[test]

@@ -38,8 +38,9 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
 /// Time ridge regression (LOO and GCV, 10 alphas, one per target) on synthetic fMRI-shaped data.
 ///
 /// Workloads: A decoding (8859 train / 982 test rows, 15724 voxels → 768 features), B encoding
-/// (768 features → 15724 voxels), C small (2000/500, 4000 → 1000), D the full SD latent
-/// (15724 voxels → 16384 values of a 4×64×64 latent; about 1.3 GB of arrays). The data (float32, a planted
+/// (768 features → 15724 voxels), C small (2000/500, 4000 → 1000), A16k A's voxels to the full
+/// SD latent (15724 voxels → 16384 values of a 4×64×64 latent; about 1.3 GB of arrays, run only
+/// when named). The data (float32, a planted
 /// rank-16 signal plus noise, seeded) are written as .npy under `--data-dir/<workload>/` with
 /// `meta.json` (shapes, alphas), so `tools/bench/ridge_anchors.py` fits scikit-learn and
 /// himalaya on the same arrays. Each fit runs in its own process; peak memory is that
@@ -50,7 +51,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
     bash tools/bench/ridge.sh all     # with the Python anchors, one table"
 )]
 pub struct RidgeArgs {
-    /// A, B, C or all
+    /// A, B, C, A16k or all (all = A, B and C)
     #[arg(long, default_value = "all")]
     workload: String,
     /// Threads for the linear algebra
@@ -123,10 +124,10 @@ const GENERATOR_VERSION: u32 = 1;
 
 fn selected(workload: &str) -> anyhow::Result<Vec<Workload>> {
     match workload {
-        // D (1.3 GB of arrays, minutes on a laptop) runs only when named
+        // A16k (1.3 GB of arrays, minutes on a laptop) runs only when named
         "all" => Ok(WORKLOADS
             .iter()
-            .filter(|w| w.name != "D")
+            .filter(|w| w.name != "A16k")
             .copied()
             .collect()),
         name => WORKLOADS
@@ -135,7 +136,7 @@ fn selected(workload: &str) -> anyhow::Result<Vec<Workload>> {
             .map(|w| vec![*w])
             .ok_or_else(|| {
                 usage(format!(
-                    "--workload: expected A, B, C, D or all, found '{name}'"
+                    "--workload: expected A, B, C, A16k or all, found '{name}'"
                 ))
             }),
     }

@@ -1,5 +1,7 @@
 use brainrecon_data::simulate::movie::{simulate_movie, MovieOptions};
-use brainrecon_data::simulate::{simulate, OutputLayout, SimulateOptions};
+use brainrecon_data::simulate::{
+    simulate, OutputLayout, SimulateOptions, NSD_IMAGES, NSD_SESSIONS, NSD_VOLUME,
+};
 use std::path::PathBuf;
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -8,6 +10,14 @@ pub enum Kind {
     Image,
     /// A movie watched continuously: BOLD runs at TR 1 s in BIDS, with per-second annotations
     Movie,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Size {
+    /// 300 images in 3 sessions, a 24 × 30 × 20 volume (seconds to make)
+    Small,
+    /// NSD's size: 9250 images × 3 repeats = 37 sessions of 750 trials, 81 × 104 × 83 voxels
+    Nsd,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -34,7 +44,7 @@ pub enum Layout {
 /// The truth is written to `truth/` beside the data.
 #[derive(clap::Args)]
 #[command(
-    after_help = "Example:\n  brainrecon simulate --out sim-nsd --images 300 --seed 1\n  brainrecon nsd prepare --nsd-root sim-nsd --subject subj01 --out subj01\n  \
+    after_help = "Example:\n  brainrecon simulate --out sim-nsd --images 300 --seed 1\n  brainrecon simulate --size nsd --out sim-nsd-full   (NSD's size: ~11 GB of betas)\n  brainrecon nsd prepare --nsd-root sim-nsd --subject subj01 --out subj01\n  \
     brainrecon simulate --kind movie --out sim-movie --runs 4 --run-seconds 300 --seed 1\n  brainrecon bids prepare --bids-root sim-movie --subject 01 --task movie --out runs-sub01"
 )]
 pub struct Args {
@@ -49,9 +59,13 @@ pub struct Args {
     /// Seconds per movie run (--kind movie; default 300)
     #[arg(long)]
     run_seconds: Option<usize>,
-    /// Number of distinct images (10% of them are the shared test images)
-    #[arg(long, default_value_t = 300)]
-    images: usize,
+    /// Size preset; --images, --sessions and --volume override its parts
+    #[arg(long, value_enum, default_value_t = Size::Small)]
+    size: Size,
+    /// Number of distinct images, 10% of them the shared test images (default 300; 9250 with
+    /// --size nsd)
+    #[arg(long)]
+    images: Option<usize>,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     #[arg(long, value_enum, default_value_t = Layout::Nsd)]
@@ -62,9 +76,12 @@ pub struct Args {
     /// Side of the square stimulus images, in pixels
     #[arg(long, default_value_t = 64)]
     image_size: usize,
-    /// Number of scanning sessions the trials are split into
-    #[arg(long, default_value_t = 3)]
-    sessions: usize,
+    /// Number of scanning sessions the trials are split into (default 3; 37 with --size nsd)
+    #[arg(long)]
+    sessions: Option<usize>,
+    /// Betas volume X,Y,Z in voxels (default 24,30,20; 81,104,83 with --size nsd)
+    #[arg(long, value_delimiter = ',')]
+    volume: Option<Vec<usize>>,
     /// Print the truth summary as JSON
     #[arg(long)]
     json: bool,
@@ -97,6 +114,9 @@ fn run_movie(args: Args) -> anyhow::Result<()> {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     if args.kind == Kind::Movie {
+        if args.size != Size::Small || args.volume.is_some() {
+            return Err(super::usage("--size and --volume apply to --kind image"));
+        }
         return run_movie(args);
     }
     if args.runs.is_some() || args.run_seconds.is_some() {
@@ -105,7 +125,24 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         ));
     }
     let mut opts = SimulateOptions::new(&args.out);
-    opts.n_images = args.images;
+    if args.size == Size::Nsd {
+        opts.n_images = NSD_IMAGES;
+        opts.sessions = NSD_SESSIONS;
+        opts.volume_shape = NSD_VOLUME;
+    }
+    opts.n_images = args.images.unwrap_or(opts.n_images);
+    opts.sessions = args.sessions.unwrap_or(opts.sessions);
+    if let Some(volume) = &args.volume {
+        opts.volume_shape = match volume[..] {
+            [x, y, z] => [x, y, z],
+            _ => {
+                return Err(super::usage(format!(
+                    "--volume: expected X,Y,Z (three sizes), found {} values",
+                    volume.len()
+                )))
+            }
+        };
+    }
     opts.seed = args.seed;
     opts.layout = match args.layout {
         Layout::Nsd => OutputLayout::Nsd,
@@ -113,7 +150,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     opts.subject = brainrecon_data::nsd::parse_subject(&args.subject)?;
     opts.image_size = args.image_size;
-    opts.sessions = args.sessions;
     opts.progress = super::show_progress();
     let simulated = simulate(&opts)?;
     let t = &simulated.truth;

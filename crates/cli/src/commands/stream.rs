@@ -10,9 +10,10 @@ use brainrecon_diffusion::rng::SeededNoise;
 use brainrecon_diffusion::scheduler::{Scheduler, SchedulerKind};
 use brainrecon_stream::window::parse_channels;
 use brainrecon_stream::{
-    open, run_live, serve, FrameGenerator, GenError, Hub, Latent, LatentMapper, LatentStream,
-    LiveError, LiveOptions, OpenOptions, Pace, Pacer, RawFormat, RawReader, Smoother, Source,
-    StreamError, Summary, Synthetic, SyntheticSpec, WindowSpec,
+    open, run_live, serve, EdfReader, EndReason, Format, FrameGenerator, GenError, Hub, Latent,
+    LatentMapper, LatentStream, LiveError, LiveOptions, OpenOptions, Pace, Pacer, RawFormat,
+    RawReader, Server, SignalSelection, Smoother, Source, StreamError, Summary, Synthetic,
+    SyntheticSpec, WindowSpec,
 };
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -34,9 +35,17 @@ use std::sync::Arc;
 ///
 /// Sources: a file (.npy, .csv, .edf/.bdf, .nwb; raw .i16/.f32, or any name with --format),
 /// `synthetic` (seeded oscillators plus noise), `stdin` or `tcp://HOST:PORT` (raw interleaved
-/// little-endian frames: give --channels, --rate and --format). When a live source stops, the
-/// page keeps the last frame until Ctrl-C. Ctrl-C or SIGTERM ends the run cleanly: every PNG
-/// is whole and the GIF is completed.
+/// little-endian frames: give --channels, --rate and --format).
+///
+/// EDF/BDF signals of different rates (EEG at 256 Hz beside ECG at 512 Hz) are all given at
+/// the highest rate among the chosen signals (--select, else all): the slower ones are
+/// resampled with a band-limited filter (Kaiser-windowed sinc), as MNE does. Select signals
+/// of one rate to read them unchanged.
+///
+/// A file written to --out or --gif ends the command when the file ends (--serve keeps the
+/// page open on the last frame until Ctrl-C). When a live source stops, the page keeps the
+/// last frame until Ctrl-C. Ctrl-C or SIGTERM ends the run cleanly: every PNG is whole and the
+/// GIF is completed.
 #[derive(clap::Args)]
 #[command(
     after_help = "Example:\n  brainrecon stream --source synthetic --channels 8 --rate 250\n      (then open http://127.0.0.1:8080/)\n  brainrecon stream --source recording.edf --select Fp1,Fp2,O1,O2 --fast --out frames/ --gif stream.gif --no-serve\n  nc -l 9000 | brainrecon stream --source stdin --channels 16 --rate 500 --format f32\n  brainrecon stream --source synthetic --fast --frames 300 --json --no-serve"
@@ -61,9 +70,10 @@ pub struct Args {
     /// Diffusers folder, cache snapshot, cached model id, or shapes-ldm (built in)
     #[arg(long, default_value = "shapes-ldm")]
     model: String,
-    /// Serve the live page on this address
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    serve: String,
+    /// Serve the live page on this address [default: 127.0.0.1:8080, or a free port when that
+    /// one is taken]; given, it also keeps the page open on the last frame after a file ends
+    #[arg(long, value_name = "ADDRESS", conflicts_with = "no_serve")]
+    serve: Option<String>,
     /// Do not serve the page
     #[arg(long)]
     no_serve: bool,
@@ -97,7 +107,8 @@ pub struct Args {
     /// Seconds between windows (default 1/30 s, or one sample for sources below 30 Hz)
     #[arg(long)]
     hop: Option<f64>,
-    /// Channels to use: indices, ranges and labels, e.g. 0-3,Fp1
+    /// Channels to use: indices, ranges and labels, e.g. 0-3,Fp1 (EDF/BDF: the signals to read,
+    /// resampled to the highest rate among them)
     #[arg(long)]
     select: Option<String>,
     /// Blend successive latents: 1 is none, smaller is smoother
@@ -224,6 +235,29 @@ impl Diffusion {
     }
 }
 
+/// Where the page is served without --serve.
+const DEFAULT_SERVE: &str = "127.0.0.1:8080";
+
+/// Serves the page on `address`, or on [`DEFAULT_SERVE`] when none was given; when that one is
+/// taken (another stream, another program), on a free port instead.
+fn start_server(address: Option<&str>, hub: &Arc<Hub>) -> anyhow::Result<Server> {
+    let failed = |address: &str, e: std::io::Error| {
+        usage(format!(
+            "--serve {address}: {e} (pick another address, or --no-serve)"
+        ))
+    };
+    match address {
+        Some(address) => serve(address, hub.clone()).map_err(|e| failed(address, e)),
+        None => match serve(DEFAULT_SERVE, hub.clone()) {
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                eprintln!("note: {DEFAULT_SERVE} is in use; serving on a free port instead");
+                serve("127.0.0.1:0", hub.clone()).map_err(|e| failed("127.0.0.1:0", e))
+            }
+            other => other.map_err(|e| failed(DEFAULT_SERVE, e)),
+        },
+    }
+}
+
 /// Stream errors are about the user's data or parameters: exit code 2.
 fn user(error: StreamError) -> anyhow::Error {
     usage(error.to_string())
@@ -242,8 +276,69 @@ fn need<T>(value: Option<T>, flag: &str, what: &str) -> anyhow::Result<T> {
     value.ok_or_else(|| usage(format!("{flag}: {what} needs {flag}")))
 }
 
-/// The source and its name for messages; `live` for stdin and TCP (never paced).
-fn open_source(args: &Args) -> anyhow::Result<(Box<dyn Source + Send>, String, bool)> {
+/// An opened source: its name for messages, whether it is live (stdin and TCP: never paced),
+/// and whether `--select` was applied in opening it (EDF/BDF).
+struct Opened {
+    source: Box<dyn Source + Send>,
+    name: String,
+    live: bool,
+    selected: bool,
+}
+
+impl Opened {
+    fn new(source: Box<dyn Source + Send>, name: impl Into<String>, live: bool) -> Self {
+        Opened {
+            source,
+            name: name.into(),
+            live,
+            selected: false,
+        }
+    }
+}
+
+/// An EDF/BDF file: the signals `--select` names (else all), at the highest rate among them;
+/// says which signals are resampled.
+fn open_edf(path: &Path, select: Option<&str>) -> anyhow::Result<Opened> {
+    let all = EdfReader::open(path, &SignalSelection::All).map_err(user)?;
+    let reader = match select {
+        None => all,
+        Some(spec) => {
+            let indices = parse_channels(spec, &all.labels()).map_err(user)?;
+            if let Some(k) = (1..indices.len()).find(|&k| indices[..k].contains(&indices[k])) {
+                return Err(usage(format!(
+                    "--select: channel {} ({}) chosen twice",
+                    indices[k],
+                    all.labels()[indices[k]]
+                )));
+            }
+            EdfReader::open(path, &SignalSelection::Indices(indices)).map_err(user)?
+        }
+    };
+    let resampled = reader.resampled();
+    if !resampled.is_empty() {
+        let header = reader.header();
+        let names: Vec<String> = resampled
+            .iter()
+            .map(|&i| format!("{} ({} Hz)", header.signals[i].label, header.rate(i)))
+            .collect();
+        eprintln!(
+            "note: {}: {} resampled to {} Hz, the highest rate of the signals read (--select \
+             signals of one rate to read them unchanged)",
+            path.display(),
+            names.join(", "),
+            reader.rate()
+        );
+    }
+    Ok(Opened {
+        source: Box::new(reader),
+        name: path.display().to_string(),
+        live: false,
+        selected: select.is_some(),
+    })
+}
+
+/// The source `--source` names.
+fn open_source(args: &Args) -> anyhow::Result<Opened> {
     let source = args.source.as_str();
     if source == "synthetic" {
         let spec = SyntheticSpec {
@@ -253,7 +348,8 @@ fn open_source(args: &Args) -> anyhow::Result<(Box<dyn Source + Send>, String, b
             ..SyntheticSpec::default()
         };
         let name = format!("synthetic ({} channels, {} Hz)", spec.channels, spec.rate);
-        return Ok((Box::new(Synthetic::new(spec).map_err(user)?), name, false));
+        let source = Synthetic::new(spec).map_err(user)?;
+        return Ok(Opened::new(Box::new(source), name, false));
     }
     if source == "stdin" || source == "-" {
         let what = "reading raw frames from stdin";
@@ -262,7 +358,7 @@ fn open_source(args: &Args) -> anyhow::Result<(Box<dyn Source + Send>, String, b
         let rate = need(args.rate, "--rate", what)?;
         let reader =
             RawReader::new(std::io::stdin(), "<stdin>", format, channels, rate).map_err(user)?;
-        return Ok((Box::new(reader), "<stdin>".into(), true));
+        return Ok(Opened::new(Box::new(reader), "<stdin>", true));
     }
     if let Some(address) = source.strip_prefix("tcp://") {
         let what = "reading raw frames from a TCP stream";
@@ -272,7 +368,7 @@ fn open_source(args: &Args) -> anyhow::Result<(Box<dyn Source + Send>, String, b
         let stream = std::net::TcpStream::connect(address)
             .map_err(|e| usage(format!("--source {source}: cannot connect: {e}")))?;
         let reader = RawReader::new(stream, source, format, channels, rate).map_err(user)?;
-        return Ok((Box::new(reader), source.to_string(), true));
+        return Ok(Opened::new(Box::new(reader), source, true));
     }
     let path = Path::new(source);
     if !path.exists() {
@@ -287,18 +383,19 @@ fn open_source(args: &Args) -> anyhow::Result<(Box<dyn Source + Send>, String, b
     }
     let format = match args.format.as_deref() {
         None => None,
-        Some("npy") => Some(brainrecon_stream::Format::Npy),
-        Some("csv") => Some(brainrecon_stream::Format::Csv),
-        Some("edf") | Some("bdf") => Some(brainrecon_stream::Format::Edf),
-        Some("nwb") => Some(brainrecon_stream::Format::Nwb),
-        Some(raw) => Some(brainrecon_stream::Format::Raw(
-            RawFormat::parse(raw).map_err(|_| {
-                usage(format!(
-                    "--format: expected i16, f32, npy, csv, edf or nwb, found '{raw}'"
-                ))
-            })?,
-        )),
+        Some("npy") => Some(Format::Npy),
+        Some("csv") => Some(Format::Csv),
+        Some("edf") | Some("bdf") => Some(Format::Edf),
+        Some("nwb") => Some(Format::Nwb),
+        Some(raw) => Some(Format::Raw(RawFormat::parse(raw).map_err(|_| {
+            usage(format!(
+                "--format: expected i16, f32, npy, csv, edf or nwb, found '{raw}'"
+            ))
+        })?)),
     };
+    if format.or_else(|| Format::from_path(path)) == Some(Format::Edf) {
+        return open_edf(path, args.select.as_deref());
+    }
     let options = OpenOptions {
         format,
         rate: args.rate,
@@ -306,7 +403,7 @@ fn open_source(args: &Args) -> anyhow::Result<(Box<dyn Source + Send>, String, b
         ..OpenOptions::default()
     };
     let opened = open(path, &options).map_err(user)?;
-    Ok((opened, path.display().to_string(), false))
+    Ok(Opened::new(opened, path.display().to_string(), false))
 }
 
 // `usize::is_multiple_of` needs Rust 1.87; the workspace supports 1.85.
@@ -347,7 +444,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         std::env::set_var("CANDLE_NUM_THREADS", "1");
     }
 
-    let (source, source_name, live) = open_source(&args)?;
+    let Opened {
+        source,
+        name: source_name,
+        live,
+        selected,
+    } = open_source(&args)?;
     let rate = source.rate();
     let hop = match args.hop {
         Some(hop) => hop,
@@ -362,8 +464,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         None => 1.0 / 30.0,
     };
     let channels = match &args.select {
-        Some(spec) => Some(parse_channels(spec, &source.labels()).map_err(user)?),
-        None => None,
+        Some(spec) if !selected => Some(parse_channels(spec, &source.labels()).map_err(user)?),
+        _ => None,
     };
     let spec = WindowSpec {
         length_s: args.window,
@@ -418,15 +520,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let server = if args.no_serve {
         None
     } else {
-        let server = serve(&args.serve, hub.clone()).map_err(|e| {
-            usage(format!(
-                "--serve {}: {e} (pick another address, or --no-serve)",
-                args.serve
-            ))
-        })?;
+        let server = start_server(args.serve.as_deref(), &hub)?;
         eprintln!("serving the live page at {}", server.url());
         Some(server)
     };
+    // A replay that writes files is a job that ends with the file; the page stays open after
+    // it only when asked for with --serve. Live sources keep their last frame on the page.
+    let writes_files = args.out.is_some() || args.gif.is_some();
+    let hold_last_frame = live || args.serve.is_some() || !writes_files;
     eprintln!(
         "streaming {source_name}: {} s windows every {:.4} s → {}×{} latents, {} {} step(s), \
          {size}×{size} px{}",
@@ -452,11 +553,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         gif_delay_cs: (hop * 100.0).round().clamp(2.0, 65535.0) as u16,
         hub: server.as_ref().map(|_| hub.clone()),
         serve_url: server.as_ref().map(|s| s.url()),
+        hold_last_frame,
         stop: stop.clone(),
         source_name: source_name.clone(),
         log: Arc::new(|message: &str| eprintln!("{message}")),
     };
     let result = run_live(stream, &generator, &options);
+    let served = server.is_some();
     if let Some(server) = server {
         server.shutdown();
     }
@@ -465,6 +568,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         LiveError::Output { path, error } => DataError::io(path, error).into(),
         other => anyhow::Error::from(other),
     })?;
+    if served && !hold_last_frame && summary.ended == EndReason::SourceEnded {
+        eprintln!(
+            "the page closed with the end of {source_name}; pass --serve {DEFAULT_SERVE} to keep \
+             it open on the last frame until Ctrl-C"
+        );
+    }
     report(
         &args,
         &summary,
@@ -502,6 +611,9 @@ fn report(
             map.insert("fast".into(), args.fast.into());
             map.insert("batch".into(), args.batch.into());
             map.insert("denoisers".into(), denoisers.into());
+            if let Some(dir) = &args.out {
+                map.insert("png_dir".into(), dir.display().to_string().into());
+            }
         }
         return super::print_json(&value);
     }

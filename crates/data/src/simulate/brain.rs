@@ -209,33 +209,76 @@ pub fn luminance_contrast(image: &RgbImage, grid: usize) -> (Vec<f32>, Vec<f32>)
 
 /// Noise-free response of a voxel to a scene (arbitrary units; normalised later).
 pub fn response(voxel: &Voxel, scene: &Scene, lum: &[f32], contrast: &[f32], grid: usize) -> f32 {
-    match &voxel.tuning {
-        Tuning::Receptive {
-            u,
-            v,
-            sigma,
-            luminance,
-            contrast: w_contrast,
-        } => {
-            let (mut sum_l, mut sum_c, mut norm) = (0.0, 0.0, 0.0);
-            for y in 0..grid {
-                for x in 0..grid {
-                    let du = (x as f32 + 0.5) / grid as f32 - u;
-                    let dv = (y as f32 + 0.5) / grid as f32 - v;
-                    let g = (-(du * du + dv * dv) / (2.0 * sigma * sigma)).exp();
-                    sum_l += g * lum[y * grid + x];
-                    sum_c += g * contrast[y * grid + x];
-                    norm += g;
+    Responder::new(voxel, grid).respond(&scene.one_hot(), lum, contrast)
+}
+
+/// A voxel's response function with its pRF weights computed once, for many scenes.
+pub enum Responder<'a> {
+    Receptive {
+        /// Gaussian weight per grid cell (row-major) and their sum.
+        weights: Vec<f32>,
+        norm: f32,
+        luminance: f32,
+        contrast: f32,
+    },
+    Semantic(&'a [f32]),
+    None,
+}
+
+impl<'a> Responder<'a> {
+    pub fn new(voxel: &'a Voxel, grid: usize) -> Self {
+        match &voxel.tuning {
+            Tuning::Receptive {
+                u,
+                v,
+                sigma,
+                luminance,
+                contrast,
+            } => {
+                let mut weights = Vec::with_capacity(grid * grid);
+                let mut norm = 0.0;
+                for y in 0..grid {
+                    for x in 0..grid {
+                        let du = (x as f32 + 0.5) / grid as f32 - u;
+                        let dv = (y as f32 + 0.5) / grid as f32 - v;
+                        let g = (-(du * du + dv * dv) / (2.0 * sigma * sigma)).exp();
+                        weights.push(g);
+                        norm += g;
+                    }
+                }
+                Responder::Receptive {
+                    weights,
+                    norm,
+                    luminance: *luminance,
+                    contrast: *contrast,
                 }
             }
-            luminance * sum_l / norm + w_contrast * 4.0 * sum_c / norm
+            Tuning::Semantic { weights } => Responder::Semantic(weights),
+            Tuning::None => Responder::None,
         }
-        Tuning::Semantic { weights } => scene
-            .one_hot()
-            .iter()
-            .zip(weights)
-            .map(|(a, w)| a * w)
-            .sum(),
-        Tuning::None => 0.0,
+    }
+
+    /// Response to a scene given its attributes (`Scene::one_hot`) and its
+    /// `luminance_contrast` maps.
+    pub fn respond(&self, one_hot: &[f32], lum: &[f32], contrast: &[f32]) -> f32 {
+        match self {
+            Responder::Receptive {
+                weights,
+                norm,
+                luminance,
+                contrast: w_contrast,
+            } => {
+                let (mut sum_l, mut sum_c) = (0.0, 0.0);
+                for ((g, l), c) in weights.iter().zip(lum).zip(contrast) {
+                    sum_l += g * l;
+                    sum_c += g * c;
+                }
+                luminance * sum_l / norm + w_contrast * 4.0 * sum_c / norm
+            }
+            Responder::Semantic(weights) => {
+                one_hot.iter().zip(weights.iter()).map(|(a, w)| a * w).sum()
+            }
+            Responder::None => 0.0,
+        }
     }
 }

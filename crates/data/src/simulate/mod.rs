@@ -2,6 +2,7 @@
 
 pub mod brain;
 pub mod classify;
+pub mod h5stream;
 pub mod movie;
 pub mod scene;
 
@@ -11,8 +12,8 @@ use crate::mat::{encode_doubles, Matrix};
 use crate::nsd::prepare::{prepare, PrepareOptions, ZScore};
 use crate::nsd::{Layout, BETA_SCALE};
 use crate::{nifti_io, npy};
-use brain::{luminance_contrast, response, Brain, Tuning, NSDGENERAL, PRF_VISUALROIS, STREAMS};
-use hdf5_writer::{DatasetBuilder, Hdf5Builder, WriteOptions};
+use brain::{luminance_contrast, Brain, Responder, Tuning, NSDGENERAL, PRF_VISUALROIS, STREAMS};
+use h5stream::ChunkedWriter;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -45,6 +46,14 @@ pub struct SimulateOptions {
     pub volume_shape: [usize; 3],
     pub progress: bool,
 }
+
+/// NSD's size: 37 released sessions of 750 trials (9250 images × 3), 81 × 104 × 83 voxels.
+pub const NSD_IMAGES: usize = 9250;
+pub const NSD_SESSIONS: usize = 37;
+pub const NSD_VOLUME: [usize; 3] = [81, 104, 83];
+
+/// gzip level of the betas chunks (h5py's default for `compression="gzip"`).
+pub const BETAS_DEFLATE_LEVEL: u32 = 4;
 
 impl SimulateOptions {
     pub fn new(out: &Path) -> Self {
@@ -146,6 +155,12 @@ pub fn simulate(opts: &SimulateOptions) -> Result<Simulated> {
         return Err(DataError::Usage(format!(
             "--image-size: expected 16 to 1024, found {}",
             opts.image_size
+        )));
+    }
+    if opts.volume_shape.iter().any(|d| !(8..=512).contains(d)) {
+        return Err(DataError::Usage(format!(
+            "--volume: expected three sizes from 8 to 512, found {:?}",
+            opts.volume_shape
         )));
     }
     match opts.layout {
@@ -257,72 +272,20 @@ fn write_nsd_tree(opts: &SimulateOptions, root: &Path) -> Result<Truth> {
     let visual: Vec<usize> = (0..brain.voxels.len())
         .filter(|&v| brain.nsdgeneral[brain.index(brain.voxels[v].coord)] > 0)
         .collect();
-    let mut signal = vec![0f32; opts.n_images * brain.voxels.len()];
-    let n_vox = brain.voxels.len();
-    for &v in &visual {
-        let voxel = &brain.voxels[v];
-        let raw: Vec<f32> = (0..opts.n_images)
-            .map(|i| response(voxel, &scenes[i], &maps[i].0, &maps[i].1, grid))
-            .collect();
-        let mean = raw.iter().sum::<f32>() / raw.len() as f32;
-        let sd = (raw.iter().map(|r| (r - mean).powi(2)).sum::<f32>() / raw.len() as f32)
-            .sqrt()
-            .max(1e-6);
-        for i in 0..opts.n_images {
-            signal[i * n_vox + v] = (raw[i] - mean) / sd;
-        }
-    }
-
-    // Betas per session: session offset and gain, trial noise at the voxel's SNR, int16 × 300.
-    let normal = Normal::new(0.0f32, 1.0).unwrap();
-    let volume: usize = opts.volume_shape.iter().product();
-    let [nx, ny, nz] = opts.volume_shape;
-    let mut betas_psc = Vec::with_capacity(n_trials * visual.len());
-    for &session in &sessions {
-        let trials: Vec<usize> = (0..n_trials)
-            .filter(|&t| trial_session[t] == session)
-            .collect();
-        let offsets: Vec<f32> = (0..n_vox).map(|_| 0.8 * normal.sample(&mut rng)).collect();
-        let gains: Vec<f32> = (0..n_vox).map(|_| rng.gen_range(0.7..1.3)).collect();
-        let mut data = vec![0i16; trials.len() * volume];
-        for (row, &t) in trials.iter().enumerate() {
-            let image = trial_ids[t];
-            for (v, voxel) in brain.voxels.iter().enumerate() {
-                let psc = match voxel.tuning {
-                    Tuning::None => offsets[v] + 1.2 * normal.sample(&mut rng),
-                    _ => {
-                        let s = signal[image * n_vox + v];
-                        offsets[v]
-                            + gains[v]
-                                * voxel.amplitude
-                                * (s + normal.sample(&mut rng) / voxel.ncsnr)
-                    }
-                };
-                let [x, y, z] = voxel.coord;
-                data[row * volume + (z * ny + y) * nx + x] =
-                    (psc * BETA_SCALE).round().clamp(-32768.0, 32767.0) as i16;
-            }
-            for &v in &visual {
-                let [x, y, z] = brain.voxels[v].coord;
-                betas_psc.push(data[row * volume + (z * ny + y) * nx + x] as f32 / BETA_SCALE);
-            }
-        }
-        let plan = Hdf5Builder::new()
-            .dataset(
-                DatasetBuilder::typed_data::<i16>(
-                    "betas",
-                    vec![trials.len() as u64, nz as u64, ny as u64, nx as u64],
-                    &data,
-                )
-                .map_err(|e| DataError::format(layout.betas(session), "HDF5 (writing)", e))?,
-            )
-            .into_plan()
-            .map_err(|e| DataError::format(layout.betas(session), "HDF5 (writing)", e))?;
-        let bytes = plan
-            .encode(WriteOptions::default())
-            .map_err(|e| DataError::format(layout.betas(session), "HDF5 (writing)", e))?;
-        write_bytes_atomic(&layout.betas(session), &bytes)?;
-    }
+    let signal = Signal::new(&brain, &visual, &scenes, &maps, grid);
+    let truth_dir = root.join("truth");
+    write_betas(
+        opts,
+        &layout,
+        &brain,
+        &signal,
+        &visual,
+        &trial_ids,
+        &trial_session,
+        &sessions,
+        &truth_dir,
+        &mut rng,
+    )?;
 
     // Experimental design and behaviour.
     let to_row = |values: Vec<f64>| Matrix {
@@ -388,28 +351,20 @@ fn write_nsd_tree(opts: &SimulateOptions, root: &Path) -> Result<Truth> {
     }
 
     // Stimuli, chunked one image per chunk as NSD's brick is.
-    let s = opts.image_size as u64;
-    let pixels: Vec<u8> = images
-        .iter()
-        .flat_map(|im| im.pixels.iter().copied())
-        .collect();
-    let brick = Hdf5Builder::new()
-        .dataset(
-            DatasetBuilder::typed_data::<u8>(
-                "imgBrick",
-                vec![opts.n_images as u64, s, s, 3],
-                &pixels,
-            )
-            .map_err(|e| DataError::format(layout.stimuli(), "HDF5 (writing)", e))?
-            .chunked(vec![1, s, s, 3]),
-        )
-        .into_plan()
-        .and_then(|p| p.encode(WriteOptions::default()))
-        .map_err(|e| DataError::format(layout.stimuli(), "HDF5 (writing)", e))?;
-    write_bytes_atomic(&layout.stimuli(), &brick)?;
+    let s = opts.image_size;
+    let mut brick = ChunkedWriter::<u8>::create(
+        &layout.stimuli(),
+        "imgBrick",
+        &[opts.n_images, s, s, 3],
+        1,
+        None,
+    )?;
+    for image in &images {
+        brick.write_rows(&image.pixels)?;
+    }
+    brick.finish()?;
 
     // Truth.
-    let truth_dir = root.join("truth");
     let shared: std::collections::BTreeSet<usize> = design.shared.iter().copied().collect();
     let n_test_trials = trial_ids.iter().filter(|id| shared.contains(id)).count();
     let n_train_images = trial_ids
@@ -449,20 +404,17 @@ fn write_nsd_tree(opts: &SimulateOptions, root: &Path) -> Result<Truth> {
         &[n_trials],
         &as_i64(&trial_session),
     )?;
-    npy::write(
-        &truth_dir.join("betas_psc.npy"),
-        &[n_trials, visual.len()],
-        &betas_psc,
-    )?;
-    let visual_signal: Vec<f32> = (0..opts.n_images)
-        .flat_map(|i| visual.iter().map(move |&v| (i, v)))
-        .map(|(i, v)| signal[i * n_vox + v])
-        .collect();
-    npy::write(
+    let mut signal_writer = npy::Writer::<f32>::create(
         &truth_dir.join("signal.npy"),
         &[opts.n_images, visual.len()],
-        &visual_signal,
     )?;
+    let mut row = Vec::with_capacity(visual.len());
+    for image in 0..opts.n_images {
+        row.clear();
+        row.extend((0..visual.len()).map(|k| signal.value(image, k)));
+        signal_writer.write(&row)?;
+    }
+    signal_writer.finish()?;
     let coords: Vec<i32> = visual
         .iter()
         .flat_map(|&v| brain.voxels[v].coord.map(|c| c as i32))
@@ -473,6 +425,178 @@ fn write_nsd_tree(opts: &SimulateOptions, root: &Path) -> Result<Truth> {
         &coords,
     )?;
     Ok(truth)
+}
+
+/// Normalised noise-free signal of the visual voxels (mean 0, sd 1 over images). pRF voxels'
+/// values are stored (images × pRF voxels), as they cost a 24 × 24 weighted sum each; semantic
+/// voxels' are recomputed from the scene's attributes when asked, which keeps NSD's size in
+/// memory. Both give the same bits as a stored (images × visual voxels) table would.
+struct Signal<'a> {
+    /// Per visual voxel (index into `visual`).
+    kinds: Vec<VisualSignal<'a>>,
+    /// (images, n_stored)
+    stored: Vec<f32>,
+    n_stored: usize,
+    /// `Scene::one_hot` per image.
+    one_hot: Vec<Vec<f32>>,
+}
+
+enum VisualSignal<'a> {
+    Stored(usize),
+    Semantic {
+        responder: Responder<'a>,
+        mean: f32,
+        sd: f32,
+    },
+}
+
+impl<'a> Signal<'a> {
+    fn new(
+        brain: &'a Brain,
+        visual: &[usize],
+        scenes: &[Scene],
+        maps: &[(Vec<f32>, Vec<f32>)],
+        grid: usize,
+    ) -> Self {
+        let one_hot: Vec<Vec<f32>> = scenes.iter().map(|s| s.one_hot()).collect();
+        let n_images = scenes.len();
+        let n_stored = visual
+            .iter()
+            .filter(|&&v| matches!(brain.voxels[v].tuning, Tuning::Receptive { .. }))
+            .count();
+        let mut stored = vec![0f32; n_images * n_stored];
+        let mut kinds = Vec::with_capacity(visual.len());
+        let mut n_columns = 0;
+        for &v in visual {
+            let responder = Responder::new(&brain.voxels[v], grid);
+            let raw: Vec<f32> = (0..n_images)
+                .map(|i| responder.respond(&one_hot[i], &maps[i].0, &maps[i].1))
+                .collect();
+            let mean = raw.iter().sum::<f32>() / raw.len() as f32;
+            let sd = (raw.iter().map(|r| (r - mean).powi(2)).sum::<f32>() / raw.len() as f32)
+                .sqrt()
+                .max(1e-6);
+            if let Responder::Receptive { .. } = responder {
+                let column = n_columns;
+                n_columns += 1;
+                for (i, r) in raw.iter().enumerate() {
+                    stored[i * n_stored + column] = (r - mean) / sd;
+                }
+                kinds.push(VisualSignal::Stored(column));
+            } else {
+                kinds.push(VisualSignal::Semantic {
+                    responder,
+                    mean,
+                    sd,
+                });
+            }
+        }
+        Signal {
+            kinds,
+            stored,
+            n_stored,
+            one_hot,
+        }
+    }
+
+    /// Signal of visual voxel `k` for `image`.
+    fn value(&self, image: usize, k: usize) -> f32 {
+        match &self.kinds[k] {
+            VisualSignal::Stored(column) => self.stored[image * self.n_stored + column],
+            VisualSignal::Semantic {
+                responder,
+                mean,
+                sd,
+            } => (responder.respond(&self.one_hot[image], &[], &[]) - mean) / sd,
+        }
+    }
+}
+
+/// Betas per session, streamed one trial (one chunk) at a time: session offset and gain, trial
+/// noise at the voxel's SNR, int16 × 300. The stored values of the visual voxels also go to
+/// `truth/betas_psc.npy`, row by row.
+#[allow(clippy::too_many_arguments)]
+fn write_betas(
+    opts: &SimulateOptions,
+    layout: &Layout,
+    brain: &Brain,
+    signal: &Signal,
+    visual: &[usize],
+    trial_ids: &[usize],
+    trial_session: &[usize],
+    sessions: &[usize],
+    truth_dir: &Path,
+    rng: &mut ChaCha8Rng,
+) -> Result<()> {
+    let normal = Normal::new(0.0f32, 1.0).unwrap();
+    let [nx, ny, nz] = opts.volume_shape;
+    let n_vox = brain.voxels.len();
+    let flat = |v: usize| {
+        let [x, y, z] = brain.voxels[v].coord;
+        (z * ny + y) * nx + x
+    };
+    let mut visual_of = vec![usize::MAX; n_vox];
+    for (k, &v) in visual.iter().enumerate() {
+        visual_of[v] = k;
+    }
+    let mut psc_writer = npy::Writer::<f32>::create(
+        &truth_dir.join("betas_psc.npy"),
+        &[trial_ids.len(), visual.len()],
+    )?;
+    let bar = progress_bar(opts.progress, trial_ids.len());
+    // Voxels outside the brain stay 0 in every trial.
+    let mut data = vec![0i16; nx * ny * nz];
+    let mut psc_row = Vec::with_capacity(visual.len());
+    for &session in sessions {
+        let trials: Vec<usize> = (0..trial_ids.len())
+            .filter(|&t| trial_session[t] == session)
+            .collect();
+        let offsets: Vec<f32> = (0..n_vox).map(|_| 0.8 * normal.sample(rng)).collect();
+        let gains: Vec<f32> = (0..n_vox).map(|_| rng.gen_range(0.7..1.3)).collect();
+        let mut writer = ChunkedWriter::<i16>::create(
+            &layout.betas(session),
+            "betas",
+            &[trials.len(), nz, ny, nx],
+            1,
+            Some(BETAS_DEFLATE_LEVEL),
+        )?;
+        for &t in &trials {
+            let image = trial_ids[t];
+            for (v, voxel) in brain.voxels.iter().enumerate() {
+                let psc = match voxel.tuning {
+                    Tuning::None => offsets[v] + 1.2 * normal.sample(rng),
+                    _ => {
+                        let s = signal.value(image, visual_of[v]);
+                        offsets[v]
+                            + gains[v] * voxel.amplitude * (s + normal.sample(rng) / voxel.ncsnr)
+                    }
+                };
+                data[flat(v)] = (psc * BETA_SCALE).round().clamp(-32768.0, 32767.0) as i16;
+            }
+            psc_row.clear();
+            psc_row.extend(visual.iter().map(|&v| data[flat(v)] as f32 / BETA_SCALE));
+            psc_writer.write(&psc_row)?;
+            writer.write_rows(&data)?;
+            bar.inc(1);
+        }
+        writer.finish()?;
+    }
+    bar.finish_and_clear();
+    psc_writer.finish()
+}
+
+fn progress_bar(show: bool, len: usize) -> indicatif::ProgressBar {
+    if !show {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len as u64);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg:>14} [{bar:30}] {pos}/{len} {elapsed}/{eta}")
+            .unwrap()
+            .progress_chars("=> "),
+    );
+    bar.set_message("betas trials");
+    bar
 }
 
 fn write_responses(
