@@ -502,9 +502,9 @@ impl RidgeCv {
             for piece in pieces {
                 let width = piece.best.len();
                 for (local, column_scores) in piece.scores.iter().enumerate() {
-                    scores
-                        .col_mut(chunk.start + at + local)
-                        .copy_from(column_scores);
+                    for (k, &score) in column_scores.iter().enumerate() {
+                        scores[(k, chunk.start + at + local)] = score;
+                    }
                 }
                 best[chunk.start + at..chunk.start + at + width].copy_from_slice(&piece.best);
                 coefficients
@@ -734,7 +734,8 @@ struct BandGrid<'a> {
 /// One thread's columns: scores over the grid, the chosen index and the dual coefficients
 /// `(B + α_best I)⁻¹ y` (m×c, before `Q₁`).
 struct BandColumns<T: Float> {
-    scores: Vec<faer::Col<f64>>,
+    /// Per column, its score at each alpha of the grid.
+    scores: Vec<Vec<f64>>,
     best: Vec<usize>,
     coefficients: Mat<T>,
 }
@@ -762,7 +763,7 @@ impl BandGrid<'_> {
     fn columns<T: Float>(&self, y: MatRef<'_, T>, sst: &[f64]) -> BandColumns<T> {
         let c = y.ncols();
         let mut work = Mat::<f64>::zeros(y.nrows(), c);
-        let mut scores = vec![faer::Col::<f64>::zeros(self.alphas.len()); c];
+        let mut scores = vec![vec![0.0; self.alphas.len()]; c];
         for (k, factor) in self.factors.iter().enumerate() {
             for j in 0..c {
                 let (source, mut target) = (y.col(j), work.col_mut(j));
@@ -778,7 +779,7 @@ impl BandGrid<'_> {
         }
         let best: Vec<usize> = scores
             .iter()
-            .map(|column| select_first_best(&column.iter().copied().collect::<Vec<_>>()))
+            .map(|column| select_first_best(column))
             .collect();
         let mut coefficients = Mat::<T>::zeros(y.nrows(), c);
         for (k, factor) in self.factors.iter().enumerate() {

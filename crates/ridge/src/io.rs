@@ -50,8 +50,22 @@ fn format_err(file: &Path, field: &str, message: impl Into<String>) -> RidgeErro
 /// Writes `bytes` to `dir/name` via a temp file in the same directory + rename,
 /// so readers never see a half-written file.
 fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
+    write_atomic_with(dir, name, |out| out.write_all(bytes))
+}
+
+/// [`write_atomic`] for contents produced by `write` into a buffered file.
+fn write_atomic_with(
+    dir: &Path,
+    name: &str,
+    write: impl FnOnce(&mut std::io::BufWriter<fs::File>) -> std::io::Result<()>,
+) -> Result<()> {
     let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    fs::write(&tmp, bytes).map_err(io_err(&tmp))?;
+    let written = || -> std::io::Result<()> {
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, fs::File::create(&tmp)?);
+        write(&mut out)?;
+        out.into_inner().map_err(|e| e.into_error())?.sync_all()
+    };
+    written().map_err(io_err(&tmp))?;
     let target = dir.join(name);
     fs::rename(&tmp, &target).map_err(io_err(&target))
 }
@@ -146,19 +160,11 @@ fn write_safetensors_atomic(dir: &Path, name: &str, tensors: &[TensorSource<'_>]
     }
     let mut header = serde_json::to_vec(&header).expect("a JSON map serializes");
     header.resize(header.len().next_multiple_of(8), b' ');
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let write = || -> std::io::Result<()> {
-        let mut out = std::io::BufWriter::with_capacity(1 << 20, fs::File::create(&tmp)?);
+    write_atomic_with(dir, name, |out| {
         out.write_all(&(header.len() as u64).to_le_bytes())?;
         out.write_all(&header)?;
-        for tensor in tensors {
-            (tensor.write)(&mut out)?;
-        }
-        out.into_inner().map_err(|e| e.into_error())?.sync_all()
-    };
-    write().map_err(io_err(&tmp))?;
-    let target = dir.join(name);
-    fs::rename(&tmp, &target).map_err(io_err(&target))
+        tensors.iter().try_for_each(|tensor| (tensor.write)(out))
+    })
 }
 
 impl RidgeModel {
