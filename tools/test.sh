@@ -33,6 +33,11 @@ if [ -z "${BRAINRECON_CHROMIUM:-}" ] && ! command -v chromium >/dev/null \
 fi
 # A one-off build: incremental state would only add time and disk.
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
+# Tests run two at a time, each with its own processes: candle's process-wide pool of spinning
+# threads for elementwise ops would then spin on the cores the other test needs (the B2C
+# ablation test took 394 s with it on a quiet 2-core machine, 307 s without it under load 5).
+# Matrix products keep their threads (RAYON_NUM_THREADS).
+export CANDLE_NUM_THREADS="${CANDLE_NUM_THREADS:-1}"
 cargo test --workspace --locked "$@"
 # The Python package, built in the same target folder: only the bindings compile anew.
 if [ "${BRAINRECON_TEST_PYTHON:-1}" = 1 ]; then

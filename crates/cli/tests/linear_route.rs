@@ -237,7 +237,8 @@ fn linear_route_from_simulated_subject_to_report() {
     let first = hashes(&sample_dir);
     assert_eq!(first.len(), n_test);
 
-    // Resuming: a finished run writes nothing; a lost image is made again, bit for bit.
+    // Resuming: a finished run writes nothing; a lost image is made again, bit for bit (alone,
+    // where the first run denoised both samples of an image in one batch).
     let run = json(&[
         "reconstruct",
         "--method",
@@ -277,6 +278,20 @@ fn linear_route_from_simulated_subject_to_report() {
         "10",
     ]);
     assert_eq!(hashes(&sample_dir), first);
+    let err = user_error(&[
+        "reconstruct",
+        "--subject",
+        p(&subject),
+        "--decoders",
+        p(&decoders),
+        "--model",
+        p(&model),
+        "--out",
+        p(&dir.path().join("batch-0")),
+        "--batch",
+        "0",
+    ]);
+    assert!(err.contains("--batch"), "{err}");
 
     // Decoders record which model files made their targets; a run is never resumed on other
     // files under the same name (a model folder trained again, an updated built-in model).

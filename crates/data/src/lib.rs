@@ -3,6 +3,7 @@
 //! they use.
 
 pub mod atomic;
+pub mod audio;
 pub mod error;
 pub mod image;
 pub mod mat;

@@ -25,10 +25,8 @@ use crate::clip::{Activation, ClipTextConfig, ClipTextModel};
 use crate::clip_vision::{ClipImageProcessor, ClipVisionConfig, ClipVisionModel};
 use crate::nn::Linear;
 use crate::tokenizer::ClipTokenizer;
-use crate::weights::{
-    cached_snapshot, component_files, hub_cache_dir, looks_like_model_id, read_json,
-    DiffusionError, Result, Weights,
-};
+use crate::weights::{component_files, read_json, DiffusionError, Result, Weights};
+use brainrecon_nn::weights::resolve_model_folder;
 
 const CONFIG_WHAT: &str = "CLIPModel config";
 
@@ -310,39 +308,12 @@ fn check_tokenizer(tokenizer: &ClipTokenizer, text: &ClipTextConfig, dir: &Path)
 /// snapshot, or a model id in that cache (e.g. `openai/clip-vit-base-patch32`). Nothing is
 /// downloaded.
 pub fn resolve_clip_model_dir(model: &str) -> Result<PathBuf> {
-    let path = Path::new(model);
-    let dir = if path.is_dir() {
-        path.to_path_buf()
-    } else if looks_like_model_id(model) {
-        let hub = hub_cache_dir();
-        cached_snapshot(&hub, model)?.ok_or_else(|| DiffusionError::ModelNotFound {
-            model: model.to_string(),
-            message: format!(
-                "not a folder, and not in the Hugging Face cache ({}; set HF_HOME or \
-                 HF_HUB_CACHE to use another). brainrecon does not download: run \
-                 `huggingface-cli download {model} config.json model.safetensors \
-                 preprocessor_config.json tokenizer.json tokenizer_config.json vocab.json \
-                 merges.txt special_tokens_map.json` on a machine with network (then copy the \
-                 cache), or pass a folder holding those files",
-                hub.join(format!("models--{}", model.replace('/', "--")))
-                    .display()
-            ),
-        })?
-    } else {
-        return Err(DiffusionError::ModelNotFound {
-            model: model.to_string(),
-            message: "no such folder, and not a model id of the form ORG/NAME".into(),
-        });
-    };
-    let config = dir.join("config.json");
-    if !config.is_file() {
-        return Err(DiffusionError::MissingFile {
-            path: config,
-            what: "a CLIPModel folder has config.json, model.safetensors and the tokenizer files"
-                .into(),
-        });
-    }
-    Ok(dir)
+    resolve_model_folder(
+        model,
+        "a CLIPModel folder",
+        "config.json model.safetensors preprocessor_config.json tokenizer.json \
+         tokenizer_config.json vocab.json merges.txt special_tokens_map.json",
+    )
 }
 
 /// Loads a `CLIPModel` with its tokenizer and image processor from a folder, a cache snapshot

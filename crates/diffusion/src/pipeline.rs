@@ -47,6 +47,25 @@ pub struct Conditioning {
     pub uncond: Option<Tensor>,
 }
 
+impl Conditioning {
+    /// The context of one prompt [1, T, D] for a batch of `rows` samples [rows, T, D].
+    pub fn repeat_rows(&self, rows: usize) -> Result<Conditioning> {
+        let repeat = |t: &Tensor| -> Result<Tensor> {
+            if t.dim(0)? != 1 {
+                return Err(DiffusionError::Invalid(format!(
+                    "repeat_rows: a context of one prompt, found shape {:?}",
+                    t.dims()
+                )));
+            }
+            Ok(t.repeat((rows, 1, 1))?)
+        };
+        Ok(Conditioning {
+            cond: repeat(&self.cond)?,
+            uncond: self.uncond.as_ref().map(repeat).transpose()?,
+        })
+    }
+}
+
 /// Sampling settings.
 #[derive(Clone, Copy, Debug)]
 pub struct SampleOptions {
@@ -263,6 +282,37 @@ impl StableDiffusion {
             Posterior::Sample => {
                 let eps = noise.gaussian(dist.mean.dims(), dist.mean.device(), DType::F32)?;
                 dist.sample(&eps)?
+            }
+        };
+        Ok(self.vae.scale_latents(&z)?.to_dtype(DType::F32)?)
+    }
+
+    /// [`StableDiffusion::encode_image`] of one image [1, 3, H, W] for `rows` samples [rows, 4,
+    /// H/8, W/8]: the VAE encodes it once; a posterior sample draws one ε of shape [rows, ...]
+    /// (with per-row noise, row r gets what encoding the image alone with stream r gives).
+    pub fn encode_image_rows(
+        &self,
+        image: &Tensor,
+        rows: usize,
+        posterior: Posterior,
+        noise: &mut dyn NoiseSource,
+    ) -> Result<Tensor> {
+        if image.dim(0)? != 1 || rows == 0 {
+            return Err(DiffusionError::Invalid(format!(
+                "encode_image_rows: one image for at least one row, found {:?} for {rows} rows",
+                image.dims()
+            )));
+        }
+        let dist = self.vae.encode(image)?;
+        let mut dims = dist.mean.dims().to_vec();
+        dims[0] = rows;
+        let mean = dist.mean.broadcast_as(dims.as_slice())?;
+        let z = match posterior {
+            Posterior::Mean => mean.contiguous()?,
+            Posterior::Sample => {
+                let eps = noise.gaussian(&dims, dist.mean.device(), DType::F32)?;
+                let std = dist.std.broadcast_as(dims.as_slice())?;
+                (mean + std.mul(&eps.to_dtype(dist.std.dtype())?)?)?
             }
         };
         Ok(self.vae.scale_latents(&z)?.to_dtype(DType::F32)?)

@@ -10,7 +10,7 @@ mod common;
 use brainrecon_diffusion::pipeline::{
     image_from_rgb8, Posterior, Progress, SampleOptions, StableDiffusion,
 };
-use brainrecon_diffusion::rng::{QueuedNoise, SeededNoise};
+use brainrecon_diffusion::rng::{PerRowNoise, QueuedNoise, SeededNoise};
 use brainrecon_diffusion::scheduler::{SchedulerKind, TimestepSpacing};
 use candle_core::{DType, Device};
 use common::{fixtures, get, max_abs, max_norm, read_json, tensors};
@@ -215,6 +215,53 @@ fn seeded_txt2img_is_reproducible() {
             &mut |_| {}
         )
         .is_err());
+}
+
+/// Samples batched with one noise stream per row give what each sample gives alone: img2img
+/// from a posterior sample (noise at encoding, at noising and in every ancestral step).
+#[test]
+fn a_batch_of_samples_gives_each_sample_alone() {
+    let sd = load();
+    let context = sd
+        .encode_prompts(&["a red square"], Some(&["blur"]), 3.0)
+        .unwrap();
+    let png = brainrecon_data::image::read_png(&fixtures().join("pipeline/init.png")).unwrap();
+    let pixels = image_from_rgb8(png.height, png.width, &png.pixels, &Device::Cpu).unwrap();
+    let options = SampleOptions {
+        steps: 4,
+        guidance: 3.0,
+        scheduler: SchedulerKind::EulerAncestral,
+    };
+    let seeds = [11u64, 12, 13];
+    let mut noise = PerRowNoise::new(seeds.iter().map(|&s| SeededNoise::new(s)).collect());
+    let init = sd
+        .encode_image_rows(&pixels, 3, Posterior::Sample, &mut noise)
+        .unwrap();
+    let batch = sd
+        .img2img(
+            &init,
+            &context.repeat_rows(3).unwrap(),
+            0.75,
+            &options,
+            &mut noise,
+            &mut |_| {},
+        )
+        .unwrap();
+    assert_eq!(batch.dims()[0], 3);
+    for (row, &seed) in seeds.iter().enumerate() {
+        let mut alone = SeededNoise::new(seed);
+        let init = sd
+            .encode_image(&pixels, Posterior::Sample, &mut alone)
+            .unwrap();
+        let single = sd
+            .img2img(&init, &context, 0.75, &options, &mut alone, &mut |_| {})
+            .unwrap();
+        let e = max_abs(&batch.narrow(0, row, 1).unwrap(), &single);
+        println!("sample {row}: batched vs alone, max abs difference {e:.2e}");
+        assert!(e < 1e-4, "sample {row}: {e}");
+    }
+    let rows = |r: usize| batch.narrow(0, r, 1).unwrap();
+    assert!(max_abs(&rows(0), &rows(1)) > 1e-2, "rows differ");
 }
 
 #[test]

@@ -20,6 +20,8 @@ pub mod checkpoint;
 pub mod generate;
 pub mod gpt2;
 pub mod llama;
+pub mod roberta;
+pub mod t5;
 pub mod text_model;
 pub mod text_tokenizer;
 pub mod word2vec;

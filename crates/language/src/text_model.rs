@@ -28,7 +28,7 @@
 
 use std::path::{Path, PathBuf};
 
-use brainrecon_nn::weights::{cached_snapshot, hub_cache_dir, looks_like_model_id};
+use brainrecon_nn::weights::resolve_model_folder;
 use brainrecon_nn::{ModelError, Result};
 use candle_core::{DType, Device, Tensor};
 use serde_json::Value;
@@ -164,38 +164,11 @@ fn model_type<'a>(value: &'a Value, path: &Path) -> Result<&'a str> {
 /// Hugging Face cache (`$HF_HUB_CACHE`, `$HF_HOME/hub` or `~/.cache/huggingface/hub`; the
 /// snapshot `refs/main` names). Nothing is downloaded.
 pub fn resolve_text_model_dir(name_or_dir: &str) -> Result<PathBuf> {
-    let path = Path::new(name_or_dir);
-    if path.is_dir() {
-        if !path.join("config.json").is_file() {
-            return Err(ModelError::MissingFile {
-                path: path.join("config.json"),
-                what: "a model folder has config.json, model.safetensors and tokenizer.json".into(),
-            });
-        }
-        return Ok(path.to_path_buf());
-    }
-    if looks_like_model_id(name_or_dir) {
-        let hub = hub_cache_dir();
-        return match cached_snapshot(&hub, name_or_dir)? {
-            Some(dir) => Ok(dir),
-            None => Err(ModelError::ModelNotFound {
-                model: name_or_dir.to_string(),
-                message: format!(
-                    "not a folder, and not in the Hugging Face cache ({}; set HF_HOME or \
-                     HF_HUB_CACHE to use another). Nothing is downloaded: run `huggingface-cli \
-                     download {name_or_dir} config.json model.safetensors tokenizer.json \
-                     tokenizer_config.json` (sharded models: model.safetensors.index.json and \
-                     its shards) on a machine with network, or pass a folder",
-                    hub.join(format!("models--{}", name_or_dir.replace('/', "--")))
-                        .display()
-                ),
-            }),
-        };
-    }
-    Err(ModelError::ModelNotFound {
-        model: name_or_dir.to_string(),
-        message: "no such folder, and not a model id of the form ORG/NAME".into(),
-    })
+    resolve_model_folder(
+        name_or_dir,
+        "a model folder",
+        "config.json model.safetensors tokenizer.json tokenizer_config.json",
+    )
 }
 
 /// Loads a text model and its tokenizer from a folder or a model id in the Hugging Face cache

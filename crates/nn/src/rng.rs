@@ -51,6 +51,42 @@ impl NoiseSource for SeededNoise {
     }
 }
 
+/// One seeded stream per row of a batch: a draw of shape `[B, ...]` takes row `b` from stream
+/// `b`, so that a batch of samples gets exactly the noise each sample gets on its own (a draw of
+/// `[1, ...]` from its stream). Lets one U-Net call serve several reconstructions.
+#[derive(Clone, Debug)]
+pub struct PerRowNoise {
+    streams: Vec<SeededNoise>,
+}
+
+impl PerRowNoise {
+    pub fn new(streams: Vec<SeededNoise>) -> Self {
+        PerRowNoise { streams }
+    }
+
+    pub fn rows(&self) -> usize {
+        self.streams.len()
+    }
+}
+
+impl NoiseSource for PerRowNoise {
+    fn gaussian(&mut self, shape: &[usize], device: &Device, dtype: DType) -> Result<Tensor> {
+        if shape.first() != Some(&self.streams.len()) {
+            return Err(ModelError::Invalid(format!(
+                "per-row noise: a draw of shape {shape:?} for {} streams (the first dimension \
+                 must be the number of streams)",
+                self.streams.len()
+            )));
+        }
+        let row: usize = shape[1..].iter().product();
+        let mut values = Vec::with_capacity(row * self.streams.len());
+        for stream in &mut self.streams {
+            values.extend(stream.normal_vec(row));
+        }
+        Ok(Tensor::from_vec(values, shape, device)?.to_dtype(dtype)?)
+    }
+}
+
 /// Noise the caller already has, handed out in order. Asking for more tensors than were given,
 /// or for a different shape than the next one, is an error naming both shapes.
 #[derive(Debug, Default)]
@@ -108,6 +144,30 @@ mod tests {
         let var = a.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / 999.0;
         assert!(mean.abs() < 0.1, "mean {mean}");
         assert!((var - 1.0).abs() < 0.15, "variance {var}");
+    }
+
+    #[test]
+    fn per_row_noise_gives_each_row_its_own_stream() {
+        let mut batch = PerRowNoise::new(vec![SeededNoise::new(3), SeededNoise::new(4)]);
+        let drawn = batch
+            .gaussian(&[2, 3, 2], &Device::Cpu, DType::F32)
+            .unwrap();
+        let again = batch.gaussian(&[2, 1], &Device::Cpu, DType::F32).unwrap();
+        let (mut a, mut b) = (SeededNoise::new(3), SeededNoise::new(4));
+        let expected: Vec<f32> = [a.normal_vec(6), b.normal_vec(6)].concat();
+        assert_eq!(
+            drawn.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            expected
+        );
+        let expected: Vec<f32> = [a.normal_vec(1), b.normal_vec(1)].concat();
+        assert_eq!(
+            again.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
+            expected
+        );
+        let err = batch
+            .gaussian(&[3, 1], &Device::Cpu, DType::F32)
+            .unwrap_err();
+        assert!(err.to_string().contains("2 streams"), "{err}");
     }
 
     #[test]

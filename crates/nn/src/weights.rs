@@ -484,6 +484,44 @@ pub fn looks_like_model_id(model: &str) -> bool {
         })
 }
 
+/// The folder of a checkpoint in transformers' layout: a folder holding `config.json`, or a
+/// model id (`ORG/NAME`) in the Hugging Face cache (the snapshot `refs/main` names). Nothing is
+/// downloaded: the error names the cache folder and the `files` (space-separated) to fetch.
+/// `family` says what the folder is in messages (e.g. "a CLIPModel folder").
+pub fn resolve_model_folder(name_or_dir: &str, family: &str, files: &str) -> Result<PathBuf> {
+    let path = Path::new(name_or_dir);
+    let dir = if path.is_dir() {
+        path.to_path_buf()
+    } else if looks_like_model_id(name_or_dir) {
+        let hub = hub_cache_dir();
+        cached_snapshot(&hub, name_or_dir)?.ok_or_else(|| ModelError::ModelNotFound {
+            model: name_or_dir.to_string(),
+            message: format!(
+                "not a folder, and not in the Hugging Face cache ({}; set HF_HOME or \
+                 HF_HUB_CACHE to use another). brainrecon does not download: run \
+                 `huggingface-cli download {name_or_dir} {files}` (sharded weights: \
+                 model.safetensors.index.json and its shards) on a machine with network (then \
+                 copy the cache), or pass a folder holding those files",
+                hub.join(format!("models--{}", name_or_dir.replace('/', "--")))
+                    .display()
+            ),
+        })?
+    } else {
+        return Err(ModelError::ModelNotFound {
+            model: name_or_dir.to_string(),
+            message: "no such folder, and not a model id of the form ORG/NAME".into(),
+        });
+    };
+    let config = dir.join("config.json");
+    if !config.is_file() {
+        return Err(ModelError::MissingFile {
+            path: config,
+            what: format!("{family} has {files}"),
+        });
+    }
+    Ok(dir)
+}
+
 /// The hub cache folder: `$HF_HUB_CACHE`, else `$HF_HOME/hub`, else `~/.cache/huggingface/hub`.
 pub fn hub_cache_dir() -> PathBuf {
     if let Some(dir) = std::env::var_os("HF_HUB_CACHE") {

@@ -2,7 +2,7 @@
 
 use std::ops::Range;
 
-use faer::{Mat, MatRef};
+use faer::{Mat, MatMut, MatRef};
 use serde::{Deserialize, Serialize};
 
 use crate::band::{
@@ -10,7 +10,7 @@ use crate::band::{
 };
 use crate::device::Device;
 use crate::error::{Result, RidgeError};
-use crate::linalg::{mul32, par_map_ranges, Float};
+use crate::linalg::{mul32, par_map_cols_mut, par_map_ranges, Float};
 use crate::model::{ModelOptions, RidgeModel, TargetRange};
 use crate::preprocess::{
     check_finite, column_means, mean_of_rows, take_rows_centered, target_chunk, XTransform,
@@ -460,8 +460,10 @@ impl RidgeCv {
             .zip(&self.alphas)
             .map(|(factor, &alpha)| alpha * factor.inverse_trace() / n as f64)
             .collect();
-        let factors: Vec<BlockedBandCholesky> =
+        let blocked: Vec<BlockedBandCholesky> =
             factors.iter().map(BlockedBandCholesky::new).collect();
+        drop(factors);
+        let factors = blocked;
         trace("band factorizations");
         let mut scores = Mat::<f64>::zeros(self.alphas.len(), n_targets);
         let mut best = vec![0; n_targets];
@@ -475,57 +477,47 @@ impl RidgeCv {
             n,
         };
         for chunk in self.chunks(n_targets) {
+            // the chunk's buffer holds the targets, then (in place) its dual coefficients
             let mut y_c = self.centered_chunk::<T>(data, chunk.clone());
             let sst = if self.scoring == Scoring::R2 {
                 column_sst(crate::linalg::to_f32(y_c.as_ref()).as_ref())
             } else {
                 vec![0.0; chunk.len()]
             };
-            let mut rotated = match &reflection {
-                Some(reflection) => {
-                    // the centered targets have no constant part: row 0 is rounding only
-                    reflection.apply(y_c.as_mut());
-                    y_c.subrows(1, m).to_owned()
-                }
-                None => y_c,
-            };
-            reduction.apply_qt(rotated.as_mut());
-            // each thread scores its columns over the grid and solves them at their best alpha
-            let pieces = par_map_ranges(chunk.len(), |range| {
-                vec![grid.columns(
-                    rotated.as_ref().subcols(range.start, range.len()),
-                    &sst[range],
-                )]
+            // the centered targets have no constant part: after the reflection row 0 is
+            // rounding only, and the reduced problem lives in rows 1..n
+            if let Some(reflection) = &reflection {
+                reflection.apply(y_c.as_mut());
+            }
+            let skip = n - m;
+            reduction.apply_qt(y_c.as_mut().subrows_mut(skip, m));
+            // each thread scores its columns over the grid and overwrites them with their
+            // solves at the best alpha
+            let pieces = par_map_cols_mut(y_c.as_mut().subrows_mut(skip, m), |columns, at| {
+                let width = columns.ncols();
+                grid.solve_columns(columns, &sst[at..at + width])
             });
-            let mut coefficients = Mat::<T>::zeros(m, chunk.len());
-            let mut at = 0;
+            let mut at = chunk.start;
             for piece in pieces {
-                let width = piece.best.len();
                 for (local, column_scores) in piece.scores.iter().enumerate() {
                     for (k, &score) in column_scores.iter().enumerate() {
-                        scores[(k, chunk.start + at + local)] = score;
+                        scores[(k, at + local)] = score;
                     }
                 }
-                best[chunk.start + at..chunk.start + at + width].copy_from_slice(&piece.best);
-                coefficients
-                    .as_mut()
-                    .subcols_mut(at, width)
-                    .copy_from(&piece.coefficients);
-                at += width;
+                best[at..at + piece.best.len()].copy_from_slice(&piece.best);
+                at += piece.best.len();
             }
             // dual coefficients Q₁ (B + αI)⁻¹ Q₁ᵀ y, then the weights Dᵀ · coefficients
-            reduction.apply_q(coefficients.as_mut());
+            reduction.apply_q(y_c.as_mut().subrows_mut(skip, m));
             if let Some(reflection) = &reflection {
-                let mut full = Mat::<T>::zeros(n, chunk.len());
-                full.as_mut().subrows_mut(1, m).copy_from(&coefficients);
-                reflection.apply(full.as_mut());
-                coefficients = full;
+                y_c.as_mut().row_mut(0).fill(T::of(0.0));
+                reflection.apply(y_c.as_mut());
             }
             dual_refit_into(
                 weights.as_mut().subcols_mut(chunk.start, chunk.len()),
                 data.x,
                 &data.x_transform,
-                coefficients.as_ref(),
+                y_c.as_ref(),
             );
         }
         trace("GCV scores, dual coefficients and refit, a chunk of targets at a time");
@@ -731,13 +723,11 @@ struct BandGrid<'a> {
     n: usize,
 }
 
-/// One thread's columns: scores over the grid, the chosen index and the dual coefficients
-/// `(B + α_best I)⁻¹ y` (m×c, before `Q₁`).
-struct BandColumns<T: Float> {
+/// One thread's columns: scores over the grid and the chosen index.
+struct BandColumns {
     /// Per column, its score at each alpha of the grid.
     scores: Vec<Vec<f64>>,
     best: Vec<usize>,
-    coefficients: Mat<T>,
 }
 
 impl BandGrid<'_> {
@@ -758,19 +748,15 @@ impl BandGrid<'_> {
         }
     }
 
-    /// Scores and solves the columns of `y` (m×c, rotated targets); `sst` per column.
-    /// Single-threaded, with one f64 work matrix reused for every alpha.
-    fn columns<T: Float>(&self, y: MatRef<'_, T>, sst: &[f64]) -> BandColumns<T> {
-        let c = y.ncols();
-        let mut work = Mat::<f64>::zeros(y.nrows(), c);
+    /// Scores the columns of `y` (m×c, rotated targets; `sst` per column) over the grid, then
+    /// overwrites each with its solve `(B + α_best I)⁻¹ y`. Single-threaded, with one f64 work
+    /// matrix reused for every alpha and for the final solves.
+    fn solve_columns<T: Float>(&self, mut y: MatMut<'_, T>, sst: &[f64]) -> BandColumns {
+        let (m, c) = (y.nrows(), y.ncols());
+        let mut work = Mat::<f64>::zeros(m, c);
         let mut scores = vec![vec![0.0; self.alphas.len()]; c];
         for (k, factor) in self.factors.iter().enumerate() {
-            for j in 0..c {
-                let (source, mut target) = (y.col(j), work.col_mut(j));
-                for i in 0..y.nrows() {
-                    target[i] = source[i].f64();
-                }
-            }
+            copy_columns_f64(y.as_ref(), 0..c, work.as_mut());
             factor.solve(work.as_mut());
             for j in 0..c {
                 let squared_norm = work.col(j).iter().map(|v| v * v).sum();
@@ -781,25 +767,36 @@ impl BandGrid<'_> {
             .iter()
             .map(|column| select_first_best(column))
             .collect();
-        let mut coefficients = Mat::<T>::zeros(y.nrows(), c);
         for (k, factor) in self.factors.iter().enumerate() {
             let chosen: Vec<usize> = (0..c).filter(|&j| best[j] == k).collect();
             if chosen.is_empty() {
                 continue;
             }
-            let mut solved = Mat::from_fn(y.nrows(), chosen.len(), |i, l| y[(i, chosen[l])].f64());
+            let mut solved = work.as_mut().subcols_mut(0, chosen.len());
+            for (l, &j) in chosen.iter().enumerate() {
+                let (source, mut target) = (y.as_ref().col(j), solved.as_mut().col_mut(l));
+                for i in 0..m {
+                    target[i] = source[i].f64();
+                }
+            }
             factor.solve(solved.as_mut());
             for (l, &j) in chosen.iter().enumerate() {
-                let (source, mut target) = (solved.col(l), coefficients.col_mut(j));
-                for i in 0..y.nrows() {
+                let (source, mut target) = (solved.as_ref().col(l), y.as_mut().col_mut(j));
+                for i in 0..m {
                     target[i] = T::of(source[i]);
                 }
             }
         }
-        BandColumns {
-            scores,
-            best,
-            coefficients,
+        BandColumns { scores, best }
+    }
+}
+
+/// `out[:, l] = y[:, columns[l]]` in f64 (out: m×len(columns)).
+fn copy_columns_f64<T: Float>(y: MatRef<'_, T>, columns: Range<usize>, mut out: MatMut<'_, f64>) {
+    for (l, j) in columns.enumerate() {
+        let (source, mut target) = (y.col(j), out.as_mut().col_mut(l));
+        for i in 0..y.nrows() {
+            target[i] = source[i].f64();
         }
     }
 }

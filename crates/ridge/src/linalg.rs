@@ -149,6 +149,43 @@ pub(crate) fn par_map_ranges<R: Send>(
     par_map_ranges_on(threads(), len, work)
 }
 
+/// Splits the columns of `m` into one contiguous piece per thread and runs
+/// `work(piece, first_column)` on each (in order of the pieces), so that threads may overwrite
+/// their own columns.
+pub(crate) fn par_map_cols_mut<T: Send, R: Send>(
+    m: MatMut<'_, T>,
+    work: impl Fn(MatMut<'_, T>, usize) -> R + Sync,
+) -> Vec<R> {
+    let c = m.ncols();
+    let pieces = threads().min(c.max(1));
+    if pieces <= 1 {
+        return vec![work(m, 0)];
+    }
+    let step = c.div_ceil(pieces);
+    let mut parts = Vec::new();
+    let (mut rest, mut at) = (m, 0);
+    while rest.ncols() > step {
+        let (left, right) = rest.split_at_col_mut(step);
+        parts.push((left, at));
+        at += step;
+        rest = right;
+    }
+    parts.push((rest, at));
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = parts
+            .into_iter()
+            .map(|(part, at)| {
+                let work = &work;
+                scope.spawn(move || work(part, at))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("worker thread panicked"))
+            .collect()
+    })
+}
+
 /// [`par_map_ranges`] on at most `threads` threads; every piece is non-empty.
 fn par_map_ranges_on<R: Send>(
     threads: usize,

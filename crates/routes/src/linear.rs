@@ -27,7 +27,7 @@ use brainrecon_data::prepared::PreparedSubject;
 use brainrecon_diffusion::pipeline::{
     image_from_rgb8, image_to_hwc, Conditioning, Posterior, SampleOptions, StableDiffusion, Tensor,
 };
-use brainrecon_diffusion::rng::SeededNoise;
+use brainrecon_diffusion::rng::{PerRowNoise, SeededNoise};
 use brainrecon_diffusion::scheduler::SchedulerKind;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -104,6 +104,14 @@ pub struct ReconstructOptions {
     /// B2C: img2img from the linear route's decoded z instead of txt2img.
     #[serde(default)]
     pub init_z: bool,
+    /// Samples of one image denoised together in one batch (memory grows with it; the
+    /// images do not change, up to rounding).
+    #[serde(default = "one")]
+    pub batch: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 impl Default for ReconstructOptions {
@@ -119,6 +127,7 @@ impl Default for ReconstructOptions {
             sample_posterior: true,
             limit: None,
             init_z: false,
+            batch: 5,
         }
     }
 }
@@ -445,9 +454,11 @@ pub(crate) fn begin_run(out: &Path, manifest: &Manifest) -> Result<PathBuf> {
         .then(|| Manifest::load(out).ok())
         .flatten()
     {
-        // --limit only selects images; any other change would mix settings.
+        // --limit only selects images and --batch only groups samples; any other change would
+        // mix settings.
         let same = ReconstructOptions {
             limit: manifest.options.limit,
+            batch: manifest.options.batch,
             ..old.options.clone()
         } == manifest.options;
         if !same
@@ -545,6 +556,7 @@ pub(crate) fn init_pixels(sd: &StableDiffusion, image: &RgbImage) -> Result<Tens
 /// seeded noise stream, written to `sample-<k>/<id>.png` (skipped when present): img2img from
 /// `init` (pixels, noised to `options.strength`) when given, else txt2img. With
 /// `keep_latent`, the sampler's final latent goes to `sample-<k>/<id>.latent.npy` first.
+/// Up to `options.batch` samples share one U-Net call; each keeps its own noise stream.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn sample_images(
     sd: &StableDiffusion,
@@ -557,60 +569,91 @@ pub(crate) fn sample_images(
     counts: &mut Counts,
     progress: &indicatif::ProgressBar,
 ) -> Result<()> {
-    let size = sd.default_size();
+    let mut pending = Vec::new();
+    for k in 1..=options.samples {
+        if Manifest::sample_dir(out, k)
+            .join(format!("{id}.png"))
+            .exists()
+        {
+            counts.skipped += 1;
+            progress.inc(1);
+        } else {
+            pending.push(k);
+        }
+    }
+    for group in pending.chunks(options.batch.max(1)) {
+        let latents = sample_latents(sd, options, id, context, init, group)?;
+        let images = sd.decode_latent(&latents)?;
+        for (row, &k) in group.iter().enumerate() {
+            let dir = Manifest::sample_dir(out, k);
+            if keep_latent {
+                let latent = latents.narrow(0, row, 1)?;
+                let values = latent.flatten_all()?.to_vec1::<f32>()?;
+                npy::write(
+                    &dir.join(format!("{id}.latent.npy")),
+                    &latent.dims()[1..],
+                    &values,
+                )?;
+            }
+            let image = tensor_to_image(&images.narrow(0, row, 1)?)?;
+            write_png(&dir.join(format!("{id}.png")), &image)?;
+            counts.written += 1;
+            progress.inc(1);
+        }
+    }
+    Ok(())
+}
+
+/// The final latents [len(samples), 4, h, w] of samples `samples` of image `id`, in one batch:
+/// row r draws from sample `samples[r]`'s stream, as that sample alone would.
+fn sample_latents(
+    sd: &StableDiffusion,
+    options: &ReconstructOptions,
+    id: usize,
+    context: &Conditioning,
+    init: Option<&Tensor>,
+    samples: &[usize],
+) -> Result<Tensor> {
     let sample_options = SampleOptions {
         steps: options.steps,
         guidance: options.guidance,
         scheduler: SchedulerKind::Ddim { eta: 0.0 },
     };
-    for k in 1..=options.samples {
-        let path = Manifest::sample_dir(out, k).join(format!("{id}.png"));
-        if path.exists() {
-            counts.skipped += 1;
-            progress.inc(1);
-            continue;
+    let streams = samples
+        .iter()
+        .map(|&k| SeededNoise::new(stream_seed(options.seed, id as u64, k as u64)))
+        .collect();
+    let mut noise = PerRowNoise::new(streams);
+    let context = context.repeat_rows(samples.len())?;
+    Ok(match init {
+        Some(pixels) => {
+            let posterior = if options.sample_posterior {
+                Posterior::Sample
+            } else {
+                Posterior::Mean
+            };
+            let init = sd.encode_image_rows(pixels, samples.len(), posterior, &mut noise)?;
+            sd.img2img(
+                &init,
+                &context,
+                options.strength,
+                &sample_options,
+                &mut noise,
+                &mut |_| {},
+            )?
         }
-        let mut noise = SeededNoise::new(stream_seed(options.seed, id as u64, k as u64));
-        let latent = match init {
-            Some(pixels) => {
-                let posterior = if options.sample_posterior {
-                    Posterior::Sample
-                } else {
-                    Posterior::Mean
-                };
-                let init = sd.encode_image(pixels, posterior, &mut noise)?;
-                sd.img2img(
-                    &init,
-                    context,
-                    options.strength,
-                    &sample_options,
-                    &mut noise,
-                    &mut |_| {},
-                )?
-            }
-            None => sd.txt2img(
-                context,
+        None => {
+            let size = sd.default_size();
+            sd.txt2img(
+                &context,
                 size,
                 size,
                 &sample_options,
                 &mut noise,
                 &mut |_| {},
-            )?,
-        };
-        if keep_latent {
-            let values = latent.flatten_all()?.to_vec1::<f32>()?;
-            npy::write(
-                &Manifest::sample_dir(out, k).join(format!("{id}.latent.npy")),
-                &latent.dims()[1..],
-                &values,
-            )?;
+            )?
         }
-        let image = tensor_to_image(&sd.decode_latent(&latent)?)?;
-        write_png(&path, &image)?;
-        counts.written += 1;
-        progress.inc(1);
-    }
-    Ok(())
+    })
 }
 
 /// Marks the run complete.

@@ -77,6 +77,10 @@ pub struct Args {
     /// Only the first N test images
     #[arg(long)]
     limit: Option<usize>,
+    /// Samples of one image denoised together in one batch (default: all of them; 1 uses the
+    /// least memory). The images are the same up to rounding.
+    #[arg(long)]
+    batch: Option<usize>,
     /// cpu, cuda or cuda:N
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -91,6 +95,9 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let method = Method::parse(&args.method)?;
     super::check_sampling(args.steps, args.guidance)?;
+    if args.batch == Some(0) {
+        return Err(super::usage("--batch must be at least 1"));
+    }
     let subject = PreparedSubject::open(&args.subject)?;
     let init_z = match args.init.as_str() {
         "noise" => false,
@@ -143,6 +150,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         sample_posterior: !args.posterior_mean,
         limit: args.limit,
         init_z,
+        batch: args.batch.unwrap_or(args.samples),
     };
     let summary = if let Some(dir) = &args.b2c {
         let b2c = brainrecon_routes::b2c::load(dir, &subject, &mut sd)?;

@@ -1,4 +1,5 @@
 use brainrecon_data::simulate::movie::{simulate_movie, MovieOptions};
+use brainrecon_data::simulate::music::{simulate_music, MusicOptions};
 use brainrecon_data::simulate::{
     simulate, OutputLayout, SimulateOptions, NSD_IMAGES, NSD_SESSIONS, NSD_VOLUME,
 };
@@ -10,14 +11,20 @@ pub enum Kind {
     Image,
     /// A movie watched continuously: BOLD runs at TR 1 s in BIDS, with per-second annotations
     Movie,
+    /// Music clips heard in runs at TR 1.5 s, in ds003720's BIDS layout, with GTZAN-like audio
+    Music,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Size {
-    /// 300 images in 3 sessions, a 24 × 30 × 20 volume (seconds to make)
+    /// 300 images in 3 sessions, a 24 × 30 × 20 volume (seconds to make); --kind music: 5
+    /// clips per genre, 20 per run, 18-s tracks, a 16 × 16 × 10 volume
     Small,
     /// NSD's size: 9250 images × 3 repeats = 37 sessions of 750 trials, 81 × 104 × 83 voxels
     Nsd,
+    /// ds003720's design (--kind music): 54 clips per genre, 480 training clips in 12 runs of
+    /// 40, 60 test clips heard 4 times in 6 runs, 30-s tracks
+    Paper,
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -41,6 +48,15 @@ pub enum Layout {
 /// layout. Voxel groups respond to one kind's hidden semantics each (one group to two, one to
 /// none) through the canonical HRF, with slow drift and noise: read it with `bids prepare`.
 ///
+/// --kind music: a subject hearing 15-s clips of 10 synthetic genres (named as GTZAN's; each a
+/// recipe of tempo, drum pattern, instruments, key and mode), in ds003720's BIDS layout
+/// (sub-001, tasks Training and Test, int16 BOLD at TR 1.5 s, events with genre, track and
+/// start), the tracks as stimuli/genres/<genre>/<genre>.000NN.wav (22050 Hz mono 16-bit), a
+/// Destrieux-named ROI atlas in derivatives/atlas and a brain mask in derivatives/mask.
+/// Auditory ROIs follow the clips' acoustic features per TR, higher ROIs their genre and mood
+/// (from the captions in truth/clips.json), the others noise. Training clips are heard once,
+/// test clips 4 times. Small by default; --size paper is the paper's 540 clips.
+///
 /// The truth is written to `truth/` beside the data.
 #[derive(clap::Args)]
 #[command(
@@ -59,6 +75,16 @@ pub struct Args {
     /// Seconds per movie run (--kind movie; default 300)
     #[arg(long)]
     run_seconds: Option<usize>,
+    /// Clips per genre, 1/9 of them test clips (--kind music; default 5; 54 with --size paper)
+    #[arg(long)]
+    clips_per_genre: Option<usize>,
+    /// Clips per run, a multiple of 4 (--kind music; default 20; 40 with --size paper)
+    #[arg(long)]
+    clips_per_run: Option<usize>,
+    /// Seconds of each GTZAN-like track, at least 15 (--kind music; default 18; 30 with --size
+    /// paper)
+    #[arg(long)]
+    track_seconds: Option<f64>,
     /// Size preset; --images, --sessions and --volume override its parts
     #[arg(long, value_enum, default_value_t = Size::Small)]
     size: Size,
@@ -79,7 +105,8 @@ pub struct Args {
     /// Number of scanning sessions the trials are split into (default 3; 37 with --size nsd)
     #[arg(long)]
     sessions: Option<usize>,
-    /// Betas volume X,Y,Z in voxels (default 24,30,20; 81,104,83 with --size nsd)
+    /// Betas volume X,Y,Z in voxels (default 24,30,20; 81,104,83 with --size nsd; --kind music:
+    /// the BOLD volume, default 16,16,10)
     #[arg(long, value_delimiter = ',')]
     volume: Option<Vec<usize>>,
     /// Print the truth summary as JSON
@@ -112,7 +139,82 @@ fn run_movie(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn parse_volume(volume: &[usize]) -> anyhow::Result<[usize; 3]> {
+    match volume[..] {
+        [x, y, z] => Ok([x, y, z]),
+        _ => Err(super::usage(format!(
+            "--volume: expected X,Y,Z (three sizes), found {} values",
+            volume.len()
+        ))),
+    }
+}
+
+fn run_music(args: Args) -> anyhow::Result<()> {
+    if args.runs.is_some() || args.run_seconds.is_some() {
+        return Err(super::usage(
+            "--runs and --run-seconds apply to --kind movie",
+        ));
+    }
+    if args.images.is_some() || args.sessions.is_some() {
+        return Err(super::usage(
+            "--images and --sessions apply to --kind image",
+        ));
+    }
+    let mut opts = match args.size {
+        Size::Small => MusicOptions::new(&args.out),
+        Size::Paper => MusicOptions::paper(&args.out),
+        Size::Nsd => {
+            return Err(super::usage(
+                "--size nsd applies to --kind image (music: small or paper)",
+            ))
+        }
+    };
+    opts.clips_per_genre = args.clips_per_genre.unwrap_or(opts.clips_per_genre);
+    opts.clips_per_run = args.clips_per_run.unwrap_or(opts.clips_per_run);
+    opts.track_seconds = args.track_seconds.unwrap_or(opts.track_seconds);
+    if let Some(volume) = &args.volume {
+        opts.volume_shape = parse_volume(volume)?;
+    }
+    opts.seed = args.seed;
+    let simulated = simulate_music(&opts)?;
+    let t = &simulated.truth;
+    if args.json {
+        let mut summary = serde_json::to_value(t)?;
+        summary["out"] = serde_json::json!(simulated.out);
+        return super::print_json(&summary);
+    }
+    println!(
+        "simulated {} hearing music at {}: {} training clips, {} test clips × {}, {} runs at TR {} s, {} brain voxels ({} acoustic, {} semantic)",
+        t.subject,
+        simulated.out.display(),
+        t.n_train_clips,
+        t.n_test_clips,
+        t.test_repeats,
+        t.runs.len(),
+        t.tr,
+        t.n_brain_voxels,
+        t.group_voxels[0],
+        t.group_voxels[1]
+    );
+    Ok(())
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
+    if args.kind != Kind::Music
+        && (args.clips_per_genre.is_some()
+            || args.clips_per_run.is_some()
+            || args.track_seconds.is_some())
+    {
+        return Err(super::usage(
+            "--clips-per-genre, --clips-per-run and --track-seconds apply to --kind music",
+        ));
+    }
+    if args.kind == Kind::Music {
+        return run_music(args);
+    }
+    if args.size == Size::Paper {
+        return Err(super::usage("--size paper applies to --kind music"));
+    }
     if args.kind == Kind::Movie {
         if args.size != Size::Small || args.volume.is_some() {
             return Err(super::usage("--size and --volume apply to --kind image"));
@@ -133,15 +235,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     opts.n_images = args.images.unwrap_or(opts.n_images);
     opts.sessions = args.sessions.unwrap_or(opts.sessions);
     if let Some(volume) = &args.volume {
-        opts.volume_shape = match volume[..] {
-            [x, y, z] => [x, y, z],
-            _ => {
-                return Err(super::usage(format!(
-                    "--volume: expected X,Y,Z (three sizes), found {} values",
-                    volume.len()
-                )))
-            }
-        };
+        opts.volume_shape = parse_volume(volume)?;
     }
     opts.seed = args.seed;
     opts.layout = match args.layout {

@@ -1,9 +1,11 @@
 //! `simulate`: a synthetic subject with known truth, written in NSD's own layout or prepared.
 
+mod bold;
 pub mod brain;
 pub mod classify;
 pub mod h5stream;
 pub mod movie;
+pub mod music;
 pub mod scene;
 
 use crate::atomic::{write_atomic, write_bytes_atomic, write_json_atomic};

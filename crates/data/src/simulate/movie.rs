@@ -26,6 +26,7 @@
 //! runs), plus slow drift (a linear trend and a 300–900 s sinusoid, each about four times the signal)
 //! and Gaussian noise at `snr` (signal std / noise std), on a baseline of 800–1200.
 
+use super::bold::{bold_volumes, grid_affine};
 use super::{finish_dir, new_output_dir};
 use crate::atomic::{write_bytes_atomic, write_json_atomic};
 use crate::error::{DataError, Result};
@@ -452,48 +453,6 @@ fn responses(
     signals
 }
 
-/// One run's volumes: baseline × (1 + (signal + drift + noise) / 100) in the brain, a dim
-/// noisy background outside.
-fn volumes(
-    rng: &mut ChaCha8Rng,
-    brain: &Brain,
-    baseline: &[f64],
-    signal: &[f64],
-    seconds: usize,
-    shape: [usize; 3],
-    snr: f64,
-) -> Vec<Vec<f64>> {
-    let normal = Normal::new(0.0, 1.0).unwrap();
-    let len: usize = shape.iter().product();
-    let n = brain.flat.len();
-    let drift: Vec<(f64, f64, f64, f64)> = (0..n)
-        .map(|_| {
-            (
-                4.0 * normal.sample(rng),
-                4.0 * normal.sample(rng),
-                rng.gen_range(300.0..900.0),
-                rng.gen_range(0.0..std::f64::consts::TAU),
-            )
-        })
-        .collect();
-    (0..seconds)
-        .map(|s| {
-            let t = s as f64 * TR;
-            let mut volume: Vec<f64> = (0..len)
-                .map(|_| (30.0 + 3.0 * normal.sample(rng)).max(0.0))
-                .collect();
-            for (v, &f) in brain.flat.iter().enumerate() {
-                let (slope, amplitude, period, phase) = drift[v];
-                let d = slope * (t / (seconds as f64 * TR) - 0.5)
-                    + amplitude * (std::f64::consts::TAU * t / period + phase).sin();
-                let percent = signal[s * n + v] + d + normal.sample(rng) / snr;
-                volume[f] = baseline[v] * (1.0 + percent / 100.0);
-            }
-            volume
-        })
-        .collect()
-}
-
 fn check(opts: &MovieOptions) -> Result<()> {
     if !(1..=20).contains(&opts.runs) {
         return Err(DataError::Usage(format!(
@@ -535,16 +494,6 @@ pub fn simulate_movie(opts: &MovieOptions) -> Result<SimulatedMovie> {
     }
 }
 
-fn affine(shape: [usize; 3]) -> [[f64; 4]; 4] {
-    let size = 3.0;
-    [
-        [size, 0.0, 0.0, -size * shape[0] as f64 / 2.0],
-        [0.0, size, 0.0, -size * shape[1] as f64 / 2.0],
-        [0.0, 0.0, size, -size * shape[2] as f64 / 2.0],
-        [0.0, 0.0, 0.0, 1.0],
-    ]
-}
-
 fn write_text(path: &Path, text: &str) -> Result<()> {
     write_bytes_atomic(path, text.as_bytes())
 }
@@ -571,7 +520,7 @@ fn write_run(
         &file("bold.nii.gz"),
         shape,
         TR,
-        &affine(shape),
+        &grid_affine(shape),
         storage,
         series,
     )?;
@@ -625,14 +574,15 @@ fn write_subject(opts: &MovieOptions, root: &Path) -> Result<MovieTruth> {
         &format!("participant_id\nsub-{SUBJECT}\n"),
     )?;
     for (run, (lines, scenes)) in texts.iter().enumerate() {
-        let series = volumes(
+        let series = bold_volumes(
             &mut rng,
-            &brain,
+            &brain.flat,
             &baseline,
             &signals[run],
             seconds,
+            TR,
             shape,
-            opts.snr,
+            (4.0, opts.snr),
         );
         write_run(root, run + 1, &series, shape, lines, scenes)?;
     }
@@ -641,7 +591,7 @@ fn write_subject(opts: &MovieOptions, root: &Path) -> Result<MovieTruth> {
     nifti_io::write_i16(
         &root.join(format!("derivatives/mask/sub-{SUBJECT}_mask.nii.gz")),
         shape,
-        &affine(shape),
+        &grid_affine(shape),
         &mask,
     )?;
     write_truth(opts, root, &brain, &vectors, &semantic, &signals)

@@ -1,0 +1,140 @@
+//! Audio files to `f32` samples through symphonia: WAV (PCM and float), FLAC, MP3 and OGG
+//! Vorbis, whatever the extension says (the container is probed; the extension is a hint).
+//! Integer samples become `v / 2^(bits-1)` (16-bit: `v / 32768`), as libsndfile reads them.
+//! MP3 and Vorbis are decoded gaplessly: the encoder's delay and padding, where the file records
+//! them, are trimmed.
+
+use crate::error::{DataError, Result};
+use std::path::Path;
+use symphonia::core::codecs::audio::AudioDecoderOptions;
+use symphonia::core::errors::Error as SymphoniaError;
+use symphonia::core::formats::probe::Hint;
+use symphonia::core::formats::{FormatOptions, TrackType};
+use symphonia::core::io::MediaSourceStream;
+use symphonia::core::meta::MetadataOptions;
+
+const WHAT: &str = "audio (WAV, FLAC, MP3 or OGG Vorbis)";
+
+/// Every channel of a file, at the file's rate.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Decoded {
+    /// (channels, frames)
+    pub channels: Vec<Vec<f32>>,
+    pub rate: u32,
+    /// Packets the decoder rejected as malformed and skipped (their audio is missing).
+    pub skipped_packets: usize,
+}
+
+impl Decoded {
+    pub fn frames(&self) -> usize {
+        self.channels.first().map_or(0, Vec::len)
+    }
+
+    /// The channels averaged (computed in f64, so a mono mix of identical channels is exact).
+    pub fn mono(&self) -> Vec<f32> {
+        let n = self.channels.len().max(1) as f64;
+        (0..self.frames())
+            .map(|i| (self.channels.iter().map(|c| c[i] as f64).sum::<f64>() / n) as f32)
+            .collect()
+    }
+}
+
+fn format_error(path: &Path, detail: impl ToString) -> DataError {
+    DataError::format(path, WHAT, detail)
+}
+
+/// Decodes the file's default audio track. Errors name the file: it is missing, its container
+/// or codec is not one of the four, it has no audio track, its rate or channel count changes
+/// midway, or it holds no frame of audio at all.
+pub fn read_channels(path: &Path) -> Result<Decoded> {
+    let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let stream = MediaSourceStream::new(Box::new(file), Default::default());
+    let mut hint = Hint::new();
+    if let Some(extension) = path.extension().and_then(|e| e.to_str()) {
+        hint.with_extension(extension);
+    }
+    let mut format = symphonia::default::get_probe()
+        .probe(
+            &hint,
+            stream,
+            FormatOptions::default(),
+            MetadataOptions::default(),
+        )
+        .map_err(|e| format_error(path, format!("not a readable container ({e})")))?;
+    let track = format
+        .default_track(TrackType::Audio)
+        .ok_or_else(|| format_error(path, "no audio track"))?;
+    let track_id = track.id;
+    let params = track
+        .codec_params
+        .as_ref()
+        .and_then(|p| p.audio())
+        .ok_or_else(|| format_error(path, "the audio track has no codec parameters"))?;
+    let mut decoder = symphonia::default::get_codecs()
+        .make_audio_decoder(params, &AudioDecoderOptions::default().gapless(true))
+        .map_err(|e| format_error(path, format!("unsupported codec ({e})")))?;
+    let mut out = Decoded {
+        channels: Vec::new(),
+        rate: 0,
+        skipped_packets: 0,
+    };
+    let mut interleaved: Vec<f32> = Vec::new();
+    loop {
+        let packet = match format.next_packet() {
+            Ok(Some(packet)) => packet,
+            Ok(None) => break,
+            // A truncated file ends its stream early: keep what decoded.
+            Err(SymphoniaError::IoError(e)) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                break
+            }
+            Err(e) => return Err(format_error(path, format!("while reading packets: {e}"))),
+        };
+        if packet.track_id != track_id {
+            continue;
+        }
+        let buffer = match decoder.decode(&packet) {
+            Ok(buffer) => buffer,
+            Err(SymphoniaError::DecodeError(_)) => {
+                out.skipped_packets += 1;
+                continue;
+            }
+            Err(e) => return Err(format_error(path, format!("while decoding: {e}"))),
+        };
+        let (rate, channels) = (buffer.spec().rate(), buffer.spec().channels().count());
+        if out.channels.is_empty() {
+            out.rate = rate;
+            out.channels = vec![Vec::new(); channels];
+        } else if rate != out.rate || channels != out.channels.len() {
+            return Err(DataError::invalid(
+                path,
+                "stream",
+                format!(
+                    "one sample rate and channel count ({} Hz, {} channels)",
+                    out.rate,
+                    out.channels.len()
+                ),
+                format!("a change to {rate} Hz, {channels} channels midway"),
+            ));
+        }
+        interleaved.resize(buffer.samples_interleaved(), 0.0);
+        buffer.copy_to_slice_interleaved(&mut interleaved[..]);
+        for frame in interleaved.chunks_exact(channels.max(1)) {
+            for (c, &v) in frame.iter().enumerate() {
+                out.channels[c].push(v);
+            }
+        }
+    }
+    if out.frames() == 0 || out.rate == 0 {
+        return Err(DataError::invalid(
+            path,
+            "samples",
+            "at least one decoded frame of audio",
+            if out.skipped_packets > 0 {
+                format!("none ({} malformed packets)", out.skipped_packets)
+            } else {
+                "none (an empty stream)".to_string()
+            },
+        ));
+    }
+    Ok(out)
+}

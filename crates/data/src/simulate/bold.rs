@@ -1,0 +1,69 @@
+//! What the continuous-recording simulators (movie, music) share: turning each brain voxel's
+//! signal into BOLD volumes on a grid.
+
+use rand::Rng;
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Normal};
+
+/// One run's volumes (`trs` of them, each `shape` x-fastest): baseline × (1 + (signal + drift +
+/// noise) / 100) at the brain voxels `flat`, a dim noisy background elsewhere. `signal` is
+/// TR-major (`trs × flat.len()`, percent signal change); each voxel drifts by a linear trend and
+/// a 300–900 s sinusoid, both of amplitude `drift` (in percent, times a standard normal draw);
+/// the noise has standard deviation `1 / snr` percent.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn bold_volumes(
+    rng: &mut ChaCha8Rng,
+    flat: &[usize],
+    baseline: &[f64],
+    signal: &[f64],
+    trs: usize,
+    tr: f64,
+    shape: [usize; 3],
+    (drift, snr): (f64, f64),
+) -> Vec<Vec<f64>> {
+    let normal = Normal::new(0.0, 1.0).unwrap();
+    let len: usize = shape.iter().product();
+    let n = flat.len();
+    assert_eq!(
+        signal.len(),
+        trs * n,
+        "one signal value per TR and brain voxel"
+    );
+    let drifts: Vec<(f64, f64, f64, f64)> = (0..n)
+        .map(|_| {
+            (
+                drift * normal.sample(rng),
+                drift * normal.sample(rng),
+                rng.gen_range(300.0..900.0),
+                rng.gen_range(0.0..std::f64::consts::TAU),
+            )
+        })
+        .collect();
+    (0..trs)
+        .map(|t| {
+            let time = t as f64 * tr;
+            let mut volume: Vec<f64> = (0..len)
+                .map(|_| (30.0 + 3.0 * normal.sample(rng)).max(0.0))
+                .collect();
+            for (v, &f) in flat.iter().enumerate() {
+                let (slope, amplitude, period, phase) = drifts[v];
+                let d = slope * (time / (trs as f64 * tr) - 0.5)
+                    + amplitude * (std::f64::consts::TAU * time / period + phase).sin();
+                let percent = signal[t * n + v] + d + normal.sample(rng) / snr;
+                volume[f] = baseline[v] * (1.0 + percent / 100.0);
+            }
+            volume
+        })
+        .collect()
+}
+
+/// The voxel-to-world matrix of a simulated grid: 3 mm voxels, centred on the origin.
+pub(super) fn grid_affine(shape: [usize; 3]) -> [[f64; 4]; 4] {
+    let size = 3.0;
+    [
+        [size, 0.0, 0.0, -size * shape[0] as f64 / 2.0],
+        [0.0, size, 0.0, -size * shape[1] as f64 / 2.0],
+        [0.0, 0.0, size, -size * shape[2] as f64 / 2.0],
+        [0.0, 0.0, 0.0, 1.0],
+    ]
+}
