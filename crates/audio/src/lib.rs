@@ -5,7 +5,10 @@
 //! [`encodec`]: EnCodec (convolutional encoder/decoder, residual vector quantiser), whose frame
 //! features stand in for SoundStream's. [`musicgen`]: MusicGen's decoder over EnCodec tokens
 //! (delay pattern, classifier-free guidance, top-k sampling, key/value cache).
+//! [`genres_clap`]: the project's own small CLAP, trained on the synthetic music generator's
+//! clips and captions and compiled into the binary (`genres-clap`).
 
 pub mod clap;
 pub mod encodec;
+pub mod genres_clap;
 pub mod musicgen;

@@ -19,6 +19,7 @@ pub mod ridge;
 pub mod simulate;
 pub mod stream;
 pub mod train_captioner;
+pub mod train_clap;
 pub mod train_prior;
 pub mod train_word2vec;
 

@@ -1519,7 +1519,10 @@ impl StreamClip {
     /// The clip's audio: CLIP_SECONDS at [`RATE`], RMS 0.1, as the subject's tracks are
     /// rendered (before their 16-bit storage).
     pub fn render(&self) -> Vec<f32> {
-        let plan = draw_plan(self.genre, &mut stream_rng(self.seed, STREAM_PLAN, self.index));
+        let plan = draw_plan(
+            self.genre,
+            &mut stream_rng(self.seed, STREAM_PLAN, self.index),
+        );
         let mut rng = stream_rng(self.seed, STREAM_AUDIO, self.index);
         render_track(&plan, CLIP_SECONDS, RATE, &mut rng)
     }

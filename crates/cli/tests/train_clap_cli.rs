@@ -1,0 +1,49 @@
+//! `brainrecon train-clap`: its help, a short run, and bad input refused with exit status 2.
+
+use std::process::{Command, Output};
+
+fn brainrecon(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_brainrecon"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn help_has_an_example() {
+    let out = brainrecon(&["train-clap", "--help"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("Example:") && text.contains("--checkpoint-every"),
+        "{text}"
+    );
+}
+
+#[test]
+fn bad_input_exits_2_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("clap");
+    let out = out.to_str().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let under_file = file.join("clap");
+    let cases: [(&[&str], &str); 4] = [
+        (&["--out", out, "--steps", "0"], "--steps"),
+        (&["--out", out, "--batch", "1"], "--batch"),
+        (
+            &["--out", out, "--checkpoint-every", "0"],
+            "--checkpoint-every",
+        ),
+        (
+            &["--out", under_file.to_str().unwrap(), "--steps", "1"],
+            "cannot write",
+        ),
+    ];
+    for (args, expected) in cases {
+        let r = brainrecon(&[&["train-clap"], args].concat());
+        let err = String::from_utf8_lossy(&r.stderr);
+        assert_eq!(r.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(expected), "{args:?}: {err}");
+    }
+}
