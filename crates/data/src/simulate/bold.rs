@@ -1,6 +1,11 @@
 //! What the continuous-recording simulators (movie, music) share: turning each brain voxel's
 //! signal into BOLD volumes on a grid.
 
+use std::path::{Path, PathBuf};
+
+use crate::atomic::write_json_atomic;
+use crate::error::Result;
+use crate::runs::nifti4d::{self, Storage};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};
@@ -66,4 +71,39 @@ pub(super) fn grid_affine(shape: [usize; 3]) -> [[f64; 4]; 4] {
         [0.0, 0.0, size, -size * shape[2] as f64 / 2.0],
         [0.0, 0.0, 0.0, 1.0],
     ]
+}
+
+/// Writes one BIDS run's BOLD series as `<stem>_<bold_name>` (int16 with a slope, as scanners'
+/// converters store it: 0.05 keeps 0.005% steps at 1000) and its `<stem>_bold.json` sidecar,
+/// where the stem is `sub-<subject>/func/sub-<subject>_task-<task>_run-NN`; returns the stem's
+/// files as a function of their suffix, for the run's other files (events).
+pub(super) fn write_bold_run(
+    root: &Path,
+    (subject, task, run): (&str, &str, usize),
+    bold_name: &str,
+    tr: f64,
+    shape: [usize; 3],
+    series: &[Vec<f64>],
+) -> Result<impl Fn(&str) -> PathBuf> {
+    let stem = root.join(format!(
+        "sub-{subject}/func/sub-{subject}_task-{task}_run-{run:02}"
+    ));
+    let file = move |suffix: &str| PathBuf::from(format!("{}_{suffix}", stem.display()));
+    let storage = Storage::Int16 {
+        slope: 0.05,
+        inter: 0.0,
+    };
+    nifti4d::write_series(
+        &file(bold_name),
+        shape,
+        tr,
+        &grid_affine(shape),
+        storage,
+        series,
+    )?;
+    write_json_atomic(
+        &file("bold.json"),
+        &serde_json::json!({"RepetitionTime": tr, "TaskName": task}),
+    )?;
+    Ok(file)
 }

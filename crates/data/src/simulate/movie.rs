@@ -26,13 +26,12 @@
 //! runs), plus slow drift (a linear trend and a 300–900 s sinusoid, each about four times the signal)
 //! and Gaussian noise at `snr` (signal std / noise std), on a baseline of 800–1200.
 
-use super::bold::{bold_volumes, grid_affine};
+use super::bold::{bold_volumes, grid_affine, write_bold_run};
 use super::{finish_dir, new_output_dir};
 use crate::atomic::{write_bytes_atomic, write_json_atomic};
 use crate::error::{DataError, Result};
 use crate::nifti_io;
 use crate::npy;
-use crate::runs::nifti4d::{self, Storage};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -507,27 +506,7 @@ fn write_run(
     lines: &[Vec<String>],
     scenes: &[(usize, usize)],
 ) -> Result<()> {
-    let stem = root.join(format!(
-        "sub-{SUBJECT}/func/sub-{SUBJECT}_task-{TASK}_run-{run:02}"
-    ));
-    let file = |suffix: &str| PathBuf::from(format!("{}_{suffix}", stem.display()));
-    // Scanners' converters store BOLD as int16 with a slope: 0.05 keeps 0.005% steps at 1000.
-    let storage = Storage::Int16 {
-        slope: 0.05,
-        inter: 0.0,
-    };
-    nifti4d::write_series(
-        &file("bold.nii.gz"),
-        shape,
-        TR,
-        &grid_affine(shape),
-        storage,
-        series,
-    )?;
-    write_json_atomic(
-        &file("bold.json"),
-        &serde_json::json!({"RepetitionTime": TR, "TaskName": TASK}),
-    )?;
+    let file = write_bold_run(root, (SUBJECT, TASK, run), "bold.nii.gz", TR, shape, series)?;
     let mut events = String::from("onset\tduration\ttitle\n");
     for &(start, len) in scenes {
         events.push_str(&format!("{:.1}\t{:.1}\t{TASK}\n", start as f64, len as f64));

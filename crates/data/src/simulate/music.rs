@@ -47,7 +47,7 @@
 //! the TR and scaled to 1% signal change, plus slow drift and Gaussian noise at `snr`, on a
 //! baseline of 800–1200 (as `--kind movie`).
 
-use super::bold::{bold_volumes, grid_affine};
+use super::bold::{bold_volumes, grid_affine, write_bold_run};
 use super::movie::canonical_hrf;
 use super::{finish_dir, new_output_dir};
 use crate::atomic::{write_bytes_atomic, write_json_atomic};
@@ -58,7 +58,6 @@ use crate::audio::wav;
 use crate::error::{DataError, Result};
 use crate::nifti_io;
 use crate::npy;
-use crate::runs::nifti4d::{self, Storage};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -1210,26 +1209,7 @@ fn write_run(
     order: &[usize],
     clips: &[Clip],
 ) -> Result<()> {
-    let stem = root.join(format!(
-        "sub-{SUBJECT}/func/sub-{SUBJECT}_task-{task}_run-{run:02}"
-    ));
-    let file = |suffix: &str| PathBuf::from(format!("{}_{suffix}", stem.display()));
-    let storage = Storage::Int16 {
-        slope: 0.05,
-        inter: 0.0,
-    };
-    nifti4d::write_series(
-        &file("bold.nii"),
-        shape,
-        TR,
-        &grid_affine(shape),
-        storage,
-        series,
-    )?;
-    write_json_atomic(
-        &file("bold.json"),
-        &serde_json::json!({"RepetitionTime": TR, "TaskName": task}),
-    )?;
+    let file = write_bold_run(root, (SUBJECT, task, run), "bold.nii", TR, shape, series)?;
     let mut events = String::from("onset\tduration\tgenre\ttrack\tstart\n");
     for (k, &c) in order.iter().enumerate() {
         let clip = &clips[c];
