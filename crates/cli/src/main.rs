@@ -43,6 +43,8 @@ enum Command {
     Encode(commands::encode::Args),
     EncodeRuns(commands::encode_runs::Args),
     #[command(subcommand)]
+    Music(commands::music::MusicCommand),
+    #[command(subcommand)]
     Ridge(commands::ridge::RidgeCommand),
     #[command(subcommand)]
     Bench(commands::bench::BenchCommand),
@@ -91,6 +93,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Caption(args) => commands::caption::run(args),
         Command::Encode(args) => commands::encode::run(args),
         Command::EncodeRuns(args) => commands::encode_runs::run(args),
+        Command::Music(command) => commands::music::run(command),
         Command::Ridge(command) => commands::ridge::run(command),
         Command::Bench(command) => commands::bench::run(command),
         Command::Stream(args) => commands::stream::run(args),

@@ -4,6 +4,7 @@
 
 pub mod atomic;
 pub mod audio;
+pub mod cifti;
 pub mod error;
 pub mod image;
 pub mod mat;

@@ -232,3 +232,52 @@ fn bad_options_are_refused_before_anything_is_written() {
         .to_string();
     assert!(err.contains("non-empty"), "{err}");
 }
+
+#[test]
+fn captions_and_a_library_nobody_heard_are_written_beside_the_tracks() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("sim");
+    let mut opts = MusicOptions::new(&out);
+    opts.clips_per_genre = 2;
+    opts.clips_per_run = 4;
+    opts.library_per_genre = 2;
+    opts.volume_shape = [8, 8, 8];
+    let simulated = simulate_music(&opts).unwrap();
+    let captions = std::fs::read_to_string(out.join("stimuli/captions.tsv")).unwrap();
+    let rows: Vec<&str> = captions.lines().collect();
+    assert_eq!(rows[0], "track\tstart\tcaption");
+    let clips: Vec<serde_json::Value> =
+        serde_json::from_str(&std::fs::read_to_string(out.join("truth/clips.json")).unwrap())
+            .unwrap();
+    assert_eq!(rows.len(), 1 + clips.len());
+    for (row, clip) in rows[1..].iter().zip(&clips) {
+        let cells: Vec<&str> = row.split('\t').collect();
+        let track = format!(
+            "{}.{:05}",
+            clip["genre"].as_str().unwrap(),
+            clip["track"].as_u64().unwrap()
+        );
+        assert_eq!(
+            (cells[0], cells[2]),
+            (track.as_str(), clip["caption"].as_str().unwrap())
+        );
+    }
+    for genre in &simulated.truth.genres {
+        for n in 0..2 {
+            let path = out.join(format!("library/{genre}/{genre}.{n:05}.wav"));
+            let audio = brainrecon_data::audio::read_audio(&path).unwrap();
+            assert_eq!(
+                (audio.rate, audio.samples.len()),
+                (RATE, 15 * RATE as usize)
+            );
+            // Nobody heard it: no stimulus track has the same audio.
+            let heard = out.join(format!("stimuli/genres/{genre}/{genre}.{n:05}.wav"));
+            if heard.is_file() {
+                assert_ne!(
+                    std::fs::read(&heard).unwrap(),
+                    std::fs::read(&path).unwrap()
+                );
+            }
+        }
+    }
+}

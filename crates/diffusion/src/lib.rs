@@ -5,6 +5,7 @@ pub mod clip;
 pub mod clip_model;
 pub mod clip_vision;
 pub mod embedded;
+pub mod motion;
 pub mod pipeline;
 pub mod prior;
 pub mod scheduler;

@@ -22,6 +22,7 @@ pub mod gpt2;
 pub mod llama;
 pub mod roberta;
 pub mod t5;
+pub mod t5_tokenizer;
 pub mod text_model;
 pub mod text_tokenizer;
 pub mod word2vec;

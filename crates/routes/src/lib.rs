@@ -11,6 +11,7 @@ pub mod error;
 pub mod evaluate;
 pub mod features;
 pub mod linear;
+pub mod music;
 pub mod naturalistic;
 pub mod progress;
 pub mod report;

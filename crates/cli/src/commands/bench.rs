@@ -20,6 +20,7 @@ mod bench_banded;
 pub enum BenchCommand {
     Ridge(RidgeArgs),
     Caption(super::bench_caption::CaptionArgs),
+    Clap(super::bench_clap::ClapArgs),
     Banded(bench_banded::BandedArgs),
     /// One measured fit in a fresh process (used by `bench ridge`).
     #[command(hide = true)]
@@ -30,6 +31,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
     match command {
         BenchCommand::Ridge(args) => ridge(args),
         BenchCommand::Caption(args) => super::bench_caption::caption(args),
+        BenchCommand::Clap(args) => super::bench_clap::clap(args),
         BenchCommand::Banded(args) => bench_banded::banded(args),
         BenchCommand::RidgeRun(args) => ridge_run(args),
     }

@@ -1,6 +1,7 @@
 pub mod b2c;
 pub mod bench;
 pub mod bench_caption;
+pub mod bench_clap;
 pub mod bids;
 pub mod caption;
 pub mod decode;
@@ -13,6 +14,7 @@ pub mod features_text;
 pub mod fit;
 pub mod generate;
 pub mod info;
+pub mod music;
 pub mod nsd;
 pub mod reconstruct;
 pub mod ridge;

@@ -85,6 +85,10 @@ pub struct Args {
     /// paper)
     #[arg(long)]
     track_seconds: Option<f64>,
+    /// Tracks per genre in library/, a music library nobody heard, for `music retrieve`
+    /// (--kind music; default 5; 20 with --size paper)
+    #[arg(long)]
+    library_per_genre: Option<usize>,
     /// Size preset; --images, --sessions and --volume override its parts
     #[arg(long, value_enum, default_value_t = Size::Small)]
     size: Size,
@@ -172,6 +176,7 @@ fn run_music(args: Args) -> anyhow::Result<()> {
     opts.clips_per_genre = args.clips_per_genre.unwrap_or(opts.clips_per_genre);
     opts.clips_per_run = args.clips_per_run.unwrap_or(opts.clips_per_run);
     opts.track_seconds = args.track_seconds.unwrap_or(opts.track_seconds);
+    opts.library_per_genre = args.library_per_genre.unwrap_or(opts.library_per_genre);
     if let Some(volume) = &args.volume {
         opts.volume_shape = parse_volume(volume)?;
     }
@@ -203,10 +208,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.kind != Kind::Music
         && (args.clips_per_genre.is_some()
             || args.clips_per_run.is_some()
-            || args.track_seconds.is_some())
+            || args.track_seconds.is_some()
+            || args.library_per_genre.is_some())
     {
         return Err(super::usage(
-            "--clips-per-genre, --clips-per-run and --track-seconds apply to --kind music",
+            "--clips-per-genre, --clips-per-run, --track-seconds and --library-per-genre apply to --kind music",
         ));
     }
     if args.kind == Kind::Music {

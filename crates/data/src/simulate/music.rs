@@ -9,6 +9,8 @@
 //! sub-001/func/sub-001_task-Training_run-NN_events.tsv onset, duration, genre ('blues'), track, start
 //! sub-001/func/sub-001_task-Test_run-NN_{bold.nii,bold.json,events.tsv}
 //! stimuli/genres/<genre>/<genre>.000NN.wav             the tracks: 22050 Hz mono 16-bit PCM
+//! stimuli/captions.tsv                                 track ('blues.00042'), start, caption per clip
+//! library/<genre>/<genre>.000NN.wav                    15-s tracks nobody heard, for retrieval
 //! derivatives/mask/sub-001_mask.nii.gz                 the brain (int16 0/1)
 //! derivatives/atlas/sub-001_atlas-Destrieux_dseg.nii.gz   cortical ROIs (int16 labels)
 //! derivatives/atlas/sub-001_atlas-Destrieux_dseg.tsv      index, name (FreeSurfer aparc.a2009s numbering and names)
@@ -126,6 +128,9 @@ pub struct MusicOptions {
     pub volume_shape: [usize; 3],
     /// Signal std / noise std per volume.
     pub snr: f64,
+    /// Tracks per genre in `library/`: a music library for retrieval, drawn from a stream of
+    /// clips that no subject hears (and that genres-clap was not trained on).
+    pub library_per_genre: usize,
 }
 
 impl MusicOptions {
@@ -140,6 +145,7 @@ impl MusicOptions {
             seed: 0,
             volume_shape: [16, 16, 10],
             snr: 1.0,
+            library_per_genre: 5,
         }
     }
 
@@ -149,6 +155,7 @@ impl MusicOptions {
             clips_per_genre: 54,
             clips_per_run: 40,
             track_seconds: 30.0,
+            library_per_genre: 20,
             ..MusicOptions::new(out)
         }
     }
@@ -1139,6 +1146,12 @@ fn check(opts: &MusicOptions) -> Result<()> {
             opts.volume_shape
         ));
     }
+    if opts.library_per_genre > 1000 {
+        return usage(format!(
+            "--library-per-genre: expected at most 1000, found {}",
+            opts.library_per_genre
+        ));
+    }
     if !(opts.snr.is_finite() && opts.snr > 0.0) {
         return usage(format!(
             "snr: expected a positive number, found {}",
@@ -1222,6 +1235,36 @@ fn write_run(
         ));
     }
     write_bytes_atomic(&file("events.tsv"), events.as_bytes())
+}
+
+/// `stimuli/captions.tsv`: each clip's caption, keyed by track and start as the events are.
+fn write_captions(root: &Path, clips: &[Clip]) -> Result<()> {
+    let mut table = String::from("track\tstart\tcaption\n");
+    for clip in clips {
+        table.push_str(&format!(
+            "{}.{:05}\t{:.1}\t{}\n",
+            clip.genre, clip.track, clip.start, clip.caption
+        ));
+    }
+    write_bytes_atomic(&root.join("stimuli/captions.tsv"), table.as_bytes())
+}
+
+/// The seed of the library's clip stream (apart from every other stream of the seed).
+pub fn library_stream(seed: u64) -> u64 {
+    seed ^ 0x6C69_6272_6172_7921
+}
+
+/// `library/<genre>/<genre>.000NN.wav`: `library_per_genre` stream clips per genre, 15 s each.
+fn write_library(root: &Path, opts: &MusicOptions) -> Result<()> {
+    let n = opts.library_per_genre * GENRES.len();
+    for index in 0..n as u64 {
+        let clip = StreamClip::new(library_stream(opts.seed), index);
+        let number = index / GENRES.len() as u64;
+        let name = clip.genre_name();
+        let path = root.join(format!("library/{name}/{name}.{number:05}.wav"));
+        wav::write_pcm16(&path, RATE, 1, &clip.render())?;
+    }
+    Ok(())
 }
 
 fn write_atlas(root: &Path, brain: &Brain, shape: [usize; 3]) -> Result<()> {
@@ -1334,6 +1377,8 @@ fn write_subject(opts: &MusicOptions, root: &Path) -> Result<MusicTruth> {
         });
     }
     write_atlas(root, &brain, shape)?;
+    write_captions(root, &clips)?;
+    write_library(root, opts)?;
     write_truth(
         opts, root, &brain, &clips, &raw, &drives, &moods, &signals, run_truth,
     )

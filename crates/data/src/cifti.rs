@@ -1,0 +1,1042 @@
+//! CIFTI-2 dense time series (`.dtseries.nii`), as the CC2017 video dataset ships its fMRI.
+//!
+//! A CIFTI-2 file is a single NIfTI-2 file (540-byte header, either byte order) whose header
+//! extension of code 32 holds the CIFTI XML. The XML names what each matrix dimension indexes:
+//! for a dense time series one `MatrixIndicesMap` of type `CIFTI_INDEX_TYPE_SERIES` (the time
+//! points, with `SeriesStep` = TR) and one of type `CIFTI_INDEX_TYPE_BRAIN_MODELS` (the
+//! grayordinates: surface vertices of each hemisphere, then subcortical voxels). The NIfTI
+//! header stores CIFTI dimension 0 in `dim[5]` and dimension 1 in `dim[6]` (`dim[1..=4]` are 1,
+//! `dim[0]` is 6) and, NIfTI being column-major, dimension 0 varies fastest in the file.
+//! Workbench puts the series on dimension 0; the reader accepts either order and always hands
+//! the data back as (time, grayordinates).
+
+use crate::error::{DataError, Result};
+use std::path::{Path, PathBuf};
+
+/// The NIfTI extension code of the CIFTI XML.
+pub const CIFTI_EXTENSION_CODE: i32 = 32;
+const NIFTI2_HEADER_SIZE: usize = 540;
+const NIFTI1_HEADER_SIZE: i32 = 348;
+/// Structures of the cortical surface models (the first 59,412 grayordinates of a
+/// 91k-grayordinate file such as CC2017's).
+pub const CORTEX: [&str; 2] = [
+    "CIFTI_STRUCTURE_CORTEX_LEFT",
+    "CIFTI_STRUCTURE_CORTEX_RIGHT",
+];
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Endian {
+    Little,
+    Big,
+}
+
+/// The NIfTI-2 header fields the reader uses, as stored on disk.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Nifti2Header {
+    pub endian: Endian,
+    /// NIfTI datatype code (4 int16, 16 float32, 64 float64, ...).
+    pub datatype: i16,
+    pub dim: [i64; 8],
+    pub vox_offset: i64,
+    pub scl_slope: f64,
+    pub scl_inter: f64,
+    /// 3002 for a dense time series (`NIFTI_INTENT_CONNECTIVITY_DENSE_SERIES`); not enforced.
+    pub intent_code: i32,
+}
+
+/// The series map: time point `t` is at `(start + t * step) * 10^exponent` `unit`s.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesMap {
+    pub count: usize,
+    pub start: f64,
+    pub step: f64,
+    pub exponent: i32,
+    /// `SECOND`, `HERTZ`, `METER` or `RADIAN`.
+    pub unit: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelType {
+    /// `CIFTI_MODEL_TYPE_SURFACE`: vertices of a surface mesh.
+    Surface,
+    /// `CIFTI_MODEL_TYPE_VOXELS`: voxels of the volume grid.
+    Voxels,
+}
+
+/// One `BrainModel`: grayordinates `index_offset .. index_offset + index_count`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BrainModel {
+    pub index_offset: usize,
+    pub index_count: usize,
+    pub model_type: ModelType,
+    /// As in the file, e.g. `CIFTI_STRUCTURE_CORTEX_LEFT`.
+    pub brain_structure: String,
+    /// Surface models: vertices of the whole mesh.
+    pub surface_number_of_vertices: Option<usize>,
+    /// Surface models: the mesh vertex of each grayordinate.
+    pub vertex_indices: Vec<usize>,
+    /// Voxel models: the (i, j, k) voxel of each grayordinate.
+    pub voxel_indices_ijk: Vec<[usize; 3]>,
+}
+
+/// The `Volume` element of the brain-models map (present when there are voxel models).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CiftiVolume {
+    pub dimensions: [usize; 3],
+    /// Row-major 4×4 voxel (i, j, k) → (x, y, z) in units of 10^meter_exponent m.
+    pub ijk_to_xyz: [[f64; 4]; 4],
+    pub meter_exponent: i32,
+}
+
+/// A CIFTI-2 dense time series held in memory.
+#[derive(Debug, Clone)]
+pub struct CiftiSeries {
+    pub path: PathBuf,
+    pub header: Nifti2Header,
+    pub series: SeriesMap,
+    /// The CIFTI matrix dimension (0 or 1) the series runs along in the file.
+    pub series_dimension: usize,
+    /// In file order.
+    pub brain_models: Vec<BrainModel>,
+    pub volume: Option<CiftiVolume>,
+    /// The CIFTI XML as stored (trailing padding removed).
+    pub xml: String,
+    n_grayordinates: usize,
+    /// (time, grayordinates) row-major.
+    data: Vec<f32>,
+}
+
+/// Columns of a [`CiftiSeries`] restricted to some brain structures.
+#[derive(Debug, Clone)]
+pub struct Selection {
+    /// Grayordinate index of each kept column, increasing.
+    pub columns: Vec<usize>,
+    /// The models kept, in file order (offsets still refer to the full file).
+    pub models: Vec<BrainModel>,
+    pub n_time: usize,
+    /// (time, columns) row-major.
+    pub data: Vec<f32>,
+}
+
+impl CiftiSeries {
+    /// Reads a `.dtseries.nii`: header, CIFTI XML, and all data (converted to f32, with
+    /// `scl_slope`/`scl_inter` applied as nibabel's `get_fdata` does).
+    pub fn read(path: &Path) -> Result<Self> {
+        crate::error::require_file(path, "a CIFTI-2 dense time series (.dtseries.nii)")?;
+        let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+        let header = parse_header(path, &bytes)?;
+        let (n0, n1) = matrix_shape(path, &header)?;
+        let n = n0.checked_mul(n1).ok_or_else(|| {
+            DataError::invalid(
+                path,
+                "dim[5..=6]",
+                "a matrix that fits in memory",
+                format!("{n0} × {n1}"),
+            )
+        })?;
+        let xml = cifti_xml(path, &bytes, &header)?;
+        let parsed = parse_xml(path, &xml)?;
+        let (n_time, n_gray) = if parsed.series_dimension == 0 {
+            (n0, n1)
+        } else {
+            (n1, n0)
+        };
+        check_series(path, &parsed.series, n_time)?;
+        check_models(path, &parsed.models, parsed.volume.as_ref(), n_gray)?;
+        let raw = decode(path, &bytes, &header, n)?;
+        let data = to_time_major(raw, n_time, n_gray, parsed.series_dimension == 0);
+        Ok(CiftiSeries {
+            path: path.to_path_buf(),
+            header,
+            series: parsed.series,
+            series_dimension: parsed.series_dimension,
+            brain_models: parsed.models,
+            volume: parsed.volume,
+            xml,
+            n_grayordinates: n_gray,
+            data,
+        })
+    }
+
+    pub fn n_time(&self) -> usize {
+        self.series.count
+    }
+
+    pub fn n_grayordinates(&self) -> usize {
+        self.n_grayordinates
+    }
+
+    /// (time, grayordinates) row-major.
+    pub fn data(&self) -> &[f32] {
+        &self.data
+    }
+
+    /// The repetition time in seconds (`SeriesStep · 10^SeriesExponent`), when the series unit
+    /// is `SECOND`.
+    pub fn tr_seconds(&self) -> Option<f64> {
+        (self.series.unit == "SECOND").then(|| self.series.step * 10f64.powi(self.series.exponent))
+    }
+
+    /// The columns of the models whose structure is one of `structures`, in file order.
+    /// Names are the file's (`CIFTI_STRUCTURE_CORTEX_LEFT`) or without the prefix
+    /// (`CORTEX_LEFT`); a name that no model of the file has is an error.
+    pub fn select(&self, structures: &[&str]) -> Result<Selection> {
+        let wanted: Vec<String> = structures.iter().map(|s| full_structure_name(s)).collect();
+        for (name, asked) in wanted.iter().zip(structures) {
+            if !self.brain_models.iter().any(|m| &m.brain_structure == name) {
+                let have: Vec<&str> = self
+                    .brain_models
+                    .iter()
+                    .map(|m| m.brain_structure.as_str())
+                    .collect();
+                return Err(DataError::invalid(
+                    &self.path,
+                    "BrainModel BrainStructure",
+                    format!("one of the file's structures {have:?}"),
+                    *asked,
+                ));
+            }
+        }
+        let mut models: Vec<BrainModel> = self
+            .brain_models
+            .iter()
+            .filter(|m| wanted.contains(&m.brain_structure))
+            .cloned()
+            .collect();
+        models.sort_by_key(|m| m.index_offset);
+        let columns: Vec<usize> = models
+            .iter()
+            .flat_map(|m| m.index_offset..m.index_offset + m.index_count)
+            .collect();
+        Ok(Selection {
+            data: self.gather(&columns),
+            n_time: self.n_time(),
+            columns,
+            models,
+        })
+    }
+
+    /// Left and right cortical surface vertices ([`CORTEX`]).
+    pub fn cortex(&self) -> Result<Selection> {
+        self.select(&CORTEX)
+    }
+
+    fn gather(&self, columns: &[usize]) -> Vec<f32> {
+        let g = self.n_grayordinates;
+        let mut out = Vec::with_capacity(self.n_time() * columns.len());
+        for row in self.data.chunks_exact(g) {
+            out.extend(columns.iter().map(|&c| row[c]));
+        }
+        out
+    }
+}
+
+fn full_structure_name(name: &str) -> String {
+    if name.starts_with("CIFTI_STRUCTURE_") {
+        name.to_string()
+    } else {
+        format!("CIFTI_STRUCTURE_{name}")
+    }
+}
+
+/// Endian-aware reads from a byte buffer (bounds are checked by the callers).
+struct Reader<'a> {
+    bytes: &'a [u8],
+    endian: Endian,
+}
+
+impl Reader<'_> {
+    fn take<const N: usize>(&self, at: usize) -> [u8; N] {
+        let mut a = [0u8; N];
+        a.copy_from_slice(&self.bytes[at..at + N]);
+        if self.endian == Endian::Big {
+            a.reverse();
+        }
+        a
+    }
+    fn i16(&self, at: usize) -> i16 {
+        i16::from_le_bytes(self.take(at))
+    }
+    fn i32(&self, at: usize) -> i32 {
+        i32::from_le_bytes(self.take(at))
+    }
+    fn i64(&self, at: usize) -> i64 {
+        i64::from_le_bytes(self.take(at))
+    }
+    fn f64(&self, at: usize) -> f64 {
+        f64::from_le_bytes(self.take(at))
+    }
+}
+
+/// Detects the byte order from `sizeof_hdr` and reads the NIfTI-2 fields (offsets of the
+/// NIfTI-2 standard).
+fn parse_header(path: &Path, bytes: &[u8]) -> Result<Nifti2Header> {
+    if bytes.len() < 4 {
+        return Err(DataError::invalid(
+            path,
+            "NIfTI-2 header",
+            "540 bytes",
+            format!("a {}-byte file", bytes.len()),
+        ));
+    }
+    let size_le = i32::from_le_bytes(bytes[0..4].try_into().unwrap());
+    let size_be = i32::from_be_bytes(bytes[0..4].try_into().unwrap());
+    let endian = if size_le == NIFTI2_HEADER_SIZE as i32 {
+        Endian::Little
+    } else if size_be == NIFTI2_HEADER_SIZE as i32 {
+        Endian::Big
+    } else if size_le == NIFTI1_HEADER_SIZE || size_be == NIFTI1_HEADER_SIZE {
+        return Err(DataError::invalid(
+            path,
+            "sizeof_hdr",
+            "540 (CIFTI-2 is stored in NIfTI-2)",
+            "348 (a NIfTI-1 file)",
+        ));
+    } else {
+        return Err(DataError::invalid(
+            path,
+            "sizeof_hdr",
+            "540 (a NIfTI-2 file)",
+            size_le.to_string(),
+        ));
+    };
+    if bytes.len() < NIFTI2_HEADER_SIZE {
+        return Err(DataError::invalid(
+            path,
+            "NIfTI-2 header",
+            "540 bytes",
+            format!("a truncated {}-byte file", bytes.len()),
+        ));
+    }
+    let magic = &bytes[4..8];
+    if magic != b"n+2\0" {
+        let what = if magic == b"ni2\0" {
+            "\"ni2\" (a .hdr/.img pair, which CIFTI does not use)".to_string()
+        } else {
+            format!("{:?}", String::from_utf8_lossy(magic))
+        };
+        return Err(DataError::invalid(
+            path,
+            "magic",
+            "\"n+2\" (single-file NIfTI-2)",
+            what,
+        ));
+    }
+    let r = Reader { bytes, endian };
+    let mut dim = [0i64; 8];
+    for (i, d) in dim.iter_mut().enumerate() {
+        *d = r.i64(16 + 8 * i);
+    }
+    Ok(Nifti2Header {
+        endian,
+        datatype: r.i16(12),
+        dim,
+        vox_offset: r.i64(168),
+        scl_slope: r.f64(176),
+        scl_inter: r.f64(184),
+        intent_code: r.i32(504),
+    })
+}
+
+/// (length of CIFTI dimension 0, length of CIFTI dimension 1) from `dim[5]`, `dim[6]`.
+fn matrix_shape(path: &Path, h: &Nifti2Header) -> Result<(usize, usize)> {
+    let d = h.dim;
+    if d[0] != 6 {
+        let found = if d[0] == 7 {
+            "7 (a 3-D CIFTI matrix)".to_string()
+        } else {
+            d[0].to_string()
+        };
+        return Err(DataError::invalid(
+            path,
+            "dim[0]",
+            "6 (a 2-D CIFTI matrix: series × grayordinates)",
+            found,
+        ));
+    }
+    if d[1..=4].iter().any(|&v| v != 1) {
+        return Err(DataError::invalid(
+            path,
+            "dim[1..=4]",
+            "[1, 1, 1, 1] (CIFTI keeps its dimensions in dim[5] and up)",
+            format!("{:?}", &d[1..=4]),
+        ));
+    }
+    let len = |i: usize| -> Result<usize> {
+        usize::try_from(d[i])
+            .ok()
+            .filter(|&n| n > 0)
+            .ok_or_else(|| {
+                DataError::invalid(
+                    path,
+                    format!("dim[{i}]"),
+                    "a positive length",
+                    d[i].to_string(),
+                )
+            })
+    };
+    Ok((len(5)?, len(6)?))
+}
+
+/// The text of the first extension with code 32.
+fn cifti_xml(path: &Path, bytes: &[u8], h: &Nifti2Header) -> Result<String> {
+    let r = Reader {
+        bytes,
+        endian: h.endian,
+    };
+    let end = usize::try_from(h.vox_offset).unwrap_or(usize::MAX);
+    if end > bytes.len() || end < NIFTI2_HEADER_SIZE + 4 {
+        return Err(DataError::invalid(
+            path,
+            "vox_offset",
+            format!("an offset between 544 and the file size {}", bytes.len()),
+            h.vox_offset.to_string(),
+        ));
+    }
+    let no_extension = || {
+        DataError::invalid(
+            path,
+            "NIfTI extensions",
+            "a CIFTI extension (code 32) holding the CIFTI XML",
+            "none",
+        )
+    };
+    if bytes[NIFTI2_HEADER_SIZE] == 0 {
+        return Err(no_extension());
+    }
+    let mut at = NIFTI2_HEADER_SIZE + 4;
+    while at + 8 <= end {
+        let esize = r.i32(at);
+        let ecode = r.i32(at + 4);
+        let size = usize::try_from(esize)
+            .ok()
+            .filter(|&s| s >= 8 && at + s <= end);
+        let Some(size) = size else {
+            return Err(DataError::invalid(
+                path,
+                format!("extension at byte {at}: esize"),
+                format!("at least 8 and within vox_offset {end}"),
+                esize.to_string(),
+            ));
+        };
+        if ecode == CIFTI_EXTENSION_CODE {
+            let content = &bytes[at + 8..at + size];
+            let trimmed = match content.iter().rposition(|&b| b != 0) {
+                Some(last) => &content[..=last],
+                None => &[][..],
+            };
+            return String::from_utf8(trimmed.to_vec())
+                .map_err(|e| DataError::format(path, "CIFTI XML", format!("not UTF-8 text: {e}")));
+        }
+        at += size;
+    }
+    Err(no_extension())
+}
+
+struct ParsedXml {
+    series: SeriesMap,
+    series_dimension: usize,
+    models: Vec<BrainModel>,
+    volume: Option<CiftiVolume>,
+}
+
+/// Finds the series and brain-models maps of a dense time series.
+fn parse_xml(path: &Path, xml: &str) -> Result<ParsedXml> {
+    let options = roxmltree::ParsingOptions {
+        allow_dtd: true,
+        ..Default::default()
+    };
+    let doc = roxmltree::Document::parse_with_options(xml, options)
+        .map_err(|e| DataError::format(path, "CIFTI XML", e))?;
+    let root = doc.root_element();
+    if root.tag_name().name() != "CIFTI" {
+        return Err(DataError::invalid(
+            path,
+            "CIFTI XML root element",
+            "<CIFTI>",
+            format!("<{}>", root.tag_name().name()),
+        ));
+    }
+    let version = root.attribute("Version").unwrap_or("");
+    if !version.starts_with('2') {
+        return Err(DataError::invalid(path, "CIFTI Version", "2", version));
+    }
+    let matrix = child(path, root, "Matrix")?;
+    let mut series = None;
+    let mut brain = None;
+    for map in matrix
+        .children()
+        .filter(|n| n.has_tag_name("MatrixIndicesMap"))
+    {
+        let dims: Vec<usize> = attr_list(path, map, "AppliesToMatrixDimension")?;
+        let kind = map.attribute("IndicesMapToDataType").unwrap_or("");
+        match (kind, dims.as_slice()) {
+            ("CIFTI_INDEX_TYPE_SERIES", [d]) if series.is_none() => series = Some((*d, map)),
+            ("CIFTI_INDEX_TYPE_BRAIN_MODELS", [d]) if brain.is_none() => brain = Some((*d, map)),
+            _ => {
+                return Err(DataError::invalid(
+                    path,
+                    "CIFTI XML MatrixIndicesMap",
+                    "one CIFTI_INDEX_TYPE_SERIES map and one CIFTI_INDEX_TYPE_BRAIN_MODELS map, \
+                     each for one dimension (a dense time series)",
+                    format!("{kind} for dimensions {dims:?}"),
+                ))
+            }
+        }
+    }
+    let (Some((series_dimension, series_map)), Some((brain_dimension, brain_map))) =
+        (series, brain)
+    else {
+        return Err(DataError::invalid(
+            path,
+            "CIFTI XML MatrixIndicesMap",
+            "a CIFTI_INDEX_TYPE_SERIES map and a CIFTI_INDEX_TYPE_BRAIN_MODELS map",
+            "fewer maps",
+        ));
+    };
+    if series_dimension > 1 || brain_dimension != 1 - series_dimension {
+        return Err(DataError::invalid(
+            path,
+            "CIFTI XML AppliesToMatrixDimension",
+            "0 and 1 (one map each)",
+            format!("series {series_dimension}, brain models {brain_dimension}"),
+        ));
+    }
+    let volume = match brain_map.children().find(|n| n.has_tag_name("Volume")) {
+        Some(v) => Some(parse_volume(path, v)?),
+        None => None,
+    };
+    let models = brain_map
+        .children()
+        .filter(|n| n.has_tag_name("BrainModel"))
+        .enumerate()
+        .map(|(i, m)| parse_model(path, i, m))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(ParsedXml {
+        series: parse_series(path, series_map)?,
+        series_dimension,
+        models,
+        volume,
+    })
+}
+
+fn child<'a, 'i>(
+    path: &Path,
+    node: roxmltree::Node<'a, 'i>,
+    name: &str,
+) -> Result<roxmltree::Node<'a, 'i>> {
+    node.children()
+        .find(|n| n.has_tag_name(name))
+        .ok_or_else(|| {
+            DataError::invalid(
+                path,
+                format!("CIFTI XML <{}>", node.tag_name().name()),
+                format!("a <{name}> element"),
+                "none",
+            )
+        })
+}
+
+/// A required attribute parsed as `T`.
+fn attr<T: std::str::FromStr>(
+    path: &Path,
+    node: roxmltree::Node,
+    name: &str,
+    what: &str,
+) -> Result<T> {
+    let field = || format!("CIFTI XML <{}> {name}", node.tag_name().name());
+    let text = node
+        .attribute(name)
+        .ok_or_else(|| DataError::invalid(path, field(), what, "no such attribute"))?;
+    text.trim()
+        .parse()
+        .map_err(|_| DataError::invalid(path, field(), what, text))
+}
+
+/// A comma-separated attribute (AppliesToMatrixDimension, VolumeDimensions).
+fn attr_list<T: std::str::FromStr>(
+    path: &Path,
+    node: roxmltree::Node,
+    name: &str,
+) -> Result<Vec<T>> {
+    let field = || format!("CIFTI XML <{}> {name}", node.tag_name().name());
+    let text = node.attribute(name).unwrap_or("");
+    text.split(',')
+        .map(|s| s.trim().parse())
+        .collect::<std::result::Result<Vec<T>, _>>()
+        .map_err(|_| DataError::invalid(path, field(), "comma-separated integers", text))
+}
+
+/// Whitespace-separated numbers in an element's text (VertexIndices, VoxelIndicesIJK, the
+/// transformation matrix).
+fn text_numbers<T: std::str::FromStr>(
+    path: &Path,
+    node: roxmltree::Node,
+    field: &str,
+) -> Result<Vec<T>> {
+    node.text()
+        .unwrap_or("")
+        .split_whitespace()
+        .map(|s| {
+            s.parse()
+                .map_err(|_| DataError::invalid(path, field, "whitespace-separated numbers", s))
+        })
+        .collect()
+}
+
+fn parse_series(path: &Path, map: roxmltree::Node) -> Result<SeriesMap> {
+    let unit: String = attr(path, map, "SeriesUnit", "SECOND, HERTZ, METER or RADIAN")?;
+    if !["SECOND", "HERTZ", "METER", "RADIAN"].contains(&unit.as_str()) {
+        return Err(DataError::invalid(
+            path,
+            "CIFTI XML <MatrixIndicesMap> SeriesUnit",
+            "SECOND, HERTZ, METER or RADIAN",
+            unit,
+        ));
+    }
+    Ok(SeriesMap {
+        count: attr(path, map, "NumberOfSeriesPoints", "a non-negative integer")?,
+        start: attr(path, map, "SeriesStart", "a number")?,
+        step: attr(path, map, "SeriesStep", "a number")?,
+        exponent: attr(path, map, "SeriesExponent", "an integer")?,
+        unit,
+    })
+}
+
+fn parse_volume(path: &Path, node: roxmltree::Node) -> Result<CiftiVolume> {
+    let dims: Vec<usize> = attr_list(path, node, "VolumeDimensions")?;
+    let Ok(dimensions) = <[usize; 3]>::try_from(dims.as_slice()) else {
+        return Err(DataError::invalid(
+            path,
+            "CIFTI XML <Volume> VolumeDimensions",
+            "3 integers",
+            format!("{dims:?}"),
+        ));
+    };
+    let tm = child(path, node, "TransformationMatrixVoxelIndicesIJKtoXYZ")?;
+    let field = "CIFTI XML <TransformationMatrixVoxelIndicesIJKtoXYZ>";
+    let values: Vec<f64> = text_numbers(path, tm, field)?;
+    if values.len() != 16 {
+        return Err(DataError::invalid(
+            path,
+            field,
+            "16 numbers (a row-major 4×4 matrix)",
+            format!("{} numbers", values.len()),
+        ));
+    }
+    let mut ijk_to_xyz = [[0.0; 4]; 4];
+    for (i, v) in values.iter().enumerate() {
+        ijk_to_xyz[i / 4][i % 4] = *v;
+    }
+    Ok(CiftiVolume {
+        dimensions,
+        ijk_to_xyz,
+        meter_exponent: attr(path, tm, "MeterExponent", "an integer")?,
+    })
+}
+
+fn parse_model(path: &Path, i: usize, node: roxmltree::Node) -> Result<BrainModel> {
+    let field = |what: &str| format!("CIFTI XML <BrainModel> #{i} {what}");
+    let model_type = match node.attribute("ModelType") {
+        Some("CIFTI_MODEL_TYPE_SURFACE") => ModelType::Surface,
+        Some("CIFTI_MODEL_TYPE_VOXELS") => ModelType::Voxels,
+        other => {
+            return Err(DataError::invalid(
+                path,
+                field("ModelType"),
+                "CIFTI_MODEL_TYPE_SURFACE or CIFTI_MODEL_TYPE_VOXELS",
+                other.unwrap_or("no such attribute"),
+            ))
+        }
+    };
+    let mut model = BrainModel {
+        index_offset: attr(path, node, "IndexOffset", "a non-negative integer")?,
+        index_count: attr(path, node, "IndexCount", "a non-negative integer")?,
+        model_type,
+        brain_structure: attr(path, node, "BrainStructure", "a CIFTI_STRUCTURE_* name")?,
+        surface_number_of_vertices: None,
+        vertex_indices: Vec::new(),
+        voxel_indices_ijk: Vec::new(),
+    };
+    match model_type {
+        ModelType::Surface => {
+            model.surface_number_of_vertices = Some(attr(
+                path,
+                node,
+                "SurfaceNumberOfVertices",
+                "a positive integer",
+            )?);
+            let list = child(path, node, "VertexIndices")?;
+            model.vertex_indices = text_numbers(path, list, &field("VertexIndices"))?;
+        }
+        ModelType::Voxels => {
+            let list = child(path, node, "VoxelIndicesIJK")?;
+            let flat: Vec<usize> = text_numbers(path, list, &field("VoxelIndicesIJK"))?;
+            if flat.len() % 3 != 0 {
+                return Err(DataError::invalid(
+                    path,
+                    field("VoxelIndicesIJK"),
+                    "i j k triples",
+                    format!("{} numbers", flat.len()),
+                ));
+            }
+            model.voxel_indices_ijk = flat.chunks_exact(3).map(|c| [c[0], c[1], c[2]]).collect();
+        }
+    }
+    Ok(model)
+}
+
+fn check_series(path: &Path, series: &SeriesMap, n_time: usize) -> Result<()> {
+    if series.count != n_time {
+        return Err(DataError::invalid(
+            path,
+            "CIFTI XML NumberOfSeriesPoints",
+            format!("{n_time} (the data's length along the series dimension)"),
+            series.count.to_string(),
+        ));
+    }
+    Ok(())
+}
+
+/// The models must tile `0..n_gray` exactly, and each list must match its count and lie in
+/// its surface or volume.
+fn check_models(
+    path: &Path,
+    models: &[BrainModel],
+    volume: Option<&CiftiVolume>,
+    n_gray: usize,
+) -> Result<()> {
+    let mut order: Vec<&BrainModel> = models.iter().collect();
+    order.sort_by_key(|m| m.index_offset);
+    let mut next = 0usize;
+    for m in order {
+        let name = &m.brain_structure;
+        if m.index_offset != next {
+            let (expected, found) = if m.index_offset < next {
+                ("ranges that do not overlap", "an overlap")
+            } else {
+                ("ranges without gaps", "a gap")
+            };
+            return Err(DataError::invalid(
+                path,
+                format!("BrainModel {name} IndexOffset"),
+                format!("{next} ({expected})"),
+                format!("{} ({found})", m.index_offset),
+            ));
+        }
+        check_model_lists(path, m, volume)?;
+        next = m.index_offset.saturating_add(m.index_count);
+    }
+    if next != n_gray {
+        return Err(DataError::invalid(
+            path,
+            "BrainModel IndexOffset/IndexCount",
+            format!("models covering the data's {n_gray} grayordinates"),
+            format!("models covering {next}"),
+        ));
+    }
+    Ok(())
+}
+
+fn check_model_lists(path: &Path, m: &BrainModel, volume: Option<&CiftiVolume>) -> Result<()> {
+    let name = &m.brain_structure;
+    let listed = match m.model_type {
+        ModelType::Surface => m.vertex_indices.len(),
+        ModelType::Voxels => m.voxel_indices_ijk.len(),
+    };
+    if listed != m.index_count {
+        return Err(DataError::invalid(
+            path,
+            format!("BrainModel {name} IndexCount"),
+            format!("the {listed} indices the model lists"),
+            m.index_count.to_string(),
+        ));
+    }
+    if let Some(n) = m.surface_number_of_vertices {
+        if let Some(v) = m.vertex_indices.iter().find(|&&v| v >= n) {
+            return Err(DataError::invalid(
+                path,
+                format!("BrainModel {name} VertexIndices"),
+                format!("vertices below SurfaceNumberOfVertices {n}"),
+                v.to_string(),
+            ));
+        }
+    }
+    if m.model_type == ModelType::Voxels {
+        let Some(vol) = volume else {
+            return Err(DataError::invalid(
+                path,
+                format!("BrainModel {name}"),
+                "a <Volume> element in the brain-models map (voxel models need one)",
+                "none",
+            ));
+        };
+        let d = vol.dimensions;
+        if let Some(v) = m
+            .voxel_indices_ijk
+            .iter()
+            .find(|v| (0..3).any(|a| v[a] >= d[a]))
+        {
+            return Err(DataError::invalid(
+                path,
+                format!("BrainModel {name} VoxelIndicesIJK"),
+                format!("voxels inside VolumeDimensions {d:?}"),
+                format!("{v:?}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Bytes per value and a decoder, for the datatypes CIFTI files use.
+fn datatype_codec(code: i16) -> Option<(usize, fn([u8; 8]) -> f64)> {
+    Some(match code {
+        2 => (1, |b| b[0] as f64),
+        256 => (1, |b| b[0] as i8 as f64),
+        4 => (2, |b| i16::from_le_bytes([b[0], b[1]]) as f64),
+        512 => (2, |b| u16::from_le_bytes([b[0], b[1]]) as f64),
+        8 => (4, |b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64),
+        768 => (4, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64),
+        16 => (4, |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64),
+        64 => (8, f64::from_le_bytes),
+        _ => return None,
+    })
+}
+
+/// The `n` stored values as f32, in file order, scaled like nibabel (slope 0 or not finite:
+/// no scaling; the product in f64, then rounded once).
+fn decode(path: &Path, bytes: &[u8], h: &Nifti2Header, n: usize) -> Result<Vec<f32>> {
+    let Some((width, codec)) = datatype_codec(h.datatype) else {
+        return Err(DataError::invalid(
+            path,
+            "datatype",
+            "uint8, int8, int16, uint16, int32, uint32, float32 or float64 (2, 256, 4, 512, 8, \
+             768, 16, 64)",
+            h.datatype.to_string(),
+        ));
+    };
+    let start = h.vox_offset as usize;
+    let needed = n.checked_mul(width).unwrap_or(usize::MAX);
+    let have = bytes.len() - start;
+    if have < needed {
+        return Err(DataError::invalid(
+            path,
+            "data",
+            format!("{needed} bytes after vox_offset {start} ({n} values)"),
+            format!("{have} bytes (truncated file)"),
+        ));
+    }
+    let (slope, inter) = scaling(path, h)?;
+    let big = h.endian == Endian::Big;
+    let values = bytes[start..start + needed].chunks_exact(width).map(|c| {
+        let mut b = [0u8; 8];
+        b[..width].copy_from_slice(c);
+        if big {
+            b[..width].reverse();
+        }
+        let v = codec(b);
+        match (slope, inter) {
+            (Some(s), Some(i)) => apply_scaling(v, s, i),
+            _ => v as f32,
+        }
+    });
+    Ok(values.collect())
+}
+
+fn apply_scaling(v: f64, slope: f64, inter: f64) -> f32 {
+    let scaled = if slope != 1.0 { v * slope } else { v };
+    (if inter != 0.0 { scaled + inter } else { scaled }) as f32
+}
+
+/// `(slope, intercept)` when the header asks for scaling.
+fn scaling(path: &Path, h: &Nifti2Header) -> Result<(Option<f64>, Option<f64>)> {
+    if h.scl_slope == 0.0 || !h.scl_slope.is_finite() {
+        return Ok((None, None));
+    }
+    if !h.scl_inter.is_finite() {
+        return Err(DataError::invalid(
+            path,
+            "scl_inter",
+            "a finite intercept (scl_slope is set)",
+            h.scl_inter.to_string(),
+        ));
+    }
+    Ok((Some(h.scl_slope), Some(h.scl_inter)))
+}
+
+/// File order (CIFTI dimension 0 fastest) → (time, grayordinates) row-major.
+fn to_time_major(raw: Vec<f32>, n_time: usize, n_gray: usize, series_first: bool) -> Vec<f32> {
+    if !series_first {
+        // Grayordinates vary fastest: already one time point per row.
+        return raw;
+    }
+    let mut out = vec![0f32; raw.len()];
+    for (g, column) in raw.chunks_exact(n_time).enumerate() {
+        for (t, &v) in column.iter().enumerate() {
+            out[t * n_gray + g] = v;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_major_transposes_series_first_layout() {
+        // Two grayordinates, three time points, time fastest in the file.
+        let raw = vec![1.0, 2.0, 3.0, 10.0, 20.0, 30.0];
+        assert_eq!(
+            to_time_major(raw.clone(), 3, 2, true),
+            vec![1.0, 10.0, 2.0, 20.0, 3.0, 30.0]
+        );
+        assert_eq!(to_time_major(raw.clone(), 3, 2, false), raw);
+    }
+
+    #[test]
+    fn structure_names_accept_short_form() {
+        assert_eq!(full_structure_name("CORTEX_LEFT"), CORTEX[0]);
+        assert_eq!(full_structure_name(CORTEX[1]), CORTEX[1]);
+    }
+
+    #[test]
+    fn scaling_follows_nibabel_rules() {
+        let mut h = Nifti2Header {
+            endian: Endian::Little,
+            datatype: 4,
+            dim: [6, 1, 1, 1, 1, 2, 2, 1],
+            vox_offset: 560,
+            scl_slope: f64::NAN,
+            scl_inter: 5.0,
+            intent_code: 3002,
+        };
+        let p = Path::new("x.dtseries.nii");
+        assert_eq!(scaling(p, &h).unwrap(), (None, None));
+        h.scl_slope = 0.0;
+        assert_eq!(scaling(p, &h).unwrap(), (None, None));
+        h.scl_slope = 2.0;
+        assert_eq!(scaling(p, &h).unwrap(), (Some(2.0), Some(5.0)));
+        assert_eq!(apply_scaling(3.0, 2.0, 5.0), 11.0);
+        h.scl_inter = f64::NAN;
+        assert!(scaling(p, &h).is_err());
+    }
+}
+
+/// The CC2017 dataset's file layout (Wen et al. 2018, "video_fmri_dataset"): per subject,
+/// training segments `subjectN/fmri/segK/cifti/segK_R_Atlas.dtseries.nii` (K = 1..=18, R = 1..=2)
+/// and test segments `subjectN/fmri/testK/cifti/testK_R_Atlas.dtseries.nii` (K = 1..=5,
+/// R = 1..=10).
+///
+/// Taken from the dataset authors' processing code and the published description; not checked
+/// against the real files here. Also from that code but NOT applied by this module: the runs
+/// hold 245 volumes (training, test1) or 246 (test2..test5), of which the authors keep 240
+/// (dropping the first 1 or 2 and the last 4).
+pub mod cc2017 {
+    use crate::error::{DataError, Result};
+    use std::path::{Path, PathBuf};
+
+    pub const TRAIN_SEGMENTS: usize = 18;
+    pub const TRAIN_REPETITIONS: usize = 2;
+    pub const TEST_SEGMENTS: usize = 5;
+    pub const TEST_REPETITIONS: usize = 10;
+
+    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    pub enum Split {
+        /// `segK` folders: 18 segments shown twice.
+        Train,
+        /// `testK` folders: 5 segments shown ten times.
+        Test,
+    }
+
+    impl Split {
+        fn prefix(self) -> &'static str {
+            match self {
+                Split::Train => "seg",
+                Split::Test => "test",
+            }
+        }
+
+        /// (segments, repetitions) of the published design.
+        pub fn design(self) -> (usize, usize) {
+            match self {
+                Split::Train => (TRAIN_SEGMENTS, TRAIN_REPETITIONS),
+                Split::Test => (TEST_SEGMENTS, TEST_REPETITIONS),
+            }
+        }
+    }
+
+    /// One recording: a segment (1-based) seen for the `repetition`-th time (1-based).
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Run {
+        pub split: Split,
+        pub segment: usize,
+        pub repetition: usize,
+        pub path: PathBuf,
+    }
+
+    /// `<root>/subject<subject>/fmri`.
+    pub fn fmri_dir(root: &Path, subject: usize) -> PathBuf {
+        root.join(format!("subject{subject}")).join("fmri")
+    }
+
+    /// Where a run's file lies (whether or not it exists).
+    pub fn run_path(
+        root: &Path,
+        subject: usize,
+        split: Split,
+        segment: usize,
+        rep: usize,
+    ) -> PathBuf {
+        let folder = format!("{}{segment}", split.prefix());
+        fmri_dir(root, subject)
+            .join(&folder)
+            .join("cifti")
+            .join(format!("{folder}_{rep}_Atlas.dtseries.nii"))
+    }
+
+    /// Every run of the published design for one subject and split, segment-major
+    /// (segment 1 repetitions 1.., segment 2 ...). Any missing file is an error naming the
+    /// first one missing and how many are.
+    pub fn runs(root: &Path, subject: usize, split: Split) -> Result<Vec<Run>> {
+        let dir = fmri_dir(root, subject);
+        if !dir.is_dir() {
+            return Err(DataError::Missing {
+                path: dir,
+                what: format!(
+                    "the CC2017 subject folder (subject{subject}/fmri under the dataset root)"
+                ),
+            });
+        }
+        let (segments, repetitions) = split.design();
+        let mut runs = Vec::with_capacity(segments * repetitions);
+        let mut missing = Vec::new();
+        for segment in 1..=segments {
+            for repetition in 1..=repetitions {
+                let path = run_path(root, subject, split, segment, repetition);
+                if !path.is_file() {
+                    missing.push((segment, repetition, path.clone()));
+                }
+                runs.push(Run {
+                    split,
+                    segment,
+                    repetition,
+                    path,
+                });
+            }
+        }
+        if let Some((segment, repetition, path)) = missing.first().cloned() {
+            return Err(DataError::Missing {
+                path,
+                what: format!(
+                    "the CIFTI file of {} segment {segment} repetition {repetition} \
+                     ({} of the {} {segments}×{repetitions} files are missing)",
+                    split.prefix(),
+                    missing.len(),
+                    segments * repetitions,
+                ),
+            });
+        }
+        Ok(runs)
+    }
+}

@@ -1,0 +1,722 @@
+//! AnimateDiff motion modules: diffusers' `AnimateDiffTransformer3D`, the temporal transformer
+//! that `MotionAdapter` / `UNetMotionModel` place after each resnet + attention pair.
+//!
+//! A module sees a batch of clips as `[b·f, c, h, w]` (frames of a clip consecutive, as the
+//! image U-Net sees them), attends across the `f` frames of every pixel independently, and adds
+//! the result to its input. Parameter names are diffusers': `norm`, `proj_in`,
+//! `transformer_blocks.N.{norm1, attn1, norm2, attn2, norm3, ff, pos_embed.pe}`, `proj_out`, so
+//! the tensors under e.g. `down_blocks.0.motion_modules.1` of a diffusers motion adapter load
+//! unchanged; [`MotionAdapter`] loads a whole diffusers motion-adapter folder. Built from the
+//! project's differentiable layers, so the modules can be trained.
+
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use serde::Deserialize;
+
+use crate::nn::{self, Attention, Conv2d, Error, GroupNorm, LayerNorm, Linear, Result};
+use crate::train::{init_parameters_with, ParamInit, Parameters};
+use crate::unet::{FeedForward, OneOrMany, WEIGHTS_FILE};
+
+/// The frame-position encoding added before each temporal attention.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PositionalEmbedding {
+    /// diffusers' `SinusoidalPositionalEmbedding`: sin on even, cos on odd channels.
+    Sinusoidal,
+}
+
+/// Configuration of one `AnimateDiffTransformer3D` (the arguments diffusers' `MotionModules`
+/// passes it).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MotionModuleConfig {
+    /// Channels of the feature map the module sits on (input and output).
+    pub in_channels: usize,
+    pub num_attention_heads: usize,
+    pub attention_head_dim: usize,
+    /// Temporal transformer blocks (`transformer_blocks.N`).
+    pub num_layers: usize,
+    /// Groups of the input group norm (the adapter's `motion_norm_num_groups`).
+    pub norm_num_groups: usize,
+    /// Longest clip the positional table covers (the adapter's `motion_max_seq_length`).
+    pub max_seq_length: usize,
+    /// Feed-forward activation; diffusers' adapters always use `"geglu"`, the only one here.
+    pub activation_fn: String,
+    /// `Some(Sinusoidal)` in every motion adapter; `None` drops the frame positions.
+    pub positional_embeddings: Option<PositionalEmbedding>,
+    /// Biases on `to_q` / `to_k` / `to_v` (false in `MotionAdapter`).
+    pub attention_bias: bool,
+}
+
+impl MotionModuleConfig {
+    /// The module `MotionModules` builds on `in_channels` channels: head dim
+    /// `in_channels / heads`, GEGLU, sinusoidal positions, no attention biases.
+    pub fn for_adapter(
+        in_channels: usize,
+        num_attention_heads: usize,
+        num_layers: usize,
+        norm_num_groups: usize,
+        max_seq_length: usize,
+    ) -> Self {
+        Self {
+            in_channels,
+            num_attention_heads,
+            attention_head_dim: in_channels / num_attention_heads.max(1),
+            num_layers,
+            norm_num_groups,
+            max_seq_length,
+            activation_fn: "geglu".to_string(),
+            positional_embeddings: Some(PositionalEmbedding::Sinusoidal),
+            attention_bias: false,
+        }
+    }
+
+    /// Width of the transformer blocks, `heads · head_dim`.
+    pub fn inner_dim(&self) -> usize {
+        self.num_attention_heads * self.attention_head_dim
+    }
+
+    // `usize::is_multiple_of` needs Rust 1.87; the workspace supports 1.85.
+    #[allow(clippy::manual_is_multiple_of)]
+    pub fn validate(&self) -> Result<()> {
+        let bad = |msg: String| Err(Error::InvalidConfig(format!("motion module: {msg}")));
+        if self.in_channels == 0 || self.inner_dim() == 0 {
+            return bad(format!(
+                "in_channels ({}) and num_attention_heads × attention_head_dim ({} × {}) must \
+                 be positive",
+                self.in_channels, self.num_attention_heads, self.attention_head_dim
+            ));
+        }
+        if self.norm_num_groups == 0 || self.in_channels % self.norm_num_groups != 0 {
+            return bad(format!(
+                "in_channels {} is not divisible into norm_num_groups {}",
+                self.in_channels, self.norm_num_groups
+            ));
+        }
+        if self.activation_fn != "geglu" {
+            return bad(format!(
+                "activation_fn \"{}\" is not supported (expected \"geglu\", as in every \
+                 motion adapter)",
+                self.activation_fn
+            ));
+        }
+        if self.positional_embeddings.is_some() {
+            if self.max_seq_length == 0 {
+                return bad("max_seq_length must be positive".into());
+            }
+            // diffusers' table interleaves sin and cos pairs, which needs an even width.
+            if self.inner_dim() % 2 != 0 {
+                return bad(format!(
+                    "sinusoidal positions need an even width, got {}",
+                    self.inner_dim()
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// diffusers' sinusoidal table [max_len, dim]: `pe[p, 2i] = sin(p·ω_i)`,
+/// `pe[p, 2i+1] = cos(p·ω_i)`, `ω_i = exp(−2i·ln(10000)/dim)`.
+pub fn sinusoidal_table(max_len: usize, dim: usize, device: &Device) -> Result<Tensor> {
+    let mut data = vec![0f32; max_len * dim];
+    for p in 0..max_len {
+        for i in (0..dim).step_by(2) {
+            // diffusers computes the frequencies in f32 and the angle as an f32 product.
+            let freq = (i as f32 * (-(10000f32).ln() / dim as f32)).exp();
+            let angle = p as f32 * freq;
+            data[p * dim + i] = angle.sin();
+            if i + 1 < dim {
+                data[p * dim + i + 1] = angle.cos();
+            }
+        }
+    }
+    Ok(Tensor::from_vec(data, (max_len, dim), device)?)
+}
+
+/// Where a module's positional table comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PositionTable {
+    /// The checkpoint's `pos_embed.pe` buffer when it has one (diffusers loads the buffer),
+    /// else the formula.
+    StoredOrComputed,
+    /// Always the formula (fresh modules: the buffer is not a parameter to initialise).
+    Computed,
+}
+
+/// One `transformer_blocks.N`: two temporal self-attentions (`attn1`, `attn2`, each after a
+/// layer norm and the frame positions) and a GEGLU feed-forward, all residual.
+#[derive(Debug, Clone)]
+pub struct TemporalTransformerBlock {
+    pub norm1: LayerNorm,
+    pub attn1: Attention,
+    pub norm2: LayerNorm,
+    pub attn2: Attention,
+    pub norm3: LayerNorm,
+    pub ff: FeedForward,
+    /// `pos_embed.pe` as [max_seq_length, dim] (None without positional embeddings).
+    pub pos_embed: Option<Tensor>,
+}
+
+impl TemporalTransformerBlock {
+    fn new(vb: VarBuilder, cfg: &MotionModuleConfig, table: PositionTable) -> Result<Self> {
+        let dim = cfg.inner_dim();
+        let (heads, head_dim) = (cfg.num_attention_heads, cfg.attention_head_dim);
+        let attn = |name: &str| {
+            Attention::new(
+                vb.pp(name),
+                dim,
+                None,
+                heads,
+                head_dim,
+                cfg.attention_bias,
+                false,
+            )
+        };
+        let pos_embed = match cfg.positional_embeddings {
+            Some(PositionalEmbedding::Sinusoidal) => {
+                Some(position_table(&vb.pp("pos_embed"), cfg, table)?)
+            }
+            None => None,
+        };
+        Ok(Self {
+            norm1: LayerNorm::new(vb.pp("norm1"), dim, 1e-5, true)?,
+            attn1: attn("attn1")?,
+            norm2: LayerNorm::new(vb.pp("norm2"), dim, 1e-5, true)?,
+            attn2: attn("attn2")?,
+            norm3: LayerNorm::new(vb.pp("norm3"), dim, 1e-5, true)?,
+            ff: FeedForward::new(vb.pp("ff"), dim, 4)?,
+            pos_embed,
+        })
+    }
+
+    /// Adds the positions of the first `f` frames to `x` [n, f, dim].
+    fn add_positions(&self, x: &Tensor) -> Result<Tensor> {
+        match &self.pos_embed {
+            Some(pe) => {
+                let f = x.dim(1)?;
+                Ok(x.broadcast_add(&pe.narrow(0, 0, f)?.to_dtype(x.dtype())?)?)
+            }
+            None => Ok(x.clone()),
+        }
+    }
+
+    /// `x` [b·h·w, f, dim] → same shape.
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let n = self.add_positions(&self.norm1.forward(x)?)?;
+        let x = (self.attn1.forward(&n, None)? + x)?;
+        let n = self.add_positions(&self.norm2.forward(&x)?)?;
+        let x = (self.attn2.forward(&n, None)? + x)?;
+        Ok((self.ff.forward(&self.norm3.forward(&x)?)? + x)?)
+    }
+}
+
+/// The block's positional table [max_seq_length, dim] in the builder's dtype.
+fn position_table(
+    vb: &VarBuilder,
+    cfg: &MotionModuleConfig,
+    table: PositionTable,
+) -> Result<Tensor> {
+    let (len, dim) = (cfg.max_seq_length, cfg.inner_dim());
+    if table == PositionTable::StoredOrComputed && vb.contains_tensor("pe") {
+        // A stored table of another length means the config's max_seq_length is wrong:
+        // `weight` names the tensor and both shapes.
+        let pe = nn::weight(vb, (1, len, dim), "pe")?;
+        return Ok(pe.squeeze(0)?);
+    }
+    Ok(sinusoidal_table(len, dim, vb.device())?.to_dtype(vb.dtype())?)
+}
+
+/// diffusers' `AnimateDiffTransformer3D`: group norm over each clip, `proj_in`, temporal
+/// transformer blocks over the frames of every pixel, `proj_out`, plus the input.
+#[derive(Debug, Clone)]
+pub struct AnimateDiffTransformer3D {
+    pub norm: GroupNorm,
+    pub proj_in: Linear,
+    pub transformer_blocks: Vec<TemporalTransformerBlock>,
+    pub proj_out: Linear,
+    pub config: MotionModuleConfig,
+}
+
+impl AnimateDiffTransformer3D {
+    /// Loads a module from `vb` at its diffusers prefix (e.g. `down_blocks.0.motion_modules.0`).
+    /// A stored `pos_embed.pe` is used as diffusers uses it; absent, the formula gives it.
+    pub fn new(vb: VarBuilder, config: &MotionModuleConfig) -> Result<Self> {
+        Self::build(vb, config, PositionTable::StoredOrComputed)
+    }
+
+    fn build(vb: VarBuilder, config: &MotionModuleConfig, table: PositionTable) -> Result<Self> {
+        config.validate()?;
+        let (c, inner) = (config.in_channels, config.inner_dim());
+        let transformer_blocks = (0..config.num_layers)
+            .map(|i| {
+                TemporalTransformerBlock::new(vb.pp("transformer_blocks").pp(i), config, table)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            norm: GroupNorm::new(vb.pp("norm"), config.norm_num_groups, c, 1e-6)?,
+            proj_in: Linear::new(vb.pp("proj_in"), c, inner, true)?,
+            transformer_blocks,
+            proj_out: Linear::new(vb.pp("proj_out"), inner, c, true)?,
+            config: config.clone(),
+        })
+    }
+
+    /// A fresh, trainable module: PyTorch's default initialisation seeded by `seed` (and each
+    /// parameter's name), except `proj_out`, which starts at zero (AnimateDiff's
+    /// `zero_initialize`) so that the untrained module returns its input and a U-Net with it
+    /// reduces exactly to the image model.
+    pub fn init_zero_out(
+        config: &MotionModuleConfig,
+        seed: u64,
+        dtype: DType,
+        device: &Device,
+    ) -> brainrecon_nn::Result<(Self, Parameters)> {
+        init_parameters_with(
+            |vb| Self::build(vb, config, PositionTable::Computed),
+            seed,
+            dtype,
+            device,
+            zero_proj_out,
+        )
+    }
+
+    /// `hidden_states` [b·f, c, h, w] with the `num_frames` frames of each clip consecutive →
+    /// [b·f, c, h, w]. More frames than `max_seq_length` (with positions) is an error.
+    pub fn forward(&self, hidden_states: &Tensor, num_frames: usize) -> Result<Tensor> {
+        let (bf, c, h, w) = self.check_input(hidden_states, num_frames)?;
+        let (b, f) = (bf / num_frames, num_frames);
+        // (b·f, c, h, w) → (b, c, f, h, w): the group norm pools each clip's frames together.
+        let x = hidden_states
+            .reshape((b, f, c, h, w))?
+            .permute((0, 2, 1, 3, 4))?;
+        let x = self.norm.forward(&x.contiguous()?)?;
+        let x = x.permute((0, 3, 4, 2, 1))?.reshape((b * h * w, f, c))?;
+        let mut x = self.proj_in.forward(&x)?;
+        for block in &self.transformer_blocks {
+            x = block.forward(&x)?;
+        }
+        let x = self.proj_out.forward(&x)?;
+        // (b·h·w, f, c) → (b, h, w, f, c) → (b, f, c, h, w) → (b·f, c, h, w)
+        let x = x
+            .reshape((b, h, w, f, c))?
+            .permute((0, 3, 4, 1, 2))?
+            .contiguous()?
+            .reshape((bf, c, h, w))?;
+        Ok((x + hidden_states)?)
+    }
+
+    // `usize::is_multiple_of` needs Rust 1.87; the workspace supports 1.85.
+    #[allow(clippy::manual_is_multiple_of)]
+    fn check_input(&self, x: &Tensor, num_frames: usize) -> Result<(usize, usize, usize, usize)> {
+        let bad = |name: &'static str, msg: String| Err(Error::InvalidInput { name, msg });
+        let dims = x.dims().to_vec();
+        let [bf, c, h, w] = dims[..] else {
+            return bad(
+                "motion module input",
+                format!("shape {dims:?}, expected [batch·frames, channels, height, width]"),
+            );
+        };
+        if c != self.config.in_channels {
+            return bad(
+                "motion module input",
+                format!("{c} channels, the module has {}", self.config.in_channels),
+            );
+        }
+        if num_frames == 0 || bf % num_frames != 0 {
+            return bad(
+                "num_frames",
+                format!("{num_frames} frames do not divide the {bf} rows of the input"),
+            );
+        }
+        let max = self.config.max_seq_length;
+        if self.config.positional_embeddings.is_some() && num_frames > max {
+            return bad(
+                "num_frames",
+                format!(
+                    "{num_frames} frames, but the motion module's positions cover at most {max} \
+                     (motion_max_seq_length of the adapter)"
+                ),
+            );
+        }
+        Ok((bf, c, h, w))
+    }
+}
+
+/// Initialisation rule: every `proj_out` tensor at zero, the rest PyTorch's default.
+pub fn zero_proj_out(name: &str, _shape: &[usize], default: ParamInit) -> ParamInit {
+    let leaf_module = name.rsplit_once('.').map(|(m, _)| m).unwrap_or("");
+    if leaf_module == "proj_out" || leaf_module.ends_with(".proj_out") {
+        ParamInit::Constant(0.0)
+    } else {
+        default
+    }
+}
+
+/// diffusers' `MotionAdapter` `config.json` (the fields that shape the modules; others, such
+/// as `_class_name`, are ignored).
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct MotionAdapterConfig {
+    #[serde(default = "default_block_out_channels")]
+    pub block_out_channels: Vec<usize>,
+    #[serde(default = "default_layers_per_block")]
+    pub motion_layers_per_block: OneOrMany,
+    #[serde(default = "default_one_layer")]
+    pub motion_transformer_layers_per_block: LayersPerBlock,
+    #[serde(default = "one")]
+    pub motion_mid_block_layers_per_block: usize,
+    #[serde(default = "default_mid_layers")]
+    pub motion_transformer_layers_per_mid_block: OneOrMany,
+    #[serde(default = "default_heads")]
+    pub motion_num_attention_heads: OneOrMany,
+    #[serde(default = "default_groups")]
+    pub motion_norm_num_groups: usize,
+    #[serde(default = "default_max_seq_length")]
+    pub motion_max_seq_length: usize,
+    #[serde(default = "yes")]
+    pub use_motion_mid_block: bool,
+    #[serde(default)]
+    pub conv_in_channels: Option<usize>,
+}
+
+/// `motion_transformer_layers_per_block`: one count for all, one per block, or per block a
+/// count per motion module.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(untagged)]
+pub enum LayersPerBlock {
+    One(usize),
+    Many(Vec<OneOrMany>),
+}
+
+fn default_block_out_channels() -> Vec<usize> {
+    vec![320, 640, 1280, 1280]
+}
+fn default_layers_per_block() -> OneOrMany {
+    OneOrMany::One(2)
+}
+fn default_one_layer() -> LayersPerBlock {
+    LayersPerBlock::One(1)
+}
+fn one() -> usize {
+    1
+}
+fn default_mid_layers() -> OneOrMany {
+    OneOrMany::One(1)
+}
+fn default_heads() -> OneOrMany {
+    OneOrMany::One(8)
+}
+fn default_groups() -> usize {
+    32
+}
+fn default_max_seq_length() -> usize {
+    32
+}
+fn yes() -> bool {
+    true
+}
+
+impl MotionAdapterConfig {
+    /// Parses an adapter's `config.json`; errors name the file.
+    pub fn from_file(path: &Path) -> Result<Self> {
+        let cfg: Self = nn::read_json_config(path)?;
+        cfg.module_configs().map_err(|e| e.in_file(path))?;
+        Ok(cfg)
+    }
+
+    /// Per block (down blocks, the mid block if any, up blocks), the config of each motion
+    /// module, as diffusers' `MotionAdapter.__init__` lays them out.
+    #[allow(clippy::type_complexity)]
+    pub fn module_configs(
+        &self,
+    ) -> Result<(
+        Vec<Vec<MotionModuleConfig>>,
+        Option<Vec<MotionModuleConfig>>,
+        Vec<Vec<MotionModuleConfig>>,
+    )> {
+        let n = self.block_out_channels.len();
+        if n == 0 {
+            return Err(Error::InvalidConfig(
+                "motion adapter: block_out_channels is empty".into(),
+            ));
+        }
+        let layers = self
+            .motion_layers_per_block
+            .per_block(n, "motion_layers_per_block")?;
+        let heads = self
+            .motion_num_attention_heads
+            .per_block(n, "motion_num_attention_heads")?;
+        let transformer_layers: Vec<OneOrMany> = match &self.motion_transformer_layers_per_block {
+            LayersPerBlock::One(k) => vec![OneOrMany::One(*k); n],
+            LayersPerBlock::Many(v) if v.len() == n => v.clone(),
+            LayersPerBlock::Many(v) => {
+                return Err(Error::InvalidConfig(format!(
+                    "motion_transformer_layers_per_block has {} entries for {n} blocks",
+                    v.len()
+                )))
+            }
+        };
+        let block = |c: usize, h: usize, modules: usize, depth: &OneOrMany, field: &str| {
+            let depths = depth.per_block(modules, field)?;
+            let cfgs: Vec<MotionModuleConfig> = depths
+                .into_iter()
+                .map(|d| {
+                    let cfg = MotionModuleConfig::for_adapter(
+                        c,
+                        h,
+                        d,
+                        self.motion_norm_num_groups,
+                        self.motion_max_seq_length,
+                    );
+                    cfg.validate().map(|_| cfg)
+                })
+                .collect::<Result<_>>()?;
+            Ok::<_, Error>(cfgs)
+        };
+        let field = "motion_transformer_layers_per_block";
+        let channels = &self.block_out_channels;
+        let down = (0..n)
+            .map(|i| {
+                block(
+                    channels[i],
+                    heads[i],
+                    layers[i],
+                    &transformer_layers[i],
+                    field,
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mid = if self.use_motion_mid_block {
+            Some(block(
+                channels[n - 1],
+                heads[n - 1],
+                self.motion_mid_block_layers_per_block,
+                &self.motion_transformer_layers_per_mid_block,
+                "motion_transformer_layers_per_mid_block",
+            )?)
+        } else {
+            None
+        };
+        // Up blocks run from the deepest block up, one module more than their down block.
+        let up = (0..n)
+            .rev()
+            .map(|i| {
+                block(
+                    channels[i],
+                    heads[i],
+                    layers[i] + 1,
+                    &transformer_layers[i],
+                    field,
+                )
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok((down, mid, up))
+    }
+}
+
+/// diffusers' `MotionModules`: the `motion_modules.M` of one U-Net block.
+#[derive(Debug, Clone)]
+pub struct MotionModules {
+    pub motion_modules: Vec<AnimateDiffTransformer3D>,
+}
+
+impl MotionModules {
+    fn new(vb: VarBuilder, configs: &[MotionModuleConfig]) -> Result<Self> {
+        let motion_modules = configs
+            .iter()
+            .enumerate()
+            .map(|(m, cfg)| AnimateDiffTransformer3D::new(vb.pp("motion_modules").pp(m), cfg))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self { motion_modules })
+    }
+}
+
+/// diffusers' `MotionAdapter`: the motion modules of every down, mid and up block (and the
+/// optional `conv_in`), to be placed in an image U-Net.
+#[derive(Debug, Clone)]
+pub struct MotionAdapter {
+    pub conv_in: Option<Conv2d>,
+    pub down_blocks: Vec<MotionModules>,
+    pub mid_block: Option<MotionModules>,
+    pub up_blocks: Vec<MotionModules>,
+    pub config: MotionAdapterConfig,
+}
+
+impl MotionAdapter {
+    pub fn new(vb: VarBuilder, config: &MotionAdapterConfig) -> Result<Self> {
+        let (down, mid, up) = config.module_configs()?;
+        let blocks = |name: &str, cfgs: &[Vec<MotionModuleConfig>]| {
+            cfgs.iter()
+                .enumerate()
+                .map(|(i, c)| MotionModules::new(vb.pp(name).pp(i), c))
+                .collect::<Result<Vec<_>>>()
+        };
+        let conv_in = match config.conv_in_channels {
+            Some(c) if c > 0 => {
+                let out = config.block_out_channels[0];
+                Some(Conv2d::new(vb.pp("conv_in"), c, out, 3, 1, 1)?)
+            }
+            _ => None,
+        };
+        Ok(Self {
+            conv_in,
+            down_blocks: blocks("down_blocks", &down)?,
+            mid_block: match &mid {
+                Some(c) => Some(MotionModules::new(vb.pp("mid_block"), c)?),
+                None => None,
+            },
+            up_blocks: blocks("up_blocks", &up)?,
+            config: config.clone(),
+        })
+    }
+
+    /// Loads a diffusers motion-adapter folder (`config.json` +
+    /// `diffusion_pytorch_model.safetensors`, e.g. `animatediff-motion-adapter-v1-5-2`).
+    pub fn from_pretrained(dir: &Path, dtype: DType, device: &Device) -> Result<Self> {
+        let config = MotionAdapterConfig::from_file(&dir.join("config.json"))?;
+        let file = dir.join(WEIGHTS_FILE);
+        let vb = nn::mmaped_var_builder(std::slice::from_ref(&file), dtype, device)?;
+        Self::new(vb, &config).map_err(|e| e.in_file(&file))
+    }
+
+    /// Every module with its diffusers prefix (`down_blocks.0.motion_modules.0`, ...).
+    pub fn modules(&self) -> Vec<(String, &AnimateDiffTransformer3D)> {
+        let down = self.down_blocks.iter().enumerate();
+        let up = self.up_blocks.iter().enumerate();
+        let blocks: Vec<(String, &MotionModules)> = down
+            .map(|(i, b)| (format!("down_blocks.{i}"), b))
+            .chain(self.mid_block.iter().map(|b| ("mid_block".to_string(), b)))
+            .chain(up.map(|(i, b)| (format!("up_blocks.{i}"), b)))
+            .collect();
+        blocks
+            .into_iter()
+            .flat_map(|(prefix, b)| {
+                b.motion_modules
+                    .iter()
+                    .enumerate()
+                    .map(move |(m, module)| (format!("{prefix}.motion_modules.{m}"), module))
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rng::{NoiseSource, SeededNoise};
+
+    fn config() -> MotionModuleConfig {
+        MotionModuleConfig::for_adapter(16, 2, 1, 4, 8)
+    }
+
+    #[test]
+    fn sinusoidal_table_follows_the_formula() {
+        let t = sinusoidal_table(5, 6, &Device::Cpu).unwrap();
+        let v = t.to_vec2::<f32>().unwrap();
+        assert_eq!(v[0], vec![0.0, 1.0, 0.0, 1.0, 0.0, 1.0]);
+        for (p, row) in v.iter().enumerate() {
+            for i in 0..3 {
+                let w = (-(2.0 * i as f64) * 10000f64.ln() / 6.0).exp();
+                let a = p as f64 * w;
+                assert!((row[2 * i] as f64 - a.sin()).abs() < 1e-6);
+                assert!((row[2 * i + 1] as f64 - a.cos()).abs() < 1e-6);
+            }
+        }
+    }
+
+    #[test]
+    fn zero_rule_touches_proj_out_only() {
+        let d = ParamInit::Uniform { bound: 0.1 };
+        for zero in [
+            "proj_out.weight",
+            "proj_out.bias",
+            "mid_block.motion_modules.0.proj_out.bias",
+        ] {
+            assert_eq!(
+                zero_proj_out(zero, &[1], d),
+                ParamInit::Constant(0.0),
+                "{zero}"
+            );
+        }
+        for keep in [
+            "proj_in.weight",
+            "transformer_blocks.0.attn1.to_out.0.weight",
+            "x_proj_out.weight",
+        ] {
+            assert_eq!(zero_proj_out(keep, &[1], d), d, "{keep}");
+        }
+    }
+
+    #[test]
+    fn invalid_configs_are_errors() {
+        let mut c = config();
+        c.norm_num_groups = 5;
+        assert!(c
+            .validate()
+            .unwrap_err()
+            .to_string()
+            .contains("norm_num_groups 5"));
+        let mut c = config();
+        c.activation_fn = "gelu".into();
+        assert!(c.validate().unwrap_err().to_string().contains("\"gelu\""));
+        let mut c = config();
+        (c.num_attention_heads, c.attention_head_dim) = (1, 3);
+        assert!(c.validate().unwrap_err().to_string().contains("even width"));
+        let mut c = config();
+        c.positional_embeddings = None;
+        (c.num_attention_heads, c.attention_head_dim) = (1, 3);
+        c.validate().unwrap();
+    }
+
+    /// diffusers' defaults (the SD 1.5 adapters' layout): two modules per down block, three
+    /// per up block, one in the mid block, head dims channels / 8.
+    #[test]
+    fn default_adapter_layout() {
+        let cfg: MotionAdapterConfig = serde_json::from_str("{}").unwrap();
+        let (down, mid, up) = cfg.module_configs().unwrap();
+        let count = |b: &[Vec<MotionModuleConfig>]| b.iter().map(Vec::len).collect::<Vec<_>>();
+        assert_eq!(count(&down), vec![2, 2, 2, 2]);
+        assert_eq!(count(&up), vec![3, 3, 3, 3]);
+        assert_eq!(mid.as_ref().map(Vec::len), Some(1));
+        assert_eq!(down[0][0].attention_head_dim, 40);
+        assert_eq!(up[0][0].in_channels, 1280);
+        assert_eq!(up[3][2].in_channels, 320);
+        assert_eq!(down[1][1].max_seq_length, 32);
+    }
+
+    /// A fresh module is the identity, and training can start: `proj_out` gets a gradient.
+    #[test]
+    fn fresh_module_is_the_identity_and_trains_proj_out() {
+        let (m, params) =
+            AnimateDiffTransformer3D::init_zero_out(&config(), 3, DType::F32, &Device::Cpu)
+                .unwrap();
+        let x = SeededNoise::new(1)
+            .gaussian(&[2 * 6, 16, 2, 3], &Device::Cpu, DType::F32)
+            .unwrap();
+        let y = m.forward(&x, 6).unwrap();
+        let diff = (&y - &x).unwrap().abs().unwrap().max_all().unwrap();
+        assert_eq!(diff.to_scalar::<f32>().unwrap(), 0.0);
+        let grads = y.sqr().unwrap().sum_all().unwrap().backward().unwrap();
+        let w = params.get("proj_out.weight").unwrap();
+        let g = grads
+            .get(w.as_tensor())
+            .expect("proj_out.weight has a gradient");
+        assert!(
+            g.abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+                > 0.0
+        );
+        let too_long = Tensor::zeros((9, 16, 2, 3), DType::F32, &Device::Cpu).unwrap();
+        assert!(matches!(
+            m.forward(&too_long, 9),
+            Err(Error::InvalidInput {
+                name: "num_frames",
+                ..
+            })
+        ));
+    }
+}
