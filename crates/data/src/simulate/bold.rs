@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use crate::atomic::write_json_atomic;
 use crate::error::Result;
+use crate::npy;
 use crate::runs::nifti4d::{self, Storage};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
@@ -106,4 +107,28 @@ pub(super) fn write_bold_run(
         &serde_json::json!({"RepetitionTime": tr, "TaskName": task}),
     )?;
     Ok(file)
+}
+
+/// `voxels.npy` (brain voxels, 3) int32 (i, j, k) of each flat index (x fastest) and
+/// `voxel_group.npy` (brain voxels,) int32 group index, in `dir`.
+pub fn write_voxel_truth(
+    dir: &Path,
+    flat: &[usize],
+    group: &[usize],
+    shape: [usize; 3],
+) -> Result<()> {
+    let ijk: Vec<i32> = flat
+        .iter()
+        .flat_map(|&f| {
+            [
+                f % shape[0],
+                (f / shape[0]) % shape[1],
+                f / (shape[0] * shape[1]),
+            ]
+        })
+        .map(|c| c as i32)
+        .collect();
+    npy::write(&dir.join("voxels.npy"), &[flat.len(), 3], &ijk)?;
+    let group: Vec<i32> = group.iter().map(|&g| g as i32).collect();
+    npy::write(&dir.join("voxel_group.npy"), &[flat.len()], &group)
 }

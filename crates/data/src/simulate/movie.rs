@@ -26,7 +26,7 @@
 //! runs), plus slow drift (a linear trend and a 300–900 s sinusoid, each about four times the signal)
 //! and Gaussian noise at `snr` (signal std / noise std), on a baseline of 800–1200.
 
-use super::bold::{bold_volumes, grid_affine, write_bold_run};
+use super::bold::{bold_volumes, grid_affine, write_bold_run, write_voxel_truth};
 use super::{finish_dir, new_output_dir};
 use crate::atomic::{write_bytes_atomic, write_json_atomic};
 use crate::error::{DataError, Result};
@@ -587,24 +587,7 @@ fn write_truth(
     let dir = root.join("truth");
     let shape = opts.volume_shape;
     let n = brain.flat.len();
-    let ijk: Vec<i32> = brain
-        .flat
-        .iter()
-        .flat_map(|&f| {
-            [
-                f % shape[0],
-                (f / shape[0]) % shape[1],
-                f / (shape[0] * shape[1]),
-            ]
-        })
-        .map(|c| c as i32)
-        .collect();
-    npy::write(&dir.join("voxels.npy"), &[n, 3], &ijk)?;
-    npy::write(
-        &dir.join("voxel_group.npy"),
-        &[n],
-        &brain.group.iter().map(|&g| g as i32).collect::<Vec<_>>(),
-    )?;
+    write_voxel_truth(&dir, &brain.flat, &brain.group, shape)?;
     let kinds: Vec<u8> = brain
         .group
         .iter()

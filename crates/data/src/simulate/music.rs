@@ -49,7 +49,7 @@
 //! the TR and scaled to 1% signal change, plus slow drift and Gaussian noise at `snr`, on a
 //! baseline of 800–1200 (as `--kind movie`).
 
-use super::bold::{bold_volumes, grid_affine, write_bold_run};
+use super::bold::{bold_volumes, grid_affine, write_bold_run, write_voxel_truth};
 use super::movie::canonical_hrf;
 use super::{finish_dir, new_output_dir};
 use crate::atomic::{write_bytes_atomic, write_json_atomic};
@@ -1399,24 +1399,7 @@ fn write_truth(
     let dir = root.join("truth");
     let shape = opts.volume_shape;
     let n = brain.flat.len();
-    let ijk: Vec<i32> = brain
-        .flat
-        .iter()
-        .flat_map(|&f| {
-            [
-                f % shape[0],
-                (f / shape[0]) % shape[1],
-                f / (shape[0] * shape[1]),
-            ]
-        })
-        .map(|c| c as i32)
-        .collect();
-    npy::write(&dir.join("voxels.npy"), &[n, 3], &ijk)?;
-    npy::write(
-        &dir.join("voxel_group.npy"),
-        &[n],
-        &brain.group.iter().map(|&g| g as i32).collect::<Vec<_>>(),
-    )?;
+    write_voxel_truth(&dir, &brain.flat, &brain.group, shape)?;
     npy::write(&dir.join("voxel_roi.npy"), &[n], &brain.roi)?;
     let acoustic: Vec<f32> = raw.iter().flatten().flatten().map(|&v| v as f32).collect();
     npy::write(

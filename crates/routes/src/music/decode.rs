@@ -5,6 +5,7 @@
 use crate::error::{Result, RouteError};
 use brainrecon_data::nifti_io;
 use brainrecon_data::runs::RunSet;
+use brainrecon_metrics::identification::two_way_identification_per_prediction;
 use brainrecon_ridge::{Cv, RidgeCv, RidgeModel, Scoring};
 use faer::Mat;
 use std::collections::BTreeMap;
@@ -21,10 +22,8 @@ pub struct Roi {
 
 /// `index<TAB>name` rows (BIDS dseg.tsv, FreeSurfer colour tables reduced to two columns).
 fn read_label_names(path: &Path) -> Result<BTreeMap<i64, String>> {
-    let text = std::fs::read_to_string(path).map_err(|e| brainrecon_data::DataError::Io {
-        path: path.to_path_buf(),
-        source: e,
-    })?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| brainrecon_data::DataError::io(path, e))?;
     let mut names = BTreeMap::new();
     for (i, line) in text.lines().enumerate().skip(1) {
         let mut cells = line.split('\t');
@@ -204,47 +203,16 @@ pub fn mean_prediction(predictions: &[Mat<f32>]) -> Mat<f32> {
     })
 }
 
-/// Pearson correlation of two equal-length vectors (0 when either is constant).
-fn pearson(a: &[f64], b: &[f64]) -> f64 {
-    let n = a.len() as f64;
-    let (ma, mb) = (a.iter().sum::<f64>() / n, b.iter().sum::<f64>() / n);
-    let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
-    for (x, y) in a.iter().zip(b) {
-        sab += (x - ma) * (y - mb);
-        saa += (x - ma) * (x - ma);
-        sbb += (y - mb) * (y - mb);
-    }
-    if saa == 0.0 || sbb == 0.0 {
-        0.0
-    } else {
-        sab / (saa * sbb).sqrt()
-    }
-}
-
 /// Identification accuracy (Brain2Music's): for each item i, the share of the other items j
 /// whose true embedding correlates less with i's prediction than i's own,
-/// `#{j ≠ i : r(pred_i, true_j) < r(pred_i, true_i)} / (n − 1)`; its mean over items and the
-/// per-item values. Chance is 0.5. `pred`, `truth`: (n, d), n ≥ 2.
-pub fn identification(pred: &Mat<f32>, truth: &Mat<f32>) -> (f64, Vec<f64>) {
-    assert_eq!((pred.nrows(), pred.ncols()), (truth.nrows(), truth.ncols()));
-    let n = pred.nrows();
-    assert!(n >= 2, "identification needs at least two items");
-    let rows = |m: &Mat<f32>| -> Vec<Vec<f64>> {
-        (0..n)
-            .map(|r| (0..m.ncols()).map(|c| m[(r, c)] as f64).collect())
-            .collect()
-    };
-    let (p, t) = (rows(pred), rows(truth));
-    let per_item: Vec<f64> = (0..n)
-        .map(|i| {
-            let own = pearson(&p[i], &t[i]);
-            let below = (0..n)
-                .filter(|&j| j != i && pearson(&p[i], &t[j]) < own)
-                .count();
-            below as f64 / (n - 1) as f64
-        })
-        .collect();
-    (per_item.iter().sum::<f64>() / n as f64, per_item)
+/// `#{j ≠ i : r(pred_i, true_j) < r(pred_i, true_i)} / (n − 1)` (MindEye's two-way
+/// identification per prediction); its mean over items and the per-item values. Chance is 0.5.
+/// `pred`, `truth`: (n, d), n ≥ 2.
+pub fn identification(pred: &Mat<f32>, truth: &Mat<f32>) -> Result<(f64, Vec<f64>)> {
+    let (n, d) = (pred.nrows(), pred.ncols());
+    let per_item =
+        two_way_identification_per_prediction(&row_major(pred), &row_major(truth), n, d)?;
+    Ok((per_item.iter().sum::<f64>() / n as f64, per_item))
 }
 
 /// Rows averaged within groups: `groups[r]` in `0..k` → (k, d).
@@ -275,7 +243,7 @@ mod tests {
         let pred = Mat::from_fn(3, 4, |r, c| {
             [[1., 2., 3., 4.], [2., 4., 1., 3.], [2., 4., 1.5, 3.]][r][c]
         });
-        let (mean, items) = identification(&pred, &truth);
+        let (mean, items) = identification(&pred, &truth).unwrap();
         assert_eq!(items[0], 1.0);
         // r(pred1, truth1) = -0.6 is below both others (0.0 and 1.0).
         assert_eq!(items[1], 0.0);

@@ -280,15 +280,17 @@ pub fn fit_music(opts: &MusicFitOptions, device: &Device) -> Result<MusicFitSumm
     let roi_scores = rois
         .iter()
         .zip(&decoders)
-        .map(|(roi, d)| RoiScore {
-            label: roi.label,
-            name: roi.name.clone(),
-            n_voxels: roi.columns.len(),
-            cv_score: d.cv_score,
-            test_identification: decode::identification(&predictions[d.roi], &truth).0,
-            kept: kept.contains(&d.roi),
+        .map(|(roi, d)| {
+            Ok(RoiScore {
+                label: roi.label,
+                name: roi.name.clone(),
+                n_voxels: roi.columns.len(),
+                cv_score: d.cv_score,
+                test_identification: decode::identification(&predictions[d.roi], &truth)?.0,
+                kept: kept.contains(&d.roi),
+            })
         })
-        .collect();
+        .collect::<Result<_>>()?;
     let summary = MusicFitSummary {
         format: FORMAT.into(),
         runs: opts.runs.clone(),
@@ -305,8 +307,8 @@ pub fn fit_music(opts: &MusicFitOptions, device: &Device) -> Result<MusicFitSumm
         test_clips: test.clips.clone(),
         test_windows: test.samples.len(),
         rois: roi_scores,
-        identification_windows: decode::identification(&ensemble, &truth).0,
-        identification_clips: decode::identification(&decoded_clips, &true_clips).0,
+        identification_windows: decode::identification(&ensemble, &truth)?.0,
+        identification_clips: decode::identification(&decoded_clips, &true_clips)?.0,
         seed: opts.seed,
     };
     let all_shown = presentations(&runs, &opts.test_task, false)?;
@@ -358,10 +360,7 @@ fn write_run_features(
     spec: &WindowSpec,
     dir: &Path,
 ) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| brainrecon_data::DataError::Io {
-        path: dir.to_path_buf(),
-        source: e,
-    })?;
+    std::fs::create_dir_all(dir).map_err(|e| brainrecon_data::DataError::io(dir, e))?;
     for (r, info) in runs.runs().iter().enumerate() {
         let mut rows = vec![0f32; info.n_trs * width];
         for p in shown.iter().filter(|p| p.run == r) {
@@ -423,10 +422,8 @@ fn write_outputs(
     kept: &[usize],
 ) -> Result<()> {
     let out = &opts.out;
-    std::fs::create_dir_all(out.join("models")).map_err(|e| brainrecon_data::DataError::Io {
-        path: out.clone(),
-        source: e,
-    })?;
+    std::fs::create_dir_all(out.join("models"))
+        .map_err(|e| brainrecon_data::DataError::io(out, e))?;
     let width = summary.width;
     npy::write(
         &out.join("embeddings_train.npy"),

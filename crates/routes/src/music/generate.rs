@@ -122,10 +122,8 @@ pub struct GenerationSummary {
 /// Reads a caption bank: a `.txt` file with one caption per line, else a tab-separated table
 /// whose header has a `caption` column and optionally `track` (quotes around tracks dropped).
 pub fn read_caption_bank(path: &Path) -> Result<Vec<BankCaption>> {
-    let text = std::fs::read_to_string(path).map_err(|e| brainrecon_data::DataError::Io {
-        path: path.to_path_buf(),
-        source: e,
-    })?;
+    let text =
+        std::fs::read_to_string(path).map_err(|e| brainrecon_data::DataError::io(path, e))?;
     let is_txt = path
         .extension()
         .and_then(|e| e.to_str())
@@ -393,10 +391,7 @@ pub fn generate_music(opts: &GenerateOptions, device: &Device) -> Result<Generat
     let text_vocab = model.config.text_encoder.vocab_size;
     let nearest = nearest_captions(&fit, &decoded, &bank, device, opts.progress)?;
     let out_dir = opts.out.join("generated");
-    std::fs::create_dir_all(&out_dir).map_err(|e| brainrecon_data::DataError::Io {
-        path: out_dir.clone(),
-        source: e,
-    })?;
+    std::fs::create_dir_all(&out_dir).map_err(|e| brainrecon_data::DataError::io(&out_dir, e))?;
     let rate = codec.config.sampling_rate as u32;
     let bar = progress::bar(fit.test_clips.len() as u64, "generating", opts.progress);
     let (mut clips, mut samples, mut channels) = (Vec::new(), 0, 1);

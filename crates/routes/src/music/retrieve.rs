@@ -11,6 +11,8 @@ use brainrecon_data::atomic::{read_json, write_bytes_atomic, write_json_atomic};
 use brainrecon_data::audio::stimuli::{gtzan_track, GTZAN_GENRES};
 use brainrecon_data::audio::{read_audio, wav};
 use brainrecon_data::npy;
+use brainrecon_metrics::vector::cosine_similarity;
+use brainrecon_nn::train::fnv1a64;
 use candle_core::Device;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -102,10 +104,7 @@ pub fn scan_library(root: &Path) -> Result<Vec<String>> {
         });
     }
     let mut files = Vec::new();
-    walk(root, root, &mut files).map_err(|e| brainrecon_data::DataError::Io {
-        path: root.to_path_buf(),
-        source: e,
-    })?;
+    walk(root, root, &mut files).map_err(|e| brainrecon_data::DataError::io(root, e))?;
     files.sort();
     if files.is_empty() {
         return Err(RouteError::Missing {
@@ -196,11 +195,8 @@ fn library_embeddings(
         .cache
         .clone()
         .unwrap_or_else(|| opts.library.join(CACHE_DIR));
-    let tag = format!(
-        "{}-{}",
-        fit.embedding.audio_space().name(),
-        fnv(&format!("{}|{}", fit.model, fit.windows.seconds))
-    );
+    let key = fnv1a64(format!("{}|{}", fit.model, fit.windows.seconds).as_bytes());
+    let tag = format!("{}-{key:016x}", fit.embedding.audio_space().name());
     let (index_path, rows_path) = (
         cache_dir.join(format!("{tag}.json")),
         cache_dir.join(format!("{tag}.npy")),
@@ -304,23 +300,12 @@ struct LibraryEmbeddings {
     embedded_now: usize,
 }
 
-fn fnv(text: &str) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in text.bytes() {
-        h = (h ^ b as u64).wrapping_mul(0x100_0000_01b3);
-    }
-    format!("{h:016x}")
-}
-
+/// Cosine similarity; 0 where a vector is all zeros (no direction to rank by).
 fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
-    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-    let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
-    if na == 0.0 || nb == 0.0 {
-        0.0
-    } else {
-        dot / (na * nb)
-    }
+    cosine_similarity(a, b)
+        .ok()
+        .filter(|c| !c.is_nan())
+        .unwrap_or(0.0)
 }
 
 /// The `k` library rows most similar to `query` by cosine, best first (ties: earlier file).
@@ -387,12 +372,8 @@ pub fn retrieve(opts: &RetrieveOptions, device: &Device) -> Result<RetrievalSumm
                 .map(|g| *g == c.genre)
         })
         .collect();
-    std::fs::create_dir_all(opts.out.join("stimuli")).map_err(|e| {
-        brainrecon_data::DataError::Io {
-            path: opts.out.clone(),
-            source: e,
-        }
-    })?;
+    std::fs::create_dir_all(opts.out.join("stimuli"))
+        .map_err(|e| brainrecon_data::DataError::io(&opts.out, e))?;
     let summary = RetrievalSummary {
         fit: opts.fit.clone(),
         library: opts.library.clone(),
