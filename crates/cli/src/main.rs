@@ -45,6 +45,8 @@ enum Command {
     #[command(subcommand)]
     Music(commands::music::MusicCommand),
     #[command(subcommand)]
+    Video(commands::video::VideoCommand),
+    #[command(subcommand)]
     Ridge(commands::ridge::RidgeCommand),
     #[command(subcommand)]
     Bench(commands::bench::BenchCommand),
@@ -94,6 +96,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Encode(args) => commands::encode::run(args),
         Command::EncodeRuns(args) => commands::encode_runs::run(args),
         Command::Music(command) => commands::music::run(command),
+        Command::Video(command) => commands::video::run(command),
         Command::Ridge(command) => commands::ridge::run(command),
         Command::Bench(command) => commands::bench::run(command),
         Command::Stream(args) => commands::stream::run(args),

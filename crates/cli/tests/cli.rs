@@ -31,6 +31,12 @@ fn every_command_has_help_with_an_example() {
         vec!["b2c", "ablation"],
         vec!["demo"],
         vec!["stream"],
+        vec!["video", "prepare"],
+        vec!["video", "train-motion"],
+        vec!["video", "fit"],
+        vec!["video", "reconstruct"],
+        vec!["video", "eval"],
+        vec!["video", "demo"],
     ] {
         let mut args = command.clone();
         args.push("--help");

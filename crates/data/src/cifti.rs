@@ -8,7 +8,8 @@
 //! header stores CIFTI dimension 0 in `dim[5]` and dimension 1 in `dim[6]` (`dim[1..=4]` are 1,
 //! `dim[0]` is 6) and, NIfTI being column-major, dimension 0 varies fastest in the file.
 //! Workbench puts the series on dimension 0; the reader accepts either order and always hands
-//! the data back as (time, grayordinates).
+//! the data back as (time, grayordinates). [`write_dense_series`] writes the Workbench layout
+//! (little-endian float32, series on dimension 0), which nibabel 5.4.2 reads back equal.
 
 use crate::error::{DataError, Result};
 use std::path::{Path, PathBuf};
@@ -879,6 +880,155 @@ fn to_time_major(raw: Vec<f32>, n_time: usize, n_gray: usize, series_first: bool
     out
 }
 
+// ---------------------------------------------------------------------------------------------
+// Writing
+// ---------------------------------------------------------------------------------------------
+
+/// NIfTI-2's magic of a single file: `n+2\0` then the `\r\n\032\n` transfer check.
+const NIFTI2_MAGIC: [u8; 8] = *b"n+2\0\r\n\x1a\n";
+/// `NIFTI_INTENT_CONNECTIVITY_DENSE_SERIES`.
+pub const INTENT_DENSE_SERIES: i32 = 3002;
+
+/// Writes a CIFTI-2 dense time series as Workbench lays it out: little-endian NIfTI-2, float32,
+/// the series on CIFTI dimension 0 (`dim[5]`, fastest in the file), the brain models on
+/// dimension 1, `scl_slope` 1. `data` is (time, grayordinates) row-major; the models must tile
+/// the grayordinates as [`CiftiSeries::read`] checks. Written atomically.
+pub fn write_dense_series(
+    path: &Path,
+    series: &SeriesMap,
+    models: &[BrainModel],
+    volume: Option<&CiftiVolume>,
+    data: &[f32],
+) -> Result<()> {
+    let n_time = series.count;
+    let n_gray: usize = models.iter().map(|m| m.index_count).sum();
+    if n_time == 0 || n_gray == 0 || data.len() != n_time * n_gray {
+        return Err(DataError::invalid(
+            path,
+            "data",
+            format!("{n_time} × {n_gray} values (series × grayordinates), neither zero"),
+            format!("{} values", data.len()),
+        ));
+    }
+    check_models(path, models, volume, n_gray)?;
+    let xml = dense_series_xml(series, models, volume);
+    // The extension: esize, ecode, the XML, zero padding to a multiple of 16 bytes.
+    let esize = (8 + xml.len() + 1).div_ceil(16) * 16;
+    let vox_offset = NIFTI2_HEADER_SIZE + 4 + esize;
+    let header = nifti2_header([n_time, n_gray], vox_offset);
+    crate::atomic::write_atomic(path, |w| {
+        use std::io::Write;
+        w.write_all(&header)?;
+        w.write_all(&[1, 0, 0, 0])?;
+        w.write_all(&(esize as i32).to_le_bytes())?;
+        w.write_all(&CIFTI_EXTENSION_CODE.to_le_bytes())?;
+        w.write_all(xml.as_bytes())?;
+        w.write_all(&vec![0u8; esize - 8 - xml.len()])?;
+        // File order: grayordinate-major, time fastest.
+        let mut column = Vec::with_capacity(n_time * 4);
+        for g in 0..n_gray {
+            column.clear();
+            for t in 0..n_time {
+                column.extend_from_slice(&data[t * n_gray + g].to_le_bytes());
+            }
+            w.write_all(&column)?;
+        }
+        Ok(())
+    })
+}
+
+/// The 540-byte little-endian NIfTI-2 header of a float32 (n0, n1) CIFTI matrix.
+fn nifti2_header([n0, n1]: [usize; 2], vox_offset: usize) -> Vec<u8> {
+    let mut h = vec![0u8; NIFTI2_HEADER_SIZE];
+    let mut put = |at: usize, bytes: &[u8]| h[at..at + bytes.len()].copy_from_slice(bytes);
+    put(0, &(NIFTI2_HEADER_SIZE as i32).to_le_bytes());
+    put(4, &NIFTI2_MAGIC);
+    put(12, &16i16.to_le_bytes()); // datatype float32
+    put(14, &32i16.to_le_bytes()); // bitpix
+    let dim: [i64; 8] = [6, 1, 1, 1, 1, n0 as i64, n1 as i64, 1];
+    for (i, d) in dim.iter().enumerate() {
+        put(16 + 8 * i, &d.to_le_bytes());
+    }
+    for i in 0..8 {
+        put(104 + 8 * i, &1f64.to_le_bytes()); // pixdim
+    }
+    put(168, &(vox_offset as i64).to_le_bytes());
+    put(176, &1f64.to_le_bytes()); // scl_slope
+    put(504, &INTENT_DENSE_SERIES.to_le_bytes());
+    put(508, b"ConnDenseSeries");
+    h
+}
+
+/// The CIFTI-2 XML of a dense time series: the series map on dimension 0, the brain models on
+/// dimension 1. Numbers are written in Rust's shortest round-trip form, so they read back
+/// exactly.
+fn dense_series_xml(
+    series: &SeriesMap,
+    models: &[BrainModel],
+    volume: Option<&CiftiVolume>,
+) -> String {
+    let mut x = String::from(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<CIFTI Version=\"2\">\n<Matrix>\n",
+    );
+    x += &format!(
+        "<MatrixIndicesMap AppliesToMatrixDimension=\"0\" IndicesMapToDataType=\"CIFTI_INDEX_TYPE_SERIES\" \
+         NumberOfSeriesPoints=\"{}\" SeriesExponent=\"{}\" SeriesStart=\"{}\" SeriesStep=\"{}\" SeriesUnit=\"{}\"/>\n",
+        series.count, series.exponent, series.start, series.step, series.unit
+    );
+    x += "<MatrixIndicesMap AppliesToMatrixDimension=\"1\" IndicesMapToDataType=\"CIFTI_INDEX_TYPE_BRAIN_MODELS\">\n";
+    if let Some(v) = volume {
+        let d = v.dimensions;
+        let matrix: Vec<String> = v
+            .ijk_to_xyz
+            .iter()
+            .flatten()
+            .map(|m| m.to_string())
+            .collect();
+        x += &format!(
+            "<Volume VolumeDimensions=\"{},{},{}\">\n<TransformationMatrixVoxelIndicesIJKtoXYZ MeterExponent=\"{}\">{}</TransformationMatrixVoxelIndicesIJKtoXYZ>\n</Volume>\n",
+            d[0], d[1], d[2], v.meter_exponent, matrix.join(" ")
+        );
+    }
+    for m in models {
+        x += &brain_model_xml(m);
+    }
+    x += "</MatrixIndicesMap>\n</Matrix>\n</CIFTI>\n";
+    x
+}
+
+fn brain_model_xml(m: &BrainModel) -> String {
+    let join = |v: &mut dyn Iterator<Item = String>| v.collect::<Vec<_>>().join(" ");
+    let (kind, extra, body) = match m.model_type {
+        ModelType::Surface => (
+            "CIFTI_MODEL_TYPE_SURFACE",
+            format!(
+                " SurfaceNumberOfVertices=\"{}\"",
+                m.surface_number_of_vertices.unwrap_or(0)
+            ),
+            format!(
+                "<VertexIndices>{}</VertexIndices>",
+                join(&mut m.vertex_indices.iter().map(|v| v.to_string()))
+            ),
+        ),
+        ModelType::Voxels => (
+            "CIFTI_MODEL_TYPE_VOXELS",
+            String::new(),
+            format!(
+                "<VoxelIndicesIJK>{}</VoxelIndicesIJK>",
+                m.voxel_indices_ijk
+                    .iter()
+                    .map(|[i, j, k]| format!("{i} {j} {k}"))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            ),
+        ),
+    };
+    format!(
+        "<BrainModel IndexOffset=\"{}\" IndexCount=\"{}\" ModelType=\"{kind}\" BrainStructure=\"{}\"{extra}>\n{body}\n</BrainModel>\n",
+        m.index_offset, m.index_count, m.brain_structure
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -929,9 +1079,9 @@ mod tests {
 /// R = 1..=10).
 ///
 /// Taken from the dataset authors' processing code and the published description; not checked
-/// against the real files here. Also from that code but NOT applied by this module: the runs
-/// hold 245 volumes (training, test1) or 246 (test2..test5), of which the authors keep 240
-/// (dropping the first 1 or 2 and the last 4).
+/// against the real files here. Also from that code but NOT applied by this module (it is by
+/// [`crate::cc2017`]): the runs hold 245 volumes (training, test1) or 246 (test2..test5), of
+/// which the authors keep 240 (dropping the first 1 or 2 and the last 4).
 pub mod cc2017 {
     use crate::error::{DataError, Result};
     use std::path::{Path, PathBuf};
@@ -941,7 +1091,7 @@ pub mod cc2017 {
     pub const TEST_SEGMENTS: usize = 5;
     pub const TEST_REPETITIONS: usize = 10;
 
-    #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+    #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
     pub enum Split {
         /// `segK` folders: 18 segments shown twice.
         Train,
@@ -950,7 +1100,8 @@ pub mod cc2017 {
     }
 
     impl Split {
-        fn prefix(self) -> &'static str {
+        /// The folder prefix: `seg` or `test`.
+        pub fn prefix(self) -> &'static str {
             match self {
                 Split::Train => "seg",
                 Split::Test => "test",
@@ -999,6 +1150,18 @@ pub mod cc2017 {
     /// (segment 1 repetitions 1.., segment 2 ...). Any missing file is an error naming the
     /// first one missing and how many are.
     pub fn runs(root: &Path, subject: usize, split: Split) -> Result<Vec<Run>> {
+        let (segments, repetitions) = split.design();
+        runs_in(root, subject, split, segments, repetitions)
+    }
+
+    /// As [`runs`] for a design of `segments` × `repetitions` (a smaller simulated dataset).
+    pub fn runs_in(
+        root: &Path,
+        subject: usize,
+        split: Split,
+        segments: usize,
+        repetitions: usize,
+    ) -> Result<Vec<Run>> {
         let dir = fmri_dir(root, subject);
         if !dir.is_dir() {
             return Err(DataError::Missing {
@@ -1008,7 +1171,6 @@ pub mod cc2017 {
                 ),
             });
         }
-        let (segments, repetitions) = split.design();
         let mut runs = Vec::with_capacity(segments * repetitions);
         let mut missing = Vec::new();
         for segment in 1..=segments {

@@ -4,6 +4,7 @@
 
 pub mod atomic;
 pub mod audio;
+pub mod cc2017;
 pub mod cifti;
 pub mod error;
 pub mod image;
@@ -14,5 +15,6 @@ pub mod nsd;
 pub mod prepared;
 pub mod runs;
 pub mod simulate;
+pub mod video;
 
 pub use error::{DataError, Result};

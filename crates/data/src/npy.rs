@@ -305,10 +305,11 @@ impl MappedF32 {
     }
 }
 
-/// A memory-mapped uint8 array (stimulus images).
+/// A memory-mapped uint8 array (stimulus images, video clips).
 pub struct MappedU8 {
     map: Mmap,
     header: Header,
+    path: PathBuf,
 }
 
 impl MappedU8 {
@@ -322,7 +323,15 @@ impl MappedU8 {
                 &header.descr,
             ));
         }
-        Ok(MappedU8 { map, header })
+        Ok(MappedU8 {
+            map,
+            header,
+            path: path.to_path_buf(),
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     pub fn shape(&self) -> &[usize] {
@@ -335,6 +344,72 @@ impl MappedU8 {
         let start = self.header.data_offset + i * size;
         &self.map[start..start + size]
     }
+
+    /// The sub-array at the leading indices `prefix` (C order), e.g. `[seg, tr]` of a
+    /// (segments, trs, frames, h, w, 3) array; only those bytes are touched. An index out of
+    /// range is an error naming the file.
+    pub fn sub(&self, prefix: &[usize]) -> Result<&[u8]> {
+        let offset = sub_offset(&self.path, &self.header.shape, prefix)?;
+        let size: usize = self.header.shape[prefix.len()..].iter().product();
+        let start = self.header.data_offset + offset * size;
+        Ok(&self.map[start..start + size])
+    }
+}
+
+/// The element offset / trailing size of the sub-array at `prefix`, checked against `shape`.
+fn sub_offset(path: &Path, shape: &[usize], prefix: &[usize]) -> Result<usize> {
+    if prefix.len() > shape.len() {
+        return Err(DataError::invalid(
+            path,
+            "shape",
+            format!("at least {} axes", prefix.len()),
+            format!("{shape:?}"),
+        ));
+    }
+    let mut offset = 0;
+    for (axis, (&i, &n)) in prefix.iter().zip(shape).enumerate() {
+        if i >= n {
+            return Err(DataError::invalid(
+                path,
+                format!("index on axis {axis}"),
+                format!("below {n} (shape {shape:?})"),
+                i.to_string(),
+            ));
+        }
+        offset = offset * n + i;
+    }
+    Ok(offset)
+}
+
+/// The float sub-array (f4 or f8 on disk, as f32) at the leading indices `prefix`, read through
+/// a memory map so that only its bytes are touched; returns it with its shape.
+pub fn read_f32_sub(path: &Path, prefix: &[usize]) -> Result<Array<f32>> {
+    let (map, header) = open_map(path)?;
+    let offset = sub_offset(path, &header.shape, prefix)?;
+    let shape = header.shape[prefix.len()..].to_vec();
+    let count: usize = shape.iter().product();
+    let size = element_size(&header.descr).unwrap();
+    let start = header.data_offset + offset * count * size;
+    let bytes = &map[start..start + count * size];
+    let data = match header.descr.as_str() {
+        "<f4" => convert_from!(bytes, f32, f32),
+        "<f8" => convert_from!(bytes, f64, f32),
+        other => {
+            return Err(DataError::invalid(
+                path,
+                "dtype",
+                "float32 or float64",
+                other,
+            ))
+        }
+    };
+    Ok(Array { shape, data })
+}
+
+/// The header of a `.npy` file (only its first bytes are read).
+pub fn read_header(path: &Path) -> Result<Header> {
+    let (_, header) = open_map(path)?;
+    Ok(header)
 }
 
 /// Writes a whole array atomically.

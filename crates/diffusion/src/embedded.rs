@@ -58,6 +58,41 @@ pub fn shapes_ldm_dir() -> Result<PathBuf> {
     shapes_ldm_dir_in(&cache_dir())
 }
 
+/// The name `--adapter` accepts for the embedded motion modules of shapes-ldm.
+pub const SHAPES_MOTION: &str = "shapes-motion";
+
+/// (path in the MotionAdapter folder, bytes) of every file of shapes-motion, the motion modules
+/// the project trained for shapes-ldm (`brainrecon video train-motion`; its record is
+/// `training.json` in the repository's `models/shapes-motion/`).
+pub const SHAPES_MOTION_FILES: [(&str, &[u8]); 2] = [
+    (
+        "config.json",
+        include_bytes!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../models/shapes-motion/config.json"
+        )),
+    ),
+    (
+        "diffusion_pytorch_model.safetensors",
+        include_bytes!(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../models/shapes-motion/diffusion_pytorch_model.safetensors"
+        )),
+    ),
+];
+
+/// shapes-motion as an embedded model folder.
+pub const SHAPES_MOTION_MODEL: EmbeddedModel = EmbeddedModel {
+    name: SHAPES_MOTION,
+    files: &SHAPES_MOTION_FILES,
+    marker: "config.json",
+};
+
+/// The MotionAdapter folder of shapes-motion in [`cache_dir`].
+pub fn shapes_motion_dir() -> Result<PathBuf> {
+    SHAPES_MOTION_MODEL.dir_in(&cache_dir())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,6 +125,12 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().contains("partial"))
             .collect();
         assert!(leftovers.is_empty());
+    }
+
+    #[test]
+    fn every_file_of_the_motion_folder_is_embedded() {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/shapes-motion");
+        SHAPES_MOTION_MODEL.assert_matches_folder(&repo, &["training.json"]);
     }
 
     #[test]

@@ -11,6 +11,7 @@ pub mod prior;
 pub mod scheduler;
 pub mod tokenizer;
 pub mod unet;
+pub mod unet_motion;
 pub mod vae;
 pub mod weights;
 

@@ -9,14 +9,15 @@
 //! unchanged; [`MotionAdapter`] loads a whole diffusers motion-adapter folder. Built from the
 //! project's differentiable layers, so the modules can be trained.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::nn::{self, Attention, Conv2d, Error, GroupNorm, LayerNorm, Linear, Result};
-use crate::train::{init_parameters_with, ParamInit, Parameters};
+use crate::train::{init_parameters_with, record_parameters, ParamInit, Parameters};
 use crate::unet::{FeedForward, OneOrMany, WEIGHTS_FILE};
 
 /// The frame-position encoding added before each temporal attention.
@@ -355,7 +356,7 @@ pub fn zero_proj_out(name: &str, _shape: &[usize], default: ParamInit) -> ParamI
 
 /// diffusers' `MotionAdapter` `config.json` (the fields that shape the modules; others, such
 /// as `_class_name`, are ignored).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct MotionAdapterConfig {
     #[serde(default = "default_block_out_channels")]
     pub block_out_channels: Vec<usize>,
@@ -381,7 +382,7 @@ pub struct MotionAdapterConfig {
 
 /// `motion_transformer_layers_per_block`: one count for all, one per block, or per block a
 /// count per motion module.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum LayersPerBlock {
     One(usize),
@@ -521,11 +522,13 @@ pub struct MotionModules {
 }
 
 impl MotionModules {
-    fn new(vb: VarBuilder, configs: &[MotionModuleConfig]) -> Result<Self> {
+    fn new(vb: VarBuilder, configs: &[MotionModuleConfig], table: PositionTable) -> Result<Self> {
         let motion_modules = configs
             .iter()
             .enumerate()
-            .map(|(m, cfg)| AnimateDiffTransformer3D::new(vb.pp("motion_modules").pp(m), cfg))
+            .map(|(m, cfg)| {
+                AnimateDiffTransformer3D::build(vb.pp("motion_modules").pp(m), cfg, table)
+            })
             .collect::<Result<Vec<_>>>()?;
         Ok(Self { motion_modules })
     }
@@ -543,12 +546,37 @@ pub struct MotionAdapter {
 }
 
 impl MotionAdapter {
+    /// Loads the modules from `vb` (rooted at the adapter's or the motion U-Net's parameters);
+    /// stored `pos_embed.pe` tables are used, absent ones computed.
     pub fn new(vb: VarBuilder, config: &MotionAdapterConfig) -> Result<Self> {
+        Self::build(vb, config, PositionTable::StoredOrComputed)
+    }
+
+    /// A fresh, trainable adapter: every module as [`AnimateDiffTransformer3D::init_zero_out`]
+    /// makes it (seeded PyTorch defaults, `proj_out` at zero), so that a U-Net with it reduces
+    /// exactly to the image model. Parameter names are the adapter's
+    /// (`down_blocks.0.motion_modules.0.proj_in.weight`, ...).
+    pub fn init_zero_out(
+        config: &MotionAdapterConfig,
+        seed: u64,
+        dtype: DType,
+        device: &Device,
+    ) -> brainrecon_nn::Result<(Self, Parameters)> {
+        init_parameters_with(
+            |vb| Self::build(vb, config, PositionTable::Computed),
+            seed,
+            dtype,
+            device,
+            zero_proj_out,
+        )
+    }
+
+    fn build(vb: VarBuilder, config: &MotionAdapterConfig, table: PositionTable) -> Result<Self> {
         let (down, mid, up) = config.module_configs()?;
         let blocks = |name: &str, cfgs: &[Vec<MotionModuleConfig>]| {
             cfgs.iter()
                 .enumerate()
-                .map(|(i, c)| MotionModules::new(vb.pp(name).pp(i), c))
+                .map(|(i, c)| MotionModules::new(vb.pp(name).pp(i), c, table))
                 .collect::<Result<Vec<_>>>()
         };
         let conv_in = match config.conv_in_channels {
@@ -562,7 +590,7 @@ impl MotionAdapter {
             conv_in,
             down_blocks: blocks("down_blocks", &down)?,
             mid_block: match &mid {
-                Some(c) => Some(MotionModules::new(vb.pp("mid_block"), c)?),
+                Some(c) => Some(MotionModules::new(vb.pp("mid_block"), c, table)?),
                 None => None,
             },
             up_blocks: blocks("up_blocks", &up)?,
@@ -597,6 +625,314 @@ impl MotionAdapter {
                     .map(move |(m, module)| (format!("{prefix}.motion_modules.{m}"), module))
             })
             .collect()
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Checkpoints: every tensor used; original AnimateDiff naming
+// ---------------------------------------------------------------------------------------------
+
+/// The names of the parameters `build` reads (built once over zeros, see
+/// [`record_parameters`]).
+pub(crate) fn names_read<M>(
+    build: impl Fn(VarBuilder<'static>) -> Result<M>,
+    device: &Device,
+) -> Result<std::collections::HashSet<String>> {
+    let recorded = record_parameters(build, DType::F32, device)
+        .map_err(|e| Error::InvalidConfig(format!("cannot list the model's parameters: {e}")))?;
+    Ok(recorded.into_iter().map(|(name, _)| name).collect())
+}
+
+/// An error when `file` holds tensors that the model does not read: a checkpoint that does not
+/// fit its config must not load half-used.
+pub(crate) fn check_all_used(
+    file: &Path,
+    stored: impl IntoIterator<Item = String>,
+    read: &std::collections::HashSet<String>,
+) -> Result<()> {
+    let mut unused: Vec<String> = stored.into_iter().filter(|n| !read.contains(n)).collect();
+    if unused.is_empty() {
+        return Ok(());
+    }
+    unused.sort();
+    let shown: Vec<&str> = unused.iter().take(5).map(String::as_str).collect();
+    Err(Error::InvalidConfig(format!(
+        "{} tensor(s) of the checkpoint are not used by the model its config describes \
+         (e.g. {}): the checkpoint and the config (or the U-Net it is put in) do not match",
+        unused.len(),
+        shown.join(", ")
+    ))
+    .in_file(file))
+}
+
+/// The tensor names stored in a safetensors file.
+pub(crate) fn safetensors_names(file: &Path) -> Result<Vec<String>> {
+    let weights = brainrecon_nn::weights::Weights::from_files(
+        std::slice::from_ref(&file.to_path_buf()),
+        DType::F32,
+        &Device::Cpu,
+    )
+    .map_err(|e| Error::InvalidConfig(e.to_string()).in_file(file))?;
+    Ok(weights.names())
+}
+
+/// The diffusers name of a tensor of an original AnimateDiff motion-module checkpoint
+/// (guoyww's `mm_sd_v14.ckpt`, `mm_sd_v15.ckpt`, `mm_sd_v15_v2.ckpt`, ...), by the rules of
+/// diffusers' `scripts/convert_animatediff_motion_module_to_diffusers.py`, applied per
+/// dot-separated name segment:
+///
+/// | original                         | diffusers         |
+/// |----------------------------------|-------------------|
+/// | `temporal_transformer.`          | (dropped)         |
+/// | `attention_blocks.0` / `.1`      | `attn1` / `attn2` |
+/// | `norms.0` / `norms.1`            | `norm1` / `norm2` |
+/// | `ff_norm`                        | `norm3`           |
+/// | `attention_blocks.A.pos_encoder` | `pos_embed`       |
+///
+/// The last row differs from diffusers' script, which drops the tables (they are buffers equal
+/// to the formula): the original keeps one table per attention, diffusers one per transformer
+/// block, so both of a block's tables map to its `pos_embed.pe` (the loader checks they are
+/// equal). `None` for names outside the motion modules.
+pub fn original_motion_name(name: &str) -> Option<String> {
+    let parts: Vec<&str> = name.split('.').collect();
+    if !parts.contains(&"motion_modules") {
+        return None;
+    }
+    let mut out: Vec<&str> = Vec::with_capacity(parts.len());
+    let mut i = 0;
+    while i < parts.len() {
+        let next = parts.get(i + 1).copied();
+        let step = match (parts[i], next) {
+            ("temporal_transformer", _) => 1,
+            ("attention_blocks", Some(_)) if parts.get(i + 2) == Some(&"pos_encoder") => {
+                out.push("pos_embed");
+                3
+            }
+            ("attention_blocks", Some("0")) | ("attention_blocks", Some("1")) => {
+                out.push(if next == Some("0") { "attn1" } else { "attn2" });
+                2
+            }
+            ("norms", Some("0")) | ("norms", Some("1")) => {
+                out.push(if next == Some("0") { "norm1" } else { "norm2" });
+                2
+            }
+            ("ff_norm", _) => {
+                out.push("norm3");
+                1
+            }
+            (part, _) => {
+                out.push(part);
+                1
+            }
+        };
+        i += step;
+    }
+    Some(out.join("."))
+}
+
+/// Reads the tensors of an original checkpoint: `.safetensors`, or a PyTorch pickle (`.ckpt`,
+/// `.pt`, `.pth`, `.bin`) through candle's pickle reader, which only reads tensors (it runs
+/// no code), at the top level or under `state_dict`.
+fn read_original_tensors(path: &Path, device: &Device) -> Result<Vec<(String, Tensor)>> {
+    if !path.is_file() {
+        return Err(Error::Io {
+            path: path.to_path_buf(),
+            source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+        });
+    }
+    let lower = path.to_string_lossy().to_lowercase();
+    let in_file = |e: candle_core::Error| Error::Candle(e).in_file(path);
+    if lower.ends_with(".safetensors") {
+        let map = candle_core::safetensors::load(path, device).map_err(in_file)?;
+        return Ok(map.into_iter().collect());
+    }
+    if ![".ckpt", ".pt", ".pth", ".bin"]
+        .iter()
+        .any(|ext| lower.ends_with(ext))
+    {
+        return Err(Error::InvalidConfig(
+            "expected a .safetensors file or a PyTorch checkpoint (.ckpt, .pt, .pth, .bin)".into(),
+        )
+        .in_file(path));
+    }
+    let mut tensors = candle_core::pickle::read_all_with_key(path, None).map_err(in_file)?;
+    if !tensors.iter().any(|(n, _)| n.contains("motion_modules")) {
+        if let Ok(nested) = candle_core::pickle::read_all_with_key(path, Some("state_dict")) {
+            tensors = nested;
+        }
+    }
+    let device_tensors = tensors
+        .into_iter()
+        .map(|(n, t)| Ok((n, t.to_device(device)?)))
+        .collect::<candle_core::Result<Vec<_>>>()
+        .map_err(in_file)?;
+    Ok(device_tensors)
+}
+
+/// Renames an original checkpoint's tensors to diffusers names; a name outside the motion
+/// modules, or two positional tables of one block that differ, is an error.
+fn rename_original(path: &Path, tensors: Vec<(String, Tensor)>) -> Result<HashMap<String, Tensor>> {
+    let mut renamed: HashMap<String, Tensor> = HashMap::new();
+    let mut foreign = Vec::new();
+    for (name, tensor) in tensors {
+        let Some(new) = original_motion_name(&name) else {
+            foreign.push(name);
+            continue;
+        };
+        if let Some(prev) = renamed.get(&new) {
+            let same = prev.dims() == tensor.dims()
+                && (prev.to_dtype(DType::F32)? - tensor.to_dtype(DType::F32)?)?
+                    .abs()?
+                    .max_all()?
+                    .to_scalar::<f32>()?
+                    == 0.0;
+            if !same {
+                return Err(Error::InvalidConfig(format!(
+                    "`{name}` differs from the other tensor that maps to `{new}`"
+                ))
+                .in_file(path));
+            }
+            continue;
+        }
+        renamed.insert(new, tensor);
+    }
+    if !foreign.is_empty() {
+        foreign.sort();
+        return Err(Error::InvalidConfig(format!(
+            "{} tensor(s) are not motion-module tensors of an AnimateDiff checkpoint (e.g. `{}`)",
+            foreign.len(),
+            foreign[0]
+        ))
+        .in_file(path));
+    }
+    Ok(renamed)
+}
+
+/// Per module index, the number of `transformer_blocks` of each module under `prefix`
+/// (`down_blocks.0.motion_modules.`).
+fn module_depths(names: &[&String], prefix: &str) -> Vec<usize> {
+    let mut depths: std::collections::BTreeMap<usize, usize> = Default::default();
+    for name in names {
+        let Some(rest) = name.strip_prefix(prefix) else {
+            continue;
+        };
+        let mut parts = rest.split('.');
+        let Some(Ok(module)) = parts.next().map(str::parse::<usize>) else {
+            continue;
+        };
+        let depth = depths.entry(module).or_insert(0);
+        if parts.next() == Some("transformer_blocks") {
+            if let Some(Ok(k)) = parts.next().map(str::parse::<usize>) {
+                *depth = (*depth).max(k + 1);
+            }
+        }
+    }
+    depths.into_values().collect()
+}
+
+fn one_or_many(depths: &[usize]) -> OneOrMany {
+    match depths {
+        [first, rest @ ..] if rest.iter().all(|d| d == first) => OneOrMany::One(*first),
+        _ => OneOrMany::Many(depths.to_vec()),
+    }
+}
+
+/// The adapter layout an original checkpoint's tensors imply: blocks and their channels,
+/// modules per block, transformer depths, the mid block, and the positional tables' length.
+/// Attention heads and norm groups are not visible in the tensors and come from `base`
+/// (diffusers' defaults, 8 heads and 32 groups, are AnimateDiff's).
+fn infer_original_config(
+    tensors: &HashMap<String, Tensor>,
+    base: &MotionAdapterConfig,
+) -> Result<MotionAdapterConfig> {
+    let names: Vec<&String> = tensors.keys().collect();
+    let mut block_out_channels = Vec::new();
+    let mut layers = Vec::new();
+    let mut depths = Vec::new();
+    loop {
+        let i = block_out_channels.len();
+        let per_module = module_depths(&names, &format!("down_blocks.{i}.motion_modules."));
+        if per_module.is_empty() {
+            break;
+        }
+        let proj_in = format!("down_blocks.{i}.motion_modules.0.proj_in.weight");
+        let channels = tensors
+            .get(&proj_in)
+            .ok_or_else(|| Error::MissingTensor {
+                name: proj_in.clone(),
+            })?
+            .dim(1)?;
+        block_out_channels.push(channels);
+        layers.push(per_module.len());
+        depths.push(one_or_many(&per_module));
+    }
+    if block_out_channels.is_empty() {
+        return Err(Error::InvalidConfig(
+            "no `down_blocks.0.motion_modules.*` tensors: not a motion-module checkpoint".into(),
+        ));
+    }
+    let mid = module_depths(&names, "mid_block.motion_modules.");
+    let max_len = tensors
+        .iter()
+        .find(|(n, _)| n.ends_with("pos_embed.pe"))
+        .map(|(_, t)| t.dim(1))
+        .transpose()?;
+    Ok(MotionAdapterConfig {
+        block_out_channels,
+        motion_layers_per_block: OneOrMany::Many(layers),
+        motion_transformer_layers_per_block: LayersPerBlock::Many(depths),
+        motion_mid_block_layers_per_block: mid.len().max(1),
+        motion_transformer_layers_per_mid_block: if mid.is_empty() {
+            OneOrMany::One(1)
+        } else {
+            one_or_many(&mid)
+        },
+        use_motion_mid_block: !mid.is_empty(),
+        motion_max_seq_length: max_len.unwrap_or(base.motion_max_seq_length),
+        conv_in_channels: None,
+        ..base.clone()
+    })
+}
+
+impl MotionAdapter {
+    /// Loads an original AnimateDiff motion-module checkpoint (`mm_sd_v15_v2.ckpt` or a
+    /// `.safetensors` of it) through [`original_motion_name`]'s renaming. The layout is read
+    /// from the tensors; heads and norm groups come from `base` (pass
+    /// `MotionAdapterConfig::default()`-like diffusers defaults for guoyww's checkpoints).
+    /// Returns the adapter and the config it was built with. Every tensor must be used.
+    pub fn from_original(
+        path: &Path,
+        base: &MotionAdapterConfig,
+        dtype: DType,
+        device: &Device,
+    ) -> Result<(Self, MotionAdapterConfig)> {
+        let tensors = read_original_tensors(path, device)?;
+        let renamed = rename_original(path, tensors)?;
+        let config = infer_original_config(&renamed, base).map_err(|e| e.in_file(path))?;
+        config.module_configs().map_err(|e| e.in_file(path))?;
+        let read = names_read(|vb| MotionAdapter::new(vb, &config), device)?;
+        check_all_used(path, renamed.keys().cloned(), &read)?;
+        let vb = nn::tensors_var_builder(renamed, dtype, device);
+        let adapter = Self::new(vb, &config).map_err(|e| e.in_file(path))?;
+        Ok((adapter, config))
+    }
+}
+
+impl Default for MotionAdapterConfig {
+    /// diffusers' `MotionAdapter()` defaults: SD 1.5's blocks, 8 heads, 32 groups, 32 frames.
+    fn default() -> Self {
+        Self {
+            block_out_channels: default_block_out_channels(),
+            motion_layers_per_block: default_layers_per_block(),
+            motion_transformer_layers_per_block: default_one_layer(),
+            motion_mid_block_layers_per_block: 1,
+            motion_transformer_layers_per_mid_block: default_mid_layers(),
+            motion_num_attention_heads: default_heads(),
+            motion_norm_num_groups: default_groups(),
+            motion_max_seq_length: default_max_seq_length(),
+            use_motion_mid_block: true,
+            conv_in_channels: None,
+        }
     }
 }
 

@@ -16,6 +16,10 @@
 //! sample (if asked), the initial or img2img noise, then the sampler's noise per step.
 //! Latents stay f32; with `--dtype f16` the U-Net and text encoder run in f16, and the VAE in
 //! f32 unless its config sets `force_upcast: false` (as diffusers upcasts it).
+//!
+//! [`VideoDiffusion`] is diffusers' `AnimateDiffPipeline` on the same pieces: a motion U-Net
+//! ([`UNetMotionModel`]) built on the image U-Net, clip latents [B, C, f, h, w] with one context
+//! row per clip (repeated per frame), the same guidance and samplers, and the VAE per frame.
 
 use std::path::Path;
 
@@ -27,6 +31,7 @@ use crate::rng::NoiseSource;
 use crate::scheduler::{Scheduler, SchedulerConfig, SchedulerKind};
 use crate::tokenizer::ClipTokenizer;
 use crate::unet::{UNet2DConditionConfig, UNet2DConditionModel};
+use crate::unet_motion::UNetMotionModel;
 use crate::vae::{AutoencoderKL, AutoencoderKLConfig};
 use crate::weights::{DiffusionError, ModelDir, Result};
 
@@ -334,35 +339,9 @@ impl StableDiffusion {
         index: usize,
         guidance: f64,
     ) -> Result<Tensor> {
-        let t = scheduler.timesteps()[index];
-        let timestep = Tensor::from_vec(vec![t as f32], 1, latents.device())?;
-        let cfg = guidance > 1.0;
-        let (input, ctx) =
-            match (&context.uncond, cfg) {
-                (Some(uncond), true) => (
-                    Tensor::cat(&[latents, latents], 0)?,
-                    Tensor::cat(&[uncond, &context.cond], 0)?,
-                ),
-                (None, true) => return Err(DiffusionError::Invalid(
-                    "guidance > 1 needs an unconditional context (encode_prompts with the same \
-                     guidance)"
-                        .into(),
-                )),
-                _ => (latents.clone(), context.cond.clone()),
-            };
-        let input = scheduler.scale_model_input(&input, index)?;
-        let out = self
-            .unet
-            .forward(&input, &timestep, &ctx)?
-            .to_dtype(DType::F32)?;
-        if cfg {
-            let b = latents.dim(0)?;
-            let uncond = out.narrow(0, 0, b)?;
-            let cond = out.narrow(0, b, b)?;
-            Ok((&uncond + ((cond - &uncond)? * guidance)?)?)
-        } else {
-            Ok(out)
-        }
+        guided_prediction(latents, context, scheduler, index, guidance, |x, t, c| {
+            Ok(self.unet.forward(x, t, c)?)
+        })
     }
 
     /// Runs `scheduler` from step `start` to the end on `latents` (already at that step's
@@ -378,30 +357,8 @@ impl StableDiffusion {
         noise: &mut dyn NoiseSource,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<Tensor> {
-        let n = scheduler.timesteps().len();
-        if start >= n {
-            return Err(DiffusionError::Invalid(format!(
-                "denoising from step {start} of {n} runs no step"
-            )));
-        }
-        let b = latents.dim(0)?;
-        if context.cond.dim(0)? != b {
-            return Err(DiffusionError::Invalid(format!(
-                "{} prompts' context for {b} latents",
-                context.cond.dim(0)?
-            )));
-        }
-        let mut x = latents.to_dtype(DType::F32)?;
-        for index in start..n {
-            let pred = self.predict(&x, context, scheduler, index, guidance)?;
-            x = scheduler.step(&pred, index, &x, noise)?.prev_sample;
-            progress(Progress {
-                step: index - start + 1,
-                total: n - start,
-                timestep: scheduler.timesteps()[index],
-            });
-        }
-        Ok(x)
+        let predict = |x: &Tensor, index| self.predict(x, context, scheduler, index, guidance);
+        denoise_loop(latents, context, scheduler, start, noise, progress, predict)
     }
 
     /// Generation from a caller's initial latent `x_t` (unit-variance noise, [B, 4, h, w]):
@@ -480,6 +437,230 @@ impl StableDiffusion {
             noise,
             progress,
         )
+    }
+}
+
+/// The guided prediction at step `index`: `unet(input, timestep, context)` on
+/// `[latents; latents]` with `[uncond; cond]` when `guidance > 1` (then
+/// `uncond + g (cond − uncond)`), else on `latents` with `cond`. Latents of any rank (images
+/// [B, C, h, w], clips [B, C, f, h, w]); the batch is dimension 0.
+fn guided_prediction(
+    latents: &Tensor,
+    context: &Conditioning,
+    scheduler: &Scheduler,
+    index: usize,
+    guidance: f64,
+    unet: impl Fn(&Tensor, &Tensor, &Tensor) -> Result<Tensor>,
+) -> Result<Tensor> {
+    let t = scheduler.timesteps()[index];
+    let timestep = Tensor::from_vec(vec![t as f32], 1, latents.device())?;
+    let cfg = guidance > 1.0;
+    let (input, ctx) = match (&context.uncond, cfg) {
+        (Some(uncond), true) => (
+            Tensor::cat(&[latents, latents], 0)?,
+            Tensor::cat(&[uncond, &context.cond], 0)?,
+        ),
+        (None, true) => {
+            return Err(DiffusionError::Invalid(
+                "guidance > 1 needs an unconditional context (encode_prompts with the same \
+                 guidance, or a given negative context)"
+                    .into(),
+            ))
+        }
+        _ => (latents.clone(), context.cond.clone()),
+    };
+    let input = scheduler.scale_model_input(&input, index)?;
+    let out = unet(&input, &timestep, &ctx)?.to_dtype(DType::F32)?;
+    if cfg {
+        let b = latents.dim(0)?;
+        let uncond = out.narrow(0, 0, b)?;
+        let cond = out.narrow(0, b, b)?;
+        Ok((&uncond + ((cond - &uncond)? * guidance)?)?)
+    } else {
+        Ok(out)
+    }
+}
+
+/// Runs `scheduler` from step `start` to the end, `predict(x, index)` giving the guided
+/// prediction; `progress` is called after every step.
+fn denoise_loop(
+    latents: &Tensor,
+    context: &Conditioning,
+    scheduler: &Scheduler,
+    start: usize,
+    noise: &mut dyn NoiseSource,
+    progress: &mut dyn FnMut(Progress),
+    predict: impl Fn(&Tensor, usize) -> Result<Tensor>,
+) -> Result<Tensor> {
+    let n = scheduler.timesteps().len();
+    if start >= n {
+        return Err(DiffusionError::Invalid(format!(
+            "denoising from step {start} of {n} runs no step"
+        )));
+    }
+    let b = latents.dim(0)?;
+    if context.cond.dim(0)? != b {
+        return Err(DiffusionError::Invalid(format!(
+            "{} prompts' context for {b} latents",
+            context.cond.dim(0)?
+        )));
+    }
+    let mut x = latents.to_dtype(DType::F32)?;
+    for index in start..n {
+        let pred = predict(&x, index)?;
+        x = scheduler.step(&pred, index, &x, noise)?.prev_sample;
+        progress(Progress {
+            step: index - start + 1,
+            total: n - start,
+            timestep: scheduler.timesteps()[index],
+        });
+    }
+    Ok(x)
+}
+
+/// Settings of a clip.
+#[derive(Clone, Copy, Debug)]
+pub struct ClipOptions {
+    pub frames: usize,
+    /// Frame size in pixels (multiples of the VAE and U-Net down-sampling).
+    pub height: usize,
+    pub width: usize,
+    pub sample: SampleOptions,
+}
+
+/// A generated clip: the final latents [B, C, f, h, w] and the frames [B, f, 3, H, W] in
+/// [0, 1].
+#[derive(Clone, Debug)]
+pub struct Clip {
+    pub latents: Tensor,
+    pub frames: Tensor,
+}
+
+/// Text → video with AnimateDiff (diffusers' `AnimateDiffPipeline`): the image pipeline's
+/// tokenizer, text encoder, VAE and sampler, and a motion U-Net built on its image U-Net (the
+/// tensors are shared). Guidance as in the image pipeline: the unconditional context is the
+/// negative prompt's, or any given context (e.g. the mean fMRI's embedding).
+pub struct VideoDiffusion {
+    pub sd: StableDiffusion,
+    pub unet: UNetMotionModel,
+}
+
+impl VideoDiffusion {
+    /// A Stable Diffusion folder (or cached id) with a diffusers `MotionAdapter` folder or a
+    /// cached adapter id (e.g. `guoyww/animatediff-motion-adapter-v1-5-2`; nothing is
+    /// downloaded).
+    pub fn load(model: &str, adapter: &str, dtype: DType, device: &Device) -> Result<Self> {
+        let adapter = brainrecon_nn::weights::resolve_model_folder(
+            adapter,
+            "a MotionAdapter folder",
+            "config.json diffusion_pytorch_model.safetensors",
+        )?;
+        let sd = StableDiffusion::load(model, dtype, device)?;
+        Self::with_adapter(sd, &adapter)
+    }
+
+    /// Adds the motion adapter folder `adapter` to a loaded image pipeline.
+    pub fn with_adapter(sd: StableDiffusion, adapter: &Path) -> Result<Self> {
+        let unet =
+            UNetMotionModel::with_adapter_dir(sd.unet.clone(), adapter, sd.dtype, &sd.device)?;
+        Ok(Self { sd, unet })
+    }
+
+    /// The guided prediction for clip latents [B, C, f, h, w] at step `index`.
+    pub fn predict(
+        &self,
+        latents: &Tensor,
+        context: &Conditioning,
+        scheduler: &Scheduler,
+        index: usize,
+        guidance: f64,
+    ) -> Result<Tensor> {
+        guided_prediction(latents, context, scheduler, index, guidance, |x, t, c| {
+            Ok(self.unet.forward(x, t, c)?)
+        })
+    }
+
+    /// Generation from a caller's initial latents `x_t` [B, C, f, h, w] (unit-variance noise,
+    /// scaled by the sampler's `init_noise_sigma` as diffusers does with `latents=`); `context`
+    /// has one row per clip. Returns the final latents.
+    pub fn generate_clip_from_latent(
+        &self,
+        x_t: &Tensor,
+        context: &Conditioning,
+        options: &SampleOptions,
+        noise: &mut dyn NoiseSource,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<Tensor> {
+        if x_t.rank() != 5 {
+            return Err(DiffusionError::Invalid(format!(
+                "clip latents of shape {:?}, expected [batch, channels, frames, height, width]",
+                x_t.dims()
+            )));
+        }
+        let scheduler = self.sd.scheduler(options.scheduler, options.steps)?;
+        let x = (x_t.to_dtype(DType::F32)? * scheduler.init_noise_sigma())?;
+        let guidance = options.guidance;
+        let predict = |x: &Tensor, index| self.predict(x, context, &scheduler, index, guidance);
+        denoise_loop(&x, context, &scheduler, 0, noise, progress, predict)
+    }
+
+    /// Text (already encoded: `context`, one row per clip, `uncond` the negative context) →
+    /// clips: x_T drawn from `noise` ([B, C, f, h, w]), denoised, decoded frame by frame.
+    // `usize::is_multiple_of` needs Rust 1.87; the workspace supports 1.85.
+    #[allow(clippy::manual_is_multiple_of)]
+    pub fn generate_clip(
+        &self,
+        context: &Conditioning,
+        options: &ClipOptions,
+        noise: &mut dyn NoiseSource,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<Clip> {
+        let scale = self.sd.vae_scale_factor();
+        let f = scale * self.unet.unet.config.downsampling_factor();
+        let (height, width) = (options.height, options.width);
+        if height == 0 || width == 0 || height % f != 0 || width % f != 0 {
+            return Err(DiffusionError::Invalid(format!(
+                "height and width must be positive multiples of {f}, found {height}×{width}"
+            )));
+        }
+        let max = self.unet.max_frames();
+        if options.frames == 0 || options.frames > max {
+            return Err(DiffusionError::Invalid(format!(
+                "{} frames asked; the motion adapter covers 1 to {max} (motion_max_seq_length)",
+                options.frames
+            )));
+        }
+        let shape = [
+            context.cond.dim(0)?,
+            self.unet.unet.config.in_channels,
+            options.frames,
+            height / scale,
+            width / scale,
+        ];
+        let x_t = noise.gaussian(&shape, &self.sd.device, DType::F32)?;
+        let latents =
+            self.generate_clip_from_latent(&x_t, context, &options.sample, noise, progress)?;
+        let frames = self.decode_clip(&latents)?;
+        Ok(Clip { latents, frames })
+    }
+
+    /// Clip latents [B, C, f, h, w] → frames [B, f, 3, H, W] in [0, 1] (the VAE on each frame,
+    /// a few frames at a time).
+    pub fn decode_clip(&self, latents: &Tensor) -> Result<Tensor> {
+        let (b, c, f, h, w) = latents.dims5()?;
+        let rows = latents
+            .permute((0, 2, 1, 3, 4))?
+            .contiguous()?
+            .reshape((b * f, c, h, w))?;
+        const CHUNK: usize = 8;
+        let mut decoded = Vec::with_capacity((b * f).div_ceil(CHUNK));
+        for start in (0..b * f).step_by(CHUNK) {
+            let n = CHUNK.min(b * f - start);
+            decoded.push(self.sd.decode_latent(&rows.narrow(0, start, n)?)?);
+        }
+        let frames = Tensor::cat(&decoded, 0)?;
+        let (_, ch, hh, ww) = frames.dims4()?;
+        Ok(frames.reshape((b, f, ch, hh, ww))?)
     }
 }
 

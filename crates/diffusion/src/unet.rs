@@ -9,12 +9,49 @@ use std::path::Path;
 
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
+use crate::motion::AnimateDiffTransformer3D;
 use crate::nn::{self, Attention, Conv2d, Error, GeGlu, GroupNorm, LayerNorm, Linear, Result};
 
+/// How the spatial self-attention (`attn1`) of the transformer blocks sees the frames of a clip.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SpatialAttention {
+    /// Each frame attends to its own pixels: the image model (and AnimateDiff).
+    #[default]
+    PerFrame,
+    /// MinD-Video's sparse-causal attention (`SparseCausalAttention` of its
+    /// `models/attention.py`): the queries of frame t attend to the keys and values of frames
+    /// max(t − 2, 0) and max(t − 1, 0), concatenated; frame 0 thus attends to itself, frame 1
+    /// to frame 0 only, and no frame to a later one.
+    SparseCausal,
+}
+
+/// How the rows of a batch are grouped into clips: `num_frames` consecutive rows per clip (1
+/// for independent images).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FrameLayout {
+    pub num_frames: usize,
+    pub spatial_attention: SpatialAttention,
+}
+
+impl FrameLayout {
+    /// Independent images: the image U-Net.
+    pub const IMAGES: FrameLayout = FrameLayout {
+        num_frames: 1,
+        spatial_attention: SpatialAttention::PerFrame,
+    };
+
+    pub fn clips(num_frames: usize, spatial_attention: SpatialAttention) -> Self {
+        Self {
+            num_frames,
+            spatial_attention,
+        }
+    }
+}
+
 /// An integer or a per-block list of integers, as diffusers configs allow.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum OneOrMany {
     One(usize),
@@ -476,13 +513,64 @@ impl BasicTransformerBlock {
     }
 
     pub fn forward(&self, x: &Tensor, context: &Tensor) -> Result<Tensor> {
-        let x = (self.attn1.forward(&self.norm1.forward(x)?, None)? + x)?;
+        self.forward_frames(x, context, &FrameLayout::IMAGES)
+    }
+
+    /// `x` [b·f, L, dim] with the frames of each clip consecutive, `context` [b·f, Lc, D].
+    pub fn forward_frames(
+        &self,
+        x: &Tensor,
+        context: &Tensor,
+        layout: &FrameLayout,
+    ) -> Result<Tensor> {
+        let n = self.norm1.forward(x)?;
+        let attended = match layout.spatial_attention {
+            SpatialAttention::PerFrame => self.attn1.forward(&n, None)?,
+            SpatialAttention::SparseCausal => {
+                sparse_causal_attention(&self.attn1, &n, layout.num_frames)?
+            }
+        };
+        let x = (attended + x)?;
         let x = (self
             .attn2
             .forward(&self.norm2.forward(&x)?, Some(context))?
             + x)?;
         Ok((self.ff.forward(&self.norm3.forward(&x)?)? + x)?)
     }
+}
+
+/// MinD-Video's sparse-causal self-attention on `x` [b·f, L, dim]: the queries of frame t, the
+/// keys and values of frames max(t − 2, 0) and max(t − 1, 0) side by side ([b·f, 2L, dim]).
+fn sparse_causal_attention(attn: &Attention, x: &Tensor, num_frames: usize) -> Result<Tensor> {
+    let (bf, l, _) = x.dims3()?;
+    if num_frames == 0 || bf % num_frames != 0 {
+        return Err(Error::InvalidInput {
+            name: "num_frames",
+            msg: format!("{num_frames} frames do not divide the {bf} rows of the input"),
+        });
+    }
+    let b = bf / num_frames;
+    let q = attn.to_q.forward(x)?;
+    let index = |back: usize| -> Result<Tensor> {
+        let ids: Vec<u32> = (0..num_frames)
+            .map(|t| t.saturating_sub(back) as u32)
+            .collect();
+        Ok(Tensor::new(ids.as_slice(), x.device())?)
+    };
+    let (two_back, one_back) = (index(2)?, index(1)?);
+    let gather = |t: Tensor| -> Result<Tensor> {
+        let inner = t.dim(2)?;
+        let t = t.reshape((b, num_frames, l, inner))?;
+        let pair = Tensor::cat(
+            &[t.index_select(&two_back, 1)?, t.index_select(&one_back, 1)?],
+            2,
+        )?;
+        Ok(pair.reshape((bf, 2 * l, inner))?)
+    };
+    let k = gather(attn.to_k.forward(x)?)?;
+    let v = gather(attn.to_v.forward(x)?)?;
+    let o = nn::multi_head_attention(&q, &k, &v, attn.heads, false, None, attn.upcast_attention)?;
+    attn.to_out.forward(&o)
 }
 
 /// `proj_in` / `proj_out` of a `Transformer2DModel`: 1x1 convolution (SD 1.x) or linear
@@ -549,6 +637,16 @@ impl Transformer2DModel {
 
     /// `x` [B, C, H, W], `context` [B, L, D] → [B, C, H, W].
     pub fn forward(&self, x: &Tensor, context: &Tensor) -> Result<Tensor> {
+        self.forward_frames(x, context, &FrameLayout::IMAGES)
+    }
+
+    /// [`Transformer2DModel::forward`] on the frames of clips (`layout`).
+    pub fn forward_frames(
+        &self,
+        x: &Tensor,
+        context: &Tensor,
+        layout: &FrameLayout,
+    ) -> Result<Tensor> {
         let (b, _, h, w) = x.dims4()?;
         let residual = x;
         let x = self.norm.forward(x)?;
@@ -561,7 +659,7 @@ impl Transformer2DModel {
             Projection::Linear(l) => l.forward(&to_seq(&x)?)?,
         };
         for blk in &self.transformer_blocks {
-            x = blk.forward(&x, context)?;
+            x = blk.forward_frames(&x, context, layout)?;
         }
         let to_img = |t: &Tensor| -> Result<Tensor> {
             let c = t.dim(2)?;
@@ -577,11 +675,15 @@ impl Transformer2DModel {
     }
 }
 
-/// `CrossAttnDownBlock2D` (with `attentions`) or `DownBlock2D` (without).
+/// `CrossAttnDownBlock2D` (with `attentions`) or `DownBlock2D` (without); with
+/// `motion_modules`, diffusers' `CrossAttnDownBlockMotion` / `DownBlockMotion` (a temporal
+/// transformer after each resnet + attention pair).
 #[derive(Debug, Clone)]
 pub struct DownBlock2D {
     pub resnets: Vec<ResnetBlock2D>,
     pub attentions: Vec<Transformer2DModel>,
+    /// Empty in the image model.
+    pub motion_modules: Vec<AnimateDiffTransformer3D>,
     pub downsampler: Option<Downsample2D>,
 }
 
@@ -593,12 +695,26 @@ impl DownBlock2D {
         temb: &Tensor,
         context: &Tensor,
     ) -> Result<(Tensor, Vec<Tensor>)> {
+        self.forward_frames(x, temb, context, &FrameLayout::IMAGES)
+    }
+
+    /// [`DownBlock2D::forward`] on `x` [b·f, C, H, W], the frames of clips (`layout`).
+    pub fn forward_frames(
+        &self,
+        x: &Tensor,
+        temb: &Tensor,
+        context: &Tensor,
+        layout: &FrameLayout,
+    ) -> Result<(Tensor, Vec<Tensor>)> {
         let mut x = x.clone();
         let mut states = Vec::new();
         for (i, r) in self.resnets.iter().enumerate() {
             x = r.forward(&x, Some(temb))?;
             if let Some(a) = self.attentions.get(i) {
-                x = a.forward(&x, context)?;
+                x = a.forward_frames(&x, context, layout)?;
+            }
+            if let Some(m) = self.motion_modules.get(i) {
+                x = m.forward(&x, layout.num_frames)?;
             }
             states.push(x.clone());
         }
@@ -610,11 +726,14 @@ impl DownBlock2D {
     }
 }
 
-/// `CrossAttnUpBlock2D` (with `attentions`) or `UpBlock2D` (without).
+/// `CrossAttnUpBlock2D` (with `attentions`) or `UpBlock2D` (without); with `motion_modules`,
+/// diffusers' `CrossAttnUpBlockMotion` / `UpBlockMotion`.
 #[derive(Debug, Clone)]
 pub struct UpBlock2D {
     pub resnets: Vec<ResnetBlock2D>,
     pub attentions: Vec<Transformer2DModel>,
+    /// Empty in the image model.
+    pub motion_modules: Vec<AnimateDiffTransformer3D>,
     pub upsampler: Option<Upsample2D>,
 }
 
@@ -627,12 +746,27 @@ impl UpBlock2D {
         temb: &Tensor,
         context: &Tensor,
     ) -> Result<Tensor> {
+        self.forward_frames(x, skips, temb, context, &FrameLayout::IMAGES)
+    }
+
+    /// [`UpBlock2D::forward`] on the frames of clips (`layout`).
+    pub fn forward_frames(
+        &self,
+        x: &Tensor,
+        skips: &[Tensor],
+        temb: &Tensor,
+        context: &Tensor,
+        layout: &FrameLayout,
+    ) -> Result<Tensor> {
         let mut x = x.clone();
         for (i, r) in self.resnets.iter().enumerate() {
             x = Tensor::cat(&[&x, &skips[i]], 1)?;
             x = r.forward(&x, Some(temb))?;
             if let Some(a) = self.attentions.get(i) {
-                x = a.forward(&x, context)?;
+                x = a.forward_frames(&x, context, layout)?;
+            }
+            if let Some(m) = self.motion_modules.get(i) {
+                x = m.forward(&x, layout.num_frames)?;
             }
         }
         if let Some(u) = &self.upsampler {
@@ -642,18 +776,36 @@ impl UpBlock2D {
     }
 }
 
-/// `UNetMidBlock2DCrossAttn`: `resnets.0`, `attentions.0`, `resnets.1`.
+/// `UNetMidBlock2DCrossAttn`: `resnets.0`, `attentions.0`, `resnets.1`; with
+/// `motion_modules`, diffusers' `UNetMidBlockCrossAttnMotion` (the temporal transformer between
+/// the attention and the second resnet).
 #[derive(Debug, Clone)]
 pub struct UNetMidBlock2DCrossAttn {
     pub resnets: Vec<ResnetBlock2D>,
     pub attentions: Vec<Transformer2DModel>,
+    /// Empty in the image model (and in motion U-Nets without a mid-block module).
+    pub motion_modules: Vec<AnimateDiffTransformer3D>,
 }
 
 impl UNetMidBlock2DCrossAttn {
     pub fn forward(&self, x: &Tensor, temb: &Tensor, context: &Tensor) -> Result<Tensor> {
+        self.forward_frames(x, temb, context, &FrameLayout::IMAGES)
+    }
+
+    /// [`UNetMidBlock2DCrossAttn::forward`] on the frames of clips (`layout`).
+    pub fn forward_frames(
+        &self,
+        x: &Tensor,
+        temb: &Tensor,
+        context: &Tensor,
+        layout: &FrameLayout,
+    ) -> Result<Tensor> {
         let mut x = self.resnets[0].forward(x, Some(temb))?;
-        for (a, r) in self.attentions.iter().zip(&self.resnets[1..]) {
-            x = a.forward(&x, context)?;
+        for (i, (a, r)) in self.attentions.iter().zip(&self.resnets[1..]).enumerate() {
+            x = a.forward_frames(&x, context, layout)?;
+            if let Some(m) = self.motion_modules.get(i) {
+                x = m.forward(&x, layout.num_frames)?;
+            }
             x = r.forward(&x, Some(temb))?;
         }
         Ok(x)
@@ -812,6 +964,7 @@ impl UNet2DConditionModel {
             down_blocks.push(DownBlock2D {
                 resnets,
                 attentions,
+                motion_modules: Vec::new(),
                 downsampler,
             });
         }
@@ -843,6 +996,7 @@ impl UNet2DConditionModel {
                 heads[n - 1],
                 tlayers[n - 1],
             )?],
+            motion_modules: Vec::new(),
         };
 
         let rev_boc: Vec<usize> = boc.iter().rev().copied().collect();
@@ -889,6 +1043,7 @@ impl UNet2DConditionModel {
             up_blocks.push(UpBlock2D {
                 resnets,
                 attentions,
+                motion_modules: Vec::new(),
                 upsampler,
             });
         }
@@ -949,6 +1104,20 @@ impl UNet2DConditionModel {
     /// fractional) timestep per sample, or [1] / a scalar for all; `context` [B, L, D].
     /// Inputs are cast to the model's dtype.
     pub fn forward(&self, sample: &Tensor, timesteps: &Tensor, context: &Tensor) -> Result<Tensor> {
+        self.forward_frames(sample, timesteps, context, &FrameLayout::IMAGES)
+    }
+
+    /// [`UNet2DConditionModel::forward`] on rows that are the frames of clips (`layout`:
+    /// `num_frames` consecutive rows per clip), as diffusers' `UNetMotionModel` runs its blocks:
+    /// `sample` [b·f, C, H, W], `timesteps` and `context` per row. With motion modules in the
+    /// blocks (see `unet_motion`), these attend across the frames of each clip.
+    pub fn forward_frames(
+        &self,
+        sample: &Tensor,
+        timesteps: &Tensor,
+        context: &Tensor,
+        layout: &FrameLayout,
+    ) -> Result<Tensor> {
         let (b, c, h, w) = sample.dims4()?;
         if c != self.config.in_channels {
             return Err(Error::InvalidInput {
@@ -1004,16 +1173,16 @@ impl UNet2DConditionModel {
         let mut x = self.conv_in.forward(&sample)?;
         let mut skips = vec![x.clone()];
         for blk in &self.down_blocks {
-            let (y, states) = blk.forward(&x, &temb, &context)?;
+            let (y, states) = blk.forward_frames(&x, &temb, &context, layout)?;
             x = y;
             skips.extend(states);
         }
-        x = self.mid_block.forward(&x, &temb, &context)?;
+        x = self.mid_block.forward_frames(&x, &temb, &context, layout)?;
         for blk in &self.up_blocks {
             let k = blk.resnets.len();
             let start = skips.len() - k;
             let mine: Vec<Tensor> = skips.drain(start..).rev().collect();
-            x = blk.forward(&x, &mine, &temb, &context)?;
+            x = blk.forward_frames(&x, &mine, &temb, &context, layout)?;
         }
         let x = self.conv_norm_out.forward_silu(&x)?;
         Ok(self.conv_out.forward(&x)?.to_dtype(self.dtype)?)

@@ -236,7 +236,7 @@ fn gaussian_kernel(sigma: f64, radius: usize) -> Vec<f64> {
 }
 
 /// Maps an out-of-range index onto `0..n` by half-sample symmetric reflection.
-fn reflect_index(i: isize, n: usize) -> usize {
+pub(crate) fn reflect_index(i: isize, n: usize) -> usize {
     let period = 2 * n as isize;
     let m = i.rem_euclid(period) as usize;
     if m < n {

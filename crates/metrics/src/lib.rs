@@ -17,6 +17,7 @@
 //!   tokenizer, BLEU-1..4, METEOR 1.5, ROUGE-L, CIDEr-D) and CLIP-S /
 //!   RefCLIP-S, checked against pycocoevalcap and clipscore.py by fixtures
 //!   from `tools/fixtures/caption_metrics.py`.
+//! - [`video`]: MinD-Video's n-way top-k classification rule, SSIM and PSNR of 8-bit clips.
 //! - [`summary`]: [`MetricsTable`], the per-set summary a CLI prints.
 
 pub mod bleu;
@@ -26,6 +27,7 @@ pub mod identification;
 pub mod image;
 pub mod summary;
 pub mod vector;
+pub mod video;
 
 pub use bleu::{corpus_bleu, BleuScore};
 pub use caption::clip_score::{clip_scores, ClipScores, ReferenceEmbeddings};

@@ -16,5 +16,6 @@ pub mod naturalistic;
 pub mod progress;
 pub mod report;
 pub mod suite;
+pub mod video;
 
 pub use error::{Result, RouteError};

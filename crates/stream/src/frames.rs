@@ -3,8 +3,6 @@
 
 use crate::latent::Latent;
 use brainrecon_data::image::RgbImage;
-use std::fs::File;
-use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
 /// An error of a frame generator (a model's own error type, boxed).
@@ -122,126 +120,8 @@ impl PngSequence {
     }
 }
 
-/// An animated GIF (looping forever) written to a temporary file beside its final path and
-/// renamed there by [`GifWriter::finish`]; dropped unfinished, it removes the temporary file.
-pub struct GifWriter {
-    path: PathBuf,
-    tmp: PathBuf,
-    encoder: Option<gif::Encoder<BufWriter<File>>>,
-    size: Option<(u16, u16)>,
-    delay_cs: u16,
-    frames: u64,
-}
-
-/// A GIF error, with the file it concerns.
-fn gif_error(path: &Path, e: impl std::fmt::Display) -> std::io::Error {
-    std::io::Error::other(format!("{}: GIF: {e}", path.display()))
-}
-
-impl GifWriter {
-    /// A GIF at `path` whose frames each show for `delay_cs` hundredths of a second (at least 2:
-    /// browsers show shorter delays as 10).
-    pub fn create(path: &Path, delay_cs: u16) -> std::io::Result<Self> {
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)?;
-        }
-        let tmp = partial_path(path);
-        // Created now, so that an unwritable place fails before any frame is made.
-        File::create(&tmp)?;
-        Ok(GifWriter {
-            path: path.to_path_buf(),
-            tmp,
-            encoder: None,
-            size: None,
-            delay_cs: delay_cs.max(2),
-            frames: 0,
-        })
-    }
-
-    /// Frames added so far.
-    pub fn frames(&self) -> u64 {
-        self.frames
-    }
-
-    /// Adds a frame (a 256-colour palette quantised from this image; deterministic). Every
-    /// frame must have the first frame's size, which must fit in 65535 × 65535.
-    pub fn add(&mut self, image: &RgbImage) -> std::io::Result<()> {
-        let (w, h) = match (u16::try_from(image.width), u16::try_from(image.height)) {
-            (Ok(w), Ok(h)) => (w, h),
-            _ => {
-                return Err(gif_error(
-                    &self.path,
-                    format!(
-                        "expected frames of at most 65535 × 65535 pixels, found {}×{}",
-                        image.width, image.height
-                    ),
-                ))
-            }
-        };
-        if let Some(size) = self.size {
-            if size != (w, h) {
-                return Err(gif_error(
-                    &self.path,
-                    format!(
-                        "expected every frame to be {}×{} like the first, found {w}×{h}",
-                        size.0, size.1
-                    ),
-                ));
-            }
-        }
-        if self.encoder.is_none() {
-            let file = File::create(&self.tmp)?;
-            let mut encoder = gif::Encoder::new(BufWriter::new(file), w, h, &[])
-                .map_err(|e| gif_error(&self.path, e))?;
-            encoder
-                .set_repeat(gif::Repeat::Infinite)
-                .map_err(|e| gif_error(&self.path, e))?;
-            self.encoder = Some(encoder);
-            self.size = Some((w, h));
-        }
-        let mut frame = gif::Frame::from_rgb_speed(w, h, &image.pixels, 10);
-        frame.delay = self.delay_cs;
-        let encoder = self.encoder.as_mut().expect("created above");
-        encoder
-            .write_frame(&frame)
-            .map_err(|e| gif_error(&self.path, e))?;
-        self.frames += 1;
-        Ok(())
-    }
-
-    /// Completes the file and renames it into place. A GIF with no frame is not written (the
-    /// temporary file is removed) and `Ok(false)` is returned.
-    pub fn finish(mut self) -> std::io::Result<bool> {
-        let Some(encoder) = self.encoder.take() else {
-            let _ = std::fs::remove_file(&self.tmp);
-            return Ok(false);
-        };
-        let result = (|| {
-            let mut writer = encoder.into_inner().map_err(|e| gif_error(&self.path, e))?;
-            writer.flush()?;
-            drop(writer);
-            std::fs::rename(&self.tmp, &self.path)
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&self.tmp);
-        }
-        result.map(|()| true)
-    }
-
-    /// The final path.
-    pub fn path(&self) -> &Path {
-        &self.path
-    }
-}
-
-impl Drop for GifWriter {
-    fn drop(&mut self) {
-        // Unfinished (an error, or never finished): leave nothing behind. After `finish` the
-        // temporary file has been renamed and this does nothing.
-        self.encoder.take();
-        let _ = std::fs::remove_file(&self.tmp);
-    }
-}
+/// The animated GIF writer lives in the data layer, shared with the video clip outputs.
+pub use brainrecon_data::video::GifWriter;
 
 #[cfg(test)]
 mod tests {

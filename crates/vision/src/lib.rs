@@ -3,6 +3,11 @@
 //! `features.11`), InceptionV3 (`avgpool`, with `transform_input`), EfficientNet-B1 (`avgpool`)
 //! and ResNet-50 (`avgpool`, the SwAV network). Built on `brainrecon-nn`; checked against
 //! torchvision by `tests/golden.rs` on the deterministic weights of [`deterministic`].
+//!
+//! The classifiers of MinD-Video's video evaluation, as transformers defines them (checkpoint
+//! names, `config.json`, the Pillow image processors): [`vit::ViTForImageClassification`]
+//! (frames) and [`videomae::VideoMAEForVideoClassification`] (clips), checked against
+//! transformers by `tests/vit_videomae_golden.rs`.
 
 pub mod alexnet;
 pub mod deterministic;
@@ -11,8 +16,12 @@ pub mod inception;
 pub mod ops;
 pub mod preprocess;
 pub mod resnet;
+pub mod videomae;
+pub mod vit;
 
 pub use alexnet::{AlexNet, AlexNetFeatures};
 pub use efficientnet::EfficientNetB1;
 pub use inception::InceptionV3;
 pub use resnet::ResNet50;
+pub use videomae::{VideoMAEConfig, VideoMAEForVideoClassification};
+pub use vit::{ViTConfig, ViTForImageClassification};

@@ -24,6 +24,8 @@ pub mod train_captioner;
 pub mod train_clap;
 pub mod train_prior;
 pub mod train_word2vec;
+pub mod video;
+pub mod video_route;
 
 use std::io::IsTerminal;
 

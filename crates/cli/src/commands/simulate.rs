@@ -1,5 +1,6 @@
 use brainrecon_data::simulate::movie::{simulate_movie, MovieOptions};
 use brainrecon_data::simulate::music::{simulate_music, MusicOptions};
+use brainrecon_data::simulate::video::{simulate_video, VideoOptions};
 use brainrecon_data::simulate::{
     simulate, OutputLayout, SimulateOptions, NSD_IMAGES, NSD_SESSIONS, NSD_VOLUME,
 };
@@ -13,6 +14,8 @@ pub enum Kind {
     Movie,
     /// Music clips heard in runs at TR 1.5 s, in ds003720's BIDS layout, with GTZAN-like audio
     Music,
+    /// Clips of moving shapes watched in segments at TR 2 s, in CC2017's layout (CIFTI-2 runs)
+    Video,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -23,7 +26,8 @@ pub enum Size {
     /// NSD's size: 9250 images × 3 repeats = 37 sessions of 750 trials, 81 × 104 × 83 voxels
     Nsd,
     /// ds003720's design (--kind music): 54 clips per genre, 480 training clips in 12 runs of
-    /// 40, 60 test clips heard 4 times in 6 runs, 30-s tracks
+    /// 40, 60 test clips heard 4 times in 6 runs, 30-s tracks; --kind video: CC2017's 18
+    /// training segments × 2 and 5 test segments × 10 of 240 TRs
     Paper,
 }
 
@@ -56,6 +60,16 @@ pub enum Layout {
 /// Auditory ROIs follow the clips' acoustic features per TR, higher ROIs their genre and mood
 /// (from the captions in truth/clips.json), the others noise. Training clips are heard once,
 /// test clips 4 times. Small by default; --size paper is the paper's 540 clips.
+///
+/// --kind video: a subject watching clips of moving shapes (a scene's shape moving left,
+/// right, up or down, or still; 1–3 TRs each, cut at TR boundaries) in CC2017's layout:
+/// subject1/fmri/segK/cifti/segK_R_Atlas.dtseries.nii (training segments, each seen twice) and
+/// testK/cifti/testK_R_Atlas.dtseries.nii (test segments, seen 4 times; 10 with --size paper),
+/// CIFTI-2 dense time series at TR 2 s over two cortical surfaces and a small subcortical
+/// model; the frames as stimuli/<segment>/frame_NNNNNN.png with frames.json (3 fps, 6 frames
+/// per TR). Early voxels follow the frames' retinotopic contrast and direction-tuned motion
+/// energy, higher voxels the shape and colour, the rest noise. Small by default (4 + 2
+/// segments of 40 TRs); read it with `video prepare`.
 ///
 /// The truth is written to `truth/` beside the data.
 #[derive(clap::Args)]
@@ -100,10 +114,10 @@ pub struct Args {
     seed: u64,
     #[arg(long, value_enum, default_value_t = Layout::Nsd)]
     layout: Layout,
-    /// Subject to simulate (subj01 … subj08)
+    /// Subject to simulate (subj01 … subj08; --kind video: N of subjectN, default 1)
     #[arg(long, default_value = "subj01")]
     subject: String,
-    /// Side of the square stimulus images, in pixels
+    /// Side of the square stimulus images (--kind video: frames), in pixels
     #[arg(long, default_value_t = 64)]
     image_size: usize,
     /// Number of scanning sessions the trials are split into (default 3; 37 with --size nsd)
@@ -204,6 +218,73 @@ fn run_music(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `1`, `subject1` or the default `subj01`.
+fn video_subject(text: &str) -> anyhow::Result<usize> {
+    let digits = text
+        .trim()
+        .trim_start_matches("subject")
+        .trim_start_matches("subj");
+    digits
+        .parse::<usize>()
+        .ok()
+        .filter(|n| (1..=99).contains(n))
+        .ok_or_else(|| {
+            super::usage(format!(
+                "--subject: expected a subject number such as 1 (subject1), found '{text}'"
+            ))
+        })
+}
+
+fn run_video(args: Args) -> anyhow::Result<()> {
+    if args.runs.is_some() || args.run_seconds.is_some() {
+        return Err(super::usage(
+            "--runs and --run-seconds apply to --kind movie",
+        ));
+    }
+    if args.images.is_some() || args.sessions.is_some() || args.volume.is_some() {
+        return Err(super::usage(
+            "--images, --sessions and --volume apply to --kind image",
+        ));
+    }
+    let mut opts = match args.size {
+        Size::Small => VideoOptions::new(&args.out),
+        Size::Paper => VideoOptions::paper(&args.out),
+        Size::Nsd => {
+            return Err(super::usage(
+                "--size nsd applies to --kind image (video: small or paper)",
+            ))
+        }
+    };
+    opts.seed = args.seed;
+    opts.subject = video_subject(&args.subject)?;
+    opts.frame_size = args.image_size;
+    opts.progress = super::show_progress();
+    let simulated = simulate_video(&opts)?;
+    let t = &simulated.truth;
+    if args.json {
+        let mut summary = serde_json::to_value(t)?;
+        summary["out"] = serde_json::json!(simulated.out);
+        return super::print_json(&summary);
+    }
+    let d = &t.design;
+    println!(
+        "simulated {} watching moving shapes at {}: {} training segments × {}, {} test segments × {}, {} TRs of {} s, {} frames per TR ({} px), {} grayordinates ({} cortical)",
+        t.subject,
+        simulated.out.display(),
+        d.train_segments,
+        d.train_repetitions,
+        d.test_segments,
+        d.test_repetitions,
+        d.n_tr,
+        d.tr,
+        d.frames_per_tr,
+        t.frame_size,
+        t.n_grayordinates,
+        t.n_cortex
+    );
+    Ok(())
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
     if args.kind != Kind::Music
         && (args.clips_per_genre.is_some()
@@ -218,8 +299,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.kind == Kind::Music {
         return run_music(args);
     }
+    if args.kind == Kind::Video {
+        return run_video(args);
+    }
     if args.size == Size::Paper {
-        return Err(super::usage("--size paper applies to --kind music"));
+        return Err(super::usage(
+            "--size paper applies to --kind music and video",
+        ));
     }
     if args.kind == Kind::Movie {
         if args.size != Size::Small || args.volume.is_some() {

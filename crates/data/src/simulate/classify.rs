@@ -55,6 +55,21 @@ fn median_rgb(pixels: &[[f32; 3]]) -> [f32; 3] {
     out
 }
 
+/// The pixels (x, y) at least half-way from `bg` to `fg` along the line between the two
+/// colours: the 50% contour of a shape of colour `fg` on `bg`, blurred or not.
+pub fn shape_mask(image: &RgbImage, bg: [u8; 3], fg: [u8; 3]) -> Vec<(f32, f32)> {
+    let axis: [f32; 3] = std::array::from_fn(|c| fg[c] as f32 - bg[c] as f32);
+    let axis_norm2: f32 = axis.iter().map(|a| a * a).sum();
+    let mut mask = Vec::new();
+    for (i, p) in image.pixels.chunks_exact(3).enumerate() {
+        let along: f32 = (0..3).map(|c| (p[c] as f32 - bg[c] as f32) * axis[c]).sum();
+        if along > 0.5 * axis_norm2 {
+            mask.push(((i % image.width) as f32, (i / image.width) as f32));
+        }
+    }
+    mask
+}
+
 /// Reads background, colour and shape from an image of any size.
 pub fn read_scene(image: &RgbImage) -> Reading {
     let (h, w) = (image.height, image.width);
@@ -100,19 +115,7 @@ pub fn read_scene(image: &RgbImage) -> Reading {
     // The shape's outline: where a pixel is at least half-way from the background to the
     // shape's colour (the 50% contour), so that a blur or a faint halo neither grows nor
     // shrinks the shape.
-    let fg = COLOURS[colour].1;
-    let axis: [f32; 3] = std::array::from_fn(|c| fg[c] as f32 - bg[c] as f32);
-    let axis_norm2: f32 = axis.iter().map(|a| a * a).sum();
-    let mut mask = Vec::new();
-    for y in 0..h {
-        for x in 0..w {
-            let p = pixel(x, y);
-            let along: f32 = (0..3).map(|c| (p[c] - bg[c] as f32) * axis[c]).sum();
-            if along > 0.5 * axis_norm2 {
-                mask.push((x as f32, y as f32));
-            }
-        }
-    }
+    let mask = shape_mask(image, bg, COLOURS[colour].1);
     if mask.len() < 4 {
         return Reading {
             background,

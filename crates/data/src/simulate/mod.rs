@@ -3,10 +3,12 @@
 mod bold;
 pub mod brain;
 pub mod classify;
+pub mod classify_clip;
 pub mod h5stream;
 pub mod movie;
 pub mod music;
 pub mod scene;
+pub mod video;
 
 use crate::atomic::{write_atomic, write_bytes_atomic, write_json_atomic};
 use crate::error::{DataError, Result};

@@ -103,8 +103,8 @@ impl Scene {
         v
     }
 
-    fn inside(&self, u: f32, v: f32) -> bool {
-        let [cx, cy] = POSITIONS[self.position].1;
+    /// Whether (u, v) in [0, 1]² lies inside the shape centred at `centre`.
+    fn inside(&self, u: f32, v: f32, [cx, cy]: [f32; 2]) -> bool {
         let r = SIZES[self.size].1;
         let (dx, dy) = (u - cx, v - cy);
         match SHAPES[self.shape] {
@@ -118,6 +118,12 @@ impl Scene {
     /// Share of each pixel the shape covers at `size`×`size` (row-major, 3×3 supersampling):
     /// 0 on the background, 1 inside, fractions on the edge.
     pub fn coverage(&self, size: usize) -> Vec<f32> {
+        self.coverage_at(POSITIONS[self.position].1, size)
+    }
+
+    /// As [`Scene::coverage`] with the shape centred at `centre` (x, y in [0, 1]) instead of
+    /// its position's centre: moving shapes are drawn this way.
+    pub fn coverage_at(&self, centre: [f32; 2], size: usize) -> Vec<f32> {
         let mut coverage = Vec::with_capacity(size * size);
         for y in 0..size {
             for x in 0..size {
@@ -126,7 +132,7 @@ impl Scene {
                     for sx in 0..3 {
                         let u = (x as f32 + (sx as f32 + 0.5) / 3.0) / size as f32;
                         let v = (y as f32 + (sy as f32 + 0.5) / 3.0) / size as f32;
-                        hits += self.inside(u, v) as u32;
+                        hits += self.inside(u, v, centre) as u32;
                     }
                 }
                 coverage.push(hits as f32 / 9.0);
@@ -137,10 +143,15 @@ impl Scene {
 
     /// Renders the scene at `size`×`size`, anti-aliased by 3×3 supersampling.
     pub fn render(&self, size: usize) -> RgbImage {
+        self.render_at(POSITIONS[self.position].1, size)
+    }
+
+    /// As [`Scene::render`] with the shape centred at `centre` (x, y in [0, 1]).
+    pub fn render_at(&self, centre: [f32; 2], size: usize) -> RgbImage {
         let fg = COLOURS[self.colour].1;
         let bg = BACKGROUNDS[self.background].1;
         let mut pixels = Vec::with_capacity(size * size * 3);
-        for a in self.coverage(size) {
+        for a in self.coverage_at(centre, size) {
             for c in 0..3 {
                 pixels.push((a * fg[c] as f32 + (1.0 - a) * bg[c] as f32).round() as u8);
             }

@@ -1,0 +1,197 @@
+//! A folder of frames as a video: PNG or JPEG files sorted by name (zero-padded numbers), with
+//! an optional `frames.json` sidecar `{"fps": f, "width": w, "height": h}` (what the project's
+//! video simulator writes); without it the frame rate comes from the caller.
+
+use super::VideoInfo;
+use crate::error::{DataError, Result};
+use crate::image::{read_png, RgbImage};
+use std::path::{Path, PathBuf};
+
+/// The sidecar beside the frames.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct FramesMeta {
+    pub fps: f64,
+    pub width: usize,
+    pub height: usize,
+    /// The number of frame files, where the writer recorded it (the simulator does).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub n_frames: Option<usize>,
+}
+
+/// The sidecar's file name.
+pub const FRAMES_JSON: &str = "frames.json";
+
+/// An opened frame folder.
+pub struct FrameFolder {
+    dir: PathBuf,
+    files: Vec<PathBuf>,
+    info: VideoInfo,
+}
+
+fn is_frame_file(path: &Path) -> bool {
+    let ext = path
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    matches!(ext.as_str(), "png" | "jpg" | "jpeg")
+}
+
+impl FrameFolder {
+    /// Opens `dir`. The frame rate is the sidecar's, else `fps`; with neither it is an error.
+    /// A `fps` that disagrees with the sidecar is an error too. The first frame is read to
+    /// check the size.
+    pub fn open(dir: &Path, fps: Option<f64>) -> Result<Self> {
+        let entries = std::fs::read_dir(dir).map_err(|e| DataError::io(dir, e))?;
+        let mut files = Vec::new();
+        for entry in entries {
+            let path = entry.map_err(|e| DataError::io(dir, e))?.path();
+            if path.is_file() && is_frame_file(&path) {
+                files.push(path);
+            }
+        }
+        files.sort();
+        if files.is_empty() {
+            return Err(DataError::invalid(
+                dir,
+                "frames",
+                "PNG or JPEG frame files",
+                "none",
+            ));
+        }
+        let sidecar = dir.join(FRAMES_JSON);
+        let meta: Option<FramesMeta> = if sidecar.exists() {
+            Some(crate::atomic::read_json(&sidecar)?)
+        } else {
+            None
+        };
+        let fps = match (&meta, fps) {
+            (Some(m), Some(f)) if (m.fps - f).abs() > 1e-9 * f.abs().max(1.0) => {
+                return Err(DataError::invalid(
+                    &sidecar,
+                    "fps",
+                    format!("{f} (the --fps given)"),
+                    m.fps.to_string(),
+                ))
+            }
+            (Some(m), _) => m.fps,
+            (None, Some(f)) => f,
+            (None, None) => {
+                return Err(DataError::invalid(
+                    dir,
+                    "fps",
+                    format!("a frame rate: a {FRAMES_JSON} sidecar or an fps flag"),
+                    "neither",
+                ))
+            }
+        };
+        if !(fps.is_finite() && fps > 0.0) {
+            return Err(DataError::invalid(
+                dir,
+                "fps",
+                "a positive frame rate",
+                fps.to_string(),
+            ));
+        }
+        if let Some(n) = meta.as_ref().and_then(|m| m.n_frames) {
+            if n != files.len() {
+                return Err(DataError::invalid(
+                    &sidecar,
+                    "n_frames",
+                    format!("{} (the PNG/JPEG files in the folder)", files.len()),
+                    n.to_string(),
+                ));
+            }
+        }
+        let first = read_frame(&files[0])?;
+        if let Some(m) = &meta {
+            if (m.width, m.height) != (first.width, first.height) {
+                return Err(DataError::invalid(
+                    &files[0],
+                    "size",
+                    format!("{}x{} (from {FRAMES_JSON})", m.width, m.height),
+                    format!("{}x{}", first.width, first.height),
+                ));
+            }
+        }
+        let info = VideoInfo {
+            frames: files.len(),
+            fps,
+            width: first.width,
+            height: first.height,
+        };
+        Ok(FrameFolder {
+            dir: dir.to_path_buf(),
+            files,
+            info,
+        })
+    }
+
+    pub fn info(&self) -> &VideoInfo {
+        &self.info
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The file of frame `index`.
+    pub fn file(&self, index: usize) -> &Path {
+        &self.files[index]
+    }
+
+    /// Frames `indices`, in the order asked; every frame must have the first frame's size.
+    pub fn frames(&self, indices: &[usize]) -> Result<Vec<RgbImage>> {
+        super::check_indices(&self.dir, &self.info, indices)?;
+        indices
+            .iter()
+            .map(|&i| {
+                let image = read_frame(&self.files[i])?;
+                if (image.width, image.height) != (self.info.width, self.info.height) {
+                    return Err(DataError::invalid(
+                        &self.files[i],
+                        "size",
+                        format!(
+                            "{}x{} (the first frame's)",
+                            self.info.width, self.info.height
+                        ),
+                        format!("{}x{}", image.width, image.height),
+                    ));
+                }
+                Ok(image)
+            })
+            .collect()
+    }
+}
+
+/// Reads a PNG or a JPEG (baseline or progressive, grey or colour) as RGB.
+pub fn read_frame(path: &Path) -> Result<RgbImage> {
+    let ext = path
+        .extension()
+        .map(|e| e.to_string_lossy().to_ascii_lowercase())
+        .unwrap_or_default();
+    if ext != "jpg" && ext != "jpeg" {
+        return read_png(path);
+    }
+    let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let mut decoder = jpeg_decoder::Decoder::new(std::io::BufReader::new(file));
+    let data = decoder
+        .decode()
+        .map_err(|e| DataError::format(path, "JPEG", e))?;
+    let info = decoder
+        .info()
+        .ok_or_else(|| DataError::format(path, "JPEG", "no image header"))?;
+    let (w, h) = (info.width as usize, info.height as usize);
+    let pixels = match info.pixel_format {
+        jpeg_decoder::PixelFormat::RGB24 => data,
+        jpeg_decoder::PixelFormat::L8 => data.iter().flat_map(|&g| [g, g, g]).collect(),
+        other => {
+            return Err(DataError::invalid(
+                path,
+                "pixel format",
+                "RGB or grey",
+                format!("{other:?}"),
+            ))
+        }
+    };
+    Ok(RgbImage::new(h, w, pixels))
+}

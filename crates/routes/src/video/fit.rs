@@ -1,0 +1,292 @@
+//! `video fit`: the linear baseline of the video route, the Takagi-style route generalised to
+//! clips. Ridge from each sample's fMRI window (`video prepare`'s X) to the text context c of
+//! the clip's caption (the diffusion model's text encoder, T×D values) and to the VAE latent z
+//! of the clip's first frame (for an img2img-style start); alphas by K-fold CV grouped by
+//! segment (neighbouring TRs share the haemodynamic response, so LOO would pick alphas that
+//! are too small). Also the decoded context of the mean training window: MinD-Video's
+//! negative condition ("guidance against the mean fMRI's embedding").
+//!
+//! ```text
+//! <out>/video_fit.json     VideoFitSummary
+//! <out>/decoded_c.npy      float32 (test samples, T·D)
+//! <out>/decoded_z.npy      float32 (test samples, 4·h·w)
+//! <out>/negative_c.npy     float32 (1, T·D): the decoded context of the mean training window
+//! <out>/true_c_test.npy    float32 (test samples, T·D): the captions' contexts
+//! <out>/test_index.npy     int64 (test samples, 2): segment, stimulus TR
+//! <out>/models/c/, models/z/   the ridge models (ridge predict reads them)
+//! ```
+
+use super::stimuli::{captions_of, read_captions, StimulusClips, StimulusTr};
+use crate::error::{Result, RouteError};
+use crate::music::decode::{identification, matrix, row_major};
+use brainrecon_data::atomic::write_json_atomic;
+use brainrecon_data::cc2017::{read_meta, VideoPrepared};
+use brainrecon_data::cifti::cc2017::Split;
+use brainrecon_data::image::RgbImage;
+use brainrecon_data::npy;
+use brainrecon_diffusion::pipeline::{image_from_rgb8, Posterior, StableDiffusion};
+use brainrecon_diffusion::rng::SeededNoise;
+use brainrecon_ridge::{Cv, RidgeCv, RidgeModel, Scoring};
+use candle_core::Tensor;
+use faer::Mat;
+use std::path::{Path, PathBuf};
+
+pub const SUMMARY_FILE: &str = "video_fit.json";
+
+#[derive(Debug, Clone)]
+pub struct VideoFitOptions {
+    /// `video prepare`'s folder.
+    pub prepared: PathBuf,
+    /// `segK.mp4` / `testK.mp4` or frame folders.
+    pub stimuli: PathBuf,
+    /// `split	segment	tr	caption`.
+    pub captions: PathBuf,
+    pub out: PathBuf,
+    pub alphas: Vec<f64>,
+    pub folds: usize,
+    /// Also decode the first frame's latent.
+    pub latent: bool,
+    pub progress: bool,
+}
+
+/// `video_fit.json`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct VideoFitSummary {
+    pub format: String,
+    pub prepared: PathBuf,
+    pub stimuli: PathBuf,
+    pub captions: PathBuf,
+    pub model: String,
+    pub n_train: usize,
+    pub n_test: usize,
+    pub n_features: usize,
+    /// Context tokens and width (T, D); latent shape (C, h, w) when decoded.
+    pub context_shape: [usize; 2],
+    pub latent_shape: Option<[usize; 3]>,
+    pub frames_per_tr: usize,
+    pub tr_seconds: f64,
+    /// Mean K-fold R² of the chosen alphas, per target kind.
+    pub cv_r2_c: f64,
+    pub cv_r2_z: Option<f64>,
+    /// Two-way identification of the decoded test contexts among the true ones (chance 0.5).
+    pub identification_c: f64,
+    pub identification_z: Option<f64>,
+    pub seconds: f64,
+}
+
+/// The samples of `split` as (segment, TR) from the prepared `*_index.npy`.
+fn samples(dir: &Path, split: Split) -> Result<Vec<StimulusTr>> {
+    let name = match split {
+        Split::Train => "train_index.npy",
+        Split::Test => "test_index.npy",
+    };
+    let path = dir.join(name);
+    let index = npy::read_i64(&path)?;
+    let (n, w) = index.as_matrix(&path)?;
+    if w != 2 {
+        return Err(RouteError::mismatch(
+            &path,
+            "shape",
+            "(samples, 2)",
+            format!("({n}, {w})"),
+        ));
+    }
+    Ok(index
+        .data
+        .chunks_exact(2)
+        .map(|r| StimulusTr {
+            split,
+            segment: r[0] as usize,
+            tr: r[1] as usize,
+        })
+        .collect())
+}
+
+/// The fMRI windows of `split`: (samples, K·V) row-major.
+fn windows(dir: &Path, split: Split, meta: &VideoPrepared) -> Result<Mat<f32>> {
+    let path = dir.join(match split {
+        Split::Train => "X_train.npy",
+        Split::Test => "X_test.npy",
+    });
+    let x = npy::read_f32(&path)?;
+    let (_, w) = x.as_matrix(&path)?;
+    if w != meta.n_features {
+        return Err(RouteError::mismatch(&path, "columns", meta.n_features, w));
+    }
+    Ok(matrix(&x.data, w))
+}
+
+/// Text contexts of `captions`: (n, T·D) and (T, D).
+fn contexts(sd: &StableDiffusion, captions: &[String]) -> Result<(Mat<f32>, [usize; 2])> {
+    let mut rows = Vec::with_capacity(captions.len());
+    let mut shape = [0, 0];
+    for chunk in captions.chunks(32) {
+        let refs: Vec<&str> = chunk.iter().map(String::as_str).collect();
+        let c = sd.encode_text(&refs)?;
+        let (_, t, d) = c.dims3()?;
+        shape = [t, d];
+        rows.extend(c.flatten_from(1)?.to_vec2::<f32>()?);
+    }
+    let width = shape[0] * shape[1];
+    Ok((Mat::from_fn(rows.len(), width, |r, c| rows[r][c]), shape))
+}
+
+/// VAE latents (posterior means) of each clip's first frame: (n, C·h·w) and (C, h, w).
+fn first_frame_latents(
+    sd: &StableDiffusion,
+    clips: &mut StimulusClips,
+    samples: &[StimulusTr],
+) -> Result<(Mat<f32>, [usize; 3])> {
+    let size = sd.default_size();
+    let mut rows = Vec::with_capacity(samples.len());
+    let mut shape = [0, 0, 0];
+    for chunk in samples.chunks(16) {
+        let images = chunk
+            .iter()
+            .map(|&s| {
+                let frame = clips.clip(s)?.remove(0);
+                let frame = resize_to(&frame, size);
+                Ok(image_from_rgb8(size, size, &frame.pixels, &sd.device)?)
+            })
+            .collect::<Result<Vec<Tensor>>>()?;
+        let z = sd.encode_image(
+            &Tensor::cat(&images, 0)?,
+            Posterior::Mean,
+            &mut SeededNoise::new(0),
+        )?;
+        let (_, c, h, w) = z.dims4()?;
+        shape = [c, h, w];
+        rows.extend(z.flatten_from(1)?.to_vec2::<f32>()?);
+    }
+    let width: usize = shape.iter().product();
+    Ok((Mat::from_fn(rows.len(), width, |r, c| rows[r][c]), shape))
+}
+
+/// A frame at the model's square size (area averaging, as the linear route's stimuli; a
+/// frame already of that size is kept).
+pub fn resize_to(frame: &RgbImage, size: usize) -> RgbImage {
+    frame.resize(size, size)
+}
+
+/// Ridge with alphas chosen by K-fold CV grouped by segment; the model and its mean CV R².
+fn fit_grouped(
+    x: &Mat<f32>,
+    y: &Mat<f32>,
+    groups: &[i64],
+    opts: &VideoFitOptions,
+) -> Result<(RidgeModel, f64)> {
+    let n_groups = groups
+        .iter()
+        .collect::<std::collections::BTreeSet<_>>()
+        .len();
+    let cv = RidgeCv {
+        alphas: opts.alphas.clone(),
+        cv: Cv::KFold {
+            n_folds: opts.folds.min(n_groups).max(2),
+            groups: Some(groups.to_vec()),
+        },
+        scoring: Scoring::R2,
+        ..RidgeCv::default()
+    };
+    let model = cv.fit(x.as_ref(), y.as_ref())?;
+    let scores = model.best_cv_scores();
+    let mean = scores.iter().map(|&s| s as f64).sum::<f64>() / scores.len().max(1) as f64;
+    Ok((model, mean))
+}
+
+/// Fits the decoders and writes the decoded test set (see the module documentation).
+pub fn fit(
+    sd: &StableDiffusion,
+    model_name: &str,
+    opts: &VideoFitOptions,
+) -> Result<VideoFitSummary> {
+    let started = std::time::Instant::now();
+    let meta = read_meta(&opts.prepared)?;
+    let train = samples(&opts.prepared, Split::Train)?;
+    let test = samples(&opts.prepared, Split::Test)?;
+    let x_train = windows(&opts.prepared, Split::Train, &meta)?;
+    let x_test = windows(&opts.prepared, Split::Test, &meta)?;
+    if x_train.nrows() != train.len() || x_test.nrows() != test.len() || train.len() < 4 {
+        return Err(RouteError::mismatch(
+            &opts.prepared.join("video.json"),
+            "samples",
+            "X rows equal to the index rows, at least 4 training samples",
+            format!(
+                "train {} / {}, test {} / {}",
+                x_train.nrows(),
+                train.len(),
+                x_test.nrows(),
+                test.len()
+            ),
+        ));
+    }
+    let table = read_captions(&opts.captions)?;
+    let (c_train, context_shape) = contexts(sd, &captions_of(&opts.captions, &table, &train)?)?;
+    let (c_test, _) = contexts(sd, &captions_of(&opts.captions, &table, &test)?)?;
+    let groups: Vec<i64> = train.iter().map(|s| s.segment as i64).collect();
+    let (c_model, cv_r2_c) = fit_grouped(&x_train, &c_train, &groups, opts)?;
+    let decoded_c = c_model.predict(x_test.as_ref())?;
+    let mean_window = Mat::from_fn(1, x_train.ncols(), |_, c| {
+        (0..x_train.nrows())
+            .map(|r| x_train[(r, c)] as f64)
+            .sum::<f64>() as f32
+            / x_train.nrows() as f32
+    });
+    let negative_c = c_model.predict(mean_window.as_ref())?;
+    let (identification_c, _) = identification(&decoded_c, &c_test)?;
+
+    let out = &opts.out;
+    std::fs::create_dir_all(out).map_err(|e| brainrecon_data::DataError::io(out, e))?;
+    let write = |name: &str, m: &Mat<f32>| -> Result<()> {
+        Ok(npy::write(
+            &out.join(name),
+            &[m.nrows(), m.ncols()],
+            &row_major(m),
+        )?)
+    };
+    write("decoded_c.npy", &decoded_c)?;
+    write("negative_c.npy", &negative_c)?;
+    write("true_c_test.npy", &c_test)?;
+    c_model.save(out.join("models").join("c"))?;
+    let index: Vec<i64> = test
+        .iter()
+        .flat_map(|s| [s.segment as i64, s.tr as i64])
+        .collect();
+    npy::write(&out.join("test_index.npy"), &[test.len(), 2], &index)?;
+
+    let (mut latent_shape, mut cv_r2_z, mut identification_z) = (None, None, None);
+    if opts.latent {
+        let mut clips =
+            StimulusClips::new(&opts.stimuli, meta.design.tr, meta.design.frames_per_tr);
+        let (z_train, shape) = first_frame_latents(sd, &mut clips, &train)?;
+        let (z_test, _) = first_frame_latents(sd, &mut clips, &test)?;
+        let (z_model, r2) = fit_grouped(&x_train, &z_train, &groups, opts)?;
+        let decoded_z = z_model.predict(x_test.as_ref())?;
+        identification_z = Some(identification(&decoded_z, &z_test)?.0);
+        write("decoded_z.npy", &decoded_z)?;
+        z_model.save(out.join("models").join("z"))?;
+        latent_shape = Some(shape);
+        cv_r2_z = Some(r2);
+    }
+    let summary = VideoFitSummary {
+        format: "brainrecon-video-fit".into(),
+        prepared: opts.prepared.clone(),
+        stimuli: opts.stimuli.clone(),
+        captions: opts.captions.clone(),
+        model: model_name.to_string(),
+        n_train: train.len(),
+        n_test: test.len(),
+        n_features: meta.n_features,
+        context_shape,
+        latent_shape,
+        frames_per_tr: meta.design.frames_per_tr,
+        tr_seconds: meta.design.tr,
+        cv_r2_c,
+        cv_r2_z,
+        identification_c,
+        identification_z,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    write_json_atomic(&out.join(SUMMARY_FILE), &summary)?;
+    Ok(summary)
+}

@@ -1,0 +1,15 @@
+//! The video route: continuous fMRI (CC2017's layout, `video prepare`) → short clips.
+//! `fit` decodes each fMRI window to the clip caption's text context and the first frame's
+//! latent (ridge); `reconstruct` generates a clip per test window with motion modules in the
+//! diffusion model's U-Net, guided against the mean window's context; `evaluate` scores the
+//! clips by MinD-Video's protocol; `report` shows them side by side; `train_motion` trains
+//! motion modules on synthetic clips for a frozen image model (shapes-ldm's ship with the
+//! binary).
+
+pub mod classifiers;
+pub mod evaluate;
+pub mod fit;
+pub mod reconstruct;
+pub mod report;
+pub mod stimuli;
+pub mod train_motion;

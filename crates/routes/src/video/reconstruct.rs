@@ -1,0 +1,214 @@
+//! `reconstruct --method video`: a clip per test sample from `video fit`'s decoded context
+//! (and first-frame latent), with the motion U-Net. Guidance against the decoded context of the
+//! mean training window (MinD-Video's negative condition). With a decoded latent and
+//! `strength` < 1 the clip starts, img2img-style, from that latent on every frame noised to the
+//! strength's step; otherwise from seeded noise. Each sample's noise comes from its own seeded
+//! stream, so a resumed run (samples already written are kept) gives the same clips.
+//!
+//! ```text
+//! <out>/video_reconstruct.json          ReconstructSummary
+//! <out>/clips/<segment>-<tr>.mp4, .gif   the clip (frames_per_tr frames at the stimulus rate;
+//!                                       H.264 Baseline, OpenH264)
+//! <out>/clips/<segment>-<tr>/           its PNG frames + frames.json
+//! ```
+
+use super::fit::{VideoFitSummary, SUMMARY_FILE};
+use crate::error::{Result, RouteError};
+use crate::features::stream_seed;
+use brainrecon_data::atomic::{read_json, write_json_atomic};
+use brainrecon_data::image::RgbImage;
+use brainrecon_data::npy;
+use brainrecon_data::video::{write_clip, ClipFormat};
+use brainrecon_diffusion::pipeline::{Conditioning, Progress, SampleOptions, VideoDiffusion};
+use brainrecon_diffusion::rng::{NoiseSource, SeededNoise};
+use candle_core::{DType, Tensor};
+use std::path::{Path, PathBuf};
+
+pub const SUMMARY: &str = "video_reconstruct.json";
+
+#[derive(Debug, Clone)]
+pub struct VideoReconstructOptions {
+    /// `video fit`'s folder.
+    pub decoded: PathBuf,
+    pub out: PathBuf,
+    pub sample: SampleOptions,
+    /// img2img strength from the decoded latent (1 = from noise).
+    pub strength: f64,
+    /// Guide against the mean window's context (else the empty prompt's).
+    pub mean_negative: bool,
+    pub seed: u64,
+    /// Reconstruct only the first `limit` test samples.
+    pub limit: Option<usize>,
+    pub progress: bool,
+}
+
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ReconstructSummary {
+    pub format: String,
+    pub decoded: PathBuf,
+    pub model: String,
+    pub adapter: String,
+    pub steps: usize,
+    pub guidance: f64,
+    pub strength: f64,
+    pub mean_negative: bool,
+    pub seed: u64,
+    pub frames: usize,
+    pub fps: f64,
+    /// (segment, TR) of each clip, in test order.
+    pub clips: Vec<(usize, usize)>,
+    pub made: usize,
+    pub reused: usize,
+    pub seconds: f64,
+}
+
+/// The clip files' stem of a sample.
+pub fn clip_stem(out: &Path, segment: usize, tr: usize) -> PathBuf {
+    out.join("clips").join(format!("{segment}-{tr}"))
+}
+
+/// Row `r` of a (n, width) npy as a tensor of `shape`.
+fn row_tensor(
+    m: &npy::Array<f32>,
+    r: usize,
+    shape: &[usize],
+    vd: &VideoDiffusion,
+) -> Result<Tensor> {
+    let width: usize = shape.iter().product();
+    let row = m.data[r * width..(r + 1) * width].to_vec();
+    Ok(Tensor::from_vec(row, shape, &vd.sd.device)?)
+}
+
+/// Denoises one clip: from `init` [1, C, f, h, w] noised to `strength`'s step, or from noise.
+fn denoise_clip(
+    vd: &VideoDiffusion,
+    init: Option<&Tensor>,
+    shape: [usize; 5],
+    context: &Conditioning,
+    opts: &VideoReconstructOptions,
+    noise: &mut SeededNoise,
+) -> Result<Tensor> {
+    let scheduler = vd.sd.scheduler(opts.sample.scheduler, opts.sample.steps)?;
+    let eps = noise.gaussian(&shape, &vd.sd.device, DType::F32)?;
+    let (mut x, start) = match init {
+        Some(init) if opts.strength < 1.0 => {
+            let start = scheduler.img2img_start(opts.strength)?;
+            (scheduler.add_noise(init, &eps, start)?, start)
+        }
+        _ => ((eps * scheduler.init_noise_sigma())?, 0),
+    };
+    for index in start..scheduler.timesteps().len() {
+        let pred = vd.predict(&x, context, &scheduler, index, opts.sample.guidance)?;
+        x = scheduler.step(&pred, index, &x, noise)?.prev_sample;
+    }
+    Ok(x)
+}
+
+/// Frames [1, f, 3, H, W] in [0, 1] → RGB images.
+fn to_images(frames: &Tensor) -> Result<Vec<RgbImage>> {
+    let (_, f, _, h, w) = frames.dims5()?;
+    (0..f)
+        .map(|k| {
+            let hwc = frames
+                .get(0)?
+                .get(k)?
+                .permute((1, 2, 0))?
+                .flatten_all()?
+                .to_vec1::<f32>()?;
+            Ok(RgbImage::from_unit_f32(h, w, &hwc))
+        })
+        .collect()
+}
+
+/// Writes a clip per test sample (see the module documentation).
+pub fn reconstruct(
+    vd: &VideoDiffusion,
+    names: (&str, &str),
+    opts: &VideoReconstructOptions,
+    progress: &mut dyn FnMut(usize, usize, Progress),
+) -> Result<ReconstructSummary> {
+    let started = std::time::Instant::now();
+    let fit: VideoFitSummary = read_json(&opts.decoded.join(SUMMARY_FILE))?;
+    let frames = fit.frames_per_tr;
+    if frames > vd.unet.max_frames() {
+        return Err(RouteError::Usage(format!(
+            "the clips have {frames} frames per TR; the motion adapter covers at most {}",
+            vd.unet.max_frames()
+        )));
+    }
+    let decoded_c = npy::read_f32(&opts.decoded.join("decoded_c.npy"))?;
+    let negative_c = npy::read_f32(&opts.decoded.join("negative_c.npy"))?;
+    let decoded_z = match fit.latent_shape {
+        Some(_) => Some(npy::read_f32(&opts.decoded.join("decoded_z.npy"))?),
+        None => None,
+    };
+    let index = npy::read_i64(&opts.decoded.join("test_index.npy"))?;
+    let [t, d] = fit.context_shape;
+    let uncond = if opts.mean_negative {
+        row_tensor(&negative_c, 0, &[1, t, d], vd)?
+    } else {
+        vd.sd.encode_text(&[""])?
+    };
+    let size = vd.sd.default_size() / vd.sd.vae_scale_factor();
+    let shape = [1, vd.unet.unet.config.in_channels, frames, size, size];
+    let fps = frames as f64 / fit.tr_seconds;
+    let n = opts.limit.unwrap_or(fit.n_test).min(fit.n_test);
+    let (mut made, mut reused, mut clips) = (0, 0, Vec::with_capacity(n));
+    for i in 0..n {
+        let (segment, tr) = (index.data[2 * i] as usize, index.data[2 * i + 1] as usize);
+        clips.push((segment, tr));
+        let stem = clip_stem(&opts.out, segment, tr);
+        if stem.with_extension("gif").is_file() && stem.join("frames.json").is_file() {
+            reused += 1;
+            continue;
+        }
+        let context = Conditioning {
+            cond: row_tensor(&decoded_c, i, &[1, t, d], vd)?,
+            uncond: Some(uncond.clone()),
+        };
+        let init = match (&decoded_z, fit.latent_shape) {
+            (Some(z), Some([c, h, w])) => {
+                Some(row_tensor(z, i, &[1, c, 1, h, w], vd)?.repeat((1, 1, frames, 1, 1))?)
+            }
+            _ => None,
+        };
+        let mut noise = SeededNoise::new(stream_seed(opts.seed, segment as u64, tr as u64));
+        let latents = denoise_clip(vd, init.as_ref(), shape, &context, opts, &mut noise)?;
+        let images = to_images(&vd.decode_clip(&latents)?)?;
+        write_clip(
+            &stem,
+            &images,
+            fps,
+            &[ClipFormat::Mp4, ClipFormat::Gif, ClipFormat::PngFrames],
+        )?;
+        made += 1;
+        progress(
+            i + 1,
+            n,
+            Progress {
+                step: 0,
+                total: 0,
+                timestep: 0.0,
+            },
+        );
+    }
+    let summary = ReconstructSummary {
+        format: "brainrecon-video-reconstruct".into(),
+        decoded: opts.decoded.clone(),
+        model: names.0.to_string(),
+        adapter: names.1.to_string(),
+        steps: opts.sample.steps,
+        guidance: opts.sample.guidance,
+        strength: opts.strength,
+        mean_negative: opts.mean_negative,
+        seed: opts.seed,
+        frames,
+        fps,
+        clips,
+        made,
+        reused,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    write_json_atomic(&opts.out.join(SUMMARY), &summary)?;
+    Ok(summary)
+}
