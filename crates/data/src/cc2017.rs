@@ -108,7 +108,11 @@ impl Design {
             design.test_repetitions,
             design.n_tr,
         ];
-        if counts.contains(&0) || design.train_repetitions < 2 || design.tr.is_nan() || design.tr <= 0.0 {
+        if counts.contains(&0)
+            || design.train_repetitions < 2
+            || design.tr.is_nan()
+            || design.tr <= 0.0
+        {
             return Err(DataError::invalid(
                 &path,
                 "design",
