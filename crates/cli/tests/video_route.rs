@@ -2,27 +2,11 @@
 //! fit, reconstruct with shapes-ldm + shapes-motion, eval, report), its scores against chance,
 //! the report, resuming, and bad input refused with exit status 2.
 
+mod common;
+
+use common::{ok, p as s, user_error};
 use serde_json::Value;
 use std::path::Path;
-use std::process::{Command, Output};
-
-fn brainrecon(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_brainrecon"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn ok(args: &[&str]) -> Output {
-    let out = brainrecon(args);
-    assert!(
-        out.status.success(),
-        "brainrecon {}: {}",
-        args.join(" "),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
 
 fn json(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
@@ -30,24 +14,13 @@ fn json(path: &Path) -> Value {
 
 /// Exit status 2, every `needles` in the message, and nothing at `not_written`.
 fn refused(args: &[&str], needles: &[&str], not_written: Option<&Path>) {
-    let out = brainrecon(args);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "brainrecon {}: {err}",
-        args.join(" ")
-    );
+    let err = user_error(args);
     for n in needles {
         assert!(err.contains(n), "{n:?} not in: {err}");
     }
     if let Some(path) = not_written {
         assert!(!path.exists(), "{} was written", path.display());
     }
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().unwrap()
 }
 
 /// Test clips the demo reconstructs (of 74): enough for the scores, quick on 2 cores.
@@ -148,7 +121,7 @@ fn the_demo_decodes_the_clips_and_reconstructs_them_above_chance() {
         &limit,
         "--json",
     ]);
-    let again: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let again: Value = serde_json::from_str(&out).unwrap();
     assert_eq!(
         (again["made"].as_u64(), again["reused"].as_u64()),
         (Some(0), Some(CLIPS as u64))

@@ -1108,6 +1108,21 @@ pub mod cc2017 {
             }
         }
 
+        /// `train` or `test`: the split's name in tables (the video route's captions).
+        pub fn name(self) -> &'static str {
+            match self {
+                Split::Train => "train",
+                Split::Test => "test",
+            }
+        }
+
+        /// The split named [`Split::name`].
+        pub fn from_name(name: &str) -> Option<Self> {
+            [Split::Train, Split::Test]
+                .into_iter()
+                .find(|s| s.name() == name)
+        }
+
         /// (segments, repetitions) of the published design.
         pub fn design(self) -> (usize, usize) {
             match self {

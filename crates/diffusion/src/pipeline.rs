@@ -604,6 +604,28 @@ impl VideoDiffusion {
         denoise_loop(&x, context, &scheduler, 0, noise, progress, predict)
     }
 
+    /// img2img for clips: `init` [B, C, f, h, w] (e.g. a frame's latent decoded from brain
+    /// activity, on every frame) noised to the timestep `strength` selects, then denoised, as
+    /// [`StableDiffusion::img2img`] does for images. Returns the final latents.
+    pub fn img2img_clip(
+        &self,
+        init: &Tensor,
+        context: &Conditioning,
+        strength: f64,
+        options: &SampleOptions,
+        noise: &mut dyn NoiseSource,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<Tensor> {
+        let scheduler = self.sd.scheduler(options.scheduler, options.steps)?;
+        let start = scheduler.img2img_start(strength)?;
+        let init = init.to_dtype(DType::F32)?;
+        let eps = noise.gaussian(init.dims(), init.device(), DType::F32)?;
+        let x = scheduler.add_noise(&init, &eps, start)?;
+        let guidance = options.guidance;
+        let predict = |x: &Tensor, index| self.predict(x, context, &scheduler, index, guidance);
+        denoise_loop(&x, context, &scheduler, start, noise, progress, predict)
+    }
+
     /// Text (already encoded: `context`, one row per clip, `uncond` the negative context) →
     /// clips: x_T drawn from `noise` ([B, C, f, h, w]), denoised, decoded frame by frame.
     // `usize::is_multiple_of` needs Rust 1.87; the workspace supports 1.85.

@@ -806,7 +806,7 @@ fn write_dataset(opts: &VideoOptions, root: &Path) -> Result<VideoTruth> {
     write_truth(opts, root, &brain, &truths, &signals)
 }
 
-/// The captions table the video route reads (`split	segment	tr	caption`, one row per TR).
+/// The captions table the video route reads (`split<TAB>segment<TAB>tr<TAB>caption`, one row per TR).
 pub const CAPTIONS_FILE: &str = "captions.tsv";
 
 fn write_captions(
@@ -816,11 +816,8 @@ fn write_captions(
 ) -> Result<()> {
     let mut text = String::from("split\tsegment\ttr\tcaption\n");
     for (&(split, k, _), truth) in segs.iter().zip(truths) {
-        let split = match split {
-            Split::Train => "train",
-            Split::Test => "test",
-        };
         for tr in &truth.trs {
+            let split = split.name();
             text.push_str(&format!("{split}\t{k}\t{}\t{}\n", tr.tr, tr.caption));
         }
     }

@@ -39,7 +39,7 @@ pub struct VideoFitOptions {
     pub prepared: PathBuf,
     /// `segK.mp4` / `testK.mp4` or frame folders.
     pub stimuli: PathBuf,
-    /// `split	segment	tr	caption`.
+    /// `split<TAB>segment<TAB>tr<TAB>caption`.
     pub captions: PathBuf,
     pub out: PathBuf,
     pub alphas: Vec<f64>,

@@ -88,20 +88,20 @@ fn denoise_clip(
     opts: &VideoReconstructOptions,
     noise: &mut SeededNoise,
 ) -> Result<Tensor> {
-    let scheduler = vd.sd.scheduler(opts.sample.scheduler, opts.sample.steps)?;
-    let eps = noise.gaussian(&shape, &vd.sd.device, DType::F32)?;
-    let (mut x, start) = match init {
-        Some(init) if opts.strength < 1.0 => {
-            let start = scheduler.img2img_start(opts.strength)?;
-            (scheduler.add_noise(init, &eps, start)?, start)
+    Ok(match init {
+        Some(init) if opts.strength < 1.0 => vd.img2img_clip(
+            init,
+            context,
+            opts.strength,
+            &opts.sample,
+            noise,
+            &mut |_| {},
+        )?,
+        _ => {
+            let x_t = noise.gaussian(&shape, &vd.sd.device, DType::F32)?;
+            vd.generate_clip_from_latent(&x_t, context, &opts.sample, noise, &mut |_| {})?
         }
-        _ => ((eps * scheduler.init_noise_sigma())?, 0),
-    };
-    for index in start..scheduler.timesteps().len() {
-        let pred = vd.predict(&x, context, &scheduler, index, opts.sample.guidance)?;
-        x = scheduler.step(&pred, index, &x, noise)?.prev_sample;
-    }
-    Ok(x)
+    })
 }
 
 /// Frames [1, f, 3, H, W] in [0, 1] → RGB images.

@@ -6,7 +6,7 @@
 //! `frames_per_tr` frames shown at t·TR + k·TR/frames_per_tr, k = 0 … frames_per_tr − 1 (3 Hz for
 //! CC2017's 6 frames per 2-s TR, as MinD-Video samples them).
 //!
-//! Captions: a TSV with the header `split	segment	tr	caption` (split `train` or `test`,
+//! Captions: a TSV with the header `split<TAB>segment<TAB>tr<TAB>caption` (split `train` or `test`,
 //! segment 1-based, TR 0-based), one row per stimulus TR that has a sample; the synthetic
 //! subject writes `stimuli/captions.tsv`.
 
@@ -23,14 +23,6 @@ pub struct StimulusTr {
     pub split: Split,
     pub segment: usize,
     pub tr: usize,
-}
-
-/// `train` / `test`.
-pub fn split_name(split: Split) -> &'static str {
-    match split {
-        Split::Train => "train",
-        Split::Test => "test",
-    }
 }
 
 /// The video of one segment: `segK.mp4`, `segK/` (frames), or `testK…` for the test split.
@@ -86,7 +78,7 @@ impl StimulusClips {
     }
 }
 
-/// Captions by stimulus TR, read from a `split	segment	tr	caption` TSV.
+/// Captions by stimulus TR, read from a `split<TAB>segment<TAB>tr<TAB>caption` TSV.
 pub fn read_captions(path: &Path) -> Result<HashMap<StimulusTr, String>> {
     let text =
         std::fs::read_to_string(path).map_err(|e| brainrecon_data::DataError::io(path, e))?;
@@ -114,11 +106,8 @@ pub fn read_captions(path: &Path) -> Result<HashMap<StimulusTr, String>> {
                 &cells.len().to_string(),
             ));
         }
-        let split = match cells[0] {
-            "train" => Split::Train,
-            "test" => Split::Test,
-            other => return Err(bad("split", "train or test", other)),
-        };
+        let split =
+            Split::from_name(cells[0]).ok_or_else(|| bad("split", "train or test", cells[0]))?;
         let segment = cells[1]
             .parse::<usize>()
             .ok()
@@ -150,7 +139,7 @@ pub fn captions_of(
                     "rows",
                     format!(
                         "a caption for {} segment {} TR {}",
-                        split_name(s.split),
+                        s.split.name(),
                         s.segment,
                         s.tr
                     ),
