@@ -23,6 +23,14 @@ fn refused(args: &[&str], needles: &[&str], not_written: Option<&Path>) {
     }
 }
 
+/// `video train-motion` for one step of one two-frame clip, writing `out`.
+fn train_one_step(out: &Path, options: &[&str]) {
+    let mut args = vec!["video", "train-motion", "--out", s(out)];
+    args.extend_from_slice(&["--steps", "1", "--batch", "1", "--frames", "2"]);
+    args.extend_from_slice(options);
+    ok(&args);
+}
+
 /// Test clips the demo reconstructs (of 74): enough for the scores, quick on 2 cores.
 const CLIPS: usize = 24;
 
@@ -162,18 +170,7 @@ fn bad_input(dir: &Path, demo: &Path) {
     let adapter = dir.join("short-adapter");
     std::fs::create_dir_all(&adapter).unwrap();
     let shipped = demo.join("adapter-copy");
-    ok(&[
-        "video",
-        "train-motion",
-        "--out",
-        s(&shipped),
-        "--steps",
-        "1",
-        "--batch",
-        "1",
-        "--frames",
-        "2",
-    ]);
+    train_one_step(&shipped, &[]);
     let mut config = json(&shipped.join("config.json"));
     config["motion_max_seq_length"] = 4.into();
     std::fs::write(adapter.join("config.json"), config.to_string()).unwrap();
@@ -213,6 +210,27 @@ fn bad_input(dir: &Path, demo: &Path) {
         ],
         &["config.json", "block_out_channels"],
         None,
+    );
+    // A motion U-Net trained with its image U-Net (`--tune unet`) is written as a whole
+    // UNetMotionModel folder (the shipped shapes-motion is one).
+    let tuned = dir.join("tuned");
+    train_one_step(&tuned, &["--tune", "unet", "--timestep-shift", "3"]);
+    assert_eq!(
+        json(&tuned.join("config.json"))["_class_name"],
+        "UNetMotionModel"
+    );
+    let out = dir.join("train-bad-shift");
+    refused(
+        &[
+            "video",
+            "train-motion",
+            "--timestep-shift",
+            "0",
+            "--out",
+            s(&out),
+        ],
+        &["--timestep-shift"],
+        Some(&out.join("config.json")),
     );
     // Stimuli that lack a test segment.
     let out = dir.join("eval-missing");

@@ -58,12 +58,13 @@ pub fn shapes_ldm_dir() -> Result<PathBuf> {
     shapes_ldm_dir_in(&cache_dir())
 }
 
-/// The name `--adapter` accepts for the embedded motion modules of shapes-ldm.
+/// The name `--adapter` accepts for the embedded motion U-Net of shapes-ldm.
 pub const SHAPES_MOTION: &str = "shapes-motion";
 
-/// (path in the MotionAdapter folder, bytes) of every file of shapes-motion, the motion modules
-/// the project trained for shapes-ldm (`brainrecon video train-motion`; its record is
-/// `training.json` in the repository's `models/shapes-motion/`).
+/// (path in the UNetMotionModel folder, bytes) of every file of shapes-motion, the motion U-Net
+/// the project trained for shapes-ldm (`brainrecon video train-motion --tune unet`: motion
+/// modules and shapes-ldm's U-Net; its record is `training.json` in the repository's
+/// `models/shapes-motion/`).
 pub const SHAPES_MOTION_FILES: [(&str, &[u8]); 2] = [
     (
         "config.json",
@@ -88,7 +89,7 @@ pub const SHAPES_MOTION_MODEL: EmbeddedModel = EmbeddedModel {
     marker: "config.json",
 };
 
-/// The MotionAdapter folder of shapes-motion in [`cache_dir`].
+/// The UNetMotionModel folder of shapes-motion in [`cache_dir`].
 pub fn shapes_motion_dir() -> Result<PathBuf> {
     SHAPES_MOTION_MODEL.dir_in(&cache_dir())
 }

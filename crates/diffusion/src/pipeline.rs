@@ -559,10 +559,35 @@ impl VideoDiffusion {
         Self::with_adapter(sd, &adapter)
     }
 
-    /// Adds the motion adapter folder `adapter` to a loaded image pipeline.
+    /// Adds the motion adapter folder `adapter` to a loaded image pipeline; a whole
+    /// `UNetMotionModel` folder (an image U-Net trained with its motion modules) replaces the
+    /// pipeline's U-Net for clips instead, and must take the pipeline's latents and context.
     pub fn with_adapter(sd: StableDiffusion, adapter: &Path) -> Result<Self> {
-        let unet =
-            UNetMotionModel::with_adapter_dir(sd.unet.clone(), adapter, sd.dtype, &sd.device)?;
+        if !crate::unet_motion::is_unet_motion_folder(adapter)? {
+            let unet =
+                UNetMotionModel::with_adapter_dir(sd.unet.clone(), adapter, sd.dtype, &sd.device)?;
+            return Ok(Self { sd, unet });
+        }
+        let unet = UNetMotionModel::from_pretrained(adapter, sd.dtype, &sd.device)?;
+        let (ours, image) = (&unet.unet.config, &sd.unet.config);
+        for (field, got, want) in [
+            ("in_channels", ours.in_channels, image.in_channels),
+            ("out_channels", ours.out_channels, image.out_channels),
+            (
+                "cross_attention_dim",
+                ours.cross_attention_dim,
+                image.cross_attention_dim,
+            ),
+        ] {
+            if got != want {
+                return Err(in_file(
+                    crate::nn::Error::InvalidConfig(format!(
+                        "`{field}` is {got}; the image model's U-Net has {want}"
+                    )),
+                    &adapter.join("config.json"),
+                ));
+            }
+        }
         Ok(Self { sd, unet })
     }
 

@@ -151,6 +151,60 @@ impl UNetMotionConfig {
         Ok(cfg)
     }
 
+    /// The `config.json` of diffusers' `UNetMotionModel.from_unet2d(unet, adapter)`: the image
+    /// U-Net's settings with `Motion` block types, the adapter's motion fields and
+    /// `num_attention_heads` taken from the U-Net's heads. Returns the JSON to write (with
+    /// `_class_name`) and the config it parses to.
+    pub fn from_unet2d(
+        unet: &UNet2DConditionConfig,
+        adapter: &MotionAdapterConfig,
+    ) -> Result<(serde_json::Value, Self)> {
+        let fitted = fit_adapter_config(unet, adapter)?;
+        let motion = |types: &[String], suffix: &str| -> Vec<String> {
+            types
+                .iter()
+                .map(|t| match t.starts_with("CrossAttn") {
+                    true => format!("CrossAttn{suffix}BlockMotion"),
+                    false => format!("{suffix}BlockMotion"),
+                })
+                .collect()
+        };
+        let json = serde_json::json!({
+            "_class_name": "UNetMotionModel",
+            "sample_size": unet.sample_size,
+            "in_channels": unet.in_channels,
+            "out_channels": unet.out_channels,
+            "down_block_types": motion(&unet.down_block_types, "Down"),
+            "up_block_types": motion(&unet.up_block_types, "Up"),
+            "block_out_channels": unet.block_out_channels,
+            "layers_per_block": fitted.motion_layers_per_block,
+            "downsample_padding": unet.downsample_padding,
+            "mid_block_scale_factor": unet.mid_block_scale_factor,
+            "act_fn": unet.act_fn,
+            "norm_num_groups": unet.norm_num_groups,
+            "norm_eps": unet.norm_eps,
+            "cross_attention_dim": unet.cross_attention_dim,
+            "transformer_layers_per_block": unet.transformer_layers_per_block,
+            "use_linear_projection": unet.use_linear_projection,
+            "num_attention_heads": unet
+                .num_attention_heads
+                .clone()
+                .unwrap_or_else(|| unet.attention_head_dim.clone()),
+            "temporal_transformer_layers_per_block": fitted.motion_transformer_layers_per_block,
+            "temporal_transformer_layers_per_mid_block":
+                fitted.motion_transformer_layers_per_mid_block,
+            "use_motion_mid_block": fitted.use_motion_mid_block,
+            "mid_block_layers": fitted.motion_mid_block_layers_per_block,
+            "motion_num_attention_heads": fitted.motion_num_attention_heads,
+            "motion_max_seq_length": fitted.motion_max_seq_length,
+        });
+        let config: Self = serde_json::from_value(json.clone()).map_err(|e| {
+            Error::InvalidConfig(format!("cannot build a UNetMotionModel config: {e}"))
+        })?;
+        config.validate()?;
+        Ok((json, config))
+    }
+
     /// Rejects options of `UNetMotionModel` this implementation does not have.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::InvalidConfig(m));
@@ -561,6 +615,65 @@ impl UNetMotionModel {
     }
 }
 
+/// Writes a whole motion U-Net (`params`: every image U-Net tensor and every motion module,
+/// under `UNetMotionModel`'s names, e.g. after training both; the position buffers
+/// `pos_embed.pe` may be left out, as they are computed) as a diffusers `UNetMotionModel`
+/// folder for `unet` + `adapter`: `config.json` and `diffusion_pytorch_model.safetensors`,
+/// each written atomically. Loads with [`UNetMotionModel::from_pretrained`] (every tensor
+/// checked) and with diffusers' `UNetMotionModel.from_pretrained`.
+pub fn save_unet_motion(
+    params: &Parameters,
+    unet: &UNet2DConditionConfig,
+    adapter: &MotionAdapterConfig,
+    dir: &Path,
+) -> Result<()> {
+    let (json, config) = UNetMotionConfig::from_unet2d(unet, adapter)?;
+    let read = names_read(|vb| UNetMotionModel::new(vb, &config), &Device::Cpu)?;
+    // The sinusoidal position buffers may be stored or not: computed when absent.
+    let computed = |n: &String| n.ends_with(".pos_embed.pe");
+    let mut have: Vec<String> = params
+        .names()
+        .into_iter()
+        .filter(|n| !computed(n))
+        .collect();
+    let mut want: Vec<String> = read.into_iter().filter(|n| !computed(n)).collect();
+    have.sort();
+    want.sort();
+    if have != want {
+        let missing: Vec<&String> = want.iter().filter(|n| !have.contains(n)).take(3).collect();
+        let extra: Vec<&String> = have.iter().filter(|n| !want.contains(n)).take(3).collect();
+        return Err(Error::InvalidConfig(format!(
+            "the parameters are not a whole UNetMotionModel (missing e.g. {missing:?}, \
+             unexpected e.g. {extra:?})"
+        )));
+    }
+    write_model_folder(dir, &json, params)
+}
+
+/// `dir/config.json` (`json`) and `dir/diffusion_pytorch_model.safetensors` (`params`), each
+/// written atomically.
+fn write_model_folder(dir: &Path, json: &serde_json::Value, params: &Parameters) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let config_path = dir.join("config.json");
+    brainrecon_data::atomic::write_json_atomic(&config_path, json)
+        .map_err(|e| Error::InvalidConfig(e.to_string()).in_file(&config_path))?;
+    let weights = dir.join(WEIGHTS_FILE);
+    params
+        .save_safetensors(&weights)
+        .map_err(|e| Error::InvalidConfig(e.to_string()).in_file(&weights))
+}
+
+/// Whether `dir/config.json` names a whole `UNetMotionModel` (`_class_name`) rather than a
+/// `MotionAdapter`.
+pub fn is_unet_motion_folder(dir: &Path) -> Result<bool> {
+    let path = dir.join("config.json");
+    let json: serde_json::Value = nn::read_json_config(&path)?;
+    Ok(json.get("_class_name").and_then(|v| v.as_str()) == Some("UNetMotionModel"))
+}
+
 /// Writes trained motion modules (`params` from [`UNetMotionModel::init_motion_modules`]) as a
 /// diffusers `MotionAdapter` folder: `config.json` (`config`, with `_class_name`) and
 /// `diffusion_pytorch_model.safetensors`, each written atomically. The folder loads with
@@ -570,18 +683,8 @@ pub fn save_motion_adapter(
     config: &MotionAdapterConfig,
     dir: &Path,
 ) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|source| Error::Io {
-        path: dir.to_path_buf(),
-        source,
-    })?;
     let mut json = serde_json::to_value(config)
         .map_err(|e| Error::InvalidConfig(format!("cannot write the adapter config: {e}")))?;
     json["_class_name"] = serde_json::Value::from("MotionAdapter");
-    let config_path = dir.join("config.json");
-    brainrecon_data::atomic::write_json_atomic(&config_path, &json)
-        .map_err(|e| Error::InvalidConfig(e.to_string()).in_file(&config_path))?;
-    let weights = dir.join(WEIGHTS_FILE);
-    params
-        .save_safetensors(&weights)
-        .map_err(|e| Error::InvalidConfig(e.to_string()).in_file(&weights))
+    write_model_folder(dir, &json, params)
 }

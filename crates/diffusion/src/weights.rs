@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 pub use brainrecon_nn::error::{ModelError as DiffusionError, Result};
 pub use brainrecon_nn::weights::{
     cached_snapshot, component_files, hub_cache_dir, legacy_aliases, looks_like_model_id,
-    read_json, refuse_pickle, Weights,
+    read_json, refuse_pickle, resolve_model_folder, Weights,
 };
 
 // ---------------------------------------------------------------------------------------------

@@ -22,9 +22,12 @@ use brainrecon_diffusion::pipeline::{
 use brainrecon_diffusion::rng::{NoiseSource, SeededNoise};
 use brainrecon_diffusion::scheduler::SchedulerKind;
 use brainrecon_diffusion::train::AdamW;
-use brainrecon_diffusion::unet::{OneOrMany, SpatialAttention, UNet2DConditionModel};
-use brainrecon_diffusion::unet_motion::{UNetMotionConfig, UNetMotionModel};
-use candle_core::{DType, Device, Tensor};
+use brainrecon_diffusion::train::Parameters;
+use brainrecon_diffusion::unet::{
+    OneOrMany, SpatialAttention, UNet2DConditionConfig, UNet2DConditionModel,
+};
+use brainrecon_diffusion::unet_motion::{save_unet_motion, UNetMotionConfig, UNetMotionModel};
+use candle_core::{DType, Device, Tensor, Var};
 
 const TOL: f32 = 2e-5;
 
@@ -202,6 +205,125 @@ fn from_unet2d_matches_diffusers() {
         common::max_norm(&io["output"])
     );
     assert!(err < TOL, "max abs error {err}");
+}
+
+/// Numbers compared as numbers (diffusers writes `1` where serde writes `1.0`).
+fn same_json(a: &serde_json::Value, b: &serde_json::Value) -> bool {
+    match (a.as_f64(), b.as_f64()) {
+        (Some(x), Some(y)) => x == y,
+        _ => a == b,
+    }
+}
+
+/// Every tensor of tiny-sd's U-Net and of `adapter_sd` as f32 variables (through `edit`):
+/// the parameters of a whole motion U-Net.
+fn unet_and_adapter_params(edit: impl Fn(&str, Tensor) -> Tensor) -> Parameters {
+    let unet = tiny_sd()
+        .join("unet")
+        .join("diffusion_pytorch_model.safetensors");
+    let adapter = dir()
+        .join("adapter_sd")
+        .join("diffusion_pytorch_model.safetensors");
+    let vars = load_tensors(&unet)
+        .into_iter()
+        .chain(load_tensors(&adapter))
+        .map(|(name, t)| {
+            let t = edit(&name, t.to_dtype(DType::F32).unwrap());
+            (name, Var::from_tensor(&t).unwrap())
+        });
+    Parameters::from_vars(vars).unwrap()
+}
+
+#[test]
+fn saved_motion_unet_is_diffusers_from_unet2d_folder() {
+    // The config: every field written equals diffusers' `UNetMotionModel.from_unet2d` config.
+    let unet_config =
+        UNet2DConditionConfig::from_file(&tiny_sd().join("unet").join("config.json")).unwrap();
+    let adapter_config =
+        MotionAdapterConfig::from_file(&dir().join("adapter_sd").join("config.json")).unwrap();
+    let (json, _) = UNetMotionConfig::from_unet2d(&unet_config, &adapter_config).unwrap();
+    let text =
+        std::fs::read_to_string(dir().join("from_unet2d_config").join("config.json")).unwrap();
+    let diffusers: serde_json::Value = serde_json::from_str(&text).unwrap();
+    for (field, ours) in json.as_object().unwrap() {
+        let theirs = &diffusers[field.as_str()];
+        assert!(
+            same_json(ours, theirs),
+            "`{field}`: we write {ours}, diffusers {theirs}"
+        );
+    }
+
+    // The weights: the U-Net's and the adapter's tensors saved as one folder load back
+    // (every tensor checked) and give diffusers' from_unet2d output.
+    let params = unet_and_adapter_params(|_, t| t);
+    let tmp = tempfile::tempdir().unwrap();
+    save_unet_motion(&params, &unet_config, &adapter_config, tmp.path()).unwrap();
+    let model = UNetMotionModel::from_pretrained(tmp.path(), DType::F32, &Device::Cpu).unwrap();
+    let io = io("from_unet2d_io.safetensors");
+    let got = model
+        .forward(&io["sample"], &io["timesteps"], &io["context"])
+        .unwrap();
+    let err = max_abs(&got, &io["output"]);
+    assert!(err < TOL, "max abs error {err}");
+
+    // A set of parameters that is not a whole motion U-Net is refused.
+    let partial = Parameters::from_vars(
+        params
+            .vars()
+            .into_iter()
+            .filter(|(name, _)| !name.starts_with("conv_in.")),
+    )
+    .unwrap();
+    let err = save_unet_motion(
+        &partial,
+        &unet_config,
+        &adapter_config,
+        &tmp.path().join("x"),
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("conv_in."), "{err}");
+    assert!(!tmp.path().join("x").exists());
+}
+
+#[test]
+fn a_motion_unet_folder_replaces_the_pipelines_unet() {
+    let sd = StableDiffusion::load(tiny_sd().to_str().unwrap(), DType::F32, &Device::Cpu).unwrap();
+    let unet_config = sd.unet.config.clone();
+    let adapter_config =
+        MotionAdapterConfig::from_file(&dir().join("adapter_sd").join("config.json")).unwrap();
+    // A tuned U-Net: conv_in changed, so the pipeline must use the folder's U-Net.
+    let params = unet_and_adapter_params(|name, t| match name {
+        "conv_in.bias" => (t + 0.5).unwrap(),
+        _ => t,
+    });
+    let tmp = tempfile::tempdir().unwrap();
+    save_unet_motion(&params, &unet_config, &adapter_config, tmp.path()).unwrap();
+    let vd = VideoDiffusion::with_adapter(sd, tmp.path()).unwrap();
+    let bias = vd.unet.unet.conv_in.bias.as_ref().unwrap();
+    let image_bias = vd.sd.unet.conv_in.bias.as_ref().unwrap();
+    let shift = (bias - image_bias)
+        .unwrap()
+        .mean_all()
+        .unwrap()
+        .to_scalar::<f32>()
+        .unwrap();
+    assert!(
+        (shift - 0.5).abs() < 1e-6,
+        "conv_in.bias shifted by {shift}"
+    );
+
+    // A motion U-Net for another context width (diffusers' folder, width 8 against tiny-sd's
+    // 32) names its config and the field.
+    let sd = StableDiffusion::load(tiny_sd().to_str().unwrap(), DType::F32, &Device::Cpu).unwrap();
+    let err = VideoDiffusion::with_adapter(sd, &dir().join("motion_unet"))
+        .err()
+        .expect("a motion U-Net of another width must be refused")
+        .to_string();
+    assert!(
+        err.contains("config.json") && err.contains("cross_attention_dim"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -16,36 +16,40 @@ use std::path::{Path, PathBuf};
 
 use brainrecon_diffusion::embedded::SHAPES_MOTION;
 
-/// A MotionAdapter folder: `shapes-motion` (built in) or a path.
+/// A MotionAdapter or UNetMotionModel folder: `shapes-motion` (built in), a path, or a model
+/// id in the Hugging Face cache (e.g. `guoyww/animatediff-motion-adapter-v1-5-2`).
 pub fn adapter_dir(name: &str) -> anyhow::Result<PathBuf> {
     if name == SHAPES_MOTION {
         return Ok(brainrecon_diffusion::embedded::shapes_motion_dir()?);
     }
-    let dir = PathBuf::from(name);
-    if !dir.join("config.json").is_file() {
-        return Err(usage(format!(
-            "--adapter {name}: expected a MotionAdapter folder (config.json and \
-             diffusion_pytorch_model.safetensors) or {SHAPES_MOTION}"
-        )));
-    }
-    Ok(dir)
+    brainrecon_diffusion::weights::resolve_model_folder(
+        name,
+        "a MotionAdapter or UNetMotionModel folder",
+        "config.json diffusion_pytorch_model.safetensors",
+    )
+    .map_err(|e| {
+        usage(format!(
+            "--adapter {name}: {e} (or use {SHAPES_MOTION}, built in)"
+        ))
+    })
 }
 
 /// Train motion modules in a frozen image model on synthetic clips of moving shapes
 ///
 /// AnimateDiff's temporal transformers (diffusers' MotionAdapter layout, output projections
 /// starting at zero so the untrained model is the image model) are trained on the epsilon
-/// objective with the image model's U-Net, VAE and text encoder frozen. Clips: a shape of
-/// shapes-ldm's scenes moving left, right, up, down or standing still, captioned "a red circle
-/// moving left". Checkpoints go to OUT/.train/ every 100 steps; rerunning resumes, and the same
-/// seed gives the same weights. The result loads with --adapter OUT.
+/// objective with the image model's VAE and text encoder frozen, and its U-Net frozen too
+/// unless --tune unet. Clips: a shape of shapes-ldm's scenes moving left, right, up, down or
+/// standing still, captioned "a red circle moving left". Checkpoints go to OUT/.train/ every
+/// 100 steps; rerunning resumes, and the same seed gives the same weights. The result loads
+/// with --adapter OUT.
 #[derive(clap::Args)]
 #[command(
-    after_help = "Example:\n  brainrecon video train-motion --out models/shapes-motion --seed 0\n  \
+    after_help = "Example:\n  brainrecon video train-motion --tune unet --out models/shapes-motion --seed 0\n  \
     brainrecon video reconstruct --decoded video-fit --adapter models/shapes-motion --out video-recon"
 )]
 pub struct TrainMotionArgs {
-    /// Output folder (a diffusers MotionAdapter folder)
+    /// Output folder (a diffusers MotionAdapter folder; UNetMotionModel with --tune unet)
     #[arg(long)]
     out: PathBuf,
     /// The frozen image model: shapes-ldm (built in), a diffusers folder or a cached id
@@ -63,6 +67,13 @@ pub struct TrainMotionArgs {
     /// Peak learning rate (AdamW, warm-up then cosine)
     #[arg(long, default_value_t = MotionTrainConfig::default().lr)]
     lr: f64,
+    /// What else is trained: none (motion modules only, a MotionAdapter) or unet (the image
+    /// U-Net too, written as a whole UNetMotionModel, as MinD-Video tunes its U-Net)
+    #[arg(long, default_value = "none", value_parser = ["none", "unet"])]
+    tune: String,
+    /// Favour high-noise timesteps: t/T = s·u / (1 + (s − 1)·u) for uniform u (1: uniform)
+    #[arg(long, default_value_t = MotionTrainConfig::default().timestep_shift)]
+    timestep_shift: f64,
     /// Seed of initialisation, clips and noise
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -80,6 +91,8 @@ pub fn run_train_motion(args: TrainMotionArgs) -> anyhow::Result<()> {
         batch: args.batch,
         frames: args.frames,
         lr: args.lr,
+        tune_unet: args.tune == "unet",
+        timestep_shift: args.timestep_shift,
         ..MotionTrainConfig::default()
     };
     if config.steps == 0 {
@@ -109,8 +122,13 @@ pub fn run_train_motion(args: TrainMotionArgs) -> anyhow::Result<()> {
     }
     let tail = &summary.losses[summary.losses.len().saturating_sub(50)..];
     println!(
-        "trained {} motion-module parameters in {:.0} s; mean loss of the last {} steps {:.4} → {}",
+        "trained {} parameters ({}) in {:.0} s; mean loss of the last {} steps {:.4} → {}",
         summary.parameters,
+        if config.tune_unet {
+            "motion modules and U-Net"
+        } else {
+            "motion modules"
+        },
         started.elapsed().as_secs_f64(),
         tail.len(),
         tail.iter().sum::<f64>() / tail.len().max(1) as f64,
@@ -224,7 +242,8 @@ pub struct ReconstructArgs {
     /// The image model (the one `video fit` used)
     #[arg(long, default_value = "shapes-ldm")]
     model: String,
-    /// MotionAdapter folder, or shapes-motion (built in, for shapes-ldm)
+    /// MotionAdapter or UNetMotionModel folder, a cached adapter id, or shapes-motion (built
+    /// in, for shapes-ldm)
     #[arg(long, default_value = SHAPES_MOTION)]
     adapter: String,
     /// Denoising steps (DDIM)

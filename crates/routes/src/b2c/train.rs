@@ -200,7 +200,7 @@ pub fn encoder_config(
 }
 
 /// The U-Net with the tensors `tune` selects as variables (prefixed "unet.").
-fn trainable_unet(
+pub(crate) fn trainable_unet(
     sd: &StableDiffusion,
     tune: Tune,
 ) -> Result<(UNet2DConditionModel, Vec<(String, candle_core::Var)>)> {

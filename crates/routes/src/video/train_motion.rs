@@ -4,18 +4,25 @@
 //!
 //! Each step draws `batch` clips from a seeded stream (a scene of scene.rs moving left, right,
 //! up, down or standing still; `frames` frames at the model's image size), encodes every frame
-//! with the frozen VAE (posterior mean), and trains only the motion modules on the epsilon
+//! with the frozen VAE (posterior mean), and trains the motion modules on the epsilon
 //! objective (min-SNR weights, as shapes-ldm's U-Net) with the clip's caption ("a red circle
 //! moving left") through the frozen text encoder; one caption in ten is empty, for guidance.
+//! With `tune_unet` the image U-Net is trained with them (MinD-Video and NeuroClips tune their
+//! inflated U-Nets too): an image model that only ever drew still scenes cannot draw the
+//! in-between positions of a moving shape, whatever its motion modules ask.
 //! Checkpoints every `checkpoint_every` steps; a rerun resumes and, every draw being keyed by
 //! the step, ends with the weights of an uninterrupted run.
 //!
 //! ```text
-//! <out>/config.json                          MotionAdapter config (diffusers)
-//! <out>/diffusion_pytorch_model.safetensors  the motion modules, MotionAdapter names
+//! <out>/config.json                          MotionAdapter config (diffusers), or with
+//!                                            tune_unet a UNetMotionModel config
+//! <out>/diffusion_pytorch_model.safetensors  the motion modules, MotionAdapter names (with
+//!                                            tune_unet: the whole motion U-Net)
 //! <out>/training.json                        settings, parameter count, every step's loss
 //! ```
 
+use crate::b2c::train::trainable_unet;
+use crate::b2c::Tune;
 use crate::error::{Result, RouteError};
 use brainrecon_data::atomic::write_json_atomic;
 use brainrecon_data::image::RgbImage;
@@ -26,8 +33,8 @@ use brainrecon_diffusion::prior::min_snr_weights;
 use brainrecon_diffusion::rng::{NoiseSource, SeededNoise};
 use brainrecon_diffusion::scheduler::{NoiseSchedule, SchedulerConfig};
 use brainrecon_diffusion::unet::OneOrMany;
-use brainrecon_diffusion::unet_motion::{save_motion_adapter, UNetMotionModel};
-use brainrecon_nn::train::ResumableRun;
+use brainrecon_diffusion::unet_motion::{save_motion_adapter, save_unet_motion, UNetMotionModel};
+use brainrecon_nn::train::{Parameters, ResumableRun};
 use candle_core::{DType, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -52,6 +59,12 @@ pub struct MotionTrainConfig {
     pub heads: usize,
     /// Longest clip the modules' frame positions cover.
     pub max_frames: usize,
+    /// Train the image U-Net too and write a whole `UNetMotionModel`.
+    pub tune_unet: bool,
+    /// Timesteps drawn as t/T = s·u / (1 + (s − 1)·u), u uniform: 1 is uniform, larger values
+    /// favour high noise, where a clip's layout and motion are decided (as SD3's shift and
+    /// video models' noise schedules; the ε loss barely sees motion at low noise).
+    pub timestep_shift: f64,
 }
 
 impl Default for MotionTrainConfig {
@@ -66,6 +79,8 @@ impl Default for MotionTrainConfig {
             snr_gamma: 5.0,
             heads: 4,
             max_frames: 32,
+            tune_unet: false,
+            timestep_shift: 1.0,
         }
     }
 }
@@ -113,9 +128,20 @@ pub fn training_clips(
             } else {
                 spec.caption()
             };
-            (spec, caption, rng.gen_range(0..n_train))
+            let t = match config.timestep_shift == 1.0 {
+                true => rng.gen_range(0..n_train),
+                false => shifted_timestep(rng.gen::<f64>(), config.timestep_shift, n_train),
+            };
+            (spec, caption, t)
         })
         .collect()
+}
+
+/// The timestep of uniform `u` in [0, 1) under `shift` (see
+/// [`MotionTrainConfig::timestep_shift`]), in 0..n.
+pub fn shifted_timestep(u: f64, shift: f64, n: usize) -> usize {
+    let fraction = shift * u / (1.0 + (shift - 1.0) * u);
+    ((fraction * n as f64) as usize).min(n - 1)
 }
 
 /// Frames of `clips` clips (each `frames` long) → VAE latents [clips, 4, frames, h, w].
@@ -135,7 +161,8 @@ pub fn clip_latents(sd: &StableDiffusion, clips: &[Vec<RgbImage>]) -> Result<Ten
         .contiguous()?)
 }
 
-/// Trains motion modules for `sd` (frozen) and writes them as a MotionAdapter folder.
+/// Trains motion modules for `sd` (frozen, or with `tune_unet` its U-Net too) and writes them
+/// as a MotionAdapter (or UNetMotionModel) folder.
 pub fn train_motion(
     sd: &StableDiffusion,
     out: &Path,
@@ -143,6 +170,12 @@ pub fn train_motion(
     seed: u64,
     progress: &mut dyn FnMut(usize, usize, f64),
 ) -> Result<MotionTrainSummary> {
+    if !(config.timestep_shift.is_finite() && config.timestep_shift > 0.0) {
+        return Err(RouteError::Usage(format!(
+            "--timestep-shift must be positive, found {}",
+            config.timestep_shift
+        )));
+    }
     if config.frames == 0 || config.frames > config.max_frames || config.batch == 0 {
         return Err(RouteError::Usage(format!(
             "--frames must be 1..={} and --batch at least 1 (found {} and {})",
@@ -150,7 +183,7 @@ pub fn train_motion(
         )));
     }
     let adapter = adapter_config(sd, config);
-    let (model, params) = UNetMotionModel::init_motion_modules(sd.unet.clone(), &adapter, seed)?;
+    let (model, params) = motion_model(sd, &adapter, config.tune_unet, seed)?;
     let schedule = NoiseSchedule::new(&SchedulerConfig::stable_diffusion())?;
     let n_train = schedule.num_train_timesteps();
     let size = sd.default_size();
@@ -195,7 +228,7 @@ pub fn train_motion(
         let value = run.step(&loss, step)?;
         progress(step + 1, config.steps, value);
     }
-    write_adapter(out, &run, &adapter, config, seed)?;
+    write_adapter(out, &run, sd, config, seed)?;
     Ok(MotionTrainSummary {
         out: out.to_path_buf(),
         parameters: run.params.count_elements(),
@@ -204,15 +237,50 @@ pub fn train_motion(
     })
 }
 
-/// The MotionAdapter folder: config, weights, training record.
+/// The motion U-Net to train and its trainable parameters under `UNetMotionModel`'s names:
+/// fresh motion modules (zero output projections), and with `tune_unet` every image U-Net
+/// tensor too.
+fn motion_model(
+    sd: &StableDiffusion,
+    adapter: &MotionAdapterConfig,
+    tune_unet: bool,
+    seed: u64,
+) -> Result<(UNetMotionModel, Parameters)> {
+    if !tune_unet {
+        return Ok(UNetMotionModel::init_motion_modules(
+            sd.unet.clone(),
+            adapter,
+            seed,
+        )?);
+    }
+    let (unet, unet_vars) = trainable_unet(sd, Tune::Unet)?;
+    let (model, motion) = UNetMotionModel::init_motion_modules(unet, adapter, seed)?;
+    let unet_vars = unet_vars.into_iter().map(|(name, var)| {
+        let name = name
+            .strip_prefix("unet.")
+            .map(str::to_string)
+            .unwrap_or(name);
+        (name, var)
+    });
+    let params = Parameters::from_vars(motion.vars().into_iter().chain(unet_vars))?;
+    Ok((model, params))
+}
+
+/// The MotionAdapter (or with `tune_unet` UNetMotionModel) folder: config, weights, training
+/// record.
 fn write_adapter(
     out: &Path,
     run: &ResumableRun,
-    adapter: &MotionAdapterConfig,
+    sd: &StableDiffusion,
     config: &MotionTrainConfig,
     seed: u64,
 ) -> Result<()> {
-    save_motion_adapter(&run.params, adapter, out)?;
+    let adapter = adapter_config(sd, config);
+    if config.tune_unet {
+        save_unet_motion(&run.params, &sd.unet.config, &adapter, out)?;
+    } else {
+        save_motion_adapter(&run.params, &adapter, out)?;
+    }
     write_json_atomic(
         &out.join(TRAINING_RECORD),
         &json!({
@@ -223,4 +291,29 @@ fn write_adapter(
         }),
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shifted_timesteps_favour_high_noise_and_stay_in_range() {
+        assert_eq!(shifted_timestep(0.5, 1.0, 1000), 500);
+        // s·u / (1 + (s − 1)·u) at s = 3, u = 1/2: 3/4.
+        assert_eq!(shifted_timestep(0.5, 3.0, 1000), 750);
+        assert_eq!(shifted_timestep(0.0, 3.0, 1000), 0);
+        assert_eq!(shifted_timestep(0.999_999_9, 3.0, 1000), 999);
+        let config = MotionTrainConfig {
+            timestep_shift: 3.0,
+            batch: 64,
+            ..MotionTrainConfig::default()
+        };
+        let ts: Vec<usize> = training_clips(0, 0, &config, 1000)
+            .iter()
+            .map(|c| c.2)
+            .collect();
+        let mean = ts.iter().sum::<usize>() as f64 / ts.len() as f64;
+        assert!(mean > 600.0, "mean timestep {mean} under shift 3");
+    }
 }
