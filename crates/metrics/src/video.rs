@@ -196,6 +196,26 @@ fn one_sample(
     successes as f64 / settings.trials as f64
 }
 
+/// Both score tables must be (samples, classes).
+fn check_score_shapes(
+    truth_logits: &[f32],
+    pred_scores: &[f32],
+    samples: usize,
+    classes: usize,
+) -> Result<()> {
+    let len = shape_len("class scores", &[samples, classes])?;
+    check_len(
+        "ground-truth logits (samples*classes)",
+        len,
+        truth_logits.len(),
+    )?;
+    check_len(
+        "reconstruction scores (samples*classes)",
+        len,
+        pred_scores.len(),
+    )
+}
+
 /// N-way top-k classification accuracy, MinD-Video's rule (see the module documentation).
 ///
 /// Shapes: `truth_logits` and `pred_scores` are (samples, classes), row-major; the predicted
@@ -208,17 +228,7 @@ pub fn n_way_top_k(
     classes: usize,
     settings: &NWayClassification,
 ) -> Result<NWayScore> {
-    let len = shape_len("class scores", &[samples, classes])?;
-    check_len(
-        "ground-truth logits (samples*classes)",
-        len,
-        truth_logits.len(),
-    )?;
-    check_len(
-        "reconstruction scores (samples*classes)",
-        len,
-        pred_scores.len(),
-    )?;
+    check_score_shapes(truth_logits, pred_scores, samples, classes)?;
     if samples == 0 {
         return Err(MetricsError::Empty {
             what: "sample set",
@@ -265,17 +275,7 @@ pub fn n_way_top1_expected(
     classes: usize,
     settings: &NWayClassification,
 ) -> Result<Vec<f64>> {
-    let len = shape_len("class scores", &[samples, classes])?;
-    check_len(
-        "ground-truth logits (samples*classes)",
-        len,
-        truth_logits.len(),
-    )?;
-    check_len(
-        "reconstruction scores (samples*classes)",
-        len,
-        pred_scores.len(),
-    )?;
+    check_score_shapes(truth_logits, pred_scores, samples, classes)?;
     settings.validate(classes)?;
     if settings.top_k != 1 {
         return Err(MetricsError::InvalidArgument(format!(

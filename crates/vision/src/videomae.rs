@@ -32,33 +32,14 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use crate::preprocess::{ImageProcessor, ProcessorDefaults};
-use crate::vit::{
-    check_dims, d_act, d_channels, d_eps, d_heads, d_hidden, d_image, d_intermediate, d_layers,
-    d_patch, d_true, in_file, read_labels, Activation, EncoderLayer, LayerDims, SelfAttention,
-    Size2,
-};
+use crate::vit::{d_true, in_file, read_labels, EncoderFields, EncoderLayer, SelfAttention};
 
 /// transformers' `VideoMAEConfig` (the fields inference needs; defaults are VideoMAE-base's).
 #[derive(Clone, Debug, Deserialize)]
 pub struct VideoMAEConfig {
-    #[serde(default = "d_hidden")]
-    pub hidden_size: usize,
-    #[serde(default = "d_layers")]
-    pub num_hidden_layers: usize,
-    #[serde(default = "d_heads")]
-    pub num_attention_heads: usize,
-    #[serde(default = "d_intermediate")]
-    pub intermediate_size: usize,
-    #[serde(default = "d_act")]
-    pub hidden_act: String,
-    #[serde(default = "d_eps")]
-    pub layer_norm_eps: f64,
-    #[serde(default = "d_image")]
-    pub image_size: Size2,
-    #[serde(default = "d_patch")]
-    pub patch_size: Size2,
-    #[serde(default = "d_channels")]
-    pub num_channels: usize,
+    /// The encoder's fields (top-level keys of `config.json`).
+    #[serde(flatten)]
+    pub encoder: EncoderFields,
     #[serde(default = "d_frames")]
     pub num_frames: usize,
     #[serde(default = "d_tubelet")]
@@ -105,16 +86,7 @@ impl VideoMAEConfig {
         let mut config: VideoMAEConfig =
             serde_json::from_value(value.clone()).map_err(|e| bad(e.to_string()))?;
         config.labels = read_labels(object).map_err(bad)?;
-        Activation::parse(&config.hidden_act).map_err(bad)?;
-        check_dims(
-            config.hidden_size,
-            config.num_attention_heads,
-            config.image_size.hw(),
-            config.patch_size.hw(),
-            config.num_channels,
-            config.labels.len(),
-        )
-        .map_err(bad)?;
+        config.encoder.check(config.labels.len()).map_err(bad)?;
         config.check_frames().map_err(bad)?;
         Ok(config)
     }
@@ -143,15 +115,9 @@ impl VideoMAEConfig {
         self.labels.len()
     }
 
-    /// Patches per frame row and column.
-    pub fn grid(&self) -> (usize, usize) {
-        let ((h, w), (ph, pw)) = (self.image_size.hw(), self.patch_size.hw());
-        (h / ph, w / pw)
-    }
-
     /// Tokens per clip: (num_frames / tubelet_size) · grid.
     pub fn num_patches(&self) -> usize {
-        let (gh, gw) = self.grid();
+        let (gh, gw) = self.encoder.grid();
         (self.num_frames / self.tubelet_size) * gh * gw
     }
 }
@@ -197,18 +163,18 @@ pub struct VideoMAEEmbeddings {
 
 impl VideoMAEEmbeddings {
     pub fn new(vb: VarBuilder, c: &VideoMAEConfig) -> Result<Self> {
-        let d = c.hidden_size;
-        let (ph, pw) = c.patch_size.hw();
+        let d = c.encoder.hidden_size;
+        let (ph, pw) = c.encoder.patch_size.hw();
         let t = c.tubelet_size;
         let proj = vb.pp("patch_embeddings").pp("projection");
-        let kernel = weight(&proj, (d, c.num_channels, t, ph, pw), "weight")?;
+        let kernel = weight(&proj, (d, c.encoder.num_channels, t, ph, pw), "weight")?;
         let bias = weight(&proj, d, "bias")?;
         let n = c.num_patches();
         let table = Tensor::from_vec(sinusoid_table(n, d), (1, n, d), kernel.device())?
             .to_dtype(kernel.dtype())?;
         Ok(VideoMAEEmbeddings {
             projection: Linear::from_tensors(
-                kernel.reshape((d, c.num_channels * t * ph * pw))?,
+                kernel.reshape((d, c.encoder.num_channels * t * ph * pw))?,
                 Some(bias),
             ),
             position_embeddings: table,
@@ -275,15 +241,9 @@ impl VideoMAEForVideoClassification {
     /// `vb` at the checkpoint root (`videomae.…`, `fc_norm.…`, `classifier.…`).
     pub fn new(vb: VarBuilder, config: &VideoMAEConfig) -> Result<Self> {
         let root = vb.pp("videomae");
-        let d = config.hidden_size;
-        let dims = LayerDims {
-            hidden: d,
-            intermediate: config.intermediate_size,
-            heads: config.num_attention_heads,
-            activation: Activation::parse(&config.hidden_act).map_err(ModelError::Invalid)?,
-            eps: config.layer_norm_eps,
-        };
-        let layers = (0..config.num_hidden_layers)
+        let d = config.encoder.hidden_size;
+        let dims = config.encoder.layer_dims()?;
+        let layers = (0..config.encoder.num_hidden_layers)
             .map(|i| {
                 let lvb = root.pp("encoder").pp("layer").pp(i);
                 let attention = videomae_attention(&lvb, d, config.qv_bias)?;
@@ -296,7 +256,7 @@ impl VideoMAEForVideoClassification {
             Pooling::FirstToken(LayerNorm::new(
                 root.pp("layernorm"),
                 d,
-                config.layer_norm_eps,
+                config.encoder.layer_norm_eps,
                 true,
             )?)
         };
@@ -343,18 +303,18 @@ impl VideoMAEForVideoClassification {
     /// [`ImageProcessor::pixel_values`] of its T frames is [1, T, C, H, W] as it stands.
     pub fn forward(&self, pixel_values: &Tensor) -> Result<Tensor> {
         let c = &self.config;
-        let (h, w) = c.image_size.hw();
+        let (h, w) = c.encoder.image_size.hw();
         let dims = pixel_values.dims();
         if dims.len() != 5
             || dims[1] != c.num_frames
-            || dims[2] != c.num_channels
+            || dims[2] != c.encoder.num_channels
             || dims[3] != h
             || dims[4] != w
         {
             return Err(ModelError::Invalid(format!(
                 "pixel_values have shape {dims:?}, this VideoMAE classifier takes [B, {}, {}, \
                  {h}, {w}] (num_frames {}; load it with the clip's frame count to change it)",
-                c.num_frames, c.num_channels, c.num_frames
+                c.num_frames, c.encoder.num_channels, c.num_frames
             )));
         }
         let x = pixel_values.to_dtype(self.classifier.weight.dtype())?;

@@ -87,24 +87,9 @@ impl Size2 {
 /// transformers' `ViTConfig` (the fields inference needs; defaults are ViT-B/16's).
 #[derive(Clone, Debug, Deserialize)]
 pub struct ViTConfig {
-    #[serde(default = "d_hidden")]
-    pub hidden_size: usize,
-    #[serde(default = "d_layers")]
-    pub num_hidden_layers: usize,
-    #[serde(default = "d_heads")]
-    pub num_attention_heads: usize,
-    #[serde(default = "d_intermediate")]
-    pub intermediate_size: usize,
-    #[serde(default = "d_act")]
-    pub hidden_act: String,
-    #[serde(default = "d_eps")]
-    pub layer_norm_eps: f64,
-    #[serde(default = "d_image")]
-    pub image_size: Size2,
-    #[serde(default = "d_patch")]
-    pub patch_size: Size2,
-    #[serde(default = "d_channels")]
-    pub num_channels: usize,
+    /// The encoder's fields (top-level keys of `config.json`).
+    #[serde(flatten)]
+    pub encoder: EncoderFields,
     #[serde(default = "d_true")]
     pub qkv_bias: bool,
     /// The class names in index order (from `id2label`); their count is `num_labels`.
@@ -112,31 +97,31 @@ pub struct ViTConfig {
     pub labels: Vec<String>,
 }
 
-pub(crate) fn d_hidden() -> usize {
+fn d_hidden() -> usize {
     768
 }
-pub(crate) fn d_layers() -> usize {
+fn d_layers() -> usize {
     12
 }
-pub(crate) fn d_heads() -> usize {
+fn d_heads() -> usize {
     12
 }
-pub(crate) fn d_intermediate() -> usize {
+fn d_intermediate() -> usize {
     3072
 }
-pub(crate) fn d_act() -> String {
+fn d_act() -> String {
     "gelu".into()
 }
-pub(crate) fn d_eps() -> f64 {
+fn d_eps() -> f64 {
     1e-12
 }
-pub(crate) fn d_image() -> Size2 {
+fn d_image() -> Size2 {
     Size2::Square(224)
 }
-pub(crate) fn d_patch() -> Size2 {
+fn d_patch() -> Size2 {
     Size2::Square(16)
 }
-pub(crate) fn d_channels() -> usize {
+fn d_channels() -> usize {
     3
 }
 pub(crate) fn d_true() -> bool {
@@ -233,21 +218,51 @@ impl ViTConfig {
         let mut config: ViTConfig =
             serde_json::from_value(value.clone()).map_err(|e| bad(e.to_string()))?;
         config.labels = read_labels(object).map_err(bad)?;
-        Activation::parse(&config.hidden_act).map_err(bad)?;
-        check_dims(
-            config.hidden_size,
-            config.num_attention_heads,
-            config.image_size.hw(),
-            config.patch_size.hw(),
-            config.num_channels,
-            config.labels.len(),
-        )
-        .map_err(bad)?;
+        config.encoder.check(config.labels.len()).map_err(bad)?;
         Ok(config)
     }
 
     pub fn num_labels(&self) -> usize {
         self.labels.len()
+    }
+}
+
+/// The encoder fields of transformers' ViT-family configs (ViT, VideoMAE), read from the top
+/// level of `config.json`; defaults are the base models'.
+#[derive(Clone, Debug, Deserialize)]
+pub struct EncoderFields {
+    #[serde(default = "d_hidden")]
+    pub hidden_size: usize,
+    #[serde(default = "d_layers")]
+    pub num_hidden_layers: usize,
+    #[serde(default = "d_heads")]
+    pub num_attention_heads: usize,
+    #[serde(default = "d_intermediate")]
+    pub intermediate_size: usize,
+    #[serde(default = "d_act")]
+    pub hidden_act: String,
+    #[serde(default = "d_eps")]
+    pub layer_norm_eps: f64,
+    #[serde(default = "d_image")]
+    pub image_size: Size2,
+    #[serde(default = "d_patch")]
+    pub patch_size: Size2,
+    #[serde(default = "d_channels")]
+    pub num_channels: usize,
+}
+
+impl EncoderFields {
+    /// transformers' constraints on the fields, for a head of `labels` classes.
+    pub(crate) fn check(&self, labels: usize) -> std::result::Result<(), String> {
+        Activation::parse(&self.hidden_act)?;
+        check_dims(
+            self.hidden_size,
+            self.num_attention_heads,
+            self.image_size.hw(),
+            self.patch_size.hw(),
+            self.num_channels,
+            labels,
+        )
     }
 
     /// Patches per column and per row (transformers floors: trailing pixels are ignored).
@@ -256,14 +271,15 @@ impl ViTConfig {
         (h / ph, w / pw)
     }
 
-    fn layer_dims(&self) -> LayerDims {
-        LayerDims {
+    /// The sizes of each encoder layer.
+    pub(crate) fn layer_dims(&self) -> Result<LayerDims> {
+        Ok(LayerDims {
             hidden: self.hidden_size,
             intermediate: self.intermediate_size,
             heads: self.num_attention_heads,
-            activation: Activation::parse(&self.hidden_act).expect("checked when parsed"),
+            activation: Activation::parse(&self.hidden_act).map_err(ModelError::Invalid)?,
             eps: self.layer_norm_eps,
-        }
+        })
     }
 }
 
@@ -382,16 +398,17 @@ pub struct ViTEmbeddings {
 
 impl ViTEmbeddings {
     pub fn new(vb: VarBuilder, c: &ViTConfig) -> Result<Self> {
-        let d = c.hidden_size;
-        let (ph, pw) = c.patch_size.hw();
-        let (gh, gw) = c.grid();
+        let d = c.encoder.hidden_size;
+        let (ph, pw) = c.encoder.patch_size.hw();
+        let (gh, gw) = c.encoder.grid();
         let proj = vb.pp("patch_embeddings").pp("projection");
-        let weight = brainrecon_nn::layers::weight(&proj, (d, c.num_channels, ph, pw), "weight")?;
+        let weight =
+            brainrecon_nn::layers::weight(&proj, (d, c.encoder.num_channels, ph, pw), "weight")?;
         let bias = brainrecon_nn::layers::weight(&proj, d, "bias")?;
         Ok(ViTEmbeddings {
             cls_token: brainrecon_nn::layers::weight(&vb, (1, 1, d), "cls_token")?,
             projection: Linear::from_tensors(
-                weight.reshape((d, c.num_channels * ph * pw))?,
+                weight.reshape((d, c.encoder.num_channels * ph * pw))?,
                 Some(bias),
             ),
             position_embeddings: brainrecon_nn::layers::weight(
@@ -429,8 +446,8 @@ impl ViTForImageClassification {
     /// `vb` at the checkpoint root (`vit.…`, `classifier.…`).
     pub fn new(vb: VarBuilder, config: &ViTConfig) -> Result<Self> {
         let vit = vb.pp("vit");
-        let dims = config.layer_dims();
-        let layers = (0..config.num_hidden_layers)
+        let dims = config.encoder.layer_dims()?;
+        let layers = (0..config.encoder.num_hidden_layers)
             .map(|i| EncoderLayer::new(vit.pp("encoder").pp("layer").pp(i), &dims, config.qkv_bias))
             .collect::<Result<Vec<_>>>()?;
         Ok(ViTForImageClassification {
@@ -438,13 +455,13 @@ impl ViTForImageClassification {
             layers,
             layernorm: LayerNorm::new(
                 vit.pp("layernorm"),
-                config.hidden_size,
-                config.layer_norm_eps,
+                config.encoder.hidden_size,
+                config.encoder.layer_norm_eps,
                 true,
             )?,
             classifier: Linear::new(
                 vb.pp("classifier"),
-                config.hidden_size,
+                config.encoder.hidden_size,
                 config.num_labels(),
                 true,
             )?,
@@ -475,12 +492,12 @@ impl ViTForImageClassification {
     /// `pixel_values` [B, C, H, W] at the configured image size → logits [B, num_labels].
     pub fn forward(&self, pixel_values: &Tensor) -> Result<Tensor> {
         let c = &self.config;
-        let (h, w) = c.image_size.hw();
+        let (h, w) = c.encoder.image_size.hw();
         let dims = pixel_values.dims();
-        if dims.len() != 4 || dims[1] != c.num_channels || dims[2] != h || dims[3] != w {
+        if dims.len() != 4 || dims[1] != c.encoder.num_channels || dims[2] != h || dims[3] != w {
             return Err(ModelError::Invalid(format!(
                 "pixel_values have shape {dims:?}, the ViT classifier takes [B, {}, {h}, {w}]",
-                c.num_channels
+                c.encoder.num_channels
             )));
         }
         let x = pixel_values.to_dtype(self.classifier.weight.dtype())?;

@@ -228,7 +228,7 @@ pub fn train_motion(
         let value = run.step(&loss, step)?;
         progress(step + 1, config.steps, value);
     }
-    write_adapter(out, &run, sd, config, seed)?;
+    write_adapter(out, &run, sd, &adapter, config, seed)?;
     Ok(MotionTrainSummary {
         out: out.to_path_buf(),
         parameters: run.params.count_elements(),
@@ -272,14 +272,14 @@ fn write_adapter(
     out: &Path,
     run: &ResumableRun,
     sd: &StableDiffusion,
+    adapter: &MotionAdapterConfig,
     config: &MotionTrainConfig,
     seed: u64,
 ) -> Result<()> {
-    let adapter = adapter_config(sd, config);
     if config.tune_unet {
-        save_unet_motion(&run.params, &sd.unet.config, &adapter, out)?;
+        save_unet_motion(&run.params, &sd.unet.config, adapter, out)?;
     } else {
-        save_motion_adapter(&run.params, &adapter, out)?;
+        save_motion_adapter(&run.params, adapter, out)?;
     }
     write_json_atomic(
         &out.join(TRAINING_RECORD),
