@@ -188,6 +188,31 @@ pub fn allocate_tokens(voxels: &[usize], total: usize) -> Vec<usize> {
     tokens
 }
 
+/// Sizes of one [`EncoderBlock`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BlockSizes {
+    pub hidden_size: usize,
+    pub intermediate_size: usize,
+    pub heads: usize,
+    pub layer_norm_eps: f64,
+    pub attention_bias: bool,
+    pub dropout: f64,
+}
+
+impl BrainToContextConfig {
+    /// The sizes of the encoder's blocks.
+    pub fn block_sizes(&self) -> BlockSizes {
+        BlockSizes {
+            hidden_size: self.hidden_size,
+            intermediate_size: self.intermediate_size,
+            heads: self.num_attention_heads,
+            layer_norm_eps: self.layer_norm_eps,
+            attention_bias: self.attention_bias,
+            dropout: self.dropout,
+        }
+    }
+}
+
 /// A pre-norm self-attention block with diffusers' `BasicTransformerBlock` names.
 #[derive(Debug, Clone)]
 pub struct EncoderBlock {
@@ -204,10 +229,10 @@ pub struct EncoderBlock {
 }
 
 impl EncoderBlock {
-    pub fn new(vb: VarBuilder, config: &BrainToContextConfig) -> Result<Self> {
-        let (d, bias) = (config.hidden_size, config.attention_bias);
+    pub fn new(vb: VarBuilder, sizes: &BlockSizes) -> Result<Self> {
+        let (d, bias) = (sizes.hidden_size, sizes.attention_bias);
         let attn = vb.pp("attn1");
-        let eps = config.layer_norm_eps;
+        let eps = sizes.layer_norm_eps;
         Ok(EncoderBlock {
             norm1: LayerNorm::new(vb.pp("norm1"), d, eps, true)?,
             to_q: Linear::new(attn.pp("to_q"), d, d, bias)?,
@@ -218,17 +243,17 @@ impl EncoderBlock {
             ff_in: Linear::new(
                 vb.pp("ff").pp("net").pp("0").pp("proj"),
                 d,
-                config.intermediate_size,
+                sizes.intermediate_size,
                 true,
             )?,
             ff_out: Linear::new(
                 vb.pp("ff").pp("net").pp("2"),
-                config.intermediate_size,
+                sizes.intermediate_size,
                 d,
                 true,
             )?,
-            heads: config.num_attention_heads,
-            dropout: config.dropout,
+            heads: sizes.heads,
+            dropout: sizes.dropout,
         })
     }
 
@@ -292,7 +317,12 @@ impl BrainToContextEncoder {
             "weight",
         )?;
         let transformer_blocks = (0..config.num_layers)
-            .map(|i| EncoderBlock::new(vb.pp("transformer_blocks").pp(i.to_string()), config))
+            .map(|i| {
+                EncoderBlock::new(
+                    vb.pp("transformer_blocks").pp(i.to_string()),
+                    &config.block_sizes(),
+                )
+            })
             .collect::<Result<Vec<_>>>()?;
         Ok(BrainToContextEncoder {
             config: config.clone(),
@@ -307,14 +337,7 @@ impl BrainToContextEncoder {
     /// Reads an encoder folder (`config.json`, `model.safetensors`) in f32 on `device`.
     pub fn from_dir(dir: &Path, device: &candle_core::Device) -> Result<Self> {
         let config = BrainToContextConfig::from_file(&dir.join(CONFIG_FILE))?;
-        let file = dir.join(WEIGHTS_FILE);
-        let weights = brainrecon_nn::weights::Weights::from_files(
-            std::slice::from_ref(&file),
-            candle_core::DType::F32,
-            device,
-        )?;
-        Self::new(weights.var_builder(), &config)
-            .map_err(|e| ModelError::Invalid(format!("{}: {e}", file.display())))
+        build_from_folder(dir, device, |vb| Self::new(vb, &config))
     }
 
     /// Betas [B, V] (columns in group order) → context [B, T, D]. Dropout masks come from
@@ -347,6 +370,23 @@ impl BrainToContextEncoder {
         }
         Ok(self.proj_out.forward(&self.norm_out.forward(&x)?)?)
     }
+}
+
+/// `build` on the weights of `dir`'s `model.safetensors` (f32 on `device`); a tensor the
+/// model lacks or misshapes is an error naming the file.
+pub(crate) fn build_from_folder<M>(
+    dir: &Path,
+    device: &candle_core::Device,
+    build: impl FnOnce(VarBuilder) -> Result<M>,
+) -> Result<M> {
+    let file = dir.join(WEIGHTS_FILE);
+    let weights = brainrecon_nn::weights::Weights::from_files(
+        std::slice::from_ref(&file),
+        candle_core::DType::F32,
+        device,
+    )?;
+    build(weights.var_builder())
+        .map_err(|e| ModelError::Invalid(format!("{}: {e}", file.display())))
 }
 
 /// "V1 1200 voxels → 6 tokens, …" for messages.

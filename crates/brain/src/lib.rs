@@ -3,7 +3,12 @@
 //! [`b2c`]: the Brain-to-Context encoder (Ishizaki & Kobayashi): fMRI betas, optionally cut
 //! into anatomical voxel groups ("ROI patches"), become the token sequence a Stable Diffusion
 //! U-Net attends to in place of the CLIP text context.
+//!
+//! [`window`]: the video route's fMRI window encoder (after MinD-Video): K consecutive fMRI
+//! frames, with spatial and temporal attention, become the context of a motion U-Net.
 
 pub mod b2c;
+pub mod window;
 
 pub use b2c::{allocate_tokens, BrainToContextConfig, BrainToContextEncoder, VoxelGroup};
+pub use window::{contrastive_loss, encoder_loss, FmriWindowEncoder, WindowEncoderConfig};

@@ -136,6 +136,173 @@ fn the_demo_decodes_the_clips_and_reconstructs_them_above_chance() {
     );
 
     bad_input(dir.path(), &demo);
+    window_encoder(dir.path(), &demo);
+    every_frame_latents(dir.path(), &demo);
+}
+
+/// `video fit --latent all` decodes every frame's latent ([C, frames, h, w] rows), and
+/// `video reconstruct --strength` < 1 starts each frame from its own.
+fn every_frame_latents(dir: &Path, demo: &Path) {
+    let stimuli = demo.join("subject/stimuli");
+    let fit = dir.join("fit-all");
+    ok(&[
+        "video",
+        "fit",
+        "--prepared",
+        s(&demo.join("prepared")),
+        "--stimuli",
+        s(&stimuli),
+        "--captions",
+        s(&stimuli.join("captions.tsv")),
+        "--out",
+        s(&fit),
+        "--latent",
+        "all",
+    ]);
+    let summary = json(&fit.join("video_fit.json"));
+    assert_eq!(summary["latent_frames"], 6);
+    let shape: Vec<u64> = summary["latent_shape"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    let header = std::fs::read(fit.join("decoded_z.npy")).unwrap();
+    let header = String::from_utf8_lossy(&header[..128]);
+    let width = 6 * shape.iter().product::<u64>();
+    assert!(header.contains(&format!(", {width})")), "{header}");
+    let clips = dir.join("all-clips");
+    ok(&[
+        "video",
+        "reconstruct",
+        "--decoded",
+        s(&fit),
+        "--out",
+        s(&clips),
+        "--strength",
+        "0.5",
+        "--steps",
+        "4",
+        "--limit",
+        "1",
+    ]);
+    assert_eq!(json(&clips.join("video_reconstruct.json"))["made"], 1);
+}
+
+/// `video train-encoder` on the demo's windows: MinD-Video's encoder decodes the caption
+/// contexts above chance, co-trains with the motion U-Net, resumes to the same bytes, and its
+/// folder drives `video reconstruct`; bad settings are refused.
+fn window_encoder(dir: &Path, demo: &Path) {
+    let stimuli = demo.join("subject/stimuli");
+    let out = dir.join("encoder");
+    let args = |out: &Path, extra: &[&str]| -> Vec<String> {
+        let mut a: Vec<String> = [
+            "video",
+            "train-encoder",
+            "--prepared",
+            s(&demo.join("prepared")),
+            "--stimuli",
+            s(&stimuli),
+            "--captions",
+            s(&stimuli.join("captions.tsv")),
+            "--out",
+            s(out),
+            "--steps",
+            "150",
+            "--patch-size",
+            "64",
+        ]
+        .iter()
+        .map(|a| a.to_string())
+        .collect();
+        a.extend(extra.iter().map(|a| a.to_string()));
+        a
+    };
+    let run = |out: &Path, extra: &[&str]| -> Value {
+        let a = args(out, extra);
+        let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+        serde_json::from_str(&ok(&refs)).unwrap()
+    };
+    let cotrain = [
+        "--batch",
+        "8",
+        "--cotrain-steps",
+        "2",
+        "--tune",
+        "unet",
+        "--json",
+    ];
+    let summary = run(&out, &cotrain);
+    let identification = summary["fit"]["identification_c"].as_f64().unwrap();
+    assert!(
+        identification > 0.75,
+        "window encoder identification {identification}"
+    );
+    assert_eq!(summary["fit"]["decoder"], "window-encoder");
+    let losses = summary["contrastive_losses"].as_array().unwrap();
+    let mean = |l: &[Value]| l.iter().map(|v| v.as_f64().unwrap()).sum::<f64>() / l.len() as f64;
+    assert!(
+        mean(&losses[losses.len() - 20..]) < 0.5 * mean(&losses[..20]),
+        "the contrastive loss did not fall"
+    );
+    assert_eq!(summary["cotrain_losses"].as_array().unwrap().len(), 2);
+    assert!(summary["tuned_parameters"].as_u64().unwrap() > 0);
+    // A rerun resumes from the last checkpoints and writes the same decoded contexts.
+    let decoded = std::fs::read(out.join("decoded_c.npy")).unwrap();
+    let again = run(&out, &cotrain);
+    assert_eq!(again["resumed_from"][0][0], "contrastive");
+    assert_eq!(again["resumed_from"][1][0], "cotrain");
+    assert_eq!(std::fs::read(out.join("decoded_c.npy")).unwrap(), decoded);
+    // The folder reconstructs as video fit's does, with the co-trained motion U-Net.
+    let clips = dir.join("encoder-clips");
+    ok(&[
+        "video",
+        "reconstruct",
+        "--decoded",
+        s(&out),
+        "--adapter",
+        s(&out.join("unet_motion")),
+        "--out",
+        s(&clips),
+        "--steps",
+        "3",
+        "--limit",
+        "2",
+    ]);
+    assert_eq!(
+        json(&clips.join("video_reconstruct.json"))["clips"]
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    // Bad settings: a batch without negatives, a MotionAdapter where a whole U-Net must train.
+    let bad = dir.join("encoder-bad");
+    let a = args(&bad, &["--batch", "1"]);
+    let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+    refused(
+        &refs,
+        &["--batch", "at least 2"],
+        Some(&bad.join("video_fit.json")),
+    );
+    let adapter = demo.join("adapter-copy");
+    let a = args(
+        &bad,
+        &[
+            "--cotrain-steps",
+            "1",
+            "--tune",
+            "unet",
+            "--adapter",
+            s(&adapter),
+        ],
+    );
+    let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+    refused(
+        &refs,
+        &["--tune unet", "UNetMotionModel", "adapter-copy"],
+        Some(&bad.join("video_fit.json")),
+    );
 }
 
 fn bad_input(dir: &Path, demo: &Path) {

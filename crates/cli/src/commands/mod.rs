@@ -26,6 +26,7 @@ pub mod train_prior;
 pub mod train_word2vec;
 pub mod video;
 pub mod video_route;
+pub mod video_train_encoder;
 
 use std::io::IsTerminal;
 

@@ -6,7 +6,7 @@ use brainrecon_diffusion::pipeline::{SampleOptions, StableDiffusion, VideoDiffus
 use brainrecon_diffusion::scheduler::SchedulerKind;
 use brainrecon_routes::video::classifiers::VideoClassifiers;
 use brainrecon_routes::video::evaluate::{evaluate, VideoEvalOptions};
-use brainrecon_routes::video::fit::{fit, VideoFitOptions};
+use brainrecon_routes::video::fit::{fit, LatentFrames, VideoFitOptions};
 use brainrecon_routes::video::reconstruct::{reconstruct, VideoReconstructOptions};
 use brainrecon_routes::video::report::write_report;
 use brainrecon_routes::video::train_motion::{train_motion, MotionTrainConfig};
@@ -137,6 +137,20 @@ pub fn run_train_motion(args: TrainMotionArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The decoders' inputs: windows, stimuli and captions.
+#[derive(clap::Args)]
+pub struct WindowsArgs {
+    /// `video prepare`'s folder
+    #[arg(long)]
+    pub prepared: PathBuf,
+    /// The stimuli: segK.mp4 / testK.mp4 or frame folders segK/ / testK/
+    #[arg(long)]
+    pub stimuli: PathBuf,
+    /// split<TAB>segment<TAB>tr<TAB>caption per stimulus TR
+    #[arg(long)]
+    pub captions: PathBuf,
+}
+
 /// Decode each fMRI window to its clip's text context (and first-frame latent) with ridge
 ///
 /// The linear baseline of the video route (the Takagi-style route generalised to clips): ridge
@@ -151,15 +165,8 @@ pub fn run_train_motion(args: TrainMotionArgs) -> anyhow::Result<()> {
     brainrecon video fit --prepared video-sub1 --stimuli sim-video/stimuli --captions sim-video/stimuli/captions.tsv --out video-fit"
 )]
 pub struct FitArgs {
-    /// `video prepare`'s folder
-    #[arg(long)]
-    prepared: PathBuf,
-    /// The stimuli: segK.mp4 / testK.mp4 or frame folders segK/ / testK/
-    #[arg(long)]
-    stimuli: PathBuf,
-    /// split<TAB>segment<TAB>tr<TAB>caption per stimulus TR
-    #[arg(long)]
-    captions: PathBuf,
+    #[command(flatten)]
+    data: WindowsArgs,
     /// Output folder
     #[arg(long)]
     out: PathBuf,
@@ -172,9 +179,12 @@ pub struct FitArgs {
     /// Folds of the CV over segments
     #[arg(long, default_value_t = 5)]
     folds: usize,
-    /// Also decode the first frame's VAE latent (for `video reconstruct --strength` < 1)
-    #[arg(long)]
-    latent: bool,
+    /// Also decode the clip's VAE latents, for `video reconstruct --strength` < 1: the first
+    /// frame's (`--latent` or `--latent first`), or every frame's (`--latent all`: a coarse
+    /// clip whose layout and motion the generated clip keeps, as NeuroClips' perception
+    /// reconstructor)
+    #[arg(long, num_args = 0..=1, default_missing_value = "first", value_parser = ["first", "all"])]
+    latent: Option<String>,
     /// cpu, cuda or cuda:N
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -186,15 +196,18 @@ pub struct FitArgs {
 pub fn run_fit(args: FitArgs) -> anyhow::Result<()> {
     let sd = StableDiffusion::load(&args.model, DType::F32, &device(&args.device)?)?;
     let opts = VideoFitOptions {
-        prepared: args.prepared,
-        stimuli: args.stimuli,
-        captions: args.captions,
+        prepared: args.data.prepared,
+        stimuli: args.data.stimuli,
+        captions: args.data.captions,
         out: args.out,
         alphas: args
             .alphas
             .unwrap_or_else(|| (0..=5).map(|e| 10f64.powi(e)).collect()),
         folds: args.folds,
-        latent: args.latent,
+        latent: args.latent.as_deref().map(|w| match w {
+            "all" => LatentFrames::All,
+            _ => LatentFrames::First,
+        }),
         progress: show_progress(),
     };
     let summary = fit(&sd, &args.model, &opts)?;
@@ -207,11 +220,17 @@ pub fn run_fit(args: FitArgs) -> anyhow::Result<()> {
         summary.n_test,
         summary.n_train,
         summary.n_features,
-        summary.cv_r2_c,
+        summary.cv_r2_c.unwrap_or(f64::NAN),
         summary.identification_c,
         match (summary.cv_r2_z, summary.identification_z) {
-            (Some(r2), Some(id)) =>
-                format!("; first-frame latent CV R² {r2:.3}, identification {id:.3}"),
+            (Some(r2), Some(id)) => format!(
+                "; {} latent CV R² {r2:.3}, identification {id:.3}",
+                if summary.latent_frames > 1 {
+                    "clip"
+                } else {
+                    "first-frame"
+                }
+            ),
             _ => String::new(),
         },
         opts.out.display()
@@ -503,11 +522,7 @@ pub fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
         "--out",
         &path(&o("fit")),
     ]);
-    step(
-        3,
-        "decode each window's caption context and first-frame latent (ridge)",
-        &a,
-    )?;
+    step(3, "decode each window's caption context (ridge)", &a)?;
     let mut a = s(&[
         "video",
         "reconstruct",

@@ -24,10 +24,8 @@ use brainrecon_data::cc2017::{read_meta, VideoPrepared};
 use brainrecon_data::cifti::cc2017::Split;
 use brainrecon_data::image::RgbImage;
 use brainrecon_data::npy;
-use brainrecon_diffusion::pipeline::{image_from_rgb8, Posterior, StableDiffusion};
-use brainrecon_diffusion::rng::SeededNoise;
+use brainrecon_diffusion::pipeline::StableDiffusion;
 use brainrecon_ridge::{Cv, RidgeCv, RidgeModel, Scoring};
-use candle_core::Tensor;
 use faer::Mat;
 use std::path::{Path, PathBuf};
 
@@ -44,15 +42,33 @@ pub struct VideoFitOptions {
     pub out: PathBuf,
     pub alphas: Vec<f64>,
     pub folds: usize,
-    /// Also decode the first frame's latent.
-    pub latent: bool,
+    /// Also decode the clip's VAE latents: its first frame's or every frame's.
+    pub latent: Option<LatentFrames>,
     pub progress: bool,
+}
+
+/// Which frames' latents `video fit --latent` decodes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LatentFrames {
+    /// The first frame's (the clip starts from it on every frame).
+    First,
+    /// Every frame's: a coarse clip, as NeuroClips' perception reconstructor decodes, whose
+    /// layout and motion the generated clip keeps.
+    All,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// `video_fit.json`.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct VideoFitSummary {
     pub format: String,
+    /// What decoded the contexts: "ridge" (`video fit`) or "window-encoder"
+    /// (`video train-encoder`).
+    #[serde(default = "ridge_decoder")]
+    pub decoder: String,
     pub prepared: PathBuf,
     pub stimuli: PathBuf,
     pub captions: PathBuf,
@@ -63,10 +79,14 @@ pub struct VideoFitSummary {
     /// Context tokens and width (T, D); latent shape (C, h, w) when decoded.
     pub context_shape: [usize; 2],
     pub latent_shape: Option<[usize; 3]>,
+    /// Frames of each decoded latent row: 1 (the first frame's) or `frames_per_tr`
+    /// (decoded_z rows are then [C, frames, h, w]).
+    #[serde(default = "one")]
+    pub latent_frames: usize,
     pub frames_per_tr: usize,
     pub tr_seconds: f64,
-    /// Mean K-fold R² of the chosen alphas, per target kind.
-    pub cv_r2_c: f64,
+    /// Mean K-fold R² of the chosen alphas, per target kind (ridge only).
+    pub cv_r2_c: Option<f64>,
     pub cv_r2_z: Option<f64>,
     /// Two-way identification of the decoded test contexts among the true ones (chance 0.5).
     pub identification_c: f64,
@@ -74,8 +94,12 @@ pub struct VideoFitSummary {
     pub seconds: f64,
 }
 
+fn ridge_decoder() -> String {
+    "ridge".into()
+}
+
 /// The samples of `split` as (segment, TR) from the prepared `*_index.npy`.
-fn samples(dir: &Path, split: Split) -> Result<Vec<StimulusTr>> {
+pub(crate) fn samples(dir: &Path, split: Split) -> Result<Vec<StimulusTr>> {
     let name = match split {
         Split::Train => "train_index.npy",
         Split::Test => "test_index.npy",
@@ -103,7 +127,7 @@ fn samples(dir: &Path, split: Split) -> Result<Vec<StimulusTr>> {
 }
 
 /// The fMRI windows of `split`: (samples, K·V) row-major.
-fn windows(dir: &Path, split: Split, meta: &VideoPrepared) -> Result<Mat<f32>> {
+pub(crate) fn windows(dir: &Path, split: Split, meta: &VideoPrepared) -> Result<Mat<f32>> {
     let path = dir.join(match split {
         Split::Train => "X_train.npy",
         Split::Test => "X_test.npy",
@@ -117,7 +141,10 @@ fn windows(dir: &Path, split: Split, meta: &VideoPrepared) -> Result<Mat<f32>> {
 }
 
 /// Text contexts of `captions`: (n, T·D) and (T, D).
-fn contexts(sd: &StableDiffusion, captions: &[String]) -> Result<(Mat<f32>, [usize; 2])> {
+pub(crate) fn contexts(
+    sd: &StableDiffusion,
+    captions: &[String],
+) -> Result<(Mat<f32>, [usize; 2])> {
     let mut rows = Vec::with_capacity(captions.len());
     let mut shape = [0, 0];
     for chunk in captions.chunks(32) {
@@ -131,34 +158,34 @@ fn contexts(sd: &StableDiffusion, captions: &[String]) -> Result<(Mat<f32>, [usi
     Ok((Mat::from_fn(rows.len(), width, |r, c| rows[r][c]), shape))
 }
 
-/// VAE latents (posterior means) of each clip's first frame: (n, C·h·w) and (C, h, w).
-fn first_frame_latents(
+/// VAE latents (posterior means) of each sample's clip, its first frame only or every frame:
+/// (n, C·F·h·w) rows laid out [C, F, h, w], and (C, h, w).
+fn clip_frame_latents(
     sd: &StableDiffusion,
     clips: &mut StimulusClips,
     samples: &[StimulusTr],
+    which: LatentFrames,
 ) -> Result<(Mat<f32>, [usize; 3])> {
     let size = sd.default_size();
     let mut rows = Vec::with_capacity(samples.len());
     let mut shape = [0, 0, 0];
-    for chunk in samples.chunks(16) {
-        let images = chunk
+    for chunk in samples.chunks(8) {
+        let frames = chunk
             .iter()
             .map(|&s| {
-                let frame = clips.clip(s)?.remove(0);
-                let frame = resize_to(&frame, size);
-                Ok(image_from_rgb8(size, size, &frame.pixels, &sd.device)?)
+                let mut frames = clips.clip(s)?;
+                if which == LatentFrames::First {
+                    frames.truncate(1);
+                }
+                Ok(frames.iter().map(|f| resize_to(f, size)).collect())
             })
-            .collect::<Result<Vec<Tensor>>>()?;
-        let z = sd.encode_image(
-            &Tensor::cat(&images, 0)?,
-            Posterior::Mean,
-            &mut SeededNoise::new(0),
-        )?;
-        let (_, c, h, w) = z.dims4()?;
+            .collect::<Result<Vec<Vec<RgbImage>>>>()?;
+        let z = super::train_motion::clip_latents(sd, &frames)?;
+        let (_, c, _, h, w) = z.dims5()?;
         shape = [c, h, w];
         rows.extend(z.flatten_from(1)?.to_vec2::<f32>()?);
     }
-    let width: usize = shape.iter().product();
+    let width = rows.first().map_or(0, Vec::len);
     Ok((Mat::from_fn(rows.len(), width, |r, c| rows[r][c]), shape))
 }
 
@@ -192,6 +219,31 @@ fn fit_grouped(
     let scores = model.best_cv_scores();
     let mean = scores.iter().map(|&s| s as f64).sum::<f64>() / scores.len().max(1) as f64;
     Ok((model, mean))
+}
+
+fn write_matrix(path: &Path, m: &Mat<f32>) -> Result<()> {
+    Ok(npy::write(path, &[m.nrows(), m.ncols()], &row_major(m))?)
+}
+
+/// The decoded test set every decoder writes: `decoded_c.npy`, `negative_c.npy` (the mean
+/// training window's), `true_c_test.npy` (each (n, T·D)) and `test_index.npy`.
+pub(crate) fn write_decoded_contexts(
+    out: &Path,
+    [decoded, negative, truth]: [&Mat<f32>; 3],
+    test: &[StimulusTr],
+) -> Result<()> {
+    write_matrix(&out.join("decoded_c.npy"), decoded)?;
+    write_matrix(&out.join("negative_c.npy"), negative)?;
+    write_matrix(&out.join("true_c_test.npy"), truth)?;
+    let index: Vec<i64> = test
+        .iter()
+        .flat_map(|s| [s.segment as i64, s.tr as i64])
+        .collect();
+    Ok(npy::write(
+        &out.join("test_index.npy"),
+        &[test.len(), 2],
+        &index,
+    )?)
 }
 
 /// Fits the decoders and writes the decoded test set (see the module documentation).
@@ -237,39 +289,28 @@ pub fn fit(
 
     let out = &opts.out;
     std::fs::create_dir_all(out).map_err(|e| brainrecon_data::DataError::io(out, e))?;
-    let write = |name: &str, m: &Mat<f32>| -> Result<()> {
-        Ok(npy::write(
-            &out.join(name),
-            &[m.nrows(), m.ncols()],
-            &row_major(m),
-        )?)
-    };
-    write("decoded_c.npy", &decoded_c)?;
-    write("negative_c.npy", &negative_c)?;
-    write("true_c_test.npy", &c_test)?;
+    write_decoded_contexts(out, [&decoded_c, &negative_c, &c_test], &test)?;
     c_model.save(out.join("models").join("c"))?;
-    let index: Vec<i64> = test
-        .iter()
-        .flat_map(|s| [s.segment as i64, s.tr as i64])
-        .collect();
-    npy::write(&out.join("test_index.npy"), &[test.len(), 2], &index)?;
 
     let (mut latent_shape, mut cv_r2_z, mut identification_z) = (None, None, None);
-    if opts.latent {
+    let mut latent_frames = 1;
+    if let Some(which) = opts.latent {
         let mut clips =
             StimulusClips::new(&opts.stimuli, meta.design.tr, meta.design.frames_per_tr);
-        let (z_train, shape) = first_frame_latents(sd, &mut clips, &train)?;
-        let (z_test, _) = first_frame_latents(sd, &mut clips, &test)?;
+        let (z_train, shape) = clip_frame_latents(sd, &mut clips, &train, which)?;
+        let (z_test, _) = clip_frame_latents(sd, &mut clips, &test, which)?;
+        latent_frames = z_train.ncols() / shape.iter().product::<usize>();
         let (z_model, r2) = fit_grouped(&x_train, &z_train, &groups, opts)?;
         let decoded_z = z_model.predict(x_test.as_ref())?;
         identification_z = Some(identification(&decoded_z, &z_test)?.0);
-        write("decoded_z.npy", &decoded_z)?;
+        write_matrix(&out.join("decoded_z.npy"), &decoded_z)?;
         z_model.save(out.join("models").join("z"))?;
         latent_shape = Some(shape);
         cv_r2_z = Some(r2);
     }
     let summary = VideoFitSummary {
         format: "brainrecon-video-fit".into(),
+        decoder: ridge_decoder(),
         prepared: opts.prepared.clone(),
         stimuli: opts.stimuli.clone(),
         captions: opts.captions.clone(),
@@ -279,9 +320,10 @@ pub fn fit(
         n_features: meta.n_features,
         context_shape,
         latent_shape,
+        latent_frames,
         frames_per_tr: meta.design.frames_per_tr,
         tr_seconds: meta.design.tr,
-        cv_r2_c,
+        cv_r2_c: Some(cv_r2_c),
         cv_r2_z,
         identification_c,
         identification_z,

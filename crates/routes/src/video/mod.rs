@@ -4,7 +4,8 @@
 //! diffusion model's U-Net, guided against the mean window's context; `evaluate` scores the
 //! clips by MinD-Video's protocol; `report` shows them side by side; `train_motion` trains
 //! motion modules on synthetic clips for a frozen image model (shapes-ldm's ship with the
-//! binary).
+//! binary); `train_encoder` is MinD-Video's decoder in place of ridge (an fMRI window encoder
+//! trained contrastively, then with the motion U-Net).
 
 pub mod classifiers;
 pub mod evaluate;
@@ -12,4 +13,5 @@ pub mod fit;
 pub mod reconstruct;
 pub mod report;
 pub mod stimuli;
+pub mod train_encoder;
 pub mod train_motion;

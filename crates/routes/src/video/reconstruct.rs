@@ -79,6 +79,22 @@ fn row_tensor(
     Ok(Tensor::from_vec(row, shape, &vd.sd.device)?)
 }
 
+/// Sample `i`'s decoded latents as a clip [1, C, frames, h, w]: every frame's, or the first
+/// frame's on every frame.
+fn decoded_clip(
+    z: &npy::Array<f32>,
+    i: usize,
+    [c, h, w]: [usize; 3],
+    fit: &VideoFitSummary,
+    vd: &VideoDiffusion,
+) -> Result<Tensor> {
+    let frames = fit.frames_per_tr;
+    if fit.latent_frames == frames {
+        return row_tensor(z, i, &[1, c, frames, h, w], vd);
+    }
+    Ok(row_tensor(z, i, &[1, c, 1, h, w], vd)?.repeat((1, 1, frames, 1, 1))?)
+}
+
 /// Denoises one clip: from `init` [1, C, f, h, w] noised to `strength`'s step, or from noise.
 fn denoise_clip(
     vd: &VideoDiffusion,
@@ -167,9 +183,7 @@ pub fn reconstruct(
             uncond: Some(uncond.clone()),
         };
         let init = match (&decoded_z, fit.latent_shape) {
-            (Some(z), Some([c, h, w])) => {
-                Some(row_tensor(z, i, &[1, c, 1, h, w], vd)?.repeat((1, 1, frames, 1, 1))?)
-            }
+            (Some(z), Some([c, h, w])) => Some(decoded_clip(z, i, [c, h, w], &fit, vd)?),
             _ => None,
         };
         let mut noise = SeededNoise::new(stream_seed(opts.seed, segment as u64, tr as u64));
