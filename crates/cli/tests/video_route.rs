@@ -1,6 +1,7 @@
 //! The video route end to end on the synthetic video subject: `video demo` (simulate, prepare,
 //! fit, reconstruct with shapes-ldm + shapes-motion, eval, report), its scores against chance,
-//! the report, resuming, and bad input refused with exit status 2.
+//! the report, resuming, and bad input refused with exit status 2; MinD-Video's window encoder
+//! (`video train-encoder`, `video demo --decoder encoder`) in place of ridge.
 
 mod common;
 
@@ -303,6 +304,34 @@ fn window_encoder(dir: &Path, demo: &Path) {
         &["--tune unet", "UNetMotionModel", "adapter-copy"],
         Some(&bad.join("video_fit.json")),
     );
+}
+
+/// `video demo --decoder encoder` runs the route with MinD-Video's window encoder in place of
+/// ridge: the decoded contexts are identified above chance and the clips are made from them.
+#[test]
+fn the_demo_runs_with_the_window_encoder() {
+    let dir = tempfile::tempdir().unwrap();
+    let demo = dir.path().join("demo");
+    ok(&[
+        "video",
+        "demo",
+        "--out",
+        s(&demo),
+        "--decoder",
+        "encoder",
+        "--steps",
+        "2",
+        "--limit",
+        "2",
+    ]);
+    let fit = json(&demo.join("fit/video_fit.json"));
+    assert_eq!(fit["decoder"], "window-encoder");
+    let identification = fit["identification_c"].as_f64().unwrap();
+    assert!(identification > 0.75, "identification {identification}");
+    assert!(demo.join("fit/encoder/model.safetensors").is_file());
+    let made = json(&demo.join("clips/video_reconstruct.json"));
+    assert_eq!(made["made"], 2);
+    assert!(demo.join("report/index.html").is_file());
 }
 
 fn bad_input(dir: &Path, demo: &Path) {

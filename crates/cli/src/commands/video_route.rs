@@ -453,6 +453,10 @@ pub struct DemoArgs {
     /// Only the first N test clips
     #[arg(long)]
     limit: Option<usize>,
+    /// What decodes the windows: ridge (`video fit`) or MinD-Video's window encoder
+    /// (`video train-encoder`, patches of 64 voxels)
+    #[arg(long, default_value = "ridge", value_parser = ["ridge", "encoder"])]
+    decoder: String,
 }
 
 fn step(number: usize, title: &str, args: &[String]) -> anyhow::Result<()> {
@@ -510,9 +514,10 @@ pub fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
         )?;
     }
     let stimuli = o("subject").join("stimuli");
-    let a = s(&[
+    let encoder = args.decoder == "encoder";
+    let mut a = s(&[
         "video",
-        "fit",
+        if encoder { "train-encoder" } else { "fit" },
         "--prepared",
         &path(&o("prepared")),
         "--stimuli",
@@ -522,7 +527,14 @@ pub fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
         "--out",
         &path(&o("fit")),
     ]);
-    step(3, "decode each window's caption context (ridge)", &a)?;
+    if encoder {
+        a.extend(s(&["--patch-size", "64"]));
+    }
+    let title = match encoder {
+        true => "decode each window's caption context (MinD-Video's window encoder)",
+        false => "decode each window's caption context (ridge)",
+    };
+    step(3, title, &a)?;
     let mut a = s(&[
         "video",
         "reconstruct",
