@@ -28,6 +28,7 @@ use std::path::Path;
 use crate::b2c::{build_from_folder, per_sample_cosine, per_sample_mse, BlockSizes, EncoderBlock};
 use brainrecon_nn::layers::{LayerNorm, Linear};
 use brainrecon_nn::rng::dropout;
+use brainrecon_nn::train::symmetric_info_nce;
 use brainrecon_nn::{ModelError, Result};
 use candle_core::Tensor;
 use candle_nn::VarBuilder;
@@ -269,18 +270,7 @@ pub fn contrastive_loss(predicted: &Tensor, target: &Tensor, temperature: f64) -
     };
     let (p, q) = (normalise(predicted)?, normalise(target)?);
     let logits = (p.matmul(&q.t()?)? / temperature)?;
-    let b = logits.dim(0)?;
-    let diagonal = |logits: &Tensor| -> Result<Tensor> {
-        // −log softmax at the diagonal: logsumexp of each row minus its diagonal entry
-        let max = logits.max_keepdim(1)?.detach();
-        let lse = (logits.broadcast_sub(&max)?.exp()?.sum_keepdim(1)?.log()? + max)?;
-        let eye = Tensor::eye(b, candle_core::DType::F32, logits.device())?;
-        let diag = (logits * eye)?.sum_keepdim(1)?;
-        Ok((lse - diag)?.mean_all()?)
-    };
-    let forward = diagonal(&logits)?;
-    let backward = diagonal(&logits.t()?.contiguous()?)?;
-    Ok(((forward + backward)? * 0.5)?)
+    symmetric_info_nce(&logits, &logits.t()?.contiguous()?)
 }
 
 /// The encoder's training loss without the diffusion term: [`contrastive_loss`] plus

@@ -77,24 +77,9 @@ pub struct ClapSummary {
     pub temperatures: (f64, f64),
 }
 
-/// Cross-entropy of each row of `logits` [B, B] against its diagonal entry, averaged.
-fn diagonal_cross_entropy(logits: &Tensor) -> Result<Tensor> {
-    let b = logits.dim(0)?;
-    let max = logits.max_keepdim(1)?.detach();
-    let shifted = logits.broadcast_sub(&max)?;
-    let log_sum = shifted.exp()?.sum_keepdim(1)?.log()?;
-    let eye = Tensor::eye(b, logits.dtype(), logits.device())?;
-    let target = (shifted * eye)?.sum_keepdim(1)?;
-    Ok((log_sum - target)?.mean_all()?)
-}
-
 /// The symmetric InfoNCE loss of matched audio and text (row i of each is a pair):
 /// `½·[CE(logits_per_audio) + CE(logits_per_text)]`.
-pub fn contrastive_loss(logits_per_audio: &Tensor, logits_per_text: &Tensor) -> Result<Tensor> {
-    let a = diagonal_cross_entropy(logits_per_audio)?;
-    let t = diagonal_cross_entropy(logits_per_text)?;
-    Ok(((a + t)? * 0.5)?)
-}
+pub use brainrecon_nn::train::symmetric_info_nce as contrastive_loss;
 
 /// Keeps both log-temperatures in [0, ln 100].
 fn clamp_temperatures(params: &Parameters) -> Result<()> {

@@ -85,6 +85,15 @@ impl Tune {
         }
     }
 
+    /// The flag value [`Tune::parse`] reads.
+    pub fn name(self) -> &'static str {
+        match self {
+            Tune::Unet => "unet",
+            Tune::AttnKv => "attn-kv",
+            Tune::None => "none",
+        }
+    }
+
     /// Whether the U-Net tensor `name` (diffusers naming) is trained.
     pub fn selects(self, name: &str) -> bool {
         match self {

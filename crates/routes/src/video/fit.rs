@@ -26,6 +26,7 @@ use brainrecon_data::image::RgbImage;
 use brainrecon_data::npy;
 use brainrecon_diffusion::pipeline::StableDiffusion;
 use brainrecon_ridge::{Cv, RidgeCv, RidgeModel, Scoring};
+use candle_core::Tensor;
 use faer::Mat;
 use std::path::{Path, PathBuf};
 
@@ -158,17 +159,16 @@ pub(crate) fn contexts(
     Ok((Mat::from_fn(rows.len(), width, |r, c| rows[r][c]), shape))
 }
 
-/// VAE latents (posterior means) of each sample's clip, its first frame only or every frame:
-/// (n, C·F·h·w) rows laid out [C, F, h, w], and (C, h, w).
-fn clip_frame_latents(
+/// VAE latents (posterior means) of each sample's clip, its first frame only or every frame,
+/// at the model's size: [n, C, F, h, w] (F = 1 for the first frame).
+pub(crate) fn stimulus_clip_latents(
     sd: &StableDiffusion,
     clips: &mut StimulusClips,
     samples: &[StimulusTr],
     which: LatentFrames,
-) -> Result<(Mat<f32>, [usize; 3])> {
+) -> Result<Tensor> {
     let size = sd.default_size();
-    let mut rows = Vec::with_capacity(samples.len());
-    let mut shape = [0, 0, 0];
+    let mut parts = Vec::with_capacity(samples.len().div_ceil(8));
     for chunk in samples.chunks(8) {
         let frames = chunk
             .iter()
@@ -180,13 +180,26 @@ fn clip_frame_latents(
                 Ok(frames.iter().map(|f| resize_to(f, size)).collect())
             })
             .collect::<Result<Vec<Vec<RgbImage>>>>()?;
-        let z = super::train_motion::clip_latents(sd, &frames)?;
-        let (_, c, _, h, w) = z.dims5()?;
-        shape = [c, h, w];
-        rows.extend(z.flatten_from(1)?.to_vec2::<f32>()?);
+        parts.push(super::train_motion::clip_latents(sd, &frames)?);
     }
+    Ok(Tensor::cat(&parts, 0)?)
+}
+
+/// [`stimulus_clip_latents`] as (n, C·F·h·w) rows laid out [C, F, h, w], and (C, h, w).
+fn clip_frame_latents(
+    sd: &StableDiffusion,
+    clips: &mut StimulusClips,
+    samples: &[StimulusTr],
+    which: LatentFrames,
+) -> Result<(Mat<f32>, [usize; 3])> {
+    let z = stimulus_clip_latents(sd, clips, samples, which)?;
+    let (_, c, _, h, w) = z.dims5()?;
+    let rows = z.flatten_from(1)?.to_vec2::<f32>()?;
     let width = rows.first().map_or(0, Vec::len);
-    Ok((Mat::from_fn(rows.len(), width, |r, c| rows[r][c]), shape))
+    Ok((
+        Mat::from_fn(rows.len(), width, |r, c| rows[r][c]),
+        [c, h, w],
+    ))
 }
 
 /// A frame at the model's square size (area averaging, as the linear route's stimuli; a

@@ -23,10 +23,10 @@
 //! resumed run ends with the weights of an uninterrupted one.
 
 use super::fit::{
-    contexts, samples, windows, write_decoded_contexts, VideoFitSummary, SUMMARY_FILE,
+    contexts, samples, stimulus_clip_latents, windows, write_decoded_contexts, LatentFrames,
+    VideoFitSummary, SUMMARY_FILE,
 };
 use super::stimuli::{captions_of, read_captions, StimulusClips, StimulusTr};
-use super::train_motion::clip_latents;
 use crate::b2c::Tune;
 use crate::error::{Result, RouteError};
 use crate::music::decode::{identification, matrix, row_major};
@@ -34,7 +34,7 @@ use brainrecon_brain::window::{
     encoder_loss, FmriWindowEncoder, WindowEncoderConfig, CONFIG_FILE, WEIGHTS_FILE,
 };
 use brainrecon_data::atomic::write_json_atomic;
-use brainrecon_data::cc2017::read_meta;
+use brainrecon_data::cc2017::{read_meta, VideoPrepared};
 use brainrecon_data::cifti::cc2017::Split;
 use brainrecon_diffusion::pipeline::{StableDiffusion, VideoDiffusion};
 use brainrecon_diffusion::rng::{NoiseSource, SeededNoise};
@@ -154,8 +154,8 @@ struct EncoderData {
     /// [n, T, D]
     c_train: Tensor,
     c_test: Tensor,
-    window: usize,
-    voxels: usize,
+    /// `video prepare`'s settings (window K, voxels V, design).
+    meta: VideoPrepared,
 }
 
 fn tensor_of(m: &Mat<f32>, sd: &StableDiffusion) -> Result<Tensor> {
@@ -191,8 +191,7 @@ fn load_data(sd: &StableDiffusion, opts: &EncoderTrainOptions) -> Result<Encoder
         x_test: tensor_of(&x_test, sd)?,
         c_train: shaped(&c_train)?,
         c_test: shaped(&c_test)?,
-        window: meta.settings.window,
-        voxels: meta.n_voxels,
+        meta,
         train,
         test,
     })
@@ -281,43 +280,20 @@ fn check_tunable(adapter: &Path, opts: &EncoderTrainOptions) -> Result<()> {
     Err(RouteError::Usage(format!(
         "--tune {} trains a whole motion U-Net: --adapter must be a UNetMotionModel folder (as \
          shapes-motion, or what video train-motion --tune unet writes); {} is a MotionAdapter",
-        tune_name(opts.tune),
+        opts.tune.name(),
         adapter.display()
     )))
-}
-
-fn tune_name(tune: Tune) -> &'static str {
-    match tune {
-        Tune::Unet => "unet",
-        Tune::AttnKv => "attn-kv",
-        Tune::None => "none",
-    }
 }
 
 /// VAE latents [n, C, F, h, w] of the training samples' stimulus clips.
 fn stimulus_latents(
     sd: &StableDiffusion,
     opts: &EncoderTrainOptions,
-    train: &[StimulusTr],
+    data: &EncoderData,
 ) -> Result<Tensor> {
-    let meta = read_meta(&opts.prepared)?;
-    let mut clips = StimulusClips::new(&opts.stimuli, meta.design.tr, meta.design.frames_per_tr);
-    let size = sd.default_size();
-    let mut parts = Vec::new();
-    for chunk in train.chunks(8) {
-        let frames = chunk
-            .iter()
-            .map(|&s| {
-                Ok(clips
-                    .clip(s)?
-                    .iter()
-                    .map(|f| f.resize(size, size))
-                    .collect())
-            })
-            .collect::<Result<Vec<Vec<_>>>>()?;
-        parts.push(clip_latents(sd, &frames)?);
-    }
-    Ok(Tensor::cat(&parts, 0)?)
+    let design = &data.meta.design;
+    let mut clips = StimulusClips::new(&opts.stimuli, design.tr, design.frames_per_tr);
+    stimulus_clip_latents(sd, &mut clips, &data.train, LatentFrames::All)
 }
 
 /// Stage 2's fixed inputs.
@@ -387,7 +363,7 @@ fn cotrain(
     } = trainable_motion_unet(vd, adapter, opts.tune)?;
     let co = Cotrain {
         unet: &unet,
-        latents: stimulus_latents(&vd.sd, opts, &data.train)?,
+        latents: stimulus_latents(&vd.sd, opts, data)?,
         empty: vd.sd.encode_text(&[""])?,
         schedule: NoiseSchedule::new(&SchedulerConfig::stable_diffusion())?,
     };
@@ -440,7 +416,7 @@ fn write_decoded(
     let negative = flat_rows(&encoder.forward(&mean_window, None)?)?;
     let truth = flat_rows(&data.c_test)?;
     write_decoded_contexts(out, [&decoded, &negative, &truth], &data.test)?;
-    let meta = read_meta(&opts.prepared)?;
+    let meta = &data.meta;
     let (_, t, d) = data.c_test.dims3()?;
     let summary = VideoFitSummary {
         format: "brainrecon-video-fit".into(),
@@ -482,7 +458,7 @@ pub fn train_encoder(
     let sd = &vd.sd;
     let data = load_data(sd, opts)?;
     let (_, t, d) = data.c_train.dims3()?;
-    let mut config = WindowEncoderConfig::new(data.window, data.voxels, t, d);
+    let mut config = WindowEncoderConfig::new(data.meta.settings.window, data.meta.n_voxels, t, d);
     config.num_layers = opts.layers;
     config.dropout = opts.dropout;
     config.patch_size = opts.patch_size;
