@@ -9,6 +9,7 @@ pub mod cifti;
 pub mod error;
 pub mod image;
 pub mod mat;
+pub mod motion;
 pub mod nifti_io;
 pub mod npy;
 pub mod nsd;

@@ -13,6 +13,7 @@ pub mod tokenizer;
 pub mod unet;
 pub mod unet_motion;
 pub mod vae;
+pub mod warp;
 pub mod weights;
 
 // The shared building blocks live in brainrecon-nn; their old paths keep working.

@@ -641,11 +641,27 @@ impl VideoDiffusion {
         noise: &mut dyn NoiseSource,
         progress: &mut dyn FnMut(Progress),
     ) -> Result<Tensor> {
+        let eps = noise.gaussian(init.dims(), init.device(), DType::F32)?;
+        self.img2img_clip_from_noise(init, &eps, context, strength, options, noise, progress)
+    }
+
+    /// [`VideoDiffusion::img2img_clip`] with the caller's noise `eps` (the shape of `init`),
+    /// e.g. noise that moves ([`crate::warp::moving_noise`]); later steps draw from `noise`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn img2img_clip_from_noise(
+        &self,
+        init: &Tensor,
+        eps: &Tensor,
+        context: &Conditioning,
+        strength: f64,
+        options: &SampleOptions,
+        noise: &mut dyn NoiseSource,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<Tensor> {
         let scheduler = self.sd.scheduler(options.scheduler, options.steps)?;
         let start = scheduler.img2img_start(strength)?;
         let init = init.to_dtype(DType::F32)?;
-        let eps = noise.gaussian(init.dims(), init.device(), DType::F32)?;
-        let x = scheduler.add_noise(&init, &eps, start)?;
+        let x = scheduler.add_noise(&init, &eps.to_dtype(DType::F32)?, start)?;
         let guidance = options.guidance;
         let predict = |x: &Tensor, index| self.predict(x, context, &scheduler, index, guidance);
         denoise_loop(&x, context, &scheduler, start, noise, progress, predict)

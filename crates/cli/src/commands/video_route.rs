@@ -6,7 +6,9 @@ use brainrecon_diffusion::pipeline::{SampleOptions, StableDiffusion, VideoDiffus
 use brainrecon_diffusion::scheduler::SchedulerKind;
 use brainrecon_routes::video::classifiers::VideoClassifiers;
 use brainrecon_routes::video::evaluate::{evaluate, VideoEvalOptions};
-use brainrecon_routes::video::fit::{fit, LatentFrames, VideoFitOptions};
+use brainrecon_routes::video::fit::{
+    default_alphas, fit, LatentFrames, VideoFitOptions, DEFAULT_FOLDS,
+};
 use brainrecon_routes::video::reconstruct::{reconstruct, VideoReconstructOptions};
 use brainrecon_routes::video::report::write_report;
 use brainrecon_routes::video::train_motion::{train_motion, MotionTrainConfig};
@@ -151,11 +153,12 @@ pub struct WindowsArgs {
     pub captions: PathBuf,
 }
 
-/// Decode each fMRI window to its clip's text context (and first-frame latent) with ridge
+/// Decode each fMRI window to its clip's text context, motion (and latent) with ridge
 ///
 /// The linear baseline of the video route (the Takagi-style route generalised to clips): ridge
-/// from `video prepare`'s windows to the diffusion model's text context of each clip's caption
-/// and to the VAE latent of the clip's first frame, alphas by K-fold CV grouped by segment.
+/// from `video prepare`'s windows to the diffusion model's text context of each clip's caption,
+/// to the clip's global velocity (least-squares motion of its frames) and, with --latent, to the
+/// VAE latent of the clip's frames, alphas by K-fold CV grouped by segment.
 /// Also decodes the mean training window (MinD-Video's negative condition). Scores: CV R² and
 /// two-way identification of the decoded test contexts (chance 0.5).
 #[derive(clap::Args)]
@@ -177,7 +180,7 @@ pub struct FitArgs {
     #[arg(long, value_delimiter = ',')]
     alphas: Option<Vec<f64>>,
     /// Folds of the CV over segments
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = DEFAULT_FOLDS)]
     folds: usize,
     /// Also decode the clip's VAE latents, for `video reconstruct --strength` < 1: the first
     /// frame's (`--latent` or `--latent first`), or every frame's (`--latent all`: a coarse
@@ -185,6 +188,10 @@ pub struct FitArgs {
     /// reconstructor)
     #[arg(long, num_args = 0..=1, default_missing_value = "first", value_parser = ["first", "all"])]
     latent: Option<String>,
+    /// Do not decode the clips' global velocity (measured from the stimulus frames; `video
+    /// reconstruct` moves the initial noise by it)
+    #[arg(long)]
+    no_motion: bool,
     /// cpu, cuda or cuda:N
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -200,14 +207,13 @@ pub fn run_fit(args: FitArgs) -> anyhow::Result<()> {
         stimuli: args.data.stimuli,
         captions: args.data.captions,
         out: args.out,
-        alphas: args
-            .alphas
-            .unwrap_or_else(|| (0..=5).map(|e| 10f64.powi(e)).collect()),
+        alphas: args.alphas.unwrap_or_else(default_alphas),
         folds: args.folds,
         latent: args.latent.as_deref().map(|w| match w {
             "all" => LatentFrames::All,
             _ => LatentFrames::First,
         }),
+        motion: !args.no_motion,
         progress: show_progress(),
     };
     let summary = fit(&sd, &args.model, &opts)?;
@@ -216,7 +222,7 @@ pub fn run_fit(args: FitArgs) -> anyhow::Result<()> {
     }
     println!(
         "decoded {} test windows from {} training windows ({} features): context CV R² {:.3}, \
-         identification {:.3} (chance 0.5){} → {}",
+         identification {:.3} (chance 0.5){}{} → {}",
         summary.n_test,
         summary.n_train,
         summary.n_features,
@@ -233,6 +239,10 @@ pub fn run_fit(args: FitArgs) -> anyhow::Result<()> {
             ),
             _ => String::new(),
         },
+        summary.motion.as_ref().map_or(String::new(), |m| format!(
+            "; motion r {:.3} (x) {:.3} (y), direction {:.3} (chance {:.3})",
+            m.correlation[0], m.correlation[1], m.direction_agreement, m.direction_chance
+        )),
         opts.out.display()
     );
     Ok(())
@@ -244,8 +254,10 @@ pub fn run_fit(args: FitArgs) -> anyhow::Result<()> {
 /// adapter's temporal transformers), guided against the decoded context of the mean training
 /// window (MinD-Video's negative condition; --empty-negative uses the empty prompt), from
 /// seeded noise or, with --strength < 1 after `video fit --latent`, img2img-style from the
-/// decoded first-frame latent on every frame. Seeded per clip; clips already written are kept
-/// (rerun to resume). Writes clips/<segment>-<tr>.mp4 (H.264), .gif and the PNG frames.
+/// decoded first-frame latent on every frame. When `video fit` decoded the clips' velocity,
+/// every frame's noise is the first frame's moved by it, so the content moves as decoded
+/// (--still-noise: independent noise per frame). Seeded per clip; clips already written are
+/// kept (rerun to resume). Writes clips/<segment>-<tr>.mp4 (H.264), .gif and the PNG frames.
 #[derive(clap::Args)]
 #[command(
     after_help = "Example:\n  brainrecon video reconstruct --decoded video-fit --out video-recon\n  \
@@ -278,6 +290,9 @@ pub struct ReconstructArgs {
     /// Guide against the empty prompt instead of the mean window's context
     #[arg(long)]
     empty_negative: bool,
+    /// Independent noise per frame, not the first frame's moved by the decoded velocity
+    #[arg(long)]
+    still_noise: bool,
     /// Only the first N test windows
     #[arg(long)]
     limit: Option<usize>,
@@ -317,6 +332,7 @@ pub fn run_reconstruct(args: ReconstructArgs) -> anyhow::Result<()> {
         },
         strength: args.strength,
         mean_negative: !args.empty_negative,
+        motion: !args.still_noise,
         seed: args.seed,
         limit: args.limit,
         progress: show_progress(),

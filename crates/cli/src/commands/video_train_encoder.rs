@@ -76,6 +76,9 @@ pub struct TrainEncoderArgs {
     /// Seed of initialisation, batches, dropout and noise
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// Do not decode the clips' global velocity with ridge (see `video fit`)
+    #[arg(long)]
+    no_motion: bool,
     /// cpu, cuda or cuda:N
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -104,6 +107,7 @@ pub fn run(args: TrainEncoderArgs) -> anyhow::Result<()> {
         context_dropout: args.context_dropout,
         checkpoint_every: 100,
         seed: args.seed,
+        motion: !args.no_motion,
     };
     opts.check()?;
     let adapter = adapter_dir(&args.adapter)?;

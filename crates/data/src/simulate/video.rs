@@ -49,6 +49,7 @@ use crate::cifti::cc2017::{run_path, Split};
 use crate::cifti::{write_dense_series, BrainModel, CiftiVolume, ModelType, SeriesMap};
 use crate::error::{DataError, Result};
 use crate::image::{write_png, RgbImage};
+use crate::motion::ShiftSums;
 use crate::npy;
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::seq::SliceRandom;
@@ -519,28 +520,9 @@ fn contrast_cells(frame: &RgbImage) -> [f32; GRID * GRID] {
 /// Rectified least-squares displacement (pixels per frame) from `previous` to `current` along
 /// each moving direction (see the module documentation).
 fn motion_energy(previous: &[f32], current: &[f32], h: usize, w: usize) -> [f32; 4] {
-    let at = |img: &[f32], y: usize, x: usize, c: usize| img[(y * w + x) * 3 + c];
-    let (mut gx_it, mut gx2, mut gy_it, mut gy2) = (0f64, 0f64, 0f64, 0f64);
-    for y in 1..h - 1 {
-        for x in 1..w - 1 {
-            for c in 0..3 {
-                let it = (at(current, y, x, c) - at(previous, y, x, c)) as f64;
-                // Gradients of the mean of both frames (central differences).
-                let g = |dy: isize, dx: isize| {
-                    let (yy, xx) = ((y as isize + dy) as usize, (x as isize + dx) as usize);
-                    0.5 * (at(current, yy, xx, c) + at(previous, yy, xx, c)) as f64
-                };
-                let gx = 0.5 * (g(0, 1) - g(0, -1));
-                let gy = 0.5 * (g(1, 0) - g(-1, 0));
-                gx_it += -it * gx;
-                gx2 += gx * gx;
-                gy_it += -it * gy;
-                gy2 += gy * gy;
-            }
-        }
-    }
-    let vx = if gx2 > 1e-9 { gx_it / gx2 } else { 0.0 };
-    let vy = if gy2 > 1e-9 { gy_it / gy2 } else { 0.0 };
+    let mut sums = ShiftSums::default();
+    sums.add_pair(previous, current, h, w, 3);
+    let [vx, vy] = sums.displacement();
     // left, right, up (y decreasing), down
     [(-vx).max(0.0), vx.max(0.0), (-vy).max(0.0), vy.max(0.0)].map(|v| v as f32)
 }

@@ -103,11 +103,15 @@ pub struct VideoEvalSummary {
 
 /// Index of the motion the rule reads (`Direction::ALL` order), if it reads a shape.
 pub fn read_direction(reading: &ClipReading) -> Option<usize> {
+    reading.velocity.and_then(read_direction_of)
+}
+
+/// Index of the motion (`Direction::ALL` order) nearest to `velocity` (frame widths per
+/// frame): still below STILL_SPEED.
+pub fn read_direction_of(velocity: [f32; 2]) -> Option<usize> {
     let vectors: Vec<[f32; 2]> = Direction::ALL.iter().map(|d| d.vector()).collect();
     let still = Direction::ALL.iter().position(|&d| d == Direction::Still);
-    reading
-        .velocity
-        .and_then(|v| nearest_direction(v, &vectors, still, STILL_SPEED))
+    nearest_direction(velocity, &vectors, still, STILL_SPEED)
 }
 
 /// Scores of one attribute: READ_CONFIDENCE on the value read, the rest shared; uniform when

@@ -13,9 +13,11 @@
 //! <out>/negative_c.npy     float32 (1, T·D): the decoded context of the mean training window
 //! <out>/true_c_test.npy    float32 (test samples, T·D): the captions' contexts
 //! <out>/test_index.npy     int64 (test samples, 2): segment, stimulus TR
-//! <out>/models/c/, models/z/   the ridge models (ridge predict reads them)
+//! <out>/decoded_motion.npy, true_motion_test.npy   see `motion.rs` (unless motion is off)
+//! <out>/models/c/, models/z/, models/motion/   the ridge models (ridge predict reads them)
 //! ```
 
+use super::motion::{fit_motion, MotionFit};
 use super::stimuli::{captions_of, read_captions, StimulusClips, StimulusTr};
 use crate::error::{Result, RouteError};
 use crate::music::decode::{identification, matrix, row_major};
@@ -32,6 +34,14 @@ use std::path::{Path, PathBuf};
 
 pub const SUMMARY_FILE: &str = "video_fit.json";
 
+/// Folds of the CV over segments when none are given.
+pub const DEFAULT_FOLDS: usize = 5;
+
+/// Ridge penalties tried when none are given: 10^0 … 10^5.
+pub fn default_alphas() -> Vec<f64> {
+    (0..=5).map(|e| 10f64.powi(e)).collect()
+}
+
 #[derive(Debug, Clone)]
 pub struct VideoFitOptions {
     /// `video prepare`'s folder.
@@ -45,6 +55,8 @@ pub struct VideoFitOptions {
     pub folds: usize,
     /// Also decode the clip's VAE latents: its first frame's or every frame's.
     pub latent: Option<LatentFrames>,
+    /// Also decode each clip's global velocity (`motion.rs`).
+    pub motion: bool,
     pub progress: bool,
 }
 
@@ -92,6 +104,9 @@ pub struct VideoFitSummary {
     /// Two-way identification of the decoded test contexts among the true ones (chance 0.5).
     pub identification_c: f64,
     pub identification_z: Option<f64>,
+    /// The motion decoder's scores, when motion was decoded.
+    #[serde(default)]
+    pub motion: Option<MotionFit>,
     pub seconds: f64,
 }
 
@@ -209,20 +224,21 @@ pub fn resize_to(frame: &RgbImage, size: usize) -> RgbImage {
 }
 
 /// Ridge with alphas chosen by K-fold CV grouped by segment; the model and its mean CV R².
-fn fit_grouped(
+pub(crate) fn fit_grouped(
     x: &Mat<f32>,
     y: &Mat<f32>,
     groups: &[i64],
-    opts: &VideoFitOptions,
+    alphas: &[f64],
+    folds: usize,
 ) -> Result<(RidgeModel, f64)> {
     let n_groups = groups
         .iter()
         .collect::<std::collections::BTreeSet<_>>()
         .len();
     let cv = RidgeCv {
-        alphas: opts.alphas.clone(),
+        alphas: alphas.to_vec(),
         cv: Cv::KFold {
-            n_folds: opts.folds.min(n_groups).max(2),
+            n_folds: folds.min(n_groups).max(2),
             groups: Some(groups.to_vec()),
         },
         scoring: Scoring::R2,
@@ -234,7 +250,7 @@ fn fit_grouped(
     Ok((model, mean))
 }
 
-fn write_matrix(path: &Path, m: &Mat<f32>) -> Result<()> {
+pub(crate) fn write_matrix(path: &Path, m: &Mat<f32>) -> Result<()> {
     Ok(npy::write(path, &[m.nrows(), m.ncols()], &row_major(m))?)
 }
 
@@ -289,7 +305,7 @@ pub fn fit(
     let (c_train, context_shape) = contexts(sd, &captions_of(&opts.captions, &table, &train)?)?;
     let (c_test, _) = contexts(sd, &captions_of(&opts.captions, &table, &test)?)?;
     let groups: Vec<i64> = train.iter().map(|s| s.segment as i64).collect();
-    let (c_model, cv_r2_c) = fit_grouped(&x_train, &c_train, &groups, opts)?;
+    let (c_model, cv_r2_c) = fit_grouped(&x_train, &c_train, &groups, &opts.alphas, opts.folds)?;
     let decoded_c = c_model.predict(x_test.as_ref())?;
     let mean_window = Mat::from_fn(1, x_train.ncols(), |_, c| {
         (0..x_train.nrows())
@@ -305,15 +321,25 @@ pub fn fit(
     write_decoded_contexts(out, [&decoded_c, &negative_c, &c_test], &test)?;
     c_model.save(out.join("models").join("c"))?;
 
+    let mut clips = StimulusClips::new(&opts.stimuli, meta.design.tr, meta.design.frames_per_tr);
+    let motion = match opts.motion {
+        true => Some(fit_motion(
+            [&x_train, &x_test],
+            [&train, &test],
+            &mut clips,
+            &opts.alphas,
+            opts.folds,
+            out,
+        )?),
+        false => None,
+    };
     let (mut latent_shape, mut cv_r2_z, mut identification_z) = (None, None, None);
     let mut latent_frames = 1;
     if let Some(which) = opts.latent {
-        let mut clips =
-            StimulusClips::new(&opts.stimuli, meta.design.tr, meta.design.frames_per_tr);
         let (z_train, shape) = clip_frame_latents(sd, &mut clips, &train, which)?;
         let (z_test, _) = clip_frame_latents(sd, &mut clips, &test, which)?;
         latent_frames = z_train.ncols() / shape.iter().product::<usize>();
-        let (z_model, r2) = fit_grouped(&x_train, &z_train, &groups, opts)?;
+        let (z_model, r2) = fit_grouped(&x_train, &z_train, &groups, &opts.alphas, opts.folds)?;
         let decoded_z = z_model.predict(x_test.as_ref())?;
         identification_z = Some(identification(&decoded_z, &z_test)?.0);
         write_matrix(&out.join("decoded_z.npy"), &decoded_z)?;
@@ -340,6 +366,7 @@ pub fn fit(
         cv_r2_z,
         identification_c,
         identification_z,
+        motion,
         seconds: started.elapsed().as_secs_f64(),
     };
     write_json_atomic(&out.join(SUMMARY_FILE), &summary)?;

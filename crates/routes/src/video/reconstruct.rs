@@ -2,8 +2,10 @@
 //! (and first-frame latent), with the motion U-Net. Guidance against the decoded context of the
 //! mean training window (MinD-Video's negative condition). With a decoded latent and
 //! `strength` < 1 the clip starts, img2img-style, from that latent on every frame noised to the
-//! strength's step; otherwise from seeded noise. Each sample's noise comes from its own seeded
-//! stream, so a resumed run (samples already written are kept) gives the same clips.
+//! strength's step; otherwise from seeded noise. When `video fit` decoded the clip's velocity,
+//! every frame's noise is the first frame's moved by it (`diffusion::warp`), so the content
+//! moves as decoded. Each sample's noise comes from its own seeded stream, so a resumed run
+//! (samples already written are kept) gives the same clips.
 //!
 //! ```text
 //! <out>/video_reconstruct.json          ReconstructSummary
@@ -13,6 +15,7 @@
 //! ```
 
 use super::fit::{VideoFitSummary, SUMMARY_FILE};
+use super::motion::read_decoded as read_decoded_motion;
 use crate::error::{Result, RouteError};
 use crate::features::stream_seed;
 use brainrecon_data::atomic::{read_json, write_json_atomic};
@@ -21,6 +24,7 @@ use brainrecon_data::npy;
 use brainrecon_data::video::{write_clip, ClipFormat};
 use brainrecon_diffusion::pipeline::{Conditioning, Progress, SampleOptions, VideoDiffusion};
 use brainrecon_diffusion::rng::{NoiseSource, SeededNoise};
+use brainrecon_diffusion::warp::moving_noise;
 use candle_core::{DType, Tensor};
 use std::path::{Path, PathBuf};
 
@@ -36,6 +40,8 @@ pub struct VideoReconstructOptions {
     pub strength: f64,
     /// Guide against the mean window's context (else the empty prompt's).
     pub mean_negative: bool,
+    /// Move the initial noise by the decoded velocity (when `video fit` decoded motion).
+    pub motion: bool,
     pub seed: u64,
     /// Reconstruct only the first `limit` test samples.
     pub limit: Option<usize>,
@@ -52,6 +58,9 @@ pub struct ReconstructSummary {
     pub guidance: f64,
     pub strength: f64,
     pub mean_negative: bool,
+    /// Whether the initial noise moved by the decoded velocity.
+    #[serde(default)]
+    pub moving_noise: bool,
     pub seed: u64,
     pub frames: usize,
     pub fps: f64,
@@ -95,27 +104,39 @@ fn decoded_clip(
     Ok(row_tensor(z, i, &[1, c, 1, h, w], vd)?.repeat((1, 1, frames, 1, 1))?)
 }
 
-/// Denoises one clip: from `init` [1, C, f, h, w] noised to `strength`'s step, or from noise.
+/// The clip's starting noise [1, C, f, h, w]: independent per frame, or one frame's noise
+/// moving at `velocity` (frame widths per frame).
+fn initial_noise(
+    vd: &VideoDiffusion,
+    shape: [usize; 5],
+    velocity: Option<[f32; 2]>,
+    noise: &mut SeededNoise,
+) -> Result<Tensor> {
+    Ok(match velocity {
+        Some(v) => moving_noise(noise, shape, &[v], &vd.sd.device)?,
+        None => noise.gaussian(&shape, &vd.sd.device, DType::F32)?,
+    })
+}
+
+/// Denoises one clip: from `init` [1, C, f, h, w] noised to `strength`'s step, or from noise;
+/// the noise moves at `velocity` when given.
 fn denoise_clip(
     vd: &VideoDiffusion,
     init: Option<&Tensor>,
-    shape: [usize; 5],
+    (shape, velocity): ([usize; 5], Option<[f32; 2]>),
     context: &Conditioning,
     opts: &VideoReconstructOptions,
     noise: &mut SeededNoise,
 ) -> Result<Tensor> {
+    let (sample, none) = (&opts.sample, &mut |_| {});
     Ok(match init {
-        Some(init) if opts.strength < 1.0 => vd.img2img_clip(
-            init,
-            context,
-            opts.strength,
-            &opts.sample,
-            noise,
-            &mut |_| {},
-        )?,
+        Some(init) if opts.strength < 1.0 => {
+            let eps = initial_noise(vd, shape, velocity, noise)?;
+            vd.img2img_clip_from_noise(init, &eps, context, opts.strength, sample, noise, none)?
+        }
         _ => {
-            let x_t = noise.gaussian(&shape, &vd.sd.device, DType::F32)?;
-            vd.generate_clip_from_latent(&x_t, context, &opts.sample, noise, &mut |_| {})?
+            let x_t = initial_noise(vd, shape, velocity, noise)?;
+            vd.generate_clip_from_latent(&x_t, context, sample, noise, none)?
         }
     })
 }
@@ -159,6 +180,10 @@ pub fn reconstruct(
         None => None,
     };
     let index = npy::read_i64(&opts.decoded.join("test_index.npy"))?;
+    let velocities = match opts.motion {
+        true => read_decoded_motion(&opts.decoded, fit.n_test)?,
+        false => None,
+    };
     let [t, d] = fit.context_shape;
     let uncond = if opts.mean_negative {
         row_tensor(&negative_c, 0, &[1, t, d], vd)?
@@ -187,7 +212,15 @@ pub fn reconstruct(
             _ => None,
         };
         let mut noise = SeededNoise::new(stream_seed(opts.seed, segment as u64, tr as u64));
-        let latents = denoise_clip(vd, init.as_ref(), shape, &context, opts, &mut noise)?;
+        let velocity = velocities.as_ref().and_then(|v| v.get(i).copied());
+        let latents = denoise_clip(
+            vd,
+            init.as_ref(),
+            (shape, velocity),
+            &context,
+            opts,
+            &mut noise,
+        )?;
         let images = to_images(&vd.decode_clip(&latents)?)?;
         write_clip(
             &stem,
@@ -215,6 +248,7 @@ pub fn reconstruct(
         guidance: opts.sample.guidance,
         strength: opts.strength,
         mean_negative: opts.mean_negative,
+        moving_noise: velocities.is_some(),
         seed: opts.seed,
         frames,
         fps,

@@ -23,9 +23,10 @@
 //! resumed run ends with the weights of an uninterrupted one.
 
 use super::fit::{
-    contexts, samples, stimulus_clip_latents, windows, write_decoded_contexts, LatentFrames,
-    VideoFitSummary, SUMMARY_FILE,
+    contexts, default_alphas, samples, stimulus_clip_latents, windows, write_decoded_contexts,
+    LatentFrames, VideoFitSummary, DEFAULT_FOLDS, SUMMARY_FILE,
 };
+use super::motion::fit_motion;
 use super::stimuli::{captions_of, read_captions, StimulusClips, StimulusTr};
 use crate::b2c::Tune;
 use crate::error::{Result, RouteError};
@@ -83,6 +84,8 @@ pub struct EncoderTrainOptions {
     pub context_dropout: f64,
     pub checkpoint_every: usize,
     pub seed: u64,
+    /// Also decode each clip's global velocity with ridge (`motion.rs`).
+    pub motion: bool,
 }
 
 impl EncoderTrainOptions {
@@ -394,7 +397,7 @@ fn cotrain(
     Ok((run.losses, run.params.with_prefix("unet.")))
 }
 
-/// [B, T, D] → (B, T·D).
+/// [B, T, D] → (B, T·D); [B, F] as it is.
 fn flat_rows(t: &Tensor) -> Result<Mat<f32>> {
     let rows = t.flatten_from(1)?.to_vec2::<f32>()?;
     let width = rows.first().map_or(0, Vec::len);
@@ -417,6 +420,22 @@ fn write_decoded(
     let truth = flat_rows(&data.c_test)?;
     write_decoded_contexts(out, [&decoded, &negative, &truth], &data.test)?;
     let meta = &data.meta;
+    let motion = match opts.motion {
+        true => {
+            let design = &meta.design;
+            let mut clips = StimulusClips::new(&opts.stimuli, design.tr, design.frames_per_tr);
+            let [x_train, x_test] = [&data.x_train, &data.x_test].map(flat_rows);
+            Some(fit_motion(
+                [&x_train?, &x_test?],
+                [&data.train, &data.test],
+                &mut clips,
+                &default_alphas(),
+                DEFAULT_FOLDS,
+                out,
+            )?)
+        }
+        false => None,
+    };
     let (_, t, d) = data.c_test.dims3()?;
     let summary = VideoFitSummary {
         format: "brainrecon-video-fit".into(),
@@ -437,6 +456,7 @@ fn write_decoded(
         cv_r2_z: None,
         identification_c: identification(&decoded, &truth)?.0,
         identification_z: None,
+        motion,
         seconds,
     };
     write_json_atomic(&out.join(SUMMARY_FILE), &summary)?;
