@@ -150,6 +150,52 @@ fn pipeline_from_nsd_layout_to_metrics() {
         "--json",
     ]);
     assert_eq!(fit["n_targets"], 12 * 12 * 3);
+
+    // The same fit a block of 100 targets at a time (as c on a full subject): the same model
+    // file, test scores and summary.
+    let blocks = dir.path().join("model-blocks");
+    let streamed = json(&[
+        "fit",
+        "--subject",
+        p(&subject),
+        "--roi",
+        "nsdgeneral",
+        "--target",
+        "pixels:12",
+        "--target-block",
+        "100",
+        "--out",
+        p(&blocks),
+        "--json",
+    ]);
+    let close = |a: f64, b: f64| (a - b).abs() <= 1e-5 * (1.0 + a.abs());
+    for key in [
+        "median_alpha",
+        "cv_r2_mean",
+        "test_r_mean",
+        "alpha_at_low_edge",
+    ] {
+        let (a, b) = (fit[key].as_f64().unwrap(), streamed[key].as_f64().unwrap());
+        assert!(close(a, b), "{key}: {a} vs {b}");
+    }
+    let (whole, parts) = (
+        brainrecon_ridge::RidgeModel::load(&model).unwrap(),
+        brainrecon_ridge::RidgeModel::load(&blocks).unwrap(),
+    );
+    assert_eq!(parts.metadata["fitted_in_blocks_of"], 100);
+    assert_eq!(whole.alphas, parts.alphas);
+    assert_eq!(
+        (whole.weights.nrows(), whole.weights.ncols()),
+        (parts.weights.nrows(), parts.weights.ncols())
+    );
+    for j in 0..whole.weights.ncols() {
+        for i in 0..whole.weights.nrows() {
+            let (a, b) = (whole.weights[(i, j)] as f64, parts.weights[(i, j)] as f64);
+            assert!(close(a, b), "weight {i},{j}: {a} vs {b}");
+        }
+        let (a, b) = (whole.intercept[j] as f64, parts.intercept[j] as f64);
+        assert!(close(a, b), "intercept {j}: {a} vs {b}");
+    }
     let decoded = json(&[
         "decode",
         "--subject",

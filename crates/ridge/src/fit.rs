@@ -157,6 +157,74 @@ struct CvFit {
     weights: Mat<f32>,
 }
 
+/// What [`RidgeCv::fit_gcv_band`] shares across targets: the Gram matrix rotated (with an
+/// intercept) and reduced to a band, the band factored at every alpha, and the GCV
+/// denominators.
+struct BandFactors<T: Float> {
+    reflection: Option<ConstantReflection>,
+    reduction: BandReduction<T>,
+    factors: Vec<BlockedBandCholesky>,
+    mean_denominators: Vec<f64>,
+}
+
+/// A decomposition of X that every target's fit reuses.
+enum Decomposition<T: Float> {
+    Band(BandFactors<T>),
+    Full(Full<T>),
+}
+
+/// One K-fold split: its rows and the decomposition of its training rows.
+struct FoldSplit {
+    eval_rows: Vec<usize>,
+    fit_rows: Vec<usize>,
+    spectrum: crate::spectral::FoldSpectrum,
+}
+
+/// A fit streamed a block of targets at a time.
+struct Stream<'a> {
+    x: MatRef<'a, f32>,
+    x_transform: &'a XTransform,
+    n_targets: usize,
+    block: usize,
+}
+
+impl<'a> Stream<'a> {
+    fn blocks(&self) -> impl Iterator<Item = Range<usize>> + '_ {
+        (0..self.n_targets)
+            .step_by(self.block)
+            .map(move |start| start..(start + self.block).min(self.n_targets))
+    }
+
+    /// A block's targets `y` (all of them fitted) as fitting data.
+    fn prepared<'b>(&self, y: &'b Mat<f32>, fit_intercept: bool) -> Prepared<'b>
+    where
+        'a: 'b,
+    {
+        let y_mean = if fit_intercept {
+            column_means(y.as_ref())
+        } else {
+            vec![0.0; y.ncols()]
+        };
+        Prepared {
+            x_transform: self.x_transform.clone(),
+            x: self.x,
+            y: y.as_ref(),
+            targets: 0..y.ncols(),
+            y_mean,
+        }
+    }
+
+    /// A block's model placed at `range` of all targets.
+    fn placed(&self, mut model: RidgeModel, range: Range<usize>) -> RidgeModel {
+        model.target_range = TargetRange {
+            start: range.start,
+            end: range.end,
+            total: self.n_targets,
+        };
+        model
+    }
+}
+
 /// Training data shared by the fitting loops (X stays the caller's f32 buffer).
 #[derive(Clone)]
 struct Prepared<'a> {
@@ -271,30 +339,182 @@ impl RidgeCv {
     }
 
     fn fit_prepared<T: Float>(&self, data: Prepared<'_>) -> Result<RidgeModel> {
-        let solver = Solver::for_shape(data.x.nrows(), data.x.ncols());
+        let decomposition = self.decompose::<T>(data.x, &data.x_transform)?;
+        self.fit_decomposed(data, &decomposition)
+    }
+
+    /// What every target's fit shares: GCV on a wide design factors the band-reduced Gram
+    /// matrix (no eigendecomposition), everything else eigendecomposes the design.
+    fn decompose<T: Float>(
+        &self,
+        x: MatRef<'_, f32>,
+        x_transform: &XTransform,
+    ) -> Result<Decomposition<T>> {
+        let solver = Solver::for_shape(x.nrows(), x.ncols());
         if self.cv == Cv::Gcv && solver == Solver::Dual {
-            let CvFit {
-                scores,
-                best,
-                weights,
-            } = self.fit_gcv_band::<T>(&data)?;
-            return Ok(self.assemble(data, solver, scores, best, weights));
+            return Ok(Decomposition::Band(self.band_factors(x, x_transform)?));
         }
-        let full = decompose_full::<T>(data.x, &data.x_transform)?;
+        let full = decompose_full::<T>(x, x_transform)?;
         trace("decomposition");
+        Ok(Decomposition::Full(full))
+    }
+
+    /// The targets of `data` fitted with a decomposition of its X.
+    fn fit_decomposed<T: Float>(
+        &self,
+        data: Prepared<'_>,
+        decomposition: &Decomposition<T>,
+    ) -> Result<RidgeModel> {
+        let (solver, fit) = match decomposition {
+            Decomposition::Band(band) => (Solver::Dual, self.fit_gcv_band(&data, band)),
+            Decomposition::Full(full) => {
+                let fit = match &self.cv {
+                    Cv::Loo => self.fit_loo(&data, full, false)?,
+                    Cv::Gcv => self.fit_loo(&data, full, true)?,
+                    Cv::KFold { n_folds, groups } => {
+                        let folds = fold_assignment(data.x.nrows(), *n_folds, groups.as_deref())?;
+                        self.fit_kfold(&data, full, &folds, *n_folds)?
+                    }
+                };
+                (full.solver, fit)
+            }
+        };
         let CvFit {
             scores,
             best,
             weights,
-        } = match &self.cv {
-            Cv::Loo => self.fit_loo(&data, &full, false)?,
-            Cv::Gcv => self.fit_loo(&data, &full, true)?,
-            Cv::KFold { n_folds, groups } => {
-                let folds = fold_assignment(data.x.nrows(), *n_folds, groups.as_deref())?;
-                self.fit_kfold(&data, &full, &folds, *n_folds)?
-            }
+        } = fit;
+        Ok(self.assemble(data, solver, scores, best, weights))
+    }
+
+    /// Fits `n_targets` targets a block at a time, so that neither Y nor the weights are ever
+    /// whole in memory: X is decomposed once, `load(range)` gives a block's target columns
+    /// (n×len) and `put` takes the block's model (its `target_range` within `0..n_targets`).
+    /// Blocks are `block` targets rounded up to a multiple of `target_chunk`, so each block's
+    /// model holds what [`RidgeCv::fit`] gives for those targets. CPU only.
+    pub fn fit_streamed(
+        &self,
+        x: MatRef<'_, f32>,
+        n_targets: usize,
+        block: usize,
+        load: &mut dyn FnMut(Range<usize>) -> Result<Mat<f32>>,
+        put: &mut dyn FnMut(RidgeModel) -> Result<()>,
+    ) -> Result<()> {
+        if self.device != Device::Cpu {
+            return Err(RidgeError::Options(
+                "fits streamed a block of targets at a time run on the CPU".into(),
+            ));
+        }
+        let probe = Mat::<f32>::zeros(x.nrows(), 1);
+        self.validate(x, probe.as_ref(), &(0..1))?;
+        if n_targets == 0 || block == 0 {
+            return Err(RidgeError::Options(format!(
+                "need ≥ 1 target and a block of ≥ 1 (found {n_targets} targets, block {block})"
+            )));
+        }
+        check_finite("X", x)?;
+        let x_transform = XTransform::fit(x, self.fit_intercept, self.standardize);
+        let block = block.div_ceil(self.target_chunk) * self.target_chunk;
+        let stream = Stream {
+            x,
+            x_transform: &x_transform,
+            n_targets,
+            block,
         };
-        Ok(self.assemble(data, full.solver, scores, best, weights))
+        match self.precision {
+            Precision::F64 => {
+                self.fit_blocks(&self.decompose::<f64>(x, &x_transform)?, &stream, load, put)
+            }
+            // as in `fit_targets`: a float32 decomposition that fails is redone in float64
+            // (before any block is fitted)
+            Precision::F32 => match self.decompose::<f32>(x, &x_transform) {
+                Err(error @ RidgeError::Decomposition(_)) => {
+                    eprintln!(
+                        "warning: ridge in float32: {error} (its rounding errors exceed the \
+                         smallest alphas): refitting in float64, at about twice the time"
+                    );
+                    let decomposition = self.decompose::<f64>(x, &x_transform)?;
+                    self.fit_blocks(&decomposition, &stream, load, put)
+                }
+                decomposition => self.fit_blocks(&decomposition?, &stream, load, put),
+            },
+        }
+    }
+
+    fn fit_blocks<T: Float>(
+        &self,
+        decomposition: &Decomposition<T>,
+        stream: &Stream<'_>,
+        load: &mut dyn FnMut(Range<usize>) -> Result<Mat<f32>>,
+        put: &mut dyn FnMut(RidgeModel) -> Result<()>,
+    ) -> Result<()> {
+        if let (Cv::KFold { n_folds, groups }, Decomposition::Full(full)) =
+            (&self.cv, decomposition)
+        {
+            let folds = fold_assignment(stream.x.nrows(), *n_folds, groups.as_deref())?;
+            return self.fit_blocks_kfold(full, stream, (&folds, *n_folds), load, put);
+        }
+        for range in stream.blocks() {
+            let y = self.load_block(stream, range.clone(), load)?;
+            let model =
+                self.fit_decomposed(stream.prepared(&y, self.fit_intercept), decomposition)?;
+            put(stream.placed(model, range))?;
+        }
+        Ok(())
+    }
+
+    /// K-fold a block at a time, fold by fold (one fold's decomposition in memory): every
+    /// block is read once per fold for its scores, then once more for its refit.
+    fn fit_blocks_kfold<T: Float>(
+        &self,
+        full: &Full<T>,
+        stream: &Stream<'_>,
+        (folds, n_folds): (&[usize], usize),
+        load: &mut dyn FnMut(Range<usize>) -> Result<Mat<f32>>,
+        put: &mut dyn FnMut(RidgeModel) -> Result<()>,
+    ) -> Result<()> {
+        let mut scores = Mat::<f64>::zeros(self.alphas.len(), stream.n_targets);
+        let design = stream.x_transform.apply(stream.x);
+        for fold in 0..n_folds {
+            let split = self.fold_split(design.as_ref(), folds, fold)?;
+            for range in stream.blocks() {
+                let y = self.load_block(stream, range.clone(), load)?;
+                let data = stream.prepared(&y, self.fit_intercept);
+                let block_scores = scores.as_mut().subcols_mut(range.start, range.len());
+                self.add_fold_scores(&data, &split, n_folds, block_scores);
+            }
+        }
+        drop(design);
+        for range in stream.blocks() {
+            let y = self.load_block(stream, range.clone(), load)?;
+            let data = stream.prepared(&y, self.fit_intercept);
+            let block_scores = scores.as_ref().subcols(range.start, range.len());
+            let (best, weights) = self.kfold_refit(&data, full, block_scores);
+            let model = self.assemble(data, full.solver, block_scores.to_owned(), best, weights);
+            put(stream.placed(model, range))?;
+        }
+        Ok(())
+    }
+
+    /// Block `range` of the targets from `load`, checked.
+    fn load_block(
+        &self,
+        stream: &Stream<'_>,
+        range: Range<usize>,
+        load: &mut dyn FnMut(Range<usize>) -> Result<Mat<f32>>,
+    ) -> Result<Mat<f32>> {
+        let n = stream.x.nrows();
+        let y = load(range.clone())?;
+        if (y.nrows(), y.ncols()) != (n, range.len()) {
+            return Err(RidgeError::Shape(format!(
+                "targets {range:?}: expected a {n}×{} block, found {}×{}",
+                range.len(),
+                y.nrows(),
+                y.ncols()
+            )));
+        }
+        check_finite("Y", y.as_ref())?;
+        Ok(y)
     }
 
     fn validate(
@@ -426,10 +646,13 @@ impl RidgeCv {
     /// GCV on a wide design (p > n) from a band reduction of the Gram matrix (see the `band`
     /// module): no eigendecomposition, and per alpha only band work. Scores as in
     /// [`RidgeCv::fit_loo`] with `gcv`; dual coefficients `Q₁ (B + α_j I)⁻¹ Q₁ᵀ y_j`.
-    fn fit_gcv_band<T: Float>(&self, data: &Prepared<'_>) -> Result<CvFit> {
-        let n = data.x.nrows();
-        let n_targets = data.targets.len();
-        let mut gram = gram_lower::<T>(data.x, &data.x_transform);
+    fn band_factors<T: Float>(
+        &self,
+        x: MatRef<'_, f32>,
+        x_transform: &XTransform,
+    ) -> Result<BandFactors<T>> {
+        let n = x.nrows();
+        let mut gram = gram_lower::<T>(x, x_transform);
         trace("Gram matrix");
         // with an intercept, the constant direction (a null vector of the centered Gram
         // matrix) is rotated out first: see ConstantReflection
@@ -463,16 +686,34 @@ impl RidgeCv {
         let blocked: Vec<BlockedBandCholesky> =
             factors.iter().map(BlockedBandCholesky::new).collect();
         drop(factors);
-        let factors = blocked;
         trace("band factorizations");
+        Ok(BandFactors {
+            reflection,
+            reduction,
+            factors: blocked,
+            mean_denominators,
+        })
+    }
+
+    /// GCV scores, dual coefficients and weights of `data`'s targets from [`band_factors`].
+    fn fit_gcv_band<T: Float>(&self, data: &Prepared<'_>, band: &BandFactors<T>) -> CvFit {
+        let n = data.x.nrows();
+        let n_targets = data.targets.len();
+        let BandFactors {
+            reflection,
+            reduction,
+            factors,
+            mean_denominators,
+        } = band;
+        let m = reduction.n();
         let mut scores = Mat::<f64>::zeros(self.alphas.len(), n_targets);
         let mut best = vec![0; n_targets];
         // each chunk is finished (dual coefficients, refit) before the next: no n×t buffer
         let mut weights = Mat::<T>::zeros(data.x.ncols(), n_targets);
         let grid = BandGrid {
-            factors: &factors,
+            factors,
             alphas: &self.alphas,
-            mean_denominators: &mean_denominators,
+            mean_denominators,
             scoring: self.scoring,
             n,
         };
@@ -522,11 +763,11 @@ impl RidgeCv {
         }
         trace("GCV scores, dual coefficients and refit, a chunk of targets at a time");
         let weights = raw_units_f32(weights, &data.x_transform);
-        Ok(CvFit {
+        CvFit {
             scores,
             best,
             weights,
-        })
+        }
     }
 
     /// K-fold scores (n_alphas×t, averaged over folds) and refit weights.
@@ -541,42 +782,90 @@ impl RidgeCv {
         let mut scores = Mat::<f64>::zeros(self.alphas.len(), n_targets);
         let design = data.x_transform.apply(data.x);
         for fold in 0..n_folds {
-            let eval_rows: Vec<usize> = (0..folds.len()).filter(|&i| folds[i] == fold).collect();
-            let fit_rows: Vec<usize> = (0..folds.len()).filter(|&i| folds[i] != fold).collect();
-            let x_offset = if self.fit_intercept {
-                mean_of_rows(design.as_ref(), &fit_rows)
+            let split = self.fold_split(design.as_ref(), folds, fold)?;
+            self.add_fold_scores(data, &split, n_folds, scores.as_mut());
+        }
+        drop(design);
+        let (best, weights) = self.kfold_refit(data, full, scores.as_ref());
+        Ok(CvFit {
+            scores,
+            best,
+            weights,
+        })
+    }
+
+    /// Fold `fold`'s rows and the eigendecomposition of its training part.
+    fn fold_split(
+        &self,
+        design: MatRef<'_, f64>,
+        folds: &[usize],
+        fold: usize,
+    ) -> Result<FoldSplit> {
+        let eval_rows: Vec<usize> = (0..folds.len()).filter(|&i| folds[i] == fold).collect();
+        let fit_rows: Vec<usize> = (0..folds.len()).filter(|&i| folds[i] != fold).collect();
+        let x_offset = if self.fit_intercept {
+            mean_of_rows(design, &fit_rows)
+        } else {
+            vec![0.0; design.ncols()]
+        };
+        let spectrum = decompose_fold(
+            take_rows_centered(design, &fit_rows, &x_offset).as_ref(),
+            take_rows_centered(design, &eval_rows, &x_offset).as_ref(),
+        )?;
+        Ok(FoldSplit {
+            eval_rows,
+            fit_rows,
+            spectrum,
+        })
+    }
+
+    /// Adds one fold's scores (over the grid, divided by `n_folds`) of `data`'s targets to
+    /// `scores` (n_alphas × targets).
+    fn add_fold_scores(
+        &self,
+        data: &Prepared<'_>,
+        split: &FoldSplit,
+        n_folds: usize,
+        mut scores: MatMut<'_, f64>,
+    ) {
+        for chunk in self.chunks(data.targets.len()) {
+            let y_c = self.centered_chunk::<f64>(data, chunk.clone());
+            let y_offset = if self.fit_intercept {
+                mean_of_rows(y_c.as_ref(), &split.fit_rows)
             } else {
-                vec![0.0; design.ncols()]
+                vec![0.0; chunk.len()]
             };
-            let spectrum = decompose_fold(
-                take_rows_centered(design.as_ref(), &fit_rows, &x_offset).as_ref(),
-                take_rows_centered(design.as_ref(), &eval_rows, &x_offset).as_ref(),
-            )?;
-            for chunk in self.chunks(n_targets) {
-                let y_c = self.centered_chunk::<f64>(data, chunk.clone());
-                let y_offset = if self.fit_intercept {
-                    mean_of_rows(y_c.as_ref(), &fit_rows)
-                } else {
-                    vec![0.0; chunk.len()]
-                };
-                let y_fit = take_rows_centered(y_c.as_ref(), &fit_rows, &y_offset);
-                let y_eval = take_rows_centered(y_c.as_ref(), &eval_rows, &y_offset);
-                let projected = spectrum.project(y_fit.as_ref());
-                for (k, &alpha) in self.alphas.iter().enumerate() {
-                    let shrunk = shrink_f32(&spectrum.eigenvalues, projected.as_ref(), alpha);
-                    let pred = mul32(spectrum.eval_basis.as_ref(), shrunk.as_ref());
-                    for (j, s) in score_targets(y_eval.as_ref(), pred.as_ref(), self.scoring)
-                        .into_iter()
-                        .enumerate()
-                    {
-                        scores[(k, chunk.start + j)] += s / n_folds as f64;
-                    }
+            let y_fit = take_rows_centered(y_c.as_ref(), &split.fit_rows, &y_offset);
+            let y_eval = take_rows_centered(y_c.as_ref(), &split.eval_rows, &y_offset);
+            let spectrum = &split.spectrum;
+            let projected = spectrum.project(y_fit.as_ref());
+            for (k, &alpha) in self.alphas.iter().enumerate() {
+                let shrunk = shrink_f32(&spectrum.eigenvalues, projected.as_ref(), alpha);
+                let pred = mul32(spectrum.eval_basis.as_ref(), shrunk.as_ref());
+                for (j, s) in score_targets(y_eval.as_ref(), pred.as_ref(), self.scoring)
+                    .into_iter()
+                    .enumerate()
+                {
+                    scores[(k, chunk.start + j)] += s / n_folds as f64;
                 }
             }
         }
-        drop(design);
+    }
+
+    /// The best alpha of each of `data`'s targets from its K-fold `scores`, and the weights
+    /// refitted on all rows at those alphas.
+    fn kfold_refit<T: Float>(
+        &self,
+        data: &Prepared<'_>,
+        full: &Full<T>,
+        scores: MatRef<'_, f64>,
+    ) -> (Vec<usize>, Mat<f32>) {
+        let n_targets = data.targets.len();
         let best: Vec<usize> = (0..n_targets)
-            .map(|j| select_himalaya(&column(&scores, j), &self.alphas))
+            .map(|j| {
+                let column: Vec<f64> = (0..scores.nrows()).map(|k| scores[(k, j)]).collect();
+                select_himalaya(&column, &self.alphas)
+            })
             .collect();
         let mut refit = Refit::new(full, data.x.ncols(), n_targets);
         for chunk in self.chunks(n_targets) {
@@ -587,11 +876,8 @@ impl RidgeCv {
                 .collect();
             refit.add(full, projected.as_ref(), chunk.start, &chosen);
         }
-        Ok(CvFit {
-            scores,
-            best,
-            weights: refit.finish(full.solver, data.x, &data.x_transform),
-        })
+        let weights = refit.finish(full.solver, data.x, &data.x_transform);
+        (best, weights)
     }
 
     /// Target chunk (local range) of Y, centered with the full-data mean.

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
+use std::io::{Seek, Write};
 use std::path::{Path, PathBuf};
 
 use faer::Mat;
@@ -165,6 +165,207 @@ fn write_safetensors_atomic(dir: &Path, name: &str, tensors: &[TensorSource<'_>]
         out.write_all(&header)?;
         tensors.iter().try_for_each(|tensor| (tensor.write)(out))
     })
+}
+
+/// Writes a model of `n_targets` targets into a directory, a block of targets at a time (the
+/// blocks [`crate::RidgeCv::fit_streamed`] hands over, in order), in the layout
+/// [`RidgeModel::save`] writes: the weights are never whole in memory. The file grows as a
+/// temporary one and is renamed by [`ModelWriter::finish`]; dropped unfinished, it is removed.
+pub struct ModelWriter {
+    dir: PathBuf,
+    tmp: PathBuf,
+    file: Option<fs::File>,
+    n_features: usize,
+    n_targets: usize,
+    n_alphas: usize,
+    /// Byte offsets of each tensor's data in the file, in `TENSOR_ORDER`.
+    offsets: [u64; 6],
+    /// Targets written so far (blocks arrive in order).
+    filled: usize,
+    /// The first block (without weights): what every block must agree on.
+    first: Option<RidgeModel>,
+}
+
+const TENSOR_ORDER: [&str; 6] = [
+    "weights",
+    "intercept",
+    "x_mean",
+    "x_scale",
+    "alphas",
+    "cv_scores",
+];
+
+impl ModelWriter {
+    /// Starts `dir/weights.safetensors` (as a temporary file of its final size).
+    pub fn create(
+        dir: impl AsRef<Path>,
+        n_features: usize,
+        n_targets: usize,
+        n_alphas: usize,
+    ) -> Result<Self> {
+        let dir = dir.as_ref().to_path_buf();
+        fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let (p, t, k) = (n_features, n_targets, n_alphas);
+        let shapes: [(Vec<usize>, &str, usize); 6] = [
+            (vec![p, t], "F32", 4),
+            (vec![t], "F32", 4),
+            (vec![p], "F32", 4),
+            (vec![p], "F32", 4),
+            (vec![t], "F64", 8),
+            (vec![k, t], "F32", 4),
+        ];
+        let mut header = serde_json::Map::new();
+        let (mut offset, mut starts) = (0usize, [0usize; 6]);
+        for (i, (shape, dtype, size)) in shapes.iter().enumerate() {
+            let bytes = shape.iter().product::<usize>() * size;
+            header.insert(
+                TENSOR_ORDER[i].into(),
+                serde_json::json!({"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + bytes]}),
+            );
+            starts[i] = offset;
+            offset += bytes;
+        }
+        let mut header = serde_json::to_vec(&header).expect("a JSON map serializes");
+        header.resize(header.len().next_multiple_of(8), b' ');
+        let base = 8 + header.len();
+        let tmp = dir.join(format!(".{WEIGHTS_FILE}.tmp-{}", std::process::id()));
+        let mut file = fs::File::create(&tmp).map_err(io_err(&tmp))?;
+        let mut started = || -> std::io::Result<()> {
+            file.write_all(&(header.len() as u64).to_le_bytes())?;
+            file.write_all(&header)?;
+            file.set_len((base + offset) as u64)
+        };
+        started().map_err(io_err(&tmp))?;
+        Ok(ModelWriter {
+            dir,
+            tmp,
+            file: Some(file),
+            n_features,
+            n_targets,
+            n_alphas,
+            offsets: starts.map(|o| (base + o) as u64),
+            filled: 0,
+            first: None,
+        })
+    }
+
+    /// Writes the next block: targets `filled..filled + block.n_targets()`.
+    pub fn put(&mut self, block: &RidgeModel) -> Result<()> {
+        let range = block.target_range;
+        let (start, len) = (range.start, block.n_targets());
+        if start != self.filled
+            || range.total != self.n_targets
+            || block.n_features() != self.n_features
+            || block.alpha_grid.len() != self.n_alphas
+        {
+            return Err(RidgeError::Merge(format!(
+                "a block of {len} targets from {start} of {} ({} features, {} alphas) does not \
+                 continue a model of {} targets at {} ({} features, {} alphas)",
+                range.total,
+                block.n_features(),
+                block.alpha_grid.len(),
+                self.n_targets,
+                self.filled,
+                self.n_features,
+                self.n_alphas
+            )));
+        }
+        if let Some(first) = &self.first {
+            crate::model::check_compatible(first, block, start)?;
+        }
+        let t = self.n_targets;
+        let row_bytes = |m: &Mat<f32>, row: usize, out: &mut Vec<u8>| {
+            out.clear();
+            out.extend((0..m.ncols()).flat_map(|j| m[(row, j)].to_le_bytes()));
+        };
+        let (offsets, n_alphas) = (self.offsets, self.n_alphas);
+        let file = self
+            .file
+            .as_mut()
+            .expect("an unfinished writer has its file");
+        let mut written = || -> std::io::Result<()> {
+            let mut put_at = |at: u64, bytes: &[u8]| {
+                file.seek(std::io::SeekFrom::Start(at))?;
+                file.write_all(bytes)
+            };
+            // one row of the block at a time: no copy of the block's weights
+            let mut buffer = Vec::with_capacity(len * 8);
+            for i in 0..block.n_features() {
+                row_bytes(&block.weights, i, &mut buffer);
+                put_at(offsets[0] + ((i * t + start) * 4) as u64, &buffer)?;
+            }
+            for a in 0..n_alphas {
+                row_bytes(&block.cv_scores, a, &mut buffer);
+                put_at(offsets[5] + ((a * t + start) * 4) as u64, &buffer)?;
+            }
+            buffer.clear();
+            buffer.extend(block.intercept.iter().flat_map(|x| x.to_le_bytes()));
+            put_at(offsets[1] + (start * 4) as u64, &buffer)?;
+            buffer.clear();
+            buffer.extend(block.alphas.iter().flat_map(|x| x.to_le_bytes()));
+            put_at(offsets[4] + (start * 8) as u64, &buffer)
+        };
+        written().map_err(io_err(&self.tmp))?;
+        self.filled += len;
+        if self.first.is_none() {
+            self.first = Some(RidgeModel {
+                weights: Mat::zeros(block.n_features(), 0),
+                cv_scores: Mat::zeros(self.n_alphas, 0),
+                ..block.clone()
+            });
+        }
+        Ok(())
+    }
+
+    /// Writes the per-feature tensors and `model.json` (with `metadata`) once every target is
+    /// in, and renames the file into place.
+    pub fn finish(mut self, metadata: BTreeMap<String, serde_json::Value>) -> Result<()> {
+        let first = match (&self.first, self.filled == self.n_targets) {
+            (Some(first), true) => first.clone(),
+            _ => {
+                return Err(RidgeError::Merge(format!(
+                    "{} of {} targets were written",
+                    self.filled, self.n_targets
+                )))
+            }
+        };
+        let bytes32 = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        let mut file = self.file.take().expect("an unfinished writer has its file");
+        let mut written = || -> std::io::Result<()> {
+            file.seek(std::io::SeekFrom::Start(self.offsets[2]))?;
+            file.write_all(&bytes32(&first.x_mean))?;
+            file.seek(std::io::SeekFrom::Start(self.offsets[3]))?;
+            file.write_all(&bytes32(&first.x_scale))?;
+            file.sync_all()
+        };
+        written().map_err(io_err(&self.tmp))?;
+        let target = self.dir.join(WEIGHTS_FILE);
+        fs::rename(&self.tmp, &target).map_err(io_err(&target))?;
+        let json = ModelJson {
+            format_version: FORMAT_VERSION,
+            n_features: self.n_features,
+            n_targets: self.n_targets,
+            alpha_grid: first.alpha_grid.clone(),
+            options: first.options.clone(),
+            target_range: TargetRange {
+                start: 0,
+                end: self.n_targets,
+                total: self.n_targets,
+            },
+            metadata,
+        };
+        let text = serde_json::to_vec_pretty(&json)
+            .map_err(|e| format_err(&self.dir.join(MODEL_FILE), "*", e.to_string()))?;
+        write_atomic(&self.dir, MODEL_FILE, &text)
+    }
+}
+
+impl Drop for ModelWriter {
+    fn drop(&mut self) {
+        if self.file.is_some() {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
 }
 
 impl RidgeModel {

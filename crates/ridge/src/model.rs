@@ -187,7 +187,7 @@ impl RidgeModel {
     }
 }
 
-fn check_compatible(reference: &RidgeModel, shard: &RidgeModel, k: usize) -> Result<()> {
+pub(crate) fn check_compatible(reference: &RidgeModel, shard: &RidgeModel, k: usize) -> Result<()> {
     let mismatch = |what: &str| {
         Err(RidgeError::Merge(format!(
             "shard {k} has a different {what}"

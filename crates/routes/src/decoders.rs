@@ -4,13 +4,15 @@
 //! records the subject, ROI, voxel count, target name and per-stimulus target shape, plus
 //! `test_r.npy`: the Pearson r of every target on the subject's test images.
 
+use crate::decoder_stream;
 use crate::error::{Result, RouteError};
-use crate::features::{load_features, FeatureKind};
+use crate::features::{load_features_mapped, FeatureKind};
 use brainrecon_data::npy;
 use brainrecon_data::prepared::{PreparedSubject, Roi, Split};
 use brainrecon_ridge::metrics::{pearson_per_target, summarize};
 use brainrecon_ridge::{row_major_view, Cv, RidgeCv, RidgeModel, Scoring};
 use serde::Serialize;
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// The caption route's ROI: the six `streams` ROIs the published code concatenates.
@@ -102,16 +104,58 @@ impl Target {
 pub struct ImageTargets {
     pub ids: Vec<usize>,
     pub shape: Vec<usize>,
-    pub values: Vec<f32>,
+    pub values: TargetValues,
     pub source: PathBuf,
     pub model: Option<String>,
     /// The fingerprint of the model's files, when the features recorded it.
     pub model_fingerprint: Option<String>,
 }
 
+/// Target values, row-major (n_images, d): read into memory, or memory-mapped from a features
+/// file (a fit streamed over blocks of targets then reads one block of columns at a time).
+pub enum TargetValues {
+    Owned(Vec<f32>),
+    Mapped(npy::MappedF32),
+}
+
+impl std::ops::Deref for TargetValues {
+    type Target = [f32];
+    fn deref(&self) -> &[f32] {
+        match self {
+            TargetValues::Owned(values) => values,
+            TargetValues::Mapped(map) => map.as_slice(),
+        }
+    }
+}
+
+impl From<Vec<f32>> for TargetValues {
+    fn from(values: Vec<f32>) -> Self {
+        TargetValues::Owned(values)
+    }
+}
+
 impl ImageTargets {
     pub fn width(&self) -> usize {
         self.shape.iter().product()
+    }
+
+    /// Row of each id in `ids`, in order.
+    pub fn rows_of(&self, ids: &[usize]) -> Result<Vec<usize>> {
+        ids.iter()
+            .map(|&id| {
+                self.ids.binary_search(&id).map_err(|_| {
+                    RouteError::mismatch(&self.source, "images", format!("image {id}"), "missing")
+                })
+            })
+            .collect()
+    }
+
+    /// Columns `columns` of the rows `rows` (see [`ImageTargets::rows_of`]): rows × len.
+    pub fn columns(&self, rows: &[usize], columns: std::ops::Range<usize>) -> faer::Mat<f32> {
+        let width = self.width();
+        faer::Mat::from_fn(rows.len(), columns.len(), |i, j| {
+            self.values[rows[i] * width + columns.start + j]
+        })
     }
 
     /// Rows for each id in `row_ids` (n_rows, d).
@@ -149,18 +193,18 @@ pub fn image_targets(
             Ok(ImageTargets {
                 ids: stimuli.ids.clone(),
                 shape: vec![*size, *size, 3],
-                values,
+                values: values.into(),
                 source: subject.path("stimuli/images.npy"),
                 model: None,
                 model_fingerprint: None,
             })
         }
         Target::Features(kind) => {
-            let (meta, values) = load_features(subject, features_dir, *kind)?;
+            let (meta, values) = load_features_mapped(subject, features_dir, *kind)?;
             Ok(ImageTargets {
                 ids: stimuli.ids.clone(),
                 shape: meta.shape,
-                values,
+                values: TargetValues::Mapped(values),
                 source: crate::features::feature_paths(features_dir, *kind).0,
                 model_fingerprint: meta
                     .settings
@@ -171,8 +215,18 @@ pub fn image_targets(
             })
         }
         Target::File(path) => {
-            let array = npy::read_f32(path)?;
-            let (rows, cols) = array.as_matrix(path)?;
+            let array = npy::MappedF32::open(path)?;
+            let (rows, cols) = match array.shape() {
+                &[rows, cols] => (rows, cols),
+                shape => {
+                    return Err(RouteError::mismatch(
+                        path,
+                        "shape",
+                        "(images, width)",
+                        format!("{shape:?}"),
+                    ))
+                }
+            };
             if rows != stimuli.ids.len() {
                 return Err(RouteError::mismatch(
                     path,
@@ -188,7 +242,7 @@ pub fn image_targets(
             Ok(ImageTargets {
                 ids: stimuli.ids.clone(),
                 shape: vec![cols],
-                values: array.data,
+                values: TargetValues::Mapped(array),
                 source: path.clone(),
                 model: None,
                 model_fingerprint: None,
@@ -263,6 +317,9 @@ pub struct DecoderSpec {
     pub device: brainrecon_ridge::Device,
     /// Precision of the Gram matrix and its decomposition.
     pub precision: brainrecon_ridge::Precision,
+    /// Fit this many targets at a time (`None`: all at once unless Y would exceed
+    /// [`decoder_stream::STREAM_ABOVE_BYTES`]).
+    pub target_block: Option<usize>,
 }
 
 /// What a fit did and how well the decoder does.
@@ -307,7 +364,9 @@ impl DecoderSummary {
 
 pub const TEST_R_FILE: &str = "test_r.npy";
 
-/// Fits a decoder and writes it to `out`.
+/// Fits a decoder and writes it to `out`. Many targets (more than
+/// [`decoder_stream::STREAM_ABOVE_BYTES`] of Y, or `spec.target_block`) are fitted a block of
+/// targets at a time (see `decoder_stream`).
 pub fn fit_decoder(
     subject: &PreparedSubject,
     spec: &DecoderSpec,
@@ -322,8 +381,51 @@ pub fn fit_decoder(
     let targets = image_targets(subject, &spec.target, &spec.features_dir)?;
     let betas = subject.betas(&roi, split)?;
     let row_ids = subject.row_ids(split)?;
-    let width = targets.width();
-    let y = targets.gather(&row_ids)?;
+    let test_betas = subject.betas(&roi, Split::Test)?;
+    let test_ids = subject.test_stimulus_ids()?;
+    let estimator = estimator(spec, &row_ids);
+    let x = row_major_view("X", &betas.values, (betas.rows, betas.voxels))?;
+    let x_test = row_major_view(
+        "test X",
+        &test_betas.values,
+        (test_betas.rows, betas.voxels),
+    )?;
+    let metadata = decoder_metadata(subject, &roi, spec, &targets);
+    let started = std::time::Instant::now();
+    // a GPU fit chooses its own target chunks from the device memory
+    let block = decoder_stream::stream_block(spec.target_block, betas.rows, targets.width())
+        .filter(|_| spec.device == brainrecon_ridge::Device::Cpu);
+    let fit = match block {
+        Some(block) => decoder_stream::fit_streamed(
+            &estimator,
+            [x, x_test],
+            [&targets.rows_of(&row_ids)?, &targets.rows_of(&test_ids)?],
+            &targets,
+            block,
+            (out, metadata),
+        )?,
+        None => fit_in_memory(
+            &estimator,
+            [x, x_test],
+            [&row_ids, &test_ids],
+            &targets,
+            (out, metadata),
+        )?,
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    Ok(summarize_fit(
+        fit,
+        &roi,
+        spec,
+        &targets,
+        [betas.voxels, betas.rows, test_ids.len()],
+        seconds,
+        out,
+    ))
+}
+
+/// The ridge estimator a decoder spec asks for (K-fold grouped by image).
+fn estimator(spec: &DecoderSpec, row_ids: &[usize]) -> RidgeCv {
     let cv = match spec.cv {
         DecoderCv::Loo => Cv::Loo,
         DecoderCv::Gcv => Cv::Gcv,
@@ -332,7 +434,7 @@ pub fn fit_decoder(
             groups: Some(row_ids.iter().map(|&id| id as i64).collect()),
         },
     };
-    let estimator = RidgeCv {
+    RidgeCv {
         alphas: spec.alphas.clone(),
         cv,
         scoring: Scoring::R2,
@@ -341,27 +443,22 @@ pub fn fit_decoder(
         device: spec.device,
         precision: spec.precision,
         ..RidgeCv::default()
+    }
+}
+
+/// What `model.json` records about a decoder (besides `alpha_at_edge`, added after the fit).
+fn decoder_metadata(
+    subject: &PreparedSubject,
+    roi: &Roi,
+    spec: &DecoderSpec,
+    targets: &ImageTargets,
+) -> BTreeMap<String, serde_json::Value> {
+    let train_split = if spec.average_train {
+        "train_averaged"
+    } else {
+        "train"
     };
-    let started = std::time::Instant::now();
-    let mut model = estimator.fit_row_major(
-        &betas.values,
-        (betas.rows, betas.voxels),
-        &y,
-        (betas.rows, width),
-    )?;
-    let seconds = started.elapsed().as_secs_f64();
-
-    // Accuracy on the held-out test images (repeat-averaged betas).
-    let test_betas = subject.betas(&roi, Split::Test)?;
-    let test_ids = subject.test_stimulus_ids()?;
-    let predicted = model.predict_row_major(&test_betas.values, (test_betas.rows, betas.voxels))?;
-    let truth = targets.gather(&test_ids)?;
-    let test_r = pearson_per_target(
-        row_major_view("test targets", &truth, (test_ids.len(), width))?,
-        row_major_view("test predictions", &predicted, (test_ids.len(), width))?,
-    )?;
-
-    let meta = [
+    [
         ("subject", serde_json::json!(subject.meta.subject)),
         ("subject_dir", serde_json::json!(subject.root)),
         ("roi", serde_json::json!(roi.name)),
@@ -374,51 +471,108 @@ pub fn fit_decoder(
             "target_model_fingerprint",
             serde_json::json!(targets.model_fingerprint),
         ),
-        (
-            "train_split",
-            serde_json::json!(if spec.average_train {
-                "train_averaged"
-            } else {
-                "train"
-            }),
-        ),
-    ];
-    for (key, value) in meta {
-        model.metadata.insert(key.into(), value);
-    }
-    // Constant targets (e.g. the start token's context) tie at every alpha: not counted.
-    let varying: Vec<usize> = (0..width)
-        .filter(|&j| {
-            let first = y[j];
-            (0..betas.rows).any(|i| y[i * width + j] != first)
-        })
-        .collect();
-    let (lo, hi) = grid_edges(&model.alpha_grid);
-    let share = |edge: f64| {
-        varying.iter().filter(|&&j| model.alphas[j] == edge).count() as f64
-            / varying.len().max(1) as f64
-    };
-    let (low_edge, high_edge) = (share(lo), share(hi));
-    model.metadata.insert(
-        "alpha_at_edge".into(),
-        serde_json::json!(low_edge + high_edge),
-    );
-    model.save(out)?;
-    let test_r32: Vec<f32> = test_r.iter().map(|&r| r as f32).collect();
-    npy::write(&out.join(TEST_R_FILE), &[width], &test_r32)?;
+        ("train_split", serde_json::json!(train_split)),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect()
+}
 
-    let mut chosen = model.alphas.clone();
+/// Per target, what a decoder fit found: its alpha, CV score at that alpha, test r, and
+/// whether it varies over the training rows (constant targets tie at every alpha).
+pub(crate) struct DecoderFit {
+    pub alpha_grid: Vec<f64>,
+    pub alphas: Vec<f64>,
+    pub cv_best: Vec<f64>,
+    pub test_r: Vec<f64>,
+    pub varying: Vec<bool>,
+}
+
+impl DecoderFit {
+    /// Shares of varying targets whose alpha is the grid's smallest and largest.
+    pub fn edge_shares(&self) -> (f64, f64) {
+        let (lo, hi) = grid_edges(&self.alpha_grid);
+        let n_varying = self.varying.iter().filter(|&&v| v).count().max(1) as f64;
+        let share = |edge: f64| {
+            (0..self.alphas.len())
+                .filter(|&j| self.varying[j] && self.alphas[j] == edge)
+                .count() as f64
+                / n_varying
+        };
+        (share(lo), share(hi))
+    }
+}
+
+/// Whether each column of `y` (rows × targets, column-major) varies over its rows.
+pub(crate) fn varying_columns(y: faer::MatRef<'_, f32>) -> Vec<bool> {
+    (0..y.ncols())
+        .map(|j| (1..y.nrows()).any(|i| y[(i, j)] != y[(0, j)]))
+        .collect()
+}
+
+/// The whole fit at once: Y gathered, the model saved, its test predictions scored.
+fn fit_in_memory(
+    estimator: &RidgeCv,
+    [x, x_test]: [faer::MatRef<'_, f32>; 2],
+    [row_ids, test_ids]: [&[usize]; 2],
+    targets: &ImageTargets,
+    (out, metadata): (&Path, BTreeMap<String, serde_json::Value>),
+) -> Result<DecoderFit> {
+    let width = targets.width();
+    let y = targets.gather(row_ids)?;
+    let y = row_major_view("Y", &y, (row_ids.len(), width))?;
+    let mut model = estimator.fit(x, y)?;
+    let predicted = model.predict(x_test)?;
+    let truth = targets.columns(&targets.rows_of(test_ids)?, 0..width);
+    let test_r = pearson_per_target(truth.as_ref(), predicted.as_ref())?;
+    let fit = DecoderFit {
+        alpha_grid: model.alpha_grid.clone(),
+        alphas: model.alphas.clone(),
+        cv_best: model.best_cv_scores().iter().map(|&s| s as f64).collect(),
+        test_r,
+        varying: varying_columns(y),
+    };
+    model.metadata = metadata;
+    let (low, high) = fit.edge_shares();
+    model
+        .metadata
+        .insert("alpha_at_edge".into(), serde_json::json!(low + high));
+    model.save(out)?;
+    write_test_r(out, &fit.test_r)?;
+    Ok(fit)
+}
+
+pub(crate) fn write_test_r(out: &Path, test_r: &[f64]) -> Result<()> {
+    let test_r32: Vec<f32> = test_r.iter().map(|&r| r as f32).collect();
+    Ok(npy::write(
+        &out.join(TEST_R_FILE),
+        &[test_r.len()],
+        &test_r32,
+    )?)
+}
+
+/// The summary of a finished fit.
+fn summarize_fit(
+    fit: DecoderFit,
+    roi: &Roi,
+    spec: &DecoderSpec,
+    targets: &ImageTargets,
+    [n_voxels, n_train_rows, n_test]: [usize; 3],
+    seconds: f64,
+    out: &Path,
+) -> DecoderSummary {
+    let (low_edge, high_edge) = fit.edge_shares();
+    let mut chosen = fit.alphas.clone();
     chosen.sort_by(f64::total_cmp);
-    let cv: Vec<f64> = model.best_cv_scores().iter().map(|&s| s as f64).collect();
-    let (cv, test) = (summarize(&cv), summarize(&test_r));
-    Ok(DecoderSummary {
+    let (cv, test) = (summarize(&fit.cv_best), summarize(&fit.test_r));
+    DecoderSummary {
         model: out.to_path_buf(),
-        roi: roi.name,
+        roi: roi.name.clone(),
         target: spec.target.name(),
-        target_shape: targets.shape,
-        n_voxels: betas.voxels,
-        n_train_rows: betas.rows,
-        n_targets: width,
+        target_shape: targets.shape.clone(),
+        n_voxels,
+        n_train_rows,
+        n_targets: targets.width(),
         seconds,
         median_alpha: chosen[chosen.len() / 2],
         alpha_at_low_edge: low_edge,
@@ -427,8 +581,8 @@ pub fn fit_decoder(
         cv_r2_median: cv.median,
         test_r_mean: test.mean,
         test_r_median: test.median,
-        n_test: test_ids.len(),
-    })
+        n_test,
+    }
 }
 
 fn grid_edges(grid: &[f64]) -> (f64, f64) {

@@ -483,6 +483,16 @@ pub fn load_features(
     dir: &Path,
     kind: FeatureKind,
 ) -> Result<(FeatureMeta, Vec<f32>)> {
+    let (meta, mapped) = load_features_mapped(subject, dir, kind)?;
+    Ok((meta, mapped.as_slice().to_vec()))
+}
+
+/// [`load_features`] memory-mapped: the values stay on disk until read.
+pub fn load_features_mapped(
+    subject: &PreparedSubject,
+    dir: &Path,
+    kind: FeatureKind,
+) -> Result<(FeatureMeta, npy::MappedF32)> {
     let (array_path, meta_path) = feature_paths(dir, kind);
     if !meta_path.exists() || !array_path.exists() {
         return Err(RouteError::Missing {
@@ -505,8 +515,18 @@ pub fn load_features(
             format!("{} of kind {}", meta.format, meta.kind),
         ));
     }
-    let array = npy::read_f32(&array_path)?;
-    let (rows, cols) = array.as_matrix(&array_path)?;
+    let array = npy::MappedF32::open(&array_path)?;
+    let (rows, cols) = match array.shape() {
+        &[rows, cols] => (rows, cols),
+        shape => {
+            return Err(RouteError::mismatch(
+                &array_path,
+                "shape",
+                "(images, width)",
+                format!("{shape:?}"),
+            ))
+        }
+    };
     let n_images = subject.images()?.ids.len();
     if rows != n_images {
         return Err(RouteError::mismatch(
@@ -532,7 +552,7 @@ pub fn load_features(
             cols,
         ));
     }
-    Ok((meta, array.data))
+    Ok((meta, array))
 }
 
 #[cfg(test)]

@@ -5,6 +5,7 @@
 pub mod b2c;
 pub mod caption;
 pub mod clip;
+pub mod decoder_stream;
 pub mod decoders;
 pub mod encoding;
 pub mod error;

@@ -72,6 +72,12 @@ pub struct Args {
     /// the CPU)
     #[arg(long, default_value = "f64")]
     precision: super::ridge::PrecisionArg,
+    /// Fit N targets at a time, reading their columns from the features file and writing their
+    /// weights as they come, so that neither all targets nor all weights are in memory (CPU).
+    /// Default: all at once, or 8192 at a time when the targets exceed 1 GiB (c on a full NSD
+    /// subject)
+    #[arg(long)]
+    target_block: Option<usize>,
     /// Print the fit summary as JSON
     #[arg(long)]
     json: bool,
@@ -91,6 +97,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if device != brainrecon_ridge::Device::Cpu && matches!(cv, DecoderCv::KFold(_)) {
         return Err(usage(format!(
             "--device {}: K-fold cross-validation runs on the CPU only; use --cv gcv or --cv loo on a GPU",
+            args.device
+        )));
+    }
+    if args.target_block == Some(0) {
+        return Err(usage("--target-block: expected at least 1 target"));
+    }
+    if args.target_block.is_some() && device != brainrecon_ridge::Device::Cpu {
+        return Err(usage(format!(
+            "--target-block: fits a block of targets at a time on the CPU only, not --device {}",
             args.device
         )));
     }
@@ -129,6 +144,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         average_train: args.average_train,
         device,
         precision: args.precision.into(),
+        target_block: args.target_block,
     };
     let summary = fit_decoder(&subject, &spec, &args.out)?;
     if let Some(warning) = summary.edge_warning() {

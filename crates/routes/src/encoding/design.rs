@@ -409,7 +409,7 @@ mod tests {
             targets: ImageTargets {
                 ids: (0..n).collect(),
                 shape: vec![w],
-                values,
+                values: values.into(),
                 source: "test.npy".into(),
                 model: None,
                 model_fingerprint: None,

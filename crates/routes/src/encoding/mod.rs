@@ -403,7 +403,7 @@ mod tests {
             targets: crate::decoders::ImageTargets {
                 ids: (0..n_images).collect(),
                 shape: vec![width],
-                values: features,
+                values: features.into(),
                 source: "wide.npy".into(),
                 model: None,
                 model_fingerprint: None,
@@ -435,7 +435,7 @@ mod tests {
     /// The columns `range` of a block.
     fn columns(block: &FeatureBlock, range: std::ops::Range<usize>) -> FeatureBlock {
         let w = block.width();
-        let values = block
+        let values: Vec<f32> = block
             .targets
             .values
             .chunks_exact(w)
@@ -446,7 +446,7 @@ mod tests {
             targets: crate::decoders::ImageTargets {
                 ids: block.targets.ids.clone(),
                 shape: vec![range.len()],
-                values,
+                values: values.into(),
                 source: block.targets.source.clone(),
                 model: None,
                 model_fingerprint: None,
