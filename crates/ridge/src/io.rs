@@ -145,26 +145,41 @@ impl<'a> TensorSource<'a> {
 /// tensor's dtype, shape and byte offsets, padded with spaces to 8 bytes, then the data) to
 /// `dir/name` via a temp file + rename, streaming each tensor from its source.
 fn write_safetensors_atomic(dir: &Path, name: &str, tensors: &[TensorSource<'_>]) -> Result<()> {
-    let mut header = serde_json::Map::new();
-    let mut offset = 0;
-    for tensor in tensors {
-        header.insert(
-            tensor.name.into(),
-            serde_json::json!({
-                "dtype": tensor.dtype,
-                "shape": tensor.shape,
-                "data_offsets": [offset, offset + tensor.bytes],
-            }),
-        );
-        offset += tensor.bytes;
-    }
-    let mut header = serde_json::to_vec(&header).expect("a JSON map serializes");
-    header.resize(header.len().next_multiple_of(8), b' ');
+    let entries: Vec<_> = tensors
+        .iter()
+        .map(|t| (t.name, t.dtype, t.shape.clone(), t.bytes))
+        .collect();
+    let (header, _) = safetensors_header(&entries);
     write_atomic_with(dir, name, |out| {
-        out.write_all(&(header.len() as u64).to_le_bytes())?;
         out.write_all(&header)?;
         tensors.iter().try_for_each(|tensor| (tensor.write)(out))
     })
+}
+
+/// A safetensors file's start for tensors (name, dtype, shape, bytes) stored in that order: the
+/// 8-byte little-endian header length and the JSON header (each tensor's dtype, shape and byte
+/// offsets, padded with spaces to 8 bytes); and where each tensor's data starts in the file.
+fn safetensors_header(entries: &[(&str, &str, Vec<usize>, usize)]) -> (Vec<u8>, Vec<u64>) {
+    let mut header = serde_json::Map::new();
+    let (mut offset, mut starts) = (0usize, Vec::with_capacity(entries.len()));
+    for (name, dtype, shape, bytes) in entries {
+        header.insert(
+            name.to_string(),
+            serde_json::json!({
+                "dtype": dtype,
+                "shape": shape,
+                "data_offsets": [offset, offset + bytes],
+            }),
+        );
+        starts.push(offset);
+        offset += bytes;
+    }
+    let mut json = serde_json::to_vec(&header).expect("a JSON map serializes");
+    json.resize(json.len().next_multiple_of(8), b' ');
+    let mut start = (json.len() as u64).to_le_bytes().to_vec();
+    start.extend_from_slice(&json);
+    let base = start.len() as u64;
+    (start, starts.into_iter().map(|o| base + o as u64).collect())
 }
 
 /// Writes a model of `n_targets` targets into a directory, a block of targets at a time (the
@@ -206,34 +221,27 @@ impl ModelWriter {
         let dir = dir.as_ref().to_path_buf();
         fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         let (p, t, k) = (n_features, n_targets, n_alphas);
-        let shapes: [(Vec<usize>, &str, usize); 6] = [
-            (vec![p, t], "F32", 4),
-            (vec![t], "F32", 4),
-            (vec![p], "F32", 4),
-            (vec![p], "F32", 4),
-            (vec![t], "F64", 8),
-            (vec![k, t], "F32", 4),
-        ];
-        let mut header = serde_json::Map::new();
-        let (mut offset, mut starts) = (0usize, [0usize; 6]);
-        for (i, (shape, dtype, size)) in shapes.iter().enumerate() {
-            let bytes = shape.iter().product::<usize>() * size;
-            header.insert(
-                TENSOR_ORDER[i].into(),
-                serde_json::json!({"dtype": dtype, "shape": shape, "data_offsets": [offset, offset + bytes]}),
-            );
-            starts[i] = offset;
-            offset += bytes;
-        }
-        let mut header = serde_json::to_vec(&header).expect("a JSON map serializes");
-        header.resize(header.len().next_multiple_of(8), b' ');
-        let base = 8 + header.len();
+        let shapes = [vec![p, t], vec![t], vec![p], vec![p], vec![t], vec![k, t]];
+        let entries: Vec<_> = TENSOR_ORDER
+            .iter()
+            .zip(shapes)
+            .map(|(&name, shape)| {
+                let (dtype, size) = if name == "alphas" {
+                    ("F64", 8)
+                } else {
+                    ("F32", 4)
+                };
+                let bytes = shape.iter().product::<usize>() * size;
+                (name, dtype, shape, bytes)
+            })
+            .collect();
+        let (start, offsets) = safetensors_header(&entries);
+        let end = offsets[5] + entries[5].3 as u64;
         let tmp = dir.join(format!(".{WEIGHTS_FILE}.tmp-{}", std::process::id()));
         let mut file = fs::File::create(&tmp).map_err(io_err(&tmp))?;
         let mut started = || -> std::io::Result<()> {
-            file.write_all(&(header.len() as u64).to_le_bytes())?;
-            file.write_all(&header)?;
-            file.set_len((base + offset) as u64)
+            file.write_all(&start)?;
+            file.set_len(end)
         };
         started().map_err(io_err(&tmp))?;
         Ok(ModelWriter {
@@ -243,7 +251,7 @@ impl ModelWriter {
             n_features,
             n_targets,
             n_alphas,
-            offsets: starts.map(|o| (base + o) as u64),
+            offsets: offsets.try_into().expect("six tensors"),
             filled: 0,
             first: None,
         })
