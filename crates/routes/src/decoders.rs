@@ -162,10 +162,7 @@ impl ImageTargets {
     pub fn gather(&self, row_ids: &[usize]) -> Result<Vec<f32>> {
         let width = self.width();
         let mut out = Vec::with_capacity(row_ids.len() * width);
-        for &id in row_ids {
-            let row = self.ids.binary_search(&id).map_err(|_| {
-                RouteError::mismatch(&self.source, "images", format!("image {id}"), "missing")
-            })?;
+        for row in self.rows_of(row_ids)? {
             out.extend_from_slice(&self.values[row * width..(row + 1) * width]);
         }
         Ok(out)
