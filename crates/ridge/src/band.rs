@@ -22,7 +22,7 @@ use faer::linalg::qr::no_pivoting::factor::{qr_in_place, qr_in_place_scratch};
 use faer::linalg::triangular_solve::solve_lower_triangular_in_place;
 use faer::{Accum, Mat, MatMut, MatRef};
 
-use crate::linalg::{mul, mul_add, Float};
+use crate::linalg::{mul, mul_add, par_map_cols_mut, Float};
 
 /// Half-bandwidth of the reduction: wide enough for efficient matrix products in the
 /// reduction, narrow enough that the per-alpha band work stays small next to it.
@@ -128,31 +128,111 @@ impl<T: Float> BandReduction<T> {
     }
 
     /// `y ← Q₁ᵀ y` for `y` (n×c).
-    pub fn apply_qt(&self, mut y: MatMut<'_, T>) {
+    pub fn apply_qt(&self, y: MatMut<'_, T>) {
         assert_eq!(y.nrows(), self.n(), "rows of the transformed matrix");
-        for (start, factor) in &self.panels {
-            self.apply_panel(*start, factor.transpose(), y.as_mut());
-        }
+        self.apply_panels(y, true);
     }
 
     /// `y ← Q₁ y` for `y` (n×c).
-    pub fn apply_q(&self, mut y: MatMut<'_, T>) {
+    pub fn apply_q(&self, y: MatMut<'_, T>) {
         assert_eq!(y.nrows(), self.n(), "rows of the transformed matrix");
-        for (start, factor) in self.panels.iter().rev() {
-            self.apply_panel(*start, factor.as_ref(), y.as_mut());
-        }
+        self.apply_panels(y, false);
     }
 
-    /// `y[r0..] ← (I − V F Vᵀ) y[r0..]` for one panel, `F` = `M` or `Mᵀ`.
-    fn apply_panel(&self, start: usize, factor: MatRef<'_, T>, y: MatMut<'_, T>) {
+    /// Every panel (in order for `Q₁ᵀ`, reversed for `Q₁`) applied to `COLUMN_BLOCK` columns
+    /// of `y` at a time, each thread on its own columns: the block stays in cache while the
+    /// Householder vectors stream past, where applying one panel to all of `y` would move `y`
+    /// through memory once per panel (a rank-`w` update is bound by memory, not arithmetic).
+    fn apply_panels(&self, y: MatMut<'_, T>, transposed: bool) {
+        let tops: Vec<Mat<T>> = self
+            .panels
+            .iter()
+            .map(|(start, factor)| {
+                // the first r rows of the panel's basis: those of the storage end there
+                let (r0, r) = (start + self.width, factor.nrows());
+                householder_basis(self.storage.as_ref().subrows(0, r0 + r), r0, *start, r)
+            })
+            .collect();
+        par_map_cols_mut(y, |mut part, _| {
+            let c = part.ncols();
+            for first in (0..c).step_by(COLUMN_BLOCK) {
+                let mut block = part
+                    .as_mut()
+                    .subcols_mut(first, COLUMN_BLOCK.min(c - first));
+                let mut apply = |k: usize| {
+                    let (start, factor) = &self.panels[k];
+                    let factor = if transposed {
+                        factor.transpose()
+                    } else {
+                        factor.as_ref()
+                    };
+                    self.apply_panel(*start, tops[k].as_ref(), factor, block.as_mut());
+                };
+                if transposed {
+                    (0..self.panels.len()).for_each(&mut apply);
+                } else {
+                    (0..self.panels.len()).rev().for_each(&mut apply);
+                }
+            }
+        });
+    }
+
+    /// `y[r0..] ← (I − V F Vᵀ) y[r0..]` for one panel, `F` = `M` or `Mᵀ`, single-threaded.
+    /// `V` is read in place: its unit lower triangular top (`top`, r×r) and the
+    /// reflectors' rows below it in the storage.
+    fn apply_panel(
+        &self,
+        start: usize,
+        top: MatRef<'_, T>,
+        factor: MatRef<'_, T>,
+        y: MatMut<'_, T>,
+    ) {
         let r0 = start + self.width;
-        let v = householder_basis(self.storage.as_ref(), r0, start, factor.nrows());
-        let mut tail = y.subrows_mut(r0, self.n() - r0);
-        let projected = mul(v.transpose(), tail.as_ref());
-        let scaled = mul(factor, projected.as_ref());
-        mul_add(tail.as_mut(), v.as_ref(), scaled.as_ref(), T::of(-1.0));
+        let (m, r, c) = (self.n() - r0, top.nrows(), y.ncols());
+        let below = self.storage.as_ref().submatrix(r0 + r, start, m - r, r);
+        let (mut head, mut rest) = y.subrows_mut(r0, m).split_at_row_mut(r);
+        let mut projected = Mat::<T>::zeros(r, c);
+        mul_seq(
+            projected.as_mut(),
+            Accum::Replace,
+            top.transpose(),
+            head.as_ref(),
+            1.0,
+        );
+        mul_seq(
+            projected.as_mut(),
+            Accum::Add,
+            below.transpose(),
+            rest.as_ref(),
+            1.0,
+        );
+        let mut scaled = Mat::<T>::zeros(r, c);
+        mul_seq(
+            scaled.as_mut(),
+            Accum::Replace,
+            factor,
+            projected.as_ref(),
+            1.0,
+        );
+        mul_seq(head.as_mut(), Accum::Add, top, scaled.as_ref(), -1.0);
+        mul_seq(rest.as_mut(), Accum::Add, below, scaled.as_ref(), -1.0);
     }
 }
+
+/// `out (+)= scale · lhs · rhs` on the calling thread.
+fn mul_seq<T: Float>(
+    out: MatMut<'_, T>,
+    accum: Accum,
+    lhs: MatRef<'_, T>,
+    rhs: MatRef<'_, T>,
+    scale: f64,
+) {
+    matmul(out, accum, lhs, rhs, T::of(scale), faer::Par::Seq);
+}
+
+/// Columns of `y` that [`BandReduction::apply_qt`] carries through all panels together (n×256
+/// float32 is 9 MB for n = 8859: two threads' blocks fit a 32 MB cache).
+const COLUMN_BLOCK: usize = 256;
 
 /// The explicit Householder basis `V` (m×r) of the panel whose essentials start at
 /// `storage[r0, start]`: unit diagonal, zeros above.
@@ -634,6 +714,27 @@ mod tests {
             let err = max_abs((&round - &b).as_ref()) / max_abs(b.as_ref());
             assert!(err < 1e-12, "n={n} w={width}: QᵀQ ≠ I ({err:e})");
         }
+    }
+
+    #[test]
+    fn many_columns_are_transformed_like_the_explicit_q() {
+        // more columns than one block per thread: blocks and threads must not change a column
+        let (n, width, c) = (41, 5, 3 * COLUMN_BLOCK + 17);
+        let reduction = BandReduction::new(random_gram(n, 50, 3), width);
+        let mut q = Mat::<f64>::identity(n, n);
+        reduction.apply_q(q.as_mut());
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        let y = Mat::from_fn(n, c, |_, _| rng.gen_range(-1.0..1.0));
+        let (mut qy, mut qty) = (y.clone(), y.clone());
+        reduction.apply_q(qy.as_mut());
+        reduction.apply_qt(qty.as_mut());
+        let scale = max_abs(y.as_ref());
+        let err_q = max_abs((&qy - mul(q.as_ref(), y.as_ref())).as_ref()) / scale;
+        let err_qt = max_abs((&qty - mul(q.transpose(), y.as_ref())).as_ref()) / scale;
+        assert!(
+            err_q < 1e-12 && err_qt < 1e-12,
+            "Q y {err_q:e}, Qᵀ y {err_qt:e}"
+        );
     }
 
     #[test]

@@ -717,6 +717,7 @@ impl RidgeCv {
             scoring: self.scoring,
             n,
         };
+        let mut phases = Phases::new(["Q₁ᵀY", "banded solves", "Q₁·", "refit"]);
         for chunk in self.chunks(n_targets) {
             // the chunk's buffer holds the targets, then (in place) its dual coefficients
             let mut y_c = self.centered_chunk::<T>(data, chunk.clone());
@@ -731,13 +732,16 @@ impl RidgeCv {
                 reflection.apply(y_c.as_mut());
             }
             let skip = n - m;
+            phases.start();
             reduction.apply_qt(y_c.as_mut().subrows_mut(skip, m));
+            phases.end(0);
             // each thread scores its columns over the grid and overwrites them with their
             // solves at the best alpha
             let pieces = par_map_cols_mut(y_c.as_mut().subrows_mut(skip, m), |columns, at| {
                 let width = columns.ncols();
                 grid.solve_columns(columns, &sst[at..at + width])
             });
+            phases.end(1);
             let mut at = chunk.start;
             for piece in pieces {
                 for (local, column_scores) in piece.scores.iter().enumerate() {
@@ -750,6 +754,7 @@ impl RidgeCv {
             }
             // dual coefficients Q₁ (B + αI)⁻¹ Q₁ᵀ y, then the weights Dᵀ · coefficients
             reduction.apply_q(y_c.as_mut().subrows_mut(skip, m));
+            phases.end(2);
             if let Some(reflection) = &reflection {
                 y_c.as_mut().row_mut(0).fill(T::of(0.0));
                 reflection.apply(y_c.as_mut());
@@ -760,7 +765,9 @@ impl RidgeCv {
                 &data.x_transform,
                 y_c.as_ref(),
             );
+            phases.end(3);
         }
+        phases.trace();
         trace("GCV scores, dual coefficients and refit, a chunk of targets at a time");
         let weights = raw_units_f32(weights, &data.x_transform);
         CvFit {
@@ -964,6 +971,43 @@ pub(crate) fn trace(step: &str) {
         );
     }
     *last = Some(now);
+}
+
+/// Seconds spent in each named step of a loop, printed with [`trace`]'s switch.
+struct Phases<const N: usize> {
+    names: [&'static str; N],
+    seconds: [f64; N],
+    since: std::time::Instant,
+}
+
+impl<const N: usize> Phases<N> {
+    fn new(names: [&'static str; N]) -> Self {
+        Self {
+            names,
+            seconds: [0.0; N],
+            since: std::time::Instant::now(),
+        }
+    }
+
+    fn start(&mut self) {
+        self.since = std::time::Instant::now();
+    }
+
+    /// Adds the time since the last `start` or `end` to step `k`.
+    fn end(&mut self, k: usize) {
+        let now = std::time::Instant::now();
+        self.seconds[k] += (now - self.since).as_secs_f64();
+        self.since = now;
+    }
+
+    fn trace(&self) {
+        if std::env::var_os("BRAINRECON_RIDGE_TRACE").is_some() {
+            let steps: Vec<String> = (self.names.iter().zip(&self.seconds))
+                .map(|(name, seconds)| format!("{name} {seconds:.2} s"))
+                .collect();
+            eprintln!("ridge: of which {}", steps.join(", "));
+        }
+    }
 }
 
 /// Per-target `Σ_i (e_i / d_i)²` with LOO denominators `d = 1 - h_ii` (n), in

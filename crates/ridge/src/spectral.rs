@@ -25,7 +25,9 @@ use faer::{Mat, MatMut, MatRef};
 use serde::{Deserialize, Serialize};
 
 use crate::error::Result;
-use crate::linalg::{eigh_psd, mul, mul64, mul_add, mul_into, syrk_lower_add, to_f32, Float};
+use crate::linalg::{
+    eigh_psd, mul, mul64, mul_add, mul_into, par_map_cols_mut, syrk_lower_add, to_f32, Float,
+};
 use crate::preprocess::XTransform;
 
 /// Which normal equations were decomposed.
@@ -52,8 +54,10 @@ impl Solver {
 /// Rows or columns of the design converted per block (bounds the f64 copy).
 const BLOCK: usize = 512;
 
-/// Block `rows × cols` of the design `(x - mean) / scale` in precision `T`.
-pub(crate) fn design_block<T: Float>(
+/// Transposed block `cols × rows` of the design `(x - mean) / scale` in precision `T`, filled
+/// in parallel. Transposed because X comes row-major (a C-order .npy): each design row is then
+/// read and written contiguously, and the products take either orientation without a copy.
+pub(crate) fn design_block_t<T: Float>(
     x: MatRef<'_, f32>,
     transform: &XTransform,
     rows: std::ops::Range<usize>,
@@ -66,15 +70,16 @@ pub(crate) fn design_block<T: Float>(
     let sub = x
         .subrows(rows.start, rows.len())
         .subcols(cols.start, cols.len());
-    let value = |i: usize, j: usize| T::of((sub[(i, j)] as f64 - mean[j]) / scale[j]);
-    if sub.col_stride() == 1 && sub.nrows() > 1 {
-        // row-major input (a C-order .npy): fill the transpose so both sides are read and
-        // written contiguously, then copy it into column-major order block by block
-        let transposed = Mat::from_fn(sub.ncols(), sub.nrows(), |j, i| value(i, j));
-        transposed.transpose().to_owned()
-    } else {
-        Mat::from_fn(sub.nrows(), sub.ncols(), value)
-    }
+    let mut out = Mat::<T>::zeros(sub.ncols(), sub.nrows());
+    par_map_cols_mut(out.as_mut(), |mut part, first| {
+        for l in 0..part.ncols() {
+            let (source, mut target) = (sub.row(first + l), part.as_mut().col_mut(l));
+            for j in 0..sub.ncols() {
+                target[j] = T::of((source[j] as f64 - mean[j]) / scale[j]);
+            }
+        }
+    });
+    out
 }
 
 fn blocks(len: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
@@ -108,8 +113,8 @@ pub(crate) fn decompose_full<T: Float>(
             // DᵀD accumulated over row blocks: lower(G) += D_bᵀ D_b
             let mut g = Mat::<T>::zeros(p, p);
             for rows in blocks(n) {
-                let d = design_block::<T>(x, transform, rows, 0..p);
-                syrk_lower_add(g.as_mut(), d.transpose());
+                let d_t = design_block_t::<T>(x, transform, rows, 0..p);
+                syrk_lower_add(g.as_mut(), d_t.as_ref());
             }
             crate::fit::trace("covariance matrix");
             let (s, v) = eigh_psd(g.as_ref(), "covariance XᵀX")?;
@@ -117,10 +122,10 @@ pub(crate) fn decompose_full<T: Float>(
             drop(g);
             let mut z = Mat::<T>::zeros(n, p);
             for rows in blocks(n) {
-                let d = design_block::<T>(x, transform, rows.clone(), 0..p);
+                let d_t = design_block_t::<T>(x, transform, rows.clone(), 0..p);
                 z.as_mut()
                     .subrows_mut(rows.start, rows.len())
-                    .copy_from(mul(d.as_ref(), v.as_ref()));
+                    .copy_from(mul(d_t.transpose(), v.as_ref()));
             }
             Full {
                 solver,
@@ -154,8 +159,8 @@ pub(crate) fn gram_lower<T: Float>(x: MatRef<'_, f32>, transform: &XTransform) -
     let n = x.nrows();
     let mut k = Mat::<T>::zeros(n, n);
     for cols in blocks(x.ncols()) {
-        let d = design_block::<T>(x, transform, 0..n, cols);
-        syrk_lower_add(k.as_mut(), d.as_ref());
+        let d_t = design_block_t::<T>(x, transform, 0..n, cols);
+        syrk_lower_add(k.as_mut(), d_t.transpose());
     }
     k
 }
@@ -280,10 +285,10 @@ pub(crate) fn dual_refit_into<T: Float>(
     let n = x.nrows();
     assert_eq!(coefficients.nrows(), n, "one dual coefficient per row of X");
     for cols in blocks(x.ncols()) {
-        let d = design_block::<T>(x, transform, 0..n, cols.clone());
+        let d_t = design_block_t::<T>(x, transform, 0..n, cols.clone());
         mul_add(
             w.as_mut().subrows_mut(cols.start, cols.len()),
-            d.transpose(),
+            d_t.as_ref(),
             coefficients,
             T::of(1.0),
         );
