@@ -120,7 +120,8 @@ def table(brainrecon_json, anchors_json):
     for workload in sorted({r["workload"] for r in ours} | {r["workload"] for r in theirs}):
         mine = {key(r): r for r in ours if r["workload"] == workload}
         for config, r in sorted(mine.items()):
-            lines.append(f"| {workload} | brainrecon {label(*config)} ({r['solver']}) | {r['fit_seconds']:.2f} | "
+            form = ", dual form" if r.get("form") == "dual" else ""
+            lines.append(f"| {workload} | brainrecon {label(*config)} ({r['solver']}{form}) | {r['fit_seconds']:.2f} | "
                          f"{r['predict_seconds']:.2f} | {r['peak_rss_mb']:.0f} | {r['mean_test_r']:.4f} |{blank}")
         for r in (r for r in theirs if r["workload"] == workload):
             if "skipped" in r:

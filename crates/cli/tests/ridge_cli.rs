@@ -130,6 +130,11 @@ fn check_against_reference(name: &str, extra: &[&str]) {
     ]);
 
     let fitted = RidgeModel::load(&model).unwrap();
+    assert_eq!(
+        fitted.dual.is_some(),
+        extra.contains(&"--dual"),
+        "{name}: form"
+    );
     // the fixtures' grids come from np.logspace: compare alphas to 1e-9 relative
     let expected = fixture.values("best_alphas");
     assert_eq!(fitted.alphas.len(), expected.len());
@@ -154,6 +159,16 @@ fn loo_tall_with_intercept_matches_sklearn() {
 #[test]
 fn gcv_wide_with_intercept_matches_the_definition() {
     check_against_reference("gcv_wide_intercept", &["--cv", "gcv"]);
+}
+
+#[test]
+fn dual_form_matches_the_same_references() {
+    // the model kept as dual coefficients predicts what the references predict
+    check_against_reference("gcv_wide_intercept", &["--cv", "gcv", "--dual"]);
+    check_against_reference(
+        "loo_wide_intercept_standardize",
+        &["--standardize", "--dual"],
+    );
 }
 
 #[test]
@@ -404,6 +419,26 @@ fn bad_input_exits_2_with_a_clear_message_and_writes_nothing() {
     fit(
         &["--x", s(&x), "--y", s(&y), "--shard", "one/two"],
         &["--shard"],
+    );
+
+    // the dual form on a tall X (12 × 3), or with shards
+    fit(
+        &["--x", s(&x), "--y", s(&y), "--dual"],
+        &["--dual", "x.npy", "12 rows and 3 columns"],
+    );
+    std::fs::create_dir(dir.path().join("wide")).unwrap();
+    let (wide_x, wide_y) = write_problem(&dir.path().join("wide"), 6, 10, 4);
+    fit(
+        &[
+            "--x",
+            s(&wide_x),
+            "--y",
+            s(&wide_y),
+            "--dual",
+            "--shard",
+            "0/2",
+        ],
+        &["--dual", "--shard"],
     );
 
     // groups: wrong length, or with LOO

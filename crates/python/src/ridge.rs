@@ -136,6 +136,14 @@ fn ridge_fit<'py>(
 /// The model's arrays in scikit-learn's orientation: `coef` (t, p), `intercept` (t,), `alphas`
 /// (t,), `cv_scores` (n_alphas, t), `alpha_grid`, `x_mean`, `x_scale` (p,), `options` (JSON).
 fn model_dict<'py>(py: Python<'py>, model: &RidgeModel) -> PyResult<Bound<'py, PyDict>> {
+    // a dual model (`brainrecon ridge fit --dual`) gives its weights as scikit-learn keeps them
+    let primal;
+    let model = if model.dual.is_some() {
+        primal = model.to_primal();
+        &primal
+    } else {
+        model
+    };
     let (p, t) = (model.n_features(), model.n_targets());
     // faer's column-major p×t weights, read column by column, are the row-major (t, p) coef_
     let coef = Array2::from_shape_fn((t, p), |(j, i)| model.weights[(i, j)]);
@@ -217,6 +225,7 @@ fn ridge_save(
         options,
         target_range: TargetRange { start, end, total },
         metadata,
+        dual: None,
     };
     py.detach(|| model.save(&directory)).map_err(errors::ridge)
 }

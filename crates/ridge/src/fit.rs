@@ -11,7 +11,7 @@ use crate::band::{
 use crate::device::Device;
 use crate::error::{Result, RidgeError};
 use crate::linalg::{mul32, par_map_cols_mut, par_map_ranges, Float};
-use crate::model::{ModelOptions, RidgeModel, TargetRange};
+use crate::model::{DualForm, ModelOptions, RidgeModel, TargetRange};
 use crate::preprocess::{
     check_finite, column_means, mean_of_rows, take_rows_centered, target_chunk, XTransform,
 };
@@ -117,6 +117,9 @@ pub struct RidgeCv {
     /// Where the fit runs. A GPU fits GCV and LOO (not K-fold) and chooses its
     /// own target chunk from the free device memory.
     pub device: Device,
+    /// Keep the model as dual coefficients and the training X ([`crate::DualForm`]) instead
+    /// of refitting p×t weights: for p > n, on the CPU; any CV scheme.
+    pub dual: bool,
 }
 
 /// Working precision of the decomposition (see [`RidgeCv::precision`]).
@@ -145,12 +148,13 @@ impl Default for RidgeCv {
             target_chunk: 2048,
             precision: Precision::F64,
             device: Device::Cpu,
+            dual: false,
         }
     }
 }
 
 /// Outcome of a CV loop: scores (n_alphas×t), chosen grid index per target,
-/// refit weights in raw-X units (p×t).
+/// refit weights in raw-X units (p×t), or with [`RidgeCv::dual`] the dual coefficients (n×t).
 struct CvFit {
     scores: Mat<f64>,
     best: Vec<usize>,
@@ -276,6 +280,7 @@ impl RidgeCv {
     ) -> Result<RidgeModel> {
         trace("start");
         self.validate(x, y, &targets)?;
+        self.check_dual(x)?;
         if let Device::Cuda(ordinal) = self.device {
             // the GPU checks the values itself, where they already are
             return self.fit_cuda(ordinal, x, y, targets);
@@ -338,6 +343,27 @@ impl RidgeCv {
         )))
     }
 
+    /// A dual model needs more features than samples and the CPU.
+    fn check_dual(&self, x: MatRef<'_, f32>) -> Result<()> {
+        if !self.dual {
+            return Ok(());
+        }
+        if let Device::Cuda(_) = self.device {
+            return Err(RidgeError::Options(
+                "the dual form is fitted on the CPU only; leave out the device or the dual form"
+                    .into(),
+            ));
+        }
+        let (n, p) = (x.nrows(), x.ncols());
+        if Solver::for_shape(n, p) == Solver::Primal {
+            return Err(RidgeError::Options(format!(
+                "the dual form needs more features than samples (X is {n} × {p}): with p ≤ n \
+                 the weights (p × targets) are already the smaller model"
+            )));
+        }
+        Ok(())
+    }
+
     fn fit_prepared<T: Float>(&self, data: Prepared<'_>) -> Result<RidgeModel> {
         let decomposition = self.decompose::<T>(data.x, &data.x_transform)?;
         self.fit_decomposed(data, &decomposition)
@@ -384,7 +410,9 @@ impl RidgeCv {
             best,
             weights,
         } = fit;
-        Ok(self.assemble(data, solver, scores, best, weights))
+        let model = self.assemble(data, solver, scores, best, weights);
+        trace("model assembled");
+        Ok(model)
     }
 
     /// Fits `n_targets` targets a block at a time, so that neither Y nor the weights are ever
@@ -403,6 +431,13 @@ impl RidgeCv {
         if self.device != Device::Cpu {
             return Err(RidgeError::Options(
                 "fits streamed a block of targets at a time run on the CPU".into(),
+            ));
+        }
+        if self.dual {
+            return Err(RidgeError::Options(
+                "a fit streamed a block of targets at a time writes primal weights, not the \
+                 dual form"
+                    .into(),
             ));
         }
         let probe = Mat::<f32>::zeros(x.nrows(), 1);
@@ -634,7 +669,7 @@ impl RidgeCv {
             refit.add(full, projected.as_ref(), chunk.start, &chosen);
             best[chunk].copy_from_slice(&chunk_best);
         }
-        let weights = refit.finish(full.solver, data.x, &data.x_transform);
+        let weights = refit.finish(full.solver, data.x, &data.x_transform, self.dual);
         trace("refit");
         Ok(CvFit {
             scores,
@@ -709,7 +744,9 @@ impl RidgeCv {
         let mut scores = Mat::<f64>::zeros(self.alphas.len(), n_targets);
         let mut best = vec![0; n_targets];
         // each chunk is finished (dual coefficients, refit) before the next: no n×t buffer
-        let mut weights = Mat::<T>::zeros(data.x.ncols(), n_targets);
+        // (unless the dual coefficients are the model)
+        let rows = if self.dual { n } else { data.x.ncols() };
+        let mut weights = Mat::<T>::zeros(rows, n_targets);
         let grid = BandGrid {
             factors,
             alphas: &self.alphas,
@@ -759,17 +796,21 @@ impl RidgeCv {
                 y_c.as_mut().row_mut(0).fill(T::of(0.0));
                 reflection.apply(y_c.as_mut());
             }
-            dual_refit_into(
-                weights.as_mut().subcols_mut(chunk.start, chunk.len()),
-                data.x,
-                &data.x_transform,
-                y_c.as_ref(),
-            );
+            let mut chunk_weights = weights.as_mut().subcols_mut(chunk.start, chunk.len());
+            if self.dual {
+                chunk_weights.copy_from(y_c.as_ref());
+            } else {
+                dual_refit_into(chunk_weights, data.x, &data.x_transform, y_c.as_ref());
+            }
             phases.end(3);
         }
         phases.trace();
         trace("GCV scores, dual coefficients and refit, a chunk of targets at a time");
-        let weights = raw_units_f32(weights, &data.x_transform);
+        let weights = if self.dual {
+            T::into_f32(weights)
+        } else {
+            raw_units_f32(weights, &data.x_transform)
+        };
         CvFit {
             scores,
             best,
@@ -883,7 +924,7 @@ impl RidgeCv {
                 .collect();
             refit.add(full, projected.as_ref(), chunk.start, &chosen);
         }
-        let weights = refit.finish(full.solver, data.x, &data.x_transform);
+        let weights = refit.finish(full.solver, data.x, &data.x_transform, self.dual);
         (best, weights)
     }
 
@@ -903,15 +944,18 @@ impl RidgeCv {
         weights: Mat<f32>,
     ) -> RidgeModel {
         let XTransform { mean, scale } = data.x_transform;
-        let intercept = (0..weights.ncols())
-            .map(|j| {
-                let column = weights.col(j);
-                (data.y_mean[j]
-                    - (0..weights.nrows())
-                        .map(|i| mean[i] * column[i] as f64)
-                        .sum::<f64>()) as f32
-            })
-            .collect();
+        let (weights, intercept, dual) = if self.dual {
+            let train_x = crate::linalg::to_owned_tiled(data.x);
+            let intercept = data.y_mean.iter().map(|&m| m as f32).collect();
+            let dual = DualForm {
+                coefficients: weights,
+                train_x,
+            };
+            (Mat::zeros(data.x.ncols(), 0), intercept, Some(dual))
+        } else {
+            let intercept = primal_intercepts(&weights, &mean, &data.y_mean);
+            (weights, intercept, None)
+        };
         RidgeModel {
             weights,
             intercept,
@@ -933,8 +977,22 @@ impl RidgeCv {
                 total: data.y.ncols(),
             },
             metadata: Default::default(),
+            dual,
         }
     }
+}
+
+/// `mean_y − x_meanᵀ W` per target of the raw-X weights `weights` (p×t).
+pub(crate) fn primal_intercepts(weights: &Mat<f32>, x_mean: &[f64], y_mean: &[f64]) -> Vec<f32> {
+    (0..weights.ncols())
+        .map(|j| {
+            let column = weights.col(j);
+            let centre: f64 = (0..weights.nrows())
+                .map(|i| x_mean[i] * column[i] as f64)
+                .sum();
+            (y_mean[j] - centre) as f32
+        })
+        .collect()
 }
 
 /// With `BRAINRECON_RIDGE_TRACE` set, prints the seconds since the previous

@@ -2,6 +2,8 @@
 //!
 //! Tensors (row-major, little-endian): `weights` f32 [p, t], `intercept` f32 [t],
 //! `x_mean` f32 [p], `x_scale` f32 [p], `alphas` f64 [t], `cv_scores` f32 [n_alphas, t].
+//! A dual model (`model.json` has `"form": "dual"` and `n_samples`) holds `dual_coefficients`
+//! f32 [n, t] and `train_x` f32 [n, p] instead of `weights`.
 
 use std::collections::BTreeMap;
 use std::fs;
@@ -13,7 +15,7 @@ use safetensors::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, RidgeError};
-use crate::model::{ModelOptions, RidgeModel, TargetRange};
+use crate::model::{DualForm, ModelOptions, RidgeModel, TargetRange};
 
 /// Version of the on-disk layout; bumped on incompatible changes.
 pub const FORMAT_VERSION: u32 = 1;
@@ -30,6 +32,27 @@ struct ModelJson {
     options: ModelOptions,
     target_range: TargetRange,
     metadata: BTreeMap<String, serde_json::Value>,
+    /// `dual` for a [`crate::DualForm`] model; files without it are primal.
+    #[serde(default, skip_serializing_if = "Form::is_primal")]
+    form: Form,
+    /// Training rows n of a dual model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    n_samples: Option<usize>,
+}
+
+/// How a saved model holds its weights.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Form {
+    #[default]
+    Primal,
+    Dual,
+}
+
+impl Form {
+    fn is_primal(&self) -> bool {
+        *self == Form::Primal
+    }
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> RidgeError + '_ {
@@ -259,6 +282,11 @@ impl ModelWriter {
 
     /// Writes the next block: targets `filled..filled + block.n_targets()`.
     pub fn put(&mut self, block: &RidgeModel) -> Result<()> {
+        if block.dual.is_some() {
+            return Err(RidgeError::Merge(
+                "a block in the dual form: the writer takes primal weights".into(),
+            ));
+        }
         let range = block.target_range;
         let (start, len) = (range.start, block.n_targets());
         if start != self.filled
@@ -361,6 +389,8 @@ impl ModelWriter {
                 total: self.n_targets,
             },
             metadata,
+            form: Form::Primal,
+            n_samples: None,
         };
         let text = serde_json::to_vec_pretty(&json)
             .map_err(|e| format_err(&self.dir.join(MODEL_FILE), "*", e.to_string()))?;
@@ -382,14 +412,20 @@ impl RidgeModel {
         let dir = dir.as_ref();
         fs::create_dir_all(dir).map_err(io_err(dir))?;
         let (p, t) = (self.n_features(), self.n_targets());
-        let tensors = [
-            TensorSource::f32_matrix("weights", &self.weights),
+        let mut tensors = match &self.dual {
+            None => vec![TensorSource::f32_matrix("weights", &self.weights)],
+            Some(dual) => vec![
+                TensorSource::f32_matrix("dual_coefficients", &dual.coefficients),
+                TensorSource::f32_matrix("train_x", &dual.train_x),
+            ],
+        };
+        tensors.extend([
             TensorSource::f32_values("intercept", &self.intercept),
             TensorSource::f32_values("x_mean", &self.x_mean),
             TensorSource::f32_values("x_scale", &self.x_scale),
             TensorSource::f64_values("alphas", &self.alphas),
             TensorSource::f32_matrix("cv_scores", &self.cv_scores),
-        ];
+        ]);
         write_safetensors_atomic(dir, WEIGHTS_FILE, &tensors)?;
         let json = ModelJson {
             format_version: FORMAT_VERSION,
@@ -399,6 +435,12 @@ impl RidgeModel {
             options: self.options.clone(),
             target_range: self.target_range,
             metadata: self.metadata.clone(),
+            form: if self.dual.is_some() {
+                Form::Dual
+            } else {
+                Form::Primal
+            },
+            n_samples: self.dual.as_ref().map(|dual| dual.train_x.nrows()),
         };
         let text = serde_json::to_vec_pretty(&json)
             .map_err(|e| format_err(&dir.join(MODEL_FILE), "*", e.to_string()))?;
@@ -450,8 +492,26 @@ impl RidgeModel {
                 format!("chosen alpha {bad} is not in the alpha grid"),
             ));
         }
+        let (weights, dual) = match (json.form, json.n_samples) {
+            (Form::Primal, _) => (reader.matrix("weights", p, t)?, None),
+            (Form::Dual, Some(n)) => {
+                let dual = DualForm {
+                    coefficients: reader.matrix("dual_coefficients", n, t)?,
+                    train_x: reader.matrix("train_x", n, p)?,
+                };
+                (Mat::zeros(p, 0), Some(dual))
+            }
+            (Form::Dual, None) => {
+                return Err(format_err(
+                    &json_path,
+                    "n_samples",
+                    "missing: a dual model records its training rows",
+                ))
+            }
+        };
         Ok(RidgeModel {
-            weights: reader.matrix("weights", p, t)?,
+            weights,
+            dual,
             intercept: reader.f32s("intercept", &[t])?,
             x_mean: reader.f32s("x_mean", &[p])?,
             x_scale: reader.f32s("x_scale", &[p])?,
@@ -515,6 +575,7 @@ impl TensorReader<'_> {
 
     fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<Mat<f32>> {
         let values = self.f32s(name, &[rows, cols])?;
-        Ok(Mat::from_fn(rows, cols, |i, j| values[i * cols + j]))
+        let view = crate::fit::row_major_view(name, &values, (rows, cols))?;
+        Ok(crate::linalg::to_owned_tiled(view))
     }
 }

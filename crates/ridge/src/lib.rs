@@ -44,7 +44,7 @@ pub use fit::{row_major_view, Cv, CvMethod, Precision, RidgeCv, Shard};
 pub use gpu::last_fit_peak_bytes;
 pub use io::{ModelWriter, FORMAT_VERSION, MODEL_FILE, WEIGHTS_FILE};
 pub use linalg::set_threads;
-pub use model::{ModelOptions, RidgeModel, TargetRange};
+pub use model::{DualForm, ModelOptions, RidgeModel, TargetRange};
 pub use partition::{
     correlation_score_split, partition_three, partition_two, r2_score_split, ThreeSpacePartition,
     ThreeSpaceR2, TwoSpacePartition,

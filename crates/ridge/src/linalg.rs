@@ -117,6 +117,26 @@ pub(crate) fn mul32(lhs: MatRef<'_, f32>, rhs: MatRef<'_, f32>) -> Mat<f32> {
     mul(lhs, rhs)
 }
 
+/// `m` copied into a column-major matrix in 64×64 tiles, each thread on its own columns: a
+/// plain copy of a row-major view (a C-order .npy) steps a whole row between reads.
+pub(crate) fn to_owned_tiled(m: MatRef<'_, f32>) -> Mat<f32> {
+    const TILE: usize = 64;
+    let mut out = Mat::<f32>::zeros(m.nrows(), m.ncols());
+    par_map_cols_mut(out.as_mut(), |mut part, first| {
+        for j0 in (0..part.ncols()).step_by(TILE) {
+            let columns = j0..(j0 + TILE).min(part.ncols());
+            for i0 in (0..m.nrows()).step_by(TILE) {
+                for j in columns.clone() {
+                    for i in i0..(i0 + TILE).min(m.nrows()) {
+                        part[(i, j)] = m[(i, first + j)];
+                    }
+                }
+            }
+        }
+    });
+    out
+}
+
 /// Element-wise cast to f32.
 pub(crate) fn to_f32<T: Float>(m: MatRef<'_, T>) -> Mat<f32> {
     Mat::from_fn(m.nrows(), m.ncols(), |i, j| m[(i, j)].f32())

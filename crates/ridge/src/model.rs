@@ -6,11 +6,11 @@ use faer::{Mat, MatRef};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, RidgeError};
-use crate::fit::{row_major_view, CvMethod};
-use crate::linalg::mul32;
-use crate::preprocess::check_finite;
+use crate::fit::{primal_intercepts, row_major_view, CvMethod};
+use crate::linalg::{mul32, mul_add};
+use crate::preprocess::{check_finite, XTransform};
 use crate::select::Scoring;
-use crate::spectral::Solver;
+use crate::spectral::{block_ranges, design_block_t, dual_refit_into, raw_units_f32, Solver};
 
 /// Fit options recorded in the model (and in `model.json`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -31,12 +31,13 @@ pub struct TargetRange {
 }
 
 /// Fitted multi-target ridge model; `predict(x) = x · weights + intercept`
-/// on raw (unscaled, uncentered) X.
+/// on raw (unscaled, uncentered) X, or from its [`DualForm`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct RidgeModel {
-    /// p×t weights in raw-X space (standardization folded in).
+    /// p×t weights in raw-X space (standardization folded in); p×0 in a dual model.
     pub weights: Mat<f32>,
-    /// t intercepts (`mean_y - x_meanᵀ weights`; 0 without intercept).
+    /// t intercepts (`mean_y - x_meanᵀ weights`; 0 without intercept). A dual model's
+    /// intercepts are the target means, as its design is centred.
     pub intercept: Vec<f32>,
     /// p column means used for centering (zeros without intercept).
     pub x_mean: Vec<f32>,
@@ -52,6 +53,20 @@ pub struct RidgeModel {
     pub target_range: TargetRange,
     /// Free-form annotations (ROI, feature names, subject...) saved in model.json.
     pub metadata: BTreeMap<String, serde_json::Value>,
+    /// The model kept as dual coefficients and its training X (see [`crate::RidgeCv::dual`]).
+    pub dual: Option<DualForm>,
+}
+
+/// A model kept in its dual (kernel) form, as himalaya's `KernelRidge` keeps it: with
+/// `D = (X − x_mean) / x_scale`, `predict(x) = D(x) · D(train_x)ᵀ · coefficients + intercept`.
+/// For p > n it skips the refit of p×t weights (2·p·n·t operations) and is smaller when t is
+/// large; [`RidgeModel::to_primal`] does that refit when the weights are wanted.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DualForm {
+    /// n×t dual coefficients of the transformed design.
+    pub coefficients: Mat<f32>,
+    /// n×p training predictors, raw.
+    pub train_x: Mat<f32>,
 }
 
 impl RidgeModel {
@@ -62,7 +77,66 @@ impl RidgeModel {
 
     /// Number of targets t held by this model.
     pub fn n_targets(&self) -> usize {
-        self.weights.ncols()
+        self.intercept.len()
+    }
+
+    /// The same model with primal weights: itself, or a dual model's weights
+    /// `D(train_x)ᵀ · coefficients` in raw-X units with intercepts `mean_y − x_meanᵀ W`.
+    pub fn to_primal(&self) -> RidgeModel {
+        let Some(dual) = &self.dual else {
+            return self.clone();
+        };
+        let transform = self.x_transform();
+        let (p, t) = (self.n_features(), self.n_targets());
+        let mut weights = Mat::<f32>::zeros(p, t);
+        dual_refit_into(
+            weights.as_mut(),
+            dual.train_x.as_ref(),
+            &transform,
+            dual.coefficients.as_ref(),
+        );
+        let weights = raw_units_f32(weights, &transform);
+        let y_mean: Vec<f64> = self.intercept.iter().map(|&b| b as f64).collect();
+        let intercept = primal_intercepts(&weights, &transform.mean, &y_mean);
+        RidgeModel {
+            weights,
+            intercept,
+            dual: None,
+            ..self.clone_without_dual()
+        }
+    }
+
+    /// The model's fields other than its weights, intercepts and dual form.
+    fn clone_without_dual(&self) -> RidgeModel {
+        RidgeModel {
+            weights: Mat::zeros(0, 0),
+            intercept: Vec::new(),
+            x_mean: self.x_mean.clone(),
+            x_scale: self.x_scale.clone(),
+            alphas: self.alphas.clone(),
+            cv_scores: self.cv_scores.clone(),
+            alpha_grid: self.alpha_grid.clone(),
+            options: self.options.clone(),
+            target_range: self.target_range,
+            metadata: self.metadata.clone(),
+            dual: None,
+        }
+    }
+
+    /// The model's centring and scaling of X.
+    fn x_transform(&self) -> XTransform {
+        XTransform {
+            mean: self.x_mean.iter().map(|&v| v as f64).collect(),
+            scale: self.x_scale.iter().map(|&v| v as f64).collect(),
+        }
+    }
+
+    /// A dual model's predictions without intercepts: `D(x) · D(train_x)ᵀ · C` (m×t), the
+    /// kernel `D(x) · D(train_x)ᵀ` (m×n) accumulated over feature blocks.
+    fn predict_dual(&self, dual: &DualForm, x: MatRef<'_, f32>) -> Mat<f32> {
+        let transform = self.x_transform();
+        let kernel = cross_kernel(x, dual.train_x.as_ref(), &transform);
+        mul32(kernel.as_ref(), dual.coefficients.as_ref())
     }
 
     /// Predictions (n×t) for raw `x` (n×p).
@@ -75,7 +149,10 @@ impl RidgeModel {
             )));
         }
         check_finite("X", x)?;
-        let mut y = mul32(x, self.weights.as_ref());
+        let mut y = match &self.dual {
+            Some(dual) => self.predict_dual(dual, x),
+            None => mul32(x, self.weights.as_ref()),
+        };
         for (j, &b) in self.intercept.iter().enumerate() {
             for i in 0..y.nrows() {
                 y[(i, j)] += b;
@@ -107,10 +184,18 @@ impl RidgeModel {
             .collect()
     }
 
-    /// Weights for standardized X (`weights · x_scale`, p×t), for interpretation.
+    /// Weights for standardized X (`weights · x_scale`, p×t), for interpretation (a dual
+    /// model's after [`RidgeModel::to_primal`]).
     pub fn weights_standardized(&self) -> Mat<f32> {
+        let primal;
+        let weights = if self.dual.is_some() {
+            primal = self.to_primal();
+            &primal.weights
+        } else {
+            &self.weights
+        };
         Mat::from_fn(self.n_features(), self.n_targets(), |i, j| {
-            self.weights[(i, j)] * self.x_scale[i]
+            weights[(i, j)] * self.x_scale[i]
         })
     }
 
@@ -121,6 +206,13 @@ impl RidgeModel {
     /// without gap or overlap. Metadata maps are unioned (first wins).
     pub fn merge(shards: Vec<RidgeModel>) -> Result<RidgeModel> {
         let mut shards = shards;
+        if shards.iter().any(|shard| shard.dual.is_some()) {
+            return Err(RidgeError::Merge(
+                "a shard is a dual model: fit shards with primal weights, or convert each with \
+                 to_primal"
+                    .into(),
+            ));
+        }
         shards.sort_by_key(|m| m.target_range.start);
         let first = shards
             .first()
@@ -183,8 +275,21 @@ impl RidgeModel {
                 total,
             },
             metadata,
+            dual: None,
         })
     }
+}
+
+/// `D(a) · D(b)ᵀ` (m×n) for raw `a` (m×p) and `b` (n×p) under one transform, a block of
+/// features at a time.
+fn cross_kernel(a: MatRef<'_, f32>, b: MatRef<'_, f32>, transform: &XTransform) -> Mat<f32> {
+    let mut kernel = Mat::<f32>::zeros(a.nrows(), b.nrows());
+    for cols in block_ranges(a.ncols()) {
+        let a_t = design_block_t::<f32>(a, transform, 0..a.nrows(), cols.clone());
+        let b_t = design_block_t::<f32>(b, transform, 0..b.nrows(), cols);
+        mul_add(kernel.as_mut(), a_t.transpose(), b_t.as_ref(), 1.0);
+    }
+    kernel
 }
 
 pub(crate) fn check_compatible(reference: &RidgeModel, shard: &RidgeModel, k: usize) -> Result<()> {

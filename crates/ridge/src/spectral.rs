@@ -82,7 +82,8 @@ pub(crate) fn design_block_t<T: Float>(
     out
 }
 
-fn blocks(len: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
+/// Consecutive ranges of `BLOCK` rows or columns (the last one shorter) covering `0..len`.
+pub(crate) fn block_ranges(len: usize) -> impl Iterator<Item = std::ops::Range<usize>> {
     (0..len)
         .step_by(BLOCK)
         .map(move |s| s..(s + BLOCK).min(len))
@@ -112,7 +113,7 @@ pub(crate) fn decompose_full<T: Float>(
         Solver::Primal => {
             // DᵀD accumulated over row blocks: lower(G) += D_bᵀ D_b
             let mut g = Mat::<T>::zeros(p, p);
-            for rows in blocks(n) {
+            for rows in block_ranges(n) {
                 let d_t = design_block_t::<T>(x, transform, rows, 0..p);
                 syrk_lower_add(g.as_mut(), d_t.as_ref());
             }
@@ -121,7 +122,7 @@ pub(crate) fn decompose_full<T: Float>(
             crate::fit::trace("eigendecomposition");
             drop(g);
             let mut z = Mat::<T>::zeros(n, p);
-            for rows in blocks(n) {
+            for rows in block_ranges(n) {
                 let d_t = design_block_t::<T>(x, transform, rows.clone(), 0..p);
                 z.as_mut()
                     .subrows_mut(rows.start, rows.len())
@@ -158,7 +159,7 @@ pub(crate) fn decompose_full<T: Float>(
 pub(crate) fn gram_lower<T: Float>(x: MatRef<'_, f32>, transform: &XTransform) -> Mat<T> {
     let n = x.nrows();
     let mut k = Mat::<T>::zeros(n, n);
-    for cols in blocks(x.ncols()) {
+    for cols in block_ranges(x.ncols()) {
         let d_t = design_block_t::<T>(x, transform, 0..n, cols);
         syrk_lower_add(k.as_mut(), d_t.transpose());
     }
@@ -260,9 +261,17 @@ impl<T: Float> Refit<T> {
             .copy_from(mul(left, shrunk.as_ref()));
     }
 
-    /// Weights in raw-X units (p×t), see [`raw_units_f32`].
-    pub fn finish(self, solver: Solver, x: MatRef<'_, f32>, transform: &XTransform) -> Mat<f32> {
+    /// Weights in raw-X units (p×t), see [`raw_units_f32`]; with `keep_dual` (dual solver
+    /// only) the dual coefficients (n×t) as they are.
+    pub fn finish(
+        self,
+        solver: Solver,
+        x: MatRef<'_, f32>,
+        transform: &XTransform,
+        keep_dual: bool,
+    ) -> Mat<f32> {
         let weights = match solver {
+            Solver::Dual if keep_dual => return T::into_f32(self.acc),
             Solver::Primal => self.acc,
             Solver::Dual => {
                 let mut w = Mat::<T>::zeros(x.ncols(), self.acc.ncols());
@@ -284,7 +293,7 @@ pub(crate) fn dual_refit_into<T: Float>(
 ) {
     let n = x.nrows();
     assert_eq!(coefficients.nrows(), n, "one dual coefficient per row of X");
-    for cols in blocks(x.ncols()) {
+    for cols in block_ranges(x.ncols()) {
         let d_t = design_block_t::<T>(x, transform, 0..n, cols.clone());
         mul_add(
             w.as_mut().subrows_mut(cols.start, cols.len()),

@@ -70,6 +70,7 @@ impl Case {
             target_chunk: 3, // several chunks, one of them ragged
             precision: brainrecon_ridge::Precision::F64,
             device: test_device(),
+            dual: false,
         }
     }
 }

@@ -71,6 +71,9 @@ pub struct RidgeArgs {
     /// cpu, cuda or cuda:N (a build with `--features cuda`)
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Keep the models as dual coefficients (`ridge fit --dual`; wide workloads, CPU)
+    #[arg(long)]
+    dual: bool,
     /// Print the results as JSON
     #[arg(long)]
     json: bool,
@@ -88,6 +91,8 @@ pub struct RunArgs {
     cv: String,
     #[arg(long, default_value = "cpu")]
     device: String,
+    #[arg(long)]
+    dual: bool,
 }
 
 /// `meta.json` of a workload directory; the Python anchors read it too.
@@ -110,6 +115,9 @@ struct RunResult {
     cv: String,
     precision: String,
     solver: String,
+    /// `primal` (weights) or `dual` (dual coefficients and the training X).
+    #[serde(default)]
+    form: String,
     threads: usize,
     fit_seconds: f64,
     predict_seconds: f64,
@@ -193,6 +201,7 @@ fn ridge(args: RidgeArgs) -> anyhow::Result<()> {
                         "--device",
                         &args.device,
                     ])
+                    .args(args.dual.then_some("--dual"))
                     .arg("--dir")
                     .arg(&dir)
                     .output()?;
@@ -211,15 +220,16 @@ fn ridge(args: RidgeArgs) -> anyhow::Result<()> {
     if args.json {
         return super::print_json(&results);
     }
-    println!("workload  device  cv   precision  solver  fit s     predict s  test mean r  peak MB  GPU MB");
+    println!("workload  device  cv   precision  solver  form    fit s     predict s  test mean r  peak MB  GPU MB");
     for r in &results {
         println!(
-            "{:<9} {:<7} {:<4} {:<10} {:<7} {:<9.2} {:<10.3} {:<12.4} {:<8.0} {}",
+            "{:<9} {:<7} {:<4} {:<10} {:<7} {:<7} {:<9.2} {:<10.3} {:<12.4} {:<8.0} {}",
             r.workload,
             r.device,
             r.cv,
             r.precision,
             r.solver,
+            r.form,
             r.fit_seconds,
             r.predict_seconds,
             r.mean_test_r,
@@ -282,6 +292,7 @@ fn ridge_run(args: RunArgs) -> anyhow::Result<()> {
         },
         precision,
         device: super::ridge::ridge_device(&args.device)?,
+        dual: args.dual,
         ..RidgeCv::default()
     };
     let started = Instant::now();
@@ -301,6 +312,12 @@ fn ridge_run(args: RunArgs) -> anyhow::Result<()> {
         cv: args.cv,
         precision: args.precision,
         solver: format!("{:?}", model.options.solver).to_lowercase(),
+        form: if model.dual.is_some() {
+            "dual"
+        } else {
+            "primal"
+        }
+        .into(),
         threads: args.threads,
         fit_seconds,
         predict_seconds,

@@ -32,11 +32,14 @@ pub fn run(command: RidgeCommand) -> anyhow::Result<()> {
 /// `--groups` all rows of a group stay in one fold). The solver (primal p×p or kernel n×n) is
 /// chosen by shape. `--shard k/N` fits only the k-th of N equal target ranges, k = 0 … N-1
 /// (0-based, like `SLURM_ARRAY_TASK_ID` with `#SBATCH --array=0-(N-1)`); join the shards
-/// with `brainrecon ridge merge`.
+/// with `brainrecon ridge merge`. With more columns than rows, `--dual` keeps the model as dual
+/// coefficients and the training X (as himalaya's KernelRidge) and skips the refit of the
+/// weights; `ridge predict` reads either form.
 #[derive(clap::Args)]
 #[command(
     after_help = "Example:\n  brainrecon ridge fit --x X.npy --y Y.npy --alphas 1e1,1e2,1e3,1e4 --cv loo --out model\n  \
-    brainrecon ridge fit --x X.npy --y Y.npy --cv 5 --groups stimulus.npy --shard $SLURM_ARRAY_TASK_ID/8 --out shards/$SLURM_ARRAY_TASK_ID"
+    brainrecon ridge fit --x X.npy --y Y.npy --cv 5 --groups stimulus.npy --shard $SLURM_ARRAY_TASK_ID/8 --out shards/$SLURM_ARRAY_TASK_ID\n  \
+    brainrecon ridge fit --x betas.npy --y latents.npy --cv gcv --precision f32 --dual --out model"
 )]
 pub struct FitArgs {
     /// Predictors, (n, p) .npy
@@ -78,6 +81,11 @@ pub struct FitArgs {
     /// with `--features cuda`)
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// Keep dual coefficients (n × t) and the training X instead of weights (p × t): for more
+    /// columns than rows, on the CPU; saves the refit (2·p·n·t operations) and, for many
+    /// targets, space
+    #[arg(long)]
+    dual: bool,
     /// Model directory to write (weights.safetensors + model.json)
     #[arg(long)]
     out: PathBuf,
@@ -176,6 +184,32 @@ pub(crate) fn parse_alphas(text: &str) -> anyhow::Result<Vec<f64>> {
             ))),
         })
         .collect()
+}
+
+/// `--dual` needs more columns than rows, the CPU and no shards.
+fn check_dual(args: &FitArgs, n: usize, p: usize) -> anyhow::Result<()> {
+    if !args.dual {
+        return Ok(());
+    }
+    if p <= n {
+        return Err(usage(format!(
+            "--dual: {} has {n} rows and {p} columns; the dual form is for more columns than \
+             rows (otherwise the weights are the smaller model): leave out --dual",
+            args.x.display()
+        )));
+    }
+    if args.shard.is_some() {
+        return Err(usage(
+            "--dual with --shard: shards are merged as weights; fit the dual form whole",
+        ));
+    }
+    if args.device != "cpu" {
+        return Err(usage(format!(
+            "--dual with --device {}: the dual form is fitted on the CPU",
+            args.device
+        )));
+    }
+    Ok(())
 }
 
 /// `k/N` → shard, 0-based, checked against the target count.
@@ -285,8 +319,10 @@ fn fit(args: FitArgs) -> anyhow::Result<()> {
         target_chunk: args.target_chunk,
         precision: args.precision.into(),
         device,
+        dual: args.dual,
         ..RidgeCv::default()
     };
+    check_dual(&args, x.rows, x.cols)?;
     if device != brainrecon_ridge::Device::Cpu && matches!(estimator.cv, Cv::KFold { .. }) {
         return Err(usage(format!(
             "--device {}: K-fold cross-validation runs on the CPU only; use --cv gcv or --cv loo \
@@ -321,6 +357,7 @@ fn fit(args: FitArgs) -> anyhow::Result<()> {
         "n_targets": y.cols,
         "target_range": [range.start, range.end],
         "solver": model.options.solver,
+        "form": if model.dual.is_some() { "dual" } else { "primal" },
         "cv": model.options.cv,
         "median_alpha": chosen[chosen.len() / 2],
         "seconds": seconds,

@@ -1207,6 +1207,7 @@ impl<'g, T: GpuReal> Solve<'g, T> {
                 total: y.ncols(),
             },
             metadata: Default::default(),
+            dual: None,
         }
     }
 }
