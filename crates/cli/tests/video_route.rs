@@ -187,6 +187,11 @@ fn every_frame_latents(dir: &Path, demo: &Path) {
     ]);
     let summary = json(&fit.join("video_fit.json"));
     assert_eq!(summary["latent_frames"], 6);
+    // the velocities measured while the latents read the clips are those measured alone
+    for file in ["decoded_motion.npy", "true_motion_test.npy"] {
+        let bytes = |dir: &Path| std::fs::read(dir.join(file)).unwrap();
+        assert!(bytes(&fit) == bytes(&demo.join("fit")), "{file} differs");
+    }
     let shape: Vec<u64> = summary["latent_shape"]
         .as_array()
         .unwrap()

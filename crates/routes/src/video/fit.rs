@@ -321,18 +321,8 @@ pub fn fit(
     write_decoded_contexts(out, [&decoded_c, &negative_c, &c_test], &test)?;
     c_model.save(out.join("models").join("c"))?;
 
+    // the latents first: the clips they decode leave their velocities for the motion decoder
     let mut clips = StimulusClips::new(&opts.stimuli, meta.design.tr, meta.design.frames_per_tr);
-    let motion = match opts.motion {
-        true => Some(fit_motion(
-            [&x_train, &x_test],
-            [&train, &test],
-            &mut clips,
-            &opts.alphas,
-            opts.folds,
-            out,
-        )?),
-        false => None,
-    };
     let (mut latent_shape, mut cv_r2_z, mut identification_z) = (None, None, None);
     let mut latent_frames = 1;
     if let Some(which) = opts.latent {
@@ -347,6 +337,17 @@ pub fn fit(
         latent_shape = Some(shape);
         cv_r2_z = Some(r2);
     }
+    let motion = match opts.motion {
+        true => Some(fit_motion(
+            [&x_train, &x_test],
+            [&train, &test],
+            &mut clips,
+            &opts.alphas,
+            opts.folds,
+            out,
+        )?),
+        false => None,
+    };
     let summary = VideoFitSummary {
         format: "brainrecon-video-fit".into(),
         decoder: ridge_decoder(),

@@ -1,7 +1,8 @@
 //! The motion decoder beside the contexts. A caption names what is seen; how it moves is
 //! carried by the early visual areas' motion energy, which a clip's text context hardly keeps.
 //! So the route also decodes, with ridge, the global velocity of each sample's clip
-//! ([`clip_velocity`]: frame widths and heights per frame, measured from the stimulus frames),
+//! ([`brainrecon_data::motion::clip_velocity`]: frame widths and heights per frame, measured
+//! from the stimulus frames),
 //! and `video reconstruct` moves the initial noise by it ([`brainrecon_diffusion::warp`]).
 //!
 //! ```text
@@ -14,7 +15,6 @@ use super::evaluate::read_direction_of;
 use super::fit::{fit_grouped, write_matrix};
 use super::stimuli::{StimulusClips, StimulusTr};
 use crate::error::{Result, RouteError};
-use brainrecon_data::motion::{clip_velocity, MOTION_GRID};
 use brainrecon_metrics::vector::pearson;
 use faer::Mat;
 use std::path::Path;
@@ -36,14 +36,14 @@ pub struct MotionFit {
     pub direction_chance: f64,
 }
 
-/// The measured velocity of each sample's clip: (n, 2).
+/// The measured velocity of each sample's clip: (n, 2) (see [`StimulusClips::velocity`]).
 pub(crate) fn clip_velocities(
     clips: &mut StimulusClips,
     samples: &[StimulusTr],
 ) -> Result<Mat<f32>> {
     let mut rows = Vec::with_capacity(samples.len());
     for &s in samples {
-        rows.push(clip_velocity(&clips.clip(s)?, MOTION_GRID));
+        rows.push(clips.velocity(s)?);
     }
     Ok(Mat::from_fn(rows.len(), 2, |r, c| rows[r][c]))
 }

@@ -13,6 +13,7 @@
 use crate::error::{Result, RouteError};
 use brainrecon_data::cifti::cc2017::Split;
 use brainrecon_data::image::RgbImage;
+use brainrecon_data::motion::{clip_velocity, MOTION_GRID};
 use brainrecon_data::video::{self, Video};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -39,12 +40,13 @@ pub fn segment_video_path(stimuli: &Path, split: Split, segment: usize) -> Resul
         })
 }
 
-/// Opened segment videos, reused across samples.
+/// Opened segment videos, reused across samples, and the velocity of every clip decoded so far.
 pub struct StimulusClips {
     stimuli: PathBuf,
     tr_seconds: f64,
     frames_per_tr: usize,
     open: HashMap<(bool, usize), Video>,
+    velocities: HashMap<StimulusTr, [f32; 2]>,
 }
 
 impl StimulusClips {
@@ -54,6 +56,7 @@ impl StimulusClips {
             tr_seconds,
             frames_per_tr,
             open: HashMap::new(),
+            velocities: HashMap::new(),
         }
     }
 
@@ -74,7 +77,22 @@ impl StimulusClips {
             self.open.insert(key, video::open(&path)?);
         }
         let times = self.frame_times(at.tr);
-        Ok(self.open[&key].frames_at_times(&times)?)
+        let frames = self.open[&key].frames_at_times(&times)?;
+        // measured at a 16 × 16 grid it costs little next to decoding the frames, and the motion
+        // decoder then needs no second decoding of clips read for the latents
+        self.velocities
+            .insert(at, clip_velocity(&frames, MOTION_GRID));
+        Ok(frames)
+    }
+
+    /// The global velocity of `at`'s clip ([`clip_velocity`]), decoding the clip only when it
+    /// was not decoded before.
+    pub fn velocity(&mut self, at: StimulusTr) -> Result<[f32; 2]> {
+        if let Some(velocity) = self.velocities.get(&at) {
+            return Ok(*velocity);
+        }
+        self.clip(at)?;
+        Ok(self.velocities[&at])
     }
 }
 
