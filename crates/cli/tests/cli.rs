@@ -137,37 +137,29 @@ fn pipeline_from_nsd_layout_to_metrics() {
     assert_eq!(info["captions_per_image"], 5);
     assert_eq!(info["image_size"], serde_json::json!([32, 32]));
 
-    let fit = json(&[
-        "fit",
-        "--subject",
-        p(&subject),
-        "--roi",
-        "nsdgeneral",
-        "--target",
-        "pixels:12",
-        "--out",
-        p(&model),
-        "--json",
-    ]);
+    let fit_pixels = |out: &std::path::Path, extra: &[&str]| {
+        let mut args = vec![
+            "fit",
+            "--subject",
+            p(&subject),
+            "--roi",
+            "nsdgeneral",
+            "--target",
+            "pixels:12",
+            "--out",
+            p(out),
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        json(&args)
+    };
+    let fit = fit_pixels(&model, &[]);
     assert_eq!(fit["n_targets"], 12 * 12 * 3);
 
     // The same fit a block of 100 targets at a time (as c on a full subject): the same model
     // file, test scores and summary.
     let blocks = dir.path().join("model-blocks");
-    let streamed = json(&[
-        "fit",
-        "--subject",
-        p(&subject),
-        "--roi",
-        "nsdgeneral",
-        "--target",
-        "pixels:12",
-        "--target-block",
-        "100",
-        "--out",
-        p(&blocks),
-        "--json",
-    ]);
+    let streamed = fit_pixels(&blocks, &["--target-block", "100"]);
     let close = |a: f64, b: f64| (a - b).abs() <= 1e-5 * (1.0 + a.abs());
     for key in [
         "median_alpha",

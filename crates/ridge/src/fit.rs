@@ -279,7 +279,7 @@ impl RidgeCv {
         targets: Range<usize>,
     ) -> Result<RidgeModel> {
         trace("start");
-        self.validate(x, y, &targets)?;
+        self.validate(x, (y.nrows(), y.ncols()), &targets)?;
         self.check_dual(x)?;
         if let Device::Cuda(ordinal) = self.device {
             // the GPU checks the values itself, where they already are
@@ -307,10 +307,7 @@ impl RidgeCv {
             // the answer in float64 is what was asked for, at twice the cost.
             Precision::F32 => match self.fit_prepared::<f32>(data.clone()) {
                 Err(error @ RidgeError::Decomposition(_)) => {
-                    eprintln!(
-                        "warning: ridge in float32: {error} (its rounding errors exceed the \
-                         smallest alphas): refitting in float64, at about twice the time"
-                    );
+                    warn_refitting_in_f64(&error);
                     self.fit_prepared::<f64>(data)
                 }
                 fit => fit,
@@ -440,13 +437,13 @@ impl RidgeCv {
                     .into(),
             ));
         }
-        let probe = Mat::<f32>::zeros(x.nrows(), 1);
-        self.validate(x, probe.as_ref(), &(0..1))?;
         if n_targets == 0 || block == 0 {
             return Err(RidgeError::Options(format!(
                 "need ≥ 1 target and a block of ≥ 1 (found {n_targets} targets, block {block})"
             )));
         }
+        // the blocks of Y come later: X and the options are checked against Y's shape
+        self.validate(x, (x.nrows(), n_targets), &(0..n_targets))?;
         check_finite("X", x)?;
         let x_transform = XTransform::fit(x, self.fit_intercept, self.standardize);
         let block = block.div_ceil(self.target_chunk) * self.target_chunk;
@@ -464,10 +461,7 @@ impl RidgeCv {
             // (before any block is fitted)
             Precision::F32 => match self.decompose::<f32>(x, &x_transform) {
                 Err(error @ RidgeError::Decomposition(_)) => {
-                    eprintln!(
-                        "warning: ridge in float32: {error} (its rounding errors exceed the \
-                         smallest alphas): refitting in float64, at about twice the time"
-                    );
+                    warn_refitting_in_f64(&error);
                     let decomposition = self.decompose::<f64>(x, &x_transform)?;
                     self.fit_blocks(&decomposition, &stream, load, put)
                 }
@@ -552,32 +546,30 @@ impl RidgeCv {
         Ok(y)
     }
 
+    /// Checks X, Y's shape `(rows, columns)`, the fitted target range and the options.
     fn validate(
         &self,
         x: MatRef<'_, f32>,
-        y: MatRef<'_, f32>,
+        (y_rows, y_cols): (usize, usize),
         targets: &Range<usize>,
     ) -> Result<()> {
-        if x.nrows() != y.nrows() {
+        if x.nrows() != y_rows {
             return Err(RidgeError::Shape(format!(
-                "X has {} rows but Y has {}",
-                x.nrows(),
-                y.nrows()
+                "X has {} rows but Y has {y_rows}",
+                x.nrows()
             )));
         }
-        if x.nrows() < 2 || x.ncols() == 0 || y.ncols() == 0 {
+        if x.nrows() < 2 || x.ncols() == 0 || y_cols == 0 {
             return Err(RidgeError::Shape(format!(
-                "need ≥ 2 samples, ≥ 1 feature and ≥ 1 target (X is {}×{}, Y is {}×{})",
+                "need ≥ 2 samples, ≥ 1 feature and ≥ 1 target (X is {}×{}, Y is \
+                 {y_rows}×{y_cols})",
                 x.nrows(),
-                x.ncols(),
-                y.nrows(),
-                y.ncols()
+                x.ncols()
             )));
         }
-        if targets.start >= targets.end || targets.end > y.ncols() {
+        if targets.start >= targets.end || targets.end > y_cols {
             return Err(RidgeError::Options(format!(
-                "target range {targets:?} outside 0..{}",
-                y.ncols()
+                "target range {targets:?} outside 0..{y_cols}"
             )));
         }
         if self.alphas.is_empty() {
@@ -980,6 +972,14 @@ impl RidgeCv {
             dual,
         }
     }
+}
+
+/// Says that a float32 fit failed with `error` and is redone in float64.
+fn warn_refitting_in_f64(error: &RidgeError) {
+    eprintln!(
+        "warning: ridge in float32: {error} (its rounding errors exceed the smallest alphas): \
+         refitting in float64, at about twice the time"
+    );
 }
 
 /// `mean_y − x_meanᵀ W` per target of the raw-X weights `weights` (p×t).
