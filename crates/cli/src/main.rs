@@ -1,8 +1,27 @@
 //! `brainrecon`: reconstruct what a brain saw from recordings of it.
 
+/// `println!` that returns an error instead of panicking when standard output is a closed
+/// pipe or a full disk (see [`stdout::write`]).
+macro_rules! outln {
+    () => {
+        $crate::stdout::write(format_args!("\n"))
+    };
+    ($($arg:tt)*) => {
+        $crate::stdout::write(format_args!("{}\n", format_args!($($arg)*)))
+    };
+}
+
+/// `print!` with [`outln!`]'s errors.
+macro_rules! out {
+    ($($arg:tt)*) => {
+        $crate::stdout::write(format_args!($($arg)*))
+    };
+}
+
 mod commands;
 #[cfg(all(unix, not(feature = "cuda")))]
 mod launch;
+mod stdout;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -60,6 +79,7 @@ fn exit_code(error: &anyhow::Error) -> u8 {
             || cause.is::<brainrecon_ridge::RidgeError>()
             || cause.is::<brainrecon_metrics::MetricsError>()
             || cause.is::<commands::UsageError>()
+            || cause.is::<stdout::StdoutError>()
             || cause
                 .downcast_ref::<brainrecon_routes::RouteError>()
                 .is_some_and(|e| e.is_user_error())
@@ -127,15 +147,39 @@ fn main() -> ExitCode {
     keep_freed_memory();
     // the CPU build hands `--device cuda` to the GPU build beside it (see launch.rs)
     #[cfg(all(unix, not(feature = "cuda")))]
-    let cli = Cli::parse_from(launch::arguments());
+    let parsed = Cli::try_parse_from(launch::arguments());
     #[cfg(not(all(unix, not(feature = "cuda"))))]
-    let cli = Cli::parse();
-    let result = dispatch(cli.command);
+    let parsed = Cli::try_parse();
+    let result = match parsed {
+        Ok(cli) => dispatch(cli.command),
+        Err(e) => return clap_message(e),
+    }
+    .and_then(|()| stdout::flush());
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // `brainrecon info --json | head -c1`: the reader left; end quietly, as `ls | head`.
+        Err(error) if stdout::is_closed_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("error: {error:#}");
             ExitCode::from(exit_code(&error))
+        }
+    }
+}
+
+/// Help and version go to standard output through [`stdout`] (a full disk is an error there
+/// too); usage errors to standard error with clap's exit code.
+fn clap_message(error: clap::Error) -> ExitCode {
+    if error.use_stderr() {
+        let _ = error.print();
+        return ExitCode::from(error.exit_code().clamp(0, 255) as u8);
+    }
+    let text = error.render().to_string();
+    match out!("{text}").and_then(|()| stdout::flush()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) if stdout::is_closed_pipe(&e) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
         }
     }
 }

@@ -81,3 +81,36 @@ pub fn require_file(path: &Path, what: &str) -> Result<()> {
         })
     }
 }
+
+thread_local! {
+    static IN_FOREIGN_PARSER: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Runs a parser from another crate on a user's file; a panic in it (an assertion or an
+/// overflow on malformed data) becomes a format error naming the file, and its message is not
+/// printed. Our own readers check sizes before use; this is the fence around the others'.
+pub fn guard_foreign_parser<T>(
+    path: &Path,
+    format: &str,
+    parse: impl FnOnce() -> Result<T>,
+) -> Result<T> {
+    static QUIET_HOOK: std::sync::Once = std::sync::Once::new();
+    QUIET_HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if IN_FOREIGN_PARSER.with(|depth| depth.get()) == 0 {
+                previous(info);
+            }
+        }));
+    });
+    IN_FOREIGN_PARSER.with(|depth| depth.set(depth.get() + 1));
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(parse));
+    IN_FOREIGN_PARSER.with(|depth| depth.set(depth.get() - 1));
+    outcome.unwrap_or_else(|_| {
+        Err(DataError::format(
+            path,
+            format,
+            "malformed data: a size or type field is out of range",
+        ))
+    })
+}

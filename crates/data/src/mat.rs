@@ -36,12 +36,14 @@ impl Matrix {
 pub fn read_matrices(path: &Path, names: &[&str]) -> Result<Vec<Matrix>> {
     crate::error::require_file(path, "a MATLAB v5 .mat file")?;
     let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
-    let mat = matfile::MatFile::parse(std::io::BufReader::new(file)).map_err(|e| {
-        DataError::format(
-            path,
-            "MATLAB v5 (.mat)",
-            format!("{e:?} (v7.3 files are HDF5: re-save with -v7)"),
-        )
+    let mat = crate::error::guard_foreign_parser(path, "MATLAB v5 (.mat)", || {
+        matfile::MatFile::parse(std::io::BufReader::new(file)).map_err(|e| {
+            DataError::format(
+                path,
+                "MATLAB v5 (.mat)",
+                format!("{e:?} (v7.3 files are HDF5: re-save with -v7)"),
+            )
+        })
     })?;
     names
         .iter()
@@ -66,6 +68,14 @@ pub fn read_matrices(path: &Path, names: &[&str]) -> Result<Vec<Matrix>> {
                     "complex or non-numeric data",
                 )
             })?;
+            if size[0].checked_mul(size[1]) != Some(values.len()) {
+                return Err(DataError::invalid(
+                    path,
+                    *name,
+                    format!("{}×{} values", size[0], size[1]),
+                    format!("{} values", values.len()),
+                ));
+            }
             Ok(Matrix {
                 rows: size[0],
                 cols: size[1],

@@ -48,9 +48,87 @@ fn header_affine(header: &NiftiHeader) -> [[f64; 4]; 4] {
     }
 }
 
+/// The header of a NIfTI-1 file, checked before any data is read: every reader of volumes
+/// goes through here. Refused: a rank outside 1–7 or a zero extent, a datatype this reader
+/// does not know or whose `bitpix` disagrees with it, an element count that overflows, a
+/// `vox_offset` before the header's end, and (uncompressed files) data that would reach past
+/// the end of the file.
+pub fn checked_header(path: &Path) -> Result<NiftiHeader> {
+    crate::error::require_file(path, "a NIfTI-1 file (.nii or .nii.gz)")?;
+    let header = NiftiHeader::from_file(path).map_err(|e| DataError::format(path, "NIfTI-1", e))?;
+    let ndim = header.dim[0] as usize;
+    let dims = &header.dim[1..=ndim.clamp(1, 7)];
+    if !(1..=7).contains(&ndim) || dims.contains(&0) {
+        return Err(DataError::invalid(
+            path,
+            "dim",
+            "a rank of 1 to 7 and extents ≥ 1",
+            format!("{:?}", header.dim),
+        ));
+    }
+    let datatype = header.data_type().map_err(|_| {
+        DataError::invalid(
+            path,
+            "datatype",
+            "a NIfTI-1 numeric datatype",
+            header.datatype.to_string(),
+        )
+    })?;
+    let element = datatype.size_of();
+    if header.bitpix as i64 != 8 * element as i64 {
+        return Err(DataError::invalid(
+            path,
+            "bitpix",
+            format!("{} (datatype {datatype:?})", 8 * element),
+            header.bitpix.to_string(),
+        ));
+    }
+    let bytes = dims
+        .iter()
+        .try_fold(element, |n, &d| n.checked_mul(d as usize))
+        .ok_or_else(|| {
+            DataError::invalid(
+                path,
+                "dim",
+                "an addressable number of voxels",
+                format!("{dims:?}"),
+            )
+        })?;
+    let offset = header.vox_offset;
+    if !(offset.is_finite() && offset >= 348.0) {
+        return Err(DataError::invalid(
+            path,
+            "vox_offset",
+            "at least 348 (the header's end)",
+            offset.to_string(),
+        ));
+    }
+    let gzipped = path.extension().is_some_and(|e| e == "gz");
+    let file_len = std::fs::metadata(path)
+        .map_err(|e| DataError::io(path, e))?
+        .len();
+    if !gzipped && offset as u64 > file_len {
+        return Err(DataError::invalid(
+            path,
+            "vox_offset",
+            format!("at most the file's {file_len} bytes"),
+            offset.to_string(),
+        ));
+    }
+    if !gzipped && (offset as u64).saturating_add(bytes as u64) > file_len {
+        return Err(DataError::invalid(
+            path,
+            "data",
+            format!("{bytes} bytes from vox_offset {offset} for dim {dims:?}"),
+            format!("a file of {file_len} bytes (truncated?)"),
+        ));
+    }
+    Ok(header)
+}
+
 /// Reads a 3-D NIfTI volume (a trailing singleton 4th dimension is allowed).
 pub fn read_volume(path: &Path) -> Result<Volume> {
-    crate::error::require_file(path, "a NIfTI volume (.nii or .nii.gz)")?;
+    checked_header(path)?;
     let object = ReaderOptions::new()
         .read_file(path)
         .map_err(|e| DataError::format(path, "NIfTI", e))?;

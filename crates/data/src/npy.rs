@@ -124,6 +124,16 @@ pub fn parse_header(path: &Path, bytes: &[u8]) -> Result<Header> {
                 .map_err(|_| bad("shape is not a tuple of integers"))
         })
         .collect::<Result<Vec<_>>>()?;
+    // Sizes come from the file: their product must fit before anything is sized by it.
+    if shape
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .is_none()
+    {
+        return Err(bad(&format!(
+            "shape {shape:?} holds more elements than can be addressed"
+        )));
+    }
     Ok(Header {
         descr,
         shape,
@@ -177,12 +187,19 @@ fn open_map(path: &Path) -> Result<(Mmap, Header)> {
             &header.descr,
         )
     })?;
-    let need = header.data_offset + header.len() * size;
-    if map.len() < need {
+    let need = header
+        .len()
+        .checked_mul(size)
+        .and_then(|bytes| bytes.checked_add(header.data_offset));
+    if need.is_none_or(|need| map.len() < need) {
         return Err(DataError::invalid(
             path,
             "data",
-            format!("{need} bytes for shape {:?}", header.shape),
+            format!(
+                "{} bytes for shape {:?}",
+                need.map_or("more".to_string(), |n| n.to_string()),
+                header.shape
+            ),
             format!("{} bytes (file truncated)", map.len()),
         ));
     }
@@ -273,6 +290,17 @@ impl MappedF32 {
                 &header.descr,
             ));
         }
+        if header.data_offset % std::mem::align_of::<f32>() != 0 {
+            return Err(DataError::invalid(
+                path,
+                "header length",
+                "data starting at a multiple of 4 bytes (numpy pads the header to 64)",
+                format!(
+                    "data at byte {}: re-save the array with numpy.save",
+                    header.data_offset
+                ),
+            ));
+        }
         Ok(MappedF32 {
             map,
             header,
@@ -294,7 +322,7 @@ impl MappedF32 {
         // SAFETY: the data offset is a multiple of 16 in every numpy-written file and of 64 in ours,
         // the map is page-aligned, and `open_map` checked that `len` elements are present.
         let (prefix, floats, _) = unsafe { bytes.align_to::<f32>() };
-        assert!(prefix.is_empty(), "npy data is not 4-byte aligned");
+        debug_assert!(prefix.is_empty(), "`open` checked the alignment");
         &floats[..self.header.len()]
     }
 

@@ -224,3 +224,20 @@ fn our_wav_writer_reads_back_through_the_decoder() {
         );
     }
 }
+
+/// The length a header gives (what `music fit` checks tracks with before it decodes any) is
+/// the length decoding gives, for every container read.
+#[test]
+fn headers_give_the_decoded_rate_and_length() {
+    for case in cases()["files"].as_array().unwrap() {
+        let path = fixtures().join(case["file"].as_str().unwrap());
+        let header = brainrecon_data::audio::read_header(&path).unwrap();
+        let decoded = read_channels(&path).unwrap();
+        assert_eq!(
+            (header.rate, header.frames),
+            (decoded.rate, decoded.frames() as u64),
+            "{}",
+            path.display()
+        );
+    }
+}

@@ -642,13 +642,17 @@ fn ds005531_copy(dir: &Path) -> PathBuf {
 }
 
 #[test]
-fn annotations_of_another_length_say_by_how_much() {
+fn annotations_set_the_movie_length_and_must_agree() {
     let dir = tempfile::tempdir().unwrap();
     let root = ds005531_copy(dir.path());
-    let file = root.join("derivatives/annotation/breakingbad_run-02_story_each1sec.txt");
-    let mut text = std::fs::read_to_string(&file).unwrap();
-    text.push_str("\n\nextra\n");
-    std::fs::write(&file, &text).unwrap();
+    let annotation = |kind: &str| {
+        root.join(format!(
+            "derivatives/annotation/breakingbad_run-02_{kind}_each1sec.txt"
+        ))
+    };
+    let story = annotation("story");
+    let text = std::fs::read_to_string(&story).unwrap();
+    std::fs::write(&story, format!("{text}\n\nextra\n")).unwrap();
     let opts = options(
         &root,
         "S01",
@@ -656,17 +660,45 @@ fn annotations_of_another_length_say_by_how_much() {
         &dir.path().join("out"),
         Layout::Ds005531,
     );
+    // Kinds of one run disagree on the movie's length.
     expect_refusal(
         &opts,
         &[
             "breakingbad_run-02_story_each1sec.txt",
-            "30 lines, one per second",
-            "33 lines: 3 seconds longer than the run",
+            "30 lines (one per second of the movie)",
+            "33",
         ],
     );
-    let lines: Vec<&str> = text.lines().take(28).collect();
-    std::fs::write(&file, lines.join("\n") + "\n").unwrap();
-    expect_refusal(&opts, &["28 lines: 2 seconds shorter than the run"]);
+    // A movie longer than dataDT (30 rows) is refused naming the run.
+    let speech = annotation("speechTranscription");
+    let speech_text = std::fs::read_to_string(&speech).unwrap();
+    std::fs::write(&speech, format!("{speech_text}\n\nextra\n")).unwrap();
+    expect_refusal(
+        &opts,
+        &[
+            "sub-S01_task-breakingbad_run-02.mat",
+            "dataDT",
+            "at least 33 rows",
+            "30 rows",
+        ],
+    );
+    // A movie shorter than dataDT keeps rows 21 … 28 and says two were left out.
+    for (file, text) in [(&story, &text), (&speech, &speech_text)] {
+        let lines: Vec<&str> = text.lines().take(28).collect();
+        std::fs::write(file, lines.join("\n") + "\n").unwrap();
+    }
+    let report = prepare(&opts).unwrap();
+    let run = &report.meta.runs[1];
+    assert_eq!((run.n_trs, run.dropped_end_volumes), (8, 2));
+    assert_eq!(
+        (
+            report.meta.runs[0].n_trs,
+            report.meta.runs[0].dropped_end_volumes
+        ),
+        (12, 0)
+    );
+    let set = RunSet::open(&opts.out).unwrap();
+    assert_eq!(set.annotations(1, "story").unwrap().len(), 8);
 }
 
 #[test]

@@ -19,6 +19,7 @@ pub mod blip;
 pub mod checkpoint;
 pub mod generate;
 pub mod gpt2;
+pub mod japanese;
 pub mod llama;
 pub mod roberta;
 pub mod t5;

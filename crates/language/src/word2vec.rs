@@ -161,12 +161,23 @@ impl Word2Vec {
     }
 }
 
-/// Lower-case words of `text`: runs of letters, digits and apostrophes.
+/// Lower-case words of `text`: runs of letters, digits and apostrophes. Japanese, written
+/// without spaces, is first split into words by [`crate::japanese::segment`].
 pub fn words_of(text: &str) -> Vec<String> {
-    text.split(|c: char| !(c.is_alphanumeric() || c == '\''))
-        .filter(|w| !w.is_empty())
-        .map(str::to_lowercase)
-        .collect()
+    let split = |t: &str| -> Vec<String> {
+        t.split(|c: char| !(c.is_alphanumeric() || c == '\''))
+            .filter(|w| !w.is_empty())
+            .map(str::to_lowercase)
+            .collect()
+    };
+    if crate::japanese::has_japanese(text) {
+        crate::japanese::segment(text)
+            .iter()
+            .flat_map(|token| split(token))
+            .collect()
+    } else {
+        split(text)
+    }
 }
 
 fn parse_word2vec(bytes: &[u8]) -> std::result::Result<Word2Vec, String> {

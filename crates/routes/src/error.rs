@@ -29,6 +29,22 @@ pub enum RouteError {
     Report(#[from] crate::report::ReportError),
     #[error("{0}")]
     Usage(String),
+    /// Every problem found with a command's inputs before it started its work, one a line.
+    #[error("{}", problem_lines(.0))]
+    Inputs(Vec<String>),
+}
+
+fn problem_lines(problems: &[String]) -> String {
+    let mut text = format!(
+        "{} problem{} with the inputs (nothing was computed):",
+        problems.len(),
+        if problems.len() == 1 { "" } else { "s" }
+    );
+    for p in problems {
+        text.push_str("\n  ");
+        text.push_str(p);
+    }
+    text
 }
 
 impl From<brainrecon_diffusion::pipeline::CandleError> for RouteError {

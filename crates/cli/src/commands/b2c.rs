@@ -185,7 +185,7 @@ fn run_train(args: TrainArgs) -> anyhow::Result<()> {
     if t.json {
         return super::print_json(&summary);
     }
-    println!(
+    outln!(
         "B2C trained: {} steps ({:.2} s/step), final loss {:.4} (diffusion {:.4}, CLIP {:.4}), {} encoder and {} tuned U-Net parameters → {}",
         summary.steps,
         summary.seconds_per_step,
@@ -195,7 +195,7 @@ fn run_train(args: TrainArgs) -> anyhow::Result<()> {
         summary.encoder_parameters,
         summary.tuned_unet_parameters,
         args.out.display()
-    );
+    )?;
     Ok(())
 }
 
@@ -236,25 +236,25 @@ fn run_ablation(args: AblationArgs) -> anyhow::Result<()> {
     if t.json {
         return super::print_json(&result);
     }
-    print!("{:<12}", "cell");
+    out!("{:<12}", "cell")?;
     for c in COLUMNS {
-        print!("{c:>15}");
+        out!("{c:>15}")?;
     }
-    println!();
+    outln!()?;
     for cell in &result.cells {
-        print!("{:<12}", cell.name);
+        out!("{:<12}", cell.name)?;
         for v in cell.values {
             match v {
-                Some(v) => print!("{v:>15.4}"),
-                None => print!("{:>15}", "—"),
+                Some(v) => out!("{v:>15.4}")?,
+                None => out!("{:>15}", "—")?,
             }
         }
-        println!();
+        outln!()?;
     }
-    println!(
+    outln!(
         "table: {}, figure: {}",
         result.markdown.display(),
         result.figure.display()
-    );
+    )?;
     Ok(())
 }

@@ -220,9 +220,9 @@ fn ridge(args: RidgeArgs) -> anyhow::Result<()> {
     if args.json {
         return super::print_json(&results);
     }
-    println!("workload  device  cv   precision  solver  form    fit s     predict s  test mean r  peak MB  GPU MB");
+    outln!("workload  device  cv   precision  solver  form    fit s     predict s  test mean r  peak MB  GPU MB")?;
     for r in &results {
-        println!(
+        outln!(
             "{:<9} {:<7} {:<4} {:<10} {:<7} {:<7} {:<9.2} {:<10.3} {:<12.4} {:<8.0} {}",
             r.workload,
             r.device,
@@ -235,7 +235,7 @@ fn ridge(args: RidgeArgs) -> anyhow::Result<()> {
             r.mean_test_r,
             r.peak_rss_mb,
             r.peak_gpu_mb.map_or("-".into(), |m| format!("{m:.0}"))
-        );
+        )?;
     }
     Ok(())
 }
@@ -326,7 +326,7 @@ fn ridge_run(args: RunArgs) -> anyhow::Result<()> {
         peak_gpu_mb: gpu_peak_mb(&estimator.device),
         device: args.device,
     };
-    println!("{}", serde_json::to_string(&result)?);
+    outln!("{}", serde_json::to_string(&result)?)?;
     Ok(())
 }
 

@@ -109,8 +109,8 @@ pub fn banded(args: BandedArgs) -> anyhow::Result<()> {
     if args.json {
         return crate::commands::print_json(&result);
     }
-    println!("voxels  candidates  fit s     predict s  test R² mean  test R² median  peak MB");
-    println!(
+    outln!("voxels  candidates  fit s     predict s  test R² mean  test R² median  peak MB")?;
+    outln!(
         "{:<7} {:<11} {:<9.2} {:<10.3} {:<13.4} {:<15.4} {:.0}",
         result.voxels,
         result.n_iter,
@@ -119,7 +119,7 @@ pub fn banded(args: BandedArgs) -> anyhow::Result<()> {
         result.test_r2_mean,
         result.test_r2_median,
         result.peak_rss_mb
-    );
+    )?;
     Ok(())
 }
 
@@ -218,6 +218,6 @@ fn fit(args: &BandedArgs) -> anyhow::Result<()> {
         test_r2_median: report.test_r2_median,
         peak_rss_mb: peak_rss_mb(),
     };
-    println!("{}", serde_json::to_string(&result)?);
+    outln!("{}", serde_json::to_string(&result)?)?;
     Ok(())
 }

@@ -105,6 +105,6 @@ pub fn caption(args: CaptionArgs) -> anyhow::Result<()> {
     };
     let json = serde_json::to_string(&timing)?;
     std::fs::write(args.out.join("brainrecon.json"), &json)?;
-    println!("{json}");
+    outln!("{json}")?;
     Ok(())
 }

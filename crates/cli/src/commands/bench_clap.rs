@@ -124,7 +124,7 @@ pub fn clap(args: ClapArgs) -> anyhow::Result<()> {
     };
     let json = serde_json::to_string(&timing)?;
     std::fs::write(args.out.join("brainrecon.json"), &json)?;
-    println!("{json}");
+    outln!("{json}")?;
     Ok(())
 }
 

@@ -1,7 +1,14 @@
 //! `brainrecon bids prepare`: continuous recordings (movies, music) → a run set.
 
+use brainrecon_data::runs::confounds::{
+    Strategy, DEFAULT_FD_THRESHOLD, DEFAULT_STD_DVARS_THRESHOLD,
+};
 use brainrecon_data::runs::detrend::Detrend;
-use brainrecon_data::runs::prepare::{prepare, Layout, MaskChoice, PrepareOptions};
+use brainrecon_data::runs::fmriprep::{FmriprepOptions, Space, DEFAULT_SPACE, DEFAULT_STRATEGY};
+use brainrecon_data::runs::prepare::{
+    prepare, prepare_fmriprep, Layout, MaskChoice, PrepareOptions,
+};
+use brainrecon_data::DataError;
 use std::path::PathBuf;
 
 /// Read continuous fMRI (one volume per TR) from a BIDS dataset and prepare a run set
@@ -29,25 +36,62 @@ pub enum LayoutArg {
 /// Mask: --mask FILE (voxels > 0 on the runs' grid), or --mask-threshold F: voxels whose mean
 /// intensity over the kept volumes exceeds F × the 98th percentile of that mean image
 /// (default 0.2). --layout ds005531 uses the dataset's vset_100.mat tvoxels unless --mask is
-/// given, takes the grid from the raw run's header, drops its 20 dummy seconds and does not
-/// detrend (its data are detrended) unless asked.
+/// given, takes the grid from the raw run's header, drops its 20 dummy seconds, keeps dataDT's
+/// rows up to the movie's duration (its annotations' line count; later rows are left out and
+/// counted in runset.json, as the authors' loaders do) and does not detrend (its data are
+/// detrended) unless asked.
 ///
 /// Detrend: median:S subtracts a running median over S seconds (scipy.ndimage's reflected
 /// edges), poly:N a least-squares polynomial, none nothing (default median:120). Voxels that
 /// are flat in a run are written as zeros when they are at most 1% of the voxels, else refused.
 /// A rerun resumes an interrupted one; over a finished run set it does nothing when the
 /// settings match and is refused otherwise.
+///
+/// fMRIPrep (--fmriprep DIR, fMRIPrep's output folder): reads
+/// sub-<S>/[ses-*/]func/*_task-<T>_[run-<N>_]space-<SPACE>_desc-preproc_bold.nii.gz, its
+/// _desc-brain_mask (the default mask: the runs' masks intersected), its .json sidecar's
+/// RepetitionTime and the run's _desc-confounds_timeseries.tsv; events and annotations come
+/// from the raw dataset given as --bids-root, if any. Confounds are regressed out as nilearn's
+/// load_confounds + signal.clean(detrend=False, standardize="zscore_sample",
+/// standardize_confounds=True) do, no detrending. --confounds is a comma-separated list:
+/// motion:M (6 motion parameters), wm_csf:M (csf, white_matter), global_signal:M, with M one of
+/// basic, power2 (+ squares), derivatives (+ derivatives), full (all four); high_pass
+/// (fMRIPrep's cosineNN columns); scrub[:N] (censor volumes with framewise_displacement >
+/// --fd-threshold or std_dvars > --std-dvars-threshold, and stretches shorter than N volumes
+/// between them, N = 5); or none. Non-steady-state volumes are always censored. Censored
+/// volumes are left out of the regression and z-scoring, written as zero rows (rows stay one
+/// per TR so stimulus features align) and listed per run in runset.json
+/// (runs[].confounds.censored): leave them out of model fits. CIFTI/surface outputs are refused.
 #[derive(clap::Args)]
 #[command(
     after_help = "Example:\n  brainrecon simulate --kind movie --out sim-movie --seed 1\n  \
     brainrecon bids prepare --bids-root sim-movie --subject 01 --task movie --out runs-sub01\n  \
     brainrecon bids prepare --bids-root ds003720 --subject 001 --task Training --task Test --detrend median:240 --drop-seconds 15 --out runs-music\n  \
-    brainrecon bids prepare --layout ds005531 --bids-root ds005531 --subject S01 --task breakingbad --out runs-S01"
+    brainrecon bids prepare --layout ds005531 --bids-root ds005531 --subject S01 --task breakingbad --out runs-S01\n  \
+    brainrecon bids prepare --fmriprep ds/derivatives/fmriprep --bids-root ds --subject 01 --task movie --confounds motion:full,wm_csf:basic,global_signal:basic,high_pass,scrub --out runs-clean"
 )]
 pub struct PrepareArgs {
-    /// Root of the dataset (holding dataset_description.json and sub-*/)
-    #[arg(long)]
-    bids_root: PathBuf,
+    /// Root of the dataset (holding dataset_description.json and sub-*/); with --fmriprep, the
+    /// raw dataset the events and annotations come from (optional)
+    #[arg(long, required_unless_present = "fmriprep")]
+    bids_root: Option<PathBuf>,
+    /// fMRIPrep's output folder (dataset_description.json GeneratedBy fMRIPrep, sub-*/func/)
+    #[arg(long, conflicts_with = "layout")]
+    fmriprep: Option<PathBuf>,
+    /// fMRIPrep output space: a volume space, LABEL or LABEL:res-N (e.g. T1w,
+    /// MNI152NLin2009cAsym:res-2) [default: MNI152NLin2009cAsym]
+    #[arg(long, requires = "fmriprep")]
+    space: Option<String>,
+    /// fMRIPrep confounds to regress out, e.g. motion:full,wm_csf:basic,global_signal:basic,high_pass,scrub
+    /// (see above) [default: motion:full,wm_csf:basic,high_pass]
+    #[arg(long, requires = "fmriprep")]
+    confounds: Option<String>,
+    /// scrub: framewise displacement threshold in mm [default: 0.5]
+    #[arg(long, requires = "fmriprep")]
+    fd_threshold: Option<f64>,
+    /// scrub: standardized DVARS threshold [default: 1.5]
+    #[arg(long, requires = "fmriprep")]
+    std_dvars_threshold: Option<f64>,
     /// Subject label: 01, sub-01, S01
     #[arg(long)]
     subject: String,
@@ -57,8 +101,9 @@ pub struct PrepareArgs {
     /// Output directory for the run set
     #[arg(long)]
     out: PathBuf,
-    #[arg(long, value_enum, default_value_t = LayoutArg::Bids)]
-    layout: LayoutArg,
+    /// Dataset layout (default bids; not with --fmriprep)
+    #[arg(long, value_enum)]
+    layout: Option<LayoutArg>,
     /// Brain mask on the runs' grid (.nii or .nii.gz; voxels > 0)
     #[arg(long, conflicts_with = "mask_threshold")]
     mask: Option<PathBuf>,
@@ -76,39 +121,78 @@ pub struct PrepareArgs {
     json: bool,
 }
 
+/// The fMRIPrep options, when --fmriprep is given.
+fn fmriprep_options(args: &PrepareArgs) -> anyhow::Result<Option<FmriprepOptions>> {
+    if args.fmriprep.is_none() {
+        return Ok(None);
+    }
+    let strategy = Strategy::parse(
+        args.confounds.as_deref().unwrap_or(DEFAULT_STRATEGY),
+        args.fd_threshold.unwrap_or(DEFAULT_FD_THRESHOLD),
+        args.std_dvars_threshold
+            .unwrap_or(DEFAULT_STD_DVARS_THRESHOLD),
+    )?;
+    if strategy.scrub.is_none()
+        && (args.fd_threshold.is_some() || args.std_dvars_threshold.is_some())
+    {
+        return Err(DataError::Usage(format!(
+            "--fd-threshold / --std-dvars-threshold: they apply to scrub, which --confounds ('{}') does not name; add scrub",
+            strategy.label()
+        ))
+        .into());
+    }
+    Ok(Some(FmriprepOptions {
+        space: Space::parse(args.space.as_deref().unwrap_or(DEFAULT_SPACE))?,
+        strategy,
+        raw_root: args.bids_root.clone(),
+    }))
+}
+
 pub fn run(command: BidsCommand) -> anyhow::Result<()> {
     let BidsCommand::Prepare(args) = command;
+    let fmriprep = fmriprep_options(&args)?;
     let mask = match (args.mask, args.mask_threshold) {
         (Some(path), _) => MaskChoice::File(path),
         (None, Some(f)) => MaskChoice::Threshold(f),
         (None, None) => MaskChoice::Auto,
     };
-    let report = prepare(&PrepareOptions {
-        root: args.bids_root,
+    let root = match (&args.fmriprep, &args.bids_root) {
+        (Some(dir), _) | (None, Some(dir)) => dir.clone(),
+        (None, None) => {
+            return Err(DataError::Usage("--bids-root: required (or --fmriprep)".into()).into())
+        }
+    };
+    let opts = PrepareOptions {
+        root,
         subject: args.subject,
         tasks: args.tasks,
         out: args.out,
-        layout: match args.layout {
-            LayoutArg::Bids => Layout::Bids,
-            LayoutArg::Ds005531 => Layout::Ds005531,
+        layout: match (args.layout, &fmriprep) {
+            (_, Some(_)) => Layout::Fmriprep,
+            (Some(LayoutArg::Ds005531), None) => Layout::Ds005531,
+            _ => Layout::Bids,
         },
         mask,
         detrend: args.detrend.as_deref().map(Detrend::parse).transpose()?,
         drop_seconds: args.drop_seconds,
         progress: super::show_progress(),
-    })?;
+    };
+    let report = match &fmriprep {
+        Some(f) => prepare_fmriprep(&opts, f)?,
+        None => prepare(&opts)?,
+    };
     if args.json {
         return super::print_json(&report);
     }
     let m = &report.meta;
     if report.already_prepared {
-        println!(
+        outln!(
             "{} is already prepared with these settings",
             report.out.display()
-        );
+        )?;
     } else {
         let trs: usize = m.runs.iter().map(|r| r.n_trs).sum();
-        println!(
+        outln!(
             "prepared sub-{} at {}: {} runs, {trs} volumes at TR {} s, {} voxels; {} runs read, {} resumed",
             m.subject,
             report.out.display(),
@@ -117,7 +201,23 @@ pub fn run(command: BidsCommand) -> anyhow::Result<()> {
             m.n_voxels,
             report.runs_processed,
             report.runs_resumed
-        );
+        )?;
+    }
+    for run in m.runs.iter().filter(|r| r.dropped_end_volumes > 0) {
+        outln!(
+            "  {}: {} volumes after the stimulus' end left out (rows up to its duration kept, as the dataset's loaders do)",
+            run.name, run.dropped_end_volumes
+        )?;
+    }
+    for run in m.runs.iter() {
+        if let Some(c) = run.confounds.as_ref().filter(|c| !c.censored.is_empty()) {
+            outln!(
+                "  {}: {} of {} rows censored (written as zeros, listed in runset.json)",
+                run.name,
+                c.censored.len(),
+                run.n_trs
+            )?;
+        }
     }
     if report.zero_variance_voxels > 0 {
         eprintln!(

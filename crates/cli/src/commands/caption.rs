@@ -142,16 +142,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     for item in file.items.iter().take(10) {
         let truth = item.true_captions.first().map(String::as_str).unwrap_or("");
-        println!("{:>6}  {}   (seen: {truth})", item.id, item.caption);
+        outln!("{:>6}  {}   (seen: {truth})", item.id, item.caption)?;
     }
     let path = args.out.join(brainrecon_routes::caption::CAPTIONS_FILE);
     if let Ok(s) = brainrecon_routes::caption::scores::score_captions(&file, &path, None) {
-        println!(
+        outln!(
             "against the seen images' captions: BLEU-1 {:.1}, BLEU-4 {:.1}, ROUGE-L {:.1}, CIDEr {:.1} \
              (eval adds METEOR and CLIP-S)",
             s.bleu_1, s.bleu_4, s.rouge_l, s.cider
-        );
+        )?;
     }
-    println!("{} captions → {}", file.items.len(), path.display());
+    outln!("{} captions → {}", file.items.len(), path.display())?;
     Ok(())
 }

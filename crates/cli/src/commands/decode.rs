@@ -55,12 +55,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.json {
         return super::print_json(&summary);
     }
-    println!(
+    outln!(
         "decoded {} test images of {} from {} into {}",
         ids.len(),
         subject.meta.subject,
         decoder.roi,
         args.out.display()
-    );
+    )?;
     Ok(())
 }

@@ -468,34 +468,35 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let pct = |v: f64| format!("{:.0}%", 100.0 * v);
     let opt = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{v:.3}"));
-    println!(
+    outln!(
         "\ndemo finished in {:.0} s: {} test images",
-        summary.seconds, summary.n_test
-    );
-    println!(
+        summary.seconds,
+        summary.n_test
+    )?;
+    outln!(
         "  reconstructions: colour right {} (chance {}), shape right {} (chance {}), both {}",
         pct(summary.reconstruction.colour),
         pct(summary.chance.colour),
         pct(summary.reconstruction.shape),
         pct(summary.chance.shape),
         pct(summary.reconstruction.both)
-    );
-    println!(
+    )?;
+    outln!(
         "  decoded z alone: colour right {}, shape right {}",
         pct(summary.decoded_z.colour),
         pct(summary.decoded_z.shape)
-    );
-    println!(
+    )?;
+    outln!(
         "  two-way identification: reconstructions (pixels) {}, decoded z {}, decoded c {} (chance 0.5)",
         opt(summary.two_way_pixels),
         opt(summary.two_way_latent_z),
         opt(summary.two_way_latent_c)
-    );
-    println!("  report: {}", summary.report.display());
-    println!(
+    )?;
+    outln!("  report: {}", summary.report.display())?;
+    outln!(
         "  pairs:  {} (stimulus | decoded z | reconstruction)",
         summary.pairs.display()
-    );
+    )?;
     Ok(())
 }
 

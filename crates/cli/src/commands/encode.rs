@@ -407,7 +407,7 @@ fn report(
         printed["seconds"]["total"] = serde_json::json!(seconds);
         return super::print_json(&printed);
     }
-    println!(
+    outln!(
         "encoded {} voxels of {} from {} ({} features) on {} train rows; {} test images, {} permutations (blocks of {}) in {:.1} s; wrote {}",
         ctx.data.roi.n_voxels,
         ctx.data.roi.name,
@@ -419,19 +419,23 @@ fn report(
         ctx.fit.block_size,
         seconds,
         ctx.out.display()
-    );
-    print_rois(rois);
+    )?;
+    print_rois(rois)?;
     Ok(())
 }
 
 /// The per-ROI table of `encode` and `encode layers`.
-pub fn print_rois(rois: &[RoiSummary]) {
-    println!(
+pub fn print_rois(rois: &[RoiSummary]) -> anyhow::Result<()> {
+    outln!(
         "{:<32} {:>7} {:>8} {:>8} {:>20}",
-        "roi", "voxels", "mean r", "median r", "significant (q≤0.05)"
-    );
+        "roi",
+        "voxels",
+        "mean r",
+        "median r",
+        "significant (q≤0.05)"
+    )?;
     for row in rois {
-        println!(
+        outln!(
             "{:<32} {:>7} {:>8.3} {:>8.3} {:>11} ({:>5.1}%)",
             row.roi,
             row.n_voxels,
@@ -439,6 +443,7 @@ pub fn print_rois(rois: &[RoiSummary]) {
             row.median_r,
             row.n_significant,
             100.0 * row.fraction_significant
-        );
+        )?;
     }
+    Ok(())
 }

@@ -7,13 +7,22 @@ use std::path::PathBuf;
 
 /// Voxelwise encoding of continuous runs with banded ridge (Nakagi et al. 2024).
 ///
-/// Each band is a feature space: an annotation kind of the run set (`speech`, `objects`, …),
-/// turned into text features per second by `--text-model`, or `NAME=DIR` with one float32
-/// `DIR/<run>.npy` per run (a row per second or per TR). Rows are aligned to the TRs (`--align
+/// Each band is a feature space: an annotation kind of the run set (ds005531's
+/// `objectiveAnnot50chara`, `speechTranscription`, `speechTranscription_EN`, `story`; the
+/// simulator's `speech`, `objects`, …), turned into text features per second by
+/// `--text-model` (ds005531's markup parsed as its authors do, Japanese segmented into
+/// words, features averaged over annotators); `KIND:FEATURES`, the dataset's own features of a
+/// kind (ds005531's derivatives/feature/<title>_run-NN_<KIND>_<FEATURES>_mean.mat, e.g.
+/// `story:GPT2medium_jp_layer12`; `--dataset-features` sets it for every kind); or `NAME=DIR`
+/// with one float32 `DIR/<run>.npy` per run, or the `<title>_run-NN_<NAME>_each1sec.npy` that
+/// `features text` writes (a row per TR, per second, or per second from the recording's start,
+/// then cut). Bands whose features are all zero or mostly out of the text model's vocabulary
+/// are refused (`--allow-weak-bands` fits them). Rows are aligned to the TRs (`--align
 /// mean|lanczos`), standardised on the training runs, reduced by PCA (`--pca`), and delayed
 /// within each run (`--delays`, FIR copies, or `--delay-mean`, the papers' average of shifted
 /// copies). Banded ridge fits one penalty per band and voxel by random search over band
-/// weights (himalaya's MultipleKernelRidgeCV), with leave-one-run-out CV on the training runs;
+/// weights (himalaya's MultipleKernelRidgeCV), with leave-one-run-out CV on the training runs
+/// (`--folds K`: K contiguous blocks of every training run instead, for a single training run);
 /// the test runs (`--test-runs`, default the last) give r, R², the product-measure split of R²
 /// per band, block-permutation p (blocks of `--block` TRs) and BH-FDR q. `--unique` also fits
 /// every model without one band: unique variance = R²(all) − R²(all but the band).
@@ -22,7 +31,7 @@ use std::path::PathBuf;
 /// as NIfTI in the subject's volume (OUT/maps/) and OUT/report.html.
 #[derive(clap::Args)]
 #[command(
-    after_help = "Example:\n  brainrecon simulate --kind movie --out sim-movie\n  brainrecon bids prepare --bids-root sim-movie --subject 01 --task movie --mask sim-movie/derivatives/mask/sub-01_mask.nii.gz --out runs/sub-01\n  brainrecon encode-runs --subject runs/sub-01 --bands speech,objects,story,summary,timeplace --unique --out enc/sub-01"
+    after_help = "Example:\n  brainrecon simulate --kind movie --out sim-movie\n  brainrecon bids prepare --bids-root sim-movie --subject 01 --task movie --mask sim-movie/derivatives/mask/sub-01_mask.nii.gz --out runs/sub-01\n  brainrecon encode-runs --subject runs/sub-01 --bands speech,objects,story,summary,timeplace --unique --out enc/sub-01\n  brainrecon bids prepare --layout ds005531 --bids-root ds005531 --subject S01 --task breakingbad --out runs/S01\n  brainrecon encode-runs --subject runs/S01 --bands objectiveAnnot50chara,speechTranscription,story --dataset-features GPT2medium_jp_layer12 --unique --out enc/S01-gpt2"
 )]
 pub struct Args {
     /// A prepared run set (bids prepare)
@@ -31,6 +40,16 @@ pub struct Args {
     /// Bands, comma-separated: annotation kinds, or NAME=DIR of per-run feature files
     #[arg(long, value_delimiter = ',', required = true)]
     bands: Vec<String>,
+    /// Read every annotation band KIND as the dataset's features KIND:FEATURES (e.g.
+    /// GPT2medium_jp_layer12; speechTranscription_EN takes the _en variant)
+    #[arg(long)]
+    dataset_features: Option<String>,
+    /// Fit bands whose features are all zero or mostly out of vocabulary (refused otherwise)
+    #[arg(long)]
+    allow_weak_bands: bool,
+    /// CV folds of contiguous blocks within each training run instead of leave-one-run-out
+    #[arg(long)]
+    folds: Option<usize>,
     /// Text model of annotation bands: word2vec-movie (built in), a word2vec file, or a
     /// transformers folder / model id (GPT-2, BERT, Llama)
     #[arg(long, default_value = "word2vec-movie")]
@@ -81,11 +100,33 @@ pub struct Args {
     json: bool,
 }
 
+/// An annotation band read as the dataset's features when `--dataset-features` is given;
+/// ds005531's English kinds (`*_EN`) take the `_en` variant of a `_jp` feature name.
+fn with_dataset_features(band: Band, args: &Args) -> Band {
+    match (&band.source, &args.dataset_features) {
+        (BandSource::Annotations(kind), Some(features)) => {
+            let features = if kind.ends_with("_EN") {
+                features.replace("_jp_", "_en_")
+            } else {
+                features.clone()
+            };
+            Band {
+                source: BandSource::DatasetFeatures {
+                    kind: kind.clone(),
+                    features,
+                },
+                ..band
+            }
+        }
+        _ => band,
+    }
+}
+
 fn options(args: &Args) -> anyhow::Result<EncodeRunsOptions> {
     let bands = args
         .bands
         .iter()
-        .map(|b| Band::parse(b))
+        .map(|b| Band::parse(b).map(|band| with_dataset_features(band, args)))
         .collect::<Result<Vec<_>, _>>()?;
     let align = match args.align.as_str() {
         "mean" => Align::Mean,
@@ -112,6 +153,8 @@ fn options(args: &Args) -> anyhow::Result<EncodeRunsOptions> {
         out: args.out.clone(),
         bands,
         test_runs: args.test_runs.clone(),
+        folds: args.folds,
+        allow_weak_bands: args.allow_weak_bands,
         align,
         delays,
         pca: args.pca,
@@ -152,20 +195,30 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             );
         }
     })?;
+    for warning in &summary.warnings {
+        eprintln!("warning: {warning}");
+    }
     if args.json {
         return super::print_json(&summary);
     }
-    println!(
+    outln!(
         "{} voxels, {} train / {} test TRs: mean test r {:.3}, {} significant (BH q ≤ 0.05)",
         summary.voxels,
         summary.train_trs,
         summary.test_trs,
         summary.mean_r,
         summary.significant_voxels
-    );
+    )?;
+    let width = summary
+        .bands
+        .iter()
+        .map(|b| b.name.len())
+        .max()
+        .unwrap_or(0)
+        .max(12);
     for band in &summary.bands {
-        println!(
-            "  {:<12} {:>5} columns  mean split R² {:.4}{}  best in {} voxels",
+        outln!(
+            "  {:<width$} {:>5} columns  mean split R² {:.4}{}  best in {} voxels",
             band.name,
             band.width,
             band.mean_r2_split,
@@ -173,8 +226,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 .map(|u| format!("  mean unique {u:.4}"))
                 .unwrap_or_default(),
             band.best_voxels
-        );
+        )?;
     }
-    println!("→ {}", args.out.join("report.html").display());
+    outln!("→ {}", args.out.join("report.html").display())?;
     Ok(())
 }

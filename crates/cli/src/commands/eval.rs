@@ -181,9 +181,9 @@ fn route_eval(args: &Args) -> anyhow::Result<()> {
     if args.json {
         return super::print_json(&evaluation);
     }
-    print!("{evaluation}");
-    println!("metrics: {}", evaluation.metrics_json.display());
-    println!("report:  {}", evaluation.report[0].display());
+    out!("{evaluation}")?;
+    outln!("metrics: {}", evaluation.metrics_json.display())?;
+    outln!("report:  {}", evaluation.report[0].display())?;
     Ok(())
 }
 
@@ -264,9 +264,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         value["suite"] = serde_json::to_value(&suite)?;
         return super::print_json(&value);
     }
-    print!("{table}");
+    out!("{table}")?;
     if let Some(suite) = suite {
-        print!("{suite}");
+        out!("{suite}")?;
     }
     Ok(())
 }

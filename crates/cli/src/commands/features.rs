@@ -167,7 +167,7 @@ fn print_summary(
     if json {
         return super::print_json(summary);
     }
-    println!(
+    outln!(
         "{} features {:?} of {} images ({} computed, {} cached) in {:.1} s → {}",
         summary.kind,
         summary.shape,
@@ -176,7 +176,7 @@ fn print_summary(
         summary.cached,
         started.elapsed().as_secs_f64(),
         summary.array.display()
-    );
+    )?;
     Ok(())
 }
 

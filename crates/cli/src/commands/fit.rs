@@ -153,7 +153,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.json {
         return super::print_json(&summary);
     }
-    println!(
+    outln!(
         "fitted {} voxels of {} → {} targets {:?} on {} rows in {:.1} s (median alpha {:.3e})",
         summary.n_voxels,
         summary.roi,
@@ -162,8 +162,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         summary.n_train_rows,
         summary.seconds,
         summary.median_alpha,
-    );
-    println!(
+    )?;
+    outln!(
         "per-target CV R²: mean {:.4}, median {:.4}; test Pearson r on {} images: mean {:.4}, \
          median {:.4}",
         summary.cv_r2_mean,
@@ -171,13 +171,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         summary.n_test,
         summary.test_r_mean,
         summary.test_r_median
-    );
-    println!(
+    )?;
+    outln!(
         "saved {} (per-target test r in {})",
         args.out.display(),
         args.out
             .join(brainrecon_routes::decoders::TEST_R_FILE)
             .display()
-    );
+    )?;
     Ok(())
 }

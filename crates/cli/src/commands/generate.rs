@@ -192,12 +192,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "prompt_to_pixels_seconds": sample_seconds,
         }));
     }
-    println!(
+    outln!(
         "wrote {} ({h}×{w}, {} steps, {}, seed {})",
         args.out.display(),
         args.steps,
         scheduler.name(),
         args.seed
-    );
+    )?;
     Ok(())
 }

@@ -19,28 +19,32 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         return super::print_json(&info);
     }
     let m = &subject.meta;
-    println!("subject        {}", m.subject);
-    println!(
+    outln!("subject        {}", m.subject)?;
+    outln!(
         "sessions       {}",
         brainrecon_data::nsd::prepare::compact_ranges(&m.sessions)
-    );
-    println!("betas          z-score: {}", m.zscore);
-    println!(
+    )?;
+    outln!("betas          z-score: {}", m.zscore)?;
+    outln!(
         "train          {} trials, {} images",
-        m.n_train_trials, m.n_train_images
-    );
-    println!(
+        m.n_train_trials,
+        m.n_train_images
+    )?;
+    outln!(
         "test           {} images ({} trials averaged)",
-        m.n_test_images, m.n_test_trials
-    );
-    println!(
+        m.n_test_images,
+        m.n_test_trials
+    )?;
+    outln!(
         "images         {}×{} px, {} captions each",
-        m.image_size[0], m.image_size[1], m.captions_per_image
-    );
-    println!("volume         {:?} (X, Y, Z)", m.volume_shape);
-    println!("rois");
+        m.image_size[0],
+        m.image_size[1],
+        m.captions_per_image
+    )?;
+    outln!("volume         {:?} (X, Y, Z)", m.volume_shape)?;
+    outln!("rois")?;
     for (name, count) in subject.roi_counts() {
-        println!("  {name:<28} {count:>7} voxels");
+        outln!("  {name:<28} {count:>7} voxels")?;
     }
     Ok(())
 }

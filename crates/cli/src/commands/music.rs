@@ -34,6 +34,10 @@ pub fn run(command: MusicCommand) -> anyhow::Result<()> {
 /// windows of --window seconds advanced --step; a window's target is the embedding of its
 /// audio (clap-audio, encodec) or of its clip's caption (clap-text), its fMRI the mean of the
 /// scans acquired inside it (shifted by --delay), test clips averaged over their repeats.
+///
+/// Every input (run set, model, the tracks the events name, atlas, captions) is checked before
+/// the first window is embedded, and every problem is reported at once (exit 2). A clip may
+/// end up to 0.1 s past the end of its track (its tail is then silence); further is refused.
 #[derive(clap::Args)]
 #[command(
     after_help = "Example:\n  brainrecon simulate --kind music --out sim-music\n  \
@@ -141,7 +145,7 @@ fn fit(args: FitArgs) -> anyhow::Result<()> {
         .filter(|r| r.kept)
         .map(|r| r.name.as_str())
         .collect();
-    println!(
+    outln!(
         "decoded {} ({} values) from {} ROIs, kept {}: identification {:.3} over {} test windows, {:.3} over {} test clips (chance 0.5)",
         summary.embedding.name(),
         summary.width,
@@ -151,8 +155,8 @@ fn fit(args: FitArgs) -> anyhow::Result<()> {
         summary.test_windows,
         summary.identification_clips,
         summary.test_clips.len()
-    );
-    println!("  written to {}", opts.out.display());
+    )?;
+    outln!("  written to {}", opts.out.display())?;
     Ok(())
 }
 
@@ -204,19 +208,19 @@ fn retrieve_command(args: RetrieveArgs) -> anyhow::Result<()> {
         return print_json(&summary);
     }
     let share = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{:.1}%", 100.0 * v));
-    println!(
+    outln!(
         "retrieved from {} library files ({} embedded now, {} skipped): top-1 genre accuracy {} (chance {})",
         summary.library_files,
         summary.embedded_now,
         summary.skipped.len(),
         share(summary.top1_genre_accuracy),
         share(summary.genre_chance)
-    );
-    println!(
+    )?;
+    outln!(
         "  page: {}\n  playlist: {}",
         summary.page.display(),
         summary.playlist.display()
-    );
+    )?;
     Ok(())
 }
 
@@ -292,7 +296,7 @@ fn generate_command(args: GenerateArgs) -> anyhow::Result<()> {
     } else {
         format!("top-k {}", summary.top_k)
     };
-    println!(
+    outln!(
         "generated {} clips of {:.2} s ({} Hz, guidance {}, {decoding}) from {} captions: chosen caption's genre = heard genre {} (chance {})",
         summary.clips.len(),
         summary.seconds,
@@ -301,8 +305,8 @@ fn generate_command(args: GenerateArgs) -> anyhow::Result<()> {
         summary.bank_size,
         share(summary.caption_genre_accuracy),
         share(summary.genre_chance)
-    );
-    println!("  written to {}", opts.out.join("generated").display());
+    )?;
+    outln!("  written to {}", opts.out.join("generated").display())?;
     Ok(())
 }
 
@@ -419,6 +423,6 @@ fn demo(args: DemoArgs) -> anyhow::Result<()> {
             &path(&page),
         ]),
     )?;
-    println!("open {} in a browser", page.join("index.html").display());
+    outln!("open {} in a browser", page.join("index.html").display())?;
     Ok(())
 }

@@ -84,12 +84,12 @@ pub fn run(command: NsdCommand) -> anyhow::Result<()> {
     }
     let m = &report.meta;
     if report.already_prepared {
-        println!(
+        outln!(
             "{} is already prepared with these settings",
             report.out.display()
-        );
+        )?;
     } else {
-        println!(
+        outln!(
             "prepared {} at {}: {} train trials ({} images), {} test images ({} trials); {} sessions read, {} resumed",
             m.subject,
             report.out.display(),
@@ -99,7 +99,7 @@ pub fn run(command: NsdCommand) -> anyhow::Result<()> {
             m.n_test_trials,
             report.sessions_processed,
             report.sessions_resumed
-        );
+        )?;
     }
     if report.constant_voxel_sessions > 0 {
         eprintln!(

@@ -193,7 +193,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.json {
         return super::print_json(&summary);
     }
-    println!(
+    outln!(
         "{} route: {} test images, {} images written, {} already there, {:.1} s → {}",
         method.name(),
         summary.n_images,
@@ -201,6 +201,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         summary.skipped,
         summary.seconds,
         args.out.display()
-    );
+    )?;
     Ok(())
 }

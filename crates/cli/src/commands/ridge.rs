@@ -366,7 +366,7 @@ fn fit(args: FitArgs) -> anyhow::Result<()> {
     if args.json {
         return super::print_json(&summary);
     }
-    println!(
+    outln!(
         "fitted {} × {} → targets {}..{} of {} ({:?} solver) in {:.2} s (median alpha {:.3e}); saved {}",
         x.rows,
         x.cols,
@@ -377,7 +377,7 @@ fn fit(args: FitArgs) -> anyhow::Result<()> {
         seconds,
         chosen[chosen.len() / 2],
         args.out.display()
-    );
+    )?;
     Ok(())
 }
 
@@ -406,13 +406,13 @@ fn merge(args: MergeArgs) -> anyhow::Result<()> {
         .collect::<Result<Vec<_>, _>>()?;
     let merged = RidgeModel::merge(shards)?;
     merged.save(&args.out)?;
-    println!(
+    outln!(
         "merged {} shards: {} features → {} targets; saved {}",
         args.models.len(),
         merged.n_features(),
         merged.n_targets(),
         args.out.display()
-    );
+    )?;
     Ok(())
 }
 
@@ -457,12 +457,12 @@ fn predict(args: PredictArgs) -> anyhow::Result<()> {
     }
     let pred = model.predict_row_major(&x.data, (x.rows, x.cols))?;
     npy::write(&args.out, &[x.rows, model.n_targets()], &pred)?;
-    println!(
+    outln!(
         "predicted {} rows × {} targets; saved {}",
         x.rows,
         model.n_targets(),
         args.out.display()
-    );
+    )?;
     Ok(())
 }
 
@@ -530,9 +530,14 @@ fn score(args: ScoreArgs) -> anyhow::Result<()> {
     if args.json {
         return super::print_json(&summary);
     }
-    println!(
+    outln!(
         "{} targets over {} samples: Pearson r mean {:.4} median {:.4}; R² mean {:.4} median {:.4}",
-        truth.cols, truth.rows, r_sum.mean, r_sum.median, r2_sum.mean, r2_sum.median
-    );
+        truth.cols,
+        truth.rows,
+        r_sum.mean,
+        r_sum.median,
+        r2_sum.mean,
+        r2_sum.median
+    )?;
     Ok(())
 }

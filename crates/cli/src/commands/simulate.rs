@@ -144,7 +144,7 @@ fn run_movie(args: Args) -> anyhow::Result<()> {
         summary["out"] = serde_json::json!(simulated.out);
         return super::print_json(&summary);
     }
-    println!(
+    outln!(
         "simulated {} watching a movie at {}: {} runs of {} s at TR {} s, {} brain voxels in {} groups",
         t.subject,
         simulated.out.display(),
@@ -153,7 +153,7 @@ fn run_movie(args: Args) -> anyhow::Result<()> {
         t.tr,
         t.n_brain_voxels,
         t.groups.len()
-    );
+    )?;
     Ok(())
 }
 
@@ -202,7 +202,7 @@ fn run_music(args: Args) -> anyhow::Result<()> {
         summary["out"] = serde_json::json!(simulated.out);
         return super::print_json(&summary);
     }
-    println!(
+    outln!(
         "simulated {} hearing music at {}: {} training clips, {} test clips × {}, {} runs at TR {} s, {} brain voxels ({} acoustic, {} semantic)",
         t.subject,
         simulated.out.display(),
@@ -214,7 +214,7 @@ fn run_music(args: Args) -> anyhow::Result<()> {
         t.n_brain_voxels,
         t.group_voxels[0],
         t.group_voxels[1]
-    );
+    )?;
     Ok(())
 }
 
@@ -267,7 +267,7 @@ fn run_video(args: Args) -> anyhow::Result<()> {
         return super::print_json(&summary);
     }
     let d = &t.design;
-    println!(
+    outln!(
         "simulated {} watching moving shapes at {}: {} training segments × {}, {} test segments × {}, {} TRs of {} s, {} frames per TR ({} px), {} grayordinates ({} cortical)",
         t.subject,
         simulated.out.display(),
@@ -281,7 +281,7 @@ fn run_video(args: Args) -> anyhow::Result<()> {
         t.frame_size,
         t.n_grayordinates,
         t.n_cortex
-    );
+    )?;
     Ok(())
 }
 
@@ -345,7 +345,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         summary["out"] = serde_json::json!(simulated.out);
         return super::print_json(&summary);
     }
-    println!(
+    outln!(
         "simulated {} at {}: {} images, {} sessions, {} train trials, {} test images, {} nsdgeneral voxels",
         t.subject,
         simulated.out.display(),
@@ -354,6 +354,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         t.n_train_trials,
         t.n_test_images,
         t.rois.get("nsdgeneral").copied().unwrap_or(0)
-    );
+    )?;
     Ok(())
 }

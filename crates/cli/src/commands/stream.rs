@@ -617,7 +617,7 @@ fn report(
         }
         return super::print_json(&value);
     }
-    println!(
+    outln!(
         "{} frames from {} windows ({} dropped) in {:.2} s: {:.2} fps sustained ({:.2} overall), \
          latency mean {:.0} ms, p95 {:.0} ms",
         summary.frames,
@@ -628,12 +628,12 @@ fn report(
         summary.fps_overall,
         summary.latency_ms_mean,
         summary.latency_ms_p95
-    );
+    )?;
     if let Some(dir) = &args.out {
-        println!("wrote {} PNGs to {}", summary.png_frames, dir.display());
+        outln!("wrote {} PNGs to {}", summary.png_frames, dir.display())?;
     }
     if let Some(gif) = &summary.gif {
-        println!("wrote {}", gif.display());
+        outln!("wrote {}", gif.display())?;
     }
     Ok(())
 }

@@ -107,7 +107,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.json {
         return super::print_json(&summary);
     }
-    println!(
+    outln!(
         "trained shapes-blip in {:.0} s: {} parameters, final loss {:.4}, held-out scenes \
          named by colour and shape {:.0}% → {}",
         summary.seconds,
@@ -115,7 +115,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         summary.losses.last().copied().unwrap_or(f64::NAN),
         100.0 * summary.held_out.colour_and_shape,
         args.out.display()
-    );
+    )?;
     Ok(())
 }
 

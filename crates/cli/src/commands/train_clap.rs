@@ -126,7 +126,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.json {
         return super::print_json(&summary);
     }
-    println!(
+    outln!(
         "trained genres-clap in {:.0} s: {} parameters, {} tokens, final loss {:.4}; {} → {}",
         summary.seconds,
         summary.parameters,
@@ -134,6 +134,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         summary.losses.last().copied().unwrap_or(f64::NAN),
         retrieval_line(&summary.held_out),
         args.out.display()
-    );
+    )?;
     Ok(())
 }

@@ -79,7 +79,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.json {
         return super::print_json(&summary);
     }
-    println!(
+    outln!(
         "trained shapes-ldm in {:.0} s: VAE {} parameters (scaling factor {:.4}), text encoder \
          {}, U-Net {}; final losses {:.4} / {:.4} / {:.4} → {}",
         started.elapsed().as_secs_f64(),
@@ -91,6 +91,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         summary.decoder_losses.last().copied().unwrap_or(f64::NAN),
         summary.unet_losses.last().copied().unwrap_or(f64::NAN),
         args.out.display()
-    );
+    )?;
     Ok(())
 }

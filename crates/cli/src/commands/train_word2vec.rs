@@ -39,12 +39,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.json {
         return super::print_json(&summary);
     }
-    println!(
+    outln!(
         "trained word2vec-movie in {:.1} s: {} words × {} → {}",
         started.elapsed().as_secs_f64(),
         vectors.words.len(),
         vectors.dim,
         args.out.join("vectors.bin").display()
-    );
+    )?;
     Ok(())
 }

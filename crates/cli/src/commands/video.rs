@@ -109,12 +109,12 @@ fn run_prepare(args: PrepareArgs) -> anyhow::Result<()> {
     }
     let m = &report.meta;
     if report.already_prepared {
-        println!(
+        outln!(
             "{} is already prepared with these settings",
             report.out.display()
-        );
+        )?;
     }
-    println!(
+    outln!(
         "prepared subject{} at {}: {} runs read ({} training segments × {}, {} test segments × {}, {} TRs), {} of {} grayordinates kept (mean test-retest r {:.3}, {:.3} over all), window {} from lag {}: X_train {} × {}, X_test {} × {}",
         m.settings.subject,
         report.out.display(),
@@ -134,6 +134,6 @@ fn run_prepare(args: PrepareArgs) -> anyhow::Result<()> {
         m.n_features,
         m.n_test,
         m.n_features
-    );
+    )?;
     Ok(())
 }

@@ -123,7 +123,7 @@ pub fn run_train_motion(args: TrainMotionArgs) -> anyhow::Result<()> {
         return print_json(&summary);
     }
     let tail = &summary.losses[summary.losses.len().saturating_sub(50)..];
-    println!(
+    outln!(
         "trained {} parameters ({}) in {:.0} s; mean loss of the last {} steps {:.4} → {}",
         summary.parameters,
         if config.tune_unet {
@@ -135,7 +135,7 @@ pub fn run_train_motion(args: TrainMotionArgs) -> anyhow::Result<()> {
         tail.len(),
         tail.iter().sum::<f64>() / tail.len().max(1) as f64,
         args.out.display()
-    );
+    )?;
     Ok(())
 }
 
@@ -220,7 +220,7 @@ pub fn run_fit(args: FitArgs) -> anyhow::Result<()> {
     if args.json {
         return print_json(&summary);
     }
-    println!(
+    outln!(
         "decoded {} test windows from {} training windows ({} features): context CV R² {:.3}, \
          identification {:.3} (chance 0.5){}{} → {}",
         summary.n_test,
@@ -244,7 +244,7 @@ pub fn run_fit(args: FitArgs) -> anyhow::Result<()> {
             m.correlation[0], m.correlation[1], m.direction_agreement, m.direction_chance
         )),
         opts.out.display()
-    );
+    )?;
     Ok(())
 }
 
@@ -347,7 +347,7 @@ pub fn run_reconstruct(args: ReconstructArgs) -> anyhow::Result<()> {
     if args.json {
         return print_json(&summary);
     }
-    println!(
+    outln!(
         "{} clips of {} frames ({} made, {} kept) in {:.1} s → {}",
         summary.clips.len(),
         summary.frames,
@@ -355,7 +355,7 @@ pub fn run_reconstruct(args: ReconstructArgs) -> anyhow::Result<()> {
         summary.reused,
         summary.seconds,
         opts.out.join("clips").display()
-    );
+    )?;
     Ok(())
 }
 
@@ -432,10 +432,10 @@ pub fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
         ("50-way-V (VideoMAE)", &summary.fifty_way_v),
     ] {
         if let Some(s) = score {
-            println!("{name}: {:.3} (chance {:.3})", s.value, s.chance);
+            outln!("{name}: {:.3} (chance {:.3})", s.value, s.chance)?;
         }
     }
-    println!(
+    outln!(
         "{} clips: 2-way {:.3} (chance {:.3}; quoted {:.2}), motion direction {:.3} (chance \
          {:.2}), colour {:.3}, shape {:.3}, SSIM {:.3}, PSNR {:.2} → {}",
         summary.clips,
@@ -449,7 +449,7 @@ pub fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
         summary.ssim,
         summary.psnr,
         page.display()
-    );
+    )?;
     Ok(())
 }
 
@@ -586,9 +586,9 @@ pub fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
         "score the clips (MinD-Video's protocol) and write the report",
         &a,
     )?;
-    println!(
+    outln!(
         "open {} in a browser",
         o("report").join("index.html").display()
-    );
+    )?;
     Ok(())
 }

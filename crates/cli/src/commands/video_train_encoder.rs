@@ -132,7 +132,7 @@ pub fn run(args: TrainEncoderArgs) -> anyhow::Result<()> {
         return print_json(&summary);
     }
     let last = |l: &[f64]| l.last().copied().unwrap_or(f64::NAN);
-    println!(
+    outln!(
         "trained the window encoder ({} parameters; last contrastive loss {:.4}{}): test \
          contexts identified {:.3} (chance 0.5) → {}{}",
         summary.encoder_parameters,
@@ -153,6 +153,6 @@ pub fn run(args: TrainEncoderArgs) -> anyhow::Result<()> {
         } else {
             String::new()
         }
-    );
+    )?;
     Ok(())
 }

@@ -43,10 +43,73 @@ fn format_error(path: &Path, detail: impl ToString) -> DataError {
     DataError::format(path, WHAT, detail)
 }
 
+/// What a file's header says of its default audio track.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AudioHeader {
+    /// Samples per second.
+    pub rate: u32,
+    /// Frames (samples per channel) of playable audio.
+    pub frames: u64,
+}
+
+impl AudioHeader {
+    /// Seconds of audio.
+    pub fn duration(&self) -> f64 {
+        self.frames as f64 / self.rate as f64
+    }
+}
+
+/// The sample rate and length of the file's default audio track from its header, without
+/// decoding it (a container whose header gives no length, as some MP3 and OGG files, is
+/// decoded to count its frames). Errors name the file as [`read_channels`]'s do.
+pub fn read_header(path: &Path) -> Result<AudioHeader> {
+    crate::error::guard_foreign_parser(path, WHAT, || read_header_unguarded(path))
+}
+
+fn read_header_unguarded(path: &Path) -> Result<AudioHeader> {
+    let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let stream = MediaSourceStream::new(Box::new(file), Default::default());
+    let mut hint = Hint::new();
+    if let Some(extension) = path.extension().and_then(|e| e.to_str()) {
+        hint.with_extension(extension);
+    }
+    let format = symphonia::default::get_probe()
+        .probe(
+            &hint,
+            stream,
+            FormatOptions::default(),
+            MetadataOptions::default(),
+        )
+        .map_err(|e| format_error(path, format!("not a readable container ({e})")))?;
+    let track = format
+        .default_track(TrackType::Audio)
+        .ok_or_else(|| format_error(path, "no audio track"))?;
+    let rate = track
+        .codec_params
+        .as_ref()
+        .and_then(|p| p.audio())
+        .and_then(|p| p.sample_rate)
+        .filter(|&r| r > 0);
+    match (rate, track.num_frames) {
+        (Some(rate), Some(frames)) if frames > 0 => Ok(AudioHeader { rate, frames }),
+        _ => {
+            let decoded = read_channels(path)?;
+            Ok(AudioHeader {
+                rate: decoded.rate,
+                frames: decoded.frames() as u64,
+            })
+        }
+    }
+}
+
 /// Decodes the file's default audio track. Errors name the file: it is missing, its container
 /// or codec is not one of the four, it has no audio track, its rate or channel count changes
 /// midway, or it holds no frame of audio at all.
 pub fn read_channels(path: &Path) -> Result<Decoded> {
+    crate::error::guard_foreign_parser(path, WHAT, || read_channels_unguarded(path))
+}
+
+fn read_channels_unguarded(path: &Path) -> Result<Decoded> {
     let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
     let stream = MediaSourceStream::new(Box::new(file), Default::default());
     let mut hint = Hint::new();
@@ -137,4 +200,37 @@ pub fn read_channels(path: &Path) -> Result<Decoded> {
         ));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_header_gives_the_rate_and_length_without_decoding() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("blues.00001.wav");
+        // 2.5 s of stereo at 22,050 Hz.
+        let frames = 55_125;
+        let interleaved: Vec<f32> = (0..frames * 2).map(|i| (i % 7) as f32 / 10.0).collect();
+        crate::audio::wav::write_pcm16(&path, 22_050, 2, &interleaved).unwrap();
+        let header = read_header(&path).unwrap();
+        assert_eq!(
+            header,
+            AudioHeader {
+                rate: 22_050,
+                frames: frames as u64
+            }
+        );
+        assert_eq!(header.duration(), 2.5);
+        assert_eq!(read_channels(&path).unwrap().frames(), frames);
+        let broken = dir.path().join("broken.wav");
+        std::fs::write(&broken, b"RIFF not really").unwrap();
+        let err = read_header(&broken).unwrap_err().to_string();
+        assert!(err.contains("broken.wav"), "{err}");
+        let err = read_header(&dir.path().join("absent.wav"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("absent.wav"), "{err}");
+    }
 }

@@ -30,7 +30,7 @@ pub mod wav;
 use crate::error::{DataError, Result};
 use std::path::{Path, PathBuf};
 
-pub use decode::{read_channels, Decoded};
+pub use decode::{read_channels, read_header, AudioHeader, Decoded};
 pub use resample::{resample, Resampler};
 
 /// Mono audio: the file's channels averaged.
@@ -86,6 +86,13 @@ impl Audio {
     /// error naming the file, the clip and the audio's length (a clip may end at most half a
     /// sample past the end, which rounding cannot tell from the end itself).
     pub fn clip(&self, start_s: f64, duration_s: f64) -> Result<Audio> {
+        self.clip_padded(start_s, duration_s, 0.0)
+    }
+
+    /// [`Audio::clip`], except that a clip ending at most `max_pad_s` seconds past the end of
+    /// the audio is cut too, its missing tail filled with silence (zeros: what a player gives
+    /// after the end of a file). Past that it is the same error, which names the tolerance.
+    pub fn clip_padded(&self, start_s: f64, duration_s: f64, max_pad_s: f64) -> Result<Audio> {
         let rate = self.rate as f64;
         let what = || format!("{start_s} s + {duration_s} s");
         if !(start_s.is_finite() && start_s >= 0.0 && duration_s.is_finite() && duration_s > 0.0) {
@@ -98,29 +105,60 @@ impl Audio {
         }
         let first = (start_s * rate).round() as usize;
         let len = (duration_s * rate).round() as usize;
-        if first + len > self.samples.len() {
+        let missing = samples_past_end(self.samples.len(), self.rate, start_s, duration_s);
+        if missing > pad_allowance(self.rate, max_pad_s) {
+            let tolerance = if max_pad_s > 0.0 {
+                format!(", or ending at most {max_pad_s} s past its end")
+            } else {
+                String::new()
+            };
             return Err(DataError::invalid(
                 &self.source,
                 "clip",
                 format!(
-                    "a clip inside the audio's {:.3} s ({} samples at {} Hz)",
+                    "a clip inside the audio's {:.3} s ({} samples at {} Hz){tolerance}",
                     self.duration(),
                     self.samples.len(),
                     self.rate
                 ),
                 format!(
-                    "{} (ends at {:.3} s, past the end)",
+                    "{} (ends at {:.3} s, {:.3} s past the end)",
                     what(),
-                    start_s + duration_s
+                    start_s + duration_s,
+                    start_s + duration_s - self.duration()
                 ),
             ));
         }
+        let from = first.min(self.samples.len());
+        let to = (first + len).min(self.samples.len());
+        let mut samples = Vec::with_capacity(len);
+        samples.extend_from_slice(&self.samples[from..to]);
+        samples.resize(len, 0.0);
         Ok(Audio {
-            samples: self.samples[first..first + len].to_vec(),
+            samples,
             rate: self.rate,
             channels_in_file: self.channels_in_file,
             source: self.source.clone(),
         })
+    }
+}
+
+/// Samples that the clip of `duration_s` seconds from `start_s` needs past the end of
+/// `frames` samples at `rate` Hz (0 when it lies inside), rounded as [`Audio::clip`] cuts.
+/// Taking a length, it also tells from a file's header alone whether a clip fits.
+pub fn samples_past_end(frames: usize, rate: u32, start_s: f64, duration_s: f64) -> usize {
+    let rate = rate as f64;
+    let first = (start_s * rate).round() as usize;
+    let len = (duration_s * rate).round() as usize;
+    (first + len).saturating_sub(frames)
+}
+
+/// Whole samples that `max_pad_s` seconds allow at `rate` Hz (0 for none).
+pub fn pad_allowance(rate: u32, max_pad_s: f64) -> usize {
+    if max_pad_s > 0.0 {
+        (max_pad_s * rate as f64).round() as usize
+    } else {
+        0
     }
 }
 

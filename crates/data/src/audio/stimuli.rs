@@ -16,7 +16,7 @@
 //! against. [`gtzan_track`] finds the track's audio under a GTZAN folder and [`event_clip`]
 //! cuts the event's clip out of it.
 
-use super::{read_audio, Audio};
+use super::{pad_allowance, read_audio, samples_past_end, Audio, AudioHeader};
 use crate::error::{DataError, Result};
 use crate::runs::Events;
 use std::path::{Path, PathBuf};
@@ -149,11 +149,31 @@ pub fn gtzan_track(root: &Path, genre: &str, track: u32) -> Result<PathBuf> {
     })
 }
 
-/// The event's clip cut from its track's audio (`start` to `start + duration`). A clip past the
-/// end of the track is an error naming the track file, the events file and row.
+/// Seconds an event's clip may reach past the end of its track and still be cut, the missing
+/// tail as silence. GTZAN's tracks are nominally 30 s, a few of them some hundredths of a
+/// second shorter (29.98 s), while ds003720's events cut 15 s from 15 s on: they would end
+/// past such a track by the few hundredths. 0.1 s covers that with room, yet stays far
+/// below anything the analysis resolves: 1% of a 10-s embedding window, a fifteenth of a
+/// 1.5-s TR (a window step), so no scan or window sees a different stimulus. A clip further
+/// past the end points at the wrong track or start, and is refused.
+pub const TRACK_END_TOLERANCE: f64 = 0.1;
+
+fn clip_field(field: &str, event: &StimulusEvent, events_file: &Path) -> String {
+    format!(
+        "{field} of {} row {} ({})",
+        events_file.display(),
+        event.row,
+        event.track_name()
+    )
+}
+
+/// The event's clip cut from its track's audio (`start` to `start + duration`). A clip ending
+/// at most [`TRACK_END_TOLERANCE`] past the end of the track gets its missing tail as silence;
+/// one further past is an error naming the track file, the events file and row, and both
+/// lengths.
 pub fn cut_clip(track: &Audio, event: &StimulusEvent, events_file: &Path) -> Result<Audio> {
     track
-        .clip(event.start, event.duration)
+        .clip_padded(event.start, event.duration, TRACK_END_TOLERANCE)
         .map_err(|e| match e {
             DataError::Invalid {
                 path,
@@ -162,17 +182,44 @@ pub fn cut_clip(track: &Audio, event: &StimulusEvent, events_file: &Path) -> Res
                 found,
             } => DataError::Invalid {
                 path,
-                field: format!(
-                    "{field} of {} row {} ({})",
-                    events_file.display(),
-                    event.row,
-                    event.track_name()
-                ),
+                field: clip_field(&field, event, events_file),
                 expected,
                 found,
             },
             other => other,
         })
+}
+
+/// Whether the event's clip can be cut from a track of the length its header gives (see
+/// [`cut_clip`]), without decoding it: the same error as [`cut_clip`]'s when it cannot.
+pub fn check_clip_fits(
+    header: &AudioHeader,
+    track_file: &Path,
+    event: &StimulusEvent,
+    events_file: &Path,
+) -> Result<()> {
+    let frames = usize::try_from(header.frames).unwrap_or(usize::MAX);
+    let missing = samples_past_end(frames, header.rate, event.start, event.duration);
+    if missing <= pad_allowance(header.rate, TRACK_END_TOLERANCE) {
+        return Ok(());
+    }
+    let end = event.start + event.duration;
+    Err(DataError::invalid(
+        track_file,
+        clip_field("clip", event, events_file),
+        format!(
+            "a clip inside the audio's {:.3} s ({} samples at {} Hz), or ending at most {TRACK_END_TOLERANCE} s past its end",
+            header.duration(),
+            header.frames,
+            header.rate
+        ),
+        format!(
+            "{} s + {} s (ends at {end:.3} s, {:.3} s past the end)",
+            event.start,
+            event.duration,
+            end - header.duration()
+        ),
+    ))
 }
 
 /// Reads the event's track under `gtzan_root`, at `rate` Hz mono, and cuts the event's clip.
@@ -256,5 +303,77 @@ mod tests {
                 .len(),
             1500
         );
+    }
+
+    /// ds003720 cuts 15 s from 15 s on; a GTZAN track of 29.98 s is 0.02 s short of that.
+    fn second_half(row: usize) -> StimulusEvent {
+        StimulusEvent {
+            row,
+            onset: 30.0,
+            duration: 15.0,
+            genre: "blues".into(),
+            track: 7,
+            start: 15.0,
+        }
+    }
+
+    fn track_of(seconds: f64, rate: u32) -> Audio {
+        Audio {
+            samples: vec![0.5; (seconds * rate as f64).round() as usize],
+            rate,
+            channels_in_file: 1,
+            source: PathBuf::from("genres/blues/blues.00007.wav"),
+        }
+    }
+
+    #[test]
+    fn a_clip_a_little_past_a_short_track_is_padded_with_silence() {
+        let rate = 22_050;
+        let track = track_of(29.98, rate);
+        let clip = cut_clip(&track, &second_half(5), Path::new("run-01_events.tsv")).unwrap();
+        assert_eq!(clip.samples.len(), 15 * rate as usize);
+        // The 0.02 s (441 samples) the track lacks are zeros; the rest is the track's.
+        let kept = track.samples.len() - 15 * rate as usize;
+        assert!(clip.samples[..kept].iter().all(|&v| v == 0.5));
+        assert_eq!(clip.samples.len() - kept, 441);
+        assert!(clip.samples[kept..].iter().all(|&v| v == 0.0));
+        // The header alone says the same.
+        let header = AudioHeader {
+            rate,
+            frames: track.samples.len() as u64,
+        };
+        check_clip_fits(&header, &track.source, &second_half(5), Path::new("e.tsv")).unwrap();
+    }
+
+    #[test]
+    fn a_clip_past_the_tolerance_is_refused_naming_the_track_row_and_lengths() {
+        let rate = 22_050;
+        let track = track_of(20.0, rate);
+        let events = Path::new("run-03_events.tsv");
+        let header = AudioHeader {
+            rate,
+            frames: track.samples.len() as u64,
+        };
+        let cut = cut_clip(&track, &second_half(6), events)
+            .unwrap_err()
+            .to_string();
+        let checked = check_clip_fits(&header, &track.source, &second_half(6), events)
+            .unwrap_err()
+            .to_string();
+        for err in [&cut, &checked] {
+            for needle in [
+                "blues.00007.wav",
+                "run-03_events.tsv row 6",
+                "20.000 s",
+                "ends at 30.000 s",
+                "10.000 s past the end",
+                "at most 0.1 s past",
+            ] {
+                assert!(err.contains(needle), "{needle:?} not in {err}");
+            }
+        }
+        // Just past the tolerance (0.11 s short) is refused too; just inside (0.09 s) is not.
+        assert!(cut_clip(&track_of(29.89, rate), &second_half(1), events).is_err());
+        assert!(cut_clip(&track_of(29.91, rate), &second_half(1), events).is_ok());
     }
 }

@@ -13,8 +13,13 @@
 //!   indices along that voxel axis (the loader subtracts 1).
 //! * The first 20 volumes of every run are dummy scans: `dataInfo.mat` lists each run's
 //!   `samples` as 21 … duration (1-based), hence `--drop-seconds` 20 by default (TR 1 s).
-//! * `derivatives/annotation/<title>_run-NN_<kind>_each1sec.txt`: one line per second
-//!   (the feature extractor embeds each line; features are indexed by the same samples).
+//! * `derivatives/annotation/<title>_run-NN_<kind>_each1sec.txt`: one line per second of the
+//!   movie, dummy seconds included (the feature extractor embeds each line; features are
+//!   indexed by the same samples), in the markup [`annotation_segments`] reads. The line
+//!   count is the movie's duration: dataDT often has more rows (the scanner ran on), and the
+//!   loaders keep rows 21 … duration only.
+//! * `derivatives/feature/<title>_run-NN_<kind>_GPT2medium_<jp|en>_layer<L>_mean.mat`: MAT
+//!   v5, `stim` (duration × 1024) float32, the authors' GPT-2 features, one row per second.
 //!
 //! The derivatives carry neither TR nor affine: the TR comes from the raw runs' `_bold.json`
 //! sidecars (inherited as BIDS says), the grid and affine from `--mask FILE.nii[.gz]` when
@@ -231,4 +236,74 @@ impl DataDt {
                 .collect(),
         })
     }
+}
+
+/// How an annotation line is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Markup {
+    /// The line is the text (the simulator's and most datasets' annotations).
+    Plain,
+    /// ds005531's markup (see [`annotation_segments`]).
+    Ds005531,
+}
+
+/// The non-blank text segments of one annotation line of `kind`.
+///
+/// ds005531's lines are read as its authors' `util_feat.preproc_line` / `text_cleaning` do:
+/// everything through the first `]` (the `[HH:MM:SS]` stamp) is dropped, newlines and U+3000
+/// removed and `不明` ("unknown") read as `..`. `speechTranscription*` lines keep the text
+/// after `メイン#` (none without it), split on `/` into one segment per utterance, each keeping what follows its
+/// speaker's first `:`; the other kinds split on `/` into one segment per annotator (5 for
+/// `objectiveAnnot50chara`, 2 for `story`). Segments that are empty, `.` or `..` are blank and
+/// left out; a line's features are the mean over its segments.
+pub fn annotation_segments(markup: Markup, kind: &str, line: &str) -> Vec<String> {
+    if markup == Markup::Plain {
+        return match line.trim() {
+            "" => Vec::new(),
+            _ => vec![line.to_string()],
+        };
+    }
+    let text = match line.find(']') {
+        Some(end) => &line[end + 1..],
+        None => line,
+    };
+    let text: String = text
+        .chars()
+        .filter(|&c| c != '\n' && c != '\r' && c != '\u{3000}')
+        .collect::<String>()
+        .replace("不明", "..");
+    let segments: Vec<&str> = if kind.starts_with("speechTranscription") {
+        // No `メイン#`: no main-track speech this second.
+        let Some((_, speech)) = text.split_once("メイン#") else {
+            return Vec::new();
+        };
+        speech
+            .split('/')
+            .map(|u| u.split_once(':').map_or(u, |(_, said)| said))
+            .collect()
+    } else {
+        text.split('/').collect()
+    };
+    segments
+        .into_iter()
+        .map(str::trim)
+        .filter(|s| !matches!(*s, "" | "." | ".."))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The markup of the run set's annotations: ds005531's for its layout, else plain text.
+pub fn markup_of_layout(layout: &str) -> Markup {
+    if layout == "ds005531" {
+        Markup::Ds005531
+    } else {
+        Markup::Plain
+    }
+}
+
+/// `derivatives/feature/<title>_run-NN_<kind>_<features>_mean.mat`: the dataset's own
+/// features of one run and kind (e.g. `features` = `GPT2medium_jp_layer12`).
+pub fn feature_file(root: &Path, title: &str, run: u32, kind: &str, features: &str) -> PathBuf {
+    root.join("derivatives/feature")
+        .join(format!("{title}_run-{run:02}_{kind}_{features}_mean.mat"))
 }

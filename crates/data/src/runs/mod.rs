@@ -19,21 +19,32 @@
 //! ```text
 //! {format: "brainrecon-runs", version: 1, subject, tr, n_voxels, volume_shape: [x, y, z],
 //!  affine: 4×4 row-major voxel → world (sform, else qform),
-//!  preprocessing: {detrend: "median:120" | "poly:N" | "none", zscore: "run",
-//!                  drop_seconds, mask: how the voxels were chosen, zero_variance_voxels},
-//!  source: {layout: "bids" | "ds005531", root, tasks},
-//!  runs: [{name, task, session, run, n_trs, start_seconds, data: "runs/<name>.npy",
+//!  preprocessing: {detrend: "median:120" | "poly:N" | "none", zscore: "run" | "run_sample",
+//!                  drop_seconds, mask: how the voxels were chosen, zero_variance_voxels,
+//!                  confounds (fMRIPrep only): {strategy, fd_threshold, std_dvars_threshold,
+//!                  reference, censored_rows, generated_by, space}},
+//!  source: {layout: "bids" | "ds005531" | "fmriprep", root, tasks},
+//!  runs: [{name, task, session, run, n_trs, start_seconds, dropped_end_volumes,
+//!          data: "runs/<name>.npy",
 //!          events: "events/<name>.tsv" | null, annotations: {<kind>: "annotations/<name>/<kind>.txt"},
-//!          source_file}]}
+//!          source_file,
+//!          confounds (fMRIPrep only): {file, regressors, rank, censored: [row, …],
+//!                                      non_steady_state: [row, …]}}]}
 //! ```
+//! fMRIPrep runs (`--fmriprep`): rows are still one per TR, so stimulus features align by
+//! row; censored rows (non-steady-state and scrubbed volumes, which nilearn drops) are
+//! written as zeros (the run's mean after z-scoring, no invented signal) and listed in
+//! `runs[].confounds.censored`, for models to leave out of fits and scores.
 //! `name` is the run's BIDS entities without the subject (`task-movie_run-01`,
 //! `ses-2_task-Training_run-03`). Runs are ordered by `--task` order, then session, run number.
 //! [`RunSet::open`] checks all of it; [`RunSet::run_data`] memory-maps a run.
 
 pub mod bids;
+pub mod confounds;
 pub mod detrend;
 pub mod ds005531;
 pub mod events;
+pub mod fmriprep;
 pub mod nifti4d;
 pub mod prepare;
 
@@ -63,6 +74,43 @@ pub struct Preprocessing {
     pub mask: String,
     /// Voxel-runs with zero variance, written as zeros (see `prepare`).
     pub zero_variance_voxels: usize,
+    /// fMRIPrep runs: the confound regression applied (none for other layouts).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confounds: Option<ConfoundsInfo>,
+}
+
+/// How fMRIPrep's confounds were regressed out (see [`confounds`]).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct ConfoundsInfo {
+    /// `--confounds` in canonical form (`motion:full,wm_csf:basic,high_pass,scrub:5`, `none`).
+    pub strategy: String,
+    /// FD (mm) and standardized-DVARS thresholds of `scrub`; none without it.
+    pub fd_threshold: Option<f64>,
+    pub std_dvars_threshold: Option<f64>,
+    /// What it reproduces.
+    pub reference: String,
+    /// What censored rows hold (`zeros`) and where they are listed.
+    pub censored_rows: String,
+    /// fMRIPrep's version, from its dataset_description.json.
+    pub generated_by: String,
+    /// `--space`.
+    pub space: String,
+}
+
+/// One fMRIPrep run's confounds (rows count from the run set's row 0).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct RunConfoundsInfo {
+    /// fMRIPrep's confounds table.
+    pub file: PathBuf,
+    /// The regressors projected out.
+    pub regressors: Vec<String>,
+    /// Their independent directions (the QR's rank).
+    pub rank: usize,
+    /// Rows left out of the regression and z-scoring and written as zeros: non-steady-state
+    /// volumes and scrubbed ones. Leave them out of model fits and scores too.
+    pub censored: Vec<usize>,
+    /// The non-steady-state rows among them.
+    pub non_steady_state: Vec<usize>,
 }
 
 /// Where the run set came from.
@@ -84,6 +132,10 @@ pub struct RunInfo {
     pub n_trs: usize,
     /// Time of row 0 in the recording's clock (the dropped seconds).
     pub start_seconds: f64,
+    /// Volumes of the source past the stimulus' end, left out (ds005531's dataDT runs on
+    /// after the movie; its authors' loaders keep rows up to the movie's duration).
+    #[serde(default)]
+    pub dropped_end_volumes: usize,
     /// `runs/<name>.npy`, relative to the run set.
     pub data: String,
     /// `events/<name>.tsv`, or none when the dataset has no events for the run.
@@ -92,6 +144,9 @@ pub struct RunInfo {
     pub annotations: BTreeMap<String, String>,
     /// The file the run was read from.
     pub source_file: PathBuf,
+    /// fMRIPrep runs: confounds regressed out and rows censored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub confounds: Option<RunConfoundsInfo>,
 }
 
 /// `runset.json`.
@@ -329,6 +384,17 @@ fn check_meta(path: &Path, meta: &RunSetMeta) -> Result<()> {
     }
     if meta.runs.is_empty() {
         return Err(DataError::invalid(path, "runs", "at least one run", "none"));
+    }
+    for run in &meta.runs {
+        let Some(c) = &run.confounds else { continue };
+        if let Some(&row) = c.censored.iter().find(|&&r| r >= run.n_trs) {
+            return Err(DataError::invalid(
+                path,
+                format!("runs[{}].confounds.censored", run.name),
+                format!("rows below n_trs ({})", run.n_trs),
+                row.to_string(),
+            ));
+        }
     }
     Ok(())
 }

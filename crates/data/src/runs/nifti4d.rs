@@ -112,8 +112,7 @@ fn series_header(path: &Path, h: &NiftiHeader) -> Result<SeriesHeader> {
 
 /// Reads the header of a `.nii` / `.nii.gz` file (no data).
 pub fn read_header(path: &Path) -> Result<SeriesHeader> {
-    crate::error::require_file(path, "a NIfTI-1 file (.nii or .nii.gz)")?;
-    let header = NiftiHeader::from_file(path).map_err(|e| nifti_error(path, e))?;
+    let header = crate::nifti_io::checked_header(path)?;
     series_header(path, &header)
 }
 
@@ -123,7 +122,14 @@ pub fn for_each_volume<F>(path: &Path, mut visit: F) -> Result<SeriesHeader>
 where
     F: FnMut(usize, &[f64]) -> Result<()>,
 {
-    crate::error::require_file(path, "a NIfTI-1 BOLD series (.nii or .nii.gz)")?;
+    let raw = crate::nifti_io::checked_header(path)?;
+    let checked = series_header(path, &raw)?;
+    if raw.dim[0] == 3 {
+        // A single 3-D volume: the streamed reader slices only ranks above 3.
+        let volume = crate::nifti_io::read_volume(path)?;
+        visit(0, &volume.values)?;
+        return Ok(checked);
+    }
     let object = ReaderStreamedOptions::new()
         .read_file_rank(path, 3)
         .map_err(|e| nifti_error(path, e))?;

@@ -1,7 +1,15 @@
-//! `bids prepare`: BOLD runs (generic BIDS, or ds005531's preprocessed derivatives) → a run set.
+//! `bids prepare`: BOLD runs (generic BIDS, ds005531's preprocessed derivatives, or fMRIPrep's
+//! output) → a run set.
 //!
 //! Per run: the first `--drop-seconds` are cut, each voxel is detrended (see [`detrend`]) and
-//! z-scored over the run.
+//! z-scored over the run. fMRIPrep runs (see [`fmriprep`]) are not detrended: fMRIPrep's
+//! confounds are regressed out and the voxels z-scored as nilearn does (see [`confounds`]),
+//! censored rows written as zeros and listed per run.
+//!
+//! * **fMRIPrep's scrubbing and non-steady-state volumes** are read from the whole run's
+//!   table; `--drop-seconds` (default 0) then cuts the first volumes as for other layouts.
+//! * **fMRIPrep's mask**: the intersection of the runs' `desc-brain_mask` files unless
+//!   `--mask` or `--mask-threshold` is given.
 //!
 //! * **Mask.** `--mask FILE.nii[.gz]`: voxels whose value is > 0 (same grid as the runs).
 //!   `--mask-threshold F`: voxels whose mean intensity, over the kept volumes of all selected
@@ -22,10 +30,13 @@
 //!   refused.
 
 use super::bids::{self, Entities};
+use super::confounds::Cleaner;
 use super::detrend::{self, Detrend, PolyBasis};
 use super::ds005531::{self, DataDt};
+use super::fmriprep::{self, FmriprepOptions, RunConfounds};
 use super::{
-    nifti4d, seconds, Preprocessing, RunInfo, RunSetMeta, SourceInfo, FORMAT, FORMAT_VERSION,
+    nifti4d, seconds, ConfoundsInfo, Preprocessing, RunConfoundsInfo, RunInfo, RunSetMeta,
+    SourceInfo, FORMAT, FORMAT_VERSION,
 };
 use crate::atomic::{read_json, write_bytes_atomic, write_json_atomic};
 use crate::error::{DataError, Result};
@@ -47,6 +58,8 @@ pub enum Layout {
     Bids,
     /// ds005531's `derivatives/preprocessed_data` (see [`ds005531`]).
     Ds005531,
+    /// fMRIPrep's output folder (see [`fmriprep`]); run through [`prepare_fmriprep`].
+    Fmriprep,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -93,6 +106,9 @@ struct Settings {
     mask: String,
     detrend: Detrend,
     drop_seconds: f64,
+    /// fMRIPrep: space, strategy, thresholds and raw dataset, as text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    fmriprep: Option<String>,
 }
 
 struct RunPlan {
@@ -102,8 +118,13 @@ struct RunPlan {
     session: Option<String>,
     run: Option<u32>,
     n_total: usize,
+    /// Volumes `drop..n_end` are kept (`n_end` < `n_total` when the recording outlasts the
+    /// stimulus, as ds005531's dataDT does).
+    n_end: usize,
     annotations: BTreeMap<String, PathBuf>,
     events: Option<PathBuf>,
+    /// fMRIPrep runs: their confounds table, read and checked.
+    confounds: Option<RunConfounds>,
 }
 
 enum Voxels {
@@ -120,10 +141,22 @@ struct Plan {
     affine: [[f64; 4]; 4],
     drop: usize,
     voxels: Voxels,
+    /// fMRIPrep runs: the options and fMRIPrep's version.
+    fmriprep: Option<(FmriprepOptions, String)>,
 }
 
-fn candidates(opts: &PrepareOptions, subject: &str) -> Result<Vec<(PathBuf, Entities)>> {
+fn candidates(
+    opts: &PrepareOptions,
+    fm: Option<&FmriprepOptions>,
+    subject: &str,
+) -> Result<Vec<(PathBuf, Entities)>> {
     Ok(match opts.layout {
+        Layout::Fmriprep => {
+            let space = fm
+                .map(|f| f.space.clone())
+                .unwrap_or_else(fmriprep::Space::default_volume);
+            fmriprep::bold_files(&opts.root, subject, &space)?
+        }
         Layout::Bids => bids::bold_files(&opts.root, subject)?
             .into_iter()
             .map(|b| (b.path, b.entities))
@@ -136,8 +169,12 @@ fn candidates(opts: &PrepareOptions, subject: &str) -> Result<Vec<(PathBuf, Enti
 }
 
 /// The subject's runs of the chosen tasks, in `--task` order, then session and run.
-fn select_runs(opts: &PrepareOptions, subject: &str) -> Result<Vec<(PathBuf, Entities)>> {
-    let all = candidates(opts, subject)?;
+fn select_runs(
+    opts: &PrepareOptions,
+    fm: Option<&FmriprepOptions>,
+    subject: &str,
+) -> Result<Vec<(PathBuf, Entities)>> {
+    let all = candidates(opts, fm, subject)?;
     let task_of = |e: &Entities| bids::entity(e, "task").unwrap_or("").to_string();
     let mut chosen: Vec<(usize, (PathBuf, Entities))> = all
         .iter()
@@ -151,7 +188,7 @@ fn select_runs(opts: &PrepareOptions, subject: &str) -> Result<Vec<(PathBuf, Ent
         found.sort();
         found.dedup();
         let place = match opts.layout {
-            Layout::Bids => opts.root.join(format!("sub-{subject}")),
+            Layout::Bids | Layout::Fmriprep => opts.root.join(format!("sub-{subject}")),
             Layout::Ds005531 => ds005531::preprocessed_dir(&opts.root, subject),
         };
         return Err(DataError::invalid(
@@ -183,7 +220,10 @@ fn select_runs(opts: &PrepareOptions, subject: &str) -> Result<Vec<(PathBuf, Ent
             return Err(DataError::invalid(
                 path,
                 "run",
-                "one file per run",
+                match opts.layout {
+                    Layout::Fmriprep => "one file per run (fMRIPrep writes one per resolution: choose one with --space LABEL:res-N)",
+                    _ => "one file per run",
+                },
                 format!("the same run as {}", other.display()),
             ));
         }
@@ -213,6 +253,15 @@ fn run_header(
             .unwrap_or_else(|| opts.root.join(format!("sub-{subject}")).join("func"))
     };
     match opts.layout {
+        Layout::Fmriprep => {
+            let h = nifti4d::read_header(path)?;
+            Ok(RunHeader {
+                n_total: h.n_volumes,
+                n_voxels: h.shape.iter().product(),
+                shape: Some((h.shape, h.affine)),
+                tr: fmriprep::repetition_time(path)?,
+            })
+        }
         Layout::Bids => {
             let h = nifti4d::read_header(path)?;
             let tr = bids::repetition_time(&opts.root, entities, &func_dir(Some(path)), path)?;
@@ -256,6 +305,60 @@ fn check_annotations(path: &Path, lines: usize, n_total: usize, tr: f64, run: &P
         ),
         format!("{lines} lines: {by} seconds {what} than the run"),
     ))
+}
+
+/// ds005531: the volumes up to the movie's end, whose length is the annotations' line count
+/// (one line per second, dummy seconds included). As the authors' loaders do (rows 21 ..
+/// duration of `dataInfo.mat`'s `samples`; drama2brain cuts `dataDT[:duration]`), rows past
+/// the movie are left out; a dataDT shorter than the movie is refused.
+fn movie_end(
+    annotations: &BTreeMap<String, PathBuf>,
+    h: &RunHeader,
+    run: &Path,
+    drop: usize,
+) -> Result<usize> {
+    let mut duration: Option<(usize, &PathBuf)> = None;
+    for file in annotations.values() {
+        let lines = bids::read_lines(file)?.len();
+        match duration {
+            Some((seconds, first)) if seconds != lines => {
+                return Err(DataError::invalid(
+                    file,
+                    "lines",
+                    format!(
+                        "{seconds} lines (one per second of the movie), as {}",
+                        first.display()
+                    ),
+                    lines.to_string(),
+                ))
+            }
+            _ => duration = Some((lines, file)),
+        }
+    }
+    let Some((seconds, file)) = duration else {
+        return Ok(h.n_total);
+    };
+    let volumes = (seconds as f64 / h.tr).floor() as usize;
+    if volumes > h.n_total {
+        return Err(DataError::invalid(
+            run,
+            "dataDT",
+            format!(
+                "at least {volumes} rows, one per TR of the movie ({seconds} s: the lines of {})",
+                file.display()
+            ),
+            format!("{} rows", h.n_total),
+        ));
+    }
+    if volumes < drop + 2 {
+        return Err(DataError::invalid(
+            file,
+            "lines",
+            format!("more than the {drop} dropped seconds plus one"),
+            seconds.to_string(),
+        ));
+    }
+    Ok(volumes)
 }
 
 fn grid_of_ds005531(
@@ -361,9 +464,53 @@ fn dropped_volumes(seconds: f64, tr: f64) -> Result<usize> {
     Ok(volumes as usize)
 }
 
+/// The dataset a run's events and annotations come from: the BIDS root, or for fMRIPrep the
+/// raw dataset (`--bids-root`), if given.
+fn side_root<'a>(opts: &'a PrepareOptions, fm: Option<&'a FmriprepOptions>) -> Option<&'a Path> {
+    match opts.layout {
+        Layout::Fmriprep => fm.and_then(|f| f.raw_root.as_deref()),
+        _ => Some(&opts.root),
+    }
+}
+
+/// A run's events: beside the run (BIDS), beside its raw run (ds005531), or in the raw
+/// dataset's `func/` folder (fMRIPrep).
+fn run_events(
+    opts: &PrepareOptions,
+    fm: Option<&FmriprepOptions>,
+    subject: &str,
+    path: &Path,
+    entities: &Entities,
+) -> Result<Option<PathBuf>> {
+    match opts.layout {
+        Layout::Bids => bids::events_file(
+            &opts.root,
+            entities,
+            path.parent().unwrap_or(Path::new(".")),
+        ),
+        Layout::Ds005531 => match ds005531::raw_bold(&opts.root, subject, entities)? {
+            Some(raw) => {
+                bids::events_file(&opts.root, entities, raw.parent().unwrap_or(Path::new(".")))
+            }
+            None => Ok(None),
+        },
+        Layout::Fmriprep => match side_root(opts, fm) {
+            Some(raw) => {
+                let mut dir = raw.join(format!("sub-{subject}"));
+                if let Some(ses) = bids::entity(entities, "ses") {
+                    dir = dir.join(format!("ses-{ses}"));
+                }
+                bids::events_file(raw, entities, &dir.join("func"))
+            }
+            None => Ok(None),
+        },
+    }
+}
+
 /// One run's plan: its length checked against the dropped volumes and its annotations.
 fn run_plan(
     opts: &PrepareOptions,
+    fm: Option<&FmriprepOptions>,
     subject: &str,
     (path, entities): &(PathBuf, Entities),
     h: &RunHeader,
@@ -382,25 +529,28 @@ fn run_plan(
         .unwrap_or_default()
         .to_string();
     let run = bids::entity(entities, "run").and_then(|r| r.parse::<u32>().ok());
-    let annotations = bids::annotation_files(&opts.root, &task, run)?;
+    let annotations = match side_root(opts, fm) {
+        Some(root) => bids::annotation_files(root, &task, run)?,
+        None => BTreeMap::new(),
+    };
     if !annotations.is_empty() && drop_seconds.fract() != 0.0 {
         return Err(DataError::Usage(format!("--drop-seconds: annotations are per second, so whole seconds only (found {drop_seconds})")));
     }
-    for file in annotations.values() {
-        check_annotations(file, bids::read_lines(file)?.len(), h.n_total, h.tr, path)?;
-    }
-    let events = match opts.layout {
-        Layout::Bids => bids::events_file(
-            &opts.root,
-            entities,
-            path.parent().unwrap_or(Path::new(".")),
-        )?,
-        Layout::Ds005531 => match ds005531::raw_bold(&opts.root, subject, entities)? {
-            Some(raw) => {
-                bids::events_file(&opts.root, entities, raw.parent().unwrap_or(Path::new(".")))?
+    let n_end = match opts.layout {
+        Layout::Bids | Layout::Fmriprep => {
+            for file in annotations.values() {
+                check_annotations(file, bids::read_lines(file)?.len(), h.n_total, h.tr, path)?;
             }
-            None => None,
-        },
+            h.n_total
+        }
+        Layout::Ds005531 => movie_end(&annotations, h, path, drop)?,
+    };
+    let confounds = match (opts.layout, fm) {
+        (Layout::Fmriprep, Some(f)) => {
+            let file = fmriprep::confounds_file(path, entities)?;
+            Some(RunConfounds::read(&file, path, h.n_total, &f.strategy)?)
+        }
+        _ => None,
     };
     Ok(RunPlan {
         path: path.clone(),
@@ -409,8 +559,10 @@ fn run_plan(
         session: bids::entity(entities, "ses").map(str::to_string),
         run,
         n_total: h.n_total,
+        n_end,
         annotations,
-        events,
+        events: run_events(opts, fm, subject, path, entities)?,
+        confounds,
     })
 }
 
@@ -418,10 +570,46 @@ fn canonical(path: &Path) -> Result<PathBuf> {
     std::fs::canonicalize(path).map_err(|e| DataError::io(path, e))
 }
 
+/// Voxels inside every run's fMRIPrep brain mask (flat indices, sorted).
+fn brain_mask_intersection(
+    selected: &[(PathBuf, Entities)],
+    shape: [usize; 3],
+) -> Result<Vec<usize>> {
+    let mut common: Option<Vec<usize>> = None;
+    for (bold, _) in selected {
+        let file = fmriprep::brain_mask(bold);
+        if !file.is_file() {
+            return Err(DataError::Missing {
+                path: file,
+                what: format!("fMRIPrep's brain mask of {} (the default mask), or pass --mask / --mask-threshold", bold.display()),
+            });
+        }
+        let flat = mask_from_file(&file, shape)?;
+        common = Some(match common {
+            None => flat,
+            Some(c) => c
+                .into_iter()
+                .filter(|v| flat.binary_search(v).is_ok())
+                .collect(),
+        });
+    }
+    let common = common.unwrap_or_default();
+    if common.is_empty() {
+        return Err(DataError::invalid(
+            fmriprep::brain_mask(&selected[0].0),
+            "values",
+            "brain masks that overlap across the runs",
+            "no voxel inside all of them: pass --mask",
+        ));
+    }
+    Ok(common)
+}
+
 /// The voxel set and how `runset.json` describes it.
 fn choose_voxels(
     opts: &PrepareOptions,
     subject: &str,
+    selected: &[(PathBuf, Entities)],
     shape: [usize; 3],
     n_voxels: usize,
 ) -> Result<(Voxels, String)> {
@@ -440,6 +628,13 @@ fn choose_voxels(
         )),
         (MaskChoice::Threshold(f), _) => threshold(*f),
         (MaskChoice::Auto, Layout::Bids) => threshold(DEFAULT_MASK_THRESHOLD),
+        (MaskChoice::Auto, Layout::Fmriprep) => Ok((
+            Voxels::Fixed(brain_mask_intersection(selected, shape)?),
+            format!(
+                "intersection of fMRIPrep's brain masks (desc-brain_mask, voxels > 0) of the {} runs",
+                selected.len()
+            ),
+        )),
         (MaskChoice::Auto, Layout::Ds005531) => {
             let vset = ds005531::preprocessed_dir(&opts.root, subject).join("vset_100.mat");
             Ok((
@@ -450,8 +645,8 @@ fn choose_voxels(
     }
 }
 
-fn plan(opts: &PrepareOptions) -> Result<Plan> {
-    let subject = bids::subject_label(&opts.subject)?;
+/// Option combinations refused before anything is read; for fMRIPrep, its version.
+fn check_options(opts: &PrepareOptions, fm: Option<&FmriprepOptions>) -> Result<Option<String>> {
     if opts.tasks.is_empty() {
         return Err(DataError::Usage("--task: name at least one task".into()));
     }
@@ -464,7 +659,43 @@ fn plan(opts: &PrepareOptions) -> Result<Plan> {
     if let (Layout::Ds005531, MaskChoice::Threshold(_)) = (opts.layout, &opts.mask) {
         return Err(DataError::Usage("--mask-threshold: ds005531's runs are preprocessed (no intensities to threshold); use its tvoxels (the default) or --mask".into()));
     }
-    let selected = select_runs(opts, &subject)?;
+    if opts.layout != Layout::Fmriprep {
+        return Ok(None);
+    }
+    if opts.detrend.is_some_and(|d| d != Detrend::None) {
+        return Err(DataError::Usage("--detrend: fMRIPrep runs are cleaned as nilearn does, without detrending; remove slow drifts with high_pass in --confounds (fMRIPrep's cosine regressors)".into()));
+    }
+    if let Some(raw) = fm.and_then(|f| f.raw_root.as_ref()) {
+        if !raw.is_dir() {
+            return Err(DataError::Missing {
+                path: raw.clone(),
+                what: "the raw BIDS dataset's root folder (--bids-root, for events)".into(),
+            });
+        }
+    }
+    fmriprep::generated_by(&opts.root).map(Some)
+}
+
+/// What `runset.json` and the resume check record of the fMRIPrep options.
+fn fmriprep_label(fm: &FmriprepOptions) -> Result<String> {
+    let raw = match &fm.raw_root {
+        Some(r) => canonical(r)?.display().to_string(),
+        None => "none".into(),
+    };
+    let scrub = fm.strategy.scrub.map_or(String::new(), |s| {
+        format!(" fd>{} std_dvars>{}", s.fd_threshold, s.std_dvars_threshold)
+    });
+    Ok(format!(
+        "space {} confounds {}{scrub} raw {raw}",
+        fm.space.label(),
+        fm.strategy.label()
+    ))
+}
+
+fn plan(opts: &PrepareOptions, fm: Option<&FmriprepOptions>) -> Result<Plan> {
+    let subject = bids::subject_label(&opts.subject)?;
+    let generated_by = check_options(opts, fm)?;
+    let selected = select_runs(opts, fm, &subject)?;
     let headers = selected
         .iter()
         .map(|(p, e)| run_header(opts, &subject, p, e))
@@ -472,20 +703,24 @@ fn plan(opts: &PrepareOptions) -> Result<Plan> {
     check_consistent(&selected, &headers)?;
     let first = &headers[0];
     let drop_seconds = opts.drop_seconds.unwrap_or(match opts.layout {
-        Layout::Bids => 0.0,
+        Layout::Bids | Layout::Fmriprep => 0.0,
         Layout::Ds005531 => ds005531::DUMMY_SECONDS,
     });
     let drop = dropped_volumes(drop_seconds, first.tr)?;
     let runs = selected
         .iter()
         .zip(&headers)
-        .map(|(r, h)| run_plan(opts, &subject, r, h, drop_seconds, drop))
+        .map(|(r, h)| run_plan(opts, fm, &subject, r, h, drop_seconds, drop))
         .collect::<Result<Vec<_>>>()?;
     let (shape, affine) = match first.shape {
         Some(grid) => grid,
         None => grid_of_ds005531(opts, &subject, &selected[0], first.n_voxels)?,
     };
-    let (voxels, mask) = choose_voxels(opts, &subject, shape, first.n_voxels)?;
+    let (voxels, mask) = choose_voxels(opts, &subject, &selected, shape, first.n_voxels)?;
+    let fmriprep = match (fm, generated_by) {
+        (Some(f), Some(g)) => Some((f.clone(), g)),
+        _ => None,
+    };
     let settings = Settings {
         layout: opts.layout,
         root: canonical(&opts.root)?,
@@ -494,9 +729,13 @@ fn plan(opts: &PrepareOptions) -> Result<Plan> {
         mask,
         detrend: opts.detrend.unwrap_or(match opts.layout {
             Layout::Bids => Detrend::Median { seconds: 120.0 },
-            Layout::Ds005531 => Detrend::None,
+            Layout::Ds005531 | Layout::Fmriprep => Detrend::None,
         }),
         drop_seconds,
+        fmriprep: fmriprep
+            .as_ref()
+            .map(|(f, _)| fmriprep_label(f))
+            .transpose()?,
     };
     Ok(Plan {
         settings,
@@ -506,6 +745,7 @@ fn plan(opts: &PrepareOptions) -> Result<Plan> {
         affine,
         drop,
         voxels,
+        fmriprep,
     })
 }
 
@@ -572,12 +812,12 @@ fn threshold_mask(plan: &Plan, fraction: f64, progress: bool) -> Result<(Vec<usi
 
 /// Voxel-major (n_voxels × n_kept) time courses of one run's mask voxels.
 fn extract(plan: &Plan, run: &RunPlan, flat: &[usize]) -> Result<Vec<f64>> {
-    let n = run.n_total - plan.drop;
+    let n = run.n_end - plan.drop;
     let mut m = vec![0f64; flat.len() * n];
     match plan.settings.layout {
-        Layout::Bids => {
+        Layout::Bids | Layout::Fmriprep => {
             nifti4d::for_each_volume(&run.path, |t, volume| {
-                if t >= plan.drop && t < run.n_total {
+                if t >= plan.drop && t < run.n_end {
                     for (v, &f) in flat.iter().enumerate() {
                         m[v * n + t - plan.drop] = volume[f];
                     }
@@ -589,8 +829,8 @@ fn extract(plan: &Plan, run: &RunPlan, flat: &[usize]) -> Result<Vec<f64>> {
             let data = DataDt::open(&run.path)?;
             let block = (1usize << 23).div_ceil(data.n_voxels).max(1);
             let mut t = plan.drop;
-            while t < run.n_total {
-                let count = block.min(run.n_total - t);
+            while t < run.n_end {
+                let count = block.min(run.n_end - t);
                 let rows = data.rows(t, count)?;
                 for r in 0..count {
                     let row = &rows[r * data.n_voxels..(r + 1) * data.n_voxels];
@@ -614,13 +854,12 @@ fn extract(plan: &Plan, run: &RunPlan, flat: &[usize]) -> Result<Vec<f64>> {
     Ok(m)
 }
 
-/// Detrends and z-scores every voxel (rows of `m`, `n` long) in place, on all cores.
-/// Returns the voxels that were flat (left as zeros).
-fn detrend_and_zscore(m: &mut [f64], n: usize, method: Detrend, tr: f64) -> Vec<usize> {
-    let basis = match method {
-        Detrend::Poly { order } => Some(PolyBasis::new(n, order)),
-        _ => None,
-    };
+/// Applies `f` to every voxel (rows of `m`, `n` long) in place, on all cores. Returns the
+/// voxels for which it returned false (flat: left as zeros).
+fn each_voxel<F>(m: &mut [f64], n: usize, f: F) -> Vec<usize>
+where
+    F: Fn(&mut [f64]) -> bool + Sync,
+{
     let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
     let n_voxels = m.len() / n;
     let per_thread = n_voxels.div_ceil(threads).max(1);
@@ -630,13 +869,11 @@ fn detrend_and_zscore(m: &mut [f64], n: usize, method: Detrend, tr: f64) -> Vec<
             .chunks_mut(per_thread * n)
             .enumerate()
             .map(|(c, chunk)| {
-                let basis = basis.as_ref();
+                let f = &f;
                 scope.spawn(move || {
                     let mut flat = Vec::new();
                     for (v, x) in chunk.chunks_exact_mut(n).enumerate() {
-                        let scale = detrend::rms(x);
-                        detrend::detrend(x, method, tr, basis);
-                        if !detrend::zscore(x, scale) {
+                        if !f(x) {
                             x.fill(0.0);
                             flat.push(c * per_thread + v);
                         }
@@ -646,10 +883,31 @@ fn detrend_and_zscore(m: &mut [f64], n: usize, method: Detrend, tr: f64) -> Vec<
             })
             .collect();
         for h in handles {
-            flat.extend(h.join().expect("detrend worker panicked"));
+            flat.extend(h.join().expect("voxel worker panicked"));
         }
     });
     flat
+}
+
+/// Detrends and z-scores every voxel (rows of `m`, `n` long) in place, on all cores.
+/// Returns the voxels that were flat (left as zeros).
+fn detrend_and_zscore(m: &mut [f64], n: usize, method: Detrend, tr: f64) -> Vec<usize> {
+    let basis = match method {
+        Detrend::Poly { order } => Some(PolyBasis::new(n, order)),
+        _ => None,
+    };
+    each_voxel(m, n, |x| {
+        let scale = detrend::rms(x);
+        detrend::detrend(x, method, tr, basis.as_ref());
+        detrend::zscore(x, scale)
+    })
+}
+
+/// The cleaner of an fMRIPrep run's kept rows (none for other layouts).
+fn run_cleaner(plan: &Plan, run: &RunPlan) -> Option<Cleaner> {
+    run.confounds
+        .as_ref()
+        .map(|c| c.cleaner(plan.drop, run.n_end))
 }
 
 fn write_run_array(path: &Path, m: &[f64], n: usize, n_voxels: usize) -> Result<()> {
@@ -664,6 +922,23 @@ fn write_run_array(path: &Path, m: &[f64], n: usize, n_voxels: usize) -> Result<
     writer.finish()
 }
 
+fn censored_all(run: &RunPlan, cleaner: &Cleaner) -> DataError {
+    let file = run
+        .confounds
+        .as_ref()
+        .map_or(run.path.clone(), |c| c.file.clone());
+    DataError::invalid(
+        file,
+        "censored volumes",
+        "at least 2 volumes left after non-steady-state volumes and scrubbing",
+        format!(
+            "{} kept of the run's {}: raise --fd-threshold / --std-dvars-threshold or drop scrub",
+            cleaner.kept.len(),
+            run.n_end
+        ),
+    )
+}
+
 #[derive(Serialize, Deserialize)]
 struct RunDone {
     zero_variance: usize,
@@ -676,7 +951,7 @@ fn process_run(
     flat: &[usize],
     staging: &Path,
 ) -> Result<(bool, usize)> {
-    let n = run.n_total - plan.drop;
+    let n = run.n_end - plan.drop;
     let data = staging.join(format!("runs/{}.npy", run.name));
     let done = staging.join(format!(".done/{}.json", run.name));
     if let (Ok(mapped), Ok(record)) = (npy::MappedF32::open(&data), read_json::<RunDone>(&done)) {
@@ -685,7 +960,15 @@ fn process_run(
         }
     }
     let mut m = extract(plan, run, flat)?;
-    let zero = detrend_and_zscore(&mut m, n, plan.settings.detrend, plan.tr);
+    let zero = match run_cleaner(plan, run) {
+        Some(cleaner) => {
+            if cleaner.kept.len() < 2 {
+                return Err(censored_all(run, &cleaner));
+            }
+            each_voxel(&mut m, n, |x| cleaner.clean(x))
+        }
+        None => detrend_and_zscore(&mut m, n, plan.settings.detrend, plan.tr),
+    };
     let allowed = (flat.len() as f64 * MAX_ZERO_VARIANCE_FRACTION).floor() as usize;
     if zero.len() > allowed {
         let named: Vec<String> = zero
@@ -740,12 +1023,33 @@ fn copy_side_files(plan: &Plan, run: &RunPlan, staging: &Path) -> Result<RunInfo
         task: run.task.clone(),
         session: run.session.clone(),
         run: run.run,
-        n_trs: run.n_total - plan.drop,
+        n_trs: run.n_end - plan.drop,
         start_seconds: plan.settings.drop_seconds,
+        dropped_end_volumes: run.n_total - run.n_end,
         data: format!("runs/{}.npy", run.name),
         events,
         annotations,
         source_file: run.path.clone(),
+        confounds: run_confounds_info(plan, run),
+    })
+}
+
+/// What `runset.json` lists of an fMRIPrep run's confounds.
+fn run_confounds_info(plan: &Plan, run: &RunPlan) -> Option<RunConfoundsInfo> {
+    let c = run.confounds.as_ref()?;
+    let rank = run_cleaner(plan, run).map_or(0, |k| k.rank());
+    let shift = |rows: &[usize]| -> Vec<usize> {
+        rows.iter()
+            .filter(|&&r| r >= plan.drop && r < run.n_end)
+            .map(|r| r - plan.drop)
+            .collect()
+    };
+    Some(RunConfoundsInfo {
+        file: c.file.clone(),
+        regressors: c.names.clone(),
+        rank,
+        censored: c.censored(plan.drop, run.n_end),
+        non_steady_state: shift(&c.non_steady_state),
     })
 }
 
@@ -819,18 +1123,23 @@ fn run_all(
         affine: plan.affine,
         preprocessing: Preprocessing {
             detrend: s.detrend.label(),
-            zscore: "run".into(),
+            zscore: match plan.fmriprep {
+                Some(_) => "run_sample".into(),
+                None => "run".into(),
+            },
             drop_seconds: s.drop_seconds,
             mask: match robust_max {
                 Some(m) => format!("{} (here {m})", s.mask),
                 None => s.mask.clone(),
             },
             zero_variance_voxels: zero_total,
+            confounds: plan.fmriprep.as_ref().map(confounds_info),
         },
         source: SourceInfo {
             layout: match s.layout {
                 Layout::Bids => "bids".into(),
                 Layout::Ds005531 => "ds005531".into(),
+                Layout::Fmriprep => "fmriprep".into(),
             },
             root: s.root.clone(),
             tasks: s.tasks.clone(),
@@ -841,6 +1150,19 @@ fn run_all(
     Ok((processed, resumed, zero_total, meta))
 }
 
+fn confounds_info((fm, generated_by): &(FmriprepOptions, String)) -> ConfoundsInfo {
+    let scrub = fm.strategy.scrub;
+    ConfoundsInfo {
+        strategy: fm.strategy.label(),
+        fd_threshold: scrub.map(|s| s.fd_threshold),
+        std_dvars_threshold: scrub.map(|s| s.std_dvars_threshold),
+        reference: "nilearn 0.14 interfaces.fmriprep.load_confounds (non-steady-state volumes always censored) then signal.clean(detrend=False, standardize='zscore_sample', standardize_confounds=True): censor, standardize confounds, project them out by pivoted QR, z-score with the sample std, over the kept rows".into(),
+        censored_rows: "zeros; listed per run in runs[].confounds.censored (leave them out of fits and scores)".into(),
+        generated_by: generated_by.clone(),
+        space: fm.space.label(),
+    }
+}
+
 fn is_nonempty_dir(path: &Path) -> bool {
     path.exists()
         && std::fs::read_dir(path)
@@ -848,9 +1170,30 @@ fn is_nonempty_dir(path: &Path) -> bool {
             .unwrap_or(true)
 }
 
-/// Runs `bids prepare` (see the module documentation).
+/// Runs `bids prepare` (see the module documentation). `Layout::Fmriprep` runs with
+/// [`FmriprepOptions::default`].
 pub fn prepare(opts: &PrepareOptions) -> Result<PrepareReport> {
-    let plan = plan(opts)?;
+    match opts.layout {
+        Layout::Fmriprep => prepare_fmriprep(opts, &FmriprepOptions::default()),
+        _ => prepare_plan(opts, plan(opts, None)?),
+    }
+}
+
+/// Runs `bids prepare --fmriprep`: `opts.root` is fMRIPrep's output folder (the layout is
+/// taken as [`Layout::Fmriprep`] whatever `opts.layout` says).
+pub fn prepare_fmriprep(
+    opts: &PrepareOptions,
+    fmriprep: &FmriprepOptions,
+) -> Result<PrepareReport> {
+    let opts = PrepareOptions {
+        layout: Layout::Fmriprep,
+        ..opts.clone()
+    };
+    let plan = plan(&opts, Some(fmriprep))?;
+    prepare_plan(&opts, plan)
+}
+
+fn prepare_plan(opts: &PrepareOptions, plan: Plan) -> Result<PrepareReport> {
     let settings_name = ".prepare-settings.json";
     if opts.out.join("runset.json").exists() {
         let previous: Option<Settings> = read_json(&opts.out.join(settings_name)).ok();

@@ -269,7 +269,7 @@ pub fn read_track(path: &Path) -> Result<Track> {
         if hdlr.get(8..12) != Some(b"vide") {
             continue;
         }
-        let track = read_video_track(path, mdia)?;
+        let track = read_video_track(path, mdia, file_len)?;
         if let Some(last) = track.samples.iter().map(|s| s.offset + s.size as u64).max() {
             if last > file_len {
                 return Err(DataError::invalid(
@@ -285,7 +285,7 @@ pub fn read_track(path: &Path) -> Result<Track> {
     Err(DataError::format(path, "MP4", "no video track"))
 }
 
-fn read_video_track(path: &Path, mdia: &[u8]) -> Result<Track> {
+fn read_video_track(path: &Path, mdia: &[u8], file_len: u64) -> Result<Track> {
     let mdhd = require(path, mdia, b"mdhd", "mdia")?;
     let mut c = Cursor::new(path, "mdhd", mdhd);
     let timescale = if c.version()? == 1 {
@@ -306,7 +306,7 @@ fn read_video_track(path: &Path, mdia: &[u8]) -> Result<Track> {
     let minf = require(path, mdia, b"minf", "mdia")?;
     let stbl = require(path, minf, b"stbl", "minf")?;
     let (width, height, avc) = read_stsd(path, require(path, stbl, b"stsd", "stbl")?)?;
-    let sizes = read_stsz(path, require(path, stbl, b"stsz", "stbl")?)?;
+    let sizes = read_stsz(path, require(path, stbl, b"stsz", "stbl")?, file_len)?;
     let n = sizes.len();
     let decode_times = read_stts(path, require(path, stbl, b"stts", "stbl")?, n)?;
     let offsets_ctts = match child(path, stbl, b"ctts")? {
@@ -424,12 +424,22 @@ fn read_avcc(path: &Path, avcc: &[u8]) -> Result<AvcConfig> {
     })
 }
 
-fn read_stsz(path: &Path, stsz: &[u8]) -> Result<Vec<u32>> {
+/// Sample sizes; with one size for all, their count is bounded by the file's length before
+/// anything is sized by it.
+fn read_stsz(path: &Path, stsz: &[u8], file_len: u64) -> Result<Vec<u32>> {
     let mut c = Cursor::new(path, "stsz", stsz);
     c.version()?;
     let fixed = c.u32()?;
     if fixed != 0 {
         let n = c.u32()? as usize;
+        if (n as u64).saturating_mul(fixed as u64) > file_len {
+            return Err(DataError::invalid(
+                path,
+                "stsz",
+                format!("samples that fit in the file's {file_len} bytes"),
+                format!("{n} samples of {fixed} bytes"),
+            ));
+        }
         return Ok(vec![fixed; n]);
     }
     let n = c.count(4)?;
@@ -442,9 +452,10 @@ fn read_stts(path: &Path, stts: &[u8], n: usize) -> Result<Vec<i64>> {
     c.version()?;
     let runs = c.count(8)?;
     let mut times = Vec::with_capacity(n);
-    let mut t = 0i64;
+    let (mut t, mut listed) = (0i64, 0u64);
     for _ in 0..runs {
         let (count, delta) = (c.u32()?, c.u32()? as i64);
+        listed += count as u64;
         for _ in 0..count {
             if times.len() == n {
                 break;
@@ -453,12 +464,14 @@ fn read_stts(path: &Path, stts: &[u8], n: usize) -> Result<Vec<i64>> {
             t += delta;
         }
     }
-    if times.len() != n {
+    // The runs must cover the samples exactly (ISO/IEC 14496-12): a count past them is a
+    // broken table, not padding.
+    if listed != n as u64 {
         return Err(DataError::invalid(
             path,
             "stts",
             format!("times for {n} samples"),
-            format!("{}", times.len()),
+            format!("{listed}"),
         ));
     }
     Ok(times)

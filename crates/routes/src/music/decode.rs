@@ -61,6 +61,17 @@ pub fn atlas_rois(
             format!("{:?}", volume.shape),
         ));
     }
+    if !same_affine(&volume.affine, runs.affine()) {
+        return Err(RouteError::mismatch(
+            atlas,
+            "affine",
+            format!(
+                "the run set's voxel-to-scanner affine {:?} (the atlas resampled to the runs' grid)",
+                &runs.affine()[..3]
+            ),
+            format!("{:?}", &volume.affine[..3]),
+        ));
+    }
     let sibling = {
         let name = atlas.file_name().and_then(|n| n.to_str()).unwrap_or("");
         let stem = name.trim_end_matches(".gz").trim_end_matches(".nii");
@@ -99,6 +110,19 @@ pub fn atlas_rois(
         ));
     }
     Ok(rois)
+}
+
+/// Millimetres two grids' affines may differ by and still be one grid: NIfTI stores its
+/// affine in 32-bit floats, whose rounding at scanner coordinates of a few hundred mm is
+/// below 1e-4 mm; a real difference of grids is a voxel's fraction, far above it.
+const AFFINE_TOLERANCE_MM: f64 = 1e-3;
+
+fn same_affine(a: &[[f64; 4]; 4], b: &[[f64; 4]; 4]) -> bool {
+    a.iter().zip(b).take(3).all(|(x, y)| {
+        x.iter()
+            .zip(y)
+            .all(|(u, v)| (u - v).abs() <= AFFINE_TOLERANCE_MM)
+    })
 }
 
 /// The columns `cols` of row-major (n, width) `data`: (n, cols).

@@ -18,12 +18,13 @@
 
 use super::decode::{self, Roi, RoiRidge};
 use super::embed::{Embedder, EmbeddingKind};
+use super::inputs::{check_inputs, Checked};
 use super::windows::{presentations, split_windows, ClipKey, WindowSpec, Windows};
 use crate::error::{Result, RouteError};
 use crate::progress;
 use brainrecon_audio::clap::SeededChoices;
 use brainrecon_data::atomic::{write_bytes_atomic, write_json_atomic};
-use brainrecon_data::audio::stimuli::gtzan_track;
+use brainrecon_data::audio::stimuli::{gtzan_track, TRACK_END_TOLERANCE};
 use brainrecon_data::audio::{read_audio, Audio};
 use brainrecon_data::npy;
 use brainrecon_data::runs::RunSet;
@@ -135,7 +136,12 @@ fn window_targets(
                 current = Some((name, read_audio(&path)?));
             }
             let track = &current.as_ref().expect("just read").1;
-            let cut = track.clip(clip.start + s.offset, spec.seconds.min(clip.duration))?;
+            // Inside the clip, whose end may lie a tolerated tail past a short track's.
+            let cut = track.clip_padded(
+                clip.start + s.offset,
+                spec.seconds.min(clip.duration),
+                TRACK_END_TOLERANCE,
+            )?;
             audio.push(cut.to_mono_at(embedder.rate())?.samples);
         }
         out.extend(embedder.embed_audio(&audio, &mut choices)?);
@@ -208,11 +214,20 @@ fn check(opts: &MusicFitOptions) -> Result<()> {
     Ok(())
 }
 
-/// Fits the route and writes its folder (see the module's documentation).
+/// Fits the route and writes its folder (see the module's documentation). Every external
+/// input is checked first, all problems reported together (`inputs`), before any window is
+/// embedded.
 pub fn fit_music(opts: &MusicFitOptions, device: &Device) -> Result<MusicFitSummary> {
     check(opts)?;
-    let runs = RunSet::open(&opts.runs)?;
-    let shown = presentations(&runs, &opts.test_task, opts.drop_first)?;
+    // Every external input before any work: a wrong path is reported in a second, not after
+    // the windows are embedded.
+    let Checked {
+        runs,
+        shown,
+        embedder,
+        captions,
+        rois,
+    } = check_inputs(opts, device)?;
     let train = split_windows(&runs, &shown, false, &opts.windows)?;
     let test = split_windows(&runs, &shown, true, &opts.windows)?;
     for (split, w) in [("training", &train), ("test", &test)] {
@@ -232,20 +247,12 @@ pub fn fit_music(opts: &MusicFitOptions, device: &Device) -> Result<MusicFitSumm
             ));
         }
     }
-    let captions = opts.captions.as_deref().map(read_captions).transpose()?;
-    let embedder = Embedder::load(opts.embedding, &opts.model, device)?;
     let width = embedder.width();
     let bar = progress::bar(2, "embedding windows", opts.progress);
     let y_train = window_targets(opts, &embedder, &train, captions.as_ref())?;
     bar.inc(1);
     let y_test = window_targets(opts, &embedder, &test, captions.as_ref())?;
     bar.finish_and_clear();
-    let rois = decode::atlas_rois(
-        &runs,
-        &opts.atlas,
-        opts.atlas_names.as_deref(),
-        opts.min_roi_voxels,
-    )?;
     let groups: Vec<i64> = train.samples.iter().map(|s| s.clip as i64).collect();
     let bar = progress::bar(rois.len() as u64, "ROI decoders", opts.progress);
     let ridge = RoiRidge {

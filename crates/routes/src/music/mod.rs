@@ -9,6 +9,7 @@ pub mod decode;
 pub mod embed;
 pub mod fit;
 pub mod generate;
+mod inputs;
 pub mod page;
 pub mod retrieve;
 pub mod windows;

@@ -3,19 +3,38 @@
 
 use super::text::TextFeaturizer;
 use crate::error::{Result, RouteError};
-use brainrecon_data::npy;
-use brainrecon_data::runs::RunSet;
+use brainrecon_data::runs::{ds005531, RunInfo, RunSet};
+use brainrecon_data::{mat, npy};
 use brainrecon_ridge::temporal::{delay, delay_mean, lanczos_interp, tr_mean};
 use faer::Mat;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Where a band's features come from.
 #[derive(Clone, Debug)]
 pub enum BandSource {
     /// The run set's annotations of this kind, through the text model.
     Annotations(String),
-    /// `DIR/<run name>.npy` per run: float32 (rows, width), one row per second or per TR.
+    /// `DIR/<run name>.npy` per run (or `DIR/<title>_run-NN_<band>_each1sec.npy`, what
+    /// `features text` writes from a dataset's annotation folder): float32 (rows, width), one
+    /// row per TR, per second of the run set's rows, or per second from the recording's start
+    /// (the dropped seconds are then cut).
     Files(PathBuf),
+    /// The dataset's own features of an annotation kind, ds005531's
+    /// `derivatives/feature/<title>_run-NN_<kind>_<features>_mean.mat` (`stim`, a row per
+    /// second of the movie, dummy seconds included), cut to the run set's rows.
+    DatasetFeatures { kind: String, features: String },
+}
+
+/// What the text model made of a band's annotations, over all runs.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct BandText {
+    /// Words seen (Word2Vec; 0 for language models and feature files).
+    pub words: usize,
+    /// Of them, out of the model's vocabulary.
+    pub out_of_vocabulary: usize,
+    /// Rows (seconds) whose features are all zero, and all rows.
+    pub zero_rows: usize,
+    pub rows: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -25,9 +44,26 @@ pub struct Band {
 }
 
 impl Band {
-    /// `kind` (annotations) or `name=DIR` (feature files).
+    /// `kind` (annotations), `kind:FEATURES` (the dataset's own features of the kind, e.g.
+    /// `story:GPT2medium_jp_layer12`) or `name=DIR` (feature files).
     pub fn parse(spec: &str) -> Result<Self> {
-        let bad = || RouteError::Usage(format!("band {spec:?}: expected KIND or NAME=DIR"));
+        let bad = || {
+            RouteError::Usage(format!(
+                "band {spec:?}: expected KIND, KIND:FEATURES or NAME=DIR"
+            ))
+        };
+        if let (None, Some((kind, features))) = (spec.split_once('='), spec.split_once(':')) {
+            if kind.is_empty() || features.is_empty() {
+                return Err(bad());
+            }
+            return Ok(Band {
+                name: kind.into(),
+                source: BandSource::DatasetFeatures {
+                    kind: kind.into(),
+                    features: features.into(),
+                },
+            });
+        }
         match spec.split_once('=') {
             Some((name, dir)) if !name.is_empty() && !dir.is_empty() => Ok(Band {
                 name: name.into(),
@@ -64,19 +100,28 @@ pub enum Delays {
     Mean(Vec<i64>),
 }
 
-/// A band's rows for every run, aligned to the TRs: (n_trs, width) each.
+/// A band's rows for every run, aligned to the TRs: (n_trs, width) each, and what the text
+/// model made of its annotations.
 pub fn band_rows(
     runs: &RunSet,
     band: &Band,
     featurizer: Option<&TextFeaturizer>,
     align: Align,
-) -> Result<Vec<Mat<f32>>> {
-    (0..runs.runs().len())
+) -> Result<(Vec<Mat<f32>>, BandText)> {
+    let mut text = BandText::default();
+    let rows = (0..runs.runs().len())
         .map(|i| {
-            let (rows, width, source) = per_run_rows(runs, i, band, featurizer)?;
+            let (rows, width, source) = per_run_rows(runs, i, band, featurizer, &mut text)?;
+            let rows = run_rows(runs, i, rows, width, &source)?;
+            text.rows += rows.len() / width.max(1);
+            text.zero_rows += rows
+                .chunks_exact(width.max(1))
+                .filter(|r| r.iter().all(|&v| v == 0.0))
+                .count();
             align_run(runs, i, &rows, width, align, &source)
         })
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    Ok((rows, text))
 }
 
 /// One run's raw rows (row-major), their width, and the file they came from.
@@ -85,6 +130,7 @@ fn per_run_rows(
     i: usize,
     band: &Band,
     featurizer: Option<&TextFeaturizer>,
+    text: &mut BandText,
 ) -> Result<(Vec<f32>, usize, PathBuf)> {
     let run = &runs.runs()[i];
     match &band.source {
@@ -92,23 +138,21 @@ fn per_run_rows(
             let featurizer = featurizer.ok_or_else(|| {
                 RouteError::Usage(format!("band {kind}: annotations need a text model"))
             })?;
-            let lines = runs.annotations(i, kind)?;
-            let features = featurizer.features(&lines)?;
+            let markup = ds005531::markup_of_layout(&runs.meta().source.layout);
+            let lines: Vec<Vec<String>> = runs
+                .annotations(i, kind)?
+                .iter()
+                .map(|line| ds005531::annotation_segments(markup, kind, line))
+                .collect();
+            let features = featurizer.segment_features(&lines)?;
+            text.words += features.words;
+            text.out_of_vocabulary += features.skipped;
             let (_, values) = features.layers.into_iter().next().expect("one layer");
             Ok((values, features.dim, runs.root().join(&run.name)))
         }
         BandSource::Files(dir) => {
-            let path = dir.join(format!("{}.npy", run.name));
-            if !path.is_file() {
-                return Err(RouteError::Missing {
-                    path,
-                    what: format!("features of run {} for band {}", run.name, band.name),
-                });
-            }
-            let npy::Array {
-                shape,
-                data: values,
-            } = npy::read_f32(&path)?;
+            let path = feature_file_of_run(dir, run, &band.name)?;
+            let npy::Array { shape, data } = npy::read_f32(&path)?;
             let [_, width] = shape[..] else {
                 return Err(RouteError::mismatch(
                     &path,
@@ -117,17 +161,89 @@ fn per_run_rows(
                     format!("{shape:?}"),
                 ));
             };
-            if values.iter().any(|v| !v.is_finite()) {
-                return Err(RouteError::mismatch(
-                    &path,
-                    "values",
-                    "finite numbers",
-                    "NaN or inf",
-                ));
-            }
-            Ok((values, width, path))
+            Ok((check_finite(data, &path)?, width, path))
+        }
+        BandSource::DatasetFeatures { kind, features } => {
+            let (title, number) = (&run.task, run.run.unwrap_or(1));
+            let root = &runs.meta().source.root;
+            let path = ds005531::feature_file(root, title, number, kind, features);
+            brainrecon_data::error::require_file(&path, "the dataset's features of this run and kind (derivatives/feature/<title>_run-NN_<kind>_<features>_mean.mat)")?;
+            let stim = &mat::read_matrices(&path, &["stim"])?[0];
+            // MATLAB stores columns first: row r of (seconds, width) is every stim.rows-th value.
+            let values: Vec<f32> = (0..stim.rows)
+                .flat_map(|r| (0..stim.cols).map(move |c| (r, c)))
+                .map(|(r, c)| stim.get(r, c) as f32)
+                .collect();
+            Ok((check_finite(values, &path)?, stim.cols, path))
         }
     }
+}
+
+fn check_finite(values: Vec<f32>, path: &Path) -> Result<Vec<f32>> {
+    if values.iter().any(|v| !v.is_finite()) {
+        return Err(RouteError::mismatch(
+            path,
+            "values",
+            "finite numbers",
+            "NaN or inf",
+        ));
+    }
+    Ok(values)
+}
+
+/// `DIR/<run name>.npy`, else `DIR/<title>_run-NN_<band>_each1sec.npy` (the name `features
+/// text` gives the features of a dataset's annotation file).
+fn feature_file_of_run(dir: &Path, run: &RunInfo, band: &str) -> Result<PathBuf> {
+    let by_run = dir.join(format!("{}.npy", run.name));
+    if by_run.is_file() {
+        return Ok(by_run);
+    }
+    if let Some(number) = run.run {
+        let by_annotation = dir.join(format!("{}_run-{number:02}_{band}_each1sec.npy", run.task));
+        if by_annotation.is_file() {
+            return Ok(by_annotation);
+        }
+    }
+    Err(RouteError::Missing {
+        path: by_run,
+        what: format!(
+            "features of run {} for band {band} (or {}_run-NN_{band}_each1sec.npy)",
+            run.name, run.task
+        ),
+    })
+}
+
+/// Rows of a run as the run set keeps them: rows per TR or per second of the kept volumes
+/// pass; rows per second from the recording's start (annotation files as shipped, dummy
+/// seconds included, possibly running past the kept volumes) are cut to the kept seconds.
+fn run_rows(
+    runs: &RunSet,
+    i: usize,
+    rows: Vec<f32>,
+    width: usize,
+    source: &Path,
+) -> Result<Vec<f32>> {
+    let run = &runs.runs()[i];
+    let n_rows = rows.len() / width.max(1);
+    let seconds = brainrecon_data::runs::seconds(run.n_trs, runs.tr());
+    if n_rows == run.n_trs || n_rows == seconds {
+        return Ok(rows);
+    }
+    let start = run.start_seconds.round() as usize;
+    if start > 0 && n_rows >= start + seconds {
+        return Ok(rows[start * width..(start + seconds) * width].to_vec());
+    }
+    Err(RouteError::mismatch(
+        source,
+        "rows",
+        format!(
+            "{} (one per TR), {seconds} (one per second) or at least {} (per second from the recording's start, {start} dropped) for run {}",
+            run.n_trs,
+            start + seconds,
+            run.name
+        ),
+        n_rows,
+    ))
 }
 
 /// Rows per second (TR ≠ 1 s) or per TR → (n_trs, width).

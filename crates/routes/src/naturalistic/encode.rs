@@ -12,7 +12,7 @@
 //! <out>/report.html        histograms per band and slice montages of every map
 //! ```
 
-use super::design::{band_rows, delayed, pca, stack, standardize, Align, Band, Delays};
+use super::design::{band_rows, delayed, pca, stack, standardize, Align, Band, BandText, Delays};
 use super::report::{encoding_page, histograms_svg, VoxelMap, VoxelSpace};
 use super::text::TextFeaturizer;
 use crate::error::{Result, RouteError};
@@ -34,6 +34,12 @@ pub struct EncodeRunsOptions {
     pub bands: Vec<Band>,
     /// Runs held out for testing (names); the others train, with leave-one-run-out CV.
     pub test_runs: Vec<String>,
+    /// Instead of leave-one-run-out: K folds, fold k holding out the k-th of K contiguous
+    /// blocks of every training run (for fewer than two training runs).
+    pub folds: Option<usize>,
+    /// Fit bands whose features are all zero or mostly out of the text model's vocabulary
+    /// (refused otherwise: such a band explains nothing and hides a wrong model or text).
+    pub allow_weak_bands: bool,
     pub align: Align,
     pub delays: Delays,
     pub pca: Option<usize>,
@@ -59,6 +65,10 @@ pub struct BandSummary {
     pub mean_unique: Option<f64>,
     /// Voxels for which this band has the largest split R².
     pub best_voxels: usize,
+    /// Share of the annotation words out of the text model's vocabulary (Word2Vec bands).
+    pub out_of_vocabulary: Option<f64>,
+    /// Share of the rows (seconds) whose features are all zero.
+    pub zero_rows: f64,
 }
 
 /// What [`encode_runs`] found.
@@ -70,10 +80,21 @@ pub struct EncodeRunsSummary {
     pub mean_r: f64,
     pub significant_voxels: usize,
     pub bands: Vec<BandSummary>,
+    /// Bands that explain little by construction (see [`EncodeRunsOptions::allow_weak_bands`]).
+    pub warnings: Vec<String>,
 }
 
+/// Out-of-vocabulary share above which a band is refused (without `allow_weak_bands`).
+pub const MAX_OUT_OF_VOCABULARY: f64 = 0.5;
+/// Out-of-vocabulary share above which a band is named in a warning.
+pub const WARN_OUT_OF_VOCABULARY: f64 = 0.2;
+
 /// Indices of the train and test runs.
-fn split_runs(runs: &RunSet, test_runs: &[String]) -> Result<(Vec<usize>, Vec<usize>)> {
+fn split_runs(
+    runs: &RunSet,
+    test_runs: &[String],
+    folds: Option<usize>,
+) -> Result<(Vec<usize>, Vec<usize>)> {
     let names: Vec<&str> = runs.runs().iter().map(|r| r.name.as_str()).collect();
     let test: Vec<usize> = if test_runs.is_empty() {
         vec![names.len() - 1]
@@ -93,12 +114,26 @@ fn split_runs(runs: &RunSet, test_runs: &[String]) -> Result<(Vec<usize>, Vec<us
             .collect::<Result<_>>()?
     };
     let train: Vec<usize> = (0..names.len()).filter(|i| !test.contains(i)).collect();
-    if train.len() < 2 || test.is_empty() {
+    let needed = if folds.is_some() { 1 } else { 2 };
+    if train.len() < needed || test.is_empty() {
         return Err(RouteError::mismatch(
             &runs.root().join("runset.json"),
             "runs",
-            "at least 2 training runs (leave-one-run-out CV) and 1 test run",
-            format!("{} training, {} test", train.len(), test.len()),
+            if folds.is_some() {
+                "at least 1 training run and 1 test run".to_string()
+            } else {
+                "at least 2 training runs for leave-one-run-out CV, and 1 test run (with one training run, pass --folds K: K contiguous blocks of each run as folds; or prepare more runs with several --task)".to_string()
+            },
+            format!(
+                "{} training ({}), {} test",
+                train.len(),
+                train
+                    .iter()
+                    .map(|&i| names[i])
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                test.len()
+            ),
         ));
     }
     Ok((train, test))
@@ -124,17 +159,22 @@ fn voxel_rows(runs: &RunSet, which: &[usize]) -> Result<Mat<f32>> {
     Ok(out)
 }
 
-/// Every band's design for the train and test runs: (train rows, test rows) per band.
+/// Every band's design for the train and test runs: (train rows, test rows) per band, and
+/// what the text model made of each band.
+#[allow(clippy::type_complexity)]
 fn band_designs(
     runs: &RunSet,
     opts: &EncodeRunsOptions,
     featurizer: Option<&TextFeaturizer>,
     (train, test): (&[usize], &[usize]),
-) -> Result<Vec<(Mat<f32>, Mat<f32>)>> {
-    opts.bands
+) -> Result<(Vec<(Mat<f32>, Mat<f32>)>, Vec<BandText>)> {
+    let mut texts = Vec::new();
+    let designs = opts
+        .bands
         .iter()
         .map(|band| {
-            let mut rows = band_rows(runs, band, featurizer, opts.align)?;
+            let (mut rows, text) = band_rows(runs, band, featurizer, opts.align)?;
+            texts.push(text);
             standardize(&mut rows, train);
             if let Some(k) = opts.pca {
                 pca(&mut rows, train, k)?;
@@ -142,7 +182,47 @@ fn band_designs(
             let rows = delayed(&rows, &opts.delays, runs.tr())?;
             Ok((stack(&rows, train), stack(&rows, test)))
         })
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    Ok((designs, texts))
+}
+
+/// Bands that are all zero or mostly out of vocabulary: refused, or with `allow_weak_bands`
+/// returned as warnings; a band with many unknown words is named in a warning.
+fn weak_bands(opts: &EncodeRunsOptions, texts: &[BandText], model: &str) -> Result<Vec<String>> {
+    let mut refused = Vec::new();
+    let mut warnings = Vec::new();
+    for (band, text) in opts.bands.iter().zip(texts) {
+        let oov = (text.words > 0).then(|| text.out_of_vocabulary as f64 / text.words as f64);
+        if text.rows > 0 && text.zero_rows == text.rows {
+            refused.push(format!(
+                "band {}: all {} rows of features are zero ({} of {} words out of the vocabulary of {model})",
+                band.name, text.rows, text.out_of_vocabulary, text.words
+            ));
+        } else if let Some(f) = oov.filter(|&f| f > MAX_OUT_OF_VOCABULARY) {
+            refused.push(format!(
+                "band {}: {:.0}% of its {} words are out of the vocabulary of {model}",
+                band.name,
+                100.0 * f,
+                text.words
+            ));
+        } else if let Some(f) = oov.filter(|&f| f > WARN_OUT_OF_VOCABULARY) {
+            warnings.push(format!(
+                "band {}: {:.0}% of its {} words are out of the vocabulary of {model}",
+                band.name,
+                100.0 * f,
+                text.words
+            ));
+        }
+    }
+    if !refused.is_empty() && !opts.allow_weak_bands {
+        return Err(RouteError::Usage(format!(
+            "{}
+(a text model for the annotations' language is needed, e.g. a word2vec file of Japanese words for ds005531's Japanese kinds, or the dataset's own features KIND:GPT2medium_jp_layer12; --allow-weak-bands fits anyway)",
+            refused.join("\n")
+        )));
+    }
+    refused.extend(warnings);
+    Ok(refused)
 }
 
 /// Fits banded ridge on the bands `which` and predicts the test rows: (prediction, parts).
@@ -177,6 +257,19 @@ fn run_labels(runs: &RunSet, train: &[usize]) -> Vec<i64> {
         .collect()
 }
 
+/// The fold of every training row with `k` folds: the k-th of `k` contiguous blocks of each
+/// run (FIR delays reach a few TRs across a block's edge, as they do across runs' edges in
+/// himalaya's examples).
+fn block_labels(runs: &RunSet, train: &[usize], k: usize) -> Vec<i64> {
+    train
+        .iter()
+        .flat_map(|&i| {
+            let n = runs.runs()[i].n_trs;
+            (0..n).map(move |t| (t * k / n) as i64)
+        })
+        .collect()
+}
+
 /// Test r, block-permutation p and BH-FDR q per voxel.
 fn significance(
     y_test: MatRef<'_, f32>,
@@ -205,12 +298,17 @@ pub fn encode_runs(
     progress: &mut dyn FnMut(&str),
 ) -> Result<EncodeRunsSummary> {
     check_options(opts)?;
-    let (train, test) = split_runs(runs, &opts.test_runs)?;
+    let (train, test) = split_runs(runs, &opts.test_runs, opts.folds)?;
     progress("features");
-    let designs = band_designs(runs, opts, featurizer, (&train, &test))?;
+    let (designs, texts) = band_designs(runs, opts, featurizer, (&train, &test))?;
+    let model = featurizer.map_or("the text model", |f| f.name());
+    let warnings = weak_bands(opts, &texts, model)?;
     let y_train = voxel_rows(runs, &train)?;
     let y_test = voxel_rows(runs, &test)?;
-    let groups = run_labels(runs, &train);
+    let groups = match opts.folds {
+        Some(k) => block_labels(runs, &train, k),
+        None => run_labels(runs, &train),
+    };
     let all: Vec<usize> = (0..opts.bands.len()).collect();
     progress("joint model");
     let (predicted, parts) = fit_predict(&designs, &all, y_train.as_ref(), &groups, opts)?;
@@ -243,6 +341,8 @@ pub fn encode_runs(
             .collect(),
         unique,
         widths: designs.iter().map(|d| d.0.ncols()).collect(),
+        texts,
+        warnings,
         train_trs: y_train.nrows(),
         test_trs: y_test.nrows(),
     };
@@ -263,6 +363,9 @@ fn check_options(opts: &EncodeRunsOptions) -> Result<()> {
     }
     if opts.block == 0 {
         return Err(RouteError::Usage("--block must be at least 1".into()));
+    }
+    if matches!(opts.folds, Some(k) if k < 2) {
+        return Err(RouteError::Usage("--folds must be at least 2".into()));
     }
     Ok(())
 }
@@ -298,6 +401,8 @@ struct Results {
     split: Vec<f64>,
     unique: Option<Vec<f64>>,
     widths: Vec<usize>,
+    texts: Vec<BandText>,
+    warnings: Vec<String>,
     train_trs: usize,
     test_trs: usize,
 }
@@ -337,8 +442,17 @@ fn summarize(opts: &EncodeRunsOptions, results: &Results) -> EncodeRunsSummary {
                 mean_r2_split: mean(&row(&results.split, b)),
                 mean_unique: results.unique.as_ref().map(|u| mean(&row(u, b))),
                 best_voxels: best(b),
+                out_of_vocabulary: {
+                    let t = &results.texts[b];
+                    (t.words > 0).then(|| t.out_of_vocabulary as f64 / t.words as f64)
+                },
+                zero_rows: {
+                    let t = &results.texts[b];
+                    t.zero_rows as f64 / t.rows.max(1) as f64
+                },
             })
             .collect(),
+        warnings: results.warnings.clone(),
     }
 }
 
@@ -389,6 +503,7 @@ fn write_outputs(
             "runset": runs.root(),
             "bands": opts.bands.iter().map(|b| &b.name).collect::<Vec<_>>(),
             "test_runs": opts.test_runs,
+            "folds": opts.folds,
             "align": format!("{:?}", opts.align).to_lowercase(),
             "delays": format!("{:?}", opts.delays.resolve(runs.tr())),
             "pca": opts.pca,
@@ -466,6 +581,9 @@ fn write_report(
                 band.best_voxels
             ),
         ));
+    }
+    for warning in &summary.warnings {
+        table.push(("warning".into(), warning.clone()));
     }
     let html = encoding_page(
         "encode-runs",

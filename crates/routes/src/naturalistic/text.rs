@@ -7,7 +7,7 @@ use brainrecon_language::text_model::{
     all_layers, annotation_features, load_text_model, TextModel,
 };
 use brainrecon_language::text_tokenizer::TextTokenizer;
-use brainrecon_language::word2vec::Word2Vec;
+use brainrecon_language::word2vec::{words_of, Word2Vec};
 use candle_core::Device;
 use std::path::Path;
 
@@ -55,6 +55,21 @@ pub struct LineFeatures {
     pub dim: usize,
     /// Words (Word2Vec) or lines (truncated, language models) the model could not use fully.
     pub skipped: usize,
+    /// Words seen (Word2Vec; 0 for language models): `skipped / words` is the share out of
+    /// the vocabulary.
+    pub words: usize,
+}
+
+impl LineFeatures {
+    /// True when every value is zero (no line had a usable word).
+    pub fn all_zero(&self) -> bool {
+        self.layers.iter().all(|(_, v)| v.iter().all(|&x| x == 0.0))
+    }
+
+    /// Share of the words out of the vocabulary (Word2Vec), if any words were seen.
+    pub fn out_of_vocabulary(&self) -> Option<f64> {
+        (self.words > 0).then(|| self.skipped as f64 / self.words as f64)
+    }
 }
 
 /// `word2vec-movie`, a word2vec file (`.bin`, `.txt`, `.vec`), or a language model folder or
@@ -110,16 +125,18 @@ impl TextFeaturizer {
         match self {
             TextFeaturizer::Word2Vec { vectors, .. } => {
                 let mut values = Vec::with_capacity(lines.len() * vectors.dim);
-                let mut skipped = 0;
+                let (mut skipped, mut words) = (0, 0);
                 for line in lines {
                     let (v, missing) = vectors.mean_vector(line);
                     values.extend(v);
                     skipped += missing;
+                    words += words_of(line).len();
                 }
                 Ok(LineFeatures {
                     layers: vec![("word2vec".into(), values)],
                     dim: vectors.dim,
                     skipped,
+                    words,
                 })
             }
             TextFeaturizer::Language {
@@ -138,8 +155,50 @@ impl TextFeaturizer {
                     layers: out,
                     dim: model.hidden_size(),
                     skipped: pooled.truncated.len(),
+                    words: 0,
                 })
             }
         }
     }
+
+    /// Features of lines given as text segments (one per annotator or utterance, see
+    /// `ds005531::annotation_segments`): each line's row is the mean of its segments' rows, as
+    /// Nakagi et al. average over annotators; a line without segments gives zeros.
+    pub fn segment_features(&self, lines: &[Vec<String>]) -> Result<LineFeatures> {
+        let mut flat: Vec<String> = lines.iter().flatten().cloned().collect();
+        if flat.is_empty() {
+            // No text at all: one empty line gives the width (and the rows stay zeros).
+            flat.push(String::new());
+        }
+        let per_segment = self.features(&flat)?;
+        let dim = per_segment.dim;
+        let layers = per_segment
+            .layers
+            .into_iter()
+            .map(|(name, values)| (name, mean_per_line(&values, lines, dim)))
+            .collect();
+        Ok(LineFeatures {
+            layers,
+            dim,
+            skipped: per_segment.skipped,
+            words: per_segment.words,
+        })
+    }
+}
+
+/// Row-major (lines, dim): the mean of each line's segment rows of `values` (segments, dim).
+fn mean_per_line(values: &[f32], lines: &[Vec<String>], dim: usize) -> Vec<f32> {
+    let mut out = vec![0f32; lines.len() * dim];
+    let mut at = 0;
+    for (row, segments) in out.chunks_exact_mut(dim.max(1)).zip(lines) {
+        for k in 0..segments.len() {
+            let seg = &values[(at + k) * dim..(at + k + 1) * dim];
+            row.iter_mut().zip(seg).for_each(|(o, v)| *o += v);
+        }
+        if !segments.is_empty() {
+            row.iter_mut().for_each(|o| *o /= segments.len() as f32);
+        }
+        at += segments.len();
+    }
+    out
 }

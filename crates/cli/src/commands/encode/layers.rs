@@ -250,10 +250,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let blocks = layer_blocks(&subject, &kinds, layer, &dir)?;
         let result = sweep.fit_layer(layer, &blocks)?;
         if !args.json {
-            println!(
+            outln!(
                 "layer {layer}: {} ({} columns)",
-                result.features, result.design_width
-            );
+                result.features,
+                result.design_width
+            )?;
         }
         results.push(result);
     }
@@ -262,15 +263,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         return crate::commands::print_json(&summary);
     }
     if let Some(last) = results.last() {
-        print_rois(&last.rois);
+        print_rois(&last.rois)?;
     }
-    println!(
+    outln!(
         "encoded {} layers of {} in {:.1} s; wrote {}",
         results.len(),
         args.kind,
         started.elapsed().as_secs_f64(),
         args.out.join("layers.json").display()
-    );
+    )?;
     Ok(())
 }
 

@@ -1,0 +1,403 @@
+//! ds005531 as OpenNeuro ships it (crates/cli/tests/fixtures/ds005531_shipped, written by
+//! tools/fixtures/ds005531_shipped.py): dataDT longer than the movie, Japanese annotations with
+//! the real markup, the shipped GPT-2 feature files. The README's commands run unchanged on it
+//! and each kind's planted voxels come out best explained by their own band.
+
+mod common;
+
+use brainrecon_data::runs::ds005531::{annotation_segments, Markup};
+use brainrecon_language::word2vec::words_of;
+use common::p;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const KINDS: [&str; 4] = [
+    "objectiveAnnot50chara",
+    "speechTranscription",
+    "speechTranscription_EN",
+    "story",
+];
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+fn dataset() -> PathBuf {
+    fixtures().join("ds005531_shipped")
+}
+
+fn extra(name: &str) -> PathBuf {
+    fixtures().join("ds005531_extra").join(name)
+}
+
+/// Runs brainrecon in `dir` (relative paths as a user types them).
+fn run_in(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_brainrecon"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("run brainrecon")
+}
+
+fn ok_in(dir: &Path, args: &[&str]) -> String {
+    let out = run_in(dir, args);
+    assert!(
+        out.status.success(),
+        "{args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn user_error_in(dir: &Path, args: &[&str]) -> String {
+    let out = run_in(dir, args);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{args:?}: expected exit 2, stderr {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stderr).unwrap()
+}
+
+/// A working folder where `ds005531` and `ja-word2vec.txt` are what a user downloaded.
+fn workspace() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(dataset(), dir.path().join("ds005531")).unwrap();
+    std::os::unix::fs::symlink(extra("w2v-ja.txt"), dir.path().join("ja-word2vec.txt")).unwrap();
+    dir
+}
+
+/// The commands of the README's ds005531 block, as argument lists.
+fn readme_commands() -> Vec<Vec<String>> {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
+            .unwrap();
+    let marker = readme
+        .find("<!-- ds005531 commands")
+        .expect("the README marks the ds005531 block");
+    let block = readme[marker..]
+        .split("```")
+        .nth(1)
+        .expect("a code block after the marker");
+    let commands: Vec<Vec<String>> = block
+        .replace("\\\n", " ")
+        .lines()
+        .filter(|l| l.starts_with("brainrecon "))
+        .map(|l| l.split_whitespace().skip(1).map(str::to_string).collect())
+        .collect();
+    assert_eq!(commands.len(), 4, "{block}");
+    commands
+}
+
+#[derive(serde::Deserialize)]
+struct Group {
+    name: String,
+    driven_by: String,
+    features: String,
+    voxels: Vec<[usize; 3]>,
+}
+
+#[derive(serde::Deserialize)]
+struct Truth {
+    groups: Vec<Group>,
+    durations: std::collections::BTreeMap<String, usize>,
+    datadt_rows: std::collections::BTreeMap<String, usize>,
+}
+
+fn truth() -> Truth {
+    serde_json::from_str(&std::fs::read_to_string(extra("truth.json")).unwrap()).unwrap()
+}
+
+/// Mean split R² of each band (columns, in `bands` order) over each group's voxels.
+fn split_by_group(runs: &Path, enc: &Path, groups: &[&Group], bands: usize) -> Vec<Vec<f64>> {
+    let voxels = brainrecon_data::npy::read_i64(&runs.join("voxels.npy")).unwrap();
+    let index: Vec<[usize; 3]> = voxels
+        .data
+        .chunks_exact(3)
+        .map(|c| [c[0] as usize, c[1] as usize, c[2] as usize])
+        .collect();
+    let split = brainrecon_data::npy::read_f32(&enc.join("r2_split.npy")).unwrap();
+    assert_eq!(split.shape, [bands, index.len()]);
+    groups
+        .iter()
+        .map(|g| {
+            let cols: Vec<usize> = g
+                .voxels
+                .iter()
+                .map(|v| {
+                    index
+                        .iter()
+                        .position(|x| x == v)
+                        .expect("group voxel in the run set")
+                })
+                .collect();
+            (0..bands)
+                .map(|b| {
+                    cols.iter()
+                        .map(|&c| split.data[b * index.len() + c] as f64)
+                        .sum::<f64>()
+                        / cols.len() as f64
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Every group driven by `features` is best explained by its own kind's band.
+fn assert_own_band_best(dir: &Path, enc: &str, features: &str) {
+    let truth = truth();
+    let groups: Vec<&Group> = truth
+        .groups
+        .iter()
+        .filter(|g| g.features == features)
+        .collect();
+    assert_eq!(groups.len(), 4);
+    let table = split_by_group(&dir.join("runs/S01"), &dir.join(enc), &groups, KINDS.len());
+    for (g, row) in groups.iter().zip(&table) {
+        let own = KINDS.iter().position(|k| *k == g.driven_by).unwrap();
+        let best = (0..KINDS.len())
+            .max_by(|&a, &b| row[a].total_cmp(&row[b]))
+            .unwrap();
+        assert_eq!(
+            best, own,
+            "{} ({features}): split R² per band {row:?}",
+            g.name
+        );
+        assert!(
+            row[own] > 0.05,
+            "{}: own band explains little: {row:?}",
+            g.name
+        );
+    }
+}
+
+#[test]
+fn markup_is_read_as_the_authors_read_it() {
+    #[derive(serde::Deserialize)]
+    struct Case {
+        kind: String,
+        line: String,
+        segments: Vec<String>,
+        tokens: Vec<Vec<String>>,
+    }
+    let cases: Vec<Case> =
+        serde_json::from_str(&std::fs::read_to_string(extra("line_cases.json")).unwrap()).unwrap();
+    assert!(cases.len() >= 30);
+    for case in &cases {
+        let segments = annotation_segments(Markup::Ds005531, &case.kind, &case.line);
+        assert_eq!(segments, case.segments, "{} {:?}", case.kind, case.line);
+        let tokens: Vec<Vec<String>> = segments.iter().map(|s| words_of(s)).collect();
+        assert_eq!(tokens, case.tokens, "{} {:?}", case.kind, case.line);
+    }
+    // Plain text (the simulator's annotations) is one segment, blank lines none.
+    assert_eq!(
+        annotation_segments(Markup::Plain, "story", "a/b: c"),
+        ["a/b: c"]
+    );
+    assert!(annotation_segments(Markup::Plain, "story", "  ").is_empty());
+}
+
+#[test]
+fn readme_commands_reach_maps_with_shipped_gpt2_and_segmented_word2vec() {
+    let work = workspace();
+    let dir = work.path();
+    let commands = readme_commands();
+    for args in &commands {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        ok_in(dir, &args);
+    }
+    // bids prepare kept rows 21 … duration and said what it left out.
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("runs/S01/runset.json")).unwrap())
+            .unwrap();
+    let truth = truth();
+    for run in meta["runs"].as_array().unwrap() {
+        let name = run["name"].as_str().unwrap();
+        let (duration, rows) = (truth.durations[name], truth.datadt_rows[name]);
+        assert_eq!(run["n_trs"], duration - 20, "{name}");
+        assert_eq!(run["dropped_end_volumes"], rows - duration, "{name}");
+    }
+    assert_own_band_best(dir, "enc/S01-gpt2", "GPT2medium_jp_layer12");
+    assert_own_band_best(dir, "enc/S01-w2v", "word2vec");
+}
+
+#[test]
+fn text_model_features_equal_features_text_output() {
+    // encode-runs featurising the run set's annotations and encode-runs reading what
+    // `features text` wrote from the dataset's annotation folder see the same rows.
+    let work = workspace();
+    let dir = work.path();
+    let commands = readme_commands();
+    for args in [&commands[0], &commands[2]] {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        ok_in(dir, &args);
+    }
+    let fit = |bands: &str, out: &str| {
+        ok_in(
+            dir,
+            &[
+                "encode-runs",
+                "--subject",
+                "runs/S01",
+                "--bands",
+                bands,
+                "--text-model",
+                "ja-word2vec.txt",
+                "--n-iter",
+                "2",
+                "--permutations",
+                "10",
+                "--out",
+                out,
+            ],
+        )
+    };
+    fit("story,speechTranscription", "enc/direct");
+    fit("story=feats/w2v,speechTranscription=feats/w2v", "enc/files");
+    for name in ["r2_split.npy", "r.npy"] {
+        let a = brainrecon_data::npy::read_f32(&dir.join("enc/direct").join(name)).unwrap();
+        let b = brainrecon_data::npy::read_f32(&dir.join("enc/files").join(name)).unwrap();
+        assert_eq!(a.shape, b.shape);
+        let worst = a
+            .data
+            .iter()
+            .zip(&b.data)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        assert!(worst < 1e-5, "{name}: differs by {worst}");
+    }
+}
+
+#[test]
+fn japanese_through_an_english_model_is_refused_then_allowed() {
+    let work = workspace();
+    let dir = work.path();
+    ok_in(
+        dir,
+        &readme_commands()[0]
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    let args = [
+        "encode-runs",
+        "--subject",
+        "runs/S01",
+        "--bands",
+        "story,speechTranscription_EN",
+        "--n-iter",
+        "2",
+        "--permutations",
+        "10",
+        "--out",
+        "enc/movie",
+    ];
+    let err = user_error_in(dir, &args);
+    assert!(
+        err.contains("band story") && err.contains("out of the vocabulary"),
+        "{err}"
+    );
+    assert!(err.contains("--allow-weak-bands"), "{err}");
+    assert!(!dir.join("enc/movie/encoding.json").exists());
+    let mut allowed = args.to_vec();
+    allowed.push("--allow-weak-bands");
+    let out = run_in(dir, &allowed);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("warning: band story"), "{stderr}");
+}
+
+#[test]
+fn one_training_run_suggests_folds() {
+    let work = workspace();
+    let dir = work.path();
+    ok_in(
+        dir,
+        &readme_commands()[0]
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    let mut args = vec![
+        "encode-runs",
+        "--subject",
+        "runs/S01",
+        "--bands",
+        "story:GPT2medium_jp_layer12",
+        "--test-runs",
+        "task-breakingbad_run-02,task-breakingbad_run-03",
+        "--n-iter",
+        "2",
+        "--permutations",
+        "10",
+        "--out",
+        "enc/one",
+    ];
+    let err = user_error_in(dir, &args);
+    assert!(err.contains("--folds K"), "{err}");
+    args.extend(["--folds", "3"]);
+    let summary = ok_in(dir, &args);
+    assert!(summary.contains("voxels"), "{summary}");
+}
+
+#[test]
+fn datadt_shorter_than_the_movie_is_refused() {
+    // Copy the tree and lengthen one run's annotations past its dataDT rows.
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("ds005531");
+    copy_tree(&dataset(), &copy);
+    let truth = truth();
+    let rows = truth.datadt_rows["task-breakingbad_run-03"];
+    for kind in KINDS {
+        let file = copy.join(format!(
+            "derivatives/annotation/breakingbad_run-03_{kind}_each1sec.txt"
+        ));
+        let mut text = std::fs::read_to_string(&file).unwrap();
+        let lines = text.lines().count();
+        for s in lines..rows + 3 {
+            text.push_str(&format!("[00:{:02}:{:02}]\n", s / 60, s % 60));
+        }
+        std::fs::write(&file, text).unwrap();
+    }
+    let err = user_error_in(
+        dir.path(),
+        &[
+            "bids",
+            "prepare",
+            "--layout",
+            "ds005531",
+            "--bids-root",
+            p(&copy),
+            "--subject",
+            "S01",
+            "--task",
+            "breakingbad",
+            "--out",
+            "runs",
+        ],
+    );
+    assert!(err.contains("sub-S01_task-breakingbad_run-03.mat"), "{err}");
+    assert!(
+        err.contains("dataDT") && err.contains(&format!("{rows} rows")),
+        "{err}"
+    );
+    assert!(!dir.path().join("runs").exists() && !dir.path().join("runs.partial").exists());
+}
+
+fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}

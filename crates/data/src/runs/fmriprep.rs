@@ -1,0 +1,399 @@
+//! fMRIPrep's derivatives folder (fMRIPrep 20.2 and later, 23/24 as tested):
+//!
+//! ```text
+//! <dir>/dataset_description.json        GeneratedBy: [{Name: "fMRIPrep", Version}]
+//! <dir>/sub-<S>/[ses-<X>/]func/
+//!   sub-<S>_[ses-<X>_]task-<T>_[run-<N>_]space-<SPACE>_[res-<R>_]desc-preproc_bold.nii.gz
+//!   …_desc-preproc_bold.json             RepetitionTime (else the NIfTI header's pixdim[4])
+//!   …_space-<SPACE>_[res-<R>_]desc-brain_mask.nii.gz
+//!   sub-<S>_[ses-<X>_]task-<T>_[run-<N>_]desc-confounds_timeseries.tsv (+ .json)
+//! ```
+//! Older fMRIPrep names the table `desc-confounds_regressors.tsv`; it is read too. Surface
+//! and CIFTI outputs (`space-fsLR_den-91k_bold.dtseries.nii`, `.func.gii`) hold grayordinates,
+//! not the volume voxels a run set stores, and are refused.
+
+use super::bids::{self, Entities};
+use super::confounds::{self, Cleaner, Strategy};
+use super::events::Events;
+use crate::error::{DataError, Result};
+use std::path::{Path, PathBuf};
+
+/// `--space`'s default, fMRIPrep's default output space.
+pub const DEFAULT_SPACE: &str = "MNI152NLin2009cAsym";
+/// `--confounds`' default, nilearn's `load_confounds` default.
+pub const DEFAULT_STRATEGY: &str = "motion:full,wm_csf:basic,high_pass";
+
+/// Entities that name the output space and kind rather than the run.
+const OUTPUT_ENTITIES: [&str; 5] = ["space", "res", "den", "desc", "cohort"];
+
+/// `--space LABEL[:res-N]`: the volume space of the preprocessed runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Space {
+    pub label: String,
+    pub res: Option<String>,
+}
+
+impl Space {
+    /// Parses `MNI152NLin2009cAsym`, `T1w`, `MNI152NLin2009cAsym:res-2`; refuses surfaces.
+    pub fn parse(text: &str) -> Result<Self> {
+        let (label, res) = match text.split_once(':') {
+            Some((l, r)) => {
+                let res = r
+                    .strip_prefix("res-")
+                    .filter(|r| !r.is_empty() && r.chars().all(|c| c.is_ascii_alphanumeric()));
+                let Some(res) = res else {
+                    return Err(DataError::Usage(format!("--space: expected LABEL or LABEL:res-N (e.g. MNI152NLin2009cAsym:res-2), found '{text}'")));
+                };
+                (l, Some(res.to_string()))
+            }
+            None => (text, None),
+        };
+        if label.is_empty() || !label.chars().all(|c| c.is_ascii_alphanumeric()) {
+            return Err(DataError::Usage(format!("--space: expected a BIDS space label such as MNI152NLin2009cAsym or T1w, found '{text}'")));
+        }
+        if label.starts_with("fsLR") || label.starts_with("fsaverage") || label == "fsnative" {
+            return Err(DataError::Usage(format!(
+                "--space {label}: surface and CIFTI outputs (*_space-fsLR_den-91k_bold.dtseries.nii, *.func.gii) hold grayordinates, not the volume voxels a run set stores; choose a volume space such as MNI152NLin2009cAsym or T1w"
+            )));
+        }
+        Ok(Space {
+            label: label.to_string(),
+            res,
+        })
+    }
+
+    /// [`DEFAULT_SPACE`].
+    pub fn default_volume() -> Self {
+        Space {
+            label: DEFAULT_SPACE.into(),
+            res: None,
+        }
+    }
+
+    /// As file names carry it, after `space-`: `<label>[_res-<R>]`.
+    pub fn entities(&self) -> String {
+        match &self.res {
+            Some(r) => format!("{}_res-{r}", self.label),
+            None => self.label.clone(),
+        }
+    }
+
+    pub fn label(&self) -> String {
+        match &self.res {
+            Some(r) => format!("{}:res-{r}", self.label),
+            None => self.label.clone(),
+        }
+    }
+}
+
+/// What `bids prepare --fmriprep` adds to the common options.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FmriprepOptions {
+    pub space: Space,
+    pub strategy: Strategy,
+    /// The raw BIDS dataset, for events and per-second annotations (optional).
+    pub raw_root: Option<PathBuf>,
+}
+
+impl Default for FmriprepOptions {
+    /// [`DEFAULT_SPACE`], [`DEFAULT_STRATEGY`], no raw dataset.
+    fn default() -> Self {
+        let strategy = Strategy::parse(
+            DEFAULT_STRATEGY,
+            confounds::DEFAULT_FD_THRESHOLD,
+            confounds::DEFAULT_STD_DVARS_THRESHOLD,
+        )
+        .unwrap_or_default();
+        FmriprepOptions {
+            space: Space::default_volume(),
+            strategy,
+            raw_root: None,
+        }
+    }
+}
+
+/// Checks `dataset_description.json` names fMRIPrep; returns `fMRIPrep <version>`.
+pub fn generated_by(root: &Path) -> Result<String> {
+    let path = root.join("dataset_description.json");
+    if !path.is_file() {
+        return Err(DataError::Missing {
+            path,
+            what: "fMRIPrep's dataset_description.json: --fmriprep takes fMRIPrep's output folder (the one holding sub-*/func/*_desc-preproc_bold.nii.gz)".into(),
+        });
+    }
+    let json: serde_json::Value = crate::atomic::read_json(&path)?;
+    let mut names = Vec::new();
+    let entries = json
+        .get("GeneratedBy")
+        .and_then(|g| g.as_array())
+        .cloned()
+        .unwrap_or_default();
+    for entry in entries.iter().chain(json.get("PipelineDescription")) {
+        let name = entry.get("Name").and_then(|n| n.as_str()).unwrap_or("");
+        let version = entry.get("Version").and_then(|n| n.as_str()).unwrap_or("?");
+        if name.eq_ignore_ascii_case("fmriprep") {
+            return Ok(format!("fMRIPrep {version}"));
+        }
+        names.push(name.to_string());
+    }
+    Err(DataError::invalid(
+        path,
+        "GeneratedBy",
+        "an entry named fMRIPrep",
+        if names.is_empty() {
+            "none".to_string()
+        } else {
+            names.join(", ")
+        },
+    ))
+}
+
+fn nifti_stem(name: &str) -> Option<&str> {
+    name.strip_suffix(".nii.gz")
+        .or_else(|| name.strip_suffix(".nii"))
+}
+
+/// The run's entities without the output ones (`sub-01_task-movie_run-01`).
+pub fn run_entities(entities: &Entities) -> Entities {
+    entities
+        .iter()
+        .filter(|(k, _)| !OUTPUT_ENTITIES.contains(&k.as_str()))
+        .cloned()
+        .collect()
+}
+
+/// The subject's preprocessed BOLD runs in `space`: (file, run entities). A subject with
+/// preprocessed runs in other spaces only is an error listing them.
+pub fn bold_files(root: &Path, subject: &str, space: &Space) -> Result<Vec<(PathBuf, Entities)>> {
+    let mut files = Vec::new();
+    let mut other = Vec::new();
+    for dir in bids::func_dirs(root, subject)? {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .map_err(|e| DataError::io(&dir, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        entries.sort();
+        for path in entries {
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let Some((entities, suffix)) = nifti_stem(&name).and_then(bids::parse_name) else {
+                continue;
+            };
+            if suffix != "bold" || bids::entity(&entities, "desc") != Some("preproc") {
+                continue;
+            }
+            let here = Space {
+                label: bids::entity(&entities, "space").unwrap_or("").to_string(),
+                res: bids::entity(&entities, "res").map(str::to_string),
+            };
+            let matches =
+                here.label == space.label && (space.res.is_none() || here.res == space.res);
+            if matches && bids::entity(&entities, "sub") == Some(subject) {
+                files.push((path, run_entities(&entities)));
+            } else {
+                other.push(here.label());
+            }
+        }
+    }
+    if files.is_empty() && !other.is_empty() {
+        other.sort();
+        other.dedup();
+        return Err(DataError::invalid(
+            root.join(format!("sub-{subject}")),
+            "space",
+            format!(
+                "*_space-{}_desc-preproc_bold.nii.gz runs (--space {})",
+                space.entities(),
+                space.label()
+            ),
+            format!("runs in space {} only", other.join(", ")),
+        ));
+    }
+    Ok(files)
+}
+
+/// Replaces the `_desc-preproc_bold.nii[.gz]` ending of a run's file name.
+fn sibling(bold: &Path, ending: &str) -> PathBuf {
+    let name = bold
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let stem = nifti_stem(&name).unwrap_or(&name);
+    let base = stem.strip_suffix("_desc-preproc_bold").unwrap_or(stem);
+    bold.with_file_name(format!("{base}{ending}"))
+}
+
+/// fMRIPrep's brain mask of a run (`…_desc-brain_mask.nii.gz`).
+pub fn brain_mask(bold: &Path) -> PathBuf {
+    sibling(bold, "_desc-brain_mask.nii.gz")
+}
+
+/// The header's TR in seconds: `pixdim[4]` in the unit `xyzt_units` names (seconds when it
+/// names none); none when not positive.
+fn header_tr(bold: &Path) -> Result<Option<f64>> {
+    let h = crate::nifti_io::checked_header(bold)?;
+    let scale = match h.xyzt_units & 0x38 {
+        16 => 1e-3,
+        24 => 1e-6,
+        _ => 1.0,
+    };
+    let tr = h.pixdim[4] as f64 * scale;
+    Ok((tr.is_finite() && tr > 0.0).then_some(tr))
+}
+
+/// `RepetitionTime` from the run's own sidecar, else the header's `pixdim[4]`.
+pub fn repetition_time(bold: &Path) -> Result<f64> {
+    let sidecar = sibling(bold, "_desc-preproc_bold.json");
+    if sidecar.is_file() {
+        let json: serde_json::Value = crate::atomic::read_json(&sidecar)?;
+        if let Some(value) = json.get("RepetitionTime") {
+            return value
+                .as_f64()
+                .filter(|t| t.is_finite() && *t > 0.0)
+                .ok_or_else(|| {
+                    DataError::invalid(
+                        &sidecar,
+                        "RepetitionTime",
+                        "a positive number of seconds",
+                        value.to_string(),
+                    )
+                });
+        }
+    }
+    header_tr(bold)?.ok_or_else(|| {
+        DataError::invalid(
+            bold,
+            "RepetitionTime",
+            format!(
+                "a RepetitionTime in {} or a TR in the header's pixdim[4]",
+                sidecar.display()
+            ),
+            "neither",
+        )
+    })
+}
+
+/// The run's confounds table: `desc-confounds_timeseries.tsv`, else the older
+/// `desc-confounds_regressors.tsv`, beside the run.
+pub fn confounds_file(bold: &Path, run: &Entities) -> Result<PathBuf> {
+    let stem: Vec<String> = run.iter().map(|(k, v)| format!("{k}-{v}")).collect();
+    let stem = stem.join("_");
+    let current = bold.with_file_name(format!("{stem}_desc-confounds_timeseries.tsv"));
+    let older = bold.with_file_name(format!("{stem}_desc-confounds_regressors.tsv"));
+    if current.is_file() {
+        Ok(current)
+    } else if older.is_file() {
+        Ok(older)
+    } else {
+        Err(DataError::Missing {
+            path: current,
+            what: format!("fMRIPrep's confounds table of {} (its non-steady-state volumes and the --confounds regressors come from it)", bold.display()),
+        })
+    }
+}
+
+/// One run's confounds, read and checked: the regressors over all rows and the censored rows.
+#[derive(Debug, Clone)]
+pub struct RunConfounds {
+    pub file: PathBuf,
+    pub names: Vec<String>,
+    /// Per regressor, shape (n_total,).
+    pub regressors: Vec<Vec<f64>>,
+    pub non_steady_state: Vec<usize>,
+    /// Scrubbed rows (FD / DVARS and the short segments).
+    pub scrubbed: Vec<usize>,
+}
+
+impl RunConfounds {
+    /// Reads `file` for a run of `n_total` volumes (`bold`).
+    pub fn read(file: &Path, bold: &Path, n_total: usize, strategy: &Strategy) -> Result<Self> {
+        let table = Events::read(file)?;
+        if table.len() != n_total {
+            return Err(DataError::invalid(
+                file,
+                "rows",
+                format!("{n_total} rows, one per volume of {}", bold.display()),
+                format!("{} rows", table.len()),
+            ));
+        }
+        let names = strategy.regressor_names(file, table.columns())?;
+        let regressors = names
+            .iter()
+            .map(|n| confounds::regressor(&table, n))
+            .collect::<Result<Vec<_>>>()?;
+        let scrubbed = match &strategy.scrub {
+            Some(s) => confounds::scrubbed_rows(&table, s)?,
+            None => Vec::new(),
+        };
+        Ok(RunConfounds {
+            file: file.to_path_buf(),
+            names,
+            regressors,
+            non_steady_state: confounds::non_steady_state_rows(&table)?,
+            scrubbed,
+        })
+    }
+
+    /// Censored rows of the kept part `drop..n_end`, as row indices of that part (sorted).
+    pub fn censored(&self, drop: usize, n_end: usize) -> Vec<usize> {
+        let mut rows: Vec<usize> = self
+            .non_steady_state
+            .iter()
+            .chain(&self.scrubbed)
+            .filter(|&&r| r >= drop && r < n_end)
+            .map(|r| r - drop)
+            .collect();
+        rows.sort_unstable();
+        rows.dedup();
+        rows
+    }
+
+    /// The cleaner of the kept part `drop..n_end`.
+    pub fn cleaner(&self, drop: usize, n_end: usize) -> Cleaner {
+        let part: Vec<Vec<f64>> = self
+            .regressors
+            .iter()
+            .map(|c| c[drop..n_end].to_vec())
+            .collect();
+        Cleaner::new(&part, &self.censored(drop, n_end), n_end - drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spaces_parse_and_surfaces_are_refused() {
+        assert_eq!(Space::parse("T1w").unwrap().label(), "T1w");
+        assert_eq!(
+            Space::parse("MNI152NLin2009cAsym:res-2")
+                .unwrap()
+                .res
+                .as_deref(),
+            Some("2")
+        );
+        let err = Space::parse("fsLR").unwrap_err().to_string();
+        assert!(
+            err.contains("CIFTI") && err.contains("MNI152NLin2009cAsym"),
+            "{err}"
+        );
+        assert!(Space::parse("MNI:2").is_err());
+    }
+
+    #[test]
+    fn sibling_files_are_named_as_fmriprep_names_them() {
+        let bold =
+            Path::new("/d/sub-01/func/sub-01_task-a_run-1_space-T1w_desc-preproc_bold.nii.gz");
+        assert_eq!(
+            brain_mask(bold),
+            Path::new("/d/sub-01/func/sub-01_task-a_run-1_space-T1w_desc-brain_mask.nii.gz")
+        );
+        let (e, _) =
+            bids::parse_name("sub-01_ses-2_task-a_run-1_space-T1w_res-2_desc-preproc_bold")
+                .unwrap();
+        assert_eq!(bids::run_name(&run_entities(&e)), "ses-2_task-a_run-1");
+    }
+}

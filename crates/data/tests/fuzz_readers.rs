@@ -1,0 +1,318 @@
+//! Every reader against mutated copies of valid files: bit flips, truncation, zeroed and 0xFF
+//! runs, huge little-endian sizes written over header fields, NaN/Inf, duplicated chunks. A
+//! reader may return an error (naming the file) or a value; it must not panic, abort or hang.
+//!
+//! Seeded from the committed fixtures; cases per reader from `BRAINRECON_FUZZ_CASES` (default
+//! 150, a few seconds in all), seed from `BRAINRECON_FUZZ_SEED` (default 0).
+//! `tools/fuzz.sh` runs the long version. A failing case is written to
+//! `<target>/tmp/fuzz-crashers/` and printed with its seed and mutation so it can be replayed.
+
+use brainrecon_data::runs::{ds005531::DataDt, events::Events, nifti4d};
+use brainrecon_data::{audio, cifti, image, mat, nifti_io, npy, video};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// SplitMix64: small, seeded, ours.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n.max(1) as u64) as usize
+    }
+}
+
+/// Offsets where header fields live get most of the mutations: the first 512 bytes.
+fn offset(rng: &mut Rng, len: usize) -> usize {
+    if rng.below(4) > 0 {
+        rng.below(len.min(512))
+    } else {
+        rng.below(len)
+    }
+}
+
+/// One mutation of `bytes`, and what it was.
+fn mutate(rng: &mut Rng, bytes: &mut Vec<u8>) -> String {
+    let len = bytes.len().max(1);
+    match rng.below(8) {
+        0 => {
+            let at = offset(rng, len);
+            let bit = rng.below(8);
+            if let Some(b) = bytes.get_mut(at) {
+                *b ^= 1 << bit;
+            }
+            format!("flip bit {bit} at {at}")
+        }
+        1 => {
+            let at = rng.below(len);
+            bytes.truncate(at);
+            format!("truncate to {at}")
+        }
+        2 | 3 => {
+            let (at, run) = (offset(rng, len), 1 + rng.below(16));
+            let fill = if rng.below(2) == 0 { 0x00 } else { 0xFF };
+            let end = (at + run).min(bytes.len());
+            bytes[at.min(end)..end].fill(fill);
+            format!("{run} bytes of {fill:#04x} at {at}")
+        }
+        4 => {
+            let at = offset(rng, len);
+            let huge: [u64; 6] = [
+                u32::MAX as u64,
+                u64::MAX,
+                1 << 31,
+                1 << 40,
+                i64::MAX as u64,
+                0,
+            ];
+            let value = huge[rng.below(huge.len())];
+            let width = [2, 4, 8][rng.below(3)];
+            let le = value.to_le_bytes();
+            let end = (at + width).min(bytes.len());
+            let n = end.saturating_sub(at);
+            bytes[at.min(end)..end].copy_from_slice(&le[..n]);
+            format!("{value:#x} as {width} bytes at {at}")
+        }
+        5 => {
+            let at = offset(rng, len) & !3;
+            let value = [f32::NAN, f32::INFINITY, -f32::INFINITY, 1e38, -0.0][rng.below(5)];
+            let end = (at + 4).min(bytes.len());
+            let n = end.saturating_sub(at);
+            bytes[at.min(end)..end].copy_from_slice(&value.to_le_bytes()[..n]);
+            format!("{value} as f32 at {at}")
+        }
+        6 => {
+            let (from, to) = (rng.below(len), offset(rng, len));
+            let run = 1 + rng.below(64);
+            let chunk: Vec<u8> = bytes.iter().skip(from).take(run).copied().collect();
+            let at = to.min(bytes.len());
+            bytes.splice(at..at, chunk);
+            format!("{run} bytes from {from} inserted at {to}")
+        }
+        _ => {
+            let at = offset(rng, len);
+            let text = [
+                "-1",
+                "1e999",
+                "nan",
+                "99999999999999999999",
+                "\"",
+                "\n",
+                "\t",
+            ][rng.below(7)];
+            let end = (at + text.len()).min(bytes.len());
+            bytes.splice(at.min(end)..end, text.bytes());
+            format!("text {text:?} at {at}")
+        }
+    }
+}
+
+fn cases() -> usize {
+    std::env::var("BRAINRECON_FUZZ_CASES")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(150)
+}
+
+fn seed() -> u64 {
+    std::env::var("BRAINRECON_FUZZ_SEED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+fn fixture(relative: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures")
+        .join(relative)
+}
+
+/// Files under `dir` (recursively) whose names end with `suffix`.
+fn seeds(dir: &str, suffix: &str) -> Vec<PathBuf> {
+    fn walk(dir: &Path, suffix: &str, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        paths.sort();
+        for path in paths {
+            if path.is_dir() {
+                walk(&path, suffix, out);
+            } else if path.to_string_lossy().ends_with(suffix) {
+                out.push(path);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(&fixture(dir), suffix, &mut out);
+    out
+}
+
+/// Mutates each seed file `cases()` times (in all) and reads every copy with `read`.
+fn fuzz(
+    target: &str,
+    seed_files: &[PathBuf],
+    suffix: &str,
+    read: impl Fn(&Path) -> Result<(), String>,
+) {
+    assert!(!seed_files.is_empty(), "{target}: no seed files");
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = Rng(seed()
+        ^ target
+            .bytes()
+            .fold(0u64, |h, b| h.wrapping_mul(31) ^ b as u64));
+    let (mut errors, mut failures) = (0usize, Vec::new());
+    let mut slowest = Duration::ZERO;
+    for case in 0..cases() {
+        let source = &seed_files[case % seed_files.len()];
+        let mut bytes = std::fs::read(source).unwrap();
+        let steps = 1 + rng.below(3);
+        let what: Vec<String> = (0..steps).map(|_| mutate(&mut rng, &mut bytes)).collect();
+        let path = dir.path().join(format!("case{suffix}"));
+        std::fs::write(&path, &bytes).unwrap();
+        let started = Instant::now();
+        let outcome = catch_unwind(AssertUnwindSafe(|| read(&path)));
+        let took = started.elapsed();
+        slowest = slowest.max(took);
+        let failure = match outcome {
+            Ok(Ok(())) => None,
+            Ok(Err(message)) if message.contains("case") => {
+                errors += 1;
+                None
+            }
+            Ok(Err(message)) => Some(format!("error without the file's name: {message}")),
+            Err(_) => Some("panic".to_string()),
+        };
+        let failure =
+            failure.or_else(|| (took > Duration::from_secs(5)).then(|| format!("took {took:?}")));
+        if let Some(failure) = failure {
+            let keep = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fuzz-crashers");
+            std::fs::create_dir_all(&keep).unwrap();
+            let kept = keep.join(format!("{target}-seed{}-case{case}{suffix}", seed()));
+            std::fs::write(&kept, &bytes).unwrap();
+            failures.push(format!(
+                "{target} case {case} from {} ({}): {failure} → {}",
+                source.display(),
+                what.join("; "),
+                kept.display()
+            ));
+        }
+    }
+    eprintln!(
+        "{target}: {} cases, {errors} refused with an error, slowest {slowest:?}",
+        cases()
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+fn text<T, E: std::fmt::Display>(result: Result<T, E>) -> Result<T, String> {
+    result.map_err(|e| e.to_string())
+}
+
+#[test]
+fn npy_arrays() {
+    let seed_files = seeds("", ".npy");
+    fuzz("npy", &seed_files, ".npy", |path| {
+        let header = text(npy::read_header(path))?;
+        match header.descr.as_str() {
+            "<f4" => {
+                let mapped = text(npy::MappedF32::open(path))?;
+                let _sum: f32 = mapped.as_slice().iter().sum();
+                text(npy::read_f32(path)).map(drop)
+            }
+            "<f8" => text(npy::read_f32(path)).map(drop),
+            "|u1" => text(npy::read_u8(path)).map(drop),
+            _ => text(npy::read_i64(path)).map(drop),
+        }
+    });
+}
+
+#[test]
+fn nifti_series_and_volumes() {
+    let mut seed_files = seeds("runs/datatypes", ".nii");
+    seed_files.extend(seeds("runs/ds003720", ".nii"));
+    fuzz("nifti", &seed_files, ".nii", |path| {
+        let header = text(nifti4d::read_header(path))?;
+        text(nifti4d::for_each_volume(path, |_, _| Ok(())))?;
+        if header.n_volumes == 1 {
+            text(nifti_io::read_volume(path))?;
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn nifti_gzipped() {
+    fuzz("nifti-gz", &seeds("runs", ".nii.gz"), ".nii.gz", |path| {
+        text(nifti4d::for_each_volume(path, |_, _| Ok(()))).map(drop)
+    });
+}
+
+#[test]
+fn cifti_dense_series() {
+    fuzz(
+        "cifti",
+        &seeds("cifti", ".dtseries.nii"),
+        ".dtseries.nii",
+        |path| text(cifti::CiftiSeries::read(path)).map(drop),
+    );
+}
+
+#[test]
+fn mat_v5_and_v73() {
+    fuzz(
+        "mat-v5",
+        &seeds("runs/ds005531", "vset_100.mat"),
+        ".mat",
+        |path| text(mat::read_matrices(path, &["tvoxels"])).map(drop),
+    );
+    fuzz(
+        "mat-v73",
+        &seeds("runs/ds005531", "run-02.mat"),
+        ".mat",
+        |path| {
+            let data = text(DataDt::open(path))?;
+            text(data.rows(0, data.n_times.min(4))).map(drop)
+        },
+    );
+}
+
+#[test]
+fn events_tables() {
+    fuzz("events", &seeds("runs", "_events.tsv"), ".tsv", |path| {
+        let events = text(Events::read(path))?;
+        let _ = events.numbers("onset");
+        Ok(())
+    });
+}
+
+#[test]
+fn wav_audio() {
+    fuzz("wav", &seeds("audio", ".wav"), ".wav", |path| {
+        text(audio::decode::read_header(path))?;
+        text(audio::read_audio(path)).map(drop)
+    });
+}
+
+#[test]
+fn png_images() {
+    fuzz("png", &seeds("video/frames", ".png"), ".png", |path| {
+        text(image::read_png(path)).map(drop)
+    });
+}
+
+#[test]
+fn mp4_video() {
+    fuzz("mp4", &seeds("video", "baseline.mp4"), ".mp4", |path| {
+        let video = text(video::open(path))?;
+        let n = video.info().frames.min(2);
+        text(video.frames(&(0..n).collect::<Vec<_>>())).map(drop)
+    });
+}
