@@ -194,3 +194,66 @@ fn bad_fmriprep_input_exits_2_naming_it() {
         &["run-02_desc-confounds_timeseries.tsv", "file not found"],
     );
 }
+
+#[test]
+fn encode_runs_leaves_censored_rows_out() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("runs");
+    ok(&[
+        "bids",
+        "prepare",
+        "--fmriprep",
+        p(&derivatives()),
+        "--bids-root",
+        p(&fixtures().join("bids")),
+        "--subject",
+        "01",
+        "--task",
+        "movie",
+        "--confounds",
+        "motion:full,wm_csf:full,global_signal:basic,high_pass,scrub",
+        "--out",
+        p(&out),
+    ]);
+    let set = RunSet::open(&out).unwrap();
+    let censored: usize = set
+        .runs()
+        .iter()
+        .map(|r| r.confounds.as_ref().unwrap().censored.len())
+        .sum();
+    assert!(censored > 0);
+    let features = dir.path().join("features");
+    for (k, run) in set.runs().iter().enumerate() {
+        let values: Vec<f32> = (0..run.n_trs * 3)
+            .map(|i| ((i * 7919 + k * 104729) % 1000) as f32 / 500.0 - 1.0)
+            .collect();
+        npy::write(
+            &features.join(format!("{}.npy", run.name)),
+            &[run.n_trs, 3],
+            &values,
+        )
+        .unwrap();
+    }
+    let bands = format!("noise={}", features.display());
+    let summary: serde_json::Value = serde_json::from_str(&ok(&[
+        "encode-runs",
+        "--subject",
+        p(&out),
+        "--bands",
+        &bands,
+        "--folds",
+        "2",
+        "--n-iter",
+        "1",
+        "--permutations",
+        "10",
+        "--json",
+        "--out",
+        p(&dir.path().join("enc")),
+    ]))
+    .unwrap();
+    let total: usize = set.runs().iter().map(|r| r.n_trs).sum();
+    assert_eq!(summary["censored_trs"], censored);
+    let used = summary["train_trs"].as_u64().unwrap() + summary["test_trs"].as_u64().unwrap();
+    assert_eq!(used as usize, total - censored);
+}

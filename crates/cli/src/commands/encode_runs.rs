@@ -202,10 +202,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         return super::print_json(&summary);
     }
     outln!(
-        "{} voxels, {} train / {} test TRs: mean test r {:.3}, {} significant (BH q ≤ 0.05)",
+        "{} voxels, {} train / {} test TRs{}: mean test r {:.3}, {} significant (BH q ≤ 0.05)",
         summary.voxels,
         summary.train_trs,
         summary.test_trs,
+        if summary.censored_trs > 0 {
+            format!(" ({} censored TRs left out)", summary.censored_trs)
+        } else {
+            String::new()
+        },
         summary.mean_r,
         summary.significant_voxels
     )?;

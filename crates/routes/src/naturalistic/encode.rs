@@ -77,6 +77,8 @@ pub struct EncodeRunsSummary {
     pub voxels: usize,
     pub train_trs: usize,
     pub test_trs: usize,
+    /// TRs the run set lists as censored, left out of the fit and the scores.
+    pub censored_trs: usize,
     pub mean_r: f64,
     pub significant_voxels: usize,
     pub bands: Vec<BandSummary>,
@@ -257,6 +259,28 @@ fn run_labels(runs: &RunSet, train: &[usize]) -> Vec<i64> {
         .collect()
 }
 
+/// Per stacked row of the runs `which`: false where the run set lists the TR as censored.
+fn kept_rows(runs: &RunSet, which: &[usize]) -> Vec<bool> {
+    which
+        .iter()
+        .flat_map(|&i| {
+            let run = &runs.runs()[i];
+            let censored: &[usize] = run.confounds.as_ref().map_or(&[], |c| &c.censored);
+            (0..run.n_trs).map(move |t| !censored.contains(&t))
+        })
+        .collect()
+}
+
+/// The rows of `m` (rows × columns) where `keep` is true.
+fn select_rows(m: Mat<f32>, keep: &[bool]) -> Mat<f32> {
+    assert_eq!(m.nrows(), keep.len(), "one flag per row");
+    if keep.iter().all(|&k| k) {
+        return m;
+    }
+    let rows: Vec<usize> = (0..m.nrows()).filter(|&r| keep[r]).collect();
+    Mat::from_fn(rows.len(), m.ncols(), |r, c| m[(rows[r], c)])
+}
+
 /// The fold of every training row with `k` folds: the k-th of `k` contiguous blocks of each
 /// run (FIR delays reach a few TRs across a block's edge, as they do across runs' edges in
 /// himalaya's examples).
@@ -303,12 +327,25 @@ pub fn encode_runs(
     let (designs, texts) = band_designs(runs, opts, featurizer, (&train, &test))?;
     let model = featurizer.map_or("the text model", |f| f.name());
     let warnings = weak_bands(opts, &texts, model)?;
-    let y_train = voxel_rows(runs, &train)?;
-    let y_test = voxel_rows(runs, &test)?;
     let groups = match opts.folds {
         Some(k) => block_labels(runs, &train, k),
         None => run_labels(runs, &train),
     };
+    // Censored TRs (fMRIPrep's scrubbed and non-steady-state volumes) hold zeros, not data:
+    // they leave the fit and the scores, after the features were delayed on the full runs.
+    let (keep_train, keep_test) = (kept_rows(runs, &train), kept_rows(runs, &test));
+    let censored_trs = keep_train.iter().chain(&keep_test).filter(|k| !**k).count();
+    let designs: Vec<(Mat<f32>, Mat<f32>)> = designs
+        .into_iter()
+        .map(|(a, b)| (select_rows(a, &keep_train), select_rows(b, &keep_test)))
+        .collect();
+    let y_train = select_rows(voxel_rows(runs, &train)?, &keep_train);
+    let y_test = select_rows(voxel_rows(runs, &test)?, &keep_test);
+    let groups: Vec<i64> = groups
+        .into_iter()
+        .zip(&keep_train)
+        .filter_map(|(g, &k)| k.then_some(g))
+        .collect();
     let all: Vec<usize> = (0..opts.bands.len()).collect();
     progress("joint model");
     let (predicted, parts) = fit_predict(&designs, &all, y_train.as_ref(), &groups, opts)?;
@@ -345,6 +382,7 @@ pub fn encode_runs(
         warnings,
         train_trs: y_train.nrows(),
         test_trs: y_test.nrows(),
+        censored_trs,
     };
     progress("writing");
     write_outputs(runs, opts, &results)
@@ -405,6 +443,7 @@ struct Results {
     warnings: Vec<String>,
     train_trs: usize,
     test_trs: usize,
+    censored_trs: usize,
 }
 
 fn mean(values: &[f64]) -> f64 {
@@ -426,6 +465,7 @@ fn summarize(opts: &EncodeRunsOptions, results: &Results) -> EncodeRunsSummary {
         voxels: v,
         train_trs: results.train_trs,
         test_trs: results.test_trs,
+        censored_trs: results.censored_trs,
         mean_r: mean(&results.r),
         significant_voxels: results
             .q
@@ -560,8 +600,11 @@ fn write_report(
     let mut table = vec![
         ("voxels".to_string(), summary.voxels.to_string()),
         (
-            "TRs (train / test)".into(),
-            format!("{} / {}", summary.train_trs, summary.test_trs),
+            "TRs (train / test; censored, left out)".into(),
+            format!(
+                "{} / {}; {}",
+                summary.train_trs, summary.test_trs, summary.censored_trs
+            ),
         ),
         ("mean test r".into(), format!("{:.4}", summary.mean_r)),
         (
