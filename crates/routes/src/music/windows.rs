@@ -107,25 +107,45 @@ pub fn presentations(
     Ok(out)
 }
 
-/// Mean of the run's rows whose acquisition time lies in `[from, to)` (recording clock).
-/// None when no row does.
+/// What a window holds of a run.
+#[derive(Debug, PartialEq)]
+enum WindowScans {
+    /// The mean of its uncensored scans.
+    Mean(Vec<f32>),
+    /// Scans, but every one censored (fMRIPrep scrubbing): the presentation is left out.
+    AllCensored,
+    /// No scan at all: the clip lies past the run.
+    None,
+}
+
+/// Mean of the run's rows whose acquisition time lies in `[from, to)` (recording clock),
+/// leaving out the rows the run set lists as censored (they hold zeros, not data).
 fn window_mean(
     data: &[f32],
     (n_trs, n_voxels): (usize, usize),
     (start_seconds, tr): (f64, f64),
     (from, to): (f64, f64),
-) -> Option<Vec<f32>> {
+    censored: &[usize],
+) -> WindowScans {
     let mut acc = vec![0f64; n_voxels];
-    let mut rows = 0usize;
+    let (mut rows, mut inside) = (0usize, 0usize);
     for t in 0..n_trs {
         let time = start_seconds + t as f64 * tr;
         if time + 1e-9 >= from && time + 1e-9 < to {
+            inside += 1;
+            if censored.contains(&t) {
+                continue;
+            }
             let row = &data[t * n_voxels..(t + 1) * n_voxels];
             acc.iter_mut().zip(row).for_each(|(a, &v)| *a += v as f64);
             rows += 1;
         }
     }
-    (rows > 0).then(|| acc.iter().map(|a| (a / rows as f64) as f32).collect())
+    match (rows, inside) {
+        (0, 0) => WindowScans::None,
+        (0, _) => WindowScans::AllCensored,
+        _ => WindowScans::Mean(acc.iter().map(|a| (a / rows as f64) as f32).collect()),
+    }
 }
 
 fn clip_key(event: &StimulusEvent) -> ClipKey {
@@ -155,6 +175,7 @@ pub fn split_windows(
         .for_each(|p| by_run.entry(p.run).or_default().push(p));
     for (&run, list) in &by_run {
         let info = &runs.runs()[run];
+        let censored: &[usize] = info.confounds.as_ref().map_or(&[], |c| &c.censored);
         let data = runs.run_data(run)?;
         let data = data.as_slice();
         for p in list {
@@ -172,15 +193,18 @@ pub fn split_windows(
             for w in 0..spec.count(p.event.duration) {
                 let from = p.event.onset + w as f64 * spec.step + spec.delay;
                 let to = from + spec.seconds;
-                let mean = window_mean(data, (info.n_trs, n_voxels), (info.start_seconds, runs.tr()), (from, to))
-                    .ok_or_else(|| {
-                        RouteError::mismatch(
+                let mean = match window_mean(data, (info.n_trs, n_voxels), (info.start_seconds, runs.tr()), (from, to), censored) {
+                    WindowScans::Mean(mean) => mean,
+                    WindowScans::AllCensored => continue,
+                    WindowScans::None => {
+                        return Err(RouteError::mismatch(
                             &p.events_file,
                             format!("onset of row {} ({})", p.event.row, p.event.track_name()),
                             format!("a clip whose window {w} ({from:.1}–{to:.1} s) holds scans of the run's {} ({} TRs from {} s)", info.name, info.n_trs, info.start_seconds),
                             format!("{} s, past the end of the run", p.event.onset),
-                        )
-                    })?;
+                        ))
+                    }
+                };
                 let entry = sums
                     .entry((clip, w))
                     .or_insert_with(|| (vec![0.0; n_voxels], 0));
@@ -232,11 +256,22 @@ mod tests {
         // 8 TRs of 2 voxels at TR 1.5 s from 0 s: row t = (t, -t).
         let data: Vec<f32> = (0..8).flat_map(|t| [t as f32, -(t as f32)]).collect();
         // [3, 7.5): rows at 3.0, 4.5, 6.0 → mean 3.
-        let mean = window_mean(&data, (8, 2), (0.0, 1.5), (3.0, 7.5)).unwrap();
-        assert_eq!(mean, vec![3.0, -3.0]);
+        let mean = window_mean(&data, (8, 2), (0.0, 1.5), (3.0, 7.5), &[]);
+        assert_eq!(mean, WindowScans::Mean(vec![3.0, -3.0]));
         // The recording clock: rows start at 1.5 s.
-        let mean = window_mean(&data, (8, 2), (1.5, 1.5), (3.0, 7.5)).unwrap();
-        assert_eq!(mean, vec![2.0, -2.0]);
-        assert!(window_mean(&data, (8, 2), (0.0, 1.5), (12.0, 20.0)).is_none());
+        let mean = window_mean(&data, (8, 2), (1.5, 1.5), (3.0, 7.5), &[]);
+        assert_eq!(mean, WindowScans::Mean(vec![2.0, -2.0]));
+        let past = window_mean(&data, (8, 2), (0.0, 1.5), (12.0, 20.0), &[]);
+        assert_eq!(past, WindowScans::None);
+    }
+
+    #[test]
+    fn censored_scans_leave_the_window_mean() {
+        let data: Vec<f32> = (0..8).flat_map(|t| [t as f32, -(t as f32)]).collect();
+        // [3, 7.5) holds rows 2, 3, 4; row 4 censored → mean of rows 2 and 3.
+        let mean = window_mean(&data, (8, 2), (0.0, 1.5), (3.0, 7.5), &[4, 7]);
+        assert_eq!(mean, WindowScans::Mean(vec![2.5, -2.5]));
+        let all = window_mean(&data, (8, 2), (0.0, 1.5), (3.0, 7.5), &[2, 3, 4]);
+        assert_eq!(all, WindowScans::AllCensored);
     }
 }
