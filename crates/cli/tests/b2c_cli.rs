@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{ok, p, simulated_subject, user_error};
+use common::{copy_tree, ok, p, simulated_subject, user_error};
 use std::path::{Path, PathBuf};
 
 fn prepared_subject(dir: &Path) -> PathBuf {
@@ -162,7 +162,7 @@ fn bad_input_exits_with_2_and_writes_nothing() {
 
     // A subject without the prf-visualrois atlas.
     let stripped = dir.join("stripped");
-    copy_dir(subject, &stripped);
+    copy_tree(subject, &stripped);
     let meta_path = stripped.join("subject.json");
     let mut meta: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&meta_path).unwrap()).unwrap();
@@ -186,7 +186,7 @@ fn bad_input_exits_with_2_and_writes_nothing() {
 
     // NaN betas: the message names the file.
     let nan = dir.join("nan");
-    copy_dir(subject, &nan);
+    copy_tree(subject, &nan);
     let betas = nan.join("betas/nsdgeneral/train.npy");
     let mut array = brainrecon_data::npy::read_f32(&betas).unwrap();
     array.data[5] = f32::NAN;
@@ -267,19 +267,6 @@ fn bad_input_exits_with_2_and_writes_nothing() {
     assert!(!recon.exists(), "nothing written for a mismatched folder");
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 #[test]
 fn a_resumed_training_gives_the_bytes_of_an_unbroken_one() {
     let tmp = tempfile::tempdir().unwrap();
@@ -308,7 +295,7 @@ fn a_resumed_training_gives_the_bytes_of_an_unbroken_one() {
     };
     train(&unbroken);
     // An interruption after step 2: the newest checkpoint and every output gone.
-    copy_dir(&unbroken, &resumed);
+    copy_tree(&unbroken, &resumed);
     for gone in [
         ".train/step-4",
         "encoder",

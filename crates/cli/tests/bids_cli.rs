@@ -5,24 +5,11 @@ mod common;
 
 use brainrecon_data::runs::nifti4d::{self, Storage};
 use brainrecon_data::runs::RunSet;
-use common::{ok, p, user_error};
+use common::{copy_tree, ok, p, user_error};
 use std::path::{Path, PathBuf};
 
 fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/tests/fixtures/runs")
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
 
 /// A short simulated movie subject in DIR/sim.

@@ -7,7 +7,7 @@ mod common;
 
 use brainrecon_data::runs::ds005531::{annotation_segments, Markup};
 use brainrecon_language::word2vec::words_of;
-use common::p;
+use common::{copy_tree, p};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -387,17 +387,4 @@ fn datadt_shorter_than_the_movie_is_refused() {
         "{err}"
     );
     assert!(!dir.path().join("runs").exists() && !dir.path().join("runs.partial").exists());
-}
-
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }

@@ -68,3 +68,18 @@ pub fn simulated_subject(dir: &Path, images: usize, seed: u64, image_size: usize
     ]);
     subject
 }
+
+/// Copies the folder `from` into `to`, recursively (test fixtures: plain files and folders).
+#[allow(dead_code)] // not every test file copies trees
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_tree(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}

@@ -9,7 +9,7 @@ use std::path::Path;
 use symphonia::core::codecs::audio::AudioDecoderOptions;
 use symphonia::core::errors::Error as SymphoniaError;
 use symphonia::core::formats::probe::Hint;
-use symphonia::core::formats::{FormatOptions, TrackType};
+use symphonia::core::formats::{FormatOptions, FormatReader, TrackType};
 use symphonia::core::io::MediaSourceStream;
 use symphonia::core::meta::MetadataOptions;
 
@@ -59,6 +59,24 @@ impl AudioHeader {
     }
 }
 
+/// The file's container, probed (the extension is only a hint).
+fn open_container(path: &Path) -> Result<Box<dyn FormatReader>> {
+    let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let stream = MediaSourceStream::new(Box::new(file), Default::default());
+    let mut hint = Hint::new();
+    if let Some(extension) = path.extension().and_then(|e| e.to_str()) {
+        hint.with_extension(extension);
+    }
+    symphonia::default::get_probe()
+        .probe(
+            &hint,
+            stream,
+            FormatOptions::default(),
+            MetadataOptions::default(),
+        )
+        .map_err(|e| format_error(path, format!("not a readable container ({e})")))
+}
+
 /// The sample rate and length of the file's default audio track from its header, without
 /// decoding it (a container whose header gives no length, as some MP3 and OGG files, is
 /// decoded to count its frames). Errors name the file as [`read_channels`]'s do.
@@ -67,20 +85,7 @@ pub fn read_header(path: &Path) -> Result<AudioHeader> {
 }
 
 fn read_header_unguarded(path: &Path) -> Result<AudioHeader> {
-    let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
-    let stream = MediaSourceStream::new(Box::new(file), Default::default());
-    let mut hint = Hint::new();
-    if let Some(extension) = path.extension().and_then(|e| e.to_str()) {
-        hint.with_extension(extension);
-    }
-    let format = symphonia::default::get_probe()
-        .probe(
-            &hint,
-            stream,
-            FormatOptions::default(),
-            MetadataOptions::default(),
-        )
-        .map_err(|e| format_error(path, format!("not a readable container ({e})")))?;
+    let format = open_container(path)?;
     let track = format
         .default_track(TrackType::Audio)
         .ok_or_else(|| format_error(path, "no audio track"))?;
@@ -110,20 +115,7 @@ pub fn read_channels(path: &Path) -> Result<Decoded> {
 }
 
 fn read_channels_unguarded(path: &Path) -> Result<Decoded> {
-    let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
-    let stream = MediaSourceStream::new(Box::new(file), Default::default());
-    let mut hint = Hint::new();
-    if let Some(extension) = path.extension().and_then(|e| e.to_str()) {
-        hint.with_extension(extension);
-    }
-    let mut format = symphonia::default::get_probe()
-        .probe(
-            &hint,
-            stream,
-            FormatOptions::default(),
-            MetadataOptions::default(),
-        )
-        .map_err(|e| format_error(path, format!("not a readable container ({e})")))?;
+    let mut format = open_container(path)?;
     let track = format
         .default_track(TrackType::Audio)
         .ok_or_else(|| format_error(path, "no audio track"))?;

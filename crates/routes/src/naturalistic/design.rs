@@ -118,7 +118,7 @@ pub fn band_rows(
                 .chunks_exact(width.max(1))
                 .filter(|r| r.iter().all(|&v| v == 0.0))
                 .count();
-            align_run(runs, i, &rows, width, align, &source)
+            align_run(runs, i, &rows, width, align)
         })
         .collect::<Result<Vec<_>>>()?;
     Ok((rows, text))
@@ -246,14 +246,13 @@ fn run_rows(
     ))
 }
 
-/// Rows per second (TR ≠ 1 s) or per TR → (n_trs, width).
+/// Rows per second (TR ≠ 1 s) or per TR, as [`run_rows`] passes them → (n_trs, width).
 fn align_run(
     runs: &RunSet,
     i: usize,
     rows: &[f32],
     width: usize,
     align: Align,
-    source: &std::path::Path,
 ) -> Result<Mat<f32>> {
     let (n_trs, tr) = (runs.runs()[i].n_trs, runs.tr());
     let n_rows = rows.len() / width.max(1);
@@ -261,18 +260,8 @@ fn align_run(
     if n_rows == n_trs {
         return Ok(x);
     }
-    let seconds = brainrecon_data::runs::seconds(n_trs, tr);
-    if n_rows != seconds {
-        return Err(RouteError::mismatch(
-            source,
-            "rows",
-            format!(
-                "{n_trs} (one per TR) or {seconds} (one per second) for run {}",
-                runs.runs()[i].name
-            ),
-            n_rows,
-        ));
-    }
+    // `run_rows` has checked (and cut) the rows: here they are one per second.
+    debug_assert_eq!(n_rows, brainrecon_data::runs::seconds(n_trs, tr));
     let times: Vec<f64> = (0..n_rows).map(|s| s as f64 + 0.5).collect();
     Ok(match align {
         Align::Mean => tr_mean(x.as_ref(), &times, tr, n_trs)?,
