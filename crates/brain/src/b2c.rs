@@ -104,7 +104,39 @@ impl BrainToContextConfig {
         self.groups.iter().map(|g| g.voxels).sum()
     }
 
+    /// Bounds every size (hostile `config.json` files): sums over groups must not overflow,
+    /// and no field may size a multi-GB buffer.
+    fn check_sizes(&self) -> std::result::Result<(), String> {
+        use brainrecon_nn::config_bounds::*;
+        list_len("groups", self.groups.len(), 1, 4096)?;
+        for (i, g) in self.groups.iter().enumerate() {
+            in_range(&format!("groups[{i}].voxels"), g.voxels, 0, 10_000_000)?;
+            in_range(&format!("groups[{i}].tokens"), g.tokens, 0, MAX_CHANNELS)?;
+        }
+        in_range("hidden_size", self.hidden_size, 0, MAX_CHANNELS)?;
+        in_range("num_layers", self.num_layers, 0, MAX_LAYERS)?;
+        in_range(
+            "num_attention_heads",
+            self.num_attention_heads,
+            0,
+            MAX_LAYERS,
+        )?;
+        in_range("intermediate_size", self.intermediate_size, 0, MAX_FFN)?;
+        epsilon("layer_norm_eps", self.layer_norm_eps)?;
+        let tokens = self.num_tokens() as u64 * self.hidden_size as u64;
+        if tokens > 1 << 28 {
+            return Err(format!(
+                "groups: expected at most {} floats of context (tokens × hidden_size), found \
+                 {tokens}",
+                1u64 << 28
+            ));
+        }
+        Ok(())
+    }
+
     /// What is wrong with the config, if anything.
+    // `usize::is_multiple_of` needs Rust 1.87; the workspace supports 1.85.
+    #[allow(clippy::manual_is_multiple_of)]
     pub fn problem(&self) -> Option<String> {
         if self.class_name != CLASS_NAME {
             return Some(format!(
@@ -114,6 +146,9 @@ impl BrainToContextConfig {
         }
         if self.groups.is_empty() {
             return Some("groups is empty: at least one voxel group is needed".into());
+        }
+        if let Err(m) = self.check_sizes() {
+            return Some(m);
         }
         if let Some(g) = self.groups.iter().find(|g| g.voxels == 0 || g.tokens == 0) {
             return Some(format!(
@@ -525,5 +560,51 @@ mod tests {
         assert!((cos[0] - 1.0).abs() < 1e-6 && (cos[1] + 1.0).abs() < 1e-6);
         let mse = per_sample_mse(&a, &b).unwrap().to_vec1::<f32>().unwrap();
         assert_eq!(mse, vec![0.5, 4.0]);
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod hostile_tests {
+    use super::*;
+    use brainrecon_nn::config_bounds::hostile::problems;
+    use brainrecon_nn::train::init_parameters;
+    use candle_core::{DType, Device};
+    use serde_json::Value;
+
+    /// Writes `value` as a config file, loads it with `load` and, when accepted, builds the
+    /// model on the CPU with `build`.
+    pub(crate) fn load_and_build<C>(
+        value: &Value,
+        load: fn(&Path) -> Result<C>,
+        build: fn(&C) -> Result<()>,
+    ) -> std::result::Result<(), String> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.json");
+        std::fs::write(&path, value.to_string()).unwrap();
+        let config = load(&path).map_err(|e| e.to_string())?;
+        build(&config).map_err(|e| e.to_string())
+    }
+
+    /// Every number of a small B2C config set to 0, -1, huge or the wrong type: no panic;
+    /// huge values and wrong types refused, naming the field; what is accepted builds.
+    #[test]
+    fn every_numeric_field_is_bounded() {
+        let mut config = BrainToContextConfig::paper(
+            vec![VoxelGroup {
+                name: "v1".into(),
+                voxels: 6,
+                tokens: 2,
+            }],
+            8,
+        );
+        (config.num_layers, config.num_attention_heads) = (1, 2);
+        config.intermediate_size = 16;
+        let build = |c: &BrainToContextConfig| {
+            let build = |vb| BrainToContextEncoder::new(vb, c);
+            init_parameters(build, 1, DType::F32, &Device::Cpu).map(drop)
+        };
+        let run = |v: &Value| load_and_build(v, BrainToContextConfig::from_file, build);
+        let found = problems(&serde_json::to_value(&config).unwrap(), &[], &run);
+        assert!(found.is_empty(), "{}", found.join("\n"));
     }
 }

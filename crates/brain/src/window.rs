@@ -102,6 +102,35 @@ impl WindowEncoderConfig {
         }
     }
 
+    /// Bounds every size (hostile `config.json` files): products such as `window · voxels`
+    /// and the `patches × hidden_size` position table must neither overflow nor reach GBs.
+    fn check_sizes(&self) -> std::result::Result<(), String> {
+        use brainrecon_nn::config_bounds::*;
+        in_range("window", self.window, 0, 4096)?;
+        in_range("voxels", self.voxels, 0, 10_000_000)?;
+        in_range("patch_size", self.patch_size, 0, self.voxels.max(1))?;
+        in_range("tokens", self.tokens, 0, MAX_CHANNELS)?;
+        in_range("hidden_size", self.hidden_size, 0, MAX_CHANNELS)?;
+        in_range("num_layers", self.num_layers, 0, MAX_LAYERS)?;
+        in_range(
+            "num_attention_heads",
+            self.num_attention_heads,
+            0,
+            MAX_LAYERS,
+        )?;
+        in_range("intermediate_size", self.intermediate_size, 0, MAX_FFN)?;
+        epsilon("layer_norm_eps", self.layer_norm_eps)?;
+        let table = self.num_patches() as u64 * self.hidden_size as u64;
+        if table > 1 << 28 {
+            return Err(format!(
+                "patch_size: expected at most {} floats of position table (voxels / \
+                 patch_size × hidden_size), found {table}",
+                1u64 << 28
+            ));
+        }
+        Ok(())
+    }
+
     /// What is wrong with the config, if anything.
     // `usize::is_multiple_of` needs Rust 1.87; the workspace supports 1.85.
     #[allow(clippy::manual_is_multiple_of)]
@@ -111,6 +140,9 @@ impl WindowEncoderConfig {
                 "_class_name is '{}', expected '{CLASS_NAME}'",
                 self.class_name
             ));
+        }
+        if let Err(m) = self.check_sizes() {
+            return Some(m);
         }
         let sizes = [
             ("window", self.window),
@@ -387,5 +419,31 @@ mod tests {
         let want = -(2f32.exp() / (2f32.exp() + 1.0)).ln();
         assert!((right - want).abs() < 1e-6, "{right} vs {want}");
         assert!((wrong - (want + 2.0)).abs() < 1e-5, "{wrong}");
+    }
+}
+
+#[cfg(test)]
+mod hostile_tests {
+    use super::*;
+    use brainrecon_nn::config_bounds::hostile::problems;
+    use brainrecon_nn::train::init_parameters;
+    use candle_core::{DType, Device};
+
+    /// Every number of a small window-encoder config set to 0, -1, huge or the wrong type: no
+    /// panic; huge values and wrong types refused, naming the field; what is accepted builds.
+    #[test]
+    fn every_numeric_field_is_bounded() {
+        let mut config = WindowEncoderConfig::new(3, 5, 4, 8);
+        (config.patch_size, config.num_attention_heads) = (2, 2);
+        config.intermediate_size = 16;
+        let build = |c: &WindowEncoderConfig| {
+            let build = |vb| FmriWindowEncoder::new(vb, c);
+            init_parameters(build, 1, DType::F32, &Device::Cpu).map(drop)
+        };
+        let run = |v: &serde_json::Value| {
+            crate::b2c::hostile_tests::load_and_build(v, WindowEncoderConfig::from_file, build)
+        };
+        let found = problems(&serde_json::to_value(&config).unwrap(), &[], &run);
+        assert!(found.is_empty(), "{}", found.join("\n"));
     }
 }

@@ -160,10 +160,27 @@ fn main() -> ExitCode {
         // `brainrecon info --json | head -c1`: the reader left; end quietly, as `ls | head`.
         Err(error) if stdout::is_closed_pipe(&error) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("error: {error:#}");
+            eprintln!("error: {}", error_text(&error));
             ExitCode::from(exit_code(&error))
         }
     }
+}
+
+/// The error and its causes, each said once: errors that show their source in their own
+/// message (a file's path, then the I/O error) would otherwise print it twice.
+fn error_text(error: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in error.chain() {
+        let part = cause.to_string();
+        if text.contains(&part) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&part);
+    }
+    text
 }
 
 /// Help and version go to standard output through [`stdout`] (a full disk is an error there

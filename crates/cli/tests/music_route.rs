@@ -160,6 +160,13 @@ fn the_demo_decodes_music_embeddings_and_retrieves_music_of_the_heard_genre() {
     )
     .unwrap();
     std::fs::write(small.join("jazz/broken.wav"), b"RIFF not really").unwrap();
+    // A 48-byte WAV claiming 4.29 GHz: refused from its header, never resampled.
+    let mut ghz = std::fs::read(library.join("jazz/jazz.00000.wav")).unwrap();
+    ghz.truncate(48);
+    ghz[4..8].copy_from_slice(&40u32.to_le_bytes());
+    ghz[24..28].copy_from_slice(&u32::MAX.to_le_bytes());
+    ghz[40..44].copy_from_slice(&4u32.to_le_bytes());
+    std::fs::write(small.join("jazz/ghz.wav"), ghz).unwrap();
     let out = ok(&[
         "music",
         "retrieve",
@@ -178,13 +185,17 @@ fn the_demo_decodes_music_embeddings_and_retrieves_music_of_the_heard_genre() {
         err.contains("warning: skipped") && err.contains("broken.wav"),
         "{err}"
     );
+    assert!(
+        err.contains("ghz.wav") && err.contains("sample rate"),
+        "{err}"
+    );
     let third: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         (
             third["library_files"].as_u64(),
             third["skipped"].as_array().unwrap().len()
         ),
-        (Some(1), 1)
+        (Some(1), 2)
     );
 
     encoding_maps(dir.path(), &demo);

@@ -321,3 +321,46 @@ fn bad_options_are_refused() {
     ]);
     assert!(err.contains("--size nsd"), "{err}");
 }
+
+#[test]
+fn video_fit_opens_every_stimulus_before_writing_and_leaves_out_as_it_was() {
+    let (_, root) = dataset();
+    let dir = tempfile::tempdir().unwrap();
+    let prepared = dir.path().join("prepared");
+    ok(&[
+        "video",
+        "prepare",
+        "--cc2017",
+        p(root),
+        "--subject",
+        "1",
+        "--out",
+        p(&prepared),
+    ]);
+    let stimuli = dir.path().join("stimuli");
+    common::copy_tree(&root.join("stimuli"), &stimuli);
+    // Found before the frame folder test2/, and not an MP4.
+    std::fs::write(stimuli.join("test2.mp4"), b"\0\0\0\x10ftypisom not a movie").unwrap();
+    let out = dir.path().join("fit");
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(out.join("keep.txt"), "from before").unwrap();
+    let err = user_error(&[
+        "video",
+        "fit",
+        "--prepared",
+        p(&prepared),
+        "--stimuli",
+        p(&stimuli),
+        "--captions",
+        p(&root.join("stimuli/captions.tsv")),
+        "--out",
+        p(&out),
+    ]);
+    assert!(err.contains("test2.mp4"), "{err}");
+    let left: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(left, ["keep.txt"]);
+    assert!(!dir.path().join("fit.partial").exists());
+}

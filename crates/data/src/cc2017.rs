@@ -40,6 +40,7 @@ use crate::atomic::{read_json, write_json_atomic};
 use crate::cifti::cc2017::{runs_in, Run, Split};
 use crate::cifti::{BrainModel, CiftiSeries, CORTEX};
 use crate::error::{DataError, Result};
+use crate::limits;
 use crate::npy;
 use crate::runs::detrend::{self, Detrend, PolyBasis};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -101,26 +102,50 @@ impl Design {
                 design.format,
             ));
         }
+        design.check(&path)?;
+        Ok(design)
+    }
+
+    /// Refuses counts of 0, above [`limits::VOLUMES`], or whose products (runs of a split,
+    /// frames of a run) overflow or pass it: buffers and loops are sized by them.
+    pub fn check(&self, path: &Path) -> Result<()> {
         let counts = [
-            design.train_segments,
-            design.train_repetitions,
-            design.test_segments,
-            design.test_repetitions,
-            design.n_tr,
+            self.train_segments,
+            self.train_repetitions,
+            self.test_segments,
+            self.test_repetitions,
+            self.n_tr,
+            self.frames_per_tr,
         ];
         if counts.contains(&0)
-            || design.train_repetitions < 2
-            || design.tr.is_nan()
-            || design.tr <= 0.0
+            || self.train_repetitions < 2
+            || !(self.tr.is_finite() && self.tr > 0.0)
         {
             return Err(DataError::invalid(
-                &path,
+                path,
                 "design",
                 "positive counts, at least 2 training repetitions and a positive tr",
-                format!("{counts:?}, tr {}", design.tr),
+                format!("{counts:?}, tr {}", self.tr),
             ));
         }
-        Ok(design)
+        let products = [
+            (
+                "train_segments × train_repetitions",
+                self.train_segments,
+                self.train_repetitions,
+            ),
+            (
+                "test_segments × test_repetitions",
+                self.test_segments,
+                self.test_repetitions,
+            ),
+            ("n_tr × frames_per_tr", self.n_tr, self.frames_per_tr),
+        ];
+        for (field, a, b) in products {
+            let product = (a as u64).saturating_mul(b as u64);
+            limits::VOLUMES.check(path, field, product)?;
+        }
+        Ok(())
     }
 
     fn shape(&self, split: Split) -> (usize, usize) {
@@ -234,6 +259,7 @@ pub fn read_meta(dir: &Path) -> Result<VideoPrepared> {
             format!("{} version {}", meta.format, meta.version),
         ));
     }
+    meta.design.check(&path)?;
     Ok(meta)
 }
 
@@ -771,4 +797,34 @@ fn write_prepared(
     };
     write_json_atomic(&dir.join("video.json"), &meta)?;
     Ok(meta)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn design_counts_whose_product_passes_the_limit_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("design.json");
+        let huge = [
+            ("train_segments", serde_json::json!(u64::MAX / 2 + 1)),
+            ("test_repetitions", serde_json::json!(4_000_000)),
+            ("frames_per_tr", serde_json::json!(1u64 << 40)),
+        ];
+        for (field, value) in huge {
+            let mut design = serde_json::to_value(Design::published()).unwrap();
+            design[field] = value;
+            std::fs::write(&path, design.to_string()).unwrap();
+            let err = Design::of_dataset(dir.path()).unwrap_err().to_string();
+            assert!(
+                err.contains("design.json") && err.contains("BRAINRECON_MAX_VOLUMES"),
+                "{field}: {err}"
+            );
+        }
+        let mut design = serde_json::to_value(Design::published()).unwrap();
+        design["frames_per_tr"] = serde_json::json!(0);
+        std::fs::write(&path, design.to_string()).unwrap();
+        assert!(Design::of_dataset(dir.path()).is_err());
+    }
 }

@@ -1186,7 +1186,10 @@ pub mod cc2017 {
                 ),
             });
         }
-        let mut runs = Vec::with_capacity(segments * repetitions);
+        // Counts come from design.json: a product that wraps would loop for ever.
+        let total = (segments as u64).saturating_mul(repetitions as u64);
+        crate::limits::VOLUMES.check(&dir, "segments × repetitions", total)?;
+        let mut runs = Vec::with_capacity(total as usize);
         let mut missing = Vec::new();
         for segment in 1..=segments {
             for repetition in 1..=repetitions {

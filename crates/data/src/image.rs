@@ -316,10 +316,36 @@ pub fn write_png(path: &Path, image: &RgbImage) -> Result<()> {
     })
 }
 
+/// Refuses a PNG whose IHDR claims more pixels than [`crate::limits::IMAGE_PIXELS`], read
+/// from the file's first 24 bytes: the decoder sizes its buffers from IHDR. Rewinds the file.
+fn check_png_size(path: &Path, file: &mut std::fs::File) -> Result<()> {
+    use std::io::{Read, Seek};
+    let mut head = Vec::with_capacity(24);
+    file.by_ref()
+        .take(24)
+        .read_to_end(&mut head)
+        .map_err(|e| DataError::io(path, e))?;
+    file.rewind().map_err(|e| DataError::io(path, e))?;
+    // Signature (8), chunk length (4), "IHDR" (4), width (4), height (4), big-endian.
+    if head.len() == 24 && &head[12..16] == b"IHDR" {
+        let word =
+            |at: usize| u32::from_be_bytes([head[at], head[at + 1], head[at + 2], head[at + 3]]);
+        crate::limits::image_pixels(
+            path,
+            "IHDR width × height",
+            word(16) as u64,
+            word(20) as u64,
+        )?;
+    }
+    // Anything else is left to the decoder, which refuses it before allocating.
+    Ok(())
+}
+
 /// Reads an 8-bit PNG (grey, grey+alpha, RGB or RGBA) as RGB.
 pub fn read_png(path: &Path) -> Result<RgbImage> {
     crate::error::require_file(path, "a PNG image")?;
-    let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let mut file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    check_png_size(path, &mut file)?;
     let mut decoder = png::Decoder::new(std::io::BufReader::new(file));
     decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
     let mut reader = decoder
@@ -373,5 +399,38 @@ mod tests {
             half.pixels[0],
             (block.iter().sum::<f32>() / 4.0).round() as u8
         );
+    }
+
+    /// CRC-32 (ISO-HDLC) of a PNG chunk's type and data.
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut crc = !0u32;
+        for &b in bytes {
+            crc ^= b as u32;
+            for _ in 0..8 {
+                crc = if crc & 1 == 1 {
+                    (crc >> 1) ^ 0xEDB8_8320
+                } else {
+                    crc >> 1
+                };
+            }
+        }
+        !crc
+    }
+
+    #[test]
+    fn a_huge_ihdr_is_refused_before_decoding() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("huge.png");
+        write_png(&path, &RgbImage::new(2, 2, vec![7; 12])).unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        // 100,000 × 100,000 with a valid CRC, so only the size check can refuse it.
+        bytes[16..20].copy_from_slice(&100_000u32.to_be_bytes());
+        bytes[20..24].copy_from_slice(&100_000u32.to_be_bytes());
+        let crc = crc32(&bytes[12..29]);
+        bytes[29..33].copy_from_slice(&crc.to_be_bytes());
+        std::fs::write(&path, &bytes).unwrap();
+        let err = read_png(&path).unwrap_err().to_string();
+        assert!(err.contains("huge.png") && err.contains("IHDR"), "{err}");
+        assert!(err.contains("BRAINRECON_MAX_IMAGE_PIXELS"), "{err}");
     }
 }

@@ -8,6 +8,7 @@ pub mod cc2017;
 pub mod cifti;
 pub mod error;
 pub mod image;
+pub mod limits;
 pub mod mat;
 pub mod motion;
 pub mod nifti_io;

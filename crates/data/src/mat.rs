@@ -35,9 +35,10 @@ impl Matrix {
 /// Reads the named variables of a MATLAB v5 file as real matrices.
 pub fn read_matrices(path: &Path, names: &[&str]) -> Result<Vec<Matrix>> {
     crate::error::require_file(path, "a MATLAB v5 .mat file")?;
-    let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    check_elements(path, &bytes)?;
     let mat = crate::error::guard_foreign_parser(path, "MATLAB v5 (.mat)", || {
-        matfile::MatFile::parse(std::io::BufReader::new(file)).map_err(|e| {
+        matfile::MatFile::parse(bytes.as_slice()).map_err(|e| {
             DataError::format(
                 path,
                 "MATLAB v5 (.mat)",
@@ -52,6 +53,8 @@ pub fn read_matrices(path: &Path, names: &[&str]) -> Result<Vec<Matrix>> {
                 DataError::invalid(path, *name, "a variable of that name", "none")
             })?;
             let size = array.size();
+            let dims: Vec<u64> = size.iter().map(|&d| d as u64).collect();
+            crate::limits::array_bytes(path, name, &dims, 8)?;
             if size.len() != 2 {
                 return Err(DataError::invalid(
                     path,
@@ -83,6 +86,44 @@ pub fn read_matrices(path: &Path, names: &[&str]) -> Result<Vec<Matrix>> {
             })
         })
         .collect()
+}
+
+/// Refuses a top-level data element whose tag claims more bytes than follow it, before the
+/// parser sizes a buffer by it. A v7.3 file (HDF5) has no such elements: the parser refuses it.
+fn check_elements(path: &Path, bytes: &[u8]) -> Result<()> {
+    let big_endian = bytes.get(126..128) == Some(b"MI");
+    let word = |at: usize| -> Option<u32> {
+        let b: [u8; 4] = bytes.get(at..at + 4)?.try_into().ok()?;
+        Some(if big_endian {
+            u32::from_be_bytes(b)
+        } else {
+            u32::from_le_bytes(b)
+        })
+    };
+    let mut at = 128usize;
+    while let (Some(kind), Some(size)) = (word(at), word(at + 4)) {
+        if kind >> 16 != 0 {
+            at += 8; // small element: tag and data in 8 bytes
+            continue;
+        }
+        let left = bytes.len() - at - 8;
+        if size as usize > left {
+            return Err(DataError::invalid(
+                path,
+                format!("data element at byte {at}"),
+                format!("at most the {left} bytes that follow its tag"),
+                format!("{size} bytes"),
+            ));
+        }
+        // Compressed elements (type 15) are not padded to 8 bytes.
+        let padded = if kind == 15 {
+            size as usize
+        } else {
+            (size as usize).div_ceil(8) * 8
+        };
+        at += 8 + padded;
+    }
+    Ok(())
 }
 
 fn numeric_as_f64(data: &matfile::NumericData) -> Option<Vec<f64>> {
@@ -184,5 +225,25 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("masterordering"), "{err}");
+    }
+
+    #[test]
+    fn an_element_claiming_more_bytes_than_the_file_holds_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("expdesign.mat");
+        let a = Matrix {
+            rows: 1,
+            cols: 2,
+            values: vec![1.0, 2.0],
+        };
+        let mut bytes = encode_doubles(&[("sharedix", &a)]);
+        // The first element's size: 4 GB.
+        bytes[132..136].copy_from_slice(&0xFFFF_FFF0u32.to_le_bytes());
+        std::fs::write(&path, &bytes).unwrap();
+        let err = read_matrices(&path, &["sharedix"]).unwrap_err().to_string();
+        assert!(
+            err.contains("expdesign.mat") && err.contains("data element at byte 128"),
+            "{err}"
+        );
     }
 }

@@ -58,7 +58,7 @@ pub fn checked_header(path: &Path) -> Result<NiftiHeader> {
     let header = NiftiHeader::from_file(path).map_err(|e| DataError::format(path, "NIfTI-1", e))?;
     let ndim = header.dim[0] as usize;
     let dims = &header.dim[1..=ndim.clamp(1, 7)];
-    if !(1..=7).contains(&ndim) || dims.contains(&0) {
+    if !(1..=7).contains(&ndim) || dims.iter().any(|&d| d < 1) {
         return Err(DataError::invalid(
             path,
             "dim",
@@ -83,17 +83,10 @@ pub fn checked_header(path: &Path) -> Result<NiftiHeader> {
             header.bitpix.to_string(),
         ));
     }
-    let bytes = dims
-        .iter()
-        .try_fold(element, |n, &d| n.checked_mul(d as usize))
-        .ok_or_else(|| {
-            DataError::invalid(
-                path,
-                "dim",
-                "an addressable number of voxels",
-                format!("{dims:?}"),
-            )
-        })?;
+    // Negative extents were refused above; for .nii.gz the file's length bounds nothing, so
+    // the limit is what keeps a header from sizing the decompressed buffer.
+    let extents: Vec<u64> = dims.iter().map(|&d| d as u64).collect();
+    let bytes = crate::limits::array_bytes(path, "dim", &extents, element as u64)?;
     let offset = header.vox_offset;
     if !(offset.is_finite() && offset >= 348.0) {
         return Err(DataError::invalid(
@@ -115,7 +108,7 @@ pub fn checked_header(path: &Path) -> Result<NiftiHeader> {
             offset.to_string(),
         ));
     }
-    if !gzipped && (offset as u64).saturating_add(bytes as u64) > file_len {
+    if !gzipped && (offset as u64).saturating_add(bytes) > file_len {
         return Err(DataError::invalid(
             path,
             "data",
@@ -128,7 +121,13 @@ pub fn checked_header(path: &Path) -> Result<NiftiHeader> {
 
 /// Reads a 3-D NIfTI volume (a trailing singleton 4th dimension is allowed).
 pub fn read_volume(path: &Path) -> Result<Volume> {
-    checked_header(path)?;
+    let checked = checked_header(path)?;
+    // Read as f64: 8 bytes a voxel in memory, whatever the file's datatype.
+    let voxels: Vec<u64> = checked.dim[1..=checked.dim[0] as usize]
+        .iter()
+        .map(|&d| d as u64)
+        .collect();
+    crate::limits::array_bytes(path, "dim", &voxels, 8)?;
     let object = ReaderOptions::new()
         .read_file(path)
         .map_err(|e| DataError::format(path, "NIfTI", e))?;
@@ -163,9 +162,29 @@ pub fn read_volume(path: &Path) -> Result<Volume> {
     }
     Ok(Volume {
         shape,
-        affine: header_affine(&header),
+        affine: finite_affine(path, &header)?,
         values,
     })
+}
+
+/// The voxel-to-world affine, refused when it holds NaN or infinity: it is copied into
+/// outputs (subject.json would hold `null` and could not be read back).
+fn finite_affine(path: &Path, header: &NiftiHeader) -> Result<[[f64; 4]; 4]> {
+    let affine = header_affine(header);
+    if affine.iter().flatten().all(|v| v.is_finite()) {
+        return Ok(affine);
+    }
+    let field = if header.sform_code > 0 {
+        "srow_x, srow_y, srow_z (the sform affine)"
+    } else {
+        "pixdim (no sform affine)"
+    };
+    Err(DataError::invalid(
+        path,
+        field,
+        "finite numbers",
+        format!("{:?}", &affine[..3]),
+    ))
 }
 
 fn header_with_affine(affine: &[[f64; 4]; 4]) -> NiftiHeader {
@@ -249,6 +268,52 @@ pub fn write_i16(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_gzipped_header_claiming_more_than_the_array_limit_is_refused() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("betas.nii");
+        let eye = [
+            [1.0, 0.0, 0.0, 0.0],
+            [0.0, 1.0, 0.0, 0.0],
+            [0.0, 0.0, 1.0, 0.0],
+            [0.0, 0.0, 0.0, 1.0],
+        ];
+        write_f32(&plain, [2, 2, 2], &eye, &[0.0; 8]).unwrap();
+        let mut bytes = std::fs::read(&plain).unwrap();
+        // dim[1..=3] (little-endian u16 from byte 42): 30000³ float32 = 108 TB.
+        for axis in 0..3 {
+            bytes[42 + 2 * axis..44 + 2 * axis].copy_from_slice(&30_000u16.to_le_bytes());
+        }
+        let path = dir.path().join("betas.nii.gz");
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        gz.write_all(&bytes).unwrap();
+        std::fs::write(&path, gz.finish().unwrap()).unwrap();
+        for err in [
+            checked_header(&path).unwrap_err(),
+            read_volume(&path).unwrap_err(),
+        ] {
+            let text = err.to_string();
+            assert!(
+                text.contains("betas.nii.gz") && text.contains("dim"),
+                "{text}"
+            );
+            assert!(text.contains("BRAINRECON_MAX_ARRAY_BYTES"), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_nan_affine_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("mask.nii.gz");
+        let mut affine = [[0.0; 4]; 4];
+        (0..4).for_each(|i| affine[i][i] = 1.0);
+        affine[1][3] = f64::NAN;
+        write_i16(&path, [2, 2, 2], &affine, &[1; 8]).unwrap();
+        let err = read_volume(&path).unwrap_err().to_string();
+        assert!(err.contains("mask.nii.gz") && err.contains("srow"), "{err}");
+    }
 
     #[test]
     fn label_volume_round_trips_with_affine() {

@@ -206,6 +206,15 @@ fn open_map(path: &Path) -> Result<(Mmap, Header)> {
     Ok((map, header))
 }
 
+/// Maps the file and refuses an array whose copy in memory (`element` bytes a value) would
+/// pass [`crate::limits::ARRAY_BYTES`]; the map itself is bounded by the file's length.
+fn open_for_reading(path: &Path, element: u64) -> Result<(Mmap, Header)> {
+    let (map, header) = open_map(path)?;
+    let shape: Vec<u64> = header.shape.iter().map(|&d| d as u64).collect();
+    crate::limits::array_bytes(path, "shape", &shape, element)?;
+    Ok((map, header))
+}
+
 macro_rules! convert_from {
     ($bytes:expr, $src:ty, $dst:ty) => {
         $bytes
@@ -217,7 +226,7 @@ macro_rules! convert_from {
 
 /// Reads a float array (f4 or f8 on disk) as f32.
 pub fn read_f32(path: &Path) -> Result<Array<f32>> {
-    let (map, header) = open_map(path)?;
+    let (map, header) = open_for_reading(path, 4)?;
     let size = element_size(&header.descr).unwrap();
     let bytes = &map[header.data_offset..header.data_offset + header.len() * size];
     let data = match header.descr.as_str() {
@@ -240,7 +249,7 @@ pub fn read_f32(path: &Path) -> Result<Array<f32>> {
 
 /// Reads an integer array (i1..i8, u1..u4 on disk) as i64.
 pub fn read_i64(path: &Path) -> Result<Array<i64>> {
-    let (map, header) = open_map(path)?;
+    let (map, header) = open_for_reading(path, 8)?;
     let size = element_size(&header.descr).unwrap();
     let bytes = &map[header.data_offset..header.data_offset + header.len() * size];
     let data = match header.descr.as_str() {
@@ -261,7 +270,7 @@ pub fn read_i64(path: &Path) -> Result<Array<i64>> {
 
 /// Reads a uint8 array.
 pub fn read_u8(path: &Path) -> Result<Array<u8>> {
-    let (map, header) = open_map(path)?;
+    let (map, header) = open_for_reading(path, 1)?;
     if header.descr != "|u1" {
         return Err(DataError::invalid(path, "dtype", "uint8", &header.descr));
     }
@@ -415,6 +424,8 @@ pub fn read_f32_sub(path: &Path, prefix: &[usize]) -> Result<Array<f32>> {
     let (map, header) = open_map(path)?;
     let offset = sub_offset(path, &header.shape, prefix)?;
     let shape = header.shape[prefix.len()..].to_vec();
+    let extents: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
+    crate::limits::array_bytes(path, "shape", &extents, 4)?;
     let count: usize = shape.iter().product();
     let size = element_size(&header.descr).unwrap();
     let start = header.data_offset + offset * count * size;
@@ -525,6 +536,22 @@ impl<T: Element> Drop for Writer<T> {
     }
 }
 
+/// Refuses a NaN or infinite value of the (rows, `columns`) array `values` read from `path`,
+/// naming its row and column: downstream (ridge, metrics) it would surface without the file.
+/// `expected` says what the values are ("finite betas").
+pub fn require_finite(path: &Path, values: &[f32], columns: usize, expected: &str) -> Result<()> {
+    let Some(at) = values.iter().position(|v| !v.is_finite()) else {
+        return Ok(());
+    };
+    let columns = columns.max(1);
+    Err(DataError::invalid(
+        path,
+        format!("row {}, column {}", at / columns, at % columns),
+        expected,
+        values[at].to_string(),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -549,6 +576,23 @@ mod tests {
         let header = parse_header(Path::new("x"), &text).unwrap();
         assert_eq!(header.shape, vec![5]);
         assert_eq!(header.descr, "<f4");
+    }
+
+    #[test]
+    fn an_array_above_the_memory_limit_is_refused_before_it_is_copied() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("huge.npy");
+        // 2^34 float32 values (64 GiB) in a sparse file: mapped, never read.
+        let header = header_text("<f4", &[1 << 34]);
+        std::fs::write(&path, &header).unwrap();
+        let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+        file.set_len(header.len() as u64 + (4 << 34)).unwrap();
+        let err = read_f32(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("huge.npy") && err.contains("BRAINRECON_MAX_ARRAY_BYTES"),
+            "{err}"
+        );
+        assert_eq!(MappedF32::open(&path).unwrap().shape(), [1 << 34]);
     }
 
     #[test]

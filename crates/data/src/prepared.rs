@@ -260,6 +260,18 @@ impl PreparedSubject {
         };
         let values = match &roi.columns {
             None => mapped.as_slice().to_vec(),
+            Some(columns) if columns.last().is_some_and(|&c| c >= cols) => {
+                return Err(DataError::invalid(
+                    &path,
+                    "shape",
+                    format!(
+                        "at least {} voxel columns (the voxels of rois/{}_labels.npy)",
+                        columns.last().map_or(0, |c| c + 1),
+                        roi.atlas
+                    ),
+                    format!("{:?}", mapped.shape()),
+                ))
+            }
             Some(columns) => {
                 let mut values = Vec::with_capacity(rows * columns.len());
                 for r in 0..rows {
@@ -270,6 +282,12 @@ impl PreparedSubject {
             }
         };
         let voxels = roi.columns.as_ref().map_or(cols, |c| c.len());
+        npy::require_finite(
+            &path,
+            &values,
+            voxels,
+            "finite betas (columns: the ROI's voxels)",
+        )?;
         Ok(Betas {
             rows,
             voxels,
@@ -277,12 +295,19 @@ impl PreparedSubject {
         })
     }
 
+    /// Non-negative ids (a negative one would wrap to a huge index).
     fn ids(&self, relative: &str) -> Result<Vec<usize>> {
-        Ok(npy::read_i64(&self.path(relative))?
+        let path = self.path(relative);
+        npy::read_i64(&path)?
             .data
             .into_iter()
-            .map(|v| v as usize)
-            .collect())
+            .enumerate()
+            .map(|(i, v)| {
+                usize::try_from(v).map_err(|_| {
+                    DataError::invalid(&path, format!("value {i}"), "an id ≥ 0", v.to_string())
+                })
+            })
+            .collect()
     }
 
     pub fn train_stimulus_ids(&self) -> Result<Vec<usize>> {
@@ -307,7 +332,30 @@ impl PreparedSubject {
     /// The stimulus images, memory-mapped, with the sorted ids of their rows.
     pub fn images(&self) -> Result<Stimuli> {
         let ids = self.ids("stimuli/ids.npy")?;
-        let images = npy::MappedU8::open(&self.path("stimuli/images.npy"))?;
+        // Images are looked up by binary search over the ids.
+        if let Some(i) = (1..ids.len()).find(|&i| ids[i] <= ids[i - 1]) {
+            return Err(DataError::invalid(
+                self.path("stimuli/ids.npy"),
+                format!("value {i}"),
+                format!("ids in increasing order, each once (after {})", ids[i - 1]),
+                ids[i].to_string(),
+            ));
+        }
+        let path = self.path("stimuli/images.npy");
+        let images = npy::MappedU8::open(&path)?;
+        // Every row becomes an h × w RGB image: check the shape once here, not per image.
+        let [h, w] = self.meta.image_size;
+        if images.shape() != [ids.len(), h, w, 3] {
+            return Err(DataError::invalid(
+                &path,
+                "shape",
+                format!(
+                    "[n, h, w, 3] = [{}, {h}, {w}, 3] (one RGB image per stimulus id, at subject.json's image_size)",
+                    ids.len()
+                ),
+                format!("{:?}", images.shape()),
+            ));
+        }
         Ok(Stimuli {
             ids,
             images,

@@ -201,3 +201,69 @@ fn missing_betas_session_file() {
     std::fs::remove_file(case.layout.betas(2)).unwrap();
     assert_names(&run(&case, None), "betas_session02.hdf5", "NSD betas");
 }
+
+#[test]
+fn mask_affine_with_nan_is_refused_before_anything_is_written() {
+    let case = case();
+    let shape = [12, 14, 10];
+    let mut values = vec![0i16; 12 * 14 * 10];
+    values[100] = 1;
+    let affine = [
+        [f64::NAN, 0.0, 0.0, 0.0],
+        [0.0, 1.8, 0.0, 0.0],
+        [0.0, 0.0, f64::INFINITY, 0.0],
+        [0.0, 0.0, 0.0, 1.0],
+    ];
+    nifti_io::write_i16(&case.layout.roi_mask("nsdgeneral"), shape, &affine, &values).unwrap();
+    // `run` also checks that neither the output nor its staging folder was left.
+    let err = run(&case, None);
+    assert_names(&err, "nsdgeneral.nii.gz", "finite");
+    assert!(err.to_string().contains("srow"), "{err}");
+}
+
+#[test]
+fn images_npy_of_another_shape_names_the_expected_one() {
+    use brainrecon_data::prepared::PreparedSubject;
+    use brainrecon_data::simulate::OutputLayout;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("subject");
+    let mut opts = SimulateOptions::new(&root);
+    opts.n_images = 30;
+    opts.image_size = 16;
+    opts.volume_shape = [12, 14, 10];
+    opts.layout = OutputLayout::Prepared;
+    simulate(&opts).unwrap();
+    let path = root.join("stimuli/images.npy");
+    let ids = PreparedSubject::open(&root).unwrap().images().unwrap().ids;
+    for shape in [vec![ids.len(), 16, 16, 4], vec![ids.len(), 16, 48]] {
+        let n: usize = shape.iter().product();
+        brainrecon_data::npy::write(&path, &shape, &vec![0u8; n]).unwrap();
+        let err = PreparedSubject::open(&root)
+            .unwrap()
+            .images()
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("images.npy") && err.contains("[n, h, w, 3]"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn hdf5_rows_above_the_array_limit_are_refused_before_reading() {
+    let case = case();
+    let betas =
+        brainrecon_data::nsd::H5Dataset::open(&case.layout.betas(1), "betas", "betas").unwrap();
+    assert!(betas.read_rows_f32(0, 1).is_ok());
+    for count in [1usize << 40, usize::MAX] {
+        let err = betas.read_rows_f32(1, count).unwrap_err().to_string();
+        assert!(
+            err.contains("betas_session01.hdf5") && err.contains("rows"),
+            "{err}"
+        );
+    }
+    let err = betas.read_rows_f32(0, 1 << 40).unwrap_err().to_string();
+    assert!(err.contains("BRAINRECON_MAX_ARRAY_BYTES"), "{err}");
+}

@@ -930,3 +930,30 @@ fn the_simulated_signals_survive_preparation() {
         }
     }
 }
+
+#[test]
+fn run_set_times_that_would_not_make_a_row_index_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("runs");
+    let opts = options(
+        &fixtures().join("ds003720"),
+        "001",
+        &["Test"],
+        &out,
+        Layout::Bids,
+    );
+    prepare(&opts).unwrap();
+    let path = out.join("runset.json");
+    let original = json(&path);
+    for (field, value) in [
+        ("start_seconds", serde_json::json!(9e18)),
+        ("start_seconds", serde_json::json!(-2.0)),
+        ("n_trs", serde_json::json!(1u64 << 40)),
+    ] {
+        let mut meta = original.clone();
+        meta["runs"][0][field] = value;
+        std::fs::write(&path, meta.to_string()).unwrap();
+        let err = RunSet::open(&out).err().unwrap().to_string();
+        assert!(err.contains("runset.json") && err.contains(field), "{err}");
+    }
+}

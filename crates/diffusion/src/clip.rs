@@ -63,15 +63,26 @@ impl ClipTextConfig {
         Ok(config)
     }
 
-    // `usize::is_multiple_of` needs Rust 1.87; the workspace supports 1.85.
-    #[allow(clippy::manual_is_multiple_of)]
-    fn validate(&self) -> std::result::Result<(), String> {
-        if self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 {
-            return Err(format!(
-                "hidden_size {} is not divisible by num_attention_heads {}",
-                self.hidden_size, self.num_attention_heads
-            ));
-        }
+    /// Bounds every size-like field before any tensor is built (hostile `config.json` files).
+    pub(crate) fn validate(&self) -> std::result::Result<(), String> {
+        use brainrecon_nn::config_bounds::*;
+        positive("vocab_size", self.vocab_size, MAX_VOCAB)?;
+        positive("hidden_size", self.hidden_size, MAX_CHANNELS)?;
+        positive("intermediate_size", self.intermediate_size, MAX_FFN)?;
+        positive("num_hidden_layers", self.num_hidden_layers, MAX_LAYERS)?;
+        heads_divide(
+            "num_attention_heads",
+            self.num_attention_heads,
+            self.hidden_size,
+        )?;
+        // BOS and EOS take two positions; the causal mask is positions² floats.
+        in_range(
+            "max_position_embeddings",
+            self.max_position_embeddings,
+            2,
+            16_384,
+        )?;
+        epsilon("layer_norm_eps", self.layer_norm_eps)?;
         Activation::parse(&self.hidden_act)?;
         Ok(())
     }
@@ -308,6 +319,8 @@ impl ClipTextModel {
     /// `vb` points at the model root (`text_model` for hub checkpoints, see
     /// [`ClipTextModel::from_weights`]).
     pub fn new(vb: VarBuilder, config: &ClipTextConfig) -> Result<Self> {
+        // Configs built in code (training) skip `from_file`; check them here too.
+        config.validate().map_err(DiffusionError::Invalid)?;
         let layers = (0..config.num_hidden_layers)
             .map(|i| ClipEncoderLayer::new(vb.pp("encoder").pp("layers").pp(i), config))
             .collect::<Result<Vec<_>>>()?;

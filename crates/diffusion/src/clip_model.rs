@@ -21,7 +21,7 @@ use candle_core::{DType, Device, Tensor};
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 
-use crate::clip::{Activation, ClipTextConfig, ClipTextModel};
+use crate::clip::{ClipTextConfig, ClipTextModel};
 use crate::clip_vision::{ClipImageProcessor, ClipVisionConfig, ClipVisionModel};
 use crate::nn::Linear;
 use crate::tokenizer::ClipTokenizer;
@@ -98,8 +98,6 @@ fn text_defaults() -> Map<String, Value> {
 
 /// The text tower's settings: `text_config_dict` (old configs; transformers rebuilds the whole
 /// text config from it when present) else `text_config`, over the defaults.
-// `usize::is_multiple_of` needs Rust 1.87; the workspace supports 1.85.
-#[allow(clippy::manual_is_multiple_of)]
 fn text_config_from(object: &Map<String, Value>) -> std::result::Result<ClipTextConfig, String> {
     let (key, given) = ["text_config_dict", "text_config"]
         .iter()
@@ -124,21 +122,9 @@ fn text_config_from(object: &Map<String, Value>) -> std::result::Result<ClipText
         }
         None => unreachable!("the defaults set eos_token_id"),
     }
-    let config: ClipTextConfig =
-        serde_json::from_value(Value::Object(merged)).map_err(|e| format!("{key}: {e}"))?;
-    if config.num_attention_heads == 0 || config.hidden_size % config.num_attention_heads != 0 {
-        return Err(format!(
-            "{key}: hidden_size {} is not divisible by num_attention_heads {}",
-            config.hidden_size, config.num_attention_heads
-        ));
-    }
-    if config.max_position_embeddings < 2 {
-        return Err(format!(
-            "{key}: max_position_embeddings {} leaves no room for BOS and EOS",
-            config.max_position_embeddings
-        ));
-    }
-    Activation::parse(&config.hidden_act).map_err(|e| format!("{key}: {e}"))?;
+    let config: ClipTextConfig = brainrecon_nn::weights::from_json_value(Value::Object(merged))
+        .map_err(|e| format!("{key}.{e}"))?;
+    config.validate().map_err(|e| format!("{key}.{e}"))?;
     Ok(config)
 }
 

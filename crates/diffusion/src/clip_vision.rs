@@ -133,8 +133,8 @@ impl ClipVisionConfig {
             .iter()
             .find_map(|k| object.get(*k).filter(|v| v.is_object()));
         let config: Self = if let Some(vision) = nested {
-            let mut config: Self = serde_json::from_value(vision.clone())
-                .map_err(|e| bad(format!("vision_config: {e}")))?;
+            let mut config: Self = brainrecon_nn::weights::from_json_value(vision.clone())
+                .map_err(|e| bad(format!("vision_config.{e}")))?;
             // A CLIPModel's visual_projection has the top-level projection_dim (CLIPConfig's
             // default 512); vision_config's own projection_dim is not what the weights use.
             config.projection_dim = match object.get("projection_dim") {
@@ -156,30 +156,38 @@ impl ClipVisionConfig {
                 "model_type clip_text_model is a CLIP text encoder, not an image encoder".into(),
             ));
         } else {
-            serde_json::from_value(value.clone()).map_err(|e| bad(e.to_string()))?
+            brainrecon_nn::weights::from_json_value(value.clone()).map_err(bad)?
         };
         config.validate().map_err(bad)?;
         Ok(config)
     }
 
-    // `usize::is_multiple_of` needs Rust 1.87; the workspace supports 1.85.
-    #[allow(clippy::manual_is_multiple_of)]
+    /// Bounds every size-like field before any tensor is built (hostile `config.json` files).
     fn validate(&self) -> std::result::Result<(), String> {
-        if self.num_attention_heads == 0 || self.hidden_size % self.num_attention_heads != 0 {
+        use brainrecon_nn::config_bounds::*;
+        positive("hidden_size", self.hidden_size, MAX_CHANNELS)?;
+        positive("intermediate_size", self.intermediate_size, MAX_FFN)?;
+        positive("projection_dim", self.projection_dim, MAX_CHANNELS)?;
+        positive("num_hidden_layers", self.num_hidden_layers, MAX_LAYERS)?;
+        heads_divide(
+            "num_attention_heads",
+            self.num_attention_heads,
+            self.hidden_size,
+        )?;
+        positive("num_channels", self.num_channels, MAX_CHANNELS)?;
+        positive("image_size", self.image_size, MAX_IMAGE_SIDE)?;
+        positive("patch_size", self.patch_size, self.image_size)?;
+        // Tokens per image: the attention matrix is positions² floats per head.
+        if self.num_positions() > 16_385 {
             return Err(format!(
-                "hidden_size {} is not divisible by num_attention_heads {}",
-                self.hidden_size, self.num_attention_heads
+                "patch_size: expected at most 16384 patches of image_size {}, found {} \
+                 (patch_size {})",
+                self.image_size,
+                self.num_positions() - 1,
+                self.patch_size
             ));
         }
-        if self.patch_size == 0 || self.image_size < self.patch_size {
-            return Err(format!(
-                "patch_size {} does not fit image_size {}",
-                self.patch_size, self.image_size
-            ));
-        }
-        if self.num_channels == 0 || self.projection_dim == 0 {
-            return Err("num_channels and projection_dim must be positive".into());
-        }
+        epsilon("layer_norm_eps", self.layer_norm_eps)?;
         Activation::parse(&self.hidden_act)?;
         Ok(())
     }
@@ -492,11 +500,17 @@ impl ClipImageProcessor {
                 Some(other) => Err(bad(format!("{key} is {other}, expected true or false"))),
             }
         };
+        // Resize and crop targets size the image buffers: bound them (hostile files).
         let whole = |key: &str, v: &Value| -> Result<usize> {
+            const MAX: u64 = 8192;
             v.as_u64()
-                .filter(|&n| n > 0)
+                .filter(|&n| n > 0 && n <= MAX)
                 .map(|n| n as usize)
-                .ok_or_else(|| bad(format!("{key} {v} is not a positive whole number")))
+                .ok_or_else(|| {
+                    bad(format!(
+                        "{key}: expected an integer in 1..={MAX}, found {v}"
+                    ))
+                })
         };
         let field = |size: &Value, key: &str, name: &str| -> Result<Option<usize>> {
             match size.get(name) {

@@ -5,6 +5,8 @@ pub mod clip;
 pub mod clip_model;
 pub mod clip_vision;
 pub mod embedded;
+#[cfg(test)]
+mod hostile_configs;
 pub mod motion;
 pub mod pipeline;
 pub mod prior;

@@ -389,6 +389,28 @@ pub enum LayersPerBlock {
     Many(Vec<OneOrMany>),
 }
 
+impl LayersPerBlock {
+    /// `n` blocks' worth of counts, each in `1..=MAX_LAYERS`; errors name `field`.
+    pub fn check(&self, field: &str, n: usize) -> std::result::Result<(), String> {
+        use brainrecon_nn::config_bounds::{all_positive, list_len, positive, MAX_LAYERS};
+        match self {
+            LayersPerBlock::One(k) => positive(field, *k, MAX_LAYERS),
+            LayersPerBlock::Many(v) => {
+                list_len(field, v.len(), n, n)?;
+                for (i, d) in v.iter().enumerate() {
+                    let values = match d {
+                        OneOrMany::One(k) => std::slice::from_ref(k),
+                        OneOrMany::Many(ks) => ks.as_slice(),
+                    };
+                    list_len(&format!("{field}[{i}]"), values.len(), 1, MAX_LAYERS)?;
+                    all_positive(&format!("{field}[{i}]"), values, MAX_LAYERS)?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
 fn default_block_out_channels() -> Vec<usize> {
     vec![320, 640, 1280, 1280]
 }
@@ -425,6 +447,54 @@ impl MotionAdapterConfig {
         Ok(cfg)
     }
 
+    /// Bounds every size-like field before any tensor is built (hostile `config.json` files):
+    /// the positional table alone is `motion_max_seq_length × channels` floats.
+    pub fn check_sizes(&self) -> std::result::Result<(), String> {
+        use brainrecon_nn::config_bounds::*;
+        let n = self.block_out_channels.len();
+        list_len("block_out_channels", n, 1, 8)?;
+        all_positive("block_out_channels", &self.block_out_channels, MAX_CHANNELS)?;
+        let per_block = |v: &OneOrMany, field: &str, count: usize, max: usize| {
+            let v = v.per_block(count, field).map_err(|e| e.to_string())?;
+            all_positive(field, &v, max)
+        };
+        per_block(
+            &self.motion_layers_per_block,
+            "motion_layers_per_block",
+            n,
+            MAX_LAYERS,
+        )?;
+        per_block(
+            &self.motion_num_attention_heads,
+            "motion_num_attention_heads",
+            n,
+            MAX_LAYERS,
+        )?;
+        let depth = &self.motion_transformer_layers_per_block;
+        depth.check("motion_transformer_layers_per_block", n)?;
+        let mid = "motion_mid_block_layers_per_block";
+        positive(mid, self.motion_mid_block_layers_per_block, MAX_LAYERS)?;
+        let mid_depth = &self.motion_transformer_layers_per_mid_block;
+        let mid_count = self.motion_mid_block_layers_per_block;
+        per_block(
+            mid_depth,
+            "motion_transformer_layers_per_mid_block",
+            mid_count,
+            MAX_LAYERS,
+        )?;
+        groups_divide(
+            "motion_norm_num_groups",
+            self.motion_norm_num_groups,
+            &self.block_out_channels,
+        )?;
+        // Frames per clip: diffusers' adapters use 32; 65536 keeps the table under 1 GB.
+        positive("motion_max_seq_length", self.motion_max_seq_length, 65_536)?;
+        if let Some(c) = self.conv_in_channels {
+            positive("conv_in_channels", c, MAX_CHANNELS)?;
+        }
+        Ok(())
+    }
+
     /// Per block (down blocks, the mid block if any, up blocks), the config of each motion
     /// module, as diffusers' `MotionAdapter.__init__` lays them out.
     #[allow(clippy::type_complexity)]
@@ -436,11 +506,7 @@ impl MotionAdapterConfig {
         Vec<Vec<MotionModuleConfig>>,
     )> {
         let n = self.block_out_channels.len();
-        if n == 0 {
-            return Err(Error::InvalidConfig(
-                "motion adapter: block_out_channels is empty".into(),
-            ));
-        }
+        self.check_sizes().map_err(Error::InvalidConfig)?;
         let layers = self
             .motion_layers_per_block
             .per_block(n, "motion_layers_per_block")?;

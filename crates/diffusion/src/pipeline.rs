@@ -141,6 +141,17 @@ impl StableDiffusion {
                 text_config.vocab_size
             )));
         }
+        if tokenizer.max_length > text_config.max_position_embeddings {
+            return Err(DiffusionError::Invalid(format!(
+                "{}: model_max_length: expected at most the text encoder's {} positions \
+                 (text_encoder/config.json max_position_embeddings), found {}",
+                dir.component("tokenizer")
+                    .join("tokenizer_config.json")
+                    .display(),
+                text_config.max_position_embeddings,
+                tokenizer.max_length
+            )));
+        }
 
         let unet_config_path = dir.component("unet").join("config.json");
         let unet_config = UNet2DConditionConfig::from_file(&unet_config_path)?;
@@ -167,6 +178,7 @@ impl StableDiffusion {
             .map_err(|e| in_file(e, &vae_weights.path()))?;
 
         let scheduler_config: SchedulerConfig = dir.config("scheduler")?;
+        scheduler_config.validate(&dir.component("scheduler").join("scheduler_config.json"))?;
         let sd = StableDiffusion {
             tokenizer,
             text_encoder,

@@ -112,7 +112,44 @@ impl Default for SchedulerConfig {
 
 impl SchedulerConfig {
     pub fn from_file(path: &Path) -> Result<Self> {
-        read_json(path, "scheduler config")
+        let config: Self = read_json(path, "scheduler config")?;
+        config.validate(path)?;
+        Ok(config)
+    }
+
+    /// Bounds the schedule's fields (hostile `scheduler_config.json` files): the training
+    /// schedule is `num_train_timesteps` floats, betas must be probabilities.
+    pub fn validate(&self, path: &Path) -> Result<()> {
+        self.check_fields()
+            .map_err(|message| DiffusionError::Config {
+                path: path.to_path_buf(),
+                what: "scheduler config".into(),
+                message,
+            })
+    }
+
+    fn check_fields(&self) -> std::result::Result<(), String> {
+        use brainrecon_nn::config_bounds::{finite_in, in_range, positive};
+        let n = self.num_train_timesteps;
+        positive("num_train_timesteps", n, 1_000_000)?;
+        in_range("steps_offset", self.steps_offset, 0, n - 1)?;
+        finite_in("beta_start", self.beta_start, 0.0, 1.0)?;
+        finite_in("beta_end", self.beta_end, 0.0, 1.0)?;
+        if let Some(range) = self.clip_sample_range {
+            finite_in("clip_sample_range", range, 0.0, 1e6)?;
+        }
+        if let Some(betas) = &self.trained_betas {
+            if betas.len() != n {
+                return Err(format!(
+                    "trained_betas: expected {n} values (num_train_timesteps), found {}",
+                    betas.len()
+                ));
+            }
+            for (i, b) in betas.iter().enumerate() {
+                finite_in(&format!("trained_betas[{i}]"), *b, 0.0, 1.0)?;
+            }
+        }
+        Ok(())
     }
 
     /// Stable Diffusion's schedule: scaled_linear 0.00085 … 0.012 over 1000 steps.
@@ -135,11 +172,9 @@ impl SchedulerConfig {
     /// Betas as diffusers computes them (f32).
     pub fn betas(&self) -> Result<Vec<f32>> {
         let n = self.num_train_timesteps;
-        if n == 0 {
-            return Err(DiffusionError::Invalid(
-                "scheduler config: num_train_timesteps must be positive".into(),
-            ));
-        }
+        // Configs built in code skip `from_file`; bound them before allocating the schedule.
+        self.check_fields()
+            .map_err(|m| DiffusionError::Invalid(format!("scheduler config: {m}")))?;
         if let Some(trained) = &self.trained_betas {
             if trained.len() != n {
                 return Err(DiffusionError::Invalid(format!(

@@ -72,6 +72,14 @@ impl OneOrMany {
     }
 }
 
+/// Puts the config file in front of an [`Error::InvalidConfig`] message, keeping the variant.
+pub(crate) fn name_config(e: Error, path: &Path) -> Error {
+    match e {
+        Error::InvalidConfig(m) => Error::InvalidConfig(format!("{}: {m}", path.display())),
+        other => other.in_file(path),
+    }
+}
+
 fn d_in_channels() -> usize {
     4
 }
@@ -187,7 +195,7 @@ impl UNet2DConditionConfig {
     /// Parses diffusers' `unet/config.json` and validates it.
     pub fn from_file(path: &Path) -> Result<Self> {
         let cfg: Self = nn::read_json_config(path)?;
-        cfg.validate()?;
+        cfg.validate().map_err(|e| name_config(e, path))?;
         Ok(cfg)
     }
 
@@ -198,13 +206,63 @@ impl UNet2DConditionConfig {
         Ok(cfg)
     }
 
+    /// Bounds every size-like field before any tensor is built (hostile `config.json` files):
+    /// zero groups/heads, huge channels or paddings would divide by zero or allocate terabytes.
+    pub fn check_sizes(&self) -> std::result::Result<(), String> {
+        use brainrecon_nn::config_bounds::*;
+        let n = self.block_out_channels.len();
+        list_len("block_out_channels", n, 1, 8)?;
+        all_positive("block_out_channels", &self.block_out_channels, MAX_CHANNELS)?;
+        positive("in_channels", self.in_channels, MAX_CHANNELS)?;
+        positive("out_channels", self.out_channels, MAX_CHANNELS)?;
+        positive(
+            "cross_attention_dim",
+            self.cross_attention_dim,
+            MAX_CHANNELS,
+        )?;
+        groups_divide(
+            "norm_num_groups",
+            self.norm_num_groups,
+            &self.block_out_channels,
+        )?;
+        epsilon("norm_eps", self.norm_eps)?;
+        finite_in("freq_shift", self.freq_shift, -1e4, 1e4)?;
+        // diffusers pads its stride-2 3x3 downsamplers by 1 (U-Net) or 0 (VAE); more shifts
+        // the skip connections' sizes apart.
+        in_range("downsample_padding", self.downsample_padding, 0, 1)?;
+        if let Some(s) = self.sample_size {
+            positive("sample_size", s, MAX_IMAGE_SIDE)?;
+        }
+        let per_block = |v: &OneOrMany, field: &str, max: usize| {
+            let v = v.per_block(n, field).map_err(|e| e.to_string())?;
+            all_positive(field, &v, max)
+        };
+        per_block(&self.layers_per_block, "layers_per_block", MAX_LAYERS)?;
+        per_block(
+            &self.transformer_layers_per_block,
+            "transformer_layers_per_block",
+            MAX_LAYERS,
+        )?;
+        per_block(&self.attention_head_dim, "attention_head_dim", MAX_CHANNELS)?;
+        if let Some(h) = &self.num_attention_heads {
+            per_block(h, "num_attention_heads", MAX_LAYERS)?;
+        }
+        for (field, v) in [
+            ("mid_block_scale_factor", Some(self.mid_block_scale_factor)),
+            ("resnet_out_scale_factor", self.resnet_out_scale_factor),
+        ] {
+            if let Some(v) = v {
+                finite_in(field, v, -1e6, 1e6)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Rejects options of `UNet2DConditionModel` that this implementation does not support.
     pub fn validate(&self) -> Result<()> {
         let n = self.block_out_channels.len();
         let bad = |m: String| Err(Error::InvalidConfig(m));
-        if n == 0 {
-            return bad("empty block_out_channels".into());
-        }
+        self.check_sizes().map_err(Error::InvalidConfig)?;
         if self.down_block_types.len() != n || self.up_block_types.len() != n {
             return bad(format!(
                 "{} down and {} up block types for {n} block_out_channels",
@@ -226,26 +284,7 @@ impl UNet2DConditionConfig {
             Some("UNetMidBlock2DCrossAttn") => {}
             other => return bad(format!("unsupported mid block type {other:?}")),
         }
-        for c in &self.block_out_channels {
-            if c % self.norm_num_groups != 0 {
-                return bad(format!(
-                    "block channels {c} not divisible by norm_num_groups {}",
-                    self.norm_num_groups
-                ));
-            }
-        }
-        self.layers_per_block.per_block(n, "layers_per_block")?;
         self.heads()?;
-        for (i, t) in self
-            .transformer_layers_per_block
-            .per_block(n, "transformer_layers_per_block")?
-            .iter()
-            .enumerate()
-        {
-            if *t == 0 {
-                return bad(format!("transformer_layers_per_block[{i}] is 0"));
-            }
-        }
         let unsupported = [
             ("class_embed_type", self.class_embed_type.is_some()),
             ("addition_embed_type", self.addition_embed_type.is_some()),
@@ -317,16 +356,19 @@ impl UNet2DConditionConfig {
     /// back to `attention_head_dim`).
     pub fn heads(&self) -> Result<Vec<usize>> {
         let n = self.block_out_channels.len();
-        let heads = match &self.num_attention_heads {
-            Some(h) => h.per_block(n, "num_attention_heads")?,
-            None => self.attention_head_dim.per_block(n, "attention_head_dim")?,
+        let (field, heads) = match &self.num_attention_heads {
+            Some(h) => (
+                "num_attention_heads",
+                h.per_block(n, "num_attention_heads")?,
+            ),
+            None => (
+                "attention_head_dim",
+                self.attention_head_dim.per_block(n, "attention_head_dim")?,
+            ),
         };
-        for (c, h) in self.block_out_channels.iter().zip(&heads) {
-            if *h == 0 || c % h != 0 {
-                return Err(Error::InvalidConfig(format!(
-                    "{c} channels not divisible into {h} attention heads"
-                )));
-            }
+        for (i, (c, h)) in self.block_out_channels.iter().zip(&heads).enumerate() {
+            brainrecon_nn::config_bounds::heads_divide(&format!("{field}[{i}] (heads)"), *h, *c)
+                .map_err(Error::InvalidConfig)?;
         }
         Ok(heads)
     }

@@ -205,9 +205,41 @@ impl UNetMotionConfig {
         Ok((json, config))
     }
 
+    /// Bounds the motion fields under their own names (the image U-Net's fields are checked
+    /// by [`UNet2DConditionConfig::check_sizes`], the layout by the adapter's check).
+    fn check_motion_sizes(&self) -> std::result::Result<(), String> {
+        use brainrecon_nn::config_bounds::*;
+        let n = self.block_out_channels.len();
+        list_len("block_out_channels", n, 1, 8)?;
+        let field = "temporal_transformer_layers_per_block";
+        self.temporal_transformer_layers_per_block.check(field, n)?;
+        let per_block = |v: &OneOrMany, field: &str, count: usize| {
+            let v = v.per_block(count, field).map_err(|e| e.to_string())?;
+            all_positive(field, &v, MAX_LAYERS)
+        };
+        // Before expanding per-layer lists to it.
+        positive("mid_block_layers", self.mid_block_layers, MAX_LAYERS)?;
+        if let Some(mid) = &self.temporal_transformer_layers_per_mid_block {
+            let field = "temporal_transformer_layers_per_mid_block";
+            per_block(mid, field, self.mid_block_layers)?;
+        }
+        if let Some(k) = self.transformer_layers_per_mid_block {
+            positive("transformer_layers_per_mid_block", k, MAX_LAYERS)?;
+        }
+        per_block(
+            &self.motion_num_attention_heads,
+            "motion_num_attention_heads",
+            n,
+        )?;
+        per_block(&self.num_attention_heads, "num_attention_heads", n)?;
+        positive("motion_max_seq_length", self.motion_max_seq_length, 65_536)?;
+        Ok(())
+    }
+
     /// Rejects options of `UNetMotionModel` this implementation does not have.
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::InvalidConfig(m));
+        self.check_motion_sizes().map_err(Error::InvalidConfig)?;
         for (field, value) in [
             (
                 "reverse_transformer_layers_per_block",

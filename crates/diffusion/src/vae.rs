@@ -73,7 +73,8 @@ pub struct AutoencoderKLConfig {
 impl AutoencoderKLConfig {
     pub fn from_file(path: &Path) -> Result<Self> {
         let cfg: Self = nn::read_json_config(path)?;
-        cfg.validate()?;
+        cfg.validate()
+            .map_err(|e| crate::unet::name_config(e, path))?;
         Ok(cfg)
     }
 
@@ -83,12 +84,43 @@ impl AutoencoderKLConfig {
         Ok(cfg)
     }
 
+    /// Bounds every size-like field before any tensor is built (hostile `config.json` files).
+    pub fn check_sizes(&self) -> std::result::Result<(), String> {
+        use brainrecon_nn::config_bounds::*;
+        list_len("block_out_channels", self.block_out_channels.len(), 1, 8)?;
+        all_positive("block_out_channels", &self.block_out_channels, MAX_CHANNELS)?;
+        positive("in_channels", self.in_channels, MAX_CHANNELS)?;
+        positive("out_channels", self.out_channels, MAX_CHANNELS)?;
+        positive("latent_channels", self.latent_channels, MAX_CHANNELS)?;
+        positive("layers_per_block", self.layers_per_block, MAX_LAYERS)?;
+        groups_divide(
+            "norm_num_groups",
+            self.norm_num_groups,
+            &self.block_out_channels,
+        )?;
+        if let Some(s) = self.sample_size {
+            positive("sample_size", s, MAX_IMAGE_SIDE)?;
+        }
+        // Latents are divided by the scaling factor on decode: zero would make them infinite.
+        if !(self.scaling_factor.is_finite()
+            && self.scaling_factor > 0.0
+            && self.scaling_factor <= 1e6)
+        {
+            return Err(format!(
+                "scaling_factor: expected a finite number in (0, 1000000], found {}",
+                self.scaling_factor
+            ));
+        }
+        if let Some(shift) = self.shift_factor {
+            finite_in("shift_factor", shift, -1e6, 1e6)?;
+        }
+        Ok(())
+    }
+
     pub fn validate(&self) -> Result<()> {
         let n = self.block_out_channels.len();
         let bad = |m: String| Err(Error::InvalidConfig(m));
-        if n == 0 {
-            return bad("empty block_out_channels".into());
-        }
+        self.check_sizes().map_err(Error::InvalidConfig)?;
         for (field, types, want) in [
             (
                 "down_block_types",
@@ -110,14 +142,6 @@ impl AutoencoderKLConfig {
         }
         if !matches!(self.act_fn.as_deref(), None | Some("silu")) {
             return bad(format!("unsupported act_fn {:?}", self.act_fn));
-        }
-        for c in &self.block_out_channels {
-            if c % self.norm_num_groups != 0 {
-                return bad(format!(
-                    "block channels {c} not divisible by norm_num_groups {}",
-                    self.norm_num_groups
-                ));
-            }
         }
         Ok(())
     }

@@ -75,12 +75,21 @@ impl<'a> ConfigFields<'a> {
     }
 
     fn as_usize(&self, key: &str, v: &Value) -> Result<usize> {
-        v.as_u64().map(|n| n as usize).ok_or_else(|| {
+        let n = v.as_u64().ok_or_else(|| {
             self.error(format!(
                 "field `{}` is {v}, expected a whole number",
                 self.name(key)
             ))
-        })
+        })?;
+        // Hostile configs: no field may overflow index arithmetic or size a huge buffer.
+        let max = size_cap(key);
+        if n > max as u64 {
+            return Err(self.error(format!(
+                "{}: expected an integer in 0..={max}, found {n}",
+                self.name(key)
+            )));
+        }
+        Ok(n as usize)
     }
 
     /// A required whole number, positive. `meaning` explains the field in the error.
@@ -111,13 +120,35 @@ impl<'a> ConfigFields<'a> {
     pub fn f64_or(&self, keys: &[&'static str], default: f64) -> Result<f64> {
         match self.find(keys) {
             None => Ok(default),
-            Some((key, v)) => v.as_f64().ok_or_else(|| {
-                self.error(format!(
-                    "field `{}` is {v}, expected a number",
-                    self.name(key)
-                ))
-            }),
+            Some((key, v)) => {
+                let x = v.as_f64().ok_or_else(|| {
+                    self.error(format!(
+                        "field `{}` is {v}, expected a number",
+                        self.name(key)
+                    ))
+                })?;
+                self.check_float(key, x)?;
+                Ok(x)
+            }
         }
+    }
+
+    /// Epsilons in (0, 1] and rotary bases/factors positive: other values give NaN outputs.
+    fn check_float(&self, key: &str, x: f64) -> Result<()> {
+        let name = self.name(key);
+        let checked = if key.contains("eps") {
+            brainrecon_nn::config_bounds::epsilon(&name, x)
+        } else if key.contains("theta") || key.ends_with("factor") {
+            match x.is_finite() && x > 0.0 {
+                true => Ok(()),
+                false => Err(format!(
+                    "{name}: expected a finite positive number, found {x}"
+                )),
+            }
+        } else {
+            Ok(())
+        };
+        checked.map_err(|m| self.error(m))
     }
 
     pub fn bool_or(&self, key: &'static str, default: bool) -> Result<bool> {
@@ -153,6 +184,33 @@ impl<'a> ConfigFields<'a> {
                 self.name(key)
             ))),
         }
+    }
+}
+
+/// The largest value a whole-number config field may take, by its name: layers and heads
+/// [`config_bounds::MAX_LAYERS`], kernels [`config_bounds::MAX_KERNEL`], widths [`config_bounds::MAX_CHANNELS`],
+/// feed-forward widths
+/// [`config_bounds::MAX_FFN`], positions [`config_bounds::MAX_POSITIONS`], anything else (vocabularies,
+/// token ids, buckets) [`config_bounds::MAX_VOCAB`].
+pub fn size_cap(key: &str) -> usize {
+    use brainrecon_nn::config_bounds;
+    let has = |parts: &[&str]| parts.iter().any(|p| key.contains(p));
+    if has(&["vocab", "token_id", "bucket"]) {
+        config_bounds::MAX_VOCAB
+    } else if has(&["layer", "head", "n_block", "num_codebooks", "quantizers"]) {
+        config_bounds::MAX_LAYERS
+    } else if has(&["kernel", "stride", "compress", "dilation"]) {
+        config_bounds::MAX_KERNEL
+    } else if has(&["intermediate", "inner", "ffn", "d_ff", "mlp"]) {
+        config_bounds::MAX_FFN
+    } else if has(&["position", "n_ctx", "max_length", "seq", "context"]) {
+        config_bounds::MAX_POSITIONS
+    } else if has(&[
+        "hidden", "embd", "d_model", "d_kv", "dim", "channels", "filters", "size",
+    ]) {
+        config_bounds::MAX_CHANNELS
+    } else {
+        config_bounds::MAX_VOCAB
     }
 }
 
@@ -408,4 +466,65 @@ pub fn merge_heads(x: &Tensor) -> Result<Tensor> {
 /// `config.json` as a JSON value (errors name the file).
 pub fn read_config(path: &Path) -> Result<Value> {
     read_json(path, "model config")
+}
+
+#[cfg(test)]
+mod hostile_tests {
+    use brainrecon_nn::config_bounds::hostile::problems;
+    use serde_json::{json, Value};
+    use std::path::Path;
+
+    fn check(config: Value, unread: &[&str], load: fn(&Value, &Path) -> String) {
+        let path = Path::new("model/config.json");
+        let run = |v: &Value| match load(v, path) {
+            e if e.is_empty() => Ok(()),
+            e => Err(e),
+        };
+        let found = problems(&config, unread, &run);
+        assert!(found.is_empty(), "{}", found.join("\n"));
+    }
+
+    fn err<T>(r: brainrecon_nn::Result<T>) -> String {
+        r.err().map(|e| e.to_string()).unwrap_or_default()
+    }
+
+    /// Every number of small Llama, BERT, GPT-2 and T5 configs set to 0, -1, huge or the wrong
+    /// type: no panic; huge values and wrong types refused, naming the field.
+    #[test]
+    fn every_numeric_field_of_the_text_model_configs_is_bounded() {
+        let llama = json!({"hidden_size": 64, "num_attention_heads": 4, "num_key_value_heads": 2,
+            "intermediate_size": 128, "num_hidden_layers": 2, "vocab_size": 100,
+            "max_position_embeddings": 128, "rms_norm_eps": 1e-6, "rope_theta": 10000.0});
+        // Any positive rotary base is a valid (if odd) model.
+        check(llama, &["rope_theta"], |v, p| {
+            err(crate::llama::LlamaConfig::from_value(v, p))
+        });
+        let bert = json!({"vocab_size": 100, "hidden_size": 64, "num_hidden_layers": 2,
+            "num_attention_heads": 4, "intermediate_size": 128, "max_position_embeddings": 64,
+            "type_vocab_size": 2, "layer_norm_eps": 1e-12, "pad_token_id": 0});
+        // BERT's encoder never reads its padding id (the attention mask covers padding).
+        check(bert, &["pad_token_id"], |v, p| {
+            err(crate::bert::BertConfig::from_value(v, p))
+        });
+        let gpt2 = json!({"vocab_size": 100, "n_embd": 64, "n_layer": 2, "n_head": 4,
+            "n_positions": 64, "layer_norm_epsilon": 1e-5});
+        check(gpt2, &[], |v, p| {
+            err(crate::gpt2::Gpt2Config::from_value(v, p))
+        });
+        let t5 = json!({"d_ff": 128, "d_kv": 16, "d_model": 64, "num_heads": 4,
+            "num_layers": 2, "relative_attention_num_buckets": 32,
+            "relative_attention_max_distance": 128, "vocab_size": 100});
+        check(t5, &[], |v, p| err(crate::t5::T5Config::from_value(v, p)));
+    }
+
+    #[test]
+    fn size_caps_follow_the_field_names() {
+        use brainrecon_nn::config_bounds::*;
+        assert_eq!(super::size_cap("vocab_size"), MAX_VOCAB);
+        assert_eq!(super::size_cap("num_hidden_layers"), MAX_LAYERS);
+        assert_eq!(super::size_cap("kernel_size"), MAX_KERNEL);
+        assert_eq!(super::size_cap("intermediate_size"), MAX_FFN);
+        assert_eq!(super::size_cap("max_position_embeddings"), MAX_POSITIONS);
+        assert_eq!(super::size_cap("hidden_size"), MAX_CHANNELS);
+    }
 }

@@ -200,6 +200,7 @@ fn parse_word2vec(bytes: &[u8]) -> std::result::Result<Word2Vec, String> {
         return Err("dimension 0".into());
     }
     let body = &bytes[header_end + 1..];
+    check_counts(count, dim, body.len())?;
     let text_body = std::str::from_utf8(body).ok().filter(|t| {
         t.lines()
             .next()
@@ -210,6 +211,24 @@ fn parse_word2vec(bytes: &[u8]) -> std::result::Result<Word2Vec, String> {
         None => parse_binary_rows(body, count, dim)?,
     };
     Ok(Word2Vec::new(words, dim, vectors))
+}
+
+/// Refuses a header whose `count × dim` the file cannot hold, before anything is allocated
+/// by it: a binary row takes at least `4·dim + 1` bytes, a text row at least `2·dim + 1`
+/// (a word and `dim` numbers, each after a separator), so either way
+/// `count · (2·dim + 1)` ≤ the body's length.
+fn check_counts(count: usize, dim: usize, body: usize) -> std::result::Result<(), String> {
+    let least = dim
+        .checked_mul(2)
+        .and_then(|d| d.checked_add(1))
+        .and_then(|row| row.checked_mul(count));
+    match least {
+        Some(least) if least <= body => Ok(()),
+        _ => Err(format!(
+            "header says {count} words of {dim} values: at least {} bytes, but the file holds {body} after the header",
+            least.map_or("more than 2^64".to_string(), |n| n.to_string())
+        )),
+    }
 }
 
 fn parse_text_rows(
@@ -447,6 +466,28 @@ mod tests {
                     .collect()
             })
             .collect()
+    }
+
+    #[test]
+    fn a_header_count_the_file_cannot_hold_is_refused_before_allocating() {
+        let path = Path::new("vectors.bin");
+        for header in [
+            "4611686018427387904 4\n",
+            "1000000000 1000000000\n",
+            "3 2\n",
+        ] {
+            let mut bytes = header.as_bytes().to_vec();
+            bytes.extend_from_slice(b"cat ");
+            bytes.extend_from_slice(&[0; 8]);
+            let err = Word2Vec::from_bytes(&bytes, path).unwrap_err().to_string();
+            assert!(
+                err.contains("vectors.bin") && err.contains("the file holds"),
+                "{err}"
+            );
+        }
+        let mut good = b"1 2\ncat ".to_vec();
+        good.extend_from_slice(&[0; 8]);
+        assert!(Word2Vec::from_bytes(&good, path).is_ok());
     }
 
     #[test]

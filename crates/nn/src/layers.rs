@@ -281,7 +281,7 @@ pub fn read_json_config<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T
 
 /// Parses a config's JSON text; `origin` names it in errors (a file, or `<string>`).
 pub fn parse_json_config<T: serde::de::DeserializeOwned>(text: &str, origin: &Path) -> Result<T> {
-    serde_json::from_str(text).map_err(|source| Error::ConfigParse {
+    crate::weights::parse_json_named(text).map_err(|source| Error::ConfigParse {
         path: origin.to_path_buf(),
         source,
     })

@@ -7,6 +7,7 @@
 
 mod attention_cpu;
 pub mod channel;
+pub mod config_bounds;
 pub mod conv;
 #[cfg(feature = "cuda")]
 pub mod cuda;

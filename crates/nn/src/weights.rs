@@ -25,11 +25,32 @@ pub fn read_json<T: DeserializeOwned>(path: &Path, what: &str) -> Result<T> {
         });
     }
     let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
-    serde_json::from_str(&text).map_err(|e| ModelError::Config {
+    parse_json_named(&text).map_err(|e| ModelError::Config {
         path: path.to_path_buf(),
         what: what.to_string(),
         message: e.to_string(),
     })
+}
+
+/// `serde_json::from_str` whose errors start with the path of the offending field
+/// (`"text_config.vocab_size: invalid type: ..."`), so a hostile config names its field.
+pub fn parse_json_named<T: DeserializeOwned>(text: &str) -> serde_json::Result<T> {
+    let mut de = serde_json::Deserializer::from_str(text);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        match path.as_str() {
+            "." => inner,
+            _ => serde::de::Error::custom(format!("{path}: {inner}")),
+        }
+    })?;
+    de.end()?;
+    Ok(value)
+}
+
+/// `serde_json::from_value` whose errors start with the path of the offending field.
+pub fn from_json_value<T: DeserializeOwned>(value: serde_json::Value) -> Result<T, String> {
+    serde_path_to_error::deserialize(value).map_err(|e| e.to_string())
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -30,6 +30,7 @@
 use crate::error::{Result, StreamError};
 use crate::resample::Resampler;
 use crate::source::{read_all, Chunk, Recording, Source};
+use brainrecon_data::limits;
 use std::fs::File;
 use std::io::{BufReader, ErrorKind, Read};
 use std::path::{Path, PathBuf};
@@ -102,7 +103,9 @@ pub struct EdfHeader {
 }
 
 impl EdfHeader {
-    /// Bytes in one data record: `Σ samples_per_record × width`.
+    /// Bytes in one data record: `Σ samples_per_record × width`. `parse_header` bounds it to
+    /// 9999 signals × 10^9 samples × 3 bytes, far from overflowing; `EdfReader::open` checks
+    /// records × this against the file's length.
     pub fn record_bytes(&self) -> usize {
         self.signals
             .iter()
@@ -293,14 +296,41 @@ pub fn parse_header(path: &Path, bytes: &[u8]) -> Result<EdfHeader> {
         }
         signals.push(signal);
     }
-    Ok(EdfHeader {
+    let header = EdfHeader {
         kind,
         reserved,
         header_bytes: expected_header,
         declared_records: declared_records as i64,
         record_duration,
         signals,
-    })
+    };
+    check_rates(path, &header)?;
+    Ok(header)
+}
+
+/// Refuses a signal whose rate (samples per record over the record duration) passes
+/// [`limits::SAMPLE_RATE`]: a duration like 1e-300 would size resampling and windows by it.
+/// A duration of 0 is left to [`select_signals`] (EDF+ files of annotations only have it).
+fn check_rates(path: &Path, header: &EdfHeader) -> Result<()> {
+    if header.record_duration <= 0.0 {
+        return Ok(());
+    }
+    for (i, signal) in header.signals.iter().enumerate() {
+        if signal.is_annotation() {
+            continue;
+        }
+        let rate = signal.samples_per_record as f64 / header.record_duration;
+        let field = format!(
+            "signal {} ({}) rate: {} samples per data record of {} s",
+            i + 1,
+            signal.label,
+            signal.samples_per_record,
+            header.record_duration
+        );
+        // `as` saturates: an infinite or huge rate is refused as u64::MAX.
+        limits::SAMPLE_RATE.check(path, &field, rate.ceil() as u64)?;
+    }
+    Ok(())
 }
 
 fn rate_text(rate: f64) -> String {
@@ -723,6 +753,47 @@ pub fn read_edf(path: &Path, selection: &SignalSelection) -> Result<Recording> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An EDF header of one signal with `spr` samples per record of `duration` seconds.
+    fn one_signal_header(duration: &str, spr: &str) -> Vec<u8> {
+        let field = |text: &str, width: usize| format!("{text:<width$}").into_bytes();
+        let mut out = field("0", 8);
+        for (text, width) in [("", 80), ("", 80), ("01.01.01", 8), ("00.00.00", 8)] {
+            out.extend(field(text, width));
+        }
+        out.extend(field("512", 8));
+        out.extend(field("", 44));
+        out.extend(field("1", 8));
+        out.extend(field(duration, 8));
+        out.extend(field("1", 4));
+        for (text, width) in [("Fz", 16), ("", 80), ("uV", 8), ("-100", 8), ("100", 8)] {
+            out.extend(field(text, width));
+        }
+        for (text, width) in [("-32768", 8), ("32767", 8), ("", 80), (spr, 8), ("", 32)] {
+            out.extend(field(text, width));
+        }
+        out
+    }
+
+    #[test]
+    fn a_record_duration_giving_a_rate_above_the_limit_is_refused() {
+        let path = Path::new("tiny.edf");
+        assert!(parse_header(path, &one_signal_header("1", "256")).is_ok());
+        for (duration, spr) in [("1e-300", "1"), ("0.001", "100000")] {
+            let err = parse_header(path, &one_signal_header(duration, spr))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("tiny.edf") && err.contains("signal 1 (Fz) rate"),
+                "{err}"
+            );
+            assert!(err.contains("BRAINRECON_MAX_SAMPLE_RATE"), "{err}");
+        }
+        let err = parse_header(path, &one_signal_header("nan", "1"))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("data record duration"), "{err}");
+    }
 
     #[test]
     fn bdf_samples_are_sign_extended() {

@@ -194,15 +194,23 @@ fn bad_edf_fields_name_signal_and_field() {
         &message(read_edf(&path, &SignalSelection::All)),
         &["number of data records"],
     );
-    // Samples per record (block at 256 + 216 × 3 = 904) of 10^9: the declared records do not fit.
+    // Samples per record (block at 256 + 216 × 3 = 904) of 10^6: the declared records do not fit.
     let path = edited_copy(dir.path(), "edf3.edf", |b| {
         for at in [904, 912, 920] {
-            b[at..at + 8].copy_from_slice(b"1e9     ");
+            b[at..at + 8].copy_from_slice(b"1000000 ");
         }
     });
     assert_mentions(
         &message(read_edf(&path, &SignalSelection::All)),
         &["data records", "3 data records ×"],
+    );
+    // 10^9 per 1-s record: a rate above the limit, refused from the header.
+    let path = edited_copy(dir.path(), "edf3.edf", |b| {
+        b[904..912].copy_from_slice(b"1e9     ");
+    });
+    assert_mentions(
+        &message(read_edf(&path, &SignalSelection::All)),
+        &["signal 1 (Fz) rate", "BRAINRECON_MAX_SAMPLE_RATE"],
     );
 
     // A record duration of 0 gives no sample rate.

@@ -173,6 +173,9 @@ impl ProcessorDefaults {
     };
 }
 
+/// The largest resize or crop side a processor config may ask for.
+pub const MAX_PROCESSOR_SIDE: usize = 8192;
+
 impl ImageProcessor {
     /// The processor a class builds with no config at all.
     pub fn from_defaults(d: &ProcessorDefaults) -> Self {
@@ -218,11 +221,16 @@ impl ImageProcessor {
                 Some(other) => Err(bad(format!("{key} is {other}, expected true or false"))),
             }
         };
+        // Resize and crop targets size the image buffers: bound them (hostile files).
         let whole = |key: &str, v: &Value| -> Result<usize> {
             v.as_u64()
-                .filter(|&n| n > 0)
+                .filter(|&n| n > 0 && n <= MAX_PROCESSOR_SIDE as u64)
                 .map(|n| n as usize)
-                .ok_or_else(|| bad(format!("{key} {v} is not a positive whole number")))
+                .ok_or_else(|| {
+                    bad(format!(
+                        "{key}: expected an integer in 1..={MAX_PROCESSOR_SIDE}, found {v}"
+                    ))
+                })
         };
         let field = |size: &Value, key: &str, name: &str| -> Result<Option<usize>> {
             match size.get(name) {

@@ -83,8 +83,11 @@ impl VideoMAEConfig {
                 )));
             }
         }
+        // The flattened encoder fields first: `flatten` hides the field name in errors.
+        let _: EncoderFields =
+            brainrecon_nn::weights::from_json_value(value.clone()).map_err(bad)?;
         let mut config: VideoMAEConfig =
-            serde_json::from_value(value.clone()).map_err(|e| bad(e.to_string()))?;
+            brainrecon_nn::weights::from_json_value(value.clone()).map_err(bad)?;
         config.labels = read_labels(object).map_err(bad)?;
         config.encoder.check(config.labels.len()).map_err(bad)?;
         config.check_frames().map_err(bad)?;
@@ -92,10 +95,23 @@ impl VideoMAEConfig {
     }
 
     fn check_frames(&self) -> std::result::Result<(), String> {
+        use brainrecon_nn::config_bounds::positive;
+        positive("num_frames", self.num_frames, 4096)?;
         if self.tubelet_size == 0 || self.num_frames < self.tubelet_size {
             return Err(format!(
-                "num_frames {} holds no tubelet of tubelet_size {}",
+                "tubelet_size: expected an integer in 1..={} (num_frames), found {}",
                 self.num_frames, self.tubelet_size
+            ));
+        }
+        // The sinusoidal position table is tokens × hidden floats: keep it under 1 GiB.
+        let floats = self.num_patches() as u64 * self.encoder.hidden_size as u64;
+        if floats > 1 << 28 {
+            return Err(format!(
+                "num_frames: expected at most {} tokens of width {}, found {} \
+                 (num_frames / tubelet_size × patches)",
+                (1u64 << 28) / self.encoder.hidden_size.max(1) as u64,
+                self.encoder.hidden_size,
+                self.num_patches()
             ));
         }
         Ok(())

@@ -162,14 +162,16 @@ pub(crate) fn read_labels(
         None | Some(Value::Null) => 2,
         Some(v) => v
             .as_u64()
-            .ok_or_else(|| format!("num_labels {v} is not a whole number"))?
-            as usize,
+            .filter(|&n| n <= MAX_LABELS as u64)
+            .ok_or_else(|| {
+                format!("num_labels: expected an integer in 0..={MAX_LABELS}, found {v}")
+            })? as usize,
     };
     Ok((0..n).map(|i| format!("LABEL_{i}")).collect())
 }
 
-/// Shared checks of the ViT-style configs.
-#[allow(clippy::manual_is_multiple_of)]
+/// Shared checks of the ViT-style configs: every size bounded (hostile `config.json` files),
+/// heads dividing the width, patches fitting the image, at most 16384 patches.
 pub(crate) fn check_dims(
     hidden: usize,
     heads: usize,
@@ -178,21 +180,22 @@ pub(crate) fn check_dims(
     channels: usize,
     labels: usize,
 ) -> std::result::Result<(), String> {
-    if heads == 0 || hidden % heads != 0 {
-        return Err(format!(
-            "hidden_size {hidden} is not divisible by num_attention_heads {heads}"
-        ));
-    }
-    if patch.0 == 0 || patch.1 == 0 || image.0 < patch.0 || image.1 < patch.1 {
-        return Err(format!(
-            "patch_size {patch:?} does not fit image_size {image:?}"
-        ));
-    }
-    if channels == 0 || labels == 0 {
-        return Err("num_channels and the number of labels must be positive".into());
-    }
+    use brainrecon_nn::config_bounds::*;
+    positive("hidden_size", hidden, MAX_CHANNELS)?;
+    heads_divide("num_attention_heads", heads, hidden)?;
+    positive("image_size", image.0.max(image.1), MAX_IMAGE_SIDE)?;
+    positive("image_size", image.0.min(image.1), MAX_IMAGE_SIDE)?;
+    positive("patch_size", patch.0, image.0)?;
+    positive("patch_size", patch.1, image.1)?;
+    let patches = (image.0 / patch.0) * (image.1 / patch.1);
+    positive("patch_size (patches per image)", patches, 16_384)?;
+    positive("num_channels", channels, MAX_CHANNELS)?;
+    positive("num_labels", labels, MAX_LABELS)?;
     Ok(())
 }
+
+/// Classes of a classification head (each gets a name string).
+pub(crate) const MAX_LABELS: usize = 1_000_000;
 
 impl ViTConfig {
     /// Parses `config.json`; errors name the file.
@@ -215,8 +218,11 @@ impl ViTConfig {
                 return Err(bad(format!("model_type is \"{kind}\", expected \"vit\"")));
             }
         }
+        // The flattened encoder fields first: `flatten` hides the field name in errors.
+        let _: EncoderFields =
+            brainrecon_nn::weights::from_json_value(value.clone()).map_err(bad)?;
         let mut config: ViTConfig =
-            serde_json::from_value(value.clone()).map_err(|e| bad(e.to_string()))?;
+            brainrecon_nn::weights::from_json_value(value.clone()).map_err(bad)?;
         config.labels = read_labels(object).map_err(bad)?;
         config.encoder.check(config.labels.len()).map_err(bad)?;
         Ok(config)
@@ -254,7 +260,11 @@ pub struct EncoderFields {
 impl EncoderFields {
     /// transformers' constraints on the fields, for a head of `labels` classes.
     pub(crate) fn check(&self, labels: usize) -> std::result::Result<(), String> {
+        use brainrecon_nn::config_bounds::*;
         Activation::parse(&self.hidden_act)?;
+        positive("num_hidden_layers", self.num_hidden_layers, MAX_LAYERS)?;
+        positive("intermediate_size", self.intermediate_size, MAX_FFN)?;
+        epsilon("layer_norm_eps", self.layer_norm_eps)?;
         check_dims(
             self.hidden_size,
             self.num_attention_heads,
@@ -518,5 +528,40 @@ pub(crate) fn in_file(e: ModelError, weights: &Weights) -> ModelError {
     match e {
         ModelError::Module(m) => ModelError::Module(m.in_file(weights.path())),
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod hostile_tests {
+    use super::*;
+    use brainrecon_nn::config_bounds::hostile::problems;
+
+    /// Every number of small ViT and VideoMAE configs set to 0, -1, huge or the wrong type: no
+    /// panic; huge values and wrong types refused, naming the field.
+    #[test]
+    fn every_numeric_field_is_bounded() {
+        let path = Path::new("vit/config.json");
+        let vit = serde_json::json!({"model_type": "vit", "hidden_size": 64,
+            "num_hidden_layers": 2, "num_attention_heads": 4, "intermediate_size": 128,
+            "image_size": 32, "patch_size": 8, "num_channels": 3, "layer_norm_eps": 1e-12,
+            "num_labels": 3});
+        let load = |v: &Value| {
+            ViTConfig::from_value(v, path)
+                .map(drop)
+                .map_err(|e| e.to_string())
+        };
+        let found = problems(&vit, &[], &load);
+        assert!(found.is_empty(), "{}", found.join("\n"));
+        let mut videomae = vit.clone();
+        videomae["model_type"] = "videomae".into();
+        videomae["num_frames"] = 4.into();
+        videomae["tubelet_size"] = 2.into();
+        let load = |v: &Value| {
+            crate::videomae::VideoMAEConfig::from_value(v, path)
+                .map(drop)
+                .map_err(|e| e.to_string())
+        };
+        let found = problems(&videomae, &[], &load);
+        assert!(found.is_empty(), "{}", found.join("\n"));
     }
 }

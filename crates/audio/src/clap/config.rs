@@ -9,7 +9,7 @@
 use std::path::Path;
 
 use brainrecon_language::blip::Activation;
-use brainrecon_language::checkpoint::{read_config, ConfigFields};
+use brainrecon_language::checkpoint::{read_config, size_cap, ConfigFields};
 use brainrecon_language::roberta::RobertaConfig;
 use brainrecon_nn::Result;
 use serde_json::Value;
@@ -155,6 +155,8 @@ impl ClapAudioConfig {
 
     #[allow(clippy::manual_is_multiple_of)] // `is_multiple_of` needs Rust 1.87; the workspace supports 1.85
     fn validate(&self, f: &ConfigFields) -> Result<()> {
+        self.check_sizes()
+            .map_err(|m| f.error(format!("{}{m}", f.name(""))))?;
         let stages = self.depths.len();
         if self.num_attention_heads.len() != stages {
             return Err(f.error(format!(
@@ -212,6 +214,37 @@ impl ClapAudioConfig {
     }
 }
 
+impl ClapAudioConfig {
+    /// Bounds the HTSAT sizes (hostile `config.json` files): stage widths double per stage,
+    /// windows size a (2w-1)² relative-position table, the spectrogram image is spec_size².
+    fn check_sizes(&self) -> std::result::Result<(), String> {
+        use brainrecon_nn::config_bounds::*;
+        list_len("depths", self.depths.len(), 1, 8)?;
+        positive("window_size", self.window_size, 256)?;
+        positive("spec_size", self.spec_size, MAX_IMAGE_SIDE)?;
+        positive(
+            "patch_size",
+            self.patch_size.0.max(self.patch_size.1),
+            self.spec_size,
+        )?;
+        positive(
+            "patch_stride",
+            self.patch_stride.0.max(self.patch_stride.1),
+            self.spec_size,
+        )?;
+        positive("aff_block_r", self.aff_block_r, MAX_CHANNELS)?;
+        finite_in("mlp_ratio", self.mlp_ratio, 1e-3, 64.0)?;
+        epsilon("layer_norm_eps", self.layer_norm_eps)?;
+        let widest = self.patch_embeds_hidden_size << (self.depths.len() - 1);
+        positive(
+            "patch_embeds_hidden_size (last stage)",
+            widest,
+            MAX_CHANNELS,
+        )?;
+        Ok(())
+    }
+}
+
 fn positive(f: &ConfigFields, key: &'static str, default: usize) -> Result<usize> {
     match f.opt_usize(&[key])? {
         None => Ok(default),
@@ -245,13 +278,22 @@ fn list(f: &ConfigFields, key: &'static str, default: &[usize]) -> Result<Vec<us
         ))
     };
     let items = value.as_array().ok_or_else(bad)?;
+    // Stages, heads and patches are small; the cap keeps hostile values out of arithmetic.
+    let max = size_cap(key) as u64;
     let parsed: Option<Vec<usize>> = items
         .iter()
-        .map(|v| v.as_u64().filter(|&n| n > 0).map(|n| n as usize))
+        .map(|v| {
+            v.as_u64()
+                .filter(|&n| n > 0 && n <= max)
+                .map(|n| n as usize)
+        })
         .collect();
     match parsed {
-        Some(v) if !v.is_empty() => Ok(v),
-        _ => Err(bad()),
+        Some(v) if !v.is_empty() && v.len() <= 64 => Ok(v),
+        _ => Err(f.error(format!(
+            "{}: expected 1 to 64 whole numbers in 1..={max}, found {value}",
+            f.name(key)
+        ))),
     }
 }
 
@@ -312,10 +354,11 @@ impl ClapConfig {
         audio_config.projection_dim = projection_dim;
         audio_config.projection_activation = projection_activation;
         let logit_scale_init_value = f.f64_or(&["logit_scale_init_value"], 1.0 / 0.07)?;
-        if logit_scale_init_value.is_nan() || logit_scale_init_value <= 0.0 {
+        // A temperature: CLIP clamps it at 100; far beyond that softmaxes saturate.
+        if !(logit_scale_init_value > 0.0 && logit_scale_init_value <= 1e4) {
             return Err(f.error(format!(
-                "field `logit_scale_init_value` is {logit_scale_init_value}, expected a \
-                 positive number"
+                "logit_scale_init_value: expected a number in (0, 10000], found \
+                 {logit_scale_init_value}"
             )));
         }
         Ok(ClapConfig {
@@ -371,5 +414,40 @@ mod tests {
         assert!(e.contains("channel_map"), "{e}");
         let e = err(serde_json::json!({"text_config": {"vocab_size": "big"}}));
         assert!(e.contains("text_config.vocab_size"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod hostile_tests {
+    use super::*;
+    use brainrecon_nn::config_bounds::hostile::problems;
+
+    /// Every number of the shipped genres-clap config set to 0, -1, huge or the wrong type:
+    /// no panic; huge values and wrong types refused, naming the field.
+    #[test]
+    fn every_numeric_field_of_the_shipped_config_is_bounded() {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/genres-clap/config.json");
+        let config = read_config(&path).unwrap();
+        let load = |v: &Value| {
+            ClapConfig::from_value(v, &path)
+                .map(drop)
+                .map_err(|e| e.to_string())
+        };
+        // transformers keys this implementation does not read (dropouts, init scales, ids of
+        // the text tower's special tokens other than padding).
+        let unread = [
+            "attention_probs_dropout_prob",
+            "hidden_dropout_prob",
+            "drop_path_rate",
+            "initializer_factor",
+            "initializer_range",
+            "num_hidden_layers",
+            "bos_token_id",
+            "eos_token_id",
+            "projection_dim",
+        ];
+        let found = problems(&config, &unread, &load);
+        assert!(found.is_empty(), "{}", found.join("\n"));
     }
 }

@@ -145,7 +145,35 @@ impl ClapFeatureExtractorConfig {
         if c.fft_window_size < 2 {
             return Err(f.error("field `fft_window_size` must be at least 2".into()));
         }
+        c.check_sizes().map_err(|m| f.error(m))?;
         Ok(c)
+    }
+
+    /// Bounds the sizes (hostile files): clips are padded to `max_samples`, and the mel filter
+    /// bank is `(fft_window_size / 2 + 1) × feature_size` floats.
+    fn check_sizes(&self) -> std::result::Result<(), String> {
+        use brainrecon_nn::config_bounds::{finite_in, positive};
+        positive("feature_size", self.feature_size, 4096)?;
+        positive("sampling_rate", self.sampling_rate as usize, 768_000)?;
+        positive("fft_window_size", self.fft_window_size, 65_536)?;
+        positive(
+            "hop_length",
+            self.hop_length,
+            self.fft_window_size.max(1 << 16),
+        )?;
+        positive("max_length_s", self.max_length_s, 3600)?;
+        finite_in("frequency_min", self.frequency_min, 0.0, 1e6)?;
+        finite_in("frequency_max", self.frequency_max, 0.0, 1e6)?;
+        // At most 2^28 samples (1 GiB of f32) per clip.
+        if self.max_samples() > 1 << 28 {
+            return Err(format!(
+                "max_length_s: expected at most {} s at sampling_rate {}, found {}",
+                (1usize << 28) / self.sampling_rate as usize,
+                self.sampling_rate,
+                self.max_length_s
+            ));
+        }
+        Ok(())
     }
 
     /// `max_length_s · sampling_rate` samples.
@@ -709,5 +737,29 @@ mod tests {
         let f = fe.extract(&[&ok], 8000, &mut c, &dev).unwrap();
         assert_eq!(f.input_features.dims(), [1, 4, 51, 64]);
         assert_eq!(f.is_longer, [true]);
+    }
+}
+
+#[cfg(test)]
+mod hostile_tests {
+    use super::*;
+    use brainrecon_nn::config_bounds::hostile::problems;
+
+    /// Every number of the shipped genres-clap processor config set to 0, -1, huge or the
+    /// wrong type: no panic; huge values and wrong types refused, naming the field.
+    #[test]
+    fn every_numeric_field_of_the_shipped_config_is_bounded() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../models/genres-clap/preprocessor_config.json");
+        let config: Value = read_json(&path, WHAT).unwrap();
+        let load = |v: &Value| {
+            ClapFeatureExtractorConfig::from_value(v, &path)
+                .map(drop)
+                .map_err(|e| e.to_string())
+        };
+        // transformers' derived or unused keys: never read here.
+        let unread = ["nb_frequency_bins", "nb_max_samples", "padding_value"];
+        let found = problems(&config, &unread, &load);
+        assert!(found.is_empty(), "{}", found.join("\n"));
     }
 }

@@ -2,7 +2,7 @@
 
 use std::path::Path;
 
-use brainrecon_language::checkpoint::{read_config, ConfigFields};
+use brainrecon_language::checkpoint::{read_config, size_cap, ConfigFields};
 use brainrecon_nn::Result;
 use serde_json::Value;
 
@@ -125,6 +125,7 @@ impl EncodecConfig {
     /// What this implementation (and transformers) cannot build or run, as a message naming
     /// the field.
     pub fn check(&self) -> std::result::Result<(), String> {
+        self.check_sizes()?;
         let positive = [
             ("sampling_rate", self.sampling_rate),
             ("hidden_size", self.hidden_size),
@@ -194,6 +195,25 @@ impl EncodecConfig {
                 self.codebook_nbits(),
                 self.frame_rate()
             ));
+        }
+        // Each codebook is a module to build: bound how many the bandwidth asks for.
+        brainrecon_nn::config_bounds::positive(
+            "target_bandwidths (codebooks)",
+            self.num_quantizers(),
+            1024,
+        )
+    }
+
+    /// Bounds the sizes (hostile `config.json` files) before any arithmetic on them: the hop
+    /// length is the product of the ratios, and a 1-entry codebook has 0 bits per code.
+    fn check_sizes(&self) -> std::result::Result<(), String> {
+        use brainrecon_nn::config_bounds::*;
+        list_len("upsampling_ratios", self.upsampling_ratios.len(), 1, 8)?;
+        all_positive("upsampling_ratios", &self.upsampling_ratios, MAX_KERNEL)?;
+        in_range("codebook_size", self.codebook_size, 2, MAX_CHANNELS)?;
+        list_len("target_bandwidths", self.target_bandwidths.len(), 1, 64)?;
+        for (i, b) in self.target_bandwidths.iter().enumerate() {
+            finite_in(&format!("target_bandwidths[{i}]"), *b, 0.0, 1e4)?;
         }
         Ok(())
     }
@@ -275,15 +295,19 @@ fn usize_list(f: &ConfigFields, key: &'static str, default: &[usize]) -> Result<
     let Some(items) = list(f, key)? else {
         return Ok(default.to_vec());
     };
+    let max = size_cap(key) as u64;
     items
         .iter()
         .map(|v| {
-            v.as_u64().map(|n| n as usize).ok_or_else(|| {
-                f.error(format!(
-                    "field `{}` holds {v}, expected whole numbers",
-                    f.name(key)
-                ))
-            })
+            v.as_u64()
+                .filter(|&n| n <= max)
+                .map(|n| n as usize)
+                .ok_or_else(|| {
+                    f.error(format!(
+                        "{}: expected whole numbers in 0..={max}, found {v}",
+                        f.name(key)
+                    ))
+                })
         })
         .collect()
 }

@@ -79,10 +79,20 @@ impl MusicgenDecoderConfig {
                 f.name("num_codebooks")
             )));
         }
+        let max_position_embeddings =
+            f.usize(&["max_position_embeddings"], "the longest code sequence")?;
+        // The sinusoidal table [positions, hidden] is built, not loaded: keep it under 1 GiB.
+        if max_position_embeddings as u64 * hidden_size as u64 > 1 << 28 {
+            return Err(f.error(format!(
+                "{}: expected at most {} positions of width {hidden_size}, found \
+                 {max_position_embeddings}",
+                f.name("max_position_embeddings"),
+                (1u64 << 28) / hidden_size as u64
+            )));
+        }
         Ok(MusicgenDecoderConfig {
             vocab_size,
-            max_position_embeddings: f
-                .usize(&["max_position_embeddings"], "the longest code sequence")?,
+            max_position_embeddings,
             num_hidden_layers: f.usize(&["num_hidden_layers"], "decoder layers")?,
             ffn_dim: f.usize(&["ffn_dim"], "the feed-forward width")?,
             num_attention_heads: heads,
@@ -244,7 +254,7 @@ mod tests {
     }
 
     /// facebook/musicgen-small's config.json, abridged to the fields read and a few others.
-    fn small() -> Value {
+    pub(super) fn small() -> Value {
         serde_json::json!({
             "architectures": ["MusicgenForConditionalGeneration"],
             "audio_encoder": {"model_type": "encodec", "codebook_size": 2048,
@@ -304,5 +314,50 @@ mod tests {
         let mut v = small();
         v["model_type"] = "t5".into();
         assert!(parse(v).unwrap_err().to_string().contains("model_type"));
+    }
+}
+
+#[cfg(test)]
+mod hostile_tests {
+    use super::*;
+    use brainrecon_nn::config_bounds::hostile::problems;
+
+    /// Every number of a MusicGen config (T5 encoder, decoder) and of its EnCodec config set to
+    /// 0, -1, huge or the wrong type: no panic; huge and wrong types refused, naming the field.
+    #[test]
+    fn every_numeric_field_is_bounded() {
+        let path = Path::new("m/config.json");
+        let config = tests::small();
+        let load = |v: &Value| {
+            MusicgenConfig::from_value(v, path)
+                .map(drop)
+                .map_err(|e| e.to_string())
+        };
+        // The audio codec is read by EncodecConfig (below); dropouts are training-only.
+        let unread = [
+            "codebook_size",
+            "sampling_rate",
+            "target_bandwidths",
+            "dropout",
+            "attention_dropout",
+            "activation_dropout",
+            "layerdrop",
+        ];
+        let found = problems(&config, &unread, &load);
+        assert!(found.is_empty(), "{}", found.join("\n"));
+        let codec = serde_json::json!({
+            "codebook_size": 2048, "sampling_rate": 32000, "target_bandwidths": [2.2],
+            "hidden_size": 128, "num_filters": 64, "num_residual_layers": 1,
+            "upsampling_ratios": [8, 5, 4, 4], "kernel_size": 7, "last_kernel_size": 7,
+            "residual_kernel_size": 3, "dilation_growth_rate": 2, "compress": 2,
+            "num_lstm_layers": 2, "trim_right_ratio": 1.0, "audio_channels": 1
+        });
+        let load = |v: &Value| {
+            crate::encodec::EncodecConfig::from_value(v, path)
+                .map(drop)
+                .map_err(|e| e.to_string())
+        };
+        let found = problems(&codec, &[], &load);
+        assert!(found.is_empty(), "{}", found.join("\n"));
     }
 }

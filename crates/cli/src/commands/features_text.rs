@@ -1,7 +1,7 @@
 use super::usage;
 use brainrecon_data::npy;
 use brainrecon_data::runs::ds005531::{annotation_segments, Markup};
-use brainrecon_routes::naturalistic::{load_featurizer, LayerChoice};
+use brainrecon_routes::naturalistic::{load_featurizer, LayerChoice, TextFeaturizer};
 use std::path::{Path, PathBuf};
 
 /// Text features of annotation files: one row per line, mean-pooled over the line's tokens.
@@ -101,49 +101,62 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let files = annotation_files(&args.annotations)?;
     let device = super::device(&args.device)?;
     let featurizer = load_featurizer(&args.model, &LayerChoice::parse(&args.layer)?, &device)?;
-    std::fs::create_dir_all(&args.out).map_err(|e| brainrecon_data::DataError::io(&args.out, e))?;
-    for file in &files {
-        let text =
-            std::fs::read_to_string(file).map_err(|e| brainrecon_data::DataError::io(file, e))?;
-        let lines: Vec<String> = text.lines().map(str::to_string).collect();
-        let stem = file.file_stem().unwrap_or_default().to_string_lossy();
-        let kind = kind_of(&stem);
-        let markup = markup.unwrap_or_else(|| detect_markup(&lines));
-        let segments: Vec<Vec<String>> = lines
+    super::write_folder_atomic(&args.out, |dir| {
+        files
             .iter()
-            .map(|line| annotation_segments(markup, kind, line))
-            .collect();
-        let features = featurizer.segment_features(&segments)?;
-        if features.all_zero() {
-            eprintln!(
-                "warning: {}: every row is zero ({} of {} words out of the vocabulary of {})",
-                file.display(),
-                features.skipped,
-                features.words,
-                featurizer.name()
-            );
-        }
-        let several = features.layers.len() > 1;
-        for (layer, values) in &features.layers {
-            let name = if several {
-                format!("{stem}.{layer}.npy")
-            } else {
-                format!("{stem}.npy")
-            };
-            npy::write(&args.out.join(name), &[lines.len(), features.dim], values)?;
-        }
-        if features.skipped > 0 {
-            let share = features
-                .out_of_vocabulary()
-                .map(|f| format!(" ({:.0}% of {} words)", 100.0 * f, features.words))
-                .unwrap_or_default();
-            eprintln!(
-                "{}: {} words or lines not fully used (out of vocabulary or truncated){share}",
-                file.display(),
-                features.skipped
-            );
-        }
-    }
+            .try_for_each(|file| write_file_features(&featurizer, markup, file, dir))
+    })?;
     outln!("{} annotation files → {}", files.len(), args.out.display())?;
+    Ok(())
+}
+
+/// Features of one annotation file's lines, written as `<stem>.npy` (`<stem>.<layer>.npy` for
+/// several layers) into `dir`; the warnings about words out of the vocabulary on stderr.
+fn write_file_features(
+    featurizer: &TextFeaturizer,
+    markup: Option<Markup>,
+    file: &Path,
+    dir: &Path,
+) -> anyhow::Result<()> {
+    let text =
+        std::fs::read_to_string(file).map_err(|e| brainrecon_data::DataError::io(file, e))?;
+    let lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let stem = file.file_stem().unwrap_or_default().to_string_lossy();
+    let kind = kind_of(&stem);
+    let markup = markup.unwrap_or_else(|| detect_markup(&lines));
+    let segments: Vec<Vec<String>> = lines
+        .iter()
+        .map(|line| annotation_segments(markup, kind, line))
+        .collect();
+    let features = featurizer.segment_features(&segments)?;
+    if features.all_zero() {
+        eprintln!(
+            "warning: {}: every row is zero ({} of {} words out of the vocabulary of {})",
+            file.display(),
+            features.skipped,
+            features.words,
+            featurizer.name()
+        );
+    }
+    let several = features.layers.len() > 1;
+    for (layer, values) in &features.layers {
+        let name = if several {
+            format!("{stem}.{layer}.npy")
+        } else {
+            format!("{stem}.npy")
+        };
+        npy::write(&dir.join(name), &[lines.len(), features.dim], values)?;
+    }
+    if features.skipped > 0 {
+        let share = features
+            .out_of_vocabulary()
+            .map(|f| format!(" ({:.0}% of {} words)", 100.0 * f, features.words))
+            .unwrap_or_default();
+        eprintln!(
+            "{}: {} words or lines not fully used (out of vocabulary or truncated){share}",
+            file.display(),
+            features.skipped
+        );
+    }
     Ok(())
 }

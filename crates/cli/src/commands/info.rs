@@ -3,17 +3,59 @@ use std::path::PathBuf;
 
 /// Describe a prepared subject: counts, ROIs, test ids, image size.
 #[derive(clap::Args)]
-#[command(after_help = "Example:\n  brainrecon info prepared/subj01 --json | jq .rois")]
+#[command(
+    after_help = "Example:\n  brainrecon info prepared/subj01 --json | jq .rois\n  brainrecon info --limits"
+)]
 pub struct Args {
     /// A prepared subject directory
-    dir: PathBuf,
+    #[arg(required_unless_present = "limits")]
+    dir: Option<PathBuf>,
     /// Print as JSON
     #[arg(long)]
     json: bool,
+    /// Print the limits on sizes read from files (largest array, image, sample rate, volume
+    /// count), their values in force and the environment variables that raise them
+    #[arg(long)]
+    limits: bool,
+}
+
+/// One limit as `info --limits --json` prints it.
+#[derive(serde::Serialize)]
+struct LimitRow {
+    limit: &'static str,
+    value: u64,
+    default: u64,
+    variable: &'static str,
+}
+
+fn print_limits(json: bool) -> anyhow::Result<()> {
+    let rows: Vec<LimitRow> = brainrecon_data::limits::ALL
+        .iter()
+        .map(|l| LimitRow {
+            limit: l.what,
+            value: l.value(),
+            default: l.default,
+            variable: l.variable,
+        })
+        .collect();
+    if json {
+        return super::print_json(&rows);
+    }
+    outln!("{:<38} {:>14}  raise with", "limit", "value")?;
+    for row in rows {
+        outln!("{:<38} {:>14}  {}", row.limit, row.value, row.variable)?;
+    }
+    Ok(())
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let subject = PreparedSubject::open(&args.dir)?;
+    if args.limits {
+        return print_limits(args.json);
+    }
+    let dir = args
+        .dir
+        .ok_or_else(|| anyhow::anyhow!("give a prepared subject directory, or --limits"))?;
+    let subject = PreparedSubject::open(&dir)?;
     let info = subject.info()?;
     if args.json {
         return super::print_json(&info);

@@ -558,13 +558,18 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         source_name: source_name.clone(),
         log: Arc::new(|message: &str| eprintln!("{message}")),
     };
+    let out_existed = args.out.as_ref().is_some_and(|dir| dir.exists());
     let result = run_live(stream, &generator, &options);
     let served = server.is_some();
     if let Some(server) = server {
         server.shutdown();
     }
+    if let (Err(_), Some(dir), false) = (&result, &args.out, out_existed) {
+        // A failed run leaves no folder of frames behind that was not there before.
+        let _ = std::fs::remove_dir_all(dir);
+    }
     let summary = result.map_err(|e| match e {
-        LiveError::Stream(e) => user(e),
+        LiveError::Stream(e) => usage(format!("{source_name}: {e}")),
         LiveError::Output { path, error } => DataError::io(path, error).into(),
         other => anyhow::Error::from(other),
     })?;

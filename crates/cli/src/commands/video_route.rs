@@ -2,6 +2,7 @@
 //! step, `video prepare`, is in video.rs).
 
 use super::{device, print_json, show_progress, usage};
+use brainrecon_data::cifti::cc2017::Split;
 use brainrecon_diffusion::pipeline::{SampleOptions, StableDiffusion, VideoDiffusion};
 use brainrecon_diffusion::scheduler::SchedulerKind;
 use brainrecon_routes::video::classifiers::VideoClassifiers;
@@ -11,6 +12,7 @@ use brainrecon_routes::video::fit::{
 };
 use brainrecon_routes::video::reconstruct::{reconstruct, VideoReconstructOptions};
 use brainrecon_routes::video::report::write_report;
+use brainrecon_routes::video::stimuli::{read_captions, segment_video_path};
 use brainrecon_routes::video::train_motion::{train_motion, MotionTrainConfig};
 use candle_core::DType;
 use std::io::Write;
@@ -170,7 +172,7 @@ pub struct WindowsArgs {
 pub struct FitArgs {
     #[command(flatten)]
     data: WindowsArgs,
-    /// Output folder
+    /// Output folder (replaced whole when the fit succeeds, left as it was when it fails)
     #[arg(long)]
     out: PathBuf,
     /// The diffusion model whose text encoder and VAE make the targets
@@ -200,23 +202,47 @@ pub struct FitArgs {
     json: bool,
 }
 
+/// Opens everything `video fit` reads that is not the model: the prepared subject's design,
+/// the captions, and every segment's stimulus video, so that a bad one fails before the model
+/// loads and before anything is written.
+fn check_fit_inputs(data: &WindowsArgs) -> anyhow::Result<()> {
+    let meta = brainrecon_data::cc2017::read_meta(&data.prepared)?;
+    read_captions(&data.captions)?;
+    let d = &meta.design;
+    for (split, segments) in [
+        (Split::Train, d.train_segments),
+        (Split::Test, d.test_segments),
+    ] {
+        for segment in 1..=segments {
+            let path = segment_video_path(&data.stimuli, split, segment)?;
+            brainrecon_data::video::open(&path)?;
+        }
+    }
+    Ok(())
+}
+
 pub fn run_fit(args: FitArgs) -> anyhow::Result<()> {
+    check_fit_inputs(&args.data)?;
     let sd = StableDiffusion::load(&args.model, DType::F32, &device(&args.device)?)?;
-    let opts = VideoFitOptions {
-        prepared: args.data.prepared,
-        stimuli: args.data.stimuli,
-        captions: args.data.captions,
-        out: args.out,
-        alphas: args.alphas.unwrap_or_else(default_alphas),
-        folds: args.folds,
-        latent: args.latent.as_deref().map(|w| match w {
-            "all" => LatentFrames::All,
-            _ => LatentFrames::First,
-        }),
-        motion: !args.no_motion,
-        progress: show_progress(),
-    };
-    let summary = fit(&sd, &args.model, &opts)?;
+    let latent = args.latent.as_deref().map(|w| match w {
+        "all" => LatentFrames::All,
+        _ => LatentFrames::First,
+    });
+    // A failure leaves `--out` as it was: the staging folder goes, the output is untouched.
+    let summary = super::write_folder_atomic(&args.out, |staging| {
+        let opts = VideoFitOptions {
+            prepared: args.data.prepared,
+            stimuli: args.data.stimuli,
+            captions: args.data.captions,
+            out: staging.to_path_buf(),
+            alphas: args.alphas.unwrap_or_else(default_alphas),
+            folds: args.folds,
+            latent,
+            motion: !args.no_motion,
+            progress: show_progress(),
+        };
+        Ok(fit(&sd, &args.model, &opts)?)
+    })?;
     if args.json {
         return print_json(&summary);
     }
@@ -243,7 +269,7 @@ pub fn run_fit(args: FitArgs) -> anyhow::Result<()> {
             "; motion r {:.3} (x) {:.3} (y), direction {:.3} (chance {:.3})",
             m.correlation[0], m.correlation[1], m.direction_agreement, m.direction_chance
         )),
-        opts.out.display()
+        args.out.display()
     )?;
     Ok(())
 }

@@ -59,6 +59,21 @@ impl AudioHeader {
     }
 }
 
+/// Refuses a rate of 0 or above [`crate::limits::SAMPLE_RATE`]: resampling and clip lengths
+/// are sized by it, so a header's rate is checked before anything uses it.
+fn check_rate(path: &Path, rate: u32) -> Result<u32> {
+    if rate == 0 {
+        return Err(DataError::invalid(
+            path,
+            "sample rate",
+            "a positive number of samples per second",
+            "0",
+        ));
+    }
+    crate::limits::SAMPLE_RATE.check(path, "sample rate", rate as u64)?;
+    Ok(rate)
+}
+
 /// The file's container, probed (the extension is only a hint).
 fn open_container(path: &Path) -> Result<Box<dyn FormatReader>> {
     let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
@@ -94,7 +109,8 @@ fn read_header_unguarded(path: &Path) -> Result<AudioHeader> {
         .as_ref()
         .and_then(|p| p.audio())
         .and_then(|p| p.sample_rate)
-        .filter(|&r| r > 0);
+        .map(|r| check_rate(path, r))
+        .transpose()?;
     match (rate, track.num_frames) {
         (Some(rate), Some(frames)) if frames > 0 => Ok(AudioHeader { rate, frames }),
         _ => {
@@ -125,6 +141,9 @@ fn read_channels_unguarded(path: &Path) -> Result<Decoded> {
         .as_ref()
         .and_then(|p| p.audio())
         .ok_or_else(|| format_error(path, "the audio track has no codec parameters"))?;
+    if let Some(rate) = params.sample_rate {
+        check_rate(path, rate)?;
+    }
     let mut decoder = symphonia::default::get_codecs()
         .make_audio_decoder(params, &AudioDecoderOptions::default().gapless(true))
         .map_err(|e| format_error(path, format!("unsupported codec ({e})")))?;
@@ -157,7 +176,7 @@ fn read_channels_unguarded(path: &Path) -> Result<Decoded> {
         };
         let (rate, channels) = (buffer.spec().rate(), buffer.spec().channels().count());
         if out.channels.is_empty() {
-            out.rate = rate;
+            out.rate = check_rate(path, rate)?;
             out.channels = vec![Vec::new(); channels];
         } else if rate != out.rate || channels != out.channels.len() {
             return Err(DataError::invalid(
@@ -224,5 +243,36 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("absent.wav"), "{err}");
+    }
+
+    /// A 48-byte WAV whose header claims `rate` samples per second.
+    fn wav_claiming(path: &Path, rate: u32) {
+        let mut bytes = crate::audio::wav::encode_pcm16(8_000, 1, &[0.1, 0.2]);
+        bytes[24..28].copy_from_slice(&rate.to_le_bytes());
+        bytes[28..32].copy_from_slice(&rate.wrapping_mul(2).to_le_bytes());
+        std::fs::write(path, bytes).unwrap();
+    }
+
+    #[test]
+    fn a_sample_rate_of_zero_or_above_the_limit_is_refused_from_the_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ghz.wav");
+        wav_claiming(&path, 4_294_967_295);
+        for err in [
+            read_header(&path).unwrap_err(),
+            read_channels(&path).unwrap_err(),
+            crate::audio::read_audio(&path).unwrap_err(),
+        ] {
+            let text = err.to_string();
+            assert!(
+                text.contains("ghz.wav") && text.contains("sample rate"),
+                "{text}"
+            );
+            assert!(text.contains("BRAINRECON_MAX_SAMPLE_RATE"), "{text}");
+        }
+        let zero = dir.path().join("zero.wav");
+        wav_claiming(&zero, 0);
+        let text = read_channels(&zero).unwrap_err().to_string();
+        assert!(text.contains("zero.wav"), "{text}");
     }
 }

@@ -76,7 +76,7 @@ pub fn stimulus_events(events: &Events) -> Result<Vec<StimulusEvent>> {
     let durations = events.durations()?;
     let genres = events.unquoted("genre")?;
     let tracks = events.integers("track")?;
-    let starts = events.numbers("start")?;
+    let starts = events.times("start")?;
     let invalid = |row: usize, column: &str, expected: &str, found: String| {
         DataError::invalid(path, format!("row {row} column {column}"), expected, found)
     };

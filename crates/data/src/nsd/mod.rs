@@ -459,6 +459,25 @@ impl H5Dataset {
         }
     }
 
+    /// Refuses reading rows `first..first + count` when that overflows or their copy in memory
+    /// (`element` bytes a value) passes [`crate::limits::ARRAY_BYTES`]: the reader allocates
+    /// the selection whole, sized by the dataset's header.
+    pub fn check_rows(&self, first: usize, count: usize, element: u64) -> Result<()> {
+        let field = format!("dataset '{}' rows {first}+{count}", self.name);
+        if first.checked_add(count).is_none() {
+            return Err(DataError::invalid(
+                &self.path,
+                field,
+                "an addressable row range",
+                "an overflow",
+            ));
+        }
+        let mut dims = vec![count as u64];
+        dims.extend(self.dataset.shape().iter().skip(1).copied());
+        crate::limits::array_bytes(&self.path, &field, &dims, element)?;
+        Ok(())
+    }
+
     fn selection(&self, first: usize, count: usize) -> hdf5_reader::SliceInfo {
         use hdf5_reader::SliceInfoElem as E;
         let mut selections = vec![E::Slice {
@@ -486,6 +505,8 @@ impl H5Dataset {
 
     /// Rows `first..first+count` along axis 0, converted to f32, in C order.
     pub fn read_rows_f32(&self, first: usize, count: usize) -> Result<Vec<f32>> {
+        // 8: the widest type read before the conversion to f32.
+        self.check_rows(first, count, 8)?;
         let sel = self.selection(first, count);
         let values: Vec<f32> = match self.kind() {
             Some(H5Kind::I16) => self
@@ -538,6 +559,7 @@ impl H5Dataset {
                 format!("{:?}", self.dataset.dtype()),
             ));
         }
+        self.check_rows(first, count, 1)?;
         let sel = self.selection(first, count);
         Ok(self
             .dataset

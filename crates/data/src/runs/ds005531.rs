@@ -190,6 +190,7 @@ impl DataDt {
     /// Rows (time points) `first..first + count`, all voxels, as f64 in C order.
     pub fn rows(&self, first: usize, count: usize) -> Result<Vec<f64>> {
         use hdf5_reader::{SliceInfo, SliceInfoElem as E};
+        self.inner.check_rows(first, count, 8)?;
         let selection = SliceInfo {
             selections: vec![
                 E::Slice {

@@ -3,6 +3,10 @@
 use crate::error::{DataError, Result};
 use std::path::{Path, PathBuf};
 
+/// The latest time (seconds) an events table may give: 11.6 days, beyond any scan session,
+/// and small enough that a time × any sample rate or 1/TR stays an exact, addressable index.
+pub const MAX_SECONDS: f64 = 1e6;
+
 /// One events table, kept as text and parsed by column on request.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Events {
@@ -161,14 +165,46 @@ impl Events {
             .collect()
     }
 
-    /// `onset` in seconds from the first volume of the run as recorded: required in every row.
+    /// `onset` in seconds from the first volume of the run as recorded: required in every row,
+    /// each checked as [`Events::times`] checks them.
     pub fn onsets(&self) -> Result<Vec<f64>> {
-        self.required_numbers("onset")
+        let onsets = self.required_numbers("onset")?;
+        for (i, &v) in onsets.iter().enumerate() {
+            self.check_time(i, "onset", v)?;
+        }
+        Ok(onsets)
     }
 
     /// `duration` in seconds; `n/a` is allowed by BIDS and read as `None`.
     pub fn durations(&self) -> Result<Vec<Option<f64>>> {
-        self.numbers("duration")
+        self.times("duration")
+    }
+
+    /// A column of times in seconds; `n/a` is `None`. A value that is not finite, beyond
+    /// ±[`MAX_SECONDS`] or (but for onsets) negative is an error naming the row and column: times become indices of
+    /// volumes and samples, where such a value would saturate or loop for ever.
+    pub fn times(&self, name: &str) -> Result<Vec<Option<f64>>> {
+        let values = self.numbers(name)?;
+        for (i, v) in values.iter().enumerate() {
+            if let Some(v) = *v {
+                self.check_time(i, name, v)?;
+            }
+        }
+        Ok(values)
+    }
+
+    /// BIDS allows negative onsets (events before the first volume kept); other times are ≥ 0.
+    fn check_time(&self, row: usize, name: &str, v: f64) -> Result<()> {
+        let earliest = if name == "onset" { -MAX_SECONDS } else { 0.0 };
+        if v.is_finite() && (earliest..=MAX_SECONDS).contains(&v) {
+            return Ok(());
+        }
+        Err(DataError::invalid(
+            &self.path,
+            format!("row {} column {name}", row + 1),
+            format!("seconds from {earliest} to {MAX_SECONDS}"),
+            v.to_string(),
+        ))
     }
 
     fn required_numbers(&self, name: &str) -> Result<Vec<f64>> {
@@ -212,6 +248,36 @@ mod tests {
         );
         let err = events.text("title").unwrap_err().to_string();
         assert!(err.contains("a column named 'title'"), "{err}");
+    }
+
+    #[test]
+    fn a_negative_onset_is_legal_bids() {
+        let events = Events::parse(Path::new("e.tsv"), "onset\tduration\n-2.5\t1\n").unwrap();
+        assert_eq!(events.onsets().unwrap(), vec![-2.5]);
+    }
+
+    #[test]
+    fn times_that_would_not_make_an_index_name_the_row_and_column() {
+        for (bad, column) in [
+            ("9e18\t1", "row 2 column onset"),
+            ("-9e18\t1", "row 2 column onset"),
+            ("0\t-1", "row 2 column duration"),
+            ("NaN\t1", "row 2 column onset"),
+            ("0\tinf", "row 2 column duration"),
+            ("0\t9e18", "row 2 column duration"),
+        ] {
+            let text = format!("onset\tduration\n0\t1\n{bad}\n");
+            let events = Events::parse(Path::new("run-1_events.tsv"), &text).unwrap();
+            let err = events
+                .onsets()
+                .and_then(|_| events.durations().map(|_| Vec::<f64>::new()))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("run-1_events.tsv") && err.contains(column),
+                "{err}"
+            );
+        }
     }
 
     #[test]

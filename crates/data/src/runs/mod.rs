@@ -273,6 +273,12 @@ impl RunSet {
                 format!("{:?}", mapped.shape()),
             ));
         }
+        npy::require_finite(
+            &path,
+            mapped.as_slice(),
+            self.meta.n_voxels,
+            "finite values (a run set holds zeros where TRs are censored)",
+        )?;
         Ok(mapped)
     }
 
@@ -356,11 +362,13 @@ pub fn seconds(n_trs: usize, tr: f64) -> usize {
 }
 
 fn check_meta(path: &Path, meta: &RunSetMeta) -> Result<()> {
-    if !(meta.tr.is_finite() && meta.tr > 0.0) {
+    // Times become row indices (`as usize`): bounded as events' times are.
+    let max = events::MAX_SECONDS;
+    if !(meta.tr.is_finite() && meta.tr > 0.0 && meta.tr <= max) {
         return Err(DataError::invalid(
             path,
             "tr",
-            "a positive number of seconds",
+            format!("a positive number of seconds up to {max}"),
             meta.tr.to_string(),
         ));
     }
@@ -386,6 +394,20 @@ fn check_meta(path: &Path, meta: &RunSetMeta) -> Result<()> {
         return Err(DataError::invalid(path, "runs", "at least one run", "none"));
     }
     for run in &meta.runs {
+        crate::limits::VOLUMES.check(
+            path,
+            &format!("runs[{}].n_trs", run.name),
+            run.n_trs as u64,
+        )?;
+        let start = run.start_seconds;
+        if !(start.is_finite() && (0.0..=max).contains(&start)) {
+            return Err(DataError::invalid(
+                path,
+                format!("runs[{}].start_seconds", run.name),
+                format!("seconds from 0 to {max}"),
+                start.to_string(),
+            ));
+        }
         let Some(c) = &run.confounds else { continue };
         if let Some(&row) = c.censored.iter().find(|&&r| r >= run.n_trs) {
             return Err(DataError::invalid(

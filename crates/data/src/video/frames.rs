@@ -174,6 +174,18 @@ pub fn read_frame(path: &Path) -> Result<RgbImage> {
     }
     let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
     let mut decoder = jpeg_decoder::Decoder::new(std::io::BufReader::new(file));
+    // The decoder sizes its planes from the frame header: check it before decoding.
+    decoder
+        .read_info()
+        .map_err(|e| DataError::format(path, "JPEG", e))?;
+    if let Some(info) = decoder.info() {
+        crate::limits::image_pixels(
+            path,
+            "SOF width × height",
+            info.width as u64,
+            info.height as u64,
+        )?;
+    }
     let data = decoder
         .decode()
         .map_err(|e| DataError::format(path, "JPEG", e))?;
@@ -194,4 +206,26 @@ pub fn read_frame(path: &Path) -> Result<RgbImage> {
         }
     };
     Ok(RgbImage::new(h, w, pixels))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_jpeg_frame_header_above_the_pixel_limit_is_refused_before_decoding() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("frame_000000.jpg");
+        // SOI, then SOF0: 8 bits, 65000 × 65000, one component.
+        let mut bytes = vec![0xFF, 0xD8, 0xFF, 0xC0, 0x00, 0x0B, 0x08];
+        bytes.extend_from_slice(&65_000u16.to_be_bytes());
+        bytes.extend_from_slice(&65_000u16.to_be_bytes());
+        bytes.extend_from_slice(&[0x01, 0x01, 0x11, 0x00]);
+        std::fs::write(&path, bytes).unwrap();
+        let err = read_frame(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("frame_000000.jpg") && err.contains("SOF"),
+            "{err}"
+        );
+    }
 }

@@ -368,6 +368,8 @@ fn read_stsd(path: &Path, stsd: &[u8]) -> Result<(u16, u16, AvcConfig)> {
     let mut e = Cursor::new(path, "avc1", entry);
     e.take(24)?;
     let (width, height) = (e.u16()?, e.u16()?);
+    // The decoder and the RGB conversion size their frames from this.
+    crate::limits::image_pixels(path, "avc1 width × height", width as u64, height as u64)?;
     let boxes = entry.get(78..).ok_or_else(|| truncated_box(path, *kind))?;
     let avcc = require(path, boxes, b"avcC", "avc1")?;
     Ok((width, height, read_avcc(path, avcc)?))
@@ -415,6 +417,7 @@ fn read_avcc(path: &Path, avcc: &[u8]) -> Result<AvcConfig> {
             "avcC holds no SPS or no PPS",
         ));
     }
+    check_sps(path, &sps)?;
     Ok(AvcConfig {
         profile,
         level,
@@ -652,4 +655,176 @@ pub fn sample_is_idr(
         at += nal_length_size as u64 + len;
     }
     Ok(false)
+}
+
+/// Refuses an SPS whose picture passes [`crate::limits::IMAGE_PIXELS`]: the decoder allocates
+/// its pictures from the SPS's size, not avc1's.
+fn check_sps(path: &Path, sps: &[Vec<u8>]) -> Result<()> {
+    for set in sps {
+        if let Some((width, height)) = sps_size(set) {
+            crate::limits::image_pixels(path, "SPS width × height", width, height)?;
+        }
+    }
+    Ok(())
+}
+
+/// Reads an SPS's bits (emulation prevention bytes removed) as Exp-Golomb codes.
+struct Bits {
+    bytes: Vec<u8>,
+    at: usize,
+}
+
+impl Bits {
+    fn new(nal: &[u8]) -> Self {
+        let mut bytes = Vec::with_capacity(nal.len());
+        for &b in nal {
+            // 00 00 03 → 00 00: the 03 only keeps start codes out of the payload.
+            if b == 3 && bytes.len() >= 2 && bytes[bytes.len() - 2..] == [0, 0] {
+                continue;
+            }
+            bytes.push(b);
+        }
+        Bits { bytes, at: 0 }
+    }
+
+    fn bit(&mut self) -> Option<u64> {
+        let byte = *self.bytes.get(self.at / 8)?;
+        let bit = (byte >> (7 - self.at % 8)) & 1;
+        self.at += 1;
+        Some(bit as u64)
+    }
+
+    fn bits(&mut self, n: u32) -> Option<u64> {
+        (0..n).try_fold(0, |v, _| Some(v << 1 | self.bit()?))
+    }
+
+    fn ue(&mut self) -> Option<u64> {
+        let mut zeros = 0;
+        while self.bit()? == 0 {
+            zeros += 1;
+            if zeros > 31 {
+                return None;
+            }
+        }
+        Some((1 << zeros) - 1 + self.bits(zeros)?)
+    }
+
+    fn se(&mut self) -> Option<i64> {
+        let k = self.ue()? as i64;
+        Some(if k % 2 == 1 { (k + 1) / 2 } else { -k / 2 })
+    }
+}
+
+/// Skips a `scaling_list` of `size` entries (H.264 7.3.2.1.1.1).
+fn skip_scaling_list(b: &mut Bits, size: usize) -> Option<()> {
+    let (mut last, mut next) = (8i64, 8i64);
+    for _ in 0..size {
+        if next != 0 {
+            next = (last + b.se()? + 256).rem_euclid(256);
+        }
+        last = if next == 0 { last } else { next };
+    }
+    Some(())
+}
+
+/// Width and height in pixels (before cropping) that an SPS NAL unit declares (H.264
+/// 7.3.2.1.1); `None` when it does not parse, which the decoder then reports.
+fn sps_size(nal: &[u8]) -> Option<(u64, u64)> {
+    let mut b = Bits::new(nal);
+    b.bits(8)?; // NAL header
+    let profile = b.bits(8)?;
+    b.bits(16)?; // constraint flags, level
+    b.ue()?; // seq_parameter_set_id
+    if [100, 110, 122, 244, 44, 83, 86, 118, 128, 138, 139, 134, 135].contains(&profile) {
+        let chroma = b.ue()?;
+        if chroma == 3 {
+            b.bit()?;
+        }
+        b.ue()?;
+        b.ue()?;
+        b.bit()?;
+        if b.bit()? == 1 {
+            for i in 0..if chroma == 3 { 12 } else { 8 } {
+                if b.bit()? == 1 {
+                    skip_scaling_list(&mut b, if i < 6 { 16 } else { 64 })?;
+                }
+            }
+        }
+    }
+    b.ue()?; // log2_max_frame_num_minus4
+    match b.ue()? {
+        0 => {
+            b.ue()?;
+        }
+        1 => {
+            b.bit()?;
+            b.se()?;
+            b.se()?;
+            for _ in 0..b.ue()?.min(256) {
+                b.se()?;
+            }
+        }
+        _ => {}
+    }
+    b.ue()?; // max_num_ref_frames
+    b.bit()?; // gaps_in_frame_num_value_allowed_flag
+    let width_mbs = b.ue()? + 1;
+    let height_units = b.ue()? + 1;
+    let frame_mbs_only = b.bit()?;
+    Some((width_mbs * 16, height_units * 16 * (2 - frame_mbs_only)))
+}
+
+#[cfg(test)]
+mod size_tests {
+    use crate::image::RgbImage;
+
+    #[test]
+    fn a_frame_size_above_the_pixel_limit_is_refused_from_the_header() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("wide.mp4");
+        let frame = RgbImage::new(16, 16, vec![90; 16 * 16 * 3]);
+        crate::video::write_mp4(&path, &[frame.clone(), frame], 2.0).unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        // The sample entry inside 'stsd' (ftyp lists 'avc1' as a brand too).
+        let find = |from: usize, tag: &[u8]| {
+            from + bytes[from..].windows(4).position(|w| w == tag).unwrap()
+        };
+        let at = find(find(0, b"stsd"), b"avc1");
+        // Width and height follow the entry's 24 reserved bytes: 65535 × 65535.
+        bytes[at + 28..at + 32].fill(0xff);
+        std::fs::write(&path, &bytes).unwrap();
+        let err = crate::video::open(&path).err().unwrap().to_string();
+        assert!(
+            err.contains("wide.mp4") && err.contains("avc1 width"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn the_sps_size_is_read_and_a_huge_one_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("small.mp4");
+        let frame = RgbImage::new(48, 32, vec![90; 48 * 32 * 3]);
+        crate::video::write_mp4(&path, &[frame], 2.0).unwrap();
+        let track = super::read_track(&path).unwrap();
+        assert_eq!(super::sps_size(&track.avc.sps[0]), Some((32, 48)));
+        // Baseline SPS: ids and counts, then 4096 × 4096 macroblocks (65536² pixels).
+        let mut bits = String::from("1"); // seq_parameter_set_id = 0
+        bits += "1"; // log2_max_frame_num_minus4 = 0
+        bits += "011"; // pic_order_cnt_type = 2
+        bits += "010"; // max_num_ref_frames = 1
+        bits += "0"; // gaps
+        let mbs = "0000000000001000000000000"; // ue(4095)
+        bits = bits + mbs + mbs + "1" + "1";
+        while bits.len() % 8 != 0 {
+            bits.push('0');
+        }
+        let mut sps = vec![0x67, 66, 0, 30];
+        sps.extend(
+            (0..bits.len() / 8).map(|i| u8::from_str_radix(&bits[i * 8..i * 8 + 8], 2).unwrap()),
+        );
+        assert_eq!(super::sps_size(&sps), Some((65_536, 65_536)));
+        let err = super::check_sps(&path, &[sps]).unwrap_err().to_string();
+        assert!(err.contains("small.mp4") && err.contains("SPS"), "{err}");
+    }
 }

@@ -103,27 +103,29 @@ impl BlipVisionConfig {
         Activation::parse(&self.hidden_act).unwrap_or(Activation::Gelu)
     }
 
-    // `usize::is_multiple_of` needs Rust 1.87; the workspace supports 1.85.
-    #[allow(clippy::manual_is_multiple_of)]
+    /// Bounds every size-like field before any tensor is built (hostile `config.json` files).
     fn validate(&self) -> std::result::Result<(), String> {
-        if self.hidden_size == 0
-            || self.num_attention_heads == 0
-            || self.hidden_size % self.num_attention_heads != 0
-        {
+        use brainrecon_nn::config_bounds::*;
+        positive("hidden_size", self.hidden_size, MAX_CHANNELS)?;
+        heads_divide(
+            "num_attention_heads",
+            self.num_attention_heads,
+            self.hidden_size,
+        )?;
+        positive("intermediate_size", self.intermediate_size, MAX_FFN)?;
+        positive("projection_dim", self.projection_dim, MAX_CHANNELS)?;
+        positive("num_hidden_layers", self.num_hidden_layers, MAX_LAYERS)?;
+        positive("image_size", self.image_size, MAX_IMAGE_SIDE)?;
+        positive("patch_size", self.patch_size, self.image_size)?;
+        // The attention matrix is positions² floats per head.
+        if self.num_positions() > 16_385 {
             return Err(format!(
-                "hidden_size {} is not divisible by num_attention_heads {}",
-                self.hidden_size, self.num_attention_heads
+                "patch_size: expected at most 16384 patches of image_size {}, found {}",
+                self.image_size,
+                self.num_positions() - 1
             ));
         }
-        if self.patch_size == 0 || self.image_size < self.patch_size {
-            return Err(format!(
-                "patch_size {} does not fit image_size {}",
-                self.patch_size, self.image_size
-            ));
-        }
-        if self.intermediate_size == 0 || self.num_hidden_layers == 0 {
-            return Err("intermediate_size and num_hidden_layers must be positive".into());
-        }
+        epsilon("layer_norm_eps", self.layer_norm_eps)?;
         Activation::parse(&self.hidden_act)?;
         Ok(())
     }
@@ -194,23 +196,43 @@ impl BlipTextConfig {
         Activation::parse(&self.hidden_act).unwrap_or(Activation::Gelu)
     }
 
-    // `usize::is_multiple_of` needs Rust 1.87; the workspace supports 1.85.
-    #[allow(clippy::manual_is_multiple_of)]
+    /// Bounds every size-like field before any tensor is built (hostile `config.json` files).
     fn validate(&self) -> std::result::Result<(), String> {
-        if self.hidden_size == 0
-            || self.num_attention_heads == 0
-            || self.hidden_size % self.num_attention_heads != 0
-        {
-            return Err(format!(
-                "hidden_size {} is not divisible by num_attention_heads {}",
-                self.hidden_size, self.num_attention_heads
-            ));
-        }
-        if self.vocab_size == 0 || self.max_position_embeddings == 0 {
-            return Err("vocab_size and max_position_embeddings must be positive".into());
-        }
-        if self.intermediate_size == 0 || self.num_hidden_layers == 0 {
-            return Err("intermediate_size and num_hidden_layers must be positive".into());
+        use brainrecon_nn::config_bounds::*;
+        positive("vocab_size", self.vocab_size, MAX_VOCAB)?;
+        positive("hidden_size", self.hidden_size, MAX_CHANNELS)?;
+        heads_divide(
+            "num_attention_heads",
+            self.num_attention_heads,
+            self.hidden_size,
+        )?;
+        positive(
+            "encoder_hidden_size",
+            self.encoder_hidden_size,
+            MAX_CHANNELS,
+        )?;
+        positive("intermediate_size", self.intermediate_size, MAX_FFN)?;
+        positive("projection_dim", self.projection_dim, MAX_CHANNELS)?;
+        positive("num_hidden_layers", self.num_hidden_layers, MAX_LAYERS)?;
+        positive(
+            "max_position_embeddings",
+            self.max_position_embeddings,
+            MAX_POSITIONS,
+        )?;
+        epsilon("layer_norm_eps", self.layer_norm_eps)?;
+        finite_in("label_smoothing", self.label_smoothing, 0.0, 1.0)?;
+        let eos: &[u32] = match &self.eos_token_id {
+            None => &[],
+            Some(TokenIds::One(id)) => std::slice::from_ref(id),
+            Some(TokenIds::Many(ids)) => ids,
+        };
+        for (i, id) in eos.iter().enumerate() {
+            in_range(
+                &format!("eos_token_id[{i}]"),
+                *id as usize,
+                0,
+                self.vocab_size - 1,
+            )?;
         }
         for (name, id) in [
             ("bos_token_id", self.bos_token_id),
@@ -285,23 +307,29 @@ impl BlipConfig {
                 Some(other) => Err(bad(format!("{key} is {other}, expected an object"))),
             }
         };
-        let vision_config: BlipVisionConfig = serde_json::from_value(section("vision_config")?)
-            .map_err(|e| bad(format!("vision_config: {e}")))?;
-        let text_config: BlipTextConfig = serde_json::from_value(section("text_config")?)
-            .map_err(|e| bad(format!("text_config: {e}")))?;
+        use brainrecon_nn::weights::from_json_value;
+        let vision_config: BlipVisionConfig = from_json_value(section("vision_config")?)
+            .map_err(|e| bad(format!("vision_config.{e}")))?;
+        let text_config: BlipTextConfig = from_json_value(section("text_config")?)
+            .map_err(|e| bad(format!("text_config.{e}")))?;
         vision_config
             .validate()
-            .map_err(|m| bad(format!("vision_config: {m}")))?;
+            .map_err(|m| bad(format!("vision_config.{m}")))?;
         text_config
             .validate()
-            .map_err(|m| bad(format!("text_config: {m}")))?;
+            .map_err(|m| bad(format!("text_config.{m}")))?;
         let mut config = BlipConfig::from_parts(vision_config, text_config);
         let top = |key: &str| object.get(key).filter(|v| !v.is_null());
         if let Some(v) = top("projection_dim") {
             config.projection_dim = v
                 .as_u64()
-                .ok_or_else(|| bad(format!("projection_dim {v} is not a whole number")))?
-                as usize;
+                .filter(|n| (1..=brainrecon_nn::config_bounds::MAX_CHANNELS as u64).contains(n))
+                .ok_or_else(|| {
+                    bad(format!(
+                        "projection_dim: expected an integer in 1..={}, found {v}",
+                        brainrecon_nn::config_bounds::MAX_CHANNELS
+                    ))
+                })? as usize;
         }
         if let Some(v) = top("tie_word_embeddings") {
             config.tie_word_embeddings = v
@@ -420,13 +448,15 @@ mod tests {
             "vision_config": {"hidden_size": 30, "num_attention_heads": 4}}))
         .unwrap_err();
         assert!(
-            e.to_string().contains("vision_config: hidden_size 30"),
+            e.to_string().contains(
+                "vision_config.num_attention_heads: expected a divisor of the width 30, found 4"
+            ),
             "{e}"
         );
         let e = parse(serde_json::json!({"model_type": "blip",
             "text_config": {"hidden_act": "swish"}}))
         .unwrap_err();
-        assert!(e.to_string().contains("text_config: hidden_act"), "{e}");
+        assert!(e.to_string().contains("text_config.hidden_act"), "{e}");
         let e = parse(serde_json::json!({"model_type": "blip",
             "text_config": {"vocab_size": 100}}))
         .unwrap_err();
@@ -434,6 +464,31 @@ mod tests {
         let e = parse(serde_json::json!({"model_type": "blip",
             "vision_config": {"image_size": [384, 384]}}))
         .unwrap_err();
-        assert!(e.to_string().contains("vision_config:"), "{e}");
+        assert!(e.to_string().contains("vision_config.image_size"), "{e}");
+    }
+}
+
+#[cfg(test)]
+mod hostile_tests {
+    use super::*;
+    use brainrecon_nn::config_bounds::hostile::problems;
+
+    /// Every number of the shipped BLIP config set to 0, -1, huge or the wrong type: no panic;
+    /// huge values and wrong types refused, naming the field.
+    #[test]
+    fn every_numeric_field_of_the_shipped_config_is_bounded() {
+        let path =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models/shapes-blip/config.json");
+        let config: Value = read_json(&path, WHAT).unwrap();
+        let load = |v: &Value| {
+            BlipConfig::from_value(v, &path)
+                .map(drop)
+                .map_err(|e| e.to_string())
+        };
+        // Not read: the retrieval head's width. A list of ids is a valid `eos_token_id`
+        // (each is still checked against the vocabulary).
+        let unread = ["image_text_hidden_size", "eos_token_id"];
+        let found = problems(&config, &unread, &load);
+        assert!(found.is_empty(), "{}", found.join("\n"));
     }
 }

@@ -153,6 +153,7 @@ pub(crate) fn windows(dir: &Path, split: Split, meta: &VideoPrepared) -> Result<
     if w != meta.n_features {
         return Err(RouteError::mismatch(&path, "columns", meta.n_features, w));
     }
+    npy::require_finite(&path, &x.data, w, "finite fMRI windows")?;
     Ok(matrix(&x.data, w))
 }
 
