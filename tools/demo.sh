@@ -13,4 +13,4 @@ if ! command -v cargo >/dev/null; then
   exit 2
 fi
 cargo build --release --locked -p brainrecon-cli
-target/release/brainrecon demo --out "$out"
+"${CARGO_TARGET_DIR:-target}"/release/brainrecon demo --out "$out"

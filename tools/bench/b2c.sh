@@ -17,7 +17,7 @@ if [ ! -x "$python" ]; then
   python=.venv-torch/bin/python
 fi
 cargo build --release --locked -p brainrecon-cli
-bin=target/release/brainrecon
+bin="${CARGO_TARGET_DIR:-target}"/release/brainrecon
 [ -e "$dir/subj01/subject.json" ] || {
   $bin simulate --out "$dir/nsd" --images 300 --seed 0 --image-size 64 > /dev/null
   $bin nsd prepare --nsd-root "$dir/nsd" --subject subj01 --out "$dir/subj01" > /dev/null

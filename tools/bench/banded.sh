@@ -19,7 +19,7 @@ if [ ! -x "$python" ]; then
   python=.venv-bench/bin/python
 fi
 
-target/release/brainrecon bench banded --voxels "${BENCH_VOXELS:-20000}" --n-iter "${BENCH_N_ITER:-4}" \
+"${CARGO_TARGET_DIR:-target}"/release/brainrecon bench banded --voxels "${BENCH_VOXELS:-20000}" --n-iter "${BENCH_N_ITER:-4}" \
   --threads "$threads" --data-dir "$data" --json > "$data/brainrecon.json"
 "$python" tools/bench/banded_anchor.py --data-dir "$data" --threads "$threads" --out "$data/himalaya.json" > /dev/null
 "$python" tools/bench/banded_anchor.py --table "$data/brainrecon.json" "$data/himalaya.json"

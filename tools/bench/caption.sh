@@ -21,7 +21,7 @@ fi
 cargo build --release --locked -p brainrecon-cli
 mkdir -p "$dir"
 [ -e "$dir/blip-base/model.safetensors" ] || "$python" tools/bench/caption_anchor.py --make-base "$dir/blip-base"
-RAYON_NUM_THREADS=$threads target/release/brainrecon bench caption --blip "$dir/blip-base" \
+RAYON_NUM_THREADS=$threads "${CARGO_TARGET_DIR:-target}"/release/brainrecon bench caption --blip "$dir/blip-base" \
   --images "$images" --out "$dir" > /dev/null
 "$python" tools/bench/caption_anchor.py --blip "$dir/blip-base" --states "$dir/states.npy" \
   --threads "$threads" > "$dir/python.json"

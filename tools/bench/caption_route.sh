@@ -11,7 +11,7 @@ cd "$(dirname "$0")/../.."
 dir=${1:-target/bench-data/caption-route}
 if [ -z "${BRAINRECON_BIN:-}" ]; then
   cargo build --release --locked -p brainrecon-cli
-  bin=target/release/brainrecon
+  bin="${CARGO_TARGET_DIR:-target}"/release/brainrecon
 else
   bin=$BRAINRECON_BIN
 fi

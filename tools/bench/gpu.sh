@@ -2,7 +2,8 @@
 # GPU benchmark: brainrecon next to diffusers and himalaya on the same NVIDIA GPU, in one run.
 #   bash tools/bench/gpu.sh [ridge|diffusion|all]
 # Needs a `--features cuda` build (see the README's GPU section): BRAINRECON_BIN (default
-# target/release/brainrecon) and BENCH_UNET_VAE (default target/release/examples/bench_unet_vae,
+# <target>/release/brainrecon, <target> being CARGO_TARGET_DIR or target) and BENCH_UNET_VAE
+# (default <target>/release/examples/bench_unet_vae,
 # from `cargo build --release -p brainrecon-diffusion --features cuda --example bench_unet_vae`),
 # and a python (BENCH_PYTHON, default python3) with PyTorch for CUDA, diffusers 0.42.1 and
 # himalaya 0.4.11. Results: JSON lines in BENCH_OUT (default target/bench-data/gpu), one file per
@@ -11,8 +12,8 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 part=${1:-all}
 case "$part" in ridge|diffusion|all) ;; *) echo "error: expected ridge, diffusion or all, found '$part'" >&2; exit 2 ;; esac
-bin=${BRAINRECON_BIN:-target/release/brainrecon}
-unet_vae=${BENCH_UNET_VAE:-target/release/examples/bench_unet_vae}
+bin=${BRAINRECON_BIN:-${CARGO_TARGET_DIR:-target}/release/brainrecon}
+unet_vae=${BENCH_UNET_VAE:-${CARGO_TARGET_DIR:-target}/release/examples/bench_unet_vae}
 python=${BENCH_PYTHON:-python3}
 out=${BENCH_OUT:-target/bench-data/gpu}
 data=${BENCH_DATA_DIR:-target/bench-data}

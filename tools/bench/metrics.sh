@@ -20,7 +20,7 @@ cargo build --release --locked -p brainrecon-cli
 [ -e "$dir/clip/config.json" ] && [ "$(ls "$dir/stimuli" | wc -l)" = "$images" ] \
   || OMP_NUM_THREADS=$threads "$python" tools/bench/metrics_anchor.py setup "$dir" --images "$images"
 start=$(date +%s.%N)
-RAYON_NUM_THREADS=$threads target/release/brainrecon eval --stimuli "$dir/stimuli" --recons "$dir/recons" \
+RAYON_NUM_THREADS=$threads "${CARGO_TARGET_DIR:-target}"/release/brainrecon eval --stimuli "$dir/stimuli" --recons "$dir/recons" \
   --metric-weights "$dir/weights" --clip "$dir/clip" --json > "$dir/brainrecon.json"
 end=$(date +%s.%N)
 OMP_NUM_THREADS=$threads "$python" tools/bench/metrics_anchor.py run "$dir" --threads "$threads" > "$dir/python.json"

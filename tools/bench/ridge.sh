@@ -24,7 +24,7 @@ if [ ! -x "$python" ]; then
   python=.venv-bench/bin/python
 fi
 
-target/release/brainrecon bench ridge --workload "$workload" --threads "$threads" \
+"${CARGO_TARGET_DIR:-target}"/release/brainrecon bench ridge --workload "$workload" --threads "$threads" \
   --precision "${BENCH_PRECISION:-both}" --cv "${BENCH_CV:-both}" --data-dir "$data" --json > "$data/brainrecon.json"
 "$python" tools/bench/ridge_anchors.py --data-dir "$data" --workloads "$workloads" \
   --threads "$threads" --timeout "${BENCH_TIMEOUT:-900}" --out "$data/anchors.json"
