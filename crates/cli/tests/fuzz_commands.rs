@@ -14,7 +14,7 @@ mod common;
 mod mutate;
 
 use common::p;
-use mutate::{mutate, mutate_number, Rng};
+use mutate::{env_number, mutate, mutate_number, seed, Rng};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -25,17 +25,7 @@ use std::time::{Duration, Instant};
 const ADDRESS_SPACE: u64 = 8 << 30;
 
 fn cases() -> usize {
-    std::env::var("BRAINRECON_FUZZ_COMMAND_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(12)
-}
-
-fn seed() -> u64 {
-    std::env::var("BRAINRECON_FUZZ_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+    env_number("BRAINRECON_FUZZ_COMMAND_CASES", 12) as usize
 }
 
 /// Debug builds are slower: a generous limit; a hang is a run that never ends.
@@ -54,18 +44,34 @@ struct Target {
     inputs: &'static [&'static str],
     /// Which of the inputs' files are mutated: paths containing one of these.
     mutated: &'static [&'static str],
-    /// The command; `{in}` is the case's inputs folder, `{out}` its output path, `{file}` the
-    /// mutated file.
-    args: &'static [&'static str],
+    /// The command line (words split at spaces); `{in}` is the case's inputs folder, `{out}` its
+    /// output path, `{file}` the mutated file.
+    command: &'static str,
+}
+
+/// The words of a command line, each `{name}` in them replaced by its path.
+fn words(line: &str, paths: &[(&str, &Path)]) -> Vec<String> {
+    line.split_whitespace()
+        .map(|word| {
+            paths
+                .iter()
+                .fold(word.to_string(), |w, (name, path)| w.replace(name, p(path)))
+        })
+        .collect()
+}
+
+/// `target`'s command for one case: its inputs folder, output path and mutated file.
+fn command_of(target: &Target, inputs_dir: &Path, out: &Path, file: &Path) -> Vec<String> {
+    words(
+        target.command,
+        &[("{in}", inputs_dir), ("{out}", out), ("{file}", file)],
+    )
 }
 
 /// Runs one valid command line (words split at spaces; `{d}` is the inputs folder), panicking
 /// with its stderr if it fails: setting up the inputs.
 fn ok(dir: &Path, line: &str) {
-    let args: Vec<String> = line
-        .split_whitespace()
-        .map(|w| w.replace("{d}", p(dir)))
-        .collect();
+    let args = words(line, &[("{d}", dir)]);
     let out = Command::new(env!("CARGO_BIN_EXE_brainrecon"))
         .args(&args)
         .output()
@@ -158,16 +164,7 @@ const TARGETS: &[Target] = &[
             "nsddata_betas",
             "nsddata_stimuli",
         ],
-        args: &[
-            "nsd",
-            "prepare",
-            "--nsd-root",
-            "{in}/nsd",
-            "--subject",
-            "subj01",
-            "--out",
-            "{out}",
-        ],
+        command: "nsd prepare --nsd-root {in}/nsd --subject subj01 --out {out}",
     },
     Target {
         name: "info",
@@ -178,7 +175,7 @@ const TARGETS: &[Target] = &[
             "subj01/test_stimulus_ids",
             "subj01/betas/nsdgeneral/test",
         ],
-        args: &["info", "{in}/subj01", "--json"],
+        command: "info {in}/subj01 --json",
     },
     Target {
         name: "fit-pixels",
@@ -190,15 +187,7 @@ const TARGETS: &[Target] = &[
             "subj01/trials.tsv",
             "subj01/betas/nsdgeneral/train",
         ],
-        args: &[
-            "fit",
-            "--subject",
-            "{in}/subj01",
-            "--target",
-            "pixels:16",
-            "--out",
-            "{out}",
-        ],
+        command: "fit --subject {in}/subj01 --target pixels:16 --out {out}",
     },
     Target {
         name: "decode",
@@ -209,163 +198,65 @@ const TARGETS: &[Target] = &[
             "subj01/stimuli",
             "subj01/subject.json",
         ],
-        args: &[
-            "decode",
-            "--subject",
-            "{in}/subj01",
-            "--model",
-            "{in}/pixels",
-            "--out",
-            "{out}",
-        ],
+        command: "decode --subject {in}/subj01 --model {in}/pixels --out {out}",
     },
     Target {
         name: "eval",
         inputs: &["subj01", "recons"],
         mutated: &["recons/", "subj01/stimuli", "subj01/test_stimulus_ids"],
-        args: &[
-            "eval",
-            "--stimuli",
-            "{in}/subj01",
-            "--recons",
-            "{in}/recons",
-            "--json",
-        ],
+        command: "eval --stimuli {in}/subj01 --recons {in}/recons --json",
     },
     Target {
         name: "ridge-fit",
         inputs: &["arrays"],
         mutated: &["arrays/"],
-        args: &[
-            "ridge",
-            "fit",
-            "--x",
-            "{in}/arrays/X.npy",
-            "--y",
-            "{in}/arrays/Y.npy",
-            "--alphas",
-            "1,100",
-            "--out",
-            "{out}",
-        ],
+        command: "ridge fit --x {in}/arrays/X.npy --y {in}/arrays/Y.npy --alphas 1,100 --out {out}",
     },
     Target {
         name: "ridge-predict",
         inputs: &["arrays", "ridge"],
         mutated: &["ridge/", "arrays/X.npy"],
-        args: &[
-            "ridge",
-            "predict",
-            "--model",
-            "{in}/ridge",
-            "--x",
-            "{in}/arrays/X.npy",
-            "--out",
-            "{out}.npy",
-        ],
+        command: "ridge predict --model {in}/ridge --x {in}/arrays/X.npy --out {out}.npy",
     },
     Target {
         name: "generate",
         inputs: &["shapes-ldm"],
         mutated: &["config.json", "safetensors", "tokenizer/"],
-        args: &[
-            "generate",
-            "--model",
-            "{in}/shapes-ldm",
-            "--prompt",
-            "a red circle",
-            "--steps",
-            "1",
-            "--out",
-            "{out}.png",
-        ],
+        command: "generate --model {in}/shapes-ldm --prompt circle --steps 1 --out {out}.png",
     },
     Target {
         name: "bids-prepare",
         inputs: &["movie"],
         mutated: &["movie/sub-01", "movie/derivatives/mask"],
-        args: &[
-            "bids",
-            "prepare",
-            "--bids-root",
-            "{in}/movie",
-            "--subject",
-            "01",
-            "--task",
-            "movie",
-            "--out",
-            "{out}",
-        ],
+        command: "bids prepare --bids-root {in}/movie --subject 01 --task movie --out {out}",
     },
     Target {
         name: "bids-prepare-ds005531",
         inputs: &["ds005531"],
         mutated: &["ds005531/"],
-        args: &[
-            "bids",
-            "prepare",
-            "--layout",
-            "ds005531",
-            "--bids-root",
-            "{in}/ds005531",
-            "--subject",
-            "S01",
-            "--task",
-            "breakingbad",
-            "--out",
-            "{out}",
-        ],
+        command: "bids prepare --layout ds005531 --bids-root {in}/ds005531 --subject S01 --task \
+                  breakingbad --out {out}",
     },
     Target {
         name: "bids-prepare-fmriprep",
         inputs: &["fmriprep"],
         mutated: &["fmriprep/bids", "fmriprep/derivatives"],
-        args: &[
-            "bids",
-            "prepare",
-            "--fmriprep",
-            "{in}/fmriprep/derivatives",
-            "--bids-root",
-            "{in}/fmriprep/bids",
-            "--subject",
-            "01",
-            "--task",
-            "movie",
-            "--confounds",
-            "motion:basic,high_pass,scrub",
-            "--out",
-            "{out}",
-        ],
+        command:
+            "bids prepare --fmriprep {in}/fmriprep/derivatives --bids-root {in}/fmriprep/bids \
+                  --subject 01 --task movie --confounds motion:basic,high_pass,scrub --out {out}",
     },
     Target {
         name: "features-text",
         inputs: &["word2vec-movie", "movie"],
         mutated: &["word2vec-movie/", "movie/derivatives/annotation"],
-        args: &[
-            "features",
-            "text",
-            "--model",
-            "{in}/word2vec-movie/vectors.bin",
-            "--annotations",
-            "{in}/movie/derivatives/annotation",
-            "--out",
-            "{out}",
-        ],
+        command: "features text --model {in}/word2vec-movie/vectors.bin --annotations \
+                  {in}/movie/derivatives/annotation --out {out}",
     },
     Target {
         name: "video-prepare",
         inputs: &["video"],
         mutated: &["video/subject1", "video/design", "/frames.json"],
-        args: &[
-            "video",
-            "prepare",
-            "--cc2017",
-            "{in}/video",
-            "--subject",
-            "1",
-            "--out",
-            "{out}",
-        ],
+        command: "video prepare --cc2017 {in}/video --subject 1 --out {out}",
     },
     Target {
         name: "stream-edf",
@@ -375,39 +266,15 @@ const TARGETS: &[Target] = &[
             "signals/bdf3.bdf",
             "signals/edfplus_annot.edf",
         ],
-        args: &[
-            "stream",
-            "--source",
-            "{file}",
-            "--model",
-            "{in}/shapes-ldm",
-            "--steps",
-            "1",
-            "--fast",
-            "--frames",
-            "2",
-            "--no-serve",
-            "--out",
-            "{out}",
-        ],
+        command: "stream --source {file} --model {in}/shapes-ldm --steps 1 --fast --frames 2 \
+                  --no-serve --out {out}",
     },
     Target {
         name: "encode-runs",
         inputs: &["movie-runs", "movie"],
         mutated: &["movie-runs/", "movie/derivatives/annotation"],
-        args: &[
-            "encode-runs",
-            "--subject",
-            "{in}/movie-runs",
-            "--bands",
-            "speech,objects",
-            "--alphas",
-            "1,100",
-            "--folds",
-            "3",
-            "--out",
-            "{out}",
-        ],
+        command: "encode-runs --subject {in}/movie-runs --bands speech,objects --alphas 1,100 \
+                  --folds 3 --out {out}",
     },
     Target {
         name: "video-fit",
@@ -418,18 +285,8 @@ const TARGETS: &[Target] = &[
             "video/stimuli/captions.tsv",
             "video/stimuli/test",
         ],
-        args: &[
-            "video",
-            "fit",
-            "--prepared",
-            "{in}/video-sub1",
-            "--stimuli",
-            "{in}/video/stimuli",
-            "--captions",
-            "{in}/video/stimuli/captions.tsv",
-            "--out",
-            "{out}",
-        ],
+        command: "video fit --prepared {in}/video-sub1 --stimuli {in}/video/stimuli --captions \
+                  {in}/video/stimuli/captions.tsv --out {out}",
     },
     Target {
         name: "music-fit",
@@ -440,35 +297,15 @@ const TARGETS: &[Target] = &[
             "music/derivatives/atlas",
             "genres-clap/",
         ],
-        args: &[
-            "music",
-            "fit",
-            "--runs",
-            "{in}/music-runs",
-            "--stimuli",
-            "{in}/music/stimuli",
-            "--atlas",
-            "{in}/music/derivatives/atlas/sub-001_atlas-Destrieux_dseg.nii.gz",
-            "--model",
-            "{in}/genres-clap",
-            "--out",
-            "{out}",
-        ],
+        command: "music fit --runs {in}/music-runs --stimuli {in}/music/stimuli --atlas \
+                  {in}/music/derivatives/atlas/sub-001_atlas-Destrieux_dseg.nii.gz --model \
+                  {in}/genres-clap --out {out}",
     },
     Target {
         name: "music-retrieve",
         inputs: &["music-fit", "music", "genres-clap"],
         mutated: &["music-fit/", "music/library"],
-        args: &[
-            "music",
-            "retrieve",
-            "--fit",
-            "{in}/music-fit",
-            "--library",
-            "{in}/music/library",
-            "--out",
-            "{out}",
-        ],
+        command: "music retrieve --fit {in}/music-fit --library {in}/music/library --out {out}",
     },
     Target {
         name: "stream-arrays",
@@ -478,37 +315,14 @@ const TARGETS: &[Target] = &[
             "signals/window.npy",
             "signals/table.csv",
         ],
-        args: &[
-            "stream",
-            "--source",
-            "{file}",
-            "--rate",
-            "250",
-            "--model",
-            "{in}/shapes-ldm",
-            "--steps",
-            "1",
-            "--fast",
-            "--frames",
-            "2",
-            "--no-serve",
-            "--out",
-            "{out}",
-        ],
+        command: "stream --source {file} --rate 250 --model {in}/shapes-ldm --steps 1 --fast \
+                  --frames 2 --no-serve --out {out}",
     },
     Target {
         name: "fit-latents",
         inputs: &["subj01"],
         mutated: &["subj01/features", "subj01/betas/nsdgeneral"],
-        args: &[
-            "fit",
-            "--subject",
-            "{in}/subj01",
-            "--target",
-            "z",
-            "--out",
-            "{out}",
-        ],
+        command: "fit --subject {in}/subj01 --target z --out {out}",
     },
     Target {
         name: "reconstruct-linear",
@@ -518,21 +332,8 @@ const TARGETS: &[Target] = &[
             "subj01/betas/nsdgeneral/test",
             "subj01/test_stimulus_ids",
         ],
-        args: &[
-            "reconstruct",
-            "--method",
-            "linear",
-            "--subject",
-            "{in}/subj01",
-            "--decoders",
-            "{in}/decoders",
-            "--model",
-            "{in}/shapes-ldm",
-            "--steps",
-            "2",
-            "--out",
-            "{out}",
-        ],
+        command: "reconstruct --method linear --subject {in}/subj01 --decoders {in}/decoders \
+                  --model {in}/shapes-ldm --steps 2 --out {out}",
     },
 ];
 
@@ -718,28 +519,16 @@ fn fuzz(target: &Target) {
         std::fs::remove_file(&file).unwrap();
         std::fs::write(&file, &bytes).unwrap();
         let out = case_dir.join("out");
-        let args: Vec<String> = target
-            .args
-            .iter()
-            .map(|a| {
-                a.replace("{in}", p(&inputs_dir))
-                    .replace("{out}", p(&out))
-                    .replace("{file}", p(&file))
-            })
-            .collect();
+        let args = command_of(target, &inputs_dir, &out, &file);
         let run = run_limited(&args);
         slowest = slowest.max(run.took);
+        // What a failed run left beside its inputs (a run that succeeded may write its output).
         let left: Vec<String> = std::fs::read_dir(&case_dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|name| name != "in")
+            .filter(|name| name != "in" && run.code != Some(0))
             .collect();
         let file_name = rel.file_name().unwrap().to_string_lossy();
-        let left = if run.code == Some(0) {
-            Vec::new()
-        } else {
-            left
-        };
         if run.code == Some(2) {
             refused += 1;
         }
@@ -778,15 +567,7 @@ fn valid_run(target: &Target) {
     let work = tempfile::tempdir().unwrap();
     let out = work.path().join("out");
     let file = inputs().join(&mutated_files(target)[0][0]);
-    let args: Vec<String> = target
-        .args
-        .iter()
-        .map(|a| {
-            a.replace("{in}", p(inputs()))
-                .replace("{out}", p(&out))
-                .replace("{file}", p(&file))
-        })
-        .collect();
+    let args = command_of(target, inputs(), &out, &file);
     let run = run_limited(&args);
     assert_eq!(
         run.code,
@@ -846,10 +627,7 @@ fuzz_targets! {
 
 /// A size above a limit names the limit's variable; raised, the same command runs.
 fn refused_under(variable: &str, value: &str, line: &str) {
-    let args: Vec<String> = line
-        .split_whitespace()
-        .map(|w| w.replace("{d}", p(inputs())))
-        .collect();
+    let args = words(line, &[("{d}", inputs())]);
     let out = Command::new(env!("CARGO_BIN_EXE_brainrecon"))
         .args(&args)
         .env(variable, value)

@@ -267,3 +267,46 @@ fn hdf5_rows_above_the_array_limit_are_refused_before_reading() {
     let err = betas.read_rows_f32(0, 1 << 40).unwrap_err().to_string();
     assert!(err.contains("BRAINRECON_MAX_ARRAY_BYTES"), "{err}");
 }
+
+/// What the command fuzzing found in prepared subjects, kept as regression cases: NaN betas,
+/// and stimulus ids that are negative or out of order (the images are found by binary search).
+#[test]
+fn nan_betas_and_bad_stimulus_ids_of_a_prepared_subject_are_named() {
+    use brainrecon_data::prepared::{PreparedSubject, Split};
+    use brainrecon_data::simulate::OutputLayout;
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("subject");
+    let mut opts = SimulateOptions::new(&root);
+    opts.n_images = 30;
+    opts.image_size = 16;
+    opts.volume_shape = [12, 14, 10];
+    opts.layout = OutputLayout::Prepared;
+    simulate(&opts).unwrap();
+    let subject = PreparedSubject::open(&root).unwrap();
+    let roi = subject.roi("nsdgeneral").unwrap();
+    let betas = root.join("betas/nsdgeneral/test.npy");
+    let mut test = brainrecon_data::npy::read_f32(&betas).unwrap();
+    test.data[test.shape[1] + 4] = f32::INFINITY;
+    brainrecon_data::npy::write(&betas, &test.shape, &test.data).unwrap();
+    let err = subject.betas(&roi, Split::Test).err().unwrap().to_string();
+    for needle in ["test.npy", "finite betas", "inf"] {
+        assert!(err.contains(needle), "{needle}: {err}");
+    }
+
+    let ids_path = root.join("stimuli/ids.npy");
+    let ids = brainrecon_data::npy::read_i64(&ids_path).unwrap();
+    let mut negative = ids.data.clone();
+    negative[1] = -1;
+    let mut unordered = ids.data.clone();
+    unordered.swap(0, 1);
+    for (values, needle) in [(negative, "an id ≥ 0"), (unordered, "increasing order")] {
+        brainrecon_data::npy::write(&ids_path, &ids.shape, &values).unwrap();
+        let err = PreparedSubject::open(&root)
+            .unwrap()
+            .images()
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("ids.npy") && err.contains(needle), "{err}");
+    }
+}

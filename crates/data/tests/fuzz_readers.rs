@@ -15,20 +15,10 @@ use std::time::{Duration, Instant};
 
 mod mutate;
 
-use mutate::{mutate, mutate_number, Rng};
+use mutate::{env_number, mutate, mutate_number, seed, Rng};
 
 fn cases() -> usize {
-    std::env::var("BRAINRECON_FUZZ_CASES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(150)
-}
-
-fn seed() -> u64 {
-    std::env::var("BRAINRECON_FUZZ_SEED")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0)
+    env_number("BRAINRECON_FUZZ_CASES", 150) as usize
 }
 
 fn fixture(relative: &str) -> PathBuf {

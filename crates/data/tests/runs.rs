@@ -364,6 +364,41 @@ fn an_interrupted_prepare_resumes_per_run() {
     RunSet::open(&out).unwrap();
 }
 
+/// A NaN written into a prepared run (a damaged or hand-edited file) is named with its row and
+/// column where the run is read, not left to surface in a fit as "X contains a non-finite value".
+#[test]
+fn a_nan_in_a_prepared_run_names_the_file_row_and_column() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("runs");
+    let mut opts = options(
+        &fixtures().join("ds003720"),
+        "001",
+        &["Training", "Test"],
+        &out,
+        Layout::Bids,
+    );
+    opts.mask = MaskChoice::File(fixtures().join("ds003720_mask.nii.gz"));
+    prepare(&opts).unwrap();
+    let file = out.join("runs/task-Test_run-01.npy");
+    let mut run = npy::read_f32(&file).unwrap();
+    let voxels = run.shape[1];
+    run.data[3 * voxels + 2] = f32::NAN;
+    npy::write(&file, &run.shape, &run.data).unwrap();
+    let set = RunSet::open(&out).unwrap();
+    let i = (0..set.meta().runs.len())
+        .find(|&i| set.meta().runs[i].data.ends_with("task-Test_run-01.npy"))
+        .unwrap();
+    let err = set.run_data(i).err().unwrap().to_string();
+    for needle in [
+        "task-Test_run-01.npy",
+        "row 3, column 2",
+        "finite values",
+        "NaN",
+    ] {
+        assert!(err.contains(needle), "{needle}: {err}");
+    }
+}
+
 // ------------------------------------------------------------------------------- bad input
 
 /// A BIDS dataset of `runs` float32 runs on `shape`, `n` volumes at TR 2, in a temp folder.

@@ -67,13 +67,11 @@ impl ClipTextConfig {
     pub(crate) fn validate(&self) -> std::result::Result<(), String> {
         use brainrecon_nn::config_bounds::*;
         positive("vocab_size", self.vocab_size, MAX_VOCAB)?;
-        positive("hidden_size", self.hidden_size, MAX_CHANNELS)?;
-        positive("intermediate_size", self.intermediate_size, MAX_FFN)?;
-        positive("num_hidden_layers", self.num_hidden_layers, MAX_LAYERS)?;
-        heads_divide(
-            "num_attention_heads",
-            self.num_attention_heads,
+        encoder_trunk(
             self.hidden_size,
+            self.num_attention_heads,
+            self.intermediate_size,
+            self.num_hidden_layers,
         )?;
         // BOS and EOS take two positions; the causal mask is positions² floats.
         in_range(

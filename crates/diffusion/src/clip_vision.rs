@@ -165,28 +165,15 @@ impl ClipVisionConfig {
     /// Bounds every size-like field before any tensor is built (hostile `config.json` files).
     fn validate(&self) -> std::result::Result<(), String> {
         use brainrecon_nn::config_bounds::*;
-        positive("hidden_size", self.hidden_size, MAX_CHANNELS)?;
-        positive("intermediate_size", self.intermediate_size, MAX_FFN)?;
-        positive("projection_dim", self.projection_dim, MAX_CHANNELS)?;
-        positive("num_hidden_layers", self.num_hidden_layers, MAX_LAYERS)?;
-        heads_divide(
-            "num_attention_heads",
-            self.num_attention_heads,
+        encoder_trunk(
             self.hidden_size,
+            self.num_attention_heads,
+            self.intermediate_size,
+            self.num_hidden_layers,
         )?;
+        positive("projection_dim", self.projection_dim, MAX_CHANNELS)?;
         positive("num_channels", self.num_channels, MAX_CHANNELS)?;
-        positive("image_size", self.image_size, MAX_IMAGE_SIDE)?;
-        positive("patch_size", self.patch_size, self.image_size)?;
-        // Tokens per image: the attention matrix is positions² floats per head.
-        if self.num_positions() > 16_385 {
-            return Err(format!(
-                "patch_size: expected at most 16384 patches of image_size {}, found {} \
-                 (patch_size {})",
-                self.image_size,
-                self.num_positions() - 1,
-                self.patch_size
-            ));
-        }
+        square_patches(self.image_size, self.patch_size)?;
         epsilon("layer_norm_eps", self.layer_norm_eps)?;
         Activation::parse(&self.hidden_act)?;
         Ok(())

@@ -100,6 +100,35 @@ pub fn heads_divide(field: &str, heads: usize, width: usize) -> Result<(), Strin
     Ok(())
 }
 
+/// The trunk of every BERT/CLIP-style encoder, under transformers' names: `hidden_size`,
+/// `num_attention_heads` dividing it, `intermediate_size` and `num_hidden_layers`.
+pub fn encoder_trunk(
+    hidden_size: usize,
+    num_attention_heads: usize,
+    intermediate_size: usize,
+    num_hidden_layers: usize,
+) -> Result<(), String> {
+    positive("hidden_size", hidden_size, MAX_CHANNELS)?;
+    heads_divide("num_attention_heads", num_attention_heads, hidden_size)?;
+    positive("intermediate_size", intermediate_size, MAX_FFN)?;
+    positive("num_hidden_layers", num_hidden_layers, MAX_LAYERS)
+}
+
+/// A square `image_size` cut into `patch_size` patches (transformers floors): at most 16384
+/// patches, as the attention matrix is patches² floats a head.
+pub fn square_patches(image_size: usize, patch_size: usize) -> Result<(), String> {
+    positive("image_size", image_size, MAX_IMAGE_SIDE)?;
+    positive("patch_size", patch_size, image_size)?;
+    let patches = (image_size / patch_size).pow(2);
+    if patches > 16_384 {
+        return Err(format!(
+            "patch_size: expected at most 16384 patches of image_size {image_size}, found \
+             {patches} (patch_size {patch_size})"
+        ));
+    }
+    Ok(())
+}
+
 /// Test support: every numeric field of a real config replaced by hostile values.
 #[doc(hidden)]
 pub mod hostile {

@@ -201,7 +201,7 @@ impl RunSet {
             voxels,
         };
         for i in 0..set.meta.runs.len() {
-            set.run_data(i)?;
+            set.mapped_run(i)?;
             let run = &set.meta.runs[i];
             for file in run.events.iter().chain(run.annotations.values()) {
                 crate::error::require_file(
@@ -257,8 +257,21 @@ impl RunSet {
         })
     }
 
-    /// Run `i`'s data, memory-mapped: (n_trs, n_voxels) float32, C order.
+    /// Run `i`'s data, memory-mapped: (n_trs, n_voxels) float32, C order, every value finite.
     pub fn run_data(&self, i: usize) -> Result<MappedF32> {
+        let mapped = self.mapped_run(i)?;
+        npy::require_finite(
+            mapped.path(),
+            mapped.as_slice(),
+            self.meta.n_voxels,
+            "finite values (a run set holds zeros where TRs are censored)",
+        )?;
+        Ok(mapped)
+    }
+
+    /// Run `i`'s data mapped and its shape checked, its values not read: what `open` checks
+    /// of every run (the values are checked where they are used, once).
+    fn mapped_run(&self, i: usize) -> Result<MappedF32> {
         let run = self.run(i)?;
         let path = self.root.join(&run.data);
         let mapped = MappedF32::open(&path)?;
@@ -273,12 +286,6 @@ impl RunSet {
                 format!("{:?}", mapped.shape()),
             ));
         }
-        npy::require_finite(
-            &path,
-            mapped.as_slice(),
-            self.meta.n_voxels,
-            "finite values (a run set holds zeros where TRs are censored)",
-        )?;
         Ok(mapped)
     }
 

@@ -1,6 +1,19 @@
 //! The seeded mutations shared by the reader fuzz targets (crates/data/tests/fuzz_readers.rs)
 //! and the command fuzz targets (crates/cli/tests/fuzz_commands.rs).
 
+/// A whole number from the environment variable `name`, else `default` (case counts, seeds).
+pub fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The seed both fuzz runs start from: `BRAINRECON_FUZZ_SEED`, default 0.
+pub fn seed() -> u64 {
+    env_number("BRAINRECON_FUZZ_SEED", 0)
+}
+
 /// SplitMix64: small, seeded, ours.
 pub struct Rng(pub u64);
 
