@@ -3,7 +3,8 @@
 //!
 //! Steps, per run: read the CIFTI file, keep the asked structures (both cortical surfaces by
 //! default: CC2017's first 59,412 grayordinates), cut it to the design's TRs, remove a
-//! least-squares polynomial per grayordinate (order 4 by default, as Wen et al.) and z-score it
+//! least-squares polynomial per grayordinate (of GLMdenoise's degree for the run's duration by
+//! default: 4 on CC2017's 8-min runs, as Wen et al.) and z-score it
 //! (population std; a flat grayordinate stays zero). Then the repetitions of each segment are
 //! averaged, and the sample of stimulus TR t of a segment is the average's TRs t + lag …
 //! t + lag + K − 1 side by side (`--window K`, `--lag L`; MinD-Video's fMRI[t], fMRI[t+1] is
@@ -164,7 +165,7 @@ pub struct Cc2017Options {
     pub out: PathBuf,
     /// CIFTI structures to keep (`CORTEX_LEFT` or `CIFTI_STRUCTURE_CORTEX_LEFT`).
     pub structures: Vec<String>,
-    pub detrend_order: Option<usize>,
+    pub detrend: RunDetrend,
     pub zscore: bool,
     /// K: TRs per sample.
     pub window: usize,
@@ -176,19 +177,41 @@ pub struct Cc2017Options {
 }
 
 impl Cc2017Options {
-    /// The defaults: cortex, order-4 detrend, z-score, window 2, lag 0, threshold 0.2.
+    /// The defaults: cortex, the drift degree from the runs' duration, z-score, window 2, lag 0,
+    /// threshold 0.2.
     pub fn new(root: &Path, subject: usize, out: &Path) -> Self {
         Cc2017Options {
             root: root.to_path_buf(),
             subject,
             out: out.to_path_buf(),
             structures: CORTEX.iter().map(|s| s.to_string()).collect(),
-            detrend_order: Some(4),
+            detrend: RunDetrend::ByDuration,
             zscore: true,
             window: 2,
             lag: 0,
             reliability_threshold: Some(DEFAULT_RELIABILITY_THRESHOLD),
             progress: false,
+        }
+    }
+}
+
+/// The polynomial removed from each run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunDetrend {
+    Off,
+    /// GLMdenoise's degree for the run's duration (`detrend::degree_for_duration`): 4 for
+    /// CC2017's 8-min runs, as Wen et al. remove.
+    ByDuration,
+    Order(usize),
+}
+
+impl RunDetrend {
+    /// The degree used on runs of `n_tr` TRs of `tr` seconds (`None`: no detrending).
+    pub fn degree(self, n_tr: usize, tr: f64) -> Option<usize> {
+        match self {
+            RunDetrend::Off => None,
+            RunDetrend::ByDuration => Some(detrend::degree_for_duration(n_tr as f64 * tr)),
+            RunDetrend::Order(order) => Some(order),
         }
     }
 }
@@ -282,10 +305,9 @@ fn check_options(opts: &Cc2017Options, design: &Design) -> Result<()> {
             )));
         }
     }
-    if opts.detrend_order.is_some_and(|o| o > 10) {
+    if let RunDetrend::Order(order @ 11..) = opts.detrend {
         return Err(DataError::Usage(format!(
-            "--detrend-order: expected 0 to 10, found {}",
-            opts.detrend_order.unwrap()
+            "--detrend-order: expected 0 to 10 or auto, found {order}"
         )));
     }
     if opts.structures.is_empty() {
@@ -614,13 +636,14 @@ fn write_split(
     Ok(samples)
 }
 
-fn settings(opts: &Cc2017Options) -> Result<Settings> {
+fn settings(opts: &Cc2017Options, design: &Design) -> Result<Settings> {
     Ok(Settings {
         root: std::fs::canonicalize(&opts.root).map_err(|e| DataError::io(&opts.root, e))?,
         subject: opts.subject,
         structures: opts.structures.clone(),
         detrend: opts
-            .detrend_order
+            .detrend
+            .degree(design.n_tr, design.tr)
             .map_or("none".into(), |o| Detrend::Poly { order: o }.label()),
         zscore: opts.zscore,
         window: opts.window,
@@ -639,7 +662,7 @@ pub fn prepare(opts: &Cc2017Options) -> Result<PrepareReport> {
     }
     let design = Design::of_dataset(&opts.root)?;
     check_options(opts, &design)?;
-    let settings = settings(opts)?;
+    let settings = settings(opts, &design)?;
     let train = runs_in(
         &opts.root,
         opts.subject,
@@ -722,7 +745,10 @@ fn write_prepared(
     let mut reader = Reader {
         opts,
         design,
-        basis: opts.detrend_order.map(|o| PolyBasis::new(n, o)),
+        basis: opts
+            .detrend
+            .degree(n, design.tr)
+            .map(|o| PolyBasis::new(n, o)),
         reference: None,
         columns: Vec::new(),
         cuts: Vec::new(),

@@ -28,13 +28,17 @@ fn dataset() -> &'static (tempfile::TempDir, PathBuf, VideoTruth) {
     })
 }
 
-/// (time × columns) of the cortex of a run, voxel-major, each column detrended (order 4) and,
-/// if asked, z-scored: the preparation done by hand.
+/// The drift degree `video prepare` uses by default on the subject's 40 TRs of 2 s:
+/// GLMdenoise's round(80 s / 120 s).
+const DRIFT_DEGREE: usize = 1;
+
+/// (time × columns) of the cortex of a run, voxel-major, each column detrended (DRIFT_DEGREE)
+/// and, if asked, z-scored: the preparation done by hand.
 fn cleaned_cortex(path: &Path, zscore: bool) -> (usize, Vec<Vec<f64>>) {
     let cifti = CiftiSeries::read(path).unwrap();
     let sel = cifti.cortex().unwrap();
     let (n, s) = (sel.n_time, sel.columns.len());
-    let basis = PolyBasis::new(n, 4);
+    let basis = PolyBasis::new(n, DRIFT_DEGREE);
     let columns = (0..s)
         .map(|v| {
             let mut x: Vec<f64> = (0..n).map(|t| sel.data[t * s + v] as f64).collect();
@@ -315,6 +319,7 @@ fn prepare_matches_a_computation_by_hand() {
     let report = prepare(&opts).unwrap();
     let meta = read_meta(&out).unwrap();
     assert_eq!(meta, report.meta);
+    assert_eq!(meta.settings.detrend, format!("poly:{DRIFT_DEGREE}"));
     let (v, n) = (meta.n_voxels, 40);
     let per_segment = n - 2 - 1 + 1;
     let x = npy::read_f32(&out.join("X_train.npy")).unwrap();

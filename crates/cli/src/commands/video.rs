@@ -1,6 +1,6 @@
 //! `brainrecon video …`: brain activity recorded while watching videos (CC2017's layout).
 
-use brainrecon_data::cc2017::{prepare, Cc2017Options, DEFAULT_RELIABILITY_THRESHOLD};
+use brainrecon_data::cc2017::{prepare, Cc2017Options, RunDetrend, DEFAULT_RELIABILITY_THRESHOLD};
 use std::path::PathBuf;
 
 /// Video from brain activity: prepare CC2017-style fMRI, decode it, generate and score clips
@@ -35,7 +35,8 @@ pub fn run(command: VideoCommand) -> anyhow::Result<()> {
 ///
 /// Per run: the chosen structures (both cortical surfaces by default), cut to the design's TRs
 /// (CC2017's 245/246-volume runs as the authors cut them), a least-squares polynomial removed
-/// per grayordinate (--detrend-order, default 4) and a z-score (unless --no-zscore). The
+/// per grayordinate (--detrend-order; by default GLMdenoise's degree for the run's duration,
+/// round(minutes / 2): 4 on CC2017's 8-min runs) and a z-score (unless --no-zscore). The
 /// repetitions of each segment are averaged. Voxels: those whose test-retest reliability
 /// (Pearson r between the presentations of the training segments) exceeds
 /// --reliability-threshold (default 0.2), or all with --all-voxels. The sample of stimulus
@@ -68,9 +69,10 @@ pub struct PrepareArgs {
     /// TRs from the stimulus TR to the first TR of its window (L)
     #[arg(long, default_value_t = 0)]
     lag: usize,
-    /// Order of the polynomial removed from each run (0 removes the mean)
-    #[arg(long, default_value_t = 4, conflicts_with = "no_detrend")]
-    detrend_order: usize,
+    /// Degree of the polynomial removed from each run (0 removes the mean); auto: GLMdenoise's
+    /// round(minutes / 2), 4 on CC2017's 8-min runs, 1 on the synthetic subject's 80-s runs
+    #[arg(long, default_value = "auto", value_parser = parse_detrend_order, conflicts_with = "no_detrend")]
+    detrend_order: RunDetrend,
     /// Do not detrend
     #[arg(long)]
     no_detrend: bool,
@@ -92,11 +94,24 @@ pub struct PrepareArgs {
     json: bool,
 }
 
+fn parse_detrend_order(text: &str) -> Result<RunDetrend, String> {
+    match text {
+        "auto" => Ok(RunDetrend::ByDuration),
+        _ => text
+            .parse()
+            .map(RunDetrend::Order)
+            .map_err(|_| format!("expected a degree from 0 or auto, found '{text}'")),
+    }
+}
+
 fn run_prepare(args: PrepareArgs) -> anyhow::Result<()> {
     let mut opts = Cc2017Options::new(&args.cc2017, args.subject, &args.out);
     opts.window = args.window;
     opts.lag = args.lag;
-    opts.detrend_order = (!args.no_detrend).then_some(args.detrend_order);
+    opts.detrend = match args.no_detrend {
+        true => RunDetrend::Off,
+        false => args.detrend_order,
+    };
     opts.zscore = !args.no_zscore;
     opts.reliability_threshold = (!args.all_voxels).then_some(args.reliability_threshold);
     if !args.structures.is_empty() {

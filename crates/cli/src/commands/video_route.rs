@@ -5,6 +5,7 @@ use super::{device, print_json, show_progress, usage};
 use brainrecon_data::cifti::cc2017::Split;
 use brainrecon_diffusion::pipeline::{SampleOptions, StableDiffusion, VideoDiffusion};
 use brainrecon_diffusion::scheduler::SchedulerKind;
+use brainrecon_routes::video::breakdown::GroupScores;
 use brainrecon_routes::video::classifiers::VideoClassifiers;
 use brainrecon_routes::video::evaluate::{evaluate, VideoEvalOptions};
 use brainrecon_routes::video::fit::{
@@ -476,6 +477,25 @@ pub fn run_eval(args: EvalArgs) -> anyhow::Result<()> {
         summary.psnr,
         page.display()
     )?;
+    print_breakdown(&summary.breakdown)
+}
+
+/// The scores per segment and per position in it, one line a group.
+fn print_breakdown(groups: &[GroupScores]) -> anyhow::Result<()> {
+    outln!("  clips of         TRs  clips  2-way  direction  colour  shape")?;
+    for g in groups {
+        outln!(
+            "  {:<14} {:>2}–{:<2} {:>6}  {:.3}  {:>9.3}  {:.3}  {:.3}",
+            g.group,
+            g.first_tr,
+            g.last_tr,
+            g.clips,
+            g.two_way,
+            g.direction,
+            g.colour,
+            g.shape
+        )?;
+    }
     Ok(())
 }
 

@@ -117,6 +117,18 @@ pub fn running_median(x: &[f64], size: usize) -> Vec<f64> {
     out
 }
 
+/// The degree of the drift polynomial for a run of `seconds`: GLMdenoise's and GLMsingle's
+/// default, round(minutes / 2) with halves away from zero (an 8-min run gets 4, an 80-s run 1).
+/// A fixed high degree on a short run removes the stimulus signal itself, worst at the run's
+/// first and last TRs, where a polynomial bends most.
+pub fn degree_for_duration(seconds: f64) -> usize {
+    if seconds.is_finite() && seconds > 0.0 {
+        (seconds / 120.0).round() as usize
+    } else {
+        0
+    }
+}
+
 /// An orthonormal basis (columns, each `n` long) of polynomials up to `order` in time.
 pub struct PolyBasis {
     n: usize,
@@ -201,6 +213,26 @@ pub fn rms(x: &[f64]) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn drift_degree_follows_glmdenoise() {
+        // round(TRs · TR / 60 / 2): NSD's 188 × 1.6 s → 3, CC2017's 240 × 2 s → 4, the
+        // synthetic video subject's 40 × 2 s → 1, 90 s → 1 (0.75), 30 s → 0, 150 s → 1 (1.25),
+        // 180 s → 2 (1.5 rounds away from zero, as MATLAB's round).
+        for (seconds, degree) in [
+            (188.0 * 1.6, 3),
+            (480.0, 4),
+            (80.0, 1),
+            (90.0, 1),
+            (30.0, 0),
+            (150.0, 1),
+            (180.0, 2),
+            (0.0, 0),
+            (f64::NAN, 0),
+        ] {
+            assert_eq!(degree_for_duration(seconds), degree, "{seconds} s");
+        }
+    }
 
     #[test]
     fn parse_and_window() {

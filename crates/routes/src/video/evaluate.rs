@@ -11,11 +11,13 @@
 //!   (synthetic subject), with their chance levels.
 //! - **SSIM and PSNR** per frame (scikit-image's defaults, data range 255) at the stimulus
 //!   frame size, or at `--size` (MinD-Video: 256²).
+//! - The same **per test segment and per position in it** (`breakdown`).
 //!
 //! ```text
 //! <out>/video_eval.json   VideoEvalSummary (means, chance levels, per-clip rows)
 //! ```
 
+use super::breakdown::{breakdown, GroupScores};
 use super::classifiers::VideoClassifiers;
 use super::reconstruct::{clip_stem, ReconstructSummary, SUMMARY as RECONSTRUCT_SUMMARY};
 use super::stimuli::{StimulusClips, StimulusTr};
@@ -98,6 +100,10 @@ pub struct VideoEvalSummary {
     pub ssim: f64,
     pub psnr: f64,
     pub frame_size: usize,
+    /// The same scores per test segment, per position in the segment (early, middle and late
+    /// thirds of its TRs) and per segment × position.
+    #[serde(default)]
+    pub breakdown: Vec<GroupScores>,
     pub rows: Vec<ClipRow>,
 }
 
@@ -318,6 +324,7 @@ pub fn evaluate(
         ssim: rows.iter().map(|r| r.ssim).sum::<f64>() / n.max(1) as f64,
         psnr: rows.iter().map(|r| r.psnr).sum::<f64>() / n.max(1) as f64,
         frame_size,
+        breakdown: breakdown(&rows),
         rows,
     };
     write_json_atomic(&opts.out.join(SUMMARY), &summary)?;

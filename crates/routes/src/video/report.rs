@@ -1,6 +1,7 @@
 //! The video route's HTML report: each test clip's stimulus and reconstruction side by side,
 //! animated (GIFs), with the rule's readings, SSIM and 2-way score; the summary beside
-//! MinD-Video's published numbers, every value with its chance level.
+//! MinD-Video's published numbers, every value with its chance level; the scores per test
+//! segment and position in it.
 //!
 //! ```text
 //! <out>/index.html
@@ -84,6 +85,33 @@ fn classifier_rows(s: &VideoEvalSummary) -> String {
     .collect()
 }
 
+/// The table of scores per segment and position in it.
+fn breakdown_table(s: &VideoEvalSummary) -> String {
+    let mut rows = String::new();
+    for g in &s.breakdown {
+        let _ = writeln!(
+            rows,
+            "<tr><td>{}</td><td>{}–{}</td><td>{}</td><td>{:.3}</td><td>{:.3}</td><td>{:.3}</td>\
+             <td>{:.3}</td><td>{:.3}</td></tr>",
+            escape(&g.group),
+            g.first_tr,
+            g.last_tr,
+            g.clips,
+            g.two_way,
+            g.direction,
+            g.colour,
+            g.shape,
+            g.ssim,
+        );
+    }
+    format!(
+        "<h2>By segment and position in the segment</h2>\n<p>Early, middle and late: the \
+         first, middle and last third of a segment's stimulus TRs.</p>\n<table>\n<tr><th>clips \
+         of</th><th>TRs</th><th>clips</th><th>2-way</th><th>motion direction</th><th>colour</th>\
+         <th>shape</th><th>SSIM</th></tr>\n{rows}</table>\n"
+    )
+}
+
 fn page(s: &VideoEvalSummary, rows: &str) -> String {
     let fifty = s
         .fifty_way
@@ -103,7 +131,7 @@ fn page(s: &VideoEvalSummary, rows: &str) -> String {
          <tr><td>colour</td><td>{:.3}</td><td>{:.3}</td><td></td></tr>\n\
          <tr><td>shape</td><td>{:.3}</td><td>{:.3}</td><td></td></tr>\n\
          <tr><td>SSIM ({}²)</td><td>{:.3}</td><td></td><td>0.171</td></tr>\n\
-         <tr><td>PSNR</td><td>{:.2}</td><td></td><td></td></tr>\n</table>\n\
+         <tr><td>PSNR</td><td>{:.2}</td><td></td><td></td></tr>\n</table>\n{}\
          <h2>Clips</h2>\n<table>\n<tr><th>clip</th><th>stimulus</th><th>reconstruction</th>\
          <th>stimulus read</th><th>reconstruction read</th><th>SSIM</th><th>PSNR</th>\
          <th>2-way</th></tr>\n{}</table>\n</body></html>\n",
@@ -123,6 +151,7 @@ fn page(s: &VideoEvalSummary, rows: &str) -> String {
         s.frame_size,
         s.ssim,
         s.psnr,
+        breakdown_table(s),
         rows
     )
 }
