@@ -7,10 +7,15 @@
 //!   TR (`getcanonicalhrf`, `getcanonicalhrflibrary`), from the tables it ships.
 //! - [`design`]: a design matrix from event onsets in seconds, each onset's HRF interpolated at
 //!   the TRs, as GLMsingle's onset-time `convolve_design` does for onsets between TRs.
+//! - [`fit`]: GLMsingle's assumed-HRF fit and the models built on it: TYPEA (on/off: `onoffR2`,
+//!   `meanvol`, `betasmd`) and TYPEB (single-trial betas with the best of the library's 20
+//!   HRFs per voxel: `HRFindex`, `R2`, `betasmd`). TYPEC (GLMdenoise) and TYPED (fractional
+//!   ridge) are not built yet.
 //!
 //! Drift polynomials use GLMsingle's degree for a run's duration:
 //! `brainrecon_data::runs::detrend::degree_for_duration`.
 
 pub mod design;
+pub mod fit;
 pub mod hrf;
 pub mod pchip;
