@@ -15,6 +15,10 @@
 //! Shapes: a run's data is (n_times × voxels) row-major; its design (n_times × conditions),
 //! 1 at the TR of each onset, as GLMsingle's matrix designs.
 
+use faer::linalg::matmul::matmul;
+use faer::linalg::solvers::{Llt, Solve};
+use faer::{Accum, Mat, Par, Side};
+
 /// One run: the recording and its design.
 #[derive(Debug, Clone, Copy)]
 pub struct Run<'a> {
@@ -23,15 +27,6 @@ pub struct Run<'a> {
     /// (n_times × conditions), row-major: 1 at each trial's onset TR.
     pub design: &'a [f64],
     pub n_times: usize,
-}
-
-/// An assumed-HRF fit of every voxel.
-#[derive(Debug, Clone, PartialEq)]
-pub struct AssumedFit {
-    /// (columns × voxels), row-major, in percent of `meanvol`.
-    pub betas: Vec<f64>,
-    /// Per voxel, percent.
-    pub r2: Vec<f64>,
 }
 
 /// TYPEA's outputs under GLMsingle's names.
@@ -132,109 +127,155 @@ pub fn mean_volume(runs: &[Run], voxels: usize) -> Vec<f64> {
     sum.iter().map(|s| s / count.max(1) as f64).collect()
 }
 
-/// Solves G·X = B in place for symmetric positive definite G (k × k) and B (k × m), by
-/// Cholesky. A column of G that is all zero (a regressor never on) gets a zero row of X.
-fn solve_spd(g: &[f64], b: &mut [f64], k: usize) {
-    let m = b.len() / k.max(1);
-    let mut l = vec![0.0; k * k];
-    let mut live = vec![true; k];
-    for j in 0..k {
-        let d = g[j * k + j] - (0..j).map(|p| l[j * k + p] * l[j * k + p]).sum::<f64>();
-        if g[j * k + j] == 0.0 || d <= 0.0 {
-            live[j] = false;
-            continue;
-        }
-        let root = d.sqrt();
-        l[j * k + j] = root;
-        for i in j + 1..k {
-            let s = g[i * k + j] - (0..j).map(|p| l[i * k + p] * l[j * k + p]).sum::<f64>();
-            l[i * k + j] = s / root;
-        }
-    }
-    for c in 0..m {
-        let mut y = vec![0.0; k];
-        for i in 0..k {
-            if live[i] {
-                let s = b[i * m + c] - (0..i).map(|p| l[i * k + p] * y[p]).sum::<f64>();
-                y[i] = s / l[i * k + i];
-            }
-        }
-        for i in (0..k).rev() {
-            if live[i] {
-                let s = y[i] - (i + 1..k).map(|p| l[p * k + i] * b[p * m + c]).sum::<f64>();
-                b[i * m + c] = s / l[i * k + i];
-            } else {
-                b[i * m + c] = 0.0;
-            }
+/// Voxels fitted together: a chunk's recording is held as (all TRs × CHUNK) f64.
+pub const VOXEL_CHUNK: usize = 4096;
+
+/// Why a fit cannot be made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GlmError {
+    /// The regressors of the library's HRF `hrf` (0-based; 0 for TYPEA) are linearly dependent.
+    SingularDesign { hrf: usize },
+}
+
+impl std::fmt::Display for GlmError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            GlmError::SingularDesign { hrf } => write!(
+                f,
+                "the design convolved with HRF {hrf} has linearly dependent regressors \
+                 (trials whose onsets coincide, or more trials than volumes)"
+            ),
         }
     }
 }
 
-/// Least squares of every voxel on the k columns of each run's convolved design (both with
-/// the run's polynomials removed), with R² over all runs. `designs[p]`: (n_times × k).
-fn fit_assumed(
-    runs: &[Run],
+impl std::error::Error for GlmError {}
+
+/// A design ready for any voxels: each run's convolved design with the run's polynomials
+/// removed (n_p × k), the regressors that are ever on (GLMsingle gives the others 0) and the
+/// Cholesky factor of their Gram matrix.
+struct PreparedDesign {
+    runs: Vec<Mat<f64>>,
+    live: Vec<usize>,
+    factor: Llt<f64>,
+    k: usize,
+}
+
+fn prepare_design(
     designs: &[Vec<f64>],
     k: usize,
     bases: &[Vec<Vec<f64>>],
-    voxels: usize,
-    meanvol: &[f64],
-) -> AssumedFit {
-    let (mut gram, mut cross) = (vec![0.0; k * k], vec![0.0; k * voxels]);
-    let mut projected = Vec::with_capacity(runs.len());
-    for ((run, design), basis) in runs.iter().zip(designs).zip(bases) {
+    hrf: usize,
+) -> Result<PreparedDesign, GlmError> {
+    let mut gram = Mat::<f64>::zeros(k, k);
+    let mut runs = Vec::with_capacity(designs.len());
+    for (design, basis) in designs.iter().zip(bases) {
         let mut x = design.clone();
         project_out(basis, &mut x, k);
-        let mut y: Vec<f64> = run.data.iter().map(|&v| v as f64).collect();
-        project_out(basis, &mut y, voxels);
-        for t in 0..run.n_times {
-            let (xt, yt) = (&x[t * k..(t + 1) * k], &y[t * voxels..(t + 1) * voxels]);
-            for (i, &xi) in xt.iter().enumerate().filter(|(_, &v)| v != 0.0) {
-                gram[i * k..(i + 1) * k]
-                    .iter_mut()
-                    .zip(xt)
-                    .for_each(|(g, &xj)| *g += xi * xj);
-                cross[i * voxels..(i + 1) * voxels]
-                    .iter_mut()
-                    .zip(yt)
-                    .for_each(|(c, &yv)| *c += xi * yv);
-            }
-        }
-        projected.push((x, y));
+        let n = x.len() / k;
+        let x = Mat::from_fn(n, k, |t, j| x[t * k + j]);
+        matmul(
+            gram.as_mut(),
+            Accum::Add,
+            x.transpose(),
+            x.as_ref(),
+            1.0,
+            Par::Seq,
+        );
+        runs.push(x);
     }
-    let mut betas = cross;
-    solve_spd(&gram, &mut betas, k);
-    let (mut residual, mut total) = (vec![0.0; voxels], vec![0.0; voxels]);
-    for (x, y) in &projected {
-        for (xt, yt) in x.chunks_exact(k).zip(y.chunks_exact(voxels)) {
-            for v in 0..voxels {
-                let fit: f64 = xt
-                    .iter()
-                    .enumerate()
-                    .map(|(i, &xi)| xi * betas[i * voxels + v])
-                    .sum();
-                residual[v] += (fit - yt[v]).powi(2);
-                total[v] += yt[v] * yt[v];
-            }
-        }
-    }
-    let r2 = residual
+    let live: Vec<usize> = (0..k).filter(|&j| gram[(j, j)] > 0.0).collect();
+    let reduced = Mat::from_fn(live.len(), live.len(), |a, b| gram[(live[a], live[b])]);
+    let factor = reduced
+        .llt(Side::Lower)
+        .map_err(|_| GlmError::SingularDesign { hrf })?;
+    Ok(PreparedDesign {
+        runs,
+        live,
+        factor,
+        k,
+    })
+}
+
+/// A chunk of voxels' recording with each run's polynomials removed (n_p × c per run), and
+/// each voxel's sum of squares over all runs.
+struct ProjectedChunk {
+    runs: Vec<Mat<f64>>,
+    total: Vec<f64>,
+}
+
+fn project_chunk(
+    runs: &[Run],
+    bases: &[Vec<Vec<f64>>],
+    voxels: usize,
+    chunk: std::ops::Range<usize>,
+) -> ProjectedChunk {
+    let c = chunk.len();
+    let mut total = vec![0.0; c];
+    let projected = runs
         .iter()
-        .zip(&total)
-        .map(|(r, t)| {
-            if *t == 0.0 {
+        .zip(bases)
+        .map(|(run, basis)| {
+            let mut y: Vec<f64> = run
+                .data
+                .chunks_exact(voxels)
+                .flat_map(|row| row[chunk.clone()].iter().map(|&v| v as f64))
+                .collect();
+            project_out(basis, &mut y, c);
+            for row in y.chunks_exact(c) {
+                total.iter_mut().zip(row).for_each(|(s, v)| *s += v * v);
+            }
+            Mat::from_fn(run.n_times, c, |t, v| y[t * c + v])
+        })
+        .collect();
+    ProjectedChunk {
+        runs: projected,
+        total,
+    }
+}
+
+/// Least squares of a chunk's voxels on a prepared design: betas (k × c, the data's units;
+/// 0 for regressors never on) and R² in percent over all runs, from
+/// RSS = ‖P⊥y‖² − βᵀ(P⊥X)ᵀP⊥y (the normal equations make the two forms equal).
+fn fit_chunk(design: &PreparedDesign, chunk: &ProjectedChunk) -> (Mat<f64>, Vec<f64>) {
+    let c = chunk.total.len();
+    let mut cross = Mat::<f64>::zeros(design.k, c);
+    let par = faer::get_global_parallelism();
+    for (x, y) in design.runs.iter().zip(&chunk.runs) {
+        matmul(
+            cross.as_mut(),
+            Accum::Add,
+            x.transpose(),
+            y.as_ref(),
+            1.0,
+            par,
+        );
+    }
+    let live = &design.live;
+    let mut solved = Mat::from_fn(live.len(), c, |a, v| cross[(live[a], v)]);
+    design.factor.solve_in_place(solved.as_mut());
+    let mut betas = Mat::<f64>::zeros(design.k, c);
+    let r2 = (0..c)
+        .map(|v| {
+            let mut explained = 0.0;
+            for (a, &j) in live.iter().enumerate() {
+                betas[(j, v)] = solved[(a, v)];
+                explained += solved[(a, v)] * cross[(j, v)];
+            }
+            let total = chunk.total[v];
+            if total == 0.0 {
                 f64::NAN
             } else {
-                100.0 * (1.0 - r / t)
+                100.0 * (1.0 - (total - explained) / total)
             }
         })
         .collect();
-    for row in betas.chunks_exact_mut(voxels) {
-        row.iter_mut()
-            .zip(meanvol)
-            .for_each(|(b, m)| *b = *b / m.abs() * 100.0);
-    }
-    AssumedFit { betas, r2 }
+    (betas, r2)
+}
+
+/// `beta` in percent of the voxel's mean, as GLMsingle's `wantpercentbold`.
+fn percent(beta: f64, mean: f64) -> f64 {
+    beta / mean.abs() * 100.0
 }
 
 fn check_runs(runs: &[Run], voxels: usize, conditions: usize) {
@@ -264,13 +305,9 @@ pub fn fit_on_off(
     conditions: usize,
     hrf: &[f64],
     degrees: &[usize],
-) -> OnOff {
+) -> Result<OnOff, GlmError> {
     check_runs(runs, voxels, conditions);
-    let bases: Vec<_> = runs
-        .iter()
-        .zip(degrees)
-        .map(|(r, &d)| polynomial_basis(r.n_times, d))
-        .collect();
+    let bases = run_bases(runs, degrees);
     let designs: Vec<Vec<f64>> = runs
         .iter()
         .map(|r| {
@@ -282,13 +319,32 @@ pub fn fit_on_off(
             convolve_columns(&collapsed, 1, hrf)
         })
         .collect();
+    let design = prepare_design(&designs, 1, &bases, 0)?;
     let meanvol = mean_volume(runs, voxels);
-    let fit = fit_assumed(runs, &designs, 1, &bases, voxels, &meanvol);
-    OnOff {
-        onoff_r2: fit.r2,
-        meanvol,
-        betasmd: fit.betas,
+    let (mut onoff_r2, mut betasmd) = (Vec::with_capacity(voxels), Vec::with_capacity(voxels));
+    for start in (0..voxels).step_by(VOXEL_CHUNK) {
+        let chunk = start..(start + VOXEL_CHUNK).min(voxels);
+        let (betas, r2) = fit_chunk(&design, &project_chunk(runs, &bases, voxels, chunk.clone()));
+        betasmd.extend(chunk.map(|v| percent(betas[(0, v - start)], meanvol[v])));
+        onoff_r2.extend(r2);
     }
+    Ok(OnOff {
+        onoff_r2,
+        meanvol,
+        betasmd,
+    })
+}
+
+fn run_bases(runs: &[Run], degrees: &[usize]) -> Vec<Vec<Vec<f64>>> {
+    assert_eq!(
+        runs.len(),
+        degrees.len(),
+        "GLM: a polynomial degree per run"
+    );
+    runs.iter()
+        .zip(degrees)
+        .map(|(r, &d)| polynomial_basis(r.n_times, d))
+        .collect()
 }
 
 /// GLMsingle's single-trial design: per run (n_times × trials over all runs), a column per
@@ -325,50 +381,142 @@ pub fn single_trial_designs(runs: &[Run], conditions: usize) -> (Vec<Vec<f64>>, 
 }
 
 /// TYPEB: single-trial betas with each HRF of `library` (each scaled to peak 1, as GLMsingle
-/// fits them), per voxel the HRF of largest R².
+/// fits them), per voxel the HRF of largest R². Voxels are fitted VOXEL_CHUNK at a time.
 pub fn fit_hrf_library(
     runs: &[Run],
     voxels: usize,
     conditions: usize,
     library: &[Vec<f64>],
     degrees: &[usize],
-) -> FitHrf {
+) -> Result<FitHrf, GlmError> {
+    fit_hrf_library_in_chunks(runs, (voxels, conditions), library, degrees, VOXEL_CHUNK)
+}
+
+fn fit_hrf_library_in_chunks(
+    runs: &[Run],
+    (voxels, conditions): (usize, usize),
+    library: &[Vec<f64>],
+    degrees: &[usize],
+    chunk_size: usize,
+) -> Result<FitHrf, GlmError> {
     check_runs(runs, voxels, conditions);
-    let bases: Vec<_> = runs
-        .iter()
-        .zip(degrees)
-        .map(|(r, &d)| polynomial_basis(r.n_times, d))
-        .collect();
+    let bases = run_bases(runs, degrees);
     let (single, stim_order) = single_trial_designs(runs, conditions);
     let trials = stim_order.len();
+    let prepared = library
+        .iter()
+        .enumerate()
+        .map(|(h, hrf)| {
+            let peak = hrf.iter().copied().fold(f64::MIN, f64::max);
+            let hrf: Vec<f64> = hrf.iter().map(|v| v / peak).collect();
+            let designs: Vec<Vec<f64>> = single
+                .iter()
+                .map(|d| convolve_columns(d, trials, &hrf))
+                .collect();
+            prepare_design(&designs, trials, &bases, h)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
     let meanvol = mean_volume(runs, voxels);
-    let (mut best, mut hrf_index) = (vec![f64::NEG_INFINITY; voxels], vec![0usize; voxels]);
-    let mut betasmd = vec![0.0; voxels * trials];
-    for (h, hrf) in library.iter().enumerate() {
-        let peak = hrf.iter().copied().fold(f64::MIN, f64::max);
-        let hrf: Vec<f64> = hrf.iter().map(|v| v / peak).collect();
-        let designs: Vec<Vec<f64>> = single
-            .iter()
-            .map(|d| convolve_columns(d, trials, &hrf))
-            .collect();
-        let fit = fit_assumed(runs, &designs, trials, &bases, voxels, &meanvol);
-        for v in 0..voxels {
-            // A voxel without variance (NaN R²) keeps the first HRF, as argmax does.
-            let better = fit.r2[v].partial_cmp(&best[v]) == Some(std::cmp::Ordering::Greater);
-            if h > 0 && !better {
-                continue;
-            }
-            best[v] = fit.r2[v];
-            hrf_index[v] = h;
-            for i in 0..trials {
-                betasmd[v * trials + i] = fit.betas[i * voxels + v];
+    let mut fit = FitHrf {
+        hrf_index: vec![0; voxels],
+        r2: vec![f64::NAN; voxels],
+        betasmd: vec![0.0; voxels * trials],
+        stim_order,
+    };
+    for start in (0..voxels).step_by(chunk_size) {
+        let chunk = start..(start + chunk_size).min(voxels);
+        let projected = project_chunk(runs, &bases, voxels, chunk.clone());
+        let mut best = vec![f64::NEG_INFINITY; chunk.len()];
+        for (h, design) in prepared.iter().enumerate() {
+            let (betas, r2) = fit_chunk(design, &projected);
+            for (c, v) in chunk.clone().enumerate() {
+                // A voxel without variance (NaN R²) keeps the first HRF, as argmax does.
+                let better = r2[c].partial_cmp(&best[c]) == Some(std::cmp::Ordering::Greater);
+                if h > 0 && !better {
+                    continue;
+                }
+                best[c] = r2[c];
+                fit.hrf_index[v] = h;
+                fit.r2[v] = r2[c];
+                for i in 0..trials {
+                    fit.betasmd[v * trials + i] = percent(betas[(i, c)], meanvol[v]);
+                }
             }
         }
     }
-    FitHrf {
-        hrf_index,
-        r2: best,
-        betasmd,
-        stim_order,
+    Ok(fit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Runs of pseudo-random data (a fixed linear congruential sequence) with a trial every
+    /// 4 TRs of 3 conditions.
+    fn experiment(voxels: usize) -> (Vec<Vec<f32>>, Vec<Vec<f64>>) {
+        let mut state = 12345u64;
+        let mut next = || {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) as f32 / (1u64 << 31) as f32
+        };
+        let (n, conditions) = (40, 3);
+        let data = (0..2)
+            .map(|_| (0..n * voxels).map(|_| 100.0 + next()).collect())
+            .collect();
+        let designs = (0..2)
+            .map(|_| {
+                let mut d = vec![0.0; n * conditions];
+                for (i, t) in (2..n - 6).step_by(4).enumerate() {
+                    d[t * conditions + i % conditions] = 1.0;
+                }
+                d
+            })
+            .collect();
+        (data, designs)
+    }
+
+    #[test]
+    fn chunks_of_voxels_give_the_same_fit() {
+        let voxels = 23;
+        let (data, designs) = experiment(voxels);
+        let runs: Vec<Run> = data
+            .iter()
+            .zip(&designs)
+            .map(|(data, design)| Run {
+                data,
+                design,
+                n_times: 40,
+            })
+            .collect();
+        let library = crate::hrf::hrf_library(1.0, 2.0);
+        let whole = fit_hrf_library_in_chunks(&runs, (voxels, 3), &library, &[1, 1], 64).unwrap();
+        let chunked = fit_hrf_library_in_chunks(&runs, (voxels, 3), &library, &[1, 1], 5).unwrap();
+        assert_eq!(whole.hrf_index, chunked.hrf_index);
+        let close = |a: &[f64], b: &[f64]| {
+            a.iter()
+                .zip(b)
+                .all(|(x, y)| (x - y).abs() <= 1e-9 * x.abs().max(1.0))
+        };
+        assert!(close(&whole.r2, &chunked.r2) && close(&whole.betasmd, &chunked.betasmd));
+        assert_eq!(whole.stim_order.len(), 2 * 8);
+        assert!(whole.r2.iter().all(|r| r.is_finite()));
+    }
+
+    #[test]
+    fn the_polynomial_basis_is_orthonormal_and_removes_drifts() {
+        let basis = polynomial_basis(30, 2);
+        for (i, a) in basis.iter().enumerate() {
+            for (j, b) in basis.iter().enumerate() {
+                let dot: f64 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+                assert!((dot - f64::from(u8::from(i == j))).abs() < 1e-12);
+            }
+        }
+        let mut quadratic: Vec<f64> = (0..30)
+            .map(|t| 3.0 + 0.5 * t as f64 - 0.01 * (t * t) as f64)
+            .collect();
+        project_out(&basis, &mut quadratic, 1);
+        assert!(quadratic.iter().all(|v| v.abs() < 1e-9));
     }
 }

@@ -89,7 +89,7 @@ fn typea_on_off_equals_glmsingles() {
     let f = fixture();
     let e = Experiment::read(&f);
     let hrf = canonical_hrf(e.stimdur, e.tr);
-    let fit = fit_on_off(&e.runs(), e.voxels, e.conditions, &hrf, &e.degrees);
+    let fit = fit_on_off(&e.runs(), e.voxels, e.conditions, &hrf, &e.degrees).unwrap();
     for (name, ours, tolerance) in [
         ("meanvol", &fit.meanvol, 1e-6),
         ("onoffR2", &fit.onoff_r2, 1e-5),
@@ -106,7 +106,7 @@ fn typeb_hrf_choice_r2_and_single_trial_betas_equal_glmsingles() {
     let f = fixture();
     let e = Experiment::read(&f);
     let library = hrf_library(e.stimdur, e.tr);
-    let fit = fit_hrf_library(&e.runs(), e.voxels, e.conditions, &library, &e.degrees);
+    let fit = fit_hrf_library(&e.runs(), e.voxels, e.conditions, &library, &e.degrees).unwrap();
     let theirs: Vec<usize> = f["typeb"]["HRFindex"]
         .as_array()
         .unwrap()
