@@ -5,22 +5,13 @@
 
 use brainrecon_glm::fit::{fit_hrf_library, fit_on_off, Run};
 use brainrecon_glm::hrf::{canonical_hrf, hrf_library};
+mod common;
+
+use common::numbers;
 use serde_json::Value;
 
 fn fixture() -> Value {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/glmsingle_fit.json"
-    );
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn numbers(v: &Value) -> Vec<f64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect()
+    common::fixture("glmsingle_fit.json")
 }
 
 struct Experiment {

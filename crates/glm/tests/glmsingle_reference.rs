@@ -5,22 +5,13 @@
 
 use brainrecon_glm::design::onset_design;
 use brainrecon_glm::hrf::{canonical_hrf, hrf_library, LIBRARY_SIZE};
+mod common;
+
+use common::numbers;
 use serde_json::Value;
 
 fn fixture() -> Value {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/glmsingle_hrf.json"
-    );
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-fn numbers(v: &Value) -> Vec<f64> {
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|x| x.as_f64().unwrap())
-        .collect()
+    common::fixture("glmsingle_hrf.json")
 }
 
 /// Largest absolute difference; the lengths must agree.
