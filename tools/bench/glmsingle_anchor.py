@@ -63,7 +63,10 @@ def fit(args):
     glm = GLM_single({"wantlibrary": 1, "wantglmdenoise": 0, "wantfracridge": 0,
                       "wantfileoutputs": [0, 0, 0, 0], "wantmemoryoutputs": [1, 1, 0, 0]})
     started = time.perf_counter()
-    results = glm.fit(designs, data, STIMDUR, TR)
+    # GLMsingle writes design files and figures even when asked for memory outputs only.
+    results = glm.fit(designs, data, STIMDUR, TR,
+                      outputdir=os.path.join(args.dir, "glmsingle_outputs"),
+                      figuredir=os.path.join(args.dir, "glmsingle_figures"))
     seconds = time.perf_counter() - started
     b = results["typeb"]
     np.save(os.path.join(args.dir, "glmsingle_onoffR2.npy"), np.ravel(results["typea"]["onoffR2"]))

@@ -221,18 +221,23 @@ fn mask_affine_with_nan_is_refused_before_anything_is_written() {
     assert!(err.to_string().contains("srow"), "{err}");
 }
 
-#[test]
-fn images_npy_of_another_shape_names_the_expected_one() {
-    use brainrecon_data::prepared::PreparedSubject;
-    use brainrecon_data::simulate::OutputLayout;
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("subject");
+/// A simulated subject of 30 images (16 px, 12 × 14 × 10 voxels) prepared at `dir/subject`.
+fn small_prepared_subject(dir: &Path) -> PathBuf {
+    let root = dir.join("subject");
     let mut opts = SimulateOptions::new(&root);
     opts.n_images = 30;
     opts.image_size = 16;
     opts.volume_shape = [12, 14, 10];
-    opts.layout = OutputLayout::Prepared;
+    opts.layout = brainrecon_data::simulate::OutputLayout::Prepared;
     simulate(&opts).unwrap();
+    root
+}
+
+#[test]
+fn images_npy_of_another_shape_names_the_expected_one() {
+    use brainrecon_data::prepared::PreparedSubject;
+    let dir = tempfile::tempdir().unwrap();
+    let root = small_prepared_subject(dir.path());
     let path = root.join("stimuli/images.npy");
     let ids = PreparedSubject::open(&root).unwrap().images().unwrap().ids;
     for shape in [vec![ids.len(), 16, 16, 4], vec![ids.len(), 16, 48]] {
@@ -273,15 +278,8 @@ fn hdf5_rows_above_the_array_limit_are_refused_before_reading() {
 #[test]
 fn nan_betas_and_bad_stimulus_ids_of_a_prepared_subject_are_named() {
     use brainrecon_data::prepared::{PreparedSubject, Split};
-    use brainrecon_data::simulate::OutputLayout;
     let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("subject");
-    let mut opts = SimulateOptions::new(&root);
-    opts.n_images = 30;
-    opts.image_size = 16;
-    opts.volume_shape = [12, 14, 10];
-    opts.layout = OutputLayout::Prepared;
-    simulate(&opts).unwrap();
+    let root = small_prepared_subject(dir.path());
     let subject = PreparedSubject::open(&root).unwrap();
     let roi = subject.roi("nsdgeneral").unwrap();
     let betas = root.join("betas/nsdgeneral/test.npy");

@@ -52,6 +52,20 @@ fn options(
     }
 }
 
+/// ds003720's fixture with its mask file (`ds003720_mask.nii.gz`), the other settings default.
+fn masked_ds003720(subject: &str, tasks: &[&str], out: &Path) -> PrepareOptions {
+    PrepareOptions {
+        mask: MaskChoice::File(fixtures().join("ds003720_mask.nii.gz")),
+        ..options(
+            &fixtures().join("ds003720"),
+            subject,
+            tasks,
+            out,
+            Layout::Bids,
+        )
+    }
+}
+
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     assert_eq!(a.len(), b.len());
     a.iter()
@@ -241,14 +255,7 @@ fn ds003720_threshold_mask_and_running_median() {
 fn ds003720_mask_file_and_polynomial() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("runs");
-    let mut opts = options(
-        &fixtures().join("ds003720"),
-        "sub-001",
-        &["Training"],
-        &out,
-        Layout::Bids,
-    );
-    opts.mask = MaskChoice::File(fixtures().join("ds003720_mask.nii.gz"));
+    let mut opts = masked_ds003720("sub-001", &["Training"], &out);
     opts.detrend = Some(Detrend::Poly { order: 2 });
     prepare(&opts).unwrap();
     let set = RunSet::open(&out).unwrap();
@@ -301,14 +308,7 @@ fn ds005531_derivatives_read_as_shipped() {
 fn voxel_maps_go_back_to_the_subjects_grid() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("runs");
-    let mut opts = options(
-        &fixtures().join("ds003720"),
-        "001",
-        &["Test"],
-        &out,
-        Layout::Bids,
-    );
-    opts.mask = MaskChoice::File(fixtures().join("ds003720_mask.nii.gz"));
+    let opts = masked_ds003720("001", &["Test"], &out);
     prepare(&opts).unwrap();
     let set = RunSet::open(&out).unwrap();
     let values: Vec<f32> = (0..set.n_voxels()).map(|v| v as f32 * 0.5 - 3.0).collect();
@@ -336,14 +336,7 @@ fn voxel_maps_go_back_to_the_subjects_grid() {
 fn an_interrupted_prepare_resumes_per_run() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("runs");
-    let mut opts = options(
-        &fixtures().join("ds003720"),
-        "001",
-        &["Training", "Test"],
-        &out,
-        Layout::Bids,
-    );
-    opts.mask = MaskChoice::File(fixtures().join("ds003720_mask.nii.gz"));
+    let opts = masked_ds003720("001", &["Training", "Test"], &out);
     prepare(&opts).unwrap();
     // Pretend the last run was never finished: move the set back to its staging name.
     let staging = dir.path().join("runs.partial");
@@ -370,14 +363,7 @@ fn an_interrupted_prepare_resumes_per_run() {
 fn a_nan_in_a_prepared_run_names_the_file_row_and_column() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("runs");
-    let mut opts = options(
-        &fixtures().join("ds003720"),
-        "001",
-        &["Training", "Test"],
-        &out,
-        Layout::Bids,
-    );
-    opts.mask = MaskChoice::File(fixtures().join("ds003720_mask.nii.gz"));
+    let opts = masked_ds003720("001", &["Training", "Test"], &out);
     prepare(&opts).unwrap();
     let file = out.join("runs/task-Test_run-01.npy");
     let mut run = npy::read_f32(&file).unwrap();

@@ -4,6 +4,7 @@
 
 use super::evaluate::ClipRow;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// Names of the thirds of a segment's stimulus TRs.
 pub const POSITIONS: [&str; 3] = ["early", "middle", "late"];
@@ -32,13 +33,14 @@ pub struct GroupScores {
 /// The third of its segment (index into POSITIONS) of each row: the segment's scored TRs
 /// from first to last cut into three equal spans.
 pub fn positions(rows: &[ClipRow]) -> Vec<usize> {
+    let mut spans: BTreeMap<usize, (usize, usize)> = BTreeMap::new();
+    for row in rows {
+        let span = spans.entry(row.segment).or_insert((row.tr, row.tr));
+        *span = (span.0.min(row.tr), span.1.max(row.tr));
+    }
     rows.iter()
         .map(|row| {
-            let trs = rows
-                .iter()
-                .filter(|r| r.segment == row.segment)
-                .map(|r| r.tr);
-            let (first, last) = (trs.clone().min().unwrap_or(0), trs.max().unwrap_or(0));
+            let (first, last) = spans[&row.segment];
             ((row.tr - first) * POSITIONS.len() / (last - first + 1)).min(POSITIONS.len() - 1)
         })
         .collect()
