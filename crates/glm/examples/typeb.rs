@@ -39,6 +39,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             data: &d.data,
             design: &x.1,
             n_times: d.shape[0],
+            extra: &[],
         })
         .collect();
     let degrees = vec![degree; n_runs];

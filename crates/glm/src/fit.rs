@@ -7,19 +7,21 @@
 //!   a library; per voxel the HRF whose R² over all runs is largest (`HRFindex`), its R² and its
 //!   single-trial betas (`betasmd`).
 //!
-//! The fit, as GLMsingle: per run, polynomials of degrees 0…d (d from the run's duration) are
-//! projected out of the data and of the HRF-convolved design; ordinary least squares over the
-//! runs together; R² = 100 · (1 − Σ‖P⊥(Xβ) − P⊥y‖² / Σ‖P⊥y‖²) over all runs; betas in percent of
-//! the voxel's mean over all volumes.
+//! The fit, as GLMsingle: per run, polynomials of degrees 0…d (d from the run's duration) and
+//! the run's extra regressors are projected out of the data and of the HRF-convolved design;
+//! ordinary least squares over the runs together; R² = 100 · (1 − Σ‖Q⊥(Xβ) − Q⊥y‖² / Σ‖Q⊥y‖²)
+//! over all runs with Q the polynomials only; betas in percent of the voxel's mean over all
+//! volumes. The machinery is in [`crate::engine`].
 //!
 //! Shapes: a run's data is (n_times × voxels) row-major; its design (n_times × conditions),
 //! 1 at the TR of each onset, as GLMsingle's matrix designs.
 
-use faer::linalg::matmul::matmul;
-use faer::linalg::solvers::{Llt, Solve};
-use faer::{Accum, Mat, Par, Side};
+pub use crate::engine::polynomial_basis;
+use crate::engine::{
+    gather_without_polynomials, ols, ols_r2, project_chunk, Nuisance, PreparedDesign,
+};
 
-/// One run: the recording and its design.
+/// One run: the recording, its design and its extra regressors.
 #[derive(Debug, Clone, Copy)]
 pub struct Run<'a> {
     /// (n_times × voxels), row-major.
@@ -27,6 +29,22 @@ pub struct Run<'a> {
     /// (n_times × conditions), row-major: 1 at each trial's onset TR.
     pub design: &'a [f64],
     pub n_times: usize,
+    /// (n_times × e), row-major: regressors projected out with the polynomials (GLMsingle's
+    /// `extra_regressors`, e.g. fMRIPrep's motion confounds); empty for none.
+    pub extra: &'a [f64],
+}
+
+impl Run<'_> {
+    /// The extra regressors as columns.
+    pub fn extra_columns(&self) -> Vec<Vec<f64>> {
+        if self.extra.is_empty() || self.n_times == 0 {
+            return Vec::new();
+        }
+        let e = self.extra.len() / self.n_times;
+        (0..e)
+            .map(|j| (0..self.n_times).map(|t| self.extra[t * e + j]).collect())
+            .collect()
+    }
 }
 
 /// TYPEA's outputs under GLMsingle's names.
@@ -50,55 +68,6 @@ pub struct FitHrf {
     pub stim_order: Vec<usize>,
 }
 
-/// Orthonormal columns (each `n` long) spanning the polynomials of degrees 0…`degree` of
-/// linspace(−1, 1, n), the span of GLMsingle's `make_polynomial_matrix`.
-pub fn polynomial_basis(n: usize, degree: usize) -> Vec<Vec<f64>> {
-    let x: Vec<f64> = (0..n)
-        .map(|t| {
-            if n > 1 {
-                2.0 * t as f64 / (n - 1) as f64 - 1.0
-            } else {
-                0.0
-            }
-        })
-        .collect();
-    let mut basis: Vec<Vec<f64>> = Vec::new();
-    for d in 0..=degree.min(n.saturating_sub(1)) {
-        let mut v: Vec<f64> = x.iter().map(|&xi| xi.powi(d as i32)).collect();
-        // Gram–Schmidt twice: the second pass removes the first one's rounding.
-        for _ in 0..2 {
-            for q in &basis {
-                let dot: f64 = v.iter().zip(q).map(|(a, b)| a * b).sum();
-                v.iter_mut().zip(q).for_each(|(a, b)| *a -= dot * b);
-            }
-        }
-        let norm = v.iter().map(|a| a * a).sum::<f64>().sqrt();
-        if norm > 1e-10 {
-            v.iter_mut().for_each(|a| *a /= norm);
-            basis.push(v);
-        }
-    }
-    basis
-}
-
-/// Removes the span of `basis` from every column of `m` (n × k, row-major).
-fn project_out(basis: &[Vec<f64>], m: &mut [f64], k: usize) {
-    let n = m.len() / k.max(1);
-    for q in basis {
-        let mut dots = vec![0.0; k];
-        for t in 0..n {
-            for (j, dot) in dots.iter_mut().enumerate() {
-                *dot += q[t] * m[t * k + j];
-            }
-        }
-        for t in 0..n {
-            for (j, dot) in dots.iter().enumerate() {
-                m[t * k + j] -= q[t] * dot;
-            }
-        }
-    }
-}
-
 /// Each of the k columns of `design` (n × k) convolved with `hrf`, cut to n samples.
 pub fn convolve_columns(design: &[f64], k: usize, hrf: &[f64]) -> Vec<f64> {
     let n = design.len() / k.max(1);
@@ -112,6 +81,12 @@ pub fn convolve_columns(design: &[f64], k: usize, hrf: &[f64]) -> Vec<f64> {
         }
     }
     out
+}
+
+/// `hrf` scaled to peak 1, as GLMsingle's `normalisemax` before every fit.
+pub fn peak_normalised(hrf: &[f64]) -> Vec<f64> {
+    let peak = hrf.iter().copied().fold(f64::MIN, f64::max);
+    hrf.iter().map(|v| v / peak).collect()
 }
 
 /// The mean of every voxel over all volumes of all runs.
@@ -135,6 +110,8 @@ pub const VOXEL_CHUNK: usize = 4096;
 pub enum GlmError {
     /// The regressors of the library's HRF `hrf` (0-based; 0 for TYPEA) are linearly dependent.
     SingularDesign { hrf: usize },
+    /// No voxel qualifies for GLMdenoise's noise pool (bright and with a low on/off R²).
+    EmptyNoisePool,
 }
 
 impl std::fmt::Display for GlmError {
@@ -145,143 +122,31 @@ impl std::fmt::Display for GlmError {
                 "the design convolved with HRF {hrf} has linearly dependent regressors \
                  (trials whose onsets coincide, or more trials than volumes)"
             ),
+            GlmError::EmptyNoisePool => write!(
+                f,
+                "no voxel is bright enough and has an on/off R² low enough for GLMdenoise's \
+                 noise pool (give a brain-wide mask, or skip GLMdenoise)"
+            ),
         }
     }
 }
 
 impl std::error::Error for GlmError {}
 
-/// A design ready for any voxels: each run's convolved design with the run's polynomials
-/// removed (n_p × k), the regressors that are ever on (GLMsingle gives the others 0) and the
-/// Cholesky factor of their Gram matrix.
-struct PreparedDesign {
-    runs: Vec<Mat<f64>>,
-    live: Vec<usize>,
-    factor: Llt<f64>,
-    k: usize,
-}
-
-fn prepare_design(
-    designs: &[Vec<f64>],
-    k: usize,
-    bases: &[Vec<Vec<f64>>],
-    hrf: usize,
-) -> Result<PreparedDesign, GlmError> {
-    let mut gram = Mat::<f64>::zeros(k, k);
-    let mut runs = Vec::with_capacity(designs.len());
-    for (design, basis) in designs.iter().zip(bases) {
-        let mut x = design.clone();
-        project_out(basis, &mut x, k);
-        let n = x.len() / k;
-        let x = Mat::from_fn(n, k, |t, j| x[t * k + j]);
-        matmul(
-            gram.as_mut(),
-            Accum::Add,
-            x.transpose(),
-            x.as_ref(),
-            1.0,
-            Par::Seq,
-        );
-        runs.push(x);
-    }
-    let live: Vec<usize> = (0..k).filter(|&j| gram[(j, j)] > 0.0).collect();
-    let reduced = Mat::from_fn(live.len(), live.len(), |a, b| gram[(live[a], live[b])]);
-    let factor = reduced
-        .llt(Side::Lower)
-        .map_err(|_| GlmError::SingularDesign { hrf })?;
-    Ok(PreparedDesign {
-        runs,
-        live,
-        factor,
-        k,
-    })
-}
-
-/// A chunk of voxels' recording with each run's polynomials removed (n_p × c per run), and
-/// each voxel's sum of squares over all runs.
-struct ProjectedChunk {
-    runs: Vec<Mat<f64>>,
-    total: Vec<f64>,
-}
-
-fn project_chunk(
-    runs: &[Run],
-    bases: &[Vec<Vec<f64>>],
-    voxels: usize,
-    chunk: std::ops::Range<usize>,
-) -> ProjectedChunk {
-    let c = chunk.len();
-    let mut total = vec![0.0; c];
-    let projected = runs
-        .iter()
-        .zip(bases)
-        .map(|(run, basis)| {
-            let mut y: Vec<f64> = run
-                .data
-                .chunks_exact(voxels)
-                .flat_map(|row| row[chunk.clone()].iter().map(|&v| v as f64))
-                .collect();
-            project_out(basis, &mut y, c);
-            for row in y.chunks_exact(c) {
-                total.iter_mut().zip(row).for_each(|(s, v)| *s += v * v);
-            }
-            Mat::from_fn(run.n_times, c, |t, v| y[t * c + v])
-        })
-        .collect();
-    ProjectedChunk {
-        runs: projected,
-        total,
-    }
-}
-
-/// Least squares of a chunk's voxels on a prepared design: betas (k × c, the data's units;
-/// 0 for regressors never on) and R² in percent over all runs, from
-/// RSS = ‖P⊥y‖² − βᵀ(P⊥X)ᵀP⊥y (the normal equations make the two forms equal).
-fn fit_chunk(design: &PreparedDesign, chunk: &ProjectedChunk) -> (Mat<f64>, Vec<f64>) {
-    let c = chunk.total.len();
-    let mut cross = Mat::<f64>::zeros(design.k, c);
-    let par = faer::get_global_parallelism();
-    for (x, y) in design.runs.iter().zip(&chunk.runs) {
-        matmul(
-            cross.as_mut(),
-            Accum::Add,
-            x.transpose(),
-            y.as_ref(),
-            1.0,
-            par,
-        );
-    }
-    let live = &design.live;
-    let mut solved = Mat::from_fn(live.len(), c, |a, v| cross[(live[a], v)]);
-    design.factor.solve_in_place(solved.as_mut());
-    let mut betas = Mat::<f64>::zeros(design.k, c);
-    let r2 = (0..c)
-        .map(|v| {
-            let mut explained = 0.0;
-            for (a, &j) in live.iter().enumerate() {
-                betas[(j, v)] = solved[(a, v)];
-                explained += solved[(a, v)] * cross[(j, v)];
-            }
-            let total = chunk.total[v];
-            if total == 0.0 {
-                f64::NAN
-            } else {
-                100.0 * (1.0 - (total - explained) / total)
-            }
-        })
-        .collect();
-    (betas, r2)
-}
-
 /// `beta` in percent of the voxel's mean, as GLMsingle's `wantpercentbold`.
-fn percent(beta: f64, mean: f64) -> f64 {
+pub(crate) fn percent(beta: f64, mean: f64) -> f64 {
     beta / mean.abs() * 100.0
 }
 
-fn check_runs(runs: &[Run], voxels: usize, conditions: usize) {
+pub(crate) fn check_runs(runs: &[Run], voxels: usize, conditions: usize, degrees: &[usize]) {
     assert!(
         !runs.is_empty() && voxels > 0 && conditions > 0,
         "GLM: runs, voxels and conditions"
+    );
+    assert_eq!(
+        runs.len(),
+        degrees.len(),
+        "GLM: a polynomial degree per run"
     );
     for run in runs {
         assert_eq!(
@@ -294,11 +159,27 @@ fn check_runs(runs: &[Run], voxels: usize, conditions: usize) {
             run.n_times * conditions,
             "GLM: a run's design is n_times × conditions"
         );
+        assert!(
+            run.n_times > 0 && run.extra.len() % run.n_times == 0,
+            "GLM: a run's extra regressors are n_times × e"
+        );
     }
 }
 
+/// Per run: polynomials of `degrees[p]` and the run's own extra regressors.
+pub(crate) fn run_nuisances(runs: &[Run], degrees: &[usize]) -> Vec<Nuisance> {
+    runs.iter()
+        .zip(degrees)
+        .map(|(r, &d)| Nuisance::new(r.n_times, d, r.extra_columns()))
+        .collect()
+}
+
+pub(crate) fn run_data<'a>(runs: &[Run<'a>]) -> Vec<&'a [f32]> {
+    runs.iter().map(|r| r.data).collect()
+}
+
 /// TYPEA: all trials as one condition, fitted with `hrf` (peak 1; GLMsingle's canonical HRF
-/// for the stimulus duration), polynomials of `degrees[p]` per run.
+/// for the stimulus duration), polynomials of `degrees[p]` and the runs' extra regressors.
 pub fn fit_on_off(
     runs: &[Run],
     voxels: usize,
@@ -306,8 +187,9 @@ pub fn fit_on_off(
     hrf: &[f64],
     degrees: &[usize],
 ) -> Result<OnOff, GlmError> {
-    check_runs(runs, voxels, conditions);
-    let bases = run_bases(runs, degrees);
+    check_runs(runs, voxels, conditions, degrees);
+    let nuisances = run_nuisances(runs, degrees);
+    let hrf = peak_normalised(hrf);
     let designs: Vec<Vec<f64>> = runs
         .iter()
         .map(|r| {
@@ -316,17 +198,28 @@ pub fn fit_on_off(
                 .chunks_exact(conditions)
                 .map(|row| row.iter().sum())
                 .collect();
-            convolve_columns(&collapsed, 1, hrf)
+            convolve_columns(&collapsed, 1, &hrf)
         })
         .collect();
-    let design = prepare_design(&designs, 1, &bases, 0)?;
+    let design = PreparedDesign::new(&designs, 1, &nuisances);
+    let factor = design
+        .cholesky()
+        .ok_or(GlmError::SingularDesign { hrf: 0 })?;
     let meanvol = mean_volume(runs, voxels);
+    let data = run_data(runs);
+    let all: Vec<usize> = (0..voxels).collect();
     let (mut onoff_r2, mut betasmd) = (Vec::with_capacity(voxels), Vec::with_capacity(voxels));
-    for start in (0..voxels).step_by(VOXEL_CHUNK) {
-        let chunk = start..(start + VOXEL_CHUNK).min(voxels);
-        let (betas, r2) = fit_chunk(&design, &project_chunk(runs, &bases, voxels, chunk.clone()));
-        betasmd.extend(chunk.map(|v| percent(betas[(0, v - start)], meanvol[v])));
-        onoff_r2.extend(r2);
+    for which in all.chunks(VOXEL_CHUNK) {
+        let without_poly = gather_without_polynomials(&data, &nuisances, voxels, which);
+        let chunk = project_chunk(&without_poly, &nuisances, which.len());
+        let (betas, cross) = ols(&design, &factor, &chunk);
+        onoff_r2.extend(ols_r2(&design, &chunk, &betas, &cross));
+        betasmd.extend(
+            which
+                .iter()
+                .enumerate()
+                .map(|(c, &v)| percent(betas[(0, c)], meanvol[v])),
+        );
     }
     Ok(OnOff {
         onoff_r2,
@@ -335,49 +228,70 @@ pub fn fit_on_off(
     })
 }
 
-fn run_bases(runs: &[Run], degrees: &[usize]) -> Vec<Vec<Vec<f64>>> {
-    assert_eq!(
-        runs.len(),
-        degrees.len(),
-        "GLM: a polynomial degree per run"
-    );
-    runs.iter()
-        .zip(degrees)
-        .map(|(r, &d)| polynomial_basis(r.n_times, d))
-        .collect()
-}
-
 /// GLMsingle's single-trial design: per run (n_times × trials over all runs), a column per
 /// onset in run-then-time order; and the condition of each trial.
 pub fn single_trial_designs(runs: &[Run], conditions: usize) -> (Vec<Vec<f64>>, Vec<usize>) {
-    let mut order = Vec::new();
-    let mut at = Vec::new();
-    for (p, run) in runs.iter().enumerate() {
-        for (t, row) in run.design.chunks_exact(conditions).enumerate() {
-            let on: Vec<usize> = (0..conditions).filter(|&c| row[c] != 0.0).collect();
-            assert!(
-                on.len() <= 1,
-                "GLM: two conditions with the same onset (run {p}, TR {t})"
-            );
-            if let Some(&c) = on.first() {
-                order.push(c);
-                at.push((p, t));
-            }
-        }
-    }
-    let trials = order.len();
+    let trials = Trials::of(runs, conditions);
+    let n = trials.condition.len();
     let designs = runs
         .iter()
         .enumerate()
         .map(|(p, run)| {
-            let mut d = vec![0.0; run.n_times * trials];
-            for (i, _) in at.iter().enumerate().filter(|(_, &(q, _))| q == p) {
-                d[at[i].1 * trials + i] = 1.0;
+            let mut d = vec![0.0; run.n_times * n];
+            for i in (0..n).filter(|&i| trials.run[i] == p) {
+                d[trials.volume[i] * n + i] = 1.0;
             }
             d
         })
         .collect();
-    (designs, order)
+    (designs, trials.condition)
+}
+
+/// Every trial of the experiment in GLMsingle's order (run, then onset): its condition, run
+/// and onset volume.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Trials {
+    pub condition: Vec<usize>,
+    pub run: Vec<usize>,
+    pub volume: Vec<usize>,
+}
+
+impl Trials {
+    pub fn of(runs: &[Run], conditions: usize) -> Trials {
+        let mut trials = Trials {
+            condition: Vec::new(),
+            run: Vec::new(),
+            volume: Vec::new(),
+        };
+        for (p, run) in runs.iter().enumerate() {
+            for (t, row) in run.design.chunks_exact(conditions).enumerate() {
+                let on: Vec<usize> = (0..conditions).filter(|&c| row[c] != 0.0).collect();
+                assert!(
+                    on.len() <= 1,
+                    "GLM: two conditions with the same onset (run {p}, TR {t})"
+                );
+                if let Some(&c) = on.first() {
+                    trials.condition.push(c);
+                    trials.run.push(p);
+                    trials.volume.push(t);
+                }
+            }
+        }
+        trials
+    }
+}
+
+/// The single-trial designs convolved with `hrf` (scaled to peak 1).
+pub(crate) fn convolved_single_trial(
+    single: &[Vec<f64>],
+    trials: usize,
+    hrf: &[f64],
+) -> Vec<Vec<f64>> {
+    let hrf = peak_normalised(hrf);
+    single
+        .iter()
+        .map(|d| convolve_columns(d, trials, &hrf))
+        .collect()
 }
 
 /// TYPEB: single-trial betas with each HRF of `library` (each scaled to peak 1, as GLMsingle
@@ -399,23 +313,22 @@ fn fit_hrf_library_in_chunks(
     degrees: &[usize],
     chunk_size: usize,
 ) -> Result<FitHrf, GlmError> {
-    check_runs(runs, voxels, conditions);
-    let bases = run_bases(runs, degrees);
+    check_runs(runs, voxels, conditions, degrees);
+    let nuisances = run_nuisances(runs, degrees);
     let (single, stim_order) = single_trial_designs(runs, conditions);
     let trials = stim_order.len();
     let prepared = library
         .iter()
         .enumerate()
         .map(|(h, hrf)| {
-            let peak = hrf.iter().copied().fold(f64::MIN, f64::max);
-            let hrf: Vec<f64> = hrf.iter().map(|v| v / peak).collect();
-            let designs: Vec<Vec<f64>> = single
-                .iter()
-                .map(|d| convolve_columns(d, trials, &hrf))
-                .collect();
-            prepare_design(&designs, trials, &bases, h)
+            let designs = convolved_single_trial(&single, trials, hrf);
+            let design = PreparedDesign::new(&designs, trials, &nuisances);
+            let factor = design
+                .cholesky()
+                .ok_or(GlmError::SingularDesign { hrf: h })?;
+            Ok((design, factor))
         })
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect::<Result<Vec<_>, GlmError>>()?;
     let meanvol = mean_volume(runs, voxels);
     let mut fit = FitHrf {
         hrf_index: vec![0; voxels],
@@ -423,13 +336,16 @@ fn fit_hrf_library_in_chunks(
         betasmd: vec![0.0; voxels * trials],
         stim_order,
     };
-    for start in (0..voxels).step_by(chunk_size) {
-        let chunk = start..(start + chunk_size).min(voxels);
-        let projected = project_chunk(runs, &bases, voxels, chunk.clone());
-        let mut best = vec![f64::NEG_INFINITY; chunk.len()];
-        for (h, design) in prepared.iter().enumerate() {
-            let (betas, r2) = fit_chunk(design, &projected);
-            for (c, v) in chunk.clone().enumerate() {
+    let data = run_data(runs);
+    let all: Vec<usize> = (0..voxels).collect();
+    for which in all.chunks(chunk_size.max(1)) {
+        let without_poly = gather_without_polynomials(&data, &nuisances, voxels, which);
+        let chunk = project_chunk(&without_poly, &nuisances, which.len());
+        let mut best = vec![f64::NEG_INFINITY; which.len()];
+        for (h, (design, factor)) in prepared.iter().enumerate() {
+            let (betas, cross) = ols(design, factor, &chunk);
+            let r2 = ols_r2(design, &chunk, &betas, &cross);
+            for (c, &v) in which.iter().enumerate() {
                 // A voxel without variance (NaN R²) keeps the first HRF, as argmax does.
                 let better = r2[c].partial_cmp(&best[c]) == Some(std::cmp::Ordering::Greater);
                 if h > 0 && !better {
@@ -450,6 +366,7 @@ fn fit_hrf_library_in_chunks(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::engine::project_out;
 
     /// Runs of pseudo-random data (a fixed linear congruential sequence) with a trial every
     /// 4 TRs of 3 conditions.
@@ -488,6 +405,7 @@ mod tests {
                 data,
                 design,
                 n_times: 40,
+                extra: &[],
             })
             .collect();
         let library = crate::hrf::hrf_library(1.0, 2.0);

@@ -1,5 +1,5 @@
 //! Single-trial GLMs of fMRI time series, following GLMsingle (Prince et al. 2022, eLife;
-//! cvnlab/GLMsingle): the pieces its design is built from.
+//! cvnlab/GLMsingle): its four models and the pieces they are built from.
 //!
 //! - [`pchip`]: the piecewise cubic Hermite interpolator GLMsingle resamples HRFs with
 //!   (scipy's `PchipInterpolator`).
@@ -7,15 +7,23 @@
 //!   TR (`getcanonicalhrf`, `getcanonicalhrflibrary`), from the tables it ships.
 //! - [`design`]: a design matrix from event onsets in seconds, each onset's HRF interpolated at
 //!   the TRs, as GLMsingle's onset-time `convolve_design` does for onsets between TRs.
-//! - [`fit`]: GLMsingle's assumed-HRF fit and the models built on it: TYPEA (on/off: `onoffR2`,
-//!   `meanvol`, `betasmd`) and TYPEB (single-trial betas with the best of the library's 20
-//!   HRFs per voxel: `HRFindex`, `R2`, `betasmd`). TYPEC (GLMdenoise) and TYPED (fractional
-//!   ridge) are not built yet.
-//!
-//! Drift polynomials use GLMsingle's degree for a run's duration:
-//! `brainrecon_data::runs::detrend::degree_for_duration`.
+//! - [`engine`]: the shared least squares (nuisance projection, fits over all runs, R²).
+//! - [`fit`]: TYPEA (on/off: `onoffR2`, `meanvol`, `betasmd`) and TYPEB (single-trial betas
+//!   with the best of the library's 20 HRFs per voxel: `HRFindex`, `R2`, `betasmd`).
+//! - [`tail`]: the two-Gaussian tail threshold of the on/off R² (`findtailthreshold`).
+//! - [`denoise`]: GLMdenoise's noise pool, components and their cross-validated number.
+//! - [`xval`]: cross-validation of single-trial betas across runs (`calcbadness`).
+//! - [`fracridge`]: fractional ridge as the fracridge package interpolates it.
+//! - [`glmsingle`]: all four models in GLMsingle's order, with TYPEC (GLMdenoise) and TYPED
+//!   (plus fractional ridge per voxel: `FRACvalue`, `scaleoffset`).
 
+pub mod denoise;
 pub mod design;
+pub mod engine;
 pub mod fit;
+pub mod fracridge;
+pub mod glmsingle;
 pub mod hrf;
 pub mod pchip;
+pub mod tail;
+pub mod xval;

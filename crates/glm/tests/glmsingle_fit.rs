@@ -59,6 +59,7 @@ impl Experiment {
                 data,
                 design,
                 n_times: self.n_times,
+                extra: &[],
             })
             .collect()
     }

@@ -1,0 +1,470 @@
+//! GLMsingle's four models in its order (`GLM_single.fit`): TYPEA (on/off), the tail threshold
+//! of its R², TYPEB (library HRF per voxel), GLMdenoise's components and their number, TYPEC
+//! (single-trial betas with them projected out) and TYPED (plus fractional ridge per voxel,
+//! the fraction chosen by cross-validation across runs, then scaled and offset to match the
+//! unregularised betas).
+
+use crate::denoise::{
+    choose_pcnum, component_badness, denoising_nuisances, noise_components, noise_pool,
+    summarise_badness, ComponentChoice, GlmDenoise,
+};
+use crate::engine::{gather_without_polynomials, project_chunk, PreparedDesign};
+use crate::fit::{
+    check_runs, convolved_single_trial, fit_hrf_library, fit_on_off, percent, run_data,
+    single_trial_designs, FitHrf, GlmError, OnOff, Run, Trials, VOXEL_CHUNK,
+};
+use crate::hrf::{canonical_hrf, hrf_library};
+use crate::xval::CrossValidation;
+use crate::{fracridge, tail};
+use faer::Mat;
+
+/// GLMsingle's parameters, with its defaults from [`Params::new`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Params {
+    pub tr: f64,
+    pub stimdur: f64,
+    /// Polynomial degree per run (`maxpolydeg`).
+    pub degrees: Vec<usize>,
+    /// The assumed HRF of TYPEA (`hrftoassume`).
+    pub assumed_hrf: Vec<f64>,
+    /// TYPEB's library (`hrflibrary`), one HRF per entry.
+    pub library: Vec<Vec<f64>>,
+    pub want_glmdenoise: bool,
+    pub want_fracridge: bool,
+    /// Candidate components (`n_pcs`, 10).
+    pub n_pcs: usize,
+    /// `pcstop` (1.05); ≤ 0 means use −pcstop components without cross-validation.
+    pub pcstop: f64,
+    /// `fracs` (1, 0.95, …, 0.05).
+    pub fracs: Vec<f64>,
+    /// `brainthresh` (99th percentile, 0.1).
+    pub brain_thresh: (f64, f64),
+    /// `brainR2` and `pcR2cutoff`: None takes the tail threshold of the on/off R².
+    pub brain_r2: Option<f64>,
+    pub pc_r2_cutoff: Option<f64>,
+    /// `pcR2cutoffmask`: None for all voxels.
+    pub pc_r2_cutoff_mask: Option<Vec<bool>>,
+    /// `sessionindicator`: the session of each run (z-scoring groups of the cross-validation).
+    pub session_of_run: Vec<usize>,
+    /// `wantautoscale` (true).
+    pub want_autoscale: bool,
+    /// Voxels fitted together in the cross-validated stages.
+    pub chunk: usize,
+}
+
+/// GLMsingle's polynomial degree for a run of `n_times` volumes: round(minutes / 2), halves
+/// away from zero.
+pub fn polynomial_degree(n_times: usize, tr: f64) -> usize {
+    (n_times as f64 * tr / 60.0 / 2.0).round() as usize
+}
+
+impl Params {
+    /// GLMsingle's defaults for runs of `n_times` volumes.
+    pub fn new(stimdur: f64, tr: f64, n_times: &[usize]) -> Params {
+        Params {
+            tr,
+            stimdur,
+            degrees: n_times.iter().map(|&n| polynomial_degree(n, tr)).collect(),
+            assumed_hrf: canonical_hrf(stimdur, tr),
+            library: hrf_library(stimdur, tr),
+            want_glmdenoise: true,
+            want_fracridge: true,
+            n_pcs: 10,
+            pcstop: 1.05,
+            fracs: (0..20).map(|i| 1.0 - 0.05 * i as f64).collect(),
+            brain_thresh: (99.0, 0.1),
+            brain_r2: None,
+            pc_r2_cutoff: None,
+            pc_r2_cutoff_mask: None,
+            session_of_run: vec![1; n_times.len()],
+            want_autoscale: true,
+            chunk: VOXEL_CHUNK / 4,
+        }
+    }
+}
+
+/// TYPEC's or TYPED's outputs under GLMsingle's names.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Denoised {
+    /// (voxels × trials), row-major, percent signal change.
+    pub betasmd: Vec<f64>,
+    pub r2: Vec<f64>,
+    pub hrf_index: Vec<usize>,
+    /// The ridge fraction per voxel (`FRACvalue`; 1 in TYPEC).
+    pub frac_value: Vec<f64>,
+    /// (voxels × 2), row-major: scale and offset matching the unregularised betas; empty
+    /// without autoscaling.
+    pub scaleoffset: Vec<f64>,
+    /// (voxels × fracs), row-major: cross-validation badness per fraction; empty when the
+    /// fraction was given.
+    pub rrbadness: Vec<f64>,
+}
+
+/// Everything GLMsingle returns, model by model.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GlmSingle {
+    pub typea: OnOff,
+    /// The tail threshold of the on/off R² (NaN when it has no two modes).
+    pub r2_threshold: f64,
+    pub typeb: FitHrf,
+    pub denoise: Option<GlmDenoise>,
+    pub typec: Option<Denoised>,
+    pub typed: Option<Denoised>,
+    /// What was skipped and why, as GLMsingle's warnings.
+    pub notes: Vec<String>,
+}
+
+/// How TYPEC/TYPED pick each voxel's fraction among `fracs` (whose first is 1).
+enum Selection {
+    /// One fraction for all voxels (its index).
+    Fixed(usize),
+    /// Cross-validated over all (`skip_first`: the 1 was added and is not a candidate).
+    CrossValidated { skip_first: bool },
+}
+
+/// GLMsingle's TYPEA–TYPED on `runs` (see [`Run`]).
+pub fn glm_single(
+    runs: &[Run],
+    voxels: usize,
+    conditions: usize,
+    params: &Params,
+) -> Result<GlmSingle, GlmError> {
+    check_runs(runs, voxels, conditions, &params.degrees);
+    let typea = fit_on_off(
+        runs,
+        voxels,
+        conditions,
+        &params.assumed_hrf,
+        &params.degrees,
+    )?;
+    let r2_threshold = tail::tail_threshold(&typea.onoff_r2).map_or(f64::NAN, |(t, _)| t);
+    let typeb = fit_hrf_library(runs, voxels, conditions, &params.library, &params.degrees)?;
+    let trials = Trials::of(runs, conditions);
+    let xval = CrossValidation::leave_one_run_out(&trials, &params.session_of_run);
+    let mut notes = Vec::new();
+    let want_denoise = params.want_glmdenoise && (xval.has_repeats() || params.pcstop <= 0.0);
+    if params.want_glmdenoise && !want_denoise {
+        notes.push("no condition repeats across runs: GLMdenoise (TYPEC) skipped".into());
+    }
+    let fracs = fractions(&params.fracs);
+    let want_ridge =
+        params.want_fracridge && (xval.has_repeats() || matches!(fracs.1, Selection::Fixed(_)));
+    if params.want_fracridge && !want_ridge {
+        notes.push("no condition repeats across runs: fractional ridge (TYPED) skipped".into());
+    }
+    let (single, _) = single_trial_designs(runs, conditions);
+    let stage = Stage {
+        runs,
+        voxels,
+        params,
+        typeb: &typeb,
+        single: &single,
+        trials: trials.condition.len(),
+        meanvol: &typea.meanvol,
+        xval: &xval,
+    };
+    let denoise = if want_denoise {
+        Some(stage.glmdenoise(&typea, r2_threshold)?)
+    } else {
+        None
+    };
+    let (components, pcnum) = denoise
+        .as_ref()
+        .map_or((Vec::new(), 0), |d| (d.pcregressors.clone(), d.pcnum));
+    let typec = match &denoise {
+        Some(_) => Some(stage.final_fit(&components, pcnum, &[1.0], Selection::Fixed(0), false)?),
+        None => None,
+    };
+    let typed = if want_ridge {
+        let (fracs, selection) = fracs;
+        let autoscale = params.want_autoscale && fracs.len() > 1;
+        Some(stage.final_fit(&components, pcnum, &fracs, selection, autoscale)?)
+    } else {
+        None
+    };
+    Ok(GlmSingle {
+        typea,
+        r2_threshold,
+        typeb,
+        denoise,
+        typec,
+        typed,
+        notes,
+    })
+}
+
+/// The fractions TYPED fits (descending, distinct, 1 first) and how it chooses among them, as
+/// GLMsingle: a single 1 needs no choice; a single other fraction is fitted with 1 beside it
+/// (autoscaling needs the unregularised betas); several are cross-validated, 1 added when
+/// missing but not chosen.
+fn fractions(given: &[f64]) -> (Vec<f64>, Selection) {
+    let mut fracs = given.to_vec();
+    fracs.sort_by(|a, b| b.total_cmp(a));
+    fracs.dedup();
+    let has_one = fracs.first() == Some(&1.0);
+    match (fracs.len(), has_one) {
+        (1, true) => (fracs, Selection::Fixed(0)),
+        (1, false) => (vec![1.0, fracs[0]], Selection::Fixed(1)),
+        (_, true) => (fracs, Selection::CrossValidated { skip_first: false }),
+        (_, false) => {
+            fracs.insert(0, 1.0);
+            (fracs, Selection::CrossValidated { skip_first: true })
+        }
+    }
+}
+
+/// What the GLMdenoise stages share.
+struct Stage<'a> {
+    runs: &'a [Run<'a>],
+    voxels: usize,
+    params: &'a Params,
+    typeb: &'a FitHrf,
+    single: &'a [Vec<f64>],
+    trials: usize,
+    meanvol: &'a [f64],
+    xval: &'a CrossValidation,
+}
+
+impl Stage<'_> {
+    /// The noise pool, its components and their number.
+    fn glmdenoise(&self, typea: &OnOff, r2_threshold: f64) -> Result<GlmDenoise, GlmError> {
+        let p = self.params;
+        let brain_r2 = p.brain_r2.unwrap_or(r2_threshold);
+        let cutoff = p.pc_r2_cutoff.unwrap_or(r2_threshold);
+        let noisepool = noise_pool(&typea.meanvol, &typea.onoff_r2, p.brain_thresh, brain_r2);
+        let pool: Vec<usize> = (0..self.voxels).filter(|&v| noisepool[v]).collect();
+        if pool.is_empty() {
+            return Err(GlmError::EmptyNoisePool);
+        }
+        let polynomials = denoising_nuisances(self.runs, &p.degrees, &[], 0);
+        let pcregressors =
+            noise_components(self.runs, self.voxels, &polynomials, &pool, p.n_pcs + 1);
+        if p.pcstop <= 0.0 {
+            return Ok(GlmDenoise {
+                noisepool,
+                pcregressors,
+                glmbadness: Vec::new(),
+                pcvoxels: vec![false; self.voxels],
+                xvaltrend: Vec::new(),
+                pcnum: choose_pcnum(&[], p.pcstop),
+            });
+        }
+        let choice = ComponentChoice {
+            degrees: &p.degrees,
+            library: &p.library,
+            hrf_index: &self.typeb.hrf_index,
+            single: self.single,
+            trials: self.trials,
+            xval: self.xval,
+            chunk: p.chunk,
+        };
+        let glmbadness =
+            component_badness(self.runs, self.voxels, &pcregressors, p.n_pcs, &choice)?;
+        let (pcvoxels, xvaltrend) = summarise_badness(
+            &glmbadness,
+            p.n_pcs + 1,
+            &typea.onoff_r2,
+            cutoff,
+            p.pc_r2_cutoff_mask.as_deref(),
+        );
+        let pcnum = choose_pcnum(&xvaltrend, p.pcstop);
+        Ok(GlmDenoise {
+            noisepool,
+            pcregressors,
+            glmbadness,
+            pcvoxels,
+            xvaltrend,
+            pcnum,
+        })
+    }
+
+    /// TYPEC (`fracs` = [1]) or TYPED: single-trial betas with `pcnum` components projected
+    /// out, fitted by fractional ridge at each of `fracs`, one chosen per voxel.
+    fn final_fit(
+        &self,
+        components: &[Vec<f64>],
+        pcnum: usize,
+        fracs: &[f64],
+        selection: Selection,
+        autoscale: bool,
+    ) -> Result<Denoised, GlmError> {
+        let p = self.params;
+        let nuisances = denoising_nuisances(self.runs, &p.degrees, components, pcnum);
+        let data = run_data(self.runs);
+        let (voxels, trials) = (self.voxels, self.trials);
+        let cross_validated = matches!(selection, Selection::CrossValidated { .. });
+        let candidates = match selection {
+            Selection::CrossValidated { skip_first: true } => fracs.len() - 1,
+            _ => fracs.len(),
+        };
+        let mut out = Denoised {
+            betasmd: vec![0.0; voxels * trials],
+            r2: vec![f64::NAN; voxels],
+            hrf_index: self.typeb.hrf_index.clone(),
+            frac_value: vec![0.0; voxels],
+            scaleoffset: if autoscale {
+                vec![0.0; voxels * 2]
+            } else {
+                Vec::new()
+            },
+            rrbadness: if cross_validated {
+                vec![0.0; voxels * candidates]
+            } else {
+                Vec::new()
+            },
+        };
+        for (h, hrf) in p.library.iter().enumerate() {
+            let which: Vec<usize> = (0..voxels)
+                .filter(|&v| self.typeb.hrf_index[v] == h)
+                .collect();
+            if which.is_empty() {
+                continue;
+            }
+            let designs = convolved_single_trial(self.single, trials, hrf);
+            let design = PreparedDesign::new(&designs, trials, &nuisances);
+            let spectrum = design
+                .spectrum()
+                .ok_or(GlmError::SingularDesign { hrf: h })?;
+            for part in which.chunks(p.chunk.max(1)) {
+                let without_poly = gather_without_polynomials(&data, &nuisances, voxels, part);
+                let chunk = project_chunk(&without_poly, &nuisances, part.len());
+                let cross = design.cross_fit(&chunk);
+                let live = &design.live;
+                let cross_live = Mat::from_fn(live.len(), part.len(), |a, v| cross[(live[a], v)]);
+                let levels: Vec<Mat<f64>> = fracridge::solve(&spectrum, &cross_live, fracs)
+                    .into_iter()
+                    .map(|(betas, _)| {
+                        let mut full = Mat::<f64>::zeros(trials, part.len());
+                        for (a, &j) in live.iter().enumerate() {
+                            for v in 0..part.len() {
+                                full[(j, v)] = betas[(a, v)];
+                            }
+                        }
+                        full
+                    })
+                    .collect();
+                let chosen = self.choose(&levels, &selection, candidates, part, &mut out);
+                let chosen_betas =
+                    Mat::from_fn(trials, part.len(), |i, c| levels[chosen[c]][(i, c)]);
+                let r2 = design.r2(&chunk, &chosen_betas, &cross);
+                for (c, &v) in part.iter().enumerate() {
+                    out.r2[v] = r2[c];
+                    out.frac_value[v] = fracs[chosen[c]];
+                    let betas: Vec<f64> = (0..trials).map(|i| chosen_betas[(i, c)]).collect();
+                    let scaled = if autoscale {
+                        let unregularised: Vec<f64> =
+                            (0..trials).map(|i| levels[0][(i, c)]).collect();
+                        let [scale, offset] = scale_and_offset(&betas, &unregularised);
+                        out.scaleoffset[v * 2] = scale;
+                        out.scaleoffset[v * 2 + 1] = offset;
+                        betas.iter().map(|b| scale * b + offset).collect()
+                    } else {
+                        betas
+                    };
+                    for (i, b) in scaled.into_iter().enumerate() {
+                        out.betasmd[v * trials + i] = percent(b, self.meanvol[v]);
+                    }
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Each voxel's fraction index into `levels`, recording the cross-validation badness.
+    fn choose(
+        &self,
+        levels: &[Mat<f64>],
+        selection: &Selection,
+        candidates: usize,
+        part: &[usize],
+        out: &mut Denoised,
+    ) -> Vec<usize> {
+        match selection {
+            Selection::Fixed(index) => vec![*index; part.len()],
+            Selection::CrossValidated { skip_first } => {
+                let badness = self.xval.badness(levels);
+                let (count, first) = (levels.len(), usize::from(*skip_first));
+                part.iter()
+                    .enumerate()
+                    .map(|(c, &v)| {
+                        let row = &badness[c * count + first..(c + 1) * count];
+                        out.rrbadness[v * candidates..(v + 1) * candidates].copy_from_slice(row);
+                        // The first of equal minima, as argmin.
+                        let best =
+                            (0..row.len()).fold(0, |b, i| if row[i] < row[b] { i } else { b });
+                        best + first
+                    })
+                    .collect()
+            }
+        }
+    }
+}
+
+/// The scale and offset mapping `regularised` betas onto `unregularised` ones by least squares
+/// (GLMsingle's `olsmatrix` on [betas, 1]: unit-length columns, pseudo-inverse); a negative
+/// scale gives (1, 0).
+pub fn scale_and_offset(regularised: &[f64], unregularised: &[f64]) -> [f64; 2] {
+    let n = regularised.len() as f64;
+    let length = regularised.iter().map(|b| b * b).sum::<f64>().sqrt();
+    let ones_length = n.sqrt();
+    let q: f64 = unregularised.iter().sum::<f64>() / ones_length;
+    let fitted = if length == 0.0 {
+        // An all-zero column is left out: the offset alone.
+        [0.0, q / ones_length]
+    } else {
+        let rho = regularised.iter().sum::<f64>() / (length * ones_length);
+        let p = regularised
+            .iter()
+            .zip(unregularised)
+            .map(|(b, y)| b * y)
+            .sum::<f64>()
+            / length;
+        // (1 ± ρ) are the eigenvalues of the normalised Gram matrix, (1, ±1)/√2 its vectors;
+        // the pseudo-inverse drops an eigenvalue below 1e-15 of the largest, as numpy's pinv.
+        let largest = 1.0 + rho.abs();
+        let inverse = |e: f64| if e > 1e-15 * largest { 1.0 / e } else { 0.0 };
+        let (s1, s2) = ((p + q) / 2f64.sqrt(), (p - q) / 2f64.sqrt());
+        let (c1, c2) = (s1 * inverse(1.0 + rho), s2 * inverse(1.0 - rho));
+        [
+            (c1 + c2) / 2f64.sqrt() / length,
+            (c1 - c2) / 2f64.sqrt() / ones_length,
+        ]
+    };
+    if fitted[0] < 0.0 {
+        [1.0, 0.0]
+    } else {
+        fitted
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scale_and_offset_is_least_squares() {
+        let regularised = [1.0, 2.0, 3.0, 5.0];
+        let unregularised: Vec<f64> = regularised.iter().map(|b| 2.5 * b - 1.0).collect();
+        let [scale, offset] = scale_and_offset(&regularised, &unregularised);
+        assert!((scale - 2.5).abs() < 1e-12 && (offset + 1.0).abs() < 1e-12);
+        let flipped: Vec<f64> = regularised.iter().map(|b| -b).collect();
+        assert_eq!(scale_and_offset(&regularised, &flipped), [1.0, 0.0]);
+        let [scale, offset] = scale_and_offset(&[0.0; 4], &[1.0, 2.0, 3.0, 6.0]);
+        assert!(scale == 0.0 && (offset - 3.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn fractions_follow_glmsingles_cases() {
+        let (fracs, selection) = fractions(&[0.5, 1.0, 0.5, 0.8]);
+        assert_eq!(fracs, vec![1.0, 0.8, 0.5]);
+        assert!(matches!(
+            selection,
+            Selection::CrossValidated { skip_first: false }
+        ));
+        let (fracs, selection) = fractions(&[0.3]);
+        assert_eq!(fracs, vec![1.0, 0.3]);
+        assert!(matches!(selection, Selection::Fixed(1)));
+        assert_eq!(polynomial_degree(188, 1.6), 3);
+        assert_eq!(polynomial_degree(75, 1.0), 1);
+    }
+}
