@@ -169,10 +169,11 @@ pub(crate) fn component_badness(
             continue;
         }
         let designs = convolved_single_trial(choice.single, choice.trials, hrf);
+        let base = PreparedDesign::new(&designs, choice.trials, &polynomials);
         let fits = (0..levels)
             .map(|used| {
                 let nuisances = denoising_nuisances(runs, choice.degrees, components, used);
-                let design = PreparedDesign::new(&designs, choice.trials, &nuisances);
+                let design = base.with_extras(&nuisances);
                 let factor = design
                     .cholesky()
                     .ok_or(GlmError::SingularDesign { hrf: h })?;

@@ -87,38 +87,153 @@ impl Nuisance {
 }
 
 /// Whether any run has extra regressors: then fit and R² see differently projected data.
-fn any_extra(nuisances: &[Nuisance]) -> bool {
+pub(crate) fn any_extra(nuisances: &[Nuisance]) -> bool {
     nuisances.iter().any(|n| !n.extra.is_empty())
 }
 
-fn to_mat(m: &[f64], n: usize, k: usize) -> Mat<f64> {
-    Mat::from_fn(n, k, |t, j| m[t * k + j])
+/// Σ a·b with four running sums, which the compiler can keep in vector registers (one sum
+/// is a chain of dependent additions).
+pub(crate) fn dot(a: &[f64], b: &[f64]) -> f64 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut sums = [0.0; 4];
+    let (head_a, tail_a) = a.split_at(n - n % 4);
+    let (head_b, tail_b) = b.split_at(n - n % 4);
+    for (x, y) in head_a.chunks_exact(4).zip(head_b.chunks_exact(4)) {
+        for l in 0..4 {
+            sums[l] += x[l] * y[l];
+        }
+    }
+    let tail: f64 = tail_a.iter().zip(tail_b).map(|(x, y)| x * y).sum();
+    (sums[0] + sums[1]) + (sums[2] + sums[3]) + tail
 }
 
-/// Σ_runs aᵀ b (a: n × k, b: n × c per run) → k × c.
-fn cross(a: &[Mat<f64>], b: &[Mat<f64>]) -> Mat<f64> {
-    let (k, c) = (a[0].ncols(), b[0].ncols());
-    let mut out = Mat::<f64>::zeros(k, c);
-    let par = faer::get_global_parallelism();
-    for (x, y) in a.iter().zip(b) {
+/// A regressor's nonzero stretch in one run: `values` from volume `start` on.
+#[derive(Debug, Clone)]
+struct Segment {
+    run: usize,
+    start: usize,
+    values: Vec<f64>,
+}
+
+/// The segments of every column of the runs' designs (`designs[p]`: n_p × k, row-major).
+/// An HRF-convolved trial is nonzero for the HRF's length only, so products with it cost the
+/// HRF's length instead of the run's.
+fn sparse_columns(designs: &[Vec<f64>], k: usize) -> Vec<Vec<Segment>> {
+    let mut columns = vec![Vec::new(); k];
+    for (run, design) in designs.iter().enumerate() {
+        let n = design.len() / k.max(1);
+        for (j, column) in columns.iter_mut().enumerate() {
+            let nonzero = |t: &usize| design[t * k + j] != 0.0;
+            let Some(first) = (0..n).find(nonzero) else {
+                continue;
+            };
+            let last = (0..n).rev().find(nonzero).unwrap_or(first);
+            column.push(Segment {
+                run,
+                start: first,
+                values: (first..=last).map(|t| design[t * k + j]).collect(),
+            });
+        }
+    }
+    columns
+}
+
+/// XᵀX of the raw design from the overlapping segments (k × k).
+fn raw_gram(columns: &[Vec<Segment>]) -> Mat<f64> {
+    let k = columns.len();
+    let mut gram = Mat::<f64>::zeros(k, k);
+    let mut all: Vec<(usize, &Segment)> = columns
+        .iter()
+        .enumerate()
+        .flat_map(|(j, segments)| segments.iter().map(move |s| (j, s)))
+        .collect();
+    all.sort_by_key(|(_, s)| (s.run, s.start));
+    for (a, &(i, si)) in all.iter().enumerate() {
+        let end = si.start + si.values.len();
+        let overlapping = all[a..]
+            .iter()
+            .take_while(|(_, s)| s.run == si.run && s.start < end);
+        for (b, &(j, sj)) in overlapping.enumerate() {
+            let offset = sj.start - si.start;
+            let dot = dot(&si.values[offset..], &sj.values);
+            gram[(i, j)] += dot;
+            if b > 0 {
+                gram[(j, i)] += dot;
+            }
+        }
+    }
+    gram
+}
+
+/// Per run, the coefficients of every column on the orthonormal `basis` of that run
+/// (m × k): qᵀx over each column's segment.
+fn basis_coefficients(columns: &[Vec<Segment>], basis: &[Vec<f64>], run: usize) -> Mat<f64> {
+    let mut b = Mat::<f64>::zeros(basis.len(), columns.len());
+    for (j, segments) in columns.iter().enumerate() {
+        for s in segments.iter().filter(|s| s.run == run) {
+            for (q, vector) in basis.iter().enumerate() {
+                b[(q, j)] += dot(&vector[s.start..s.start + s.values.len()], &s.values);
+            }
+        }
+    }
+    b
+}
+
+/// `gram` − Σ_runs Bᵀ B, B the columns' coefficients on each run's basis: the Gram matrix of
+/// the design with that basis projected out (P X)ᵀ(P X) = XᵀX − (QᵀX)ᵀ(QᵀX).
+fn remove_basis(gram: &mut Mat<f64>, columns: &[Vec<Segment>], bases: &[&[Vec<f64>]]) {
+    for (run, basis) in bases.iter().enumerate() {
+        if basis.is_empty() {
+            continue;
+        }
+        let b = basis_coefficients(columns, basis, run);
         matmul(
-            out.as_mut(),
+            gram.as_mut(),
             Accum::Add,
-            x.transpose(),
-            y.as_ref(),
-            1.0,
-            par,
+            b.transpose(),
+            b.as_ref(),
+            -1.0,
+            faer::Par::Seq,
         );
     }
-    out
 }
 
-/// A design ready for any voxels: per run the HRF-convolved design with the polynomials removed
-/// (`poly`) and, where extras exist, with polynomials and extras removed (`fit`); their Gram
-/// matrices; the regressors ever on (`live`: GLMsingle gives the others a 0 beta).
+/// Σ_runs Xᵀ Y for the sparse columns X and a chunk's runs Y (row-major n_p × c): k × c.
+/// Since the projections are symmetric and idempotent, (P X)ᵀ(P Y) = Xᵀ(P Y): the raw design
+/// against the projected data. Each regressor's row is a sum of the data's rows it spans,
+/// weighted by its values (contiguous over the voxels); regressors are split over threads.
+fn sparse_cross(columns: &[Vec<Segment>], runs: &[Vec<f64>], c: usize) -> Mat<f64> {
+    let k = columns.len();
+    let mut rows = vec![0.0; k * c];
+    if c == 0 {
+        return Mat::zeros(k, 0);
+    }
+    let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
+    let per = k.div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        for (block, out) in rows.chunks_mut(per * c).enumerate() {
+            scope.spawn(move || {
+                for (r, row) in out.chunks_exact_mut(c).enumerate() {
+                    for s in &columns[block * per + r] {
+                        for (t, &x) in s.values.iter().enumerate() {
+                            let y = &runs[s.run][(s.start + t) * c..(s.start + t + 1) * c];
+                            row.iter_mut().zip(y).for_each(|(o, y)| *o += x * y);
+                        }
+                    }
+                }
+            });
+        }
+    });
+    Mat::from_fn(k, c, |j, v| rows[j * c + v])
+}
+
+/// A design ready for any voxels: its columns' nonzero segments, the Gram matrix of the design
+/// with polynomials and extras projected out (`gram_fit`) and, where extras exist, with the
+/// polynomials only (`gram_poly`, for R²); the regressors ever on (`live`: GLMsingle gives the
+/// others a 0 beta).
 pub(crate) struct PreparedDesign {
-    poly: Vec<Mat<f64>>,
-    fit: Option<Vec<Mat<f64>>>,
+    columns: Vec<Vec<Segment>>,
     gram_fit: Mat<f64>,
     gram_poly: Option<Mat<f64>>,
     pub live: Vec<usize>,
@@ -128,38 +243,41 @@ pub(crate) struct PreparedDesign {
 impl PreparedDesign {
     /// `designs[p]`: run p's convolved design (n_p × k, row-major).
     pub fn new(designs: &[Vec<f64>], k: usize, nuisances: &[Nuisance]) -> PreparedDesign {
-        let extras = any_extra(nuisances);
-        let mut poly = Vec::with_capacity(designs.len());
-        let mut fit = Vec::with_capacity(designs.len());
-        for (design, nuisance) in designs.iter().zip(nuisances) {
-            let n = design.len() / k;
-            let mut x = design.clone();
-            project_out(&nuisance.poly, &mut x, k);
-            poly.push(to_mat(&x, n, k));
-            if extras {
-                project_out(&nuisance.extra, &mut x, k);
-                fit.push(to_mat(&x, n, k));
-            }
-        }
-        let fit = extras.then_some(fit);
-        let gram_fit = cross(
-            fit.as_deref().unwrap_or(&poly),
-            fit.as_deref().unwrap_or(&poly),
-        );
-        let gram_poly = extras.then(|| cross(&poly, &poly));
-        let live = (0..k).filter(|&j| gram_fit[(j, j)] > 0.0).collect();
-        PreparedDesign {
-            poly,
-            fit,
-            gram_fit,
-            gram_poly,
-            live,
+        let columns = sparse_columns(designs, k);
+        let mut gram = raw_gram(&columns);
+        let polys: Vec<&[Vec<f64>]> = nuisances.iter().map(|n| n.poly.as_slice()).collect();
+        remove_basis(&mut gram, &columns, &polys);
+        let base = PreparedDesign {
+            columns,
+            gram_fit: gram,
+            gram_poly: None,
+            live: Vec::new(),
             k,
-        }
+        };
+        base.with_extras(nuisances)
     }
 
-    fn fit_runs(&self) -> &[Mat<f64>] {
-        self.fit.as_deref().unwrap_or(&self.poly)
+    /// The same design with `nuisances`' extras projected out too (their polynomials must be
+    /// those this design was made with, and this design must have no extras of its own).
+    pub fn with_extras(&self, nuisances: &[Nuisance]) -> PreparedDesign {
+        let poly_gram = self.gram_poly.as_ref().unwrap_or(&self.gram_fit);
+        let mut gram = poly_gram.clone();
+        let extras: Vec<&[Vec<f64>]> = nuisances.iter().map(|n| n.extra.as_slice()).collect();
+        remove_basis(&mut gram, &self.columns, &extras);
+        // A column the nuisances absorb entirely has (rounding) zero variance left.
+        let live = (0..self.k)
+            .filter(|&j| {
+                let scale = raw_gram_diagonal(&self.columns[j]);
+                scale > 0.0 && gram[(j, j)] > 1e-12 * scale
+            })
+            .collect();
+        PreparedDesign {
+            columns: self.columns.clone(),
+            gram_fit: gram,
+            gram_poly: any_extra(nuisances).then(|| poly_gram.clone()),
+            live,
+            k: self.k,
+        }
     }
 
     fn live_gram(&self) -> Mat<f64> {
@@ -187,14 +305,17 @@ impl PreparedDesign {
 
     /// Σ_runs (design fitted)ᵀ (chunk fitted): k × c.
     pub fn cross_fit(&self, chunk: &ProjectedChunk) -> Mat<f64> {
-        cross(self.fit_runs(), chunk.fit_runs())
+        sparse_cross(&self.columns, chunk.fit_runs(), chunk.voxels())
     }
 
     /// The R² of each voxel in percent for `betas` (k × c, the data's units), over all runs.
     /// `cross_fit` is [`Self::cross_fit`] of the same chunk.
     pub fn r2(&self, chunk: &ProjectedChunk, betas: &Mat<f64>, cross_fit: &Mat<f64>) -> Vec<f64> {
         let (cross_poly, gram) = match (&self.gram_poly, &chunk.fit) {
-            (Some(gram), Some(_)) => (cross(&self.poly, &chunk.poly), gram),
+            (Some(gram), Some(_)) => (
+                sparse_cross(&self.columns, &chunk.poly, chunk.voxels()),
+                gram,
+            ),
             _ => (cross_fit.clone(), &self.gram_fit),
         };
         let mut gb = Mat::<f64>::zeros(self.k, betas.ncols());
@@ -220,6 +341,14 @@ impl PreparedDesign {
     }
 }
 
+/// ‖x‖² of a column over its segments.
+fn raw_gram_diagonal(segments: &[Segment]) -> f64 {
+    segments
+        .iter()
+        .map(|s| s.values.iter().map(|v| v * v).sum::<f64>())
+        .sum()
+}
+
 /// 100 · (1 − residual / total); NaN for a voxel without variance (GLMsingle's zerodiv).
 pub(crate) fn r2_percent(total: f64, residual: f64) -> f64 {
     if total == 0.0 {
@@ -239,13 +368,14 @@ pub struct Spectrum {
 /// where extras exist, with polynomials and extras removed (`fit`); each voxel's sum of
 /// squares over all runs of `poly` (R²'s denominator).
 pub(crate) struct ProjectedChunk {
-    poly: Vec<Mat<f64>>,
-    fit: Option<Vec<Mat<f64>>>,
+    /// Row-major (n_p × c) per run.
+    poly: Vec<Vec<f64>>,
+    fit: Option<Vec<Vec<f64>>>,
     pub total: Vec<f64>,
 }
 
 impl ProjectedChunk {
-    fn fit_runs(&self) -> &[Mat<f64>] {
+    fn fit_runs(&self) -> &[Vec<f64>] {
         self.fit.as_deref().unwrap_or(&self.poly)
     }
 
@@ -289,10 +419,6 @@ pub(crate) fn project_chunk(
             total.iter_mut().zip(row).for_each(|(s, v)| *s += v * v);
         }
     }
-    let poly: Vec<Mat<f64>> = without_poly
-        .iter()
-        .map(|y| to_mat(y, y.len() / c.max(1), c))
-        .collect();
     let fit = any_extra(nuisances).then(|| {
         without_poly
             .iter()
@@ -300,11 +426,15 @@ pub(crate) fn project_chunk(
             .map(|(y, nuisance)| {
                 let mut y = y.clone();
                 project_out(&nuisance.extra, &mut y, c);
-                to_mat(&y, y.len() / c.max(1), c)
+                y
             })
             .collect()
     });
-    ProjectedChunk { poly, fit, total }
+    ProjectedChunk {
+        poly: without_poly.to_vec(),
+        fit,
+        total,
+    }
 }
 
 /// Ordinary least squares of a chunk on a design: betas (k × c, the data's units; 0 for
@@ -318,13 +448,18 @@ pub(crate) fn ols(
     let live = &design.live;
     let mut solved = Mat::from_fn(live.len(), chunk.voxels(), |a, v| cross_fit[(live[a], v)]);
     factor.solve_in_place(solved.as_mut());
-    let mut betas = Mat::<f64>::zeros(design.k, chunk.voxels());
-    for (a, &j) in live.iter().enumerate() {
-        for v in 0..chunk.voxels() {
-            betas[(j, v)] = solved[(a, v)];
+    (expand_rows(&solved, live, design.k), cross_fit)
+}
+
+/// `m`'s rows (one per live regressor) placed at rows `live` of a k-row matrix of zeros.
+pub(crate) fn expand_rows(m: &Mat<f64>, live: &[usize], k: usize) -> Mat<f64> {
+    let mut full = Mat::<f64>::zeros(k, m.ncols());
+    for v in 0..m.ncols() {
+        for (a, &j) in live.iter().enumerate() {
+            full[(j, v)] = m[(a, v)];
         }
     }
-    (betas, cross_fit)
+    full
 }
 
 /// R² of OLS betas: the normal equations give RSS = ‖y‖² − βᵀXᵀy when no extras are

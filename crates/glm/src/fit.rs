@@ -18,8 +18,14 @@
 
 pub use crate::engine::polynomial_basis;
 use crate::engine::{
-    gather_without_polynomials, ols, ols_r2, project_chunk, Nuisance, PreparedDesign,
+    any_extra, expand_rows, gather_without_polynomials, ols, ols_r2, project_chunk, r2_percent,
+    Nuisance, PreparedDesign, ProjectedChunk,
 };
+use faer::linalg::solvers::Llt;
+use faer::linalg::triangular_solve::{
+    solve_lower_triangular_in_place, solve_upper_triangular_in_place,
+};
+use faer::Mat;
 
 /// One run: the recording, its design and its extra regressors.
 #[derive(Debug, Clone, Copy)]
@@ -341,26 +347,98 @@ fn fit_hrf_library_in_chunks(
     for which in all.chunks(chunk_size.max(1)) {
         let without_poly = gather_without_polynomials(&data, &nuisances, voxels, which);
         let chunk = project_chunk(&without_poly, &nuisances, which.len());
-        let mut best = vec![f64::NEG_INFINITY; which.len()];
-        for (h, (design, factor)) in prepared.iter().enumerate() {
-            let (betas, cross) = ols(design, factor, &chunk);
-            let r2 = ols_r2(design, &chunk, &betas, &cross);
-            for (c, &v) in which.iter().enumerate() {
-                // A voxel without variance (NaN R²) keeps the first HRF, as argmax does.
-                let better = r2[c].partial_cmp(&best[c]) == Some(std::cmp::Ordering::Greater);
-                if h > 0 && !better {
-                    continue;
-                }
-                best[c] = r2[c];
-                fit.hrf_index[v] = h;
-                fit.r2[v] = r2[c];
-                for i in 0..trials {
-                    fit.betasmd[v * trials + i] = percent(betas[(i, c)], meanvol[v]);
-                }
+        let (index, r2, betas) = if any_extra(&nuisances) {
+            best_hrf_general(&prepared, &chunk)
+        } else {
+            best_hrf(&prepared, &chunk)
+        };
+        for (c, &v) in which.iter().enumerate() {
+            fit.hrf_index[v] = index[c];
+            fit.r2[v] = r2[c];
+            for i in 0..trials {
+                fit.betasmd[v * trials + i] = percent(betas[(i, c)], meanvol[v]);
             }
         }
     }
     Ok(fit)
+}
+
+/// Per voxel of a chunk: whether R² `r2` beats the best so far (the first HRF always does;
+/// a voxel without variance, NaN R², keeps it, as argmax does).
+fn beats(h: usize, r2: f64, best: f64) -> bool {
+    h == 0 || r2.partial_cmp(&best) == Some(std::cmp::Ordering::Greater)
+}
+
+/// The HRF of largest R² per voxel, its R² and betas (k × c), when no extras are projected
+/// out: with G = LLᵀ, R² needs only w = L⁻¹Xᵀy (explained = ‖w‖²), and the betas L⁻ᵀw only for
+/// the HRF chosen, which halves the triangular solves.
+fn best_hrf(
+    prepared: &[(PreparedDesign, Llt<f64>)],
+    chunk: &ProjectedChunk,
+) -> (Vec<usize>, Vec<f64>, Mat<f64>) {
+    let (c, k) = (chunk.voxels(), prepared[0].0.k);
+    let par = faer::get_global_parallelism();
+    let mut index = vec![0; c];
+    let mut best = vec![f64::NEG_INFINITY; c];
+    let mut best_w = Mat::<f64>::zeros(k, c);
+    for (h, (design, factor)) in prepared.iter().enumerate() {
+        let cross = design.cross_fit(chunk);
+        let live = &design.live;
+        let mut w = Mat::from_fn(live.len(), c, |a, v| cross[(live[a], v)]);
+        solve_lower_triangular_in_place(factor.L(), w.as_mut(), par);
+        for v in 0..c {
+            let explained: f64 = (0..live.len()).map(|a| w[(a, v)].powi(2)).sum();
+            let r2 = r2_percent(chunk.total[v], chunk.total[v] - explained);
+            if beats(h, r2, best[v]) {
+                (best[v], index[v]) = (r2, h);
+                for a in 0..live.len() {
+                    best_w[(a, v)] = w[(a, v)];
+                }
+            }
+        }
+    }
+    let mut betas = Mat::<f64>::zeros(k, c);
+    for (h, (design, factor)) in prepared.iter().enumerate() {
+        let group: Vec<usize> = (0..c).filter(|&v| index[v] == h).collect();
+        if group.is_empty() {
+            continue;
+        }
+        let live = &design.live;
+        let mut w = Mat::from_fn(live.len(), group.len(), |a, g| best_w[(a, group[g])]);
+        solve_upper_triangular_in_place(factor.L().transpose(), w.as_mut(), par);
+        let full = expand_rows(&w, live, k);
+        for (g, &v) in group.iter().enumerate() {
+            for j in 0..k {
+                betas[(j, v)] = full[(j, g)];
+            }
+        }
+    }
+    (index, best, betas)
+}
+
+/// [`best_hrf`] with extra regressors: R² compares the prediction with the polynomial-free
+/// data, so every HRF's betas are solved in full.
+fn best_hrf_general(
+    prepared: &[(PreparedDesign, Llt<f64>)],
+    chunk: &ProjectedChunk,
+) -> (Vec<usize>, Vec<f64>, Mat<f64>) {
+    let (c, k) = (chunk.voxels(), prepared[0].0.k);
+    let mut index = vec![0; c];
+    let mut best = vec![f64::NEG_INFINITY; c];
+    let mut best_betas = Mat::<f64>::zeros(k, c);
+    for (h, (design, factor)) in prepared.iter().enumerate() {
+        let (betas, cross) = ols(design, factor, chunk);
+        let r2 = ols_r2(design, chunk, &betas, &cross);
+        for v in 0..c {
+            if beats(h, r2[v], best[v]) {
+                (best[v], index[v]) = (r2[v], h);
+                for j in 0..k {
+                    best_betas[(j, v)] = betas[(j, v)];
+                }
+            }
+        }
+    }
+    (index, best, best_betas)
 }
 
 #[cfg(test)]

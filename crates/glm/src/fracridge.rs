@@ -47,6 +47,16 @@ fn interp(x: f64, xp: &[f64], fp: &[f64]) -> f64 {
 /// The penalty giving `fraction` of the least-squares length for the rotated solution `c`
 /// (eigenvalues `values`), interpolated on `grid` as fracridge does.
 pub fn alpha_for_fraction(values: &[f64], c: &[f64], grid: &[f64], fraction: f64) -> f64 {
+    alphas_for_fractions(values, c, grid, &[fraction])[0]
+}
+
+/// [`alpha_for_fraction`] for each of `fractions`, the lengths along the grid computed once.
+pub fn alphas_for_fractions(
+    values: &[f64],
+    c: &[f64],
+    grid: &[f64],
+    fractions: &[f64],
+) -> Vec<f64> {
     let lengths: Vec<f64> = grid
         .iter()
         .map(|&alpha| {
@@ -61,13 +71,21 @@ pub fn alpha_for_fraction(values: &[f64], c: &[f64], grid: &[f64], fraction: f64
                 .sqrt()
         })
         .collect();
+    alphas_from_lengths(&lengths, grid, fractions)
+}
+
+/// The penalties for `fractions` from the solution's length at each penalty of `grid`.
+fn alphas_from_lengths(lengths: &[f64], grid: &[f64], fractions: &[f64]) -> Vec<f64> {
     if lengths[0] == 0.0 {
-        return 0.0;
+        return vec![0.0; fractions.len()];
     }
     // Ascending lengths (the grid reversed) against log(1 + α).
     let xp: Vec<f64> = lengths.iter().rev().map(|l| l / lengths[0]).collect();
     let fp: Vec<f64> = grid.iter().rev().map(|a| a.ln_1p()).collect();
-    interp(fraction, &xp, &fp).exp_m1()
+    fractions
+        .iter()
+        .map(|&fraction| interp(fraction, &xp, &fp).exp_m1())
+        .collect()
 }
 
 /// Ridge solutions of a chunk at each of `fractions`: `cross` holds Xᵀy of the live
@@ -106,21 +124,45 @@ pub fn solve(
             rotated[(i, v)] = if l > 0.0 { rotated[(i, v)] / l } else { 0.0 };
         }
     }
-    fractions
-        .iter()
-        .map(|&fraction| {
-            let mut alphas = Vec::with_capacity(c);
-            let mut scaled = Mat::<f64>::zeros(k, c);
-            for v in 0..c {
-                let column: Vec<f64> = (0..k).map(|i| rotated[(i, v)]).collect();
-                let alpha = alpha_for_fraction(&kept, &column, &grid, fraction);
-                for (i, &l) in kept.iter().enumerate() {
-                    if l > 0.0 {
-                        scaled[(i, v)] = l / (l + alpha) * column[i];
-                    }
+    // The solution's squared length at every penalty of the grid, for all voxels at once:
+    // (λ/(λ+α))² (grid × k) times the squared rotated solutions (k × c).
+    let shrink = Mat::from_fn(grid.len(), k, |g, i| {
+        let l = kept[i];
+        if l > 0.0 {
+            (l / (l + grid[g])).powi(2)
+        } else {
+            0.0
+        }
+    });
+    let squared = Mat::from_fn(k, c, |i, v| rotated[(i, v)].powi(2));
+    let mut lengths = Mat::<f64>::zeros(grid.len(), c);
+    matmul(
+        lengths.as_mut(),
+        Accum::Replace,
+        shrink.as_ref(),
+        squared.as_ref(),
+        1.0,
+        par,
+    );
+    // (voxels × fractions): each voxel's penalties.
+    let alphas: Vec<Vec<f64>> = (0..c)
+        .map(|v| {
+            let column: Vec<f64> = (0..grid.len())
+                .map(|g| lengths[(g, v)].max(0.0).sqrt())
+                .collect();
+            alphas_from_lengths(&column, &grid, fractions)
+        })
+        .collect();
+    (0..fractions.len())
+        .map(|f| {
+            let scaled = Mat::from_fn(k, c, |i, v| {
+                let l = kept[i];
+                if l > 0.0 {
+                    l / (l + alphas[v][f]) * rotated[(i, v)]
+                } else {
+                    0.0
                 }
-                alphas.push(alpha);
-            }
+            });
             let mut betas = Mat::<f64>::zeros(k, c);
             matmul(
                 betas.as_mut(),
@@ -130,7 +172,7 @@ pub fn solve(
                 1.0,
                 par,
             );
-            (betas, alphas)
+            (betas, alphas.iter().map(|a| a[f]).collect())
         })
         .collect()
 }

@@ -8,7 +8,7 @@ use crate::denoise::{
     choose_pcnum, component_badness, denoising_nuisances, noise_components, noise_pool,
     summarise_badness, ComponentChoice, GlmDenoise,
 };
-use crate::engine::{gather_without_polynomials, project_chunk, PreparedDesign};
+use crate::engine::{expand_rows, gather_without_polynomials, project_chunk, PreparedDesign};
 use crate::fit::{
     check_runs, convolved_single_trial, fit_hrf_library, fit_on_off, percent, run_data,
     single_trial_designs, FitHrf, GlmError, OnOff, Run, Trials, VOXEL_CHUNK,
@@ -333,15 +333,7 @@ impl Stage<'_> {
                 let cross_live = Mat::from_fn(live.len(), part.len(), |a, v| cross[(live[a], v)]);
                 let levels: Vec<Mat<f64>> = fracridge::solve(&spectrum, &cross_live, fracs)
                     .into_iter()
-                    .map(|(betas, _)| {
-                        let mut full = Mat::<f64>::zeros(trials, part.len());
-                        for (a, &j) in live.iter().enumerate() {
-                            for v in 0..part.len() {
-                                full[(j, v)] = betas[(a, v)];
-                            }
-                        }
-                        full
-                    })
+                    .map(|(betas, _)| expand_rows(&betas, live, trials))
                     .collect();
                 let chosen = self.choose(&levels, &selection, candidates, part, &mut out);
                 let chosen_betas =

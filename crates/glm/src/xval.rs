@@ -15,6 +15,12 @@ use faer::Mat;
 #[derive(Debug, Clone)]
 pub struct CrossValidation {
     pairs: Vec<(usize, usize)>,
+    /// Per trial as a training trial, the left-out trials it is compared with: those of
+    /// `partners[partner_start[i]..partner_start[i + 1]]`.
+    partner_start: Vec<usize>,
+    partners: Vec<usize>,
+    /// Per trial as the left-out one, how many training trials it is compared with.
+    test_count: Vec<f64>,
     sessions: Vec<Vec<usize>>,
 }
 
@@ -23,17 +29,32 @@ impl CrossValidation {
     /// `sessionindicator`; all equal for one session).
     pub fn leave_one_run_out(trials: &Trials, session_of_run: &[usize]) -> CrossValidation {
         let n = trials.condition.len();
+        let conditions = trials.condition.iter().copied().max().map_or(0, |m| m + 1);
+        let mut of_condition = vec![Vec::new(); conditions];
+        for (i, &c) in trials.condition.iter().enumerate() {
+            of_condition[c].push(i);
+        }
         let mut pairs = Vec::new();
-        let runs = trials.run.iter().copied().max().map_or(0, |m| m + 1);
-        for test_run in 0..runs {
-            for test in (0..n).filter(|&i| trials.run[i] == test_run) {
-                for train in (0..n).filter(|&i| trials.run[i] != test_run) {
-                    if trials.condition[train] == trials.condition[test] {
-                        pairs.push((test, train));
-                    }
+        for test in 0..n {
+            for &train in &of_condition[trials.condition[test]] {
+                if trials.run[train] != trials.run[test] {
+                    pairs.push((test, train));
                 }
             }
         }
+        let mut by_train: Vec<Vec<usize>> = vec![Vec::new(); n];
+        let mut test_count = vec![0.0; n];
+        for &(test, train) in &pairs {
+            by_train[train].push(test);
+            test_count[test] += 1.0;
+        }
+        let mut partner_start = Vec::with_capacity(n + 1);
+        let mut partners = Vec::with_capacity(pairs.len());
+        for list in &by_train {
+            partner_start.push(partners.len());
+            partners.extend(list);
+        }
+        partner_start.push(partners.len());
         let mut labels: Vec<usize> = session_of_run.to_vec();
         labels.sort_unstable();
         labels.dedup();
@@ -45,7 +66,13 @@ impl CrossValidation {
                     .collect()
             })
             .collect();
-        CrossValidation { pairs, sessions }
+        CrossValidation {
+            pairs,
+            partner_start,
+            partners,
+            test_count,
+            sessions,
+        }
     }
 
     /// Whether any condition repeats across runs (without, nothing can be cross-validated).
@@ -56,29 +83,72 @@ impl CrossValidation {
     /// The badness of each setting for each voxel: `levels[l]` holds the betas at setting l
     /// (trials × c voxels), `levels[0]` the unregularised ones. Returns (c × levels), row-major.
     pub fn badness(&self, levels: &[Mat<f64>]) -> Vec<f64> {
-        let (trials, c) = (levels[0].nrows(), levels[0].ncols());
-        let count = levels.len();
-        let mut badness = vec![0.0; c * count];
+        let c = levels[0].ncols();
+        let threads = std::thread::available_parallelism().map_or(1, |t| t.get());
+        let per = c.div_ceil(threads).max(1);
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..c)
+                .step_by(per)
+                .map(|first| {
+                    scope.spawn(move || self.badness_of(levels, first..(first + per).min(c)))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .flat_map(|h| h.join().expect("cross-validation worker"))
+                .collect()
+        })
+    }
+
+    /// [`Self::badness`] of the voxels `voxels`.
+    fn badness_of(&self, levels: &[Mat<f64>], voxels: std::ops::Range<usize>) -> Vec<f64> {
+        let (trials, count) = (levels[0].nrows(), levels.len());
+        let mut badness = Vec::with_capacity(voxels.len() * count);
         let mut z = vec![vec![0.0; trials]; count];
-        for v in 0..c {
+        for v in voxels {
+            let columns: Vec<&[f64]> = levels
+                .iter()
+                .map(|m| {
+                    m.col(v)
+                        .try_as_col_major()
+                        .expect("column-major")
+                        .as_slice()
+                })
+                .collect();
             for session in &self.sessions {
-                let (mean, sd) = mean_and_sd(session.iter().map(|&i| levels[0][(i, v)]));
-                for (l, level) in levels.iter().enumerate() {
+                let (mean, sd) = mean_and_sd(session.iter().map(|&i| columns[0][i]));
+                for (zl, column) in z.iter_mut().zip(&columns) {
                     for &i in session {
-                        z[l][i] = if sd == 0.0 {
+                        zl[i] = if sd == 0.0 {
                             0.0
                         } else {
-                            (level[(i, v)] - mean) / sd
+                            (column[i] - mean) / sd
                         };
                     }
                 }
             }
-            for (l, zl) in z.iter().enumerate() {
-                badness[v * count + l] = self
-                    .pairs
-                    .iter()
-                    .map(|&(test, train)| (zl[train] - z[0][test]).powi(2))
-                    .sum();
+            // Σ_pairs (z_l[train] − z_0[test])² = Σ_i m_i z_l[i]² − 2 Σ_i z_l[i] S_i + Σ_t n_t z_0[t]²,
+            // with m_i the left-out trials compared with trial i, S_i the sum of their z_0
+            // and n_t the trials compared with left-out trial t: O(trials) per setting.
+            let reference = &z[0];
+            let partner_sum: Vec<f64> = (0..trials)
+                .map(|i| {
+                    self.partners[self.partner_start[i]..self.partner_start[i + 1]]
+                        .iter()
+                        .map(|&t| reference[t])
+                        .sum()
+                })
+                .collect();
+            let constant: f64 = (0..trials)
+                .map(|t| self.test_count[t] * reference[t] * reference[t])
+                .sum();
+            for zl in &z {
+                let mut sum = constant;
+                for i in 0..trials {
+                    let m = (self.partner_start[i + 1] - self.partner_start[i]) as f64;
+                    sum += zl[i] * (m * zl[i] - 2.0 * partner_sum[i]);
+                }
+                badness.push(sum.max(0.0));
             }
         }
         badness
