@@ -45,6 +45,7 @@ enum Command {
     Nsd(commands::nsd::NsdCommand),
     #[command(subcommand)]
     Bids(commands::bids::BidsCommand),
+    Glm(commands::glm::Args),
     Info(commands::info::Args),
     Features(commands::features::Args),
     Fit(commands::fit::Args),
@@ -78,6 +79,7 @@ fn exit_code(error: &anyhow::Error) -> u8 {
         cause.is::<brainrecon_data::DataError>()
             || cause.is::<brainrecon_ridge::RidgeError>()
             || cause.is::<brainrecon_metrics::MetricsError>()
+            || cause.is::<brainrecon_glm::fit::GlmError>()
             || cause.is::<commands::UsageError>()
             || cause.is::<stdout::StdoutError>()
             || cause
@@ -100,6 +102,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Simulate(args) => commands::simulate::run(args),
         Command::Nsd(command) => commands::nsd::run(command),
         Command::Bids(command) => commands::bids::run(command),
+        Command::Glm(args) => commands::glm::run(args),
         Command::Info(args) => commands::info::run(args),
         Command::Features(args) => commands::features::run(args),
         Command::Fit(args) => commands::fit::run(args),

@@ -47,6 +47,7 @@ fn options(root: &Path, out: &Path) -> PrepareOptions {
         detrend: None,
         drop_seconds: None,
         progress: false,
+        keep_units: false,
     }
 }
 

@@ -49,6 +49,7 @@ fn options(
         detrend: None,
         drop_seconds: None,
         progress: false,
+        keep_units: false,
     }
 }
 

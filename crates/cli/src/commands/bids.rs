@@ -176,6 +176,7 @@ pub fn run(command: BidsCommand) -> anyhow::Result<()> {
         detrend: args.detrend.as_deref().map(Detrend::parse).transpose()?,
         drop_seconds: args.drop_seconds,
         progress: super::show_progress(),
+        keep_units: false,
     };
     let report = match &fmriprep {
         Some(f) => prepare_fmriprep(&opts, f)?,

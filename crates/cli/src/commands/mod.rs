@@ -13,6 +13,7 @@ pub mod features;
 pub mod features_text;
 pub mod fit;
 pub mod generate;
+pub mod glm;
 pub mod info;
 pub mod music;
 pub mod nsd;

@@ -1,3 +1,4 @@
+use brainrecon_data::simulate::events::{simulate_events, EventsOptions};
 use brainrecon_data::simulate::movie::{simulate_movie, MovieOptions};
 use brainrecon_data::simulate::music::{simulate_music, MusicOptions};
 use brainrecon_data::simulate::video::{simulate_video, VideoOptions};
@@ -16,6 +17,8 @@ pub enum Kind {
     Music,
     /// Clips of moving shapes watched in segments at TR 2 s, in CC2017's layout (CIFTI-2 runs)
     Video,
+    /// An event-related image experiment: raw BIDS runs and events, and fMRIPrep's derivatives
+    Events,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -153,6 +156,47 @@ fn run_movie(args: Args) -> anyhow::Result<()> {
         t.tr,
         t.n_brain_voxels,
         t.groups.len()
+    )?;
+    Ok(())
+}
+
+/// --kind events: 7 runs at TR 2 s of 60 trials (3-s images every 4 s), training images shown
+/// twice and test images three times; --runs and --images (training + test, one in six a test
+/// image) and --volume change it.
+fn run_events(args: Args) -> anyhow::Result<()> {
+    if args.size != Size::Small || args.sessions.is_some() || args.run_seconds.is_some() {
+        return Err(super::usage(
+            "--size, --sessions and --run-seconds do not apply to --kind events",
+        ));
+    }
+    let mut opts = EventsOptions::new(&args.out);
+    opts.seed = args.seed;
+    opts.runs = args.runs.unwrap_or(opts.runs);
+    opts.image_size = args.image_size;
+    if let Some(images) = args.images {
+        opts.test_images = (images / 6).max(2);
+        opts.train_images = images.saturating_sub(opts.test_images);
+    }
+    if let Some(volume) = &args.volume {
+        opts.volume_shape = parse_volume(volume)?;
+    }
+    let truth = simulate_events(&opts)?;
+    if args.json {
+        let mut summary = serde_json::to_value(&truth)?;
+        summary["out"] = serde_json::json!(args.out);
+        return super::print_json(&summary);
+    }
+    outln!(
+        "simulated an event-related experiment at {}: {} runs of {} volumes at TR {} s, {} trials of {} images ({} test), {} brain voxels ({} visual); fMRIPrep's derivatives in derivatives/fmriprep",
+        args.out.display(),
+        truth.runs,
+        truth.n_volumes,
+        truth.tr,
+        truth.trials.len(),
+        truth.images.len(),
+        truth.images.len() - truth.n_train_images,
+        truth.brain_voxels,
+        truth.visual_voxels
     )?;
     Ok(())
 }
@@ -306,6 +350,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         return Err(super::usage(
             "--size paper applies to --kind music and video",
         ));
+    }
+    if args.kind == Kind::Events {
+        return run_events(args);
     }
     if args.kind == Kind::Movie {
         if args.size != Size::Small || args.volume.is_some() {

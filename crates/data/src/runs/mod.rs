@@ -47,6 +47,7 @@ pub mod events;
 pub mod fmriprep;
 pub mod nifti4d;
 pub mod prepare;
+pub mod trials;
 
 pub use events::Events;
 
@@ -140,6 +141,9 @@ pub struct RunInfo {
     pub data: String,
     /// `events/<name>.tsv`, or none when the dataset has no events for the run.
     pub events: Option<String>,
+    /// The events file it was copied from (for messages that name the user's file).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub events_source: Option<PathBuf>,
     /// kind → `annotations/<name>/<kind>.txt`.
     pub annotations: BTreeMap<String, String>,
     /// The file the run was read from.

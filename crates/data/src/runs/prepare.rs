@@ -84,6 +84,10 @@ pub struct PrepareOptions {
     /// `None`: 0 for BIDS, 20 for ds005531 (its dummy scans).
     pub drop_seconds: Option<f64>,
     pub progress: bool,
+    /// Keep the recordings in their units: no detrending, confound regression or z-scoring
+    /// (what single-trial GLMs such as GLMsingle fit: they model drifts and confounds
+    /// themselves and report betas in percent of each voxel's mean).
+    pub keep_units: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -109,6 +113,8 @@ struct Settings {
     /// fMRIPrep: space, strategy, thresholds and raw dataset, as text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     fmriprep: Option<String>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    keep_units: bool,
 }
 
 struct RunPlan {
@@ -736,6 +742,7 @@ fn plan(opts: &PrepareOptions, fm: Option<&FmriprepOptions>) -> Result<Plan> {
             .as_ref()
             .map(|(f, _)| fmriprep_label(f))
             .transpose()?,
+        keep_units: opts.keep_units,
     };
     Ok(Plan {
         settings,
@@ -889,6 +896,11 @@ where
     flat
 }
 
+/// Whether a voxel's series is constant (no variance to model).
+fn is_flat(x: &[f64]) -> bool {
+    x.iter().all(|&v| v == x[0])
+}
+
 /// Detrends and z-scores every voxel (rows of `m`, `n` long) in place, on all cores.
 /// Returns the voxels that were flat (left as zeros).
 fn detrend_and_zscore(m: &mut [f64], n: usize, method: Detrend, tr: f64) -> Vec<usize> {
@@ -960,13 +972,14 @@ fn process_run(
         }
     }
     let mut m = extract(plan, run, flat)?;
-    let zero = match run_cleaner(plan, run) {
+    let zero = match run_cleaner(plan, run).filter(|_| !plan.settings.keep_units) {
         Some(cleaner) => {
             if cleaner.kept.len() < 2 {
                 return Err(censored_all(run, &cleaner));
             }
             each_voxel(&mut m, n, |x| cleaner.clean(x))
         }
+        None if plan.settings.keep_units => each_voxel(&mut m, n, |x| !is_flat(x)),
         None => detrend_and_zscore(&mut m, n, plan.settings.detrend, plan.tr),
     };
     let allowed = (flat.len() as f64 * MAX_ZERO_VARIANCE_FRACTION).floor() as usize;
@@ -1028,6 +1041,7 @@ fn copy_side_files(plan: &Plan, run: &RunPlan, staging: &Path) -> Result<RunInfo
         dropped_end_volumes: run.n_total - run.n_end,
         data: format!("runs/{}.npy", run.name),
         events,
+        events_source: run.events.clone(),
         annotations,
         source_file: run.path.clone(),
         confounds: run_confounds_info(plan, run),
@@ -1123,9 +1137,10 @@ fn run_all(
         affine: plan.affine,
         preprocessing: Preprocessing {
             detrend: s.detrend.label(),
-            zscore: match plan.fmriprep {
-                Some(_) => "run_sample".into(),
-                None => "run".into(),
+            zscore: match (&plan.fmriprep, s.keep_units) {
+                (_, true) => "none".into(),
+                (Some(_), false) => "run_sample".into(),
+                (None, false) => "run".into(),
             },
             drop_seconds: s.drop_seconds,
             mask: match robust_max {

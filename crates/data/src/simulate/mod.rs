@@ -4,6 +4,7 @@ mod bold;
 pub mod brain;
 pub mod classify;
 pub mod classify_clip;
+pub mod events;
 pub mod h5stream;
 pub mod movie;
 pub mod music;

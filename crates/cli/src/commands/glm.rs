@@ -1,0 +1,484 @@
+//! `brainrecon glm`: an event-related experiment preprocessed by fMRIPrep → single-trial betas
+//! by GLMsingle's method (TYPEA–TYPED), written under GLMsingle's names.
+
+use brainrecon_data::atomic::{read_json, write_json_atomic};
+use brainrecon_data::npy;
+use brainrecon_data::runs::confounds::{
+    Strategy, DEFAULT_FD_THRESHOLD, DEFAULT_STD_DVARS_THRESHOLD,
+};
+use brainrecon_data::runs::fmriprep::{FmriprepOptions, Space, DEFAULT_SPACE};
+use brainrecon_data::runs::prepare::{prepare_fmriprep, Layout, MaskChoice, PrepareOptions};
+use brainrecon_data::runs::trials::{
+    check_event_files, confound_regressors, leading_non_steady_state, read_trials, Trial,
+    TrialOptions, Trials,
+};
+use brainrecon_data::runs::RunSet;
+use brainrecon_data::DataError;
+use brainrecon_glm::fit::Run;
+use brainrecon_glm::glmsingle::{glm_single, Denoised, GlmSingle, Params};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+/// Single-trial betas of an event-related experiment preprocessed by fMRIPrep, by GLMsingle's
+/// method (Prince et al. 2022): TYPEA on/off, TYPEB the best of its 20 library HRFs per voxel,
+/// TYPEC plus GLMdenoise, TYPED plus fractional ridge per voxel.
+///
+/// Reads fMRIPrep's sub-<S>/[ses-*/]func/*_task-<T>_[run-<N>_]space-<SPACE>_desc-preproc_bold.nii.gz
+/// (in their units: no detrending or z-scoring; GLMsingle models drifts with per-run
+/// polynomials of degree round(minutes / 2)), the runs' brain masks (intersected; or --mask),
+/// RepetitionTime, and the events of the raw BIDS dataset (--bids-root): each row whose
+/// condition column (--condition-column; default stim_file when every run has it, else
+/// trial_type) is not n/a is a trial; a stimulus shown several times is one condition; each
+/// onset goes to its nearest volume (the largest distance is reported). --confounds names
+/// fMRIPrep confounds projected out with the polynomials (GLMsingle's extra_regressors;
+/// default none, as GLMsingle's own default); non-steady-state volumes always get a spike
+/// regressor.
+///
+/// Writes <out>/glm.json (trials, conditions, the choices made), <out>/timeseries/ (the masked
+/// runs as a run set, voxels.npy) and per model <out>/TYPEA_ONOFF/, TYPEB_FITHRF/,
+/// TYPEC_FITHRF_GLMDENOISE/, TYPED_FITHRF_GLMDENOISE_RR/ with GLMsingle's outputs as .npy
+/// (betasmd: float32 (voxels, trials) in percent signal change, trials in glm.json's order;
+/// HRFindex 0-based, R2, FRACvalue, noisepool, pcvoxels, xvaltrend, glmbadness, rrbadness,
+/// scaleoffset) and R2/HRFindex/FRACvalue maps as NIfTI. GLMsingle's mixture for the noise
+/// pool's R² threshold is unseeded; here it starts from fixed quantiles (the same threshold
+/// every run). A rerun over a finished folder with the same settings does nothing; an
+/// interrupted one resumes from its time series.
+#[derive(clap::Args)]
+#[command(after_help = "Example:\n  \
+    brainrecon simulate --kind events --out sim-events\n  \
+    brainrecon glm --fmriprep sim-events/derivatives/fmriprep --bids-root sim-events --subject 01 --task images --out glm-sub01\n  \
+    brainrecon glm --fmriprep ds/derivatives/fmriprep --bids-root ds --subject 01 --task things --space T1w --confounds motion:basic --out glm-01")]
+pub struct Args {
+    /// fMRIPrep's output folder (dataset_description.json GeneratedBy fMRIPrep, sub-*/func/)
+    #[arg(long)]
+    fmriprep: PathBuf,
+    /// The raw BIDS dataset the events come from
+    #[arg(long)]
+    bids_root: PathBuf,
+    /// Subject label: 01, sub-01
+    #[arg(long)]
+    subject: String,
+    /// Task to read (repeat for several)
+    #[arg(long = "task", required = true)]
+    tasks: Vec<String>,
+    /// fMRIPrep output space, LABEL or LABEL:res-N [default: MNI152NLin2009cAsym]
+    #[arg(long)]
+    space: Option<String>,
+    /// Brain mask on the runs' grid (.nii or .nii.gz; voxels > 0) [default: fMRIPrep's masks]
+    #[arg(long)]
+    mask: Option<PathBuf>,
+    /// fMRIPrep confounds projected out with the drift polynomials, as `bids prepare`
+    /// --confounds names them (e.g. motion:basic) [default: none]
+    #[arg(long, default_value = "none")]
+    confounds: String,
+    /// The events column naming each trial's condition [default: stim_file, else trial_type]
+    #[arg(long)]
+    condition_column: Option<String>,
+    /// Seconds each stimulus lasts [default: the median of the trials' durations]
+    #[arg(long)]
+    stimdur: Option<f64>,
+    /// Output folder
+    #[arg(long)]
+    out: PathBuf,
+    /// Print the summary as JSON
+    #[arg(long)]
+    json: bool,
+}
+
+/// What a rerun must match to count as done.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Settings {
+    fmriprep: PathBuf,
+    bids_root: PathBuf,
+    subject: String,
+    tasks: Vec<String>,
+    space: String,
+    mask: Option<PathBuf>,
+    confounds: String,
+    condition_column: Option<String>,
+    stimdur: Option<f64>,
+}
+
+/// `glm.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct GlmMeta {
+    pub format: String,
+    pub version: u32,
+    pub subject: String,
+    pub tr: f64,
+    pub stimdur: f64,
+    pub n_voxels: usize,
+    /// The masked runs (a run set in the recordings' units) and their voxels.
+    pub timeseries: String,
+    pub runs: Vec<String>,
+    pub condition_column: String,
+    pub conditions: Vec<String>,
+    /// In GLMsingle's order (run, then onset): the order of betasmd's columns.
+    pub trials: Vec<Trial>,
+    pub largest_onset_rounding_seconds: f64,
+    pub polynomial_degrees: Vec<usize>,
+    pub extra_regressors: Vec<String>,
+    /// Per run, the leading volumes fMRIPrep flags as non-steady-state, left out of the fit
+    /// (a trial's `volume` still counts from the run's first volume).
+    pub dropped_volumes: Vec<usize>,
+    pub r2_threshold: f64,
+    pub pcnum: Option<usize>,
+    pub models: Vec<String>,
+    pub notes: Vec<String>,
+    pub reference: String,
+    settings: Settings,
+}
+
+const FORMAT: &str = "brainrecon-glm";
+const REFERENCE: &str = "GLMsingle (cvnlab/GLMsingle 1ab54a6) GLM_single.fit with its defaults: checked against it in crates/glm/tests";
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let settings = settings(&args)?;
+    let meta_path = args.out.join("glm.json");
+    if meta_path.is_file() {
+        let meta: GlmMeta = read_json(&meta_path)?;
+        if meta.settings == settings {
+            return report(&args, &meta, true);
+        }
+        return Err(DataError::invalid(
+            &args.out,
+            "--out",
+            "a new folder, or one fitted with the same settings",
+            "a folder fitted with other settings: choose another --out or remove it",
+        )
+        .into());
+    }
+    check_event_files(
+        &args.bids_root,
+        &settings.subject,
+        &args.tasks,
+        args.condition_column.as_deref(),
+    )?;
+    let set = time_series(&args, &settings)?;
+    let trials = read_trials(
+        &set,
+        &TrialOptions {
+            condition_column: args.condition_column.clone(),
+            stimdur: args.stimdur,
+        },
+    )?;
+    let fitted = fit(&set, &trials)?;
+    write_models(&set, &args.out, &fitted.fit)?;
+    let meta = glm_meta(&set, &trials, &fitted, settings);
+    write_json_atomic(&meta_path, &meta)?;
+    report(&args, &meta, false)
+}
+
+fn settings(args: &Args) -> anyhow::Result<Settings> {
+    Ok(Settings {
+        fmriprep: canonical(&args.fmriprep)?,
+        bids_root: canonical(&args.bids_root)?,
+        subject: args.subject.trim_start_matches("sub-").to_string(),
+        tasks: args.tasks.clone(),
+        space: Space::parse(args.space.as_deref().unwrap_or(DEFAULT_SPACE))?.label(),
+        mask: args.mask.as_deref().map(canonical).transpose()?,
+        confounds: args.confounds.clone(),
+        condition_column: args.condition_column.clone(),
+        stimdur: args.stimdur,
+    })
+}
+
+fn canonical(path: &Path) -> anyhow::Result<PathBuf> {
+    std::fs::canonicalize(path).map_err(|_| {
+        DataError::Missing {
+            path: path.to_path_buf(),
+            what: "a folder or file named on the command line".into(),
+        }
+        .into()
+    })
+}
+
+/// The masked runs in their units, as a run set under `<out>/timeseries` (resumable).
+fn time_series(args: &Args, settings: &Settings) -> anyhow::Result<RunSet> {
+    let strategy = Strategy::parse(
+        &args.confounds,
+        DEFAULT_FD_THRESHOLD,
+        DEFAULT_STD_DVARS_THRESHOLD,
+    )?;
+    if strategy.scrub.is_some() {
+        return Err(super::usage(
+            "--confounds: scrub censors volumes, which a GLM over whole runs cannot leave out; drop scrub (non-steady-state volumes get spike regressors)",
+        ));
+    }
+    let fmriprep = FmriprepOptions {
+        space: Space::parse(&settings.space)?,
+        strategy,
+        raw_root: Some(args.bids_root.clone()),
+    };
+    let out = args.out.join("timeseries");
+    let opts = PrepareOptions {
+        root: args.fmriprep.clone(),
+        subject: args.subject.clone(),
+        tasks: args.tasks.clone(),
+        out: out.clone(),
+        layout: Layout::Fmriprep,
+        mask: args.mask.clone().map_or(MaskChoice::Auto, MaskChoice::File),
+        detrend: None,
+        drop_seconds: None,
+        progress: super::show_progress(),
+        keep_units: true,
+    };
+    std::fs::create_dir_all(&args.out).map_err(|e| DataError::io(&args.out, e))?;
+    prepare_fmriprep(&opts, &fmriprep)?;
+    Ok(RunSet::open(&out)?)
+}
+
+/// GLMsingle's four models on the run set's trials, each run from its first steady-state
+/// volume.
+/// What the fit made and chose.
+struct Fitted {
+    fit: GlmSingle,
+    params: Params,
+    extra_regressors: Vec<String>,
+    /// Per run, the leading non-steady-state volumes left out.
+    dropped: Vec<usize>,
+}
+
+fn fit(set: &RunSet, trials: &Trials) -> anyhow::Result<Fitted> {
+    let n_runs = set.runs().len();
+    let first: Vec<usize> = (0..n_runs)
+        .map(|i| leading_non_steady_state(set, i))
+        .collect();
+    let data = (0..n_runs)
+        .map(|i| set.run_data(i))
+        .collect::<Result<Vec<_>, _>>()?;
+    let designs = (0..n_runs)
+        .map(|i| {
+            let run = &set.runs()[i];
+            let events = set.root().join(run.events.as_deref().unwrap_or_default());
+            trials.design(i, first[i], run.n_trs, &events)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let extras = (0..n_runs)
+        .map(|i| confound_regressors(set, i, first[i]))
+        .collect::<Result<Vec<_>, _>>()?;
+    let voxels = set.n_voxels();
+    let runs: Vec<Run> = (0..n_runs)
+        .map(|i| Run {
+            data: &data[i].as_slice()[first[i] * voxels..],
+            design: &designs[i],
+            n_times: set.runs()[i].n_trs - first[i],
+            extra: &extras[i].1,
+        })
+        .collect();
+    let n_times: Vec<usize> = runs.iter().map(|r| r.n_times).collect();
+    let mut params = Params::new(trials.stimdur, set.tr(), &n_times);
+    params.session_of_run = session_indices(set);
+    if super::show_progress() {
+        eprintln!(
+            "fitting GLMsingle's models: {} voxels, {} runs, {} trials of {} conditions",
+            set.n_voxels(),
+            n_runs,
+            trials.trials.len(),
+            trials.conditions.len()
+        );
+    }
+    let fit = glm_single(&runs, set.n_voxels(), trials.conditions.len(), &params)?;
+    Ok(Fitted {
+        fit,
+        params,
+        extra_regressors: extras.first().map(|e| e.0.clone()).unwrap_or_default(),
+        dropped: first,
+    })
+}
+
+/// Each run's session as an index (GLMsingle's sessionindicator), in order of appearance.
+fn session_indices(set: &RunSet) -> Vec<usize> {
+    let mut seen: Vec<Option<String>> = Vec::new();
+    set.runs()
+        .iter()
+        .map(|r| match seen.iter().position(|s| *s == r.session) {
+            Some(i) => i + 1,
+            None => {
+                seen.push(r.session.clone());
+                seen.len()
+            }
+        })
+        .collect()
+}
+
+fn f32s(values: &[f64]) -> Vec<f32> {
+    values.iter().map(|&v| v as f32).collect()
+}
+
+/// One model's folder, written beside its final place and renamed into it.
+struct ModelWriter<'a> {
+    set: &'a RunSet,
+    staging: PathBuf,
+    voxels: usize,
+}
+
+impl ModelWriter<'_> {
+    fn values(&self, name: &str, values: &[f64], per_voxel: usize) -> anyhow::Result<()> {
+        let shape: Vec<usize> = match per_voxel {
+            1 => vec![self.voxels],
+            k => vec![self.voxels, k],
+        };
+        npy::write(
+            &self.staging.join(format!("{name}.npy")),
+            &shape,
+            &f32s(values),
+        )?;
+        Ok(())
+    }
+
+    fn map(&self, name: &str, values: &[f64]) -> anyhow::Result<()> {
+        self.values(name, values, 1)?;
+        self.set
+            .write_voxel_map(&self.staging.join(format!("{name}.nii.gz")), &f32s(values))?;
+        Ok(())
+    }
+
+    fn flags(&self, name: &str, values: &[bool]) -> anyhow::Result<()> {
+        let bytes: Vec<u8> = values.iter().map(|&b| u8::from(b)).collect();
+        npy::write(
+            &self.staging.join(format!("{name}.npy")),
+            &[self.voxels],
+            &bytes,
+        )?;
+        Ok(())
+    }
+
+    fn hrf_index(&self, index: &[usize]) -> anyhow::Result<()> {
+        let values: Vec<f64> = index.iter().map(|&i| i as f64).collect();
+        self.map("HRFindex", &values)
+    }
+}
+
+fn write_models(set: &RunSet, out: &Path, fit: &GlmSingle) -> anyhow::Result<()> {
+    let trials = fit.typeb.stim_order.len();
+    let model =
+        |name: &str, write: &dyn Fn(&ModelWriter) -> anyhow::Result<()>| -> anyhow::Result<()> {
+            let staging = out.join(format!(".{name}.partial"));
+            let _ = std::fs::remove_dir_all(&staging);
+            std::fs::create_dir_all(&staging).map_err(|e| DataError::io(&staging, e))?;
+            write(&ModelWriter {
+                set,
+                staging: staging.clone(),
+                voxels: set.n_voxels(),
+            })?;
+            let target = out.join(name);
+            let _ = std::fs::remove_dir_all(&target);
+            std::fs::rename(&staging, &target).map_err(|e| DataError::io(&target, e))?;
+            Ok(())
+        };
+    model("TYPEA_ONOFF", &|w| {
+        w.map("onoffR2", &fit.typea.onoff_r2)?;
+        w.map("meanvol", &fit.typea.meanvol)?;
+        w.values("betasmd", &fit.typea.betasmd, 1)
+    })?;
+    model("TYPEB_FITHRF", &|w| {
+        w.hrf_index(&fit.typeb.hrf_index)?;
+        w.map("R2", &fit.typeb.r2)?;
+        w.values("betasmd", &fit.typeb.betasmd, trials)
+    })?;
+    let denoised = |w: &ModelWriter, d: &Denoised| -> anyhow::Result<()> {
+        w.hrf_index(&d.hrf_index)?;
+        w.map("R2", &d.r2)?;
+        w.values("betasmd", &d.betasmd, trials)?;
+        if let Some(g) = &fit.denoise {
+            w.flags("noisepool", &g.noisepool)?;
+            w.flags("pcvoxels", &g.pcvoxels)?;
+            if !g.glmbadness.is_empty() {
+                w.values("glmbadness", &g.glmbadness, g.xvaltrend.len())?;
+                npy::write(
+                    &w.staging.join("xvaltrend.npy"),
+                    &[g.xvaltrend.len()],
+                    &f32s(&g.xvaltrend),
+                )?;
+            }
+        }
+        Ok(())
+    };
+    if let Some(c) = &fit.typec {
+        model("TYPEC_FITHRF_GLMDENOISE", &|w| denoised(w, c))?;
+    }
+    if let Some(d) = &fit.typed {
+        model("TYPED_FITHRF_GLMDENOISE_RR", &|w| {
+            denoised(w, d)?;
+            w.map("FRACvalue", &d.frac_value)?;
+            if !d.scaleoffset.is_empty() {
+                w.values("scaleoffset", &d.scaleoffset, 2)?;
+            }
+            if !d.rrbadness.is_empty() {
+                w.values("rrbadness", &d.rrbadness, d.rrbadness.len() / w.voxels)?;
+            }
+            Ok(())
+        })?;
+    }
+    Ok(())
+}
+
+fn glm_meta(set: &RunSet, trials: &Trials, fitted: &Fitted, settings: Settings) -> GlmMeta {
+    let fit = &fitted.fit;
+    let mut models = vec!["TYPEA_ONOFF".to_string(), "TYPEB_FITHRF".into()];
+    if fit.typec.is_some() {
+        models.push("TYPEC_FITHRF_GLMDENOISE".into());
+    }
+    if fit.typed.is_some() {
+        models.push("TYPED_FITHRF_GLMDENOISE_RR".into());
+    }
+    GlmMeta {
+        format: FORMAT.into(),
+        version: 1,
+        subject: set.meta().subject.clone(),
+        tr: set.tr(),
+        stimdur: trials.stimdur,
+        n_voxels: set.n_voxels(),
+        timeseries: "timeseries".into(),
+        runs: set.runs().iter().map(|r| r.name.clone()).collect(),
+        condition_column: trials.column.clone(),
+        conditions: trials.conditions.clone(),
+        trials: trials.trials.clone(),
+        largest_onset_rounding_seconds: trials.largest_rounding,
+        polynomial_degrees: fitted.params.degrees.clone(),
+        extra_regressors: fitted.extra_regressors.clone(),
+        dropped_volumes: fitted.dropped.clone(),
+        r2_threshold: fit.r2_threshold,
+        pcnum: fit.denoise.as_ref().map(|d| d.pcnum),
+        models,
+        notes: fit.notes.clone(),
+        reference: REFERENCE.into(),
+        settings,
+    }
+}
+
+fn report(args: &Args, meta: &GlmMeta, already: bool) -> anyhow::Result<()> {
+    if args.json {
+        return super::print_json(meta);
+    }
+    if already {
+        outln!(
+            "{} is already fitted with these settings",
+            args.out.display()
+        )?;
+        return Ok(());
+    }
+    outln!(
+        "fitted sub-{} into {}: {} runs, {} trials of {} conditions ({} column), {} voxels, stimulus {} s",
+        meta.subject,
+        args.out.display(),
+        meta.runs.len(),
+        meta.trials.len(),
+        meta.conditions.len(),
+        meta.condition_column,
+        meta.n_voxels,
+        meta.stimdur
+    )?;
+    outln!(
+        "models: {}; GLMdenoise components: {}; on/off R² threshold {:.2}; onsets moved to their volume by at most {:.3} s",
+        meta.models.join(", "),
+        meta.pcnum.map_or("none".into(), |p| p.to_string()),
+        meta.r2_threshold,
+        meta.largest_onset_rounding_seconds
+    )?;
+    for note in &meta.notes {
+        outln!("note: {note}")?;
+    }
+    Ok(())
+}

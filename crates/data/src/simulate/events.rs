@@ -1,0 +1,583 @@
+//! `simulate --kind events`: an event-related image experiment as a lab records it (raw BIDS)
+//! and fMRIPrep preprocesses it (a derivatives folder named and shaped as fMRIPrep 24 writes
+//! it), with the truth beside it.
+//!
+//! ```text
+//! dataset_description.json, participants.tsv, stimuli/scene-NNNNN.png
+//! sub-01/func/sub-01_task-images_run-NN_bold.nii.gz (+ .json)      int16 + scl_slope
+//! sub-01/func/sub-01_task-images_run-NN_events.tsv  onset duration trial_type stim_file
+//! derivatives/fmriprep/dataset_description.json     GeneratedBy [{Name: fMRIPrep, Version}]
+//! derivatives/fmriprep/sub-01/func/
+//!   sub-01_task-images_run-NN_space-MNI152NLin2009cAsym_desc-preproc_bold.nii.gz (+ .json)
+//!   sub-01_task-images_run-NN_space-MNI152NLin2009cAsym_desc-brain_mask.nii.gz
+//!   sub-01_task-images_run-NN_desc-confounds_timeseries.tsv (+ .json)
+//! truth/events_truth.json; hrf_index.npy (brain voxels,) int64 0-based into GLMsingle's library;
+//!   trial_psc.npy (trials, brain voxels) float32 planted amplitudes in percent; visual.npy
+//!   (brain voxels,) uint8; voxels.npy (brain voxels, 3) int32 (i, j, k); brain voxels in
+//!   flat order (x fastest), as a mask-based reader orders them
+//! ```
+//!
+//! The brain is the image simulator's (visual voxels tuned to the scenes' pixels or
+//! attributes). A trial's amplitude at a visual voxel is the voxel's amplitude × (1.5, what any
+//! image evokes, + its normalised response to the scene + a third of the image simulator's
+//! trial noise at its SNR), in percent signal change; each brain
+//! voxel's response follows one of GLMsingle's 20 library HRFs (drawn per voxel). Every brain
+//! voxel also carries three global noise components (smooth, about 1% each), the six motion
+//! parameters of the confounds table (random walks, a few tenths of a percent), a linear and a
+//! quadratic drift (four times stronger in run 3) and white noise (2%), on a baseline of 800–1200;
+//! the first volume of every run is 30% brighter (not yet at steady state, flagged in the
+//! confounds' non_steady_state_outlier00). Test images are shown three times and training
+//! images twice, each repeat in another run, so a GLM can cross-validate across runs; one slot
+//! in five is a blank (fixation: `trial_type` fixation, `stim_file` n/a).
+
+use super::brain::{luminance_contrast, Brain, Tuning};
+use super::scene::Scene;
+use super::{finish_dir, new_output_dir, Signal};
+use crate::atomic::{write_bytes_atomic, write_json_atomic};
+use crate::error::{DataError, Result};
+use crate::image::write_png;
+use crate::npy;
+use crate::runs::nifti4d::{self, Storage};
+use rand::seq::SliceRandom;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::{Distribution, Normal};
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+
+const SUBJECT: &str = "01";
+pub const TASK: &str = "images";
+pub const SPACE: &str = "MNI152NLin2009cAsym";
+/// Seconds between trial onsets and each stimulus' duration (NSD's 3 s on, 1 s off).
+const TRIAL_SECONDS: f64 = 4.0;
+const STIMULUS_SECONDS: f64 = 3.0;
+const LEAD_SECONDS: f64 = 4.0;
+const TAIL_SECONDS: f64 = 16.0;
+/// A visual voxel's response common to every image, in units of its amplitude.
+const EVOKED: f32 = 1.5;
+/// The trial-to-trial variability of the response, relative to the image simulator's (whose
+/// betas carry the measurement's noise too; here the time series carries that).
+const TRIAL_NOISE: f32 = 0.33;
+/// White noise in percent of the baseline, per volume.
+const WHITE_NOISE: f64 = 2.0;
+const MOTION: [&str; 6] = ["trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z"];
+
+#[derive(Debug, Clone)]
+pub struct EventsOptions {
+    pub out: PathBuf,
+    pub seed: u64,
+    pub runs: usize,
+    pub train_images: usize,
+    pub test_images: usize,
+    pub tr: f64,
+    /// (X, Y, Z)
+    pub volume_shape: [usize; 3],
+    pub image_size: usize,
+}
+
+impl EventsOptions {
+    /// 7 runs at TR 2 s, 165 training images shown twice and 30 test images three times (420
+    /// trials, 60 a run), a 24 × 30 × 20 volume.
+    pub fn new(out: &Path) -> Self {
+        EventsOptions {
+            out: out.to_path_buf(),
+            seed: 0,
+            runs: 7,
+            train_images: 165,
+            test_images: 30,
+            tr: 2.0,
+            volume_shape: [24, 30, 20],
+            image_size: 64,
+        }
+    }
+}
+
+/// `truth/events_truth.json`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EventsTruth {
+    pub seed: u64,
+    pub tr: f64,
+    pub stimdur: f64,
+    pub runs: usize,
+    pub n_volumes: usize,
+    /// Scene ids (`Scene::id`) of the images, training images first.
+    pub images: Vec<usize>,
+    pub n_train_images: usize,
+    /// Per trial in run-then-onset order: (run 0-based, onset seconds, image index).
+    pub trials: Vec<(usize, f64, usize)>,
+    pub brain_voxels: usize,
+    pub visual_voxels: usize,
+}
+
+/// The trial slots of every run: each image's repeats spread over different runs, one blank
+/// (fixation) slot per four trials, shuffled within runs. Returns per run the image of each
+/// slot (None: blank).
+fn schedule(opts: &EventsOptions, rng: &mut ChaCha8Rng) -> Result<Vec<Vec<Option<usize>>>> {
+    let repeats: Vec<usize> = (0..opts.train_images + opts.test_images)
+        .map(|i| if i < opts.train_images { 2 } else { 3 })
+        .collect();
+    let total: usize = repeats.iter().sum();
+    if opts.runs < 3 || !total.is_multiple_of(opts.runs) {
+        return Err(DataError::Usage(format!(
+            "--runs: expected at least 3 runs that divide the {total} trials evenly, found {}",
+            opts.runs
+        )));
+    }
+    let per_run = total / opts.runs;
+    // Deal the repeats round-robin so no image repeats within a run, then shuffle each run.
+    let mut order: Vec<usize> = (0..repeats.len()).collect();
+    order.shuffle(rng);
+    let mut runs = vec![Vec::with_capacity(per_run); opts.runs];
+    let mut next = 0;
+    for &image in &order {
+        for _ in 0..repeats[image] {
+            runs[next % opts.runs].push(image);
+            next += 1;
+        }
+    }
+    Ok(runs
+        .into_iter()
+        .map(|images| {
+            let blanks = images.len() / 4;
+            let mut slots: Vec<Option<usize>> = images.into_iter().map(Some).collect();
+            slots.extend(std::iter::repeat_n(None, blanks));
+            slots.shuffle(rng);
+            slots
+        })
+        .collect())
+}
+
+/// Onset in seconds of slot `i` of a run.
+fn slot_onset(i: usize) -> f64 {
+    LEAD_SECONDS + i as f64 * TRIAL_SECONDS
+}
+
+/// The (onset, image) of every trial of a run's slots.
+fn slot_trials(slots: &[Option<usize>]) -> Vec<(f64, usize)> {
+    slots
+        .iter()
+        .enumerate()
+        .filter_map(|(i, image)| image.map(|image| (slot_onset(i), image)))
+        .collect()
+}
+
+/// Each brain voxel's library HRF index and its HRF sampled at the TR (peak 1).
+fn voxel_hrfs(rng: &mut ChaCha8Rng, n: usize, tr: f64) -> (Vec<usize>, Vec<Vec<f64>>) {
+    let library = brainrecon_glm::hrf::hrf_library(STIMULUS_SECONDS, tr);
+    let index: Vec<usize> = (0..n).map(|_| rng.gen_range(0..library.len())).collect();
+    let peaked = library
+        .iter()
+        .map(|h| {
+            let peak = h.iter().copied().fold(f64::MIN, f64::max);
+            h.iter().map(|v| v / peak).collect()
+        })
+        .collect();
+    (index, peaked)
+}
+
+/// A smooth random series with unit standard deviation.
+fn smooth(rng: &mut ChaCha8Rng, n: usize, width: f64) -> Vec<f64> {
+    let normal = Normal::new(0.0, 1.0).unwrap();
+    let white: Vec<f64> = (0..n + 40).map(|_| normal.sample(rng)).collect();
+    let x: Vec<f64> = (0..n)
+        .map(|t| {
+            (0..41)
+                .map(|k| {
+                    let d = k as f64 - 20.0;
+                    (-0.5 * (d / width).powi(2)).exp() * white[t + k]
+                })
+                .sum()
+        })
+        .collect();
+    let mean = x.iter().sum::<f64>() / n as f64;
+    let sd = (x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n as f64).sqrt();
+    x.iter().map(|v| (v - mean) / sd.max(1e-12)).collect()
+}
+
+/// What every run shares: the brain, its voxels' HRFs, noise loadings and baselines.
+struct Subject {
+    brain: Brain,
+    flat: Vec<usize>,
+    visual_of: Vec<Option<usize>>,
+    hrf_index: Vec<usize>,
+    hrfs: Vec<Vec<f64>>,
+    baseline: Vec<f64>,
+    global_loadings: Vec<[f64; 3]>,
+    motion_loadings: Vec<[f64; 6]>,
+}
+
+impl Subject {
+    fn new(opts: &EventsOptions, rng: &mut ChaCha8Rng) -> Subject {
+        let brain = Brain::new(opts.volume_shape, rng);
+        let [nx, ny, _] = opts.volume_shape;
+        let flat: Vec<usize> = brain
+            .voxels
+            .iter()
+            .map(|v| v.coord[0] + nx * (v.coord[1] + ny * v.coord[2]))
+            .collect();
+        let mut visual_of = vec![None; brain.voxels.len()];
+        let mut k = 0;
+        for (v, voxel) in brain.voxels.iter().enumerate() {
+            if brain.nsdgeneral[brain.index(voxel.coord)] > 0 {
+                visual_of[v] = Some(k);
+                k += 1;
+            }
+        }
+        let n = brain.voxels.len();
+        let (hrf_index, hrfs) = voxel_hrfs(rng, n, opts.tr);
+        let normal = Normal::new(0.0, 1.0).unwrap();
+        let mut draw = |scale: f64| scale * normal.sample(rng);
+        let global_loadings = (0..n).map(|_| [draw(1.0), draw(1.0), draw(1.0)]).collect();
+        let motion_loadings = (0..n).map(|_| std::array::from_fn(|_| draw(0.4))).collect();
+        let baseline = (0..n).map(|_| rng.gen_range(800.0..1200.0)).collect();
+        Subject {
+            brain,
+            flat,
+            visual_of,
+            hrf_index,
+            hrfs,
+            baseline,
+            global_loadings,
+            motion_loadings,
+        }
+    }
+}
+
+/// One run: its volumes, motion parameters (n × 6) and planted trial amplitudes (trials of
+/// the run × brain voxels, percent).
+struct RunData {
+    volumes: Vec<Vec<f64>>,
+    motion: Vec<[f64; 6]>,
+    trial_psc: Vec<Vec<f32>>,
+}
+
+fn simulate_run(
+    opts: &EventsOptions,
+    subject: &Subject,
+    signal: &Signal,
+    trials: &[(f64, usize)],
+    strong_drift: bool,
+    rng: &mut ChaCha8Rng,
+) -> RunData {
+    let n = n_volumes(opts);
+    let normal = Normal::new(0.0, 1.0).unwrap();
+    let brain = &subject.brain;
+    let n_vox = brain.voxels.len();
+    let global: Vec<Vec<f64>> = (0..3).map(|_| smooth(rng, n, 3.0)).collect();
+    let mut motion = vec![[0.0; 6]; n];
+    for t in 1..n {
+        let previous = motion[t - 1];
+        for (j, m) in motion[t].iter_mut().enumerate() {
+            let step = if j < 3 { 0.02 } else { 0.0004 };
+            *m = previous[j] + step * normal.sample(rng);
+        }
+    }
+    let trial_psc: Vec<Vec<f32>> = trials
+        .iter()
+        .map(|&(_, image)| {
+            (0..n_vox)
+                .map(|v| match (subject.visual_of[v], &brain.voxels[v].tuning) {
+                    (Some(k), tuning) if !matches!(tuning, Tuning::None) => {
+                        let voxel = &brain.voxels[v];
+                        // Any image evokes a response (EVOKED), modulated by the image's features.
+                        let s = EVOKED
+                            + signal.value(image, k)
+                            + TRIAL_NOISE * normal.sample(rng) as f32 / voxel.ncsnr;
+                        voxel.amplitude * s
+                    }
+                    _ => 0.0,
+                })
+                .collect()
+        })
+        .collect();
+    let drift = if strong_drift { 4.0 } else { 1.0 };
+    let x_axis: Vec<f64> = (0..n)
+        .map(|t| 2.0 * t as f64 / (n - 1) as f64 - 1.0)
+        .collect();
+    let mut percent = vec![vec![0.0; n_vox]; n];
+    for v in 0..n_vox {
+        let hrf = &subject.hrfs[subject.hrf_index[v]];
+        for (&(seconds, _), psc) in trials.iter().zip(&trial_psc) {
+            let onset = (seconds / opts.tr).round() as usize;
+            for (lag, h) in hrf.iter().enumerate().take(n.saturating_sub(onset)) {
+                percent[onset + lag][v] += psc[v] as f64 * h;
+            }
+        }
+        let (linear, quadratic) = (drift * normal.sample(rng), drift * 0.5 * normal.sample(rng));
+        let (g, m) = (&subject.global_loadings[v], &subject.motion_loadings[v]);
+        for t in 0..n {
+            let scale = [10.0, 10.0, 10.0, 500.0, 500.0, 500.0];
+            percent[t][v] += linear * x_axis[t]
+                + quadratic * x_axis[t] * x_axis[t]
+                + (0..3).map(|c| g[c] * global[c][t]).sum::<f64>()
+                + (0..6).map(|j| m[j] * motion[t][j] * scale[j]).sum::<f64>()
+                + WHITE_NOISE * normal.sample(rng);
+        }
+    }
+    let len: usize = opts.volume_shape.iter().product();
+    let volumes = (0..n)
+        .map(|t| {
+            let mut volume: Vec<f64> = (0..len)
+                .map(|_| (30.0 + 3.0 * normal.sample(rng)).max(0.0))
+                .collect();
+            let settle = if t == 0 { 1.3 } else { 1.0 };
+            for (v, &f) in subject.flat.iter().enumerate() {
+                volume[f] = settle * subject.baseline[v] * (1.0 + percent[t][v] / 100.0);
+            }
+            volume
+        })
+        .collect();
+    RunData {
+        volumes,
+        motion,
+        trial_psc,
+    }
+}
+
+fn n_volumes(opts: &EventsOptions) -> usize {
+    let trials = (opts.train_images * 2 + opts.test_images * 3) / opts.runs.max(1);
+    let slots = trials + trials / 4;
+    ((slot_onset(slots) + TAIL_SECONDS) / opts.tr).ceil() as usize
+}
+
+fn text(path: &Path, content: &str) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
+    }
+    write_bytes_atomic(path, content.as_bytes())
+}
+
+/// fMRIPrep's confounds table of a run: motion, their framewise displacement (n/a in the
+/// first row, as fMRIPrep writes derivatives), global/csf/white-matter means and the
+/// non-steady-state flag of volume 0.
+fn confounds_table(run: &RunData, volumes: &[Vec<f64>], flat: &[usize]) -> String {
+    let mut table = MOTION.join("\t");
+    table.push_str(
+        "\tframewise_displacement\tglobal_signal\tcsf\twhite_matter\tnon_steady_state_outlier00\n",
+    );
+    for (t, m) in run.motion.iter().enumerate() {
+        let fd = if t == 0 {
+            "n/a".to_string()
+        } else {
+            let p = &run.motion[t - 1];
+            let d: f64 = (0..3).map(|j| (m[j] - p[j]).abs()).sum::<f64>()
+                + (3..6).map(|j| 50.0 * (m[j] - p[j]).abs()).sum::<f64>();
+            format!("{d:.6}")
+        };
+        let global = flat.iter().map(|&f| volumes[t][f]).sum::<f64>() / flat.len() as f64;
+        let cells: Vec<String> = m.iter().map(|v| format!("{v:.6}")).collect();
+        table.push_str(&format!(
+            "{}\t{fd}\t{global:.4}\t{:.4}\t{:.4}\t{}\n",
+            cells.join("\t"),
+            0.9 * global,
+            1.1 * global,
+            u8::from(t == 0)
+        ));
+    }
+    table
+}
+
+/// Writes the dataset (see the module documentation).
+pub fn simulate_events(opts: &EventsOptions) -> Result<EventsTruth> {
+    if opts.tr <= 0.0 || opts.tr > TRIAL_SECONDS || opts.image_size < 16 {
+        return Err(DataError::Usage(format!(
+            "simulate --kind events: a TR in (0, {TRIAL_SECONDS}] s and images of 16 pixels or more"
+        )));
+    }
+    let staging = new_output_dir(&opts.out)?;
+    match write_dataset(opts, &staging) {
+        Ok(truth) => {
+            finish_dir(&staging, &opts.out)?;
+            Ok(truth)
+        }
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&staging);
+            Err(e)
+        }
+    }
+}
+
+fn write_dataset(opts: &EventsOptions, root: &Path) -> Result<EventsTruth> {
+    let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
+    let subject = Subject::new(opts, &mut rng);
+    let n_images = opts.train_images + opts.test_images;
+    // Distinct scenes: each image is its own condition (its own stim_file).
+    let mut scenes: Vec<Scene> = Vec::with_capacity(n_images);
+    while scenes.len() < n_images {
+        let scene = Scene::random(&mut rng);
+        if scenes.iter().all(|s| s.id() != scene.id()) {
+            scenes.push(scene);
+        }
+    }
+    let rendered: Vec<_> = scenes.iter().map(|s| s.render(opts.image_size)).collect();
+    let grid = 24;
+    let maps: Vec<_> = rendered
+        .iter()
+        .map(|im| luminance_contrast(im, grid))
+        .collect();
+    let visual: Vec<usize> = (0..subject.brain.voxels.len())
+        .filter(|&v| subject.visual_of[v].is_some())
+        .collect();
+    let signal = Signal::new(&subject.brain, &visual, &scenes, &maps, grid);
+    let runs = schedule(opts, &mut rng)?;
+    write_top_level(opts, root, &scenes, &rendered)?;
+    let fmriprep = root.join("derivatives/fmriprep");
+    let mut trials = Vec::new();
+    let mut trial_psc: Vec<f32> = Vec::new();
+    for (r, slots) in runs.iter().enumerate() {
+        let run_trials = slot_trials(slots);
+        let run = simulate_run(opts, &subject, &signal, &run_trials, r == 2, &mut rng);
+        write_run(opts, root, &fmriprep, r + 1, &run, slots, &scenes, &subject)?;
+        trials.extend(run_trials.iter().map(|&(onset, image)| (r, onset, image)));
+        trial_psc.extend(run.trial_psc.iter().flatten());
+    }
+    let truth = EventsTruth {
+        seed: opts.seed,
+        tr: opts.tr,
+        stimdur: STIMULUS_SECONDS,
+        runs: opts.runs,
+        n_volumes: n_volumes(opts),
+        images: scenes.iter().map(Scene::id).collect(),
+        n_train_images: opts.train_images,
+        trials,
+        brain_voxels: subject.brain.voxels.len(),
+        visual_voxels: visual.len(),
+    };
+    write_truth(root, &truth, &subject, &trial_psc)?;
+    Ok(truth)
+}
+
+fn write_top_level(
+    opts: &EventsOptions,
+    root: &Path,
+    scenes: &[Scene],
+    rendered: &[crate::image::RgbImage],
+) -> Result<()> {
+    write_json_atomic(
+        &root.join("dataset_description.json"),
+        &serde_json::json!({
+            "Name": "brainrecon simulated event-related image experiment", "BIDSVersion": "1.8.0",
+            "DatasetType": "raw",
+            "GeneratedBy": [{"Name": "brainrecon simulate --kind events", "Description": format!("seed {}", opts.seed)}],
+        }),
+    )?;
+    text(
+        &root.join("participants.tsv"),
+        &format!("participant_id\nsub-{SUBJECT}\n"),
+    )?;
+    let stimuli = root.join("stimuli");
+    std::fs::create_dir_all(&stimuli).map_err(|e| DataError::io(&stimuli, e))?;
+    for (scene, image) in scenes.iter().zip(rendered) {
+        write_png(&stimuli.join(stimulus_name(scene)), image)?;
+    }
+    let derivatives = root.join("derivatives/fmriprep");
+    std::fs::create_dir_all(&derivatives).map_err(|e| DataError::io(&derivatives, e))?;
+    write_json_atomic(
+        &derivatives.join("dataset_description.json"),
+        &serde_json::json!({
+            "Name": "fMRIPrep - fMRI PREProcessing workflow", "BIDSVersion": "1.8.0",
+            "DatasetType": "derivative",
+            "GeneratedBy": [{"Name": "fMRIPrep", "Version": "24.1.1", "CodeURL": "https://github.com/nipreps/fmriprep/archive/24.1.1.tar.gz"}],
+        }),
+    )
+}
+
+fn stimulus_name(scene: &Scene) -> String {
+    format!("scene-{:05}.png", scene.id())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write_run(
+    opts: &EventsOptions,
+    root: &Path,
+    fmriprep: &Path,
+    run: usize,
+    data: &RunData,
+    slots: &[Option<usize>],
+    scenes: &[Scene],
+    subject: &Subject,
+) -> Result<()> {
+    let name = format!("sub-{SUBJECT}_task-{TASK}_run-{run:02}");
+    let func = root.join(format!("sub-{SUBJECT}/func"));
+    let derived = fmriprep.join(format!("sub-{SUBJECT}/func"));
+    for dir in [&func, &derived] {
+        std::fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
+    }
+    let shape = opts.volume_shape;
+    let affine = super::bold::grid_affine(shape);
+    // 0.1 keeps 0.01% steps at 1000 and holds up to 3276.
+    let storage = Storage::Int16 {
+        slope: 0.1,
+        inter: 0.0,
+    };
+    for path in [
+        func.join(format!("{name}_bold.nii.gz")),
+        derived.join(format!("{name}_space-{SPACE}_desc-preproc_bold.nii.gz")),
+    ] {
+        nifti4d::write_series(&path, shape, opts.tr, &affine, storage, &data.volumes)?;
+    }
+    write_json_atomic(
+        &func.join(format!("{name}_bold.json")),
+        &serde_json::json!({"RepetitionTime": opts.tr, "TaskName": TASK}),
+    )?;
+    write_json_atomic(
+        &derived.join(format!("{name}_space-{SPACE}_desc-preproc_bold.json")),
+        &serde_json::json!({"RepetitionTime": opts.tr, "SkullStripped": false, "TaskName": TASK}),
+    )?;
+    let mut mask = vec![0i16; shape.iter().product()];
+    subject.flat.iter().for_each(|&f| mask[f] = 1);
+    crate::nifti_io::write_i16(
+        &derived.join(format!("{name}_space-{SPACE}_desc-brain_mask.nii.gz")),
+        shape,
+        &affine,
+        &mask,
+    )?;
+    text(
+        &derived.join(format!("{name}_desc-confounds_timeseries.tsv")),
+        &confounds_table(data, &data.volumes, &subject.flat),
+    )?;
+    write_json_atomic(
+        &derived.join(format!("{name}_desc-confounds_timeseries.json")),
+        &serde_json::json!({"framewise_displacement": {"Description": "Framewise displacement (Power et al. 2014), mm", "Units": "mm"}}),
+    )?;
+    let mut events = String::from("onset\tduration\ttrial_type\tstim_file\n");
+    for (i, slot) in slots.iter().enumerate() {
+        let (kind, file) = match slot {
+            Some(image) => ("image", stimulus_name(&scenes[*image])),
+            None => ("fixation", "n/a".to_string()),
+        };
+        events.push_str(&format!(
+            "{:.1}\t{STIMULUS_SECONDS:.1}\t{kind}\t{file}\n",
+            slot_onset(i)
+        ));
+    }
+    text(&func.join(format!("{name}_events.tsv")), &events)
+}
+
+fn write_truth(
+    root: &Path,
+    truth: &EventsTruth,
+    subject: &Subject,
+    trial_psc: &[f32],
+) -> Result<()> {
+    let dir = root.join("truth");
+    std::fs::create_dir_all(&dir).map_err(|e| DataError::io(&dir, e))?;
+    write_json_atomic(&dir.join("events_truth.json"), truth)?;
+    let n = subject.brain.voxels.len();
+    let index: Vec<i64> = subject.hrf_index.iter().map(|&i| i as i64).collect();
+    npy::write(&dir.join("hrf_index.npy"), &[n], &index)?;
+    npy::write(
+        &dir.join("trial_psc.npy"),
+        &[truth.trials.len(), n],
+        trial_psc,
+    )?;
+    let visual: Vec<u8> = subject
+        .visual_of
+        .iter()
+        .map(|v| u8::from(v.is_some()))
+        .collect();
+    npy::write(&dir.join("visual.npy"), &[n], &visual)?;
+    let groups = vec![0; n];
+    super::bold::write_voxel_truth(&dir, &subject.flat, &groups, subject.brain.shape)?;
+    Ok(())
+}
