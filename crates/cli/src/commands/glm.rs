@@ -19,9 +19,10 @@ use brainrecon_glm::glmsingle::{glm_single, Denoised, GlmSingle, Params};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
-/// Single-trial betas of an event-related experiment preprocessed by fMRIPrep, by GLMsingle's
-/// method (Prince et al. 2022): TYPEA on/off, TYPEB the best of its 20 library HRFs per voxel,
-/// TYPEC plus GLMdenoise, TYPED plus fractional ridge per voxel.
+/// Single-trial betas of an fMRIPrep-preprocessed event-related experiment, by GLMsingle's method
+///
+/// GLMsingle (Prince et al. 2022): TYPEA on/off, TYPEB the best of its 20 library HRFs per
+/// voxel, TYPEC plus GLMdenoise, TYPED plus fractional ridge per voxel.
 ///
 /// Reads fMRIPrep's sub-<S>/[ses-*/]func/*_task-<T>_[run-<N>_]space-<SPACE>_desc-preproc_bold.nii.gz
 /// (in their units: no detrending or z-scoring; GLMsingle models drifts with per-run
@@ -31,7 +32,8 @@ use std::path::{Path, PathBuf};
 /// trial_type) is not n/a is a trial; a stimulus shown several times is one condition; each
 /// onset goes to its nearest volume (the largest distance is reported). --confounds names
 /// fMRIPrep confounds projected out with the polynomials (GLMsingle's extra_regressors;
-/// default none, as GLMsingle's own default); non-steady-state volumes always get a spike
+/// default none, as GLMsingle's own default). The volumes fMRIPrep flags as non-steady-state at
+/// a run's start are left out (a trial among them is an error); any later ones get a spike
 /// regressor.
 ///
 /// Writes <out>/glm.json (trials, conditions, the choices made), <out>/timeseries/ (the masked
