@@ -13,6 +13,7 @@ fn every_command_has_help_with_an_example() {
     for command in [
         vec!["simulate"],
         vec!["nsd", "prepare"],
+        vec!["glm"],
         vec!["info"],
         vec!["features"],
         vec!["fit"],

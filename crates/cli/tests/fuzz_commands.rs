@@ -140,6 +140,8 @@ const SETUP: &[&str] = &[
     "features --subject {d}/subj01 --model {d}/shapes-ldm --kind clip-text",
     "fit --subject {d}/subj01 --target z --out {d}/decoders/z",
     "fit --subject {d}/subj01 --target c --out {d}/decoders/c",
+    "simulate --kind events --out {d}/events --seed 1 --images 18 --runs 3 --volume 16,18,12 \
+     --image-size 16",
     "simulate --kind movie --out {d}/movie --seed 1 --runs 2 --run-seconds 60",
     "bids prepare --bids-root {d}/movie --subject 01 --task movie \
      --mask {d}/movie/derivatives/mask/sub-01_mask.nii.gz --out {d}/movie-runs",
@@ -244,6 +246,13 @@ const TARGETS: &[Target] = &[
         command:
             "bids prepare --fmriprep {in}/fmriprep/derivatives --bids-root {in}/fmriprep/bids \
                   --subject 01 --task movie --confounds motion:basic,high_pass,scrub --out {out}",
+    },
+    Target {
+        name: "glm",
+        inputs: &["events"],
+        mutated: &["events/sub-01", "events/derivatives"],
+        command: "glm --fmriprep {in}/events/derivatives/fmriprep --bids-root {in}/events \
+                  --subject 01 --task images --confounds motion:basic --out {out}",
     },
     Target {
         name: "features-text",
@@ -613,6 +622,7 @@ fuzz_targets! {
     bids_prepare => "bids-prepare",
     bids_prepare_ds005531 => "bids-prepare-ds005531",
     bids_prepare_fmriprep => "bids-prepare-fmriprep",
+    glm => "glm",
     features_text => "features-text",
     video_prepare => "video-prepare",
     stream_edf => "stream-edf",

@@ -84,6 +84,30 @@ fn reliability(model: &(usize, usize, Vec<f32>), condition: &[usize], voxels: &[
     total / voxels.len() as f64
 }
 
+/// `glm` on the simulated dataset `sim` into `out`, with `extra` options.
+fn glm_args<'a>(
+    sim: &'a Path,
+    fmriprep: &'a Path,
+    out: &'a Path,
+    extra: &[&'a str],
+) -> Vec<&'a str> {
+    let mut args = vec![
+        "glm",
+        "--fmriprep",
+        s(fmriprep),
+        "--bids-root",
+        s(sim),
+        "--subject",
+        "01",
+        "--task",
+        "images",
+        "--out",
+        s(out),
+    ];
+    args.extend_from_slice(extra);
+    args
+}
+
 #[test]
 fn glm_recovers_the_planted_experiment_and_refuses_bad_input() {
     let dir = tempfile::tempdir().unwrap();
@@ -98,19 +122,7 @@ fn glm_recovers_the_planted_experiment_and_refuses_bad_input() {
         "3",
     ]);
     let fmriprep = sim.join("derivatives/fmriprep");
-    let args = [
-        "glm",
-        "--fmriprep",
-        s(&fmriprep),
-        "--bids-root",
-        s(&sim),
-        "--subject",
-        "01",
-        "--task",
-        "images",
-        "--out",
-        s(&glm),
-    ];
+    let args = glm_args(&sim, &fmriprep, &glm, &[]);
     let printed = ok(&args);
     assert!(printed.contains("TYPED_FITHRF_GLMDENOISE_RR"), "{printed}");
 
@@ -199,28 +211,17 @@ fn glm_recovers_the_planted_experiment_and_refuses_bad_input() {
 
     // A rerun does nothing; other settings into the same folder are refused.
     assert!(ok(&args).contains("already fitted"));
-    let mut other = args.to_vec();
-    other.extend_from_slice(&["--stimdur", "2"]);
-    let err = user_error(&other);
+    let err = user_error(&glm_args(&sim, &fmriprep, &glm, &["--stimdur", "2"]));
     assert!(err.contains("other settings"), "{err}");
 
     // Bad input names the file and the field; nothing is left behind.
     let bad = dir.path().join("bad");
-    let err = user_error(&[
-        "glm",
-        "--fmriprep",
-        s(&fmriprep),
-        "--bids-root",
-        s(&sim),
-        "--subject",
-        "01",
-        "--task",
-        "images",
-        "--condition-column",
-        "image_name",
-        "--out",
-        s(&bad),
-    ]);
+    let err = user_error(&glm_args(
+        &sim,
+        &fmriprep,
+        &bad,
+        &["--condition-column", "image_name"],
+    ));
     assert!(
         err.contains("events.tsv") && err.contains("image_name"),
         "{err}"

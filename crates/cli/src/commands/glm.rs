@@ -150,13 +150,45 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         )
         .into());
     }
+    let created = !args.out.exists();
+    if !created && !resumable(&args.out) {
+        return Err(DataError::invalid(
+            &args.out,
+            "--out",
+            "a new or empty folder, or one an interrupted `glm` left (holding timeseries/)",
+            "a folder with other contents",
+        )
+        .into());
+    }
+    let result = fit_into(&args, settings);
+    if result.is_err() && created {
+        // Nothing half-written: a failed run leaves no folder it made.
+        let _ = std::fs::remove_dir_all(&args.out);
+    }
+    result
+}
+
+/// An empty folder, or one holding the time series of an interrupted run.
+fn resumable(out: &Path) -> bool {
+    match std::fs::read_dir(out) {
+        Ok(mut entries) => {
+            entries.next().is_none()
+                || out.join("timeseries").is_dir()
+                || out.join("timeseries.partial").is_dir()
+        }
+        Err(_) => false,
+    }
+}
+
+/// The fit of a folder that is new or resumed: time series, trials, models, `glm.json`.
+fn fit_into(args: &Args, settings: Settings) -> anyhow::Result<()> {
     check_event_files(
         &args.bids_root,
         &settings.subject,
         &args.tasks,
         args.condition_column.as_deref(),
     )?;
-    let set = time_series(&args, &settings)?;
+    let set = time_series(args, &settings)?;
     let trials = read_trials(
         &set,
         &TrialOptions {
@@ -167,8 +199,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let fitted = fit(&set, &trials)?;
     write_models(&set, &args.out, &fitted.fit)?;
     let meta = glm_meta(&set, &trials, &fitted, settings);
-    write_json_atomic(&meta_path, &meta)?;
-    report(&args, &meta, false)
+    write_json_atomic(&args.out.join("glm.json"), &meta)?;
+    report(args, &meta, false)
 }
 
 fn settings(args: &Args) -> anyhow::Result<Settings> {
@@ -246,6 +278,17 @@ fn fit(set: &RunSet, trials: &Trials) -> anyhow::Result<Fitted> {
     let first: Vec<usize> = (0..n_runs)
         .map(|i| leading_non_steady_state(set, i))
         .collect();
+    for (run, &drop) in set.runs().iter().zip(&first) {
+        if run.n_trs < drop + 2 {
+            return Err(DataError::invalid(
+                run.confounds.as_ref().map_or(&run.source_file, |c| &c.file),
+                "non_steady_state_outlier",
+                "a run with at least two steady-state volumes after the flagged ones",
+                format!("{drop} of its {} volumes flagged", run.n_trs),
+            )
+            .into());
+        }
+    }
     let data = (0..n_runs)
         .map(|i| set.run_data(i))
         .collect::<Result<Vec<_>, _>>()?;

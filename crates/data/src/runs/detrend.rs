@@ -136,32 +136,10 @@ pub struct PolyBasis {
 }
 
 impl PolyBasis {
+    /// GLMsingle's polynomials (`brainrecon_glm`'s `polynomial_basis`): degrees 0…`order` of
+    /// linspace(−1, 1, n), Gram–Schmidt-orthonormalised.
     pub fn new(n: usize, order: usize) -> Self {
-        let x: Vec<f64> = (0..n)
-            .map(|t| {
-                if n > 1 {
-                    2.0 * t as f64 / (n - 1) as f64 - 1.0
-                } else {
-                    0.0
-                }
-            })
-            .collect();
-        let mut columns: Vec<Vec<f64>> = Vec::new();
-        for p in 0..=order.min(n.saturating_sub(1)) {
-            let mut v: Vec<f64> = x.iter().map(|&xi| xi.powi(p as i32)).collect();
-            // Modified Gram-Schmidt, twice: a second pass cleans up the rounding of the first.
-            for _ in 0..2 {
-                for q in &columns {
-                    let dot: f64 = v.iter().zip(q).map(|(a, b)| a * b).sum();
-                    v.iter_mut().zip(q).for_each(|(a, b)| *a -= dot * b);
-                }
-            }
-            let norm = v.iter().map(|a| a * a).sum::<f64>().sqrt();
-            if norm > 1e-10 * (n as f64).sqrt() {
-                v.iter_mut().for_each(|a| *a /= norm);
-                columns.push(v);
-            }
-        }
+        let columns = brainrecon_glm::engine::polynomial_basis(n, order);
         PolyBasis { n, columns }
     }
 

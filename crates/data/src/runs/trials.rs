@@ -189,6 +189,14 @@ pub fn read_trials(set: &RunSet, opts: &TrialOptions) -> Result<Trials> {
     let tables = event_tables(set)?;
     let column = condition_column(&tables, opts.condition_column.as_deref())?;
     let tr = set.tr();
+    if !TR_RANGE.contains(&tr) {
+        return Err(DataError::invalid(
+            &set.runs()[0].source_file,
+            "RepetitionTime",
+            format!("{} to {} s", TR_RANGE.start(), TR_RANGE.end()),
+            format!("{tr} s"),
+        ));
+    }
     let mut conditions: Vec<String> = Vec::new();
     let mut trials = Vec::new();
     let mut durations = Vec::new();
@@ -269,12 +277,18 @@ fn two_onsets(path: &Path, first: usize, second: usize, volume: usize, tr: f64) 
     )
 }
 
+/// The longest stimulus a single-trial GLM takes, seconds: GLMsingle's designs are event
+/// related (its HRFs are built by convolving with the stimulus' boxcar).
+pub const MAX_STIMULUS_SECONDS: f64 = 60.0;
+/// The TRs a GLM takes, seconds (the HRFs are sampled at the TR).
+pub const TR_RANGE: std::ops::RangeInclusive<f64> = 0.05..=20.0;
+
 /// The given duration, or the median of the trials' durations.
 fn stimulus_duration(given: Option<f64>, durations: &mut [f64], table: &Events) -> Result<f64> {
     if let Some(d) = given {
-        if !(d.is_finite() && d >= 0.0) {
+        if !(d.is_finite() && (0.0..=MAX_STIMULUS_SECONDS).contains(&d)) {
             return Err(DataError::Usage(format!(
-                "--stimdur: expected seconds ≥ 0, found {d}"
+                "--stimdur: expected 0 to {MAX_STIMULUS_SECONDS} seconds, found {d}"
             )));
         }
         return Ok(d);
@@ -289,11 +303,20 @@ fn stimulus_duration(given: Option<f64>, durations: &mut [f64], table: &Events) 
     }
     durations.sort_by(f64::total_cmp);
     let middle = durations.len() / 2;
-    Ok(if !durations.len().is_multiple_of(2) {
+    let median = if !durations.len().is_multiple_of(2) {
         durations[middle]
     } else {
         0.5 * (durations[middle - 1] + durations[middle])
-    })
+    };
+    if median > MAX_STIMULUS_SECONDS {
+        return Err(DataError::invalid(
+            table.path(),
+            "duration",
+            format!("event-related trials of at most {MAX_STIMULUS_SECONDS} s (or give --stimdur)"),
+            format!("a median duration of {median} s"),
+        ));
+    }
+    Ok(median)
 }
 
 /// Run `run`'s extra regressors over its volumes `first..n_trs` ((n_trs − first) × e,
