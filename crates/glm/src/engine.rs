@@ -11,6 +11,17 @@ use faer::linalg::matmul::matmul;
 use faer::linalg::solvers::{Llt, Solve};
 use faer::{Accum, Mat, Side};
 
+/// GLMsingle's polynomial degree for a run of `seconds`: round(minutes / 2), halves away from
+/// zero, computed as GLMsingle does (((n · tr) / 60) / 2); 0 for no duration. An 8-min run gets
+/// 4, an 80-s run 1.
+pub fn degree_for_seconds(seconds: f64) -> usize {
+    if seconds.is_finite() && seconds > 0.0 {
+        (seconds / 60.0 / 2.0).round() as usize
+    } else {
+        0
+    }
+}
+
 /// Orthonormal columns (each `n` long) spanning the polynomials of degrees 0…`degree` of
 /// linspace(−1, 1, n), the span of GLMsingle's `make_polynomial_matrix`.
 pub fn polynomial_basis(n: usize, degree: usize) -> Vec<Vec<f64>> {

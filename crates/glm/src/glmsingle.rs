@@ -55,7 +55,7 @@ pub struct Params {
 /// GLMsingle's polynomial degree for a run of `n_times` volumes: round(minutes / 2), halves
 /// away from zero.
 pub fn polynomial_degree(n_times: usize, tr: f64) -> usize {
-    (n_times as f64 * tr / 60.0 / 2.0).round() as usize
+    crate::engine::degree_for_seconds(n_times as f64 * tr)
 }
 
 impl Params {

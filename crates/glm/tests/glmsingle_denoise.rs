@@ -5,12 +5,11 @@
 //! 8 conditions repeated in every run). GLMsingle computes in float32, brainrecon-glm in
 //! float64: values agree to float32's rounding of the fits.
 
-use brainrecon_glm::fit::Run;
 use brainrecon_glm::glmsingle::{glm_single, GlmSingle, Params};
 use brainrecon_glm::tail::tail_threshold;
 mod common;
 
-use common::numbers;
+use common::{numbers, worst, Experiment};
 use serde_json::Value;
 use std::sync::OnceLock;
 
@@ -32,44 +31,11 @@ fn fitted() -> &'static GlmSingle {
     static FIT: OnceLock<GlmSingle> = OnceLock::new();
     FIT.get_or_init(|| {
         let f = fixture();
-        let count = |k: &str| f[k].as_u64().unwrap() as usize;
-        let (n_times, voxels, conditions) =
-            (count("n_times"), count("voxels"), count("conditions"));
-        let list =
-            |k: &str| -> Vec<Vec<f64>> { f[k].as_array().unwrap().iter().map(numbers).collect() };
-        let designs = list("designs");
-        let extras = list("extra_regressors");
-        let data: Vec<Vec<f32>> = list("data")
-            .iter()
-            .map(|d| d.iter().map(|&v| v as f32).collect())
-            .collect();
-        let runs: Vec<Run> = (0..designs.len())
-            .map(|p| Run {
-                data: &data[p],
-                design: &designs[p],
-                n_times,
-                extra: &extras[p],
-            })
-            .collect();
-        let (tr, stimdur) = (f["tr"].as_f64().unwrap(), f["stimdur"].as_f64().unwrap());
-        let params = Params::new(stimdur, tr, &vec![n_times; runs.len()]);
+        let e = Experiment::read(f);
+        let params = Params::new(e.stimdur, e.tr, &vec![e.n_times; e.designs.len()]);
         assert_eq!(params.degrees, integers(&f["maxpolydeg"]), "maxpolydeg");
-        glm_single(&runs, voxels, conditions, &params).unwrap()
+        glm_single(&e.runs(), e.voxels, e.conditions, &params).unwrap()
     })
-}
-
-/// Largest |a − b| over the pairs (NaN pairs skipped), and the largest |b|.
-fn worst(ours: &[f64], theirs: &[f64]) -> (f64, f64) {
-    assert_eq!(ours.len(), theirs.len());
-    let pairs = ours
-        .iter()
-        .zip(theirs)
-        .filter(|(a, b)| a.is_finite() || b.is_finite());
-    let error = pairs
-        .clone()
-        .map(|(a, b)| (a - b).abs())
-        .fold(0.0, f64::max);
-    (error, pairs.map(|(_, b)| b.abs()).fold(0.0, f64::max))
 }
 
 fn agree(what: &str, ours: &[f64], theirs: &Value, tolerance: f64) {

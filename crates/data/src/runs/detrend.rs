@@ -122,11 +122,7 @@ pub fn running_median(x: &[f64], size: usize) -> Vec<f64> {
 /// A fixed high degree on a short run removes the stimulus signal itself, worst at the run's
 /// first and last TRs, where a polynomial bends most.
 pub fn degree_for_duration(seconds: f64) -> usize {
-    if seconds.is_finite() && seconds > 0.0 {
-        (seconds / 120.0).round() as usize
-    } else {
-        0
-    }
+    brainrecon_glm::engine::degree_for_seconds(seconds)
 }
 
 /// An orthonormal basis (columns, each `n` long) of polynomials up to `order` in time.

@@ -301,13 +301,7 @@ fn stimulus_duration(given: Option<f64>, durations: &mut [f64], table: &Events) 
             "n/a for every trial",
         ));
     }
-    durations.sort_by(f64::total_cmp);
-    let middle = durations.len() / 2;
-    let median = if !durations.len().is_multiple_of(2) {
-        durations[middle]
-    } else {
-        0.5 * (durations[middle - 1] + durations[middle])
-    };
+    let median = brainrecon_glm::xval::median(durations);
     if median > MAX_STIMULUS_SECONDS {
         return Err(DataError::invalid(
             table.path(),
