@@ -171,17 +171,25 @@ pub fn glm_single(
     let (components, pcnum) = denoise
         .as_ref()
         .map_or((Vec::new(), 0), |d| (d.pcregressors.clone(), d.pcnum));
-    let typec = match &denoise {
-        Some(_) => Some(stage.final_fit(&components, pcnum, &[1.0], Selection::Fixed(0), false)?),
-        None => None,
-    };
-    let typed = if want_ridge {
-        let (fracs, selection) = fracs;
-        let autoscale = params.want_autoscale && fracs.len() > 1;
-        Some(stage.final_fit(&components, pcnum, &fracs, selection, autoscale)?)
+    // TYPEC is TYPED's unregularised fraction without its choice: one pass makes both.
+    let (fracs, selection) = if want_ridge {
+        fracs
     } else {
-        None
+        (vec![1.0], Selection::Fixed(0))
     };
+    let mut models = Vec::new();
+    if denoise.is_some() {
+        models.push((Selection::Fixed(0), false));
+    }
+    if want_ridge {
+        let autoscale = params.want_autoscale && fracs.len() > 1;
+        models.push((selection, autoscale));
+    }
+    let mut fits = stage
+        .final_fits(&components, pcnum, &fracs, &models)?
+        .into_iter();
+    let typec = denoise.as_ref().and_then(|_| fits.next());
+    let typed = fits.next();
     Ok(GlmSingle {
         typea,
         r2_threshold,
@@ -278,27 +286,11 @@ impl Stage<'_> {
         })
     }
 
-    /// TYPEC (`fracs` = [1]) or TYPED: single-trial betas with `pcnum` components projected
-    /// out, fitted by fractional ridge at each of `fracs`, one chosen per voxel.
-    fn final_fit(
-        &self,
-        components: &[Vec<f64>],
-        pcnum: usize,
-        fracs: &[f64],
-        selection: Selection,
-        autoscale: bool,
-    ) -> Result<Denoised, GlmError> {
-        let p = self.params;
-        let nuisances = denoising_nuisances(self.runs, &p.degrees, components, pcnum);
-        let data = run_data(self.runs);
-        let (voxels, trials) = (self.voxels, self.trials);
-        let cross_validated = matches!(selection, Selection::CrossValidated { .. });
-        let candidates = match selection {
-            Selection::CrossValidated { skip_first: true } => fracs.len() - 1,
-            _ => fracs.len(),
-        };
-        let mut out = Denoised {
-            betasmd: vec![0.0; voxels * trials],
+    /// The outputs of a model choosing among `n_fracs` fractions as `selection` says, empty.
+    fn empty_output(&self, selection: &Selection, n_fracs: usize, autoscale: bool) -> Denoised {
+        let voxels = self.voxels;
+        Denoised {
+            betasmd: vec![0.0; voxels * self.trials],
             r2: vec![f64::NAN; voxels],
             hrf_index: self.typeb.hrf_index.clone(),
             frac_value: vec![0.0; voxels],
@@ -307,17 +299,38 @@ impl Stage<'_> {
             } else {
                 Vec::new()
             },
-            rrbadness: if cross_validated {
-                vec![0.0; voxels * candidates]
-            } else {
-                Vec::new()
+            rrbadness: match selection {
+                Selection::CrossValidated { skip_first } => {
+                    vec![0.0; voxels * (n_fracs - usize::from(*skip_first))]
+                }
+                Selection::Fixed(_) => Vec::new(),
             },
-        };
+        }
+    }
+
+    /// TYPEC (fraction 1, fixed) and/or TYPED: single-trial betas with `pcnum` components
+    /// projected out, fitted by fractional ridge at each of `fracs` (1 first) once, then for
+    /// each of `models` (selection, autoscale) one fraction chosen per voxel.
+    fn final_fits(
+        &self,
+        components: &[Vec<f64>],
+        pcnum: usize,
+        fracs: &[f64],
+        models: &[(Selection, bool)],
+    ) -> Result<Vec<Denoised>, GlmError> {
+        let p = self.params;
+        let nuisances = denoising_nuisances(self.runs, &p.degrees, components, pcnum);
+        let data = run_data(self.runs);
+        let (voxels, trials) = (self.voxels, self.trials);
+        let mut outs: Vec<Denoised> = models
+            .iter()
+            .map(|(selection, autoscale)| self.empty_output(selection, fracs.len(), *autoscale))
+            .collect();
         for (h, hrf) in p.library.iter().enumerate() {
             let which: Vec<usize> = (0..voxels)
                 .filter(|&v| self.typeb.hrf_index[v] == h)
                 .collect();
-            if which.is_empty() {
+            if which.is_empty() || models.is_empty() {
                 continue;
             }
             let designs = convolved_single_trial(self.single, trials, hrf);
@@ -335,31 +348,33 @@ impl Stage<'_> {
                     .into_iter()
                     .map(|(betas, _)| expand_rows(&betas, live, trials))
                     .collect();
-                let chosen = self.choose(&levels, &selection, candidates, part, &mut out);
-                let chosen_betas =
-                    Mat::from_fn(trials, part.len(), |i, c| levels[chosen[c]][(i, c)]);
-                let r2 = design.r2(&chunk, &chosen_betas, &cross);
-                for (c, &v) in part.iter().enumerate() {
-                    out.r2[v] = r2[c];
-                    out.frac_value[v] = fracs[chosen[c]];
-                    let betas: Vec<f64> = (0..trials).map(|i| chosen_betas[(i, c)]).collect();
-                    let scaled = if autoscale {
-                        let unregularised: Vec<f64> =
-                            (0..trials).map(|i| levels[0][(i, c)]).collect();
-                        let [scale, offset] = scale_and_offset(&betas, &unregularised);
-                        out.scaleoffset[v * 2] = scale;
-                        out.scaleoffset[v * 2 + 1] = offset;
-                        betas.iter().map(|b| scale * b + offset).collect()
-                    } else {
-                        betas
-                    };
-                    for (i, b) in scaled.into_iter().enumerate() {
-                        out.betasmd[v * trials + i] = percent(b, self.meanvol[v]);
+                for ((selection, autoscale), out) in models.iter().zip(&mut outs) {
+                    let chosen = self.choose(&levels, selection, part, out);
+                    let chosen_betas =
+                        Mat::from_fn(trials, part.len(), |i, c| levels[chosen[c]][(i, c)]);
+                    let r2 = design.r2(&chunk, &chosen_betas, &cross);
+                    for (c, &v) in part.iter().enumerate() {
+                        out.r2[v] = r2[c];
+                        out.frac_value[v] = fracs[chosen[c]];
+                        let betas: Vec<f64> = (0..trials).map(|i| chosen_betas[(i, c)]).collect();
+                        let scaled = if *autoscale {
+                            let unregularised: Vec<f64> =
+                                (0..trials).map(|i| levels[0][(i, c)]).collect();
+                            let [scale, offset] = scale_and_offset(&betas, &unregularised);
+                            out.scaleoffset[v * 2] = scale;
+                            out.scaleoffset[v * 2 + 1] = offset;
+                            betas.iter().map(|b| scale * b + offset).collect()
+                        } else {
+                            betas
+                        };
+                        for (i, b) in scaled.into_iter().enumerate() {
+                            out.betasmd[v * trials + i] = percent(b, self.meanvol[v]);
+                        }
                     }
                 }
             }
         }
-        Ok(out)
+        Ok(outs)
     }
 
     /// Each voxel's fraction index into `levels`, recording the cross-validation badness.
@@ -367,7 +382,6 @@ impl Stage<'_> {
         &self,
         levels: &[Mat<f64>],
         selection: &Selection,
-        candidates: usize,
         part: &[usize],
         out: &mut Denoised,
     ) -> Vec<usize> {
@@ -380,6 +394,7 @@ impl Stage<'_> {
                     .enumerate()
                     .map(|(c, &v)| {
                         let row = &badness[c * count + first..(c + 1) * count];
+                        let candidates = row.len();
                         out.rrbadness[v * candidates..(v + 1) * candidates].copy_from_slice(row);
                         // The first of equal minima, as argmin.
                         let best =
