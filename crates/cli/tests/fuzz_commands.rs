@@ -142,6 +142,8 @@ const SETUP: &[&str] = &[
     "fit --subject {d}/subj01 --target c --out {d}/decoders/c",
     "simulate --kind events --out {d}/events --seed 1 --images 18 --runs 3 --volume 16,18,12 \
      --image-size 16",
+    "glm --fmriprep {d}/events/derivatives/fmriprep --bids-root {d}/events --subject 01 \
+     --task images --space T1w --out {d}/events-glm",
     "simulate --kind movie --out {d}/movie --seed 1 --runs 2 --run-seconds 60",
     "bids prepare --bids-root {d}/movie --subject 01 --task movie \
      --mask {d}/movie/derivatives/mask/sub-01_mask.nii.gz --out {d}/movie-runs",
@@ -252,7 +254,19 @@ const TARGETS: &[Target] = &[
         inputs: &["events"],
         mutated: &["events/sub-01", "events/derivatives"],
         command: "glm --fmriprep {in}/events/derivatives/fmriprep --bids-root {in}/events \
-                  --subject 01 --task images --confounds motion:basic --out {out}",
+                  --subject 01 --task images --space T1w --confounds motion:basic --out {out}",
+    },
+    Target {
+        name: "glm-prepare",
+        inputs: &["events-glm", "events"],
+        mutated: &[
+            "events-glm/",
+            "events/stimuli",
+            "events/derivatives/fmriprep/sub-01/anat",
+        ],
+        command: "glm prepare --glm {in}/events-glm --stimuli {in}/events/stimuli --atlas \
+                  {in}/events/derivatives/fmriprep/sub-01/anat/sub-01_desc-aparcaseg_dseg.nii.gz \
+                  --captions {in}/events/stimuli/captions.json --out {out}",
     },
     Target {
         name: "features-text",
@@ -623,6 +637,7 @@ fuzz_targets! {
     bids_prepare_ds005531 => "bids-prepare-ds005531",
     bids_prepare_fmriprep => "bids-prepare-fmriprep",
     glm => "glm",
+    glm_prepare => "glm-prepare",
     features_text => "features-text",
     video_prepare => "video-prepare",
     stream_edf => "stream-edf",

@@ -101,6 +101,8 @@ fn glm_args<'a>(
         "01",
         "--task",
         "images",
+        "--space",
+        "T1w",
         "--out",
         s(out),
     ];

@@ -7,6 +7,8 @@ pub mod audio;
 pub mod cc2017;
 pub mod cifti;
 pub mod error;
+pub mod experiment;
+pub mod freesurfer;
 pub mod image;
 pub mod limits;
 pub mod mat;

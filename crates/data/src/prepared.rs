@@ -63,6 +63,10 @@ pub struct SubjectMeta {
     pub n_test_trials: usize,
     pub train_averaged: bool,
     pub atlases: Vec<AtlasMeta>,
+    /// ROI names the routes use by default that this subject holds under another name
+    /// (`nsdgeneral` → `visual` for a subject prepared from its own experiment).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub roi_aliases: BTreeMap<String, String>,
 }
 
 /// Which betas to read.
@@ -142,6 +146,8 @@ impl PreparedSubject {
     /// Resolves `atlas`, `atlas/label`, a label name unique across atlases, or a union of
     /// one atlas' labels, `atlas/label+label+…` (the caption route's six `streams` ROIs).
     pub fn roi(&self, name: &str) -> Result<Roi> {
+        let resolved = self.resolve_alias(name);
+        let name = resolved.as_str();
         if name.contains('+') {
             return self.roi_union(name);
         }
@@ -193,6 +199,28 @@ impl PreparedSubject {
             n_voxels: columns.len(),
             columns: Some(columns),
         })
+    }
+
+    /// `name` with an aliased atlas (the part before '/') replaced by what it stands for.
+    fn resolve_alias(&self, name: &str) -> String {
+        let (head, tail) = match name.split_once('/') {
+            Some((h, t)) => (h, Some(t)),
+            None => (name, None),
+        };
+        match (self.meta.roi_aliases.get(head), tail) {
+            (Some(target), Some(tail)) => format!("{target}/{tail}"),
+            (Some(target), None) => target.clone(),
+            (None, _) => name.to_string(),
+        }
+    }
+
+    /// The atlas an atlas name (or alias) refers to.
+    pub fn atlas_name(&self, name: &str) -> String {
+        self.meta
+            .roi_aliases
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| name.to_string())
     }
 
     /// `atlas/a+b+…`: the voxels of labels a, b, … of one atlas, in the atlas' column order.

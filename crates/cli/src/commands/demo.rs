@@ -24,12 +24,18 @@ use std::path::{Path, PathBuf};
 /// captions written from the decoded tokens (OUT/captions), and img2img from the decoded z
 /// conditioned on each caption (OUT/recons-caption), scored the same way.
 ///
+/// `--route experiment` runs the linear route from a lab's own experiment instead: `simulate
+/// --kind events` writes raw BIDS runs with events and fMRIPrep's derivatives (OUT/events),
+/// `glm` fits GLMsingle's models (OUT/glm), `glm prepare` makes the subject (OUT/sub-01) from
+/// TYPED's betas and the stimulus files, and the same features, decoders, reconstructions and
+/// report follow (OUT/recons-experiment).
+///
 /// Each step is skipped or resumed when its output is already in OUT, so an interrupted demo
 /// continues where it stopped. Writes OUT/demo.json (OUT/demo-caption.json) and OUT/pairs.png
 /// (OUT/pairs-caption.png): stimulus | decoded z | reconstruction.
 #[derive(clap::Args)]
 #[command(
-    after_help = "Example:\n  brainrecon demo --out demo-out\n  brainrecon demo --out demo-out --route caption\n  brainrecon demo --out demo-out --images 1000 --samples 3 --json"
+    after_help = "Example:\n  brainrecon demo --out demo-out\n  brainrecon demo --out demo-out --route caption\n  brainrecon demo --out demo-out --route experiment\n  brainrecon demo --out demo-out --images 1000 --samples 3 --json"
 )]
 pub struct Args {
     /// Output directory (created; an earlier demo there is resumed)
@@ -53,7 +59,9 @@ pub struct Args {
     /// cpu, cuda or cuda:N
     #[arg(long, default_value = "cpu")]
     device: String,
-    /// linear (decoded z and c) or caption (decoded z and a caption of decoded BLIP tokens)
+    /// linear (decoded z and c), caption (decoded z and a caption of decoded BLIP tokens), or
+    /// experiment (the linear route on an own event-related experiment: fMRIPrep's
+    /// derivatives → glm → glm prepare)
     #[arg(long, value_enum, default_value = "linear")]
     route: Route,
     /// Print the headline figures as JSON (the steps' own output then goes to stderr)
@@ -66,6 +74,7 @@ pub struct Args {
 pub enum Route {
     Linear,
     Caption,
+    Experiment,
 }
 
 impl Route {
@@ -73,6 +82,15 @@ impl Route {
         match self {
             Route::Linear => "linear",
             Route::Caption => "caption",
+            Route::Experiment => "experiment",
+        }
+    }
+
+    /// `reconstruct --method`.
+    fn method(self) -> &'static str {
+        match self {
+            Route::Caption => "caption",
+            _ => "linear",
         }
     }
 
@@ -81,13 +99,18 @@ impl Route {
         match self {
             Route::Linear => ["recons", "demo.json", "pairs.png"],
             Route::Caption => ["recons-caption", "demo-caption.json", "pairs-caption.png"],
+            Route::Experiment => [
+                "recons-experiment",
+                "demo-experiment.json",
+                "pairs-experiment.png",
+            ],
         }
     }
 
     /// (feature kind, model) of the stimuli that the route decodes.
     fn features(self, diffusion: &str) -> [(&'static str, &str); 2] {
         match self {
-            Route::Linear => [("vae", diffusion), ("clip-text", diffusion)],
+            Route::Linear | Route::Experiment => [("vae", diffusion), ("clip-text", diffusion)],
             Route::Caption => [("vae", diffusion), ("blip-vision", SHAPES_BLIP)],
         }
     }
@@ -161,6 +184,162 @@ fn step(number: usize, title: &str, args: &[&str]) -> anyhow::Result<()> {
     crate::run_command_line(args)
 }
 
+/// Steps 1–2 of the linear and caption routes: a subject simulated in NSD's layout, prepared.
+fn nsd_subject(args: &Args, root: &Path, subject_dir: &Path) -> anyhow::Result<()> {
+    if root.join("truth").join("truth.json").is_file() {
+        eprintln!("\n[1/6] simulated subject found in {}", root.display());
+    } else {
+        let (images, seed) = (args.images.to_string(), args.seed.to_string());
+        step(
+            1,
+            "simulate a subject (NSD layout)",
+            &[
+                "simulate",
+                "--out",
+                path(root),
+                "--images",
+                &images,
+                "--seed",
+                &seed,
+            ],
+        )?;
+    }
+    if subject_dir.join("subject.json").is_file() {
+        eprintln!(
+            "\n[2/6] prepared subject found in {}",
+            subject_dir.display()
+        );
+        return Ok(());
+    }
+    step(
+        2,
+        "prepare it as NSD is prepared",
+        &[
+            "nsd",
+            "prepare",
+            "--nsd-root",
+            path(root),
+            "--subject",
+            "subj01",
+            "--out",
+            path(subject_dir),
+        ],
+    )
+}
+
+/// Runs of the event-related experiment for `images` images (one in six a test image shown
+/// three times, the others twice): the fewest runs from 7 whose trials divide evenly.
+fn experiment_runs(images: usize) -> anyhow::Result<usize> {
+    let test = (images / 6).max(2);
+    let trials = 2 * images.saturating_sub(test) + 3 * test;
+    (7..=24)
+        .find(|&r| trials.is_multiple_of(r))
+        .ok_or_else(|| {
+            super::usage(format!(
+                "--images {images}: its {trials} trials do not split evenly into 7 to 24 runs; choose another count"
+            ))
+        })
+}
+
+/// Steps 1–2 of `--route experiment`: an event-related experiment simulated as a lab records
+/// it and fMRIPrep preprocesses it, its single-trial betas (GLMsingle's method) and the
+/// prepared subject made from them.
+fn experiment_subject(args: &Args, root: &Path, subject_dir: &Path) -> anyhow::Result<()> {
+    if root.join("truth").join("events_truth.json").is_file() {
+        eprintln!("\n[1/6] simulated experiment found in {}", root.display());
+    } else {
+        let runs = experiment_runs(args.images)?.to_string();
+        let (images, seed) = (args.images.to_string(), args.seed.to_string());
+        step(
+            1,
+            "simulate an event-related experiment (raw BIDS + fMRIPrep's derivatives)",
+            &[
+                "simulate",
+                "--kind",
+                "events",
+                "--out",
+                path(root),
+                "--images",
+                &images,
+                "--runs",
+                &runs,
+                "--seed",
+                &seed,
+            ],
+        )?;
+    }
+    if subject_dir.join("subject.json").is_file() {
+        eprintln!(
+            "\n[2/6] prepared subject found in {}",
+            subject_dir.display()
+        );
+        return Ok(());
+    }
+    let fmriprep = root.join("derivatives").join("fmriprep");
+    let glm = subject_dir.with_file_name("glm");
+    step(
+        2,
+        "single-trial betas by GLMsingle's method",
+        &[
+            "glm",
+            "--fmriprep",
+            path(&fmriprep),
+            "--bids-root",
+            path(root),
+            "--subject",
+            "01",
+            "--task",
+            "images",
+            "--space",
+            "T1w",
+            "--out",
+            path(&glm),
+        ],
+    )?;
+    let captions = root.join("stimuli").join("captions.json");
+    step(
+        2,
+        "prepare a subject from the betas",
+        &[
+            "glm",
+            "prepare",
+            "--glm",
+            path(&glm),
+            "--captions",
+            path(&captions),
+            "--out",
+            path(subject_dir),
+        ],
+    )
+}
+
+/// The scene each reconstructed stimulus id shows.
+fn shown_scenes(
+    route: Route,
+    root: &Path,
+    subject_dir: &Path,
+    ids: &[usize],
+) -> anyhow::Result<Vec<Scene>> {
+    if route != Route::Experiment {
+        let truth: Truth = read_json(&root.join("truth").join("truth.json"))?;
+        return Ok(ids.iter().map(|&id| truth.scenes[id]).collect());
+    }
+    // Stimulus ids are conditions; their files are named scene-<scene id>.png.
+    let names_path = subject_dir.join("stimuli").join("names.json");
+    let names: std::collections::BTreeMap<String, String> = read_json(&names_path)?;
+    ids.iter()
+        .map(|id| {
+            names
+                .get(&id.to_string())
+                .and_then(|n| n.strip_prefix("scene-")?.strip_suffix(".png")?.parse().ok())
+                .map(Scene::from_id)
+                .ok_or_else(|| {
+                    anyhow::anyhow!("{}: no scene file for stimulus {id}", names_path.display())
+                })
+        })
+        .collect()
+}
+
 fn path(p: &Path) -> &str {
     p.to_str().expect("demo paths are UTF-8")
 }
@@ -219,11 +398,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let out = &args.out;
     std::fs::create_dir_all(out).map_err(|e| brainrecon_data::DataError::io(out, e))?;
-    let (root, subject_dir) = (out.join("nsd"), out.join("subj01"));
+    let (root, subject_dir) = match args.route {
+        Route::Experiment => (out.join("events"), out.join("sub-01")),
+        _ => (out.join("nsd"), out.join("subj01")),
+    };
     let [recons_name, summary_name, pairs_name] = args.route.outputs();
     let (decoders, recons) = (out.join("decoders"), out.join(recons_name));
-    let (images, seed, samples, steps) = (
-        args.images.to_string(),
+    let (seed, samples, steps) = (
         args.seed.to_string(),
         args.samples.to_string(),
         args.steps.to_string(),
@@ -231,43 +412,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let device = args.device.as_str();
     {
         let _quiet = StdoutToStderr::new(args.json);
-        if root.join("truth").join("truth.json").is_file() {
-            eprintln!("\n[1/6] simulated subject found in {}", root.display());
-        } else {
-            step(
-                1,
-                "simulate a subject (NSD layout)",
-                &[
-                    "simulate",
-                    "--out",
-                    path(&root),
-                    "--images",
-                    &images,
-                    "--seed",
-                    &seed,
-                ],
-            )?;
-        }
-        if subject_dir.join("subject.json").is_file() {
-            eprintln!(
-                "\n[2/6] prepared subject found in {}",
-                subject_dir.display()
-            );
-        } else {
-            step(
-                2,
-                "prepare it as NSD is prepared",
-                &[
-                    "nsd",
-                    "prepare",
-                    "--nsd-root",
-                    path(&root),
-                    "--subject",
-                    "subj01",
-                    "--out",
-                    path(&subject_dir),
-                ],
-            )?;
+        match args.route {
+            Route::Experiment => experiment_subject(&args, &root, &subject_dir)?,
+            _ => nsd_subject(&args, &root, &subject_dir)?,
         }
         for (kind, model) in args.route.features(&args.model) {
             step(
@@ -292,7 +439,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             brainrecon_diffusion::weights::ModelDir::resolve(&args.model)?.fingerprint()?;
         let mut refit = false;
         let targets = match args.route {
-            Route::Linear => ["z", "c"],
+            Route::Linear | Route::Experiment => ["z", "c"],
             Route::Caption => ["z", "blip"],
         };
         for target in targets {
@@ -362,7 +509,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let mut reconstruct = vec![
             "reconstruct",
             "--method",
-            args.route.name(),
+            args.route.method(),
             "--subject",
             path(&subject_dir),
             "--decoders",
@@ -402,10 +549,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
 
     // Headline figures.
-    let truth: Truth = read_json(&root.join("truth").join("truth.json"))?;
     let manifest = Manifest::load(&recons)?;
     let ids = &manifest.ids;
-    let scenes: Vec<Scene> = ids.iter().map(|&id| truth.scenes[id]).collect();
+    let scenes = shown_scenes(args.route, &root, &subject_dir, ids)?;
     let read_set = |dir: &Path| -> anyhow::Result<Vec<RgbImage>> {
         ids.iter()
             .map(|id| Ok(read_png(&dir.join(format!("{id}.png")))?))

@@ -2,6 +2,7 @@
 //! by GLMsingle's method (TYPEA–TYPED), written under GLMsingle's names.
 
 use brainrecon_data::atomic::{read_json, write_json_atomic};
+use brainrecon_data::experiment::{run_sessions, GlmMeta, GLM_FORMAT, GLM_VERSION};
 use brainrecon_data::npy;
 use brainrecon_data::runs::confounds::{
     Strategy, DEFAULT_FD_THRESHOLD, DEFAULT_STD_DVARS_THRESHOLD,
@@ -9,8 +10,8 @@ use brainrecon_data::runs::confounds::{
 use brainrecon_data::runs::fmriprep::{FmriprepOptions, Space, DEFAULT_SPACE};
 use brainrecon_data::runs::prepare::{prepare_fmriprep, Layout, MaskChoice, PrepareOptions};
 use brainrecon_data::runs::trials::{
-    check_event_files, confound_regressors, leading_non_steady_state, read_trials, Trial,
-    TrialOptions, Trials,
+    check_event_files, confound_regressors, leading_non_steady_state, read_trials, TrialOptions,
+    Trials,
 };
 use brainrecon_data::runs::RunSet;
 use brainrecon_data::DataError;
@@ -18,6 +19,8 @@ use brainrecon_glm::fit::Run;
 use brainrecon_glm::glmsingle::{glm_single, Denoised, GlmSingle, Params};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
+
+mod prepare;
 
 /// Single-trial betas of an fMRIPrep-preprocessed event-related experiment, by GLMsingle's method
 ///
@@ -46,20 +49,27 @@ use std::path::{Path, PathBuf};
 /// every run). A rerun over a finished folder with the same settings does nothing; an
 /// interrupted one resumes from its time series.
 #[derive(clap::Args)]
-#[command(after_help = "Example:\n  \
+#[command(
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    after_help = "Example:\n  \
     brainrecon simulate --kind events --out sim-events\n  \
-    brainrecon glm --fmriprep sim-events/derivatives/fmriprep --bids-root sim-events --subject 01 --task images --out glm-sub01\n  \
-    brainrecon glm --fmriprep ds/derivatives/fmriprep --bids-root ds --subject 01 --task things --space T1w --confounds motion:basic --out glm-01")]
+    brainrecon glm --fmriprep sim-events/derivatives/fmriprep --bids-root sim-events --subject 01 --task images --space T1w --out glm-sub01\n  \
+    brainrecon glm prepare --glm glm-sub01 --captions sim-events/stimuli/captions.json --out prepared/sub01\n  \
+    brainrecon glm --fmriprep ds/derivatives/fmriprep --bids-root ds --subject 01 --task things --space T1w --confounds motion:basic --out glm-01"
+)]
 pub struct Args {
+    #[command(subcommand)]
+    command: Option<GlmCommand>,
     /// fMRIPrep's output folder (dataset_description.json GeneratedBy fMRIPrep, sub-*/func/)
-    #[arg(long)]
-    fmriprep: PathBuf,
+    #[arg(long, required = true)]
+    fmriprep: Option<PathBuf>,
     /// The raw BIDS dataset the events come from
-    #[arg(long)]
-    bids_root: PathBuf,
+    #[arg(long, required = true)]
+    bids_root: Option<PathBuf>,
     /// Subject label: 01, sub-01
-    #[arg(long)]
-    subject: String,
+    #[arg(long, required = true)]
+    subject: Option<String>,
     /// Task to read (repeat for several)
     #[arg(long = "task", required = true)]
     tasks: Vec<String>,
@@ -80,11 +90,56 @@ pub struct Args {
     #[arg(long)]
     stimdur: Option<f64>,
     /// Output folder
-    #[arg(long)]
-    out: PathBuf,
+    #[arg(long, required = true)]
+    out: Option<PathBuf>,
     /// Print the summary as JSON
     #[arg(long)]
     json: bool,
+}
+
+#[derive(clap::Subcommand)]
+enum GlmCommand {
+    Prepare(prepare::Args),
+}
+
+/// The flat command's arguments, all given.
+struct FitArgs {
+    fmriprep: PathBuf,
+    bids_root: PathBuf,
+    subject: String,
+    tasks: Vec<String>,
+    space: Option<String>,
+    mask: Option<PathBuf>,
+    confounds: String,
+    condition_column: Option<String>,
+    stimdur: Option<f64>,
+    out: PathBuf,
+    json: bool,
+}
+
+impl FitArgs {
+    fn of(args: Args) -> anyhow::Result<Self> {
+        let (Some(fmriprep), Some(bids_root), Some(subject), Some(out)) =
+            (args.fmriprep, args.bids_root, args.subject, args.out)
+        else {
+            return Err(super::usage(
+                "--fmriprep, --bids-root, --subject, --task and --out are required",
+            ));
+        };
+        Ok(FitArgs {
+            fmriprep,
+            bids_root,
+            subject,
+            tasks: args.tasks,
+            space: args.space,
+            mask: args.mask,
+            confounds: args.confounds,
+            condition_column: args.condition_column,
+            stimdur: args.stimdur,
+            out,
+            json: args.json,
+        })
+    }
 }
 
 /// What a rerun must match to count as done.
@@ -101,45 +156,18 @@ struct Settings {
     stimdur: Option<f64>,
 }
 
-/// `glm.json`.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct GlmMeta {
-    pub format: String,
-    pub version: u32,
-    pub subject: String,
-    pub tr: f64,
-    pub stimdur: f64,
-    pub n_voxels: usize,
-    /// The masked runs (a run set in the recordings' units) and their voxels.
-    pub timeseries: String,
-    pub runs: Vec<String>,
-    pub condition_column: String,
-    pub conditions: Vec<String>,
-    /// In GLMsingle's order (run, then onset): the order of betasmd's columns.
-    pub trials: Vec<Trial>,
-    pub largest_onset_rounding_seconds: f64,
-    pub polynomial_degrees: Vec<usize>,
-    pub extra_regressors: Vec<String>,
-    /// Per run, the leading volumes fMRIPrep flags as non-steady-state, left out of the fit
-    /// (a trial's `volume` still counts from the run's first volume).
-    pub dropped_volumes: Vec<usize>,
-    pub r2_threshold: f64,
-    pub pcnum: Option<usize>,
-    pub models: Vec<String>,
-    pub notes: Vec<String>,
-    pub reference: String,
-    settings: Settings,
-}
-
-const FORMAT: &str = "brainrecon-glm";
 const REFERENCE: &str = "GLMsingle (cvnlab/GLMsingle 1ab54a6) GLM_single.fit with its defaults: checked against it in crates/glm/tests";
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    if let Some(GlmCommand::Prepare(prepare_args)) = args.command {
+        return prepare::run(prepare_args);
+    }
+    let args = FitArgs::of(args)?;
     let settings = settings(&args)?;
     let meta_path = args.out.join("glm.json");
     if meta_path.is_file() {
         let meta: GlmMeta = read_json(&meta_path)?;
-        if meta.settings == settings {
+        if meta.settings == serde_json::to_value(&settings)? {
             return report(&args, &meta, true);
         }
         return Err(DataError::invalid(
@@ -181,7 +209,7 @@ fn resumable(out: &Path) -> bool {
 }
 
 /// The fit of a folder that is new or resumed: time series, trials, models, `glm.json`.
-fn fit_into(args: &Args, settings: Settings) -> anyhow::Result<()> {
+fn fit_into(args: &FitArgs, settings: Settings) -> anyhow::Result<()> {
     check_event_files(
         &args.bids_root,
         &settings.subject,
@@ -203,7 +231,7 @@ fn fit_into(args: &Args, settings: Settings) -> anyhow::Result<()> {
     report(args, &meta, false)
 }
 
-fn settings(args: &Args) -> anyhow::Result<Settings> {
+fn settings(args: &FitArgs) -> anyhow::Result<Settings> {
     Ok(Settings {
         fmriprep: canonical(&args.fmriprep)?,
         bids_root: canonical(&args.bids_root)?,
@@ -228,7 +256,7 @@ fn canonical(path: &Path) -> anyhow::Result<PathBuf> {
 }
 
 /// The masked runs in their units, as a run set under `<out>/timeseries` (resumable).
-fn time_series(args: &Args, settings: &Settings) -> anyhow::Result<RunSet> {
+fn time_series(args: &FitArgs, settings: &Settings) -> anyhow::Result<RunSet> {
     let strategy = Strategy::parse(
         &args.confounds,
         DEFAULT_FD_THRESHOLD,
@@ -313,7 +341,7 @@ fn fit(set: &RunSet, trials: &Trials) -> anyhow::Result<Fitted> {
         .collect();
     let n_times: Vec<usize> = runs.iter().map(|r| r.n_times).collect();
     let mut params = Params::new(trials.stimdur, set.tr(), &n_times);
-    params.session_of_run = session_indices(set);
+    params.session_of_run = run_sessions(set);
     if super::show_progress() {
         eprintln!(
             "fitting GLMsingle's models: {} voxels, {} runs, {} trials of {} conditions",
@@ -330,21 +358,6 @@ fn fit(set: &RunSet, trials: &Trials) -> anyhow::Result<Fitted> {
         extra_regressors: extras.first().map(|e| e.0.clone()).unwrap_or_default(),
         dropped: first,
     })
-}
-
-/// Each run's session as an index (GLMsingle's sessionindicator), in order of appearance.
-fn session_indices(set: &RunSet) -> Vec<usize> {
-    let mut seen: Vec<Option<String>> = Vec::new();
-    set.runs()
-        .iter()
-        .map(|r| match seen.iter().position(|s| *s == r.session) {
-            Some(i) => i + 1,
-            None => {
-                seen.push(r.session.clone());
-                seen.len()
-            }
-        })
-        .collect()
 }
 
 fn f32s(values: &[f64]) -> Vec<f32> {
@@ -469,8 +482,8 @@ fn glm_meta(set: &RunSet, trials: &Trials, fitted: &Fitted, settings: Settings) 
         models.push("TYPED_FITHRF_GLMDENOISE_RR".into());
     }
     GlmMeta {
-        format: FORMAT.into(),
-        version: 1,
+        format: GLM_FORMAT.into(),
+        version: GLM_VERSION,
         subject: set.meta().subject.clone(),
         tr: set.tr(),
         stimdur: trials.stimdur,
@@ -489,11 +502,11 @@ fn glm_meta(set: &RunSet, trials: &Trials, fitted: &Fitted, settings: Settings) 
         models,
         notes: fit.notes.clone(),
         reference: REFERENCE.into(),
-        settings,
+        settings: serde_json::to_value(&settings).expect("settings serialise"),
     }
 }
 
-fn report(args: &Args, meta: &GlmMeta, already: bool) -> anyhow::Result<()> {
+fn report(args: &FitArgs, meta: &GlmMeta, already: bool) -> anyhow::Result<()> {
     if args.json {
         return super::print_json(meta);
     }

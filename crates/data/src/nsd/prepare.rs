@@ -745,6 +745,7 @@ fn run(plan: &Plan, staging: &Path, progress: bool) -> Result<(usize, usize, usi
         n_test_trials: test_counts.iter().sum(),
         train_averaged: plan.settings.average_train,
         atlases: plan.atlases.iter().map(|a| a.meta.clone()).collect(),
+        roi_aliases: BTreeMap::new(),
     };
     write_json_atomic(&staging.join("subject.json"), &meta)?;
     Ok((processed, resumed, constant))

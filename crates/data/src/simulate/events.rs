@@ -8,9 +8,13 @@
 //! sub-01/func/sub-01_task-images_run-NN_events.tsv  onset duration trial_type stim_file
 //! derivatives/fmriprep/dataset_description.json     GeneratedBy [{Name: fMRIPrep, Version}]
 //! derivatives/fmriprep/sub-01/func/
-//!   sub-01_task-images_run-NN_space-MNI152NLin2009cAsym_desc-preproc_bold.nii.gz (+ .json)
-//!   sub-01_task-images_run-NN_space-MNI152NLin2009cAsym_desc-brain_mask.nii.gz
+//!   sub-01_task-images_run-NN_space-T1w_desc-preproc_bold.nii.gz (+ .json)
+//!   sub-01_task-images_run-NN_space-T1w_desc-brain_mask.nii.gz
 //!   sub-01_task-images_run-NN_desc-confounds_timeseries.tsv (+ .json)
+//! derivatives/fmriprep/sub-01/anat/sub-01_desc-aparcaseg_dseg.nii.gz   FreeSurfer labels on a
+//!   grid twice as fine as the runs' (as fMRIPrep writes it: T1w space, anatomical resolution)
+//! derivatives/fmriprep/desc-aparcaseg_dseg.tsv      index, name of every label
+//! stimuli/captions.json                              {"scene-NNNNN.png": [five captions]}
 //! truth/events_truth.json; hrf_index.npy (brain voxels,) int64 0-based into GLMsingle's library;
 //!   trial_psc.npy (trials, brain voxels) float32 planted amplitudes in percent; visual.npy
 //!   (brain voxels,) uint8; voxels.npy (brain voxels, 3) int32 (i, j, k); brain voxels in
@@ -47,7 +51,9 @@ use std::path::{Path, PathBuf};
 
 const SUBJECT: &str = "01";
 pub const TASK: &str = "images";
-pub const SPACE: &str = "MNI152NLin2009cAsym";
+/// fMRIPrep's output space of the runs: the subject's own anatomy, where fMRIPrep's aparc+aseg
+/// segmentation lives.
+pub const SPACE: &str = "T1w";
 /// Seconds between trial onsets and each stimulus' duration (NSD's 3 s on, 1 s off).
 const TRIAL_SECONDS: f64 = 4.0;
 const STIMULUS_SECONDS: f64 = 3.0;
@@ -422,6 +428,7 @@ fn write_dataset(opts: &EventsOptions, root: &Path) -> Result<EventsTruth> {
     let runs = schedule(opts, &mut rng)?;
     write_top_level(opts, root, &scenes, &rendered)?;
     let fmriprep = root.join("derivatives/fmriprep");
+    write_segmentation(&fmriprep, &subject.brain)?;
     let mut trials = Vec::new();
     let mut trial_psc: Vec<f32> = Vec::new();
     for (r, slots) in runs.iter().enumerate() {
@@ -470,6 +477,13 @@ fn write_top_level(
     for (scene, image) in scenes.iter().zip(rendered) {
         write_png(&stimuli.join(stimulus_name(scene)), image)?;
     }
+    // Captions from their own stream, so the recordings do not depend on them.
+    let mut caption_rng = ChaCha8Rng::seed_from_u64(opts.seed ^ 0xCA97_10E5);
+    let captions: std::collections::BTreeMap<String, Vec<String>> = scenes
+        .iter()
+        .map(|scene| (stimulus_name(scene), scene.captions(&mut caption_rng)))
+        .collect();
+    write_json_atomic(&stimuli.join("captions.json"), &captions)?;
     let derivatives = root.join("derivatives/fmriprep");
     std::fs::create_dir_all(&derivatives).map_err(|e| DataError::io(&derivatives, e))?;
     write_json_atomic(
@@ -480,6 +494,78 @@ fn write_top_level(
             "GeneratedBy": [{"Name": "fMRIPrep", "Version": "24.1.1", "CodeURL": "https://github.com/nipreps/fmriprep/archive/24.1.1.tar.gz"}],
         }),
     )
+}
+
+/// The Desikan–Killiany region of a brain voxel (None outside the brain; in-brain voxels
+/// outside the visual streams are white matter near the centre, else frontal or
+/// supramarginal cortex).
+fn aparc_region(brain: &Brain, [x, y, z]: [usize; 3]) -> Option<i32> {
+    let i = brain.index([x, y, z]);
+    if brain.streams[i] < 0 {
+        return None;
+    }
+    let [nx, ny, nz] = brain.shape;
+    let left = x < nx / 2;
+    let region = match (brain.streams[i], brain.prf_visualrois[i]) {
+        (1, 1 | 2) => "pericalcarine",
+        (1, 3 | 5) => "lingual",
+        (1, _) => "cuneus",
+        (5, _) => "fusiform",
+        (6, _) => "lateraloccipital",
+        (7, _) => "superiorparietal",
+        _ => {
+            let centre = |v: usize, n: usize| (v as f64 + 0.5) / n as f64 - 0.5;
+            if centre(x, nx).abs() < 0.2 && centre(z, nz).abs() < 0.2 {
+                return Some(if left { 2 } else { 41 });
+            }
+            if y as f64 > 0.6 * ny as f64 {
+                "superiorfrontal"
+            } else {
+                "supramarginal"
+            }
+        }
+    };
+    crate::freesurfer::cortical_label(region, left)
+}
+
+/// fMRIPrep's `anat/sub-01_desc-aparcaseg_dseg.nii.gz` (the runs' field of view at twice
+/// their resolution, same origin) and the derivatives' `desc-aparcaseg_dseg.tsv`.
+fn write_segmentation(fmriprep: &Path, brain: &Brain) -> Result<()> {
+    let [nx, ny, nz] = brain.shape;
+    let fine = [2 * nx, 2 * ny, 2 * nz];
+    let mut affine = super::bold::grid_affine(brain.shape);
+    (0..3).for_each(|r| (0..3).for_each(|c| affine[r][c] /= 2.0));
+    let mut labels = vec![0i16; fine.iter().product()];
+    let mut present = std::collections::BTreeSet::new();
+    for z in 0..fine[2] {
+        for y in 0..fine[1] {
+            for x in 0..fine[0] {
+                let coarse = [
+                    (x / 2).min(nx - 1),
+                    (y / 2).min(ny - 1),
+                    (z / 2).min(nz - 1),
+                ];
+                if let Some(label) = aparc_region(brain, coarse) {
+                    labels[x + fine[0] * (y + fine[1] * z)] = label as i16;
+                    present.insert(label);
+                }
+            }
+        }
+    }
+    let anat = fmriprep.join(format!("sub-{SUBJECT}/anat"));
+    std::fs::create_dir_all(&anat).map_err(|e| DataError::io(&anat, e))?;
+    crate::nifti_io::write_i16(
+        &anat.join(format!("sub-{SUBJECT}_desc-aparcaseg_dseg.nii.gz")),
+        fine,
+        &affine,
+        &labels,
+    )?;
+    let mut table = String::from("index\tname\n0\tUnknown\n");
+    for label in present {
+        let name = crate::freesurfer::label_name(label).unwrap_or_default();
+        table.push_str(&format!("{label}\t{name}\n"));
+    }
+    text(&fmriprep.join("desc-aparcaseg_dseg.tsv"), &table)
 }
 
 fn stimulus_name(scene: &Scene) -> String {

@@ -127,7 +127,8 @@ fn roi_group_of_voxels(subject: &PreparedSubject) -> Result<Vec<usize>> {
     let v2_v4 = label_values(subject, PRF_ATLAS, &V2_V4_LABELS);
     let higher = label_values(subject, STREAMS_ATLAS, &HIGHER_LABELS);
     // The input atlas' voxel order is the betas' column order.
-    let coords = npy::read_i64(&subject.path(&format!("rois/{INPUT_ATLAS}.npy")))?;
+    let input = subject.atlas_name(INPUT_ATLAS);
+    let coords = npy::read_i64(&subject.path(&format!("rois/{input}.npy")))?;
     Ok(coords
         .data
         .chunks(3)
@@ -150,11 +151,12 @@ fn roi_group_of_voxels(subject: &PreparedSubject) -> Result<Vec<usize>> {
 
 /// The layout for `patch` with `tokens` output tokens (proportional to voxel counts).
 pub fn voxel_layout(subject: &PreparedSubject, patch: Patch, tokens: usize) -> Result<VoxelLayout> {
+    let input = subject.atlas_name(INPUT_ATLAS);
     let n_voxels = subject
         .meta
         .atlases
         .iter()
-        .find(|a| a.name == INPUT_ATLAS)
+        .find(|a| a.name == input)
         .map(|a| a.n_voxels)
         .ok_or_else(|| RouteError::Missing {
             path: subject.path("subject.json"),
@@ -205,7 +207,7 @@ pub fn layout_betas(
 ) -> Result<(usize, Vec<f32>)> {
     let roi = subject.roi(INPUT_ATLAS)?;
     let betas = subject.betas(&roi, split)?;
-    let path = subject.betas_path(INPUT_ATLAS, split);
+    let path = subject.betas_path(&roi.atlas, split);
     if betas.voxels != layout.columns.len() {
         return Err(RouteError::mismatch(
             &path,

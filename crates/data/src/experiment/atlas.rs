@@ -1,0 +1,356 @@
+//! ROIs of an own experiment from a segmentation on the runs' grid: FreeSurfer's aparc+aseg as
+//! fMRIPrep ships it (found beside the runs), or any label volume the user names.
+//!
+//! fMRIPrep 20–25 write `anat/sub-<S>[_ses-<X>]_desc-aparcaseg_dseg.nii.gz` in the subject's
+//! T1w space at the anatomical resolution (older versions also a copy on the BOLD grid in
+//! `func/`). Its voxels are sampled at the runs' voxel centres by nearest neighbour through the
+//! two affines, as nilearn's `resample_to_img(..., interpolation="nearest")` does; runs in
+//! another space (an MNI template) cannot use it, and a volume whose grid does not cover the
+//! runs' voxels is refused naming both files, shapes and affines.
+//!
+//! The atlases written for the routes:
+//! - `streams`: NSD's stream names from Desikan–Killiany regions (early: pericalcarine, cuneus,
+//!   lingual; ventral: fusiform, parahippocampal, inferiortemporal; lateral: lateraloccipital;
+//!   parietal: superiorparietal, inferiorparietal). NSD draws its streams by hand on the
+//!   cortical surface; this is the nearest anatomical reading, not NSD's ROI;
+//! - `visual`: the union of the streams (the routes' `nsdgeneral` resolves to it);
+//! - `aparcaseg`: every labelled voxel under FreeSurfer's names.
+
+use crate::error::{DataError, Result};
+use crate::freesurfer::{cortical_region, label_name, read_label_table};
+use crate::nifti_io;
+use crate::prepared::{AtlasMeta, LabelMeta};
+use crate::runs::RunSet;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// NSD's streams labels (value, name) and the Desikan–Killiany regions read as each.
+pub const STREAMS: [(i32, &str, &[&str]); 7] = [
+    (1, "early", &["pericalcarine", "cuneus", "lingual"]),
+    (2, "midventral", &[]),
+    (3, "midlateral", &[]),
+    (4, "midparietal", &[]),
+    (
+        5,
+        "ventral",
+        &["fusiform", "parahippocampal", "inferiortemporal"],
+    ),
+    (6, "lateral", &["lateraloccipital"]),
+    (7, "parietal", &["superiorparietal", "inferiorparietal"]),
+];
+
+/// The atlases `glm prepare` can write.
+pub const ATLASES: [&str; 3] = ["visual", "streams", "aparcaseg"];
+
+/// Largest distance (mm) between two affines' entries that still counts as the same grid.
+const SAME_GRID_MM: f64 = 1e-3;
+
+/// A label volume sampled at a run set's voxels.
+#[derive(Debug, Clone)]
+pub struct VoxelLabels {
+    pub source: PathBuf,
+    /// Label value per run-set voxel (0: unlabelled).
+    pub values: Vec<i32>,
+    /// value → name.
+    pub names: BTreeMap<i32, String>,
+    /// Whether the volume was on another grid and sampled by nearest neighbour.
+    pub resampled: bool,
+}
+
+/// A written atlas: its metadata and, per atlas voxel, its run-set voxel and label.
+#[derive(Debug, Clone)]
+pub struct AtlasVoxels {
+    pub meta: AtlasMeta,
+    /// Run-set voxel index of each atlas voxel, ascending.
+    pub columns: Vec<usize>,
+    pub labels: Vec<i32>,
+}
+
+/// fMRIPrep's aparc+aseg for runs in `space`: on the BOLD grid in `func/` (older fMRIPrep)
+/// or the anatomical one in `anat/`, for T1w-space runs.
+pub fn find_fmriprep_aparcaseg(fmriprep: &Path, subject: &str, space: &str) -> Result<PathBuf> {
+    let label = space.split(':').next().unwrap_or(space);
+    let subject_dir = fmriprep.join(format!("sub-{subject}"));
+    let mut folders = vec![subject_dir.join("func"), subject_dir.join("anat")];
+    if let Ok(entries) = std::fs::read_dir(&subject_dir) {
+        let mut sessions: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("ses-"))
+            })
+            .collect();
+        sessions.sort();
+        for s in sessions {
+            folders.push(s.join("func"));
+            folders.push(s.join("anat"));
+        }
+    }
+    let in_space = |name: &str| {
+        let space_entity = name.split('_').find_map(|part| part.strip_prefix("space-"));
+        match space_entity {
+            Some(s) => s == label,
+            None => label == "T1w",
+        }
+    };
+    for folder in &folders {
+        let Ok(entries) = std::fs::read_dir(folder) else {
+            continue;
+        };
+        let mut found: Vec<PathBuf> = entries
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                let name = p
+                    .file_name()
+                    .map_or(String::new(), |n| n.to_string_lossy().into());
+                name.ends_with("_desc-aparcaseg_dseg.nii.gz") && in_space(&name)
+            })
+            .collect();
+        found.sort();
+        if let Some(first) = found.into_iter().next() {
+            return Ok(first);
+        }
+    }
+    Err(DataError::Missing {
+        path: subject_dir.join("anat"),
+        what: format!(
+            "fMRIPrep's aparc+aseg segmentation in the runs' space {label} \
+             (sub-{subject}_desc-aparcaseg_dseg.nii.gz, written when fMRIPrep ran FreeSurfer; \
+             T1w-space runs can use it), or name a label volume on the runs' grid with --atlas"
+        ),
+    })
+}
+
+fn format_affine(a: &[[f64; 4]; 4]) -> String {
+    let rows: Vec<String> = a[..3]
+        .iter()
+        .map(|r| format!("[{:.3} {:.3} {:.3} {:.3}]", r[0], r[1], r[2], r[3]))
+        .collect();
+    rows.join(" ")
+}
+
+/// Inverse of an affine (rotation/scale + translation).
+fn invert_affine(a: &[[f64; 4]; 4]) -> Option<[[f64; 4]; 4]> {
+    let m = |r: usize, c: usize| a[r][c];
+    let det = m(0, 0) * (m(1, 1) * m(2, 2) - m(1, 2) * m(2, 1))
+        - m(0, 1) * (m(1, 0) * m(2, 2) - m(1, 2) * m(2, 0))
+        + m(0, 2) * (m(1, 0) * m(2, 1) - m(1, 1) * m(2, 0));
+    if !det.is_finite() || det.abs() < 1e-12 {
+        return None;
+    }
+    // The 3×3 inverse from cofactors; row r, column c.
+    let cofactor = |r: usize, c: usize| {
+        let (r1, r2) = ((c + 1) % 3, (c + 2) % 3);
+        let (c1, c2) = ((r + 1) % 3, (r + 2) % 3);
+        (m(r1, c1) * m(r2, c2) - m(r1, c2) * m(r2, c1)) / det
+    };
+    let mut inv: [[f64; 4]; 4] = std::array::from_fn(|r| {
+        std::array::from_fn(|c| if r < 3 && c < 3 { cofactor(r, c) } else { 0.0 })
+    });
+    for row in inv.iter_mut().take(3) {
+        row[3] = -(0..3).map(|c| row[c] * a[c][3]).sum::<f64>();
+    }
+    inv[3][3] = 1.0;
+    Some(inv)
+}
+
+/// Samples the label volume at `path` at every voxel of `set`.
+pub fn sample_labels(path: &Path, table: Option<&Path>, set: &RunSet) -> Result<VoxelLabels> {
+    let volume = nifti_io::read_volume(path)?;
+    let same_grid = volume.shape == set.volume_shape()
+        && (0..3).all(|r| {
+            (0..4).all(|c| (volume.affine[r][c] - set.affine()[r][c]).abs() < SAME_GRID_MM)
+        });
+    let mismatch = |what: &str| {
+        DataError::invalid(
+            path,
+            "grid",
+            format!(
+                "a label volume covering the runs' grid ({:?}, affine {} in {})",
+                set.volume_shape(),
+                format_affine(set.affine()),
+                set.root().join("runset.json").display()
+            ),
+            format!(
+                "shape {:?}, affine {}: {what}",
+                volume.shape,
+                format_affine(&volume.affine)
+            ),
+        )
+    };
+    let to_atlas = if same_grid {
+        None
+    } else {
+        let inv = invert_affine(&volume.affine).ok_or_else(|| mismatch("a singular affine"))?;
+        Some(product(&inv, set.affine()))
+    };
+    let mut values = Vec::with_capacity(set.n_voxels());
+    let mut outside = 0usize;
+    for &[i, j, k] in set.voxel_indices() {
+        let index = match &to_atlas {
+            None => Some(volume.index(i, j, k)),
+            Some(m) => nearest(m, [i, j, k], volume.shape).map(|[x, y, z]| volume.index(x, y, z)),
+        };
+        let Some(index) = index else {
+            outside += 1;
+            values.push(0);
+            continue;
+        };
+        let v = volume.values[index];
+        if v.fract() != 0.0 || !(0.0..=i32::MAX as f64).contains(&v) {
+            return Err(DataError::invalid(
+                path,
+                "values",
+                "integer labels ≥ 0 (a segmentation)",
+                v.to_string(),
+            ));
+        }
+        values.push(v as i32);
+    }
+    let labelled = values.iter().filter(|&&v| v > 0).count();
+    if outside * 10 > set.n_voxels() || labelled * 2 < set.n_voxels() {
+        return Err(mismatch(&format!(
+            "{outside} of the runs' {} voxels fall outside it and {labelled} get a label: \
+             another space or another subject?",
+            set.n_voxels()
+        )));
+    }
+    let names = label_names(&values, table)?;
+    Ok(VoxelLabels {
+        source: path.to_path_buf(),
+        values,
+        names,
+        resampled: !same_grid,
+    })
+}
+
+fn product(a: &[[f64; 4]; 4], b: &[[f64; 4]; 4]) -> [[f64; 4]; 4] {
+    let mut out = [[0.0; 4]; 4];
+    for r in 0..4 {
+        for c in 0..4 {
+            out[r][c] = (0..4).map(|k| a[r][k] * b[k][c]).sum();
+        }
+    }
+    out
+}
+
+/// The voxel of a grid of `shape` nearest to voxel `ijk` mapped through `m`, if inside.
+fn nearest(m: &[[f64; 4]; 4], ijk: [usize; 3], shape: [usize; 3]) -> Option<[usize; 3]> {
+    let p = [ijk[0] as f64, ijk[1] as f64, ijk[2] as f64, 1.0];
+    let mut out = [0usize; 3];
+    for r in 0..3 {
+        let v = (0..4).map(|c| m[r][c] * p[c]).sum::<f64>().round();
+        if !(0.0..shape[r] as f64).contains(&v) {
+            return None;
+        }
+        out[r] = v as usize;
+    }
+    Some(out)
+}
+
+/// Names of the values present: the table's, else FreeSurfer's, else `label-<value>`.
+fn label_names(values: &[i32], table: Option<&Path>) -> Result<BTreeMap<i32, String>> {
+    let table = table.map(read_label_table).transpose()?;
+    let mut names = BTreeMap::new();
+    for &v in values.iter().filter(|&&v| v > 0) {
+        names.entry(v).or_insert_with(|| {
+            table
+                .as_ref()
+                .and_then(|t| t.get(&v).cloned())
+                .or_else(|| label_name(v))
+                .unwrap_or_else(|| format!("label-{v}"))
+        });
+    }
+    Ok(names)
+}
+
+/// The atlas `name` (one of [`ATLASES`]) from the sampled labels.
+pub fn atlas_voxels(name: &str, labels: &VoxelLabels) -> AtlasVoxels {
+    // (value, name) per run-set voxel, or None outside the atlas.
+    let stream_of = |v: i32| -> Option<i32> {
+        let region = cortical_region(labels.names.get(&v)?)?;
+        STREAMS
+            .iter()
+            .find(|(_, _, regions)| regions.contains(&region))
+            .map(|s| s.0)
+    };
+    type LabelOf<'a> = Box<dyn Fn(i32) -> Option<i32> + 'a>;
+    let (table, of): (Vec<(i32, String)>, LabelOf) = match name {
+        "streams" => (
+            STREAMS.iter().map(|s| (s.0, s.1.to_string())).collect(),
+            Box::new(stream_of),
+        ),
+        "visual" => (
+            vec![(1, "visual".into())],
+            Box::new(move |v| stream_of(v).map(|_| 1)),
+        ),
+        _ => (
+            labels.names.iter().map(|(v, n)| (*v, n.clone())).collect(),
+            Box::new(|v| (v > 0).then_some(v)),
+        ),
+    };
+    let mut columns = Vec::new();
+    let mut values = Vec::new();
+    for (c, &v) in labels.values.iter().enumerate() {
+        if let Some(label) = of(v) {
+            columns.push(c);
+            values.push(label);
+        }
+    }
+    let label_meta = table
+        .into_iter()
+        .map(|(value, name)| LabelMeta {
+            value,
+            name,
+            n_voxels: values.iter().filter(|&&l| l == value).count(),
+        })
+        .collect();
+    AtlasVoxels {
+        meta: AtlasMeta {
+            name: name.to_string(),
+            n_voxels: columns.len(),
+            labels: label_meta,
+        },
+        columns,
+        labels: values,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_affine_times_its_inverse_is_the_identity() {
+        let a = [
+            [0.0, -1.8, 0.1, 30.0],
+            [2.0, 0.0, 0.0, -12.5],
+            [0.0, 0.2, 1.7, 4.0],
+            [0.0, 0.0, 0.0, 1.0],
+        ];
+        let p = product(&invert_affine(&a).unwrap(), &a);
+        for (r, row) in p.iter().enumerate() {
+            for (c, v) in row.iter().enumerate() {
+                assert!((v - f64::from(u8::from(r == c))).abs() < 1e-12, "{p:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn nearest_neighbour_on_a_grid_twice_as_fine() {
+        // BOLD 2 mm, atlas 1 mm with the same origin: BOLD voxel i is atlas voxel 2i.
+        let bold = [
+            [2.0, 0.0, 0.0, -10.0],
+            [0.0, 2.0, 0.0, -10.0],
+            [0.0, 0.0, 2.0, -10.0],
+            [0.0, 0.0, 0.0, 1.0],
+        ];
+        let mut fine = bold;
+        (0..3).for_each(|r| fine[r][r] = 1.0);
+        let m = product(&invert_affine(&fine).unwrap(), &bold);
+        assert_eq!(nearest(&m, [3, 0, 4], [10, 10, 10]), Some([6, 0, 8]));
+        assert_eq!(nearest(&m, [5, 0, 0], [10, 10, 10]), None);
+    }
+}
