@@ -16,6 +16,15 @@ pub enum ZScoreArg {
     None,
 }
 
+impl From<ZScoreArg> for ZScore {
+    fn from(arg: ZScoreArg) -> Self {
+        match arg {
+            ZScoreArg::Session => ZScore::Session,
+            ZScoreArg::None => ZScore::None,
+        }
+    }
+}
+
 /// Read a subject from NSD exactly as NSD ships it and write a prepared subject.
 ///
 /// Reads nsd_expdesign.mat, nsd_stim_info_merged.csv, responses.tsv, the func1pt8mm ROI masks
@@ -71,10 +80,7 @@ pub fn run(command: NsdCommand) -> anyhow::Result<()> {
         out: args.out,
         sessions,
         atlases: args.rois,
-        zscore: match args.zscore {
-            ZScoreArg::Session => ZScore::Session,
-            ZScoreArg::None => ZScore::None,
-        },
+        zscore: args.zscore.into(),
         average_train: args.average_train,
         image_size: args.image_size,
         progress: super::show_progress(),

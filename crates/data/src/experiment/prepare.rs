@@ -448,9 +448,10 @@ fn read_captions(
     Ok(captions)
 }
 
-/// (trials, union voxels) betas of the atlases' voxels, z-scored per session if asked.
-/// Returns the betas, the union's run-set voxels and the constant voxel-sessions.
-fn trial_betas(plan: &Plan) -> Result<(Vec<f32>, Vec<usize>, usize)> {
+/// (trials, union voxels) betas of the atlases' voxels, z-scored per session (`sessions`:
+/// each trial's) if asked. Returns the betas, the union's run-set voxels and the constant
+/// voxel-sessions.
+fn trial_betas(plan: &Plan, sessions: &[usize]) -> Result<(Vec<f32>, Vec<usize>, usize)> {
     let mut union: Vec<usize> = plan
         .atlases
         .iter()
@@ -478,7 +479,6 @@ fn trial_betas(plan: &Plan) -> Result<(Vec<f32>, Vec<usize>, usize)> {
     }
     let mut constant = 0;
     if plan.settings.zscore == ZScore::Session {
-        let sessions = plan.glm.trial_sessions();
         let n = union.len();
         for session in 1..=sessions.iter().copied().max().unwrap_or(0) {
             let rows: Vec<usize> = (0..n_trials)
@@ -516,26 +516,26 @@ fn group_means(values: &[f32], n: usize, groups: &[Vec<usize>], columns: &[usize
 }
 
 fn write_subject(plan: &Plan, staging: &Path) -> Result<(SubjectMeta, usize)> {
-    let (values, union, constant) = trial_betas(plan)?;
+    let sessions = plan.glm.trial_sessions();
+    let (values, union, constant) = trial_betas(plan, &sessions)?;
     let n = union.len();
     let meta = &plan.glm.meta;
-    let sessions = plan.glm.trial_sessions();
     let train_rows: Vec<usize> = (0..meta.trials.len())
         .filter(|&t| plan.used[meta.trials[t].condition] && !plan.is_test[meta.trials[t].condition])
         .collect();
-    let trials_of = |c: usize| -> Vec<usize> {
-        (0..meta.trials.len())
-            .filter(|&t| meta.trials[t].condition == c)
-            .collect()
-    };
+    // Each condition's trials, in trial order.
+    let mut trials_of: Vec<Vec<usize>> = vec![Vec::new(); meta.conditions.len()];
+    for (t, trial) in meta.trials.iter().enumerate() {
+        trials_of[trial.condition].push(t);
+    }
     let test_ids: Vec<usize> = (0..meta.conditions.len())
         .filter(|&c| plan.is_test[c])
         .collect();
     let train_ids: Vec<usize> = (0..meta.conditions.len())
-        .filter(|&c| plan.used[c] && !plan.is_test[c] && !trials_of(c).is_empty())
+        .filter(|&c| plan.used[c] && !plan.is_test[c] && !trials_of[c].is_empty())
         .collect();
-    let test_groups: Vec<Vec<usize>> = test_ids.iter().map(|&c| trials_of(c)).collect();
-    let train_groups: Vec<Vec<usize>> = train_ids.iter().map(|&c| trials_of(c)).collect();
+    let test_groups: Vec<Vec<usize>> = test_ids.iter().map(|&c| trials_of[c].clone()).collect();
+    let train_groups: Vec<Vec<usize>> = train_ids.iter().map(|&c| trials_of[c].clone()).collect();
     for atlas in &plan.atlases {
         let columns: Vec<usize> = atlas
             .columns
@@ -620,10 +620,7 @@ fn write_subject(plan: &Plan, staging: &Path) -> Result<(SubjectMeta, usize)> {
         format_version: FORMAT_VERSION,
         subject: format!("sub-{}", meta.subject),
         sessions: (1..=n_sessions).collect(),
-        zscore: match plan.settings.zscore {
-            ZScore::Session => "session".into(),
-            ZScore::None => "none".into(),
-        },
+        zscore: plan.settings.zscore.name().into(),
         volume_shape: plan.glm.timeseries.volume_shape(),
         affine: *plan.glm.timeseries.affine(),
         image_size: plan.settings.image_size,

@@ -29,6 +29,16 @@ pub enum ZScore {
     None,
 }
 
+impl ZScore {
+    /// `subject.json`'s name for it.
+    pub fn name(self) -> &'static str {
+        match self {
+            ZScore::Session => "session",
+            ZScore::None => "none",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct PrepareOptions {
     pub nsd_root: PathBuf,
@@ -731,10 +741,7 @@ fn run(plan: &Plan, staging: &Path, progress: bool) -> Result<(usize, usize, usi
         format_version: FORMAT_VERSION,
         subject: format!("subj{:02}", plan.settings.subject),
         sessions: plan.settings.sessions.clone(),
-        zscore: match plan.settings.zscore {
-            ZScore::Session => "session".into(),
-            ZScore::None => "none".into(),
-        },
+        zscore: plan.settings.zscore.name().into(),
         volume_shape: plan.volume_shape,
         affine: plan.affine,
         image_size: plan.settings.image_size,

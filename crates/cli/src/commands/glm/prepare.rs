@@ -2,7 +2,6 @@
 
 use crate::commands::nsd::ZScoreArg;
 use brainrecon_data::experiment::prepare::{prepare_experiment, ExperimentOptions, TestSet};
-use brainrecon_data::nsd::prepare::ZScore;
 use std::path::PathBuf;
 
 /// Prepare a subject from `glm`'s single-trial betas, as `nsd prepare` prepares NSD's
@@ -112,10 +111,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             Some(list) => TestSet::List(list),
             None => TestSet::MinRepeats(args.test_repeats),
         },
-        zscore: match args.zscore {
-            ZScoreArg::Session => ZScore::Session,
-            ZScoreArg::None => ZScore::None,
-        },
+        zscore: args.zscore.into(),
         average_train: args.average_train,
         image_size: args.image_size,
         leave_out_missing: args.leave_out_missing,
