@@ -31,6 +31,15 @@ if [ -z "${BRAINRECON_CHROMIUM:-}" ] && ! command -v chromium >/dev/null \
     exit 2
   fi
 fi
+# With BRAINRECON_TEST_SLURM=1 (CI sets it) the cluster test (crates/cli/tests/slurm_cluster.rs)
+# runs on a one-node Slurm started here from Debian's packages (installed when missing; root
+# only) and stopped when the tests end; without it that test says it was left out.
+if [ "${BRAINRECON_TEST_SLURM:-0}" = 1 ]; then
+  slurm_state="${TMPDIR:-/tmp}/brainrecon-slurm-test-$$"
+  bash tools/slurm/one-node.sh start "$slurm_state"
+  export SLURM_CONF="$slurm_state/slurm.conf"
+  trap 'bash tools/slurm/one-node.sh stop "$slurm_state"' EXIT
+fi
 # A one-off build: incremental state would only add time and disk.
 export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 # Tests run two at a time, each with its own processes: candle's process-wide pool of spinning

@@ -69,12 +69,24 @@ enum Command {
     #[command(subcommand)]
     Ridge(commands::ridge::RidgeCommand),
     #[command(subcommand)]
+    Slurm(commands::slurm::SlurmCommand),
+    #[command(subcommand)]
     Bench(commands::bench::BenchCommand),
     Stream(commands::stream::Args),
 }
 
-/// User errors (bad data, bad arguments) exit with 2; anything else with 1.
+/// User errors (bad data, bad arguments) exit with 2; a run stopped by a signal with 143
+/// (128 + SIGTERM, so a scheduler counts the task as failed); anything else with 1.
 fn exit_code(error: &anyhow::Error) -> u8 {
+    let interrupted = error.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<brainrecon_routes::RouteError>(),
+            Some(brainrecon_routes::RouteError::Interrupted { .. })
+        )
+    });
+    if interrupted {
+        return 143;
+    }
     let user = error.chain().any(|cause| {
         cause.is::<brainrecon_data::DataError>()
             || cause.is::<brainrecon_ridge::RidgeError>()
@@ -121,6 +133,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Music(command) => commands::music::run(command),
         Command::Video(command) => commands::video::run(command),
         Command::Ridge(command) => commands::ridge::run(command),
+        Command::Slurm(command) => commands::slurm::run(command),
         Command::Bench(command) => commands::bench::run(command),
         Command::Stream(args) => commands::stream::run(args),
     }

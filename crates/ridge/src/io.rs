@@ -398,6 +398,40 @@ impl ModelWriter {
     }
 }
 
+/// Joins target shards saved in `dirs` (any order) into one model in `out`, one shard in memory
+/// at a time: the file [`RidgeModel::merge`] and [`RidgeModel::save`] would write, without the
+/// whole weights ever in memory. Returns (features, targets).
+pub fn merge_saved(dirs: &[PathBuf], out: impl AsRef<Path>) -> Result<(usize, usize)> {
+    let mut shards = Vec::with_capacity(dirs.len());
+    for dir in dirs {
+        let json_path = dir.join(MODEL_FILE);
+        let text = fs::read(&json_path).map_err(io_err(&json_path))?;
+        let json: ModelJson = serde_json::from_slice(&text)
+            .map_err(|e| format_err(&json_path, "*", e.to_string()))?;
+        shards.push((dir, json));
+    }
+    shards.sort_by_key(|(_, json)| json.target_range.start);
+    let Some((_, first)) = shards.first() else {
+        return Err(RidgeError::Merge("no shard given".into()));
+    };
+    let (p, total, k) = (
+        first.n_features,
+        first.target_range.total,
+        first.alpha_grid.len(),
+    );
+    // as RidgeModel::merge: the first shard's value of a key wins
+    let mut metadata = BTreeMap::new();
+    for (_, json) in shards.iter().rev() {
+        metadata.extend(json.metadata.clone());
+    }
+    let mut writer = ModelWriter::create(out, p, total, k)?;
+    for (dir, _) in &shards {
+        writer.put(&RidgeModel::load(dir)?)?;
+    }
+    writer.finish(metadata)?;
+    Ok((p, total))
+}
+
 impl Drop for ModelWriter {
     fn drop(&mut self) {
         if self.file.is_some() {

@@ -42,7 +42,7 @@ pub use error::{Result, RidgeError};
 pub use fit::{row_major_view, Cv, CvMethod, Precision, RidgeCv, Shard};
 #[cfg(feature = "cuda")]
 pub use gpu::last_fit_peak_bytes;
-pub use io::{ModelWriter, FORMAT_VERSION, MODEL_FILE, WEIGHTS_FILE};
+pub use io::{merge_saved, ModelWriter, FORMAT_VERSION, MODEL_FILE, WEIGHTS_FILE};
 pub use linalg::set_threads;
 pub use model::{DualForm, ModelOptions, RidgeModel, TargetRange};
 pub use partition::{

@@ -48,6 +48,42 @@ fn shards_merge_to_the_full_fit() {
 }
 
 #[test]
+fn merging_saved_shards_writes_the_bytes_of_merge_and_save() {
+    let (x, y) = problem(30, 8, 7);
+    let est = estimator(Cv::Loo);
+    let dir = tempfile::tempdir().unwrap();
+    let mut dirs = Vec::new();
+    let mut shards = Vec::new();
+    for index in [2, 0, 1] {
+        let mut shard = est
+            .fit_shard(x.as_ref(), y.as_ref(), Shard { index, count: 3 })
+            .unwrap();
+        shard
+            .metadata
+            .insert("shard".into(), serde_json::json!(format!("{index}/3")));
+        let path = dir.path().join(format!("shard-{index}"));
+        shard.save(&path).unwrap();
+        dirs.push(path);
+        shards.push(shard);
+    }
+    let (whole, streamed) = (dir.path().join("whole"), dir.path().join("streamed"));
+    RidgeModel::merge(shards).unwrap().save(&whole).unwrap();
+    assert_eq!(
+        brainrecon_ridge::merge_saved(&dirs, &streamed).unwrap(),
+        (8, 7)
+    );
+    for file in ["weights.safetensors", "model.json"] {
+        assert_eq!(
+            std::fs::read(whole.join(file)).unwrap(),
+            std::fs::read(streamed.join(file)).unwrap(),
+            "{file}"
+        );
+    }
+    let gap = brainrecon_ridge::merge_saved(&dirs[..2], dir.path().join("gap"));
+    assert!(matches!(gap, Err(RidgeError::Merge(_))), "{gap:?}");
+}
+
+#[test]
 fn merge_rejects_gaps_and_mismatched_grids() {
     let (x, y) = problem(30, 8, 6);
     let est = estimator(Cv::Loo);

@@ -32,6 +32,9 @@ pub enum RouteError {
     /// Every problem found with a command's inputs before it started its work, one a line.
     #[error("{}", problem_lines(.0))]
     Inputs(Vec<String>),
+    /// Stopped by a signal between images; what was written stays and a rerun resumes.
+    #[error("stopped by a signal with {done} of {total} test images finished; run the same command again to resume")]
+    Interrupted { done: usize, total: usize },
 }
 
 fn problem_lines(problems: &[String]) -> String {

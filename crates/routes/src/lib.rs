@@ -16,6 +16,7 @@ pub mod music;
 pub mod naturalistic;
 pub mod progress;
 pub mod report;
+pub mod shards;
 pub mod suite;
 pub mod video;
 

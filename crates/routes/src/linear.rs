@@ -20,6 +20,7 @@ use crate::decoders::Decoder;
 use crate::error::{Result, RouteError};
 use crate::features::stream_seed;
 use crate::progress::bar;
+use crate::shards::{check_stop, ImageShard};
 use brainrecon_data::atomic::{read_json, write_json_atomic};
 use brainrecon_data::image::{read_png, write_png, Filter, RgbImage};
 use brainrecon_data::npy;
@@ -108,6 +109,10 @@ pub struct ReconstructOptions {
     /// images do not change, up to rounding).
     #[serde(default = "one")]
     pub batch: usize,
+    /// Only this slice of the test images (`--shard k/N`); [`crate::shards::merge`] joins the
+    /// slices.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<ImageShard>,
 }
 
 fn one() -> usize {
@@ -128,6 +133,7 @@ impl Default for ReconstructOptions {
             limit: None,
             init_z: false,
             batch: 5,
+            shard: None,
         }
     }
 }
@@ -445,51 +451,73 @@ pub(crate) fn write_decoded(
     Ok(())
 }
 
+/// The part of a run this process does: rows `rows` of the test images, recorded in the
+/// manifest at `manifest_path` (`<out>/manifest.json`, or the shard's own).
+pub(crate) struct RunScope {
+    pub manifest_path: PathBuf,
+    pub rows: std::ops::Range<usize>,
+}
+
 /// Refuses to resume a run made with other settings or model files, then records `manifest`
-/// (incomplete). Returns the manifest's path.
-pub(crate) fn begin_run(out: &Path, manifest: &Manifest) -> Result<PathBuf> {
-    let manifest_path = out.join(Manifest::FILE);
+/// (incomplete), narrowed to the shard's images when the run is a shard.
+pub(crate) fn begin_run(out: &Path, manifest: &mut Manifest) -> Result<RunScope> {
+    let (manifest_path, rows) = match manifest.options.shard {
+        Some(shard) => {
+            let rows = shard.rows(manifest.ids.len());
+            manifest.ids = manifest.ids[rows.clone()].to_vec();
+            (shard.manifest_path(out), rows)
+        }
+        None => (out.join(Manifest::FILE), 0..manifest.ids.len()),
+    };
     if let Some(old) = manifest_path
         .exists()
-        .then(|| Manifest::load(out).ok())
+        .then(|| read_json::<Manifest>(&manifest_path).ok())
         .flatten()
     {
-        // --limit only selects images and --batch only groups samples; any other change would
-        // mix settings.
-        let same = ReconstructOptions {
-            limit: manifest.options.limit,
-            batch: manifest.options.batch,
-            ..old.options.clone()
-        } == manifest.options;
-        if !same
-            || old.model != manifest.model
-            || old.model_fingerprint != manifest.model_fingerprint
-            || old.b2c_fingerprint != manifest.b2c_fingerprint
-            || old.captions_fingerprint != manifest.captions_fingerprint
-        {
-            return Err(RouteError::mismatch(
-                &manifest_path,
-                "options",
-                format!(
-                    "{:?} with model {} (files {}) (a run to resume)",
-                    manifest.options, manifest.model, manifest.model_fingerprint
-                ),
-                format!(
-                    "{:?} with model {} (files {}): use another --out, or delete it to \
-                     start over",
-                    old.options,
-                    old.model,
-                    if old.model_fingerprint.is_empty() {
-                        "not recorded"
-                    } else {
-                        &old.model_fingerprint
-                    }
-                ),
-            ));
-        }
+        check_resumable(&manifest_path, &old, manifest)?;
     }
     write_json_atomic(&manifest_path, manifest)?;
-    Ok(manifest_path)
+    Ok(RunScope {
+        manifest_path,
+        rows,
+    })
+}
+
+/// A run may resume `old` (the manifest found at `path`) when only the selection of images
+/// (--limit, --shard) or the grouping of samples (--batch) changed.
+fn check_resumable(path: &Path, old: &Manifest, manifest: &Manifest) -> Result<()> {
+    let same = ReconstructOptions {
+        limit: manifest.options.limit,
+        batch: manifest.options.batch,
+        shard: manifest.options.shard,
+        ..old.options.clone()
+    } == manifest.options;
+    if same
+        && old.model == manifest.model
+        && old.model_fingerprint == manifest.model_fingerprint
+        && old.b2c_fingerprint == manifest.b2c_fingerprint
+        && old.captions_fingerprint == manifest.captions_fingerprint
+    {
+        return Ok(());
+    }
+    Err(RouteError::mismatch(
+        path,
+        "options",
+        format!(
+            "{:?} with model {} (files {}) (a run to resume)",
+            manifest.options, manifest.model, manifest.model_fingerprint
+        ),
+        format!(
+            "{:?} with model {} (files {}): use another --out, or delete it to start over",
+            old.options,
+            old.model,
+            if old.model_fingerprint.is_empty() {
+                "not recorded"
+            } else {
+                &old.model_fingerprint
+            }
+        ),
+    ))
 }
 
 /// How many images a run wrote and found already written.
@@ -732,7 +760,7 @@ pub fn reconstruct(
         latent_image_size: latent_hw.map(|h| h * sd.vae_scale_factor()),
         ..Manifest::new(subject, sd, (model, fingerprint), options, &ids, command)
     };
-    let manifest_path = begin_run(out, &manifest)?;
+    let scope = begin_run(out, &mut manifest)?;
 
     let steps_per_image = usize::from(options.method.uses_z())
         + if options.method.uses_c() {
@@ -741,7 +769,7 @@ pub fn reconstruct(
             0
         };
     let progress = bar(
-        (ids.len() * steps_per_image) as u64,
+        (scope.rows.len() * steps_per_image) as u64,
         &format!("{} recon", options.method.name()),
         show_progress,
     );
@@ -751,7 +779,9 @@ pub fn reconstruct(
         None
     };
     let mut counts = Counts::default();
-    for (row, &id) in ids.iter().enumerate() {
+    for row in scope.rows.clone() {
+        check_stop(row - scope.rows.start, scope.rows.len())?;
+        let id = ids[row];
         let mut z_image = None;
         if let (Some(rows), Some(hw)) = (&z_rows, latent_hw) {
             z_image = Some(decoded_z_image(sd, out, rows, hw, row, id, &mut counts)?);
@@ -779,8 +809,8 @@ pub fn reconstruct(
         )?;
     }
     progress.finish_and_clear();
-    finish_run(&manifest_path, &mut manifest)?;
-    Ok(counts.summary(out, ids.len(), started))
+    finish_run(&scope.manifest_path, &mut manifest)?;
+    Ok(counts.summary(out, scope.rows.len(), started))
 }
 
 /// brainrecon's version and the model's diffusers version, for the record.

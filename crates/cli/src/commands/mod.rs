@@ -20,6 +20,7 @@ pub mod nsd;
 pub mod reconstruct;
 pub mod ridge;
 pub mod simulate;
+pub mod slurm;
 pub mod stream;
 pub mod train_captioner;
 pub mod train_clap;

@@ -25,11 +25,20 @@ use std::path::PathBuf;
 /// OUT/decoded-z/ID.png, OUT/sample-K/ID.png (K = 1..samples), OUT/decoded/{ids,z,c}.npy and
 /// OUT/manifest.json. Finished images are skipped, so an interrupted run resumes; every
 /// (image, sample) has its own seeded noise, so the result does not depend on interruptions.
+/// SIGTERM or Ctrl-C stops the run after the image it is on (exit status 143).
+///
+/// `--shard k/N` reconstructs only the k-th of N slices of the test images into the same --out
+/// (one task of a Slurm array, one GPU of several); `brainrecon reconstruct merge --out DIR`
+/// then writes the manifest one process would have, with the same images.
 #[derive(clap::Args)]
 #[command(
-    after_help = "Example:\n  brainrecon reconstruct --method linear --subject prepared/subj01 --decoders decoders --model CompVis/stable-diffusion-v1-4 --out recons/linear --device cuda --dtype f16\n  brainrecon eval --stimuli prepared/subj01 --recons recons/linear\n  brainrecon reconstruct --method b2c --b2c b2c/subj01 --subject prepared/subj01 --model shapes-ldm --out recons/b2c\n  brainrecon reconstruct --method caption --captions captions/subj01 --subject prepared/subj01 --decoders decoders --out recons/caption"
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true,
+    after_help = "Example:\n  brainrecon reconstruct --method linear --subject prepared/subj01 --decoders decoders --model CompVis/stable-diffusion-v1-4 --out recons/linear --device cuda --dtype f16\n  brainrecon eval --stimuli prepared/subj01 --recons recons/linear\n  brainrecon reconstruct --method b2c --b2c b2c/subj01 --subject prepared/subj01 --model shapes-ldm --out recons/b2c\n  brainrecon reconstruct --method caption --captions captions/subj01 --subject prepared/subj01 --decoders decoders --out recons/caption\n  brainrecon reconstruct --subject prepared/subj01 --decoders decoders --out recons/linear --shard $SLURM_ARRAY_TASK_ID/8\n  brainrecon reconstruct merge --out recons/linear"
 )]
 pub struct Args {
+    #[command(subcommand)]
+    command: Option<ReconstructCommand>,
     /// linear, z-only, c-only, b2c or caption
     #[arg(long, default_value = "linear")]
     method: String,
@@ -44,8 +53,8 @@ pub struct Args {
     #[arg(long, default_value = "noise")]
     init: String,
     /// A prepared subject directory
-    #[arg(long)]
-    subject: PathBuf,
+    #[arg(long, required = true)]
+    subject: Option<PathBuf>,
     /// Directory with the z/ and c/ decoders (B2C needs them only with --init z)
     #[arg(long)]
     decoders: Option<PathBuf>,
@@ -54,8 +63,8 @@ pub struct Args {
     #[arg(long, default_value = "shapes-ldm")]
     model: String,
     /// Output directory
-    #[arg(long)]
-    out: PathBuf,
+    #[arg(long, required = true)]
+    out: Option<PathBuf>,
     /// Reconstructions per test image
     #[arg(long, default_value_t = 5)]
     samples: usize,
@@ -81,6 +90,10 @@ pub struct Args {
     /// least memory). The images are the same up to rounding.
     #[arg(long)]
     batch: Option<usize>,
+    /// Only the k-th of N slices of the test images, `k/N` with k = 0 … N-1 (as
+    /// `$SLURM_ARRAY_TASK_ID/N`); join them with `reconstruct merge`
+    #[arg(long)]
+    shard: Option<String>,
     /// cpu, cuda or cuda:N
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -92,13 +105,67 @@ pub struct Args {
     json: bool,
 }
 
+#[derive(clap::Subcommand)]
+enum ReconstructCommand {
+    Merge(MergeArgs),
+}
+
+/// Join the shards of a reconstruction (`reconstruct --shard k/N`) into one folder.
+///
+/// Checks that shards 0 … N-1 all finished with the same settings and that every image they
+/// list is there, then writes OUT/manifest.json as one process would have (its command without
+/// --shard) and removes OUT/shards/. `eval` and the report read the folder as any other.
+#[derive(clap::Args)]
+#[command(after_help = "Example:\n  brainrecon reconstruct merge --out recons/linear")]
+pub struct MergeArgs {
+    /// The reconstruction folder the shards wrote into
+    #[arg(long)]
+    out: PathBuf,
+    /// Print the summary as JSON
+    #[arg(long)]
+    json: bool,
+}
+
+fn merge(args: MergeArgs) -> anyhow::Result<()> {
+    let summary = brainrecon_routes::shards::merge(&args.out)?;
+    if args.json {
+        return super::print_json(&summary);
+    }
+    if summary.merged {
+        outln!(
+            "merged {} shards: {} test images → {}",
+            summary.shards,
+            summary.n_images,
+            args.out.join("manifest.json").display()
+        )?;
+    } else {
+        outln!(
+            "{} is already one finished run of {} test images",
+            args.out.display(),
+            summary.n_images
+        )?;
+    }
+    Ok(())
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
+    if let Some(ReconstructCommand::Merge(merge_args)) = args.command {
+        return merge(merge_args);
+    }
+    let (Some(subject_dir), Some(out)) = (args.subject.clone(), args.out.clone()) else {
+        return Err(super::usage("--subject and --out are required"));
+    };
+    let shard = args
+        .shard
+        .as_deref()
+        .map(brainrecon_routes::shards::ImageShard::parse)
+        .transpose()?;
     let method = Method::parse(&args.method)?;
     super::check_sampling(args.steps, args.guidance)?;
     if args.batch == Some(0) {
         return Err(super::usage("--batch must be at least 1"));
     }
-    let subject = PreparedSubject::open(&args.subject)?;
+    let subject = PreparedSubject::open(&subject_dir)?;
     let init_z = match args.init.as_str() {
         "noise" => false,
         "z" => true,
@@ -151,7 +218,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         limit: args.limit,
         init_z,
         batch: args.batch.unwrap_or(args.samples),
+        shard,
     };
+    stop_on_signal();
     let summary = if let Some(dir) = &args.b2c {
         let b2c = brainrecon_routes::b2c::load(dir, &subject, &mut sd)?;
         brainrecon_routes::b2c::reconstruct::reconstruct(
@@ -161,7 +230,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             &b2c,
             z.as_ref(),
             &options,
-            &args.out,
+            &out,
             &super::command_line(),
             super::show_progress(),
         )?
@@ -173,7 +242,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             z.as_ref(),
             captions,
             &options,
-            &args.out,
+            &out,
             &super::command_line(),
             super::show_progress(),
         )?
@@ -185,7 +254,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             z.as_ref(),
             c.as_ref(),
             &options,
-            &args.out,
+            &out,
             &super::command_line(),
             super::show_progress(),
         )?
@@ -200,7 +269,23 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         summary.written,
         summary.skipped,
         summary.seconds,
-        args.out.display()
+        out.display()
     )?;
     Ok(())
+}
+
+/// SIGTERM (Slurm's `--signal=B:TERM@N`, preemption, `scancel`) and Ctrl-C stop the run after
+/// the image it is on; a second one ends it at once. Every finished image stays, so the same
+/// command resumes.
+fn stop_on_signal() {
+    // Setting fails only when a handler is already set (a second run in one process, whose
+    // handler then stops this one too).
+    let _ = ctrlc::set_handler(|| {
+        static SEEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+        if SEEN.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            std::process::exit(143);
+        }
+        eprintln!("stopping after the current image (a second signal stops at once)");
+        brainrecon_routes::shards::request_stop();
+    });
 }

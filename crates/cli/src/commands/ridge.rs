@@ -399,18 +399,11 @@ pub struct MergeArgs {
 }
 
 fn merge(args: MergeArgs) -> anyhow::Result<()> {
-    let shards = args
-        .models
-        .iter()
-        .map(RidgeModel::load)
-        .collect::<Result<Vec<_>, _>>()?;
-    let merged = RidgeModel::merge(shards)?;
-    merged.save(&args.out)?;
+    // one shard in memory at a time: at NSD's c size the weights are gigabytes
+    let (n_features, n_targets) = brainrecon_ridge::merge_saved(&args.models, &args.out)?;
     outln!(
-        "merged {} shards: {} features → {} targets; saved {}",
+        "merged {} shards: {n_features} features → {n_targets} targets; saved {}",
         args.models.len(),
-        merged.n_features(),
-        merged.n_targets(),
         args.out.display()
     )?;
     Ok(())

@@ -19,6 +19,7 @@ use crate::linear::{
     ReconstructOptions, ReconstructSummary,
 };
 use crate::progress::bar;
+use crate::shards::check_stop;
 use brainrecon_data::prepared::{PreparedSubject, Split};
 use brainrecon_diffusion::pipeline::{Conditioning, StableDiffusion};
 use std::path::Path;
@@ -91,12 +92,18 @@ pub fn reconstruct(
             command,
         )
     };
-    let manifest_path = begin_run(out, &manifest)?;
+    let scope = begin_run(out, &mut manifest)?;
     let per_image = options.samples + usize::from(options.init_z);
-    let progress = bar((ids.len() * per_image) as u64, "b2c recon", show_progress);
+    let progress = bar(
+        (scope.rows.len() * per_image) as u64,
+        "b2c recon",
+        show_progress,
+    );
     let uncond = unconditional(sd, options.guidance)?;
     let mut counts = Counts::default();
-    for (row, &id) in ids.iter().enumerate() {
+    for row in scope.rows.clone() {
+        check_stop(row - scope.rows.start, scope.rows.len())?;
+        let id = ids[row];
         let context = Conditioning {
             cond: context_row(sd, &context_rows, row)?,
             uncond: uncond.clone(),
@@ -122,6 +129,6 @@ pub fn reconstruct(
         )?;
     }
     progress.finish_and_clear();
-    finish_run(&manifest_path, &mut manifest)?;
-    Ok(counts.summary(out, ids.len(), started))
+    finish_run(&scope.manifest_path, &mut manifest)?;
+    Ok(counts.summary(out, scope.rows.len(), started))
 }

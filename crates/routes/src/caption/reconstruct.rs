@@ -14,6 +14,7 @@ use crate::linear::{
     ReconstructSummary,
 };
 use crate::progress::bar;
+use crate::shards::check_stop;
 use brainrecon_data::prepared::PreparedSubject;
 use brainrecon_diffusion::pipeline::{Conditioning, StableDiffusion};
 use brainrecon_nn::train::fnv1a64;
@@ -63,15 +64,17 @@ pub fn reconstruct(
             command,
         )
     };
-    let manifest_path = begin_run(out, &manifest)?;
+    let scope = begin_run(out, &mut manifest)?;
     let progress = bar(
-        (ids.len() * (options.samples + 1)) as u64,
+        (scope.rows.len() * (options.samples + 1)) as u64,
         "caption recon",
         show_progress,
     );
     let uncond = unconditional(sd, options.guidance)?;
     let mut counts = Counts::default();
-    for (row, (&id, text)) in ids.iter().zip(&texts).enumerate() {
+    for row in scope.rows.clone() {
+        check_stop(row - scope.rows.start, scope.rows.len())?;
+        let (id, text) = (ids[row], &texts[row]);
         let image = decoded_z_image(sd, out, &z_rows, hw, row, id, &mut counts)?;
         progress.inc(1);
         let context = Conditioning {
@@ -92,6 +95,6 @@ pub fn reconstruct(
         )?;
     }
     progress.finish_and_clear();
-    finish_run(&manifest_path, &mut manifest)?;
-    Ok(counts.summary(out, ids.len(), started))
+    finish_run(&scope.manifest_path, &mut manifest)?;
+    Ok(counts.summary(out, scope.rows.len(), started))
 }
