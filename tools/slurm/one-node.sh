@@ -31,12 +31,13 @@ install_packages() {
 write_conf() {
   local host node
   host=$(hostname -s)
-  # slurmd -C prints this node's line (NodeName=… CPUs=… RealMemory=…) and an UpTime line.
+  # slurmd -C prints this node's line (NodeName=… CPUs=… RealMemory=…) and an UpTime line;
+  # loopback addresses spare the daemons a lookup of the host's name.
   node=$(slurmd -C | head -n1)
   mkdir -p "$state/ctld" "$state/spool" "$state/logs"
   cat > "$state/slurm.conf.tmp" <<CONF
 ClusterName=brainrecon
-SlurmctldHost=$host
+SlurmctldHost=$host(127.0.0.1)
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
@@ -58,7 +59,7 @@ SlurmctldPidFile=$state/slurmctld.pid
 SlurmdPidFile=$state/slurmd.pid
 SlurmctldLogFile=$state/logs/slurmctld.log
 SlurmdLogFile=$state/logs/slurmd.log
-$node
+$node NodeAddr=127.0.0.1
 PartitionName=main Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 CONF
   mv "$state/slurm.conf.tmp" "$state/slurm.conf"
