@@ -7,6 +7,7 @@ mod work;
 
 use super::usage;
 use brainrecon_data::atomic::{read_json, write_json_atomic};
+use brainrecon_data::nsd::prepare::compact_ranges;
 use script::Resources;
 use std::path::{Path, PathBuf};
 use work::Work;
@@ -287,15 +288,18 @@ struct Status {
 }
 
 fn current_status(record: &JobsRecord) -> Status {
+    // a merged result counts every shard done (a merged reconstruction has no shards left)
+    let merged = record.work.result_done(&record.workdir);
     let shards = (0..record.shards)
         .map(|k| {
             let job = record.tasks[k].clone();
             let state = job.as_deref().and_then(scheduler::job_state);
             ShardStatus {
                 shard: k,
-                done: record
-                    .work
-                    .shard_done(&record.workdir, &record.jobs, k, record.shards),
+                done: merged
+                    || record
+                        .work
+                        .shard_done(&record.workdir, &record.jobs, k, record.shards),
                 state: state.as_ref().map(|s| s.state.clone()),
                 reason: state.map(|s| s.reason),
                 job,
@@ -311,7 +315,7 @@ fn current_status(record: &JobsRecord) -> Status {
         merge_job: record.merge_job.clone(),
         merge_state: merge.as_ref().map(|s| s.state.clone()),
         merge_reason: merge.map(|s| s.reason),
-        done: record.work.result_done(&record.workdir),
+        done: merged,
     }
 }
 
@@ -387,15 +391,7 @@ struct Submission {
 /// shard not done; a queued merge waiting on other jobs is cancelled first.
 fn submit_missing(mut record: JobsRecord, json: bool) -> anyhow::Result<()> {
     let status = current_status(&record);
-    let alive = |state: &Option<String>| {
-        state.as_deref().is_some_and(|s| {
-            scheduler::JobState {
-                state: s.into(),
-                reason: String::new(),
-            }
-            .alive()
-        })
-    };
+    let alive = |state: &Option<String>| state.as_deref().is_some_and(scheduler::alive);
     let mut submission = Submission {
         jobs: record.jobs.clone(),
         submitted_shards: Vec::new(),
@@ -412,14 +408,12 @@ fn submit_missing(mut record: JobsRecord, json: bool) -> anyhow::Result<()> {
             .map(|s| s.shard)
             .collect();
         if !submission.submitted_shards.is_empty() {
-            let list: Vec<String> = submission
-                .submitted_shards
-                .iter()
-                .map(|k| k.to_string())
-                .collect();
             let array = scheduler::sbatch(
                 &record.task_script(),
-                &[format!("--array={}", list.join(","))],
+                &[format!(
+                    "--array={}",
+                    compact_ranges(&submission.submitted_shards)
+                )],
             )?;
             for &k in &submission.submitted_shards {
                 record.tasks[k] = Some(format!("{array}_{k}"));
@@ -459,7 +453,7 @@ fn submit_missing(mut record: JobsRecord, json: bool) -> anyhow::Result<()> {
     if let Some(array) = &submission.array_job {
         outln!(
             "submitted array job {array}: shards {} of {}",
-            brainrecon_data::nsd::prepare::compact_ranges(&submission.submitted_shards),
+            compact_ranges(&submission.submitted_shards),
             record.shards
         )?;
     }

@@ -110,7 +110,7 @@ impl Work {
 
     /// Whether shard `k` of `shards` finished, read from its files (`workdir` resolves
     /// relative paths): a ridge shard's model.json (written last), a reconstruction shard's
-    /// manifest marked complete, or a merged reconstruction.
+    /// manifest marked complete.
     pub fn shard_done(&self, workdir: &Path, jobs: &Path, k: usize, shards: usize) -> bool {
         match self.kind {
             WorkKind::RidgeFit => workdir
@@ -123,10 +123,8 @@ impl Work {
                     index: k,
                     count: shards,
                 };
-                let complete = |path: &Path| {
-                    brainrecon_data::atomic::read_json::<Manifest>(path).is_ok_and(|m| m.complete)
-                };
-                complete(&shard.manifest_path(&out)) || self.result_done(workdir)
+                brainrecon_data::atomic::read_json::<Manifest>(&shard.manifest_path(&out))
+                    .is_ok_and(|m| m.complete)
             }
         }
     }
