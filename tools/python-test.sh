@@ -44,8 +44,10 @@ fi
 wheels="$CARGO_TARGET_DIR/wheels-$profile"
 rm -rf "$wheels"
 start=$(date +%s)
+# workspace-build: the shared dependencies' features as in `cargo test --workspace`, whose
+# compiled dependencies the wheel then reuses (crates/python/Cargo.toml)
 "$venv/bin/maturin" build --locked --profile "$profile" -m crates/python/Cargo.toml \
-  --interpreter "$venv/bin/python" --out "$wheels"
+  --features workspace-build --interpreter "$venv/bin/python" --out "$wheels"
 echo "wheel built in $(( $(date +%s) - start )) s: $(ls "$wheels")"
 "$venv/bin/python" -m pip install -q --disable-pip-version-check --force-reinstall --no-deps "$wheels"/*.whl
 # run from the tests' folder so that `import brainrecon` is the installed wheel

@@ -1,0 +1,13 @@
+//! Online fMRI preprocessing for real-time reconstruction, one volume at a time.
+//!
+//! - [`grid`]: a volume's voxel grid (shape, voxel → world affine) and values; trilinear
+//!   sampling, Gaussian smoothing in millimetres.
+//! - [`rigid`]: 6-parameter rigid-body transforms (translations in mm, rotations in degrees
+//!   about a centre, SPM's order of rotations) and their 4×4 matrices.
+//! - [`realign`]: Gauss-Newton realignment of a volume to a reference (least squares of
+//!   intensities, the reference's gradients computed once, as SPM's `spm_realign` and AFNI's
+//!   `3dvolreg` linearise), and reslicing onto the reference's grid.
+
+pub mod grid;
+pub mod realign;
+pub mod rigid;
