@@ -6,6 +6,7 @@ pub mod atomic;
 pub mod audio;
 pub mod cc2017;
 pub mod cifti;
+pub mod dicom;
 pub mod error;
 pub mod experiment;
 pub mod freesurfer;

@@ -8,7 +8,7 @@
 //! `<target>/tmp/fuzz-crashers/` and printed with its seed and mutation so it can be replayed.
 
 use brainrecon_data::runs::{ds005531::DataDt, events::Events, nifti4d};
-use brainrecon_data::{audio, cifti, image, mat, nifti_io, npy, video};
+use brainrecon_data::{audio, cifti, dicom, image, mat, nifti_io, npy, video};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -147,6 +147,13 @@ fn nifti_series_and_volumes() {
             text(nifti_io::read_volume(path))?;
         }
         Ok(())
+    });
+}
+
+#[test]
+fn dicom_mosaics() {
+    fuzz("dicom", &seeds("dicom/mosaic", ".dcm"), ".dcm", |path| {
+        text(dicom::read_volume(path)).map(drop)
     });
 }
 

@@ -1,0 +1,293 @@
+//! Siemens' mosaic: the slices of one volume tiled row by row in one image of
+//! ⌈√n⌉ × ⌈√n⌉ tiles. ImagePositionPatient is the corner of the whole mosaic; the first slice's
+//! first voxel lies half the mosaic's extra extent further along the rows and columns (the
+//! correction dcm2niix and nibabel apply). Slices follow the CSA SliceNormalVector.
+
+use super::{csa, element_name, numbers, DefaultDicomObject};
+use crate::error::{DataError, Result};
+use dicom_dictionary_std::tags;
+use dicom_object::Tag;
+use std::path::Path;
+
+/// What unpacking and placing a mosaic needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MosaicHeader {
+    pub mosaic_rows: usize,
+    pub mosaic_columns: usize,
+    /// Tiles per side of the mosaic.
+    pub tiles: usize,
+    /// One slice's rows and columns, and the number of slices.
+    pub rows: usize,
+    pub columns: usize,
+    pub slices: usize,
+    /// Unit direction (LPS) of increasing column index, of increasing row index, and of the
+    /// slices.
+    pub row_direction: [f64; 3],
+    pub column_direction: [f64; 3],
+    pub slice_direction: [f64; 3],
+    /// Distance between rows, between columns and between slices (mm).
+    pub row_spacing: f64,
+    pub column_spacing: f64,
+    pub slice_spacing: f64,
+    /// LPS position of the first slice's first voxel.
+    pub first_voxel: [f64; 3],
+}
+
+/// Slices a mosaic holds at most (64 × 64 tiles).
+const MAX_SLICES: usize = 4096;
+
+impl MosaicHeader {
+    #[allow(clippy::manual_is_multiple_of)] // `is_multiple_of` needs Rust 1.87
+    pub fn read(path: &Path, object: &DefaultDicomObject) -> Result<MosaicHeader> {
+        refuse_multiframe(path, object)?;
+        let csa = csa_image_header(path, object)?;
+        let slices = mosaic_slices(path, &csa)?;
+        let number = |tag, name| numbers(path, object, tag, name, 1).map(|v| v[0]);
+        let mosaic_rows = number(tags::ROWS, "Rows")? as usize;
+        let mosaic_columns = number(tags::COLUMNS, "Columns")? as usize;
+        let tiles = (1..=64).find(|t| t * t >= slices).unwrap_or(64);
+        if mosaic_rows == 0
+            || mosaic_columns == 0
+            || mosaic_rows % tiles != 0
+            || mosaic_columns % tiles != 0
+        {
+            return Err(DataError::invalid(
+                path,
+                "Rows (0028,0010) and Columns (0028,0011)",
+                format!("multiples of {tiles} (a mosaic of {slices} slices has {tiles} × {tiles} tiles)"),
+                format!("{mosaic_rows} × {mosaic_columns}"),
+            ));
+        }
+        let orientation = numbers(
+            path,
+            object,
+            tags::IMAGE_ORIENTATION_PATIENT,
+            "ImageOrientationPatient",
+            6,
+        )?;
+        let row_direction = unit(path, [orientation[0], orientation[1], orientation[2]])?;
+        let column_direction = unit(path, [orientation[3], orientation[4], orientation[5]])?;
+        let spacing = numbers(path, object, tags::PIXEL_SPACING, "PixelSpacing", 2)?;
+        let slice_spacing = slice_spacing(path, object)?;
+        let slice_direction = match csa.get("SliceNormalVector") {
+            Some(v) if v.len() == 3 => unit(path, parse3(path, v)?)?,
+            _ => unit(path, cross(row_direction, column_direction))?,
+        };
+        let corner = numbers(
+            path,
+            object,
+            tags::IMAGE_POSITION_PATIENT,
+            "ImagePositionPatient",
+            3,
+        )?;
+        let (rows, columns) = (mosaic_rows / tiles, mosaic_columns / tiles);
+        let (row_spacing, column_spacing) = (spacing[0], spacing[1]);
+        if !(row_spacing > 0.0 && column_spacing > 0.0) {
+            return Err(DataError::invalid(
+                path,
+                "PixelSpacing (0028,0030)",
+                "two positive spacings (mm)",
+                format!("{spacing:?}"),
+            ));
+        }
+        let shift_columns = column_spacing * (mosaic_columns - columns) as f64 / 2.0;
+        let shift_rows = row_spacing * (mosaic_rows - rows) as f64 / 2.0;
+        let first_voxel = std::array::from_fn(|i| {
+            corner[i] + row_direction[i] * shift_columns + column_direction[i] * shift_rows
+        });
+        Ok(MosaicHeader {
+            mosaic_rows,
+            mosaic_columns,
+            tiles,
+            rows,
+            columns,
+            slices,
+            row_direction,
+            column_direction,
+            slice_direction,
+            row_spacing,
+            column_spacing,
+            slice_spacing,
+            first_voxel,
+        })
+    }
+
+    /// Voxel (column, row, slice) → RAS+ mm, row-major 4 × 4.
+    pub fn affine(&self) -> [[f64; 4]; 4] {
+        let mut affine = [[0.0; 4]; 4];
+        for (axis, sign) in [-1.0, -1.0, 1.0].into_iter().enumerate() {
+            affine[axis] = [
+                sign * self.row_direction[axis] * self.column_spacing,
+                sign * self.column_direction[axis] * self.row_spacing,
+                sign * self.slice_direction[axis] * self.slice_spacing,
+                sign * self.first_voxel[axis],
+            ];
+        }
+        affine[3][3] = 1.0;
+        affine
+    }
+}
+
+/// The slices of `mosaic` (mosaic_rows × mosaic_columns, row-major) as one volume, x (the
+/// column) fastest, then the row, then the slice.
+pub fn unpack(header: &MosaicHeader, mosaic: &[f32]) -> Vec<f32> {
+    let (rows, columns) = (header.rows, header.columns);
+    let mut out = Vec::with_capacity(rows * columns * header.slices);
+    for k in 0..header.slices {
+        let (tile_row, tile_column) = (k / header.tiles, k % header.tiles);
+        for j in 0..rows {
+            let start = (tile_row * rows + j) * header.mosaic_columns + tile_column * columns;
+            out.extend_from_slice(&mosaic[start..start + columns]);
+        }
+    }
+    out
+}
+
+fn refuse_multiframe(path: &Path, object: &DefaultDicomObject) -> Result<()> {
+    let frames = object
+        .element_opt(tags::NUMBER_OF_FRAMES)
+        .ok()
+        .flatten()
+        .and_then(|e| e.to_int::<i64>().ok())
+        .unwrap_or(1);
+    if frames > 1 {
+        return Err(DataError::invalid(
+            path,
+            "NumberOfFrames (0028,0008)",
+            "a classic single-image file (Siemens mosaic); enhanced multi-frame DICOM is not read yet",
+            frames.to_string(),
+        ));
+    }
+    Ok(())
+}
+
+/// The parsed CSA Image Header Info, found through its private creator in group 0029.
+fn csa_image_header(path: &Path, object: &DefaultDicomObject) -> Result<csa::CsaTags> {
+    let not_mosaic = || {
+        DataError::invalid(
+            path,
+            "CSA Image Header Info (0029,xx10)",
+            "a Siemens mosaic with its CSA header (single-frame series, one slice per file, are not read yet)",
+            "no Siemens CSA header",
+        )
+    };
+    let block = (0x10u16..=0xFF)
+        .find(|&e| {
+            object
+                .element_opt(Tag(0x0029, e))
+                .ok()
+                .flatten()
+                .and_then(|v| {
+                    v.to_str()
+                        .ok()
+                        .map(|s| s.trim_end_matches('\0').trim() == "SIEMENS CSA HEADER")
+                })
+                .unwrap_or(false)
+        })
+        .ok_or_else(not_mosaic)?;
+    let tag = Tag(0x0029, (block << 8) | 0x10);
+    let bytes = object
+        .element_opt(tag)
+        .ok()
+        .flatten()
+        .ok_or_else(not_mosaic)?
+        .to_bytes()
+        .map_err(|e| {
+            DataError::invalid(
+                path,
+                element_name(tag, "CSA Image Header Info"),
+                "bytes",
+                e.to_string(),
+            )
+        })?;
+    csa::parse(&bytes).map_err(|e| {
+        DataError::invalid(
+            path,
+            element_name(tag, "CSA Image Header Info"),
+            "an SV10 CSA header",
+            e.0,
+        )
+    })
+}
+
+fn mosaic_slices(path: &Path, csa: &csa::CsaTags) -> Result<usize> {
+    let field = "CSA NumberOfImagesInMosaic";
+    let values = csa.get("NumberOfImagesInMosaic").ok_or_else(|| {
+        DataError::invalid(
+            path,
+            field,
+            "the slice count of a mosaic (ImageType MOSAIC)",
+            "missing: not a mosaic",
+        )
+    })?;
+    let n = values
+        .first()
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or(0.0);
+    if !(n >= 1.0 && n <= MAX_SLICES as f64 && n.fract() == 0.0) {
+        return Err(DataError::invalid(
+            path,
+            field,
+            format!("a whole number of slices from 1 to {MAX_SLICES}"),
+            format!("{values:?}"),
+        ));
+    }
+    Ok(n as usize)
+}
+
+fn slice_spacing(path: &Path, object: &DefaultDicomObject) -> Result<f64> {
+    let spacing = numbers(
+        path,
+        object,
+        tags::SPACING_BETWEEN_SLICES,
+        "SpacingBetweenSlices",
+        1,
+    )
+    .or_else(|_| numbers(path, object, tags::SLICE_THICKNESS, "SliceThickness", 1))?[0];
+    if spacing > 0.0 {
+        Ok(spacing)
+    } else {
+        Err(DataError::invalid(
+            path,
+            "SpacingBetweenSlices (0018,0088)",
+            "a positive distance (mm)",
+            spacing.to_string(),
+        ))
+    }
+}
+
+fn parse3(path: &Path, values: &[String]) -> Result<[f64; 3]> {
+    let mut out = [0.0; 3];
+    for (o, v) in out.iter_mut().zip(values) {
+        *o = v.trim().parse().map_err(|_| {
+            DataError::invalid(
+                path,
+                "CSA SliceNormalVector",
+                "three numbers",
+                format!("{values:?}"),
+            )
+        })?;
+    }
+    Ok(out)
+}
+
+fn cross(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
+    [
+        a[1] * b[2] - a[2] * b[1],
+        a[2] * b[0] - a[0] * b[2],
+        a[0] * b[1] - a[1] * b[0],
+    ]
+}
+
+fn unit(path: &Path, v: [f64; 3]) -> Result<[f64; 3]> {
+    let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
+    if norm.is_nan() || norm <= 1e-6 || !norm.is_finite() {
+        return Err(DataError::invalid(
+            path,
+            "ImageOrientationPatient (0020,0037)",
+            "direction cosines of unit length",
+            format!("{v:?}"),
+        ));
+    }
+    Ok(v.map(|x| x / norm))
+}
