@@ -7,7 +7,11 @@
 //! - [`realign`]: Gauss-Newton realignment of a volume to a reference (least squares of
 //!   intensities, the reference's gradients computed once, as SPM's `spm_realign` and AFNI's
 //!   `3dvolreg` linearise), and reslicing onto the reference's grid.
+//! - [`watch`]: the export folder a scanner fills, each file handed over once complete.
+//! - [`online`]: per-voxel detrending and z-scoring with running statistics, no look-ahead.
 
 pub mod grid;
+pub mod online;
 pub mod realign;
 pub mod rigid;
+pub mod watch;
