@@ -9,9 +9,13 @@
 //!   `3dvolreg` linearise), and reslicing onto the reference's grid.
 //! - [`watch`]: the export folder a scanner fills, each file handed over once complete.
 //! - [`online`]: per-voxel detrending and z-scoring with running statistics, no look-ahead.
+//! - [`session`]: a session volume by volume: realignment to its first volume, registration
+//!   of that volume to the subject's reference, the subject's voxels sampled through both in
+//!   one interpolation, running z-scores, motion traces and framewise displacement.
 
 pub mod grid;
 pub mod online;
 pub mod realign;
 pub mod rigid;
+pub mod session;
 pub mod watch;

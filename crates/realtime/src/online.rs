@@ -110,7 +110,7 @@ mod tests {
             let slope = cov / var;
             let residual = series[t] - (my + slope * (t as f64 - mt));
             residuals.push(residual);
-            if t + 1 <= warmup.max(3) || residuals.len() < 2 {
+            if t < warmup.max(3) || residuals.len() < 2 {
                 out.push(0.0);
                 continue;
             }

@@ -44,7 +44,7 @@ impl FolderWatch {
 
     fn poll_at(&mut self, now: Instant) -> std::io::Result<Vec<PathBuf>> {
         let mut listed = self.listing()?;
-        listed.sort_by(|a, b| natural_key(&a.0).cmp(&natural_key(&b.0)));
+        listed.sort_by_cached_key(|(path, _)| natural_key(path));
         let mut ready = Vec::new();
         let last = listed.len();
         for (index, (path, size)) in listed.into_iter().enumerate() {

@@ -1,0 +1,238 @@
+//! One real-time session's preprocessing, volume by volume: the first volume becomes the
+//! session's realignment reference and is registered (rigid, same subject, another day) to
+//! the reference volume of the subject the decoders were fitted on; every volume is realigned
+//! to it (starting from the previous volume's estimate), sampled at the subject's voxels
+//! through both transforms in one interpolation, and standardised with running statistics.
+
+use crate::grid::{Grid, GridError, Image};
+use crate::online::OnlineZscore;
+use crate::realign::{Estimate, RealignError, RealignOptions, Reference};
+use crate::rigid::{Rigid, RigidParams};
+use serde::{Deserialize, Serialize};
+
+/// Settings of a session's preprocessing.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SessionOptions {
+    pub realign: RealignOptions,
+    /// Volumes whose z-scores are 0 while the running statistics settle.
+    pub warmup: usize,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        SessionOptions {
+            realign: RealignOptions::default(),
+            warmup: 10,
+        }
+    }
+}
+
+/// The subject the decoders were fitted on: its grid, the voxels they read (linear indices
+/// into the grid) and, when the session is another day's, a reference volume on that grid.
+#[derive(Debug, Clone)]
+pub struct SubjectSpace {
+    pub grid: Grid,
+    pub voxels: Vec<usize>,
+    /// A mean functional volume on `grid`; `None` when the session's first volume is taken
+    /// to lie on the subject's grid already (the decoders were fitted on this session).
+    pub reference: Option<Image>,
+}
+
+/// What one volume gave.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Processed {
+    /// 0-based volume number in the session.
+    pub volume: usize,
+    /// Head motion relative to the session's first volume.
+    pub motion: RigidParams,
+    /// Power et al.'s framewise displacement from the previous volume (rotations as arcs on
+    /// a 50 mm sphere), mm.
+    pub framewise_displacement_mm: f64,
+    pub realign_iterations: usize,
+    /// The subject's voxels sampled from this volume (NaN where the volume does not cover
+    /// them) and their running z-scores (0 there).
+    pub samples: Vec<f32>,
+    pub zscores: Vec<f32>,
+}
+
+/// Why a volume could not be used; the session goes on with the next.
+#[derive(Debug, thiserror::Error)]
+pub enum VolumeError {
+    #[error("the volume's grid {found:?} differs from the session's {expected:?}")]
+    OtherGrid {
+        expected: [usize; 3],
+        found: [usize; 3],
+    },
+    #[error("the volume's orientation or position differs from the session's (affine)")]
+    OtherOrientation,
+    #[error(transparent)]
+    Realign(#[from] RealignError),
+    #[error(transparent)]
+    Grid(#[from] GridError),
+}
+
+/// Session state between volumes.
+#[derive(Debug)]
+pub struct SessionPreprocessor {
+    subject: SubjectSpace,
+    subject_world: Vec<[f64; 3]>,
+    options: SessionOptions,
+    first: Option<FirstVolume>,
+    previous: Rigid,
+    previous_motion: RigidParams,
+    zscore: OnlineZscore,
+    volumes: usize,
+}
+
+#[derive(Debug)]
+struct FirstVolume {
+    grid: Grid,
+    reference: Reference,
+    /// Subject world → the session's first volume's world.
+    subject_to_session: Rigid,
+}
+
+impl SessionPreprocessor {
+    pub fn new(subject: SubjectSpace, options: SessionOptions) -> SessionPreprocessor {
+        let [nx, ny, _] = subject.grid.shape;
+        let subject_world = subject
+            .voxels
+            .iter()
+            .map(|&i| {
+                subject.grid.world([
+                    (i % nx) as f64,
+                    ((i / nx) % ny) as f64,
+                    (i / (nx * ny)) as f64,
+                ])
+            })
+            .collect();
+        let zscore = OnlineZscore::new(subject.voxels.len(), options.warmup);
+        SessionPreprocessor {
+            subject,
+            subject_world,
+            options,
+            first: None,
+            previous: Rigid::IDENTITY,
+            previous_motion: RigidParams::default(),
+            zscore,
+            volumes: 0,
+        }
+    }
+
+    /// The registration of the session to the subject (subject world → session world), once
+    /// the first volume has arrived.
+    pub fn subject_to_session(&self) -> Option<Rigid> {
+        self.first.as_ref().map(|f| f.subject_to_session)
+    }
+
+    /// Preprocesses the next volume. A volume refused here (another grid, no overlap) leaves
+    /// the session's state as it was.
+    pub fn push(&mut self, volume: &Image) -> Result<Processed, VolumeError> {
+        let estimate = match &self.first {
+            None => {
+                let first = self.start(volume)?;
+                self.first = Some(first);
+                None
+            }
+            Some(first) => {
+                same_grid(&first.grid, &volume.grid)?;
+                Some(first.reference.estimate(volume, &self.previous)?)
+            }
+        };
+        let first = self.first.as_ref().expect("set above");
+        let (motion_to_volume, iterations) = match &estimate {
+            Some(Estimate {
+                transform,
+                iterations,
+                ..
+            }) => (*transform, *iterations),
+            None => (Rigid::IDENTITY, 0),
+        };
+        let motion = motion_to_volume.params(first.reference.centre());
+        let samples = self.sample(volume, &motion_to_volume.compose(&first.subject_to_session))?;
+        let covered: Vec<f32> = samples
+            .iter()
+            .map(|v| if v.is_nan() { 0.0 } else { *v })
+            .collect();
+        let zscores = self.zscore.push(&covered);
+        let processed = Processed {
+            volume: self.volumes,
+            framewise_displacement_mm: framewise_displacement(&self.previous_motion, &motion),
+            motion,
+            realign_iterations: iterations,
+            zscores: zscores
+                .iter()
+                .zip(&samples)
+                .map(|(z, s)| if s.is_nan() { 0.0 } else { *z })
+                .collect(),
+            samples,
+        };
+        self.previous = motion_to_volume;
+        self.previous_motion = motion;
+        self.volumes += 1;
+        Ok(processed)
+    }
+
+    fn start(&self, volume: &Image) -> Result<FirstVolume, VolumeError> {
+        let reference = Reference::new(volume, &self.options.realign)?;
+        let subject_to_session = match &self.subject.reference {
+            Some(subject_reference) => {
+                Reference::new(subject_reference, &self.options.realign)?
+                    .estimate(volume, &Rigid::IDENTITY)?
+                    .transform
+            }
+            None => Rigid::IDENTITY,
+        };
+        Ok(FirstVolume {
+            grid: volume.grid.clone(),
+            reference,
+            subject_to_session,
+        })
+    }
+
+    /// The volume's values at the subject's voxels through `subject_to_volume`.
+    fn sample(&self, volume: &Image, subject_to_volume: &Rigid) -> Result<Vec<f32>, VolumeError> {
+        let to_voxel = volume.grid.world_to_voxel()?;
+        Ok(self
+            .subject_world
+            .iter()
+            .map(|&w| {
+                volume
+                    .sample(to_voxel.voxel(subject_to_volume.apply(w)))
+                    .map_or(f32::NAN, |v| v as f32)
+            })
+            .collect())
+    }
+}
+
+fn same_grid(expected: &Grid, found: &Grid) -> Result<(), VolumeError> {
+    if expected.shape != found.shape {
+        return Err(VolumeError::OtherGrid {
+            expected: expected.shape,
+            found: found.shape,
+        });
+    }
+    let differs =
+        (0..3).any(|r| (0..4).any(|c| (expected.affine[r][c] - found.affine[r][c]).abs() > 1e-3));
+    if differs {
+        return Err(VolumeError::OtherOrientation);
+    }
+    Ok(())
+}
+
+/// Power et al. (2012): the sum of the absolute changes of the 6 parameters, rotations as
+/// arc lengths on a 50 mm sphere.
+pub fn framewise_displacement(previous: &RigidParams, current: &RigidParams) -> f64 {
+    let t: f64 = (0..3)
+        .map(|i| (current.translation_mm[i] - previous.translation_mm[i]).abs())
+        .sum();
+    let r: f64 = (0..3)
+        .map(|i| {
+            (current.rotation_deg[i] - previous.rotation_deg[i])
+                .to_radians()
+                .abs()
+                * 50.0
+        })
+        .sum();
+    t + r
+}
