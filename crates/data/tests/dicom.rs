@@ -171,3 +171,51 @@ fn a_mosaic_whose_slice_count_does_not_fit_is_refused() {
         "{message}"
     );
 }
+
+#[test]
+fn a_written_mosaic_reads_back_with_its_values_and_geometry() {
+    use brainrecon_data::dicom::write::{write_mosaic, MosaicVolume};
+    let original = read_volume(&mosaic_file(1)).unwrap();
+    let values: Vec<u16> = original.values.iter().map(|&v| v as u16).collect();
+    let dir = tempfile::tempdir().unwrap();
+    for slices in [10, 7, 1] {
+        let [nx, ny, _] = original.shape;
+        let path = dir.path().join(format!("001_000003_{slices:06}.dcm"));
+        write_mosaic(
+            &path,
+            &MosaicVolume {
+                shape: [nx, ny, slices],
+                affine: original.affine,
+                values: &values[..nx * ny * slices],
+                uid_root: "1.2.826.0.1.3680043.10.1082",
+                series_number: 3,
+                volume: 5,
+                repetition_time_ms: 1000.0,
+            },
+        )
+        .unwrap();
+        let back = read_volume(&path).unwrap();
+        assert_eq!(back.shape, [nx, ny, slices]);
+        assert_eq!(back.values, original.values[..nx * ny * slices]);
+        for r in 0..3 {
+            for c in 0..4 {
+                assert!(
+                    (back.affine[r][c] - original.affine[r][c]).abs() < 1e-4,
+                    "{slices} slices: affine {:?} vs {:?}",
+                    back.affine,
+                    original.affine
+                );
+            }
+        }
+        assert_eq!(back.series.acquisition_number, Some(5));
+    }
+    // Nothing half-written is left beside the files.
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert!(
+        names.iter().all(|n| !n.to_string_lossy().starts_with('.')),
+        "{names:?}"
+    );
+}

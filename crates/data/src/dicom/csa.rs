@@ -99,6 +99,36 @@ pub fn parse(bytes: &[u8]) -> Result<CsaTags, CsaError> {
     Ok(tags)
 }
 
+/// An SV10 CSA header holding `entries` (name, VR, values), as Siemens writes one.
+pub fn write(entries: &[(&str, &str, Vec<String>)]) -> Vec<u8> {
+    let mut out = b"SV10\x04\x03\x02\x01".to_vec();
+    out.extend((entries.len() as u32).to_le_bytes());
+    out.extend(77u32.to_le_bytes());
+    for (name, vr, values) in entries {
+        let mut padded = name.as_bytes().to_vec();
+        padded.resize(64, 0);
+        out.extend(padded);
+        out.extend(1i32.to_le_bytes());
+        let mut vr = vr.as_bytes().to_vec();
+        vr.resize(4, 0);
+        out.extend(vr);
+        out.extend(0i32.to_le_bytes());
+        out.extend((values.len() as u32).to_le_bytes());
+        out.extend(77u32.to_le_bytes());
+        for value in values {
+            let mut data = value.as_bytes().to_vec();
+            data.push(0);
+            let length = data.len() as u32;
+            for word in [length, length, 77, length] {
+                out.extend(word.to_le_bytes());
+            }
+            data.resize(data.len().div_ceil(4) * 4, 0);
+            out.extend(data);
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,6 +9,7 @@
 pub mod csa;
 pub mod lengths;
 pub mod mosaic;
+pub mod write;
 
 use crate::error::{guard_foreign_parser, DataError, Result};
 use dicom_dictionary_std::tags;
