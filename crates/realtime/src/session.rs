@@ -77,6 +77,8 @@ pub struct SessionPreprocessor {
     subject: SubjectSpace,
     subject_world: Vec<[f64; 3]>,
     options: SessionOptions,
+    /// The subject's reference prepared (smoothed, Jacobian) before the first volume arrives.
+    subject_reference: Option<Reference>,
     first: Option<FirstVolume>,
     previous: Rigid,
     previous_motion: RigidParams,
@@ -93,7 +95,12 @@ struct FirstVolume {
 }
 
 impl SessionPreprocessor {
-    pub fn new(subject: SubjectSpace, options: SessionOptions) -> SessionPreprocessor {
+    /// Prepares the subject's reference volume (when given) now, so the first volume only
+    /// waits for its own registration.
+    pub fn new(
+        subject: SubjectSpace,
+        options: SessionOptions,
+    ) -> Result<SessionPreprocessor, VolumeError> {
         let [nx, ny, _] = subject.grid.shape;
         let subject_world = subject
             .voxels
@@ -107,16 +114,21 @@ impl SessionPreprocessor {
             })
             .collect();
         let zscore = OnlineZscore::new(subject.voxels.len(), options.warmup);
-        SessionPreprocessor {
+        let subject_reference = match &subject.reference {
+            Some(image) => Some(Reference::new(image, &options.realign)?),
+            None => None,
+        };
+        Ok(SessionPreprocessor {
             subject,
             subject_world,
             options,
+            subject_reference,
             first: None,
             previous: Rigid::IDENTITY,
             previous_motion: RigidParams::default(),
             zscore,
             volumes: 0,
-        }
+        })
     }
 
     /// The registration of the session to the subject (subject world → session world), once
@@ -175,9 +187,9 @@ impl SessionPreprocessor {
 
     fn start(&self, volume: &Image) -> Result<FirstVolume, VolumeError> {
         let reference = Reference::new(volume, &self.options.realign)?;
-        let subject_to_session = match &self.subject.reference {
+        let subject_to_session = match &self.subject_reference {
             Some(subject_reference) => {
-                Reference::new(subject_reference, &self.options.realign)?
+                subject_reference
                     .estimate(volume, &Rigid::IDENTITY)?
                     .transform
             }

@@ -100,7 +100,8 @@ fn a_moving_session_on_another_day_is_preprocessed_onto_the_subjects_voxels() {
             reference: Some(reference),
         },
         SessionOptions::default(),
-    );
+    )
+    .unwrap();
     // The day's head position relative to the subject's reference.
     let day = RigidParams {
         translation_mm: [3.0, 5.0, -4.0],
@@ -185,4 +186,59 @@ fn epi_grid_with(slices: usize) -> Grid {
     let mut g = epi_grid();
     g.shape[2] = slices;
     g
+}
+
+/// Per-volume preprocessing time at a real-time size (64 × 64 × 32 EPI volumes, the subject's
+/// in-brain voxels on a 2-mm grid, every 2nd): `cargo test --release -p brainrecon-realtime
+/// --test session -- --ignored --nocapture`. Prints the median and 95th percentile.
+#[test]
+#[ignore]
+fn preprocessing_latency() {
+    let phantom = Phantom::new(31);
+    let subject = subject_grid();
+    let reference = phantom.image(&subject, &Rigid::IDENTITY, 0.0, 1);
+    let voxels: Vec<usize> = (0..subject.len())
+        .filter(|&i| reference.values[i] > 50.0)
+        .step_by(2)
+        .collect();
+    let n_voxels = voxels.len();
+    let mut session = SessionPreprocessor::new(
+        SubjectSpace {
+            grid: subject.clone(),
+            voxels,
+            reference: Some(reference),
+        },
+        SessionOptions::default(),
+    )
+    .unwrap();
+    let day = RigidParams {
+        translation_mm: [3.0, 5.0, -4.0],
+        rotation_deg: [-5.0, 3.0, 6.0],
+    };
+    let grid = session_grid();
+    let centre = grid.centre();
+    let volumes: Vec<Image> = (0..60)
+        .map(|t| {
+            let pose = Rigid::from_params(&motion(t % VOLUMES), centre)
+                .compose(&Rigid::from_params(&day, subject.centre()));
+            phantom.image(&grid, &pose, 1.0, 100 + t as u64)
+        })
+        .collect();
+    let mut times = Vec::new();
+    for volume in &volumes {
+        let started = std::time::Instant::now();
+        session.push(volume).unwrap();
+        times.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    let first = format!(
+        "the first, with the registration to the subject, took {:.0} ms",
+        times.remove(0)
+    );
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
+    let p95 = times[(times.len() * 95).div_ceil(100) - 1];
+    println!(
+        "{n_voxels} voxels, {} volumes ({first}): median {median:.1} ms, p95 {p95:.1} ms",
+        times.len()
+    );
 }
