@@ -74,7 +74,6 @@ pub enum VolumeError {
 /// Session state between volumes.
 #[derive(Debug)]
 pub struct SessionPreprocessor {
-    subject: SubjectSpace,
     subject_world: Vec<[f64; 3]>,
     options: SessionOptions,
     /// The subject's reference prepared (smoothed, Jacobian) before the first volume arrives.
@@ -119,7 +118,6 @@ impl SessionPreprocessor {
             None => None,
         };
         Ok(SessionPreprocessor {
-            subject,
             subject_world,
             options,
             subject_reference,
