@@ -71,6 +71,8 @@ enum Command {
     #[command(subcommand)]
     Slurm(commands::slurm::SlurmCommand),
     #[command(subcommand)]
+    Realtime(commands::realtime::RealtimeCommand),
+    #[command(subcommand)]
     Bench(commands::bench::BenchCommand),
     Stream(commands::stream::Args),
 }
@@ -92,6 +94,7 @@ fn exit_code(error: &anyhow::Error) -> u8 {
             || cause.is::<brainrecon_ridge::RidgeError>()
             || cause.is::<brainrecon_metrics::MetricsError>()
             || cause.is::<brainrecon_glm::fit::GlmError>()
+            || cause.is::<brainrecon_realtime::session::VolumeError>()
             || cause.is::<commands::UsageError>()
             || cause.is::<stdout::StdoutError>()
             || cause
@@ -134,6 +137,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Video(command) => commands::video::run(command),
         Command::Ridge(command) => commands::ridge::run(command),
         Command::Slurm(command) => commands::slurm::run(command),
+        Command::Realtime(command) => commands::realtime::run(command),
         Command::Bench(command) => commands::bench::run(command),
         Command::Stream(args) => commands::stream::run(args),
     }

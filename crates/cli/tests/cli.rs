@@ -23,6 +23,7 @@ fn every_command_has_help_with_an_example() {
         vec!["slurm", "submit"],
         vec!["slurm", "status"],
         vec!["slurm", "resume"],
+        vec!["realtime", "watch"],
         vec!["eval"],
         vec!["encode"],
         vec!["ridge", "fit"],

@@ -68,16 +68,45 @@ fn correlation(a: &[f64], b: &[f64]) -> f64 {
     cov / (va * vb).sqrt()
 }
 
+/// The day's head position relative to the subject's reference.
+const DAY: RigidParams = RigidParams {
+    translation_mm: [3.0, 5.0, -4.0],
+    rotation_deg: [-5.0, 3.0, 6.0],
+};
+
+/// A session of the phantom's subject whose decoders read every `step`-th in-brain voxel of
+/// the subject's grid; the voxels' linear indices.
+fn subject_session(phantom: &Phantom, step: usize) -> (SessionPreprocessor, Vec<usize>) {
+    let subject = subject_grid();
+    let reference = phantom.image(&subject, &Rigid::IDENTITY, 0.0, 1);
+    let voxels: Vec<usize> = (0..subject.len())
+        .filter(|&i| reference.values[i] > 50.0)
+        .step_by(step)
+        .collect();
+    let session = SessionPreprocessor::new(
+        SubjectSpace {
+            grid: subject,
+            voxels: voxels.clone(),
+            reference: Some(reference),
+        },
+        SessionOptions::default(),
+    )
+    .unwrap();
+    (session, voxels)
+}
+
+/// Volume t of the session: the head at the day's position, moved by motion(t).
+fn pose(t: usize) -> Rigid {
+    Rigid::from_params(&motion(t % VOLUMES), session_grid().centre())
+        .compose(&Rigid::from_params(&DAY, subject_grid().centre()))
+}
+
 #[test]
 fn a_moving_session_on_another_day_is_preprocessed_onto_the_subjects_voxels() {
     let phantom = Phantom::new(31);
     let subject = subject_grid();
-    let reference = phantom.image(&subject, &Rigid::IDENTITY, 0.0, 1);
     // The decoders' voxels: the subject's in-brain voxels, every 5th.
-    let voxels: Vec<usize> = (0..subject.len())
-        .filter(|&i| reference.values[i] > 50.0)
-        .step_by(5)
-        .collect();
+    let (mut session, voxels) = subject_session(&phantom, 5);
     let region_weight: Vec<f64> = {
         let [nx, ny, _] = subject.shape;
         voxels
@@ -93,27 +122,10 @@ fn a_moving_session_on_another_day_is_preprocessed_onto_the_subjects_voxels() {
             .map(|w| if w > 0.5 { w } else { 0.0 })
             .collect()
     };
-    let mut session = SessionPreprocessor::new(
-        SubjectSpace {
-            grid: subject.clone(),
-            voxels: voxels.clone(),
-            reference: Some(reference),
-        },
-        SessionOptions::default(),
-    )
-    .unwrap();
-    // The day's head position relative to the subject's reference.
-    let day = RigidParams {
-        translation_mm: [3.0, 5.0, -4.0],
-        rotation_deg: [-5.0, 3.0, 6.0],
-    };
     let grid = session_grid();
-    let centre = grid.centre();
     let mut region_z = Vec::new();
     for t in 0..VOLUMES {
-        let pose = Rigid::from_params(&motion(t), centre)
-            .compose(&Rigid::from_params(&day, subject.centre()));
-        let volume = field_image(&grid, &pose, 1.0, 100 + t as u64, |w| {
+        let volume = field_image(&grid, &pose(t), 1.0, 100 + t as u64, |w| {
             phantom.at(w) * (1.0 + 0.02 * signal(t) * in_region(w))
         });
         if t == 12 {
@@ -163,7 +175,7 @@ fn a_moving_session_on_another_day_is_preprocessed_onto_the_subjects_voxels() {
         .subject_to_session()
         .unwrap()
         .params(subject.centre());
-    let expected = Rigid::from_params(&day, subject.centre()).params(subject.centre());
+    let expected = Rigid::from_params(&DAY, subject.centre()).params(subject.centre());
     for i in 0..3 {
         assert!(
             (registered.translation_mm[i] - expected.translation_mm[i]).abs() < 0.1,
@@ -195,34 +207,11 @@ fn epi_grid_with(slices: usize) -> Grid {
 #[ignore]
 fn preprocessing_latency() {
     let phantom = Phantom::new(31);
-    let subject = subject_grid();
-    let reference = phantom.image(&subject, &Rigid::IDENTITY, 0.0, 1);
-    let voxels: Vec<usize> = (0..subject.len())
-        .filter(|&i| reference.values[i] > 50.0)
-        .step_by(2)
-        .collect();
+    let (mut session, voxels) = subject_session(&phantom, 2);
     let n_voxels = voxels.len();
-    let mut session = SessionPreprocessor::new(
-        SubjectSpace {
-            grid: subject.clone(),
-            voxels,
-            reference: Some(reference),
-        },
-        SessionOptions::default(),
-    )
-    .unwrap();
-    let day = RigidParams {
-        translation_mm: [3.0, 5.0, -4.0],
-        rotation_deg: [-5.0, 3.0, 6.0],
-    };
     let grid = session_grid();
-    let centre = grid.centre();
     let volumes: Vec<Image> = (0..60)
-        .map(|t| {
-            let pose = Rigid::from_params(&motion(t % VOLUMES), centre)
-                .compose(&Rigid::from_params(&day, subject.centre()));
-            phantom.image(&grid, &pose, 1.0, 100 + t as u64)
-        })
+        .map(|t| phantom.image(&grid, &pose(t), 1.0, 100 + t as u64))
         .collect();
     let mut times = Vec::new();
     for volume in &volumes {

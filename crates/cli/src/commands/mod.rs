@@ -17,6 +17,7 @@ pub mod glm;
 pub mod info;
 pub mod music;
 pub mod nsd;
+pub mod realtime;
 pub mod reconstruct;
 pub mod ridge;
 pub mod simulate;
