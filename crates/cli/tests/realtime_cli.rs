@@ -172,8 +172,10 @@ fn watch_follows_a_folder_as_the_scanner_fills_it() {
         stderr.contains("001_000005_000006a.dcm") && stderr.contains("the session goes on"),
         "{stderr}"
     );
+    // Latency is a benchmark's figure (release build, quiet machine); here, on a debug build
+    // beside other tests, only a bound that a file stuck waiting for the next would break.
     let p95 = summary["latency_ms_p95"].as_f64().unwrap();
-    assert!(p95 < 1000.0, "p95 latency {p95} ms");
+    assert!(p95 > 0.0 && p95 < 5000.0, "p95 latency {p95} ms");
     // The motion trace: one row per volume, in order, following the planted motion.
     let tsv = std::fs::read_to_string(out.join("motion.tsv")).unwrap();
     let rows: Vec<Vec<&str>> = tsv
@@ -194,6 +196,11 @@ fn watch_follows_a_folder_as_the_scanner_fills_it() {
             );
         }
     }
+    // Files are read as soon as their size holds over one poll, not after the settle time
+    // (300 ms here): the median wait from a file's last write to its reading is far shorter.
+    let mut waits: Vec<f64> = rows.iter().map(|r| r[10].parse().unwrap()).collect();
+    waits.sort_by(f64::total_cmp);
+    assert!(waits[waits.len() / 2] < 200.0, "waits {waits:?} ms");
     assert!(out.join("session.json").is_file());
 }
 

@@ -1,10 +1,13 @@
 //! The folder a scanner's real-time export fills, one file per volume (Siemens' ideacmdtool
 //! or a Philips/GE export, as OpenNFT's and rt-cloud's watchers read it). A file is handed
-//! over only once it is complete: its size has not changed for `settle`, or it has kept its
-//! size over one poll while a later file has appeared (the scanner moved on). Files come out
-//! in natural name order (volume numbers need not be zero-padded) and each only once.
+//! over as soon as it has kept its size over one poll; it is *settled* once its size has not
+//! changed for `settle`, or a later file has appeared (the scanner moved on). A reader that
+//! finds an unsettled file incomplete gives it back with [`FolderWatch::retry`] and gets it
+//! again later; only a settled file that does not read is broken. So a finished file waits
+//! one poll, not the settle time. Files come out in natural name order (volume numbers need
+//! not be zero-padded).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -14,9 +17,19 @@ pub struct FolderWatch {
     dir: PathBuf,
     suffixes: Vec<String>,
     settle: Duration,
-    handed_over: BTreeSet<PathBuf>,
+    /// Files handed over, with their size then and since when it had held.
+    handed_over: BTreeMap<PathBuf, (u64, Instant)>,
     /// Files seen but not handed over: their size at the last poll and since when.
     growing: BTreeMap<PathBuf, (u64, Instant)>,
+}
+
+/// A file handed over by [`FolderWatch::poll`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ready {
+    pub path: PathBuf,
+    /// Its size has held for the settle time, or a later file exists: if it does not read
+    /// now, it never will.
+    pub settled: bool,
 }
 
 impl FolderWatch {
@@ -27,7 +40,7 @@ impl FolderWatch {
             dir: dir.to_path_buf(),
             suffixes: suffixes.iter().map(|s| s.to_ascii_lowercase()).collect(),
             settle,
-            handed_over: BTreeSet::new(),
+            handed_over: BTreeMap::new(),
             growing: BTreeMap::new(),
         }
     }
@@ -37,18 +50,27 @@ impl FolderWatch {
         &self.dir
     }
 
-    /// Files that became complete since the last poll, in natural name order.
-    pub fn poll(&mut self) -> std::io::Result<Vec<PathBuf>> {
+    /// Files whose size held since the last poll, in natural name order, each once (unless
+    /// given back with [`FolderWatch::retry`]).
+    pub fn poll(&mut self) -> std::io::Result<Vec<Ready>> {
         self.poll_at(Instant::now())
     }
 
-    fn poll_at(&mut self, now: Instant) -> std::io::Result<Vec<PathBuf>> {
+    /// Gives back a file [`FolderWatch::poll`] handed over that was not complete yet: it is
+    /// handed over again once its size has held over another poll.
+    pub fn retry(&mut self, path: &Path) {
+        if let Some(state) = self.handed_over.remove(path) {
+            self.growing.insert(path.to_path_buf(), state);
+        }
+    }
+
+    fn poll_at(&mut self, now: Instant) -> std::io::Result<Vec<Ready>> {
         let mut listed = self.listing()?;
         listed.sort_by_cached_key(|(path, _)| natural_key(path));
         let mut ready = Vec::new();
         let last = listed.len();
         for (index, (path, size)) in listed.into_iter().enumerate() {
-            if self.handed_over.contains(&path) {
+            if self.handed_over.contains_key(&path) {
                 continue;
             }
             let later_file_exists = index + 1 < last;
@@ -56,16 +78,17 @@ impl FolderWatch {
                 Some(&(previous, since)) if previous == size => Some(since),
                 _ => None,
             };
-            let complete = size > 0
-                && stable_since.is_some_and(|since| {
-                    later_file_exists || now.duration_since(since) >= self.settle
-                });
-            if complete {
-                self.growing.remove(&path);
-                self.handed_over.insert(path.clone());
-                ready.push(path);
-            } else if stable_since.is_none() {
-                self.growing.insert(path, (size, now));
+            match stable_since {
+                Some(since) if size > 0 => {
+                    let settled = later_file_exists || now.duration_since(since) >= self.settle;
+                    self.growing.remove(&path);
+                    self.handed_over.insert(path.clone(), (size, since));
+                    ready.push(Ready { path, settled });
+                }
+                Some(_) => {}
+                None => {
+                    self.growing.insert(path, (size, now));
+                }
             }
         }
         Ok(ready)
@@ -128,34 +151,51 @@ mod tests {
         std::fs::write(path, vec![1u8; bytes]).unwrap();
     }
 
+    fn names(ready: &[Ready]) -> Vec<(String, bool)> {
+        ready
+            .iter()
+            .map(|r| {
+                (
+                    r.path.file_name().unwrap().to_string_lossy().into_owned(),
+                    r.settled,
+                )
+            })
+            .collect()
+    }
+
     #[test]
-    fn a_file_is_handed_over_once_complete_and_in_volume_order() {
+    fn a_file_is_handed_over_once_its_size_holds_and_given_back_until_it_settles() {
         let dir = tempfile::tempdir().unwrap();
         let mut watch = FolderWatch::new(dir.path(), &[".dcm"], Duration::from_millis(500));
         let t0 = Instant::now();
         write(&dir.path().join("vol10.dcm"), 100);
         write(&dir.path().join("vol9.dcm"), 100);
         write(&dir.path().join("notes.txt"), 5);
+        write(&dir.path().join(".vol11.dcm.partial"), 5);
         // First sight: sizes recorded, nothing handed over yet.
         assert!(watch.poll_at(t0).unwrap().is_empty());
-        // vol9 kept its size and a later file exists: complete. vol10 is the newest and must
-        // wait for the settle time.
-        let ready = watch.poll_at(t0 + Duration::from_millis(100)).unwrap();
-        assert_eq!(ready, [dir.path().join("vol9.dcm")]);
-        // Still being written: it grows, so it is not handed over.
+        // Both kept their size: handed over in volume order; vol9 is settled (a later file
+        // exists), vol10, the newest, is not.
+        let ready = watch.poll_at(t0 + Duration::from_millis(20)).unwrap();
+        assert_eq!(
+            names(&ready),
+            [("vol9.dcm".into(), true), ("vol10.dcm".into(), false)]
+        );
+        // The reader found vol10 incomplete and gave it back; it grows meanwhile.
+        watch.retry(&dir.path().join("vol10.dcm"));
         write(&dir.path().join("vol10.dcm"), 200);
         assert!(watch
-            .poll_at(t0 + Duration::from_millis(700))
+            .poll_at(t0 + Duration::from_millis(40))
             .unwrap()
             .is_empty());
-        assert!(watch
-            .poll_at(t0 + Duration::from_millis(900))
-            .unwrap()
-            .is_empty());
-        let ready = watch.poll_at(t0 + Duration::from_millis(1300)).unwrap();
-        assert_eq!(ready, [dir.path().join("vol10.dcm")]);
-        // Never twice; an empty file waits.
-        write(&dir.path().join("vol11.dcm"), 0);
+        let ready = watch.poll_at(t0 + Duration::from_millis(60)).unwrap();
+        assert_eq!(names(&ready), [("vol10.dcm".into(), false)]);
+        // Given back again (still unreadable), it settles after 500 ms of the same size.
+        watch.retry(&dir.path().join("vol10.dcm"));
+        let ready = watch.poll_at(t0 + Duration::from_millis(600)).unwrap();
+        assert_eq!(names(&ready), [("vol10.dcm".into(), true)]);
+        // Never twice unless given back; an empty file waits.
+        write(&dir.path().join("vol12.dcm"), 0);
         assert!(watch
             .poll_at(t0 + Duration::from_secs(5))
             .unwrap()

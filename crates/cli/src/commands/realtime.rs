@@ -8,7 +8,7 @@ use brainrecon_data::{dicom, nifti_io};
 use brainrecon_realtime::grid::{Grid, Image};
 use brainrecon_realtime::realign::RealignOptions;
 use brainrecon_realtime::session::{SessionOptions, SessionPreprocessor, SubjectSpace};
-use brainrecon_realtime::watch::FolderWatch;
+use brainrecon_realtime::watch::{FolderWatch, Ready};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -29,8 +29,9 @@ pub fn run(command: RealtimeCommand) -> anyhow::Result<()> {
 /// Watch a scanner's real-time export folder: realign each volume as it arrives.
 ///
 /// Reads Siemens EPI mosaics (.dcm, .ima) or 3-D NIfTI volumes (.nii, .nii.gz) as the export
-/// writes them, one file per volume; a file is read once complete (its size held for
-/// --settle-ms, or a later file has appeared). The first volume is the session's reference;
+/// writes them, one file per volume. A file is read as soon as its size holds over one poll;
+/// one that does not read yet is read again until its size has held for --settle-ms (or a
+/// later file has appeared), and only then reported as broken. The first volume is the session's reference;
 /// with --subject-reference (a NIfTI volume of the subject on another day, e.g. a mean EPI) it
 /// is registered to that volume too. OUT/motion.tsv gets one row per volume as it is done
 /// (6 motion parameters, framewise displacement, latency from the file's last write);
@@ -57,7 +58,8 @@ pub struct WatchArgs {
     /// Stop when no new file has arrived for this long
     #[arg(long, default_value_t = 60.0)]
     idle_seconds: f64,
-    /// A file is complete once its size has held this long (ms)
+    /// A file that does not read is given this long without a change of size (ms) before it
+    /// counts as broken
     #[arg(long, default_value_t = 200)]
     settle_ms: u64,
     /// How often the folder is listed (ms)
@@ -78,10 +80,13 @@ struct Row {
     motion: [f64; 6],
     framewise_displacement_mm: f64,
     iterations: usize,
+    /// From the file's last write to its reading, and the reading and preprocessing.
+    wait_ms: f64,
+    processing_ms: f64,
     latency_ms: f64,
 }
 
-const HEADER: &str = "volume\tfile\ttrans_x_mm\ttrans_y_mm\ttrans_z_mm\trot_x_deg\trot_y_deg\trot_z_deg\tframewise_displacement_mm\trealign_iterations\tlatency_ms\n";
+const HEADER: &str = "volume\tfile\ttrans_x_mm\ttrans_y_mm\ttrans_z_mm\trot_x_deg\trot_y_deg\trot_z_deg\tframewise_displacement_mm\trealign_iterations\twait_ms\tprocessing_ms\tlatency_ms\n";
 
 /// What session.json records.
 #[derive(serde::Serialize)]
@@ -158,13 +163,15 @@ fn watch(args: WatchArgs) -> anyhow::Result<()> {
             continue;
         }
         last_arrival = Instant::now();
-        for path in ready {
+        for Ready { path, settled } in ready {
             match process(&path, &mut preprocessor, &subject, &options, rows.len()) {
                 Ok(row) => {
                     tsv.write_all(format_row(&row).as_bytes())?;
                     tsv.flush()?;
                     rows.push(row);
                 }
+                // Perhaps still being written: read it again once it has settled.
+                Err(_) if !settled => watch.retry(&path),
                 Err(error) => {
                     eprintln!(
                         "{}: refused: {error:#} (the session goes on)",
@@ -198,6 +205,7 @@ fn process(
     options: &SessionOptions,
     volume: usize,
 ) -> anyhow::Result<Row> {
+    let started = SystemTime::now();
     let image = read_image(path)?;
     if preprocessor.is_none() {
         let space = SubjectSpace {
@@ -212,12 +220,11 @@ fn process(
     let processed = preprocessor.as_mut().expect("set above").push(&image)?;
     let written = std::fs::metadata(path)
         .and_then(|m| m.modified())
-        .unwrap_or_else(|_| SystemTime::now());
-    let latency_ms = SystemTime::now()
-        .duration_since(written)
-        .unwrap_or_default()
-        .as_secs_f64()
-        * 1000.0;
+        .unwrap_or(started);
+    let ms = |from: SystemTime, to: SystemTime| {
+        to.duration_since(from).unwrap_or_default().as_secs_f64() * 1000.0
+    };
+    let done = SystemTime::now();
     let m = processed.motion;
     Ok(Row {
         volume,
@@ -232,7 +239,9 @@ fn process(
         ],
         framewise_displacement_mm: processed.framewise_displacement_mm,
         iterations: processed.realign_iterations,
-        latency_ms,
+        wait_ms: ms(written, started),
+        processing_ms: ms(started, done),
+        latency_ms: ms(written, done),
     })
 }
 
@@ -270,7 +279,7 @@ fn file_name(path: &Path) -> String {
 fn format_row(row: &Row) -> String {
     let m = row.motion;
     format!(
-        "{}\t{}\t{:.4}\t{:.4}\t{:.4}\t{:.4}\t{:.4}\t{:.4}\t{:.4}\t{}\t{:.1}\n",
+        "{}\t{}\t{:.4}\t{:.4}\t{:.4}\t{:.4}\t{:.4}\t{:.4}\t{:.4}\t{}\t{:.1}\t{:.1}\t{:.1}\n",
         row.volume,
         row.file,
         m[0],
@@ -281,6 +290,8 @@ fn format_row(row: &Row) -> String {
         m[5],
         row.framewise_displacement_mm,
         row.iterations,
+        row.wait_ms,
+        row.processing_ms,
         row.latency_ms
     )
 }
