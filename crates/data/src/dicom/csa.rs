@@ -133,40 +133,12 @@ pub fn write(entries: &[(&str, &str, Vec<String>)]) -> Vec<u8> {
 mod tests {
     use super::*;
 
-    fn header(entries: &[(&str, &[&str])]) -> Vec<u8> {
-        let mut out = b"SV10\x04\x03\x02\x01".to_vec();
-        out.extend((entries.len() as u32).to_le_bytes());
-        out.extend(77u32.to_le_bytes());
-        for (name, values) in entries {
-            let mut n = name.as_bytes().to_vec();
-            n.resize(64, 0);
-            out.extend(n);
-            out.extend(1i32.to_le_bytes());
-            out.extend(b"IS\0\0");
-            out.extend(6i32.to_le_bytes());
-            out.extend((values.len() as u32).to_le_bytes());
-            out.extend(77u32.to_le_bytes());
-            for v in *values {
-                let mut data = v.as_bytes().to_vec();
-                data.push(0);
-                let len = data.len() as u32;
-                for w in [len, len, 77, len] {
-                    out.extend(w.to_le_bytes());
-                }
-                while data.len() % 4 != 0 {
-                    data.push(0);
-                }
-                out.extend(data);
-            }
-        }
-        out
-    }
-
     #[test]
     fn reads_names_and_values_and_refuses_truncation() {
-        let bytes = header(&[
-            ("NumberOfImagesInMosaic", &["36"]),
-            ("SliceNormalVector", &["0", "0.17", "0.98"]),
+        let strings = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let bytes = write(&[
+            ("NumberOfImagesInMosaic", "US", strings(&["36"])),
+            ("SliceNormalVector", "FD", strings(&["0", "0.17", "0.98"])),
         ]);
         let tags = parse(&bytes).unwrap();
         assert_eq!(tags["NumberOfImagesInMosaic"], ["36"]);

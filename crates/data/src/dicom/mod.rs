@@ -115,6 +115,16 @@ pub(crate) fn numbers(
     Ok(values)
 }
 
+/// A required element's single number.
+pub(crate) fn number(
+    path: &Path,
+    object: &DefaultDicomObject,
+    tag: Tag,
+    name: &str,
+) -> Result<f64> {
+    numbers(path, object, tag, name, 1).map(|v| v[0])
+}
+
 fn optional_number(object: &DefaultDicomObject, tag: Tag) -> Option<f64> {
     object
         .element_opt(tag)
@@ -152,8 +162,7 @@ fn pixel_values(
     rows: usize,
     columns: usize,
 ) -> Result<Vec<f32>> {
-    let number = |tag, name| numbers(path, object, tag, name, 1).map(|v| v[0]);
-    let bits = number(tags::BITS_ALLOCATED, "BitsAllocated")?;
+    let bits = number(path, object, tags::BITS_ALLOCATED, "BitsAllocated")?;
     let samples = optional_number(object, tags::SAMPLES_PER_PIXEL).unwrap_or(1.0);
     if bits != 16.0 || samples != 1.0 {
         return Err(DataError::invalid(

@@ -3,7 +3,7 @@
 //! first voxel lies half the mosaic's extra extent further along the rows and columns (the
 //! correction dcm2niix and nibabel apply). Slices follow the CSA SliceNormalVector.
 
-use super::{csa, element_name, numbers, DefaultDicomObject};
+use super::{csa, element_name, number, numbers, DefaultDicomObject};
 use crate::error::{DataError, Result};
 use dicom_dictionary_std::tags;
 use dicom_object::Tag;
@@ -36,16 +36,20 @@ pub struct MosaicHeader {
 /// Slices a mosaic holds at most (64 × 64 tiles).
 const MAX_SLICES: usize = 4096;
 
+/// Tiles per side of a mosaic of `slices` slices: ⌈√slices⌉.
+pub fn tiles_for(slices: usize) -> usize {
+    (1..=64).find(|t| t * t >= slices).unwrap_or(64)
+}
+
 impl MosaicHeader {
     #[allow(clippy::manual_is_multiple_of)] // `is_multiple_of` needs Rust 1.87
     pub fn read(path: &Path, object: &DefaultDicomObject) -> Result<MosaicHeader> {
         refuse_multiframe(path, object)?;
         let csa = csa_image_header(path, object)?;
         let slices = mosaic_slices(path, &csa)?;
-        let number = |tag, name| numbers(path, object, tag, name, 1).map(|v| v[0]);
-        let mosaic_rows = number(tags::ROWS, "Rows")? as usize;
-        let mosaic_columns = number(tags::COLUMNS, "Columns")? as usize;
-        let tiles = (1..=64).find(|t| t * t >= slices).unwrap_or(64);
+        let mosaic_rows = number(path, object, tags::ROWS, "Rows")? as usize;
+        let mosaic_columns = number(path, object, tags::COLUMNS, "Columns")? as usize;
+        let tiles = tiles_for(slices);
         if mosaic_rows == 0
             || mosaic_columns == 0
             || mosaic_rows % tiles != 0
@@ -65,13 +69,26 @@ impl MosaicHeader {
             "ImageOrientationPatient",
             6,
         )?;
-        let row_direction = unit(path, [orientation[0], orientation[1], orientation[2]])?;
-        let column_direction = unit(path, [orientation[3], orientation[4], orientation[5]])?;
+        let orientation_field = "ImageOrientationPatient (0020,0037)";
+        let row_direction = unit(
+            path,
+            orientation_field,
+            [orientation[0], orientation[1], orientation[2]],
+        )?;
+        let column_direction = unit(
+            path,
+            orientation_field,
+            [orientation[3], orientation[4], orientation[5]],
+        )?;
         let spacing = numbers(path, object, tags::PIXEL_SPACING, "PixelSpacing", 2)?;
         let slice_spacing = slice_spacing(path, object)?;
         let slice_direction = match csa.get("SliceNormalVector") {
-            Some(v) if v.len() == 3 => unit(path, parse3(path, v)?)?,
-            _ => unit(path, cross(row_direction, column_direction))?,
+            Some(v) if v.len() == 3 => unit(path, "CSA SliceNormalVector", parse3(path, v)?)?,
+            _ => unit(
+                path,
+                orientation_field,
+                cross(row_direction, column_direction),
+            )?,
         };
         let corner = numbers(
             path,
@@ -90,12 +107,7 @@ impl MosaicHeader {
                 format!("{spacing:?}"),
             ));
         }
-        let shift_columns = column_spacing * (mosaic_columns - columns) as f64 / 2.0;
-        let shift_rows = row_spacing * (mosaic_rows - rows) as f64 / 2.0;
-        let first_voxel = std::array::from_fn(|i| {
-            corner[i] + row_direction[i] * shift_columns + column_direction[i] * shift_rows
-        });
-        Ok(MosaicHeader {
+        let mut header = MosaicHeader {
             mosaic_rows,
             mosaic_columns,
             tiles,
@@ -108,7 +120,20 @@ impl MosaicHeader {
             row_spacing,
             column_spacing,
             slice_spacing,
-            first_voxel,
+            first_voxel: [0.0; 3],
+        };
+        let offset = header.corner_to_first_voxel();
+        header.first_voxel = std::array::from_fn(|i| corner[i] + offset[i]);
+        Ok(header)
+    }
+
+    /// From ImagePositionPatient (the whole mosaic's corner) to the first slice's first
+    /// voxel (LPS mm): half the mosaic's extra extent along the rows and the columns.
+    pub fn corner_to_first_voxel(&self) -> [f64; 3] {
+        let along_row = self.column_spacing * (self.mosaic_columns - self.columns) as f64 / 2.0;
+        let along_column = self.row_spacing * (self.mosaic_rows - self.rows) as f64 / 2.0;
+        std::array::from_fn(|i| {
+            self.row_direction[i] * along_row + self.column_direction[i] * along_column
         })
     }
 
@@ -141,6 +166,24 @@ pub fn unpack(header: &MosaicHeader, mosaic: &[f32]) -> Vec<f32> {
         }
     }
     out
+}
+
+/// The inverse of [`unpack`]: a volume (x fastest) tiled into a mosaic, empty tiles 0.
+pub fn pack<T: Copy + Default>(header: &MosaicHeader, volume: &[T]) -> Vec<T> {
+    let (rows, columns) = (header.rows, header.columns);
+    let mut mosaic = vec![T::default(); header.mosaic_rows * header.mosaic_columns];
+    for (k, slice) in volume
+        .chunks_exact(rows * columns)
+        .enumerate()
+        .take(header.slices)
+    {
+        let (tile_row, tile_column) = (k / header.tiles, k % header.tiles);
+        for (j, line) in slice.chunks_exact(columns).enumerate() {
+            let start = (tile_row * rows + j) * header.mosaic_columns + tile_column * columns;
+            mosaic[start..start + columns].copy_from_slice(line);
+        }
+    }
+    mosaic
 }
 
 fn refuse_multiframe(path: &Path, object: &DefaultDicomObject) -> Result<()> {
@@ -236,14 +279,13 @@ fn mosaic_slices(path: &Path, csa: &csa::CsaTags) -> Result<usize> {
 }
 
 fn slice_spacing(path: &Path, object: &DefaultDicomObject) -> Result<f64> {
-    let spacing = numbers(
+    let spacing = number(
         path,
         object,
         tags::SPACING_BETWEEN_SLICES,
         "SpacingBetweenSlices",
-        1,
     )
-    .or_else(|_| numbers(path, object, tags::SLICE_THICKNESS, "SliceThickness", 1))?[0];
+    .or_else(|_| number(path, object, tags::SLICE_THICKNESS, "SliceThickness"))?;
     if spacing > 0.0 {
         Ok(spacing)
     } else {
@@ -279,13 +321,14 @@ fn cross(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
     ]
 }
 
-fn unit(path: &Path, v: [f64; 3]) -> Result<[f64; 3]> {
+/// `v` scaled to unit length; refused (naming `field`) when it has none.
+fn unit(path: &Path, field: &str, v: [f64; 3]) -> Result<[f64; 3]> {
     let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
     if norm.is_nan() || norm <= 1e-6 || !norm.is_finite() {
         return Err(DataError::invalid(
             path,
-            "ImageOrientationPatient (0020,0037)",
-            "direction cosines of unit length",
+            field,
+            "a direction (non-zero, finite)",
             format!("{v:?}"),
         ));
     }

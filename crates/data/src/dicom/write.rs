@@ -4,6 +4,7 @@
 //! The inverse of [`super::read_volume`]; the simulated scanner of the real-time route.
 
 use super::csa;
+use super::mosaic::{pack, tiles_for, MosaicHeader};
 use crate::error::{DataError, Result};
 use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
 use dicom_dictionary_std::tags;
@@ -30,14 +31,10 @@ pub struct MosaicVolume<'a> {
     pub repetition_time_ms: f64,
 }
 
-/// LPS geometry of the mosaic: unit row/column/slice directions, spacings, first voxel.
-struct Geometry {
-    directions: [[f64; 3]; 3],
-    spacings: [f64; 3],
-    first: [f64; 3],
-}
-
-fn geometry(affine: &[[f64; 4]; 4]) -> Geometry {
+/// The mosaic that holds a volume of `shape` (columns, rows, slices) placed by the RAS
+/// `affine`: its tiling and LPS geometry, as [`MosaicHeader::read`] would find them.
+fn mosaic_header(shape: [usize; 3], affine: &[[f64; 4]; 4]) -> MosaicHeader {
+    let [columns, rows, slices] = shape;
     let lps = |r: usize, v: f64| if r < 2 { -v } else { v };
     let mut directions = [[0.0; 3]; 3];
     let mut spacings = [0.0; 3];
@@ -46,10 +43,21 @@ fn geometry(affine: &[[f64; 4]; 4]) -> Geometry {
         spacings[c] = column.iter().map(|v| v * v).sum::<f64>().sqrt();
         directions[c] = column.map(|v| v / spacings[c]);
     }
-    Geometry {
-        directions,
-        spacings,
-        first: std::array::from_fn(|r| lps(r, affine[r][3])),
+    let tiles = tiles_for(slices);
+    MosaicHeader {
+        mosaic_rows: rows * tiles,
+        mosaic_columns: columns * tiles,
+        tiles,
+        rows,
+        columns,
+        slices,
+        row_direction: directions[0],
+        column_direction: directions[1],
+        slice_direction: directions[2],
+        row_spacing: spacings[1],
+        column_spacing: spacings[0],
+        slice_spacing: spacings[2],
+        first_voxel: std::array::from_fn(|r| lps(r, affine[r][3])),
     }
 }
 
@@ -74,36 +82,26 @@ pub fn write_mosaic(path: &Path, volume: &MosaicVolume) -> Result<()> {
             volume.values.len()
         )));
     }
-    let tiles = (1..=64).find(|t| t * t >= slices).unwrap_or(64);
-    let (mosaic_rows, mosaic_columns) = (rows * tiles, columns * tiles);
+    let header = mosaic_header(volume.shape, &volume.affine);
+    let (mosaic_rows, mosaic_columns) = (header.mosaic_rows, header.mosaic_columns);
     if mosaic_rows > u16::MAX as usize || mosaic_columns > u16::MAX as usize {
         return Err(DataError::Usage(format!(
             "a mosaic of {mosaic_rows} × {mosaic_columns} pixels does not fit DICOM's Rows/Columns"
         )));
     }
-    let g = geometry(&volume.affine);
-    let [row_dir, column_dir, normal] = g.directions;
-    let [column_spacing, row_spacing, slice_spacing] = g.spacings;
-    let corner: [f64; 3] = std::array::from_fn(|i| {
-        g.first[i]
-            - row_dir[i] * column_spacing * (mosaic_columns - columns) as f64 / 2.0
-            - column_dir[i] * row_spacing * (mosaic_rows - rows) as f64 / 2.0
-    });
-    let mut pixels = vec![0u16; mosaic_rows * mosaic_columns];
-    for k in 0..slices {
-        let (tile_row, tile_column) = (k / tiles, k % tiles);
-        for j in 0..rows {
-            let from = (k * rows + j) * columns;
-            let to = (tile_row * rows + j) * mosaic_columns + tile_column * columns;
-            pixels[to..to + columns].copy_from_slice(&volume.values[from..from + columns]);
-        }
-    }
+    let offset = header.corner_to_first_voxel();
+    let corner: [f64; 3] = std::array::from_fn(|i| header.first_voxel[i] - offset[i]);
+    let pixels = pack(&header, volume.values);
     let csa = csa::write(&[
         ("NumberOfImagesInMosaic", "US", vec![slices.to_string()]),
         (
             "SliceNormalVector",
             "FD",
-            normal.iter().map(|v| format!("{v:.8}")).collect(),
+            header
+                .slice_direction
+                .iter()
+                .map(|v| format!("{v:.8}"))
+                .collect(),
         ),
     ]);
     let series_uid = format!("{}.2.{}", volume.uid_root, volume.series_number);
@@ -162,14 +160,23 @@ pub fn write_mosaic(path: &Path, volume: &MosaicVolume) -> Result<()> {
         VR::DS,
         decimals(&[volume.repetition_time_ms], 1),
     );
-    put(tags::SLICE_THICKNESS, VR::DS, decimals(&[slice_spacing], 4));
+    put(
+        tags::SLICE_THICKNESS,
+        VR::DS,
+        decimals(&[header.slice_spacing], 4),
+    );
     put(
         tags::SPACING_BETWEEN_SLICES,
         VR::DS,
-        decimals(&[slice_spacing], 4),
+        decimals(&[header.slice_spacing], 4),
     );
     put(tags::IMAGE_POSITION_PATIENT, VR::DS, decimals(&corner, 5));
-    let orientation: Vec<f64> = row_dir.iter().chain(&column_dir).copied().collect();
+    let orientation: Vec<f64> = header
+        .row_direction
+        .iter()
+        .chain(&header.column_direction)
+        .copied()
+        .collect();
     put(
         tags::IMAGE_ORIENTATION_PATIENT,
         VR::DS,
@@ -178,7 +185,7 @@ pub fn write_mosaic(path: &Path, volume: &MosaicVolume) -> Result<()> {
     put(
         tags::PIXEL_SPACING,
         VR::DS,
-        decimals(&[row_spacing, column_spacing], 5),
+        decimals(&[header.row_spacing, header.column_spacing], 5),
     );
     put(tags::ROWS, VR::US, PrimitiveValue::from(mosaic_rows as u16));
     put(
