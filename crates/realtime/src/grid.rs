@@ -51,6 +51,16 @@ impl Grid {
         x + self.shape[0] * (y + self.shape[1] * z)
     }
 
+    /// World coordinates (mm) of the voxel at linear index `index`.
+    pub fn world_of_index(&self, index: usize) -> [f64; 3] {
+        let [nx, ny, _] = self.shape;
+        self.world([
+            (index % nx) as f64,
+            ((index / nx) % ny) as f64,
+            (index / (nx * ny)) as f64,
+        ])
+    }
+
     /// World coordinates (mm) of a (fractional) voxel position.
     pub fn world(&self, voxel: [f64; 3]) -> [f64; 3] {
         let a = &self.affine;

@@ -38,6 +38,18 @@ pub struct SubjectSpace {
     pub reference: Option<Image>,
 }
 
+impl SubjectSpace {
+    /// No decoder voxels and no subject reference: the session's motion only (the grid is
+    /// not read).
+    pub fn motion_only() -> SubjectSpace {
+        SubjectSpace {
+            grid: Grid::axis_aligned([1, 1, 1], [1.0; 3], [0.0; 3]),
+            voxels: Vec::new(),
+            reference: None,
+        }
+    }
+}
+
 /// What one volume gave.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Processed {
@@ -79,10 +91,9 @@ pub struct SessionPreprocessor {
     /// The subject's reference prepared (smoothed, Jacobian) before the first volume arrives.
     subject_reference: Option<Reference>,
     first: Option<FirstVolume>,
+    /// The previous volume's transform (first volume's world → its world).
     previous: Rigid,
-    previous_motion: RigidParams,
     zscore: OnlineZscore,
-    volumes: usize,
 }
 
 #[derive(Debug)]
@@ -100,17 +111,10 @@ impl SessionPreprocessor {
         subject: SubjectSpace,
         options: SessionOptions,
     ) -> Result<SessionPreprocessor, VolumeError> {
-        let [nx, ny, _] = subject.grid.shape;
         let subject_world = subject
             .voxels
             .iter()
-            .map(|&i| {
-                subject.grid.world([
-                    (i % nx) as f64,
-                    ((i / nx) % ny) as f64,
-                    (i / (nx * ny)) as f64,
-                ])
-            })
+            .map(|&i| subject.grid.world_of_index(i))
             .collect();
         let zscore = OnlineZscore::new(subject.voxels.len(), options.warmup);
         let subject_reference = match &subject.reference {
@@ -123,9 +127,7 @@ impl SessionPreprocessor {
             subject_reference,
             first: None,
             previous: Rigid::IDENTITY,
-            previous_motion: RigidParams::default(),
             zscore,
-            volumes: 0,
         })
     }
 
@@ -158,16 +160,19 @@ impl SessionPreprocessor {
             }) => (*transform, *iterations),
             None => (Rigid::IDENTITY, 0),
         };
-        let motion = motion_to_volume.params(first.reference.centre());
+        let centre = first.reference.centre();
+        let motion = motion_to_volume.params(centre);
+        let previous_motion = self.previous.params(centre);
         let samples = self.sample(volume, &motion_to_volume.compose(&first.subject_to_session))?;
         let covered: Vec<f32> = samples
             .iter()
             .map(|v| if v.is_nan() { 0.0 } else { *v })
             .collect();
+        let volume_number = self.zscore.volumes();
         let zscores = self.zscore.push(&covered);
         let processed = Processed {
-            volume: self.volumes,
-            framewise_displacement_mm: framewise_displacement(&self.previous_motion, &motion),
+            volume: volume_number,
+            framewise_displacement_mm: framewise_displacement(&previous_motion, &motion),
             motion,
             realign_iterations: iterations,
             zscores: zscores
@@ -178,8 +183,6 @@ impl SessionPreprocessor {
             samples,
         };
         self.previous = motion_to_volume;
-        self.previous_motion = motion;
-        self.volumes += 1;
         Ok(processed)
     }
 

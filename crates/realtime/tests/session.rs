@@ -107,21 +107,12 @@ fn a_moving_session_on_another_day_is_preprocessed_onto_the_subjects_voxels() {
     let subject = subject_grid();
     // The decoders' voxels: the subject's in-brain voxels, every 5th.
     let (mut session, voxels) = subject_session(&phantom, 5);
-    let region_weight: Vec<f64> = {
-        let [nx, ny, _] = subject.shape;
-        voxels
-            .iter()
-            .map(|&i| {
-                in_region(subject.world([
-                    (i % nx) as f64,
-                    ((i / nx) % ny) as f64,
-                    (i / (nx * ny)) as f64,
-                ]))
-            })
-            // The region's core, where the signal is at least half its peak.
-            .map(|w| if w > 0.5 { w } else { 0.0 })
-            .collect()
-    };
+    let region_weight: Vec<f64> = voxels
+        .iter()
+        .map(|&i| in_region(subject.world_of_index(i)))
+        // The region's core, where the signal is at least half its peak.
+        .map(|w| if w > 0.5 { w } else { 0.0 })
+        .collect();
     let grid = session_grid();
     let mut region_z = Vec::new();
     for t in 0..VOLUMES {

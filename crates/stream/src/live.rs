@@ -317,7 +317,7 @@ fn rate_of(recent: &VecDeque<Instant>) -> f64 {
 }
 
 /// The `q` quantile (nearest rank) of `values`; 0 when empty.
-fn quantile(values: &[f64], q: f64) -> f64 {
+pub fn quantile(values: &[f64], q: f64) -> f64 {
     if values.is_empty() {
         return 0.0;
     }

@@ -9,6 +9,7 @@ use brainrecon_realtime::grid::{Grid, Image};
 use brainrecon_realtime::realign::RealignOptions;
 use brainrecon_realtime::session::{SessionOptions, SessionPreprocessor, SubjectSpace};
 use brainrecon_realtime::watch::{FolderWatch, Ready};
+use brainrecon_stream::live::quantile;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -120,11 +121,6 @@ fn watch(args: WatchArgs) -> anyhow::Result<()> {
     if args.idle_seconds.is_nan() || args.idle_seconds <= 0.0 || args.poll_ms == 0 {
         return Err(usage("--idle-seconds and --poll-ms must be positive"));
     }
-    let mut preprocessor = None;
-    let subject = match &args.subject_reference {
-        Some(path) => Some(read_image(path)?),
-        None => None,
-    };
     let options = SessionOptions {
         realign: RealignOptions {
             smoothing_fwhm_mm: args.smoothing_mm,
@@ -132,6 +128,20 @@ fn watch(args: WatchArgs) -> anyhow::Result<()> {
         },
         ..SessionOptions::default()
     };
+    // The subject's reference is read and prepared now, before the scanner's first volume.
+    let space = match &args.subject_reference {
+        Some(path) => {
+            let reference = read_image(path)?;
+            SubjectSpace {
+                grid: reference.grid.clone(),
+                voxels: Vec::new(),
+                reference: Some(reference),
+            }
+        }
+        None => SubjectSpace::motion_only(),
+    };
+    let subject_centre = space.reference.as_ref().map(|r| r.grid.centre());
+    let mut preprocessor = SessionPreprocessor::new(space, options)?;
     std::fs::create_dir_all(&args.out).map_err(|e| brainrecon_data::DataError::io(&args.out, e))?;
     let tsv_path = args.out.join("motion.tsv");
     let mut tsv = std::fs::File::create(&tsv_path)
@@ -164,7 +174,7 @@ fn watch(args: WatchArgs) -> anyhow::Result<()> {
         }
         last_arrival = Instant::now();
         for Ready { path, settled } in ready {
-            match process(&path, &mut preprocessor, &subject, &options, rows.len()) {
+            match process(&path, &mut preprocessor, rows.len()) {
                 Ok(row) => {
                     tsv.write_all(format_row(&row).as_bytes())?;
                     tsv.flush()?;
@@ -189,8 +199,8 @@ fn watch(args: WatchArgs) -> anyhow::Result<()> {
         &args,
         &rows,
         refused,
-        preprocessor.as_ref(),
-        subject.as_ref(),
+        &preprocessor,
+        subject_centre,
         ended_by,
     );
     write_json_atomic(&args.out.join("session.json"), &record)?;
@@ -200,24 +210,12 @@ fn watch(args: WatchArgs) -> anyhow::Result<()> {
 /// Reads, preprocesses and times one volume file.
 fn process(
     path: &Path,
-    preprocessor: &mut Option<SessionPreprocessor>,
-    subject: &Option<Image>,
-    options: &SessionOptions,
+    preprocessor: &mut SessionPreprocessor,
     volume: usize,
 ) -> anyhow::Result<Row> {
     let started = SystemTime::now();
     let image = read_image(path)?;
-    if preprocessor.is_none() {
-        let space = SubjectSpace {
-            grid: subject
-                .as_ref()
-                .map_or_else(|| image.grid.clone(), |s| s.grid.clone()),
-            voxels: Vec::new(),
-            reference: subject.clone(),
-        };
-        *preprocessor = Some(SessionPreprocessor::new(space, options.clone())?);
-    }
-    let processed = preprocessor.as_mut().expect("set above").push(&image)?;
+    let processed = preprocessor.push(&image)?;
     let written = std::fs::metadata(path)
         .and_then(|m| m.modified())
         .unwrap_or(started);
@@ -296,31 +294,26 @@ fn format_row(row: &Row) -> String {
     )
 }
 
-fn percentile(sorted: &[f64], p: f64) -> Option<f64> {
-    (!sorted.is_empty())
-        .then(|| sorted[((sorted.len() as f64 * p).ceil() as usize).clamp(1, sorted.len()) - 1])
-}
-
 fn summarise(
     args: &WatchArgs,
     rows: &[Row],
     refused: Vec<Refused>,
-    preprocessor: Option<&SessionPreprocessor>,
-    subject: Option<&Image>,
+    preprocessor: &SessionPreprocessor,
+    subject_centre: Option<[f64; 3]>,
     ended_by: String,
 ) -> SessionRecord {
-    let mut latencies: Vec<f64> = rows.iter().map(|r| r.latency_ms).collect();
-    latencies.sort_by(f64::total_cmp);
+    let latencies: Vec<f64> = rows.iter().map(|r| r.latency_ms).collect();
+    let latency = |q| (!latencies.is_empty()).then(|| quantile(&latencies, q));
     let registration = preprocessor
-        .and_then(|p| p.subject_to_session())
-        .zip(subject)
-        .map(|(t, s)| t.params(s.grid.centre()));
+        .subject_to_session()
+        .zip(subject_centre)
+        .map(|(t, centre)| t.params(centre));
     SessionRecord {
         folder: args.folder.clone(),
         volumes: rows.len(),
         refused,
-        latency_ms_median: percentile(&latencies, 0.5),
-        latency_ms_p95: percentile(&latencies, 0.95),
+        latency_ms_median: latency(0.5),
+        latency_ms_p95: latency(0.95),
         max_framewise_displacement_mm: rows
             .iter()
             .map(|r| r.framewise_displacement_mm)
