@@ -24,6 +24,8 @@ fn every_command_has_help_with_an_example() {
         vec!["slurm", "status"],
         vec!["slurm", "resume"],
         vec!["realtime", "watch"],
+        vec!["realtime", "run"],
+        vec!["realtime", "simulate"],
         vec!["eval"],
         vec!["encode"],
         vec!["ridge", "fit"],

@@ -6,6 +6,8 @@
 //! truth it came from, and bad input to `glm prepare` is refused with exit status 2.
 
 mod common;
+#[path = "experiment_route/realtime_session.rs"]
+mod realtime_session;
 
 use brainrecon_data::npy;
 use common::{ok, p as s, user_error};
@@ -46,11 +48,24 @@ fn demo(out: &Path, cache: &Path) -> Value {
     serde_json::from_slice(&run.stdout).expect("demo --json prints JSON only")
 }
 
+/// The experiment demo, made once and shared by this file's tests (in the tests' target
+/// folder, replaced on every run).
+fn shared_demo() -> &'static (std::path::PathBuf, Value) {
+    static DEMO: std::sync::OnceLock<(std::path::PathBuf, Value)> = std::sync::OnceLock::new();
+    DEMO.get_or_init(|| {
+        let root = Path::new(env!("CARGO_TARGET_TMPDIR")).join("experiment-route");
+        let _ = std::fs::remove_dir_all(&root);
+        let (out, cache) = (root.join("demo"), root.join("cache"));
+        let summary = demo(&out, &cache);
+        (out, summary)
+    })
+}
+
 #[test]
 fn an_own_experiment_reaches_reconstructions_through_glm_and_glm_prepare() {
     let dir = tempfile::tempdir().unwrap();
-    let (out, cache) = (dir.path().join("demo"), dir.path().join("cache"));
-    let summary = demo(&out, &cache);
+    let (out, summary) = shared_demo();
+    let out = out.clone();
     eprintln!("{}", serde_json::to_string_pretty(&summary).unwrap());
 
     // 180 images: 30 test images shown three times, 150 training images twice.

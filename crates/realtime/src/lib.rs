@@ -12,7 +12,10 @@
 //! - [`session`]: a session volume by volume: realignment to its first volume, registration
 //!   of that volume to the subject's reference, the subject's voxels sampled through both in
 //!   one interpolation, running z-scores, motion traces and framewise displacement.
+//! - [`export`]: a simulated subject's session written as a scanner's real-time export
+//!   (Siemens mosaics with planted head motion, at the TR's pace).
 
+pub mod export;
 pub mod grid;
 pub mod online;
 pub mod realign;

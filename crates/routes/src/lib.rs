@@ -15,6 +15,7 @@ pub mod linear;
 pub mod music;
 pub mod naturalistic;
 pub mod progress;
+pub mod realtime;
 pub mod report;
 pub mod shards;
 pub mod suite;

@@ -334,7 +334,7 @@ fn check_decoders(
     Ok(latent_hw)
 }
 
-fn tensor_to_image(image: &Tensor) -> Result<RgbImage> {
+pub(crate) fn tensor_to_image(image: &Tensor) -> Result<RgbImage> {
     let (h, w, values) = image_to_hwc(image)?;
     Ok(RgbImage::from_unit_f32(h, w, &values))
 }
@@ -634,7 +634,7 @@ pub(crate) fn sample_images(
 
 /// The final latents [len(samples), 4, h, w] of samples `samples` of image `id`, in one batch:
 /// row r draws from sample `samples[r]`'s stream, as that sample alone would.
-fn sample_latents(
+pub(crate) fn sample_latents(
     sd: &StableDiffusion,
     options: &ReconstructOptions,
     id: usize,

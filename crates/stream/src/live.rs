@@ -573,6 +573,7 @@ where
                                     ended: false,
                                     labels: item.labels,
                                     traces: item.traces,
+                                    ..FrameState::default()
                                 },
                             );
                         }

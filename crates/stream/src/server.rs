@@ -1,5 +1,5 @@
-//! The live web page: the current frame, the current window's signal traces and the frame rate,
-//! pushed to every browser over a WebSocket.
+//! The live web page: the current and the previous frame, the current window's signal traces,
+//! the frame rate and latency, pushed to every browser over a WebSocket.
 //!
 //! Routes: `/` (the page), `/ws` (WebSocket: a JSON [`FrameState`] text message whenever the
 //! state changes, followed by the frame as a binary PNG message when the frame is new),
@@ -45,6 +45,10 @@ pub struct FrameState {
     pub labels: Vec<String>,
     /// The current window, one row per shown channel, decimated for display (NaN as null).
     pub traces: Vec<Vec<f32>>,
+    /// The page's heading ("" keeps "brainrecon stream").
+    pub title: String,
+    /// Extra lines shown under the figures, as (label, value).
+    pub details: Vec<(String, String)>,
 }
 
 struct HubState {
@@ -321,16 +325,19 @@ const PAGE: &str = r#"<!DOCTYPE html>
 body { font-family: system-ui, sans-serif; background: #111; color: #ddd; margin: 1.5em; }
 main { display: flex; gap: 2em; flex-wrap: wrap; align-items: flex-start; }
 #frame { width: 384px; height: 384px; image-rendering: pixelated; background: #222; }
+#previous { width: 192px; height: 192px; image-rendering: pixelated; background: #222; }
+figure { margin: 0; } figcaption { color: #888; font-size: 0.9em; }
 #traces { background: #181818; }
 dl { display: grid; grid-template-columns: auto auto; gap: 0.2em 1em; }
 dt { color: #888; }
 #status.ended { color: #fc6; }
 </style></head>
 <body>
-<h1>brainrecon stream</h1>
+<h1 id="title">brainrecon stream</h1>
 <p id="status">connecting…</p>
 <main>
-<img id="frame" alt="the current frame">
+<figure><img id="frame" alt="the current frame"><figcaption>current</figcaption></figure>
+<figure><img id="previous" alt="the previous frame"><figcaption>previous</figcaption></figure>
 <div>
 <canvas id="traces" width="640" height="384"></canvas>
 <dl>
@@ -342,12 +349,14 @@ dt { color: #888; }
 <dt>window start</dt><dd id="window">-</dd>
 <dt>distinct frames seen</dt><dd id="seen">0</dd>
 </dl>
+<dl id="details"></dl>
 </div>
 </main>
 <script>
 const $ = (id) => document.getElementById(id);
 const seen = new Set();
 let imageUrl = null;
+let previousUrl = null;
 function drawTraces(state) {
   const canvas = $('traces');
   const ctx = canvas.getContext('2d');
@@ -376,6 +385,12 @@ function drawTraces(state) {
   });
 }
 function show(state) {
+  if (state.title) { $('title').textContent = state.title; document.title = state.title; }
+  $('details').replaceChildren(...state.details.flatMap(([k, v]) => {
+    const dt = document.createElement('dt'); dt.textContent = k;
+    const dd = document.createElement('dd'); dd.textContent = v;
+    return [dt, dd];
+  }));
   $('frames').textContent = state.frames;
   $('hash').textContent = state.hash || '-';
   $('fps').textContent = state.fps.toFixed(1);
@@ -392,12 +407,17 @@ let socketOpen = false;
 let shownFrames = 0;
 // Also polled twice a second: the status stays current if the WebSocket stalls or closes, and
 // the frame then comes from /frame.png.
+// The frame before the current one moves to the smaller picture.
+function showFrame(url) {
+  if ($('frame').src) $('previous').src = $('frame').src;
+  $('frame').src = url;
+}
 function poll() {
   fetch('/state.json', { cache: 'no-store' }).then((r) => r.json()).then((state) => {
     if (state.frames < shownFrames) return;
     show(state);
     if (!socketOpen && state.frames && state.frames !== shownFrames) {
-      $('frame').src = '/frame.png?n=' + state.frames;
+      showFrame('/frame.png?n=' + state.frames);
     }
     shownFrames = state.frames;
   }).catch(() => {});
@@ -414,8 +434,9 @@ function connect() {
       show(state);
     } else {
       const url = URL.createObjectURL(event.data);
-      $('frame').src = url;
-      if (imageUrl) URL.revokeObjectURL(imageUrl);
+      if (previousUrl) URL.revokeObjectURL(previousUrl);
+      previousUrl = imageUrl;
+      showFrame(url);
       imageUrl = url;
     }
   };

@@ -30,12 +30,20 @@ use std::path::{Path, PathBuf};
 /// TYPED's betas and the stimulus files, and the same features, decoders, reconstructions and
 /// report follow (OUT/recons-experiment).
 ///
+/// `--route realtime` reconstructs while the scanner runs, on the experiment route's subject
+/// and decoders: `realtime simulate` writes the subject's next session as a scanner's
+/// real-time export fills its folder (Siemens mosaics, one every --tr seconds, with head
+/// motion; OUT/realtime-sim), while `realtime run` follows the folder, realigns, decodes and
+/// draws each volume (OUT/realtime-session; the live page at http://127.0.0.1:8080/). The
+/// shown images' reconstructions are scored as the other routes' are, and the latency from a
+/// file to its image is reported. The session is made again on every run.
+///
 /// Each step is skipped or resumed when its output is already in OUT, so an interrupted demo
 /// continues where it stopped. Writes OUT/demo.json (OUT/demo-caption.json) and OUT/pairs.png
 /// (OUT/pairs-caption.png): stimulus | decoded z | reconstruction.
 #[derive(clap::Args)]
 #[command(
-    after_help = "Example:\n  brainrecon demo --out demo-out\n  brainrecon demo --out demo-out --route caption\n  brainrecon demo --out demo-out --route experiment\n  brainrecon demo --out demo-out --images 1000 --samples 3 --json"
+    after_help = "Example:\n  brainrecon demo --out demo-out\n  brainrecon demo --out demo-out --route caption\n  brainrecon demo --out demo-out --route experiment\n  brainrecon demo --out demo-out --route realtime --tr 1.0\n  brainrecon demo --out demo-out --images 1000 --samples 3 --json"
 )]
 pub struct Args {
     /// Output directory (created; an earlier demo there is resumed)
@@ -59,11 +67,22 @@ pub struct Args {
     /// cpu, cuda or cuda:N
     #[arg(long, default_value = "cpu")]
     device: String,
-    /// linear (decoded z and c), caption (decoded z and a caption of decoded BLIP tokens), or
+    /// linear (decoded z and c), caption (decoded z and a caption of decoded BLIP tokens),
     /// experiment (the linear route on an own event-related experiment: fMRIPrep's
-    /// derivatives → glm → glm prepare)
+    /// derivatives → glm → glm prepare), or realtime (the experiment's subject reconstructed
+    /// volume by volume while a simulated scanner exports its next session)
     #[arg(long, value_enum, default_value = "linear")]
     route: Route,
+    /// --route realtime: the session's repetition time in seconds
+    #[arg(long, default_value_t = 1.6)]
+    tr: f64,
+    /// --route realtime: real (the session is written one volume per TR while it is
+    /// reconstructed) or none (written at once and every volume drawn: a rehearsal)
+    #[arg(long, value_enum, default_value = "real")]
+    pace: super::realtime_simulate::Pace,
+    /// --route realtime: show only the first N test images in the session
+    #[arg(long)]
+    session_images: Option<usize>,
     /// Print the headline figures as JSON (the steps' own output then goes to stderr)
     #[arg(long)]
     json: bool,
@@ -75,6 +94,7 @@ pub enum Route {
     Linear,
     Caption,
     Experiment,
+    Realtime,
 }
 
 impl Route {
@@ -83,6 +103,7 @@ impl Route {
             Route::Linear => "linear",
             Route::Caption => "caption",
             Route::Experiment => "experiment",
+            Route::Realtime => "realtime",
         }
     }
 
@@ -104,13 +125,20 @@ impl Route {
                 "demo-experiment.json",
                 "pairs-experiment.png",
             ],
+            Route::Realtime => [
+                "realtime-session/recons",
+                "demo-realtime.json",
+                "pairs-realtime.png",
+            ],
         }
     }
 
     /// (feature kind, model) of the stimuli that the route decodes.
     fn features(self, diffusion: &str) -> [(&'static str, &str); 2] {
         match self {
-            Route::Linear | Route::Experiment => [("vae", diffusion), ("clip-text", diffusion)],
+            Route::Linear | Route::Experiment | Route::Realtime => {
+                [("vae", diffusion), ("clip-text", diffusion)]
+            }
             Route::Caption => [("vae", diffusion), ("blip-vision", SHAPES_BLIP)],
         }
     }
@@ -140,7 +168,71 @@ pub struct DemoSummary {
     pub report: PathBuf,
     pub metrics: PathBuf,
     pub pairs: PathBuf,
+    /// --route realtime: the same figures for the same volumes analysed after the session.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub offline: Option<Figures>,
+    /// --route realtime: the live session's record (OUT/realtime-session/session.json).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub realtime: Option<serde_json::Value>,
     pub seconds: f64,
+}
+
+/// How well a reconstruction folder's images and decoded features identify their stimuli.
+#[derive(Debug, Clone, Serialize)]
+pub struct Figures {
+    pub reconstruction: SceneAccuracy,
+    pub decoded_z: SceneAccuracy,
+    pub two_way_pixels: Option<f64>,
+    pub two_way_latent_z: Option<f64>,
+    pub two_way_latent_c: Option<f64>,
+}
+
+/// A scored reconstruction folder: its figures, and its images for the pairs picture.
+struct Scored {
+    figures: Figures,
+    ids: Vec<usize>,
+    decoded_z_images: Vec<RgbImage>,
+    sample_sets: Vec<Vec<RgbImage>>,
+}
+
+/// Reads `recons` (evaluated: `eval/metrics.json`) and scores it against the shown scenes.
+fn score(route: Route, root: &Path, subject_dir: &Path, recons: &Path) -> anyhow::Result<Scored> {
+    let manifest = Manifest::load(recons)?;
+    let ids = manifest.ids.clone();
+    let scenes = shown_scenes(route, root, subject_dir, &ids)?;
+    let read_set = |dir: &Path| -> anyhow::Result<Vec<RgbImage>> {
+        ids.iter()
+            .map(|id| Ok(read_png(&dir.join(format!("{id}.png")))?))
+            .collect()
+    };
+    let decoded_z_images = read_set(&Manifest::decoded_z_dir(recons))?;
+    let sample_sets = (1..=manifest.options.samples)
+        .map(|k| read_set(&Manifest::sample_dir(recons, k)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let per_sample: Vec<SceneAccuracy> = sample_sets
+        .iter()
+        .map(|set| scene_accuracy(&scenes, set))
+        .collect();
+    let metrics: serde_json::Value = read_json(&recons.join("eval").join("metrics.json"))?;
+    let row_value = |prefix: &str, key: &str| -> Option<f64> {
+        metrics["rows"]
+            .as_array()?
+            .iter()
+            .find(|row| row["name"].as_str().is_some_and(|n| n.starts_with(prefix)))?[key]
+            .as_f64()
+    };
+    Ok(Scored {
+        figures: Figures {
+            reconstruction: mean_accuracy(&per_sample),
+            decoded_z: scene_accuracy(&scenes, &decoded_z_images),
+            two_way_pixels: row_value("reconstruction", "two_way_pixels"),
+            two_way_latent_z: row_value("decoded z (features)", "two_way_latent"),
+            two_way_latent_c: row_value("decoded c (features)", "two_way_latent"),
+        },
+        ids,
+        decoded_z_images,
+        sample_sets,
+    })
 }
 
 fn mean_accuracy(parts: &[SceneAccuracy]) -> SceneAccuracy {
@@ -320,7 +412,7 @@ fn shown_scenes(
     subject_dir: &Path,
     ids: &[usize],
 ) -> anyhow::Result<Vec<Scene>> {
-    if route != Route::Experiment {
+    if !matches!(route, Route::Experiment | Route::Realtime) {
         let truth: Truth = read_json(&root.join("truth").join("truth.json"))?;
         return Ok(ids.iter().map(|&id| truth.scenes[id]).collect());
     }
@@ -399,7 +491,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let out = &args.out;
     std::fs::create_dir_all(out).map_err(|e| brainrecon_data::DataError::io(out, e))?;
     let (root, subject_dir) = match args.route {
-        Route::Experiment => (out.join("events"), out.join("sub-01")),
+        Route::Experiment | Route::Realtime => (out.join("events"), out.join("sub-01")),
         _ => (out.join("nsd"), out.join("subj01")),
     };
     let [recons_name, summary_name, pairs_name] = args.route.outputs();
@@ -413,7 +505,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     {
         let _quiet = StdoutToStderr::new(args.json);
         match args.route {
-            Route::Experiment => experiment_subject(&args, &root, &subject_dir)?,
+            Route::Experiment | Route::Realtime => experiment_subject(&args, &root, &subject_dir)?,
             _ => nsd_subject(&args, &root, &subject_dir)?,
         }
         for (kind, model) in args.route.features(&args.model) {
@@ -439,7 +531,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             brainrecon_diffusion::weights::ModelDir::resolve(&args.model)?.fingerprint()?;
         let mut refit = false;
         let targets = match args.route {
-            Route::Linear | Route::Experiment => ["z", "c"],
+            Route::Linear | Route::Experiment | Route::Realtime => ["z", "c"],
             Route::Caption => ["z", "blip"],
         };
         for target in targets {
@@ -506,35 +598,52 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 ],
             )?;
         }
-        let mut reconstruct = vec![
-            "reconstruct",
-            "--method",
-            args.route.method(),
-            "--subject",
-            path(&subject_dir),
-            "--decoders",
-            path(&decoders),
-            "--model",
-            &args.model,
-            "--out",
-            path(&recons),
-            "--samples",
-            &samples,
-            "--steps",
-            &steps,
-            "--seed",
-            &seed,
-            "--device",
-            device,
-        ];
-        if args.route == Route::Caption {
-            reconstruct.extend(["--captions", path(&captions)]);
+        if args.route == Route::Realtime {
+            super::demo_realtime::session(
+                &super::demo_realtime::Settings {
+                    tr: args.tr,
+                    pace: args.pace,
+                    images: args.session_images,
+                    seed: args.seed,
+                    model: &args.model,
+                    device,
+                },
+                out,
+                &root,
+                &subject_dir,
+                &decoders,
+            )?;
+        } else {
+            let mut reconstruct = vec![
+                "reconstruct",
+                "--method",
+                args.route.method(),
+                "--subject",
+                path(&subject_dir),
+                "--decoders",
+                path(&decoders),
+                "--model",
+                &args.model,
+                "--out",
+                path(&recons),
+                "--samples",
+                &samples,
+                "--steps",
+                &steps,
+                "--seed",
+                &seed,
+                "--device",
+                device,
+            ];
+            if args.route == Route::Caption {
+                reconstruct.extend(["--captions", path(&captions)]);
+            }
+            step(
+                5,
+                &format!("reconstruct the test images ({} route)", args.route.name()),
+                &reconstruct,
+            )?;
         }
-        step(
-            5,
-            &format!("reconstruct the test images ({} route)", args.route.name()),
-            &reconstruct,
-        )?;
         step(
             6,
             "evaluate and write the report",
@@ -546,37 +655,35 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 path(&recons),
             ],
         )?;
+        if args.route == Route::Realtime {
+            let offline = out.join("realtime-session/recons-offline");
+            step(
+                6,
+                "evaluate the same volumes analysed after the session",
+                &[
+                    "eval",
+                    "--stimuli",
+                    path(&subject_dir),
+                    "--recons",
+                    path(&offline),
+                ],
+            )?;
+        }
     }
 
     // Headline figures.
-    let manifest = Manifest::load(&recons)?;
-    let ids = &manifest.ids;
-    let scenes = shown_scenes(args.route, &root, &subject_dir, ids)?;
-    let read_set = |dir: &Path| -> anyhow::Result<Vec<RgbImage>> {
-        ids.iter()
-            .map(|id| Ok(read_png(&dir.join(format!("{id}.png")))?))
-            .collect()
+    let scored = score(args.route, &root, &subject_dir, &recons)?;
+    let offline = match args.route {
+        Route::Realtime => Some(score(
+            args.route,
+            &root,
+            &subject_dir,
+            &out.join("realtime-session/recons-offline"),
+        )?),
+        _ => None,
     };
-    let decoded_z = read_set(&Manifest::decoded_z_dir(&recons))?;
-    let mut sample_sets = Vec::new();
-    for k in 1..=manifest.options.samples {
-        sample_sets.push(read_set(&Manifest::sample_dir(&recons, k))?);
-    }
-    let per_sample: Vec<SceneAccuracy> = sample_sets
-        .iter()
-        .map(|set| scene_accuracy(&scenes, set))
-        .collect();
-
-    let metrics_path = recons.join("eval").join("metrics.json");
-    let metrics: serde_json::Value = read_json(&metrics_path)?;
-    let row_value = |prefix: &str, key: &str| -> Option<f64> {
-        metrics["rows"]
-            .as_array()?
-            .iter()
-            .find(|row| row["name"].as_str().is_some_and(|n| n.starts_with(prefix)))?[key]
-            .as_f64()
-    };
-
+    let (ids, decoded_z, sample_sets) =
+        (&scored.ids, &scored.decoded_z_images, &scored.sample_sets);
     let subject = PreparedSubject::open(&subject_dir)?;
     let stimuli = subject.images()?;
     let triples: Vec<[RgbImage; 3]> = ids
@@ -597,15 +704,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         out: out.clone(),
         route: args.route,
         n_test: ids.len(),
-        reconstruction: mean_accuracy(&per_sample),
-        decoded_z: scene_accuracy(&scenes, &decoded_z),
+        reconstruction: scored.figures.reconstruction,
+        decoded_z: scored.figures.decoded_z,
         chance: SceneAccuracy::chance(),
-        two_way_pixels: row_value("reconstruction", "two_way_pixels"),
-        two_way_latent_z: row_value("decoded z (features)", "two_way_latent"),
-        two_way_latent_c: row_value("decoded c (features)", "two_way_latent"),
+        two_way_pixels: scored.figures.two_way_pixels,
+        two_way_latent_z: scored.figures.two_way_latent_z,
+        two_way_latent_c: scored.figures.two_way_latent_c,
         report: recons.join("eval").join("report.html"),
-        metrics: metrics_path,
+        metrics: recons.join("eval").join("metrics.json"),
+        offline: offline.map(|o| o.figures),
         pairs,
+        realtime: (args.route == Route::Realtime)
+            .then(|| read_json(&out.join("realtime-session").join("session.json")))
+            .transpose()?,
         seconds: started.elapsed().as_secs_f64(),
     };
     write_json_atomic(&out.join(summary_name), &summary)?;
@@ -638,6 +749,33 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         opt(summary.two_way_latent_z),
         opt(summary.two_way_latent_c)
     )?;
+    if let Some(offline) = &summary.offline {
+        outln!(
+            "  the same volumes analysed after the session: colour right {}, shape right {}; two-way: pixels {}, decoded z {}, decoded c {}",
+            pct(offline.reconstruction.colour),
+            pct(offline.reconstruction.shape),
+            opt(offline.two_way_pixels),
+            opt(offline.two_way_latent_z),
+            opt(offline.two_way_latent_c)
+        )?;
+    }
+    if let Some(session) = &summary.realtime {
+        let ms = |key: &str| {
+            session[key]
+                .as_f64()
+                .map_or("n/a".to_string(), |v| format!("{v:.0} ms"))
+        };
+        outln!(
+            "  live session: {} volumes at TR {} s, {} drawn, {} decoded but not drawn, {} refused; image latency median {}, p95 {}",
+            session["volumes"],
+            args.tr,
+            session["drawn"],
+            session["not_drawn"],
+            session["refused"].as_array().map_or(0, Vec::len),
+            ms("image_latency_ms_median"),
+            ms("image_latency_ms_p95")
+        )?;
+    }
     outln!("  report: {}", summary.report.display())?;
     outln!(
         "  pairs:  {} (stimulus | decoded z | reconstruction)",

@@ -1,13 +1,15 @@
 //! `brainrecon realtime …`: real-time fMRI. `watch` follows a scanner's export folder volume by
 //! volume: each file is read once complete, realigned and registered, and its motion written
-//! as it arrives (the scanner side of real-time reconstruction; decoding is not joined yet).
+//! as it arrives. `run` (realtime_run.rs) adds the decoders and the diffusion model: an image
+//! per volume on a live page. `simulate` (realtime_simulate.rs) writes a simulated subject's
+//! session as a scanner's export.
 
 use super::usage;
 use brainrecon_data::atomic::write_json_atomic;
 use brainrecon_data::{dicom, nifti_io};
 use brainrecon_realtime::grid::{Grid, Image};
 use brainrecon_realtime::realign::RealignOptions;
-use brainrecon_realtime::session::{SessionOptions, SessionPreprocessor, SubjectSpace};
+use brainrecon_realtime::session::{Processed, SessionOptions, SessionPreprocessor, SubjectSpace};
 use brainrecon_realtime::watch::{FolderWatch, Ready};
 use brainrecon_stream::live::quantile;
 use std::io::Write;
@@ -15,15 +17,19 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime};
 
-/// Real-time fMRI: follow a scanner's export folder volume by volume
+/// Real-time fMRI: reconstruct what a subject sees while the scanner runs
 #[derive(clap::Subcommand)]
 pub enum RealtimeCommand {
+    Run(Box<super::realtime_run::RunArgs>),
     Watch(WatchArgs),
+    Simulate(super::realtime_simulate::SimulateArgs),
 }
 
 pub fn run(command: RealtimeCommand) -> anyhow::Result<()> {
     match command {
+        RealtimeCommand::Run(args) => super::realtime_run::run(*args),
         RealtimeCommand::Watch(args) => watch(args),
+        RealtimeCommand::Simulate(args) => super::realtime_simulate::run(args),
     }
 }
 
@@ -44,47 +50,96 @@ pub fn run(command: RealtimeCommand) -> anyhow::Result<()> {
     brainrecon realtime watch --folder /mnt/scanner/export --out rt-session --volumes 300\n  \
     brainrecon realtime watch --folder export --subject-reference subj01/mean_epi.nii.gz --out rt --json")]
 pub struct WatchArgs {
-    /// The folder the scanner's real-time export writes into
-    #[arg(long)]
-    folder: PathBuf,
+    #[command(flatten)]
+    pub(super) folder: FolderArgs,
     /// Where motion.tsv and session.json go
     #[arg(long, default_value = "realtime-session")]
     out: PathBuf,
     /// A NIfTI volume on the subject's grid to register the session to
     #[arg(long)]
     subject_reference: Option<PathBuf>,
-    /// Stop after this many volumes
-    #[arg(long)]
-    volumes: Option<usize>,
-    /// Stop when no new file has arrived for this long
-    #[arg(long, default_value_t = 60.0)]
-    idle_seconds: f64,
-    /// A file that does not read is given this long without a change of size (ms) before it
-    /// counts as broken
-    #[arg(long, default_value_t = 200)]
-    settle_ms: u64,
-    /// How often the folder is listed (ms)
-    #[arg(long, default_value_t = 20)]
-    poll_ms: u64,
-    /// Gaussian smoothing before realignment (mm FWHM)
-    #[arg(long, default_value_t = 5.0)]
-    smoothing_mm: f64,
     /// Print the session summary as JSON
     #[arg(long)]
     json: bool,
 }
 
+/// How the export folder is followed (shared by `watch` and `run`).
+#[derive(clap::Args)]
+pub struct FolderArgs {
+    /// The folder the scanner's real-time export writes into
+    #[arg(long)]
+    pub folder: PathBuf,
+    /// Stop after this many volumes
+    #[arg(long)]
+    pub volumes: Option<usize>,
+    /// Stop when no new file has arrived for this long
+    #[arg(long, default_value_t = 60.0)]
+    pub idle_seconds: f64,
+    /// A file that does not read is given this long without a change of size (ms) before it
+    /// counts as broken
+    #[arg(long, default_value_t = 200)]
+    pub settle_ms: u64,
+    /// How often the folder is listed (ms)
+    #[arg(long, default_value_t = 20)]
+    pub poll_ms: u64,
+    /// Gaussian smoothing before realignment (mm FWHM)
+    #[arg(long, default_value_t = 5.0)]
+    pub smoothing_mm: f64,
+}
+
+impl FolderArgs {
+    fn check(&self) -> anyhow::Result<()> {
+        if !self.folder.is_dir() {
+            return Err(usage(format!(
+                "--folder {}: not a folder",
+                self.folder.display()
+            )));
+        }
+        if self.idle_seconds.is_nan() || self.idle_seconds <= 0.0 || self.poll_ms == 0 {
+            return Err(usage("--idle-seconds and --poll-ms must be positive"));
+        }
+        Ok(())
+    }
+
+    /// The session's preprocessing options.
+    pub(super) fn session_options(&self) -> SessionOptions {
+        SessionOptions {
+            realign: RealignOptions {
+                smoothing_fwhm_mm: self.smoothing_mm,
+                ..RealignOptions::default()
+            },
+            ..SessionOptions::default()
+        }
+    }
+}
+
 /// One volume's row of motion.tsv.
-struct Row {
-    volume: usize,
-    file: String,
-    motion: [f64; 6],
-    framewise_displacement_mm: f64,
-    iterations: usize,
+#[derive(Clone)]
+pub(super) struct Row {
+    pub volume: usize,
+    pub file: String,
+    pub motion: [f64; 6],
+    pub framewise_displacement_mm: f64,
+    pub iterations: usize,
     /// From the file's last write to its reading, and the reading and preprocessing.
-    wait_ms: f64,
-    processing_ms: f64,
-    latency_ms: f64,
+    pub wait_ms: f64,
+    pub processing_ms: f64,
+    pub latency_ms: f64,
+}
+
+/// A volume preprocessed: its row of motion.tsv, what the session made of it, and when its
+/// file was last written.
+pub(super) struct Arrived {
+    pub row: Row,
+    pub processed: Processed,
+    pub written: SystemTime,
+}
+
+/// How a followed session went.
+pub(super) struct Followed {
+    pub rows: Vec<Row>,
+    pub refused: Vec<Refused>,
+    pub ended_by: String,
 }
 
 const HEADER: &str = "volume\tfile\ttrans_x_mm\ttrans_y_mm\ttrans_z_mm\trot_x_deg\trot_y_deg\trot_z_deg\tframewise_displacement_mm\trealign_iterations\twait_ms\tprocessing_ms\tlatency_ms\n";
@@ -104,30 +159,13 @@ struct SessionRecord {
 }
 
 #[derive(serde::Serialize)]
-struct Refused {
-    file: String,
-    error: String,
+pub(super) struct Refused {
+    pub file: String,
+    pub error: String,
 }
 
-static STOP: AtomicBool = AtomicBool::new(false);
-
 fn watch(args: WatchArgs) -> anyhow::Result<()> {
-    if !args.folder.is_dir() {
-        return Err(usage(format!(
-            "--folder {}: not a folder",
-            args.folder.display()
-        )));
-    }
-    if args.idle_seconds.is_nan() || args.idle_seconds <= 0.0 || args.poll_ms == 0 {
-        return Err(usage("--idle-seconds and --poll-ms must be positive"));
-    }
-    let options = SessionOptions {
-        realign: RealignOptions {
-            smoothing_fwhm_mm: args.smoothing_mm,
-            ..RealignOptions::default()
-        },
-        ..SessionOptions::default()
-    };
+    args.folder.check()?;
     // The subject's reference is read and prepared now, before the scanner's first volume.
     let space = match &args.subject_reference {
         Some(path) => {
@@ -141,9 +179,37 @@ fn watch(args: WatchArgs) -> anyhow::Result<()> {
         None => SubjectSpace::motion_only(),
     };
     let subject_centre = space.reference.as_ref().map(|r| r.grid.centre());
-    let mut preprocessor = SessionPreprocessor::new(space, options)?;
-    std::fs::create_dir_all(&args.out).map_err(|e| brainrecon_data::DataError::io(&args.out, e))?;
-    let tsv_path = args.out.join("motion.tsv");
+    let mut preprocessor = SessionPreprocessor::new(space, args.folder.session_options())?;
+    let followed = follow(
+        &args.folder,
+        &mut preprocessor,
+        &args.out,
+        |_| Ok(()),
+        |_| {},
+        |_| {},
+    )?;
+    let record = summarise(&args.folder.folder, followed, &preprocessor, subject_centre);
+    write_json_atomic(&args.out.join("session.json"), &record)?;
+    print_summary(&record, &args.out, args.json)
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+/// Follows the export folder until --volumes, --idle-seconds or a signal: every volume is read
+/// once complete, preprocessed and appended to OUT/motion.tsv, and the volumes of each poll
+/// are handed to `arrived` together (oldest first); a file that cannot be read once settled,
+/// or cannot be realigned, goes to `refused` and the session goes on; `waiting` hears how
+/// long it has been since the last file whenever a poll finds none.
+pub(super) fn follow(
+    args: &FolderArgs,
+    preprocessor: &mut SessionPreprocessor,
+    out: &Path,
+    mut arrived: impl FnMut(Vec<Arrived>) -> anyhow::Result<()>,
+    mut refused: impl FnMut(&Refused),
+    mut waiting: impl FnMut(Duration),
+) -> anyhow::Result<Followed> {
+    std::fs::create_dir_all(out).map_err(|e| brainrecon_data::DataError::io(out, e))?;
+    let tsv_path = out.join("motion.tsv");
     let mut tsv = std::fs::File::create(&tsv_path)
         .map_err(|e| brainrecon_data::DataError::io(&tsv_path, e))?;
     tsv.write_all(HEADER.as_bytes())?;
@@ -153,13 +219,17 @@ fn watch(args: WatchArgs) -> anyhow::Result<()> {
         &[".dcm", ".ima", ".nii", ".nii.gz"],
         Duration::from_millis(args.settle_ms),
     );
-    let (mut rows, mut refused) = (Vec::<Row>::new(), Vec::new());
+    let mut followed = Followed {
+        rows: Vec::new(),
+        refused: Vec::new(),
+        ended_by: String::new(),
+    };
     let mut last_arrival = Instant::now();
-    let ended_by = loop {
+    followed.ended_by = loop {
         if STOP.load(Ordering::SeqCst) {
             break "signal".to_string();
         }
-        if args.volumes.is_some_and(|n| rows.len() >= n) {
+        if args.volumes.is_some_and(|n| followed.rows.len() >= n) {
             break "volumes".to_string();
         }
         if last_arrival.elapsed().as_secs_f64() > args.idle_seconds {
@@ -169,16 +239,18 @@ fn watch(args: WatchArgs) -> anyhow::Result<()> {
             .poll()
             .map_err(|e| brainrecon_data::DataError::io(&args.folder, e))?;
         if ready.is_empty() {
+            waiting(last_arrival.elapsed());
             std::thread::sleep(Duration::from_millis(args.poll_ms));
             continue;
         }
         last_arrival = Instant::now();
+        let mut batch = Vec::new();
         for Ready { path, settled } in ready {
-            match process(&path, &mut preprocessor, rows.len()) {
-                Ok(row) => {
-                    tsv.write_all(format_row(&row).as_bytes())?;
+            match process(&path, preprocessor, followed.rows.len() + batch.len()) {
+                Ok(volume) => {
+                    tsv.write_all(format_row(&volume.row).as_bytes())?;
                     tsv.flush()?;
-                    rows.push(row);
+                    batch.push(volume);
                 }
                 // Perhaps still being written: read it again once it has settled.
                 Err(_) if !settled => watch.retry(&path),
@@ -187,24 +259,23 @@ fn watch(args: WatchArgs) -> anyhow::Result<()> {
                         "{}: refused: {error:#} (the session goes on)",
                         path.display()
                     );
-                    refused.push(Refused {
+                    let entry = Refused {
                         file: file_name(&path),
                         error: format!("{error:#}"),
-                    });
+                    };
+                    refused(&entry);
+                    followed.refused.push(entry);
                 }
             }
         }
+        if batch.is_empty() {
+            continue;
+        }
+        let rows: Vec<Row> = batch.iter().map(|v| v.row.clone()).collect();
+        arrived(batch)?;
+        followed.rows.extend(rows);
     };
-    let record = summarise(
-        &args,
-        &rows,
-        refused,
-        &preprocessor,
-        subject_centre,
-        ended_by,
-    );
-    write_json_atomic(&args.out.join("session.json"), &record)?;
-    print_summary(&record, &args.out, args.json)
+    Ok(followed)
 }
 
 /// Reads, preprocesses and times one volume file.
@@ -212,7 +283,7 @@ fn process(
     path: &Path,
     preprocessor: &mut SessionPreprocessor,
     volume: usize,
-) -> anyhow::Result<Row> {
+) -> anyhow::Result<Arrived> {
     let started = SystemTime::now();
     let image = read_image(path)?;
     let processed = preprocessor.push(&image)?;
@@ -224,7 +295,7 @@ fn process(
     };
     let done = SystemTime::now();
     let m = processed.motion;
-    Ok(Row {
+    let row = Row {
         volume,
         file: file_name(path),
         motion: [
@@ -240,11 +311,16 @@ fn process(
         wait_ms: ms(written, started),
         processing_ms: ms(started, done),
         latency_ms: ms(written, done),
+    };
+    Ok(Arrived {
+        row,
+        processed,
+        written,
     })
 }
 
 /// A DICOM mosaic or a 3-D NIfTI volume as an image.
-fn read_image(path: &Path) -> anyhow::Result<Image> {
+pub(super) fn read_image(path: &Path) -> anyhow::Result<Image> {
     let name = path.to_string_lossy().to_ascii_lowercase();
     let (shape, affine, values) = if name.ends_with(".nii") || name.ends_with(".nii.gz") {
         let v = nifti_io::read_volume(path)?;
@@ -268,7 +344,7 @@ fn read_image(path: &Path) -> anyhow::Result<Image> {
     })
 }
 
-fn file_name(path: &Path) -> String {
+pub(super) fn file_name(path: &Path) -> String {
     path.file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default()
@@ -295,32 +371,42 @@ fn format_row(row: &Row) -> String {
 }
 
 fn summarise(
-    args: &WatchArgs,
-    rows: &[Row],
-    refused: Vec<Refused>,
+    folder: &Path,
+    followed: Followed,
     preprocessor: &SessionPreprocessor,
     subject_centre: Option<[f64; 3]>,
-    ended_by: String,
 ) -> SessionRecord {
+    let rows = &followed.rows;
     let latencies: Vec<f64> = rows.iter().map(|r| r.latency_ms).collect();
     let latency = |q| (!latencies.is_empty()).then(|| quantile(&latencies, q));
-    let registration = preprocessor
-        .subject_to_session()
-        .zip(subject_centre)
-        .map(|(t, centre)| t.params(centre));
     SessionRecord {
-        folder: args.folder.clone(),
+        folder: folder.to_path_buf(),
         volumes: rows.len(),
-        refused,
         latency_ms_median: latency(0.5),
         latency_ms_p95: latency(0.95),
-        max_framewise_displacement_mm: rows
-            .iter()
-            .map(|r| r.framewise_displacement_mm)
-            .fold(0.0, f64::max),
-        registration_to_subject: registration,
-        ended_by,
+        max_framewise_displacement_mm: max_framewise_displacement(rows),
+        registration_to_subject: registration(preprocessor, subject_centre),
+        refused: followed.refused,
+        ended_by: followed.ended_by,
     }
+}
+
+pub(super) fn max_framewise_displacement(rows: &[Row]) -> f64 {
+    rows.iter()
+        .map(|r| r.framewise_displacement_mm)
+        .fold(0.0, f64::max)
+}
+
+/// The session's registration to the subject, as motion parameters about the subject's grid
+/// centre (None before the first volume, or without a subject reference).
+pub(super) fn registration(
+    preprocessor: &SessionPreprocessor,
+    subject_centre: Option<[f64; 3]>,
+) -> Option<brainrecon_realtime::rigid::RigidParams> {
+    preprocessor
+        .subject_to_session()
+        .zip(subject_centre)
+        .map(|(t, centre)| t.params(centre))
 }
 
 fn print_summary(record: &SessionRecord, out: &Path, json: bool) -> anyhow::Result<()> {

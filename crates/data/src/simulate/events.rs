@@ -10,6 +10,7 @@
 //! derivatives/fmriprep/sub-01/func/
 //!   sub-01_task-images_run-NN_space-T1w_desc-preproc_bold.nii.gz (+ .json)
 //!   sub-01_task-images_run-NN_space-T1w_desc-brain_mask.nii.gz
+//!   sub-01_task-images_run-NN_space-T1w_boldref.nii.gz   the run's reference volume (float32)
 //!   sub-01_task-images_run-NN_desc-confounds_timeseries.tsv (+ .json)
 //! derivatives/fmriprep/sub-01/anat/sub-01_desc-aparcaseg_dseg.nii.gz   FreeSurfer labels on a
 //!   grid twice as fine as the runs' (as fMRIPrep writes it: T1w space, anatomical resolution)
@@ -64,6 +65,8 @@ const EVOKED: f32 = 1.5;
 /// The trial-to-trial variability of the response, relative to the image simulator's (whose
 /// betas carry the measurement's noise too; here the time series carries that).
 const TRIAL_NOISE: f32 = 0.33;
+/// The first volume's brightness relative to the steady state.
+const NOT_YET_STEADY: f64 = 1.3;
 /// White noise in percent of the baseline, per volume.
 const WHITE_NOISE: f64 = 2.0;
 const MOTION: [&str; 6] = ["trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z"];
@@ -113,6 +116,35 @@ pub struct EventsTruth {
     pub trials: Vec<(usize, f64, usize)>,
     pub brain_voxels: usize,
     pub visual_voxels: usize,
+    /// (X, Y, Z) of the runs' volumes.
+    #[serde(default = "default_volume_shape")]
+    pub volume_shape: [usize; 3],
+    #[serde(default = "default_image_size")]
+    pub image_size: usize,
+}
+
+fn default_volume_shape() -> [usize; 3] {
+    EventsOptions::new(Path::new("")).volume_shape
+}
+
+fn default_image_size() -> usize {
+    EventsOptions::new(Path::new("")).image_size
+}
+
+impl EventsTruth {
+    /// The options that made this experiment (output folder aside).
+    pub fn options(&self) -> EventsOptions {
+        EventsOptions {
+            out: PathBuf::new(),
+            seed: self.seed,
+            runs: self.runs,
+            train_images: self.n_train_images,
+            test_images: self.images.len() - self.n_train_images.min(self.images.len()),
+            tr: self.tr,
+            volume_shape: self.volume_shape,
+            image_size: self.image_size,
+        }
+    }
 }
 
 /// The trial slots of every run: each image's repeats spread over different runs, one blank
@@ -263,9 +295,9 @@ fn simulate_run(
     signal: &Signal,
     trials: &[(f64, usize)],
     strong_drift: bool,
+    n: usize,
     rng: &mut ChaCha8Rng,
 ) -> RunData {
-    let n = n_volumes(opts);
     let normal = Normal::new(0.0, 1.0).unwrap();
     let brain = &subject.brain;
     let n_vox = brain.voxels.len();
@@ -326,7 +358,7 @@ fn simulate_run(
             let mut volume: Vec<f64> = (0..len)
                 .map(|_| (30.0 + 3.0 * normal.sample(rng)).max(0.0))
                 .collect();
-            let settle = if t == 0 { 1.3 } else { 1.0 };
+            let settle = if t == 0 { NOT_YET_STEADY } else { 1.0 };
             for (v, &f) in subject.flat.iter().enumerate() {
                 volume[f] = settle * subject.baseline[v] * (1.0 + percent[t][v] / 100.0);
             }
@@ -338,6 +370,15 @@ fn simulate_run(
         motion,
         trial_psc,
     }
+}
+
+/// The voxel-wise mean of `volumes` (at least one).
+fn mean_volume(volumes: &[Vec<f64>]) -> Vec<f32> {
+    let mut sum = vec![0.0f64; volumes[0].len()];
+    for volume in volumes {
+        sum.iter_mut().zip(volume).for_each(|(s, v)| *s += v);
+    }
+    sum.iter().map(|s| (s / volumes.len() as f64) as f32).collect()
 }
 
 fn n_volumes(opts: &EventsOptions) -> usize {
@@ -403,38 +444,81 @@ pub fn simulate_events(opts: &EventsOptions) -> Result<EventsTruth> {
     }
 }
 
-fn write_dataset(opts: &EventsOptions, root: &Path) -> Result<EventsTruth> {
-    let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
-    let subject = Subject::new(opts, &mut rng);
-    let n_images = opts.train_images + opts.test_images;
-    // Distinct scenes: each image is its own condition (its own stim_file).
-    let mut scenes: Vec<Scene> = Vec::with_capacity(n_images);
-    while scenes.len() < n_images {
-        let scene = Scene::random(&mut rng);
-        if scenes.iter().all(|s| s.id() != scene.id()) {
-            scenes.push(scene);
+/// The experiment's subject and images, drawn first from the seed's generator (`rng` is left
+/// where the runs' schedule starts), so a later session of the same subject can be made.
+struct Experiment {
+    subject: Subject,
+    scenes: Vec<Scene>,
+    rendered: Vec<crate::image::RgbImage>,
+    maps: Vec<(Vec<f32>, Vec<f32>)>,
+    visual: Vec<usize>,
+}
+
+/// The luminance-contrast grid the visual voxels see.
+const CONTRAST_GRID: usize = 24;
+
+impl Experiment {
+    fn new(opts: &EventsOptions, rng: &mut ChaCha8Rng) -> Experiment {
+        let subject = Subject::new(opts, rng);
+        let n_images = opts.train_images + opts.test_images;
+        // Distinct scenes: each image is its own condition (its own stim_file).
+        let mut scenes: Vec<Scene> = Vec::with_capacity(n_images);
+        while scenes.len() < n_images {
+            let scene = Scene::random(rng);
+            if scenes.iter().all(|s| s.id() != scene.id()) {
+                scenes.push(scene);
+            }
+        }
+        let rendered: Vec<_> = scenes.iter().map(|s| s.render(opts.image_size)).collect();
+        let maps: Vec<_> = rendered
+            .iter()
+            .map(|im| luminance_contrast(im, CONTRAST_GRID))
+            .collect();
+        let visual: Vec<usize> = (0..subject.brain.voxels.len())
+            .filter(|&v| subject.visual_of[v].is_some())
+            .collect();
+        Experiment {
+            subject,
+            scenes,
+            rendered,
+            maps,
+            visual,
         }
     }
-    let rendered: Vec<_> = scenes.iter().map(|s| s.render(opts.image_size)).collect();
-    let grid = 24;
-    let maps: Vec<_> = rendered
-        .iter()
-        .map(|im| luminance_contrast(im, grid))
-        .collect();
-    let visual: Vec<usize> = (0..subject.brain.voxels.len())
-        .filter(|&v| subject.visual_of[v].is_some())
-        .collect();
-    let signal = Signal::new(&subject.brain, &visual, &scenes, &maps, grid);
+
+    fn signal(&self) -> Signal<'_> {
+        Signal::new(
+            &self.subject.brain,
+            &self.visual,
+            &self.scenes,
+            &self.maps,
+            CONTRAST_GRID,
+        )
+    }
+}
+
+fn write_dataset(opts: &EventsOptions, root: &Path) -> Result<EventsTruth> {
+    let mut rng = ChaCha8Rng::seed_from_u64(opts.seed);
+    let experiment = Experiment::new(opts, &mut rng);
+    let Experiment {
+        subject,
+        scenes,
+        rendered,
+        visual,
+        ..
+    } = &experiment;
+    let signal = experiment.signal();
     let runs = schedule(opts, &mut rng)?;
-    write_top_level(opts, root, &scenes, &rendered)?;
+    write_top_level(opts, root, scenes, rendered)?;
     let fmriprep = root.join("derivatives/fmriprep");
     write_segmentation(&fmriprep, &subject.brain)?;
     let mut trials = Vec::new();
     let mut trial_psc: Vec<f32> = Vec::new();
     for (r, slots) in runs.iter().enumerate() {
         let run_trials = slot_trials(slots);
-        let run = simulate_run(opts, &subject, &signal, &run_trials, r == 2, &mut rng);
-        write_run(opts, root, &fmriprep, r + 1, &run, slots, &scenes, &subject)?;
+        let n = n_volumes(opts);
+        let run = simulate_run(opts, subject, &signal, &run_trials, r == 2, n, &mut rng);
+        write_run(opts, root, &fmriprep, r + 1, &run, slots, scenes, subject)?;
         trials.extend(run_trials.iter().map(|&(onset, image)| (r, onset, image)));
         trial_psc.extend(run.trial_psc.iter().flatten());
     }
@@ -449,8 +533,10 @@ fn write_dataset(opts: &EventsOptions, root: &Path) -> Result<EventsTruth> {
         trials,
         brain_voxels: subject.brain.voxels.len(),
         visual_voxels: visual.len(),
+        volume_shape: opts.volume_shape,
+        image_size: opts.image_size,
     };
-    write_truth(root, &truth, &subject, &trial_psc)?;
+    write_truth(root, &truth, subject, &trial_psc)?;
     Ok(truth)
 }
 
@@ -610,6 +696,13 @@ fn write_run(
         &derived.join(format!("{name}_space-{SPACE}_desc-preproc_bold.json")),
         &serde_json::json!({"RepetitionTime": opts.tr, "SkullStripped": false, "TaskName": TASK}),
     )?;
+    // fMRIPrep's reference volume of the run: here the mean of its steady-state volumes.
+    crate::nifti_io::write_f32(
+        &derived.join(format!("{name}_space-{SPACE}_boldref.nii.gz")),
+        shape,
+        &affine,
+        &mean_volume(&data.volumes[1..]),
+    )?;
     let mut mask = vec![0i16; shape.iter().product()];
     subject.flat.iter().for_each(|&f| mask[f] = 1);
     crate::nifti_io::write_i16(
@@ -626,6 +719,14 @@ fn write_run(
         &derived.join(format!("{name}_desc-confounds_timeseries.json")),
         &serde_json::json!({"framewise_displacement": {"Description": "Framewise displacement (Power et al. 2014), mm", "Units": "mm"}}),
     )?;
+    text(
+        &func.join(format!("{name}_events.tsv")),
+        &events_table(slots, scenes),
+    )
+}
+
+/// A run's BIDS events.tsv: every slot, blanks as fixation.
+fn events_table(slots: &[Option<usize>], scenes: &[Scene]) -> String {
     let mut events = String::from("onset\tduration\ttrial_type\tstim_file\n");
     for (i, slot) in slots.iter().enumerate() {
         let (kind, file) = match slot {
@@ -637,7 +738,7 @@ fn write_run(
             slot_onset(i)
         ));
     }
-    text(&func.join(format!("{name}_events.tsv")), &events)
+    events
 }
 
 fn write_truth(
@@ -666,4 +767,113 @@ fn write_truth(
     let groups = vec![0; n];
     super::bold::write_voxel_truth(&dir, &subject.flat, &groups, subject.brain.shape)?;
     Ok(())
+}
+
+/// A later session of an experiment's subject, as a real-time export would deliver it.
+#[derive(Debug, Clone)]
+pub struct SessionOptions {
+    /// Seeds this session's schedule, noise and drifts (the subject comes from the
+    /// experiment's seed).
+    pub seed: u64,
+    pub tr: f64,
+    /// The first this many test images (None: all of them).
+    pub images: Option<usize>,
+    /// Times each image is shown (in shuffled order, one blank per four trials).
+    pub repeats: usize,
+}
+
+/// One shown image of a [`ScannerSession`].
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SessionTrial {
+    pub onset: f64,
+    /// Index into the experiment's images (`EventsTruth::images`).
+    pub image: usize,
+    pub scene_id: usize,
+    pub stim_file: String,
+}
+
+/// A session's volumes on the subject's grid, before any head motion, and what was shown.
+#[derive(Debug, Clone)]
+pub struct ScannerSession {
+    pub tr: f64,
+    pub shape: [usize; 3],
+    pub affine: [[f64; 4]; 4],
+    /// One volume per TR, x fastest.
+    pub volumes: Vec<Vec<f32>>,
+    pub trials: Vec<SessionTrial>,
+    /// BIDS events.tsv of the session (onset, duration, trial_type, stim_file).
+    pub events_tsv: String,
+}
+
+/// Simulates another session of the subject of the experiment `experiment` describes (same
+/// brain, voxels' HRFs, baselines and tuning; new noise): its test images shown in shuffled
+/// order, one every 4 s, at the session's TR.
+pub fn simulate_session(
+    experiment: &EventsTruth,
+    session: &SessionOptions,
+) -> Result<ScannerSession> {
+    let opts = EventsOptions {
+        tr: session.tr,
+        ..experiment.options()
+    };
+    if !(session.tr > 0.0 && session.tr <= TRIAL_SECONDS) || session.repeats == 0 {
+        return Err(DataError::Usage(format!(
+            "a session at a TR in (0, {TRIAL_SECONDS}] s with each image shown at least once"
+        )));
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(experiment.seed);
+    let mut rebuilt = Experiment::new(&experiment.options(), &mut rng);
+    let ids: Vec<usize> = rebuilt.scenes.iter().map(Scene::id).collect();
+    if ids != experiment.images {
+        return Err(DataError::Usage(
+            "the experiment's truth does not match its seed (made by another version?)".into(),
+        ));
+    }
+    // The same voxels' HRFs, sampled at this session's TR.
+    let library = brainrecon_glm::hrf::hrf_library(STIMULUS_SECONDS, session.tr);
+    rebuilt.subject.hrfs = library
+        .iter()
+        .map(|h| {
+            let peak = h.iter().copied().fold(f64::MIN, f64::max);
+            h.iter().map(|v| v / peak).collect()
+        })
+        .collect();
+    let test: Vec<usize> = (opts.train_images..ids.len())
+        .take(session.images.unwrap_or(usize::MAX))
+        .collect();
+    let mut rng = ChaCha8Rng::seed_from_u64(session.seed ^ 0x5CA7_7E55_10A5_0001);
+    let mut slots: Vec<Option<usize>> = std::iter::repeat_n(&test, session.repeats)
+        .flatten()
+        .map(|&i| Some(i))
+        .collect();
+    slots.extend(std::iter::repeat_n(None, slots.len() / 4));
+    slots.shuffle(&mut rng);
+    let trials = slot_trials(&slots);
+    let n = ((slot_onset(slots.len()) + TAIL_SECONDS) / session.tr).ceil() as usize;
+    let signal = rebuilt.signal();
+    let mut run = simulate_run(&opts, &rebuilt.subject, &signal, &trials, false, n, &mut rng);
+    // A real-time export starts at steady state: the scanner keeps its dummy scans.
+    for &f in &rebuilt.subject.flat {
+        run.volumes[0][f] /= NOT_YET_STEADY;
+    }
+    Ok(ScannerSession {
+        tr: session.tr,
+        shape: opts.volume_shape,
+        affine: super::bold::grid_affine(opts.volume_shape),
+        volumes: run
+            .volumes
+            .iter()
+            .map(|v| v.iter().map(|&x| x as f32).collect())
+            .collect(),
+        trials: trials
+            .iter()
+            .map(|&(onset, image)| SessionTrial {
+                onset,
+                image,
+                scene_id: ids[image],
+                stim_file: stimulus_name(&rebuilt.scenes[image]),
+            })
+            .collect(),
+        events_tsv: events_table(&slots, &rebuilt.scenes),
+    })
 }
