@@ -26,6 +26,7 @@ fn every_command_has_help_with_an_example() {
         vec!["realtime", "watch"],
         vec!["realtime", "run"],
         vec!["realtime", "simulate"],
+        vec!["realtime", "replay"],
         vec!["eval"],
         vec!["encode"],
         vec!["ridge", "fit"],

@@ -3,7 +3,10 @@
 //! broken file among them. Asserted: every volume is read once complete and only then, the motion
 //! trace follows the planted motion, the broken file is reported and the session goes on, and the
 //! summary says so.
+mod common;
+
 use brainrecon_data::dicom::write::{write_mosaic, MosaicVolume};
+use common::{ok, p};
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -221,4 +224,57 @@ fn a_missing_folder_is_refused_with_exit_2() {
         "{stderr}"
     );
     assert!(!dir.path().join("out").exists(), "nothing written");
+}
+
+/// `realtime replay` writes a recorded 4-D run as 3-D volumes (paced by its pixdim[4]);
+/// `watch` follows them as it follows a scanner.
+#[test]
+fn replay_turns_a_recorded_run_into_an_export_folder() {
+    use brainrecon_data::runs::nifti4d::{write_series, Storage};
+    let dir = tempfile::tempdir().unwrap();
+    let (run, export) = (
+        dir.path().join("run_bold.nii.gz"),
+        dir.path().join("export"),
+    );
+    let volumes: Vec<Vec<f64>> = (0..4)
+        .map(|t| {
+            let u16s = volume(t);
+            u16s.iter().map(|&v| v as f64).collect()
+        })
+        .collect();
+    write_series(&run, SHAPE, 0.25, &affine(), Storage::Float32, &volumes).unwrap();
+    let started = std::time::Instant::now();
+    let out = ok(&[
+        "realtime",
+        "replay",
+        "--run",
+        p(&run),
+        "--export",
+        p(&export),
+    ]);
+    // Paced by pixdim[4]: the fourth volume is due 0.75 s after the first.
+    assert!(started.elapsed() >= Duration::from_millis(700), "{out}");
+    assert!(out.contains("replayed 4 volumes"), "{out}");
+    let third = brainrecon_data::nifti_io::read_volume(&export.join("vol-000003.nii")).unwrap();
+    assert_eq!(third.shape, SHAPE);
+    assert!(third
+        .values
+        .iter()
+        .zip(&volumes[2])
+        .all(|(a, b)| (a - b).abs() < 1e-3));
+    let record = dir.path().join("session");
+    let summary = ok(&[
+        "realtime",
+        "watch",
+        "--folder",
+        p(&export),
+        "--volumes",
+        "4",
+        "--out",
+        p(&record),
+        "--json",
+    ]);
+    let summary: serde_json::Value = serde_json::from_str(&summary).unwrap();
+    assert_eq!(summary["volumes"].as_u64(), Some(4), "{summary}");
+    assert!(summary["refused"].as_array().unwrap().is_empty());
 }

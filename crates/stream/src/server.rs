@@ -326,6 +326,7 @@ body { font-family: system-ui, sans-serif; background: #111; color: #ddd; margin
 main { display: flex; gap: 2em; flex-wrap: wrap; align-items: flex-start; }
 #frame { width: 384px; height: 384px; image-rendering: pixelated; background: #222; }
 #previous { width: 192px; height: 192px; image-rendering: pixelated; background: #222; }
+#previous:not([src]) { visibility: hidden; }
 figure { margin: 0; } figcaption { color: #888; font-size: 0.9em; }
 #traces { background: #181818; }
 dl { display: grid; grid-template-columns: auto auto; gap: 0.2em 1em; }

@@ -1,8 +1,8 @@
 //! `brainrecon realtime …`: real-time fMRI. `watch` follows a scanner's export folder volume by
 //! volume: each file is read once complete, realigned and registered, and its motion written
 //! as it arrives. `run` (realtime_run.rs) adds the decoders and the diffusion model: an image
-//! per volume on a live page. `simulate` (realtime_simulate.rs) writes a simulated subject's
-//! session as a scanner's export.
+//! per volume on a live page. `simulate` and `replay` (realtime_simulate.rs) write a simulated
+//! subject's session, or a recorded run, as a scanner's export.
 
 use super::usage;
 use brainrecon_data::atomic::write_json_atomic;
@@ -23,6 +23,7 @@ pub enum RealtimeCommand {
     Run(Box<super::realtime_run::RunArgs>),
     Watch(WatchArgs),
     Simulate(super::realtime_simulate::SimulateArgs),
+    Replay(super::realtime_simulate::ReplayArgs),
 }
 
 pub fn run(command: RealtimeCommand) -> anyhow::Result<()> {
@@ -30,6 +31,7 @@ pub fn run(command: RealtimeCommand) -> anyhow::Result<()> {
         RealtimeCommand::Run(args) => super::realtime_run::run(*args),
         RealtimeCommand::Watch(args) => watch(args),
         RealtimeCommand::Simulate(args) => super::realtime_simulate::run(args),
+        RealtimeCommand::Replay(args) => super::realtime_simulate::replay(args),
     }
 }
 

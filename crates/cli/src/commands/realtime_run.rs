@@ -488,30 +488,25 @@ impl Live<'_> {
 
     /// Writes decoded/{volumes,z,c}.npy and returns the session's timing figures.
     fn finish(&self, rows: &[Row]) -> anyhow::Result<Summary> {
-        if let Some((_, z, c)) = self.decoded.first() {
+        if !self.decoded.is_empty() {
             let dir = self.out.join("decoded");
+            let n = self.decoded.len();
             let volumes: Vec<i64> = self.decoded.iter().map(|d| d.0 as i64).collect();
-            npy::write(&dir.join("volumes.npy"), &[volumes.len()], &volumes)?;
-            let mut z_shape = vec![volumes.len()];
-            z_shape.extend(&self.decoders.z.target_shape);
-            let zs: Vec<f32> = self
-                .decoded
-                .iter()
-                .flat_map(|d| d.1.iter().copied())
-                .collect();
-            npy::write(&dir.join("z.npy"), &z_shape, &zs)?;
-            let mut c_shape = vec![volumes.len()];
-            c_shape.extend(&self.decoders.c.target_shape);
-            let cs: Vec<f32> = self
-                .decoded
-                .iter()
-                .flat_map(|d| d.2.iter().copied())
-                .collect();
-            npy::write(&dir.join("c.npy"), &c_shape, &cs)?;
-            debug_assert_eq!(
-                (zs.len() / volumes.len(), cs.len() / volumes.len()),
-                (z.len(), c.len())
-            );
+            npy::write(&dir.join("volumes.npy"), &[n], &volumes)?;
+            let targets = [
+                ("z.npy", &self.decoders.z.target_shape),
+                ("c.npy", &self.decoders.c.target_shape),
+            ];
+            for (k, (file, target_shape)) in targets.into_iter().enumerate() {
+                let mut shape = vec![n];
+                shape.extend(target_shape);
+                let rows: Vec<f32> = self
+                    .decoded
+                    .iter()
+                    .flat_map(|d| if k == 0 { &d.1 } else { &d.2 }.iter().copied())
+                    .collect();
+                npy::write(&dir.join(file), &shape, &rows)?;
+            }
         }
         let latencies: Vec<f64> = self.rows.iter().filter_map(|r| r.latency_ms).collect();
         let q = |values: &[f64], p| (!values.is_empty()).then(|| quantile(values, p));

@@ -139,3 +139,71 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
     )?;
     Ok(())
 }
+
+/// Replay a recorded run as a scanner's export, one 3-D NIfTI volume per TR (a rehearsal).
+///
+/// Any 4-D NIfTI series (a BIDS run, fMRIPrep's preprocessed BOLD, an NSD time series) is
+/// written volume by volume into --export as vol-NNNNNN.nii (float32, each through a hidden
+/// temporary file and a rename), one every --tr seconds (default: the file's pixdim[4]) with
+/// --pace real, or all at once; `realtime run` or `watch` on that folder then rehearses a
+/// session on real data.
+#[derive(clap::Args)]
+#[command(after_help = "Example:\n  \
+    brainrecon realtime replay --run sub-01/func/sub-01_task-images_run-01_bold.nii.gz --export rt-export --tr 1.6 --pace real &\n  \
+    brainrecon realtime watch --folder rt-export --out rt-session")]
+pub struct ReplayArgs {
+    /// The 4-D NIfTI series to replay
+    #[arg(long)]
+    run: PathBuf,
+    /// The folder the volumes are written to (created)
+    #[arg(long)]
+    export: PathBuf,
+    /// Seconds between volumes (default: the file's pixdim[4])
+    #[arg(long)]
+    tr: Option<f64>,
+    /// real: one volume every TR; none: all at once
+    #[arg(long, value_enum, default_value = "real")]
+    pace: Pace,
+    /// Replay only the first N volumes
+    #[arg(long)]
+    volumes: Option<usize>,
+}
+
+pub fn replay(args: ReplayArgs) -> anyhow::Result<()> {
+    use brainrecon_data::runs::nifti4d;
+    let header = nifti4d::read_header(&args.run)?;
+    let tr = args.tr.unwrap_or(header.pixdim_t);
+    if !(tr.is_finite() && tr > 0.0) {
+        return Err(super::usage(format!(
+            "--tr: {} has no repetition time in pixdim[4] ({}); give --tr in seconds",
+            args.run.display(),
+            header.pixdim_t
+        )));
+    }
+    std::fs::create_dir_all(&args.export)
+        .map_err(|e| brainrecon_data::DataError::io(&args.export, e))?;
+    let limit = args.volumes.unwrap_or(usize::MAX);
+    let started = std::time::Instant::now();
+    let mut written = 0;
+    let result = nifti4d::for_each_volume(&args.run, |t, values| {
+        if t >= limit {
+            return Ok(());
+        }
+        if args.pace == Pace::Real {
+            let due = Duration::from_secs_f64(tr * t as f64);
+            std::thread::sleep(due.saturating_sub(started.elapsed()));
+        }
+        let values: Vec<f32> = values.iter().map(|&v| v as f32).collect();
+        let path = args.export.join(format!("vol-{:06}.nii", t + 1));
+        brainrecon_data::nifti_io::write_f32(&path, header.shape, &header.affine, &values)?;
+        written += 1;
+        Ok(())
+    });
+    result?;
+    outln!(
+        "replayed {written} volumes of {} at TR {tr} s into {}",
+        args.run.display(),
+        args.export.display()
+    )?;
+    Ok(())
+}
