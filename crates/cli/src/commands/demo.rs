@@ -83,6 +83,10 @@ pub struct Args {
     /// --route realtime: show only the first N test images in the session
     #[arg(long)]
     session_images: Option<usize>,
+    /// --route realtime: seconds of rest before the session's first image (a baseline block,
+    /// in which the running statistics settle)
+    #[arg(long, default_value_t = 0.0)]
+    rest_seconds: f64,
     /// Print the headline figures as JSON (the steps' own output then goes to stderr)
     #[arg(long)]
     json: bool,
@@ -604,6 +608,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     tr: args.tr,
                     pace: args.pace,
                     images: args.session_images,
+                    rest_seconds: args.rest_seconds,
                     seed: args.seed,
                     model: &args.model,
                     device,

@@ -10,6 +10,7 @@ pub(super) struct Settings<'a> {
     pub tr: f64,
     pub pace: Pace,
     pub images: Option<usize>,
+    pub rest_seconds: f64,
     pub seed: u64,
     pub model: &'a str,
     pub device: &'a str,
@@ -35,6 +36,7 @@ pub(super) fn session(
         }
     }
     let (tr, seed) = (settings.tr.to_string(), settings.seed.to_string());
+    let rest = settings.rest_seconds.to_string();
     let pace = match settings.pace {
         Pace::Real => "real",
         Pace::None => "none",
@@ -52,6 +54,8 @@ pub(super) fn session(
         pace,
         "--seed",
         &seed,
+        "--rest-seconds",
+        &rest,
     ]
     .map(String::from)
     .to_vec();

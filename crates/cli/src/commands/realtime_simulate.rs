@@ -51,6 +51,9 @@ pub struct SimulateArgs {
     /// Times each image is shown
     #[arg(long, default_value_t = 1)]
     repeats: usize,
+    /// Seconds of rest before the first image (a baseline block)
+    #[arg(long, default_value_t = 0.0)]
+    rest_seconds: f64,
     /// Scale of the planted head motion (0: none)
     #[arg(long, default_value_t = 1.0)]
     motion: f64,
@@ -95,6 +98,7 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
             tr: args.tr,
             images: args.images,
             repeats: args.repeats,
+            rest_seconds: args.rest_seconds,
         },
     )?;
     let motion = planted_motion(session.volumes.len(), args.seed, args.motion);

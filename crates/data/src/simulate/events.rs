@@ -378,7 +378,9 @@ fn mean_volume(volumes: &[Vec<f64>]) -> Vec<f32> {
     for volume in volumes {
         sum.iter_mut().zip(volume).for_each(|(s, v)| *s += v);
     }
-    sum.iter().map(|s| (s / volumes.len() as f64) as f32).collect()
+    sum.iter()
+        .map(|s| (s / volumes.len() as f64) as f32)
+        .collect()
 }
 
 fn n_volumes(opts: &EventsOptions) -> usize {
@@ -721,12 +723,13 @@ fn write_run(
     )?;
     text(
         &func.join(format!("{name}_events.tsv")),
-        &events_table(slots, scenes),
+        &events_table(slots, scenes, 0.0),
     )
 }
 
-/// A run's BIDS events.tsv: every slot, blanks as fixation.
-fn events_table(slots: &[Option<usize>], scenes: &[Scene]) -> String {
+/// A run's BIDS events.tsv: every slot, blanks as fixation, onsets `delay` seconds later than
+/// the slots'.
+fn events_table(slots: &[Option<usize>], scenes: &[Scene], delay: f64) -> String {
     let mut events = String::from("onset\tduration\ttrial_type\tstim_file\n");
     for (i, slot) in slots.iter().enumerate() {
         let (kind, file) = match slot {
@@ -735,7 +738,7 @@ fn events_table(slots: &[Option<usize>], scenes: &[Scene]) -> String {
         };
         events.push_str(&format!(
             "{:.1}\t{STIMULUS_SECONDS:.1}\t{kind}\t{file}\n",
-            slot_onset(i)
+            slot_onset(i) + delay
         ));
     }
     events
@@ -780,6 +783,9 @@ pub struct SessionOptions {
     pub images: Option<usize>,
     /// Times each image is shown (in shuffled order, one blank per four trials).
     pub repeats: usize,
+    /// Seconds of rest before the first image (the baseline block real-time protocols begin
+    /// with), added to the 4-s lead.
+    pub rest_seconds: f64,
 }
 
 /// One shown image of a [`ScannerSession`].
@@ -816,9 +822,13 @@ pub fn simulate_session(
         tr: session.tr,
         ..experiment.options()
     };
-    if !(session.tr > 0.0 && session.tr <= TRIAL_SECONDS) || session.repeats == 0 {
+    if !(session.tr > 0.0 && session.tr <= TRIAL_SECONDS)
+        || session.repeats == 0
+        || !(session.rest_seconds.is_finite() && (0.0..=3600.0).contains(&session.rest_seconds))
+    {
         return Err(DataError::Usage(format!(
-            "a session at a TR in (0, {TRIAL_SECONDS}] s with each image shown at least once"
+            "a session at a TR in (0, {TRIAL_SECONDS}] s with each image shown at least once \
+             and a rest of 0 to 3600 s"
         )));
     }
     let mut rng = ChaCha8Rng::seed_from_u64(experiment.seed);
@@ -848,10 +858,22 @@ pub fn simulate_session(
         .collect();
     slots.extend(std::iter::repeat_n(None, slots.len() / 4));
     slots.shuffle(&mut rng);
-    let trials = slot_trials(&slots);
-    let n = ((slot_onset(slots.len()) + TAIL_SECONDS) / session.tr).ceil() as usize;
+    let rest = session.rest_seconds;
+    let trials: Vec<(f64, usize)> = slot_trials(&slots)
+        .into_iter()
+        .map(|(onset, image)| (onset + rest, image))
+        .collect();
+    let n = ((slot_onset(slots.len()) + rest + TAIL_SECONDS) / session.tr).ceil() as usize;
     let signal = rebuilt.signal();
-    let mut run = simulate_run(&opts, &rebuilt.subject, &signal, &trials, false, n, &mut rng);
+    let mut run = simulate_run(
+        &opts,
+        &rebuilt.subject,
+        &signal,
+        &trials,
+        false,
+        n,
+        &mut rng,
+    );
     // A real-time export starts at steady state: the scanner keeps its dummy scans.
     for &f in &rebuilt.subject.flat {
         run.volumes[0][f] /= NOT_YET_STEADY;
@@ -874,6 +896,6 @@ pub fn simulate_session(
                 stim_file: stimulus_name(&rebuilt.scenes[image]),
             })
             .collect(),
-        events_tsv: events_table(&slots, &rebuilt.scenes),
+        events_tsv: events_table(&slots, &rebuilt.scenes, rest),
     })
 }
