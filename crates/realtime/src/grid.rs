@@ -69,6 +69,12 @@ impl Grid {
         })
     }
 
+    /// Whether `other`'s voxels lie where this grid's do: affines equal to 0.001 (mm, or
+    /// mm per voxel), as a header's printed decimals allow.
+    pub fn same_placement(&self, other: &Grid) -> bool {
+        (0..3).all(|r| (0..4).all(|c| (self.affine[r][c] - other.affine[r][c]).abs() <= 1e-3))
+    }
+
     /// The world position of the grid's centre.
     pub fn centre(&self) -> [f64; 3] {
         self.world(self.shape.map(|n| (n as f64 - 1.0) / 2.0))

@@ -225,9 +225,7 @@ fn same_grid(expected: &Grid, found: &Grid) -> Result<(), VolumeError> {
             found: found.shape,
         });
     }
-    let differs =
-        (0..3).any(|r| (0..4).any(|c| (expected.affine[r][c] - found.affine[r][c]).abs() > 1e-3));
-    if differs {
+    if !expected.same_placement(found) {
         return Err(VolumeError::OtherOrientation);
     }
     Ok(())

@@ -257,7 +257,7 @@ pub struct ReconstructSummary {
 
 /// Checks the decoders against each other, the subject and the model, and returns the
 /// latent spatial size of z (if used).
-fn check_decoders(
+pub(crate) fn check_decoders(
     subject: &PreparedSubject,
     sd: &StableDiffusion,
     method: Method,

@@ -11,10 +11,10 @@
 use crate::decoders::Decoder;
 use crate::error::{Result, RouteError};
 use crate::linear::{sample_latents, tensor_to_image, Manifest, Method, ReconstructOptions};
-use brainrecon_data::image::{read_png, write_png, Filter, RgbImage};
+use brainrecon_data::image::{read_png, write_png, RgbImage};
 use brainrecon_data::npy;
 use brainrecon_data::prepared::PreparedSubject;
-use brainrecon_diffusion::pipeline::{image_from_rgb8, Conditioning, StableDiffusion, Tensor};
+use brainrecon_diffusion::pipeline::{Conditioning, StableDiffusion, Tensor};
 use std::collections::VecDeque;
 use std::path::Path;
 
@@ -162,8 +162,10 @@ pub struct Drawn {
 }
 
 impl<'a> LiveDrawer<'a> {
-    /// Checks that the decoders were fit on `sd`'s latents and context.
+    /// Checks that the decoders were fit on `subject` and on `sd`'s latents and context (as
+    /// the linear route checks them).
     pub fn new(
+        subject: &PreparedSubject,
         sd: &'a StableDiffusion,
         decoders: &LiveDecoders,
         steps: usize,
@@ -183,37 +185,17 @@ impl<'a> LiveDrawer<'a> {
             ..ReconstructOptions::default()
         };
         crate::linear::check_sampling(&options)?;
-        let channels = sd.unet.config.in_channels;
-        let shape = &decoders.z.target_shape;
-        if decoders.z.target != "z" || shape.len() != 3 || shape[0] != channels {
-            return Err(RouteError::mismatch(
-                &decoders.z.dir.join(brainrecon_ridge::MODEL_FILE),
-                "target_shape",
-                format!("[{channels}, h, h], a latent of {}", sd.root.root.display()),
-                format!("target {} of shape {shape:?}", decoders.z.target),
-            ));
-        }
-        let context = vec![
-            sd.text_encoder.config.max_position_embeddings,
-            sd.unet.config.cross_attention_dim,
-        ];
-        if decoders.c.target != "c" || decoders.c.target_shape != context {
-            return Err(RouteError::mismatch(
-                &decoders.c.dir.join(brainrecon_ridge::MODEL_FILE),
-                "target_shape",
-                format!(
-                    "{context:?}, the text context of {}",
-                    sd.root.root.display()
-                ),
-                format!(
-                    "target {} of shape {:?}",
-                    decoders.c.target, decoders.c.target_shape
-                ),
-            ));
-        }
+        let latent_hw = crate::linear::check_decoders(
+            subject,
+            sd,
+            Method::Linear,
+            Some(&decoders.z),
+            Some(&decoders.c),
+        )?
+        .expect("the linear method has a z decoder");
         Ok(LiveDrawer {
             sd,
-            latent_hw: shape[1],
+            latent_hw,
             uncond: crate::linear::unconditional(sd, guidance)?,
             options,
         })
@@ -229,9 +211,7 @@ impl<'a> LiveDrawer<'a> {
             &sd.device,
         )?;
         let decoded_z = tensor_to_image(&sd.decode_latent(&z)?)?;
-        let size = sd.default_size();
-        let resized = decoded_z.resize_with(size, size, Filter::Lanczos);
-        let pixels = image_from_rgb8(size, size, &resized.pixels, &sd.device)?;
+        let pixels = crate::linear::init_pixels(sd, &decoded_z)?;
         let context = Conditioning {
             cond: crate::linear::context_row(sd, c, 0)?,
             uncond: self.uncond.clone(),

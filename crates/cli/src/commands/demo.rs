@@ -436,7 +436,7 @@ fn shown_scenes(
         .collect()
 }
 
-fn path(p: &Path) -> &str {
+pub(super) fn path(p: &Path) -> &str {
     p.to_str().expect("demo paths are UTF-8")
 }
 

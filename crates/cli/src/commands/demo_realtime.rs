@@ -1,6 +1,7 @@
 //! Step 5 of `demo --route realtime`: the subject's next session is exported by a simulated
 //! scanner while `realtime run` reconstructs it.
 
+use super::demo::path;
 use super::realtime_simulate::Pace;
 use brainrecon_data::atomic::read_json;
 use std::path::Path;
@@ -14,10 +15,6 @@ pub(super) struct Settings<'a> {
     pub seed: u64,
     pub model: &'a str,
     pub device: &'a str,
-}
-
-fn path(p: &Path) -> &str {
-    p.to_str().expect("demo paths are UTF-8")
 }
 
 /// Runs the scanner (a thread running `realtime simulate`) and `realtime run` side by side.

@@ -18,7 +18,7 @@ use brainrecon_routes::realtime::{
     PatternWindow,
 };
 use brainrecon_stream::live::quantile;
-use brainrecon_stream::{frame_hash, serve, FrameState, Hub, Server};
+use brainrecon_stream::{frame_hash, FrameState, Hub, Server};
 use std::collections::VecDeque;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -169,6 +169,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     super::check_dtype_on(dtype, &device)?;
     let sd = StableDiffusion::load(&args.model, dtype, &device)?;
     let drawer = LiveDrawer::new(
+        &subject,
         &sd,
         &decoders,
         args.steps,
@@ -299,10 +300,7 @@ fn subject_reference(
         return Ok(None);
     };
     let image = read_image(path)?;
-    let same = image.grid.shape == grid.shape
-        && (0..3)
-            .all(|r| (0..4).all(|c| (image.grid.affine[r][c] - grid.affine[r][c]).abs() < 1e-3));
-    if !same {
+    if image.grid.shape != grid.shape || !image.grid.same_placement(grid) {
         return Err(brainrecon_data::DataError::invalid(
             path,
             "grid",
@@ -318,14 +316,7 @@ fn start_page(args: &RunArgs, hub: Arc<Hub>) -> anyhow::Result<Option<Server>> {
     if args.no_serve {
         return Ok(None);
     }
-    let server = match &args.serve {
-        Some(address) => serve(address, hub)
-            .map_err(|e| usage(format!("--serve {address}: cannot listen there: {e}")))?,
-        None => match serve("127.0.0.1:8080", hub.clone()) {
-            Ok(server) => server,
-            Err(_) => serve("127.0.0.1:0", hub)?,
-        },
-    };
+    let server = super::stream::start_server(args.serve.as_deref(), &hub)?;
     eprintln!("live page: {}", server.url());
     Ok(Some(server))
 }

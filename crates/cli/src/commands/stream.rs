@@ -240,7 +240,7 @@ const DEFAULT_SERVE: &str = "127.0.0.1:8080";
 
 /// Serves the page on `address`, or on [`DEFAULT_SERVE`] when none was given; when that one is
 /// taken (another stream, another program), on a free port instead.
-fn start_server(address: Option<&str>, hub: &Arc<Hub>) -> anyhow::Result<Server> {
+pub(super) fn start_server(address: Option<&str>, hub: &Arc<Hub>) -> anyhow::Result<Server> {
     let failed = |address: &str, e: std::io::Error| {
         usage(format!(
             "--serve {address}: {e} (pick another address, or --no-serve)"

@@ -199,17 +199,22 @@ fn slot_trials(slots: &[Option<usize>]) -> Vec<(f64, usize)> {
         .collect()
 }
 
-/// Each brain voxel's library HRF index and its HRF sampled at the TR (peak 1).
-fn voxel_hrfs(rng: &mut ChaCha8Rng, n: usize, tr: f64) -> (Vec<usize>, Vec<Vec<f64>>) {
-    let library = brainrecon_glm::hrf::hrf_library(STIMULUS_SECONDS, tr);
-    let index: Vec<usize> = (0..n).map(|_| rng.gen_range(0..library.len())).collect();
-    let peaked = library
+/// GLMsingle's library of HRFs for the stimulus duration, sampled at `tr`, each scaled to
+/// peak 1.
+fn peaked_library(tr: f64) -> Vec<Vec<f64>> {
+    brainrecon_glm::hrf::hrf_library(STIMULUS_SECONDS, tr)
         .iter()
         .map(|h| {
             let peak = h.iter().copied().fold(f64::MIN, f64::max);
             h.iter().map(|v| v / peak).collect()
         })
-        .collect();
+        .collect()
+}
+
+/// Each brain voxel's library HRF index and its HRF sampled at the TR (peak 1).
+fn voxel_hrfs(rng: &mut ChaCha8Rng, n: usize, tr: f64) -> (Vec<usize>, Vec<Vec<f64>>) {
+    let peaked = peaked_library(tr);
+    let index: Vec<usize> = (0..n).map(|_| rng.gen_range(0..peaked.len())).collect();
     (index, peaked)
 }
 
@@ -840,14 +845,7 @@ pub fn simulate_session(
         ));
     }
     // The same voxels' HRFs, sampled at this session's TR.
-    let library = brainrecon_glm::hrf::hrf_library(STIMULUS_SECONDS, session.tr);
-    rebuilt.subject.hrfs = library
-        .iter()
-        .map(|h| {
-            let peak = h.iter().copied().fold(f64::MIN, f64::max);
-            h.iter().map(|v| v / peak).collect()
-        })
-        .collect();
+    rebuilt.subject.hrfs = peaked_library(session.tr);
     let test: Vec<usize> = (opts.train_images..ids.len())
         .take(session.images.unwrap_or(usize::MAX))
         .collect();
