@@ -151,9 +151,12 @@ fn nifti_series_and_volumes() {
 }
 
 #[test]
-fn dicom_mosaics() {
-    fuzz("dicom", &seeds("dicom/mosaic", ".dcm"), ".dcm", |path| {
-        text(dicom::read_volume(path)).map(drop)
+fn dicom_mosaics_enhanced_and_single_frame() {
+    let mut seed_files = seeds("dicom/mosaic", ".dcm");
+    seed_files.extend(seeds("dicom/enhanced", ".dcm"));
+    seed_files.extend(seeds("dicom/slices", ".dcm").into_iter().take(2));
+    fuzz("dicom", &seed_files, ".dcm", |path| {
+        text(dicom::read_file(path)).map(drop)
     });
 }
 

@@ -6,7 +6,7 @@
 use crate::grid::{Grid, Image};
 use crate::realign::{reslice, RealignError};
 use crate::rigid::{Rigid, RigidParams};
-use brainrecon_data::dicom::write::{write_mosaic, MosaicVolume};
+use brainrecon_data::dicom::write::{write_volume, DicomLayout, ScannerVolume};
 use brainrecon_data::simulate::events::ScannerSession;
 use brainrecon_data::{DataError, Result};
 use rand::SeedableRng;
@@ -67,9 +67,10 @@ pub fn head_poses(offset: &RigidParams, motion: &[RigidParams], centre: [f64; 3]
         .collect()
 }
 
-/// The file name of 1-based volume `volume`.
-pub fn file_name(volume: usize) -> String {
-    format!("001_{SERIES:06}_{volume:06}.dcm")
+/// The file stem of 1-based volume `volume`, as Siemens' real-time export names it
+/// (session, series, volume).
+pub fn file_stem(volume: usize) -> String {
+    format!("001_{SERIES:06}_{volume:06}")
 }
 
 /// `values` on `grid` as the scanner sees them with the head at `pose` (subject's world →
@@ -83,12 +84,14 @@ pub fn moved(
     Ok(reslice(&image, &pose.inverse(), grid)?.0.values)
 }
 
-/// Writes every volume of `session`, its head at `poses[t]`, into `folder` (created): volume
-/// t at `start + t·pace` when `pace` is given, else at once. `on_written` is told each file.
+/// Writes every volume of `session`, its head at `poses[t]`, into `folder` (created) in
+/// `layout`: volume t at `start + t·pace` when `pace` is given, else at once. `on_written` is
+/// told each volume's last file.
 pub fn write_export(
     session: &ScannerSession,
     poses: &[Rigid],
     folder: &Path,
+    layout: DicomLayout,
     pace: Option<Duration>,
     mut on_written: impl FnMut(usize, &Path),
 ) -> Result<Vec<PathBuf>> {
@@ -112,10 +115,10 @@ pub fn write_export(
             let due = start + pace.mul_f64(t as f64);
             std::thread::sleep(due.saturating_duration_since(Instant::now()));
         }
-        let path = folder.join(file_name(t + 1));
-        write_mosaic(
-            &path,
-            &MosaicVolume {
+        let files = write_volume(
+            folder,
+            &file_stem(t + 1),
+            &ScannerVolume {
                 shape: session.shape,
                 affine: session.affine,
                 values: &stored,
@@ -124,9 +127,12 @@ pub fn write_export(
                 volume: (t + 1) as u32,
                 repetition_time_ms: session.tr * 1000.0,
             },
+            layout,
         )?;
-        on_written(t, &path);
-        written.push(path);
+        if let Some(last) = files.last() {
+            on_written(t, last);
+        }
+        written.extend(files);
     }
     Ok(written)
 }

@@ -8,6 +8,7 @@
 //!   intensities, the reference's gradients computed once, as SPM's `spm_realign` and AFNI's
 //!   `3dvolreg` linearise), and reslicing onto the reference's grid.
 //! - [`watch`]: the export folder a scanner fills, each file handed over once complete.
+//! - [`assemble`]: volumes from a single-frame export (a file per slice).
 //! - [`online`]: per-voxel detrending and z-scoring with running statistics, no look-ahead.
 //! - [`session`]: a session volume by volume: realignment to its first volume, registration
 //!   of that volume to the subject's reference, the subject's voxels sampled through both in
@@ -15,6 +16,7 @@
 //! - [`export`]: a simulated subject's session written as a scanner's real-time export
 //!   (Siemens mosaics with planted head motion, at the TR's pace).
 
+pub mod assemble;
 pub mod export;
 pub mod grid;
 pub mod online;

@@ -1,13 +1,15 @@
-//! The folder a scanner's real-time export fills, one file per volume (Siemens' ideacmdtool
-//! or a Philips/GE export, as OpenNFT's and rt-cloud's watchers read it). A file is handed
-//! over as soon as it has kept its size over one poll; it is *settled* once its size has not
-//! changed for `settle`, or a later file has appeared (the scanner moved on). A reader that
-//! finds an unsettled file incomplete gives it back with [`FolderWatch::retry`] and gets it
-//! again later; only a settled file that does not read is broken. So a finished file waits
-//! one poll, not the settle time. Files come out in natural name order (volume numbers need
-//! not be zero-padded).
+//! The folder a scanner's real-time export fills, one file per volume or per slice (Siemens'
+//! ideacmdtool or a Philips/GE export, as OpenNFT's and rt-cloud's watchers read it).
+//!
+//! A file is handed over as soon as it has kept its size over one poll. It is *settled* once
+//! its size has not changed for `settle`, or a later file has appeared (the scanner moved
+//! on). A reader that finds an unsettled file incomplete gives it back with
+//! [`FolderWatch::retry`] and gets it again later, so a finished file waits one poll, not the
+//! settle time. Only a settled file that does not read is broken; if its size changes later
+//! (a copy that stalled, then went on) it is handed over again ([`FolderWatch::refuse`]).
+//! Files come out in natural name order (volume numbers need not be zero-padded).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -21,6 +23,9 @@ pub struct FolderWatch {
     handed_over: BTreeMap<PathBuf, (u64, Instant)>,
     /// Files seen but not handed over: their size at the last poll and since when.
     growing: BTreeMap<PathBuf, (u64, Instant)>,
+    /// Handed-over files the reader refused: handed over again if their size changes (a
+    /// copy that stalled for longer than the settle time, then went on).
+    refused: BTreeSet<PathBuf>,
 }
 
 /// A file handed over by [`FolderWatch::poll`].
@@ -42,6 +47,7 @@ impl FolderWatch {
             settle,
             handed_over: BTreeMap::new(),
             growing: BTreeMap::new(),
+            refused: BTreeSet::new(),
         }
     }
 
@@ -64,13 +70,25 @@ impl FolderWatch {
         }
     }
 
+    /// Marks a settled file the reader could not read: it is handed over again if its size
+    /// ever changes.
+    pub fn refuse(&mut self, path: &Path) {
+        if self.handed_over.contains_key(path) {
+            self.refused.insert(path.to_path_buf());
+        }
+    }
+
     fn poll_at(&mut self, now: Instant) -> std::io::Result<Vec<Ready>> {
         let mut listed = self.listing()?;
         listed.sort_by_cached_key(|(path, _)| natural_key(path));
         let mut ready = Vec::new();
         let last = listed.len();
         for (index, (path, size)) in listed.into_iter().enumerate() {
-            if self.handed_over.contains_key(&path) {
+            if let Some(&(handed_size, _)) = self.handed_over.get(&path) {
+                if handed_size != size && self.refused.remove(&path) {
+                    self.handed_over.remove(&path);
+                    self.growing.insert(path, (size, now));
+                }
                 continue;
             }
             let later_file_exists = index + 1 < last;
@@ -204,6 +222,17 @@ mod tests {
             .poll_at(t0 + Duration::from_secs(9))
             .unwrap()
             .is_empty());
+        // vol10 was refused once settled; a copy that stalled and then went on makes it grow:
+        // it is handed over again once its new size holds. A file read fine is not.
+        watch.refuse(&dir.path().join("vol10.dcm"));
+        write(&dir.path().join("vol10.dcm"), 300);
+        write(&dir.path().join("vol9.dcm"), 300);
+        assert!(watch
+            .poll_at(t0 + Duration::from_secs(10))
+            .unwrap()
+            .is_empty());
+        let ready = watch.poll_at(t0 + Duration::from_secs(11)).unwrap();
+        assert_eq!(names(&ready), [("vol10.dcm".into(), true)]);
     }
 
     #[test]

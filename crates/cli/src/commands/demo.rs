@@ -85,7 +85,7 @@ pub struct Args {
     session_images: Option<usize>,
     /// --route realtime: seconds of rest before the session's first image (a baseline block,
     /// in which the running statistics settle)
-    #[arg(long, default_value_t = 0.0)]
+    #[arg(long, default_value_t = 30.0)]
     rest_seconds: f64,
     /// Print the headline figures as JSON (the steps' own output then goes to stderr)
     #[arg(long)]

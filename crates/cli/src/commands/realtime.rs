@@ -7,6 +7,7 @@
 use super::usage;
 use brainrecon_data::atomic::write_json_atomic;
 use brainrecon_data::{dicom, nifti_io};
+use brainrecon_realtime::assemble::{Assembled, SliceAssembler};
 use brainrecon_realtime::grid::{Grid, Image};
 use brainrecon_realtime::realign::RealignOptions;
 use brainrecon_realtime::session::{Processed, SessionOptions, SessionPreprocessor, SubjectSpace};
@@ -37,8 +38,9 @@ pub fn run(command: RealtimeCommand) -> anyhow::Result<()> {
 
 /// Watch a scanner's real-time export folder: realign each volume as it arrives.
 ///
-/// Reads Siemens EPI mosaics (.dcm, .ima) or 3-D NIfTI volumes (.nii, .nii.gz) as the export
-/// writes them, one file per volume. A file is read as soon as its size holds over one poll;
+/// Reads the DICOM layouts scanners export (.dcm, .ima): Siemens EPI mosaics and enhanced
+/// multi-frame files (a volume per file), single-frame series (a slice per file, stacked into
+/// volumes: see --slices); or 3-D NIfTI volumes (.nii, .nii.gz). A file is read as soon as its size holds over one poll;
 /// one that does not read yet is read again until its size has held for --settle-ms (or a
 /// later file has appeared), and only then reported as broken. The first volume is the session's reference;
 /// with --subject-reference (a NIfTI volume of the subject on another day, e.g. a mean EPI) it
@@ -87,6 +89,10 @@ pub struct FolderArgs {
     /// Gaussian smoothing before realignment (mm FWHM)
     #[arg(long, default_value_t = 5.0)]
     pub smoothing_mm: f64,
+    /// Slices per volume of a single-frame export (one DICOM file per slice); without it,
+    /// the first volume is stacked when a slice of the second arrives
+    #[arg(long)]
+    pub slices: Option<usize>,
 }
 
 impl FolderArgs {
@@ -99,6 +105,9 @@ impl FolderArgs {
         }
         if self.idle_seconds.is_nan() || self.idle_seconds <= 0.0 || self.poll_ms == 0 {
             return Err(usage("--idle-seconds and --poll-ms must be positive"));
+        }
+        if self.slices == Some(0) {
+            return Err(usage("--slices must be positive"));
         }
         Ok(())
     }
@@ -226,6 +235,7 @@ pub(super) fn follow(
         refused: Vec::new(),
         ended_by: String::new(),
     };
+    let mut assembler = SliceAssembler::new(args.slices);
     let mut last_arrival = Instant::now();
     followed.ended_by = loop {
         if STOP.load(Ordering::SeqCst) {
@@ -248,25 +258,38 @@ pub(super) fn follow(
         last_arrival = Instant::now();
         let mut batch = Vec::new();
         for Ready { path, settled } in ready {
-            match process(&path, preprocessor, followed.rows.len() + batch.len()) {
-                Ok(volume) => {
-                    tsv.write_all(format_row(&volume.row).as_bytes())?;
-                    tsv.flush()?;
-                    batch.push(volume);
-                }
+            let volumes = match read_volumes(&path, &mut assembler) {
+                Ok(volumes) => volumes,
                 // Perhaps still being written: read it again once it has settled.
-                Err(_) if !settled => watch.retry(&path),
+                Err(_) if !settled => {
+                    watch.retry(&path);
+                    continue;
+                }
                 Err(error) => {
-                    eprintln!(
-                        "{}: refused: {error:#} (the session goes on)",
-                        path.display()
-                    );
-                    let entry = Refused {
-                        file: file_name(&path),
-                        error: format!("{error:#}"),
-                    };
-                    refused(&entry);
-                    followed.refused.push(entry);
+                    watch.refuse(&path);
+                    vec![(path, Err(error))]
+                }
+            };
+            for (path, image) in volumes {
+                let volume = followed.rows.len() + batch.len();
+                match image.and_then(|image| process(&path, image, preprocessor, volume)) {
+                    Ok(volume) => {
+                        tsv.write_all(format_row(&volume.row).as_bytes())?;
+                        tsv.flush()?;
+                        batch.push(volume);
+                    }
+                    Err(error) => {
+                        eprintln!(
+                            "{}: refused: {error:#} (the session goes on)",
+                            path.display()
+                        );
+                        let entry = Refused {
+                            file: file_name(&path),
+                            error: format!("{error:#}"),
+                        };
+                        refused(&entry);
+                        followed.refused.push(entry);
+                    }
                 }
             }
         }
@@ -277,17 +300,67 @@ pub(super) fn follow(
         arrived(batch)?;
         followed.rows.extend(rows);
     };
+    for unfinished in assembler.finish() {
+        let files = match unfinished {
+            Assembled::Volume { files, .. } | Assembled::Refused { files, .. } => files,
+        };
+        let entry = Refused {
+            file: files.last().map(|f| file_name(f)).unwrap_or_default(),
+            error: format!(
+                "{} single-frame files of a volume the session ended before completing",
+                files.len()
+            ),
+        };
+        eprintln!("{}: not processed: {}", entry.file, entry.error);
+        refused(&entry);
+        followed.refused.push(entry);
+    }
     Ok(followed)
 }
 
-/// Reads, preprocesses and times one volume file.
+/// The volumes one file completes, each with the file that completed it: one for a volume
+/// file, none or more for a slice of a single-frame series (a volume that cannot be stacked
+/// is an `Err` in the list). `Err` when the file does not read.
+fn read_volumes(
+    path: &Path,
+    assembler: &mut SliceAssembler,
+) -> anyhow::Result<Vec<(PathBuf, anyhow::Result<Image>)>> {
+    let name = path.to_string_lossy().to_ascii_lowercase();
+    if name.ends_with(".nii") || name.ends_with(".nii.gz") {
+        return Ok(vec![(path.to_path_buf(), Ok(read_image(path)?))]);
+    }
+    let assembled = match dicom::read_file(path)? {
+        dicom::DicomFile::Volume(volume) => {
+            return Ok(vec![(path.to_path_buf(), dicom_image(path, volume))]);
+        }
+        dicom::DicomFile::Slice(slice) => assembler.push(path.to_path_buf(), slice),
+    };
+    Ok(assembled
+        .into_iter()
+        .map(|a| {
+            let last = a.last_file().cloned().unwrap_or_else(|| path.to_path_buf());
+            let image = match a {
+                Assembled::Volume { volume, .. } => dicom_image(&last, *volume),
+                Assembled::Refused { files, error } => Err(anyhow::anyhow!(
+                    "the volume of {} single-frame files ({} to {}): {error}",
+                    files.len(),
+                    files.first().map(|f| file_name(f)).unwrap_or_default(),
+                    file_name(&last)
+                )),
+            };
+            (last, image)
+        })
+        .collect())
+}
+
+/// Preprocesses and times one volume; `path` is the file that completed it.
 fn process(
     path: &Path,
+    image: Image,
     preprocessor: &mut SessionPreprocessor,
     volume: usize,
 ) -> anyhow::Result<Arrived> {
     let started = SystemTime::now();
-    let image = read_image(path)?;
     let processed = preprocessor.push(&image)?;
     let written = std::fs::metadata(path)
         .and_then(|m| m.modified())
@@ -321,20 +394,29 @@ fn process(
     })
 }
 
-/// A DICOM mosaic or a 3-D NIfTI volume as an image.
+/// A DICOM volume (a mosaic or an enhanced multi-frame file) or a 3-D NIfTI volume as an
+/// image.
 pub(super) fn read_image(path: &Path) -> anyhow::Result<Image> {
     let name = path.to_string_lossy().to_ascii_lowercase();
-    let (shape, affine, values) = if name.ends_with(".nii") || name.ends_with(".nii.gz") {
+    if name.ends_with(".nii") || name.ends_with(".nii.gz") {
         let v = nifti_io::read_volume(path)?;
-        (
-            v.shape,
-            v.affine,
-            v.values.iter().map(|&x| x as f32).collect(),
-        )
+        let values = v.values.iter().map(|&x| x as f32).collect();
+        grid_image(path, v.shape, v.affine, values)
     } else {
-        let v = dicom::read_volume(path)?;
-        (v.shape, v.affine, v.values)
-    };
+        dicom_image(path, dicom::read_volume(path)?)
+    }
+}
+
+fn dicom_image(path: &Path, volume: dicom::DicomVolume) -> anyhow::Result<Image> {
+    grid_image(path, volume.shape, volume.affine, volume.values)
+}
+
+fn grid_image(
+    path: &Path,
+    shape: [usize; 3],
+    affine: [[f64; 4]; 4],
+    values: Vec<f32>,
+) -> anyhow::Result<Image> {
     Image::new(Grid { shape, affine }, values).map_err(|e| {
         brainrecon_data::DataError::invalid(
             path,

@@ -2,6 +2,7 @@
 //! real-time export.
 
 use brainrecon_data::atomic::{read_json, write_bytes_atomic, write_json_atomic};
+use brainrecon_data::dicom::write::DicomLayout;
 use brainrecon_data::simulate::events::{
     simulate_session, EventsTruth, SessionOptions, SessionTrial,
 };
@@ -14,13 +15,14 @@ use std::time::Duration;
 ///
 /// The subject is the one `simulate --kind events` made (--experiment: its folder), the one
 /// whose prepared data the decoders were fit on: same brain, voxels' response shapes and
-/// tuning; new noise and drifts. The session shows its test images (the first --images, each
-/// --repeats times, in shuffled order, a 3-s image every 4 s, one blank in four) at --tr; the
+/// tuning; new noise and drifts. After --rest-seconds of rest, the session shows its test
+/// images (the first --images, each --repeats times, in shuffled order, a 3-s image every
+/// 4 s, one blank in four) at --tr; the
 /// head lies a few mm and degrees away from where it lay in the subject's reference and moves
 /// (a slow drift and one sudden 0.8 mm / 0.6° movement at 60% of the session), and
-/// every volume is written as a Siemens EPI mosaic into --export (OUT/export by default),
-/// named as Siemens' real-time export names them, one every TR with --pace real (as a scanner
-/// would) or all at once.
+/// every volume is written into --export (OUT/export by default) as a Siemens EPI mosaic
+/// named as Siemens' real-time export names them (or in another --layout), one every TR with
+/// --pace real (as a scanner would) or all at once.
 ///
 /// OUT/events.tsv holds the session's events (BIDS: onset, duration, trial_type, stim_file),
 /// OUT/truth.json the trials and the planted motion of every volume.
@@ -45,14 +47,19 @@ pub struct SimulateArgs {
     /// real: one volume every TR; none: all at once
     #[arg(long, value_enum, default_value = "none")]
     pace: Pace,
+    /// How the export lays volumes out: a Siemens mosaic or an enhanced multi-frame file per
+    /// volume, or a classic file per slice
+    #[arg(long, value_enum, default_value = "mosaic")]
+    layout: Layout,
     /// Show only the first N test images
     #[arg(long)]
     images: Option<usize>,
     /// Times each image is shown
     #[arg(long, default_value_t = 1)]
     repeats: usize,
-    /// Seconds of rest before the first image (a baseline block)
-    #[arg(long, default_value_t = 0.0)]
+    /// Seconds of rest before the first image (a baseline block, in which the running
+    /// statistics of `realtime run` settle)
+    #[arg(long, default_value_t = 30.0)]
     rest_seconds: f64,
     /// Scale of the planted head motion (0: none)
     #[arg(long, default_value_t = 1.0)]
@@ -63,6 +70,23 @@ pub struct SimulateArgs {
     /// Print the summary as JSON
     #[arg(long)]
     json: bool,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Layout {
+    Mosaic,
+    Enhanced,
+    Slices,
+}
+
+impl From<Layout> for DicomLayout {
+    fn from(layout: Layout) -> DicomLayout {
+        match layout {
+            Layout::Mosaic => DicomLayout::Mosaic,
+            Layout::Enhanced => DicomLayout::Enhanced,
+            Layout::Slices => DicomLayout::Slices,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -126,7 +150,14 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
     };
     write_json_atomic(&args.out.join("truth.json"), &record)?;
     let pace = (args.pace == Pace::Real).then(|| Duration::from_secs_f64(args.tr));
-    write_export(&session, &poses, &export, pace, |_, _| {})?;
+    write_export(
+        &session,
+        &poses,
+        &export,
+        args.layout.into(),
+        pace,
+        |_, _| {},
+    )?;
     if args.json {
         return super::print_json(&serde_json::json!({
             "export": export, "volumes": record.volumes, "trials": record.trials.len(),

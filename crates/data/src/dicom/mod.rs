@@ -1,19 +1,21 @@
-//! DICOM volumes as MR scanners export them for real-time processing: Siemens' classic EPI
-//! mosaic (one file per volume, the slices tiled in one image, their count and normal in the
-//! CSA header). Read with the Rust DICOM project's `dicom-object`; geometry as dcm2niix
-//! computes it (checked against its conversion in `tests/dicom.rs`).
-//!
-//! Single-frame series (one slice per file) and enhanced multi-frame files are refused with
-//! a message saying so.
+//! DICOM volumes as MR scanners export them for real-time processing, in the three layouts
+//! they use: Siemens' classic EPI mosaic (one file per volume, the slices tiled in one image,
+//! their count and normal in the CSA header), enhanced multi-frame files (one file per
+//! volume, a frame per slice, geometry in functional groups: Siemens XA) and single-frame
+//! series (one file per slice: GE, Philips, Siemens XA's interoperability mode), whose slices
+//! [`slices::stack`] puts together. Read with the Rust DICOM project's `dicom-object`;
+//! geometry as dcm2niix computes it (checked against its conversions in `tests/dicom.rs`).
 
 pub mod csa;
+pub mod enhanced;
 pub mod lengths;
 pub mod mosaic;
+pub mod slices;
 pub mod write;
 
 use crate::error::{guard_foreign_parser, DataError, Result};
 use dicom_dictionary_std::tags;
-use dicom_object::{DefaultDicomObject, OpenFileOptions, Tag};
+use dicom_object::{DefaultDicomObject, InMemDicomObject, OpenFileOptions, Tag};
 use std::path::Path;
 
 /// The uncompressed little-endian transfer syntaxes (implicit and explicit VR).
@@ -32,7 +34,7 @@ pub struct DicomVolume {
 }
 
 /// Where a file sits in its series: what a folder watcher orders and groups volumes by.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct SeriesPosition {
     pub series_uid: String,
     pub series_number: Option<i64>,
@@ -42,18 +44,68 @@ pub struct SeriesPosition {
     pub acquisition_time: Option<String>,
 }
 
-/// Reads one DICOM file holding a whole volume (a Siemens mosaic).
-pub fn read_volume(path: &Path) -> Result<DicomVolume> {
+/// What one DICOM file of an export holds: a whole volume (a mosaic or an enhanced
+/// multi-frame file) or one slice of a single-frame series.
+#[derive(Debug, Clone)]
+pub enum DicomFile {
+    Volume(DicomVolume),
+    Slice(slices::DicomSlice),
+}
+
+/// Reads one DICOM file of a real-time export, whichever of the three layouts it has.
+pub fn read_file(path: &Path) -> Result<DicomFile> {
     let object = open(path)?;
-    let header = mosaic::MosaicHeader::read(path, &object)?;
-    let pixels = pixel_values(path, &object, header.mosaic_rows, header.mosaic_columns)?;
-    let values = mosaic::unpack(&header, &pixels);
+    if enhanced::is_enhanced(&object) {
+        enhanced::read(path, &object).map(DicomFile::Volume)
+    } else if mosaic::is_mosaic(&object) {
+        read_mosaic(path, &object).map(DicomFile::Volume)
+    } else {
+        slices::read(path, &object).map(DicomFile::Slice)
+    }
+}
+
+/// Reads one DICOM file holding a whole volume (a Siemens mosaic or an enhanced multi-frame
+/// file); a single slice is refused, naming the function that stacks a series.
+pub fn read_volume(path: &Path) -> Result<DicomVolume> {
+    match read_file(path)? {
+        DicomFile::Volume(volume) => Ok(volume),
+        DicomFile::Slice(_) => Err(DataError::invalid(
+            path,
+            "ImageType (0008,0008) and NumberOfFrames (0028,0008)",
+            "a whole volume in one file (a Siemens MOSAIC or an enhanced multi-frame file)",
+            "one slice of a single-frame series (its files are stacked into volumes by `realtime watch`/`run`)",
+        )),
+    }
+}
+
+fn read_mosaic(path: &Path, object: &DefaultDicomObject) -> Result<DicomVolume> {
+    let header = mosaic::MosaicHeader::read(path, object)?;
+    let count = header.mosaic_rows.checked_mul(header.mosaic_columns);
+    let stored = stored_pixels(path, object, count, "Rows × Columns")?;
+    let rescale = Rescale::read(path, object)?;
+    let values = mosaic::unpack(&header, &rescale.apply(&stored));
     Ok(DicomVolume {
         shape: [header.columns, header.rows, header.slices],
         affine: header.affine(),
         values,
-        series: series_position(&object),
+        series: series_position(object),
     })
+}
+
+/// Row-major RAS+ affine from the LPS steps of one voxel along each axis and the LPS
+/// position of the first voxel (DICOM's patient coordinates → NIfTI's: x and y negated).
+pub(crate) fn ras_affine(steps: [[f64; 3]; 3], first_voxel: [f64; 3]) -> [[f64; 4]; 4] {
+    let mut affine = [[0.0; 4]; 4];
+    for (axis, sign) in [-1.0, -1.0, 1.0].into_iter().enumerate() {
+        affine[axis] = [
+            sign * steps[0][axis],
+            sign * steps[1][axis],
+            sign * steps[2][axis],
+            sign * first_voxel[axis],
+        ];
+    }
+    affine[3][3] = 1.0;
+    affine
 }
 
 /// Opens a DICOM file (Part 10, with its preamble), after bounding its size: the parser reads
@@ -91,7 +143,7 @@ pub fn open(path: &Path) -> Result<DefaultDicomObject> {
 /// A required element's numbers (decimal or integer strings, or binary).
 pub(crate) fn numbers(
     path: &Path,
-    object: &DefaultDicomObject,
+    object: &InMemDicomObject,
     tag: Tag,
     name: &str,
     count: usize,
@@ -116,16 +168,11 @@ pub(crate) fn numbers(
 }
 
 /// A required element's single number.
-pub(crate) fn number(
-    path: &Path,
-    object: &DefaultDicomObject,
-    tag: Tag,
-    name: &str,
-) -> Result<f64> {
+pub(crate) fn number(path: &Path, object: &InMemDicomObject, tag: Tag, name: &str) -> Result<f64> {
     numbers(path, object, tag, name, 1).map(|v| v[0])
 }
 
-fn optional_number(object: &DefaultDicomObject, tag: Tag) -> Option<f64> {
+pub(crate) fn optional_number(object: &InMemDicomObject, tag: Tag) -> Option<f64> {
     object
         .element_opt(tag)
         .ok()
@@ -139,7 +186,7 @@ pub(crate) fn element_name(tag: Tag, name: &str) -> String {
     format!("{name} ({:04X},{:04X})", tag.0, tag.1)
 }
 
-fn series_position(object: &DefaultDicomObject) -> SeriesPosition {
+pub(crate) fn series_position(object: &InMemDicomObject) -> SeriesPosition {
     let text = |tag| {
         let v = object.element_opt(tag).ok().flatten()?.to_str().ok()?;
         Some(v.trim_end_matches('\0').trim().to_string())
@@ -154,13 +201,44 @@ fn series_position(object: &DefaultDicomObject) -> SeriesPosition {
     }
 }
 
-/// The stored pixels of a rows × columns 16-bit image, rescaled by RescaleSlope and
-/// RescaleIntercept when present.
-fn pixel_values(
+/// RescaleSlope and RescaleIntercept: stored pixel → value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct Rescale {
+    pub slope: f64,
+    pub intercept: f64,
+}
+
+impl Rescale {
+    /// The rescale of `object` (a data set or a functional group's item); identity if absent.
+    pub fn read(path: &Path, object: &InMemDicomObject) -> Result<Rescale> {
+        let slope = optional_number(object, tags::RESCALE_SLOPE).unwrap_or(1.0);
+        let intercept = optional_number(object, tags::RESCALE_INTERCEPT).unwrap_or(0.0);
+        if slope == 0.0 {
+            return Err(DataError::invalid(
+                path,
+                "RescaleSlope (0028,1053)",
+                "a non-zero slope",
+                "0",
+            ));
+        }
+        Ok(Rescale { slope, intercept })
+    }
+
+    pub fn apply(&self, stored: &[f32]) -> Vec<f32> {
+        stored
+            .iter()
+            .map(|&raw| (raw as f64 * self.slope + self.intercept) as f32)
+            .collect()
+    }
+}
+
+/// The first `count` stored 16-bit pixels (MR magnitude images), not rescaled. `count` is
+/// `None` when the header's sizes overflow; `sizes` names those fields.
+pub(crate) fn stored_pixels(
     path: &Path,
-    object: &DefaultDicomObject,
-    rows: usize,
-    columns: usize,
+    object: &InMemDicomObject,
+    count: Option<usize>,
+    sizes: &str,
 ) -> Result<Vec<f32>> {
     let bits = number(path, object, tags::BITS_ALLOCATED, "BitsAllocated")?;
     let samples = optional_number(object, tags::SAMPLES_PER_PIXEL).unwrap_or(1.0);
@@ -173,8 +251,6 @@ fn pixel_values(
         ));
     }
     let signed = optional_number(object, tags::PIXEL_REPRESENTATION).unwrap_or(0.0) == 1.0;
-    let slope = optional_number(object, tags::RESCALE_SLOPE).unwrap_or(1.0);
-    let intercept = optional_number(object, tags::RESCALE_INTERCEPT).unwrap_or(0.0);
     let field = element_name(tags::PIXEL_DATA, "PixelData");
     let element = object
         .element_opt(tags::PIXEL_DATA)
@@ -184,34 +260,25 @@ fn pixel_values(
     let bytes = element
         .to_bytes()
         .map_err(|e| DataError::invalid(path, &field, "uncompressed pixel data", e.to_string()))?;
-    let needed = rows
-        .checked_mul(columns)
-        .and_then(|n| n.checked_mul(2))
-        .ok_or_else(|| {
-            DataError::invalid(
-                path,
-                "Rows × Columns",
-                "a size that fits in memory",
-                format!("{rows} × {columns}"),
-            )
-        })?;
+    let needed = count.and_then(|n| n.checked_mul(2)).ok_or_else(|| {
+        DataError::invalid(path, sizes, "a size that fits in memory", "too large")
+    })?;
     if bytes.len() < needed {
         return Err(DataError::invalid(
             path,
             &field,
-            format!("{needed} bytes ({rows} rows × {columns} columns × 2): is the file still being written?"),
+            format!("{needed} bytes ({sizes}, 2 bytes each): is the file still being written?"),
             format!("{} bytes", bytes.len()),
         ));
     }
     Ok(bytes[..needed]
         .chunks_exact(2)
         .map(|b| {
-            let raw = if signed {
-                i16::from_le_bytes([b[0], b[1]]) as f64
+            if signed {
+                i16::from_le_bytes([b[0], b[1]]) as f32
             } else {
-                u16::from_le_bytes([b[0], b[1]]) as f64
-            };
-            (raw * slope + intercept) as f32
+                u16::from_le_bytes([b[0], b[1]]) as f32
+            }
         })
         .collect())
 }

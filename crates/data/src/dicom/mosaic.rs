@@ -44,7 +44,6 @@ pub fn tiles_for(slices: usize) -> usize {
 impl MosaicHeader {
     #[allow(clippy::manual_is_multiple_of)] // `is_multiple_of` needs Rust 1.87
     pub fn read(path: &Path, object: &DefaultDicomObject) -> Result<MosaicHeader> {
-        refuse_multiframe(path, object)?;
         let csa = csa_image_header(path, object)?;
         let slices = mosaic_slices(path, &csa)?;
         let mosaic_rows = number(path, object, tags::ROWS, "Rows")? as usize;
@@ -139,17 +138,15 @@ impl MosaicHeader {
 
     /// Voxel (column, row, slice) → RAS+ mm, row-major 4 × 4.
     pub fn affine(&self) -> [[f64; 4]; 4] {
-        let mut affine = [[0.0; 4]; 4];
-        for (axis, sign) in [-1.0, -1.0, 1.0].into_iter().enumerate() {
-            affine[axis] = [
-                sign * self.row_direction[axis] * self.column_spacing,
-                sign * self.column_direction[axis] * self.row_spacing,
-                sign * self.slice_direction[axis] * self.slice_spacing,
-                sign * self.first_voxel[axis],
-            ];
-        }
-        affine[3][3] = 1.0;
-        affine
+        let step = |direction: [f64; 3], spacing: f64| direction.map(|d| d * spacing);
+        super::ras_affine(
+            [
+                step(self.row_direction, self.column_spacing),
+                step(self.column_direction, self.row_spacing),
+                step(self.slice_direction, self.slice_spacing),
+            ],
+            self.first_voxel,
+        )
     }
 }
 
@@ -186,31 +183,13 @@ pub fn pack<T: Copy + Default>(header: &MosaicHeader, volume: &[T]) -> Vec<T> {
     mosaic
 }
 
-fn refuse_multiframe(path: &Path, object: &DefaultDicomObject) -> Result<()> {
-    let frames = object
-        .element_opt(tags::NUMBER_OF_FRAMES)
-        .ok()
-        .flatten()
-        .and_then(|e| e.to_int::<i64>().ok())
-        .unwrap_or(1);
-    if frames > 1 {
-        return Err(DataError::invalid(
-            path,
-            "NumberOfFrames (0028,0008)",
-            "a classic single-image file (Siemens mosaic); enhanced multi-frame DICOM is not read yet",
-            frames.to_string(),
-        ));
-    }
-    Ok(())
-}
-
 /// The parsed CSA Image Header Info, found through its private creator in group 0029.
 fn csa_image_header(path: &Path, object: &DefaultDicomObject) -> Result<csa::CsaTags> {
     let not_mosaic = || {
         DataError::invalid(
             path,
             "CSA Image Header Info (0029,xx10)",
-            "a Siemens mosaic with its CSA header (single-frame series, one slice per file, are not read yet)",
+            "a Siemens mosaic with its CSA header",
             "no Siemens CSA header",
         )
     };
@@ -313,7 +292,7 @@ fn parse3(path: &Path, values: &[String]) -> Result<[f64; 3]> {
     Ok(out)
 }
 
-fn cross(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
+pub(crate) fn cross(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
     [
         a[1] * b[2] - a[2] * b[1],
         a[2] * b[0] - a[0] * b[2],
@@ -322,7 +301,7 @@ fn cross(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
 }
 
 /// `v` scaled to unit length; refused (naming `field`) when it has none.
-fn unit(path: &Path, field: &str, v: [f64; 3]) -> Result<[f64; 3]> {
+pub(crate) fn unit(path: &Path, field: &str, v: [f64; 3]) -> Result<[f64; 3]> {
     let norm = v.iter().map(|x| x * x).sum::<f64>().sqrt();
     if norm.is_nan() || norm <= 1e-6 || !norm.is_finite() {
         return Err(DataError::invalid(
@@ -333,4 +312,18 @@ fn unit(path: &Path, field: &str, v: [f64; 3]) -> Result<[f64; 3]> {
         ));
     }
     Ok(v.map(|x| x / norm))
+}
+
+/// Whether a classic file is a Siemens mosaic: ImageType says MOSAIC, or its CSA header gives
+/// NumberOfImagesInMosaic (dcm2niix reads either).
+pub fn is_mosaic(object: &DefaultDicomObject) -> bool {
+    let image_type_says = object
+        .element_opt(tags::IMAGE_TYPE)
+        .ok()
+        .flatten()
+        .and_then(|e| e.to_multi_str().ok())
+        .is_some_and(|values| values.iter().any(|v| v.trim() == "MOSAIC"));
+    image_type_says
+        || csa_image_header(Path::new(""), object)
+            .is_ok_and(|csa| csa.contains_key("NumberOfImagesInMosaic"))
 }
