@@ -202,18 +202,7 @@ fn broken_enhanced_files_are_refused_never_a_panic() {
         message.contains("PixelData") || message.contains("DICOM"),
         "{message}"
     );
-    let header_end = whole.len() - 40 * 36 * 10 * 2;
-    for at in (132..header_end)
-        .step_by(5)
-        .chain((header_end..whole.len()).step_by(997))
-    {
-        let mut bytes = whole.clone();
-        bytes[at] ^= 0xA5;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("flipped.dcm");
-        std::fs::write(&path, &bytes).unwrap();
-        let _ = read_volume(&path);
-    }
+    flip_bytes(&whole, 40 * 36 * 10 * 2, 5);
 }
 
 #[test]
@@ -231,6 +220,24 @@ fn the_planted_geometry_is_read() {
         );
     }
     assert_planted_values(&volume, 0);
+}
+
+/// Reads `whole` with one byte flipped, every `step`-th byte through the header and every
+/// 997th through the last `pixel_bytes`: an error or a volume, never a panic or an
+/// allocation a length field asked for.
+fn flip_bytes(whole: &[u8], pixel_bytes: usize, step: usize) {
+    let header_end = whole.len() - pixel_bytes;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("flipped.dcm");
+    for at in (132..header_end)
+        .step_by(step)
+        .chain((header_end..whole.len()).step_by(997))
+    {
+        let mut bytes = whole.to_vec();
+        bytes[at] ^= 0xA5;
+        std::fs::write(&path, &bytes).unwrap();
+        let _ = read_volume(&path);
+    }
 }
 
 fn error_of(bytes: &[u8], name: &str) -> String {
@@ -260,18 +267,7 @@ fn half_written_and_broken_files_are_refused_with_their_name() {
     error_of(&[], "empty.dcm");
     // Single-byte corruptions through the header (every 7th byte) and the pixels: an error
     // or a volume, never a panic or an allocation a length field asked for.
-    let header_end = whole.len() - 144 * 160 * 2;
-    for at in (132..header_end)
-        .step_by(7)
-        .chain((header_end..whole.len()).step_by(997))
-    {
-        let mut bytes = whole.clone();
-        bytes[at] ^= 0xA5;
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("flipped.dcm");
-        std::fs::write(&path, &bytes).unwrap();
-        let _ = read_volume(&path);
-    }
+    flip_bytes(&whole, 144 * 160 * 2, 7);
     match read_volume(&fixtures().join("mosaic/missing.dcm")) {
         Err(DataError::Missing { .. }) => {}
         other => panic!("expected a missing-file error, got {other:?}"),

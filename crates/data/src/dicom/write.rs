@@ -138,6 +138,7 @@ pub fn write_mosaic(path: &Path, volume: &ScannerVolume) -> Result<()> {
     ]);
     let instance_uid = format!("{}.{}", series_uid(volume), volume.volume);
     let mut object = series_elements(volume, &header, MR_IMAGE_STORAGE, &instance_uid);
+    put_plane(&mut object, corner, [mosaic_rows, mosaic_columns], &header);
     let mut put = |tag: Tag, vr: VR, value: PrimitiveValue| {
         object.put(DataElement::new(tag, vr, value));
     };
@@ -150,19 +151,6 @@ pub fn write_mosaic(path: &Path, volume: &ScannerVolume) -> Result<()> {
         tags::INSTANCE_NUMBER,
         VR::IS,
         text(volume.volume.to_string()),
-    );
-    put(tags::IMAGE_POSITION_PATIENT, VR::DS, decimals(&corner, 5));
-    put(
-        tags::IMAGE_ORIENTATION_PATIENT,
-        VR::DS,
-        orientation(&header),
-    );
-    put(tags::PIXEL_SPACING, VR::DS, pixel_spacing(&header));
-    put(tags::ROWS, VR::US, PrimitiveValue::from(mosaic_rows as u16));
-    put(
-        tags::COLUMNS,
-        VR::US,
-        PrimitiveValue::from(mosaic_columns as u16),
     );
     put(Tag(0x0029, 0x0010), VR::LO, text("SIEMENS CSA HEADER"));
     put(
@@ -278,6 +266,24 @@ pub fn write_enhanced(path: &Path, volume: &ScannerVolume) -> Result<()> {
     )
 }
 
+/// A classic image's placement: its first voxel's position, orientation, pixel spacing and
+/// [rows, columns] (checked to fit 16 bits by the caller).
+fn put_plane(
+    object: &mut InMemDicomObject,
+    position: [f64; 3],
+    [rows, columns]: [usize; 2],
+    header: &MosaicHeader,
+) {
+    let mut put = |tag: Tag, vr: VR, value: PrimitiveValue| {
+        object.put(DataElement::new(tag, vr, value));
+    };
+    put(tags::IMAGE_POSITION_PATIENT, VR::DS, decimals(&position, 5));
+    put(tags::IMAGE_ORIENTATION_PATIENT, VR::DS, orientation(header));
+    put(tags::PIXEL_SPACING, VR::DS, pixel_spacing(header));
+    put(tags::ROWS, VR::US, PrimitiveValue::from(rows as u16));
+    put(tags::COLUMNS, VR::US, PrimitiveValue::from(columns as u16));
+}
+
 /// A sequence element of `items` put into `object`.
 fn put_sequence(object: &mut InMemDicomObject, tag: Tag, items: Vec<InMemDicomObject>) {
     object.put(DataElement::new(tag, VR::SQ, DataSetSequence::from(items)));
@@ -301,6 +307,13 @@ pub fn write_slices(folder: &Path, stem: &str, volume: &ScannerVolume) -> Result
         let instance = (volume.volume.saturating_sub(1) as usize) * header.slices + k + 1;
         let instance_uid = format!("{}.{instance}", series_uid(volume));
         let mut object = series_elements(volume, &header, MR_IMAGE_STORAGE, &instance_uid);
+        let position = slice_position(&header, k);
+        put_plane(
+            &mut object,
+            position,
+            [header.rows, header.columns],
+            &header,
+        );
         let mut put = |tag: Tag, vr: VR, value: PrimitiveValue| {
             object.put(DataElement::new(tag, vr, value));
         };
@@ -314,20 +327,6 @@ pub fn write_slices(folder: &Path, stem: &str, volume: &ScannerVolume) -> Result
             tags::TEMPORAL_POSITION_IDENTIFIER,
             VR::IS,
             text(volume.volume.to_string()),
-        );
-        let position = slice_position(&header, k);
-        put(tags::IMAGE_POSITION_PATIENT, VR::DS, decimals(&position, 5));
-        put(
-            tags::IMAGE_ORIENTATION_PATIENT,
-            VR::DS,
-            orientation(&header),
-        );
-        put(tags::PIXEL_SPACING, VR::DS, pixel_spacing(&header));
-        put(tags::ROWS, VR::US, PrimitiveValue::from(header.rows as u16));
-        put(
-            tags::COLUMNS,
-            VR::US,
-            PrimitiveValue::from(header.columns as u16),
         );
         let slice = &volume.values[k * pixels..(k + 1) * pixels];
         put(
