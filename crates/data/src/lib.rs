@@ -1,6 +1,13 @@
-//! brainrecon's data layer: NSD as it ships, the prepared-subject format, continuous recordings
-//! (BIDS, ds005531) as run sets, the synthetic subjects, and the array, volume and image formats
-//! they use.
+//! brainrecon's data layer: the file formats, and the dataset layouts built on them. The
+//! synthetic subjects are in `brainrecon-simulate`.
+//!
+//! - File formats: [`npy`], [`nifti_io`], [`cifti`], [`dicom`], [`mat`], [`image`], [`audio`],
+//!   [`video`], [`freesurfer`] (label tables); [`atomic`] writes and [`limits`] on sizes read
+//!   from files; [`motion`], a clip's global motion read from its frames.
+//! - Dataset layouts: [`nsd`] (NSD as it ships), [`prepared`] (the prepared subject every image
+//!   route reads), [`runs`] (continuous recordings: BIDS, fMRIPrep derivatives, ds005531, as
+//!   run sets), [`experiment`] (an own event-related experiment's betas → a prepared subject),
+//!   [`cc2017`] (the video dataset).
 
 pub mod atomic;
 pub mod audio;
@@ -19,7 +26,6 @@ pub mod npy;
 pub mod nsd;
 pub mod prepared;
 pub mod runs;
-pub mod simulate;
 pub mod video;
 
 pub use error::{DataError, Result};

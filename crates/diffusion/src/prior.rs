@@ -29,7 +29,7 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 
 use brainrecon_data::image::RgbImage;
-use brainrecon_data::simulate::scene::{Scene, N_SCENES};
+use brainrecon_simulate::scene::{Scene, N_SCENES};
 
 use crate::clip::{ids_tensor, ClipTextConfig, ClipTextModel};
 use crate::rng::SeededNoise;

@@ -470,7 +470,7 @@ mod tests {
 
     #[test]
     fn a_word_level_vocabulary_makes_every_caption_word_one_token() {
-        use brainrecon_data::simulate::scene::Scene;
+        use brainrecon_simulate::scene::Scene;
         use rand::SeedableRng;
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
         let captions: Vec<String> = (0..400)

@@ -1,10 +1,10 @@
 //! Quality bars of the shipped model (`models/shapes-ldm`), measured on the scenes held out of
-//! its training with the rule of `brainrecon_data::simulate::classify`: the autoencoder keeps
+//! its training with the rule of `brainrecon_simulate::classify`: the autoencoder keeps
 //! colour and shape, and a caption draws its colour and shape.
 
 use brainrecon_data::image::RgbImage;
-use brainrecon_data::simulate::classify::scene_accuracy;
-use brainrecon_data::simulate::scene::{Scene, COLOURS, SHAPES};
+use brainrecon_simulate::classify::scene_accuracy;
+use brainrecon_simulate::scene::{Scene, COLOURS, SHAPES};
 use brainrecon_diffusion::pipeline::{
     image_to_hwc, Device, Posterior, SampleOptions, StableDiffusion,
 };

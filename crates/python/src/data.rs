@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use brainrecon_data::nsd::prepare::{prepare, PrepareOptions, ZScore};
 use brainrecon_data::prepared::{PreparedSubject, Split};
-use brainrecon_data::simulate::{simulate, OutputLayout, SimulateOptions};
+use brainrecon_simulate::{simulate, OutputLayout, SimulateOptions};
 use brainrecon_data::{npy, DataError};
 use numpy::PyArray1;
 use pyo3::prelude::*;

@@ -1,5 +1,5 @@
 //! A scanner's real-time export, simulated: a session of a simulated subject (see
-//! `brainrecon_data::simulate::events::simulate_session`) moved by planted head motion and
+//! `brainrecon_simulate::events::simulate_session`) moved by planted head motion and
 //! written volume by volume as Siemens EPI mosaics, named as Siemens' real-time export names
 //! them (`001_SSSSSS_VVVVVV.dcm`), at the TR's pace or at once.
 
@@ -7,7 +7,7 @@ use crate::grid::{Grid, Image};
 use crate::realign::{reslice, RealignError};
 use crate::rigid::{Rigid, RigidParams};
 use brainrecon_data::dicom::write::{write_volume, DicomLayout, ScannerVolume};
-use brainrecon_data::simulate::events::ScannerSession;
+use brainrecon_simulate::events::ScannerSession;
 use brainrecon_data::{DataError, Result};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;

@@ -7,9 +7,9 @@
 //! frame it does not (printed): the caption's direction words alone do not steer the model;
 //! its ε loss is the same under the true and the opposite direction's caption (printed too).
 use brainrecon_data::image::RgbImage;
-use brainrecon_data::simulate::classify::read_scene;
-use brainrecon_data::simulate::classify_clip::read_clip;
-use brainrecon_data::simulate::video::{render_clip, ClipSpec, Direction};
+use brainrecon_simulate::classify::read_scene;
+use brainrecon_simulate::classify_clip::read_clip;
+use brainrecon_simulate::video::{render_clip, ClipSpec, Direction};
 use brainrecon_diffusion::embedded::shapes_motion_dir;
 use brainrecon_diffusion::pipeline::{
     ClipOptions, Conditioning, SampleOptions, StableDiffusion, VideoDiffusion,

@@ -1,5 +1,5 @@
 //! genres-clap's data: clips of the synthetic music generator
-//! ([`brainrecon_data::simulate::music::StreamClip`]), in streams that no simulated subject
+//! ([`brainrecon_simulate::music::StreamClip`]), in streams that no simulated subject
 //! hears, keyed by the training seed (training) or by a fixed tag (held out).
 //!
 //! Every clip is 15 s (ds003720's clip length), rendered at 22050 Hz and rounded to 16 bits as
@@ -12,7 +12,7 @@
 //! exactly as at inference, on their middle 10 s.
 
 use brainrecon_data::audio::wav;
-use brainrecon_data::simulate::music::StreamClip;
+use brainrecon_simulate::music::StreamClip;
 use brainrecon_nn::train::fnv1a64;
 use brainrecon_nn::{ModelError, Result};
 use candle_core::{Device, Tensor};

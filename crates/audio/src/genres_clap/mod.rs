@@ -76,7 +76,7 @@ impl GenresClapConfig {
     /// The shipped genres-clap.
     pub fn genres_clap() -> Self {
         GenresClapConfig {
-            sampling_rate: brainrecon_data::simulate::music::RATE,
+            sampling_rate: brainrecon_simulate::music::RATE,
             mel_bins: 32,
             fft_window_size: 1024,
             hop_length: 882,

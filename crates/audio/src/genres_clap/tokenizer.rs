@@ -103,7 +103,7 @@ mod tests {
     fn a_trained_tokenizer_is_deterministic_and_reads_as_roberta() {
         let texts: Vec<String> = (0..200)
             .map(|i| {
-                brainrecon_data::simulate::music::StreamClip::new(1, i)
+                brainrecon_simulate::music::StreamClip::new(1, i)
                     .caption
                     .clone()
             })

@@ -24,7 +24,7 @@
 
 use std::path::{Path, PathBuf};
 
-use brainrecon_data::simulate::music::StreamClip;
+use brainrecon_simulate::music::StreamClip;
 use brainrecon_language::roberta::RobertaTokenizer;
 use brainrecon_nn::train::{init_parameters_with, shuffled_batches, Parameters, ResumableRun};
 use brainrecon_nn::{ModelError, Result};

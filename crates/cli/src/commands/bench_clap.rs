@@ -7,7 +7,7 @@ use brainrecon_audio::clap::model::resolve_model;
 use brainrecon_audio::clap::{ClapFeatureExtractor, ClapModel, SeededChoices};
 use brainrecon_data::audio::resample;
 use brainrecon_data::npy;
-use brainrecon_data::simulate::music::{StreamClip, RATE};
+use brainrecon_simulate::music::{StreamClip, RATE};
 use candle_core::{Device, Tensor};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -132,7 +132,7 @@ pub fn clap(args: ClapArgs) -> anyhow::Result<()> {
 /// windows would be repeat-padded, not music).
 fn window_samples(extractor: &ClapFeatureExtractor, dir: &Path) -> anyhow::Result<usize> {
     let c = &extractor.config;
-    let clip = (brainrecon_data::simulate::music::CLIP_SECONDS * c.sampling_rate as f64) as usize;
+    let clip = (brainrecon_simulate::music::CLIP_SECONDS * c.sampling_rate as f64) as usize;
     if c.max_samples() > clip {
         return Err(usage(format!(
             "{}: field `max_length_s` is {}, expected at most 15 (the benchmark's clips are 15 s)",

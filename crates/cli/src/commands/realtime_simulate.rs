@@ -3,7 +3,7 @@
 
 use brainrecon_data::atomic::{read_json, write_bytes_atomic, write_json_atomic};
 use brainrecon_data::dicom::write::DicomLayout;
-use brainrecon_data::simulate::events::{
+use brainrecon_simulate::events::{
     simulate_session, EventsTruth, SessionOptions, SessionTrial,
 };
 use brainrecon_realtime::export::{head_poses, planted_motion, session_offset, write_export};

@@ -1,8 +1,8 @@
-use brainrecon_data::simulate::events::{simulate_events, EventsOptions};
-use brainrecon_data::simulate::movie::{simulate_movie, MovieOptions};
-use brainrecon_data::simulate::music::{simulate_music, MusicOptions};
-use brainrecon_data::simulate::video::{simulate_video, VideoOptions};
-use brainrecon_data::simulate::{
+use brainrecon_simulate::events::{simulate_events, EventsOptions};
+use brainrecon_simulate::movie::{simulate_movie, MovieOptions};
+use brainrecon_simulate::music::{simulate_music, MusicOptions};
+use brainrecon_simulate::video::{simulate_video, VideoOptions};
+use brainrecon_simulate::{
     simulate, OutputLayout, SimulateOptions, NSD_IMAGES, NSD_SESSIONS, NSD_VOLUME,
 };
 use std::path::PathBuf;

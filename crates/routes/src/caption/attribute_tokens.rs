@@ -11,7 +11,7 @@
 
 use super::features::blip_pixels;
 use crate::error::Result;
-use brainrecon_data::simulate::scene::{
+use brainrecon_simulate::scene::{
     Scene, BACKGROUNDS, COLOURS, N_SCENES, POSITIONS, SHAPES, SIZES,
 };
 use brainrecon_diffusion::prior::is_held_out;

@@ -7,7 +7,7 @@
 use super::features::blip_pixels;
 use super::vocab::PROMPT;
 use crate::error::Result;
-use brainrecon_data::simulate::scene::{Scene, BACKGROUNDS, COLOURS, SHAPES};
+use brainrecon_simulate::scene::{Scene, BACKGROUNDS, COLOURS, SHAPES};
 use brainrecon_diffusion::prior::held_out_scenes;
 use brainrecon_language::blip::BlipForConditionalGeneration;
 use brainrecon_language::generate::{beam_search, BeamSearchConfig};

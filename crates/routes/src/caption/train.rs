@@ -26,7 +26,7 @@ use super::vocab::{captioner_vocab, write_tokenizer_files, PROMPT};
 use crate::error::Result;
 use brainrecon_data::atomic::write_json_atomic;
 use brainrecon_data::image::RgbImage;
-use brainrecon_data::simulate::scene::Scene;
+use brainrecon_simulate::scene::Scene;
 use brainrecon_diffusion::prior::{held_out_scenes, training_scene};
 use brainrecon_language::blip::{lm_loss, BlipConfig, BlipForConditionalGeneration, TextInputs};
 use brainrecon_nn::train::{init_parameters, ResumableRun};

@@ -4,7 +4,7 @@
 
 use crate::error::Result;
 use brainrecon_data::atomic::write_json_atomic;
-use brainrecon_data::simulate::movie::annotation_corpus;
+use brainrecon_simulate::movie::annotation_corpus;
 use brainrecon_language::word2vec::{train_word2vec, words_of, Word2Vec, Word2VecConfig};
 use std::path::Path;
 

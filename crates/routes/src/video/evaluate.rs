@@ -3,7 +3,7 @@
 //! - **N-way top-1** (metrics::video, MinD-Video's rule: the ground truth's top 3 classes, 100
 //!   trials, chance printed beside every number). The classes come from a classifier of the
 //!   clips. On the synthetic subject that is the clip reading rule
-//!   (data::simulate::classify_clip): 120 classes (colour × shape × motion), each attribute the
+//!   (brainrecon_simulate::classify_clip): 120 classes (colour × shape × motion), each attribute the
 //!   rule reads scored 0.7 and the others sharing 0.3 (an attribute it cannot read: uniform), a
 //!   class scored by the product. On CC2017 the classifiers are ViT-B/16 per frame (2-way-I)
 //!   and VideoMAE per clip (2-way-V, 50-way-V), given their weights.
@@ -25,9 +25,9 @@ use crate::error::Result;
 use brainrecon_data::atomic::{read_json, write_json_atomic};
 use brainrecon_data::cifti::cc2017::Split;
 use brainrecon_data::image::RgbImage;
-use brainrecon_data::simulate::classify_clip::{nearest_direction, read_clip, ClipReading};
-use brainrecon_data::simulate::scene::{COLOURS, SHAPES};
-use brainrecon_data::simulate::video::Direction;
+use brainrecon_simulate::classify_clip::{nearest_direction, read_clip, ClipReading};
+use brainrecon_simulate::scene::{COLOURS, SHAPES};
+use brainrecon_simulate::video::Direction;
 use brainrecon_data::video;
 use brainrecon_metrics::video::{
     fifty_way_video, n_way_top1, psnr_u8, ssim_u8, two_way_image, two_way_video, NWayScore,

@@ -26,7 +26,7 @@ use crate::b2c::Tune;
 use crate::error::{Result, RouteError};
 use brainrecon_data::atomic::write_json_atomic;
 use brainrecon_data::image::RgbImage;
-use brainrecon_data::simulate::video::{render_clip, ClipSpec};
+use brainrecon_simulate::video::{render_clip, ClipSpec};
 use brainrecon_diffusion::motion::{LayersPerBlock, MotionAdapterConfig};
 use brainrecon_diffusion::pipeline::{image_from_rgb8, Posterior, StableDiffusion};
 use brainrecon_diffusion::prior::min_snr_weights;

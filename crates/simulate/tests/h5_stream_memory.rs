@@ -2,7 +2,7 @@
 //! larger. Alone in its test binary so that no other test moves the process's peak RSS.
 
 use brainrecon_data::nsd::H5Dataset;
-use brainrecon_data::simulate::h5stream::ChunkedWriter;
+use brainrecon_simulate::h5stream::ChunkedWriter;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 

@@ -10,8 +10,8 @@ use brainrecon_data::cifti::{
 };
 use brainrecon_data::npy;
 use brainrecon_data::runs::detrend::{self, PolyBasis};
-use brainrecon_data::simulate::movie::canonical_hrf;
-use brainrecon_data::simulate::video::{simulate_video, VideoOptions, VideoTruth, GROUPS};
+use brainrecon_simulate::movie::canonical_hrf;
+use brainrecon_simulate::video::{simulate_video, VideoOptions, VideoTruth, GROUPS};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 

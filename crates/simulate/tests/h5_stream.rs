@@ -4,8 +4,8 @@
 use brainrecon_data::nifti_io;
 use brainrecon_data::npy;
 use brainrecon_data::nsd::{H5Dataset, Layout};
-use brainrecon_data::simulate::h5stream::ChunkedWriter;
-use brainrecon_data::simulate::{simulate, SimulateOptions};
+use brainrecon_simulate::h5stream::ChunkedWriter;
+use brainrecon_simulate::{simulate, SimulateOptions};
 use hdf5_writer::{DatasetBuilder, Hdf5Builder, WriteOptions};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

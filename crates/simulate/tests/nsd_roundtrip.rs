@@ -3,7 +3,7 @@
 use brainrecon_data::npy;
 use brainrecon_data::nsd::prepare::{prepare, PrepareOptions, ZScore};
 use brainrecon_data::prepared::{PreparedSubject, Split};
-use brainrecon_data::simulate::{simulate, OutputLayout, SimulateOptions, Truth};
+use brainrecon_simulate::{simulate, OutputLayout, SimulateOptions, Truth};
 use std::collections::BTreeMap;
 use std::path::Path;
 
@@ -156,7 +156,7 @@ fn nsd_tree_round_trips_through_prepare() {
     let captions = subject.captions().unwrap();
     for &id in &truth.shared_ids {
         assert_eq!(stimuli_store.get(id).unwrap(), truth.scenes[id].render(24));
-        let colour = brainrecon_data::simulate::scene::COLOURS[truth.scenes[id].colour].0;
+        let colour = brainrecon_simulate::scene::COLOURS[truth.scenes[id].colour].0;
         assert_eq!(captions[&id].len(), 5);
         assert!(captions[&id].iter().all(|c| c.contains(colour)));
     }

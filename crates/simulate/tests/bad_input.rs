@@ -3,7 +3,7 @@
 use brainrecon_data::mat::{encode_doubles, read_matrices};
 use brainrecon_data::nsd::prepare::{prepare, PrepareOptions, ZScore};
 use brainrecon_data::nsd::Layout;
-use brainrecon_data::simulate::{simulate, SimulateOptions};
+use brainrecon_simulate::{simulate, SimulateOptions};
 use brainrecon_data::{nifti_io, DataError};
 use hdf5_writer::{DatasetBuilder, Hdf5Builder, WriteOptions};
 use std::path::{Path, PathBuf};
@@ -228,7 +228,7 @@ fn small_prepared_subject(dir: &Path) -> PathBuf {
     opts.n_images = 30;
     opts.image_size = 16;
     opts.volume_shape = [12, 14, 10];
-    opts.layout = brainrecon_data::simulate::OutputLayout::Prepared;
+    opts.layout = brainrecon_simulate::OutputLayout::Prepared;
     simulate(&opts).unwrap();
     root
 }

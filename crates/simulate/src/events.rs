@@ -38,11 +38,11 @@
 use super::brain::{luminance_contrast, Brain, Tuning};
 use super::scene::Scene;
 use super::{finish_dir, new_output_dir, Signal};
-use crate::atomic::{write_bytes_atomic, write_json_atomic};
-use crate::error::{DataError, Result};
-use crate::image::write_png;
-use crate::npy;
-use crate::runs::nifti4d::{self, Storage};
+use brainrecon_data::atomic::{write_bytes_atomic, write_json_atomic};
+use brainrecon_data::error::{DataError, Result};
+use brainrecon_data::image::write_png;
+use brainrecon_data::npy;
+use brainrecon_data::runs::nifti4d::{self, Storage};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -456,7 +456,7 @@ pub fn simulate_events(opts: &EventsOptions) -> Result<EventsTruth> {
 struct Experiment {
     subject: Subject,
     scenes: Vec<Scene>,
-    rendered: Vec<crate::image::RgbImage>,
+    rendered: Vec<brainrecon_data::image::RgbImage>,
     maps: Vec<(Vec<f32>, Vec<f32>)>,
     visual: Vec<usize>,
 }
@@ -551,7 +551,7 @@ fn write_top_level(
     opts: &EventsOptions,
     root: &Path,
     scenes: &[Scene],
-    rendered: &[crate::image::RgbImage],
+    rendered: &[brainrecon_data::image::RgbImage],
 ) -> Result<()> {
     write_json_atomic(
         &root.join("dataset_description.json"),
@@ -618,7 +618,7 @@ fn aparc_region(brain: &Brain, [x, y, z]: [usize; 3]) -> Option<i32> {
             }
         }
     };
-    crate::freesurfer::cortical_label(region, left)
+    brainrecon_data::freesurfer::cortical_label(region, left)
 }
 
 /// fMRIPrep's `anat/sub-01_desc-aparcaseg_dseg.nii.gz` (the runs' field of view at twice
@@ -647,7 +647,7 @@ fn write_segmentation(fmriprep: &Path, brain: &Brain) -> Result<()> {
     }
     let anat = fmriprep.join(format!("sub-{SUBJECT}/anat"));
     std::fs::create_dir_all(&anat).map_err(|e| DataError::io(&anat, e))?;
-    crate::nifti_io::write_i16(
+    brainrecon_data::nifti_io::write_i16(
         &anat.join(format!("sub-{SUBJECT}_desc-aparcaseg_dseg.nii.gz")),
         fine,
         &affine,
@@ -655,7 +655,7 @@ fn write_segmentation(fmriprep: &Path, brain: &Brain) -> Result<()> {
     )?;
     let mut table = String::from("index\tname\n0\tUnknown\n");
     for label in present {
-        let name = crate::freesurfer::label_name(label).unwrap_or_default();
+        let name = brainrecon_data::freesurfer::label_name(label).unwrap_or_default();
         table.push_str(&format!("{label}\t{name}\n"));
     }
     text(&fmriprep.join("desc-aparcaseg_dseg.tsv"), &table)
@@ -704,7 +704,7 @@ fn write_run(
         &serde_json::json!({"RepetitionTime": opts.tr, "SkullStripped": false, "TaskName": TASK}),
     )?;
     // fMRIPrep's reference volume of the run: here the mean of its steady-state volumes.
-    crate::nifti_io::write_f32(
+    brainrecon_data::nifti_io::write_f32(
         &derived.join(format!("{name}_space-{SPACE}_boldref.nii.gz")),
         shape,
         &affine,
@@ -712,7 +712,7 @@ fn write_run(
     )?;
     let mut mask = vec![0i16; shape.iter().product()];
     subject.flat.iter().for_each(|&f| mask[f] = 1);
-    crate::nifti_io::write_i16(
+    brainrecon_data::nifti_io::write_i16(
         &derived.join(format!("{name}_space-{SPACE}_desc-brain_mask.nii.gz")),
         shape,
         &affine,

@@ -3,10 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::atomic::write_json_atomic;
-use crate::error::Result;
-use crate::npy;
-use crate::runs::nifti4d::{self, Storage};
+use brainrecon_data::atomic::write_json_atomic;
+use brainrecon_data::error::Result;
+use brainrecon_data::npy;
+use brainrecon_data::runs::nifti4d::{self, Storage};
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};

@@ -43,14 +43,14 @@ use super::bold::{bold_volumes, write_voxel_truth};
 use super::movie::canonical_hrf;
 use super::scene::{Scene, BACKGROUNDS, COLOURS, POSITIONS, SHAPES, SIZES};
 use super::{finish_dir, new_output_dir};
-use crate::atomic::write_json_atomic;
-use crate::cc2017::{Design, DESIGN_FORMAT};
-use crate::cifti::cc2017::{run_path, Split};
-use crate::cifti::{write_dense_series, BrainModel, CiftiVolume, ModelType, SeriesMap};
-use crate::error::{DataError, Result};
-use crate::image::{write_png, RgbImage};
-use crate::motion::ShiftSums;
-use crate::npy;
+use brainrecon_data::atomic::write_json_atomic;
+use brainrecon_data::cc2017::{Design, DESIGN_FORMAT};
+use brainrecon_data::cifti::cc2017::{run_path, Split};
+use brainrecon_data::cifti::{write_dense_series, BrainModel, CiftiVolume, ModelType, SeriesMap};
+use brainrecon_data::error::{DataError, Result};
+use brainrecon_data::image::{write_png, RgbImage};
+use brainrecon_data::motion::ShiftSums;
+use brainrecon_data::npy;
 use indicatif::{ProgressBar, ProgressStyle};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -607,8 +607,8 @@ fn surface_model(structure: &str, offset: usize, count: usize) -> BrainModel {
 
 fn make_brain(rng: &mut ChaCha8Rng, per_hemisphere: usize, subcortical: usize) -> Brain {
     let mut models = vec![
-        surface_model(crate::cifti::CORTEX[0], 0, per_hemisphere),
-        surface_model(crate::cifti::CORTEX[1], per_hemisphere, per_hemisphere),
+        surface_model(brainrecon_data::cifti::CORTEX[0], 0, per_hemisphere),
+        surface_model(brainrecon_data::cifti::CORTEX[1], per_hemisphere, per_hemisphere),
     ];
     // HCP's 2-mm MNI grid; the voxels fill a box around the left thalamus.
     let volume = CiftiVolume {
@@ -803,7 +803,7 @@ fn write_captions(
             text.push_str(&format!("{split}\t{k}\t{}\t{}\n", tr.tr, tr.caption));
         }
     }
-    crate::atomic::write_bytes_atomic(path, text.as_bytes())
+    brainrecon_data::atomic::write_bytes_atomic(path, text.as_bytes())
 }
 
 fn write_runs(

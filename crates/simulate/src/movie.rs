@@ -28,10 +28,10 @@
 
 use super::bold::{bold_volumes, grid_affine, write_bold_run, write_voxel_truth};
 use super::{finish_dir, new_output_dir};
-use crate::atomic::{write_bytes_atomic, write_json_atomic};
-use crate::error::{DataError, Result};
-use crate::nifti_io;
-use crate::npy;
+use brainrecon_data::atomic::{write_bytes_atomic, write_json_atomic};
+use brainrecon_data::error::{DataError, Result};
+use brainrecon_data::nifti_io;
+use brainrecon_data::npy;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
