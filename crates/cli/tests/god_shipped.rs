@@ -1,10 +1,12 @@
-//! The README's Generic Object Decoding commands (`glm` → `glm prepare`) on a tiny copy of
-//! OpenNeuro ds001246 as it ships (tools/fixtures/god_shipped.py: its sessions, the
-//! top-level task sidecar, its events' columns, rests, 9-s blocks and one-back repeats, ImageNet
-//! names without extension), with fMRIPrep derivatives and a planted response per image.
-//! Asserted: the trials and conditions are the events' stimulus blocks, a one-back repeat is
-//! two trials of one condition, the betas identify the test images across runs, and the
-//! prepared subject's test set, training rows and images are the right ones.
+//! The README's Kamitani-lab commands (`glm` → `glm prepare`) on tiny copies of OpenNeuro
+//! ds001246 (Generic Object Decoding) and ds001506 (Deep Image Reconstruction) as they ship
+//! (tools/fixtures/god_shipped.py, dir_shipped.py: their sessions, sidecars, events' columns,
+//! rests, blocks and one-back repeats; GOD's ImageNet names without extension, DIR's numeric
+//! ImageNet ids and its artificial-shape sessions under the same task), with fMRIPrep
+//! derivatives and a planted response per image. Asserted: the trials and conditions are the
+//! events' stimulus blocks (of the chosen sessions), a one-back repeat is two trials of one
+//! condition, the betas identify the test images across runs, and the prepared subject's
+//! test set, training rows and images are the right ones.
 mod common;
 
 use brainrecon_data::npy;
@@ -36,15 +38,66 @@ fn correlation(a: &[f32], b: &[f32]) -> f64 {
     ab / (aa * bb).sqrt()
 }
 
+/// One data set's fixture and the README's command for it.
+struct Case {
+    dataset: &'static str,
+    condition_column: &'static str,
+    sessions: &'static [&'static str],
+    tr: f64,
+    /// The first block's onset and the blocks' length (s).
+    lead: f64,
+    block: f64,
+    /// The sessions the run order starts with (glm reads sessions in name order).
+    planted_sessions: &'static [&'static str],
+}
+
+/// DIR's numeric form of an ImageNet name: n01639765_47681 → 1639765.047681.
+fn numeric_id(name: &str) -> String {
+    let (synset, image) = name[1..].split_once('_').unwrap();
+    format!(
+        "{}.{:06}",
+        synset.parse::<u64>().unwrap(),
+        image.parse::<u64>().unwrap()
+    )
+}
+
 #[test]
 fn generic_object_decoding_as_shipped_reaches_a_prepared_subject() {
-    let root = fixtures().join("ds001246_shipped");
-    let extra = fixtures().join("ds001246_extra");
+    shipped_dataset_reaches_a_prepared_subject(Case {
+        dataset: "ds001246",
+        condition_column: "stimulus_name",
+        sessions: &[],
+        tr: 3.0,
+        lead: 33.0,
+        block: 9.0,
+        planted_sessions: &["perceptionTest01", "perceptionTraining01"],
+    });
+}
+
+#[test]
+fn deep_image_reconstruction_as_shipped_reaches_a_prepared_subject() {
+    shipped_dataset_reaches_a_prepared_subject(Case {
+        dataset: "ds001506",
+        condition_column: "stimulus_id",
+        sessions: &["perceptionNaturalImage*"],
+        tr: 2.0,
+        lead: 32.0,
+        block: 8.0,
+        planted_sessions: &[
+            "perceptionNaturalImageTest01",
+            "perceptionNaturalImageTraining01",
+        ],
+    });
+}
+
+fn shipped_dataset_reaches_a_prepared_subject(case: Case) {
+    let root = fixtures().join(format!("{}_shipped", case.dataset));
+    let extra = fixtures().join(format!("{}_extra", case.dataset));
     let truth = json(&extra.join("truth.json"));
     let dir = tempfile::tempdir().unwrap();
-    let (glm, prepared) = (dir.path().join("glm-god-01"), dir.path().join("god-01"));
+    let (glm, prepared) = (dir.path().join("glm-01"), dir.path().join("prepared-01"));
     let fmriprep = root.join("derivatives/fmriprep");
-    ok(&[
+    let mut args = vec![
         "glm",
         "--fmriprep",
         s(&fmriprep),
@@ -57,14 +110,22 @@ fn generic_object_decoding_as_shipped_reaches_a_prepared_subject() {
         "--space",
         "T1w",
         "--condition-column",
-        "stimulus_name",
+        case.condition_column,
         "--out",
         s(&glm),
-    ]);
+    ];
+    for session in case.sessions {
+        args.extend(["--session", session]);
+    }
+    ok(&args);
     let meta = json(&glm.join("glm.json"));
-    assert_eq!(meta["tr"], 3.0, "RepetitionTime from task-perception_bold.json");
-    assert_eq!(meta["stimdur"], 9.0, "GOD's 9-s blocks");
-    assert_eq!(meta["condition_column"], "stimulus_name");
+    assert_eq!(meta["tr"], case.tr, "RepetitionTime from the sidecars");
+    assert_eq!(meta["stimdur"], case.block, "the data set's blocks");
+    assert_eq!(meta["condition_column"], case.condition_column);
+    let condition_of = |name: &str| match case.condition_column {
+        "stimulus_id" => numeric_id(name),
+        _ => name.to_string(),
+    };
     let conditions: Vec<String> = meta["conditions"]
         .as_array()
         .unwrap()
@@ -78,6 +139,10 @@ fn generic_object_decoding_as_shipped_reaches_a_prepared_subject() {
         .as_array()
         .unwrap()
         .iter()
+        .filter(|r| {
+            case.planted_sessions
+                .contains(&r["session"].as_str().unwrap())
+        })
         .map(|r| {
             let blocks = r["blocks"].as_array().unwrap();
             (
@@ -97,13 +162,28 @@ fn generic_object_decoding_as_shipped_reaches_a_prepared_subject() {
     let mut one_back = 0;
     for (i, trial) in trials.iter().enumerate() {
         let name = &conditions[trial["condition"].as_u64().unwrap() as usize];
-        assert_eq!(name, blocks[i], "trial {i}");
-        assert_eq!((trial["onset"].as_f64().unwrap() - 33.0) % 9.0, 0.0);
-        if i > 0 && trials[i - 1]["condition"] == trial["condition"] {
+        assert_eq!(*name, condition_of(blocks[i]), "trial {i}");
+        assert_eq!(
+            (trial["onset"].as_f64().unwrap() - case.lead) % case.block,
+            0.0
+        );
+        let same_run = i > 0 && trials[i - 1]["run"] == trial["run"];
+        if same_run && trials[i - 1]["condition"] == trial["condition"] {
             one_back += 1;
         }
     }
-    assert_eq!(one_back, 4, "each run's one-back repeat: two trials of one condition");
+    let planted_repeats: usize = planted
+        .iter()
+        .map(|(_, _, b)| b.windows(2).filter(|w| w[0] == w[1]).count())
+        .sum();
+    assert!(
+        planted_repeats >= planted.len(),
+        "a one-back repeat in every run"
+    );
+    assert_eq!(
+        one_back, planted_repeats,
+        "a one-back repeat: two trials of one condition"
+    );
 
     // The planted response: each test image's TYPED betas in one test run identify it in the
     // other.
@@ -113,7 +193,7 @@ fn generic_object_decoding_as_shipped_reaches_a_prepared_subject() {
     let mut patterns: BTreeMap<(u64, usize), Vec<f32>> = BTreeMap::new();
     for (i, trial) in trials.iter().enumerate() {
         let name = &conditions[trial["condition"].as_u64().unwrap() as usize];
-        if let Some(k) = test.iter().position(|t| t == name) {
+        if let Some(k) = test.iter().position(|t| condition_of(t) == *name) {
             let run = trial["run"].as_u64().unwrap();
             let sum = patterns.entry((run, k)).or_insert(vec![0.0; n_voxels]);
             for (v, value) in sum.iter_mut().enumerate() {
@@ -131,7 +211,9 @@ fn generic_object_decoding_as_shipped_reaches_a_prepared_subject() {
         let r: Vec<f64> = (0..test.len())
             .map(|j| correlation(&patterns[&(runs[0], k)], &patterns[&(runs[1], j)]))
             .collect();
-        let best = (0..test.len()).max_by(|&a, &b| r[a].total_cmp(&r[b])).unwrap();
+        let best = (0..test.len())
+            .max_by(|&a, &b| r[a].total_cmp(&r[b]))
+            .unwrap();
         assert!(best == k && r[k] > 0.5, "test image {k}: {r:?}");
     }
 
@@ -153,6 +235,15 @@ fn generic_object_decoding_as_shipped_reaches_a_prepared_subject() {
     ]);
     let names = json(&prepared.join("stimuli/names.json"));
     let name_of = |id: i64| names[id.to_string()].as_str().unwrap().to_string();
+    let test: Vec<String> = test.iter().map(|t| condition_of(t)).collect();
+    let image_name = |id: i64| {
+        let condition = name_of(id);
+        let all: Vec<String> = serde_json::from_value(truth["training"].clone()).unwrap();
+        all.into_iter()
+            .chain(serde_json::from_value::<Vec<String>>(truth["test"].clone()).unwrap())
+            .find(|n| condition_of(n) == condition)
+            .unwrap()
+    };
     let test_ids = npy::read_i64(&prepared.join("test_stimulus_ids.npy")).unwrap();
     let mut prepared_test: Vec<String> = test_ids.data.iter().map(|&id| name_of(id)).collect();
     prepared_test.sort();
@@ -160,19 +251,32 @@ fn generic_object_decoding_as_shipped_reaches_a_prepared_subject() {
     expected.sort();
     assert_eq!(prepared_test, expected);
     let train_ids = npy::read_i64(&prepared.join("train_stimulus_ids.npy")).unwrap();
-    let training_blocks = blocks.iter().filter(|b| !test.contains(b)).count();
+    let training_blocks = blocks
+        .iter()
+        .filter(|b| !test.contains(&condition_of(b)))
+        .count();
     assert_eq!(train_ids.data.len(), training_blocks);
     // Each image is its JPEG's colour.
     let images = npy::read_u8(&prepared.join("stimuli/images.npy")).unwrap();
     let ids = npy::read_i64(&prepared.join("stimuli/ids.npy")).unwrap();
     let pixels = 32 * 32 * 3;
     for (row, &id) in ids.data.iter().enumerate() {
-        let colour = &truth["colours"][name_of(id)];
+        let colour = &truth["colours"][image_name(id)];
         let image = &images.data[row * pixels..(row + 1) * pixels];
         for c in 0..3 {
-            let mean = image.iter().skip(c).step_by(3).map(|&v| v as f64).sum::<f64>() / 1024.0;
+            let mean = image
+                .iter()
+                .skip(c)
+                .step_by(3)
+                .map(|&v| v as f64)
+                .sum::<f64>()
+                / 1024.0;
             let want = colour[c].as_f64().unwrap();
-            assert!((mean - want).abs() < 6.0, "{}: {mean} vs {want}", name_of(id));
+            assert!(
+                (mean - want).abs() < 6.0,
+                "{}: {mean} vs {want}",
+                name_of(id)
+            );
         }
     }
 }

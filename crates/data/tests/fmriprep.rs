@@ -41,6 +41,7 @@ fn options(root: &Path, out: &Path) -> PrepareOptions {
         root: root.to_path_buf(),
         subject: "01".into(),
         tasks: vec!["movie".into()],
+        sessions: Vec::new(),
         out: out.to_path_buf(),
         layout: Layout::Fmriprep,
         mask: MaskChoice::Auto,

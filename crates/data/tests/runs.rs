@@ -43,6 +43,7 @@ fn options(
         root: root.to_path_buf(),
         subject: subject.into(),
         tasks: tasks.iter().map(|t| t.to_string()).collect(),
+        sessions: Vec::new(),
         out: out.to_path_buf(),
         layout,
         mask: MaskChoice::Auto,

@@ -11,6 +11,7 @@ fn options(sim: &Path, out: &Path) -> PrepareOptions {
         root: sim.to_path_buf(),
         subject: "01".into(),
         tasks: vec!["movie".into()],
+        sessions: Vec::new(),
         out: out.to_path_buf(),
         layout: Layout::Bids,
         mask: MaskChoice::Auto,

@@ -98,6 +98,10 @@ pub struct PrepareArgs {
     /// Task to read (repeat for several; runs are ordered by task in this order)
     #[arg(long = "task", required = true)]
     tasks: Vec<String>,
+    /// Session to read (repeat for several; a trailing * matches every session it begins);
+    /// default: every session
+    #[arg(long = "session")]
+    sessions: Vec<String>,
     /// Output directory for the run set
     #[arg(long)]
     out: PathBuf,
@@ -166,6 +170,7 @@ pub fn run(command: BidsCommand) -> anyhow::Result<()> {
         root,
         subject: args.subject,
         tasks: args.tasks,
+        sessions: args.sessions,
         out: args.out,
         layout: match (args.layout, &fmriprep) {
             (_, Some(_)) => Layout::Fmriprep,

@@ -73,6 +73,10 @@ pub struct Args {
     /// Task to read (repeat for several)
     #[arg(long = "task", required = true)]
     tasks: Vec<String>,
+    /// Session to read (repeat for several; a trailing * matches every session it begins,
+    /// e.g. 'perceptionNaturalImage*'); default: every session
+    #[arg(long = "session")]
+    sessions: Vec<String>,
     /// fMRIPrep output space, LABEL or LABEL:res-N [default: MNI152NLin2009cAsym]
     #[arg(long)]
     space: Option<String>,
@@ -108,6 +112,7 @@ struct FitArgs {
     bids_root: PathBuf,
     subject: String,
     tasks: Vec<String>,
+    sessions: Vec<String>,
     space: Option<String>,
     mask: Option<PathBuf>,
     confounds: String,
@@ -131,6 +136,7 @@ impl FitArgs {
             bids_root,
             subject,
             tasks: args.tasks,
+            sessions: args.sessions,
             space: args.space,
             mask: args.mask,
             confounds: args.confounds,
@@ -149,6 +155,8 @@ struct Settings {
     bids_root: PathBuf,
     subject: String,
     tasks: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    sessions: Vec<String>,
     space: String,
     mask: Option<PathBuf>,
     confounds: String,
@@ -214,6 +222,7 @@ fn fit_into(args: &FitArgs, settings: Settings) -> anyhow::Result<()> {
         &args.bids_root,
         &settings.subject,
         &args.tasks,
+        &args.sessions,
         args.condition_column.as_deref(),
     )?;
     let set = time_series(args, &settings)?;
@@ -237,6 +246,7 @@ fn settings(args: &FitArgs) -> anyhow::Result<Settings> {
         bids_root: canonical(&args.bids_root)?,
         subject: args.subject.trim_start_matches("sub-").to_string(),
         tasks: args.tasks.clone(),
+        sessions: args.sessions.clone(),
         space: Space::parse(args.space.as_deref().unwrap_or(DEFAULT_SPACE))?.label(),
         mask: args.mask.as_deref().map(canonical).transpose()?,
         confounds: args.confounds.clone(),
@@ -277,6 +287,7 @@ fn time_series(args: &FitArgs, settings: &Settings) -> anyhow::Result<RunSet> {
         root: args.fmriprep.clone(),
         subject: args.subject.clone(),
         tasks: args.tasks.clone(),
+        sessions: args.sessions.clone(),
         out: out.clone(),
         layout: Layout::Fmriprep,
         mask: args.mask.clone().map_or(MaskChoice::Auto, MaskChoice::File),

@@ -76,6 +76,9 @@ pub struct PrepareOptions {
     /// BIDS label (`01`, `S01`; a `sub-` prefix is accepted).
     pub subject: String,
     pub tasks: Vec<String>,
+    /// BIDS session labels to keep (empty: every session); a label ending in `*` keeps every
+    /// session it begins (`perceptionNaturalImage*`).
+    pub sessions: Vec<String>,
     pub out: PathBuf,
     pub layout: Layout,
     pub mask: MaskChoice,
@@ -107,6 +110,8 @@ struct Settings {
     root: PathBuf,
     subject: String,
     tasks: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    sessions: Vec<String>,
     mask: String,
     detrend: Detrend,
     drop_seconds: f64,
@@ -174,7 +179,19 @@ fn candidates(
     })
 }
 
-/// The subject's runs of the chosen tasks, in `--task` order, then session and run.
+/// Whether a run of session `label` (None: no session) is kept by `sessions` (empty: all).
+pub fn session_chosen(sessions: &[String], label: Option<&str>) -> bool {
+    sessions.is_empty()
+        || label.is_some_and(|label| {
+            sessions.iter().any(|s| match s.strip_suffix('*') {
+                Some(prefix) => label.starts_with(prefix),
+                None => label == s,
+            })
+        })
+}
+
+/// The subject's runs of the chosen tasks (and sessions), in `--task` order, then session
+/// and run.
 fn select_runs(
     opts: &PrepareOptions,
     fm: Option<&FmriprepOptions>,
@@ -186,9 +203,28 @@ fn select_runs(
         .iter()
         .filter_map(|(p, e)| {
             let t = opts.tasks.iter().position(|t| *t == task_of(e))?;
-            Some((t, (p.clone(), e.clone())))
+            session_chosen(&opts.sessions, bids::entity(e, "ses"))
+                .then(|| (t, (p.clone(), e.clone())))
         })
         .collect();
+    if chosen.is_empty() && !opts.sessions.is_empty() {
+        let mut found: Vec<String> = all
+            .iter()
+            .filter_map(|(_, e)| bids::entity(e, "ses").map(String::from))
+            .collect();
+        found.sort();
+        found.dedup();
+        return Err(DataError::invalid(
+            opts.root.join(format!("sub-{subject}")),
+            "ses",
+            format!(
+                "runs of task {} in session {}",
+                opts.tasks.join(", "),
+                opts.sessions.join(", ")
+            ),
+            format!("sessions {}", found.join(", ")),
+        ));
+    }
     if chosen.is_empty() {
         let mut found: Vec<String> = all.iter().map(|(_, e)| task_of(e)).collect();
         found.sort();
@@ -732,6 +768,7 @@ fn plan(opts: &PrepareOptions, fm: Option<&FmriprepOptions>) -> Result<Plan> {
         root: canonical(&opts.root)?,
         subject,
         tasks: opts.tasks.clone(),
+        sessions: opts.sessions.clone(),
         mask,
         detrend: opts.detrend.unwrap_or(match opts.layout {
             Layout::Bids => Detrend::Median { seconds: 120.0 },
@@ -1278,4 +1315,28 @@ fn prepare_plan(opts: &PrepareOptions, plan: Plan) -> Result<PrepareReport> {
         zero_variance_voxels: zero,
         meta,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::session_chosen;
+
+    #[test]
+    fn sessions_are_chosen_by_label_or_prefix() {
+        let chosen = |sessions: &[&str], label: Option<&str>| {
+            let sessions: Vec<String> = sessions.iter().map(|s| s.to_string()).collect();
+            session_chosen(&sessions, label)
+        };
+        assert!(chosen(&[], Some("perceptionArtificialImage01")));
+        assert!(chosen(&[], None));
+        let natural = ["perceptionNaturalImage*"];
+        assert!(chosen(&natural, Some("perceptionNaturalImageTest01")));
+        assert!(!chosen(&natural, Some("perceptionArtificialImage01")));
+        assert!(
+            !chosen(&natural, None),
+            "a run without a session is left out"
+        );
+        assert!(chosen(&["02", "04"], Some("04")));
+        assert!(!chosen(&["02"], Some("020")), "a label is matched whole");
+    }
 }

@@ -141,12 +141,14 @@ fn event_tables(set: &RunSet) -> Result<Vec<Events>> {
         .collect()
 }
 
-/// The raw dataset's events files of `subject`'s runs of `tasks`, checked for the condition
-/// column before anything is written; none found is an error.
+/// The raw dataset's events files of `subject`'s runs of `tasks` (in `sessions`, all when
+/// empty), checked for the condition column before anything is written; none found is an
+/// error.
 pub fn check_event_files(
     raw_root: &Path,
     subject: &str,
     tasks: &[String],
+    sessions: &[String],
     asked: Option<&str>,
 ) -> Result<()> {
     let mut tables = Vec::new();
@@ -167,7 +169,11 @@ pub fn check_event_files(
                 continue;
             };
             let task = super::bids::entity(&entities, "task").unwrap_or_default();
-            if suffix == "events" && tasks.iter().any(|t| t == task) {
+            let session = super::bids::entity(&entities, "ses");
+            if suffix == "events"
+                && tasks.iter().any(|t| t == task)
+                && super::prepare::session_chosen(sessions, session)
+            {
                 tables.push(Events::read(&file)?);
             }
         }
