@@ -1,9 +1,10 @@
-//! The README's Kamitani-lab commands (`glm` → `glm prepare`) on tiny copies of OpenNeuro
-//! ds001246 (Generic Object Decoding) and ds001506 (Deep Image Reconstruction) as they ship
-//! (tools/fixtures/god_shipped.py, dir_shipped.py: their sessions, sidecars, events' columns,
-//! rests, blocks and one-back repeats; GOD's ImageNet names without extension, DIR's numeric
-//! ImageNet ids and its artificial-shape sessions under the same task), with fMRIPrep
-//! derivatives and a planted response per image. Asserted: the trials and conditions are the
+//! The README's real-dataset commands (`glm` → `glm prepare`) on tiny copies of OpenNeuro
+//! ds001246 (Generic Object Decoding), ds001506 (Deep Image Reconstruction) and ds004192
+//! (THINGS-fMRI) as they ship (tools/fixtures/god_shipped.py, dir_shipped.py,
+//! things_shipped.py: their sessions, sidecars, events' columns, rests, blocks and one-back
+//! repeats; GOD's ImageNet names without extension, DIR's numeric ImageNet ids and its
+//! artificial-shape sessions under the same task, THINGS' file paths, catch trials and rest
+//! run), with fMRIPrep derivatives and a planted response per image. Asserted: the trials and conditions are the
 //! events' stimulus blocks (of the chosen sessions), a one-back repeat is two trials of one
 //! condition, the betas identify the test images across runs, and the prepared subject's
 //! test set, training rows and images are the right ones.
@@ -41,12 +42,21 @@ fn correlation(a: &[f32], b: &[f32]) -> f64 {
 /// One data set's fixture and the README's command for it.
 struct Case {
     dataset: &'static str,
+    task: &'static str,
     condition_column: &'static str,
     sessions: &'static [&'static str],
     tr: f64,
-    /// The first block's onset and the blocks' length (s).
+    /// The first block's onset, the time from one block to the next and a stimulus's
+    /// duration (s).
     lead: f64,
     block: f64,
+    duration: f64,
+    /// Whether the subjects' task is a one-back (an image twice in a row in every run).
+    one_back: bool,
+    /// The images' folder in the fixture's extra folder.
+    stimuli: &'static str,
+    /// glm prepare's options beyond --glm, --stimuli, --image-size and --out.
+    prepare: &'static [&'static str],
     /// The sessions the run order starts with (glm reads sessions in name order).
     planted_sessions: &'static [&'static str],
 }
@@ -62,14 +72,38 @@ fn numeric_id(name: &str) -> String {
 }
 
 #[test]
+fn things_fmri_as_shipped_reaches_a_prepared_subject() {
+    shipped_dataset_reaches_a_prepared_subject(Case {
+        dataset: "ds004192",
+        task: "things",
+        condition_column: "file_path",
+        sessions: &[],
+        tr: 1.5,
+        lead: 3.0,
+        block: 4.5,
+        duration: 0.5,
+        one_back: false,
+        stimuli: "object_images",
+        // Test images once a session (12 in the real data, 2 here); catch images not supplied.
+        prepare: &["--test-repeats", "2", "--leave-out-missing"],
+        planted_sessions: &["things01", "things02"],
+    });
+}
+
+#[test]
 fn generic_object_decoding_as_shipped_reaches_a_prepared_subject() {
     shipped_dataset_reaches_a_prepared_subject(Case {
         dataset: "ds001246",
+        task: "perception",
         condition_column: "stimulus_name",
         sessions: &[],
         tr: 3.0,
         lead: 33.0,
         block: 9.0,
+        duration: 9.0,
+        one_back: true,
+        stimuli: "images",
+        prepare: &["--test-repeats", "4"],
         planted_sessions: &["perceptionTest01", "perceptionTraining01"],
     });
 }
@@ -78,11 +112,16 @@ fn generic_object_decoding_as_shipped_reaches_a_prepared_subject() {
 fn deep_image_reconstruction_as_shipped_reaches_a_prepared_subject() {
     shipped_dataset_reaches_a_prepared_subject(Case {
         dataset: "ds001506",
+        task: "perception",
         condition_column: "stimulus_id",
         sessions: &["perceptionNaturalImage*"],
         tr: 2.0,
         lead: 32.0,
         block: 8.0,
+        duration: 8.0,
+        one_back: true,
+        stimuli: "images",
+        prepare: &["--test-repeats", "4"],
         planted_sessions: &[
             "perceptionNaturalImageTest01",
             "perceptionNaturalImageTraining01",
@@ -93,6 +132,7 @@ fn deep_image_reconstruction_as_shipped_reaches_a_prepared_subject() {
 fn shipped_dataset_reaches_a_prepared_subject(case: Case) {
     let root = fixtures().join(format!("{}_shipped", case.dataset));
     let extra = fixtures().join(format!("{}_extra", case.dataset));
+    let stimuli = extra.join(case.stimuli);
     let truth = json(&extra.join("truth.json"));
     let dir = tempfile::tempdir().unwrap();
     let (glm, prepared) = (dir.path().join("glm-01"), dir.path().join("prepared-01"));
@@ -106,7 +146,7 @@ fn shipped_dataset_reaches_a_prepared_subject(case: Case) {
         "--subject",
         "01",
         "--task",
-        "perception",
+        case.task,
         "--space",
         "T1w",
         "--condition-column",
@@ -120,7 +160,10 @@ fn shipped_dataset_reaches_a_prepared_subject(case: Case) {
     ok(&args);
     let meta = json(&glm.join("glm.json"));
     assert_eq!(meta["tr"], case.tr, "RepetitionTime from the sidecars");
-    assert_eq!(meta["stimdur"], case.block, "the data set's blocks");
+    assert_eq!(
+        meta["stimdur"], case.duration,
+        "the data set's stimulus duration"
+    );
     assert_eq!(meta["condition_column"], case.condition_column);
     let condition_of = |name: &str| match case.condition_column {
         "stimulus_id" => numeric_id(name),
@@ -176,17 +219,18 @@ fn shipped_dataset_reaches_a_prepared_subject(case: Case) {
         .iter()
         .map(|(_, _, b)| b.windows(2).filter(|w| w[0] == w[1]).count())
         .sum();
-    assert!(
-        planted_repeats >= planted.len(),
-        "a one-back repeat in every run"
-    );
+    if case.one_back {
+        assert!(
+            planted_repeats >= planted.len(),
+            "a one-back repeat in every run"
+        );
+    }
     assert_eq!(
         one_back, planted_repeats,
         "a one-back repeat: two trials of one condition"
     );
 
-    // The planted response: each test image's TYPED betas in one test run identify it in the
-    // other.
+    // The planted response: each test image's TYPED betas in one run identify it in another.
     let betas = npy::read_f32(&glm.join("TYPED_FITHRF_GLMDENOISE_RR/betasmd.npy")).unwrap();
     let (n_voxels, n_trials) = (betas.shape[0], betas.shape[1]);
     let test: Vec<String> = serde_json::from_value(truth["test"].clone()).unwrap();
@@ -201,15 +245,22 @@ fn shipped_dataset_reaches_a_prepared_subject(case: Case) {
             }
         }
     }
-    let runs: Vec<u64> = {
-        let mut r: Vec<u64> = patterns.keys().map(|(run, _)| *run).collect();
-        r.dedup();
-        r
+    // Each test image's sum over its first run and over its last.
+    let first_and_last = |k: usize| {
+        let runs: Vec<u64> = patterns
+            .keys()
+            .filter(|(_, image)| *image == k)
+            .map(|(run, _)| *run)
+            .collect();
+        assert!(runs.len() >= 2, "test image {k} in two runs or more");
+        (
+            &patterns[&(runs[0], k)],
+            &patterns[&(runs[runs.len() - 1], k)],
+        )
     };
-    assert_eq!(runs.len(), 2, "the two test runs");
     for k in 0..test.len() {
         let r: Vec<f64> = (0..test.len())
-            .map(|j| correlation(&patterns[&(runs[0], k)], &patterns[&(runs[1], j)]))
+            .map(|j| correlation(first_and_last(k).0, first_and_last(j).1))
             .collect();
         let best = (0..test.len())
             .max_by(|&a, &b| r[a].total_cmp(&r[b]))
@@ -217,22 +268,22 @@ fn shipped_dataset_reaches_a_prepared_subject(case: Case) {
         assert!(best == k && r[k] > 0.5, "test image {k}: {r:?}");
     }
 
-    // glm prepare: the test set is the images shown 4 times or more, the other trials training
-    // rows, the images read from <stimulus_name>.JPEG.
-    ok(&[
+    // glm prepare: the test set is the images shown --test-repeats times, the trials of the
+    // other images with one training rows, the images read from the stimuli folder.
+    let mut args = vec![
         "glm",
         "prepare",
         "--glm",
         s(&glm),
         "--stimuli",
-        s(&extra.join("images")),
-        "--test-repeats",
-        "4",
+        s(&stimuli),
         "--image-size",
         "32",
         "--out",
         s(&prepared),
-    ]);
+    ];
+    args.extend(case.prepare);
+    ok(&args);
     let names = json(&prepared.join("stimuli/names.json"));
     let name_of = |id: i64| names[id.to_string()].as_str().unwrap().to_string();
     let test: Vec<String> = test.iter().map(|t| condition_of(t)).collect();
@@ -251,10 +302,8 @@ fn shipped_dataset_reaches_a_prepared_subject(case: Case) {
     expected.sort();
     assert_eq!(prepared_test, expected);
     let train_ids = npy::read_i64(&prepared.join("train_stimulus_ids.npy")).unwrap();
-    let training_blocks = blocks
-        .iter()
-        .filter(|b| !test.contains(&condition_of(b)))
-        .count();
+    let training: Vec<String> = serde_json::from_value(truth["training"].clone()).unwrap();
+    let training_blocks = blocks.iter().filter(|b| training.contains(b)).count();
     assert_eq!(train_ids.data.len(), training_blocks);
     // Each image is its JPEG's colour.
     let images = npy::read_u8(&prepared.join("stimuli/images.npy")).unwrap();
