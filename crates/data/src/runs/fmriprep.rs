@@ -115,6 +115,14 @@ impl Default for FmriprepOptions {
 /// Checks `dataset_description.json` names fMRIPrep; returns `fMRIPrep <version>`.
 pub fn generated_by(root: &Path) -> Result<String> {
     let path = root.join("dataset_description.json");
+    if let Some(legacy) = legacy_output(root) {
+        return Err(DataError::invalid(
+            legacy,
+            "file name",
+            "fMRIPrep 20 or later's names (*_space-<S>_desc-preproc_bold.nii.gz beside a dataset_description.json)",
+            "fMRIPrep 1.x's (*_bold_space-<S>_preproc.nii.gz, as BOLD5000 ships its derivatives): preprocess the raw data with fMRIPrep 20 or later",
+        ));
+    }
     if !path.is_file() {
         return Err(DataError::Missing {
             path,
@@ -146,6 +154,45 @@ pub fn generated_by(root: &Path) -> Result<String> {
             names.join(", ")
         },
     ))
+}
+
+/// A run fMRIPrep 1.x named (`sub-*/[ses-*/]func/*_bold_space-<S>_preproc.nii.gz`), if the
+/// folder holds those names instead of fMRIPrep 20's.
+fn legacy_output(root: &Path) -> Option<PathBuf> {
+    let is_legacy = |p: &Path| {
+        let name = p.file_name().map(|n| n.to_string_lossy().into_owned());
+        name.is_some_and(|n| n.contains("_bold_space-") && n.contains("_preproc.nii"))
+    };
+    let children = |dir: &Path| -> Vec<PathBuf> {
+        let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
+            .unwrap_or_default();
+        out.sort();
+        out
+    };
+    let subjects = children(root).into_iter().filter(|p| {
+        p.is_dir()
+            && p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("sub-"))
+    });
+    for subject in subjects {
+        let sessions: Vec<PathBuf> = children(&subject)
+            .into_iter()
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("ses-"))
+            })
+            .collect();
+        for dir in std::iter::once(subject.clone()).chain(sessions) {
+            if let Some(found) = children(&dir.join("func"))
+                .into_iter()
+                .find(|p| is_legacy(p))
+            {
+                return Some(found);
+            }
+        }
+    }
+    None
 }
 
 fn nifti_stem(name: &str) -> Option<&str> {
