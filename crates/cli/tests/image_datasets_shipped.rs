@@ -42,14 +42,14 @@ fn correlation(a: &[f32], b: &[f32]) -> f64 {
 /// One data set's fixture and the README's command for it.
 struct Case {
     dataset: &'static str,
+    subject: &'static str,
     task: &'static str,
     condition_column: &'static str,
     sessions: &'static [&'static str],
     tr: f64,
-    /// The first block's onset, the time from one block to the next and a stimulus's
-    /// duration (s).
-    lead: f64,
-    block: f64,
+    /// The first block's onset and the time from one block to the next (s), when onsets
+    /// fall on that grid; a stimulus's duration (s, within 0.05).
+    grid: Option<(f64, f64)>,
     duration: f64,
     /// Whether the subjects' task is a one-back (an image twice in a row in every run).
     one_back: bool,
@@ -75,12 +75,12 @@ fn numeric_id(name: &str) -> String {
 fn things_fmri_as_shipped_reaches_a_prepared_subject() {
     shipped_dataset_reaches_a_prepared_subject(Case {
         dataset: "ds004192",
+        subject: "01",
         task: "things",
         condition_column: "file_path",
         sessions: &[],
         tr: 1.5,
-        lead: 3.0,
-        block: 4.5,
+        grid: Some((3.0, 4.5)),
         duration: 0.5,
         one_back: false,
         stimuli: "object_images",
@@ -91,15 +91,71 @@ fn things_fmri_as_shipped_reaches_a_prepared_subject() {
 }
 
 #[test]
+fn bold5000_as_shipped_with_its_fmriprep_1x_derivatives_reaches_a_prepared_subject() {
+    let meta = shipped_dataset_reaches_a_prepared_subject(Case {
+        dataset: "ds001499",
+        subject: "CSI1",
+        task: "5000scenes",
+        condition_column: "ImgName",
+        sessions: &[],
+        tr: 2.0,
+        // Onsets as the stimulus computer logged them, between volumes.
+        grid: None,
+        duration: 1.0,
+        one_back: false,
+        stimuli: "Scene_Stimuli/Presented_Stimuli",
+        prepare: &["--test-repeats", "4"],
+        planted_sessions: &["01", "02"],
+    });
+    // fMRIPrep 1.x's NonSteadyStateOutlier00 read as today's column: the first volume of each
+    // run left out; onsets moved to their volume by less than half a TR.
+    assert_eq!(meta["dropped_volumes"], serde_json::json!([1, 1, 1, 1]));
+    let rounding = meta["largest_onset_rounding_seconds"].as_f64().unwrap();
+    assert!(rounding > 0.0 && rounding <= 1.0, "{rounding}");
+}
+
+#[test]
+fn bold5000_fmriprep_1x_confounds_are_read_under_todays_names() {
+    let root = fixtures().join("ds001499_shipped");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("runs");
+    ok(&[
+        "bids",
+        "prepare",
+        "--fmriprep",
+        s(&root.join("derivatives/fmriprep")),
+        "--bids-root",
+        s(&root),
+        "--subject",
+        "CSI1",
+        "--task",
+        "5000scenes",
+        "--space",
+        "T1w",
+        // fMRIPrep 1.x wrote no derivative or squared motion columns (motion:full's).
+        "--confounds",
+        "motion:basic,wm_csf:basic,high_pass",
+        "--out",
+        s(&out),
+    ]);
+    let runset = json(&out.join("runset.json"));
+    let text = runset.to_string();
+    for name in ["trans_x", "rot_z", "csf", "white_matter", "cosine00"] {
+        assert!(text.contains(name), "{name} among the regressors: {text}");
+    }
+    assert!(text.contains("fMRIPrep 1.x"), "{text}");
+}
+
+#[test]
 fn generic_object_decoding_as_shipped_reaches_a_prepared_subject() {
     shipped_dataset_reaches_a_prepared_subject(Case {
         dataset: "ds001246",
+        subject: "01",
         task: "perception",
         condition_column: "stimulus_name",
         sessions: &[],
         tr: 3.0,
-        lead: 33.0,
-        block: 9.0,
+        grid: Some((33.0, 9.0)),
         duration: 9.0,
         one_back: true,
         stimuli: "images",
@@ -112,12 +168,12 @@ fn generic_object_decoding_as_shipped_reaches_a_prepared_subject() {
 fn deep_image_reconstruction_as_shipped_reaches_a_prepared_subject() {
     shipped_dataset_reaches_a_prepared_subject(Case {
         dataset: "ds001506",
+        subject: "01",
         task: "perception",
         condition_column: "stimulus_id",
         sessions: &["perceptionNaturalImage*"],
         tr: 2.0,
-        lead: 32.0,
-        block: 8.0,
+        grid: Some((32.0, 8.0)),
         duration: 8.0,
         one_back: true,
         stimuli: "images",
@@ -129,7 +185,8 @@ fn deep_image_reconstruction_as_shipped_reaches_a_prepared_subject() {
     });
 }
 
-fn shipped_dataset_reaches_a_prepared_subject(case: Case) {
+/// Runs the README's `glm` → `glm prepare` on the data set and checks both; returns glm.json.
+fn shipped_dataset_reaches_a_prepared_subject(case: Case) -> Value {
     let root = fixtures().join(format!("{}_shipped", case.dataset));
     let extra = fixtures().join(format!("{}_extra", case.dataset));
     let stimuli = extra.join(case.stimuli);
@@ -144,7 +201,7 @@ fn shipped_dataset_reaches_a_prepared_subject(case: Case) {
         "--bids-root",
         s(&root),
         "--subject",
-        "01",
+        case.subject,
         "--task",
         case.task,
         "--space",
@@ -160,9 +217,10 @@ fn shipped_dataset_reaches_a_prepared_subject(case: Case) {
     ok(&args);
     let meta = json(&glm.join("glm.json"));
     assert_eq!(meta["tr"], case.tr, "RepetitionTime from the sidecars");
-    assert_eq!(
-        meta["stimdur"], case.duration,
-        "the data set's stimulus duration"
+    let stimdur = meta["stimdur"].as_f64().unwrap();
+    assert!(
+        (stimdur - case.duration).abs() < 0.05,
+        "stimulus duration {stimdur} s"
     );
     assert_eq!(meta["condition_column"], case.condition_column);
     let condition_of = |name: &str| match case.condition_column {
@@ -206,10 +264,9 @@ fn shipped_dataset_reaches_a_prepared_subject(case: Case) {
     for (i, trial) in trials.iter().enumerate() {
         let name = &conditions[trial["condition"].as_u64().unwrap() as usize];
         assert_eq!(*name, condition_of(blocks[i]), "trial {i}");
-        assert_eq!(
-            (trial["onset"].as_f64().unwrap() - case.lead) % case.block,
-            0.0
-        );
+        if let Some((lead, block)) = case.grid {
+            assert_eq!((trial["onset"].as_f64().unwrap() - lead) % block, 0.0);
+        }
         let same_run = i > 0 && trials[i - 1]["run"] == trial["run"];
         if same_run && trials[i - 1]["condition"] == trial["condition"] {
             one_back += 1;
@@ -328,4 +385,5 @@ fn shipped_dataset_reaches_a_prepared_subject(case: Case) {
             );
         }
     }
+    meta
 }

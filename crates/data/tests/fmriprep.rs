@@ -415,30 +415,3 @@ fn the_tr_comes_from_the_sidecar_else_the_header() {
         ],
     );
 }
-
-#[test]
-fn fmriprep_1x_names_as_bold5000_ships_them_are_refused_saying_so() {
-    // BOLD5000 (ds001499) ships fMRIPrep 1.x derivatives: no dataset_description.json, runs
-    // named *_bold_space-T1w_preproc.nii.gz, confounds *_bold_confounds.tsv.
-    let dir = tempfile::tempdir().unwrap();
-    let root = dir.path().join("fmriprep");
-    let func = root.join("sub-01/ses-01/func");
-    std::fs::create_dir_all(&func).unwrap();
-    for name in [
-        "sub-01_ses-01_task-5000scenes_run-01_bold_space-T1w_preproc.nii.gz",
-        "sub-01_ses-01_task-5000scenes_run-01_bold_space-T1w_brainmask.nii.gz",
-        "sub-01_ses-01_task-5000scenes_run-01_bold_confounds.tsv",
-    ] {
-        std::fs::write(func.join(name), b"").unwrap();
-    }
-    refusal(
-        &root,
-        &FmriprepOptions::default(),
-        dir.path(),
-        &[
-            "sub-01_ses-01_task-5000scenes_run-01_bold_space-T1w_preproc.nii.gz",
-            "fMRIPrep 1.x",
-            "fMRIPrep 20 or later",
-        ],
-    );
-}

@@ -105,7 +105,10 @@ pub fn find_fmriprep_aparcaseg(fmriprep: &Path, subject: &str, space: &str) -> R
                 let name = p
                     .file_name()
                     .map_or(String::new(), |n| n.to_string_lossy().into());
-                name.ends_with("_desc-aparcaseg_dseg.nii.gz") && in_space(&name)
+                // fMRIPrep 20+, and 1.x's `_label-aparcaseg_roi` (per run and in anat/).
+                (name.ends_with("_desc-aparcaseg_dseg.nii.gz")
+                    || name.ends_with("_label-aparcaseg_roi.nii.gz"))
+                    && in_space(&name)
             })
             .collect();
         found.sort();

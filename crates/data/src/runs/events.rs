@@ -86,6 +86,16 @@ impl Events {
         &self.path
     }
 
+    /// The same table with columns renamed by `rename` (`None` keeps a name).
+    pub fn renamed(mut self, rename: impl Fn(&str) -> Option<String>) -> Self {
+        for column in &mut self.columns {
+            if let Some(name) = rename(column) {
+                *column = name;
+            }
+        }
+        self
+    }
+
     pub fn columns(&self) -> &[String] {
         &self.columns
     }

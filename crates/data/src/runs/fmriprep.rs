@@ -8,9 +8,13 @@
 //!   …_space-<SPACE>_[res-<R>_]desc-brain_mask.nii.gz
 //!   sub-<S>_[ses-<X>_]task-<T>_[run-<N>_]desc-confounds_timeseries.tsv (+ .json)
 //! ```
-//! Older fMRIPrep names the table `desc-confounds_regressors.tsv`; it is read too. Surface
-//! and CIFTI outputs (`space-fsLR_den-91k_bold.dtseries.nii`, `.func.gii`) hold grayordinates,
-//! not the volume voxels a run set stores, and are refused.
+//! Older fMRIPrep names the table `desc-confounds_regressors.tsv`; it is read too. fMRIPrep
+//! 1.x (as BOLD5000 ships its derivatives) named runs `<run>_bold_space-<S>_preproc.nii.gz`
+//! with `_bold_space-<S>_brainmask.nii.gz` and `_bold_confounds.tsv` (columns `X`, `RotX`,
+//! `CSF`, `NonSteadyStateOutlier00`, …, read under today's names) and wrote no
+//! dataset_description.json; those are read too. Surface and CIFTI outputs
+//! (`space-fsLR_den-91k_bold.dtseries.nii`, `.func.gii`) hold grayordinates, not the volume
+//! voxels a run set stores, and are refused.
 
 use super::bids::{self, Entities};
 use super::confounds::{self, Cleaner, Strategy};
@@ -115,13 +119,8 @@ impl Default for FmriprepOptions {
 /// Checks `dataset_description.json` names fMRIPrep; returns `fMRIPrep <version>`.
 pub fn generated_by(root: &Path) -> Result<String> {
     let path = root.join("dataset_description.json");
-    if let Some(legacy) = legacy_output(root) {
-        return Err(DataError::invalid(
-            legacy,
-            "file name",
-            "fMRIPrep 20 or later's names (*_space-<S>_desc-preproc_bold.nii.gz beside a dataset_description.json)",
-            "fMRIPrep 1.x's (*_bold_space-<S>_preproc.nii.gz, as BOLD5000 ships its derivatives): preprocess the raw data with fMRIPrep 20 or later",
-        ));
+    if !path.is_file() && legacy_output(root).is_some() {
+        return Ok("fMRIPrep 1.x (its file names; no dataset_description.json)".into());
     }
     if !path.is_file() {
         return Err(DataError::Missing {
@@ -195,6 +194,18 @@ fn legacy_output(root: &Path) -> Option<PathBuf> {
     None
 }
 
+/// fMRIPrep 1.x's name of a preprocessed run, `<run>_bold_space-<S>_preproc.nii[.gz]`: the
+/// run's entities, the space label and `<run>` (ICA-AROMA's `variant-` outputs are not runs).
+fn legacy_run(name: &str) -> Option<(Entities, String, String)> {
+    let stem = nifti_stem(name)?.strip_suffix("_preproc")?;
+    let (run, space) = stem.split_once("_bold_space-")?;
+    if space.is_empty() || !space.chars().all(|c| c.is_ascii_alphanumeric()) {
+        return None;
+    }
+    let (entities, suffix) = bids::parse_name(&format!("{run}_bold"))?;
+    (suffix == "bold").then(|| (entities, space.to_string(), run.to_string()))
+}
+
 fn nifti_stem(name: &str) -> Option<&str> {
     name.strip_suffix(".nii.gz")
         .or_else(|| name.strip_suffix(".nii"))
@@ -225,15 +236,20 @@ pub fn bold_files(root: &Path, subject: &str, space: &Space) -> Result<Vec<(Path
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
-            let Some((entities, suffix)) = nifti_stem(&name).and_then(bids::parse_name) else {
-                continue;
-            };
-            if suffix != "bold" || bids::entity(&entities, "desc") != Some("preproc") {
-                continue;
-            }
-            let here = Space {
-                label: bids::entity(&entities, "space").unwrap_or("").to_string(),
-                res: bids::entity(&entities, "res").map(str::to_string),
+            let (entities, here) = if let Some((entities, label, _)) = legacy_run(&name) {
+                (entities, Space { label, res: None })
+            } else {
+                let Some((entities, suffix)) = nifti_stem(&name).and_then(bids::parse_name) else {
+                    continue;
+                };
+                if suffix != "bold" || bids::entity(&entities, "desc") != Some("preproc") {
+                    continue;
+                }
+                let here = Space {
+                    label: bids::entity(&entities, "space").unwrap_or("").to_string(),
+                    res: bids::entity(&entities, "res").map(str::to_string),
+                };
+                (entities, here)
             };
             let matches =
                 here.label == space.label && (space.res.is_none() || here.res == space.res);
@@ -272,9 +288,19 @@ fn sibling(bold: &Path, ending: &str) -> PathBuf {
     bold.with_file_name(format!("{base}{ending}"))
 }
 
-/// fMRIPrep's brain mask of a run (`…_desc-brain_mask.nii.gz`).
+/// fMRIPrep's brain mask of a run (`…_desc-brain_mask.nii.gz`; 1.x:
+/// `<run>_bold_space-<S>_brainmask.nii.gz`).
 pub fn brain_mask(bold: &Path) -> PathBuf {
-    sibling(bold, "_desc-brain_mask.nii.gz")
+    match legacy_of(bold) {
+        Some((_, space, run)) => {
+            bold.with_file_name(format!("{run}_bold_space-{space}_brainmask.nii.gz"))
+        }
+        None => sibling(bold, "_desc-brain_mask.nii.gz"),
+    }
+}
+
+fn legacy_of(bold: &Path) -> Option<(Entities, String, String)> {
+    legacy_run(&bold.file_name()?.to_string_lossy())
 }
 
 /// The header's TR in seconds: `pixdim[4]` in the unit `xyzt_units` names (seconds when it
@@ -329,16 +355,68 @@ pub fn confounds_file(bold: &Path, run: &Entities) -> Result<PathBuf> {
     let stem = stem.join("_");
     let current = bold.with_file_name(format!("{stem}_desc-confounds_timeseries.tsv"));
     let older = bold.with_file_name(format!("{stem}_desc-confounds_regressors.tsv"));
+    let first = bold.with_file_name(format!("{stem}_bold_confounds.tsv"));
     if current.is_file() {
         Ok(current)
     } else if older.is_file() {
         Ok(older)
+    } else if legacy_of(bold).is_some() && first.is_file() {
+        Ok(first)
     } else {
         Err(DataError::Missing {
             path: current,
             what: format!("fMRIPrep's confounds table of {} (its non-steady-state volumes and the --confounds regressors come from it)", bold.display()),
         })
     }
+}
+
+/// A run's confounds table with its columns under today's names: fMRIPrep 1.x's
+/// `_bold_confounds.tsv` is renamed (`X` → `trans_x`, `RotX` → `rot_x`, `CSF` → `csf`,
+/// `aCompCor00` → `a_comp_cor_00`, `NonSteadyStateOutlier00` → `non_steady_state_outlier00`, …).
+pub fn read_confounds(file: &Path) -> Result<Events> {
+    let table = Events::read(file)?;
+    let legacy = file
+        .file_name()
+        .is_some_and(|n| n.to_string_lossy().ends_with("_bold_confounds.tsv"));
+    Ok(if legacy {
+        table.renamed(legacy_confound_name)
+    } else {
+        table
+    })
+}
+
+/// Today's name of an fMRIPrep 1.x confound column, if it was renamed.
+fn legacy_confound_name(name: &str) -> Option<String> {
+    let fixed = match name {
+        "X" => "trans_x",
+        "Y" => "trans_y",
+        "Z" => "trans_z",
+        "RotX" => "rot_x",
+        "RotY" => "rot_y",
+        "RotZ" => "rot_z",
+        "CSF" => "csf",
+        "WhiteMatter" => "white_matter",
+        "GlobalSignal" => "global_signal",
+        "stdDVARS" => "std_dvars",
+        "non-stdDVARS" => "dvars",
+        "FramewiseDisplacement" => "framewise_displacement",
+        _ => "",
+    };
+    if !fixed.is_empty() {
+        return Some(fixed.to_string());
+    }
+    let numbered = [
+        ("tCompCor", "t_comp_cor_"),
+        ("aCompCor", "a_comp_cor_"),
+        ("Cosine", "cosine"),
+        ("NonSteadyStateOutlier", "non_steady_state_outlier"),
+        ("AROMAAggrComp", "aroma_motion_"),
+    ];
+    numbered.iter().find_map(|(old, new)| {
+        let number = name.strip_prefix(old)?;
+        (!number.is_empty() && number.chars().all(|c| c.is_ascii_digit()))
+            .then(|| format!("{new}{number}"))
+    })
 }
 
 /// One run's confounds, read and checked: the regressors over all rows and the censored rows.
@@ -356,7 +434,7 @@ pub struct RunConfounds {
 impl RunConfounds {
     /// Reads `file` for a run of `n_total` volumes (`bold`).
     pub fn read(file: &Path, bold: &Path, n_total: usize, strategy: &Strategy) -> Result<Self> {
-        let table = Events::read(file)?;
+        let table = read_confounds(file)?;
         if table.len() != n_total {
             return Err(DataError::invalid(
                 file,
@@ -411,6 +489,40 @@ impl RunConfounds {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fmriprep_1x_names_are_read() {
+        let (entities, space, run) =
+            legacy_run("sub-CSI1_ses-01_task-5000scenes_run-01_bold_space-T1w_preproc.nii.gz")
+                .unwrap();
+        assert_eq!(space, "T1w");
+        assert_eq!(run, "sub-CSI1_ses-01_task-5000scenes_run-01");
+        assert_eq!(bids::entity(&entities, "task"), Some("5000scenes"));
+        let bold =
+            Path::new("/d/sub-CSI1_ses-01_task-5000scenes_run-01_bold_space-T1w_preproc.nii.gz");
+        assert_eq!(
+            brain_mask(bold),
+            Path::new("/d/sub-CSI1_ses-01_task-5000scenes_run-01_bold_space-T1w_brainmask.nii.gz")
+        );
+        assert!(legacy_run(
+            "sub-01_task-a_bold_space-T1w_variant-smoothAROMAnonaggr_preproc.nii.gz"
+        )
+        .is_none());
+        assert!(legacy_run("sub-01_task-a_space-T1w_desc-preproc_bold.nii.gz").is_none());
+        for (old, new) in [
+            ("X", "trans_x"),
+            ("RotZ", "rot_z"),
+            ("WhiteMatter", "white_matter"),
+            ("non-stdDVARS", "dvars"),
+            ("aCompCor05", "a_comp_cor_05"),
+            ("Cosine00", "cosine00"),
+            ("NonSteadyStateOutlier00", "non_steady_state_outlier00"),
+        ] {
+            assert_eq!(legacy_confound_name(old).as_deref(), Some(new));
+        }
+        assert_eq!(legacy_confound_name("vx-wisestdDVARS"), None);
+        assert_eq!(legacy_confound_name("aCompCor"), None);
+    }
 
     #[test]
     fn spaces_parse_and_surfaces_are_refused() {

@@ -334,7 +334,7 @@ pub fn confound_regressors(
     };
     let n = info.n_trs;
     let drop = (info.start_seconds / set.tr()).round() as usize;
-    let table = Events::read(&c.file)?;
+    let table = super::fmriprep::read_confounds(&c.file)?;
     if table.len() < drop + n {
         return Err(DataError::invalid(
             &c.file,
