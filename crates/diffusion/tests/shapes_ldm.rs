@@ -3,14 +3,14 @@
 //! colour and shape, and a caption draws its colour and shape.
 
 use brainrecon_data::image::RgbImage;
-use brainrecon_simulate::classify::scene_accuracy;
-use brainrecon_simulate::scene::{Scene, COLOURS, SHAPES};
 use brainrecon_diffusion::pipeline::{
     image_to_hwc, Device, Posterior, SampleOptions, StableDiffusion,
 };
 use brainrecon_diffusion::prior::{held_out_scenes, is_held_out, training_scene};
 use brainrecon_diffusion::rng::SeededNoise;
 use brainrecon_diffusion::scheduler::SchedulerKind;
+use brainrecon_simulate::classify::scene_accuracy;
+use brainrecon_simulate::scene::{Scene, COLOURS, SHAPES};
 use candle_core::{DType, Tensor};
 use rand::SeedableRng;
 use std::path::PathBuf;

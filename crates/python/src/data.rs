@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use brainrecon_data::nsd::prepare::{prepare, PrepareOptions, ZScore};
 use brainrecon_data::prepared::{PreparedSubject, Split};
-use brainrecon_simulate::{simulate, OutputLayout, SimulateOptions};
 use brainrecon_data::{npy, DataError};
+use brainrecon_simulate::{simulate, OutputLayout, SimulateOptions};
 use numpy::PyArray1;
 use pyo3::prelude::*;
 

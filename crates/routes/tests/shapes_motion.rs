@@ -7,9 +7,6 @@
 //! frame it does not (printed): the caption's direction words alone do not steer the model;
 //! its ε loss is the same under the true and the opposite direction's caption (printed too).
 use brainrecon_data::image::RgbImage;
-use brainrecon_simulate::classify::read_scene;
-use brainrecon_simulate::classify_clip::read_clip;
-use brainrecon_simulate::video::{render_clip, ClipSpec, Direction};
 use brainrecon_diffusion::embedded::shapes_motion_dir;
 use brainrecon_diffusion::pipeline::{
     ClipOptions, Conditioning, SampleOptions, StableDiffusion, VideoDiffusion,
@@ -20,6 +17,9 @@ use brainrecon_diffusion::unet_motion::{save_motion_adapter, UNetMotionModel};
 use brainrecon_diffusion::warp::moving_noise;
 use brainrecon_routes::video::evaluate::read_direction;
 use brainrecon_routes::video::train_motion::{adapter_config, clip_latents, MotionTrainConfig};
+use brainrecon_simulate::classify::read_scene;
+use brainrecon_simulate::classify_clip::read_clip;
+use brainrecon_simulate::video::{render_clip, ClipSpec, Direction};
 use candle_core::{DType, Device, Tensor};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;

@@ -11,13 +11,13 @@ pub mod music;
 pub mod scene;
 pub mod video;
 
+use brain::{luminance_contrast, Brain, Responder, Tuning, NSDGENERAL, PRF_VISUALROIS, STREAMS};
 use brainrecon_data::atomic::{write_atomic, write_bytes_atomic, write_json_atomic};
 use brainrecon_data::error::{DataError, Result};
 use brainrecon_data::mat::{encode_doubles, Matrix};
 use brainrecon_data::nsd::prepare::{prepare, PrepareOptions, ZScore};
 use brainrecon_data::nsd::{Layout, BETA_SCALE};
 use brainrecon_data::{nifti_io, npy};
-use brain::{luminance_contrast, Brain, Responder, Tuning, NSDGENERAL, PRF_VISUALROIS, STREAMS};
 use h5stream::ChunkedWriter;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};

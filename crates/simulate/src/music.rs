@@ -55,7 +55,9 @@ use super::{finish_dir, new_output_dir};
 use brainrecon_data::atomic::{write_bytes_atomic, write_json_atomic};
 use brainrecon_data::audio::features::{acoustic_features, feature_names, N_FEATURES};
 use brainrecon_data::audio::stimuli::GTZAN_GENRES;
-use brainrecon_data::audio::synth::{midi_hz, mix, render_drum, render_note, Drum, Envelope, Timbre, Voice};
+use brainrecon_data::audio::synth::{
+    midi_hz, mix, render_drum, render_note, Drum, Envelope, Timbre, Voice,
+};
 use brainrecon_data::audio::wav;
 use brainrecon_data::error::{DataError, Result};
 use brainrecon_data::nifti_io;

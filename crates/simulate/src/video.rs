@@ -608,7 +608,11 @@ fn surface_model(structure: &str, offset: usize, count: usize) -> BrainModel {
 fn make_brain(rng: &mut ChaCha8Rng, per_hemisphere: usize, subcortical: usize) -> Brain {
     let mut models = vec![
         surface_model(brainrecon_data::cifti::CORTEX[0], 0, per_hemisphere),
-        surface_model(brainrecon_data::cifti::CORTEX[1], per_hemisphere, per_hemisphere),
+        surface_model(
+            brainrecon_data::cifti::CORTEX[1],
+            per_hemisphere,
+            per_hemisphere,
+        ),
     ];
     // HCP's 2-mm MNI grid; the voxels fill a box around the left thalamus.
     let volume = CiftiVolume {

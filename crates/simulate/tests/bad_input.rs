@@ -3,8 +3,8 @@
 use brainrecon_data::mat::{encode_doubles, read_matrices};
 use brainrecon_data::nsd::prepare::{prepare, PrepareOptions, ZScore};
 use brainrecon_data::nsd::Layout;
-use brainrecon_simulate::{simulate, SimulateOptions};
 use brainrecon_data::{nifti_io, DataError};
+use brainrecon_simulate::{simulate, SimulateOptions};
 use hdf5_writer::{DatasetBuilder, Hdf5Builder, WriteOptions};
 use std::path::{Path, PathBuf};
 

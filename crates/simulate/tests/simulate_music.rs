@@ -5,8 +5,8 @@ use brainrecon_data::audio::features::acoustic_features;
 use brainrecon_data::audio::read_audio;
 use brainrecon_data::audio::stimuli::{event_clip, read_stimulus_events, StimulusEvent};
 use brainrecon_data::runs::{bids, nifti4d};
-use brainrecon_simulate::music::{simulate_music, MusicOptions, MusicTruth, RATE, TR};
 use brainrecon_data::{npy, DataError};
+use brainrecon_simulate::music::{simulate_music, MusicOptions, MusicTruth, RATE, TR};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

@@ -12,9 +12,9 @@
 //! exactly as at inference, on their middle 10 s.
 
 use brainrecon_data::audio::wav;
-use brainrecon_simulate::music::StreamClip;
 use brainrecon_nn::train::fnv1a64;
 use brainrecon_nn::{ModelError, Result};
+use brainrecon_simulate::music::StreamClip;
 use candle_core::{Device, Tensor};
 
 use crate::clap::{ClapFeatureExtractor, GivenChoices};

@@ -24,10 +24,10 @@
 
 use std::path::{Path, PathBuf};
 
-use brainrecon_simulate::music::StreamClip;
 use brainrecon_language::roberta::RobertaTokenizer;
 use brainrecon_nn::train::{init_parameters_with, shuffled_batches, Parameters, ResumableRun};
 use brainrecon_nn::{ModelError, Result};
+use brainrecon_simulate::music::StreamClip;
 use candle_core::{DType, Device, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

@@ -1,11 +1,11 @@
 use brainrecon_data::atomic::{read_json, write_json_atomic};
 use brainrecon_data::image::{read_png, write_png, RgbImage};
 use brainrecon_data::prepared::PreparedSubject;
+use brainrecon_routes::caption::embedded::{SHAPES_BLIP, SHAPES_BLIP_MODEL};
+use brainrecon_routes::linear::Manifest;
 use brainrecon_simulate::classify::{scene_accuracy, SceneAccuracy};
 use brainrecon_simulate::scene::Scene;
 use brainrecon_simulate::Truth;
-use brainrecon_routes::caption::embedded::{SHAPES_BLIP, SHAPES_BLIP_MODEL};
-use brainrecon_routes::linear::Manifest;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 

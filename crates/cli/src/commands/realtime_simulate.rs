@@ -3,11 +3,9 @@
 
 use brainrecon_data::atomic::{read_json, write_bytes_atomic, write_json_atomic};
 use brainrecon_data::dicom::write::DicomLayout;
-use brainrecon_simulate::events::{
-    simulate_session, EventsTruth, SessionOptions, SessionTrial,
-};
 use brainrecon_realtime::export::{head_poses, planted_motion, session_offset, write_export};
 use brainrecon_realtime::rigid::RigidParams;
+use brainrecon_simulate::events::{simulate_session, EventsTruth, SessionOptions, SessionTrial};
 use std::path::PathBuf;
 use std::time::Duration;
 

@@ -4,8 +4,8 @@
 
 use crate::error::Result;
 use brainrecon_data::atomic::write_json_atomic;
-use brainrecon_simulate::movie::annotation_corpus;
 use brainrecon_language::word2vec::{train_word2vec, words_of, Word2Vec, Word2VecConfig};
+use brainrecon_simulate::movie::annotation_corpus;
 use std::path::Path;
 
 pub const WORD2VEC_MOVIE: &str = "word2vec-movie";

@@ -25,13 +25,13 @@ use crate::error::Result;
 use brainrecon_data::atomic::{read_json, write_json_atomic};
 use brainrecon_data::cifti::cc2017::Split;
 use brainrecon_data::image::RgbImage;
-use brainrecon_simulate::classify_clip::{nearest_direction, read_clip, ClipReading};
-use brainrecon_simulate::scene::{COLOURS, SHAPES};
-use brainrecon_simulate::video::Direction;
 use brainrecon_data::video;
 use brainrecon_metrics::video::{
     fifty_way_video, n_way_top1, psnr_u8, ssim_u8, two_way_image, two_way_video, NWayScore,
 };
+use brainrecon_simulate::classify_clip::{nearest_direction, read_clip, ClipReading};
+use brainrecon_simulate::scene::{COLOURS, SHAPES};
+use brainrecon_simulate::video::Direction;
 use std::path::PathBuf;
 
 pub const SUMMARY: &str = "video_eval.json";
