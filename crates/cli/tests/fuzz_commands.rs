@@ -112,6 +112,7 @@ fn make_inputs(dir: &Path) {
         ("models/genres-clap", "genres-clap"),
         ("models/word2vec-movie", "word2vec-movie"),
         ("crates/cli/tests/fixtures/ds005531_shipped", "ds005531"),
+        ("crates/cli/tests/fixtures/nsd_timeseries", "nsd-timeseries"),
         ("crates/data/tests/fixtures/fmriprep", "fmriprep"),
         ("crates/stream/tests/fixtures", "signals"),
     ] {
@@ -144,6 +145,7 @@ const SETUP: &[&str] = &[
      --image-size 16",
     "glm --fmriprep {d}/events/derivatives/fmriprep --bids-root {d}/events --subject 01 \
      --task images --space T1w --out {d}/events-glm",
+    "glm --nsd {d}/nsd-timeseries --subject 1 --session 1 --out {d}/nsd-glm",
     "simulate --kind movie --out {d}/movie --seed 1 --runs 2 --run-seconds 60",
     "bids prepare --bids-root {d}/movie --subject 01 --task movie \
      --mask {d}/movie/derivatives/mask/sub-01_mask.nii.gz --out {d}/movie-runs",
@@ -255,6 +257,21 @@ const TARGETS: &[Target] = &[
         mutated: &["events/sub-01", "events/derivatives"],
         command: "glm --fmriprep {in}/events/derivatives/fmriprep --bids-root {in}/events \
                   --subject 01 --task images --space T1w --confounds motion:basic --out {out}",
+    },
+    Target {
+        name: "glm-nsd",
+        inputs: &["nsd-timeseries"],
+        mutated: &[
+            "nsd-timeseries/nsddata_timeseries",
+            "nsd-timeseries/nsddata/",
+        ],
+        command: "glm --nsd {in}/nsd-timeseries --subject 1 --session 1 --out {out}",
+    },
+    Target {
+        name: "glm-compare-nsd",
+        inputs: &["nsd-glm", "nsd-timeseries"],
+        mutated: &["nsd-glm/", "nsd-timeseries/nsddata_betas"],
+        command: "glm compare --glm {in}/nsd-glm --nsd {in}/nsd-timeseries --out {out}",
     },
     Target {
         name: "glm-prepare",
@@ -638,6 +655,8 @@ fuzz_targets! {
     bids_prepare_fmriprep => "bids-prepare-fmriprep",
     glm => "glm",
     glm_prepare => "glm-prepare",
+    glm_nsd => "glm-nsd",
+    glm_compare_nsd => "glm-compare-nsd",
     features_text => "features-text",
     video_prepare => "video-prepare",
     stream_edf => "stream-edf",

@@ -4,11 +4,14 @@
 use brainrecon_data::atomic::{read_json, write_json_atomic};
 use brainrecon_data::experiment::{run_sessions, GlmMeta, GLM_FORMAT, GLM_VERSION};
 use brainrecon_data::npy;
+use brainrecon_data::nsd::{self, timeseries as nsd_timeseries};
 use brainrecon_data::runs::confounds::{
     Strategy, DEFAULT_FD_THRESHOLD, DEFAULT_STD_DVARS_THRESHOLD,
 };
 use brainrecon_data::runs::fmriprep::{FmriprepOptions, Space, DEFAULT_SPACE};
-use brainrecon_data::runs::prepare::{prepare_fmriprep, Layout, MaskChoice, PrepareOptions};
+use brainrecon_data::runs::prepare::{
+    prepare, prepare_fmriprep, Layout, MaskChoice, PrepareOptions,
+};
 use brainrecon_data::runs::trials::{
     check_event_files, confound_regressors, leading_non_steady_state, read_trials, TrialOptions,
     Trials,
@@ -20,6 +23,7 @@ use brainrecon_glm::glmsingle::{glm_single, Denoised, GlmSingle, Params};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+mod compare;
 mod prepare;
 
 /// Single-trial betas of an fMRIPrep-preprocessed event-related experiment, by GLMsingle's method
@@ -48,6 +52,11 @@ mod prepare;
 /// pool's R² threshold is unseeded; here it starts from fixed quantiles (the same threshold
 /// every run). A rerun over a finished folder with the same settings does nothing; an
 /// interrupted one resumes from its time series.
+///
+/// --nsd fits NSD's own time series instead (nsddata_timeseries/ppdata/subjAA/func1pt8mm:
+/// timeseries_sessionBB_runCC.nii.gz at 4/3 s and design_sessionBB_runCC.tsv, whose 73k IDs
+/// become the conditions, 3-s stimuli), in NSD's brain mask unless --mask; `glm compare` then
+/// compares the betas with NSD's released betas_fithrf_GLMdenoise_RR.
 #[derive(clap::Args)]
 #[command(
     args_conflicts_with_subcommands = true,
@@ -56,25 +65,29 @@ mod prepare;
     brainrecon simulate --kind events --out sim-events\n  \
     brainrecon glm --fmriprep sim-events/derivatives/fmriprep --bids-root sim-events --subject 01 --task images --space T1w --out glm-sub01\n  \
     brainrecon glm prepare --glm glm-sub01 --captions sim-events/stimuli/captions.json --out prepared/sub01\n  \
-    brainrecon glm --fmriprep ds/derivatives/fmriprep --bids-root ds --subject 01 --task things --space T1w --confounds motion:basic --out glm-01"
+    brainrecon glm --fmriprep ds/derivatives/fmriprep --bids-root ds --subject 01 --task things --space T1w --confounds motion:basic --out glm-01\n  \
+    brainrecon glm --nsd NSD --subject 1 --session 1 --mask NSD/nsddata/ppdata/subj01/func1pt8mm/roi/nsdgeneral.nii.gz --out glm-nsd-s01"
 )]
 pub struct Args {
     #[command(subcommand)]
     command: Option<GlmCommand>,
     /// fMRIPrep's output folder (dataset_description.json GeneratedBy fMRIPrep, sub-*/func/)
-    #[arg(long, required = true)]
+    #[arg(long, required_unless_present = "nsd")]
     fmriprep: Option<PathBuf>,
     /// The raw BIDS dataset the events come from
-    #[arg(long, required = true)]
+    #[arg(long, required_unless_present = "nsd")]
     bids_root: Option<PathBuf>,
-    /// Subject label: 01, sub-01
+    /// NSD's root folder: fit its time series and designs (nsddata_timeseries, 1.8 mm)
+    #[arg(long, conflicts_with_all = ["fmriprep", "bids_root", "tasks", "space", "confounds", "condition_column", "stimdur"])]
+    nsd: Option<PathBuf>,
+    /// Subject label: 01, sub-01 (NSD: 1, subj01)
     #[arg(long, required = true)]
     subject: Option<String>,
     /// Task to read (repeat for several)
-    #[arg(long = "task", required = true)]
+    #[arg(long = "task", required_unless_present = "nsd")]
     tasks: Vec<String>,
     /// Session to read (repeat for several; a trailing * matches every session it begins,
-    /// e.g. 'perceptionNaturalImage*'); default: every session
+    /// e.g. 'perceptionNaturalImage*'; NSD: 1, 01); default: every session
     #[arg(long = "session")]
     sessions: Vec<String>,
     /// fMRIPrep output space, LABEL or LABEL:res-N [default: MNI152NLin2009cAsym]
@@ -104,12 +117,21 @@ pub struct Args {
 #[derive(clap::Subcommand)]
 enum GlmCommand {
     Prepare(prepare::Args),
+    Compare(compare::Args),
+}
+
+/// Where the runs and their events come from.
+enum Source {
+    Fmriprep {
+        fmriprep: PathBuf,
+        bids_root: PathBuf,
+    },
+    Nsd(PathBuf),
 }
 
 /// The flat command's arguments, all given.
 struct FitArgs {
-    fmriprep: PathBuf,
-    bids_root: PathBuf,
+    source: Source,
     subject: String,
     tasks: Vec<String>,
     sessions: Vec<String>,
@@ -124,16 +146,11 @@ struct FitArgs {
 
 impl FitArgs {
     fn of(args: Args) -> anyhow::Result<Self> {
-        let (Some(fmriprep), Some(bids_root), Some(subject), Some(out)) =
-            (args.fmriprep, args.bids_root, args.subject, args.out)
-        else {
-            return Err(super::usage(
-                "--fmriprep, --bids-root, --subject, --task and --out are required",
-            ));
+        let (Some(subject), Some(out)) = (args.subject, args.out) else {
+            return Err(super::usage("--subject and --out are required"));
         };
-        Ok(FitArgs {
-            fmriprep,
-            bids_root,
+        let mut fit = FitArgs {
+            source: Source::Nsd(PathBuf::new()),
             subject,
             tasks: args.tasks,
             sessions: args.sessions,
@@ -144,15 +161,57 @@ impl FitArgs {
             stimdur: args.stimdur,
             out,
             json: args.json,
-        })
+        };
+        match (args.nsd, args.fmriprep, args.bids_root) {
+            (Some(nsd), _, _) => {
+                fit.source = Source::Nsd(nsd);
+                fit.tasks = vec![nsd_timeseries::TASK.into()];
+                fit.condition_column = Some(nsd_timeseries::ID_COLUMN.into());
+                fit.stimdur = Some(nsd_timeseries::STIMULUS_SECONDS);
+                fit.sessions = nsd_sessions(&fit.sessions)?;
+                fit.subject = format!("{:02}", nsd::parse_subject(&fit.subject)?);
+            }
+            (None, Some(fmriprep), Some(bids_root)) if !fit.tasks.is_empty() => {
+                fit.source = Source::Fmriprep {
+                    fmriprep,
+                    bids_root,
+                }
+            }
+            _ => {
+                return Err(super::usage(
+                    "--fmriprep, --bids-root and --task are required (or --nsd)",
+                ))
+            }
+        }
+        Ok(fit)
     }
+}
+
+/// NSD's session numbers as its file names write them (`1` → `01`).
+fn nsd_sessions(sessions: &[String]) -> anyhow::Result<Vec<String>> {
+    sessions
+        .iter()
+        .map(|s| {
+            let digits = s.trim().trim_start_matches("session");
+            match digits.parse::<u32>() {
+                Ok(n) if n >= 1 => Ok(format!("{n:02}")),
+                _ => Err(super::usage(format!(
+                    "--session: expected an NSD session number such as 1 or 01, found '{s}'"
+                ))),
+            }
+        })
+        .collect()
 }
 
 /// What a rerun must match to count as done.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 struct Settings {
-    fmriprep: PathBuf,
-    bids_root: PathBuf,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    fmriprep: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    bids_root: Option<PathBuf>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    nsd: Option<PathBuf>,
     subject: String,
     tasks: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -167,8 +226,10 @@ struct Settings {
 const REFERENCE: &str = "GLMsingle (cvnlab/GLMsingle 1ab54a6) GLM_single.fit with its defaults: checked against it in crates/glm/tests";
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    if let Some(GlmCommand::Prepare(prepare_args)) = args.command {
-        return prepare::run(prepare_args);
+    match args.command {
+        Some(GlmCommand::Prepare(prepare_args)) => return prepare::run(prepare_args),
+        Some(GlmCommand::Compare(compare_args)) => return compare::run(compare_args),
+        None => {}
     }
     let args = FitArgs::of(args)?;
     let settings = settings(&args)?;
@@ -218,13 +279,15 @@ fn resumable(out: &Path) -> bool {
 
 /// The fit of a folder that is new or resumed: time series, trials, models, `glm.json`.
 fn fit_into(args: &FitArgs, settings: Settings) -> anyhow::Result<()> {
-    check_event_files(
-        &args.bids_root,
-        &settings.subject,
-        &args.tasks,
-        &args.sessions,
-        args.condition_column.as_deref(),
-    )?;
+    if let Source::Fmriprep { bids_root, .. } = &args.source {
+        check_event_files(
+            bids_root,
+            &settings.subject,
+            &args.tasks,
+            &args.sessions,
+            args.condition_column.as_deref(),
+        )?;
+    }
     let set = time_series(args, &settings)?;
     let trials = read_trials(
         &set,
@@ -241,9 +304,21 @@ fn fit_into(args: &FitArgs, settings: Settings) -> anyhow::Result<()> {
 }
 
 fn settings(args: &FitArgs) -> anyhow::Result<Settings> {
+    let (fmriprep, bids_root, nsd) = match &args.source {
+        Source::Fmriprep {
+            fmriprep,
+            bids_root,
+        } => (
+            Some(canonical(fmriprep)?),
+            Some(canonical(bids_root)?),
+            None,
+        ),
+        Source::Nsd(root) => (None, None, Some(canonical(root)?)),
+    };
     Ok(Settings {
-        fmriprep: canonical(&args.fmriprep)?,
-        bids_root: canonical(&args.bids_root)?,
+        fmriprep,
+        bids_root,
+        nsd,
         subject: args.subject.trim_start_matches("sub-").to_string(),
         tasks: args.tasks.clone(),
         sessions: args.sessions.clone(),
@@ -277,19 +352,29 @@ fn time_series(args: &FitArgs, settings: &Settings) -> anyhow::Result<RunSet> {
             "--confounds: scrub censors volumes, which a GLM over whole runs cannot leave out; drop scrub (non-steady-state volumes get spike regressors)",
         ));
     }
-    let fmriprep = FmriprepOptions {
-        space: Space::parse(&settings.space)?,
-        strategy,
-        raw_root: Some(args.bids_root.clone()),
-    };
     let out = args.out.join("timeseries");
+    let (root, layout, fmriprep) = match &args.source {
+        Source::Fmriprep {
+            fmriprep,
+            bids_root,
+        } => (
+            fmriprep,
+            Layout::Fmriprep,
+            Some(FmriprepOptions {
+                space: Space::parse(&settings.space)?,
+                strategy,
+                raw_root: Some(bids_root.clone()),
+            }),
+        ),
+        Source::Nsd(root) => (root, Layout::Nsd, None),
+    };
     let opts = PrepareOptions {
-        root: args.fmriprep.clone(),
+        root: root.clone(),
         subject: args.subject.clone(),
         tasks: args.tasks.clone(),
         sessions: args.sessions.clone(),
         out: out.clone(),
-        layout: Layout::Fmriprep,
+        layout,
         mask: args.mask.clone().map_or(MaskChoice::Auto, MaskChoice::File),
         detrend: None,
         drop_seconds: None,
@@ -297,7 +382,10 @@ fn time_series(args: &FitArgs, settings: &Settings) -> anyhow::Result<RunSet> {
         keep_units: true,
     };
     std::fs::create_dir_all(&args.out).map_err(|e| DataError::io(&args.out, e))?;
-    prepare_fmriprep(&opts, &fmriprep)?;
+    match &fmriprep {
+        Some(fmriprep) => prepare_fmriprep(&opts, fmriprep)?,
+        None => prepare(&opts)?,
+    };
     Ok(RunSet::open(&out)?)
 }
 

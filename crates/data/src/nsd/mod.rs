@@ -1,6 +1,7 @@
 //! The Natural Scenes Dataset exactly as it ships: paths, experiment design, behaviour, ROIs, betas, stimuli.
 
 pub mod prepare;
+pub mod timeseries;
 
 use crate::error::{require_file, DataError, Result};
 use crate::mat;

@@ -9,7 +9,8 @@
 //! <out>/voxels.npy               int32 (n_voxels, 3): voxel indices (i, j, k) in the volume,
 //!                                ordered by flat index with i fastest (NIfTI's order)
 //! <out>/events/<name>.tsv        the run's BIDS events, copied verbatim (onsets in the
-//!                                recording's clock: subtract start_seconds for rows)
+//!                                recording's clock: subtract start_seconds for rows); NSD's
+//!                                per-volume designs written as events (onset, duration, 73k_id)
 //! <out>/annotations/<name>/<kind>.txt
 //!                                per-second annotations, one line per second of the run's
 //!                                rows (the dropped seconds are cut), UTF-8, lines verbatim
@@ -23,7 +24,7 @@
 //!                  drop_seconds, mask: how the voxels were chosen, zero_variance_voxels,
 //!                  confounds (fMRIPrep only): {strategy, fd_threshold, std_dvars_threshold,
 //!                  reference, censored_rows, generated_by, space}},
-//!  source: {layout: "bids" | "ds005531" | "fmriprep", root, tasks},
+//!  source: {layout: "bids" | "ds005531" | "fmriprep" | "nsd", root, tasks},
 //!  runs: [{name, task, session, run, n_trs, start_seconds, dropped_end_volumes,
 //!          data: "runs/<name>.npy",
 //!          events: "events/<name>.tsv" | null, annotations: {<kind>: "annotations/<name>/<kind>.txt"},

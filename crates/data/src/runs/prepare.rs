@@ -40,6 +40,7 @@ use super::{
 };
 use crate::atomic::{read_json, write_bytes_atomic, write_json_atomic};
 use crate::error::{DataError, Result};
+use crate::nsd::{self, timeseries as nsd_timeseries};
 use crate::{nifti_io, npy};
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::{Deserialize, Serialize};
@@ -60,6 +61,9 @@ pub enum Layout {
     Ds005531,
     /// fMRIPrep's output folder (see [`fmriprep`]); run through [`prepare_fmriprep`].
     Fmriprep,
+    /// NSD's `nsddata_timeseries` (see [`nsd_timeseries`]): 1.8-mm runs at 4/3 s, per-volume
+    /// designs (their trials written as events), NSD's brain mask by default.
+    Nsd,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -176,7 +180,12 @@ fn candidates(
             .into_iter()
             .map(|r| (r.path, r.entities))
             .collect(),
+        Layout::Nsd => nsd_timeseries::runs(&nsd_layout(opts, subject)?)?,
     })
+}
+
+fn nsd_layout(opts: &PrepareOptions, subject: &str) -> Result<nsd::Layout> {
+    Ok(nsd::Layout::new(&opts.root, nsd::parse_subject(subject)?))
 }
 
 /// Whether a run of session `label` (None: no session) is kept by `sessions` (empty: all).
@@ -232,6 +241,7 @@ fn select_runs(
         let place = match opts.layout {
             Layout::Bids | Layout::Fmriprep => opts.root.join(format!("sub-{subject}")),
             Layout::Ds005531 => ds005531::preprocessed_dir(&opts.root, subject),
+            Layout::Nsd => nsd_layout(opts, subject)?.timeseries_dir(),
         };
         return Err(DataError::invalid(
             place,
@@ -312,6 +322,15 @@ fn run_header(
                 n_voxels: h.shape.iter().product(),
                 shape: Some((h.shape, h.affine)),
                 tr,
+            })
+        }
+        Layout::Nsd => {
+            let h = nifti4d::read_header(path)?;
+            Ok(RunHeader {
+                n_total: h.n_volumes,
+                n_voxels: h.shape.iter().product(),
+                shape: Some((h.shape, h.affine)),
+                tr: nsd_timeseries::TR_1PT8MM,
             })
         }
         Layout::Ds005531 => {
@@ -433,7 +452,9 @@ fn grid_of_ds005531(
     Ok((h.shape, h.affine))
 }
 
-fn mask_from_file(path: &Path, shape: [usize; 3]) -> Result<Vec<usize>> {
+/// The voxels of a label or mask volume on the grid `shape` whose value is > 0 (flat,
+/// x-fastest indices, sorted); another grid is an error naming the file.
+pub fn mask_from_file(path: &Path, shape: [usize; 3]) -> Result<Vec<usize>> {
     let volume = nifti_io::read_volume(path)?;
     if volume.shape != shape {
         return Err(DataError::invalid(
@@ -511,6 +532,7 @@ fn dropped_volumes(seconds: f64, tr: f64) -> Result<usize> {
 fn side_root<'a>(opts: &'a PrepareOptions, fm: Option<&'a FmriprepOptions>) -> Option<&'a Path> {
     match opts.layout {
         Layout::Fmriprep => fm.and_then(|f| f.raw_root.as_deref()),
+        Layout::Nsd => None,
         _ => Some(&opts.root),
     }
 }
@@ -546,6 +568,12 @@ fn run_events(
             }
             None => Ok(None),
         },
+        Layout::Nsd => {
+            let part = |key| bids::entity(entities, key).unwrap_or_default();
+            Ok(Some(
+                nsd_layout(opts, subject)?.design(part("ses"), part("run")),
+            ))
+        }
     }
 }
 
@@ -586,6 +614,7 @@ fn run_plan(
             h.n_total
         }
         Layout::Ds005531 => movie_end(&annotations, h, path, drop)?,
+        Layout::Nsd => h.n_total,
     };
     let confounds = match (opts.layout, fm) {
         (Layout::Fmriprep, Some(f)) => {
@@ -594,6 +623,10 @@ fn run_plan(
         }
         _ => None,
     };
+    let events = run_events(opts, fm, subject, path, entities)?;
+    if let (Layout::Nsd, Some(design)) = (opts.layout, &events) {
+        nsd_timeseries::read_design(design, h.n_total)?;
+    }
     Ok(RunPlan {
         path: path.clone(),
         name: bids::run_name(entities),
@@ -603,7 +636,7 @@ fn run_plan(
         n_total: h.n_total,
         n_end,
         annotations,
-        events: run_events(opts, fm, subject, path, entities)?,
+        events,
         confounds,
     })
 }
@@ -677,6 +710,13 @@ fn choose_voxels(
                 selected.len()
             ),
         )),
+        (MaskChoice::Auto, Layout::Nsd) => {
+            let file = nsd_layout(opts, subject)?.brain_mask();
+            Ok((
+                Voxels::Fixed(mask_from_file(&file, shape)?),
+                format!("NSD's brain mask {} (voxels > 0)", canonical(&file)?.display()),
+            ))
+        }
         (MaskChoice::Auto, Layout::Ds005531) => {
             let vset = ds005531::preprocessed_dir(&opts.root, subject).join("vset_100.mat");
             Ok((
@@ -745,7 +785,7 @@ fn plan(opts: &PrepareOptions, fm: Option<&FmriprepOptions>) -> Result<Plan> {
     check_consistent(&selected, &headers)?;
     let first = &headers[0];
     let drop_seconds = opts.drop_seconds.unwrap_or(match opts.layout {
-        Layout::Bids | Layout::Fmriprep => 0.0,
+        Layout::Bids | Layout::Fmriprep | Layout::Nsd => 0.0,
         Layout::Ds005531 => ds005531::DUMMY_SECONDS,
     });
     let drop = dropped_volumes(drop_seconds, first.tr)?;
@@ -772,7 +812,7 @@ fn plan(opts: &PrepareOptions, fm: Option<&FmriprepOptions>) -> Result<Plan> {
         mask,
         detrend: opts.detrend.unwrap_or(match opts.layout {
             Layout::Bids => Detrend::Median { seconds: 120.0 },
-            Layout::Ds005531 | Layout::Fmriprep => Detrend::None,
+            Layout::Ds005531 | Layout::Fmriprep | Layout::Nsd => Detrend::None,
         }),
         drop_seconds,
         fmriprep: fmriprep
@@ -859,7 +899,7 @@ fn extract(plan: &Plan, run: &RunPlan, flat: &[usize]) -> Result<Vec<f64>> {
     let n = run.n_end - plan.drop;
     let mut m = vec![0f64; flat.len() * n];
     match plan.settings.layout {
-        Layout::Bids | Layout::Fmriprep => {
+        Layout::Bids | Layout::Fmriprep | Layout::Nsd => {
             nifti4d::for_each_volume(&run.path, |t, volume| {
                 if t >= plan.drop && t < run.n_end {
                     for (v, &f) in flat.iter().enumerate() {
@@ -1051,7 +1091,13 @@ fn process_run(
 fn copy_side_files(plan: &Plan, run: &RunPlan, staging: &Path) -> Result<RunInfo> {
     let events = match &run.events {
         Some(path) => {
-            let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+            let bytes = match plan.settings.layout {
+                Layout::Nsd => {
+                    let ids = nsd_timeseries::read_design(path, run.n_total)?;
+                    nsd_timeseries::design_events(&ids, plan.tr).into_bytes()
+                }
+                _ => std::fs::read(path).map_err(|e| DataError::io(path, e))?,
+            };
             let relative = format!("events/{}.tsv", run.name);
             write_bytes_atomic(&staging.join(&relative), &bytes)?;
             Some(relative)
@@ -1192,6 +1238,7 @@ fn run_all(
                 Layout::Bids => "bids".into(),
                 Layout::Ds005531 => "ds005531".into(),
                 Layout::Fmriprep => "fmriprep".into(),
+                Layout::Nsd => "nsd".into(),
             },
             root: s.root.clone(),
             tasks: s.tasks.clone(),

@@ -75,7 +75,7 @@ pub struct Args {
     json: bool,
 }
 
-fn model(name: &str) -> anyhow::Result<String> {
+pub(super) fn model(name: &str) -> anyhow::Result<String> {
     Ok(match name.to_ascii_lowercase().as_str() {
         "typea" => "TYPEA_ONOFF",
         "typeb" => "TYPEB_FITHRF",
