@@ -16,7 +16,9 @@ data=${BENCH_DATA_DIR:-target/bench-data/slurm}
 data=$(mkdir -p "$data" && cd "$data" && pwd)
 cpus_list=${BENCH_CPUS_PER_TASK:-2 1}
 cargo build --release --locked -p brainrecon-cli
-bin="$root/${CARGO_TARGET_DIR:-target}/release/brainrecon"
+target=${CARGO_TARGET_DIR:-target}
+case $target in /*) ;; *) target="$root/$target" ;; esac
+bin="$target/release/brainrecon"
 python=${BENCH_PYTHON:-.venv-bench/bin/python}
 if [ ! -x "$python" ]; then
   python3 -m venv .venv-bench

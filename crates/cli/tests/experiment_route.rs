@@ -10,14 +10,10 @@ mod common;
 mod realtime_session;
 
 use brainrecon_data::npy;
-use common::{ok, p as s, user_error};
+use common::{json, ok, p as s, user_error};
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
-
-fn json(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
 
 /// `demo --route experiment` at CI size; returns its JSON summary.
 fn demo(out: &Path, cache: &Path) -> Value {

@@ -7,13 +7,8 @@
 mod common;
 
 use brainrecon_data::npy;
-use common::{ok, p as s, user_error};
-use serde_json::Value;
+use common::{json, ok, p as s, user_error};
 use std::path::Path;
-
-fn json(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
 
 fn floats(path: &Path) -> (Vec<usize>, Vec<f32>) {
     let a = npy::read_f32(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));

@@ -5,13 +5,9 @@
 
 mod common;
 
-use common::{ok, p as s, user_error};
+use common::{json, ok, p as s, user_error};
 use serde_json::Value;
 use std::path::Path;
-
-fn json(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
 
 /// Exit status 2, every `needles` in the message, and nothing at `not_written`.
 fn refused(args: &[&str], needles: &[&str], not_written: Option<&Path>) {

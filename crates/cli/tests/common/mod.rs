@@ -83,3 +83,9 @@ pub fn copy_tree(from: &Path, to: &Path) {
         }
     }
 }
+
+/// A JSON file's value.
+#[allow(dead_code)] // not every test file reads JSON
+pub fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}

@@ -158,40 +158,32 @@ pub fn generated_by(root: &Path) -> Result<String> {
 /// A run fMRIPrep 1.x named (`sub-*/[ses-*/]func/*_bold_space-<S>_preproc.nii.gz`), if the
 /// folder holds those names instead of fMRIPrep 20's.
 fn legacy_output(root: &Path) -> Option<PathBuf> {
-    let is_legacy = |p: &Path| {
+    let is_legacy = |p: &PathBuf| {
         let name = p.file_name().map(|n| n.to_string_lossy().into_owned());
         name.is_some_and(|n| n.contains("_bold_space-") && n.contains("_preproc.nii"))
     };
-    let children = |dir: &Path| -> Vec<PathBuf> {
-        let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect())
-            .unwrap_or_default();
-        out.sort();
-        out
-    };
-    let subjects = children(root).into_iter().filter(|p| {
-        p.is_dir()
-            && p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("sub-"))
-    });
-    for subject in subjects {
-        let sessions: Vec<PathBuf> = children(&subject)
-            .into_iter()
-            .filter(|p| {
-                p.file_name()
-                    .is_some_and(|n| n.to_string_lossy().starts_with("ses-"))
-            })
-            .collect();
-        for dir in std::iter::once(subject.clone()).chain(sessions) {
-            if let Some(found) = children(&dir.join("func"))
-                .into_iter()
-                .find(|p| is_legacy(p))
-            {
-                return Some(found);
-            }
-        }
-    }
-    None
+    let mut subjects: Vec<String> = std::fs::read_dir(root)
+        .ok()?
+        .filter_map(|e| {
+            e.ok()?
+                .file_name()
+                .to_str()?
+                .strip_prefix("sub-")
+                .map(String::from)
+        })
+        .collect();
+    subjects.sort();
+    subjects
+        .iter()
+        .flat_map(|subject| bids::func_dirs(root, subject).unwrap_or_default())
+        .find_map(|dir| {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+                .ok()?
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .collect();
+            files.sort();
+            files.into_iter().find(is_legacy)
+        })
 }
 
 /// fMRIPrep 1.x's name of a preprocessed run, `<run>_bold_space-<S>_preproc.nii[.gz]`: the
