@@ -183,25 +183,16 @@ pub fn sample_labels(path: &Path, table: Option<&Path>, set: &RunSet) -> Result<
             ),
         )
     };
-    let to_atlas = if same_grid {
-        None
-    } else {
-        let inv = invert_affine(&volume.affine).ok_or_else(|| mismatch("a singular affine"))?;
-        Some(product(&inv, set.affine()))
-    };
+    let sampled = nearest_values(&volume, same_grid, set.affine(), set.voxel_indices())
+        .ok_or_else(|| mismatch("a singular affine"))?;
     let mut values = Vec::with_capacity(set.n_voxels());
     let mut outside = 0usize;
-    for &[i, j, k] in set.voxel_indices() {
-        let index = match &to_atlas {
-            None => Some(volume.index(i, j, k)),
-            Some(m) => nearest(m, [i, j, k], volume.shape).map(|[x, y, z]| volume.index(x, y, z)),
-        };
-        let Some(index) = index else {
+    for v in sampled {
+        let Some(v) = v else {
             outside += 1;
             values.push(0);
             continue;
         };
-        let v = volume.values[index];
         if v.fract() != 0.0 || !(0.0..=i32::MAX as f64).contains(&v) {
             return Err(DataError::invalid(
                 path,
@@ -229,6 +220,27 @@ pub fn sample_labels(path: &Path, table: Option<&Path>, set: &RunSet) -> Result<
     })
 }
 
+/// The value of `volume` at each of `voxels`, voxel indices of a grid whose voxel → mm affine is
+/// `affine`: the same voxel when `same_grid`, else the volume's voxel nearest to its centre
+/// through the two affines, as nilearn's `resample_to_img(..., interpolation="nearest")` samples;
+/// none outside the volume. None when the volume's affine is singular.
+pub fn nearest_values(
+    volume: &nifti_io::Volume,
+    same_grid: bool,
+    affine: &[[f64; 4]; 4],
+    voxels: &[[usize; 3]],
+) -> Option<Vec<Option<f64>>> {
+    let to_volume = match same_grid {
+        true => None,
+        false => Some(product(&invert_affine(&volume.affine)?, affine)),
+    };
+    let value = |&[i, j, k]: &[usize; 3]| match &to_volume {
+        None => Some(volume.get(i, j, k)),
+        Some(m) => nearest(m, [i, j, k], volume.shape).map(|[x, y, z]| volume.get(x, y, z)),
+    };
+    Some(voxels.iter().map(value).collect())
+}
+
 fn product(a: &[[f64; 4]; 4], b: &[[f64; 4]; 4]) -> [[f64; 4]; 4] {
     let mut out = [[0.0; 4]; 4];
     for r in 0..4 {
@@ -239,16 +251,20 @@ fn product(a: &[[f64; 4]; 4], b: &[[f64; 4]; 4]) -> [[f64; 4]; 4] {
     out
 }
 
-/// The voxel of a grid of `shape` nearest to voxel `ijk` mapped through `m`, if inside.
+/// The voxel of a grid of `shape` nearest to voxel `ijk` mapped through `m`, if inside. As
+/// scipy's `affine_transform(order=0)` under nilearn: a point is inside when each coordinate
+/// lies between the first and the last voxel centre (0 to n − 1), so the outer half voxel of the
+/// grid counts as outside.
 fn nearest(m: &[[f64; 4]; 4], ijk: [usize; 3], shape: [usize; 3]) -> Option<[usize; 3]> {
+    const EDGE: f64 = 1e-9;
     let p = [ijk[0] as f64, ijk[1] as f64, ijk[2] as f64, 1.0];
     let mut out = [0usize; 3];
     for r in 0..3 {
-        let v = (0..4).map(|c| m[r][c] * p[c]).sum::<f64>().round();
-        if !(0.0..shape[r] as f64).contains(&v) {
+        let v = (0..4).map(|c| m[r][c] * p[c]).sum::<f64>();
+        if !(-EDGE..=shape[r] as f64 - 1.0 + EDGE).contains(&v) {
             return None;
         }
-        out[r] = v as usize;
+        out[r] = (v.round().max(0.0) as usize).min(shape[r] - 1);
     }
     Some(out)
 }
