@@ -14,6 +14,7 @@ use crate::fit::{
     single_trial_designs, FitHrf, GlmError, OnOff, Run, Trials, VOXEL_CHUNK,
 };
 use crate::hrf::{canonical_hrf, hrf_library};
+use crate::stages::{self, NoStages, StageStore, Step};
 use crate::xval::CrossValidation;
 use crate::{fracridge, tail};
 use faer::Mat;
@@ -129,17 +130,63 @@ pub fn glm_single(
     conditions: usize,
     params: &Params,
 ) -> Result<GlmSingle, GlmError> {
+    glm_single_resumable(runs, voxels, conditions, params, &mut NoStages)
+}
+
+/// A stage found in `store`, else fitted and kept there.
+fn staged<T>(
+    store: &mut dyn StageStore,
+    step: Step,
+    from: impl FnOnce(Vec<Vec<f64>>) -> Option<T>,
+    to: impl Fn(&T) -> Vec<Vec<f64>>,
+    fit: impl FnOnce() -> Result<T, GlmError>,
+) -> Result<T, GlmError> {
+    if let Some(kept) = store.load(step).and_then(from) {
+        return Ok(kept);
+    }
+    let value = fit()?;
+    let arrays = to(&value);
+    let refs: Vec<&[f64]> = arrays.iter().map(Vec::as_slice).collect();
+    store.save(step, &refs);
+    Ok(value)
+}
+
+/// [`glm_single`], taking TYPEA, TYPEB and GLMdenoise's components from `store` when it holds
+/// them (an interrupted fit of the same runs) and keeping each there when fitted. The result is
+/// the same as an unbroken fit's.
+pub fn glm_single_resumable(
+    runs: &[Run],
+    voxels: usize,
+    conditions: usize,
+    params: &Params,
+    store: &mut dyn StageStore,
+) -> Result<GlmSingle, GlmError> {
     check_runs(runs, voxels, conditions, &params.degrees);
-    let typea = fit_on_off(
-        runs,
-        voxels,
-        conditions,
-        &params.assumed_hrf,
-        &params.degrees,
+    let typea = staged(
+        store,
+        Step::OnOff,
+        |a| stages::on_off_from(a, voxels),
+        stages::on_off_arrays,
+        || {
+            fit_on_off(
+                runs,
+                voxels,
+                conditions,
+                &params.assumed_hrf,
+                &params.degrees,
+            )
+        },
     )?;
     let r2_threshold = tail::tail_threshold(&typea.onoff_r2).map_or(f64::NAN, |(t, _)| t);
-    let typeb = fit_hrf_library(runs, voxels, conditions, &params.library, &params.degrees)?;
     let trials = Trials::of(runs, conditions);
+    let n_trials = trials.condition.len();
+    let typeb = staged(
+        store,
+        Step::FitHrf,
+        |a| stages::fit_hrf_from(a, voxels, n_trials),
+        stages::fit_hrf_arrays,
+        || fit_hrf_library(runs, voxels, conditions, &params.library, &params.degrees),
+    )?;
     let xval = CrossValidation::leave_one_run_out(&trials, &params.session_of_run);
     let mut notes = Vec::new();
     let want_denoise = params.want_glmdenoise && (xval.has_repeats() || params.pcstop <= 0.0);
@@ -163,8 +210,15 @@ pub fn glm_single(
         meanvol: &typea.meanvol,
         xval: &xval,
     };
+    let n_times: Vec<usize> = runs.iter().map(|r| r.n_times).collect();
     let denoise = if want_denoise {
-        Some(stage.glmdenoise(&typea, r2_threshold)?)
+        Some(staged(
+            store,
+            Step::Denoise,
+            |a| stages::denoise_from(a, voxels, &n_times),
+            stages::denoise_arrays,
+            || stage.glmdenoise(&typea, r2_threshold),
+        )?)
     } else {
         None
     };

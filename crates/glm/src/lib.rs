@@ -16,6 +16,7 @@
 //! - [`fracridge`]: fractional ridge as the fracridge package interpolates it.
 //! - [`glmsingle`]: all four models in GLMsingle's order, with TYPEC (GLMdenoise) and TYPED
 //!   (plus fractional ridge per voxel: `FRACvalue`, `scaleoffset`).
+//! - [`stages`]: TYPEA, TYPEB and GLMdenoise kept as they finish, so an interrupted fit resumes.
 
 pub mod denoise;
 pub mod design;
@@ -25,5 +26,6 @@ pub mod fracridge;
 pub mod glmsingle;
 pub mod hrf;
 pub mod pchip;
+pub mod stages;
 pub mod tail;
 pub mod xval;

@@ -19,12 +19,13 @@ use brainrecon_data::runs::trials::{
 use brainrecon_data::runs::RunSet;
 use brainrecon_data::DataError;
 use brainrecon_glm::fit::Run;
-use brainrecon_glm::glmsingle::{glm_single, Denoised, GlmSingle, Params};
+use brainrecon_glm::glmsingle::{glm_single_resumable, Denoised, GlmSingle, Params};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 mod compare;
 mod prepare;
+mod stages;
 
 /// Single-trial betas of an fMRIPrep-preprocessed event-related experiment, by GLMsingle's method
 ///
@@ -51,7 +52,8 @@ mod prepare;
 /// scaleoffset) and R2/HRFindex/FRACvalue maps as NIfTI. GLMsingle's mixture for the noise
 /// pool's R² threshold is unseeded; here it starts from fixed quantiles (the same threshold
 /// every run). A rerun over a finished folder with the same settings does nothing; an
-/// interrupted one resumes from its time series.
+/// interrupted one resumes from its time series and the last stage the fit finished (TYPEA,
+/// TYPEB, GLMdenoise: kept in <out>/.stages/ until glm.json is written).
 ///
 /// --nsd fits NSD's own time series instead (nsddata_timeseries/ppdata/subjAA/func1pt8mm:
 /// timeseries_sessionBB_runCC.nii.gz at 4/3 s and design_sessionBB_runCC.tsv, whose 73k IDs
@@ -296,10 +298,17 @@ fn fit_into(args: &FitArgs, settings: Settings) -> anyhow::Result<()> {
             stimdur: args.stimdur,
         },
     )?;
-    let fitted = fit(&set, &trials)?;
+    let identity = serde_json::json!({
+        "settings": &settings,
+        "voxels": set.n_voxels(),
+        "trials": trials.trials.len(),
+    });
+    let mut kept = stages::DirStages::open(&args.out, &identity)?;
+    let fitted = fit(&set, &trials, &mut kept)?;
     write_models(&set, &args.out, &fitted.fit)?;
     let meta = glm_meta(&set, &trials, &fitted, settings);
     write_json_atomic(&args.out.join("glm.json"), &meta)?;
+    kept.finish()?;
     report(args, &meta, false)
 }
 
@@ -400,7 +409,7 @@ struct Fitted {
     dropped: Vec<usize>,
 }
 
-fn fit(set: &RunSet, trials: &Trials) -> anyhow::Result<Fitted> {
+fn fit(set: &RunSet, trials: &Trials, kept: &mut stages::DirStages) -> anyhow::Result<Fitted> {
     let n_runs = set.runs().len();
     let first: Vec<usize> = (0..n_runs)
         .map(|i| leading_non_steady_state(set, i))
@@ -450,7 +459,19 @@ fn fit(set: &RunSet, trials: &Trials) -> anyhow::Result<Fitted> {
             trials.conditions.len()
         );
     }
-    let fit = glm_single(&runs, set.n_voxels(), trials.conditions.len(), &params)?;
+    let fit = glm_single_resumable(
+        &runs,
+        set.n_voxels(),
+        trials.conditions.len(),
+        &params,
+        kept,
+    )?;
+    if !kept.resumed.is_empty() {
+        eprintln!("resumed the interrupted fit's {}", kept.resumed.join(", "));
+    }
+    if let Some(failed) = &kept.failed {
+        eprintln!("warning: a finished stage could not be kept for resuming ({failed})");
+    }
     Ok(Fitted {
         fit,
         params,
