@@ -147,7 +147,12 @@ fn sharded_ridge_fit_on_slurm_is_identical_to_one_process() {
         submitted["submitted_shards"],
         serde_json::json!([0, 1, 2, 3, 4])
     );
-    wait_for(&jobs, 120, "the merged model", |s| s["done"] == true);
+    // The merge's output is in place a moment before Slurm counts its job as ended.
+    wait_for(&jobs, 120, "the merged model and its job's end", |s| {
+        s["done"] == true
+            && !["RUNNING", "PENDING", "COMPLETING"]
+                .contains(&s["merge_state"].as_str().unwrap_or(""))
+    });
     let s = status(&jobs);
     assert_eq!(s["merge_state"], "COMPLETED", "{s:#}");
     assert_eq!(
