@@ -151,8 +151,20 @@ impl FitArgs {
         let (Some(subject), Some(out)) = (args.subject, args.out) else {
             return Err(super::usage("--subject and --out are required"));
         };
+        let source = match (args.nsd, args.fmriprep, args.bids_root) {
+            (Some(nsd), _, _) => Source::Nsd(nsd),
+            (None, Some(fmriprep), Some(bids_root)) if !args.tasks.is_empty() => Source::Fmriprep {
+                fmriprep,
+                bids_root,
+            },
+            _ => {
+                return Err(super::usage(
+                    "--fmriprep, --bids-root and --task are required (or --nsd)",
+                ))
+            }
+        };
         let mut fit = FitArgs {
-            source: Source::Nsd(PathBuf::new()),
+            source,
             subject,
             tasks: args.tasks,
             sessions: args.sessions,
@@ -164,26 +176,13 @@ impl FitArgs {
             out,
             json: args.json,
         };
-        match (args.nsd, args.fmriprep, args.bids_root) {
-            (Some(nsd), _, _) => {
-                fit.source = Source::Nsd(nsd);
-                fit.tasks = vec![nsd_timeseries::TASK.into()];
-                fit.condition_column = Some(nsd_timeseries::ID_COLUMN.into());
-                fit.stimdur = Some(nsd_timeseries::STIMULUS_SECONDS);
-                fit.sessions = nsd_sessions(&fit.sessions)?;
-                fit.subject = format!("{:02}", nsd::parse_subject(&fit.subject)?);
-            }
-            (None, Some(fmriprep), Some(bids_root)) if !fit.tasks.is_empty() => {
-                fit.source = Source::Fmriprep {
-                    fmriprep,
-                    bids_root,
-                }
-            }
-            _ => {
-                return Err(super::usage(
-                    "--fmriprep, --bids-root and --task are required (or --nsd)",
-                ))
-            }
+        if let Source::Nsd(_) = fit.source {
+            // NSD's task, condition column and stimulus duration are fixed by its layout.
+            fit.tasks = vec![nsd_timeseries::TASK.into()];
+            fit.condition_column = Some(nsd_timeseries::ID_COLUMN.into());
+            fit.stimdur = Some(nsd_timeseries::STIMULUS_SECONDS);
+            fit.sessions = nsd_sessions(&fit.sessions)?;
+            fit.subject = format!("{:02}", nsd::parse_subject(&fit.subject)?);
         }
         Ok(fit)
     }
