@@ -4,8 +4,11 @@
 //! the project's own models; faer's GEMM runs at ~200 GFLOP/s here. Each image is unfolded to
 //! columns [C·k·k, Ho·Wo] and multiplied by the weight [O, C·k·k]; the gradients are the two
 //! transposed products, and col2im folds the input gradient back. Images are spread over the
-//! rayon pool, each product single-threaded (the products are small).
+//! rayon pool, each product single-threaded (the products are small). 3×3 stride-1 forward
+//! passes over maps of 64×64 and more take Winograd's F(2×2, 3×3) instead (`winograd.rs`):
+//! 16 products per 2×2 outputs instead of 36.
 
+use crate::winograd::{self, Shape3x3};
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
@@ -36,6 +39,20 @@ impl Geometry {
             o(self.height, self.kernel.0, self.stride.0, self.padding.0),
             o(self.width, self.kernel.1, self.stride.1, self.padding.1),
         )
+    }
+
+    /// The shape for [`winograd::conv3x3`] when this is a 3×3 stride-1 convolution with the
+    /// same padding on both axes.
+    fn winograd(&self) -> Option<Shape3x3> {
+        let square = self.kernel == (3, 3) && self.stride == (1, 1);
+        (square && self.padding.0 == self.padding.1).then_some(Shape3x3 {
+            batch: self.batch,
+            channels: self.channels,
+            height: self.height,
+            width: self.width,
+            out_channels: self.out_channels,
+            padding: self.padding.0,
+        })
     }
 
     fn ckk(&self) -> usize {
@@ -300,6 +317,11 @@ impl CustomOp2 for Conv2dOp {
         let g = self.geometry(l1.dims(), l2.dims())?;
         let (x, w) = (f32_slice(s1, l1, "input")?, f32_slice(s2, l2, "weight")?);
         let (ho, wo) = g.out_hw();
+        if let Some(s) = g.winograd().filter(Shape3x3::pays) {
+            let out = winograd::conv3x3(&s, x, w);
+            let shape = Shape::from((g.batch, g.out_channels, ho, wo));
+            return Ok((CpuStorage::F32(out), shape));
+        }
         let (chw, ohw) = (g.channels * g.height * g.width, g.out_channels * ho * wo);
         let mut out = vec![0f32; g.batch * ohw];
         let image = |cols: &mut Vec<f32>, (b, y): (usize, &mut [f32]), par: Par| {
@@ -446,7 +468,8 @@ impl CustomOp2 for GradWeight {
 }
 
 /// Convolution of `input` [B, C, H, W] with `weight` [O, C, k, k] (no bias), differentiable.
-/// f32 on the CPU takes the im2col + GEMM path; anything else goes to candle.
+/// f32 on the CPU takes the im2col + GEMM path (Winograd's for large 3×3 stride-1 maps);
+/// anything else goes to candle.
 pub fn conv2d(
     input: &Tensor,
     weight: &Tensor,
@@ -513,6 +536,19 @@ mod tests {
         Tensor::from_vec(noise.normal_vec(n), shape, &Device::Cpu).unwrap()
     }
 
+    /// Largest |a − b| over the largest |b|.
+    fn relative_error(a: &Tensor, b: &Tensor) -> f32 {
+        let max = |t: &Tensor| {
+            t.abs()
+                .unwrap()
+                .max_all()
+                .unwrap()
+                .to_scalar::<f32>()
+                .unwrap()
+        };
+        max(&(a - b).unwrap()) / max(b)
+    }
+
     #[test]
     fn matches_candles_convolution_and_its_gradients() {
         for (shape, weight, padding, stride) in [
@@ -541,24 +577,7 @@ mod tests {
                 .conv2d(w.as_tensor(), padding, stride, 1, 1)
                 .unwrap();
             assert_eq!(ours.dims(), reference.dims());
-            let diff = |a: &Tensor, b: &Tensor| {
-                let scale = b
-                    .abs()
-                    .unwrap()
-                    .max_all()
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap();
-                (a - b)
-                    .unwrap()
-                    .abs()
-                    .unwrap()
-                    .max_all()
-                    .unwrap()
-                    .to_scalar::<f32>()
-                    .unwrap()
-                    / scale
-            };
+            let diff = relative_error;
             assert!(diff(&ours, &reference) < 1e-5, "{shape:?} forward");
             assert!(
                 diff(&blocked, &reference) < 1e-5,
@@ -576,6 +595,42 @@ mod tests {
                     assert!(d < 1e-4, "{shape:?} gradient off by {d}");
                 }
             }
+        }
+    }
+
+    /// A map large enough for the Winograd path: the same result as candle's convolution,
+    /// and gradients through it (the backward pass stays im2col).
+    #[test]
+    fn winograd_path_matches_candle_forward_and_backward() {
+        let (shape, weight) = ([1, 16, 64, 66], [20, 16, 3, 3]);
+        let s = Geometry {
+            batch: 1,
+            channels: 16,
+            height: 64,
+            width: 66,
+            out_channels: 20,
+            kernel: (3, 3),
+            stride: (1, 1),
+            padding: (1, 1),
+            budget: COLUMN_BUDGET,
+        };
+        assert!(
+            s.winograd().is_some_and(|w| w.pays()),
+            "the test must take the Winograd path"
+        );
+        let x = Var::from_tensor(&seeded(&shape, 5)).unwrap();
+        let w = Var::from_tensor(&seeded(&weight, 6)).unwrap();
+        let ours = conv2d(x.as_tensor(), w.as_tensor(), 1, 1).unwrap();
+        let reference = x.as_tensor().conv2d(w.as_tensor(), 1, 1, 1, 1).unwrap();
+        let worst = relative_error;
+        assert!(worst(&ours, &reference) < 2e-6);
+        let target = |y: &Tensor| y.sqr().unwrap().sum_all().unwrap();
+        let (g1, g2) = (
+            target(&ours).backward().unwrap(),
+            target(&reference).backward().unwrap(),
+        );
+        for v in [&x, &w] {
+            assert!(worst(g1.get(v).unwrap(), g2.get(v).unwrap()) < 1e-4);
         }
     }
 

@@ -18,5 +18,6 @@ mod norm_cpu;
 pub mod rng;
 pub mod train;
 pub mod weights;
+mod winograd;
 
 pub use error::{ModelError, Result};
