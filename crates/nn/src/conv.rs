@@ -526,7 +526,7 @@ fn conv2d_in_blocks(
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use candle_core::{Device, Var};
 
@@ -577,21 +577,23 @@ mod tests {
                 .conv2d(w.as_tensor(), padding, stride, 1, 1)
                 .unwrap();
             assert_eq!(ours.dims(), reference.dims());
-            let diff = relative_error;
-            assert!(diff(&ours, &reference) < 1e-5, "{shape:?} forward");
             assert!(
-                diff(&blocked, &reference) < 1e-5,
+                relative_error(&ours, &reference) < 1e-5,
+                "{shape:?} forward"
+            );
+            assert!(
+                relative_error(&blocked, &reference) < 1e-5,
                 "{shape:?} forward in blocks"
             );
             assert!(
-                diff(&uneven, &reference) < 1e-5,
+                relative_error(&uneven, &reference) < 1e-5,
                 "{shape:?} forward in uneven blocks"
             );
             let g2 = target(&reference).backward().unwrap();
             for candidate in [&ours, &blocked, &uneven] {
                 let g1 = target(candidate).backward().unwrap();
                 for v in [&x, &w] {
-                    let d = diff(g1.get(v).unwrap(), g2.get(v).unwrap());
+                    let d = relative_error(g1.get(v).unwrap(), g2.get(v).unwrap());
                     assert!(d < 1e-4, "{shape:?} gradient off by {d}");
                 }
             }
@@ -603,17 +605,12 @@ mod tests {
     #[test]
     fn winograd_path_matches_candle_forward_and_backward() {
         let (shape, weight) = ([1, 16, 64, 66], [20, 16, 3, 3]);
-        let s = Geometry {
-            batch: 1,
-            channels: 16,
-            height: 64,
-            width: 66,
-            out_channels: 20,
-            kernel: (3, 3),
+        let op = Conv2dOp {
             stride: (1, 1),
             padding: (1, 1),
             budget: COLUMN_BUDGET,
         };
+        let s = op.geometry(&shape, &weight).unwrap();
         assert!(
             s.winograd().is_some_and(|w| w.pays()),
             "the test must take the Winograd path"
@@ -622,25 +619,25 @@ mod tests {
         let w = Var::from_tensor(&seeded(&weight, 6)).unwrap();
         let ours = conv2d(x.as_tensor(), w.as_tensor(), 1, 1).unwrap();
         let reference = x.as_tensor().conv2d(w.as_tensor(), 1, 1, 1, 1).unwrap();
-        let worst = relative_error;
-        assert!(worst(&ours, &reference) < 2e-6);
+        assert!(relative_error(&ours, &reference) < 2e-6);
         let target = |y: &Tensor| y.sqr().unwrap().sum_all().unwrap();
         let (g1, g2) = (
             target(&ours).backward().unwrap(),
             target(&reference).backward().unwrap(),
         );
         for v in [&x, &w] {
-            assert!(worst(g1.get(v).unwrap(), g2.get(v).unwrap()) < 1e-4);
+            assert!(relative_error(g1.get(v).unwrap(), g2.get(v).unwrap()) < 1e-4);
         }
     }
 
-    /// Direct evaluation of the convolution sum, for kernels and paddings candle cannot take.
-    fn naive(
+    /// Direct evaluation of the convolution sum in f64, for kernels and paddings candle cannot
+    /// take (and for the Winograd path's tests).
+    pub(crate) fn naive(
         x: &Tensor,
         w: &Tensor,
         (ph, pw): (usize, usize),
         (sh, sw): (usize, usize),
-    ) -> Vec<f32> {
+    ) -> Vec<f64> {
         let (b, c, h, wd) = x.dims4().unwrap();
         let (o, _, kh, kw) = w.dims4().unwrap();
         let (xv, wv) = (
@@ -648,7 +645,7 @@ mod tests {
             w.flatten_all().unwrap().to_vec1::<f32>().unwrap(),
         );
         let (ho, wo) = ((h + 2 * ph - kh) / sh + 1, (wd + 2 * pw - kw) / sw + 1);
-        let mut out = vec![0f32; b * o * ho * wo];
+        let mut out = vec![0f64; b * o * ho * wo];
         for (n, y) in out.iter_mut().enumerate() {
             let (bi, oi, oy, ox) = (n / (o * ho * wo), n / (ho * wo) % o, n / wo % ho, n % wo);
             let mut acc = 0f64;
@@ -668,9 +665,18 @@ mod tests {
                     }
                 }
             }
-            *y = acc as f32;
+            *y = acc;
         }
         out
+    }
+
+    /// Largest |got − want| over the largest |want|.
+    pub(crate) fn worst_error(got: &[f32], want: &[f64]) -> f64 {
+        let scale = want.iter().fold(0f64, |m, v| m.max(v.abs()));
+        got.iter()
+            .zip(want)
+            .fold(0f64, |m, (a, b)| m.max((*a as f64 - b).abs()))
+            / scale
     }
 
     #[test]
@@ -686,12 +692,8 @@ mod tests {
             let want = naive(&x, &w, padding, stride);
             let got = ours.flatten_all().unwrap().to_vec1::<f32>().unwrap();
             assert_eq!(got.len(), want.len(), "{shape:?} {weight:?}");
-            let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
-            let err = got
-                .iter()
-                .zip(&want)
-                .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-            assert!(err / scale < 1e-5, "{shape:?} {weight:?}: {err}");
+            let err = worst_error(&got, &want);
+            assert!(err < 1e-5, "{shape:?} {weight:?}: {err}");
             // blocked by single output rows too
             let blocked = conv2d_in_blocks(&x, &w, padding, stride, 1).unwrap();
             assert_eq!(

@@ -209,19 +209,13 @@ fn transform_input(
     for c in 0..s.channels {
         let plane = &input[(image * s.channels + c) * plane_len..][..plane_len];
         for (r, ty) in tile_rows.clone().enumerate() {
-            for i in 0..4 {
+            let rows = even.chunks_mut(tw + 1).zip(odd.chunks_mut(tw + 1));
+            for (i, (e, o)) in rows.enumerate() {
                 let y = (2 * ty + i).checked_sub(p).filter(|&y| y < h);
-                let row = y.map(|y| &plane[y * w..(y + 1) * w]);
-                split_row(
-                    row,
-                    p,
-                    &mut even[i * (tw + 1)..][..tw + 1],
-                    &mut odd[i * (tw + 1)..][..tw + 1],
-                );
+                split_row(y.map(|y| &plane[y * w..(y + 1) * w]), p, e, o);
             }
-            for i in 0..4 {
-                let e = &even[i * (tw + 1)..][..tw + 1];
-                let o = &odd[i * (tw + 1)..][..tw + 1];
+            let rows = even.chunks(tw + 1).zip(odd.chunks(tw + 1));
+            for (i, (e, o)) in rows.enumerate() {
                 let (c0, rest) = cols[i * 4 * tw..(i + 1) * 4 * tw].split_at_mut(tw);
                 let (c1, rest) = rest.split_at_mut(tw);
                 let (c2, c3) = rest.split_at_mut(tw);
@@ -330,43 +324,15 @@ fn write_block(s: &Shape3x3, block: &Block, o: usize, rows: &mut [f32], dst: &mu
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::conv::tests::{naive, worst_error};
+    use candle_core::{Device, Tensor};
 
-    /// The convolution sum in f64.
+    /// The convolution sum in f64 (conv.rs's direct evaluation).
     fn direct(s: &Shape3x3, x: &[f32], w: &[f32]) -> Vec<f64> {
-        let (ho, wo) = s.out_hw();
-        let (c, h, wd, p) = (s.channels, s.height, s.width, s.padding as isize);
-        let mut out = vec![0f64; s.batch * s.out_channels * ho * wo];
-        for (n, y) in out.iter_mut().enumerate() {
-            let (b, o, oy, ox) = (
-                n / (s.out_channels * ho * wo),
-                n / (ho * wo) % s.out_channels,
-                n / wo % ho,
-                n % wo,
-            );
-            for ci in 0..c {
-                for ky in 0..3 {
-                    for kx in 0..3 {
-                        let (iy, ix) = (oy as isize + ky - p, ox as isize + kx - p);
-                        if iy < 0 || ix < 0 || iy >= h as isize || ix >= wd as isize {
-                            continue;
-                        }
-                        let xi = ((b * c + ci) * h + iy as usize) * wd + ix as usize;
-                        let wi = ((o * c + ci) * 3 + ky as usize) * 3 + kx as usize;
-                        *y += x[xi] as f64 * w[wi] as f64;
-                    }
-                }
-            }
-        }
-        out
-    }
-
-    /// Largest error relative to the largest |output| and to the sum of |terms| per output.
-    fn worst_error(got: &[f32], want: &[f64]) -> f64 {
-        let scale = want.iter().fold(0f64, |m, v| m.max(v.abs()));
-        got.iter()
-            .zip(want)
-            .fold(0f64, |m, (a, b)| m.max((*a as f64 - b).abs()))
-            / scale
+        let (b, c, h, wd) = (s.batch, s.channels, s.height, s.width);
+        let x = Tensor::from_slice(x, (b, c, h, wd), &Device::Cpu).unwrap();
+        let w = Tensor::from_slice(w, (s.out_channels, c, 3, 3), &Device::Cpu).unwrap();
+        naive(&x, &w, (s.padding, s.padding), (1, 1))
     }
 
     #[test]
