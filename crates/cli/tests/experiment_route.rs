@@ -92,6 +92,61 @@ fn an_own_experiment_reaches_reconstructions_through_glm_and_glm_prepare() {
     let subject = out.join("sub-01");
     check_prepared_subject(&out, &subject);
     refuse_bad_input(dir.path(), &out);
+    atlas_through_a_transform(dir.path(), &out, &subject);
+}
+
+/// `--atlas-transform`: the T1w aparc+aseg through an ITK transform file (written by ITK,
+/// tools/fixtures/itk_warp.py) that shifts the runs' points 3 mm (one run voxel) towards +x.
+/// Voxel (i, j, k) then takes the label the untransformed atlas gives voxel (i + 1, j, k).
+fn atlas_through_a_transform(dir: &Path, out: &Path, subject: &Path) {
+    let atlas =
+        out.join("events/derivatives/fmriprep/sub-01/anat/sub-01_desc-aparcaseg_dseg.nii.gz");
+    let shift = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../data/tests/fixtures/itk_warp/shift_x3mm_xfm.h5");
+    let shifted = dir.join("shifted");
+    let report = ok(&[
+        "glm",
+        "prepare",
+        "--glm",
+        s(&out.join("glm")),
+        "--atlas",
+        s(&atlas),
+        "--atlas-transform",
+        s(&shift),
+        "--out",
+        s(&shifted),
+        "--json",
+    ]);
+    let report: Value = serde_json::from_str(&report).unwrap();
+    assert!(report["atlas_transform"]
+        .as_str()
+        .is_some_and(|t| t.ends_with("shift_x3mm_xfm.h5")));
+    let coords = |path: &Path| -> std::collections::BTreeSet<[i64; 3]> {
+        let a = npy::read_i64(path).unwrap();
+        a.data.chunks(3).map(|c| [c[0], c[1], c[2]]).collect()
+    };
+    let plain = coords(&subject.join("rois/visual.npy"));
+    let moved = coords(&shifted.join("rois/visual.npy"));
+    let mask = coords(&out.join("glm/timeseries/voxels.npy"));
+    let next = |[i, j, k]: [i64; 3]| [i + 1, j, k];
+    for v in &mask {
+        if mask.contains(&next(*v)) {
+            assert_eq!(moved.contains(v), plain.contains(&next(*v)), "voxel {v:?}");
+        }
+    }
+    assert!(moved.len() > plain.len() / 2 && moved != plain);
+    // Without --atlas it is refused as a usage error.
+    let err = user_error(&[
+        "glm",
+        "prepare",
+        "--glm",
+        s(&out.join("glm")),
+        "--atlas-transform",
+        s(&shift),
+        "--out",
+        s(&dir.join("no-atlas")),
+    ]);
+    assert!(err.contains("--atlas"), "{err}");
 }
 
 /// The prepared subject holds the TYPED betas of the planted visual voxels, averaged over the

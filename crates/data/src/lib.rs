@@ -2,8 +2,9 @@
 //! synthetic subjects are in `brainrecon-simulate`.
 //!
 //! - File formats: [`npy`], [`nifti_io`], [`cifti`], [`dicom`], [`mat`], [`image`], [`audio`],
-//!   [`video`], [`freesurfer`] (label tables); [`atomic`] writes and [`limits`] on sizes read
-//!   from files; [`motion`], a clip's global motion read from its frames.
+//!   [`video`], [`freesurfer`] (label tables), [`itk_transform`] (ITK's HDF5 transforms);
+//!   [`atomic`] writes and [`limits`] on sizes read from files; [`motion`], a clip's global
+//!   motion read from its frames.
 //! - Dataset layouts: [`nsd`] (NSD as it ships), [`prepared`] (the prepared subject every image
 //!   route reads), [`runs`] (continuous recordings: BIDS, fMRIPrep derivatives, ds005531, as
 //!   run sets), [`experiment`] (an own event-related experiment's betas → a prepared subject),
@@ -18,6 +19,7 @@ pub mod error;
 pub mod experiment;
 pub mod freesurfer;
 pub mod image;
+pub mod itk_transform;
 pub mod limits;
 pub mod mat;
 pub mod motion;

@@ -8,7 +8,7 @@
 //! `<target>/tmp/fuzz-crashers/` and printed with its seed and mutation so it can be replayed.
 
 use brainrecon_data::runs::{ds005531::DataDt, events::Events, nifti4d};
-use brainrecon_data::{audio, cifti, dicom, image, mat, nifti_io, npy, video};
+use brainrecon_data::{audio, cifti, dicom, image, itk_transform, mat, nifti_io, npy, video};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -194,6 +194,15 @@ fn mat_v5_and_v73() {
             text(data.rows(0, data.n_times.min(4))).map(drop)
         },
     );
+}
+
+#[test]
+fn itk_transforms() {
+    fuzz("itk-h5", &seeds("itk_warp", "_xfm.h5"), ".h5", |path| {
+        let t = text(itk_transform::ItkTransform::read(path))?;
+        t.map_ras([10.0, -20.0, 5.0]);
+        Ok(())
+    });
 }
 
 #[test]

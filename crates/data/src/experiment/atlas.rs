@@ -2,11 +2,16 @@
 //! fMRIPrep ships it (found beside the runs), or any label volume the user names.
 //!
 //! fMRIPrep 20–25 write `anat/sub-<S>[_ses-<X>]_desc-aparcaseg_dseg.nii.gz` in the subject's
-//! T1w space at the anatomical resolution (older versions also a copy on the BOLD grid in
-//! `func/`). Its voxels are sampled at the runs' voxel centres by nearest neighbour through the
-//! two affines, as nilearn's `resample_to_img(..., interpolation="nearest")` does; runs in
-//! another space (an MNI template) cannot use it, and a volume whose grid does not cover the
-//! runs' voxels is refused naming both files, shapes and affines.
+//! T1w space at the anatomical resolution (20–22 also a copy on the BOLD grid of each output
+//! space in `func/`: `*_space-<SPACE>_desc-aparcaseg_dseg.nii.gz`). A volume in the runs' space
+//! is sampled at the runs' voxel centres by nearest neighbour through the two affines, as
+//! nilearn's `resample_to_img(..., interpolation="nearest")` does. Runs in a template space
+//! (MNI152NLin2009cAsym, ...) without such a copy take the T1w one through fMRIPrep's
+//! normalisation, `anat/sub-<S>_from-T1w_to-<SPACE>_mode-image_xfm.h5` (ANTs' affine +
+//! displacement field): each run voxel's centre is mapped into T1w space and takes the label of
+//! the nearest T1w voxel, as `antsApplyTransforms -n NearestNeighbor` resamples (ITK's rule).
+//! A volume whose grid does not cover the runs' voxels is refused naming both files, shapes and
+//! affines.
 //!
 //! The atlases written for the routes:
 //! - `streams`: NSD's stream names from Desikan–Killiany regions (early: pericalcarine, cuneus,
@@ -18,6 +23,7 @@
 
 use crate::error::{DataError, Result};
 use crate::freesurfer::{cortical_region, label_name, read_label_table};
+use crate::itk_transform::ItkTransform;
 use crate::nifti_io;
 use crate::prepared::{AtlasMeta, LabelMeta};
 use crate::runs::RunSet;
@@ -55,6 +61,16 @@ pub struct VoxelLabels {
     pub names: BTreeMap<i32, String>,
     /// Whether the volume was on another grid and sampled by nearest neighbour.
     pub resampled: bool,
+    /// The transform the runs' voxel centres went through into the volume's space.
+    pub transform: Option<PathBuf>,
+}
+
+/// A segmentation to sample at the runs' voxels, and the transform from the runs' space into
+/// its space when it is in another one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AtlasSource {
+    pub volume: PathBuf,
+    pub transform: Option<PathBuf>,
 }
 
 /// A written atlas: its metadata and, per atlas voxel, its run-set voxel and label.
@@ -66,13 +82,10 @@ pub struct AtlasVoxels {
     pub labels: Vec<i32>,
 }
 
-/// fMRIPrep's aparc+aseg for runs in `space`: on the BOLD grid in `func/` (older fMRIPrep)
-/// or the anatomical one in `anat/`, for T1w-space runs.
-pub fn find_fmriprep_aparcaseg(fmriprep: &Path, subject: &str, space: &str) -> Result<PathBuf> {
-    let label = space.split(':').next().unwrap_or(space);
-    let subject_dir = fmriprep.join(format!("sub-{subject}"));
+/// The subject's `func/` and `anat/` folders, then each session's.
+fn subject_folders(subject_dir: &Path) -> Vec<PathBuf> {
     let mut folders = vec![subject_dir.join("func"), subject_dir.join("anat")];
-    if let Ok(entries) = std::fs::read_dir(&subject_dir) {
+    if let Ok(entries) = std::fs::read_dir(subject_dir) {
         let mut sessions: Vec<PathBuf> = entries
             .flatten()
             .map(|e| e.path())
@@ -87,41 +100,67 @@ pub fn find_fmriprep_aparcaseg(fmriprep: &Path, subject: &str, space: &str) -> R
             folders.push(s.join("anat"));
         }
     }
-    let in_space = |name: &str| {
-        let space_entity = name.split('_').find_map(|part| part.strip_prefix("space-"));
-        match space_entity {
-            Some(s) => s == label,
-            None => label == "T1w",
-        }
-    };
-    for folder in &folders {
-        let Ok(entries) = std::fs::read_dir(folder) else {
-            continue;
-        };
-        let mut found: Vec<PathBuf> = entries
+    folders
+}
+
+/// The first file (by name, folder by folder) whose name `wanted` accepts.
+fn first_file(folders: &[PathBuf], wanted: impl Fn(&str) -> bool) -> Option<PathBuf> {
+    folders.iter().find_map(|folder| {
+        let mut found: Vec<PathBuf> = std::fs::read_dir(folder)
+            .ok()?
             .flatten()
             .map(|e| e.path())
-            .filter(|p| {
-                let name = p
-                    .file_name()
-                    .map_or(String::new(), |n| n.to_string_lossy().into());
-                // fMRIPrep 20+, and 1.x's `_label-aparcaseg_roi` (per run and in anat/).
-                (name.ends_with("_desc-aparcaseg_dseg.nii.gz")
-                    || name.ends_with("_label-aparcaseg_roi.nii.gz"))
-                    && in_space(&name)
-            })
+            .filter(|p| p.file_name().is_some_and(|n| wanted(&n.to_string_lossy())))
             .collect();
         found.sort();
-        if let Some(first) = found.into_iter().next() {
-            return Ok(first);
+        found.into_iter().next()
+    })
+}
+
+/// Whether a file name is in space `label` (no `space-` entity: T1w, fMRIPrep's convention).
+fn in_space(name: &str, label: &str) -> bool {
+    match name.split('_').find_map(|part| part.strip_prefix("space-")) {
+        Some(s) => s == label,
+        None => label == "T1w",
+    }
+}
+
+/// fMRIPrep 20+'s aparc+aseg, and 1.x's `_label-aparcaseg_roi` (per run and in anat/).
+fn is_aparcaseg(name: &str) -> bool {
+    name.ends_with("_desc-aparcaseg_dseg.nii.gz") || name.ends_with("_label-aparcaseg_roi.nii.gz")
+}
+
+/// fMRIPrep's aparc+aseg for runs in `space`: in that space (on the BOLD grid in `func/`, older
+/// fMRIPrep; the anatomical one in `anat/` for T1w), else the T1w one with fMRIPrep's
+/// `from-T1w_to-<SPACE>_mode-image_xfm.h5` to reach it.
+pub fn find_fmriprep_aparcaseg(fmriprep: &Path, subject: &str, space: &str) -> Result<AtlasSource> {
+    let label = space.split(':').next().unwrap_or(space);
+    let subject_dir = fmriprep.join(format!("sub-{subject}"));
+    let folders = subject_folders(&subject_dir);
+    if let Some(volume) = first_file(&folders, |n| is_aparcaseg(n) && in_space(n, label)) {
+        return Ok(AtlasSource {
+            volume,
+            transform: None,
+        });
+    }
+    let transform_name = format!("_from-T1w_to-{label}_mode-image_xfm.h5");
+    if label != "T1w" {
+        let t1w = first_file(&folders, |n| is_aparcaseg(n) && in_space(n, "T1w"));
+        let transform = first_file(&folders, |n| n.ends_with(&transform_name));
+        if let (Some(volume), Some(transform)) = (t1w, transform) {
+            return Ok(AtlasSource {
+                volume,
+                transform: Some(transform),
+            });
         }
     }
     Err(DataError::Missing {
         path: subject_dir.join("anat"),
         what: format!(
-            "fMRIPrep's aparc+aseg segmentation in the runs' space {label} \
-             (sub-{subject}_desc-aparcaseg_dseg.nii.gz, written when fMRIPrep ran FreeSurfer; \
-             T1w-space runs can use it), or name a label volume on the runs' grid with --atlas"
+            "fMRIPrep's aparc+aseg segmentation for runs in space {label} \
+             (sub-{subject}_desc-aparcaseg_dseg.nii.gz, written when fMRIPrep ran FreeSurfer, \
+             with sub-{subject}{transform_name} for template spaces), \
+             or name a label volume with --atlas (and --atlas-transform)"
         ),
     })
 }
@@ -160,9 +199,20 @@ fn invert_affine(a: &[[f64; 4]; 4]) -> Option<[[f64; 4]; 4]> {
 }
 
 /// Samples the label volume at `path` at every voxel of `set`.
-pub fn sample_labels(path: &Path, table: Option<&Path>, set: &RunSet) -> Result<VoxelLabels> {
+pub fn sample_labels(
+    source: &AtlasSource,
+    table: Option<&Path>,
+    set: &RunSet,
+) -> Result<VoxelLabels> {
+    let path = source.volume.as_path();
     let volume = nifti_io::read_volume(path)?;
-    let same_grid = volume.shape == set.volume_shape()
+    let transform = source
+        .transform
+        .as_deref()
+        .map(ItkTransform::read)
+        .transpose()?;
+    let same_grid = transform.is_none()
+        && volume.shape == set.volume_shape()
         && (0..3).all(|r| {
             (0..4).all(|c| (volume.affine[r][c] - set.affine()[r][c]).abs() < SAME_GRID_MM)
         });
@@ -183,8 +233,11 @@ pub fn sample_labels(path: &Path, table: Option<&Path>, set: &RunSet) -> Result<
             ),
         )
     };
-    let sampled = nearest_values(&volume, same_grid, set.affine(), set.voxel_indices())
-        .ok_or_else(|| mismatch("a singular affine"))?;
+    let sampled = match &transform {
+        None => nearest_values(&volume, same_grid, set.affine(), set.voxel_indices()),
+        Some(t) => warped_values(&volume, t, set.affine(), set.voxel_indices()),
+    }
+    .ok_or_else(|| mismatch("a singular affine"))?;
     let mut values = Vec::with_capacity(set.n_voxels());
     let mut outside = 0usize;
     for v in sampled {
@@ -217,7 +270,38 @@ pub fn sample_labels(path: &Path, table: Option<&Path>, set: &RunSet) -> Result<
         values,
         names,
         resampled: !same_grid,
+        transform: source.transform.clone(),
     })
+}
+
+/// The value of `volume` at each of `voxels` (voxel indices of a grid whose voxel → mm affine is
+/// `affine`) whose centres `transform` maps into the volume's space: the volume's voxel whose
+/// index is nearest (halves rounded up), none outside `[−0.5, n − 0.5)` voxels, as ITK's
+/// nearest-neighbour resampling (`antsApplyTransforms -n NearestNeighbor`) samples. None when
+/// the volume's affine is singular.
+pub fn warped_values(
+    volume: &nifti_io::Volume,
+    transform: &ItkTransform,
+    affine: &[[f64; 4]; 4],
+    voxels: &[[usize; 3]],
+) -> Option<Vec<Option<f64>>> {
+    let to_volume = invert_affine(&volume.affine)?;
+    let value = |ijk: &[usize; 3]| {
+        let p = [ijk[0] as f64, ijk[1] as f64, ijk[2] as f64, 1.0];
+        let world: [f64; 3] = std::array::from_fn(|r| (0..4).map(|c| affine[r][c] * p[c]).sum());
+        let q = transform.map_ras(world);
+        let q = [q[0], q[1], q[2], 1.0];
+        let mut index = [0usize; 3];
+        for (r, slot) in index.iter_mut().enumerate() {
+            let v: f64 = (0..4).map(|c| to_volume[r][c] * q[c]).sum();
+            if !(v >= -0.5 && v < volume.shape[r] as f64 - 0.5) {
+                return None;
+            }
+            *slot = ((v + 0.5).floor().max(0.0) as usize).min(volume.shape[r] - 1);
+        }
+        Some(volume.get(index[0], index[1], index[2]))
+    };
+    Some(voxels.iter().map(value).collect())
 }
 
 /// The value of `volume` at each of `voxels`, voxel indices of a grid whose voxel → mm affine is
@@ -355,6 +439,44 @@ mod tests {
                 assert!((v - f64::from(u8::from(r == c))).abs() < 1e-12, "{p:?}");
             }
         }
+    }
+
+    #[test]
+    fn template_space_runs_take_the_bold_grid_copy_else_the_t1w_one_through_the_transform() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        let touch = |rel: &str| {
+            let path = root.join(rel);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, b"").unwrap();
+        };
+        // fMRIPrep 23+: the T1w segmentation and the normalisation only.
+        touch("sub-01/anat/sub-01_desc-aparcaseg_dseg.nii.gz");
+        touch("sub-01/anat/sub-01_from-T1w_to-MNI152NLin2009cAsym_mode-image_xfm.h5");
+        touch("sub-01/anat/sub-01_from-MNI152NLin2009cAsym_to-T1w_mode-image_xfm.h5");
+        let space = "MNI152NLin2009cAsym:res-2";
+        let found = find_fmriprep_aparcaseg(root, "01", space).unwrap();
+        assert!(found.volume.ends_with("sub-01_desc-aparcaseg_dseg.nii.gz"));
+        let transform = found.transform.unwrap();
+        assert!(transform.ends_with("sub-01_from-T1w_to-MNI152NLin2009cAsym_mode-image_xfm.h5"));
+        let t1w = find_fmriprep_aparcaseg(root, "01", "T1w").unwrap();
+        assert_eq!(t1w.transform, None);
+        // No transform to another template: refused, naming what is missing.
+        let err = find_fmriprep_aparcaseg(root, "01", "MNI152NLin6Asym").unwrap_err();
+        assert!(
+            err.to_string().contains("from-T1w_to-MNI152NLin6Asym"),
+            "{err}"
+        );
+        // fMRIPrep 20-22: a copy on the BOLD grid of the space is taken as it is.
+        touch(
+            "sub-01/func/sub-01_task-a_run-1_space-MNI152NLin2009cAsym_desc-aparcaseg_dseg.nii.gz",
+        );
+        let found = find_fmriprep_aparcaseg(root, "01", space).unwrap();
+        assert!(found
+            .volume
+            .to_string_lossy()
+            .contains("func/sub-01_task-a_run-1_space-MNI"));
+        assert_eq!(found.transform, None);
     }
 
     #[test]

@@ -14,7 +14,9 @@
 //! Work happens in `<out>.partial/`, renamed to `<out>` when complete; a rerun with the same
 //! settings does nothing.
 
-use super::atlas::{atlas_voxels, find_fmriprep_aparcaseg, sample_labels, AtlasVoxels, ATLASES};
+use super::atlas::{
+    atlas_voxels, find_fmriprep_aparcaseg, sample_labels, AtlasSource, AtlasVoxels, ATLASES,
+};
 use super::{GlmFolder, MODELS};
 use crate::atomic::{read_json, write_atomic, write_json_atomic};
 use crate::error::{DataError, Result};
@@ -50,6 +52,9 @@ pub struct ExperimentOptions {
     pub captions: Option<PathBuf>,
     /// A label volume (None: fMRIPrep's aparc+aseg in the runs' space).
     pub atlas: Option<PathBuf>,
+    /// An ITK transform (`.h5`) from the runs' space into `atlas`'s (`mode-image`, as fMRIPrep's
+    /// `from-T1w_to-<SPACE>` for a T1w atlas under template-space runs).
+    pub atlas_transform: Option<PathBuf>,
     /// The atlas' BIDS dseg table (None: fMRIPrep's `desc-aparcaseg_dseg.tsv` if present).
     pub atlas_labels: Option<PathBuf>,
     /// Atlases to write, from [`ATLASES`].
@@ -70,6 +75,8 @@ pub struct ExperimentReport {
     pub already_prepared: bool,
     pub atlas: PathBuf,
     pub atlas_resampled: bool,
+    /// The transform the runs' voxels went through into the atlas' space.
+    pub atlas_transform: Option<PathBuf>,
     pub n_conditions: usize,
     /// Conditions left out for want of an image (with `leave_out_missing`).
     pub left_out: Vec<String>,
@@ -86,6 +93,8 @@ struct Settings {
     stimuli: PathBuf,
     captions: Option<PathBuf>,
     atlas: PathBuf,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    atlas_transform: Option<PathBuf>,
     atlas_labels: Option<PathBuf>,
     rois: Vec<String>,
     test: TestSet,
@@ -128,6 +137,12 @@ fn check_options(opts: &ExperimentOptions) -> Result<()> {
             opts.rois.join(",")
         )));
     }
+    if opts.atlas_transform.is_some() && opts.atlas.is_none() {
+        return Err(DataError::Usage(
+            "--atlas-transform: goes with --atlas (fMRIPrep's own transform is found without it)"
+                .into(),
+        ));
+    }
     match opts.test {
         TestSet::MinRepeats(k) if k < 2 => Err(DataError::Usage(format!(
             "--test-repeats: expected 2 or more (test images are averaged over repeats), found {k}"
@@ -152,6 +167,7 @@ fn plan(opts: &ExperimentOptions) -> Result<Plan> {
     let is_test = test_conditions(&glm, &opts.test, &used)?;
     let (atlas, table) = atlas_files(opts, &glm)?;
     let labels = sample_labels(&atlas, table.as_deref(), &glm.timeseries)?;
+    let (atlas, atlas_transform) = (atlas.volume, atlas.transform);
     let atlases: Vec<AtlasVoxels> = opts
         .rois
         .iter()
@@ -181,6 +197,7 @@ fn plan(opts: &ExperimentOptions) -> Result<Plan> {
         stimuli: absolute(&stimuli)?,
         captions: opts.captions.as_deref().map(absolute).transpose()?,
         atlas: absolute(&atlas)?,
+        atlas_transform: atlas_transform.as_deref().map(absolute).transpose()?,
         atlas_labels: table.as_deref().map(absolute).transpose()?,
         rois: opts.rois.clone(),
         test: opts.test.clone(),
@@ -368,11 +385,17 @@ fn test_conditions(glm: &GlmFolder, test: &TestSet, used: &[bool]) -> Result<Vec
     Ok(is_test)
 }
 
-/// The atlas volume and its label table.
-fn atlas_files(opts: &ExperimentOptions, glm: &GlmFolder) -> Result<(PathBuf, Option<PathBuf>)> {
+/// The atlas volume (with the transform into its space) and its label table.
+fn atlas_files(
+    opts: &ExperimentOptions,
+    glm: &GlmFolder,
+) -> Result<(AtlasSource, Option<PathBuf>)> {
     let fmriprep = glm.meta.setting_path("fmriprep");
     let atlas = match (&opts.atlas, &fmriprep) {
-        (Some(a), _) => a.clone(),
+        (Some(a), _) => AtlasSource {
+            volume: a.clone(),
+            transform: opts.atlas_transform.clone(),
+        },
         (None, Some(root)) => {
             find_fmriprep_aparcaseg(root, &glm.meta.subject, glm.meta.space().unwrap_or("T1w"))?
         }
@@ -706,6 +729,7 @@ pub fn prepare_experiment(opts: &ExperimentOptions) -> Result<ExperimentReport> 
         already_prepared: already,
         atlas: plan.settings.atlas.clone(),
         atlas_resampled: plan.atlas_resampled,
+        atlas_transform: plan.settings.atlas_transform.clone(),
         n_conditions: plan.glm.meta.conditions.len(),
         left_out: (0..plan.used.len())
             .filter(|&c| !plan.used[c])

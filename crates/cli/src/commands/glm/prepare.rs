@@ -16,7 +16,10 @@ use std::path::PathBuf;
 /// TYPED_FITHRF_GLMDENOISE_RR by default, --betas typea|typeb|typec|typed) are z-scored per
 /// voxel over each session's trials. ROIs come from fMRIPrep's aparc+aseg in the runs' space
 /// (sub-<S>_desc-aparcaseg_dseg.nii.gz, sampled at the runs' voxels by nearest neighbour;
-/// T1w-space runs), or from --atlas: `streams` (NSD's stream names from Desikan–Killiany
+/// runs in a template space such as MNI152NLin2009cAsym take the T1w one through fMRIPrep's
+/// anat/sub-<S>_from-T1w_to-<SPACE>_mode-image_xfm.h5, as antsApplyTransforms -n
+/// NearestNeighbor resamples), or from --atlas (with --atlas-transform when it is in another
+/// space): `streams` (NSD's stream names from Desikan–Killiany
 /// regions: early = pericalcarine, cuneus, lingual; ventral = fusiform, parahippocampal,
 /// inferiortemporal; lateral = lateraloccipital; parietal = superior and inferior parietal),
 /// `visual` (their union, which the routes' default `nsdgeneral` resolves to) and, with
@@ -47,6 +50,10 @@ pub struct Args {
     /// Label volume for the ROIs [default: fMRIPrep's aparc+aseg in the runs' space]
     #[arg(long)]
     atlas: Option<PathBuf>,
+    /// ITK transform (.h5, mode-image) from the runs' space into --atlas's space, e.g.
+    /// fMRIPrep's from-T1w_to-MNI152NLin2009cAsym_mode-image_xfm.h5 for a T1w atlas
+    #[arg(long, requires = "atlas")]
+    atlas_transform: Option<PathBuf>,
     /// The atlas' BIDS dseg table (index, name) [default: fMRIPrep's desc-aparcaseg_dseg.tsv, else FreeSurfer's names]
     #[arg(long)]
     atlas_labels: Option<PathBuf>,
@@ -105,6 +112,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         stimuli: args.stimuli,
         captions: args.captions,
         atlas: args.atlas,
+        atlas_transform: args.atlas_transform,
         atlas_labels: args.atlas_labels,
         rois: args.rois,
         test: match args.test_list {
@@ -152,10 +160,13 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     outln!(
         "ROIs from {}{}: {}",
         report.atlas.display(),
-        if report.atlas_resampled {
-            " (sampled at the runs' voxels by nearest neighbour)"
-        } else {
-            ""
+        match (&report.atlas_transform, report.atlas_resampled) {
+            (Some(t), _) => format!(
+                " (through {}, sampled at the runs' voxels by nearest neighbour)",
+                t.display()
+            ),
+            (None, true) => " (sampled at the runs' voxels by nearest neighbour)".into(),
+            (None, false) => String::new(),
         },
         atlases.join(", ")
     )?;
