@@ -146,7 +146,12 @@ fn bad_fmriprep_input_exits_2_naming_it() {
     refused(
         dir.path(),
         &["--fmriprep", p(&d), "--space", "fsLR"],
-        &["CIFTI", "volume space"],
+        &["_space-fsLR_den-91k_bold.dtseries.nii", "runs in space"],
+    );
+    refused(
+        dir.path(),
+        &["--fmriprep", p(&d), "--space", "fsaverage5"],
+        &["GIFTI", "volume space"],
     );
     refused(
         dir.path(),

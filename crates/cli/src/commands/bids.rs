@@ -61,7 +61,9 @@ pub enum LayoutArg {
 /// between them, N = 5); or none. Non-steady-state volumes are always censored. Censored
 /// volumes are left out of the regression and z-scoring, written as zero rows (rows stay one
 /// per TR so stimulus features align) and listed per run in runset.json
-/// (runs[].confounds.censored): leave them out of model fits. CIFTI/surface outputs are refused.
+/// (runs[].confounds.censored): leave them out of model fits. --space fsLR reads fMRIPrep's
+/// CIFTI runs (*_space-fsLR_den-91k_bold.dtseries.nii: every grayordinate, no mask; maps as
+/// .npy); GIFTI surface outputs are refused.
 #[derive(clap::Args)]
 #[command(
     after_help = "Example:\n  brainrecon simulate --kind movie --out sim-movie --seed 1\n  \
@@ -79,7 +81,8 @@ pub struct PrepareArgs {
     #[arg(long, conflicts_with = "layout")]
     fmriprep: Option<PathBuf>,
     /// fMRIPrep output space: a volume space, LABEL or LABEL:res-N (e.g. T1w,
-    /// MNI152NLin2009cAsym:res-2) [default: MNI152NLin2009cAsym]
+    /// MNI152NLin2009cAsym:res-2), or fsLR[:den-D] for its CIFTI grayordinates
+    /// [default: MNI152NLin2009cAsym]
     #[arg(long, requires = "fmriprep")]
     space: Option<String>,
     /// fMRIPrep confounds to regress out, e.g. motion:full,wm_csf:basic,global_signal:basic,high_pass,scrub

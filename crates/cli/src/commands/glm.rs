@@ -34,7 +34,9 @@ mod stages;
 ///
 /// Reads fMRIPrep's sub-<S>/[ses-*/]func/*_task-<T>_[run-<N>_]space-<SPACE>_desc-preproc_bold.nii.gz
 /// (in their units: no detrending or z-scoring; GLMsingle models drifts with per-run
-/// polynomials of degree round(minutes / 2)), the runs' brain masks (intersected; or --mask),
+/// polynomials of degree round(minutes / 2)), or with --space fsLR its CIFTI runs
+/// (*_space-fsLR_den-91k_bold.dtseries.nii: every grayordinate, maps as .npy only), the runs'
+/// brain masks (intersected; or --mask),
 /// RepetitionTime, and the events of the raw BIDS dataset (--bids-root): each row whose
 /// condition column (--condition-column; default stim_file when every run has it, else
 /// trial_type) is not n/a is a trial; a stimulus shown several times is one condition; each
@@ -92,7 +94,8 @@ pub struct Args {
     /// e.g. 'perceptionNaturalImage*'; NSD: 1, 01); default: every session
     #[arg(long = "session")]
     sessions: Vec<String>,
-    /// fMRIPrep output space, LABEL or LABEL:res-N [default: MNI152NLin2009cAsym]
+    /// fMRIPrep output space, LABEL or LABEL:res-N, or fsLR[:den-D] for its CIFTI
+    /// grayordinates (*_space-fsLR_den-91k_bold.dtseries.nii) [default: MNI152NLin2009cAsym]
     #[arg(long)]
     space: Option<String>,
     /// Brain mask on the runs' grid (.nii or .nii.gz; voxels > 0) [default: fMRIPrep's masks]
@@ -504,10 +507,13 @@ impl ModelWriter<'_> {
         Ok(())
     }
 
+    /// The `.npy`, and for volume runs the map as NIfTI (CIFTI runs have no volume).
     fn map(&self, name: &str, values: &[f64]) -> anyhow::Result<()> {
         self.values(name, values, 1)?;
-        self.set
-            .write_voxel_map(&self.staging.join(format!("{name}.nii.gz")), &f32s(values))?;
+        if self.set.meta().grayordinates.is_none() {
+            self.set
+                .write_voxel_map(&self.staging.join(format!("{name}.nii.gz")), &f32s(values))?;
+        }
         Ok(())
     }
 

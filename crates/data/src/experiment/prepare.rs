@@ -154,6 +154,14 @@ fn check_options(opts: &ExperimentOptions) -> Result<()> {
 fn plan(opts: &ExperimentOptions) -> Result<Plan> {
     check_options(opts)?;
     let glm = GlmFolder::open(&opts.glm)?;
+    if let Some(g) = &glm.timeseries.meta().grayordinates {
+        return Err(DataError::invalid(
+            opts.glm.join("timeseries/runset.json"),
+            "grayordinates",
+            "a fit of volume runs (--space T1w or a template space): ROIs for CIFTI grayordinates (from a .dlabel.nii) are not read yet",
+            format!("the CIFTI grayordinates of {}", g.source.display()),
+        ));
+    }
     let stimuli = match &opts.stimuli {
         Some(s) => s.clone(),
         None => glm

@@ -12,9 +12,11 @@
 //! 1.x (as BOLD5000 ships its derivatives) named runs `<run>_bold_space-<S>_preproc.nii.gz`
 //! with `_bold_space-<S>_brainmask.nii.gz` and `_bold_confounds.tsv` (columns `X`, `RotX`,
 //! `CSF`, `NonSteadyStateOutlier00`, …, read under today's names) and wrote no
-//! dataset_description.json; those are read too. Surface and CIFTI outputs
-//! (`space-fsLR_den-91k_bold.dtseries.nii`, `.func.gii`) hold grayordinates, not the volume
-//! voxels a run set stores, and are refused.
+//! dataset_description.json; those are read too. CIFTI outputs
+//! (`sub-<S>_[ses-<X>_]task-<T>_[run-<N>_]space-fsLR_den-91k_bold.dtseries.nii` + `_bold.json`,
+//! `--space fsLR` or `fsLR:den-170k`) are read as grayordinates (surface vertices of each
+//! hemisphere, then subcortical voxels: every one of them, there is no brain mask); GIFTI
+//! surface outputs (`hemi-L_space-fsaverage_bold.func.gii`) are refused.
 
 use super::bids::{self, Entities};
 use super::confounds::{self, Cleaner, Strategy};
@@ -30,16 +32,30 @@ pub const DEFAULT_STRATEGY: &str = "motion:full,wm_csf:basic,high_pass";
 /// Entities that name the output space and kind rather than the run.
 const OUTPUT_ENTITIES: [&str; 5] = ["space", "res", "den", "desc", "cohort"];
 
-/// `--space LABEL[:res-N]`: the volume space of the preprocessed runs.
+/// `--space LABEL[:res-N]`: the volume space of the preprocessed runs; `fsLR[:den-D]`: the
+/// CIFTI grayordinates.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Space {
     pub label: String,
     pub res: Option<String>,
+    /// CIFTI's density (`91k`, `170k`); none for volume spaces.
+    pub den: Option<String>,
 }
 
+/// The label of fMRIPrep's CIFTI outputs.
+pub const CIFTI_SPACE: &str = "fsLR";
+
 impl Space {
-    /// Parses `MNI152NLin2009cAsym`, `T1w`, `MNI152NLin2009cAsym:res-2`; refuses surfaces.
+    /// Parses `MNI152NLin2009cAsym`, `T1w`, `MNI152NLin2009cAsym:res-2`, `fsLR` (CIFTI at
+    /// 91k grayordinates), `fsLR:den-170k`; refuses GIFTI surfaces.
     pub fn parse(text: &str) -> Result<Self> {
+        if let Some(den) = cifti_density(text)? {
+            return Ok(Space {
+                label: CIFTI_SPACE.into(),
+                res: None,
+                den: Some(den),
+            });
+        }
         let (label, res) = match text.split_once(':') {
             Some((l, r)) => {
                 let res = r
@@ -55,15 +71,21 @@ impl Space {
         if label.is_empty() || !label.chars().all(|c| c.is_ascii_alphanumeric()) {
             return Err(DataError::Usage(format!("--space: expected a BIDS space label such as MNI152NLin2009cAsym or T1w, found '{text}'")));
         }
-        if label.starts_with("fsLR") || label.starts_with("fsaverage") || label == "fsnative" {
+        if label.starts_with("fsaverage") || label == "fsnative" {
             return Err(DataError::Usage(format!(
-                "--space {label}: surface and CIFTI outputs (*_space-fsLR_den-91k_bold.dtseries.nii, *.func.gii) hold grayordinates, not the volume voxels a run set stores; choose a volume space such as MNI152NLin2009cAsym or T1w"
+                "--space {label}: GIFTI surface outputs (*_hemi-L_space-{label}_bold.func.gii) are not read; choose a volume space such as MNI152NLin2009cAsym or T1w, or fsLR for fMRIPrep's CIFTI grayordinates"
             )));
         }
         Ok(Space {
             label: label.to_string(),
             res,
+            den: None,
         })
+    }
+
+    /// Whether the runs are CIFTI grayordinates (`fsLR`).
+    pub fn is_cifti(&self) -> bool {
+        self.den.is_some()
     }
 
     /// [`DEFAULT_SPACE`].
@@ -71,23 +93,64 @@ impl Space {
         Space {
             label: DEFAULT_SPACE.into(),
             res: None,
+            den: None,
         }
     }
 
-    /// As file names carry it, after `space-`: `<label>[_res-<R>]`.
+    /// As file names carry it, after `space-`: `<label>[_res-<R>]`, `fsLR_den-<D>`.
     pub fn entities(&self) -> String {
-        match &self.res {
-            Some(r) => format!("{}_res-{r}", self.label),
-            None => self.label.clone(),
+        match (&self.res, &self.den) {
+            (_, Some(d)) => format!("{}_den-{d}", self.label),
+            (Some(r), None) => format!("{}_res-{r}", self.label),
+            (None, None) => self.label.clone(),
         }
     }
 
     pub fn label(&self) -> String {
-        match &self.res {
-            Some(r) => format!("{}:res-{r}", self.label),
-            None => self.label.clone(),
+        match (&self.res, &self.den) {
+            (_, Some(d)) => format!("{}:den-{d}", self.label),
+            (Some(r), None) => format!("{}:res-{r}", self.label),
+            (None, None) => self.label.clone(),
         }
     }
+
+    /// The file names of a run in this space (for messages).
+    pub fn run_pattern(&self) -> String {
+        match self.is_cifti() {
+            true => format!("*_space-{}_bold.dtseries.nii", self.entities()),
+            false => format!("*_space-{}_desc-preproc_bold.nii.gz", self.entities()),
+        }
+    }
+}
+
+/// `fsLR` → 91k, `fsLR:den-<D>` → D; none for other labels.
+fn cifti_density(text: &str) -> Result<Option<String>> {
+    let (label, rest) = text.split_once(':').unwrap_or((text, ""));
+    if label != CIFTI_SPACE {
+        return Ok(None);
+    }
+    if rest.is_empty() {
+        return Ok(Some("91k".into()));
+    }
+    match rest.strip_prefix("den-") {
+        Some(d) if !d.is_empty() && d.chars().all(|c| c.is_ascii_alphanumeric()) => {
+            Ok(Some(d.to_string()))
+        }
+        _ => Err(DataError::Usage(format!(
+            "--space: expected fsLR or fsLR:den-D (e.g. fsLR:den-170k), found '{text}'"
+        ))),
+    }
+}
+
+/// A CIFTI run's name without `.dtseries.nii`.
+fn cifti_stem(name: &str) -> Option<&str> {
+    name.strip_suffix(".dtseries.nii")
+}
+
+/// Whether a run file is a CIFTI dense time series.
+pub fn is_cifti_run(path: &Path) -> bool {
+    path.file_name()
+        .is_some_and(|n| cifti_stem(&n.to_string_lossy()).is_some())
 }
 
 /// What `bids prepare --fmriprep` adds to the common options.
@@ -229,7 +292,14 @@ pub fn bold_files(root: &Path, subject: &str, space: &Space) -> Result<Vec<(Path
                 .map(|n| n.to_string_lossy().into_owned())
                 .unwrap_or_default();
             let (entities, here) = if let Some((entities, label, _)) = legacy_run(&name) {
-                (entities, Space { label, res: None })
+                let here = Space {
+                    label,
+                    res: None,
+                    den: None,
+                };
+                (entities, here)
+            } else if let Some(run) = cifti_run(&name) {
+                run
             } else {
                 let Some((entities, suffix)) = nifti_stem(&name).and_then(bids::parse_name) else {
                     continue;
@@ -240,11 +310,13 @@ pub fn bold_files(root: &Path, subject: &str, space: &Space) -> Result<Vec<(Path
                 let here = Space {
                     label: bids::entity(&entities, "space").unwrap_or("").to_string(),
                     res: bids::entity(&entities, "res").map(str::to_string),
+                    den: None,
                 };
                 (entities, here)
             };
-            let matches =
-                here.label == space.label && (space.res.is_none() || here.res == space.res);
+            let matches = here.label == space.label
+                && here.den == space.den
+                && (space.res.is_none() || here.res == space.res);
             if matches && bids::entity(&entities, "sub") == Some(subject) {
                 files.push((path, run_entities(&entities)));
             } else {
@@ -258,15 +330,23 @@ pub fn bold_files(root: &Path, subject: &str, space: &Space) -> Result<Vec<(Path
         return Err(DataError::invalid(
             root.join(format!("sub-{subject}")),
             "space",
-            format!(
-                "*_space-{}_desc-preproc_bold.nii.gz runs (--space {})",
-                space.entities(),
-                space.label()
-            ),
+            format!("{} runs (--space {})", space.run_pattern(), space.label()),
             format!("runs in space {} only", other.join(", ")),
         ));
     }
     Ok(files)
+}
+
+/// A CIFTI run's entities and space (`…_space-fsLR_den-91k_bold.dtseries.nii`).
+fn cifti_run(name: &str) -> Option<(Entities, Space)> {
+    let (entities, suffix) = bids::parse_name(cifti_stem(name)?)?;
+    let den = bids::entity(&entities, "den")?.to_string();
+    let space = Space {
+        label: bids::entity(&entities, "space")?.to_string(),
+        res: None,
+        den: Some(den),
+    };
+    (suffix == "bold").then_some((entities, space))
 }
 
 /// Replaces the `_desc-preproc_bold.nii[.gz]` ending of a run's file name.
@@ -308,9 +388,17 @@ fn header_tr(bold: &Path) -> Result<Option<f64>> {
     Ok((tr.is_finite() && tr > 0.0).then_some(tr))
 }
 
-/// `RepetitionTime` from the run's own sidecar, else the header's `pixdim[4]`.
+/// `RepetitionTime` from the run's own sidecar, else the header's `pixdim[4]` (CIFTI: the
+/// series step).
 pub fn repetition_time(bold: &Path) -> Result<f64> {
-    let sidecar = sibling(bold, "_desc-preproc_bold.json");
+    let name = bold
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let sidecar = match cifti_stem(&name) {
+        Some(stem) => bold.with_file_name(format!("{stem}.json")),
+        None => sibling(bold, "_desc-preproc_bold.json"),
+    };
     if sidecar.is_file() {
         let json: serde_json::Value = crate::atomic::read_json(&sidecar)?;
         if let Some(value) = json.get("RepetitionTime") {
@@ -327,7 +415,11 @@ pub fn repetition_time(bold: &Path) -> Result<f64> {
                 });
         }
     }
-    header_tr(bold)?.ok_or_else(|| {
+    let from_file = match cifti_stem(&name) {
+        Some(_) => crate::cifti::CiftiSeries::read(bold)?.tr_seconds(),
+        None => header_tr(bold)?,
+    };
+    from_file.ok_or_else(|| {
         DataError::invalid(
             bold,
             "RepetitionTime",
@@ -526,9 +618,18 @@ mod tests {
                 .as_deref(),
             Some("2")
         );
-        let err = Space::parse("fsLR").unwrap_err().to_string();
+        let cifti = Space::parse("fsLR").unwrap();
+        assert!(cifti.is_cifti());
+        assert_eq!(cifti.entities(), "fsLR_den-91k");
+        assert_eq!(
+            Space::parse("fsLR:den-170k").unwrap().label(),
+            "fsLR:den-170k"
+        );
+        assert!(Space::parse("fsLR:res-2").is_err());
+        assert!(!Space::parse("T1w").unwrap().is_cifti());
+        let err = Space::parse("fsaverage5").unwrap_err().to_string();
         assert!(
-            err.contains("CIFTI") && err.contains("MNI152NLin2009cAsym"),
+            err.contains("GIFTI") && err.contains("MNI152NLin2009cAsym"),
             "{err}"
         );
         assert!(Space::parse("MNI:2").is_err());

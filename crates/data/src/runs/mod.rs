@@ -30,7 +30,8 @@
 //!          events: "events/<name>.tsv" | null, annotations: {<kind>: "annotations/<name>/<kind>.txt"},
 //!          source_file,
 //!          confounds (fMRIPrep only): {file, regressors, rank, censored: [row, …],
-//!                                      non_steady_state: [row, …]}}]}
+//!                                      non_steady_state: [row, …]}}],
+//!  grayordinates (CIFTI runs only): {source, models: [{structure, kind, offset, count}]}}
 //! ```
 //! fMRIPrep runs (`--fmriprep`): rows are still one per TR, so stimulus features align by
 //! row; censored rows (non-steady-state and scrubbed volumes, which nilearn drops) are
@@ -170,6 +171,52 @@ pub struct RunSetMeta {
     pub preprocessing: Preprocessing,
     pub source: SourceInfo,
     pub runs: Vec<RunInfo>,
+    /// CIFTI runs: what the columns are. `voxels.npy` then holds (g, 0, 0) for grayordinate
+    /// g, `volume_shape` is [n, 1, 1] and `affine` the identity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grayordinates: Option<Grayordinates>,
+}
+
+/// The grayordinates of a CIFTI run set, as the first run's brain models name them.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Grayordinates {
+    /// The CIFTI file they were read from.
+    pub source: PathBuf,
+    pub models: Vec<GrayordinateModel>,
+}
+
+/// One brain model: columns `offset .. offset + count`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct GrayordinateModel {
+    /// As CIFTI names it, e.g. `CIFTI_STRUCTURE_CORTEX_LEFT`.
+    pub structure: String,
+    /// `surface` (mesh vertices) or `voxels`.
+    pub kind: String,
+    pub offset: usize,
+    pub count: usize,
+}
+
+impl Grayordinates {
+    /// The models of a CIFTI file.
+    pub fn of(series: &crate::cifti::CiftiSeries) -> Self {
+        let models = series
+            .brain_models
+            .iter()
+            .map(|m| GrayordinateModel {
+                structure: m.brain_structure.clone(),
+                kind: match m.model_type {
+                    crate::cifti::ModelType::Surface => "surface".into(),
+                    crate::cifti::ModelType::Voxels => "voxels".into(),
+                },
+                offset: m.index_offset,
+                count: m.index_count,
+            })
+            .collect();
+        Grayordinates {
+            source: series.path.clone(),
+            models,
+        }
+    }
 }
 
 /// An opened, checked run set.
@@ -350,6 +397,9 @@ impl RunSet {
 
     /// Writes one value per voxel as a float32 NIfTI volume on the subject's grid with the run
     /// set's affine (gzipped when `path` ends in `.gz`); voxels outside the set are NaN.
+    ///
+    /// CIFTI run sets have no volume: their maps are written as float32 `.npy` in grayordinate
+    /// order, beside `path` with `.npy` for its `.nii[.gz]`.
     pub fn write_voxel_map(&self, path: &Path, values: &[f32]) -> Result<()> {
         if values.len() != self.meta.n_voxels {
             return Err(DataError::invalid(
@@ -358,6 +408,14 @@ impl RunSet {
                 format!("{} (one per voxel of the run set)", self.meta.n_voxels),
                 values.len().to_string(),
             ));
+        }
+        if self.meta.grayordinates.is_some() {
+            let name = path.file_name().map_or(String::new(), |n| {
+                let n = n.to_string_lossy();
+                let stem = n.strip_suffix(".nii.gz").or_else(|| n.strip_suffix(".nii"));
+                format!("{}.npy", stem.unwrap_or(&n))
+            });
+            return npy::write(&path.with_file_name(name), &[values.len()], values);
         }
         let [x, y, z] = self.meta.volume_shape;
         let mut volume = vec![f32::NAN; x * y * z];

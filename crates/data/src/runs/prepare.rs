@@ -35,10 +35,11 @@ use super::detrend::{self, Detrend, PolyBasis};
 use super::ds005531::{self, DataDt};
 use super::fmriprep::{self, FmriprepOptions, RunConfounds};
 use super::{
-    nifti4d, seconds, ConfoundsInfo, Preprocessing, RunConfoundsInfo, RunInfo, RunSetMeta,
-    SourceInfo, FORMAT, FORMAT_VERSION,
+    nifti4d, seconds, ConfoundsInfo, Grayordinates, Preprocessing, RunConfoundsInfo, RunInfo,
+    RunSetMeta, SourceInfo, FORMAT, FORMAT_VERSION,
 };
 use crate::atomic::{read_json, write_bytes_atomic, write_json_atomic};
+use crate::cifti::CiftiSeries;
 use crate::error::{DataError, Result};
 use crate::nsd::{self, timeseries as nsd_timeseries};
 use crate::{nifti_io, npy};
@@ -158,6 +159,8 @@ struct Plan {
     voxels: Voxels,
     /// fMRIPrep runs: the options and fMRIPrep's version.
     fmriprep: Option<(FmriprepOptions, String)>,
+    /// CIFTI runs: the first run's grayordinates (every run must have the same).
+    grayordinates: Option<Grayordinates>,
 }
 
 fn candidates(
@@ -291,6 +294,8 @@ struct RunHeader {
     /// Voxels per volume.
     n_voxels: usize,
     tr: f64,
+    /// CIFTI runs: their brain models.
+    grayordinates: Option<Grayordinates>,
 }
 
 fn run_header(
@@ -305,6 +310,7 @@ fn run_header(
             .unwrap_or_else(|| opts.root.join(format!("sub-{subject}")).join("func"))
     };
     match opts.layout {
+        Layout::Fmriprep if fmriprep::is_cifti_run(path) => cifti_header(path),
         Layout::Fmriprep => {
             let h = nifti4d::read_header(path)?;
             Ok(RunHeader {
@@ -312,6 +318,7 @@ fn run_header(
                 n_voxels: h.shape.iter().product(),
                 shape: Some((h.shape, h.affine)),
                 tr: fmriprep::repetition_time(path)?,
+                grayordinates: None,
             })
         }
         Layout::Bids => {
@@ -322,6 +329,7 @@ fn run_header(
                 n_voxels: h.shape.iter().product(),
                 shape: Some((h.shape, h.affine)),
                 tr,
+                grayordinates: None,
             })
         }
         Layout::Nsd => {
@@ -331,6 +339,7 @@ fn run_header(
                 n_voxels: h.shape.iter().product(),
                 shape: Some((h.shape, h.affine)),
                 tr: nsd_timeseries::TR_1PT8MM,
+                grayordinates: None,
             })
         }
         Layout::Ds005531 => {
@@ -342,9 +351,24 @@ fn run_header(
                 n_voxels: data.n_voxels,
                 shape: None,
                 tr,
+                grayordinates: None,
             })
         }
     }
+}
+
+/// A CIFTI run: its grayordinates as a [n, 1, 1] grid with the identity affine.
+fn cifti_header(path: &Path) -> Result<RunHeader> {
+    let series = CiftiSeries::read(path)?;
+    let n = series.n_grayordinates();
+    let identity = std::array::from_fn(|r| std::array::from_fn(|c| f64::from(u8::from(r == c))));
+    Ok(RunHeader {
+        n_total: series.n_time(),
+        n_voxels: n,
+        shape: Some(([n, 1, 1], identity)),
+        tr: fmriprep::repetition_time(path)?,
+        grayordinates: Some(Grayordinates::of(&series)),
+    })
 }
 
 fn check_annotations(path: &Path, lines: usize, n_total: usize, tr: f64, run: &Path) -> Result<()> {
@@ -497,6 +521,16 @@ fn check_consistent(selected: &[(PathBuf, Entities)], headers: &[RunHeader]) -> 
                     "dim",
                     format!("the grid {a:?} of {}", first_path.display()),
                     format!("{b:?}"),
+                ));
+            }
+        }
+        if let (Some(a), Some(b)) = (&first.grayordinates, &h.grayordinates) {
+            if a.models != b.models {
+                return Err(DataError::invalid(
+                    path,
+                    "BrainModel",
+                    format!("the brain models of {}", first_path.display()),
+                    "other structures or counts",
                 ));
             }
         }
@@ -703,6 +737,10 @@ fn choose_voxels(
         )),
         (MaskChoice::Threshold(f), _) => threshold(*f),
         (MaskChoice::Auto, Layout::Bids) => threshold(DEFAULT_MASK_THRESHOLD),
+        (MaskChoice::Auto, Layout::Fmriprep) if shape[1..] == [1, 1] && fmriprep::is_cifti_run(&selected[0].0) => Ok((
+            Voxels::Fixed((0..n_voxels).collect()),
+            "every grayordinate of the CIFTI runs (fMRIPrep writes no mask for them)".into(),
+        )),
         (MaskChoice::Auto, Layout::Fmriprep) => Ok((
             Voxels::Fixed(brain_mask_intersection(selected, shape)?),
             format!(
@@ -743,6 +781,9 @@ fn check_options(opts: &PrepareOptions, fm: Option<&FmriprepOptions>) -> Result<
     }
     if opts.layout != Layout::Fmriprep {
         return Ok(None);
+    }
+    if fm.is_some_and(|f| f.space.is_cifti()) && opts.mask != MaskChoice::Auto {
+        return Err(DataError::Usage("--mask / --mask-threshold: CIFTI runs (--space fsLR) are grayordinates, not a volume: every grayordinate is kept".into()));
     }
     if opts.detrend.is_some_and(|d| d != Detrend::None) {
         return Err(DataError::Usage("--detrend: fMRIPrep runs are cleaned as nilearn does, without detrending; remove slow drifts with high_pass in --confounds (fMRIPrep's cosine regressors)".into()));
@@ -830,6 +871,7 @@ fn plan(opts: &PrepareOptions, fm: Option<&FmriprepOptions>) -> Result<Plan> {
         drop,
         voxels,
         fmriprep,
+        grayordinates: first.grayordinates.clone(),
     })
 }
 
@@ -899,6 +941,16 @@ fn extract(plan: &Plan, run: &RunPlan, flat: &[usize]) -> Result<Vec<f64>> {
     let n = run.n_end - plan.drop;
     let mut m = vec![0f64; flat.len() * n];
     match plan.settings.layout {
+        Layout::Fmriprep if plan.grayordinates.is_some() => {
+            let series = CiftiSeries::read(&run.path)?;
+            let (n_gray, data) = (series.n_grayordinates(), series.data());
+            for t in plan.drop..run.n_end {
+                let row = &data[t * n_gray..(t + 1) * n_gray];
+                for (v, &f) in flat.iter().enumerate() {
+                    m[v * n + t - plan.drop] = f64::from(row[f]);
+                }
+            }
+        }
         Layout::Bids | Layout::Fmriprep | Layout::Nsd => {
             nifti4d::for_each_volume(&run.path, |t, volume| {
                 if t >= plan.drop && t < run.n_end {
@@ -1244,6 +1296,7 @@ fn run_all(
             tasks: s.tasks.clone(),
         },
         runs: infos,
+        grayordinates: plan.grayordinates.clone(),
     };
     write_json_atomic(&staging.join("runset.json"), &meta)?;
     Ok((processed, resumed, zero_total, meta))
