@@ -6,15 +6,16 @@
 
 mod common;
 
-use brainrecon_data::cifti::{self, BrainModel, CiftiVolume, ModelType, SeriesMap};
+use brainrecon_data::cifti::{self, BrainModel, CiftiVolume, LabelMap, ModelType, SeriesMap};
 use brainrecon_data::npy;
 use brainrecon_data::runs::nifti4d;
 use common::{json, ok, p as s, user_error};
 use std::path::Path;
 
 /// Writes each T1w run of `func` as a CIFTI run whose columns are `voxels` (i, j, k), in order.
-fn write_cifti_runs(func: &Path, voxels: &[[usize; 3]]) -> usize {
+fn write_cifti_runs(func: &Path, voxels: &[[usize; 3]]) -> (usize, Vec<BrainModel>, CiftiVolume) {
     let mut written = 0;
+    let mut last = None;
     let mut names: Vec<String> = std::fs::read_dir(func)
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -88,8 +89,10 @@ fn write_cifti_runs(func: &Path, voxels: &[[usize; 3]]) -> usize {
         )
         .unwrap();
         written += 1;
+        last = Some((models.to_vec(), volume));
     }
-    written
+    let (models, volume) = last.expect("T1w runs");
+    (written, models, volume)
 }
 
 /// `glm` on the simulated dataset in `space`, with `extra` options.
@@ -149,15 +152,16 @@ fn cifti_runs_fit_as_their_volume_does() {
         .map(|c| [c[0] as usize, c[1] as usize, c[2] as usize])
         .collect();
     let func = sim.join("derivatives/fmriprep/sub-01/func");
-    assert!(write_cifti_runs(&func, &voxels) >= 2);
+    let (written, models, volume) = write_cifti_runs(&func, &voxels);
+    assert!(written >= 2);
 
     let printed = glm(&sim, &cifti_glm, "fsLR");
     assert!(printed.contains("TYPED_FITHRF_GLMDENOISE_RR"), "{printed}");
     let runset = json(&cifti_glm.join("timeseries/runset.json"));
     assert_eq!(runset["n_voxels"].as_u64(), Some(voxels.len() as u64));
-    let models = runset["grayordinates"]["models"].as_array().unwrap();
-    assert_eq!(models[0]["structure"], "CIFTI_STRUCTURE_CORTEX_LEFT");
-    assert_eq!(models[1]["kind"], "voxels");
+    let listed = runset["grayordinates"]["models"].as_array().unwrap();
+    assert_eq!(listed[0]["structure"], "CIFTI_STRUCTURE_CORTEX_LEFT");
+    assert_eq!(listed[1]["kind"], "voxels");
     assert_eq!(
         json(&cifti_glm.join("glm.json"))["trials"],
         json(&volume_glm.join("glm.json"))["trials"]
@@ -219,7 +223,16 @@ fn cifti_runs_fit_as_their_volume_does() {
     let mean = column.iter().sum::<f64>() / n;
     assert!(mean.abs() < 1e-4, "z-scored: mean {mean}");
 
-    // What CIFTI runs cannot take yet, or at all: exit 2 naming it.
+    prepared_subjects_agree(
+        dir.path(),
+        &volume_glm,
+        &cifti_glm,
+        &voxels,
+        &models,
+        &volume,
+    );
+
+    // What CIFTI runs cannot take: exit 2 naming it.
     let err = user_error(&[
         "glm",
         "prepare",
@@ -241,4 +254,104 @@ fn cifti_runs_fit_as_their_volume_does() {
     );
     let err = glm_refused(&sim, &dir.path().join("gifti"), "fsaverage5", &[]);
     assert!(err.contains("GIFTI"), "{err}");
+}
+
+/// `glm prepare` of the CIFTI fit with a `.dlabel.nii` holding, at each grayordinate, the
+/// aparc+aseg label the volume fit's voxel gets: the same ROIs and the same betas as the volume's
+/// prepared subject.
+fn prepared_subjects_agree(
+    dir: &Path,
+    volume_glm: &Path,
+    cifti_glm: &Path,
+    voxels: &[[usize; 3]],
+    models: &[BrainModel],
+    volume: &CiftiVolume,
+) {
+    let rois = "visual,streams,aparcaseg";
+    let from_volume = dir.join("prepared-t1w");
+    ok(&[
+        "glm",
+        "prepare",
+        "--glm",
+        s(volume_glm),
+        "--rois",
+        rois,
+        "--out",
+        s(&from_volume),
+    ]);
+    let coords = npy::read_i64(&from_volume.join("rois/aparcaseg.npy")).unwrap();
+    let values = npy::read_i64(&from_volume.join("rois/aparcaseg_labels.npy")).unwrap();
+    let label_at: std::collections::HashMap<[usize; 3], i32> = coords
+        .data
+        .chunks(3)
+        .zip(&values.data)
+        .map(|(c, &v)| ([c[0] as usize, c[1] as usize, c[2] as usize], v as i32))
+        .collect();
+    let keys: Vec<i32> = voxels
+        .iter()
+        .map(|v| label_at.get(v).copied().unwrap_or(0))
+        .collect();
+    let meta = json(&from_volume.join("subject.json"));
+    let aparcaseg = meta["atlases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["name"] == "aparcaseg")
+        .unwrap();
+    let mut labels: std::collections::BTreeMap<i32, String> = aparcaseg["labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| {
+            (
+                l["value"].as_i64().unwrap() as i32,
+                l["name"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    labels.insert(0, "???".into());
+    let dlabel = dir.join("sub-01_atlas-aparc_den-91k_dseg.dlabel.nii");
+    let maps = [LabelMap {
+        name: "aparc".into(),
+        labels,
+    }];
+    cifti::write_dense_labels(&dlabel, &maps, models, Some(volume), &keys).unwrap();
+
+    let from_cifti = dir.join("prepared-fslr");
+    ok(&[
+        "glm",
+        "prepare",
+        "--glm",
+        s(cifti_glm),
+        "--atlas",
+        s(&dlabel),
+        "--rois",
+        rois,
+        "--out",
+        s(&from_cifti),
+    ]);
+    let cifti_meta = json(&from_cifti.join("subject.json"));
+    assert_eq!(cifti_meta["atlases"], meta["atlases"]);
+    let column = |v: &[i64]| {
+        voxels
+            .iter()
+            .position(|x| x.iter().zip(v).all(|(a, &b)| *a as i64 == b))
+            .unwrap()
+    };
+    let visual = npy::read_i64(&from_volume.join("rois/visual.npy")).unwrap();
+    let visual_columns: Vec<i64> = visual.data.chunks(3).map(|c| column(c) as i64).collect();
+    let cifti_visual = npy::read_i64(&from_cifti.join("rois/visual.npy")).unwrap();
+    let cifti_columns: Vec<i64> = cifti_visual.data.chunks(3).map(|c| c[0]).collect();
+    assert_eq!(cifti_columns, visual_columns);
+    for file in ["betas/visual/test.npy", "betas/streams/train.npy"] {
+        let a = npy::read_f32(&from_volume.join(file)).unwrap();
+        let b = npy::read_f32(&from_cifti.join(file)).unwrap();
+        assert_eq!(a.shape, b.shape, "{file}");
+        let worst = a
+            .data
+            .iter()
+            .zip(&b.data)
+            .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        assert!(worst < 1e-3, "{file}: z-scored betas differ by {worst}");
+    }
 }

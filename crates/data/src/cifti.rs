@@ -1,4 +1,6 @@
-//! CIFTI-2 dense time series (`.dtseries.nii`), as the CC2017 video dataset ships its fMRI.
+//! CIFTI-2 dense time series (`.dtseries.nii`), as the CC2017 video dataset and fMRIPrep
+//! (`space-fsLR_den-91k_bold`) ship fMRI, and dense label files (`.dlabel.nii`: parcellations of
+//! the grayordinates, [`CiftiLabels`]; a `CIFTI_INDEX_TYPE_LABELS` map in place of the series).
 //!
 //! A CIFTI-2 file is a single NIfTI-2 file (540-byte header, either byte order) whose header
 //! extension of code 32 holds the CIFTI XML. The XML names what each matrix dimension indexes:
@@ -12,6 +14,7 @@
 //! (little-endian float32, series on dimension 0), which nibabel 5.4.2 reads back equal.
 
 use crate::error::{DataError, Result};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// The NIfTI extension code of the CIFTI XML.
@@ -119,43 +122,98 @@ pub struct Selection {
     pub data: Vec<f32>,
 }
 
+/// One map of a dense label file: its name and its label table (key → name).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LabelMap {
+    pub name: String,
+    pub labels: BTreeMap<i32, String>,
+}
+
+/// A CIFTI-2 dense label file (`.dlabel.nii`: a parcellation of the grayordinates, such as
+/// HCP's or FreeSurfer's on fsLR), held in memory.
+#[derive(Debug, Clone)]
+pub struct CiftiLabels {
+    pub path: PathBuf,
+    pub maps: Vec<LabelMap>,
+    pub brain_models: Vec<BrainModel>,
+    pub volume: Option<CiftiVolume>,
+    n_grayordinates: usize,
+    /// (maps, grayordinates) row-major label keys.
+    keys: Vec<i32>,
+}
+
+impl CiftiLabels {
+    /// Reads a `.dlabel.nii`: the label tables, the brain models and every map's keys.
+    pub fn read(path: &Path) -> Result<Self> {
+        let what = "a CIFTI-2 dense label file (.dlabel.nii)";
+        let m = read_matrix(path, what, "CIFTI_INDEX_TYPE_LABELS")?;
+        let RowMap::Labels(maps) = m.parsed.rows else {
+            unreachable!("parse_xml returns the row map asked for")
+        };
+        if maps.len() != m.n_rows {
+            return Err(DataError::invalid(
+                path,
+                "CIFTI XML NamedMap",
+                format!(
+                    "{} (the data's length along the labels dimension)",
+                    m.n_rows
+                ),
+                maps.len().to_string(),
+            ));
+        }
+        let (values, n_gray) = (m.data, m.n_gray);
+        let mut keys = Vec::with_capacity(values.len());
+        for (i, v) in values.into_iter().enumerate() {
+            if v.fract() != 0.0 || !v.is_finite() || v.abs() > i32::MAX as f32 {
+                return Err(DataError::invalid(
+                    path,
+                    format!("map {} grayordinate {}", i / n_gray, i % n_gray),
+                    "an integer label key",
+                    v.to_string(),
+                ));
+            }
+            keys.push(v as i32);
+        }
+        Ok(CiftiLabels {
+            path: path.to_path_buf(),
+            maps,
+            brain_models: m.parsed.models,
+            volume: m.parsed.volume,
+            n_grayordinates: n_gray,
+            keys,
+        })
+    }
+
+    pub fn n_grayordinates(&self) -> usize {
+        self.n_grayordinates
+    }
+
+    /// Map `map`'s keys, one per grayordinate.
+    pub fn keys(&self, map: usize) -> &[i32] {
+        &self.keys[map * self.n_grayordinates..(map + 1) * self.n_grayordinates]
+    }
+}
+
 impl CiftiSeries {
     /// Reads a `.dtseries.nii`: header, CIFTI XML, and all data (converted to f32, with
     /// `scl_slope`/`scl_inter` applied as nibabel's `get_fdata` does).
     pub fn read(path: &Path) -> Result<Self> {
-        crate::error::require_file(path, "a CIFTI-2 dense time series (.dtseries.nii)")?;
-        let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
-        let header = parse_header(path, &bytes)?;
-        let (n0, n1) = matrix_shape(path, &header)?;
-        let n = n0.checked_mul(n1).ok_or_else(|| {
-            DataError::invalid(
-                path,
-                "dim[5..=6]",
-                "a matrix that fits in memory",
-                format!("{n0} × {n1}"),
-            )
-        })?;
-        let xml = cifti_xml(path, &bytes, &header)?;
-        let parsed = parse_xml(path, &xml)?;
-        let (n_time, n_gray) = if parsed.series_dimension == 0 {
-            (n0, n1)
-        } else {
-            (n1, n0)
+        let what = "a CIFTI-2 dense time series (.dtseries.nii)";
+        let m = read_matrix(path, what, "CIFTI_INDEX_TYPE_SERIES")?;
+        let RowMap::Series(series) = m.parsed.rows else {
+            unreachable!("parse_xml returns the row map asked for")
         };
-        check_series(path, &parsed.series, n_time)?;
-        check_models(path, &parsed.models, parsed.volume.as_ref(), n_gray)?;
-        let raw = decode(path, &bytes, &header, n)?;
-        let data = to_time_major(raw, n_time, n_gray, parsed.series_dimension == 0);
+        check_series(path, &series, m.n_rows)?;
         Ok(CiftiSeries {
             path: path.to_path_buf(),
-            header,
-            series: parsed.series,
-            series_dimension: parsed.series_dimension,
-            brain_models: parsed.models,
-            volume: parsed.volume,
-            xml,
-            n_grayordinates: n_gray,
-            data,
+            header: m.header,
+            series,
+            series_dimension: m.parsed.row_dimension,
+            brain_models: m.parsed.models,
+            volume: m.parsed.volume,
+            xml: m.xml,
+            n_grayordinates: m.n_gray,
+            data: m.data,
         })
     }
 
@@ -230,6 +288,47 @@ impl CiftiSeries {
         }
         out
     }
+}
+
+/// A CIFTI file's matrix: header, XML, maps and the data as (rows, grayordinates) row-major.
+struct Matrix {
+    header: Nifti2Header,
+    xml: String,
+    parsed: ParsedXml,
+    n_rows: usize,
+    n_gray: usize,
+    data: Vec<f32>,
+}
+
+/// Reads a CIFTI-2 file whose maps are `row_kind` by brain models (checked to tile the data).
+fn read_matrix(path: &Path, what: &str, row_kind: &str) -> Result<Matrix> {
+    crate::error::require_file(path, what)?;
+    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    let header = parse_header(path, &bytes)?;
+    let (n0, n1) = matrix_shape(path, &header)?;
+    let n = n0.checked_mul(n1).ok_or_else(|| {
+        DataError::invalid(
+            path,
+            "dim[5..=6]",
+            "a matrix that fits in memory",
+            format!("{n0} × {n1}"),
+        )
+    })?;
+    let xml = cifti_xml(path, &bytes, &header)?;
+    let parsed = parse_xml(path, &xml, row_kind)?;
+    let rows_first = parsed.row_dimension == 0;
+    let (n_rows, n_gray) = if rows_first { (n0, n1) } else { (n1, n0) };
+    check_models(path, &parsed.models, parsed.volume.as_ref(), n_gray)?;
+    let raw = decode(path, &bytes, &header, n)?;
+    let data = to_time_major(raw, n_rows, n_gray, rows_first);
+    Ok(Matrix {
+        header,
+        xml,
+        parsed,
+        n_rows,
+        n_gray,
+        data,
+    })
 }
 
 fn full_structure_name(name: &str) -> String {
@@ -434,15 +533,23 @@ fn cifti_xml(path: &Path, bytes: &[u8], h: &Nifti2Header) -> Result<String> {
     Err(no_extension())
 }
 
+/// What the matrix dimension that is not the brain models indexes.
+enum RowMap {
+    Series(SeriesMap),
+    Labels(Vec<LabelMap>),
+}
+
 struct ParsedXml {
-    series: SeriesMap,
-    series_dimension: usize,
+    rows: RowMap,
+    /// The CIFTI dimension (0 or 1) the rows run along.
+    row_dimension: usize,
     models: Vec<BrainModel>,
     volume: Option<CiftiVolume>,
 }
 
-/// Finds the series and brain-models maps of a dense time series.
-fn parse_xml(path: &Path, xml: &str) -> Result<ParsedXml> {
+/// Finds the row map (`row_kind`: `CIFTI_INDEX_TYPE_SERIES` of a dense time series or
+/// `CIFTI_INDEX_TYPE_LABELS` of a dense label file) and the brain-models map.
+fn parse_xml(path: &Path, xml: &str, row_kind: &str) -> Result<ParsedXml> {
     let options = roxmltree::ParsingOptions {
         allow_dtd: true,
         ..Default::default()
@@ -463,8 +570,12 @@ fn parse_xml(path: &Path, xml: &str) -> Result<ParsedXml> {
         return Err(DataError::invalid(path, "CIFTI Version", "2", version));
     }
     let matrix = child(path, root, "Matrix")?;
-    let mut series = None;
+    let mut rows = None;
     let mut brain = None;
+    let file_kind = match row_kind {
+        "CIFTI_INDEX_TYPE_LABELS" => "a dense label file",
+        _ => "a dense time series",
+    };
     for map in matrix
         .children()
         .filter(|n| n.has_tag_name("MatrixIndicesMap"))
@@ -472,35 +583,35 @@ fn parse_xml(path: &Path, xml: &str) -> Result<ParsedXml> {
         let dims: Vec<usize> = attr_list(path, map, "AppliesToMatrixDimension")?;
         let kind = map.attribute("IndicesMapToDataType").unwrap_or("");
         match (kind, dims.as_slice()) {
-            ("CIFTI_INDEX_TYPE_SERIES", [d]) if series.is_none() => series = Some((*d, map)),
+            (k, [d]) if k == row_kind && rows.is_none() => rows = Some((*d, map)),
             ("CIFTI_INDEX_TYPE_BRAIN_MODELS", [d]) if brain.is_none() => brain = Some((*d, map)),
             _ => {
                 return Err(DataError::invalid(
                     path,
                     "CIFTI XML MatrixIndicesMap",
-                    "one CIFTI_INDEX_TYPE_SERIES map and one CIFTI_INDEX_TYPE_BRAIN_MODELS map, \
-                     each for one dimension (a dense time series)",
+                    format!(
+                        "one {row_kind} map and one CIFTI_INDEX_TYPE_BRAIN_MODELS map, \
+                         each for one dimension ({file_kind})"
+                    ),
                     format!("{kind} for dimensions {dims:?}"),
                 ))
             }
         }
     }
-    let (Some((series_dimension, series_map)), Some((brain_dimension, brain_map))) =
-        (series, brain)
-    else {
+    let (Some((row_dimension, row_map)), Some((brain_dimension, brain_map))) = (rows, brain) else {
         return Err(DataError::invalid(
             path,
             "CIFTI XML MatrixIndicesMap",
-            "a CIFTI_INDEX_TYPE_SERIES map and a CIFTI_INDEX_TYPE_BRAIN_MODELS map",
+            format!("a {row_kind} map and a CIFTI_INDEX_TYPE_BRAIN_MODELS map"),
             "fewer maps",
         ));
     };
-    if series_dimension > 1 || brain_dimension != 1 - series_dimension {
+    if row_dimension > 1 || brain_dimension != 1 - row_dimension {
         return Err(DataError::invalid(
             path,
             "CIFTI XML AppliesToMatrixDimension",
             "0 and 1 (one map each)",
-            format!("series {series_dimension}, brain models {brain_dimension}"),
+            format!("rows {row_dimension}, brain models {brain_dimension}"),
         ));
     }
     let volume = match brain_map.children().find(|n| n.has_tag_name("Volume")) {
@@ -513,12 +624,38 @@ fn parse_xml(path: &Path, xml: &str) -> Result<ParsedXml> {
         .enumerate()
         .map(|(i, m)| parse_model(path, i, m))
         .collect::<Result<Vec<_>>>()?;
+    let rows = match row_kind {
+        "CIFTI_INDEX_TYPE_LABELS" => RowMap::Labels(parse_labels(path, row_map)?),
+        _ => RowMap::Series(parse_series(path, row_map)?),
+    };
     Ok(ParsedXml {
-        series: parse_series(path, series_map)?,
-        series_dimension,
+        rows,
+        row_dimension,
         models,
         volume,
     })
+}
+
+/// The `NamedMap`s of a labels map: each map's name and label table.
+fn parse_labels(path: &Path, map: roxmltree::Node) -> Result<Vec<LabelMap>> {
+    let mut maps = Vec::new();
+    for named in map.children().filter(|n| n.has_tag_name("NamedMap")) {
+        let name = named
+            .children()
+            .find(|n| n.has_tag_name("MapName"))
+            .and_then(|n| n.text())
+            .unwrap_or("")
+            .trim()
+            .to_string();
+        let table = child(path, named, "LabelTable")?;
+        let mut labels = BTreeMap::new();
+        for label in table.children().filter(|n| n.has_tag_name("Label")) {
+            let key: i32 = attr(path, label, "Key", "an integer")?;
+            labels.insert(key, label.text().unwrap_or("").trim().to_string());
+        }
+        maps.push(LabelMap { name, labels });
+    }
+    Ok(maps)
 }
 
 fn child<'a, 'i>(
@@ -900,22 +1037,82 @@ pub fn write_dense_series(
     volume: Option<&CiftiVolume>,
     data: &[f32],
 ) -> Result<()> {
-    let n_time = series.count;
+    let rows = format!(
+        "<MatrixIndicesMap AppliesToMatrixDimension=\"0\" IndicesMapToDataType=\"CIFTI_INDEX_TYPE_SERIES\" \
+         NumberOfSeriesPoints=\"{}\" SeriesExponent=\"{}\" SeriesStart=\"{}\" SeriesStep=\"{}\" SeriesUnit=\"{}\"/>\n",
+        series.count, series.exponent, series.start, series.step, series.unit
+    );
+    let kind = (INTENT_DENSE_SERIES, "ConnDenseSeries");
+    write_matrix(path, &rows, kind, series.count, models, volume, data)
+}
+
+/// `NIFTI_INTENT_CONNECTIVITY_DENSE_LABELS`.
+pub const INTENT_DENSE_LABELS: i32 = 3007;
+
+/// Writes a CIFTI-2 dense label file (`.dlabel.nii`) as Workbench lays it out: the label maps
+/// on dimension 0, the brain models on dimension 1, float32 keys. `keys` is (maps,
+/// grayordinates) row-major. Written atomically.
+pub fn write_dense_labels(
+    path: &Path,
+    maps: &[LabelMap],
+    models: &[BrainModel],
+    volume: Option<&CiftiVolume>,
+    keys: &[i32],
+) -> Result<()> {
+    let escape = |t: &str| {
+        t.replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+    };
+    let mut rows = String::from(
+        "<MatrixIndicesMap AppliesToMatrixDimension=\"0\" IndicesMapToDataType=\"CIFTI_INDEX_TYPE_LABELS\">\n",
+    );
+    for map in maps {
+        rows += &format!(
+            "<NamedMap>\n<MapName>{}</MapName>\n<LabelTable>\n",
+            escape(&map.name)
+        );
+        for (key, name) in &map.labels {
+            rows += &format!(
+                "<Label Key=\"{key}\" Red=\"1\" Green=\"1\" Blue=\"1\" Alpha=\"1\">{}</Label>\n",
+                escape(name)
+            );
+        }
+        rows += "</LabelTable>\n</NamedMap>\n";
+    }
+    rows += "</MatrixIndicesMap>\n";
+    let data: Vec<f32> = keys.iter().map(|&k| k as f32).collect();
+    let kind = (INTENT_DENSE_LABELS, "ConnDenseLabel");
+    write_matrix(path, &rows, kind, maps.len(), models, volume, &data)
+}
+
+/// Writes a CIFTI-2 matrix: `rows` (the XML of dimension 0's map, `n_rows` long) by the brain
+/// models, `data` (rows, grayordinates) row-major, little-endian float32 with the rows fastest
+/// in the file.
+fn write_matrix(
+    path: &Path,
+    rows: &str,
+    (intent, intent_name): (i32, &str),
+    n_rows: usize,
+    models: &[BrainModel],
+    volume: Option<&CiftiVolume>,
+    data: &[f32],
+) -> Result<()> {
     let n_gray: usize = models.iter().map(|m| m.index_count).sum();
-    if n_time == 0 || n_gray == 0 || data.len() != n_time * n_gray {
+    if n_rows == 0 || n_gray == 0 || data.len() != n_rows * n_gray {
         return Err(DataError::invalid(
             path,
             "data",
-            format!("{n_time} × {n_gray} values (series × grayordinates), neither zero"),
+            format!("{n_rows} × {n_gray} values (rows × grayordinates), neither zero"),
             format!("{} values", data.len()),
         ));
     }
     check_models(path, models, volume, n_gray)?;
-    let xml = dense_series_xml(series, models, volume);
+    let xml = matrix_xml(rows, models, volume);
     // The extension: esize, ecode, the XML, zero padding to a multiple of 16 bytes.
     let esize = (8 + xml.len() + 1).div_ceil(16) * 16;
     let vox_offset = NIFTI2_HEADER_SIZE + 4 + esize;
-    let header = nifti2_header([n_time, n_gray], vox_offset);
+    let header = nifti2_header([n_rows, n_gray], vox_offset, intent, intent_name);
     crate::atomic::write_atomic(path, |w| {
         use std::io::Write;
         w.write_all(&header)?;
@@ -924,11 +1121,11 @@ pub fn write_dense_series(
         w.write_all(&CIFTI_EXTENSION_CODE.to_le_bytes())?;
         w.write_all(xml.as_bytes())?;
         w.write_all(&vec![0u8; esize - 8 - xml.len()])?;
-        // File order: grayordinate-major, time fastest.
-        let mut column = Vec::with_capacity(n_time * 4);
+        // File order: grayordinate-major, rows fastest.
+        let mut column = Vec::with_capacity(n_rows * 4);
         for g in 0..n_gray {
             column.clear();
-            for t in 0..n_time {
+            for t in 0..n_rows {
                 column.extend_from_slice(&data[t * n_gray + g].to_le_bytes());
             }
             w.write_all(&column)?;
@@ -938,7 +1135,12 @@ pub fn write_dense_series(
 }
 
 /// The 540-byte little-endian NIfTI-2 header of a float32 (n0, n1) CIFTI matrix.
-fn nifti2_header([n0, n1]: [usize; 2], vox_offset: usize) -> Vec<u8> {
+fn nifti2_header(
+    [n0, n1]: [usize; 2],
+    vox_offset: usize,
+    intent: i32,
+    intent_name: &str,
+) -> Vec<u8> {
     let mut h = vec![0u8; NIFTI2_HEADER_SIZE];
     let mut put = |at: usize, bytes: &[u8]| h[at..at + bytes.len()].copy_from_slice(bytes);
     put(0, &(NIFTI2_HEADER_SIZE as i32).to_le_bytes());
@@ -954,27 +1156,19 @@ fn nifti2_header([n0, n1]: [usize; 2], vox_offset: usize) -> Vec<u8> {
     }
     put(168, &(vox_offset as i64).to_le_bytes());
     put(176, &1f64.to_le_bytes()); // scl_slope
-    put(504, &INTENT_DENSE_SERIES.to_le_bytes());
-    put(508, b"ConnDenseSeries");
+    put(504, &intent.to_le_bytes());
+    put(508, intent_name.as_bytes());
     h
 }
 
-/// The CIFTI-2 XML of a dense time series: the series map on dimension 0, the brain models on
+/// The CIFTI-2 XML of a matrix: `rows` (dimension 0's map) then the brain models on
 /// dimension 1. Numbers are written in Rust's shortest round-trip form, so they read back
 /// exactly.
-fn dense_series_xml(
-    series: &SeriesMap,
-    models: &[BrainModel],
-    volume: Option<&CiftiVolume>,
-) -> String {
+fn matrix_xml(rows: &str, models: &[BrainModel], volume: Option<&CiftiVolume>) -> String {
     let mut x = String::from(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<CIFTI Version=\"2\">\n<Matrix>\n",
     );
-    x += &format!(
-        "<MatrixIndicesMap AppliesToMatrixDimension=\"0\" IndicesMapToDataType=\"CIFTI_INDEX_TYPE_SERIES\" \
-         NumberOfSeriesPoints=\"{}\" SeriesExponent=\"{}\" SeriesStart=\"{}\" SeriesStep=\"{}\" SeriesUnit=\"{}\"/>\n",
-        series.count, series.exponent, series.start, series.step, series.unit
-    );
+    x += rows;
     x += "<MatrixIndicesMap AppliesToMatrixDimension=\"1\" IndicesMapToDataType=\"CIFTI_INDEX_TYPE_BRAIN_MODELS\">\n";
     if let Some(v) = volume {
         let d = v.dimensions;

@@ -420,3 +420,91 @@ fn cc2017_layout_lists_segments_and_repetitions() {
         "{msg}"
     );
 }
+
+/// A dense label file (`.dlabel.nii`) written by nibabel 5.4.2 (tools/fixtures/cifti_dlabel.py):
+/// two label maps over two cortex surface models and a voxel model.
+#[test]
+fn dense_labels_read_as_nibabel_reads_them_and_write_back_equal() {
+    use brainrecon_data::cifti::{write_dense_labels, CiftiLabels};
+    let path = fixtures().join("parcels.dlabel.nii");
+    let r: Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join("parcels.dlabel.json")).unwrap(),
+    )
+    .unwrap();
+    let labels = CiftiLabels::read(&path).unwrap();
+    assert_eq!(
+        labels.n_grayordinates() as u64,
+        r["n_grayordinates"].as_u64().unwrap()
+    );
+    assert_eq!(labels.maps.len(), 2);
+    for (map, expected) in labels.maps.iter().zip(r["maps"].as_array().unwrap()) {
+        assert_eq!(map.name, expected["name"].as_str().unwrap());
+        let table = expected["labels"].as_object().unwrap();
+        assert_eq!(map.labels.len(), table.len());
+        for (key, name) in table {
+            assert_eq!(
+                map.labels[&key.parse::<i32>().unwrap()],
+                name.as_str().unwrap()
+            );
+        }
+    }
+    for (m, keys) in r["keys"].as_array().unwrap().iter().enumerate() {
+        let keys: Vec<i32> = keys
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|k| k.as_i64().unwrap() as i32)
+            .collect();
+        assert_eq!(labels.keys(m), keys.as_slice(), "map {m}");
+    }
+    let structures: Vec<&str> = labels
+        .brain_models
+        .iter()
+        .map(|m| m.brain_structure.as_str())
+        .collect();
+    assert_eq!(
+        structures,
+        r["structures"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s.as_str().unwrap())
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(labels.brain_models[2].model_type, ModelType::Voxels);
+    let vertices: Vec<usize> = labels.brain_models[..2]
+        .iter()
+        .flat_map(|m| m.vertex_indices.clone())
+        .collect();
+    let expected: Vec<usize> = r["vertex"].as_array().unwrap()[..75]
+        .iter()
+        .map(|v| v.as_u64().unwrap() as usize)
+        .collect();
+    assert_eq!(vertices, expected);
+    let voxels: Vec<[usize; 3]> = r["voxel"].as_array().unwrap()[75..]
+        .iter()
+        .map(|v| std::array::from_fn(|i| v[i].as_u64().unwrap() as usize))
+        .collect();
+    assert_eq!(labels.brain_models[2].voxel_indices_ijk, voxels);
+
+    // Written back and read again: the same tables, models and keys.
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("copy.dlabel.nii");
+    let keys: Vec<i32> = (0..2).flat_map(|m| labels.keys(m).to_vec()).collect();
+    write_dense_labels(
+        &copy,
+        &labels.maps,
+        &labels.brain_models,
+        labels.volume.as_ref(),
+        &keys,
+    )
+    .unwrap();
+    let again = CiftiLabels::read(&copy).unwrap();
+    assert_eq!(again.maps, labels.maps);
+    assert_eq!(again.brain_models, labels.brain_models);
+    assert_eq!(again.keys(1), labels.keys(1));
+    // A dense time series is not a label file, and the other way round.
+    let err = CiftiLabels::read(&file("f32_le")).unwrap_err().to_string();
+    assert!(err.contains("CIFTI_INDEX_TYPE_LABELS"), "{err}");
+    assert!(CiftiSeries::read(&path).is_err());
+}

@@ -175,6 +175,12 @@ fn cifti_dense_series() {
         ".dtseries.nii",
         |path| text(cifti::CiftiSeries::read(path)).map(drop),
     );
+    fuzz(
+        "cifti-dlabel",
+        &seeds("cifti", ".dlabel.nii"),
+        ".dlabel.nii",
+        |path| text(cifti::CiftiLabels::read(path)).map(drop),
+    );
 }
 
 #[test]

@@ -21,13 +21,14 @@
 //! - `visual`: the union of the streams (the routes' `nsdgeneral` resolves to it);
 //! - `aparcaseg`: every labelled voxel under FreeSurfer's names.
 
+use crate::cifti::{BrainModel, CiftiLabels, CiftiSeries, ModelType};
 use crate::error::{DataError, Result};
 use crate::freesurfer::{cortical_region, label_name, read_label_table};
 use crate::itk_transform::ItkTransform;
 use crate::nifti_io;
 use crate::prepared::{AtlasMeta, LabelMeta};
 use crate::runs::RunSet;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 /// NSD's streams labels (value, name) and the Desikan–Killiany regions read as each.
@@ -271,6 +272,97 @@ pub fn sample_labels(
         names,
         resampled: !same_grid,
         transform: source.transform.clone(),
+    })
+}
+
+/// Where a grayordinate is: its structure, and its mesh vertex (surface models) or voxel.
+type GrayordinatePlace = (String, bool, [usize; 3]);
+
+fn places(models: &[BrainModel]) -> Vec<(usize, GrayordinatePlace)> {
+    let mut out = Vec::new();
+    for m in models {
+        let surface = m.model_type == ModelType::Surface;
+        for i in 0..m.index_count {
+            let at = match surface {
+                true => [m.vertex_indices[i], 0, 0],
+                false => m.voxel_indices_ijk[i],
+            };
+            out.push((m.index_offset + i, (m.brain_structure.clone(), surface, at)));
+        }
+    }
+    out
+}
+
+/// The first map of a CIFTI dense label file (`.dlabel.nii`) at every grayordinate of a CIFTI
+/// run set, matched by structure and mesh vertex (or voxel): the parcellation may cover more or
+/// fewer grayordinates than the runs (cortex only, say). Names from `table` when given, else the
+/// file's label table.
+pub fn sample_grayordinate_labels(
+    path: &Path,
+    table: Option<&Path>,
+    set: &RunSet,
+) -> Result<VoxelLabels> {
+    let source = set.meta().grayordinates.as_ref().map(|g| g.source.clone());
+    let Some(source) = source else {
+        return Err(DataError::invalid(
+            path,
+            "--atlas",
+            "a label volume (.nii[.gz]) for runs in a volume space",
+            "a CIFTI dense label file",
+        ));
+    };
+    let runs = CiftiSeries::read(&source)?;
+    let labels = CiftiLabels::read(path)?;
+    let at: HashMap<GrayordinatePlace, usize> = places(&labels.brain_models)
+        .into_iter()
+        .map(|(c, p)| (p, c))
+        .collect();
+    let column_of: Vec<Option<usize>> = {
+        let mut by_column = vec![None; runs.n_grayordinates()];
+        for (c, place) in places(&runs.brain_models) {
+            by_column[c] = at.get(&place).copied();
+        }
+        by_column
+    };
+    let keys = labels.keys(0);
+    let mut values = Vec::with_capacity(set.n_voxels());
+    for &[g, _, _] in set.voxel_indices() {
+        let key = column_of.get(g).copied().flatten().map_or(0, |c| keys[c]);
+        values.push(key.max(0));
+    }
+    let labelled = values.iter().filter(|&&v| v > 0).count();
+    if labelled == 0 {
+        return Err(DataError::invalid(
+            path,
+            "BrainModel",
+            format!(
+                "labels on the grayordinates of {} (the same structures and vertices)",
+                source.display()
+            ),
+            "no labelled grayordinate in common",
+        ));
+    }
+    let mut names = match table {
+        Some(t) => label_names(&values, Some(t))?,
+        None => BTreeMap::new(),
+    };
+    if table.is_none() {
+        for &v in values.iter().filter(|&&v| v > 0) {
+            names.entry(v).or_insert_with(|| {
+                labels.maps[0]
+                    .labels
+                    .get(&v)
+                    .cloned()
+                    .unwrap_or_else(|| format!("label-{v}"))
+            });
+        }
+    }
+    Ok(VoxelLabels {
+        source: path.to_path_buf(),
+        values,
+        names,
+        resampled: false,
+        transform: None,
     })
 }
 

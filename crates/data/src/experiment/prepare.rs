@@ -15,7 +15,8 @@
 //! settings does nothing.
 
 use super::atlas::{
-    atlas_voxels, find_fmriprep_aparcaseg, sample_labels, AtlasSource, AtlasVoxels, ATLASES,
+    atlas_voxels, find_fmriprep_aparcaseg, sample_grayordinate_labels, sample_labels, AtlasSource,
+    AtlasVoxels, ATLASES,
 };
 use super::{GlmFolder, MODELS};
 use crate::atomic::{read_json, write_atomic, write_json_atomic};
@@ -154,14 +155,7 @@ fn check_options(opts: &ExperimentOptions) -> Result<()> {
 fn plan(opts: &ExperimentOptions) -> Result<Plan> {
     check_options(opts)?;
     let glm = GlmFolder::open(&opts.glm)?;
-    if let Some(g) = &glm.timeseries.meta().grayordinates {
-        return Err(DataError::invalid(
-            opts.glm.join("timeseries/runset.json"),
-            "grayordinates",
-            "a fit of volume runs (--space T1w or a template space): ROIs for CIFTI grayordinates (from a .dlabel.nii) are not read yet",
-            format!("the CIFTI grayordinates of {}", g.source.display()),
-        ));
-    }
+
     let stimuli = match &opts.stimuli {
         Some(s) => s.clone(),
         None => glm
@@ -174,7 +168,10 @@ fn plan(opts: &ExperimentOptions) -> Result<Plan> {
     let used: Vec<bool> = files.iter().map(Option::is_some).collect();
     let is_test = test_conditions(&glm, &opts.test, &used)?;
     let (atlas, table) = atlas_files(opts, &glm)?;
-    let labels = sample_labels(&atlas, table.as_deref(), &glm.timeseries)?;
+    let labels = match glm.timeseries.meta().grayordinates {
+        Some(_) => sample_grayordinate_labels(&atlas.volume, table.as_deref(), &glm.timeseries)?,
+        None => sample_labels(&atlas, table.as_deref(), &glm.timeseries)?,
+    };
     let (atlas, atlas_transform) = (atlas.volume, atlas.transform);
     let atlases: Vec<AtlasVoxels> = opts
         .rois
@@ -399,6 +396,20 @@ fn atlas_files(
     glm: &GlmFolder,
 ) -> Result<(AtlasSource, Option<PathBuf>)> {
     let fmriprep = glm.meta.setting_path("fmriprep");
+    if let Some(g) = &glm.timeseries.meta().grayordinates {
+        let is_dlabel = opts
+            .atlas
+            .as_ref()
+            .is_some_and(|a| a.to_string_lossy().ends_with(".dlabel.nii"));
+        if !is_dlabel || opts.atlas_transform.is_some() {
+            return Err(DataError::invalid(
+                opts.glm.join("timeseries/runset.json"),
+                "--atlas",
+                "for a fit of CIFTI grayordinates, a parcellation of them as a CIFTI dense label file (--atlas FILE.dlabel.nii, no --atlas-transform)",
+                format!("{} for the grayordinates of {}", opts.atlas.as_ref().map_or("no atlas".into(), |a| a.display().to_string()), g.source.display()),
+            ));
+        }
+    }
     let atlas = match (&opts.atlas, &fmriprep) {
         (Some(a), _) => AtlasSource {
             volume: a.clone(),

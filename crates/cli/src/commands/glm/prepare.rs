@@ -19,7 +19,7 @@ use std::path::PathBuf;
 /// runs in a template space such as MNI152NLin2009cAsym take the T1w one through fMRIPrep's
 /// anat/sub-<S>_from-T1w_to-<SPACE>_mode-image_xfm.h5, as antsApplyTransforms -n
 /// NearestNeighbor resamples), or from --atlas (with --atlas-transform when it is in another
-/// space): `streams` (NSD's stream names from Desikan–Killiany
+/// space; for a CIFTI fit, a .dlabel.nii parcellation of the grayordinates): `streams` (NSD's stream names from Desikan–Killiany
 /// regions: early = pericalcarine, cuneus, lingual; ventral = fusiform, parahippocampal,
 /// inferiortemporal; lateral = lateraloccipital; parietal = superior and inferior parietal),
 /// `visual` (their union, which the routes' default `nsdgeneral` resolves to) and, with
@@ -47,7 +47,8 @@ pub struct Args {
     /// JSON object: stimulus name → a caption or a list of captions
     #[arg(long)]
     captions: Option<PathBuf>,
-    /// Label volume for the ROIs [default: fMRIPrep's aparc+aseg in the runs' space]
+    /// Label volume for the ROIs, or a .dlabel.nii for a CIFTI fit [default: fMRIPrep's
+    /// aparc+aseg in the runs' space]
     #[arg(long)]
     atlas: Option<PathBuf>,
     /// ITK transform (.h5, mode-image) from the runs' space into --atlas's space, e.g.
