@@ -183,10 +183,14 @@ fn cifti_runs_fit_as_their_volume_does() {
         let ha = npy::read_f32(&volume_glm.join(model).join("HRFindex.npy")).unwrap();
         let hb = npy::read_f32(&cifti_glm.join(model).join("HRFindex.npy")).unwrap();
         assert_eq!(ha.data, hb.data, "{model}");
-        assert!(
-            !cifti_glm.join(model).join("R2.nii.gz").exists(),
-            "no volume maps for CIFTI"
-        );
+        assert!(!cifti_glm.join(model).join("R2.nii.gz").exists());
+        // Maps as CIFTI dense scalars over the runs' grayordinates, equal to the .npy.
+        let (names, dscalar_models, map) =
+            cifti::read_dense_scalars(&cifti_glm.join(model).join("R2.dscalar.nii")).unwrap();
+        assert_eq!(names, ["R2"]);
+        assert_eq!(dscalar_models.len(), 2);
+        let r2 = npy::read_f32(&cifti_glm.join(model).join("R2.npy")).unwrap();
+        assert_eq!(map, r2.data, "{model}");
     }
 
     // The continuous-run reader shares it: cleaned and z-scored grayordinates.

@@ -537,6 +537,8 @@ fn cifti_xml(path: &Path, bytes: &[u8], h: &Nifti2Header) -> Result<String> {
 enum RowMap {
     Series(SeriesMap),
     Labels(Vec<LabelMap>),
+    /// The maps' names.
+    Scalars(Vec<String>),
 }
 
 struct ParsedXml {
@@ -574,6 +576,7 @@ fn parse_xml(path: &Path, xml: &str, row_kind: &str) -> Result<ParsedXml> {
     let mut brain = None;
     let file_kind = match row_kind {
         "CIFTI_INDEX_TYPE_LABELS" => "a dense label file",
+        "CIFTI_INDEX_TYPE_SCALARS" => "a dense scalar file",
         _ => "a dense time series",
     };
     for map in matrix
@@ -626,6 +629,16 @@ fn parse_xml(path: &Path, xml: &str, row_kind: &str) -> Result<ParsedXml> {
         .collect::<Result<Vec<_>>>()?;
     let rows = match row_kind {
         "CIFTI_INDEX_TYPE_LABELS" => RowMap::Labels(parse_labels(path, row_map)?),
+        "CIFTI_INDEX_TYPE_SCALARS" => RowMap::Scalars(
+            row_map
+                .children()
+                .filter(|n| n.has_tag_name("NamedMap"))
+                .map(|n| {
+                    let name = n.children().find(|c| c.has_tag_name("MapName"));
+                    name.and_then(|c| c.text()).unwrap_or("").trim().to_string()
+                })
+                .collect(),
+        ),
         _ => RowMap::Series(parse_series(path, row_map)?),
     };
     Ok(ParsedXml {
@@ -1046,6 +1059,81 @@ pub fn write_dense_series(
     write_matrix(path, &rows, kind, series.count, models, volume, data)
 }
 
+/// `NIFTI_INTENT_CONNECTIVITY_DENSE_SCALARS`.
+pub const INTENT_DENSE_SCALARS: i32 = 3006;
+
+/// Writes a CIFTI-2 dense scalar file (`.dscalar.nii`, maps such as R² over the
+/// grayordinates, as Workbench shows them): the named maps on dimension 0, the brain models on
+/// dimension 1, float32. `data` is (maps, grayordinates) row-major. Written atomically.
+pub fn write_dense_scalars(
+    path: &Path,
+    names: &[String],
+    models: &[BrainModel],
+    volume: Option<&CiftiVolume>,
+    data: &[f32],
+) -> Result<()> {
+    let maps: Vec<(&str, Option<&BTreeMap<i32, String>>)> =
+        names.iter().map(|n| (n.as_str(), None)).collect();
+    let rows = named_maps_xml("CIFTI_INDEX_TYPE_SCALARS", &maps);
+    let kind = (INTENT_DENSE_SCALARS, "ConnDenseScalar");
+    write_matrix(path, &rows, kind, names.len(), models, volume, data)
+}
+
+/// A dense scalar file: the maps' names, the brain models and (maps, grayordinates) values.
+pub fn read_dense_scalars(path: &Path) -> Result<(Vec<String>, Vec<BrainModel>, Vec<f32>)> {
+    let what = "a CIFTI-2 dense scalar file (.dscalar.nii)";
+    let m = read_matrix(path, what, "CIFTI_INDEX_TYPE_SCALARS")?;
+    let RowMap::Scalars(names) = m.parsed.rows else {
+        unreachable!("parse_xml returns the row map asked for")
+    };
+    if names.len() != m.n_rows {
+        return Err(DataError::invalid(
+            path,
+            "CIFTI XML NamedMap",
+            format!(
+                "{} (the data's length along the scalars dimension)",
+                m.n_rows
+            ),
+            names.len().to_string(),
+        ));
+    }
+    Ok((names, m.parsed.models, m.data))
+}
+
+/// The brain models (and volume) of a CIFTI file of any kind, from its header and XML only.
+pub fn read_brain_models(path: &Path) -> Result<(Vec<BrainModel>, Option<CiftiVolume>)> {
+    use std::io::Read;
+    crate::error::require_file(path, "a CIFTI-2 file")?;
+    let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let mut head = Vec::new();
+    file.take(NIFTI2_HEADER_SIZE as u64)
+        .read_to_end(&mut head)
+        .map_err(|e| DataError::io(path, e))?;
+    let header = parse_header(path, &head)?;
+    let length = std::fs::metadata(path)
+        .map_err(|e| DataError::io(path, e))?
+        .len();
+    let end = u64::try_from(header.vox_offset)
+        .unwrap_or(u64::MAX)
+        .min(length);
+    let mut prefix = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|f| f.take(end).read_to_end(&mut prefix))
+        .map_err(|e| DataError::io(path, e))?;
+    let xml = cifti_xml(path, &prefix, &header)?;
+    let kinds = [
+        "CIFTI_INDEX_TYPE_SERIES",
+        "CIFTI_INDEX_TYPE_LABELS",
+        "CIFTI_INDEX_TYPE_SCALARS",
+    ];
+    let kind = kinds
+        .into_iter()
+        .find(|k| xml.contains(k))
+        .unwrap_or(kinds[0]);
+    let parsed = parse_xml(path, &xml, kind)?;
+    Ok((parsed.models, parsed.volume))
+}
+
 /// `NIFTI_INTENT_CONNECTIVITY_DENSE_LABELS`.
 pub const INTENT_DENSE_LABELS: i32 = 3007;
 
@@ -1059,31 +1147,42 @@ pub fn write_dense_labels(
     volume: Option<&CiftiVolume>,
     keys: &[i32],
 ) -> Result<()> {
+    let named: Vec<(&str, Option<&BTreeMap<i32, String>>)> = maps
+        .iter()
+        .map(|m| (m.name.as_str(), Some(&m.labels)))
+        .collect();
+    let rows = named_maps_xml("CIFTI_INDEX_TYPE_LABELS", &named);
+    let data: Vec<f32> = keys.iter().map(|&k| k as f32).collect();
+    let kind = (INTENT_DENSE_LABELS, "ConnDenseLabel");
+    write_matrix(path, &rows, kind, maps.len(), models, volume, &data)
+}
+
+/// Dimension 0's map of named maps (`kind` SCALARS or LABELS), each with its label table when
+/// it has one.
+fn named_maps_xml(kind: &str, maps: &[(&str, Option<&BTreeMap<i32, String>>)]) -> String {
     let escape = |t: &str| {
         t.replace('&', "&amp;")
             .replace('<', "&lt;")
             .replace('>', "&gt;")
     };
-    let mut rows = String::from(
-        "<MatrixIndicesMap AppliesToMatrixDimension=\"0\" IndicesMapToDataType=\"CIFTI_INDEX_TYPE_LABELS\">\n",
+    let mut rows = format!(
+        "<MatrixIndicesMap AppliesToMatrixDimension=\"0\" IndicesMapToDataType=\"{kind}\">\n"
     );
-    for map in maps {
-        rows += &format!(
-            "<NamedMap>\n<MapName>{}</MapName>\n<LabelTable>\n",
-            escape(&map.name)
-        );
-        for (key, name) in &map.labels {
-            rows += &format!(
-                "<Label Key=\"{key}\" Red=\"1\" Green=\"1\" Blue=\"1\" Alpha=\"1\">{}</Label>\n",
-                escape(name)
-            );
+    for (name, labels) in maps {
+        rows += &format!("<NamedMap>\n<MapName>{}</MapName>\n", escape(name));
+        if let Some(labels) = labels {
+            rows += "<LabelTable>\n";
+            for (key, label) in labels.iter() {
+                rows += &format!(
+                    "<Label Key=\"{key}\" Red=\"1\" Green=\"1\" Blue=\"1\" Alpha=\"1\">{}</Label>\n",
+                    escape(label)
+                );
+            }
+            rows += "</LabelTable>\n";
         }
-        rows += "</LabelTable>\n</NamedMap>\n";
+        rows += "</NamedMap>\n";
     }
-    rows += "</MatrixIndicesMap>\n";
-    let data: Vec<f32> = keys.iter().map(|&k| k as f32).collect();
-    let kind = (INTENT_DENSE_LABELS, "ConnDenseLabel");
-    write_matrix(path, &rows, kind, maps.len(), models, volume, &data)
+    rows + "</MatrixIndicesMap>\n"
 }
 
 /// Writes a CIFTI-2 matrix: `rows` (the XML of dimension 0's map, `n_rows` long) by the brain

@@ -63,7 +63,7 @@ pub enum LayoutArg {
 /// per TR so stimulus features align) and listed per run in runset.json
 /// (runs[].confounds.censored): leave them out of model fits. --space fsLR reads fMRIPrep's
 /// CIFTI runs (*_space-fsLR_den-91k_bold.dtseries.nii: every grayordinate, no mask; maps as
-/// .npy); GIFTI surface outputs are refused.
+/// .dscalar.nii); GIFTI surface outputs are refused.
 #[derive(clap::Args)]
 #[command(
     after_help = "Example:\n  brainrecon simulate --kind movie --out sim-movie --seed 1\n  \

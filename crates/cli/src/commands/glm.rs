@@ -35,7 +35,7 @@ mod stages;
 /// Reads fMRIPrep's sub-<S>/[ses-*/]func/*_task-<T>_[run-<N>_]space-<SPACE>_desc-preproc_bold.nii.gz
 /// (in their units: no detrending or z-scoring; GLMsingle models drifts with per-run
 /// polynomials of degree round(minutes / 2)), or with --space fsLR its CIFTI runs
-/// (*_space-fsLR_den-91k_bold.dtseries.nii: every grayordinate, maps as .npy only), the runs'
+/// (*_space-fsLR_den-91k_bold.dtseries.nii: every grayordinate, maps as .dscalar.nii), the runs'
 /// brain masks (intersected; or --mask),
 /// RepetitionTime, and the events of the raw BIDS dataset (--bids-root): each row whose
 /// condition column (--condition-column; default stim_file when every run has it, else
@@ -507,13 +507,11 @@ impl ModelWriter<'_> {
         Ok(())
     }
 
-    /// The `.npy`, and for volume runs the map as NIfTI (CIFTI runs have no volume).
+    /// The `.npy`, and the map as NIfTI (CIFTI runs: `.dscalar.nii`).
     fn map(&self, name: &str, values: &[f64]) -> anyhow::Result<()> {
         self.values(name, values, 1)?;
-        if self.set.meta().grayordinates.is_none() {
-            self.set
-                .write_voxel_map(&self.staging.join(format!("{name}.nii.gz")), &f32s(values))?;
-        }
+        self.set
+            .write_voxel_map(&self.staging.join(format!("{name}.nii.gz")), &f32s(values))?;
         Ok(())
     }
 

@@ -398,8 +398,9 @@ impl RunSet {
     /// Writes one value per voxel as a float32 NIfTI volume on the subject's grid with the run
     /// set's affine (gzipped when `path` ends in `.gz`); voxels outside the set are NaN.
     ///
-    /// CIFTI run sets have no volume: their maps are written as float32 `.npy` in grayordinate
-    /// order, beside `path` with `.npy` for its `.nii[.gz]`.
+    /// CIFTI run sets have no volume: their maps are CIFTI dense scalar files (one map named
+    /// after the file) over the runs' grayordinates, beside `path` with `.dscalar.nii` for its
+    /// `.nii[.gz]`.
     pub fn write_voxel_map(&self, path: &Path, values: &[f32]) -> Result<()> {
         if values.len() != self.meta.n_voxels {
             return Err(DataError::invalid(
@@ -409,13 +410,8 @@ impl RunSet {
                 values.len().to_string(),
             ));
         }
-        if self.meta.grayordinates.is_some() {
-            let name = path.file_name().map_or(String::new(), |n| {
-                let n = n.to_string_lossy();
-                let stem = n.strip_suffix(".nii.gz").or_else(|| n.strip_suffix(".nii"));
-                format!("{}.npy", stem.unwrap_or(&n))
-            });
-            return npy::write(&path.with_file_name(name), &[values.len()], values);
+        if let Some(g) = &self.meta.grayordinates {
+            return self.write_grayordinate_map(g, path, values);
         }
         let [x, y, z] = self.meta.volume_shape;
         let mut volume = vec![f32::NAN; x * y * z];
@@ -423,6 +419,34 @@ impl RunSet {
             volume[i + x * (j + y * k)] = v;
         }
         nifti_io::write_f32(path, self.meta.volume_shape, &self.meta.affine, &volume)
+    }
+}
+
+impl RunSet {
+    fn write_grayordinate_map(&self, g: &Grayordinates, path: &Path, values: &[f32]) -> Result<()> {
+        let name = path
+            .file_name()
+            .map_or(String::new(), |n| n.to_string_lossy().into_owned());
+        let stem = name
+            .strip_suffix(".nii.gz")
+            .or_else(|| name.strip_suffix(".nii"))
+            .unwrap_or(&name);
+        let (models, volume) = crate::cifti::read_brain_models(&g.source)?;
+        let n_gray: usize = models.iter().map(|m| m.index_count).sum();
+        let mut full = vec![f32::NAN; n_gray];
+        for (&[c, _, _], &v) in self.voxels.iter().zip(values) {
+            if let Some(slot) = full.get_mut(c) {
+                *slot = v;
+            }
+        }
+        let target = path.with_file_name(format!("{stem}.dscalar.nii"));
+        crate::cifti::write_dense_scalars(
+            &target,
+            &[stem.to_string()],
+            &models,
+            volume.as_ref(),
+            &full,
+        )
     }
 }
 
