@@ -57,9 +57,14 @@ def test_the_gil_is_released_during_a_fit():
     worker = threading.Thread(target=count)
     worker.start()
     try:
+        # fits until half a second has passed, so that a fast machine still gives the other
+        # thread time to tick (one fit takes 0.17-0.5 s on 2 cores)
         start = time.perf_counter()
-        _native.ridge_fit(X, Y, list(np.logspace(-1, 4, 10)))
-        end = time.perf_counter()
+        for _ in range(100):
+            _native.ridge_fit(X, Y, list(np.logspace(-1, 4, 10)))
+            end = time.perf_counter()
+            if end - start > 0.5:
+                break
     finally:
         stop.set()
         worker.join()
