@@ -1100,27 +1100,46 @@ pub fn read_dense_scalars(path: &Path) -> Result<(Vec<String>, Vec<BrainModel>, 
     Ok((names, m.parsed.models, m.data))
 }
 
-/// The brain models (and volume) of a CIFTI file of any kind, from its header and XML only.
-pub fn read_brain_models(path: &Path) -> Result<(Vec<BrainModel>, Option<CiftiVolume>)> {
+/// What a CIFTI file holds, from its header and XML only (the data is not read).
+#[derive(Debug, Clone)]
+pub struct CiftiLayout {
+    pub models: Vec<BrainModel>,
+    pub volume: Option<CiftiVolume>,
+    /// Dense time series: the series map, checked against the matrix's size.
+    pub series: Option<SeriesMap>,
+    pub n_grayordinates: usize,
+}
+
+impl CiftiLayout {
+    /// The repetition time in seconds of a dense time series whose unit is `SECOND`.
+    pub fn tr_seconds(&self) -> Option<f64> {
+        let s = self.series.as_ref()?;
+        (s.unit == "SECOND").then(|| s.step * 10f64.powi(s.exponent))
+    }
+}
+
+/// Reads a CIFTI file's header and XML (series, label or scalar maps by brain models), checking
+/// the maps against the matrix's size, without reading its data: a run's length and
+/// grayordinates before its hundreds of megabytes.
+pub fn read_layout(path: &Path) -> Result<CiftiLayout> {
     use std::io::Read;
     crate::error::require_file(path, "a CIFTI-2 file")?;
-    let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
-    let mut head = Vec::new();
-    file.take(NIFTI2_HEADER_SIZE as u64)
-        .read_to_end(&mut head)
-        .map_err(|e| DataError::io(path, e))?;
-    let header = parse_header(path, &head)?;
+    let read_prefix = |bytes: u64| {
+        let mut prefix = Vec::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(bytes).read_to_end(&mut prefix))
+            .map(|_| prefix)
+            .map_err(|e| DataError::io(path, e))
+    };
+    let header = parse_header(path, &read_prefix(NIFTI2_HEADER_SIZE as u64)?)?;
+    let (n0, n1) = matrix_shape(path, &header)?;
     let length = std::fs::metadata(path)
         .map_err(|e| DataError::io(path, e))?
         .len();
     let end = u64::try_from(header.vox_offset)
         .unwrap_or(u64::MAX)
         .min(length);
-    let mut prefix = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|f| f.take(end).read_to_end(&mut prefix))
-        .map_err(|e| DataError::io(path, e))?;
-    let xml = cifti_xml(path, &prefix, &header)?;
+    let xml = cifti_xml(path, &read_prefix(end)?, &header)?;
     let kinds = [
         "CIFTI_INDEX_TYPE_SERIES",
         "CIFTI_INDEX_TYPE_LABELS",
@@ -1131,7 +1150,31 @@ pub fn read_brain_models(path: &Path) -> Result<(Vec<BrainModel>, Option<CiftiVo
         .find(|k| xml.contains(k))
         .unwrap_or(kinds[0]);
     let parsed = parse_xml(path, &xml, kind)?;
-    Ok((parsed.models, parsed.volume))
+    let (n_rows, n_gray) = if parsed.row_dimension == 0 {
+        (n0, n1)
+    } else {
+        (n1, n0)
+    };
+    check_models(path, &parsed.models, parsed.volume.as_ref(), n_gray)?;
+    let series = match parsed.rows {
+        RowMap::Series(series) => {
+            check_series(path, &series, n_rows)?;
+            Some(series)
+        }
+        _ => None,
+    };
+    Ok(CiftiLayout {
+        models: parsed.models,
+        volume: parsed.volume,
+        series,
+        n_grayordinates: n_gray,
+    })
+}
+
+/// The brain models (and volume) of a CIFTI file of any kind, from its header and XML only.
+pub fn read_brain_models(path: &Path) -> Result<(Vec<BrainModel>, Option<CiftiVolume>)> {
+    let layout = read_layout(path)?;
+    Ok((layout.models, layout.volume))
 }
 
 /// `NIFTI_INTENT_CONNECTIVITY_DENSE_LABELS`.

@@ -508,3 +508,21 @@ fn dense_labels_read_as_nibabel_reads_them_and_write_back_equal() {
     assert!(err.contains("CIFTI_INDEX_TYPE_LABELS"), "{err}");
     assert!(CiftiSeries::read(&path).is_err());
 }
+
+/// `read_layout` gives what the full reader gives from the header and XML alone.
+#[test]
+fn the_layout_is_read_without_the_data() {
+    use brainrecon_data::cifti::read_layout;
+    for case in ["f32_le", "f64_be", "i16_scaled", "transposed"] {
+        let full = CiftiSeries::read(&file(case)).unwrap();
+        let layout = read_layout(&file(case)).unwrap();
+        assert_eq!(layout.models, full.brain_models, "{case}");
+        assert_eq!(layout.volume, full.volume, "{case}");
+        assert_eq!(layout.series.as_ref(), Some(&full.series), "{case}");
+        assert_eq!(layout.n_grayordinates, full.n_grayordinates(), "{case}");
+        assert_eq!(layout.tr_seconds(), full.tr_seconds(), "{case}");
+    }
+    let labels = read_layout(&fixtures().join("parcels.dlabel.nii")).unwrap();
+    assert!(labels.series.is_none());
+    assert_eq!(labels.models.len(), 3);
+}

@@ -416,7 +416,7 @@ pub fn repetition_time(bold: &Path) -> Result<f64> {
         }
     }
     let from_file = match cifti_stem(&name) {
-        Some(_) => crate::cifti::CiftiSeries::read(bold)?.tr_seconds(),
+        Some(_) => crate::cifti::read_layout(bold)?.tr_seconds(),
         None => header_tr(bold)?,
     };
     from_file.ok_or_else(|| {

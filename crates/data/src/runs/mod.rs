@@ -197,10 +197,9 @@ pub struct GrayordinateModel {
 }
 
 impl Grayordinates {
-    /// The models of a CIFTI file.
-    pub fn of(series: &crate::cifti::CiftiSeries) -> Self {
-        let models = series
-            .brain_models
+    /// The models of a CIFTI file (`models` as read from `source`).
+    pub fn of(source: &Path, models: &[crate::cifti::BrainModel]) -> Self {
+        let models = models
             .iter()
             .map(|m| GrayordinateModel {
                 structure: m.brain_structure.clone(),
@@ -213,7 +212,7 @@ impl Grayordinates {
             })
             .collect();
         Grayordinates {
-            source: series.path.clone(),
+            source: source.to_path_buf(),
             models,
         }
     }

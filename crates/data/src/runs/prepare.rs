@@ -357,17 +357,26 @@ fn run_header(
     }
 }
 
-/// A CIFTI run: its grayordinates as a [n, 1, 1] grid with the identity affine.
+/// A CIFTI run: its grayordinates as a [n, 1, 1] grid with the identity affine (from its header
+/// and XML; the data is read once, by `extract`).
 fn cifti_header(path: &Path) -> Result<RunHeader> {
-    let series = CiftiSeries::read(path)?;
-    let n = series.n_grayordinates();
+    let layout = crate::cifti::read_layout(path)?;
+    let Some(series) = &layout.series else {
+        return Err(DataError::invalid(
+            path,
+            "CIFTI XML MatrixIndicesMap",
+            "a dense time series (CIFTI_INDEX_TYPE_SERIES)",
+            "a label or scalar file",
+        ));
+    };
+    let n = layout.n_grayordinates;
     let identity = std::array::from_fn(|r| std::array::from_fn(|c| f64::from(u8::from(r == c))));
     Ok(RunHeader {
-        n_total: series.n_time(),
+        n_total: series.count,
         n_voxels: n,
         shape: Some(([n, 1, 1], identity)),
         tr: fmriprep::repetition_time(path)?,
-        grayordinates: Some(Grayordinates::of(&series)),
+        grayordinates: Some(Grayordinates::of(path, &layout.models)),
     })
 }
 
