@@ -203,7 +203,6 @@ impl CiftiSeries {
         let RowMap::Series(series) = m.parsed.rows else {
             unreachable!("parse_xml returns the row map asked for")
         };
-        check_series(path, &series, m.n_rows)?;
         Ok(CiftiSeries {
             path: path.to_path_buf(),
             header: m.header,
@@ -300,12 +299,16 @@ struct Matrix {
     data: Vec<f32>,
 }
 
-/// Reads a CIFTI-2 file whose maps are `row_kind` by brain models (checked to tile the data).
-fn read_matrix(path: &Path, what: &str, row_kind: &str) -> Result<Matrix> {
-    crate::error::require_file(path, what)?;
-    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
-    let header = parse_header(path, &bytes)?;
-    let (n0, n1) = matrix_shape(path, &header)?;
+/// The XML, its maps, the matrix's (rows, grayordinates) and its number of values, of a file
+/// whose `bytes` run at least to its data: checked that the values can be counted, that a
+/// series map's length is the rows', and that the brain models tile the grayordinates.
+fn matrix_layout(
+    path: &Path,
+    bytes: &[u8],
+    header: &Nifti2Header,
+    row_kind: Option<&str>,
+) -> Result<(String, ParsedXml, (usize, usize), usize)> {
+    let (n0, n1) = matrix_shape(path, header)?;
     let n = n0.checked_mul(n1).ok_or_else(|| {
         DataError::invalid(
             path,
@@ -314,13 +317,28 @@ fn read_matrix(path: &Path, what: &str, row_kind: &str) -> Result<Matrix> {
             format!("{n0} × {n1}"),
         )
     })?;
-    let xml = cifti_xml(path, &bytes, &header)?;
+    let xml = cifti_xml(path, bytes, header)?;
     let parsed = parse_xml(path, &xml, row_kind)?;
-    let rows_first = parsed.row_dimension == 0;
-    let (n_rows, n_gray) = if rows_first { (n0, n1) } else { (n1, n0) };
+    let (n_rows, n_gray) = if parsed.row_dimension == 0 {
+        (n0, n1)
+    } else {
+        (n1, n0)
+    };
+    if let RowMap::Series(series) = &parsed.rows {
+        check_series(path, series, n_rows)?;
+    }
     check_models(path, &parsed.models, parsed.volume.as_ref(), n_gray)?;
+    Ok((xml, parsed, (n_rows, n_gray), n))
+}
+
+/// Reads a CIFTI-2 file whose maps are `row_kind` by brain models (checked to tile the data).
+fn read_matrix(path: &Path, what: &str, row_kind: &str) -> Result<Matrix> {
+    crate::error::require_file(path, what)?;
+    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    let header = parse_header(path, &bytes)?;
+    let (xml, parsed, (n_rows, n_gray), n) = matrix_layout(path, &bytes, &header, Some(row_kind))?;
     let raw = decode(path, &bytes, &header, n)?;
-    let data = to_time_major(raw, n_rows, n_gray, rows_first);
+    let data = to_time_major(raw, n_rows, n_gray, parsed.row_dimension == 0);
     Ok(Matrix {
         header,
         xml,
@@ -549,9 +567,15 @@ struct ParsedXml {
     volume: Option<CiftiVolume>,
 }
 
-/// Finds the row map (`row_kind`: `CIFTI_INDEX_TYPE_SERIES` of a dense time series or
-/// `CIFTI_INDEX_TYPE_LABELS` of a dense label file) and the brain-models map.
-fn parse_xml(path: &Path, xml: &str, row_kind: &str) -> Result<ParsedXml> {
+/// The row maps a file can hold beside its brain models: time series, labels, scalars.
+const ROW_KINDS: [&str; 3] = [
+    "CIFTI_INDEX_TYPE_SERIES",
+    "CIFTI_INDEX_TYPE_LABELS",
+    "CIFTI_INDEX_TYPE_SCALARS",
+];
+
+/// Finds the row map (`row_kind`, or any of [`ROW_KINDS`] when none) and the brain-models map.
+fn parse_xml(path: &Path, xml: &str, row_kind: Option<&str>) -> Result<ParsedXml> {
     let options = roxmltree::ParsingOptions {
         allow_dtd: true,
         ..Default::default()
@@ -574,11 +598,17 @@ fn parse_xml(path: &Path, xml: &str, row_kind: &str) -> Result<ParsedXml> {
     let matrix = child(path, root, "Matrix")?;
     let mut rows = None;
     let mut brain = None;
-    let file_kind = match row_kind {
-        "CIFTI_INDEX_TYPE_LABELS" => "a dense label file",
-        "CIFTI_INDEX_TYPE_SCALARS" => "a dense scalar file",
-        _ => "a dense time series",
+    let (wanted, file_kind) = match row_kind {
+        Some("CIFTI_INDEX_TYPE_LABELS") => {
+            ("one CIFTI_INDEX_TYPE_LABELS map", "a dense label file")
+        }
+        Some("CIFTI_INDEX_TYPE_SCALARS") => {
+            ("one CIFTI_INDEX_TYPE_SCALARS map", "a dense scalar file")
+        }
+        Some(_) => ("one CIFTI_INDEX_TYPE_SERIES map", "a dense time series"),
+        None => ("one series, labels or scalars map", "a CIFTI-2 file"),
     };
+    let is_row_map = |k: &str| row_kind.map_or(ROW_KINDS.contains(&k), |r| r == k);
     for map in matrix
         .children()
         .filter(|n| n.has_tag_name("MatrixIndicesMap"))
@@ -586,14 +616,14 @@ fn parse_xml(path: &Path, xml: &str, row_kind: &str) -> Result<ParsedXml> {
         let dims: Vec<usize> = attr_list(path, map, "AppliesToMatrixDimension")?;
         let kind = map.attribute("IndicesMapToDataType").unwrap_or("");
         match (kind, dims.as_slice()) {
-            (k, [d]) if k == row_kind && rows.is_none() => rows = Some((*d, map)),
+            (k, [d]) if is_row_map(k) && rows.is_none() => rows = Some((*d, map, k)),
             ("CIFTI_INDEX_TYPE_BRAIN_MODELS", [d]) if brain.is_none() => brain = Some((*d, map)),
             _ => {
                 return Err(DataError::invalid(
                     path,
                     "CIFTI XML MatrixIndicesMap",
                     format!(
-                        "one {row_kind} map and one CIFTI_INDEX_TYPE_BRAIN_MODELS map, \
+                        "{wanted} and one CIFTI_INDEX_TYPE_BRAIN_MODELS map, \
                          each for one dimension ({file_kind})"
                     ),
                     format!("{kind} for dimensions {dims:?}"),
@@ -601,11 +631,12 @@ fn parse_xml(path: &Path, xml: &str, row_kind: &str) -> Result<ParsedXml> {
             }
         }
     }
-    let (Some((row_dimension, row_map)), Some((brain_dimension, brain_map))) = (rows, brain) else {
+    let (Some((row_dimension, row_map, found)), Some((brain_dimension, brain_map))) = (rows, brain)
+    else {
         return Err(DataError::invalid(
             path,
             "CIFTI XML MatrixIndicesMap",
-            format!("a {row_kind} map and a CIFTI_INDEX_TYPE_BRAIN_MODELS map"),
+            format!("{wanted} and a CIFTI_INDEX_TYPE_BRAIN_MODELS map"),
             "fewer maps",
         ));
     };
@@ -627,7 +658,7 @@ fn parse_xml(path: &Path, xml: &str, row_kind: &str) -> Result<ParsedXml> {
         .enumerate()
         .map(|(i, m)| parse_model(path, i, m))
         .collect::<Result<Vec<_>>>()?;
-    let rows = match row_kind {
+    let rows = match found {
         "CIFTI_INDEX_TYPE_LABELS" => RowMap::Labels(parse_labels(path, row_map)?),
         "CIFTI_INDEX_TYPE_SCALARS" => RowMap::Scalars(
             row_map
@@ -1132,35 +1163,15 @@ pub fn read_layout(path: &Path) -> Result<CiftiLayout> {
             .map_err(|e| DataError::io(path, e))
     };
     let header = parse_header(path, &read_prefix(NIFTI2_HEADER_SIZE as u64)?)?;
-    let (n0, n1) = matrix_shape(path, &header)?;
     let length = std::fs::metadata(path)
         .map_err(|e| DataError::io(path, e))?
         .len();
     let end = u64::try_from(header.vox_offset)
         .unwrap_or(u64::MAX)
         .min(length);
-    let xml = cifti_xml(path, &read_prefix(end)?, &header)?;
-    let kinds = [
-        "CIFTI_INDEX_TYPE_SERIES",
-        "CIFTI_INDEX_TYPE_LABELS",
-        "CIFTI_INDEX_TYPE_SCALARS",
-    ];
-    let kind = kinds
-        .into_iter()
-        .find(|k| xml.contains(k))
-        .unwrap_or(kinds[0]);
-    let parsed = parse_xml(path, &xml, kind)?;
-    let (n_rows, n_gray) = if parsed.row_dimension == 0 {
-        (n0, n1)
-    } else {
-        (n1, n0)
-    };
-    check_models(path, &parsed.models, parsed.volume.as_ref(), n_gray)?;
+    let (_, parsed, (_, n_gray), _) = matrix_layout(path, &read_prefix(end)?, &header, None)?;
     let series = match parsed.rows {
-        RowMap::Series(series) => {
-            check_series(path, &series, n_rows)?;
-            Some(series)
-        }
+        RowMap::Series(series) => Some(series),
         _ => None,
     };
     Ok(CiftiLayout {

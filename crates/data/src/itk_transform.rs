@@ -68,8 +68,8 @@ fn times(m: &[[f64; 3]; 3], v: [f64; 3]) -> [f64; 3] {
     std::array::from_fn(|r| (0..3).map(|c| m[r][c] * v[c]).sum())
 }
 
-/// Inverse of a 3×3 matrix; none when singular or not finite.
-fn invert3(m: &[[f64; 3]; 3]) -> Option<[[f64; 3]; 3]> {
+/// Inverse of a 3×3 matrix by cofactors; none when singular or not finite.
+pub(crate) fn invert3(m: &[[f64; 3]; 3]) -> Option<[[f64; 3]; 3]> {
     let det = m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1])
         - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
         + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]);
@@ -163,11 +163,11 @@ fn read_steps(path: &Path) -> Result<ItkTransform> {
     let group = file.group("/TransformGroup").map_err(|_| {
         DataError::invalid(path, "/TransformGroup", "ITK's transform group", "none")
     })?;
-    let (mut names, _) = group
+    let (names, _) = group
         .member_names()
         .map_err(|e| DataError::format(path, FORMAT, e))?;
     let mut numbered: Vec<(usize, String)> = names
-        .drain(..)
+        .into_iter()
         .filter_map(|n| Some((n.parse::<usize>().ok()?, n)))
         .collect();
     numbered.sort();

@@ -21,10 +21,10 @@
 //! - `visual`: the union of the streams (the routes' `nsdgeneral` resolves to it);
 //! - `aparcaseg`: every labelled voxel under FreeSurfer's names.
 
-use crate::cifti::{BrainModel, CiftiLabels, CiftiSeries, ModelType};
+use crate::cifti::{read_layout, BrainModel, CiftiLabels, ModelType};
 use crate::error::{DataError, Result};
 use crate::freesurfer::{cortical_region, label_name, read_label_table};
-use crate::itk_transform::ItkTransform;
+use crate::itk_transform::{invert3, ItkTransform};
 use crate::nifti_io;
 use crate::prepared::{AtlasMeta, LabelMeta};
 use crate::runs::RunSet;
@@ -176,21 +176,10 @@ fn format_affine(a: &[[f64; 4]; 4]) -> String {
 
 /// Inverse of an affine (rotation/scale + translation).
 fn invert_affine(a: &[[f64; 4]; 4]) -> Option<[[f64; 4]; 4]> {
-    let m = |r: usize, c: usize| a[r][c];
-    let det = m(0, 0) * (m(1, 1) * m(2, 2) - m(1, 2) * m(2, 1))
-        - m(0, 1) * (m(1, 0) * m(2, 2) - m(1, 2) * m(2, 0))
-        + m(0, 2) * (m(1, 0) * m(2, 1) - m(1, 1) * m(2, 0));
-    if !det.is_finite() || det.abs() < 1e-12 {
-        return None;
-    }
-    // The 3×3 inverse from cofactors; row r, column c.
-    let cofactor = |r: usize, c: usize| {
-        let (r1, r2) = ((c + 1) % 3, (c + 2) % 3);
-        let (c1, c2) = ((r + 1) % 3, (r + 2) % 3);
-        (m(r1, c1) * m(r2, c2) - m(r1, c2) * m(r2, c1)) / det
-    };
+    let linear: [[f64; 3]; 3] = std::array::from_fn(|r| std::array::from_fn(|c| a[r][c]));
+    let inverse = invert3(&linear)?;
     let mut inv: [[f64; 4]; 4] = std::array::from_fn(|r| {
-        std::array::from_fn(|c| if r < 3 && c < 3 { cofactor(r, c) } else { 0.0 })
+        std::array::from_fn(|c| if r < 3 && c < 3 { inverse[r][c] } else { 0.0 })
     });
     for row in inv.iter_mut().take(3) {
         row[3] = -(0..3).map(|c| row[c] * a[c][3]).sum::<f64>();
@@ -311,15 +300,15 @@ pub fn sample_grayordinate_labels(
             "a CIFTI dense label file",
         ));
     };
-    let runs = CiftiSeries::read(&source)?;
+    let runs = read_layout(&source)?;
     let labels = CiftiLabels::read(path)?;
     let at: HashMap<GrayordinatePlace, usize> = places(&labels.brain_models)
         .into_iter()
         .map(|(c, p)| (p, c))
         .collect();
     let column_of: Vec<Option<usize>> = {
-        let mut by_column = vec![None; runs.n_grayordinates()];
-        for (c, place) in places(&runs.brain_models) {
+        let mut by_column = vec![None; runs.n_grayordinates];
+        for (c, place) in places(&runs.models) {
             by_column[c] = at.get(&place).copied();
         }
         by_column
@@ -342,21 +331,10 @@ pub fn sample_grayordinate_labels(
             "no labelled grayordinate in common",
         ));
     }
-    let mut names = match table {
+    let names = match table {
         Some(t) => label_names(&values, Some(t))?,
-        None => BTreeMap::new(),
+        None => names_of(&values, |v| labels.maps[0].labels.get(&v).cloned()),
     };
-    if table.is_none() {
-        for &v in values.iter().filter(|&&v| v > 0) {
-            names.entry(v).or_insert_with(|| {
-                labels.maps[0]
-                    .labels
-                    .get(&v)
-                    .cloned()
-                    .unwrap_or_else(|| format!("label-{v}"))
-            });
-        }
-    }
     Ok(VoxelLabels {
         source: path.to_path_buf(),
         values,
@@ -448,17 +426,23 @@ fn nearest(m: &[[f64; 4]; 4], ijk: [usize; 3], shape: [usize; 3]) -> Option<[usi
 /// Names of the values present: the table's, else FreeSurfer's, else `label-<value>`.
 fn label_names(values: &[i32], table: Option<&Path>) -> Result<BTreeMap<i32, String>> {
     let table = table.map(read_label_table).transpose()?;
+    Ok(names_of(values, |v| {
+        table
+            .as_ref()
+            .and_then(|t| t.get(&v).cloned())
+            .or_else(|| label_name(v))
+    }))
+}
+
+/// Names of the values present (> 0): `lookup`'s, else `label-<value>`.
+fn names_of(values: &[i32], lookup: impl Fn(i32) -> Option<String>) -> BTreeMap<i32, String> {
     let mut names = BTreeMap::new();
     for &v in values.iter().filter(|&&v| v > 0) {
-        names.entry(v).or_insert_with(|| {
-            table
-                .as_ref()
-                .and_then(|t| t.get(&v).cloned())
-                .or_else(|| label_name(v))
-                .unwrap_or_else(|| format!("label-{v}"))
-        });
+        names
+            .entry(v)
+            .or_insert_with(|| lookup(v).unwrap_or_else(|| format!("label-{v}")));
     }
-    Ok(names)
+    names
 }
 
 /// The atlas `name` (one of [`ATLASES`]) from the sampled labels.

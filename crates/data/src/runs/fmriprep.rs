@@ -261,7 +261,7 @@ fn legacy_run(name: &str) -> Option<(Entities, String, String)> {
     (suffix == "bold").then(|| (entities, space.to_string(), run.to_string()))
 }
 
-fn nifti_stem(name: &str) -> Option<&str> {
+pub(super) fn nifti_stem(name: &str) -> Option<&str> {
     name.strip_suffix(".nii.gz")
         .or_else(|| name.strip_suffix(".nii"))
 }

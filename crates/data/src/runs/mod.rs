@@ -223,7 +223,14 @@ pub struct RunSet {
     root: PathBuf,
     meta: RunSetMeta,
     voxels: Vec<[usize; 3]>,
+    /// CIFTI run sets: the source's brain models, read once for every map written.
+    source_models: std::sync::OnceLock<SourceModels>,
 }
+
+type SourceModels = (
+    Vec<crate::cifti::BrainModel>,
+    Option<crate::cifti::CiftiVolume>,
+);
 
 impl RunSet {
     /// Opens `dir` and checks that every file it names is there with the right shape.
@@ -250,6 +257,7 @@ impl RunSet {
             root: dir.to_path_buf(),
             meta,
             voxels,
+            source_models: std::sync::OnceLock::new(),
         };
         for i in 0..set.meta.runs.len() {
             set.mapped_run(i)?;
@@ -426,11 +434,14 @@ impl RunSet {
         let name = path
             .file_name()
             .map_or(String::new(), |n| n.to_string_lossy().into_owned());
-        let stem = name
-            .strip_suffix(".nii.gz")
-            .or_else(|| name.strip_suffix(".nii"))
-            .unwrap_or(&name);
-        let (models, volume) = crate::cifti::read_brain_models(&g.source)?;
+        let stem = fmriprep::nifti_stem(&name).unwrap_or(&name);
+        let (models, volume) = match self.source_models.get() {
+            Some(read) => read,
+            None => {
+                let read = crate::cifti::read_brain_models(&g.source)?;
+                self.source_models.get_or_init(|| read)
+            }
+        };
         let n_gray: usize = models.iter().map(|m| m.index_count).sum();
         let mut full = vec![f32::NAN; n_gray];
         for (&[c, _, _], &v) in self.voxels.iter().zip(values) {
@@ -442,7 +453,7 @@ impl RunSet {
         crate::cifti::write_dense_scalars(
             &target,
             &[stem.to_string()],
-            &models,
+            models,
             volume.as_ref(),
             &full,
         )

@@ -746,7 +746,7 @@ fn choose_voxels(
         )),
         (MaskChoice::Threshold(f), _) => threshold(*f),
         (MaskChoice::Auto, Layout::Bids) => threshold(DEFAULT_MASK_THRESHOLD),
-        (MaskChoice::Auto, Layout::Fmriprep) if shape[1..] == [1, 1] && fmriprep::is_cifti_run(&selected[0].0) => Ok((
+        (MaskChoice::Auto, Layout::Fmriprep) if fmriprep::is_cifti_run(&selected[0].0) => Ok((
             Voxels::Fixed((0..n_voxels).collect()),
             "every grayordinate of the CIFTI runs (fMRIPrep writes no mask for them)".into(),
         )),
