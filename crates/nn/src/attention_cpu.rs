@@ -15,6 +15,7 @@ use rayon::prelude::*;
 
 use crate::conv::contiguous_f32;
 use crate::layers::exp_f32;
+use crate::simd::widest_fn;
 
 /// Scores per task: up to 256 query rows of 4096 keys (4 MiB), fewer for longer key sequences.
 /// Longer blocks reuse each packed key and value panel for more rows.
@@ -94,7 +95,7 @@ impl CustomOp3 for FusedAttentionF32 {
                     matmul(sm, Accum::Replace, qm, km.transpose(), self.scale, Par::Seq);
                     // exp(s − max) in place; the division by each row's sum is applied to the
                     // (narrower) output rows instead of the scores.
-                    let sums: Vec<f32> = s.chunks_mut(lk).map(exp_shifted_in_place).collect();
+                    let sums: Vec<f32> = s.chunks_mut(lk).map(exp_shifted_widest).collect();
                     let om = MatMut::from_row_major_slice_mut(out, rows, dvh);
                     let pm = MatRef::from_row_major_slice(&scores[..rows * lk], rows, lk);
                     matmul(om, Accum::Replace, pm, vm, 1.0f32, Par::Seq);
@@ -117,7 +118,10 @@ impl CustomOp3 for FusedAttentionF32 {
     }
 }
 
+widest_fn!(fn exp_shifted_widest(row: &mut [f32]) -> f32 = exp_shifted_in_place);
+
 /// `row[i] = exp(row[i] − max(row))`, returning the sum of the new values.
+#[inline(always)]
 fn exp_shifted_in_place(row: &mut [f32]) -> f32 {
     // Eight independent lanes let the compiler vectorise the max and the sum.
     let mut lanes = [f32::NEG_INFINITY; 8];

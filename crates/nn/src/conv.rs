@@ -8,6 +8,7 @@
 //! passes over maps of 64×64 and more take Winograd's F(2×2, 3×3) instead (`winograd.rs`):
 //! 16 products per 2×2 outputs instead of 36.
 
+use crate::simd::widest_fn;
 use crate::winograd::{self, Shape3x3};
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
 use faer::linalg::matmul::matmul;
@@ -129,6 +130,11 @@ impl Geometry {
 
     /// Adds columns [C·k·k, len(rows)·Wo] of output rows `rows` back into an image gradient.
     fn col2im(&self, cols: &[f32], rows: std::ops::Range<usize>, image: &mut [f32]) {
+        col2im_widest(self, cols, rows, image)
+    }
+
+    #[inline(always)]
+    fn col2im_inline(&self, cols: &[f32], rows: std::ops::Range<usize>, image: &mut [f32]) {
         let (_, wo) = self.out_hw();
         let n = rows.len() * wo;
         let ((kh, kw), s) = (self.kernel, self.stride.1);
@@ -146,8 +152,14 @@ impl Geometry {
                         let x0 = valid.start * s + kx - self.padding.1;
                         let dst = &mut plane[y * self.width..(y + 1) * self.width];
                         let run = &col[r * wo + valid.start..r * wo + valid.end];
-                        for (i, v) in run.iter().enumerate() {
-                            dst[x0 + i * s] += v;
+                        if s == 1 {
+                            // a whole-slice add, which the compiler vectorises
+                            let dst = &mut dst[x0..x0 + run.len()];
+                            dst.iter_mut().zip(run).for_each(|(d, v)| *d += v);
+                        } else {
+                            for (i, v) in run.iter().enumerate() {
+                                dst[x0 + i * s] += v;
+                            }
                         }
                     }
                 }
@@ -165,6 +177,13 @@ impl Geometry {
             .unwrap_or(0)
     }
 }
+
+widest_fn!(fn col2im_widest(
+    g: &Geometry,
+    cols: &[f32],
+    rows: std::ops::Range<usize>,
+    image: &mut [f32],
+) = Geometry::col2im_inline);
 
 /// The f32 values of a contiguous CPU tensor; `op` and `what` name it in the error.
 pub(crate) fn contiguous_f32<'a>(

@@ -715,8 +715,11 @@ impl candle_core::CustomOp1 for FastSoftmaxF32 {
     }
 }
 
+crate::simd::widest_fn!(fn softmax_row_in_place(d: &mut [f32]) = softmax_row_inline);
+
 /// Softmax of one row of f32 values, in place.
-fn softmax_row_in_place(d: &mut [f32]) {
+#[inline(always)]
+fn softmax_row_inline(d: &mut [f32]) {
     // Eight independent lanes let the compiler vectorise max and sum.
     let mut lanes = [f32::NEG_INFINITY; 8];
     let mut chunks = d.chunks_exact(8);
@@ -974,19 +977,28 @@ impl FastActivationF32 {
 
     fn apply(self, src: &[f32], dst: &mut [f32]) {
         match self {
-            FastActivationF32::Silu => {
-                for (d, &v) in dst.iter_mut().zip(src) {
-                    *d = v / (1.0 + exp_f32(-v));
-                }
-            }
-            FastActivationF32::GeluErf => {
-                for (d, &v) in dst.iter_mut().zip(src) {
-                    *d = 0.5 * v * (1.0 + erf_f32(v * std::f32::consts::FRAC_1_SQRT_2));
-                }
-            }
+            FastActivationF32::Silu => silu_slice(src, dst),
+            FastActivationF32::GeluErf => gelu_erf_slice(src, dst),
         }
     }
 }
+
+#[inline(always)]
+fn silu_slice_inline(src: &[f32], dst: &mut [f32]) {
+    for (d, &v) in dst.iter_mut().zip(src) {
+        *d = v / (1.0 + exp_f32(-v));
+    }
+}
+
+#[inline(always)]
+fn gelu_erf_slice_inline(src: &[f32], dst: &mut [f32]) {
+    for (d, &v) in dst.iter_mut().zip(src) {
+        *d = 0.5 * v * (1.0 + erf_f32(v * std::f32::consts::FRAC_1_SQRT_2));
+    }
+}
+
+crate::simd::widest_fn!(fn silu_slice(src: &[f32], dst: &mut [f32]) = silu_slice_inline);
+crate::simd::widest_fn!(fn gelu_erf_slice(src: &[f32], dst: &mut [f32]) = gelu_erf_slice_inline);
 
 impl candle_core::CustomOp1 for FastActivationF32 {
     fn name(&self) -> &'static str {

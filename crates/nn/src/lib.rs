@@ -16,6 +16,7 @@ pub mod error;
 pub mod layers;
 mod norm_cpu;
 pub mod rng;
+mod simd;
 pub mod train;
 pub mod weights;
 mod winograd;

@@ -11,25 +11,70 @@ use rayon::prelude::*;
 
 use crate::conv::contiguous_f32;
 use crate::layers::{erf_f32, exp_f32};
+use crate::simd::widest_fn;
+
+/// `Σ f(x_i)` in f64 with four independent accumulators (which keep the sums vectorised).
+#[inline(always)]
+fn sum4(x: &[f32], f: impl Fn(f32) -> f64) -> f64 {
+    let mut acc = [0f64; 4];
+    let mut chunks = x.chunks_exact(4);
+    for c in &mut chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a += f(v);
+        }
+    }
+    chunks.remainder().iter().map(|&v| f(v)).sum::<f64>() + acc.iter().sum::<f64>()
+}
 
 /// Mean and 1/sqrt(variance + eps) of `x`, biased variance, sums in f64.
-fn moments(x: &[f32], eps: f64) -> (f32, f32) {
+#[inline(always)]
+fn moments_inline(x: &[f32], eps: f64) -> (f32, f32) {
     let n = x.len().max(1) as f64;
-    // Four independent accumulators keep the f64 sums vectorised.
-    let sum4 = |f: &dyn Fn(f32) -> f64| {
-        let mut acc = [0f64; 4];
-        let mut chunks = x.chunks_exact(4);
-        for c in &mut chunks {
-            for (a, &v) in acc.iter_mut().zip(c) {
-                *a += f(v);
-            }
-        }
-        chunks.remainder().iter().map(|&v| f(v)).sum::<f64>() + acc.iter().sum::<f64>()
-    };
-    let mean = sum4(&|v| v as f64) / n;
-    let var = sum4(&|v| (v as f64 - mean) * (v as f64 - mean)) / n;
+    let mean = sum4(x, |v| v as f64) / n;
+    let var = sum4(x, |v| (v as f64 - mean) * (v as f64 - mean)) / n;
     (mean as f32, (1.0 / (var + eps).sqrt()) as f32)
 }
+
+widest_fn!(fn moments(x: &[f32], eps: f64) -> (f32, f32) = moments_inline);
+
+/// One channel's plane of a group norm: `(x − mean)·a + s`, then SiLU if `with_silu`.
+/// (x − mean)·a + s, not x·a + (s − mean·a): in a flat region a is large and the second form
+/// cancels.
+#[inline(always)]
+fn normalise_plane_inline(y: &mut [f32], x: &[f32], [mean, a, s]: [f32; 3], with_silu: bool) {
+    if with_silu {
+        for (y, &x) in y.iter_mut().zip(x) {
+            *y = silu((x - mean) * a + s);
+        }
+    } else {
+        for (y, &x) in y.iter_mut().zip(x) {
+            *y = (x - mean) * a + s;
+        }
+    }
+}
+
+widest_fn!(fn normalise_plane(y: &mut [f32], x: &[f32], mean_scale_shift: [f32; 3], with_silu: bool) = normalise_plane_inline);
+
+/// One row of a layer norm: `(x − mean)·rstd·w + b`.
+#[inline(always)]
+fn layer_norm_row_inline(y: &mut [f32], x: &[f32], w: &[f32], b: &[f32], eps: f64) {
+    let (mean, rstd) = moments_inline(x, eps);
+    for ((y, &x), (&w, &b)) in y.iter_mut().zip(x).zip(w.iter().zip(b)) {
+        *y = (x - mean) * rstd * w + b;
+    }
+}
+
+widest_fn!(fn layer_norm_row(y: &mut [f32], x: &[f32], w: &[f32], b: &[f32], eps: f64) = layer_norm_row_inline);
+
+/// One row of the GEGLU gate: `hidden · gelu(gate)`.
+#[inline(always)]
+fn geglu_row_inline(y: &mut [f32], hidden: &[f32], gate: &[f32]) {
+    for ((y, &a), &g) in y.iter_mut().zip(hidden).zip(gate) {
+        *y = a * 0.5 * g * (1.0 + erf_f32(g * std::f32::consts::FRAC_1_SQRT_2));
+    }
+}
+
+widest_fn!(fn geglu_row(y: &mut [f32], hidden: &[f32], gate: &[f32]) = geglu_row_inline);
 
 #[inline(always)]
 fn silu(v: f32) -> f32 {
@@ -80,18 +125,7 @@ impl CustomOp3 for GroupNormF32 {
                     let (mean, rstd) = moments(x, self.eps);
                     let c0 = (k % g) * (c / g);
                     for ((yc, xc), ci) in y.chunks_mut(plane).zip(x.chunks(plane)).zip(c0..) {
-                        // (x − mean)·a + b, not x·a + (b − mean·a): in a flat region a is
-                        // large and the second form cancels.
-                        let (a, s) = (rstd * w[ci], b[ci]);
-                        if self.silu {
-                            for (y, &x) in yc.iter_mut().zip(xc) {
-                                *y = silu((x - mean) * a + s);
-                            }
-                        } else {
-                            for (y, &x) in yc.iter_mut().zip(xc) {
-                                *y = (x - mean) * a + s;
-                            }
-                        }
+                        normalise_plane(yc, xc, [mean, rstd * w[ci], b[ci]], self.silu);
                     }
                 });
         }
@@ -134,10 +168,7 @@ impl CustomOp3 for LayerNormF32 {
                 .zip(x.par_chunks(rows))
                 .for_each(|(y, x)| {
                     for (y, x) in y.chunks_mut(d).zip(x.chunks(d)) {
-                        let (mean, rstd) = moments(x, self.eps);
-                        for ((y, &x), (&w, &b)) in y.iter_mut().zip(x).zip(w.iter().zip(b)) {
-                            *y = (x - mean) * rstd * w + b;
-                        }
+                        layer_norm_row(y, x, w, b, self.eps);
                     }
                 });
         }
@@ -170,9 +201,7 @@ impl CustomOp1 for GegluF32 {
                 .for_each(|(y, h)| {
                     for (y, h) in y.chunks_mut(n).zip(h.chunks(two_n)) {
                         let (hidden, gate) = h.split_at(n);
-                        for ((y, &a), &g) in y.iter_mut().zip(hidden).zip(gate) {
-                            *y = a * 0.5 * g * (1.0 + erf_f32(g * std::f32::consts::FRAC_1_SQRT_2));
-                        }
+                        geglu_row(y, hidden, gate);
                     }
                 });
         }

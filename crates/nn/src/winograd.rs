@@ -19,6 +19,8 @@ use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
 use rayon::prelude::*;
 
+use crate::simd::widest_fn;
+
 /// Tiles per block: products [O, C] · [C, 256] keep faer near its peak.
 const TILES_PER_BLOCK: usize = 256;
 
@@ -191,7 +193,8 @@ fn transform_weight(weight: &[f32], out_channels: usize, channels: usize) -> Vec
 /// Per channel and tile row, the four input rows under it are copied with their padding into
 /// even and odd columns, so patch column j of tile t is `even[t]`, `odd[t]`, `even[t + 1]`,
 /// `odd[t + 1]`: each step is a whole-row slice operation.
-fn transform_input(
+#[inline(always)]
+fn transform_input_inline(
     s: &Shape3x3,
     input: &[f32],
     image: usize,
@@ -249,8 +252,17 @@ fn transform_input(
     }
 }
 
+widest_fn!(fn transform_input(
+    s: &Shape3x3,
+    input: &[f32],
+    image: usize,
+    tile_rows: std::ops::Range<usize>,
+    patches: &mut [f32],
+) = transform_input_inline);
+
 /// One padded input row (None: a row of padding) split into even and odd columns: column
 /// `x` of the padded row (input column `x − p`) goes to `even[x / 2]` or `odd[x / 2]`.
+#[inline(always)]
 fn split_row(row: Option<&[f32]>, p: usize, even: &mut [f32], odd: &mut [f32]) {
     even.fill(0.0);
     odd.fill(0.0);
@@ -284,8 +296,11 @@ fn write_outputs(s: &Shape3x3, blocks: &[Block], out: &mut [f32]) {
     );
 }
 
+widest_fn!(fn write_block(s: &Shape3x3, block: &Block, o: usize, rows: &mut [f32], dst: &mut [f32]) = write_block_inline);
+
 /// Output plane `o` of one block: 2×2 outputs per tile, clipped at the bottom and right edges.
-fn write_block(s: &Shape3x3, block: &Block, o: usize, rows: &mut [f32], dst: &mut [f32]) {
+#[inline(always)]
+fn write_block_inline(s: &Shape3x3, block: &Block, o: usize, rows: &mut [f32], dst: &mut [f32]) {
     let (ho, wo) = s.out_hw();
     let tw = s.tiles().1;
     let tiles = block.tile_rows.len() * tw;
