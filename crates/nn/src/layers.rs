@@ -646,11 +646,14 @@ pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
     if !x.track_op() {
         let xf = xf.contiguous()?;
         let y = if xf.dtype() == DType::F32 && xf.device().is_cpu() {
-            xf.apply_op1_no_bwd(&FastSoftmaxF32)?
+            xf.apply_op1_no_bwd(&SoftmaxF32)?
         } else {
             candle_nn::ops::softmax_last_dim(&xf)?
         };
         return Ok(y.to_dtype(dtype)?);
+    }
+    if xf.dtype() == DType::F32 && xf.device().is_cpu() {
+        return Ok(xf.contiguous()?.apply_op1(SoftmaxF32)?.to_dtype(dtype)?);
     }
     softmax_last_dim_differentiable(&xf)?
         .to_dtype(dtype)
@@ -684,11 +687,13 @@ pub(crate) fn exp_f32(x: f32) -> f32 {
     y * f32::from_bits(n_bits.wrapping_add(127) << 23)
 }
 
-/// Softmax over the last dimension of a contiguous f32 CPU tensor, rows in parallel
-/// (inference only: no backward pass).
-struct FastSoftmaxF32;
+/// Softmax over the last dimension of a contiguous f32 CPU tensor, rows in parallel, with its
+/// backward pass for training: one pass forward and one backward (`dx = y ⊙ (g − Σ g ⊙ y)`
+/// per row) instead of candle's five elementary ops and their gradients, each a pass over
+/// memory. Inference applies it without the backward (`apply_op1_no_bwd`).
+struct SoftmaxF32;
 
-impl candle_core::CustomOp1 for FastSoftmaxF32 {
+impl candle_core::CustomOp1 for SoftmaxF32 {
     fn name(&self) -> &'static str {
         "brainrecon-softmax-f32"
     }
@@ -713,7 +718,79 @@ impl candle_core::CustomOp1 for FastSoftmaxF32 {
         }
         Ok((candle_core::CpuStorage::F32(dst), Shape::from_dims(dims)))
     }
+
+    fn bwd(
+        &self,
+        _arg: &Tensor,
+        res: &Tensor,
+        grad_res: &Tensor,
+    ) -> candle_core::Result<Option<Tensor>> {
+        let grad = grad_res.to_dtype(DType::F32)?.contiguous()?;
+        Ok(Some(
+            res.contiguous()?
+                .apply_op2_no_bwd(&grad, &SoftmaxBackwardF32)?,
+        ))
+    }
 }
+
+/// (y, g) → y ⊙ (g − Σ g ⊙ y) over the last dimension: the gradient of a softmax whose output
+/// is y, given the gradient g of its output. f32 CPU, rows in parallel.
+struct SoftmaxBackwardF32;
+
+impl candle_core::CustomOp2 for SoftmaxBackwardF32 {
+    fn name(&self) -> &'static str {
+        "brainrecon-softmax-f32-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &candle_core::CpuStorage,
+        l1: &candle_core::Layout,
+        s2: &candle_core::CpuStorage,
+        l2: &candle_core::Layout,
+    ) -> candle_core::Result<(candle_core::CpuStorage, Shape)> {
+        use rayon::prelude::*;
+        let y = crate::conv::contiguous_f32(s1, l1, self.name(), "softmax output")?;
+        let g = crate::conv::contiguous_f32(s2, l2, self.name(), "output gradient")?;
+        let dims = l1.shape().dims();
+        if l2.shape().dims() != dims {
+            candle_core::bail!("{}: output {dims:?}, gradient {:?}", self.name(), l2.dims());
+        }
+        let n = *dims.last().unwrap_or(&1);
+        let mut dx = vec![0f32; y.len()];
+        if n > 0 {
+            dx.par_chunks_mut(n)
+                .zip(y.par_chunks(n).zip(g.par_chunks(n)))
+                .for_each(|(d, (y, g))| softmax_grad_row(y, g, d));
+        }
+        Ok((candle_core::CpuStorage::F32(dx), Shape::from_dims(dims)))
+    }
+}
+
+/// One row of [`SoftmaxBackwardF32`].
+#[inline(always)]
+fn softmax_grad_row_inline(y: &[f32], g: &[f32], dx: &mut [f32]) {
+    // Eight independent lanes let the compiler vectorise the dot product.
+    let mut acc = [0f32; 8];
+    let (mut ys, mut gs) = (y.chunks_exact(8), g.chunks_exact(8));
+    for (yc, gc) in (&mut ys).zip(&mut gs) {
+        for ((a, &y), &g) in acc.iter_mut().zip(yc).zip(gc) {
+            *a += y * g;
+        }
+    }
+    let tail: f32 = ys
+        .remainder()
+        .iter()
+        .zip(gs.remainder())
+        .map(|(y, g)| y * g)
+        .sum();
+    let dot = tail + acc.iter().sum::<f32>();
+    for ((d, &y), &g) in dx.iter_mut().zip(y).zip(g) {
+        *d = y * (g - dot);
+    }
+}
+
+crate::simd::widest_fn!(fn softmax_grad_row(y: &[f32], g: &[f32], dx: &mut [f32]) = softmax_grad_row_inline);
 
 crate::simd::widest_fn!(fn softmax_row_in_place(d: &mut [f32]) = softmax_row_inline);
 
@@ -1375,6 +1452,40 @@ mod tests {
         assert!(scale(&gx) > 1e-2 && scale(&gk) > 1e-2);
         assert!(ex < 1e-5 * scale(&gx), "input grad error {ex}");
         assert!(ek < 1e-5 * scale(&gk), "kernel grad error {ek}");
+        Ok(())
+    }
+
+    /// f32 softmax while gradients are tracked: the one-pass op and its one-pass backward
+    /// against the elementary ops in f64, on rows with a wide range and a constant row.
+    #[test]
+    fn trainable_f32_softmax_matches_the_elementary_ops() -> Result<()> {
+        let dev = Device::Cpu;
+        let mut v = det_values(7 * 37, 41);
+        v.iter_mut().for_each(|x| *x *= 30.0);
+        v[..37].iter_mut().for_each(|x| *x = 2.5);
+        let x64 = Tensor::from_vec(v, (7, 37), &dev)?;
+        let probe64 = Tensor::from_vec(det_values(7 * 37, 42), (7, 37), &dev)?;
+        let run = |x: &Tensor, probe: &Tensor| -> Result<(Vec<f64>, Vec<f64>)> {
+            let var = Var::from_tensor(x)?;
+            let y = softmax_last_dim(var.as_tensor())?;
+            let grads = (&y * probe)?.sum_all()?.backward()?;
+            let g = grads.get(var.as_tensor()).expect("a gradient");
+            let flat = |t: &Tensor| -> Result<Vec<f64>> {
+                Ok(t.to_dtype(DType::F64)?.flatten_all()?.to_vec1()?)
+            };
+            Ok((flat(&y)?, flat(g)?))
+        };
+        let (y64, g64) = run(&x64, &probe64)?;
+        let (y32, g32) = run(&x64.to_dtype(DType::F32)?, &probe64.to_dtype(DType::F32)?)?;
+        let gscale = g64.iter().fold(0f64, |m, v| m.max(v.abs()));
+        assert!(max_abs_diff(&y32, &y64) < 1e-6, "softmax values");
+        assert!(
+            max_abs_diff(&g32, &g64) < 1e-5 * gscale,
+            "softmax gradients"
+        );
+        // the constant row: uniform probabilities, gradient summing to zero
+        assert!(y32[..37].iter().all(|p| (p - 1.0 / 37.0).abs() < 1e-7));
+        assert!(g32[..37].iter().sum::<f64>().abs() < 1e-6);
         Ok(())
     }
 

@@ -977,6 +977,22 @@ impl AdamW {
         v: &Tensor,
         step: u64,
     ) -> Result<(Tensor, Tensor, Tensor)> {
+        let f32_cpu = |t: &Tensor| t.dtype() == DType::F32 && t.device().is_cpu();
+        if [p, g, m, v].into_iter().all(f32_cpu) {
+            return self.update_f32_cpu(p, g, m, v, step);
+        }
+        self.update_tensors(p, g, m, v, step)
+    }
+
+    /// [`AdamW::update`] in tensor operations, for any dtype and device.
+    fn update_tensors(
+        &self,
+        p: &Tensor,
+        g: &Tensor,
+        m: &Tensor,
+        v: &Tensor,
+        step: u64,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
         // param.mul_(1 - lr * weight_decay)
         let p = if self.weight_decay != 0.0 {
             (p * (1.0 - self.lr * self.weight_decay))?
@@ -1007,6 +1023,40 @@ impl AdamW {
         // param.addcdiv_(exp_avg, denom, value=-step_size): self + value * t1 / t2
         let p = (&p + ((&m * -step_size)? / &denom)?)?;
         Ok((p, m, v))
+    }
+
+    /// [`AdamW::update`] for f32 CPU tensors in one pass over memory instead of about fifteen:
+    /// per element the same f32 operations in the same order as the tensor version (candle's
+    /// `tensor * f64` is `x · f32(k) + 0`, `+ eps` is `x · 1 + f32(eps)`), so the same bits.
+    fn update_f32_cpu(
+        &self,
+        p: &Tensor,
+        g: &Tensor,
+        m: &Tensor,
+        v: &Tensor,
+        step: u64,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
+        let t = step as f32 as f64;
+        let bias_correction1 = 1.0 - self.beta1.powf(t);
+        let bias_correction2_sqrt = (1.0 - self.beta2.powf(t)).powf(0.5);
+        let w = 1.0 - self.beta1;
+        let k = AdamWConstants {
+            decay: (self.weight_decay != 0.0).then_some((1.0 - self.lr * self.weight_decay) as f32),
+            lerp_from_m: w.abs() < 0.5,
+            w: w as f32,
+            one_minus_w: (1.0 - w) as f32,
+            beta2: self.beta2 as f32,
+            one_minus_beta2: (1.0 - self.beta2) as f32,
+            bc2_sqrt: bias_correction2_sqrt as f32,
+            eps: self.eps as f32,
+            neg_step_size: (-(self.lr / bias_correction1)) as f32,
+        };
+        let flat = |t: &Tensor| -> Result<Vec<f32>> { Ok(t.flatten_all()?.to_vec1::<f32>()?) };
+        let (mut p1, g1, mut m1, mut v1) = (flat(p)?, flat(g)?, flat(m)?, flat(v)?);
+        adamw_f32(&k, [&mut p1, &mut m1, &mut v1], &g1);
+        let shape = p.shape();
+        let tensor = |x: Vec<f32>| Tensor::from_vec(x, shape, p.device());
+        Ok((tensor(p1)?, tensor(m1)?, tensor(v1)?))
     }
 
     /// Checks that the state belongs to `params`: every parameter with state exists there,
@@ -1223,6 +1273,40 @@ impl Checkpoint {
         self.dir.join(PARAMS_FILE)
     }
 }
+
+/// The scalars of one AdamW update, as f32 (see [`AdamW::update_f32_cpu`]).
+struct AdamWConstants {
+    decay: Option<f32>,
+    lerp_from_m: bool,
+    w: f32,
+    one_minus_w: f32,
+    beta2: f32,
+    one_minus_beta2: f32,
+    bc2_sqrt: f32,
+    eps: f32,
+    neg_step_size: f32,
+}
+
+/// One AdamW update of `[param, exp_avg, exp_avg_sq]` in place from `grad`, element by element.
+#[inline(always)]
+fn adamw_f32_inline(k: &AdamWConstants, [p, m, v]: [&mut [f32]; 3], g: &[f32]) {
+    for (((p, m), v), &g) in p.iter_mut().zip(m.iter_mut()).zip(v.iter_mut()).zip(g) {
+        let p0 = match k.decay {
+            Some(d) => *p * d + 0.0,
+            None => *p,
+        };
+        let diff = g - *m;
+        *m = match k.lerp_from_m {
+            true => *m + (diff * k.w + 0.0),
+            false => g - (diff * k.one_minus_w + 0.0),
+        };
+        *v = (*v * k.beta2 + 0.0) + ((g * k.one_minus_beta2 + 0.0) * g);
+        let denom = (v.sqrt() / k.bc2_sqrt) * 1.0 + k.eps;
+        *p = p0 + ((*m * k.neg_step_size + 0.0) / denom);
+    }
+}
+
+crate::simd::widest_fn!(fn adamw_f32(k: &AdamWConstants, pmv: [&mut [f32]; 3], g: &[f32]) = adamw_f32_inline);
 
 fn step_dir_name(step: usize) -> String {
     format!("step-{step}")
@@ -1486,6 +1570,41 @@ impl ResumableRun {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The one-pass f32 update gives the tensor version's bits, with and without weight
+    /// decay, on both sides of torch's lerp rule, over several steps.
+    #[test]
+    fn fused_f32_adamw_gives_the_tensor_versions_bits() {
+        let dev = Device::Cpu;
+        let mut rng = ChaCha8Rng::seed_from_u64(7);
+        let mut values = |n: usize, scale: f32| -> Tensor {
+            let v: Vec<f32> = (0..n)
+                .map(|_| {
+                    let x: f32 = StandardNormal.sample(&mut rng);
+                    x * scale
+                })
+                .collect();
+            Tensor::from_vec(v, (n / 4, 4), &dev).unwrap()
+        };
+        let bits = |t: &Tensor| -> Vec<u32> {
+            let v: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
+            v.iter().map(|x| x.to_bits()).collect()
+        };
+        for (beta1, weight_decay) in [(0.9, 0.01), (0.9, 0.0), (0.3, 0.1)] {
+            let opt = AdamW::new(1e-3, beta1, 0.999, 1e-8, weight_decay).unwrap();
+            let (mut p, mut m, mut v) = (values(1028, 1.0), values(1028, 0.01), values(1028, 1e-4));
+            v = v.abs().unwrap();
+            for step in 1..=3 {
+                let g = values(1028, 0.1);
+                let fused = opt.update_f32_cpu(&p, &g, &m, &v, step).unwrap();
+                let plain = opt.update_tensors(&p, &g, &m, &v, step).unwrap();
+                assert_eq!(bits(&fused.0), bits(&plain.0), "param, beta1 {beta1}");
+                assert_eq!(bits(&fused.1), bits(&plain.1), "exp_avg");
+                assert_eq!(bits(&fused.2), bits(&plain.2), "exp_avg_sq");
+                (p, m, v) = fused;
+            }
+        }
+    }
 
     fn shapes(list: &[(&str, &[usize])]) -> Vec<(String, Vec<usize>)> {
         list.iter()
