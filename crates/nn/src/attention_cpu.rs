@@ -14,7 +14,7 @@ use faer::{Accum, MatMut, MatRef, Par};
 use rayon::prelude::*;
 
 use crate::conv::contiguous_f32;
-use crate::layers::exp_f32;
+use crate::layers::exp_shifted_in_place;
 use crate::simd::widest_fn;
 
 /// Scores per task: up to 256 query rows of 4096 keys (4 MiB), fewer for longer key sequences.
@@ -119,38 +119,6 @@ impl CustomOp3 for FusedAttentionF32 {
 }
 
 widest_fn!(fn exp_shifted_widest(row: &mut [f32]) -> f32 = exp_shifted_in_place);
-
-/// `row[i] = exp(row[i] − max(row))`, returning the sum of the new values.
-#[inline(always)]
-fn exp_shifted_in_place(row: &mut [f32]) -> f32 {
-    // Eight independent lanes let the compiler vectorise the max and the sum.
-    let mut lanes = [f32::NEG_INFINITY; 8];
-    let mut chunks = row.chunks_exact(8);
-    for c in &mut chunks {
-        for (l, &v) in lanes.iter_mut().zip(c) {
-            *l = l.max(v);
-        }
-    }
-    let max = chunks
-        .remainder()
-        .iter()
-        .chain(lanes.iter())
-        .fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-    let mut acc = [0f32; 8];
-    let mut chunks = row.chunks_exact_mut(8);
-    for c in &mut chunks {
-        for (a, v) in acc.iter_mut().zip(c) {
-            *v = exp_f32(*v - max);
-            *a += *v;
-        }
-    }
-    let mut sum = 0f32;
-    for v in chunks.into_remainder() {
-        *v = exp_f32(*v - max);
-        sum += *v;
-    }
-    sum + acc.iter().sum::<f32>()
-}
 
 #[cfg(test)]
 mod tests {

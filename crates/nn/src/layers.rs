@@ -633,9 +633,10 @@ impl GroupNorm {
 }
 
 /// Numerically stable softmax over the last dimension, computed in f32 (f64 for f64 input)
-/// and returned in the input dtype. Differentiable: when `x` is part of a graph that tracks
-/// gradients it is built from elementary ops; otherwise (inference) candle's fused kernel,
-/// which has no backward pass, computes the same values faster.
+/// and returned in the input dtype. Differentiable: f32 on the CPU takes the one-pass op with
+/// its one-pass backward ([`SoftmaxF32`]); other tensors that track gradients are built from
+/// elementary ops; otherwise (inference) candle's fused kernel, which has no backward pass,
+/// computes the same values faster.
 pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
     let dtype = x.dtype();
     let xf = upcast(x)?;
@@ -643,17 +644,13 @@ pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
     if fused(x, &[]) {
         return Ok(crate::cuda::softmax_last_dim(x, 1.0)?);
     }
-    if !x.track_op() {
-        let xf = xf.contiguous()?;
-        let y = if xf.dtype() == DType::F32 && xf.device().is_cpu() {
-            xf.apply_op1_no_bwd(&SoftmaxF32)?
-        } else {
-            candle_nn::ops::softmax_last_dim(&xf)?
-        };
-        return Ok(y.to_dtype(dtype)?);
-    }
     if xf.dtype() == DType::F32 && xf.device().is_cpu() {
+        // records its backward pass only when `x` tracks gradients
         return Ok(xf.contiguous()?.apply_op1(SoftmaxF32)?.to_dtype(dtype)?);
+    }
+    if !x.track_op() {
+        let y = candle_nn::ops::softmax_last_dim(&xf.contiguous()?)?;
+        return Ok(y.to_dtype(dtype)?);
     }
     softmax_last_dim_differentiable(&xf)?
         .to_dtype(dtype)
@@ -690,7 +687,7 @@ pub(crate) fn exp_f32(x: f32) -> f32 {
 /// Softmax over the last dimension of a contiguous f32 CPU tensor, rows in parallel, with its
 /// backward pass for training: one pass forward and one backward (`dx = y ⊙ (g − Σ g ⊙ y)`
 /// per row) instead of candle's five elementary ops and their gradients, each a pass over
-/// memory. Inference applies it without the backward (`apply_op1_no_bwd`).
+/// memory.
 struct SoftmaxF32;
 
 impl candle_core::CustomOp1 for SoftmaxF32 {
@@ -794,12 +791,12 @@ crate::simd::widest_fn!(fn softmax_grad_row(y: &[f32], g: &[f32], dx: &mut [f32]
 
 crate::simd::widest_fn!(fn softmax_row_in_place(d: &mut [f32]) = softmax_row_inline);
 
-/// Softmax of one row of f32 values, in place.
+/// `row[i] = exp(row[i] − max(row))`, returning the sum of the new values.
 #[inline(always)]
-fn softmax_row_inline(d: &mut [f32]) {
-    // Eight independent lanes let the compiler vectorise max and sum.
+pub(crate) fn exp_shifted_in_place(row: &mut [f32]) -> f32 {
+    // Eight independent lanes let the compiler vectorise the max and the sum.
     let mut lanes = [f32::NEG_INFINITY; 8];
-    let mut chunks = d.chunks_exact(8);
+    let mut chunks = row.chunks_exact(8);
     for c in &mut chunks {
         for (l, &v) in lanes.iter_mut().zip(c) {
             *l = l.max(v);
@@ -810,18 +807,26 @@ fn softmax_row_inline(d: &mut [f32]) {
         .iter()
         .chain(lanes.iter())
         .fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-    for o in d.iter_mut() {
-        *o = exp_f32(*o - max);
-    }
     let mut acc = [0f32; 8];
-    let mut chunks = d.chunks_exact(8);
+    let mut chunks = row.chunks_exact_mut(8);
     for c in &mut chunks {
-        for (a, &v) in acc.iter_mut().zip(c) {
-            *a += v;
+        for (a, v) in acc.iter_mut().zip(c) {
+            *v = exp_f32(*v - max);
+            *a += *v;
         }
     }
-    let sum: f32 = chunks.remainder().iter().sum::<f32>() + acc.iter().sum::<f32>();
-    let inv = 1.0 / sum;
+    let mut sum = 0f32;
+    for v in chunks.into_remainder() {
+        *v = exp_f32(*v - max);
+        sum += *v;
+    }
+    sum + acc.iter().sum::<f32>()
+}
+
+/// Softmax of one row of f32 values, in place.
+#[inline(always)]
+fn softmax_row_inline(d: &mut [f32]) {
+    let inv = 1.0 / exp_shifted_in_place(d);
     for o in d.iter_mut() {
         *o *= inv;
     }

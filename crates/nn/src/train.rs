@@ -999,9 +999,13 @@ impl AdamW {
         } else {
             p.clone()
         };
+        let StepScalars {
+            w,
+            step_size,
+            bias_correction2_sqrt,
+        } = self.step_scalars(step);
         // exp_avg.lerp_(grad, 1 - beta1): torch's lerp takes `self + w (end - self)` for
         // |w| < 0.5 and `end - (end - self)(1 - w)` otherwise.
-        let w = 1.0 - self.beta1;
         let diff = (g - m)?;
         let m = if w.abs() < 0.5 {
             (m + (diff * w)?)?
@@ -1010,12 +1014,6 @@ impl AdamW {
         };
         // exp_avg_sq.mul_(beta2).addcmul_(grad, grad, value=1 - beta2)
         let v = ((v * self.beta2)? + ((g * (1.0 - self.beta2))? * g)?)?;
-        // Python floats: the step is torch's float32 step tensor read back with .item().
-        let t = step as f32 as f64;
-        let bias_correction1 = 1.0 - self.beta1.powf(t);
-        let bias_correction2 = 1.0 - self.beta2.powf(t);
-        let step_size = self.lr / bias_correction1;
-        let bias_correction2_sqrt = bias_correction2.powf(0.5);
         // denom = (exp_avg_sq.sqrt() / bias_correction2_sqrt).add_(eps): a true division by
         // the scalar (candle's `tensor / f64` multiplies by the reciprocal instead).
         let bc2 = Tensor::full(bias_correction2_sqrt, (), p.device())?.to_dtype(p.dtype())?;
@@ -1023,6 +1021,19 @@ impl AdamW {
         // param.addcdiv_(exp_avg, denom, value=-step_size): self + value * t1 / t2
         let p = (&p + ((&m * -step_size)? / &denom)?)?;
         Ok((p, m, v))
+    }
+
+    /// The scalars of an update at `step`, in Python floats as torch computes them.
+    fn step_scalars(&self, step: u64) -> StepScalars {
+        // the step is torch's float32 step tensor read back with .item()
+        let t = step as f32 as f64;
+        let bias_correction1 = 1.0 - self.beta1.powf(t);
+        let bias_correction2 = 1.0 - self.beta2.powf(t);
+        StepScalars {
+            w: 1.0 - self.beta1,
+            step_size: self.lr / bias_correction1,
+            bias_correction2_sqrt: bias_correction2.powf(0.5),
+        }
     }
 
     /// [`AdamW::update`] for f32 CPU tensors in one pass over memory instead of about fifteen:
@@ -1036,10 +1047,11 @@ impl AdamW {
         v: &Tensor,
         step: u64,
     ) -> Result<(Tensor, Tensor, Tensor)> {
-        let t = step as f32 as f64;
-        let bias_correction1 = 1.0 - self.beta1.powf(t);
-        let bias_correction2_sqrt = (1.0 - self.beta2.powf(t)).powf(0.5);
-        let w = 1.0 - self.beta1;
+        let StepScalars {
+            w,
+            step_size,
+            bias_correction2_sqrt,
+        } = self.step_scalars(step);
         let k = AdamWConstants {
             decay: (self.weight_decay != 0.0).then_some((1.0 - self.lr * self.weight_decay) as f32),
             lerp_from_m: w.abs() < 0.5,
@@ -1049,7 +1061,7 @@ impl AdamW {
             one_minus_beta2: (1.0 - self.beta2) as f32,
             bc2_sqrt: bias_correction2_sqrt as f32,
             eps: self.eps as f32,
-            neg_step_size: (-(self.lr / bias_correction1)) as f32,
+            neg_step_size: (-step_size) as f32,
         };
         let flat = |t: &Tensor| -> Result<Vec<f32>> { Ok(t.flatten_all()?.to_vec1::<f32>()?) };
         let (mut p1, g1, mut m1, mut v1) = (flat(p)?, flat(g)?, flat(m)?, flat(v)?);
@@ -1272,6 +1284,14 @@ impl Checkpoint {
     pub fn params_file(&self) -> PathBuf {
         self.dir.join(PARAMS_FILE)
     }
+}
+
+/// [`AdamW::step_scalars`]: the lerp weight `1 − beta1`, `lr / bias_correction1` and
+/// `sqrt(bias_correction2)`.
+struct StepScalars {
+    w: f64,
+    step_size: f64,
+    bias_correction2_sqrt: f64,
 }
 
 /// The scalars of one AdamW update, as f32 (see [`AdamW::update_f32_cpu`]).
