@@ -39,13 +39,24 @@ fn the_demo_decodes_the_clips_and_reconstructs_them_above_chance() {
     let limit = CLIPS.to_string();
     ok(&["video", "demo", "--out", s(&demo), "--steps", "12"]);
 
-    // Decoding: the caption contexts are identified far above chance.
+    // Decoding: the captions are composed word by word; their contexts are identified far
+    // above chance, and each test window's caption is written.
     let fit = json(&demo.join("fit/video_fit.json"));
+    assert_eq!(fit["decoder"], "caption-words");
     let identification = fit["identification_c"].as_f64().unwrap();
     assert!(
         identification > 0.8,
         "context identification {identification}"
     );
+    let words = &fit["caption_words"];
+    for key in ["cv_word_accuracy", "test_word_accuracy"] {
+        let accuracy = words[key].as_f64().unwrap();
+        assert!(accuracy > 0.75, "{key} {accuracy}");
+    }
+    assert!(!words["words"].as_array().unwrap().iter().any(|w| w == "a"));
+    let captions = std::fs::read_to_string(demo.join("fit/decoded_captions.tsv")).unwrap();
+    assert_eq!(captions.lines().count(), CLIPS + 1);
+    assert!(captions.starts_with("segment\ttr\tcaption\n"), "{captions}");
 
     // Clips: every format written, the frames at the stimulus rate.
     let made = json(&demo.join("clips/video_reconstruct.json"));
@@ -80,8 +91,9 @@ fn the_demo_decodes_the_clips_and_reconstructs_them_above_chance() {
     );
     assert_eq!(made["moving_noise"], true);
 
-    // Scores: the motion direction, MinD-Video's 2-way rule (classes colour × shape × motion)
-    // and the shape's colour and kind read from the clips, above chance by a clear margin.
+    // Scores over every test clip: the route's goals (MinD-Video's 2-way rule with classes
+    // colour × shape × motion at least chance + 0.10; the shape's colour 0.8, its kind 0.6 and
+    // its motion direction 0.45 read from the clips).
     let eval = json(&demo.join("report/video_eval.json"));
     let score = |key: &str| {
         (
@@ -93,24 +105,18 @@ fn the_demo_decodes_the_clips_and_reconstructs_them_above_chance() {
     eprintln!("fifty_way {value:.3} (chance {chance:.3})");
     let (direction, direction_chance) = score("direction");
     assert!(
-        direction >= direction_chance + 0.15,
+        direction >= 0.45,
         "direction {direction} (chance {direction_chance})"
     );
     let (two_way, two_way_chance) = score("two_way");
     assert!(
-        two_way >= two_way_chance + 0.06,
+        two_way >= two_way_chance + 0.10,
         "2-way {two_way} (chance {two_way_chance})"
     );
     let (colour, colour_chance) = score("colour");
-    assert!(
-        colour >= colour_chance + 0.3,
-        "colour {colour} (chance {colour_chance})"
-    );
+    assert!(colour >= 0.8, "colour {colour} (chance {colour_chance})");
     let (shape, shape_chance) = score("shape");
-    assert!(
-        shape >= shape_chance + 0.15,
-        "shape {shape} (chance {shape_chance})"
-    );
+    assert!(shape >= 0.6, "shape {shape} (chance {shape_chance})");
     assert_eq!(eval["rows"].as_array().unwrap().len(), CLIPS);
     segments_and_positions(&eval, two_way_chance);
 
@@ -120,6 +126,19 @@ fn the_demo_decodes_the_clips_and_reconstructs_them_above_chance() {
     assert!(
         html.contains("test2 late"),
         "no breakdown by segment and position"
+    );
+    // each clip's row names the caption composed for its window
+    let first_caption = captions
+        .lines()
+        .nth(1)
+        .unwrap()
+        .splitn(3, '\t')
+        .nth(2)
+        .unwrap();
+    assert_eq!(eval["rows"][0]["decoded_caption"], first_caption);
+    assert!(
+        html.contains(&format!("<td>{first_caption}</td>")),
+        "no decoded caption"
     );
     let sources: Vec<&str> = html
         .split("src=\"")
@@ -426,6 +445,25 @@ fn still_noise(dir: &Path, demo: &Path) {
     assert_ne!(frame(&out), frame(&demo.join("clips")));
 }
 
+/// `video fit` on the demo's windows with `captions`, refused with `needles`, `out` unwritten.
+fn fit_refused(demo: &Path, captions: &Path, out: &Path, options: &[&str], needles: &[&str]) {
+    let (stimuli, prepared) = (demo.join("subject/stimuli"), demo.join("prepared"));
+    let mut args = vec![
+        "video",
+        "fit",
+        "--prepared",
+        s(&prepared),
+        "--stimuli",
+        s(&stimuli),
+        "--captions",
+        s(captions),
+        "--out",
+        s(out),
+    ];
+    args.extend(options);
+    refused(&args, needles, Some(out));
+}
+
 fn bad_input(dir: &Path, demo: &Path) {
     let stimuli = demo.join("subject/stimuli");
     // A captions table without a test TR's row.
@@ -437,23 +475,26 @@ fn bad_input(dir: &Path, demo: &Path) {
         .collect();
     let short_path = dir.join("captions.tsv");
     std::fs::write(&short_path, short).unwrap();
-    let out = dir.join("fit-short");
-    refused(
-        &[
-            "video",
-            "fit",
-            "--prepared",
-            s(&demo.join("prepared")),
-            "--stimuli",
-            s(&stimuli),
-            "--captions",
-            s(&short_path),
-            "--out",
-            s(&out),
-        ],
-        &["captions.tsv", "test segment 1 TR 5"],
-        Some(&out.join("video_fit.json")),
-    );
+    let needles = ["captions.tsv", "test segment 1 TR 5"];
+    fit_refused(demo, &short_path, &dir.join("fit-short"), &[], &needles);
+    // Word by word with training captions that all have the same words.
+    let same: String = captions
+        .lines()
+        .enumerate()
+        .map(|(i, l)| match (i, l.rsplit_once('\t')) {
+            (0, _) | (_, None) => format!("{l}\n"),
+            (_, Some((keys, _))) => format!("{keys}\ta moving shape\n"),
+        })
+        .collect();
+    let same_path = dir.join("captions-same.tsv");
+    std::fs::write(&same_path, same).unwrap();
+    let needles = [
+        "captions-same.tsv",
+        "training captions",
+        "differ in their words",
+    ];
+    let words = ["--context", "words"];
+    fit_refused(demo, &same_path, &dir.join("fit-same"), &words, &needles);
     // Decoded motion of the wrong shape.
     let fit = dir.join("fit-bad-motion");
     std::fs::create_dir_all(&fit).unwrap();

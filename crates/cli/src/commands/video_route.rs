@@ -9,7 +9,7 @@ use brainrecon_routes::video::breakdown::GroupScores;
 use brainrecon_routes::video::classifiers::VideoClassifiers;
 use brainrecon_routes::video::evaluate::{evaluate, VideoEvalOptions};
 use brainrecon_routes::video::fit::{
-    default_alphas, fit, LatentFrames, VideoFitOptions, DEFAULT_FOLDS,
+    default_alphas, fit, ContextDecoder, LatentFrames, VideoFitOptions, DEFAULT_FOLDS,
 };
 use brainrecon_routes::video::reconstruct::{reconstruct, VideoReconstructOptions};
 use brainrecon_routes::video::report::write_report;
@@ -161,8 +161,10 @@ pub struct WindowsArgs {
 /// The linear baseline of the video route (the Takagi-style route generalised to clips): ridge
 /// from `video prepare`'s windows to the diffusion model's text context of each clip's caption,
 /// to the clip's global velocity (least-squares motion of its frames) and, with --latent, to the
-/// VAE latent of the clip's frames, alphas by K-fold CV grouped by segment.
-/// Also decodes the mean training window (MinD-Video's negative condition). Scores: CV R² and
+/// VAE latent of the clip's frames, alphas by K-fold CV grouped by segment. With --context
+/// words the caption is decoded word by word instead (a ridge classifier per word on the
+/// features an ANOVA F test keeps, the caption composed from the decoded words) and the test
+/// window's context is that caption's. Also decodes the mean training window (MinD-Video's negative condition). Scores: CV R² and
 /// two-way identification of the decoded test contexts (chance 0.5).
 #[derive(clap::Args)]
 #[command(
@@ -195,6 +197,12 @@ pub struct FitArgs {
     /// reconstruct` moves the initial noise by it)
     #[arg(long)]
     no_motion: bool,
+    /// How the test contexts are decoded: `ridge` to the text encoder's context
+    /// (MinD-Video's linear baseline), or `words`: the caption word by word (a screened ridge
+    /// classifier per word, the caption composed from the decoded words; written to
+    /// decoded_captions.tsv), then its context
+    #[arg(long, default_value = "ridge", value_parser = ["ridge", "words"])]
+    context: String,
     /// cpu, cuda or cuda:N
     #[arg(long, default_value = "cpu")]
     device: String,
@@ -240,6 +248,10 @@ pub fn run_fit(args: FitArgs) -> anyhow::Result<()> {
             folds: args.folds,
             latent,
             motion: !args.no_motion,
+            context: match args.context.as_str() {
+                "words" => ContextDecoder::Words,
+                _ => ContextDecoder::Ridge,
+            },
             progress: show_progress(),
         };
         Ok(fit(&sd, &args.model, &opts)?)
@@ -515,9 +527,10 @@ pub struct DemoArgs {
     /// Only the first N test clips
     #[arg(long)]
     limit: Option<usize>,
-    /// What decodes the windows: ridge (`video fit`) or MinD-Video's window encoder
-    /// (`video train-encoder`, patches of 64 voxels)
-    #[arg(long, default_value = "ridge", value_parser = ["ridge", "encoder"])]
+    /// What decodes the windows' contexts: the caption word by word (`video fit --context
+    /// words`), ridge to the context (`video fit`), or MinD-Video's window encoder (`video
+    /// train-encoder`, patches of 64 voxels)
+    #[arg(long, default_value = "words", value_parser = ["words", "ridge", "encoder"])]
     decoder: String,
 }
 
@@ -589,12 +602,16 @@ pub fn run_demo(args: DemoArgs) -> anyhow::Result<()> {
         "--out",
         &path(&o("fit")),
     ]);
-    if encoder {
-        a.extend(s(&["--patch-size", "64"]));
-    }
-    let title = match encoder {
-        true => "decode each window's caption context (MinD-Video's window encoder)",
-        false => "decode each window's caption context (ridge)",
+    let title = match args.decoder.as_str() {
+        "encoder" => {
+            a.extend(s(&["--patch-size", "64"]));
+            "decode each window's caption context (MinD-Video's window encoder)"
+        }
+        "words" => {
+            a.extend(s(&["--context", "words"]));
+            "decode each window's caption word by word, then its context (ridge per word)"
+        }
+        _ => "decode each window's caption context (ridge)",
     };
     step(3, title, &a)?;
     let mut a = s(&[

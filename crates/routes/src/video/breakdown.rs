@@ -122,6 +122,7 @@ mod tests {
             ssim: 0.5,
             psnr: 10.0,
             two_way,
+            decoded_caption: None,
         }
     }
 

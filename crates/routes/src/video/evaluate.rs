@@ -67,6 +67,9 @@ pub struct ClipRow {
     pub ssim: f64,
     pub psnr: f64,
     pub two_way: f64,
+    /// The caption `video fit --context words` composed for the window.
+    #[serde(default)]
+    pub decoded_caption: Option<String>,
 }
 
 /// A score with its chance level.
@@ -218,6 +221,7 @@ pub fn evaluate(
     classifiers: &VideoClassifiers,
 ) -> Result<VideoEvalSummary> {
     let made: ReconstructSummary = read_json(&opts.reconstructed.join(RECONSTRUCT_SUMMARY))?;
+    let decoded_captions = super::fit::read_decoded_captions(&made.decoded)?.unwrap_or_default();
     let tr_seconds = made.frames as f64 / made.fps;
     let mut stimuli = StimulusClips::new(&opts.stimuli, tr_seconds, made.frames);
     let (mut rows, mut truth_scores, mut recon_scores) = (Vec::new(), Vec::new(), Vec::new());
@@ -260,6 +264,7 @@ pub fn evaluate(
             ssim,
             psnr,
             two_way: 0.0,
+            decoded_caption: decoded_captions.get(&(segment, tr)).cloned(),
         });
     }
     let n = rows.len();

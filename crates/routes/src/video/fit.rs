@@ -14,9 +14,11 @@
 //! <out>/true_c_test.npy    float32 (test samples, T·D): the captions' contexts
 //! <out>/test_index.npy     int64 (test samples, 2): segment, stimulus TR
 //! <out>/decoded_motion.npy, true_motion_test.npy   see `motion.rs` (unless motion is off)
+//! <out>/decoded_captions.tsv  segment, tr, caption composed word by word (`--context words`)
 //! <out>/models/c/, models/z/, models/motion/   the ridge models (ridge predict reads them)
 //! ```
 
+use super::caption_words::{decode_captions, CaptionWords, WordDecoderSummary};
 use super::motion::{fit_motion, MotionFit};
 use super::stimuli::{captions_of, read_captions, StimulusClips, StimulusTr};
 use crate::error::{Result, RouteError};
@@ -30,6 +32,7 @@ use brainrecon_diffusion::pipeline::StableDiffusion;
 use brainrecon_ridge::{Cv, RidgeCv, RidgeModel, Scoring};
 use candle_core::Tensor;
 use faer::Mat;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 pub const SUMMARY_FILE: &str = "video_fit.json";
@@ -57,7 +60,19 @@ pub struct VideoFitOptions {
     pub latent: Option<LatentFrames>,
     /// Also decode each clip's global velocity (`motion.rs`).
     pub motion: bool,
+    /// How the test contexts are decoded.
+    pub context: ContextDecoder,
     pub progress: bool,
+}
+
+/// How `video fit` decodes a test window's context.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ContextDecoder {
+    /// Ridge to the text encoder's context (MinD-Video's linear baseline).
+    #[default]
+    Ridge,
+    /// The caption word by word, then its context (`caption_words.rs`).
+    Words,
 }
 
 /// Which frames' latents `video fit --latent` decodes.
@@ -107,6 +122,9 @@ pub struct VideoFitSummary {
     /// The motion decoder's scores, when motion was decoded.
     #[serde(default)]
     pub motion: Option<MotionFit>,
+    /// The word decoder's choices and scores (`--context words`).
+    #[serde(default)]
+    pub caption_words: Option<WordDecoderSummary>,
     pub seconds: f64,
 }
 
@@ -251,6 +269,59 @@ pub(crate) fn fit_grouped(
     Ok((model, mean))
 }
 
+/// `decoded_captions.tsv`: the caption composed for each test window (`--context words`).
+pub const DECODED_CAPTIONS_FILE: &str = "decoded_captions.tsv";
+
+fn write_decoded_captions(path: &Path, test: &[StimulusTr], captions: &[String]) -> Result<()> {
+    let mut text = String::from("segment\ttr\tcaption\n");
+    for (s, caption) in test.iter().zip(captions) {
+        text.push_str(&format!("{}\t{}\t{caption}\n", s.segment, s.tr));
+    }
+    Ok(brainrecon_data::atomic::write_bytes_atomic(
+        path,
+        text.as_bytes(),
+    )?)
+}
+
+/// `decoded_captions.tsv` by (segment, TR), when `fit` wrote one (`--context words`).
+pub fn read_decoded_captions(fit: &Path) -> Result<Option<HashMap<(usize, usize), String>>> {
+    let path = fit.join(DECODED_CAPTIONS_FILE);
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let text =
+        std::fs::read_to_string(&path).map_err(|e| brainrecon_data::DataError::io(&path, e))?;
+    let mut lines = text.lines();
+    let header = lines.next().unwrap_or("");
+    if header != "segment\ttr\tcaption" {
+        return Err(RouteError::mismatch(
+            &path,
+            "header",
+            "segment<TAB>tr<TAB>caption",
+            header,
+        ));
+    }
+    let mut captions = HashMap::new();
+    for (i, line) in lines.enumerate() {
+        let cells: Vec<&str> = line.splitn(3, '\t').collect();
+        let number = |cell: Option<&&str>| cell.and_then(|c| c.parse::<usize>().ok());
+        match (number(cells.first()), number(cells.get(1)), cells.get(2)) {
+            (Some(segment), Some(tr), Some(caption)) => {
+                captions.insert((segment, tr), caption.to_string());
+            }
+            _ => {
+                return Err(RouteError::mismatch(
+                    &path,
+                    format!("row {}", i + 2),
+                    "segment<TAB>tr<TAB>caption with whole numbers",
+                    line,
+                ))
+            }
+        }
+    }
+    Ok(Some(captions))
+}
+
 pub(crate) fn write_matrix(path: &Path, m: &Mat<f32>) -> Result<()> {
     Ok(npy::write(path, &[m.nrows(), m.ncols()], &row_major(m))?)
 }
@@ -303,11 +374,36 @@ pub fn fit(
         ));
     }
     let table = read_captions(&opts.captions)?;
-    let (c_train, context_shape) = contexts(sd, &captions_of(&opts.captions, &table, &train)?)?;
-    let (c_test, _) = contexts(sd, &captions_of(&opts.captions, &table, &test)?)?;
+    let train_captions = captions_of(&opts.captions, &table, &train)?;
+    let test_captions = captions_of(&opts.captions, &table, &test)?;
+    if opts.context == ContextDecoder::Words
+        && CaptionWords::new(&train_captions).varying().is_empty()
+    {
+        return Err(RouteError::mismatch(
+            &opts.captions,
+            "training captions",
+            "captions that differ in their words (--context words decodes each word)",
+            "every training caption with the same words",
+        ));
+    }
+    let (c_train, context_shape) = contexts(sd, &train_captions)?;
+    let (c_test, _) = contexts(sd, &test_captions)?;
     let groups: Vec<i64> = train.iter().map(|s| s.segment as i64).collect();
     let (c_model, cv_r2_c) = fit_grouped(&x_train, &c_train, &groups, &opts.alphas, opts.folds)?;
-    let decoded_c = c_model.predict(x_test.as_ref())?;
+    let (decoded_c, words) = match opts.context {
+        ContextDecoder::Ridge => (c_model.predict(x_test.as_ref())?, None),
+        ContextDecoder::Words => {
+            let decoded = decode_captions(
+                [&x_train, &x_test],
+                [&train_captions, &test_captions],
+                &groups,
+                &opts.alphas,
+                opts.folds,
+            )?;
+            let (c, _) = contexts(sd, &decoded.test_captions)?;
+            (c, Some(decoded))
+        }
+    };
     let mean_window = Mat::from_fn(1, x_train.ncols(), |_, c| {
         (0..x_train.nrows())
             .map(|r| x_train[(r, c)] as f64)
@@ -321,6 +417,13 @@ pub fn fit(
     std::fs::create_dir_all(out).map_err(|e| brainrecon_data::DataError::io(out, e))?;
     write_decoded_contexts(out, [&decoded_c, &negative_c, &c_test], &test)?;
     c_model.save(out.join("models").join("c"))?;
+    if let Some(words) = &words {
+        write_decoded_captions(
+            &out.join(DECODED_CAPTIONS_FILE),
+            &test,
+            &words.test_captions,
+        )?;
+    }
 
     // the latents first: the clips they decode leave their velocities for the motion decoder
     let mut clips = StimulusClips::new(&opts.stimuli, meta.design.tr, meta.design.frames_per_tr);
@@ -351,7 +454,10 @@ pub fn fit(
     };
     let summary = VideoFitSummary {
         format: "brainrecon-video-fit".into(),
-        decoder: ridge_decoder(),
+        decoder: match opts.context {
+            ContextDecoder::Ridge => ridge_decoder(),
+            ContextDecoder::Words => "caption-words".into(),
+        },
         prepared: opts.prepared.clone(),
         stimuli: opts.stimuli.clone(),
         captions: opts.captions.clone(),
@@ -369,6 +475,7 @@ pub fn fit(
         identification_c,
         identification_z,
         motion,
+        caption_words: words.map(|w| w.summary),
         seconds: started.elapsed().as_secs_f64(),
     };
     write_json_atomic(&out.join(SUMMARY_FILE), &summary)?;

@@ -1,6 +1,7 @@
 //! The video route: continuous fMRI (CC2017's layout, `video prepare`) → short clips.
-//! `fit` decodes each fMRI window to the clip caption's text context, the clip's velocity
-//! (`motion`) and the first frame's latent (ridge); `reconstruct` generates a clip per test
+//! `fit` decodes each fMRI window to the clip caption's text context (ridge, or the caption
+//! word by word: `caption_words`), the clip's velocity (`motion`) and the first frame's latent
+//! (ridge); `reconstruct` generates a clip per test
 //! window with motion modules in the diffusion model's U-Net, guided against the mean window's
 //! context, from initial noise moving at the decoded velocity; `evaluate` scores the
 //! clips by MinD-Video's protocol (`breakdown`: per segment and position in it); `report` shows them side by side; `train_motion` trains
@@ -9,6 +10,7 @@
 //! trained contrastively, then with the motion U-Net).
 
 pub mod breakdown;
+pub mod caption_words;
 pub mod classifiers;
 pub mod evaluate;
 pub mod fit;

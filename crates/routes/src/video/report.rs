@@ -44,17 +44,18 @@ pub fn write_report(
             .reconstructed
             .join("clips")
             .join(format!("{name}.gif"));
-        let _ = write!(
+        let _ = writeln!(
             rows,
             "<tr><td>test{} TR {}</td><td><img src=\"{}\" alt=\"stimulus\"></td>\
              <td><img src=\"{}\" alt=\"reconstruction\"></td><td>{}</td><td>{}</td>\
-             <td>{:.3}</td><td>{:.1}</td><td>{:.2}</td></tr>\n",
+             <td>{}</td><td>{:.3}</td><td>{:.1}</td><td>{:.2}</td></tr>",
             row.segment,
             row.tr,
             escape(&relative_href(out, &stimulus_gif)),
             escape(&relative_href(out, &recon_gif)),
             escape(&row.stimulus_reading),
             escape(&row.reconstruction_reading),
+            escape(row.decoded_caption.as_deref().unwrap_or("–")),
             row.ssim,
             row.psnr,
             row.two_way,
@@ -133,7 +134,7 @@ fn page(s: &VideoEvalSummary, rows: &str) -> String {
          <tr><td>SSIM ({}²)</td><td>{:.3}</td><td></td><td>0.171</td></tr>\n\
          <tr><td>PSNR</td><td>{:.2}</td><td></td><td></td></tr>\n</table>\n{}\
          <h2>Clips</h2>\n<table>\n<tr><th>clip</th><th>stimulus</th><th>reconstruction</th>\
-         <th>stimulus read</th><th>reconstruction read</th><th>SSIM</th><th>PSNR</th>\
+         <th>stimulus read</th><th>reconstruction read</th><th>decoded caption</th><th>SSIM</th><th>PSNR</th>\
          <th>2-way</th></tr>\n{}</table>\n</body></html>\n",
         s.clips,
         escape(&s.classifier),

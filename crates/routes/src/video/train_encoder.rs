@@ -457,6 +457,7 @@ fn write_decoded(
         identification_c: identification(&decoded, &truth)?.0,
         identification_z: None,
         motion,
+        caption_words: None,
         seconds,
     };
     write_json_atomic(&out.join(SUMMARY_FILE), &summary)?;
