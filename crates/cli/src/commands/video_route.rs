@@ -261,7 +261,7 @@ pub fn run_fit(args: FitArgs) -> anyhow::Result<()> {
     }
     outln!(
         "decoded {} test windows from {} training windows ({} features): context CV R² {:.3}, \
-         identification {:.3} (chance 0.5){}{} → {}",
+         identification {:.3} (chance 0.5){}{}{} → {}",
         summary.n_test,
         summary.n_train,
         summary.n_features,
@@ -282,6 +282,18 @@ pub fn run_fit(args: FitArgs) -> anyhow::Result<()> {
             "; motion r {:.3} (x) {:.3} (y), direction {:.3} (chance {:.3})",
             m.correlation[0], m.correlation[1], m.direction_agreement, m.direction_chance
         )),
+        summary
+            .caption_words
+            .as_ref()
+            .map_or(String::new(), |w| format!(
+                "; captions word by word: {:.3} of their words right (CV {:.3}), {} combinations \
+             no training caption has, features screened to {} %, alpha {}",
+                w.test_word_accuracy,
+                w.cv_word_accuracy,
+                w.novel_captions,
+                w.screening_percent,
+                w.alpha
+            )),
         args.out.display()
     )?;
     Ok(())

@@ -15,6 +15,7 @@
 use crate::error::{Result, RouteError};
 use brainrecon_ridge::fold_assignment;
 use faer::{Mat, Side};
+use indicatif::ProgressBar;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// Shares of the features kept by the screening (percent) that CV chooses among; nilearn's
@@ -310,8 +311,10 @@ fn word_scores(
     vocabulary: &CaptionWords,
     indicators: &[f64],
     [percents, alphas]: [&[f64]; 2],
+    bar: &ProgressBar,
 ) -> Result<Vec<Vec<Vec<f64>>>> {
     let (n_eval, n_words) = (rows[1].len(), vocabulary.n_words());
+    bar.inc_length(vocabulary.varying().len() as u64);
     let mut scores = vec![vec![vec![0.0; n_eval * n_words]; alphas.len()]; percents.len()];
     let fit = Mat::from_fn(rows[0].len(), x.ncols(), |i, c| x[(rows[0][i], c)]);
     for &w in vocabulary.varying() {
@@ -328,6 +331,7 @@ fn word_scores(
                 }
             }
         }
+        bar.inc(1);
     }
     Ok(scores)
 }
@@ -341,13 +345,13 @@ pub struct DecodedCaptions {
 
 /// Chooses the screening and alpha by grouped K-fold CV, refits on every training window and
 /// composes each test window's caption. `x_*`: (windows, features); `groups`: segment of each
-/// training window.
+/// training window; `progress`: a bar over the word decoders fitted.
 pub fn decode_captions(
     [x_train, x_test]: [&Mat<f32>; 2],
     [train_captions, test_captions]: [&[String]; 2],
     groups: &[i64],
-    alphas: &[f64],
-    folds: usize,
+    (alphas, folds): (&[f64], usize),
+    progress: bool,
 ) -> Result<DecodedCaptions> {
     let n = x_train.nrows();
     let vocabulary = CaptionWords::new(train_captions);
@@ -364,7 +368,8 @@ pub fn decode_captions(
     let n_groups = groups.iter().collect::<BTreeSet<_>>().len();
     let fold_of = fold_assignment(n, folds.min(n_groups).max(2), Some(groups))?;
     let grid = [&SCREENING_PERCENTS[..], alphas];
-    let accuracy = cv_word_accuracy(&x, train_captions, &fold_of, grid)?;
+    let bar = crate::progress::bar(0, "word decoders", progress);
+    let accuracy = cv_word_accuracy(&x, train_captions, &fold_of, grid, &bar)?;
     let (p, a) = best_cell(&accuracy);
     let train_rows: Vec<usize> = (0..n).collect();
     let test_rows: Vec<usize> = (n..x.nrows()).collect();
@@ -378,7 +383,9 @@ pub fn decode_captions(
         &vocabulary,
         &indicators,
         chosen,
+        &bar,
     )?;
+    bar.finish_and_clear();
     let composed: Vec<String> = scores[0][0]
         .chunks_exact(vocabulary.n_words())
         .map(|decoded| vocabulary.compose(decoded))
@@ -422,6 +429,7 @@ fn cv_word_accuracy(
     captions: &[String],
     fold_of: &[usize],
     grid: [&[f64]; 2],
+    bar: &ProgressBar,
 ) -> Result<Vec<Vec<f64>>> {
     let mut total = vec![vec![0.0; grid[1].len()]; grid[0].len()];
     for fold in 0..=fold_of.iter().copied().max().unwrap_or(0) {
@@ -439,7 +447,7 @@ fn cv_word_accuracy(
             indicators[r * width..(r + 1) * width]
                 .copy_from_slice(&fit_indicators[i * width..(i + 1) * width]);
         }
-        let scores = word_scores(x, [&fit, &eval], &vocabulary, &indicators, grid)?;
+        let scores = word_scores(x, [&fit, &eval], &vocabulary, &indicators, grid, bar)?;
         for (p, per_alpha) in scores.iter().enumerate() {
             for (a, decoded) in per_alpha.iter().enumerate() {
                 total[p][a] += decoded

@@ -397,8 +397,8 @@ pub fn fit(
                 [&x_train, &x_test],
                 [&train_captions, &test_captions],
                 &groups,
-                &opts.alphas,
-                opts.folds,
+                (&opts.alphas, opts.folds),
+                opts.progress,
             )?;
             let (c, _) = contexts(sd, &decoded.test_captions)?;
             (c, Some(decoded))
