@@ -17,6 +17,7 @@ use brainrecon_ridge::fold_assignment;
 use faer::{Mat, Side};
 use indicatif::ProgressBar;
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
 
 /// Shares of the features kept by the screening (percent) that CV chooses among; nilearn's
 /// `Decoder` keeps 20.
@@ -56,6 +57,11 @@ fn tokens(caption: &str) -> Vec<&str> {
     caption.split_whitespace().collect()
 }
 
+/// Index of `token` in the sorted `words`.
+fn word_index(words: &[String], token: &str) -> Option<usize> {
+    words.binary_search_by(|w| w.as_str().cmp(token)).ok()
+}
+
 impl CaptionWords {
     /// The vocabulary of `captions`; at least one caption must have a word.
     pub fn new(captions: &[String]) -> Self {
@@ -66,11 +72,16 @@ impl CaptionWords {
             .into_iter()
             .map(str::to_string)
             .collect();
-        let index = |w: &str| words.binary_search_by(|x| x.as_str().cmp(w)).unwrap_or(0);
+        let ids = |caption: &str| -> Vec<usize> {
+            tokens(caption)
+                .into_iter()
+                .filter_map(|t| word_index(&words, t))
+                .collect()
+        };
         let bank: Vec<Vec<usize>> = captions
             .iter()
-            .map(|c| tokens(c).into_iter().map(index).collect::<Vec<_>>())
-            .filter(|c: &Vec<usize>| !c.is_empty())
+            .map(|c| ids(c))
+            .filter(|c| !c.is_empty())
             .collect::<BTreeSet<_>>()
             .into_iter()
             .collect();
@@ -83,7 +94,13 @@ impl CaptionWords {
                     .insert(w);
             }
         }
-        let counts = captions_per_word(words.len(), captions, &index);
+        // how many captions hold each word
+        let mut counts = vec![0; words.len()];
+        for caption in captions {
+            for w in ids(caption).into_iter().collect::<BTreeSet<_>>() {
+                counts[w] += 1;
+            }
+        }
         let varying = (0..words.len())
             .filter(|&w| counts[w] > 0 && counts[w] < captions.len())
             .collect();
@@ -115,10 +132,11 @@ impl CaptionWords {
     pub fn indicators(&self, captions: &[String]) -> Vec<f64> {
         let mut out = vec![0.0; captions.len() * self.words.len()];
         for (row, caption) in captions.iter().enumerate() {
-            for t in tokens(caption) {
-                if let Ok(w) = self.words.binary_search_by(|x| x.as_str().cmp(t)) {
-                    out[row * self.words.len() + w] = 1.0;
-                }
+            for w in tokens(caption)
+                .into_iter()
+                .filter_map(|t| word_index(&self.words, t))
+            {
+                out[row * self.words.len() + w] = 1.0;
             }
         }
         out
@@ -149,7 +167,7 @@ impl CaptionWords {
     /// The caption composed from decoded word scores: the best-scoring bank caption, then
     /// single-word edits among each position's seen words while the score rises strictly.
     pub fn compose(&self, decoded: &[f64]) -> String {
-        let mut best = self
+        let (mut score, mut best) = self
             .bank
             .iter()
             .map(|c| (self.score(c, decoded), c))
@@ -157,9 +175,7 @@ impl CaptionWords {
                 Some((b, _)) if b >= s => acc,
                 _ => Some((s, c)),
             })
-            .map(|(_, c)| c.clone())
-            .unwrap_or_default();
-        let mut score = self.score(&best, decoded);
+            .map_or((f64::NEG_INFINITY, Vec::new()), |(s, c)| (s, c.clone()));
         // each accepted edit raises the score, so no caption repeats; the bound is a guard
         for _ in 0..self.words.len().max(1) * best.len().max(1) {
             let Some((s, edited)) = self.best_edit(&best, decoded) else {
@@ -197,22 +213,6 @@ impl CaptionWords {
     }
 }
 
-/// How many of `captions` hold each word.
-fn captions_per_word(
-    n_words: usize,
-    captions: &[String],
-    index: &dyn Fn(&str) -> usize,
-) -> Vec<usize> {
-    let mut counts = vec![0; n_words];
-    for caption in captions {
-        let words: BTreeSet<usize> = tokens(caption).into_iter().map(index).collect();
-        for w in words {
-            counts[w] += 1;
-        }
-    }
-    counts
-}
-
 /// Share of `truth`'s words matched position by position by `composed` (over the longer).
 pub fn word_accuracy(composed: &str, truth: &str) -> f64 {
     let (a, b) = (tokens(composed), tokens(truth));
@@ -245,7 +245,7 @@ pub fn f_two_groups(x: &Mat<f64>, labels: &[bool]) -> Vec<f64> {
                 .map(|(r, &l)| (x[(r, c)] - if l { m1 } else { m0 }).powi(2))
                 .sum();
             let between = n0 as f64 * (m0 - mean).powi(2) + n1 as f64 * (m1 - mean).powi(2);
-            between / (within / (n - 2) as f64)
+            between / (within / (n as f64 - 2.0))
         })
         .collect()
 }
@@ -253,11 +253,13 @@ pub fn f_two_groups(x: &Mat<f64>, labels: &[bool]) -> Vec<f64> {
 /// The `percent` share (at least one) of columns with the largest F, in column order; NaN
 /// ranks last, ties by column.
 pub fn screened(f: &[f64], percent: f64) -> Vec<usize> {
-    let keep = ((f.len() as f64 * percent / 100.0).ceil() as usize).clamp(1, f.len().max(1));
+    let keep = ((f.len() as f64 * percent / 100.0).ceil() as usize)
+        .max(1)
+        .min(f.len());
     let key = |v: f64| if v.is_nan() { f64::NEG_INFINITY } else { v };
     let mut order: Vec<usize> = (0..f.len()).collect();
     order.sort_by(|&a, &b| key(f[b]).total_cmp(&key(f[a])).then(a.cmp(&b)));
-    order.truncate(keep.min(f.len()));
+    order.truncate(keep);
     order.sort_unstable();
     order
 }
@@ -344,11 +346,13 @@ pub struct DecodedCaptions {
 }
 
 /// Chooses the screening and alpha by grouped K-fold CV, refits on every training window and
-/// composes each test window's caption. `x_*`: (windows, features); `groups`: segment of each
-/// training window; `progress`: a bar over the word decoders fitted.
+/// composes each test window's caption. `x_*`: (windows, features); `captions_path`: the
+/// captions' file, named by errors; `groups`: segment of each training window; `progress`: a
+/// bar over the word decoders fitted.
 pub fn decode_captions(
     [x_train, x_test]: [&Mat<f32>; 2],
     [train_captions, test_captions]: [&[String]; 2],
+    captions_path: &Path,
     groups: &[i64],
     (alphas, folds): (&[f64], usize),
     progress: bool,
@@ -356,9 +360,11 @@ pub fn decode_captions(
     let n = x_train.nrows();
     let vocabulary = CaptionWords::new(train_captions);
     if vocabulary.varying().is_empty() {
-        return Err(RouteError::Usage(
-            "--context words: the training captions all have the same words; nothing to decode"
-                .into(),
+        return Err(RouteError::mismatch(
+            captions_path,
+            "training captions",
+            "captions that differ in their words (--context words decodes each word)",
+            "every training caption with the same words",
         ));
     }
     let x = Mat::from_fn(n + x_test.nrows(), x_train.ncols(), |r, c| match r < n {

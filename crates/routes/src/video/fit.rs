@@ -18,7 +18,7 @@
 //! <out>/models/c/, models/z/, models/motion/   the ridge models (ridge predict reads them)
 //! ```
 
-use super::caption_words::{decode_captions, CaptionWords, WordDecoderSummary};
+use super::caption_words::{decode_captions, WordDecoderSummary};
 use super::motion::{fit_motion, MotionFit};
 use super::stimuli::{captions_of, read_captions, StimulusClips, StimulusTr};
 use crate::error::{Result, RouteError};
@@ -376,16 +376,6 @@ pub fn fit(
     let table = read_captions(&opts.captions)?;
     let train_captions = captions_of(&opts.captions, &table, &train)?;
     let test_captions = captions_of(&opts.captions, &table, &test)?;
-    if opts.context == ContextDecoder::Words
-        && CaptionWords::new(&train_captions).varying().is_empty()
-    {
-        return Err(RouteError::mismatch(
-            &opts.captions,
-            "training captions",
-            "captions that differ in their words (--context words decodes each word)",
-            "every training caption with the same words",
-        ));
-    }
     let (c_train, context_shape) = contexts(sd, &train_captions)?;
     let (c_test, _) = contexts(sd, &test_captions)?;
     let groups: Vec<i64> = train.iter().map(|s| s.segment as i64).collect();
@@ -396,6 +386,7 @@ pub fn fit(
             let decoded = decode_captions(
                 [&x_train, &x_test],
                 [&train_captions, &test_captions],
+                &opts.captions,
                 &groups,
                 (&opts.alphas, opts.folds),
                 opts.progress,
