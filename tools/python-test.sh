@@ -8,7 +8,8 @@
 #   bash tools/python-test.sh -- -k ridge  # arguments after -- go to pytest
 #
 # BRAINRECON_PY_VENV chooses the environment (default target-py/venv), CARGO_TARGET_DIR the
-# build directory (default target-py), BRAINRECON_ZERO_COPY_MB the zero-copy check's input size.
+# build directory (default target-py), BRAINRECON_ZERO_COPY_MB the zero-copy check's input size,
+# BRAINRECON_CLI the brainrecon binary the routes' images are compared with.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -50,6 +51,12 @@ start=$(date +%s)
   --features workspace-build --interpreter "$venv/bin/python" --out "$wheels"
 echo "wheel built in $(( $(date +%s) - start )) s: $(ls "$wheels")"
 "$venv/bin/python" -m pip install -q --disable-pip-version-check --force-reinstall --no-deps "$wheels"/*.whl
+# The routes' tests compare their images with the CLI's bytes when a binary no older than the
+# sources is at hand (tools/test.sh builds it first); BRAINRECON_CLI names another.
+cli="$CARGO_TARGET_DIR/debug/brainrecon"
+if [ -z "${BRAINRECON_CLI:-}" ] && [ -x "$cli" ] && [ -z "$(find crates -name '*.rs' -newer "$cli" -print -quit)" ]; then
+  export BRAINRECON_CLI="$cli"
+fi
 # run from the tests' folder so that `import brainrecon` is the installed wheel
 cd crates/python/tests
 "$venv/bin/python" -m pytest -q "${pytest_args[@]}"

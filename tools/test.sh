@@ -47,7 +47,33 @@ export CARGO_INCREMENTAL="${CARGO_INCREMENTAL:-0}"
 # ablation test took 394 s with it on a quiet 2-core machine, 307 s without it under load 5).
 # Matrix products keep their threads (RAYON_NUM_THREADS).
 export CANDLE_NUM_THREADS="${CANDLE_NUM_THREADS:-1}"
+# Formatting first: the cheapest check fails quickest (the tree is rustfmt-clean).
+if cargo fmt --version >/dev/null 2>&1; then
+  cargo fmt --all --check
+else
+  echo "note: rustfmt is not installed (rustup component add rustfmt); formatting was not checked" >&2
+fi
 cargo test --workspace --locked "$@"
+# The guide (docs/, an mdBook; book.toml at the root) builds without a warning. Its links and
+# anchors were checked above (crates/cli/tests/docs_links.rs): mdBook checks neither. mdBook
+# is built from crates.io when missing (2–3 minutes on 2 cores), into a folder of its own.
+if [ "${BRAINRECON_TEST_BOOK:-1}" = 1 ]; then
+  mdbook_version=0.5.4
+  mdbook_root=${BRAINRECON_MDBOOK_ROOT:-$HOME/.local/brainrecon-mdbook-$mdbook_version}
+  if [ ! -x "$mdbook_root/bin/mdbook" ]; then
+    echo "installing mdbook $mdbook_version (builds the guide)" >&2
+    cargo install mdbook --locked --version "$mdbook_version" --no-default-features \
+      --root "$mdbook_root" --quiet
+  fi
+  book_log=$("$mdbook_root/bin/mdbook" build 2>&1) || { echo "$book_log" >&2; exit 1; }
+  if grep -E 'WARN|ERROR' <<<"$book_log" >&2; then
+    echo "error: mdbook build warned (above)" >&2
+    exit 1
+  fi
+  echo "the guide: target/book/index.html"
+else
+  echo "note: the guide's build was left out (BRAINRECON_TEST_BOOK=0)" >&2
+fi
 # The Python package, built in the same target folder: only the bindings compile anew.
 if [ "${BRAINRECON_TEST_PYTHON:-1}" = 1 ]; then
   CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$(pwd)/target}" bash tools/python-test.sh

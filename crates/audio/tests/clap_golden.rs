@@ -344,7 +344,7 @@ fn the_towers_are_differentiable() {
     // a fresh CLAP-architecture model (the fused tiny config) trained for one step's gradient
     let config = ClapConfig::from_file(&fixtures().join("fused/config.json")).unwrap();
     let dev = Device::Cpu;
-    let (model, params) = brainrecon_nn::train::init_parameters_with(
+    let (model, params) = brainrecon_nn::init::init_parameters_with(
         |vb| ClapModel::new(vb, &config),
         3,
         DType::F32,

@@ -451,7 +451,7 @@ pub fn per_sample_cosine(a: &Tensor, b: &Tensor) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use brainrecon_nn::train::init_parameters;
+    use brainrecon_nn::init::init_parameters;
     use candle_core::{DType, Device};
 
     fn tiny(groups: &[(usize, usize)]) -> BrainToContextConfig {
@@ -567,7 +567,7 @@ mod tests {
 pub(crate) mod hostile_tests {
     use super::*;
     use brainrecon_nn::config_bounds::hostile::problems;
-    use brainrecon_nn::train::init_parameters;
+    use brainrecon_nn::init::init_parameters;
     use candle_core::{DType, Device};
     use serde_json::Value;
 

@@ -27,8 +27,8 @@ use std::path::Path;
 
 use crate::b2c::{build_from_folder, per_sample_cosine, per_sample_mse, BlockSizes, EncoderBlock};
 use brainrecon_nn::layers::{LayerNorm, Linear};
+use brainrecon_nn::loss::symmetric_info_nce;
 use brainrecon_nn::rng::dropout;
-use brainrecon_nn::train::symmetric_info_nce;
 use brainrecon_nn::{ModelError, Result};
 use candle_core::Tensor;
 use candle_nn::VarBuilder;
@@ -325,7 +325,7 @@ pub fn encoder_loss(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use brainrecon_nn::train::init_parameters;
+    use brainrecon_nn::init::init_parameters;
     use candle_core::{DType, Device};
 
     fn tiny() -> WindowEncoderConfig {
@@ -426,7 +426,7 @@ mod tests {
 mod hostile_tests {
     use super::*;
     use brainrecon_nn::config_bounds::hostile::problems;
-    use brainrecon_nn::train::init_parameters;
+    use brainrecon_nn::init::init_parameters;
     use candle_core::{DType, Device};
 
     /// Every number of a small window-encoder config set to 0, -1, huge or the wrong type: no

@@ -4,7 +4,7 @@
 //! temporal blocks; one constant window, one of magnitude 30).
 
 use brainrecon_brain::window::{encoder_loss, FmriWindowEncoder, WindowEncoderConfig};
-use brainrecon_nn::train::Parameters;
+use brainrecon_nn::params::Parameters;
 use brainrecon_nn::weights::{Overlay, Weights};
 use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;

@@ -18,6 +18,7 @@ macro_rules! out {
     };
 }
 
+mod args;
 mod commands;
 #[cfg(all(unix, not(feature = "cuda")))]
 mod launch;
@@ -55,13 +56,16 @@ enum Command {
     B2c(commands::b2c::B2cCommand),
     Eval(commands::eval::Args),
     Generate(commands::generate::Args),
-    TrainPrior(commands::train_prior::Args),
-    TrainCaptioner(commands::train_captioner::Args),
-    TrainClap(commands::train_clap::Args),
-    TrainWord2vec(commands::train_word2vec::Args),
+    TrainPrior(commands::train::prior::Args),
+    TrainCaptioner(commands::train::captioner::Args),
+    TrainClap(commands::train::clap::Args),
+    TrainWord2vec(commands::train::word2vec::Args),
+    /// Train one of the project's own models (the train-* verbs are the same commands)
+    #[command(subcommand)]
+    Train(commands::train::TrainCommand),
     Caption(commands::caption::Args),
     Encode(commands::encode::Args),
-    EncodeRuns(commands::encode_runs::Args),
+    EncodeRuns(commands::encode::runs::Args),
     #[command(subcommand)]
     Music(commands::music::MusicCommand),
     #[command(subcommand)]
@@ -126,13 +130,14 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::B2c(command) => commands::b2c::run(command),
         Command::Eval(args) => commands::eval::run(args),
         Command::Generate(args) => commands::generate::run(args),
-        Command::TrainPrior(args) => commands::train_prior::run(args),
-        Command::TrainCaptioner(args) => commands::train_captioner::run(args),
-        Command::TrainClap(args) => commands::train_clap::run(args),
-        Command::TrainWord2vec(args) => commands::train_word2vec::run(args),
+        Command::TrainPrior(args) => commands::train::prior::run(args),
+        Command::TrainCaptioner(args) => commands::train::captioner::run(args),
+        Command::TrainClap(args) => commands::train::clap::run(args),
+        Command::TrainWord2vec(args) => commands::train::word2vec::run(args),
+        Command::Train(command) => commands::train::run(command),
         Command::Caption(args) => commands::caption::run(args),
         Command::Encode(args) => commands::encode::run(args),
-        Command::EncodeRuns(args) => commands::encode_runs::run(args),
+        Command::EncodeRuns(args) => commands::encode::runs::run(args),
         Command::Music(command) => commands::music::run(command),
         Command::Video(command) => commands::video::run(command),
         Command::Ridge(command) => commands::ridge::run(command),

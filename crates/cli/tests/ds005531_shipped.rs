@@ -1,6 +1,6 @@
 //! ds005531 as OpenNeuro ships it (crates/cli/tests/fixtures/ds005531_shipped, written by
 //! tools/fixtures/ds005531_shipped.py): dataDT longer than the movie, Japanese annotations with
-//! the real markup, the shipped GPT-2 feature files. The README's commands run unchanged on it
+//! the real markup, the shipped GPT-2 feature files. The guide's commands run unchanged on it
 //! and each kind's planted voxels come out best explained by their own band.
 
 mod common;
@@ -68,14 +68,15 @@ fn workspace() -> tempfile::TempDir {
     dir
 }
 
-/// The commands of the README's ds005531 block, as argument lists.
+/// The commands of the guide's ds005531 block (docs/datasets/ds005531.md), as argument lists.
 fn readme_commands() -> Vec<Vec<String>> {
-    let readme =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
-            .unwrap();
+    let readme = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../docs/datasets/ds005531.md"),
+    )
+    .unwrap();
     let marker = readme
         .find("<!-- ds005531 commands")
-        .expect("the README marks the ds005531 block");
+        .expect("the ds005531 page marks the ds005531 block");
     let block = readme[marker..]
         .split("```")
         .nth(1)

@@ -2,10 +2,11 @@
 //! mosaics of a moving head phantom, one of them written in two parts (a copy under way), and a
 //! broken file among them. Asserted: every volume is read once complete and only then, the motion
 //! trace follows the planted motion, the broken file is reported and the session goes on, and the
-//! summary says so.
+//! summary says so. The other export layouts are followed through the library
+//! (crates/realtime/tests/follow.rs).
 mod common;
 
-use brainrecon_data::dicom::write::{write_mosaic, DicomLayout, ScannerVolume};
+use brainrecon_data::dicom::write::{write_mosaic, ScannerVolume};
 use common::{ok, p};
 use std::path::Path;
 use std::process::Command;
@@ -277,103 +278,4 @@ fn replay_turns_a_recorded_run_into_an_export_folder() {
     let summary: serde_json::Value = serde_json::from_str(&summary).unwrap();
     assert_eq!(summary["volumes"].as_u64(), Some(4), "{summary}");
     assert!(summary["refused"].as_array().unwrap().is_empty());
-}
-
-/// `realtime watch` on the phantom's volumes written at once in `layout`, without the files
-/// `skip` names: its summary and motion.tsv's rows.
-fn watch_layout(
-    layout: DicomLayout,
-    skip: &[&str],
-    extra: &[&str],
-) -> (serde_json::Value, Vec<Vec<String>>) {
-    let dir = tempfile::tempdir().unwrap();
-    let export = dir.path().join("export");
-    std::fs::create_dir(&export).unwrap();
-    for t in 0..VOLUMES {
-        let values = volume(t);
-        let volume = ScannerVolume {
-            shape: SHAPE,
-            affine: affine(),
-            values: &values,
-            uid_root: "1.2.826.0.1.3680043.10.1082",
-            series_number: 6,
-            volume: t as u32 + 1,
-            repetition_time_ms: 1000.0,
-        };
-        let stem = format!("001_000006_{:06}", t + 1);
-        for file in
-            brainrecon_data::dicom::write::write_volume(&export, &stem, &volume, layout).unwrap()
-        {
-            let name = file.file_name().unwrap().to_string_lossy().into_owned();
-            if skip.contains(&name.as_str()) {
-                std::fs::remove_file(&file).unwrap();
-            }
-        }
-    }
-    let out = dir.path().join("session");
-    let output = Command::new(env!("CARGO_BIN_EXE_brainrecon"))
-        .args(["realtime", "watch", "--folder"])
-        .arg(&export)
-        .arg("--out")
-        .arg(&out)
-        .args(["--idle-seconds", "1.5", "--settle-ms", "100", "--json"])
-        .args(extra)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(output.status.success(), "{layout:?}: {stderr}");
-    let tsv = std::fs::read_to_string(out.join("motion.tsv")).unwrap();
-    let rows = tsv
-        .lines()
-        .skip(1)
-        .map(|l| l.split('\t').map(String::from).collect())
-        .collect();
-    (serde_json::from_slice(&output.stdout).unwrap(), rows)
-}
-
-/// Each row's motion is volume t's planted motion (0.1 mm / 0.1°).
-fn assert_planted_motion(rows: &[Vec<String>], volumes: &[usize]) {
-    assert_eq!(rows.len(), volumes.len());
-    for (row, &t) in rows.iter().zip(volumes) {
-        let (translation, degrees) = motion(t);
-        for (k, want) in translation.iter().chain(&degrees).enumerate() {
-            let got: f64 = row[2 + k].parse().unwrap();
-            assert!(
-                (got - want).abs() < 0.1,
-                "volume {t} parameter {k}: {got} vs {want}"
-            );
-        }
-    }
-}
-
-#[test]
-fn watch_reads_enhanced_multiframe_and_single_frame_exports() {
-    let all: Vec<usize> = (0..VOLUMES).collect();
-    let (enhanced, rows) = watch_layout(DicomLayout::Enhanced, &[], &[]);
-    assert_eq!(enhanced["volumes"], VOLUMES, "{enhanced}");
-    assert_planted_motion(&rows, &all);
-    // A slice per file, 24 per volume, the count learnt from the first volume.
-    let (slices, rows) = watch_layout(DicomLayout::Slices, &[], &[]);
-    assert_eq!(slices["volumes"], VOLUMES, "{slices}");
-    assert_planted_motion(&rows, &all);
-    assert_eq!(
-        rows[0][1], "001_000006_000001_0024.dcm",
-        "named by its last slice"
-    );
-    // Volume 3 with a slice missing: refused, naming its files; the others read.
-    let (missing, rows) = watch_layout(
-        DicomLayout::Slices,
-        &["001_000006_000003_0007.dcm"],
-        &["--slices", "24"],
-    );
-    assert_eq!(missing["volumes"], VOLUMES - 1, "{missing}");
-    let refused = missing["refused"].as_array().unwrap();
-    assert_eq!(refused.len(), 1, "{missing}");
-    let error = refused[0]["error"].as_str().unwrap();
-    assert!(
-        error.contains("001_000006_000003_0001.dcm") && error.contains("23 slices"),
-        "{error}"
-    );
-    let kept: Vec<usize> = all.iter().copied().filter(|&t| t != 2).collect();
-    assert_planted_motion(&rows, &kept);
 }

@@ -47,3 +47,29 @@ fn bad_input_exits_2_with_a_clear_message() {
         assert!(err.contains(expected), "{args:?}: {err}");
     }
 }
+
+/// `train <model>` is the same command as each older verb: the same help but for its usage line.
+#[test]
+fn train_model_is_the_older_verb() {
+    for (model, older) in [
+        (vec!["train", "shapes-ldm"], vec!["train-prior"]),
+        (vec!["train", "shapes-blip"], vec!["train-captioner"]),
+        (vec!["train", "genres-clap"], vec!["train-clap"]),
+        (
+            vec!["train", "shapes-motion"],
+            vec!["video", "train-motion"],
+        ),
+        (vec!["train", "word2vec-movie"], vec!["train-word2vec"]),
+    ] {
+        let help = |args: &[&str]| {
+            let out = brainrecon(&[args, &["--help"]].concat());
+            assert!(out.status.success(), "{args:?}");
+            String::from_utf8_lossy(&out.stdout)
+                .lines()
+                .filter(|l| !l.starts_with("Usage:"))
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        assert_eq!(help(&model), help(&older), "{model:?}");
+    }
+}

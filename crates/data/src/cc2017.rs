@@ -37,14 +37,15 @@
 //! grayordinates.npy       int64 (V,): CIFTI column of each kept voxel (the X columns' order)
 //! ```
 
-use crate::atomic::{read_json, write_json_atomic};
 use crate::cifti::cc2017::{runs_in, Run, Split};
 use crate::cifti::{BrainModel, CiftiSeries, CORTEX};
 use crate::error::{DataError, Result};
 use crate::limits;
 use crate::npy;
 use crate::runs::detrend::{self, Detrend, PolyBasis};
-use indicatif::{ProgressBar, ProgressStyle};
+use brainrecon_core::fs::{read_json, write_json_atomic, OutputDir, Refusals};
+use brainrecon_core::progress::bar_aligned;
+use indicatif::ProgressBar;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
@@ -544,19 +545,6 @@ impl ReliabilityStats {
     }
 }
 
-fn progress_bar(show: bool, len: usize) -> ProgressBar {
-    if !show {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(len as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{msg:>14} [{bar:30}] {pos}/{len} {elapsed}/{eta}")
-            .unwrap()
-            .progress_chars("=> "),
-    );
-    bar
-}
-
 /// Repetition averages of every segment of a split: (segments, S × n) voxel-major.
 fn split_averages(
     reader: &mut Reader,
@@ -677,6 +665,13 @@ pub fn prepare(opts: &Cc2017Options) -> Result<PrepareReport> {
         design.test_segments,
         design.test_repetitions,
     )?;
+    let refusals = Refusals {
+        other_settings: [
+            "a new directory, or one prepared with the same settings",
+            "a subject prepared with other settings: choose another --out or remove it",
+        ],
+        not_empty: ["a new or empty directory", "a non-empty directory"],
+    };
     if opts.out.join("video.json").exists() {
         let meta = read_meta(&opts.out)?;
         if meta.settings == settings {
@@ -686,46 +681,10 @@ pub fn prepare(opts: &Cc2017Options) -> Result<PrepareReport> {
                 meta,
             });
         }
-        return Err(DataError::invalid(
-            &opts.out,
-            "--out",
-            "a new directory, or one prepared with the same settings",
-            "a subject prepared with other settings: choose another --out or remove it",
-        ));
+        return Err(refusals.other_settings_error(&opts.out));
     }
-    if opts.out.exists()
-        && std::fs::read_dir(&opts.out)
-            .map(|mut d| d.next().is_some())
-            .unwrap_or(true)
-    {
-        return Err(DataError::invalid(
-            &opts.out,
-            "--out",
-            "a new or empty directory",
-            "a non-empty directory",
-        ));
-    }
-    let name = opts
-        .out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "video".into());
-    let staging = opts.out.with_file_name(format!("{name}.partial"));
-    if staging.exists() {
-        std::fs::remove_dir_all(&staging).map_err(|e| DataError::io(&staging, e))?;
-    }
-    std::fs::create_dir_all(&staging).map_err(|e| DataError::io(&staging, e))?;
-    let meta = match write_prepared(opts, &design, settings, &train, &test, &staging) {
-        Ok(meta) => meta,
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&staging);
-            return Err(e);
-        }
-    };
-    if opts.out.exists() {
-        std::fs::remove_dir(&opts.out).map_err(|e| DataError::io(&opts.out, e))?;
-    }
-    std::fs::rename(&staging, &opts.out).map_err(|e| DataError::io(&opts.out, e))?;
+    let meta = OutputDir::create_empty(&opts.out, refusals.not_empty)?
+        .run(|staging| write_prepared(opts, &design, settings, &train, &test, staging))?;
     Ok(PrepareReport {
         out: opts.out.clone(),
         already_prepared: false,
@@ -754,7 +713,7 @@ fn write_prepared(
         cuts: Vec::new(),
         flat: 0,
     };
-    let bar = progress_bar(opts.progress, train.len() + test.len());
+    let bar = bar_aligned((train.len() + test.len()) as u64, "", opts.progress, 14);
     let mut stats = ReliabilityStats::new(design.train_repetitions);
     let train_avg = split_averages(
         &mut reader,

@@ -1266,7 +1266,7 @@ fn write_matrix(
     let esize = (8 + xml.len() + 1).div_ceil(16) * 16;
     let vox_offset = NIFTI2_HEADER_SIZE + 4 + esize;
     let header = nifti2_header([n_rows, n_gray], vox_offset, intent, intent_name);
-    crate::atomic::write_atomic(path, |w| {
+    brainrecon_core::fs::write_atomic(path, |w| {
         use std::io::Write;
         w.write_all(&header)?;
         w.write_all(&[1, 0, 0, 0])?;

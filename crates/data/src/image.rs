@@ -4,8 +4,8 @@
 //! (bicubic, Lanczos), and [`RgbImage::center_crop`] crops as transformers' image processors do,
 //! so that CLIP-style preprocessing sees the pixels the reference implementations see.
 
-use crate::atomic::write_atomic;
 use crate::error::{DataError, Result};
+use brainrecon_core::fs::write_atomic;
 use std::path::Path;
 
 /// An 8-bit RGB image, row-major (h, w, 3).

@@ -21,6 +21,7 @@
 //! `[−0.5, n − 0.5)` voxels of its grid (ITK's buffer test) and nothing outside.
 
 use crate::error::{guard_foreign_parser, require_file, DataError, Result};
+use brainrecon_core::geometry::{invert3, mul3};
 use std::path::{Path, PathBuf};
 
 const FORMAT: &str = "ITK HDF5 transform";
@@ -64,31 +65,10 @@ fn to_lps(p: [f64; 3]) -> [f64; 3] {
     [-p[0], -p[1], p[2]]
 }
 
-fn times(m: &[[f64; 3]; 3], v: [f64; 3]) -> [f64; 3] {
-    std::array::from_fn(|r| (0..3).map(|c| m[r][c] * v[c]).sum())
-}
-
-/// Inverse of a 3×3 matrix by cofactors; none when singular or not finite.
-pub(crate) fn invert3(m: &[[f64; 3]; 3]) -> Option<[[f64; 3]; 3]> {
-    let det = m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1])
-        - m[0][1] * (m[1][0] * m[2][2] - m[1][2] * m[2][0])
-        + m[0][2] * (m[1][0] * m[2][1] - m[1][1] * m[2][0]);
-    if !det.is_finite() || det.abs() < 1e-12 {
-        return None;
-    }
-    Some(std::array::from_fn(|r| {
-        std::array::from_fn(|c| {
-            let (r1, r2) = ((c + 1) % 3, (c + 2) % 3);
-            let (c1, c2) = ((r + 1) % 3, (r + 2) % 3);
-            (m[r1][c1] * m[r2][c2] - m[r1][c2] * m[r2][c1]) / det
-        })
-    }))
-}
-
 impl AffineStep {
     fn map(&self, p: [f64; 3]) -> [f64; 3] {
         let d: [f64; 3] = std::array::from_fn(|i| p[i] - self.center[i]);
-        let m = times(&self.matrix, d);
+        let m = mul3(&self.matrix, d);
         std::array::from_fn(|i| m[i] + self.center[i] + self.translation[i])
     }
 }
@@ -98,7 +78,7 @@ impl DisplacementField {
     /// beyond the grid clamped to its edge, as ITK's linear interpolator does), zero outside
     /// `[−0.5, n − 0.5)` voxels.
     fn displacement(&self, p: [f64; 3]) -> [f64; 3] {
-        let index = times(
+        let index = mul3(
             &self.to_index,
             std::array::from_fn(|i| p[i] - self.origin[i]),
         );

@@ -202,24 +202,6 @@ fn header_with_affine(affine: &[[f64; 4]; 4]) -> NiftiHeader {
     header
 }
 
-fn write_atomic_nifti<F>(path: &Path, write: F) -> Result<()>
-where
-    F: FnOnce(&Path) -> nifti::Result<()>,
-{
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
-    let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let tmp = dir.join(format!(".tmp-{}-{name}", std::process::id()));
-    if let Err(e) = write(&tmp) {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(DataError::format(path, "NIfTI (writing)", e));
-    }
-    std::fs::rename(&tmp, path).map_err(|e| DataError::io(path, e))
-}
-
 fn to_fortran<T: Copy>(shape: [usize; 3], values: &[T]) -> Array3<T> {
     Array3::from_shape_vec(shape.f(), values.to_vec()).expect("volume length matches shape")
 }
@@ -238,7 +220,7 @@ fn write_typed<T: bytemuck::Pod>(
     );
     let header = header_with_affine(affine);
     let array = to_fortran(shape, values);
-    write_atomic_nifti(path, |tmp| {
+    brainrecon_core::fs::write_atomic_via_path(path, "NIfTI (writing)", |tmp| {
         WriterOptions::new(tmp)
             .reference_header(&header)
             .write_nifti_with_type(&array, datatype)

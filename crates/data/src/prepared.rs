@@ -17,9 +17,9 @@
 //! ```
 //! Voxels are ordered as in NSD's betas array (Z, Y, X) with x fastest, the order the community code uses.
 
-use crate::atomic::read_json;
 use crate::error::{DataError, Result};
 use crate::npy;
+use brainrecon_core::fs::read_json;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

@@ -17,9 +17,9 @@
 
 use std::time::Instant;
 
-use brainrecon_diffusion::nn::Error;
 use brainrecon_diffusion::unet::{UNet2DConditionConfig, UNet2DConditionModel};
 use brainrecon_diffusion::vae::{AutoencoderKL, AutoencoderKLConfig};
+use brainrecon_nn::layers::Error;
 use candle_core::{DType, Device, Shape, Tensor};
 use candle_nn::var_builder::SimpleBackend;
 use candle_nn::VarBuilder;
@@ -200,7 +200,7 @@ fn time_steps<F>(
     mut forward: F,
 ) -> Result<Vec<usize>, Box<dyn std::error::Error>>
 where
-    F: FnMut() -> brainrecon_diffusion::nn::Result<Tensor>,
+    F: FnMut() -> brainrecon_nn::layers::Result<Tensor>,
 {
     let mut shape = vec![];
     for _ in 0..steps {
@@ -308,12 +308,12 @@ mod profile {
     use std::collections::BTreeMap;
     use std::time::Instant;
 
-    use brainrecon_diffusion::nn::{self, Attention, Result};
     use brainrecon_diffusion::unet::{
         timestep_features, BasicTransformerBlock, Projection, ResnetBlock2D, Transformer2DModel,
         UNet2DConditionModel,
     };
     use brainrecon_diffusion::vae::AutoencoderKL;
+    use brainrecon_nn::layers::{self as nn, Attention, Result};
     use candle_core::Tensor;
 
     #[derive(Default)]

@@ -20,8 +20,8 @@ use candle_nn::VarBuilder;
 use serde::Deserialize;
 use std::path::Path;
 
-use crate::nn::{self, LayerNorm, Linear};
 use crate::weights::{clip_text_prefix, read_json, DiffusionError, Result, Weights};
+use brainrecon_nn::layers::{self as nn, LayerNorm, Linear};
 
 /// `text_encoder/config.json`.
 #[derive(Clone, Debug, Deserialize)]

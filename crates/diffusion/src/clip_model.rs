@@ -23,9 +23,9 @@ use std::path::{Path, PathBuf};
 
 use crate::clip::{ClipTextConfig, ClipTextModel};
 use crate::clip_vision::{ClipImageProcessor, ClipVisionConfig, ClipVisionModel};
-use crate::nn::Linear;
 use crate::tokenizer::ClipTokenizer;
 use crate::weights::{component_files, read_json, DiffusionError, Result, Weights};
+use brainrecon_nn::layers::Linear;
 use brainrecon_nn::weights::resolve_model_folder;
 
 const CONFIG_WHAT: &str = "CLIPModel config";

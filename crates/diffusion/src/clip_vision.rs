@@ -15,6 +15,7 @@
 //! layer norm have backward passes).
 
 use brainrecon_data::image::{Filter, RgbImage};
+use brainrecon_vision::preprocess::{ImageProcessor, ProcessorDefaults};
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::VarBuilder;
 use serde::Deserialize;
@@ -22,10 +23,10 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 use crate::clip::{Activation, ClipEncoderLayer, LayerDims};
-use crate::nn::{self, LayerNorm, Linear};
 use crate::weights::{
     cached_snapshot, component_files, hub_cache_dir, read_json, DiffusionError, Result, Weights,
 };
+use brainrecon_nn::layers::{self as nn, LayerNorm, Linear};
 
 /// OpenAI CLIP's normalisation (transformers' `OPENAI_CLIP_MEAN` / `OPENAI_CLIP_STD`, as f32).
 pub const OPENAI_CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
@@ -415,14 +416,8 @@ fn check_dtype(dtype: DType) -> Result<()> {
 // Preprocessing
 // ---------------------------------------------------------------------------------------------
 
-/// How the processor resizes before cropping.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ResizeTarget {
-    /// The shorter side to this length, the longer one to `int(n * long / short)`.
-    ShortestEdge(usize),
-    /// Exactly this height and width.
-    Exact { height: usize, width: usize },
-}
+/// How the processor resizes before cropping (transformers' processors share it).
+pub use brainrecon_vision::preprocess::{shortest_edge_size, ResizeTarget};
 
 /// transformers' `CLIPImageProcessor` (`preprocessor_config.json`): resize (bicubic by
 /// default), centre crop, rescale by 1/255, normalise. Resampling follows Pillow (see
@@ -441,7 +436,21 @@ pub struct ClipImageProcessor {
     pub normalize: Option<([f32; 3], [f32; 3])>,
 }
 
-const PROCESSOR_WHAT: &str = "CLIP image processor config";
+/// `CLIPImageProcessor`'s values for keys absent from `preprocessor_config.json`.
+const CLIP_DEFAULTS: ProcessorDefaults = ProcessorDefaults {
+    name: "CLIP image processor config",
+    size: ResizeTarget::ShortestEdge(224),
+    integer_size_is_square: false,
+    do_center_crop: true,
+    crop: (224, 224),
+    mean: OPENAI_CLIP_MEAN,
+    std: OPENAI_CLIP_STD,
+    filter: Filter::Bicubic,
+    filters: &[
+        (3, Filter::Bicubic, "bicubic"),
+        (1, Filter::Lanczos, "lanczos"),
+    ],
+};
 
 impl ClipImageProcessor {
     /// OpenAI CLIP's processing for `image_size` (224 for the released models).
@@ -457,7 +466,7 @@ impl ClipImageProcessor {
 
     /// `preprocessor_config.json`; absent keys take `CLIPImageProcessor`'s defaults.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let value: Value = read_json(path, PROCESSOR_WHAT)?;
+        let value: Value = read_json(path, CLIP_DEFAULTS.name)?;
         Self::from_value(&value, path)
     }
 
@@ -471,133 +480,16 @@ impl ClipImageProcessor {
         }
     }
 
+    /// Parses a processor config with `CLIPImageProcessor`'s defaults (shortest edge 224,
+    /// bicubic, centre crop 224, OpenAI's mean and std); `path` names it in errors.
     pub fn from_value(value: &Value, path: &Path) -> Result<Self> {
-        let bad = |message: String| DiffusionError::Config {
-            path: path.to_path_buf(),
-            what: PROCESSOR_WHAT.into(),
-            message,
-        };
-        let object = value
-            .as_object()
-            .ok_or_else(|| bad("expected a JSON object".into()))?;
-        let flag = |key: &str| -> Result<bool> {
-            match object.get(key) {
-                None | Some(Value::Null) => Ok(true),
-                Some(Value::Bool(b)) => Ok(*b),
-                Some(other) => Err(bad(format!("{key} is {other}, expected true or false"))),
-            }
-        };
-        // Resize and crop targets size the image buffers: bound them (hostile files).
-        let whole = |key: &str, v: &Value| -> Result<usize> {
-            const MAX: u64 = 8192;
-            v.as_u64()
-                .filter(|&n| n > 0 && n <= MAX)
-                .map(|n| n as usize)
-                .ok_or_else(|| {
-                    bad(format!(
-                        "{key}: expected an integer in 1..={MAX}, found {v}"
-                    ))
-                })
-        };
-        let field = |size: &Value, key: &str, name: &str| -> Result<Option<usize>> {
-            match size.get(name) {
-                None | Some(Value::Null) => Ok(None),
-                Some(v) => whole(&format!("{key}.{name}"), v).map(Some),
-            }
-        };
-
-        let resize = if flag("do_resize")? {
-            Some(match object.get("size") {
-                None | Some(Value::Null) => ResizeTarget::ShortestEdge(224),
-                Some(v @ Value::Number(_)) => ResizeTarget::ShortestEdge(whole("size", v)?),
-                Some(size) => {
-                    if let Some(n) = field(size, "size", "shortest_edge")? {
-                        ResizeTarget::ShortestEdge(n)
-                    } else if let (Some(height), Some(width)) = (
-                        field(size, "size", "height")?,
-                        field(size, "size", "width")?,
-                    ) {
-                        ResizeTarget::Exact { height, width }
-                    } else {
-                        return Err(bad(format!(
-                            "size {size} has neither shortest_edge nor height and width"
-                        )));
-                    }
-                }
-            })
-        } else {
-            None
-        };
-        let filter = match object.get("resample") {
-            None | Some(Value::Null) => Filter::Bicubic,
-            Some(v) => match v.as_u64() {
-                Some(3) => Filter::Bicubic,
-                Some(1) => Filter::Lanczos,
-                _ => {
-                    return Err(bad(format!(
-                        "resample {v} is not supported (3 = bicubic, 1 = lanczos)"
-                    )))
-                }
-            },
-        };
-        let crop = if flag("do_center_crop")? {
-            Some(match object.get("crop_size") {
-                None | Some(Value::Null) => (224, 224),
-                Some(v @ Value::Number(_)) => {
-                    let n = whole("crop_size", v)?;
-                    (n, n)
-                }
-                Some(size) => match (
-                    field(size, "crop_size", "height")?,
-                    field(size, "crop_size", "width")?,
-                ) {
-                    (Some(h), Some(w)) => (h, w),
-                    _ => return Err(bad(format!("crop_size {size} needs height and width"))),
-                },
-            })
-        } else {
-            None
-        };
-        let rescale_factor = if flag("do_rescale")? {
-            Some(match object.get("rescale_factor") {
-                None | Some(Value::Null) => 1.0 / 255.0,
-                Some(v) => v
-                    .as_f64()
-                    .ok_or_else(|| bad(format!("rescale_factor {v} is not a number")))?
-                    as f32,
-            })
-        } else {
-            None
-        };
-        let triple = |key: &str, default: [f32; 3]| -> Result<[f32; 3]> {
-            match object.get(key) {
-                None | Some(Value::Null) => Ok(default),
-                Some(v @ Value::Number(_)) => Ok([v.as_f64().unwrap_or(0.0) as f32; 3]),
-                Some(v) => {
-                    let values: Vec<f64> = serde_json::from_value(v.clone())
-                        .map_err(|_| bad(format!("{key} {v} is not a list of numbers")))?;
-                    <[f64; 3]>::try_from(values.as_slice())
-                        .map(|a| a.map(|x| x as f32))
-                        .map_err(|_| bad(format!("{key} has {} values, expected 3", values.len())))
-                }
-            }
-        };
-        let normalize = if flag("do_normalize")? {
-            let mean = triple("image_mean", OPENAI_CLIP_MEAN)?;
-            let std = triple("image_std", OPENAI_CLIP_STD)?;
-            if std.contains(&0.0) {
-                return Err(bad("image_std has a zero".into()));
-            }
-            Some((mean, std))
-        } else {
-            None
-        };
+        let parsed = ImageProcessor::from_value(value, path, &CLIP_DEFAULTS)?;
         Ok(ClipImageProcessor {
-            resize,
-            filter,
-            crop,
-            rescale_factor,
-            normalize,
+            resize: parsed.resize,
+            filter: parsed.filter,
+            crop: parsed.crop,
+            rescale_factor: parsed.rescale_factor.map(|r| r as f32),
+            normalize: parsed.normalize,
         })
     }
 
@@ -660,23 +552,6 @@ impl ClipImageProcessor {
             .map(|p| self.normalize(p, device))
             .collect::<Result<Vec<_>>>()?;
         Ok(Tensor::cat(&tensors, 0)?)
-    }
-}
-
-/// transformers' shortest-edge resize: the shorter side becomes `n`, the longer
-/// `int(n * long / short)`.
-pub fn shortest_edge_size(height: usize, width: usize, n: usize) -> (usize, usize) {
-    let (short, long) = if width <= height {
-        (width, height)
-    } else {
-        (height, width)
-    };
-    // Python's int() of the float quotient; exact in f64 for any real image size.
-    let new_long = (n as f64 * long as f64 / short.max(1) as f64) as usize;
-    if width <= height {
-        (new_long, n)
-    } else {
-        (n, new_long)
     }
 }
 

@@ -55,7 +55,7 @@ fn unet_config_fields_are_bounded_and_the_model_builds_when_accepted() {
     let load = |v: &Value| {
         let cfg = via_file(v, UNet2DConditionConfig::from_file)?;
         // What passes validation must also build (small sizes only: the shipped U-Net).
-        crate::train::init_parameters(
+        brainrecon_nn::init::init_parameters(
             |vb| UNet2DConditionModel::new(vb, &cfg),
             1,
             DType::F32,
@@ -75,7 +75,7 @@ fn unet_config_fields_are_bounded_and_the_model_builds_when_accepted() {
 fn vae_config_fields_are_bounded_and_the_model_builds_when_accepted() {
     let load = |v: &Value| {
         let cfg = via_file(v, AutoencoderKLConfig::from_file)?;
-        crate::train::init_parameters(
+        brainrecon_nn::init::init_parameters(
             |vb| AutoencoderKL::new(vb, &cfg),
             1,
             DType::F32,

@@ -17,9 +17,3 @@ pub mod unet_motion;
 pub mod vae;
 pub mod warp;
 pub mod weights;
-
-// The shared building blocks live in brainrecon-nn; their old paths keep working.
-#[cfg(feature = "cuda")]
-pub use brainrecon_nn::cuda;
-pub use brainrecon_nn::layers as nn;
-pub use brainrecon_nn::{channel, conv, rng, train};

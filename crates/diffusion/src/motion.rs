@@ -16,9 +16,12 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use serde::{Deserialize, Serialize};
 
-use crate::nn::{self, Attention, Conv2d, Error, GroupNorm, LayerNorm, Linear, Result};
-use crate::train::{init_parameters_with, record_parameters, ParamInit, Parameters};
 use crate::unet::{FeedForward, OneOrMany, WEIGHTS_FILE};
+use brainrecon_nn::init::{init_parameters_with, record_parameters, ParamInit};
+use brainrecon_nn::layers::{
+    self as nn, Attention, Conv2d, Error, GroupNorm, LayerNorm, Linear, Result,
+};
+use brainrecon_nn::params::Parameters;
 
 /// The frame-position encoding added before each temporal attention.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1005,7 +1008,7 @@ impl Default for MotionAdapterConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rng::{NoiseSource, SeededNoise};
+    use brainrecon_nn::rng::{NoiseSource, SeededNoise};
 
     fn config() -> MotionModuleConfig {
         MotionModuleConfig::for_adapter(16, 2, 1, 4, 8)

@@ -27,13 +27,13 @@ use std::path::Path;
 pub use candle_core::{DType, Device, Error as CandleError, Tensor};
 
 use crate::clip::{ids_tensor, ClipTextConfig, ClipTextModel};
-use crate::rng::NoiseSource;
 use crate::scheduler::{Scheduler, SchedulerConfig, SchedulerKind};
 use crate::tokenizer::ClipTokenizer;
 use crate::unet::{UNet2DConditionConfig, UNet2DConditionModel};
 use crate::unet_motion::UNetMotionModel;
 use crate::vae::{AutoencoderKL, AutoencoderKLConfig};
 use crate::weights::{DiffusionError, ModelDir, Result};
+use brainrecon_nn::rng::NoiseSource;
 
 /// How an image becomes a latent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,7 +101,7 @@ pub struct StableDiffusion {
     pub device: Device,
 }
 
-fn in_file(e: crate::nn::Error, path: &Path) -> DiffusionError {
+fn in_file(e: brainrecon_nn::layers::Error, path: &Path) -> DiffusionError {
     DiffusionError::Module(e.in_file(path))
 }
 
@@ -201,7 +201,7 @@ impl StableDiffusion {
             return Ok(());
         }
         #[cfg(feature = "cuda")]
-        crate::cuda::warm_up(&self.device)?;
+        brainrecon_nn::cuda::warm_up(&self.device)?;
         let context = self.encode_prompts(&[""], None, 1.0)?;
         let side = self.unet.config.downsampling_factor();
         let channels = self.unet.config.in_channels;
@@ -593,7 +593,7 @@ impl VideoDiffusion {
         ] {
             if got != want {
                 return Err(in_file(
-                    crate::nn::Error::InvalidConfig(format!(
+                    brainrecon_nn::layers::Error::InvalidConfig(format!(
                         "`{field}` is {got}; the image model's U-Net has {want}"
                     )),
                     &adapter.join("config.json"),

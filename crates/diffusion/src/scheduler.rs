@@ -19,8 +19,8 @@ use candle_core::{DType, Tensor};
 use serde::Deserialize;
 use std::path::Path;
 
-use crate::rng::NoiseSource;
 use crate::weights::{read_json, DiffusionError, Result};
+use brainrecon_nn::rng::NoiseSource;
 
 /// What the denoising network predicts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]

@@ -446,10 +446,7 @@ pub fn write_tokenizer_folder(
         ),
     ];
     for (name, text) in files {
-        let path = dir.join(name);
-        let temp = dir.join(format!(".{name}.partial"));
-        std::fs::write(&temp, text).map_err(|e| DiffusionError::io(&temp, e))?;
-        std::fs::rename(&temp, &path).map_err(|e| DiffusionError::io(&path, e))?;
+        brainrecon_core::fs::write_bytes_atomic(&dir.join(name), text.as_bytes())?;
     }
     Ok(())
 }

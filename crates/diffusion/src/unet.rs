@@ -12,7 +12,9 @@ use candle_nn::{VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 
 use crate::motion::AnimateDiffTransformer3D;
-use crate::nn::{self, Attention, Conv2d, Error, GeGlu, GroupNorm, LayerNorm, Linear, Result};
+use brainrecon_nn::layers::{
+    self as nn, Attention, Conv2d, Error, GeGlu, GroupNorm, LayerNorm, Linear, Result,
+};
 
 /// How the spatial self-attention (`attn1`) of the transformer blocks sees the frames of a clip.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -30,12 +30,12 @@ use crate::motion::{
     check_all_used, names_read, safetensors_names, AnimateDiffTransformer3D, LayersPerBlock,
     MotionAdapter, MotionAdapterConfig, MotionModuleConfig,
 };
-use crate::nn::{self, Error, Result};
-use crate::train::Parameters;
 use crate::unet::{
     FrameLayout, OneOrMany, SpatialAttention, UNet2DConditionConfig, UNet2DConditionModel,
     WEIGHTS_FILE,
 };
+use brainrecon_nn::layers::{self as nn, Error, Result};
+use brainrecon_nn::params::Parameters;
 
 fn d_four() -> usize {
     4
@@ -690,7 +690,7 @@ fn write_model_folder(dir: &Path, json: &serde_json::Value, params: &Parameters)
         source,
     })?;
     let config_path = dir.join("config.json");
-    brainrecon_data::atomic::write_json_atomic(&config_path, json)
+    brainrecon_core::fs::write_json_atomic(&config_path, json)
         .map_err(|e| Error::InvalidConfig(e.to_string()).in_file(&config_path))?;
     let weights = dir.join(WEIGHTS_FILE);
     params

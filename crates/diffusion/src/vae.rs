@@ -8,8 +8,8 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use serde::Deserialize;
 
-use crate::nn::{self, Attention, Conv2d, Error, GroupNorm, Result};
 use crate::unet::{Downsample2D, ResnetBlock2D, Upsample2D, WEIGHTS_FILE};
+use brainrecon_nn::layers::{self as nn, Attention, Conv2d, Error, GroupNorm, Result};
 
 fn d_three() -> usize {
     3

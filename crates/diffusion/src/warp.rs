@@ -5,8 +5,8 @@
 //! trajectory or a flow to steer a video model's motion). Whole-pixel rolls that wrap around
 //! keep every frame exactly N(0, I), as the sampler expects.
 
-use crate::rng::NoiseSource;
 use crate::weights::Result;
+use brainrecon_nn::rng::NoiseSource;
 use candle_core::{DType, Device, Tensor};
 
 /// The latent-pixel roll (x, y) of frame `k` at `velocity` (frame widths and heights per
@@ -59,7 +59,7 @@ fn roll_plane(src: &[f32], dst: &mut [f32], h: usize, w: usize, [sx, sy]: [isize
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rng::SeededNoise;
+    use brainrecon_nn::rng::SeededNoise;
 
     #[test]
     fn frames_are_the_first_frame_rolled() {

@@ -139,7 +139,7 @@ impl ModelDir {
                 read_span(len.saturating_sub(SPAN).max(SPAN))?;
             }
         }
-        Ok(format!("{:016x}", brainrecon_nn::train::fnv1a64(&record)))
+        Ok(format!("{:016x}", brainrecon_nn::rng::fnv1a64(&record)))
     }
 
     pub fn weights(&self, component: &str, dtype: DType, device: &Device) -> Result<Weights> {

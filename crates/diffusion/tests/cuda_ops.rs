@@ -4,8 +4,8 @@
 //! (the variance's cancellation), long rows, and f16/bf16 storage.
 #![cfg(feature = "cuda")]
 
-use brainrecon_diffusion::conv::conv2d;
-use brainrecon_diffusion::nn::{
+use brainrecon_nn::conv::conv2d;
+use brainrecon_nn::layers::{
     multi_head_attention, softmax_last_dim, GeGlu, GroupNorm, LayerNorm, Linear,
 };
 use candle_core::{DType, Device, Tensor};

@@ -15,8 +15,8 @@ use brainrecon_diffusion::motion::{
     sinusoidal_table, AnimateDiffTransformer3D, MotionAdapter, MotionAdapterConfig,
     MotionModuleConfig,
 };
-use brainrecon_diffusion::nn::{mmaped_var_builder, trainable_var_builder, Error};
-use brainrecon_diffusion::train::record_parameters;
+use brainrecon_nn::init::record_parameters;
+use brainrecon_nn::layers::{mmaped_var_builder, trainable_var_builder, Error};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
 

@@ -10,8 +10,8 @@ mod common;
 use brainrecon_diffusion::pipeline::{
     image_from_rgb8, Posterior, Progress, SampleOptions, StableDiffusion,
 };
-use brainrecon_diffusion::rng::{PerRowNoise, QueuedNoise, SeededNoise};
 use brainrecon_diffusion::scheduler::{SchedulerKind, TimestepSpacing};
+use brainrecon_nn::rng::{PerRowNoise, QueuedNoise, SeededNoise};
 use candle_core::{DType, Device};
 use common::{fixtures, get, max_abs, max_norm, read_json, tensors};
 

@@ -4,8 +4,8 @@
 
 mod common;
 
-use brainrecon_diffusion::rng::QueuedNoise;
 use brainrecon_diffusion::scheduler::{NoiseSchedule, Scheduler, SchedulerConfig, SchedulerKind};
+use brainrecon_nn::rng::QueuedNoise;
 use common::{get, max_abs, max_norm, read_json, tensors};
 
 const TOL: f32 = 1e-4;

@@ -15,18 +15,18 @@ use std::path::{Path, PathBuf};
 use brainrecon_diffusion::motion::{
     original_motion_name, LayersPerBlock, MotionAdapter, MotionAdapterConfig,
 };
-use brainrecon_diffusion::nn::{mmaped_var_builder, Error};
 use brainrecon_diffusion::pipeline::{
     Conditioning, SampleOptions, StableDiffusion, VideoDiffusion,
 };
-use brainrecon_diffusion::rng::{NoiseSource, SeededNoise};
 use brainrecon_diffusion::scheduler::SchedulerKind;
-use brainrecon_diffusion::train::AdamW;
-use brainrecon_diffusion::train::Parameters;
 use brainrecon_diffusion::unet::{
     OneOrMany, SpatialAttention, UNet2DConditionConfig, UNet2DConditionModel,
 };
 use brainrecon_diffusion::unet_motion::{save_unet_motion, UNetMotionConfig, UNetMotionModel};
+use brainrecon_nn::layers::{mmaped_var_builder, Error};
+use brainrecon_nn::optim::AdamW;
+use brainrecon_nn::params::Parameters;
+use brainrecon_nn::rng::{NoiseSource, SeededNoise};
 use candle_core::{DType, Device, Tensor, Var};
 
 const TOL: f32 = 2e-5;
@@ -631,7 +631,7 @@ fn fresh_motion_modules_reduce_to_the_image_model_and_train_alone() {
     let (x, t, ctx) = clip_inputs(8, 1);
     let image_out = per_frame(&image, &x, &t, &ctx);
     // Inference copy of the untrained modules: exactly the image model.
-    let snapshot = brainrecon_diffusion::nn::tensors_var_builder(
+    let snapshot = brainrecon_nn::layers::tensors_var_builder(
         params.tensors().unwrap(),
         DType::F32,
         &Device::Cpu,

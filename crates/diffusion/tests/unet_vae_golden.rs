@@ -7,9 +7,9 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use brainrecon_diffusion::nn::Error;
 use brainrecon_diffusion::unet::{UNet2DConditionModel, WEIGHTS_FILE};
 use brainrecon_diffusion::vae::AutoencoderKL;
+use brainrecon_nn::layers::Error;
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarMap;
 

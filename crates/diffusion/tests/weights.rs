@@ -96,7 +96,7 @@ fn sharded_checkpoints_and_legacy_attention_names_load() {
     assert!(w.contains("encoder.mid_block.attentions.0.to_out.0.bias"));
     // Through a VarBuilder as the nn modules use it.
     let vb = w.var_builder();
-    let lin = brainrecon_diffusion::nn::Linear::new(
+    let lin = brainrecon_nn::layers::Linear::new(
         vb.pp("encoder.mid_block.attentions.0.to_q"),
         4,
         4,

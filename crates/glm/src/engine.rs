@@ -11,55 +11,9 @@ use faer::linalg::matmul::matmul;
 use faer::linalg::solvers::{Llt, Solve};
 use faer::{Accum, Mat, Side};
 
-/// GLMsingle's polynomial degree for a run of `seconds`: round(minutes / 2), halves away from
-/// zero, computed as GLMsingle does (((n · tr) / 60) / 2); 0 for no duration. An 8-min run gets
-/// 4, an 80-s run 1.
-pub fn degree_for_seconds(seconds: f64) -> usize {
-    if seconds.is_finite() && seconds > 0.0 {
-        (seconds / 60.0 / 2.0).round() as usize
-    } else {
-        0
-    }
-}
-
-/// Orthonormal columns (each `n` long) spanning the polynomials of degrees 0…`degree` of
-/// linspace(−1, 1, n), the span of GLMsingle's `make_polynomial_matrix`.
-pub fn polynomial_basis(n: usize, degree: usize) -> Vec<Vec<f64>> {
-    let x: Vec<f64> = (0..n)
-        .map(|t| {
-            if n > 1 {
-                2.0 * t as f64 / (n - 1) as f64 - 1.0
-            } else {
-                0.0
-            }
-        })
-        .collect();
-    let powers = (0..=degree.min(n.saturating_sub(1)))
-        .map(|d| x.iter().map(|&xi| xi.powi(d as i32)).collect())
-        .collect();
-    orthonormalise(&[], powers)
-}
-
-/// `columns` made orthonormal to `basis` and to each other (Gram–Schmidt, twice for rounding);
-/// a column (nearly) in the span of the ones before it is dropped, as a pseudo-inverse would.
-fn orthonormalise(basis: &[Vec<f64>], columns: Vec<Vec<f64>>) -> Vec<Vec<f64>> {
-    let mut out: Vec<Vec<f64>> = Vec::new();
-    for mut v in columns {
-        let before = v.iter().map(|a| a * a).sum::<f64>().sqrt();
-        for _ in 0..2 {
-            for q in basis.iter().chain(&out) {
-                let dot: f64 = v.iter().zip(q).map(|(a, b)| a * b).sum();
-                v.iter_mut().zip(q).for_each(|(a, b)| *a -= dot * b);
-            }
-        }
-        let norm = v.iter().map(|a| a * a).sum::<f64>().sqrt();
-        if norm > 1e-10 * before.max(1e-300) && norm > 0.0 {
-            v.iter_mut().for_each(|a| *a /= norm);
-            out.push(v);
-        }
-    }
-    out
-}
+use brainrecon_core::signal::orthonormalise;
+/// The polynomial drift basis lives in the ground crate, shared with the run preparation.
+pub use brainrecon_core::signal::{degree_for_seconds, polynomial_basis};
 
 /// Removes the span of the orthonormal `basis` from every column of `m` (n × k, row-major).
 pub(crate) fn project_out(basis: &[Vec<f64>], m: &mut [f64], k: usize) {

@@ -184,15 +184,7 @@ pub fn select_noise_regressors(curve: &[f64], pcstop: f64) -> usize {
 }
 
 /// `numpy.median` of the values (the mean of the middle two for an even count).
-pub fn median(values: &mut [f64]) -> f64 {
-    values.sort_by(f64::total_cmp);
-    let n = values.len();
-    if n % 2 == 1 {
-        values[n / 2]
-    } else {
-        0.5 * (values[n / 2 - 1] + values[n / 2])
-    }
-}
+pub use brainrecon_core::stats::median;
 
 #[cfg(test)]
 mod tests {

@@ -1,55 +1,16 @@
 //! Word2Vec (skip-gram with negative sampling, Mikolov et al. 2013), the baseline language
 //! model of Nakagi et al.: annotations become the mean of their words' vectors.
 //!
-//! Training follows the reference `word2vec.c` (and gensim, which reimplements it): vocabulary
-//! of words seen at least `min_count` times, frequent words subsampled, a window shrunk at
-//! random per centre word, negatives drawn from the unigram distribution raised to 0.75, the
-//! learning rate decayed linearly to 1e-4 of its start. It runs on one thread so that a seed
-//! gives the same vectors everywhere.
+//! The skip-gram trainer (as `word2vec.c`) lives with the project's own vectors in the model
+//! zoo (`brainrecon_zoo::word2vec_movie::train`).
 //!
 //! Vectors are read and written in the word2vec formats (`KeyedVectors.save_word2vec_format`):
 //! text (`<count> <dim>` then `word v1 … vd` per line) or binary (the same header, then
 //! `word ` and `dim` little-endian f32 per word).
 
 use brainrecon_nn::{ModelError, Result};
-use rand::{Rng, SeedableRng};
-use rand_chacha::ChaCha8Rng;
-use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::Path;
-
-/// Training settings, named as gensim's `Word2Vec` arguments.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Word2VecConfig {
-    /// `vector_size`.
-    pub dim: usize,
-    pub window: usize,
-    /// `negative`: noise words per (centre, context) pair.
-    pub negative: usize,
-    pub min_count: usize,
-    pub epochs: usize,
-    /// `alpha`: the starting learning rate.
-    pub alpha: f32,
-    /// `sample`: threshold of frequent-word subsampling (0 = off).
-    pub sample: f64,
-    pub seed: u64,
-}
-
-impl Default for Word2VecConfig {
-    /// gensim's defaults with skip-gram (`sg=1`).
-    fn default() -> Self {
-        Word2VecConfig {
-            dim: 100,
-            window: 5,
-            negative: 5,
-            min_count: 5,
-            epochs: 5,
-            alpha: 0.025,
-            sample: 1e-3,
-            seed: 1,
-        }
-    }
-}
 
 /// Word vectors: `vectors` is [words, dim] row-major.
 #[derive(Clone, Debug, PartialEq)]
@@ -131,14 +92,7 @@ impl Word2Vec {
             }
             bytes.push(b'\n');
         }
-        let tmp = path.with_extension("partial");
-        let io = |source| ModelError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        std::fs::write(&tmp, &bytes).map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(io)?;
-        Ok(())
+        Ok(brainrecon_core::fs::write_bytes_atomic(path, &bytes)?)
     }
 
     /// Reads either word2vec format (binary when the bytes after the header are not text).
@@ -295,178 +249,9 @@ fn parse_binary_rows(
     Ok((words, vectors))
 }
 
-/// The vocabulary: words seen at least `min_count` times, most frequent first (ties by
-/// spelling, so the order does not depend on hashing), with their counts.
-fn build_vocabulary(sentences: &[Vec<String>], min_count: usize) -> (Vec<String>, Vec<u64>) {
-    let mut counts: HashMap<&str, u64> = HashMap::new();
-    for word in sentences.iter().flatten() {
-        *counts.entry(word.as_str()).or_default() += 1;
-    }
-    let mut kept: Vec<(&str, u64)> = counts
-        .into_iter()
-        .filter(|&(_, c)| c as usize >= min_count.max(1))
-        .collect();
-    kept.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-    kept.into_iter().map(|(w, c)| (w.to_string(), c)).unzip()
-}
-
-/// word2vec.c's probability of keeping each occurrence of a word of count `count`.
-fn keep_probability(count: u64, total: u64, sample: f64) -> f64 {
-    if sample <= 0.0 {
-        return 1.0;
-    }
-    let threshold = sample * total as f64;
-    ((count as f64 / threshold).sqrt() + 1.0) * threshold / count as f64
-}
-
-/// Cumulative unigram^0.75 distribution (negatives are drawn by bisection).
-fn noise_cumulative(counts: &[u64]) -> Vec<f64> {
-    let mut total = 0.0;
-    counts
-        .iter()
-        .map(|&c| {
-            total += (c as f64).powf(0.75);
-            total
-        })
-        .collect()
-}
-
-/// Trains skip-gram vectors on `sentences` (already split into words).
-pub fn train_word2vec(sentences: &[Vec<String>], config: &Word2VecConfig) -> Result<Word2Vec> {
-    let (words, counts) = build_vocabulary(sentences, config.min_count);
-    if words.is_empty() || config.dim == 0 || config.epochs == 0 {
-        return Err(ModelError::Invalid(format!(
-            "word2vec: nothing to train ({} words of count ≥ {}, dim {}, epochs {})",
-            words.len(),
-            config.min_count,
-            config.dim,
-            config.epochs
-        )));
-    }
-    let index: HashMap<&str, usize> = words
-        .iter()
-        .enumerate()
-        .map(|(i, w)| (w.as_str(), i))
-        .collect();
-    let total: u64 = counts.iter().sum();
-    let keep: Vec<f64> = counts
-        .iter()
-        .map(|&c| keep_probability(c, total, config.sample))
-        .collect();
-    let noise = noise_cumulative(&counts);
-    let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
-    let d = config.dim;
-    let mut input: Vec<f32> = (0..words.len() * d)
-        .map(|_| (rng.gen::<f32>() - 0.5) / d as f32)
-        .collect();
-    let mut output = vec![0.0f32; words.len() * d];
-    let planned = (total as f64 * config.epochs as f64).max(1.0);
-    let mut seen = 0u64;
-    for _ in 0..config.epochs {
-        for sentence in sentences {
-            let ids: Vec<usize> = sentence
-                .iter()
-                .filter_map(|w| index.get(w.as_str()).copied())
-                .collect();
-            seen += ids.len() as u64;
-            let kept: Vec<usize> = ids
-                .into_iter()
-                .filter(|&i| rng.gen::<f64>() < keep[i])
-                .collect();
-            let alpha =
-                (config.alpha * (1.0 - seen as f64 / planned) as f32).max(config.alpha * 1e-4);
-            let mut pairs = SkipGramStep {
-                input: &mut input,
-                output: &mut output,
-                dim: d,
-                alpha,
-            };
-            for (pos, &centre) in kept.iter().enumerate() {
-                let reach = config.window - rng.gen_range(0..config.window.max(1));
-                let lo = pos.saturating_sub(reach);
-                let hi = (pos + reach).min(kept.len() - 1);
-                for (ctx_pos, &context) in kept.iter().enumerate().take(hi + 1).skip(lo) {
-                    if ctx_pos != pos {
-                        let negatives: Vec<usize> = (0..config.negative)
-                            .map(|_| draw_noise(&noise, &mut rng))
-                            .collect();
-                        pairs.train_pair(context, centre, &negatives);
-                    }
-                }
-            }
-        }
-    }
-    Ok(Word2Vec::new(words, d, input))
-}
-
-fn draw_noise(cumulative: &[f64], rng: &mut ChaCha8Rng) -> usize {
-    let target = rng.gen::<f64>() * cumulative[cumulative.len() - 1];
-    cumulative
-        .partition_point(|&c| c <= target)
-        .min(cumulative.len() - 1)
-}
-
-/// One SGD update of skip-gram with negative sampling.
-struct SkipGramStep<'a> {
-    input: &'a mut [f32],
-    output: &'a mut [f32],
-    dim: usize,
-    alpha: f32,
-}
-
-impl SkipGramStep<'_> {
-    /// Word `word`'s input vector learns to predict `target` (label 1) against `negatives`
-    /// (label 0); as word2vec.c, a negative equal to the target is skipped.
-    fn train_pair(&mut self, word: usize, target: usize, negatives: &[usize]) {
-        let d = self.dim;
-        let mut gradient = vec![0.0f32; d];
-        let w = word * d;
-        let samples = std::iter::once((target, 1.0f32)).chain(
-            negatives
-                .iter()
-                .filter(|&&n| n != target)
-                .map(|&n| (n, 0.0)),
-        );
-        for (other, label) in samples {
-            let o = other * d;
-            let (input, output) = (&self.input[w..w + d], &mut self.output[o..o + d]);
-            let dot: f32 = input.iter().zip(output.iter()).map(|(a, b)| a * b).sum();
-            let g = (label - sigmoid(dot)) * self.alpha;
-            for ((grad, out), inp) in gradient.iter_mut().zip(output.iter_mut()).zip(input) {
-                *grad += g * *out;
-                *out += g * inp;
-            }
-        }
-        for (v, grad) in self.input[w..w + d].iter_mut().zip(&gradient) {
-            *v += grad;
-        }
-    }
-}
-
-fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x.clamp(-30.0, 30.0)).exp())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// Sentences from two topics whose words never meet.
-    fn two_topics(n: usize, seed: u64) -> Vec<Vec<String>> {
-        let topics = [
-            ["cat", "dog", "horse", "cow", "sheep"],
-            ["car", "bus", "train", "plane", "boat"],
-        ];
-        let mut rng = ChaCha8Rng::seed_from_u64(seed);
-        (0..n)
-            .map(|i| {
-                let topic = &topics[i % 2];
-                (0..6)
-                    .map(|_| topic[rng.gen_range(0..5)].to_string())
-                    .collect()
-            })
-            .collect()
-    }
 
     #[test]
     fn a_header_count_the_file_cannot_hold_is_refused_before_allocating() {
@@ -491,23 +276,6 @@ mod tests {
     }
 
     #[test]
-    fn words_of_one_topic_end_up_closer() {
-        let config = Word2VecConfig {
-            dim: 16,
-            min_count: 1,
-            epochs: 5,
-            sample: 0.0,
-            ..Default::default()
-        };
-        let model = train_word2vec(&two_topics(400, 3), &config).unwrap();
-        let within = model.similarity("cat", "dog").unwrap();
-        let across = model.similarity("cat", "bus").unwrap();
-        assert!(within > across + 0.3, "within {within}, across {across}");
-        let again = train_word2vec(&two_topics(400, 3), &config).unwrap();
-        assert_eq!(model, again, "the seed fixes the vectors");
-    }
-
-    #[test]
     fn both_formats_round_trip() {
         let model = Word2Vec::new(
             vec!["a".into(), "b".into()],
@@ -524,12 +292,5 @@ mod tests {
         assert_eq!(missing, 2);
         assert_eq!(mean, vec![0.2505, -0.625, -2.25]);
         assert_eq!(model.mean_vector("").0, vec![0.0; 3]);
-    }
-
-    #[test]
-    fn keep_probability_is_word2vec_c() {
-        // word2vec.c: (sqrt(cn / (sample * train_words)) + 1) * (sample * train_words) / cn
-        let p = keep_probability(1000, 100_000, 1e-3);
-        assert!((p - ((10f64).sqrt() + 1.0) * 100.0 / 1000.0).abs() < 1e-12);
     }
 }

@@ -14,7 +14,7 @@ fn contiguous_f32<'a>(
     layout: &Layout,
     what: &str,
 ) -> candle_core::Result<&'a [f32]> {
-    crate::conv::contiguous_f32(storage, layout, "channel affine", what)
+    crate::kernels::contiguous_f32(storage, layout, "channel affine", what)
 }
 
 /// (batch, channels, plane) of a [B, C, ...] input and a [C] parameter.
@@ -235,7 +235,7 @@ pub fn channel_affine(
     #[cfg(feature = "cuda")]
     {
         let parameters: Vec<&Tensor> = scale.into_iter().chain(shift).collect();
-        if x.rank() >= 2 && crate::layers::fused(x, &parameters) {
+        if x.rank() >= 2 && crate::kernels::fused(x, &parameters) {
             return crate::cuda::channel_affine(x, scale, shift);
         }
     }

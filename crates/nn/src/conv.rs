@@ -8,7 +8,8 @@
 //! passes over maps of 64×64 and more take Winograd's F(2×2, 3×3) instead (`winograd.rs`):
 //! 16 products per 2×2 outputs instead of 36.
 
-use crate::simd::widest_fn;
+use crate::kernels::contiguous_f32;
+use crate::kernels::simd::widest_fn;
 use crate::winograd::{self, Shape3x3};
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor};
 use faer::linalg::matmul::matmul;
@@ -184,23 +185,6 @@ widest_fn!(fn col2im_widest(
     rows: std::ops::Range<usize>,
     image: &mut [f32],
 ) = Geometry::col2im_inline);
-
-/// The f32 values of a contiguous CPU tensor; `op` and `what` name it in the error.
-pub(crate) fn contiguous_f32<'a>(
-    storage: &'a CpuStorage,
-    layout: &Layout,
-    op: &str,
-    what: &str,
-) -> candle_core::Result<&'a [f32]> {
-    let data = match storage {
-        CpuStorage::F32(v) => v.as_slice(),
-        _ => candle_core::bail!("{op} ({what}): f32 expected"),
-    };
-    match layout.contiguous_offsets() {
-        Some((start, end)) => Ok(&data[start..end]),
-        None => candle_core::bail!("{op} ({what}): contiguous tensor expected"),
-    }
-}
 
 fn f32_slice<'a>(
     storage: &'a CpuStorage,
@@ -523,7 +507,7 @@ fn conv2d_in_blocks(
     budget: usize,
 ) -> candle_core::Result<Tensor> {
     #[cfg(feature = "cuda")]
-    if crate::layers::fused(input, &[weight]) {
+    if crate::kernels::fused(input, &[weight]) {
         return crate::cuda::conv2d(input, weight, padding, stride);
     }
     let f32_cpu = |t: &Tensor| t.device().is_cpu() && t.dtype() == candle_core::DType::F32;

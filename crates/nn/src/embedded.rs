@@ -7,12 +7,14 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{ModelError, Result};
-use crate::train::fnv1a64;
+use crate::rng::fnv1a64;
 
 /// A model folder held in the binary: its name and every file (path in the folder, bytes).
 #[derive(Clone, Copy)]
 pub struct EmbeddedModel {
+    /// The folder name.
     pub name: &'static str,
+    /// Each file: its path in the folder and its bytes.
     pub files: &'static [(&'static str, &'static [u8])],
     /// A file whose presence marks a complete copy (e.g. `model_index.json`).
     pub marker: &'static str,

@@ -2,9 +2,11 @@
 
 use std::path::{Path, PathBuf};
 
+/// A result whose error is a [`ModelError`] by default.
 pub type Result<T, E = ModelError> = std::result::Result<T, E>;
 
 /// Everything that can go wrong while finding, reading or running a model.
+#[allow(missing_docs)] // the variants read as their messages
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
     #[error("{path}: {source}")]
@@ -53,6 +55,9 @@ pub enum ModelError {
     Module(#[from] crate::layers::Error),
     #[error("tensor computation failed: {0}")]
     Candle(#[from] candle_core::Error),
+    /// A file written or read through the ground crate (atomic writes).
+    #[error(transparent)]
+    Data(#[from] brainrecon_core::DataError),
 }
 
 impl ModelError {

@@ -1,23 +1,38 @@
 //! Neural-network building blocks on candle, shared by brainrecon's model families (diffusion,
-//! vision, ...): differentiable layers with checkpoint names ([`layers`]), the project's own
-//! convolution ([`conv`]) and per-channel ops ([`channel`]), seeded noise ([`rng`]), seeded
-//! initialisation, AdamW and resumable checkpoints ([`train`]), safetensors and Hugging Face
-//! cache loading ([`weights`]), and, with the `cuda` feature, fused inference kernels for NVIDIA
-//! GPUs ([`cuda`]). No model lives here: each family has its own crate on top.
+//! vision, ...). No model lives here: each family has its own crate on top.
+//!
+//! - [`layers`]: differentiable layers with checkpoint names (linear, convolution, norms,
+//!   attention, activations) and the [`VarBuilder`](candle_nn::VarBuilder) helpers that load
+//!   them;
+//! - [`conv`] and [`channel`]: the project's own convolution and per-channel ops;
+//! - [`init`]: seeded initialisation of any module's parameters, as PyTorch's defaults;
+//! - [`params`]: named trainable variables and their safetensors files;
+//! - [`optim`]: AdamW, gradient clipping and the learning-rate schedule;
+//! - [`loss`]: losses; [`checkpoint`]: resumable checkpoints and [`checkpoint::ResumableRun`];
+//! - [`rng`]: seeded noise, hashes and mini-batch order;
+//! - [`weights`] and [`embedded`]: safetensors and Hugging Face cache loading;
+//! - with the `cuda` feature, fused inference kernels for NVIDIA GPUs ([`cuda`]).
+//!
+//! Layers sit on private CPU kernels (one-pass f32 ops on the widest vector unit the CPU has),
+//! which import nothing above them.
 
-mod attention_cpu;
+#![warn(missing_docs)]
+
 pub mod channel;
+pub mod checkpoint;
 pub mod config_bounds;
 pub mod conv;
 #[cfg(feature = "cuda")]
 pub mod cuda;
 pub mod embedded;
 pub mod error;
+pub mod init;
+mod kernels;
 pub mod layers;
-mod norm_cpu;
+pub mod loss;
+pub mod optim;
+pub mod params;
 pub mod rng;
-mod simd;
-pub mod train;
 pub mod weights;
 mod winograd;
 

@@ -1,4 +1,5 @@
-//! Seeded Gaussian noise.
+//! Seeded randomness: Gaussian noise, and the seeded streams behind parameter initialisation
+//! ([`crate::init`]) and mini-batch order ([`shuffled_batches`]).
 //!
 //! candle's CPU random number generator cannot be seeded, so every random draw of the engine
 //! (initial latents, img2img noise, ancestral and DDIM eta noise, VAE posterior samples) comes
@@ -9,7 +10,7 @@
 //! holds (noise saved by diffusers for a golden test, or an x_T handed over by another route).
 
 use candle_core::{DType, Device, Tensor};
-use rand::SeedableRng;
+use rand::{RngCore, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, StandardNormal};
 use std::collections::VecDeque;
@@ -29,6 +30,7 @@ pub struct SeededNoise {
 }
 
 impl SeededNoise {
+    /// The stream of `seed`.
     pub fn new(seed: u64) -> Self {
         SeededNoise {
             rng: ChaCha8Rng::seed_from_u64(seed),
@@ -60,10 +62,12 @@ pub struct PerRowNoise {
 }
 
 impl PerRowNoise {
+    /// One stream per row, in order.
     pub fn new(streams: Vec<SeededNoise>) -> Self {
         PerRowNoise { streams }
     }
 
+    /// The number of rows (streams).
     pub fn rows(&self) -> usize {
         self.streams.len()
     }
@@ -96,6 +100,7 @@ pub struct QueuedNoise {
 }
 
 impl QueuedNoise {
+    /// Serves `tensors` in order.
     pub fn new(tensors: impl IntoIterator<Item = Tensor>) -> Self {
         QueuedNoise {
             queue: tensors.into_iter().collect(),
@@ -235,5 +240,122 @@ mod dropout_tests {
                 .unwrap(),
             vec![1.0; 10_000]
         );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Seeded streams for initialisation and mini-batch order
+// ---------------------------------------------------------------------------------------------
+
+/// 64-bit FNV-1a of `bytes`: a stable hash (the same on every platform and Rust version).
+pub fn fnv1a64(bytes: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        h ^= b as u64;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h
+}
+
+/// A ChaCha8 stream: key = `seed` (little endian) followed by an 8-byte domain tag (so that
+/// the same seed gives unrelated streams for initialisation and shuffling), stream number
+/// `stream`.
+pub(crate) fn chacha(seed: u64, domain: &[u8; 8], stream: u64) -> ChaCha8Rng {
+    let mut key = [0u8; 32];
+    key[..8].copy_from_slice(&seed.to_le_bytes());
+    key[8..16].copy_from_slice(domain);
+    let mut rng = ChaCha8Rng::from_seed(key);
+    rng.set_stream(stream);
+    rng
+}
+
+pub(crate) const INIT_DOMAIN: &[u8; 8] = b"br-init\0";
+const SHUFFLE_DOMAIN: &[u8; 8] = b"br-shuf\0";
+
+/// A uniform f64 in [0, 1) from the top 53 bits of one draw.
+pub(crate) fn unit_f64(rng: &mut ChaCha8Rng) -> f64 {
+    (rng.next_u64() >> 11) as f64 * (1.0 / (1u64 << 53) as f64)
+}
+
+/// A uniform integer in `0..n` (`n > 0`), without modulo bias (rejection sampling).
+fn below(rng: &mut ChaCha8Rng, n: u64) -> u64 {
+    debug_assert!(n > 0);
+    // 2^64 mod n values at the top of the range are rejected.
+    let reject = (u64::MAX % n + 1) % n;
+    let limit = u64::MAX - reject;
+    loop {
+        let x = rng.next_u64();
+        if x <= limit {
+            return x % n;
+        }
+    }
+}
+
+/// The indices `0..n` in a seeded random order (Fisher–Yates on a ChaCha8 stream chosen by
+/// `seed` and `epoch`), cut into consecutive batches of `batch`; the last batch holds the
+/// remainder (it is shorter when `batch` does not divide `n`). The same arguments always give
+/// the same batches; every epoch has its own order.
+///
+/// # Panics
+/// When `batch` is 0.
+pub fn shuffled_batches(n: usize, batch: usize, seed: u64, epoch: u64) -> Vec<Vec<usize>> {
+    assert!(
+        batch > 0,
+        "shuffled_batches: the batch size must be at least 1"
+    );
+    let mut rng = chacha(seed, SHUFFLE_DOMAIN, epoch);
+    let mut order: Vec<usize> = (0..n).collect();
+    for i in (1..n).rev() {
+        let j = below(&mut rng, i as u64 + 1) as usize;
+        order.swap(i, j);
+    }
+    order.chunks(batch).map(|c| c.to_vec()).collect()
+}
+
+#[cfg(test)]
+mod stream_tests {
+    use super::*;
+
+    #[test]
+    fn fnv1a_known_values() {
+        // Reference values of the 64-bit FNV-1a specification.
+        assert_eq!(fnv1a64(b""), 0xcbf2_9ce4_8422_2325);
+        assert_eq!(fnv1a64(b"a"), 0xaf63_dc4c_8601_ec8c);
+        assert_eq!(fnv1a64(b"foobar"), 0x8594_4171_f739_67e8);
+    }
+
+    #[test]
+    fn bounded_draws_are_uniform_and_in_range() {
+        let mut rng = chacha(3, SHUFFLE_DOMAIN, 0);
+        let mut counts = [0usize; 5];
+        for _ in 0..50_000 {
+            counts[below(&mut rng, 5) as usize] += 1;
+        }
+        for c in counts {
+            assert!((c as f64 - 10_000.0).abs() < 400.0, "{counts:?}");
+        }
+        assert_eq!(below(&mut rng, 1), 0);
+    }
+
+    #[test]
+    fn shuffled_batches_are_seeded_permutations() {
+        let b = shuffled_batches(10, 3, 42, 0);
+        assert_eq!(b.iter().map(Vec::len).collect::<Vec<_>>(), vec![3, 3, 3, 1]);
+        let mut all: Vec<usize> = b.concat();
+        all.sort();
+        assert_eq!(all, (0..10).collect::<Vec<_>>());
+        assert_eq!(b, shuffled_batches(10, 3, 42, 0));
+        assert_ne!(b, shuffled_batches(10, 3, 42, 1));
+        assert_ne!(b, shuffled_batches(10, 3, 43, 0));
+        assert!(shuffled_batches(0, 4, 1, 0).is_empty());
+        assert_eq!(shuffled_batches(1, 4, 1, 0), vec![vec![0]]);
+        // Every position is reached by every index over many epochs (an unbiased shuffle).
+        let mut first = [0usize; 4];
+        for epoch in 0..4000 {
+            first[shuffled_batches(4, 4, 9, epoch)[0][0]] += 1;
+        }
+        for c in first {
+            assert!((c as f64 - 1000.0).abs() < 150.0, "{first:?}");
+        }
     }
 }

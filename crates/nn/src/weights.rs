@@ -156,10 +156,12 @@ impl Weights {
         Self::from_files(&files, dtype, device)
     }
 
+    /// The dtype tensors are returned in.
     pub fn dtype(&self) -> DType {
         self.dtype
     }
 
+    /// The device tensors are loaded to.
     pub fn device(&self) -> &Device {
         &self.device
     }
@@ -182,12 +184,14 @@ impl Weights {
             .unwrap_or_default()
     }
 
+    /// Every tensor name.
     pub fn names(&self) -> Vec<String> {
         let mut names: Vec<String> = self.inner.entries.keys().cloned().collect();
         names.sort();
         names
     }
 
+    /// Whether a tensor named `name` exists.
     pub fn contains(&self, name: &str) -> bool {
         self.find(name).is_some()
     }

@@ -19,7 +19,7 @@ use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
 use rayon::prelude::*;
 
-use crate::simd::widest_fn;
+use crate::kernels::simd::widest_fn;
 
 /// Tiles per block: products [O, C] · [C, 256] keep faer near its peak.
 const TILES_PER_BLOCK: usize = 256;

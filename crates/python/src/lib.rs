@@ -7,8 +7,10 @@
 mod banded;
 mod data;
 mod errors;
+mod glm;
 mod metrics;
 mod ridge;
+mod routes;
 
 use pyo3::prelude::*;
 
@@ -19,5 +21,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     banded::register(m)?;
     metrics::register(m)?;
     data::register(m)?;
+    glm::register(m)?;
+    routes::register(m)?;
     Ok(())
 }

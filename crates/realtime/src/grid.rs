@@ -94,7 +94,11 @@ impl Grid {
     /// `inverse · (w − translation)`.
     pub fn world_to_voxel(&self) -> Result<WorldToVoxel, GridError> {
         let l: [[f64; 3]; 3] = std::array::from_fn(|r| std::array::from_fn(|c| self.affine[r][c]));
-        let inverse = invert3(&l)?;
+        // The ground crate's rule (relative to the matrix's scale); the determinant names it.
+        let inverse =
+            brainrecon_core::geometry::invert3(&l).ok_or_else(|| GridError::SingularAffine {
+                determinant: brainrecon_core::geometry::det3(&l),
+            })?;
         Ok(WorldToVoxel {
             inverse,
             translation: std::array::from_fn(|r| self.affine[r][3]),
@@ -120,23 +124,6 @@ impl WorldToVoxel {
         let m = &self.inverse;
         std::array::from_fn(|r| m[r][0] * d[0] + m[r][1] * d[1] + m[r][2] * d[2])
     }
-}
-
-/// Inverse of a 3×3 matrix by its adjugate; refused when (nearly) singular.
-pub fn invert3(m: &[[f64; 3]; 3]) -> Result<[[f64; 3]; 3], GridError> {
-    let cof =
-        |r0: usize, r1: usize, c0: usize, c1: usize| m[r0][c0] * m[r1][c1] - m[r0][c1] * m[r1][c0];
-    let adj = [
-        [cof(1, 2, 1, 2), -cof(0, 2, 1, 2), cof(0, 1, 1, 2)],
-        [-cof(1, 2, 0, 2), cof(0, 2, 0, 2), -cof(0, 1, 0, 2)],
-        [cof(1, 2, 0, 1), -cof(0, 2, 0, 1), cof(0, 1, 0, 1)],
-    ];
-    let det = m[0][0] * adj[0][0] + m[0][1] * adj[1][0] + m[0][2] * adj[2][0];
-    let scale = m.iter().flatten().map(|v| v.abs()).fold(0.0, f64::max);
-    if !det.is_finite() || det.abs() <= 1e-12 * scale.powi(3) {
-        return Err(GridError::SingularAffine { determinant: det });
-    }
-    Ok(adj.map(|row| row.map(|v| v / det)))
 }
 
 /// Values on a grid (X fastest).

@@ -9,17 +9,19 @@
 //!   `3dvolreg` linearise), and reslicing onto the reference's grid.
 //! - [`watch`]: the export folder a scanner fills, each file handed over once complete.
 //! - [`assemble`]: volumes from a single-frame export (a file per slice).
+//! - [`read`]: volumes out of export files (DICOM layouts, NIfTI).
+//! - [`follow`]: a session followed as the scanner writes it, volume by volume, as events
+//!   (a volume preprocessed, a file refused, a wait), its motion written to motion.tsv.
 //! - [`online`]: per-voxel detrending and z-scoring with running statistics, no look-ahead.
 //! - [`session`]: a session volume by volume: realignment to its first volume, registration
 //!   of that volume to the subject's reference, the subject's voxels sampled through both in
 //!   one interpolation, running z-scores, motion traces and framewise displacement.
-//! - [`export`]: a simulated subject's session written as a scanner's real-time export
-//!   (Siemens mosaics with planted head motion, at the TR's pace).
 
 pub mod assemble;
-pub mod export;
+pub mod follow;
 pub mod grid;
 pub mod online;
+pub mod read;
 pub mod realign;
 pub mod rigid;
 pub mod session;

@@ -87,6 +87,8 @@ pub enum VolumeError {
 #[derive(Debug)]
 pub struct SessionPreprocessor {
     subject_world: Vec<[f64; 3]>,
+    /// The centre of the subject reference's grid, about which the registration is told.
+    subject_centre: Option<[f64; 3]>,
     options: SessionOptions,
     /// The subject's reference prepared (smoothed, Jacobian) before the first volume arrives.
     subject_reference: Option<Reference>,
@@ -123,6 +125,7 @@ impl SessionPreprocessor {
         };
         Ok(SessionPreprocessor {
             subject_world,
+            subject_centre: subject.reference.as_ref().map(|r| r.grid.centre()),
             options,
             subject_reference,
             first: None,
@@ -135,6 +138,14 @@ impl SessionPreprocessor {
     /// the first volume has arrived.
     pub fn subject_to_session(&self) -> Option<Rigid> {
         self.first.as_ref().map(|f| f.subject_to_session)
+    }
+
+    /// The session's registration to the subject as motion parameters about the subject
+    /// reference's grid centre (None before the first volume, or without a subject reference).
+    pub fn registration(&self) -> Option<RigidParams> {
+        self.subject_to_session()
+            .zip(self.subject_centre)
+            .map(|(t, centre)| t.params(centre))
     }
 
     /// Preprocesses the next volume. A volume refused here (another grid, no overlap) leaves

@@ -51,3 +51,38 @@ pub enum RidgeError {
 
 /// Crate result alias.
 pub type Result<T, E = RidgeError> = std::result::Result<T, E>;
+
+/// Errors of the shared file writers (atomic writes) as this crate's: I/O stays I/O with its
+/// path, a malformed file stays a format error naming the file.
+impl From<brainrecon_core::DataError> for RidgeError {
+    fn from(e: brainrecon_core::DataError) -> Self {
+        use brainrecon_core::DataError;
+        match e {
+            DataError::Io { path, source } => RidgeError::Io { path, source },
+            DataError::Missing { path, .. } => RidgeError::Io {
+                path,
+                source: std::io::ErrorKind::NotFound.into(),
+            },
+            DataError::Format {
+                path,
+                format,
+                detail,
+            } => RidgeError::Format {
+                file: path,
+                field: format,
+                message: detail,
+            },
+            DataError::Invalid {
+                path,
+                field,
+                expected,
+                found,
+            } => RidgeError::Format {
+                file: path,
+                field,
+                message: format!("expected {expected}, found {found}"),
+            },
+            DataError::Usage(message) => RidgeError::Options(message),
+        }
+    }
+}

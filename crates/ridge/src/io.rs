@@ -10,6 +10,7 @@ use std::fs;
 use std::io::{Seek, Write};
 use std::path::{Path, PathBuf};
 
+use brainrecon_core::fs::{write_atomic, write_bytes_atomic};
 use faer::Mat;
 use safetensors::{Dtype, SafeTensors};
 use serde::{Deserialize, Serialize};
@@ -68,29 +69,6 @@ fn format_err(file: &Path, field: &str, message: impl Into<String>) -> RidgeErro
         field: field.into(),
         message: message.into(),
     }
-}
-
-/// Writes `bytes` to `dir/name` via a temp file in the same directory + rename,
-/// so readers never see a half-written file.
-fn write_atomic(dir: &Path, name: &str, bytes: &[u8]) -> Result<()> {
-    write_atomic_with(dir, name, |out| out.write_all(bytes))
-}
-
-/// [`write_atomic`] for contents produced by `write` into a buffered file.
-fn write_atomic_with(
-    dir: &Path,
-    name: &str,
-    write: impl FnOnce(&mut std::io::BufWriter<fs::File>) -> std::io::Result<()>,
-) -> Result<()> {
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let written = || -> std::io::Result<()> {
-        let mut out = std::io::BufWriter::with_capacity(1 << 20, fs::File::create(&tmp)?);
-        write(&mut out)?;
-        out.into_inner().map_err(|e| e.into_error())?.sync_all()
-    };
-    written().map_err(io_err(&tmp))?;
-    let target = dir.join(name);
-    fs::rename(&tmp, &target).map_err(io_err(&target))
 }
 
 /// Writes a tensor's little-endian bytes.
@@ -173,10 +151,10 @@ fn write_safetensors_atomic(dir: &Path, name: &str, tensors: &[TensorSource<'_>]
         .map(|t| (t.name, t.dtype, t.shape.clone(), t.bytes))
         .collect();
     let (header, _) = safetensors_header(&entries);
-    write_atomic_with(dir, name, |out| {
+    Ok(write_atomic(&dir.join(name), |out| {
         out.write_all(&header)?;
         tensors.iter().try_for_each(|tensor| (tensor.write)(out))
-    })
+    })?)
 }
 
 /// A safetensors file's start for tensors (name, dtype, shape, bytes) stored in that order: the
@@ -394,7 +372,7 @@ impl ModelWriter {
         };
         let text = serde_json::to_vec_pretty(&json)
             .map_err(|e| format_err(&self.dir.join(MODEL_FILE), "*", e.to_string()))?;
-        write_atomic(&self.dir, MODEL_FILE, &text)
+        Ok(write_bytes_atomic(&self.dir.join(MODEL_FILE), &text)?)
     }
 }
 
@@ -478,7 +456,7 @@ impl RidgeModel {
         };
         let text = serde_json::to_vec_pretty(&json)
             .map_err(|e| format_err(&dir.join(MODEL_FILE), "*", e.to_string()))?;
-        write_atomic(dir, MODEL_FILE, &text)
+        Ok(write_bytes_atomic(&dir.join(MODEL_FILE), &text)?)
     }
 
     /// Loads a model saved by [`RidgeModel::save`], validating every shape.

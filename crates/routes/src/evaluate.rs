@@ -12,7 +12,7 @@ use crate::features::{feature_paths, load_features, mean_of_ids, rows_for_ids, F
 use crate::linear::Manifest;
 use crate::report::{DecoderAccuracy, GridRow, MetricRow, Report, Table};
 use crate::suite::{self, Absent, Networks, Protocol, SuiteRow};
-use brainrecon_data::atomic::write_json_atomic;
+use brainrecon_core::fs::write_json_atomic;
 use brainrecon_data::image::{read_png, Filter, RgbImage};
 use brainrecon_data::npy;
 use brainrecon_data::prepared::PreparedSubject;

@@ -12,12 +12,12 @@
 
 use crate::error::{Result, RouteError};
 use crate::progress::bar;
-use brainrecon_data::atomic::{read_json, write_json_atomic};
+use brainrecon_core::fs::{read_json, write_json_atomic};
 use brainrecon_data::image::{Filter, RgbImage};
 use brainrecon_data::npy;
 use brainrecon_data::prepared::PreparedSubject;
 use brainrecon_diffusion::pipeline::{image_from_rgb8, Posterior, StableDiffusion, Tensor};
-use brainrecon_diffusion::rng::{NoiseSource, SeededNoise};
+use brainrecon_nn::rng::{NoiseSource, SeededNoise};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -273,7 +273,7 @@ impl StimulusEncoder for ClipTextFeatures<'_> {
     }
 }
 
-fn diffusion_module(e: brainrecon_diffusion::nn::Error) -> RouteError {
+fn diffusion_module(e: brainrecon_nn::layers::Error) -> RouteError {
     RouteError::Diffusion(e.into())
 }
 
@@ -553,6 +553,156 @@ pub fn load_features_mapped(
         ));
     }
     Ok((meta, array))
+}
+
+/// One `brainrecon features` run: which features of which subject, with which model.
+pub struct FeatureRequest {
+    /// The kind (z, c, clip-image, blip-vision, blip-text).
+    pub kind: FeatureKind,
+    /// The model (default: shapes-ldm, or shapes-blip for the BLIP kinds).
+    pub model: Option<String>,
+    /// The features folder.
+    pub out: PathBuf,
+    /// Image side fed to the model (default: the kind's).
+    pub size: Option<usize>,
+    /// Sample the VAE posterior instead of its mean.
+    pub sample: bool,
+    /// Seed of the posterior samples.
+    pub seed: u64,
+    /// Images per forward pass.
+    pub batch: usize,
+    /// BLIP's layer: `last`, `all` or a number.
+    pub layer: String,
+    /// Apply BLIP's mean/std to the images.
+    pub normalize: bool,
+    /// The weights' precision.
+    pub dtype: brainrecon_diffusion::pipeline::DType,
+    /// Where the model runs.
+    pub device: brainrecon_diffusion::pipeline::Device,
+    /// Draw a progress bar.
+    pub progress: bool,
+}
+
+/// The layers `--layer` names for a tower of `layers` blocks: None = after the final norm.
+fn blip_layers(text: &str, layers: usize) -> Result<Vec<Option<u8>>> {
+    match text {
+        "last" => Ok(vec![None]),
+        "all" => Ok((0..=layers).map(|l| Some(l as u8)).collect()),
+        n => match n.parse::<usize>() {
+            Ok(l) if l <= layers => Ok(vec![Some(l as u8)]),
+            _ => Err(RouteError::Usage(format!(
+                "--layer: expected last, all or a layer 0..={layers} of this model, found '{n}'"
+            ))),
+        },
+    }
+}
+
+/// Computes the requested features of `subject` (every layer asked for, for BLIP), calling
+/// `each` with the summary of each array written.
+// `usize::is_multiple_of` needs Rust 1.87; the workspace supports 1.85.
+#[allow(clippy::manual_is_multiple_of)]
+pub fn compute_requested<E: From<RouteError>>(
+    subject: &PreparedSubject,
+    req: &FeatureRequest,
+    mut each: impl FnMut(&FeatureSummary) -> std::result::Result<(), E>,
+) -> std::result::Result<(), E> {
+    use crate::clip::ClipImageFeatures;
+    let kind = req.kind;
+    if matches!(kind, FeatureKind::BlipVision(_) | FeatureKind::BlipText(_)) {
+        return blip_features(subject, req, each);
+    }
+    let model = req.model.clone().unwrap_or_else(|| "shapes-ldm".into());
+    let summary = match kind {
+        FeatureKind::Vae | FeatureKind::ClipText => {
+            let sd =
+                StableDiffusion::load(&model, req.dtype, &req.device).map_err(RouteError::from)?;
+            let encoder: Box<dyn StimulusEncoder> = if kind == FeatureKind::Vae {
+                let size = req.size.unwrap_or_else(|| default_latent_image_size(&sd));
+                let f = sd.vae_scale_factor();
+                if size == 0 || size % f != 0 {
+                    return Err(RouteError::Usage(format!(
+                        "--size: expected a positive multiple of {f} for this model, found {size}"
+                    ))
+                    .into());
+                }
+                Box::new(VaeFeatures {
+                    sd: &sd,
+                    image_size: size,
+                    posterior: if req.sample {
+                        Posterior::Sample
+                    } else {
+                        Posterior::Mean
+                    },
+                    seed: req.seed,
+                })
+            } else {
+                Box::new(ClipTextFeatures { sd: &sd })
+            };
+            compute_features(
+                subject,
+                &req.out,
+                &model,
+                encoder.as_ref(),
+                req.batch,
+                req.progress,
+            )?
+        }
+        FeatureKind::ClipImage => {
+            let clip = ClipImageFeatures::load(&model, req.dtype, &req.device)?;
+            compute_features(subject, &req.out, &model, &clip, req.batch, req.progress)?
+        }
+        FeatureKind::BlipVision(_) | FeatureKind::BlipText(_) => unreachable!("handled above"),
+    };
+    each(&summary)
+}
+
+/// BLIP features: one array per layer asked for.
+// `usize::is_multiple_of` needs Rust 1.87; the workspace supports 1.85.
+#[allow(clippy::manual_is_multiple_of)]
+fn blip_features<E: From<RouteError>>(
+    subject: &PreparedSubject,
+    req: &FeatureRequest,
+    mut each: impl FnMut(&FeatureSummary) -> std::result::Result<(), E>,
+) -> std::result::Result<(), E> {
+    use crate::caption::features::BlipFeatures;
+    let name = req.model.clone().unwrap_or_else(|| "shapes-blip".into());
+    let loaded = crate::caption::load_captioner(&name, &req.device)?;
+    let vision = matches!(req.kind, FeatureKind::BlipVision(_));
+    let layers = if vision {
+        loaded.model.vision_model.config.num_hidden_layers
+    } else {
+        loaded.model.text_decoder.config().num_hidden_layers
+    };
+    let image_size = req
+        .size
+        .unwrap_or(loaded.model.vision_model.config.image_size);
+    let patch = loaded.model.vision_model.config.patch_size;
+    if image_size == 0 || image_size % patch != 0 {
+        return Err(RouteError::Usage(format!(
+            "--size: expected a positive multiple of the patch size {patch}, found {image_size}"
+        ))
+        .into());
+    }
+    for layer in blip_layers(&req.layer, layers)? {
+        let encoder = BlipFeatures {
+            model: &loaded.model,
+            tokenizer: &loaded.tokenizer,
+            fingerprint: loaded.fingerprint.clone(),
+            kind: if vision {
+                FeatureKind::BlipVision(layer)
+            } else {
+                FeatureKind::BlipText(layer)
+            },
+            image_size,
+            normalize: req.normalize,
+            device: req.device.clone(),
+        };
+        encoder.validate()?;
+        let summary =
+            compute_features(subject, &req.out, &name, &encoder, req.batch, req.progress)?;
+        each(&summary)?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

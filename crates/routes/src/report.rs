@@ -2,7 +2,7 @@
 //! paged image grid. Everything is inline (CSS, SVG plots, PNG data URIs), so a page works offline
 //! and survives being emailed.
 
-use brainrecon_data::atomic::write_bytes_atomic;
+use brainrecon_core::fs::write_bytes_atomic;
 use brainrecon_data::image::RgbImage;
 use brainrecon_data::DataError;
 use plotters::prelude::*;
@@ -769,18 +769,10 @@ fn mean(values: &[f64]) -> Option<f64> {
     (!finite.is_empty()).then(|| finite.iter().sum::<f64>() / finite.len() as f64)
 }
 
+/// `numpy.median` of the finite values; `None` when there are none.
 fn median(values: &[f64]) -> Option<f64> {
     let mut finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
-    if finite.is_empty() {
-        return None;
-    }
-    finite.sort_by(f64::total_cmp);
-    let mid = finite.len() / 2;
-    Some(if finite.len() % 2 == 1 {
-        finite[mid]
-    } else {
-        0.5 * (finite[mid - 1] + finite[mid])
-    })
+    (!finite.is_empty()).then(|| brainrecon_core::stats::median(&mut finite))
 }
 
 #[cfg(test)]

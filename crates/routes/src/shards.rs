@@ -8,7 +8,7 @@
 
 use crate::error::{Result, RouteError};
 use crate::linear::{Manifest, ReconstructOptions};
-use brainrecon_data::atomic::{read_json, write_json_atomic};
+use brainrecon_core::fs::{read_json, write_json_atomic};
 use serde::{Deserialize, Serialize};
 use std::ops::Range;
 use std::path::{Path, PathBuf};

@@ -123,7 +123,7 @@ fn load_network<T>(
     file: &str,
     metric: &str,
     device: &Device,
-    build: impl FnOnce(candle_nn::VarBuilder<'static>) -> brainrecon_diffusion::nn::Result<T>,
+    build: impl FnOnce(candle_nn::VarBuilder<'static>) -> brainrecon_nn::layers::Result<T>,
     absent: &mut Vec<Absent>,
 ) -> Result<Option<T>> {
     let Some(dir) = dir else {

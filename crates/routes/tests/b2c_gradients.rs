@@ -5,8 +5,8 @@
 use brainrecon_brain::b2c::BrainToContextEncoder;
 use brainrecon_diffusion::pipeline::{DType, Device, Tensor};
 use brainrecon_diffusion::scheduler::{NoiseSchedule, PredictionType, SchedulerConfig};
-use brainrecon_diffusion::train::Parameters;
 use brainrecon_diffusion::unet::{UNet2DConditionConfig, UNet2DConditionModel};
+use brainrecon_nn::params::Parameters;
 use brainrecon_nn::weights::{Overlay, Weights};
 use brainrecon_routes::b2c::train::{b2c_loss, BatchInputs};
 use std::collections::HashMap;

@@ -11,10 +11,10 @@ use brainrecon_diffusion::embedded::shapes_motion_dir;
 use brainrecon_diffusion::pipeline::{
     ClipOptions, Conditioning, SampleOptions, StableDiffusion, VideoDiffusion,
 };
-use brainrecon_diffusion::rng::{NoiseSource, SeededNoise};
 use brainrecon_diffusion::scheduler::{NoiseSchedule, SchedulerConfig, SchedulerKind};
 use brainrecon_diffusion::unet_motion::{save_motion_adapter, UNetMotionModel};
 use brainrecon_diffusion::warp::moving_noise;
+use brainrecon_nn::rng::{NoiseSource, SeededNoise};
 use brainrecon_routes::video::evaluate::read_direction;
 use brainrecon_routes::video::train_motion::{adapter_config, clip_latents, MotionTrainConfig};
 use brainrecon_simulate::classify::read_scene;

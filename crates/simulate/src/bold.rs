@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use brainrecon_data::atomic::write_json_atomic;
+use brainrecon_core::fs::write_json_atomic;
 use brainrecon_data::error::Result;
 use brainrecon_data::npy;
 use brainrecon_data::runs::nifti4d::{self, Storage};

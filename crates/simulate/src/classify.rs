@@ -41,6 +41,8 @@ fn nearest(colour: [f32; 3], palette: &[(&str, [u8; 3])]) -> usize {
         .expect("non-empty palette")
 }
 
+/// The upper median: the middle value, the later of the middle two for an even count (not
+/// `numpy.median`'s mean of the two; the classifier's results are kept as they are).
 fn median(values: &mut [f32]) -> f32 {
     values.sort_by(f32::total_cmp);
     values[values.len() / 2]

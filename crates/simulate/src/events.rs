@@ -37,8 +37,8 @@
 
 use super::brain::{luminance_contrast, Brain, Tuning};
 use super::scene::Scene;
-use super::{finish_dir, new_output_dir, Signal};
-use brainrecon_data::atomic::{write_bytes_atomic, write_json_atomic};
+use super::{new_output_dir, Signal};
+use brainrecon_core::fs::{write_bytes_atomic, write_json_atomic};
 use brainrecon_data::error::{DataError, Result};
 use brainrecon_data::image::write_png;
 use brainrecon_data::npy;
@@ -438,17 +438,7 @@ pub fn simulate_events(opts: &EventsOptions) -> Result<EventsTruth> {
             "simulate --kind events: a TR in (0, {TRIAL_SECONDS}] s and images of 16 pixels or more"
         )));
     }
-    let staging = new_output_dir(&opts.out)?;
-    match write_dataset(opts, &staging) {
-        Ok(truth) => {
-            finish_dir(&staging, &opts.out)?;
-            Ok(truth)
-        }
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&staging);
-            Err(e)
-        }
-    }
+    new_output_dir(&opts.out)?.run(|staging| write_dataset(opts, staging))
 }
 
 /// The experiment's subject and images, drawn first from the seed's generator (`rng` is left

@@ -8,11 +8,13 @@ pub mod events;
 pub mod h5stream;
 pub mod movie;
 pub mod music;
+pub mod scanner_export;
 pub mod scene;
 pub mod video;
 
 use brain::{luminance_contrast, Brain, Responder, Tuning, NSDGENERAL, PRF_VISUALROIS, STREAMS};
-use brainrecon_data::atomic::{write_atomic, write_bytes_atomic, write_json_atomic};
+use brainrecon_core::fs::{write_atomic, write_bytes_atomic, write_json_atomic, OutputDir};
+use brainrecon_core::progress::bar_aligned;
 use brainrecon_data::error::{DataError, Result};
 use brainrecon_data::mat::{encode_doubles, Matrix};
 use brainrecon_data::nsd::prepare::{prepare, PrepareOptions, ZScore};
@@ -110,36 +112,10 @@ pub struct Simulated {
     pub truth: Truth,
 }
 
-fn new_output_dir(out: &Path) -> Result<PathBuf> {
-    if out.exists()
-        && std::fs::read_dir(out)
-            .map(|mut d| d.next().is_some())
-            .unwrap_or(true)
-    {
-        return Err(DataError::invalid(
-            out,
-            "--out",
-            "a new or empty directory",
-            "a non-empty directory",
-        ));
-    }
-    let name = out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "simulated".into());
-    let staging = out.with_file_name(format!("{name}.partial"));
-    if staging.exists() {
-        std::fs::remove_dir_all(&staging).map_err(|e| DataError::io(&staging, e))?;
-    }
-    std::fs::create_dir_all(&staging).map_err(|e| DataError::io(&staging, e))?;
-    Ok(staging)
-}
-
-fn finish_dir(staging: &Path, out: &Path) -> Result<()> {
-    if out.exists() {
-        std::fs::remove_dir(out).map_err(|e| DataError::io(out, e))?;
-    }
-    std::fs::rename(staging, out).map_err(|e| DataError::io(out, e))
+/// A new output folder for a simulator: refused unless `out` is new or empty; written in its
+/// `<out>.partial` staging folder and moved into place by [`OutputDir::run`].
+fn new_output_dir(out: &Path) -> Result<OutputDir> {
+    OutputDir::create_empty(out, ["a new or empty directory", "a non-empty directory"])
 }
 
 /// Writes a synthetic subject. With [`OutputLayout::Nsd`] `out` becomes an NSD root.
@@ -170,24 +146,16 @@ pub fn simulate(opts: &SimulateOptions) -> Result<Simulated> {
     }
     match opts.layout {
         OutputLayout::Nsd => {
-            let staging = new_output_dir(&opts.out)?;
-            let result = write_nsd_tree(opts, &staging);
-            match result {
-                Ok(truth) => {
-                    finish_dir(&staging, &opts.out)?;
-                    Ok(Simulated {
-                        out: opts.out.clone(),
-                        truth,
-                    })
-                }
-                Err(e) => {
-                    let _ = std::fs::remove_dir_all(&staging);
-                    Err(e)
-                }
-            }
+            let truth = new_output_dir(&opts.out)?.run(|staging| write_nsd_tree(opts, staging))?;
+            Ok(Simulated {
+                out: opts.out.clone(),
+                truth,
+            })
         }
         OutputLayout::Prepared => {
-            let source = new_output_dir(&opts.out.with_extension("nsd-source"))?;
+            // The NSD tree is a scratch input of `prepare`: staged, read, then removed.
+            let scratch = new_output_dir(&opts.out.with_extension("nsd-source"))?;
+            let source = scratch.path().to_path_buf();
             let result = (|| {
                 let truth = write_nsd_tree(opts, &source)?;
                 prepare(&PrepareOptions {
@@ -210,7 +178,7 @@ pub fn simulate(opts: &SimulateOptions) -> Result<Simulated> {
                     .map_err(|e| DataError::io(&truth_dir, e))?;
                 Ok(truth)
             })();
-            let _ = std::fs::remove_dir_all(&source);
+            scratch.abort();
             Ok(Simulated {
                 out: opts.out.clone(),
                 truth: result?,
@@ -548,7 +516,7 @@ fn write_betas(
         &truth_dir.join("betas_psc.npy"),
         &[trial_ids.len(), visual.len()],
     )?;
-    let bar = progress_bar(opts.progress, trial_ids.len());
+    let bar = bar_aligned(trial_ids.len() as u64, "betas trials", opts.progress, 14);
     // Voxels outside the brain stay 0 in every trial.
     let mut data = vec![0i16; nx * ny * nz];
     let mut psc_row = Vec::with_capacity(visual.len());
@@ -588,20 +556,6 @@ fn write_betas(
     }
     bar.finish_and_clear();
     psc_writer.finish()
-}
-
-fn progress_bar(show: bool, len: usize) -> indicatif::ProgressBar {
-    if !show {
-        return indicatif::ProgressBar::hidden();
-    }
-    let bar = indicatif::ProgressBar::new(len as u64);
-    bar.set_style(
-        indicatif::ProgressStyle::with_template("{msg:>14} [{bar:30}] {pos}/{len} {elapsed}/{eta}")
-            .unwrap()
-            .progress_chars("=> "),
-    );
-    bar.set_message("betas trials");
-    bar
 }
 
 fn write_responses(

@@ -27,8 +27,8 @@
 //! and Gaussian noise at `snr` (signal std / noise std), on a baseline of 800–1200.
 
 use super::bold::{bold_volumes, grid_affine, write_bold_run, write_voxel_truth};
-use super::{finish_dir, new_output_dir};
-use brainrecon_data::atomic::{write_bytes_atomic, write_json_atomic};
+use super::new_output_dir;
+use brainrecon_core::fs::{write_bytes_atomic, write_json_atomic};
 use brainrecon_data::error::{DataError, Result};
 use brainrecon_data::nifti_io;
 use brainrecon_data::npy;
@@ -477,20 +477,11 @@ fn check(opts: &MovieOptions) -> Result<()> {
 /// Writes the synthetic movie subject (see the module documentation).
 pub fn simulate_movie(opts: &MovieOptions) -> Result<SimulatedMovie> {
     check(opts)?;
-    let staging = new_output_dir(&opts.out)?;
-    match write_subject(opts, &staging) {
-        Ok(truth) => {
-            finish_dir(&staging, &opts.out)?;
-            Ok(SimulatedMovie {
-                out: opts.out.clone(),
-                truth,
-            })
-        }
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&staging);
-            Err(e)
-        }
-    }
+    let truth = new_output_dir(&opts.out)?.run(|staging| write_subject(opts, staging))?;
+    Ok(SimulatedMovie {
+        out: opts.out.clone(),
+        truth,
+    })
 }
 
 fn write_text(path: &Path, text: &str) -> Result<()> {

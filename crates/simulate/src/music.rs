@@ -51,8 +51,8 @@
 
 use super::bold::{bold_volumes, grid_affine, write_bold_run, write_voxel_truth};
 use super::movie::canonical_hrf;
-use super::{finish_dir, new_output_dir};
-use brainrecon_data::atomic::{write_bytes_atomic, write_json_atomic};
+use super::new_output_dir;
+use brainrecon_core::fs::{write_bytes_atomic, write_json_atomic};
 use brainrecon_data::audio::features::{acoustic_features, feature_names, N_FEATURES};
 use brainrecon_data::audio::stimuli::GTZAN_GENRES;
 use brainrecon_data::audio::synth::{
@@ -1166,20 +1166,11 @@ fn check(opts: &MusicOptions) -> Result<()> {
 /// Writes the synthetic music subject (see the module documentation).
 pub fn simulate_music(opts: &MusicOptions) -> Result<SimulatedMusic> {
     check(opts)?;
-    let staging = new_output_dir(&opts.out)?;
-    match write_subject(opts, &staging) {
-        Ok(truth) => {
-            finish_dir(&staging, &opts.out)?;
-            Ok(SimulatedMusic {
-                out: opts.out.clone(),
-                truth,
-            })
-        }
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&staging);
-            Err(e)
-        }
-    }
+    let truth = new_output_dir(&opts.out)?.run(|staging| write_subject(opts, staging))?;
+    Ok(SimulatedMusic {
+        out: opts.out.clone(),
+        truth,
+    })
 }
 
 /// A seed of its own per clip, so a clip's track does not depend on how many came before it.

@@ -41,9 +41,10 @@
 
 use super::bold::{bold_volumes, write_voxel_truth};
 use super::movie::canonical_hrf;
+use super::new_output_dir;
 use super::scene::{Scene, BACKGROUNDS, COLOURS, POSITIONS, SHAPES, SIZES};
-use super::{finish_dir, new_output_dir};
-use brainrecon_data::atomic::write_json_atomic;
+use brainrecon_core::fs::write_json_atomic;
+use brainrecon_core::progress::bar_aligned;
 use brainrecon_data::cc2017::{Design, DESIGN_FORMAT};
 use brainrecon_data::cifti::cc2017::{run_path, Split};
 use brainrecon_data::cifti::{write_dense_series, BrainModel, CiftiVolume, ModelType, SeriesMap};
@@ -51,7 +52,6 @@ use brainrecon_data::error::{DataError, Result};
 use brainrecon_data::image::{write_png, RgbImage};
 use brainrecon_data::motion::ShiftSums;
 use brainrecon_data::npy;
-use indicatif::{ProgressBar, ProgressStyle};
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -428,20 +428,11 @@ fn check(opts: &VideoOptions) -> Result<()> {
 /// Writes the synthetic video subject (see the module documentation).
 pub fn simulate_video(opts: &VideoOptions) -> Result<SimulatedVideo> {
     check(opts)?;
-    let staging = new_output_dir(&opts.out)?;
-    match write_dataset(opts, &staging) {
-        Ok(truth) => {
-            finish_dir(&staging, &opts.out)?;
-            Ok(SimulatedVideo {
-                out: opts.out.clone(),
-                truth,
-            })
-        }
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&staging);
-            Err(e)
-        }
-    }
+    let truth = new_output_dir(&opts.out)?.run(|staging| write_dataset(opts, staging))?;
+    Ok(SimulatedVideo {
+        out: opts.out.clone(),
+        truth,
+    })
 }
 
 /// Clips of 1–3 TRs filling `n_tr` TRs.
@@ -735,20 +726,6 @@ fn segment_signals(brain: &Brain, sampled: &[Vec<f64>], percent: f64) -> Vec<Vec
     signals
 }
 
-fn progress_bar(show: bool, len: usize, label: &str) -> ProgressBar {
-    if !show {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(len as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{msg:>12} [{bar:30}] {pos}/{len} {elapsed}/{eta}")
-            .unwrap()
-            .progress_chars("=> "),
-    );
-    bar.set_message(label.to_string());
-    bar
-}
-
 /// Segment names and splits in order: training then test.
 fn segments(opts: &VideoOptions) -> Vec<(Split, usize, usize)> {
     let train = (1..=opts.train_segments).map(|k| (Split::Train, k, opts.train_repetitions));
@@ -768,7 +745,7 @@ fn write_dataset(opts: &VideoOptions, root: &Path) -> Result<VideoTruth> {
         opts.subcortical_voxels,
     );
     let segs = segments(opts);
-    let bar = progress_bar(opts.progress, segs.len(), "stimuli");
+    let bar = bar_aligned(segs.len() as u64, "stimuli", opts.progress, 12);
     let (mut truths, mut sampled) = (Vec::new(), Vec::new());
     for &(split, k, _) in &segs {
         let name = format!("{}{k}", split.prefix());
@@ -807,7 +784,7 @@ fn write_captions(
             text.push_str(&format!("{split}\t{k}\t{}\t{}\n", tr.tr, tr.caption));
         }
     }
-    brainrecon_data::atomic::write_bytes_atomic(path, text.as_bytes())
+    brainrecon_core::fs::write_bytes_atomic(path, text.as_bytes())
 }
 
 fn write_runs(
@@ -829,7 +806,7 @@ fn write_runs(
         unit: "SECOND".into(),
     };
     let total: usize = segs.iter().map(|s| s.2).sum();
-    let bar = progress_bar(opts.progress, total, "runs");
+    let bar = bar_aligned(total as u64, "runs", opts.progress, 12);
     for (&(split, k, repetitions), signal) in segs.iter().zip(signals) {
         for rep in 1..=repetitions {
             let volumes = bold_volumes(

@@ -60,26 +60,6 @@ pub fn encode_png(image: &RgbImage) -> std::io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
-/// `.NAME.partial-PID` beside `path`: where a file is written before it is renamed into place.
-pub fn partial_path(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "output".to_string());
-    path.with_file_name(format!(".{name}.partial-{}", std::process::id()))
-}
-
-/// Writes `bytes` to `path` through a temporary file in the same folder and a rename, so a
-/// reader sees either no file or the whole file. The temporary file is removed on failure.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let tmp = partial_path(path);
-    let result = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
-}
-
 /// A numbered PNG sequence in a folder: `frame-000000.png`, `frame-000001.png`, …
 pub struct PngSequence {
     dir: PathBuf,
@@ -114,7 +94,7 @@ impl PngSequence {
     /// Writes frame `index` atomically (from already encoded PNG bytes).
     pub fn write(&mut self, index: u64, png: &[u8]) -> std::io::Result<PathBuf> {
         let path = self.path(index);
-        write_atomic(&path, png)?;
+        brainrecon_core::fs::write_bytes_atomic(&path, png).map_err(std::io::Error::other)?;
         self.written += 1;
         Ok(path)
     }

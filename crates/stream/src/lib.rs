@@ -25,6 +25,7 @@ pub mod error;
 pub mod frames;
 pub mod latent;
 pub mod live;
+pub mod named;
 pub mod npy;
 pub mod nwb;
 pub mod open;

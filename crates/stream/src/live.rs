@@ -19,6 +19,7 @@ use crate::pipeline::LatentStream;
 use crate::server::{FrameState, Hub};
 use crate::source::Source;
 use crate::window::Window;
+use brainrecon_core::stats::quantile_nearest_rank;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashSet, VecDeque};
 use std::path::PathBuf;
@@ -314,17 +315,6 @@ fn rate_of(recent: &VecDeque<Instant>) -> f64 {
         }
         _ => 0.0,
     }
-}
-
-/// The `q` quantile (nearest rank) of `values`; 0 when empty.
-pub fn quantile(values: &[f64], q: f64) -> f64 {
-    if values.is_empty() {
-        return 0.0;
-    }
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len());
-    sorted[rank - 1]
 }
 
 /// Runs the loop on `stream` with `generator` until the source ends, `max_frames` frames are
@@ -656,7 +646,7 @@ where
         } else {
             stats.latencies_ms.iter().sum::<f64>() / stats.latencies_ms.len() as f64
         },
-        latency_ms_p95: quantile(&stats.latencies_ms, 0.95),
+        latency_ms_p95: quantile_nearest_rank(&stats.latencies_ms, 0.95),
         latency_ms_max: stats.latencies_ms.iter().copied().fold(0.0, f64::max),
         first_frame_s: stats
             .first_ready

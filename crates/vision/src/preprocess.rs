@@ -143,7 +143,19 @@ pub struct ProcessorDefaults {
     pub crop: (usize, usize),
     pub mean: [f32; 3],
     pub std: [f32; 3],
+    /// The resampling filter when `resample` is absent.
+    pub filter: Filter,
+    /// The `resample` codes (Pillow's) the class accepts, with their names, in the order its
+    /// error lists them.
+    pub filters: &'static [(u64, Filter, &'static str)],
 }
+
+/// Pillow's Lanczos, bilinear and bicubic codes.
+const PILLOW_FILTERS: &[(u64, Filter, &str)] = &[
+    (1, Filter::Lanczos, "lanczos"),
+    (2, Filter::Bilinear, "bilinear"),
+    (3, Filter::Bicubic, "bicubic"),
+];
 
 impl ProcessorDefaults {
     /// `ViTImageProcessor`: 224 × 224, bilinear, no crop, mean and std 0.5.
@@ -158,6 +170,8 @@ impl ProcessorDefaults {
         crop: (224, 224),
         mean: IMAGENET_STANDARD_MEAN,
         std: IMAGENET_STANDARD_STD,
+        filter: Filter::Bilinear,
+        filters: PILLOW_FILTERS,
     };
 
     /// `VideoMAEImageProcessor`: shortest edge 224, centre crop 224 × 224, bilinear, mean and
@@ -170,6 +184,8 @@ impl ProcessorDefaults {
         crop: (224, 224),
         mean: IMAGENET_STANDARD_MEAN,
         std: IMAGENET_STANDARD_STD,
+        filter: Filter::Bilinear,
+        filters: PILLOW_FILTERS,
     };
 }
 
@@ -181,7 +197,7 @@ impl ImageProcessor {
     pub fn from_defaults(d: &ProcessorDefaults) -> Self {
         ImageProcessor {
             resize: Some(d.size),
-            filter: Filter::Bilinear,
+            filter: d.filter,
             crop: d.do_center_crop.then_some(d.crop),
             rescale_factor: Some(1.0 / 255.0),
             normalize: Some((d.mean, d.std)),
@@ -271,17 +287,24 @@ impl ImageProcessor {
             None
         };
         let filter = match object.get("resample") {
-            None | Some(Value::Null) => Filter::Bilinear,
-            Some(v) => match v.as_u64() {
-                Some(1) => Filter::Lanczos,
-                Some(2) => Filter::Bilinear,
-                Some(3) => Filter::Bicubic,
-                _ => {
-                    return Err(bad(format!(
-                        "resample {v} is not supported (1 = lanczos, 2 = bilinear, 3 = bicubic)"
-                    )))
+            None | Some(Value::Null) => defaults.filter,
+            Some(v) => {
+                let code = v.as_u64();
+                match defaults.filters.iter().find(|(c, ..)| Some(*c) == code) {
+                    Some(&(_, filter, _)) => filter,
+                    None => {
+                        let known: Vec<String> = defaults
+                            .filters
+                            .iter()
+                            .map(|(c, _, name)| format!("{c} = {name}"))
+                            .collect();
+                        return Err(bad(format!(
+                            "resample {v} is not supported ({})",
+                            known.join(", ")
+                        )));
+                    }
                 }
-            },
+            }
         };
         let crop = if flag("do_center_crop", defaults.do_center_crop)? {
             Some(match object.get("crop_size") {

@@ -11,8 +11,8 @@ use std::path::{Path, PathBuf};
 
 use brainrecon_language::checkpoint::{weight_files, Checkpoint};
 use brainrecon_language::roberta::RobertaModel;
+use brainrecon_nn::init::ParamInit;
 use brainrecon_nn::layers;
-use brainrecon_nn::train::ParamInit;
 use brainrecon_nn::weights::resolve_model_folder;
 use brainrecon_nn::{ModelError, Result};
 use candle_core::{Device, Tensor, D};
@@ -148,7 +148,7 @@ impl ClapModel {
     }
 
     /// The initialisation to train a CLAP-architecture model from scratch with
-    /// `brainrecon_nn::train::init_parameters_with`: PyTorch's defaults, but batch-norm
+    /// `brainrecon_nn::init::init_parameters_with`: PyTorch's defaults, but batch-norm
     /// variances at 1 and the temperatures at `log(logit_scale_init_value)` as transformers
     /// sets them (running statistics are constants to leave out of the optimiser).
     pub fn init_rule(config: &ClapConfig) -> impl Fn(&str, &[usize], ParamInit) -> ParamInit {

@@ -33,12 +33,9 @@ pub const GENRES_CLAP_MODEL: EmbeddedModel = EmbeddedModel {
     marker: "config.json",
 };
 
-/// Files of the repository's folder that are not the model's (its record).
-pub const NOT_EMBEDDED: [&str; 3] = [
-    super::train::TRAINING_RECORD,
-    super::train::LOSS_CHART,
-    "README.md",
-];
+/// Files of the repository's folder that are not the model's: its training record and loss
+/// chart (written by the zoo's training) and the model card.
+pub const NOT_EMBEDDED: [&str; 3] = ["training.json", "loss.svg", "README.md"];
 
 #[cfg(test)]
 mod tests {

@@ -1,4 +1,5 @@
 use super::usage;
+use crate::args::{DeviceArgs, JsonArg};
 use brainrecon_data::prepared::PreparedSubject;
 use brainrecon_diffusion::pipeline::{DType, StableDiffusion};
 use brainrecon_routes::b2c::ablation::{ablation, AblationOptions, COLUMNS};
@@ -58,12 +59,10 @@ pub struct Training {
     /// SUBJECT/features/full-size)
     #[arg(long)]
     features: Option<PathBuf>,
-    /// cpu, cuda or cuda:N
-    #[arg(long, default_value = "cpu")]
-    device: String,
-    /// Print the summary as JSON
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    device: DeviceArgs,
+    #[command(flatten)]
+    json: JsonArg,
 }
 
 impl Training {
@@ -161,7 +160,7 @@ fn run_train(args: TrainArgs) -> anyhow::Result<()> {
     let t = &args.training;
     let options = t.options(Patch::parse(&args.patch)?)?;
     let subject = PreparedSubject::open(&t.subject)?;
-    let device = super::device(&t.device)?;
+    let device = t.device.device()?;
     let sd = StableDiffusion::load(&t.model, DType::F32, &device)?;
     let bar =
         brainrecon_routes::progress::bar(options.steps as u64, "b2c train", super::show_progress());
@@ -182,7 +181,7 @@ fn run_train(args: TrainArgs) -> anyhow::Result<()> {
         },
     )?;
     bar.finish_and_clear();
-    if t.json {
+    if t.json.json {
         return super::print_json(&summary);
     }
     outln!(
@@ -207,7 +206,7 @@ fn run_ablation(args: AblationArgs) -> anyhow::Result<()> {
         return Err(usage("--samples must be at least 1"));
     }
     let subject = PreparedSubject::open(&t.subject)?;
-    let device = super::device(&t.device)?;
+    let device = t.device.device()?;
     let networks = Networks::load(None, None, Protocol::MindEye, &device)?;
     let options = AblationOptions {
         train: train_options,
@@ -233,7 +232,7 @@ fn run_ablation(args: AblationArgs) -> anyhow::Result<()> {
         &options,
         super::show_progress(),
     )?;
-    if t.json {
+    if t.json.json {
         return super::print_json(&result);
     }
     out!("{:<12}", "cell")?;

@@ -1,5 +1,6 @@
 //! `brainrecon bids prepare`: continuous recordings (movies, music) → a run set.
 
+use crate::args::JsonArg;
 use brainrecon_data::runs::confounds::{
     Strategy, DEFAULT_FD_THRESHOLD, DEFAULT_STD_DVARS_THRESHOLD,
 };
@@ -72,6 +73,7 @@ pub enum LayoutArg {
     brainrecon bids prepare --layout ds005531 --bids-root ds005531 --subject S01 --task breakingbad --out runs-S01\n  \
     brainrecon bids prepare --fmriprep ds/derivatives/fmriprep --bids-root ds --subject 01 --task movie --confounds motion:full,wm_csf:basic,global_signal:basic,high_pass,scrub --out runs-clean"
 )]
+#[command(mut_arg("json", |a| a.help("Print the report as JSON")))]
 pub struct PrepareArgs {
     /// Root of the dataset (holding dataset_description.json and sub-*/); with --fmriprep, the
     /// raw dataset the events and annotations come from (optional)
@@ -123,9 +125,8 @@ pub struct PrepareArgs {
     /// Seconds cut from the start of every run, a multiple of the TR (default 0; ds005531: 20)
     #[arg(long)]
     drop_seconds: Option<f64>,
-    /// Print the report as JSON
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    json: JsonArg,
 }
 
 /// The fMRIPrep options, when --fmriprep is given.
@@ -190,7 +191,7 @@ pub fn run(command: BidsCommand) -> anyhow::Result<()> {
         Some(f) => prepare_fmriprep(&opts, f)?,
         None => prepare(&opts)?,
     };
-    if args.json {
+    if args.json.json {
         return super::print_json(&report);
     }
     let m = &report.meta;

@@ -1,4 +1,5 @@
 use super::usage;
+use crate::args::{DeviceArgs, JsonArg};
 use brainrecon_data::prepared::PreparedSubject;
 use brainrecon_language::generate::BeamScoring;
 use brainrecon_routes::caption::decode::{
@@ -26,6 +27,7 @@ use std::path::PathBuf;
 #[command(
     after_help = "Example:\n  brainrecon fit --subject prepared/subj01 --target blip --out decoders/blip\n  brainrecon caption --subject prepared/subj01 --decoders decoders --blip shapes-blip --out captions/subj01\n  brainrecon reconstruct --method caption --captions captions/subj01 --subject prepared/subj01 --decoders decoders --out recons/caption"
 )]
+#[command(mut_arg("json", |a| a.help("Print the captions as JSON")))]
 pub struct Args {
     /// A prepared subject directory
     #[arg(long)]
@@ -67,12 +69,10 @@ pub struct Args {
     /// Only the first N test images
     #[arg(long)]
     limit: Option<usize>,
-    /// cpu, cuda or cuda:N
-    #[arg(long, default_value = "cpu")]
-    device: String,
-    /// Print the captions as JSON
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    device: DeviceArgs,
+    #[command(flatten)]
+    json: JsonArg,
 }
 
 fn options(args: &Args) -> anyhow::Result<CaptionOptions> {
@@ -102,7 +102,7 @@ fn options(args: &Args) -> anyhow::Result<CaptionOptions> {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let options = options(&args)?;
     let subject = PreparedSubject::open(&args.subject)?;
-    let device = super::device(&args.device)?;
+    let device = args.device.device()?;
     let decoder = match (args.source.as_str(), &args.decoders) {
         ("decoded", Some(dir)) => Some(Decoder::load(&dir.join("blip"))?),
         ("decoded", None) => return Err(usage("--source decoded needs --decoders DIR")),
@@ -137,7 +137,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         &args.out,
         super::show_progress(),
     )?;
-    if args.json {
+    if args.json.json {
         return super::print_json(&file);
     }
     for item in file.items.iter().take(10) {

@@ -1,3 +1,4 @@
+use crate::args::JsonArg;
 use brainrecon_data::image::{write_png, RgbImage};
 use brainrecon_data::npy;
 use brainrecon_data::prepared::PreparedSubject;
@@ -12,6 +13,7 @@ use std::path::PathBuf;
 #[command(
     after_help = "Example:\n  brainrecon decode --subject prepared/subj01 --model models/pixels --out recons/pixels\n  brainrecon eval --stimuli prepared/subj01 --recons recons/pixels"
 )]
+#[command(mut_arg("json", |a| a.help("Print a summary as JSON")))]
 pub struct Args {
     /// A prepared subject directory
     #[arg(long)]
@@ -22,9 +24,8 @@ pub struct Args {
     /// Output directory
     #[arg(long)]
     out: PathBuf,
-    /// Print a summary as JSON
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    json: JsonArg,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -52,7 +53,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
     }
     let summary = serde_json::json!({"out": args.out, "n_test": ids.len(), "n_targets": width, "images_written": images});
-    if args.json {
+    if args.json.json {
         return super::print_json(&summary);
     }
     outln!(

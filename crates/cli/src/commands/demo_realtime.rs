@@ -3,7 +3,7 @@
 
 use super::demo::path;
 use super::realtime_simulate::Pace;
-use brainrecon_data::atomic::read_json;
+use brainrecon_core::fs::read_json;
 use std::path::Path;
 use std::time::{Duration, Instant};
 

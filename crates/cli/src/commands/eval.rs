@@ -1,11 +1,11 @@
 use super::usage;
-use brainrecon_data::image::{read_png, write_png, RgbImage};
+use crate::args::{DeviceArgs, JsonArg};
 use brainrecon_data::prepared::PreparedSubject;
-use brainrecon_metrics::MetricsTable;
-use brainrecon_routes::evaluate::{evaluate, EvalOptions, SuiteTable};
+use brainrecon_routes::evaluate::{evaluate, EvalOptions};
+use brainrecon_routes::folder_eval::score_folder;
 use brainrecon_routes::linear::Manifest;
-use brainrecon_routes::suite::{self, Networks, Protocol};
-use std::path::{Path, PathBuf};
+use brainrecon_routes::suite::{Networks, Protocol};
+use std::path::PathBuf;
 
 /// Compare reconstructions with the images that were seen.
 ///
@@ -32,6 +32,8 @@ use std::path::{Path, PathBuf};
 #[command(
     after_help = "Example:\n  brainrecon eval --stimuli prepared/subj01 --recons recons/linear --metric-weights ~/metric-weights\n  brainrecon eval --stimuli prepared/subj01 --recons recons/linear --protocol brain-diffuser --clip openai/clip-vit-large-patch14\n  brainrecon eval --stimuli prepared/subj01 --recons recons/pixels --json"
 )]
+#[command(mut_arg("device", |a| a.help("cpu, cuda or cuda:N: where the metric networks run")))]
+#[command(mut_arg("json", |a| a.help("Print the table as JSON")))]
 pub struct Args {
     /// A prepared subject, or a directory of <id>.png stimuli
     #[arg(long)]
@@ -51,9 +53,8 @@ pub struct Args {
     /// EfficientNet weights)
     #[arg(long, default_value = "mindeye")]
     protocol: String,
-    /// cpu, cuda or cuda:N: where the metric networks run
-    #[arg(long, default_value = "cpu")]
-    device: String,
+    #[command(flatten)]
+    device: DeviceArgs,
     /// Report: test images per page
     #[arg(long, default_value_t = 50)]
     rows_per_page: usize,
@@ -74,57 +75,8 @@ pub struct Args {
     /// Also write a contact sheet PNG: stimuli on top, reconstructions below, 10 per row
     #[arg(long)]
     sheet: Option<PathBuf>,
-    /// Print the table as JSON
-    #[arg(long)]
-    json: bool,
-}
-
-/// Pairs of (truth, reconstruction) tiled in rows of `per_row`: truth above its reconstruction.
-fn contact_sheet(truths: &[RgbImage], recons: &[RgbImage], per_row: usize) -> RgbImage {
-    let (h, w) = (recons[0].height, recons[0].width);
-    let gap = 2;
-    let rows = truths.len().div_ceil(per_row);
-    let (sheet_h, sheet_w) = (rows * (2 * h + 3 * gap), per_row * (w + gap) + gap);
-    let mut pixels = vec![255u8; sheet_h * sheet_w * 3];
-    for (k, (truth, recon)) in truths.iter().zip(recons).enumerate() {
-        let (top, left) = (
-            (k / per_row) * (2 * h + 3 * gap) + gap,
-            (k % per_row) * (w + gap) + gap,
-        );
-        for (offset, image) in [(0, truth), (h + gap, recon)] {
-            for y in 0..h {
-                let src = &image.pixels[y * w * 3..(y + 1) * w * 3];
-                let at = ((top + offset + y) * sheet_w + left) * 3;
-                pixels[at..at + w * 3].copy_from_slice(src);
-            }
-        }
-    }
-    RgbImage::new(sheet_h, sheet_w, pixels)
-}
-
-fn reconstructions(dir: &Path) -> anyhow::Result<Vec<(usize, PathBuf)>> {
-    let entries = std::fs::read_dir(dir).map_err(|e| brainrecon_data::DataError::io(dir, e))?;
-    let mut found = Vec::new();
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.extension().is_some_and(|e| e == "png") {
-            if let Some(id) = path
-                .file_stem()
-                .and_then(|s| s.to_str())
-                .and_then(|s| s.parse().ok())
-            {
-                found.push((id, path));
-            }
-        }
-    }
-    found.sort();
-    if found.is_empty() {
-        return Err(usage(format!(
-            "{}: expected reconstructions named <id>.png, found none",
-            dir.display()
-        )));
-    }
-    Ok(found)
+    #[command(flatten)]
+    json: JsonArg,
 }
 
 /// The metric suite's networks for `args` (every file and argument checked before any work).
@@ -147,7 +99,7 @@ fn suite_networks(args: &Args) -> anyhow::Result<Networks> {
             )));
         }
     }
-    let device = super::device(&args.device)?;
+    let device = args.device.device()?;
     let clip = super::features::clip_for_suite(args.clip.as_deref(), &device)?;
     Ok(Networks::load(
         args.metric_weights.as_deref(),
@@ -178,7 +130,7 @@ fn route_eval(args: &Args) -> anyhow::Result<()> {
         clip_score_model: clip_score_model.as_ref(),
     };
     let evaluation = evaluate(&subject, &args.recons, &options)?;
-    if args.json {
+    if args.json.json {
         return super::print_json(&evaluation);
     }
     out!("{evaluation}")?;
@@ -191,81 +143,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.recons.join(Manifest::FILE).exists() {
         return route_eval(&args);
     }
-    let recon_files = reconstructions(&args.recons)?;
-    let subject = if args.stimuli.join("subject.json").exists() {
-        Some(PreparedSubject::open(&args.stimuli)?)
-    } else {
-        None
-    };
-    let store = subject.as_ref().map(|s| s.images()).transpose()?;
-    let (mut truths, mut recons) = (Vec::new(), Vec::new());
-    let (mut truth_images, mut recon_images) = (Vec::new(), Vec::new());
-    let mut truth_native = Vec::new();
-    let mut size = None;
-    for (id, path) in &recon_files {
-        let recon = read_png(path)?;
-        let expected = *size.get_or_insert((recon.height, recon.width));
-        if (recon.height, recon.width) != expected {
-            return Err(usage(format!(
-                "{}: expected {}×{} like the other reconstructions, found {}×{}",
-                path.display(),
-                expected.0,
-                expected.1,
-                recon.height,
-                recon.width
-            )));
-        }
-        let truth: RgbImage = match &store {
-            Some(store) => store.get(*id).ok_or_else(|| {
-                usage(format!(
-                    "{}: image {id} is not among the subject's stimuli",
-                    args.stimuli.display()
-                ))
-            })?,
-            None => read_png(&args.stimuli.join(format!("{id}.png")))?,
-        };
-        truth_native.push(truth.clone());
-        let truth = truth.resize(recon.height, recon.width);
-        truths.push(truth.to_unit_f32());
-        recons.push(recon.to_unit_f32());
-        truth_images.push(truth);
-        recon_images.push(recon);
-    }
-    let (h, w) = size.expect("at least one reconstruction");
-    let table = MetricsTable::from_rgb_pairs(&truths, &recons, h, w)?;
-    if let Some(path) = &args.sheet {
-        write_png(path, &contact_sheet(&truth_images, &recon_images, 10))?;
-    }
-    let suite = if truth_native.len() >= 2 {
-        let networks = suite_networks(&args)?;
-        let truth = suite::prepare(&truth_native, networks.protocol);
-        let recon = suite::prepare(&recon_images, networks.protocol);
-        let row = suite::score(
-            "reconstructions",
-            &truth,
-            &networks.features(&truth, &|_| {})?,
-            &recon,
-            &networks.features(&recon, &|_| {})?,
-            networks.protocol,
-        )?;
-        Some(SuiteTable {
-            protocol: networks.protocol,
-            columns: suite::column_headers(),
-            rows: vec![row],
-            absent: networks.absent.clone(),
-            per_image: Vec::new(),
-        })
-    } else {
-        None
-    };
-    if args.json {
+    let scores = score_folder(&args.recons, &args.stimuli, args.sheet.as_deref(), || {
+        suite_networks(&args)
+    })?;
+    if args.json.json {
         // The pixel table's fields stay at the top level (as before the suite existed); the suite joins them.
-        let mut value = serde_json::to_value(&table)?;
-        value["suite"] = serde_json::to_value(&suite)?;
+        let mut value = serde_json::to_value(&scores.table)?;
+        value["suite"] = serde_json::to_value(&scores.suite)?;
         return super::print_json(&value);
     }
-    out!("{table}")?;
-    if let Some(suite) = suite {
+    out!("{}", scores.table)?;
+    if let Some(suite) = scores.suite {
         out!("{suite}")?;
     }
     Ok(())

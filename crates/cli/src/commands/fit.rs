@@ -1,4 +1,5 @@
 use super::usage;
+use crate::args::{DeviceArgs, JsonArg};
 use brainrecon_data::prepared::PreparedSubject;
 use brainrecon_routes::decoders::{
     caption_route_roi, default_alphas, default_features_dir, fit_decoder, DecoderCv, DecoderSpec,
@@ -28,6 +29,8 @@ use std::path::PathBuf;
 #[command(
     after_help = "Example:\n  brainrecon fit --subject prepared/subj01 --target z --out decoders/z\n  brainrecon fit --subject prepared/subj01 --target c --out decoders/c\n  brainrecon fit --subject prepared/subj01 --roi nsdgeneral --target pixels:32 --out models/pixels"
 )]
+#[command(mut_arg("device", |a| a.help("cpu, cuda or cuda:N: where the ridge fit runs (a GPU fits --cv gcv or loo)")))]
+#[command(mut_arg("json", |a| a.help("Print the fit summary as JSON")))]
 pub struct Args {
     /// A prepared subject directory
     #[arg(long)]
@@ -65,9 +68,8 @@ pub struct Args {
     /// Fit no intercept (as the published code; the targets' mean is then not predicted)
     #[arg(long)]
     no_intercept: bool,
-    /// cpu, cuda or cuda:N: where the ridge fit runs (a GPU fits --cv gcv or loo)
-    #[arg(long, default_value = "cpu")]
-    device: String,
+    #[command(flatten)]
+    device: DeviceArgs,
     /// Precision of the Gram matrix and its eigendecomposition: f64, or f32 (about 2× faster on
     /// the CPU)
     #[arg(long, default_value = "f64")]
@@ -78,9 +80,8 @@ pub struct Args {
     /// subject)
     #[arg(long)]
     target_block: Option<usize>,
-    /// Print the fit summary as JSON
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    json: JsonArg,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -93,11 +94,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             args.cv
         ))
     })?;
-    let device = super::ridge::ridge_device(&args.device)?;
+    let device = args.device.ridge()?;
     if device != brainrecon_ridge::Device::Cpu && matches!(cv, DecoderCv::KFold(_)) {
         return Err(usage(format!(
             "--device {}: K-fold cross-validation runs on the CPU only; use --cv gcv or --cv loo on a GPU",
-            args.device
+            args.device.name()
         )));
     }
     if args.target_block == Some(0) {
@@ -106,7 +107,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.target_block.is_some() && device != brainrecon_ridge::Device::Cpu {
         return Err(usage(format!(
             "--target-block: fits a block of targets at a time on the CPU only, not --device {}",
-            args.device
+            args.device.name()
         )));
     }
     let roi = match &args.roi {
@@ -150,7 +151,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(warning) = summary.edge_warning() {
         eprintln!("warning: {warning}");
     }
-    if args.json {
+    if args.json.json {
         return super::print_json(&summary);
     }
     outln!(

@@ -1,11 +1,8 @@
 use super::usage;
-use brainrecon_data::image::{read_png, write_png, RgbImage};
-use brainrecon_diffusion::pipeline::{
-    image_from_rgb8, image_to_hwc, DType, Device, Posterior, Progress, SampleOptions,
-    StableDiffusion,
-};
-use brainrecon_diffusion::rng::SeededNoise;
-use brainrecon_diffusion::scheduler::SchedulerKind;
+use crate::args::{DeviceArgs, DtypeArgs, JsonArg};
+use brainrecon_data::image::read_png;
+use brainrecon_diffusion::pipeline::{DType, Progress, StableDiffusion};
+use brainrecon_routes::generate::{generate_image, GenerateImage};
 use std::io::Write;
 use std::path::PathBuf;
 use std::time::Instant;
@@ -23,6 +20,8 @@ use std::time::Instant;
 #[command(
     after_help = "Example:\n  brainrecon generate --model stabilityai/sd-turbo --prompt \"a red circle on a blue background\" --steps 1 --guidance 0 --scheduler euler-a --out circle.png\n  brainrecon generate --model models/sd15 --prompt \"a dog\" --init-image stim.png --strength 0.8 --seed 7 --out dog.png"
 )]
+#[command(mut_arg("device", |a| a.help("cpu, cuda or cuda:N (a build with `--features cuda`)")))]
+#[command(mut_arg("json", |a| a.help("Print what was written and the seconds each stage took as JSON")))]
 pub struct Args {
     /// Diffusers folder, cache snapshot, cached model id (ORG/NAME), or shapes-ldm (the
     /// project's own small model, built in)
@@ -52,15 +51,12 @@ pub struct Args {
     /// ddim, euler or euler-a (default: the model's scheduler if it is one of these, else ddim)
     #[arg(long)]
     scheduler: Option<String>,
-    /// Weights' precision: f32, f16, or bf16 (GPU only)
-    #[arg(long, default_value = "f32")]
-    dtype: String,
-    /// cpu, cuda or cuda:N (a build with `--features cuda`)
-    #[arg(long, default_value = "cpu")]
-    device: String,
-    /// Print what was written and the seconds each stage took as JSON
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    dtype: DtypeArgs,
+    #[command(flatten)]
+    device: DeviceArgs,
+    #[command(flatten)]
+    json: JsonArg,
     /// Output height in pixels (default: the init image's, else the model's native size)
     #[arg(long)]
     height: Option<usize>,
@@ -73,7 +69,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let dtype: DType = super::dtype(&args.dtype)?;
+    let dtype: DType = args.dtype.dtype()?;
     super::check_sampling(args.steps, args.guidance)?;
     let strength = match (&args.init_image, args.strength) {
         (None, Some(_)) => return Err(usage("--strength needs --init-image")),
@@ -106,97 +102,59 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
 
     let started = Instant::now();
-    let device: Device = super::device(&args.device)?;
+    let device = args.device.device()?;
     super::check_dtype_on(dtype, &device)?;
     let sd = StableDiffusion::load(&args.model, dtype, &device)?;
     let load_seconds = started.elapsed().as_secs_f64();
-    let scheduler = match &args.scheduler {
-        Some(name) => SchedulerKind::parse(name).map_err(|e| usage(format!("--scheduler: {e}")))?,
-        None => sd.default_scheduler(),
-    };
-
-    // Image size: a multiple of what the VAE and U-Net need.
-    let unit = sd.vae_scale_factor() * sd.unet.config.downsampling_factor();
-    let (default_h, default_w) = match &init {
-        Some(img) => (img.height / unit * unit, img.width / unit * unit),
-        None => (sd.default_size(), sd.default_size()),
-    };
-    let height = args.height.unwrap_or(default_h);
-    let width = args.width.unwrap_or(default_w);
-    for (name, v) in [("--height", height), ("--width", width)] {
-        if v == 0 || v % unit != 0 {
-            return Err(usage(format!(
-                "{name}: expected a positive multiple of {unit} for this model, found {v}"
-            )));
-        }
-    }
-
-    let started = Instant::now();
-    let negative: Vec<&str> = args.negative_prompt.iter().map(String::as_str).collect();
-    let context = sd.encode_prompts(
-        &[args.prompt.as_str()],
-        args.negative_prompt.as_ref().map(|_| negative.as_slice()),
-        args.guidance,
-    )?;
-    let options = SampleOptions {
-        steps: args.steps,
-        guidance: args.guidance,
-        scheduler,
-    };
-    let mut noise = SeededNoise::new(args.seed);
     let show = super::show_progress();
-    let mut progress = |p: Progress| {
-        if show {
-            eprint!(
-                "\rdenoising: step {}/{} (t = {})",
-                p.step, p.total, p.timestep
-            );
-            if p.step == p.total {
-                eprintln!();
+    let made = generate_image(
+        &sd,
+        &GenerateImage {
+            prompt: args.prompt,
+            negative_prompt: args.negative_prompt,
+            init: init.zip(strength),
+            height: args.height,
+            width: args.width,
+            steps: args.steps,
+            guidance: args.guidance,
+            scheduler: args.scheduler,
+            seed: args.seed,
+            out: args.out.clone(),
+        },
+        &mut |p: Progress| {
+            if show {
+                eprint!(
+                    "\rdenoising: step {}/{} (t = {})",
+                    p.step, p.total, p.timestep
+                );
+                if p.step == p.total {
+                    eprintln!();
+                }
+                let _ = std::io::stderr().flush();
             }
-            let _ = std::io::stderr().flush();
-        }
-    };
-    let latents = match (&init, strength) {
-        (Some(img), Some(strength)) => {
-            let img = img.resize(height, width);
-            let pixels = image_from_rgb8(img.height, img.width, &img.pixels, &device)?;
-            let latent = sd.encode_image(&pixels, Posterior::Sample, &mut noise)?;
-            sd.img2img(
-                &latent,
-                &context,
-                strength,
-                &options,
-                &mut noise,
-                &mut progress,
-            )?
-        }
-        _ => sd.txt2img(&context, height, width, &options, &mut noise, &mut progress)?,
-    };
-    let image = sd.decode_latent(&latents)?;
-    let (h, w, values) = image_to_hwc(&image)?;
-    // image_to_hwc read the pixels back, so every stage has finished
-    let sample_seconds = started.elapsed().as_secs_f64();
-    write_png(&args.out, &RgbImage::from_unit_f32(h, w, &values))?;
-    if args.json {
+        },
+    )?;
+    if args.json.json {
         return super::print_json(&serde_json::json!({
             "out": args.out,
-            "height": h,
-            "width": w,
+            "height": made.height,
+            "width": made.width,
             "steps": args.steps,
-            "scheduler": scheduler.name(),
+            "scheduler": made.scheduler,
             "seed": args.seed,
-            "device": args.device,
-            "dtype": args.dtype,
+            "device": args.device.name(),
+            "dtype": args.dtype.dtype,
             "load_seconds": load_seconds,
-            "prompt_to_pixels_seconds": sample_seconds,
+            "prompt_to_pixels_seconds": made.seconds,
         }));
     }
     outln!(
-        "wrote {} ({h}×{w}, {} steps, {}, seed {})",
+        "wrote {} ({}×{}, {} steps, {}, seed {})",
         args.out.display(),
+        made.height,
+        made.width,
         args.steps,
-        scheduler.name(),
+        made.scheduler,
         args.seed
     )?;
     Ok(())

@@ -1,3 +1,4 @@
+use crate::args::JsonArg;
 use brainrecon_data::prepared::PreparedSubject;
 use std::path::PathBuf;
 
@@ -6,13 +7,13 @@ use std::path::PathBuf;
 #[command(
     after_help = "Example:\n  brainrecon info prepared/subj01 --json | jq .rois\n  brainrecon info --limits"
 )]
+#[command(mut_arg("json", |a| a.help("Print as JSON")))]
 pub struct Args {
     /// A prepared subject directory
     #[arg(required_unless_present = "limits")]
     dir: Option<PathBuf>,
-    /// Print as JSON
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    json: JsonArg,
     /// Print the limits on sizes read from files (largest array, image, sample rate, volume
     /// count), their values in force and the environment variables that raise them
     #[arg(long)]
@@ -50,14 +51,14 @@ fn print_limits(json: bool) -> anyhow::Result<()> {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     if args.limits {
-        return print_limits(args.json);
+        return print_limits(args.json.json);
     }
     let dir = args
         .dir
         .ok_or_else(|| anyhow::anyhow!("give a prepared subject directory, or --limits"))?;
     let subject = PreparedSubject::open(&dir)?;
     let info = subject.info()?;
-    if args.json {
+    if args.json.json {
         return super::print_json(&info);
     }
     let m = &subject.meta;

@@ -1,17 +1,13 @@
 pub mod b2c;
 pub mod bench;
-pub mod bench_caption;
-pub mod bench_clap;
 pub mod bids;
 pub mod caption;
 pub mod decode;
 pub mod demo;
 mod demo_realtime;
 pub mod encode;
-pub mod encode_runs;
 pub mod eval;
 pub mod features;
-pub mod features_text;
 pub mod fit;
 pub mod generate;
 pub mod glm;
@@ -26,16 +22,10 @@ pub mod ridge;
 pub mod simulate;
 pub mod slurm;
 pub mod stream;
-pub mod train_captioner;
-pub mod train_clap;
-pub mod train_prior;
-pub mod train_word2vec;
+pub mod train;
 pub mod video;
-pub mod video_route;
-pub mod video_train_encoder;
 
 use std::io::IsTerminal;
-use std::path::Path;
 
 /// A wrong argument that clap cannot see (e.g. two options that conflict by value).
 #[derive(Debug, thiserror::Error)]
@@ -134,41 +124,4 @@ pub fn command_line() -> String {
         })
         .collect::<Vec<_>>()
         .join(" ")
-}
-
-/// Runs `write` on `<out>.partial`, then moves that folder to `out`, replacing what was there.
-/// On failure the partial folder is removed: `out` is left as it was, never half-written.
-pub fn write_folder_atomic<T>(
-    out: &Path,
-    write: impl FnOnce(&Path) -> anyhow::Result<T>,
-) -> anyhow::Result<T> {
-    let io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |e| brainrecon_data::DataError::io(path, e)
-    };
-    let name = out
-        .file_name()
-        .map_or("out".into(), |n| n.to_string_lossy().into_owned());
-    let staging = out.with_file_name(format!("{name}.partial"));
-    if staging.exists() {
-        std::fs::remove_dir_all(&staging).map_err(io(&staging))?;
-    }
-    std::fs::create_dir_all(&staging).map_err(io(&staging))?;
-    let value = match write(&staging) {
-        Ok(value) => value,
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&staging);
-            return Err(e);
-        }
-    };
-    if out.exists() {
-        let old = out.with_file_name(format!("{name}.old"));
-        let _ = std::fs::remove_dir_all(&old);
-        std::fs::rename(out, &old).map_err(io(out))?;
-        std::fs::rename(&staging, out).map_err(io(out))?;
-        let _ = std::fs::remove_dir_all(&old);
-    } else {
-        std::fs::rename(&staging, out).map_err(io(out))?;
-    }
-    Ok(value)
 }

@@ -1,3 +1,4 @@
+use crate::args::JsonArg;
 use brainrecon_data::nsd::prepare::{prepare, PrepareOptions, ZScore};
 use brainrecon_data::nsd::{parse_sessions, parse_subject};
 use std::path::PathBuf;
@@ -35,6 +36,7 @@ impl From<ZScoreArg> for ZScore {
 #[command(
     after_help = "Example:\n  brainrecon nsd prepare --nsd-root /data/NSD --subject subj01 --out prepared/subj01 --sessions 1-37"
 )]
+#[command(mut_arg("json", |a| a.help("Print the report as JSON")))]
 pub struct PrepareArgs {
     /// NSD root holding nsddata/, nsddata_betas/ and nsddata_stimuli/
     #[arg(long)]
@@ -63,9 +65,8 @@ pub struct PrepareArgs {
     /// Resize stimuli to this square size (default: keep NSD's 425)
     #[arg(long)]
     image_size: Option<usize>,
-    /// Print the report as JSON
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    json: JsonArg,
 }
 
 pub fn run(command: NsdCommand) -> anyhow::Result<()> {
@@ -85,7 +86,7 @@ pub fn run(command: NsdCommand) -> anyhow::Result<()> {
         image_size: args.image_size,
         progress: super::show_progress(),
     })?;
-    if args.json {
+    if args.json.json {
         return super::print_json(&report);
     }
     let m = &report.meta;

@@ -1,13 +1,10 @@
 //! `brainrecon realtime simulate`: a simulated subject's next session, written as a scanner's
 //! real-time export.
 
-use brainrecon_data::atomic::{read_json, write_bytes_atomic, write_json_atomic};
 use brainrecon_data::dicom::write::DicomLayout;
-use brainrecon_realtime::export::{head_poses, planted_motion, session_offset, write_export};
-use brainrecon_realtime::rigid::RigidParams;
-use brainrecon_simulate::events::{simulate_session, EventsTruth, SessionOptions, SessionTrial};
+use brainrecon_simulate::scanner_export::{export_session, replay as replay_run};
+use brainrecon_simulate::scanner_export::{ExportOptions, ReplayOptions};
 use std::path::PathBuf;
-use std::time::Duration;
 
 /// Write a simulated subject's next session as a scanner's real-time export.
 ///
@@ -93,73 +90,25 @@ pub enum Pace {
     None,
 }
 
-/// OUT/truth.json.
-#[derive(serde::Serialize)]
-struct SessionTruth {
-    experiment: PathBuf,
-    tr: f64,
-    volumes: usize,
-    trials: Vec<SessionTrial>,
-    /// The head's pose at the first volume relative to the subject's reference (the
-    /// registration's answer), about the grid's centre.
-    offset: RigidParams,
-    /// Head motion of every volume relative to the first, about the grid's centre.
-    motion: Vec<RigidParams>,
-    export: PathBuf,
-}
-
 pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
-    if !args.motion.is_finite() || args.motion < 0.0 {
-        return Err(super::usage("--motion: expected a finite scale ≥ 0"));
-    }
-    let truth: EventsTruth = read_json(&args.experiment.join("truth/events_truth.json"))?;
-    let session = simulate_session(
-        &truth,
-        &SessionOptions {
-            seed: args.seed,
-            tr: args.tr,
-            images: args.images,
-            repeats: args.repeats,
-            rest_seconds: args.rest_seconds,
-        },
-    )?;
-    let motion = planted_motion(session.volumes.len(), args.seed, args.motion);
-    let offset = session_offset(args.motion);
-    let centre = brainrecon_realtime::grid::Grid {
-        shape: session.shape,
-        affine: session.affine,
-    }
-    .centre();
-    let poses = head_poses(&offset, &motion, centre);
-    let export = args
-        .export
-        .clone()
-        .unwrap_or_else(|| args.out.join("export"));
-    std::fs::create_dir_all(&args.out).map_err(|e| brainrecon_data::DataError::io(&args.out, e))?;
-    write_bytes_atomic(&args.out.join("events.tsv"), session.events_tsv.as_bytes())?;
-    let record = SessionTruth {
+    let exported = export_session(&ExportOptions {
         experiment: args.experiment.clone(),
-        tr: session.tr,
-        volumes: session.volumes.len(),
-        trials: session.trials.clone(),
-        offset,
-        motion,
-        export: export.clone(),
-    };
-    write_json_atomic(&args.out.join("truth.json"), &record)?;
-    let pace = (args.pace == Pace::Real).then(|| Duration::from_secs_f64(args.tr));
-    write_export(
-        &session,
-        &poses,
-        &export,
-        args.layout.into(),
-        pace,
-        |_, _| {},
-    )?;
+        out: args.out.clone(),
+        export: args.export.clone(),
+        tr: args.tr,
+        real_pace: args.pace == Pace::Real,
+        layout: args.layout.into(),
+        images: args.images,
+        repeats: args.repeats,
+        rest_seconds: args.rest_seconds,
+        motion: args.motion,
+        seed: args.seed,
+    })?;
+    let record = &exported.truth;
     if args.json {
         return super::print_json(&serde_json::json!({
-            "export": export, "volumes": record.volumes, "trials": record.trials.len(),
-            "tr": record.tr, "events": args.out.join("events.tsv"),
+            "export": exported.export, "volumes": record.volumes, "trials": record.trials.len(),
+            "tr": record.tr, "events": exported.events,
         }));
     }
     outln!(
@@ -167,8 +116,8 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
         record.volumes,
         record.trials.len(),
         record.tr,
-        export.display(),
-        args.out.join("events.tsv").display()
+        exported.export.display(),
+        exported.events.display()
     )?;
     Ok(())
 }
@@ -203,36 +152,13 @@ pub struct ReplayArgs {
 }
 
 pub fn replay(args: ReplayArgs) -> anyhow::Result<()> {
-    use brainrecon_data::runs::nifti4d;
-    let header = nifti4d::read_header(&args.run)?;
-    let tr = args.tr.unwrap_or(header.pixdim_t);
-    if !(tr.is_finite() && tr > 0.0) {
-        return Err(super::usage(format!(
-            "--tr: {} has no repetition time in pixdim[4] ({}); give --tr in seconds",
-            args.run.display(),
-            header.pixdim_t
-        )));
-    }
-    std::fs::create_dir_all(&args.export)
-        .map_err(|e| brainrecon_data::DataError::io(&args.export, e))?;
-    let limit = args.volumes.unwrap_or(usize::MAX);
-    let started = std::time::Instant::now();
-    let mut written = 0;
-    let result = nifti4d::for_each_volume(&args.run, |t, values| {
-        if t >= limit {
-            return Ok(());
-        }
-        if args.pace == Pace::Real {
-            let due = Duration::from_secs_f64(tr * t as f64);
-            std::thread::sleep(due.saturating_sub(started.elapsed()));
-        }
-        let values: Vec<f32> = values.iter().map(|&v| v as f32).collect();
-        let path = args.export.join(format!("vol-{:06}.nii", t + 1));
-        brainrecon_data::nifti_io::write_f32(&path, header.shape, &header.affine, &values)?;
-        written += 1;
-        Ok(())
-    });
-    result?;
+    let (written, tr) = replay_run(&ReplayOptions {
+        run: args.run.clone(),
+        export: args.export.clone(),
+        tr: args.tr,
+        real_pace: args.pace == Pace::Real,
+        volumes: args.volumes,
+    })?;
     outln!(
         "replayed {written} volumes of {} at TR {tr} s into {}",
         args.run.display(),

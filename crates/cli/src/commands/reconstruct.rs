@@ -1,7 +1,7 @@
 use brainrecon_data::prepared::PreparedSubject;
 use brainrecon_diffusion::pipeline::StableDiffusion;
-use brainrecon_routes::decoders::Decoder;
-use brainrecon_routes::linear::{reconstruct, Method, ReconstructOptions};
+use brainrecon_routes::linear::{Method, ReconstructOptions};
+use brainrecon_routes::reconstruct::{condition, load_decoders, reconstruct};
 use std::path::PathBuf;
 
 /// Reconstruct the test images of a prepared subject from its betas.
@@ -191,18 +191,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             "--captions FILE goes with --method caption, and --method caption needs it",
         ));
     }
-    let load = |name: &str| -> anyhow::Result<Option<Decoder>> {
-        let Some(decoders) = &args.decoders else {
-            return Ok(None);
-        };
-        let dir = decoders.join(name);
-        if !dir.exists() {
-            return Ok(None);
-        }
-        Ok(Some(Decoder::load(&dir)?))
-    };
-    let z = load("z")?;
-    let c = load("c")?;
+    let decoders = load_decoders(args.decoders.as_deref())?;
     let device = super::device(&args.device)?;
     let dtype = super::dtype(&args.dtype)?;
     super::check_dtype_on(dtype, &device)?;
@@ -221,44 +210,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         shard,
     };
     stop_on_signal();
-    let summary = if let Some(dir) = &args.b2c {
-        let b2c = brainrecon_routes::b2c::load(dir, &subject, &mut sd)?;
-        brainrecon_routes::b2c::reconstruct::reconstruct(
-            &subject,
-            &sd,
-            &args.model,
-            &b2c,
-            z.as_ref(),
-            &options,
-            &out,
-            &super::command_line(),
-            super::show_progress(),
-        )?
-    } else if let Some(captions) = &args.captions {
-        brainrecon_routes::caption::reconstruct::reconstruct(
-            &subject,
-            &sd,
-            &args.model,
-            z.as_ref(),
-            captions,
-            &options,
-            &out,
-            &super::command_line(),
-            super::show_progress(),
-        )?
-    } else {
-        reconstruct(
-            &subject,
-            &sd,
-            &args.model,
-            z.as_ref(),
-            c.as_ref(),
-            &options,
-            &out,
-            &super::command_line(),
-            super::show_progress(),
-        )?
-    };
+    let summary = reconstruct(
+        &subject,
+        &mut sd,
+        &args.model,
+        &decoders,
+        condition(args.b2c.as_deref(), args.captions.as_deref()),
+        &options,
+        &out,
+        &super::command_line(),
+        super::show_progress(),
+    )?;
     if args.json {
         return super::print_json(&summary);
     }

@@ -1,3 +1,4 @@
+use crate::args::JsonArg;
 use brainrecon_simulate::events::{simulate_events, EventsOptions};
 use brainrecon_simulate::movie::{simulate_movie, MovieOptions};
 use brainrecon_simulate::music::{simulate_music, MusicOptions};
@@ -80,6 +81,7 @@ pub enum Layout {
     after_help = "Example:\n  brainrecon simulate --out sim-nsd --images 300 --seed 1\n  brainrecon simulate --size nsd --out sim-nsd-full   (NSD's size: ~11 GB of betas)\n  brainrecon nsd prepare --nsd-root sim-nsd --subject subj01 --out subj01\n  \
     brainrecon simulate --kind movie --out sim-movie --runs 4 --run-seconds 300 --seed 1\n  brainrecon bids prepare --bids-root sim-movie --subject 01 --task movie --out runs-sub01"
 )]
+#[command(mut_arg("json", |a| a.help("Print the truth summary as JSON")))]
 pub struct Args {
     /// Output directory (new or empty)
     #[arg(long)]
@@ -130,9 +132,8 @@ pub struct Args {
     /// the BOLD volume, default 16,16,10)
     #[arg(long, value_delimiter = ',')]
     volume: Option<Vec<usize>>,
-    /// Print the truth summary as JSON
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    json: JsonArg,
 }
 
 fn run_movie(args: Args) -> anyhow::Result<()> {
@@ -142,7 +143,7 @@ fn run_movie(args: Args) -> anyhow::Result<()> {
     opts.seed = args.seed;
     let simulated = simulate_movie(&opts)?;
     let t = &simulated.truth;
-    if args.json {
+    if args.json.json {
         let mut summary = serde_json::to_value(t)?;
         summary["out"] = serde_json::json!(simulated.out);
         return super::print_json(&summary);
@@ -181,7 +182,7 @@ fn run_events(args: Args) -> anyhow::Result<()> {
         opts.volume_shape = parse_volume(volume)?;
     }
     let truth = simulate_events(&opts)?;
-    if args.json {
+    if args.json.json {
         let mut summary = serde_json::to_value(&truth)?;
         summary["out"] = serde_json::json!(args.out);
         return super::print_json(&summary);
@@ -241,7 +242,7 @@ fn run_music(args: Args) -> anyhow::Result<()> {
     opts.seed = args.seed;
     let simulated = simulate_music(&opts)?;
     let t = &simulated.truth;
-    if args.json {
+    if args.json.json {
         let mut summary = serde_json::to_value(t)?;
         summary["out"] = serde_json::json!(simulated.out);
         return super::print_json(&summary);
@@ -305,7 +306,7 @@ fn run_video(args: Args) -> anyhow::Result<()> {
     opts.progress = super::show_progress();
     let simulated = simulate_video(&opts)?;
     let t = &simulated.truth;
-    if args.json {
+    if args.json.json {
         let mut summary = serde_json::to_value(t)?;
         summary["out"] = serde_json::json!(simulated.out);
         return super::print_json(&summary);
@@ -386,7 +387,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     opts.progress = super::show_progress();
     let simulated = simulate(&opts)?;
     let t = &simulated.truth;
-    if args.json {
+    if args.json.json {
         let mut summary = serde_json::to_value(t)?;
         summary.as_object_mut().map(|o| o.remove("scenes"));
         summary["out"] = serde_json::json!(simulated.out);

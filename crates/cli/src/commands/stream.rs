@@ -1,21 +1,20 @@
 //! `brainrecon stream`: any multichannel time series to images in real time (Yamashiro,
 //! Matsumoto & Ikegaya 2024). The signal side (sources, windows, window → latent, the frame
-//! loop, outputs and the web page) is `brainrecon-stream`; this file adds the diffusion model.
+//! loop, outputs and the web page) is `brainrecon-stream`, the diffusion model as its frame
+//! generator `brainrecon_routes::stream`; this file turns flags into both.
 
 use super::usage;
-use brainrecon_data::image::RgbImage;
 use brainrecon_data::DataError;
-use brainrecon_diffusion::pipeline::{image_to_hwc, Conditioning, DType, StableDiffusion, Tensor};
-use brainrecon_diffusion::rng::SeededNoise;
-use brainrecon_diffusion::scheduler::{Scheduler, SchedulerKind};
+use brainrecon_diffusion::pipeline::{DType, StableDiffusion};
+use brainrecon_diffusion::scheduler::SchedulerKind;
+use brainrecon_routes::stream::{size_unit, DiffusionFrames, DiffusionFramesOptions, StreamRun};
+use brainrecon_stream::named::{open_named, NamedSource, NamedSourceError, NamedSourceOptions};
 use brainrecon_stream::window::parse_channels;
 use brainrecon_stream::{
-    open, run_live, serve, EdfReader, EndReason, Format, FrameGenerator, GenError, Hub, Latent,
-    LatentMapper, LatentStream, LiveError, LiveOptions, OpenOptions, Pace, Pacer, RawFormat,
-    RawReader, Server, SignalSelection, Smoother, Source, StreamError, Summary, Synthetic,
-    SyntheticSpec, WindowSpec,
+    run_live, serve, EndReason, FrameGenerator, Hub, LatentMapper, LatentStream, LiveError,
+    LiveOptions, Pace, Pacer, Server, Smoother, Source, StreamError, WindowSpec,
 };
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -136,105 +135,6 @@ pub struct Args {
     json: bool,
 }
 
-/// The diffusion model as a two-stage frame generator: the prompt is encoded once, the sampler
-/// built once, and every frame's sampler noise comes from the same seed, so a latent always
-/// gives the same image.
-struct Diffusion {
-    sd: StableDiffusion,
-    context: Conditioning,
-    scheduler: Scheduler,
-    guidance: f64,
-    seed: u64,
-    shape: [usize; 3],
-    /// Run each stage's work on a one-thread pool of the calling thread (several denoisers on
-    /// the CPU), not on the pool that all stages share.
-    own_pools: bool,
-}
-
-thread_local! {
-    static OWN_POOL: std::cell::OnceCell<Option<rayon::ThreadPool>> =
-        const { std::cell::OnceCell::new() };
-}
-
-/// Runs `work` on this thread's own one-thread pool, so that the convolutions and products of
-/// one stage do not queue behind another stage's on the shared pool. Without a pool (it could
-/// not be built) the work runs on the shared one.
-fn on_own_pool<R: Send>(work: impl FnOnce() -> R + Send) -> R {
-    OWN_POOL.with(|pool| {
-        match pool.get_or_init(|| rayon::ThreadPoolBuilder::new().num_threads(1).build().ok()) {
-            Some(pool) => pool.install(work),
-            None => work(),
-        }
-    })
-}
-
-impl FrameGenerator for Diffusion {
-    type Denoised = Tensor;
-
-    fn latent_shape(&self) -> [usize; 3] {
-        self.shape
-    }
-
-    /// One sampler run on the batch `[B, c, h, w]` of latents.
-    fn denoise(&self, latents: &[Latent]) -> Result<Tensor, GenError> {
-        self.on_pool(|| self.denoise_here(latents))
-    }
-
-    fn decode(&self, latents: Tensor) -> Result<Vec<RgbImage>, GenError> {
-        self.on_pool(|| self.decode_here(latents))
-    }
-}
-
-impl Diffusion {
-    /// `work` on this thread's own pool when the stages have one each, else here.
-    fn on_pool<R: Send>(&self, work: impl FnOnce() -> R + Send) -> R {
-        if self.own_pools {
-            on_own_pool(work)
-        } else {
-            work()
-        }
-    }
-
-    fn denoise_here(&self, latents: &[Latent]) -> Result<Tensor, GenError> {
-        let [c, h, w] = self.shape;
-        let values: Vec<f32> = latents
-            .iter()
-            .flat_map(|l| l.values.iter().copied())
-            .collect();
-        let x_t = Tensor::from_vec(values, (latents.len(), c, h, w), &self.sd.device)?;
-        let x = (x_t * self.scheduler.init_noise_sigma())?;
-        let context = if latents.len() == 1 {
-            self.context.clone()
-        } else {
-            let repeat = |t: &Tensor| t.repeat((latents.len(), 1, 1));
-            Conditioning {
-                cond: repeat(&self.context.cond)?,
-                uncond: self.context.uncond.as_ref().map(repeat).transpose()?,
-            }
-        };
-        let mut noise = SeededNoise::new(self.seed);
-        Ok(self.sd.denoise(
-            &x,
-            &context,
-            &self.scheduler,
-            0,
-            self.guidance,
-            &mut noise,
-            &mut |_| {},
-        )?)
-    }
-
-    fn decode_here(&self, latents: Tensor) -> Result<Vec<RgbImage>, GenError> {
-        let images = self.sd.decode_latent(&latents)?;
-        let mut out = Vec::new();
-        for i in 0..images.dim(0)? {
-            let (h, w, values) = image_to_hwc(&images.narrow(0, i, 1)?)?;
-            out.push(RgbImage::from_unit_f32(h, w, &values));
-        }
-        Ok(out)
-    }
-}
-
 /// Where the page is served without --serve.
 const DEFAULT_SERVE: &str = "127.0.0.1:8080";
 
@@ -263,147 +163,23 @@ fn user(error: StreamError) -> anyhow::Error {
     usage(error.to_string())
 }
 
-fn raw_format(name: Option<&str>, what: &str) -> anyhow::Result<RawFormat> {
-    match name {
-        Some(name) => RawFormat::parse(name).map_err(user),
-        None => Err(usage(format!(
-            "--format: {what} needs the sample format (i16 or f32)"
-        ))),
-    }
-}
-
-fn need<T>(value: Option<T>, flag: &str, what: &str) -> anyhow::Result<T> {
-    value.ok_or_else(|| usage(format!("{flag}: {what} needs {flag}")))
-}
-
-/// An opened source: its name for messages, whether it is live (stdin and TCP: never paced),
-/// and whether `--select` was applied in opening it (EDF/BDF).
-struct Opened {
-    source: Box<dyn Source + Send>,
-    name: String,
-    live: bool,
-    selected: bool,
-}
-
-impl Opened {
-    fn new(source: Box<dyn Source + Send>, name: impl Into<String>, live: bool) -> Self {
-        Opened {
-            source,
-            name: name.into(),
-            live,
-            selected: false,
-        }
-    }
-}
-
-/// An EDF/BDF file: the signals `--select` names (else all), at the highest rate among them;
-/// says which signals are resampled.
-fn open_edf(path: &Path, select: Option<&str>) -> anyhow::Result<Opened> {
-    let all = EdfReader::open(path, &SignalSelection::All).map_err(user)?;
-    let reader = match select {
-        None => all,
-        Some(spec) => {
-            let indices = parse_channels(spec, &all.labels()).map_err(user)?;
-            if let Some(k) = (1..indices.len()).find(|&k| indices[..k].contains(&indices[k])) {
-                return Err(usage(format!(
-                    "--select: channel {} ({}) chosen twice",
-                    indices[k],
-                    all.labels()[indices[k]]
-                )));
-            }
-            EdfReader::open(path, &SignalSelection::Indices(indices)).map_err(user)?
-        }
-    };
-    let resampled = reader.resampled();
-    if !resampled.is_empty() {
-        let header = reader.header();
-        let names: Vec<String> = resampled
-            .iter()
-            .map(|&i| format!("{} ({} Hz)", header.signals[i].label, header.rate(i)))
-            .collect();
-        eprintln!(
-            "note: {}: {} resampled to {} Hz, the highest rate of the signals read (--select \
-             signals of one rate to read them unchanged)",
-            path.display(),
-            names.join(", "),
-            reader.rate()
-        );
-    }
-    Ok(Opened {
-        source: Box::new(reader),
-        name: path.display().to_string(),
-        live: false,
-        selected: select.is_some(),
-    })
-}
-
 /// The source `--source` names.
-fn open_source(args: &Args) -> anyhow::Result<Opened> {
-    let source = args.source.as_str();
-    if source == "synthetic" {
-        let spec = SyntheticSpec {
-            channels: args.channels.unwrap_or(8),
-            rate: args.rate.unwrap_or(250.0),
-            seed: args.seed,
-            ..SyntheticSpec::default()
-        };
-        let name = format!("synthetic ({} channels, {} Hz)", spec.channels, spec.rate);
-        let source = Synthetic::new(spec).map_err(user)?;
-        return Ok(Opened::new(Box::new(source), name, false));
-    }
-    if source == "stdin" || source == "-" {
-        let what = "reading raw frames from stdin";
-        let format = raw_format(args.format.as_deref(), what)?;
-        let channels = need(args.channels, "--channels", what)?;
-        let rate = need(args.rate, "--rate", what)?;
-        let reader =
-            RawReader::new(std::io::stdin(), "<stdin>", format, channels, rate).map_err(user)?;
-        return Ok(Opened::new(Box::new(reader), "<stdin>", true));
-    }
-    if let Some(address) = source.strip_prefix("tcp://") {
-        let what = "reading raw frames from a TCP stream";
-        let format = raw_format(args.format.as_deref(), what)?;
-        let channels = need(args.channels, "--channels", what)?;
-        let rate = need(args.rate, "--rate", what)?;
-        let stream = std::net::TcpStream::connect(address)
-            .map_err(|e| usage(format!("--source {source}: cannot connect: {e}")))?;
-        let reader = RawReader::new(stream, source, format, channels, rate).map_err(user)?;
-        return Ok(Opened::new(Box::new(reader), source, true));
-    }
-    let path = Path::new(source);
-    if !path.exists() {
-        return Err(DataError::io(
-            path,
-            std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                "no such file (--source takes a recording, synthetic, stdin or tcp://HOST:PORT)",
-            ),
-        )
-        .into());
-    }
-    let format = match args.format.as_deref() {
-        None => None,
-        Some("npy") => Some(Format::Npy),
-        Some("csv") => Some(Format::Csv),
-        Some("edf") | Some("bdf") => Some(Format::Edf),
-        Some("nwb") => Some(Format::Nwb),
-        Some(raw) => Some(Format::Raw(RawFormat::parse(raw).map_err(|_| {
-            usage(format!(
-                "--format: expected i16, f32, npy, csv, edf or nwb, found '{raw}'"
-            ))
-        })?)),
-    };
-    if format.or_else(|| Format::from_path(path)) == Some(Format::Edf) {
-        return open_edf(path, args.select.as_deref());
-    }
-    let options = OpenOptions {
-        format,
-        rate: args.rate,
+fn open_source(args: &Args) -> anyhow::Result<NamedSource> {
+    let options = NamedSourceOptions {
         channels: args.channels,
-        ..OpenOptions::default()
+        rate: args.rate,
+        format: args.format.clone(),
+        select: args.select.clone(),
+        seed: args.seed,
     };
-    let opened = open(path, &options).map_err(user)?;
-    Ok(Opened::new(opened, path.display().to_string(), false))
+    let opened = open_named(&args.source, &options).map_err(|e| match e {
+        NamedSourceError::Data(e) => anyhow::Error::from(e),
+        other => usage(other.to_string()),
+    })?;
+    for note in &opened.notes {
+        eprintln!("{note}");
+    }
+    Ok(opened)
 }
 
 // `usize::is_multiple_of` needs Rust 1.87; the workspace supports 1.85.
@@ -444,11 +220,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         std::env::set_var("CANDLE_NUM_THREADS", "1");
     }
 
-    let Opened {
+    let NamedSource {
         source,
         name: source_name,
         live,
         selected,
+        ..
     } = open_source(&args)?;
     let rate = source.rate();
     let hop = match args.hop {
@@ -474,26 +251,26 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
 
     let sd = StableDiffusion::load(&args.model, dtype, &device)?;
-    let f = sd.vae_scale_factor();
-    let unit = f * sd.unet.config.downsampling_factor();
+    let unit = size_unit(&sd);
     let size = args.size.unwrap_or_else(|| sd.default_size());
     if size == 0 || size % unit != 0 {
         return Err(usage(format!(
             "--size: expected a positive multiple of {unit} for this model, found {size}"
         )));
     }
-    let shape = [sd.unet.config.in_channels, size / f, size / f];
-    let context = sd.encode_prompts(&[args.prompt.as_str()], None, args.guidance)?;
-    let scheduler = sd.scheduler(scheduler_kind, args.steps)?;
-    let generator = Diffusion {
+    let generator = DiffusionFrames::new(
         sd,
-        context,
-        scheduler,
-        guidance: args.guidance,
-        seed: args.seed,
-        shape,
-        own_pools,
-    };
+        &DiffusionFramesOptions {
+            prompt: args.prompt.clone(),
+            scheduler: scheduler_kind,
+            steps: args.steps,
+            guidance: args.guidance,
+            seed: args.seed,
+            size,
+            own_pools,
+        },
+    )?;
+    let shape = generator.latent_shape();
 
     let mapper = LatentMapper::new(shape, args.seed).map_err(user)?;
     let keep_every_window = args.fast;
@@ -579,66 +356,22 @@ pub fn run(args: Args) -> anyhow::Result<()> {
              it open on the last frame until Ctrl-C"
         );
     }
-    report(
-        &args,
-        &summary,
-        &source_name,
-        hop,
-        shape,
-        size,
-        scheduler_kind,
+    let run = StreamRun {
+        source: source_name,
+        model: args.model.clone(),
+        steps: args.steps,
+        scheduler: scheduler_kind,
+        hop_s: hop,
+        window_s: args.window,
+        latent_shape: shape,
+        image_size: size,
+        fast: args.fast,
+        batch: args.batch,
         denoisers,
-    )
-}
-
-#[allow(clippy::too_many_arguments)]
-fn report(
-    args: &Args,
-    summary: &Summary,
-    source: &str,
-    hop: f64,
-    shape: [usize; 3],
-    size: usize,
-    scheduler: SchedulerKind,
-    denoisers: usize,
-) -> anyhow::Result<()> {
+        png_dir: args.out.clone(),
+    };
     if args.json {
-        let mut value = serde_json::to_value(summary)?;
-        if let Some(map) = value.as_object_mut() {
-            map.insert("source".into(), source.into());
-            map.insert("model".into(), args.model.clone().into());
-            map.insert("steps".into(), args.steps.into());
-            map.insert("scheduler".into(), scheduler.name().into());
-            map.insert("hop_s".into(), hop.into());
-            map.insert("window_s".into(), args.window.into());
-            map.insert("latent_shape".into(), shape.to_vec().into());
-            map.insert("image_size".into(), size.into());
-            map.insert("fast".into(), args.fast.into());
-            map.insert("batch".into(), args.batch.into());
-            map.insert("denoisers".into(), denoisers.into());
-            if let Some(dir) = &args.out {
-                map.insert("png_dir".into(), dir.display().to_string().into());
-            }
-        }
-        return super::print_json(&value);
+        return super::print_json(&run.json(&summary)?);
     }
-    outln!(
-        "{} frames from {} windows ({} dropped) in {:.2} s: {:.2} fps sustained ({:.2} overall), \
-         latency mean {:.0} ms, p95 {:.0} ms",
-        summary.frames,
-        summary.windows,
-        summary.dropped,
-        summary.wall_s,
-        summary.fps,
-        summary.fps_overall,
-        summary.latency_ms_mean,
-        summary.latency_ms_p95
-    )?;
-    if let Some(dir) = &args.out {
-        outln!("wrote {} PNGs to {}", summary.png_frames, dir.display())?;
-    }
-    if let Some(gif) = &summary.gif {
-        outln!("wrote {}", gif.display())?;
-    }
-    Ok(())
+    out!("{}", run.text(&summary))
 }

@@ -2,8 +2,8 @@
 //! atomically. Samples in [-1, 1] are stored as `round(v · 32768)` clamped to the int16 range,
 //! the inverse of how decoders (libsndfile, symphonia) read 16-bit PCM back (`v / 32768`).
 
-use crate::atomic::write_bytes_atomic;
 use crate::error::{DataError, Result};
+use brainrecon_core::fs::write_bytes_atomic;
 use std::path::Path;
 
 /// The int16 value a sample is stored as.

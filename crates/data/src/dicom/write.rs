@@ -494,12 +494,5 @@ fn save(
                 .media_storage_sop_instance_uid(instance_uid),
         )
         .map_err(|e| DataError::format(path, "DICOM", e))?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let partial = path.with_file_name(format!(".{name}.partial"));
-    file.write_to_file(&partial)
-        .map_err(|e| DataError::format(&partial, "DICOM", e))?;
-    std::fs::rename(&partial, path).map_err(|e| DataError::io(path, e))
+    brainrecon_core::fs::write_atomic_via_path(path, "DICOM", |tmp| file.write_to_file(tmp))
 }

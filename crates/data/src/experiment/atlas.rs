@@ -24,10 +24,11 @@
 use crate::cifti::{read_layout, BrainModel, CiftiLabels, ModelType};
 use crate::error::{DataError, Result};
 use crate::freesurfer::{cortical_region, label_name, read_label_table};
-use crate::itk_transform::{invert3, ItkTransform};
+use crate::itk_transform::ItkTransform;
 use crate::nifti_io;
 use crate::prepared::{AtlasMeta, LabelMeta};
 use crate::runs::RunSet;
+use brainrecon_core::geometry::invert_affine;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
@@ -172,20 +173,6 @@ fn format_affine(a: &[[f64; 4]; 4]) -> String {
         .map(|r| format!("[{:.3} {:.3} {:.3} {:.3}]", r[0], r[1], r[2], r[3]))
         .collect();
     rows.join(" ")
-}
-
-/// Inverse of an affine (rotation/scale + translation).
-fn invert_affine(a: &[[f64; 4]; 4]) -> Option<[[f64; 4]; 4]> {
-    let linear: [[f64; 3]; 3] = std::array::from_fn(|r| std::array::from_fn(|c| a[r][c]));
-    let inverse = invert3(&linear)?;
-    let mut inv: [[f64; 4]; 4] = std::array::from_fn(|r| {
-        std::array::from_fn(|c| if r < 3 && c < 3 { inverse[r][c] } else { 0.0 })
-    });
-    for row in inv.iter_mut().take(3) {
-        row[3] = -(0..3).map(|c| row[c] * a[c][3]).sum::<f64>();
-    }
-    inv[3][3] = 1.0;
-    Some(inv)
 }
 
 /// Samples the label volume at `path` at every voxel of `set`.

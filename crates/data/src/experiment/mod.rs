@@ -11,11 +11,11 @@
 pub mod atlas;
 pub mod prepare;
 
-use crate::atomic::read_json;
 use crate::error::{DataError, Result};
 use crate::npy;
 use crate::runs::trials::Trial;
 use crate::runs::RunSet;
+use brainrecon_core::fs::read_json;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 

@@ -19,13 +19,13 @@ use super::atlas::{
     AtlasVoxels, ATLASES,
 };
 use super::{GlmFolder, MODELS};
-use crate::atomic::{read_json, write_atomic, write_json_atomic};
 use crate::error::{DataError, Result};
 use crate::image::RgbImage;
 use crate::npy;
 use crate::nsd::prepare::{zscore_columns, ZScore};
 use crate::prepared::{SubjectMeta, FORMAT, FORMAT_VERSION};
 use crate::video::frames::read_frame;
+use brainrecon_core::fs::{read_json, write_atomic, write_json_atomic, OutputDir, Refusals};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -757,48 +757,26 @@ pub fn prepare_experiment(opts: &ExperimentOptions) -> Result<ExperimentReport> 
         constant_voxel_sessions: constant,
         meta,
     };
+    let refusals = Refusals {
+        other_settings: [
+            "a new folder, or one prepared with the same settings",
+            "a subject prepared with other settings: choose another --out or remove it",
+        ],
+        not_empty: ["a new or empty folder", "a folder with other contents"],
+    };
     if opts.out.join("subject.json").is_file() {
         let previous: Option<Settings> = read_json(&settings_path).ok();
         if previous.as_ref() == Some(&plan.settings) {
             return Ok(report(read_json(&opts.out.join("subject.json"))?, true, 0));
         }
-        return Err(DataError::invalid(
-            &opts.out,
-            "--out",
-            "a new folder, or one prepared with the same settings",
-            "a subject prepared with other settings: choose another --out or remove it",
-        ));
+        return Err(refusals.other_settings_error(&opts.out));
     }
-    if std::fs::read_dir(&opts.out).is_ok_and(|mut d| d.next().is_some()) {
-        return Err(DataError::invalid(
-            &opts.out,
-            "--out",
-            "a new or empty folder",
-            "a folder with other contents",
-        ));
-    }
-    let name = opts
-        .out
-        .file_name()
-        .map_or("subject".into(), |n| n.to_string_lossy().into_owned());
-    let staging = opts.out.with_file_name(format!("{name}.partial"));
-    if staging.exists() {
-        std::fs::remove_dir_all(&staging).map_err(|e| DataError::io(&staging, e))?;
-    }
-    let written = write_subject(&plan, &staging).and_then(|done| {
-        write_json_atomic(&staging.join(".prepare-settings.json"), &plan.settings).map(|_| done)
-    });
-    let (meta, constant) = match written {
-        Ok(done) => done,
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&staging);
-            return Err(e);
-        }
-    };
-    if opts.out.exists() {
-        std::fs::remove_dir(&opts.out).map_err(|e| DataError::io(&opts.out, e))?;
-    }
-    std::fs::rename(&staging, &opts.out).map_err(|e| DataError::io(&opts.out, e))?;
+    let (meta, constant) =
+        OutputDir::create_empty(&opts.out, refusals.not_empty)?.run(|staging| {
+            let done = write_subject(&plan, staging)?;
+            write_json_atomic(&staging.join(".prepare-settings.json"), &plan.settings)?;
+            Ok::<_, DataError>(done)
+        })?;
     Ok(report(meta, false, constant))
 }
 

@@ -8,13 +8,15 @@ use super::{
     read_coco_captions, read_color_table, read_responses, read_stim_info, ExpDesign, H5Dataset,
     H5Kind, Layout, Response, BETA_SCALE,
 };
-use crate::atomic::{read_json, write_atomic, write_json_atomic};
 use crate::error::{DataError, Result};
 use crate::image::RgbImage;
 use crate::nifti_io;
 use crate::npy;
 use crate::prepared::{AtlasMeta, LabelMeta, SubjectMeta, FORMAT, FORMAT_VERSION};
-use indicatif::{ProgressBar, ProgressStyle};
+use brainrecon_core::fs::{
+    read_json, write_atomic, write_json_atomic, OutputDir, Refusals, Resume,
+};
+use brainrecon_core::progress::bar_aligned;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::Write;
@@ -456,20 +458,6 @@ pub fn compact_ranges(values: &[usize]) -> String {
     parts.join(",")
 }
 
-fn progress_bar(show: bool, len: usize, label: String) -> ProgressBar {
-    if !show {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(len as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{msg:>14} [{bar:30}] {pos}/{len} {elapsed}/{eta}")
-            .unwrap()
-            .progress_chars("=> "),
-    );
-    bar.set_message(label);
-    bar
-}
-
 /// Z-scored (or raw) union-voxel betas of one session: (trials, union voxels), f32.
 fn session_betas(
     plan: &Plan,
@@ -487,7 +475,12 @@ fn session_betas(
     let n_voxels = plan.union_flat.len();
     let volume: usize = plan.volume_shape.iter().product();
     let mut betas = vec![0f32; n_trials * n_voxels];
-    let bar = progress_bar(progress, n_trials, format!("session {:02}", session.number));
+    let bar = bar_aligned(
+        n_trials as u64,
+        &format!("session {:02}", session.number),
+        progress,
+        14,
+    );
     const BLOCK: usize = 50;
     for first in (0..n_trials).step_by(BLOCK) {
         let count = BLOCK.min(n_trials - first);
@@ -621,7 +614,7 @@ fn run(plan: &Plan, staging: &Path, progress: bool) -> Result<(usize, usize, usi
     let mut train_ids = Vec::with_capacity(n_train);
     let mut row_buffer = Vec::new();
     let mut trial_index = 0;
-    let bar = progress_bar(progress, plan.sessions.len(), "assembling".into());
+    let bar = bar_aligned(plan.sessions.len() as u64, "assembling", progress, 14);
     for session in &plan.sessions {
         let cache = npy::MappedF32::open(&session_cache(staging, session.number))?;
         if cache.shape() != [session.stimuli.len(), n_union] {
@@ -765,7 +758,7 @@ fn write_stimuli(plan: &Plan, staging: &Path, progress: bool) -> Result<()> {
         let brick = H5Dataset::open(&plan.brick, "imgBrick", "NSD stimuli")?;
         let shape = brick.shape();
         let mut writer = npy::Writer::<u8>::create(&images_path, &[plan.image_ids.len(), h, w, 3])?;
-        let bar = progress_bar(progress, plan.image_ids.len(), "stimuli".into());
+        let bar = bar_aligned(plan.image_ids.len() as u64, "stimuli", progress, 14);
         for &id in &plan.image_ids {
             let pixels = brick.read_rows_u8(id, 1)?;
             let image = RgbImage::new(shape[1], shape[2], pixels).resize(h, w);
@@ -789,74 +782,40 @@ fn write_stimuli(plan: &Plan, staging: &Path, progress: bool) -> Result<()> {
 /// removes the staging directory, so no partial output is left.
 pub fn prepare(opts: &PrepareOptions) -> Result<PrepareReport> {
     let plan = plan(opts)?;
-    let settings_of_out = opts.out.join(".prepare-settings.json");
-    if opts.out.join("subject.json").exists() {
-        let previous: Option<Settings> = read_json(&settings_of_out).ok();
-        if previous.as_ref() == Some(&plan.settings) {
-            let meta = read_json(&opts.out.join("subject.json"))?;
+    let refusals = Refusals {
+        other_settings: [
+            "a new directory, or one prepared with the same settings",
+            "a subject prepared with other settings: choose another --out or remove it",
+        ],
+        not_empty: [
+            "a new or empty directory",
+            "a non-empty directory that is not a prepared subject",
+        ],
+    };
+    let staged = match OutputDir::resume_with(
+        &opts.out,
+        ".prepare-settings.json",
+        "subject.json",
+        &plan.settings,
+        &refusals,
+    )? {
+        Resume::Finished(out) => {
             return Ok(PrepareReport {
-                out: opts.out.clone(),
+                meta: read_json(&out.join("subject.json"))?,
+                out,
                 already_prepared: true,
                 sessions_processed: 0,
                 sessions_resumed: 0,
                 constant_voxel_sessions: 0,
-                meta,
             });
         }
-        return Err(DataError::invalid(
-            &opts.out,
-            "--out",
-            "a new directory, or one prepared with the same settings",
-            "a subject prepared with other settings: choose another --out or remove it",
-        ));
-    }
-    if opts.out.exists()
-        && std::fs::read_dir(&opts.out)
-            .map(|mut d| d.next().is_some())
-            .unwrap_or(true)
-    {
-        return Err(DataError::invalid(
-            &opts.out,
-            "--out",
-            "a new or empty directory",
-            "a non-empty directory that is not a prepared subject",
-        ));
-    }
-    let name = opts
-        .out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "prepared".into());
-    let staging = opts.out.with_file_name(format!("{name}.partial"));
-    let staging_settings = staging.join(".prepare-settings.json");
-    let resuming = staging.exists();
-    if resuming {
-        let previous: Option<Settings> = read_json(&staging_settings).ok();
-        if previous.as_ref() != Some(&plan.settings) {
-            return Err(DataError::invalid(
-                &staging,
-                "resume",
-                "the settings of the interrupted run",
-                "different settings: remove this directory to start again",
-            ));
-        }
-    } else {
-        std::fs::create_dir_all(&staging).map_err(|e| DataError::io(&staging, e))?;
-        write_json_atomic(&staging_settings, &plan.settings)?;
-    }
-    let outcome = run(&plan, &staging, opts.progress);
-    let (processed, resumed, constant) = match outcome {
-        Ok(counts) => counts,
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&staging);
-            return Err(e);
-        }
+        Resume::Resumed(staged) | Resume::Fresh(staged) => staged,
     };
-    let _ = std::fs::remove_dir_all(staging.join("sessions"));
-    if opts.out.exists() {
-        std::fs::remove_dir(&opts.out).map_err(|e| DataError::io(&opts.out, e))?;
-    }
-    std::fs::rename(&staging, &opts.out).map_err(|e| DataError::io(&opts.out, e))?;
+    let (processed, resumed, constant) = staged.run(|staging| {
+        let counts = run(&plan, staging, opts.progress)?;
+        let _ = std::fs::remove_dir_all(staging.join("sessions"));
+        Ok::<_, DataError>(counts)
+    })?;
     let meta = read_json(&opts.out.join("subject.json"))?;
     Ok(PrepareReport {
         out: opts.out.clone(),

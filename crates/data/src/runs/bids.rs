@@ -178,7 +178,7 @@ pub fn sidecar_field(
 ) -> Result<Option<(serde_json::Value, PathBuf)>> {
     let mut value = None;
     for path in inherited_files(root, entities, dir, "bold", ".json")? {
-        let json: serde_json::Value = crate::atomic::read_json(&path)?;
+        let json: serde_json::Value = brainrecon_core::fs::read_json(&path)?;
         if let Some(v) = json.get(key) {
             value = Some((v.clone(), path));
         }

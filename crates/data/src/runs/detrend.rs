@@ -122,7 +122,7 @@ pub fn running_median(x: &[f64], size: usize) -> Vec<f64> {
 /// A fixed high degree on a short run removes the stimulus signal itself, worst at the run's
 /// first and last TRs, where a polynomial bends most.
 pub fn degree_for_duration(seconds: f64) -> usize {
-    brainrecon_glm::engine::degree_for_seconds(seconds)
+    brainrecon_core::signal::degree_for_seconds(seconds)
 }
 
 /// An orthonormal basis (columns, each `n` long) of polynomials up to `order` in time.
@@ -132,10 +132,10 @@ pub struct PolyBasis {
 }
 
 impl PolyBasis {
-    /// GLMsingle's polynomials (`brainrecon_glm`'s `polynomial_basis`): degrees 0…`order` of
+    /// GLMsingle's polynomials ([`brainrecon_core::signal::polynomial_basis`], as the GLM's): degrees 0…`order` of
     /// linspace(−1, 1, n), Gram–Schmidt-orthonormalised.
     pub fn new(n: usize, order: usize) -> Self {
-        let columns = brainrecon_glm::engine::polynomial_basis(n, order);
+        let columns = brainrecon_core::signal::polynomial_basis(n, order);
         PolyBasis { n, columns }
     }
 
@@ -168,10 +168,7 @@ pub fn detrend(x: &mut [f64], method: Detrend, tr: f64, basis: Option<&PolyBasis
 /// values untouched, when the spread is zero: at most `1e-6` of the signal's root mean square
 /// before detrending (`scale`), so a voxel whose drift explains it exactly counts as flat too.
 pub fn zscore(x: &mut [f64], scale: f64) -> bool {
-    let n = x.len() as f64;
-    let mean = x.iter().sum::<f64>() / n;
-    let var = x.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
-    let std = var.sqrt();
+    let (mean, std) = brainrecon_core::stats::mean_std(x);
     if std.is_nan() || std <= 1e-6 * scale || std == 0.0 {
         return false;
     }

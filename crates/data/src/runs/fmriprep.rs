@@ -191,7 +191,7 @@ pub fn generated_by(root: &Path) -> Result<String> {
             what: "fMRIPrep's dataset_description.json: --fmriprep takes fMRIPrep's output folder (the one holding sub-*/func/*_desc-preproc_bold.nii.gz)".into(),
         });
     }
-    let json: serde_json::Value = crate::atomic::read_json(&path)?;
+    let json: serde_json::Value = brainrecon_core::fs::read_json(&path)?;
     let mut names = Vec::new();
     let entries = json
         .get("GeneratedBy")
@@ -400,7 +400,7 @@ pub fn repetition_time(bold: &Path) -> Result<f64> {
         None => sibling(bold, "_desc-preproc_bold.json"),
     };
     if sidecar.is_file() {
-        let json: serde_json::Value = crate::atomic::read_json(&sidecar)?;
+        let json: serde_json::Value = brainrecon_core::fs::read_json(&sidecar)?;
         if let Some(value) = json.get("RepetitionTime") {
             return value
                 .as_f64()

@@ -53,10 +53,10 @@ pub mod trials;
 
 pub use events::Events;
 
-use crate::atomic::read_json;
 use crate::error::{DataError, Result};
 use crate::nifti_io;
 use crate::npy::{self, MappedF32};
+use brainrecon_core::fs::read_json;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

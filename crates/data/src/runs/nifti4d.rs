@@ -263,7 +263,7 @@ pub fn write_series(
         }
     }
     let gz = path.to_string_lossy().ends_with(".gz");
-    crate::atomic::write_atomic(path, |w| {
+    brainrecon_core::fs::write_atomic(path, |w| {
         if gz {
             let mut encoder = GzEncoder::new(w, flate2::Compression::fast());
             encoder.write_all(&bytes)?;

@@ -38,12 +38,14 @@ use super::{
     nifti4d, seconds, ConfoundsInfo, Grayordinates, Preprocessing, RunConfoundsInfo, RunInfo,
     RunSetMeta, SourceInfo, FORMAT, FORMAT_VERSION,
 };
-use crate::atomic::{read_json, write_bytes_atomic, write_json_atomic};
 use crate::cifti::CiftiSeries;
 use crate::error::{DataError, Result};
 use crate::nsd::{self, timeseries as nsd_timeseries};
 use crate::{nifti_io, npy};
-use indicatif::{ProgressBar, ProgressStyle};
+use brainrecon_core::fs::{
+    read_json, write_bytes_atomic, write_json_atomic, OutputDir, Refusals, Resume,
+};
+use brainrecon_core::progress::bar_aligned;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -884,20 +886,6 @@ fn plan(opts: &PrepareOptions, fm: Option<&FmriprepOptions>) -> Result<Plan> {
     })
 }
 
-fn progress_bar(show: bool, len: usize, label: String) -> ProgressBar {
-    if !show {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(len as u64);
-    bar.set_style(
-        ProgressStyle::with_template("{msg:>24} [{bar:30}] {pos}/{len} {elapsed}/{eta}")
-            .unwrap()
-            .progress_chars("=> "),
-    );
-    bar.set_message(label);
-    bar
-}
-
 fn coords(flat: usize, shape: [usize; 3]) -> [usize; 3] {
     [
         flat % shape[0],
@@ -912,7 +900,7 @@ fn threshold_mask(plan: &Plan, fraction: f64, progress: bool) -> Result<(Vec<usi
     let len: usize = plan.shape.iter().product();
     let mut sum = vec![0f64; len];
     let mut count = 0usize;
-    let bar = progress_bar(progress, plan.runs.len(), "mask (mean image)".into());
+    let bar = bar_aligned(plan.runs.len() as u64, "mask (mean image)", progress, 24);
     for run in &plan.runs {
         nifti4d::for_each_volume(&run.path, |t, volume| {
             if t >= plan.drop {
@@ -1256,7 +1244,7 @@ fn run_all(
     let (flat, robust_max) = staged_voxels(plan, staging, progress)?;
     let (mut processed, mut resumed, mut zero_total) = (0, 0, 0);
     let mut infos = Vec::new();
-    let bar = progress_bar(progress, plan.runs.len(), "runs".into());
+    let bar = bar_aligned(plan.runs.len() as u64, "runs", progress, 24);
     for run in &plan.runs {
         bar.set_message(run.name.clone());
         let (was_resumed, zero) = process_run(plan, run, &flat, staging)?;
@@ -1324,13 +1312,6 @@ fn confounds_info((fm, generated_by): &(FmriprepOptions, String)) -> ConfoundsIn
     }
 }
 
-fn is_nonempty_dir(path: &Path) -> bool {
-    path.exists()
-        && std::fs::read_dir(path)
-            .map(|mut d| d.next().is_some())
-            .unwrap_or(true)
-}
-
 /// Runs `bids prepare` (see the module documentation). `Layout::Fmriprep` runs with
 /// [`FmriprepOptions::default`].
 pub fn prepare(opts: &PrepareOptions) -> Result<PrepareReport> {
@@ -1355,13 +1336,27 @@ pub fn prepare_fmriprep(
 }
 
 fn prepare_plan(opts: &PrepareOptions, plan: Plan) -> Result<PrepareReport> {
-    let settings_name = ".prepare-settings.json";
-    if opts.out.join("runset.json").exists() {
-        let previous: Option<Settings> = read_json(&opts.out.join(settings_name)).ok();
-        if previous.as_ref() == Some(&plan.settings) {
-            let meta: RunSetMeta = read_json(&opts.out.join("runset.json"))?;
+    let refusals = Refusals {
+        other_settings: [
+            "a new directory, or a run set prepared with the same settings",
+            "a run set prepared with other settings: choose another --out or remove it",
+        ],
+        not_empty: [
+            "a new or empty directory",
+            "a non-empty directory that is not a run set",
+        ],
+    };
+    let staged = match OutputDir::resume_with(
+        &opts.out,
+        ".prepare-settings.json",
+        "runset.json",
+        &plan.settings,
+        &refusals,
+    )? {
+        Resume::Finished(out) => {
+            let meta: RunSetMeta = read_json(&out.join("runset.json"))?;
             return Ok(PrepareReport {
-                out: opts.out.clone(),
+                out,
                 already_prepared: true,
                 runs_processed: 0,
                 runs_resumed: 0,
@@ -1369,53 +1364,13 @@ fn prepare_plan(opts: &PrepareOptions, plan: Plan) -> Result<PrepareReport> {
                 meta,
             });
         }
-        return Err(DataError::invalid(
-            &opts.out,
-            "--out",
-            "a new directory, or a run set prepared with the same settings",
-            "a run set prepared with other settings: choose another --out or remove it",
-        ));
-    }
-    if is_nonempty_dir(&opts.out) {
-        return Err(DataError::invalid(
-            &opts.out,
-            "--out",
-            "a new or empty directory",
-            "a non-empty directory that is not a run set",
-        ));
-    }
-    let name = opts
-        .out
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "runs".into());
-    let staging = opts.out.with_file_name(format!("{name}.partial"));
-    if staging.exists() {
-        let previous: Option<Settings> = read_json(&staging.join(settings_name)).ok();
-        if previous.as_ref() != Some(&plan.settings) {
-            return Err(DataError::invalid(
-                &staging,
-                "resume",
-                "the settings of the interrupted run",
-                "different settings: remove this directory to start again",
-            ));
-        }
-    } else {
-        std::fs::create_dir_all(&staging).map_err(|e| DataError::io(&staging, e))?;
-        write_json_atomic(&staging.join(settings_name), &plan.settings)?;
-    }
-    let (processed, resumed, zero, meta) = match run_all(&plan, &staging, opts.progress) {
-        Ok(done) => done,
-        Err(e) => {
-            let _ = std::fs::remove_dir_all(&staging);
-            return Err(e);
-        }
+        Resume::Resumed(staged) | Resume::Fresh(staged) => staged,
     };
-    let _ = std::fs::remove_dir_all(staging.join(".done"));
-    if opts.out.exists() {
-        std::fs::remove_dir(&opts.out).map_err(|e| DataError::io(&opts.out, e))?;
-    }
-    std::fs::rename(&staging, &opts.out).map_err(|e| DataError::io(&opts.out, e))?;
+    let (processed, resumed, zero, meta) = staged.run(|staging| {
+        let done = run_all(&plan, staging, opts.progress)?;
+        let _ = std::fs::remove_dir_all(staging.join(".done"));
+        Ok::<_, DataError>(done)
+    })?;
     Ok(PrepareReport {
         out: opts.out.clone(),
         already_prepared: false,

@@ -307,7 +307,7 @@ fn stimulus_duration(given: Option<f64>, durations: &mut [f64], table: &Events) 
             "n/a for every trial",
         ));
     }
-    let median = brainrecon_glm::xval::median(durations);
+    let median = brainrecon_core::stats::median(durations);
     if median > MAX_STIMULUS_SECONDS {
         return Err(DataError::invalid(
             table.path(),

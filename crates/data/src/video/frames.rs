@@ -60,7 +60,7 @@ impl FrameFolder {
         }
         let sidecar = dir.join(FRAMES_JSON);
         let meta: Option<FramesMeta> = if sidecar.exists() {
-            Some(crate::atomic::read_json(&sidecar)?)
+            Some(brainrecon_core::fs::read_json(&sidecar)?)
         } else {
             None
         };

@@ -2,9 +2,9 @@
 //! kept, I pictures only at the start) and a minimal MP4 muxer (`ftyp`, `mdat`, `moov` with one
 //! `avc1` track), written atomically.
 
-use crate::atomic::write_atomic;
 use crate::error::{DataError, Result};
 use crate::image::RgbImage;
+use brainrecon_core::fs::write_atomic;
 use openh264::encoder::{Encoder, EncoderConfig, FrameRate, QpRange, RateControlMode, VuiConfig};
 use openh264::formats::YUVBuffer;
 use openh264::{OpenH264API, Timestamp};

@@ -9,15 +9,6 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-/// `.NAME.partial-PID` beside `path`: where a file is written before it is renamed into place.
-fn partial_path(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "output".to_string());
-    path.with_file_name(format!(".{name}.partial-{}", std::process::id()))
-}
-
 /// An animated GIF (looping forever) written to a temporary file beside its final path and
 /// renamed there by [`GifWriter::finish`]; dropped unfinished, it removes the temporary file.
 pub struct GifWriter {
@@ -41,7 +32,7 @@ impl GifWriter {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)?;
         }
-        let tmp = partial_path(path);
+        let tmp = brainrecon_core::fs::temp_sibling(path);
         // Created now, so that an unwritable place fails before any frame is made.
         File::create(&tmp)?;
         Ok(GifWriter {
@@ -188,7 +179,7 @@ pub fn write_png_frames(dir: &Path, frames: &[RgbImage], fps: f64) -> Result<()>
         height: first.height,
         n_frames: Some(frames.len()),
     };
-    crate::atomic::write_json_atomic(&dir.join(FRAMES_JSON), &meta)
+    brainrecon_core::fs::write_json_atomic(&dir.join(FRAMES_JSON), &meta)
 }
 
 /// The outputs of [`write_clip`].

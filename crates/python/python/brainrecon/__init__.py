@@ -1,11 +1,15 @@
-"""brainrecon in Python: ridge regression with scikit-learn's API, prepared subjects as
-memory-mapped numpy arrays, and reconstruction metrics."""
+"""brainrecon in Python: ridge regression with scikit-learn's API, GLMsingle's single-trial GLM
+with GLMsingle's API (brainrecon.glm.GLM_single), prepared subjects as memory-mapped numpy
+arrays, reconstruction metrics, the routes (prepare_subject, compute_features, fit_decoders,
+reconstruct, encode_runs) and live sessions (brainrecon.realtime.Session)."""
 
 from . import _native
-from . import metrics, nsd
+from . import glm, metrics, nsd, realtime, routes
 from ._banded import BandedRidgeCV, KernelRidgeCV, MultipleKernelRidgeCV
 from ._ridge import RidgeCV, load_model, merge_models
 from .data import Subject, load_subject
+from .routes import (Reconstruction, caption, compute_features, encode_runs, fit_decoders,
+                     prepare_subject, reconstruct)
 
 __version__ = _native.__version__
 
@@ -15,4 +19,6 @@ def set_num_threads(threads):
     _native.set_num_threads(int(threads))
 
 
-__all__ = ["RidgeCV", "KernelRidgeCV", "MultipleKernelRidgeCV", "BandedRidgeCV", "load_model", "merge_models", "load_subject", "Subject", "metrics", "nsd", "set_num_threads"]
+__all__ = ["RidgeCV", "KernelRidgeCV", "MultipleKernelRidgeCV", "BandedRidgeCV", "load_model", "merge_models", "load_subject", "Subject", "glm", "metrics", "nsd", "set_num_threads",
+           "realtime", "routes", "prepare_subject", "compute_features", "fit_decoders",
+           "caption", "reconstruct", "Reconstruction", "encode_runs"]

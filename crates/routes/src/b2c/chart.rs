@@ -167,7 +167,7 @@ pub fn write_series_charts(out: &Path, title: &str, all: &Series) -> Result<()> 
     write_png(&out.join("loss.png"), &loss_png(all))?;
     let svg = loss_svg(title, all)
         .map_err(|e| crate::error::RouteError::Usage(format!("loss chart: {e}")))?;
-    brainrecon_data::atomic::write_bytes_atomic(&out.join("loss.svg"), svg.as_bytes())?;
+    brainrecon_core::fs::write_bytes_atomic(&out.join("loss.svg"), svg.as_bytes())?;
     Ok(())
 }
 

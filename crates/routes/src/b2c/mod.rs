@@ -14,7 +14,7 @@ pub mod train;
 
 use crate::error::{Result, RouteError};
 use brainrecon_brain::b2c::BrainToContextEncoder;
-use brainrecon_data::atomic::read_json;
+use brainrecon_core::fs::read_json;
 use brainrecon_data::prepared::PreparedSubject;
 use brainrecon_diffusion::pipeline::{DType, StableDiffusion, Tensor};
 use brainrecon_diffusion::scheduler::PredictionType;
@@ -246,7 +246,7 @@ impl B2c {
             self.dir.join(TUNED_UNET_FILE),
         ] {
             if let Ok(bytes) = std::fs::read(&file) {
-                hash ^= brainrecon_nn::train::fnv1a64(&bytes).rotate_left(17);
+                hash ^= brainrecon_nn::rng::fnv1a64(&bytes).rotate_left(17);
             }
         }
         Ok(format!("{hash:016x}"))

@@ -23,16 +23,17 @@ use crate::features::{
 use brainrecon_brain::b2c::{
     per_sample_cosine, per_sample_mse, BrainToContextConfig, BrainToContextEncoder,
 };
-use brainrecon_data::atomic::{read_json, write_json_atomic};
+use brainrecon_core::fs::{read_json, write_json_atomic};
 use brainrecon_data::prepared::{PreparedSubject, Split};
 use brainrecon_diffusion::pipeline::{DType, Device, Posterior, StableDiffusion, Tensor};
-use brainrecon_diffusion::rng::{NoiseSource, SeededNoise};
 use brainrecon_diffusion::scheduler::NoiseSchedule;
-use brainrecon_diffusion::train::{
-    clip_grad_norm, init_parameters, latest_checkpoint, load_checkpoint, save_checkpoint,
-    shuffled_batches, AdamW, Parameters,
-};
 use brainrecon_diffusion::unet::UNet2DConditionModel;
+use brainrecon_nn::checkpoint::{latest_checkpoint, load_checkpoint, save_checkpoint};
+use brainrecon_nn::init::init_parameters;
+use brainrecon_nn::optim::{clip_grad_norm, AdamW};
+use brainrecon_nn::params::Parameters;
+use brainrecon_nn::rng::shuffled_batches;
+use brainrecon_nn::rng::{NoiseSource, SeededNoise};
 use brainrecon_nn::weights::Overlay;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -520,7 +521,7 @@ pub fn train(
         let loss = finite_loss(&total, &diffusion, &clip, step, options)?;
         let mut grads = total.backward()?;
         clip_grad_norm(&mut grads, &params, 1.0)?;
-        optimizer.set_lr(brainrecon_nn::train::learning_rate(
+        optimizer.set_lr(brainrecon_nn::optim::learning_rate(
             options.lr,
             step,
             options.steps,

@@ -11,9 +11,9 @@
 
 use super::features::blip_pixels;
 use crate::error::Result;
-use brainrecon_diffusion::prior::is_held_out;
 use brainrecon_language::blip::BlipForConditionalGeneration;
 use brainrecon_simulate::scene::{Scene, BACKGROUNDS, COLOURS, N_SCENES, POSITIONS, SHAPES, SIZES};
+use brainrecon_zoo::shapes_ldm::is_held_out;
 use candle_core::{Device, Tensor};
 
 /// Levels of each attribute, in [`attribute_levels`] order.

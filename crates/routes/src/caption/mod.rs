@@ -19,7 +19,7 @@ pub mod train;
 pub mod vocab;
 
 use crate::error::{Result, RouteError};
-use brainrecon_data::atomic::{read_json, write_json_atomic};
+use brainrecon_core::fs::{read_json, write_json_atomic};
 use brainrecon_data::prepared::PreparedSubject;
 use brainrecon_diffusion::weights::ModelDir;
 use brainrecon_language::blip::{resolve_blip_dir, BlipForConditionalGeneration};

@@ -7,10 +7,10 @@
 use super::features::blip_pixels;
 use super::vocab::PROMPT;
 use crate::error::Result;
-use brainrecon_diffusion::prior::held_out_scenes;
 use brainrecon_language::blip::BlipForConditionalGeneration;
 use brainrecon_language::generate::{beam_search, BeamSearchConfig};
 use brainrecon_simulate::scene::{Scene, BACKGROUNDS, COLOURS, SHAPES};
+use brainrecon_zoo::shapes_ldm::held_out_scenes;
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 

@@ -17,7 +17,7 @@ use crate::progress::bar;
 use crate::shards::check_stop;
 use brainrecon_data::prepared::PreparedSubject;
 use brainrecon_diffusion::pipeline::{Conditioning, StableDiffusion};
-use brainrecon_nn::train::fnv1a64;
+use brainrecon_nn::rng::fnv1a64;
 use std::path::Path;
 
 /// Runs the caption route on the subject's test images.

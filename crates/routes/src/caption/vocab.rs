@@ -3,8 +3,8 @@
 //! scenes' captions and of the prompt, then BLIP's added `[DEC]` (bos) and `[ENC]`.
 
 use crate::error::Result;
-use brainrecon_data::atomic::write_json_atomic;
-use brainrecon_diffusion::prior::caption_words;
+use brainrecon_core::fs::write_json_atomic;
+use brainrecon_zoo::shapes_ldm::caption_words;
 use std::path::Path;
 
 /// BLIP's captioning prompt (the published code's `prompt = 'a picture of '`).
@@ -30,7 +30,7 @@ pub fn write_tokenizer_files(dir: &Path, tokens: &[String]) -> Result<()> {
     let vocab = dir.join("vocab.txt");
     let mut text = tokens.join("\n");
     text.push('\n');
-    brainrecon_data::atomic::write_bytes_atomic(&vocab, text.as_bytes())?;
+    brainrecon_core::fs::write_bytes_atomic(&vocab, text.as_bytes())?;
     write_json_atomic(
         &dir.join("tokenizer_config.json"),
         &serde_json::json!({

@@ -5,6 +5,8 @@
 
 pub mod chart;
 pub mod design;
+pub mod job;
+pub mod layers;
 
 use crate::decoders::DecoderCv;
 use crate::error::{Result, RouteError};

@@ -23,7 +23,7 @@ use super::windows::{presentations, split_windows, ClipKey, WindowSpec, Windows}
 use crate::error::{Result, RouteError};
 use crate::progress;
 use brainrecon_audio::clap::SeededChoices;
-use brainrecon_data::atomic::{write_bytes_atomic, write_json_atomic};
+use brainrecon_core::fs::{write_bytes_atomic, write_json_atomic};
 use brainrecon_data::audio::stimuli::{gtzan_track, TRACK_END_TOLERANCE};
 use brainrecon_data::audio::{read_audio, Audio};
 use brainrecon_data::npy;

@@ -20,7 +20,7 @@ use brainrecon_audio::encodec::EncodecModel;
 use brainrecon_audio::musicgen::{
     resolve_model_dir, Decoding, GenerationSettings, MusicgenForConditionalGeneration,
 };
-use brainrecon_data::atomic::{read_json, write_json_atomic};
+use brainrecon_core::fs::{read_json, write_json_atomic};
 use brainrecon_data::audio::wav;
 use brainrecon_data::npy;
 use brainrecon_language::t5_tokenizer::T5Tokenizer;

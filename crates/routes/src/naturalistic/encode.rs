@@ -16,7 +16,7 @@ use super::design::{band_rows, delayed, pca, stack, standardize, Align, Band, Ba
 use super::report::{encoding_page, histograms_svg, VoxelMap, VoxelSpace};
 use super::text::TextFeaturizer;
 use crate::error::{Result, RouteError};
-use brainrecon_data::atomic::{write_bytes_atomic, write_json_atomic};
+use brainrecon_core::fs::{write_bytes_atomic, write_json_atomic};
 use brainrecon_data::npy;
 use brainrecon_data::runs::RunSet;
 use brainrecon_ridge::metrics::r2_per_target;
@@ -84,6 +84,51 @@ pub struct EncodeRunsSummary {
     pub bands: Vec<BandSummary>,
     /// Bands that explain little by construction (see [`EncodeRunsOptions::allow_weak_bands`]).
     pub warnings: Vec<String>,
+}
+
+impl EncodeRunsSummary {
+    /// The summary as `encode-runs` prints it; `out` is the output folder.
+    pub fn text(&self, out: &std::path::Path) -> String {
+        use std::fmt::Write;
+        let summary = self;
+        let mut text = String::new();
+        let _ = writeln!(
+            text,
+            "{} voxels, {} train / {} test TRs{}: mean test r {:.3}, {} significant (BH q ≤ 0.05)",
+            summary.voxels,
+            summary.train_trs,
+            summary.test_trs,
+            if summary.censored_trs > 0 {
+                format!(" ({} censored TRs left out)", summary.censored_trs)
+            } else {
+                String::new()
+            },
+            summary.mean_r,
+            summary.significant_voxels
+        );
+        let width = summary
+            .bands
+            .iter()
+            .map(|b| b.name.len())
+            .max()
+            .unwrap_or(0)
+            .max(12);
+        for band in &summary.bands {
+            let _ = writeln!(
+                text,
+                "  {:<width$} {:>5} columns  mean split R² {:.4}{}  best in {} voxels",
+                band.name,
+                band.width,
+                band.mean_r2_split,
+                band.mean_unique
+                    .map(|u| format!("  mean unique {u:.4}"))
+                    .unwrap_or_default(),
+                band.best_voxels
+            );
+        }
+        let _ = writeln!(text, "→ {}", out.join("report.html").display());
+        text
+    }
 }
 
 /// Out-of-vocabulary share above which a band is refused (without `allow_weak_bands`).

@@ -3,6 +3,7 @@
 //! to the TRs and delayed, voxelwise banded ridge with one penalty per band, variance
 //! partitioning, block-permutation statistics, NIfTI maps and an HTML report.
 
+pub mod annotations;
 pub mod design;
 pub mod embedded;
 pub mod encode;

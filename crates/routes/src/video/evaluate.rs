@@ -22,7 +22,7 @@ use super::classifiers::VideoClassifiers;
 use super::reconstruct::{clip_stem, ReconstructSummary, SUMMARY as RECONSTRUCT_SUMMARY};
 use super::stimuli::{StimulusClips, StimulusTr};
 use crate::error::Result;
-use brainrecon_data::atomic::{read_json, write_json_atomic};
+use brainrecon_core::fs::{read_json, write_json_atomic};
 use brainrecon_data::cifti::cc2017::Split;
 use brainrecon_data::image::RgbImage;
 use brainrecon_data::video;

@@ -23,7 +23,7 @@ use super::motion::{fit_motion, MotionFit};
 use super::stimuli::{captions_of, read_captions, StimulusClips, StimulusTr};
 use crate::error::{Result, RouteError};
 use crate::music::decode::{identification, matrix, row_major};
-use brainrecon_data::atomic::write_json_atomic;
+use brainrecon_core::fs::write_json_atomic;
 use brainrecon_data::cc2017::{read_meta, VideoPrepared};
 use brainrecon_data::cifti::cc2017::Split;
 use brainrecon_data::image::RgbImage;
@@ -277,7 +277,7 @@ fn write_decoded_captions(path: &Path, test: &[StimulusTr], captions: &[String])
     for (s, caption) in test.iter().zip(captions) {
         text.push_str(&format!("{}\t{}\t{caption}\n", s.segment, s.tr));
     }
-    Ok(brainrecon_data::atomic::write_bytes_atomic(
+    Ok(brainrecon_core::fs::write_bytes_atomic(
         path,
         text.as_bytes(),
     )?)
@@ -345,6 +345,25 @@ pub(crate) fn write_decoded_contexts(
         &[test.len(), 2],
         &index,
     )?)
+}
+
+/// Opens everything [`fit`] reads that is not the model: the prepared subject's design, the
+/// captions, and every segment's stimulus video, so that a bad one fails before the model
+/// loads and before anything is written.
+pub fn check_inputs(prepared: &Path, stimuli: &Path, captions: &Path) -> Result<()> {
+    let meta = read_meta(prepared)?;
+    read_captions(captions)?;
+    let d = &meta.design;
+    for (split, segments) in [
+        (Split::Train, d.train_segments),
+        (Split::Test, d.test_segments),
+    ] {
+        for segment in 1..=segments {
+            let path = super::stimuli::segment_video_path(stimuli, split, segment)?;
+            brainrecon_data::video::open(&path)?;
+        }
+    }
+    Ok(())
 }
 
 /// Fits the decoders and writes the decoded test set (see the module documentation).

@@ -18,13 +18,13 @@ use super::fit::{VideoFitSummary, SUMMARY_FILE};
 use super::motion::read_decoded as read_decoded_motion;
 use crate::error::{Result, RouteError};
 use crate::features::stream_seed;
-use brainrecon_data::atomic::{read_json, write_json_atomic};
+use brainrecon_core::fs::{read_json, write_json_atomic};
 use brainrecon_data::image::RgbImage;
 use brainrecon_data::npy;
 use brainrecon_data::video::{write_clip, ClipFormat};
 use brainrecon_diffusion::pipeline::{Conditioning, Progress, SampleOptions, VideoDiffusion};
-use brainrecon_diffusion::rng::{NoiseSource, SeededNoise};
 use brainrecon_diffusion::warp::moving_noise;
+use brainrecon_nn::rng::{NoiseSource, SeededNoise};
 use candle_core::{DType, Tensor};
 use std::path::{Path, PathBuf};
 

@@ -13,7 +13,7 @@ use super::stimuli::{StimulusClips, StimulusTr};
 use crate::error::Result;
 use crate::music::retrieve::relative_href;
 use crate::report::escape;
-use brainrecon_data::atomic::write_bytes_atomic;
+use brainrecon_core::fs::write_bytes_atomic;
 use brainrecon_data::cifti::cc2017::Split;
 use brainrecon_data::video::write_gif;
 use std::fmt::Write as _;

@@ -34,16 +34,19 @@ use crate::music::decode::{identification, matrix, row_major};
 use brainrecon_brain::window::{
     encoder_loss, FmriWindowEncoder, WindowEncoderConfig, CONFIG_FILE, WEIGHTS_FILE,
 };
-use brainrecon_data::atomic::write_json_atomic;
+use brainrecon_core::fs::write_json_atomic;
 use brainrecon_data::cc2017::{read_meta, VideoPrepared};
 use brainrecon_data::cifti::cc2017::Split;
 use brainrecon_diffusion::pipeline::{StableDiffusion, VideoDiffusion};
-use brainrecon_diffusion::rng::{NoiseSource, SeededNoise};
 use brainrecon_diffusion::scheduler::{NoiseSchedule, SchedulerConfig};
 use brainrecon_diffusion::unet_motion::{
     is_unet_motion_folder, save_unet_motion, UNetMotionConfig, UNetMotionModel,
 };
-use brainrecon_nn::train::{init_parameters, shuffled_batches, Parameters, ResumableRun};
+use brainrecon_nn::checkpoint::ResumableRun;
+use brainrecon_nn::init::init_parameters;
+use brainrecon_nn::params::Parameters;
+use brainrecon_nn::rng::shuffled_batches;
+use brainrecon_nn::rng::{NoiseSource, SeededNoise};
 use brainrecon_nn::weights::{Overlay, Weights};
 use candle_core::{DType, Tensor};
 use faer::Mat;

@@ -2,6 +2,7 @@
 
 use crate::commands::nsd::ZScoreArg;
 use brainrecon_data::experiment::prepare::{prepare_experiment, ExperimentOptions, TestSet};
+use brainrecon_routes::glm::model_folder;
 use std::path::PathBuf;
 
 /// Prepare a subject from `glm`'s single-trial betas, as `nsd prepare` prepares NSD's
@@ -83,21 +84,6 @@ pub struct Args {
     json: bool,
 }
 
-pub(super) fn model(name: &str) -> anyhow::Result<String> {
-    Ok(match name.to_ascii_lowercase().as_str() {
-        "typea" => "TYPEA_ONOFF",
-        "typeb" => "TYPEB_FITHRF",
-        "typec" => "TYPEC_FITHRF_GLMDENOISE",
-        "typed" => "TYPED_FITHRF_GLMDENOISE_RR",
-        _ => {
-            return Err(super::super::usage(format!(
-                "--betas: expected typea, typeb, typec or typed, found '{name}'"
-            )))
-        }
-    }
-    .to_string())
-}
-
 pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(size) = args.image_size {
         if !(16..=1024).contains(&size) {
@@ -109,7 +95,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let report = prepare_experiment(&ExperimentOptions {
         glm: args.glm.clone(),
         out: args.out.clone(),
-        model: model(&args.betas)?,
+        model: model_folder(&args.betas)?.to_string(),
         stimuli: args.stimuli,
         captions: args.captions,
         atlas: args.atlas,

@@ -1,0 +1,65 @@
+//! Flag groups that many commands share, flattened into each command's `Args` with
+//! `#[command(flatten)]`, so that a flag is spelled, defaulted and parsed in one place.
+//!
+//! A command whose flag says more than the group's help keeps its own wording with
+//! `#[command(mut_arg("device", |a| a.help("cpu, cuda or cuda:N: where the fit runs")))]` on
+//! its `Args` struct (the same for `"dtype"` and `"json"`).
+
+use brainrecon_diffusion::pipeline::{DType, Device};
+
+/// `--device`: where the models run.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DeviceArgs {
+    /// cpu, cuda or cuda:N
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+impl DeviceArgs {
+    /// The device named by `--device`; a usage error (exit 2) for an unknown name or a CUDA
+    /// device this build or machine lacks.
+    pub fn device(&self) -> anyhow::Result<Device> {
+        crate::commands::device(&self.device)
+    }
+
+    /// The device of a ridge fit named by `--device` (a GPU needs a build with CUDA).
+    pub fn ridge(&self) -> anyhow::Result<brainrecon_ridge::Device> {
+        crate::commands::ridge::ridge_device(&self.device)
+    }
+
+    /// The name as typed (`cpu`, `cuda`, `cuda:1`), for reports.
+    pub fn name(&self) -> &str {
+        &self.device
+    }
+}
+
+/// `--dtype`: the precision the weights run in.
+#[derive(clap::Args, Debug, Clone)]
+pub struct DtypeArgs {
+    /// Weights' precision: f32, f16, or bf16 (GPU only)
+    #[arg(long, default_value = "f32")]
+    pub dtype: String,
+}
+
+impl DtypeArgs {
+    /// The precision named by `--dtype`; a usage error for an unknown name.
+    pub fn dtype(&self) -> anyhow::Result<DType> {
+        crate::commands::dtype(&self.dtype)
+    }
+
+    /// The precision named by `--dtype`, refused when it cannot run on `device` (bf16 on
+    /// the CPU).
+    pub fn dtype_on(&self, device: &Device) -> anyhow::Result<DType> {
+        let dtype = self.dtype()?;
+        crate::commands::check_dtype_on(dtype, device)?;
+        Ok(dtype)
+    }
+}
+
+/// `--json`: print the command's result as JSON instead of lines for people.
+#[derive(clap::Args, Debug, Clone, Copy)]
+pub struct JsonArg {
+    /// Print the summary as JSON
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,441 @@
+//! Files and folders written so that a reader never sees half of one.
+//!
+//! - [`write_atomic`] and friends write a file into a hidden temporary sibling, flush it to
+//!   disk, then rename it over the target.
+//! - [`OutputDir`] is the one protocol for output folders: work happens in `<out>.partial`
+//!   beside `out`; [`OutputDir::commit`] renames it to `out` (replacing an earlier output), and
+//!   [`OutputDir::abort`] removes it. A resumable job records its settings in the staging
+//!   folder and continues an interrupted run only when they match ([`OutputDir::resume_if`]).
+
+use crate::error::{DataError, Result};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::fs::File;
+use std::io::{BufWriter, Write};
+use std::path::{Path, PathBuf};
+
+/// `.<name>.tmp-<pid>` beside `path`: hidden, and unique to this process.
+pub fn temp_sibling(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+}
+
+/// Writes a file atomically: readers see either the old file or the complete new one. The
+/// parent folder is created when missing; on failure the temporary file is removed.
+pub fn write_atomic<F>(path: &Path, fill: F) -> Result<()>
+where
+    F: FnOnce(&mut BufWriter<File>) -> std::io::Result<()>,
+{
+    if let Some(parent) = path.parent() {
+        if !parent.as_os_str().is_empty() {
+            std::fs::create_dir_all(parent).map_err(|e| DataError::io(parent, e))?;
+        }
+    }
+    let tmp = temp_sibling(path);
+    let result = (|| {
+        let file = File::create(&tmp)?;
+        let mut writer = BufWriter::with_capacity(1 << 20, file);
+        fill(&mut writer)?;
+        writer.flush()?;
+        writer.get_ref().sync_all()?;
+        Ok(())
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(DataError::io(path, e));
+    }
+    std::fs::rename(&tmp, path).map_err(|e| DataError::io(path, e))
+}
+
+/// Writes a file atomically through a writer that only takes a path (a library that opens the
+/// file itself, and may pick its encoding from the name's ending, as NIfTI's `.nii.gz` does).
+/// `write` gets `.tmp-<pid>-<name>` beside `path`: hidden, with the name's ending kept. The
+/// result is flushed to disk and renamed over `path`; on failure the temporary file is removed
+/// and the writer's error becomes a [`DataError::Format`] naming `path` and `format`.
+pub fn write_atomic_via_path<E: std::fmt::Display>(
+    path: &Path,
+    format: &str,
+    write: impl FnOnce(&Path) -> std::result::Result<(), E>,
+) -> Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
+    let name = path.file_name().unwrap_or_default().to_string_lossy();
+    let tmp = dir.join(format!(".tmp-{}-{name}", std::process::id()));
+    if let Err(e) = write(&tmp) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(DataError::format(path, format, e));
+    }
+    if let Err(e) = File::open(&tmp).and_then(|f| f.sync_all()) {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(DataError::io(path, e));
+    }
+    std::fs::rename(&tmp, path).map_err(|e| DataError::io(path, e))
+}
+
+/// Writes `bytes` to `path` atomically.
+pub fn write_bytes_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic(path, |w| w.write_all(bytes))
+}
+
+/// Writes `value` as pretty JSON to `path` atomically.
+pub fn write_json_atomic<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<()> {
+    let text = serde_json::to_vec_pretty(value).map_err(|e| DataError::format(path, "JSON", e))?;
+    write_bytes_atomic(path, &text)
+}
+
+/// Reads JSON from `path`, naming the file in any error.
+pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
+    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    serde_json::from_slice(&bytes).map_err(|e| DataError::format(path, "JSON", e))
+}
+
+/// Flushes a folder's entries (a rename inside it) to disk; a no-op where folders cannot be
+/// opened (Windows).
+pub fn sync_dir(dir: &Path) {
+    if let Ok(handle) = File::open(dir) {
+        let _ = handle.sync_all();
+    }
+}
+
+/// `<out>.partial`: the staging folder of `out`, beside it so that the final rename stays on
+/// one file system.
+pub fn staging_path(out: &Path) -> PathBuf {
+    sibling(out, "partial")
+}
+
+fn sibling(out: &Path, suffix: &str) -> PathBuf {
+    let name = out
+        .file_name()
+        .map_or("out".into(), |n| n.to_string_lossy().into_owned());
+    out.with_file_name(format!("{name}.{suffix}"))
+}
+
+/// True when `path` holds something: a non-empty folder, or anything that is not a folder.
+fn holds_something(path: &Path) -> bool {
+    path.exists()
+        && std::fs::read_dir(path)
+            .map(|mut d| d.next().is_some())
+            .unwrap_or(true)
+}
+
+/// The texts with which a job refuses an `--out`; they name what the job writes (a subject, a
+/// run set), so each is a pair (what was expected, what was found).
+#[derive(Debug, Clone, Copy)]
+pub struct Refusals<'a> {
+    /// `--out` holds a finished output written with other settings.
+    pub other_settings: [&'a str; 2],
+    /// `--out` holds something that is no finished output (a non-empty folder, or a file).
+    pub not_empty: [&'a str; 2],
+}
+
+impl Refusals<'_> {
+    /// The error for an `out` finished with other settings.
+    pub fn other_settings_error(&self, out: &Path) -> DataError {
+        let [expected, found] = self.other_settings;
+        DataError::invalid(out, "--out", expected, found)
+    }
+
+    /// The error for an `out` that holds something else.
+    pub fn not_empty_error(&self, out: &Path) -> DataError {
+        let [expected, found] = self.not_empty;
+        DataError::invalid(out, "--out", expected, found)
+    }
+}
+
+/// An output folder being written: everything goes into [`OutputDir::path`] (the staging
+/// folder) until [`OutputDir::commit`] moves it into place.
+///
+/// Dropping it without a commit leaves the staging folder where it is, so that a killed or
+/// failed resumable job can continue; [`OutputDir::abort`] (or [`OutputDir::run`]'s error path)
+/// removes it.
+#[derive(Debug)]
+pub struct OutputDir {
+    out: PathBuf,
+    staging: PathBuf,
+}
+
+/// What [`OutputDir::resume_if`] found.
+#[derive(Debug)]
+pub enum Resume {
+    /// `out` is already a finished output of the same settings: nothing to do.
+    Finished(PathBuf),
+    /// An interrupted run with the same settings: its staging folder, to continue.
+    Resumed(OutputDir),
+    /// Nothing before: a new staging folder holding the settings file.
+    Fresh(OutputDir),
+}
+
+impl OutputDir {
+    /// Starts `out` afresh: a new, empty staging folder (an earlier one is removed). On commit
+    /// the folder replaces whatever `out` held.
+    pub fn create(out: &Path) -> Result<OutputDir> {
+        let staging = staging_path(out);
+        if staging.exists() {
+            std::fs::remove_dir_all(&staging).map_err(|e| DataError::io(&staging, e))?;
+        }
+        std::fs::create_dir_all(&staging).map_err(|e| DataError::io(&staging, e))?;
+        Ok(OutputDir {
+            out: out.to_path_buf(),
+            staging,
+        })
+    }
+
+    /// Opens `out` for a resumable job with `settings`, kept as `settings_file` inside the
+    /// folder; `finished` names the file whose presence marks a finished output.
+    ///
+    /// - `out` finished with the same settings: [`Resume::Finished`];
+    /// - `out` finished with other settings, or a non-empty folder that is no finished output:
+    ///   refused (`--out` names the folder);
+    /// - a staging folder with the same settings: [`Resume::Resumed`]; with others: refused;
+    /// - else a new staging folder with the settings written: [`Resume::Fresh`].
+    pub fn resume_if<S>(
+        out: &Path,
+        settings_file: &str,
+        finished: &str,
+        settings: &S,
+    ) -> Result<Resume>
+    where
+        S: Serialize + DeserializeOwned + PartialEq,
+    {
+        let not_output = format!("a non-empty directory without {finished}");
+        let refusals = Refusals {
+            other_settings: [
+                "a new directory, or one written with the same settings",
+                "an output written with other settings: choose another --out or remove it",
+            ],
+            not_empty: ["a new or empty directory", &not_output],
+        };
+        Self::resume_with(out, settings_file, finished, settings, &refusals)
+    }
+
+    /// [`OutputDir::resume_if`] with the job's own texts for refusing `out`.
+    pub fn resume_with<S>(
+        out: &Path,
+        settings_file: &str,
+        finished: &str,
+        settings: &S,
+        refusals: &Refusals<'_>,
+    ) -> Result<Resume>
+    where
+        S: Serialize + DeserializeOwned + PartialEq,
+    {
+        if out.join(finished).exists() {
+            let previous: Option<S> = read_json(&out.join(settings_file)).ok();
+            if previous.as_ref() == Some(settings) {
+                return Ok(Resume::Finished(out.to_path_buf()));
+            }
+            return Err(refusals.other_settings_error(out));
+        }
+        if holds_something(out) {
+            return Err(refusals.not_empty_error(out));
+        }
+        let staging = staging_path(out);
+        let dir = OutputDir {
+            out: out.to_path_buf(),
+            staging: staging.clone(),
+        };
+        if staging.exists() {
+            let previous: Option<S> = read_json(&staging.join(settings_file)).ok();
+            if previous.as_ref() != Some(settings) {
+                return Err(DataError::invalid(
+                    &staging,
+                    "resume",
+                    "the settings of the interrupted run",
+                    "different settings: remove this directory to start again",
+                ));
+            }
+            return Ok(Resume::Resumed(dir));
+        }
+        std::fs::create_dir_all(&staging).map_err(|e| DataError::io(&staging, e))?;
+        write_json_atomic(&staging.join(settings_file), settings)?;
+        Ok(Resume::Fresh(dir))
+    }
+
+    /// Starts `out` afresh ([`OutputDir::create`]) where it is new or an empty folder; anything
+    /// else is refused with `not_empty` (what was expected, what was found), so no earlier
+    /// output or user file is replaced.
+    pub fn create_empty(out: &Path, not_empty: [&str; 2]) -> Result<OutputDir> {
+        if holds_something(out) {
+            let [expected, found] = not_empty;
+            return Err(DataError::invalid(out, "--out", expected, found));
+        }
+        Self::create(out)
+    }
+
+    /// The staging folder, where everything is written before the commit.
+    pub fn path(&self) -> &Path {
+        &self.staging
+    }
+
+    /// The final folder.
+    pub fn out(&self) -> &Path {
+        &self.out
+    }
+
+    /// Moves the staging folder to `out`. An earlier `out` is first renamed to `<out>.old` and
+    /// removed once the new one is in place, so `out` is never half-written.
+    pub fn commit(self) -> Result<PathBuf> {
+        let OutputDir { out, staging } = self;
+        if out.exists() {
+            let old = sibling(&out, "old");
+            let _ = std::fs::remove_dir_all(&old);
+            std::fs::rename(&out, &old).map_err(|e| DataError::io(&out, e))?;
+            std::fs::rename(&staging, &out).map_err(|e| DataError::io(&out, e))?;
+            let _ = std::fs::remove_dir_all(&old);
+        } else {
+            std::fs::rename(&staging, &out).map_err(|e| DataError::io(&out, e))?;
+        }
+        if let Some(parent) = out.parent() {
+            sync_dir(if parent.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                parent
+            });
+        }
+        Ok(out)
+    }
+
+    /// Removes the staging folder; `out` stays as it was.
+    pub fn abort(self) {
+        let _ = std::fs::remove_dir_all(&self.staging);
+    }
+
+    /// Runs `write` on the staging folder, then commits; on an error the staging folder is
+    /// removed and `out` left as it was.
+    pub fn run<T, E>(
+        self,
+        write: impl FnOnce(&Path) -> std::result::Result<T, E>,
+    ) -> std::result::Result<T, E>
+    where
+        E: From<DataError>,
+    {
+        match write(&self.staging) {
+            Ok(value) => {
+                self.commit()?;
+                Ok(value)
+            }
+            Err(e) => {
+                self.abort();
+                Err(e)
+            }
+        }
+    }
+}
+
+/// Runs `write` on a fresh `<out>.partial`, then moves it to `out`, replacing what was there.
+/// On failure the partial folder is removed: `out` is left as it was, never half-written.
+pub fn write_folder_atomic<T, E>(
+    out: &Path,
+    write: impl FnOnce(&Path) -> std::result::Result<T, E>,
+) -> std::result::Result<T, E>
+where
+    E: From<DataError>,
+{
+    OutputDir::create(out)?.run(write)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Serialize, serde::Deserialize, PartialEq, Debug)]
+    struct Settings {
+        seed: u64,
+    }
+
+    #[test]
+    fn a_failed_write_leaves_the_old_folder_and_no_staging() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        write_folder_atomic(&out, |p| write_bytes_atomic(&p.join("a"), b"1")).unwrap();
+        let failed: Result<()> = write_folder_atomic(&out, |p| {
+            write_bytes_atomic(&p.join("a"), b"2")?;
+            Err(DataError::Usage("stop".into()))
+        });
+        assert!(failed.is_err());
+        assert_eq!(std::fs::read(out.join("a")).unwrap(), b"1");
+        assert!(!staging_path(&out).exists());
+        write_folder_atomic(&out, |p| write_bytes_atomic(&p.join("b"), b"3")).unwrap();
+        assert!(
+            !out.join("a").exists(),
+            "a commit replaces the whole folder"
+        );
+        assert!(!sibling(&out, "old").exists());
+    }
+
+    #[test]
+    fn a_resumable_job_continues_only_with_its_own_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("subject");
+        let first = Settings { seed: 1 };
+        let Resume::Fresh(staged) =
+            OutputDir::resume_if(&out, ".settings.json", "done.json", &first).unwrap()
+        else {
+            panic!("expected a fresh folder")
+        };
+        write_bytes_atomic(&staged.path().join("part"), b"x").unwrap();
+        drop(staged); // killed: the staging folder stays
+        assert!(
+            OutputDir::resume_if(&out, ".settings.json", "done.json", &Settings { seed: 2 })
+                .unwrap_err()
+                .to_string()
+                .contains("different settings")
+        );
+        let Resume::Resumed(staged) =
+            OutputDir::resume_if(&out, ".settings.json", "done.json", &first).unwrap()
+        else {
+            panic!("expected to resume")
+        };
+        assert!(staged.path().join("part").exists());
+        write_bytes_atomic(&staged.path().join("done.json"), b"{}").unwrap();
+        staged.commit().unwrap();
+        assert!(matches!(
+            OutputDir::resume_if(&out, ".settings.json", "done.json", &first).unwrap(),
+            Resume::Finished(_)
+        ));
+        assert!(
+            OutputDir::resume_if(&out, ".settings.json", "done.json", &Settings { seed: 3 })
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn a_path_writer_keeps_the_ending_and_leaves_nothing_on_failure() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("map.nii.gz");
+        write_atomic_via_path(&path, "NIfTI", |tmp| {
+            assert!(tmp.to_string_lossy().ends_with(".nii.gz"));
+            std::fs::write(tmp, b"x")
+        })
+        .unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"x");
+        let err = write_atomic_via_path(&path, "NIfTI", |tmp| {
+            std::fs::write(tmp, b"y")?;
+            Err(std::io::Error::other("broken"))
+        })
+        .unwrap_err();
+        assert!(err.to_string().contains("NIfTI"), "{err}");
+        assert_eq!(std::fs::read(&path).unwrap(), b"x");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_non_empty_folder_that_is_no_output_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("notes.txt"), b"mine").unwrap();
+        let err = OutputDir::resume_if(
+            dir.path(),
+            ".settings.json",
+            "done.json",
+            &Settings { seed: 1 },
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("non-empty"), "{err}");
+    }
+}

@@ -1,0 +1,24 @@
+//! The ground crate: what every brainrecon crate that reads, writes or computes needs, written once.
+//!
+//! - [`error`]: [`DataError`], the error about user data that names the file, the field and what
+//!   was expected (the binary exits with 2 on it);
+//! - [`fs`]: atomic file writes and [`fs::OutputDir`], the one protocol for output folders
+//!   (create, resume when the settings match, stage, commit, abort);
+//! - [`geometry`]: 3×3 and affine inverses under one singularity rule;
+//! - [`stats`]: median, quantiles, Pearson correlation and z-scores;
+//! - [`signal`]: GLMsingle's polynomial drift basis;
+//! - [`limits`]: bounds on sizes read out of files, checked before any allocation;
+//! - [`progress`]: progress bars drawn only when a person is watching.
+//!
+//! It depends on no numerical or model crate (no candle, no faer), so every crate can use it.
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod fs;
+pub mod geometry;
+pub mod limits;
+pub mod progress;
+pub mod signal;
+pub mod stats;
+
+pub use error::{DataError, Result};

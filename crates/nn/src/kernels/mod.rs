@@ -1,0 +1,53 @@
+//! The CPU kernels under the layers, and the math they share: f32 inference ops in one pass over
+//! memory (linear, softmax with its backward pass, layer and group norm, GEGLU, attention,
+//! SiLU/GELU), written as candle custom ops, plus the run-time choice of vector unit.
+//!
+//! Nothing here imports the layers: the layers choose a kernel ([`fused`],
+//! [`cpu_f32_inference`]) and the kernels compute.
+
+pub(crate) mod activation;
+pub(crate) mod attention;
+pub(crate) mod linear;
+pub(crate) mod math;
+pub(crate) mod norm;
+pub(crate) mod simd;
+pub(crate) mod softmax;
+
+use candle_core::{CpuStorage, DType, Layout, Tensor};
+
+/// The f32 values of a contiguous CPU tensor; `op` and `what` name it in the error.
+pub(crate) fn contiguous_f32<'a>(
+    storage: &'a CpuStorage,
+    layout: &Layout,
+    op: &str,
+    what: &str,
+) -> candle_core::Result<&'a [f32]> {
+    let data = match storage {
+        CpuStorage::F32(v) => v.as_slice(),
+        _ => candle_core::bail!("{op} ({what}): f32 expected"),
+    };
+    match layout.contiguous_offsets() {
+        Some((start, end)) => Ok(&data[start..end]),
+        None => candle_core::bail!("{op} ({what}): contiguous tensor expected"),
+    }
+}
+
+/// Whether inference on `x` (with `parameters` of its dtype) takes the fused CUDA kernels.
+#[cfg(feature = "cuda")]
+pub(crate) fn fused(x: &Tensor, parameters: &[&Tensor]) -> bool {
+    crate::cuda::applies(x)
+        && parameters
+            .iter()
+            .all(|p| p.dtype() == x.dtype() && !p.track_op() && p.device().same_device(x.device()))
+}
+
+#[cfg(not(feature = "cuda"))]
+pub(crate) fn fused(_: &Tensor, _: &[&Tensor]) -> bool {
+    false
+}
+
+/// Whether inference on `x` with `parameters` takes the f32 CPU kernels (no gradient tracked).
+pub(crate) fn cpu_f32_inference(x: &Tensor, parameters: &[&Tensor]) -> bool {
+    let ok = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32 && !t.track_op();
+    ok(x) && parameters.iter().all(|p| ok(p))
+}

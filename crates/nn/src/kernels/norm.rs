@@ -1,0 +1,303 @@
+//! Group norm (optionally followed by SiLU), layer norm and the GEGLU gate for f32 CPU
+//! inference, each one pass over its input after the statistics.
+//!
+//! Built from candle's generic ops these take six to ten passes over memory on one thread
+//! (a twentieth of a 512 px VAE decode). Statistics are summed in f64, per group or per row,
+//! by the task that owns it, so results do not depend on the pool size. No backward pass:
+//! tensors that track gradients take the differentiable versions in [`crate::layers`].
+
+use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Shape};
+use rayon::prelude::*;
+
+use super::contiguous_f32;
+use super::math::{erf_f32, exp_f32};
+use super::simd::widest_fn;
+
+/// `Σ f(x_i)` in f64 with four independent accumulators (which keep the sums vectorised).
+#[inline(always)]
+fn sum4(x: &[f32], f: impl Fn(f32) -> f64) -> f64 {
+    let mut acc = [0f64; 4];
+    let mut chunks = x.chunks_exact(4);
+    for c in &mut chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a += f(v);
+        }
+    }
+    chunks.remainder().iter().map(|&v| f(v)).sum::<f64>() + acc.iter().sum::<f64>()
+}
+
+/// Mean and 1/sqrt(variance + eps) of `x`, biased variance, sums in f64.
+#[inline(always)]
+fn moments_inline(x: &[f32], eps: f64) -> (f32, f32) {
+    let n = x.len().max(1) as f64;
+    let mean = sum4(x, |v| v as f64) / n;
+    let var = sum4(x, |v| (v as f64 - mean) * (v as f64 - mean)) / n;
+    (mean as f32, (1.0 / (var + eps).sqrt()) as f32)
+}
+
+widest_fn!(fn moments(x: &[f32], eps: f64) -> (f32, f32) = moments_inline);
+
+/// One channel's plane of a group norm: `(x − mean)·a + s`, then SiLU if `with_silu`.
+/// (x − mean)·a + s, not x·a + (s − mean·a): in a flat region a is large and the second form
+/// cancels.
+#[inline(always)]
+fn normalise_plane_inline(y: &mut [f32], x: &[f32], [mean, a, s]: [f32; 3], with_silu: bool) {
+    if with_silu {
+        for (y, &x) in y.iter_mut().zip(x) {
+            *y = silu((x - mean) * a + s);
+        }
+    } else {
+        for (y, &x) in y.iter_mut().zip(x) {
+            *y = (x - mean) * a + s;
+        }
+    }
+}
+
+widest_fn!(fn normalise_plane(y: &mut [f32], x: &[f32], mean_scale_shift: [f32; 3], with_silu: bool) = normalise_plane_inline);
+
+/// One row of a layer norm: `(x − mean)·rstd·w + b`.
+#[inline(always)]
+fn layer_norm_row_inline(y: &mut [f32], x: &[f32], w: &[f32], b: &[f32], eps: f64) {
+    let (mean, rstd) = moments_inline(x, eps);
+    for ((y, &x), (&w, &b)) in y.iter_mut().zip(x).zip(w.iter().zip(b)) {
+        *y = (x - mean) * rstd * w + b;
+    }
+}
+
+widest_fn!(fn layer_norm_row(y: &mut [f32], x: &[f32], w: &[f32], b: &[f32], eps: f64) = layer_norm_row_inline);
+
+/// One row of the GEGLU gate: `hidden · gelu(gate)`.
+#[inline(always)]
+fn geglu_row_inline(y: &mut [f32], hidden: &[f32], gate: &[f32]) {
+    for ((y, &a), &g) in y.iter_mut().zip(hidden).zip(gate) {
+        *y = a * 0.5 * g * (1.0 + erf_f32(g * std::f32::consts::FRAC_1_SQRT_2));
+    }
+}
+
+widest_fn!(fn geglu_row(y: &mut [f32], hidden: &[f32], gate: &[f32]) = geglu_row_inline);
+
+#[inline(always)]
+fn silu(v: f32) -> f32 {
+    v / (1.0 + exp_f32(-v))
+}
+
+/// (x [B, C, *], weight [C], bias [C]) → group norm over `groups` groups, then SiLU if `silu`.
+pub(crate) struct GroupNormF32 {
+    pub groups: usize,
+    pub eps: f64,
+    pub silu: bool,
+}
+
+impl CustomOp3 for GroupNormF32 {
+    fn name(&self) -> &'static str {
+        "brainrecon-group-norm-f32"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let name = self.name();
+        let x = contiguous_f32(s1, l1, name, "input")?;
+        let w = contiguous_f32(s2, l2, name, "weight")?;
+        let b = contiguous_f32(s3, l3, name, "bias")?;
+        let dims = l1.dims();
+        let (c, g) = (dims.get(1).copied().unwrap_or(0), self.groups);
+        if dims.len() < 2 || g == 0 || c % g != 0 || w.len() != c || b.len() != c {
+            candle_core::bail!(
+                "{name}: input {dims:?} does not fit {g} groups of {} channels",
+                w.len()
+            );
+        }
+        let plane: usize = dims[2..].iter().product();
+        let per_group = c / g * plane;
+        let mut out = vec![0f32; x.len()];
+        if per_group > 0 {
+            out.par_chunks_mut(per_group)
+                .zip(x.par_chunks(per_group))
+                .enumerate()
+                .for_each(|(k, (y, x))| {
+                    let (mean, rstd) = moments(x, self.eps);
+                    let c0 = (k % g) * (c / g);
+                    for ((yc, xc), ci) in y.chunks_mut(plane).zip(x.chunks(plane)).zip(c0..) {
+                        normalise_plane(yc, xc, [mean, rstd * w[ci], b[ci]], self.silu);
+                    }
+                });
+        }
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+}
+
+/// (x [..., D], weight [D], bias [D]) → layer norm over the last dimension.
+pub(crate) struct LayerNormF32 {
+    pub eps: f64,
+}
+
+impl CustomOp3 for LayerNormF32 {
+    fn name(&self) -> &'static str {
+        "brainrecon-layer-norm-f32"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let name = self.name();
+        let x = contiguous_f32(s1, l1, name, "input")?;
+        let w = contiguous_f32(s2, l2, name, "weight")?;
+        let b = contiguous_f32(s3, l3, name, "bias")?;
+        let d = l1.dims().last().copied().unwrap_or(0);
+        if w.len() != d || b.len() != d {
+            candle_core::bail!("{name}: input {:?}, parameters of {}", l1.dims(), w.len());
+        }
+        let mut out = vec![0f32; x.len()];
+        if d > 0 {
+            // Rows in chunks of ~64Ki values per task.
+            let rows = (65536 / d).max(1) * d;
+            out.par_chunks_mut(rows)
+                .zip(x.par_chunks(rows))
+                .for_each(|(y, x)| {
+                    for (y, x) in y.chunks_mut(d).zip(x.chunks(d)) {
+                        layer_norm_row(y, x, w, b, self.eps);
+                    }
+                });
+        }
+        Ok((CpuStorage::F32(out), l1.shape().clone()))
+    }
+}
+
+/// h [..., 2n] → [..., n]: `h[..., :n] · gelu(h[..., n:])` (diffusers' GEGLU, exact GELU).
+pub(crate) struct GegluF32;
+
+impl CustomOp1 for GegluF32 {
+    fn name(&self) -> &'static str {
+        "brainrecon-geglu-f32"
+    }
+
+    fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let h = contiguous_f32(s, l, self.name(), "input")?;
+        let mut dims = l.dims().to_vec();
+        let two_n = dims.last().copied().unwrap_or(0);
+        if two_n % 2 != 0 {
+            candle_core::bail!("{}: odd last dimension {two_n}", self.name());
+        }
+        let n = two_n / 2;
+        *dims.last_mut().expect("checked above") = n;
+        let mut out = vec![0f32; h.len() / 2];
+        if n > 0 {
+            let rows = (32768 / n).max(1);
+            out.par_chunks_mut(rows * n)
+                .zip(h.par_chunks(rows * two_n))
+                .for_each(|(y, h)| {
+                    for (y, h) in y.chunks_mut(n).zip(h.chunks(two_n)) {
+                        let (hidden, gate) = h.split_at(n);
+                        geglu_row(y, hidden, gate);
+                    }
+                });
+        }
+        Ok((CpuStorage::F32(out), Shape::from(dims)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{DType, Device, Tensor, Var};
+
+    use crate::layers::{silu, GeGlu, GroupNorm, LayerNorm, Linear};
+    use crate::rng::SeededNoise;
+
+    fn seeded(shape: &[usize], seed: u64, scale: f32, shift: f32) -> Tensor {
+        let mut noise = SeededNoise::new(seed);
+        let n: usize = shape.iter().product();
+        let v: Vec<f32> = noise
+            .normal_vec(n)
+            .into_iter()
+            .map(|x| x * scale + shift)
+            .collect();
+        Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+    }
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> f32 {
+        (a - b)
+            .unwrap()
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap()
+    }
+
+    /// The tracked copy of `x` takes the differentiable ops: the reference.
+    fn tracked(x: &Tensor) -> Tensor {
+        Var::from_tensor(x).unwrap().as_tensor().clone()
+    }
+
+    #[test]
+    fn fused_norms_and_gate_match_the_differentiable_ops() {
+        // Large offsets stress the variance (one-pass formulas lose it); a flat group (all
+        // equal values) has zero variance.
+        let mut x = seeded(&[2, 8, 5, 3], 1, 3.0, 100.0);
+        let flat = Tensor::full(7.5f32, (1, 8, 5, 3), &Device::Cpu).unwrap();
+        x = Tensor::cat(&[&x, &flat], 0).unwrap();
+        let gn = GroupNorm {
+            weight: seeded(&[8], 2, 1.0, 1.0),
+            bias: seeded(&[8], 3, 1.0, 0.0),
+            num_groups: 4,
+            eps: 1e-6,
+        };
+        // The reference runs the elementary ops in f64 (in f32 they lose digits to the offset).
+        let f64_of = |t: &Tensor| t.to_dtype(DType::F64).unwrap();
+        let gn64 = GroupNorm {
+            weight: f64_of(&gn.weight),
+            bias: f64_of(&gn.bias),
+            ..gn.clone()
+        };
+        let reference = gn64
+            .forward(&f64_of(&x))
+            .unwrap()
+            .to_dtype(DType::F32)
+            .unwrap();
+        let fast = gn.forward(&x).unwrap();
+        assert!(max_diff(&fast, &reference) < 1e-5, "group norm");
+        let fast = gn.forward_silu(&x).unwrap();
+        let reference = silu(&reference).unwrap();
+        assert!(max_diff(&fast, &reference) < 1e-5, "group norm + silu");
+
+        let y = seeded(&[3, 7, 40], 4, 2.0, -50.0);
+        let ln = LayerNorm {
+            weight: Some(seeded(&[40], 5, 1.0, 1.0)),
+            bias: Some(seeded(&[40], 6, 1.0, 0.0)),
+            eps: 1e-5,
+        };
+        let (fast, reference) = (ln.forward(&y).unwrap(), ln.forward(&tracked(&y)).unwrap());
+        assert!(max_diff(&fast, &reference) < 1e-4, "layer norm");
+
+        let geglu = GeGlu {
+            proj: Linear::from_tensors(seeded(&[12, 40], 7, 0.5, 0.0), None),
+        };
+        let (fast, reference) = (
+            geglu.forward(&y).unwrap(),
+            geglu.forward(&tracked(&y)).unwrap(),
+        );
+        assert_eq!(fast.dims(), &[3, 7, 6]);
+        let scale = reference
+            .abs()
+            .unwrap()
+            .max_all()
+            .unwrap()
+            .to_scalar::<f32>()
+            .unwrap();
+        assert!(max_diff(&fast, &reference) < 1e-5 * scale, "geglu");
+    }
+}

@@ -1,0 +1,472 @@
+//! A session followed as the scanner writes it: every file of the export folder is read once
+//! complete ([`FolderWatch`], [`SliceAssembler`]), preprocessed ([`SessionPreprocessor`]) and
+//! its motion appended to `OUT/motion.tsv`; the caller hears of it as an [`Event`].
+//!
+//! ```no_run
+//! # use brainrecon_realtime::follow::{Event, FollowOptions, Follower};
+//! # use brainrecon_realtime::session::{SessionPreprocessor, SubjectSpace};
+//! # use std::sync::atomic::AtomicBool;
+//! let options = FollowOptions::new("export".into());
+//! let preprocessor =
+//!     SessionPreprocessor::new(SubjectSpace::motion_only(), options.session_options()).unwrap();
+//! let mut follower = Follower::new(options, preprocessor, "session".as_ref()).unwrap();
+//! let stop = AtomicBool::new(false);
+//! for event in follower.events(&stop) {
+//!     if let Event::Volume(arrived) = event.unwrap() {
+//!         println!("volume {}: {:?}", arrived.row.volume, arrived.row.motion);
+//!     }
+//! }
+//! let record = follower.record();
+//! ```
+
+use crate::assemble::{Assembled, SliceAssembler};
+use crate::read::{error_chain, file_name, read_volumes, SUFFIXES};
+use crate::realign::RealignOptions;
+use crate::rigid::RigidParams;
+use crate::session::{Processed, SessionOptions, SessionPreprocessor};
+use crate::watch::{FolderWatch, Ready};
+use brainrecon_core::stats::quantile_nearest_rank;
+use brainrecon_data::{DataError, Result};
+use std::collections::VecDeque;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime};
+
+/// How the export folder is followed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FollowOptions {
+    /// The folder the scanner's real-time export writes into.
+    pub folder: PathBuf,
+    /// Stop after this many volumes.
+    pub volumes: Option<usize>,
+    /// Stop when no new file has arrived for this long (seconds).
+    pub idle_seconds: f64,
+    /// A file that does not read is given this long without a change of size (ms) before it
+    /// counts as broken.
+    pub settle_ms: u64,
+    /// How often the folder is listed (ms).
+    pub poll_ms: u64,
+    /// Gaussian smoothing before realignment (mm FWHM).
+    pub smoothing_mm: f64,
+    /// Slices per volume of a single-frame export; `None` learns it from the first volume.
+    pub slices: Option<usize>,
+}
+
+impl FollowOptions {
+    /// The defaults for `folder`: 60 s idle, 200 ms settle, 20 ms polls, 5 mm smoothing.
+    pub fn new(folder: PathBuf) -> FollowOptions {
+        FollowOptions {
+            folder,
+            volumes: None,
+            idle_seconds: 60.0,
+            settle_ms: 200,
+            poll_ms: 20,
+            smoothing_mm: 5.0,
+            slices: None,
+        }
+    }
+
+    /// Refuses a folder that is not one and non-positive times or slice counts.
+    pub fn check(&self) -> Result<()> {
+        if !self.folder.is_dir() {
+            return Err(DataError::Usage(format!(
+                "--folder {}: not a folder",
+                self.folder.display()
+            )));
+        }
+        if self.idle_seconds.is_nan() || self.idle_seconds <= 0.0 || self.poll_ms == 0 {
+            return Err(DataError::Usage(
+                "--idle-seconds and --poll-ms must be positive".into(),
+            ));
+        }
+        if self.slices == Some(0) {
+            return Err(DataError::Usage("--slices must be positive".into()));
+        }
+        Ok(())
+    }
+
+    /// The session's preprocessing options.
+    pub fn session_options(&self) -> SessionOptions {
+        SessionOptions {
+            realign: RealignOptions {
+                smoothing_fwhm_mm: self.smoothing_mm,
+                ..RealignOptions::default()
+            },
+            ..SessionOptions::default()
+        }
+    }
+}
+
+/// One volume's row of motion.tsv.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Row {
+    /// 0-based volume number in the session.
+    pub volume: usize,
+    /// The file that completed the volume.
+    pub file: String,
+    /// Translations (mm) then rotations (degrees) relative to the first volume.
+    pub motion: [f64; 6],
+    pub framewise_displacement_mm: f64,
+    pub iterations: usize,
+    /// From the file's last write to its reading, and the reading and preprocessing.
+    pub wait_ms: f64,
+    pub processing_ms: f64,
+    pub latency_ms: f64,
+}
+
+/// A volume preprocessed: its row of motion.tsv, what the session made of it, and when its
+/// file was last written.
+#[derive(Debug, Clone)]
+pub struct Arrived {
+    pub row: Row,
+    pub processed: Processed,
+    pub written: SystemTime,
+    /// The newest volume of the files one poll found: a consumer that can only keep up with
+    /// some volumes handles this one.
+    pub last_of_poll: bool,
+}
+
+/// A file (or a volume of files) the session could not use; the session goes on.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Refused {
+    pub file: String,
+    pub error: String,
+    /// The file itself.
+    #[serde(skip)]
+    pub path: PathBuf,
+    /// Single-frame files of a volume the session ended before completing.
+    #[serde(skip)]
+    pub unfinished: bool,
+}
+
+impl Refused {
+    /// The line a log tells of it.
+    pub fn log_line(&self) -> String {
+        if self.unfinished {
+            format!("{}: not processed: {}", self.file, self.error)
+        } else {
+            format!(
+                "{}: refused: {} (the session goes on)",
+                self.path.display(),
+                self.error
+            )
+        }
+    }
+}
+
+/// What following the folder brings.
+#[derive(Debug, Clone)]
+pub enum Event {
+    /// A volume read, preprocessed and written to motion.tsv.
+    Volume(Box<Arrived>),
+    /// A file that does not read, or a volume that cannot be realigned.
+    Refused(Refused),
+    /// A poll found no new file; the time since the last one.
+    Waiting(Duration),
+}
+
+const HEADER: &str = "volume\tfile\ttrans_x_mm\ttrans_y_mm\ttrans_z_mm\trot_x_deg\trot_y_deg\trot_z_deg\tframewise_displacement_mm\trealign_iterations\twait_ms\tprocessing_ms\tlatency_ms\n";
+
+/// Follows the export folder until `volumes` volumes, `idle_seconds` without a file, or the
+/// stop flag; see the module's example.
+#[derive(Debug)]
+pub struct Follower {
+    options: FollowOptions,
+    preprocessor: SessionPreprocessor,
+    watch: FolderWatch,
+    assembler: SliceAssembler,
+    tsv: File,
+    tsv_path: PathBuf,
+    last_arrival: Instant,
+    rows: Vec<Row>,
+    refused: Vec<Refused>,
+    queue: VecDeque<Event>,
+    ended_by: Option<String>,
+    /// The last poll found nothing: wait a poll interval before the next.
+    idle: bool,
+}
+
+impl Follower {
+    /// Starts a session in `out` (created; motion.tsv begun). Files already in the folder
+    /// count as new.
+    pub fn new(
+        options: FollowOptions,
+        preprocessor: SessionPreprocessor,
+        out: &Path,
+    ) -> Result<Follower> {
+        std::fs::create_dir_all(out).map_err(|e| DataError::io(out, e))?;
+        let tsv_path = out.join("motion.tsv");
+        let mut tsv = File::create(&tsv_path).map_err(|e| DataError::io(&tsv_path, e))?;
+        tsv.write_all(HEADER.as_bytes())
+            .map_err(|e| DataError::io(&tsv_path, e))?;
+        let watch = FolderWatch::new(
+            &options.folder,
+            &SUFFIXES,
+            Duration::from_millis(options.settle_ms),
+        );
+        Ok(Follower {
+            assembler: SliceAssembler::new(options.slices),
+            options,
+            preprocessor,
+            watch,
+            tsv,
+            tsv_path,
+            last_arrival: Instant::now(),
+            rows: Vec::new(),
+            refused: Vec::new(),
+            queue: VecDeque::new(),
+            ended_by: None,
+            idle: false,
+        })
+    }
+
+    /// The next event; `None` once the session has ended (see [`Follower::ended_by`]). Blocks
+    /// while the folder holds nothing new for at most one poll interval.
+    pub fn next_event(&mut self, stop: &AtomicBool) -> Result<Option<Event>> {
+        loop {
+            if let Some(event) = self.queue.pop_front() {
+                return Ok(Some(event));
+            }
+            if self.ended_by.is_some() {
+                return Ok(None);
+            }
+            if std::mem::take(&mut self.idle) {
+                std::thread::sleep(Duration::from_millis(self.options.poll_ms));
+            }
+            if stop.load(Ordering::SeqCst) {
+                self.end("signal".to_string());
+                continue;
+            }
+            if self.options.volumes.is_some_and(|n| self.rows.len() >= n) {
+                self.end("volumes".to_string());
+                continue;
+            }
+            if self.last_arrival.elapsed().as_secs_f64() > self.options.idle_seconds {
+                self.end(format!("no new file for {} s", self.options.idle_seconds));
+                continue;
+            }
+            let ready = self
+                .watch
+                .poll()
+                .map_err(|e| DataError::io(&self.options.folder, e))?;
+            if ready.is_empty() {
+                self.idle = true;
+                return Ok(Some(Event::Waiting(self.last_arrival.elapsed())));
+            }
+            self.last_arrival = Instant::now();
+            self.read_poll(ready)?;
+        }
+    }
+
+    /// The events until the session ends.
+    pub fn events<'a>(
+        &'a mut self,
+        stop: &'a AtomicBool,
+    ) -> impl Iterator<Item = Result<Event>> + 'a {
+        std::iter::from_fn(move || self.next_event(stop).transpose())
+    }
+
+    /// Reads and preprocesses the files of one poll, queueing their events in order.
+    fn read_poll(&mut self, ready: Vec<Ready>) -> Result<()> {
+        let first = self.queue.len();
+        for Ready { path, settled } in ready {
+            let volumes = match read_volumes(&path, &mut self.assembler) {
+                Ok(volumes) => volumes,
+                // Perhaps still being written: read it again once it has settled.
+                Err(_) if !settled => {
+                    self.watch.retry(&path);
+                    continue;
+                }
+                Err(error) => {
+                    self.watch.refuse(&path);
+                    vec![(path, Err(error_chain(&error)))]
+                }
+            };
+            for (path, image) in volumes {
+                let volume = self.rows.len();
+                let arrived = image.and_then(|image| self.process(&path, image, volume));
+                match arrived {
+                    Ok(arrived) => {
+                        let row = format_row(&arrived.row);
+                        self.tsv
+                            .write_all(row.as_bytes())
+                            .and_then(|()| self.tsv.flush())
+                            .map_err(|e| DataError::io(&self.tsv_path, e))?;
+                        self.rows.push(arrived.row.clone());
+                        self.queue.push_back(Event::Volume(Box::new(arrived)));
+                    }
+                    Err(error) => {
+                        let refused = Refused {
+                            file: file_name(&path),
+                            error,
+                            path,
+                            unfinished: false,
+                        };
+                        self.refused.push(refused.clone());
+                        self.queue.push_back(Event::Refused(refused));
+                    }
+                }
+            }
+        }
+        if let Some(Event::Volume(newest)) = self
+            .queue
+            .iter_mut()
+            .skip(first)
+            .rev()
+            .find(|e| matches!(e, Event::Volume(_)))
+        {
+            newest.last_of_poll = true;
+        }
+        Ok(())
+    }
+
+    /// Preprocesses and times one volume; `path` is the file that completed it.
+    fn process(
+        &mut self,
+        path: &Path,
+        image: crate::grid::Image,
+        volume: usize,
+    ) -> std::result::Result<Arrived, String> {
+        let started = SystemTime::now();
+        let processed = self
+            .preprocessor
+            .push(&image)
+            .map_err(|e| error_chain(&e))?;
+        let written = std::fs::metadata(path)
+            .and_then(|m| m.modified())
+            .unwrap_or(started);
+        let ms = |from: SystemTime, to: SystemTime| {
+            to.duration_since(from).unwrap_or_default().as_secs_f64() * 1000.0
+        };
+        let done = SystemTime::now();
+        let m = processed.motion;
+        let row = Row {
+            volume,
+            file: file_name(path),
+            motion: [
+                m.translation_mm[0],
+                m.translation_mm[1],
+                m.translation_mm[2],
+                m.rotation_deg[0],
+                m.rotation_deg[1],
+                m.rotation_deg[2],
+            ],
+            framewise_displacement_mm: processed.framewise_displacement_mm,
+            iterations: processed.realign_iterations,
+            wait_ms: ms(written, started),
+            processing_ms: ms(started, done),
+            latency_ms: ms(written, done),
+        };
+        Ok(Arrived {
+            row,
+            processed,
+            written,
+            last_of_poll: false,
+        })
+    }
+
+    /// Ends the session: the slices of volumes it did not complete are refused.
+    fn end(&mut self, why: String) {
+        self.ended_by = Some(why);
+        for unfinished in self.assembler.finish() {
+            let files = match unfinished {
+                Assembled::Volume { files, .. } | Assembled::Refused { files, .. } => files,
+            };
+            let refused = Refused {
+                file: files.last().map(|f| file_name(f)).unwrap_or_default(),
+                error: format!(
+                    "{} single-frame files of a volume the session ended before completing",
+                    files.len()
+                ),
+                path: files.last().cloned().unwrap_or_default(),
+                unfinished: true,
+            };
+            self.refused.push(refused.clone());
+            self.queue.push_back(Event::Refused(refused));
+        }
+    }
+
+    /// Why the session ended (`volumes`, `signal`, `no new file for … s`); `None` before.
+    pub fn ended_by(&self) -> Option<&str> {
+        self.ended_by.as_deref()
+    }
+
+    /// The rows of motion.tsv so far.
+    pub fn rows(&self) -> &[Row] {
+        &self.rows
+    }
+
+    /// The files refused so far.
+    pub fn refused(&self) -> &[Refused] {
+        &self.refused
+    }
+
+    /// The session's preprocessing state (its registration to the subject).
+    pub fn preprocessor(&self) -> &SessionPreprocessor {
+        &self.preprocessor
+    }
+
+    /// The options it follows with.
+    pub fn options(&self) -> &FollowOptions {
+        &self.options
+    }
+
+    /// The session's summary (`realtime watch`'s session.json).
+    pub fn record(&self) -> WatchRecord {
+        let latencies: Vec<f64> = self.rows.iter().map(|r| r.latency_ms).collect();
+        let latency = |q| (!latencies.is_empty()).then(|| quantile_nearest_rank(&latencies, q));
+        WatchRecord {
+            folder: self.options.folder.clone(),
+            volumes: self.rows.len(),
+            refused: self.refused.clone(),
+            latency_ms_median: latency(0.5),
+            latency_ms_p95: latency(0.95),
+            max_framewise_displacement_mm: max_framewise_displacement(&self.rows),
+            registration_to_subject: self.preprocessor.registration(),
+            ended_by: self.ended_by.clone().unwrap_or_default(),
+        }
+    }
+}
+
+/// A followed session's summary: what session.json records.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct WatchRecord {
+    pub folder: PathBuf,
+    pub volumes: usize,
+    pub refused: Vec<Refused>,
+    pub latency_ms_median: Option<f64>,
+    pub latency_ms_p95: Option<f64>,
+    pub max_framewise_displacement_mm: f64,
+    /// Subject world → session world, as motion parameters about the subject's grid centre.
+    pub registration_to_subject: Option<RigidParams>,
+    pub ended_by: String,
+}
+
+/// The largest framewise displacement of `rows` (0 when empty).
+pub fn max_framewise_displacement(rows: &[Row]) -> f64 {
+    rows.iter()
+        .map(|r| r.framewise_displacement_mm)
+        .fold(0.0, f64::max)
+}
+
+fn format_row(row: &Row) -> String {
+    let m = row.motion;
+    format!(
+        "{}\t{}\t{:.4}\t{:.4}\t{:.4}\t{:.4}\t{:.4}\t{:.4}\t{:.4}\t{}\t{:.1}\t{:.1}\t{:.1}\n",
+        row.volume,
+        row.file,
+        m[0],
+        m[1],
+        m[2],
+        m[3],
+        m[4],
+        m[5],
+        row.framewise_displacement_mm,
+        row.iterations,
+        row.wait_ms,
+        row.processing_ms,
+        row.latency_ms
+    )
+}

@@ -1,0 +1,153 @@
+//! Ridge regression (LOO and GCV, 10 alphas, one per target) timed on synthetic fMRI-shaped
+//! workloads. Each workload's arrays and `meta.json` go under one folder; a measured fit reads
+//! them back, as the Python anchors do, so that peak memory includes the arrays read.
+
+use crate::arrays::read_matrix;
+use crate::error::Result;
+use brainrecon_core::fs::{read_json, write_json_atomic};
+use brainrecon_data::npy;
+use brainrecon_ridge::metrics::{pearson_per_target, summarize};
+use brainrecon_ridge::{bench_alphas, generate, row_major_view, RidgeCv, Workload};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+use std::time::Instant;
+
+/// `meta.json` of a workload folder; the Python anchors read it too.
+#[derive(Serialize, Deserialize, PartialEq, Debug)]
+pub struct Meta {
+    /// A, B, C or A16k.
+    pub workload: String,
+    /// Training rows.
+    pub n_train: usize,
+    /// Test rows.
+    pub n_test: usize,
+    /// Predictors.
+    pub p: usize,
+    /// Targets.
+    pub t: usize,
+    /// The generator's seed.
+    pub seed: u64,
+    /// The alpha grid.
+    pub alphas: Vec<f64>,
+    /// Bumped when the generated data change.
+    pub generator_version: u32,
+}
+
+/// One measured fit (`bench ridge-run` prints it as JSON).
+#[derive(Serialize, Deserialize, Debug)]
+pub struct RunResult {
+    /// The workload's name.
+    pub workload: String,
+    /// `loo` or `gcv`.
+    pub cv: String,
+    /// `f32` or `f64`.
+    pub precision: String,
+    /// The solver chosen by shape.
+    pub solver: String,
+    /// `primal` (weights) or `dual` (dual coefficients and the training X).
+    #[serde(default)]
+    pub form: String,
+    /// Threads of the linear algebra.
+    pub threads: usize,
+    /// Seconds of the fit.
+    pub fit_seconds: f64,
+    /// Seconds of the test prediction.
+    pub predict_seconds: f64,
+    /// Mean test Pearson r over targets.
+    pub mean_test_r: f64,
+    /// Peak resident memory of the process, MB.
+    pub peak_rss_mb: f64,
+    /// `--device` as typed.
+    pub device: String,
+    /// Device memory the fit allocated at its peak (GPU runs only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_gpu_mb: Option<f64>,
+}
+
+const SEED: u64 = 20240611;
+const GENERATOR_VERSION: u32 = 1;
+
+/// Writes the workload's arrays and meta.json under `dir` unless identical ones are there.
+pub fn ensure_data(w: &Workload, dir: &Path) -> Result<()> {
+    let meta = Meta {
+        workload: w.name.into(),
+        n_train: w.n_train,
+        n_test: w.n_test,
+        p: w.p,
+        t: w.t,
+        seed: SEED,
+        alphas: bench_alphas(),
+        generator_version: GENERATOR_VERSION,
+    };
+    let meta_path = dir.join("meta.json");
+    if let Ok(existing) = read_json::<Meta>(&meta_path) {
+        if existing == meta {
+            return Ok(());
+        }
+    }
+    eprintln!(
+        "bench ridge: generating workload {} in {}",
+        w.name,
+        dir.display()
+    );
+    let data = generate(w, SEED);
+    npy::write(&dir.join("x_train.npy"), &[w.n_train, w.p], &data.x_train)?;
+    npy::write(&dir.join("y_train.npy"), &[w.n_train, w.t], &data.y_train)?;
+    npy::write(&dir.join("x_test.npy"), &[w.n_test, w.p], &data.x_test)?;
+    npy::write(&dir.join("y_test.npy"), &[w.n_test, w.t], &data.y_test)?;
+    // meta.json last: its presence means the arrays are complete
+    write_json_atomic(&meta_path, &meta)?;
+    Ok(())
+}
+
+/// Fits `estimator` (its alphas replaced by the workload's) on the workload in `dir` and
+/// times the fit and the test prediction. `cv`, `precision` and `device` are the names the
+/// result records; `peak_gpu_mb` is left to the caller (the GPU build knows it).
+pub fn measure(
+    dir: &Path,
+    estimator: RidgeCv,
+    threads: usize,
+    (cv, precision, device): (&str, &str, &str),
+) -> Result<RunResult> {
+    brainrecon_ridge::set_threads(threads);
+    let meta: Meta = read_json(&dir.join("meta.json"))?;
+    let x = read_matrix(&dir.join("x_train.npy"), "X train")?;
+    let y = read_matrix(&dir.join("y_train.npy"), "Y train")?;
+    let x_test = read_matrix(&dir.join("x_test.npy"), "X test")?;
+    let y_test = read_matrix(&dir.join("y_test.npy"), "Y test")?;
+    let estimator = RidgeCv {
+        alphas: meta.alphas.clone(),
+        ..estimator
+    };
+    let started = Instant::now();
+    let model = estimator.fit_row_major(&x.data, (x.rows, x.cols), &y.data, (y.rows, y.cols))?;
+    let fit_seconds = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    let pred = model.predict(row_major_view(
+        "X test",
+        &x_test.data,
+        (x_test.rows, x_test.cols),
+    )?)?;
+    let predict_seconds = started.elapsed().as_secs_f64();
+    let truth = row_major_view("Y test", &y_test.data, (y_test.rows, y_test.cols))?;
+    let r = pearson_per_target(truth, pred.as_ref())?;
+    Ok(RunResult {
+        workload: meta.workload,
+        cv: cv.into(),
+        precision: precision.into(),
+        solver: format!("{:?}", model.options.solver).to_lowercase(),
+        form: if model.dual.is_some() {
+            "dual"
+        } else {
+            "primal"
+        }
+        .into(),
+        threads,
+        fit_seconds,
+        predict_seconds,
+        mean_test_r: summarize(&r).mean,
+        peak_rss_mb: super::peak_rss_mb(),
+        peak_gpu_mb: None,
+        device: device.into(),
+    })
+}

@@ -1,0 +1,178 @@
+//! What a sharded job is: the command given to `slurm submit`, how each task runs a shard of
+//! it, how the shards are joined, and how to tell from the files which shards are done.
+
+use crate::usage;
+use brainrecon_core::Result;
+use brainrecon_routes::linear::Manifest;
+use std::path::{Path, PathBuf};
+
+/// The commands that split into shards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum WorkKind {
+    /// `ridge fit`: each task fits a range of targets into `<jobs>/shards/<k>`; `ridge merge`.
+    RidgeFit,
+    /// `reconstruct`: each task draws a slice of the test images into --out; `reconstruct
+    /// merge`.
+    Reconstruct,
+}
+
+impl WorkKind {
+    /// The command's name as typed after `brainrecon`.
+    pub fn name(self) -> &'static str {
+        match self {
+            WorkKind::RidgeFit => "ridge fit",
+            WorkKind::Reconstruct => "reconstruct",
+        }
+    }
+}
+
+/// A command to shard: its kind, its arguments after the command's name, and its --out.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Work {
+    /// Which command.
+    pub kind: WorkKind,
+    /// The arguments after `ridge fit` or `reconstruct`, without --out.
+    pub args: Vec<String>,
+    /// The command's --out.
+    pub out: PathBuf,
+}
+
+impl Work {
+    /// `ridge fit ARGS…` or `reconstruct ARGS…`, with an --out and no --shard of its own.
+    pub fn parse(command: &[String]) -> Result<Self> {
+        let (kind, rest) = match command {
+            [ridge, fit, rest @ ..] if ridge == "ridge" && fit == "fit" => {
+                (WorkKind::RidgeFit, rest)
+            }
+            [reconstruct, rest @ ..] if reconstruct == "reconstruct" => {
+                (WorkKind::Reconstruct, rest)
+            }
+            _ => {
+                return Err(usage(format!(
+                    "slurm submit: expected `-- ridge fit ARGS` or `-- reconstruct ARGS` (the \
+                     commands that split into shards), found `{}`",
+                    command.join(" ")
+                )))
+            }
+        };
+        let mut args = Vec::with_capacity(rest.len());
+        let mut out = None;
+        let mut words = rest.iter();
+        while let Some(word) = words.next() {
+            if word == "--shard" || word.starts_with("--shard=") {
+                return Err(usage(
+                    "slurm submit: leave --shard out of the command; each task gets its own",
+                ));
+            }
+            if word == "--out" {
+                out = words.next().cloned();
+            } else if let Some(value) = word.strip_prefix("--out=") {
+                out = Some(value.to_string());
+            } else {
+                args.push(word.clone());
+            }
+        }
+        let out = out
+            .filter(|o| !o.is_empty())
+            .ok_or_else(|| usage(format!("slurm submit: `{}` needs --out", kind.name())))?;
+        Ok(Work {
+            kind,
+            args,
+            out: PathBuf::from(out),
+        })
+    }
+
+    /// Where task `k`'s output goes (relative paths from the submission's folder).
+    pub fn shard_out(&self, jobs: &Path, k: usize) -> PathBuf {
+        match self.kind {
+            WorkKind::RidgeFit => jobs.join("shards").join(k.to_string()),
+            WorkKind::Reconstruct => self.out.clone(),
+        }
+    }
+
+    /// The command words after `brainrecon` that join the shards.
+    pub fn merge_args(&self, jobs: &Path, shards: usize) -> Vec<String> {
+        let out = self.out.display().to_string();
+        match self.kind {
+            WorkKind::RidgeFit => {
+                let mut words = vec!["ridge".into(), "merge".into(), "--models".into()];
+                words.extend((0..shards).map(|k| self.shard_out(jobs, k).display().to_string()));
+                words.extend(["--out".into(), out]);
+                words
+            }
+            WorkKind::Reconstruct => {
+                vec!["reconstruct".into(), "merge".into(), "--out".into(), out]
+            }
+        }
+    }
+
+    /// The command's name words (`ridge fit`, `reconstruct`).
+    pub fn command_words(&self) -> Vec<String> {
+        self.kind.name().split(' ').map(String::from).collect()
+    }
+
+    /// Whether shard `k` of `shards` finished, read from its files (`workdir` resolves
+    /// relative paths): a ridge shard's model.json (written last), a reconstruction shard's
+    /// manifest marked complete.
+    pub fn shard_done(&self, workdir: &Path, jobs: &Path, k: usize, shards: usize) -> bool {
+        match self.kind {
+            WorkKind::RidgeFit => workdir
+                .join(self.shard_out(jobs, k))
+                .join(brainrecon_ridge::MODEL_FILE)
+                .is_file(),
+            WorkKind::Reconstruct => {
+                let out = workdir.join(&self.out);
+                let shard = brainrecon_routes::shards::ImageShard {
+                    index: k,
+                    count: shards,
+                };
+                brainrecon_core::fs::read_json::<Manifest>(&shard.manifest_path(&out))
+                    .is_ok_and(|m| m.complete)
+            }
+        }
+    }
+
+    /// Whether the joined result is there: the merged model, or the reconstruction's
+    /// manifest complete with its shards merged.
+    pub fn result_done(&self, workdir: &Path) -> bool {
+        let out = workdir.join(&self.out);
+        match self.kind {
+            WorkKind::RidgeFit => out.join(brainrecon_ridge::MODEL_FILE).is_file(),
+            WorkKind::Reconstruct => {
+                !brainrecon_routes::shards::shards_dir(&out).exists()
+                    && Manifest::load(&out).is_ok_and(|m| m.complete && m.options.shard.is_none())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn words(text: &str) -> Vec<String> {
+        text.split(' ').map(String::from).collect()
+    }
+
+    #[test]
+    fn parse_takes_out_and_refuses_shard() {
+        let work = Work::parse(&words("ridge fit --x X.npy --out=m --y Y.npy")).unwrap();
+        assert_eq!(work.kind, WorkKind::RidgeFit);
+        assert_eq!(work.out, PathBuf::from("m"));
+        assert_eq!(work.args, words("--x X.npy --y Y.npy"));
+        assert!(Work::parse(&words("reconstruct --subject s --out r --shard 0/2")).is_err());
+        assert!(Work::parse(&words("reconstruct --subject s")).is_err());
+        assert!(Work::parse(&words("fit --subject s --out d")).is_err());
+    }
+
+    #[test]
+    fn ridge_merge_lists_every_shard() {
+        let work = Work::parse(&words("ridge fit --x X --y Y --out model")).unwrap();
+        let merge = work.merge_args(Path::new("jobs"), 3).join(" ");
+        assert_eq!(
+            merge,
+            "ridge merge --models jobs/shards/0 jobs/shards/1 jobs/shards/2 --out model"
+        );
+    }
+}

@@ -1,0 +1,144 @@
+"""docs/architecture.md and docs/architecture.svg from the Cargo.toml files (cargo metadata)."""
+# Run from anywhere: python3 tools/docs/architecture.py (needs cargo; reads no network).
+import os
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+DESCRIPTIONS = {
+'core': "the ground crate: `DataError` (the user-data error, exit 2), atomic writes and `OutputDir` (the one protocol for output folders: create, resume when the settings match, stage in `<out>.partial`, commit), geometry (3×3 and affine inverses under one singularity rule), statistics (median, quantiles, Pearson, z-scores), signal bases (GLMsingle's polynomial drift terms), limits on sizes read from files, progress bars; no numerical or model crate",
+'glm': "single-trial GLMs as GLMsingle fits them: its canonical HRF and library of 20 HRFs, pchip (scipy's PchipInterpolator), designs from event onsets, the shared least squares (engine.rs: sparse trial regressors, nuisance projection), TYPEA/TYPEB (fit.rs), the tail threshold (tail.rs), GLMdenoise (denoise.rs), cross-validation (xval.rs), fracridge (fracridge.rs), all four in order (glmsingle.rs), the stages a fit resumes from (stages.rs); no candle, no data crate",
+'metrics': "image, vector, identification, caption and video metrics (MinD-Video's n-way)",
+'nn': "shared neural-network blocks on candle: kernels/ (the CPU's vectorised math, softmax, norm, attention, activations, linear), layers/ (linear, convolution, norm, attention, activations), optim/ (AdamW, gradient clipping, schedules), seeded init (init.rs), named parameters and their safetensors (params.rs), checkpoints and resumable runs (checkpoint.rs), losses (loss.rs), safetensors/HF-cache loading (weights.rs, embedded.rs), fused CUDA kernels (cuda/)",
+'data': "NSD readers (HDF5, MATLAB v5, NIfTI, TSV/CSV, COCO JSON), prepared subject, BIDS runs and the run set (runs/; trials.rs: events → GLM trials), an own experiment (experiment/: glm's folder, glm prepare, ROIs from a segmentation), FreeSurfer's label names (freesurfer.rs), audio decoding and resampling (audio/), .npy and PNG I/O, CIFTI-2 read and write, DICOM (dicom/: mosaics, enhanced multi-frame files and single-frame series read and written, the CSA header, the length check before parsing), CC2017 preparation (cc2017.rs), video (video/: MP4 demuxing, H.264 via OpenH264's bundled source, frame folders, MinD-Video's arrays, GIF/PNG/MP4 out)",
+'ridge': "ridge regression and its statistics (faer); banded ridge, variance splits, delays and TR alignment; gpu/: the CUDA fit (cuBLAS, cuSOLVER, NVRTC kernels; `cuda` feature)",
+'brain': "networks that read brain activity: the B2C encoder, the video route's fMRI window encoder (window.rs, after MinD-Video)",
+'language': "BLIP's captioner, GPT-2, BERT, RoBERTa, Llama (every hidden state), the T5 encoder and tokenizer, tokenizers, text generation, word2vec",
+'realtime': "online fMRI preprocessing: a session followed as the scanner writes it (follow.rs: each file read once complete, preprocessed, its motion logged), volumes out of the export files (read.rs: mosaics, enhanced multi-frame, single-frame series, NIfTI), the export folder watcher, single-frame slices stacked into volumes (assemble.rs), rigid-body realignment and reslicing, running z-scores; no candle",
+'stream': "signal-to-image stream: recordings and live sources (raw, npy, CSV, EDF/BDF, NWB, stdin, TCP, synthetic), windows → latents, the frame loop, the live page (axum), PNG sequence and GIF",
+'vision': "the metric networks (AlexNet, InceptionV3, EfficientNet-B1, ResNet-50), the video classifiers (ViT, VideoMAE) and transformers' image processors",
+'simulate': "the synthetic subjects with known truth, written in the real datasets' layouts through the data crate: NSD-like images (lib.rs, brain.rs, scene.rs, bold.rs, h5stream.rs), the events experiment and its next session (events.rs), a simulated scanner's export of that session (scanner_export.rs), movie, music and video subjects; the attribute classifiers (classify*.rs)",
+'audio': "audio networks: CLAP (mel front end, HTSAT, RoBERTa text tower), EnCodec, MusicGen; genres_clap/: the project's own CLAP as built into the binary (trained in zoo)",
+'zoo': "the project's own models, trained beside their architectures: one module per shipped checkpoint with its named config, its training data from the simulators, its training run and its quality checks: shapes_ldm/ (the latent diffusion model), genres_clap/ (the music route's CLAP), word2vec_movie/ (the naturalistic route's vectors); shapes_blip/ and shapes_motion/ hold their embedded weights (their training still sits in routes); `resolve(name)`; `brainrecon train <model>`",
+'diffusion': "Stable Diffusion modules, schedulers, weights loading and the pipeline (candle); AnimateDiff motion modules and the motion U-Net (motion.rs, unet_motion.rs); cuda/: fused inference kernels for NVIDIA GPUs (`cuda` feature)",
+'python': "the Python package (PyO3): ridge estimators, prepared subjects, metrics, GLMsingle's four models (`brainrecon.glm.GLM_single`), the routes and real time (`brainrecon.routes`, `brainrecon.realtime`: one library call each, the CLI's options)",
+'routes': "reconstruction routes: stimulus features, decoders, the linear route, B2C (b2c/: voxel groups, training, reconstruction, ablation, charts), the caption route (caption/), the real-time route (realtime/: a volume's pattern → decoded z and c → an image, the session's record and scores), the music route (music/: windows, embeddings, per-ROI decoding, retrieval, generation, page), the video route (video/: fit, train_encoder, reconstruct, evaluate, report, train_motion), the GLM as a library (glm/: the model folder `brainrecon glm` writes, its resumable stages, the comparison with NSD's released betas), encoding (encoding/, naturalistic/), evaluation, the metric suite and the HTML report; the stream's diffusion frame generator (stream.rs); the demo's steps (demo.rs); the ridge, banded, caption and CLAP benchmarks (bench/); shards.rs: a reconstruction split over tasks and its merge",
+'slurm': "a sharded `ridge fit` or `reconstruct` as a Slurm job array and the dependent merge: the batch scripts (script.rs), what a sharded command is and how a finished shard is told (work.rs), sbatch/squeue/scontrol (scheduler.rs); submit, status, resume",
+'cli': "the `brainrecon` binary: flags (args.rs, one folder of commands/ per command group), each command's `run` turns its flags into options, makes the library call and prints; in the CPU build, the hand-over of `--device cuda` commands to `brainrecon-cuda` (launch.rs)",
+'models/': "models/   the project's own models, built into the binary: shapes-ldm (diffusers folder),\n          shapes-blip (transformers BLIP folder), word2vec-movie (word2vec binary),\n          genres-clap (transformers CLAP folder), shapes-motion (diffusers UNetMotionModel);\n          data shipped beside them: tinysegmenter, glmsingle-hrfs (GLMsingle's HRF tables)",
+'docs/': "docs/     this guide (an mdBook: book.toml at the root, docs/SUMMARY.md), its figures",
+'tools/': "tools/    demo.sh, test.sh (+ python-test.sh), build-cuda.sh (+ cuda-toolkit.sh, cuda-env.sh),\n          fixture scripts with pinned versions, benchmark and figure scripts, slurm/one-node.sh\n          (a one-node Slurm cluster for the tests)",
+}
+
+TAIL = 'Only the crates marked (candle) build on candle; {NOCANDLE} build and test without it. The ridge crate\'s GPU fit uses cudarc (the CUDA bindings candle uses) directly, not candle.\n\n## What moved this round\n\n(Issue 59: "The library owns the work: a thin binary, one ground crate, a model zoo, and Python faces for the GLM and the routes.")\n\n- **`crates/core`, the ground crate, is new.** The user-data error `DataError` and `limits`\n  moved there from data (`brainrecon_data::DataError` is the same type re-exported); atomic\n  writes, output folders, 3×3 and affine inverses, median/quantile/Pearson/z-score, GLMsingle\'s\n  drift polynomials and the progress bar, each written several times before, are written once\n  there. data no longer depends on glm.\n- **`crates/slurm` is new**: `slurm submit`, `status` and `resume` moved out of the binary\n  (cli/src/commands/slurm/).\n- **`crates/zoo` is new**: the training of the project\'s own models moves beside their\n  architectures: shapes-ldm (from diffusion), genres-clap (from audio) and word2vec-movie (from language); shapes-blip\'s and shapes-motion\'s training still sit in routes. One verb, `brainrecon train <model>`, trains any of the five.\n- **Out of the binary into the libraries:** the GLM\'s model folder, its resumable stages and\n  the comparison with NSD\'s released betas (routes/src/glm/); the real-time loop (realtime\'s\n  follow.rs and read.rs; routes/src/realtime/); the demo\'s steps (routes/src/demo.rs); the\n  stream\'s diffusion frame generator (routes/src/stream.rs); the benchmarks (routes/src/bench/).\n  The simulated scanner export moved from realtime to simulate (scanner_export.rs).\n- **nn** is split by what each part is: kernels/, layers/, optim/, init.rs, params.rs,\n  checkpoint.rs, loss.rs (from layers.rs, train.rs and the CPU kernels\' files).\n- **Python** reaches the GLM (`brainrecon.glm.GLM_single`), the routes (`brainrecon.routes`)\n  and real time (`brainrecon.realtime`).\n- **The binary\'s commands** are grouped one folder per command group, with the shared flags in\n  args.rs.\n'
+import json, subprocess, sys, html
+m = json.loads(subprocess.run(['cargo', 'metadata', '--no-deps', '--format-version', '1', '--offline'],
+                              cwd=ROOT, capture_output=True, text=True, check=True).stdout)
+pk = {p['name']: p for p in m['packages']}
+short = lambda n: n.replace('brainrecon-', '')
+deps = {}; candle = set(); lines = {}
+import os
+for n, p in pk.items():
+    s = short(n)
+    deps[s] = sorted({short(d['name']) for d in p['dependencies'] if d['name'] in pk and d['kind'] is None})
+    if any(d['name'] == 'candle-core' and d['kind'] is None for d in p['dependencies']):
+        candle.add(s)
+    d = os.path.dirname(p['manifest_path'])
+    lines[s] = sum(sum(1 for _ in open(os.path.join(r, f))) for r, _, fs in os.walk(os.path.join(d, 'src')) for f in fs if f.endswith('.rs'))
+floor = {}
+def fl(c):
+    if c not in floor:
+        floor[c] = 0 if not deps[c] else 1 + max(fl(d) for d in deps[c])
+    return floor[c]
+for c in deps: fl(c)
+top = max(floor.values())
+# transitive reduction for the picture: an edge a→b is drawn unless b is reached through another dep
+reach = {}
+def R(c):
+    if c not in reach:
+        reach[c] = set(deps[c]).union(*[R(d) for d in deps[c]]) if deps[c] else set()
+    return reach[c]
+drawn = {c: [d for d in deps[c] if not any(d in R(e) for e in deps[c] if e != d)] for c in deps}
+
+DESC = DESCRIPTIONS
+missing = [c for c in deps if c not in DESC]
+if missing: print('no description for', missing, file=sys.stderr)
+extra = [c for c in DESC if c not in deps and not c.endswith('/')]
+if extra: print('described but not a crate:', extra, file=sys.stderr)
+
+# ---- SVG ----
+W, BH, BW, GAP, VG = 900, 34, 104, 36, 62
+rows = {f: sorted([c for c in deps if floor[c] == f], key=lambda c: (c not in candle, c)) for f in range(top + 1)}
+# order each floor by the mean place of its neighbours (fewer crossings), a few sweeps
+order = {c: i for f in rows for i, c in enumerate(rows[f])}
+users = {c: [u for u in deps if c in drawn[u]] for c in deps}
+for _ in range(8):
+    for f in list(range(top - 1, -1, -1)) + list(range(1, top + 1)):
+        def key(c):
+            nb = users[c] + drawn[c]
+            return (sum(order[n] for n in nb) / len(nb)) if nb else order[c]
+        rows[f] = sorted(rows[f], key=key)
+        xs = {c: (i - (len(rows[f]) - 1) / 2) for i, c in enumerate(rows[f])}
+        order.update(xs)
+pos = {}
+for f, cs in rows.items():
+    y = 30 + (top - f) * (BH + VG)
+    total = len(cs) * BW + (len(cs) - 1) * GAP
+    x0 = 80 + (W - 80 - total) / 2
+    for i, c in enumerate(cs):
+        pos[c] = (x0 + i * (BW + GAP), y)
+H = 30 + (top + 1) * (BH + VG) - VG + 70
+svg = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="13">',
+       f'<rect width="{W}" height="{H}" fill="white"/>',
+       '<defs><marker id="a" viewBox="0 0 8 8" refX="7" refY="4" markerWidth="7" markerHeight="7" orient="auto"><path d="M0,0 L8,4 L0,8 z" fill="#888"/></marker></defs>']
+for f in range(top + 1):
+    y = 30 + (top - f) * (BH + VG)
+    svg.append(f'<text x="12" y="{y + 22}" fill="#555">floor {f}</text>')
+PAL = ['#1f77b4', '#d62728', '#2ca02c', '#9467bd', '#8c564b', '#e377c2', '#7f7f7f', '#bcbd22', '#17becf', '#ff7f0e']
+srcs = sorted([c for c in deps if drawn[c]], key=lambda c: (-floor[c], c))
+colour = {c: PAL[i % len(PAL)] for i, c in enumerate(srcs)}
+for c in deps:
+    x, y = pos[c]
+    for d in drawn[c]:
+        dx, dy = pos[d]
+        x1, y1, x2, y2 = x + BW / 2, y + BH, dx + BW / 2, dy
+        my = (y1 + y2) / 2
+        svg.append(f'<path d="M{x1:.1f},{y1} C{x1:.1f},{my + (y2 - y1) / 4:.1f} {x2:.1f},{my - (y2 - y1) / 4:.1f} {x2:.1f},{y2}" fill="none" stroke="{colour[c]}" stroke-opacity="0.8" stroke-width="1.4" marker-end="url(#a)"/>')
+for c in deps:
+    x, y = pos[c]
+    fill = '#fde7c8' if c in candle else '#d9ecf7'
+    svg.append(f'<rect x="{x:.1f}" y="{y}" width="{BW}" height="{BH}" rx="6" fill="{fill}" stroke="#456"/>')
+    svg.append(f'<text x="{x + BW/2:.1f}" y="{y + 22}" text-anchor="middle" font-weight="bold">{html.escape(c)}</text>')
+ly = H - 40
+svg.append(f'<rect x="80" y="{ly - 12}" width="14" height="14" fill="#fde7c8" stroke="#456"/><text x="100" y="{ly}">on candle</text>')
+svg.append(f'<rect x="190" y="{ly - 12}" width="14" height="14" fill="#d9ecf7" stroke="#456"/><text x="210" y="{ly}">without candle</text>')
+svg.append(f'<text x="330" y="{ly}" fill="#555">an arrow: "depends on", coloured by the crate it leaves;</text>')
+svg.append(f'<text x="330" y="{ly + 18}" fill="#555">an arrow implied by a longer path is left out (the table lists every one)</text>')
+svg.append('</svg>')
+open(os.path.join(ROOT, 'docs', 'architecture.svg'), 'w').write('\n'.join(svg) + '\n')
+
+# ---- text ----
+import textwrap
+t = ['# Layout of the code', '',
+     'A Cargo workspace of %d crates. Each crate stands on a floor: it uses only crates on lower floors, '
+     'so the graph has no cycle and a crate builds and tests with what is below it. Floor 0 needs no other '
+     'workspace crate; the `brainrecon` binary (cli) is the top floor. The floors and arrows come from '
+     'the `[dependencies]` of the Cargo.toml files (`cargo metadata --no-deps`); dev-dependencies '
+     'are left out.' % len(deps), '',]
+t = t[:2] + textwrap.wrap(t[2], 96, break_on_hyphens=False) + ['',
+     '![the workspace crates by floor, arrows for dependencies](architecture.svg)', '',
+     '```']
+for f in range(top, -1, -1):
+    t.append(f'floor {f}  ' + '   '.join(rows[f]))
+t += ['```', '', '| floor | crate | depends on (workspace crates) | what it holds |', '|---:|---|---|---|']
+for f in range(top, -1, -1):
+    for c in sorted(rows[f]):
+        t.append(f'| {f} | `crates/{c}`{" (candle)" if c in candle else ""} | {", ".join(deps[c]) or "—"} | {DESC.get(c, "")} |')
+t += ['', 'Outside the crates:', '', '```']
+for k in ['models/', 'docs/', 'tools/']:
+    t.append(DESC[k])
+t += ['```', '']
+nc = [c for c in sorted(deps, key=lambda c: (floor[c], c)) if c not in candle]
+tail = TAIL.replace('{NOCANDLE}', ', '.join(nc[:-1]) + ' and ' + nc[-1])
+paras = tail.rstrip('\n').split('\n\n')
+paras = [p if p.startswith(('#', '- ', '(')) else '\n'.join(textwrap.wrap(' '.join(p.split()), 96, break_on_hyphens=False)) for p in paras]
+t += '\n\n'.join(paras).split('\n')
+open(os.path.join(ROOT, 'docs', 'architecture.md'), 'w').write('\n'.join(t) + '\n')
+print('floors', {f: rows[f] for f in rows}); print('candle', sorted(candle))
