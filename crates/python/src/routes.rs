@@ -11,8 +11,7 @@ use brainrecon_data::prepared::PreparedSubject;
 use brainrecon_diffusion::pipeline::{DType, Device, StableDiffusion};
 use brainrecon_realtime::follow::FollowOptions;
 use brainrecon_routes::decoders::{
-    caption_route_roi, default_alphas, default_features_dir, fit_decoder, DecoderCv, DecoderSpec,
-    Target, CAPTION_ROUTE_ROI,
+    default_alphas, default_features_dir, fit_decoder, DecoderCv, DecoderSpec, Target,
 };
 use brainrecon_routes::features::{compute_requested, FeatureKind, FeatureRequest};
 use brainrecon_routes::linear::{Method, ReconstructOptions};
@@ -166,8 +165,8 @@ fn route_fit(
     };
     let roi = match roi {
         Some(roi) => roi,
-        None if target.default_roi() == CAPTION_ROUTE_ROI => {
-            let (roi, missing) = caption_route_roi(&subject);
+        None => {
+            let (roi, missing) = target.default_roi_on(&subject);
             if !missing.is_empty() {
                 eprintln!(
                     "warning: {} not in this subject; decoding from {roi}",
@@ -176,7 +175,6 @@ fn route_fit(
             }
             roi
         }
-        None => target.default_roi().to_string(),
     };
     let published = target.is_model_feature();
     let spec = DecoderSpec {

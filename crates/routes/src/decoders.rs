@@ -93,6 +93,17 @@ impl Target {
         }
     }
 
+    /// The ROI this target is decoded from on `subject` when none is named: [`Self::default_roi`],
+    /// with the caption route's labels that `subject` lacks left out (see [`caption_route_roi`]);
+    /// and the names of those left out, for a warning.
+    pub fn default_roi_on(&self, subject: &PreparedSubject) -> (String, Vec<String>) {
+        if self.default_roi() == CAPTION_ROUTE_ROI {
+            caption_route_roi(subject)
+        } else {
+            (self.default_roi().to_string(), Vec::new())
+        }
+    }
+
     /// Whether the published defaults apply (standardised betas, the wide grid).
     pub fn is_model_feature(&self) -> bool {
         matches!(self, Target::Features(_))

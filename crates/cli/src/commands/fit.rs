@@ -2,8 +2,7 @@ use super::usage;
 use crate::args::{DeviceArgs, JsonArg};
 use brainrecon_data::prepared::PreparedSubject;
 use brainrecon_routes::decoders::{
-    caption_route_roi, default_alphas, default_features_dir, fit_decoder, DecoderCv, DecoderSpec,
-    Target, CAPTION_ROUTE_ROI,
+    default_alphas, default_features_dir, fit_decoder, DecoderCv, DecoderSpec, Target,
 };
 use std::path::PathBuf;
 
@@ -112,8 +111,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let roi = match &args.roi {
         Some(roi) => roi.clone(),
-        None if target.default_roi() == CAPTION_ROUTE_ROI => {
-            let (roi, missing) = caption_route_roi(&subject);
+        None => {
+            let (roi, missing) = target.default_roi_on(&subject);
             if !missing.is_empty() {
                 eprintln!(
                     "warning: {} not in this subject; decoding from {roi}",
@@ -122,7 +121,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             }
             roi
         }
-        None => target.default_roi().to_string(),
     };
     let spec = DecoderSpec {
         roi,
