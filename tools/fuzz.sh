@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The long fuzz run, within BUDGET seconds (default 5400):
-#  - the reader targets (crates/data/tests/fuzz_readers.rs): CASES mutated files per target
+#  - the reader targets (crates/datasets/tests/fuzz_readers.rs): CASES mutated files per target
 #    (default 12000; 10 targets, so 120,000 cases);
 #  - the command targets (crates/cli/tests/fuzz_commands.rs): COMMAND_CASES runs of the
 #    brainrecon binary per command on mutated inputs (default 150; 21 targets, 3,150 runs).

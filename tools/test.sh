@@ -53,6 +53,12 @@ if cargo fmt --version >/dev/null 2>&1; then
 else
   echo "note: rustfmt is not installed (rustup component add rustfmt); formatting was not checked" >&2
 fi
+# Then clippy with the workspace's lints table (Cargo.toml), warnings as errors.
+if cargo clippy --version >/dev/null 2>&1; then
+  cargo clippy --workspace --all-targets --locked --quiet -- -D warnings
+else
+  echo "note: clippy is not installed (rustup component add clippy); lints were not checked" >&2
+fi
 cargo test --workspace --locked "$@"
 # The guide (docs/, an mdBook; book.toml at the root) builds without a warning. Its links and
 # anchors were checked above (crates/cli/tests/docs_links.rs): mdBook checks neither. mdBook

@@ -8,6 +8,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use brainrecon_audio::encodec::{EncodecConfig, EncodecModel};
+use brainrecon_testkit::tensor::assert_close_scaled;
 use candle_core::{DType, Device, IndexOp, Tensor};
 use serde_json::Value;
 
@@ -36,27 +37,9 @@ fn load(name: &str) -> EncodecModel {
     EncodecModel::load(fixtures().join(name).to_str().unwrap(), &Device::Cpu).unwrap()
 }
 
-fn max_abs(t: &Tensor) -> f32 {
-    t.abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
-}
-
 /// Checks `got` against `want` and returns max |got − want|.
 fn assert_close(what: &str, got: &Tensor, want: &Tensor) -> f32 {
-    assert_eq!(got.dims(), want.dims(), "{what}: shapes");
-    let scale = max_abs(want);
-    let diff = max_abs(&(got - want).unwrap());
-    assert!(scale > 0.0, "{what}: reference is all zeros");
-    assert!(
-        diff <= RTOL * scale,
-        "{what}: max |diff| {diff:e} > {RTOL:e} × {scale}"
-    );
-    eprintln!("{what}: max |diff| {diff:.2e} (max |want| {scale:.3})");
-    diff
+    assert_close_scaled(what, got, want, RTOL, 0.0)
 }
 
 fn bandwidths(name: &str) -> Vec<f64> {

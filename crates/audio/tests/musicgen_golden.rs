@@ -11,6 +11,7 @@ use std::sync::OnceLock;
 use brainrecon_audio::musicgen::{
     generation::guided_scores, EncoderOutput, GenerationSettings, MusicgenForConditionalGeneration,
 };
+use brainrecon_testkit::tensor::assert_close_scaled;
 use candle_core::{DType, Device, Tensor};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -51,16 +52,7 @@ fn max_abs(t: &Tensor) -> f32 {
 
 /// Checks and returns the max abs error.
 fn assert_close(what: &str, got: &Tensor, want: &Tensor) -> f32 {
-    assert_eq!(got.dims(), want.dims(), "{what}: shapes");
-    let scale = max_abs(want);
-    let diff = max_abs(&(got - want).unwrap());
-    assert!(scale > 0.1, "{what}: reference is near zero");
-    assert!(
-        diff <= TOL * scale,
-        "{what}: max |diff| {diff:e} > {TOL:e} × {scale}"
-    );
-    eprintln!("{what}: max |diff| {diff:e} (max |want| {scale:.3})");
-    diff
+    assert_close_scaled(what, got, want, TOL, 0.1)
 }
 
 fn text() -> (&'static Tensor, &'static Tensor) {

@@ -403,7 +403,7 @@ impl BrainToContextEncoder {
         for block in &self.transformer_blocks {
             x = block.forward(&x, rng.as_deref_mut())?;
         }
-        Ok(self.proj_out.forward(&self.norm_out.forward(&x)?)?)
+        self.proj_out.forward(&self.norm_out.forward(&x)?)
     }
 }
 

@@ -287,7 +287,7 @@ impl FmriWindowEncoder {
             .forward(&pooled)?
             .transpose(1, 2)?
             .contiguous()?;
-        Ok(self.proj_out.forward(&self.norm_out.forward(&tokens)?)?)
+        self.proj_out.forward(&self.norm_out.forward(&tokens)?)
     }
 }
 

@@ -94,7 +94,7 @@ fn exit_code(error: &anyhow::Error) -> u8 {
         return 143;
     }
     let user = error.chain().any(|cause| {
-        cause.is::<brainrecon_data::DataError>()
+        cause.is::<brainrecon_core::DataError>()
             || cause.is::<brainrecon_ridge::RidgeError>()
             || cause.is::<brainrecon_metrics::MetricsError>()
             || cause.is::<brainrecon_glm::fit::GlmError>()

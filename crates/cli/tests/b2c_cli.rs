@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{copy_tree, ok, p, simulated_subject, user_error};
+use common::{copy_dir, ok, p, simulated_subject, user_error};
 use std::path::{Path, PathBuf};
 
 fn prepared_subject(dir: &Path) -> PathBuf {
@@ -162,7 +162,7 @@ fn bad_input_exits_with_2_and_writes_nothing() {
 
     // A subject without the prf-visualrois atlas.
     let stripped = dir.join("stripped");
-    copy_tree(subject, &stripped);
+    copy_dir(subject, &stripped);
     let meta_path = stripped.join("subject.json");
     let mut meta: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&meta_path).unwrap()).unwrap();
@@ -186,11 +186,11 @@ fn bad_input_exits_with_2_and_writes_nothing() {
 
     // NaN betas: the message names the file.
     let nan = dir.join("nan");
-    copy_tree(subject, &nan);
+    copy_dir(subject, &nan);
     let betas = nan.join("betas/nsdgeneral/train.npy");
-    let mut array = brainrecon_data::npy::read_f32(&betas).unwrap();
+    let mut array = brainrecon_formats::npy::read_f32(&betas).unwrap();
     array.data[5] = f32::NAN;
-    brainrecon_data::npy::write(&betas, &array.shape, &array.data).unwrap();
+    brainrecon_formats::npy::write(&betas, &array.shape, &array.data).unwrap();
     let message = user_error(&[
         "b2c",
         "train",
@@ -295,7 +295,7 @@ fn a_resumed_training_gives_the_bytes_of_an_unbroken_one() {
     };
     train(&unbroken);
     // An interruption after step 2: the newest checkpoint and every output gone.
-    copy_tree(&unbroken, &resumed);
+    copy_dir(&unbroken, &resumed);
     for gone in [
         ".train/step-4",
         "encoder",

@@ -3,13 +3,13 @@
 
 mod common;
 
-use brainrecon_data::runs::nifti4d::{self, Storage};
-use brainrecon_data::runs::RunSet;
-use common::{copy_tree, ok, p, user_error};
+use brainrecon_datasets::runs::RunSet;
+use brainrecon_formats::nifti4d::{self, Storage};
+use common::{copy_dir, ok, p, user_error};
 use std::path::{Path, PathBuf};
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/tests/fixtures/runs")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../datasets/tests/fixtures/runs")
 }
 
 /// A short simulated movie subject in DIR/sim.
@@ -344,7 +344,7 @@ fn a_finished_run_set_with_other_settings_exits_2() {
 fn ds005531_data_off_the_raw_grid_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("ds005531");
-    copy_tree(&fixtures().join("ds005531"), &root);
+    copy_dir(&fixtures().join("ds005531"), &root);
     // The raw run's header says the grid has 150 voxels; dataDT has 120.
     let raw = root.join("sub-S01/func/sub-S01_task-breakingbad_run-01_bold.nii.gz");
     let affine = [

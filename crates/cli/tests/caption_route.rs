@@ -5,7 +5,7 @@
 
 mod common;
 
-use brainrecon_routes::caption::quality::shape_words;
+use brainrecon_zoo::shapes_blip::quality::shape_words;
 use common::{ok, p, simulated_subject, user_error};
 use std::path::{Path, PathBuf};
 

@@ -5,9 +5,9 @@
 
 mod common;
 
-use brainrecon_data::runs::ds005531::{annotation_segments, Markup};
+use brainrecon_datasets::ds005531::{annotation_segments, Markup};
 use brainrecon_language::word2vec::words_of;
-use common::{copy_tree, p};
+use common::{copy_dir, p};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -112,13 +112,13 @@ fn truth() -> Truth {
 
 /// Mean split R² of each band (columns, in `bands` order) over each group's voxels.
 fn split_by_group(runs: &Path, enc: &Path, groups: &[&Group], bands: usize) -> Vec<Vec<f64>> {
-    let voxels = brainrecon_data::npy::read_i64(&runs.join("voxels.npy")).unwrap();
+    let voxels = brainrecon_formats::npy::read_i64(&runs.join("voxels.npy")).unwrap();
     let index: Vec<[usize; 3]> = voxels
         .data
         .chunks_exact(3)
         .map(|c| [c[0] as usize, c[1] as usize, c[2] as usize])
         .collect();
-    let split = brainrecon_data::npy::read_f32(&enc.join("r2_split.npy")).unwrap();
+    let split = brainrecon_formats::npy::read_f32(&enc.join("r2_split.npy")).unwrap();
     assert_eq!(split.shape, [bands, index.len()]);
     groups
         .iter()
@@ -257,8 +257,8 @@ fn text_model_features_equal_features_text_output() {
     fit("story,speechTranscription", "enc/direct");
     fit("story=feats/w2v,speechTranscription=feats/w2v", "enc/files");
     for name in ["r2_split.npy", "r.npy"] {
-        let a = brainrecon_data::npy::read_f32(&dir.join("enc/direct").join(name)).unwrap();
-        let b = brainrecon_data::npy::read_f32(&dir.join("enc/files").join(name)).unwrap();
+        let a = brainrecon_formats::npy::read_f32(&dir.join("enc/direct").join(name)).unwrap();
+        let b = brainrecon_formats::npy::read_f32(&dir.join("enc/files").join(name)).unwrap();
         assert_eq!(a.shape, b.shape);
         let worst = a
             .data
@@ -351,7 +351,7 @@ fn datadt_shorter_than_the_movie_is_refused() {
     // Copy the tree and lengthen one run's annotations past its dataDT rows.
     let dir = tempfile::tempdir().unwrap();
     let copy = dir.path().join("ds005531");
-    copy_tree(&dataset(), &copy);
+    copy_dir(&dataset(), &copy);
     let truth = truth();
     let rows = truth.datadt_rows["task-breakingbad_run-03"];
     for kind in KINDS {

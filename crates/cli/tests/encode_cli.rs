@@ -2,8 +2,8 @@
 //! volume space, early visual voxels are significant for image features, and row-shuffled
 //! features give (almost) nothing.
 
-use brainrecon_data::nifti_io::read_volume;
-use brainrecon_data::npy;
+use brainrecon_formats::nifti_io::read_volume;
+use brainrecon_formats::npy;
 use std::path::{Path, PathBuf};
 mod common;
 

@@ -5,8 +5,8 @@
 
 mod common;
 
-use brainrecon_data::nifti_io::read_volume;
-use brainrecon_data::npy;
+use brainrecon_formats::nifti_io::read_volume;
+use brainrecon_formats::npy;
 use common::{ok, p, simulated_subject, user_error};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;

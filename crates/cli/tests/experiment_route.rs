@@ -9,7 +9,7 @@ mod common;
 #[path = "experiment_route/realtime_session.rs"]
 mod realtime_session;
 
-use brainrecon_data::npy;
+use brainrecon_formats::npy;
 use common::{json, ok, p as s, user_error};
 use serde_json::Value;
 use std::path::Path;
@@ -102,7 +102,7 @@ fn atlas_through_a_transform(dir: &Path, out: &Path, subject: &Path) {
     let atlas =
         out.join("events/derivatives/fmriprep/sub-01/anat/sub-01_desc-aparcaseg_dseg.nii.gz");
     let shift = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../data/tests/fixtures/itk_warp/shift_x3mm_xfm.h5");
+        .join("../datasets/tests/fixtures/itk_warp/shift_x3mm_xfm.h5");
     let shifted = dir.join("shifted");
     let report = ok(&[
         "glm",
@@ -244,7 +244,7 @@ fn refuse_bad_input(dir: &Path, out: &Path) {
     let mut affine = [[0.0; 4]; 4];
     (0..4).for_each(|i| affine[i][i] = 1.0);
     affine[0][3] = 500.0;
-    brainrecon_data::nifti_io::write_i16(&atlas, [10, 10, 10], &affine, &[1021; 1000]).unwrap();
+    brainrecon_formats::nifti_io::write_i16(&atlas, [10, 10, 10], &affine, &[1021; 1000]).unwrap();
     let err = prepare(&["--atlas", s(&atlas)]);
     assert!(
         err.contains("elsewhere_dseg.nii.gz") && err.contains("grid"),

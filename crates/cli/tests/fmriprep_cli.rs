@@ -4,13 +4,13 @@
 
 mod common;
 
-use brainrecon_data::npy;
-use brainrecon_data::runs::RunSet;
+use brainrecon_datasets::runs::RunSet;
+use brainrecon_formats::npy;
 use common::{ok, p, user_error};
 use std::path::{Path, PathBuf};
 
 fn fixtures() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../data/tests/fixtures/fmriprep")
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../datasets/tests/fixtures/fmriprep")
 }
 
 fn derivatives() -> PathBuf {

@@ -10,7 +10,7 @@
 
 mod common;
 
-#[path = "../../data/tests/mutate/mod.rs"]
+#[path = "../../datasets/tests/mutate/mod.rs"]
 mod mutate;
 
 use common::p;
@@ -113,10 +113,10 @@ fn make_inputs(dir: &Path) {
         ("models/word2vec-movie", "word2vec-movie"),
         ("crates/cli/tests/fixtures/ds005531_shipped", "ds005531"),
         ("crates/cli/tests/fixtures/nsd_timeseries", "nsd-timeseries"),
-        ("crates/data/tests/fixtures/fmriprep", "fmriprep"),
+        ("crates/datasets/tests/fixtures/fmriprep", "fmriprep"),
         ("crates/stream/tests/fixtures", "signals"),
     ] {
-        common::copy_tree(&repo().join(from), &dir.join(to));
+        common::copy_dir(&repo().join(from), &dir.join(to));
     }
     std::fs::create_dir_all(dir.join("arrays")).unwrap();
     for line in SETUP {

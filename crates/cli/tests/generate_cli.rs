@@ -1,6 +1,7 @@
 //! `brainrecon generate` end to end on the tiny random Stable Diffusion fixture
 //! (crates/diffusion/tests/fixtures/tiny-sd, written by tools/fixtures/diffusion_pipeline.py).
 
+use brainrecon_testkit::copy_dir;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -47,7 +48,7 @@ fn same_seed_same_png_bytes_different_seed_different_bytes() {
     let c = generate(&tmp.path().join("c.png"), &["--seed", "6"]);
     assert_eq!(a, b);
     assert_ne!(a, c);
-    let img = brainrecon_data::image::read_png(&tmp.path().join("a.png")).unwrap();
+    let img = brainrecon_formats::image::read_png(&tmp.path().join("a.png")).unwrap();
     // tiny-sd: sample_size 16 × VAE factor 2.
     assert_eq!((img.height, img.width), (32, 32));
 }
@@ -98,8 +99,8 @@ fn img2img_and_every_scheduler_run() {
                 "f16",
             ],
         );
-        let img =
-            brainrecon_data::image::read_png(&tmp.path().join(format!("{scheduler}.png"))).unwrap();
+        let img = brainrecon_formats::image::read_png(&tmp.path().join(format!("{scheduler}.png")))
+            .unwrap();
         assert_eq!((img.height, img.width), (16, 24));
     }
 }
@@ -166,19 +167,6 @@ fn help_has_an_example() {
         text.contains("Example:") && text.contains("brainrecon generate --model"),
         "{text}"
     );
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
 
 #[test]

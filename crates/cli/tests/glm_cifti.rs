@@ -6,9 +6,9 @@
 
 mod common;
 
-use brainrecon_data::cifti::{self, BrainModel, CiftiVolume, LabelMap, ModelType, SeriesMap};
-use brainrecon_data::npy;
-use brainrecon_data::runs::nifti4d;
+use brainrecon_formats::cifti::{self, BrainModel, CiftiVolume, LabelMap, ModelType, SeriesMap};
+use brainrecon_formats::nifti4d;
+use brainrecon_formats::npy;
 use common::{json, ok, p as s, user_error};
 use std::path::Path;
 

@@ -121,7 +121,7 @@ fn an_nsd_session_fitted_from_its_time_series_matches_glmsingle() {
 fn bad_nsd_inputs_are_refused_naming_the_file() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("nsd");
-    common::copy_tree(&fixture(), &root);
+    common::copy_dir(&fixture(), &root);
     let design =
         root.join("nsddata_timeseries/ppdata/subj01/func1pt8mm/design/design_session01_run02.tsv");
     let text = std::fs::read_to_string(&design).unwrap();

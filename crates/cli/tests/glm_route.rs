@@ -6,7 +6,7 @@
 
 mod common;
 
-use brainrecon_data::npy;
+use brainrecon_formats::npy;
 use common::{json, ok, p as s, user_error};
 use std::path::Path;
 

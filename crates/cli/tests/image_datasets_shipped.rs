@@ -10,7 +10,7 @@
 //! test set, training rows and images are the right ones.
 mod common;
 
-use brainrecon_data::npy;
+use brainrecon_formats::npy;
 use common::{json, ok, p as s};
 use serde_json::Value;
 use std::collections::BTreeMap;

@@ -5,6 +5,7 @@
 mod browser;
 mod common;
 
+use brainrecon_testkit::copy_dir;
 use common::{ok, p, simulated_subject, user_error};
 use std::path::{Path, PathBuf};
 
@@ -82,7 +83,7 @@ fn check_suite(eval: &serde_json::Value, n_test: usize, recons: &Path) {
         );
     }
     for file in suite["per_image"].as_array().unwrap() {
-        let array = brainrecon_data::npy::read_f32(Path::new(file.as_str().unwrap())).unwrap();
+        let array = brainrecon_formats::npy::read_f32(Path::new(file.as_str().unwrap())).unwrap();
         assert_eq!(array.shape, vec![n_test, 8], "{file}");
         assert!(array.data.iter().all(|v| v.is_finite()), "{file}");
     }
@@ -482,7 +483,7 @@ fn ablations_and_bad_decoders_are_reported() {
         .next()
         .unwrap()
         .unwrap();
-    let image = brainrecon_data_png_size(&png.path());
+    let image = brainrecon_datasets_png_size(&png.path());
     assert_eq!(image, (32, 32));
 
     // A decoder for another target in the z slot.
@@ -545,17 +546,6 @@ fn args(v: &[String]) -> Vec<&str> {
     v.iter().map(String::as_str).collect()
 }
 
-/// Copies the files (not the folders) of `from` into `to`.
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_file() {
-            std::fs::copy(&path, to.join(path.file_name().unwrap())).unwrap();
-        }
-    }
-}
-
 fn edit_json(path: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
     let mut value: serde_json::Value =
         serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
@@ -564,7 +554,7 @@ fn edit_json(path: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
 }
 
 /// (height, width) from a PNG's IHDR chunk.
-fn brainrecon_data_png_size(path: &Path) -> (u32, u32) {
+fn brainrecon_datasets_png_size(path: &Path) -> (u32, u32) {
     let bytes = std::fs::read(path).unwrap();
     let w = u32::from_be_bytes(bytes[16..20].try_into().unwrap());
     let h = u32::from_be_bytes(bytes[20..24].try_into().unwrap());
@@ -640,5 +630,5 @@ fn linear_route_on_stable_diffusion_v1_4() {
         .unwrap()
         .unwrap()
         .path();
-    assert_eq!(brainrecon_data_png_size(&first), (512, 512));
+    assert_eq!(brainrecon_datasets_png_size(&first), (512, 512));
 }

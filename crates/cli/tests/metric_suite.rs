@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use brainrecon_data::image::{write_png, RgbImage};
+use brainrecon_formats::image::{write_png, RgbImage};
 use brainrecon_vision::deterministic::write_deterministic_weights as write;
 use brainrecon_vision::{AlexNet, EfficientNetB1, InceptionV3, ResNet50};
 

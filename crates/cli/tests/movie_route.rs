@@ -40,7 +40,7 @@ fn prepared_movie(dir: &Path) -> (PathBuf, PathBuf) {
 }
 
 fn read_f32(path: &Path) -> (Vec<usize>, Vec<f32>) {
-    let array = brainrecon_data::npy::read_f32(path).unwrap();
+    let array = brainrecon_formats::npy::read_f32(path).unwrap();
     (array.shape, array.data)
 }
 
@@ -73,7 +73,7 @@ fn each_kind_explains_its_own_voxels_best() {
     let (shape, unique) = read_f32(&out.join("unique.npy"));
     let voxels = shape[1];
     assert_eq!(shape[0], KINDS.len());
-    let groups = brainrecon_data::npy::read_i64(&sim.join("truth/voxel_group.npy"))
+    let groups = brainrecon_formats::npy::read_i64(&sim.join("truth/voxel_group.npy"))
         .unwrap()
         .data;
     assert_eq!(
@@ -149,7 +149,7 @@ fn bad_bands_and_feature_files_are_named() {
         serde_json::from_slice(&std::fs::read(runs.join("runset.json")).unwrap()).unwrap();
     for run in run_set["runs"].as_array().unwrap() {
         let name = run["name"].as_str().unwrap();
-        brainrecon_data::npy::write(&feats.join(format!("{name}.npy")), &[7, 3], &[0.5f32; 21])
+        brainrecon_formats::npy::write(&feats.join(format!("{name}.npy")), &[7, 3], &[0.5f32; 21])
             .unwrap();
     }
     let band = format!("custom={}", p(&feats));

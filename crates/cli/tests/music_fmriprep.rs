@@ -6,7 +6,7 @@
 
 mod common;
 
-use brainrecon_data::runs::nifti4d::{self, Storage};
+use brainrecon_formats::nifti4d::{self, Storage};
 use common::{ok, p, user_error};
 use std::path::Path;
 

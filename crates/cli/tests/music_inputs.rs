@@ -4,8 +4,9 @@
 //! takes, and nothing written; a track a few hundredths of a second short of its clip's end is
 //! accepted (its tail padded with silence) and the fit runs.
 
-use brainrecon_data::audio::read_audio;
-use brainrecon_data::audio::wav::write_pcm16;
+use brainrecon_formats::audio::read_audio;
+use brainrecon_formats::audio::wav::write_pcm16;
+use brainrecon_testkit::copy_dir;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -32,19 +33,6 @@ fn ok(args: &[&str]) -> Duration {
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let path = entry.unwrap().path();
-        let target = to.join(path.file_name().unwrap());
-        if path.is_dir() {
-            copy_dir(&path, &target);
-        } else {
-            std::fs::copy(&path, &target).unwrap();
-        }
-    }
 }
 
 /// A clip of the run set's events: (genre, track number, start, duration).

@@ -2,6 +2,7 @@
 //! fit, retrieve), its scores against chance, the page and playlist, the library cache, the
 //! encoding maps of its features, `music generate`, and bad input refused with exit status 2.
 
+use brainrecon_testkit::copy_dir;
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -46,19 +47,6 @@ fn refused(args: &[&str], needles: &[&str]) {
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let path = entry.unwrap().path();
-        let target = to.join(path.file_name().unwrap());
-        if path.is_dir() {
-            copy_dir(&path, &target);
-        } else {
-            std::fs::copy(&path, &target).unwrap();
-        }
-    }
 }
 
 #[test]
@@ -221,10 +209,10 @@ fn encoding_maps(dir: &Path, demo: &Path) {
         "--out",
         s(&enc),
     ]);
-    let r = brainrecon_data::npy::read_f32(&enc.join("r.npy"))
+    let r = brainrecon_formats::npy::read_f32(&enc.join("r.npy"))
         .unwrap()
         .data;
-    let group = brainrecon_data::npy::read_i64(&demo.join("subject/truth/voxel_group.npy"))
+    let group = brainrecon_formats::npy::read_i64(&demo.join("subject/truth/voxel_group.npy"))
         .unwrap()
         .data;
     assert_eq!(r.len(), group.len());

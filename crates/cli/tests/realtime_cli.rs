@@ -6,7 +6,7 @@
 //! (crates/realtime/tests/follow.rs).
 mod common;
 
-use brainrecon_data::dicom::write::{write_mosaic, ScannerVolume};
+use brainrecon_formats::dicom::write::{write_mosaic, ScannerVolume};
 use common::{ok, p};
 use std::path::Path;
 use std::process::Command;
@@ -231,7 +231,7 @@ fn a_missing_folder_is_refused_with_exit_2() {
 /// `watch` follows them as it follows a scanner.
 #[test]
 fn replay_turns_a_recorded_run_into_an_export_folder() {
-    use brainrecon_data::runs::nifti4d::{write_series, Storage};
+    use brainrecon_formats::nifti4d::{write_series, Storage};
     let dir = tempfile::tempdir().unwrap();
     let (run, export) = (
         dir.path().join("run_bold.nii.gz"),
@@ -256,7 +256,7 @@ fn replay_turns_a_recorded_run_into_an_export_folder() {
     // Paced by pixdim[4]: the fourth volume is due 0.75 s after the first.
     assert!(started.elapsed() >= Duration::from_millis(700), "{out}");
     assert!(out.contains("replayed 4 volumes"), "{out}");
-    let third = brainrecon_data::nifti_io::read_volume(&export.join("vol-000003.nii")).unwrap();
+    let third = brainrecon_formats::nifti_io::read_volume(&export.join("vol-000003.nii")).unwrap();
     assert_eq!(third.shape, SHAPE);
     assert!(third
         .values

@@ -3,7 +3,7 @@
 //! numbers against every fixture, shards + merge and the scores are checked on the library
 //! (crates/routes/tests/arrays.rs).
 
-use brainrecon_data::npy;
+use brainrecon_formats::npy;
 use brainrecon_ridge::RidgeModel;
 use serde_json::Value;
 use std::path::{Path, PathBuf};

@@ -6,9 +6,9 @@
 
 mod common;
 
-use brainrecon_data::audio::stimuli::{stimulus_events, GTZAN_GENRES};
-use brainrecon_data::npy;
-use brainrecon_data::runs::RunSet;
+use brainrecon_datasets::ds003720::{stimulus_events, GTZAN_GENRES};
+use brainrecon_datasets::runs::RunSet;
+use brainrecon_formats::npy;
 use brainrecon_ridge::RidgeCv;
 use common::{ok, p, user_error};
 use std::collections::BTreeMap;

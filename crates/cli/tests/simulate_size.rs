@@ -2,7 +2,7 @@
 
 mod common;
 
-use brainrecon_data::nsd::{H5Dataset, Layout};
+use brainrecon_datasets::nsd::{H5Dataset, Layout};
 use common::{ok, p, user_error};
 
 #[test]

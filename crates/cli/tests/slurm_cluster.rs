@@ -96,7 +96,7 @@ fn random_matrix(path: &Path, rows: usize, cols: usize, seed: u64) {
             (state >> 40) as f32 / (1u64 << 24) as f32 - 0.5
         })
         .collect();
-    brainrecon_data::npy::write(path, &[rows, cols], &values).unwrap();
+    brainrecon_formats::npy::write(path, &[rows, cols], &values).unwrap();
 }
 
 #[test]
@@ -262,7 +262,7 @@ fn sharded_reconstruction_survives_a_killed_task_and_matches_one_process() {
     // Stop shard 1 once it has written its first image (its slice: the second half).
     let start = Instant::now();
     let first_of_shard_1 = loop {
-        if let Ok(a) = brainrecon_data::npy::read_i64(&sharded.join("decoded/ids.npy")) {
+        if let Ok(a) = brainrecon_formats::npy::read_i64(&sharded.join("decoded/ids.npy")) {
             break a.data[a.data.len().div_ceil(2)] as u64;
         }
         assert!(

@@ -4,9 +4,9 @@
 
 mod common;
 
-use brainrecon_data::cifti::cc2017::{run_path, Split};
-use brainrecon_data::cifti::{write_dense_series, CiftiSeries, SeriesMap};
-use brainrecon_data::npy;
+use brainrecon_formats::cifti::cc2017::{run_path, Split};
+use brainrecon_formats::cifti::{write_dense_series, CiftiSeries, SeriesMap};
+use brainrecon_formats::npy;
 use common::{ok, p, user_error};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
@@ -201,7 +201,7 @@ fn a_missing_repetition_is_refused() {
 fn rewrite(
     path: &Path,
     n_time: usize,
-    change: impl Fn(&mut Vec<brainrecon_data::cifti::BrainModel>),
+    change: impl Fn(&mut Vec<brainrecon_formats::cifti::BrainModel>),
 ) {
     let cifti = CiftiSeries::read(path).unwrap();
     let mut models = cifti.brain_models.clone();
@@ -338,7 +338,7 @@ fn video_fit_opens_every_stimulus_before_writing_and_leaves_out_as_it_was() {
         p(&prepared),
     ]);
     let stimuli = dir.path().join("stimuli");
-    common::copy_tree(&root.join("stimuli"), &stimuli);
+    common::copy_dir(&root.join("stimuli"), &stimuli);
     // Found before the frame folder test2/, and not an MP4.
     std::fs::write(stimuli.join("test2.mp4"), b"\0\0\0\x10ftypisom not a movie").unwrap();
     let out = dir.path().join("fit");

@@ -508,7 +508,7 @@ fn bad_input(dir: &Path, demo: &Path) {
             std::fs::copy(&path, fit.join(path.file_name().unwrap())).unwrap();
         }
     }
-    brainrecon_data::npy::write(&fit.join("decoded_motion.npy"), &[3, 2], &[0f32; 6]).unwrap();
+    brainrecon_formats::npy::write(&fit.join("decoded_motion.npy"), &[3, 2], &[0f32; 6]).unwrap();
     let out = dir.join("recon-bad-motion");
     refused(
         &[

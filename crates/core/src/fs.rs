@@ -6,6 +6,8 @@
 //!   beside `out`; [`OutputDir::commit`] renames it to `out` (replacing an earlier output), and
 //!   [`OutputDir::abort`] removes it. A resumable job records its settings in the staging
 //!   folder and continues an interrupted run only when they match ([`OutputDir::resume_if`]).
+//! - [`write_folder_once`] writes a folder that any writer makes alike (a cache entry) through
+//!   a staging folder of its own, keeping the first complete copy.
 
 use crate::error::{DataError, Result};
 use serde::de::DeserializeOwned;
@@ -340,6 +342,56 @@ where
     OutputDir::create(out)?.run(write)
 }
 
+/// Writes the folder `target` once, for content that every writer makes alike (a cache entry
+/// named by a hash of its bytes). When `target` already holds `marker` (the file whose presence
+/// marks a complete folder) nothing is written. Else `write` fills a hidden sibling unique to
+/// this process ([`temp_sibling`]), so writers running at once never share one; its entries
+/// are flushed and it is renamed to `target`. When another writer's complete copy landed
+/// first, that copy is kept and this one removed. On failure the sibling is removed and
+/// `target` is left as it was.
+pub fn write_folder_once<E>(
+    target: &Path,
+    marker: &str,
+    write: impl FnOnce(&Path) -> std::result::Result<(), E>,
+) -> std::result::Result<(), E>
+where
+    E: From<DataError>,
+{
+    if target.join(marker).is_file() {
+        return Ok(());
+    }
+    let parent = target
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(|e| DataError::io(parent, e))?;
+    let staging = temp_sibling(target);
+    if staging.exists() {
+        std::fs::remove_dir_all(&staging).map_err(|e| DataError::io(&staging, e))?;
+    }
+    std::fs::create_dir(&staging).map_err(|e| DataError::io(&staging, e))?;
+    if let Err(e) = write(&staging) {
+        let _ = std::fs::remove_dir_all(&staging);
+        return Err(e);
+    }
+    sync_dir(&staging);
+    match std::fs::rename(&staging, target) {
+        Ok(()) => {
+            sync_dir(parent);
+            Ok(())
+        }
+        // A folder cannot be renamed over a non-empty one: another writer finished first.
+        Err(_) if target.join(marker).is_file() => {
+            let _ = std::fs::remove_dir_all(&staging);
+            Ok(())
+        }
+        Err(e) => {
+            let _ = std::fs::remove_dir_all(&staging);
+            Err(DataError::io(target, e).into())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -423,6 +475,48 @@ mod tests {
         assert!(err.to_string().contains("NIfTI"), "{err}");
         assert_eq!(std::fs::read(&path).unwrap(), b"x");
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_folder_written_once_keeps_the_first_complete_copy() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("cache").join("model-1");
+        let fill = |byte: u8| {
+            move |p: &Path| -> Result<()> {
+                write_bytes_atomic(&p.join("data"), &[byte])?;
+                write_bytes_atomic(&p.join("done"), b"")
+            }
+        };
+        let failed: Result<()> = write_folder_once(&target, "done", |p| {
+            write_bytes_atomic(&p.join("data"), b"x")?;
+            Err(DataError::Usage("stop".into()))
+        });
+        assert!(failed.is_err());
+        assert!(!target.exists());
+        write_folder_once(&target, "done", fill(1)).unwrap();
+        assert_eq!(std::fs::read(target.join("data")).unwrap(), [1]);
+        // Complete already: nothing is written.
+        write_folder_once(&target, "done", |_| -> Result<()> {
+            panic!("written twice")
+        })
+        .unwrap();
+        // A writer that finishes second finds the first copy in place and drops its own.
+        std::fs::remove_file(target.join("done")).unwrap();
+        let mut raced = false;
+        write_folder_once(&target, "done", |p| {
+            fill(2)(p)?;
+            write_bytes_atomic(&target.join("done"), b"")?;
+            raced = true;
+            Ok::<(), DataError>(())
+        })
+        .unwrap();
+        assert!(raced);
+        assert_eq!(std::fs::read(target.join("data")).unwrap(), [1]);
+        let names: Vec<_> = std::fs::read_dir(target.parent().unwrap())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["model-1"], "no staging folder is left");
     }
 
     #[test]

@@ -51,6 +51,43 @@ pub const VOLUMES: Limit = Limit {
 /// Every limit, in the order `brainrecon info --limits` lists them.
 pub const ALL: [Limit; 4] = [ARRAY_BYTES, IMAGE_PIXELS, SAMPLE_RATE, VOLUMES];
 
+/// One limit in force, as `brainrecon info --limits --json` lists it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LimitRow {
+    /// What is bounded ([`Limit::what`]).
+    pub limit: &'static str,
+    /// The value in force.
+    pub value: u64,
+    /// The value when the variable is unset.
+    pub default: u64,
+    /// The environment variable that raises it.
+    pub variable: &'static str,
+}
+
+/// Every limit of [`ALL`] with the value in force now.
+pub fn in_force() -> Vec<LimitRow> {
+    ALL.iter()
+        .map(|l| LimitRow {
+            limit: l.what,
+            value: l.value(),
+            default: l.default,
+            variable: l.variable,
+        })
+        .collect()
+}
+
+/// `rows` as a table for people: limit, value, and the variable that raises it.
+pub fn table(rows: &[LimitRow]) -> String {
+    let mut text = format!("{:<38} {:>14}  raise with\n", "limit", "value");
+    for row in rows {
+        text.push_str(&format!(
+            "{:<38} {:>14}  {}\n",
+            row.limit, row.value, row.variable
+        ));
+    }
+    text
+}
+
 impl Limit {
     /// The value in force: the variable when it holds a whole number, else the default.
     pub fn value(&self) -> u64 {
@@ -96,7 +133,7 @@ pub fn array_bytes(path: &Path, field: &str, dims: &[u64], element: u64) -> Resu
 
 /// `width × height` refused when it passes [`IMAGE_PIXELS`].
 pub fn image_pixels(path: &Path, field: &str, width: u64, height: u64) -> Result<u64> {
-    let pixels = width.checked_mul(height).unwrap_or(u64::MAX);
+    let pixels = width.saturating_mul(height);
     IMAGE_PIXELS.check(path, field, pixels)
 }
 

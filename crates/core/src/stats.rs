@@ -87,6 +87,7 @@ pub fn mean_std(values: &[f64]) -> (f64, f64) {
 /// ddof 0). A constant series becomes zeros and `false` is returned.
 pub fn zscore_in_place(values: &mut [f64]) -> bool {
     let (mean, std) = mean_std(values);
+    #[allow(clippy::neg_cmp_op_on_partial_ord)] // NaN must take this branch too
     if !(std > 0.0) || !std.is_finite() {
         values.iter_mut().for_each(|v| *v = 0.0);
         return false;

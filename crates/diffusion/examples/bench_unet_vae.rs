@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use brainrecon_diffusion::unet::{UNet2DConditionConfig, UNet2DConditionModel};
 use brainrecon_diffusion::vae::{AutoencoderKL, AutoencoderKLConfig};
-use brainrecon_nn::layers::Error;
+use brainrecon_nn::Error;
 use candle_core::{DType, Device, Shape, Tensor};
 use candle_nn::var_builder::SimpleBackend;
 use candle_nn::VarBuilder;
@@ -200,7 +200,7 @@ fn time_steps<F>(
     mut forward: F,
 ) -> Result<Vec<usize>, Box<dyn std::error::Error>>
 where
-    F: FnMut() -> brainrecon_nn::layers::Result<Tensor>,
+    F: FnMut() -> brainrecon_nn::Result<Tensor>,
 {
     let mut shape = vec![];
     for _ in 0..steps {
@@ -313,7 +313,8 @@ mod profile {
         UNet2DConditionModel,
     };
     use brainrecon_diffusion::vae::AutoencoderKL;
-    use brainrecon_nn::layers::{self as nn, Attention, Result};
+    use brainrecon_nn::layers::{self as nn, Attention};
+    use brainrecon_nn::Result;
     use candle_core::Tensor;
 
     #[derive(Default)]

@@ -200,7 +200,7 @@ impl ClipAttention {
         let k = self.k_proj.forward(x)?;
         let v = self.v_proj.forward(x)?;
         let o = nn::multi_head_attention(&q, &k, &v, self.heads, self.causal, None, false)?;
-        Ok(self.out_proj.forward(&o)?)
+        self.out_proj.forward(&o)
     }
 }
 
@@ -252,7 +252,7 @@ impl ClipMlp {
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let h = self.activation.forward(&self.fc1.forward(x)?)?;
-        Ok(self.fc2.forward(&h)?)
+        self.fc2.forward(&h)
     }
 }
 
@@ -272,12 +272,12 @@ impl ClipEncoderLayer {
 
     pub fn with_dims(vb: VarBuilder, dims: &LayerDims) -> Result<Self> {
         let norm = |name: &str| -> Result<LayerNorm> {
-            Ok(LayerNorm::new(
+            LayerNorm::new(
                 vb.pp(name),
                 dims.hidden,
                 dims.layer_norm_eps,
                 true,
-            )?)
+            )
         };
         Ok(ClipEncoderLayer {
             self_attn: ClipAttention::with_dims(vb.pp("self_attn"), dims)?,
@@ -340,10 +340,7 @@ impl ClipTextModel {
         let vb = weights.var_builder();
         let prefix = clip_text_prefix(weights);
         let vb = if prefix.is_empty() { vb } else { vb.pp(prefix) };
-        Self::new(vb, config).map_err(|e| match e {
-            DiffusionError::Module(m) => DiffusionError::Module(m.in_file(weights.path())),
-            other => other,
-        })
+        Self::new(vb, config).map_err(|e| e.in_file(weights.path()))
     }
 
     /// A `text_encoder/` folder: `config.json` + `model[.fp16].safetensors`.
@@ -363,7 +360,7 @@ impl ClipTextModel {
         for layer in &self.layers {
             h = layer.forward(&h)?;
         }
-        Ok(self.final_layer_norm.forward(&h)?)
+        self.final_layer_norm.forward(&h)
     }
 
     /// diffusers' `clip_skip`: 0 is `last_hidden_state`; k takes the output of the layer k
@@ -382,7 +379,7 @@ impl ClipTextModel {
         for layer in &self.layers[..self.layers.len() - clip_skip] {
             h = layer.forward(&h)?;
         }
-        Ok(self.final_layer_norm.forward(&h)?)
+        self.final_layer_norm.forward(&h)
     }
 
     /// All outputs, as `CLIPTextModel(ids, output_hidden_states=True)` returns them.

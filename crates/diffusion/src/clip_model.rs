@@ -16,7 +16,7 @@
 //! checkpoint's `CLIPImageProcessor` with Pillow's resampling, the vision tower,
 //! `visual_projection`.
 
-use brainrecon_data::image::RgbImage;
+use brainrecon_formats::image::RgbImage;
 use candle_core::{DType, Device, Tensor};
 use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
@@ -201,7 +201,7 @@ impl ClipModel {
             config.projection_dim,
             false,
         )
-        .map_err(|e| DiffusionError::Module(e.in_file(weights.path())))?;
+        .map_err(|e| e.in_file(weights.path()))?;
         let vision_model = ClipVisionModel::from_weights(weights, &config.vision_config)?;
         Ok((text_model, text_projection, vision_model))
     }

@@ -14,7 +14,7 @@
 //! loads as well. Differentiable with respect to the pixels and the weights (nn's softmax and
 //! layer norm have backward passes).
 
-use brainrecon_data::image::{Filter, RgbImage};
+use brainrecon_formats::image::{Filter, RgbImage};
 use brainrecon_vision::preprocess::{ImageProcessor, ProcessorDefaults};
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::VarBuilder;
@@ -339,10 +339,8 @@ impl ClipVisionModel {
 
     /// Builds from a store, with or without the `vision_model.` prefix. Errors name the file.
     pub fn from_weights(weights: &Weights, config: &ClipVisionConfig) -> Result<Self> {
-        Self::new(weights.var_builder(), clip_vision_prefix(weights), config).map_err(|e| match e {
-            DiffusionError::Module(m) => DiffusionError::Module(m.in_file(weights.path())),
-            other => other,
-        })
+        Self::new(weights.var_builder(), clip_vision_prefix(weights), config)
+            .map_err(|e| e.in_file(weights.path()))
     }
 
     /// A folder with `config.json` and `model[.fp16].safetensors` (an `image_encoder/` or a
@@ -369,7 +367,7 @@ impl ClipVisionModel {
             h = layer.forward(&h)?;
         }
         let pooled = self.post_layernorm.forward(&class_token(&h)?)?;
-        Ok(self.visual_projection.forward(&pooled)?)
+        self.visual_projection.forward(&pooled)
     }
 
     /// All outputs, as `CLIPVisionModelWithProjection(pixel_values, output_hidden_states=True)`

@@ -18,10 +18,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::unet::{FeedForward, OneOrMany, WEIGHTS_FILE};
 use brainrecon_nn::init::{init_parameters_with, record_parameters, ParamInit};
-use brainrecon_nn::layers::{
-    self as nn, Attention, Conv2d, Error, GroupNorm, LayerNorm, Linear, Result,
-};
+use brainrecon_nn::layers::{self as nn, Attention, Conv2d, GroupNorm, LayerNorm, Linear};
 use brainrecon_nn::params::Parameters;
+use brainrecon_nn::{Error, Result};
 
 /// The frame-position encoding added before each temporal attention.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -804,13 +803,13 @@ pub fn original_motion_name(name: &str) -> Option<String> {
 /// no code), at the top level or under `state_dict`.
 fn read_original_tensors(path: &Path, device: &Device) -> Result<Vec<(String, Tensor)>> {
     if !path.is_file() {
-        return Err(Error::Io {
+        return Err(Error::ReadFile {
             path: path.to_path_buf(),
             source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
         });
     }
     let lower = path.to_string_lossy().to_lowercase();
-    let in_file = |e: candle_core::Error| Error::Candle(e).in_file(path);
+    let in_file = |e: candle_core::Error| Error::Tensor(e).in_file(path);
     if lower.ends_with(".safetensors") {
         let map = candle_core::safetensors::load(path, device).map_err(in_file)?;
         return Ok(map.into_iter().collect());
@@ -927,7 +926,7 @@ fn infer_original_config(
         let proj_in = format!("down_blocks.{i}.motion_modules.0.proj_in.weight");
         let channels = tensors
             .get(&proj_in)
-            .ok_or_else(|| Error::MissingTensor {
+            .ok_or_else(|| Error::MissingWeight {
                 name: proj_in.clone(),
             })?
             .dim(1)?;

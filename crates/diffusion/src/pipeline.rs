@@ -101,8 +101,8 @@ pub struct StableDiffusion {
     pub device: Device,
 }
 
-fn in_file(e: brainrecon_nn::layers::Error, path: &Path) -> DiffusionError {
-    DiffusionError::Module(e.in_file(path))
+fn in_file(e: DiffusionError, path: &Path) -> DiffusionError {
+    e.in_file(path)
 }
 
 impl StableDiffusion {
@@ -352,7 +352,7 @@ impl StableDiffusion {
         guidance: f64,
     ) -> Result<Tensor> {
         guided_prediction(latents, context, scheduler, index, guidance, |x, t, c| {
-            Ok(self.unet.forward(x, t, c)?)
+            self.unet.forward(x, t, c)
         })
     }
 
@@ -593,7 +593,7 @@ impl VideoDiffusion {
         ] {
             if got != want {
                 return Err(in_file(
-                    brainrecon_nn::layers::Error::InvalidConfig(format!(
+                    DiffusionError::InvalidConfig(format!(
                         "`{field}` is {got}; the image model's U-Net has {want}"
                     )),
                     &adapter.join("config.json"),
@@ -613,7 +613,7 @@ impl VideoDiffusion {
         guidance: f64,
     ) -> Result<Tensor> {
         guided_prediction(latents, context, scheduler, index, guidance, |x, t, c| {
-            Ok(self.unet.forward(x, t, c)?)
+            self.unet.forward(x, t, c)
         })
     }
 

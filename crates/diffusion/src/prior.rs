@@ -1,5 +1,11 @@
-//! Training weights of the diffusion objective, shared by the project's own diffusion models
-//! (shapes-ldm and shapes-motion are trained in the model zoo, `brainrecon_zoo`).
+//! Pieces of diffusion training shared by the project's own diffusion models (shapes-ldm and
+//! shapes-motion are trained in the model zoo, `brainrecon_zoo`) and the B2C route: the
+//! objective's weights and a U-Net with trainable tensors.
+
+use crate::pipeline::{DType, StableDiffusion};
+use crate::unet::UNet2DConditionModel;
+use crate::weights::Result;
+use brainrecon_nn::weights::Overlay;
 
 /// Min-SNR-γ weights of an epsilon-prediction loss, one per timestep: `min(snr, γ) / snr`
 /// with `snr = ᾱ / (1 − ᾱ)`.
@@ -17,4 +23,16 @@ pub fn min_snr_weights(alphas_cumprod: &[f32], timesteps: &[usize], gamma: f64) 
             (snr.min(gamma) / snr) as f32
         })
         .collect()
+}
+
+/// `sd`'s U-Net rebuilt over its stored weights with the tensors `select` picks (by their name
+/// in the `unet` folder) as f32 variables that gradients reach; the variables by name, sorted.
+pub fn trainable_unet(
+    sd: &StableDiffusion,
+    select: impl Fn(&str) -> bool,
+) -> Result<(UNet2DConditionModel, Vec<(String, candle_core::Var)>)> {
+    let weights = sd.root.weights("unet", DType::F32, &sd.device)?;
+    let (overlay, vars) = Overlay::trainable(&weights, select, DType::F32)?;
+    let unet = UNet2DConditionModel::new(overlay.var_builder(), &sd.unet.config)?;
+    Ok((unet, vars))
 }

@@ -12,9 +12,8 @@ use candle_nn::{VarBuilder, VarMap};
 use serde::{Deserialize, Serialize};
 
 use crate::motion::AnimateDiffTransformer3D;
-use brainrecon_nn::layers::{
-    self as nn, Attention, Conv2d, Error, GeGlu, GroupNorm, LayerNorm, Linear, Result,
-};
+use brainrecon_nn::layers::{self as nn, Attention, Conv2d, GeGlu, GroupNorm, LayerNorm, Linear};
+use brainrecon_nn::{Error, Result};
 
 /// How the spatial self-attention (`attn1`) of the transformer blocks sees the frames of a clip.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]

@@ -34,8 +34,9 @@ use crate::unet::{
     FrameLayout, OneOrMany, SpatialAttention, UNet2DConditionConfig, UNet2DConditionModel,
     WEIGHTS_FILE,
 };
-use brainrecon_nn::layers::{self as nn, Error, Result};
+use brainrecon_nn::layers as nn;
 use brainrecon_nn::params::Parameters;
+use brainrecon_nn::{Error, Result};
 
 fn d_four() -> usize {
     4
@@ -685,7 +686,7 @@ pub fn save_unet_motion(
 /// `dir/config.json` (`json`) and `dir/diffusion_pytorch_model.safetensors` (`params`), each
 /// written atomically.
 fn write_model_folder(dir: &Path, json: &serde_json::Value, params: &Parameters) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+    std::fs::create_dir_all(dir).map_err(|source| Error::ReadFile {
         path: dir.to_path_buf(),
         source,
     })?;

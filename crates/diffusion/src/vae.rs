@@ -9,7 +9,8 @@ use candle_nn::VarBuilder;
 use serde::Deserialize;
 
 use crate::unet::{Downsample2D, ResnetBlock2D, Upsample2D, WEIGHTS_FILE};
-use brainrecon_nn::layers::{self as nn, Attention, Conv2d, Error, GroupNorm, Result};
+use brainrecon_nn::layers::{self as nn, Attention, Conv2d, GroupNorm};
+use brainrecon_nn::{Error, Result};
 
 fn d_three() -> usize {
     3

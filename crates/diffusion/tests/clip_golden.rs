@@ -9,7 +9,7 @@ use brainrecon_diffusion::clip::{ids_tensor, ClipTextConfig, ClipTextModel};
 use brainrecon_diffusion::tokenizer::{ClipTokenizer, SpecialTokens};
 use brainrecon_diffusion::weights::{DiffusionError, Weights};
 use candle_core::{DType, Device, Tensor};
-use common::{fixtures, get, max_abs, max_norm, read_json, tensors};
+use common::{fixtures, get, max_abs, max_abs_diff, read_json, tensors};
 
 const TOL: f32 = 1e-4;
 
@@ -30,21 +30,21 @@ fn check(model: &ClipTextModel, outputs: &str, ids_key: &str) {
         ("pooler_output", &out.pooler_output),
     ] {
         let want = get(&t, name);
-        let e = max_abs(got, &want);
+        let e = max_abs_diff(got, &want);
         println!(
             "{outputs} {name}: max abs error {e:.2e} (values up to {:.2})",
-            max_norm(&want)
+            max_abs(&want)
         );
         assert!(e < TOL, "{outputs} {name}: {e}");
-        assert!(max_norm(&want) > 0.5);
+        assert!(max_abs(&want) > 0.5);
     }
     let skip = model.forward_clip_skip(&ids, 1).unwrap();
-    let e = max_abs(&skip, &get(&t, "clip_skip_1"));
+    let e = max_abs_diff(&skip, &get(&t, "clip_skip_1"));
     println!("{outputs} clip_skip_1: max abs error {e:.2e}");
     assert!(e < TOL, "clip skip: {e}");
-    assert!(max_abs(&skip, &out.last_hidden_state) > 0.1);
+    assert!(max_abs_diff(&skip, &out.last_hidden_state) > 0.1);
     let plain = model.forward(&ids).unwrap();
-    assert_eq!(max_abs(&plain, &out.last_hidden_state), 0.0);
+    assert_eq!(max_abs_diff(&plain, &out.last_hidden_state), 0.0);
 }
 
 #[test]
@@ -89,7 +89,7 @@ fn f16_encoder_stays_close() {
         .forward(&ids_tensor(&rows, &Device::Cpu).unwrap())
         .unwrap();
     assert_eq!(out.dtype(), DType::F16);
-    let e = max_abs(&out, &get(&t, "last_hidden_state"));
+    let e = max_abs_diff(&out, &get(&t, "last_hidden_state"));
     println!("f16 last_hidden_state: max abs error {e:.2e}");
     assert!(e < 2e-2, "f16 error {e}");
 }

@@ -16,7 +16,9 @@ use brainrecon_diffusion::motion::{
     MotionModuleConfig,
 };
 use brainrecon_nn::init::record_parameters;
-use brainrecon_nn::layers::{mmaped_var_builder, trainable_var_builder, Error};
+use brainrecon_nn::layers::{mmaped_var_builder, trainable_var_builder};
+use brainrecon_nn::Error;
+use brainrecon_testkit::tensor::{max_abs, max_abs_diff};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarMap;
 
@@ -62,20 +64,6 @@ fn io(name: &str) -> HashMap<String, Tensor> {
     let mut io = load_tensors("inputs.safetensors");
     io.extend(load_tensors(&format!("{name}_io.safetensors")));
     io
-}
-
-fn max_abs(t: &Tensor) -> f32 {
-    t.abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims(), "shape mismatch");
-    max_abs(&(a - b).unwrap())
 }
 
 fn module_matches_diffusers(name: &str) {

@@ -13,7 +13,7 @@ use brainrecon_diffusion::pipeline::{
 use brainrecon_diffusion::scheduler::{SchedulerKind, TimestepSpacing};
 use brainrecon_nn::rng::{PerRowNoise, QueuedNoise, SeededNoise};
 use candle_core::{DType, Device};
-use common::{fixtures, get, max_abs, max_norm, read_json, tensors};
+use common::{fixtures, get, max_abs, max_abs_diff, read_json, tensors};
 
 const TOL: f32 = 1e-4;
 
@@ -27,13 +27,13 @@ fn load() -> StableDiffusion {
 }
 
 fn report(name: &str, got: &candle_core::Tensor, want: &candle_core::Tensor, tol: f32) {
-    let e = max_abs(got, want);
+    let e = max_abs_diff(got, want);
     println!(
         "{name}: max abs error {e:.2e} (values up to {:.3})",
-        max_norm(want)
+        max_abs(want)
     );
     assert!(e < tol, "{name}: max abs error {e}");
-    assert!(max_norm(want) > 1e-2, "{name}: reference is near zero");
+    assert!(max_abs(want) > 1e-2, "{name}: reference is near zero");
 }
 
 #[test]
@@ -44,9 +44,9 @@ fn img2img_matches_diffusers() {
     assert_eq!(sd.default_scheduler(), SchedulerKind::Ddim { eta: 0.0 });
     assert_eq!(sd.vae_scale_factor(), 2);
 
-    let png = brainrecon_data::image::read_png(&fixtures().join("pipeline/init.png")).unwrap();
+    let png = brainrecon_formats::image::read_png(&fixtures().join("pipeline/init.png")).unwrap();
     let pixels = image_from_rgb8(png.height, png.width, &png.pixels, &Device::Cpu).unwrap();
-    assert_eq!(max_abs(&pixels, &get(&t, "vae.pixels")), 0.0);
+    assert_eq!(max_abs_diff(&pixels, &get(&t, "vae.pixels")), 0.0);
 
     let prompt = case["prompt"].as_str().unwrap();
     let negative = case["negative_prompt"].as_str().unwrap();
@@ -202,8 +202,8 @@ fn seeded_txt2img_is_reproducible() {
         .unwrap()
     };
     let (a, b, c) = (run(1), run(1), run(2));
-    assert_eq!(max_abs(&a, &b), 0.0);
-    assert!(max_abs(&a, &c) > 1e-2);
+    assert_eq!(max_abs_diff(&a, &b), 0.0);
+    assert!(max_abs_diff(&a, &c) > 1e-2);
     assert_eq!(a.dims(), &[1, 4, 16, 16]);
     assert!(sd
         .txt2img(
@@ -225,7 +225,7 @@ fn a_batch_of_samples_gives_each_sample_alone() {
     let context = sd
         .encode_prompts(&["a red square"], Some(&["blur"]), 3.0)
         .unwrap();
-    let png = brainrecon_data::image::read_png(&fixtures().join("pipeline/init.png")).unwrap();
+    let png = brainrecon_formats::image::read_png(&fixtures().join("pipeline/init.png")).unwrap();
     let pixels = image_from_rgb8(png.height, png.width, &png.pixels, &Device::Cpu).unwrap();
     let options = SampleOptions {
         steps: 4,
@@ -256,12 +256,12 @@ fn a_batch_of_samples_gives_each_sample_alone() {
         let single = sd
             .img2img(&init, &context, 0.75, &options, &mut alone, &mut |_| {})
             .unwrap();
-        let e = max_abs(&batch.narrow(0, row, 1).unwrap(), &single);
+        let e = max_abs_diff(&batch.narrow(0, row, 1).unwrap(), &single);
         println!("sample {row}: batched vs alone, max abs difference {e:.2e}");
         assert!(e < 1e-4, "sample {row}: {e}");
     }
     let rows = |r: usize| batch.narrow(0, r, 1).unwrap();
-    assert!(max_abs(&rows(0), &rows(1)) > 1e-2, "rows differ");
+    assert!(max_abs_diff(&rows(0), &rows(1)) > 1e-2, "rows differ");
 }
 
 #[test]
@@ -294,7 +294,7 @@ fn f16_pipeline_stays_close_to_f32() {
     };
     let (a, b) = (run(&sd32), run(&sd16));
     // Half precision keeps about 3 significant digits through 4 guided steps.
-    let e = max_abs(&a, &b) / max_norm(&a);
+    let e = max_abs_diff(&a, &b) / max_abs(&a);
     println!("f16 vs f32 latents: max abs difference {e:.2e} relative to the largest value");
     assert!(e < 2e-2, "{e}");
 }

@@ -6,7 +6,7 @@ mod common;
 
 use brainrecon_diffusion::scheduler::{NoiseSchedule, Scheduler, SchedulerConfig, SchedulerKind};
 use brainrecon_nn::rng::QueuedNoise;
-use common::{get, max_abs, max_norm, read_json, tensors};
+use common::{get, max_abs, max_abs_diff, read_json, tensors};
 
 const TOL: f32 = 1e-4;
 
@@ -63,7 +63,7 @@ fn sampling_chains_match_diffusers() {
         let mut worst = 0f32;
         for i in 0..steps {
             let input = s.scale_model_input(&sample, i).unwrap();
-            let e = max_abs(&input, &get(&t, &format!("{name}.model_input_{i}")));
+            let e = max_abs_diff(&input, &get(&t, &format!("{name}.model_input_{i}")));
             assert!(e < TOL, "{name} step {i}: model input differs by {e}");
             let mut noise = Vec::new();
             for key in [
@@ -89,11 +89,11 @@ fn sampling_chains_match_diffusers() {
                 "{name} step {i}: noise draws differ from diffusers"
             );
             let want = get(&t, &format!("{name}.prev_sample_{i}"));
-            let e = max_abs(&out.prev_sample, &want) / max_norm(&want).max(1.0);
-            let e0 = max_abs(
+            let e = max_abs_diff(&out.prev_sample, &want) / max_abs(&want).max(1.0);
+            let e0 = max_abs_diff(
                 &out.pred_original_sample,
                 &get(&t, &format!("{name}.pred_original_{i}")),
-            ) / max_norm(&want).max(1.0);
+            ) / max_abs(&want).max(1.0);
             worst = worst.max(e).max(e0);
             assert!(e < TOL && e0 < TOL, "{name} step {i}: prev {e}, x0 {e0}");
             sample = out.prev_sample;
@@ -125,10 +125,10 @@ fn ddpm_add_noise_and_velocity_match_diffusers() {
     assert_eq!(timesteps, vec![0, 250, 999, 500]);
     let (x0, noise) = (get(&t, "ddpm.original"), get(&t, "ddpm.noise"));
     let noisy = schedule.add_noise(&x0, &noise, &timesteps).unwrap();
-    let e = max_abs(&noisy, &get(&t, "ddpm.noisy"));
+    let e = max_abs_diff(&noisy, &get(&t, "ddpm.noisy"));
     assert!(e < TOL, "add_noise differs by {e}");
     let v = schedule.get_velocity(&x0, &noise, &timesteps).unwrap();
-    let ev = max_abs(&v, &get(&t, "ddpm.velocity"));
+    let ev = max_abs_diff(&v, &get(&t, "ddpm.velocity"));
     assert!(ev < TOL, "get_velocity differs by {ev}");
     println!("add_noise {e:.2e}, get_velocity {ev:.2e}");
     // Wrong batch/timestep counts are errors, not broadcasts.

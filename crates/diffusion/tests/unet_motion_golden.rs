@@ -23,10 +23,12 @@ use brainrecon_diffusion::unet::{
     OneOrMany, SpatialAttention, UNet2DConditionConfig, UNet2DConditionModel,
 };
 use brainrecon_diffusion::unet_motion::{save_unet_motion, UNetMotionConfig, UNetMotionModel};
-use brainrecon_nn::layers::{mmaped_var_builder, Error};
+use brainrecon_nn::layers::mmaped_var_builder;
 use brainrecon_nn::optim::AdamW;
 use brainrecon_nn::params::Parameters;
 use brainrecon_nn::rng::{NoiseSource, SeededNoise};
+use brainrecon_nn::Error;
+use brainrecon_testkit::copy_dir;
 use candle_core::{DType, Device, Tensor, Var};
 
 const TOL: f32 = 2e-5;
@@ -48,8 +50,8 @@ fn io(file: &str) -> HashMap<String, Tensor> {
     load_tensors(&dir().join(file))
 }
 
-fn max_abs(a: &Tensor, b: &Tensor) -> f32 {
-    common::max_abs(a, b)
+fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+    common::max_abs_diff(a, b)
 }
 
 fn motion_unet() -> UNetMotionModel {
@@ -124,14 +126,14 @@ fn motion_unet_folder_matches_diffusers() {
             get("output"),
         );
         let got = model.forward(&x, &t, &ctx).unwrap();
-        let err = max_abs(&got, &want);
+        let err = max_abs_diff(&got, &want);
         // The motion modules' share of the output: the image model alone is far from it.
-        let without = max_abs(&per_frame(&image, &x, &t, &ctx), &want);
+        let without = max_abs_diff(&per_frame(&image, &x, &t, &ctx), &want);
         eprintln!(
             "motion_unet {case} {:?}: max abs error {err:.3e} (|out| max {:.3}, image U-Net \
              per frame is {without:.3e} off)",
             x.dims(),
-            common::max_norm(&want)
+            common::max_abs(&want)
         );
         assert!(without > 1e-2, "{case}: motion modules have no effect");
         assert!(err < TOL, "{case}: max abs error {err} >= {TOL}");
@@ -181,7 +183,7 @@ fn context_per_frame_and_shared_timestep() {
         .unwrap();
     let t = Tensor::new(&[300f32, 300.0], &Device::Cpu).unwrap();
     let per_frame = model.forward(x, &t, &repeated).unwrap();
-    assert_eq!(max_abs(&per_clip, &per_frame), 0.0);
+    assert_eq!(max_abs_diff(&per_clip, &per_frame), 0.0);
 }
 
 #[test]
@@ -199,10 +201,10 @@ fn from_unet2d_matches_diffusers() {
     let got = model
         .forward(&io["sample"], &io["timesteps"], &io["context"])
         .unwrap();
-    let err = max_abs(&got, &io["output"]);
+    let err = max_abs_diff(&got, &io["output"]);
     eprintln!(
         "from_unet2d: max abs error {err:.3e} (|out| max {:.3})",
-        common::max_norm(&io["output"])
+        common::max_abs(&io["output"])
     );
     assert!(err < TOL, "max abs error {err}");
 }
@@ -263,7 +265,7 @@ fn saved_motion_unet_is_diffusers_from_unet2d_folder() {
     let got = model
         .forward(&io["sample"], &io["timesteps"], &io["context"])
         .unwrap();
-    let err = max_abs(&got, &io["output"]);
+    let err = max_abs_diff(&got, &io["output"]);
     assert!(err < TOL, "max abs error {err}");
 
     // A set of parameters that is not a whole motion U-Net is refused.
@@ -347,14 +349,6 @@ fn too_many_frames_is_an_error() {
         model.forward(&x4, &t, &ctx),
         Err(Error::InvalidInput { name: "sample", .. })
     ));
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
-    }
 }
 
 fn edit_config(dir: &Path, edit: impl Fn(&mut serde_json::Value)) {
@@ -548,11 +542,11 @@ fn original_checkpoints_load_through_the_renaming() {
             .forward(x, &io["f16.timesteps"], &io["f16.context"])
             .unwrap();
         assert_eq!(
-            max_abs(&got, &same),
+            max_abs_diff(&got, &same),
             0.0,
             "{file}: differs from the diffusers folder"
         );
-        let err = max_abs(&got, &io["f16.output"]);
+        let err = max_abs_diff(&got, &io["f16.output"]);
         eprintln!("{file}: max abs error {err:.3e} against diffusers");
         assert!(err < TOL);
     }
@@ -640,13 +634,13 @@ fn fresh_motion_modules_reduce_to_the_image_model_and_train_alone() {
     let adapter = MotionAdapter::new(snapshot, &fitted).unwrap();
     let inference = UNetMotionModel::from_parts(tiny_sd_unet(), adapter).unwrap();
     assert_eq!(
-        max_abs(&inference.forward(&x, &t, &ctx).unwrap(), &image_out),
+        max_abs_diff(&inference.forward(&x, &t, &ctx).unwrap(), &image_out),
         0.0
     );
     // The trainable model takes the differentiable kernels: equal up to their rounding.
     let before = model.forward(&x, &t, &ctx).unwrap();
     assert!(before.track_op());
-    let err = max_abs(&before, &image_out);
+    let err = max_abs_diff(&before, &image_out);
     eprintln!("trainable untrained model vs image U-Net per frame: {err:.3e}");
     assert!(err < 1e-5);
 
@@ -678,7 +672,7 @@ fn fresh_motion_modules_reduce_to_the_image_model_and_train_alone() {
     let out_w = params
         .get("down_blocks.0.motion_modules.0.proj_out.weight")
         .unwrap();
-    assert!(common::max_norm(out_w.as_tensor()) > 0.0);
+    assert!(common::max_abs(out_w.as_tensor()) > 0.0);
     // The image U-Net's weights are constants: untouched.
     let after = model
         .unet
@@ -690,7 +684,7 @@ fn fresh_motion_modules_reduce_to_the_image_model_and_train_alone() {
         .unwrap();
     assert_eq!(frozen_values, after);
     let trained = model.forward(&x, &t, &ctx).unwrap();
-    assert!(max_abs(&trained, &before) > 1e-4);
+    assert!(max_abs_diff(&trained, &before) > 1e-4);
 
     // Saved as a MotionAdapter folder, the trained modules load back onto the image U-Net.
     let tmp = tempfile::tempdir().unwrap();
@@ -702,7 +696,7 @@ fn fresh_motion_modules_reduce_to_the_image_model_and_train_alone() {
         &Device::Cpu,
     )
     .unwrap();
-    let err = max_abs(&reloaded.forward(&x, &t, &ctx).unwrap(), &trained);
+    let err = max_abs_diff(&reloaded.forward(&x, &t, &ctx).unwrap(), &trained);
     assert!(err < 1e-5, "reloaded adapter differs by {err}");
 }
 
@@ -729,30 +723,33 @@ fn sparse_causal_attention_is_causal() {
     let changed = causal.forward(&x2, &t, &ctx).unwrap();
     for i in 0..2 {
         assert_eq!(
-            max_abs(&frame(&base, i), &frame(&changed, i)),
+            max_abs_diff(&frame(&base, i), &frame(&changed, i)),
             0.0,
             "frame {i}"
         );
     }
-    assert!(max_abs(&frame(&base, 3), &frame(&changed, 3)) > 1e-3);
+    assert!(max_abs_diff(&frame(&base, 3), &frame(&changed, 3)) > 1e-3);
     // Frame 0 changed: frame 2 (attending to frames 0 and 1) changes.
     let first = SeededNoise::new(10)
         .gaussian(&[1, 4, 1, 8, 6], &Device::Cpu, DType::F32)
         .unwrap();
     let x3 = Tensor::cat(&[&first, &x.narrow(2, 1, 5).unwrap()], 2).unwrap();
     let moved = causal.forward(&x3, &t, &ctx).unwrap();
-    assert!(max_abs(&frame(&base, 2), &frame(&moved, 2)) > 1e-3);
+    assert!(max_abs_diff(&frame(&base, 2), &frame(&moved, 2)) > 1e-3);
     // Frame 0 attends to itself (twice): as with per-frame attention; other frames differ.
     let plain = model.forward(&x, &t, &ctx).unwrap();
-    let err0 = max_abs(&frame(&base, 0), &frame(&plain, 0));
+    let err0 = max_abs_diff(&frame(&base, 0), &frame(&plain, 0));
     assert!(
         err0 < 1e-5,
         "frame 0 differs from per-frame attention by {err0}"
     );
-    assert!(max_abs(&frame(&base, 1), &frame(&plain, 1)) > 1e-3);
+    assert!(max_abs_diff(&frame(&base, 1), &frame(&plain, 1)) > 1e-3);
     // Off again: back to the model.
     let off = causal.with_spatial_attention(SpatialAttention::PerFrame);
-    assert_eq!(max_abs(&off.forward(&x, &t, &ctx).unwrap(), &plain), 0.0);
+    assert_eq!(
+        max_abs_diff(&off.forward(&x, &t, &ctx).unwrap(), &plain),
+        0.0
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -788,14 +785,14 @@ fn video_pipeline_matches_animatediff_pipeline() {
         )
         .unwrap();
     assert_eq!(steps, options.steps);
-    let err = max_abs(&latents, &t["latents_out"]);
+    let err = max_abs_diff(&latents, &t["latents_out"]);
     eprintln!(
         "pipeline latents: max abs error {err:.3e} (|max| {:.3})",
-        common::max_norm(&t["latents_out"])
+        common::max_abs(&t["latents_out"])
     );
     assert!(err < 1e-4, "latents: {err}");
     let frames = video.decode_clip(&latents).unwrap();
-    let err = max_abs(&frames, &t["frames"]);
+    let err = max_abs_diff(&frames, &t["frames"]);
     eprintln!(
         "pipeline frames {:?}: max abs error {err:.3e}",
         frames.dims()
@@ -815,7 +812,7 @@ fn video_pipeline_matches_animatediff_pipeline() {
             &mut |_| {},
         )
         .unwrap();
-    assert!(max_abs(&other, &t["latents_out"]) > 1e-2);
+    assert!(max_abs_diff(&other, &t["latents_out"]) > 1e-2);
 }
 
 /// `generate_clip` draws x_T from the seeded noise: the same seed gives the same clip, and it
@@ -860,7 +857,7 @@ fn generate_clip_is_seeded() {
         .generate_clip(&context, &options, &mut SeededNoise::new(4), &mut |_| {})
         .unwrap();
     assert_eq!(a.frames.dims(), &[1, 4, 3, 16, 12]);
-    assert_eq!(max_abs(&a.frames, &b.frames), 0.0);
+    assert_eq!(max_abs_diff(&a.frames, &b.frames), 0.0);
     let x_t = SeededNoise::new(4)
         .gaussian(&[1, 4, 4, 8, 6], &Device::Cpu, DType::F32)
         .unwrap();
@@ -873,7 +870,7 @@ fn generate_clip_is_seeded() {
             &mut |_| {},
         )
         .unwrap();
-    assert_eq!(max_abs(&a.latents, &direct), 0.0);
+    assert_eq!(max_abs_diff(&a.latents, &direct), 0.0);
     let too_long = ClipOptions {
         frames: 9,
         ..options

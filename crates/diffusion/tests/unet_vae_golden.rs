@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 
 use brainrecon_diffusion::unet::{UNet2DConditionModel, WEIGHTS_FILE};
 use brainrecon_diffusion::vae::AutoencoderKL;
-use brainrecon_nn::layers::Error;
+use brainrecon_nn::Error;
+use brainrecon_testkit::tensor::{max_abs, max_abs_diff};
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarMap;
 
@@ -40,29 +41,6 @@ fn io(name: &str) -> HashMap<String, Tensor> {
 fn get<'a>(m: &'a HashMap<String, Tensor>, k: &str) -> &'a Tensor {
     m.get(k)
         .unwrap_or_else(|| panic!("fixture tensor `{k}` missing"))
-}
-
-fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims(), "shape mismatch");
-    (a.to_dtype(DType::F32).unwrap() - b.to_dtype(DType::F32).unwrap())
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
-}
-
-fn max_abs(a: &Tensor) -> f32 {
-    a.to_dtype(DType::F32)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
 }
 
 fn check(what: &str, got: &Tensor, want: &Tensor, tol: f32) {
@@ -324,8 +302,8 @@ fn missing_unet_tensor_is_named_with_its_file() {
         Error::InFile { file, source } => {
             assert_eq!(file, &dir.join(WEIGHTS_FILE));
             match source.as_ref() {
-                Error::MissingTensor { name } => assert_eq!(name, victim),
-                other => panic!("expected MissingTensor, got {other:?}"),
+                Error::MissingWeight { name } => assert_eq!(name, victim),
+                other => panic!("expected MissingWeight, got {other:?}"),
             }
         }
         other => panic!("expected InFile, got {other:?}"),
@@ -408,8 +386,8 @@ fn missing_weights_file_and_bad_config_are_typed_errors() {
     )
     .unwrap();
     match UNet2DConditionModel::from_pretrained(&dir, DType::F32, &Device::Cpu) {
-        Err(Error::Io { path, .. }) => assert_eq!(path, dir.join(WEIGHTS_FILE)),
-        other => panic!("expected Io, got {other:?}"),
+        Err(Error::ReadFile { path, .. }) => assert_eq!(path, dir.join(WEIGHTS_FILE)),
+        other => panic!("expected ReadFile, got {other:?}"),
     }
     std::fs::write(dir.join("config.json"), "{\"block_out_channels\": [16,").unwrap();
     match UNet2DConditionModel::from_pretrained(&dir, DType::F32, &Device::Cpu) {

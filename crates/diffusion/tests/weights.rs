@@ -2,6 +2,7 @@
 //! conversion, typed errors, Hugging Face cache snapshots.
 
 use brainrecon_diffusion::weights::{cached_snapshot, DiffusionError, ModelDir, Weights};
+use brainrecon_testkit::copy_dir;
 use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
 use std::path::Path;
@@ -111,7 +112,7 @@ fn missing_tensors_and_wrong_shapes_are_typed_errors() {
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("model.safetensors");
     save(&file, &[("w", filled(1.0, &[2, 3], DType::F32))]);
-    let w = Weights::from_files(&[file.clone()], DType::F32, &Device::Cpu).unwrap();
+    let w = Weights::from_files(std::slice::from_ref(&file), DType::F32, &Device::Cpu).unwrap();
     match w.get("v", &[2, 3]) {
         Err(DiffusionError::MissingTensor { path, name }) => {
             assert_eq!(path, file);
@@ -176,26 +177,13 @@ fn cache_snapshots_follow_refs_main() {
     assert!(err.to_string().contains("model_index.json"), "{err}");
 }
 
-fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
 #[test]
 fn a_model_folder_fingerprint_follows_its_contents_not_its_place() {
     let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-sd");
     let dir = tempfile::tempdir().unwrap();
     let (a, b) = (dir.path().join("a"), dir.path().join("elsewhere/b"));
-    copy_tree(&fixture, &a);
-    copy_tree(&fixture, &b);
+    copy_dir(&fixture, &a);
+    copy_dir(&fixture, &b);
     let print = |p: &Path| ModelDir::open(p).unwrap().fingerprint().unwrap();
     let original = print(&a);
     assert_eq!(original.len(), 16);

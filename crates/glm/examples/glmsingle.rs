@@ -11,7 +11,7 @@
 //!   brainrecon_FRACvalue.npy, brainrecon_pcnum.npy; prints {"seconds", "seconds_<stage>"}
 //! ```
 
-use brainrecon_data::npy;
+use brainrecon_formats::npy;
 use brainrecon_glm::fit::{fit_hrf_library, fit_on_off, Run};
 use brainrecon_glm::glmsingle::{glm_single, Params};
 use std::path::{Path, PathBuf};

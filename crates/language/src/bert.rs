@@ -129,7 +129,7 @@ impl BertEmbeddings {
         let x = embed(&self.word_embeddings, ids)?
             .broadcast_add(&self.token_type_embeddings.narrow(0, 0, 1)?)?
             .broadcast_add(&self.position_embeddings.narrow(0, 0, l)?)?;
-        Ok(self.layer_norm.forward(&x)?)
+        self.layer_norm.forward(&x)
     }
 }
 
@@ -149,9 +149,9 @@ impl BertOutput {
     }
 
     pub fn forward(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
-        Ok(self
+        self
             .layer_norm
-            .forward(&(self.dense.forward(x)? + residual)?)?)
+            .forward(&(self.dense.forward(x)? + residual)?)
     }
 }
 

@@ -314,10 +314,7 @@ impl Checkpoint {
 
     /// Attaches the file to a module-building error.
     pub fn in_file(&self, e: ModelError) -> ModelError {
-        match e {
-            ModelError::Module(m) => ModelError::Module(m.in_file(self.path())),
-            other => other,
-        }
+        e.in_file(self.path())
     }
 
     fn resolve(&self, name: &str) -> String {

@@ -120,7 +120,7 @@ impl Gpt2Attention {
         let k = split_heads(&qkv.narrow(2, d, d)?, self.heads)?;
         let v = split_heads(&qkv.narrow(2, 2 * d, d)?, self.heads)?;
         let o = layers::scaled_dot_product_attention(&q, &k, &v, bias, self.scale, false)?;
-        Ok(self.c_proj.forward(&merge_heads(&o)?)?)
+        self.c_proj.forward(&merge_heads(&o)?)
     }
 }
 
@@ -143,7 +143,7 @@ impl Gpt2Mlp {
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let h = self.activation.forward(&self.c_fc.forward(x)?)?;
-        Ok(self.c_proj.forward(&h)?)
+        self.c_proj.forward(&h)
     }
 }
 

@@ -297,7 +297,7 @@ impl LlamaAttention {
         let (k, v) = (self.repeat_kv(&k)?, self.repeat_kv(&v)?);
         let scale = (self.head_dim as f64).powf(-0.5);
         let o = layers::scaled_dot_product_attention(&q, &k, &v, bias, scale, false)?;
-        Ok(self.o_proj.forward(&merge_heads(&o)?)?)
+        self.o_proj.forward(&merge_heads(&o)?)
     }
 
     /// [B, kv_heads, L, Dh] → [B, heads, L, Dh], key/value head `h / group` for query head `h`.
@@ -333,9 +333,9 @@ impl LlamaMlp {
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let gate = layers::silu(&self.gate_proj.forward(x)?)?;
-        Ok(self
+        self
             .down_proj
-            .forward(&(gate * self.up_proj.forward(x)?)?)?)
+            .forward(&(gate * self.up_proj.forward(x)?)?)
     }
 }
 

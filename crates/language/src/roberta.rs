@@ -230,7 +230,7 @@ impl RobertaEmbeddings {
         let x = embed(&self.word_embeddings, ids)?
             .broadcast_add(&self.token_type_embeddings.narrow(0, 0, 1)?)?
             .add(&embed(&self.position_embeddings, &positions)?)?;
-        Ok(self.layer_norm.forward(&x)?)
+        self.layer_norm.forward(&x)
     }
 }
 

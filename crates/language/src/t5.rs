@@ -248,7 +248,7 @@ impl T5Attention {
         let v = split_heads(&self.v.forward(x)?, self.heads)?;
         // T5 folds the scale into its initialisation: scores are plain dot products.
         let o = layers::scaled_dot_product_attention(&q, &k, &v, Some(bias), 1.0, false)?;
-        Ok(self.o.forward(&merge_heads(&o)?)?)
+        self.o.forward(&merge_heads(&o)?)
     }
 }
 
@@ -286,7 +286,7 @@ impl T5DenseActDense {
         if let Some(wi_1) = &self.wi_1 {
             h = (h * wi_1.forward(x)?)?;
         }
-        Ok(self.wo.forward(&h)?)
+        self.wo.forward(&h)
     }
 }
 

@@ -10,6 +10,7 @@ use brainrecon_language::blip::{
 };
 use brainrecon_language::generate::NextTokenLogits;
 use brainrecon_language::wordpiece::BlipTokenizer;
+use brainrecon_testkit::tensor::assert_close_scaled;
 use candle_core::{DType, Device, Tensor};
 
 fn fixtures() -> PathBuf {
@@ -27,28 +28,7 @@ fn model() -> BlipForConditionalGeneration {
 
 /// max |got − want| ≤ rtol · max |want| (f32 against transformers' f32).
 fn assert_close(what: &str, got: &Tensor, want: &Tensor, rtol: f32) {
-    assert_eq!(got.dims(), want.dims(), "{what}: shapes");
-    let got = got.to_dtype(DType::F32).unwrap();
-    let scale = want
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
-    let diff = (got - want)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .max_all()
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap();
-    assert!(scale > 0.0, "{what}: reference is all zeros");
-    assert!(
-        diff <= rtol * scale,
-        "{what}: max |diff| {diff:e} > {rtol:e} × {scale}"
-    );
+    assert_close_scaled(what, got, want, rtol, 0.0);
 }
 
 const RTOL: f32 = 1e-5;

@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 
 use brainrecon_language::t5::{T5Config, T5EncoderModel};
+use brainrecon_testkit::tensor::assert_close_scaled;
 use candle_core::{DType, Device, Tensor};
 
 /// max |got − want| ≤ TOL · max |want|.
@@ -37,16 +38,7 @@ fn max_abs(t: &Tensor) -> f32 {
 
 /// Checks and returns the max abs error.
 fn assert_close(what: &str, got: &Tensor, want: &Tensor) -> f32 {
-    assert_eq!(got.dims(), want.dims(), "{what}: shapes");
-    let scale = max_abs(want);
-    let diff = max_abs(&(got.to_dtype(DType::F32).unwrap() - want).unwrap());
-    assert!(scale > 0.1, "{what}: reference is near zero");
-    assert!(
-        diff <= TOL * scale,
-        "{what}: max |diff| {diff:e} > {TOL:e} × {scale}"
-    );
-    eprintln!("{what}: max |diff| {diff:e} (max |want| {scale:.3})");
-    diff
+    assert_close_scaled(what, got, want, TOL, 0.1)
 }
 
 fn check(name: &str) {

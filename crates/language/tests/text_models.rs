@@ -10,6 +10,7 @@ use brainrecon_language::text_model::{
     PoolTokens, TextModel,
 };
 use brainrecon_language::text_tokenizer::{TextTokenizer, TokenizerClass};
+use brainrecon_testkit::tensor::assert_close_scaled;
 use candle_core::{DType, Device, IndexOp, Tensor};
 use serde_json::Value;
 
@@ -57,15 +58,7 @@ fn max_abs(t: &Tensor) -> f32 {
 }
 
 fn assert_close(what: &str, got: &Tensor, want: &Tensor, rtol: f32) {
-    assert_eq!(got.dims(), want.dims(), "{what}: shapes");
-    let got = got.to_dtype(DType::F32).unwrap();
-    let scale = max_abs(want);
-    let diff = max_abs(&(got - want).unwrap());
-    assert!(scale > 0.0, "{what}: reference is all zeros");
-    assert!(
-        diff <= rtol * scale,
-        "{what}: max |diff| {diff:e} > {rtol:e} × {scale}"
-    );
+    assert_close_scaled(what, got, want, rtol, 0.0);
 }
 
 fn ids_of(v: &Value) -> Vec<u32> {

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use brainrecon_core::fs::{sync_dir, temp_sibling, write_bytes_atomic};
+use brainrecon_core::fs::{sync_dir, write_bytes_atomic, write_folder_atomic};
 use candle_core::Tensor;
 
 use crate::error::{ModelError, Result};
@@ -112,9 +112,9 @@ pub fn save_checkpoint(
 ) -> Result<PathBuf> {
     std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
     let target = dir.join(step_dir_name(step));
-    let staging = temp_sibling(&dir.join(format!("{}.staging", step_dir_name(step))));
-    let written = (|| -> Result<()> {
-        std::fs::create_dir(&staging).map_err(|e| ModelError::io(&staging, e))?;
+    // Staged as `step-<step>.partial` (never read as a checkpoint); an earlier checkpoint of
+    // this step is replaced only once the new one is complete.
+    write_folder_atomic(&target, |staging| -> Result<()> {
         params.save_safetensors(staging.join(PARAMS_FILE))?;
         optimizer.save(staging.join(OPTIMIZER_FILE))?;
         let state = serde_json::json!({
@@ -126,33 +126,9 @@ pub fn save_checkpoint(
         let text = serde_json::to_vec_pretty(&state)
             .map_err(|e| ModelError::Invalid(format!("checkpoint state: {e}")))?;
         write_bytes_atomic(&staging.join(STATE_FILE), &text)?;
-        sync_dir(&staging);
+        sync_dir(staging);
         Ok(())
-    })();
-    if let Err(e) = written {
-        let _ = std::fs::remove_dir_all(&staging);
-        return Err(e);
-    }
-    // An existing checkpoint of this step moves aside first (a folder cannot be renamed over
-    // a non-empty one).
-    let old = if target.exists() {
-        let aside = temp_sibling(&dir.join(format!("{}.replaced", step_dir_name(step))));
-        std::fs::rename(&target, &aside).map_err(|e| ModelError::io(&target, e))?;
-        Some(aside)
-    } else {
-        None
-    };
-    if let Err(e) = std::fs::rename(&staging, &target) {
-        if let Some(aside) = &old {
-            let _ = std::fs::rename(aside, &target);
-        }
-        let _ = std::fs::remove_dir_all(&staging);
-        return Err(ModelError::io(&target, e));
-    }
-    sync_dir(dir);
-    if let Some(aside) = old {
-        std::fs::remove_dir_all(&aside).map_err(|e| ModelError::io(&aside, e))?;
-    }
+    })?;
     let all = list_checkpoints(dir)?;
     let excess = all.len().saturating_sub(KEEP_CHECKPOINTS);
     for (_, path) in &all[..excess] {
@@ -310,6 +286,8 @@ mod tests {
         assert_eq!(parse_step_dir("step-1a"), None);
         assert_eq!(parse_step_dir("step--1"), None);
         assert_eq!(parse_step_dir(".step-3.staging-1-2"), None);
+        assert_eq!(parse_step_dir("step-3.partial"), None);
+        assert_eq!(parse_step_dir("step-3.old"), None);
         assert_eq!(step_dir_name(7), "step-7");
     }
 }

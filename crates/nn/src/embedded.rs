@@ -2,9 +2,12 @@
 //! on any machine, offline. On first use a folder is written to the cache
 //! (`$BRAINRECON_CACHE`, else `$XDG_CACHE_HOME/brainrecon`, else `~/.cache/brainrecon`) under
 //! a name that includes a hash of its bytes, so a new build never reads an old copy. The
-//! folder is written beside its final name and renamed into place.
+//! folder is written beside its final name and renamed into place
+//! ([`write_folder_once`](brainrecon_core::fs::write_folder_once)).
 
 use std::path::{Path, PathBuf};
+
+use brainrecon_core::fs::write_folder_once;
 
 use crate::error::{ModelError, Result};
 use crate::rng::fnv1a64;
@@ -51,35 +54,17 @@ impl EmbeddedModel {
         let dir = cache
             .join("models")
             .join(format!("{}-{:016x}", self.name, self.content_hash()));
-        if dir.join(self.marker).is_file() {
-            return Ok(dir);
-        }
-        let parent = dir.parent().expect("a folder in the cache");
-        std::fs::create_dir_all(parent).map_err(|e| ModelError::io(parent, e))?;
-        // One staging folder per process: two first uses at once do not write into each other.
-        let staging = parent.join(format!(
-            ".{}.partial-{}",
-            dir.file_name().unwrap().to_string_lossy(),
-            std::process::id()
-        ));
-        if staging.exists() {
-            std::fs::remove_dir_all(&staging).map_err(|e| ModelError::io(&staging, e))?;
-        }
-        for (name, data) in self.files {
-            let path = staging.join(name);
-            let folder = path.parent().expect("a file in a folder");
-            std::fs::create_dir_all(folder).map_err(|e| ModelError::io(folder, e))?;
-            std::fs::write(&path, data).map_err(|e| ModelError::io(&path, e))?;
-        }
-        match std::fs::rename(&staging, &dir) {
-            Ok(()) => Ok(dir),
-            // Another process finished first: use its copy.
-            Err(_) if dir.join(self.marker).is_file() => {
-                let _ = std::fs::remove_dir_all(&staging);
-                Ok(dir)
+        // Two first uses at once each write their own copy; the first complete one stays.
+        write_folder_once(&dir, self.marker, |staging| {
+            for (name, data) in self.files {
+                let path = staging.join(name);
+                let folder = path.parent().expect("a file in a folder");
+                std::fs::create_dir_all(folder).map_err(|e| ModelError::io(folder, e))?;
+                std::fs::write(&path, data).map_err(|e| ModelError::io(&path, e))?;
             }
-            Err(e) => Err(ModelError::io(&dir, e)),
-        }
+            Ok::<(), ModelError>(())
+        })?;
+        Ok(dir)
     }
 
     /// The model's folder in [`cache_dir`].
@@ -144,7 +129,7 @@ mod tests {
         let leftovers = std::fs::read_dir(dir.parent().unwrap())
             .unwrap()
             .filter_map(|e| e.ok())
-            .filter(|e| e.file_name().to_string_lossy().contains("partial"))
+            .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
             .count();
         assert_eq!(leftovers, 0);
         MODEL.assert_matches_folder(&dir, &[]);

@@ -1,11 +1,17 @@
-//! The error of loading and running models.
+//! The one error of nn and the model crates on it: finding, reading, building and running a
+//! model, down to a single layer.
 
 use std::path::{Path, PathBuf};
 
 /// A result whose error is a [`ModelError`] by default.
 pub type Result<T, E = ModelError> = std::result::Result<T, E>;
 
-/// Everything that can go wrong while finding, reading or running a model.
+/// Everything that can go wrong while finding, reading, building or running a model.
+///
+/// The variants from [`MissingWeight`](ModelError::MissingWeight) to
+/// [`Tensor`](ModelError::Tensor) are raised while a module is built from a
+/// [`VarBuilder`](candle_nn::VarBuilder) or run on an input, where the weight file is not known;
+/// [`ModelError::in_file`] names it.
 #[allow(missing_docs)] // the variants read as their messages
 #[derive(Debug, thiserror::Error)]
 pub enum ModelError {
@@ -51,8 +57,49 @@ pub enum ModelError {
     Tokenizer { path: PathBuf, message: String },
     #[error("{0}")]
     Invalid(String),
+    /// A parameter the module needs is absent from the weights.
+    #[error("missing tensor `{name}` in the weights")]
+    MissingWeight { name: String },
+    /// A parameter has a shape other than the one the configuration implies.
+    #[error(
+        "tensor `{name}` has shape {got:?} in the weights, but the model expects {expected:?}"
+    )]
+    ShapeMismatch {
+        name: String,
+        expected: Vec<usize>,
+        got: Vec<usize>,
+    },
+    /// An error while loading weights from a given file.
+    #[error("{}: {source}", file.display())]
+    InFile {
+        file: PathBuf,
+        #[source]
+        source: Box<ModelError>,
+    },
+    /// A file could not be read.
+    #[error("cannot read {}: {source}", path.display())]
+    ReadFile {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A configuration file could not be parsed.
+    #[error("cannot parse config {}: {source}", path.display())]
+    ConfigParse {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A configuration the modules cannot build (unknown block type, inconsistent lengths...).
+    #[error("invalid config: {0}")]
+    InvalidConfig(String),
+    /// An input of the wrong shape.
+    #[error("invalid input `{name}`: {msg}")]
+    InvalidInput { name: &'static str, msg: String },
+    /// A tensor the weights could not give (a failed lookup or memory map), as candle words it.
     #[error(transparent)]
-    Module(#[from] crate::layers::Error),
+    Tensor(candle_core::Error),
+    /// A failed tensor operation; `?` on a candle result lands here, in layers as in models.
     #[error("tensor computation failed: {0}")]
     Candle(#[from] candle_core::Error),
     /// A file written or read through the ground crate (atomic writes).
@@ -63,10 +110,27 @@ pub enum ModelError {
 impl ModelError {
     /// True for bad input (files, names, shapes, arguments); false for internal failures.
     pub fn is_user_error(&self) -> bool {
+        !matches!(self, ModelError::Candle(_) | ModelError::Tensor(_))
+    }
+
+    /// Attaches the weight file to an error raised while building a module from it (the
+    /// variants from [`MissingWeight`](ModelError::MissingWeight) to
+    /// [`Tensor`](ModelError::Tensor)). Other errors, which name their file already or are
+    /// failed computations, come back unchanged.
+    pub fn in_file(self, file: impl Into<PathBuf>) -> ModelError {
         match self {
-            ModelError::Candle(_) => false,
-            ModelError::Module(e) => !matches!(e, crate::layers::Error::Candle(_)),
-            _ => true,
+            ModelError::MissingWeight { .. }
+            | ModelError::ShapeMismatch { .. }
+            | ModelError::InFile { .. }
+            | ModelError::ReadFile { .. }
+            | ModelError::ConfigParse { .. }
+            | ModelError::InvalidConfig(_)
+            | ModelError::InvalidInput { .. }
+            | ModelError::Tensor(_) => ModelError::InFile {
+                file: file.into(),
+                source: Box::new(self),
+            },
+            other => other,
         }
     }
 

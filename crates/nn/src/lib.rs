@@ -36,4 +36,8 @@ pub mod rng;
 pub mod weights;
 mod winograd;
 
-pub use error::{ModelError, Result};
+/// The one error of nn and the model crates on it, also reachable as [`Error`].
+pub use error::ModelError;
+/// [`ModelError`] under the short name.
+pub use error::ModelError as Error;
+pub use error::Result;

@@ -1,12 +1,13 @@
-//! The prepared subject (brainrecon-data): metadata, ROI resolution and the layout of each
+//! The prepared subject (brainrecon-datasets): metadata, ROI resolution and the layout of each
 //! `.npy` file, so that Python maps the arrays with `numpy.memmap` instead of reading them.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
 
-use brainrecon_data::nsd::prepare::{prepare, PrepareOptions, ZScore};
-use brainrecon_data::prepared::{PreparedSubject, Split};
-use brainrecon_data::{npy, DataError};
+use brainrecon_core::DataError;
+use brainrecon_datasets::nsd::prepare::{prepare, PrepareOptions, ZScore};
+use brainrecon_datasets::prepared::{PreparedSubject, Split};
+use brainrecon_formats::npy;
 use brainrecon_simulate::{simulate, OutputLayout, SimulateOptions};
 use numpy::PyArray1;
 use pyo3::prelude::*;
@@ -29,7 +30,7 @@ type Layout = (String, Vec<usize>, usize);
 
 /// Reads and checks the header of `path`; with `expected`, the dtype must be that one.
 fn layout(path: &Path, expected: Option<(&str, &str)>) -> Result<Layout, DataError> {
-    brainrecon_data::error::require_file(path, "a NumPy .npy file")?;
+    brainrecon_core::error::require_file(path, "a NumPy .npy file")?;
     let mut file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
     let file_len = file.metadata().map_err(|e| DataError::io(path, e))?.len() as usize;
     // headers are at most a few KB (format 2.0 allows more: read until it is complete)
@@ -211,9 +212,9 @@ fn nsd_prepare(
     if image_size == Some(0) {
         return Err(errors::value("image_size: expected a positive size"));
     }
-    let subject = brainrecon_data::nsd::parse_subject(subject).map_err(errors::data)?;
+    let subject = brainrecon_datasets::nsd::parse_subject(subject).map_err(errors::data)?;
     let sessions = sessions
-        .map(brainrecon_data::nsd::parse_sessions)
+        .map(brainrecon_datasets::nsd::parse_sessions)
         .transpose()
         .map_err(errors::data)?;
     let atlases = rois.unwrap_or_else(|| {

@@ -4,7 +4,7 @@
 //! numerics `RuntimeError`, and everything about bad input (shapes, NaN, options, malformed
 //! files) `ValueError`.
 
-use brainrecon_data::DataError;
+use brainrecon_core::DataError;
 use brainrecon_metrics::MetricsError;
 use brainrecon_ridge::RidgeError;
 use pyo3::exceptions::{PyFileNotFoundError, PyOSError, PyRuntimeError, PyValueError};

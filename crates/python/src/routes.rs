@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
-use brainrecon_data::image::RgbImage;
-use brainrecon_data::prepared::PreparedSubject;
+use brainrecon_datasets::prepared::PreparedSubject;
 use brainrecon_diffusion::pipeline::{DType, Device, StableDiffusion};
+use brainrecon_formats::image::RgbImage;
 use brainrecon_realtime::follow::FollowOptions;
 use brainrecon_routes::decoders::{
     default_alphas, default_features_dir, fit_decoder, DecoderCv, DecoderSpec, Target,
@@ -487,7 +487,7 @@ fn route_encode_runs(
     let layer = LayerChoice::parse(&layer).map_err(route)?;
     let summary = py
         .detach(|| {
-            let runs = brainrecon_data::runs::RunSet::open(&subject)?;
+            let runs = brainrecon_datasets::runs::RunSet::open(&subject)?;
             let needs_text = options
                 .bands
                 .iter()

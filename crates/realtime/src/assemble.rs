@@ -6,8 +6,8 @@
 //! next one arrives. A volume overtaken by a later one with slices missing is reported, not
 //! stacked.
 
-use brainrecon_data::dicom::slices::{stack_files, DicomSlice};
-use brainrecon_data::dicom::DicomVolume;
+use brainrecon_formats::dicom::slices::{stack_files, DicomSlice};
+use brainrecon_formats::dicom::DicomVolume;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
@@ -150,8 +150,8 @@ fn same_position(a: [f64; 3], b: [f64; 3]) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use brainrecon_data::dicom::slices::{PlacedSlice, Plane};
-    use brainrecon_data::dicom::SeriesPosition;
+    use brainrecon_formats::dicom::slices::{PlacedSlice, Plane};
+    use brainrecon_formats::dicom::SeriesPosition;
 
     fn slice(volume: Option<i64>, k: usize) -> DicomSlice {
         DicomSlice {

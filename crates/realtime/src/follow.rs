@@ -26,7 +26,7 @@ use crate::rigid::RigidParams;
 use crate::session::{Processed, SessionOptions, SessionPreprocessor};
 use crate::watch::{FolderWatch, Ready};
 use brainrecon_core::stats::quantile_nearest_rank;
-use brainrecon_data::{DataError, Result};
+use brainrecon_core::{DataError, Result};
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::Write;
@@ -469,4 +469,68 @@ fn format_row(row: &Row) -> String {
         row.processing_ms,
         row.latency_ms
     )
+}
+
+/// Why [`watch`] stopped before the session began: a file it could not read, or a subject
+/// reference it could not prepare.
+#[derive(Debug, thiserror::Error)]
+pub enum WatchError {
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error(transparent)]
+    Volume(#[from] crate::session::VolumeError),
+}
+
+/// Follows `options.folder` for motion only (`realtime watch`): each volume realigned to the
+/// session's first, which is registered to `subject_reference` (a NIfTI volume on the
+/// subject's grid) when given. Writes OUT/motion.tsv as volumes arrive and OUT/session.json at
+/// the end; refused files go to `log`. Ends when `options` says or `stop` is set.
+pub fn watch(
+    options: FollowOptions,
+    subject_reference: Option<&Path>,
+    out: &Path,
+    stop: &AtomicBool,
+    log: &dyn Fn(&str),
+) -> std::result::Result<WatchRecord, WatchError> {
+    use crate::session::SubjectSpace;
+    options.check()?;
+    // The subject's reference is read and prepared now, before the scanner's first volume.
+    let space = match subject_reference {
+        Some(path) => {
+            let reference = crate::read::read_image(path)?;
+            SubjectSpace {
+                grid: reference.grid.clone(),
+                voxels: Vec::new(),
+                reference: Some(reference),
+            }
+        }
+        None => SubjectSpace::motion_only(),
+    };
+    let preprocessor = SessionPreprocessor::new(space, options.session_options())?;
+    let mut follower = Follower::new(options, preprocessor, out)?;
+    for event in follower.events(stop) {
+        if let Event::Refused(refused) = event? {
+            log(&refused.log_line());
+        }
+    }
+    let record = follower.record();
+    brainrecon_core::fs::write_json_atomic(&out.join("session.json"), &record)?;
+    Ok(record)
+}
+
+impl WatchRecord {
+    /// The summary as `realtime watch` prints it; `out` is the session's folder.
+    pub fn text(&self, out: &Path) -> String {
+        let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0} ms"));
+        format!(
+            "{} volumes ({} refused), latency median {} p95 {}, largest framewise displacement {:.2} mm; ended by {}\nmotion trace: {}\n",
+            self.volumes,
+            self.refused.len(),
+            ms(self.latency_ms_median),
+            ms(self.latency_ms_p95),
+            self.max_framewise_displacement_mm,
+            self.ended_by,
+            out.join("motion.tsv").display()
+        )
+    }
 }

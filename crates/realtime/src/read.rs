@@ -4,7 +4,8 @@
 
 use crate::assemble::{Assembled, SliceAssembler};
 use crate::grid::{Grid, Image};
-use brainrecon_data::{dicom, nifti_io, DataError, Result};
+use brainrecon_core::{DataError, Result};
+use brainrecon_formats::{dicom, nifti_io};
 use std::path::{Path, PathBuf};
 
 /// The suffixes of the files an export folder is followed for.

@@ -5,7 +5,7 @@
 //! are refused by name and the session goes on; motion.tsv and the summary say so.
 mod common;
 
-use brainrecon_data::dicom::write::{write_volume, DicomLayout, ScannerVolume};
+use brainrecon_formats::dicom::write::{write_volume, DicomLayout, ScannerVolume};
 use brainrecon_realtime::follow::{Event, FollowOptions, Follower};
 use brainrecon_realtime::grid::Grid;
 use brainrecon_realtime::rigid::{Rigid, RigidParams};

@@ -2,7 +2,7 @@
 //! squares, Euler3DTransform) of int16 NIfTI volumes moved by planted motions
 //! (tools/fixtures/realign_simpleitk.py). brainrecon's estimate must be within 0.1 mm and
 //! 0.1° of both the planted motion and SimpleITK's estimate.
-use brainrecon_data::nifti_io::read_volume;
+use brainrecon_formats::nifti_io::read_volume;
 use brainrecon_realtime::grid::{Grid, Image};
 use brainrecon_realtime::realign::{RealignOptions, Reference};
 use brainrecon_realtime::rigid::{Rigid, RigidParams};

@@ -6,7 +6,8 @@
 
 use crate::error::{Result, RouteError};
 use brainrecon_core::error::require_file;
-use brainrecon_data::{npy, DataError};
+use brainrecon_core::DataError;
+use brainrecon_formats::npy;
 use brainrecon_ridge::metrics::{pearson_per_target, r2_per_target, summarize};
 use brainrecon_ridge::{row_major_view, Cv, RidgeCv, RidgeModel, Shard};
 use serde::Serialize;
@@ -369,4 +370,84 @@ pub fn score(pred: &Path, y: &Path, out_prefix: Option<&Path>) -> Result<ScoreSu
         },
         undefined_r: r.iter().filter(|v| !v.is_finite()).count(),
     })
+}
+
+impl FitSummary {
+    /// The line `ridge fit` prints.
+    pub fn text(&self) -> String {
+        format!(
+            "fitted {} × {} → targets {}..{} of {} ({} solver) in {:.2} s (median alpha {:.3e}); saved {}",
+            self.n_samples,
+            self.n_features,
+            self.target_range[0],
+            self.target_range[1],
+            self.n_targets,
+            self.solver_name,
+            self.seconds,
+            self.median_alpha,
+            self.model.display()
+        )
+    }
+}
+
+impl ScoreSummary {
+    /// The line `ridge score` prints.
+    pub fn text(&self) -> String {
+        format!(
+            "{} targets over {} samples: Pearson r mean {:.4} median {:.4}; R² mean {:.4} median {:.4}",
+            self.n_targets,
+            self.n_samples,
+            self.pearson_r.mean,
+            self.pearson_r.median,
+            self.r2.mean,
+            self.r2.median
+        )
+    }
+}
+
+/// The estimator of `ridge fit` as the command line describes it.
+#[derive(Debug, Clone)]
+pub struct EstimatorRequest {
+    /// The alpha grid, comma-separated (default: [`crate::decoders::standard_alphas`]).
+    pub alphas: Option<String>,
+    /// Fit an unpenalised intercept.
+    pub intercept: bool,
+    /// Scale each column of X to unit variance.
+    pub standardize: bool,
+    /// Targets processed together (≥ 1).
+    pub target_chunk: usize,
+    /// Precision of the Gram matrix and its decomposition.
+    pub precision: brainrecon_ridge::Precision,
+    /// cpu, cuda or cuda:N.
+    pub device: String,
+    /// Keep dual coefficients and the training X.
+    pub dual: bool,
+    /// Threads of the linear algebra (default: all cores), set at once.
+    pub threads: Option<usize>,
+}
+
+impl EstimatorRequest {
+    /// Sets the threads, then checks the settings (before any file is read) into an estimator.
+    pub fn estimator(&self) -> Result<RidgeCv> {
+        if let Some(threads) = self.threads {
+            brainrecon_ridge::set_threads(threads);
+        }
+        let alphas = match &self.alphas {
+            Some(text) => crate::options::parse_alphas(text)?,
+            None => crate::decoders::standard_alphas(),
+        };
+        if self.target_chunk == 0 {
+            return Err(usage("--target-chunk must be ≥ 1"));
+        }
+        Ok(RidgeCv {
+            alphas,
+            fit_intercept: self.intercept,
+            standardize: self.standardize,
+            target_chunk: self.target_chunk,
+            precision: self.precision,
+            device: crate::options::ridge_device(&self.device)?,
+            dual: self.dual,
+            ..RidgeCv::default()
+        })
+    }
 }

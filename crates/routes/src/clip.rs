@@ -3,9 +3,9 @@
 
 use crate::error::Result;
 use crate::features::{rows_of, FeatureKind, Stimulus, StimulusEncoder};
-use brainrecon_data::image::RgbImage;
 use brainrecon_diffusion::clip_vision::{load_clip_vision, ClipImageProcessor, ClipVisionModel};
 use brainrecon_diffusion::pipeline::{DType, Device};
+use brainrecon_formats::image::RgbImage;
 use std::collections::BTreeMap;
 
 /// The model CLIP identification uses when none is named (MindEye's ViT-L/14).

@@ -7,8 +7,8 @@
 use crate::decoder_stream;
 use crate::error::{Result, RouteError};
 use crate::features::{load_features_mapped, FeatureKind};
-use brainrecon_data::npy;
-use brainrecon_data::prepared::{PreparedSubject, Roi, Split};
+use brainrecon_datasets::prepared::{PreparedSubject, Roi, Split};
+use brainrecon_formats::npy;
 use brainrecon_ridge::metrics::{pearson_per_target, summarize};
 use brainrecon_ridge::{row_major_view, Cv, RidgeCv, RidgeModel, Scoring};
 use serde::Serialize;
@@ -371,6 +371,135 @@ impl DecoderSummary {
 }
 
 pub const TEST_R_FILE: &str = "test_r.npy";
+
+impl DecoderSummary {
+    /// The lines the command prints.
+    pub fn text(&self) -> String {
+        format!(
+            "fitted {} voxels of {} → {} targets {:?} on {} rows in {:.1} s (median alpha {:.3e})\n\
+             per-target CV R²: mean {:.4}, median {:.4}; test Pearson r on {} images: mean {:.4}, \
+             median {:.4}\n\
+             saved {} (per-target test r in {})\n",
+            self.n_voxels,
+            self.roi,
+            self.n_targets,
+            self.target_shape,
+            self.n_train_rows,
+            self.seconds,
+            self.median_alpha,
+            self.cv_r2_mean,
+            self.cv_r2_median,
+            self.n_test,
+            self.test_r_mean,
+            self.test_r_median,
+            self.model.display(),
+            self.model.join(TEST_R_FILE).display()
+        )
+    }
+}
+
+/// A decoder fit as the command line asks for it; [`fit_request`] checks it and fills in the
+/// target's defaults.
+#[derive(Debug, Clone)]
+pub struct FitRequest {
+    /// The prepared subject.
+    pub subject: PathBuf,
+    /// z, c, clip-image, blip…, pixels:SIZE or a .npy (see [`Target::parse`]).
+    pub target: String,
+    /// The ROI (default: the target's, see [`Target::default_roi_on`]).
+    pub roi: Option<String>,
+    /// The decoder folder to write.
+    pub out: PathBuf,
+    /// The features folder (default: SUBJECT/features).
+    pub features: Option<PathBuf>,
+    /// The alpha grid (default: the target's, see [`default_alphas`]).
+    pub alphas: Option<Vec<f64>>,
+    /// `loo`, `gcv` or a number of folds ≥ 2.
+    pub cv: String,
+    /// Train on betas averaged over repeats.
+    pub average_train: bool,
+    /// Scale voxels (the default for model features, which `no_standardize` turns off).
+    pub standardize: bool,
+    pub no_standardize: bool,
+    /// Fit an intercept.
+    pub intercept: bool,
+    /// cpu, cuda or cuda:N: where the ridge fit runs.
+    pub device: String,
+    pub precision: brainrecon_ridge::Precision,
+    /// Targets fitted at a time (CPU).
+    pub target_block: Option<usize>,
+}
+
+/// Checks `request` and fits the decoder; `warn` hears what the user should know (labels of
+/// the default ROI the subject lacks, before the fit; alphas at the grid's edge, after).
+pub fn fit_request(request: &FitRequest, warn: &mut dyn FnMut(String)) -> Result<DecoderSummary> {
+    let r = request;
+    let usage = |m: String| RouteError::Usage(m);
+    let subject = PreparedSubject::open(&r.subject)?;
+    let target = Target::parse(&r.target)?;
+    let published = target.is_model_feature();
+    let cv = DecoderCv::parse(&r.cv).ok_or_else(|| {
+        usage(format!(
+            "--cv: expected loo, gcv or a number of folds ≥ 2, found '{}'",
+            r.cv
+        ))
+    })?;
+    let device = crate::options::ridge_device(&r.device)?;
+    let cpu = device == brainrecon_ridge::Device::Cpu;
+    if !cpu && matches!(cv, DecoderCv::KFold(_)) {
+        return Err(usage(format!(
+            "--device {}: K-fold cross-validation runs on the CPU only; use --cv gcv or --cv loo on a GPU",
+            r.device
+        )));
+    }
+    if r.target_block == Some(0) {
+        return Err(usage("--target-block: expected at least 1 target".into()));
+    }
+    if r.target_block.is_some() && !cpu {
+        return Err(usage(format!(
+            "--target-block: fits a block of targets at a time on the CPU only, not --device {}",
+            r.device
+        )));
+    }
+    let roi = match &r.roi {
+        Some(roi) => roi.clone(),
+        None => {
+            let (roi, missing) = target.default_roi_on(&subject);
+            if !missing.is_empty() {
+                warn(format!(
+                    "{} not in this subject; decoding from {roi}",
+                    missing.join(", ")
+                ));
+            }
+            roi
+        }
+    };
+    let spec = DecoderSpec {
+        roi,
+        alphas: r.alphas.clone().unwrap_or_else(|| default_alphas(&target)),
+        features_dir: r
+            .features
+            .clone()
+            .unwrap_or_else(|| default_features_dir(&subject)),
+        target,
+        cv,
+        standardize: if published {
+            !r.no_standardize
+        } else {
+            r.standardize
+        },
+        intercept: r.intercept,
+        average_train: r.average_train,
+        device,
+        precision: r.precision,
+        target_block: r.target_block,
+    };
+    let summary = fit_decoder(&subject, &spec, &r.out)?;
+    if let Some(warning) = summary.edge_warning() {
+        warn(warning);
+    }
+    Ok(summary)
+}
 
 /// Fits a decoder and writes it to `out`. Many targets (more than
 /// [`decoder_stream::STREAM_ABOVE_BYTES`] of Y, or `spec.target_block`) are fitted a block of

@@ -1,20 +1,25 @@
 //! The demo: a whole route run offline on a simulated subject with the built-in models, step by
 //! step as a user would type it, ending with the headline figures.
 //!
-//! Each step is a brainrecon command, handed to the caller's [`DemoSteps::command`] as its
-//! arguments (the command line runs them in-process and prints them, so the demo doubles as a
-//! recipe). [`run`] decides which steps to run, skip or redo (an interrupted demo continues
+//! Each step is announced with the brainrecon command that does it (so the demo doubles as a
+//! recipe) and run by the library function behind that command; the steps of other parts
+//! (simulate, nsd prepare, glm) go to the caller's [`DemoSteps::command`]. [`run`] decides which steps to run, skip or redo (an interrupted demo continues
 //! where it stopped; decoders and reconstructions made with other model files are made
 //! again), then scores the reconstructions, draws the pairs picture and writes the summary.
 
+use crate::caption::decode::{caption_request, CaptionOptions, CaptionRequest};
 use crate::caption::embedded::{SHAPES_BLIP, SHAPES_BLIP_MODEL};
-use crate::linear::Manifest;
+use crate::decoders::{fit_request, FitRequest};
+use crate::features::{features_request, FeaturesRequest};
+use crate::folder_eval::{eval, EvalRequest};
+use crate::linear::{Manifest, ReconstructOptions};
+use crate::reconstruct::ReconstructRequest;
 use crate::{Result, RouteError};
 use brainrecon_core::fs::{read_json, write_json_atomic};
-use brainrecon_data::image::{read_png, write_png, RgbImage};
-use brainrecon_data::prepared::PreparedSubject;
-use brainrecon_data::DataError;
+use brainrecon_core::DataError;
+use brainrecon_datasets::prepared::PreparedSubject;
 use brainrecon_diffusion::weights::ModelDir;
+use brainrecon_formats::image::{read_png, write_png, RgbImage};
 use brainrecon_simulate::classify::{scene_accuracy, SceneAccuracy};
 use brainrecon_simulate::scene::Scene;
 use brainrecon_simulate::Truth;
@@ -46,6 +51,23 @@ impl Route {
             Route::Experiment => "experiment",
             Route::Realtime => "realtime",
         }
+    }
+
+    /// `linear`, `caption`, `experiment` or `realtime` (as [`Route::name`] writes them).
+    pub fn parse(text: &str) -> Result<Self> {
+        [
+            Route::Linear,
+            Route::Caption,
+            Route::Experiment,
+            Route::Realtime,
+        ]
+        .into_iter()
+        .find(|route| route.name() == text)
+        .ok_or_else(|| {
+            RouteError::Usage(format!(
+                "--route: expected linear, caption, experiment or realtime, found '{text}'"
+            ))
+        })
     }
 
     /// `reconstruct --method`.
@@ -109,6 +131,10 @@ pub struct DemoOptions {
     pub device: String,
     /// The route.
     pub route: Route,
+    /// The command line, recorded in the manifests and reports.
+    pub command: String,
+    /// Draw progress bars.
+    pub progress: bool,
 }
 
 /// The demo's folders, as the steps use them.
@@ -149,14 +175,24 @@ impl DemoPaths {
     }
 }
 
-/// How the caller runs the demo's steps and hears what it found.
+/// How the caller shows the demo's steps and runs those the library does not.
 pub trait DemoSteps {
     /// The caller's error; the demo's own become it.
     type Error: From<RouteError>;
 
-    /// Runs step `number` of 6, titled `title`: the brainrecon command `args` (without the
-    /// program name).
-    fn command(&mut self, number: usize, title: &str, args: &[&str]) -> Result<(), Self::Error>;
+    /// Step `number` of 6, titled `title`, starts: `args` is the brainrecon command (without
+    /// the program name) that does it, shown so that the demo doubles as a recipe.
+    fn announce(&mut self, number: usize, title: &str, args: &[&str]);
+
+    /// Runs the brainrecon command `args` after its announcement: the steps of other parts
+    /// (simulate, nsd prepare, glm, glm prepare).
+    fn command(&mut self, args: &[&str]) -> Result<(), Self::Error>;
+
+    /// What a step reports, for people (the command's standard output).
+    fn print(&mut self, text: &str) -> Result<(), Self::Error>;
+
+    /// A step's warning.
+    fn warn(&mut self, text: &str);
 
     /// `--route realtime`'s step 5: the subject's next session exported by a simulated scanner
     /// while `realtime run` reconstructs it into OUT/realtime-session (and the same volumes
@@ -165,6 +201,17 @@ pub trait DemoSteps {
 
     /// Step `number` was found done, or must be redone: `text` says which and why.
     fn note(&mut self, number: usize, text: &str);
+}
+
+/// Announces and runs a command of another part.
+fn command<S: DemoSteps>(
+    steps: &mut S,
+    number: usize,
+    title: &str,
+    args: &[&str],
+) -> Result<(), S::Error> {
+    steps.announce(number, title, args);
+    steps.command(args)
 }
 
 /// The headline figures of a demo (OUT/demo.json and the like).
@@ -308,7 +355,7 @@ pub fn run<S: DemoSteps>(options: &DemoOptions, steps: &mut S) -> Result<DemoSum
     let device = options.device.as_str();
     let subject = path(&paths.subject);
     for (kind, model) in options.route.features(&options.model) {
-        steps.command(
+        steps.announce(
             3,
             &format!("features of the stimuli: {kind}"),
             &[
@@ -322,7 +369,8 @@ pub fn run<S: DemoSteps>(options: &DemoOptions, steps: &mut S) -> Result<DemoSum
                 "--device",
                 device,
             ],
-        )?;
+        );
+        features(options, &paths.subject, kind, model, steps)?;
     }
     // Decoders and reconstructions made with other files under the model's name (an
     // earlier version of shapes-ldm or shapes-blip) are made again.
@@ -343,9 +391,8 @@ pub fn run<S: DemoSteps>(options: &DemoOptions, steps: &mut S) -> Result<DemoSum
         remove_dir(recons)?;
     }
     let captions = out.join("captions");
-    let decoders = path(&paths.decoders);
     if options.route == Route::Caption {
-        steps.command(
+        steps.announce(
             5,
             "caption the test images from their decoded BLIP tokens (shapes-blip)",
             &[
@@ -353,74 +400,175 @@ pub fn run<S: DemoSteps>(options: &DemoOptions, steps: &mut S) -> Result<DemoSum
                 "--subject",
                 subject,
                 "--decoders",
-                decoders,
+                path(&paths.decoders),
                 "--out",
                 path(&captions),
                 "--device",
                 device,
             ],
-        )?;
+        );
+        let file = caption_request(&CaptionRequest {
+            subject: paths.subject.clone(),
+            decoders: Some(paths.decoders.clone()),
+            source: "decoded".into(),
+            features: None,
+            blip: SHAPES_BLIP.into(),
+            out: captions.clone(),
+            options: CaptionOptions::default(),
+            beam_scoring: "published".into(),
+            device: options.device.clone(),
+            progress: options.progress,
+        })?;
+        steps.print(&file.text(&captions))?;
     }
     if options.route == Route::Realtime {
         steps.realtime_session(&paths)?;
     } else {
-        let (seed, samples, sampler_steps) = (
-            options.seed.to_string(),
-            options.samples.to_string(),
-            options.steps.to_string(),
-        );
-        let mut reconstruct = vec![
-            "reconstruct",
-            "--method",
-            options.route.method(),
-            "--subject",
-            subject,
-            "--decoders",
-            decoders,
-            "--model",
-            &options.model,
-            "--out",
-            path(recons),
-            "--samples",
-            &samples,
-            "--steps",
-            &sampler_steps,
-            "--seed",
-            &seed,
-            "--device",
-            device,
-        ];
-        if options.route == Route::Caption {
-            reconstruct.extend(["--captions", path(&captions)]);
-        }
-        steps.command(
-            5,
-            &format!(
-                "reconstruct the test images ({} route)",
-                options.route.name()
-            ),
-            &reconstruct,
-        )?;
+        reconstruct(options, &paths, &captions, steps)?;
     }
-    steps.command(
-        6,
+    evaluate(
+        options,
+        &paths,
+        recons,
         "evaluate and write the report",
-        &["eval", "--stimuli", subject, "--recons", path(recons)],
+        steps,
     )?;
     if options.route == Route::Realtime {
-        steps.command(
-            6,
-            "evaluate the same volumes analysed after the session",
-            &[
-                "eval",
-                "--stimuli",
-                subject,
-                "--recons",
-                path(&paths.offline_recons()),
-            ],
-        )?;
+        let offline = paths.offline_recons();
+        let title = "evaluate the same volumes analysed after the session";
+        evaluate(options, &paths, &offline, title, steps)?;
     }
     Ok(summarize(options, &paths, started)?)
+}
+
+/// Step 3: features of `kind` of the subject's stimuli with `model` (into SUBJECT/features).
+fn features<S: DemoSteps>(
+    options: &DemoOptions,
+    subject: &Path,
+    kind: &str,
+    model: &str,
+    steps: &mut S,
+) -> Result<(), S::Error> {
+    let request = FeaturesRequest {
+        subject: subject.to_path_buf(),
+        kind: kind.into(),
+        model: Some(model.into()),
+        layer: "last".into(),
+        normalize: false,
+        out: None,
+        size: None,
+        sample: false,
+        seed: 0,
+        batch: 8,
+        device: options.device.clone(),
+        dtype: "f32".into(),
+        progress: options.progress,
+    };
+    features_request(&request, |summary, seconds| {
+        steps.print(&format!("{}\n", summary.text(seconds)))
+    })
+}
+
+/// Step 5: the test images reconstructed by the route (conditioned on the captions of the
+/// caption route).
+fn reconstruct<S: DemoSteps>(
+    options: &DemoOptions,
+    paths: &DemoPaths,
+    captions: &Path,
+    steps: &mut S,
+) -> Result<(), S::Error> {
+    let caption_route = options.route == Route::Caption;
+    let (seed, samples, sampler_steps) = (
+        options.seed.to_string(),
+        options.samples.to_string(),
+        options.steps.to_string(),
+    );
+    let mut recipe = vec![
+        "reconstruct",
+        "--method",
+        options.route.method(),
+        "--subject",
+        path(&paths.subject),
+        "--decoders",
+        path(&paths.decoders),
+        "--model",
+        &options.model,
+        "--out",
+        path(&paths.recons),
+        "--samples",
+        &samples,
+        "--steps",
+        &sampler_steps,
+        "--seed",
+        &seed,
+        "--device",
+        &options.device,
+    ];
+    if caption_route {
+        recipe.extend(["--captions", path(captions)]);
+    }
+    let title = format!(
+        "reconstruct the test images ({} route)",
+        options.route.name()
+    );
+    steps.announce(5, &title, &recipe);
+    let done = crate::reconstruct::run(&ReconstructRequest {
+        method: options.route.method().into(),
+        captions: caption_route.then(|| captions.to_path_buf()),
+        b2c: None,
+        init: "noise".into(),
+        subject: paths.subject.clone(),
+        decoders: Some(paths.decoders.clone()),
+        model: options.model.clone(),
+        out: paths.recons.clone(),
+        options: ReconstructOptions {
+            samples: options.samples,
+            steps: options.steps,
+            seed: options.seed,
+            ..ReconstructOptions::default()
+        },
+        batch: None,
+        shard: None,
+        device: options.device.clone(),
+        dtype: "f32".into(),
+        command: options.command.clone(),
+        progress: options.progress,
+    })?;
+    steps.print(&format!("{}\n", done.text()))
+}
+
+/// Step 6: `recons` evaluated, with its report.
+fn evaluate<S: DemoSteps>(
+    options: &DemoOptions,
+    paths: &DemoPaths,
+    recons: &Path,
+    title: &str,
+    steps: &mut S,
+) -> Result<(), S::Error> {
+    let args = [
+        "eval",
+        "--stimuli",
+        path(&paths.subject),
+        "--recons",
+        path(recons),
+    ];
+    steps.announce(6, title, &args);
+    let evaluated = eval(&EvalRequest {
+        stimuli: paths.subject.clone(),
+        recons: recons.to_path_buf(),
+        clip: None,
+        metric_weights: None,
+        protocol: "mindeye".into(),
+        device: "cpu".into(),
+        rows_per_page: 50,
+        thumbnail: 128,
+        captions: None,
+        meteor_jar: None,
+        clip_score_model: None,
+        sheet: None,
+        command: options.command.clone(),
+    })?;
+    steps.print(&evaluated.text())
 }
 
 /// Steps 1–2 of the linear and caption routes: a subject simulated in NSD's layout, prepared.
@@ -434,7 +582,8 @@ fn nsd_subject<S: DemoSteps>(
         steps.note(1, &format!("simulated subject found in {}", root.display()));
     } else {
         let (images, seed) = (options.images.to_string(), options.seed.to_string());
-        steps.command(
+        command(
+            steps,
             1,
             "simulate a subject (NSD layout)",
             &[
@@ -455,7 +604,8 @@ fn nsd_subject<S: DemoSteps>(
         );
         return Ok(());
     }
-    steps.command(
+    command(
+        steps,
         2,
         "prepare it as NSD is prepared",
         &[
@@ -502,7 +652,8 @@ fn experiment_subject<S: DemoSteps>(
     } else {
         let runs = experiment_runs(options.images)?.to_string();
         let (images, seed) = (options.images.to_string(), options.seed.to_string());
-        steps.command(
+        command(
+            steps,
             1,
             "simulate an event-related experiment (raw BIDS + fMRIPrep's derivatives)",
             &[
@@ -529,7 +680,8 @@ fn experiment_subject<S: DemoSteps>(
     }
     let fmriprep = root.join("derivatives").join("fmriprep");
     let glm = subject.with_file_name("glm");
-    steps.command(
+    command(
+        steps,
         2,
         "single-trial betas by GLMsingle's method",
         &[
@@ -549,7 +701,8 @@ fn experiment_subject<S: DemoSteps>(
         ],
     )?;
     let captions = root.join("stimuli").join("captions.json");
-    steps.command(
+    command(
+        steps,
         2,
         "prepare a subject from the betas",
         &[
@@ -616,19 +769,36 @@ fn decoders<S: DemoSteps>(
             remove_dir(&dir)?;
         }
         refit = true;
-        steps.command(
-            4,
-            &format!("fit the ridge decoder of {target}"),
-            &[
-                "fit",
-                "--subject",
-                path(&paths.subject),
-                "--target",
-                target,
-                "--out",
-                path(&dir),
-            ],
+        let args = [
+            "fit",
+            "--subject",
+            path(&paths.subject),
+            "--target",
+            target,
+            "--out",
+            path(&dir),
+        ];
+        steps.announce(4, &format!("fit the ridge decoder of {target}"), &args);
+        let fitted = fit_request(
+            &FitRequest {
+                subject: paths.subject.clone(),
+                target: target.into(),
+                roi: None,
+                out: dir,
+                features: None,
+                alphas: None,
+                cv: "5".into(),
+                average_train: false,
+                standardize: false,
+                no_standardize: false,
+                intercept: true,
+                device: "cpu".into(),
+                precision: brainrecon_ridge::Precision::F64,
+                target_block: None,
+            },
+            &mut |warning| steps.warn(&warning),
         )?;
+        steps.print(&fitted.text())?;
     }
     Ok(refit)
 }
@@ -836,11 +1006,17 @@ mod tests {
 
     impl DemoSteps for Plan {
         type Error = RouteError;
-        fn command(&mut self, number: usize, _: &str, args: &[&str]) -> Result<()> {
+        fn announce(&mut self, number: usize, _: &str, args: &[&str]) {
             self.0.push(format!("{number} {}", args[0]));
+        }
+        fn command(&mut self, _: &[&str]) -> Result<()> {
             // Stop before the model is needed: the plan of steps 1–2 is what is checked.
             Err(RouteError::Usage("planned".into()))
         }
+        fn print(&mut self, _: &str) -> Result<()> {
+            Ok(())
+        }
+        fn warn(&mut self, _: &str) {}
         fn realtime_session(&mut self, _: &DemoPaths) -> Result<()> {
             Ok(())
         }
@@ -862,6 +1038,8 @@ mod tests {
             steps: 5,
             device: "cpu".into(),
             route: Route::Linear,
+            command: String::new(),
+            progress: false,
         };
         let mut plan = Plan(Vec::new());
         assert!(run(&options, &mut plan).is_err());

@@ -7,7 +7,7 @@ pub type Result<T, E = RouteError> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum RouteError {
     #[error(transparent)]
-    Data(#[from] brainrecon_data::DataError),
+    Data(#[from] brainrecon_core::DataError),
     #[error(transparent)]
     Ridge(#[from] brainrecon_ridge::RidgeError),
     #[error(transparent)]
@@ -52,12 +52,6 @@ fn problem_lines(problems: &[String]) -> String {
 
 impl From<brainrecon_diffusion::pipeline::CandleError> for RouteError {
     fn from(e: brainrecon_diffusion::pipeline::CandleError) -> Self {
-        RouteError::Diffusion(e.into())
-    }
-}
-
-impl From<brainrecon_nn::layers::Error> for RouteError {
-    fn from(e: brainrecon_nn::layers::Error) -> Self {
         RouteError::Diffusion(e.into())
     }
 }

@@ -13,9 +13,9 @@ use crate::linear::Manifest;
 use crate::report::{DecoderAccuracy, GridRow, MetricRow, Report, Table};
 use crate::suite::{self, Absent, Networks, Protocol, SuiteRow};
 use brainrecon_core::fs::write_json_atomic;
-use brainrecon_data::image::{read_png, Filter, RgbImage};
-use brainrecon_data::npy;
-use brainrecon_data::prepared::PreparedSubject;
+use brainrecon_datasets::prepared::PreparedSubject;
+use brainrecon_formats::image::{read_png, Filter, RgbImage};
+use brainrecon_formats::npy;
 use brainrecon_metrics::{identification, vector, MetricsTable};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -431,7 +431,7 @@ fn suite_table(
         rows.splice(rows.len() - 1..rows.len() - 1, samples);
     }
     std::fs::create_dir_all(per_image_dir)
-        .map_err(|e| brainrecon_data::DataError::io(per_image_dir, e))?;
+        .map_err(|e| brainrecon_core::DataError::io(per_image_dir, e))?;
     let per_image = rows
         .iter()
         .map(|row| suite::write_per_image(per_image_dir, row))

@@ -13,10 +13,10 @@
 use crate::error::{Result, RouteError};
 use crate::progress::bar;
 use brainrecon_core::fs::{read_json, write_json_atomic};
-use brainrecon_data::image::{Filter, RgbImage};
-use brainrecon_data::npy;
-use brainrecon_data::prepared::PreparedSubject;
+use brainrecon_datasets::prepared::PreparedSubject;
 use brainrecon_diffusion::pipeline::{image_from_rgb8, Posterior, StableDiffusion, Tensor};
+use brainrecon_formats::image::{Filter, RgbImage};
+use brainrecon_formats::npy;
 use brainrecon_nn::rng::{NoiseSource, SeededNoise};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -273,8 +273,8 @@ impl StimulusEncoder for ClipTextFeatures<'_> {
     }
 }
 
-fn diffusion_module(e: brainrecon_nn::layers::Error) -> RouteError {
-    RouteError::Diffusion(e.into())
+fn diffusion_module(e: brainrecon_nn::ModelError) -> RouteError {
+    RouteError::Diffusion(e)
 }
 
 /// [B, ...] → B flattened rows.
@@ -312,6 +312,22 @@ pub struct FeatureSummary {
     pub n_images: usize,
     pub computed: usize,
     pub cached: usize,
+}
+
+impl FeatureSummary {
+    /// The line the command prints; `seconds` since the run began.
+    pub fn text(&self, seconds: f64) -> String {
+        format!(
+            "{} features {:?} of {} images ({} computed, {} cached) in {:.1} s → {}",
+            self.kind,
+            self.shape,
+            self.n_images,
+            self.computed,
+            self.cached,
+            seconds,
+            self.array.display()
+        )
+    }
 }
 
 #[derive(Serialize, Deserialize, PartialEq)]
@@ -355,10 +371,10 @@ pub fn compute_features(
                 cache.display()
             );
             std::fs::remove_dir_all(&cache)
-                .map_err(|e| brainrecon_data::DataError::io(&cache, e))?;
+                .map_err(|e| brainrecon_core::DataError::io(&cache, e))?;
         }
     }
-    std::fs::create_dir_all(&cache).map_err(|e| brainrecon_data::DataError::io(&cache, e))?;
+    std::fs::create_dir_all(&cache).map_err(|e| brainrecon_core::DataError::io(&cache, e))?;
     write_json_atomic(&settings_path, &settings)?;
 
     let cached_path = |id: usize| cache.join(format!("{id}.npy"));
@@ -583,6 +599,71 @@ pub struct FeatureRequest {
     pub progress: bool,
 }
 
+/// `brainrecon features` as the command line asks for it: names checked by
+/// [`features_request`].
+#[derive(Debug, Clone)]
+pub struct FeaturesRequest {
+    /// The prepared subject.
+    pub subject: PathBuf,
+    /// vae, clip-text, clip-image, blip-vision or blip-text.
+    pub kind: String,
+    /// The model (default: shapes-ldm, or shapes-blip for the BLIP kinds).
+    pub model: Option<String>,
+    /// BLIP's layer: `last`, `all` or a number.
+    pub layer: String,
+    /// Apply BLIP's mean/std to the images.
+    pub normalize: bool,
+    /// The features folder (default: SUBJECT/features).
+    pub out: Option<PathBuf>,
+    /// Image side fed to the model (default: the kind's).
+    pub size: Option<usize>,
+    /// Sample the VAE posterior instead of its mean, seeded by `seed`.
+    pub sample: bool,
+    pub seed: u64,
+    /// Images per forward pass.
+    pub batch: usize,
+    /// cpu, cuda or cuda:N.
+    pub device: String,
+    /// f32, f16 or bf16.
+    pub dtype: String,
+    /// Draw a progress bar.
+    pub progress: bool,
+}
+
+/// Checks `r`, opens its subject and computes the features, calling `each` with the summary of
+/// every array written and the seconds since the start.
+pub fn features_request<E: From<RouteError>>(
+    r: &FeaturesRequest,
+    mut each: impl FnMut(&FeatureSummary, f64) -> std::result::Result<(), E>,
+) -> std::result::Result<(), E> {
+    let subject = PreparedSubject::open(&r.subject).map_err(RouteError::from)?;
+    let kind = FeatureKind::parse(&r.kind)?;
+    let device = crate::options::device(&r.device)?;
+    let dtype = crate::options::dtype(&r.dtype)?;
+    crate::options::check_dtype_on(dtype, &device)?;
+    let request = FeatureRequest {
+        kind,
+        model: r.model.clone(),
+        out: r
+            .out
+            .clone()
+            .unwrap_or_else(|| crate::decoders::default_features_dir(&subject)),
+        size: r.size,
+        sample: r.sample,
+        seed: r.seed,
+        batch: r.batch,
+        layer: r.layer.clone(),
+        normalize: r.normalize,
+        dtype,
+        device,
+        progress: r.progress,
+    };
+    let started = std::time::Instant::now();
+    compute_requested(&subject, &request, |summary| {
+        each(summary, started.elapsed().as_secs_f64())
+    })
+}
+
 /// The layers `--layer` names for a tower of `layers` blocks: None = after the final norm.
 fn blip_layers(text: &str, layers: usize) -> Result<Vec<Option<u8>>> {
     match text {
@@ -732,4 +813,53 @@ mod tests {
         );
         assert!(FeatureKind::parse("vgg").is_err());
     }
+}
+
+/// `brainrecon features text` as the command line asks for it: text features of annotation
+/// files, one row per line.
+#[derive(Debug, Clone)]
+pub struct TextFeaturesRequest {
+    /// word2vec-movie, a word2vec file, or a language model folder / model id.
+    pub model: String,
+    /// An annotation file, or a folder of them (*.txt).
+    pub annotations: PathBuf,
+    /// Hidden state: a number (0 = embeddings), `last` or `all`.
+    pub layer: String,
+    /// Pooling over a line's tokens (only `mean`).
+    pub pool: String,
+    /// auto, ds005531 or plain.
+    pub markup: String,
+    /// The output folder.
+    pub out: PathBuf,
+    /// cpu, cuda or cuda:N.
+    pub device: String,
+}
+
+/// Checks `r` and writes the features of every annotation file into `r.out`; returns how many
+/// files there were.
+pub fn text_features_request(r: &TextFeaturesRequest) -> Result<usize> {
+    use crate::naturalistic::annotations::{annotation_files, write_annotation_features};
+    use crate::naturalistic::{load_featurizer, LayerChoice};
+    use brainrecon_datasets::ds005531::Markup;
+    if r.pool != "mean" {
+        return Err(RouteError::Usage(format!(
+            "--pool: only mean exists, found {}",
+            r.pool
+        )));
+    }
+    let markup = match r.markup.as_str() {
+        "auto" => None,
+        "ds005531" => Some(Markup::Ds005531),
+        "plain" => Some(Markup::Plain),
+        other => {
+            return Err(RouteError::Usage(format!(
+                "--markup: expected auto, ds005531 or plain, found {other}"
+            )))
+        }
+    };
+    let files = annotation_files(&r.annotations)?;
+    let device = crate::options::device(&r.device)?;
+    let featurizer = load_featurizer(&r.model, &LayerChoice::parse(&r.layer)?, &device)?;
+    write_annotation_features(&featurizer, markup, &files, &r.out)?;
+    Ok(files.len())
 }

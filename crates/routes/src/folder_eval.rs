@@ -6,9 +6,9 @@
 use crate::error::{Result, RouteError};
 use crate::evaluate::SuiteTable;
 use crate::suite::{self, Networks};
-use brainrecon_data::image::{read_png, write_png, RgbImage};
-use brainrecon_data::prepared::PreparedSubject;
-use brainrecon_data::DataError;
+use brainrecon_core::DataError;
+use brainrecon_datasets::prepared::PreparedSubject;
+use brainrecon_formats::image::{read_png, write_png, RgbImage};
 use brainrecon_metrics::MetricsTable;
 use std::path::{Path, PathBuf};
 
@@ -166,4 +166,169 @@ fn suite_table(
         absent: networks.absent.clone(),
         per_image: Vec::new(),
     })
+}
+
+/// `brainrecon eval` as the command line asks for it.
+#[derive(Debug, Clone)]
+pub struct EvalRequest {
+    /// A prepared subject, or a folder of `<id>.png` stimuli.
+    pub stimuli: PathBuf,
+    /// A reconstruction folder (with manifest.json), or a folder of `<id>.png`.
+    pub recons: PathBuf,
+    /// The CLIP vision model of the CLIP column (default [`crate::clip::DEFAULT_CLIP`] when
+    /// cached).
+    pub clip: Option<String>,
+    /// The metric networks' weights (default `$BRAINRECON_METRIC_WEIGHTS`).
+    pub metric_weights: Option<PathBuf>,
+    /// mindeye or brain-diffuser.
+    pub protocol: String,
+    /// cpu, cuda or cuda:N: where the metric networks run.
+    pub device: String,
+    /// Report: test images per page, thumbnail size.
+    pub rows_per_page: usize,
+    pub thumbnail: usize,
+    /// Captions to score.
+    pub captions: Option<PathBuf>,
+    /// pycocoevalcap's meteor-1.5.jar.
+    pub meteor_jar: Option<PathBuf>,
+    /// The CLIP model of CLIP-S (default clipscore.py's when cached).
+    pub clip_score_model: Option<String>,
+    /// A contact sheet to write (a folder of PNGs only).
+    pub sheet: Option<PathBuf>,
+    /// The command recorded in the report.
+    pub command: String,
+}
+
+/// What [`eval`] found: a reconstruction run's evaluation, or a folder's scores.
+pub enum Evaluated {
+    Route(crate::evaluate::Evaluation),
+    Folder(FolderScores),
+}
+
+impl Evaluated {
+    /// The tables and files as the command prints them.
+    pub fn text(&self) -> String {
+        match self {
+            Evaluated::Route(e) => format!(
+                "{e}metrics: {}\nreport:  {}\n",
+                e.metrics_json.display(),
+                e.report[0].display()
+            ),
+            Evaluated::Folder(scores) => match &scores.suite {
+                Some(suite) => format!("{}{suite}", scores.table),
+                None => scores.table.to_string(),
+            },
+        }
+    }
+}
+
+/// The JSON the command prints: a folder's pixel table keeps its fields at the top level (as
+/// before the suite existed), the suite beside them.
+impl serde::Serialize for Evaluated {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::Error;
+        match self {
+            Evaluated::Route(e) => e.serialize(serializer),
+            Evaluated::Folder(scores) => {
+                let mut value = serde_json::to_value(&scores.table).map_err(S::Error::custom)?;
+                value["suite"] = serde_json::to_value(&scores.suite).map_err(S::Error::custom)?;
+                value.serialize(serializer)
+            }
+        }
+    }
+}
+
+/// Evaluates `request.recons`: a reconstruction run fully (metrics.json, the report), any other
+/// folder of PNGs by its tables.
+pub fn eval(request: &EvalRequest) -> Result<Evaluated> {
+    let r = request;
+    if !r.recons.join(crate::linear::Manifest::FILE).exists() {
+        return Ok(Evaluated::Folder(score_folder(
+            &r.recons,
+            &r.stimuli,
+            r.sheet.as_deref(),
+            || suite_networks(r),
+        )?));
+    }
+    let subject = PreparedSubject::open(&r.stimuli)?;
+    let networks = suite_networks(r)?;
+    // Only a run with captions needs the CLIP-S model.
+    let has_captions = r.captions.is_some()
+        || crate::linear::Manifest::load(&r.recons).is_ok_and(|m| m.captions.is_some());
+    let clip_score_model = if has_captions {
+        clip_score_model(r.clip_score_model.as_deref())?
+    } else {
+        None
+    };
+    let options = crate::evaluate::EvalOptions {
+        suite: &networks,
+        rows_per_page: r.rows_per_page.max(1),
+        thumbnail: r.thumbnail.max(8),
+        command: r.command.clone(),
+        captions: r.captions.as_deref(),
+        meteor_jar: r.meteor_jar.as_deref(),
+        clip_score_model: clip_score_model.as_ref(),
+    };
+    Ok(Evaluated::Route(crate::evaluate::evaluate(
+        &subject, &r.recons, &options,
+    )?))
+}
+
+/// The metric suite's networks (every file and argument checked before any work).
+fn suite_networks(r: &EvalRequest) -> Result<Networks> {
+    let protocol = suite::Protocol::parse(&r.protocol).ok_or_else(|| {
+        usage(format!(
+            "--protocol: expected mindeye or brain-diffuser, found '{}'",
+            r.protocol
+        ))
+    })?;
+    let weights = r
+        .metric_weights
+        .clone()
+        .or_else(|| std::env::var_os("BRAINRECON_METRIC_WEIGHTS").map(PathBuf::from));
+    if let Some(dir) = &weights {
+        if !dir.is_dir() {
+            return Err(usage(format!(
+                "--metric-weights {}: not a folder (write one with `python tools/convert_torchvision.py --out DIR`)",
+                dir.display()
+            )));
+        }
+    }
+    let device = crate::options::device(&r.device)?;
+    let clip = clip_for_suite(r.clip.as_deref(), &device)?;
+    Networks::load(r.metric_weights.as_deref(), clip, protocol, &device)
+}
+
+/// The CLIP vision tower of the metric suite: the named one, else the default
+/// ([`crate::clip::DEFAULT_CLIP`], MindEye's) when it is in the Hugging Face cache, else none.
+pub fn clip_for_suite(
+    model: Option<&str>,
+    device: &brainrecon_diffusion::pipeline::Device,
+) -> Result<Option<(String, brainrecon_diffusion::clip_vision::ClipVisionModel)>> {
+    use brainrecon_diffusion::weights::DiffusionError;
+    let dtype = brainrecon_diffusion::pipeline::DType::F32;
+    let name = model.unwrap_or(crate::clip::DEFAULT_CLIP);
+    match brainrecon_diffusion::clip_vision::load_clip_vision(name, dtype, device) {
+        Ok((vision, _)) => Ok(Some((name.to_string(), vision))),
+        // The default is not in the cache: the suite shows CLIP as absent, with the command.
+        Err(DiffusionError::ModelNotFound { .. }) if model.is_none() => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The named CLIP model of CLIP-S, else clipscore.py's ViT-B/32 when it is in the Hugging Face
+/// cache, else none (the caption table then shows CLIP-S as absent).
+fn clip_score_model(
+    name: Option<&str>,
+) -> Result<Option<brainrecon_diffusion::clip_model::ClipModel>> {
+    use brainrecon_diffusion::clip_model::load_clip_model;
+    use brainrecon_diffusion::pipeline::{DType, Device};
+    const CLIPSCORE_MODEL: &str = "openai/clip-vit-base-patch32";
+    match name {
+        Some(name) => Ok(Some(load_clip_model(name, DType::F32, &Device::Cpu)?)),
+        None => Ok(load_clip_model(CLIPSCORE_MODEL, DType::F32, &Device::Cpu).ok()),
+    }
 }

@@ -2,12 +2,13 @@
 //! as a PNG: the work of `brainrecon generate`.
 
 use crate::error::{Result, RouteError};
-use brainrecon_data::image::{write_png, RgbImage};
 use brainrecon_diffusion::pipeline::{
     image_from_rgb8, image_to_hwc, Posterior, Progress, SampleOptions, StableDiffusion,
 };
 use brainrecon_diffusion::scheduler::SchedulerKind;
+use brainrecon_formats::image::{write_png, RgbImage};
 use brainrecon_nn::rng::SeededNoise;
+use serde::Serialize;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -111,4 +112,131 @@ pub fn generate_image(
         scheduler: scheduler.name(),
         seconds,
     })
+}
+
+/// `brainrecon generate` as the command line asks for it.
+pub struct GenerateRequest {
+    /// The model (folder, cached id or shapes-ldm).
+    pub model: String,
+    /// The prompt, negative prompt, size, steps, guidance, scheduler, seed and PNG; `init` is
+    /// set from `init_image` and `strength`.
+    pub image: GenerateImage,
+    /// Start from this PNG (img2img).
+    pub init_image: Option<PathBuf>,
+    /// img2img's share of the schedule (default 0.8; needs `init_image`).
+    pub strength: Option<f64>,
+    /// cpu, cuda or cuda:N.
+    pub device: String,
+    /// f32, f16 or bf16.
+    pub dtype: String,
+}
+
+/// What [`generate`] wrote, with the settings a report names (fields in the order the JSON
+/// has always had them: by name).
+#[derive(Debug, Serialize)]
+pub struct Generated {
+    pub device: String,
+    pub dtype: String,
+    pub height: usize,
+    /// Seconds to load the model.
+    pub load_seconds: f64,
+    pub out: PathBuf,
+    /// Seconds from the prompt to the pixels read back.
+    pub prompt_to_pixels_seconds: f64,
+    pub scheduler: &'static str,
+    pub seed: u64,
+    pub steps: usize,
+    pub width: usize,
+}
+
+impl Generated {
+    /// The line the command prints.
+    pub fn text(&self) -> String {
+        format!(
+            "wrote {} ({}×{}, {} steps, {}, seed {})",
+            self.out.display(),
+            self.height,
+            self.width,
+            self.steps,
+            self.scheduler,
+            self.seed
+        )
+    }
+}
+
+/// Checks `request` (every setting and the init image before the model loads), loads the
+/// model and generates; `progress` hears every denoising step.
+pub fn generate(request: GenerateRequest, progress: &mut dyn FnMut(Progress)) -> Result<Generated> {
+    let r = request;
+    let dtype = crate::options::dtype(&r.dtype)?;
+    crate::options::check_sampling(r.image.steps, r.image.guidance)?;
+    let strength = match (&r.init_image, r.strength) {
+        (None, Some(_)) => return Err(usage("--strength needs --init-image")),
+        (Some(_), s) => {
+            let s = s.unwrap_or(0.8);
+            if !(s > 0.0 && s <= 1.0) {
+                return Err(usage(format!("--strength: expected (0, 1], found {s}")));
+            }
+            Some(s)
+        }
+        (None, None) => None,
+    };
+    if let Some(s) = strength {
+        if (r.image.steps as f64 * s) < 1.0 {
+            return Err(usage(format!(
+                "--strength {s} × --steps {} runs no denoising step",
+                r.image.steps
+            )));
+        }
+    }
+    let init = match &r.init_image {
+        Some(path) => Some(brainrecon_formats::image::read_png(path)?),
+        None => None,
+    };
+    let out = r.image.out.clone();
+    if out.extension().and_then(|e| e.to_str()) != Some("png") {
+        return Err(usage(format!(
+            "--out: expected a .png path, found {}",
+            out.display()
+        )));
+    }
+    let started = Instant::now();
+    let device = crate::options::device(&r.device)?;
+    crate::options::check_dtype_on(dtype, &device)?;
+    let sd = StableDiffusion::load(&r.model, dtype, &device)?;
+    let load_seconds = started.elapsed().as_secs_f64();
+    let image = GenerateImage {
+        init: init.zip(strength),
+        ..r.image
+    };
+    let made = generate_image(&sd, &image, progress)?;
+    Ok(Generated {
+        out,
+        height: made.height,
+        width: made.width,
+        steps: image.steps,
+        scheduler: made.scheduler,
+        seed: image.seed,
+        device: r.device,
+        dtype: r.dtype,
+        load_seconds,
+        prompt_to_pixels_seconds: made.seconds,
+    })
+}
+
+/// A progress callback for [`generate`] that rewrites one line of standard error per
+/// denoising step, when `show` (a person is watching).
+pub fn step_printer(show: bool) -> impl FnMut(Progress) {
+    move |p: Progress| {
+        if show {
+            eprint!(
+                "\rdenoising: step {}/{} (t = {})",
+                p.step, p.total, p.timestep
+            );
+            if p.step == p.total {
+                eprintln!();
+            }
+            let _ = std::io::Write::flush(&mut std::io::stderr());
+        }
+    }
 }

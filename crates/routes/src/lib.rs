@@ -20,6 +20,7 @@ pub mod glm;
 pub mod linear;
 pub mod music;
 pub mod naturalistic;
+pub mod options;
 pub mod progress;
 pub mod realtime;
 pub mod reconstruct;

@@ -22,13 +22,13 @@ use crate::features::stream_seed;
 use crate::progress::bar;
 use crate::shards::{check_stop, ImageShard};
 use brainrecon_core::fs::{read_json, write_json_atomic};
-use brainrecon_data::image::{read_png, write_png, Filter, RgbImage};
-use brainrecon_data::npy;
-use brainrecon_data::prepared::PreparedSubject;
+use brainrecon_datasets::prepared::PreparedSubject;
 use brainrecon_diffusion::pipeline::{
     image_from_rgb8, image_to_hwc, Conditioning, Posterior, SampleOptions, StableDiffusion, Tensor,
 };
 use brainrecon_diffusion::scheduler::SchedulerKind;
+use brainrecon_formats::image::{read_png, write_png, Filter, RgbImage};
+use brainrecon_formats::npy;
 use brainrecon_nn::rng::{PerRowNoise, SeededNoise};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};

@@ -3,11 +3,12 @@
 //! conditions the images.
 
 use crate::decoders::Decoder;
-use crate::linear::{ReconstructOptions, ReconstructSummary};
-use crate::Result;
-use brainrecon_data::prepared::PreparedSubject;
+use crate::linear::{Method, ReconstructOptions, ReconstructSummary};
+use crate::shards::ImageShard;
+use crate::{Result, RouteError};
+use brainrecon_datasets::prepared::PreparedSubject;
 use brainrecon_diffusion::pipeline::StableDiffusion;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The z and c decoders in `dir` (`dir/z`, `dir/c`; each `None` when its folder is absent, all
 /// `None` without a folder).
@@ -97,5 +98,145 @@ pub fn condition<'a>(b2c: Option<&'a Path>, captions: Option<&'a Path>) -> Condi
         (Some(dir), _) => Condition::B2c(dir),
         (None, Some(file)) => Condition::Captions(file),
         (None, None) => Condition::Decoded,
+    }
+}
+
+/// A reconstruction as the command line asks for it: names and folders, checked (in this
+/// order) before anything is loaded.
+#[derive(Debug, Clone)]
+pub struct ReconstructRequest {
+    /// linear, z-only, c-only, b2c or caption.
+    pub method: String,
+    /// The captions of `--method caption` (captions.json or its folder).
+    pub captions: Option<PathBuf>,
+    /// The trained B2C folder of `--method b2c`.
+    pub b2c: Option<PathBuf>,
+    /// B2C's start: `noise` (txt2img) or `z` (img2img from the decoded z).
+    pub init: String,
+    /// The prepared subject.
+    pub subject: PathBuf,
+    /// The folder with z/ and c/.
+    pub decoders: Option<PathBuf>,
+    /// The diffusion model (folder, cached id or shapes-ldm).
+    pub model: String,
+    /// The output folder.
+    pub out: PathBuf,
+    /// The sampling settings; `method`, `init_z` and `shard` are set from the fields above.
+    pub options: ReconstructOptions,
+    /// Samples denoised together (default: all of an image's).
+    pub batch: Option<usize>,
+    /// `k/N`: only this slice of the test images.
+    pub shard: Option<String>,
+    /// cpu, cuda or cuda:N.
+    pub device: String,
+    /// f32, f16 or bf16.
+    pub dtype: String,
+    /// The command recorded in the manifest.
+    pub command: String,
+    /// Draw progress bars.
+    pub progress: bool,
+}
+
+/// What [`run`] did, with the method it ran.
+#[derive(Debug, Clone)]
+pub struct Reconstructed {
+    pub method: Method,
+    pub summary: ReconstructSummary,
+}
+
+impl Reconstructed {
+    /// The line the command prints.
+    pub fn text(&self) -> String {
+        let s = &self.summary;
+        format!(
+            "{} route: {} test images, {} images written, {} already there, {:.1} s → {}",
+            self.method.name(),
+            s.n_images,
+            s.written,
+            s.skipped,
+            s.seconds,
+            s.out.display()
+        )
+    }
+}
+
+/// Checks `request`, loads the subject, decoders and model, and reconstructs.
+pub fn run(request: &ReconstructRequest) -> Result<Reconstructed> {
+    let r = request;
+    let shard = r.shard.as_deref().map(ImageShard::parse).transpose()?;
+    let method = Method::parse(&r.method)?;
+    crate::options::check_sampling(r.options.steps, r.options.guidance)?;
+    if r.batch == Some(0) {
+        return Err(RouteError::Usage("--batch must be at least 1".into()));
+    }
+    let subject = PreparedSubject::open(&r.subject)?;
+    let init_z = match r.init.as_str() {
+        "noise" => false,
+        "z" => true,
+        other => {
+            return Err(RouteError::Usage(format!(
+                "--init: expected noise or z, found '{other}'"
+            )))
+        }
+    };
+    if method != Method::B2c && r.decoders.is_none() {
+        return Err(RouteError::Usage(format!(
+            "--method {} needs --decoders DIR",
+            method.name()
+        )));
+    }
+    if (method == Method::B2c) != r.b2c.is_some() {
+        return Err(RouteError::Usage(
+            "--b2c DIR goes with --method b2c, and --method b2c needs it".into(),
+        ));
+    }
+    if (method == Method::Caption) != r.captions.is_some() {
+        return Err(RouteError::Usage(
+            "--captions FILE goes with --method caption, and --method caption needs it".into(),
+        ));
+    }
+    let decoders = load_decoders(r.decoders.as_deref())?;
+    let device = crate::options::device(&r.device)?;
+    let dtype = crate::options::dtype(&r.dtype)?;
+    crate::options::check_dtype_on(dtype, &device)?;
+    let mut sd = StableDiffusion::load(&r.model, dtype, &device)?;
+    let options = ReconstructOptions {
+        method,
+        init_z,
+        batch: r.batch.unwrap_or(r.options.samples),
+        shard,
+        ..r.options.clone()
+    };
+    let summary = reconstruct(
+        &subject,
+        &mut sd,
+        &r.model,
+        &decoders,
+        condition(r.b2c.as_deref(), r.captions.as_deref()),
+        &options,
+        &r.out,
+        &r.command,
+        r.progress,
+    )?;
+    Ok(Reconstructed { method, summary })
+}
+
+impl crate::shards::MergeSummary {
+    /// The line `reconstruct merge` prints.
+    pub fn text(&self) -> String {
+        if self.merged {
+            format!(
+                "merged {} shards: {} test images → {}",
+                self.shards,
+                self.n_images,
+                self.out.join(crate::linear::Manifest::FILE).display()
+            )
+        } else {
+            format!(
+                "{} is already one finished run of {} test images",
+                self.out.display(),
+                self.n_images
+            )
+        }
     }
 }

@@ -3,8 +3,8 @@
 //! and survives being emailed.
 
 use brainrecon_core::fs::write_bytes_atomic;
-use brainrecon_data::image::RgbImage;
-use brainrecon_data::DataError;
+use brainrecon_core::DataError;
+use brainrecon_formats::image::RgbImage;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 use std::fmt::Write as _;

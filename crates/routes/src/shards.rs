@@ -111,7 +111,7 @@ pub fn merge(out: &Path) -> Result<MergeSummary> {
     let merged = merged_manifest(&shards)?;
     check_images(out, &merged)?;
     write_json_atomic(&out.join(Manifest::FILE), &merged)?;
-    std::fs::remove_dir_all(&dir).map_err(|e| brainrecon_data::DataError::io(&dir, e))?;
+    std::fs::remove_dir_all(&dir).map_err(|e| brainrecon_core::DataError::io(&dir, e))?;
     Ok(MergeSummary {
         out: out.to_path_buf(),
         shards: shards.len(),
@@ -123,11 +123,11 @@ pub fn merge(out: &Path) -> Result<MergeSummary> {
 /// Every `<k>-of-<N>.json` under `dir`, in shard order, checked to be shards 0 … N-1 of one
 /// split, each complete.
 fn read_shards(dir: &Path) -> Result<Vec<(PathBuf, Manifest)>> {
-    let entries = std::fs::read_dir(dir).map_err(|e| brainrecon_data::DataError::io(dir, e))?;
+    let entries = std::fs::read_dir(dir).map_err(|e| brainrecon_core::DataError::io(dir, e))?;
     let mut shards = Vec::new();
     for entry in entries {
         let path = entry
-            .map_err(|e| brainrecon_data::DataError::io(dir, e))?
+            .map_err(|e| brainrecon_core::DataError::io(dir, e))?
             .path();
         if path.extension().is_some_and(|e| e == "json") {
             let manifest: Manifest = read_json(&path)?;

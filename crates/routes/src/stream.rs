@@ -3,12 +3,24 @@
 //! decoded. The signal side (sources, windows, the frame loop, outputs, the page) is
 //! `brainrecon-stream`, which knows no model.
 
-use crate::Result;
-use brainrecon_data::image::RgbImage;
-use brainrecon_diffusion::pipeline::{image_to_hwc, Conditioning, StableDiffusion, Tensor};
+use crate::{Result, RouteError};
+use brainrecon_diffusion::pipeline::{
+    image_to_hwc, Conditioning, DType, Device, StableDiffusion, Tensor,
+};
 use brainrecon_diffusion::scheduler::{Scheduler, SchedulerKind};
+use brainrecon_formats::image::RgbImage;
 use brainrecon_nn::rng::SeededNoise;
-use brainrecon_stream::{FrameGenerator, GenError, Latent};
+use brainrecon_stream::live::Log;
+use brainrecon_stream::named::{open_named, NamedSource, NamedSourceError, NamedSourceOptions};
+use brainrecon_stream::window::parse_channels;
+use brainrecon_stream::{
+    run_live, serve_page, EndReason, FrameGenerator, GenError, Hub, Latent, LatentMapper,
+    LatentStream, LiveError, LiveOptions, Pace, Pacer, Smoother, Source, StreamError, Summary,
+    WindowSpec, DEFAULT_SERVE,
+};
+use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
 
 /// How the model makes a frame.
 #[derive(Debug, Clone)]
@@ -231,4 +243,268 @@ impl StreamRun {
         }
         text
     }
+}
+
+/// Everything a stream run needs; [`run_stream`] checks the rest of it (sizes, denoisers).
+pub struct StreamOptions {
+    /// PATH, `synthetic`, `stdin` or `tcp://HOST:PORT`.
+    pub source: String,
+    pub channels: Option<usize>,
+    pub rate: Option<f64>,
+    pub format: Option<String>,
+    /// Channels to use (indices, ranges, labels).
+    pub select: Option<String>,
+    /// Seed of the latent permutation, the sampler's noise and the synthetic source.
+    pub seed: u64,
+    /// Replay as fast as frames can be made, one frame per window.
+    pub fast: bool,
+    /// Diffusers folder, cache snapshot, model id or `shapes-ldm`.
+    pub model: String,
+    /// Serve the page on this address (also keeps the page open after a file ends).
+    pub serve: Option<String>,
+    /// Serve no page.
+    pub no_serve: bool,
+    /// Write every frame as DIR/frame-NNNNNN.png.
+    pub out: Option<PathBuf>,
+    /// Write an animated GIF.
+    pub gif: Option<PathBuf>,
+    pub steps: usize,
+    pub scheduler: SchedulerKind,
+    pub guidance: f64,
+    pub prompt: String,
+    /// Image size in pixels (default: the model's).
+    pub size: Option<usize>,
+    /// Window length in seconds.
+    pub window: f64,
+    /// Seconds between windows (default 1/30 s, or one sample below 30 Hz).
+    pub hop: Option<f64>,
+    pub smoother: Option<Smoother>,
+    /// Stop after this many frames.
+    pub frames: Option<u64>,
+    /// Windows per sampler run.
+    pub batch: usize,
+    /// Frames denoised at once (default: 2 on the CPU, 1 on a GPU).
+    pub denoisers: Option<usize>,
+    pub device: Device,
+    pub dtype: DType,
+    /// Set (by a signal) to end the run after the current frame.
+    pub stop: Arc<AtomicBool>,
+    /// Installs the handler that sets `stop`; called once the model is loaded and the stream
+    /// built, so that a signal before then ends the process as usual.
+    pub on_signals: Option<fn(&Arc<AtomicBool>)>,
+    /// Messages for the user (notes, the page's address).
+    pub log: Log,
+}
+
+/// What [`run_stream`] did: the run's settings and the frame loop's summary.
+pub struct StreamReport {
+    pub run: StreamRun,
+    pub summary: Summary,
+}
+
+impl StreamReport {
+    /// As `stream --json` prints it.
+    pub fn json(&self) -> serde_json::Result<serde_json::Value> {
+        self.run.json(&self.summary)
+    }
+
+    /// As `stream` prints it.
+    pub fn text(&self) -> String {
+        self.run.text(&self.summary)
+    }
+}
+
+/// Why [`run_stream`] failed: bad input (a [`RouteError`]) or the frame loop itself.
+#[derive(Debug, thiserror::Error)]
+pub enum StreamRunError {
+    #[error(transparent)]
+    Route(#[from] RouteError),
+    /// The generator failed (not the user's input).
+    #[error(transparent)]
+    Live(LiveError),
+}
+
+fn user(error: StreamError) -> RouteError {
+    RouteError::Usage(error.to_string())
+}
+
+/// Streams `options.source` into images: opens the source, loads the model, serves the page,
+/// runs the frame loop until the source ends, `frames` are made or `stop` is set, and returns
+/// the report. A failed run removes the PNG folder it created.
+// `usize::is_multiple_of` needs Rust 1.87; the workspace supports 1.85.
+#[allow(clippy::manual_is_multiple_of)]
+pub fn run_stream(options: StreamOptions) -> Result<StreamReport, StreamRunError> {
+    let o = options;
+    let log = o.log.clone();
+    let denoisers = o.denoisers.unwrap_or(if o.device.is_cpu() { 2 } else { 1 });
+    if denoisers == 0 || denoisers > 16 {
+        return Err(
+            RouteError::Usage(format!("--denoisers: expected 1 to 16, found {denoisers}")).into(),
+        );
+    }
+    let own_pools = o.device.is_cpu() && denoisers > 1;
+    if own_pools && std::env::var_os("CANDLE_NUM_THREADS").is_none() {
+        // candle's elementwise ops on large tensors go to one process-wide pool of spinning
+        // threads; with a thread per stage they would queue there and spin on the cores the
+        // stages need. Set before the first such op.
+        std::env::set_var("CANDLE_NUM_THREADS", "1");
+    }
+
+    let named = NamedSourceOptions {
+        channels: o.channels,
+        rate: o.rate,
+        format: o.format.clone(),
+        select: o.select.clone(),
+        seed: o.seed,
+    };
+    let NamedSource {
+        source,
+        name: source_name,
+        live,
+        selected,
+        notes,
+    } = open_named(&o.source, &named).map_err(|e| match e {
+        NamedSourceError::Data(e) => RouteError::Data(e),
+        other => RouteError::Usage(other.to_string()),
+    })?;
+    for note in &notes {
+        log(note);
+    }
+    let rate = source.rate();
+    let hop = match o.hop {
+        Some(hop) => hop,
+        None if rate < 30.0 => {
+            log(&format!(
+                "note: {source_name} runs at {rate} Hz, below 30 Hz: one window per sample \
+                 (hop {:.4} s)",
+                1.0 / rate
+            ));
+            1.0 / rate
+        }
+        None => 1.0 / 30.0,
+    };
+    let channels = match &o.select {
+        Some(spec) if !selected => Some(parse_channels(spec, &source.labels()).map_err(user)?),
+        _ => None,
+    };
+    let spec = WindowSpec {
+        length_s: o.window,
+        hop_s: hop,
+        channels,
+    };
+
+    let sd = StableDiffusion::load(&o.model, o.dtype, &o.device).map_err(RouteError::from)?;
+    let unit = size_unit(&sd);
+    let size = o.size.unwrap_or_else(|| sd.default_size());
+    if size == 0 || size % unit != 0 {
+        return Err(RouteError::Usage(format!(
+            "--size: expected a positive multiple of {unit} for this model, found {size}"
+        ))
+        .into());
+    }
+    let generator = DiffusionFrames::new(
+        sd,
+        &DiffusionFramesOptions {
+            prompt: o.prompt.clone(),
+            scheduler: o.scheduler,
+            steps: o.steps,
+            guidance: o.guidance,
+            seed: o.seed,
+            size,
+            own_pools,
+        },
+    )?;
+    let shape = generator.latent_shape();
+
+    let mapper = LatentMapper::new(shape, o.seed).map_err(user)?;
+    let source: Box<dyn Source + Send> = if live || o.fast {
+        source
+    } else {
+        Box::new(Pacer::new(source, Pace::RealTime))
+    };
+    let stream = LatentStream::new(source, &spec, mapper, o.smoother).map_err(user)?;
+    if let Some(install) = o.on_signals {
+        install(&o.stop);
+    }
+    let hub = Hub::new();
+    let server = if o.no_serve {
+        None
+    } else {
+        let server =
+            serve_page(o.serve.as_deref(), &hub, &|note| log(note)).map_err(RouteError::from)?;
+        log(&format!("serving the live page at {}", server.url()));
+        Some(server)
+    };
+    // A replay that writes files is a job that ends with the file; the page stays open after
+    // it only when asked for with --serve. Live sources keep their last frame on the page.
+    let writes_files = o.out.is_some() || o.gif.is_some();
+    let hold_last_frame = live || o.serve.is_some() || !writes_files;
+    log(&format!(
+        "streaming {source_name}: {} s windows every {:.4} s → {}×{} latents, {} {} step(s), \
+         {size}×{size} px{}",
+        o.window,
+        hop,
+        shape[1],
+        shape[2],
+        o.steps,
+        o.scheduler.name(),
+        if o.fast {
+            ", every window (--fast)"
+        } else {
+            ", newest window"
+        }
+    ));
+    let live_options = LiveOptions {
+        keep_every_window: o.fast,
+        max_frames: o.frames,
+        batch: o.batch,
+        denoisers,
+        png_dir: o.out.clone(),
+        gif: o.gif.clone(),
+        gif_delay_cs: (hop * 100.0).round().clamp(2.0, 65535.0) as u16,
+        hub: server.as_ref().map(|_| hub.clone()),
+        serve_url: server.as_ref().map(|s| s.url()),
+        hold_last_frame,
+        stop: o.stop.clone(),
+        source_name: source_name.clone(),
+        log: log.clone(),
+    };
+    let out_existed = o.out.as_ref().is_some_and(|dir| dir.exists());
+    let result = run_live(stream, &generator, &live_options);
+    let served = server.is_some();
+    if let Some(server) = server {
+        server.shutdown();
+    }
+    if let (Err(_), Some(dir), false) = (&result, &o.out, out_existed) {
+        // A failed run leaves no folder of frames behind that was not there before.
+        let _ = std::fs::remove_dir_all(dir);
+    }
+    let summary = result.map_err(|e| match e {
+        LiveError::Stream(e) => RouteError::Usage(format!("{source_name}: {e}")).into(),
+        LiveError::Output { path, error } => {
+            RouteError::Data(brainrecon_core::DataError::io(path, error)).into()
+        }
+        other => StreamRunError::Live(other),
+    })?;
+    if served && !hold_last_frame && summary.ended == EndReason::SourceEnded {
+        log(&format!(
+            "the page closed with the end of {source_name}; pass --serve {DEFAULT_SERVE} to keep \
+             it open on the last frame until Ctrl-C"
+        ));
+    }
+    let run = StreamRun {
+        source: source_name,
+        model: o.model,
+        steps: o.steps,
+        scheduler: o.scheduler,
+        hop_s: hop,
+        window_s: o.window,
+        latent_shape: shape,
+        image_size: size,
+        fast: o.fast,
+        batch: o.batch,
+        denoisers,
+        png_dir: o.out,
+    };
+    Ok(StreamReport { run, summary })
 }

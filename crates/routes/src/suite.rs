@@ -24,10 +24,10 @@
 
 use std::path::{Path, PathBuf};
 
-use brainrecon_data::image::{Filter, RgbImage};
 use brainrecon_diffusion::clip_vision::ClipVisionModel;
 use brainrecon_diffusion::pipeline::{DType, Device};
 use brainrecon_diffusion::weights::{DiffusionError, Weights};
+use brainrecon_formats::image::{Filter, RgbImage};
 use brainrecon_metrics::{identification, image as pixel, vector};
 use brainrecon_vision::preprocess::{
     normalize, resize_bilinear, CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD,
@@ -123,7 +123,7 @@ fn load_network<T>(
     file: &str,
     metric: &str,
     device: &Device,
-    build: impl FnOnce(candle_nn::VarBuilder<'static>) -> brainrecon_nn::layers::Result<T>,
+    build: impl FnOnce(candle_nn::VarBuilder<'static>) -> brainrecon_nn::Result<T>,
     absent: &mut Vec<Absent>,
 ) -> Result<Option<T>> {
     let Some(dir) = dir else {
@@ -144,11 +144,7 @@ fn load_network<T>(
         return Ok(None);
     }
     let weights = Weights::from_files(std::slice::from_ref(&path), DType::F32, device)?;
-    let network = build(weights.var_builder()).map_err(|e| {
-        RouteError::from(brainrecon_diffusion::weights::DiffusionError::Module(
-            e.in_file(&path),
-        ))
-    })?;
+    let network = build(weights.var_builder()).map_err(|e| RouteError::from(e.in_file(&path)))?;
     Ok(Some(network))
 }
 
@@ -614,6 +610,6 @@ pub fn write_per_image(dir: &Path, row: &SuiteRow) -> Result<PathBuf> {
         .collect();
     let path = dir.join(format!("{}.npy", slug.trim_matches('_')));
     let flat: Vec<f64> = row.per_image.iter().flatten().copied().collect();
-    brainrecon_data::npy::write(&path, &[row.n_images, 8], &flat)?;
+    brainrecon_formats::npy::write(&path, &[row.n_images, 8], &flat)?;
     Ok(path)
 }

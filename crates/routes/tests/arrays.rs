@@ -2,7 +2,7 @@
 //! fits checked against the committed scikit-learn/himalaya fixtures of crates/ridge, shards
 //! merged, and the scores.
 
-use brainrecon_data::npy;
+use brainrecon_formats::npy;
 use brainrecon_ridge::{RidgeCv, RidgeModel};
 use brainrecon_routes::arrays::{fit, predict, score, FitOptions};
 use serde_json::Value;

@@ -3,7 +3,7 @@
 //! model folders and `glm.json` in it; a rerun with the same settings does nothing; a folder
 //! holding something else is refused.
 
-use brainrecon_data::npy;
+use brainrecon_formats::npy;
 use brainrecon_routes::glm::{fit_folder, GlmOptions, Source};
 use brainrecon_simulate::events::{simulate_events, EventsOptions};
 

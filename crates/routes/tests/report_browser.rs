@@ -3,7 +3,7 @@
 
 mod browser;
 
-use brainrecon_data::image::RgbImage;
+use brainrecon_formats::image::RgbImage;
 use brainrecon_routes::report::{write_report, DecoderAccuracy, GridRow, MetricRow, Report, Table};
 use std::time::Instant;
 

@@ -6,7 +6,6 @@
 //! decoded one) the shape moves the captioned way in most clips. From independent noise per
 //! frame it does not (printed): the caption's direction words alone do not steer the model;
 //! its ε loss is the same under the true and the opposite direction's caption (printed too).
-use brainrecon_data::image::RgbImage;
 use brainrecon_diffusion::embedded::shapes_motion_dir;
 use brainrecon_diffusion::pipeline::{
     ClipOptions, Conditioning, SampleOptions, StableDiffusion, VideoDiffusion,
@@ -14,19 +13,20 @@ use brainrecon_diffusion::pipeline::{
 use brainrecon_diffusion::scheduler::{NoiseSchedule, SchedulerConfig, SchedulerKind};
 use brainrecon_diffusion::unet_motion::{save_motion_adapter, UNetMotionModel};
 use brainrecon_diffusion::warp::moving_noise;
+use brainrecon_formats::image::RgbImage;
 use brainrecon_nn::rng::{NoiseSource, SeededNoise};
 use brainrecon_routes::video::evaluate::read_direction;
-use brainrecon_routes::video::train_motion::{adapter_config, clip_latents, MotionTrainConfig};
 use brainrecon_simulate::classify::read_scene;
 use brainrecon_simulate::classify_clip::read_clip;
 use brainrecon_simulate::video::{render_clip, ClipSpec, Direction};
+use brainrecon_zoo::shapes_motion::{adapter_config, clip_latents, MotionTrainConfig};
 use candle_core::{DType, Device, Tensor};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 /// Held-out clips: a stream the training never drew from.
 const CLIPS: usize = 20;
-const HELD_OUT_SEED: u64 = 0x4E1D_0A7;
+const HELD_OUT_SEED: u64 = 0x04E1_D0A7;
 
 fn frames_of(clip: &Tensor, b: usize) -> Vec<RgbImage> {
     let (_, f, _, h, w) = clip.dims5().unwrap();
@@ -155,7 +155,7 @@ fn caption_losses(vd: &VideoDiffusion, specs: &[ClipSpec], t: usize) -> (f32, f3
         let captions: Vec<String> = specs
             .iter()
             .map(|s| {
-                let mut s = s.clone();
+                let mut s = *s;
                 if flip {
                     s.direction = opposite(s.direction);
                 }

@@ -3,10 +3,10 @@
 
 use std::path::{Path, PathBuf};
 
+use brainrecon_core::error::Result;
 use brainrecon_core::fs::write_json_atomic;
-use brainrecon_data::error::Result;
-use brainrecon_data::npy;
-use brainrecon_data::runs::nifti4d::{self, Storage};
+use brainrecon_formats::nifti4d::{self, Storage};
+use brainrecon_formats::npy;
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 use rand_distr::{Distribution, Normal};

@@ -5,7 +5,7 @@
 //! attributes; other brain voxels carry noise only.
 
 use super::scene::{Scene, N_ATTRIBUTES};
-use brainrecon_data::image::RgbImage;
+use brainrecon_formats::image::RgbImage;
 use rand::Rng;
 use rand_distr::{Distribution, Normal};
 

@@ -13,7 +13,7 @@
 //!   a cross's is central).
 
 use super::scene::{Scene, BACKGROUNDS, COLOURS, SHAPES};
-use brainrecon_data::image::RgbImage;
+use brainrecon_formats::image::RgbImage;
 
 /// RGB distance beyond which a pixel belongs to the foreground (about half the smallest
 /// distance between a palette colour and a background).

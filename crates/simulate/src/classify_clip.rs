@@ -5,7 +5,7 @@
 
 use super::classify::{read_scene, shape_mask};
 use super::scene::{BACKGROUNDS, COLOURS};
-use brainrecon_data::image::RgbImage;
+use brainrecon_formats::image::RgbImage;
 
 /// What the rule read from a clip.
 #[derive(Debug, Clone, PartialEq)]

@@ -38,11 +38,11 @@
 use super::brain::{luminance_contrast, Brain, Tuning};
 use super::scene::Scene;
 use super::{new_output_dir, Signal};
+use brainrecon_core::error::{DataError, Result};
 use brainrecon_core::fs::{write_bytes_atomic, write_json_atomic};
-use brainrecon_data::error::{DataError, Result};
-use brainrecon_data::image::write_png;
-use brainrecon_data::npy;
-use brainrecon_data::runs::nifti4d::{self, Storage};
+use brainrecon_formats::image::write_png;
+use brainrecon_formats::nifti4d::{self, Storage};
+use brainrecon_formats::npy;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -446,7 +446,7 @@ pub fn simulate_events(opts: &EventsOptions) -> Result<EventsTruth> {
 struct Experiment {
     subject: Subject,
     scenes: Vec<Scene>,
-    rendered: Vec<brainrecon_data::image::RgbImage>,
+    rendered: Vec<brainrecon_formats::image::RgbImage>,
     maps: Vec<(Vec<f32>, Vec<f32>)>,
     visual: Vec<usize>,
 }
@@ -541,7 +541,7 @@ fn write_top_level(
     opts: &EventsOptions,
     root: &Path,
     scenes: &[Scene],
-    rendered: &[brainrecon_data::image::RgbImage],
+    rendered: &[brainrecon_formats::image::RgbImage],
 ) -> Result<()> {
     write_json_atomic(
         &root.join("dataset_description.json"),
@@ -608,7 +608,7 @@ fn aparc_region(brain: &Brain, [x, y, z]: [usize; 3]) -> Option<i32> {
             }
         }
     };
-    brainrecon_data::freesurfer::cortical_label(region, left)
+    brainrecon_formats::freesurfer::cortical_label(region, left)
 }
 
 /// fMRIPrep's `anat/sub-01_desc-aparcaseg_dseg.nii.gz` (the runs' field of view at twice
@@ -637,7 +637,7 @@ fn write_segmentation(fmriprep: &Path, brain: &Brain) -> Result<()> {
     }
     let anat = fmriprep.join(format!("sub-{SUBJECT}/anat"));
     std::fs::create_dir_all(&anat).map_err(|e| DataError::io(&anat, e))?;
-    brainrecon_data::nifti_io::write_i16(
+    brainrecon_formats::nifti_io::write_i16(
         &anat.join(format!("sub-{SUBJECT}_desc-aparcaseg_dseg.nii.gz")),
         fine,
         &affine,
@@ -645,7 +645,7 @@ fn write_segmentation(fmriprep: &Path, brain: &Brain) -> Result<()> {
     )?;
     let mut table = String::from("index\tname\n0\tUnknown\n");
     for label in present {
-        let name = brainrecon_data::freesurfer::label_name(label).unwrap_or_default();
+        let name = brainrecon_formats::freesurfer::label_name(label).unwrap_or_default();
         table.push_str(&format!("{label}\t{name}\n"));
     }
     text(&fmriprep.join("desc-aparcaseg_dseg.tsv"), &table)
@@ -694,7 +694,7 @@ fn write_run(
         &serde_json::json!({"RepetitionTime": opts.tr, "SkullStripped": false, "TaskName": TASK}),
     )?;
     // fMRIPrep's reference volume of the run: here the mean of its steady-state volumes.
-    brainrecon_data::nifti_io::write_f32(
+    brainrecon_formats::nifti_io::write_f32(
         &derived.join(format!("{name}_space-{SPACE}_boldref.nii.gz")),
         shape,
         &affine,
@@ -702,7 +702,7 @@ fn write_run(
     )?;
     let mut mask = vec![0i16; shape.iter().product()];
     subject.flat.iter().for_each(|&f| mask[f] = 1);
-    brainrecon_data::nifti_io::write_i16(
+    brainrecon_formats::nifti_io::write_i16(
         &derived.join(format!("{name}_space-{SPACE}_desc-brain_mask.nii.gz")),
         shape,
         &affine,

@@ -17,7 +17,7 @@
 //! raw-data chunks: the structures libhdf5 reads for any chunked dataset. The file appears under
 //! its name only once complete.
 
-use brainrecon_data::error::{DataError, Result};
+use brainrecon_core::error::{DataError, Result};
 use flate2::write::ZlibEncoder;
 use flate2::Compression;
 use std::fs::File;

@@ -28,10 +28,10 @@
 
 use super::bold::{bold_volumes, grid_affine, write_bold_run, write_voxel_truth};
 use super::new_output_dir;
+use brainrecon_core::error::{DataError, Result};
 use brainrecon_core::fs::{write_bytes_atomic, write_json_atomic};
-use brainrecon_data::error::{DataError, Result};
-use brainrecon_data::nifti_io;
-use brainrecon_data::npy;
+use brainrecon_formats::nifti_io;
+use brainrecon_formats::npy;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

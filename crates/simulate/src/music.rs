@@ -40,7 +40,7 @@
 //! **Brain.** An ellipsoid cut into 24 Destrieux-named ROIs (12 per hemisphere, angular
 //! sectors in the y–z plane). Four ROIs per hemisphere are auditory (Heschl's gyrus, the
 //! transverse temporal sulcus, planum temporale, lateral STG): 85% of their voxels follow the
-//! clip's acoustic features per TR ([`brainrecon_data::audio::features`], computed from the written
+//! clip's acoustic features per TR ([`brainrecon_formats::audio::features`], computed from the written
 //! audio itself and z-scored over all clips); four are higher-level (STS, middle temporal,
 //! IFG triangular part, angular gyrus): 85% of their voxels follow the clip's semantic vector
 //! (genre one-hot and a 4-d hidden vector of the caption's mood word), constant over the clip;
@@ -52,16 +52,14 @@
 use super::bold::{bold_volumes, grid_affine, write_bold_run, write_voxel_truth};
 use super::movie::canonical_hrf;
 use super::new_output_dir;
+use crate::synth::{midi_hz, mix, render_drum, render_note, Drum, Envelope, Timbre, Voice};
+use brainrecon_core::error::{DataError, Result};
 use brainrecon_core::fs::{write_bytes_atomic, write_json_atomic};
-use brainrecon_data::audio::features::{acoustic_features, feature_names, N_FEATURES};
-use brainrecon_data::audio::stimuli::GTZAN_GENRES;
-use brainrecon_data::audio::synth::{
-    midi_hz, mix, render_drum, render_note, Drum, Envelope, Timbre, Voice,
-};
-use brainrecon_data::audio::wav;
-use brainrecon_data::error::{DataError, Result};
-use brainrecon_data::nifti_io;
-use brainrecon_data::npy;
+use brainrecon_datasets::ds003720::GTZAN_GENRES;
+use brainrecon_formats::audio::features::{acoustic_features, feature_names, N_FEATURES};
+use brainrecon_formats::audio::wav;
+use brainrecon_formats::nifti_io;
+use brainrecon_formats::npy;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

@@ -6,8 +6,8 @@
 
 use crate::events::{simulate_session, EventsTruth, ScannerSession, SessionOptions, SessionTrial};
 use brainrecon_core::fs::{read_json, write_bytes_atomic, write_json_atomic};
-use brainrecon_data::dicom::write::{write_volume, DicomLayout, ScannerVolume};
-use brainrecon_data::{DataError, Result};
+use brainrecon_core::{DataError, Result};
+use brainrecon_formats::dicom::write::{write_volume, DicomLayout, ScannerVolume};
 use brainrecon_realtime::grid::{Grid, Image};
 use brainrecon_realtime::realign::{reslice, RealignError};
 use brainrecon_realtime::rigid::{Rigid, RigidParams};
@@ -190,6 +190,49 @@ pub struct Exported {
     pub events: PathBuf,
 }
 
+impl Exported {
+    /// The summary `realtime simulate --json` prints: export, volumes, trials, tr, events.
+    pub fn json(&self) -> serde_json::Value {
+        let record = &self.truth;
+        serde_json::json!({
+            "export": self.export, "volumes": record.volumes, "trials": record.trials.len(),
+            "tr": record.tr, "events": self.events,
+        })
+    }
+
+    /// The line `realtime simulate` prints.
+    pub fn text(&self) -> String {
+        format!(
+            "wrote {} volumes ({} trials, TR {} s) to {}; events in {}",
+            self.truth.volumes,
+            self.truth.trials.len(),
+            self.truth.tr,
+            self.export.display(),
+            self.events.display()
+        )
+    }
+}
+
+/// Waits for OUT/truth.json of a session that [`export_session`] is writing into `out` (it is
+/// written before the first volume) and returns the session's volume count; `None` when
+/// `ended()` says the exporter stopped first, or after `timeout`.
+pub fn wait_for_volume_count(
+    out: &Path,
+    timeout: Duration,
+    ended: impl Fn() -> bool,
+) -> Result<Option<usize>> {
+    let truth = out.join("truth.json");
+    let started = Instant::now();
+    while !truth.is_file() {
+        if ended() || started.elapsed() > timeout {
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let value: serde_json::Value = read_json(&truth)?;
+    Ok(value["volumes"].as_u64().map(|n| n as usize))
+}
+
 /// Simulates the next session of the experiment's subject (same brain, voxels' response
 /// shapes and tuning; new noise, drifts and head motion) and writes it as a scanner's export:
 /// OUT/events.tsv and OUT/truth.json first (so a follower can read the volume count before
@@ -263,7 +306,7 @@ pub struct ReplayOptions {
 /// Writes a recorded run volume by volume into the export folder as `vol-NNNNNN.nii`
 /// (float32); returns the volumes written and the TR used.
 pub fn replay(options: &ReplayOptions) -> Result<(usize, f64)> {
-    use brainrecon_data::runs::nifti4d;
+    use brainrecon_formats::nifti4d;
     let header = nifti4d::read_header(&options.run)?;
     let tr = options.tr.unwrap_or(header.pixdim_t);
     if !(tr.is_finite() && tr > 0.0) {
@@ -288,7 +331,7 @@ pub fn replay(options: &ReplayOptions) -> Result<(usize, f64)> {
         }
         let values: Vec<f32> = values.iter().map(|&v| v as f32).collect();
         let path = export.join(format!("vol-{:06}.nii", t + 1));
-        brainrecon_data::nifti_io::write_f32(&path, header.shape, &header.affine, &values)?;
+        brainrecon_formats::nifti_io::write_f32(&path, header.shape, &header.affine, &values)?;
         written += 1;
         Ok(())
     })?;

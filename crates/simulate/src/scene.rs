@@ -1,6 +1,6 @@
 //! Procedural scenes: a shape of some colour, size and position on a background, with captions.
 
-use brainrecon_data::image::RgbImage;
+use brainrecon_formats::image::RgbImage;
 use rand::seq::SliceRandom;
 use rand::Rng;
 use serde::{Deserialize, Serialize};

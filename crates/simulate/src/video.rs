@@ -43,15 +43,17 @@ use super::bold::{bold_volumes, write_voxel_truth};
 use super::movie::canonical_hrf;
 use super::new_output_dir;
 use super::scene::{Scene, BACKGROUNDS, COLOURS, POSITIONS, SHAPES, SIZES};
+use brainrecon_core::error::{DataError, Result};
 use brainrecon_core::fs::write_json_atomic;
 use brainrecon_core::progress::bar_aligned;
-use brainrecon_data::cc2017::{Design, DESIGN_FORMAT};
-use brainrecon_data::cifti::cc2017::{run_path, Split};
-use brainrecon_data::cifti::{write_dense_series, BrainModel, CiftiVolume, ModelType, SeriesMap};
-use brainrecon_data::error::{DataError, Result};
-use brainrecon_data::image::{write_png, RgbImage};
-use brainrecon_data::motion::ShiftSums;
-use brainrecon_data::npy;
+use brainrecon_datasets::cc2017::{Design, DESIGN_FORMAT};
+use brainrecon_formats::cifti::cc2017::{run_path, Split};
+use brainrecon_formats::cifti::{
+    write_dense_series, BrainModel, CiftiVolume, ModelType, SeriesMap,
+};
+use brainrecon_formats::image::{write_png, RgbImage};
+use brainrecon_formats::motion::ShiftSums;
+use brainrecon_formats::npy;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -598,9 +600,9 @@ fn surface_model(structure: &str, offset: usize, count: usize) -> BrainModel {
 
 fn make_brain(rng: &mut ChaCha8Rng, per_hemisphere: usize, subcortical: usize) -> Brain {
     let mut models = vec![
-        surface_model(brainrecon_data::cifti::CORTEX[0], 0, per_hemisphere),
+        surface_model(brainrecon_formats::cifti::CORTEX[0], 0, per_hemisphere),
         surface_model(
-            brainrecon_data::cifti::CORTEX[1],
+            brainrecon_formats::cifti::CORTEX[1],
             per_hemisphere,
             per_hemisphere,
         ),

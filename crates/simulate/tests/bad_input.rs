@@ -1,9 +1,10 @@
 //! Each bad input ends with one error that names the file and what was expected, and leaves no output.
 
-use brainrecon_data::mat::{encode_doubles, read_matrices};
-use brainrecon_data::nsd::prepare::{prepare, PrepareOptions, ZScore};
-use brainrecon_data::nsd::Layout;
-use brainrecon_data::{nifti_io, DataError};
+use brainrecon_core::DataError;
+use brainrecon_datasets::nsd::prepare::{prepare, PrepareOptions, ZScore};
+use brainrecon_datasets::nsd::Layout;
+use brainrecon_formats::mat::{encode_doubles, read_matrices};
+use brainrecon_formats::nifti_io;
 use brainrecon_simulate::{simulate, SimulateOptions};
 use hdf5_writer::{DatasetBuilder, Hdf5Builder, WriteOptions};
 use std::path::{Path, PathBuf};
@@ -166,7 +167,7 @@ fn subject_without_shared_images() {
     let case = case();
     let path = case.layout.expdesign();
     let m = read_matrices(&path, &["masterordering", "sharedix", "subjectim"]).unwrap();
-    let nothing_seen = brainrecon_data::mat::Matrix {
+    let nothing_seen = brainrecon_formats::mat::Matrix {
         rows: 1,
         cols: 1,
         values: vec![999.0],
@@ -235,14 +236,14 @@ fn small_prepared_subject(dir: &Path) -> PathBuf {
 
 #[test]
 fn images_npy_of_another_shape_names_the_expected_one() {
-    use brainrecon_data::prepared::PreparedSubject;
+    use brainrecon_datasets::prepared::PreparedSubject;
     let dir = tempfile::tempdir().unwrap();
     let root = small_prepared_subject(dir.path());
     let path = root.join("stimuli/images.npy");
     let ids = PreparedSubject::open(&root).unwrap().images().unwrap().ids;
     for shape in [vec![ids.len(), 16, 16, 4], vec![ids.len(), 16, 48]] {
         let n: usize = shape.iter().product();
-        brainrecon_data::npy::write(&path, &shape, &vec![0u8; n]).unwrap();
+        brainrecon_formats::npy::write(&path, &shape, &vec![0u8; n]).unwrap();
         let err = PreparedSubject::open(&root)
             .unwrap()
             .images()
@@ -260,7 +261,7 @@ fn images_npy_of_another_shape_names_the_expected_one() {
 fn hdf5_rows_above_the_array_limit_are_refused_before_reading() {
     let case = case();
     let betas =
-        brainrecon_data::nsd::H5Dataset::open(&case.layout.betas(1), "betas", "betas").unwrap();
+        brainrecon_datasets::nsd::H5Dataset::open(&case.layout.betas(1), "betas", "betas").unwrap();
     assert!(betas.read_rows_f32(0, 1).is_ok());
     for count in [1usize << 40, usize::MAX] {
         let err = betas.read_rows_f32(1, count).unwrap_err().to_string();
@@ -277,28 +278,28 @@ fn hdf5_rows_above_the_array_limit_are_refused_before_reading() {
 /// and stimulus ids that are negative or out of order (the images are found by binary search).
 #[test]
 fn nan_betas_and_bad_stimulus_ids_of_a_prepared_subject_are_named() {
-    use brainrecon_data::prepared::{PreparedSubject, Split};
+    use brainrecon_datasets::prepared::{PreparedSubject, Split};
     let dir = tempfile::tempdir().unwrap();
     let root = small_prepared_subject(dir.path());
     let subject = PreparedSubject::open(&root).unwrap();
     let roi = subject.roi("nsdgeneral").unwrap();
     let betas = root.join("betas/nsdgeneral/test.npy");
-    let mut test = brainrecon_data::npy::read_f32(&betas).unwrap();
+    let mut test = brainrecon_formats::npy::read_f32(&betas).unwrap();
     test.data[test.shape[1] + 4] = f32::INFINITY;
-    brainrecon_data::npy::write(&betas, &test.shape, &test.data).unwrap();
+    brainrecon_formats::npy::write(&betas, &test.shape, &test.data).unwrap();
     let err = subject.betas(&roi, Split::Test).err().unwrap().to_string();
     for needle in ["test.npy", "finite betas", "inf"] {
         assert!(err.contains(needle), "{needle}: {err}");
     }
 
     let ids_path = root.join("stimuli/ids.npy");
-    let ids = brainrecon_data::npy::read_i64(&ids_path).unwrap();
+    let ids = brainrecon_formats::npy::read_i64(&ids_path).unwrap();
     let mut negative = ids.data.clone();
     negative[1] = -1;
     let mut unordered = ids.data.clone();
     unordered.swap(0, 1);
     for (values, needle) in [(negative, "an id ≥ 0"), (unordered, "increasing order")] {
-        brainrecon_data::npy::write(&ids_path, &ids.shape, &values).unwrap();
+        brainrecon_formats::npy::write(&ids_path, &ids.shape, &values).unwrap();
         let err = PreparedSubject::open(&root)
             .unwrap()
             .images()

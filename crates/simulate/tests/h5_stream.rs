@@ -1,9 +1,9 @@
 //! The streaming chunked HDF5 writer (the simulator's betas and stimuli files) read back by the
 //! project's NSD reader, against the same values written whole by `hdf5-writer`.
 
-use brainrecon_data::nifti_io;
-use brainrecon_data::npy;
-use brainrecon_data::nsd::{H5Dataset, Layout};
+use brainrecon_datasets::nsd::{H5Dataset, Layout};
+use brainrecon_formats::nifti_io;
+use brainrecon_formats::npy;
 use brainrecon_simulate::h5stream::ChunkedWriter;
 use brainrecon_simulate::{simulate, SimulateOptions};
 use hdf5_writer::{DatasetBuilder, Hdf5Builder, WriteOptions};

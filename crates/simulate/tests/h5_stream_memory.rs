@@ -1,7 +1,7 @@
 //! The streaming HDF5 writer's memory stays at one chunk while it writes a file many times
 //! larger. Alone in its test binary so that no other test moves the process's peak RSS.
 
-use brainrecon_data::nsd::H5Dataset;
+use brainrecon_datasets::nsd::H5Dataset;
 use brainrecon_simulate::h5stream::ChunkedWriter;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

@@ -1,9 +1,10 @@
 //! The simulated movie subject (`simulate_movie`) through the continuous-fMRI data layer: it
 //! prepares as a BIDS dataset, and its planted signals survive preparation.
 
-use brainrecon_data::npy;
-use brainrecon_data::runs::prepare::{prepare, Layout, MaskChoice, PrepareOptions};
-use brainrecon_data::runs::{detrend::Detrend, RunSet};
+use brainrecon_core::signal::detrend::Detrend;
+use brainrecon_datasets::runs::prepare::{prepare, Layout, MaskChoice, PrepareOptions};
+use brainrecon_datasets::runs::RunSet;
+use brainrecon_formats::npy;
 use std::path::{Path, PathBuf};
 
 fn options(sim: &Path, out: &Path) -> PrepareOptions {

@@ -1,8 +1,8 @@
 //! A synthetic NSD tree goes through `nsd prepare`; everything is checked against the simulator's truth.
 
-use brainrecon_data::npy;
-use brainrecon_data::nsd::prepare::{prepare, PrepareOptions, ZScore};
-use brainrecon_data::prepared::{PreparedSubject, Split};
+use brainrecon_datasets::nsd::prepare::{prepare, PrepareOptions, ZScore};
+use brainrecon_datasets::prepared::{PreparedSubject, Split};
+use brainrecon_formats::npy;
 use brainrecon_simulate::{simulate, OutputLayout, SimulateOptions, Truth};
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -1,11 +1,13 @@
 //! The synthetic music subject: determinism for a seed, ds003720's layout, events read back
 //! through the BIDS reader, and clips cut from the written tracks.
 
-use brainrecon_data::audio::features::acoustic_features;
-use brainrecon_data::audio::read_audio;
-use brainrecon_data::audio::stimuli::{event_clip, read_stimulus_events, StimulusEvent};
-use brainrecon_data::runs::{bids, nifti4d};
-use brainrecon_data::{npy, DataError};
+use brainrecon_core::DataError;
+use brainrecon_datasets::bids;
+use brainrecon_datasets::ds003720::{event_clip, read_stimulus_events, StimulusEvent};
+use brainrecon_formats::audio::features::acoustic_features;
+use brainrecon_formats::audio::read_audio;
+use brainrecon_formats::nifti4d;
+use brainrecon_formats::npy;
 use brainrecon_simulate::music::{simulate_music, MusicOptions, MusicTruth, RATE, TR};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -265,7 +267,7 @@ fn captions_and_a_library_nobody_heard_are_written_beside_the_tracks() {
     for genre in &simulated.truth.genres {
         for n in 0..2 {
             let path = out.join(format!("library/{genre}/{genre}.{n:05}.wav"));
-            let audio = brainrecon_data::audio::read_audio(&path).unwrap();
+            let audio = brainrecon_formats::audio::read_audio(&path).unwrap();
             assert_eq!(
                 (audio.rate, audio.samples.len()),
                 (RATE, 15 * RATE as usize)

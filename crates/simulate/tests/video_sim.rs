@@ -3,13 +3,13 @@
 //! motion voxels that follow the true direction, and the prepared windows checked against a
 //! computation done here from the CIFTI files.
 
-use brainrecon_data::cc2017::{prepare, read_meta, Cc2017Options};
-use brainrecon_data::cifti::cc2017::{run_path, runs_in, Split};
-use brainrecon_data::cifti::{
+use brainrecon_core::signal::detrend::{self, PolyBasis};
+use brainrecon_datasets::cc2017::{prepare, read_meta, Cc2017Options};
+use brainrecon_formats::cifti::cc2017::{run_path, runs_in, Split};
+use brainrecon_formats::cifti::{
     write_dense_series, BrainModel, CiftiSeries, CiftiVolume, ModelType, SeriesMap, CORTEX,
 };
-use brainrecon_data::npy;
-use brainrecon_data::runs::detrend::{self, PolyBasis};
+use brainrecon_formats::npy;
 use brainrecon_simulate::movie::canonical_hrf;
 use brainrecon_simulate::video::{simulate_video, VideoOptions, VideoTruth, GROUPS};
 use std::path::{Path, PathBuf};
@@ -113,7 +113,7 @@ fn the_layout_is_cc2017_and_reads_back() {
         (meta["width"].as_u64(), meta["n_frames"].as_u64()),
         (Some(64), Some(240))
     );
-    let last = brainrecon_data::image::read_png(&frames.join("frame_000239.png")).unwrap();
+    let last = brainrecon_formats::image::read_png(&frames.join("frame_000239.png")).unwrap();
     assert_eq!((last.width, last.height), (64, 64));
     assert!(!frames.join("frame_000240.png").exists());
     let segment: serde_json::Value =

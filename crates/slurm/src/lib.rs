@@ -13,13 +13,14 @@
 
 #![warn(missing_docs)]
 
+mod report;
 pub mod scheduler;
 pub mod script;
 pub mod work;
 
 use brainrecon_core::fs::{read_json, write_bytes_atomic, write_json_atomic};
 use brainrecon_core::{DataError, Result};
-use brainrecon_data::nsd::prepare::compact_ranges;
+use brainrecon_datasets::nsd::prepare::compact_ranges;
 use script::Resources;
 use std::path::{Path, PathBuf};
 use work::Work;
@@ -156,8 +157,9 @@ pub struct Written {
     pub task_script: PathBuf,
 }
 
-/// What [`submit`] did.
-#[derive(Debug)]
+/// What [`submit`] did; as JSON, the variant's own fields.
+#[derive(Debug, serde::Serialize)]
+#[serde(untagged)]
 pub enum Submitted {
     /// `dry_run`: the scripts and the record are written.
     Written(Written),

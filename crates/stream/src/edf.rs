@@ -30,7 +30,7 @@
 use crate::error::{Result, StreamError};
 use crate::resample::Resampler;
 use crate::source::{read_all, Chunk, Recording, Source};
-use brainrecon_data::limits;
+use brainrecon_core::limits;
 use std::fs::File;
 use std::io::{BufReader, ErrorKind, Read};
 use std::path::{Path, PathBuf};

@@ -49,7 +49,7 @@ pub enum StreamError {
 
     /// An error from the shared data layer (the `.npy` header parser).
     #[error(transparent)]
-    Data(#[from] brainrecon_data::DataError),
+    Data(#[from] brainrecon_core::DataError),
 }
 
 /// Result with [`StreamError`].

@@ -2,7 +2,7 @@
 //! (a PNG sequence, an animated GIF), each file written atomically.
 
 use crate::latent::Latent;
-use brainrecon_data::image::RgbImage;
+use brainrecon_formats::image::RgbImage;
 use std::path::{Path, PathBuf};
 
 /// An error of a frame generator (a model's own error type, boxed).
@@ -101,7 +101,7 @@ impl PngSequence {
 }
 
 /// The animated GIF writer lives in the data layer, shared with the video clip outputs.
-pub use brainrecon_data::video::GifWriter;
+pub use brainrecon_formats::video::GifWriter;
 
 #[cfg(test)]
 mod tests {
@@ -132,7 +132,7 @@ mod tests {
             entries(seq.dir()),
             ["frame-000000.png", "frame-000001.png", "frame-000002.png"]
         );
-        let back = brainrecon_data::image::read_png(&seq.path(1)).unwrap();
+        let back = brainrecon_formats::image::read_png(&seq.path(1)).unwrap();
         assert_eq!(back, image(2));
     }
 

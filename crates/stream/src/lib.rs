@@ -51,7 +51,7 @@ pub use open::{open, Format, OpenOptions};
 pub use pacer::{Pace, Pacer};
 pub use pipeline::LatentStream;
 pub use raw::{open_raw, RawFormat, RawReader};
-pub use server::{serve, FrameState, Hub, Server};
+pub use server::{serve, serve_page, FrameState, Hub, Server, DEFAULT_SERVE};
 pub use source::{Chunk, Recording, Source};
 pub use synthetic::{Synthetic, SyntheticSpec};
 pub use window::{Window, WindowSpec, Windower};

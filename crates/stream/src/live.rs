@@ -698,7 +698,7 @@ mod tests {
     use crate::source::{default_labels, Recording};
     use crate::synthetic::{Synthetic, SyntheticSpec};
     use crate::window::WindowSpec;
-    use brainrecon_data::image::RgbImage;
+    use brainrecon_formats::image::RgbImage;
 
     /// A test stand-in for a diffusion model, documented as such: a deterministic function of
     /// the latent (each pixel's grey level from one latent value), with an optional delay to

@@ -9,7 +9,7 @@ use crate::source::Source;
 use crate::synthetic::{Synthetic, SyntheticSpec};
 use crate::window::parse_channels;
 use crate::StreamError;
-use brainrecon_data::DataError;
+use brainrecon_core::DataError;
 use std::path::Path;
 
 /// Why a named source could not be opened.

@@ -1,5 +1,5 @@
 //! NumPy `.npy` recordings: a `(samples, channels)` array (or `(samples,)` for one channel) of
-//! float32, float64, int16 or int32, with the header parsed by `brainrecon_data::npy`.
+//! float32, float64, int16 or int32, with the header parsed by `brainrecon_formats::npy`.
 
 use crate::error::{check_rate, Result, StreamError};
 use crate::source::{default_labels, Recording};
@@ -11,7 +11,7 @@ use std::path::Path;
 pub fn read_npy(path: &Path, rate: f64) -> Result<Recording> {
     check_rate("rate", rate)?;
     let bytes = std::fs::read(path).map_err(|e| StreamError::io(path, e))?;
-    let header = brainrecon_data::npy::parse_header(path, &bytes)?;
+    let header = brainrecon_formats::npy::parse_header(path, &bytes)?;
     let (frames, channels) = match header.shape.as_slice() {
         [n] => (*n, 1),
         [n, c] => (*n, *c),

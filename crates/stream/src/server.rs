@@ -15,7 +15,7 @@ use axum::http::{header, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use brainrecon_data::image::RgbImage;
+use brainrecon_formats::image::RgbImage;
 use serde::Serialize;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -196,6 +196,36 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.stop_now();
+    }
+}
+
+/// Where [`serve_page`] serves without an address.
+pub const DEFAULT_SERVE: &str = "127.0.0.1:8080";
+
+/// Serves the page on `address`, or on [`DEFAULT_SERVE`] when none was given; when that one is
+/// taken (another stream, another program), on a free port instead, saying so through `note`.
+/// An address that cannot be bound is a usage error naming `--serve`.
+pub fn serve_page(
+    address: Option<&str>,
+    hub: &Arc<Hub>,
+    note: &dyn Fn(&str),
+) -> Result<Server, brainrecon_core::DataError> {
+    let failed = |address: &str, e: std::io::Error| {
+        brainrecon_core::DataError::Usage(format!(
+            "--serve {address}: {e} (pick another address, or --no-serve)"
+        ))
+    };
+    match address {
+        Some(address) => serve(address, hub.clone()).map_err(|e| failed(address, e)),
+        None => match serve(DEFAULT_SERVE, hub.clone()) {
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
+                note(&format!(
+                    "note: {DEFAULT_SERVE} is in use; serving on a free port instead"
+                ));
+                serve("127.0.0.1:0", hub.clone()).map_err(|e| failed("127.0.0.1:0", e))
+            }
+            other => other.map_err(|e| failed(DEFAULT_SERVE, e)),
+        },
     }
 }
 

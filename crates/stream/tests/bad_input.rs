@@ -293,13 +293,13 @@ fn csv_bad_cell_names_file_line_and_column() {
 fn npy_with_an_unsupported_shape_or_dtype_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("cube.npy");
-    brainrecon_data::npy::write::<f32>(&path, &[2, 2, 2], &[0.0; 8]).unwrap();
+    brainrecon_formats::npy::write::<f32>(&path, &[2, 2, 2], &[0.0; 8]).unwrap();
     assert_mentions(
         &message(read_npy(&path, 10.0)),
         &["cube.npy", "shape", "(samples, channels)"],
     );
     let path = dir.path().join("bytes.npy");
-    brainrecon_data::npy::write::<u8>(&path, &[4, 2], &[0; 8]).unwrap();
+    brainrecon_formats::npy::write::<u8>(&path, &[4, 2], &[0; 8]).unwrap();
     assert_mentions(
         &message(read_npy(&path, 10.0)),
         &["bytes.npy", "dtype", "|u1"],

@@ -10,7 +10,7 @@
 
 use std::time::Instant;
 
-use brainrecon_data::image::RgbImage;
+use brainrecon_formats::image::RgbImage;
 use brainrecon_vision::{ViTForImageClassification, VideoMAEForVideoClassification};
 use candle_core::{Device, Tensor};
 

@@ -2,7 +2,7 @@
 //! the metric suite reads: `features.4` (the ReLU after the second convolution) and
 //! `features.11` (the ReLU after the fifth).
 
-use brainrecon_nn::layers::Result;
+use brainrecon_nn::Result;
 use candle_core::Tensor;
 use candle_nn::VarBuilder;
 

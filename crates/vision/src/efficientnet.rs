@@ -3,7 +3,8 @@
 //! `features.2.1.block.3.fc1.bias`, …); batch norm eps 1e-5, torch's symmetric `(k − 1) / 2`
 //! padding (not TensorFlow's "same"), SiLU, squeeze-and-excitation on the expanded channels.
 
-use brainrecon_nn::layers::{silu, Result};
+use brainrecon_nn::layers::silu;
+use brainrecon_nn::Result;
 use candle_core::Tensor;
 use candle_nn::VarBuilder;
 

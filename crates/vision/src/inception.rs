@@ -3,7 +3,7 @@
 //! torchvision (`Conv2d_1a_3x3.conv.weight`, `Mixed_5b.branch1x1.bn.running_mean`, …); the
 //! auxiliary classifier and `fc` are not read.
 
-use brainrecon_nn::layers::Result;
+use brainrecon_nn::Result;
 use candle_core::Tensor;
 use candle_nn::VarBuilder;
 

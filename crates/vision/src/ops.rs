@@ -3,7 +3,8 @@
 
 use brainrecon_nn::channel::channel_affine;
 use brainrecon_nn::conv::conv2d_rect;
-use brainrecon_nn::layers::{weight, Result};
+use brainrecon_nn::layers::weight;
+use brainrecon_nn::Result;
 use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor, D};
 use candle_nn::VarBuilder;
 use rayon::prelude::*;

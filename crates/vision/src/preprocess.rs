@@ -7,7 +7,7 @@
 //! [`ImageProcessor`]: transformers' image processors (ViT, VideoMAE) as their Pillow backend
 //! computes them on 8-bit RGB, read from `preprocessor_config.json`.
 
-use brainrecon_data::image::{Filter, RgbImage};
+use brainrecon_formats::image::{Filter, RgbImage};
 use brainrecon_nn::{ModelError, Result};
 use serde_json::Value;
 use std::path::Path;
@@ -78,6 +78,36 @@ pub fn normalize(images: &mut [f32], plane: usize, mean: [f32; 3], std: [f32; 3]
             *v = (*v - mean[c]) / std[c];
         }
     }
+}
+
+/// BLIP's image input as the published caption route feeds it: `images` resized to `size` ×
+/// `size` with Pillow's Lanczos, in [0, 1], or with `normalize` in CLIP's mean/std (BLIP's
+/// processor): a tensor [B, 3, size, size].
+pub fn blip_pixels(
+    images: &[RgbImage],
+    size: usize,
+    normalize: bool,
+    device: &candle_core::Device,
+) -> Result<candle_core::Tensor> {
+    let mut values = Vec::with_capacity(images.len() * 3 * size * size);
+    for image in images {
+        let resized = image.resize_with(size, size, Filter::Lanczos);
+        for c in 0..3 {
+            let (mean, std) = if normalize {
+                (CLIP_MEAN[c], CLIP_STD[c])
+            } else {
+                (0.0, 1.0)
+            };
+            values.extend(
+                (0..size * size).map(|p| (resized.pixels[p * 3 + c] as f32 / 255.0 - mean) / std),
+            );
+        }
+    }
+    Ok(candle_core::Tensor::from_vec(
+        values,
+        (images.len(), 3, size, size),
+        device,
+    )?)
 }
 
 // ---------------------------------------------------------------------------------------------

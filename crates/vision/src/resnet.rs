@@ -3,7 +3,7 @@
 //! weights of the metric suite are stored under these names. Batch norm eps 1e-5; the stride of
 //! a bottleneck is on its 3×3 convolution (ResNet v1.5).
 
-use brainrecon_nn::layers::Result;
+use brainrecon_nn::Result;
 use candle_core::Tensor;
 use candle_nn::VarBuilder;
 

@@ -518,17 +518,12 @@ impl ViTForImageClassification {
         let hidden = self.layernorm.forward(&hidden)?;
         let (b, _, d) = hidden.dims3()?;
         self.classifier
-            .forward(&hidden.narrow(1, 0, 1)?.reshape((b, d))?)
-            .map_err(Into::into)
-    }
+            .forward(&hidden.narrow(1, 0, 1)?.reshape((b, d))?)}
 }
 
 /// Names the weight file in a module error.
 pub(crate) fn in_file(e: ModelError, weights: &Weights) -> ModelError {
-    match e {
-        ModelError::Module(m) => ModelError::Module(m.in_file(weights.path())),
-        other => other,
-    }
+    e.in_file(weights.path())
 }
 
 #[cfg(test)]

@@ -187,7 +187,7 @@ fn bilinear_resizes_match_torch_interpolate_without_antialias() {
 
 #[test]
 fn pillow_bilinear_resizes_match_pillow() {
-    use brainrecon_data::image::{Filter, RgbImage};
+    use brainrecon_formats::image::{Filter, RgbImage};
     let (fixtures, _) = load();
     let src = fixtures["resize.pil.src_425"]
         .flatten_all()

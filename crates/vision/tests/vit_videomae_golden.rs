@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use brainrecon_data::image::RgbImage;
+use brainrecon_formats::image::RgbImage;
 use brainrecon_vision::preprocess::{ImageProcessor, ProcessorDefaults, ResizeTarget};
 use brainrecon_vision::videomae::{sinusoid_table, VideoMAEForVideoClassification};
 use brainrecon_vision::vit::ViTForImageClassification;

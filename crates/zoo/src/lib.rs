@@ -6,12 +6,14 @@
 //!
 //! - [`shapes_ldm`]: the small latent diffusion model of the synthetic scenes;
 //! - [`genres_clap`]: the small CLAP of the music route;
-//! - [`shapes_blip`]: the small captioner of the synthetic scenes (embedded weights);
-//! - [`shapes_motion`]: the motion U-Net of the video route (embedded weights);
+//! - [`shapes_blip`]: the small captioner of the synthetic scenes;
+//! - [`shapes_motion`]: the motion U-Net of the video route;
 //! - [`word2vec_movie`]: the skip-gram vectors of the naturalistic route.
 //!
-//! [`resolve`] finds a shipped model's folder by name.
+//! [`resolve`] finds a shipped model's folder by name; [`chart`] draws the loss curves of the
+//! training runs (and of the B2C route's).
 
+pub mod chart;
 pub mod genres_clap;
 pub mod registry;
 pub mod shapes_blip;
@@ -19,4 +21,4 @@ pub mod shapes_ldm;
 pub mod shapes_motion;
 pub mod word2vec_movie;
 
-pub use registry::{resolve, MODELS};
+pub use registry::{resolve, resolve_kind, Kind, MODELS};

@@ -28,6 +28,44 @@ pub fn resolve(name: &str) -> Result<Option<PathBuf>> {
     model.dir().map(Some)
 }
 
+/// What a model of the zoo is, so that a loader of one architecture is never handed another
+/// architecture's folder under the zoo's name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A diffusers Stable Diffusion pipeline (shapes-ldm).
+    Diffusion,
+    /// A transformers BLIP captioner (shapes-blip).
+    Captioner,
+    /// A transformers CLAP (genres-clap).
+    Clap,
+    /// A diffusers motion U-Net (shapes-motion).
+    Motion,
+    /// Word vectors (word2vec-movie).
+    Vectors,
+}
+
+/// The kind of the zoo's model `name`; `None` for a name the zoo does not ship.
+pub fn kind(name: &str) -> Option<Kind> {
+    Some(match name {
+        crate::shapes_ldm::SHAPES_LDM => Kind::Diffusion,
+        crate::shapes_blip::SHAPES_BLIP => Kind::Captioner,
+        crate::genres_clap::GENRES_CLAP => Kind::Clap,
+        crate::shapes_motion::SHAPES_MOTION => Kind::Motion,
+        crate::word2vec_movie::WORD2VEC_MOVIE => Kind::Vectors,
+        _ => return None,
+    })
+}
+
+/// [`resolve`] for a loader of `kind`: the folder of `name` when the zoo ships it as a model of
+/// that kind; `None` otherwise (the name goes to the architecture's own loader, which reports
+/// what it does not find).
+pub fn resolve_kind(name: &str, kind: Kind) -> Result<Option<PathBuf>> {
+    if self::kind(name) != Some(kind) {
+        return Ok(None);
+    }
+    resolve(name)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -40,6 +78,10 @@ mod tests {
         assert_eq!(names.len(), MODELS.len());
         assert!(resolve("laion/clap-htsat-unfused").unwrap().is_none());
         assert!(resolve(crate::word2vec_movie::WORD2VEC_MOVIE)
+            .unwrap()
+            .is_none());
+        assert!(MODELS.iter().all(|name| kind(name).is_some()));
+        assert!(resolve_kind(crate::shapes_ldm::SHAPES_LDM, Kind::Clap)
             .unwrap()
             .is_none());
     }

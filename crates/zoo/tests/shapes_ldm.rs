@@ -2,11 +2,11 @@
 //! its training with the rule of `brainrecon_simulate::classify`: the autoencoder keeps
 //! colour and shape, and a caption draws its colour and shape.
 
-use brainrecon_data::image::RgbImage;
 use brainrecon_diffusion::pipeline::{
     image_to_hwc, Device, Posterior, SampleOptions, StableDiffusion,
 };
 use brainrecon_diffusion::scheduler::SchedulerKind;
+use brainrecon_formats::image::RgbImage;
 use brainrecon_nn::rng::SeededNoise;
 use brainrecon_simulate::classify::scene_accuracy;
 use brainrecon_simulate::scene::{Scene, COLOURS, SHAPES};

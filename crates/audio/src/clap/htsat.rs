@@ -113,7 +113,7 @@ impl WindowAttention {
             .transpose(1, 2)?
             .contiguous()?
             .reshape((bw, n, c))?;
-        Ok(self.output.forward(&o)?)
+        self.output.forward(&o)
     }
 }
 
@@ -286,7 +286,7 @@ impl ClapAudioPatchMerging {
             })
             .collect::<Result<Vec<_>>>()?;
         let merged = Tensor::cat(&parts, 2)?;
-        Ok(self.reduction.forward(&self.norm.forward(&merged)?)?)
+        self.reduction.forward(&self.norm.forward(&merged)?)
     }
 }
 

@@ -89,8 +89,8 @@ impl ClapModel {
         Self::new(checkpoint.var_builder(), &config).map_err(|e| checkpoint.in_file(e))
     }
 
-    /// Loads `model`: a folder, a hub id (`laion/clap-htsat-unfused`,
-    /// `laion/larger_clap_music`) already in the Hugging Face cache, or `genres-clap` (built in).
+    /// Loads `model`: a folder or a hub id (`laion/clap-htsat-unfused`,
+    /// `laion/larger_clap_music`) already in the Hugging Face cache.
     pub fn load(model: &str, device: &Device) -> Result<Self> {
         Self::load_dir(&resolve_model(model)?, device)
     }
@@ -165,12 +165,9 @@ impl ClapModel {
     }
 }
 
-/// A folder, a hub id found in the Hugging Face cache, or `genres-clap` (the project's own,
-/// built in).
+/// A folder or a hub id found in the Hugging Face cache (the project's own models are named
+/// in the model zoo, `brainrecon_zoo`, which resolves them before this).
 pub fn resolve_model(model: &str) -> Result<PathBuf> {
-    if model == crate::genres_clap::GENRES_CLAP {
-        return crate::genres_clap::embedded::GENRES_CLAP_MODEL.dir();
-    }
     resolve_model_folder(
         model,
         "a CLAP folder",

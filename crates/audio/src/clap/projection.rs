@@ -34,6 +34,6 @@ impl ClapProjectionLayer {
     /// [B, hidden] → [B, projection_dim].
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let h = self.activation.forward(&self.linear1.forward(x)?)?;
-        Ok(self.linear2.forward(&h)?)
+        self.linear2.forward(&h)
     }
 }

@@ -26,7 +26,7 @@ const CONV_BLOCK_ELEMENTS: usize = 8 << 20;
 /// keeps), composed from `g` and `v` when `norm` is weight norm.
 fn conv_kernel(vb: &VarBuilder, shape: (usize, usize, usize), norm: NormType) -> Result<Tensor> {
     if norm == NormType::TimeGroupNorm {
-        return Ok(layers::weight(vb, shape, "weight")?);
+        return layers::weight(vb, shape, "weight");
     }
     let g_shape = (shape.0, 1, 1);
     let (g, v) = if vb.contains_tensor("parametrizations.weight.original0") {
@@ -40,14 +40,13 @@ fn conv_kernel(vb: &VarBuilder, shape: (usize, usize, usize), norm: NormType) ->
             layers::weight(vb, shape, "weight_v")?,
         )
     } else {
-        return Err(layers::Error::MissingTensor {
+        return Err(brainrecon_nn::ModelError::MissingWeight {
             name: format!(
                 "{0}.parametrizations.weight.original0 (or the older {0}.weight_g; a \
                  weight-normalised kernel)",
                 vb.prefix()
             ),
-        }
-        .into());
+        });
     };
     let norm = v.sqr()?.sum_keepdim(2)?.sum_keepdim(1)?.sqrt()?;
     Ok(v.broadcast_mul(&g.broadcast_div(&norm)?)?)

@@ -1,8 +1,8 @@
 //! genres-clap: the project's own small contrastive audio–text model, a [`ClapModel`] (HTSAT
 //! audio tower, 2-layer RoBERTa text tower). It is written as a transformers `ClapModel` folder
 //! (`config.json`, `model.safetensors`, `preprocessor_config.json`, `tokenizer.json`,
-//! `tokenizer_config.json`) and loads with the same code as `laion/clap-htsat-unfused`;
-//! `--model genres-clap` names the copy compiled into the binary ([`embedded`]). Its config,
+//! `tokenizer_config.json`) and loads with the same code as `laion/clap-htsat-unfused`; the
+//! copy compiled into the binary is [`embedded`]. Its name (`--model genres-clap`), config,
 //! training data, training and quality checks live in the model zoo (`brainrecon_zoo`).
 
 pub mod embedded;
@@ -10,6 +10,7 @@ pub mod embedded;
 use brainrecon_language::roberta::RobertaTokenizer;
 use brainrecon_nn::Result;
 use candle_core::Device;
+use std::path::Path;
 
 use crate::clap::{ClapFeatureExtractor, ClapModel};
 
@@ -24,13 +25,17 @@ pub struct LoadedClap {
     pub tokenizer: RobertaTokenizer,
 }
 
-/// Loads a CLAP folder (model, `preprocessor_config.json`, tokenizer): `genres-clap` (built
-/// in), a folder, or a hub id in the Hugging Face cache.
+/// Loads a CLAP (model, `preprocessor_config.json`, tokenizer): a folder or a hub id in the
+/// Hugging Face cache (`brainrecon_zoo::genres_clap::load_clap` also takes `genres-clap`).
 pub fn load_clap(model: &str, device: &Device) -> Result<LoadedClap> {
-    let dir = crate::clap::model::resolve_model(model)?;
+    load_clap_dir(&crate::clap::model::resolve_model(model)?, device)
+}
+
+/// Loads the CLAP folder `dir`.
+pub fn load_clap_dir(dir: &Path, device: &Device) -> Result<LoadedClap> {
     Ok(LoadedClap {
-        model: ClapModel::load_dir(&dir, device)?,
-        feature_extractor: ClapFeatureExtractor::from_dir(&dir)?,
-        tokenizer: RobertaTokenizer::from_dir(&dir)?,
+        model: ClapModel::load_dir(dir, device)?,
+        feature_extractor: ClapFeatureExtractor::from_dir(dir)?,
+        tokenizer: RobertaTokenizer::from_dir(dir)?,
     })
 }

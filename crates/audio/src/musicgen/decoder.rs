@@ -95,7 +95,7 @@ impl MusicgenAttention {
         let q = split_heads(&self.q_proj.forward(x)?, self.heads)?;
         let scale = (q.dim(3)? as f64).powf(-0.5);
         let o = layers::scaled_dot_product_attention(&q, k, v, mask, scale, false)?;
-        Ok(self.out_proj.forward(&merge_heads(&o)?)?)
+        self.out_proj.forward(&merge_heads(&o)?)
     }
 }
 
@@ -231,11 +231,11 @@ impl MusicgenDecoder {
         let d = c.hidden_size;
         let embed_tokens = (0..c.num_codebooks)
             .map(|k| {
-                Ok(layers::weight(
+                layers::weight(
                     &vb.pp("embed_tokens").pp(k),
                     (c.vocab_size + 1, d),
                     "weight",
-                )?)
+                )
             })
             .collect::<Result<Vec<_>>>()?;
         let layers = (0..c.num_hidden_layers)
@@ -346,7 +346,7 @@ impl MusicgenDecoder {
             )?;
         }
         cache.seen += l;
-        Ok(self.layer_norm.forward(&x)?)
+        self.layer_norm.forward(&x)
     }
 }
 
@@ -377,12 +377,12 @@ impl MusicgenForCausalLM {
     pub fn new(vb: VarBuilder, c: &MusicgenDecoderConfig) -> Result<Self> {
         let lm_heads = (0..c.num_codebooks)
             .map(|k| {
-                Ok(Linear::new(
+                Linear::new(
                     vb.pp("lm_heads").pp(k),
                     c.hidden_size,
                     c.vocab_size,
                     false,
-                )?)
+                )
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(MusicgenForCausalLM {
@@ -406,7 +406,7 @@ impl MusicgenForCausalLM {
         let logits = self
             .lm_heads
             .iter()
-            .map(|head| Ok(head.forward(&h)?))
+            .map(|head| head.forward(&h))
             .collect::<Result<Vec<_>>>()?;
         Ok(Tensor::stack(&logits, 1)?)
     }

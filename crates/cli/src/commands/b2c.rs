@@ -1,13 +1,8 @@
-use super::usage;
 use crate::args::{DeviceArgs, JsonArg};
-use brainrecon_data::prepared::PreparedSubject;
-use brainrecon_diffusion::pipeline::{DType, StableDiffusion};
-use brainrecon_routes::b2c::ablation::{ablation, AblationOptions, COLUMNS};
-use brainrecon_routes::b2c::groups::Patch;
-use brainrecon_routes::b2c::train::{train, TrainOptions};
-use brainrecon_routes::b2c::{Objective, Tune};
-use brainrecon_routes::linear::{Method, ReconstructOptions};
-use brainrecon_routes::suite::{Networks, Protocol};
+use brainrecon_routes::b2c::request::{
+    ablation_request, train_request, AblationRequest, TrainingRequest,
+};
+use brainrecon_routes::b2c::train::TrainOptions;
 use std::path::PathBuf;
 
 /// Brain-to-Context: train a Transformer that turns betas into the diffusion model's context
@@ -66,28 +61,26 @@ pub struct Training {
 }
 
 impl Training {
-    fn options(&self, patch: Patch) -> anyhow::Result<TrainOptions> {
-        let options = TrainOptions {
-            patch,
-            clip_loss: self.clip_loss,
-            objective: Objective::parse(&self.objective)?,
-            tune: Tune::parse(&self.tune)?,
-            steps: self.steps,
-            batch: self.batch,
-            lr: self.lr,
-            seed: self.seed,
-            layers: self.layers,
-            checkpoint_every: self.checkpoint_every,
-            ..TrainOptions::default()
-        };
-        options.check()?;
-        Ok(options)
-    }
-
-    fn features(&self) -> PathBuf {
-        self.features
-            .clone()
-            .unwrap_or_else(|| self.subject.join("features").join("full-size"))
+    fn request(&self) -> TrainingRequest {
+        TrainingRequest {
+            subject: self.subject.clone(),
+            model: self.model.clone(),
+            options: TrainOptions {
+                clip_loss: self.clip_loss,
+                steps: self.steps,
+                batch: self.batch,
+                lr: self.lr,
+                seed: self.seed,
+                layers: self.layers,
+                checkpoint_every: self.checkpoint_every,
+                ..TrainOptions::default()
+            },
+            objective: self.objective.clone(),
+            tune: self.tune.clone(),
+            features: self.features.clone(),
+            device: self.device.device.clone(),
+            progress: super::show_progress(),
+        }
     }
 }
 
@@ -157,103 +150,27 @@ pub fn run(command: B2cCommand) -> anyhow::Result<()> {
 }
 
 fn run_train(args: TrainArgs) -> anyhow::Result<()> {
-    let t = &args.training;
-    let options = t.options(Patch::parse(&args.patch)?)?;
-    let subject = PreparedSubject::open(&t.subject)?;
-    let device = t.device.device()?;
-    let sd = StableDiffusion::load(&t.model, DType::F32, &device)?;
-    let bar =
-        brainrecon_routes::progress::bar(options.steps as u64, "b2c train", super::show_progress());
-    let summary = train(
-        &subject,
-        &sd,
-        &t.model,
-        &t.features(),
-        &args.out,
-        &options,
-        super::show_progress(),
-        &mut |step, _, loss| {
-            bar.set_position(step as u64);
-            bar.set_message(format!(
-                "loss {:.4} (diff {:.4})",
-                loss.total, loss.diffusion
-            ));
-        },
-    )?;
-    bar.finish_and_clear();
-    if t.json.json {
+    let summary = train_request(&args.training.request(), &args.patch, &args.out)?;
+    if args.training.json.json {
         return super::print_json(&summary);
     }
-    outln!(
-        "B2C trained: {} steps ({:.2} s/step), final loss {:.4} (diffusion {:.4}, CLIP {:.4}), {} encoder and {} tuned U-Net parameters → {}",
-        summary.steps,
-        summary.seconds_per_step,
-        summary.final_loss.total,
-        summary.final_loss.diffusion,
-        summary.final_loss.clip,
-        summary.encoder_parameters,
-        summary.tuned_unet_parameters,
-        args.out.display()
-    )?;
-    Ok(())
+    outln!("{}", summary.text())
 }
 
 fn run_ablation(args: AblationArgs) -> anyhow::Result<()> {
-    let t = &args.training;
-    let train_options = t.options(Patch::Roi)?;
-    super::check_sampling(args.sample_steps, args.guidance)?;
-    if args.samples == 0 {
-        return Err(usage("--samples must be at least 1"));
-    }
-    let subject = PreparedSubject::open(&t.subject)?;
-    let device = t.device.device()?;
-    let networks = Networks::load(None, None, Protocol::MindEye, &device)?;
-    let options = AblationOptions {
-        train: train_options,
-        recon: ReconstructOptions {
-            method: Method::B2c,
+    let result = ablation_request(
+        &args.training.request(),
+        &AblationRequest {
             samples: args.samples,
-            steps: args.sample_steps,
+            sample_steps: args.sample_steps,
             guidance: args.guidance,
-            seed: t.seed,
             limit: args.limit,
-            ..ReconstructOptions::default()
+            figure_rows: args.figure_rows,
         },
-        features: t.features(),
-        networks: &networks,
-        dtype: DType::F32,
-        device,
-        figure_rows: args.figure_rows,
-    };
-    let result = ablation(
-        &subject,
-        &t.model,
         &args.out,
-        &options,
-        super::show_progress(),
     )?;
-    if t.json.json {
+    if args.training.json.json {
         return super::print_json(&result);
     }
-    out!("{:<12}", "cell")?;
-    for c in COLUMNS {
-        out!("{c:>15}")?;
-    }
-    outln!()?;
-    for cell in &result.cells {
-        out!("{:<12}", cell.name)?;
-        for v in cell.values {
-            match v {
-                Some(v) => out!("{v:>15.4}")?,
-                None => out!("{:>15}", "—")?,
-            }
-        }
-        outln!()?;
-    }
-    outln!(
-        "table: {}, figure: {}",
-        result.markdown.display(),
-        result.figure.display()
-    )?;
-    Ok(())
+    out!("{}", result.text())
 }

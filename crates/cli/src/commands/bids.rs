@@ -1,15 +1,12 @@
 //! `brainrecon bids prepare`: continuous recordings (movies, music) → a run set.
 
 use crate::args::JsonArg;
-use brainrecon_data::runs::confounds::{
-    Strategy, DEFAULT_FD_THRESHOLD, DEFAULT_STD_DVARS_THRESHOLD,
-};
-use brainrecon_data::runs::detrend::Detrend;
-use brainrecon_data::runs::fmriprep::{FmriprepOptions, Space, DEFAULT_SPACE, DEFAULT_STRATEGY};
-use brainrecon_data::runs::prepare::{
+use brainrecon_core::signal::detrend::Detrend;
+use brainrecon_core::DataError;
+use brainrecon_datasets::fmriprep::FmriprepOptions;
+use brainrecon_datasets::runs::prepare::{
     prepare, prepare_fmriprep, Layout, MaskChoice, PrepareOptions,
 };
-use brainrecon_data::DataError;
 use std::path::PathBuf;
 
 /// Read continuous fMRI (one volume per TR) from a BIDS dataset and prepare a run set
@@ -129,46 +126,20 @@ pub struct PrepareArgs {
     json: JsonArg,
 }
 
-/// The fMRIPrep options, when --fmriprep is given.
-fn fmriprep_options(args: &PrepareArgs) -> anyhow::Result<Option<FmriprepOptions>> {
-    if args.fmriprep.is_none() {
-        return Ok(None);
-    }
-    let strategy = Strategy::parse(
-        args.confounds.as_deref().unwrap_or(DEFAULT_STRATEGY),
-        args.fd_threshold.unwrap_or(DEFAULT_FD_THRESHOLD),
-        args.std_dvars_threshold
-            .unwrap_or(DEFAULT_STD_DVARS_THRESHOLD),
-    )?;
-    if strategy.scrub.is_none()
-        && (args.fd_threshold.is_some() || args.std_dvars_threshold.is_some())
-    {
-        return Err(DataError::Usage(format!(
-            "--fd-threshold / --std-dvars-threshold: they apply to scrub, which --confounds ('{}') does not name; add scrub",
-            strategy.label()
-        ))
-        .into());
-    }
-    Ok(Some(FmriprepOptions {
-        space: Space::parse(args.space.as_deref().unwrap_or(DEFAULT_SPACE))?,
-        strategy,
-        raw_root: args.bids_root.clone(),
-    }))
-}
-
 pub fn run(command: BidsCommand) -> anyhow::Result<()> {
     let BidsCommand::Prepare(args) = command;
-    let fmriprep = fmriprep_options(&args)?;
-    let mask = match (args.mask, args.mask_threshold) {
-        (Some(path), _) => MaskChoice::File(path),
-        (None, Some(f)) => MaskChoice::Threshold(f),
-        (None, None) => MaskChoice::Auto,
+    let fmriprep = match &args.fmriprep {
+        Some(_) => Some(FmriprepOptions::from_flags(
+            args.space.as_deref(),
+            args.confounds.as_deref(),
+            args.fd_threshold,
+            args.std_dvars_threshold,
+            args.bids_root.clone(),
+        )?),
+        None => None,
     };
-    let root = match (&args.fmriprep, &args.bids_root) {
-        (Some(dir), _) | (None, Some(dir)) => dir.clone(),
-        (None, None) => {
-            return Err(DataError::Usage("--bids-root: required (or --fmriprep)".into()).into())
-        }
+    let Some(root) = args.fmriprep.clone().or(args.bids_root.clone()) else {
+        return Err(DataError::Usage("--bids-root: required (or --fmriprep)".into()).into());
     };
     let opts = PrepareOptions {
         root,
@@ -181,7 +152,7 @@ pub fn run(command: BidsCommand) -> anyhow::Result<()> {
             (Some(LayoutArg::Ds005531), None) => Layout::Ds005531,
             _ => Layout::Bids,
         },
-        mask,
+        mask: MaskChoice::from_flags(args.mask, args.mask_threshold),
         detrend: args.detrend.as_deref().map(Detrend::parse).transpose()?,
         drop_seconds: args.drop_seconds,
         progress: super::show_progress(),
@@ -194,41 +165,7 @@ pub fn run(command: BidsCommand) -> anyhow::Result<()> {
     if args.json.json {
         return super::print_json(&report);
     }
-    let m = &report.meta;
-    if report.already_prepared {
-        outln!(
-            "{} is already prepared with these settings",
-            report.out.display()
-        )?;
-    } else {
-        let trs: usize = m.runs.iter().map(|r| r.n_trs).sum();
-        outln!(
-            "prepared sub-{} at {}: {} runs, {trs} volumes at TR {} s, {} voxels; {} runs read, {} resumed",
-            m.subject,
-            report.out.display(),
-            m.runs.len(),
-            m.tr,
-            m.n_voxels,
-            report.runs_processed,
-            report.runs_resumed
-        )?;
-    }
-    for run in m.runs.iter().filter(|r| r.dropped_end_volumes > 0) {
-        outln!(
-            "  {}: {} volumes after the stimulus' end left out (rows up to its duration kept, as the dataset's loaders do)",
-            run.name, run.dropped_end_volumes
-        )?;
-    }
-    for run in m.runs.iter() {
-        if let Some(c) = run.confounds.as_ref().filter(|c| !c.censored.is_empty()) {
-            outln!(
-                "  {}: {} of {} rows censored (written as zeros, listed in runset.json)",
-                run.name,
-                c.censored.len(),
-                run.n_trs
-            )?;
-        }
-    }
+    out!("{}", report.text())?;
     if report.zero_variance_voxels > 0 {
         eprintln!(
             "warning: {} voxel-runs had zero variance after detrending and were written as zeros",

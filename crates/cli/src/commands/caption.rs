@@ -1,12 +1,5 @@
-use super::usage;
 use crate::args::{DeviceArgs, JsonArg};
-use brainrecon_data::prepared::PreparedSubject;
-use brainrecon_language::generate::BeamScoring;
-use brainrecon_routes::caption::decode::{
-    caption_test_images, CaptionOptions, Captioner, TokenSource,
-};
-use brainrecon_routes::caption::load_captioner;
-use brainrecon_routes::decoders::{default_features_dir, Decoder};
+use brainrecon_routes::caption::decode::{caption_request, CaptionOptions, CaptionRequest};
 use std::path::PathBuf;
 
 /// Write a caption of every test image from its decoded BLIP image tokens.
@@ -75,83 +68,30 @@ pub struct Args {
     json: JsonArg,
 }
 
-fn options(args: &Args) -> anyhow::Result<CaptionOptions> {
-    let scoring = BeamScoring::parse(&args.beam_scoring).ok_or_else(|| {
-        usage(format!(
-            "--beam-scoring: expected published, transformers4 or transformers5, found '{}'",
-            args.beam_scoring
-        ))
-    })?;
-    if args.beams == 0 || args.max_length <= args.min_length.max(1) {
-        return Err(usage(format!(
-            "--beams must be ≥ 1 and --max-length ({}) greater than --min-length ({})",
-            args.max_length, args.min_length
-        )));
-    }
-    Ok(CaptionOptions {
-        num_beams: args.beams,
-        max_length: args.max_length,
-        min_length: args.min_length,
-        repetition_penalty: args.repetition_penalty,
-        scoring,
-        prompt: args.prompt.clone(),
-        limit: args.limit,
-    })
-}
-
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let options = options(&args)?;
-    let subject = PreparedSubject::open(&args.subject)?;
-    let device = args.device.device()?;
-    let decoder = match (args.source.as_str(), &args.decoders) {
-        ("decoded", Some(dir)) => Some(Decoder::load(&dir.join("blip"))?),
-        ("decoded", None) => return Err(usage("--source decoded needs --decoders DIR")),
-        ("features", _) => None,
-        (other, _) => {
-            return Err(usage(format!(
-                "--source: expected decoded or features, found '{other}'"
-            )))
-        }
+    let request = CaptionRequest {
+        subject: args.subject,
+        decoders: args.decoders,
+        source: args.source,
+        features: args.features,
+        blip: args.blip,
+        out: args.out,
+        options: CaptionOptions {
+            num_beams: args.beams,
+            max_length: args.max_length,
+            min_length: args.min_length,
+            repetition_penalty: args.repetition_penalty,
+            prompt: args.prompt,
+            limit: args.limit,
+            ..CaptionOptions::default()
+        },
+        beam_scoring: args.beam_scoring,
+        device: args.device.device,
+        progress: super::show_progress(),
     };
-    let features = args
-        .features
-        .clone()
-        .unwrap_or_else(|| default_features_dir(&subject));
-    let source = match &decoder {
-        Some(decoder) => TokenSource::Decoded(decoder),
-        None => TokenSource::Features(&features),
-    };
-    let loaded = load_captioner(&args.blip, &device)?;
-    let captioner = Captioner {
-        model: &loaded.model,
-        tokenizer: &loaded.tokenizer,
-        name: args.blip.clone(),
-        fingerprint: loaded.fingerprint.clone(),
-        device: device.clone(),
-    };
-    let file = caption_test_images(
-        &subject,
-        &source,
-        &captioner,
-        &options,
-        &args.out,
-        super::show_progress(),
-    )?;
+    let file = caption_request(&request)?;
     if args.json.json {
         return super::print_json(&file);
     }
-    for item in file.items.iter().take(10) {
-        let truth = item.true_captions.first().map(String::as_str).unwrap_or("");
-        outln!("{:>6}  {}   (seen: {truth})", item.id, item.caption)?;
-    }
-    let path = args.out.join(brainrecon_routes::caption::CAPTIONS_FILE);
-    if let Ok(s) = brainrecon_routes::caption::scores::score_captions(&file, &path, None) {
-        outln!(
-            "against the seen images' captions: BLEU-1 {:.1}, BLEU-4 {:.1}, ROUGE-L {:.1}, CIDEr {:.1} \
-             (eval adds METEOR and CLIP-S)",
-            s.bleu_1, s.bleu_4, s.rouge_l, s.cider
-        )?;
-    }
-    outln!("{} captions → {}", file.items.len(), path.display())?;
-    Ok(())
+    out!("{}", file.text(&request.out))
 }

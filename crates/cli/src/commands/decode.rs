@@ -1,7 +1,7 @@
 use crate::args::JsonArg;
-use brainrecon_data::image::{write_png, RgbImage};
-use brainrecon_data::npy;
-use brainrecon_data::prepared::PreparedSubject;
+use brainrecon_datasets::prepared::PreparedSubject;
+use brainrecon_formats::image::{write_png, RgbImage};
+use brainrecon_formats::npy;
 use brainrecon_routes::decoders::{Decoder, Target};
 use std::path::PathBuf;
 

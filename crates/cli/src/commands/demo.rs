@@ -1,4 +1,4 @@
-use brainrecon_routes::demo::{DemoOptions, DemoPaths, DemoSteps};
+use brainrecon_routes::demo::{DemoOptions, DemoPaths, DemoSteps, Route};
 use std::path::PathBuf;
 
 /// Run a whole route (linear, or caption) offline on a synthetic subject with the built-in models.
@@ -63,8 +63,9 @@ pub struct Args {
     /// experiment (the linear route on an own event-related experiment: fMRIPrep's
     /// derivatives → glm → glm prepare), or realtime (the experiment's subject reconstructed
     /// volume by volume while a simulated scanner exports its next session)
-    #[arg(long, value_enum, default_value = "linear")]
-    route: Route,
+    #[arg(long, default_value = "linear",
+        value_parser = ["linear", "caption", "experiment", "realtime"])]
+    route: String,
     /// --route realtime: the session's repetition time in seconds
     #[arg(long, default_value_t = 1.6)]
     tr: f64,
@@ -84,29 +85,10 @@ pub struct Args {
     json: bool,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Route {
-    Linear,
-    Caption,
-    Experiment,
-    Realtime,
-}
-
-impl From<Route> for brainrecon_routes::demo::Route {
-    fn from(route: Route) -> Self {
-        match route {
-            Route::Linear => Self::Linear,
-            Route::Caption => Self::Caption,
-            Route::Experiment => Self::Experiment,
-            Route::Realtime => Self::Realtime,
-        }
-    }
-}
-
 pub(super) use brainrecon_routes::demo::path;
 
-/// Runs each step as if typed on the command line, after printing it: the demo doubles as a
-/// recipe.
+/// Prints each step with its command line (the demo doubles as a recipe) and runs the steps
+/// of other commands in-process.
 struct CommandLine<'a> {
     args: &'a Args,
 }
@@ -114,9 +96,24 @@ struct CommandLine<'a> {
 impl DemoSteps for CommandLine<'_> {
     type Error = anyhow::Error;
 
-    fn command(&mut self, number: usize, title: &str, args: &[&str]) -> anyhow::Result<()> {
+    fn announce(&mut self, number: usize, title: &str, args: &[&str]) {
         eprintln!("\n[{number}/6] {title}\n  brainrecon {}", args.join(" "));
+        if args[0] == "reconstruct" {
+            // as `brainrecon reconstruct` does: a signal stops it after the current image
+            super::reconstruct::stop_on_signal();
+        }
+    }
+
+    fn command(&mut self, args: &[&str]) -> anyhow::Result<()> {
         crate::run_command_line(args)
+    }
+
+    fn print(&mut self, text: &str) -> anyhow::Result<()> {
+        out!("{text}")
+    }
+
+    fn warn(&mut self, text: &str) {
+        eprintln!("warning: {text}");
     }
 
     fn realtime_session(&mut self, paths: &DemoPaths) -> anyhow::Result<()> {
@@ -197,7 +194,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         samples: args.samples,
         steps: args.steps,
         device: args.device.clone(),
-        route: args.route.into(),
+        route: Route::parse(&args.route)?,
+        command: super::command_line(),
+        progress: super::show_progress(),
     };
     let summary = {
         let _quiet = StdoutToStderr::new(args.json);

@@ -3,9 +3,9 @@
 
 use super::demo::path;
 use super::realtime_simulate::Pace;
-use brainrecon_core::fs::read_json;
+use brainrecon_simulate::scanner_export::wait_for_volume_count;
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 pub(super) struct Settings<'a> {
     pub tr: f64,
@@ -15,6 +15,17 @@ pub(super) struct Settings<'a> {
     pub seed: u64,
     pub model: &'a str,
     pub device: &'a str,
+}
+
+/// `words`, then each flag and its value.
+fn command(words: &[&str], flags: &[(&str, &str)]) -> Vec<String> {
+    let flags = flags.iter().flat_map(|(flag, value)| [*flag, *value]);
+    words
+        .iter()
+        .copied()
+        .chain(flags)
+        .map(String::from)
+        .collect()
 }
 
 /// Runs the scanner (a thread running `realtime simulate`) and `realtime run` side by side.
@@ -29,7 +40,7 @@ pub(super) fn session(
     let (sim, live) = (out.join("realtime-sim"), out.join("realtime-session"));
     for dir in [&sim, &live] {
         if dir.exists() {
-            std::fs::remove_dir_all(dir).map_err(|e| brainrecon_data::DataError::io(dir, e))?;
+            std::fs::remove_dir_all(dir).map_err(|e| brainrecon_core::DataError::io(dir, e))?;
         }
     }
     let (tr, seed) = (settings.tr.to_string(), settings.seed.to_string());
@@ -38,24 +49,17 @@ pub(super) fn session(
         Pace::Real => "real",
         Pace::None => "none",
     };
-    let mut simulate: Vec<String> = [
-        "realtime",
-        "simulate",
-        "--experiment",
-        path(experiment),
-        "--out",
-        path(&sim),
-        "--tr",
-        &tr,
-        "--pace",
-        pace,
-        "--seed",
-        &seed,
-        "--rest-seconds",
-        &rest,
-    ]
-    .map(String::from)
-    .to_vec();
+    let mut simulate = command(
+        &["realtime", "simulate"],
+        &[
+            ("--experiment", path(experiment)),
+            ("--out", path(&sim)),
+            ("--tr", &tr),
+            ("--pace", pace),
+            ("--seed", &seed),
+            ("--rest-seconds", &rest),
+        ],
+    );
     if let Some(n) = settings.images {
         simulate.extend(["--images".to_string(), n.to_string()]);
     }
@@ -67,68 +71,40 @@ pub(super) fn session(
         let args: Vec<&str> = simulate.iter().map(String::as_str).collect();
         crate::run_command_line(&args)
     });
-    let volumes = match wait_for_truth(&sim.join("truth.json"), &scanner)? {
-        Some(volumes) => volumes,
+    let volumes = wait_for_volume_count(&sim, Duration::from_secs(120), || scanner.is_finished());
+    let volumes = match volumes? {
+        Some(volumes) => volumes.to_string(),
         None => return finish(scanner).and(Err(anyhow::anyhow!("the scanner stopped early"))),
     };
     let boldref = experiment.join(
         "derivatives/fmriprep/sub-01/func/sub-01_task-images_run-01_space-T1w_boldref.nii.gz",
     );
     let (events, export) = (sim.join("events.tsv"), sim.join("export"));
-    let volumes = volumes.to_string();
     let idle = (10.0 * settings.tr).max(10.0).to_string();
-    let mut run = vec![
-        "realtime",
-        "run",
-        "--folder",
-        path(&export),
-        "--subject",
-        path(subject),
-        "--decoders",
-        path(decoders),
-        "--subject-reference",
-        path(&boldref),
-        "--tr",
-        &tr,
-        "--events",
-        path(&events),
-        "--model",
-        settings.model,
-        "--seed",
-        &seed,
-        "--device",
-        settings.device,
-        "--volumes",
-        &volumes,
-        "--idle-seconds",
-        &idle,
-        "--out",
-        path(&live),
-    ];
+    let mut run = command(
+        &["realtime", "run"],
+        &[
+            ("--folder", path(&export)),
+            ("--subject", path(subject)),
+            ("--decoders", path(decoders)),
+            ("--subject-reference", path(&boldref)),
+            ("--tr", &tr),
+            ("--events", path(&events)),
+            ("--model", settings.model),
+            ("--seed", &seed),
+            ("--device", settings.device),
+            ("--volumes", &volumes),
+            ("--idle-seconds", &idle),
+            ("--out", path(&live)),
+        ],
+    );
     if settings.pace == Pace::None {
-        run.push("--draw-all");
+        run.push("--draw-all".to_string());
     }
     eprintln!("  brainrecon {}", run.join(" "));
-    let result = crate::run_command_line(&run);
+    let result = crate::run_command_line(&run.iter().map(String::as_str).collect::<Vec<_>>());
     finish(scanner)?;
     result
-}
-
-/// Waits for the scanner's truth.json (written before its first volume) and returns the
-/// session's volume count; None when the scanner ended without one.
-fn wait_for_truth(
-    truth: &Path,
-    scanner: &std::thread::JoinHandle<anyhow::Result<()>>,
-) -> anyhow::Result<Option<usize>> {
-    let started = Instant::now();
-    while !truth.is_file() {
-        if scanner.is_finished() || started.elapsed() > Duration::from_secs(120) {
-            return Ok(None);
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    let value: serde_json::Value = read_json(truth)?;
-    Ok(value["volumes"].as_u64().map(|n| n as usize))
 }
 
 fn finish(scanner: std::thread::JoinHandle<anyhow::Result<()>>) -> anyhow::Result<()> {

@@ -1,10 +1,5 @@
-use super::usage;
 use crate::args::{DeviceArgs, JsonArg};
-use brainrecon_data::prepared::PreparedSubject;
-use brainrecon_routes::evaluate::{evaluate, EvalOptions};
-use brainrecon_routes::folder_eval::score_folder;
-use brainrecon_routes::linear::Manifest;
-use brainrecon_routes::suite::{Networks, Protocol};
+use brainrecon_routes::folder_eval::{eval, EvalRequest};
 use std::path::PathBuf;
 
 /// Compare reconstructions with the images that were seen.
@@ -79,96 +74,24 @@ pub struct Args {
     json: JsonArg,
 }
 
-/// The metric suite's networks for `args` (every file and argument checked before any work).
-fn suite_networks(args: &Args) -> anyhow::Result<Networks> {
-    let protocol = Protocol::parse(&args.protocol).ok_or_else(|| {
-        usage(format!(
-            "--protocol: expected mindeye or brain-diffuser, found '{}'",
-            args.protocol
-        ))
-    })?;
-    let weights = args
-        .metric_weights
-        .clone()
-        .or_else(|| std::env::var_os("BRAINRECON_METRIC_WEIGHTS").map(PathBuf::from));
-    if let Some(dir) = &weights {
-        if !dir.is_dir() {
-            return Err(usage(format!(
-                "--metric-weights {}: not a folder (write one with `python tools/convert_torchvision.py --out DIR`)",
-                dir.display()
-            )));
-        }
-    }
-    let device = args.device.device()?;
-    let clip = super::features::clip_for_suite(args.clip.as_deref(), &device)?;
-    Ok(Networks::load(
-        args.metric_weights.as_deref(),
-        clip,
-        protocol,
-        &device,
-    )?)
-}
-
-fn route_eval(args: &Args) -> anyhow::Result<()> {
-    let subject = PreparedSubject::open(&args.stimuli)?;
-    let networks = suite_networks(args)?;
-    // Only a run with captions needs the CLIP-S model.
-    let has_captions =
-        args.captions.is_some() || Manifest::load(&args.recons).is_ok_and(|m| m.captions.is_some());
-    let clip_score_model = if has_captions {
-        clip_score_model(args.clip_score_model.as_deref())?
-    } else {
-        None
-    };
-    let options = EvalOptions {
-        suite: &networks,
-        rows_per_page: args.rows_per_page.max(1),
-        thumbnail: args.thumbnail.max(8),
-        command: super::command_line(),
-        captions: args.captions.as_deref(),
-        meteor_jar: args.meteor_jar.as_deref(),
-        clip_score_model: clip_score_model.as_ref(),
-    };
-    let evaluation = evaluate(&subject, &args.recons, &options)?;
-    if args.json.json {
-        return super::print_json(&evaluation);
-    }
-    out!("{evaluation}")?;
-    outln!("metrics: {}", evaluation.metrics_json.display())?;
-    outln!("report:  {}", evaluation.report[0].display())?;
-    Ok(())
-}
-
 pub fn run(args: Args) -> anyhow::Result<()> {
-    if args.recons.join(Manifest::FILE).exists() {
-        return route_eval(&args);
-    }
-    let scores = score_folder(&args.recons, &args.stimuli, args.sheet.as_deref(), || {
-        suite_networks(&args)
+    let evaluated = eval(&EvalRequest {
+        stimuli: args.stimuli,
+        recons: args.recons,
+        clip: args.clip,
+        metric_weights: args.metric_weights,
+        protocol: args.protocol,
+        device: args.device.device,
+        rows_per_page: args.rows_per_page,
+        thumbnail: args.thumbnail,
+        captions: args.captions,
+        meteor_jar: args.meteor_jar,
+        clip_score_model: args.clip_score_model,
+        sheet: args.sheet,
+        command: super::command_line(),
     })?;
     if args.json.json {
-        // The pixel table's fields stay at the top level (as before the suite existed); the suite joins them.
-        let mut value = serde_json::to_value(&scores.table)?;
-        value["suite"] = serde_json::to_value(&scores.suite)?;
-        return super::print_json(&value);
+        return super::print_json(&evaluated);
     }
-    out!("{}", scores.table)?;
-    if let Some(suite) = scores.suite {
-        out!("{suite}")?;
-    }
-    Ok(())
-}
-
-/// The named CLIP model of CLIP-S, else clipscore.py's ViT-B/32 when it is in the Hugging Face
-/// cache, else none (the caption table then shows CLIP-S as absent).
-fn clip_score_model(
-    name: Option<&str>,
-) -> anyhow::Result<Option<brainrecon_diffusion::clip_model::ClipModel>> {
-    use brainrecon_diffusion::clip_model::load_clip_model;
-    use brainrecon_diffusion::pipeline::{DType, Device};
-    const CLIPSCORE_MODEL: &str = "openai/clip-vit-base-patch32";
-    match name {
-        Some(name) => Ok(Some(load_clip_model(name, DType::F32, &Device::Cpu)?)),
-        None => Ok(load_clip_model(CLIPSCORE_MODEL, DType::F32, &Device::Cpu).ok()),
-    }
+    out!("{}", evaluated.text())
 }

@@ -1,9 +1,5 @@
-use super::usage;
 use crate::args::{DeviceArgs, JsonArg};
-use brainrecon_data::prepared::PreparedSubject;
-use brainrecon_routes::decoders::{
-    default_alphas, default_features_dir, fit_decoder, DecoderCv, DecoderSpec, Target,
-};
+use brainrecon_routes::decoders::{fit_request, FitRequest};
 use std::path::PathBuf;
 
 /// Fit a ridge decoder from an ROI's betas to per-image targets of a prepared subject.
@@ -84,99 +80,25 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let subject = PreparedSubject::open(&args.subject)?;
-    let target = Target::parse(&args.target)?;
-    let published = target.is_model_feature();
-    let cv = DecoderCv::parse(&args.cv).ok_or_else(|| {
-        usage(format!(
-            "--cv: expected loo, gcv or a number of folds ≥ 2, found '{}'",
-            args.cv
-        ))
-    })?;
-    let device = args.device.ridge()?;
-    if device != brainrecon_ridge::Device::Cpu && matches!(cv, DecoderCv::KFold(_)) {
-        return Err(usage(format!(
-            "--device {}: K-fold cross-validation runs on the CPU only; use --cv gcv or --cv loo on a GPU",
-            args.device.name()
-        )));
-    }
-    if args.target_block == Some(0) {
-        return Err(usage("--target-block: expected at least 1 target"));
-    }
-    if args.target_block.is_some() && device != brainrecon_ridge::Device::Cpu {
-        return Err(usage(format!(
-            "--target-block: fits a block of targets at a time on the CPU only, not --device {}",
-            args.device.name()
-        )));
-    }
-    let roi = match &args.roi {
-        Some(roi) => roi.clone(),
-        None => {
-            let (roi, missing) = target.default_roi_on(&subject);
-            if !missing.is_empty() {
-                eprintln!(
-                    "warning: {} not in this subject; decoding from {roi}",
-                    missing.join(", ")
-                );
-            }
-            roi
-        }
-    };
-    let spec = DecoderSpec {
-        roi,
-        alphas: args
-            .alphas
-            .clone()
-            .unwrap_or_else(|| default_alphas(&target)),
-        features_dir: args
-            .features
-            .clone()
-            .unwrap_or_else(|| default_features_dir(&subject)),
-        target,
-        cv,
-        standardize: if published {
-            !args.no_standardize
-        } else {
-            args.standardize
-        },
-        intercept: !args.no_intercept,
+    let request = FitRequest {
+        subject: args.subject,
+        target: args.target,
+        roi: args.roi,
+        out: args.out,
+        features: args.features,
+        alphas: args.alphas,
+        cv: args.cv,
         average_train: args.average_train,
-        device,
+        standardize: args.standardize,
+        no_standardize: args.no_standardize,
+        intercept: !args.no_intercept,
+        device: args.device.device,
         precision: args.precision.into(),
         target_block: args.target_block,
     };
-    let summary = fit_decoder(&subject, &spec, &args.out)?;
-    if let Some(warning) = summary.edge_warning() {
-        eprintln!("warning: {warning}");
-    }
+    let summary = fit_request(&request, &mut |warning| eprintln!("warning: {warning}"))?;
     if args.json.json {
         return super::print_json(&summary);
     }
-    outln!(
-        "fitted {} voxels of {} → {} targets {:?} on {} rows in {:.1} s (median alpha {:.3e})",
-        summary.n_voxels,
-        summary.roi,
-        summary.n_targets,
-        summary.target_shape,
-        summary.n_train_rows,
-        summary.seconds,
-        summary.median_alpha,
-    )?;
-    outln!(
-        "per-target CV R²: mean {:.4}, median {:.4}; test Pearson r on {} images: mean {:.4}, \
-         median {:.4}",
-        summary.cv_r2_mean,
-        summary.cv_r2_median,
-        summary.n_test,
-        summary.test_r_mean,
-        summary.test_r_median
-    )?;
-    outln!(
-        "saved {} (per-target test r in {})",
-        args.out.display(),
-        args.out
-            .join(brainrecon_routes::decoders::TEST_R_FILE)
-            .display()
-    )?;
-    Ok(())
+    out!("{}", summary.text())
 }

@@ -1,11 +1,6 @@
-use super::usage;
 use crate::args::{DeviceArgs, DtypeArgs, JsonArg};
-use brainrecon_data::image::read_png;
-use brainrecon_diffusion::pipeline::{DType, Progress, StableDiffusion};
-use brainrecon_routes::generate::{generate_image, GenerateImage};
-use std::io::Write;
+use brainrecon_routes::generate::{generate, step_printer, GenerateImage, GenerateRequest};
 use std::path::PathBuf;
-use std::time::Instant;
 
 /// Generate an image with Stable Diffusion: txt2img, or img2img from `--init-image`.
 ///
@@ -69,93 +64,30 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let dtype: DType = args.dtype.dtype()?;
-    super::check_sampling(args.steps, args.guidance)?;
-    let strength = match (&args.init_image, args.strength) {
-        (None, Some(_)) => return Err(usage("--strength needs --init-image")),
-        (Some(_), s) => {
-            let s = s.unwrap_or(0.8);
-            if !(s > 0.0 && s <= 1.0) {
-                return Err(usage(format!("--strength: expected (0, 1], found {s}")));
-            }
-            Some(s)
-        }
-        (None, None) => None,
-    };
-    if let Some(s) = strength {
-        if (args.steps as f64 * s) < 1.0 {
-            return Err(usage(format!(
-                "--strength {s} × --steps {} runs no denoising step",
-                args.steps
-            )));
-        }
-    }
-    let init = match &args.init_image {
-        Some(path) => Some(read_png(path)?),
-        None => None,
-    };
-    if args.out.extension().and_then(|e| e.to_str()) != Some("png") {
-        return Err(usage(format!(
-            "--out: expected a .png path, found {}",
-            args.out.display()
-        )));
-    }
-
-    let started = Instant::now();
-    let device = args.device.device()?;
-    super::check_dtype_on(dtype, &device)?;
-    let sd = StableDiffusion::load(&args.model, dtype, &device)?;
-    let load_seconds = started.elapsed().as_secs_f64();
-    let show = super::show_progress();
-    let made = generate_image(
-        &sd,
-        &GenerateImage {
-            prompt: args.prompt,
-            negative_prompt: args.negative_prompt,
-            init: init.zip(strength),
-            height: args.height,
-            width: args.width,
-            steps: args.steps,
-            guidance: args.guidance,
-            scheduler: args.scheduler,
-            seed: args.seed,
-            out: args.out.clone(),
+    let made = generate(
+        GenerateRequest {
+            model: args.model,
+            image: GenerateImage {
+                prompt: args.prompt,
+                negative_prompt: args.negative_prompt,
+                init: None,
+                height: args.height,
+                width: args.width,
+                steps: args.steps,
+                guidance: args.guidance,
+                scheduler: args.scheduler,
+                seed: args.seed,
+                out: args.out,
+            },
+            init_image: args.init_image,
+            strength: args.strength,
+            device: args.device.device,
+            dtype: args.dtype.dtype,
         },
-        &mut |p: Progress| {
-            if show {
-                eprint!(
-                    "\rdenoising: step {}/{} (t = {})",
-                    p.step, p.total, p.timestep
-                );
-                if p.step == p.total {
-                    eprintln!();
-                }
-                let _ = std::io::stderr().flush();
-            }
-        },
+        &mut step_printer(super::show_progress()),
     )?;
     if args.json.json {
-        return super::print_json(&serde_json::json!({
-            "out": args.out,
-            "height": made.height,
-            "width": made.width,
-            "steps": args.steps,
-            "scheduler": made.scheduler,
-            "seed": args.seed,
-            "device": args.device.name(),
-            "dtype": args.dtype.dtype,
-            "load_seconds": load_seconds,
-            "prompt_to_pixels_seconds": made.seconds,
-        }));
+        return super::print_json(&made);
     }
-    outln!(
-        "wrote {} ({}×{}, {} steps, {}, seed {})",
-        args.out.display(),
-        made.height,
-        made.width,
-        args.steps,
-        made.scheduler,
-        args.seed
-    )?;
-    Ok(())
+    outln!("{}", made.text())
 }

@@ -1,7 +1,7 @@
 //! `brainrecon glm`: an event-related experiment preprocessed by fMRIPrep → single-trial betas
 //! by GLMsingle's method (TYPEA–TYPED), written under GLMsingle's names.
 
-use brainrecon_routes::glm::{fit_folder, GlmOptions, GlmOutcome, Source};
+use brainrecon_routes::glm::{fit_folder, GlmOptions, Source};
 use std::path::PathBuf;
 
 mod compare;
@@ -114,18 +114,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let (Some(subject), Some(out)) = (args.subject, args.out) else {
         return Err(super::usage("--subject and --out are required"));
     };
-    let source = match (args.nsd, args.fmriprep, args.bids_root) {
-        (Some(nsd), _, _) => Source::Nsd(nsd),
-        (None, Some(fmriprep), Some(bids_root)) if !args.tasks.is_empty() => Source::Fmriprep {
-            fmriprep,
-            bids_root,
-        },
-        _ => {
-            return Err(super::usage(
-                "--fmriprep, --bids-root and --task are required (or --nsd)",
-            ))
-        }
-    };
+    let source = Source::from_flags(
+        args.nsd,
+        args.fmriprep,
+        args.bids_root,
+        !args.tasks.is_empty(),
+    )?;
     let outcome = fit_folder(&GlmOptions {
         source,
         subject,
@@ -148,38 +142,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(failed) = &outcome.stage_not_kept {
         eprintln!("warning: a finished stage could not be kept for resuming ({failed})");
     }
-    report(&out, &outcome, args.json)
-}
-
-fn report(out: &std::path::Path, outcome: &GlmOutcome, json: bool) -> anyhow::Result<()> {
-    let meta = &outcome.meta;
-    if json {
-        return super::print_json(meta);
+    if args.json {
+        return super::print_json(&outcome.meta);
     }
-    if outcome.already {
-        outln!("{} is already fitted with these settings", out.display())?;
-        return Ok(());
-    }
-    outln!(
-        "fitted sub-{} into {}: {} runs, {} trials of {} conditions ({} column), {} voxels, stimulus {} s",
-        meta.subject,
-        out.display(),
-        meta.runs.len(),
-        meta.trials.len(),
-        meta.conditions.len(),
-        meta.condition_column,
-        meta.n_voxels,
-        meta.stimdur
-    )?;
-    outln!(
-        "models: {}; GLMdenoise components: {}; on/off R² threshold {:.2}; onsets moved to their volume by at most {:.3} s",
-        meta.models.join(", "),
-        meta.pcnum.map_or("none".into(), |p| p.to_string()),
-        meta.r2_threshold,
-        meta.largest_onset_rounding_seconds
-    )?;
-    for note in &meta.notes {
-        outln!("note: {note}")?;
-    }
-    Ok(())
+    out!("{}", outcome.text(&out))
 }

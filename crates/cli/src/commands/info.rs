@@ -1,5 +1,5 @@
 use crate::args::JsonArg;
-use brainrecon_data::prepared::PreparedSubject;
+use brainrecon_datasets::prepared::PreparedSubject;
 use std::path::PathBuf;
 
 /// Describe a prepared subject: counts, ROIs, test ids, image size.
@@ -20,33 +20,12 @@ pub struct Args {
     limits: bool,
 }
 
-/// One limit as `info --limits --json` prints it.
-#[derive(serde::Serialize)]
-struct LimitRow {
-    limit: &'static str,
-    value: u64,
-    default: u64,
-    variable: &'static str,
-}
-
 fn print_limits(json: bool) -> anyhow::Result<()> {
-    let rows: Vec<LimitRow> = brainrecon_data::limits::ALL
-        .iter()
-        .map(|l| LimitRow {
-            limit: l.what,
-            value: l.value(),
-            default: l.default,
-            variable: l.variable,
-        })
-        .collect();
+    let rows = brainrecon_core::limits::in_force();
     if json {
         return super::print_json(&rows);
     }
-    outln!("{:<38} {:>14}  raise with", "limit", "value")?;
-    for row in rows {
-        outln!("{:<38} {:>14}  {}", row.limit, row.value, row.variable)?;
-    }
-    Ok(())
+    out!("{}", brainrecon_core::limits::table(&rows))
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -65,7 +44,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     outln!("subject        {}", m.subject)?;
     outln!(
         "sessions       {}",
-        brainrecon_data::nsd::prepare::compact_ranges(&m.sessions)
+        brainrecon_datasets::nsd::prepare::compact_ranges(&m.sessions)
     )?;
     outln!("betas          z-score: {}", m.zscore)?;
     outln!(

@@ -38,15 +38,7 @@ pub fn usage(message: impl Into<String>) -> anyhow::Error {
 
 /// Checks `--steps` and `--guidance` of the commands that sample.
 pub fn check_sampling(steps: usize, guidance: f64) -> anyhow::Result<()> {
-    if steps == 0 || steps > 1000 {
-        return Err(usage(format!("--steps: expected 1 to 1000, found {steps}")));
-    }
-    if !guidance.is_finite() || guidance < 0.0 {
-        return Err(usage(format!(
-            "--guidance: expected a finite value ≥ 0, found {guidance}"
-        )));
-    }
-    Ok(())
+    Ok(brainrecon_routes::options::check_sampling(steps, guidance)?)
 }
 
 /// Progress bars only when a person is watching.
@@ -61,38 +53,12 @@ pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
 
 /// `--device`: `cpu`, or `cuda` / `cuda:N` when built with `--features cuda`.
 pub fn device(name: &str) -> anyhow::Result<brainrecon_diffusion::pipeline::Device> {
-    use brainrecon_diffusion::pipeline::Device;
-    let ordinal = match name {
-        "cpu" => return Ok(Device::Cpu),
-        "cuda" => 0,
-        other => match other.strip_prefix("cuda:").and_then(|n| n.parse().ok()) {
-            Some(n) => n,
-            None => {
-                return Err(usage(format!(
-                    "--device: expected cpu, cuda or cuda:N, found '{other}'"
-                )))
-            }
-        },
-    };
-    Device::new_cuda(ordinal).map_err(|e| {
-        usage(format!(
-            "--device {name}: {e} (CUDA needs a build with `--features cuda` and an NVIDIA GPU)"
-        ))
-    })
+    Ok(brainrecon_routes::options::device(name)?)
 }
 
-/// `--dtype`: the precision the U-Net and text encoder run in (bf16 on GPUs only: the CPU has no
-/// bf16 matrix products).
+/// `--dtype`: the precision the U-Net and text encoder run in.
 pub fn dtype(name: &str) -> anyhow::Result<brainrecon_diffusion::pipeline::DType> {
-    use brainrecon_diffusion::pipeline::DType;
-    match name {
-        "f32" => Ok(DType::F32),
-        "f16" => Ok(DType::F16),
-        "bf16" => Ok(DType::BF16),
-        other => Err(usage(format!(
-            "--dtype: expected f32, f16 or bf16, found '{other}'"
-        ))),
-    }
+    Ok(brainrecon_routes::options::dtype(name)?)
 }
 
 /// bf16 runs on GPUs only: the CPU has no bf16 matrix products.
@@ -100,12 +66,7 @@ pub fn check_dtype_on(
     dtype: brainrecon_diffusion::pipeline::DType,
     device: &brainrecon_diffusion::pipeline::Device,
 ) -> anyhow::Result<()> {
-    if dtype == brainrecon_diffusion::pipeline::DType::BF16 && !device.is_cuda() {
-        return Err(usage(
-            "--dtype bf16 needs --device cuda: the CPU has no bf16 matrix products (use f32 or f16)",
-        ));
-    }
-    Ok(())
+    Ok(brainrecon_routes::options::check_dtype_on(dtype, device)?)
 }
 
 /// The command line as typed, quoted where a shell would need it, for reports.

@@ -1,6 +1,6 @@
 use crate::args::JsonArg;
-use brainrecon_data::nsd::prepare::{prepare, PrepareOptions, ZScore};
-use brainrecon_data::nsd::{parse_sessions, parse_subject};
+use brainrecon_datasets::nsd::prepare::{prepare, PrepareOptions, ZScore};
+use brainrecon_datasets::nsd::{parse_sessions, parse_subject};
 use std::path::PathBuf;
 
 /// Read the Natural Scenes Dataset as it is downloaded and prepare a subject from it

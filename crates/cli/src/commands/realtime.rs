@@ -4,11 +4,8 @@
 //! per volume on a live page. `simulate` and `replay` (realtime_simulate.rs) write a simulated
 //! subject's session, or a recorded run, as a scanner's export.
 
-use brainrecon_core::fs::write_json_atomic;
-use brainrecon_realtime::follow::{Event, FollowOptions, Follower, WatchRecord};
-use brainrecon_realtime::read::read_image;
-use brainrecon_realtime::session::{SessionPreprocessor, SubjectSpace};
-use std::path::{Path, PathBuf};
+use brainrecon_realtime::follow::{self, FollowOptions, WatchError};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 /// Real-time fMRI: reconstruct what a subject sees while the scanner runs
@@ -113,46 +110,21 @@ pub(super) fn stop_flag() -> &'static AtomicBool {
 }
 
 fn watch(args: WatchArgs) -> anyhow::Result<()> {
-    let options = args.folder.options();
-    options.check()?;
-    // The subject's reference is read and prepared now, before the scanner's first volume.
-    let space = match &args.subject_reference {
-        Some(path) => {
-            let reference = read_image(path)?;
-            SubjectSpace {
-                grid: reference.grid.clone(),
-                voxels: Vec::new(),
-                reference: Some(reference),
-            }
-        }
-        None => SubjectSpace::motion_only(),
-    };
-    let preprocessor = SessionPreprocessor::new(space, options.session_options())?;
-    let mut follower = Follower::new(options, preprocessor, &args.out)?;
-    for event in follower.events(stop_flag()) {
-        if let Event::Refused(refused) = event? {
-            eprintln!("{}", refused.log_line());
-        }
+    let log = |line: &str| eprintln!("{line}");
+    let reference = args.subject_reference.as_deref();
+    let record = follow::watch(
+        args.folder.options(),
+        reference,
+        &args.out,
+        stop_flag(),
+        &log,
+    )
+    .map_err(|e| match e {
+        WatchError::Data(e) => anyhow::Error::from(e),
+        WatchError::Volume(e) => e.into(),
+    })?;
+    if args.json {
+        return super::print_json(&record);
     }
-    let record = follower.record();
-    write_json_atomic(&args.out.join("session.json"), &record)?;
-    print_summary(&record, &args.out, args.json)
-}
-
-fn print_summary(record: &WatchRecord, out: &Path, json: bool) -> anyhow::Result<()> {
-    if json {
-        return super::print_json(record);
-    }
-    let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0} ms"));
-    outln!(
-        "{} volumes ({} refused), latency median {} p95 {}, largest framewise displacement {:.2} mm; ended by {}",
-        record.volumes,
-        record.refused.len(),
-        ms(record.latency_ms_median),
-        ms(record.latency_ms_p95),
-        record.max_framewise_displacement_mm,
-        record.ended_by
-    )?;
-    outln!("motion trace: {}", out.join("motion.tsv").display())?;
-    Ok(())
+    out!("{}", record.text(&args.out))
 }

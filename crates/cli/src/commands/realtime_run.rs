@@ -1,13 +1,12 @@
 //! `brainrecon realtime run`: the real-time route. The export folder is followed as `watch`
 //! follows it; each volume's pattern at the decoders' voxels is decoded into z and c and the
-//! newest is drawn with the diffusion model (`brainrecon_routes::realtime::LiveSession`); this
-//! file serves the live page and prints.
+//! newest is drawn with the diffusion model (`brainrecon_routes::realtime::run_session`, which
+//! also serves the live page); this file turns flags into its options and prints.
 
 use super::realtime::{stop_flag, FolderArgs};
-use brainrecon_routes::realtime::{LiveOptions, LivePage, LiveSession};
-use brainrecon_stream::{Hub, Server};
+use crate::args::{DeviceArgs, DtypeArgs};
+use brainrecon_routes::realtime::{run_session, LiveOptions, PageOptions};
 use std::path::PathBuf;
-use std::sync::Arc;
 
 /// Reconstruct what the subject sees while the scanner runs, volume by volume.
 ///
@@ -92,12 +91,10 @@ pub struct RunArgs {
     /// Do not serve the page
     #[arg(long)]
     no_serve: bool,
-    /// cpu, cuda or cuda:N
-    #[arg(long, default_value = "cpu")]
-    device: String,
-    /// Weights' precision: f32, f16, or bf16 (GPU only)
-    #[arg(long, default_value = "f32")]
-    dtype: String,
+    #[command(flatten)]
+    device: DeviceArgs,
+    #[command(flatten)]
+    dtype: DtypeArgs,
     /// Print the session summary as JSON
     #[arg(long)]
     json: bool,
@@ -105,21 +102,20 @@ pub struct RunArgs {
 
 pub fn run(args: RunArgs) -> anyhow::Result<()> {
     super::check_sampling(args.steps, args.guidance)?;
-    let device = super::device(&args.device)?;
-    let dtype = super::dtype(&args.dtype)?;
-    super::check_dtype_on(dtype, &device)?;
+    let device = args.device.device()?;
+    let dtype = args.dtype.dtype_on(&device)?;
     let options = LiveOptions {
         follow: args.folder.options(),
-        subject: args.subject.clone(),
-        decoders: args.decoders.clone(),
-        subject_reference: args.subject_reference.clone(),
+        subject: args.subject,
+        decoders: args.decoders,
+        subject_reference: args.subject_reference,
         tr: args.tr,
         window_s: args.window_s,
         delay_s: args.delay_s,
         draw_all: args.draw_all,
-        events: args.events.clone(),
+        events: args.events,
         out: args.out.clone(),
-        model: args.model.clone(),
+        model: args.model,
         steps: args.steps,
         strength: args.strength,
         guidance: args.guidance,
@@ -128,35 +124,13 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         dtype,
         command: std::env::args().collect::<Vec<_>>().join(" "),
     };
-    let mut session = LiveSession::open(options)?;
-    let hub = Hub::new();
-    let server = start_page(&args, hub.clone())?;
-    let mut page = LivePage::new(hub.clone(), args.tr, session.decoders().z_voxels());
-    hub.set_status("waiting for the scanner's first volume", false);
-    while let Some(event) = session.next(stop_flag())? {
-        if let Some(line) = page.show(&event, &session) {
-            eprintln!("{line}");
-        }
-    }
-    hub.set_status(
-        format!("session ended: {}", session.ended_by().unwrap_or_default()),
-        true,
-    );
-    let summary = session.finish()?;
-    if let Some(server) = server {
-        server.shutdown();
-    }
+    let page = PageOptions {
+        no_serve: args.no_serve,
+        address: args.serve,
+    };
+    let summary = run_session(options, &page, stop_flag(), &|line| eprintln!("{line}"))?;
     if args.json {
         return super::print_json(&summary);
     }
     out!("{}", summary.text(&args.out))
-}
-
-fn start_page(args: &RunArgs, hub: Arc<Hub>) -> anyhow::Result<Option<Server>> {
-    if args.no_serve {
-        return Ok(None);
-    }
-    let server = super::stream::start_server(args.serve.as_deref(), &hub)?;
-    eprintln!("live page: {}", server.url());
-    Ok(Some(server))
 }

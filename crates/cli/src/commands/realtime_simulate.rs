@@ -1,7 +1,7 @@
 //! `brainrecon realtime simulate`: a simulated subject's next session, written as a scanner's
 //! real-time export.
 
-use brainrecon_data::dicom::write::DicomLayout;
+use brainrecon_formats::dicom::write::DicomLayout;
 use brainrecon_simulate::scanner_export::{export_session, replay as replay_run};
 use brainrecon_simulate::scanner_export::{ExportOptions, ReplayOptions};
 use std::path::PathBuf;
@@ -104,22 +104,10 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
         motion: args.motion,
         seed: args.seed,
     })?;
-    let record = &exported.truth;
     if args.json {
-        return super::print_json(&serde_json::json!({
-            "export": exported.export, "volumes": record.volumes, "trials": record.trials.len(),
-            "tr": record.tr, "events": exported.events,
-        }));
+        return super::print_json(&exported.json());
     }
-    outln!(
-        "wrote {} volumes ({} trials, TR {} s) to {}; events in {}",
-        record.volumes,
-        record.trials.len(),
-        record.tr,
-        exported.export.display(),
-        exported.events.display()
-    )?;
-    Ok(())
+    outln!("{}", exported.text())
 }
 
 /// Replay a recorded run as a scanner's export, one 3-D NIfTI volume per TR (a rehearsal).

@@ -1,7 +1,5 @@
-use brainrecon_data::prepared::PreparedSubject;
-use brainrecon_diffusion::pipeline::StableDiffusion;
-use brainrecon_routes::linear::{Method, ReconstructOptions};
-use brainrecon_routes::reconstruct::{condition, load_decoders, reconstruct};
+use brainrecon_routes::linear::ReconstructOptions;
+use brainrecon_routes::reconstruct::ReconstructRequest;
 use std::path::PathBuf;
 
 /// Reconstruct the test images of a prepared subject from its betas.
@@ -131,115 +129,54 @@ fn merge(args: MergeArgs) -> anyhow::Result<()> {
     if args.json {
         return super::print_json(&summary);
     }
-    if summary.merged {
-        outln!(
-            "merged {} shards: {} test images → {}",
-            summary.shards,
-            summary.n_images,
-            args.out.join("manifest.json").display()
-        )?;
-    } else {
-        outln!(
-            "{} is already one finished run of {} test images",
-            args.out.display(),
-            summary.n_images
-        )?;
-    }
-    Ok(())
+    outln!("{}", summary.text())
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(ReconstructCommand::Merge(merge_args)) = args.command {
         return merge(merge_args);
     }
-    let (Some(subject_dir), Some(out)) = (args.subject.clone(), args.out.clone()) else {
+    let (Some(subject), Some(out)) = (args.subject, args.out) else {
         return Err(super::usage("--subject and --out are required"));
     };
-    let shard = args
-        .shard
-        .as_deref()
-        .map(brainrecon_routes::shards::ImageShard::parse)
-        .transpose()?;
-    let method = Method::parse(&args.method)?;
-    super::check_sampling(args.steps, args.guidance)?;
-    if args.batch == Some(0) {
-        return Err(super::usage("--batch must be at least 1"));
-    }
-    let subject = PreparedSubject::open(&subject_dir)?;
-    let init_z = match args.init.as_str() {
-        "noise" => false,
-        "z" => true,
-        other => {
-            return Err(super::usage(format!(
-                "--init: expected noise or z, found '{other}'"
-            )))
-        }
-    };
-    if method != Method::B2c && args.decoders.is_none() {
-        return Err(super::usage(format!(
-            "--method {} needs --decoders DIR",
-            method.name()
-        )));
-    }
-    if (method == Method::B2c) != args.b2c.is_some() {
-        return Err(super::usage(
-            "--b2c DIR goes with --method b2c, and --method b2c needs it",
-        ));
-    }
-    if (method == Method::Caption) != args.captions.is_some() {
-        return Err(super::usage(
-            "--captions FILE goes with --method caption, and --method caption needs it",
-        ));
-    }
-    let decoders = load_decoders(args.decoders.as_deref())?;
-    let device = super::device(&args.device)?;
-    let dtype = super::dtype(&args.dtype)?;
-    super::check_dtype_on(dtype, &device)?;
-    let mut sd = StableDiffusion::load(&args.model, dtype, &device)?;
-    let options = ReconstructOptions {
-        method,
-        samples: args.samples,
-        strength: args.strength,
-        steps: args.steps,
-        guidance: args.guidance,
-        seed: args.seed,
-        sample_posterior: !args.posterior_mean,
-        limit: args.limit,
-        init_z,
-        batch: args.batch.unwrap_or(args.samples),
-        shard,
+    let request = ReconstructRequest {
+        method: args.method,
+        captions: args.captions,
+        b2c: args.b2c,
+        init: args.init,
+        subject,
+        decoders: args.decoders,
+        model: args.model,
+        out,
+        options: ReconstructOptions {
+            samples: args.samples,
+            strength: args.strength,
+            steps: args.steps,
+            guidance: args.guidance,
+            seed: args.seed,
+            sample_posterior: !args.posterior_mean,
+            limit: args.limit,
+            ..ReconstructOptions::default()
+        },
+        batch: args.batch,
+        shard: args.shard,
+        device: args.device,
+        dtype: args.dtype,
+        command: super::command_line(),
+        progress: super::show_progress(),
     };
     stop_on_signal();
-    let summary = reconstruct(
-        &subject,
-        &mut sd,
-        &args.model,
-        &decoders,
-        condition(args.b2c.as_deref(), args.captions.as_deref()),
-        &options,
-        &out,
-        &super::command_line(),
-        super::show_progress(),
-    )?;
+    let done = brainrecon_routes::reconstruct::run(&request)?;
     if args.json {
-        return super::print_json(&summary);
+        return super::print_json(&done.summary);
     }
-    outln!(
-        "{} route: {} test images, {} images written, {} already there, {:.1} s → {}",
-        method.name(),
-        summary.n_images,
-        summary.written,
-        summary.skipped,
-        summary.seconds,
-        out.display()
-    )?;
-    Ok(())
+    outln!("{}", done.text())
 }
 
 /// SIGTERM (Slurm's `--signal=B:TERM@N`, preemption, `scancel`) and Ctrl-C stop the run after
 /// the image it is on; a second one ends it at once. Every finished image stays, so the same
 /// command resumes.
-fn stop_on_signal() {
+pub(super) fn stop_on_signal() {
     // Setting fails only when a handler is already set (a second run in one process, whose
     // handler then stops this one too).
     let _ = ctrlc::set_handler(|| {

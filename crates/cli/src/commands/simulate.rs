@@ -1,11 +1,6 @@
 use crate::args::JsonArg;
-use brainrecon_simulate::events::{simulate_events, EventsOptions};
-use brainrecon_simulate::movie::{simulate_movie, MovieOptions};
-use brainrecon_simulate::music::{simulate_music, MusicOptions};
-use brainrecon_simulate::video::{simulate_video, VideoOptions};
-use brainrecon_simulate::{
-    simulate, OutputLayout, SimulateOptions, NSD_IMAGES, NSD_SESSIONS, NSD_VOLUME,
-};
+use brainrecon_simulate::request::{self, Request};
+use brainrecon_simulate::OutputLayout;
 use std::path::PathBuf;
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -136,272 +131,41 @@ pub struct Args {
     json: JsonArg,
 }
 
-fn run_movie(args: Args) -> anyhow::Result<()> {
-    let mut opts = MovieOptions::new(&args.out);
-    opts.runs = args.runs.unwrap_or(opts.runs);
-    opts.run_seconds = args.run_seconds.unwrap_or(opts.run_seconds);
-    opts.seed = args.seed;
-    let simulated = simulate_movie(&opts)?;
-    let t = &simulated.truth;
-    if args.json.json {
-        let mut summary = serde_json::to_value(t)?;
-        summary["out"] = serde_json::json!(simulated.out);
-        return super::print_json(&summary);
-    }
-    outln!(
-        "simulated {} watching a movie at {}: {} runs of {} s at TR {} s, {} brain voxels in {} groups",
-        t.subject,
-        simulated.out.display(),
-        t.runs,
-        t.run_seconds,
-        t.tr,
-        t.n_brain_voxels,
-        t.groups.len()
-    )?;
-    Ok(())
-}
-
-/// --kind events: 7 runs at TR 2 s of 60 trials (3-s images every 4 s), training images shown
-/// twice and test images three times; --runs and --images (training + test, one in six a test
-/// image) and --volume change it.
-fn run_events(args: Args) -> anyhow::Result<()> {
-    if args.size != Size::Small || args.sessions.is_some() || args.run_seconds.is_some() {
-        return Err(super::usage(
-            "--size, --sessions and --run-seconds do not apply to --kind events",
-        ));
-    }
-    let mut opts = EventsOptions::new(&args.out);
-    opts.seed = args.seed;
-    opts.runs = args.runs.unwrap_or(opts.runs);
-    opts.image_size = args.image_size;
-    if let Some(images) = args.images {
-        opts.test_images = (images / 6).max(2);
-        opts.train_images = images.saturating_sub(opts.test_images);
-    }
-    if let Some(volume) = &args.volume {
-        opts.volume_shape = parse_volume(volume)?;
-    }
-    let truth = simulate_events(&opts)?;
-    if args.json.json {
-        let mut summary = serde_json::to_value(&truth)?;
-        summary["out"] = serde_json::json!(args.out);
-        return super::print_json(&summary);
-    }
-    outln!(
-        "simulated an event-related experiment at {}: {} runs of {} volumes at TR {} s, {} trials of {} images ({} test), {} brain voxels ({} visual); fMRIPrep's derivatives in derivatives/fmriprep",
-        args.out.display(),
-        truth.runs,
-        truth.n_volumes,
-        truth.tr,
-        truth.trials.len(),
-        truth.images.len(),
-        truth.images.len() - truth.n_train_images,
-        truth.brain_voxels,
-        truth.visual_voxels
-    )?;
-    Ok(())
-}
-
-fn parse_volume(volume: &[usize]) -> anyhow::Result<[usize; 3]> {
-    match volume[..] {
-        [x, y, z] => Ok([x, y, z]),
-        _ => Err(super::usage(format!(
-            "--volume: expected X,Y,Z (three sizes), found {} values",
-            volume.len()
-        ))),
-    }
-}
-
-fn run_music(args: Args) -> anyhow::Result<()> {
-    if args.runs.is_some() || args.run_seconds.is_some() {
-        return Err(super::usage(
-            "--runs and --run-seconds apply to --kind movie",
-        ));
-    }
-    if args.images.is_some() || args.sessions.is_some() {
-        return Err(super::usage(
-            "--images and --sessions apply to --kind image",
-        ));
-    }
-    let mut opts = match args.size {
-        Size::Small => MusicOptions::new(&args.out),
-        Size::Paper => MusicOptions::paper(&args.out),
-        Size::Nsd => {
-            return Err(super::usage(
-                "--size nsd applies to --kind image (music: small or paper)",
-            ))
-        }
-    };
-    opts.clips_per_genre = args.clips_per_genre.unwrap_or(opts.clips_per_genre);
-    opts.clips_per_run = args.clips_per_run.unwrap_or(opts.clips_per_run);
-    opts.track_seconds = args.track_seconds.unwrap_or(opts.track_seconds);
-    opts.library_per_genre = args.library_per_genre.unwrap_or(opts.library_per_genre);
-    if let Some(volume) = &args.volume {
-        opts.volume_shape = parse_volume(volume)?;
-    }
-    opts.seed = args.seed;
-    let simulated = simulate_music(&opts)?;
-    let t = &simulated.truth;
-    if args.json.json {
-        let mut summary = serde_json::to_value(t)?;
-        summary["out"] = serde_json::json!(simulated.out);
-        return super::print_json(&summary);
-    }
-    outln!(
-        "simulated {} hearing music at {}: {} training clips, {} test clips × {}, {} runs at TR {} s, {} brain voxels ({} acoustic, {} semantic)",
-        t.subject,
-        simulated.out.display(),
-        t.n_train_clips,
-        t.n_test_clips,
-        t.test_repeats,
-        t.runs.len(),
-        t.tr,
-        t.n_brain_voxels,
-        t.group_voxels[0],
-        t.group_voxels[1]
-    )?;
-    Ok(())
-}
-
-/// `1`, `subject1` or the default `subj01`.
-fn video_subject(text: &str) -> anyhow::Result<usize> {
-    let digits = text
-        .trim()
-        .trim_start_matches("subject")
-        .trim_start_matches("subj");
-    digits
-        .parse::<usize>()
-        .ok()
-        .filter(|n| (1..=99).contains(n))
-        .ok_or_else(|| {
-            super::usage(format!(
-                "--subject: expected a subject number such as 1 (subject1), found '{text}'"
-            ))
-        })
-}
-
-fn run_video(args: Args) -> anyhow::Result<()> {
-    if args.runs.is_some() || args.run_seconds.is_some() {
-        return Err(super::usage(
-            "--runs and --run-seconds apply to --kind movie",
-        ));
-    }
-    if args.images.is_some() || args.sessions.is_some() || args.volume.is_some() {
-        return Err(super::usage(
-            "--images, --sessions and --volume apply to --kind image",
-        ));
-    }
-    let mut opts = match args.size {
-        Size::Small => VideoOptions::new(&args.out),
-        Size::Paper => VideoOptions::paper(&args.out),
-        Size::Nsd => {
-            return Err(super::usage(
-                "--size nsd applies to --kind image (video: small or paper)",
-            ))
-        }
-    };
-    opts.seed = args.seed;
-    opts.subject = video_subject(&args.subject)?;
-    opts.frame_size = args.image_size;
-    opts.progress = super::show_progress();
-    let simulated = simulate_video(&opts)?;
-    let t = &simulated.truth;
-    if args.json.json {
-        let mut summary = serde_json::to_value(t)?;
-        summary["out"] = serde_json::json!(simulated.out);
-        return super::print_json(&summary);
-    }
-    let d = &t.design;
-    outln!(
-        "simulated {} watching moving shapes at {}: {} training segments × {}, {} test segments × {}, {} TRs of {} s, {} frames per TR ({} px), {} grayordinates ({} cortical)",
-        t.subject,
-        simulated.out.display(),
-        d.train_segments,
-        d.train_repetitions,
-        d.test_segments,
-        d.test_repetitions,
-        d.n_tr,
-        d.tr,
-        d.frames_per_tr,
-        t.frame_size,
-        t.n_grayordinates,
-        t.n_cortex
-    )?;
-    Ok(())
-}
-
 pub fn run(args: Args) -> anyhow::Result<()> {
-    if args.kind != Kind::Music
-        && (args.clips_per_genre.is_some()
-            || args.clips_per_run.is_some()
-            || args.track_seconds.is_some()
-            || args.library_per_genre.is_some())
-    {
-        return Err(super::usage(
-            "--clips-per-genre, --clips-per-run, --track-seconds and --library-per-genre apply to --kind music",
-        ));
-    }
-    if args.kind == Kind::Music {
-        return run_music(args);
-    }
-    if args.kind == Kind::Video {
-        return run_video(args);
-    }
-    if args.size == Size::Paper {
-        return Err(super::usage(
-            "--size paper applies to --kind music and video",
-        ));
-    }
-    if args.kind == Kind::Events {
-        return run_events(args);
-    }
-    if args.kind == Kind::Movie {
-        if args.size != Size::Small || args.volume.is_some() {
-            return Err(super::usage("--size and --volume apply to --kind image"));
-        }
-        return run_movie(args);
-    }
-    if args.runs.is_some() || args.run_seconds.is_some() {
-        return Err(super::usage(
-            "--runs and --run-seconds apply to --kind movie",
-        ));
-    }
-    let mut opts = SimulateOptions::new(&args.out);
-    if args.size == Size::Nsd {
-        opts.n_images = NSD_IMAGES;
-        opts.sessions = NSD_SESSIONS;
-        opts.volume_shape = NSD_VOLUME;
-    }
-    opts.n_images = args.images.unwrap_or(opts.n_images);
-    opts.sessions = args.sessions.unwrap_or(opts.sessions);
-    if let Some(volume) = &args.volume {
-        opts.volume_shape = parse_volume(volume)?;
-    }
-    opts.seed = args.seed;
-    opts.layout = match args.layout {
-        Layout::Nsd => OutputLayout::Nsd,
-        Layout::Prepared => OutputLayout::Prepared,
-    };
-    opts.subject = brainrecon_data::nsd::parse_subject(&args.subject)?;
-    opts.image_size = args.image_size;
-    opts.progress = super::show_progress();
-    let simulated = simulate(&opts)?;
-    let t = &simulated.truth;
+    let summary = request::run(&Request {
+        out: args.out,
+        kind: match args.kind {
+            Kind::Image => request::Kind::Image,
+            Kind::Movie => request::Kind::Movie,
+            Kind::Music => request::Kind::Music,
+            Kind::Video => request::Kind::Video,
+            Kind::Events => request::Kind::Events,
+        },
+        size: match args.size {
+            Size::Small => request::Size::Small,
+            Size::Nsd => request::Size::Nsd,
+            Size::Paper => request::Size::Paper,
+        },
+        runs: args.runs,
+        run_seconds: args.run_seconds,
+        clips_per_genre: args.clips_per_genre,
+        clips_per_run: args.clips_per_run,
+        track_seconds: args.track_seconds,
+        library_per_genre: args.library_per_genre,
+        images: args.images,
+        seed: args.seed,
+        layout: match args.layout {
+            Layout::Nsd => OutputLayout::Nsd,
+            Layout::Prepared => OutputLayout::Prepared,
+        },
+        subject: args.subject,
+        image_size: args.image_size,
+        sessions: args.sessions,
+        volume: args.volume,
+        progress: super::show_progress(),
+    })?;
     if args.json.json {
-        let mut summary = serde_json::to_value(t)?;
-        summary.as_object_mut().map(|o| o.remove("scenes"));
-        summary["out"] = serde_json::json!(simulated.out);
-        return super::print_json(&summary);
+        return super::print_json(&summary.json()?);
     }
-    outln!(
-        "simulated {} at {}: {} images, {} sessions, {} train trials, {} test images, {} nsdgeneral voxels",
-        t.subject,
-        simulated.out.display(),
-        t.n_images,
-        t.sessions.len(),
-        t.n_train_trials,
-        t.n_test_images,
-        t.rois.get("nsdgeneral").copied().unwrap_or(0)
-    )?;
-    Ok(())
+    outln!("{}", summary.text())
 }

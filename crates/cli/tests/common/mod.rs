@@ -1,5 +1,7 @@
 //! Running the built binary as a user would, shared by the CLI test files.
 
+#[allow(unused_imports)] // not every test file copies fixtures or reads JSON
+pub use brainrecon_testkit::{copy_dir, json};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -67,25 +69,4 @@ pub fn simulated_subject(dir: &Path, images: usize, seed: u64, image_size: usize
         p(&subject),
     ]);
     subject
-}
-
-/// Copies the folder `from` into `to`, recursively (test fixtures: plain files and folders).
-#[allow(dead_code)] // not every test file copies trees
-pub fn copy_tree(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_tree(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
-
-/// A JSON file's value.
-#[allow(dead_code)] // not every test file reads JSON
-pub fn json(path: &Path) -> serde_json::Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }

@@ -14,7 +14,7 @@
 
 use super::{json, shared_demo};
 use crate::common::p as s;
-use brainrecon_data::dicom::write::{write_mosaic, ScannerVolume};
+use brainrecon_formats::dicom::write::{write_mosaic, ScannerVolume};
 use serde_json::Value;
 use std::io::{BufRead, Read, Write};
 use std::path::{Path, PathBuf};

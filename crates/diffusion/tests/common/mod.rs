@@ -2,6 +2,10 @@
 #![allow(dead_code)]
 
 use brainrecon_diffusion::weights::Weights;
+/// The largest |a − b| of two tensors, and the largest |value| of one (to show a comparison
+/// is not between two near-zero tensors).
+#[allow(unused_imports)] // not every test file compares tensors
+pub use brainrecon_testkit::tensor::{max_abs, max_abs_diff};
 use candle_core::{DType, Device, Tensor};
 use std::path::{Path, PathBuf};
 
@@ -17,34 +21,6 @@ pub fn tensors(relative: &str) -> Weights {
 pub fn get(w: &Weights, name: &str) -> Tensor {
     w.get_unchecked(name)
         .unwrap_or_else(|e| panic!("fixture tensor {name}: {e}"))
-}
-
-pub fn max_abs(a: &Tensor, b: &Tensor) -> f32 {
-    assert_eq!(a.dims(), b.dims(), "shapes differ");
-    (a.to_dtype(DType::F32).unwrap() - b.to_dtype(DType::F32).unwrap())
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
-}
-
-/// The largest |value|, to show a comparison is not between two near-zero tensors.
-pub fn max_norm(a: &Tensor) -> f32 {
-    a.to_dtype(DType::F32)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
 }
 
 pub fn read_json(relative: &str) -> serde_json::Value {

@@ -88,12 +88,8 @@ impl BlipForConditionalGeneration {
     /// (an error when `tie_word_embeddings` is false). Errors name the file.
     pub fn from_weights(weights: &Weights, config: &BlipConfig) -> Result<Self> {
         let decoder_weight = decoder_weight_of(|n| weights.contains(n), config);
-        Self::with_decoder_weight(weights.var_builder(), config, decoder_weight).map_err(
-            |e| match e {
-                ModelError::Module(m) => ModelError::Module(m.in_file(weights.path())),
-                other => other,
-            },
-        )
+        Self::with_decoder_weight(weights.var_builder(), config, decoder_weight)
+            .map_err(|e| e.in_file(weights.path()))
     }
 
     /// Loads a checkpoint in f32 from `model`: a folder with `config.json` and
@@ -120,10 +116,7 @@ impl BlipForConditionalGeneration {
         let decoder_weight = decoder_weight_of(|n| weights.contains(n), &config);
         let (overlay, vars) = Overlay::trainable(&weights, trainable, DType::F32)?;
         let model = Self::with_decoder_weight(overlay.var_builder(), &config, decoder_weight)
-            .map_err(|e| match e {
-                ModelError::Module(m) => ModelError::Module(m.in_file(weights.path())),
-                other => other,
-            })?;
+            .map_err(|e| e.in_file(weights.path()))?;
         Ok((model, vars))
     }
 

@@ -101,7 +101,7 @@ impl BlipTextEmbeddings {
             .index_select(&ids.flatten_all()?, 0)?
             .reshape((b, l, d))?;
         let positions = self.position_embeddings.narrow(0, past, l)?;
-        Ok(self.layer_norm.forward(&words.broadcast_add(&positions)?)?)
+        self.layer_norm.forward(&words.broadcast_add(&positions)?)
     }
 }
 
@@ -161,9 +161,9 @@ impl BlipTextOutput {
     }
 
     pub fn forward(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
-        Ok(self
+        self
             .layer_norm
-            .forward(&(self.dense.forward(x)? + residual)?)?)
+            .forward(&(self.dense.forward(x)? + residual)?)
     }
 }
 
@@ -600,9 +600,9 @@ impl BlipTextPredictionHead {
     /// [..., d] → logits [..., V].
     pub fn forward(&self, h: &Tensor) -> Result<Tensor> {
         let t = self.activation.forward(&self.transform_dense.forward(h)?)?;
-        Ok(self
+        self
             .decoder
-            .forward(&self.transform_layer_norm.forward(&t)?)?)
+            .forward(&self.transform_layer_norm.forward(&t)?)
     }
 }
 

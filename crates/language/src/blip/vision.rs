@@ -108,7 +108,7 @@ impl BlipAttention {
         let k = qkv.narrow(D::Minus1, d, d)?;
         let v = qkv.narrow(D::Minus1, 2 * d, d)?;
         let o = layers::multi_head_attention(&q, &k, &v, self.heads, false, None, false)?;
-        Ok(self.projection.forward(&o)?)
+        self.projection.forward(&o)
     }
 }
 
@@ -131,7 +131,7 @@ impl BlipMlp {
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let h = self.activation.forward(&self.fc1.forward(x)?)?;
-        Ok(self.fc2.forward(&h)?)
+        self.fc2.forward(&h)
     }
 }
 
@@ -211,7 +211,7 @@ impl BlipVisionModel {
         for layer in &self.layers {
             h = layer.forward(&h)?;
         }
-        Ok(self.post_layernorm.forward(&h)?)
+        self.post_layernorm.forward(&h)
     }
 
     /// All outputs ([`BlipVisionOutput`]).

@@ -161,9 +161,9 @@ impl CustomOp3 for LayerNormF32 {
             candle_core::bail!("{name}: input {:?}, parameters of {}", l1.dims(), w.len());
         }
         let mut out = vec![0f32; x.len()];
-        if d > 0 {
+        if let Some(per_task) = 65536usize.checked_div(d) {
             // Rows in chunks of ~64Ki values per task.
-            let rows = (65536 / d).max(1) * d;
+            let rows = per_task.max(1) * d;
             out.par_chunks_mut(rows)
                 .zip(x.par_chunks(rows))
                 .for_each(|(y, x)| {
@@ -194,8 +194,8 @@ impl CustomOp1 for GegluF32 {
         let n = two_n / 2;
         *dims.last_mut().expect("checked above") = n;
         let mut out = vec![0f32; h.len() / 2];
-        if n > 0 {
-            let rows = (32768 / n).max(1);
+        if let Some(per_task) = 32768usize.checked_div(n) {
+            let rows = per_task.max(1);
             out.par_chunks_mut(rows * n)
                 .zip(h.par_chunks(rows * two_n))
                 .for_each(|(y, h)| {

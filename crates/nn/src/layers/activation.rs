@@ -4,7 +4,8 @@ use candle_core::{DType, Tensor, D};
 use candle_nn::VarBuilder;
 
 use super::linear::Linear;
-use super::{upcast, Error, Result};
+use super::upcast;
+use crate::error::{ModelError, Result};
 use crate::kernels::activation::FastActivationF32;
 use crate::kernels::cpu_f32_inference;
 #[cfg(feature = "cuda")]
@@ -33,7 +34,7 @@ pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
     }
     softmax_last_dim_differentiable(&xf)?
         .to_dtype(dtype)
-        .map_err(Error::from)
+        .map_err(ModelError::from)
 }
 
 /// The elementary-op softmax (always differentiable), in the input dtype.

@@ -5,7 +5,8 @@ use candle_nn::VarBuilder;
 
 use super::activation::softmax_last_dim;
 use super::linear::Linear;
-use super::{upcast, Error, Result};
+use super::upcast;
+use crate::error::{ModelError, Result};
 use crate::kernels::fused;
 
 /// An additive causal mask [len, len]: 0 on and below the diagonal, the most negative finite
@@ -129,7 +130,7 @@ pub fn multi_head_attention(
     let (b, lq, inner) = q.dims3()?;
     let (_, lk, _) = k.dims3()?;
     if heads == 0 || inner % heads != 0 {
-        return Err(Error::InvalidInput {
+        return Err(ModelError::InvalidInput {
             name: "attention",
             msg: format!("inner dim {inner} is not divisible by {heads} heads"),
         });
@@ -154,7 +155,7 @@ pub fn multi_head_attention(
     let mut full_mask: Option<Tensor> = None;
     if causal {
         if lq != lk {
-            return Err(Error::InvalidInput {
+            return Err(ModelError::InvalidInput {
                 name: "attention",
                 msg: format!("causal mask needs equal lengths, got {lq} and {lk}"),
             });

@@ -3,7 +3,7 @@
 use candle_core::Tensor;
 use candle_nn::VarBuilder;
 
-use super::Result;
+use crate::error::Result;
 
 /// 2-D convolution, parameters `weight` [out, in, k, k] and optional `bias` [out].
 #[derive(Debug, Clone)]

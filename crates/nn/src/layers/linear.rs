@@ -3,7 +3,7 @@
 use candle_core::{Module, Tensor};
 use candle_nn::VarBuilder;
 
-use super::{Error, Result};
+use crate::error::{ModelError, Result};
 use crate::kernels::fused;
 use crate::kernels::linear::InferenceLinearF32;
 
@@ -36,14 +36,14 @@ impl Linear {
     /// `x` has shape [..., in]; returns [..., out].
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let dims = x.dims().to_vec();
-        let in_dim = *dims.last().ok_or(Error::InvalidInput {
+        let in_dim = *dims.last().ok_or(ModelError::InvalidInput {
             name: "linear input",
             msg: "scalar input".into(),
         })?;
         let rows: usize = dims[..dims.len() - 1].iter().product();
         let (out_dim, w_in) = self.weight.dims2()?;
         if w_in != in_dim {
-            return Err(Error::InvalidInput {
+            return Err(ModelError::InvalidInput {
                 name: "linear input",
                 msg: format!("last dim {in_dim}, weight expects {w_in}"),
             });
@@ -83,7 +83,7 @@ fn fused_channel_affine(_: &Tensor, _: Option<&Tensor>, _: Option<&Tensor>) -> R
 impl Module for Linear {
     fn forward(&self, xs: &Tensor) -> candle_core::Result<Tensor> {
         Linear::forward(self, xs).map_err(|e| match e {
-            Error::Candle(c) => c,
+            ModelError::Candle(c) | ModelError::Tensor(c) => c,
             other => candle_core::Error::Msg(other.to_string()),
         })
     }

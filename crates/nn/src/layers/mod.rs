@@ -8,8 +8,8 @@
 //!
 //! Every module is built from a [`VarBuilder`] using the checkpoint's parameter names
 //! (`weight`, `bias`). Weights are fetched through [`weight`], which never initialises a
-//! tensor at random: a tensor absent from the backend is a [`Error::MissingTensor`] naming
-//! its full path, and a tensor of the wrong shape is a [`Error::ShapeMismatch`] giving both
+//! tensor at random: a tensor absent from the backend is a [`ModelError::MissingWeight`] naming
+//! its full path, and a tensor of the wrong shape is a [`ModelError::ShapeMismatch`] giving both
 //! shapes. To fine-tune a subset of the weights, build the model from
 //! [`trainable_var_builder`], which registers the selected tensors as [`Var`]s in a
 //! [`VarMap`] and loads the rest as constants.
@@ -39,66 +39,7 @@ use candle_core::{DType, Device, Shape, Tensor, Var};
 use candle_nn::var_builder::SimpleBackend;
 use candle_nn::{VarBuilder, VarMap};
 
-/// Errors of the modules built on these layers (the U-Net, the VAE, the vision networks...).
-#[allow(missing_docs)] // the fields are named by the messages
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// A parameter the module needs is absent from the weights.
-    #[error("missing tensor `{name}` in the weights")]
-    MissingTensor { name: String },
-    /// A parameter has a shape other than the one the configuration implies.
-    #[error(
-        "tensor `{name}` has shape {got:?} in the weights, but the model expects {expected:?}"
-    )]
-    ShapeMismatch {
-        name: String,
-        expected: Vec<usize>,
-        got: Vec<usize>,
-    },
-    /// An error while loading weights from a given file.
-    #[error("{}: {source}", file.display())]
-    InFile {
-        file: PathBuf,
-        #[source]
-        source: Box<Error>,
-    },
-    /// A file could not be read.
-    #[error("cannot read {}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    /// A configuration file could not be parsed.
-    #[error("cannot parse config {}: {source}", path.display())]
-    ConfigParse {
-        path: PathBuf,
-        #[source]
-        source: serde_json::Error,
-    },
-    /// A configuration the modules cannot build (unknown block type, inconsistent lengths...).
-    #[error("invalid config: {0}")]
-    InvalidConfig(String),
-    /// An input of the wrong shape.
-    #[error("invalid input `{name}`: {msg}")]
-    InvalidInput { name: &'static str, msg: String },
-    /// An error from candle's tensor operations.
-    #[error(transparent)]
-    Candle(#[from] candle_core::Error),
-}
-
-/// A result whose error is a layer [`Error`].
-pub type Result<T> = std::result::Result<T, Error>;
-
-impl Error {
-    /// Attaches the file the weights came from.
-    pub fn in_file(self, file: impl Into<PathBuf>) -> Error {
-        Error::InFile {
-            file: file.into(),
-            source: Box::new(self),
-        }
-    }
-}
+use crate::error::{ModelError, Result};
 
 fn join_path(prefix: &str, name: &str) -> String {
     if prefix.is_empty() {
@@ -115,12 +56,12 @@ pub fn weight<S: Into<Shape>>(vb: &VarBuilder, shape: S, name: &str) -> Result<T
     let shape: Shape = shape.into();
     let full = join_path(&vb.prefix(), name);
     if !vb.contains_tensor(name) {
-        return Err(Error::MissingTensor { name: full });
+        return Err(ModelError::MissingWeight { name: full });
     }
     match vb.get(shape.clone(), name) {
         Ok(t) => {
             if t.shape() != &shape {
-                return Err(Error::ShapeMismatch {
+                return Err(ModelError::ShapeMismatch {
                     name: full,
                     expected: shape.dims().to_vec(),
                     got: t.dims().to_vec(),
@@ -132,14 +73,14 @@ pub fn weight<S: Into<Shape>>(vb: &VarBuilder, shape: S, name: &str) -> Result<T
             // Backends report a shape mismatch in different ways; probe the stored shape.
             if let Ok(t) = vb.get_unchecked(name) {
                 if t.shape() != &shape {
-                    return Err(Error::ShapeMismatch {
+                    return Err(ModelError::ShapeMismatch {
                         name: full,
                         expected: shape.dims().to_vec(),
                         got: t.dims().to_vec(),
                     });
                 }
             }
-            Err(Error::Candle(e))
+            Err(ModelError::Tensor(e))
         }
     }
 }
@@ -152,7 +93,7 @@ pub fn mmaped_var_builder(
 ) -> Result<VarBuilder<'static>> {
     for f in files {
         if !f.exists() {
-            return Err(Error::Io {
+            return Err(ModelError::ReadFile {
                 path: f.clone(),
                 source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
             });
@@ -161,8 +102,8 @@ pub fn mmaped_var_builder(
     // SAFETY: the files are mapped read-only; they must not be modified while in use, as for
     // every memory-mapped checkpoint loader.
     let st = unsafe { MmapedSafetensors::multi(files) }.map_err(|e| match files {
-        [one] => Error::Candle(e).in_file(one),
-        _ => Error::Candle(e),
+        [one] => ModelError::Tensor(e).in_file(one),
+        _ => ModelError::Tensor(e),
     })?;
     Ok(VarBuilder::from_backend(
         Box::new(st),
@@ -248,14 +189,14 @@ pub fn trainable_var_builder(
 ) -> Result<VarBuilder<'static>> {
     for f in files {
         if !f.exists() {
-            return Err(Error::Io {
+            return Err(ModelError::ReadFile {
                 path: f.clone(),
                 source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
             });
         }
     }
     // SAFETY: see `mmaped_var_builder`.
-    let st = unsafe { MmapedSafetensors::multi(files) }?;
+    let st = unsafe { MmapedSafetensors::multi(files) }.map_err(ModelError::Tensor)?;
     let backend = TrainableBackend {
         st,
         varmap: varmap.clone(),
@@ -290,7 +231,7 @@ pub fn tensors_var_builder(
 
 /// Reads and parses a JSON configuration file.
 pub fn read_json_config<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path).map_err(|source| Error::Io {
+    let text = std::fs::read_to_string(path).map_err(|source| ModelError::ReadFile {
         path: path.to_path_buf(),
         source,
     })?;
@@ -299,7 +240,7 @@ pub fn read_json_config<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T
 
 /// Parses a config's JSON text; `origin` names it in errors (a file, or `<string>`).
 pub fn parse_json_config<T: serde::de::DeserializeOwned>(text: &str, origin: &Path) -> Result<T> {
-    crate::weights::parse_json_named(text).map_err(|source| Error::ConfigParse {
+    crate::weights::parse_json_named(text).map_err(|source| ModelError::ConfigParse {
         path: origin.to_path_buf(),
         source,
     })

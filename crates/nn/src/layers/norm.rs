@@ -4,7 +4,8 @@ use candle_core::{Tensor, D};
 use candle_nn::VarBuilder;
 
 use super::activation::silu;
-use super::{upcast, Error, Result};
+use super::upcast;
+use crate::error::{ModelError, Result};
 use crate::kernels::cpu_f32_inference;
 #[cfg(feature = "cuda")]
 use crate::kernels::fused;
@@ -101,7 +102,7 @@ impl GroupNorm {
     /// Loads `weight` and `bias` `[channels]` from `vb`; `channels` must split into `num_groups`.
     pub fn new(vb: VarBuilder, num_groups: usize, channels: usize, eps: f64) -> Result<Self> {
         if num_groups == 0 || channels % num_groups != 0 {
-            return Err(Error::InvalidConfig(format!(
+            return Err(ModelError::InvalidConfig(format!(
                 "group norm `{}`: {channels} channels are not divisible into {num_groups} groups",
                 vb.prefix()
             )));
@@ -120,7 +121,7 @@ impl GroupNorm {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let dims = x.dims().to_vec();
         if dims.len() < 2 || dims[1] != self.weight.dim(0)? {
-            return Err(Error::InvalidInput {
+            return Err(ModelError::InvalidInput {
                 name: "group norm input",
                 msg: format!("shape {dims:?}, expected [B, {}, ...]", self.weight.dim(0)?),
             });

@@ -328,11 +328,11 @@ fn missing_and_misshapen_weights_are_named() {
     );
     let vb = tensors_var_builder(ts, DType::F32, &dev);
     match Linear::new(vb.pp("blk").pp("proj"), 2, 3, true) {
-        Err(Error::MissingTensor { name }) => assert_eq!(name, "blk.proj.bias"),
+        Err(ModelError::MissingWeight { name }) => assert_eq!(name, "blk.proj.bias"),
         other => panic!("expected a missing tensor, got {other:?}"),
     }
     match Linear::new(vb.pp("blk").pp("proj"), 3, 3, false) {
-        Err(Error::ShapeMismatch {
+        Err(ModelError::ShapeMismatch {
             name,
             expected,
             got,

@@ -9,6 +9,8 @@ use std::path::{Path, PathBuf};
 use brainrecon_nn::optim::AdamW;
 use brainrecon_nn::params::Parameters;
 use brainrecon_nn::weights::Weights;
+#[allow(unused_imports)] // not every test file uses each
+pub use brainrecon_testkit::tensor::{assert_close, max_abs, values};
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor, Var};
 use serde_json::Value;
@@ -100,49 +102,6 @@ impl AdamFixture {
     }
 }
 
-pub fn values(t: &Tensor) -> Vec<f32> {
-    t.to_dtype(DType::F32)
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .to_vec1()
-        .unwrap()
-}
-
-/// Element-wise `|a - b| <= rel |b| + abs`, with the worst offender in the message.
-pub fn assert_close(what: &str, got: &Tensor, want: &Tensor, rel: f64, abs: f64) {
-    assert_eq!(got.dims(), want.dims(), "{what}: shapes differ");
-    let (g, w) = (values(got), values(want));
-    let mut worst = (0.0f64, 0usize);
-    for (i, (a, b)) in g.iter().zip(&w).enumerate() {
-        let excess = (*a as f64 - *b as f64).abs() - (rel * (*b as f64).abs() + abs);
-        if excess > worst.0 {
-            worst = (excess, i);
-        }
-    }
-    assert!(
-        worst.0 <= 0.0,
-        "{what}: element {} is {} , torch {}",
-        worst.1,
-        g[worst.1],
-        w[worst.1]
-    );
-}
-
 pub fn bits(t: &Tensor) -> Vec<u32> {
     values(t).iter().map(|v| v.to_bits()).collect()
-}
-
-/// The largest |value|, to show a comparison is not between two near-zero tensors.
-pub fn max_norm(a: &Tensor) -> f32 {
-    a.to_dtype(DType::F32)
-        .unwrap()
-        .abs()
-        .unwrap()
-        .flatten_all()
-        .unwrap()
-        .max(0)
-        .unwrap()
-        .to_scalar::<f32>()
-        .unwrap()
 }

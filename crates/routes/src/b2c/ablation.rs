@@ -17,9 +17,9 @@ use crate::evaluate::{evaluate, EvalOptions, EvalRow};
 use crate::linear::{Manifest, Method, ReconstructOptions};
 use crate::suite::Networks;
 use brainrecon_core::fs::{write_bytes_atomic, write_json_atomic};
-use brainrecon_data::image::{read_png, write_png};
-use brainrecon_data::prepared::PreparedSubject;
+use brainrecon_datasets::prepared::PreparedSubject;
 use brainrecon_diffusion::pipeline::{DType, Device, StableDiffusion};
+use brainrecon_formats::image::{read_png, write_png};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 

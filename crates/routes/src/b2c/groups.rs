@@ -9,8 +9,8 @@
 
 use crate::error::{Result, RouteError};
 use brainrecon_brain::b2c::{allocate_tokens, VoxelGroup};
-use brainrecon_data::npy;
-use brainrecon_data::prepared::{PreparedSubject, Split};
+use brainrecon_datasets::prepared::{PreparedSubject, Split};
+use brainrecon_formats::npy;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 

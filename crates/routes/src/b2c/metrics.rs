@@ -7,8 +7,8 @@ use crate::error::{Result, RouteError};
 use crate::evaluate::{latent_metrics, EvalRow};
 use crate::features::{load_features, mean_of_ids, FeatureKind};
 use crate::linear::Manifest;
-use brainrecon_data::npy;
-use brainrecon_data::prepared::PreparedSubject;
+use brainrecon_datasets::prepared::PreparedSubject;
+use brainrecon_formats::npy;
 use brainrecon_metrics::vector;
 use std::path::Path;
 

@@ -10,12 +10,13 @@ pub mod chart;
 pub mod groups;
 pub mod metrics;
 pub mod reconstruct;
+pub mod request;
 pub mod train;
 
 use crate::error::{Result, RouteError};
 use brainrecon_brain::b2c::BrainToContextEncoder;
 use brainrecon_core::fs::read_json;
-use brainrecon_data::prepared::PreparedSubject;
+use brainrecon_datasets::prepared::PreparedSubject;
 use brainrecon_diffusion::pipeline::{DType, StableDiffusion, Tensor};
 use brainrecon_diffusion::scheduler::PredictionType;
 use brainrecon_diffusion::unet::UNet2DConditionModel;

@@ -20,7 +20,7 @@ use crate::linear::{
 };
 use crate::progress::bar;
 use crate::shards::check_stop;
-use brainrecon_data::prepared::{PreparedSubject, Split};
+use brainrecon_datasets::prepared::{PreparedSubject, Split};
 use brainrecon_diffusion::pipeline::{Conditioning, StableDiffusion};
 use std::path::Path;
 

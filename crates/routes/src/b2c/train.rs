@@ -24,7 +24,7 @@ use brainrecon_brain::b2c::{
     per_sample_cosine, per_sample_mse, BrainToContextConfig, BrainToContextEncoder,
 };
 use brainrecon_core::fs::{read_json, write_json_atomic};
-use brainrecon_data::prepared::{PreparedSubject, Split};
+use brainrecon_datasets::prepared::{PreparedSubject, Split};
 use brainrecon_diffusion::pipeline::{DType, Device, Posterior, StableDiffusion, Tensor};
 use brainrecon_diffusion::scheduler::NoiseSchedule;
 use brainrecon_diffusion::unet::UNet2DConditionModel;
@@ -34,7 +34,6 @@ use brainrecon_nn::optim::{clip_grad_norm, AdamW};
 use brainrecon_nn::params::Parameters;
 use brainrecon_nn::rng::shuffled_batches;
 use brainrecon_nn::rng::{NoiseSource, SeededNoise};
-use brainrecon_nn::weights::Overlay;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -205,9 +204,7 @@ pub(crate) fn trainable_unet(
     sd: &StableDiffusion,
     tune: Tune,
 ) -> Result<(UNet2DConditionModel, Vec<(String, candle_core::Var)>)> {
-    let weights = sd.root.weights("unet", DType::F32, &sd.device)?;
-    let (overlay, vars) = Overlay::trainable(&weights, |name| tune.selects(name), DType::F32)?;
-    let unet = UNet2DConditionModel::new(overlay.var_builder(), &sd.unet.config)?;
+    let (unet, vars) = brainrecon_diffusion::prior::trainable_unet(sd, |name| tune.selects(name))?;
     Ok((
         unet,
         vars.into_iter()
@@ -502,7 +499,7 @@ pub fn train(
     schedule.prediction_type = options.objective.prediction_type();
 
     std::fs::create_dir_all(out.join(".train"))
-        .map_err(|e| brainrecon_data::DataError::io(out, e))?;
+        .map_err(|e| brainrecon_core::DataError::io(out, e))?;
     write_json_atomic(&out.join(".train").join("settings.json"), &settings)?;
     let work = out.join(".train");
     let (mut optimizer, mut losses, start) = resume_or_start(&work, &mut params, options)?;
@@ -593,7 +590,7 @@ fn write_outputs(
     if options.tune != Tune::None {
         params.with_prefix("unet.").save_safetensors(&tuned)?;
     } else if tuned.exists() {
-        std::fs::remove_file(&tuned).map_err(|e| brainrecon_data::DataError::io(&tuned, e))?;
+        std::fs::remove_file(&tuned).map_err(|e| brainrecon_core::DataError::io(&tuned, e))?;
     }
     Ok(())
 }

@@ -4,7 +4,8 @@
 use crate::arrays::read_matrix;
 use crate::error::Result;
 use brainrecon_core::fs::{read_json, write_json_atomic};
-use brainrecon_data::{npy, DataError};
+use brainrecon_core::DataError;
+use brainrecon_formats::npy;
 use brainrecon_ridge::bench_banded::{
     banded_bench_alphas, banded_bench_candidates, generate_banded, run_banded, BandedBenchData,
     BandedWorkload, RowMajor,
@@ -54,6 +55,23 @@ pub struct BandedResult {
     pub test_r2_median: f64,
     /// Peak resident memory of the process, MB.
     pub peak_rss_mb: f64,
+}
+
+impl BandedResult {
+    /// The table `bench banded` prints: a header and this fit's line.
+    pub fn text(&self) -> String {
+        format!(
+            "voxels  candidates  fit s     predict s  test R² mean  test R² median  peak MB\n\
+             {:<7} {:<11} {:<9.2} {:<10.3} {:<13.4} {:<15.4} {:.0}\n",
+            self.voxels,
+            self.n_iter,
+            self.fit_seconds,
+            self.predict_seconds,
+            self.test_r2_mean,
+            self.test_r2_median,
+            self.peak_rss_mb
+        )
+    }
 }
 
 const SEED: u64 = 20241018;

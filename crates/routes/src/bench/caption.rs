@@ -2,7 +2,8 @@
 //! transformers can run the same beam search on the same inputs.
 
 use crate::error::{Result, RouteError};
-use brainrecon_data::{npy, DataError};
+use brainrecon_core::DataError;
+use brainrecon_formats::npy;
 use brainrecon_language::blip::BlipForConditionalGeneration;
 use brainrecon_language::generate::{beam_search, BeamScoring, BeamSearchConfig};
 use candle_core::{Device, Tensor};

@@ -2,11 +2,12 @@
 //! window, on synthetic music written as .npy so that transformers can embed the same samples.
 
 use crate::error::{Result, RouteError};
-use brainrecon_audio::clap::model::resolve_model;
 use brainrecon_audio::clap::{ClapFeatureExtractor, ClapModel, SeededChoices};
-use brainrecon_data::audio::resample;
-use brainrecon_data::{npy, DataError};
+use brainrecon_core::DataError;
+use brainrecon_formats::audio::resample;
+use brainrecon_formats::npy;
 use brainrecon_simulate::music::{StreamClip, RATE};
+use brainrecon_zoo::genres_clap::resolve_clap;
 use candle_core::{Device, Tensor};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -69,7 +70,7 @@ pub fn run(bench: &ClapBench) -> Result<(ClapTiming, String)> {
         ));
     }
     let started = Instant::now();
-    let dir = resolve_model(&bench.clap)?;
+    let dir = resolve_clap(&bench.clap)?;
     let model = ClapModel::load_dir(&dir, &Device::Cpu)?;
     let extractor = ClapFeatureExtractor::from_dir(&dir)?;
     let seconds_load = started.elapsed().as_secs_f64();

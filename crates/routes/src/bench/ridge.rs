@@ -5,7 +5,7 @@
 use crate::arrays::read_matrix;
 use crate::error::Result;
 use brainrecon_core::fs::{read_json, write_json_atomic};
-use brainrecon_data::npy;
+use brainrecon_formats::npy;
 use brainrecon_ridge::metrics::{pearson_per_target, summarize};
 use brainrecon_ridge::{bench_alphas, generate, row_major_view, RidgeCv, Workload};
 use serde::{Deserialize, Serialize};
@@ -150,4 +150,110 @@ pub fn measure(
         peak_gpu_mb: None,
         device: device.into(),
     })
+}
+
+/// The fits `bench ridge` runs: every (workload, cv, precision) named by `workload` (A, B, C,
+/// A16k or all = A, B and C), `precision` (f32, f64 or both) and `cv` (loo, gcv or both), in
+/// the order they run.
+pub fn plan(
+    workload: &str,
+    precision: &str,
+    cv: &str,
+) -> Result<Vec<(Workload, &'static str, &'static str)>> {
+    let usage = |m: String| crate::RouteError::Usage(m);
+    let workloads: Vec<Workload> = match workload {
+        // A16k (1.3 GB of arrays, minutes on a laptop) runs only when named
+        "all" => brainrecon_ridge::WORKLOADS
+            .iter()
+            .filter(|w| w.name != "A16k")
+            .copied()
+            .collect(),
+        name => vec![*brainrecon_ridge::WORKLOADS
+            .iter()
+            .find(|w| w.name.eq_ignore_ascii_case(name))
+            .ok_or_else(|| {
+                usage(format!(
+                    "--workload: expected A, B, C, A16k or all, found '{name}'"
+                ))
+            })?],
+    };
+    let precisions: &[&'static str] = match precision {
+        "both" => &["f32", "f64"],
+        "f32" => &["f32"],
+        "f64" => &["f64"],
+        other => {
+            return Err(usage(format!(
+                "--precision: expected f32, f64 or both, found '{other}'"
+            )))
+        }
+    };
+    let methods: &[&'static str] = match cv {
+        "both" => &["loo", "gcv"],
+        "loo" => &["loo"],
+        "gcv" => &["gcv"],
+        other => {
+            return Err(usage(format!(
+                "--cv: expected loo, gcv or both, found '{other}'"
+            )))
+        }
+    };
+    let mut fits = Vec::new();
+    for w in workloads {
+        for &cv in methods {
+            for &precision in precisions {
+                fits.push((w, cv, precision));
+            }
+        }
+    }
+    Ok(fits)
+}
+
+/// The table `bench ridge` prints: a header, then one line per fit.
+pub fn table(results: &[RunResult]) -> String {
+    let mut text = String::from(
+        "workload  device  cv   precision  solver  form    fit s     predict s  test mean r  peak MB  GPU MB\n",
+    );
+    for r in results {
+        text += &format!(
+            "{:<9} {:<7} {:<4} {:<10} {:<7} {:<7} {:<9.2} {:<10.3} {:<12.4} {:<8.0} {}\n",
+            r.workload,
+            r.device,
+            r.cv,
+            r.precision,
+            r.solver,
+            r.form,
+            r.fit_seconds,
+            r.predict_seconds,
+            r.mean_test_r,
+            r.peak_rss_mb,
+            r.peak_gpu_mb.map_or("-".into(), |m| format!("{m:.0}"))
+        );
+    }
+    text
+}
+
+/// [`measure`] with the estimator named as `bench ridge-run` names it: `cv` loo or gcv,
+/// `precision` f32 or f64, `device` cpu, cuda or cuda:N, `dual` for dual coefficients.
+pub fn measure_named(
+    dir: &Path,
+    threads: usize,
+    cv: &str,
+    precision: &str,
+    device: &str,
+    dual: bool,
+) -> Result<RunResult> {
+    let estimator = RidgeCv {
+        cv: match cv {
+            "gcv" => brainrecon_ridge::Cv::Gcv,
+            _ => brainrecon_ridge::Cv::Loo,
+        },
+        precision: match precision {
+            "f32" => brainrecon_ridge::Precision::F32,
+            _ => brainrecon_ridge::Precision::F64,
+        },
+        device: crate::options::ridge_device(device)?,
+        dual,
+        ..RidgeCv::default()
+    };
+    measure(dir, estimator, threads, (cv, precision, device))
 }

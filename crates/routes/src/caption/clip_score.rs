@@ -6,8 +6,8 @@
 //! `brainrecon_metrics::caption::clip_score`'s.
 
 use crate::error::{Result, RouteError};
-use brainrecon_data::image::RgbImage;
 use brainrecon_diffusion::clip_model::{l2_normalize_rows, ClipModel};
+use brainrecon_formats::image::RgbImage;
 
 /// clipscore.py's prefix ("A photo depicts", to which it appends a space).
 pub const CLIPSCORE_PREFIX: &str = "A photo depicts ";

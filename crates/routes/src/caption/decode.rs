@@ -6,16 +6,16 @@
 //!
 //! `--source features` captions the stimuli's own BLIP tokens instead: the captioner's ceiling.
 
-use super::vocab::PROMPT;
 use super::{CaptionItem, CaptionsFile, ScoredCaption, CAPTIONS_FORMAT};
 use crate::decoders::Decoder;
 use crate::error::{Result, RouteError};
 use crate::features::{load_features, rows_for_ids, FeatureKind};
 use crate::progress::bar;
-use brainrecon_data::prepared::PreparedSubject;
+use brainrecon_datasets::prepared::PreparedSubject;
 use brainrecon_language::blip::BlipForConditionalGeneration;
 use brainrecon_language::generate::{beam_search, BeamScoring, BeamSearchConfig};
 use brainrecon_language::wordpiece::BlipTokenizer;
+use brainrecon_zoo::shapes_blip::data::PROMPT;
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -205,7 +205,115 @@ pub fn caption_test_images(
         settings: serde_json::to_value(options).expect("options serialise"),
         items,
     };
-    std::fs::create_dir_all(out).map_err(|e| brainrecon_data::DataError::io(out, e))?;
+    std::fs::create_dir_all(out).map_err(|e| brainrecon_core::DataError::io(out, e))?;
     file.save(out)?;
     Ok(file)
+}
+
+/// `brainrecon caption` as the command line asks for it.
+#[derive(Debug, Clone)]
+pub struct CaptionRequest {
+    /// The prepared subject.
+    pub subject: std::path::PathBuf,
+    /// The folder with the blip/ decoder (`--source decoded`).
+    pub decoders: Option<std::path::PathBuf>,
+    /// `decoded` or `features`.
+    pub source: String,
+    /// The features folder of `--source features` (default: SUBJECT/features).
+    pub features: Option<std::path::PathBuf>,
+    /// The captioner (a folder, cached id or shapes-blip).
+    pub blip: String,
+    /// The output folder (captions.json).
+    pub out: std::path::PathBuf,
+    /// The search; `scoring` is set from `beam_scoring`.
+    pub options: CaptionOptions,
+    /// published, transformers4 or transformers5.
+    pub beam_scoring: String,
+    /// cpu, cuda or cuda:N.
+    pub device: String,
+    /// Draw a progress bar.
+    pub progress: bool,
+}
+
+/// `published`, `transformers4` or `transformers5`: how finished beams are scored.
+pub fn beam_scoring(name: &str) -> Result<BeamScoring> {
+    BeamScoring::parse(name).ok_or_else(|| {
+        RouteError::Usage(format!(
+            "--beam-scoring: expected published, transformers4 or transformers5, found '{name}'"
+        ))
+    })
+}
+
+/// Checks `request`, loads the decoder and captioner, and captions the test images.
+pub fn caption_request(request: &CaptionRequest) -> Result<CaptionsFile> {
+    let r = request;
+    let o = &r.options;
+    let scoring = beam_scoring(&r.beam_scoring)?;
+    if o.num_beams == 0 || o.max_length <= o.min_length.max(1) {
+        return Err(RouteError::Usage(format!(
+            "--beams must be ≥ 1 and --max-length ({}) greater than --min-length ({})",
+            o.max_length, o.min_length
+        )));
+    }
+    let options = CaptionOptions {
+        scoring,
+        ..o.clone()
+    };
+    let subject = PreparedSubject::open(&r.subject)?;
+    let device = crate::options::device(&r.device)?;
+    let decoder = match (r.source.as_str(), &r.decoders) {
+        ("decoded", Some(dir)) => Some(Decoder::load(&dir.join("blip"))?),
+        ("decoded", None) => {
+            return Err(RouteError::Usage(
+                "--source decoded needs --decoders DIR".into(),
+            ))
+        }
+        ("features", _) => None,
+        (other, _) => {
+            return Err(RouteError::Usage(format!(
+                "--source: expected decoded or features, found '{other}'"
+            )))
+        }
+    };
+    let features = r
+        .features
+        .clone()
+        .unwrap_or_else(|| crate::decoders::default_features_dir(&subject));
+    let source = match &decoder {
+        Some(decoder) => TokenSource::Decoded(decoder),
+        None => TokenSource::Features(&features),
+    };
+    let loaded = super::load_captioner(&r.blip, &device)?;
+    let captioner = Captioner {
+        model: &loaded.model,
+        tokenizer: &loaded.tokenizer,
+        name: r.blip.clone(),
+        fingerprint: loaded.fingerprint.clone(),
+        device: device.clone(),
+    };
+    caption_test_images(&subject, &source, &captioner, &options, &r.out, r.progress)
+}
+
+impl CaptionsFile {
+    /// What the command prints of captions written to `out`: the first ten beside what was
+    /// seen, their scores against the seen images' captions, and where they are.
+    pub fn text(&self, out: &Path) -> String {
+        use std::fmt::Write;
+        let mut text = String::new();
+        for item in self.items.iter().take(10) {
+            let truth = item.true_captions.first().map(String::as_str).unwrap_or("");
+            let _ = writeln!(text, "{:>6}  {}   (seen: {truth})", item.id, item.caption);
+        }
+        let path = out.join(super::CAPTIONS_FILE);
+        if let Ok(s) = super::scores::score_captions(self, &path, None) {
+            let _ = writeln!(
+                text,
+                "against the seen images' captions: BLEU-1 {:.1}, BLEU-4 {:.1}, ROUGE-L {:.1}, CIDEr {:.1} \
+                 (eval adds METEOR and CLIP-S)",
+                s.bleu_1, s.bleu_4, s.rouge_l, s.cider
+            );
+        }
+        let _ = writeln!(text, "{} captions → {}", self.items.len(), path.display());
+        text
+    }
 }

@@ -9,7 +9,7 @@
 
 use crate::error::{Result, RouteError};
 use crate::features::{FeatureKind, Stimulus, StimulusEncoder};
-use brainrecon_data::image::{Filter, RgbImage};
+use brainrecon_formats::image::RgbImage;
 use brainrecon_language::blip::{AttentionMode, BlipForConditionalGeneration, TextInputs};
 use brainrecon_language::wordpiece::BlipTokenizer;
 use candle_core::{Device, Tensor};
@@ -34,32 +34,7 @@ pub struct BlipFeatures<'a> {
 }
 
 /// Images [B, 3, S, S]: Lanczos-resized, in [0, 1], or normalised with BLIP's mean/std.
-pub fn blip_pixels(
-    images: &[RgbImage],
-    size: usize,
-    normalize: bool,
-    device: &Device,
-) -> Result<Tensor> {
-    let mut values = Vec::with_capacity(images.len() * 3 * size * size);
-    for image in images {
-        let resized = image.resize_with(size, size, Filter::Lanczos);
-        for c in 0..3 {
-            let (mean, std) = if normalize {
-                (BLIP_MEAN[c], BLIP_STD[c])
-            } else {
-                (0.0, 1.0)
-            };
-            values.extend(
-                (0..size * size).map(|p| (resized.pixels[p * 3 + c] as f32 / 255.0 - mean) / std),
-            );
-        }
-    }
-    Ok(Tensor::from_vec(
-        values,
-        (images.len(), 3, size, size),
-        device,
-    )?)
-}
+pub use brainrecon_vision::preprocess::blip_pixels;
 
 impl BlipFeatures<'_> {
     fn tokens_per_image(&self) -> usize {

@@ -7,20 +7,16 @@
 //!                       scores, the true captions; the captioner, decoder and settings
 //! ```
 
-pub mod attribute_tokens;
 pub mod clip_score;
 pub mod decode;
 pub mod embedded;
 pub mod features;
-pub mod quality;
 pub mod reconstruct;
 pub mod scores;
-pub mod train;
-pub mod vocab;
 
 use crate::error::{Result, RouteError};
 use brainrecon_core::fs::{read_json, write_json_atomic};
-use brainrecon_data::prepared::PreparedSubject;
+use brainrecon_datasets::prepared::PreparedSubject;
 use brainrecon_diffusion::weights::ModelDir;
 use brainrecon_language::blip::{resolve_blip_dir, BlipForConditionalGeneration};
 use brainrecon_language::wordpiece::BlipTokenizer;
@@ -138,10 +134,10 @@ pub struct LoadedCaptioner {
 /// Loads `name`: `shapes-blip` (built in), a transformers folder, a cache snapshot or a model
 /// id in the Hugging Face cache.
 pub fn load_captioner(name: &str, device: &Device) -> Result<LoadedCaptioner> {
-    let dir = if name == embedded::SHAPES_BLIP {
-        embedded::SHAPES_BLIP_MODEL.dir()?
-    } else {
-        resolve_blip_dir(name)?
+    // The zoo's captioners by name (shapes-blip), anything else as BLIP's loader finds it.
+    let dir = match brainrecon_zoo::resolve_kind(name, brainrecon_zoo::Kind::Captioner)? {
+        Some(dir) => dir,
+        None => resolve_blip_dir(name)?,
     };
     let model = BlipForConditionalGeneration::load_dir(&dir, device)?;
     let tokenizer = BlipTokenizer::from_dir(&dir)?;

@@ -15,7 +15,7 @@ use crate::linear::{
 };
 use crate::progress::bar;
 use crate::shards::check_stop;
-use brainrecon_data::prepared::PreparedSubject;
+use brainrecon_datasets::prepared::PreparedSubject;
 use brainrecon_diffusion::pipeline::{Conditioning, StableDiffusion};
 use brainrecon_nn::rng::fnv1a64;
 use std::path::Path;
@@ -42,7 +42,7 @@ pub fn reconstruct(
     );
     let (captions_path, file) = CaptionsFile::load_for(captions, subject)?;
     let captions_bytes = std::fs::read(&captions_path)
-        .map_err(|e| brainrecon_data::DataError::io(&captions_path, e))?;
+        .map_err(|e| brainrecon_core::DataError::io(&captions_path, e))?;
     let (z_rows, hw) = decoded_test_z(subject, sd, z_decoder, "--method caption")?;
     let mut ids = subject.test_stimulus_ids()?;
     ids.truncate(options.limit.unwrap_or(usize::MAX));

@@ -109,7 +109,7 @@ pub fn caption_label(file: &CaptionsFile, id: usize) -> Option<String> {
 pub fn add_clip_scores(
     scores: CaptionScores,
     file: &CaptionsFile,
-    images: &[brainrecon_data::image::RgbImage],
+    images: &[brainrecon_formats::image::RgbImage],
     model: &brainrecon_diffusion::clip_model::ClipModel,
 ) -> Result<CaptionScores> {
     let captions: Vec<String> = file.items.iter().map(|i| i.caption.clone()).collect();

@@ -16,7 +16,7 @@ use crate::decoders::{image_targets, ImageTargets, Target};
 use crate::error::{Result, RouteError};
 use crate::features::{feature_paths, FeatureMeta};
 use brainrecon_core::fs::read_json;
-use brainrecon_data::prepared::PreparedSubject;
+use brainrecon_datasets::prepared::PreparedSubject;
 use faer::linalg::matmul::matmul;
 use faer::linalg::matmul::triangular::{self, BlockStructure};
 use faer::{Accum, Mat, Side};

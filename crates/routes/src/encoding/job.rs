@@ -10,7 +10,7 @@ use super::{
 use crate::decoders::{default_features_dir, standard_alphas, DecoderCv, Target};
 use crate::error::{Result, RouteError};
 use brainrecon_core::fs::write_json_atomic;
-use brainrecon_data::prepared::PreparedSubject;
+use brainrecon_datasets::prepared::PreparedSubject;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -161,6 +161,63 @@ pub struct EncodeReport {
     pub roi: (String, usize),
     /// Training rows and test images.
     pub rows: (usize, usize),
+}
+
+impl EncodeReport {
+    /// summary.json's content with the output folder and the command's wall time (s) added,
+    /// as `encode --json` prints it.
+    pub fn json(&self, out: &Path, seconds: f64) -> serde_json::Value {
+        let mut printed = self.summary.clone();
+        printed["out"] = serde_json::json!(out);
+        printed["seconds"]["total"] = serde_json::json!(seconds);
+        printed
+    }
+
+    /// The summary line and the per-ROI table as `encode` prints them; `seconds` is the
+    /// command's wall time.
+    pub fn text(&self, opts: &EncodeOptions, seconds: f64) -> String {
+        format!(
+            "encoded {} voxels of {} from {} ({} features) on {} train rows; {} test images, {} permutations (blocks of {}) in {:.1} s; wrote {}\n{}",
+            self.roi.1,
+            self.roi.0,
+            self.features,
+            self.n_features,
+            self.rows.0,
+            self.rows.1,
+            opts.fit.permutations,
+            opts.fit.block_size,
+            seconds,
+            opts.out.display(),
+            super::roi_table(&self.rois)
+        )
+    }
+}
+
+/// The feature sets `encode --features` names (each text may join several with +).
+pub fn parse_feature_sets(texts: &[String]) -> Result<Vec<Target>> {
+    texts
+        .iter()
+        .flat_map(|text| text.split('+'))
+        .map(|part| {
+            Target::parse(part).map_err(|_| {
+                RouteError::Usage(format!(
+                    "--features: expected FEATURES.npy, pixels:SIZE, z, c, clip-image, blip, \
+                     blip-vision-lL or blip-text-lL, found '{part}'"
+                ))
+            })
+        })
+        .collect()
+}
+
+/// Refuses `--unique` unless there are exactly two feature sets.
+pub fn check_unique(unique: bool, targets: &[Target]) -> Result<()> {
+    if unique && targets.len() != 2 {
+        return Err(RouteError::Usage(format!(
+            "--unique: expected two feature sets (--features A --features B), found {}",
+            targets.len()
+        )));
+    }
+    Ok(())
 }
 
 /// Per-ROI means of the unique-variance maps.

@@ -12,7 +12,7 @@ use crate::decoders::Target;
 use crate::error::{Result, RouteError};
 use crate::features::{feature_paths, FeatureKind};
 use brainrecon_core::fs::{write_bytes_atomic, write_json_atomic};
-use brainrecon_data::prepared::PreparedSubject;
+use brainrecon_datasets::prepared::PreparedSubject;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 

@@ -10,8 +10,8 @@ pub mod layers;
 
 use crate::decoders::DecoderCv;
 use crate::error::{Result, RouteError};
-use brainrecon_data::prepared::{Betas, PreparedSubject, Roi, Split};
-use brainrecon_data::{nifti_io, npy};
+use brainrecon_datasets::prepared::{Betas, PreparedSubject, Roi, Split};
+use brainrecon_formats::{nifti_io, npy};
 use brainrecon_ridge::metrics::summarize;
 use brainrecon_ridge::stats::{
     bh_fdr, pearson_columns, permutation_test, seeded_block_permutations, Standardized,
@@ -168,6 +168,30 @@ pub struct RoiSummary {
     pub median_r: f64,
     pub n_significant: usize,
     pub fraction_significant: f64,
+}
+
+/// The per-ROI table `encode` and `encode layers` print: a header, then a line per ROI.
+pub fn roi_table(rois: &[RoiSummary]) -> String {
+    use std::fmt::Write;
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
+        "{:<32} {:>7} {:>8} {:>8} {:>20}",
+        "roi", "voxels", "mean r", "median r", "significant (q≤0.05)"
+    );
+    for row in rois {
+        let _ = writeln!(
+            text,
+            "{:<32} {:>7} {:>8.3} {:>8.3} {:>11} ({:>5.1}%)",
+            row.roi,
+            row.n_voxels,
+            row.mean_r,
+            row.median_r,
+            row.n_significant,
+            100.0 * row.fraction_significant
+        );
+    }
+    text
 }
 
 /// A named subset of the ROI's voxels (indices into its columns).

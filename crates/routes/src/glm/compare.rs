@@ -5,12 +5,12 @@ use super::folder::model_folder;
 use crate::{Result, RouteError};
 use brainrecon_core::fs::{read_json, write_json_atomic};
 use brainrecon_core::stats::quantile_linear_sorted;
-use brainrecon_data::experiment::GlmMeta;
-use brainrecon_data::npy;
-use brainrecon_data::nsd::{self, H5Dataset, BETA_SCALE};
-use brainrecon_data::runs::prepare::mask_from_file;
-use brainrecon_data::runs::RunSet;
-use brainrecon_data::DataError;
+use brainrecon_core::DataError;
+use brainrecon_datasets::experiment::GlmMeta;
+use brainrecon_datasets::nsd::{self, H5Dataset, BETA_SCALE};
+use brainrecon_datasets::runs::prepare::mask_from_file;
+use brainrecon_datasets::runs::RunSet;
+use brainrecon_formats::npy;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 
@@ -118,6 +118,32 @@ pub struct Comparison {
     pub model: String,
     pub subject: String,
     pub sessions: Vec<SessionComparison>,
+}
+
+impl Comparison {
+    /// The comparison as `glm compare` prints it, one line each; `out_file` is where its
+    /// JSON was written.
+    pub fn text(&self, out_file: &Path) -> String {
+        use std::fmt::Write;
+        let mut text = String::new();
+        for s in &self.sessions {
+            let a = &s.all_voxels;
+            let _ = writeln!(
+                text,
+                "session {}: {} trials, {} voxels: r with NSD's betas median {:.3} (quartiles {:.3}, {:.3}), NSD's spread / ours {:.2}",
+                s.session, s.n_trials, a.n_voxels, a.median_r, a.r_quartiles[0], a.r_quartiles[1], a.median_std_ratio
+            );
+            if let Some(g) = &s.nsdgeneral {
+                let _ = writeln!(
+                    text,
+                    "  in nsdgeneral: {} voxels, median r {:.3} (quartiles {:.3}, {:.3})",
+                    g.n_voxels, g.median_r, g.r_quartiles[0], g.r_quartiles[1]
+                );
+            }
+        }
+        let _ = writeln!(text, "→ {}", out_file.display());
+        text
+    }
 }
 
 /// Running sums of two variables per voxel.

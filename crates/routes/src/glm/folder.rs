@@ -18,22 +18,22 @@
 use super::stages::DirStages;
 use crate::{Result, RouteError};
 use brainrecon_core::fs::{read_json, write_folder_atomic, write_json_atomic};
-use brainrecon_data::experiment::{run_sessions, GlmMeta, GLM_FORMAT, GLM_VERSION};
-use brainrecon_data::npy;
-use brainrecon_data::nsd::{self, timeseries as nsd_timeseries};
-use brainrecon_data::runs::confounds::{
+use brainrecon_core::DataError;
+use brainrecon_datasets::experiment::{run_sessions, GlmMeta, GLM_FORMAT, GLM_VERSION};
+use brainrecon_datasets::fmriprep::confounds::{
     Strategy, DEFAULT_FD_THRESHOLD, DEFAULT_STD_DVARS_THRESHOLD,
 };
-use brainrecon_data::runs::fmriprep::{FmriprepOptions, Space, DEFAULT_SPACE};
-use brainrecon_data::runs::prepare::{
+use brainrecon_datasets::fmriprep::{FmriprepOptions, Space, DEFAULT_SPACE};
+use brainrecon_datasets::nsd::{self, timeseries as nsd_timeseries};
+use brainrecon_datasets::runs::prepare::{
     prepare, prepare_fmriprep, Layout, MaskChoice, PrepareOptions,
 };
-use brainrecon_data::runs::trials::{
+use brainrecon_datasets::runs::trials::{
     check_event_files, confound_regressors, leading_non_steady_state, read_trials, TrialOptions,
     Trials,
 };
-use brainrecon_data::runs::RunSet;
-use brainrecon_data::DataError;
+use brainrecon_datasets::runs::RunSet;
+use brainrecon_formats::npy;
 use brainrecon_glm::fit::Run;
 use brainrecon_glm::glmsingle::{glm_single_resumable, Denoised, GlmSingle, Params};
 use serde::{Deserialize, Serialize};
@@ -49,6 +49,28 @@ pub enum Source {
     },
     /// NSD's root folder: its time series and designs (nsddata_timeseries, 1.8 mm).
     Nsd(PathBuf),
+}
+
+impl Source {
+    /// The source `glm`'s flags name: NSD's root, else fMRIPrep's output with the raw
+    /// dataset and at least one task.
+    pub fn from_flags(
+        nsd: Option<PathBuf>,
+        fmriprep: Option<PathBuf>,
+        bids_root: Option<PathBuf>,
+        has_tasks: bool,
+    ) -> Result<Source> {
+        match (nsd, fmriprep, bids_root) {
+            (Some(nsd), _, _) => Ok(Source::Nsd(nsd)),
+            (None, Some(fmriprep), Some(bids_root)) if has_tasks => Ok(Source::Fmriprep {
+                fmriprep,
+                bids_root,
+            }),
+            _ => Err(usage(
+                "--fmriprep, --bids-root and --task are required (or --nsd)",
+            )),
+        }
+    }
 }
 
 /// What to fit into which folder, as `brainrecon glm` takes it.
@@ -88,6 +110,47 @@ pub struct GlmOutcome {
     pub resumed: Vec<&'static str>,
     /// A finished stage that could not be kept for resuming, and why.
     pub stage_not_kept: Option<String>,
+}
+
+impl GlmOutcome {
+    /// The summary as `glm` prints it, one line each; `out` is the fit's folder.
+    pub fn text(&self, out: &Path) -> String {
+        use std::fmt::Write;
+        let meta = &self.meta;
+        let mut text = String::new();
+        if self.already {
+            let _ = writeln!(
+                text,
+                "{} is already fitted with these settings",
+                out.display()
+            );
+            return text;
+        }
+        let _ = writeln!(
+            text,
+            "fitted sub-{} into {}: {} runs, {} trials of {} conditions ({} column), {} voxels, stimulus {} s",
+            meta.subject,
+            out.display(),
+            meta.runs.len(),
+            meta.trials.len(),
+            meta.conditions.len(),
+            meta.condition_column,
+            meta.n_voxels,
+            meta.stimdur
+        );
+        let _ = writeln!(
+            text,
+            "models: {}; GLMdenoise components: {}; on/off R² threshold {:.2}; onsets moved to their volume by at most {:.3} s",
+            meta.models.join(", "),
+            meta.pcnum.map_or("none".into(), |p| p.to_string()),
+            meta.r2_threshold,
+            meta.largest_onset_rounding_seconds
+        );
+        for note in &meta.notes {
+            let _ = writeln!(text, "note: {note}");
+        }
+        text
+    }
 }
 
 /// What a rerun must match to count as done.

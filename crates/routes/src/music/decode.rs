@@ -3,8 +3,8 @@
 //! identification accuracy of the decoded embeddings.
 
 use crate::error::{Result, RouteError};
-use brainrecon_data::nifti_io;
-use brainrecon_data::runs::RunSet;
+use brainrecon_datasets::runs::RunSet;
+use brainrecon_formats::nifti_io;
 use brainrecon_metrics::identification::two_way_identification_per_prediction;
 use brainrecon_ridge::{Cv, RidgeCv, RidgeModel, Scoring};
 use faer::Mat;
@@ -23,7 +23,7 @@ pub struct Roi {
 /// `index<TAB>name` rows (BIDS dseg.tsv, FreeSurfer colour tables reduced to two columns).
 fn read_label_names(path: &Path) -> Result<BTreeMap<i64, String>> {
     let text =
-        std::fs::read_to_string(path).map_err(|e| brainrecon_data::DataError::io(path, e))?;
+        std::fs::read_to_string(path).map_err(|e| brainrecon_core::DataError::io(path, e))?;
     let mut names = BTreeMap::new();
     for (i, line) in text.lines().enumerate().skip(1) {
         let mut cells = line.split('\t');

@@ -5,7 +5,8 @@
 use crate::error::{Result, RouteError};
 use brainrecon_audio::clap::CropChoices;
 use brainrecon_audio::encodec::EncodecModel;
-use brainrecon_audio::genres_clap::{load_clap, LoadedClap};
+use brainrecon_audio::genres_clap::LoadedClap;
+use brainrecon_zoo::genres_clap::load_clap;
 use candle_core::{Device, Tensor};
 
 /// Which embedding the route decodes.

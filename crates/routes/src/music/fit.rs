@@ -24,10 +24,10 @@ use crate::error::{Result, RouteError};
 use crate::progress;
 use brainrecon_audio::clap::SeededChoices;
 use brainrecon_core::fs::{write_bytes_atomic, write_json_atomic};
-use brainrecon_data::audio::stimuli::{gtzan_track, TRACK_END_TOLERANCE};
-use brainrecon_data::audio::{read_audio, Audio};
-use brainrecon_data::npy;
-use brainrecon_data::runs::RunSet;
+use brainrecon_datasets::ds003720::{gtzan_track, TRACK_END_TOLERANCE};
+use brainrecon_datasets::runs::RunSet;
+use brainrecon_formats::audio::{read_audio, Audio};
+use brainrecon_formats::npy;
 use candle_core::Device;
 use faer::Mat;
 use std::collections::BTreeMap;
@@ -367,7 +367,7 @@ fn write_run_features(
     spec: &WindowSpec,
     dir: &Path,
 ) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| brainrecon_data::DataError::io(dir, e))?;
+    std::fs::create_dir_all(dir).map_err(|e| brainrecon_core::DataError::io(dir, e))?;
     for (r, info) in runs.runs().iter().enumerate() {
         let mut rows = vec![0f32; info.n_trs * width];
         for p in shown.iter().filter(|p| p.run == r) {
@@ -430,7 +430,7 @@ fn write_outputs(
 ) -> Result<()> {
     let out = &opts.out;
     std::fs::create_dir_all(out.join("models"))
-        .map_err(|e| brainrecon_data::DataError::io(out, e))?;
+        .map_err(|e| brainrecon_core::DataError::io(out, e))?;
     let width = summary.width;
     npy::write(
         &out.join("embeddings_train.npy"),

@@ -21,8 +21,8 @@ use brainrecon_audio::musicgen::{
     resolve_model_dir, Decoding, GenerationSettings, MusicgenForConditionalGeneration,
 };
 use brainrecon_core::fs::{read_json, write_json_atomic};
-use brainrecon_data::audio::wav;
-use brainrecon_data::npy;
+use brainrecon_formats::audio::wav;
+use brainrecon_formats::npy;
 use brainrecon_language::t5_tokenizer::T5Tokenizer;
 use candle_core::{Device, Tensor};
 use rand::SeedableRng;
@@ -123,7 +123,7 @@ pub struct GenerationSummary {
 /// whose header has a `caption` column and optionally `track` (quotes around tracks dropped).
 pub fn read_caption_bank(path: &Path) -> Result<Vec<BankCaption>> {
     let text =
-        std::fs::read_to_string(path).map_err(|e| brainrecon_data::DataError::io(path, e))?;
+        std::fs::read_to_string(path).map_err(|e| brainrecon_core::DataError::io(path, e))?;
     let is_txt = path
         .extension()
         .and_then(|e| e.to_str())
@@ -391,7 +391,7 @@ pub fn generate_music(opts: &GenerateOptions, device: &Device) -> Result<Generat
     let text_vocab = model.config.text_encoder.vocab_size;
     let nearest = nearest_captions(&fit, &decoded, &bank, device, opts.progress)?;
     let out_dir = opts.out.join("generated");
-    std::fs::create_dir_all(&out_dir).map_err(|e| brainrecon_data::DataError::io(&out_dir, e))?;
+    std::fs::create_dir_all(&out_dir).map_err(|e| brainrecon_core::DataError::io(&out_dir, e))?;
     let rate = codec.config.sampling_rate as u32;
     let bar = progress::bar(fit.test_clips.len() as u64, "generating", opts.progress);
     let (mut clips, mut samples, mut channels) = (Vec::new(), 0, 1);

@@ -8,9 +8,9 @@ use crate::error::{Result, RouteError};
 use crate::progress;
 use brainrecon_audio::clap::SeededChoices;
 use brainrecon_core::fs::{read_json, write_bytes_atomic, write_json_atomic};
-use brainrecon_data::audio::stimuli::{gtzan_track, GTZAN_GENRES};
-use brainrecon_data::audio::{read_audio, wav};
-use brainrecon_data::npy;
+use brainrecon_datasets::ds003720::{gtzan_track, GTZAN_GENRES};
+use brainrecon_formats::audio::{read_audio, wav};
+use brainrecon_formats::npy;
 use brainrecon_metrics::vector::cosine_similarity;
 use brainrecon_nn::rng::fnv1a64;
 use candle_core::Device;
@@ -104,7 +104,7 @@ pub fn scan_library(root: &Path) -> Result<Vec<String>> {
         });
     }
     let mut files = Vec::new();
-    walk(root, root, &mut files).map_err(|e| brainrecon_data::DataError::io(root, e))?;
+    walk(root, root, &mut files).map_err(|e| brainrecon_core::DataError::io(root, e))?;
     files.sort();
     if files.is_empty() {
         return Err(RouteError::Missing {
@@ -373,7 +373,7 @@ pub fn retrieve(opts: &RetrieveOptions, device: &Device) -> Result<RetrievalSumm
         })
         .collect();
     std::fs::create_dir_all(opts.out.join("stimuli"))
-        .map_err(|e| brainrecon_data::DataError::io(&opts.out, e))?;
+        .map_err(|e| brainrecon_core::DataError::io(&opts.out, e))?;
     let summary = RetrievalSummary {
         fit: opts.fit.clone(),
         library: opts.library.clone(),

@@ -3,8 +3,9 @@
 //! averaged over their repeats.
 
 use crate::error::{Result, RouteError};
-use brainrecon_data::audio::stimuli::{stimulus_events, StimulusEvent};
-use brainrecon_data::runs::{Events, RunSet};
+use brainrecon_datasets::ds003720::{stimulus_events, StimulusEvent};
+use brainrecon_datasets::runs::RunSet;
+use brainrecon_formats::events::Events;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 

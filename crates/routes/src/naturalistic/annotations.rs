@@ -3,9 +3,9 @@
 
 use super::TextFeaturizer;
 use crate::error::{Result, RouteError};
-use brainrecon_data::npy;
-use brainrecon_data::runs::ds005531::{annotation_segments, Markup};
-use brainrecon_data::DataError;
+use brainrecon_core::DataError;
+use brainrecon_datasets::ds005531::{annotation_segments, Markup};
+use brainrecon_formats::npy;
 use std::path::{Path, PathBuf};
 
 /// The annotation file `path`, or the `*.txt` files of the folder `path`, sorted.

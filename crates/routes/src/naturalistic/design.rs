@@ -3,8 +3,9 @@
 
 use super::text::TextFeaturizer;
 use crate::error::{Result, RouteError};
-use brainrecon_data::runs::{ds005531, RunInfo, RunSet};
-use brainrecon_data::{mat, npy};
+use brainrecon_datasets::ds005531;
+use brainrecon_datasets::runs::{RunInfo, RunSet};
+use brainrecon_formats::{mat, npy};
 use brainrecon_ridge::temporal::{delay, delay_mean, lanczos_interp, tr_mean};
 use faer::Mat;
 use std::path::{Path, PathBuf};
@@ -79,6 +80,31 @@ impl Band {
     }
 }
 
+impl Band {
+    /// An annotation band read as the dataset's features `features` instead, when given
+    /// (`encode-runs --dataset-features`); ds005531's English kinds (`*_EN`) take the `_en`
+    /// variant of a `_jp` feature name. Other bands are returned as they are.
+    pub fn with_dataset_features(self, features: Option<&str>) -> Band {
+        match (&self.source, features) {
+            (BandSource::Annotations(kind), Some(features)) => {
+                let features = if kind.ends_with("_EN") {
+                    features.replace("_jp_", "_en_")
+                } else {
+                    features.to_string()
+                };
+                Band {
+                    source: BandSource::DatasetFeatures {
+                        kind: kind.clone(),
+                        features,
+                    },
+                    ..self
+                }
+            }
+            _ => self,
+        }
+    }
+}
+
 /// How per-second rows become per-TR rows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Align {
@@ -86,6 +112,19 @@ pub enum Align {
     Mean,
     /// Lanczos resampling (window 3) at the TRs' centres, as Huth-lab code downsamples.
     Lanczos,
+}
+
+impl Align {
+    /// `mean` or `lanczos`.
+    pub fn parse(text: &str) -> Result<Align> {
+        match text {
+            "mean" => Ok(Align::Mean),
+            "lanczos" => Ok(Align::Lanczos),
+            other => Err(RouteError::Usage(format!(
+                "--align: expected mean or lanczos, found {other}"
+            ))),
+        }
+    }
 }
 
 /// How the haemodynamic delay is modelled.
@@ -167,7 +206,7 @@ fn per_run_rows(
             let (title, number) = (&run.task, run.run.unwrap_or(1));
             let root = &runs.meta().source.root;
             let path = ds005531::feature_file(root, title, number, kind, features);
-            brainrecon_data::error::require_file(&path, "the dataset's features of this run and kind (derivatives/feature/<title>_run-NN_<kind>_<features>_mean.mat)")?;
+            brainrecon_core::error::require_file(&path, "the dataset's features of this run and kind (derivatives/feature/<title>_run-NN_<kind>_<features>_mean.mat)")?;
             let stim = &mat::read_matrices(&path, &["stim"])?[0];
             // MATLAB stores columns first: row r of (seconds, width) is every stim.rows-th value.
             let values: Vec<f32> = (0..stim.rows)
@@ -225,7 +264,7 @@ fn run_rows(
 ) -> Result<Vec<f32>> {
     let run = &runs.runs()[i];
     let n_rows = rows.len() / width.max(1);
-    let seconds = brainrecon_data::runs::seconds(run.n_trs, runs.tr());
+    let seconds = brainrecon_datasets::runs::seconds(run.n_trs, runs.tr());
     if n_rows == run.n_trs || n_rows == seconds {
         return Ok(rows);
     }
@@ -261,7 +300,7 @@ fn align_run(
         return Ok(x);
     }
     // `run_rows` has checked (and cut) the rows: here they are one per second.
-    debug_assert_eq!(n_rows, brainrecon_data::runs::seconds(n_trs, tr));
+    debug_assert_eq!(n_rows, brainrecon_datasets::runs::seconds(n_trs, tr));
     let times: Vec<f64> = (0..n_rows).map(|s| s as f64 + 0.5).collect();
     Ok(match align {
         Align::Mean => tr_mean(x.as_ref(), &times, tr, n_trs)?,
@@ -318,6 +357,21 @@ pub fn pca(rows: &mut [Mat<f32>], train: &[usize], k: usize) -> Result<()> {
 }
 
 impl Delays {
+    /// FIR delays (`fir`), or the mean of shifted copies (`mean`), or neither for the
+    /// default; not both.
+    pub fn from_lists(fir: &[i64], mean: &[i64]) -> Result<Delays> {
+        match (fir.is_empty(), mean.is_empty()) {
+            (true, true) => Ok(Delays::Default),
+            (false, true) => Ok(Delays::Fir(fir.to_vec())),
+            (true, false) => Ok(Delays::Mean(mean.to_vec())),
+            (false, false) => Err(RouteError::Usage(
+                "--delays and --delay-mean exclude each other".into(),
+            )),
+        }
+    }
+}
+
+impl Delays {
     /// [`Delays::Default`] made explicit for a TR of `tr` seconds.
     pub fn resolve(&self, tr: f64) -> Delays {
         match self {
@@ -357,4 +411,42 @@ pub fn stack(rows: &[Mat<f32>], which: &[usize]) -> Mat<f32> {
         at += m;
     }
     out
+}
+
+#[cfg(test)]
+mod flag_tests {
+    use super::*;
+
+    #[test]
+    fn dataset_features_replace_annotation_bands_only() {
+        let band = Band::parse("speechTranscription_EN").unwrap();
+        let band = band.with_dataset_features(Some("GPT2medium_jp_layer12"));
+        match band.source {
+            BandSource::DatasetFeatures { kind, features } => {
+                assert_eq!(kind, "speechTranscription_EN");
+                assert_eq!(features, "GPT2medium_en_layer12");
+            }
+            other => panic!("{other:?}"),
+        }
+        let files = Band::parse("w=feats")
+            .unwrap()
+            .with_dataset_features(Some("x"));
+        assert!(matches!(files.source, BandSource::Files(_)));
+    }
+
+    #[test]
+    fn align_and_delays_from_flags() {
+        assert_eq!(Align::parse("lanczos").unwrap(), Align::Lanczos);
+        assert!(Align::parse("cubic").is_err());
+        assert_eq!(Delays::from_lists(&[], &[]).unwrap(), Delays::Default);
+        assert_eq!(
+            Delays::from_lists(&[1, 2], &[]).unwrap(),
+            Delays::Fir(vec![1, 2])
+        );
+        assert_eq!(
+            Delays::from_lists(&[], &[8]).unwrap(),
+            Delays::Mean(vec![8])
+        );
+        assert!(Delays::from_lists(&[1], &[8]).is_err());
+    }
 }

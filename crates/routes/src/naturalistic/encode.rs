@@ -17,8 +17,8 @@ use super::report::{encoding_page, histograms_svg, VoxelMap, VoxelSpace};
 use super::text::TextFeaturizer;
 use crate::error::{Result, RouteError};
 use brainrecon_core::fs::{write_bytes_atomic, write_json_atomic};
-use brainrecon_data::npy;
-use brainrecon_data::runs::RunSet;
+use brainrecon_datasets::runs::RunSet;
+use brainrecon_formats::npy;
 use brainrecon_ridge::metrics::r2_per_target;
 use brainrecon_ridge::partition::r2_score_split;
 use brainrecon_ridge::stats::{bh_fdr, permutation_test, seeded_block_permutations, Standardized};
@@ -359,6 +359,47 @@ fn significance(
     Ok((r, p, q))
 }
 
+/// Refuses a search without candidates (`n_iter`), an empty permutation block or `pca` 0.
+pub fn check_search(n_iter: usize, block: usize, pca: Option<usize>) -> Result<()> {
+    if n_iter == 0 || block == 0 {
+        return Err(RouteError::Usage(
+            "--n-iter and --block must be at least 1".into(),
+        ));
+    }
+    if pca == Some(0) {
+        return Err(RouteError::Usage("--pca must be at least 1".into()));
+    }
+    Ok(())
+}
+
+/// `encode-runs` whole: the run set in `subject` opened, the text model `text_model` (hidden
+/// state `layer`, see [`super::LayerChoice::parse`]) loaded on `device` when a band reads
+/// annotations, then [`encode_runs`].
+pub fn encode_run_set(
+    subject: &std::path::Path,
+    opts: &EncodeRunsOptions,
+    text_model: &str,
+    layer: &str,
+    device: &candle_core::Device,
+    progress: &mut dyn FnMut(&str),
+) -> Result<EncodeRunsSummary> {
+    let runs = RunSet::open(subject)?;
+    let needs_text = opts
+        .bands
+        .iter()
+        .any(|b| matches!(b.source, super::BandSource::Annotations(_)));
+    let featurizer = if needs_text {
+        Some(super::load_featurizer(
+            text_model,
+            &super::LayerChoice::parse(layer)?,
+            device,
+        )?)
+    } else {
+        None
+    };
+    encode_runs(&runs, opts, featurizer.as_ref(), progress)
+}
+
 /// Runs the encoding model on a run set; writes the outputs listed in the module docs.
 pub fn encode_runs(
     runs: &RunSet,
@@ -548,7 +589,7 @@ fn write_outputs(
 ) -> Result<EncodeRunsSummary> {
     let out = &opts.out;
     let maps_dir = out.join("maps");
-    std::fs::create_dir_all(&maps_dir).map_err(|e| brainrecon_data::DataError::io(&maps_dir, e))?;
+    std::fs::create_dir_all(&maps_dir).map_err(|e| brainrecon_core::DataError::io(&maps_dir, e))?;
     let v = results.r.len();
     let b = opts.bands.len();
     let f32s = |x: &[f64]| x.iter().map(|&v| v as f32).collect::<Vec<f32>>();

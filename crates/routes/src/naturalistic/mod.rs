@@ -11,5 +11,5 @@ pub mod report;
 pub mod text;
 
 pub use design::{Align, Band, BandSource, Delays};
-pub use encode::{encode_runs, EncodeRunsOptions, EncodeRunsSummary};
+pub use encode::{check_search, encode_run_set, encode_runs, EncodeRunsOptions, EncodeRunsSummary};
 pub use text::{load_featurizer, LayerChoice, TextFeaturizer};

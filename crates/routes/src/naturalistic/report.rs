@@ -2,7 +2,7 @@
 //! montage of every map, self-contained (inline SVG and PNG data URIs).
 
 use crate::report::{base64, binned, encode_png, escape, Binned};
-use brainrecon_data::image::RgbImage;
+use brainrecon_formats::image::RgbImage;
 use plotters::prelude::*;
 use std::fmt::Write as _;
 

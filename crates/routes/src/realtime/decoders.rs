@@ -3,8 +3,8 @@
 
 use crate::decoders::Decoder;
 use crate::error::{Result, RouteError};
-use brainrecon_data::npy;
-use brainrecon_data::prepared::PreparedSubject;
+use brainrecon_datasets::prepared::PreparedSubject;
+use brainrecon_formats::npy;
 use std::collections::VecDeque;
 use std::path::Path;
 

@@ -3,9 +3,9 @@
 use super::decoders::LiveDecoders;
 use crate::error::Result;
 use crate::linear::{sample_latents, tensor_to_image, Method, ReconstructOptions};
-use brainrecon_data::image::RgbImage;
-use brainrecon_data::prepared::PreparedSubject;
+use brainrecon_datasets::prepared::PreparedSubject;
 use brainrecon_diffusion::pipeline::{Conditioning, StableDiffusion, Tensor};
+use brainrecon_formats::image::RgbImage;
 
 /// Draws decoded (z, c) as the linear route does: the picture of z, encoded again, noised to
 /// `strength` and denoised with DDIM conditioned on c (guidance against the empty prompt).

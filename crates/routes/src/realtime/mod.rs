@@ -9,16 +9,18 @@
 //! conditioned on c, as the linear route does, with one sample and a short schedule.
 //!
 //! - [`decoders`]: [`LiveDecoders`] and [`PatternWindow`];
-//! - [`draw`]: [`LiveDrawer`];
+//! - [`draw`]: the drawer, [`LiveDrawer`];
 //! - [`session`]: [`LiveSession`], a session volume by volume as events (for the command line,
 //!   its live page, or another host), and [`LiveOptions`];
 //! - [`record`]: volumes.tsv, session.json ([`Summary`]) and the pauses it records;
-//! - [`score`]: the shown images' reconstructions, live and analysed afterwards.
+//! - [`score`]: the shown images' reconstructions, live and analysed afterwards;
+//! - [`run`]: a whole session with its live page ([`run_session`]).
 
 pub mod decoders;
 pub mod draw;
 pub mod page;
 pub mod record;
+pub mod run;
 pub mod score;
 pub mod session;
 
@@ -26,5 +28,6 @@ pub use decoders::{LiveDecoders, PatternWindow};
 pub use draw::{Drawn, LiveDrawer};
 pub use page::LivePage;
 pub use record::{PauseNotice, Summary};
+pub use run::{run_session, PageOptions};
 pub use score::{live_answers, offline_patterns, shown_trials, write_recons, Answer, ShownTrial};
 pub use session::{Frame, LiveEvent, LiveOptions, LiveSession, VolumeOutcome};

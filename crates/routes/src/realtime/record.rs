@@ -2,7 +2,7 @@
 //! volume as it is handled, and session.json, its summary; and the pauses it records.
 
 use crate::error::Result;
-use brainrecon_data::DataError;
+use brainrecon_core::DataError;
 use brainrecon_realtime::follow::Refused;
 use brainrecon_realtime::rigid::RigidParams;
 use std::path::{Path, PathBuf};

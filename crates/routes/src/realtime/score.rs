@@ -5,9 +5,9 @@ use super::decoders::LiveDecoders;
 use super::draw::{Drawn, LiveDrawer};
 use crate::error::{Result, RouteError};
 use crate::linear::Manifest;
-use brainrecon_data::image::{read_png, write_png};
-use brainrecon_data::prepared::PreparedSubject;
+use brainrecon_datasets::prepared::PreparedSubject;
 use brainrecon_diffusion::pipeline::StableDiffusion;
+use brainrecon_formats::image::{read_png, write_png};
 use std::path::Path;
 
 /// The shown images of a session and the volume whose pattern answers each: the first
@@ -30,7 +30,7 @@ pub fn shown_trials(
     delay_s: f64,
     window: usize,
 ) -> Result<Vec<ShownTrial>> {
-    let table = brainrecon_data::runs::events::Events::read(events)?;
+    let table = brainrecon_formats::events::Events::read(events)?;
     let onsets = table.onsets()?;
     let files = table.unquoted("stim_file")?;
     let names_path = subject.path("stimuli/names.json");

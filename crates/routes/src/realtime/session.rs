@@ -27,11 +27,11 @@ use super::record::{append_volume_rows, PauseNotice, Pauses, Summary, VolumeRow}
 use super::score::{live_answers, offline_patterns, shown_trials, write_recons, Answer};
 use crate::error::{Result, RouteError};
 use brainrecon_core::stats::quantile_nearest_rank;
-use brainrecon_data::image::{write_png, RgbImage};
-use brainrecon_data::npy;
-use brainrecon_data::prepared::PreparedSubject;
-use brainrecon_data::DataError;
+use brainrecon_core::DataError;
+use brainrecon_datasets::prepared::PreparedSubject;
 use brainrecon_diffusion::pipeline::{DType, Device, StableDiffusion};
+use brainrecon_formats::image::{write_png, RgbImage};
+use brainrecon_formats::npy;
 use brainrecon_realtime::follow::{
     max_framewise_displacement, Arrived, Event, FollowOptions, Follower, Refused, Row,
 };

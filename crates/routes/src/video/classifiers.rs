@@ -4,7 +4,7 @@
 //! MinD-Video's clips), then through each model's image processor.
 
 use crate::error::Result;
-use brainrecon_data::image::RgbImage;
+use brainrecon_formats::image::RgbImage;
 use brainrecon_vision::preprocess::ImageProcessor;
 use brainrecon_vision::{ViTForImageClassification, VideoMAEForVideoClassification};
 use candle_core::{Device, Tensor};

@@ -23,9 +23,9 @@ use super::reconstruct::{clip_stem, ReconstructSummary, SUMMARY as RECONSTRUCT_S
 use super::stimuli::{StimulusClips, StimulusTr};
 use crate::error::Result;
 use brainrecon_core::fs::{read_json, write_json_atomic};
-use brainrecon_data::cifti::cc2017::Split;
-use brainrecon_data::image::RgbImage;
-use brainrecon_data::video;
+use brainrecon_formats::cifti::cc2017::Split;
+use brainrecon_formats::image::RgbImage;
+use brainrecon_formats::video;
 use brainrecon_metrics::video::{
     fifty_way_video, n_way_top1, psnr_u8, ssim_u8, two_way_image, two_way_video, NWayScore,
 };
@@ -334,6 +334,70 @@ pub fn evaluate(
     };
     write_json_atomic(&opts.out.join(SUMMARY), &summary)?;
     Ok(summary)
+}
+
+/// `video eval` whole: the classifiers loaded (`vit`, `videomae`: folders or cached ids; none
+/// when absent), every clip scored, video_eval.json and the report page written into
+/// `opts.out`. Returns the summary and the page.
+pub fn evaluate_folder(
+    opts: &VideoEvalOptions,
+    vit: Option<&str>,
+    videomae: Option<&str>,
+    device: &candle_core::Device,
+) -> Result<(VideoEvalSummary, PathBuf)> {
+    std::fs::create_dir_all(&opts.out).map_err(|e| brainrecon_core::DataError::io(&opts.out, e))?;
+    let made: ReconstructSummary = read_json(&opts.reconstructed.join(RECONSTRUCT_SUMMARY))?;
+    let classifiers = VideoClassifiers::load(vit, videomae, made.frames, device)?;
+    let summary = evaluate(opts, &classifiers)?;
+    let page = super::report::write_report(&summary, &opts.stimuli, made.fps, &opts.out)?;
+    Ok((summary, page))
+}
+
+impl VideoEvalSummary {
+    /// The scores as `video eval` prints them: the classifiers' lines, the headline with the
+    /// report `page`, then a line per segment and position group.
+    pub fn text(&self, page: &std::path::Path) -> String {
+        use std::fmt::Write;
+        let summary = self;
+        let mut text = String::new();
+        for (name, score) in [
+            ("2-way-I (ViT)", &summary.two_way_i),
+            ("2-way-V (VideoMAE)", &summary.two_way_v),
+            ("50-way-V (VideoMAE)", &summary.fifty_way_v),
+        ] {
+            if let Some(s) = score {
+                let _ = writeln!(text, "{name}: {:.3} (chance {:.3})", s.value, s.chance);
+            }
+        }
+        let _ = writeln!(
+            text,
+            "{} clips: 2-way {:.3} (chance {:.3}; quoted {:.2}), motion direction {:.3} (chance \
+             {:.2}), colour {:.3}, shape {:.3}, SSIM {:.3}, PSNR {:.2} → {}",
+            summary.clips,
+            summary.two_way.value,
+            summary.two_way.chance,
+            summary.nominal_chance_two_way,
+            summary.direction.value,
+            summary.direction.chance,
+            summary.colour.value,
+            summary.shape.value,
+            summary.ssim,
+            summary.psnr,
+            page.display()
+        );
+        let _ = writeln!(
+            text,
+            "  clips of         TRs  clips  2-way  direction  colour  shape"
+        );
+        for g in &summary.breakdown {
+            let _ = writeln!(
+                text,
+                "  {:<14} {:>2}–{:<2} {:>6}  {:.3}  {:>9.3}  {:.3}  {:.3}",
+                g.group, g.first_tr, g.last_tr, g.clips, g.two_way, g.direction, g.colour, g.shape
+            );
+        }
+        text
+    }
 }
 
 #[cfg(test)]

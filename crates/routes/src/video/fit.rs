@@ -24,11 +24,11 @@ use super::stimuli::{captions_of, read_captions, StimulusClips, StimulusTr};
 use crate::error::{Result, RouteError};
 use crate::music::decode::{identification, matrix, row_major};
 use brainrecon_core::fs::write_json_atomic;
-use brainrecon_data::cc2017::{read_meta, VideoPrepared};
-use brainrecon_data::cifti::cc2017::Split;
-use brainrecon_data::image::RgbImage;
-use brainrecon_data::npy;
+use brainrecon_datasets::cc2017::{read_meta, VideoPrepared};
 use brainrecon_diffusion::pipeline::StableDiffusion;
+use brainrecon_formats::cifti::cc2017::Split;
+use brainrecon_formats::image::RgbImage;
+use brainrecon_formats::npy;
 use brainrecon_ridge::{Cv, RidgeCv, RidgeModel, Scoring};
 use candle_core::Tensor;
 use faer::Mat;
@@ -214,7 +214,7 @@ pub(crate) fn stimulus_clip_latents(
                 Ok(frames.iter().map(|f| resize_to(f, size)).collect())
             })
             .collect::<Result<Vec<Vec<RgbImage>>>>()?;
-        parts.push(super::train_motion::clip_latents(sd, &frames)?);
+        parts.push(brainrecon_zoo::shapes_motion::clip_latents(sd, &frames)?);
     }
     Ok(Tensor::cat(&parts, 0)?)
 }
@@ -290,7 +290,7 @@ pub fn read_decoded_captions(fit: &Path) -> Result<Option<HashMap<(usize, usize)
         return Ok(None);
     }
     let text =
-        std::fs::read_to_string(&path).map_err(|e| brainrecon_data::DataError::io(&path, e))?;
+        std::fs::read_to_string(&path).map_err(|e| brainrecon_core::DataError::io(&path, e))?;
     let mut lines = text.lines();
     let header = lines.next().unwrap_or("");
     if header != "segment\ttr\tcaption" {
@@ -360,7 +360,7 @@ pub fn check_inputs(prepared: &Path, stimuli: &Path, captions: &Path) -> Result<
     ] {
         for segment in 1..=segments {
             let path = super::stimuli::segment_video_path(stimuli, split, segment)?;
-            brainrecon_data::video::open(&path)?;
+            brainrecon_formats::video::open(&path)?;
         }
     }
     Ok(())
@@ -424,7 +424,7 @@ pub fn fit(
     let (identification_c, _) = identification(&decoded_c, &c_test)?;
 
     let out = &opts.out;
-    std::fs::create_dir_all(out).map_err(|e| brainrecon_data::DataError::io(out, e))?;
+    std::fs::create_dir_all(out).map_err(|e| brainrecon_core::DataError::io(out, e))?;
     write_decoded_contexts(out, [&decoded_c, &negative_c, &c_test], &test)?;
     c_model.save(out.join("models").join("c"))?;
     if let Some(words) = &words {
@@ -490,4 +490,67 @@ pub fn fit(
     };
     write_json_atomic(&out.join(SUMMARY_FILE), &summary)?;
     Ok(summary)
+}
+
+/// `video fit` whole: the inputs checked, the diffusion model `model` loaded (f32) on
+/// `device`, the fit written into a staging folder that replaces `opts.out` only when it
+/// succeeds (a failure leaves `opts.out` as it was).
+pub fn fit_folder(
+    model: &str,
+    device: &candle_core::Device,
+    opts: &VideoFitOptions,
+) -> Result<VideoFitSummary> {
+    check_inputs(&opts.prepared, &opts.stimuli, &opts.captions)?;
+    let sd = StableDiffusion::load(model, candle_core::DType::F32, device)?;
+    brainrecon_core::fs::write_folder_atomic(&opts.out, |staging| {
+        let staged = VideoFitOptions {
+            out: staging.to_path_buf(),
+            ..opts.clone()
+        };
+        fit(&sd, model, &staged)
+    })
+}
+
+impl VideoFitSummary {
+    /// The summary line `video fit` prints; `out` is its folder.
+    pub fn text(&self, out: &Path) -> String {
+        let summary = self;
+        format!(
+            "decoded {} test windows from {} training windows ({} features): context CV R² {:.3}, \
+             identification {:.3} (chance 0.5){}{}{} → {}\n",
+            summary.n_test,
+            summary.n_train,
+            summary.n_features,
+            summary.cv_r2_c.unwrap_or(f64::NAN),
+            summary.identification_c,
+            match (summary.cv_r2_z, summary.identification_z) {
+                (Some(r2), Some(id)) => format!(
+                    "; {} latent CV R² {r2:.3}, identification {id:.3}",
+                    if summary.latent_frames > 1 {
+                        "clip"
+                    } else {
+                        "first-frame"
+                    }
+                ),
+                _ => String::new(),
+            },
+            summary.motion.as_ref().map_or(String::new(), |m| format!(
+                "; motion r {:.3} (x) {:.3} (y), direction {:.3} (chance {:.3})",
+                m.correlation[0], m.correlation[1], m.direction_agreement, m.direction_chance
+            )),
+            summary
+                .caption_words
+                .as_ref()
+                .map_or(String::new(), |w| format!(
+                    "; captions word by word: {:.3} of their words right (CV {:.3}), {} combinations \
+             no training caption has, features screened to {} %, alpha {}",
+                    w.test_word_accuracy,
+                    w.cv_word_accuracy,
+                    w.novel_captions,
+                    w.screening_percent,
+                    w.alpha
+                )),
+            out.display()
+        )
+    }
 }

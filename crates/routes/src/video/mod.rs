@@ -4,14 +4,15 @@
 //! (ridge); `reconstruct` generates a clip per test
 //! window with motion modules in the diffusion model's U-Net, guided against the mean window's
 //! context, from initial noise moving at the decoded velocity; `evaluate` scores the
-//! clips by MinD-Video's protocol (`breakdown`: per segment and position in it); `report` shows them side by side; `train_motion` trains
-//! motion modules on synthetic clips for a frozen image model (shapes-ldm's ship with the
-//! binary); `train_encoder` is MinD-Video's decoder in place of ridge (an fMRI window encoder
-//! trained contrastively, then with the motion U-Net).
+//! clips by MinD-Video's protocol (`breakdown`: per segment and position in it); `report`
+//! shows them side by side; `train_encoder` is MinD-Video's decoder in place of ridge (an fMRI
+//! window encoder trained contrastively, then with the motion U-Net). The motion modules
+//! themselves (shapes-motion) are trained in the model zoo (`brainrecon_zoo::shapes_motion`).
 
 pub mod breakdown;
 pub mod caption_words;
 pub mod classifiers;
+pub mod demo;
 pub mod evaluate;
 pub mod fit;
 pub mod motion;
@@ -19,4 +20,22 @@ pub mod reconstruct;
 pub mod report;
 pub mod stimuli;
 pub mod train_encoder;
-pub mod train_motion;
+
+/// A MotionAdapter or UNetMotionModel folder: `shapes-motion` (built in), a path, or a model
+/// id in the Hugging Face cache (e.g. `guoyww/animatediff-motion-adapter-v1-5-2`).
+pub fn adapter_dir(name: &str) -> crate::Result<std::path::PathBuf> {
+    use brainrecon_diffusion::embedded::SHAPES_MOTION;
+    if name == SHAPES_MOTION {
+        return Ok(brainrecon_diffusion::embedded::shapes_motion_dir()?);
+    }
+    brainrecon_diffusion::weights::resolve_model_folder(
+        name,
+        "a MotionAdapter or UNetMotionModel folder",
+        "config.json diffusion_pytorch_model.safetensors",
+    )
+    .map_err(|e| {
+        crate::RouteError::Usage(format!(
+            "--adapter {name}: {e} (or use {SHAPES_MOTION}, built in)"
+        ))
+    })
+}

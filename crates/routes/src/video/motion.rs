@@ -1,7 +1,7 @@
 //! The motion decoder beside the contexts. A caption names what is seen; how it moves is
 //! carried by the early visual areas' motion energy, which a clip's text context hardly keeps.
 //! So the route also decodes, with ridge, the global velocity of each sample's clip
-//! ([`brainrecon_data::motion::clip_velocity`]: frame widths and heights per frame, measured
+//! ([`brainrecon_formats::motion::clip_velocity`]: frame widths and heights per frame, measured
 //! from the stimulus frames),
 //! and `video reconstruct` moves the initial noise by it ([`brainrecon_diffusion::warp`]).
 //!
@@ -104,7 +104,7 @@ pub(crate) fn read_decoded(dir: &Path, n_test: usize) -> Result<Option<Vec<[f32;
     if !path.is_file() {
         return Ok(None);
     }
-    let m = brainrecon_data::npy::read_f32(&path)?;
+    let m = brainrecon_formats::npy::read_f32(&path)?;
     let (n, w) = m.as_matrix(&path)?;
     if (n, w) != (n_test, 2) {
         return Err(RouteError::mismatch(

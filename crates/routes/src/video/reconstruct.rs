@@ -19,11 +19,11 @@ use super::motion::read_decoded as read_decoded_motion;
 use crate::error::{Result, RouteError};
 use crate::features::stream_seed;
 use brainrecon_core::fs::{read_json, write_json_atomic};
-use brainrecon_data::image::RgbImage;
-use brainrecon_data::npy;
-use brainrecon_data::video::{write_clip, ClipFormat};
 use brainrecon_diffusion::pipeline::{Conditioning, Progress, SampleOptions, VideoDiffusion};
 use brainrecon_diffusion::warp::moving_noise;
+use brainrecon_formats::image::RgbImage;
+use brainrecon_formats::npy;
+use brainrecon_formats::video::{write_clip, ClipFormat};
 use brainrecon_nn::rng::{NoiseSource, SeededNoise};
 use candle_core::{DType, Tensor};
 use std::path::{Path, PathBuf};
@@ -259,4 +259,41 @@ pub fn reconstruct(
     };
     write_json_atomic(&opts.out.join(SUMMARY), &summary)?;
     Ok(summary)
+}
+
+impl ReconstructSummary {
+    /// The summary line `video reconstruct` prints; `out` is its folder.
+    pub fn text(&self, out: &Path) -> String {
+        format!(
+            "{} clips of {} frames ({} made, {} kept) in {:.1} s → {}\n",
+            self.clips.len(),
+            self.frames,
+            self.made,
+            self.reused,
+            self.seconds,
+            out.join("clips").display()
+        )
+    }
+}
+
+/// `video reconstruct` whole: `opts.strength` checked, the image model `model` (in `dtype`)
+/// and the motion adapter `adapter` (see [`super::adapter_dir`]) loaded on `device`, then
+/// [`reconstruct`].
+pub fn reconstruct_with(
+    model: &str,
+    adapter: &str,
+    dtype: DType,
+    device: &candle_core::Device,
+    opts: &VideoReconstructOptions,
+    progress: &mut dyn FnMut(usize, usize, Progress),
+) -> Result<ReconstructSummary> {
+    if !(opts.strength > 0.0 && opts.strength <= 1.0) {
+        return Err(RouteError::Usage(format!(
+            "--strength: expected (0, 1], found {}",
+            opts.strength
+        )));
+    }
+    let sd = brainrecon_diffusion::pipeline::StableDiffusion::load(model, dtype, device)?;
+    let vd = VideoDiffusion::with_adapter(sd, &super::adapter_dir(adapter)?)?;
+    reconstruct(&vd, (model, adapter), opts, progress)
 }

@@ -14,8 +14,8 @@ use crate::error::Result;
 use crate::music::retrieve::relative_href;
 use crate::report::escape;
 use brainrecon_core::fs::write_bytes_atomic;
-use brainrecon_data::cifti::cc2017::Split;
-use brainrecon_data::video::write_gif;
+use brainrecon_formats::cifti::cc2017::Split;
+use brainrecon_formats::video::write_gif;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 

@@ -11,10 +11,10 @@
 //! subject writes `stimuli/captions.tsv`.
 
 use crate::error::{Result, RouteError};
-use brainrecon_data::cifti::cc2017::Split;
-use brainrecon_data::image::RgbImage;
-use brainrecon_data::motion::{clip_velocity, MOTION_GRID};
-use brainrecon_data::video::{self, Video};
+use brainrecon_formats::cifti::cc2017::Split;
+use brainrecon_formats::image::RgbImage;
+use brainrecon_formats::motion::{clip_velocity, MOTION_GRID};
+use brainrecon_formats::video::{self, Video};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -99,7 +99,7 @@ impl StimulusClips {
 /// Captions by stimulus TR, read from a `split<TAB>segment<TAB>tr<TAB>caption` TSV.
 pub fn read_captions(path: &Path) -> Result<HashMap<StimulusTr, String>> {
     let text =
-        std::fs::read_to_string(path).map_err(|e| brainrecon_data::DataError::io(path, e))?;
+        std::fs::read_to_string(path).map_err(|e| brainrecon_core::DataError::io(path, e))?;
     let mut lines = text.lines();
     let header = lines.next().unwrap_or("");
     if header.trim_end() != "split\tsegment\ttr\tcaption" {

@@ -35,13 +35,13 @@ use brainrecon_brain::window::{
     encoder_loss, FmriWindowEncoder, WindowEncoderConfig, CONFIG_FILE, WEIGHTS_FILE,
 };
 use brainrecon_core::fs::write_json_atomic;
-use brainrecon_data::cc2017::{read_meta, VideoPrepared};
-use brainrecon_data::cifti::cc2017::Split;
+use brainrecon_datasets::cc2017::{read_meta, VideoPrepared};
 use brainrecon_diffusion::pipeline::{StableDiffusion, VideoDiffusion};
 use brainrecon_diffusion::scheduler::{NoiseSchedule, SchedulerConfig};
 use brainrecon_diffusion::unet_motion::{
     is_unet_motion_folder, save_unet_motion, UNetMotionConfig, UNetMotionModel,
 };
+use brainrecon_formats::cifti::cc2017::Split;
 use brainrecon_nn::checkpoint::ResumableRun;
 use brainrecon_nn::init::init_parameters;
 use brainrecon_nn::params::Parameters;
@@ -542,4 +542,51 @@ pub fn train_encoder(
         cotrain_losses,
         resumed_from,
     })
+}
+
+impl EncoderTrainSummary {
+    /// The summary line `video train-encoder` prints; `out` is its folder.
+    pub fn text(&self, out: &Path) -> String {
+        let summary = self;
+        let last = |l: &[f64]| l.last().copied().unwrap_or(f64::NAN);
+        format!(
+            "trained the window encoder ({} parameters; last contrastive loss {:.4}{}): test \
+             contexts identified {:.3} (chance 0.5) → {}{}\n",
+            summary.encoder_parameters,
+            last(&summary.contrastive_losses),
+            if summary.cotrain_losses.is_empty() {
+                String::new()
+            } else {
+                format!(", co-training {:.4}", last(&summary.cotrain_losses))
+            },
+            summary.fit.identification_c,
+            out.display(),
+            if summary.tuned_parameters > 0 {
+                format!(
+                    " (motion U-Net, {} parameters tuned: {})",
+                    summary.tuned_parameters,
+                    out.join(TUNED_DIR).display()
+                )
+            } else {
+                String::new()
+            }
+        )
+    }
+}
+
+/// `video train-encoder` whole: the options checked, the diffusion model `model` (f32) and
+/// the motion adapter or U-Net `adapter` (see [`super::adapter_dir`]) loaded on `device`,
+/// then [`train_encoder`].
+pub fn train_encoder_with(
+    model: &str,
+    adapter: &str,
+    device: &candle_core::Device,
+    opts: &EncoderTrainOptions,
+    progress: &mut dyn FnMut(&str, usize, usize, f64),
+) -> Result<EncoderTrainSummary> {
+    opts.check()?;
+    let adapter = super::adapter_dir(adapter)?;
+    let sd = StableDiffusion::load(model, DType::F32, device)?;
+    let vd = VideoDiffusion::with_adapter(sd, &adapter)?;
+    train_encoder(&vd, (model, &adapter), opts, progress)
 }

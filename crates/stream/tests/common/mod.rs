@@ -15,7 +15,7 @@ pub fn fixture(name: &str) -> PathBuf {
 pub fn reference(name: &str) -> (Vec<usize>, Vec<f64>) {
     let path = fixture(name);
     let bytes = std::fs::read(&path).unwrap();
-    let header = brainrecon_data::npy::parse_header(&path, &bytes).unwrap();
+    let header = brainrecon_formats::npy::parse_header(&path, &bytes).unwrap();
     let body = &bytes[header.data_offset..];
     let data: Vec<f64> = match header.descr.as_str() {
         "<f8" => body

@@ -11,7 +11,7 @@
 //! front end would reflect the window's own edge. Held-out clips go through the front end
 //! exactly as at inference, on their middle 10 s.
 
-use brainrecon_data::audio::wav;
+use brainrecon_formats::audio::wav;
 use brainrecon_nn::rng::fnv1a64;
 use brainrecon_nn::{ModelError, Result};
 use brainrecon_simulate::music::StreamClip;

@@ -313,7 +313,11 @@ fn write_folder(
         &config.preprocessor_json(),
     )?;
     params.save_safetensors(out.join("model.safetensors"))?;
-    let svg = super::chart::loss_svg("genres-clap training loss", &summary.losses)?;
+    let svg = crate::chart::raw_and_smoothed_svg(
+        "genres-clap training loss",
+        "contrastive loss",
+        &summary.losses,
+    )?;
     let chart = out.join(LOSS_CHART);
     std::fs::write(&chart, svg).map_err(|e| ModelError::io(&chart, e))?;
     let held_out: Vec<serde_json::Value> = checkpoints

@@ -28,7 +28,7 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 
-use brainrecon_data::image::RgbImage;
+use brainrecon_formats::image::RgbImage;
 use brainrecon_simulate::scene::{Scene, N_SCENES};
 
 use super::config::PriorConfig;

@@ -6,7 +6,6 @@ use crate::commands::{print_json, usage};
 use brainrecon_ridge::bench_banded::BandedWorkload;
 use brainrecon_routes::bench::banded::{ensure_data, measure, BandedResult};
 use std::path::PathBuf;
-use std::process::Command;
 
 /// Time banded ridge (random search over band weights, leave-one-run-out CV, R² selection).
 ///
@@ -48,8 +47,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     if args.fit_only {
         let result = measure(&args.data_dir, args.threads)?;
-        outln!("{}", serde_json::to_string(&result)?)?;
-        return Ok(());
+        return outln!("{}", serde_json::to_string(&result)?);
     }
     let workload = BandedWorkload {
         t: args.voxels,
@@ -60,34 +58,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "bench banded: fitting {} voxels, {} candidates…",
         args.voxels, args.n_iter
     );
-    let output = Command::new(std::env::current_exe()?)
-        .args(["bench", "banded", "--fit-only", "--threads"])
-        .arg(args.threads.to_string())
-        .args(["--voxels", &args.voxels.to_string()])
-        .args(["--n-iter", &args.n_iter.to_string()])
-        .arg("--data-dir")
-        .arg(&args.data_dir)
-        .output()?;
-    if !output.status.success() {
-        anyhow::bail!(
-            "the banded fit failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    let result: BandedResult = serde_json::from_slice(&output.stdout)?;
+    let result: BandedResult = super::in_fresh_process("the banded fit", |c| {
+        c.args(["bench", "banded", "--fit-only", "--threads"])
+            .arg(args.threads.to_string())
+            .args(["--voxels", &args.voxels.to_string()])
+            .args(["--n-iter", &args.n_iter.to_string()])
+            .arg("--data-dir")
+            .arg(&args.data_dir)
+    })?;
     if args.json.json {
         return print_json(&result);
     }
-    outln!("voxels  candidates  fit s     predict s  test R² mean  test R² median  peak MB")?;
-    outln!(
-        "{:<7} {:<11} {:<9.2} {:<10.3} {:<13.4} {:<15.4} {:.0}",
-        result.voxels,
-        result.n_iter,
-        result.fit_seconds,
-        result.predict_seconds,
-        result.test_r2_mean,
-        result.test_r2_median,
-        result.peak_rss_mb
-    )?;
-    Ok(())
+    out!("{}", result.text())
 }

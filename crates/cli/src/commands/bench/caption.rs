@@ -1,9 +1,8 @@
 //! `brainrecon bench caption`: BLIP caption generation timed per image, on encoder states
 //! written as .npy so that transformers can run the same search on the same inputs.
 
-use crate::commands::usage;
-use brainrecon_language::generate::BeamScoring;
 use brainrecon_routes::bench::caption::{run as time_captions, CaptionBench};
+use brainrecon_routes::caption::decode::beam_scoring;
 use std::path::PathBuf;
 
 /// Time beam-search captioning (3 beams, lengths 5–20, repetition penalty 1.5) per image.
@@ -40,21 +39,14 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let scoring = BeamScoring::parse(&args.beam_scoring).ok_or_else(|| {
-        usage(format!(
-            "--beam-scoring: expected published, transformers4 or transformers5, found '{}'",
-            args.beam_scoring
-        ))
-    })?;
     let (_, json) = time_captions(&CaptionBench {
         blip: args.blip,
         images: args.images,
         tokens: args.tokens,
         prompt: args.prompt,
-        scoring,
+        scoring: beam_scoring(&args.beam_scoring)?,
         seed: args.seed,
         out: args.out,
     })?;
-    outln!("{json}")?;
-    Ok(())
+    outln!("{json}")
 }

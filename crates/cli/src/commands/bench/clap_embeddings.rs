@@ -48,6 +48,5 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         out: args.out,
         threads: rayon::current_num_threads(),
     })?;
-    outln!("{json}")?;
-    Ok(())
+    outln!("{json}")
 }

@@ -1,6 +1,8 @@
 //! `brainrecon bench …`: reproducible timings, written so Python can run on the same data (the
 //! measuring is in `brainrecon_routes::bench`).
 
+use std::process::Command;
+
 mod banded;
 mod caption;
 // not `clap`: the module would shadow the crate that the derives name
@@ -27,4 +29,17 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Banded(args) => banded::run(args),
         BenchCommand::RidgeRun(args) => ridge::run_one(args),
     }
+}
+
+/// Runs brainrecon with the arguments `args` adds in a fresh process (so that its peak memory
+/// is its own) and reads the JSON it prints; `what` names it when it fails.
+fn in_fresh_process<T: serde::de::DeserializeOwned>(
+    what: &str,
+    args: impl FnOnce(&mut Command) -> &mut Command,
+) -> anyhow::Result<T> {
+    let output = args(&mut Command::new(std::env::current_exe()?)).output()?;
+    if !output.status.success() {
+        anyhow::bail!("{what} failed: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    Ok(serde_json::from_slice(&output.stdout)?)
 }

@@ -4,10 +4,8 @@
 use crate::args::{DeviceArgs, JsonArg};
 use crate::commands::ridge::ridge_device;
 use crate::commands::{print_json, usage};
-use brainrecon_ridge::{Cv, Precision, RidgeCv, Workload, WORKLOADS};
-use brainrecon_routes::bench::ridge::{ensure_data, measure, RunResult};
+use brainrecon_routes::bench::ridge::{ensure_data, measure_named, plan, table, RunResult};
 use std::path::PathBuf;
-use std::process::Command;
 
 /// Time ridge regression (LOO and GCV, 10 alphas, one per target) on synthetic fMRI-shaped data.
 ///
@@ -67,139 +65,42 @@ pub struct RunArgs {
     dual: bool,
 }
 
-fn selected(workload: &str) -> anyhow::Result<Vec<Workload>> {
-    match workload {
-        // A16k (1.3 GB of arrays, minutes on a laptop) runs only when named
-        "all" => Ok(WORKLOADS
-            .iter()
-            .filter(|w| w.name != "A16k")
-            .copied()
-            .collect()),
-        name => WORKLOADS
-            .iter()
-            .find(|w| w.name.eq_ignore_ascii_case(name))
-            .map(|w| vec![*w])
-            .ok_or_else(|| {
-                usage(format!(
-                    "--workload: expected A, B, C, A16k or all, found '{name}'"
-                ))
-            }),
-    }
-}
-
-fn precisions(text: &str) -> anyhow::Result<Vec<&'static str>> {
-    match text {
-        "both" => Ok(vec!["f32", "f64"]),
-        "f32" => Ok(vec!["f32"]),
-        "f64" => Ok(vec!["f64"]),
-        other => Err(usage(format!(
-            "--precision: expected f32, f64 or both, found '{other}'"
-        ))),
-    }
-}
-
-fn cv_methods(text: &str) -> anyhow::Result<Vec<&'static str>> {
-    match text {
-        "both" => Ok(vec!["loo", "gcv"]),
-        "loo" => Ok(vec!["loo"]),
-        "gcv" => Ok(vec!["gcv"]),
-        other => Err(usage(format!(
-            "--cv: expected loo, gcv or both, found '{other}'"
-        ))),
-    }
-}
-
 pub fn run(args: RidgeArgs) -> anyhow::Result<()> {
-    let workloads = selected(&args.workload)?;
-    let precisions = precisions(&args.precision)?;
-    let methods = cv_methods(&args.cv)?;
+    let fits = plan(&args.workload, &args.precision, &args.cv)?;
     if args.threads == 0 {
         return Err(usage("--threads must be ≥ 1"));
     }
     args.device.ridge()?;
-    let exe = std::env::current_exe()?;
     let mut results = Vec::new();
-    for w in &workloads {
+    for (k, (w, cv, precision)) in fits.iter().enumerate() {
         let dir = args.data_dir.join(w.name);
-        ensure_data(w, &dir)?;
-        for cv in &methods {
-            for precision in &precisions {
-                eprintln!("bench ridge: workload {} ({cv}, {precision})…", w.name);
-                let output = Command::new(&exe)
-                    .args(["bench", "ridge-run", "--threads"])
-                    .arg(args.threads.to_string())
-                    .args([
-                        "--precision",
-                        precision,
-                        "--cv",
-                        cv,
-                        "--device",
-                        args.device.name(),
-                    ])
-                    .args(args.dual.then_some("--dual"))
-                    .arg("--dir")
-                    .arg(&dir)
-                    .output()?;
-                if !output.status.success() {
-                    anyhow::bail!(
-                        "workload {} ({cv}, {precision}) failed: {}",
-                        w.name,
-                        String::from_utf8_lossy(&output.stderr)
-                    );
-                }
-                let result: RunResult = serde_json::from_slice(&output.stdout)?;
-                results.push(result);
-            }
+        if k == 0 || fits[k - 1].0.name != w.name {
+            ensure_data(w, &dir)?;
         }
+        let what = format!("workload {} ({cv}, {precision})", w.name);
+        eprintln!("bench ridge: {what}…");
+        results.push(super::in_fresh_process::<RunResult>(&what, |c| {
+            c.args(["bench", "ridge-run", "--threads"])
+                .arg(args.threads.to_string())
+                .args(["--precision", precision, "--cv", cv])
+                .args(["--device", args.device.name()])
+                .args(args.dual.then_some("--dual"))
+                .arg("--dir")
+                .arg(&dir)
+        })?);
     }
     if args.json.json {
         return print_json(&results);
     }
-    outln!("workload  device  cv   precision  solver  form    fit s     predict s  test mean r  peak MB  GPU MB")?;
-    for r in &results {
-        outln!(
-            "{:<9} {:<7} {:<4} {:<10} {:<7} {:<7} {:<9.2} {:<10.3} {:<12.4} {:<8.0} {}",
-            r.workload,
-            r.device,
-            r.cv,
-            r.precision,
-            r.solver,
-            r.form,
-            r.fit_seconds,
-            r.predict_seconds,
-            r.mean_test_r,
-            r.peak_rss_mb,
-            r.peak_gpu_mb.map_or("-".into(), |m| format!("{m:.0}"))
-        )?;
-    }
-    Ok(())
+    out!("{}", table(&results))
 }
 
 /// One measured fit, printed as one JSON line for `bench ridge`.
 pub fn run_one(args: RunArgs) -> anyhow::Result<()> {
-    let estimator = RidgeCv {
-        cv: match args.cv.as_str() {
-            "gcv" => Cv::Gcv,
-            _ => Cv::Loo,
-        },
-        precision: match args.precision.as_str() {
-            "f32" => Precision::F32,
-            _ => Precision::F64,
-        },
-        device: ridge_device(&args.device)?,
-        dual: args.dual,
-        ..RidgeCv::default()
-    };
-    let device = estimator.device;
-    let mut result = measure(
-        &args.dir,
-        estimator,
-        args.threads,
-        (&args.cv, &args.precision, &args.device),
-    )?;
-    result.peak_gpu_mb = gpu_peak_mb(&device);
-    outln!("{}", serde_json::to_string(&result)?)?;
-    Ok(())
+    let (cv, precision, device) = (&args.cv, &args.precision, &args.device);
+    let mut result = measure_named(&args.dir, args.threads, cv, precision, device, args.dual)?;
+    result.peak_gpu_mb = gpu_peak_mb(&ridge_device(device)?);
+    outln!("{}", serde_json::to_string(&result)?)
 }
 
 /// Device memory of the fit at its peak, in MB (GPU fits only).

@@ -1,8 +1,9 @@
 //! `brainrecon encode layers`: one encoding model per layer of a network's features.
 
-use super::{print_rois, FitArgs};
+use super::FitArgs;
 use crate::args::JsonArg;
 use brainrecon_routes::encoding::layers::{encode_layers, LayersOptions};
+use brainrecon_routes::encoding::roi_table;
 use std::path::PathBuf;
 
 /// Encode every layer of BLIP's image tower or text decoder, and chart accuracy by layer.
@@ -78,7 +79,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         return crate::commands::print_json(&summary);
     }
     if let Some(last) = results.last() {
-        print_rois(&last.rois)?;
+        out!("{}", roi_table(&last.rois))?;
     }
     outln!(
         "encoded {} layers of {} in {:.1} s; wrote {}",

@@ -8,9 +8,9 @@ pub mod runs;
 
 use crate::args::{DeviceArgs, JsonArg};
 use crate::commands::{print_json, usage};
-use brainrecon_routes::decoders::Target;
-use brainrecon_routes::encoding::job::{encode, EncodeOptions, FitRequest};
-use brainrecon_routes::encoding::RoiSummary;
+use brainrecon_routes::encoding::job::{
+    check_unique, encode, parse_feature_sets, EncodeOptions, FitRequest,
+};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -136,22 +136,6 @@ impl FitArgs {
     }
 }
 
-/// The feature sets named by `--features` (each may join several with +).
-fn parse_features(texts: &[String]) -> anyhow::Result<Vec<Target>> {
-    texts
-        .iter()
-        .flat_map(|text| text.split('+'))
-        .map(|part| {
-            Target::parse(part).map_err(|_| {
-                usage(format!(
-                    "--features: expected FEATURES.npy, pixels:SIZE, z, c, clip-image, blip, \
-                     blip-vision-lL or blip-text-lL, found '{part}'"
-                ))
-            })
-        })
-        .collect()
-}
-
 pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(EncodeCommand::Layers(layer_args)) = args.command {
         return layers::run(layer_args);
@@ -162,13 +146,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let fit = args.fit.request()?;
     fit.check()?;
     let started = Instant::now();
-    let targets = parse_features(&args.features)?;
-    if args.unique && targets.len() != 2 {
-        return Err(usage(format!(
-            "--unique: expected two feature sets (--features A --features B), found {}",
-            targets.len()
-        )));
-    }
+    let targets = parse_feature_sets(&args.features)?;
+    check_unique(args.unique, &targets)?;
     let opts = EncodeOptions {
         subject_dir,
         targets,
@@ -181,47 +160,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let report = encode(&opts)?;
     let seconds = started.elapsed().as_secs_f64();
     if args.json.json {
-        let mut printed = report.summary;
-        printed["out"] = serde_json::json!(opts.out);
-        printed["seconds"]["total"] = serde_json::json!(seconds);
-        return print_json(&printed);
+        return print_json(&report.json(&opts.out, seconds));
     }
-    outln!(
-        "encoded {} voxels of {} from {} ({} features) on {} train rows; {} test images, {} permutations (blocks of {}) in {:.1} s; wrote {}",
-        report.roi.1,
-        report.roi.0,
-        report.features,
-        report.n_features,
-        report.rows.0,
-        report.rows.1,
-        opts.fit.permutations,
-        opts.fit.block_size,
-        seconds,
-        opts.out.display()
-    )?;
-    print_rois(&report.rois)
-}
-
-/// The per-ROI table of `encode` and `encode layers`.
-pub fn print_rois(rois: &[RoiSummary]) -> anyhow::Result<()> {
-    outln!(
-        "{:<32} {:>7} {:>8} {:>8} {:>20}",
-        "roi",
-        "voxels",
-        "mean r",
-        "median r",
-        "significant (q≤0.05)"
-    )?;
-    for row in rois {
-        outln!(
-            "{:<32} {:>7} {:>8.3} {:>8.3} {:>11} ({:>5.1}%)",
-            row.roi,
-            row.n_voxels,
-            row.mean_r,
-            row.median_r,
-            row.n_significant,
-            100.0 * row.fraction_significant
-        )?;
-    }
-    Ok(())
+    out!("{}", report.text(&opts, seconds))
 }

@@ -2,10 +2,8 @@
 //! `brainrecon_routes::naturalistic`).
 
 use crate::args::{DeviceArgs, JsonArg};
-use crate::commands::usage;
-use brainrecon_data::runs::RunSet;
 use brainrecon_routes::naturalistic::{
-    encode_runs, load_featurizer, Align, Band, BandSource, Delays, EncodeRunsOptions, LayerChoice,
+    check_search, encode_run_set, Align, Band, Delays, EncodeRunsOptions,
 };
 use std::path::PathBuf;
 
@@ -103,55 +101,17 @@ pub struct Args {
     json: JsonArg,
 }
 
-/// An annotation band read as the dataset's features when `--dataset-features` is given;
-/// ds005531's English kinds (`*_EN`) take the `_en` variant of a `_jp` feature name.
-fn with_dataset_features(band: Band, args: &Args) -> Band {
-    match (&band.source, &args.dataset_features) {
-        (BandSource::Annotations(kind), Some(features)) => {
-            let features = if kind.ends_with("_EN") {
-                features.replace("_jp_", "_en_")
-            } else {
-                features.clone()
-            };
-            Band {
-                source: BandSource::DatasetFeatures {
-                    kind: kind.clone(),
-                    features,
-                },
-                ..band
-            }
-        }
-        _ => band,
-    }
-}
-
 fn options(args: &Args) -> anyhow::Result<EncodeRunsOptions> {
     let bands = args
         .bands
         .iter()
-        .map(|b| Band::parse(b).map(|band| with_dataset_features(band, args)))
+        .map(|b| {
+            Band::parse(b).map(|band| band.with_dataset_features(args.dataset_features.as_deref()))
+        })
         .collect::<Result<Vec<_>, _>>()?;
-    let align = match args.align.as_str() {
-        "mean" => Align::Mean,
-        "lanczos" => Align::Lanczos,
-        other => {
-            return Err(usage(format!(
-                "--align: expected mean or lanczos, found {other}"
-            )))
-        }
-    };
-    let delays = match (args.delays.is_empty(), args.delay_mean.is_empty()) {
-        (true, true) => Delays::Default,
-        (false, true) => Delays::Fir(args.delays.clone()),
-        (true, false) => Delays::Mean(args.delay_mean.clone()),
-        (false, false) => return Err(usage("--delays and --delay-mean exclude each other")),
-    };
-    if args.n_iter == 0 || args.block == 0 {
-        return Err(usage("--n-iter and --block must be at least 1"));
-    }
-    if args.pca == Some(0) {
-        return Err(usage("--pca must be at least 1"));
-    }
+    let align = Align::parse(&args.align)?;
+    let delays = Delays::from_lists(&args.delays, &args.delay_mean)?;
+    check_search(args.n_iter, args.block, args.pca)?;
     Ok(EncodeRunsOptions {
         out: args.out.clone(),
         bands,
@@ -173,31 +133,24 @@ fn options(args: &Args) -> anyhow::Result<EncodeRunsOptions> {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let opts = options(&args)?;
-    let runs = RunSet::open(&args.subject)?;
-    let needs_text = opts
-        .bands
-        .iter()
-        .any(|b| matches!(b.source, BandSource::Annotations(_)));
-    let featurizer = if needs_text {
-        let device = args.device.device()?;
-        Some(load_featurizer(
-            &args.text_model,
-            &LayerChoice::parse(&args.layer)?,
-            &device,
-        )?)
-    } else {
-        None
-    };
+    let device = args.device.device()?;
     let show = crate::commands::show_progress();
     let started = std::time::Instant::now();
-    let summary = encode_runs(&runs, &opts, featurizer.as_ref(), &mut |step| {
-        if show {
-            eprintln!(
-                "encode-runs: {step} ({:.0} s)",
-                started.elapsed().as_secs_f64()
-            );
-        }
-    })?;
+    let summary = encode_run_set(
+        &args.subject,
+        &opts,
+        &args.text_model,
+        &args.layer,
+        &device,
+        &mut |step| {
+            if show {
+                eprintln!(
+                    "encode-runs: {step} ({:.0} s)",
+                    started.elapsed().as_secs_f64()
+                );
+            }
+        },
+    )?;
     for warning in &summary.warnings {
         eprintln!("warning: {warning}");
     }

@@ -5,12 +5,7 @@ use crate::args::{DeviceArgs, DtypeArgs, JsonArg};
 mod text;
 
 use crate::commands::{print_json, show_progress, usage};
-use brainrecon_data::prepared::PreparedSubject;
-use brainrecon_diffusion::clip_vision::{load_clip_vision, ClipVisionModel};
-use brainrecon_diffusion::weights::DiffusionError;
-use brainrecon_routes::clip::DEFAULT_CLIP;
-use brainrecon_routes::decoders::default_features_dir;
-use brainrecon_routes::features::{compute_requested, FeatureKind, FeatureRequest};
+use brainrecon_routes::features::{features_request, FeaturesRequest};
 use std::path::PathBuf;
 
 /// Compute per-stimulus features of a prepared subject with a diffusion model.
@@ -91,58 +86,28 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(FeaturesCommand::Text(text)) = args.command {
         return text::run(text);
     }
-    let (Some(subject), Some(kind)) = (&args.subject, &args.kind) else {
+    let (Some(subject), Some(kind)) = (args.subject, args.kind) else {
         return Err(usage("--subject and --kind are required"));
     };
-    let subject = PreparedSubject::open(subject)?;
-    let kind = FeatureKind::parse(kind)?;
-    let device = args.device.device()?;
-    let dtype = args.dtype.dtype_on(&device)?;
-    let request = FeatureRequest {
+    let request = FeaturesRequest {
+        subject,
         kind,
         model: args.model,
-        out: args.out.unwrap_or_else(|| default_features_dir(&subject)),
+        layer: args.layer,
+        normalize: args.normalize,
+        out: args.out,
         size: args.size,
         sample: args.sample,
         seed: args.seed,
         batch: args.batch,
-        layer: args.layer,
-        normalize: args.normalize,
-        dtype,
-        device,
+        device: args.device.device,
+        dtype: args.dtype.dtype,
         progress: show_progress(),
     };
-    let started = std::time::Instant::now();
-    compute_requested(&subject, &request, |summary| -> anyhow::Result<()> {
+    features_request(&request, |summary, seconds| -> anyhow::Result<()> {
         if args.json.json {
             return print_json(summary);
         }
-        outln!(
-            "{} features {:?} of {} images ({} computed, {} cached) in {:.1} s → {}",
-            summary.kind,
-            summary.shape,
-            summary.n_images,
-            summary.computed,
-            summary.cached,
-            started.elapsed().as_secs_f64(),
-            summary.array.display()
-        )?;
-        Ok(())
+        outln!("{}", summary.text(seconds))
     })
-}
-
-/// The CLIP vision tower of `eval`'s metric suite: the named one, else the default
-/// (openai/clip-vit-large-patch14, MindEye's) when it is in the Hugging Face cache, else none.
-pub fn clip_for_suite(
-    model: Option<&str>,
-    device: &brainrecon_diffusion::pipeline::Device,
-) -> anyhow::Result<Option<(String, ClipVisionModel)>> {
-    let dtype = brainrecon_diffusion::pipeline::DType::F32;
-    let name = model.unwrap_or(DEFAULT_CLIP);
-    match load_clip_vision(name, dtype, device) {
-        Ok((vision, _)) => Ok(Some((name.to_string(), vision))),
-        // The default is not in the cache: the suite shows CLIP as absent, with the command.
-        Err(DiffusionError::ModelNotFound { .. }) if model.is_none() => Ok(None),
-        Err(e) => Err(e.into()),
-    }
 }

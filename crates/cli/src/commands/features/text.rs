@@ -1,10 +1,7 @@
 //! `brainrecon features text`: features of annotation text, one row per line.
 
 use crate::args::DeviceArgs;
-use crate::commands::usage;
-use brainrecon_data::runs::ds005531::Markup;
-use brainrecon_routes::naturalistic::annotations::{annotation_files, write_annotation_features};
-use brainrecon_routes::naturalistic::{load_featurizer, LayerChoice};
+use brainrecon_routes::features::{text_features_request, TextFeaturesRequest};
 use std::path::PathBuf;
 
 /// Text features of annotation files: one row per line, mean-pooled over the line's tokens.
@@ -48,26 +45,15 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    if args.pool != "mean" {
-        return Err(usage(format!(
-            "--pool: only mean exists, found {}",
-            args.pool
-        )));
-    }
-    let markup = match args.markup.as_str() {
-        "auto" => None,
-        "ds005531" => Some(Markup::Ds005531),
-        "plain" => Some(Markup::Plain),
-        other => {
-            return Err(usage(format!(
-                "--markup: expected auto, ds005531 or plain, found {other}"
-            )))
-        }
-    };
-    let files = annotation_files(&args.annotations)?;
-    let device = args.device.device()?;
-    let featurizer = load_featurizer(&args.model, &LayerChoice::parse(&args.layer)?, &device)?;
-    write_annotation_features(&featurizer, markup, &files, &args.out)?;
-    outln!("{} annotation files → {}", files.len(), args.out.display())?;
-    Ok(())
+    let out = args.out.clone();
+    let files = text_features_request(&TextFeaturesRequest {
+        model: args.model,
+        annotations: args.annotations,
+        layer: args.layer,
+        pool: args.pool,
+        markup: args.markup,
+        out: args.out,
+        device: args.device.device,
+    })?;
+    outln!("{files} annotation files → {}", out.display())
 }

@@ -1,7 +1,7 @@
 //! `brainrecon glm compare`: a `glm --nsd` fit's betas against NSD's released betas.
 
-use brainrecon_routes::glm::{compare_nsd, CompareOptions, Comparison};
-use std::path::{Path, PathBuf};
+use brainrecon_routes::glm::{compare_nsd, CompareOptions};
+use std::path::PathBuf;
 
 /// Compare a `glm --nsd` fit's single-trial betas with NSD's released betas_fithrf_GLMdenoise_RR
 ///
@@ -36,35 +36,14 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let opts = CompareOptions {
-        glm: args.glm.clone(),
-        nsd: args.nsd.clone(),
-        betas: args.betas.clone(),
-        out: args.out.clone(),
+        glm: args.glm,
+        nsd: args.nsd,
+        betas: args.betas,
+        out: args.out,
     };
     let comparison = compare_nsd(&opts)?;
-    report(&args, &opts.out_file(), &comparison)
-}
-
-fn report(args: &Args, out_file: &Path, c: &Comparison) -> anyhow::Result<()> {
     if args.json {
-        return crate::commands::print_json(c);
+        return crate::commands::print_json(&comparison);
     }
-    for s in &c.sessions {
-        let a = &s.all_voxels;
-        outln!(
-            "session {}: {} trials, {} voxels: r with NSD's betas median {:.3} (quartiles {:.3}, {:.3}), NSD's spread / ours {:.2}",
-            s.session, s.n_trials, a.n_voxels, a.median_r, a.r_quartiles[0], a.r_quartiles[1], a.median_std_ratio
-        )?;
-        if let Some(g) = &s.nsdgeneral {
-            outln!(
-                "  in nsdgeneral: {} voxels, median r {:.3} (quartiles {:.3}, {:.3})",
-                g.n_voxels,
-                g.median_r,
-                g.r_quartiles[0],
-                g.r_quartiles[1]
-            )?;
-        }
-    }
-    outln!("→ {}", out_file.display())?;
-    Ok(())
+    out!("{}", comparison.text(&opts.out_file()))
 }

@@ -1,7 +1,7 @@
 //! `brainrecon glm prepare`: a `glm` folder + the stimulus files → a prepared subject.
 
 use crate::commands::nsd::ZScoreArg;
-use brainrecon_data::experiment::prepare::{prepare_experiment, ExperimentOptions, TestSet};
+use brainrecon_datasets::experiment::prepare::{prepare_experiment, ExperimentOptions, TestSet};
 use brainrecon_routes::glm::model_folder;
 use std::path::PathBuf;
 
@@ -114,48 +114,5 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.json {
         return super::super::print_json(&report);
     }
-    let m = &report.meta;
-    if report.already_prepared {
-        outln!(
-            "{} is already prepared with these settings",
-            args.out.display()
-        )?;
-        return Ok(());
-    }
-    outln!(
-        "prepared {} into {}: {} train trials of {} images, {} test images ({} trials averaged), {} sessions",
-        m.subject,
-        report.out.display(),
-        m.n_train_trials,
-        m.n_train_images,
-        m.n_test_images,
-        m.n_test_trials,
-        m.sessions.len()
-    )?;
-    if !report.left_out.is_empty() {
-        outln!(
-            "left out {} conditions without an image (e.g. {})",
-            report.left_out.len(),
-            report.left_out[0]
-        )?;
-    }
-    let atlases: Vec<String> = m
-        .atlases
-        .iter()
-        .map(|a| format!("{} {} voxels", a.name, a.n_voxels))
-        .collect();
-    outln!(
-        "ROIs from {}{}: {}",
-        report.atlas.display(),
-        match (&report.atlas_transform, report.atlas_resampled) {
-            (Some(t), _) => format!(
-                " (through {}, sampled at the runs' voxels by nearest neighbour)",
-                t.display()
-            ),
-            (None, true) => " (sampled at the runs' voxels by nearest neighbour)".into(),
-            (None, false) => String::new(),
-        },
-        atlases.join(", ")
-    )?;
-    Ok(())
+    out!("{}", report.text())
 }

@@ -2,7 +2,9 @@
 
 use crate::args::{DeviceArgs, JsonArg};
 use crate::commands::{print_json, show_progress};
-use brainrecon_routes::music::{fit_music, EmbeddingKind, MusicFitOptions, WindowSpec};
+use brainrecon_routes::music::{
+    default_alphas, fit_music, EmbeddingKind, MusicFitOptions, WindowSpec,
+};
 use std::path::PathBuf;
 
 /// Decode music embeddings of 10-s windows from the fMRI inside them (Brain2Music): one ridge
@@ -84,10 +86,6 @@ pub struct Args {
     json: JsonArg,
 }
 
-fn default_alphas() -> Vec<f64> {
-    (0..=12).map(|e| 10f64.powf(e as f64 * 0.5)).collect()
-}
-
 pub fn run(args: Args) -> anyhow::Result<()> {
     let opts = MusicFitOptions {
         runs: args.runs,
@@ -116,23 +114,5 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.json.json {
         return print_json(&summary);
     }
-    let kept: Vec<&str> = summary
-        .rois
-        .iter()
-        .filter(|r| r.kept)
-        .map(|r| r.name.as_str())
-        .collect();
-    outln!(
-        "decoded {} ({} values) from {} ROIs, kept {}: identification {:.3} over {} test windows, {:.3} over {} test clips (chance 0.5)",
-        summary.embedding.name(),
-        summary.width,
-        summary.rois.len(),
-        kept.join(", "),
-        summary.identification_windows,
-        summary.test_windows,
-        summary.identification_clips,
-        summary.test_clips.len()
-    )?;
-    outln!("  written to {}", opts.out.display())?;
-    Ok(())
+    out!("{}", summary.text(&opts.out))
 }

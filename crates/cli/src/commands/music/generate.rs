@@ -69,22 +69,5 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.json.json {
         return print_json(&summary);
     }
-    let share = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{:.1}%", 100.0 * v));
-    let decoding = if summary.top_k == 0 {
-        "greedy".to_string()
-    } else {
-        format!("top-k {}", summary.top_k)
-    };
-    outln!(
-        "generated {} clips of {:.2} s ({} Hz, guidance {}, {decoding}) from {} captions: chosen caption's genre = heard genre {} (chance {})",
-        summary.clips.len(),
-        summary.seconds,
-        summary.sample_rate,
-        summary.guidance,
-        summary.bank_size,
-        share(summary.caption_genre_accuracy),
-        share(summary.genre_chance)
-    )?;
-    outln!("  written to {}", opts.out.join("generated").display())?;
-    Ok(())
+    out!("{}", summary.text(&opts.out))
 }

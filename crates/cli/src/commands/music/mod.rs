@@ -1,7 +1,7 @@
 //! `brainrecon music …`: the Brain2Music route (decode music embeddings, identify, retrieve,
 //! generate); the work is in `brainrecon_routes::music`.
 
-mod demo;
+pub(crate) mod demo;
 mod fit;
 mod generate;
 mod retrieve;

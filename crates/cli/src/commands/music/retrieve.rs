@@ -50,19 +50,5 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.json.json {
         return print_json(&summary);
     }
-    let share = |v: Option<f64>| v.map_or("n/a".to_string(), |v| format!("{:.1}%", 100.0 * v));
-    outln!(
-        "retrieved from {} library files ({} embedded now, {} skipped): top-1 genre accuracy {} (chance {})",
-        summary.library_files,
-        summary.embedded_now,
-        summary.skipped.len(),
-        share(summary.top1_genre_accuracy),
-        share(summary.genre_chance)
-    )?;
-    outln!(
-        "  page: {}\n  playlist: {}",
-        summary.page.display(),
-        summary.playlist.display()
-    )?;
-    Ok(())
+    out!("{}", summary.text())
 }

@@ -1,10 +1,9 @@
 //! `brainrecon ridge fit`: X → Y from two .npy files, alphas by cross-validation.
 
-use super::{parse_alphas, PrecisionArg};
+use super::PrecisionArg;
 use crate::args::{DeviceArgs, JsonArg};
-use crate::commands::{print_json, usage};
-use brainrecon_ridge::RidgeCv;
-use brainrecon_routes::arrays::{fit, FitOptions};
+use crate::commands::print_json;
+use brainrecon_routes::arrays::{fit, EstimatorRequest, FitOptions};
 use std::path::PathBuf;
 
 /// Fit multi-target ridge regression X → Y from two .npy files, one alpha per target.
@@ -79,51 +78,30 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    if let Some(threads) = args.threads {
-        brainrecon_ridge::set_threads(threads);
-    }
     // every argument and file is checked before any work or output
-    let alphas = match &args.alphas {
-        Some(text) => parse_alphas(text)?,
-        None => brainrecon_routes::decoders::standard_alphas(),
-    };
-    if args.target_chunk == 0 {
-        return Err(usage("--target-chunk must be ≥ 1"));
-    }
-    let estimator = RidgeCv {
-        alphas,
-        fit_intercept: args.intercept,
+    let estimator = EstimatorRequest {
+        alphas: args.alphas,
+        intercept: args.intercept,
         standardize: args.standardize,
         target_chunk: args.target_chunk,
         precision: args.precision.into(),
-        device: args.device.ridge()?,
+        device: args.device.device.clone(),
         dual: args.dual,
-        ..RidgeCv::default()
-    };
+        threads: args.threads,
+    }
+    .estimator()?;
     let s = fit(FitOptions {
-        x: args.x.clone(),
+        x: args.x,
         y: args.y,
         groups: args.groups,
         cv: args.cv,
         shard: args.shard,
         estimator,
-        device_name: args.device.device.clone(),
-        out: args.out.clone(),
+        device_name: args.device.device,
+        out: args.out,
     })?;
     if args.json.json {
         return print_json(&s);
     }
-    outln!(
-        "fitted {} × {} → targets {}..{} of {} ({} solver) in {:.2} s (median alpha {:.3e}); saved {}",
-        s.n_samples,
-        s.n_features,
-        s.target_range[0],
-        s.target_range[1],
-        s.n_targets,
-        s.solver_name,
-        s.seconds,
-        s.median_alpha,
-        args.out.display()
-    )?;
-    Ok(())
+    outln!("{}", s.text())
 }

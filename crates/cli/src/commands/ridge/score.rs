@@ -31,14 +31,5 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.json.json {
         return print_json(&s);
     }
-    outln!(
-        "{} targets over {} samples: Pearson r mean {:.4} median {:.4}; R² mean {:.4} median {:.4}",
-        s.n_targets,
-        s.n_samples,
-        s.pearson_r.mean,
-        s.pearson_r.median,
-        s.r2.mean,
-        s.r2.median
-    )?;
-    Ok(())
+    outln!("{}", s.text())
 }

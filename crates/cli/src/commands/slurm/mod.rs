@@ -1,9 +1,8 @@
 //! `brainrecon slurm …`: a sharded `ridge fit` or `reconstruct` as a Slurm job array and the
 //! dependent merge, resumable after any task dies.
 
-use brainrecon_data::nsd::prepare::compact_ranges;
 use brainrecon_slurm::script::Resources;
-use brainrecon_slurm::{Submission, SubmitOptions, Submitted};
+use brainrecon_slurm::SubmitOptions;
 use std::path::PathBuf;
 
 /// Run sharded fits and reconstructions on a Slurm cluster: submit, status, resume
@@ -133,21 +132,11 @@ fn submit(args: SubmitArgs) -> anyhow::Result<()> {
         workdir: std::env::current_dir()?,
         dry_run: args.dry_run,
     };
-    match brainrecon_slurm::submit(&options)? {
-        Submitted::Written(written) => {
-            if args.json {
-                return super::print_json(&written);
-            }
-            outln!(
-                "wrote {} and {}; `brainrecon slurm resume --jobs {}` submits them",
-                written.task_script.display(),
-                written.merge_script.display(),
-                written.jobs.display()
-            )?;
-            Ok(())
-        }
-        Submitted::Submitted(submission) => print_submission(&submission, args.json),
+    let submitted = brainrecon_slurm::submit(&options)?;
+    if args.json {
+        return super::print_json(&submitted);
     }
+    out!("{}", submitted.text())
 }
 
 fn status(args: JobsArgs) -> anyhow::Result<()> {
@@ -155,76 +144,13 @@ fn status(args: JobsArgs) -> anyhow::Result<()> {
     if args.json {
         return super::print_json(&status);
     }
-    let done = status.shards.iter().filter(|s| s.done).count();
-    outln!(
-        "{} → {}: {done} of {} shards done; result {}",
-        status.command,
-        status.out.display(),
-        status.shards.len(),
-        if status.done {
-            "merged"
-        } else {
-            "not merged yet"
-        }
-    )?;
-    outln!(
-        "{:>6}  {:<14}  {:<12}  {}",
-        "shard",
-        "job",
-        "state",
-        "output"
-    )?;
-    for s in &status.shards {
-        outln!(
-            "{:>6}  {:<14}  {:<12}  {}",
-            s.shard,
-            s.job.as_deref().unwrap_or("-"),
-            s.state.as_deref().unwrap_or("-"),
-            if s.done { "done" } else { "missing" }
-        )?;
-    }
-    outln!(
-        "{:>6}  {:<14}  {:<12}  {}",
-        "merge",
-        status.merge_job.as_deref().unwrap_or("-"),
-        status.merge_state.as_deref().unwrap_or("-"),
-        status.merge_reason.as_deref().unwrap_or("")
-    )?;
-    Ok(())
+    out!("{}", status.text())
 }
 
 fn resume(args: JobsArgs) -> anyhow::Result<()> {
-    print_submission(&brainrecon_slurm::resume(&args.jobs)?, args.json)
-}
-
-fn print_submission(submission: &Submission, json: bool) -> anyhow::Result<()> {
-    if json {
-        return super::print_json(submission);
+    let submission = brainrecon_slurm::resume(&args.jobs)?;
+    if args.json {
+        return super::print_json(&submission);
     }
-    if submission.done {
-        outln!(
-            "{}: already merged; nothing to submit",
-            submission.out.display()
-        )?;
-        return Ok(());
-    }
-    if let Some(array) = &submission.array_job {
-        outln!(
-            "submitted array job {array}: shards {} of {}",
-            compact_ranges(&submission.submitted_shards),
-            submission.shards
-        )?;
-    }
-    match &submission.merge_job {
-        Some(merge) => outln!("submitted merge job {merge}, after every shard not yet done")?,
-        None => outln!(
-            "merge job {} is queued or running",
-            submission.recorded_merge_job.as_deref().unwrap_or("-")
-        )?,
-    }
-    outln!(
-        "`brainrecon slurm status --jobs {}` shows progress",
-        submission.jobs.display()
-    )?;
-    Ok(())
+    out!("{}", submission.text())
 }

@@ -1,7 +1,8 @@
 use crate::args::{DeviceArgs, JsonArg};
 use crate::commands::usage;
-use brainrecon_routes::caption::quality::SceneNaming;
-use brainrecon_routes::caption::train::{train_captioner, CaptionerConfig, CaptionerProgress};
+use brainrecon_zoo::shapes_blip::{
+    train_captioner, CaptionerConfig, CaptionerProgress, SceneNaming,
+};
 use std::io::Write;
 use std::path::PathBuf;
 

@@ -3,11 +3,9 @@
 use super::WindowsArgs;
 use crate::args::{DeviceArgs, JsonArg};
 use crate::commands::{print_json, show_progress};
-use brainrecon_diffusion::pipeline::StableDiffusion;
 use brainrecon_routes::video::fit::{
-    check_inputs, default_alphas, fit, ContextDecoder, LatentFrames, VideoFitOptions, DEFAULT_FOLDS,
+    default_alphas, fit_folder, ContextDecoder, LatentFrames, VideoFitOptions, DEFAULT_FOLDS,
 };
-use candle_core::DType;
 use std::path::PathBuf;
 
 /// Decode each fMRI window to its clip's text context, motion (and latent) with ridge
@@ -64,70 +62,27 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    check_inputs(&args.data.prepared, &args.data.stimuli, &args.data.captions)?;
-    let sd = StableDiffusion::load(&args.model, DType::F32, &args.device.device()?)?;
-    let latent = args.latent.as_deref().map(|w| match w {
-        "all" => LatentFrames::All,
-        _ => LatentFrames::First,
-    });
-    // A failure leaves `--out` as it was: the staging folder goes, the output is untouched.
-    let summary = brainrecon_core::fs::write_folder_atomic(&args.out, |staging| {
-        let opts = VideoFitOptions {
-            prepared: args.data.prepared,
-            stimuli: args.data.stimuli,
-            captions: args.data.captions,
-            out: staging.to_path_buf(),
-            alphas: args.alphas.unwrap_or_else(default_alphas),
-            folds: args.folds,
-            latent,
-            motion: !args.no_motion,
-            context: match args.context.as_str() {
-                "words" => ContextDecoder::Words,
-                _ => ContextDecoder::Ridge,
-            },
-            progress: show_progress(),
-        };
-        Ok::<_, anyhow::Error>(fit(&sd, &args.model, &opts)?)
-    })?;
+    let opts = VideoFitOptions {
+        prepared: args.data.prepared,
+        stimuli: args.data.stimuli,
+        captions: args.data.captions,
+        out: args.out,
+        alphas: args.alphas.unwrap_or_else(default_alphas),
+        folds: args.folds,
+        latent: args.latent.as_deref().map(|w| match w {
+            "all" => LatentFrames::All,
+            _ => LatentFrames::First,
+        }),
+        motion: !args.no_motion,
+        context: match args.context.as_str() {
+            "words" => ContextDecoder::Words,
+            _ => ContextDecoder::Ridge,
+        },
+        progress: show_progress(),
+    };
+    let summary = fit_folder(&args.model, &args.device.device()?, &opts)?;
     if args.json.json {
         return print_json(&summary);
     }
-    outln!(
-        "decoded {} test windows from {} training windows ({} features): context CV R² {:.3}, \
-         identification {:.3} (chance 0.5){}{}{} → {}",
-        summary.n_test,
-        summary.n_train,
-        summary.n_features,
-        summary.cv_r2_c.unwrap_or(f64::NAN),
-        summary.identification_c,
-        match (summary.cv_r2_z, summary.identification_z) {
-            (Some(r2), Some(id)) => format!(
-                "; {} latent CV R² {r2:.3}, identification {id:.3}",
-                if summary.latent_frames > 1 {
-                    "clip"
-                } else {
-                    "first-frame"
-                }
-            ),
-            _ => String::new(),
-        },
-        summary.motion.as_ref().map_or(String::new(), |m| format!(
-            "; motion r {:.3} (x) {:.3} (y), direction {:.3} (chance {:.3})",
-            m.correlation[0], m.correlation[1], m.direction_agreement, m.direction_chance
-        )),
-        summary
-            .caption_words
-            .as_ref()
-            .map_or(String::new(), |w| format!(
-                "; captions word by word: {:.3} of their words right (CV {:.3}), {} combinations \
-             no training caption has, features screened to {} %, alpha {}",
-                w.test_word_accuracy,
-                w.cv_word_accuracy,
-                w.novel_captions,
-                w.screening_percent,
-                w.alpha
-            )),
-        args.out.display()
-    )?;
-    Ok(())
+    out!("{}", summary.text(&opts.out))
 }

@@ -8,8 +8,6 @@ mod reconstruct;
 mod train_encoder;
 pub(crate) mod train_motion;
 
-use crate::commands::usage;
-use brainrecon_diffusion::embedded::SHAPES_MOTION;
 use std::path::PathBuf;
 
 /// Video from brain activity: prepare CC2017-style fMRI, decode it, generate and score clips
@@ -34,24 +32,6 @@ pub fn run(command: VideoCommand) -> anyhow::Result<()> {
         VideoCommand::Eval(args) => eval::run(args),
         VideoCommand::Demo(args) => demo::run(args),
     }
-}
-
-/// A MotionAdapter or UNetMotionModel folder: `shapes-motion` (built in), a path, or a model
-/// id in the Hugging Face cache (e.g. `guoyww/animatediff-motion-adapter-v1-5-2`).
-pub fn adapter_dir(name: &str) -> anyhow::Result<PathBuf> {
-    if name == SHAPES_MOTION {
-        return Ok(brainrecon_diffusion::embedded::shapes_motion_dir()?);
-    }
-    brainrecon_diffusion::weights::resolve_model_folder(
-        name,
-        "a MotionAdapter or UNetMotionModel folder",
-        "config.json diffusion_pytorch_model.safetensors",
-    )
-    .map_err(|e| {
-        usage(format!(
-            "--adapter {name}: {e} (or use {SHAPES_MOTION}, built in)"
-        ))
-    })
 }
 
 /// The decoders' inputs: windows, stimuli and captions.

@@ -1,7 +1,9 @@
 //! `brainrecon video prepare`: CC2017-style fMRI to windows for the decoders.
 
 use crate::args::JsonArg;
-use brainrecon_data::cc2017::{prepare, Cc2017Options, RunDetrend, DEFAULT_RELIABILITY_THRESHOLD};
+use brainrecon_datasets::cc2017::{
+    prepare, Cc2017Options, RunDetrend, DEFAULT_RELIABILITY_THRESHOLD,
+};
 use std::path::PathBuf;
 
 /// Read a CC2017 subject's CIFTI runs and write fMRI windows as samples for a decoder
@@ -99,33 +101,5 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.json.json {
         return crate::commands::print_json(&report);
     }
-    let m = &report.meta;
-    if report.already_prepared {
-        outln!(
-            "{} is already prepared with these settings",
-            report.out.display()
-        )?;
-    }
-    outln!(
-        "prepared subject{} at {}: {} runs read ({} training segments × {}, {} test segments × {}, {} TRs), {} of {} grayordinates kept (mean test-retest r {:.3}, {:.3} over all), window {} from lag {}: X_train {} × {}, X_test {} × {}",
-        m.settings.subject,
-        report.out.display(),
-        m.runs_read,
-        m.design.train_segments,
-        m.design.train_repetitions,
-        m.design.test_segments,
-        m.design.test_repetitions,
-        m.design.n_tr,
-        m.n_voxels,
-        m.n_selected,
-        m.mean_reliability_kept,
-        m.mean_reliability_all,
-        m.settings.window,
-        m.settings.lag,
-        m.n_train,
-        m.n_features,
-        m.n_test,
-        m.n_features
-    )?;
-    Ok(())
+    out!("{}", report.text())
 }

@@ -1,12 +1,11 @@
 //! `brainrecon video reconstruct`: a clip per decoded test window.
 
-use super::adapter_dir;
 use crate::args::{DeviceArgs, DtypeArgs, JsonArg};
-use crate::commands::{print_json, show_progress, usage};
+use crate::commands::{print_json, show_progress};
 use brainrecon_diffusion::embedded::SHAPES_MOTION;
-use brainrecon_diffusion::pipeline::{SampleOptions, StableDiffusion, VideoDiffusion};
+use brainrecon_diffusion::pipeline::SampleOptions;
 use brainrecon_diffusion::scheduler::SchedulerKind;
-use brainrecon_routes::video::reconstruct::{reconstruct, VideoReconstructOptions};
+use brainrecon_routes::video::reconstruct::{reconstruct_with, VideoReconstructOptions};
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -72,16 +71,8 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     crate::commands::check_sampling(args.steps, args.guidance)?;
-    if !(args.strength > 0.0 && args.strength <= 1.0) {
-        return Err(usage(format!(
-            "--strength: expected (0, 1], found {}",
-            args.strength
-        )));
-    }
     let device = args.device.device()?;
     let dtype = args.dtype.dtype()?;
-    let sd = StableDiffusion::load(&args.model, dtype, &device)?;
-    let vd = VideoDiffusion::with_adapter(sd, &adapter_dir(&args.adapter)?)?;
     let opts = VideoReconstructOptions {
         decoded: args.decoded,
         out: args.out,
@@ -98,23 +89,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         progress: show_progress(),
     };
     let show = show_progress();
-    let summary = reconstruct(&vd, (&args.model, &args.adapter), &opts, &mut |i, n, _| {
-        if show {
-            eprint!("\rclips: {i}/{n}   ");
-            let _ = std::io::stderr().flush();
-        }
-    })?;
+    let summary = reconstruct_with(
+        &args.model,
+        &args.adapter,
+        dtype,
+        &device,
+        &opts,
+        &mut |i, n, _| {
+            if show {
+                eprint!("\rclips: {i}/{n}   ");
+                let _ = std::io::stderr().flush();
+            }
+        },
+    )?;
     if args.json.json {
         return print_json(&summary);
     }
-    outln!(
-        "{} clips of {} frames ({} made, {} kept) in {:.1} s → {}",
-        summary.clips.len(),
-        summary.frames,
-        summary.made,
-        summary.reused,
-        summary.seconds,
-        opts.out.join("clips").display()
-    )?;
-    Ok(())
+    out!("{}", summary.text(&opts.out))
 }

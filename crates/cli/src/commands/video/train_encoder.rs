@@ -1,12 +1,10 @@
 //! `brainrecon video train-encoder`: MinD-Video's decoder for the video route.
 
-use super::{adapter_dir, WindowsArgs};
+use super::WindowsArgs;
 use crate::args::{DeviceArgs, JsonArg};
 use crate::commands::{print_json, show_progress};
-use brainrecon_diffusion::pipeline::{StableDiffusion, VideoDiffusion};
 use brainrecon_routes::b2c::Tune;
-use brainrecon_routes::video::train_encoder::{train_encoder, EncoderTrainOptions, TUNED_DIR};
-use candle_core::DType;
+use brainrecon_routes::video::train_encoder::{train_encoder_with, EncoderTrainOptions};
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -108,14 +106,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         seed: args.seed,
         motion: !args.no_motion,
     };
-    opts.check()?;
-    let adapter = adapter_dir(&args.adapter)?;
-    let sd = StableDiffusion::load(&args.model, DType::F32, &args.device.device()?)?;
-    let vd = VideoDiffusion::with_adapter(sd, &adapter)?;
     let show = show_progress();
-    let summary = train_encoder(
-        &vd,
-        (&args.model, &adapter),
+    let summary = train_encoder_with(
+        &args.model,
+        &args.adapter,
+        &args.device.device()?,
         &opts,
         &mut |stage, step, total, loss| {
             if show {
@@ -130,28 +125,5 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.json.json {
         return print_json(&summary);
     }
-    let last = |l: &[f64]| l.last().copied().unwrap_or(f64::NAN);
-    outln!(
-        "trained the window encoder ({} parameters; last contrastive loss {:.4}{}): test \
-         contexts identified {:.3} (chance 0.5) → {}{}",
-        summary.encoder_parameters,
-        last(&summary.contrastive_losses),
-        if summary.cotrain_losses.is_empty() {
-            String::new()
-        } else {
-            format!(", co-training {:.4}", last(&summary.cotrain_losses))
-        },
-        summary.fit.identification_c,
-        opts.out.display(),
-        if summary.tuned_parameters > 0 {
-            format!(
-                " (motion U-Net, {} parameters tuned: {})",
-                summary.tuned_parameters,
-                opts.out.join(TUNED_DIR).display()
-            )
-        } else {
-            String::new()
-        }
-    )?;
-    Ok(())
+    out!("{}", summary.text(&opts.out))
 }

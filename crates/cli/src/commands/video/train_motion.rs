@@ -3,7 +3,7 @@
 use crate::args::{DeviceArgs, JsonArg};
 use crate::commands::{print_json, show_progress, usage};
 use brainrecon_diffusion::pipeline::StableDiffusion;
-use brainrecon_routes::video::train_motion::{train_motion, MotionTrainConfig};
+use brainrecon_zoo::shapes_motion::{train_motion, MotionTrainConfig};
 use candle_core::DType;
 use std::io::Write;
 use std::path::PathBuf;

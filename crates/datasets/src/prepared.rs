@@ -1,0 +1,440 @@
+//! The prepared subject: one directory per subject that every later command reads.
+//!
+//! ```text
+//! subject.json                      metadata (SubjectMeta)
+//! trials.tsv                        every used trial: trial, session, session_trial, stimulus, split
+//! train_stimulus_ids.npy            int64 (n_train_trials,)  0-based 73k id of each train row
+//! train_image_ids.npy               int64 (n_train_images,)  sorted unique train ids
+//! test_stimulus_ids.npy             int64 (n_test_images,)   sorted shared ids the subject saw
+//! betas/<atlas>/train.npy           float32 (n_train_trials, n_voxels)  single trials
+//! betas/<atlas>/test.npy            float32 (n_test_images, n_voxels)   averaged over repeats
+//! betas/<atlas>/train_averaged.npy  float32 (n_train_images, n_voxels)  with --average-train
+//! rois/<atlas>.npy                  int32 (n_voxels, 3)  voxel (x, y, z) in the volume
+//! rois/<atlas>_labels.npy           int32 (n_voxels,)    atlas label value of each voxel
+//! stimuli/ids.npy                   int64 (n_images,)    sorted train ∪ test ids
+//! stimuli/images.npy                uint8 (n_images, h, w, 3)
+//! stimuli/captions.json             {"<id>": [captions …]}
+//! ```
+//! Voxels are ordered as in NSD's betas array (Z, Y, X) with x fastest, the order the community code uses.
+
+use crate::error::{DataError, Result};
+use brainrecon_core::fs::read_json;
+use brainrecon_formats::npy;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub const FORMAT: &str = "brainrecon-prepared-subject";
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct LabelMeta {
+    pub value: i32,
+    pub name: String,
+    pub n_voxels: usize,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AtlasMeta {
+    pub name: String,
+    /// Voxels with a label > 0.
+    pub n_voxels: usize,
+    pub labels: Vec<LabelMeta>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SubjectMeta {
+    pub format: String,
+    pub format_version: u32,
+    pub subject: String,
+    pub sessions: Vec<usize>,
+    /// `session` or `none`.
+    pub zscore: String,
+    /// (X, Y, Z) of the functional volume.
+    pub volume_shape: [usize; 3],
+    /// Row-major voxel → scanner affine.
+    pub affine: [[f64; 4]; 4],
+    /// [h, w]
+    pub image_size: [usize; 2],
+    pub captions_per_image: usize,
+    pub n_train_trials: usize,
+    pub n_train_images: usize,
+    pub n_test_images: usize,
+    pub n_test_trials: usize,
+    pub train_averaged: bool,
+    pub atlases: Vec<AtlasMeta>,
+    /// ROI names the routes use by default that this subject holds under another name
+    /// (`nsdgeneral` → `visual` for a subject prepared from its own experiment).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub roi_aliases: BTreeMap<String, String>,
+}
+
+/// Which betas to read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    /// Single train trials (rows follow `train_stimulus_ids.npy`).
+    Train,
+    /// Train images averaged over repeats (rows follow `train_image_ids.npy`).
+    TrainAveraged,
+    /// Test images averaged over repeats (rows follow `test_stimulus_ids.npy`).
+    Test,
+}
+
+/// A named voxel set: a whole atlas, or one label of it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Roi {
+    pub name: String,
+    pub atlas: String,
+    /// Columns of the atlas betas; `None` means all of them.
+    pub columns: Option<Vec<usize>>,
+    pub n_voxels: usize,
+}
+
+/// A matrix of betas, row-major (rows, voxels).
+#[derive(Debug, Clone)]
+pub struct Betas {
+    pub rows: usize,
+    pub voxels: usize,
+    pub values: Vec<f32>,
+}
+
+pub struct PreparedSubject {
+    pub root: PathBuf,
+    pub meta: SubjectMeta,
+}
+
+impl PreparedSubject {
+    pub fn open(root: &Path) -> Result<Self> {
+        let meta_path = root.join("subject.json");
+        if !meta_path.exists() {
+            return Err(DataError::Missing {
+                path: meta_path,
+                what: "a prepared subject (made by `brainrecon nsd prepare` or `brainrecon simulate --layout prepared`)".into(),
+            });
+        }
+        let meta: SubjectMeta = read_json(&meta_path)?;
+        if meta.format != FORMAT || meta.format_version != FORMAT_VERSION {
+            return Err(DataError::invalid(
+                &meta_path,
+                "format",
+                format!("{FORMAT} version {FORMAT_VERSION}"),
+                format!("{} version {}", meta.format, meta.format_version),
+            ));
+        }
+        Ok(PreparedSubject {
+            root: root.to_path_buf(),
+            meta,
+        })
+    }
+
+    pub fn path(&self, relative: &str) -> PathBuf {
+        self.root.join(relative)
+    }
+
+    /// Every ROI name with its voxel count: atlases, and `atlas/label` for each label.
+    pub fn roi_counts(&self) -> BTreeMap<String, usize> {
+        let mut counts = BTreeMap::new();
+        for atlas in &self.meta.atlases {
+            counts.insert(atlas.name.clone(), atlas.n_voxels);
+            for label in &atlas.labels {
+                counts.insert(format!("{}/{}", atlas.name, label.name), label.n_voxels);
+            }
+        }
+        counts
+    }
+
+    /// Resolves `atlas`, `atlas/label`, a label name unique across atlases, or a union of
+    /// one atlas' labels, `atlas/label+label+…` (the caption route's six `streams` ROIs).
+    pub fn roi(&self, name: &str) -> Result<Roi> {
+        let resolved = self.resolve_alias(name);
+        let name = resolved.as_str();
+        if name.contains('+') {
+            return self.roi_union(name);
+        }
+        if let Some(atlas) = self.meta.atlases.iter().find(|a| a.name == name) {
+            return Ok(Roi {
+                name: name.into(),
+                atlas: atlas.name.clone(),
+                columns: None,
+                n_voxels: atlas.n_voxels,
+            });
+        }
+        let mut matches = Vec::new();
+        for atlas in &self.meta.atlases {
+            for label in &atlas.labels {
+                if name == format!("{}/{}", atlas.name, label.name) || name == label.name {
+                    matches.push((atlas, label));
+                }
+            }
+        }
+        let (atlas, label) = match matches.as_slice() {
+            [one] => *one,
+            _ => {
+                let known: Vec<String> = self.roi_counts().into_keys().collect();
+                let what = if matches.is_empty() {
+                    "no such ROI"
+                } else {
+                    "an ambiguous label: name it as atlas/label"
+                };
+                return Err(DataError::invalid(
+                    self.path("subject.json"),
+                    "rois",
+                    format!("one of {}", known.join(", ")),
+                    format!("'{name}' ({what})"),
+                ));
+            }
+        };
+        let labels_path = self.path(&format!("rois/{}_labels.npy", atlas.name));
+        let labels = npy::read_i64(&labels_path)?;
+        let columns: Vec<usize> = labels
+            .data
+            .iter()
+            .enumerate()
+            .filter(|(_, &v)| v == label.value as i64)
+            .map(|(i, _)| i)
+            .collect();
+        Ok(Roi {
+            name: format!("{}/{}", atlas.name, label.name),
+            atlas: atlas.name.clone(),
+            n_voxels: columns.len(),
+            columns: Some(columns),
+        })
+    }
+
+    /// `name` with an aliased atlas (the part before '/') replaced by what it stands for.
+    fn resolve_alias(&self, name: &str) -> String {
+        let (head, tail) = match name.split_once('/') {
+            Some((h, t)) => (h, Some(t)),
+            None => (name, None),
+        };
+        match (self.meta.roi_aliases.get(head), tail) {
+            (Some(target), Some(tail)) => format!("{target}/{tail}"),
+            (Some(target), None) => target.clone(),
+            (None, _) => name.to_string(),
+        }
+    }
+
+    /// The atlas an atlas name (or alias) refers to.
+    pub fn atlas_name(&self, name: &str) -> String {
+        self.meta
+            .roi_aliases
+            .get(name)
+            .cloned()
+            .unwrap_or_else(|| name.to_string())
+    }
+
+    /// `atlas/a+b+…`: the voxels of labels a, b, … of one atlas, in the atlas' column order.
+    fn roi_union(&self, name: &str) -> Result<Roi> {
+        let invalid = |what: &str| {
+            DataError::invalid(
+                self.path("subject.json"),
+                "rois",
+                "atlas/label+label+… with labels of that atlas (e.g. streams/early+ventral)",
+                format!("'{name}' ({what})"),
+            )
+        };
+        let (atlas, labels) = name
+            .split_once('/')
+            .ok_or_else(|| invalid("no atlas named before '/'"))?;
+        let mut columns = Vec::new();
+        for label in labels.split('+') {
+            if label.is_empty() {
+                return Err(invalid("an empty label"));
+            }
+            let part = self.roi(&format!("{atlas}/{label}"))?;
+            columns.extend(part.columns.unwrap_or_default());
+        }
+        columns.sort_unstable();
+        if columns.windows(2).any(|w| w[0] == w[1]) {
+            return Err(invalid("a label named twice"));
+        }
+        Ok(Roi {
+            name: name.to_string(),
+            atlas: atlas.to_string(),
+            n_voxels: columns.len(),
+            columns: Some(columns),
+        })
+    }
+
+    pub fn betas_path(&self, atlas: &str, split: Split) -> PathBuf {
+        let file = match split {
+            Split::Train => "train.npy",
+            Split::TrainAveraged => "train_averaged.npy",
+            Split::Test => "test.npy",
+        };
+        self.root.join("betas").join(atlas).join(file)
+    }
+
+    /// Memory-maps the betas of an ROI's atlas and copies out the ROI's columns.
+    pub fn betas(&self, roi: &Roi, split: Split) -> Result<Betas> {
+        let path = self.betas_path(&roi.atlas, split);
+        if split == Split::TrainAveraged && !path.exists() {
+            return Err(DataError::Missing {
+                path,
+                what: "train betas averaged over repeats: prepare with --average-train".into(),
+            });
+        }
+        let mapped = npy::MappedF32::open(&path)?;
+        let (rows, cols) = match mapped.shape() {
+            [r, c] => (*r, *c),
+            other => {
+                return Err(DataError::invalid(
+                    &path,
+                    "shape",
+                    "(rows, voxels)",
+                    format!("{other:?}"),
+                ))
+            }
+        };
+        let values = match &roi.columns {
+            None => mapped.as_slice().to_vec(),
+            Some(columns) if columns.last().is_some_and(|&c| c >= cols) => {
+                return Err(DataError::invalid(
+                    &path,
+                    "shape",
+                    format!(
+                        "at least {} voxel columns (the voxels of rois/{}_labels.npy)",
+                        columns.last().map_or(0, |c| c + 1),
+                        roi.atlas
+                    ),
+                    format!("{:?}", mapped.shape()),
+                ))
+            }
+            Some(columns) => {
+                let mut values = Vec::with_capacity(rows * columns.len());
+                for r in 0..rows {
+                    let row = mapped.row(r);
+                    values.extend(columns.iter().map(|&c| row[c]));
+                }
+                values
+            }
+        };
+        let voxels = roi.columns.as_ref().map_or(cols, |c| c.len());
+        npy::require_finite(
+            &path,
+            &values,
+            voxels,
+            "finite betas (columns: the ROI's voxels)",
+        )?;
+        Ok(Betas {
+            rows,
+            voxels,
+            values,
+        })
+    }
+
+    /// Non-negative ids (a negative one would wrap to a huge index).
+    fn ids(&self, relative: &str) -> Result<Vec<usize>> {
+        let path = self.path(relative);
+        npy::read_i64(&path)?
+            .data
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| {
+                usize::try_from(v).map_err(|_| {
+                    DataError::invalid(&path, format!("value {i}"), "an id ≥ 0", v.to_string())
+                })
+            })
+            .collect()
+    }
+
+    pub fn train_stimulus_ids(&self) -> Result<Vec<usize>> {
+        self.ids("train_stimulus_ids.npy")
+    }
+    pub fn train_image_ids(&self) -> Result<Vec<usize>> {
+        self.ids("train_image_ids.npy")
+    }
+    pub fn test_stimulus_ids(&self) -> Result<Vec<usize>> {
+        self.ids("test_stimulus_ids.npy")
+    }
+
+    /// Stimulus ids of the rows of `split`.
+    pub fn row_ids(&self, split: Split) -> Result<Vec<usize>> {
+        match split {
+            Split::Train => self.train_stimulus_ids(),
+            Split::TrainAveraged => self.train_image_ids(),
+            Split::Test => self.test_stimulus_ids(),
+        }
+    }
+
+    /// The stimulus images, memory-mapped, with the sorted ids of their rows.
+    pub fn images(&self) -> Result<Stimuli> {
+        let ids = self.ids("stimuli/ids.npy")?;
+        // Images are looked up by binary search over the ids.
+        if let Some(i) = (1..ids.len()).find(|&i| ids[i] <= ids[i - 1]) {
+            return Err(DataError::invalid(
+                self.path("stimuli/ids.npy"),
+                format!("value {i}"),
+                format!("ids in increasing order, each once (after {})", ids[i - 1]),
+                ids[i].to_string(),
+            ));
+        }
+        let path = self.path("stimuli/images.npy");
+        let images = npy::MappedU8::open(&path)?;
+        // Every row becomes an h × w RGB image: check the shape once here, not per image.
+        let [h, w] = self.meta.image_size;
+        if images.shape() != [ids.len(), h, w, 3] {
+            return Err(DataError::invalid(
+                &path,
+                "shape",
+                format!(
+                    "[n, h, w, 3] = [{}, {h}, {w}, 3] (one RGB image per stimulus id, at subject.json's image_size)",
+                    ids.len()
+                ),
+                format!("{:?}", images.shape()),
+            ));
+        }
+        Ok(Stimuli {
+            ids,
+            images,
+            size: self.meta.image_size,
+        })
+    }
+
+    pub fn captions(&self) -> Result<BTreeMap<usize, Vec<String>>> {
+        let raw: BTreeMap<String, Vec<String>> = read_json(&self.path("stimuli/captions.json"))?;
+        Ok(raw
+            .into_iter()
+            .filter_map(|(k, v)| k.parse().ok().map(|k| (k, v)))
+            .collect())
+    }
+
+    /// The summary that `brainrecon info` prints.
+    pub fn info(&self) -> Result<serde_json::Value> {
+        let m = &self.meta;
+        Ok(serde_json::json!({
+            "subject": m.subject,
+            "sessions": m.sessions,
+            "zscore": m.zscore,
+            "n_train_trials": m.n_train_trials,
+            "n_train_images": m.n_train_images,
+            "n_test_images": m.n_test_images,
+            "n_test_trials": m.n_test_trials,
+            "rois": self.roi_counts(),
+            "test_stimulus_ids": self.test_stimulus_ids()?,
+            "image_size": m.image_size,
+            "captions_per_image": m.captions_per_image,
+            "volume_shape": m.volume_shape,
+            "train_averaged": m.train_averaged,
+        }))
+    }
+}
+
+pub struct Stimuli {
+    pub ids: Vec<usize>,
+    images: npy::MappedU8,
+    pub size: [usize; 2],
+}
+
+impl Stimuli {
+    /// The image of a 73k id, if the subject has it.
+    pub fn get(&self, id: usize) -> Option<brainrecon_formats::image::RgbImage> {
+        let row = self.ids.binary_search(&id).ok()?;
+        let [h, w] = self.size;
+        Some(brainrecon_formats::image::RgbImage::new(
+            h,
+            w,
+            self.images.entry(row).to_vec(),
+        ))
+    }
+}

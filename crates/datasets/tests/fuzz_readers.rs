@@ -1,0 +1,251 @@
+//! Every reader against mutated copies of valid files: bit flips, truncation, zeroed and 0xFF
+//! runs, huge little-endian sizes written over header fields, NaN/Inf, duplicated chunks. A
+//! reader may return an error (naming the file) or a value; it must not panic, abort or hang.
+//!
+//! Seeded from the committed fixtures; cases per reader from `BRAINRECON_FUZZ_CASES` (default
+//! 150, a few seconds in all), seed from `BRAINRECON_FUZZ_SEED` (default 0).
+//! `tools/fuzz.sh` runs the long version. A failing case is written to
+//! `<target>/tmp/fuzz-crashers/` and printed with its seed and mutation so it can be replayed.
+
+use brainrecon_datasets::ds005531::DataDt;
+use brainrecon_formats::{audio, cifti, dicom, image, itk_transform, mat, nifti_io, npy, video};
+use brainrecon_formats::{events::Events, nifti4d};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+mod mutate;
+
+use mutate::{env_number, mutate, mutate_number, seed, Rng};
+
+fn cases() -> usize {
+    env_number("BRAINRECON_FUZZ_CASES", 150) as usize
+}
+
+/// The fixture folders: the layouts' (this crate) and the formats' (brainrecon-formats).
+fn fixture_roots() -> [PathBuf; 2] {
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    [
+        here.join("tests/fixtures"),
+        here.join("../formats/tests/fixtures"),
+    ]
+}
+
+/// Files under `dir` (recursively) whose names end with `suffix`.
+fn seeds(dir: &str, suffix: &str) -> Vec<PathBuf> {
+    fn walk(dir: &Path, suffix: &str, out: &mut Vec<PathBuf>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).collect();
+        paths.sort();
+        for path in paths {
+            if path.is_dir() {
+                walk(&path, suffix, out);
+            } else if path.to_string_lossy().ends_with(suffix) {
+                out.push(path);
+            }
+        }
+    }
+    let mut out = Vec::new();
+    for root in fixture_roots() {
+        walk(&root.join(dir), suffix, &mut out);
+    }
+    out
+}
+
+/// Mutates each seed file `cases()` times (in all) and reads every copy with `read`.
+fn fuzz(
+    target: &str,
+    seed_files: &[PathBuf],
+    suffix: &str,
+    read: impl Fn(&Path) -> Result<(), String>,
+) {
+    assert!(!seed_files.is_empty(), "{target}: no seed files");
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = Rng(seed()
+        ^ target
+            .bytes()
+            .fold(0u64, |h, b| h.wrapping_mul(31) ^ b as u64));
+    let (mut errors, mut failures) = (0usize, Vec::new());
+    let mut slowest = Duration::ZERO;
+    for case in 0..cases() {
+        let source = &seed_files[case % seed_files.len()];
+        let mut bytes = std::fs::read(source).unwrap();
+        let steps = 1 + rng.below(3);
+        let text = [".tsv", ".json"].contains(&suffix);
+        let what: Vec<String> = (0..steps)
+            .map(|_| {
+                // Text tables get hostile numbers half of the time.
+                let number = (text && rng.below(2) == 0)
+                    .then(|| mutate_number(&mut rng, &mut bytes))
+                    .flatten();
+                number.unwrap_or_else(|| mutate(&mut rng, &mut bytes))
+            })
+            .collect();
+        let path = dir.path().join(format!("case{suffix}"));
+        std::fs::write(&path, &bytes).unwrap();
+        let started = Instant::now();
+        let outcome = catch_unwind(AssertUnwindSafe(|| read(&path)));
+        let took = started.elapsed();
+        slowest = slowest.max(took);
+        let failure = match outcome {
+            Ok(Ok(())) => None,
+            Ok(Err(message)) if message.contains("case") => {
+                errors += 1;
+                None
+            }
+            Ok(Err(message)) => Some(format!("error without the file's name: {message}")),
+            Err(_) => Some("panic".to_string()),
+        };
+        let failure =
+            failure.or_else(|| (took > Duration::from_secs(5)).then(|| format!("took {took:?}")));
+        if let Some(failure) = failure {
+            let keep = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fuzz-crashers");
+            std::fs::create_dir_all(&keep).unwrap();
+            let kept = keep.join(format!("{target}-seed{}-case{case}{suffix}", seed()));
+            std::fs::write(&kept, &bytes).unwrap();
+            failures.push(format!(
+                "{target} case {case} from {} ({}): {failure} → {}",
+                source.display(),
+                what.join("; "),
+                kept.display()
+            ));
+        }
+    }
+    eprintln!(
+        "{target}: {} cases, {errors} refused with an error, slowest {slowest:?}",
+        cases()
+    );
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+fn text<T, E: std::fmt::Display>(result: Result<T, E>) -> Result<T, String> {
+    result.map_err(|e| e.to_string())
+}
+
+#[test]
+fn npy_arrays() {
+    let seed_files = seeds("", ".npy");
+    fuzz("npy", &seed_files, ".npy", |path| {
+        let header = text(npy::read_header(path))?;
+        match header.descr.as_str() {
+            "<f4" => {
+                let mapped = text(npy::MappedF32::open(path))?;
+                let _sum: f32 = mapped.as_slice().iter().sum();
+                text(npy::read_f32(path)).map(drop)
+            }
+            "<f8" => text(npy::read_f32(path)).map(drop),
+            "|u1" => text(npy::read_u8(path)).map(drop),
+            _ => text(npy::read_i64(path)).map(drop),
+        }
+    });
+}
+
+#[test]
+fn nifti_series_and_volumes() {
+    let mut seed_files = seeds("runs/datatypes", ".nii");
+    seed_files.extend(seeds("runs/ds003720", ".nii"));
+    fuzz("nifti", &seed_files, ".nii", |path| {
+        let header = text(nifti4d::read_header(path))?;
+        text(nifti4d::for_each_volume(path, |_, _| Ok(())))?;
+        if header.n_volumes == 1 {
+            text(nifti_io::read_volume(path))?;
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn dicom_mosaics_enhanced_and_single_frame() {
+    let mut seed_files = seeds("dicom/mosaic", ".dcm");
+    seed_files.extend(seeds("dicom/enhanced", ".dcm"));
+    seed_files.extend(seeds("dicom/slices", ".dcm").into_iter().take(2));
+    fuzz("dicom", &seed_files, ".dcm", |path| {
+        text(dicom::read_file(path)).map(drop)
+    });
+}
+
+#[test]
+fn nifti_gzipped() {
+    fuzz("nifti-gz", &seeds("runs", ".nii.gz"), ".nii.gz", |path| {
+        text(nifti4d::for_each_volume(path, |_, _| Ok(()))).map(drop)
+    });
+}
+
+#[test]
+fn cifti_dense_series() {
+    fuzz(
+        "cifti",
+        &seeds("cifti", ".dtseries.nii"),
+        ".dtseries.nii",
+        |path| text(cifti::CiftiSeries::read(path)).map(drop),
+    );
+    fuzz(
+        "cifti-dlabel",
+        &seeds("cifti", ".dlabel.nii"),
+        ".dlabel.nii",
+        |path| text(cifti::CiftiLabels::read(path)).map(drop),
+    );
+}
+
+#[test]
+fn mat_v5_and_v73() {
+    fuzz(
+        "mat-v5",
+        &seeds("runs/ds005531", "vset_100.mat"),
+        ".mat",
+        |path| text(mat::read_matrices(path, &["tvoxels"])).map(drop),
+    );
+    fuzz(
+        "mat-v73",
+        &seeds("runs/ds005531", "run-02.mat"),
+        ".mat",
+        |path| {
+            let data = text(DataDt::open(path))?;
+            text(data.rows(0, data.n_times.min(4))).map(drop)
+        },
+    );
+}
+
+#[test]
+fn itk_transforms() {
+    fuzz("itk-h5", &seeds("itk_warp", "_xfm.h5"), ".h5", |path| {
+        let t = text(itk_transform::ItkTransform::read(path))?;
+        t.map_ras([10.0, -20.0, 5.0]);
+        Ok(())
+    });
+}
+
+#[test]
+fn events_tables() {
+    fuzz("events", &seeds("runs", "_events.tsv"), ".tsv", |path| {
+        let events = text(Events::read(path))?;
+        let _ = events.numbers("onset");
+        Ok(())
+    });
+}
+
+#[test]
+fn wav_audio() {
+    fuzz("wav", &seeds("audio", ".wav"), ".wav", |path| {
+        text(audio::decode::read_header(path))?;
+        text(audio::read_audio(path)).map(drop)
+    });
+}
+
+#[test]
+fn png_images() {
+    fuzz("png", &seeds("video/frames", ".png"), ".png", |path| {
+        text(image::read_png(path)).map(drop)
+    });
+}
+
+#[test]
+fn mp4_video() {
+    fuzz("mp4", &seeds("video", "baseline.mp4"), ".mp4", |path| {
+        let video = text(video::open(path))?;
+        let n = video.info().frames.min(2);
+        text(video.frames(&(0..n).collect::<Vec<_>>())).map(drop)
+    });
+}

@@ -1,0 +1,43 @@
+//! brainrecon's file formats: readers and writers of the files recordings, stimuli and arrays
+//! come in, each refusing bad input with an error naming the file and the field. The dataset
+//! layouts built on them are in `brainrecon-datasets`.
+//!
+//! - Always built: [`npy`] (NumPy arrays, memory-mapped), [`image`] (PNG/JPEG/PPM, resampling),
+//!   [`events`] (BIDS-style tab-separated tables), [`motion`] (a clip's global motion from its
+//!   frames).
+//! - Behind features, so a model crate that wants an [`image::RgbImage`] compiles no codec:
+//!   `nifti` ([`nifti_io`], [`nifti4d`], [`cifti`], [`freesurfer`] label tables), `dicom`
+//!   ([`dicom`]: mosaics, slices, enhanced multi-frame, and a writer), `hdf5` ([`mat`], MATLAB
+//!   v5 and v7.3; [`itk_transform`], ITK's HDF5 transforms), `audio` ([`audio`]: WAV, FLAC,
+//!   MP3, OGG through symphonia, resampling, acoustic features), `video` ([`video`]: MP4/H.264
+//!   through OpenH264's bundled source, GIF, frame folders). The default builds all of them.
+//!
+//! Errors and the limits on sizes read from files are the ground crate's
+//! ([`brainrecon_core::DataError`], [`brainrecon_core::limits`]).
+
+use brainrecon_core::{error, limits};
+
+pub use brainrecon_core::{DataError, Result};
+
+#[cfg(feature = "audio")]
+pub mod audio;
+#[cfg(feature = "nifti")]
+pub mod cifti;
+#[cfg(feature = "dicom")]
+pub mod dicom;
+pub mod events;
+#[cfg(feature = "nifti")]
+pub mod freesurfer;
+pub mod image;
+#[cfg(feature = "hdf5")]
+pub mod itk_transform;
+#[cfg(feature = "hdf5")]
+pub mod mat;
+pub mod motion;
+#[cfg(feature = "nifti")]
+pub mod nifti4d;
+#[cfg(feature = "nifti")]
+pub mod nifti_io;
+pub mod npy;
+#[cfg(feature = "video")]
+pub mod video;

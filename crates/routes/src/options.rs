@@ -1,0 +1,107 @@
+//! Checks of the settings that the routes take as text (a device name, a precision, sampler
+//! steps), with the messages the command line shows for them; bad ones are usage errors.
+
+use crate::{Result, RouteError};
+use brainrecon_diffusion::pipeline::{DType, Device};
+
+fn usage(message: String) -> RouteError {
+    RouteError::Usage(message)
+}
+
+/// `cpu`, `cuda` or `cuda:N` → the device the models run on; a CUDA device this build or
+/// machine lacks is refused.
+pub fn device(name: &str) -> Result<Device> {
+    let ordinal = match name {
+        "cpu" => return Ok(Device::Cpu),
+        "cuda" => 0,
+        other => match other.strip_prefix("cuda:").and_then(|n| n.parse().ok()) {
+            Some(n) => n,
+            None => {
+                return Err(usage(format!(
+                    "--device: expected cpu, cuda or cuda:N, found '{other}'"
+                )))
+            }
+        },
+    };
+    Device::new_cuda(ordinal).map_err(|e| {
+        usage(format!(
+            "--device {name}: {e} (CUDA needs a build with `--features cuda` and an NVIDIA GPU)"
+        ))
+    })
+}
+
+/// `f32`, `f16` or `bf16` → the precision of the U-Net and text encoder.
+pub fn dtype(name: &str) -> Result<DType> {
+    match name {
+        "f32" => Ok(DType::F32),
+        "f16" => Ok(DType::F16),
+        "bf16" => Ok(DType::BF16),
+        other => Err(usage(format!(
+            "--dtype: expected f32, f16 or bf16, found '{other}'"
+        ))),
+    }
+}
+
+/// bf16 runs on GPUs only: the CPU has no bf16 matrix products.
+pub fn check_dtype_on(dtype: DType, device: &Device) -> Result<()> {
+    if dtype == DType::BF16 && !device.is_cuda() {
+        return Err(usage(
+            "--dtype bf16 needs --device cuda: the CPU has no bf16 matrix products (use f32 or f16)"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Sampler steps in 1 … 1000 and a finite guidance scale ≥ 0.
+pub fn check_sampling(steps: usize, guidance: f64) -> Result<()> {
+    if steps == 0 || steps > 1000 {
+        return Err(usage(format!("--steps: expected 1 to 1000, found {steps}")));
+    }
+    if !guidance.is_finite() || guidance < 0.0 {
+        return Err(usage(format!(
+            "--guidance: expected a finite value ≥ 0, found {guidance}"
+        )));
+    }
+    Ok(())
+}
+
+/// `cpu`, `cuda` or `cuda:N` → where a ridge fit runs; a GPU in a build without CUDA is refused.
+pub fn ridge_device(text: &str) -> Result<brainrecon_ridge::Device> {
+    let device: brainrecon_ridge::Device = text.parse().map_err(|_| {
+        usage(format!(
+            "--device: expected cpu, cuda or cuda:N, found '{text}'"
+        ))
+    })?;
+    if device != brainrecon_ridge::Device::Cpu && !brainrecon_ridge::Device::cuda_compiled() {
+        return Err(usage(format!(
+            "--device {text}: this brainrecon was built without CUDA (build with --features cuda, \
+             see the README's GPU section)"
+        )));
+    }
+    Ok(device)
+}
+
+/// A comma-separated alpha grid → its values, every one finite and > 0.
+pub fn parse_alphas(text: &str) -> Result<Vec<f64>> {
+    let parts: Vec<&str> = text
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .collect();
+    if parts.is_empty() {
+        return Err(usage(
+            "--alphas: the alpha grid is empty; give comma-separated values > 0, e.g. 1e1,1e2,1e3"
+                .into(),
+        ));
+    }
+    parts
+        .iter()
+        .map(|p| match p.parse::<f64>() {
+            Ok(a) if a.is_finite() && a > 0.0 => Ok(a),
+            _ => Err(usage(format!(
+                "--alphas: expected finite values > 0, found '{p}'"
+            ))),
+        })
+        .collect()
+}

@@ -1,0 +1,434 @@
+//! One entry to every simulator: a [`Request`] names the kind and the parts a user overrides;
+//! [`run`] checks that the parts apply to the kind, fills in the kind's options and writes the
+//! subject; the [`Summary`] it returns prints as a line ([`Summary::text`]) or as JSON
+//! ([`Summary::json`]).
+
+use crate::events::{simulate_events, EventsOptions, EventsTruth};
+use crate::movie::{simulate_movie, MovieOptions, SimulatedMovie};
+use crate::music::{simulate_music, MusicOptions, SimulatedMusic};
+use crate::video::{simulate_video, SimulatedVideo, VideoOptions};
+use crate::{
+    simulate, OutputLayout, SimulateOptions, Simulated, NSD_IMAGES, NSD_SESSIONS, NSD_VOLUME,
+};
+use brainrecon_core::error::{DataError, Result};
+use std::path::{Path, PathBuf};
+
+/// What is simulated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Images shown one per trial, NSD-style.
+    Image,
+    /// A movie watched continuously (BIDS, ds005531's layout).
+    Movie,
+    /// Music clips heard in runs (ds003720's layout).
+    Music,
+    /// Clips of moving shapes (CC2017's layout).
+    Video,
+    /// An event-related image experiment with fMRIPrep's derivatives.
+    Events,
+}
+
+/// A size preset; [`Request`]'s explicit parts override it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Size {
+    /// Seconds to make.
+    Small,
+    /// NSD's size (`Kind::Image` only).
+    Nsd,
+    /// The paper's design (`Kind::Music` and `Kind::Video`).
+    Paper,
+}
+
+/// A simulation as a user asks for it: `None` keeps the kind's default. Parts that do not
+/// apply to the kind are refused by [`run`] with a usage error naming the flag.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// Output directory (new or empty).
+    pub out: PathBuf,
+    pub kind: Kind,
+    pub size: Size,
+    /// Movie runs (`Kind::Movie`, `Kind::Events`).
+    pub runs: Option<usize>,
+    /// Seconds per movie run.
+    pub run_seconds: Option<usize>,
+    pub clips_per_genre: Option<usize>,
+    pub clips_per_run: Option<usize>,
+    pub track_seconds: Option<f64>,
+    pub library_per_genre: Option<usize>,
+    /// Distinct images (`Kind::Image`; `Kind::Events`: training + test).
+    pub images: Option<usize>,
+    pub seed: u64,
+    /// Layout of `Kind::Image`.
+    pub layout: OutputLayout,
+    /// `subj01` … (`Kind::Video`: `1`, `subject1`).
+    pub subject: String,
+    /// Side of the square images (video: frames) in pixels.
+    pub image_size: usize,
+    pub sessions: Option<usize>,
+    /// Volume (X, Y, Z) as given: three sizes expected.
+    pub volume: Option<Vec<usize>>,
+    /// Show progress bars.
+    pub progress: bool,
+}
+
+/// What a simulation wrote.
+pub enum Summary {
+    Image(Simulated),
+    Movie(SimulatedMovie),
+    Music(SimulatedMusic),
+    Video(SimulatedVideo),
+    Events { out: PathBuf, truth: EventsTruth },
+}
+
+fn usage(message: impl Into<String>) -> DataError {
+    DataError::Usage(message.into())
+}
+
+fn parse_volume(volume: &[usize]) -> Result<[usize; 3]> {
+    match volume[..] {
+        [x, y, z] => Ok([x, y, z]),
+        _ => Err(usage(format!(
+            "--volume: expected X,Y,Z (three sizes), found {} values",
+            volume.len()
+        ))),
+    }
+}
+
+/// `1`, `subject1` or the default `subj01`.
+fn video_subject(text: &str) -> Result<usize> {
+    let digits = text
+        .trim()
+        .trim_start_matches("subject")
+        .trim_start_matches("subj");
+    digits
+        .parse::<usize>()
+        .ok()
+        .filter(|n| (1..=99).contains(n))
+        .ok_or_else(|| {
+            usage(format!(
+                "--subject: expected a subject number such as 1 (subject1), found '{text}'"
+            ))
+        })
+}
+
+/// Checks `request`, runs the simulator of its kind and returns what it wrote.
+pub fn run(r: &Request) -> Result<Summary> {
+    if r.kind != Kind::Music
+        && (r.clips_per_genre.is_some()
+            || r.clips_per_run.is_some()
+            || r.track_seconds.is_some()
+            || r.library_per_genre.is_some())
+    {
+        return Err(usage(
+            "--clips-per-genre, --clips-per-run, --track-seconds and --library-per-genre apply to --kind music",
+        ));
+    }
+    match r.kind {
+        Kind::Music => return run_music(r),
+        Kind::Video => return run_video(r),
+        _ => {}
+    }
+    if r.size == Size::Paper {
+        return Err(usage("--size paper applies to --kind music and video"));
+    }
+    match r.kind {
+        Kind::Events => return run_events(r),
+        Kind::Movie => {
+            if r.size != Size::Small || r.volume.is_some() {
+                return Err(usage("--size and --volume apply to --kind image"));
+            }
+            return run_movie(r);
+        }
+        _ => {}
+    }
+    if r.runs.is_some() || r.run_seconds.is_some() {
+        return Err(usage("--runs and --run-seconds apply to --kind movie"));
+    }
+    let mut opts = SimulateOptions::new(&r.out);
+    if r.size == Size::Nsd {
+        opts.n_images = NSD_IMAGES;
+        opts.sessions = NSD_SESSIONS;
+        opts.volume_shape = NSD_VOLUME;
+    }
+    opts.n_images = r.images.unwrap_or(opts.n_images);
+    opts.sessions = r.sessions.unwrap_or(opts.sessions);
+    if let Some(volume) = &r.volume {
+        opts.volume_shape = parse_volume(volume)?;
+    }
+    opts.seed = r.seed;
+    opts.layout = r.layout;
+    opts.subject = brainrecon_datasets::nsd::parse_subject(&r.subject)?;
+    opts.image_size = r.image_size;
+    opts.progress = r.progress;
+    Ok(Summary::Image(simulate(&opts)?))
+}
+
+fn run_movie(r: &Request) -> Result<Summary> {
+    let mut opts = MovieOptions::new(&r.out);
+    opts.runs = r.runs.unwrap_or(opts.runs);
+    opts.run_seconds = r.run_seconds.unwrap_or(opts.run_seconds);
+    opts.seed = r.seed;
+    Ok(Summary::Movie(simulate_movie(&opts)?))
+}
+
+/// 7 runs at TR 2 s of 60 trials (3-s images every 4 s), training images shown twice and test
+/// images three times; `runs`, `images` (training + test, one in six a test image) and
+/// `volume` change it.
+fn run_events(r: &Request) -> Result<Summary> {
+    if r.size != Size::Small || r.sessions.is_some() || r.run_seconds.is_some() {
+        return Err(usage(
+            "--size, --sessions and --run-seconds do not apply to --kind events",
+        ));
+    }
+    let mut opts = EventsOptions::new(&r.out);
+    opts.seed = r.seed;
+    opts.runs = r.runs.unwrap_or(opts.runs);
+    opts.image_size = r.image_size;
+    if let Some(images) = r.images {
+        opts.test_images = (images / 6).max(2);
+        opts.train_images = images.saturating_sub(opts.test_images);
+    }
+    if let Some(volume) = &r.volume {
+        opts.volume_shape = parse_volume(volume)?;
+    }
+    let truth = simulate_events(&opts)?;
+    Ok(Summary::Events {
+        out: r.out.clone(),
+        truth,
+    })
+}
+
+fn run_music(r: &Request) -> Result<Summary> {
+    if r.runs.is_some() || r.run_seconds.is_some() {
+        return Err(usage("--runs and --run-seconds apply to --kind movie"));
+    }
+    if r.images.is_some() || r.sessions.is_some() {
+        return Err(usage("--images and --sessions apply to --kind image"));
+    }
+    let mut opts = match r.size {
+        Size::Small => MusicOptions::new(&r.out),
+        Size::Paper => MusicOptions::paper(&r.out),
+        Size::Nsd => {
+            return Err(usage(
+                "--size nsd applies to --kind image (music: small or paper)",
+            ))
+        }
+    };
+    opts.clips_per_genre = r.clips_per_genre.unwrap_or(opts.clips_per_genre);
+    opts.clips_per_run = r.clips_per_run.unwrap_or(opts.clips_per_run);
+    opts.track_seconds = r.track_seconds.unwrap_or(opts.track_seconds);
+    opts.library_per_genre = r.library_per_genre.unwrap_or(opts.library_per_genre);
+    if let Some(volume) = &r.volume {
+        opts.volume_shape = parse_volume(volume)?;
+    }
+    opts.seed = r.seed;
+    Ok(Summary::Music(simulate_music(&opts)?))
+}
+
+fn run_video(r: &Request) -> Result<Summary> {
+    if r.runs.is_some() || r.run_seconds.is_some() {
+        return Err(usage("--runs and --run-seconds apply to --kind movie"));
+    }
+    if r.images.is_some() || r.sessions.is_some() || r.volume.is_some() {
+        return Err(usage(
+            "--images, --sessions and --volume apply to --kind image",
+        ));
+    }
+    let mut opts = match r.size {
+        Size::Small => VideoOptions::new(&r.out),
+        Size::Paper => VideoOptions::paper(&r.out),
+        Size::Nsd => {
+            return Err(usage(
+                "--size nsd applies to --kind image (video: small or paper)",
+            ))
+        }
+    };
+    opts.seed = r.seed;
+    opts.subject = video_subject(&r.subject)?;
+    opts.frame_size = r.image_size;
+    opts.progress = r.progress;
+    Ok(Summary::Video(simulate_video(&opts)?))
+}
+
+/// `truth` as JSON with `out` added.
+fn with_out(truth: &impl serde::Serialize, out: &Path) -> serde_json::Result<serde_json::Value> {
+    let mut summary = serde_json::to_value(truth)?;
+    summary["out"] = serde_json::json!(out);
+    Ok(summary)
+}
+
+impl Summary {
+    /// The truth's summary as JSON, with `out` (the image kind's scenes left out).
+    pub fn json(&self) -> serde_json::Result<serde_json::Value> {
+        match self {
+            Summary::Image(s) => {
+                let mut summary = serde_json::to_value(&s.truth)?;
+                summary.as_object_mut().map(|o| o.remove("scenes"));
+                summary["out"] = serde_json::json!(s.out);
+                Ok(summary)
+            }
+            Summary::Movie(s) => with_out(&s.truth, &s.out),
+            Summary::Music(s) => with_out(&s.truth, &s.out),
+            Summary::Video(s) => with_out(&s.truth, &s.out),
+            Summary::Events { out, truth } => with_out(truth, out),
+        }
+    }
+
+    /// One line for people.
+    pub fn text(&self) -> String {
+        match self {
+            Summary::Image(s) => {
+                let t = &s.truth;
+                format!(
+                    "simulated {} at {}: {} images, {} sessions, {} train trials, {} test images, {} nsdgeneral voxels",
+                    t.subject,
+                    s.out.display(),
+                    t.n_images,
+                    t.sessions.len(),
+                    t.n_train_trials,
+                    t.n_test_images,
+                    t.rois.get("nsdgeneral").copied().unwrap_or(0)
+                )
+            }
+            Summary::Movie(s) => {
+                let t = &s.truth;
+                format!(
+                    "simulated {} watching a movie at {}: {} runs of {} s at TR {} s, {} brain voxels in {} groups",
+                    t.subject,
+                    s.out.display(),
+                    t.runs,
+                    t.run_seconds,
+                    t.tr,
+                    t.n_brain_voxels,
+                    t.groups.len()
+                )
+            }
+            Summary::Music(s) => {
+                let t = &s.truth;
+                format!(
+                    "simulated {} hearing music at {}: {} training clips, {} test clips × {}, {} runs at TR {} s, {} brain voxels ({} acoustic, {} semantic)",
+                    t.subject,
+                    s.out.display(),
+                    t.n_train_clips,
+                    t.n_test_clips,
+                    t.test_repeats,
+                    t.runs.len(),
+                    t.tr,
+                    t.n_brain_voxels,
+                    t.group_voxels[0],
+                    t.group_voxels[1]
+                )
+            }
+            Summary::Video(s) => {
+                let (t, d) = (&s.truth, &s.truth.design);
+                format!(
+                    "simulated {} watching moving shapes at {}: {} training segments × {}, {} test segments × {}, {} TRs of {} s, {} frames per TR ({} px), {} grayordinates ({} cortical)",
+                    t.subject,
+                    s.out.display(),
+                    d.train_segments,
+                    d.train_repetitions,
+                    d.test_segments,
+                    d.test_repetitions,
+                    d.n_tr,
+                    d.tr,
+                    d.frames_per_tr,
+                    t.frame_size,
+                    t.n_grayordinates,
+                    t.n_cortex
+                )
+            }
+            Summary::Events { out, truth } => format!(
+                "simulated an event-related experiment at {}: {} runs of {} volumes at TR {} s, {} trials of {} images ({} test), {} brain voxels ({} visual); fMRIPrep's derivatives in derivatives/fmriprep",
+                out.display(),
+                truth.runs,
+                truth.n_volumes,
+                truth.tr,
+                truth.trials.len(),
+                truth.images.len(),
+                truth.images.len() - truth.n_train_images,
+                truth.brain_voxels,
+                truth.visual_voxels
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(kind: Kind) -> Request {
+        Request {
+            out: PathBuf::from("never-written"),
+            kind,
+            size: Size::Small,
+            runs: None,
+            run_seconds: None,
+            clips_per_genre: None,
+            clips_per_run: None,
+            track_seconds: None,
+            library_per_genre: None,
+            images: None,
+            seed: 0,
+            layout: OutputLayout::Nsd,
+            subject: "subj01".into(),
+            image_size: 64,
+            sessions: None,
+            volume: None,
+            progress: false,
+        }
+    }
+
+    #[test]
+    fn parts_of_another_kind_are_refused_naming_the_flag_before_anything_is_written() {
+        let refused = |r: Request, message: &str| {
+            match run(&r).err() {
+                Some(DataError::Usage(text)) => assert_eq!(text, message),
+                other => panic!("{other:?}"),
+            }
+            assert!(!r.out.exists());
+        };
+        refused(
+            Request {
+                clips_per_run: Some(4),
+                ..request(Kind::Movie)
+            },
+            "--clips-per-genre, --clips-per-run, --track-seconds and --library-per-genre apply to --kind music",
+        );
+        refused(
+            Request {
+                size: Size::Nsd,
+                ..request(Kind::Events)
+            },
+            "--size, --sessions and --run-seconds do not apply to --kind events",
+        );
+        refused(
+            Request {
+                size: Size::Nsd,
+                ..request(Kind::Music)
+            },
+            "--size nsd applies to --kind image (music: small or paper)",
+        );
+        refused(
+            Request {
+                subject: "zz".into(),
+                ..request(Kind::Video)
+            },
+            "--subject: expected a subject number such as 1 (subject1), found 'zz'",
+        );
+        refused(
+            Request {
+                volume: Some(vec![1, 2]),
+                ..request(Kind::Image)
+            },
+            "--volume: expected X,Y,Z (three sizes), found 2 values",
+        );
+        refused(
+            Request {
+                size: Size::Paper,
+                ..request(Kind::Image)
+            },
+            "--size paper applies to --kind music and video",
+        );
+    }
+}

@@ -1,0 +1,153 @@
+//! Test helpers shared by brainrecon's crates. A dev-dependency only: nothing here ships.
+//!
+//! Each helper panics with a message naming what failed, as a test should.
+
+#![warn(missing_docs)]
+
+use std::path::Path;
+
+/// Copies the folder `from` into `to` (created), recursing into sub-folders: a fixture made
+/// writable for a test that edits or damages it.
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap_or_else(|e| panic!("create {}: {e}", to.display()));
+    let entries =
+        std::fs::read_dir(from).unwrap_or_else(|e| panic!("read {}: {e}", from.display()));
+    for entry in entries {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target)
+                .unwrap_or_else(|e| panic!("copy {}: {e}", entry.path().display()));
+        }
+    }
+}
+
+/// A JSON file's value.
+pub fn json(path: &Path) -> serde_json::Value {
+    let text =
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("parse {}: {e}", path.display()))
+}
+
+/// The largest |a − b| over two slices of the same length (NaN anywhere gives NaN, so a
+/// comparison against a tolerance fails).
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "lengths differ");
+    a.iter().zip(b).fold(0.0, |m, (x, y)| {
+        let d = (x - y).abs();
+        if d.is_nan() || m.is_nan() {
+            f32::NAN
+        } else {
+            m.max(d)
+        }
+    })
+}
+
+/// The largest |x| of a slice.
+pub fn max_abs(a: &[f32]) -> f32 {
+    a.iter().fold(0.0, |m, x| m.max(x.abs()))
+}
+
+/// Candle tensors, compared as f32.
+#[cfg(feature = "candle")]
+pub mod tensor {
+    use candle_core::{DType, Tensor};
+
+    /// A tensor's values, flattened, as f32.
+    pub fn values(t: &Tensor) -> Vec<f32> {
+        t.to_dtype(DType::F32)
+            .and_then(|t| t.flatten_all())
+            .and_then(|t| t.to_vec1::<f32>())
+            .expect("tensor to f32 values")
+    }
+
+    /// The largest |a − b| over two tensors of the same shape.
+    pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f32 {
+        assert_eq!(a.dims(), b.dims(), "shape mismatch");
+        super::max_abs_diff(&values(a), &values(b))
+    }
+
+    /// The largest |x| of a tensor.
+    pub fn max_abs(t: &Tensor) -> f32 {
+        super::max_abs(&values(t))
+    }
+
+    /// `max |got − want| <= rtol · max |want|`, the reference's largest value above `min_scale`
+    /// (so two near-zero tensors never pass as equal). Prints and returns the largest
+    /// difference.
+    pub fn assert_close_scaled(
+        what: &str,
+        got: &Tensor,
+        want: &Tensor,
+        rtol: f32,
+        min_scale: f32,
+    ) -> f32 {
+        let scale = max_abs(want);
+        let diff = max_abs_diff(got, want);
+        assert!(
+            scale > min_scale,
+            "{what}: reference max |value| {scale} is not above {min_scale}"
+        );
+        assert!(
+            diff <= rtol * scale,
+            "{what}: max |diff| {diff:e} > {rtol:e} × {scale}"
+        );
+        eprintln!("{what}: max |diff| {diff:.2e} (max |want| {scale:.3})");
+        diff
+    }
+
+    /// Element-wise `|got − want| <= rel·|want| + abs` (NaN never passes), naming the worst
+    /// element in the panic message.
+    pub fn assert_close(what: &str, got: &Tensor, want: &Tensor, rel: f64, abs: f64) {
+        assert_eq!(got.dims(), want.dims(), "{what}: shapes differ");
+        let (g, w) = (values(got), values(want));
+        let mut worst = (0.0f64, 0usize);
+        for (i, (a, b)) in g.iter().zip(&w).enumerate() {
+            let excess = (*a as f64 - *b as f64).abs() - (rel * (*b as f64).abs() + abs);
+            if excess.is_nan() || excess > worst.0 {
+                worst = (
+                    if excess.is_nan() {
+                        f64::INFINITY
+                    } else {
+                        excess
+                    },
+                    i,
+                );
+            }
+        }
+        assert!(
+            worst.0 <= 0.0,
+            "{what}: element {} is {}, reference {}",
+            worst.1,
+            g[worst.1],
+            w[worst.1]
+        );
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nan_is_never_close() {
+        assert!(max_abs_diff(&[1.0, f32::NAN], &[1.0, 2.0]).is_nan());
+        assert_eq!(max_abs_diff(&[1.0, -2.0], &[1.5, 2.0]), 4.0);
+    }
+
+    #[test]
+    fn copy_dir_recurses() {
+        let dir = std::env::temp_dir().join(format!("brainrecon-testkit-{}", std::process::id()));
+        let from = dir.join("a");
+        std::fs::create_dir_all(from.join("b")).unwrap();
+        std::fs::write(from.join("b/c.txt"), "c").unwrap();
+        copy_dir(&from, &dir.join("copy"));
+        assert_eq!(
+            std::fs::read_to_string(dir.join("copy/b/c.txt")).unwrap(),
+            "c"
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -1,0 +1,130 @@
+//! shapes-blip's sizes and training settings, named as the checkpoint
+//! ([`CaptionerConfig::shapes_blip`]), and the transformers `config.json` they give.
+
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// Sizes and training settings of the captioner.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CaptionerConfig {
+    pub image_size: usize,
+    pub patch_size: usize,
+    pub vision_width: usize,
+    pub vision_layers: usize,
+    pub text_width: usize,
+    pub text_layers: usize,
+    pub heads: usize,
+    pub steps: usize,
+    pub batch: usize,
+    pub lr: f64,
+    /// Share of batches whose image tokens are shrunk toward the batch mean and noised.
+    pub token_shrinkage: f64,
+    /// Steps of the second stage (text decoder alone on ridge-like tokens); 0 skips it.
+    pub decoder_steps: usize,
+    /// Peak learning rate of the second stage.
+    pub decoder_lr: f64,
+    pub checkpoint_every: usize,
+}
+
+impl CaptionerConfig {
+    /// The shipped shapes-blip.
+    pub fn shapes_blip() -> Self {
+        CaptionerConfig {
+            image_size: 64,
+            patch_size: 8,
+            vision_width: 64,
+            vision_layers: 3,
+            text_width: 64,
+            text_layers: 2,
+            heads: 4,
+            steps: 6000,
+            batch: 32,
+            lr: 1e-3,
+            token_shrinkage: 0.5,
+            decoder_steps: 3000,
+            decoder_lr: 3e-4,
+            checkpoint_every: 100,
+        }
+    }
+
+    /// The `train-captioner` command that trains this configuration.
+    pub fn command(&self, out: &Path, seed: u64) -> String {
+        let shipped = Self::shapes_blip();
+        let mut command = format!(
+            "brainrecon train-captioner --out {} --seed {seed} --steps {}",
+            out.display(),
+            self.steps
+        );
+        if self.lr != shipped.lr {
+            command += &format!(" --lr {}", self.lr);
+        }
+        if self.token_shrinkage != shipped.token_shrinkage {
+            command += &format!(" --token-shrinkage {}", self.token_shrinkage);
+        }
+        if self.decoder_steps != shipped.decoder_steps {
+            command += &format!(" --decoder-steps {}", self.decoder_steps);
+        }
+        command
+    }
+
+    /// A few steps of a smaller model (tests).
+    pub fn tiny(steps: usize) -> Self {
+        CaptionerConfig {
+            image_size: 32,
+            patch_size: 8,
+            vision_width: 32,
+            vision_layers: 1,
+            text_width: 32,
+            text_layers: 1,
+            heads: 2,
+            steps,
+            batch: 8,
+            lr: 2e-3,
+            decoder_steps: steps,
+            checkpoint_every: steps.div_ceil(2).max(1),
+            ..Self::shapes_blip()
+        }
+    }
+
+    /// The transformers `config.json` of the model, for the vocabulary `tokens`.
+    pub fn blip_config_json(&self, tokens: &[String]) -> serde_json::Value {
+        let id = |t: &str| tokens.iter().position(|x| x == t).expect("special token");
+        serde_json::json!({
+            "architectures": ["BlipForConditionalGeneration"],
+            "model_type": "blip",
+            "projection_dim": self.text_width,
+            "image_text_hidden_size": self.text_width,
+            "tie_word_embeddings": true,
+            "vision_config": {
+                "model_type": "blip_vision_model",
+                "hidden_size": self.vision_width,
+                "intermediate_size": 2 * self.vision_width,
+                "num_hidden_layers": self.vision_layers,
+                "num_attention_heads": self.heads,
+                "image_size": self.image_size,
+                "patch_size": self.patch_size,
+                "hidden_act": "gelu",
+                "layer_norm_eps": 1e-6,
+                "projection_dim": self.text_width,
+            },
+            "text_config": {
+                "model_type": "blip_text_model",
+                "vocab_size": tokens.len(),
+                "hidden_size": self.text_width,
+                "encoder_hidden_size": self.vision_width,
+                "intermediate_size": 2 * self.text_width,
+                "num_hidden_layers": self.text_layers,
+                "num_attention_heads": self.heads,
+                "max_position_embeddings": 40,
+                "hidden_act": "gelu",
+                "layer_norm_eps": 1e-12,
+                "bos_token_id": id("[DEC]"),
+                "pad_token_id": id("[PAD]"),
+                "sep_token_id": id("[SEP]"),
+                "eos_token_id": id("[SEP]"),
+                "is_decoder": true,
+                "tie_word_embeddings": true,
+            },
+        })
+    }
+}
