@@ -1,7 +1,8 @@
 //! Files and folders written so that a reader never sees half of one.
 //!
 //! - [`write_atomic`] and friends write a file into a hidden temporary sibling, flush it to
-//!   disk, then rename it over the target.
+//!   disk, then rename it over the target; [`PendingFile`] does the same for a file written
+//!   piece by piece (a streamed array, a chunked HDF5 file).
 //! - [`OutputDir`] is the one protocol for output folders: work happens in `<out>.partial`
 //!   beside `out`; [`OutputDir::commit`] renames it to `out` (replacing an earlier output), and
 //!   [`OutputDir::abort`] removes it. A resumable job records its settings in the staging
@@ -13,7 +14,7 @@ use crate::error::{DataError, Result};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 /// `.<name>.tmp-<pid>` beside `path`: hidden, and unique to this process.
@@ -50,6 +51,100 @@ where
         return Err(DataError::io(path, e));
     }
     std::fs::rename(&tmp, path).map_err(|e| DataError::io(path, e))
+}
+
+/// A file written piece by piece into its hidden temporary sibling ([`temp_sibling`]) and
+/// renamed over its path by [`PendingFile::commit`]: readers never see it half-written.
+/// Dropped uncommitted (an error, a panic), the temporary file is removed.
+pub struct PendingFile {
+    path: PathBuf,
+    tmp: PathBuf,
+    out: Option<BufWriter<File>>,
+}
+
+impl PendingFile {
+    /// Starts the temporary file of `path` (its parent folder created when missing).
+    pub fn create(path: &Path) -> Result<PendingFile> {
+        if let Some(parent) = path.parent() {
+            if !parent.as_os_str().is_empty() {
+                std::fs::create_dir_all(parent).map_err(|e| DataError::io(parent, e))?;
+            }
+        }
+        let tmp = temp_sibling(path);
+        let file = File::create(&tmp).map_err(|e| DataError::io(&tmp, e))?;
+        Ok(PendingFile {
+            path: path.to_path_buf(),
+            tmp,
+            out: Some(BufWriter::with_capacity(1 << 20, file)),
+        })
+    }
+
+    /// Where the file will be once committed.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The temporary file being written (for error messages about a failed write).
+    pub fn temp_path(&self) -> &Path {
+        &self.tmp
+    }
+
+    fn out(&mut self) -> &mut BufWriter<File> {
+        self.out
+            .as_mut()
+            .expect("an uncommitted file has its writer")
+    }
+
+    /// Flushes the file to disk and renames it over its path.
+    pub fn commit(mut self) -> Result<()> {
+        let mut out = self.out.take().expect("an uncommitted file has its writer");
+        let flushed = out.flush().and_then(|_| out.get_ref().sync_all());
+        drop(out);
+        if let Err(e) = flushed {
+            let _ = std::fs::remove_file(&self.tmp);
+            return Err(DataError::io(&self.path, e));
+        }
+        if let Err(e) = std::fs::rename(&self.tmp, &self.path) {
+            let _ = std::fs::remove_file(&self.tmp);
+            return Err(DataError::io(&self.path, e));
+        }
+        if let Some(parent) = self.path.parent() {
+            sync_dir(if parent.as_os_str().is_empty() {
+                Path::new(".")
+            } else {
+                parent
+            });
+        }
+        Ok(())
+    }
+}
+
+impl Write for PendingFile {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.out().write(buf)
+    }
+
+    fn write_all(&mut self, buf: &[u8]) -> std::io::Result<()> {
+        self.out().write_all(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.out().flush()
+    }
+}
+
+impl Seek for PendingFile {
+    fn seek(&mut self, position: SeekFrom) -> std::io::Result<u64> {
+        self.out().seek(position)
+    }
+}
+
+impl Drop for PendingFile {
+    fn drop(&mut self) {
+        if self.out.take().is_some() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
 }
 
 /// Writes a file atomically through a writer that only takes a path (a library that opens the
@@ -531,5 +626,24 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("non-empty"), "{err}");
+    }
+
+    #[test]
+    fn a_pending_file_appears_only_when_committed() {
+        let dir = std::env::temp_dir().join(format!("brainrecon-pending-{}", std::process::id()));
+        let path = dir.join("sub/out.bin");
+        let mut file = PendingFile::create(&path).unwrap();
+        file.write_all(b"abcdef").unwrap();
+        file.seek(SeekFrom::Start(0)).unwrap();
+        file.write_all(b"X").unwrap();
+        assert!(!path.exists() && file.temp_path().exists());
+        file.commit().unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), b"Xbcdef");
+        let mut dropped = PendingFile::create(&dir.join("sub/dropped.bin")).unwrap();
+        dropped.write_all(b"half").unwrap();
+        let tmp = dropped.temp_path().to_path_buf();
+        drop(dropped);
+        assert!(!tmp.exists() && !dir.join("sub/dropped.bin").exists());
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

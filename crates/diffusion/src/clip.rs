@@ -272,12 +272,7 @@ impl ClipEncoderLayer {
 
     pub fn with_dims(vb: VarBuilder, dims: &LayerDims) -> Result<Self> {
         let norm = |name: &str| -> Result<LayerNorm> {
-            LayerNorm::new(
-                vb.pp(name),
-                dims.hidden,
-                dims.layer_norm_eps,
-                true,
-            )
+            LayerNorm::new(vb.pp(name), dims.hidden, dims.layer_norm_eps, true)
         };
         Ok(ClipEncoderLayer {
             self_attn: ClipAttention::with_dims(vb.pp("self_attn"), dims)?,

@@ -1,9 +1,10 @@
 //! NumPy `.npy` files (format 1.0/2.0, little-endian, C order): read, memory-map, and stream-write.
 
 use crate::error::{DataError, Result};
+use brainrecon_core::fs::PendingFile;
 use memmap2::Mmap;
 use std::fs::File;
-use std::io::{BufWriter, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Element types this project stores.
@@ -469,9 +470,7 @@ pub fn write<T: Element>(path: &Path, shape: &[usize], data: &[T]) -> Result<()>
 
 /// Streams rows into a `.npy` file; it appears under its name only once complete.
 pub struct Writer<T: Element> {
-    path: PathBuf,
-    tmp: PathBuf,
-    out: BufWriter<File>,
+    file: PendingFile,
     expected: usize,
     written: usize,
     scratch: Vec<u8>,
@@ -480,19 +479,11 @@ pub struct Writer<T: Element> {
 
 impl<T: Element> Writer<T> {
     pub fn create(path: &Path, shape: &[usize]) -> Result<Self> {
-        if let Some(parent) = path.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| DataError::io(parent, e))?;
-        }
-        let name = path.file_name().unwrap_or_default().to_string_lossy();
-        let tmp = path.with_file_name(format!(".{name}.tmp-{}", std::process::id()));
-        let file = File::create(&tmp).map_err(|e| DataError::io(&tmp, e))?;
-        let mut out = BufWriter::with_capacity(1 << 20, file);
-        out.write_all(&header_text(T::DESCR, shape))
-            .map_err(|e| DataError::io(&tmp, e))?;
+        let mut file = PendingFile::create(path)?;
+        file.write_all(&header_text(T::DESCR, shape))
+            .map_err(|e| DataError::io(file.temp_path(), e))?;
         Ok(Writer {
-            path: path.to_path_buf(),
-            tmp,
-            out,
+            file,
             expected: shape.iter().product(),
             written: 0,
             scratch: Vec::new(),
@@ -505,34 +496,25 @@ impl<T: Element> Writer<T> {
         for &v in values {
             v.to_le(&mut self.scratch);
         }
-        self.out
+        self.file
             .write_all(&self.scratch)
-            .map_err(|e| DataError::io(&self.tmp, e))?;
+            .map_err(|e| DataError::io(self.file.temp_path(), e))?;
         self.written += values.len();
         Ok(())
     }
 
-    pub fn finish(mut self) -> Result<()> {
+    /// Checks that every element was written and moves the file into place (an unfinished
+    /// writer, dropped, leaves nothing behind).
+    pub fn finish(self) -> Result<()> {
         if self.written != self.expected {
-            let _ = std::fs::remove_file(&self.tmp);
             return Err(DataError::invalid(
-                &self.path,
+                self.file.path(),
                 "data",
                 format!("{} elements", self.expected),
                 format!("{} written", self.written),
             ));
         }
-        self.out.flush().map_err(|e| DataError::io(&self.tmp, e))?;
-        std::fs::rename(&self.tmp, &self.path).map_err(|e| DataError::io(&self.path, e))
-    }
-}
-
-impl<T: Element> Drop for Writer<T> {
-    fn drop(&mut self) {
-        // An unfinished writer leaves nothing behind (after `finish` the temporary is gone).
-        if self.tmp.exists() {
-            let _ = std::fs::remove_file(&self.tmp);
-        }
+        self.file.commit()
     }
 }
 

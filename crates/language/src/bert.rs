@@ -149,8 +149,7 @@ impl BertOutput {
     }
 
     pub fn forward(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
-        self
-            .layer_norm
+        self.layer_norm
             .forward(&(self.dense.forward(x)? + residual)?)
     }
 }

@@ -333,9 +333,7 @@ impl LlamaMlp {
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let gate = layers::silu(&self.gate_proj.forward(x)?)?;
-        self
-            .down_proj
-            .forward(&(gate * self.up_proj.forward(x)?)?)
+        self.down_proj.forward(&(gate * self.up_proj.forward(x)?)?)
     }
 }
 

@@ -18,11 +18,11 @@
 //! its name only once complete.
 
 use brainrecon_core::error::{DataError, Result};
+use brainrecon_core::fs::PendingFile;
 use flate2::write::ZlibEncoder;
 use flate2::Compression;
-use std::fs::File;
-use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
-use std::path::{Path, PathBuf};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::Path;
 
 /// Integer element types the writer stores, little-endian.
 pub trait H5Int: Copy {
@@ -63,9 +63,7 @@ struct StoredChunk {
 
 /// Writes one dataset of shape `shape`, chunked `[rows_per_chunk, shape[1..]]`, row by row.
 pub struct ChunkedWriter<T: H5Int> {
-    path: PathBuf,
-    tmp: PathBuf,
-    out: BufWriter<File>,
+    out: PendingFile,
     name: String,
     shape: Vec<u64>,
     rows_per_chunk: usize,
@@ -114,15 +112,7 @@ impl<T: H5Int> ChunkedWriter<T> {
                 format!("{rows_per_chunk} rows of {row_len} elements"),
             ));
         }
-        if let Some(parent) = path.parent() {
-            if !parent.as_os_str().is_empty() {
-                std::fs::create_dir_all(parent).map_err(|e| DataError::io(parent, e))?;
-            }
-        }
-        let file_name = path.file_name().unwrap_or_default().to_string_lossy();
-        let tmp = path.with_file_name(format!(".{file_name}.tmp-{}", std::process::id()));
-        let file = File::create(&tmp).map_err(|e| DataError::io(&tmp, e))?;
-        let mut out = BufWriter::with_capacity(1 << 20, file);
+        let mut out = PendingFile::create(path)?;
         let n_chunks = shape[0].div_ceil(rows_per_chunk);
         let metadata_len = SUPERBLOCK_SIZE
             + encode_root_header(name, 0).len() as u64
@@ -130,10 +120,8 @@ impl<T: H5Int> ChunkedWriter<T> {
             + chunk_btree_len(n_chunks, shape.len());
         // The metadata needs the chunks' addresses; reserve its bytes now.
         std::io::copy(&mut std::io::repeat(0).take(metadata_len), &mut out)
-            .map_err(|e| DataError::io(&tmp, e))?;
+            .map_err(|e| DataError::io(out.temp_path(), e))?;
         Ok(ChunkedWriter {
-            path: path.to_path_buf(),
-            tmp,
             out,
             name: name.to_string(),
             shape: shape.iter().map(|&d| d as u64).collect(),
@@ -160,7 +148,7 @@ impl<T: H5Int> ChunkedWriter<T> {
         if values.len() != rows * self.row_len || self.rows_written + rows > self.shape[0] as usize
         {
             return Err(DataError::invalid(
-                &self.path,
+                self.out.path(),
                 &self.name,
                 format!(
                     "whole rows of {} elements, {} rows in all",
@@ -194,7 +182,7 @@ impl<T: H5Int> ChunkedWriter<T> {
                 encoder
                     .write_all(&self.pending)
                     .and_then(|_| encoder.finish().map(|_| ()))
-                    .map_err(|e| DataError::io(&self.tmp, e))?;
+                    .map_err(|e| DataError::io(self.out.temp_path(), e))?;
                 // As libhdf5 does for an optional filter that would grow the chunk.
                 if self.compressed.len() < self.pending.len() {
                     &self.compressed
@@ -207,7 +195,7 @@ impl<T: H5Int> ChunkedWriter<T> {
         };
         self.out
             .write_all(stored)
-            .map_err(|e| DataError::io(&self.tmp, e))?;
+            .map_err(|e| DataError::io(self.out.temp_path(), e))?;
         self.chunks.push(StoredChunk {
             address: self.position,
             size: stored.len() as u32,
@@ -222,7 +210,7 @@ impl<T: H5Int> ChunkedWriter<T> {
     pub fn finish(mut self) -> Result<()> {
         if self.rows_written != self.shape[0] as usize {
             return Err(DataError::invalid(
-                &self.path,
+                self.out.path(),
                 &self.name,
                 format!("{} rows", self.shape[0]),
                 format!("{} written", self.rows_written),
@@ -233,9 +221,9 @@ impl<T: H5Int> ChunkedWriter<T> {
         }
         let result = self.write_metadata();
         if let Err(e) = result {
-            return Err(DataError::io(&self.path, e));
+            return Err(DataError::io(self.out.path(), e));
         }
-        std::fs::rename(&self.tmp, &self.path).map_err(|e| DataError::io(&self.path, e))
+        self.out.commit()
     }
 
     /// Fills the reserved bytes: superblock, root group, dataset header, chunk index.
@@ -267,18 +255,7 @@ impl<T: H5Int> ChunkedWriter<T> {
         debug_assert_eq!(metadata.len() as u64, btree_address + btree.len() as u64);
         debug_assert_eq!(metadata.len() as u64, self.chunks[0].address);
         self.out.seek(SeekFrom::Start(0))?;
-        self.out.write_all(&metadata)?;
-        self.out.flush()?;
-        self.out.get_ref().sync_all()
-    }
-}
-
-impl<T: H5Int> Drop for ChunkedWriter<T> {
-    fn drop(&mut self) {
-        // An unfinished writer leaves nothing behind (after `finish` the temporary is gone).
-        if self.tmp.exists() {
-            let _ = std::fs::remove_file(&self.tmp);
-        }
+        self.out.write_all(&metadata)
     }
 }
 

@@ -343,5 +343,6 @@ impl VideoMAEForVideoClassification {
             Pooling::Mean(fc_norm) => fc_norm.forward(&hidden.mean(1)?)?,
             Pooling::FirstToken(norm) => norm.forward(&hidden)?.narrow(1, 0, 1)?.reshape((b, d))?,
         };
-        self.classifier.forward(&pooled)}
+        self.classifier.forward(&pooled)
+    }
 }

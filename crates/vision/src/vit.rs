@@ -518,7 +518,8 @@ impl ViTForImageClassification {
         let hidden = self.layernorm.forward(&hidden)?;
         let (b, _, d) = hidden.dims3()?;
         self.classifier
-            .forward(&hidden.narrow(1, 0, 1)?.reshape((b, d))?)}
+            .forward(&hidden.narrow(1, 0, 1)?.reshape((b, d))?)
+    }
 }
 
 /// Names the weight file in a module error.

@@ -376,14 +376,7 @@ impl MusicgenForCausalLM {
     /// Builds from a [`VarBuilder`] rooted at the causal LM (MusicGen's `decoder.`).
     pub fn new(vb: VarBuilder, c: &MusicgenDecoderConfig) -> Result<Self> {
         let lm_heads = (0..c.num_codebooks)
-            .map(|k| {
-                Linear::new(
-                    vb.pp("lm_heads").pp(k),
-                    c.hidden_size,
-                    c.vocab_size,
-                    false,
-                )
-            })
+            .map(|k| Linear::new(vb.pp("lm_heads").pp(k), c.hidden_size, c.vocab_size, false))
             .collect::<Result<Vec<_>>>()?;
         Ok(MusicgenForCausalLM {
             decoder: MusicgenDecoder::new(vb.pp("model").pp("decoder"), c)?,

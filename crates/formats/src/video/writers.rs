@@ -5,16 +5,17 @@
 use super::frames::{FramesMeta, FRAMES_JSON};
 use crate::error::{DataError, Result};
 use crate::image::{write_png, RgbImage};
-use std::fs::File;
-use std::io::{BufWriter, Write};
+use brainrecon_core::fs::PendingFile;
+
 use std::path::{Path, PathBuf};
 
 /// An animated GIF (looping forever) written to a temporary file beside its final path and
 /// renamed there by [`GifWriter::finish`]; dropped unfinished, it removes the temporary file.
 pub struct GifWriter {
     path: PathBuf,
-    tmp: PathBuf,
-    encoder: Option<gif::Encoder<BufWriter<File>>>,
+    /// The file, until the first frame gives the encoder its size.
+    file: Option<PendingFile>,
+    encoder: Option<gif::Encoder<PendingFile>>,
     size: Option<(u16, u16)>,
     delay_cs: u16,
     frames: u64,
@@ -29,15 +30,11 @@ impl GifWriter {
     /// A GIF at `path` whose frames each show for `delay_cs` hundredths of a second (at least 2:
     /// browsers show shorter delays as 10).
     pub fn create(path: &Path, delay_cs: u16) -> std::io::Result<Self> {
-        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)?;
-        }
-        let tmp = brainrecon_core::fs::temp_sibling(path);
         // Created now, so that an unwritable place fails before any frame is made.
-        File::create(&tmp)?;
+        let file = PendingFile::create(path).map_err(std::io::Error::other)?;
         Ok(GifWriter {
             path: path.to_path_buf(),
-            tmp,
+            file: Some(file),
             encoder: None,
             size: None,
             delay_cs: delay_cs.max(2),
@@ -76,10 +73,9 @@ impl GifWriter {
                 ));
             }
         }
-        if self.encoder.is_none() {
-            let file = File::create(&self.tmp)?;
-            let mut encoder = gif::Encoder::new(BufWriter::new(file), w, h, &[])
-                .map_err(|e| gif_error(&self.path, e))?;
+        if let Some(file) = self.file.take() {
+            let mut encoder =
+                gif::Encoder::new(file, w, h, &[]).map_err(|e| gif_error(&self.path, e))?;
             encoder
                 .set_repeat(gif::Repeat::Infinite)
                 .map_err(|e| gif_error(&self.path, e))?;
@@ -99,34 +95,18 @@ impl GifWriter {
     /// Completes the file and renames it into place. A GIF with no frame is not written (the
     /// temporary file is removed) and `Ok(false)` is returned.
     pub fn finish(mut self) -> std::io::Result<bool> {
+        // With no frame, the file is dropped: its temporary file goes with it.
         let Some(encoder) = self.encoder.take() else {
-            let _ = std::fs::remove_file(&self.tmp);
             return Ok(false);
         };
-        let result = (|| {
-            let mut writer = encoder.into_inner().map_err(|e| gif_error(&self.path, e))?;
-            writer.flush()?;
-            drop(writer);
-            std::fs::rename(&self.tmp, &self.path)
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&self.tmp);
-        }
-        result.map(|()| true)
+        let file = encoder.into_inner().map_err(|e| gif_error(&self.path, e))?;
+        file.commit().map_err(std::io::Error::other)?;
+        Ok(true)
     }
 
     /// The final path.
     pub fn path(&self) -> &Path {
         &self.path
-    }
-}
-
-impl Drop for GifWriter {
-    fn drop(&mut self) {
-        // Unfinished (an error, or never finished): leave nothing behind. After `finish` the
-        // temporary file has been renamed and this does nothing.
-        self.encoder.take();
-        let _ = std::fs::remove_file(&self.tmp);
     }
 }
 

@@ -161,8 +161,7 @@ impl BlipTextOutput {
     }
 
     pub fn forward(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
-        self
-            .layer_norm
+        self.layer_norm
             .forward(&(self.dense.forward(x)? + residual)?)
     }
 }
@@ -600,8 +599,7 @@ impl BlipTextPredictionHead {
     /// [..., d] → logits [..., V].
     pub fn forward(&self, h: &Tensor) -> Result<Tensor> {
         let t = self.activation.forward(&self.transform_dense.forward(h)?)?;
-        self
-            .decoder
+        self.decoder
             .forward(&self.transform_layer_norm.forward(&t)?)
     }
 }
