@@ -3,25 +3,12 @@
 
 use brainrecon_audio::clap::ClapModel;
 use brainrecon_nn::init::init_parameters_with;
+use brainrecon_testkit::copy_dir;
 use brainrecon_zoo::genres_clap::data::HeldOut;
 use brainrecon_zoo::genres_clap::quality::retrieval;
 use brainrecon_zoo::genres_clap::train::{train_genres_clap, ClapProgress};
 use brainrecon_zoo::genres_clap::{load_clap, GenresClapConfig};
 use candle_core::{DType, Device};
-use std::path::Path;
-
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
-}
 
 const MODEL_FILES: [&str; 5] = [
     "config.json",

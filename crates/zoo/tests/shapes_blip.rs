@@ -3,6 +3,7 @@
 
 use brainrecon_language::blip::BlipForConditionalGeneration;
 use brainrecon_language::wordpiece::BlipTokenizer;
+use brainrecon_testkit::copy_dir;
 use brainrecon_zoo::shapes_blip::quality::{held_out_captions, scene_naming};
 use brainrecon_zoo::shapes_blip::{train_captioner, CaptionerConfig, SHAPES_BLIP_MODEL};
 use candle_core::Device;
@@ -84,17 +85,4 @@ fn training_resumes_to_the_same_weights() {
     // The folder loads as a captioner.
     let (model, _) = load(&whole, &device);
     assert_eq!(model.vision_model.config.image_size, 32);
-}
-
-fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.path().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), target).unwrap();
-        }
-    }
 }
