@@ -25,3 +25,12 @@ pub mod fmriprep;
 pub mod nsd;
 pub mod prepared;
 pub mod runs;
+
+/// The report's line when the output already holds a finished preparation with the same
+/// settings (every `prepare` command says it alike).
+pub fn already_prepared_line(out: &std::path::Path) -> String {
+    format!(
+        "{} is already prepared with these settings\n",
+        out.display()
+    )
+}

@@ -91,9 +91,9 @@ pub fn run(command: NsdCommand) -> anyhow::Result<()> {
     }
     let m = &report.meta;
     if report.already_prepared {
-        outln!(
-            "{} is already prepared with these settings",
-            report.out.display()
+        out!(
+            "{}",
+            brainrecon_datasets::already_prepared_line(&report.out)
         )?;
     } else {
         outln!(

@@ -274,11 +274,7 @@ impl PrepareReport {
         let (report, m) = (self, &self.meta);
         let mut text = String::new();
         if report.already_prepared {
-            let _ = writeln!(
-                text,
-                "{} is already prepared with these settings",
-                report.out.display()
-            );
+            text.push_str(&crate::already_prepared_line(&report.out));
         }
         let _ = writeln!(
             text,

@@ -93,11 +93,7 @@ impl ExperimentReport {
         let (report, m) = (self, &self.meta);
         let mut text = String::new();
         if report.already_prepared {
-            let _ = writeln!(
-                text,
-                "{} is already prepared with these settings",
-                report.out.display()
-            );
+            text.push_str(&crate::already_prepared_line(&report.out));
             return text;
         }
         let _ = writeln!(
