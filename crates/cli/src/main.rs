@@ -47,6 +47,8 @@ enum Command {
     #[command(subcommand)]
     Bids(commands::bids::BidsCommand),
     Glm(commands::glm::Args),
+    #[command(subcommand)]
+    Group(commands::group::GroupCommand),
     Info(commands::info::Args),
     Features(commands::features::Args),
     Fit(commands::fit::Args),
@@ -122,6 +124,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Nsd(command) => commands::nsd::run(command),
         Command::Bids(command) => commands::bids::run(command),
         Command::Glm(args) => commands::glm::run(args),
+        Command::Group(command) => commands::group::run(command),
         Command::Info(args) => commands::info::run(args),
         Command::Features(args) => commands::features::run(args),
         Command::Fit(args) => commands::fit::run(args),

@@ -158,6 +158,20 @@ const SETUP: &[&str] = &[
     "music fit --runs {d}/music-runs --stimuli {d}/music/stimuli \
      --atlas {d}/music/derivatives/atlas/sub-001_atlas-Destrieux_dseg.nii.gz \
      --model {d}/genres-clap --out {d}/music-fit",
+    "simulate --subjects 3 --images 40 --shared-images 12 --sessions 2 --seed 1 --image-size 16 \
+     --volume 14,18,12 --out {d}/group-nsd",
+    "nsd prepare --nsd-root {d}/group-nsd --subject subj01 --out {d}/g01",
+    "nsd prepare --nsd-root {d}/group-nsd --subject subj02 --out {d}/g02",
+    "nsd prepare --nsd-root {d}/group-nsd --subject subj03 --out {d}/g03",
+    "features --subject {d}/g01 --model {d}/shapes-ldm --kind vae",
+    "features --subject {d}/g01 --model {d}/shapes-ldm --kind clip-text",
+    "features --subject {d}/g02 --model {d}/shapes-ldm --kind vae",
+    "features --subject {d}/g02 --model {d}/shapes-ldm --kind clip-text",
+    "features --subject {d}/g03 --model {d}/shapes-ldm --kind vae",
+    "features --subject {d}/g03 --model {d}/shapes-ldm --kind clip-text",
+    "group prepare --subject {d}/g02 --subject {d}/g03 --out {d}/group",
+    "group fit --group {d}/group --method shared --k 4 --cv gcv",
+    "group fit --group {d}/group --method srm --k 4 --cv gcv",
 ];
 
 const TARGETS: &[Target] = &[
@@ -374,6 +388,46 @@ const TARGETS: &[Target] = &[
         ],
         command: "reconstruct --method linear --subject {in}/subj01 --decoders {in}/decoders \
                   --model {in}/shapes-ldm --steps 2 --out {out}",
+    },
+    Target {
+        name: "group-prepare",
+        inputs: &["g02", "g03"],
+        mutated: &[
+            "g02/subject.json",
+            "g03/features/vae.json",
+            "g03/test_stimulus_ids",
+            "g02/stimuli/ids",
+            "g03/rois/nsdgeneral",
+        ],
+        command: "group prepare --subject {in}/g02 --subject {in}/g03 --out {out}",
+    },
+    Target {
+        name: "group-adapt",
+        inputs: &["group", "g01"],
+        mutated: &[
+            "group/group.json",
+            "group/spaces/shared/space.json",
+            "group/spaces/shared/basis",
+            "group/spaces/shared/target_mean",
+            "group/spaces/shared/template",
+            "g01/trials.tsv",
+            "g01/train_stimulus_ids",
+            "g01/features/clip-text",
+        ],
+        command: "group adapt --group {in}/group --space shared --subject {in}/g01 --out {out}",
+    },
+    Target {
+        name: "group-adapt-srm",
+        inputs: &["group", "g01"],
+        mutated: &[
+            "group/spaces/srm/space.json",
+            "group/spaces/srm/template",
+            "group/spaces/srm/encoder",
+            "g01/test_stimulus_ids",
+            "g01/betas/nsdgeneral/test",
+        ],
+        command: "group adapt --group {in}/group --space srm --subject {in}/g01 --via both \
+                  --out {out}",
     },
 ];
 
@@ -667,6 +721,9 @@ fuzz_targets! {
     stream_arrays => "stream-arrays",
     fit_latents => "fit-latents",
     reconstruct_linear => "reconstruct-linear",
+    group_prepare => "group-prepare",
+    group_adapt => "group-adapt",
+    group_adapt_srm => "group-adapt-srm",
 }
 
 /// A size above a limit names the limit's variable; raised, the same command runs.

@@ -357,6 +357,22 @@ impl PreparedSubject {
         }
     }
 
+    /// The sorted ids of the stimuli (`stimuli/ids.npy`), checked, without opening the images:
+    /// features and decoders need only the ids (a group's pooled subject has no images).
+    pub fn stimulus_ids(&self) -> Result<Vec<usize>> {
+        let ids = self.ids("stimuli/ids.npy")?;
+        // Rows are looked up by binary search over the ids.
+        if let Some(i) = (1..ids.len()).find(|&i| ids[i] <= ids[i - 1]) {
+            return Err(DataError::invalid(
+                self.path("stimuli/ids.npy"),
+                format!("value {i}"),
+                format!("ids in increasing order, each once (after {})", ids[i - 1]),
+                ids[i].to_string(),
+            ));
+        }
+        Ok(ids)
+    }
+
     /// The stimulus images, memory-mapped, with the sorted ids of their rows.
     pub fn images(&self) -> Result<Stimuli> {
         let ids = self.ids("stimuli/ids.npy")?;

@@ -4,10 +4,12 @@
 //! strided matrix) and every long computation runs with the GIL released. The pure-Python
 //! layer in `python/brainrecon` adds scikit-learn's estimator protocol on top.
 
+mod align;
 mod banded;
 mod data;
 mod errors;
 mod glm;
+mod group;
 mod metrics;
 mod ridge;
 mod routes;
@@ -23,5 +25,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     data::register(m)?;
     glm::register(m)?;
     routes::register(m)?;
+    align::register(m)?;
+    group::register(m)?;
     Ok(())
 }

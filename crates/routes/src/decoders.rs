@@ -95,8 +95,14 @@ impl Target {
 
     /// The ROI this target is decoded from on `subject` when none is named: [`Self::default_roi`],
     /// with the caption route's labels that `subject` lacks left out (see [`caption_route_roi`]);
-    /// and the names of those left out, for a warning.
+    /// and the names of those left out, for a warning. A subject in a group's space (its one
+    /// atlas `shared`, see [`crate::group`]) decodes every target from that space.
     pub fn default_roi_on(&self, subject: &PreparedSubject) -> (String, Vec<String>) {
+        if let [atlas] = &subject.meta.atlases[..] {
+            if atlas.name == crate::group::SHARED_ATLAS {
+                return (atlas.name.clone(), Vec::new());
+            }
+        }
         if self.default_roi() == CAPTION_ROUTE_ROI {
             caption_route_roi(subject)
         } else {
@@ -190,9 +196,9 @@ pub fn image_targets(
     target: &Target,
     features_dir: &Path,
 ) -> Result<ImageTargets> {
-    let stimuli = subject.images()?;
     match target {
         Target::Pixels(size) => {
+            let stimuli = subject.images()?;
             let mut values = Vec::with_capacity(stimuli.ids.len() * size * size * 3);
             for &id in &stimuli.ids {
                 let image = stimuli.get(id).expect("id listed in the store");
@@ -210,7 +216,7 @@ pub fn image_targets(
         Target::Features(kind) => {
             let (meta, values) = load_features_mapped(subject, features_dir, *kind)?;
             Ok(ImageTargets {
-                ids: stimuli.ids.clone(),
+                ids: subject.stimulus_ids()?,
                 shape: meta.shape,
                 values: TargetValues::Mapped(values),
                 source: crate::features::feature_paths(features_dir, *kind).0,
@@ -223,6 +229,7 @@ pub fn image_targets(
             })
         }
         Target::File(path) => {
+            let ids = subject.stimulus_ids()?;
             let array = npy::MappedF32::open(path)?;
             let (rows, cols) = match array.shape() {
                 &[rows, cols] => (rows, cols),
@@ -235,20 +242,20 @@ pub fn image_targets(
                     ))
                 }
             };
-            if rows != stimuli.ids.len() {
+            if rows != ids.len() {
                 return Err(RouteError::mismatch(
                     path,
                     "rows",
                     format!(
                         "{} rows, one per image in {}",
-                        stimuli.ids.len(),
+                        ids.len(),
                         subject.path("stimuli/ids.npy").display()
                     ),
                     rows,
                 ));
             }
             Ok(ImageTargets {
-                ids: stimuli.ids.clone(),
+                ids,
                 shape: vec![cols],
                 values: TargetValues::Mapped(array),
                 source: path.clone(),

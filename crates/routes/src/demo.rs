@@ -40,6 +40,10 @@ pub enum Route {
     /// The experiment's subject reconstructed volume by volume while a simulated scanner
     /// exports its next session.
     Realtime,
+    /// A new subject from one session through a space shared by a simulated group
+    /// ([`crate::demo_new_subject`]).
+    #[serde(rename = "new-subject")]
+    NewSubject,
 }
 
 impl Route {
@@ -50,22 +54,25 @@ impl Route {
             Route::Caption => "caption",
             Route::Experiment => "experiment",
             Route::Realtime => "realtime",
+            Route::NewSubject => "new-subject",
         }
     }
 
-    /// `linear`, `caption`, `experiment` or `realtime` (as [`Route::name`] writes them).
+    /// `linear`, `caption`, `experiment`, `realtime` or `new-subject` (as [`Route::name`]
+    /// writes them).
     pub fn parse(text: &str) -> Result<Self> {
         [
             Route::Linear,
             Route::Caption,
             Route::Experiment,
             Route::Realtime,
+            Route::NewSubject,
         ]
         .into_iter()
         .find(|route| route.name() == text)
         .ok_or_else(|| {
             RouteError::Usage(format!(
-                "--route: expected linear, caption, experiment or realtime, found '{text}'"
+                "--route: expected linear, caption, experiment, realtime or new-subject, found '{text}'"
             ))
         })
     }
@@ -93,13 +100,18 @@ impl Route {
                 "demo-realtime.json",
                 "pairs-realtime.png",
             ],
+            Route::NewSubject => [
+                "new-subject",
+                "demo-new-subject.json",
+                "pairs-new-subject.png",
+            ],
         }
     }
 
     /// (feature kind, model) of the stimuli that the route decodes.
     fn features(self, diffusion: &str) -> [(&'static str, &str); 2] {
         match self {
-            Route::Linear | Route::Experiment | Route::Realtime => {
+            Route::Linear | Route::Experiment | Route::Realtime | Route::NewSubject => {
                 [("vae", diffusion), ("clip-text", diffusion)]
             }
             Route::Caption => [("vae", diffusion), ("blip-vision", SHAPES_BLIP)],
@@ -343,6 +355,12 @@ pub struct Figures {
 /// Runs the demo: every step not already done, then the headline figures, written to
 /// OUT/demo.json (OUT/demo-<route>.json) beside the pairs picture.
 pub fn run<S: DemoSteps>(options: &DemoOptions, steps: &mut S) -> Result<DemoSummary, S::Error> {
+    if options.route == Route::NewSubject {
+        return Err(RouteError::Usage(
+            "--route new-subject is run by demo_new_subject::run, with its own summary".into(),
+        )
+        .into());
+    }
     let started = std::time::Instant::now();
     let out = &options.out;
     std::fs::create_dir_all(out).map_err(|e| RouteError::from(DataError::io(out, e)))?;
@@ -741,7 +759,7 @@ fn decoders<S: DemoSteps>(
 ) -> Result<bool, S::Error> {
     let mut refit = false;
     let targets = match options.route {
-        Route::Linear | Route::Experiment | Route::Realtime => ["z", "c"],
+        Route::Linear | Route::Experiment | Route::Realtime | Route::NewSubject => ["z", "c"],
         Route::Caption => ["z", "blip"],
     };
     for target in targets {
@@ -909,7 +927,8 @@ fn score(route: Route, paths: &DemoPaths, recons: &Path) -> Result<Scored> {
     })
 }
 
-fn mean_accuracy(parts: &[SceneAccuracy]) -> SceneAccuracy {
+/// The mean of accuracies (of each sample's reconstructions).
+pub(crate) fn mean_accuracy(parts: &[SceneAccuracy]) -> SceneAccuracy {
     let n = parts.len().max(1) as f64;
     SceneAccuracy {
         colour: parts.iter().map(|a| a.colour).sum::<f64>() / n,

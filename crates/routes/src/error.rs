@@ -14,6 +14,9 @@ pub enum RouteError {
     Diffusion(#[from] brainrecon_diffusion::weights::DiffusionError),
     #[error(transparent)]
     Metrics(#[from] brainrecon_metrics::MetricsError),
+    /// Alignment inputs that do not fit (sizes, too few samples).
+    #[error(transparent)]
+    Align(#[from] brainrecon_align::AlignError),
     /// A file that does not fit the others: names the file, the field and what was expected.
     #[error("{path}: {field}: expected {expected}, found {found}")]
     Mismatch {

@@ -543,7 +543,7 @@ pub fn load_features_mapped(
             ))
         }
     };
-    let n_images = subject.images()?.ids.len();
+    let n_images = subject.stimulus_ids()?.len();
     if rows != n_images {
         return Err(RouteError::mismatch(
             &array_path,

@@ -5,6 +5,7 @@ pub mod brain;
 pub mod classify;
 pub mod classify_clip;
 pub mod events;
+pub mod group;
 pub mod h5stream;
 pub mod movie;
 pub mod music;
@@ -54,6 +55,12 @@ pub struct SimulateOptions {
     /// (X, Y, Z)
     pub volume_shape: [usize; 3],
     pub progress: bool,
+    /// Subjects of a simulated group (1 to 8); 1 writes `subject` alone, as before groups.
+    pub subjects: usize,
+    /// R (0 to 1): the variance share of each group subject's individual tuning.
+    pub individual_share: f64,
+    /// Images every subject sees (the test images); `None`: n_images / 10, at least 3.
+    pub shared_images: Option<usize>,
 }
 
 /// NSD's size: 37 released sessions of 750 trials (9250 images × 3), 81 × 104 × 83 voxels.
@@ -76,6 +83,9 @@ impl SimulateOptions {
             sessions: 3,
             volume_shape: [24, 30, 20],
             progress: false,
+            subjects: 1,
+            individual_share: 0.3,
+            shared_images: None,
         }
     }
 }
@@ -111,12 +121,15 @@ voxel_coords.npy (nsdgeneral voxels, 3) int32 (x, y, z)";
 
 pub struct Simulated {
     pub out: PathBuf,
+    /// The subject's truth; of a group, the first subject's.
     pub truth: Truth,
+    /// A group's truth (`subjects` > 1).
+    pub group: Option<group::GroupTruth>,
 }
 
 /// A new output folder for a simulator: refused unless `out` is new or empty; written in its
 /// `<out>.partial` staging folder and moved into place by [`OutputDir::run`].
-fn new_output_dir(out: &Path) -> Result<OutputDir> {
+pub(crate) fn new_output_dir(out: &Path) -> Result<OutputDir> {
     OutputDir::create_empty(out, ["a new or empty directory", "a non-empty directory"])
 }
 
@@ -146,12 +159,37 @@ pub fn simulate(opts: &SimulateOptions) -> Result<Simulated> {
             opts.volume_shape
         )));
     }
+    if !(1..=8).contains(&opts.subjects) {
+        return Err(DataError::Usage(format!(
+            "--subjects: expected 1 to 8, found {}",
+            opts.subjects
+        )));
+    }
+    if !(0.0..=1.0).contains(&opts.individual_share) {
+        return Err(DataError::Usage(format!(
+            "--individual-share: expected 0 to 1, found {}",
+            opts.individual_share
+        )));
+    }
+    if let Some(m) = opts.shared_images {
+        if m < 3 || m >= opts.n_images {
+            return Err(DataError::Usage(format!(
+                "--shared-images: expected 3 to {} (fewer than --images {}), found {m}",
+                opts.n_images - 1,
+                opts.n_images
+            )));
+        }
+    }
+    if opts.subjects > 1 {
+        return group::simulate_group(opts);
+    }
     match opts.layout {
         OutputLayout::Nsd => {
             let truth = new_output_dir(&opts.out)?.run(|staging| write_nsd_tree(opts, staging))?;
             Ok(Simulated {
                 out: opts.out.clone(),
                 truth,
+                group: None,
             })
         }
         OutputLayout::Prepared => {
@@ -184,12 +222,13 @@ pub fn simulate(opts: &SimulateOptions) -> Result<Simulated> {
             Ok(Simulated {
                 out: opts.out.clone(),
                 truth: result?,
+                group: None,
             })
         }
     }
 }
 
-struct Design {
+pub(crate) struct Design {
     shared: Vec<usize>,
     /// 8 subjects × n_images, 0-based ids; shared images first.
     subject_images: Vec<Vec<usize>>,
@@ -197,8 +236,12 @@ struct Design {
     master_ordering: Vec<usize>,
 }
 
-fn make_design(n_images: usize, rng: &mut impl Rng) -> Design {
-    let n_shared = (n_images / 10).max(3);
+/// Images every subject sees when `--shared-images` is not given.
+pub(crate) fn default_shared(n_images: usize) -> usize {
+    (n_images / 10).max(3)
+}
+
+fn make_design(n_images: usize, n_shared: usize, rng: &mut impl Rng) -> Design {
     let mut pool: Vec<usize> = (0..n_images).collect();
     pool.shuffle(rng);
     let shared: Vec<usize> = pool[..n_shared].to_vec();
@@ -226,7 +269,10 @@ fn write_nsd_tree(opts: &SimulateOptions, root: &Path) -> Result<Truth> {
         .map(|_| Scene::random(&mut rng))
         .collect();
     let captions: Vec<Vec<String>> = scenes.iter().map(|s| s.captions(&mut rng)).collect();
-    let design = make_design(opts.n_images, &mut rng);
+    let n_shared = opts
+        .shared_images
+        .unwrap_or_else(|| default_shared(opts.n_images));
+    let design = make_design(opts.n_images, n_shared, &mut rng);
     let n_trials = design.master_ordering.len();
     let trial_ids: Vec<usize> = design
         .master_ordering
@@ -298,19 +344,40 @@ fn write_nsd_tree(opts: &SimulateOptions, root: &Path) -> Result<Truth> {
     write_stim_info(&layout, &design, opts.subject, &trial_ids)?;
     write_captions(&layout, &captions)?;
 
-    // ROI masks and their colour tables.
+    let rois = write_rois(&layout, &brain)?;
+    write_brick(&layout, &images, opts.image_size)?;
+    let truth = subject_truth(
+        opts,
+        &layout,
+        &design.shared,
+        &trial_ids,
+        &trial_session,
+        &sessions,
+        rois,
+        &scenes,
+    );
+    write_json_atomic(&truth_dir.join("truth.json"), &truth)?;
+    write_truth_arrays(
+        &truth_dir,
+        &trial_ids,
+        &trial_session,
+        &signal,
+        &visual,
+        &brain,
+        opts.n_images,
+    )?;
+    Ok(truth)
+}
+
+/// ROI masks and their colour tables; returns the voxels per atlas and per `atlas/label`.
+pub(crate) fn write_rois(layout: &Layout, brain: &Brain) -> Result<BTreeMap<String, usize>> {
     let mut rois = BTreeMap::new();
     for (atlas, values, labels) in [
         ("nsdgeneral", &brain.nsdgeneral, &NSDGENERAL[..]),
         ("streams", &brain.streams, &STREAMS[..]),
         ("prf-visualrois", &brain.prf_visualrois, &PRF_VISUALROIS[..]),
     ] {
-        nifti_io::write_i16(
-            &layout.roi_mask(atlas),
-            opts.volume_shape,
-            &brain.affine,
-            values,
-        )?;
+        nifti_io::write_i16(&layout.roi_mask(atlas), brain.shape, &brain.affine, values)?;
         let mut table = String::from("0 Unknown\n");
         for (value, name) in labels {
             table.push_str(&format!("{value} {name}\n"));
@@ -324,34 +391,53 @@ fn write_nsd_tree(opts: &SimulateOptions, root: &Path) -> Result<Truth> {
         })?;
         rois.insert(atlas.to_string(), values.iter().filter(|&&v| v > 0).count());
     }
+    Ok(rois)
+}
 
-    // Stimuli, chunked one image per chunk as NSD's brick is.
-    let s = opts.image_size;
+/// Stimuli, chunked one image per chunk as NSD's brick is.
+pub(crate) fn write_brick(
+    layout: &Layout,
+    images: &[brainrecon_formats::image::RgbImage],
+    size: usize,
+) -> Result<()> {
     let mut brick = ChunkedWriter::<u8>::create(
         &layout.stimuli(),
         "imgBrick",
-        &[opts.n_images, s, s, 3],
+        &[images.len(), size, size, 3],
         1,
         None,
     )?;
-    for image in &images {
+    for image in images {
         brick.write_rows(&image.pixels)?;
     }
-    brick.finish()?;
+    brick.finish()
+}
 
-    // Truth.
-    let shared: std::collections::BTreeSet<usize> = design.shared.iter().copied().collect();
+/// A subject's `truth.json` contents.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn subject_truth(
+    opts: &SimulateOptions,
+    layout: &Layout,
+    shared_ids: &[usize],
+    trial_ids: &[usize],
+    trial_session: &[usize],
+    sessions: &[usize],
+    rois: BTreeMap<String, usize>,
+    scenes: &[Scene],
+) -> Truth {
+    let n_trials = trial_ids.len();
+    let shared: std::collections::BTreeSet<usize> = shared_ids.iter().copied().collect();
     let n_test_trials = trial_ids.iter().filter(|id| shared.contains(id)).count();
     let n_train_images = trial_ids
         .iter()
         .filter(|id| !shared.contains(id))
         .collect::<std::collections::BTreeSet<_>>()
         .len();
-    let truth = Truth {
+    Truth {
         subject: layout.subject_name(),
         seed: opts.seed,
         n_images: opts.n_images,
-        sessions: sessions.clone(),
+        sessions: sessions.to_vec(),
         trials_per_session: sessions
             .iter()
             .map(|&s| trial_session.iter().filter(|&&x| x == s).count())
@@ -365,26 +451,37 @@ fn write_nsd_tree(opts: &SimulateOptions, root: &Path) -> Result<Truth> {
         image_size: [opts.image_size, opts.image_size],
         beta_scale: BETA_SCALE,
         rois,
-        scenes: scenes.clone(),
-    };
-    write_json_atomic(&truth_dir.join("truth.json"), &truth)?;
+        scenes: scenes.to_vec(),
+    }
+}
+
+/// `trial_stimulus.npy`, `trial_session.npy`, `signal.npy` (the first `n_images` ids) and
+/// `voxel_coords.npy`.
+pub(crate) fn write_truth_arrays(
+    truth_dir: &Path,
+    trial_ids: &[usize],
+    trial_session: &[usize],
+    signal: &Signal,
+    visual: &[usize],
+    brain: &Brain,
+    n_images: usize,
+) -> Result<()> {
+    let n_trials = trial_ids.len();
     let as_i64 = |v: &[usize]| v.iter().map(|&x| x as i64).collect::<Vec<_>>();
     npy::write(
         &truth_dir.join("trial_stimulus.npy"),
         &[n_trials],
-        &as_i64(&trial_ids),
+        &as_i64(trial_ids),
     )?;
     npy::write(
         &truth_dir.join("trial_session.npy"),
         &[n_trials],
-        &as_i64(&trial_session),
+        &as_i64(trial_session),
     )?;
-    let mut signal_writer = npy::Writer::<f32>::create(
-        &truth_dir.join("signal.npy"),
-        &[opts.n_images, visual.len()],
-    )?;
+    let mut signal_writer =
+        npy::Writer::<f32>::create(&truth_dir.join("signal.npy"), &[n_images, visual.len()])?;
     let mut row = Vec::with_capacity(visual.len());
-    for image in 0..opts.n_images {
+    for image in 0..n_images {
         row.clear();
         row.extend((0..visual.len()).map(|k| signal.value(image, k)));
         signal_writer.write(&row)?;
@@ -398,15 +495,14 @@ fn write_nsd_tree(opts: &SimulateOptions, root: &Path) -> Result<Truth> {
         &truth_dir.join("voxel_coords.npy"),
         &[visual.len(), 3],
         &coords,
-    )?;
-    Ok(truth)
+    )
 }
 
 /// Normalised noise-free signal of the visual voxels (mean 0, sd 1 over images). pRF voxels'
 /// values are stored (images × pRF voxels), as they cost a 24 × 24 weighted sum each; semantic
 /// voxels' are recomputed from the scene's attributes when asked, which keeps NSD's size in
 /// memory. Both give the same bits as a stored (images × visual voxels) table would.
-struct Signal<'a> {
+pub(crate) struct Signal<'a> {
     /// Per visual voxel (index into `visual`).
     kinds: Vec<VisualSignal<'a>>,
     /// (images, n_stored)
@@ -426,7 +522,7 @@ enum VisualSignal<'a> {
 }
 
 impl<'a> Signal<'a> {
-    fn new(
+    pub(crate) fn new(
         brain: &'a Brain,
         visual: &[usize],
         scenes: &[Scene],
@@ -475,7 +571,7 @@ impl<'a> Signal<'a> {
     }
 
     /// Signal of visual voxel `k` for `image`.
-    fn value(&self, image: usize, k: usize) -> f32 {
+    pub(crate) fn value(&self, image: usize, k: usize) -> f32 {
         match &self.kinds[k] {
             VisualSignal::Stored(column) => self.stored[image * self.n_stored + column],
             VisualSignal::Semantic {
@@ -491,7 +587,7 @@ impl<'a> Signal<'a> {
 /// noise at the voxel's SNR, int16 × 300. The stored values of the visual voxels also go to
 /// `truth/betas_psc.npy`, row by row.
 #[allow(clippy::too_many_arguments)]
-fn write_betas(
+pub(crate) fn write_betas(
     opts: &SimulateOptions,
     layout: &Layout,
     brain: &Brain,
@@ -560,7 +656,7 @@ fn write_betas(
     psc_writer.finish()
 }
 
-fn write_responses(
+pub(crate) fn write_responses(
     layout: &Layout,
     trial_ids: &[usize],
     trial_session: &[usize],
@@ -591,11 +687,11 @@ fn write_responses(
     write_atomic(&layout.responses(), |w| w.write_all(text.as_bytes()))
 }
 
-fn coco_id(id: usize) -> u64 {
+pub(crate) fn coco_id(id: usize) -> u64 {
     100_000 + 37 * id as u64
 }
 
-fn coco_split(id: usize) -> &'static str {
+pub(crate) fn coco_split(id: usize) -> &'static str {
     if id % 5 == 0 {
         "val2017"
     } else {
@@ -648,7 +744,7 @@ fn write_stim_info(
     write_atomic(&layout.stim_info(), |w| w.write_all(text.as_bytes()))
 }
 
-fn write_captions(layout: &Layout, captions: &[Vec<String>]) -> Result<()> {
+pub(crate) fn write_captions(layout: &Layout, captions: &[Vec<String>]) -> Result<()> {
     for split in ["train2017", "val2017"] {
         let ids: Vec<usize> = (0..captions.len())
             .filter(|&id| coco_split(id) == split)

@@ -69,6 +69,12 @@ pub struct Request {
     pub volume: Option<Vec<usize>>,
     /// Show progress bars.
     pub progress: bool,
+    /// Subjects of a simulated group (`Kind::Image`; 1 to 8, default 1).
+    pub subjects: Option<usize>,
+    /// Variance share R of each group subject's individual tuning (0 to 1, default 0.3).
+    pub individual_share: Option<f64>,
+    /// Images every subject sees (default: a tenth of the images, at least 3).
+    pub shared_images: Option<usize>,
 }
 
 /// What a simulation wrote.
@@ -113,6 +119,13 @@ fn video_subject(text: &str) -> Result<usize> {
 
 /// Checks `request`, runs the simulator of its kind and returns what it wrote.
 pub fn run(r: &Request) -> Result<Summary> {
+    if r.kind != Kind::Image
+        && (r.subjects.is_some() || r.individual_share.is_some() || r.shared_images.is_some())
+    {
+        return Err(usage(
+            "--subjects, --individual-share and --shared-images apply to --kind image",
+        ));
+    }
     if r.kind != Kind::Music
         && (r.clips_per_genre.is_some()
             || r.clips_per_run.is_some()
@@ -160,6 +173,9 @@ pub fn run(r: &Request) -> Result<Summary> {
     opts.subject = brainrecon_datasets::nsd::parse_subject(&r.subject)?;
     opts.image_size = r.image_size;
     opts.progress = r.progress;
+    opts.subjects = r.subjects.unwrap_or(opts.subjects);
+    opts.individual_share = r.individual_share.unwrap_or(opts.individual_share);
+    opts.shared_images = r.shared_images;
     Ok(Summary::Image(simulate(&opts)?))
 }
 
@@ -261,12 +277,32 @@ impl Summary {
     /// The truth's summary as JSON, with `out` (the image kind's scenes left out).
     pub fn json(&self) -> serde_json::Result<serde_json::Value> {
         match self {
-            Summary::Image(s) => {
-                let mut summary = serde_json::to_value(&s.truth)?;
-                summary.as_object_mut().map(|o| o.remove("scenes"));
-                summary["out"] = serde_json::json!(s.out);
-                Ok(summary)
-            }
+            Summary::Image(s) => match &s.group {
+                None => {
+                    let mut summary = serde_json::to_value(&s.truth)?;
+                    summary.as_object_mut().map(|o| o.remove("scenes"));
+                    summary["out"] = serde_json::json!(s.out);
+                    Ok(summary)
+                }
+                Some(group) => {
+                    let mut summary = serde_json::to_value(group)?;
+                    if let Some(o) = summary.as_object_mut() {
+                        for field in [
+                            "semantic_centres",
+                            "semantic_weights",
+                            "retinotopic_centres",
+                            "retinotopic_values",
+                        ] {
+                            o.remove(field);
+                        }
+                    }
+                    for subject in summary["subjects"].as_array_mut().into_iter().flatten() {
+                        subject.as_object_mut().map(|o| o.remove("own_ids"));
+                    }
+                    summary["out"] = serde_json::json!(s.out);
+                    Ok(summary)
+                }
+            },
             Summary::Movie(s) => with_out(&s.truth, &s.out),
             Summary::Music(s) => with_out(&s.truth, &s.out),
             Summary::Video(s) => with_out(&s.truth, &s.out),
@@ -277,6 +313,35 @@ impl Summary {
     /// One line for people.
     pub fn text(&self) -> String {
         match self {
+            Summary::Image(Simulated {
+                out,
+                group: Some(g),
+                ..
+            }) => {
+                let mut text = format!(
+                    "simulated a group of {} subjects at {}: {} images each ({} shared), {} distinct, individual share {}",
+                    g.n_subjects,
+                    out.display(),
+                    g.n_images,
+                    g.shared_ids.len(),
+                    g.n_pool,
+                    g.individual_share
+                );
+                for s in &g.subjects {
+                    text.push_str(&format!(
+                        "\n  {}: volume {}×{}×{}, {} nsdgeneral voxels, {} train trials, {} test trials, SNR ×{:.2}",
+                        s.subject,
+                        s.volume_shape[0],
+                        s.volume_shape[1],
+                        s.volume_shape[2],
+                        s.rois.get("nsdgeneral").copied().unwrap_or(0),
+                        s.n_train_trials,
+                        s.n_test_trials,
+                        s.snr_factor
+                    ));
+                }
+                text
+            }
             Summary::Image(s) => {
                 let t = &s.truth;
                 format!(
@@ -376,6 +441,9 @@ mod tests {
             sessions: None,
             volume: None,
             progress: false,
+            subjects: None,
+            individual_share: None,
+            shared_images: None,
         }
     }
 
@@ -429,6 +497,50 @@ mod tests {
                 ..request(Kind::Image)
             },
             "--size paper applies to --kind music and video",
+        );
+        refused(
+            Request {
+                subjects: Some(3),
+                ..request(Kind::Movie)
+            },
+            "--subjects, --individual-share and --shared-images apply to --kind image",
+        );
+        refused(
+            Request {
+                subjects: Some(9),
+                ..request(Kind::Image)
+            },
+            "--subjects: expected 1 to 8, found 9",
+        );
+        refused(
+            Request {
+                subjects: Some(0),
+                ..request(Kind::Image)
+            },
+            "--subjects: expected 1 to 8, found 0",
+        );
+        refused(
+            Request {
+                subjects: Some(2),
+                individual_share: Some(1.5),
+                ..request(Kind::Image)
+            },
+            "--individual-share: expected 0 to 1, found 1.5",
+        );
+        refused(
+            Request {
+                images: Some(40),
+                shared_images: Some(40),
+                ..request(Kind::Image)
+            },
+            "--shared-images: expected 3 to 39 (fewer than --images 40), found 40",
+        );
+        refused(
+            Request {
+                shared_images: Some(2),
+                ..request(Kind::Image)
+            },
+            "--shared-images: expected 3 to 299 (fewer than --images 300), found 2",
         );
     }
 }

@@ -30,20 +30,33 @@ use std::path::PathBuf;
 /// shown images' reconstructions are scored as the other routes' are, and the latency from a
 /// file to its image is reported. The session is made again on every run.
 ///
+/// `--route new-subject` brings in a new subject from one session through a space shared by a
+/// group: `simulate --subjects 5` writes a group in one NSD root (OUT/new-subject/nsd; --images
+/// per subject, a third of them seen by every subject, 10 sessions each), every subject is
+/// prepared with its features, `group prepare` and `group fit --method srm --k 32` make the
+/// space shared by subjects 2–5 (BrainIAK's shared response model) and its decoders, `group
+/// adapt` maps subject 1's first session into it (through the group's encoder, by per-voxel
+/// encoding models), and subject 1's own decoders are fitted from that session alone and from all its
+/// sessions (the ceiling). A few test images are reconstructed three ways and scored by
+/// two-way identification of the decoded z and c over the test half and by colour and shape.
+/// Writes OUT/demo-new-subject.json and OUT/pairs-new-subject.png (truth | 1 session alone |
+/// 1 session + group | all sessions).
+///
 /// Each step is skipped or resumed when its output is already in OUT, so an interrupted demo
 /// continues where it stopped. Writes OUT/demo.json (OUT/demo-caption.json) and OUT/pairs.png
 /// (OUT/pairs-caption.png): stimulus | decoded z | reconstruction.
 #[derive(clap::Args)]
 #[command(
-    after_help = "Example:\n  brainrecon demo --out demo-out\n  brainrecon demo --out demo-out --route caption\n  brainrecon demo --out demo-out --route experiment\n  brainrecon demo --out demo-out --route realtime --tr 1.0\n  brainrecon demo --out demo-out --images 1000 --samples 3 --json"
+    after_help = "Example:\n  brainrecon demo --out demo-out\n  brainrecon demo --out demo-out --route caption\n  brainrecon demo --out demo-out --route experiment\n  brainrecon demo --out demo-out --route realtime --tr 1.0\n  brainrecon demo --out demo-out --route new-subject\n  brainrecon demo --out demo-out --images 1000 --samples 3 --json"
 )]
 pub struct Args {
     /// Output directory (created; an earlier demo there is resumed)
     #[arg(long, default_value = "demo-out")]
     out: PathBuf,
-    /// Distinct images shown to the simulated subject (a tenth are test images)
-    #[arg(long, default_value_t = 600)]
-    images: usize,
+    /// Distinct images shown to the simulated subject (a tenth are test images) [default: 600;
+    /// --route new-subject: 300 per subject]
+    #[arg(long)]
+    images: Option<usize>,
     /// Seed of the simulated subject and of the sampling noise
     #[arg(long, default_value_t = 1)]
     seed: u64,
@@ -61,10 +74,11 @@ pub struct Args {
     device: String,
     /// linear (decoded z and c), caption (decoded z and a caption of decoded BLIP tokens),
     /// experiment (the linear route on an own event-related experiment: fMRIPrep's
-    /// derivatives → glm → glm prepare), or realtime (the experiment's subject reconstructed
-    /// volume by volume while a simulated scanner exports its next session)
+    /// derivatives → glm → glm prepare), realtime (the experiment's subject reconstructed
+    /// volume by volume while a simulated scanner exports its next session), or new-subject
+    /// (a new subject from one session through a space shared by a simulated group)
     #[arg(long, default_value = "linear",
-        value_parser = ["linear", "caption", "experiment", "realtime"])]
+        value_parser = ["linear", "caption", "experiment", "realtime", "new-subject"])]
     route: String,
     /// --route realtime: the session's repetition time in seconds
     #[arg(long, default_value_t = 1.6)]
@@ -186,18 +200,33 @@ impl Drop for StdoutToStderr {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    let route = Route::parse(&args.route)?;
+    let images = args.images.unwrap_or(match route {
+        Route::NewSubject => 300,
+        _ => 600,
+    });
     let options = DemoOptions {
         out: args.out.clone(),
-        images: args.images,
+        images,
         seed: args.seed,
         model: args.model.clone(),
         samples: args.samples,
         steps: args.steps,
         device: args.device.clone(),
-        route: Route::parse(&args.route)?,
+        route,
         command: super::command_line(),
         progress: super::show_progress(),
     };
+    if route == Route::NewSubject {
+        let summary = {
+            let _quiet = StdoutToStderr::new(args.json);
+            brainrecon_routes::demo_new_subject::run(&options, &mut CommandLine { args: &args })?
+        };
+        if args.json {
+            return super::print_json(&summary);
+        }
+        return out!("{}", summary.text());
+    }
     let summary = {
         let _quiet = StdoutToStderr::new(args.json);
         brainrecon_routes::demo::run(&options, &mut CommandLine { args: &args })?

@@ -11,6 +11,7 @@ pub mod features;
 pub mod fit;
 pub mod generate;
 pub mod glm;
+pub mod group;
 pub mod info;
 pub mod music;
 pub mod nsd;

@@ -74,6 +74,7 @@ pub enum Layout {
 #[derive(clap::Args)]
 #[command(
     after_help = "Example:\n  brainrecon simulate --out sim-nsd --images 300 --seed 1\n  brainrecon simulate --size nsd --out sim-nsd-full   (NSD's size: ~11 GB of betas)\n  brainrecon nsd prepare --nsd-root sim-nsd --subject subj01 --out subj01\n  \
+    brainrecon simulate --subjects 5 --individual-share 0.3 --images 200 --sessions 10 --out sim-group\n  \
     brainrecon simulate --kind movie --out sim-movie --runs 4 --run-seconds 300 --seed 1\n  brainrecon bids prepare --bids-root sim-movie --subject 01 --task movie --out runs-sub01"
 )]
 #[command(mut_arg("json", |a| a.help("Print the truth summary as JSON")))]
@@ -127,6 +128,20 @@ pub struct Args {
     /// the BOLD volume, default 16,16,10)
     #[arg(long, value_delimiter = ',')]
     volume: Option<Vec<usize>>,
+    /// Simulate a group of N subjects (1 to 8; --kind image) in one NSD root (subj01 …
+    /// subjNN; with --layout prepared OUT/subjNN/ each): every subject sees the shared images,
+    /// its other images are its own; each has its own volume size, region bounds and SNR.
+    /// Default 1 (the subject named by --subject)
+    #[arg(long)]
+    subjects: Option<usize>,
+    /// Share of each tuning value's variance that is individual rather than shared by the
+    /// group (0 to 1; with --subjects above 1; default 0.3)
+    #[arg(long)]
+    individual_share: Option<f64>,
+    /// Images every subject sees, the test images (at least 3, fewer than --images; default
+    /// a tenth of --images)
+    #[arg(long)]
+    shared_images: Option<usize>,
     #[command(flatten)]
     json: JsonArg,
 }
@@ -163,6 +178,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         sessions: args.sessions,
         volume: args.volume,
         progress: super::show_progress(),
+        subjects: args.subjects,
+        individual_share: args.individual_share,
+        shared_images: args.shared_images,
     })?;
     if args.json.json {
         return super::print_json(&summary.json()?);

@@ -4,7 +4,7 @@ arrays, reconstruction metrics, the routes (prepare_subject, compute_features, f
 reconstruct, encode_runs) and live sessions (brainrecon.realtime.Session)."""
 
 from . import _native
-from . import glm, metrics, nsd, realtime, routes
+from . import align, glm, group, metrics, nsd, realtime, routes
 from ._banded import BandedRidgeCV, KernelRidgeCV, MultipleKernelRidgeCV
 from ._ridge import RidgeCV, load_model, merge_models
 from .data import Subject, load_subject
@@ -20,5 +20,5 @@ def set_num_threads(threads):
 
 
 __all__ = ["RidgeCV", "KernelRidgeCV", "MultipleKernelRidgeCV", "BandedRidgeCV", "load_model", "merge_models", "load_subject", "Subject", "glm", "metrics", "nsd", "set_num_threads",
-           "realtime", "routes", "prepare_subject", "compute_features", "fit_decoders",
+           "realtime", "routes", "align", "group", "prepare_subject", "compute_features", "fit_decoders",
            "caption", "reconstruct", "Reconstruction", "encode_runs"]

@@ -5,11 +5,13 @@
 //! - [`ridge`]: ridge (LOO and GCV) on fMRI-shaped workloads;
 //! - [`banded`]: banded ridge on the workload;
 //! - [`caption`]: BLIP's beam search per image;
-//! - [`clap`]: CLAP audio embeddings per 10-s window.
+//! - [`clap`]: CLAP audio embeddings per 10-s window;
+//! - [`group`]: a new subject adapted into a group's shared space, and the group's fit.
 
 pub mod banded;
 pub mod caption;
 pub mod clap;
+pub mod group;
 pub mod ridge;
 
 /// Peak resident set size of this process (VmHWM), in MB (10^6 bytes); NaN where

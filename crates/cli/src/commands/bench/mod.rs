@@ -7,6 +7,7 @@ mod banded;
 mod caption;
 // not `clap`: the module would shadow the crate that the derives name
 mod clap_embeddings;
+mod group;
 mod ridge;
 
 /// Time brainrecon's engines on synthetic data of the sizes real studies have
@@ -16,6 +17,7 @@ pub enum BenchCommand {
     Caption(caption::Args),
     Clap(clap_embeddings::Args),
     Banded(banded::Args),
+    GroupAdapt(group::Args),
     /// One measured fit in a fresh process (used by `bench ridge`).
     #[command(hide = true)]
     RidgeRun(ridge::RunArgs),
@@ -27,6 +29,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Caption(args) => caption::run(args),
         BenchCommand::Clap(args) => clap_embeddings::run(args),
         BenchCommand::Banded(args) => banded::run(args),
+        BenchCommand::GroupAdapt(args) => group::run(args),
         BenchCommand::RidgeRun(args) => ridge::run_one(args),
     }
 }

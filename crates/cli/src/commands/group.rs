@@ -1,0 +1,288 @@
+//! `brainrecon group`: a space shared by a group of subjects, and a new subject brought into it
+//! from one or two sessions.
+
+use crate::args::JsonArg;
+use brainrecon_datasets::nsd::{parse_sessions, parse_subject};
+use brainrecon_routes::group::adapt::{adapt, AdaptRequest};
+use brainrecon_routes::group::curve::{curve, CurveRequest};
+use brainrecon_routes::group::fit::{fit_group, GroupFitRequest};
+use brainrecon_routes::group::prepare::{prepare_group, GroupPrepareRequest};
+use std::path::PathBuf;
+
+/// A space shared across subjects: fit it on a group, then bring a new subject in from one
+/// session
+///
+/// Every method maps each subject linearly into one k-dimensional space; decoders fitted there
+/// on all the group's subjects serve a new subject once its own map is fitted. A subject adapted
+/// into a space is an ordinary prepared subject (one atlas, `shared`), so `fit`, `reconstruct`,
+/// `eval` and the report run on it unchanged.
+#[derive(clap::Subcommand)]
+pub enum GroupCommand {
+    Prepare(PrepareArgs),
+    Fit(FitArgs),
+    Adapt(AdaptArgs),
+    Curve(CurveArgs),
+}
+
+/// Make a group folder from prepared subjects
+///
+/// Checks that every subject has the ROI and features of the same model, finds the images every
+/// subject saw (NSD's shared images: each subject's test images), and splits them into an align
+/// half (used only to align subjects) and a test half (used only to score). Writes
+/// OUT/group.json; nothing is copied.
+#[derive(clap::Args)]
+#[command(
+    after_help = "Example:\n  brainrecon simulate --subjects 5 --images 300 --shared-images 100 --sessions 10 --out sim-group\n  \
+    brainrecon nsd prepare --nsd-root sim-group --subject subj02 --out subj02   (and subj03 … subj05; then features)\n  \
+    brainrecon group prepare --subject subj02 --subject subj03 --subject subj04 --subject subj05 --out group"
+)]
+#[command(mut_arg("json", |a| a.help("Print the report as JSON")))]
+pub struct PrepareArgs {
+    /// A prepared subject with features (repeat for each subject)
+    #[arg(long = "subject", required = true)]
+    subjects: Vec<PathBuf>,
+    /// The group folder to write
+    #[arg(long)]
+    out: PathBuf,
+    /// The ROI every map starts from
+    #[arg(long, default_value = "nsdgeneral")]
+    roi: String,
+    /// Feature kinds the shared models target, comma-separated
+    #[arg(long, default_value = "vae,clip-text", value_delimiter = ',')]
+    kinds: Vec<String>,
+    /// Share of the images every subject saw that is used to align (the rest is for testing)
+    #[arg(long, default_value_t = 0.5)]
+    align_share: f64,
+    /// Seed of the align/test split
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    #[command(flatten)]
+    json: JsonArg,
+}
+
+/// Fit a space shared by the group, its pooled subject and decoders on it
+///
+/// --method shared (default): one space by multi-subject reduced-rank ridge onto the stimulus
+/// features: min Σ_s ‖Y_s − X_s M_s Pᵀ‖² + α_s‖M_s‖² with PᵀP = I (P: the k target directions
+/// brains predict best; α_s by generalised cross-validation), MindEye2's shared space made
+/// linear. Needs no images shared between subjects. --method srm | detsrm: BrainIAK's shared
+/// response model on the align images. Then every subject's rows are mapped into the space
+/// (the pooled subject, GROUP/spaces/NAME/pooled) and decoders for each --targets are fitted
+/// on it (GROUP/spaces/NAME/decoders/TARGET), as `brainrecon fit` does.
+#[derive(clap::Args)]
+#[command(
+    after_help = "Example:\n  brainrecon group fit --group group --method shared --k 32\n  brainrecon group fit --group group --method srm --k 32 --name srm32"
+)]
+#[command(mut_arg("json", |a| a.help("Print the report as JSON")))]
+pub struct FitArgs {
+    /// The group folder
+    #[arg(long)]
+    group: PathBuf,
+    /// shared, srm or detsrm
+    #[arg(long, default_value = "shared")]
+    method: String,
+    /// The space's name (default: the method's)
+    #[arg(long)]
+    name: Option<String>,
+    /// Dimensions of the space
+    #[arg(long, default_value_t = 64)]
+    k: usize,
+    /// SRM's iterations
+    #[arg(long, default_value_t = 10)]
+    n_iter: usize,
+    /// Seed of the randomized solvers and SRM's start
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Decoders to fit on the pooled subject, comma-separated
+    #[arg(long, default_value = "z,c", value_delimiter = ',')]
+    targets: Vec<String>,
+    /// Their cross-validation, as `fit --cv`
+    #[arg(long, default_value = "5")]
+    cv: String,
+    #[command(flatten)]
+    json: JsonArg,
+}
+
+/// Bring a new subject into a group's space from its few sessions
+///
+/// Fits the subject's own map into the space and writes it as a prepared subject (OUT) whose
+/// one atlas `shared` holds the space's coordinates, with the subject's stimuli and features
+/// linked. --via features (default): the map is fitted from the subject's own trials onto the
+/// space's response predicted from the stimulus features (a shared space: Y·P; SRM: the group's
+/// encoder), so no image needs to be shared with the group. --via shared-images: onto the
+/// group's response to the align images the subject also saw (BrainIAK's transform_subject with
+/// --map orthogonal, the default there). --via both: the two together. --map encoding (the
+/// default with features): per-voxel encoding models from the space inverted by generalised
+/// least squares, penalties by 5-fold cross-validation. The group's decoders
+/// (GROUP/spaces/NAME/decoders) then apply to OUT.
+#[derive(clap::Args)]
+#[command(
+    after_help = "Example:\n  brainrecon nsd prepare --nsd-root sim-group --subject subj01 --sessions 1 --out subj01-s1\n  \
+    brainrecon features --subject subj01-s1 --kind z --model shapes-ldm   (and --kind c)\n  \
+    brainrecon group adapt --group group --space shared --subject subj01-s1 --out subj01-s1-shared\n  \
+    brainrecon reconstruct --subject subj01-s1-shared --decoders group/spaces/shared/decoders --out recon-s1"
+)]
+#[command(mut_arg("json", |a| a.help("Print the report as JSON")))]
+pub struct AdaptArgs {
+    /// The group folder
+    #[arg(long)]
+    group: PathBuf,
+    /// The space (its name in GROUP/spaces)
+    #[arg(long, default_value = "shared")]
+    space: String,
+    /// The new subject, prepared with features
+    #[arg(long)]
+    subject: PathBuf,
+    /// Sessions of its train trials to use (e.g. 1 or 1-2); default: all it holds
+    #[arg(long)]
+    sessions: Option<String>,
+    /// features, shared-images or both
+    #[arg(long)]
+    via: Option<String>,
+    /// encoding, ridge, procrustes (fmralign's scaled orthogonal Procrustes) or orthogonal
+    /// (BrainIAK's transform_subject)
+    #[arg(long)]
+    map: Option<String>,
+    /// Score on this subject's test images (the same person prepared from all its sessions)
+    #[arg(long)]
+    eval_subject: Option<PathBuf>,
+    /// The adapted subject to write
+    #[arg(long)]
+    out: PathBuf,
+    #[command(flatten)]
+    json: JsonArg,
+}
+
+/// Two-way identification of a new subject against its number of sessions
+///
+/// Prepares the new subject from its first 1, 2, … sessions (an NSD root), fits the
+/// within-subject decoders on each and adapts it into each space, scores every decoder on the
+/// test half of the shared images (the subject prepared from all its sessions), and writes
+/// OUT/curve.json, curve.md and curve.svg. The within-subject route on all sessions is the
+/// ceiling.
+#[derive(clap::Args)]
+#[command(
+    after_help = "Example:\n  brainrecon group curve --group group --space shared --space srm --nsd-root sim-group --subject subj01 --sessions 1,2,5,all --out curve"
+)]
+#[command(mut_arg("json", |a| a.help("Print the curve as JSON")))]
+pub struct CurveArgs {
+    /// The group folder
+    #[arg(long)]
+    group: PathBuf,
+    /// Spaces to adapt into (repeat), each NAME[:VIA[:MAP]] (e.g. srm:features:encoding)
+    #[arg(long = "space", required = true)]
+    spaces: Vec<String>,
+    /// NSD root of the new subject
+    #[arg(long)]
+    nsd_root: PathBuf,
+    /// The new subject: subj01 … subj08
+    #[arg(long)]
+    subject: String,
+    /// Session counts, comma-separated; `all` for every session
+    #[arg(long, default_value = "1,2,5,10,all", value_delimiter = ',')]
+    sessions: Vec<String>,
+    /// Decoder targets scored, comma-separated
+    #[arg(long, default_value = "z,c", value_delimiter = ',')]
+    targets: Vec<String>,
+    /// Output folder
+    #[arg(long)]
+    out: PathBuf,
+    #[command(flatten)]
+    json: JsonArg,
+}
+
+pub fn run(command: GroupCommand) -> anyhow::Result<()> {
+    let progress = super::show_progress();
+    let mut note = |line: String| {
+        if progress {
+            eprintln!("{line}");
+        }
+    };
+    match command {
+        GroupCommand::Prepare(a) => {
+            let report = prepare_group(&GroupPrepareRequest {
+                subjects: a.subjects,
+                out: a.out,
+                roi: a.roi,
+                kinds: a.kinds,
+                align_share: a.align_share,
+                seed: a.seed,
+            })?;
+            if a.json.json {
+                return super::print_json(&report);
+            }
+            out!("{}", report.text())
+        }
+        GroupCommand::Fit(a) => {
+            let report = fit_group(
+                &GroupFitRequest {
+                    group: a.group,
+                    method: a.method,
+                    name: a.name,
+                    k: a.k,
+                    n_iter: a.n_iter,
+                    seed: a.seed,
+                    targets: a.targets,
+                    cv: a.cv,
+                },
+                &mut note,
+            )?;
+            if a.json.json {
+                return super::print_json(&report);
+            }
+            out!("{}", report.text())
+        }
+        GroupCommand::Adapt(a) => {
+            let report = adapt(&AdaptRequest {
+                group: a.group,
+                space: a.space,
+                subject: a.subject,
+                sessions: a.sessions.as_deref().map(parse_sessions).transpose()?,
+                via: a.via,
+                map: a.map,
+                eval_subject: a.eval_subject,
+                out: a.out,
+            })?;
+            if a.json.json {
+                return super::print_json(&report);
+            }
+            out!("{}", report.text())
+        }
+        GroupCommand::Curve(a) => {
+            let sessions = a
+                .sessions
+                .iter()
+                .map(|s| match s.as_str() {
+                    "all" => Ok(None),
+                    n => n
+                        .parse::<usize>()
+                        .ok()
+                        .filter(|&n| n > 0)
+                        .map(Some)
+                        .ok_or_else(|| {
+                            super::usage(format!(
+                                "--sessions: expected counts ≥ 1 or all, found '{n}'"
+                            ))
+                        }),
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            let result = curve(
+                &CurveRequest {
+                    group: a.group,
+                    spaces: a.spaces,
+                    nsd_root: a.nsd_root,
+                    subject: parse_subject(&a.subject)?,
+                    sessions,
+                    targets: a.targets,
+                    out: a.out,
+                    progress,
+                },
+                &mut note,
+            )?;
+            if a.json.json {
+                return super::print_json(&result);
+            }
+            out!("{}", result.text())
+        }
+    }
+}

@@ -1,0 +1,653 @@
+//! A new subject adapted into a group's shared space, and the group's shared space itself,
+//! timed at NSD's size on synthetic data with a planted low-rank structure.
+//!
+//! The adapt half runs the steps of `group adapt --via features` on a shared space, with the
+//! library's own functions and in the same order: read X (betas, f32 → f64), the targets Y
+//! (f32 features → f64, centred and scaled by block) and the basis P (f32 → f64); T = Y·P;
+//! α by GCV on 512 columns of T; M = ridge(X → T); then (X − μ)·M for the train rows and
+//! the test rows. The arrays are read from .npy files written beforehand, so that reading and
+//! its memory count as they do in the library.
+
+use crate::error::{Result, RouteError};
+use crate::group::data::{apply_map, column_means, read_mat, read_vec, scale_targets};
+use crate::group::fit::{alpha_columns, map_alphas};
+use crate::group::TargetBlock;
+use brainrecon_align::shared_space::{
+    fit_shared_space, fit_subject_map, gcv_alpha, SharedSpaceOptions,
+};
+use brainrecon_core::fs::{read_json, write_json_atomic};
+use brainrecon_core::DataError;
+use brainrecon_formats::npy;
+use faer::Mat;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use rand_distr::StandardNormal;
+use serde::{Deserialize, Serialize};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Rank of the planted structure shared by betas and targets.
+pub const PLANTED_RANK: usize = 64;
+/// Width of the first target block (z: a 4×64×64 latent); the rest is c.
+pub const Z_WIDTH: usize = 16_384;
+const SEED: u64 = 20261127;
+const GENERATOR_VERSION: u32 = 1;
+/// Noise standard deviations of the betas and the targets (signal variance 1 per column).
+const X_NOISE: f32 = 2.0;
+const Y_NOISE: f32 = 0.5;
+
+/// The adapt workload's size.
+#[derive(Serialize, Deserialize, PartialEq, Debug, Clone)]
+pub struct AdaptWorkload {
+    /// Voxels v (NSD's nsdgeneral: 15,724).
+    pub voxels: usize,
+    /// Trials n the map is fitted on (one hour: 750).
+    pub trials: usize,
+    /// Rows mapped besides the trials (the test images).
+    pub test_rows: usize,
+    /// Targets d (z 16,384 + c 59,136 = 75,520).
+    pub targets: usize,
+}
+
+/// `meta.json` of the adapt data folder.
+#[derive(Serialize, Deserialize, PartialEq, Debug)]
+pub struct AdaptMeta {
+    /// Sizes.
+    pub workload: AdaptWorkload,
+    /// Target blocks (z, c) with the group's scale.
+    pub blocks: Vec<TargetBlock>,
+    /// The generator's seed.
+    pub seed: u64,
+    /// Rank of the planted structure.
+    pub rank: usize,
+    /// Bumped when the generated data change.
+    pub generator_version: u32,
+}
+
+/// One measured adapt (printed as JSON by the measuring process).
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct AdaptResult {
+    /// Dimension of the shared space.
+    pub k: usize,
+    /// Voxels.
+    pub voxels: usize,
+    /// Trials the map is fitted on.
+    pub trials: usize,
+    /// Test rows mapped besides the trials.
+    pub test_rows: usize,
+    /// Targets d.
+    pub targets: usize,
+    /// Threads of the linear algebra.
+    pub threads: usize,
+    /// The α GCV chose.
+    pub alpha: f64,
+    /// Reading X, Y and P (f32 → f64) and scaling Y.
+    pub read_seconds: f64,
+    /// Of which reading P.
+    pub read_basis_seconds: f64,
+    /// T = Y·P.
+    pub targets_seconds: f64,
+    /// The default map (`--map encoding`): 5-fold choice of (λ, μ) over the 5 × 5 grid, refit.
+    pub encoding_seconds: f64,
+    /// The penalties it chose (relative units).
+    pub lambda: f64,
+    /// See `lambda`.
+    pub mu: f64,
+    /// `--map ridge`, beside it: centring X and GCV over the 17 alphas.
+    pub alpha_seconds: f64,
+    /// `--map ridge`: `fit_subject_map`.
+    pub map_seconds: f64,
+    /// Reading the test rows and mapping train and test rows.
+    pub apply_seconds: f64,
+    /// The default path: read, Y·P, the encoding map, apply (the ridge map not counted).
+    pub total_seconds: f64,
+    /// CPU seconds (user + system) of the process over those steps; below threads × total
+    /// when the cores were shared with other work.
+    pub cpu_seconds: f64,
+    /// Peak resident memory of the process (VmHWM), MB.
+    pub peak_rss_mb: f64,
+    /// The peak (VmHWM, MB) as it stood after each step: where the peak is reached.
+    pub peak_after_step_mb: Vec<(String, f64)>,
+}
+
+/// One measured group fit.
+#[derive(Serialize, Deserialize, Debug, Clone)]
+pub struct GroupResult {
+    /// Subjects.
+    pub subjects: usize,
+    /// Rows (images) per subject.
+    pub rows_per_subject: usize,
+    /// Voxels per subject.
+    pub voxels: usize,
+    /// Targets d.
+    pub targets: usize,
+    /// Dimension of the shared space.
+    pub k: usize,
+    /// Power iterations of the randomized SVD.
+    pub power_iters: usize,
+    /// Threads of the linear algebra.
+    pub threads: usize,
+    /// Generating the data in memory (not part of the fit).
+    pub generate_seconds: f64,
+    /// GCV α per subject (as `group fit` chooses them).
+    pub alpha_seconds: f64,
+    /// `fit_shared_space`.
+    pub fit_seconds: f64,
+    /// α and fit.
+    pub total_seconds: f64,
+    /// CPU seconds (user + system) of the process over α and fit.
+    pub cpu_seconds: f64,
+    /// Peak resident memory of the process (VmHWM), MB; includes the data held in f64.
+    pub peak_rss_mb: f64,
+}
+
+/// What `bench group-adapt` reports.
+#[derive(Serialize, Deserialize, Debug)]
+pub struct GroupBenchReport {
+    /// The CPU (model name) and the cores the system shows.
+    pub machine: String,
+    /// One fresh process per k.
+    pub adapt: Vec<AdaptResult>,
+    /// The group fit, when asked.
+    pub group: Option<GroupResult>,
+    /// The issue's goal for the adapt: seconds.
+    pub goal_seconds: f64,
+    /// The issue's goal for the adapt: peak memory, GB (10^9 bytes).
+    pub goal_gb: f64,
+}
+
+impl GroupBenchReport {
+    /// Lines for people: one per k, then the group fit.
+    pub fn text(&self) -> String {
+        let mut text = format!("machine: {}\n", self.machine);
+        text += "adapt  k      voxels  trials  targets  read s  Y·P s   encoding s  apply s  total s  CPU s    peak GB  goal (≤ 60 s, ≤ 4 GB)   beside: --map ridge (alpha, GCV s, map s)\n";
+        for r in &self.adapt {
+            let gb = r.peak_rss_mb / 1e3;
+            let met = r.total_seconds <= self.goal_seconds && gb <= self.goal_gb;
+            text += &format!(
+                "       {:<6} {:<7} {:<7} {:<8} {:<7.2} {:<7.2} {:<11.2} {:<8.2} {:<8.2} {:<8.2} {:<8.2} {:<23} {:.3e}, {:.2}, {:.2}\n",
+                r.k,
+                r.voxels,
+                r.trials,
+                r.targets,
+                r.read_seconds,
+                r.targets_seconds,
+                r.encoding_seconds,
+                r.apply_seconds,
+                r.total_seconds,
+                r.cpu_seconds,
+                gb,
+                if met { "met" } else { "missed" },
+                r.alpha,
+                r.alpha_seconds,
+                r.map_seconds
+            );
+        }
+        if let Some(g) = &self.group {
+            text += &format!(
+                "group fit: {} subjects × {} rows × {} voxels → {} targets, k = {}: GCV {:.1} s, \
+                 fit {:.1} s, total {:.1} s ({:.1} CPU s), peak {:.2} GB\n",
+                g.subjects,
+                g.rows_per_subject,
+                g.voxels,
+                g.targets,
+                g.k,
+                g.alpha_seconds,
+                g.fit_seconds,
+                g.total_seconds,
+                g.cpu_seconds,
+                g.peak_rss_mb / 1e3
+            );
+        }
+        text
+    }
+}
+
+/// CPU seconds (user + system) this process has used, from /proc/self/stat (100 ticks a
+/// second); NaN where it cannot be read.
+pub fn cpu_seconds() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|stat| {
+            // the fields after the command name, which is in parentheses
+            let rest = &stat[stat.rfind(')')? + 2..];
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            let utime: f64 = fields.get(11)?.parse().ok()?;
+            let stime: f64 = fields.get(12)?.parse().ok()?;
+            Some((utime + stime) / 100.0)
+        })
+        .unwrap_or(f64::NAN)
+}
+
+/// The CPU's model name and the number of processors /proc/cpuinfo lists.
+pub fn machine() -> String {
+    let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = info
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split(':').nth(1))
+        .map_or("unknown CPU".to_string(), |m| m.trim().to_string());
+    let cpus = info.lines().filter(|l| l.starts_with("processor")).count();
+    format!("{model}, {cpus} CPUs")
+}
+
+/// Target blocks of width `targets`: z (up to 16,384), then c (the rest).
+fn block_widths(targets: usize) -> Vec<(&'static str, usize)> {
+    let z = targets.min(Z_WIDTH);
+    let mut widths = vec![("z", z)];
+    if targets > z {
+        widths.push(("c", targets - z));
+    }
+    widths
+}
+
+fn basis_path(dir: &Path, k: usize) -> PathBuf {
+    dir.join(format!("basis_k{k}.npy"))
+}
+
+/// Rows `s · W + noise` (row-major, `rows × W.cols`) for latent rows `latent` (rows × r) and
+/// the loading `w` (r × cols, row-major).
+fn planted_rows(
+    latent: &[f32],
+    w: &[f32],
+    cols: usize,
+    noise: f32,
+    rng: &mut ChaCha8Rng,
+) -> Vec<f32> {
+    let rows = latent.len() / PLANTED_RANK;
+    let mut out = vec![0f32; rows * cols];
+    for (i, row) in out.chunks_mut(cols).enumerate() {
+        for (t, &s) in latent[i * PLANTED_RANK..(i + 1) * PLANTED_RANK]
+            .iter()
+            .enumerate()
+        {
+            for (o, &a) in row.iter_mut().zip(&w[t * cols..(t + 1) * cols]) {
+                *o += s * a;
+            }
+        }
+        for o in row.iter_mut() {
+            *o += noise * rng.sample::<f32, _>(StandardNormal);
+        }
+    }
+    out
+}
+
+fn gaussian(rng: &mut ChaCha8Rng, n: usize, scale: f32) -> Vec<f32> {
+    (0..n)
+        .map(|_| scale * rng.sample::<f32, _>(StandardNormal))
+        .collect()
+}
+
+/// Writes X (train and test), Y, the target mean and meta.json under `dir` unless identical
+/// ones are there (bases of earlier data are removed then).
+pub fn ensure_adapt_data(w: &AdaptWorkload, dir: &Path) -> Result<()> {
+    let meta_path = dir.join("meta.json");
+    let existing = read_json::<AdaptMeta>(&meta_path).ok();
+    if existing.as_ref().is_some_and(|m| {
+        m.workload == *w && m.seed == SEED && m.generator_version == GENERATOR_VERSION
+    }) {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
+    let _ = std::fs::remove_file(&meta_path);
+    for entry in std::fs::read_dir(dir).map_err(|e| DataError::io(dir, e))? {
+        let path = entry.map_err(|e| DataError::io(dir, e))?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        if name.starts_with("basis_k") && name.ends_with(".npy") {
+            std::fs::remove_file(&path).map_err(|e| DataError::io(&path, e))?;
+        }
+    }
+    eprintln!(
+        "bench group-adapt: generating the data in {}",
+        dir.display()
+    );
+    let mut rng = ChaCha8Rng::seed_from_u64(SEED);
+    let r = PLANTED_RANK;
+    let scale = 1.0 / (r as f32).sqrt();
+    let a = gaussian(&mut rng, r * w.voxels, scale);
+    let b = gaussian(&mut rng, r * w.targets, scale);
+    let latent_train = gaussian(&mut rng, w.trials * r, 1.0);
+    let latent_test = gaussian(&mut rng, w.test_rows * r, 1.0);
+    let x_train = planted_rows(&latent_train, &a, w.voxels, X_NOISE, &mut rng);
+    npy::write(&dir.join("x_train.npy"), &[w.trials, w.voxels], &x_train)?;
+    drop(x_train);
+    let x_test = planted_rows(&latent_test, &a, w.voxels, X_NOISE, &mut rng);
+    npy::write(&dir.join("x_test.npy"), &[w.test_rows, w.voxels], &x_test)?;
+    drop(x_test);
+    let y = planted_rows(&latent_train, &b, w.targets, Y_NOISE, &mut rng);
+    // The group's mean and block scales, here from the subject's own rows.
+    let n = w.trials.max(1) as f64;
+    let mut mean = vec![0f64; w.targets];
+    for row in y.chunks(w.targets) {
+        for (m, &v) in mean.iter_mut().zip(row) {
+            *m += v as f64 / n;
+        }
+    }
+    let mut var = vec![0f64; w.targets];
+    for row in y.chunks(w.targets) {
+        for ((s, &v), &m) in var.iter_mut().zip(row).zip(&mean) {
+            *s += (v as f64 - m).powi(2) / n;
+        }
+    }
+    let mut blocks = Vec::new();
+    let mut offset = 0;
+    for (kind, width) in block_widths(w.targets) {
+        let total: f64 = var[offset..offset + width].iter().sum();
+        blocks.push(TargetBlock {
+            kind: kind.into(),
+            width,
+            scale: if total > 0.0 { 1.0 / total.sqrt() } else { 1.0 },
+        });
+        offset += width;
+    }
+    npy::write(&dir.join("y_train.npy"), &[w.trials, w.targets], &y)?;
+    let mean32: Vec<f32> = mean.iter().map(|&m| m as f32).collect();
+    npy::write(&dir.join("target_mean.npy"), &[w.targets], &mean32)?;
+    // meta.json last: its presence means the arrays are complete
+    write_json_atomic(
+        &meta_path,
+        &AdaptMeta {
+            workload: w.clone(),
+            blocks,
+            seed: SEED,
+            rank: r,
+            generator_version: GENERATOR_VERSION,
+        },
+    )?;
+    Ok(())
+}
+
+/// Writes a random d × k basis with orthonormal columns as `basis_k{k}.npy` (f32, as
+/// `group fit` writes `basis.npy`) unless it is there.
+///
+/// Each row of d gets one column (columns of disjoint support, each normalised), then a random
+/// Householder reflection `I − 2uuᵀ` makes every entry non-zero; both keep PᵀP = I. The
+/// products timed do not depend on the values, only on the shape.
+pub fn ensure_basis(dir: &Path, d: usize, k: usize) -> Result<()> {
+    let path = basis_path(dir, k);
+    if path.exists() {
+        return Ok(());
+    }
+    if k == 0 || k > d {
+        return Err(RouteError::Usage(format!(
+            "--k: each k must be between 1 and the {d} targets, found {k}"
+        )));
+    }
+    let mut rng = ChaCha8Rng::seed_from_u64(SEED ^ k as u64);
+    // Row i's column: a shuffled cycle over 0..k, so every column has ⌊d/k⌋ or ⌈d/k⌉ rows.
+    let mut column: Vec<usize> = (0..d).map(|i| i % k).collect();
+    for i in (1..d).rev() {
+        let j = rng.gen_range(0..=i);
+        column.swap(i, j);
+    }
+    let mut value: Vec<f64> = (0..d)
+        .map(|_| rng.sample::<f64, _>(StandardNormal))
+        .collect();
+    let mut norm = vec![0f64; k];
+    for (&c, &v) in column.iter().zip(&value) {
+        norm[c] += v * v;
+    }
+    for (v, &c) in value.iter_mut().zip(&column) {
+        *v /= norm[c].sqrt();
+    }
+    let mut u: Vec<f64> = (0..d)
+        .map(|_| rng.sample::<f64, _>(StandardNormal))
+        .collect();
+    let u_norm = u.iter().map(|x| x * x).sum::<f64>().sqrt();
+    u.iter_mut().for_each(|x| *x /= u_norm);
+    // uᵀP₀, then P = P₀ − 2 u (uᵀP₀).
+    let mut utp = vec![0f64; k];
+    for i in 0..d {
+        utp[column[i]] += u[i] * value[i];
+    }
+    let mut p = vec![0f32; d * k];
+    for (i, row) in p.chunks_mut(k).enumerate() {
+        for (o, &w) in row.iter_mut().zip(&utp) {
+            *o = (-2.0 * u[i] * w) as f32;
+        }
+        row[column[i]] += value[i] as f32;
+    }
+    npy::write(&path, &[d, k], &p)?;
+    Ok(())
+}
+
+/// Runs the adapt steps on the data in `dir` with the basis of dimension `k`, timing each.
+pub fn measure_adapt(dir: &Path, k: usize, threads: usize) -> Result<AdaptResult> {
+    brainrecon_ridge::set_threads(threads);
+    let meta: AdaptMeta = read_json(&dir.join("meta.json"))?;
+    let w = &meta.workload;
+    let mut peaks = Vec::new();
+    let mut peak_after = |step: &str| peaks.push((step.to_string(), super::peak_rss_mb()));
+    let cpu_before = cpu_seconds();
+    let started = Instant::now();
+    let x = read_mat(&dir.join("x_train.npy"))?;
+    let mean = read_vec(&dir.join("target_mean.npy"))?;
+    // As `feature_rows`: the raw features live only until they are scaled.
+    let y = scale_targets(&read_mat(&dir.join("y_train.npy"))?, &mean, &meta.blocks);
+    peak_after("read X and Y");
+    let step = Instant::now();
+    let basis = read_mat(&basis_path(dir, k))?;
+    let read_basis_seconds = step.elapsed().as_secs_f64();
+    let read_seconds = started.elapsed().as_secs_f64();
+    peak_after("read P");
+
+    let step = Instant::now();
+    let targets = &y * &basis;
+    drop((y, basis));
+    let targets_seconds = step.elapsed().as_secs_f64();
+    peak_after("T = Y·P");
+
+    let step = Instant::now();
+    let encoding = brainrecon_align::encoding_map::fit_encoding_map(
+        x.as_ref(),
+        targets.as_ref(),
+        &brainrecon_align::encoding_map::DEFAULT_LAMBDAS,
+        &brainrecon_align::encoding_map::DEFAULT_MUS,
+        5,
+    )?;
+    let encoding_seconds = step.elapsed().as_secs_f64();
+    peak_after("encoding map");
+
+    let step = Instant::now();
+    let x_mean = column_means(&x);
+    let xc = Mat::from_fn(x.nrows(), x.ncols(), |i, j| x[(i, j)] - x_mean[j]);
+    let alpha = gcv_alpha(xc.as_ref(), alpha_columns(&targets).as_ref(), &map_alphas())?;
+    let alpha_seconds = step.elapsed().as_secs_f64();
+    peak_after("GCV");
+
+    let step = Instant::now();
+    let identity = Mat::<f64>::identity(targets.ncols(), targets.ncols());
+    let map = fit_subject_map(xc.as_ref(), targets.as_ref(), identity.as_ref(), alpha)?;
+    drop((xc, identity, targets));
+    let map_seconds = step.elapsed().as_secs_f64();
+    peak_after("map");
+
+    drop(map);
+    let step = Instant::now();
+    let mapped_train = apply_map(&x, &x_mean, &encoding.map);
+    let x_test = read_mat(&dir.join("x_test.npy"))?;
+    let mapped_test = apply_map(&x_test, &x_mean, &encoding.map);
+    let apply_seconds = step.elapsed().as_secs_f64();
+    let total_seconds = started.elapsed().as_secs_f64() - alpha_seconds - map_seconds;
+    let cpu = cpu_seconds() - cpu_before;
+    peak_after("apply");
+    if !(mapped_train[(0, 0)].is_finite() && mapped_test[(0, 0)].is_finite()) {
+        return Err(RouteError::Usage(
+            "bench group-adapt: the mapped rows are not finite".into(),
+        ));
+    }
+    Ok(AdaptResult {
+        k,
+        voxels: w.voxels,
+        trials: w.trials,
+        test_rows: w.test_rows,
+        targets: w.targets,
+        threads,
+        alpha,
+        read_seconds,
+        read_basis_seconds,
+        targets_seconds,
+        encoding_seconds,
+        lambda: encoding.lambda,
+        mu: encoding.mu,
+        alpha_seconds,
+        map_seconds,
+        apply_seconds,
+        total_seconds,
+        cpu_seconds: cpu,
+        peak_rss_mb: super::peak_rss_mb(),
+        peak_after_step_mb: peaks,
+    })
+}
+
+/// The group fit's size.
+#[derive(Debug, Clone)]
+pub struct GroupWorkload {
+    /// Subjects.
+    pub subjects: usize,
+    /// Rows (images) per subject.
+    pub rows: usize,
+    /// Voxels per subject.
+    pub voxels: usize,
+    /// Targets d.
+    pub targets: usize,
+    /// Dimension of the shared space.
+    pub k: usize,
+}
+
+/// Generates a group in memory (f64, columns centred as `group fit` gives them) and times
+/// the per-subject GCV α and `fit_shared_space` with its default options.
+pub fn measure_group(w: &GroupWorkload, threads: usize) -> Result<GroupResult> {
+    brainrecon_ridge::set_threads(threads);
+    let started = Instant::now();
+    let mut rng = ChaCha8Rng::seed_from_u64(SEED ^ 0x9e37_79b9);
+    let r = PLANTED_RANK;
+    let scale = 1.0 / (r as f32).sqrt();
+    let to_mat = |rows: usize, cols: usize, v: Vec<f32>| {
+        let mut m = Mat::from_fn(rows, cols, |i, j| v[i * cols + j] as f64);
+        drop(v);
+        for j in 0..cols {
+            let mu = (0..rows).map(|i| m[(i, j)]).sum::<f64>() / rows as f64;
+            for i in 0..rows {
+                m[(i, j)] -= mu;
+            }
+        }
+        m
+    };
+    let b = gaussian(&mut rng, r * w.targets, scale);
+    let mut xs = Vec::with_capacity(w.subjects);
+    let mut ys = Vec::with_capacity(w.subjects);
+    for _ in 0..w.subjects {
+        let a = gaussian(&mut rng, r * w.voxels, scale);
+        let latent = gaussian(&mut rng, w.rows * r, 1.0);
+        xs.push(to_mat(
+            w.rows,
+            w.voxels,
+            planted_rows(&latent, &a, w.voxels, X_NOISE, &mut rng),
+        ));
+        ys.push(to_mat(
+            w.rows,
+            w.targets,
+            planted_rows(&latent, &b, w.targets, Y_NOISE, &mut rng),
+        ));
+    }
+    drop(b);
+    let generate_seconds = started.elapsed().as_secs_f64();
+
+    let cpu_before = cpu_seconds();
+    let step = Instant::now();
+    let grid = map_alphas();
+    let alphas = xs
+        .iter()
+        .zip(&ys)
+        .map(|(x, y)| gcv_alpha(x.as_ref(), alpha_columns(y).as_ref(), &grid))
+        .collect::<std::result::Result<Vec<_>, _>>()?;
+    let alpha_seconds = step.elapsed().as_secs_f64();
+
+    let step = Instant::now();
+    let opts = SharedSpaceOptions {
+        k: w.k,
+        ..SharedSpaceOptions::default()
+    };
+    let x_refs: Vec<_> = xs.iter().map(|x| x.as_ref()).collect();
+    let y_refs: Vec<_> = ys.iter().map(|y| y.as_ref()).collect();
+    let space = fit_shared_space(&x_refs, &y_refs, &alphas, &opts)?;
+    let fit_seconds = step.elapsed().as_secs_f64();
+    drop(space);
+    Ok(GroupResult {
+        subjects: w.subjects,
+        rows_per_subject: w.rows,
+        voxels: w.voxels,
+        targets: w.targets,
+        k: w.k,
+        power_iters: opts.power_iters,
+        threads,
+        generate_seconds,
+        alpha_seconds,
+        fit_seconds,
+        total_seconds: alpha_seconds + fit_seconds,
+        cpu_seconds: cpu_seconds() - cpu_before,
+        peak_rss_mb: super::peak_rss_mb(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn basis_has_orthonormal_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        ensure_basis(dir.path(), 50, 7).unwrap();
+        let p = read_mat(&basis_path(dir.path(), 7)).unwrap();
+        let g = p.transpose() * &p;
+        for i in 0..7 {
+            for j in 0..7 {
+                let want = if i == j { 1.0 } else { 0.0 };
+                assert!(
+                    (g[(i, j)] - want).abs() < 1e-5,
+                    "PᵀP[{i},{j}] = {}",
+                    g[(i, j)]
+                );
+            }
+        }
+        // dense after the reflection
+        assert!((0..50).all(|i| (0..7).all(|j| p[(i, j)] != 0.0)));
+    }
+
+    #[test]
+    fn small_adapt_and_group_run() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = AdaptWorkload {
+            voxels: 120,
+            trials: 40,
+            test_rows: 10,
+            targets: 16_400,
+        };
+        ensure_adapt_data(&w, dir.path()).unwrap();
+        let meta: AdaptMeta = read_json(&dir.path().join("meta.json")).unwrap();
+        assert_eq!(meta.blocks.len(), 2);
+        assert_eq!(meta.blocks[1].width, 16);
+        ensure_basis(dir.path(), w.targets, 8).unwrap();
+        let r = measure_adapt(dir.path(), 8, 1).unwrap();
+        assert_eq!((r.k, r.trials, r.voxels), (8, 40, 120));
+        assert!(r.alpha > 0.0 && r.total_seconds >= r.map_seconds);
+        // A second call reuses the data.
+        ensure_adapt_data(&w, dir.path()).unwrap();
+        assert!(basis_path(dir.path(), 8).exists());
+
+        let g = measure_group(
+            &GroupWorkload {
+                subjects: 2,
+                rows: 30,
+                voxels: 50,
+                targets: 80,
+                k: 4,
+            },
+            1,
+        )
+        .unwrap();
+        assert_eq!(g.k, 4);
+        assert!(g.peak_rss_mb > 0.0);
+    }
+}
