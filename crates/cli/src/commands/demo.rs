@@ -33,10 +33,9 @@ use std::path::PathBuf;
 /// `--route new-subject` brings in a new subject from one session through a space shared by a
 /// group: `simulate --subjects 5` writes a group in one NSD root (OUT/new-subject/nsd; --images
 /// per subject, a third of them seen by every subject, 10 sessions each), every subject is
-/// prepared with its features, `group prepare` and `group fit --method srm --k 32` make the
-/// space shared by subjects 2–5 (BrainIAK's shared response model) and its decoders, `group
-/// adapt` maps subject 1's first session into it (through the group's encoder, by per-voxel
-/// encoding models), and subject 1's own decoders are fitted from that session alone and from all its
+/// prepared with its features, `group prepare` and `group fit --method shared --k 32` make the
+/// space shared by subjects 2–5 and its decoders, `group adapt` maps subject 1's first
+/// session into it (by per-voxel encoding models), and subject 1's own decoders are fitted from that session alone and from all its
 /// sessions (the ceiling). A few test images are reconstructed three ways and scored by
 /// two-way identification of the decoded z and c over the test half and by colour and shape.
 /// Writes OUT/demo-new-subject.json and OUT/pairs-new-subject.png (truth | 1 session alone |
