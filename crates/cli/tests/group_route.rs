@@ -246,6 +246,8 @@ fn a_new_subject_from_one_session_beats_its_own_session_and_bad_input_exits_2() 
         "srm",
         "--subject",
         p(&adapted),
+        "--via",
+        "shared-images",
         "--out",
         p(&dir.join("never")),
     ]);
