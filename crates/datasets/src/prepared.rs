@@ -375,16 +375,7 @@ impl PreparedSubject {
 
     /// The stimulus images, memory-mapped, with the sorted ids of their rows.
     pub fn images(&self) -> Result<Stimuli> {
-        let ids = self.ids("stimuli/ids.npy")?;
-        // Images are looked up by binary search over the ids.
-        if let Some(i) = (1..ids.len()).find(|&i| ids[i] <= ids[i - 1]) {
-            return Err(DataError::invalid(
-                self.path("stimuli/ids.npy"),
-                format!("value {i}"),
-                format!("ids in increasing order, each once (after {})", ids[i - 1]),
-                ids[i].to_string(),
-            ));
-        }
+        let ids = self.stimulus_ids()?;
         let path = self.path("stimuli/images.npy");
         let images = npy::MappedU8::open(&path)?;
         // Every row becomes an h × w RGB image: check the shape once here, not per image.

@@ -437,6 +437,29 @@ pub struct FitRequest {
     pub target_block: Option<usize>,
 }
 
+impl FitRequest {
+    /// A fit with `brainrecon fit`'s defaults (default ROI, 5-fold CV, the target's alphas and
+    /// standardisation, an intercept, f64 on the CPU).
+    pub fn with_defaults(subject: PathBuf, target: impl Into<String>, out: PathBuf) -> Self {
+        FitRequest {
+            subject,
+            target: target.into(),
+            roi: None,
+            out,
+            features: None,
+            alphas: None,
+            cv: "5".into(),
+            average_train: false,
+            standardize: false,
+            no_standardize: false,
+            intercept: true,
+            device: "cpu".into(),
+            precision: brainrecon_ridge::Precision::F64,
+            target_block: None,
+        }
+    }
+}
+
 /// Checks `request` and fits the decoder; `warn` hears what the user should know (labels of
 /// the default ROI the subject lacks, before the fit; alphas at the grid's edge, after).
 pub fn fit_request(request: &FitRequest, warn: &mut dyn FnMut(String)) -> Result<DecoderSummary> {

@@ -798,22 +798,7 @@ fn decoders<S: DemoSteps>(
         ];
         steps.announce(4, &format!("fit the ridge decoder of {target}"), &args);
         let fitted = fit_request(
-            &FitRequest {
-                subject: paths.subject.clone(),
-                target: target.into(),
-                roi: None,
-                out: dir,
-                features: None,
-                alphas: None,
-                cv: "5".into(),
-                average_train: false,
-                standardize: false,
-                no_standardize: false,
-                intercept: true,
-                device: "cpu".into(),
-                precision: brainrecon_ridge::Precision::F64,
-                target_block: None,
-            },
+            &FitRequest::with_defaults(paths.subject.clone(), target, dir),
             &mut |warning| steps.warn(&warning),
         )?;
         steps.print(&fitted.text())?;
@@ -965,27 +950,8 @@ fn shown_scenes(route: Route, paths: &DemoPaths, ids: &[usize]) -> Result<Vec<Sc
 /// Columns of (stimulus | decoded z | reconstruction) triples, `per_row` triples a row, all
 /// at the stimulus size, on a white ground.
 pub fn pairs_image(triples: &[[RgbImage; 3]], per_row: usize) -> RgbImage {
-    let size = triples[0][0].height;
-    let (gap, wide_gap) = (2, 8);
-    let triple_w = 3 * size + 2 * gap;
-    let rows = triples.len().div_ceil(per_row);
-    let height = rows * (size + wide_gap) + wide_gap;
-    let width = per_row * (triple_w + wide_gap) + wide_gap;
-    let mut pixels = vec![255u8; height * width * 3];
-    for (k, triple) in triples.iter().enumerate() {
-        let top = wide_gap + (k / per_row) * (size + wide_gap);
-        let left = wide_gap + (k % per_row) * (triple_w + wide_gap);
-        for (j, image) in triple.iter().enumerate() {
-            let image = image.resize(size, size);
-            let x0 = left + j * (size + gap);
-            for y in 0..size {
-                let at = ((top + y) * width + x0) * 3;
-                pixels[at..at + size * 3]
-                    .copy_from_slice(&image.pixels[y * size * 3..(y + 1) * size * 3]);
-            }
-        }
-    }
-    RgbImage::new(height, width, pixels)
+    let groups: Vec<Vec<RgbImage>> = triples.iter().map(|t| t.to_vec()).collect();
+    crate::demo_new_subject::sheet(&groups, per_row)
 }
 
 /// A demo path as a command-line argument.

@@ -536,20 +536,8 @@ fn within_decoders<S: DemoSteps>(
         );
         let fitted = fit_request(
             &FitRequest {
-                subject: subject.to_path_buf(),
-                target: target.into(),
                 roi: Some(group.roi.clone()),
-                out,
-                features: None,
-                alphas: None,
-                cv: "5".into(),
-                average_train: false,
-                standardize: false,
-                no_standardize: false,
-                intercept: true,
-                device: "cpu".into(),
-                precision: brainrecon_ridge::Precision::F64,
-                target_block: None,
+                ..FitRequest::with_defaults(subject.to_path_buf(), target, out)
             },
             &mut |warning| steps.warn(&warning),
         )?;

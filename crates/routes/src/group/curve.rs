@@ -313,20 +313,8 @@ pub fn curve(r: &CurveRequest, progress: &mut dyn FnMut(String)) -> Result<Curve
             let dir = work.join(format!("within-s{n}")).join(target);
             fit_request(
                 &FitRequest {
-                    subject: subject.root.clone(),
-                    target: target.clone(),
                     roi: Some(group.roi.clone()),
-                    out: dir.clone(),
-                    features: None,
-                    alphas: None,
-                    cv: "5".into(),
-                    average_train: false,
-                    standardize: false,
-                    no_standardize: false,
-                    intercept: true,
-                    device: "cpu".into(),
-                    precision: brainrecon_ridge::Precision::F64,
-                    target_block: None,
+                    ..FitRequest::with_defaults(subject.root.clone(), target.clone(), dir.clone())
                 },
                 &mut |_| {},
             )?;

@@ -371,20 +371,13 @@ pub fn fit_group(r: &GroupFitRequest, progress: &mut dyn FnMut(String)) -> Resul
         progress(format!("fitting decoder {target} on the pooled subject"));
         let summary = fit_request(
             &FitRequest {
-                subject: space_path.join("pooled"),
-                target: target.clone(),
                 roi: Some(super::SHARED_ATLAS.into()),
-                out: decoders_dir(&r.group, &name).join(target),
-                features: None,
-                alphas: None,
                 cv: r.cv.clone(),
-                average_train: false,
-                standardize: false,
-                no_standardize: false,
-                intercept: true,
-                device: "cpu".into(),
-                precision: brainrecon_ridge::Precision::F64,
-                target_block: None,
+                ..FitRequest::with_defaults(
+                    space_path.join("pooled"),
+                    target.clone(),
+                    decoders_dir(&r.group, &name).join(target),
+                )
             },
             &mut |w| progress(format!("warning: {w}")),
         )?;
