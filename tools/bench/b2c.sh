@@ -26,7 +26,9 @@ rm -rf "$dir/run"
 # Two steps first (features computed, caches warm), then the timed run resumes from there.
 RAYON_NUM_THREADS=$threads $bin b2c train --subject "$dir/subj01" --out "$dir/run" --steps 3 --checkpoint-every 3 --batch 8 > /dev/null
 rm -rf "$dir/run"
-RAYON_NUM_THREADS=$threads $bin b2c train --subject "$dir/subj01" --out "$dir/run" --steps "$steps" --checkpoint-every 1000 --batch 8 --json > "$dir/brainrecon.json"
+# The peak resident memory of the whole run (KB), beside PyTorch's.
+/usr/bin/time -o "$dir/brainrecon.rss" -f %M env RAYON_NUM_THREADS=$threads \
+  $bin b2c train --subject "$dir/subj01" --out "$dir/run" --steps "$steps" --checkpoint-every 1000 --batch 8 --json > "$dir/brainrecon.json"
 "$python" tools/bench/b2c_step.py --config "$dir/run/encoder/config.json" --unet models/shapes-ldm/unet \
   --batch 8 --steps "$steps" --threads "$threads" > "$dir/python.json"
 "$python" - "$dir" <<'PY'
@@ -34,7 +36,9 @@ import json, sys
 d = sys.argv[1]
 ours = json.load(open(f"{d}/brainrecon.json"))
 py = json.loads(open(f"{d}/python.json").read().strip().splitlines()[-1])
-print(f"B2C training step, batch {py['batch']}, {py['voxels']} voxels -> {py['tokens']} x {py['width']}, {py['threads']} threads")
+rss = int(open(f"{d}/brainrecon.rss").read().split()[-1]) * 1024 / 1e6
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+print(f"B2C training step, batch {py['batch']}, {py['voxels']} voxels -> {py['tokens']} x {py['width']}, {py['threads']} threads, {cpu}")
 print(f"brainrecon: {ours['seconds_per_step'] * 1000:.0f} ms/step; PyTorch {py['torch']}: {py['seconds_per_step'] * 1000:.0f} ms/step; "
-      f"speed ratio {py['seconds_per_step'] / ours['seconds_per_step']:.2f}x")
+      f"speed ratio {py['seconds_per_step'] / ours['seconds_per_step']:.2f}x; peak memory {rss:.0f} MB against {py['peak_mb']:.0f} MB")
 PY

@@ -7,11 +7,13 @@ and contexts of the shapes the real run uses.
 
   python tools/bench/b2c_step.py --config B2C/encoder/config.json --unet models/shapes-ldm/unet \
       --batch 8 --steps 30 --threads 2
-Prints one JSON line: seconds per step (median of the timed steps, after 3 warm-up steps).
+Prints one JSON line: seconds per step (median of the timed steps, after 3 warm-up steps) and
+the process's peak resident memory in MB (10^6 bytes).
 """
 
 import argparse
 import json
+import resource
 import statistics
 import time
 
@@ -99,6 +101,7 @@ def main():
         "seconds_per_step": statistics.median(times),
         "batch": b, "voxels": voxels, "tokens": tokens, "width": d,
         "torch": torch.__version__, "threads": args.threads,
+        "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6,
     }))
 
 

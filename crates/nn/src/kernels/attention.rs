@@ -6,9 +6,11 @@
 //! from one faer product, the softmax runs in place, and a second product with the values
 //! writes the block's output. Heads are read in place from the [B, L, H·Dh] projections. Each
 //! output row is computed by the same sequence of operations whatever the pool size, so the
-//! result does not depend on the number of threads. No backward pass: inference only.
+//! result does not depend on the number of threads. The backward pass recomputes each head's
+//! scores from q and k, a block of query rows at a time, instead of storing them
+//! ([`AttentionBackwardF32`]).
 
-use candle_core::{CpuStorage, CustomOp3, Layout, Shape};
+use candle_core::{CpuStorage, CustomOp3, Layout, Shape, Tensor};
 use faer::linalg::matmul::matmul;
 use faer::{Accum, MatMut, MatRef, Par};
 use rayon::prelude::*;
@@ -16,6 +18,7 @@ use rayon::prelude::*;
 use super::contiguous_f32;
 use super::math::exp_shifted_in_place;
 use super::simd::widest_fn;
+use super::softmax::softmax_grad_in_place;
 
 /// Scores per task: up to 256 query rows of 4096 keys (4 MiB), fewer for longer key sequences.
 /// Longer blocks reuse each packed key and value panel for more rows.
@@ -116,13 +119,174 @@ impl CustomOp3 for FusedAttentionF32 {
         });
         Ok((CpuStorage::F32(out), Shape::from((b, lq, dv))))
     }
+
+    fn bwd(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let (q, k, v) = (q.contiguous()?, k.contiguous()?, v.contiguous()?);
+        let (b, lq, dq) = q.dims3()?;
+        let (_, lk, dv) = v.dims3()?;
+        // Custom ops take three inputs: keys and values travel together.
+        let kv = Tensor::cat(&[k.flatten_all()?, v.flatten_all()?], 0)?;
+        let op = AttentionBackwardF32 {
+            heads: self.heads,
+            scale: self.scale,
+            dims: [b, lq, lk, dq, dv],
+        };
+        let packed = q.apply_op3_no_bwd(&kv, &grad.contiguous()?, &op)?;
+        let (nq, nk, nv) = (b * lq * dq, b * lk * dq, b * lk * dv);
+        let part = |start: usize, len: usize, shape: (usize, usize, usize)| {
+            packed.narrow(0, start, len)?.reshape(shape)
+        };
+        Ok((
+            Some(part(0, nq, (b, lq, dq))?),
+            Some(part(nq, nk, (b, lk, dq))?),
+            Some(part(nq + nk, nv, (b, lk, dv))?),
+        ))
+    }
+}
+
+/// The gradients of [`FusedAttentionF32`]: `(q [B, Lq, H·Dh], k‖v flattened, dO [B, Lq, H·Dv])`
+/// → `[dq, dk, dv]` flattened in the inputs' layouts. One task per (batch, head); within it,
+/// blocks of query rows: S = scale·Q Kᵀ, P = softmax(S), dP = dO Vᵀ, dS = P ⊙ (dP − Σ_j dP⊙P),
+/// dQ = scale·dS K, and dK += scale·dSᵀ Q, dV += Pᵀ dO summed over the blocks in order.
+struct AttentionBackwardF32 {
+    heads: usize,
+    scale: f32,
+    /// `[B, Lq, Lk, H·Dh, H·Dv]`.
+    dims: [usize; 5],
+}
+
+impl CustomOp3 for AttentionBackwardF32 {
+    fn name(&self) -> &'static str {
+        "brainrecon-attention-f32-backward"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+        s3: &CpuStorage,
+        l3: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let name = self.name();
+        let q = contiguous_f32(s1, l1, name, "queries")?;
+        let kv = contiguous_f32(s2, l2, name, "keys and values")?;
+        let d_out = contiguous_f32(s3, l3, name, "output gradient")?;
+        let [b, lq, lk, dq, dv] = self.dims;
+        let h = self.heads;
+        if h == 0
+            || dq % h != 0
+            || dv % h != 0
+            || q.len() != b * lq * dq
+            || kv.len() != b * lk * (dq + dv)
+            || d_out.len() != b * lq * dv
+        {
+            candle_core::bail!("{name}: inputs do not fit {:?} with {h} heads", self.dims);
+        }
+        let (k, v) = kv.split_at(b * lk * dq);
+        let (dh, dvh) = (dq / h, dv / h);
+        let block = (SCORES_PER_TASK / lk.max(1)).clamp(16, 256);
+        let scale = self.scale;
+        // Per (batch, head): dQ [Lq, Dh], dK [Lk, Dh], dV [Lk, Dvh], head-major.
+        let per_head: Vec<(Vec<f32>, Vec<f32>, Vec<f32>)> = (0..b * h)
+            .into_par_iter()
+            .map(|bh| {
+                let (bi, hi) = (bh / h, bh % h);
+                let qm = MatRef::from_row_major_slice(&q[bi * lq * dq..][..lq * dq], lq, dq)
+                    .subcols(hi * dh, dh);
+                let km = MatRef::from_row_major_slice(&k[bi * lk * dq..][..lk * dq], lk, dq)
+                    .subcols(hi * dh, dh);
+                let vm = MatRef::from_row_major_slice(&v[bi * lk * dv..][..lk * dv], lk, dv)
+                    .subcols(hi * dvh, dvh);
+                let dom = MatRef::from_row_major_slice(&d_out[bi * lq * dv..][..lq * dv], lq, dv)
+                    .subcols(hi * dvh, dvh);
+                let (mut dqh, mut dkh, mut dvh_buf) = (
+                    vec![0f32; lq * dh],
+                    vec![0f32; lk * dh],
+                    vec![0f32; lk * dvh],
+                );
+                let mut p = vec![0f32; block * lk];
+                let mut dp = vec![0f32; block * lk];
+                let mut r0 = 0;
+                while r0 < lq {
+                    let rows = block.min(lq - r0);
+                    let (p, dp) = (&mut p[..rows * lk], &mut dp[..rows * lk]);
+                    let (q_blk, do_blk) = (qm.subrows(r0, rows), dom.subrows(r0, rows));
+                    let pm = MatMut::from_row_major_slice_mut(p, rows, lk);
+                    matmul(pm, Accum::Replace, q_blk, km.transpose(), scale, Par::Seq);
+                    for row in p.chunks_mut(lk) {
+                        let inv = 1.0 / exp_shifted_widest(row);
+                        row.iter_mut().for_each(|x| *x *= inv);
+                    }
+                    let dpm = MatMut::from_row_major_slice_mut(dp, rows, lk);
+                    matmul(
+                        dpm,
+                        Accum::Replace,
+                        do_blk,
+                        vm.transpose(),
+                        1.0f32,
+                        Par::Seq,
+                    );
+                    // dV += Pᵀ dO (before dP is turned into dS in place).
+                    let pr = MatRef::from_row_major_slice(p, rows, lk);
+                    let dvm = MatMut::from_row_major_slice_mut(&mut dvh_buf, lk, dvh);
+                    matmul(dvm, Accum::Add, pr.transpose(), do_blk, 1.0f32, Par::Seq);
+                    for (d, y) in dp.chunks_mut(lk).zip(p.chunks(lk)) {
+                        softmax_grad_in_place(y, d);
+                    }
+                    let dsm = MatRef::from_row_major_slice(dp, rows, lk);
+                    let dqm = MatMut::from_row_major_slice_mut(
+                        &mut dqh[r0 * dh..][..rows * dh],
+                        rows,
+                        dh,
+                    );
+                    matmul(dqm, Accum::Replace, dsm, km, scale, Par::Seq);
+                    let dkm = MatMut::from_row_major_slice_mut(&mut dkh, lk, dh);
+                    matmul(dkm, Accum::Add, dsm.transpose(), q_blk, scale, Par::Seq);
+                    r0 += rows;
+                }
+                (dqh, dkh, dvh_buf)
+            })
+            .collect();
+        // Head-major → the inputs' [B, L, H·D] layouts, packed [dq | dk | dv].
+        let mut packed = vec![0f32; q.len() + kv.len()];
+        let (pq, rest) = packed.split_at_mut(q.len());
+        let (pk, pv) = rest.split_at_mut(b * lk * dq);
+        let dqs: Vec<&[f32]> = per_head.iter().map(|t| t.0.as_slice()).collect();
+        let dks: Vec<&[f32]> = per_head.iter().map(|t| t.1.as_slice()).collect();
+        let dvs: Vec<&[f32]> = per_head.iter().map(|t| t.2.as_slice()).collect();
+        scatter_heads(pq, &dqs, lq, dq, h);
+        scatter_heads(pk, &dks, lk, dq, h);
+        scatter_heads(pv, &dvs, lk, dv, h);
+        let len = packed.len();
+        Ok((CpuStorage::F32(packed), Shape::from(len)))
+    }
+}
+
+/// Head-major `heads[b·H + h]` `[L, D]` → `dst` `[B, L, H·D]` (`width` = H·D).
+fn scatter_heads(dst: &mut [f32], heads: &[&[f32]], len: usize, width: usize, h: usize) {
+    let hw = width / h;
+    dst.par_chunks_mut(width).enumerate().for_each(|(row, d)| {
+        let (bi, li) = (row / len, row % len);
+        for (hi, out) in d.chunks_mut(hw).enumerate() {
+            out.copy_from_slice(&heads[bi * h + hi][li * hw..][..hw]);
+        }
+    });
 }
 
 widest_fn!(fn exp_shifted_widest(row: &mut [f32]) -> f32 = exp_shifted_in_place);
 
 #[cfg(test)]
 mod tests {
-    use candle_core::{Device, Tensor, Var};
+    use candle_core::{DType, Device, Tensor, Var};
 
     use crate::layers::multi_head_attention;
     use crate::rng::SeededNoise;
@@ -148,10 +312,13 @@ mod tests {
             let k = seeded(&[b, lk, inner], 2, scale);
             let v = seeded(&[b, lk, inner], 3, 1.0);
             let fused = multi_head_attention(&q, &k, &v, heads, false, None, false).unwrap();
-            // A tracked query takes candle's differentiable ops.
-            let qv = Var::from_tensor(&q).unwrap();
+            // f64 takes candle's elementary ops: the reference.
+            let wide = |t: &Tensor| t.to_dtype(DType::F64).unwrap();
             let reference =
-                multi_head_attention(qv.as_tensor(), &k, &v, heads, false, None, false).unwrap();
+                multi_head_attention(&wide(&q), &wide(&k), &wide(&v), heads, false, None, false)
+                    .unwrap()
+                    .to_dtype(DType::F32)
+                    .unwrap();
             assert_eq!(fused.dims(), reference.dims());
             let d = (fused - reference.detach())
                 .unwrap()
@@ -183,5 +350,60 @@ mod tests {
                 .unwrap()
         };
         assert_eq!(run(1), run(3));
+    }
+
+    /// The backward pass (scores recomputed per block of query rows) against candle's
+    /// elementary ops in f64: two query blocks (256 + 44 rows), cross-attention, saturated
+    /// scores.
+    #[test]
+    fn fused_attention_backward_matches_the_elementary_ops_in_f64() {
+        for (b, lq, lk, inner, heads, scale) in [
+            (2, 300, 150, 16, 2, 1.0),
+            (1, 70, 77, 24, 3, 1.0),
+            (1, 65, 65, 8, 2, 12.0),
+        ] {
+            let inputs = [
+                seeded(&[b, lq, inner], 7, scale),
+                seeded(&[b, lk, inner], 8, scale),
+                seeded(&[b, lk, inner], 9, 1.0),
+            ];
+            let probe = seeded(&[b, lq, inner], 10, 1.0);
+            let grads = |inputs: &[Tensor]| -> Vec<Tensor> {
+                let vars: Vec<Var> = inputs
+                    .iter()
+                    .map(|t| Var::from_tensor(t).unwrap())
+                    .collect();
+                let t: Vec<&Tensor> = vars.iter().map(|v| v.as_tensor()).collect();
+                let y = multi_head_attention(t[0], t[1], t[2], heads, false, None, false).unwrap();
+                let probe = probe.to_dtype(y.dtype()).unwrap();
+                let g = (y * probe).unwrap().sum_all().unwrap().backward().unwrap();
+                t.iter()
+                    .map(|t| g.get(t).unwrap().to_dtype(DType::F32).unwrap())
+                    .collect()
+            };
+            let wide: Vec<Tensor> = inputs
+                .iter()
+                .map(|t| t.to_dtype(DType::F64).unwrap())
+                .collect();
+            for (name, (fast, reference)) in ["q", "k", "v"]
+                .iter()
+                .zip(grads(&inputs).iter().zip(&grads(&wide)))
+            {
+                let max = |t: &Tensor| {
+                    t.abs()
+                        .unwrap()
+                        .max_all()
+                        .unwrap()
+                        .to_scalar::<f32>()
+                        .unwrap()
+                };
+                let d = max(&(fast - reference).unwrap());
+                let tol = 1e-4 * max(reference) + 1e-6;
+                assert!(
+                    d <= tol,
+                    "({b}, {lq}, {lk}, {inner}, {heads}) d{name}: {d} > {tol}"
+                );
+            }
+        }
     }
 }

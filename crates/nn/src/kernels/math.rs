@@ -75,6 +75,24 @@ pub(crate) fn exp_shifted_in_place(row: &mut [f32]) -> f32 {
     sum + acc.iter().sum::<f32>()
 }
 
+/// `d silu(v) / dv = σ(v)·(1 + v·(1 − σ(v)))`.
+#[inline(always)]
+pub(crate) fn silu_grad_f32(v: f32) -> f32 {
+    let s = 1.0 / (1.0 + exp_f32(-v));
+    s * (1.0 + v * (1.0 - s))
+}
+
+/// `(Φ(u), φ(u))`, the standard normal's distribution and density: exact GELU is `u·Φ(u)`, its
+/// derivative `Φ(u) + u·φ(u)`.
+#[inline(always)]
+pub(crate) fn normal_cdf_pdf_f32(u: f32) -> (f32, f32) {
+    const INV_SQRT_2PI: f32 = 0.398_942_3;
+    (
+        0.5 * (1.0 + erf_f32(u * std::f32::consts::FRAC_1_SQRT_2)),
+        INV_SQRT_2PI * exp_f32(-0.5 * u * u),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,15 +1,18 @@
-//! The CPU kernels under the layers, and the math they share: f32 inference ops in one pass over
-//! memory (linear, softmax with its backward pass, layer and group norm, GEGLU, attention,
-//! SiLU/GELU), written as candle custom ops, plus the run-time choice of vector unit.
+//! The CPU kernels under the layers, and the math they share: f32 ops in one pass over memory
+//! (linear for inference; softmax, layer and group norm, GEGLU, attention and SiLU/GELU each
+//! with a one-pass backward pass for training), written as candle custom ops, plus the run-time
+//! choice of vector unit. A backward pass is one graph node where candle's elementary ops
+//! would be six to ten, each with its own gradient pass, zero fill and accumulating addition.
 //!
 //! Nothing here imports the layers: the layers choose a kernel ([`fused`],
-//! [`cpu_f32_inference`]) and the kernels compute.
+//! [`cpu_f32`]) and the kernels compute.
 
 pub(crate) mod activation;
 pub(crate) mod attention;
 pub(crate) mod linear;
 pub(crate) mod math;
 pub(crate) mod norm;
+pub(crate) mod norm_backward;
 pub(crate) mod simd;
 pub(crate) mod softmax;
 
@@ -32,6 +35,13 @@ pub(crate) fn contiguous_f32<'a>(
     }
 }
 
+/// Whether `x` and `parameters` are all f32 CPU tensors, tracked or not: the fused CPU ops
+/// with one-pass backward passes apply (training and inference).
+pub(crate) fn cpu_f32(x: &Tensor, parameters: &[&Tensor]) -> bool {
+    let ok = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32;
+    ok(x) && parameters.iter().all(|p| ok(p))
+}
+
 /// Whether inference on `x` (with `parameters` of its dtype) takes the fused CUDA kernels.
 #[cfg(feature = "cuda")]
 pub(crate) fn fused(x: &Tensor, parameters: &[&Tensor]) -> bool {
@@ -44,10 +54,4 @@ pub(crate) fn fused(x: &Tensor, parameters: &[&Tensor]) -> bool {
 #[cfg(not(feature = "cuda"))]
 pub(crate) fn fused(_: &Tensor, _: &[&Tensor]) -> bool {
     false
-}
-
-/// Whether inference on `x` with `parameters` takes the f32 CPU kernels (no gradient tracked).
-pub(crate) fn cpu_f32_inference(x: &Tensor, parameters: &[&Tensor]) -> bool {
-    let ok = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32 && !t.track_op();
-    ok(x) && parameters.iter().all(|p| ok(p))
 }

@@ -3,10 +3,10 @@
 //!
 //! Built from candle's generic ops these take six to ten passes over memory on one thread
 //! (a twentieth of a 512 px VAE decode). Statistics are summed in f64, per group or per row,
-//! by the task that owns it, so results do not depend on the pool size. No backward pass:
-//! tensors that track gradients take the differentiable versions in [`crate::layers`].
+//! by the task that owns it, so results do not depend on the pool size. Each op has a one-pass
+//! backward pass ([`super::norm_backward`]), so training takes the same forward kernels.
 
-use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Shape};
+use candle_core::{CpuStorage, CustomOp1, CustomOp3, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
 use super::contiguous_f32;
@@ -35,7 +35,7 @@ fn moments_inline(x: &[f32], eps: f64) -> (f32, f32) {
     (mean as f32, (1.0 / (var + eps).sqrt()) as f32)
 }
 
-widest_fn!(fn moments(x: &[f32], eps: f64) -> (f32, f32) = moments_inline);
+widest_fn!(pub(crate) fn moments(x: &[f32], eps: f64) -> (f32, f32) = moments_inline);
 
 /// One channel's plane of a group norm: `(x − mean)·a + s`, then SiLU if `with_silu`.
 /// (x − mean)·a + s, not x·a + (s − mean·a): in a flat region a is large and the second form
@@ -131,6 +131,25 @@ impl CustomOp3 for GroupNormF32 {
         }
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        bias: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        super::norm_backward::group_norm_backward(
+            self.groups,
+            self.eps,
+            self.silu,
+            x,
+            weight,
+            bias,
+            grad,
+        )
+    }
 }
 
 /// (x [..., D], weight [D], bias [D]) → layer norm over the last dimension.
@@ -174,6 +193,17 @@ impl CustomOp3 for LayerNormF32 {
         }
         Ok((CpuStorage::F32(out), l1.shape().clone()))
     }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        weight: &Tensor,
+        bias: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        super::norm_backward::layer_norm_backward(self.eps, x, weight, bias, grad)
+    }
 }
 
 /// h [..., 2n] → [..., n]: `h[..., :n] · gelu(h[..., n:])` (diffusers' GEGLU, exact GELU).
@@ -207,6 +237,10 @@ impl CustomOp1 for GegluF32 {
         }
         Ok((CpuStorage::F32(out), Shape::from(dims)))
     }
+
+    fn bwd(&self, h: &Tensor, _res: &Tensor, grad: &Tensor) -> candle_core::Result<Option<Tensor>> {
+        Ok(Some(super::norm_backward::geglu_backward(h, grad)?))
+    }
 }
 
 #[cfg(test)]
@@ -236,11 +270,6 @@ mod tests {
             .unwrap()
             .to_scalar::<f32>()
             .unwrap()
-    }
-
-    /// The tracked copy of `x` takes the differentiable ops: the reference.
-    fn tracked(x: &Tensor) -> Tensor {
-        Var::from_tensor(x).unwrap().as_tensor().clone()
     }
 
     #[test]
@@ -280,15 +309,34 @@ mod tests {
             bias: Some(seeded(&[40], 6, 1.0, 0.0)),
             eps: 1e-5,
         };
-        let (fast, reference) = (ln.forward(&y).unwrap(), ln.forward(&tracked(&y)).unwrap());
-        assert!(max_diff(&fast, &reference) < 1e-4, "layer norm");
+        let ln64 = LayerNorm {
+            weight: ln.weight.as_ref().map(f64_of),
+            bias: ln.bias.as_ref().map(f64_of),
+            eps: 1e-5,
+        };
+        let reference = ln64
+            .forward(&f64_of(&y))
+            .unwrap()
+            .to_dtype(DType::F32)
+            .unwrap();
+        assert!(
+            max_diff(&ln.forward(&y).unwrap(), &reference) < 1e-4,
+            "layer norm"
+        );
 
         let geglu = GeGlu {
             proj: Linear::from_tensors(seeded(&[12, 40], 7, 0.5, 0.0), None),
         };
+        let geglu64 = GeGlu {
+            proj: Linear::from_tensors(f64_of(&geglu.proj.weight), None),
+        };
         let (fast, reference) = (
             geglu.forward(&y).unwrap(),
-            geglu.forward(&tracked(&y)).unwrap(),
+            geglu64
+                .forward(&f64_of(&y))
+                .unwrap()
+                .to_dtype(DType::F32)
+                .unwrap(),
         );
         assert_eq!(fast.dims(), &[3, 7, 6]);
         let scale = reference
@@ -299,5 +347,150 @@ mod tests {
             .to_scalar::<f32>()
             .unwrap();
         assert!(max_diff(&fast, &reference) < 1e-5 * scale, "geglu");
+    }
+
+    /// `Σ y·probe` of `forward`'s output, backpropagated: the gradients of `inputs`, in f32.
+    fn grads_of(
+        forward: impl Fn(&[Tensor]) -> Tensor,
+        inputs: &[Tensor],
+        probe: &Tensor,
+    ) -> Vec<Tensor> {
+        let vars: Vec<Var> = inputs
+            .iter()
+            .map(|t| Var::from_tensor(t).unwrap())
+            .collect();
+        let tensors: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
+        let y = forward(&tensors);
+        let probe = probe.to_dtype(y.dtype()).unwrap();
+        let grads = (y * probe).unwrap().sum_all().unwrap().backward().unwrap();
+        tensors
+            .iter()
+            .map(|t| grads.get(t).unwrap().to_dtype(DType::F32).unwrap())
+            .collect()
+    }
+
+    /// The fused ops' backward passes (f32) against candle's elementary ops in f64, on a large
+    /// offset with a small spread, a flat group or row (zero variance) and a wide gate range.
+    #[test]
+    fn fused_backward_passes_match_the_elementary_ops_in_f64() {
+        let f64_of = |t: &Tensor| t.to_dtype(DType::F64).unwrap();
+        let check = |what: &str, fast: &[Tensor], reference: &[Tensor], rel: f32| {
+            for (k, (a, b)) in fast.iter().zip(reference).enumerate() {
+                let scale = b
+                    .abs()
+                    .unwrap()
+                    .max_all()
+                    .unwrap()
+                    .to_scalar::<f32>()
+                    .unwrap();
+                let diff = max_diff(a, b);
+                assert!(
+                    diff <= rel * scale + 1e-6,
+                    "{what} input {k}: {diff} (scale {scale})"
+                );
+            }
+        };
+        let mut x = seeded(&[2, 8, 5, 3], 11, 0.01, 40.0);
+        let flat = Tensor::full(-2.0f32, (1, 8, 5, 3), &Device::Cpu).unwrap();
+        x = Tensor::cat(&[&x, &flat], 0).unwrap();
+        let (w, b) = (seeded(&[8], 12, 1.0, 1.0), seeded(&[8], 13, 1.0, 0.0));
+        let probe = seeded(&[3, 8, 5, 3], 14, 1.0, 0.0);
+        for with_silu in [false, true] {
+            let run = |t: &[Tensor]| {
+                let gn = GroupNorm {
+                    weight: t[1].clone(),
+                    bias: t[2].clone(),
+                    num_groups: 4,
+                    eps: 1e-5,
+                };
+                match with_silu {
+                    true => gn.forward_silu(&t[0]).unwrap(),
+                    false => gn.forward(&t[0]).unwrap(),
+                }
+            };
+            let inputs = [x.clone(), w.clone(), b.clone()];
+            let wide: Vec<Tensor> = inputs.iter().map(f64_of).collect();
+            check(
+                &format!("group norm (silu {with_silu})"),
+                &grads_of(run, &inputs, &probe),
+                &grads_of(run, &wide, &probe),
+                2e-4,
+            );
+        }
+
+        let mut rows = seeded(&[3, 5, 40], 15, 1e3, -50.0);
+        let flat = Tensor::full(3.0f32, (1, 5, 40), &Device::Cpu).unwrap();
+        rows = Tensor::cat(&[&rows, &flat], 0).unwrap();
+        let (w, b) = (seeded(&[40], 16, 1.0, 1.0), seeded(&[40], 17, 1.0, 0.0));
+        let probe = seeded(&[4, 5, 40], 18, 1.0, 0.0);
+        let run = |t: &[Tensor]| {
+            let ln = LayerNorm {
+                weight: Some(t[1].clone()),
+                bias: Some(t[2].clone()),
+                eps: 1e-5,
+            };
+            ln.forward(&t[0]).unwrap()
+        };
+        let inputs = [rows.clone(), w, b];
+        let wide: Vec<Tensor> = inputs.iter().map(f64_of).collect();
+        check(
+            "layer norm",
+            &grads_of(run, &inputs, &probe),
+            &grads_of(run, &wide, &probe),
+            1e-4,
+        );
+
+        // SiLU and exact GELU over a wide range (saturated tails, zero).
+        let x = seeded(&[4, 33], 26, 4.0, 0.0);
+        let probe = seeded(&[4, 33], 27, 1.0, 0.0);
+        for (name, f) in [
+            (
+                "silu",
+                crate::layers::silu as fn(&Tensor) -> crate::Result<Tensor>,
+            ),
+            ("gelu", crate::layers::gelu),
+        ] {
+            let run = |t: &[Tensor]| f(&t[0]).unwrap();
+            check(
+                name,
+                &grads_of(run, std::slice::from_ref(&x), &probe),
+                &grads_of(run, &[f64_of(&x)], &probe),
+                1e-5,
+            );
+        }
+
+        // The linear layer (one node with its own backward pass), with and without bias.
+        let x = seeded(&[2, 5, 24], 22, 3.0, 1.0);
+        let (w, b) = (seeded(&[6, 24], 23, 0.5, 0.0), seeded(&[6], 24, 1.0, 0.0));
+        let probe = seeded(&[2, 5, 6], 25, 1.0, 0.0);
+        for with_bias in [false, true] {
+            let run = |t: &[Tensor]| {
+                Linear::from_tensors(t[1].clone(), with_bias.then(|| t[2].clone()))
+                    .forward(&t[0])
+                    .unwrap()
+            };
+            let inputs = [x.clone(), w.clone(), b.clone()];
+            let wide: Vec<Tensor> = inputs.iter().map(f64_of).collect();
+            let n = if with_bias { 3 } else { 2 };
+            check(
+                &format!("linear (bias {with_bias})"),
+                &grads_of(run, &inputs[..n], &probe),
+                &grads_of(run, &wide[..n], &probe),
+                1e-5,
+            );
+        }
+
+        let h = seeded(&[3, 7, 24], 19, 4.0, 0.0);
+        let probe = seeded(&[3, 7, 12], 20, 1.0, 0.0);
+        let gate = GeGlu {
+            proj: Linear::from_tensors(seeded(&[24, 4], 21, 1.0, 0.0), None),
+        };
+        let run = |t: &[Tensor]| gate.gate(&t[0]).unwrap();
+        check(
+            "geglu",
+            &grads_of(run, std::slice::from_ref(&h), &probe),
+            &grads_of(run, &[f64_of(&h)], &probe),
+            1e-5,
+        );
     }
 }

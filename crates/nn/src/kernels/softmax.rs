@@ -86,10 +86,9 @@ impl candle_core::CustomOp2 for SoftmaxBackwardF32 {
     }
 }
 
-/// One row of [`SoftmaxBackwardF32`].
+/// `Σ y·g` with eight independent lanes, which let the compiler vectorise the sum.
 #[inline(always)]
-fn softmax_grad_row_inline(y: &[f32], g: &[f32], dx: &mut [f32]) {
-    // Eight independent lanes let the compiler vectorise the dot product.
+fn dot8(y: &[f32], g: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
     let (mut ys, mut gs) = (y.chunks_exact(8), g.chunks_exact(8));
     for (yc, gc) in (&mut ys).zip(&mut gs) {
@@ -103,7 +102,13 @@ fn softmax_grad_row_inline(y: &[f32], g: &[f32], dx: &mut [f32]) {
         .zip(gs.remainder())
         .map(|(y, g)| y * g)
         .sum();
-    let dot = tail + acc.iter().sum::<f32>();
+    tail + acc.iter().sum::<f32>()
+}
+
+/// One row of [`SoftmaxBackwardF32`].
+#[inline(always)]
+fn softmax_grad_row_inline(y: &[f32], g: &[f32], dx: &mut [f32]) {
+    let dot = dot8(y, g);
     for ((d, &y), &g) in dx.iter_mut().zip(y).zip(g) {
         *d = y * (g - dot);
     }
@@ -119,5 +124,14 @@ fn softmax_row_inline(d: &mut [f32]) {
     let inv = 1.0 / exp_shifted_in_place(d);
     for o in d.iter_mut() {
         *o *= inv;
+    }
+}
+
+/// `d ← y ⊙ (d − Σ d ⊙ y)` over one row: the softmax gradient in place over the output's
+/// gradient `d`, given the softmax output `y` (the same operations as [`SoftmaxBackwardF32`]).
+pub(crate) fn softmax_grad_in_place(y: &[f32], d: &mut [f32]) {
+    let dot = dot8(y, d);
+    for (d, &y) in d.iter_mut().zip(y) {
+        *d = y * (*d - dot);
     }
 }

@@ -7,7 +7,7 @@ use super::linear::Linear;
 use super::upcast;
 use crate::error::{ModelError, Result};
 use crate::kernels::activation::FastActivationF32;
-use crate::kernels::cpu_f32_inference;
+use crate::kernels::cpu_f32;
 #[cfg(feature = "cuda")]
 use crate::kernels::fused;
 use crate::kernels::softmax::SoftmaxF32;
@@ -47,12 +47,10 @@ pub fn softmax_last_dim_differentiable(x: &Tensor) -> Result<Tensor> {
 }
 
 /// Exact GELU, `x * Φ(x)` with the error function (torch `gelu(approximate="none")`).
-/// Inference on f32 CPU tensors takes [`FastActivationF32`].
+/// f32 CPU tensors take [`FastActivationF32`] (one pass forward, one backward when tracked).
 pub fn gelu(x: &Tensor) -> Result<Tensor> {
     match FastActivationF32::applies(x) {
-        true => Ok(x
-            .contiguous()?
-            .apply_op1_no_bwd(&FastActivationF32::GeluErf)?),
+        true => Ok(x.contiguous()?.apply_op1(FastActivationF32::GeluErf)?),
         false => Ok(x.gelu_erf()?),
     }
 }
@@ -68,10 +66,11 @@ pub fn quick_gelu(x: &Tensor) -> Result<Tensor> {
     Ok(((x * 1.702)?.silu()? / 1.702)?)
 }
 
-/// `x * sigmoid(x)`. Inference on f32 CPU tensors takes [`FastActivationF32`].
+/// `x * sigmoid(x)`. f32 CPU tensors take [`FastActivationF32`] (one pass forward, one
+/// backward when tracked).
 pub fn silu(x: &Tensor) -> Result<Tensor> {
     match FastActivationF32::applies(x) {
-        true => Ok(x.contiguous()?.apply_op1_no_bwd(&FastActivationF32::Silu)?),
+        true => Ok(x.contiguous()?.apply_op1(FastActivationF32::Silu)?),
         false => Ok(x.silu()?),
     }
 }
@@ -103,10 +102,8 @@ impl GeGlu {
         if fused(h, &[]) {
             return Ok(crate::cuda::geglu(h)?);
         }
-        if cpu_f32_inference(h, &[]) {
-            return Ok(h
-                .contiguous()?
-                .apply_op1_no_bwd(&crate::kernels::norm::GegluF32)?);
+        if cpu_f32(h, &[]) {
+            return Ok(h.contiguous()?.apply_op1(crate::kernels::norm::GegluF32)?);
         }
         let half = h.dim(D::Minus1)? / 2;
         let hidden = h.narrow(D::Minus1, 0, half)?;

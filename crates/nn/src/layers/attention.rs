@@ -136,15 +136,16 @@ pub fn multi_head_attention(
         });
     }
     let dh = inner / heads;
-    let cpu_f32 = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32 && !t.track_op();
+    let cpu_f32 = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32;
     if !causal && mask.is_none() && cpu_f32(q) && cpu_f32(k) && cpu_f32(v) {
+        // One pass; when tracked, one backward pass that recomputes the scores.
         let op = crate::kernels::attention::FusedAttentionF32 {
             heads,
             scale: (dh as f32).powf(-0.5),
         };
         return Ok(q
             .contiguous()?
-            .apply_op3_no_bwd(&k.contiguous()?, &v.contiguous()?, &op)?);
+            .apply_op3(&k.contiguous()?, &v.contiguous()?, op)?);
     }
     let split = |t: &Tensor, l: usize| -> Result<Tensor> {
         Ok(t.reshape((b, l, heads, dh))?

@@ -6,7 +6,7 @@ use candle_nn::VarBuilder;
 use super::activation::silu;
 use super::upcast;
 use crate::error::{ModelError, Result};
-use crate::kernels::cpu_f32_inference;
+use crate::kernels::cpu_f32;
 #[cfg(feature = "cuda")]
 use crate::kernels::fused;
 
@@ -62,13 +62,12 @@ impl LayerNorm {
             }
         }
         if let (Some(w), Some(b)) = (&self.weight, &self.bias) {
-            if cpu_f32_inference(x, &[w, b]) {
+            if cpu_f32(x, &[w, b]) {
+                // One pass forward, one backward when tracked.
                 let op = crate::kernels::norm::LayerNormF32 { eps: self.eps };
-                return Ok(x.contiguous()?.apply_op3_no_bwd(
-                    &w.contiguous()?,
-                    &b.contiguous()?,
-                    &op,
-                )?);
+                return Ok(x
+                    .contiguous()?
+                    .apply_op3(&w.contiguous()?, &b.contiguous()?, op)?);
             }
         }
         let y = normalize_last_dim(x, self.eps)?;
@@ -137,7 +136,7 @@ impl GroupNorm {
                 false,
             )?);
         }
-        if cpu_f32_inference(x, &[&self.weight, &self.bias]) {
+        if cpu_f32(x, &[&self.weight, &self.bias]) {
             return self.forward_cpu_f32(x, false);
         }
         let grouped = x.reshape((dims[0], self.num_groups, ()))?;
@@ -165,13 +164,14 @@ impl GroupNorm {
                 true,
             )?);
         }
-        if cpu_f32_inference(x, &[&self.weight, &self.bias]) {
+        if cpu_f32(x, &[&self.weight, &self.bias]) {
             return self.forward_cpu_f32(x, true);
         }
         silu(&self.forward(x)?)
     }
 
-    /// One pass per group on the CPU (inference), with SiLU fused when `silu`.
+    /// One pass per group on the CPU, with SiLU fused when `silu`; one backward pass when
+    /// tracked.
     fn forward_cpu_f32(&self, x: &Tensor, silu: bool) -> Result<Tensor> {
         let op = crate::kernels::norm::GroupNormF32 {
             groups: self.num_groups,
@@ -179,6 +179,6 @@ impl GroupNorm {
             silu,
         };
         let (w, b) = (self.weight.contiguous()?, self.bias.contiguous()?);
-        Ok(x.contiguous()?.apply_op3_no_bwd(&w, &b, &op)?)
+        Ok(x.contiguous()?.apply_op3(&w, &b, op)?)
     }
 }

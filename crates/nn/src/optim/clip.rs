@@ -1,7 +1,7 @@
 //! Gradient clipping by global norm.
 
 use candle_core::backprop::GradStore;
-use candle_core::DType;
+use candle_core::{CpuStorage, DType, Storage, Tensor};
 
 use crate::error::{ModelError, Result};
 use crate::params::Parameters;
@@ -20,13 +20,7 @@ pub fn clip_grad_norm(grads: &mut GradStore, params: &Parameters, max_norm: f64)
     let mut sum_sq = 0f64;
     for var in params.vars.values() {
         if let Some(g) = grads.get(var.as_tensor()) {
-            let n = g
-                .detach()
-                .to_dtype(DType::F64)?
-                .sqr()?
-                .sum_all()?
-                .to_scalar::<f64>()?;
-            sum_sq += n;
+            sum_sq += sum_of_squares(g)?;
         }
     }
     let total = sum_sq.sqrt();
@@ -43,4 +37,25 @@ pub fn clip_grad_norm(grads: &mut GradStore, params: &Parameters, max_norm: f64)
         }
     }
     Ok(total)
+}
+
+/// `Σ g²` in f64: read in place for a contiguous f32 CPU tensor (one pass, no copies; each
+/// term exact in f64, summed in order), by tensor ops otherwise.
+fn sum_of_squares(g: &Tensor) -> Result<f64> {
+    if g.dtype() == DType::F32 && g.device().is_cpu() {
+        let (storage, layout) = g.storage_and_layout();
+        if let (Storage::Cpu(CpuStorage::F32(values)), Some((start, end))) =
+            (&*storage, layout.contiguous_offsets())
+        {
+            return Ok(values[start..end]
+                .iter()
+                .map(|&x| x as f64 * x as f64)
+                .sum());
+        }
+    }
+    Ok(g.detach()
+        .to_dtype(DType::F64)?
+        .sqr()?
+        .sum_all()?
+        .to_scalar::<f64>()?)
 }

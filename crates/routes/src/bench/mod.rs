@@ -6,13 +6,15 @@
 //! - [`banded`]: banded ridge on the workload;
 //! - [`caption`]: BLIP's beam search per image;
 //! - [`clap`]: CLAP audio embeddings per 10-s window;
-//! - [`group`]: a new subject adapted into a group's shared space, and the group's fit.
+//! - [`group`]: a new subject adapted into a group's shared space, and the group's fit;
+//! - [`train_step`]: one training step of the U-Net or the video window encoder.
 
 pub mod banded;
 pub mod caption;
 pub mod clap;
 pub mod group;
 pub mod ridge;
+pub mod train_step;
 
 /// Peak resident set size of this process (VmHWM), in MB (10^6 bytes); NaN where
 /// /proc/self/status cannot be read.

@@ -9,6 +9,7 @@ mod caption;
 mod clap_embeddings;
 mod group;
 mod ridge;
+mod train_step;
 
 /// Time brainrecon's engines on synthetic data of the sizes real studies have
 #[derive(clap::Subcommand)]
@@ -18,6 +19,7 @@ pub enum BenchCommand {
     Clap(clap_embeddings::Args),
     Banded(banded::Args),
     GroupAdapt(group::Args),
+    TrainStep(train_step::Args),
     /// One measured fit in a fresh process (used by `bench ridge`).
     #[command(hide = true)]
     RidgeRun(ridge::RunArgs),
@@ -30,6 +32,7 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Clap(args) => clap_embeddings::run(args),
         BenchCommand::Banded(args) => banded::run(args),
         BenchCommand::GroupAdapt(args) => group::run(args),
+        BenchCommand::TrainStep(args) => train_step::run(args),
         BenchCommand::RidgeRun(args) => ridge::run_one(args),
     }
 }

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Training-step benchmark: `brainrecon bench train-step` for the shapes-ldm U-Net and the video
+# route's window encoder, each next to the same step in PyTorch (tools/bench/train_step_anchor.py,
+# which reads brainrecon's JSON line and runs the same workload, batch and steps), one after the
+# other, all on BENCH_THREADS threads. Prints a markdown table; JSON lines stay in BENCH_DIR.
+#   bash tools/bench/train_step.sh [STEPS]     # default 20 timed steps after 3 warm-up steps
+# Env: BENCH_PYTHON (default .venv-torch/bin/python with tools/fixtures/requirements-diffusion.txt),
+#      BENCH_THREADS (2), BENCH_DIR (target/bench-data/train-step).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+steps=${1:-20}
+threads=${BENCH_THREADS:-2}
+dir=${BENCH_DIR:-target/bench-data/train-step}
+python=${BENCH_PYTHON:-.venv-torch/bin/python}
+if [ ! -x "$python" ]; then
+  python3 -m venv .venv-torch
+  .venv-torch/bin/pip install -r tools/fixtures/requirements-diffusion.txt
+  python=.venv-torch/bin/python
+fi
+cargo build --release --locked -p brainrecon-cli
+bin="${CARGO_TARGET_DIR:-target}"/release/brainrecon
+mkdir -p "$dir"
+for model in unet window-encoder; do
+  RAYON_NUM_THREADS=$threads $bin bench train-step --model "$model" --steps "$steps" --warmup 3 \
+    --pipeline models/shapes-ldm --json > "$dir/$model.brainrecon.json"
+  "$python" tools/bench/train_step_anchor.py --like "$dir/$model.brainrecon.json" \
+    --threads "$threads" > "$dir/$model.pytorch.json"
+done
+"$python" - "$dir" <<'PY'
+import json, sys
+d = sys.argv[1]
+last = lambda path: json.loads(open(path).read().strip().splitlines()[-1])
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "unknown CPU")
+rows = []
+for model in ["unet", "window-encoder"]:
+    ours, py = last(f"{d}/{model}.brainrecon.json"), last(f"{d}/{model}.pytorch.json")
+    what = {"unet": "shapes-ldm U-Net", "window-encoder": "video window encoder"}[model]
+    ms = lambda r: f"{r['seconds_min'] * 1000:.1f} / {r['seconds_median'] * 1000:.1f}"
+    rows.append(f"| {what}, batch {ours['batch']}, {ours['parameters']:,} params | {ms(ours)} | {ms(py)} "
+                f"| {py['seconds_median'] / ours['seconds_median']:.2f}x "
+                f"| {ours['peak_rss_mb']:.0f} / {py['peak_rss_mb']:.0f} |")
+print(f"Training step (forward, loss, backward, clip, AdamW), {ours['steps']} timed steps after {ours['warmup']} warm-up, "
+      f"{ours['threads']} threads, {cpu}; PyTorch {py['torch']}")
+print()
+print("| workload | brainrecon ms min / median | PyTorch ms min / median | ratio (PyTorch / brainrecon) | peak MB brainrecon / PyTorch |")
+print("|---|---|---|---|---|")
+print("\n".join(rows))
+PY
