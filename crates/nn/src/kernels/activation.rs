@@ -29,7 +29,7 @@ impl FastActivationF32 {
         }
     }
 
-    /// `dx = g · f'(x)` over a slice: `x` and `g` packed as `[x | g]` halves of `src`.
+    /// `dx = g · f'(x)` over a slice.
     fn apply_grad(self, x: &[f32], g: &[f32], dx: &mut [f32]) {
         match self {
             FastActivationF32::Silu => silu_grad_slice(x, g, dx),

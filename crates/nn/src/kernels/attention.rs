@@ -286,7 +286,9 @@ widest_fn!(fn exp_shifted_widest(row: &mut [f32]) -> f32 = exp_shifted_in_place)
 
 #[cfg(test)]
 mod tests {
-    use candle_core::{DType, Device, Tensor, Var};
+    use candle_core::{DType, Device, Tensor};
+
+    use crate::kernels::grads_of;
 
     use crate::layers::multi_head_attention;
     use crate::rng::SeededNoise;
@@ -368,18 +370,11 @@ mod tests {
                 seeded(&[b, lk, inner], 9, 1.0),
             ];
             let probe = seeded(&[b, lq, inner], 10, 1.0);
-            let grads = |inputs: &[Tensor]| -> Vec<Tensor> {
-                let vars: Vec<Var> = inputs
-                    .iter()
-                    .map(|t| Var::from_tensor(t).unwrap())
-                    .collect();
-                let t: Vec<&Tensor> = vars.iter().map(|v| v.as_tensor()).collect();
-                let y = multi_head_attention(t[0], t[1], t[2], heads, false, None, false).unwrap();
-                let probe = probe.to_dtype(y.dtype()).unwrap();
-                let g = (y * probe).unwrap().sum_all().unwrap().backward().unwrap();
-                t.iter()
-                    .map(|t| g.get(t).unwrap().to_dtype(DType::F32).unwrap())
-                    .collect()
+            let grads = |inputs: &[Tensor]| {
+                let run = |t: &[Tensor]| {
+                    multi_head_attention(&t[0], &t[1], &t[2], heads, false, None, false).unwrap()
+                };
+                grads_of(run, inputs, &probe)
             };
             let wide: Vec<Tensor> = inputs
                 .iter()

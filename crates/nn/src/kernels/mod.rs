@@ -55,3 +55,26 @@ pub(crate) fn fused(x: &Tensor, parameters: &[&Tensor]) -> bool {
 pub(crate) fn fused(_: &Tensor, _: &[&Tensor]) -> bool {
     false
 }
+
+/// `Σ y·probe` of `forward`'s output, backpropagated: the gradients of `inputs` (each made a
+/// variable), in f32. The kernels' gradient tests run it once in f32 (the fused ops) and once
+/// in f64 (candle's elementary ops, the reference).
+#[cfg(test)]
+pub(crate) fn grads_of(
+    forward: impl Fn(&[Tensor]) -> Tensor,
+    inputs: &[Tensor],
+    probe: &Tensor,
+) -> Vec<Tensor> {
+    let vars: Vec<candle_core::Var> = inputs
+        .iter()
+        .map(|t| candle_core::Var::from_tensor(t).unwrap())
+        .collect();
+    let tensors: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
+    let y = forward(&tensors);
+    let probe = probe.to_dtype(y.dtype()).unwrap();
+    let grads = (y * probe).unwrap().sum_all().unwrap().backward().unwrap();
+    tensors
+        .iter()
+        .map(|t| grads.get(t).unwrap().to_dtype(DType::F32).unwrap())
+        .collect()
+}

@@ -245,7 +245,9 @@ impl CustomOp1 for GegluF32 {
 
 #[cfg(test)]
 mod tests {
-    use candle_core::{DType, Device, Tensor, Var};
+    use candle_core::{DType, Device, Tensor};
+
+    use crate::kernels::grads_of;
 
     use crate::layers::{silu, GeGlu, GroupNorm, LayerNorm, Linear};
     use crate::rng::SeededNoise;
@@ -349,26 +351,6 @@ mod tests {
         assert!(max_diff(&fast, &reference) < 1e-5 * scale, "geglu");
     }
 
-    /// `Σ y·probe` of `forward`'s output, backpropagated: the gradients of `inputs`, in f32.
-    fn grads_of(
-        forward: impl Fn(&[Tensor]) -> Tensor,
-        inputs: &[Tensor],
-        probe: &Tensor,
-    ) -> Vec<Tensor> {
-        let vars: Vec<Var> = inputs
-            .iter()
-            .map(|t| Var::from_tensor(t).unwrap())
-            .collect();
-        let tensors: Vec<Tensor> = vars.iter().map(|v| v.as_tensor().clone()).collect();
-        let y = forward(&tensors);
-        let probe = probe.to_dtype(y.dtype()).unwrap();
-        let grads = (y * probe).unwrap().sum_all().unwrap().backward().unwrap();
-        tensors
-            .iter()
-            .map(|t| grads.get(t).unwrap().to_dtype(DType::F32).unwrap())
-            .collect()
-    }
-
     /// The fused ops' backward passes (f32) against candle's elementary ops in f64, on a large
     /// offset with a small spread, a flat group or row (zero variance) and a wide gate range.
     #[test]
@@ -455,27 +437,6 @@ mod tests {
                 name,
                 &grads_of(run, std::slice::from_ref(&x), &probe),
                 &grads_of(run, &[f64_of(&x)], &probe),
-                1e-5,
-            );
-        }
-
-        // The linear layer (one node with its own backward pass), with and without bias.
-        let x = seeded(&[2, 5, 24], 22, 3.0, 1.0);
-        let (w, b) = (seeded(&[6, 24], 23, 0.5, 0.0), seeded(&[6], 24, 1.0, 0.0));
-        let probe = seeded(&[2, 5, 6], 25, 1.0, 0.0);
-        for with_bias in [false, true] {
-            let run = |t: &[Tensor]| {
-                Linear::from_tensors(t[1].clone(), with_bias.then(|| t[2].clone()))
-                    .forward(&t[0])
-                    .unwrap()
-            };
-            let inputs = [x.clone(), w.clone(), b.clone()];
-            let wide: Vec<Tensor> = inputs.iter().map(f64_of).collect();
-            let n = if with_bias { 3 } else { 2 };
-            check(
-                &format!("linear (bias {with_bias})"),
-                &grads_of(run, &inputs[..n], &probe),
-                &grads_of(run, &wide[..n], &probe),
                 1e-5,
             );
         }
