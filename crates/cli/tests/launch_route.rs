@@ -19,6 +19,16 @@ fn run_from(dir: &Path, args: &[&str], libraries: Option<&str>) -> Output {
     if let Some(libraries) = libraries {
         command.env("BRAINRECON_CUDA_LIBRARIES", libraries);
     }
+    // A copy just written can be "busy" for a moment: a test running beside this one may have
+    // forked while the copy's file was open, and its child holds that descriptor until it execs.
+    for _ in 0..100 {
+        match command.output() {
+            Err(e) if e.kind() == std::io::ErrorKind::ExecutableFileBusy => {
+                std::thread::sleep(std::time::Duration::from_millis(20))
+            }
+            result => return result.unwrap(),
+        }
+    }
     command.output().unwrap()
 }
 
