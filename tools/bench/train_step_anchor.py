@@ -10,6 +10,10 @@ warm-up on the same shapes.
                   tools/fixtures/window_encoder.py with the demo's sizes and dropout 0.1):
                   random windows and target contexts, contrastive loss (temperature 0.1) plus
                   the alignment term, backward, clip_grad_norm_(1.0), AdamW (lr 1e-3)
+  eeg-encoder     NICE's EEG encoder (the modules of tools/fixtures/eeg_nice.py, as NICE's code
+                  defines them) at THINGS-EEG2's size, dropout 0.5: random trials [B, 63, 250]
+                  and image embeddings [B, 768], NICE's contrastive loss, backward, Adam
+                  (lr 2e-4, betas 0.5/0.999, as NICE; no clipping)
 
 Each step's inputs are drawn before its timer starts.
 
@@ -24,12 +28,18 @@ import resource
 import statistics
 import time
 
+import sys
+
 import torch
 from torch import nn
 from diffusers import DDIMScheduler, UNet2DConditionModel
 from diffusers.models.attention import BasicTransformerBlock
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures"))
+import eeg_nice  # noqa: E402
+
 TEMPERATURE = 0.1
+FOLD_POOL = False
 ALIGN_WEIGHT = 1.0
 
 
@@ -100,7 +110,7 @@ def unet_workload(like):
         pred = unet(noisy, steps, encoder_hidden_states=context).sample
         return ((pred - noise) ** 2).mean()
 
-    return unet, 1e-4, inputs, loss
+    return unet, adamw(1e-4), 1.0, inputs, loss
 
 
 def encoder_workload(like):
@@ -114,21 +124,74 @@ def encoder_workload(like):
     def loss(windows, target):
         return encoder_loss(encoder(windows), target)
 
-    return encoder, 1e-3, inputs, loss
+    return encoder, adamw(1e-3), 1.0, inputs, loss
+
+
+def eeg_workload(like):
+    channels, times = like["eeg_trial"]
+    b, d = like["batch"], like["width"]
+    config = dict(eeg_nice.CONFIG, channels=channels, times=times, filters=40, temporal_kernel=25,
+                  pool_kernel=51, pool_stride=5, emb_size=40, proj_dim=d, dropout=0.5, drop_proj=0.5)
+    encoder = eeg_nice.Encoder(config).train()
+    if FOLD_POOL:
+        fold_pool(encoder, config)
+
+    def inputs():
+        return torch.randn(b, channels, times), torch.randn(b, d)
+
+    def loss(eeg, image):
+        return eeg_nice.loss_of(encoder(eeg), image, encoder.logit_scale)
+
+    adam = lambda params: torch.optim.Adam(params, lr=2e-4, betas=(0.5, 0.999))
+    return encoder, adam, None, inputs, loss
+
+
+def fold_pool(encoder, c):
+    """The same function as brainrecon computes it: the temporal convolution and the average
+    pool after it become one convolution (the kernel convolved with a box of P taps, at the
+    pool's stride), so that the ratio can be split into the folding and the rest."""
+    tsconv = encoder.enc_eeg[0].tsconv
+    conv = tsconv[0]
+    k, p, s = c["temporal_kernel"], c["pool_kernel"], c["pool_stride"]
+    box = torch.zeros(k, k + p - 1)
+    for row in range(k):
+        box[row, row:row + p] = 1.0 / p
+
+    class Folded(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = conv  # the same parameters, still trained
+            self.register_buffer("box", box)
+
+        def forward(self, x):
+            w = (self.conv.weight.reshape(-1, k) @ self.box).reshape(-1, 1, 1, k + p - 1)
+            return nn.functional.conv2d(x, w, self.conv.bias, stride=(1, s))
+
+    tsconv[0], tsconv[1] = Folded(), nn.Identity()
+
+
+def adamw(lr):
+    return lambda params: torch.optim.AdamW(params, lr=lr, weight_decay=1e-2)
 
 
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--like", required=True, help="the JSON line brainrecon printed")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--fold-pool", action="store_true",
+                        help="eeg-encoder: fold the average pool into the temporal convolution, "
+                             "as brainrecon does")
     args = parser.parse_args()
+    global FOLD_POOL
+    FOLD_POOL = args.fold_pool
     like = json.loads(open(args.like).read().strip().splitlines()[-1])
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    build = {"unet": unet_workload, "window-encoder": encoder_workload}[like["workload"]]
-    model, lr, inputs, loss_of = build(like)
+    build = {"unet": unet_workload, "window-encoder": encoder_workload,
+             "eeg-encoder": eeg_workload}[like["workload"]]
+    model, make_optimizer, clip, inputs, loss_of = build(like)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=1e-2)
+    optimizer = make_optimizer(params)
     times, losses = [], []
     for step in range(like["warmup"] + like["steps"]):
         batch = inputs()
@@ -136,7 +199,8 @@ def main():
         optimizer.zero_grad(set_to_none=True)
         loss = loss_of(*batch)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        if clip is not None:
+            torch.nn.utils.clip_grad_norm_(params, clip)
         optimizer.step()
         losses.append(loss.item())
         if step >= like["warmup"]:
@@ -157,6 +221,7 @@ def main():
         # ru_maxrss is in KiB on Linux
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e6,
         "torch": torch.__version__,
+        "fold_pool": FOLD_POOL,
     }))
 
 

@@ -6,9 +6,14 @@
 //!
 //! [`window`]: the video route's fMRI window encoder (after MinD-Video): K consecutive fMRI
 //! frames, with spatial and temporal attention, become the context of a motion U-Net.
+//!
+//! [`nice`]: NICE's EEG encoder (temporal and spatial convolutions, a projection), trained
+//! contrastively against image embeddings.
 
 pub mod b2c;
+pub mod nice;
 pub mod window;
 
 pub use b2c::{allocate_tokens, BrainToContextConfig, BrainToContextEncoder, VoxelGroup};
+pub use nice::{nice_loss, NiceConfig, NiceEegEncoder};
 pub use window::{contrastive_loss, encoder_loss, FmriWindowEncoder, WindowEncoderConfig};

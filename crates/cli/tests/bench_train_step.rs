@@ -1,4 +1,4 @@
-//! `bench train-step` at a tiny size: each model trains, the JSON line names the workload and
+//! `bench train-step` at a tiny batch: each model trains, the JSON line names the workload and
 //! holds finite timings; a batch the contrastive loss cannot use is bad input.
 
 mod common;
@@ -10,9 +10,15 @@ fn pipeline() -> String {
 }
 
 #[test]
-fn both_models_print_one_json_line() {
+fn every_model_prints_one_json_line() {
     let pipeline = pipeline();
-    for (model, parameters) in [("unet", 1_001_828), ("window-encoder", 210_128)] {
+    // NICE's encoder counts its batch norms' running statistics (4 × 40) with its parameters.
+    let models = [
+        ("unet", 1_001_828),
+        ("window-encoder", 210_128),
+        ("eeg-encoder", 1_802_657),
+    ];
+    for (model, parameters) in models {
         let out = ok(&[
             "bench",
             "train-step",

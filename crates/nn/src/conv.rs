@@ -349,21 +349,29 @@ impl CustomOp2 for Conv2dOp {
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
         let grad = grad.contiguous()?;
-        let grad_input = grad.apply_op2_no_bwd(
-            &weight.contiguous()?,
-            &GradInput {
-                op: *self,
-                input_dims: input.dims().to_vec(),
-            },
-        )?;
-        let grad_weight = input.contiguous()?.apply_op2_no_bwd(
-            &grad,
-            &GradWeight {
-                op: *self,
-                weight_dims: weight.dims().to_vec(),
-            },
-        )?;
-        Ok((Some(grad_input), Some(grad_weight)))
+        // A network's first convolution reads data, which needs no gradient: skipping it
+        // saves a product as large as the forward pass and the col2im.
+        let grad_input = match input.track_op() {
+            true => Some(grad.apply_op2_no_bwd(
+                &weight.contiguous()?,
+                &GradInput {
+                    op: *self,
+                    input_dims: input.dims().to_vec(),
+                },
+            )?),
+            false => None,
+        };
+        let grad_weight = match weight.track_op() {
+            true => Some(input.contiguous()?.apply_op2_no_bwd(
+                &grad,
+                &GradWeight {
+                    op: *self,
+                    weight_dims: weight.dims().to_vec(),
+                },
+            )?),
+            false => None,
+        };
+        Ok((grad_input, grad_weight))
     }
 }
 

@@ -9,6 +9,7 @@
 
 pub(crate) mod activation;
 pub(crate) mod attention;
+pub(crate) mod batch_norm;
 pub(crate) mod linear;
 pub(crate) mod math;
 pub(crate) mod norm;

@@ -20,7 +20,11 @@ use super::simd::widest_fn;
 /// Splits the packed output of a backward op, `[input gradient (numel of `input`), then
 /// `parameters` blocks of `width`]`, into tensors: the input's gradient in its shape, each
 /// parameter's `[width]`.
-fn unpack(packed: &Tensor, input: &Tensor, width: usize) -> candle_core::Result<[Tensor; 3]> {
+pub(super) fn unpack(
+    packed: &Tensor,
+    input: &Tensor,
+    width: usize,
+) -> candle_core::Result<[Tensor; 3]> {
     let n = input.elem_count();
     Ok([
         packed.narrow(0, 0, n)?.reshape(input.shape())?,
@@ -30,7 +34,7 @@ fn unpack(packed: &Tensor, input: &Tensor, width: usize) -> candle_core::Result<
 }
 
 /// The gradient of a parameter, or none when it does not track gradients.
-fn if_tracked(parameter: &Tensor, grad: Tensor) -> Option<Tensor> {
+pub(super) fn if_tracked(parameter: &Tensor, grad: Tensor) -> Option<Tensor> {
     parameter.track_op().then_some(grad)
 }
 

@@ -28,7 +28,7 @@ pub use activation::{
 pub use attention::{causal_mask, multi_head_attention, scaled_dot_product_attention, Attention};
 pub use conv::{upsample_nearest_2x, Conv2d};
 pub use linear::Linear;
-pub use norm::{normalize_last_dim, GroupNorm, LayerNorm};
+pub use norm::{normalize_last_dim, BatchNorm, GroupNorm, LayerNorm};
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

@@ -1,6 +1,6 @@
 //! Layer norm and group norm, differentiable, with fused inference paths.
 
-use candle_core::{Tensor, D};
+use candle_core::{Tensor, Var, D};
 use candle_nn::VarBuilder;
 
 use super::activation::silu;
@@ -180,5 +180,175 @@ impl GroupNorm {
         };
         let (w, b) = (self.weight.contiguous()?, self.bias.contiguous()?);
         Ok(x.contiguous()?.apply_op3(&w, &b, op)?)
+    }
+}
+
+/// Batch norm over [B, C, *] (torch's `BatchNorm1d/2d`, affine, with running statistics):
+/// `weight`, `bias`, `running_mean`, `running_var` [C].
+///
+/// In training ([`BatchNorm::forward_train`]) it normalises by the batch's own per-channel
+/// mean and biased variance, differentiates through them, and moves the running statistics
+/// by `momentum` (the variance unbiased, as torch does); in inference
+/// ([`BatchNorm::forward_eval`]) it normalises by the running statistics. torch's
+/// `num_batches_tracked` is not read (it matters only when `momentum` is None).
+#[derive(Debug, Clone)]
+pub struct BatchNorm {
+    /// Scale `[C]`.
+    pub weight: Tensor,
+    /// Shift `[C]`.
+    pub bias: Tensor,
+    /// `[C]`; a variable when the model trains, so that training updates it in place.
+    pub running_mean: Var,
+    /// `[C]`, as `running_mean`.
+    pub running_var: Var,
+    /// Added to the variance.
+    pub eps: f64,
+    /// Weight of the new batch in the running statistics (torch's default 0.1).
+    pub momentum: f64,
+}
+
+impl BatchNorm {
+    /// Loads `weight`, `bias`, `running_mean` and `running_var` `[channels]` from `vb`.
+    pub fn new(vb: VarBuilder, channels: usize, eps: f64, momentum: f64) -> Result<Self> {
+        let weight = super::weight(&vb, channels, "weight")?;
+        let bias = super::weight(&vb, channels, "bias")?;
+        let running_mean = Var::from_tensor(&super::weight(&vb, channels, "running_mean")?)?;
+        let running_var = Var::from_tensor(&super::weight(&vb, channels, "running_var")?)?;
+        Ok(Self {
+            weight,
+            bias,
+            running_mean,
+            running_var,
+            eps,
+            momentum,
+        })
+    }
+
+    fn check(&self, x: &Tensor) -> Result<()> {
+        let c = self.weight.dim(0)?;
+        match x.dims() {
+            [_, dc, ..] if *dc == c && x.elem_count() > 0 => Ok(()),
+            dims => Err(ModelError::InvalidInput {
+                name: "batch norm input",
+                msg: format!("shape {dims:?}, expected [B, {c}, ...] with B and the rest > 0"),
+            }),
+        }
+    }
+
+    /// Training: `elu(α)` (when `elu_alpha` is given) of `x` normalised by its own batch
+    /// statistics; updates the running statistics. `x` [B, C, ...] → the same shape.
+    pub fn forward_train(&self, x: &Tensor, elu_alpha: Option<f64>) -> Result<Tensor> {
+        self.check(x)?;
+        let (b, c, plane) =
+            crate::kernels::batch_norm::batch_channels_plane(x.dims()).expect("checked rank");
+        let (mean, var) = if cpu_f32(x, &[]) {
+            let xc = x.detach().contiguous()?;
+            let (storage, layout) = xc.storage_and_layout();
+            let candle_core::Storage::Cpu(cpu) = &*storage else {
+                unreachable!("checked CPU")
+            };
+            let values = crate::kernels::contiguous_f32(cpu, layout, "batch norm", "input")?;
+            crate::kernels::batch_norm::channel_moments(values, (b, c, plane))
+        } else {
+            let x3 = x
+                .detach()
+                .reshape((b, c, plane))?
+                .to_dtype(candle_core::DType::F64)?;
+            let mean = x3.mean_keepdim(2)?.mean_keepdim(0)?;
+            let var = x3
+                .broadcast_sub(&mean)?
+                .sqr()?
+                .mean_keepdim(2)?
+                .mean_keepdim(0)?;
+            (
+                mean.flatten_all()?.to_vec1::<f64>()?,
+                var.flatten_all()?.to_vec1::<f64>()?,
+            )
+        };
+        self.update_running(&mean, &var, b * plane)?;
+        self.normalise(x, &mean, &var, true, elu_alpha)
+    }
+
+    /// Inference: `elu(α)` (when given) of `x` normalised by the running statistics.
+    pub fn forward_eval(&self, x: &Tensor, elu_alpha: Option<f64>) -> Result<Tensor> {
+        self.check(x)?;
+        let read = |v: &Var| -> Result<Vec<f64>> {
+            Ok(v.as_tensor()
+                .to_dtype(candle_core::DType::F64)?
+                .to_vec1::<f64>()?)
+        };
+        let (mean, var) = (read(&self.running_mean)?, read(&self.running_var)?);
+        self.normalise(x, &mean, &var, false, elu_alpha)
+    }
+
+    /// `running ← (1 − m)·running + m·batch`, the variance made unbiased over `n` values.
+    fn update_running(&self, mean: &[f64], var: &[f64], n: usize) -> Result<()> {
+        let m = self.momentum;
+        let unbias = if n > 1 {
+            n as f64 / (n - 1) as f64
+        } else {
+            1.0
+        };
+        let mix = |running: &Var, batch: Vec<f64>| -> Result<()> {
+            let t = running.as_tensor();
+            let old = t.to_dtype(candle_core::DType::F64)?.to_vec1::<f64>()?;
+            let new: Vec<f64> = old
+                .iter()
+                .zip(batch)
+                .map(|(o, v)| (1.0 - m) * o + m * v)
+                .collect();
+            let new = Tensor::from_vec(new, t.dims(), t.device())?.to_dtype(t.dtype())?;
+            Ok(running.set(&new)?)
+        };
+        mix(&self.running_mean, mean.to_vec())?;
+        mix(&self.running_var, var.iter().map(|v| v * unbias).collect())
+    }
+
+    fn normalise(
+        &self,
+        x: &Tensor,
+        mean: &[f64],
+        var: &[f64],
+        batch_statistics: bool,
+        elu_alpha: Option<f64>,
+    ) -> Result<Tensor> {
+        let rstd: Vec<f64> = var.iter().map(|v| 1.0 / (v + self.eps).sqrt()).collect();
+        if cpu_f32(x, &[&self.weight, &self.bias]) {
+            use crate::kernels::batch_norm::{BatchNormF32, NormActivation};
+            let op = BatchNormF32 {
+                mean: std::sync::Arc::new(mean.iter().map(|&v| v as f32).collect()),
+                rstd: std::sync::Arc::new(rstd.iter().map(|&v| v as f32).collect()),
+                batch_statistics,
+                activation: match elu_alpha {
+                    Some(a) => NormActivation::Elu(a as f32),
+                    None => NormActivation::Identity,
+                },
+            };
+            let (w, b) = (self.weight.contiguous()?, self.bias.contiguous()?);
+            return Ok(x.contiguous()?.apply_op3(&w, &b, op)?);
+        }
+        // Elementary ops: with batch statistics, the mean and variance are recomputed on the
+        // graph so that the gradient flows through them.
+        let (b, c, plane) =
+            crate::kernels::batch_norm::batch_channels_plane(x.dims()).expect("checked rank");
+        let x3 = x.reshape((b, c, plane))?;
+        let xhat = if batch_statistics {
+            let mean = x3.mean_keepdim(2)?.mean_keepdim(0)?;
+            let centred = x3.broadcast_sub(&mean)?;
+            let var = centred.sqr()?.mean_keepdim(2)?.mean_keepdim(0)?;
+            centred.broadcast_div(&(var + self.eps)?.sqrt()?)?
+        } else {
+            let stat = |v: &[f64]| -> Result<Tensor> {
+                Ok(Tensor::from_vec(v.to_vec(), (1, c, 1), x.device())?.to_dtype(x.dtype())?)
+            };
+            x3.broadcast_sub(&stat(mean)?)?
+                .broadcast_mul(&stat(&rstd)?)?
+        };
+        let y = crate::channel::channel_affine(&xhat, Some(&self.weight), Some(&self.bias))?
+            .reshape(x.dims())?;
+        Ok(match elu_alpha {
+            Some(a) => y.elu(a)?,
+            None => y,
+        })
     }
 }

@@ -9,18 +9,23 @@
 //!   trains it (patches of 64 voxels, two block pairs, dropout 0.1), seeded windows
 //!   [B, K·V] and target contexts [B, T, D], [`encoder_loss`] (contrastive at temperature 0.1
 //!   plus the alignment term), backward, `clip_grad_norm(1.0)`, AdamW (lr 1e-3).
+//! - [`Workload::EegEncoder`]: NICE's EEG encoder ([`NiceEegEncoder`]) at THINGS-EEG2's size as
+//!   NICE trains it (63 channels × 250 samples, 768-wide image embeddings, dropout 0.5):
+//!   seeded trials [B, 63, 250] and image embeddings [B, 768], NICE's contrastive loss,
+//!   backward, Adam (lr 2e-4, betas 0.5/0.999, as NICE; no clipping).
 //!
 //! Each step's inputs are drawn before its timer starts; a step's time is forward, loss,
 //! backward, clipping and the optimiser step.
 
 use crate::error::{Result, RouteError};
+use brainrecon_brain::nice::{nice_loss, NiceConfig, NiceEegEncoder};
 use brainrecon_brain::window::{encoder_loss, FmriWindowEncoder, WindowEncoderConfig};
 use brainrecon_core::stats::median;
 use brainrecon_diffusion::clip::ClipTextConfig;
 use brainrecon_diffusion::scheduler::{NoiseSchedule, SchedulerConfig};
 use brainrecon_diffusion::unet::{UNet2DConditionConfig, UNet2DConditionModel};
 use brainrecon_diffusion::weights::ModelDir;
-use brainrecon_nn::init::init_parameters;
+use brainrecon_nn::init::{init_parameters, init_parameters_with, ParamInit};
 use brainrecon_nn::optim::{clip_grad_norm, AdamW};
 use brainrecon_nn::params::Parameters;
 use brainrecon_nn::rng::{NoiseSource, SeededNoise};
@@ -38,6 +43,12 @@ const ENCODER_LR: f64 = 1e-3;
 /// Contrastive temperature and alignment weight of `video train-encoder`.
 const TEMPERATURE: f64 = 0.1;
 const ALIGN_WEIGHT: f64 = 1.0;
+/// NICE's Adam: learning rate and first-moment decay.
+const NICE_LR: f64 = 2e-4;
+const NICE_BETA1: f64 = 0.5;
+/// THINGS-EEG2 as NICE reads it: channels, samples (0–1 s at 250 Hz), image-embedding width.
+pub const EEG_TRIAL: [usize; 2] = [63, 250];
+pub const EEG_EMBEDDING: usize = 768;
 
 /// Which model trains.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -47,6 +58,8 @@ pub enum Workload {
     Unet,
     /// The video route's fMRI window encoder.
     WindowEncoder,
+    /// NICE's EEG encoder.
+    EegEncoder,
 }
 
 impl Workload {
@@ -55,8 +68,9 @@ impl Workload {
         match name {
             "unet" => Ok(Workload::Unet),
             "window-encoder" => Ok(Workload::WindowEncoder),
+            "eeg-encoder" => Ok(Workload::EegEncoder),
             other => Err(RouteError::Usage(format!(
-                "--model: unet or window-encoder, found '{other}'"
+                "--model: unet, window-encoder or eeg-encoder, found '{other}'"
             ))),
         }
     }
@@ -66,14 +80,17 @@ impl Workload {
         match self {
             Workload::Unet => "unet",
             Workload::WindowEncoder => "window-encoder",
+            Workload::EegEncoder => "eeg-encoder",
         }
     }
 
-    /// The batch used when none is given: B2C's 8 for the U-Net, `video train-encoder`'s 16.
+    /// The batch used when none is given: B2C's 8 for the U-Net, `video train-encoder`'s 16,
+    /// 256 for the EEG encoder.
     pub fn default_batch(self) -> usize {
         match self {
             Workload::Unet => 8,
             Workload::WindowEncoder => 16,
+            Workload::EegEncoder => 256,
         }
     }
 }
@@ -131,9 +148,9 @@ pub struct TrainStepTiming {
     pub pipeline: PathBuf,
     /// Trainable parameters (elements).
     pub parameters: usize,
-    /// Context tokens T.
+    /// Context tokens T (1 for the EEG encoder: one image embedding per trial).
     pub tokens: usize,
-    /// Context width D.
+    /// Context width D (the image embedding's for the EEG encoder).
     pub width: usize,
     /// [C, s, s] of the U-Net's latents.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -141,6 +158,9 @@ pub struct TrainStepTiming {
     /// The window encoder's input.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub window: Option<WindowShape>,
+    /// [channels, samples] of the EEG encoder's trials.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eeg_trial: Option<[usize; 2]>,
     /// Fastest timed step, seconds.
     pub seconds_min: f64,
     /// Median timed step, seconds.
@@ -233,13 +253,39 @@ impl Step for EncoderStep {
     }
 }
 
+struct EegStep {
+    encoder: NiceEegEncoder,
+    shape: (usize, [usize; 2], usize),
+    seed: u64,
+}
+
+impl Step for EegStep {
+    fn inputs(&self, step: usize) -> Result<Vec<Tensor>> {
+        let (b, [channels, times], d) = self.shape;
+        let mut noise = SeededNoise::new(self.seed ^ step as u64);
+        let eeg = noise.gaussian(&[b, channels, times], &Device::Cpu, DType::F32)?;
+        let image = noise.gaussian(&[b, d], &Device::Cpu, DType::F32)?;
+        Ok(vec![eeg, image])
+    }
+
+    fn loss(&self, inputs: &[Tensor], step: usize) -> Result<Tensor> {
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ 0xEE_0000 ^ step as u64);
+        let embedding = self.encoder.forward(&inputs[0], Some(&mut rng))?;
+        Ok(nice_loss(
+            &embedding,
+            &inputs[1],
+            &self.encoder.logit_scale,
+        )?)
+    }
+}
+
 /// Builds the workload on the CPU in f32 and times `warmup + steps` training steps; returns
 /// the timing (see the module documentation for the step).
 pub fn run(bench: &TrainStepBench) -> Result<TrainStepTiming> {
     let min_batch = match bench.workload {
         Workload::Unet => 1,
-        // the contrastive loss compares the samples of a batch
-        Workload::WindowEncoder => 2,
+        // the contrastive losses compare the samples of a batch
+        Workload::WindowEncoder | Workload::EegEncoder => 2,
     };
     if bench.batch < min_batch || bench.steps == 0 {
         return Err(RouteError::Usage(format!(
@@ -257,6 +303,8 @@ pub fn run(bench: &TrainStepBench) -> Result<TrainStepTiming> {
     let b = bench.batch;
     let mut latent = None;
     let mut window = None;
+    let mut eeg_trial = None;
+    let (mut tokens, mut width) = (tokens, width);
     let (step, params, lr): (Box<dyn Step>, Parameters, f64) = match bench.workload {
         Workload::Unet => {
             let weights = dir.weights("unet", DType::F32, &Device::Cpu)?;
@@ -295,8 +343,36 @@ pub fn run(bench: &TrainStepBench) -> Result<TrainStepTiming> {
             };
             (Box::new(step), params, ENCODER_LR)
         }
+        Workload::EegEncoder => {
+            let [channels, times] = EEG_TRIAL;
+            let config = NiceConfig::new(channels, times, EEG_EMBEDDING);
+            // The running variances start at 1 and the logit scale at ln(1/0.07), as torch's.
+            let (encoder, params) = init_parameters_with(
+                |vb| NiceEegEncoder::new(vb, &config),
+                bench.seed ^ 0xEE6,
+                DType::F32,
+                &Device::Cpu,
+                |name, _, rule| match name {
+                    "logit_scale" => ParamInit::Constant((1.0f64 / 0.07).ln()),
+                    n if n.ends_with("running_var") => ParamInit::Constant(1.0),
+                    _ => rule,
+                },
+            )?;
+            (tokens, width) = (1, EEG_EMBEDDING);
+            eeg_trial = Some(EEG_TRIAL);
+            let step = EegStep {
+                encoder,
+                shape: (b, EEG_TRIAL, EEG_EMBEDDING),
+                seed: bench.seed,
+            };
+            (Box::new(step), params, NICE_LR)
+        }
     };
-    let mut optimizer = AdamW::with_defaults(lr)?;
+    // NICE trains with Adam (betas 0.5, 0.999) and no clipping; the others as their routes.
+    let (mut optimizer, clip) = match bench.workload {
+        Workload::EegEncoder => (AdamW::new(lr, NICE_BETA1, 0.999, 1e-8, 0.0)?, None),
+        _ => (AdamW::with_defaults(lr)?, Some(1.0)),
+    };
     let mut seconds = Vec::with_capacity(bench.steps);
     let mut losses = Vec::with_capacity(bench.warmup + bench.steps);
     for i in 0..bench.warmup + bench.steps {
@@ -304,7 +380,9 @@ pub fn run(bench: &TrainStepBench) -> Result<TrainStepTiming> {
         let started = Instant::now();
         let loss = step.loss(&inputs, i)?;
         let mut grads = loss.backward()?;
-        clip_grad_norm(&mut grads, &params, 1.0)?;
+        if let Some(max_norm) = clip {
+            clip_grad_norm(&mut grads, &params, max_norm)?;
+        }
         optimizer.step(&params, &grads)?;
         losses.push(loss.to_scalar::<f32>()? as f64);
         if i >= bench.warmup {
@@ -325,6 +403,7 @@ pub fn run(bench: &TrainStepBench) -> Result<TrainStepTiming> {
         width,
         latent,
         window,
+        eeg_trial,
         seconds_min,
         seconds_median: median(&mut seconds.clone()),
         seconds,

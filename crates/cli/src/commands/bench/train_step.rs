@@ -1,4 +1,5 @@
-//! `brainrecon bench train-step`: one training step of the U-Net or the video window encoder,
+//! `brainrecon bench train-step`: one training step of the U-Net, the video window encoder or
+//! NICE's EEG encoder,
 //! timed so that `tools/bench/train_step.sh` can time the same step in PyTorch beside it.
 
 use crate::args::JsonArg;
@@ -11,7 +12,9 @@ use brainrecon_routes::bench::train_step::{
 /// `unet`: the pipeline's U-Net with every tensor trainable, epsilon-prediction MSE on random
 /// latents, noise, timesteps and contexts. `window-encoder`: the video route's fMRI window
 /// encoder as `video demo` trains it, contrastive + alignment loss against random target
-/// contexts. Reports the fastest and the median timed step (after --warmup untimed ones) and
+/// contexts. `eeg-encoder`: NICE's EEG encoder at THINGS-EEG2's size (63 channels × 250
+/// samples, 768-wide image embeddings), NICE's contrastive loss and Adam, no clipping. Reports
+/// the fastest and the median timed step (after --warmup untimed ones) and
 /// the peak memory. Threads: RAYON_NUM_THREADS.
 #[derive(clap::Args)]
 #[command(mut_arg("json", |a| a.help("Print the timing as one JSON line")))]
@@ -20,10 +23,10 @@ use brainrecon_routes::bench::train_step::{
     bash tools/bench/train_step.sh 10     # both models beside PyTorch, as a table"
 )]
 pub struct Args {
-    /// What trains: unet or window-encoder
-    #[arg(long, value_parser = ["unet", "window-encoder"])]
+    /// What trains: unet, window-encoder or eeg-encoder
+    #[arg(long, value_parser = ["unet", "window-encoder", "eeg-encoder"])]
     model: String,
-    /// Samples per step (default: 8 for unet, 16 for window-encoder)
+    /// Samples per step (default: 8 for unet, 16 for window-encoder, 256 for eeg-encoder)
     #[arg(long)]
     batch: Option<usize>,
     /// Timed steps
