@@ -8,7 +8,9 @@
 //! `<target>/tmp/fuzz-crashers/` and printed with its seed and mutation so it can be replayed.
 
 use brainrecon_datasets::ds005531::DataDt;
-use brainrecon_formats::{audio, cifti, dicom, image, itk_transform, mat, nifti_io, npy, video};
+use brainrecon_formats::{
+    audio, cifti, dicom, image, itk_transform, mat, nifti_io, npy, pickle, video,
+};
 use brainrecon_formats::{events::Events, nifti4d};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
@@ -137,8 +139,41 @@ fn npy_arrays() {
             }
             "<f8" => text(npy::read_f32(path)).map(drop),
             "|u1" => text(npy::read_u8(path)).map(drop),
+            "|O" => text(npy::read_pickled(path)).map(drop),
             _ => text(npy::read_i64(path)).map(drop),
         }
+    });
+}
+
+#[test]
+fn things_eeg2_dicts() {
+    use brainrecon_datasets::things_eeg2::{read_image_metadata, read_preprocessed, read_raw};
+    let seed_files = seeds("things_eeg2", ".npy");
+    fuzz("things_eeg2", &seed_files, ".npy", |path| {
+        // The mutated copy loses its name, so each reader gets it; one must read or all refuse.
+        let results = [
+            text(read_preprocessed(path)).map(drop),
+            text(read_raw(path)).map(drop),
+            text(read_image_metadata(path)).map(drop),
+        ];
+        match results.iter().find(|r| r.is_ok()) {
+            Some(_) => Ok(()),
+            None => results
+                .into_iter()
+                .find_map(Result::err)
+                .map_or(Ok(()), Err),
+        }
+    });
+}
+
+#[test]
+fn pickles() {
+    let seed_files = seeds("", ".pkl");
+    fuzz("pickle", &seed_files, ".pkl", |path| {
+        let bytes = std::fs::read(path).map_err(|e| e.to_string())?;
+        pickle::read(&bytes)
+            .map(drop)
+            .map_err(|e| format!("{}: {e}", path.display()))
     });
 }
 

@@ -39,5 +39,6 @@ pub mod nifti4d;
 #[cfg(feature = "nifti")]
 pub mod nifti_io;
 pub mod npy;
+pub mod pickle;
 #[cfg(feature = "video")]
 pub mod video;

@@ -534,6 +534,50 @@ pub fn require_finite(path: &Path, values: &[f32], columns: usize, expected: &st
     ))
 }
 
+/// A pickled `.npy` file (dtype `|O`, as `np.save(path, obj)` writes a dict or a list): the
+/// stored object array, read by the restricted reader of [`crate::pickle`] (nothing is
+/// imported or executed).
+pub fn read_pickled(path: &Path) -> Result<crate::pickle::Value> {
+    let file = File::open(path).map_err(|e| DataError::io(path, e))?;
+    // SAFETY: the map is read-only and dropped before this function returns; a file changed
+    // underneath gives wrong values or a format error, not undefined behaviour we rely on.
+    let bytes = unsafe { Mmap::map(&file) }.map_err(|e| DataError::io(path, e))?;
+    let header = parse_header(path, &bytes)?;
+    if header.descr != "|O" {
+        return Err(DataError::invalid(
+            path,
+            "dtype",
+            "|O (a pickled object)",
+            &header.descr,
+        ));
+    }
+    crate::pickle::read(&bytes[header.data_offset..])
+        .map_err(|e| DataError::format(path, "pickled NumPy .npy", e))
+}
+
+/// The single object of a pickled `.npy` file that holds one (what
+/// `np.load(path, allow_pickle=True).item()` returns): THINGS-EEG2's dicts.
+pub fn read_pickled_item(path: &Path) -> Result<crate::pickle::Value> {
+    use crate::pickle::{ArrayData, Value};
+    match read_pickled(path)? {
+        Value::Array(a) if a.len() == 1 => match a.data {
+            ArrayData::Objects(mut items) => Ok(items.remove(0)),
+            ArrayData::Raw(_) => Err(DataError::invalid(
+                path,
+                "array",
+                "an object array",
+                a.dtype.to_string(),
+            )),
+        },
+        other => Err(DataError::invalid(
+            path,
+            "array",
+            "one pickled object",
+            other.kind(),
+        )),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,454 @@
+//! THINGS-EEG2 (Gifford, Dwivedi, Roig & Cichy 2022; OSF 3jk45) as it ships:
+//!
+//! ```text
+//! <root>/eeg_dataset/preprocessed_data/sub-XX/preprocessed_eeg_training.npy
+//!                                            /preprocessed_eeg_test.npy
+//! <root>/eeg_dataset/raw_data/sub-XX/ses-YY/raw_eeg_training.npy, raw_eeg_test.npy
+//! <root>/image_set/image_metadata.npy
+//! <root>/image_set/training_images/<concept>/<file>.jpg
+//! <root>/image_set/test_images/<concept>/<file>.jpg
+//! ```
+//!
+//! Every `.npy` holds a pickled dict (`np.save(path, dict)` of NumPy 1.x), read by the
+//! restricted reader of `brainrecon_formats::pickle`, which executes nothing. The preprocessed
+//! dicts: `preprocessed_eeg_data` float64 [image conditions, repetitions, channels, times]
+//! (training 16,540 × 4 × 17 × 100, test 200 × 80 × 17 × 100), `ch_names`, `times` (s). Image
+//! condition i is entry i of `image_metadata.npy`'s `train_img_files`/`test_img_files`, whose
+//! folder is the entry of `*_img_concepts` (`00001_aardvark`). The raw dicts: `raw_eeg_data`
+//! float64 [channels, samples] with a `stim` channel of event codes, `ch_names`, `ch_types`,
+//! `sfreq`.
+//!
+//! `root` may also be the `eeg_dataset` folder's parent with the preprocessed data directly
+//! under it (`<root>/preprocessed_data`), as many download scripts leave it.
+
+use std::path::{Path, PathBuf};
+
+use brainrecon_formats::npy::read_pickled_item;
+use brainrecon_formats::pickle::Value;
+
+use crate::{DataError, Result};
+
+/// Which half of the experiment.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Split {
+    /// 1,654 concepts × 10 images, 4 repetitions.
+    Training,
+    /// 200 concepts × 1 image, 80 repetitions.
+    Test,
+}
+
+impl Split {
+    fn stem(self) -> &'static str {
+        match self {
+            Split::Training => "training",
+            Split::Test => "test",
+        }
+    }
+
+    fn metadata_prefix(self) -> &'static str {
+        match self {
+            Split::Training => "train",
+            Split::Test => "test",
+        }
+    }
+
+    fn image_folder(self) -> &'static str {
+        match self {
+            Split::Training => "training_images",
+            Split::Test => "test_images",
+        }
+    }
+}
+
+/// A preprocessed file: epochs per image condition and repetition.
+#[derive(Clone, Debug)]
+pub struct PreprocessedEeg {
+    /// [conditions, repetitions, channels, times], f32 (the file's float64 rounded).
+    pub data: Vec<f32>,
+    pub conditions: usize,
+    pub repetitions: usize,
+    pub ch_names: Vec<String>,
+    /// Seconds from image onset.
+    pub times: Vec<f64>,
+}
+
+impl PreprocessedEeg {
+    pub fn channels(&self) -> usize {
+        self.ch_names.len()
+    }
+
+    /// One epoch, [channels × times].
+    pub fn epoch(&self, condition: usize, repetition: usize) -> &[f32] {
+        let n = self.channels() * self.times.len();
+        let start = (condition * self.repetitions + repetition) * n;
+        &self.data[start..start + n]
+    }
+}
+
+/// A raw recording of one session and half.
+#[derive(Clone, Debug)]
+pub struct RawEeg {
+    /// [channels, samples] as stored (volts; the `stim` channel holds event codes).
+    pub data: Vec<f64>,
+    pub samples: usize,
+    pub ch_names: Vec<String>,
+    pub ch_types: Vec<String>,
+    pub sfreq: f64,
+}
+
+/// One image of the set.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ImageEntry {
+    /// The folder, `00001_aardvark`.
+    pub concept: String,
+    /// The file in it, `aardvark_01b.jpg`.
+    pub file: String,
+}
+
+/// `image_metadata.npy`: the images of each half, in the order of the EEG's conditions.
+#[derive(Clone, Debug)]
+pub struct ImageMetadata {
+    pub training: Vec<ImageEntry>,
+    pub test: Vec<ImageEntry>,
+}
+
+impl ImageMetadata {
+    pub fn of(&self, split: Split) -> &[ImageEntry] {
+        match split {
+            Split::Training => &self.training,
+            Split::Test => &self.test,
+        }
+    }
+}
+
+/// The dataset folder.
+#[derive(Clone, Debug)]
+pub struct ThingsEeg2 {
+    /// The folder holding `sub-XX` folders of preprocessed data.
+    pub preprocessed: PathBuf,
+    /// The folder holding `sub-XX/ses-YY` of raw data (it may be absent).
+    pub raw: PathBuf,
+    /// The folder holding `image_metadata.npy` and the image folders.
+    pub images: PathBuf,
+}
+
+impl ThingsEeg2 {
+    /// Finds the dataset's folders under `root` (see the module documentation).
+    pub fn open(root: &Path) -> Result<Self> {
+        let eeg = [root.join("eeg_dataset"), root.to_path_buf()]
+            .into_iter()
+            .find(|d| d.join("preprocessed_data").is_dir() || d.join("raw_data").is_dir())
+            .ok_or_else(|| DataError::Missing {
+                path: root.join("eeg_dataset").join("preprocessed_data"),
+                what: "THINGS-EEG2's preprocessed_data or raw_data folder (under eeg_dataset/ \
+                       or the root)"
+                    .into(),
+            })?;
+        let images = [root.join("image_set"), root.to_path_buf()]
+            .into_iter()
+            .find(|d| d.join("image_metadata.npy").is_file())
+            .unwrap_or_else(|| root.join("image_set"));
+        Ok(ThingsEeg2 {
+            preprocessed: eeg.join("preprocessed_data"),
+            raw: eeg.join("raw_data"),
+            images,
+        })
+    }
+
+    /// The `sub-XX` folders of preprocessed data, sorted.
+    pub fn subjects(&self) -> Result<Vec<String>> {
+        let entries = std::fs::read_dir(&self.preprocessed)
+            .map_err(|e| DataError::io(&self.preprocessed, e))?;
+        let mut subjects: Vec<String> = entries
+            .filter_map(|e| e.ok())
+            .filter(|e| e.path().is_dir())
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .filter(|name| name.starts_with("sub-"))
+            .collect();
+        subjects.sort();
+        Ok(subjects)
+    }
+
+    /// The preprocessed file of a subject (`sub-01`) and half.
+    pub fn preprocessed_path(&self, subject: &str, split: Split) -> PathBuf {
+        self.preprocessed
+            .join(subject)
+            .join(format!("preprocessed_eeg_{}.npy", split.stem()))
+    }
+
+    pub fn read_preprocessed(&self, subject: &str, split: Split) -> Result<PreprocessedEeg> {
+        read_preprocessed(&self.preprocessed_path(subject, split))
+    }
+
+    /// The raw file of a subject, session (1-based) and half.
+    pub fn raw_path(&self, subject: &str, session: usize, split: Split) -> PathBuf {
+        self.raw
+            .join(subject)
+            .join(format!("ses-{session:02}"))
+            .join(format!("raw_eeg_{}.npy", split.stem()))
+    }
+
+    pub fn image_metadata(&self) -> Result<ImageMetadata> {
+        read_image_metadata(&self.images.join("image_metadata.npy"))
+    }
+
+    /// Where an image of a half lies.
+    pub fn image_path(&self, split: Split, entry: &ImageEntry) -> PathBuf {
+        self.images
+            .join(split.image_folder())
+            .join(&entry.concept)
+            .join(&entry.file)
+    }
+
+    /// The image paths of a half, in condition order; an image missing from its concept's
+    /// folder is an error naming both.
+    pub fn image_paths(&self, metadata: &ImageMetadata, split: Split) -> Result<Vec<PathBuf>> {
+        metadata
+            .of(split)
+            .iter()
+            .map(|entry| {
+                let path = self.image_path(split, entry);
+                match path.is_file() {
+                    true => Ok(path),
+                    false => Err(DataError::Missing {
+                        path,
+                        what: format!(
+                            "image {} of concept {} (listed in {})",
+                            entry.file,
+                            entry.concept,
+                            self.images.join("image_metadata.npy").display()
+                        ),
+                    }),
+                }
+            })
+            .collect()
+    }
+}
+
+/// The entry of a pickled dict, or an error naming the keys there are.
+fn entry<'a>(path: &Path, dict: &'a Value, key: &str) -> Result<&'a Value> {
+    if !matches!(dict, Value::Dict(_)) {
+        return Err(DataError::invalid(
+            path,
+            "pickled object",
+            "a dict",
+            dict.kind(),
+        ));
+    }
+    dict.get(key).ok_or_else(|| {
+        DataError::invalid(
+            path,
+            format!("key '{key}'"),
+            "present",
+            format!("keys {:?}", dict.keys()),
+        )
+    })
+}
+
+/// A list of strings, or a string array (NumPy `<U`/object).
+fn strings(path: &Path, key: &str, value: &Value) -> Result<Vec<String>> {
+    match value {
+        Value::List(items) | Value::Tuple(items) => items
+            .iter()
+            .map(|v| match v {
+                Value::Str(s) => Ok(s.clone()),
+                other => Err(DataError::invalid(
+                    path,
+                    key,
+                    "strings",
+                    format!("a list holding {}", other.kind()),
+                )),
+            })
+            .collect(),
+        Value::Array(a) if a.shape.len() == 1 => a
+            .to_strings()
+            .map_err(|found| DataError::invalid(path, key, "strings", found)),
+        other => Err(DataError::invalid(
+            path,
+            key,
+            "a list of strings",
+            other.kind(),
+        )),
+    }
+}
+
+/// A 1-D numeric array or a list of numbers, as f64.
+fn numbers(path: &Path, key: &str, value: &Value) -> Result<Vec<f64>> {
+    match value {
+        Value::Array(a) if a.shape.len() == 1 => a
+            .to_f64()
+            .map_err(|found| DataError::invalid(path, key, "numbers", found)),
+        Value::List(items) => items
+            .iter()
+            .map(|v| match v {
+                Value::Float(x) => Ok(*x),
+                Value::Int(i) => Ok(*i as f64),
+                other => Err(DataError::invalid(
+                    path,
+                    key,
+                    "numbers",
+                    format!("a list holding {}", other.kind()),
+                )),
+            })
+            .collect(),
+        other => Err(DataError::invalid(
+            path,
+            key,
+            "a 1-D array of numbers",
+            other.kind(),
+        )),
+    }
+}
+
+fn number(path: &Path, key: &str, value: &Value) -> Result<f64> {
+    match value {
+        Value::Float(x) => Ok(*x),
+        Value::Int(i) => Ok(*i as f64),
+        Value::Array(a) if a.len() == 1 => a
+            .to_f64()
+            .map(|v| v[0])
+            .map_err(|found| DataError::invalid(path, key, "a number", found)),
+        other => Err(DataError::invalid(path, key, "a number", other.kind())),
+    }
+}
+
+/// Reads a preprocessed file (see the module documentation); non-finite values and shapes that
+/// disagree with `ch_names` or `times` are errors naming the file and the key.
+pub fn read_preprocessed(path: &Path) -> Result<PreprocessedEeg> {
+    let dict = read_pickled_item(path)?;
+    let ch_names = strings(path, "ch_names", entry(path, &dict, "ch_names")?)?;
+    let times = numbers(path, "times", entry(path, &dict, "times")?)?;
+    let key = "preprocessed_eeg_data";
+    let Value::Array(array) = entry(path, &dict, key)? else {
+        let found = entry(path, &dict, key)?.kind();
+        return Err(DataError::invalid(path, key, "a float array", found));
+    };
+    let shape = array.shape.clone();
+    let want = format!(
+        "[image conditions, repetitions, {} channels (ch_names), {} times (times)]",
+        ch_names.len(),
+        times.len()
+    );
+    if shape.len() != 4
+        || shape[2] != ch_names.len()
+        || shape[3] != times.len()
+        || shape[..2].contains(&0)
+    {
+        return Err(DataError::invalid(
+            path,
+            key,
+            want,
+            format!("shape {shape:?}"),
+        ));
+    }
+    let values = array
+        .to_f64()
+        .map_err(|found| DataError::invalid(path, key, "a float array", found))?;
+    if let Some(at) = values.iter().position(|v| !v.is_finite()) {
+        let per = shape[1] * shape[2] * shape[3];
+        return Err(DataError::invalid(
+            path,
+            key,
+            "finite values",
+            format!(
+                "{} in image condition {}, repetition {}",
+                values[at],
+                at / per,
+                at % per / (shape[2] * shape[3])
+            ),
+        ));
+    }
+    Ok(PreprocessedEeg {
+        data: values.into_iter().map(|v| v as f32).collect(),
+        conditions: shape[0],
+        repetitions: shape[1],
+        ch_names,
+        times,
+    })
+}
+
+/// Reads a raw file (see the module documentation).
+pub fn read_raw(path: &Path) -> Result<RawEeg> {
+    let dict = read_pickled_item(path)?;
+    let ch_names = strings(path, "ch_names", entry(path, &dict, "ch_names")?)?;
+    let ch_types = strings(path, "ch_types", entry(path, &dict, "ch_types")?)?;
+    let sfreq = number(path, "sfreq", entry(path, &dict, "sfreq")?)?;
+    if !(sfreq.is_finite() && sfreq > 0.0) {
+        return Err(DataError::invalid(
+            path,
+            "sfreq",
+            "a positive rate in Hz",
+            sfreq.to_string(),
+        ));
+    }
+    if ch_types.len() != ch_names.len() {
+        return Err(DataError::invalid(
+            path,
+            "ch_types",
+            format!("one type for each of the {} ch_names", ch_names.len()),
+            format!("{} types", ch_types.len()),
+        ));
+    }
+    let key = "raw_eeg_data";
+    let Value::Array(array) = entry(path, &dict, key)? else {
+        let found = entry(path, &dict, key)?.kind();
+        return Err(DataError::invalid(path, key, "a float array", found));
+    };
+    if array.shape.len() != 2 || array.shape[0] != ch_names.len() {
+        return Err(DataError::invalid(
+            path,
+            key,
+            format!("[{} channels (ch_names), samples]", ch_names.len()),
+            format!("shape {:?}", array.shape),
+        ));
+    }
+    let data = array
+        .to_f64()
+        .map_err(|found| DataError::invalid(path, key, "a float array", found))?;
+    Ok(RawEeg {
+        samples: array.shape[1],
+        data,
+        ch_names,
+        ch_types,
+        sfreq,
+    })
+}
+
+/// Reads `image_metadata.npy`: per half, the files and their concepts, of equal length.
+pub fn read_image_metadata(path: &Path) -> Result<ImageMetadata> {
+    let dict = read_pickled_item(path)?;
+    let half = |split: Split| -> Result<Vec<ImageEntry>> {
+        let prefix = split.metadata_prefix();
+        let files_key = format!("{prefix}_img_files");
+        let concepts_key = format!("{prefix}_img_concepts");
+        let files = strings(path, &files_key, entry(path, &dict, &files_key)?)?;
+        let concepts = strings(path, &concepts_key, entry(path, &dict, &concepts_key)?)?;
+        if files.len() != concepts.len() {
+            return Err(DataError::invalid(
+                path,
+                concepts_key,
+                format!("one concept for each of the {} {files_key}", files.len()),
+                format!("{} concepts", concepts.len()),
+            ));
+        }
+        let unsafe_name =
+            |s: &String| s.is_empty() || s.contains(['/', '\\']) || s == ".." || s == ".";
+        if let Some(bad) = files.iter().chain(&concepts).find(|s| unsafe_name(s)) {
+            return Err(DataError::invalid(
+                path,
+                files_key,
+                "plain file and folder names",
+                format!("'{bad}'"),
+            ));
+        }
+        Ok(files
+            .into_iter()
+            .zip(concepts)
+            .map(|(file, concept)| ImageEntry { concept, file })
+            .collect())
+    };
+    Ok(ImageMetadata {
+        training: half(Split::Training)?,
+        test: half(Split::Test)?,
+    })
+}

@@ -1,0 +1,971 @@
+//! A restricted reader of Python pickles, for data that ships pickled: NumPy `.npy` files that
+//! hold a dict (`np.save(path, {...})`, as THINGS-EEG2 ships its EEG) and the arrays inside.
+//!
+//! It executes nothing. It builds values from the opcodes that plain data needs (numbers,
+//! strings, bytes, lists, tuples, dicts, memo references) and accepts exactly four globals,
+//! NumPy's array and scalar reconstructors, `ndarray` and `dtype`, which it interprets itself;
+//! any other global, and any opcode that builds objects from classes (`INST`, `OBJ`, `NEWOBJ`,
+//! persistent ids, extensions), is refused with its name and byte offset.
+//!
+//! Every length read from the file is checked against the bytes that remain before anything
+//! is allocated; containers and references are materialised with a depth limit (a pickle can
+//! refer to itself).
+
+use std::fmt;
+use std::sync::Arc;
+
+/// A value read from a pickle.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Value {
+    None,
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Str(String),
+    Bytes(Vec<u8>),
+    List(Vec<Value>),
+    Tuple(Vec<Value>),
+    /// Key–value pairs in the pickle's order.
+    Dict(Vec<(Value, Value)>),
+    /// A NumPy array.
+    Array(NdArray),
+}
+
+impl Value {
+    /// What kind of value this is, for error messages.
+    pub fn kind(&self) -> String {
+        match self {
+            Value::None => "None".into(),
+            Value::Bool(_) => "a bool".into(),
+            Value::Int(_) => "an int".into(),
+            Value::Float(_) => "a float".into(),
+            Value::Str(_) => "a str".into(),
+            Value::Bytes(_) => "bytes".into(),
+            Value::List(v) => format!("a list of {}", v.len()),
+            Value::Tuple(v) => format!("a tuple of {}", v.len()),
+            Value::Dict(v) => format!("a dict of {} keys", v.len()),
+            Value::Array(a) => format!("an array of dtype {} and shape {:?}", a.dtype, a.shape),
+        }
+    }
+
+    /// The entry of a dict under a string key.
+    pub fn get(&self, key: &str) -> Option<&Value> {
+        match self {
+            Value::Dict(pairs) => pairs
+                .iter()
+                .find(|(k, _)| matches!(k, Value::Str(s) if s == key))
+                .map(|(_, v)| v),
+            _ => None,
+        }
+    }
+
+    /// The string keys of a dict, in order.
+    pub fn keys(&self) -> Vec<String> {
+        match self {
+            Value::Dict(pairs) => pairs
+                .iter()
+                .filter_map(|(k, _)| match k {
+                    Value::Str(s) => Some(s.clone()),
+                    _ => None,
+                })
+                .collect(),
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// The element type of an array, as NumPy's `dtype.str` without the byte order.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Dtype {
+    Float {
+        bytes: usize,
+    },
+    Int {
+        bytes: usize,
+    },
+    Uint {
+        bytes: usize,
+    },
+    Bool,
+    /// UTF-32 strings of this many characters.
+    Unicode {
+        chars: usize,
+    },
+    /// Byte strings of this many bytes.
+    ByteStr {
+        bytes: usize,
+    },
+    /// Python objects (the data is a list of values).
+    Object,
+}
+
+impl Dtype {
+    fn parse(code: &str) -> Option<Dtype> {
+        let (kind, size) = code.split_at(code.find(|c: char| c.is_ascii_digit())?);
+        let n: usize = size.parse().ok()?;
+        Some(match (kind, n) {
+            ("f", 2 | 4 | 8) => Dtype::Float { bytes: n },
+            ("i", 1 | 2 | 4 | 8) => Dtype::Int { bytes: n },
+            ("u", 1 | 2 | 4 | 8) => Dtype::Uint { bytes: n },
+            ("b", 1) => Dtype::Bool,
+            ("U", n) if n <= 1 << 20 => Dtype::Unicode { chars: n },
+            ("S", n) if n <= 1 << 22 => Dtype::ByteStr { bytes: n },
+            ("O", 4 | 8) => Dtype::Object,
+            _ => return None,
+        })
+    }
+
+    /// Bytes per element (none for objects).
+    pub fn item_size(&self) -> Option<usize> {
+        match *self {
+            Dtype::Float { bytes } | Dtype::Int { bytes } | Dtype::Uint { bytes } => Some(bytes),
+            Dtype::Bool => Some(1),
+            Dtype::Unicode { chars } => Some(4 * chars),
+            Dtype::ByteStr { bytes } => Some(bytes),
+            Dtype::Object => None,
+        }
+    }
+}
+
+impl fmt::Display for Dtype {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            Dtype::Float { bytes } => write!(f, "float{}", 8 * bytes),
+            Dtype::Int { bytes } => write!(f, "int{}", 8 * bytes),
+            Dtype::Uint { bytes } => write!(f, "uint{}", 8 * bytes),
+            Dtype::Bool => write!(f, "bool"),
+            Dtype::Unicode { chars } => write!(f, "<U{chars}"),
+            Dtype::ByteStr { bytes } => write!(f, "|S{bytes}"),
+            Dtype::Object => write!(f, "object"),
+        }
+    }
+}
+
+/// A NumPy array: C or Fortran order, elements as stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NdArray {
+    pub shape: Vec<usize>,
+    pub dtype: Dtype,
+    pub big_endian: bool,
+    pub fortran_order: bool,
+    pub data: ArrayData,
+}
+
+/// The elements: raw bytes (shared, so that materialising a value does not copy them), or
+/// values for object arrays.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ArrayData {
+    Raw(Arc<Vec<u8>>),
+    Objects(Vec<Value>),
+}
+
+impl NdArray {
+    /// Elements (the product of the shape).
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The elements as f64 in C order (numbers and bools), or why not.
+    pub fn to_f64(&self) -> std::result::Result<Vec<f64>, String> {
+        let ArrayData::Raw(raw) = &self.data else {
+            return Err(format!("an array of {}, expected numbers", self.dtype));
+        };
+        let size = self.dtype.item_size().unwrap_or(0);
+        let word = |chunk: &[u8]| -> [u8; 8] {
+            let mut b = [0u8; 8];
+            match self.big_endian {
+                true => chunk
+                    .iter()
+                    .rev()
+                    .zip(b.iter_mut())
+                    .for_each(|(s, d)| *d = *s),
+                false => b[..chunk.len()].copy_from_slice(chunk),
+            }
+            b
+        };
+        let value = |chunk: &[u8]| -> f64 {
+            let b = word(chunk);
+            let sign_extend =
+                |bits: u32| ((u64::from_le_bytes(b) << (64 - bits)) as i64 >> (64 - bits)) as f64;
+            match self.dtype {
+                Dtype::Float { bytes: 8 } => f64::from_le_bytes(b),
+                Dtype::Float { bytes: 4 } => f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64,
+                Dtype::Float { .. } => half_to_f64(u16::from_le_bytes([b[0], b[1]])),
+                Dtype::Int { bytes } => sign_extend(8 * bytes as u32),
+                Dtype::Uint { .. } | Dtype::Bool => u64::from_le_bytes(b) as f64,
+                _ => f64::NAN,
+            }
+        };
+        match self.dtype {
+            Dtype::Float { .. } | Dtype::Int { .. } | Dtype::Uint { .. } | Dtype::Bool => {}
+            _ => return Err(format!("an array of {}, expected numbers", self.dtype)),
+        }
+        let values: Vec<f64> = raw.chunks_exact(size).map(value).collect();
+        Ok(self.c_order(values))
+    }
+
+    /// The elements as strings in C order (unicode, byte-string and object arrays of str).
+    pub fn to_strings(&self) -> std::result::Result<Vec<String>, String> {
+        let values = match (&self.dtype, &self.data) {
+            (Dtype::Unicode { chars }, ArrayData::Raw(raw)) if *chars > 0 => raw
+                .chunks_exact(4 * chars)
+                .map(|c| {
+                    c.chunks_exact(4)
+                        .map(|w| {
+                            let w = [w[0], w[1], w[2], w[3]];
+                            match self.big_endian {
+                                true => u32::from_be_bytes(w),
+                                false => u32::from_le_bytes(w),
+                            }
+                        })
+                        .take_while(|&u| u != 0)
+                        .map(|u| char::from_u32(u).unwrap_or(char::REPLACEMENT_CHARACTER))
+                        .collect()
+                })
+                .collect(),
+            (Dtype::Unicode { .. }, ArrayData::Raw(_)) => vec![String::new(); self.len()],
+            (Dtype::ByteStr { bytes }, ArrayData::Raw(raw)) if *bytes > 0 => raw
+                .chunks_exact(*bytes)
+                .map(|c| {
+                    let end = c.iter().position(|&b| b == 0).unwrap_or(c.len());
+                    String::from_utf8_lossy(&c[..end]).into_owned()
+                })
+                .collect(),
+            (Dtype::Object, ArrayData::Objects(items)) => items
+                .iter()
+                .map(|v| match v {
+                    Value::Str(s) => Ok(s.clone()),
+                    other => Err(format!(
+                        "an object array holding {}, expected str",
+                        other.kind()
+                    )),
+                })
+                .collect::<std::result::Result<Vec<_>, _>>()?,
+            _ => return Err(format!("an array of {}, expected strings", self.dtype)),
+        };
+        Ok(self.c_order(values))
+    }
+
+    /// Reorders Fortran-ordered elements into C order.
+    fn c_order<T: Clone>(&self, values: Vec<T>) -> Vec<T> {
+        if !self.fortran_order || self.shape.len() < 2 {
+            return values;
+        }
+        let n = self.shape.len();
+        let mut out = Vec::with_capacity(values.len());
+        let mut index = vec![0usize; n];
+        for _ in 0..values.len() {
+            // Fortran offset of the C-order index.
+            let (mut offset, mut stride) = (0, 1);
+            for (i, &d) in index.iter().zip(&self.shape) {
+                offset += i * stride;
+                stride *= d;
+            }
+            out.push(values[offset].clone());
+            for axis in (0..n).rev() {
+                index[axis] += 1;
+                if index[axis] < self.shape[axis] {
+                    break;
+                }
+                index[axis] = 0;
+            }
+        }
+        out
+    }
+}
+
+fn half_to_f64(h: u16) -> f64 {
+    let sign = if h >> 15 == 1 { -1.0 } else { 1.0 };
+    let exp = ((h >> 10) & 0x1f) as i32;
+    let frac = (h & 0x3ff) as f64;
+    sign * match exp {
+        0 => frac * 2f64.powi(-24),
+        31 if frac == 0.0 => f64::INFINITY,
+        31 => f64::NAN,
+        e => (1.0 + frac / 1024.0) * 2f64.powi(e - 15),
+    }
+}
+
+/// Why a pickle was refused: what, and at which byte.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PickleError {
+    pub offset: usize,
+    pub message: String,
+}
+
+impl fmt::Display for PickleError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "pickle byte {}: {}", self.offset, self.message)
+    }
+}
+
+/// The globals a pickle may name: NumPy's, read by this module, never imported.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Global {
+    /// `numpy.core.multiarray._reconstruct` (`numpy._core` in NumPy 2).
+    Reconstruct,
+    /// `numpy.core.multiarray.scalar`.
+    Scalar,
+    Ndarray,
+    Dtype,
+}
+
+impl Global {
+    fn named(module: &str, name: &str) -> Option<Global> {
+        let multiarray = matches!(module, "numpy.core.multiarray" | "numpy._core.multiarray");
+        match (module, name) {
+            (_, "_reconstruct") if multiarray => Some(Global::Reconstruct),
+            (_, "scalar") if multiarray => Some(Global::Scalar),
+            ("numpy", "ndarray") => Some(Global::Ndarray),
+            ("numpy", "dtype") => Some(Global::Dtype),
+            _ => None,
+        }
+    }
+}
+
+/// What the machine's stack and memo hold: values, and the NumPy objects under construction.
+#[derive(Clone, Debug)]
+enum Object {
+    Value(Value),
+    Global(Global),
+    /// A dtype made by `dtype(code, align, copy)`; its state (byte order) comes with BUILD.
+    Dtype {
+        dtype: Dtype,
+        big_endian: bool,
+    },
+    /// `_reconstruct(ndarray, ...)`, before its state.
+    EmptyArray,
+    List(Vec<usize>),
+    Tuple(Vec<usize>),
+    Dict(Vec<(usize, usize)>),
+}
+
+/// Deepest nesting materialised.
+const MAX_DEPTH: usize = 64;
+
+struct Machine<'a> {
+    bytes: &'a [u8],
+    at: usize,
+    /// Every object made; the stack and the memo hold indices, so that BUILD, APPEND and
+    /// SETITEM change the object every reference sees, as Python does.
+    objects: Vec<Object>,
+    stack: Vec<Option<usize>>,
+    memo: std::collections::HashMap<u64, usize>,
+    /// Where the current opcode started, for errors.
+    op_at: usize,
+    /// Values materialised so far: shared references nested in each other expand
+    /// exponentially, so the expansion has a budget.
+    expanded: std::cell::Cell<usize>,
+}
+
+/// Values a pickle may expand to beyond its own objects.
+const EXPANSION_BUDGET: usize = 1 << 20;
+
+/// Reads the pickle in `bytes` (protocols 0–5 for the opcodes plain data uses) into a value.
+pub fn read(bytes: &[u8]) -> Result<Value, PickleError> {
+    let mut m = Machine {
+        bytes,
+        at: 0,
+        objects: Vec::new(),
+        stack: Vec::new(),
+        memo: Default::default(),
+        op_at: 0,
+        expanded: std::cell::Cell::new(0),
+    };
+    let root = m.run()?;
+    m.materialise(root, 0)
+}
+
+impl<'a> Machine<'a> {
+    fn fail<T>(&self, message: impl Into<String>) -> Result<T, PickleError> {
+        Err(PickleError {
+            offset: self.op_at,
+            message: message.into(),
+        })
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], PickleError> {
+        match self
+            .at
+            .checked_add(n)
+            .filter(|&end| end <= self.bytes.len())
+        {
+            Some(end) => {
+                let s = &self.bytes[self.at..end];
+                self.at = end;
+                Ok(s)
+            }
+            None => self.fail(format!(
+                "needs {n} bytes, {} remain (truncated or a size that does not fit)",
+                self.bytes.len() - self.at
+            )),
+        }
+    }
+
+    fn u8(&mut self) -> Result<u8, PickleError> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u32(&mut self) -> Result<u32, PickleError> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    fn u64(&mut self) -> Result<u64, PickleError> {
+        let b = self.take(8)?;
+        Ok(u64::from_le_bytes(b.try_into().expect("8 bytes")))
+    }
+
+    /// A length that must fit in the remaining bytes.
+    fn sized(&mut self, len: u64) -> Result<&'a [u8], PickleError> {
+        match usize::try_from(len) {
+            Ok(n) => self.take(n),
+            Err(_) => self.fail(format!("length {len} does not fit in memory")),
+        }
+    }
+
+    fn line(&mut self) -> Result<&'a str, PickleError> {
+        let rest = &self.bytes[self.at..];
+        let Some(end) = rest.iter().position(|&b| b == b'\n') else {
+            return self.fail("a text argument without its newline");
+        };
+        self.at += end + 1;
+        std::str::from_utf8(&rest[..end])
+            .or_else(|_| self.fail("a text argument that is not UTF-8"))
+    }
+
+    fn text(&self, raw: &[u8]) -> Result<String, PickleError> {
+        String::from_utf8(raw.to_vec()).or_else(|_| self.fail("a string that is not UTF-8"))
+    }
+
+    fn push(&mut self, object: Object) {
+        self.objects.push(object);
+        self.stack.push(Some(self.objects.len() - 1));
+    }
+
+    fn push_value(&mut self, value: Value) {
+        self.push(Object::Value(value));
+    }
+
+    fn pop(&mut self) -> Result<usize, PickleError> {
+        match self.stack.pop() {
+            Some(Some(i)) => Ok(i),
+            Some(None) => self.fail("a mark where an object was expected"),
+            None => self.fail("the stack is empty"),
+        }
+    }
+
+    fn top(&self) -> Result<usize, PickleError> {
+        match self.stack.last() {
+            Some(Some(i)) => Ok(*i),
+            _ => self.fail("no object on the stack"),
+        }
+    }
+
+    /// Pops everything above the topmost mark, and the mark.
+    fn pop_mark(&mut self) -> Result<Vec<usize>, PickleError> {
+        let Some(mark) = self.stack.iter().rposition(Option::is_none) else {
+            return self.fail("no mark on the stack");
+        };
+        let items = self.stack.split_off(mark);
+        Ok(items
+            .into_iter()
+            .skip(1)
+            .map(|i| i.expect("above the mark"))
+            .collect())
+    }
+
+    fn run(&mut self) -> Result<usize, PickleError> {
+        loop {
+            self.op_at = self.at;
+            let op = self.u8()?;
+            match op {
+                0x80 => {
+                    let protocol = self.u8()?;
+                    if protocol > 5 {
+                        return self.fail(format!("protocol {protocol}, expected at most 5"));
+                    }
+                }
+                0x95 => {
+                    self.u64()?; // FRAME: a length hint, the opcodes follow as usual
+                }
+                b'.' => return self.pop(),
+                b'(' => self.stack.push(None),
+                b'0' => {
+                    self.stack.pop();
+                }
+                b'1' => {
+                    self.pop_mark()?;
+                }
+                b'2' => {
+                    let top = self.top()?;
+                    self.stack.push(Some(top));
+                }
+                b'N' => self.push_value(Value::None),
+                0x88 => self.push_value(Value::Bool(true)),
+                0x89 => self.push_value(Value::Bool(false)),
+                b'J' => {
+                    let v = self.u32()? as i32;
+                    self.push_value(Value::Int(v as i64));
+                }
+                b'K' => {
+                    let v = self.u8()?;
+                    self.push_value(Value::Int(v as i64));
+                }
+                b'M' => {
+                    let b = self.take(2)?;
+                    self.push_value(Value::Int(u16::from_le_bytes([b[0], b[1]]) as i64));
+                }
+                0x8a => {
+                    let n = self.u8()? as usize;
+                    let b = self.take(n)?;
+                    if n > 8 {
+                        return self.fail(format!("an integer of {n} bytes, expected at most 8"));
+                    }
+                    let mut v: i64 = if b.last().is_some_and(|&x| x & 0x80 != 0) {
+                        -1
+                    } else {
+                        0
+                    };
+                    for &byte in b.iter().rev() {
+                        v = (v << 8) | byte as i64;
+                    }
+                    self.push_value(Value::Int(v));
+                }
+                b'I' => {
+                    let line = self.line()?;
+                    let value = match line {
+                        "00" => Value::Bool(false),
+                        "01" => Value::Bool(true),
+                        s => match s.parse::<i64>() {
+                            Ok(v) => Value::Int(v),
+                            Err(_) => return self.fail(format!("INT '{s}' is not an integer")),
+                        },
+                    };
+                    self.push_value(value);
+                }
+                b'G' => {
+                    let b = self.take(8)?;
+                    self.push_value(Value::Float(f64::from_be_bytes(b.try_into().expect("8"))));
+                }
+                b'X' => {
+                    let n = self.u32()? as u64;
+                    let raw = self.sized(n)?;
+                    let s = self.text(raw)?;
+                    self.push_value(Value::Str(s));
+                }
+                0x8c => {
+                    let n = self.u8()? as u64;
+                    let raw = self.sized(n)?;
+                    let s = self.text(raw)?;
+                    self.push_value(Value::Str(s));
+                }
+                0x8d => {
+                    let n = self.u64()?;
+                    let raw = self.sized(n)?;
+                    let s = self.text(raw)?;
+                    self.push_value(Value::Str(s));
+                }
+                b'B' | b'T' => {
+                    let n = self.u32()? as u64;
+                    let raw = self.sized(n)?;
+                    let value = match op {
+                        b'B' => Value::Bytes(raw.to_vec()),
+                        _ => Value::Str(String::from_utf8_lossy(raw).into_owned()),
+                    };
+                    self.push_value(value);
+                }
+                b'C' | b'U' => {
+                    let n = self.u8()? as u64;
+                    let raw = self.sized(n)?;
+                    let value = match op {
+                        b'C' => Value::Bytes(raw.to_vec()),
+                        _ => Value::Str(String::from_utf8_lossy(raw).into_owned()),
+                    };
+                    self.push_value(value);
+                }
+                0x8e | 0x96 => {
+                    let n = self.u64()?;
+                    let raw = self.sized(n)?;
+                    self.push_value(Value::Bytes(raw.to_vec()));
+                }
+                b']' => self.push(Object::List(Vec::new())),
+                b')' => self.push(Object::Tuple(Vec::new())),
+                b'}' => self.push(Object::Dict(Vec::new())),
+                b'l' => {
+                    let items = self.pop_mark()?;
+                    self.push(Object::List(items));
+                }
+                b't' => {
+                    let items = self.pop_mark()?;
+                    self.push(Object::Tuple(items));
+                }
+                b'd' => {
+                    let items = self.pop_mark()?;
+                    let pairs = self.pairs(items)?;
+                    self.push(Object::Dict(pairs));
+                }
+                0x85..=0x87 => {
+                    let n = (op - 0x84) as usize;
+                    if self.stack.len() < n {
+                        return self.fail("a tuple of more items than the stack holds");
+                    }
+                    let mut items = Vec::with_capacity(n);
+                    for _ in 0..n {
+                        items.push(self.pop()?);
+                    }
+                    items.reverse();
+                    self.push(Object::Tuple(items));
+                }
+                b'a' => {
+                    let item = self.pop()?;
+                    self.extend_list(vec![item])?;
+                }
+                b'e' => {
+                    let items = self.pop_mark()?;
+                    self.extend_list(items)?;
+                }
+                b's' => {
+                    let value = self.pop()?;
+                    let key = self.pop()?;
+                    self.extend_dict(vec![(key, value)])?;
+                }
+                b'u' => {
+                    let items = self.pop_mark()?;
+                    let pairs = self.pairs(items)?;
+                    self.extend_dict(pairs)?;
+                }
+                b'c' => {
+                    let module = self.line()?.to_string();
+                    let name = self.line()?.to_string();
+                    self.global(&module, &name)?;
+                }
+                0x93 => {
+                    let name = self.pop()?;
+                    let module = self.pop()?;
+                    let (module, name) = match (&self.objects[module], &self.objects[name]) {
+                        (Object::Value(Value::Str(m)), Object::Value(Value::Str(n))) => {
+                            (m.clone(), n.clone())
+                        }
+                        _ => return self.fail("STACK_GLOBAL without two strings"),
+                    };
+                    self.global(&module, &name)?;
+                }
+                b'R' => {
+                    let args = self.pop()?;
+                    let callable = self.pop()?;
+                    let made = self.reduce(callable, args)?;
+                    self.push(made);
+                }
+                b'b' => {
+                    let state = self.pop()?;
+                    let target = self.top()?;
+                    self.build(target, state)?;
+                }
+                b'p' => {
+                    let key = self.line()?.parse::<u64>();
+                    let Ok(key) = key else {
+                        return self.fail("PUT with a key that is not a number");
+                    };
+                    let top = self.top()?;
+                    self.memo.insert(key, top);
+                }
+                b'q' | b'r' | 0x94 => {
+                    let key = match op {
+                        b'q' => self.u8()? as u64,
+                        b'r' => self.u32()? as u64,
+                        _ => self.memo.len() as u64,
+                    };
+                    let top = self.top()?;
+                    self.memo.insert(key, top);
+                }
+                b'g' | b'h' | b'j' => {
+                    let key = match op {
+                        b'g' => match self.line()?.parse::<u64>() {
+                            Ok(k) => k,
+                            Err(_) => return self.fail("GET with a key that is not a number"),
+                        },
+                        b'h' => self.u8()? as u64,
+                        _ => self.u32()? as u64,
+                    };
+                    match self.memo.get(&key) {
+                        Some(&i) => self.stack.push(Some(i)),
+                        None => return self.fail(format!("memo key {key} was never stored")),
+                    }
+                }
+                other => {
+                    let name = match other {
+                        b'i' => "INST",
+                        b'o' => "OBJ",
+                        0x81 => "NEWOBJ",
+                        0x92 => "NEWOBJ_EX",
+                        b'P' | b'Q' => "a persistent id",
+                        0x82..=0x84 => "an extension code",
+                        _ => "",
+                    };
+                    return match name {
+                        "" => self.fail(format!("opcode 0x{other:02x} is not accepted")),
+                        n => self.fail(format!("{n} builds an object from a class: refused")),
+                    };
+                }
+            }
+        }
+    }
+
+    fn pairs(&self, items: Vec<usize>) -> Result<Vec<(usize, usize)>, PickleError> {
+        if items.len() % 2 != 0 {
+            return self.fail("a dict with an odd number of keys and values");
+        }
+        Ok(items.chunks_exact(2).map(|p| (p[0], p[1])).collect())
+    }
+
+    fn extend_list(&mut self, items: Vec<usize>) -> Result<(), PickleError> {
+        let target = self.top()?;
+        match &mut self.objects[target] {
+            Object::List(list) => {
+                list.extend(items);
+                Ok(())
+            }
+            _ => self.fail("APPEND to something that is not a list"),
+        }
+    }
+
+    fn extend_dict(&mut self, pairs: Vec<(usize, usize)>) -> Result<(), PickleError> {
+        let target = self.top()?;
+        match &mut self.objects[target] {
+            Object::Dict(dict) => {
+                dict.extend(pairs);
+                Ok(())
+            }
+            _ => self.fail("SETITEM on something that is not a dict"),
+        }
+    }
+
+    fn global(&mut self, module: &str, name: &str) -> Result<(), PickleError> {
+        match Global::named(module, name) {
+            Some(g) => {
+                self.push(Object::Global(g));
+                Ok(())
+            }
+            None => self.fail(format!(
+                "global {module}.{name} refused (only NumPy's array, dtype and scalar \
+                 reconstructors are read; nothing is imported or executed)"
+            )),
+        }
+    }
+
+    /// The items of the tuple at `i`.
+    fn tuple(&self, i: usize, what: &str) -> Result<Vec<usize>, PickleError> {
+        match &self.objects[i] {
+            Object::Tuple(items) => Ok(items.clone()),
+            _ => self.fail(format!("{what}: expected a tuple")),
+        }
+    }
+
+    fn string(&self, i: usize, what: &str) -> Result<String, PickleError> {
+        match &self.objects[i] {
+            Object::Value(Value::Str(s)) => Ok(s.clone()),
+            _ => self.fail(format!("{what}: expected a str")),
+        }
+    }
+
+    fn reduce(&mut self, callable: usize, args: usize) -> Result<Object, PickleError> {
+        let args = self.tuple(args, "arguments")?;
+        match self.objects[callable] {
+            Object::Global(Global::Reconstruct) => match args.first().map(|&a| &self.objects[a]) {
+                Some(Object::Global(Global::Ndarray)) => Ok(Object::EmptyArray),
+                _ => self.fail("_reconstruct of something other than numpy.ndarray"),
+            },
+            Object::Global(Global::Dtype) => {
+                let Some(&code) = args.first() else {
+                    return self.fail("dtype() without a type code");
+                };
+                let code = self.string(code, "dtype code")?;
+                match Dtype::parse(&code) {
+                    Some(dtype) => Ok(Object::Dtype {
+                        dtype,
+                        big_endian: false,
+                    }),
+                    None => self.fail(format!(
+                        "dtype '{code}' is not a plain numeric, string or object type"
+                    )),
+                }
+            }
+            Object::Global(Global::Scalar) => {
+                let (Some(&dtype), Some(&data)) = (args.first(), args.get(1)) else {
+                    return self.fail("scalar() without a dtype and its bytes");
+                };
+                let Object::Dtype { dtype, big_endian } = self.objects[dtype].clone() else {
+                    return self.fail("scalar() of something that is not a dtype");
+                };
+                let Object::Value(Value::Bytes(raw)) = &self.objects[data] else {
+                    return self.fail("scalar() without its bytes");
+                };
+                if dtype.item_size() != Some(raw.len()) {
+                    return self.fail(format!("a {dtype} scalar of {} bytes", raw.len()));
+                }
+                let array = NdArray {
+                    shape: vec![],
+                    dtype: dtype.clone(),
+                    big_endian,
+                    fortran_order: false,
+                    data: ArrayData::Raw(Arc::new(raw.clone())),
+                };
+                let value = match dtype {
+                    Dtype::Float { .. } => {
+                        Value::Float(array.to_f64().map_err(|m| self.err(m))?[0])
+                    }
+                    Dtype::Bool => Value::Bool(raw[0] != 0),
+                    Dtype::Int { .. } | Dtype::Uint { .. } => {
+                        Value::Int(array.to_f64().map_err(|m| self.err(m))?[0] as i64)
+                    }
+                    _ => Value::Array(array),
+                };
+                Ok(Object::Value(value))
+            }
+            _ => self.fail("REDUCE of something that is not an accepted NumPy global"),
+        }
+    }
+
+    fn err(&self, message: String) -> PickleError {
+        PickleError {
+            offset: self.op_at,
+            message,
+        }
+    }
+
+    fn build(&mut self, target: usize, state: usize) -> Result<(), PickleError> {
+        match self.objects[target].clone() {
+            Object::Dtype { dtype, .. } => {
+                // (version, byte order, subarray, names, fields, elsize, alignment, flags)
+                let state = self.tuple(state, "dtype state")?;
+                let order = match state.get(1) {
+                    Some(&i) => self.string(i, "dtype byte order")?,
+                    None => return self.fail("dtype state without a byte order"),
+                };
+                let structured = state
+                    .get(3)
+                    .is_some_and(|&i| !matches!(self.objects[i], Object::Value(Value::None)));
+                if structured {
+                    return self.fail("structured dtypes (named fields) are not read");
+                }
+                self.objects[target] = Object::Dtype {
+                    dtype,
+                    big_endian: order == ">",
+                };
+                Ok(())
+            }
+            Object::EmptyArray => {
+                // (version, shape, dtype, is_fortran, data)
+                let state = self.tuple(state, "array state")?;
+                let [_, shape, dtype, fortran, data] = state[..] else {
+                    return self.fail(format!("array state of {} items, expected 5", state.len()));
+                };
+                let shape = self
+                    .tuple(shape, "array shape")?
+                    .into_iter()
+                    .map(|i| match self.objects[i] {
+                        Object::Value(Value::Int(d)) if d >= 0 => Ok(d as usize),
+                        _ => self.fail("array shape: expected non-negative integers"),
+                    })
+                    .collect::<Result<Vec<usize>, _>>()?;
+                let Object::Dtype { dtype, big_endian } = self.objects[dtype].clone() else {
+                    return self.fail("array state without a dtype");
+                };
+                let fortran_order =
+                    matches!(self.objects[fortran], Object::Value(Value::Bool(true)));
+                let Some(count) = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d)) else {
+                    return self.fail(format!("array shape {shape:?} does not fit in memory"));
+                };
+                let data = match (&dtype, &mut self.objects[data]) {
+                    (Dtype::Object, Object::List(items)) if items.len() == count => {
+                        let items = std::mem::take(items);
+                        let values = items
+                            .into_iter()
+                            .map(|i| self.materialise(i, 1))
+                            .collect::<Result<Vec<_>, _>>()?;
+                        ArrayData::Objects(values)
+                    }
+                    (Dtype::Object, _) => {
+                        return self.fail(format!(
+                            "an object array of {count} elements without as many values"
+                        ))
+                    }
+                    (_, Object::Value(Value::Bytes(raw))) => {
+                        let size = dtype.item_size().unwrap_or(0);
+                        if count.checked_mul(size) != Some(raw.len()) {
+                            let message = format!(
+                                "an array of shape {shape:?} and dtype {dtype} needs {} bytes, \
+                                 the pickle holds {}",
+                                count.saturating_mul(size),
+                                raw.len()
+                            );
+                            return Err(PickleError {
+                                offset: self.op_at,
+                                message,
+                            });
+                        }
+                        // The bytes belong to this array's state alone: moved, not copied.
+                        ArrayData::Raw(Arc::new(std::mem::take(raw)))
+                    }
+                    _ => return self.fail("array state without its data bytes"),
+                };
+                self.objects[target] = Object::Value(Value::Array(NdArray {
+                    shape,
+                    dtype,
+                    big_endian,
+                    fortran_order,
+                    data,
+                }));
+                Ok(())
+            }
+            _ => self.fail("BUILD on something other than a NumPy array or dtype"),
+        }
+    }
+
+    /// The value of object `i`, containers resolved recursively.
+    fn materialise(&self, i: usize, depth: usize) -> Result<Value, PickleError> {
+        if depth > MAX_DEPTH {
+            return self.fail(format!(
+                "nesting deeper than {MAX_DEPTH} (a pickle that contains itself?)"
+            ));
+        }
+        let expanded = self.expanded.get() + 1;
+        if expanded > self.objects.len() + EXPANSION_BUDGET {
+            return self.fail(format!(
+                "shared references expand to more than {} values",
+                self.objects.len() + EXPANSION_BUDGET
+            ));
+        }
+        self.expanded.set(expanded);
+        let all = |items: &[usize]| -> Result<Vec<Value>, PickleError> {
+            items
+                .iter()
+                .map(|&j| self.materialise(j, depth + 1))
+                .collect()
+        };
+        Ok(match &self.objects[i] {
+            Object::Value(v) => v.clone(),
+            Object::List(items) => Value::List(all(items)?),
+            Object::Tuple(items) => Value::Tuple(all(items)?),
+            Object::Dict(pairs) => Value::Dict(
+                pairs
+                    .iter()
+                    .map(|&(k, v)| {
+                        Ok((
+                            self.materialise(k, depth + 1)?,
+                            self.materialise(v, depth + 1)?,
+                        ))
+                    })
+                    .collect::<Result<Vec<_>, PickleError>>()?,
+            ),
+            Object::Global(_) | Object::Dtype { .. } | Object::EmptyArray => {
+                return self.fail("a NumPy type or an unfinished array where data was expected")
+            }
+        })
+    }
+}

@@ -1,0 +1,230 @@
+//! The restricted pickle reader against files written by Python's pickle and NumPy's np.save
+//! (tools/fixtures/pickle_fixtures.py): NumPy 2's np.save (protocol 4, numpy._core) and NumPy
+//! 1.x's (protocol 3, GLOBAL numpy.core, as THINGS-EEG2 ships), protocols 2 and 5, special
+//! floats, big-endian, Fortran order, float16, scalars, shared references; and the files it
+//! must refuse: a global that would run code, a pickle that contains itself.
+
+use brainrecon_formats::npy::{read_pickled, read_pickled_item};
+use brainrecon_formats::pickle::{self, ArrayData, Dtype, Value};
+use std::path::{Path, PathBuf};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/pickle")
+        .join(name)
+}
+
+fn expected() -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(fixture("expected.json")).unwrap()).unwrap()
+}
+
+fn floats(v: &serde_json::Value) -> Vec<f64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| match x {
+            serde_json::Value::String(s) => match s.as_str() {
+                "nan" => f64::NAN,
+                "inf" => f64::INFINITY,
+                "-inf" => f64::NEG_INFINITY,
+                other => panic!("{other}"),
+            },
+            n => n.as_f64().unwrap(),
+        })
+        .collect()
+}
+
+fn array<'a>(v: &'a Value, key: &str) -> &'a pickle::NdArray {
+    match v.get(key) {
+        Some(Value::Array(a)) => a,
+        other => panic!("{key}: {other:?}"),
+    }
+}
+
+fn same_bits(got: &[f64], want: &[f64]) {
+    assert_eq!(got.len(), want.len());
+    for (g, w) in got.iter().zip(want) {
+        assert!(
+            g.to_bits() == w.to_bits() || (g.is_nan() && w.is_nan()),
+            "{g} vs {w}"
+        );
+    }
+}
+
+fn check_dict(path: &Path) {
+    let want = expected();
+    let dict = read_pickled_item(path).unwrap();
+    let data = array(&dict, "preprocessed_eeg_data");
+    assert_eq!(data.dtype, Dtype::Float { bytes: 8 });
+    let shape: Vec<usize> = want["preprocessed_eeg_data"]["shape"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d.as_u64().unwrap() as usize)
+        .collect();
+    assert_eq!(data.shape, shape);
+    same_bits(
+        &data.to_f64().unwrap(),
+        &floats(&want["preprocessed_eeg_data"]["values"]),
+    );
+    same_bits(
+        &array(&dict, "times").to_f64().unwrap(),
+        &floats(&want["times"]),
+    );
+    let be = array(&dict, "f32_be");
+    assert!(be.big_endian);
+    same_bits(&be.to_f64().unwrap(), &floats(&want["f32_be"]));
+    let fortran = array(&dict, "fortran");
+    assert!(fortran.fortran_order);
+    same_bits(
+        &fortran.to_f64().unwrap(),
+        &floats(&want["fortran_c_order"]),
+    );
+    same_bits(
+        &array(&dict, "half").to_f64().unwrap(),
+        &floats(&want["half"]),
+    );
+    assert_eq!(
+        array(&dict, "bytes_u8").to_f64().unwrap(),
+        vec![0.0, 7.0, 255.0]
+    );
+    assert_eq!(array(&dict, "mask").to_f64().unwrap(), vec![1.0, 0.0, 1.0]);
+    assert_eq!(
+        array(&dict, "ch_types").to_strings().unwrap(),
+        vec!["eeg", "eeg", "stim"]
+    );
+    let names = |v: &Value| -> Vec<String> {
+        match v {
+            Value::List(items) => items
+                .iter()
+                .map(|s| match s {
+                    Value::Str(s) => s.clone(),
+                    other => panic!("{other:?}"),
+                })
+                .collect(),
+            other => panic!("{other:?}"),
+        }
+    };
+    assert_eq!(names(dict.get("ch_names").unwrap()), vec!["Pz", "O1", "Oz"]);
+    assert_eq!(dict.get("sfreq"), Some(&Value::Int(1000)));
+    assert_eq!(dict.get("scale"), Some(&Value::Float(0.25)));
+    assert_eq!(dict.get("flag"), Some(&Value::Bool(true)));
+    assert_eq!(dict.get("nothing"), Some(&Value::None));
+    assert_eq!(dict.get("raw"), Some(&Value::Bytes(vec![0, 1, 255])));
+    assert_eq!(dict.get("unicode"), Some(&Value::Str("Ångström µV".into())));
+    let nested = dict.get("nested").unwrap();
+    assert_eq!(
+        nested.get("a"),
+        Some(&Value::Tuple(vec![
+            Value::Int(1),
+            Value::Float(2.5),
+            Value::Str("x".into())
+        ]))
+    );
+    assert_eq!(
+        nested.get("b"),
+        Some(&Value::List(vec![
+            Value::Bytes(b"raw".to_vec()),
+            Value::Int(-7),
+            Value::Int(1 << 40),
+            Value::Int(-(1 << 40)),
+        ]))
+    );
+    // One list referenced twice: both references see its items.
+    let Some(Value::List(shared)) = dict.get("shared") else {
+        panic!("shared")
+    };
+    assert_eq!(shared.len(), 2);
+    assert_eq!(shared[0], shared[1]);
+    assert_eq!(names(&shared[0]), vec!["Pz", "O1"]);
+}
+
+#[test]
+fn numpy_2_and_numpy_1_dicts_read_as_written() {
+    check_dict(&fixture("dict.npy"));
+    check_dict(&fixture("dict_numpy1.npy"));
+}
+
+#[test]
+fn plain_pickles_of_protocols_2_and_5_read_alike() {
+    let want = expected();
+    let read = |name: &str| pickle::read(&std::fs::read(fixture(name)).unwrap()).unwrap();
+    let (two, five) = (read("protocol2.pkl"), read("protocol5.pkl"));
+    assert_eq!(two, five);
+    assert_eq!(
+        two.get("n"),
+        Some(&Value::Int(want["plain"]["n"].as_i64().unwrap()))
+    );
+    assert_eq!(
+        two.get("big"),
+        Some(&Value::Int(want["plain"]["big"].as_i64().unwrap()))
+    );
+    assert_eq!(two.get("x"), Some(&Value::Float(-1.5)));
+    assert_eq!(
+        two.get("nested"),
+        Some(&Value::List(vec![
+            Value::Tuple(vec![Value::Int(1), Value::Str("a".into())]),
+            Value::List(vec![Value::None, Value::Bool(true), Value::Bool(false)]),
+        ]))
+    );
+}
+
+#[test]
+fn an_object_array_of_strings_reads_as_strings() {
+    let Value::Array(a) = read_pickled(&fixture("list.npy")).unwrap() else {
+        panic!("not an array")
+    };
+    assert!(matches!(a.data, ArrayData::Objects(_)));
+    assert_eq!(
+        a.to_strings().unwrap(),
+        vec!["00001_aardvark", "00002_abacus"]
+    );
+}
+
+#[test]
+fn globals_that_would_run_code_are_refused_by_name() {
+    let err = read_pickled_item(&fixture("evil.npy"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("evil.npy"), "{err}");
+    assert!(err.contains("system") && err.contains("refused"), "{err}");
+    let bytes = std::fs::read(fixture("evil_builtins.pkl")).unwrap();
+    let err = pickle::read(&bytes).unwrap_err().to_string();
+    assert!(
+        err.contains("builtins.eval") && err.contains("refused"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_pickle_that_contains_itself_is_refused() {
+    let bytes = std::fs::read(fixture("recursive.pkl")).unwrap();
+    let err = pickle::read(&bytes).unwrap_err().to_string();
+    assert!(err.contains("nesting"), "{err}");
+}
+
+#[test]
+fn truncated_and_oversized_lengths_are_errors_not_allocations() {
+    let bytes = std::fs::read(fixture("protocol5.pkl")).unwrap();
+    for cut in 0..bytes.len() {
+        assert!(pickle::read(&bytes[..cut]).is_err(), "cut at {cut}");
+    }
+    // BINBYTES8 claiming 2^63 bytes.
+    let mut huge = vec![0x80, 4, 0x8e];
+    huge.extend_from_slice(&(1u64 << 63).to_le_bytes());
+    let err = pickle::read(&huge).unwrap_err().to_string();
+    assert!(err.contains("byte 2"), "{err}");
+}
+
+#[test]
+fn shared_references_nested_in_each_other_do_not_expand_forever() {
+    // l0 = [None]; l(k+1) = [lk, lk] up to l40: 2^40 values if expanded naively.
+    let mut bytes = vec![0x80, 4, b']', 0x94, b'N', b'a'];
+    for key in 0..40u8 {
+        // EMPTY_LIST, MEMOIZE (as key + 1), MARK, BINGET key twice, APPENDS
+        bytes.extend_from_slice(&[b']', 0x94, b'(', b'h', key, b'h', key, b'e']);
+    }
+    bytes.push(b'.');
+    let err = pickle::read(&bytes).unwrap_err().to_string();
+    assert!(err.contains("expand"), "{err}");
+}
