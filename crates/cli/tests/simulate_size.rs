@@ -72,3 +72,46 @@ fn size_options_are_checked() {
         "{help}"
     );
 }
+
+#[test]
+fn eeg_writes_things_eeg2_and_refuses_flags_of_other_kinds() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("eeg");
+    let err = user_error(&[
+        "simulate",
+        "--kind",
+        "eeg",
+        "--out",
+        p(&out),
+        "--images",
+        "30",
+    ]);
+    assert!(
+        err.contains("--images") && err.contains("--kind eeg"),
+        "{err}"
+    );
+    assert!(!out.exists());
+    let args = [
+        "simulate",
+        "--kind",
+        "eeg",
+        "--out",
+        p(&out),
+        "--subjects",
+        "1",
+        "--image-size",
+        "16",
+        "--json",
+    ];
+    let summary: serde_json::Value = serde_json::from_str(&ok(&args)).unwrap();
+    assert_eq!(summary["n_training_images"], 288);
+    assert_eq!(summary["n_test_images"], 32);
+    assert_eq!(summary["subjects"].as_array().unwrap().len(), 1);
+    for file in ["preprocessed_eeg_training.npy", "preprocessed_eeg_test.npy"] {
+        assert!(out
+            .join("eeg_dataset/preprocessed_data/sub-01")
+            .join(file)
+            .is_file());
+    }
+    assert!(out.join("image_set/image_metadata.npy").is_file());
+}

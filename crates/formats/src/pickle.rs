@@ -969,3 +969,177 @@ impl<'a> Machine<'a> {
         })
     }
 }
+
+/// Writes `value` as NumPy 1.x's `np.save` pickled it (protocol 3, arrays through
+/// `numpy.core.multiarray._reconstruct`), so that `np.load(..., allow_pickle=True)` and this
+/// module's [`read`] both read it. Arrays must hold `shape`'s product of elements.
+pub fn write(value: &Value) -> Result<Vec<u8>, String> {
+    let mut out = vec![0x80, 3];
+    write_value(value, &mut out)?;
+    out.push(b'.');
+    Ok(out)
+}
+
+fn write_str(s: &str, out: &mut Vec<u8>) -> Result<(), String> {
+    let n = u32::try_from(s.len()).map_err(|_| "a string over 4 GB".to_string())?;
+    out.push(b'X');
+    out.extend_from_slice(&n.to_le_bytes());
+    out.extend_from_slice(s.as_bytes());
+    Ok(())
+}
+
+fn write_int(v: i64, out: &mut Vec<u8>) {
+    match i32::try_from(v) {
+        Ok(small) => {
+            out.push(b'J');
+            out.extend_from_slice(&small.to_le_bytes());
+        }
+        Err(_) => {
+            out.extend_from_slice(&[0x8a, 8]);
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+}
+
+fn write_value(value: &Value, out: &mut Vec<u8>) -> Result<(), String> {
+    match value {
+        Value::None => out.push(b'N'),
+        Value::Bool(b) => out.push(if *b { 0x88 } else { 0x89 }),
+        Value::Int(v) => write_int(*v, out),
+        Value::Float(x) => {
+            out.push(b'G');
+            out.extend_from_slice(&x.to_be_bytes());
+        }
+        Value::Str(s) => write_str(s, out)?,
+        Value::Bytes(b) => {
+            let n =
+                u32::try_from(b.len()).map_err(|_| "bytes over 4 GB (protocol 3)".to_string())?;
+            out.push(b'B');
+            out.extend_from_slice(&n.to_le_bytes());
+            out.extend_from_slice(b);
+        }
+        Value::List(items) => {
+            out.extend_from_slice(b"](");
+            for item in items {
+                write_value(item, out)?;
+            }
+            out.push(b'e');
+        }
+        Value::Tuple(items) => {
+            out.push(b'(');
+            for item in items {
+                write_value(item, out)?;
+            }
+            out.push(b't');
+        }
+        Value::Dict(pairs) => {
+            out.extend_from_slice(b"}(");
+            for (k, v) in pairs {
+                write_value(k, out)?;
+                write_value(v, out)?;
+            }
+            out.push(b'u');
+        }
+        Value::Array(a) => write_array(a, out)?,
+    }
+    Ok(())
+}
+
+fn write_array(a: &NdArray, out: &mut Vec<u8>) -> Result<(), String> {
+    let (code, order, elsize, alignment, flags) = match &a.dtype {
+        Dtype::Float { bytes } => (format!("f{bytes}"), '<', -1, -1, 0),
+        Dtype::Int { bytes: 1 } => ("i1".into(), '|', -1, -1, 0),
+        Dtype::Int { bytes } => (format!("i{bytes}"), '<', -1, -1, 0),
+        Dtype::Uint { bytes: 1 } => ("u1".into(), '|', -1, -1, 0),
+        Dtype::Uint { bytes } => (format!("u{bytes}"), '<', -1, -1, 0),
+        Dtype::Bool => ("b1".into(), '|', -1, -1, 0),
+        Dtype::Unicode { chars } => (format!("U{chars}"), '<', 4 * *chars as i64, 4, 8),
+        Dtype::ByteStr { bytes } => (format!("S{bytes}"), '|', *bytes as i64, 1, 0),
+        Dtype::Object => ("O8".into(), '|', -1, -1, 63),
+    };
+    let order = match (a.big_endian, order) {
+        (true, '<') => '>',
+        (_, o) => o,
+    };
+    out.extend_from_slice(b"cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\n");
+    write_int(0, out);
+    out.push(0x85); // TUPLE1: shape (0,)
+    out.extend_from_slice(&[b'C', 1, b'b', 0x87, b'R', b'(']);
+    write_int(1, out);
+    out.push(b'(');
+    for &d in &a.shape {
+        write_int(
+            i64::try_from(d).map_err(|_| "an array dimension over 2^63")?,
+            out,
+        );
+    }
+    out.push(b't');
+    out.extend_from_slice(b"cnumpy\ndtype\n");
+    write_str(&code, out)?;
+    out.extend_from_slice(&[0x89, 0x88, 0x87, b'R', b'(']);
+    write_int(3, out);
+    write_str(&order.to_string(), out)?;
+    out.extend_from_slice(b"NNN");
+    write_int(elsize, out);
+    write_int(alignment, out);
+    write_int(flags, out);
+    out.extend_from_slice(b"tb");
+    out.push(if a.fortran_order { 0x88 } else { 0x89 });
+    let count = a.len();
+    match &a.data {
+        ArrayData::Raw(raw) => {
+            if a.dtype.item_size().map(|s| s * count) != Some(raw.len()) {
+                return Err(format!(
+                    "an array of shape {:?} and dtype {} with {} bytes",
+                    a.shape,
+                    a.dtype,
+                    raw.len()
+                ));
+            }
+            write_value(&Value::Bytes(raw.to_vec()), out)?;
+        }
+        ArrayData::Objects(items) if items.len() == count => {
+            write_value(&Value::List(items.clone()), out)?
+        }
+        ArrayData::Objects(items) => {
+            return Err(format!(
+                "an object array of shape {:?} with {} values",
+                a.shape,
+                items.len()
+            ))
+        }
+    }
+    out.extend_from_slice(b"tb");
+    Ok(())
+}
+
+impl NdArray {
+    /// A float64 array in C order.
+    pub fn from_f64(shape: Vec<usize>, values: &[f64]) -> NdArray {
+        assert_eq!(
+            shape.iter().product::<usize>(),
+            values.len(),
+            "shape and values"
+        );
+        NdArray {
+            shape,
+            dtype: Dtype::Float { bytes: 8 },
+            big_endian: false,
+            fortran_order: false,
+            data: ArrayData::Raw(Arc::new(
+                values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            )),
+        }
+    }
+
+    /// A 0-d object array holding `value` (what `np.save(path, value)` stores for a dict).
+    pub fn holding(value: Value) -> NdArray {
+        NdArray {
+            shape: vec![],
+            dtype: Dtype::Object,
+            big_endian: false,
+            fortran_order: false,
+            data: ArrayData::Objects(vec![value]),
+        }
+    }
+}

@@ -228,3 +228,43 @@ fn shared_references_nested_in_each_other_do_not_expand_forever() {
     let err = pickle::read(&bytes).unwrap_err().to_string();
     assert!(err.contains("expand"), "{err}");
 }
+
+#[test]
+fn written_pickles_read_back_as_written() {
+    use brainrecon_formats::npy::write_pickled;
+    use brainrecon_formats::pickle::NdArray;
+    let values: Vec<f64> = vec![0.5, -0.0, f64::NAN, f64::INFINITY, 5e-324, -1e308];
+    let dict = Value::Dict(vec![
+        (
+            Value::Str("preprocessed_eeg_data".into()),
+            Value::Array(NdArray::from_f64(vec![2, 1, 3], &values)),
+        ),
+        (
+            Value::Str("ch_names".into()),
+            Value::List(vec![Value::Str("Pz".into()), Value::Str("Oz".into())]),
+        ),
+        (Value::Str("sfreq".into()), Value::Int(1000)),
+        (Value::Str("big".into()), Value::Int(-(1 << 40))),
+        (Value::Str("x".into()), Value::Float(-2.5)),
+        (
+            Value::Str("t".into()),
+            Value::Tuple(vec![
+                Value::None,
+                Value::Bool(false),
+                Value::Bytes(vec![0, 255]),
+            ]),
+        ),
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("written.npy");
+    write_pickled(&path, dict.clone()).unwrap();
+    let back = read_pickled_item(&path).unwrap();
+    let Some(Value::Array(a)) = back.get("preprocessed_eeg_data") else {
+        panic!("{back:?}")
+    };
+    same_bits(&a.to_f64().unwrap(), &values);
+    assert_eq!(a.shape, vec![2, 1, 3]);
+    for key in ["ch_names", "sfreq", "big", "x", "t"] {
+        assert_eq!(back.get(key), dict.get(key), "{key}");
+    }
+}

@@ -4,6 +4,7 @@ mod bold;
 pub mod brain;
 pub mod classify;
 pub mod classify_clip;
+pub mod eeg;
 pub mod events;
 pub mod group;
 pub mod h5stream;

@@ -3,6 +3,7 @@
 //! subject; the [`Summary`] it returns prints as a line ([`Summary::text`]) or as JSON
 //! ([`Summary::json`]).
 
+use crate::eeg::{simulate_eeg, EegOptions, SimulatedEeg};
 use crate::events::{simulate_events, EventsOptions, EventsTruth};
 use crate::movie::{simulate_movie, MovieOptions, SimulatedMovie};
 use crate::music::{simulate_music, MusicOptions, SimulatedMusic};
@@ -26,6 +27,8 @@ pub enum Kind {
     Video,
     /// An event-related image experiment with fMRIPrep's derivatives.
     Events,
+    /// Images seen in rapid serial presentation, recorded with EEG (THINGS-EEG2's layout).
+    Eeg,
 }
 
 /// A size preset; [`Request`]'s explicit parts override it.
@@ -84,6 +87,7 @@ pub enum Summary {
     Music(SimulatedMusic),
     Video(SimulatedVideo),
     Events { out: PathBuf, truth: EventsTruth },
+    Eeg(SimulatedEeg),
 }
 
 fn usage(message: impl Into<String>) -> DataError {
@@ -119,11 +123,15 @@ fn video_subject(text: &str) -> Result<usize> {
 
 /// Checks `request`, runs the simulator of its kind and returns what it wrote.
 pub fn run(r: &Request) -> Result<Summary> {
+    if r.kind == Kind::Eeg {
+        return run_eeg(r);
+    }
     if r.kind != Kind::Image
         && (r.subjects.is_some() || r.individual_share.is_some() || r.shared_images.is_some())
     {
         return Err(usage(
-            "--subjects, --individual-share and --shared-images apply to --kind image",
+            "--subjects, --individual-share and --shared-images apply to --kind image (and \
+             --subjects, --individual-share to --kind eeg)",
         ));
     }
     if r.kind != Kind::Music
@@ -177,6 +185,37 @@ pub fn run(r: &Request) -> Result<Summary> {
     opts.individual_share = r.individual_share.unwrap_or(opts.individual_share);
     opts.shared_images = r.shared_images;
     Ok(Summary::Image(simulate(&opts)?))
+}
+
+/// 3 subjects, 96 training concepts × 3 images × 4 repetitions and 32 test concepts × 20
+/// repetitions; `subjects` and `individual_share` change it.
+fn run_eeg(r: &Request) -> Result<Summary> {
+    let foreign = [
+        ("--runs", r.runs.is_some()),
+        ("--run-seconds", r.run_seconds.is_some()),
+        ("--images", r.images.is_some()),
+        ("--sessions", r.sessions.is_some()),
+        ("--volume", r.volume.is_some()),
+        ("--shared-images", r.shared_images.is_some()),
+        (
+            "--clips-per-genre, --clips-per-run, --track-seconds, --library-per-genre",
+            r.clips_per_genre.is_some()
+                || r.clips_per_run.is_some()
+                || r.track_seconds.is_some()
+                || r.library_per_genre.is_some(),
+        ),
+        ("--size (eeg: small only)", r.size != Size::Small),
+    ];
+    if let Some((flag, _)) = foreign.iter().find(|(_, given)| *given) {
+        return Err(usage(format!("{flag} does not apply to --kind eeg")));
+    }
+    let mut opts = EegOptions::new(&r.out);
+    opts.seed = r.seed;
+    opts.subjects = r.subjects.unwrap_or(opts.subjects);
+    opts.individual_share = r.individual_share.unwrap_or(opts.individual_share);
+    opts.image_size = r.image_size;
+    opts.progress = r.progress;
+    Ok(Summary::Eeg(simulate_eeg(&opts)?))
 }
 
 fn run_movie(r: &Request) -> Result<Summary> {
@@ -307,6 +346,17 @@ impl Summary {
             Summary::Music(s) => with_out(&s.truth, &s.out),
             Summary::Video(s) => with_out(&s.truth, &s.out),
             Summary::Events { out, truth } => with_out(truth, out),
+            Summary::Eeg(s) => {
+                let mut summary = serde_json::to_value(&s.truth)?;
+                if let Some(o) = summary.as_object_mut() {
+                    o.remove("training");
+                    o.remove("test");
+                }
+                summary["n_training_images"] = serde_json::json!(s.truth.training.len());
+                summary["n_test_images"] = serde_json::json!(s.truth.test.len());
+                summary["out"] = serde_json::json!(s.out);
+                Ok(summary)
+            }
         }
     }
 
@@ -400,6 +450,21 @@ impl Summary {
                     t.frame_size,
                     t.n_grayordinates,
                     t.n_cortex
+                )
+            }
+            Summary::Eeg(s) => {
+                let t = &s.truth;
+                format!(
+                    "simulated {} subjects seeing images with EEG at {} (THINGS-EEG2's layout): {} training images × {}, {} test images × {} (concepts disjoint), {} channels × {} samples at {} Hz",
+                    t.subjects.len(),
+                    s.out.display(),
+                    t.training.len(),
+                    t.train_repetitions,
+                    t.test.len(),
+                    t.test_repetitions,
+                    t.channels.len(),
+                    t.times,
+                    t.sfreq
                 )
             }
             Summary::Events { out, truth } => format!(

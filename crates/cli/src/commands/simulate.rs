@@ -15,6 +15,8 @@ pub enum Kind {
     Video,
     /// An event-related image experiment: raw BIDS runs and events, and fMRIPrep's derivatives
     Events,
+    /// Images seen in rapid serial presentation with EEG, in THINGS-EEG2's layout
+    Eeg,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -70,12 +72,24 @@ pub enum Layout {
 /// energy, higher voxels the shape and colour, the rest noise. Small by default (4 + 2
 /// segments of 40 TRs); read it with `video prepare`.
 ///
+/// --kind eeg: subjects seeing images of the project's scenes in rapid serial presentation,
+/// recorded with THINGS-EEG2's 17 occipital and parietal channels (−0.2 to 0.79 s at 100 Hz),
+/// in THINGS-EEG2's shipped layout: eeg_dataset/preprocessed_data/sub-XX/preprocessed_eeg_
+/// {training,test}.npy (pickled dicts, as the data set ships them), image_set/image_metadata.npy
+/// and image_set/{training,test}_images/<concept>/<file>.png. A concept is a scene without its
+/// position; training and test concepts are disjoint. Event-related components carry the
+/// position, colour, size, shape and background at their own latencies and topographies, over
+/// 1/f noise with alpha; subjects differ in topography (--individual-share) and latency.
+/// 3 subjects (--subjects), 96 training concepts × 3 images × 4 repetitions, 32 test concepts
+/// × 20 repetitions.
+///
 /// The truth is written to `truth/` beside the data.
 #[derive(clap::Args)]
 #[command(
     after_help = "Example:\n  brainrecon simulate --out sim-nsd --images 300 --seed 1\n  brainrecon simulate --size nsd --out sim-nsd-full   (NSD's size: ~11 GB of betas)\n  brainrecon nsd prepare --nsd-root sim-nsd --subject subj01 --out subj01\n  \
     brainrecon simulate --subjects 5 --individual-share 0.3 --images 200 --sessions 10 --out sim-group\n  \
-    brainrecon simulate --kind movie --out sim-movie --runs 4 --run-seconds 300 --seed 1\n  brainrecon bids prepare --bids-root sim-movie --subject 01 --task movie --out runs-sub01"
+    brainrecon simulate --kind movie --out sim-movie --runs 4 --run-seconds 300 --seed 1\n  \
+    brainrecon simulate --kind eeg --out sim-eeg --subjects 3\n  brainrecon bids prepare --bids-root sim-movie --subject 01 --task movie --out runs-sub01"
 )]
 #[command(mut_arg("json", |a| a.help("Print the truth summary as JSON")))]
 pub struct Args {
@@ -155,6 +169,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             Kind::Music => request::Kind::Music,
             Kind::Video => request::Kind::Video,
             Kind::Events => request::Kind::Events,
+            Kind::Eeg => request::Kind::Eeg,
         },
         size: match args.size {
             Size::Small => request::Size::Small,
