@@ -11,6 +11,7 @@ pub mod decoder_stream;
 pub mod decoders;
 pub mod demo;
 pub mod demo_new_subject;
+pub mod eeg;
 pub mod encoding;
 pub mod error;
 pub mod evaluate;
