@@ -319,6 +319,28 @@ impl NiceEegEncoder {
     }
 }
 
+/// A new encoder with seeded initial values: the project's defaults (PyTorch's module
+/// defaults), the running variances at 1 and the logit scale at ln(1/0.07), as torch starts
+/// them. (NICE re-draws conv and linear weights from N(0, 0.02); that is not followed.)
+pub fn initialise(
+    config: &NiceConfig,
+    seed: u64,
+    device: &candle_core::Device,
+) -> Result<(NiceEegEncoder, brainrecon_nn::params::Parameters)> {
+    use brainrecon_nn::init::{init_parameters_with, ParamInit};
+    init_parameters_with(
+        |vb| NiceEegEncoder::new(vb, config),
+        seed,
+        candle_core::DType::F32,
+        device,
+        |name, _, rule| match name {
+            "logit_scale" => ParamInit::Constant((1.0f64 / 0.07).ln()),
+            n if n.ends_with("running_var") => ParamInit::Constant(1.0),
+            _ => rule,
+        },
+    )
+}
+
 /// Rows scaled to unit length (torch's `x / x.norm(dim=1, keepdim=True)`, no epsilon).
 fn unit_rows(x: &Tensor) -> Result<Tensor> {
     Ok(x.broadcast_div(&x.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?)?)

@@ -25,7 +25,7 @@ use brainrecon_diffusion::clip::ClipTextConfig;
 use brainrecon_diffusion::scheduler::{NoiseSchedule, SchedulerConfig};
 use brainrecon_diffusion::unet::{UNet2DConditionConfig, UNet2DConditionModel};
 use brainrecon_diffusion::weights::ModelDir;
-use brainrecon_nn::init::{init_parameters, init_parameters_with, ParamInit};
+use brainrecon_nn::init::init_parameters;
 use brainrecon_nn::optim::{clip_grad_norm, AdamW};
 use brainrecon_nn::params::Parameters;
 use brainrecon_nn::rng::{NoiseSource, SeededNoise};
@@ -346,18 +346,8 @@ pub fn run(bench: &TrainStepBench) -> Result<TrainStepTiming> {
         Workload::EegEncoder => {
             let [channels, times] = EEG_TRIAL;
             let config = NiceConfig::new(channels, times, EEG_EMBEDDING);
-            // The running variances start at 1 and the logit scale at ln(1/0.07), as torch's.
-            let (encoder, params) = init_parameters_with(
-                |vb| NiceEegEncoder::new(vb, &config),
-                bench.seed ^ 0xEE6,
-                DType::F32,
-                &Device::Cpu,
-                |name, _, rule| match name {
-                    "logit_scale" => ParamInit::Constant((1.0f64 / 0.07).ln()),
-                    n if n.ends_with("running_var") => ParamInit::Constant(1.0),
-                    _ => rule,
-                },
-            )?;
+            let (encoder, params) =
+                brainrecon_brain::nice::initialise(&config, bench.seed ^ 0xEE6, &Device::Cpu)?;
             (tokens, width) = (1, EEG_EMBEDDING);
             eeg_trial = Some(EEG_TRIAL);
             let step = EegStep {

@@ -3,5 +3,6 @@
 //! embeddings ([`ridge_decoder`]). The data come from `brainrecon_datasets::things_eeg2`; the
 //! contrastive encoder is `brainrecon_brain::nice`.
 
+pub mod nice_train;
 pub mod retrieval;
 pub mod ridge_decoder;

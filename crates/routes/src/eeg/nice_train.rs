@@ -1,0 +1,142 @@
+//! NICE's contrastive encoder trained on the project's nn path, as NICE trains it: every
+//! training trial against the embedding of its image, batches shuffled each epoch, CLIP's
+//! symmetric loss with a learnable temperature, Adam (lr 2e-4, betas 0.5/0.999), dropout 0.5.
+//! Test conditions are encoded from their repetitions' average, as NICE scores them.
+//!
+//! Deterministic: the initial values, each epoch's order and each step's dropout masks come
+//! from ChaCha8 streams of the seed.
+
+use crate::error::{Result, RouteError};
+use brainrecon_brain::nice::{initialise, nice_loss, NiceConfig, NiceEegEncoder};
+use brainrecon_datasets::things_eeg2::PreprocessedEeg;
+use brainrecon_nn::optim::AdamW;
+use brainrecon_nn::params::Parameters;
+use brainrecon_nn::rng::dropout_stream;
+use candle_core::{Device, Tensor};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+/// How the encoder trains.
+#[derive(Clone, Debug)]
+pub struct NiceTrainOptions {
+    pub epochs: usize,
+    pub batch: usize,
+    pub lr: f64,
+    pub seed: u64,
+}
+
+impl Default for NiceTrainOptions {
+    /// NICE's learning rate; 40 epochs of 256 trials (NICE: 200 epochs of 1,000 on the full data
+    /// set).
+    fn default() -> Self {
+        NiceTrainOptions {
+            epochs: 40,
+            batch: 256,
+            lr: 2e-4,
+            seed: 0,
+        }
+    }
+}
+
+/// The trained encoder and its loss per epoch (mean over the epoch's batches).
+pub struct TrainedNice {
+    pub encoder: NiceEegEncoder,
+    pub parameters: Parameters,
+    pub epoch_losses: Vec<f64>,
+}
+
+/// Epochs [rows, channels, times] of the given (condition, repetition) pairs.
+fn batch_tensor(eeg: &PreprocessedEeg, rows: &[(usize, usize)]) -> Result<Tensor> {
+    let (c, t) = (eeg.channels(), eeg.times.len());
+    let mut values = Vec::with_capacity(rows.len() * c * t);
+    for &(condition, repetition) in rows {
+        values.extend_from_slice(eeg.epoch(condition, repetition));
+    }
+    Ok(Tensor::from_vec(values, (rows.len(), c, t), &Device::Cpu)?)
+}
+
+/// Trains NICE's encoder from `train` to `embeddings` [conditions, d] (row i the image of
+/// condition i); `each_epoch(epoch, mean loss)` reports progress.
+pub fn train_nice(
+    train: &PreprocessedEeg,
+    embeddings: &[f32],
+    d: usize,
+    options: &NiceTrainOptions,
+    mut each_epoch: impl FnMut(usize, f64),
+) -> Result<TrainedNice> {
+    if d == 0 || embeddings.len() != train.conditions * d {
+        return Err(RouteError::Usage(format!(
+            "NICE: {} conditions need as many embeddings of width {d}, found {} values",
+            train.conditions,
+            embeddings.len()
+        )));
+    }
+    if options.batch < 2 || options.epochs == 0 {
+        return Err(RouteError::Usage(format!(
+            "NICE: --batch must be at least 2 (the loss contrasts a batch's trials) and \
+             --epochs at least 1, found {} and {}",
+            options.batch, options.epochs
+        )));
+    }
+    let config = NiceConfig::new(train.channels(), train.times.len(), d);
+    if let Some(problem) = config.problem() {
+        return Err(RouteError::Usage(format!("NICE: {problem}")));
+    }
+    let (encoder, parameters) = initialise(&config, options.seed, &Device::Cpu)?;
+    let mut optimizer = AdamW::new(options.lr, 0.5, 0.999, 1e-8, 0.0)?;
+    let mut trials: Vec<(usize, usize)> = (0..train.conditions)
+        .flat_map(|c| (0..train.repetitions).map(move |r| (c, r)))
+        .collect();
+    let mut epoch_losses = Vec::with_capacity(options.epochs);
+    let mut step = 0u64;
+    for epoch in 0..options.epochs {
+        let mut order = ChaCha8Rng::seed_from_u64(options.seed ^ 0x0D3E_0000 ^ epoch as u64);
+        trials.shuffle(&mut order);
+        let (mut sum, mut batches) = (0.0, 0usize);
+        // A last batch of one trial has nothing to contrast with: it waits for the next epoch.
+        for rows in trials.chunks(options.batch).filter(|rows| rows.len() >= 2) {
+            let x = batch_tensor(train, rows)?;
+            let targets: Vec<f32> = rows
+                .iter()
+                .flat_map(|&(c, _)| embeddings[c * d..(c + 1) * d].iter().copied())
+                .collect();
+            let y = Tensor::from_vec(targets, (rows.len(), d), &Device::Cpu)?;
+            let mut masks = dropout_stream(options.seed, step);
+            let embedded = encoder.forward(&x, Some(&mut masks))?;
+            let loss = nice_loss(&embedded, &y, &encoder.logit_scale)?;
+            let grads = loss.backward()?;
+            optimizer.step(&parameters, &grads)?;
+            sum += loss.to_scalar::<f32>()? as f64;
+            batches += 1;
+            step += 1;
+        }
+        let mean = sum / batches.max(1) as f64;
+        epoch_losses.push(mean);
+        each_epoch(epoch + 1, mean);
+    }
+    Ok(TrainedNice {
+        encoder,
+        parameters,
+        epoch_losses,
+    })
+}
+
+/// Embeddings [conditions, d] of `eeg` by `encoder` in inference mode, each condition from its
+/// repetitions' average.
+pub fn encode_conditions(encoder: &NiceEegEncoder, eeg: &PreprocessedEeg) -> Result<Vec<f32>> {
+    let (c, t) = (eeg.channels(), eeg.times.len());
+    let mut means = vec![0f32; eeg.conditions * c * t];
+    for (condition, mean) in means.chunks_mut(c * t).enumerate() {
+        for r in 0..eeg.repetitions {
+            mean.iter_mut()
+                .zip(eeg.epoch(condition, r))
+                .for_each(|(m, v)| *m += v);
+        }
+        let scale = 1.0 / eeg.repetitions as f32;
+        mean.iter_mut().for_each(|m| *m *= scale);
+    }
+    let x = Tensor::from_vec(means, (eeg.conditions, c, t), &Device::Cpu)?;
+    let embedded = encoder.forward(&x, None)?;
+    Ok(embedded.flatten_all()?.to_vec1::<f32>()?)
+}
