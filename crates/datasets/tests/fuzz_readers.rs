@@ -167,6 +167,37 @@ fn things_eeg2_dicts() {
 }
 
 #[test]
+fn brainvision_headers() {
+    use brainrecon_formats::brainvision;
+    let seed_files = seeds("brainvision", ".vhdr");
+    let fixtures = fixture_roots()[1].join("brainvision");
+    fuzz("brainvision", &seed_files, ".vhdr", |path| {
+        // The header names its data and marker files: they lie beside the mutated copy.
+        let dir = path.parent().unwrap();
+        for name in [
+            "int16.eeg",
+            "int16.vmrk",
+            "float32.eeg",
+            "float32.vmrk",
+            "vectorized.eeg",
+        ] {
+            if !dir.join(name).exists() {
+                std::fs::copy(fixtures.join(name), dir.join(name)).unwrap();
+            }
+        }
+        // An error about the data or marker file names that file.
+        brainvision::read(path).map(drop).map_err(|e| {
+            let message = e.to_string();
+            let names_companion = [".eeg", ".vmrk"].iter().any(|s| message.contains(s));
+            match names_companion {
+                true => format!("case (through its companion file): {message}"),
+                false => message,
+            }
+        })
+    });
+}
+
+#[test]
 fn pickles() {
     let seed_files = seeds("", ".pkl");
     fuzz("pickle", &seed_files, ".pkl", |path| {

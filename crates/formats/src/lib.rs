@@ -21,6 +21,7 @@ pub use brainrecon_core::{DataError, Result};
 
 #[cfg(feature = "audio")]
 pub mod audio;
+pub mod brainvision;
 #[cfg(feature = "nifti")]
 pub mod cifti;
 #[cfg(feature = "dicom")]
