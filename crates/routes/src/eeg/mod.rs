@@ -3,6 +3,7 @@
 //! embeddings ([`ridge_decoder`]). The data come from `brainrecon_datasets::things_eeg2`; the
 //! contrastive encoder is `brainrecon_brain::nice`.
 
+pub mod embed;
 pub mod nice_train;
 pub mod retrieval;
 pub mod ridge_decoder;
