@@ -568,7 +568,22 @@ mod tests {
                 subjects: Some(3),
                 ..request(Kind::Movie)
             },
-            "--subjects, --individual-share and --shared-images apply to --kind image",
+            "--subjects, --individual-share and --shared-images apply to --kind image (and \
+             --subjects, --individual-share to --kind eeg)",
+        );
+        refused(
+            Request {
+                shared_images: Some(3),
+                ..request(Kind::Eeg)
+            },
+            "--shared-images does not apply to --kind eeg",
+        );
+        refused(
+            Request {
+                size: Size::Paper,
+                ..request(Kind::Eeg)
+            },
+            "--size (eeg: small only) does not apply to --kind eeg",
         );
         refused(
             Request {
