@@ -83,6 +83,20 @@ impl PreprocessedEeg {
         let start = (condition * self.repetitions + repetition) * n;
         &self.data[start..start + n]
     }
+
+    /// A condition's epochs averaged over its repetitions (summed, then scaled by
+    /// 1/repetitions), [channels × times]: what the papers decode test images from.
+    pub fn condition_mean(&self, condition: usize) -> Vec<f32> {
+        let mut mean = vec![0f32; self.channels() * self.times.len()];
+        for r in 0..self.repetitions {
+            mean.iter_mut()
+                .zip(self.epoch(condition, r))
+                .for_each(|(m, v)| *m += v);
+        }
+        let scale = 1.0 / self.repetitions as f32;
+        mean.iter_mut().for_each(|m| *m *= scale);
+        mean
+    }
 }
 
 /// A raw recording of one session and half.

@@ -561,19 +561,9 @@ pub fn write_pickled(path: &Path, value: crate::pickle::Value) -> Result<()> {
     use crate::pickle::{write, NdArray, Value};
     let payload = write(&Value::Array(NdArray::holding(value)))
         .map_err(|e| DataError::invalid(path, "pickled value", "an array of its shape", e))?;
-    let mut dict = "{'descr': '|O', 'fortran_order': False, 'shape': (), }".to_string();
-    while (10 + dict.len() + 1) % 64 != 0 {
-        dict.push(' ');
-    }
-    dict.push('\n');
-    brainrecon_core::fs::write_bytes_atomic(path, &{
-        let mut bytes = Vec::with_capacity(10 + dict.len() + payload.len());
-        bytes.extend_from_slice(b"\x93NUMPY\x01\x00");
-        bytes.extend_from_slice(&(dict.len() as u16).to_le_bytes());
-        bytes.extend_from_slice(dict.as_bytes());
-        bytes.extend_from_slice(&payload);
-        bytes
-    })
+    let mut bytes = header_text("|O", &[]);
+    bytes.extend_from_slice(&payload);
+    brainrecon_core::fs::write_bytes_atomic(path, &bytes)
 }
 
 /// The single object of a pickled `.npy` file that holds one (what

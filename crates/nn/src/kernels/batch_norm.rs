@@ -24,28 +24,20 @@ pub(crate) fn batch_channels_plane(dims: &[usize]) -> Option<(usize, usize, usiz
     }
 }
 
-/// Sum of `f(x)` over a slice in f64, four accumulators.
+/// Σ (x − shift), or Σ (x − shift)², in f64 (the norms' four-accumulator sum).
 #[inline(always)]
-fn sum4_inline(x: &[f32], shift: f64, square: bool) -> f64 {
-    let mut acc = [0f64; 4];
-    let mut chunks = x.chunks_exact(4);
-    let f = |v: f32| {
+fn shifted_sum_inline(x: &[f32], shift: f64, square: bool) -> f64 {
+    super::norm::sum4(x, |v| {
         let d = v as f64 - shift;
         if square {
             d * d
         } else {
             d
         }
-    };
-    for c in &mut chunks {
-        for (a, &v) in acc.iter_mut().zip(c) {
-            *a += f(v);
-        }
-    }
-    chunks.remainder().iter().map(|&v| f(v)).sum::<f64>() + acc.iter().sum::<f64>()
+    })
 }
 
-widest_fn!(fn sum4(x: &[f32], shift: f64, square: bool) -> f64 = sum4_inline);
+widest_fn!(fn shifted_sum(x: &[f32], shift: f64, square: bool) -> f64 = shifted_sum_inline);
 
 /// Per-channel sums of `(x − shift[c])` (or their squares) over the batch and the plane:
 /// per sample in parallel, then in sample order.
@@ -62,7 +54,7 @@ fn channel_sums(
             sample
                 .chunks(plane)
                 .zip(shift)
-                .map(|(p, &s)| sum4(p, s, square))
+                .map(|(p, &s)| shifted_sum(p, s, square))
                 .collect()
         })
         .collect();

@@ -15,7 +15,7 @@ use super::simd::widest_fn;
 
 /// `Σ f(x_i)` in f64 with four independent accumulators (which keep the sums vectorised).
 #[inline(always)]
-fn sum4(x: &[f32], f: impl Fn(f32) -> f64) -> f64 {
+pub(crate) fn sum4(x: &[f32], f: impl Fn(f32) -> f64) -> f64 {
     let mut acc = [0f64; 4];
     let mut chunks = x.chunks_exact(4);
     for c in &mut chunks {

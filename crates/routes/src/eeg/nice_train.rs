@@ -126,16 +126,9 @@ pub fn train_nice(
 /// repetitions' average.
 pub fn encode_conditions(encoder: &NiceEegEncoder, eeg: &PreprocessedEeg) -> Result<Vec<f32>> {
     let (c, t) = (eeg.channels(), eeg.times.len());
-    let mut means = vec![0f32; eeg.conditions * c * t];
-    for (condition, mean) in means.chunks_mut(c * t).enumerate() {
-        for r in 0..eeg.repetitions {
-            mean.iter_mut()
-                .zip(eeg.epoch(condition, r))
-                .for_each(|(m, v)| *m += v);
-        }
-        let scale = 1.0 / eeg.repetitions as f32;
-        mean.iter_mut().for_each(|m| *m *= scale);
-    }
+    let means: Vec<f32> = (0..eeg.conditions)
+        .flat_map(|condition| eeg.condition_mean(condition))
+        .collect();
     let x = Tensor::from_vec(means, (eeg.conditions, c, t), &Device::Cpu)?;
     let embedded = encoder.forward(&x, None)?;
     Ok(embedded.flatten_all()?.to_vec1::<f32>()?)

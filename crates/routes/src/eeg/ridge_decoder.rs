@@ -67,15 +67,7 @@ pub fn epoch_features(
     };
     for c in 0..eeg.conditions {
         if average {
-            let mut mean = vec![0f32; width];
-            let mut one = Vec::with_capacity(width);
-            for r in 0..eeg.repetitions {
-                one.clear();
-                take(eeg.epoch(c, r), &mut one);
-                mean.iter_mut().zip(&one).for_each(|(m, v)| *m += v);
-            }
-            let scale = 1.0 / eeg.repetitions as f32;
-            x.extend(mean.into_iter().map(|v| v * scale));
+            take(&eeg.condition_mean(c), &mut x);
             condition_of.push(c);
         } else {
             for r in 0..eeg.repetitions {
