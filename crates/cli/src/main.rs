@@ -49,6 +49,8 @@ enum Command {
     Glm(commands::glm::Args),
     #[command(subcommand)]
     Group(commands::group::GroupCommand),
+    #[command(subcommand)]
+    Eeg(commands::eeg::EegCommand),
     Info(commands::info::Args),
     Features(commands::features::Args),
     Fit(commands::fit::Args),
@@ -125,6 +127,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Bids(command) => commands::bids::run(command),
         Command::Glm(args) => commands::glm::run(args),
         Command::Group(command) => commands::group::run(command),
+        Command::Eeg(command) => commands::eeg::run(command),
         Command::Info(args) => commands::info::run(args),
         Command::Features(args) => commands::features::run(args),
         Command::Fit(args) => commands::fit::run(args),

@@ -97,6 +97,56 @@ impl PreprocessedEeg {
         mean.iter_mut().for_each(|m| *m *= scale);
         mean
     }
+
+    /// Several subjects' recordings of the same conditions as one, each condition's
+    /// repetitions following one another in `parts`' order: the pooled training data of a
+    /// decoder across subjects (NICE's inter-subject setting). Channels, times and
+    /// conditions must agree; `names` name the parts in the error.
+    pub fn stack_repetitions(parts: &[PreprocessedEeg], names: &[PathBuf]) -> Result<Self> {
+        let first = parts.first().ok_or_else(|| DataError::Missing {
+            path: PathBuf::from("--subject"),
+            what: "at least one subject to pool".into(),
+        })?;
+        for (part, name) in parts.iter().zip(names).skip(1) {
+            let mismatch = |field: &str, expected: String, found: String| {
+                Err(DataError::invalid(name, field, &expected, &found))
+            };
+            if part.ch_names != first.ch_names {
+                return mismatch(
+                    "ch_names",
+                    format!("the first subject's {:?}", first.ch_names),
+                    format!("{:?}", part.ch_names),
+                );
+            }
+            if part.times != first.times || part.conditions != first.conditions {
+                return mismatch(
+                    "preprocessed_eeg_data",
+                    format!(
+                        "{} conditions × {} times, as the first subject",
+                        first.conditions,
+                        first.times.len()
+                    ),
+                    format!("{} × {}", part.conditions, part.times.len()),
+                );
+            }
+        }
+        let epoch = first.channels() * first.times.len();
+        let repetitions: usize = parts.iter().map(|p| p.repetitions).sum();
+        let mut data = Vec::with_capacity(first.conditions * repetitions * epoch);
+        for c in 0..first.conditions {
+            for part in parts {
+                let block = part.repetitions * epoch;
+                data.extend_from_slice(&part.data[c * block..(c + 1) * block]);
+            }
+        }
+        Ok(PreprocessedEeg {
+            data,
+            conditions: first.conditions,
+            repetitions,
+            ch_names: first.ch_names.clone(),
+            times: first.times.clone(),
+        })
+    }
 }
 
 /// A raw recording of one session and half.

@@ -182,3 +182,37 @@ fn copy_tree(from: &Path, to: &Path) {
         }
     }
 }
+
+#[test]
+fn subjects_stack_as_more_repetitions_of_the_same_conditions() {
+    use brainrecon_datasets::things_eeg2::PreprocessedEeg;
+    use std::path::PathBuf;
+    // Values mark (subject, condition, repetition, sample).
+    let part = |s: usize, reps: usize| PreprocessedEeg {
+        data: (0..2 * reps * 2 * 3)
+            .map(|i| (s * 1000 + i) as f32)
+            .collect(),
+        conditions: 2,
+        repetitions: reps,
+        ch_names: vec!["O1".into(), "O2".into()],
+        times: vec![0.0, 0.01, 0.02],
+    };
+    let names = [PathBuf::from("a.npy"), PathBuf::from("b.npy")];
+    let (a, b) = (part(1, 2), part(2, 3));
+    let stacked = PreprocessedEeg::stack_repetitions(&[a.clone(), b.clone()], &names).unwrap();
+    assert_eq!((stacked.conditions, stacked.repetitions), (2, 5));
+    for c in 0..2 {
+        for r in 0..2 {
+            assert_eq!(stacked.epoch(c, r), a.epoch(c, r));
+        }
+        for r in 0..3 {
+            assert_eq!(stacked.epoch(c, 2 + r), b.epoch(c, r));
+        }
+    }
+    let mut other = part(2, 3);
+    other.ch_names[1] = "Oz".into();
+    let err = PreprocessedEeg::stack_repetitions(&[a, other], &names)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("b.npy") && err.contains("ch_names"), "{err}");
+}

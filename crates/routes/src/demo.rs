@@ -44,6 +44,9 @@ pub enum Route {
     /// ([`crate::demo_new_subject`]).
     #[serde(rename = "new-subject")]
     NewSubject,
+    /// Seen images decoded from simulated EEG in THINGS-EEG2's layout by ridge and NICE's
+    /// contrastive encoder ([`crate::demo_eeg`]).
+    Eeg,
 }
 
 impl Route {
@@ -55,11 +58,12 @@ impl Route {
             Route::Experiment => "experiment",
             Route::Realtime => "realtime",
             Route::NewSubject => "new-subject",
+            Route::Eeg => "eeg",
         }
     }
 
-    /// `linear`, `caption`, `experiment`, `realtime` or `new-subject` (as [`Route::name`]
-    /// writes them).
+    /// `linear`, `caption`, `experiment`, `realtime`, `new-subject` or `eeg` (as
+    /// [`Route::name`] writes them).
     pub fn parse(text: &str) -> Result<Self> {
         [
             Route::Linear,
@@ -67,12 +71,13 @@ impl Route {
             Route::Experiment,
             Route::Realtime,
             Route::NewSubject,
+            Route::Eeg,
         ]
         .into_iter()
         .find(|route| route.name() == text)
         .ok_or_else(|| {
             RouteError::Usage(format!(
-                "--route: expected linear, caption, experiment, realtime or new-subject, found '{text}'"
+                "--route: expected linear, caption, experiment, realtime, new-subject or eeg, found '{text}'"
             ))
         })
     }
@@ -86,7 +91,7 @@ impl Route {
     }
 
     /// Output names: reconstructions, headline file, pairs image.
-    fn outputs(self) -> [&'static str; 3] {
+    pub(crate) fn outputs(self) -> [&'static str; 3] {
         match self {
             Route::Linear => ["recons", "demo.json", "pairs.png"],
             Route::Caption => ["recons-caption", "demo-caption.json", "pairs-caption.png"],
@@ -105,15 +110,18 @@ impl Route {
                 "demo-new-subject.json",
                 "pairs-new-subject.png",
             ],
+            Route::Eeg => ["eeg", "demo-eeg.json", "retrievals-eeg.png"],
         }
     }
 
     /// (feature kind, model) of the stimuli that the route decodes.
     fn features(self, diffusion: &str) -> [(&'static str, &str); 2] {
         match self {
-            Route::Linear | Route::Experiment | Route::Realtime | Route::NewSubject => {
-                [("vae", diffusion), ("clip-text", diffusion)]
-            }
+            Route::Linear
+            | Route::Experiment
+            | Route::Realtime
+            | Route::NewSubject
+            | Route::Eeg => [("vae", diffusion), ("clip-text", diffusion)],
             Route::Caption => [("vae", diffusion), ("blip-vision", SHAPES_BLIP)],
         }
     }
@@ -355,10 +363,11 @@ pub struct Figures {
 /// Runs the demo: every step not already done, then the headline figures, written to
 /// OUT/demo.json (OUT/demo-<route>.json) beside the pairs picture.
 pub fn run<S: DemoSteps>(options: &DemoOptions, steps: &mut S) -> Result<DemoSummary, S::Error> {
-    if options.route == Route::NewSubject {
-        return Err(RouteError::Usage(
-            "--route new-subject is run by demo_new_subject::run, with its own summary".into(),
-        )
+    if matches!(options.route, Route::NewSubject | Route::Eeg) {
+        return Err(RouteError::Usage(format!(
+            "--route {} is run by its own module, with its own summary",
+            options.route.name()
+        ))
         .into());
     }
     let started = std::time::Instant::now();
@@ -759,7 +768,9 @@ fn decoders<S: DemoSteps>(
 ) -> Result<bool, S::Error> {
     let mut refit = false;
     let targets = match options.route {
-        Route::Linear | Route::Experiment | Route::Realtime | Route::NewSubject => ["z", "c"],
+        Route::Linear | Route::Experiment | Route::Realtime | Route::NewSubject | Route::Eeg => {
+            ["z", "c"]
+        }
         Route::Caption => ["z", "blip"],
     };
     for target in targets {

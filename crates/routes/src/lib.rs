@@ -10,6 +10,7 @@ pub mod clip;
 pub mod decoder_stream;
 pub mod decoders;
 pub mod demo;
+pub mod demo_eeg;
 pub mod demo_new_subject;
 pub mod eeg;
 pub mod encoding;

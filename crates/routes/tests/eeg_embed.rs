@@ -50,7 +50,7 @@ fn the_contrastive_encoder_beats_ridge_on_image_embeddings() {
         epochs: 120,
         ..NiceTrainOptions::default()
     };
-    let nice = train_nice(&train, &y, d, &opts, |_, _| {}).unwrap();
+    let nice = train_nice(&train, &y, d, &opts, None, |_, _| {}).unwrap();
     let n = zero_shot(
         &encode_conditions(&nice.encoder, &test).unwrap(),
         &candidates,

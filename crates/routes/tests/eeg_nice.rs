@@ -29,7 +29,7 @@ fn nice_retrieves_unseen_concepts_and_reproduces() {
         ..NiceTrainOptions::default()
     };
     let started = std::time::Instant::now();
-    let trained = train_nice(&train, &y, d, &opts, |_, _| {}).unwrap();
+    let trained = train_nice(&train, &y, d, &opts, None, |_, _| {}).unwrap();
     let seconds = started.elapsed().as_secs_f64();
     let losses = &trained.epoch_losses;
     let decoded = encode_conditions(&trained.encoder, &test).unwrap();
@@ -54,16 +54,63 @@ fn nice_retrieves_unseen_concepts_and_reproduces() {
         ..opts.clone()
     };
     let run = || {
-        train_nice(&train, &y, d, &short, |_, _| {})
+        train_nice(&train, &y, d, &short, None, |_, _| {})
             .unwrap()
             .epoch_losses
     };
     assert_eq!(run(), run(), "same seed, same run");
     let other = NiceTrainOptions { seed: 1, ..short };
     assert_ne!(
-        train_nice(&train, &y, d, &other, |_, _| {})
+        train_nice(&train, &y, d, &other, None, |_, _| {})
             .unwrap()
             .epoch_losses,
         run()
     );
+}
+
+#[test]
+fn an_interrupted_run_resumes_to_the_same_bits() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("sim");
+    let mut options = EegOptions::new(&out);
+    options.subjects = 1;
+    options.image_size = 16;
+    options.train_concepts = 24;
+    options.seed = 6;
+    let sim = simulate_eeg(&options).unwrap();
+    let set = ThingsEeg2::open(&out).unwrap();
+    let train = set.read_preprocessed("sub-01", Split::Training).unwrap();
+    let test = set.read_preprocessed("sub-01", Split::Test).unwrap();
+    let (y, d) = (attributes(&sim.truth.training), 21);
+    let four = NiceTrainOptions {
+        epochs: 4,
+        batch: 64,
+        checkpoint_every: 2,
+        ..NiceTrainOptions::default()
+    };
+    let whole = train_nice(&train, &y, d, &four, None, |_, _| {}).unwrap();
+    // A run stopped after its second epoch's checkpoint, then the same command again.
+    let work = dir.path().join("work");
+    let two = NiceTrainOptions {
+        epochs: 2,
+        ..four.clone()
+    };
+    train_nice(&train, &y, d, &two, Some(&work), |_, _| {}).unwrap();
+    let mut seen = Vec::new();
+    let resumed = train_nice(&train, &y, d, &four, Some(&work), |e, _| seen.push(e)).unwrap();
+    assert_eq!(resumed.resumed_from, 2);
+    assert_eq!(seen, [3, 4], "only the epochs left run");
+    assert_eq!(resumed.epoch_losses, whole.epoch_losses);
+    assert_eq!(
+        encode_conditions(&resumed.encoder, &test).unwrap(),
+        encode_conditions(&whole.encoder, &test).unwrap(),
+        "the same weights and batch-norm statistics"
+    );
+    // A checkpoint past the epochs asked for is refused, not silently used.
+    let one = NiceTrainOptions { epochs: 1, ..four };
+    let err = train_nice(&train, &y, d, &one, Some(&work), |_, _| {})
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(err.contains("past --epochs 1"), "{err}");
 }

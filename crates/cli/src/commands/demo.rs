@@ -41,12 +41,21 @@ use std::path::PathBuf;
 /// Writes OUT/demo-new-subject.json and OUT/pairs-new-subject.png (truth | 1 session alone |
 /// 1 session + group | all sessions).
 ///
+/// `--route eeg` decodes seen images from EEG: `simulate --kind eeg` writes a group of 3 in
+/// THINGS-EEG2's shipped layout (OUT/eeg/things-eeg2: pickled .npy dicts of 17 channels × 100
+/// samples, 288 training images of 96 concepts, 32 test concepts training never saw), `eeg
+/// embed` embeds the images with shapes-blip, `eeg fit` fits per subject a ridge decoder and
+/// NICE's contrastive encoder, and NICE on the other subjects (leave one subject out), and
+/// `eeg eval` scores them all by zero-shot retrieval (top-1, top-5, k-way), per subject and
+/// mean ± s.d. Writes OUT/demo-eeg.json and OUT/retrievals-eeg.png (test image | the four
+/// NICE ranks highest).
+///
 /// Each step is skipped or resumed when its output is already in OUT, so an interrupted demo
 /// continues where it stopped. Writes OUT/demo.json (OUT/demo-caption.json) and OUT/pairs.png
 /// (OUT/pairs-caption.png): stimulus | decoded z | reconstruction.
 #[derive(clap::Args)]
 #[command(
-    after_help = "Example:\n  brainrecon demo --out demo-out\n  brainrecon demo --out demo-out --route caption\n  brainrecon demo --out demo-out --route experiment\n  brainrecon demo --out demo-out --route realtime --tr 1.0\n  brainrecon demo --out demo-out --route new-subject\n  brainrecon demo --out demo-out --images 1000 --samples 3 --json"
+    after_help = "Example:\n  brainrecon demo --out demo-out\n  brainrecon demo --out demo-out --route caption\n  brainrecon demo --out demo-out --route experiment\n  brainrecon demo --out demo-out --route realtime --tr 1.0\n  brainrecon demo --out demo-out --route new-subject\n  brainrecon demo --out demo-out --route eeg\n  brainrecon demo --out demo-out --images 1000 --samples 3 --json"
 )]
 pub struct Args {
     /// Output directory (created; an earlier demo there is resumed)
@@ -75,9 +84,10 @@ pub struct Args {
     /// experiment (the linear route on an own event-related experiment: fMRIPrep's
     /// derivatives → glm → glm prepare), realtime (the experiment's subject reconstructed
     /// volume by volume while a simulated scanner exports its next session), or new-subject
-    /// (a new subject from one session through a space shared by a simulated group)
+    /// (a new subject from one session through a space shared by a simulated group), or eeg
+    /// (seen images decoded from simulated EEG by ridge and NICE's contrastive encoder)
     #[arg(long, default_value = "linear",
-        value_parser = ["linear", "caption", "experiment", "realtime", "new-subject"])]
+        value_parser = ["linear", "caption", "experiment", "realtime", "new-subject", "eeg"])]
     route: String,
     /// --route realtime: the session's repetition time in seconds
     #[arg(long, default_value_t = 1.6)]
@@ -216,6 +226,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         command: super::command_line(),
         progress: super::show_progress(),
     };
+    if route == Route::Eeg {
+        let summary = {
+            let _quiet = StdoutToStderr::new(args.json);
+            brainrecon_routes::demo_eeg::run(&options, &mut CommandLine { args: &args })?
+        };
+        if args.json {
+            return super::print_json(&summary);
+        }
+        return out!("{}", summary.text());
+    }
     if route == Route::NewSubject {
         let summary = {
             let _quiet = StdoutToStderr::new(args.json);

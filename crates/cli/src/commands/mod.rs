@@ -5,6 +5,7 @@ pub mod caption;
 pub mod decode;
 pub mod demo;
 mod demo_realtime;
+pub mod eeg;
 pub mod encode;
 pub mod eval;
 pub mod features;

@@ -1,8 +1,11 @@
-//! The EEG route (after NICE and ATM), being built: zero-shot retrieval scored as the EEG papers
-//! score it ([`retrieval`]) and the linear baseline, a ridge decoder from epochs to image
-//! embeddings ([`ridge_decoder`]). The data come from `brainrecon_datasets::things_eeg2`; the
-//! contrastive encoder is `brainrecon_brain::nice`.
+//! The EEG route (after NICE and ATM): seen images decoded from EEG epochs by zero-shot
+//! retrieval. [`decoder`] holds the verbs (`eeg embed`, `eeg fit`, `eeg eval`) over the
+//! pieces: image embeddings ([`embed`]), the linear baseline ([`ridge_decoder`]), NICE's
+//! contrastive encoder trained on the nn path ([`nice_train`]; the architecture is
+//! `brainrecon_brain::nice`) and the papers' scores ([`retrieval`]). The data come from
+//! `brainrecon_datasets::things_eeg2`.
 
+pub mod decoder;
 pub mod embed;
 pub mod nice_train;
 pub mod retrieval;

@@ -4,11 +4,16 @@
 //! Test conditions are encoded from their repetitions' average, as NICE scores them.
 //!
 //! Deterministic: the initial values, each epoch's order and each step's dropout masks come
-//! from ChaCha8 streams of the seed.
+//! from ChaCha8 streams of the seed, each epoch's and step's drawn from its number alone, so a
+//! run resumed from a checkpoint (every `checkpoint_every` epochs into a work folder) ends
+//! with the same bits as one that never stopped.
 
 use crate::error::{Result, RouteError};
 use brainrecon_brain::nice::{initialise, nice_loss, NiceConfig, NiceEegEncoder};
 use brainrecon_datasets::things_eeg2::PreprocessedEeg;
+use brainrecon_nn::checkpoint::{
+    latest_checkpoint, load_checkpoint, logged_losses, save_checkpoint,
+};
 use brainrecon_nn::optim::AdamW;
 use brainrecon_nn::params::Parameters;
 use brainrecon_nn::rng::dropout_stream;
@@ -16,6 +21,7 @@ use candle_core::{Device, Tensor};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
+use std::path::Path;
 
 /// How the encoder trains.
 #[derive(Clone, Debug)]
@@ -24,6 +30,8 @@ pub struct NiceTrainOptions {
     pub batch: usize,
     pub lr: f64,
     pub seed: u64,
+    /// Epochs between checkpoints in the work folder (the last epoch always saves one).
+    pub checkpoint_every: usize,
 }
 
 impl Default for NiceTrainOptions {
@@ -35,6 +43,7 @@ impl Default for NiceTrainOptions {
             batch: 256,
             lr: 2e-4,
             seed: 0,
+            checkpoint_every: 5,
         }
     }
 }
@@ -44,6 +53,8 @@ pub struct TrainedNice {
     pub encoder: NiceEegEncoder,
     pub parameters: Parameters,
     pub epoch_losses: Vec<f64>,
+    /// The epoch resumed from (0: a fresh start).
+    pub resumed_from: usize,
 }
 
 /// Epochs [rows, channels, times] of the given (condition, repetition) pairs.
@@ -57,12 +68,16 @@ fn batch_tensor(eeg: &PreprocessedEeg, rows: &[(usize, usize)]) -> Result<Tensor
 }
 
 /// Trains NICE's encoder from `train` to `embeddings` [conditions, d] (row i the image of
-/// condition i); `each_epoch(epoch, mean loss)` reports progress.
+/// condition i); `each_epoch(epoch, mean loss)` reports progress. With `work`, checkpoints go
+/// to `work/step-<epoch>` and training resumes from the newest one there.
+// `usize::is_multiple_of` needs Rust 1.87; the workspace supports 1.85.
+#[allow(clippy::manual_is_multiple_of)]
 pub fn train_nice(
     train: &PreprocessedEeg,
     embeddings: &[f32],
     d: usize,
     options: &NiceTrainOptions,
+    work: Option<&Path>,
     mut each_epoch: impl FnMut(usize, f64),
 ) -> Result<TrainedNice> {
     if d == 0 || embeddings.len() != train.conditions * d {
@@ -83,15 +98,35 @@ pub fn train_nice(
     if let Some(problem) = config.problem() {
         return Err(RouteError::Usage(format!("NICE: {problem}")));
     }
-    let (encoder, parameters) = initialise(&config, options.seed, &Device::Cpu)?;
+    let (encoder, mut parameters) = initialise(&config, options.seed, &Device::Cpu)?;
     let mut optimizer = AdamW::new(options.lr, 0.5, 0.999, 1e-8, 0.0)?;
-    let mut trials: Vec<(usize, usize)> = (0..train.conditions)
+    let mut epoch_losses = Vec::with_capacity(options.epochs);
+    let mut resumed_from = 0;
+    if let Some((epoch, dir)) = work.map(latest_checkpoint).transpose()?.flatten() {
+        if epoch > options.epochs {
+            return Err(RouteError::Usage(format!(
+                "{}: a checkpoint of epoch {epoch}, past --epochs {}",
+                dir.display(),
+                options.epochs
+            )));
+        }
+        let (saved, extra) = load_checkpoint(&dir, &mut parameters)?;
+        optimizer = saved;
+        epoch_losses = logged_losses(&extra);
+        resumed_from = epoch;
+    }
+    let all_trials: Vec<(usize, usize)> = (0..train.conditions)
         .flat_map(|c| (0..train.repetitions).map(move |r| (c, r)))
         .collect();
-    let mut epoch_losses = Vec::with_capacity(options.epochs);
-    let mut step = 0u64;
-    for epoch in 0..options.epochs {
+    let per_epoch = all_trials
+        .chunks(options.batch)
+        .filter(|rows| rows.len() >= 2)
+        .count() as u64;
+    let mut step = resumed_from as u64 * per_epoch;
+    let every = options.checkpoint_every.max(1);
+    for epoch in resumed_from..options.epochs {
         let mut order = ChaCha8Rng::seed_from_u64(options.seed ^ 0x0D3E_0000 ^ epoch as u64);
+        let mut trials = all_trials.clone();
         trials.shuffle(&mut order);
         let (mut sum, mut batches) = (0.0, 0usize);
         // A last batch of one trial has nothing to contrast with: it waits for the next epoch.
@@ -113,12 +148,19 @@ pub fn train_nice(
         }
         let mean = sum / batches.max(1) as f64;
         epoch_losses.push(mean);
+        if let Some(work) = work {
+            if (epoch + 1) % every == 0 || epoch + 1 == options.epochs {
+                let losses = serde_json::json!({ "losses": epoch_losses });
+                save_checkpoint(work, epoch + 1, &parameters, &optimizer, &losses)?;
+            }
+        }
         each_epoch(epoch + 1, mean);
     }
     Ok(TrainedNice {
         encoder,
         parameters,
         epoch_losses,
+        resumed_from,
     })
 }
 

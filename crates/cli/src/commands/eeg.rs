@@ -1,0 +1,238 @@
+//! `brainrecon eeg`: what a person saw, decoded from EEG (THINGS-EEG2's layout) by zero-shot
+//! retrieval, as NICE and ATM score it.
+
+use crate::args::JsonArg;
+use brainrecon_routes::eeg::decoder::{
+    embed_images, evaluate, fit, EegEvalRequest, EegFitRequest, EegMethod, EmbedRequest, Training,
+};
+use brainrecon_routes::eeg::nice_train::NiceTrainOptions;
+use brainrecon_routes::eeg::ridge_decoder::RidgeDecoderOptions;
+use std::path::PathBuf;
+
+/// Decode seen images from EEG: image embeddings, decoders, zero-shot retrieval
+///
+/// The data are THINGS-EEG2 as it ships (preprocessed_data/sub-XX/preprocessed_eeg_*.npy,
+/// image_set/image_metadata.npy and the image folders) or `simulate --kind eeg`'s copy of it.
+/// A decoder maps an epoch (channels × samples) to the embedding of the image seen; it is
+/// scored on test concepts that training never saw, by ranking the 200 test images' embeddings.
+#[derive(clap::Subcommand)]
+pub enum EegCommand {
+    Embed(EmbedArgs),
+    Fit(FitArgs),
+    Eval(EvalArgs),
+}
+
+/// Embed every training and test image of the data set with an image model
+///
+/// Writes OUT/training.npy and OUT/test.npy (float32 [images, d], rows in image_metadata.npy's
+/// order) and OUT/embeddings.json. The default is the project's shapes-blip (the pooled output
+/// of its BLIP image tower); a transformers BLIP folder may be named instead. To decode into a
+/// CLIP's space as NICE and ATM do, write the same two files with your CLIP and pass their
+/// folder to `eeg fit --embeddings`.
+#[derive(clap::Args)]
+#[command(
+    after_help = "Example:\n  brainrecon simulate --kind eeg --out sim-eeg\n  brainrecon eeg embed --data sim-eeg --out sim-eeg-embeddings"
+)]
+#[command(mut_arg("json", |a| a.help("Print the record as JSON")))]
+pub struct EmbedArgs {
+    /// The THINGS-EEG2 folder
+    #[arg(long)]
+    data: PathBuf,
+    /// shapes-blip or a BLIP folder
+    #[arg(long, default_value = "shapes-blip")]
+    model: String,
+    /// The embeddings folder to write
+    #[arg(long)]
+    out: PathBuf,
+    /// Images per forward pass
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    #[command(flatten)]
+    json: JsonArg,
+}
+
+/// Fit a decoder from EEG epochs to image embeddings
+///
+/// --method nice (default): NICE's contrastive encoder (temporal and spatial convolutions and
+/// a projection, CLIP's symmetric loss with a learnable temperature, Adam at 2e-4), trained on
+/// every trial; it checkpoints every --checkpoint-every epochs and the same command resumes an
+/// interrupted fit. --method ridge: the linear baseline, ridge from the repetition-averaged
+/// epoch with the penalty chosen per dimension by 5-fold cross-validation grouped by concept.
+/// --subject S trains on S's training half; --leave-out S trains on every other subject's,
+/// pooled, and is scored on S (leave one subject out). Writes OUT/decoder.json, the model, and
+/// the test images' embeddings it is scored against.
+#[derive(clap::Args)]
+#[command(
+    after_help = "Example:\n  brainrecon eeg fit --data sim-eeg --embeddings sim-eeg-embeddings --subject sub-01 --out nice-sub-01\n  \
+    brainrecon eeg fit --data sim-eeg --embeddings sim-eeg-embeddings --subject sub-01 --method ridge --out ridge-sub-01\n  \
+    brainrecon eeg fit --data sim-eeg --embeddings sim-eeg-embeddings --leave-out sub-01 --out nice-loso-sub-01"
+)]
+#[command(mut_arg("json", |a| a.help("Print the fit's record as JSON")))]
+#[command(group(clap::ArgGroup::new("who").required(true).args(["subject", "leave_out"])))]
+pub struct FitArgs {
+    /// The THINGS-EEG2 folder
+    #[arg(long)]
+    data: PathBuf,
+    /// The embeddings folder (`eeg embed`'s, or training.npy and test.npy of your own)
+    #[arg(long)]
+    embeddings: PathBuf,
+    /// Train on this subject (sub-01)
+    #[arg(long)]
+    subject: Option<String>,
+    /// Train on every subject but this one, and score on it
+    #[arg(long)]
+    leave_out: Option<String>,
+    /// nice or ridge
+    #[arg(long, default_value = "nice", value_parser = ["nice", "ridge"])]
+    method: String,
+    /// The decoder folder to write (a rerun with the same settings resumes it)
+    #[arg(long)]
+    out: PathBuf,
+    /// NICE: training epochs
+    #[arg(long, default_value_t = 40)]
+    epochs: usize,
+    /// NICE: trials per batch
+    #[arg(long, default_value_t = 256)]
+    batch: usize,
+    /// NICE: Adam's learning rate
+    #[arg(long, default_value_t = 2e-4)]
+    lr: f64,
+    /// NICE: epochs between checkpoints
+    #[arg(long, default_value_t = 5)]
+    checkpoint_every: usize,
+    /// Seed of NICE's initial values, batch order and dropout
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Ridge: the samples used, START:END (default: the whole epoch)
+    #[arg(long)]
+    window: Option<String>,
+    #[command(flatten)]
+    json: JsonArg,
+}
+
+/// Score EEG decoders by zero-shot retrieval, per subject and mean ± s.d.
+///
+/// Each decoder decodes its test subject's test conditions (each from its repetitions'
+/// average) and ranks the test images by cosine similarity: top-1 and top-5 of all of them
+/// (200-way on THINGS-EEG2), and k-way top-1 with k − 1 distractors drawn --draws times per
+/// trial from a seeded stream (default k: 2, 4, 10 and 50 where there are that many images).
+/// Decoding time per trial is reported beside.
+#[derive(clap::Args)]
+#[command(
+    after_help = "Example:\n  brainrecon eeg eval --data sim-eeg --decoder nice-sub-01 --decoder nice-sub-02 --out scores-nice.json"
+)]
+#[command(mut_arg("json", |a| a.help("Print the scores as JSON")))]
+pub struct EvalArgs {
+    /// The THINGS-EEG2 folder
+    #[arg(long)]
+    data: PathBuf,
+    /// A decoder folder (repeat): each is scored on its own test subject
+    #[arg(long = "decoder", required = true)]
+    decoders: Vec<PathBuf>,
+    /// k of the k-way scores, comma-separated
+    #[arg(long, value_delimiter = ',')]
+    ways: Option<Vec<usize>>,
+    /// Draws of distractors per trial for each k-way score
+    #[arg(long, default_value_t = 100)]
+    draws: usize,
+    /// Seed of the distractor draws
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Also write the scores to this JSON file
+    #[arg(long)]
+    out: Option<PathBuf>,
+    #[command(flatten)]
+    json: JsonArg,
+}
+
+/// `START:END` samples.
+fn parse_window(text: &str) -> anyhow::Result<std::ops::Range<usize>> {
+    let bad = || {
+        super::usage(format!(
+            "--window: expected START:END samples, found '{text}'"
+        ))
+    };
+    let (a, b) = text.split_once(':').ok_or_else(bad)?;
+    let (start, end) = (
+        a.trim().parse().map_err(|_| bad())?,
+        b.trim().parse().map_err(|_| bad())?,
+    );
+    if start >= end {
+        return Err(bad());
+    }
+    Ok(start..end)
+}
+
+pub fn run(command: EegCommand) -> anyhow::Result<()> {
+    let progress = super::show_progress();
+    match command {
+        EegCommand::Embed(a) => {
+            let meta = embed_images(&EmbedRequest {
+                data: a.data,
+                model: a.model,
+                out: a.out.clone(),
+                batch: a.batch,
+                progress,
+            })?;
+            if a.json.json {
+                return super::print_json(&meta);
+            }
+            outln!(
+                "{} training and {} test images embedded by {} ({} wide): {}",
+                meta.training,
+                meta.test,
+                meta.model,
+                meta.width,
+                a.out.display()
+            )
+        }
+        EegCommand::Fit(a) => {
+            let training = match (a.subject, a.leave_out) {
+                (Some(s), None) => Training::Subject(s),
+                (None, Some(s)) => Training::LeaveOut(s),
+                _ => return Err(super::usage("give one of --subject and --leave-out")),
+            };
+            let ridge = RidgeDecoderOptions {
+                window: a.window.as_deref().map(parse_window).transpose()?,
+                ..RidgeDecoderOptions::default()
+            };
+            let report = fit(
+                &EegFitRequest {
+                    data: a.data,
+                    training,
+                    method: EegMethod::parse(&a.method)?,
+                    embeddings: a.embeddings,
+                    out: a.out,
+                    nice: NiceTrainOptions {
+                        epochs: a.epochs,
+                        batch: a.batch,
+                        lr: a.lr,
+                        seed: a.seed,
+                        checkpoint_every: a.checkpoint_every,
+                    },
+                    ridge,
+                    progress,
+                },
+                |_, _| {},
+            )?;
+            if a.json.json {
+                return super::print_json(&report);
+            }
+            outln!("{}", report.text())
+        }
+        EegCommand::Eval(a) => {
+            let report = evaluate(&EegEvalRequest {
+                data: a.data,
+                decoders: a.decoders,
+                ways: a.ways,
+                draws: a.draws,
+                seed: a.seed,
+                out: a.out,
+            })?;
+            if a.json.json {
+                return super::print_json(&report);
+            }
+            outln!("{}", report.text())
+        }
+    }
+}

@@ -1,0 +1,215 @@
+//! `brainrecon eeg embed | fit | eval` on `simulate --kind eeg`: a user's own embeddings, a
+//! ridge and a NICE fit, a resumed fit found done, the scores as JSON, and bad input refused
+//! with exit 2 naming the file and what was expected.
+
+#[allow(dead_code)] // the shared helpers; not all are needed here
+mod common;
+
+use common::{copy_dir, ok, p, user_error};
+
+#[test]
+fn eeg_commands_fit_score_and_refuse_bad_input() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (data, emb) = (d.join("sim"), d.join("emb"));
+    ok(&[
+        "simulate",
+        "--kind",
+        "eeg",
+        "--subjects",
+        "2",
+        "--out",
+        p(&data),
+    ]);
+    let embedded: serde_json::Value = serde_json::from_str(&ok(&[
+        "eeg",
+        "embed",
+        "--data",
+        p(&data),
+        "--out",
+        p(&emb),
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(embedded["model"], "shapes-blip");
+    assert_eq!(
+        (embedded["training"].as_u64(), embedded["test"].as_u64()),
+        (Some(288), Some(32))
+    );
+
+    // A user's own embeddings: the two files without embeddings.json.
+    let user = d.join("user-emb");
+    copy_dir(&emb, &user);
+    std::fs::remove_file(user.join("embeddings.json")).unwrap();
+    let ridge = d.join("ridge-1");
+    let fitted: serde_json::Value = serde_json::from_str(&ok(&[
+        "eeg",
+        "fit",
+        "--data",
+        p(&data),
+        "--embeddings",
+        p(&user),
+        "--subject",
+        "sub-01",
+        "--method",
+        "ridge",
+        "--window",
+        "20:80",
+        "--out",
+        p(&ridge),
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(fitted["meta"]["embeddings"]["model"], "user");
+    assert_eq!(fitted["meta"]["window"], serde_json::json!([20, 80]));
+    assert_eq!(fitted["already_done"], false);
+
+    // NICE for a few epochs; the same command again finds it done.
+    let nice = d.join("nice-loso-1");
+    let args = [
+        "eeg",
+        "fit",
+        "--data",
+        p(&data),
+        "--embeddings",
+        p(&emb),
+        "--leave-out",
+        "sub-01",
+        "--epochs",
+        "3",
+        "--out",
+        p(&nice),
+        "--json",
+    ];
+    let first: serde_json::Value = serde_json::from_str(&ok(&args)).unwrap();
+    assert_eq!(first["meta"]["trained_on"], serde_json::json!(["sub-02"]));
+    assert_eq!(first["meta"]["epoch_losses"].as_array().unwrap().len(), 3);
+    assert!(
+        !nice.join("checkpoints").exists(),
+        "checkpoints are removed once done"
+    );
+    let again: serde_json::Value = serde_json::from_str(&ok(&args)).unwrap();
+    assert_eq!(again["already_done"], true);
+    assert_eq!(again["meta"]["epoch_losses"], first["meta"]["epoch_losses"]);
+    // Other settings into the same folder are refused, not mixed.
+    let mut other = args.to_vec();
+    other[9] = "4";
+    let err = user_error(&other);
+    assert!(err.contains("other settings"), "{err}");
+
+    let scores: serde_json::Value = serde_json::from_str(&ok(&[
+        "eeg",
+        "eval",
+        "--data",
+        p(&data),
+        "--decoder",
+        p(&ridge),
+        "--decoder",
+        p(&nice),
+        "--ways",
+        "2,32",
+        "--json",
+    ]))
+    .unwrap();
+    let rows = scores["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    assert_eq!(rows[1]["subject"], "sub-01");
+    assert_eq!(rows[1]["scores"]["ways"][1]["k"], 32);
+    assert_eq!(scores["summaries"].as_array().unwrap().len(), 2);
+    // 32-way top-1 is top-1 of all 32 when every draw takes every image.
+    for r in rows {
+        assert_eq!(r["scores"]["ways"][1]["top1"], r["scores"]["top1"]);
+    }
+
+    // Bad input: exit 2, naming what is wrong.
+    let err = user_error(&[
+        "eeg",
+        "eval",
+        "--data",
+        p(&data),
+        "--decoder",
+        p(&ridge),
+        "--ways",
+        "33",
+    ]);
+    assert!(err.contains("33-way") && err.contains("2 to 32"), "{err}");
+    let err = user_error(&[
+        "eeg",
+        "fit",
+        "--data",
+        p(&data),
+        "--embeddings",
+        p(&emb),
+        "--subject",
+        "sub-09",
+        "--out",
+        p(&d.join("x")),
+    ]);
+    assert!(
+        err.contains("sub-09") && err.contains("sub-01, sub-02"),
+        "{err}"
+    );
+    let wrong = d.join("wrong-emb");
+    copy_dir(&emb, &wrong);
+    std::fs::copy(wrong.join("training.npy"), wrong.join("test.npy")).unwrap();
+    let err = user_error(&[
+        "eeg",
+        "fit",
+        "--data",
+        p(&data),
+        "--embeddings",
+        p(&wrong),
+        "--subject",
+        "sub-01",
+        "--method",
+        "ridge",
+        "--out",
+        p(&d.join("y")),
+    ]);
+    assert!(
+        err.contains("test.npy") && err.contains("shape") && err.contains("[32, 64]"),
+        "{err}"
+    );
+    let err = user_error(&[
+        "eeg",
+        "fit",
+        "--data",
+        p(&data),
+        "--embeddings",
+        p(&emb),
+        "--subject",
+        "sub-01",
+        "--method",
+        "ridge",
+        "--window",
+        "80:20",
+        "--out",
+        p(&d.join("z")),
+    ]);
+    assert!(err.contains("--window"), "{err}");
+    // A test file that is no pickled dict.
+    let test_file = data.join("eeg_dataset/preprocessed_data/sub-01/preprocessed_eeg_test.npy");
+    std::fs::write(&test_file, b"\x93NUMPY garbage").unwrap();
+    let err = user_error(&["eeg", "eval", "--data", p(&data), "--decoder", p(&ridge)]);
+    assert!(err.contains("preprocessed_eeg_test.npy"), "{err}");
+    // An image missing from its concept's folder.
+    let meta = std::fs::read_dir(data.join("image_set/test_images"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    for image in std::fs::read_dir(&meta).unwrap() {
+        std::fs::remove_file(image.unwrap().path()).unwrap();
+    }
+    let err = user_error(&[
+        "eeg",
+        "embed",
+        "--data",
+        p(&data),
+        "--out",
+        p(&d.join("e2")),
+    ]);
+    assert!(err.contains("of concept"), "{err}");
+    assert!(!d.join("e2").exists(), "nothing half-written");
+}

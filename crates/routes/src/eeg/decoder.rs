@@ -1,0 +1,824 @@
+//! The verbs behind `brainrecon eeg`: image embeddings of a THINGS-EEG2 layout (`embed`), a
+//! decoder fitted on one subject or on all but one (`fit`), and decoders scored on their test
+//! subject's held-out concepts with the mean and s.d. over subjects (`eval`).
+//!
+//! An embeddings folder holds `training.npy` [training images, d] and `test.npy` [test images,
+//! d], float32 or float64, rows in `image_metadata.npy`'s order, and `embeddings.json`
+//! naming the model. A CLIP's embeddings from the user's own script are read the same way
+//! (`embeddings.json` may then be absent).
+//!
+//! A decoder folder holds `decoder.json` ([`DecoderMeta`]), the model (`nice/config.json` and
+//! `nice/model.safetensors`, or `ridge/`), and `test_embeddings.npy`, the candidates it is
+//! scored against. A NICE fit checkpoints into the folder's staging copy and a rerun of the
+//! same command resumes there.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::eeg::embed::ImageEmbedder;
+use crate::eeg::nice_train::{encode_conditions, train_nice, NiceTrainOptions};
+use crate::eeg::retrieval::{zero_shot, RetrievalScores};
+use crate::eeg::ridge_decoder::{RidgeDecoder, RidgeDecoderOptions};
+use crate::error::{Result, RouteError};
+use brainrecon_brain::nice::{initialise, NiceConfig, NiceEegEncoder};
+use brainrecon_core::fs::{read_json, write_folder_atomic, write_json_atomic, OutputDir, Resume};
+use brainrecon_core::progress::bar;
+use brainrecon_core::stats::mean_std;
+use brainrecon_core::DataError;
+use brainrecon_datasets::things_eeg2::{ImageMetadata, PreprocessedEeg, Split, ThingsEeg2};
+use brainrecon_formats::npy;
+use brainrecon_ridge::RidgeModel;
+use candle_core::Device;
+use serde::{Deserialize, Serialize};
+
+const EMBEDDINGS_FORMAT: &str = "brainrecon-eeg-embeddings-1";
+const DECODER_FORMAT: &str = "brainrecon-eeg-decoder-1";
+const DECODER_FILE: &str = "decoder.json";
+const SETTINGS_FILE: &str = "settings.json";
+const CANDIDATES_FILE: &str = "test_embeddings.npy";
+
+/// `embeddings.json`: where an embeddings folder's rows come from.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EmbeddingsMeta {
+    pub format: String,
+    /// The image model (`shapes-blip`, a folder), or `user` for files without this record.
+    pub model: String,
+    /// The model folder's fingerprint (empty for `user`).
+    pub fingerprint: String,
+    pub width: usize,
+    pub training: usize,
+    pub test: usize,
+}
+
+/// `brainrecon eeg embed`.
+#[derive(Clone, Debug)]
+pub struct EmbedRequest {
+    /// The THINGS-EEG2 root (its `image_set`).
+    pub data: PathBuf,
+    /// `shapes-blip` or a BLIP folder.
+    pub model: String,
+    pub out: PathBuf,
+    /// Images per forward pass.
+    pub batch: usize,
+    pub progress: bool,
+}
+
+/// Embeds every training and test image of the data set and writes the folder (atomically).
+pub fn embed_images(request: &EmbedRequest) -> Result<EmbeddingsMeta> {
+    let set = ThingsEeg2::open(&request.data)?;
+    let metadata = set.image_metadata()?;
+    let embedder = ImageEmbedder::load(&request.model)?;
+    let d = embedder.width();
+    let batch = request.batch.max(1);
+    let mut halves = Vec::new();
+    for split in [Split::Training, Split::Test] {
+        let paths = set.image_paths(&metadata, split)?;
+        let label = match split {
+            Split::Training => "training images",
+            Split::Test => "test images",
+        };
+        let progress = bar(paths.len() as u64, label, request.progress);
+        let mut rows = Vec::with_capacity(paths.len() * d);
+        for chunk in paths.chunks(batch) {
+            rows.extend(embedder.embed(chunk, batch)?);
+            progress.inc(chunk.len() as u64);
+        }
+        progress.finish_and_clear();
+        halves.push(rows);
+    }
+    let meta = EmbeddingsMeta {
+        format: EMBEDDINGS_FORMAT.into(),
+        model: request.model.clone(),
+        fingerprint: embedder.fingerprint().to_string(),
+        width: d,
+        training: metadata.training.len(),
+        test: metadata.test.len(),
+    };
+    write_folder_atomic(&request.out, |dir| -> Result<()> {
+        npy::write(&dir.join("training.npy"), &[meta.training, d], &halves[0])?;
+        npy::write(&dir.join("test.npy"), &[meta.test, d], &halves[1])?;
+        write_json_atomic(&dir.join("embeddings.json"), &meta)?;
+        Ok(())
+    })?;
+    Ok(meta)
+}
+
+/// An embeddings folder read and checked against the data set's images.
+pub struct ImageEmbeddings {
+    pub meta: EmbeddingsMeta,
+    /// [training images, width].
+    pub training: Vec<f32>,
+    /// [test images, width].
+    pub test: Vec<f32>,
+}
+
+/// Reads `dir` (see the module documentation): each file must hold one finite row per image
+/// of `metadata`'s half, both of one width.
+pub fn read_embeddings(dir: &Path, metadata: &ImageMetadata) -> Result<ImageEmbeddings> {
+    let record = dir.join("embeddings.json");
+    let mut halves = Vec::new();
+    let mut width = None;
+    for (split, name) in [(Split::Training, "training.npy"), (Split::Test, "test.npy")] {
+        let path = dir.join(name);
+        let array = npy::read_f32(&path)?;
+        let images = metadata.of(split).len();
+        let found = format!("shape {:?}", array.shape);
+        let expected = match width {
+            Some(d) => format!("[{images}, {d}]: one row per image, as wide as training.npy"),
+            None => format!("[{images}, d]: one row per image of image_metadata.npy"),
+        };
+        match array.shape[..] {
+            [rows, d] if rows == images && d > 0 && width.is_none_or(|w| w == d) => {
+                width = Some(d);
+            }
+            _ => return Err(DataError::invalid(&path, "shape", expected, found).into()),
+        }
+        npy::require_finite(&path, &array.data, array.shape[1], "finite embeddings")?;
+        halves.push(array.data);
+    }
+    let width = width.unwrap_or(0);
+    let meta = if record.is_file() {
+        let meta: EmbeddingsMeta = read_json(&record)?;
+        if meta.width != width {
+            return Err(DataError::invalid(
+                &record,
+                "width",
+                format!("the files' width {width}"),
+                meta.width.to_string(),
+            )
+            .into());
+        }
+        meta
+    } else {
+        EmbeddingsMeta {
+            format: EMBEDDINGS_FORMAT.into(),
+            model: "user".into(),
+            fingerprint: String::new(),
+            width,
+            training: metadata.training.len(),
+            test: metadata.test.len(),
+        }
+    };
+    let test = halves.pop().unwrap_or_default();
+    let training = halves.pop().unwrap_or_default();
+    Ok(ImageEmbeddings {
+        meta,
+        training,
+        test,
+    })
+}
+
+/// The decoders.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EegMethod {
+    /// Ridge from the epoch's samples (the papers' linear baseline).
+    Ridge,
+    /// NICE's contrastive encoder.
+    Nice,
+}
+
+impl EegMethod {
+    pub fn parse(text: &str) -> Result<Self> {
+        match text {
+            "ridge" => Ok(EegMethod::Ridge),
+            "nice" => Ok(EegMethod::Nice),
+            other => Err(RouteError::Usage(format!(
+                "--method: expected ridge or nice, found '{other}'"
+            ))),
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            EegMethod::Ridge => "ridge",
+            EegMethod::Nice => "nice",
+        }
+    }
+}
+
+/// Whose data train the decoder.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Training {
+    /// The subject's own training half; scored on its test half.
+    Subject(String),
+    /// Every other subject's training half, pooled; scored on this subject's test half
+    /// (leave one subject out).
+    LeaveOut(String),
+}
+
+impl Training {
+    /// The subject scored.
+    pub fn test_subject(&self) -> &str {
+        match self {
+            Training::Subject(s) | Training::LeaveOut(s) => s,
+        }
+    }
+}
+
+/// `brainrecon eeg fit`.
+#[derive(Clone, Debug)]
+pub struct EegFitRequest {
+    /// The THINGS-EEG2 root.
+    pub data: PathBuf,
+    pub training: Training,
+    pub method: EegMethod,
+    /// The embeddings folder ([`embed_images`], or the user's).
+    pub embeddings: PathBuf,
+    pub out: PathBuf,
+    pub nice: NiceTrainOptions,
+    pub ridge: RidgeDecoderOptions,
+    pub progress: bool,
+}
+
+/// What a fit depends on: a rerun with the same settings resumes or finds it done.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+struct FitSettings {
+    method: EegMethod,
+    data: PathBuf,
+    trained_on: Vec<String>,
+    test_subject: String,
+    embeddings: EmbeddingsMeta,
+    epochs: usize,
+    batch: usize,
+    lr: f64,
+    seed: u64,
+    window: Option<(usize, usize)>,
+    alphas: Vec<f64>,
+    folds: usize,
+    average_repetitions: bool,
+}
+
+/// `decoder.json`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct DecoderMeta {
+    pub format: String,
+    pub method: EegMethod,
+    /// Subjects whose training halves were used.
+    pub trained_on: Vec<String>,
+    /// The subject it is scored on.
+    pub test_subject: String,
+    /// The data set it was fitted from.
+    pub data: PathBuf,
+    pub ch_names: Vec<String>,
+    pub times: usize,
+    /// Samples of the epoch used (ridge).
+    pub window: (usize, usize),
+    pub embeddings: EmbeddingsMeta,
+    /// Training conditions × repetitions pooled.
+    pub training_trials: usize,
+    /// NICE: the mean loss of each epoch.
+    pub epoch_losses: Vec<f64>,
+    /// NICE: the epoch a rerun resumed from (0: none).
+    pub resumed_from: usize,
+    pub seed: u64,
+    pub seconds: f64,
+}
+
+/// What `fit` did.
+#[derive(Clone, Debug, Serialize)]
+pub struct EegFitReport {
+    pub out: PathBuf,
+    /// True when the folder already held this fit.
+    pub already_done: bool,
+    pub meta: DecoderMeta,
+}
+
+impl EegFitReport {
+    pub fn text(&self) -> String {
+        let m = &self.meta;
+        let done = if self.already_done {
+            " (already done)"
+        } else {
+            ""
+        };
+        let loss = match (m.epoch_losses.first(), m.epoch_losses.last()) {
+            (Some(a), Some(b)) => format!(
+                ", loss {a:.3} → {b:.3} over {} epochs",
+                m.epoch_losses.len()
+            ),
+            _ => String::new(),
+        };
+        format!(
+            "{} decoder of {} trained on {} ({} trials, {} channels × {} samples){loss}{done}: {}",
+            m.method.name(),
+            m.test_subject,
+            m.trained_on.join(", "),
+            m.training_trials,
+            m.ch_names.len(),
+            m.times,
+            self.out.display()
+        )
+    }
+}
+
+/// The subjects a [`Training`] pools, checked against the data set's.
+fn subjects_of(set: &ThingsEeg2, training: &Training) -> Result<Vec<String>> {
+    let all = set.subjects()?;
+    let subject = training.test_subject();
+    if !all.iter().any(|s| s == subject) {
+        return Err(DataError::invalid(
+            &set.preprocessed,
+            "subject",
+            format!("one of {}", all.join(", ")),
+            subject,
+        )
+        .into());
+    }
+    Ok(match training {
+        Training::Subject(s) => vec![s.clone()],
+        Training::LeaveOut(s) => {
+            let others: Vec<String> = all.into_iter().filter(|o| o != s).collect();
+            if others.is_empty() {
+                return Err(RouteError::Usage(format!(
+                    "--leave-out {s}: the data set has no other subject to train on"
+                )));
+            }
+            others
+        }
+    })
+}
+
+/// A condition index per concept name (the folds of ridge's cross-validation group them).
+fn concept_groups(metadata: &ImageMetadata) -> Vec<i64> {
+    let mut names: Vec<&str> = metadata
+        .training
+        .iter()
+        .map(|e| e.concept.as_str())
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    metadata
+        .training
+        .iter()
+        .map(|e| names.binary_search(&e.concept.as_str()).unwrap_or(0) as i64)
+        .collect()
+}
+
+/// Fits a decoder into `request.out` (see the module documentation).
+pub fn fit(
+    request: &EegFitRequest,
+    mut each_epoch: impl FnMut(usize, f64),
+) -> Result<EegFitReport> {
+    let started = Instant::now();
+    let set = ThingsEeg2::open(&request.data)?;
+    let metadata = set.image_metadata()?;
+    let embeddings = read_embeddings(&request.embeddings, &metadata)?;
+    let trained_on = subjects_of(&set, &request.training)?;
+    let window = request.ridge.window.clone();
+    let settings = FitSettings {
+        method: request.method,
+        data: request.data.clone(),
+        trained_on: trained_on.clone(),
+        test_subject: request.training.test_subject().to_string(),
+        embeddings: embeddings.meta.clone(),
+        epochs: request.nice.epochs,
+        batch: request.nice.batch,
+        lr: request.nice.lr,
+        seed: request.nice.seed,
+        window: window.as_ref().map(|w| (w.start, w.end)),
+        alphas: request.ridge.alphas.clone(),
+        folds: request.ridge.folds,
+        average_repetitions: request.ridge.average_repetitions,
+    };
+    let dir = match OutputDir::resume_if(&request.out, SETTINGS_FILE, DECODER_FILE, &settings)? {
+        Resume::Finished(out) => {
+            let meta: DecoderMeta = read_json(&out.join(DECODER_FILE))?;
+            return Ok(EegFitReport {
+                out,
+                already_done: true,
+                meta,
+            });
+        }
+        Resume::Resumed(dir) | Resume::Fresh(dir) => dir,
+    };
+    let paths: Vec<PathBuf> = trained_on
+        .iter()
+        .map(|s| set.preprocessed_path(s, Split::Training))
+        .collect();
+    let parts = trained_on
+        .iter()
+        .map(|s| set.read_preprocessed(s, Split::Training))
+        .collect::<brainrecon_core::Result<Vec<_>>>()?;
+    let train = PreprocessedEeg::stack_repetitions(&parts, &paths)?;
+    drop(parts);
+    if train.conditions != metadata.training.len() {
+        return Err(DataError::invalid(
+            &paths[0],
+            "preprocessed_eeg_data",
+            format!(
+                "one condition per training image of image_metadata.npy ({})",
+                metadata.training.len()
+            ),
+            format!("{} conditions", train.conditions),
+        )
+        .into());
+    }
+    let d = embeddings.meta.width;
+    let staging = dir.path().to_path_buf();
+    let (window, epoch_losses, resumed_from) = match request.method {
+        EegMethod::Ridge => {
+            let decoder = RidgeDecoder::fit(
+                &train,
+                &embeddings.training,
+                d,
+                &concept_groups(&metadata),
+                &request.ridge,
+            )?;
+            decoder.model.save(staging.join("ridge"))?;
+            (decoder.window, Vec::new(), 0)
+        }
+        EegMethod::Nice => {
+            let work = staging.join("checkpoints");
+            let progress = bar(request.nice.epochs as u64, "NICE epochs", request.progress);
+            let trained = train_nice(
+                &train,
+                &embeddings.training,
+                d,
+                &request.nice,
+                Some(&work),
+                |epoch, loss| {
+                    progress.set_position(epoch as u64);
+                    each_epoch(epoch, loss);
+                },
+            )?;
+            progress.finish_and_clear();
+            let nice = staging.join("nice");
+            std::fs::create_dir_all(&nice).map_err(|e| DataError::io(&nice, e))?;
+            write_json_atomic(&nice.join("config.json"), trained.encoder.config())?;
+            trained
+                .parameters
+                .save_safetensors(nice.join("model.safetensors"))?;
+            let _ = std::fs::remove_dir_all(&work);
+            (
+                0..train.times.len(),
+                trained.epoch_losses,
+                trained.resumed_from,
+            )
+        }
+    };
+    npy::write(
+        &staging.join(CANDIDATES_FILE),
+        &[embeddings.meta.test, d],
+        &embeddings.test,
+    )?;
+    let meta = DecoderMeta {
+        format: DECODER_FORMAT.into(),
+        method: request.method,
+        trained_on,
+        test_subject: request.training.test_subject().to_string(),
+        data: request.data.clone(),
+        ch_names: train.ch_names.clone(),
+        times: train.times.len(),
+        window: (window.start, window.end),
+        embeddings: embeddings.meta,
+        training_trials: train.conditions * train.repetitions,
+        epoch_losses,
+        resumed_from,
+        seed: request.nice.seed,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    write_json_atomic(&staging.join(DECODER_FILE), &meta)?;
+    let out = dir.commit()?;
+    Ok(EegFitReport {
+        out,
+        already_done: false,
+        meta,
+    })
+}
+
+/// A fitted decoder loaded from its folder.
+pub struct EegDecoder {
+    pub dir: PathBuf,
+    pub meta: DecoderMeta,
+    model: Model,
+    /// [test images, d].
+    pub candidates: Vec<f32>,
+}
+
+enum Model {
+    Ridge(RidgeDecoder),
+    Nice(NiceEegEncoder),
+}
+
+impl EegDecoder {
+    pub fn open(dir: &Path) -> Result<Self> {
+        let record = dir.join(DECODER_FILE);
+        let meta: DecoderMeta = read_json(&record)?;
+        if meta.format != DECODER_FORMAT {
+            return Err(DataError::invalid(&record, "format", DECODER_FORMAT, &meta.format).into());
+        }
+        let model = match meta.method {
+            EegMethod::Ridge => {
+                let model = RidgeModel::load(dir.join("ridge"))?;
+                let (start, end) = meta.window;
+                if start >= end || end > meta.times {
+                    return Err(DataError::invalid(
+                        &record,
+                        "window",
+                        format!("samples within 0..{}", meta.times),
+                        format!("{start}..{end}"),
+                    )
+                    .into());
+                }
+                Model::Ridge(RidgeDecoder {
+                    model,
+                    window: start..end,
+                    channels: meta.ch_names.len(),
+                    times: meta.times,
+                })
+            }
+            EegMethod::Nice => {
+                let config = NiceConfig::from_file(&dir.join("nice").join("config.json"))?;
+                let (encoder, mut parameters) = initialise(&config, 0, &Device::Cpu)?;
+                parameters.load_safetensors(dir.join("nice").join("model.safetensors"))?;
+                Model::Nice(encoder)
+            }
+        };
+        let path = dir.join(CANDIDATES_FILE);
+        let candidates = npy::read_f32(&path)?;
+        if candidates.shape.len() != 2 || candidates.shape[1] != meta.embeddings.width {
+            return Err(DataError::invalid(
+                &path,
+                "shape",
+                format!("[test images, {}]", meta.embeddings.width),
+                format!("{:?}", candidates.shape),
+            )
+            .into());
+        }
+        Ok(EegDecoder {
+            dir: dir.to_path_buf(),
+            meta,
+            model,
+            candidates: candidates.data,
+        })
+    }
+
+    /// Decoded embeddings [conditions, d] of `eeg`, each condition from its repetitions'
+    /// average.
+    pub fn decode(&self, eeg: &PreprocessedEeg) -> Result<Vec<f32>> {
+        if eeg.ch_names != self.meta.ch_names || eeg.times.len() != self.meta.times {
+            return Err(RouteError::Usage(format!(
+                "{}: fitted on {} channels × {} samples ({}), given {} × {} ({})",
+                self.dir.display(),
+                self.meta.ch_names.len(),
+                self.meta.times,
+                self.meta.ch_names.join(","),
+                eeg.channels(),
+                eeg.times.len(),
+                eeg.ch_names.join(",")
+            )));
+        }
+        match &self.model {
+            Model::Ridge(ridge) => ridge.predict(eeg),
+            Model::Nice(encoder) => encode_conditions(encoder, eeg),
+        }
+    }
+}
+
+/// `brainrecon eeg eval`.
+#[derive(Clone, Debug)]
+pub struct EegEvalRequest {
+    /// The THINGS-EEG2 root holding the test subjects' data.
+    pub data: PathBuf,
+    /// Decoder folders, each scored on its own test subject.
+    pub decoders: Vec<PathBuf>,
+    /// k of the k-way scores; None: 2, 4, 10 and 50 where there are that many test images.
+    pub ways: Option<Vec<usize>>,
+    /// Draws per trial of each k-way score.
+    pub draws: usize,
+    pub seed: u64,
+    /// Where to write the report's JSON (atomically), if anywhere.
+    pub out: Option<PathBuf>,
+}
+
+/// One decoder's scores.
+#[derive(Clone, Debug, Serialize)]
+pub struct DecoderScores {
+    pub decoder: PathBuf,
+    pub method: EegMethod,
+    pub subject: String,
+    pub trained_on: Vec<String>,
+    pub scores: RetrievalScores,
+    /// Decoding time per test trial (its repetitions' average, all decoded in one batch).
+    pub ms_per_trial: f64,
+}
+
+/// A mean and s.d. over decoders (population s.d., numpy's default).
+#[derive(Clone, Copy, Debug, Serialize)]
+pub struct MeanSd {
+    pub mean: f64,
+    pub sd: f64,
+}
+
+impl MeanSd {
+    fn of(values: impl Iterator<Item = f64>) -> Self {
+        let (mean, sd) = mean_std(&values.collect::<Vec<_>>());
+        MeanSd { mean, sd }
+    }
+}
+
+/// The mean and s.d. of the decoders of one method and setting.
+#[derive(Clone, Debug, Serialize)]
+pub struct GroupSummary {
+    pub method: EegMethod,
+    /// `within` (trained on the test subject) or `leave-one-out` (on the others).
+    pub setting: String,
+    /// Decoders (subjects) summarised.
+    pub n: usize,
+    pub top1: MeanSd,
+    pub top5: MeanSd,
+    /// (k, mean and s.d. of the k-way top-1), where every decoder has the same k.
+    pub ways: Vec<(usize, MeanSd)>,
+}
+
+impl DecoderScores {
+    fn setting(&self) -> &'static str {
+        match self.trained_on.as_slice() {
+            [one] if *one == self.subject => "within",
+            _ => "leave-one-out",
+        }
+    }
+}
+
+/// The scores of every decoder and their summaries.
+#[derive(Clone, Debug, Serialize)]
+pub struct EegEvalReport {
+    pub rows: Vec<DecoderScores>,
+    /// Per method and setting, in the order first met.
+    pub summaries: Vec<GroupSummary>,
+    pub chance_top1: f64,
+    pub chance_top5: f64,
+}
+
+impl EegEvalReport {
+    /// The summary of `method` in `setting` (`within`, `leave-one-out`).
+    pub fn summary(&self, method: EegMethod, setting: &str) -> Option<&GroupSummary> {
+        self.summaries
+            .iter()
+            .find(|s| s.method == method && s.setting == setting)
+    }
+
+    /// A table: one row per decoder, then mean ± s.d. per method and setting.
+    pub fn text(&self) -> String {
+        use std::fmt::Write;
+        let pct = |v: f64| format!("{:.1}", 100.0 * v);
+        let mut text = String::new();
+        let n = self.rows.first().map_or(0, |r| r.scores.n);
+        let ks: Vec<usize> = self
+            .rows
+            .first()
+            .map(|r| r.scores.ways.iter().map(|w| w.k).collect())
+            .unwrap_or_default();
+        let mut header = format!(
+            "{:<8} {:<6} {:<14} {:>11} {:>11}",
+            "subject", "method", "setting", "top-1", "top-5"
+        );
+        for k in &ks {
+            let _ = write!(header, " {:>11}", format!("{k}-way"));
+        }
+        let _ = writeln!(text, "{header}  ms/trial   ({n} test images; %)");
+        for r in &self.rows {
+            let mut line = format!(
+                "{:<8} {:<6} {:<14} {:>11} {:>11}",
+                r.subject,
+                r.method.name(),
+                r.setting(),
+                pct(r.scores.top1),
+                pct(r.scores.top5)
+            );
+            for w in &r.scores.ways {
+                let _ = write!(line, " {:>11}", pct(w.top1));
+            }
+            let _ = writeln!(text, "{line}  {:.3}", r.ms_per_trial);
+        }
+        let ms = |m: &MeanSd| format!("{} ± {}", pct(m.mean), pct(m.sd));
+        for s in &self.summaries {
+            let mut line = format!(
+                "{:<8} {:<6} {:<14} {:>11} {:>11}",
+                format!("mean({})", s.n),
+                s.method.name(),
+                s.setting,
+                ms(&s.top1),
+                ms(&s.top5)
+            );
+            for (_, m) in &s.ways {
+                let _ = write!(line, " {:>11}", ms(m));
+            }
+            let _ = writeln!(text, "{line}");
+        }
+        let _ = write!(
+            text,
+            "chance: top-1 {}, top-5 {}",
+            pct(self.chance_top1),
+            pct(self.chance_top5)
+        );
+        for k in &ks {
+            let _ = write!(text, ", {k}-way {}", pct(1.0 / *k as f64));
+        }
+        text
+    }
+}
+
+/// Mean ± s.d. per (method, setting).
+fn summarise(rows: &[DecoderScores]) -> Vec<GroupSummary> {
+    let mut keys: Vec<(EegMethod, &str)> = Vec::new();
+    for r in rows {
+        if !keys.contains(&(r.method, r.setting())) {
+            keys.push((r.method, r.setting()));
+        }
+    }
+    keys.into_iter()
+        .map(|(method, setting)| {
+            let group: Vec<&DecoderScores> = rows
+                .iter()
+                .filter(|r| r.method == method && r.setting() == setting)
+                .collect();
+            let ks: Vec<usize> = group[0].scores.ways.iter().map(|w| w.k).collect();
+            let same = group
+                .iter()
+                .all(|r| r.scores.ways.iter().map(|w| w.k).eq(ks.iter().copied()));
+            let ways = match same {
+                true => ks
+                    .iter()
+                    .enumerate()
+                    .map(|(i, &k)| (k, MeanSd::of(group.iter().map(|r| r.scores.ways[i].top1))))
+                    .collect(),
+                false => Vec::new(),
+            };
+            GroupSummary {
+                method,
+                setting: setting.to_string(),
+                n: group.len(),
+                top1: MeanSd::of(group.iter().map(|r| r.scores.top1)),
+                top5: MeanSd::of(group.iter().map(|r| r.scores.top5)),
+                ways,
+            }
+        })
+        .collect()
+}
+
+/// Scores each decoder on its test subject's test half (see [`crate::eeg::retrieval`]).
+pub fn evaluate(request: &EegEvalRequest) -> Result<EegEvalReport> {
+    if request.decoders.is_empty() {
+        return Err(RouteError::Usage(
+            "--decoder: give at least one decoder folder".into(),
+        ));
+    }
+    let set = ThingsEeg2::open(&request.data)?;
+    let mut rows = Vec::with_capacity(request.decoders.len());
+    for dir in &request.decoders {
+        let decoder = EegDecoder::open(dir)?;
+        let test = set.read_preprocessed(&decoder.meta.test_subject, Split::Test)?;
+        let d = decoder.meta.embeddings.width;
+        if test.conditions * d != decoder.candidates.len() {
+            return Err(DataError::invalid(
+                set.preprocessed_path(&decoder.meta.test_subject, Split::Test),
+                "preprocessed_eeg_data",
+                format!(
+                    "one condition per test image the decoder was fitted with ({})",
+                    decoder.candidates.len() / d
+                ),
+                format!("{} conditions", test.conditions),
+            )
+            .into());
+        }
+        let ways = match &request.ways {
+            Some(ways) => ways.clone(),
+            None => [2, 4, 10, 50]
+                .into_iter()
+                .filter(|&k| k <= test.conditions)
+                .collect(),
+        };
+        let started = Instant::now();
+        let predicted = decoder.decode(&test)?;
+        let ms_per_trial = started.elapsed().as_secs_f64() * 1e3 / test.conditions.max(1) as f64;
+        let scores = zero_shot(
+            &predicted,
+            &decoder.candidates,
+            d,
+            &ways,
+            request.draws,
+            request.seed,
+        )?;
+        rows.push(DecoderScores {
+            decoder: dir.clone(),
+            method: decoder.meta.method,
+            subject: decoder.meta.test_subject.clone(),
+            trained_on: decoder.meta.trained_on.clone(),
+            scores,
+            ms_per_trial,
+        });
+    }
+    let report = EegEvalReport {
+        summaries: summarise(&rows),
+        chance_top1: rows[0].scores.chance_top1,
+        chance_top5: rows[0].scores.chance_top5,
+        rows,
+    };
+    if let Some(out) = &request.out {
+        write_json_atomic(out, &report)?;
+    }
+    Ok(report)
+}
