@@ -213,3 +213,81 @@ fn eeg_commands_fit_score_and_refuse_bad_input() {
     assert!(err.contains("of concept"), "{err}");
     assert!(!d.join("e2").exists(), "nothing half-written");
 }
+
+#[test]
+fn eeg_preprocess_writes_the_shipped_layout_from_raw_recordings() {
+    use brainrecon_datasets::things_eeg2::{Split, ThingsEeg2};
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../datasets/tests/fixtures/things_eeg2_raw");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("pre");
+    let report: serde_json::Value = serde_json::from_str(&ok(&[
+        "eeg",
+        "preprocess",
+        "--data",
+        p(&fixture),
+        "--out",
+        p(&out),
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(report["subjects"][0]["subject"], "sub-01");
+    assert_eq!(
+        report["subjects"][0]["training"],
+        serde_json::json!([4, 4, 6, 100])
+    );
+    assert_eq!(
+        report["subjects"][0]["test"],
+        serde_json::json!([2, 6, 6, 100])
+    );
+    // The written files read back through the data set's reader, as the shipped ones do.
+    let set = ThingsEeg2::open(&out).unwrap();
+    assert_eq!(set.subjects().unwrap(), ["sub-01"]);
+    let test = set.read_preprocessed("sub-01", Split::Test).unwrap();
+    assert_eq!(test.ch_names, ["P7", "P3", "PO3", "O1", "Oz", "O2"]);
+    assert!((test.times[0] + 0.2).abs() < 1e-12 && (test.times[99] - 0.79).abs() < 1e-9);
+    // NICE's settings: every channel at 250 Hz.
+    let nice = dir.path().join("nice");
+    ok(&[
+        "eeg",
+        "preprocess",
+        "--data",
+        p(&fixture),
+        "--channels",
+        "all",
+        "--sfreq",
+        "250",
+        "--mvnn",
+        "epochs",
+        "--out",
+        p(&nice),
+    ]);
+    let training = ThingsEeg2::open(&nice)
+        .unwrap()
+        .read_preprocessed("sub-01", Split::Training)
+        .unwrap();
+    assert_eq!((training.channels(), training.times.len()), (8, 250));
+    // Bad settings and a missing subject: exit 2.
+    let err = user_error(&[
+        "eeg",
+        "preprocess",
+        "--data",
+        p(&fixture),
+        "--sfreq",
+        "0",
+        "--out",
+        p(&out),
+    ]);
+    assert!(err.contains("--sfreq"), "{err}");
+    let err = user_error(&[
+        "eeg",
+        "preprocess",
+        "--data",
+        p(&fixture),
+        "--subject",
+        "sub-07",
+        "--out",
+        p(&out),
+    ]);
+    assert!(err.contains("sub-07"), "{err}");
+}

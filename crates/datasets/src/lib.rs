@@ -20,6 +20,7 @@ pub mod bids;
 pub mod cc2017;
 pub mod ds003720;
 pub mod ds005531;
+pub mod eeg_preprocess;
 pub mod experiment;
 pub mod fmriprep;
 pub mod nsd;

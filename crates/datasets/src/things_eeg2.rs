@@ -516,3 +516,321 @@ pub fn read_image_metadata(path: &Path) -> Result<ImageMetadata> {
         test: half(Split::Test)?,
     })
 }
+
+/// Writes a preprocessed file as the data set's code does (`np.save` of the dict):
+/// `preprocessed_eeg_data` float64 `shape` [conditions, repetitions, channels, times],
+/// `ch_names`, `times`.
+pub fn write_preprocessed(
+    path: &Path,
+    data: &[f64],
+    shape: [usize; 4],
+    ch_names: &[String],
+    times: &[f64],
+) -> Result<()> {
+    use brainrecon_formats::pickle::NdArray;
+    assert_eq!(data.len(), shape.iter().product::<usize>());
+    let key = |k: &str| Value::Str(k.into());
+    let dict = Value::Dict(vec![
+        (
+            key("preprocessed_eeg_data"),
+            Value::Array(NdArray::from_f64(shape.to_vec(), data)),
+        ),
+        (
+            key("ch_names"),
+            Value::List(ch_names.iter().cloned().map(Value::Str).collect()),
+        ),
+        (
+            key("times"),
+            Value::Array(NdArray::from_f64(vec![times.len()], times)),
+        ),
+    ]);
+    brainrecon_formats::npy::write_pickled(path, dict)
+}
+
+/// Which channels the preprocessing keeps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ChannelSelection {
+    /// Names starting with O or P (the data set's regular expression `^O *|^P *`): the 17
+    /// occipital and parietal channels of the shipped preprocessed files.
+    OccipitalParietal,
+    /// Every EEG channel (NICE's 63).
+    All,
+}
+
+/// How raw recordings become preprocessed epochs (defaults: the data set's own settings).
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct RawPreprocessing {
+    /// The epochs' sampling rate after resampling (100 Hz shipped; NICE uses 250).
+    pub sfreq: f64,
+    pub tmin: f64,
+    pub tmax: f64,
+    pub channels: ChannelSelection,
+    /// Multivariate noise normalisation, per session; None leaves it out.
+    pub mvnn: Option<crate::eeg_preprocess::MvnnDim>,
+}
+
+impl Default for RawPreprocessing {
+    fn default() -> Self {
+        RawPreprocessing {
+            sfreq: 100.0,
+            tmin: -0.2,
+            tmax: 0.8,
+            channels: ChannelSelection::OccipitalParietal,
+            mvnn: Some(crate::eeg_preprocess::MvnnDim::Time),
+        }
+    }
+}
+
+/// The event code the data set gives its target (catch) trials, which are left out.
+pub const TARGET_CODE: i64 = 99999;
+
+/// One half of one session, epoched and resampled: the epochs [channels × times] of each
+/// event code, in recording order.
+struct SessionHalf {
+    path: PathBuf,
+    by_code: std::collections::BTreeMap<i64, Vec<Vec<f64>>>,
+}
+
+/// Epochs one raw file: the stim channel's events (targets left out), the selected channels,
+/// baseline, resampling. Returns the half and the channel names kept.
+fn epoch_raw(
+    path: &Path,
+    options: &RawPreprocessing,
+) -> Result<(SessionHalf, Vec<String>, Vec<f64>)> {
+    use crate::eeg_preprocess::{epoch, epoch_span, find_events, FftResampler, Pad};
+    let raw = read_raw(path)?;
+    let samples = raw.samples;
+    let stim = raw
+        .ch_types
+        .iter()
+        .position(|t| t == "stim")
+        .ok_or_else(|| DataError::invalid(path, "ch_types", "a 'stim' channel", "none"))?;
+    let picks: Vec<usize> = (0..raw.ch_names.len())
+        .filter(|&c| c != stim && raw.ch_types[c] == "eeg")
+        .filter(|&c| match options.channels {
+            ChannelSelection::All => true,
+            ChannelSelection::OccipitalParietal => {
+                raw.ch_names[c].starts_with('O') || raw.ch_names[c].starts_with('P')
+            }
+        })
+        .collect();
+    if picks.is_empty() {
+        return Err(DataError::invalid(
+            path,
+            "ch_names",
+            format!("EEG channels to keep ({:?})", options.channels),
+            "none",
+        ));
+    }
+    let names = picks.iter().map(|&c| raw.ch_names[c].clone()).collect();
+    let stim_row = &raw.data[stim * samples..(stim + 1) * samples];
+    if options.sfreq > raw.sfreq {
+        return Err(DataError::invalid(
+            path,
+            "sfreq",
+            format!(
+                "at least the epochs' rate, {} Hz (resampling only lowers it)",
+                options.sfreq
+            ),
+            raw.sfreq.to_string(),
+        ));
+    }
+    let span = epoch_span(options.tmin, options.tmax, raw.sfreq);
+    if span.1 == 0 || span.1 > samples {
+        return Err(DataError::invalid(
+            path,
+            "raw_eeg_data",
+            format!(
+                "a recording longer than one epoch ({} to {} s at {} Hz)",
+                options.tmin, options.tmax, raw.sfreq
+            ),
+            format!("{samples} samples"),
+        ));
+    }
+    // The baseline (None, 0): every sample at or before 0 s.
+    let baseline = (-span.0 + 1).clamp(0, span.1 as i64) as usize;
+    let resampler = (options.sfreq != raw.sfreq)
+        .then(|| FftResampler::new(span.1, options.sfreq, raw.sfreq, Pad::Edge));
+    let out_len = resampler.as_ref().map_or(span.1, |r| r.output_len());
+    let times: Vec<f64> = (0..out_len)
+        .map(|k| span.0 as f64 / raw.sfreq + k as f64 / options.sfreq)
+        .collect();
+    let mut by_code: std::collections::BTreeMap<i64, Vec<Vec<f64>>> = Default::default();
+    for (onset, code) in find_events(stim_row) {
+        if code == TARGET_CODE {
+            continue;
+        }
+        let Some(x) = epoch(&raw.data, samples, &picks, onset, span, baseline) else {
+            continue;
+        };
+        let x = match &resampler {
+            Some(r) => x
+                .chunks_exact(span.1)
+                .flat_map(|row| r.apply(row))
+                .collect(),
+            None => x,
+        };
+        by_code.entry(code).or_default().push(x);
+    }
+    Ok((
+        SessionHalf {
+            path: path.to_path_buf(),
+            by_code,
+        },
+        names,
+        times,
+    ))
+}
+
+/// Preprocesses a subject's raw sessions as the data set's code does (see
+/// [`RawPreprocessing`]): per session and half, events, epochs, baseline and resampling; per
+/// session, MVNN from the covariances of both halves; then the sessions merged, each
+/// condition's repetitions in session and recording order. Returns (training, test).
+///
+/// Where the data set's code shuffles the repetitions (seed 20200220, scikit-learn's
+/// `shuffle`), they stay in recording order here: condition means and covariances do not
+/// change.
+pub fn preprocess_raw(
+    set: &ThingsEeg2,
+    subject: &str,
+    options: &RawPreprocessing,
+) -> Result<(PreprocessedEeg, PreprocessedEeg)> {
+    use crate::eeg_preprocess::{condition_covariance, inverse_sqrt, whiten};
+    let dir = set.raw.join(subject);
+    let mut sessions: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map_err(|e| DataError::io(&dir, e))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.is_dir()
+                && p.file_name()
+                    .and_then(|n| n.to_str())
+                    .is_some_and(|n| n.starts_with("ses-"))
+        })
+        .collect();
+    sessions.sort();
+    if sessions.is_empty() {
+        return Err(DataError::Missing {
+            path: dir.join("ses-01"),
+            what: "the subject's raw sessions (ses-XX/raw_eeg_*.npy)".into(),
+        });
+    }
+    let mut halves: [Vec<SessionHalf>; 2] = [Vec::new(), Vec::new()];
+    let mut layout: Option<(Vec<String>, Vec<f64>)> = None;
+    for session in &sessions {
+        let mut pair = Vec::with_capacity(2);
+        for split in [Split::Training, Split::Test] {
+            let path = session.join(format!("raw_eeg_{}.npy", split.stem()));
+            let (half, names, times) = epoch_raw(&path, options)?;
+            match &layout {
+                None => layout = Some((names, times)),
+                Some((n, t)) if *n != names || t.len() != times.len() => {
+                    return Err(DataError::invalid(
+                        &path,
+                        "ch_names",
+                        format!("the channels of the first session ({})", n.join(",")),
+                        names.join(","),
+                    ))
+                }
+                Some(_) => {}
+            }
+            pair.push(half);
+        }
+        let (names, times) = layout.as_ref().expect("set above");
+        let (c, t) = (names.len(), times.len());
+        if let Some(dim) = options.mvnn {
+            let mut sigma = vec![0.0; c * c];
+            for half in &pair {
+                let conditions: Vec<Vec<f64>> =
+                    half.by_code.values().map(|reps| reps.concat()).collect();
+                if conditions.is_empty() {
+                    return Err(DataError::invalid(
+                        &half.path,
+                        "raw_eeg_data",
+                        "image events on the stim channel",
+                        "none inside the recording",
+                    ));
+                }
+                let cov = condition_covariance(&conditions, c, t, dim);
+                sigma.iter_mut().zip(&cov).for_each(|(s, v)| *s += v / 2.0);
+            }
+            let w = inverse_sqrt(&sigma, c).ok_or_else(|| {
+                DataError::invalid(
+                    session,
+                    "raw_eeg_data",
+                    "a positive-definite noise covariance for MVNN",
+                    "a singular one (a flat or duplicated channel?)",
+                )
+            })?;
+            for half in pair.iter_mut() {
+                for reps in half.by_code.values_mut() {
+                    for x in reps.iter_mut() {
+                        whiten(x, c, t, &w);
+                    }
+                }
+            }
+        }
+        let test = pair.pop().expect("two halves");
+        let training = pair.pop().expect("two halves");
+        halves[0].push(training);
+        halves[1].push(test);
+    }
+    let (ch_names, times) = layout.expect("at least one session");
+    let merge = |parts: &[SessionHalf]| -> Result<PreprocessedEeg> {
+        let mut codes: Vec<i64> = parts
+            .iter()
+            .flat_map(|h| h.by_code.keys().copied())
+            .collect();
+        codes.sort_unstable();
+        codes.dedup();
+        let first = &parts[0].path;
+        if codes
+            .iter()
+            .enumerate()
+            .any(|(i, &code)| code != i as i64 + 1)
+        {
+            return Err(DataError::invalid(
+                first,
+                "stim",
+                "image condition codes 1 … N, each image once",
+                format!(
+                    "{} codes from {:?} to {:?}",
+                    codes.len(),
+                    codes.first(),
+                    codes.last()
+                ),
+            ));
+        }
+        let count = |code: i64| -> usize {
+            parts
+                .iter()
+                .map(|h| h.by_code.get(&code).map_or(0, Vec::len))
+                .sum()
+        };
+        let repetitions = count(1);
+        if let Some(&code) = codes.iter().find(|&&code| count(code) != repetitions) {
+            return Err(DataError::invalid(
+                first,
+                "stim",
+                format!("{repetitions} repetitions of every image condition, as condition 1"),
+                format!("{} of condition {code}", count(code)),
+            ));
+        }
+        let mut data = Vec::with_capacity(codes.len() * repetitions * ch_names.len() * times.len());
+        for code in &codes {
+            for half in parts {
+                for x in half.by_code.get(code).into_iter().flatten() {
+                    data.extend(x.iter().map(|&v| v as f32));
+                }
+            }
+        }
+        Ok(PreprocessedEeg {
+            data,
+            conditions: codes.len(),
+            repetitions,
+            ch_names: ch_names.clone(),
+            times: times.clone(),
+        })
+    };
+    Ok((merge(&halves[0])?, merge(&halves[1])?))
+}

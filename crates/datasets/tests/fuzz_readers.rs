@@ -167,6 +167,27 @@ fn things_eeg2_dicts() {
 }
 
 #[test]
+fn things_eeg2_raw_preprocessing() {
+    use brainrecon_datasets::things_eeg2::{preprocess_raw, RawPreprocessing, ThingsEeg2};
+    let seed_files = seeds("things_eeg2_raw", ".npy")
+        .into_iter()
+        .filter(|p| p.to_string_lossy().contains("raw_eeg_"))
+        .collect::<Vec<_>>();
+    fuzz("things_eeg2_raw", &seed_files, ".npy", |path| {
+        // The mutated recording as both halves of a one-session subject: sizes read from it
+        // (samples, sfreq, events) drive the epochs and the resampling.
+        let root = path.parent().unwrap().join("case-tree");
+        let session = root.join("eeg_dataset/raw_data/sub-01/ses-01");
+        std::fs::create_dir_all(&session).unwrap();
+        for half in ["training", "test"] {
+            std::fs::copy(path, session.join(format!("raw_eeg_{half}.npy"))).unwrap();
+        }
+        let set = text(ThingsEeg2::open(&root))?;
+        text(preprocess_raw(&set, "sub-01", &RawPreprocessing::default())).map(drop)
+    });
+}
+
+#[test]
 fn brainvision_headers() {
     use brainrecon_formats::brainvision;
     let seed_files = seeds("brainvision", ".vhdr");

@@ -46,9 +46,10 @@ use crate::scene::{Scene, BACKGROUNDS, COLOURS, POSITIONS, SHAPES, SIZES};
 use brainrecon_core::error::{DataError, Result};
 use brainrecon_core::fs::write_json_atomic;
 use brainrecon_core::progress::bar;
+use brainrecon_datasets::things_eeg2::write_preprocessed;
 use brainrecon_formats::image::write_png;
 use brainrecon_formats::npy::write_pickled;
-use brainrecon_formats::pickle::{NdArray, Value};
+use brainrecon_formats::pickle::Value;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -512,7 +513,6 @@ fn write_dataset(o: &EegOptions, root: &Path) -> Result<EegTruth> {
     let times: Vec<f64> = (0..TIMES)
         .map(|t| ((FIRST_TIME + t as f64 / SFREQ) * 100.0).round() / 100.0)
         .collect();
-    let ch_names = || strings(CHANNELS.iter().map(|(n, _)| n.to_string()));
     let bar = bar(
         (o.subjects * (training.len() + test.len())) as u64,
         "EEG epochs",
@@ -544,19 +544,14 @@ fn write_dataset(o: &EegOptions, root: &Path) -> Result<EegTruth> {
                 }
                 bar.inc(1);
             }
-            let shape = vec![list.len(), repetitions, CHANNELS.len(), TIMES];
-            let dict = Value::Dict(vec![
-                (
-                    Value::Str("preprocessed_eeg_data".into()),
-                    Value::Array(NdArray::from_f64(shape, &data)),
-                ),
-                (Value::Str("ch_names".into()), ch_names()),
-                (
-                    Value::Str("times".into()),
-                    Value::Array(NdArray::from_f64(vec![TIMES], &times)),
-                ),
-            ]);
-            write_pickled(&dir.join(format!("preprocessed_eeg_{stem}.npy")), dict)?;
+            let names: Vec<String> = CHANNELS.iter().map(|(c, _)| c.to_string()).collect();
+            write_preprocessed(
+                &dir.join(format!("preprocessed_eeg_{stem}.npy")),
+                &data,
+                [list.len(), repetitions, CHANNELS.len(), TIMES],
+                &names,
+                &times,
+            )?;
         }
         subjects.push(SubjectTruth {
             subject: name,

@@ -8,5 +8,6 @@
 pub mod decoder;
 pub mod embed;
 pub mod nice_train;
+pub mod preprocess;
 pub mod retrieval;
 pub mod ridge_decoder;
