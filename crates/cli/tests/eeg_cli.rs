@@ -291,3 +291,97 @@ fn eeg_preprocess_writes_the_shipped_layout_from_raw_recordings() {
     ]);
     assert!(err.contains("sub-07"), "{err}");
 }
+
+#[test]
+fn a_bids_eeg_experiment_is_prepared_embedded_fitted_and_scored() {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../datasets/tests/fixtures/ds003825");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("things-eeg1");
+    let report: serde_json::Value = serde_json::from_str(&ok(&[
+        "eeg",
+        "bids-prepare",
+        "--bids-root",
+        p(&fixture.join("ds003825")),
+        "--subject",
+        "02",
+        "--task",
+        "rsvp",
+        "--images",
+        p(&fixture.join("THINGS")),
+        "--out",
+        p(&out),
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(report["onsets"], "samples");
+    assert_eq!(report["training"], serde_json::json!([8, 1, 8, 100]));
+    assert_eq!(report["test"], serde_json::json!([3, 4, 8, 100]));
+    assert_eq!(report["images_linked"], 11);
+    // The prepared folder is read as THINGS-EEG2 is: embedded, fitted and scored.
+    let emb = dir.path().join("emb");
+    ok(&["eeg", "embed", "--data", p(&out), "--out", p(&emb)]);
+    let nice = dir.path().join("nice");
+    ok(&[
+        "eeg",
+        "fit",
+        "--data",
+        p(&out),
+        "--embeddings",
+        p(&emb),
+        "--subject",
+        "sub-02",
+        "--epochs",
+        "2",
+        "--batch",
+        "4",
+        "--out",
+        p(&nice),
+    ]);
+    let scores: serde_json::Value = serde_json::from_str(&ok(&[
+        "eeg",
+        "eval",
+        "--data",
+        p(&out),
+        "--decoder",
+        p(&nice),
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(scores["rows"][0]["scores"]["n"], 3);
+    // A subject without a recording, and an image missing from --images: exit 2.
+    let err = user_error(&[
+        "eeg",
+        "bids-prepare",
+        "--bids-root",
+        p(&fixture.join("ds003825")),
+        "--subject",
+        "05",
+        "--task",
+        "rsvp",
+        "--out",
+        p(&dir.path().join("x")),
+    ]);
+    assert!(err.contains("sub-05_task-rsvp_eeg.vhdr"), "{err}");
+    let images = dir.path().join("images");
+    copy_dir(&fixture.join("THINGS"), &images);
+    std::fs::remove_file(images.join("jam/jam_15s.jpg")).unwrap();
+    let err = user_error(&[
+        "eeg",
+        "bids-prepare",
+        "--bids-root",
+        p(&fixture.join("ds003825")),
+        "--subject",
+        "02",
+        "--task",
+        "rsvp",
+        "--images",
+        p(&images),
+        "--out",
+        p(&dir.path().join("y")),
+    ]);
+    assert!(
+        err.contains("jam_15s.jpg") && err.contains("events.tsv"),
+        "{err}"
+    );
+}

@@ -79,6 +79,92 @@ pub enum Pad {
     ReflectLimited,
 }
 
+/// Epochs of one recording as `mne.Epochs(..., baseline=(None, 0))` then `Epochs.resample`
+/// make them: [`epoch`] and [`FftResampler`] with [`Pad::Edge`] together.
+pub struct Epocher {
+    span: (i64, usize),
+    baseline: usize,
+    resampler: Option<FftResampler>,
+    /// Seconds of each output sample from the event.
+    pub times: Vec<f64>,
+}
+
+impl Epocher {
+    /// Epochs from `tmin` to `tmax` seconds of a recording at `from` Hz, resampled to `to` Hz
+    /// (`to` ≤ `from`, both positive, and the epoch at least one sample: the caller checks).
+    pub fn new(tmin: f64, tmax: f64, from: f64, to: f64) -> Self {
+        let span = epoch_span(tmin, tmax, from);
+        let resampler = (to != from).then(|| FftResampler::new(span.1, to, from, Pad::Edge));
+        let len = resampler.as_ref().map_or(span.1, |r| r.output_len());
+        Epocher {
+            span,
+            // The baseline (None, 0): every sample at or before 0 s.
+            baseline: (-span.0 + 1).clamp(0, span.1 as i64) as usize,
+            resampler,
+            times: (0..len)
+                .map(|k| span.0 as f64 / from + k as f64 / to)
+                .collect(),
+        }
+    }
+
+    /// Samples of an epoch before resampling.
+    pub fn span_len(&self) -> usize {
+        self.span.1
+    }
+
+    /// The epoch [channels.len(), times] of `data` [rows, samples] at `onset`; None when it
+    /// leaves the recording.
+    pub fn epoch(
+        &self,
+        data: &[f64],
+        samples: usize,
+        channels: &[usize],
+        onset: usize,
+    ) -> Option<Vec<f64>> {
+        let x = epoch(data, samples, channels, onset, self.span, self.baseline)?;
+        Some(match &self.resampler {
+            Some(r) => x
+                .chunks_exact(self.span.1)
+                .flat_map(|row| r.apply(row))
+                .collect(),
+            None => x,
+        })
+    }
+}
+
+/// MVNN of one session in place: Σ^(−1/2) of the covariances averaged over `halves` (each a
+/// map from condition to its epochs [channels × times]; empty halves left out), applied to
+/// every epoch. False when the covariance is not positive-definite (nothing is changed).
+pub fn mvnn_in_place<K>(
+    halves: &mut [&mut std::collections::BTreeMap<K, Vec<Vec<f64>>>],
+    channels: usize,
+    times: usize,
+    dim: MvnnDim,
+) -> bool {
+    let c = channels;
+    let used: Vec<usize> = (0..halves.len())
+        .filter(|&i| !halves[i].is_empty())
+        .collect();
+    let mut sigma = vec![0.0; c * c];
+    for &i in &used {
+        let conditions: Vec<Vec<f64>> = halves[i].values().map(|reps| reps.concat()).collect();
+        let cov = condition_covariance(&conditions, c, times, dim);
+        sigma
+            .iter_mut()
+            .zip(&cov)
+            .for_each(|(s, v)| *s += v / used.len() as f64);
+    }
+    let Some(w) = inverse_sqrt(&sigma, c) else {
+        return false;
+    };
+    for half in halves.iter_mut() {
+        for x in half.values_mut().flatten() {
+            whiten(x, c, times, &w);
+        }
+    }
+    true
+}
+
 /// MNE's FFT resampling of series of one length by one ratio (see the module documentation).
 pub struct FftResampler {
     pad: Pad,

@@ -17,6 +17,7 @@ use brainrecon_core::{error, limits};
 pub use brainrecon_core::{DataError, Result};
 
 pub mod bids;
+pub mod bids_eeg;
 pub mod cc2017;
 pub mod ds003720;
 pub mod ds005531;

@@ -598,7 +598,7 @@ fn epoch_raw(
     path: &Path,
     options: &RawPreprocessing,
 ) -> Result<(SessionHalf, Vec<String>, Vec<f64>)> {
-    use crate::eeg_preprocess::{epoch, epoch_span, find_events, FftResampler, Pad};
+    use crate::eeg_preprocess::{find_events, Epocher};
     let raw = read_raw(path)?;
     let samples = raw.samples;
     let stim = raw
@@ -636,8 +636,8 @@ fn epoch_raw(
             raw.sfreq.to_string(),
         ));
     }
-    let span = epoch_span(options.tmin, options.tmax, raw.sfreq);
-    if span.1 == 0 || span.1 > samples {
+    let epocher = Epocher::new(options.tmin, options.tmax, raw.sfreq, options.sfreq);
+    if epocher.span_len() == 0 || epocher.span_len() > samples {
         return Err(DataError::invalid(
             path,
             "raw_eeg_data",
@@ -648,31 +648,16 @@ fn epoch_raw(
             format!("{samples} samples"),
         ));
     }
-    // The baseline (None, 0): every sample at or before 0 s.
-    let baseline = (-span.0 + 1).clamp(0, span.1 as i64) as usize;
-    let resampler = (options.sfreq != raw.sfreq)
-        .then(|| FftResampler::new(span.1, options.sfreq, raw.sfreq, Pad::Edge));
-    let out_len = resampler.as_ref().map_or(span.1, |r| r.output_len());
-    let times: Vec<f64> = (0..out_len)
-        .map(|k| span.0 as f64 / raw.sfreq + k as f64 / options.sfreq)
-        .collect();
     let mut by_code: std::collections::BTreeMap<i64, Vec<Vec<f64>>> = Default::default();
     for (onset, code) in find_events(stim_row) {
         if code == TARGET_CODE {
             continue;
         }
-        let Some(x) = epoch(&raw.data, samples, &picks, onset, span, baseline) else {
-            continue;
-        };
-        let x = match &resampler {
-            Some(r) => x
-                .chunks_exact(span.1)
-                .flat_map(|row| r.apply(row))
-                .collect(),
-            None => x,
-        };
-        by_code.entry(code).or_default().push(x);
+        if let Some(x) = epocher.epoch(&raw.data, samples, &picks, onset) {
+            by_code.entry(code).or_default().push(x);
+        }
     }
+    let times = epocher.times;
     Ok((
         SessionHalf {
             path: path.to_path_buf(),
@@ -696,7 +681,7 @@ pub fn preprocess_raw(
     subject: &str,
     options: &RawPreprocessing,
 ) -> Result<(PreprocessedEeg, PreprocessedEeg)> {
-    use crate::eeg_preprocess::{condition_covariance, inverse_sqrt, whiten};
+    use crate::eeg_preprocess::mvnn_in_place;
     let dir = set.raw.join(subject);
     let mut sessions: Vec<PathBuf> = std::fs::read_dir(&dir)
         .map_err(|e| DataError::io(&dir, e))?
@@ -739,35 +724,24 @@ pub fn preprocess_raw(
         let (names, times) = layout.as_ref().expect("set above");
         let (c, t) = (names.len(), times.len());
         if let Some(dim) = options.mvnn {
-            let mut sigma = vec![0.0; c * c];
-            for half in &pair {
-                let conditions: Vec<Vec<f64>> =
-                    half.by_code.values().map(|reps| reps.concat()).collect();
-                if conditions.is_empty() {
-                    return Err(DataError::invalid(
-                        &half.path,
-                        "raw_eeg_data",
-                        "image events on the stim channel",
-                        "none inside the recording",
-                    ));
-                }
-                let cov = condition_covariance(&conditions, c, t, dim);
-                sigma.iter_mut().zip(&cov).for_each(|(s, v)| *s += v / 2.0);
+            if let Some(half) = pair.iter().find(|h| h.by_code.is_empty()) {
+                return Err(DataError::invalid(
+                    &half.path,
+                    "raw_eeg_data",
+                    "image events on the stim channel",
+                    "none inside the recording",
+                ));
             }
-            let w = inverse_sqrt(&sigma, c).ok_or_else(|| {
-                DataError::invalid(
+            let [training, test] = &mut pair[..] else {
+                unreachable!("two halves per session")
+            };
+            if !mvnn_in_place(&mut [&mut training.by_code, &mut test.by_code], c, t, dim) {
+                return Err(DataError::invalid(
                     session,
                     "raw_eeg_data",
                     "a positive-definite noise covariance for MVNN",
                     "a singular one (a flat or duplicated channel?)",
-                )
-            })?;
-            for half in pair.iter_mut() {
-                for reps in half.by_code.values_mut() {
-                    for x in reps.iter_mut() {
-                        whiten(x, c, t, &w);
-                    }
-                }
+                ));
             }
         }
         let test = pair.pop().expect("two halves");
@@ -833,4 +807,30 @@ pub fn preprocess_raw(
         })
     };
     Ok((merge(&halves[0])?, merge(&halves[1])?))
+}
+
+/// Writes `image_metadata.npy` as the data set ships it: `{train,test}_img_files`,
+/// `{train,test}_img_concepts` and `{train,test}_img_concepts_THINGS` (the same folders).
+pub fn write_image_metadata(path: &Path, metadata: &ImageMetadata) -> Result<()> {
+    let strings =
+        |items: Vec<String>| Value::List(items.into_iter().map(Value::Str).collect::<Vec<_>>());
+    let mut dict = Vec::new();
+    for split in [Split::Training, Split::Test] {
+        let prefix = split.metadata_prefix();
+        let entries = metadata.of(split);
+        let concepts = || entries.iter().map(|e| e.concept.clone()).collect();
+        dict.push((
+            Value::Str(format!("{prefix}_img_files")),
+            strings(entries.iter().map(|e| e.file.clone()).collect()),
+        ));
+        dict.push((
+            Value::Str(format!("{prefix}_img_concepts")),
+            strings(concepts()),
+        ));
+        dict.push((
+            Value::Str(format!("{prefix}_img_concepts_THINGS")),
+            strings(concepts()),
+        ));
+    }
+    brainrecon_formats::npy::write_pickled(path, Value::Dict(dict))
 }

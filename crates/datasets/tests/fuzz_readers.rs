@@ -188,6 +188,16 @@ fn things_eeg2_raw_preprocessing() {
 }
 
 #[test]
+fn bids_eeg_events() {
+    use brainrecon_datasets::bids_eeg::image_events;
+    let seed_files = seeds("ds003825", "_events.tsv");
+    fuzz("bids_eeg_events", &seed_files, ".tsv", |path| {
+        let events = text(brainrecon_formats::events::Events::read(path))?;
+        text(image_events(&events, 1000.0, 6_000)).map(drop)
+    });
+}
+
+#[test]
 fn brainvision_headers() {
     use brainrecon_formats::brainvision;
     let seed_files = seeds("brainvision", ".vhdr");

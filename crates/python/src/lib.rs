@@ -7,6 +7,7 @@
 mod align;
 mod banded;
 mod data;
+mod eeg;
 mod errors;
 mod glm;
 mod group;
@@ -27,5 +28,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     routes::register(m)?;
     align::register(m)?;
     group::register(m)?;
+    eeg::register(m)?;
     Ok(())
 }

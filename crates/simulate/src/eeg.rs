@@ -46,10 +46,10 @@ use crate::scene::{Scene, BACKGROUNDS, COLOURS, POSITIONS, SHAPES, SIZES};
 use brainrecon_core::error::{DataError, Result};
 use brainrecon_core::fs::write_json_atomic;
 use brainrecon_core::progress::bar;
-use brainrecon_datasets::things_eeg2::write_preprocessed;
+use brainrecon_datasets::things_eeg2::{
+    write_image_metadata, write_preprocessed, ImageEntry, ImageMetadata,
+};
 use brainrecon_formats::image::write_png;
-use brainrecon_formats::npy::write_pickled;
-use brainrecon_formats::pickle::Value;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -433,10 +433,6 @@ fn epoch(
     x
 }
 
-fn strings(items: impl IntoIterator<Item = String>) -> Value {
-    Value::List(items.into_iter().map(Value::Str).collect())
-}
-
 /// Writes the data set (see the module documentation).
 pub fn simulate_eeg(o: &EegOptions) -> Result<SimulatedEeg> {
     check(o)?;
@@ -487,26 +483,21 @@ fn write_dataset(o: &EegOptions, root: &Path) -> Result<EegTruth> {
             write_png(&dir.join(&image.file), &image.scene.render(o.image_size))?;
         }
     }
-    let metadata = |prefix: &str, list: &[ImageTruth]| {
-        let concepts = || list.iter().map(|i| i.concept.clone());
-        vec![
-            (
-                Value::Str(format!("{prefix}_img_files")),
-                strings(list.iter().map(|i| i.file.clone())),
-            ),
-            (
-                Value::Str(format!("{prefix}_img_concepts")),
-                strings(concepts()),
-            ),
-            (
-                Value::Str(format!("{prefix}_img_concepts_THINGS")),
-                strings(concepts()),
-            ),
-        ]
+    let entries = |list: &[ImageTruth]| -> Vec<ImageEntry> {
+        list.iter()
+            .map(|i| ImageEntry {
+                concept: i.concept.clone(),
+                file: i.file.clone(),
+            })
+            .collect()
     };
-    let mut meta = metadata("train", &training);
-    meta.extend(metadata("test", &test));
-    write_pickled(&image_set.join("image_metadata.npy"), Value::Dict(meta))?;
+    write_image_metadata(
+        &image_set.join("image_metadata.npy"),
+        &ImageMetadata {
+            training: entries(&training),
+            test: entries(&test),
+        },
+    )?;
 
     let shared = shared_topographies(&mut rng);
     let mixing = neighbour_mixing();

@@ -8,7 +8,9 @@ use brainrecon_routes::eeg::decoder::{
     embed_images, evaluate, fit, EegEvalRequest, EegFitRequest, EegMethod, EmbedRequest, Training,
 };
 use brainrecon_routes::eeg::nice_train::NiceTrainOptions;
-use brainrecon_routes::eeg::preprocess::{preprocess, PreprocessRequest};
+use brainrecon_routes::eeg::preprocess::{
+    prepare_bids, preprocess, BidsEegRequest, PreprocessRequest,
+};
 use brainrecon_routes::eeg::ridge_decoder::RidgeDecoderOptions;
 use std::path::PathBuf;
 
@@ -21,6 +23,7 @@ use std::path::PathBuf;
 #[derive(clap::Subcommand)]
 pub enum EegCommand {
     Preprocess(PreprocessArgs),
+    BidsPrepare(BidsPrepareArgs),
     Embed(EmbedArgs),
     Fit(FitArgs),
     Eval(EvalArgs),
@@ -67,6 +70,50 @@ pub struct PreprocessArgs {
     channels: String,
     /// time, epochs or none
     #[arg(long, default_value = "time", value_parser = ["time", "epochs", "none"])]
+    mvnn: String,
+    #[command(flatten)]
+    json: JsonArg,
+}
+
+/// Make an image experiment in BIDS EEG into THINGS-EEG2's layout
+///
+/// Reads sub-XX/eeg/sub-XX_task-TASK_eeg.vhdr (BrainVision) and its _events.tsv: each row's
+/// image from `stim_file` (or ds003825's `stim`, Windows separators allowed), test rows where
+/// `isteststim` is 1 or `trial_type` is `test`; onsets in seconds, or in samples where they can
+/// only be samples (THINGS-EEG1, ds003825, writes samples). Epochs, baseline, resampling and
+/// MVNN as `eeg preprocess` (default here: every channel, MVNN per repetition, since training
+/// images are often shown once); images sorted by path. Writes OUT's preprocessed files and
+/// image_set/image_metadata.npy, and with --images links every image named into
+/// OUT/image_set, so `eeg embed`, `eeg fit` and `eeg eval` read OUT.
+#[derive(clap::Args)]
+#[command(
+    after_help = "Example:\n  brainrecon eeg bids-prepare --bids-root ds003825 --subject 02 --task rsvp --images THINGS/object_images --out things-eeg1-sub-02"
+)]
+#[command(mut_arg("json", |a| a.help("Print the report as JSON")))]
+pub struct BidsPrepareArgs {
+    /// The BIDS root
+    #[arg(long)]
+    bids_root: PathBuf,
+    /// The subject (01 or sub-01)
+    #[arg(long)]
+    subject: String,
+    /// The task
+    #[arg(long)]
+    task: String,
+    /// The folder holding the images the events name
+    #[arg(long)]
+    images: Option<PathBuf>,
+    /// Where to write the data set
+    #[arg(long)]
+    out: PathBuf,
+    /// Sampling rate of the epochs in Hz
+    #[arg(long, default_value_t = 100.0)]
+    sfreq: f64,
+    /// occipital-parietal or all
+    #[arg(long, default_value = "all", value_parser = ["occipital-parietal", "all"])]
+    channels: String,
+    /// time, epochs or none
+    #[arg(long, default_value = "epochs", value_parser = ["time", "epochs", "none"])]
     mvnn: String,
     #[command(flatten)]
     json: JsonArg,
@@ -195,6 +242,23 @@ pub struct EvalArgs {
     json: JsonArg,
 }
 
+/// `--channels` (clap has checked the name).
+fn channel_selection(name: &str) -> ChannelSelection {
+    match name {
+        "all" => ChannelSelection::All,
+        _ => ChannelSelection::OccipitalParietal,
+    }
+}
+
+/// `--mvnn` (clap has checked the name).
+fn mvnn_dim(name: &str) -> Option<MvnnDim> {
+    match name {
+        "time" => Some(MvnnDim::Time),
+        "epochs" => Some(MvnnDim::Epochs),
+        _ => None,
+    }
+}
+
 /// `START:END` samples.
 fn parse_window(text: &str) -> anyhow::Result<std::ops::Range<usize>> {
     let bad = || {
@@ -221,15 +285,8 @@ pub fn run(command: EegCommand) -> anyhow::Result<()> {
                 sfreq: a.sfreq,
                 tmin: a.tmin,
                 tmax: a.tmax,
-                channels: match a.channels.as_str() {
-                    "all" => ChannelSelection::All,
-                    _ => ChannelSelection::OccipitalParietal,
-                },
-                mvnn: match a.mvnn.as_str() {
-                    "time" => Some(MvnnDim::Time),
-                    "epochs" => Some(MvnnDim::Epochs),
-                    _ => None,
-                },
+                channels: channel_selection(&a.channels),
+                mvnn: mvnn_dim(&a.mvnn),
             };
             let report = preprocess(
                 &PreprocessRequest {
@@ -244,6 +301,25 @@ pub fn run(command: EegCommand) -> anyhow::Result<()> {
                     }
                 },
             )?;
+            if a.json.json {
+                return super::print_json(&report);
+            }
+            outln!("{}", report.text())
+        }
+        EegCommand::BidsPrepare(a) => {
+            let report = prepare_bids(&BidsEegRequest {
+                bids_root: a.bids_root,
+                subject: a.subject,
+                task: a.task,
+                images: a.images,
+                out: a.out,
+                options: RawPreprocessing {
+                    sfreq: a.sfreq,
+                    channels: channel_selection(&a.channels),
+                    mvnn: mvnn_dim(&a.mvnn),
+                    ..RawPreprocessing::default()
+                },
+            })?;
             if a.json.json {
                 return super::print_json(&report);
             }

@@ -1,10 +1,11 @@
 """brainrecon in Python: ridge regression with scikit-learn's API, GLMsingle's single-trial GLM
 with GLMsingle's API (brainrecon.glm.GLM_single), prepared subjects as memory-mapped numpy
 arrays, reconstruction metrics, the routes (prepare_subject, compute_features, fit_decoders,
-reconstruct, encode_runs) and live sessions (brainrecon.realtime.Session)."""
+reconstruct, encode_runs), live sessions (brainrecon.realtime.Session) and the EEG route
+(brainrecon.eeg)."""
 
 from . import _native
-from . import align, glm, group, metrics, nsd, realtime, routes
+from . import align, eeg, glm, group, metrics, nsd, realtime, routes
 from ._banded import BandedRidgeCV, KernelRidgeCV, MultipleKernelRidgeCV
 from ._ridge import RidgeCV, load_model, merge_models
 from .data import Subject, load_subject
@@ -20,5 +21,5 @@ def set_num_threads(threads):
 
 
 __all__ = ["RidgeCV", "KernelRidgeCV", "MultipleKernelRidgeCV", "BandedRidgeCV", "load_model", "merge_models", "load_subject", "Subject", "glm", "metrics", "nsd", "set_num_threads",
-           "realtime", "routes", "align", "group", "prepare_subject", "compute_features", "fit_decoders",
+           "realtime", "routes", "align", "group", "eeg", "prepare_subject", "compute_features", "fit_decoders",
            "caption", "reconstruct", "Reconstruction", "encode_runs"]

@@ -4,7 +4,8 @@
 //!
 //! Writes OUT/eeg_dataset/preprocessed_data/sub-XX/preprocessed_eeg_{training,test}.npy (each
 //! subject's folder replaced whole, never half-written) and links OUT/image_set to the data
-//! set's image folder.
+//! set's image folder. [`prepare_bids`] does the same for an image experiment in BIDS EEG,
+//! writing OUT/image_set/image_metadata.npy and linking each image it names.
 
 use std::path::{Path, PathBuf};
 
@@ -152,10 +153,13 @@ pub fn preprocess(
     })
 }
 
-/// OUT/image_set → the data set's image folder (kept when it already points there).
+/// `link` → `images` (kept when it already points there; its folder made).
 fn link_images(images: &Path, link: &Path) -> Result<()> {
     if std::fs::read_link(link).is_ok_and(|target| target == images) {
         return Ok(());
+    }
+    if let Some(parent) = link.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| DataError::io(parent, e))?;
     }
     if link.exists() {
         return Err(DataError::invalid(
@@ -171,4 +175,160 @@ fn link_images(images: &Path, link: &Path) -> Result<()> {
     #[cfg(not(unix))]
     let _ = images;
     Ok(())
+}
+
+/// `brainrecon eeg bids-prepare`: an image experiment in BIDS EEG (a lab's own, or
+/// THINGS-EEG1 as ds003825 ships it) made into THINGS-EEG2's layout.
+#[derive(Clone, Debug)]
+pub struct BidsEegRequest {
+    pub bids_root: PathBuf,
+    /// `01` or `sub-01`.
+    pub subject: String,
+    pub task: String,
+    /// The folder holding the images the events name (by their path, or as
+    /// `<concept>/<file>`); linked into OUT/image_set. None: only the metadata is written.
+    pub images: Option<PathBuf>,
+    pub out: PathBuf,
+    pub options: RawPreprocessing,
+}
+
+/// What `bids-prepare` wrote.
+#[derive(Clone, Debug, Serialize)]
+pub struct BidsEegReport {
+    pub out: PathBuf,
+    pub subject: String,
+    pub training: [usize; 4],
+    pub test: [usize; 4],
+    pub ch_names: Vec<String>,
+    /// How the events' onsets were read.
+    pub onsets: brainrecon_datasets::bids_eeg::OnsetUnit,
+    /// Epochs dropped for leaving the recording.
+    pub dropped: usize,
+    /// Images linked into OUT/image_set (0 without --images).
+    pub images_linked: usize,
+}
+
+impl BidsEegReport {
+    pub fn text(&self) -> String {
+        format!(
+            "{}: {} training images × {} repetitions, {} test images × {}; {} channels × {} \
+             samples (onsets read as {:?}, {} epochs dropped, {} images linked): {}",
+            self.subject,
+            self.training[0],
+            self.training[1],
+            self.test[0],
+            self.test[1],
+            self.training[2],
+            self.training[3],
+            self.onsets,
+            self.dropped,
+            self.images_linked,
+            self.out.display()
+        )
+    }
+}
+
+/// An image path of the events (`stimuli/carousel/carousel_11s.jpg`) as a THINGS-EEG2 entry.
+fn image_entry(path: &str) -> brainrecon_datasets::things_eeg2::ImageEntry {
+    let mut parts = path.rsplit('/');
+    let file = parts.next().unwrap_or(path).to_string();
+    let concept = parts.next().unwrap_or("images").to_string();
+    brainrecon_datasets::things_eeg2::ImageEntry { concept, file }
+}
+
+/// Prepares the run (see [`BidsEegRequest`]).
+pub fn prepare_bids(request: &BidsEegRequest) -> Result<BidsEegReport> {
+    use brainrecon_datasets::bids_eeg::{find_run, prepare_run};
+    use brainrecon_datasets::things_eeg2::{write_image_metadata, ImageMetadata};
+    let run = find_run(&request.bids_root, &request.subject, &request.task)?;
+    let prepared = prepare_run(&run, &request.options)?;
+    let subject = format!(
+        "sub-{}",
+        request
+            .subject
+            .strip_prefix("sub-")
+            .unwrap_or(&request.subject)
+    );
+    let metadata = ImageMetadata {
+        training: prepared
+            .training_images
+            .iter()
+            .map(|p| image_entry(p))
+            .collect(),
+        test: prepared
+            .test_images
+            .iter()
+            .map(|p| image_entry(p))
+            .collect(),
+    };
+    let unsafe_name = |s: &str| s.is_empty() || s == "." || s == "..";
+    if let Some(bad) = metadata
+        .training
+        .iter()
+        .chain(&metadata.test)
+        .find(|e| unsafe_name(&e.concept) || unsafe_name(&e.file))
+    {
+        return Err(DataError::invalid(
+            &run.events,
+            "stim",
+            "image paths ending in <folder>/<file>",
+            format!("{}/{}", bad.concept, bad.file),
+        )
+        .into());
+    }
+    let pre = request
+        .out
+        .join("eeg_dataset")
+        .join("preprocessed_data")
+        .join(&subject);
+    std::fs::create_dir_all(pre.parent().expect("a parent"))
+        .map_err(|e| DataError::io(&request.out, e))?;
+    write_folder_atomic(&pre, |dir| -> Result<()> {
+        write(
+            &dir.join("preprocessed_eeg_training.npy"),
+            &prepared.training,
+        )?;
+        write(&dir.join("preprocessed_eeg_test.npy"), &prepared.test)
+    })?;
+    let image_set = request.out.join("image_set");
+    std::fs::create_dir_all(&image_set).map_err(|e| DataError::io(&image_set, e))?;
+    write_image_metadata(&image_set.join("image_metadata.npy"), &metadata)?;
+    let mut linked = 0;
+    if let Some(images) = &request.images {
+        let images = std::path::absolute(images).unwrap_or(images.clone());
+        for (folder, paths) in [
+            ("training_images", &prepared.training_images),
+            ("test_images", &prepared.test_images),
+        ] {
+            for path in paths {
+                let entry = image_entry(path);
+                let source = [
+                    images.join(path),
+                    images.join(&entry.concept).join(&entry.file),
+                ]
+                .into_iter()
+                .find(|p| p.is_file())
+                .ok_or_else(|| DataError::Missing {
+                    path: images.join(&entry.concept).join(&entry.file),
+                    what: format!("image {path} named in {}", run.events.display()),
+                })?;
+                let link = image_set
+                    .join(folder)
+                    .join(&entry.concept)
+                    .join(&entry.file);
+                link_images(&source, &link)?;
+                linked += 1;
+            }
+        }
+    }
+    Ok(BidsEegReport {
+        out: request.out.clone(),
+        subject,
+        training: shape(&prepared.training),
+        test: shape(&prepared.test),
+        ch_names: prepared.training.ch_names.clone(),
+        onsets: prepared.onsets,
+        dropped: prepared.dropped,
+        images_linked: linked,
+    })
 }
