@@ -121,6 +121,58 @@ fn eeg_commands_fit_score_and_refuse_bad_input() {
         assert_eq!(r["scores"]["ways"][1]["top1"], r["scores"]["top1"]);
     }
 
+    // The NICE decoder reading a rehearsal recording live (the stim channel's steps are the
+    // trials), at full speed and without a page.
+    let test = brainrecon_datasets::things_eeg2::ThingsEeg2::open(&data)
+        .unwrap()
+        .read_preprocessed("sub-01", brainrecon_datasets::things_eeg2::Split::Test)
+        .unwrap();
+    let recording = d.join("rehearsal.csv");
+    brainrecon_routes::eeg::live::write_rehearsal(&test, 1, &recording).unwrap();
+    let live: serde_json::Value = serde_json::from_str(&ok(&[
+        "eeg",
+        "live",
+        "--source",
+        p(&recording),
+        "--rate",
+        "100",
+        "--decoder",
+        p(&nice),
+        "--data",
+        p(&data),
+        "--no-baseline",
+        "--fast",
+        "--no-serve",
+        "--out",
+        p(&d.join("live")),
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(live["trials"].as_array().unwrap().len(), 32);
+    assert!(d.join("live/session.json").is_file());
+    let err = user_error(&[
+        "eeg",
+        "live",
+        "--source",
+        p(&recording),
+        "--rate",
+        "100",
+        "--stim",
+        "Status",
+        "--decoder",
+        p(&nice),
+        "--data",
+        p(&data),
+        "--fast",
+        "--no-serve",
+        "--out",
+        p(&d.join("live2")),
+    ]);
+    assert!(
+        err.contains("Status") && err.contains("rehearsal.csv"),
+        "{err}"
+    );
+
     // Bad input: exit 2, naming what is wrong.
     let err = user_error(&[
         "eeg",

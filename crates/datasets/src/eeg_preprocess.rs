@@ -107,6 +107,12 @@ impl Epocher {
         }
     }
 
+    /// The same epochs without the baseline subtracted (data already baseline-corrected).
+    pub fn without_baseline(mut self) -> Self {
+        self.baseline = 0;
+        self
+    }
+
     /// Samples of an epoch before resampling.
     pub fn span_len(&self) -> usize {
         self.span.1

@@ -8,6 +8,7 @@ use brainrecon_datasets::eeg_preprocess::MvnnDim;
 use brainrecon_datasets::things_eeg2::{ChannelSelection, RawPreprocessing};
 use brainrecon_formats::events::Events;
 use brainrecon_formats::npy::read_f32;
+use brainrecon_testkit::{max_abs, max_abs_diff};
 use std::path::{Path, PathBuf};
 
 fn fixture() -> PathBuf {
@@ -67,13 +68,7 @@ fn ds003825_epochs_as_mne_makes_them() {
             ],
             want.shape
         );
-        let scale = want.data.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let worst = ours
-            .data
-            .iter()
-            .zip(&want.data)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
+        let (scale, worst) = (max_abs(&want.data), max_abs_diff(&ours.data, &want.data));
         eprintln!("{name}: largest difference {worst:.3e} of values up to {scale:.3e}");
         assert!(worst <= 2e-6 * scale, "{name}: {worst} against {scale}");
     }

@@ -8,6 +8,7 @@ use brainrecon_datasets::things_eeg2::{
     preprocess_raw, ChannelSelection, PreprocessedEeg, RawPreprocessing, ThingsEeg2,
 };
 use brainrecon_formats::npy::read_f32;
+use brainrecon_testkit::{max_abs, max_abs_diff};
 use std::path::{Path, PathBuf};
 
 fn fixture() -> PathBuf {
@@ -49,13 +50,7 @@ fn compare(ours: &PreprocessedEeg, name: &str, half: &str) {
         want.shape,
         "{name} {half}"
     );
-    let scale = want.data.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let worst = ours
-        .data
-        .iter()
-        .zip(&want.data)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0f32, f32::max);
+    let (scale, worst) = (max_abs(&want.data), max_abs_diff(&ours.data, &want.data));
     eprintln!("{name} {half}: largest difference {worst:.3e} of values up to {scale:.3e}");
     assert!(
         worst <= 2e-6 * scale,

@@ -7,11 +7,13 @@ use brainrecon_datasets::things_eeg2::{ChannelSelection, RawPreprocessing};
 use brainrecon_routes::eeg::decoder::{
     embed_images, evaluate, fit, EegEvalRequest, EegFitRequest, EegMethod, EmbedRequest, Training,
 };
+use brainrecon_routes::eeg::live::{run_live, LiveEegRequest};
 use brainrecon_routes::eeg::nice_train::NiceTrainOptions;
 use brainrecon_routes::eeg::preprocess::{
     prepare_bids, preprocess, BidsEegRequest, PreprocessRequest,
 };
 use brainrecon_routes::eeg::ridge_decoder::RidgeDecoderOptions;
+use brainrecon_stream::{Format, OpenOptions, Pace, RawFormat};
 use std::path::PathBuf;
 
 /// Decode seen images from EEG: image embeddings, decoders, zero-shot retrieval
@@ -27,6 +29,7 @@ pub enum EegCommand {
     Embed(EmbedArgs),
     Fit(FitArgs),
     Eval(EvalArgs),
+    Live(LiveArgs),
 }
 
 /// Preprocess THINGS-EEG2's raw recordings as the data set's code does
@@ -259,6 +262,81 @@ fn mvnn_dim(name: &str) -> Option<MvnnDim> {
     }
 }
 
+/// Decode a recording trial by trial as it arrives, with a live page
+///
+/// Reads --source (EDF/BDF, CSV, NWB, NumPy or raw, as `stream` reads files) at its own pace
+/// (or --fast). Each upward step of the --stim channel is an image's onset; once the recording
+/// reaches the end of that trial's epoch (the decoder's channels, first time and length), the
+/// epoch is cut (baseline-corrected unless --no-baseline, resampled to the decoder's rate),
+/// decoded, and the test images of --data ranked. The page (http://127.0.0.1:8080/ unless
+/// --no-serve) shows the seen image, when the code names a test image (code i: test image i),
+/// beside the four ranked highest. Writes OUT/session.json: every trial, single-trial top-1 and
+/// top-5, and the latency from the chunk completing an epoch to its image.
+#[derive(clap::Args)]
+#[command(
+    after_help = "Example:\n  brainrecon eeg live --source session.edf --stim Status --decoder nice-sub-01 --data THINGS-EEG2 --out live-session\n  \
+    brainrecon eeg live --source rehearsal.csv --rate 100 --decoder nice-sub-01 --data sim-eeg --no-baseline --fast --no-serve --out live"
+)]
+#[command(mut_arg("json", |a| a.help("Print the session's record as JSON")))]
+pub struct LiveArgs {
+    /// The recording
+    #[arg(long)]
+    source: PathBuf,
+    /// Sample rate in Hz (CSV, NumPy and raw files)
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Channel count (raw files)
+    #[arg(long)]
+    channels: Option<usize>,
+    /// i16, f32, npy, csv, edf or nwb (default: from the extension)
+    #[arg(long)]
+    format: Option<String>,
+    /// The stim channel's label
+    #[arg(long, default_value = "stim")]
+    stim: String,
+    /// The decoder folder (`eeg fit`)
+    #[arg(long)]
+    decoder: PathBuf,
+    /// The THINGS-EEG2 folder holding the test images
+    #[arg(long)]
+    data: PathBuf,
+    /// Leave the epochs as they are (recordings made of baseline-corrected epochs)
+    #[arg(long)]
+    no_baseline: bool,
+    /// Read as fast as possible instead of at the recording's pace
+    #[arg(long)]
+    fast: bool,
+    /// Serve the page on ADDRESS
+    #[arg(long, value_name = "ADDRESS", conflicts_with = "no_serve")]
+    serve: Option<String>,
+    /// No page
+    #[arg(long)]
+    no_serve: bool,
+    /// Where to write session.json
+    #[arg(long)]
+    out: PathBuf,
+    #[command(flatten)]
+    json: JsonArg,
+}
+
+/// `--format` for `eeg live`.
+fn stream_format(name: Option<&str>) -> anyhow::Result<Option<Format>> {
+    Ok(match name {
+        None => None,
+        Some("i16") => Some(Format::Raw(RawFormat::I16)),
+        Some("f32") => Some(Format::Raw(RawFormat::F32)),
+        Some("npy") => Some(Format::Npy),
+        Some("csv") => Some(Format::Csv),
+        Some("edf") => Some(Format::Edf),
+        Some("nwb") => Some(Format::Nwb),
+        Some(other) => {
+            return Err(super::usage(format!(
+                "--format: expected i16, f32, npy, csv, edf or nwb, found '{other}'"
+            )))
+        }
+    })
+}
+
 /// `START:END` samples.
 fn parse_window(text: &str) -> anyhow::Result<std::ops::Range<usize>> {
     let bad = || {
@@ -374,6 +452,37 @@ pub fn run(command: EegCommand) -> anyhow::Result<()> {
                 },
                 |_, _| {},
             )?;
+            if a.json.json {
+                return super::print_json(&report);
+            }
+            outln!("{}", report.text())
+        }
+        EegCommand::Live(a) => {
+            let request = LiveEegRequest {
+                source: a.source,
+                open: OpenOptions {
+                    format: stream_format(a.format.as_deref())?,
+                    rate: a.rate,
+                    channels: a.channels,
+                    ..OpenOptions::default()
+                },
+                stim: a.stim,
+                decoder: a.decoder,
+                data: a.data,
+                baseline: !a.no_baseline,
+                pace: if a.fast { Pace::Fast } else { Pace::RealTime },
+                serve: !a.no_serve,
+                serve_address: a.serve,
+                out: a.out,
+            };
+            let report = run_live(&request, &|line| eprintln!("{line}"), |trial| {
+                if progress {
+                    eprintln!(
+                        "trial at {:.2} s (code {}): ranked {:?}, {:.2} ms",
+                        trial.onset_s, trial.code, trial.ranked, trial.latency_ms
+                    );
+                }
+            })?;
             if a.json.json {
                 return super::print_json(&report);
             }

@@ -263,6 +263,12 @@ pub struct DecoderMeta {
     pub data: PathBuf,
     pub ch_names: Vec<String>,
     pub times: usize,
+    /// Seconds of the epoch's first sample from the image's onset.
+    #[serde(default)]
+    pub tmin: f64,
+    /// The epochs' sampling rate in Hz (0 when the times were not evenly spaced).
+    #[serde(default)]
+    pub sfreq: f64,
     /// Samples of the epoch used (ridge).
     pub window: (usize, usize),
     pub embeddings: EmbeddingsMeta,
@@ -354,6 +360,23 @@ fn concept_groups(metadata: &ImageMetadata) -> Vec<i64> {
         .iter()
         .map(|e| names.binary_search(&e.concept.as_str()).unwrap_or(0) as i64)
         .collect()
+}
+
+/// The rate of evenly spaced `times` (s), from the first and last; 0 when there are fewer than
+/// two or they are not evenly spaced.
+fn sampling_rate(times: &[f64]) -> f64 {
+    let n = times.len();
+    if n < 2 {
+        return 0.0;
+    }
+    let step = (times[n - 1] - times[0]) / (n - 1) as f64;
+    let even = times
+        .windows(2)
+        .all(|w| ((w[1] - w[0]) - step).abs() <= 1e-6 * step.abs().max(1e-12));
+    match even && step > 0.0 {
+        true => (1.0 / step * 1e6).round() / 1e6,
+        false => 0.0,
+    }
 }
 
 /// Fits a decoder into `request.out` (see the module documentation).
@@ -471,6 +494,8 @@ pub fn fit(
         data: request.data.clone(),
         ch_names: train.ch_names.clone(),
         times: train.times.len(),
+        tmin: train.times.first().copied().unwrap_or(0.0),
+        sfreq: sampling_rate(&train.times),
         window: (window.start, window.end),
         embeddings: embeddings.meta,
         training_trials: train.conditions * train.repetitions,

@@ -7,6 +7,7 @@
 
 pub mod decoder;
 pub mod embed;
+pub mod live;
 pub mod nice_train;
 pub mod preprocess;
 pub mod retrieval;
