@@ -21,7 +21,7 @@ use brainrecon_formats::brainvision::{self, BrainVision};
 use brainrecon_formats::events::Events;
 
 use crate::eeg_preprocess::{mvnn_in_place, Epocher};
-use crate::things_eeg2::{ChannelSelection, PreprocessedEeg, RawPreprocessing};
+use crate::things_eeg2::{PreprocessedEeg, RawPreprocessing};
 use crate::{DataError, Result};
 
 /// One run's files.
@@ -184,13 +184,7 @@ pub fn prepare_run(run: &EegRun, options: &RawPreprocessing) -> Result<PreparedE
     let events = Events::read(&run.events)?;
     let (shown, onsets) = image_events(&events, raw.sfreq, raw.samples)?;
     let picks: Vec<usize> = (0..raw.channels.len())
-        .filter(|&c| match options.channels {
-            ChannelSelection::All => true,
-            ChannelSelection::OccipitalParietal => {
-                let name = &raw.channels[c].name;
-                name.starts_with('O') || name.starts_with('P')
-            }
-        })
+        .filter(|&c| options.channels.keeps(&raw.channels[c].name))
         .collect();
     if picks.is_empty() {
         return Err(DataError::invalid(

@@ -60,6 +60,19 @@ impl Split {
     }
 }
 
+/// The `sub-*` folders in `dir`, sorted.
+fn subject_folders(dir: &Path) -> Result<Vec<String>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| DataError::io(dir, e))?;
+    let mut subjects: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_dir())
+        .filter_map(|e| e.file_name().to_str().map(str::to_string))
+        .filter(|name| name.starts_with("sub-"))
+        .collect();
+    subjects.sort();
+    Ok(subjects)
+}
+
 /// A preprocessed file: epochs per image condition and repetition.
 #[derive(Clone, Debug)]
 pub struct PreprocessedEeg {
@@ -75,6 +88,23 @@ pub struct PreprocessedEeg {
 impl PreprocessedEeg {
     pub fn channels(&self) -> usize {
         self.ch_names.len()
+    }
+
+    /// The rate of the evenly spaced `times` in Hz (rounded to 1e-6), from the first and the
+    /// last; 0 when there are fewer than two or they are not evenly spaced.
+    pub fn sampling_rate(&self) -> f64 {
+        let (times, n) = (&self.times, self.times.len());
+        if n < 2 {
+            return 0.0;
+        }
+        let step = (times[n - 1] - times[0]) / (n - 1) as f64;
+        let even = times
+            .windows(2)
+            .all(|w| ((w[1] - w[0]) - step).abs() <= 1e-6 * step.abs().max(1e-12));
+        match even && step > 0.0 {
+            true => (1.0 / step * 1e6).round() / 1e6,
+            false => 0.0,
+        }
     }
 
     /// One epoch, [channels × times].
@@ -221,16 +251,12 @@ impl ThingsEeg2 {
 
     /// The `sub-XX` folders of preprocessed data, sorted.
     pub fn subjects(&self) -> Result<Vec<String>> {
-        let entries = std::fs::read_dir(&self.preprocessed)
-            .map_err(|e| DataError::io(&self.preprocessed, e))?;
-        let mut subjects: Vec<String> = entries
-            .filter_map(|e| e.ok())
-            .filter(|e| e.path().is_dir())
-            .filter_map(|e| e.file_name().to_str().map(str::to_string))
-            .filter(|name| name.starts_with("sub-"))
-            .collect();
-        subjects.sort();
-        Ok(subjects)
+        subject_folders(&self.preprocessed)
+    }
+
+    /// The `sub-XX` folders of raw data, sorted.
+    pub fn raw_subjects(&self) -> Result<Vec<String>> {
+        subject_folders(&self.raw)
     }
 
     /// The preprocessed file of a subject (`sub-01`) and half.
@@ -558,6 +584,16 @@ pub enum ChannelSelection {
     All,
 }
 
+impl ChannelSelection {
+    /// Whether the channel `name` is kept.
+    pub fn keeps(self, name: &str) -> bool {
+        match self {
+            ChannelSelection::All => true,
+            ChannelSelection::OccipitalParietal => name.starts_with('O') || name.starts_with('P'),
+        }
+    }
+}
+
 /// How raw recordings become preprocessed epochs (defaults: the data set's own settings).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RawPreprocessing {
@@ -608,12 +644,7 @@ fn epoch_raw(
         .ok_or_else(|| DataError::invalid(path, "ch_types", "a 'stim' channel", "none"))?;
     let picks: Vec<usize> = (0..raw.ch_names.len())
         .filter(|&c| c != stim && raw.ch_types[c] == "eeg")
-        .filter(|&c| match options.channels {
-            ChannelSelection::All => true,
-            ChannelSelection::OccipitalParietal => {
-                raw.ch_names[c].starts_with('O') || raw.ch_names[c].starts_with('P')
-            }
-        })
+        .filter(|&c| options.channels.keeps(&raw.ch_names[c]))
         .collect();
     if picks.is_empty() {
         return Err(DataError::invalid(

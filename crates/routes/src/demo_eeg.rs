@@ -14,7 +14,7 @@ use crate::eeg::decoder::{
     EmbedRequest, GroupSummary, Training,
 };
 use crate::eeg::nice_train::NiceTrainOptions;
-use crate::eeg::retrieval::cosine_similarities;
+use crate::eeg::retrieval::{cosine_similarities, ranked};
 use crate::eeg::ridge_decoder::RidgeDecoderOptions;
 use crate::{Result, RouteError};
 use brainrecon_core::fs::write_json_atomic;
@@ -312,10 +312,9 @@ fn picture(data: &Path, decoder: &Path, subject: &str, out: &Path) -> Result<()>
     let mut rows = Vec::new();
     for i in 0..PICTURED.min(n) {
         let row = &similarities[i * n..(i + 1) * n];
-        let mut order: Vec<usize> = (0..n).collect();
-        order.sort_by(|&a, &b| row[b].total_cmp(&row[a]));
+        let order = ranked(row, RETRIEVED);
         let mut images = vec![read_frame(&paths[i])?];
-        for &j in order.iter().take(RETRIEVED) {
+        for &j in &order {
             images.push(read_frame(&paths[j])?);
         }
         rows.push(images);

@@ -362,23 +362,6 @@ fn concept_groups(metadata: &ImageMetadata) -> Vec<i64> {
         .collect()
 }
 
-/// The rate of evenly spaced `times` (s), from the first and last; 0 when there are fewer than
-/// two or they are not evenly spaced.
-fn sampling_rate(times: &[f64]) -> f64 {
-    let n = times.len();
-    if n < 2 {
-        return 0.0;
-    }
-    let step = (times[n - 1] - times[0]) / (n - 1) as f64;
-    let even = times
-        .windows(2)
-        .all(|w| ((w[1] - w[0]) - step).abs() <= 1e-6 * step.abs().max(1e-12));
-    match even && step > 0.0 {
-        true => (1.0 / step * 1e6).round() / 1e6,
-        false => 0.0,
-    }
-}
-
 /// Fits a decoder into `request.out` (see the module documentation).
 pub fn fit(
     request: &EegFitRequest,
@@ -495,7 +478,7 @@ pub fn fit(
         ch_names: train.ch_names.clone(),
         times: train.times.len(),
         tmin: train.times.first().copied().unwrap_or(0.0),
-        sfreq: sampling_rate(&train.times),
+        sfreq: train.sampling_rate(),
         window: (window.start, window.end),
         embeddings: embeddings.meta,
         training_trials: train.conditions * train.repetitions,
@@ -793,9 +776,16 @@ pub fn evaluate(request: &EegEvalRequest) -> Result<EegEvalReport> {
     }
     let set = ThingsEeg2::open(&request.data)?;
     let mut rows = Vec::with_capacity(request.decoders.len());
+    // Each subject's test half, read once for all the decoders scored on it.
+    let mut tests: std::collections::BTreeMap<String, PreprocessedEeg> = Default::default();
     for dir in &request.decoders {
         let decoder = EegDecoder::open(dir)?;
-        let test = set.read_preprocessed(&decoder.meta.test_subject, Split::Test)?;
+        let subject = &decoder.meta.test_subject;
+        if !tests.contains_key(subject) {
+            let test = set.read_preprocessed(subject, Split::Test)?;
+            tests.insert(subject.clone(), test);
+        }
+        let test = &tests[subject];
         let d = decoder.meta.embeddings.width;
         if test.conditions * d != decoder.candidates.len() {
             return Err(DataError::invalid(
@@ -817,7 +807,7 @@ pub fn evaluate(request: &EegEvalRequest) -> Result<EegEvalReport> {
                 .collect(),
         };
         let started = Instant::now();
-        let predicted = decoder.decode(&test)?;
+        let predicted = decoder.decode(test)?;
         let ms_per_trial = started.elapsed().as_secs_f64() * 1e3 / test.conditions.max(1) as f64;
         let scores = zero_shot(
             &predicted,

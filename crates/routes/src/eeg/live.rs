@@ -16,7 +16,7 @@ use std::time::Instant;
 
 use crate::b2c::chart::comparison_grid;
 use crate::eeg::decoder::EegDecoder;
-use crate::eeg::retrieval::cosine_similarities;
+use crate::eeg::retrieval::{cosine_similarities, ranked};
 use crate::error::{Result, RouteError};
 use brainrecon_core::fs::{write_folder_atomic, write_json_atomic};
 use brainrecon_core::DataError;
@@ -242,10 +242,14 @@ pub fn run_live(
     let mut pending: Vec<(usize, i64)> = Vec::new();
     let mut trials = Vec::new();
     let mut last_stim = 0.0f64;
-    let images: Vec<RgbImage> = image_paths
-        .iter()
-        .map(|p| read_frame(p))
-        .collect::<std::result::Result<_, _>>()?;
+    // The page's pictures, read only when there is a page.
+    let images: Vec<RgbImage> = match hub {
+        Some(_) => image_paths
+            .iter()
+            .map(|p| read_frame(p))
+            .collect::<std::result::Result<_, _>>()?,
+        None => Vec::new(),
+    };
     let eeg_of = |x: Vec<f64>| PreprocessedEeg {
         data: x.into_iter().map(|v| v as f32).collect(),
         conditions: 1,
@@ -299,9 +303,7 @@ pub fn run_live(
             };
             let decoded = decoder.decode(&eeg_of(x))?;
             let similarity = cosine_similarities(&decoded, &decoder.candidates, d);
-            let mut order: Vec<usize> = (0..n_images).collect();
-            order.sort_by(|&a, &b| similarity[b].total_cmp(&similarity[a]));
-            order.truncate(5);
+            let order = ranked(&similarity, 5);
             let seen = (code >= 1 && code as usize <= n_images).then(|| code as usize - 1);
             if let Some(hub) = hub {
                 let mut row: Vec<RgbImage> = Vec::new();
@@ -384,10 +386,7 @@ pub fn run_live(
 /// condition + 1 for 3 samples at its 0 s. CSV with a header of labels, at the epochs' rate.
 pub fn write_rehearsal(eeg: &PreprocessedEeg, repetitions: usize, path: &Path) -> Result<f64> {
     let (c, t) = (eeg.channels(), eeg.times.len());
-    let rate = match eeg.times.len() {
-        n if n >= 2 => (n - 1) as f64 / (eeg.times[n - 1] - eeg.times[0]),
-        _ => 0.0,
-    };
+    let rate = eeg.sampling_rate();
     let zero = eeg.times.iter().position(|&s| s >= -1e-9).unwrap_or(0);
     let mut text = eeg.ch_names.join(",") + ",stim\n";
     use std::fmt::Write;
@@ -408,5 +407,5 @@ pub fn write_rehearsal(eeg: &PreprocessedEeg, repetitions: usize, path: &Path) -
         }
     }
     brainrecon_core::fs::write_bytes_atomic(path, text.as_bytes())?;
-    Ok((rate * 1e6).round() / 1e6)
+    Ok(rate)
 }

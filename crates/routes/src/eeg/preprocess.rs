@@ -108,17 +108,7 @@ pub fn preprocess(
     let set = ThingsEeg2::open(&request.data)?;
     let subjects = match request.subjects.is_empty() {
         false => request.subjects.clone(),
-        true => {
-            let mut found: Vec<String> = std::fs::read_dir(&set.raw)
-                .map_err(|e| DataError::io(&set.raw, e))?
-                .filter_map(|e| e.ok())
-                .filter(|e| e.path().is_dir())
-                .filter_map(|e| e.file_name().to_str().map(str::to_string))
-                .filter(|n| n.starts_with("sub-"))
-                .collect();
-            found.sort();
-            found
-        }
+        true => set.raw_subjects()?,
     };
     let root = request.out.join("eeg_dataset").join("preprocessed_data");
     std::fs::create_dir_all(&root).map_err(|e| DataError::io(&root, e))?;

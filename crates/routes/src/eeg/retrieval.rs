@@ -39,6 +39,15 @@ pub fn cosine_similarities(predicted: &[f32], candidates: &[f32], d: usize) -> V
         .collect()
 }
 
+/// The indices of the `k` largest of `similarities` (one row), most similar first; ties keep
+/// index order.
+pub fn ranked(similarities: &[f32], k: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..similarities.len()).collect();
+    order.sort_by(|&a, &b| similarities[b].total_cmp(&similarities[a]));
+    order.truncate(k);
+    order
+}
+
 /// One k-way score.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct WayScore {
