@@ -1,7 +1,12 @@
 //! An image experiment recorded with EEG in BIDS: `sub-XX/eeg/sub-XX_task-T_eeg.vhdr` (with its
-//! `.vmrk` and `.eeg`) beside `sub-XX_task-T_events.tsv`, one row per image shown. A lab's own
-//! experiment, or THINGS-EEG1 (OpenNeuro ds003825) as it ships.
+//! `.vmrk` and `.eeg`), `_eeg.edf` or `_eeg.bdf` beside `sub-XX_task-T_events.tsv`, one row per
+//! image shown. A lab's own experiment, or THINGS-EEG1 (OpenNeuro ds003825) as it ships.
 //!
+//! - **The recording** is read by [`brainrecon_formats::brainvision`] or
+//!   [`brainrecon_formats::edf`] (EDF, EDF+, BDF, BDF+), then epoched the same way. EDF+/BDF+
+//!   annotation signals are not channels; every other signal must share one sample rate.
+//!   Voltages become volts as MNE makes them. The events come from events.tsv for either
+//!   format (not from markers or EDF+ annotations).
 //! - **The image** of a row is its `stim_file` (BIDS's column), else `stim` (ds003825's). Paths
 //!   may use Windows separators (ds003825: `stimuli\carousel\carousel_11s.jpg`); the image's
 //!   concept is its folder (`carousel`).
@@ -10,52 +15,165 @@
 //! - **Onsets** are seconds, as BIDS defines them, unless every onset is a whole number and
 //!   some lie beyond the recording's length in seconds: then they are samples (ds003825 writes
 //!   samples; its sidecar calls them only "onset of event").
-//!
-//! EDF recordings (`_eeg.edf`) are not read here yet; the stream's EDF reader is not a format
-//! module of its own.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use brainrecon_formats::brainvision::{self, BrainVision};
+use brainrecon_formats::brainvision;
+use brainrecon_formats::edf;
 use brainrecon_formats::events::Events;
 
 use crate::eeg_preprocess::{mvnn_in_place, Epocher};
 use crate::things_eeg2::{PreprocessedEeg, RawPreprocessing};
 use crate::{DataError, Result};
 
+/// The format of a run's recording.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EegFormat {
+    /// `_eeg.vhdr` with its `.vmrk` and `.eeg`.
+    BrainVision,
+    /// `_eeg.edf` or `_eeg.bdf` (EDF, EDF+, BDF, BDF+).
+    Edf,
+}
+
 /// One run's files.
 #[derive(Clone, Debug)]
 pub struct EegRun {
-    pub vhdr: PathBuf,
+    /// The recording: the BrainVision header, or the EDF/BDF file.
+    pub recording: PathBuf,
+    pub format: EegFormat,
     pub events: PathBuf,
 }
 
-/// The run of `subject` (`01` or `sub-01`) and `task` under a BIDS root.
+/// The run of `subject` (`01` or `sub-01`) and `task` under a BIDS root: its recording is the
+/// first of `_eeg.vhdr`, `_eeg.edf` and `_eeg.bdf` there.
 pub fn find_run(root: &Path, subject: &str, task: &str) -> Result<EegRun> {
     let subject = subject.strip_prefix("sub-").unwrap_or(subject);
     let dir = root.join(format!("sub-{subject}")).join("eeg");
     let stem = format!("sub-{subject}_task-{task}");
-    let vhdr = dir.join(format!("{stem}_eeg.vhdr"));
     let events = dir.join(format!("{stem}_events.tsv"));
-    if !vhdr.is_file() {
-        let edf = dir.join(format!("{stem}_eeg.edf"));
-        let what = match edf.is_file() {
-            true => "a BrainVision recording (EDF recordings are not read by this command yet)",
-            false => "the run's BrainVision header (_eeg.vhdr)",
-        };
+    let candidates = [
+        ("vhdr", EegFormat::BrainVision),
+        ("edf", EegFormat::Edf),
+        ("bdf", EegFormat::Edf),
+    ];
+    let Some((recording, format)) = candidates
+        .iter()
+        .map(|(ext, format)| (dir.join(format!("{stem}_eeg.{ext}")), *format))
+        .find(|(path, _)| path.is_file())
+    else {
         return Err(DataError::Missing {
-            path: vhdr,
-            what: what.into(),
+            path: dir.join(format!("{stem}_eeg.vhdr")),
+            what: "the run's recording: BrainVision (_eeg.vhdr), EDF (_eeg.edf) or BDF (_eeg.bdf)"
+                .into(),
         });
-    }
+    };
     if !events.is_file() {
         return Err(DataError::Missing {
             path: events,
             what: "the run's events (_events.tsv)".into(),
         });
     }
-    Ok(EegRun { vhdr, events })
+    Ok(EegRun {
+        recording,
+        format,
+        events,
+    })
+}
+
+/// A run's recording as epoching takes it, from either format.
+struct Recording {
+    channels: Vec<String>,
+    sfreq: f64,
+    samples: usize,
+    /// [channels, samples] row-major, in volts for voltage units.
+    data: Vec<f64>,
+    /// The format's names for the fields errors point at: the channel list, the sample rate
+    /// and the length.
+    fields: [&'static str; 3],
+}
+
+/// Reads the run's recording, whichever its format.
+fn read_recording(run: &EegRun) -> Result<Recording> {
+    match run.format {
+        EegFormat::BrainVision => {
+            let raw = brainvision::read(&run.recording)?;
+            Ok(Recording {
+                channels: raw.channels.into_iter().map(|c| c.name).collect(),
+                sfreq: raw.sfreq,
+                samples: raw.samples,
+                data: raw.data,
+                fields: ["Channel Infos", "SamplingInterval", "DataPoints"],
+            })
+        }
+        EegFormat::Edf => edf_recording(edf::read(&run.recording)?),
+    }
+}
+
+/// The data signals of an EDF/BDF file as one recording: annotations left out, values in
+/// volts for voltage units (MNE's scaling). Every signal must have the same rate.
+fn edf_recording(file: edf::Edf) -> Result<Recording> {
+    let path = &file.path;
+    let header = &file.header;
+    let picks = file.data_signals();
+    let Some(&first) = picks.first() else {
+        return Err(DataError::invalid(
+            path,
+            "signals",
+            "at least one signal besides annotations",
+            "annotations only",
+        ));
+    };
+    if header.record_duration <= 0.0 {
+        return Err(DataError::invalid(
+            path,
+            "data record duration",
+            "a duration above 0 seconds (to give the signals a sample rate)",
+            header.record_duration.to_string(),
+        ));
+    }
+    let per_record = header.signals[first].samples_per_record;
+    if let Some(&other) = picks
+        .iter()
+        .find(|&&i| header.signals[i].samples_per_record != per_record)
+    {
+        let (a, b) = (&header.signals[first], &header.signals[other]);
+        return Err(DataError::invalid(
+            path,
+            "samples per data record",
+            format!(
+                "one sample rate for every signal ({} has {} Hz)",
+                a.label,
+                header.rate(first)
+            ),
+            format!("{} at {} Hz", b.label, header.rate(other)),
+        ));
+    }
+    let samples = file.records as usize * per_record;
+    let mut data = Vec::with_capacity(picks.len() * samples);
+    let mut signals = file.signals;
+    for &i in &picks {
+        let scale = header.signals[i].volts_per_unit().unwrap_or(1.0);
+        data.extend(
+            std::mem::take(&mut signals[i])
+                .into_iter()
+                .map(|v| v * scale),
+        );
+    }
+    Ok(Recording {
+        channels: picks
+            .iter()
+            .map(|&i| header.signals[i].label.clone())
+            .collect(),
+        sfreq: header.rate(first),
+        samples,
+        data,
+        fields: [
+            "signal labels",
+            "samples per data record",
+            "number of data records",
+        ],
+    })
 }
 
 /// One image shown.
@@ -180,24 +298,25 @@ pub struct PreparedEegRun {
 /// sorted by path, each image's repetitions in recording order. Every image of a half must
 /// have been shown as often as the others of that half.
 pub fn prepare_run(run: &EegRun, options: &RawPreprocessing) -> Result<PreparedEegRun> {
-    let raw: BrainVision = brainvision::read(&run.vhdr)?;
+    let raw = read_recording(run)?;
+    let [channels_field, rate_field, length_field] = raw.fields;
     let events = Events::read(&run.events)?;
     let (shown, onsets) = image_events(&events, raw.sfreq, raw.samples)?;
     let picks: Vec<usize> = (0..raw.channels.len())
-        .filter(|&c| options.channels.keeps(&raw.channels[c].name))
+        .filter(|&c| options.channels.keeps(&raw.channels[c]))
         .collect();
     if picks.is_empty() {
         return Err(DataError::invalid(
-            &run.vhdr,
-            "Channel Infos",
+            &run.recording,
+            channels_field,
             format!("channels to keep ({:?})", options.channels),
             "none",
         ));
     }
     if options.sfreq > raw.sfreq {
         return Err(DataError::invalid(
-            &run.vhdr,
-            "SamplingInterval",
+            &run.recording,
+            rate_field,
             format!("at least the epochs' rate, {} Hz", options.sfreq),
             raw.sfreq.to_string(),
         ));
@@ -205,8 +324,8 @@ pub fn prepare_run(run: &EegRun, options: &RawPreprocessing) -> Result<PreparedE
     let epocher = Epocher::new(options.tmin, options.tmax, raw.sfreq, options.sfreq);
     if epocher.span_len() == 0 || epocher.span_len() > raw.samples {
         return Err(DataError::invalid(
-            &run.vhdr,
-            "DataPoints",
+            &run.recording,
+            length_field,
             "a recording longer than one epoch",
             format!("{} samples", raw.samples),
         ));
@@ -228,7 +347,7 @@ pub fn prepare_run(run: &EegRun, options: &RawPreprocessing) -> Result<PreparedE
         let [training, test] = &mut halves;
         if !mvnn_in_place(&mut [training, test], c, t, dim) {
             return Err(DataError::invalid(
-                &run.vhdr,
+                &run.recording,
                 "data",
                 "a positive-definite noise covariance for MVNN (with one repetition per image, \
                  use --mvnn epochs)",
@@ -236,10 +355,7 @@ pub fn prepare_run(run: &EegRun, options: &RawPreprocessing) -> Result<PreparedE
             ));
         }
     }
-    let ch_names: Vec<String> = picks
-        .iter()
-        .map(|&p| raw.channels[p].name.clone())
-        .collect();
+    let ch_names: Vec<String> = picks.iter().map(|&p| raw.channels[p].clone()).collect();
     let group = |half: &BTreeMap<String, Vec<Vec<f64>>>,
                  which: &str|
      -> Result<(PreprocessedEeg, Vec<String>)> {

@@ -1,9 +1,14 @@
 //! An image experiment in BIDS EEG, here THINGS-EEG1 (ds003825) in miniature as it ships
 //! (`tools/fixtures/ds003825_shipped.py`): BrainVision files, events.tsv with onsets in samples and
-//! Windows paths, validation images flagged by `isteststim`. Epochs, baseline, resampling and
-//! MVNN per repetition against MNE 1.13.2 + scikit-learn 1.9.1 + scipy 1.17.1.
+//! Windows paths, validation images flagged by `isteststim`. And the same design recorded as
+//! EDF+ (512 Hz) and BDF+ (256 Hz) with BIDS's events.tsv in seconds
+//! (`tools/fixtures/bids_eeg_edf.py`, written by MNE's export through edfio 0.4.18). Epochs,
+//! baseline, resampling and MVNN per repetition against MNE 1.13.2 + scikit-learn 1.9.1 +
+//! scipy 1.17.1.
 
-use brainrecon_datasets::bids_eeg::{find_run, image_events, prepare_run, OnsetUnit};
+use brainrecon_datasets::bids_eeg::{
+    find_run, image_events, prepare_run, EegFormat, OnsetUnit, PreparedEegRun,
+};
 use brainrecon_datasets::eeg_preprocess::MvnnDim;
 use brainrecon_datasets::things_eeg2::{ChannelSelection, RawPreprocessing};
 use brainrecon_formats::events::Events;
@@ -13,6 +18,10 @@ use std::path::{Path, PathBuf};
 
 fn fixture() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/ds003825")
+}
+
+fn edf_fixture() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bids_eeg_edf")
 }
 
 fn options() -> RawPreprocessing {
@@ -33,7 +42,17 @@ fn ds003825_epochs_as_mne_makes_them() {
         "ds003825 writes samples"
     );
     assert_eq!(prepared.dropped, 0);
-    let expected = fixture().join("expected");
+    equals_mne(&prepared, &fixture().join("expected"));
+    assert_eq!(
+        (prepared.training.repetitions, prepared.test.repetitions),
+        (1, 4)
+    );
+}
+
+/// `prepared` against MNE's epochs in `expected` (`expected.json`, `training.npy`, `test.npy`):
+/// the same images, channels and times, and values equal to 2e-6 of the largest. Returns the
+/// largest difference relative to the largest value.
+fn equals_mne(prepared: &PreparedEegRun, expected: &Path) -> f32 {
     let meta: serde_json::Value =
         serde_json::from_slice(&std::fs::read(expected.join("expected.json")).unwrap()).unwrap();
     let strings = |key: &str| -> Vec<String> {
@@ -57,6 +76,7 @@ fn ds003825_epochs_as_mne_makes_them() {
     for (a, b) in prepared.training.times.iter().zip(&times) {
         assert!((a - b).abs() < 1e-9);
     }
+    let mut relative = 0f32;
     for (ours, name) in [(&prepared.training, "training"), (&prepared.test, "test")] {
         let want = read_f32(&expected.join(format!("{name}.npy"))).unwrap();
         assert_eq!(
@@ -71,11 +91,9 @@ fn ds003825_epochs_as_mne_makes_them() {
         let (scale, worst) = (max_abs(&want.data), max_abs_diff(&ours.data, &want.data));
         eprintln!("{name}: largest difference {worst:.3e} of values up to {scale:.3e}");
         assert!(worst <= 2e-6 * scale, "{name}: {worst} against {scale}");
+        relative = relative.max(worst / scale);
     }
-    assert_eq!(
-        (prepared.training.repetitions, prepared.test.repetitions),
-        (1, 4)
-    );
+    relative
 }
 
 #[test]
@@ -120,4 +138,97 @@ fn onsets_in_seconds_and_refusals() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("sub-03_task-rsvp_eeg.vhdr"), "{err}");
+}
+
+#[test]
+fn edf_and_bdf_runs_epoch_as_mne_makes_them() {
+    let root = edf_fixture().join("bids");
+    for (subject, extension, sfreq) in [("01", "edf", 512.0), ("02", "bdf", 256.0)] {
+        let run = find_run(&root, subject, "images").unwrap();
+        assert_eq!(run.format, EegFormat::Edf);
+        assert!(run
+            .recording
+            .to_string_lossy()
+            .ends_with(&format!("_eeg.{extension}")));
+        let prepared = prepare_run(&run, &options()).unwrap();
+        assert_eq!(prepared.onsets, OnsetUnit::Seconds);
+        assert_eq!(prepared.dropped, 0);
+        // The EDF Annotations signal is not a channel.
+        assert_eq!(prepared.training.ch_names.len(), 8);
+        let expected = edf_fixture()
+            .join("expected")
+            .join(format!("sub-{subject}"));
+        let meta: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(expected.join("expected.json")).unwrap())
+                .unwrap();
+        assert_eq!(meta["sfreq"].as_f64(), Some(sfreq));
+        let relative = equals_mne(&prepared, &expected);
+        eprintln!(
+            "sub-{subject} ({extension}): largest difference {relative:.3e} of the largest value"
+        );
+        assert_eq!(
+            (prepared.training.repetitions, prepared.test.repetitions),
+            (1, 4)
+        );
+    }
+}
+
+#[test]
+fn a_damaged_edf_run_is_refused_naming_the_file() {
+    let source = edf_fixture().join("bids/sub-01/eeg");
+    let dir = tempfile::tempdir().unwrap();
+    let eeg = dir.path().join("sub-01/eeg");
+    std::fs::create_dir_all(&eeg).unwrap();
+    std::fs::copy(
+        source.join("sub-01_task-images_events.tsv"),
+        eeg.join("sub-01_task-images_events.tsv"),
+    )
+    .unwrap();
+    let bytes = std::fs::read(source.join("sub-01_task-images_eeg.edf")).unwrap();
+    let path = eeg.join("sub-01_task-images_eeg.edf");
+    let refusal = |bytes: &[u8]| -> String {
+        std::fs::write(&path, bytes).unwrap();
+        let run = find_run(dir.path(), "01", "images").unwrap();
+        prepare_run(&run, &options()).unwrap_err().to_string()
+    };
+    // Cut in the data records, in the signal headers, in the main header.
+    let err = refusal(&bytes[..bytes.len() - 100]);
+    assert!(
+        err.contains("sub-01_task-images_eeg.edf")
+            && err.contains("data records")
+            && err.contains("file truncated"),
+        "{err}"
+    );
+    let err = refusal(&bytes[..1000]);
+    assert!(
+        err.contains("sub-01_task-images_eeg.edf") && err.contains("2560 bytes for 9 signals"),
+        "{err}"
+    );
+    let err = refusal(&bytes[..100]);
+    assert!(
+        err.contains("sub-01_task-images_eeg.edf") && err.contains("at least 256 bytes"),
+        "{err}"
+    );
+    // Every cut is an error, never a panic.
+    for cut in (0..bytes.len()).step_by(997) {
+        std::fs::write(&path, &bytes[..cut]).unwrap();
+        let run = find_run(dir.path(), "01", "images").unwrap();
+        let err = prepare_run(&run, &options()).unwrap_err().to_string();
+        assert!(
+            err.contains("sub-01_task-images_eeg.edf"),
+            "cut at {cut}: {err}"
+        );
+    }
+    // A signal at another rate: every signal of a run must share one. Signal 2 halved, and the
+    // five data records shortened to match.
+    let at = 256 + 9 * 216 + 8; // samples per data record: after 216 bytes of fields per signal
+    assert_eq!(&bytes[at..at + 8], b"512     ");
+    let record = (bytes.len() - 2560) / 5;
+    let mut mixed = bytes[..2560 + 5 * (record - 512)].to_vec();
+    mixed[at..at + 8].copy_from_slice(b"256     ");
+    let err = refusal(&mixed);
+    assert!(
+        err.contains("sub-01_task-images_eeg.edf") && err.contains("samples per data record"),
+        "{err}"
+    );
 }

@@ -190,10 +190,22 @@ fn things_eeg2_raw_preprocessing() {
 #[test]
 fn bids_eeg_events() {
     use brainrecon_datasets::bids_eeg::image_events;
-    let seed_files = seeds("ds003825", "_events.tsv");
+    // ds003825's onsets in samples, and the EDF/BDF runs' in seconds.
+    let mut seed_files = seeds("ds003825", "_events.tsv");
+    seed_files.extend(seeds("bids_eeg_edf", "_events.tsv"));
     fuzz("bids_eeg_events", &seed_files, ".tsv", |path| {
         let events = text(brainrecon_formats::events::Events::read(path))?;
         text(image_events(&events, 1000.0, 6_000)).map(drop)
+    });
+}
+
+#[test]
+fn edf_recordings() {
+    use brainrecon_formats::edf;
+    let mut seed_files = seeds("bids_eeg_edf", "_eeg.edf");
+    seed_files.extend(seeds("bids_eeg_edf", "_eeg.bdf"));
+    fuzz("edf", &seed_files, ".edf", |path| {
+        text(edf::read(path)).map(drop)
     });
 }
 

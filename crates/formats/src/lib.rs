@@ -4,7 +4,7 @@
 //!
 //! - Always built: [`npy`] (NumPy arrays, memory-mapped), [`image`] (PNG/JPEG/PPM, resampling),
 //!   [`events`] (BIDS-style tab-separated tables), [`motion`] (a clip's global motion from its
-//!   frames).
+//!   frames), [`brainvision`] and [`edf`] (EEG recordings: BrainVision; EDF, EDF+, BDF, BDF+).
 //! - Behind features, so a model crate that wants an [`image::RgbImage`] compiles no codec:
 //!   `nifti` ([`nifti_io`], [`nifti4d`], [`cifti`], [`freesurfer`] label tables), `dicom`
 //!   ([`dicom`]: mosaics, slices, enhanced multi-frame, and a writer), `hdf5` ([`mat`], MATLAB
@@ -26,6 +26,7 @@ pub mod brainvision;
 pub mod cifti;
 #[cfg(feature = "dicom")]
 pub mod dicom;
+pub mod edf;
 pub mod events;
 #[cfg(feature = "nifti")]
 pub mod freesurfer;
