@@ -1,7 +1,9 @@
 //! `brainrecon demo --route eeg`: a simulated group in THINGS-EEG2's layout, ridge and NICE's
 //! contrastive encoder per subject and leave one subject out, scored by zero-shot retrieval.
 //! As on THINGS-EEG2, the contrastive encoder beats ridge, both are far above chance, and
-//! decoders trained on the other subjects still retrieve above chance.
+//! decoders trained on the other subjects still retrieve above chance. The first subject's test
+//! images are reconstructed from NICE's decoded embeddings, and from the images' own
+//! embeddings through the same maps, which must resemble the images seen.
 
 #[allow(dead_code)] // the shared helpers; this test needs only `p`
 mod common;
@@ -26,7 +28,8 @@ fn the_eeg_demo_decodes_unseen_concepts_and_nice_beats_ridge() {
     let out = dir.path().join("demo");
     let (summary, stderr) = demo(&out);
     eprintln!("{}", serde_json::to_string_pretty(&summary).unwrap());
-    assert!(stderr.contains("[6/6]"), "{stderr}");
+    assert!(stderr.contains("[7/7]"), "{stderr}");
+    assert!(stderr.contains("brainrecon eeg reconstruct"), "{stderr}");
     assert!(stderr.contains("brainrecon eeg fit"), "{stderr}");
     assert!(stderr.contains("--leave-out sub-02"), "{stderr}");
     let written: serde_json::Value =
@@ -75,6 +78,37 @@ fn the_eeg_demo_decodes_unseen_concepts_and_nice_beats_ridge() {
     let retrievals = std::path::PathBuf::from(summary["retrievals"].as_str().unwrap());
     assert!(std::fs::read(&retrievals).unwrap().starts_with(b"\x89PNG"));
 
+    // Reconstruction: every test image, from the decoded embedding (2 samples) and from its
+    // own embedding. Through the same maps, the own embedding's reconstructions resemble the
+    // images seen (measured: 2-way on pixels 83 %, PixCorr 0.54; the decoded z 92 %), which
+    // shows the maps and img2img work; from NICE's decoded embeddings they are near chance on
+    // pixels (measured 52–58 %): the simulated EEG decodes the attributes too weakly.
+    let recon = &summary["reconstruction"];
+    assert_eq!(recon["images"], 32);
+    let set = |name: &str| {
+        recon["sets"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["name"] == name)
+            .unwrap_or_else(|| panic!("no set {name}: {recon}"))
+            .clone()
+    };
+    for name in ["decoded z", "sample 1", "sample 2"] {
+        let dir = std::path::PathBuf::from(set(name)["dir"].as_str().unwrap());
+        assert_eq!(std::fs::read_dir(&dir).unwrap().count(), 32, "{name}");
+    }
+    let own = set("own embedding, sample 1");
+    assert!(own["two_way_pixels"].as_f64().unwrap() > 0.75, "{own}");
+    assert!(own["pixcorr"].as_f64().unwrap() > 0.35, "{own}");
+    let own_z = set("own embedding, decoded z");
+    assert!(own_z["two_way_pixels"].as_f64().unwrap() > 0.8, "{own_z}");
+    let features = &recon["features"];
+    assert!(features["ceiling_c"].as_f64().unwrap() > 0.8, "{features}");
+    assert!(features["ceiling_z"].as_f64().unwrap() > 0.5, "{features}");
+    let comparison = std::path::PathBuf::from(recon["comparison"].as_str().unwrap());
+    assert!(std::fs::read(&comparison).unwrap().starts_with(b"\x89PNG"));
+
     // A rerun finds every step done and prints the same scores.
     let (again, stderr) = demo(&out);
     assert!(stderr.contains("simulated EEG found"), "{stderr}");
@@ -82,4 +116,6 @@ fn the_eeg_demo_decodes_unseen_concepts_and_nice_beats_ridge() {
     for group in ["ridge", "nice", "nice_leave_one_out"] {
         assert_eq!(again[group], summary[group], "{group}");
     }
+    assert_eq!(again["reconstruction"]["already_done"], true);
+    assert_eq!(again["reconstruction"]["sets"], recon["sets"]);
 }

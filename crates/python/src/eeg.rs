@@ -14,6 +14,7 @@ use brainrecon_routes::eeg::nice_train::NiceTrainOptions;
 use brainrecon_routes::eeg::preprocess::{
     prepare_bids, preprocess, BidsEegRequest, PreprocessRequest,
 };
+use brainrecon_routes::eeg::reconstruct::{reconstruct, EegReconstructRequest};
 use brainrecon_routes::eeg::ridge_decoder::RidgeDecoderOptions;
 use pyo3::exceptions::PyRuntimeError;
 use pyo3::prelude::*;
@@ -27,6 +28,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(eeg_embed, m)?)?;
     m.add_function(wrap_pyfunction!(eeg_fit, m)?)?;
     m.add_function(wrap_pyfunction!(eeg_eval, m)?)?;
+    m.add_function(wrap_pyfunction!(eeg_reconstruct, m)?)?;
     Ok(())
 }
 
@@ -248,5 +250,47 @@ fn eeg_eval<'py>(
         out,
     };
     let report = py.detach(|| evaluate(&request)).map_err(route)?;
+    dict(py, &report)
+}
+
+/// `brainrecon eeg reconstruct`: the decoder's test subject's test images reconstructed from
+/// their decoded embeddings (ridge maps to z and c, then img2img) into `out`. Returns the
+/// report.
+#[pyfunction]
+#[pyo3(signature = (data, decoder, embeddings, out, model="shapes-ldm".to_string(),
+    prompt="a {concept}".to_string(), samples=1, steps=50, strength=0.8, guidance=5.0, seed=42,
+    limit=None, ceiling=false, progress=false))]
+#[allow(clippy::too_many_arguments)]
+fn eeg_reconstruct<'py>(
+    py: Python<'py>,
+    data: PathBuf,
+    decoder: PathBuf,
+    embeddings: PathBuf,
+    out: PathBuf,
+    model: String,
+    prompt: String,
+    samples: usize,
+    steps: usize,
+    strength: f64,
+    guidance: f64,
+    seed: u64,
+    limit: Option<usize>,
+    ceiling: bool,
+    progress: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    let request = EegReconstructRequest {
+        model,
+        prompt,
+        samples,
+        steps,
+        strength,
+        guidance,
+        seed,
+        limit,
+        ceiling,
+        progress,
+        ..EegReconstructRequest::new(&data, &decoder, &embeddings, &out)
+    };
+    let report = py.detach(|| reconstruct(&request)).map_err(route)?;
     dict(py, &report)
 }

@@ -81,6 +81,18 @@ def test_embed_fit_evaluate(simulated):
     picked = eeg.evaluate(data, work / "ridge-1", ways=[2, 32], draws=10, seed=3)
     assert [w["k"] for w in picked["rows"][0]["scores"]["ways"]] == [2, 32]
 
+    # reconstructions from the ridge decoder's embeddings, a few images, few steps
+    recons = eeg.reconstruct(data, work / "ridge-1", emb, work / "recons", steps=4, limit=3)
+    assert recons["images"] == 3 and recons["subject"] == "sub-01"
+    assert [s["name"] for s in recons["sets"]] == ["decoded z", "sample 1"]
+    for k in range(3):
+        assert (work / "recons" / "sample-1" / f"{k}.png").is_file()
+    assert (work / "recons" / "comparison.png").is_file()
+    assert eeg.reconstruct(data, work / "ridge-1", emb, work / "recons", steps=4,
+                           limit=3)["already_done"] is True
+    with pytest.raises(ValueError, match="concept"):
+        eeg.reconstruct(data, work / "ridge-1", emb, work / "r2", prompt="no template")
+
 
 @needs_cli
 def test_bad_input(simulated, tmp_path):
@@ -130,7 +142,8 @@ def test_preprocess_raw_recordings(tmp_path):
 def test_exported():
     assert brainrecon.eeg is eeg
     assert "eeg" in brainrecon.__all__
-    assert eeg.__all__ == ["preprocess", "bids_prepare", "embed", "fit", "evaluate"]
+    assert eeg.__all__ == ["preprocess", "bids_prepare", "embed", "fit", "evaluate",
+                           "reconstruct"]
 
 
 def test_bids_prepare_reads_ds003825_as_shipped(tmp_path):

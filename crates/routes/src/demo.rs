@@ -114,6 +114,14 @@ impl Route {
         }
     }
 
+    /// How many numbered steps the route's demo announces.
+    pub fn steps(self) -> usize {
+        match self {
+            Route::Eeg => 7,
+            _ => 6,
+        }
+    }
+
     /// (feature kind, model) of the stimuli that the route decodes.
     fn features(self, diffusion: &str) -> [(&'static str, &str); 2] {
         match self {

@@ -2,7 +2,8 @@
 //! THINGS-EEG2's shipped layout; the images embedded by shapes-blip; per subject a ridge
 //! decoder and NICE's contrastive encoder fitted on its own training half, and NICE fitted on
 //! the other subjects' (leave one subject out); all scored by zero-shot retrieval of the test
-//! concepts, per subject and mean ± s.d.
+//! concepts, per subject and mean ± s.d.; the first subject's test images reconstructed from
+//! NICE's decoded embeddings through shapes-ldm's img2img and scored.
 //!
 //! Every step is announced with the brainrecon command that does it and run by the library
 //! function behind it; steps whose output is already in OUT/eeg are found done (fits resume).
@@ -14,6 +15,7 @@ use crate::eeg::decoder::{
     EmbedRequest, GroupSummary, Training,
 };
 use crate::eeg::nice_train::NiceTrainOptions;
+use crate::eeg::reconstruct::{reconstruct, EegReconstructReport, EegReconstructRequest};
 use crate::eeg::retrieval::{cosine_similarities, ranked};
 use crate::eeg::ridge_decoder::RidgeDecoderOptions;
 use crate::{Result, RouteError};
@@ -58,6 +60,8 @@ pub struct EegDemoSummary {
     pub scores: PathBuf,
     /// Test images, each followed by the four NICE (sub-01) ranked highest.
     pub retrievals: PathBuf,
+    /// sub-01's test images reconstructed from NICE's decoded embeddings.
+    pub reconstruction: EegReconstructReport,
     pub seconds: f64,
 }
 
@@ -104,6 +108,15 @@ impl EegDemoSummary {
             text,
             "  retrievals: {} (test image | NICE's four nearest)",
             self.retrievals.display()
+        );
+        let r = &self.reconstruction;
+        for set in &r.sets {
+            let _ = writeln!(text, "  reconstructed, {}", set.line());
+        }
+        let _ = writeln!(
+            text,
+            "  reconstructions: {} (stimulus | decoded z | samples | own embedding)",
+            r.comparison.display()
         );
         text
     }
@@ -265,6 +278,44 @@ pub fn run<S: DemoSteps>(options: &DemoOptions, steps: &mut S) -> Result<EegDemo
     let nice_first = decoders.join(format!("nice-{}", subjects[0]));
     let retrievals = options.out.join(Route::Eeg.outputs()[2]);
     picture(&data, &nice_first, &subjects[0], &retrievals)?;
+
+    let recons = work.join(format!("recons-{}", subjects[0]));
+    let (samples, sampler_steps) = (options.samples.to_string(), options.steps.to_string());
+    steps.announce(
+        7,
+        "reconstruct the first subject's test images from NICE's decoded embeddings",
+        &[
+            "eeg",
+            "reconstruct",
+            "--data",
+            path(&data),
+            "--decoder",
+            path(&nice_first),
+            "--embeddings",
+            path(&embeddings),
+            "--model",
+            &options.model,
+            "--samples",
+            &samples,
+            "--steps",
+            &sampler_steps,
+            "--seed",
+            &options.seed.to_string(),
+            "--ceiling",
+            "--out",
+            path(&recons),
+        ],
+    );
+    let reconstruction = reconstruct(&EegReconstructRequest {
+        model: options.model.clone(),
+        samples: options.samples,
+        steps: options.steps,
+        seed: options.seed,
+        ceiling: true,
+        progress: options.progress,
+        ..EegReconstructRequest::new(&data, &nice_first, &embeddings, &recons)
+    })?;
+    steps.print(&format!("{}\n", reconstruction.text()))?;
     let set = ThingsEeg2::open(&data).map_err(RouteError::from)?;
     let metadata = set.image_metadata().map_err(RouteError::from)?;
     let first = set
@@ -290,6 +341,7 @@ pub fn run<S: DemoSteps>(options: &DemoOptions, steps: &mut S) -> Result<EegDemo
             .fold(0.0, f64::max),
         scores,
         retrievals,
+        reconstruction,
         seconds: started.elapsed().as_secs_f64(),
     };
     write_json_atomic(&options.out.join(Route::Eeg.outputs()[1]), &summary)

@@ -120,7 +120,8 @@ impl DemoSteps for CommandLine<'_> {
     type Error = anyhow::Error;
 
     fn announce(&mut self, number: usize, title: &str, args: &[&str]) {
-        eprintln!("\n[{number}/6] {title}\n  brainrecon {}", args.join(" "));
+        let of = Route::parse(&self.args.route).map_or(6, Route::steps);
+        eprintln!("\n[{number}/{of}] {title}\n  brainrecon {}", args.join(" "));
         if args[0] == "reconstruct" {
             // as `brainrecon reconstruct` does: a signal stops it after the current image
             super::reconstruct::stop_on_signal();

@@ -12,6 +12,7 @@ use brainrecon_routes::eeg::nice_train::NiceTrainOptions;
 use brainrecon_routes::eeg::preprocess::{
     prepare_bids, preprocess, BidsEegRequest, PreprocessRequest,
 };
+use brainrecon_routes::eeg::reconstruct::{reconstruct, EegReconstructRequest, DEFAULT_PROMPT};
 use brainrecon_routes::eeg::ridge_decoder::RidgeDecoderOptions;
 use brainrecon_stream::{Format, OpenOptions, Pace, RawFormat};
 use std::path::PathBuf;
@@ -29,6 +30,7 @@ pub enum EegCommand {
     Embed(EmbedArgs),
     Fit(FitArgs),
     Eval(EvalArgs),
+    Reconstruct(ReconstructArgs),
     Live(LiveArgs),
 }
 
@@ -241,6 +243,65 @@ pub struct EvalArgs {
     /// Also write the scores to this JSON file
     #[arg(long)]
     out: Option<PathBuf>,
+    #[command(flatten)]
+    json: JsonArg,
+}
+
+/// Reconstruct the test images a decoder's subject saw, from the decoded embeddings
+///
+/// Two ridge maps, fitted on the training images, take an image embedding (with unit norm) to
+/// the diffusion model's VAE latent z and to the text context of a prompt naming the image's
+/// concept (--prompt, `{concept}` the THINGS folder's words). Each test image's decoded
+/// embedding goes through both; the decoded z's image is noised to --strength and denoised
+/// under the decoded context (the linear route's img2img). Writes OUT/decoded-z/<i>.png,
+/// OUT/sample-<k>/<i>.png, OUT/stimuli/<i>.png, OUT/comparison.png and OUT/reconstruction.json
+/// with each set's scores (`brainrecon eval` on a folder). A rerun continues an interrupted run.
+#[derive(clap::Args)]
+#[command(
+    after_help = "Example:\n  brainrecon eeg reconstruct --data sim-eeg --decoder nice-sub-01 --embeddings embeddings --out recons-sub-01"
+)]
+#[command(mut_arg("json", |a| a.help("Print the report as JSON")))]
+pub struct ReconstructArgs {
+    /// The THINGS-EEG2 folder
+    #[arg(long)]
+    data: PathBuf,
+    /// A decoder folder (`eeg fit`): its test subject's test images are reconstructed
+    #[arg(long)]
+    decoder: PathBuf,
+    /// The embeddings folder the decoder was fitted to
+    #[arg(long)]
+    embeddings: PathBuf,
+    /// The diffusion model: shapes-ldm, a diffusers folder or a model id
+    #[arg(long, default_value = "shapes-ldm")]
+    model: String,
+    /// The prompt of a concept's context
+    #[arg(long, default_value = DEFAULT_PROMPT)]
+    prompt: String,
+    /// Reconstructions per test image
+    #[arg(long, default_value_t = 1)]
+    samples: usize,
+    /// DDIM steps of the full schedule
+    #[arg(long, default_value_t = 50)]
+    steps: usize,
+    /// Share of the schedule img2img runs from the decoded z's image
+    #[arg(long, default_value_t = 0.8)]
+    strength: f64,
+    /// Classifier-free guidance scale
+    #[arg(long, default_value_t = 5.0)]
+    guidance: f64,
+    /// Seed of the sampler's noise
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Only the first N test images
+    #[arg(long)]
+    limit: Option<usize>,
+    /// Also reconstruct each test image from its own embedding through the same maps (one
+    /// sample): what a perfect EEG decoder would give
+    #[arg(long)]
+    ceiling: bool,
+    /// The output folder
+    #[arg(long)]
+    out: PathBuf,
     #[command(flatten)]
     json: JsonArg,
 }
@@ -482,6 +543,25 @@ pub fn run(command: EegCommand) -> anyhow::Result<()> {
                         trial.onset_s, trial.code, trial.ranked, trial.latency_ms
                     );
                 }
+            })?;
+            if a.json.json {
+                return super::print_json(&report);
+            }
+            outln!("{}", report.text())
+        }
+        EegCommand::Reconstruct(a) => {
+            let report = reconstruct(&EegReconstructRequest {
+                model: a.model,
+                prompt: a.prompt,
+                samples: a.samples,
+                steps: a.steps,
+                strength: a.strength,
+                guidance: a.guidance,
+                seed: a.seed,
+                limit: a.limit,
+                ceiling: a.ceiling,
+                progress,
+                ..EegReconstructRequest::new(&a.data, &a.decoder, &a.embeddings, &a.out)
             })?;
             if a.json.json {
                 return super::print_json(&report);

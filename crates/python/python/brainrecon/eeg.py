@@ -8,11 +8,12 @@ decoded from EEG (THINGS-EEG2's layout) by zero-shot retrieval, as NICE and ATM 
     eeg.fit("things-100hz", "embeddings", "ridge-sub-01", subject="sub-01", method="ridge")
     eeg.fit("things-100hz", "embeddings", "nice-loso-sub-01", leave_out="sub-01")
     scores = eeg.evaluate("things-100hz", ["nice-sub-01", "ridge-sub-01", "nice-loso-sub-01"])
+    recons = eeg.reconstruct("things-100hz", "nice-sub-01", "embeddings", "recons-sub-01")
 
 The data are THINGS-EEG2 as it ships (eeg_dataset/preprocessed_data/sub-XX,
 image_set/image_metadata.npy and the image folders), ``brainrecon simulate --kind eeg``'s copy
 of it, or :func:`preprocess`'s output. Names and defaults follow the CLI's flags
-(``brainrecon eeg preprocess|embed|fit|eval``); each function returns the report the CLI prints
+(``brainrecon eeg preprocess|embed|fit|eval|reconstruct``); each function returns the report the CLI prints
 with ``--json``, as a dict. Bad input raises ValueError or FileNotFoundError with the CLI's
 message; the work runs with the GIL released.
 """
@@ -125,4 +126,27 @@ def evaluate(data, decoders, ways=None, draws=100, seed=0, out=None):
                             int(seed), _path(out))
 
 
-__all__ = ["preprocess", "bids_prepare", "embed", "fit", "evaluate"]
+def reconstruct(data, decoder, embeddings, out, model="shapes-ldm", prompt="a {concept}",
+                samples=1, steps=50, strength=0.8, guidance=5.0, seed=42, limit=None,
+                ceiling=False, progress=False):
+    """``brainrecon eeg reconstruct``: the test images that ``decoder``'s test subject saw,
+    reconstructed from their decoded embeddings. Two ridge maps fitted on the training images
+    take an embedding (``embeddings``, the folder the decoder was fitted to) to ``model``'s
+    VAE latent z and to the text context of ``prompt`` ("{concept}": the THINGS folder's
+    words); the decoded z's image is noised to ``strength`` and denoised under the decoded
+    context, ``samples`` times with ``steps`` DDIM steps. ``limit``: only the first N test
+    images. ``ceiling``: also from each image's own embedding (OUT/own-embedding), what a
+    perfect decoder would give. Writes OUT/decoded-z, OUT/sample-K, OUT/stimuli (``<i>.png``),
+    OUT/comparison.png and OUT/reconstruction.json; a second call continues or finds it done.
+
+    Returns the report: ``images``, ``map_r2_z`` and ``map_r2_c`` (cross-validated R² of the
+    maps), and ``sets``: per image set (``decoded z``, ``sample 1``, …) its ``pixcorr``,
+    ``ssim``, ``two_way_pixels`` and ``scores`` (``brainrecon eval``'s JSON)."""
+    return _native.eeg_reconstruct(_path(data), _path(decoder), _path(embeddings), _path(out),
+                                   str(model), str(prompt), int(samples), int(steps),
+                                   float(strength), float(guidance), int(seed),
+                                   None if limit is None else int(limit), bool(ceiling),
+                                   bool(progress))
+
+
+__all__ = ["preprocess", "bids_prepare", "embed", "fit", "evaluate", "reconstruct"]
