@@ -346,8 +346,9 @@ fn subjects_of(set: &ThingsEeg2, training: &Training) -> Result<Vec<String>> {
     })
 }
 
-/// A condition index per concept name (the folds of ridge's cross-validation group them).
-fn concept_groups(metadata: &ImageMetadata) -> Vec<i64> {
+/// Each training image's concept as its index among the sorted concept names (the folds of
+/// ridge's cross-validation group them).
+pub(crate) fn concept_groups(metadata: &ImageMetadata) -> Vec<i64> {
     let mut names: Vec<&str> = metadata
         .training
         .iter()

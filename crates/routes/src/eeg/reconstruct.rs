@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::b2c::chart::comparison_grid;
-use crate::eeg::decoder::{read_embeddings, EegDecoder};
+use crate::eeg::decoder::{concept_groups, read_embeddings, EegDecoder};
 use crate::error::{Result, RouteError};
 use crate::features::{default_latent_image_size, rows_of, Stimulus, StimulusEncoder, VaeFeatures};
 use crate::folder_eval::{eval, EvalRequest, Evaluated};
@@ -38,6 +38,7 @@ use crate::linear::{
 };
 use crate::progress::bar;
 use brainrecon_core::fs::{read_json, write_json_atomic, OutputDir, Resume};
+use brainrecon_core::stats::mean_std;
 use brainrecon_core::DataError;
 use brainrecon_datasets::things_eeg2::{ImageEntry, Split, ThingsEeg2};
 use brainrecon_diffusion::pipeline::{Conditioning, DType, Device, Posterior, StableDiffusion};
@@ -238,10 +239,7 @@ pub fn match_moments(decoded: &[f32], reference: &[f32], d: usize) -> Vec<f32> {
             .step_by(d)
             .map(|&v| f64::from(v))
             .collect();
-        let n = column.len().max(1) as f64;
-        let mean = column.iter().sum::<f64>() / n;
-        let var = column.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n;
-        (mean, var.sqrt())
+        mean_std(&column)
     };
     let mut out = decoded.to_vec();
     for j in 0..d {
@@ -403,7 +401,7 @@ pub fn reconstruct(request: &EegReconstructRequest) -> Result<EegReconstructRepo
     // The maps, fitted on the training images' embeddings, z and context.
     let training = metadata.of(Split::Training);
     let training_paths = set.image_paths(&metadata, Split::Training)?;
-    let concepts = concept_groups(training);
+    let concepts = concept_groups(&metadata);
     let x = &embeddings.training;
     let image_size = default_latent_image_size(&sd);
     let vae = VaeFeatures {
@@ -578,24 +576,6 @@ fn img2img_all(
     Ok(())
 }
 
-/// Each training image's concept as a group number (its position among the concepts).
-fn concept_groups(entries: &[ImageEntry]) -> Vec<i64> {
-    let mut names: Vec<&str> = Vec::new();
-    entries
-        .iter()
-        .map(|e| {
-            let k = match names.iter().position(|n| *n == e.concept) {
-                Some(k) => k,
-                None => {
-                    names.push(&e.concept);
-                    names.len() - 1
-                }
-            };
-            k as i64
-        })
-        .collect()
-}
-
 /// `folder` scored against the stimuli as `brainrecon eval` scores a folder of PNGs; `recorded`
 /// is where the folder will be once the run is committed.
 fn score(name: &str, folder: &Path, stimuli: &Path, recorded: &Path) -> Result<ScoredSet> {
@@ -682,15 +662,5 @@ mod tests {
             match_moments(&decoded, &reference, 2),
             [8.0, 5.0, 12.0, 5.0]
         );
-    }
-
-    #[test]
-    fn concepts_are_numbered_by_first_appearance() {
-        let entry = |c: &str| ImageEntry {
-            concept: c.into(),
-            file: "x.png".into(),
-        };
-        let groups = concept_groups(&[entry("b"), entry("b"), entry("a"), entry("b")]);
-        assert_eq!(groups, [0, 0, 1, 0]);
     }
 }
