@@ -9,11 +9,16 @@
 //!
 //! [`nice`]: NICE's EEG encoder (temporal and spatial convolutions, a projection), trained
 //! contrastively against image embeddings.
+//!
+//! [`atm`]: ATM's EEG encoder, NICE's behind a channel-attention Transformer with a subject
+//! token.
 
+pub mod atm;
 pub mod b2c;
 pub mod nice;
 pub mod window;
 
+pub use atm::{atm_loss, AtmConfig, AtmEegEncoder};
 pub use b2c::{allocate_tokens, BrainToContextConfig, BrainToContextEncoder, VoxelGroup};
 pub use nice::{nice_loss, NiceConfig, NiceEegEncoder};
 pub use window::{contrastive_loss, encoder_loss, FmriWindowEncoder, WindowEncoderConfig};

@@ -437,3 +437,125 @@ fn a_bids_eeg_experiment_is_prepared_embedded_fitted_and_scored() {
         "{err}"
     );
 }
+
+#[test]
+fn a_things_meg_participant_is_prepared_and_decoded_by_atm() {
+    // ds004212's tree from the MNE-written fixture (tools/fixtures/things_meg_fif.py): P1 in
+    // three split parts.
+    let fif =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../formats/tests/fixtures/fif");
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("ds004212");
+    let pre = root.join("derivatives/preprocessed");
+    std::fs::create_dir_all(&pre).unwrap();
+    for part in ["", "-1", "-2"] {
+        let name = format!("preprocessed_P1-epo{part}.fif");
+        std::fs::copy(fif.join(&name), pre.join(&name)).unwrap();
+    }
+    // THINGS' images as the epochs' image_path names them (any picture will do here).
+    let picture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../datasets/tests/fixtures/ds003825/THINGS/jam/jam_15s.jpg");
+    let images = dir.path().join("THINGS");
+    for path in [
+        "images_meg/wheelbarrow/wheelbarrow_05s.jpg",
+        "images_meg/flan/flan_03s.jpg",
+        "images_meg/gate/gate_06s.jpg",
+        "images_meg/carrot/carrot_12n.jpg",
+        "images_meg/swing/swing_02s.jpg",
+        "images_test_meg/drawer/drawer_07s.jpg",
+        "images_test_meg/umbrella/umbrella_09s.jpg",
+    ] {
+        let to = images.join(path);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(&picture, &to).unwrap();
+    }
+    let out = dir.path().join("things-meg");
+    let report: serde_json::Value = serde_json::from_str(&ok(&[
+        "eeg",
+        "meg-prepare",
+        "--data",
+        p(&root),
+        "--participant",
+        "P1",
+        "--images",
+        p(&images),
+        "--out",
+        p(&out),
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(report["subject"], "sub-01");
+    assert_eq!(report["files"].as_array().unwrap().len(), 3);
+    assert_eq!(report["catch"], 1);
+    // MEG sensors only, the bad one left out: 3 channels
+    assert_eq!(report["training"][2], 3, "{report}");
+    assert_eq!(
+        report["test"],
+        serde_json::json!([2, 2, 3, 281]),
+        "{report}"
+    );
+    assert_eq!(report["images_linked"], 7, "{report}");
+    // The prepared folder is read as THINGS-EEG2 is: embedded, fitted by ATM and scored.
+    let emb = dir.path().join("emb");
+    ok(&["eeg", "embed", "--data", p(&out), "--out", p(&emb)]);
+    let atm = dir.path().join("atm");
+    ok(&[
+        "eeg",
+        "fit",
+        "--data",
+        p(&out),
+        "--embeddings",
+        p(&emb),
+        "--subject",
+        "sub-01",
+        "--method",
+        "atm",
+        "--epochs",
+        "2",
+        "--batch",
+        "4",
+        "--out",
+        p(&atm),
+    ]);
+    assert!(atm.join("atm/config.json").is_file());
+    let scores: serde_json::Value = serde_json::from_str(&ok(&[
+        "eeg",
+        "eval",
+        "--data",
+        p(&out),
+        "--decoder",
+        p(&atm),
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(scores["rows"][0]["method"], "atm");
+    assert_eq!(scores["rows"][0]["scores"]["n"], 2);
+    // A participant without epochs: exit 2 naming the file and those there are.
+    let err = user_error(&[
+        "eeg",
+        "meg-prepare",
+        "--data",
+        p(&root),
+        "--participant",
+        "P3",
+        "--out",
+        p(&dir.path().join("x")),
+    ]);
+    assert!(
+        err.contains("preprocessed_P3-epo.fif") && err.contains("P1"),
+        "{err}"
+    );
+    // A missing split part: exit 2 naming it.
+    std::fs::remove_file(pre.join("preprocessed_P1-epo-2.fif")).unwrap();
+    let err = user_error(&[
+        "eeg",
+        "meg-prepare",
+        "--data",
+        p(&root),
+        "--participant",
+        "1",
+        "--out",
+        p(&dir.path().join("y")),
+    ]);
+    assert!(err.contains("preprocessed_P1-epo-2.fif"), "{err}");
+}

@@ -6,7 +6,8 @@
 //!   (fMRIPrep derivatives and their confounds), [`ds005531`] (the naturalistic movie
 //!   dataset), [`ds003720`] (the music dataset's stimulus events), [`cc2017`] (the video
 //!   dataset and MinD-Video's arrays), [`experiment`] (an own event-related experiment's betas
-//!   and atlases), [`things_eeg2`] (THINGS-EEG2's pickled EEG dicts and image set).
+//!   and atlases), [`things_eeg2`] (THINGS-EEG2's pickled EEG dicts and image set),
+//!   [`things_meg`] (THINGS-MEG's preprocessed MNE epochs, converted to THINGS-EEG2's layout).
 //! - The project's formats: [`prepared`] (the prepared subject every image route reads) and
 //!   [`runs`] (continuous recordings as a run set, planned from any of the run layouts).
 //!
@@ -28,6 +29,7 @@ pub mod nsd;
 pub mod prepared;
 pub mod runs;
 pub mod things_eeg2;
+pub mod things_meg;
 
 /// The report's line when the output already holds a finished preparation with the same
 /// settings (every `prepare` command says it alike).

@@ -206,7 +206,55 @@ pub struct ImageMetadata {
     pub test: Vec<ImageEntry>,
 }
 
+impl ImageEntry {
+    /// An image path (`stimuli/carousel/carousel_11s.jpg`) as an entry: its folder is the
+    /// concept; a bare file name goes in the folder `default_concept`.
+    pub fn from_path(path: &str, default_concept: &str) -> Self {
+        let mut parts = path.rsplit('/');
+        let file = parts.next().unwrap_or(path).to_string();
+        let concept = parts.next().unwrap_or(default_concept).to_string();
+        ImageEntry { concept, file }
+    }
+}
+
 impl ImageMetadata {
+    /// The entries of the training and test images' paths (see [`ImageEntry::from_path`]),
+    /// refusing a path whose folder or file would be empty, `.` or `..`: `source` and `field`
+    /// name where the paths were read.
+    pub fn from_paths(
+        training: &[String],
+        test: &[String],
+        default_concept: &str,
+        source: &std::path::Path,
+        field: &str,
+    ) -> Result<Self> {
+        let entries = |paths: &[String]| -> Vec<ImageEntry> {
+            paths
+                .iter()
+                .map(|p| ImageEntry::from_path(p, default_concept))
+                .collect()
+        };
+        let metadata = ImageMetadata {
+            training: entries(training),
+            test: entries(test),
+        };
+        let unsafe_name = |s: &str| s.is_empty() || s == "." || s == "..";
+        if let Some(bad) = metadata
+            .training
+            .iter()
+            .chain(&metadata.test)
+            .find(|e| unsafe_name(&e.concept) || unsafe_name(&e.file))
+        {
+            return Err(DataError::invalid(
+                source,
+                field,
+                "image paths ending in <folder>/<file>",
+                format!("{}/{}", bad.concept, bad.file),
+            ));
+        }
+        Ok(metadata)
+    }
+
     pub fn of(&self, split: Split) -> &[ImageEntry] {
         match split {
             Split::Training => &self.training,

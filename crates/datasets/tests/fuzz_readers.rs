@@ -210,6 +210,23 @@ fn edf_recordings() {
 }
 
 #[test]
+fn fif_epochs() {
+    use brainrecon_formats::fif;
+    let seed_files = seeds("fif", ".fif");
+    let fixtures = fixture_roots()[1].join("fif");
+    fuzz("fif", &seed_files, ".fif", |path| {
+        // A first part names its continuations: they lie beside the mutated copy.
+        let dir = path.parent().unwrap();
+        for name in ["preprocessed_P1-epo-1.fif", "preprocessed_P1-epo-2.fif"] {
+            if !dir.join(name).exists() {
+                std::fs::copy(fixtures.join(name), dir.join(name)).unwrap();
+            }
+        }
+        text(fif::read_epochs(path)).map(drop)
+    });
+}
+
+#[test]
 fn brainvision_headers() {
     use brainrecon_formats::brainvision;
     let seed_files = seeds("brainvision", ".vhdr");

@@ -4,7 +4,8 @@
 //!
 //! - Always built: [`npy`] (NumPy arrays, memory-mapped), [`image`] (PNG/JPEG/PPM, resampling),
 //!   [`events`] (BIDS-style tab-separated tables), [`motion`] (a clip's global motion from its
-//!   frames), [`brainvision`] and [`edf`] (EEG recordings: BrainVision; EDF, EDF+, BDF, BDF+).
+//!   frames), [`brainvision`] and [`edf`] (EEG recordings: BrainVision; EDF, EDF+, BDF, BDF+),
+//!   [`fif`] (MNE's epochs in FIF, split parts followed: THINGS-MEG's MEG epochs).
 //! - Behind features, so a model crate that wants an [`image::RgbImage`] compiles no codec:
 //!   `nifti` ([`nifti_io`], [`nifti4d`], [`cifti`], [`freesurfer`] label tables), `dicom`
 //!   ([`dicom`]: mosaics, slices, enhanced multi-frame, and a writer), `hdf5` ([`mat`], MATLAB
@@ -28,6 +29,7 @@ pub mod cifti;
 pub mod dicom;
 pub mod edf;
 pub mod events;
+pub mod fif;
 #[cfg(feature = "nifti")]
 pub mod freesurfer;
 pub mod image;

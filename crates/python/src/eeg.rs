@@ -12,7 +12,7 @@ use brainrecon_routes::eeg::decoder::{
 };
 use brainrecon_routes::eeg::nice_train::NiceTrainOptions;
 use brainrecon_routes::eeg::preprocess::{
-    prepare_bids, preprocess, BidsEegRequest, PreprocessRequest,
+    prepare_bids, prepare_meg, preprocess, BidsEegRequest, MegPrepareRequest, PreprocessRequest,
 };
 use brainrecon_routes::eeg::reconstruct::{reconstruct, EegReconstructRequest};
 use brainrecon_routes::eeg::ridge_decoder::RidgeDecoderOptions;
@@ -25,6 +25,7 @@ use crate::routes::route;
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(eeg_preprocess, m)?)?;
     m.add_function(wrap_pyfunction!(eeg_bids_prepare, m)?)?;
+    m.add_function(wrap_pyfunction!(eeg_meg_prepare, m)?)?;
     m.add_function(wrap_pyfunction!(eeg_embed, m)?)?;
     m.add_function(wrap_pyfunction!(eeg_fit, m)?)?;
     m.add_function(wrap_pyfunction!(eeg_eval, m)?)?;
@@ -137,6 +138,40 @@ fn eeg_bids_prepare<'py>(
         },
     };
     let report = py.detach(|| prepare_bids(&request)).map_err(route)?;
+    dict(py, &report)
+}
+
+/// `brainrecon eeg meg-prepare`: a THINGS-MEG participant's preprocessed epochs (ds004212's
+/// derivatives, MNE's FIF with its split parts) made into THINGS-EEG2's layout in `out`, with
+/// the images under `images` linked. Returns the report.
+#[pyfunction]
+#[pyo3(signature = (data, participant, out, images=None, tmin=None, tmax=None,
+    meg_only=true, exclude_bads=true))]
+#[allow(clippy::too_many_arguments)]
+fn eeg_meg_prepare<'py>(
+    py: Python<'py>,
+    data: PathBuf,
+    participant: String,
+    out: PathBuf,
+    images: Option<PathBuf>,
+    tmin: Option<f64>,
+    tmax: Option<f64>,
+    meg_only: bool,
+    exclude_bads: bool,
+) -> PyResult<Bound<'py, PyAny>> {
+    let request = MegPrepareRequest {
+        data,
+        participant,
+        images,
+        out,
+        options: brainrecon_datasets::things_meg::MegOptions {
+            meg_only,
+            exclude_bads,
+            tmin,
+            tmax,
+        },
+    };
+    let report = py.detach(|| prepare_meg(&request)).map_err(route)?;
     dict(py, &report)
 }
 

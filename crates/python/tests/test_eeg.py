@@ -142,8 +142,8 @@ def test_preprocess_raw_recordings(tmp_path):
 def test_exported():
     assert brainrecon.eeg is eeg
     assert "eeg" in brainrecon.__all__
-    assert eeg.__all__ == ["preprocess", "bids_prepare", "embed", "fit", "evaluate",
-                           "reconstruct"]
+    assert eeg.__all__ == ["preprocess", "bids_prepare", "meg_prepare", "embed", "fit",
+                           "evaluate", "reconstruct"]
 
 
 def test_bids_prepare_reads_ds003825_as_shipped(tmp_path):
@@ -156,3 +156,20 @@ def test_bids_prepare_reads_ds003825_as_shipped(tmp_path):
     assert report["images_linked"] == 11
     with pytest.raises(FileNotFoundError):
         eeg.bids_prepare(os.path.join(fixture, "ds003825"), "05", "rsvp", tmp_path / "x")
+
+
+def test_meg_prepare_reads_things_meg_split_epochs(tmp_path):
+    fif = Path(__file__).resolve().parents[2] / "formats" / "tests" / "fixtures" / "fif"
+    pre = tmp_path / "ds004212" / "derivatives" / "preprocessed"
+    pre.mkdir(parents=True)
+    for part in ["", "-1", "-2"]:
+        name = f"preprocessed_P1-epo{part}.fif"
+        (pre / name).write_bytes((fif / name).read_bytes())
+    report = eeg.meg_prepare(tmp_path / "ds004212", "P1", tmp_path / "out")
+    assert report["subject"] == "sub-01" and report["catch"] == 1
+    assert report["training"] == [5, 1, 3, 281] and report["test"] == [2, 2, 3, 281]
+    assert len(report["files"]) == 3 and report["images_linked"] == 0
+    cropped = eeg.meg_prepare(tmp_path / "ds004212", "1", tmp_path / "out2", tmin=0.0, tmax=0.5)
+    assert cropped["training"][3] == 101
+    with pytest.raises(FileNotFoundError):
+        eeg.meg_prepare(tmp_path / "ds004212", "P3", tmp_path / "x")

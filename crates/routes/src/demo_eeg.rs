@@ -30,6 +30,9 @@ use std::path::{Path, PathBuf};
 
 /// Epochs of NICE's training in the demo.
 pub const EPOCHS: usize = 120;
+/// Epochs of NICE's training on the other subjects' pooled trials: with the demo's three
+/// subjects a pool holds twice a subject's trials, so half the epochs take as many steps.
+pub const LEAVE_OUT_EPOCHS: usize = EPOCHS / 2;
 /// Test images pictured with what NICE retrieved for them.
 pub const PICTURED: usize = 6;
 /// Images retrieved per pictured test image.
@@ -45,7 +48,10 @@ pub struct EegDemoSummary {
     pub training_images: usize,
     pub test_images: usize,
     pub channels: usize,
+    /// NICE's epochs on a subject's own data.
     pub epochs: usize,
+    /// NICE's epochs on the other subjects' pooled data.
+    pub leave_out_epochs: usize,
     /// Ridge trained on each subject's own data.
     pub ridge: GroupSummary,
     /// NICE trained on each subject's own data.
@@ -183,7 +189,7 @@ pub fn run<S: DemoSteps>(options: &DemoOptions, steps: &mut S) -> Result<EegDemo
     let subjects = ThingsEeg2::open(&data)
         .and_then(|set| set.subjects())
         .map_err(RouteError::from)?;
-    let epochs = EPOCHS.to_string();
+    let (epochs, leave_out_epochs) = (EPOCHS.to_string(), LEAVE_OUT_EPOCHS.to_string());
     let mut fitted = Vec::new();
     for (number, method, leave_out, title) in [
         (3, EegMethod::Ridge, false, "fit ridge on each subject"),
@@ -224,7 +230,14 @@ pub fn run<S: DemoSteps>(options: &DemoOptions, steps: &mut S) -> Result<EegDemo
                 method.name(),
             ];
             if method == EegMethod::Nice {
-                args.extend(["--epochs", &epochs]);
+                args.extend([
+                    "--epochs",
+                    if leave_out {
+                        &leave_out_epochs
+                    } else {
+                        &epochs
+                    },
+                ]);
             }
             args.extend(["--out", path(&out)]);
             steps.announce(number, title, &args);
@@ -239,7 +252,7 @@ pub fn run<S: DemoSteps>(options: &DemoOptions, steps: &mut S) -> Result<EegDemo
                     embeddings: embeddings.clone(),
                     out: out.clone(),
                     nice: NiceTrainOptions {
-                        epochs: EPOCHS,
+                        epochs: if leave_out { LEAVE_OUT_EPOCHS } else { EPOCHS },
                         seed: options.seed,
                         ..NiceTrainOptions::default()
                     },
@@ -329,6 +342,7 @@ pub fn run<S: DemoSteps>(options: &DemoOptions, steps: &mut S) -> Result<EegDemo
         test_images: metadata.test.len(),
         channels: first.channels(),
         epochs: EPOCHS,
+        leave_out_epochs: LEAVE_OUT_EPOCHS,
         ridge: group(EegMethod::Ridge, "within")?,
         nice: group(EegMethod::Nice, "within")?,
         nice_leave_one_out: group(EegMethod::Nice, "leave-one-out")?,

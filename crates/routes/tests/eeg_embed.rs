@@ -4,7 +4,9 @@
 
 use brainrecon_datasets::things_eeg2::{Split, ThingsEeg2};
 use brainrecon_routes::eeg::embed::ImageEmbedder;
-use brainrecon_routes::eeg::nice_train::{encode_conditions, train_nice, NiceTrainOptions};
+use brainrecon_routes::eeg::nice_train::{
+    encode_conditions, train_nice, EncoderKind, NiceTrainOptions,
+};
 use brainrecon_routes::eeg::retrieval::zero_shot;
 use brainrecon_routes::eeg::ridge_decoder::{RidgeDecoder, RidgeDecoderOptions};
 use brainrecon_simulate::eeg::{simulate_eeg, EegOptions};
@@ -50,7 +52,7 @@ fn the_contrastive_encoder_beats_ridge_on_image_embeddings() {
         epochs: 120,
         ..NiceTrainOptions::default()
     };
-    let nice = train_nice(&train, &y, d, &opts, None, |_, _| {}).unwrap();
+    let nice = train_nice(EncoderKind::Nice, &train, &y, d, &opts, None, |_, _| {}).unwrap();
     let n = zero_shot(
         &encode_conditions(&nice.encoder, &test).unwrap(),
         &candidates,

@@ -1,9 +1,11 @@
 //! NICE's contrastive encoder trained on `simulate --kind eeg` with the project's nn path: the
 //! loss falls, unseen test concepts are retrieved far above chance, and a seed reproduces the
-//! run bit for bit.
+//! run bit for bit. ATM's encoder (channel attention in front) trains on the same path.
 
 use brainrecon_datasets::things_eeg2::{Split, ThingsEeg2};
-use brainrecon_routes::eeg::nice_train::{encode_conditions, train_nice, NiceTrainOptions};
+use brainrecon_routes::eeg::nice_train::{
+    encode_conditions, train_nice, EncoderKind, NiceTrainOptions,
+};
 use brainrecon_routes::eeg::retrieval::zero_shot;
 use brainrecon_simulate::eeg::{simulate_eeg, EegOptions, ImageTruth};
 
@@ -29,7 +31,7 @@ fn nice_retrieves_unseen_concepts_and_reproduces() {
         ..NiceTrainOptions::default()
     };
     let started = std::time::Instant::now();
-    let trained = train_nice(&train, &y, d, &opts, None, |_, _| {}).unwrap();
+    let trained = train_nice(EncoderKind::Nice, &train, &y, d, &opts, None, |_, _| {}).unwrap();
     let seconds = started.elapsed().as_secs_f64();
     let losses = &trained.epoch_losses;
     let decoded = encode_conditions(&trained.encoder, &test).unwrap();
@@ -54,14 +56,14 @@ fn nice_retrieves_unseen_concepts_and_reproduces() {
         ..opts.clone()
     };
     let run = || {
-        train_nice(&train, &y, d, &short, None, |_, _| {})
+        train_nice(EncoderKind::Nice, &train, &y, d, &short, None, |_, _| {})
             .unwrap()
             .epoch_losses
     };
     assert_eq!(run(), run(), "same seed, same run");
     let other = NiceTrainOptions { seed: 1, ..short };
     assert_ne!(
-        train_nice(&train, &y, d, &other, None, |_, _| {})
+        train_nice(EncoderKind::Nice, &train, &y, d, &other, None, |_, _| {})
             .unwrap()
             .epoch_losses,
         run()
@@ -88,16 +90,34 @@ fn an_interrupted_run_resumes_to_the_same_bits() {
         checkpoint_every: 2,
         ..NiceTrainOptions::default()
     };
-    let whole = train_nice(&train, &y, d, &four, None, |_, _| {}).unwrap();
+    let whole = train_nice(EncoderKind::Nice, &train, &y, d, &four, None, |_, _| {}).unwrap();
     // A run stopped after its second epoch's checkpoint, then the same command again.
     let work = dir.path().join("work");
     let two = NiceTrainOptions {
         epochs: 2,
         ..four.clone()
     };
-    train_nice(&train, &y, d, &two, Some(&work), |_, _| {}).unwrap();
+    train_nice(
+        EncoderKind::Nice,
+        &train,
+        &y,
+        d,
+        &two,
+        Some(&work),
+        |_, _| {},
+    )
+    .unwrap();
     let mut seen = Vec::new();
-    let resumed = train_nice(&train, &y, d, &four, Some(&work), |e, _| seen.push(e)).unwrap();
+    let resumed = train_nice(
+        EncoderKind::Nice,
+        &train,
+        &y,
+        d,
+        &four,
+        Some(&work),
+        |e, _| seen.push(e),
+    )
+    .unwrap();
     assert_eq!(resumed.resumed_from, 2);
     assert_eq!(seen, [3, 4], "only the epochs left run");
     assert_eq!(resumed.epoch_losses, whole.epoch_losses);
@@ -108,9 +128,59 @@ fn an_interrupted_run_resumes_to_the_same_bits() {
     );
     // A checkpoint past the epochs asked for is refused, not silently used.
     let one = NiceTrainOptions { epochs: 1, ..four };
-    let err = train_nice(&train, &y, d, &one, Some(&work), |_, _| {})
-        .err()
-        .unwrap()
-        .to_string();
+    let err = train_nice(
+        EncoderKind::Nice,
+        &train,
+        &y,
+        d,
+        &one,
+        Some(&work),
+        |_, _| {},
+    )
+    .err()
+    .unwrap()
+    .to_string();
     assert!(err.contains("past --epochs 1"), "{err}");
+}
+
+#[test]
+fn atm_trains_on_the_same_path_and_retrieves_unseen_concepts() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("sim");
+    let mut options = EegOptions::new(&out);
+    options.subjects = 1;
+    options.image_size = 16;
+    options.train_concepts = 24;
+    options.seed = 5;
+    let sim = simulate_eeg(&options).unwrap();
+    let set = ThingsEeg2::open(&out).unwrap();
+    let train = set.read_preprocessed("sub-01", Split::Training).unwrap();
+    let test = set.read_preprocessed("sub-01", Split::Test).unwrap();
+    let (y, d) = (attributes(&sim.truth.training), 21);
+    // ATM's convolutions run over its 250-wide tokens (NICE's here over 100 samples), so a
+    // trial costs several of NICE's: fewer concepts and epochs keep the test short.
+    let opts = NiceTrainOptions {
+        epochs: 25,
+        batch: 64,
+        ..NiceTrainOptions::default()
+    };
+    let started = std::time::Instant::now();
+    let trained = train_nice(EncoderKind::Atm, &train, &y, d, &opts, None, |_, _| {}).unwrap();
+    let seconds = started.elapsed().as_secs_f64();
+    let losses = &trained.epoch_losses;
+    let decoded = encode_conditions(&trained.encoder, &test).unwrap();
+    let scores = zero_shot(&decoded, &attributes(&sim.truth.test), d, &[2, 4], 20, 0).unwrap();
+    eprintln!(
+        "ATM ({} epochs, {seconds:.1} s): loss {:.3} → {:.3}; top-1 {:.3}, top-5 {:.3}, 2-way {:.3}, 4-way {:.3}",
+        losses.len(),
+        losses[0],
+        losses[losses.len() - 1],
+        scores.top1,
+        scores.top5,
+        scores.ways[0].top1,
+        scores.ways[1].top1
+    );
+    assert!(losses[losses.len() - 1] < losses[0] - 0.5, "{losses:?}");
+    assert!(scores.top1 > 3.0 * scores.chance_top1, "{scores:?}");
+    assert!(scores.ways[0].top1 > 0.7, "{scores:?}");
 }

@@ -10,7 +10,7 @@ use brainrecon_routes::eeg::decoder::{
 use brainrecon_routes::eeg::live::{run_live, LiveEegRequest};
 use brainrecon_routes::eeg::nice_train::NiceTrainOptions;
 use brainrecon_routes::eeg::preprocess::{
-    prepare_bids, preprocess, BidsEegRequest, PreprocessRequest,
+    prepare_bids, prepare_meg, preprocess, BidsEegRequest, MegPrepareRequest, PreprocessRequest,
 };
 use brainrecon_routes::eeg::reconstruct::{reconstruct, EegReconstructRequest, DEFAULT_PROMPT};
 use brainrecon_routes::eeg::ridge_decoder::RidgeDecoderOptions;
@@ -27,6 +27,7 @@ use std::path::PathBuf;
 pub enum EegCommand {
     Preprocess(PreprocessArgs),
     BidsPrepare(BidsPrepareArgs),
+    MegPrepare(MegPrepareArgs),
     Embed(EmbedArgs),
     Fit(FitArgs),
     Eval(EvalArgs),
@@ -124,6 +125,49 @@ pub struct BidsPrepareArgs {
     json: JsonArg,
 }
 
+/// Make a THINGS-MEG participant's preprocessed epochs into THINGS-EEG2's layout
+///
+/// Reads ds004212's derivatives/preprocessed/preprocessed_P{n}-epo.fif and its split parts
+/// (MNE's epochs in FIF: 271 gradiometers, −100 to 1,300 ms at 200 Hz), ties each epoch to its
+/// image by the epochs' metadata (image_path, else things_image_nr, else the event code, which
+/// the authors set to the THINGS image number), and splits them by trial_type: exp → training
+/// (each image once), test → test (each test image 12 times), catch left out. Writes OUT as
+/// bids-prepare does, the participant as sub-0n, so that `eeg embed`, `eeg fit` and `eeg eval`
+/// read OUT; with --images links every image named into OUT/image_set.
+#[derive(clap::Args)]
+#[command(
+    after_help = "Example:\n  brainrecon eeg meg-prepare --data ds004212 --participant P1 --images THINGS/images --out things-meg-P1"
+)]
+#[command(mut_arg("json", |a| a.help("Print the report as JSON")))]
+pub struct MegPrepareArgs {
+    /// ds004212's root (or its derivatives/preprocessed folder)
+    #[arg(long)]
+    data: PathBuf,
+    /// The participant (P1, 1 or sub-BIGMEG1)
+    #[arg(long)]
+    participant: String,
+    /// The THINGS images' folder (the epochs' image paths are read under it)
+    #[arg(long)]
+    images: Option<PathBuf>,
+    /// Where to write the data set
+    #[arg(long)]
+    out: PathBuf,
+    /// Keep samples from this time on, in seconds (default: the epoch's first)
+    #[arg(long, allow_hyphen_values = true)]
+    tmin: Option<f64>,
+    /// Keep samples up to this time, in seconds (default: the epoch's last)
+    #[arg(long, allow_hyphen_values = true)]
+    tmax: Option<f64>,
+    /// Keep every channel, not only the MEG sensors
+    #[arg(long)]
+    all_channels: bool,
+    /// Keep the channels marked bad
+    #[arg(long)]
+    keep_bads: bool,
+    #[command(flatten)]
+    json: JsonArg,
+}
+
 /// Embed every training and test image of the data set with an image model
 ///
 /// Writes OUT/training.npy and OUT/test.npy (float32 [images, d], rows in image_metadata.npy's
@@ -158,8 +202,11 @@ pub struct EmbedArgs {
 /// --method nice (default): NICE's contrastive encoder (temporal and spatial convolutions and
 /// a projection, CLIP's symmetric loss with a learnable temperature, Adam at 2e-4), trained on
 /// every trial; it checkpoints every --checkpoint-every epochs and the same command resumes an
-/// interrupted fit. --method ridge: the linear baseline, ridge from the repetition-averaged
-/// epoch with the penalty chosen per dimension by 5-fold cross-validation grouped by concept.
+/// interrupted fit. --method atm: ATM's encoder, the same convolutions behind a
+/// channel-attention Transformer (each channel a token, with a learned subject token) and ATM's
+/// form of the loss, trained the same way. --method ridge: the linear baseline, ridge from the
+/// repetition-averaged epoch with the penalty chosen per dimension by 5-fold cross-validation
+/// grouped by concept.
 /// --subject S trains on S's training half; --leave-out S trains on every other subject's,
 /// pooled, and is scored on S (leave one subject out). Writes OUT/decoder.json, the model, and
 /// the test images' embeddings it is scored against.
@@ -167,6 +214,7 @@ pub struct EmbedArgs {
 #[command(
     after_help = "Example:\n  brainrecon eeg fit --data sim-eeg --embeddings sim-eeg-embeddings --subject sub-01 --out nice-sub-01\n  \
     brainrecon eeg fit --data sim-eeg --embeddings sim-eeg-embeddings --subject sub-01 --method ridge --out ridge-sub-01\n  \
+    brainrecon eeg fit --data sim-eeg --embeddings sim-eeg-embeddings --subject sub-01 --method atm --out atm-sub-01\n  \
     brainrecon eeg fit --data sim-eeg --embeddings sim-eeg-embeddings --leave-out sub-01 --out nice-loso-sub-01"
 )]
 #[command(mut_arg("json", |a| a.help("Print the fit's record as JSON")))]
@@ -184,25 +232,25 @@ pub struct FitArgs {
     /// Train on every subject but this one, and score on it
     #[arg(long)]
     leave_out: Option<String>,
-    /// nice or ridge
-    #[arg(long, default_value = "nice", value_parser = ["nice", "ridge"])]
+    /// nice, atm or ridge
+    #[arg(long, default_value = "nice", value_parser = ["nice", "atm", "ridge"])]
     method: String,
     /// The decoder folder to write (a rerun with the same settings resumes it)
     #[arg(long)]
     out: PathBuf,
-    /// NICE: training epochs
+    /// NICE and ATM: training epochs
     #[arg(long, default_value_t = 40)]
     epochs: usize,
-    /// NICE: trials per batch
+    /// NICE and ATM: trials per batch
     #[arg(long, default_value_t = 256)]
     batch: usize,
-    /// NICE: Adam's learning rate
+    /// NICE and ATM: Adam's learning rate
     #[arg(long, default_value_t = 2e-4)]
     lr: f64,
-    /// NICE: epochs between checkpoints
+    /// NICE and ATM: epochs between checkpoints
     #[arg(long, default_value_t = 5)]
     checkpoint_every: usize,
-    /// Seed of NICE's initial values, batch order and dropout
+    /// Seed of the encoder's initial values, batch order and dropout
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Ridge: the samples used, START:END (default: the whole epoch)
@@ -457,6 +505,24 @@ pub fn run(command: EegCommand) -> anyhow::Result<()> {
                     channels: channel_selection(&a.channels),
                     mvnn: mvnn_dim(&a.mvnn),
                     ..RawPreprocessing::default()
+                },
+            })?;
+            if a.json.json {
+                return super::print_json(&report);
+            }
+            outln!("{}", report.text())
+        }
+        EegCommand::MegPrepare(a) => {
+            let report = prepare_meg(&MegPrepareRequest {
+                data: a.data,
+                participant: a.participant,
+                images: a.images,
+                out: a.out,
+                options: brainrecon_datasets::things_meg::MegOptions {
+                    meg_only: !a.all_channels,
+                    exclude_bads: !a.keep_bads,
+                    tmin: a.tmin,
+                    tmax: a.tmax,
                 },
             })?;
             if a.json.json {

@@ -68,6 +68,24 @@ def bids_prepare(bids_root, subject, task, out, images=None, sfreq=100.0, channe
                                     _path(images), float(sfreq), str(channels), str(mvnn))
 
 
+def meg_prepare(data, participant, out, images=None, tmin=None, tmax=None, meg_only=True,
+                exclude_bads=True):
+    """``brainrecon eeg meg-prepare``: a THINGS-MEG participant (``participant`` "P1", 1 or
+    "sub-BIGMEG1") of OpenNeuro ds004212 (``data``: its root, or the folder of
+    derivatives/preprocessed/preprocessed_P{n}-epo.fif and its split parts) made into
+    THINGS-EEG2's layout in ``out``, the participant as sub-0n, so that :func:`embed`,
+    :func:`fit` and :func:`evaluate` read it. Each epoch's image comes from the epochs'
+    metadata (``image_path``), and ``trial_type`` splits them: "exp" training, "test" test,
+    "catch" left out. ``images``: the THINGS images' folder, linked into OUT/image_set;
+    ``tmin``/``tmax`` crop the epochs (s); ``meg_only`` keeps the MEG sensors alone and
+    ``exclude_bads`` leaves the bad channels out. Returns the report (shapes, ch_names,
+    ``catch``, ``files``, ``images_linked``)."""
+    return _native.eeg_meg_prepare(_path(data), str(participant), _path(out), _path(images),
+                                   None if tmin is None else float(tmin),
+                                   None if tmax is None else float(tmax), bool(meg_only),
+                                   bool(exclude_bads))
+
+
 def embed(data, out, model="shapes-blip", batch=64, progress=False):
     """``brainrecon eeg embed``: every training and test image of the data set embedded with
     ``model`` (the project's "shapes-blip", or a transformers BLIP folder), ``batch`` images
@@ -89,7 +107,9 @@ def fit(data, embeddings, out, subject=None, leave_out=None, method="nice", epoc
     (train on every other subject's, pooled, and score on this one). ``method``: "nice"
     (NICE's contrastive encoder: ``epochs``, ``batch`` trials per batch, Adam at ``lr``,
     a checkpoint every ``checkpoint_every`` epochs — the same call resumes an interrupted
-    fit; ``seed`` for its initial values, batch order and dropout) or "ridge" (the linear
+    fit; ``seed`` for its initial values, batch order and dropout), "atm" (ATM's encoder:
+    NICE's convolutions behind a channel-attention Transformer, trained the same way) or
+    "ridge" (the linear
     baseline; ``window``: the (start, end) samples used, default the whole epoch).
 
     Returns the fit's report: ``out``, ``already_done`` and ``meta`` (method, trained_on,
@@ -149,4 +169,5 @@ def reconstruct(data, decoder, embeddings, out, model="shapes-ldm", prompt="a {c
                                    bool(progress))
 
 
-__all__ = ["preprocess", "bids_prepare", "embed", "fit", "evaluate", "reconstruct"]
+__all__ = ["preprocess", "bids_prepare", "meg_prepare", "embed", "fit", "evaluate",
+           "reconstruct"]

@@ -7,20 +7,21 @@
 //! naming the model. A CLIP's embeddings from the user's own script are read the same way
 //! (`embeddings.json` may then be absent).
 //!
-//! A decoder folder holds `decoder.json` ([`DecoderMeta`]), the model (`nice/config.json` and
-//! `nice/model.safetensors`, or `ridge/`), and `test_embeddings.npy`, the candidates it is
-//! scored against. A NICE fit checkpoints into the folder's staging copy and a rerun of the
-//! same command resumes there.
+//! A decoder folder holds `decoder.json` ([`DecoderMeta`]), the model (`nice/` or `atm/`, each
+//! a `config.json` and `model.safetensors`, or `ridge/`), and `test_embeddings.npy`, the
+//! candidates it is scored against. A NICE or ATM fit checkpoints into the folder's staging
+//! copy and a rerun of the same command resumes there.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::eeg::embed::ImageEmbedder;
-use crate::eeg::nice_train::{encode_conditions, train_nice, NiceTrainOptions};
+use crate::eeg::nice_train::{
+    encode_conditions, train_nice, EegEncoder, EncoderKind, NiceTrainOptions,
+};
 use crate::eeg::retrieval::{zero_shot, RetrievalScores};
 use crate::eeg::ridge_decoder::{RidgeDecoder, RidgeDecoderOptions};
 use crate::error::{Result, RouteError};
-use brainrecon_brain::nice::{initialise, NiceConfig, NiceEegEncoder};
 use brainrecon_core::fs::{read_json, write_folder_atomic, write_json_atomic, OutputDir, Resume};
 use brainrecon_core::progress::bar;
 use brainrecon_core::stats::mean_std;
@@ -28,7 +29,6 @@ use brainrecon_core::DataError;
 use brainrecon_datasets::things_eeg2::{ImageMetadata, PreprocessedEeg, Split, ThingsEeg2};
 use brainrecon_formats::npy;
 use brainrecon_ridge::RidgeModel;
-use candle_core::Device;
 use serde::{Deserialize, Serialize};
 
 const EMBEDDINGS_FORMAT: &str = "brainrecon-eeg-embeddings-1";
@@ -176,6 +176,8 @@ pub enum EegMethod {
     Ridge,
     /// NICE's contrastive encoder.
     Nice,
+    /// ATM's: NICE's encoder behind a channel-attention Transformer.
+    Atm,
 }
 
 impl EegMethod {
@@ -183,8 +185,9 @@ impl EegMethod {
         match text {
             "ridge" => Ok(EegMethod::Ridge),
             "nice" => Ok(EegMethod::Nice),
+            "atm" => Ok(EegMethod::Atm),
             other => Err(RouteError::Usage(format!(
-                "--method: expected ridge or nice, found '{other}'"
+                "--method: expected ridge, nice or atm, found '{other}'"
             ))),
         }
     }
@@ -193,6 +196,16 @@ impl EegMethod {
         match self {
             EegMethod::Ridge => "ridge",
             EegMethod::Nice => "nice",
+            EegMethod::Atm => "atm",
+        }
+    }
+
+    /// The contrastive encoder behind the method, if it is one.
+    pub fn encoder(self) -> Option<EncoderKind> {
+        match self {
+            EegMethod::Ridge => None,
+            EegMethod::Nice => Some(EncoderKind::Nice),
+            EegMethod::Atm => Some(EncoderKind::Atm),
         }
     }
 }
@@ -436,10 +449,13 @@ pub fn fit(
             decoder.model.save(staging.join("ridge"))?;
             (decoder.window, Vec::new(), 0)
         }
-        EegMethod::Nice => {
+        EegMethod::Nice | EegMethod::Atm => {
+            let kind = request.method.encoder().unwrap_or(EncoderKind::Nice);
             let work = staging.join("checkpoints");
-            let progress = bar(request.nice.epochs as u64, "NICE epochs", request.progress);
+            let label = format!("{} epochs", kind.name());
+            let progress = bar(request.nice.epochs as u64, &label, request.progress);
             let trained = train_nice(
+                kind,
                 &train,
                 &embeddings.training,
                 d,
@@ -451,12 +467,9 @@ pub fn fit(
                 },
             )?;
             progress.finish_and_clear();
-            let nice = staging.join("nice");
-            std::fs::create_dir_all(&nice).map_err(|e| DataError::io(&nice, e))?;
-            write_json_atomic(&nice.join("config.json"), trained.encoder.config())?;
             trained
-                .parameters
-                .save_safetensors(nice.join("model.safetensors"))?;
+                .encoder
+                .save(&trained.parameters, &staging.join(request.method.name()))?;
             let _ = std::fs::remove_dir_all(&work);
             (
                 0..train.times.len(),
@@ -507,8 +520,8 @@ pub struct EegDecoder {
 }
 
 enum Model {
-    Ridge(RidgeDecoder),
-    Nice(NiceEegEncoder),
+    Ridge(Box<RidgeDecoder>),
+    Encoder(EegEncoder),
 }
 
 impl EegDecoder {
@@ -531,18 +544,16 @@ impl EegDecoder {
                     )
                     .into());
                 }
-                Model::Ridge(RidgeDecoder {
+                Model::Ridge(Box::new(RidgeDecoder {
                     model,
                     window: start..end,
                     channels: meta.ch_names.len(),
                     times: meta.times,
-                })
+                }))
             }
-            EegMethod::Nice => {
-                let config = NiceConfig::from_file(&dir.join("nice").join("config.json"))?;
-                let (encoder, mut parameters) = initialise(&config, 0, &Device::Cpu)?;
-                parameters.load_safetensors(dir.join("nice").join("model.safetensors"))?;
-                Model::Nice(encoder)
+            EegMethod::Nice | EegMethod::Atm => {
+                let kind = meta.method.encoder().unwrap_or(EncoderKind::Nice);
+                Model::Encoder(EegEncoder::load(kind, &dir.join(meta.method.name()))?)
             }
         };
         let path = dir.join(CANDIDATES_FILE);
@@ -581,7 +592,7 @@ impl EegDecoder {
         }
         match &self.model {
             Model::Ridge(ridge) => ridge.predict(eeg),
-            Model::Nice(encoder) => encode_conditions(encoder, eeg),
+            Model::Encoder(encoder) => encode_conditions(encoder, eeg),
         }
     }
 }

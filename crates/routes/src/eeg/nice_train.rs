@@ -1,7 +1,9 @@
-//! NICE's contrastive encoder trained on the project's nn path, as NICE trains it: every
-//! training trial against the embedding of its image, batches shuffled each epoch, CLIP's
-//! symmetric loss with a learnable temperature, Adam (lr 2e-4, betas 0.5/0.999), dropout 0.5.
-//! Test conditions are encoded from their repetitions' average, as NICE scores them.
+//! The contrastive encoders (NICE's, or ATM's with its channel attention) trained on the
+//! project's nn path, as NICE trains them: every training trial against the embedding of its
+//! image, batches shuffled each epoch, CLIP's symmetric loss with a learnable temperature (each
+//! encoder's own form of it, see [`EegEncoder::loss`]), Adam (lr 2e-4, betas 0.5/0.999), the
+//! encoders' dropout. Test conditions are encoded from their repetitions' average, as NICE
+//! scores them.
 //!
 //! Deterministic: the initial values, each epoch's order and each step's dropout masks come
 //! from ChaCha8 streams of the seed, each epoch's and step's drawn from its number alone, so a
@@ -9,7 +11,8 @@
 //! with the same bits as one that never stopped.
 
 use crate::error::{Result, RouteError};
-use brainrecon_brain::nice::{initialise, nice_loss, NiceConfig, NiceEegEncoder};
+use brainrecon_brain::atm::{atm_loss, AtmConfig, AtmEegEncoder};
+use brainrecon_brain::nice::{nice_loss, NiceConfig, NiceEegEncoder};
 use brainrecon_datasets::things_eeg2::PreprocessedEeg;
 use brainrecon_nn::checkpoint::{
     latest_checkpoint, load_checkpoint, logged_losses, save_checkpoint,
@@ -22,6 +25,117 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::path::Path;
+
+/// Which contrastive encoder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EncoderKind {
+    Nice,
+    /// ATM's: NICE's behind a channel-attention Transformer.
+    Atm,
+}
+
+/// A contrastive encoder of either kind.
+#[derive(Debug, Clone)]
+pub enum EegEncoder {
+    Nice(Box<NiceEegEncoder>),
+    Atm(Box<AtmEegEncoder>),
+}
+
+impl EegEncoder {
+    /// A new encoder for `channels` × `times` trials into `d`-wide embeddings, with the
+    /// paper's sizes and seeded initial values.
+    pub fn initialise(
+        kind: EncoderKind,
+        channels: usize,
+        times: usize,
+        d: usize,
+        seed: u64,
+    ) -> Result<(Self, Parameters)> {
+        let usage = |problem: String| RouteError::Usage(format!("{}: {problem}", kind.name()));
+        Ok(match kind {
+            EncoderKind::Nice => {
+                let config = NiceConfig::new(channels, times, d);
+                if let Some(problem) = config.problem() {
+                    return Err(usage(problem));
+                }
+                let (e, p) = brainrecon_brain::nice::initialise(&config, seed, &Device::Cpu)?;
+                (EegEncoder::Nice(Box::new(e)), p)
+            }
+            EncoderKind::Atm => {
+                let config = AtmConfig::new(channels, times, d);
+                if let Some(problem) = config.problem() {
+                    return Err(usage(problem));
+                }
+                let (e, p) = brainrecon_brain::atm::initialise(&config, seed, &Device::Cpu)?;
+                (EegEncoder::Atm(Box::new(e)), p)
+            }
+        })
+    }
+
+    /// Loads the encoder saved by [`EegEncoder::save`] in `dir`.
+    pub fn load(kind: EncoderKind, dir: &Path) -> Result<Self> {
+        let config = dir.join("config.json");
+        let weights = dir.join("model.safetensors");
+        Ok(match kind {
+            EncoderKind::Nice => {
+                let config = NiceConfig::from_file(&config)?;
+                let (e, mut p) = brainrecon_brain::nice::initialise(&config, 0, &Device::Cpu)?;
+                p.load_safetensors(weights)?;
+                EegEncoder::Nice(Box::new(e))
+            }
+            EncoderKind::Atm => {
+                let config = AtmConfig::from_file(&config)?;
+                let (e, mut p) = brainrecon_brain::atm::initialise(&config, 0, &Device::Cpu)?;
+                p.load_safetensors(weights)?;
+                EegEncoder::Atm(Box::new(e))
+            }
+        })
+    }
+
+    /// Writes `config.json` and `model.safetensors` into `dir` (created).
+    pub fn save(&self, parameters: &Parameters, dir: &Path) -> Result<()> {
+        use brainrecon_core::fs::write_json_atomic;
+        std::fs::create_dir_all(dir).map_err(|e| brainrecon_core::DataError::io(dir, e))?;
+        match self {
+            EegEncoder::Nice(e) => write_json_atomic(&dir.join("config.json"), e.config())?,
+            EegEncoder::Atm(e) => write_json_atomic(&dir.join("config.json"), e.config())?,
+        }
+        parameters.save_safetensors(dir.join("model.safetensors"))?;
+        Ok(())
+    }
+
+    /// `eeg` [B, C, T] → [B, d]; training with `rng`. ATM's encoder takes the shared subject
+    /// token: a decoder is trained on one subject or on a pool whose trials are not told
+    /// apart, so one learned token serves either.
+    pub fn forward(&self, eeg: &Tensor, rng: Option<&mut ChaCha8Rng>) -> Result<Tensor> {
+        Ok(match self {
+            EegEncoder::Nice(e) => e.forward(eeg, rng)?,
+            EegEncoder::Atm(e) => e.forward(eeg, None, rng)?,
+        })
+    }
+
+    /// The encoder's paper's loss of `embedded` [B, d] against `images` [B, d]: NICE's on unit
+    /// rows with an exponentiated scale, ATM's on its raw embeddings with the scale as it is,
+    /// the image rows made unit length first as ATM's data set makes them.
+    pub fn loss(&self, embedded: &Tensor, images: &Tensor) -> Result<Tensor> {
+        Ok(match self {
+            EegEncoder::Nice(e) => nice_loss(embedded, images, &e.logit_scale)?,
+            EegEncoder::Atm(e) => {
+                let norms = images.sqr()?.sum_keepdim(1)?.sqrt()?;
+                atm_loss(embedded, &images.broadcast_div(&norms)?, e.logit_scale())?
+            }
+        })
+    }
+}
+
+impl EncoderKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            EncoderKind::Nice => "NICE",
+            EncoderKind::Atm => "ATM",
+        }
+    }
+}
 
 /// How the encoder trains.
 #[derive(Clone, Debug)]
@@ -50,7 +164,7 @@ impl Default for NiceTrainOptions {
 
 /// The trained encoder and its loss per epoch (mean over the epoch's batches).
 pub struct TrainedNice {
-    pub encoder: NiceEegEncoder,
+    pub encoder: EegEncoder,
     pub parameters: Parameters,
     pub epoch_losses: Vec<f64>,
     /// The epoch resumed from (0: a fresh start).
@@ -67,12 +181,13 @@ fn batch_tensor(eeg: &PreprocessedEeg, rows: &[(usize, usize)]) -> Result<Tensor
     Ok(Tensor::from_vec(values, (rows.len(), c, t), &Device::Cpu)?)
 }
 
-/// Trains NICE's encoder from `train` to `embeddings` [conditions, d] (row i the image of
-/// condition i); `each_epoch(epoch, mean loss)` reports progress. With `work`, checkpoints go
-/// to `work/step-<epoch>` and training resumes from the newest one there.
+/// Trains a contrastive encoder of `kind` from `train` to `embeddings` [conditions, d] (row i
+/// the image of condition i); `each_epoch(epoch, mean loss)` reports progress. With `work`,
+/// checkpoints go to `work/step-<epoch>` and training resumes from the newest one there.
 // `usize::is_multiple_of` needs Rust 1.87; the workspace supports 1.85.
 #[allow(clippy::manual_is_multiple_of)]
 pub fn train_nice(
+    kind: EncoderKind,
     train: &PreprocessedEeg,
     embeddings: &[f32],
     d: usize,
@@ -82,23 +197,23 @@ pub fn train_nice(
 ) -> Result<TrainedNice> {
     if d == 0 || embeddings.len() != train.conditions * d {
         return Err(RouteError::Usage(format!(
-            "NICE: {} conditions need as many embeddings of width {d}, found {} values",
+            "{}: {} conditions need as many embeddings of width {d}, found {} values",
+            kind.name(),
             train.conditions,
             embeddings.len()
         )));
     }
     if options.batch < 2 || options.epochs == 0 {
         return Err(RouteError::Usage(format!(
-            "NICE: --batch must be at least 2 (the loss contrasts a batch's trials) and \
+            "{}: --batch must be at least 2 (the loss contrasts a batch's trials) and \
              --epochs at least 1, found {} and {}",
-            options.batch, options.epochs
+            kind.name(),
+            options.batch,
+            options.epochs
         )));
     }
-    let config = NiceConfig::new(train.channels(), train.times.len(), d);
-    if let Some(problem) = config.problem() {
-        return Err(RouteError::Usage(format!("NICE: {problem}")));
-    }
-    let (encoder, mut parameters) = initialise(&config, options.seed, &Device::Cpu)?;
+    let (encoder, mut parameters) =
+        EegEncoder::initialise(kind, train.channels(), train.times.len(), d, options.seed)?;
     let mut optimizer = AdamW::new(options.lr, 0.5, 0.999, 1e-8, 0.0)?;
     let mut epoch_losses = Vec::with_capacity(options.epochs);
     let mut resumed_from = 0;
@@ -139,7 +254,7 @@ pub fn train_nice(
             let y = Tensor::from_vec(targets, (rows.len(), d), &Device::Cpu)?;
             let mut masks = dropout_stream(options.seed, step);
             let embedded = encoder.forward(&x, Some(&mut masks))?;
-            let loss = nice_loss(&embedded, &y, &encoder.logit_scale)?;
+            let loss = encoder.loss(&embedded, &y)?;
             let grads = loss.backward()?;
             optimizer.step(&parameters, &grads)?;
             sum += loss.to_scalar::<f32>()? as f64;
@@ -166,7 +281,7 @@ pub fn train_nice(
 
 /// Embeddings [conditions, d] of `eeg` by `encoder` in inference mode, each condition from its
 /// repetitions' average.
-pub fn encode_conditions(encoder: &NiceEegEncoder, eeg: &PreprocessedEeg) -> Result<Vec<f32>> {
+pub fn encode_conditions(encoder: &EegEncoder, eeg: &PreprocessedEeg) -> Result<Vec<f32>> {
     let (c, t) = (eeg.channels(), eeg.times.len());
     let means: Vec<f32> = (0..eeg.conditions)
         .flat_map(|condition| eeg.condition_mean(condition))

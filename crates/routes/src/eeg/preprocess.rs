@@ -5,7 +5,8 @@
 //! Writes OUT/eeg_dataset/preprocessed_data/sub-XX/preprocessed_eeg_{training,test}.npy (each
 //! subject's folder replaced whole, never half-written) and links OUT/image_set to the data
 //! set's image folder. [`prepare_bids`] does the same for an image experiment in BIDS EEG,
-//! writing OUT/image_set/image_metadata.npy and linking each image it names.
+//! writing OUT/image_set/image_metadata.npy and linking each image it names, and
+//! [`prepare_meg`] for a THINGS-MEG participant's preprocessed epochs.
 
 use std::path::{Path, PathBuf};
 
@@ -218,18 +219,46 @@ impl BidsEegReport {
     }
 }
 
-/// An image path of the events (`stimuli/carousel/carousel_11s.jpg`) as a THINGS-EEG2 entry.
-fn image_entry(path: &str) -> brainrecon_datasets::things_eeg2::ImageEntry {
-    let mut parts = path.rsplit('/');
-    let file = parts.next().unwrap_or(path).to_string();
-    let concept = parts.next().unwrap_or("images").to_string();
-    brainrecon_datasets::things_eeg2::ImageEntry { concept, file }
+/// Links each image named by the events (`paths` of the training and test halves) from under
+/// `images` (by its path, or as `<concept>/<file>`) into `image_set/{training,test}_images`;
+/// `named_in` is the file that named them. Returns how many were linked.
+fn link_named_images(
+    images: &Path,
+    paths: [&Vec<String>; 2],
+    image_set: &Path,
+    named_in: &Path,
+    entry_of: impl Fn(&str) -> brainrecon_datasets::things_eeg2::ImageEntry,
+) -> Result<usize> {
+    let images = std::path::absolute(images).unwrap_or(images.to_path_buf());
+    let mut linked = 0;
+    for (folder, paths) in ["training_images", "test_images"].into_iter().zip(paths) {
+        for path in paths {
+            let entry = entry_of(path);
+            let source = [
+                images.join(path),
+                images.join(&entry.concept).join(&entry.file),
+            ]
+            .into_iter()
+            .find(|p| p.is_file())
+            .ok_or_else(|| DataError::Missing {
+                path: images.join(&entry.concept).join(&entry.file),
+                what: format!("image {path} named in {}", named_in.display()),
+            })?;
+            let link = image_set
+                .join(folder)
+                .join(&entry.concept)
+                .join(&entry.file);
+            link_images(&source, &link)?;
+            linked += 1;
+        }
+    }
+    Ok(linked)
 }
 
 /// Prepares the run (see [`BidsEegRequest`]).
 pub fn prepare_bids(request: &BidsEegRequest) -> Result<BidsEegReport> {
     use brainrecon_datasets::bids_eeg::{find_run, prepare_run};
-    use brainrecon_datasets::things_eeg2::{write_image_metadata, ImageMetadata};
+    use brainrecon_datasets::things_eeg2::{write_image_metadata, ImageEntry, ImageMetadata};
     let run = find_run(&request.bids_root, &request.subject, &request.task)?;
     let prepared = prepare_run(&run, &request.options)?;
     let subject = format!(
@@ -239,33 +268,13 @@ pub fn prepare_bids(request: &BidsEegRequest) -> Result<BidsEegReport> {
             .strip_prefix("sub-")
             .unwrap_or(&request.subject)
     );
-    let metadata = ImageMetadata {
-        training: prepared
-            .training_images
-            .iter()
-            .map(|p| image_entry(p))
-            .collect(),
-        test: prepared
-            .test_images
-            .iter()
-            .map(|p| image_entry(p))
-            .collect(),
-    };
-    let unsafe_name = |s: &str| s.is_empty() || s == "." || s == "..";
-    if let Some(bad) = metadata
-        .training
-        .iter()
-        .chain(&metadata.test)
-        .find(|e| unsafe_name(&e.concept) || unsafe_name(&e.file))
-    {
-        return Err(DataError::invalid(
-            &run.events,
-            "stim",
-            "image paths ending in <folder>/<file>",
-            format!("{}/{}", bad.concept, bad.file),
-        )
-        .into());
-    }
+    let metadata = ImageMetadata::from_paths(
+        &prepared.training_images,
+        &prepared.test_images,
+        "images",
+        &run.events,
+        "stim",
+    )?;
     let pre = request
         .out
         .join("eeg_dataset")
@@ -283,34 +292,16 @@ pub fn prepare_bids(request: &BidsEegRequest) -> Result<BidsEegReport> {
     let image_set = request.out.join("image_set");
     std::fs::create_dir_all(&image_set).map_err(|e| DataError::io(&image_set, e))?;
     write_image_metadata(&image_set.join("image_metadata.npy"), &metadata)?;
-    let mut linked = 0;
-    if let Some(images) = &request.images {
-        let images = std::path::absolute(images).unwrap_or(images.clone());
-        for (folder, paths) in [
-            ("training_images", &prepared.training_images),
-            ("test_images", &prepared.test_images),
-        ] {
-            for path in paths {
-                let entry = image_entry(path);
-                let source = [
-                    images.join(path),
-                    images.join(&entry.concept).join(&entry.file),
-                ]
-                .into_iter()
-                .find(|p| p.is_file())
-                .ok_or_else(|| DataError::Missing {
-                    path: images.join(&entry.concept).join(&entry.file),
-                    what: format!("image {path} named in {}", run.events.display()),
-                })?;
-                let link = image_set
-                    .join(folder)
-                    .join(&entry.concept)
-                    .join(&entry.file);
-                link_images(&source, &link)?;
-                linked += 1;
-            }
-        }
-    }
+    let linked = match &request.images {
+        Some(images) => link_named_images(
+            images,
+            [&prepared.training_images, &prepared.test_images],
+            &image_set,
+            &run.events,
+            |p| ImageEntry::from_path(p, "images"),
+        )?,
+        None => 0,
+    };
     Ok(BidsEegReport {
         out: request.out.clone(),
         subject,
@@ -319,6 +310,110 @@ pub fn prepare_bids(request: &BidsEegRequest) -> Result<BidsEegReport> {
         ch_names: prepared.training.ch_names.clone(),
         onsets: prepared.onsets,
         dropped: prepared.dropped,
+        images_linked: linked,
+    })
+}
+
+/// `brainrecon eeg meg-prepare`: a THINGS-MEG participant's preprocessed epochs (ds004212's
+/// `derivatives/preprocessed`, MNE's FIF with its split parts) made into THINGS-EEG2's layout,
+/// as `bids-prepare` does for an EEG run.
+#[derive(Clone, Debug)]
+pub struct MegPrepareRequest {
+    /// ds004212's root, its `derivatives` or the folder of the epochs files.
+    pub data: PathBuf,
+    /// `P1`, `1` or `sub-BIGMEG1`.
+    pub participant: String,
+    /// The THINGS images' folder (the epochs' `image_path`s under it, or `<concept>/<file>`);
+    /// linked into OUT/image_set. None: only the metadata is written.
+    pub images: Option<PathBuf>,
+    pub out: PathBuf,
+    pub options: brainrecon_datasets::things_meg::MegOptions,
+}
+
+/// What `meg-prepare` wrote.
+#[derive(Clone, Debug, Serialize)]
+pub struct MegPrepareReport {
+    pub out: PathBuf,
+    /// The subject's folder name in OUT (`sub-01` for P1).
+    pub subject: String,
+    pub training: [usize; 4],
+    pub test: [usize; 4],
+    pub ch_names: Vec<String>,
+    /// Catch trials left out.
+    pub catch: usize,
+    /// The FIF parts read.
+    pub files: Vec<PathBuf>,
+    pub images_linked: usize,
+}
+
+impl MegPrepareReport {
+    pub fn text(&self) -> String {
+        format!(
+            "{}: {} training images × {} repetitions, {} test images × {}; {} channels × {} \
+             samples ({} catch trials left out, {} FIF parts read, {} images linked): {}",
+            self.subject,
+            self.training[0],
+            self.training[1],
+            self.test[0],
+            self.test[1],
+            self.training[2],
+            self.training[3],
+            self.catch,
+            self.files.len(),
+            self.images_linked,
+            self.out.display()
+        )
+    }
+}
+
+/// Prepares the participant (see [`MegPrepareRequest`]).
+pub fn prepare_meg(request: &MegPrepareRequest) -> Result<MegPrepareReport> {
+    use brainrecon_datasets::things_meg::{
+        image_entry, prepare_participant, write_things_eeg2, ThingsMeg,
+    };
+    let set = ThingsMeg::open(&request.data)?;
+    let path = set.epochs_path(&request.participant);
+    let number: String = request
+        .participant
+        .chars()
+        .filter(|c| c.is_ascii_digit())
+        .collect();
+    let subject = match number.parse::<u32>() {
+        Ok(n) if path.is_file() => format!("sub-{n:02}"),
+        _ => {
+            return Err(DataError::Missing {
+                path,
+                what: format!(
+                    "participant '{}' of THINGS-MEG (expected P1 … P{}; found {})",
+                    request.participant,
+                    set.participants()?.len(),
+                    set.participants()?.join(", ")
+                ),
+            }
+            .into())
+        }
+    };
+    let prepared = prepare_participant(&path, &request.options)?;
+    write_things_eeg2(&prepared, &request.out, &subject)?;
+    let image_set = request.out.join("image_set");
+    let linked = match &request.images {
+        Some(images) => link_named_images(
+            images,
+            [&prepared.training_images, &prepared.test_images],
+            &image_set,
+            &path,
+            image_entry,
+        )?,
+        None => 0,
+    };
+    Ok(MegPrepareReport {
+        out: request.out.clone(),
+        subject,
+        training: shape(&prepared.training),
+        test: shape(&prepared.test),
+        ch_names: prepared.training.ch_names.clone(),
+        catch: prepared.catch,
+        files: prepared.files.clone(),
         images_linked: linked,
     })
 }
