@@ -227,6 +227,35 @@ fn fif_epochs() {
 }
 
 #[test]
+fn freesurfer_surfaces_curv_and_patches() {
+    use brainrecon_formats::fs_surface;
+    fuzz(
+        "fs-surface",
+        &seeds("surface", "lh.white"),
+        ".white",
+        |path| text(fs_surface::read_surface(path)).map(drop),
+    );
+    let mut curv = seeds("surface", "lh.curv");
+    curv.extend(seeds("surface", "lh.curv.old"));
+    fuzz("fs-curv", &curv, ".curv", |path| {
+        text(fs_surface::read_morph(path)).map(drop)
+    });
+    fuzz("fs-patch", &seeds("surface", ".patch.3d"), ".3d", |path| {
+        text(fs_surface::read_patch(path)).map(drop)
+    });
+}
+
+#[test]
+fn mgh_and_mgz() {
+    use brainrecon_formats::mgh;
+    let mut seed_files = seeds("surface", ".mgh");
+    seed_files.extend(seeds("surface", ".mgz"));
+    fuzz("mgh", &seed_files, ".mgz", |path| {
+        text(mgh::read_mgh(path)).map(drop)
+    });
+}
+
+#[test]
 fn brainvision_headers() {
     use brainrecon_formats::brainvision;
     let seed_files = seeds("brainvision", ".vhdr");

@@ -5,9 +5,11 @@
 //! - Always built: [`npy`] (NumPy arrays, memory-mapped), [`image`] (PNG/JPEG/PPM, resampling),
 //!   [`events`] (BIDS-style tab-separated tables), [`motion`] (a clip's global motion from its
 //!   frames), [`brainvision`] and [`edf`] (EEG recordings: BrainVision; EDF, EDF+, BDF, BDF+),
-//!   [`fif`] (MNE's epochs in FIF, split parts followed: THINGS-MEG's MEG epochs).
+//!   [`fif`] (MNE's epochs in FIF, split parts followed: THINGS-MEG's MEG epochs),
+//!   [`fs_surface`] (FreeSurfer's triangle surfaces, curv files and flat patches).
 //! - Behind features, so a model crate that wants an [`image::RgbImage`] compiles no codec:
-//!   `nifti` ([`nifti_io`], [`nifti4d`], [`cifti`], [`freesurfer`] label tables), `dicom`
+//!   `nifti` ([`nifti_io`], [`nifti4d`], [`cifti`], [`freesurfer`] label tables, [`mgh`]
+//!   FreeSurfer's MGH/MGZ volumes and surface maps), `dicom`
 //!   ([`dicom`]: mosaics, slices, enhanced multi-frame, and a writer), `hdf5` ([`mat`], MATLAB
 //!   v5 and v7.3; [`itk_transform`], ITK's HDF5 transforms), `audio` ([`audio`]: WAV, FLAC,
 //!   MP3, OGG through symphonia, resampling, acoustic features), `video` ([`video`]: MP4/H.264
@@ -32,11 +34,14 @@ pub mod events;
 pub mod fif;
 #[cfg(feature = "nifti")]
 pub mod freesurfer;
+pub mod fs_surface;
 pub mod image;
 #[cfg(feature = "hdf5")]
 pub mod itk_transform;
 #[cfg(feature = "hdf5")]
 pub mod mat;
+#[cfg(feature = "nifti")]
+pub mod mgh;
 pub mod motion;
 #[cfg(feature = "nifti")]
 pub mod nifti4d;
