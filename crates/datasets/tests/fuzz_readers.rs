@@ -256,6 +256,18 @@ fn mgh_and_mgz() {
 }
 
 #[test]
+fn gifti_files() {
+    use brainrecon_formats::gifti;
+    let mut seed_files = seeds("surface", ".gii");
+    seed_files.extend(seeds("surface", ".gii.gz"));
+    fuzz("gifti", &seed_files, ".gii", |path| {
+        let file = text(gifti::read_gifti(path))?;
+        let _ = file.surface(path);
+        Ok(())
+    });
+}
+
+#[test]
 fn brainvision_headers() {
     use brainrecon_formats::brainvision;
     let seed_files = seeds("brainvision", ".vhdr");

@@ -9,7 +9,7 @@
 //!   [`fs_surface`] (FreeSurfer's triangle surfaces, curv files and flat patches).
 //! - Behind features, so a model crate that wants an [`image::RgbImage`] compiles no codec:
 //!   `nifti` ([`nifti_io`], [`nifti4d`], [`cifti`], [`freesurfer`] label tables, [`mgh`]
-//!   FreeSurfer's MGH/MGZ volumes and surface maps), `dicom`
+//!   FreeSurfer's MGH/MGZ volumes and surface maps, [`gifti`] surfaces and surface data), `dicom`
 //!   ([`dicom`]: mosaics, slices, enhanced multi-frame, and a writer), `hdf5` ([`mat`], MATLAB
 //!   v5 and v7.3; [`itk_transform`], ITK's HDF5 transforms), `audio` ([`audio`]: WAV, FLAC,
 //!   MP3, OGG through symphonia, resampling, acoustic features), `video` ([`video`]: MP4/H.264
@@ -35,6 +35,8 @@ pub mod fif;
 #[cfg(feature = "nifti")]
 pub mod freesurfer;
 pub mod fs_surface;
+#[cfg(feature = "nifti")]
+pub mod gifti;
 pub mod image;
 #[cfg(feature = "hdf5")]
 pub mod itk_transform;

@@ -188,3 +188,96 @@ fn cut_and_hostile_files_are_errors_naming_them() {
         "{err}"
     );
 }
+
+#[test]
+fn gifti_in_every_encoding_equals_nibabel() {
+    use brainrecon_formats::gifti::read_gifti;
+    let want = expected();
+    for name in [
+        "lh.white.surf.gii",
+        "lh.white.surf.gii.gz",
+        "lh.func.gii",
+        "lh.label.gii",
+    ] {
+        let path = dir().join(name);
+        let gifti = read_gifti(&path).unwrap();
+        let w = &want[name];
+        let arrays = w["arrays"].as_array().unwrap();
+        assert_eq!(gifti.arrays.len(), arrays.len(), "{name}");
+        for (got, a) in gifti.arrays.iter().zip(arrays) {
+            assert_eq!(got.intent, a["intent"].as_str().unwrap(), "{name}");
+            let dims: Vec<f64> = got.dims.iter().map(|&d| d as f64).collect();
+            assert_eq!(dims, floats(&a["dims"]), "{name}");
+            assert_eq!(got.data, floats(&a["values"]), "{name} {}", got.intent);
+            match (&got.transform, a["transform"].is_null()) {
+                (Some(t), false) => {
+                    let t: Vec<f64> = t.iter().flatten().copied().collect();
+                    assert_eq!(t, floats(&a["transform"]), "{name}");
+                }
+                // nibabel drops a transform of no space (NIFTI_XFORM_UNKNOWN, the identity)
+                (None, true) => {}
+                (Some(t), true) => {
+                    assert!(
+                        (0..4).all(|r| (0..4).all(|c| t[r][c] == f64::from(u8::from(r == c)))),
+                        "{name}: transform {t:?} where nibabel has none"
+                    );
+                }
+                (None, false) => panic!("{name}: no transform, nibabel {}", a["transform"]),
+            }
+        }
+        let labels = w["labels"].as_array().unwrap();
+        assert_eq!(gifti.labels.len(), labels.len(), "{name}");
+        for (got, l) in gifti.labels.iter().zip(labels) {
+            assert_eq!(got.key, l["key"].as_i64().unwrap());
+            assert_eq!(got.name, l["name"].as_str().unwrap());
+            let rgba = got.rgba.to_vec();
+            assert_eq!(rgba, floats(&l["rgba"]), "{name} {}", got.name);
+        }
+        for (key, value) in w["meta"].as_object().unwrap() {
+            assert!(
+                gifti
+                    .meta
+                    .contains(&(key.clone(), value.as_str().unwrap().to_string())),
+                "{name}: {key}"
+            );
+        }
+    }
+    // the GIFTI mesh is the FreeSurfer one
+    let path = dir().join("lh.white.surf.gii.gz");
+    let mesh = read_gifti(&path).unwrap().surface(&path).unwrap();
+    let white = read_surface(&dir().join("lh.white")).unwrap();
+    assert_eq!((mesh.vertices, mesh.faces), (white.vertices, white.faces));
+    // a func file has no mesh; a cut file or a bad encoding names the file
+    let func = dir().join("lh.func.gii");
+    let err = read_gifti(&func)
+        .unwrap()
+        .surface(&func)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("lh.func.gii") && err.contains("POINTSET"),
+        "{err}"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(&func).unwrap();
+    for (what, bad) in [
+        ("cut", text[..text.len() / 2].to_string()),
+        (
+            "encoding",
+            text.replacen("Encoding=\"ASCII\"", "Encoding=\"Morse\"", 1),
+        ),
+        (
+            "dims",
+            text.replacen("Dim0=\"12\"", "Dim0=\"4000000000000\"", 1),
+        ),
+        (
+            "base64",
+            text.replacen("Encoding=\"Base64Binary\"", "Encoding=\"ASCII\"", 1),
+        ),
+    ] {
+        let path = tmp.path().join(format!("{what}.func.gii"));
+        std::fs::write(&path, bad).unwrap();
+        let err = read_gifti(&path).unwrap_err().to_string();
+        assert!(err.contains(&format!("{what}.func.gii")), "{what}: {err}");
+    }
+}
