@@ -5,6 +5,8 @@
 //! - [`fs`]: atomic file writes and [`fs::OutputDir`], the one protocol for output folders
 //!   (create, resume when the settings match, stage, commit, abort);
 //! - [`geometry`]: 3×3 and affine inverses under one singularity rule;
+//! - [`surface_sampling`]: a volume's values at a cortical surface's vertices (nilearn's
+//!   `vol_to_surf`);
 //! - [`stats`]: median, quantiles, Pearson correlation and z-scores;
 //! - [`signal`]: GLMsingle's polynomial drift basis;
 //! - [`limits`]: bounds on sizes read out of files, checked before any allocation;
@@ -20,5 +22,6 @@ pub mod limits;
 pub mod progress;
 pub mod signal;
 pub mod stats;
+pub mod surface_sampling;
 
 pub use error::{DataError, Result};
