@@ -530,6 +530,23 @@ fn a_things_meg_participant_is_prepared_and_decoded_by_atm() {
     .unwrap();
     assert_eq!(scores["rows"][0]["method"], "atm");
     assert_eq!(scores["rows"][0]["scores"]["n"], 2);
+    // reconstructing no image is refused before any work
+    let err = user_error(&[
+        "eeg",
+        "reconstruct",
+        "--data",
+        p(&out),
+        "--decoder",
+        p(&atm),
+        "--embeddings",
+        p(&emb),
+        "--limit",
+        "0",
+        "--out",
+        p(&dir.path().join("none")),
+    ]);
+    assert!(err.contains("--limit"), "{err}");
+    assert!(!dir.path().join("none").exists());
     // A participant without epochs: exit 2 naming the file and those there are.
     let err = user_error(&[
         "eeg",

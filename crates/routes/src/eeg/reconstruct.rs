@@ -348,6 +348,12 @@ pub fn reconstruct(request: &EegReconstructRequest) -> Result<EegReconstructRepo
             r.samples, r.steps, r.strength
         )));
     }
+    // refused before the model loads and the maps are fitted, not after
+    if r.limit == Some(0) {
+        return Err(RouteError::Usage(
+            "eeg reconstruct: --limit: expected at least 1 test image, found 0".into(),
+        ));
+    }
     if !r.prompt.contains("{concept}") {
         return Err(RouteError::Usage(format!(
             "--prompt: expected a template with {{concept}} in it, found '{}'",
