@@ -110,7 +110,7 @@ def test_bad_input(simulated, tmp_path):
     with pytest.raises(ValueError, match="window"):
         eeg.fit(data, emb, tmp_path / "w", subject="sub-01", method="ridge", window=(50, 20))
     with pytest.raises(ValueError, match="method"):
-        eeg.fit(data, emb, tmp_path / "m", subject="sub-01", method="atm")
+        eeg.fit(data, emb, tmp_path / "m", subject="sub-01", method="lda")
     with pytest.raises(FileNotFoundError):
         eeg.evaluate(data, tmp_path / "no-such-decoder")
     with pytest.raises(ValueError, match="mvnn"):
