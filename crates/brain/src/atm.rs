@@ -146,14 +146,7 @@ impl AtmConfig {
 
     /// Reads and checks `config.json`.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let config: AtmConfig = brainrecon_nn::layers::read_json_config(path)?;
-        match config.problem() {
-            Some(problem) => Err(ModelError::InvalidConfig(format!(
-                "{}: {problem}",
-                path.display()
-            ))),
-            None => Ok(config),
-        }
+        brainrecon_nn::layers::read_checked_config(path, AtmConfig::problem)
     }
 }
 

@@ -164,14 +164,7 @@ impl NiceConfig {
 
     /// Reads and checks `config.json`.
     pub fn from_file(path: &Path) -> Result<Self> {
-        let config: NiceConfig = brainrecon_nn::layers::read_json_config(path)?;
-        match config.problem() {
-            Some(problem) => Err(ModelError::InvalidConfig(format!(
-                "{}: {problem}",
-                path.display()
-            ))),
-            None => Ok(config),
-        }
+        brainrecon_nn::layers::read_checked_config(path, NiceConfig::problem)
     }
 }
 
@@ -342,7 +335,7 @@ pub fn initialise(
 }
 
 /// Rows scaled to unit length (torch's `x / x.norm(dim=1, keepdim=True)`, no epsilon).
-fn unit_rows(x: &Tensor) -> Result<Tensor> {
+pub fn unit_rows(x: &Tensor) -> Result<Tensor> {
     Ok(x.broadcast_div(&x.sqr()?.sum_keepdim(D::Minus1)?.sqrt()?)?)
 }
 

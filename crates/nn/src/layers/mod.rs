@@ -238,6 +238,22 @@ pub fn read_json_config<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T
     parse_json_config(&text, path)
 }
 
+/// Reads a JSON configuration file and refuses it when `problem` finds one, naming the file
+/// ([`ModelError::InvalidConfig`]).
+pub fn read_checked_config<T: serde::de::DeserializeOwned>(
+    path: &Path,
+    problem: impl FnOnce(&T) -> Option<String>,
+) -> Result<T> {
+    let config: T = read_json_config(path)?;
+    match problem(&config) {
+        Some(problem) => Err(ModelError::InvalidConfig(format!(
+            "{}: {problem}",
+            path.display()
+        ))),
+        None => Ok(config),
+    }
+}
+
 /// Parses a config's JSON text; `origin` names it in errors (a file, or `<string>`).
 pub fn parse_json_config<T: serde::de::DeserializeOwned>(text: &str, origin: &Path) -> Result<T> {
     crate::weights::parse_json_named(text).map_err(|source| ModelError::ConfigParse {

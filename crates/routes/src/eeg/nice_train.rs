@@ -12,7 +12,7 @@
 
 use crate::error::{Result, RouteError};
 use brainrecon_brain::atm::{atm_loss, AtmConfig, AtmEegEncoder};
-use brainrecon_brain::nice::{nice_loss, NiceConfig, NiceEegEncoder};
+use brainrecon_brain::nice::{nice_loss, unit_rows, NiceConfig, NiceEegEncoder};
 use brainrecon_datasets::things_eeg2::PreprocessedEeg;
 use brainrecon_nn::checkpoint::{
     latest_checkpoint, load_checkpoint, logged_losses, save_checkpoint,
@@ -120,10 +120,7 @@ impl EegEncoder {
     pub fn loss(&self, embedded: &Tensor, images: &Tensor) -> Result<Tensor> {
         Ok(match self {
             EegEncoder::Nice(e) => nice_loss(embedded, images, &e.logit_scale)?,
-            EegEncoder::Atm(e) => {
-                let norms = images.sqr()?.sum_keepdim(1)?.sqrt()?;
-                atm_loss(embedded, &images.broadcast_div(&norms)?, e.logit_scale())?
-            }
+            EegEncoder::Atm(e) => atm_loss(embedded, &unit_rows(images)?, e.logit_scale())?,
         })
     }
 }
