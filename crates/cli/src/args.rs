@@ -56,6 +56,24 @@ impl DtypeArgs {
     }
 }
 
+/// `--cortex`: where a report draws its maps on the cortex.
+#[derive(clap::Args, Debug, Clone)]
+pub struct CortexArg {
+    /// Cortex of the report's maps: auto (a simulation's maps on fsaverage5), none,
+    /// fsaverage5 (a volume in MNI space), stretch, a FreeSurfer subject folder (volumes in its
+    /// scanner space), or fsaverage5:FOLDER (sampled on the subject, drawn on fsaverage5)
+    #[arg(long, default_value = "auto", value_name = "CORTEX")]
+    pub cortex: String,
+}
+
+impl CortexArg {
+    pub fn choice(&self) -> anyhow::Result<brainrecon_routes::CortexChoice> {
+        self.cortex
+            .parse()
+            .map_err(|e: String| crate::commands::usage(format!("--cortex: {e}")))
+    }
+}
+
 /// `--json`: print the command's result as JSON instead of lines for people.
 #[derive(clap::Args, Debug, Clone, Copy)]
 pub struct JsonArg {

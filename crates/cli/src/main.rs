@@ -51,6 +51,8 @@ enum Command {
     Group(commands::group::GroupCommand),
     #[command(subcommand)]
     Eeg(commands::eeg::EegCommand),
+    #[command(subcommand)]
+    Cortex(commands::cortex::CortexCommand),
     Info(commands::info::Args),
     Features(commands::features::Args),
     Fit(commands::fit::Args),
@@ -128,6 +130,7 @@ fn dispatch(command: Command) -> anyhow::Result<()> {
         Command::Glm(args) => commands::glm::run(args),
         Command::Group(command) => commands::group::run(command),
         Command::Eeg(command) => commands::eeg::run(command),
+        Command::Cortex(command) => commands::cortex::run(command),
         Command::Info(args) => commands::info::run(args),
         Command::Features(args) => commands::features::run(args),
         Command::Fit(args) => commands::fit::run(args),

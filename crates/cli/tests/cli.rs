@@ -46,6 +46,7 @@ fn every_command_has_help_with_an_example() {
         vec!["video", "reconstruct"],
         vec!["video", "eval"],
         vec!["video", "demo"],
+        vec!["cortex", "draw"],
     ] {
         let mut args = command.clone();
         args.push("--help");

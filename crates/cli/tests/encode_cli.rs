@@ -112,6 +112,26 @@ fn encode_finds_early_visual_voxels_and_not_shuffled_features() {
     assert_eq!(summary["roi"], "nsdgeneral");
     assert_eq!(summary["n_features"], 192);
 
+    // A simulation's maps on fsaverage5 (--cortex auto), NSD's streams outlined.
+    assert_eq!(on_disk["cortex"]["cortex"], "fsaverage5", "{on_disk}");
+    let cortex: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("cortex/cortex.json")).unwrap()).unwrap();
+    assert_eq!(cortex["labels"], "streams");
+    let pictures: Vec<&str> = cortex["maps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["picture"].as_str().unwrap())
+        .collect();
+    assert_eq!(pictures.len(), 2, "{cortex}");
+    for file in pictures
+        .iter()
+        .copied()
+        .chain(["viewer.html", "maps.dscalar.nii"])
+    {
+        assert!(out.join("cortex").join(file).is_file(), "{file}");
+    }
+
     // Per-voxel arrays, in the ROI's column order.
     let coords = npy::read_i64(&subject.join("rois/nsdgeneral.npy")).unwrap();
     let n_voxels = coords.shape[0];

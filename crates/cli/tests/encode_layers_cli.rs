@@ -142,6 +142,31 @@ fn layer_sweeps_have_one_entry_per_layer_and_match_single_fits() {
     let svg = std::fs::read_to_string(out.join("layers.svg")).unwrap();
     let html = std::fs::read_to_string(out.join("layers.html")).unwrap();
     assert!(svg.starts_with("<svg") && html.contains("<svg"));
+    // Takagi & Nishimoto's best-layer map on the cortex, in the page.
+    assert!(
+        html.contains("cortex/best_layer_blip-vision_q_0_05.png"),
+        "best-layer picture"
+    );
+    assert!(out
+        .join("cortex/best_layer_blip-vision_q_0_05.png")
+        .is_file());
+    let (names, _, data) =
+        brainrecon_formats::cifti::read_dense_scalars(&out.join("cortex/maps.dscalar.nii"))
+            .unwrap();
+    assert!(names[0].starts_with("best layer"), "{names:?}");
+    let best: Vec<f32> = data[..20_484]
+        .iter()
+        .copied()
+        .filter(|v| v.is_finite())
+        .collect();
+    assert!(
+        best.len() > 1_000,
+        "vertices with a significant layer: {}",
+        best.len()
+    );
+    assert!(best
+        .iter()
+        .all(|&l| (0.0..=3.0).contains(&l) && l.fract() == 0.0));
     for row in layers[0]["rois"].as_array().unwrap() {
         let name = row["roi"].as_str().unwrap();
         assert!(svg.contains(name) && html.contains(name), "{name}");

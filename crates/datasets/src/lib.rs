@@ -28,6 +28,7 @@ pub mod fmriprep;
 pub mod nsd;
 pub mod prepared;
 pub mod runs;
+pub mod simulated;
 pub mod things_eeg2;
 pub mod things_meg;
 

@@ -67,6 +67,10 @@ pub struct SubjectMeta {
     /// (`nsdgeneral` → `visual` for a subject prepared from its own experiment).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub roi_aliases: BTreeMap<String, String>,
+    /// Prepared from `brainrecon simulate`'s data (reports then stretch a template cortex
+    /// over its brain).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub simulated: bool,
 }
 
 /// Which betas to read.

@@ -61,17 +61,23 @@ pub struct Gifti {
 /// Reads a GIFTI file (gzipped or not).
 pub fn read_gifti(path: &Path) -> Result<Gifti> {
     let raw = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    parse_gifti_bytes(path, &raw)
+}
+
+/// [`read_gifti`] of a file's bytes (gzipped or not), such as a file embedded in a binary;
+/// `path` names it in errors.
+pub fn parse_gifti_bytes(path: &Path, raw: &[u8]) -> Result<Gifti> {
     let xml = if raw.starts_with(&[0x1F, 0x8B]) {
         let limit = limits::ARRAY_BYTES.value();
         let mut text = Vec::new();
-        flate2::read::GzDecoder::new(&raw[..])
+        flate2::read::GzDecoder::new(raw)
             .take(limit.saturating_add(1))
             .read_to_end(&mut text)
             .map_err(|e| DataError::format(path, "GIFTI (gzipped)", e))?;
         limits::ARRAY_BYTES.check(path, "decompressed XML", text.len() as u64)?;
-        text
+        std::borrow::Cow::Owned(text)
     } else {
-        raw
+        std::borrow::Cow::Borrowed(raw)
     };
     let text = std::str::from_utf8(&xml)
         .map_err(|e| DataError::format(path, "GIFTI XML", format!("not UTF-8: {e}")))?;

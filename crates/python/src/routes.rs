@@ -403,7 +403,7 @@ fn route_caption(
     folds=None, text_model="word2vec-movie".to_string(), layer="last".to_string(),
     test_runs=Vec::new(), align="mean".to_string(), delays=Vec::new(), delay_mean=Vec::new(),
     pca=None, alphas=vec![1.0, 10.0, 100.0, 1e3, 1e4, 1e5], n_iter=20, permutations=1000,
-    block=10, unique=false, seed=0, progress=false))]
+    block=10, unique=false, seed=0, cortex="auto".to_string(), progress=false))]
 #[allow(clippy::too_many_arguments)]
 fn route_encode_runs(
     py: Python<'_>,
@@ -426,6 +426,7 @@ fn route_encode_runs(
     block: usize,
     unique: bool,
     seed: u64,
+    cortex: String,
     progress: bool,
 ) -> PyResult<String> {
     use brainrecon_routes::naturalistic::{
@@ -482,6 +483,9 @@ fn route_encode_runs(
         block,
         unique,
         seed,
+        cortex: cortex
+            .parse()
+            .map_err(|e: String| errors::value(format!("cortex: {e}")))?,
         command: "brainrecon.encode_runs".into(),
     };
     let layer = LayerChoice::parse(&layer).map_err(route)?;

@@ -34,4 +34,7 @@ pub mod stream;
 pub mod suite;
 pub mod video;
 
+/// Maps on the cortex (the reports call it; `brainrecon cortex draw` draws NIfTI maps).
+pub use brainrecon_cortex::report as cortex;
+pub use brainrecon_cortex::report::CortexChoice;
 pub use error::{Result, RouteError};

@@ -35,10 +35,26 @@ fn a_small_experiment_is_fitted_into_its_folder() {
         condition_column: None,
         stimdur: None,
         out: out.clone(),
+        cortex: Default::default(),
         progress: false,
     };
     let fitted = fit_folder(&opts).unwrap();
     assert!(!fitted.already && fitted.resumed.is_empty());
+    // The simulation's R² and HRF index on fsaverage5.
+    let cortex: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("cortex/cortex.json")).unwrap()).unwrap();
+    assert_eq!(cortex["cortex"], "fsaverage5");
+    let names: Vec<&str> = cortex["maps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        names[0].starts_with("R² (%)") && names[1].starts_with("HRF index"),
+        "{names:?}"
+    );
+    assert!(out.join("cortex/viewer.html").is_file());
     let meta = &fitted.meta;
     assert_eq!(meta.trials.len(), truth.trials.len());
     assert_eq!(meta.runs.len(), 5);

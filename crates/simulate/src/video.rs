@@ -21,11 +21,11 @@
 //! down at a constant speed, or stands still, staying inside the frame ([`ClipSpec`],
 //! [`render_clip`]).
 //!
-//! **Brain.** Grayordinates of two cortical surfaces (`CIFTI_STRUCTURE_CORTEX_LEFT/RIGHT`, a
-//! tenth of each mesh left out as a medial wall is) and a small subcortical voxel model
+//! **Brain.** Grayordinates of two cortical surfaces (`CIFTI_STRUCTURE_CORTEX_LEFT/RIGHT`,
+//! vertices of fsaverage5 spread from the occipital pole forwards, its medial wall left out) and a small subcortical voxel model
 //! (`CIFTI_STRUCTURE_THALAMUS_LEFT`, noise only). Each hemisphere is cut into contiguous
-//! blocks: `early-contrast` (25%: RMS contrast of the frame in one cell of a 4×4 grid, cells
-//! in vertex order), `early-motion` (20%: motion energy in one of the four directions, over the
+//! blocks, back to front: `early-contrast` (25%: RMS contrast of the frame in one cell of a
+//! 4×4 grid, cells in vertex order), `early-motion` (20%: motion energy in one of the four directions, over the
 //! whole frame), `higher` (25%: a random linear mix of the clip's shape and colour categories),
 //! `noise` (30%). Features are computed per frame from the rendered pixels (contrast, motion)
 //! or the clip (categories), convolved with SPM's canonical HRF at the frame rate and sampled
@@ -584,27 +584,55 @@ struct Brain {
     n_cortex: usize,
 }
 
-fn surface_model(structure: &str, offset: usize, count: usize) -> BrainModel {
-    // Every tenth vertex of the mesh is left out, as a medial wall is.
-    let vertex_indices: Vec<usize> = (0..).filter(|v| v % 10 != 9).take(count).collect();
+/// A hemisphere's grayordinates as vertices of fsaverage5 (the cortex brainrecon embeds):
+/// `count` of its cortical vertices (the medial wall left out) spread evenly from the occipital
+/// pole forwards, so the groups, cut in vertex order, are bands from back to front
+/// (`early-*` at the back). More grayordinates than fsaverage5 has: a mesh of its own, every
+/// tenth vertex left out as a medial wall is.
+fn surface_model(
+    structure: &str,
+    offset: usize,
+    count: usize,
+    posterior_first: &[u32],
+) -> BrainModel {
+    let n = posterior_first.len();
+    let (vertex_indices, mesh_vertices): (Vec<usize>, usize) = if count <= n {
+        let picks = (0..count).map(|i| posterior_first[i * n / count] as usize);
+        (
+            picks.collect(),
+            brainrecon_cortex::template::FSAVERAGE5_VERTICES,
+        )
+    } else {
+        let v: Vec<usize> = (0..).filter(|v| v % 10 != 9).take(count).collect();
+        let last = v.last().map_or(1, |v| v + 1);
+        (v, last)
+    };
     BrainModel {
         index_offset: offset,
         index_count: count,
         model_type: ModelType::Surface,
         brain_structure: structure.into(),
-        surface_number_of_vertices: Some(vertex_indices.last().map_or(1, |v| v + 1)),
+        surface_number_of_vertices: Some(mesh_vertices),
         vertex_indices,
         voxel_indices_ijk: Vec::new(),
     }
 }
 
-fn make_brain(rng: &mut ChaCha8Rng, per_hemisphere: usize, subcortical: usize) -> Brain {
+fn make_brain(rng: &mut ChaCha8Rng, per_hemisphere: usize, subcortical: usize) -> Result<Brain> {
+    use brainrecon_cortex::mesh::Hemi;
+    use brainrecon_cortex::template::fsaverage5_cortex_by_y;
     let mut models = vec![
-        surface_model(brainrecon_formats::cifti::CORTEX[0], 0, per_hemisphere),
+        surface_model(
+            brainrecon_formats::cifti::CORTEX[0],
+            0,
+            per_hemisphere,
+            &fsaverage5_cortex_by_y(Hemi::Left)?,
+        ),
         surface_model(
             brainrecon_formats::cifti::CORTEX[1],
             per_hemisphere,
             per_hemisphere,
+            &fsaverage5_cortex_by_y(Hemi::Right)?,
         ),
     ];
     // HCP's 2-mm MNI grid; the voxels fill a box around the left thalamus.
@@ -675,14 +703,14 @@ fn make_brain(rng: &mut ChaCha8Rng, per_hemisphere: usize, subcortical: usize) -
             _ => tuning.push(-1),
         }
     }
-    Brain {
+    Ok(Brain {
         models,
         volume,
         group,
         tuning,
         weights,
         n_cortex: 2 * per_hemisphere,
-    }
+    })
 }
 
 /// Noise-free signal of each segment (n_tr × grayordinates, % change): the weighted sampled
@@ -745,7 +773,7 @@ fn write_dataset(opts: &VideoOptions, root: &Path) -> Result<VideoTruth> {
         &mut rng,
         opts.vertices_per_hemisphere,
         opts.subcortical_voxels,
-    );
+    )?;
     let segs = segments(opts);
     let bar = bar_aligned(segs.len() as u64, "stimuli", opts.progress, 12);
     let (mut truths, mut sampled) = (Vec::new(), Vec::new());
@@ -894,6 +922,34 @@ fn write_truth(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn grayordinates_are_fsaverage5_vertices_early_groups_at_the_back() {
+        let mut rng = ChaCha8Rng::seed_from_u64(1);
+        let brain = make_brain(&mut rng, 900, 10).unwrap();
+        let white = brainrecon_cortex::template::fsaverage5_mesh(
+            "white",
+            brainrecon_cortex::mesh::Hemi::Left,
+        )
+        .unwrap();
+        let left = &brain.models[0];
+        assert_eq!(left.surface_number_of_vertices, Some(10_242));
+        let mut seen = std::collections::BTreeSet::new();
+        assert!(left
+            .vertex_indices
+            .iter()
+            .all(|&v| v < 10_242 && seen.insert(v)));
+        let mean_y = |group: usize| {
+            let ys: Vec<f32> = (0..900)
+                .filter(|&g| brain.group[g] == group)
+                .map(|g| white.vertices[left.vertex_indices[g]][1])
+                .collect();
+            ys.iter().sum::<f32>() / ys.len() as f32
+        };
+        // early-contrast, early-motion, higher, noise: from the occipital pole forwards.
+        assert!(mean_y(0) < mean_y(1) && mean_y(1) < mean_y(2) && mean_y(2) < mean_y(3));
+        assert!(mean_y(0) < -60.0, "{}", mean_y(0));
+    }
 
     /// Centre of mass of the pixels that differ from the background.
     fn object_centre(frame: &RgbImage, background: [u8; 3]) -> [f32; 2] {

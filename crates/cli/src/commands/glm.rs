@@ -97,6 +97,8 @@ pub struct Args {
     /// Print the summary as JSON
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    cortex: crate::args::CortexArg,
 }
 
 #[derive(clap::Subcommand)]
@@ -131,6 +133,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         condition_column: args.condition_column,
         stimdur: args.stimdur,
         out: out.clone(),
+        cortex: args.cortex.choice()?,
         progress: super::show_progress(),
     })?;
     if !outcome.resumed.is_empty() {

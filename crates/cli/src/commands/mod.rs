@@ -2,6 +2,7 @@ pub mod b2c;
 pub mod bench;
 pub mod bids;
 pub mod caption;
+pub mod cortex;
 pub mod decode;
 pub mod demo;
 mod demo_realtime;

@@ -726,6 +726,11 @@ fn write_subject(plan: &Plan, staging: &Path) -> Result<(SubjectMeta, usize)> {
         train_averaged: plan.settings.average_train,
         atlases: plan.atlases.iter().map(|a| a.meta.clone()).collect(),
         roi_aliases,
+        simulated: plan
+            .glm
+            .meta
+            .setting_path("bids_root")
+            .is_some_and(|root| crate::simulated::is_simulated(&root)),
     };
     write_json_atomic(&staging.join("subject.json"), &subject_meta)?;
     Ok((subject_meta, constant))

@@ -746,6 +746,7 @@ fn run(plan: &Plan, staging: &Path, progress: bool) -> Result<(usize, usize, usi
         train_averaged: plan.settings.average_train,
         atlases: plan.atlases.iter().map(|a| a.meta.clone()).collect(),
         roi_aliases: BTreeMap::new(),
+        simulated: crate::simulated::is_simulated(&plan.settings.nsd_root),
     };
     write_json_atomic(&staging.join("subject.json"), &meta)?;
     Ok((processed, resumed, constant))

@@ -207,7 +207,8 @@ def _image_sets(manifest):
 def encode_runs(subject, bands, out, dataset_features=None, allow_weak_bands=False, folds=None,
                 text_model="word2vec-movie", layer="last", test_runs=(), align="mean",
                 delays=(), delay_mean=(), pca=None, alphas=(1, 10, 100, 1000, 10000, 100000),
-                n_iter=20, permutations=1000, block=10, unique=False, seed=0, progress=False):
+                n_iter=20, permutations=1000, block=10, unique=False, seed=0, cortex="auto",
+                progress=False):
     """``brainrecon encode-runs``: banded encoding models (one ridge penalty per band and voxel)
     of a prepared run set (``brainrecon bids prepare``), written to ``out`` as the CLI writes it
     (encoding.json, NIfTI maps in out/maps, report.html).
@@ -215,7 +216,9 @@ def encode_runs(subject, bands, out, dataset_features=None, allow_weak_bands=Fal
     ``bands``: annotation kinds (speech, objects, story, ...), ``KIND:FEATURES`` or
     ``NAME=DIR``. Returns a dict of float32 maps over the run set's voxels: ``r``, ``r2``,
     ``p``, ``q`` (voxels,), ``r2_split`` (bands, voxels), ``unique`` (bands, voxels; with
-    ``unique=True``), and ``summary`` (the CLI's JSON summary, with ``bands`` in order)."""
+    ``unique=True``), and ``summary`` (the CLI's JSON summary, with ``bands`` in order).
+    ``cortex``: where the report draws its maps (``auto``, ``none``, ``fsaverage5``,
+    ``stretch`` or a FreeSurfer subject folder), written to out/cortex."""
     report = _native.route_encode_runs(
         _path(subject), [str(b) for b in bands], os.fspath(out),
         dataset_features=dataset_features, allow_weak_bands=bool(allow_weak_bands), folds=folds,
@@ -223,7 +226,7 @@ def encode_runs(subject, bands, out, dataset_features=None, allow_weak_bands=Fal
         align=str(align), delays=[int(d) for d in delays],
         delay_mean=[int(d) for d in delay_mean], pca=pca, alphas=[float(a) for a in alphas],
         n_iter=int(n_iter), permutations=int(permutations), block=int(block),
-        unique=bool(unique), seed=int(seed), progress=progress)
+        unique=bool(unique), seed=int(seed), cortex=_path(cortex), progress=progress)
     maps = {"summary": json.loads(report)}
     for name in ("r", "r2", "p", "q", "r2_split", "unique"):
         path = Path(out) / f"{name}.npy"

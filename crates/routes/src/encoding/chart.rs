@@ -145,7 +145,13 @@ fn draw_legend<DB: DrawingBackend>(
 
 /// A self-contained page: the chart, then mean r and the fraction of significant voxels of
 /// every ROI per layer.
-pub fn layers_html(title: &str, command: &str, svg: &str, layers: &[LayerResult]) -> String {
+pub fn layers_html(
+    title: &str,
+    command: &str,
+    svg: &str,
+    layers: &[LayerResult],
+    cortex_section: Option<&str>,
+) -> String {
     use crate::report::escape;
     let names = roi_names(layers);
     let mut html = format!(
@@ -181,8 +187,10 @@ pub fn layers_html(title: &str, command: &str, svg: &str, layers: &[LayerResult]
     }
     html.push_str(
         "</table>\n<p>Mean test r over the ROI's voxels (share of voxels significant at \
-         BH-FDR q ≤ 0.05).</p>\n</body></html>\n",
+         BH-FDR q ≤ 0.05).</p>\n",
     );
+    html.push_str(cortex_section.unwrap_or_default());
+    html.push_str("</body></html>\n");
     html
 }
 
@@ -226,6 +234,7 @@ mod tests {
             "brainrecon encode layers",
             &svg,
             &layers,
+            None,
         );
         assert!(html.contains("subj01 &lt;blip-vision&gt;"));
         assert_eq!(html.matches("<th>layer ").count(), 3);

@@ -3,13 +3,14 @@
 //! the maps and summary.json.
 
 use super::{
-    build_design, fit_predict, load_block, roi_coordinates, score, signed_r2, test_r, voxel_sets,
-    write_stats, write_values, DesignOptions, EncodingData, FeatureBlock, FitOptions, Reduction,
-    RoiSummary, VoxelSet, FDR_ALPHA,
+    build_design, cortex_for, fit_predict, load_block, roi_coordinates, score, signed_r2, test_r,
+    voxel_sets, write_stats, write_values, DesignOptions, EncodingData, FeatureBlock, FitOptions,
+    Reduction, RoiLabels, RoiSummary, VoxelSet, FDR_ALPHA,
 };
 use crate::decoders::{default_features_dir, standard_alphas, DecoderCv, Target};
 use crate::error::{Result, RouteError};
 use brainrecon_core::fs::write_json_atomic;
+use brainrecon_cortex::report::{write_cortex_maps, MapKind, VoxelMapSpec};
 use brainrecon_datasets::prepared::PreparedSubject;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -145,6 +146,9 @@ pub struct EncodeOptions {
     pub standardize: bool,
     /// The fit and the null.
     pub fit: FitRequest,
+    /// Where the maps are drawn on the cortex (OUT/cortex/; `auto`: a simulation's on
+    /// fsaverage5).
+    pub cortex: brainrecon_cortex::report::CortexChoice,
 }
 
 /// What [`encode`] wrote, for the summary line.
@@ -358,6 +362,34 @@ pub fn encode(opts: &EncodeOptions) -> Result<EncodeReport> {
         summary["unique"] = unique;
     }
     write_stats(ctx.out, &ctx.subject, &ctx.coords, &stats)?;
+    if let Some((placed, labels)) = cortex_for(&ctx.subject, &ctx.coords, &opts.cortex)? {
+        let significant: Vec<f64> = stats
+            .r
+            .iter()
+            .zip(&stats.significant)
+            .map(|(&r, &s)| if s { r } else { f64::NAN })
+            .collect();
+        let maps = [
+            VoxelMapSpec {
+                name: format!("test r, {features_text} (q ≤ {FDR_ALPHA})"),
+                values: &significant,
+                kind: MapKind::Signed { threshold: None },
+            },
+            VoxelMapSpec {
+                name: format!("test r, {features_text}"),
+                values: &stats.r,
+                kind: MapKind::Signed { threshold: None },
+            },
+        ];
+        let label_spec = labels.as_ref().map(RoiLabels::spec);
+        let figures =
+            write_cortex_maps(&ctx.out.join("cortex"), &placed, &maps, label_spec.as_ref())?;
+        summary["cortex"] = serde_json::json!({
+            "cortex": placed.cortex.name,
+            "how": figures.how,
+            "viewer": "cortex/viewer.html",
+        });
+    }
     write_json_atomic(&ctx.out.join("summary.json"), &summary)?;
     Ok(EncodeReport {
         summary,

@@ -5,13 +5,14 @@
 use super::chart::{layers_html, layers_svg, LayerResult};
 use super::job::{fit_blocks, FitRequest};
 use super::{
-    load_block, roi_coordinates, score, voxel_sets, write_stats, DesignOptions, EncodingData,
-    FeatureBlock, FitOptions, VoxelSet,
+    cortex_for, load_block, roi_coordinates, score, voxel_sets, write_stats, DesignOptions,
+    EncodingData, FeatureBlock, FitOptions, RoiLabels, VoxelSet,
 };
 use crate::decoders::Target;
 use crate::error::{Result, RouteError};
 use crate::features::{feature_paths, FeatureKind};
 use brainrecon_core::fs::{write_bytes_atomic, write_json_atomic};
+use brainrecon_cortex::report::{html_section, write_cortex_maps, MapKind, VoxelMapSpec};
 use brainrecon_datasets::prepared::PreparedSubject;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -36,6 +37,8 @@ pub struct LayersOptions {
     pub out: PathBuf,
     /// The fit and the null.
     pub fit: FitRequest,
+    /// Where the best-layer map is drawn on the cortex (`auto`: a simulation's on fsaverage5).
+    pub cortex: brainrecon_cortex::report::CortexChoice,
     /// The command line, shown on the HTML page.
     pub command: String,
 }
@@ -162,7 +165,8 @@ struct Sweep<'a> {
 }
 
 impl Sweep<'_> {
-    fn fit_layer(&self, layer: usize, blocks: &[FeatureBlock]) -> Result<LayerResult> {
+    /// The layer's result, and its test r per voxel (NaN where not significant).
+    fn fit_layer(&self, layer: usize, blocks: &[FeatureBlock]) -> Result<(LayerResult, Vec<f64>)> {
         let refs: Vec<&FeatureBlock> = blocks.iter().collect();
         let options = DesignOptions {
             standardize: true,
@@ -182,7 +186,13 @@ impl Sweep<'_> {
         let dir = self.out.join(format!("l{layer}"));
         write_stats(&dir, self.subject, &self.coords, &stats)?;
         write_json_atomic(&dir.join("summary.json"), &result)?;
-        Ok(result)
+        let significant_r = stats
+            .r
+            .iter()
+            .zip(&stats.significant)
+            .map(|(&r, &s)| if s { r } else { f64::NAN })
+            .collect();
+        Ok((result, significant_r))
     }
 }
 
@@ -212,20 +222,85 @@ pub fn encode_layers<E: From<RouteError>>(
         out: &opts.out,
     };
     let mut results = Vec::with_capacity(layers.len());
+    let mut significant_r = Vec::with_capacity(layers.len());
     for &layer in &layers {
         let blocks = layer_blocks(&subject, &kinds, layer, &dir)?;
-        let result = sweep.fit_layer(layer, &blocks)?;
+        let (result, r) = sweep.fit_layer(layer, &blocks)?;
         each(&result)?;
         results.push(result);
+        significant_r.push(r);
     }
-    let summary = write_summary(opts, &sweep, &results)?;
+    let cortex = best_layer_maps(opts, &sweep, &layers, &significant_r)?;
+    let summary = write_summary(opts, &sweep, &results, cortex.as_deref())?;
     Ok((summary, results))
+}
+
+/// Each voxel's layer of largest significant test r (NaN where no layer is significant):
+/// Takagi & Nishimoto's best-layer map. `significant_r` is (layers, voxels).
+pub fn best_layer(significant_r: &[Vec<f64>]) -> Vec<f64> {
+    let voxels = significant_r.first().map_or(0, Vec::len);
+    (0..voxels)
+        .map(|v| {
+            (0..significant_r.len())
+                .filter(|&l| significant_r[l][v].is_finite())
+                .max_by(|&a, &b| significant_r[a][v].total_cmp(&significant_r[b][v]))
+                .map_or(f64::NAN, |l| l as f64)
+        })
+        .collect()
+}
+
+/// The best-layer map and the largest significant r on the cortex (OUT/cortex/); the
+/// report's section, or `None` when no cortex applies.
+fn best_layer_maps(
+    opts: &LayersOptions,
+    sweep: &Sweep,
+    layers: &[usize],
+    significant_r: &[Vec<f64>],
+) -> Result<Option<String>> {
+    let Some((placed, labels)) = cortex_for(sweep.subject, &sweep.coords, &opts.cortex)? else {
+        return Ok(None);
+    };
+    let best = best_layer(significant_r);
+    let largest: Vec<f64> = best
+        .iter()
+        .enumerate()
+        .map(|(v, &l)| {
+            if l.is_finite() {
+                significant_r[l as usize][v]
+            } else {
+                f64::NAN
+            }
+        })
+        .collect();
+    let maps = [
+        VoxelMapSpec {
+            name: format!("best layer, {} (q ≤ 0.05)", opts.kind),
+            values: &best,
+            kind: MapKind::Categorical {
+                names: layers.iter().map(|l| format!("layer {l}")).collect(),
+            },
+        },
+        VoxelMapSpec {
+            name: format!("test r of the best layer, {}", opts.kind),
+            values: &largest,
+            kind: MapKind::Signed { threshold: None },
+        },
+    ];
+    let label_spec = labels.as_ref().map(RoiLabels::spec);
+    let figures = write_cortex_maps(
+        &opts.out.join("cortex"),
+        &placed,
+        &maps,
+        label_spec.as_ref(),
+    )?;
+    Ok(Some(html_section(&figures, "cortex")))
 }
 
 fn write_summary(
     opts: &LayersOptions,
     sweep: &Sweep,
     results: &[LayerResult],
+    cortex_section: Option<&str>,
 ) -> Result<serde_json::Value> {
     let title = format!(
         "{} · {} · encoding by layer",
@@ -233,7 +308,7 @@ fn write_summary(
     );
     let svg = layers_svg(&title, results).map_err(|e| usage(format!("layers chart: {e}")))?;
     write_bytes_atomic(&opts.out.join("layers.svg"), svg.as_bytes())?;
-    let html = layers_html(&title, &opts.command, &svg, results);
+    let html = layers_html(&title, &opts.command, &svg, results, cortex_section);
     write_bytes_atomic(&opts.out.join("layers.html"), html.as_bytes())?;
     let summary = serde_json::json!({
         "subject": sweep.subject.meta.subject,

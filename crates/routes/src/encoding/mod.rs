@@ -361,6 +361,68 @@ pub fn write_values(
     )
 }
 
+/// The cortex `choice` names with the ROI's voxels placed on it (`None`: no cortex applies),
+/// and the subject's `streams` atlas (NSD's, where it has one) over those voxels, for outlines.
+pub fn cortex_for(
+    subject: &PreparedSubject,
+    coords: &[[usize; 3]],
+    choice: &brainrecon_cortex::report::CortexChoice,
+) -> Result<
+    Option<(
+        brainrecon_cortex::report::CortexPlacement,
+        Option<RoiLabels>,
+    )>,
+> {
+    let grid = brainrecon_cortex::place::VoxelGrid {
+        shape: subject.meta.volume_shape,
+        affine: &subject.meta.affine,
+        voxels: coords,
+    };
+    let Some(placed) = brainrecon_cortex::report::resolve(choice, &grid, subject.meta.simulated)?
+    else {
+        return Ok(None);
+    };
+    let labels = match subject.meta.atlases.iter().find(|a| a.name == "streams") {
+        Some(atlas) => {
+            let atlas_coords = atlas_coordinates(subject, &atlas.name)?;
+            let values = npy::read_i64(&subject.path("rois/streams_labels.npy"))?.data;
+            let by_voxel: HashMap<[usize; 3], i64> =
+                atlas_coords.iter().copied().zip(values).collect();
+            Some(RoiLabels {
+                name: "streams".into(),
+                values: coords
+                    .iter()
+                    .map(|c| by_voxel.get(c).map_or(0, |&v| v as i32))
+                    .collect(),
+                names: atlas
+                    .labels
+                    .iter()
+                    .map(|l| (l.value, l.name.clone()))
+                    .collect(),
+            })
+        }
+        None => None,
+    };
+    Ok(Some((placed, labels)))
+}
+
+/// An atlas's label of each ROI voxel (0: none), for outlines on the cortex.
+pub struct RoiLabels {
+    pub name: String,
+    pub values: Vec<i32>,
+    pub names: Vec<(i32, String)>,
+}
+
+impl RoiLabels {
+    pub fn spec(&self) -> brainrecon_cortex::report::VoxelLabelsSpec<'_> {
+        brainrecon_cortex::report::VoxelLabelsSpec {
+            name: self.name.clone(),
+            values: &self.values,
+            names: self.names.clone(),
+        }
+    }
+}
+
 /// r.npy, p.npy, q.npy and the maps r.nii.gz, neglog10p.nii.gz, significant.nii.gz.
 pub fn write_stats(
     out: &Path,

@@ -95,6 +95,9 @@ pub struct GlmOptions {
     /// Seconds each stimulus lasts; None for the median of the trials' durations.
     pub stimdur: Option<f64>,
     pub out: PathBuf,
+    /// Where the final model's R² and HRF index are drawn on the cortex (OUT/cortex/;
+    /// `auto`: a simulation's on fsaverage5).
+    pub cortex: brainrecon_cortex::report::CortexChoice,
     /// Progress bars and stage lines on standard error.
     pub progress: bool,
 }
@@ -295,6 +298,7 @@ fn fit_into(opts: &GlmOptions, settings: Settings) -> Result<GlmOutcome> {
     let mut kept = DirStages::open(&opts.out, &identity)?;
     let fitted = fit(&set, &trials, &mut kept, opts.progress)?;
     write_models(&set, &opts.out, &fitted.fit)?;
+    write_cortex(&set, opts, &fitted.fit)?;
     let meta = glm_meta(&set, &trials, &fitted, &settings);
     write_json_atomic(&opts.out.join("glm.json"), &meta)?;
     let (resumed, stage_not_kept) = (kept.resumed.clone(), kept.failed.clone());
@@ -517,6 +521,52 @@ impl ModelWriter<'_> {
         let values: Vec<f64> = index.iter().map(|&i| i as f64).collect();
         self.map("HRFindex", &values)
     }
+}
+
+/// The final model's R² and HRF index on the cortex, written whole into OUT/cortex/ (no
+/// cortex applies: nothing). CIFTI run sets are left to Workbench: their grayordinates already
+/// lie on a surface the `.dscalar.nii` maps name.
+fn write_cortex(set: &RunSet, opts: &GlmOptions, fit: &GlmSingle) -> Result<()> {
+    use brainrecon_cortex::report::{resolve, write_cortex_maps, MapKind, VoxelMapSpec};
+    if set.meta().grayordinates.is_some() {
+        return Ok(());
+    }
+    let simulated = match &opts.source {
+        Source::Fmriprep { bids_root, .. } => {
+            brainrecon_datasets::simulated::is_simulated(bids_root)
+        }
+        Source::Nsd(root) => brainrecon_datasets::simulated::is_simulated(root),
+    };
+    let grid = brainrecon_cortex::place::VoxelGrid {
+        shape: set.volume_shape(),
+        affine: set.affine(),
+        voxels: set.voxel_indices(),
+    };
+    let Some(placed) = resolve(&opts.cortex, &grid, simulated)? else {
+        return Ok(());
+    };
+    let (model, r2, hrf) = match (&fit.typed, &fit.typec) {
+        (Some(d), _) => ("TYPED_FITHRF_GLMDENOISE_RR", &d.r2, &d.hrf_index),
+        (None, Some(c)) => ("TYPEC_FITHRF_GLMDENOISE", &c.r2, &c.hrf_index),
+        (None, None) => ("TYPEB_FITHRF", &fit.typeb.r2, &fit.typeb.hrf_index),
+    };
+    let hrf: Vec<f64> = hrf.iter().map(|&i| i as f64).collect();
+    let maps = [
+        VoxelMapSpec {
+            name: format!("R² (%), {model}"),
+            values: r2,
+            kind: MapKind::Positive { threshold: None },
+        },
+        VoxelMapSpec {
+            name: format!("HRF index, {model}"),
+            values: &hrf,
+            kind: MapKind::Positive { threshold: None },
+        },
+    ];
+    write_folder_atomic(&opts.out.join("cortex"), |staging| {
+        write_cortex_maps(staging, &placed, &maps, None).map(|_| ())
+    })?;
+    Ok(())
 }
 
 /// GLMsingle's model folders of `fit` under `out`, each written whole and renamed into place.

@@ -17,6 +17,10 @@ use super::report::{encoding_page, histograms_svg, VoxelMap, VoxelSpace};
 use super::text::TextFeaturizer;
 use crate::error::{Result, RouteError};
 use brainrecon_core::fs::{write_bytes_atomic, write_json_atomic};
+use brainrecon_cortex::place::VoxelGrid;
+use brainrecon_cortex::report::{
+    html_section, resolve, write_cortex_maps, CortexChoice, MapKind, VoxelMapSpec,
+};
 use brainrecon_datasets::runs::RunSet;
 use brainrecon_formats::npy;
 use brainrecon_ridge::metrics::r2_per_target;
@@ -52,6 +56,8 @@ pub struct EncodeRunsOptions {
     /// Also fit every model without one band, for unique variance.
     pub unique: bool,
     pub seed: u64,
+    /// Where the report draws its maps on the cortex (`auto`: a simulation's on fsaverage5).
+    pub cortex: CortexChoice,
     /// The exact command line, for the report.
     pub command: String,
 }
@@ -714,6 +720,7 @@ fn write_report(
     for warning in &summary.warnings {
         table.push(("warning".into(), warning.clone()));
     }
+    let cortex = cortex_maps(runs, opts, results)?;
     let html = encoding_page(
         "encode-runs",
         &opts.command,
@@ -721,8 +728,132 @@ fn write_report(
         &histograms,
         &space,
         &maps,
+        cortex.as_deref(),
     )
     .map_err(fail)?;
     write_bytes_atomic(&opts.out.join("report.html"), html.as_bytes())?;
     Ok(())
+}
+
+/// Each voxel's band of largest split R², where the joint model is significant (BH q ≤ 0.05;
+/// NaN elsewhere): Nakagi et al.'s and Takagi & Nishimoto's "best" maps.
+pub fn best_band(split: &[f64], q: &[f64], bands: usize) -> Vec<f64> {
+    let v = q.len();
+    assert_eq!(split.len(), bands * v, "split R² is (bands, voxels)");
+    (0..v)
+        .map(|j| {
+            // NaN q fails too.
+            if q[j].is_nan() || q[j] > 0.05 {
+                return f64::NAN;
+            }
+            (0..bands)
+                .filter(|&b| split[b * v + j].is_finite())
+                .max_by(|&a, &b| split[a * v + j].total_cmp(&split[b * v + j]))
+                .map_or(f64::NAN, |b| b as f64)
+        })
+        .collect()
+}
+
+/// A CIFTI run set's cortical grayordinates on fsaverage5, where its surface models are
+/// fsaverage5's (10,242 vertices a hemisphere; the video simulator's). Each cortical vertex
+/// without a grayordinate shows the nearest one's. `None` for other meshes (CC2017's fsLR 32k:
+/// its maps are in the `.dscalar.nii` files Workbench reads) or `--cortex none`.
+fn grayordinates_on_fsaverage5(
+    source: &std::path::Path,
+    choice: &CortexChoice,
+    columns: usize,
+) -> Result<Option<brainrecon_cortex::report::CortexPlacement>> {
+    use brainrecon_cortex::template::{fsaverage5, FSAVERAGE5_VERTICES};
+    if matches!(choice, CortexChoice::None) {
+        return Ok(None);
+    }
+    let (models, _) = brainrecon_formats::cifti::read_brain_models(source)?;
+    let cortex_model = |structure: &str| {
+        models.iter().find(|m| {
+            m.brain_structure == structure
+                && m.surface_number_of_vertices == Some(FSAVERAGE5_VERTICES)
+        })
+    };
+    let (Some(left), Some(right)) = (
+        cortex_model(brainrecon_formats::cifti::CORTEX[0]),
+        cortex_model(brainrecon_formats::cifti::CORTEX[1]),
+    ) else {
+        return Ok(None);
+    };
+    let cortex = fsaverage5()?;
+    let Some(placement) = brainrecon_cortex::place::Placement::grayordinates(
+        &cortex,
+        (left.index_offset, &left.vertex_indices),
+        (right.index_offset, &right.vertex_indices),
+        columns,
+    ) else {
+        return Ok(None);
+    };
+    Ok(Some(brainrecon_cortex::report::CortexPlacement {
+        placement: placement.filled(&cortex),
+        cortex,
+        labels: None,
+        how: "fsaverage5, the surface the CIFTI file's cortical grayordinates name; each \
+              cortical vertex without a grayordinate shows the nearest one's"
+            .into(),
+    }))
+}
+
+/// The maps on the cortex (`cortex/`), and the report's section for them; `None` when no
+/// cortex applies.
+fn cortex_maps(
+    runs: &RunSet,
+    opts: &EncodeRunsOptions,
+    results: &Results,
+) -> Result<Option<String>> {
+    let placed = match &runs.meta().grayordinates {
+        Some(g) => grayordinates_on_fsaverage5(&g.source, &opts.cortex, results.r.len())?,
+        None => {
+            let grid = VoxelGrid {
+                shape: runs.volume_shape(),
+                affine: runs.affine(),
+                voxels: runs.voxel_indices(),
+            };
+            let simulated = brainrecon_datasets::simulated::is_simulated(&runs.meta().source.root);
+            resolve(&opts.cortex, &grid, simulated)?
+        }
+    };
+    let Some(placed) = placed else {
+        return Ok(None);
+    };
+    let v = results.r.len();
+    let names: Vec<String> = opts.bands.iter().map(|b| b.name.clone()).collect();
+    let best = best_band(&results.split, &results.q, names.len());
+    let mut maps = vec![
+        VoxelMapSpec {
+            name: "test r".into(),
+            values: &results.r,
+            kind: MapKind::Signed { threshold: None },
+        },
+        VoxelMapSpec {
+            name: "best band (q ≤ 0.05)".into(),
+            values: &best,
+            kind: MapKind::Categorical {
+                names: names.clone(),
+            },
+        },
+    ];
+    for (k, name) in names.iter().enumerate() {
+        maps.push(VoxelMapSpec {
+            name: format!("split R² {name}"),
+            values: &results.split[k * v..(k + 1) * v],
+            kind: MapKind::Positive { threshold: None },
+        });
+    }
+    if let Some(unique) = &results.unique {
+        for (k, name) in names.iter().enumerate() {
+            maps.push(VoxelMapSpec {
+                name: format!("unique {name}"),
+                values: &unique[k * v..(k + 1) * v],
+                kind: MapKind::Signed { threshold: None },
+            });
+        }
+    }
+    let figures = write_cortex_maps(&opts.out.join("cortex"), &placed, &maps, None)?;
+    Ok(Some(html_section(&figures, "cortex")))
 }

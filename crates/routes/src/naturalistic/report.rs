@@ -127,6 +127,7 @@ pub fn encoding_page(
     histograms: &[String],
     space: &VoxelSpace,
     maps: &[VoxelMap],
+    cortex_section: Option<&str>,
 ) -> Result<String, String> {
     let mut html = format!(
         "<!doctype html><html><head><meta charset=\"utf-8\"><title>{t}</title><style>\
@@ -146,6 +147,9 @@ pub fn encoding_page(
     }
     html.push_str("</table><h2>Distributions</h2>");
     histograms.iter().for_each(|svg| html.push_str(svg));
+    if let Some(section) = cortex_section {
+        html.push_str(section);
+    }
     html.push_str("<h2>Maps (axial slices, red positive, blue negative)</h2>");
     let scale = (480 / space.shape[0].max(1)).clamp(1, 8);
     for map in maps {

@@ -60,6 +60,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         roi: args.roi,
         atlases: args.atlases,
         out: args.out,
+        cortex: args.fit.cortex.choice()?,
         fit: args.fit.request()?,
         command: std::env::args().collect::<Vec<_>>().join(" "),
     };

@@ -117,6 +117,8 @@ pub struct FitArgs {
     cv: String,
     #[command(flatten)]
     device: DeviceArgs,
+    #[command(flatten)]
+    cortex: crate::args::CortexArg,
 }
 
 impl FitArgs {
@@ -155,6 +157,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         out,
         unique: args.unique,
         standardize: args.standardize,
+        cortex: args.fit.cortex.choice()?,
         fit,
     };
     let report = encode(&opts)?;

@@ -1,7 +1,7 @@
 //! `brainrecon encode-runs`: banded encoding models of naturalistic runs (the work is in
 //! `brainrecon_routes::naturalistic`).
 
-use crate::args::{DeviceArgs, JsonArg};
+use crate::args::{CortexArg, DeviceArgs, JsonArg};
 use brainrecon_routes::naturalistic::{
     check_search, encode_run_set, Align, Band, Delays, EncodeRunsOptions,
 };
@@ -30,7 +30,9 @@ use std::path::PathBuf;
 /// every model without one band: unique variance = R²(all) − R²(all but the band).
 ///
 /// Writes OUT/encoding.json, r/r2/p/q.npy, r2_split.npy and unique.npy (bands × voxels), maps
-/// as NIfTI in the subject's volume (OUT/maps/) and OUT/report.html.
+/// as NIfTI in the subject's volume (OUT/maps/) and OUT/report.html; with a cortex
+/// (`--cortex`), OUT/cortex/: flat and inflated pictures of each map (and each voxel's best band),
+/// a viewer page, and the maps as .func.gii / .dscalar.nii.
 #[derive(clap::Args)]
 #[command(
     after_help = "Example:\n  brainrecon simulate --kind movie --out sim-movie\n  brainrecon bids prepare --bids-root sim-movie --subject 01 --task movie --mask sim-movie/derivatives/mask/sub-01_mask.nii.gz --out runs/sub-01\n  brainrecon encode-runs --subject runs/sub-01 --bands speech,objects,story,summary,timeplace --unique --out enc/sub-01\n  brainrecon bids prepare --layout ds005531 --bids-root ds005531 --subject S01 --task breakingbad --out runs/S01\n  brainrecon encode-runs --subject runs/S01 --bands objectiveAnnot50chara,speechTranscription,story --dataset-features GPT2medium_jp_layer12 --unique --out enc/S01-gpt2"
@@ -96,6 +98,8 @@ pub struct Args {
     #[arg(long)]
     out: PathBuf,
     #[command(flatten)]
+    cortex: CortexArg,
+    #[command(flatten)]
     device: DeviceArgs,
     #[command(flatten)]
     json: JsonArg,
@@ -127,6 +131,7 @@ fn options(args: &Args) -> anyhow::Result<EncodeRunsOptions> {
         block: args.block,
         unique: args.unique,
         seed: args.seed,
+        cortex: args.cortex.choice()?,
         command: std::env::args().collect::<Vec<_>>().join(" "),
     })
 }
