@@ -176,6 +176,25 @@ fn fsaverage5_maps_drawn_again_from_their_dscalar_file() {
         e.contains("other.dscalar.nii") && e.contains("10242") && e.contains("32492"),
         "{e}"
     );
+    // Files drawn together must share their brain models (one placement serves them all).
+    let both = format!(
+        "{},{}",
+        first.join("maps.dscalar.nii").display(),
+        other.display()
+    );
+    let e = user_error(&[
+        "cortex",
+        "draw",
+        "--volume",
+        &both,
+        "--out",
+        p(&dir.path().join("y")),
+    ]);
+    assert!(
+        e.contains("other.dscalar.nii") && e.contains("brain models of"),
+        "{e}"
+    );
+    assert!(!dir.path().join("y").exists());
 }
 
 #[test]

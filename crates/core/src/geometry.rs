@@ -11,6 +11,21 @@ pub type Mat3 = [[f64; 3]; 3];
 /// A 4×4 affine (rows first; the last row `[0, 0, 0, 1]`).
 pub type Affine = [[f64; 4]; 4];
 
+/// Millimetres two grids' affines may differ by and still be one grid: NIfTI stores its
+/// affine in 32-bit floats, whose rounding at scanner coordinates of a few hundred mm is
+/// below 1e-4 mm; a real difference of grids is a voxel's fraction, far above it.
+pub const AFFINE_TOLERANCE_MM: f64 = 1e-3;
+
+/// Whether two affines place voxels at the same points: their first three rows within
+/// [`AFFINE_TOLERANCE_MM`], entry by entry (the last row is `[0, 0, 0, 1]` in both).
+pub fn same_affine(a: &Affine, b: &Affine) -> bool {
+    a.iter().zip(b).take(3).all(|(x, y)| {
+        x.iter()
+            .zip(y)
+            .all(|(u, v)| (u - v).abs() <= AFFINE_TOLERANCE_MM)
+    })
+}
+
 /// Determinant of a 3×3 matrix.
 pub fn det3(m: &Mat3) -> f64 {
     m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1])

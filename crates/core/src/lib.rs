@@ -4,13 +4,15 @@
 //!   was expected (the binary exits with 2 on it);
 //! - [`fs`]: atomic file writes and [`fs::OutputDir`], the one protocol for output folders
 //!   (create, resume when the settings match, stage, commit, abort);
-//! - [`geometry`]: 3×3 and affine inverses under one singularity rule;
+//! - [`geometry`]: 3×3 and affine inverses under one singularity rule, and whether two
+//!   affines place one grid;
 //! - [`surface_sampling`]: a volume's values at a cortical surface's vertices (nilearn's
 //!   `vol_to_surf`);
 //! - [`stats`]: median, quantiles, Pearson correlation and z-scores;
 //! - [`signal`]: GLMsingle's polynomial drift basis;
 //! - [`limits`]: bounds on sizes read out of files, checked before any allocation;
-//! - [`progress`]: progress bars drawn only when a person is watching.
+//! - [`progress`]: progress bars drawn only when a person is watching;
+//! - [`text`]: base64 and escaped markup, for pages and XML files.
 //!
 //! It depends on no numerical or model crate (no candle, no faer), so every crate can use it.
 #![warn(missing_docs)]
@@ -23,5 +25,6 @@ pub mod progress;
 pub mod signal;
 pub mod stats;
 pub mod surface_sampling;
+pub mod text;
 
 pub use error::{DataError, Result};

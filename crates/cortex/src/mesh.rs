@@ -42,19 +42,38 @@ pub struct Mesh {
 impl Mesh {
     /// The smallest and largest coordinate along each axis over the vertices that faces use.
     pub fn used_bounds(&self) -> ([f32; 3], [f32; 3]) {
-        let mut lo = [f32::INFINITY; 3];
-        let mut hi = [f32::NEG_INFINITY; 3];
+        used_bounds(&self.vertices, &self.faces)
+    }
+
+    /// [vertices] whether a face uses the vertex (a flat map's cut-away vertices do not).
+    pub fn used_vertices(&self) -> Vec<bool> {
+        let mut used = vec![false; self.vertices.len()];
         for face in &self.faces {
             for &v in face {
-                let p = self.vertices[v as usize];
-                for a in 0..3 {
-                    lo[a] = lo[a].min(p[a]);
-                    hi[a] = hi[a].max(p[a]);
+                if let Some(u) = used.get_mut(v as usize) {
+                    *u = true;
                 }
             }
         }
-        (lo, hi)
+        used
     }
+}
+
+/// [`Mesh::used_bounds`] of vertices and faces held apart (NaN coordinates are passed over;
+/// infinite bounds when no face uses a vertex).
+pub fn used_bounds(vertices: &[[f32; 3]], faces: &[[u32; 3]]) -> ([f32; 3], [f32; 3]) {
+    let mut lo = [f32::INFINITY; 3];
+    let mut hi = [f32::NEG_INFINITY; 3];
+    for face in faces {
+        for &v in face {
+            let p = vertices[v as usize];
+            for a in 0..3 {
+                lo[a] = lo[a].min(p[a]);
+                hi[a] = hi[a].max(p[a]);
+            }
+        }
+    }
+    (lo, hi)
 }
 
 /// One hemisphere. Every mesh has the same vertices (vertex i is the same point of cortex).

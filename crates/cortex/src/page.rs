@@ -13,7 +13,9 @@
 //! `#renderer=2d`, `#selftest` (see [`page_html`]).
 
 use crate::colour::{category_colour, Scale};
-use crate::mesh::{Cortex, Hemi, Hemisphere, Mesh, SurfaceMap, VertexLabels};
+use crate::mesh::{used_bounds, Cortex, Hemi, Hemisphere, Mesh, SurfaceMap, VertexLabels};
+use brainrecon_core::stats::pearson;
+use brainrecon_core::text::{base64_encode, escape_html as html_escape};
 use serde_json::{json, Value};
 
 /// The colour of gyri (curvature ≤ 0) where a map draws nothing.
@@ -23,28 +25,6 @@ pub const SULCUS_GREY: [u8; 3] = [112, 112, 112];
 
 /// The `id` of the page's JSON data block.
 pub const DATA_ELEMENT_ID: &str = "brainrecon-data";
-
-const BASE64_ALPHABET: &[u8; 64] =
-    b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-/// Standard base64 (RFC 4648, with `=` padding), as the browser's `atob` reads it.
-pub fn base64_encode(bytes: &[u8]) -> String {
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        let sextet = |shift: u32| BASE64_ALPHABET[((n >> shift) & 63) as usize] as char;
-        out.push(sextet(18));
-        out.push(sextet(12));
-        out.push(if chunk.len() > 1 { sextet(6) } else { '=' });
-        out.push(if chunk.len() > 2 { sextet(0) } else { '=' });
-    }
-    out
-}
 
 /// The bytes of standard padded base64, or `None` if `text` is not that.
 pub fn base64_decode(text: &str) -> Option<Vec<u8>> {
@@ -104,22 +84,6 @@ fn i32_buffer(values: impl IntoIterator<Item = i32>) -> String {
     base64_encode(&bytes)
 }
 
-/// `&`, `<`, `>`, `"` and `'` as HTML (and XML) character references.
-pub(crate) fn html_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            _ => out.push(c),
-        }
-    }
-    out
-}
-
 /// JSON that is safe inside a `<script>` element: `<`, `>`, `&` and the JavaScript line
 /// separators only occur inside JSON strings, where their `\u` escapes mean the same.
 fn script_safe_json(value: &Value) -> String {
@@ -162,45 +126,11 @@ fn vertex_colours(hemisphere: &Hemisphere, values: &[f64], scale: &Scale) -> Vec
     rgb
 }
 
-/// Pearson correlation of two equally long series (0 when either is constant).
-fn correlation(a: &[f64], b: &[f64]) -> f64 {
-    let n = a.len().min(b.len()) as f64;
-    if n < 2.0 {
-        return 0.0;
-    }
-    let ma = a.iter().sum::<f64>() / n;
-    let mb = b.iter().sum::<f64>() / n;
-    let (mut sab, mut saa, mut sbb) = (0.0, 0.0, 0.0);
-    for (x, y) in a.iter().zip(b) {
-        sab += (x - ma) * (y - mb);
-        saa += (x - ma) * (x - ma);
-        sbb += (y - mb) * (y - mb);
-    }
-    if saa > 0.0 && sbb > 0.0 {
-        sab / (saa * sbb).sqrt()
-    } else {
-        0.0
-    }
-}
-
-/// The vertices that the mesh's faces use.
-fn used_vertices(mesh: &Mesh) -> Vec<bool> {
-    let mut used = vec![false; mesh.vertices.len()];
-    for face in &mesh.faces {
-        for &v in face {
-            if let Some(u) = used.get_mut(v as usize) {
-                *u = true;
-            }
-        }
-    }
-    used
-}
-
 /// The flat map's (x, y) turned so that dorsal is up: if the flat y runs against the folded
 /// surface's z (superior) over the map's vertices, the map is turned by 180° (x and y negated,
 /// which keeps it unmirrored).
 fn oriented_flat(hemisphere: &Hemisphere, flat: &Mesh) -> Vec<[f32; 3]> {
-    let used = used_vertices(flat);
+    let used = flat.used_vertices();
     let mut fy = Vec::new();
     let mut wz = Vec::new();
     for (v, &u) in used.iter().enumerate() {
@@ -209,7 +139,8 @@ fn oriented_flat(hemisphere: &Hemisphere, flat: &Mesh) -> Vec<[f32; 3]> {
             wz.push(f64::from(w[2]));
         }
     }
-    let turn = correlation(&fy, &wz) < 0.0;
+    // NaN (a constant series) does not turn it.
+    let turn = pearson(&fy, &wz) < 0.0;
     flat.vertices
         .iter()
         .map(|p| {
@@ -222,15 +153,6 @@ fn oriented_flat(hemisphere: &Hemisphere, flat: &Mesh) -> Vec<[f32; 3]> {
         .collect()
 }
 
-/// Bounds over the vertices that `faces` use.
-fn bounds(vertices: &[[f32; 3]], faces: &[[u32; 3]]) -> ([f32; 3], [f32; 3]) {
-    Mesh {
-        vertices: vertices.to_vec(),
-        faces: faces.to_vec(),
-    }
-    .used_bounds()
-}
-
 /// The two hemispheres' vertices moved apart along x (left to the left of the midline, right to
 /// the right, `gap` between them as a fraction of the wider one's width) and centred in y and z.
 fn spread(
@@ -240,8 +162,8 @@ fn spread(
     right_faces: &[[u32; 3]],
     gap: f32,
 ) -> (Vec<[f32; 3]>, Vec<[f32; 3]>) {
-    let (llo, lhi) = bounds(left, left_faces);
-    let (rlo, rhi) = bounds(right, right_faces);
+    let (llo, lhi) = used_bounds(left, left_faces);
+    let (rlo, rhi) = used_bounds(right, right_faces);
     let width = (lhi[0] - llo[0]).max(rhi[0] - rlo[0]).max(1e-3);
     let half_gap = 0.5 * gap * width;
     let dl = -half_gap - lhi[0];

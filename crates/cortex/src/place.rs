@@ -155,14 +155,10 @@ impl Placement {
         };
         let fill = |hemi: Hemi, at: Vec<Option<u32>>| -> Vec<Option<u32>> {
             let h = cortex.hemi(hemi);
-            let mut cortical = vec![h.flat.is_none(); at.len()];
-            if let Some(flat) = &h.flat {
-                for face in &flat.faces {
-                    for &v in face {
-                        cortical[v as usize] = true;
-                    }
-                }
-            }
+            let cortical = match &h.flat {
+                Some(flat) => flat.used_vertices(),
+                None => vec![true; at.len()],
+            };
             let sources: Vec<usize> = (0..at.len()).filter(|&v| at[v].is_some()).collect();
             if sources.is_empty() {
                 return at;

@@ -17,6 +17,7 @@ use crate::place::{Placement, VoxelGrid};
 use crate::{page, render, template, write};
 use brainrecon_core::error::{DataError, Result};
 use brainrecon_core::fs::{write_bytes_atomic, write_json_atomic};
+use brainrecon_formats::cifti::BrainModel;
 use brainrecon_formats::image::write_png;
 use std::path::{Path, PathBuf};
 
@@ -402,7 +403,7 @@ pub fn write_cortex_maps(
 /// The report page's section for `figures`, whose files lie in the folder `rel` (relative to
 /// the page).
 pub fn html_section(figures: &CortexFigures, rel: &str) -> String {
-    let esc = crate::page::html_escape;
+    let esc = brainrecon_core::text::escape_html;
     let name_of = |p: &PathBuf| {
         p.file_name()
             .map(|n| n.to_string_lossy().into_owned())
@@ -565,54 +566,85 @@ pub fn draw_volumes(opts: &DrawOptions) -> Result<CortexFigures> {
     write_into(&opts.out, &placed, &maps)
 }
 
+/// The cortical grayordinates of the CIFTI file `path` (its brain `models`, `columns` in all)
+/// on fsaverage5, whose vertices they must be (10,242 a hemisphere: the video simulator's);
+/// each cortical vertex without a grayordinate shows the nearest one's. Other meshes (fsLR
+/// 32k) are refused naming the file, the structure and its vertex count.
+pub fn grayordinates_on_fsaverage5(
+    path: &Path,
+    models: &[BrainModel],
+    columns: usize,
+) -> Result<CortexPlacement> {
+    use brainrecon_formats::cifti::CORTEX;
+    let surface = |structure: &str| -> Result<(usize, &[usize])> {
+        let model = models
+            .iter()
+            .find(|m| m.brain_structure == structure)
+            .ok_or_else(|| {
+                DataError::invalid(
+                    path,
+                    "BrainModel",
+                    format!("a {structure} surface model"),
+                    "none",
+                )
+            })?;
+        if model.surface_number_of_vertices != Some(template::FSAVERAGE5_VERTICES) {
+            return Err(DataError::invalid(
+                path,
+                format!("{structure} SurfaceNumberOfVertices"),
+                format!(
+                    "{} (fsaverage5, the cortex brainrecon embeds; draw other meshes in \
+                     Workbench)",
+                    template::FSAVERAGE5_VERTICES
+                ),
+                format!("{:?}", model.surface_number_of_vertices),
+            ));
+        }
+        Ok((model.index_offset, &model.vertex_indices))
+    };
+    let (left, right) = (surface(CORTEX[0])?, surface(CORTEX[1])?);
+    let cortex = template::fsaverage5()?;
+    let placement = Placement::grayordinates(&cortex, left, right, columns).ok_or_else(|| {
+        DataError::invalid(
+            path,
+            "BrainModel",
+            "vertices of fsaverage5",
+            "a vertex past it",
+        )
+    })?;
+    Ok(CortexPlacement {
+        placement: placement.filled(&cortex),
+        cortex,
+        labels: None,
+        how: "fsaverage5, the surface the CIFTI file's cortical grayordinates name; each \
+              cortical vertex without a grayordinate shows the nearest one's"
+            .into(),
+    })
+}
+
 /// [`draw_volumes`] of CIFTI dense scalar files (`.dscalar.nii`) whose cortical surface models
 /// are fsaverage5's (10,242 vertices a hemisphere): each named map drawn; each cortical vertex
 /// without a grayordinate shows the nearest one's.
 fn draw_dense_scalars(opts: &DrawOptions) -> Result<CortexFigures> {
-    use brainrecon_formats::cifti::{read_dense_scalars, CORTEX};
-    let cortex = template::fsaverage5()?;
+    use brainrecon_formats::cifti::read_dense_scalars;
     let mut named: Vec<(String, Vec<f64>)> = Vec::new();
-    let mut placement = None;
+    let mut first: Option<(&PathBuf, Vec<BrainModel>, usize)> = None;
     for path in &opts.volumes {
         let (names, models, data) = read_dense_scalars(path)?;
-        let surface = |structure: &str| -> Result<(usize, Vec<usize>)> {
-            let model = models
-                .iter()
-                .find(|m| m.brain_structure == structure)
-                .ok_or_else(|| {
-                    DataError::invalid(
-                        path,
-                        "BrainModel",
-                        format!("a {structure} surface model"),
-                        "none",
-                    )
-                })?;
-            if model.surface_number_of_vertices != Some(template::FSAVERAGE5_VERTICES) {
+        let columns = data.len() / names.len().max(1);
+        match &first {
+            // One placement serves every file: each must lay its grayordinates out alike.
+            Some((first_path, first_models, _)) if *first_models != models => {
                 return Err(DataError::invalid(
                     path,
-                    format!("{structure} SurfaceNumberOfVertices"),
-                    format!(
-                        "{} (fsaverage5, the cortex brainrecon embeds; draw other meshes in \
-                         Workbench)",
-                        template::FSAVERAGE5_VERTICES
-                    ),
-                    format!("{:?}", model.surface_number_of_vertices),
+                    "BrainModel",
+                    format!("the brain models of {}", first_path.display()),
+                    "other brain models",
                 ));
             }
-            Ok((model.index_offset, model.vertex_indices.clone()))
-        };
-        let (left, right) = (surface(CORTEX[0])?, surface(CORTEX[1])?);
-        let columns = data.len() / names.len().max(1);
-        let placed =
-            Placement::grayordinates(&cortex, (left.0, &left.1), (right.0, &right.1), columns)
-                .ok_or_else(|| {
-                    DataError::invalid(
-                        path,
-                        "BrainModel",
-                        "vertices of fsaverage5",
-                        "a vertex past it",
-                    )
-                })?;
+            Some(_) => {}
+            None => first = Some((path, models, columns)),
+        }
         for (row, name) in names.iter().enumerate() {
             let values = data[row * columns..(row + 1) * columns]
                 .iter()
@@ -620,24 +652,15 @@ fn draw_dense_scalars(opts: &DrawOptions) -> Result<CortexFigures> {
                 .collect();
             named.push((name.clone(), values));
         }
-        placement.get_or_insert(placed);
     }
-    let placement = placement
-        .ok_or_else(|| DataError::Usage("--volume: give at least one map".into()))?
-        .filled(&cortex);
+    let (path, models, columns) =
+        first.ok_or_else(|| DataError::Usage("--volume: give at least one map".into()))?;
+    let placed = grayordinates_on_fsaverage5(path, &models, columns)?;
     let kind = map_kind(
         &opts.kind,
         opts.threshold,
         named.iter().flat_map(|(_, v)| v.iter()),
     )?;
-    let placed = CortexPlacement {
-        cortex,
-        placement,
-        labels: None,
-        how: "fsaverage5, the surface the CIFTI file's cortical grayordinates name; each \
-              cortical vertex without a grayordinate shows the nearest one's"
-            .into(),
-    };
     let maps: Vec<VoxelMapSpec> = named
         .iter()
         .map(|(name, values)| VoxelMapSpec {

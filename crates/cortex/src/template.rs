@@ -109,12 +109,7 @@ pub fn fsaverage5() -> Result<Cortex> {
 pub fn fsaverage5_cortex_by_y(hemi: Hemi) -> Result<Vec<u32>> {
     let flat = fsaverage5_mesh("flat", hemi)?;
     let white = fsaverage5_mesh("white", hemi)?;
-    let mut used = vec![false; white.vertices.len()];
-    for face in &flat.faces {
-        for &v in face {
-            used[v as usize] = true;
-        }
-    }
+    let used = flat.used_vertices();
     let mut order: Vec<u32> = (0..used.len() as u32)
         .filter(|&v| used[v as usize])
         .collect();

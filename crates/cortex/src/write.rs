@@ -47,8 +47,8 @@ pub fn func_gifti(hemi: Hemi, maps: &[&SurfaceMap]) -> String {
              ExternalFileOffset=\"\">\n<MetaData><MD><Name><![CDATA[Name]]></Name>\
              <Value>{name}</Value></MD></MetaData>\n<Data>{data}</Data>\n</DataArray>\n",
             n = values.len(),
-            name = crate::page::html_escape(&map.name),
-            data = crate::page::base64_encode(&packed),
+            name = brainrecon_core::text::escape_html(&map.name),
+            data = brainrecon_core::text::base64_encode(&packed),
         );
     }
     xml.push_str("</GIFTI>\n");

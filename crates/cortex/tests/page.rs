@@ -1,10 +1,9 @@
 //! The interactive page: self-contained, small enough, escaped, and carrying the meshes whole.
 
+use brainrecon_core::text::base64_encode;
 use brainrecon_cortex::colour::Scale;
 use brainrecon_cortex::mesh::{Cortex, Hemi, SurfaceMap, VertexLabels};
-use brainrecon_cortex::page::{
-    base64_decode, base64_encode, page_html, DATA_ELEMENT_ID, GYRUS_GREY, SULCUS_GREY,
-};
+use brainrecon_cortex::page::{base64_decode, page_html, DATA_ELEMENT_ID, GYRUS_GREY, SULCUS_GREY};
 use brainrecon_cortex::template::{fsaverage5, FSAVERAGE5_VERTICES};
 use serde_json::Value;
 

@@ -3,6 +3,10 @@
 //! and survives being emailed.
 
 use brainrecon_core::fs::write_bytes_atomic;
+/// Standard padded base64, for data: URLs.
+pub(crate) use brainrecon_core::text::base64_encode as base64;
+/// Escapes text for HTML element content and quoted attribute values alike.
+pub(crate) use brainrecon_core::text::escape_html as escape;
 use brainrecon_core::DataError;
 use brainrecon_formats::image::RgbImage;
 use plotters::prelude::*;
@@ -680,43 +684,6 @@ pub(crate) fn encode_png(image: &RgbImage) -> Result<Vec<u8>, String> {
         .map_err(|e| e.to_string())?;
     writer.finish().map_err(|e| e.to_string())?;
     Ok(out)
-}
-
-pub(crate) fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (b[0] as u32) << 16 | (b[1] as u32) << 8 | b[2] as u32;
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(ALPHABET[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
-}
-
-/// Escapes text for HTML element content and quoted attribute values alike.
-pub(crate) fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            other => out.push(other),
-        }
-    }
-    out
 }
 
 /// Percent-encodes a file name for use as a relative link.

@@ -3,6 +3,7 @@
 //! identification accuracy of the decoded embeddings.
 
 use crate::error::{Result, RouteError};
+use brainrecon_core::geometry::same_affine;
 use brainrecon_datasets::runs::RunSet;
 use brainrecon_formats::nifti_io;
 use brainrecon_metrics::identification::two_way_identification_per_prediction;
@@ -110,19 +111,6 @@ pub fn atlas_rois(
         ));
     }
     Ok(rois)
-}
-
-/// Millimetres two grids' affines may differ by and still be one grid: NIfTI stores its
-/// affine in 32-bit floats, whose rounding at scanner coordinates of a few hundred mm is
-/// below 1e-4 mm; a real difference of grids is a voxel's fraction, far above it.
-const AFFINE_TOLERANCE_MM: f64 = 1e-3;
-
-fn same_affine(a: &[[f64; 4]; 4], b: &[[f64; 4]; 4]) -> bool {
-    a.iter().zip(b).take(3).all(|(x, y)| {
-        x.iter()
-            .zip(y)
-            .all(|(u, v)| (u - v).abs() <= AFFINE_TOLERANCE_MM)
-    })
 }
 
 /// The columns `cols` of row-major (n, width) `data`: (n, cols).

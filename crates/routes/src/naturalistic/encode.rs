@@ -755,48 +755,19 @@ pub fn best_band(split: &[f64], q: &[f64], bands: usize) -> Vec<f64> {
 }
 
 /// A CIFTI run set's cortical grayordinates on fsaverage5, where its surface models are
-/// fsaverage5's (10,242 vertices a hemisphere; the video simulator's). Each cortical vertex
-/// without a grayordinate shows the nearest one's. `None` for other meshes (CC2017's fsLR 32k:
-/// its maps are in the `.dscalar.nii` files Workbench reads) or `--cortex none`.
+/// fsaverage5's (the video simulator's). `None` for other meshes (CC2017's fsLR 32k: its maps
+/// are in the `.dscalar.nii` files Workbench reads) or `--cortex none`.
 fn grayordinates_on_fsaverage5(
     source: &std::path::Path,
     choice: &CortexChoice,
     columns: usize,
 ) -> Result<Option<brainrecon_cortex::report::CortexPlacement>> {
-    use brainrecon_cortex::template::{fsaverage5, FSAVERAGE5_VERTICES};
     if matches!(choice, CortexChoice::None) {
         return Ok(None);
     }
     let (models, _) = brainrecon_formats::cifti::read_brain_models(source)?;
-    let cortex_model = |structure: &str| {
-        models.iter().find(|m| {
-            m.brain_structure == structure
-                && m.surface_number_of_vertices == Some(FSAVERAGE5_VERTICES)
-        })
-    };
-    let (Some(left), Some(right)) = (
-        cortex_model(brainrecon_formats::cifti::CORTEX[0]),
-        cortex_model(brainrecon_formats::cifti::CORTEX[1]),
-    ) else {
-        return Ok(None);
-    };
-    let cortex = fsaverage5()?;
-    let Some(placement) = brainrecon_cortex::place::Placement::grayordinates(
-        &cortex,
-        (left.index_offset, &left.vertex_indices),
-        (right.index_offset, &right.vertex_indices),
-        columns,
-    ) else {
-        return Ok(None);
-    };
-    Ok(Some(brainrecon_cortex::report::CortexPlacement {
-        placement: placement.filled(&cortex),
-        cortex,
-        labels: None,
-        how: "fsaverage5, the surface the CIFTI file's cortical grayordinates name; each \
-              cortical vertex without a grayordinate shows the nearest one's"
-            .into(),
-    }))
+    // Not fsaverage5's vertices: no pictures, the report says nothing of the cortex.
+    Ok(brainrecon_cortex::report::grayordinates_on_fsaverage5(source, &models, columns).ok())
 }
 
 /// The maps on the cortex (`cortex/`), and the report's section for them; `None` when no
