@@ -266,7 +266,27 @@ fn bad_surfaces_and_options_are_refused_naming_the_file() {
         p(&dir.path().join("o5")),
     ]);
     assert!(e.contains("--kind") && e.contains("categorical"), "{e}");
-    for out in ["o1", "o2", "o3", "o4", "o5"] {
+    // A second map on another grid (shifted by a millimetre).
+    let mut shifted = brainrecon_formats::nifti_io::read_volume(&volume).unwrap();
+    shifted.affine[0][3] += 1.0;
+    let moved = dir.path().join("moved.nii.gz");
+    let values: Vec<f32> = shifted.values.iter().map(|&v| v as f32).collect();
+    brainrecon_formats::nifti_io::write_f32(&moved, shifted.shape, &shifted.affine, &values)
+        .unwrap();
+    let both = format!("{},{}", volume.display(), moved.display());
+    let e = user_error(&[
+        "cortex",
+        "draw",
+        "--volume",
+        &both,
+        "--out",
+        p(&dir.path().join("o6")),
+    ]);
+    assert!(
+        e.contains("moved.nii.gz") && e.contains("the grid of"),
+        "{e}"
+    );
+    for out in ["o1", "o2", "o3", "o4", "o5", "o6"] {
         assert!(
             !dir.path().join(out).exists(),
             "{out}: nothing half-written"

@@ -467,11 +467,7 @@ pub fn draw_volumes(opts: &DrawOptions) -> Result<CortexFigures> {
         .collect::<Result<Vec<_>>>()?;
     let reference = &volumes[0].1;
     let same_grid = |path: &Path, shape: [usize; 3], affine: &[[f64; 4]; 4]| -> Result<()> {
-        let close = affine
-            .iter()
-            .flatten()
-            .zip(reference.affine.iter().flatten())
-            .all(|(a, b)| (a - b).abs() <= 1e-3);
+        let close = brainrecon_core::geometry::same_affine(affine, &reference.affine);
         if shape != reference.shape || !close {
             return Err(DataError::invalid(
                 path,
