@@ -174,13 +174,6 @@ fn refused_movie(dir: &Path, sim: &Path, extra: &[&str], fragments: &[&str]) -> 
     refused(dir, &args, fragments)
 }
 
-const AFFINE: [[f64; 4]; 4] = [
-    [3.0, 0.0, 0.0, 0.0],
-    [0.0, 3.0, 0.0, 0.0],
-    [0.0, 0.0, 3.0, 0.0],
-    [0.0, 0.0, 0.0, 1.0],
-];
-
 #[test]
 fn bad_options_tasks_and_masks_exit_2() {
     let dir = tempfile::tempdir().unwrap();
@@ -196,11 +189,7 @@ fn bad_options_tasks_and_masks_exit_2() {
         dir.path(),
         &sim,
         &["--mask", p(&other_mask)],
-        &[
-            "ds003720_mask.nii.gz",
-            "[20, 20, 10]",
-            "(a mask of another shape)",
-        ],
+        &["ds003720_mask.nii.gz", "[20, 20, 10]", "grid"],
     );
     refused_movie(
         dir.path(),
@@ -274,13 +263,32 @@ fn runs_on_another_grid_or_with_nan_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     let sim = simulated(dir.path());
     let run2 = sim.join("sub-01/func/sub-01_task-movie_run-02_bold.nii.gz");
+    let affine = nifti4d::read_header(&run2).unwrap().affine;
     let flat = vec![vec![100.0; 3600]; 90];
-    nifti4d::write_series(&run2, [20, 20, 9], 1.0, &AFFINE, Storage::Float32, &flat).unwrap();
+    nifti4d::write_series(&run2, [20, 20, 9], 1.0, &affine, Storage::Float32, &flat).unwrap();
     refused_movie(
         dir.path(),
         &sim,
         &[],
-        &["run-02_bold.nii.gz", "dim", "[20, 20, 10]", "[20, 20, 9]"],
+        &["run-02_bold.nii.gz", "grid", "[20, 20, 10]", "[20, 20, 9]"],
+    );
+    // The same shape, shifted by 5 mm: another grid, named with both files' affines.
+    let mut shifted = affine;
+    shifted[2][3] += 5.0;
+    nifti4d::write_series(
+        &run2,
+        [20, 20, 10],
+        1.0,
+        &shifted,
+        Storage::Float32,
+        &vec![vec![100.0; 4000]; 90],
+    )
+    .unwrap();
+    refused_movie(
+        dir.path(),
+        &sim,
+        &[],
+        &["run-02_bold.nii.gz", "run-01_bold.nii.gz", "grid", "affine"],
     );
 
     let nan_at = 10 + 20 * (10 + 20 * 5);
@@ -301,7 +309,7 @@ fn runs_on_another_grid_or_with_nan_exit_2() {
         &run2,
         [20, 20, 10],
         1.0,
-        &AFFINE,
+        &affine,
         Storage::Float32,
         &volumes,
     )

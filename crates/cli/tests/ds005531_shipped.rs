@@ -389,3 +389,229 @@ fn datadt_shorter_than_the_movie_is_refused() {
     );
     assert!(!dir.path().join("runs").exists() && !dir.path().join("runs.partial").exists());
 }
+
+fn prepare_args(root: &str) -> Vec<&str> {
+    vec![
+        "bids",
+        "prepare",
+        "--layout",
+        "ds005531",
+        "--bids-root",
+        root,
+        "--subject",
+        "S01",
+        "--task",
+        "breakingbad",
+        "--out",
+        "runs",
+    ]
+}
+
+#[test]
+fn a_run_without_annotations_is_named_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("ds005531");
+    copy_dir(&dataset(), &copy);
+    for kind in KINDS {
+        std::fs::remove_file(copy.join(format!(
+            "derivatives/annotation/breakingbad_run-02_{kind}_each1sec.txt"
+        )))
+        .unwrap();
+    }
+    let err = user_error_in(dir.path(), &prepare_args(p(&copy)));
+    assert!(
+        err.contains("breakingbad_run-02_<kind>_each1sec.txt")
+            && err.contains("sub-S01_task-breakingbad_run-02.mat")
+            && err.contains("--layout bids"),
+        "{err}"
+    );
+    assert!(!dir.path().join("runs").exists() && !dir.path().join("runs.partial").exists());
+}
+
+#[test]
+fn markup_is_found_when_the_first_line_has_no_stamp() {
+    // A first line without a `[HH:MM:SS]` stamp once turned a whole file into plain text.
+    let work = workspace();
+    let dir = work.path();
+    let source = dataset().join("derivatives/annotation/breakingbad_run-01_story_each1sec.txt");
+    let text = std::fs::read_to_string(&source).unwrap();
+    std::fs::create_dir_all(dir.join("ann")).unwrap();
+    std::fs::write(dir.join("ann/stamped_story_each1sec.txt"), &text).unwrap();
+    let (first, rest) = text.split_once('\n').unwrap();
+    let unstamped = first.split_once(']').unwrap().1;
+    std::fs::write(
+        dir.join("ann/first_story_each1sec.txt"),
+        format!("{unstamped}\n{rest}"),
+    )
+    .unwrap();
+    ok_in(
+        dir,
+        &[
+            "features",
+            "text",
+            "--model",
+            "ja-word2vec.txt",
+            "--annotations",
+            "ann",
+            "--out",
+            "feats",
+        ],
+    );
+    let a =
+        brainrecon_formats::npy::read_f32(&dir.join("feats/stamped_story_each1sec.npy")).unwrap();
+    let b = brainrecon_formats::npy::read_f32(&dir.join("feats/first_story_each1sec.npy")).unwrap();
+    assert_eq!(a.shape, b.shape);
+    assert_eq!(
+        a.data, b.data,
+        "every row, the unstamped first line included"
+    );
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("feats/features.json")).unwrap())
+            .unwrap();
+    assert_eq!(
+        record["files"]["first_story_each1sec"]["markup"],
+        "ds005531"
+    );
+}
+
+#[test]
+fn a_line_past_the_limit_is_refused_naming_file_and_line() {
+    let work = workspace();
+    let dir = work.path();
+    std::fs::create_dir_all(dir.join("ann")).unwrap();
+    let long = "男性が座る".repeat(80_000); // 1.2 MB
+    std::fs::write(
+        dir.join("ann/long_story_each1sec.txt"),
+        format!("[00:00:00]短い\n[00:00:01]{long}\n"),
+    )
+    .unwrap();
+    let args = [
+        "features",
+        "text",
+        "--model",
+        "ja-word2vec.txt",
+        "--annotations",
+        "ann",
+        "--out",
+        "feats",
+    ];
+    let err = user_error_in(dir, &args);
+    assert!(
+        err.contains("long_story_each1sec.txt")
+            && err.contains("line 2")
+            && err.contains("BRAINRECON_MAX_LINE_BYTES"),
+        "{err}"
+    );
+    assert!(!dir.join("feats").exists() && !dir.join("feats.partial").exists());
+    // Raised, the line is segmented in linear time.
+    let out = Command::new(env!("CARGO_BIN_EXE_brainrecon"))
+        .args(args)
+        .current_dir(dir)
+        .env("BRAINRECON_MAX_LINE_BYTES", "2000000")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_feature_folder_out_of_vocabulary_is_refused_as_a_featurised_band_is() {
+    // word2vec-movie is English: ds005531's Japanese story is mostly out of its vocabulary,
+    // whether encode-runs featurises it or reads what `features text` wrote.
+    let work = workspace();
+    let dir = work.path();
+    ok_in(
+        dir,
+        &readme_commands()[0]
+            .iter()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+    );
+    ok_in(
+        dir,
+        &[
+            "features",
+            "text",
+            "--model",
+            "word2vec-movie",
+            "--annotations",
+            "ds005531/derivatives/annotation",
+            "--out",
+            "feats/english",
+        ],
+    );
+    let args = [
+        "encode-runs",
+        "--subject",
+        "runs/S01",
+        "--bands",
+        "story=feats/english,speechTranscription_EN=feats/english",
+        "--n-iter",
+        "2",
+        "--permutations",
+        "10",
+        "--out",
+        "enc/dir",
+    ];
+    let err = user_error_in(dir, &args);
+    assert!(
+        err.contains("band story")
+            && err.contains("out of the vocabulary of word2vec-movie")
+            && err.contains("feats/english"),
+        "{err}"
+    );
+    assert!(!dir.join("enc/dir/encoding.json").exists());
+}
+
+#[test]
+fn an_all_zero_dataset_feature_is_named_without_advising_what_was_used() {
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("ds005531");
+    copy_dir(&dataset(), &copy);
+    // Every story feature file of the dataset replaced by one of zeros with the same shape.
+    for entry in std::fs::read_dir(copy.join("derivatives/feature")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        if name.contains("_story_GPT2medium_jp_layer12") {
+            let stim = &brainrecon_formats::mat::read_matrices(&path, &["stim"]).unwrap()[0];
+            let zeros = brainrecon_formats::mat::Matrix {
+                rows: stim.rows,
+                cols: stim.cols,
+                values: vec![0.0; stim.rows * stim.cols],
+            };
+            std::fs::write(
+                &path,
+                brainrecon_formats::mat::encode_doubles(&[("stim", &zeros)]),
+            )
+            .unwrap();
+        }
+    }
+    ok_in(dir.path(), &prepare_args(p(&copy)));
+    let err = user_error_in(
+        dir.path(),
+        &[
+            "encode-runs",
+            "--subject",
+            "runs",
+            "--bands",
+            "story:GPT2medium_jp_layer12,speechTranscription:GPT2medium_jp_layer12",
+            "--n-iter",
+            "2",
+            "--permutations",
+            "10",
+            "--out",
+            "enc",
+        ],
+    );
+    assert!(
+        err.contains("band story") && err.contains("_story_GPT2medium_jp_layer12_mean.mat"),
+        "{err}"
+    );
+    assert!(
+        !err.contains("0 of 0") && !err.contains("KIND:GPT2medium_jp_layer12"),
+        "{err}"
+    );
+}

@@ -758,7 +758,7 @@ fn limits_are_listed_and_raised_by_their_variables() {
         .unwrap();
     let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let rows = rows.as_array().unwrap();
-    assert_eq!(rows.len(), 4, "{rows:?}");
+    assert_eq!(rows.len(), 5, "{rows:?}");
     let rate = rows
         .iter()
         .find(|r| r["variable"] == "BRAINRECON_MAX_SAMPLE_RATE")

@@ -127,6 +127,24 @@ fn user_errors_exit_2_with_a_message() {
         ),
         (vec!["--model", "/no/such/folder"], "/no/such/folder"),
     ];
+    // An init image smaller than the model's unit (VAE factor × U-Net downsampling) names the
+    // image, not the --height the user never gave.
+    let tiny = tmp.path().join("tiny.png");
+    brainrecon_formats::image::write_png(
+        &tiny,
+        &brainrecon_formats::image::RgbImage {
+            height: 2,
+            width: 2,
+            pixels: vec![128; 12],
+        },
+    )
+    .unwrap();
+    let tiny = tiny.to_str().unwrap();
+    let mut cases = cases;
+    cases.push((
+        vec!["--model", model, "--init-image", tiny],
+        "tiny.png: size",
+    ));
     for (extra, needle) in cases {
         let mut args = vec!["generate", "--prompt", "x", "--steps", "2", "--out", o];
         args.extend(extra);

@@ -362,3 +362,66 @@ fn bad_input_exits_2_with_a_clear_message_and_writes_nothing() {
         &dir.path().join("scores_r.npy"),
     );
 }
+
+#[test]
+fn refused_merges_name_the_shard_and_leave_no_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let (x, y) = write_problem(dir.path(), 12, 3, 4);
+    let shard = |index: usize, alphas: &str| {
+        let out = dir.path().join(format!("shard-{index}-{}", alphas.len()));
+        ok(&[
+            "ridge",
+            "fit",
+            "--x",
+            s(&x),
+            "--y",
+            s(&y),
+            "--shard",
+            &format!("{index}/2"),
+            "--alphas",
+            alphas,
+            "--out",
+            s(&out),
+        ]);
+        out
+    };
+    let (a, b) = (shard(0, "1,10"), shard(1, "1,10"));
+    let other_grid = shard(1, "1,10,100");
+    let out = dir.path().join("merged");
+    let merge = |shards: &[&Path], names: &[&str]| {
+        let mut args = vec!["ridge", "merge", "--out", s(&out)];
+        for shard in shards {
+            args.extend(["--models", s(shard)]);
+        }
+        fails(&args, names, &out);
+        assert!(!dir.path().join("merged.partial").exists());
+    };
+    merge(
+        &[&a, &other_grid],
+        &["shard-1-8", "alpha_grid", "shard-0-4"],
+    );
+    merge(&[&a], &["shard-0-4", "cover targets 0..2 of 4"]);
+    merge(&[&a, &a, &b], &["shard-0-4", "target_range"]);
+    // A shard whose weights were damaged after its model.json was written.
+    let broken = dir.path().join("broken");
+    std::fs::create_dir(&broken).unwrap();
+    std::fs::copy(b.join("model.json"), broken.join("model.json")).unwrap();
+    std::fs::write(broken.join("weights.safetensors"), b"not safetensors").unwrap();
+    merge(&[&a, &broken], &["broken"]);
+    // Merged, the model records how many shards it came from, not one shard's index.
+    let merged = ok(&[
+        "ridge",
+        "merge",
+        "--models",
+        s(&b),
+        "--models",
+        s(&a),
+        "--out",
+        s(&out),
+    ]);
+    assert!(merged.contains('4'), "{merged}");
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("model.json")).unwrap()).unwrap();
+    assert_eq!(json["metadata"]["merged_shards"], 2, "{json}");
+    assert!(json["metadata"].get("shard").is_none(), "{json}");
+}

@@ -410,3 +410,79 @@ fn bad_submissions_and_shards_are_refused_clearly() {
         "{err}"
     );
 }
+
+#[test]
+fn a_failed_then_step_is_run_again_and_a_rejected_submit_leaves_nothing() {
+    if !cluster() {
+        return;
+    }
+    use common::user_error;
+    let dir = tempfile::tempdir().unwrap();
+    let (x, y) = (dir.path().join("X.npy"), dir.path().join("Y.npy"));
+    random_matrix(&x, 60, 8, 3);
+    random_matrix(&y, 60, 6, 4);
+    let (model, jobs) = (dir.path().join("model"), dir.path().join("jobs"));
+    let later_x = dir.path().join("later.npy");
+    let predicted = dir.path().join("predicted.npy");
+    let command = |partition: Option<&str>| {
+        let mut args = vec![
+            "slurm",
+            "submit",
+            "--shards",
+            "2",
+            "--jobs",
+            p(&jobs),
+            "--json",
+        ];
+        if let Some(partition) = partition {
+            args.extend(["--partition", partition]);
+        }
+        let then = format!(
+            "ridge predict --model {} --x {} --out {}",
+            p(&model),
+            p(&later_x),
+            p(&predicted)
+        );
+        let mut all: Vec<String> = args.iter().map(|s| s.to_string()).collect();
+        all.extend(["--then".into(), then, "--".into()]);
+        all.extend(
+            [
+                "ridge",
+                "fit",
+                "--x",
+                p(&x),
+                "--y",
+                p(&y),
+                "--out",
+                p(&model),
+            ]
+            .map(String::from),
+        );
+        all
+    };
+    // A partition Slurm rejects: nothing queued, so nothing recorded; the next submit runs.
+    let rejected = command(Some("no-such-partition"));
+    let err = user_error(&rejected.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(err.contains("sbatch"), "{err}");
+    assert!(
+        !jobs.join("slurm.json").exists(),
+        "a rejected submit left its record"
+    );
+    // The then-step fails (its input is not there yet); the merge itself succeeds.
+    let submit = command(None);
+    json(&submit.iter().map(String::as_str).collect::<Vec<_>>());
+    wait_for(&jobs, 120, "the merge job's failure", |s| {
+        s["done"] == true && s["merge_state"] == "FAILED"
+    });
+    assert_eq!(status(&jobs)["then_done"], false);
+    random_matrix(&later_x, 5, 8, 5);
+    let again = json(&["slurm", "resume", "--jobs", p(&jobs), "--json"]);
+    assert!(again["merge_job"].is_string(), "{again:#}");
+    wait_for(&jobs, 120, "the then-step run again", |s| {
+        s["then_done"] == true && s["merge_state"] == "COMPLETED"
+    });
+    assert!(predicted.is_file());
+    let done = json(&["slurm", "resume", "--jobs", p(&jobs), "--json"]);
+    assert_eq!(done["done"], true);
+    assert!(done["merge_job"].is_null());
+}

@@ -26,6 +26,50 @@ pub fn same_affine(a: &Affine, b: &Affine) -> bool {
     })
 }
 
+/// The first three rows of an affine, 3 decimals: `[2.000 0.000 0.000 -90.000] …`.
+pub fn format_affine(a: &Affine) -> String {
+    let rows: Vec<String> = a[..3]
+        .iter()
+        .map(|r| format!("[{:.3} {:.3} {:.3} {:.3}]", r[0], r[1], r[2], r[3]))
+        .collect();
+    rows.join(" ")
+}
+
+/// One volume's grid as a file gives it: its voxel counts and voxel-to-world affine.
+#[derive(Debug, Clone, Copy)]
+pub struct Grid<'a> {
+    /// The file the grid was read from (named in a refusal).
+    pub path: &'a std::path::Path,
+    /// Voxels along i, j, k.
+    pub shape: [usize; 3],
+    /// Voxel (i, j, k, 1) → world millimetres.
+    pub affine: &'a Affine,
+}
+
+/// Refuses `found` unless it is the grid `expected`: the same voxel counts and affines within
+/// [`AFFINE_TOLERANCE_MM`]. The error names both files, their shapes and their affines (a mask
+/// shifted by 5 mm, or in 2-mm voxels, has the runs' shape and would be read silently).
+pub fn check_same_grid(found: Grid, expected: Grid) -> crate::error::Result<()> {
+    if found.shape == expected.shape && same_affine(found.affine, expected.affine) {
+        return Ok(());
+    }
+    Err(crate::error::DataError::invalid(
+        found.path,
+        "grid",
+        format!(
+            "the grid of {}: shape {:?}, affine {} (resample it onto that grid first)",
+            expected.path.display(),
+            expected.shape,
+            format_affine(expected.affine)
+        ),
+        format!(
+            "shape {:?}, affine {}",
+            found.shape,
+            format_affine(found.affine)
+        ),
+    ))
+}
+
 /// Determinant of a 3×3 matrix.
 pub fn det3(m: &Mat3) -> f64 {
     m[0][0] * (m[1][1] * m[2][2] - m[1][2] * m[2][1])
@@ -129,5 +173,54 @@ mod tests {
         for i in 0..3 {
             assert!((back[i] - p[i]).abs() < 1e-12);
         }
+    }
+}
+
+#[cfg(test)]
+mod grid_tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn a_shifted_or_rescaled_grid_of_the_same_shape_is_refused_naming_both_files() {
+        let runs: Affine = [
+            [2.0, 0.0, 0.0, -90.0],
+            [0.0, 2.0, 0.0, -126.0],
+            [0.0, 0.0, 2.0, -72.0],
+            [0.0, 0.0, 0.0, 1.0],
+        ];
+        let expected = Grid {
+            path: Path::new("bold.nii.gz"),
+            shape: [4, 5, 6],
+            affine: &runs,
+        };
+        let mut rounded = runs;
+        rounded[0][3] += 1e-5; // float32 rounding
+        let grid = |affine| Grid {
+            path: Path::new("mask.nii.gz"),
+            shape: [4, 5, 6],
+            affine,
+        };
+        check_same_grid(grid(&rounded), expected).unwrap();
+        let mut shifted = runs;
+        shifted[2][3] += 5.0;
+        let mut finer = runs;
+        (0..3).for_each(|i| finer[i][i] = 1.0);
+        for affine in [&shifted, &finer] {
+            let text = check_same_grid(grid(affine), expected)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                text.contains("mask.nii.gz")
+                    && text.contains("bold.nii.gz")
+                    && text.contains("[4, 5, 6]"),
+                "{text}"
+            );
+        }
+        let other_shape = Grid {
+            shape: [4, 5, 7],
+            ..grid(&runs)
+        };
+        assert!(check_same_grid(other_shape, expected).is_err());
     }
 }

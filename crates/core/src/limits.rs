@@ -48,8 +48,16 @@ pub const VOLUMES: Limit = Limit {
     default: 1_000_000,
 };
 
+/// Bytes in one line of a text file read line by line (annotations, corpora): work per line
+/// (word segmentation, a language model's context) grows with it, and a real line is short.
+pub const LINE_BYTES: Limit = Limit {
+    what: "bytes in one line of text",
+    variable: "BRAINRECON_MAX_LINE_BYTES",
+    default: 1 << 20,
+};
+
 /// Every limit, in the order `brainrecon info --limits` lists them.
-pub const ALL: [Limit; 4] = [ARRAY_BYTES, IMAGE_PIXELS, SAMPLE_RATE, VOLUMES];
+pub const ALL: [Limit; 5] = [ARRAY_BYTES, IMAGE_PIXELS, SAMPLE_RATE, VOLUMES, LINE_BYTES];
 
 /// One limit in force, as `brainrecon info --limits --json` lists it.
 #[derive(Debug, Clone, serde::Serialize)]

@@ -39,6 +39,23 @@ pub fn escape_html(text: &str) -> String {
     out
 }
 
+/// The lines of the UTF-8 text file `path` (a byte-order mark dropped; `\n` or `\r\n` ends a
+/// line), each refused when it passes [`crate::limits::LINE_BYTES`], named by its number from 1.
+pub fn read_lines(path: &std::path::Path) -> crate::error::Result<Vec<String>> {
+    use crate::error::DataError;
+    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
+    let text = String::from_utf8(bytes).map_err(|e| DataError::format(path, "UTF-8 text", e))?;
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    text.lines()
+        .enumerate()
+        .map(|(i, line)| {
+            let line = line.trim_end_matches('\r');
+            crate::limits::LINE_BYTES.check(path, &format!("line {}", i + 1), line.len() as u64)?;
+            Ok(line.to_string())
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

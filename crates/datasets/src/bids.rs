@@ -247,15 +247,10 @@ pub fn annotation_files(
     Ok(files)
 }
 
-/// Lines of a per-second annotation file (UTF-8; empty lines are seconds without text).
+/// Lines of a per-second annotation file (UTF-8; empty lines are seconds without text; each
+/// at most [`brainrecon_core::limits::LINE_BYTES`]).
 pub fn read_lines(path: &Path) -> Result<Vec<String>> {
-    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
-    let text = String::from_utf8(bytes).map_err(|e| DataError::format(path, "UTF-8 text", e))?;
-    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
-    Ok(text
-        .lines()
-        .map(|l| l.trim_end_matches('\r').to_string())
-        .collect())
+    brainrecon_core::text::read_lines(path)
 }
 
 #[cfg(test)]

@@ -453,7 +453,7 @@ fn runs_of_another_grid_are_refused() {
         &opts,
         &[
             "sub-01_task-movie_run-02_bold.nii.gz",
-            "dim",
+            "grid",
             "[5, 4, 3]",
             "[5, 4, 2]",
         ],
@@ -548,14 +548,29 @@ fn a_mask_of_another_shape_is_refused() {
         Layout::Bids,
     );
     opts.mask = MaskChoice::File(mask);
-    expect_refusal(
-        &opts,
-        &[
-            "mask.nii.gz",
-            "[5, 4, 3]",
-            "[4, 4, 3] (a mask of another shape)",
-        ],
-    );
+    expect_refusal(&opts, &["mask.nii.gz", "[5, 4, 3]", "shape [4, 4, 3]"]);
+    // The runs' shape on another grid (shifted 5 mm; 2-mm voxels) was once read silently.
+    for (i, j, v) in [(2, 3, 5.0), (0, 0, 2.0)] {
+        let mut other = affine;
+        other[i][j] = v;
+        nifti_io::write_i16(&opts_mask(&opts), [5, 4, 3], &other, &[1; 60]).unwrap();
+        expect_refusal(
+            &opts,
+            &[
+                "mask.nii.gz",
+                "sub-01_task-movie_run-01_bold.nii.gz",
+                "grid",
+                "affine",
+            ],
+        );
+    }
+}
+
+fn opts_mask(opts: &PrepareOptions) -> PathBuf {
+    match &opts.mask {
+        MaskChoice::File(p) => p.clone(),
+        _ => unreachable!("the test set a mask file"),
+    }
 }
 
 #[test]

@@ -132,14 +132,17 @@ where
     }
     let object = ReaderStreamedOptions::new()
         .read_file_rank(path, 3)
-        .map_err(|e| nifti_error(path, e))?;
+        .map_err(|e| crate::nifti_io::nifti_error(path, "NIfTI-1", &e))?;
     let header = series_header(path, object.header())?;
     let volume_len: usize = header.shape.iter().product();
     let mut seen = 0;
     for (t, volume) in object.into_volume().enumerate() {
-        let array = volume
-            .and_then(|v| v.into_ndarray::<f64>())
-            .map_err(|e| nifti_error(path, format!("volume {t}: {e} (is the file truncated?)")))?;
+        let array = volume.and_then(|v| v.into_ndarray::<f64>()).map_err(|e| {
+            nifti_error(
+                path,
+                format!("volume {t}: {}", crate::nifti_io::nifti_words(&e)),
+            )
+        })?;
         // Volumes come out in Fortran order, which is the file's x-fastest order in memory.
         let values = array.as_slice_memory_order().ok_or_else(|| {
             nifti_error(path, format!("volume {t}: not contiguous after decoding"))

@@ -48,6 +48,45 @@ fn header_affine(header: &NiftiHeader) -> [[f64; 4]; 4] {
     }
 }
 
+/// What the NIfTI reader's error means, in words: its I/O errors print as debug text
+/// (`Io(Custom { kind: UnexpectedEof, … })`), which names neither the problem nor a fix.
+pub fn nifti_words(e: &nifti::NiftiError) -> String {
+    match e {
+        nifti::NiftiError::Io(io) => io_words(io),
+        other => other.to_string(),
+    }
+}
+
+/// An I/O error met while reading a (possibly gzipped) file, in words.
+fn io_words(io: &std::io::Error) -> String {
+    use std::io::ErrorKind;
+    match io.kind() {
+        ErrorKind::UnexpectedEof => {
+            "the file ends early: it is truncated (an interrupted download or copy) or still being written".into()
+        }
+        ErrorKind::InvalidData | ErrorKind::InvalidInput => format!(
+            "its compressed data is damaged ({io}); a .nii.gz must be one whole gzip stream"
+        ),
+        _ => format!("reading it failed: {io}"),
+    }
+}
+
+/// Decompresses the whole gzip file `path` once, checking its CRC-32 and length: the NIfTI
+/// reader stops at the last voxel and never reaches the gzip trailer, so a damaged stream
+/// that still inflates would be read as voxels of garbage.
+fn verify_gzip(path: &Path) -> Result<()> {
+    let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let mut stream = flate2::read::MultiGzDecoder::new(std::io::BufReader::new(file));
+    std::io::copy(&mut stream, &mut std::io::sink())
+        .map(drop)
+        .map_err(|e| DataError::format(path, "NIfTI (gzip)", io_words(&e)))
+}
+
+/// A format error about the NIfTI file `path`, in words ([`nifti_words`]).
+pub fn nifti_error(path: &Path, format: &str, e: &nifti::NiftiError) -> DataError {
+    DataError::format(path, format, nifti_words(e))
+}
+
 /// The header of a NIfTI-1 file, checked before any data is read: every reader of volumes
 /// goes through here. Refused: a rank outside 1–7 or a zero extent, a datatype this reader
 /// does not know or whose `bitpix` disagrees with it, an element count that overflows, a
@@ -55,7 +94,7 @@ fn header_affine(header: &NiftiHeader) -> [[f64; 4]; 4] {
 /// the end of the file.
 pub fn checked_header(path: &Path) -> Result<NiftiHeader> {
     crate::error::require_file(path, "a NIfTI-1 file (.nii or .nii.gz)")?;
-    let header = NiftiHeader::from_file(path).map_err(|e| DataError::format(path, "NIfTI-1", e))?;
+    let header = NiftiHeader::from_file(path).map_err(|e| nifti_error(path, "NIfTI-1", &e))?;
     let ndim = header.dim[0] as usize;
     let dims = &header.dim[1..=ndim.clamp(1, 7)];
     if !(1..=7).contains(&ndim) || dims.iter().any(|&d| d < 1) {
@@ -128,9 +167,15 @@ pub fn read_volume(path: &Path) -> Result<Volume> {
         .map(|&d| d as u64)
         .collect();
     crate::limits::array_bytes(path, "dim", &voxels, 8)?;
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gz"))
+    {
+        verify_gzip(path)?;
+    }
     let object = ReaderOptions::new()
         .read_file(path)
-        .map_err(|e| DataError::format(path, "NIfTI", e))?;
+        .map_err(|e| nifti_error(path, "NIfTI", &e))?;
     let header = object.header().clone();
     let dims = header.dim;
     let ndim = dims[0] as usize;
@@ -146,7 +191,7 @@ pub fn read_volume(path: &Path) -> Result<Volume> {
     let array = object
         .into_volume()
         .into_ndarray::<f64>()
-        .map_err(|e| DataError::format(path, "NIfTI", e))?;
+        .map_err(|e| nifti_error(path, "NIfTI", &e))?;
     let mut values = vec![0.0; shape.iter().product()];
     for z in 0..shape[2] {
         for y in 0..shape[1] {
@@ -250,6 +295,42 @@ pub fn write_i16(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_truncated_or_damaged_gzip_is_named_in_words() {
+        let dir = tempfile::tempdir().unwrap();
+        let whole = dir.path().join("whole.nii.gz");
+        let eye = [
+            [1.0, 0.0, 0.0, 0.0],
+            [0.0, 1.0, 0.0, 0.0],
+            [0.0, 0.0, 1.0, 0.0],
+            [0.0, 0.0, 0.0, 1.0],
+        ];
+        let values: Vec<f32> = (0..4096).map(|i| (i as f32 * 0.37).sin()).collect();
+        write_f32(&whole, [16, 16, 16], &eye, &values).unwrap();
+        let bytes = std::fs::read(&whole).unwrap();
+        let cut = dir.path().join("cut.nii.gz");
+        let damaged = dir.path().join("damaged.nii.gz");
+        let mut flipped = bytes.clone();
+        let middle = bytes.len() / 2;
+        flipped[middle..middle + 64]
+            .iter_mut()
+            .for_each(|b| *b ^= 0x5a);
+        for (path, content, words) in [
+            (&cut, &bytes[..bytes.len() / 2], "truncated"),
+            (&cut, &bytes[..200], "truncated"),
+            (&damaged, &flipped[..], "damaged"),
+        ] {
+            std::fs::write(path, content).unwrap();
+            let text = read_volume(path).unwrap_err().to_string();
+            let name = path.file_name().unwrap().to_str().unwrap();
+            assert!(text.contains(name) && text.contains(words), "{text}");
+            assert!(
+                !text.contains("Custom {") && !text.contains("kind:"),
+                "{text}"
+            );
+        }
+    }
 
     #[test]
     fn a_gzipped_header_claiming_more_than_the_array_limit_is_refused() {

@@ -387,3 +387,18 @@ fn every_layout_written_reads_back_with_its_values_and_geometry() {
         assert_eq!(hidden, 0, "{layout:?}: nothing half-written left");
     }
 }
+
+#[test]
+fn a_nan_or_infinite_rescale_is_refused() {
+    let whole = std::fs::read(fixtures().join("enhanced/001_000009_000001.dcm")).unwrap();
+    // RescaleSlope (0028,1053), DS of 4 bytes: "1.0 ".
+    let tag = [0x28, 0x00, 0x53, 0x10, b'D', b'S', 0x04, 0x00];
+    let at = whole.windows(8).position(|w| w == tag).unwrap() + 8;
+    assert_eq!(&whole[at..at + 4], b"1.0 ");
+    for value in [b"NaN ", b"inf ", b"0.0 "] {
+        let mut bytes = whole.clone();
+        bytes[at..at + 4].copy_from_slice(value);
+        let message = error_of(&bytes, "scaled.dcm");
+        assert!(message.contains("RescaleSlope"), "{message}");
+    }
+}

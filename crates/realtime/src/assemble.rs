@@ -14,10 +14,13 @@ use std::path::PathBuf;
 /// What the assembler hands over.
 #[derive(Debug)]
 pub enum Assembled {
-    /// A whole volume; `files` in arrival order, the last one completed it.
+    /// A whole volume; `files` in arrival order, the last one completed it. `number`: the
+    /// scanner's number of the volume (TemporalPositionIdentifier or AcquisitionNumber), when
+    /// its slices carry one.
     Volume {
         files: Vec<PathBuf>,
         volume: Box<DicomVolume>,
+        number: Option<i64>,
     },
     /// A volume that cannot be stacked (slices missing, or uneven positions): why.
     Refused { files: Vec<PathBuf>, error: String },
@@ -46,6 +49,8 @@ pub struct SliceAssembler {
     counter: i64,
     /// The group handed over last.
     last_closed: Option<GroupKey>,
+    /// Whether the groups are the scanner's volume numbers (else counters).
+    numbered: bool,
 }
 
 impl SliceAssembler {
@@ -65,21 +70,33 @@ impl SliceAssembler {
 
     /// Takes one slice; returns the volumes it completed or closed, oldest first.
     pub fn push(&mut self, path: PathBuf, slice: DicomSlice) -> Vec<Assembled> {
+        self.numbered = slice.volume_key().is_some();
         let key = self.key_of(&slice);
         self.open.entry(key).or_default().push((path, slice));
         let mut out = Vec::new();
-        let overtaken: Vec<GroupKey> = self.open.range(..key).map(|(k, _)| *k).collect();
+        // Numbered slices of two volumes can arrive interleaved (an export writing in
+        // parallel, a poll that stalled): a volume is closed unfinished only once a slice two
+        // volumes later arrives, not at the first slice of the next.
+        let lag = i64::from(self.numbered);
+        let limit = (key.0, key.1.saturating_sub(lag));
+        let overtaken: Vec<GroupKey> = self.open.range(..limit).map(|(k, _)| *k).collect();
         for old in overtaken {
             let files = self.open.remove(&old).unwrap_or_default();
             if self.slices_per_volume.is_none() {
                 self.slices_per_volume = Some(files.len());
             }
-            out.push(self.close(files));
+            out.push(self.close(old, files));
         }
-        if self.open.get(&key).map(Vec::len) == self.slices_per_volume {
-            let files = self.open.remove(&key).unwrap_or_default();
-            out.push(self.close(files));
-            self.last_closed = Some(key);
+        let complete: Vec<GroupKey> = self
+            .open
+            .iter()
+            .filter(|(_, files)| Some(files.len()) == self.slices_per_volume)
+            .map(|(k, _)| *k)
+            .collect();
+        for done in complete {
+            let files = self.open.remove(&done).unwrap_or_default();
+            out.push(self.close(done, files));
+            self.last_closed = Some(done);
         }
         out
     }
@@ -87,7 +104,9 @@ impl SliceAssembler {
     /// The volumes still open when the session ends: stacked if whole, else reported.
     pub fn finish(&mut self) -> Vec<Assembled> {
         let open = std::mem::take(&mut self.open);
-        open.into_values().map(|files| self.close(files)).collect()
+        open.into_iter()
+            .map(|(key, files)| self.close(key, files))
+            .collect()
     }
 
     fn key_of(&mut self, slice: &DicomSlice) -> GroupKey {
@@ -118,7 +137,7 @@ impl SliceAssembler {
         (series, self.counter)
     }
 
-    fn close(&self, files: Vec<(PathBuf, DicomSlice)>) -> Assembled {
+    fn close(&self, key: GroupKey, files: Vec<(PathBuf, DicomSlice)>) -> Assembled {
         let paths: Vec<PathBuf> = files.iter().map(|(p, _)| p.clone()).collect();
         let expected = self.slices_per_volume.unwrap_or(files.len());
         if files.len() != expected {
@@ -134,6 +153,7 @@ impl SliceAssembler {
             Ok(volume) => Assembled::Volume {
                 files: paths,
                 volume: Box::new(volume),
+                number: self.numbered.then_some(key.1),
             },
             Err(error) => Assembled::Refused {
                 files: paths,
@@ -195,7 +215,10 @@ mod tests {
         let mut assembler = SliceAssembler::new(None);
         let first = feed(&mut assembler, (0..4).map(|k| slice(Some(1), k)));
         assert!(first.is_empty(), "the count is not known yet");
-        let out = assembler.push("next".into(), slice(Some(2), 0));
+        // Volume 2's first slice does not close volume 1 (slices of two volumes may come
+        // interleaved); volume 3's does.
+        assert!(assembler.push("next".into(), slice(Some(2), 0)).is_empty());
+        let out = assembler.push("after".into(), slice(Some(3), 0));
         assert_eq!(out.len(), 1);
         assert!(matches!(&out[0], Assembled::Volume { volume, .. } if volume.shape == [2, 2, 4]));
         assert_eq!(assembler.slices_per_volume(), Some(4));
@@ -208,13 +231,49 @@ mod tests {
     }
 
     #[test]
-    fn a_volume_with_a_slice_missing_is_refused_when_overtaken() {
+    fn a_volume_with_a_slice_missing_is_refused_when_overtaken_twice() {
         let mut assembler = SliceAssembler::new(Some(3));
         let mut out = feed(&mut assembler, [0, 2].map(|k| slice(Some(1), k)));
         out.extend(feed(&mut assembler, (0..3).map(|k| slice(Some(2), k))));
+        assert_eq!(out.len(), 1);
+        assert!(matches!(
+            &out[0],
+            Assembled::Volume {
+                number: Some(2),
+                ..
+            }
+        ));
+        out.extend(feed(&mut assembler, [slice(Some(3), 0)]));
         assert_eq!(out.len(), 2);
-        assert!(matches!(&out[0], Assembled::Refused { error, .. } if error.contains("2 slices")));
-        assert!(matches!(&out[1], Assembled::Volume { .. }));
+        assert!(matches!(&out[1], Assembled::Refused { error, .. } if error.contains("2 slices")));
+    }
+
+    #[test]
+    fn interleaved_volumes_are_each_stacked_whole() {
+        // Two volumes' slices arrive mixed (a stalled poll; random file names), then two more.
+        let mut assembler = SliceAssembler::new(None);
+        let mut order: Vec<DicomSlice> = Vec::new();
+        for k in 0..4 {
+            order.push(slice(Some(1), k));
+        }
+        for k in 0..4 {
+            order.push(slice(Some(3), 3 - k));
+            order.push(slice(Some(2), k));
+        }
+        for k in 0..4 {
+            order.push(slice(Some(4), k));
+        }
+        let out = feed(&mut assembler, order);
+        let mut numbers: Vec<Option<i64>> = out
+            .iter()
+            .map(|a| match a {
+                Assembled::Volume { number, .. } => *number,
+                Assembled::Refused { error, .. } => panic!("refused: {error}"),
+            })
+            .collect();
+        // Each handed over when whole (3 before 2 here); the follower orders them by number.
+        numbers.sort();
+        assert_eq!(numbers, [Some(1), Some(2), Some(3), Some(4)]);
     }
 
     #[test]

@@ -20,7 +20,7 @@
 //! ```
 
 use crate::assemble::{Assembled, SliceAssembler};
-use crate::read::{error_chain, file_name, read_volumes, SUFFIXES};
+use crate::read::{error_chain, file_name, read_volumes, FileVolume, SUFFIXES};
 use crate::realign::RealignOptions;
 use crate::rigid::RigidParams;
 use crate::session::{Processed, SessionOptions, SessionPreprocessor};
@@ -102,7 +102,8 @@ impl FollowOptions {
 /// One volume's row of motion.tsv.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Row {
-    /// 0-based volume number in the session.
+    /// 0-based volume number in the session: the scanner's (header) number less one, so a
+    /// refused volume leaves a gap; unnumbered exports (NIfTI) count arrivals.
     pub volume: usize,
     /// The file that completed the volume.
     pub file: String,
@@ -167,6 +168,17 @@ pub enum Event {
     Waiting(Duration),
 }
 
+/// How long a file that reads as cut short may hold its size before it counts as broken:
+/// export tools write a volume in chunks and may pause between them.
+pub const INCOMPLETE_GRACE: Duration = Duration::from_secs(10);
+
+/// Whether a reader's message says the file ends before what its header declares.
+fn ends_early(message: &str) -> bool {
+    (message.contains("claims") && message.contains("remain"))
+        || message.contains("ends early")
+        || message.contains("end of file")
+}
+
 const HEADER: &str = "volume\tfile\ttrans_x_mm\ttrans_y_mm\ttrans_z_mm\trot_x_deg\trot_y_deg\trot_z_deg\tframewise_displacement_mm\trealign_iterations\twait_ms\tprocessing_ms\tlatency_ms\n";
 
 /// Follows the export folder until `volumes` volumes, `idle_seconds` without a file, or the
@@ -186,6 +198,8 @@ pub struct Follower {
     ended_by: Option<String>,
     /// The last poll found nothing: wait a poll interval before the next.
     idle: bool,
+    /// The number an unnumbered volume takes: one past the highest so far.
+    next_volume: usize,
 }
 
 impl Follower {
@@ -219,6 +233,7 @@ impl Follower {
             queue: VecDeque::new(),
             ended_by: None,
             idle: false,
+            next_volume: 0,
         })
     }
 
@@ -268,45 +283,92 @@ impl Follower {
         std::iter::from_fn(move || self.next_event(stop).transpose())
     }
 
-    /// Reads and preprocesses the files of one poll, queueing their events in order.
+    /// The session's number (0-based) of a volume the scanner numbered `number` (1-based): the
+    /// header decides, so a refused or missing volume leaves a gap and never shifts the later
+    /// ones. Unnumbered volumes (NIfTI exports) follow the last one.
+    fn volume_number(&mut self, number: Option<i64>) -> usize {
+        let volume = match number {
+            Some(n) if n >= 1 => (n - 1) as usize,
+            Some(_) => 0,
+            None => self.next_volume,
+        };
+        self.next_volume = self.next_volume.max(volume + 1);
+        volume
+    }
+
+    /// Reads and preprocesses the files of one poll, queueing their events in order: the
+    /// poll's volumes in the order of their numbers (files named by random UIDs come in any).
     fn read_poll(&mut self, ready: Vec<Ready>) -> Result<()> {
         let first = self.queue.len();
+        let mut volumes = Vec::new();
         for Ready { path, settled } in ready {
-            let volumes = match read_volumes(&path, &mut self.assembler) {
-                Ok(volumes) => volumes,
+            match read_volumes(&path, &mut self.assembler) {
+                Ok(read) => volumes.extend(read),
                 // Perhaps still being written: read it again once it has settled.
-                Err(_) if !settled => {
-                    self.watch.retry(&path);
-                    continue;
+                Err(_) if !settled => self.watch.retry(&path),
+                // Cut short (a DICOM element longer than what is there, a NIfTI that ends
+                // early): a file still being written, however long its writer pauses between
+                // chunks, until it has held its size for INCOMPLETE_GRACE.
+                Err(error)
+                    if ends_early(&error_chain(&error))
+                        && self
+                            .watch
+                            .stable_for(&path)
+                            .is_some_and(|held| held < INCOMPLETE_GRACE) =>
+                {
+                    self.watch.retry(&path)
                 }
                 Err(error) => {
                     self.watch.refuse(&path);
-                    vec![(path, Err(error_chain(&error)))]
+                    volumes.push(FileVolume {
+                        path,
+                        number: None,
+                        image: Err(error_chain(&error)),
+                    });
                 }
-            };
-            for (path, image) in volumes {
-                let volume = self.rows.len();
-                let arrived = image.and_then(|image| self.process(&path, image, volume));
-                match arrived {
-                    Ok(arrived) => {
-                        let row = format_row(&arrived.row);
-                        self.tsv
-                            .write_all(row.as_bytes())
-                            .and_then(|()| self.tsv.flush())
-                            .map_err(|e| DataError::io(&self.tsv_path, e))?;
-                        self.rows.push(arrived.row.clone());
-                        self.queue.push_back(Event::Volume(Box::new(arrived)));
-                    }
-                    Err(error) => {
-                        let refused = Refused {
-                            file: file_name(&path),
-                            error,
-                            path,
-                            unfinished: false,
-                        };
-                        self.refused.push(refused.clone());
-                        self.queue.push_back(Event::Refused(refused));
-                    }
+            }
+        }
+        volumes.sort_by_key(|v| v.number.map_or(i64::MAX, |n| n));
+        for FileVolume {
+            path,
+            number,
+            image,
+        } in volumes
+        {
+            if image.is_err() && number.is_none() {
+                // A file that does not read has no number to take: no gap is made.
+                let error = image.err().unwrap_or_default();
+                let refused = Refused {
+                    file: file_name(&path),
+                    error,
+                    path,
+                    unfinished: false,
+                };
+                self.refused.push(refused.clone());
+                self.queue.push_back(Event::Refused(refused));
+                continue;
+            }
+            let volume = self.volume_number(number);
+            let arrived = image.and_then(|image| self.process(&path, image, volume));
+            match arrived {
+                Ok(arrived) => {
+                    let row = format_row(&arrived.row);
+                    self.tsv
+                        .write_all(row.as_bytes())
+                        .and_then(|()| self.tsv.flush())
+                        .map_err(|e| DataError::io(&self.tsv_path, e))?;
+                    self.rows.push(arrived.row.clone());
+                    self.queue.push_back(Event::Volume(Box::new(arrived)));
+                }
+                Err(error) => {
+                    let refused = Refused {
+                        file: file_name(&path),
+                        error,
+                        path,
+                        unfinished: false,
+                    };
+                    self.refused.push(refused.clone());
+                    self.queue.push_back(Event::Refused(refused));
                 }
             }
         }

@@ -26,20 +26,40 @@ pub fn read_image(path: &Path) -> Result<Image> {
     }
 }
 
+/// A volume one file completed: the file, the scanner's number of the volume (1-based, from
+/// its header: AcquisitionNumber, else InstanceNumber, for a volume file; the slices'
+/// TemporalPositionIdentifier or AcquisitionNumber for a single-frame series; None for NIfTI
+/// and unnumbered series), and the volume or why it cannot be used.
+#[derive(Debug)]
+pub struct FileVolume {
+    pub path: PathBuf,
+    pub number: Option<i64>,
+    pub image: VolumeRead,
+}
+
 /// The volumes one file completes, each with the file that completed it: one for a volume
 /// file, none or more for a slice of a single-frame series (a volume that cannot be stacked
-/// is an `Err` in the list). `Err` when the file does not read.
-pub fn read_volumes(
-    path: &Path,
-    assembler: &mut SliceAssembler,
-) -> Result<Vec<(PathBuf, VolumeRead)>> {
+/// is an `Err` image). `Err` when the file does not read.
+pub fn read_volumes(path: &Path, assembler: &mut SliceAssembler) -> Result<Vec<FileVolume>> {
     if is_nifti(path) {
-        return Ok(vec![(path.to_path_buf(), Ok(read_image(path)?))]);
+        return Ok(vec![FileVolume {
+            path: path.to_path_buf(),
+            number: None,
+            image: Ok(read_image(path)?),
+        }]);
     }
     let assembled = match dicom::read_file(path)? {
         dicom::DicomFile::Volume(volume) => {
+            let number = volume
+                .series
+                .acquisition_number
+                .or(volume.series.instance_number);
             let image = dicom_image(path, volume).map_err(|e| error_chain(&e));
-            return Ok(vec![(path.to_path_buf(), image)]);
+            return Ok(vec![FileVolume {
+                path: path.to_path_buf(),
+                number,
+                image,
+            }]);
         }
         dicom::DicomFile::Slice(slice) => assembler.push(path.to_path_buf(), slice),
     };
@@ -47,8 +67,12 @@ pub fn read_volumes(
         .into_iter()
         .map(|a| {
             let last = a.last_file().cloned().unwrap_or_else(|| path.to_path_buf());
+            let mut number = None;
             let image = match a {
-                Assembled::Volume { volume, .. } => {
+                Assembled::Volume {
+                    volume, number: n, ..
+                } => {
+                    number = n;
                     dicom_image(&last, *volume).map_err(|e| error_chain(&e))
                 }
                 Assembled::Refused { files, error } => Err(format!(
@@ -58,7 +82,11 @@ pub fn read_volumes(
                     file_name(&last)
                 )),
             };
-            (last, image)
+            FileVolume {
+                path: last,
+                number,
+                image,
+            }
         })
         .collect())
 }

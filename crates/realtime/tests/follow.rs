@@ -112,8 +112,11 @@ fn follow(
 
 fn assert_planted(volumes: &[(usize, String, [f64; 6])], planted: &[usize]) {
     assert_eq!(volumes.len(), planted.len());
-    for (k, ((volume, _, got), &t)) in volumes.iter().zip(planted).enumerate() {
-        assert_eq!(*volume, k, "volumes are numbered as they arrive");
+    for ((volume, _, got), &t) in volumes.iter().zip(planted) {
+        assert_eq!(
+            *volume, t,
+            "volumes are numbered by their headers: a refused one leaves a gap"
+        );
         let want = motion(t);
         let want: Vec<f64> = want
             .translation_mm
@@ -208,4 +211,92 @@ fn the_stop_flag_ends_the_session_and_a_missing_folder_is_refused() {
     assert!(follower.next_event(&stop).unwrap().is_none());
     assert_eq!(follower.ended_by(), Some("signal"));
     assert!(dir.path().join("out/motion.tsv").is_file());
+}
+
+/// Follows `export` while tools/realtime/export_writer.py (an export tool's way of writing,
+/// independent of the project's writers) copies `source` into it; the writer's arguments
+/// after the two folders are `writer_args`.
+fn follow_while_written(
+    source: &Path,
+    export: &Path,
+    out: &Path,
+    writer_args: &[&str],
+) -> (
+    Vec<(usize, String, [f64; 6])>,
+    Vec<(String, String)>,
+    Follower,
+) {
+    std::fs::create_dir_all(export).unwrap();
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../tools/realtime/export_writer.py");
+    let mut writer = std::process::Command::new("python3")
+        .arg(script)
+        .arg(source)
+        .arg(export)
+        .args(writer_args)
+        .spawn()
+        .expect("python3 runs the export writer");
+    let followed = follow(export, out, None);
+    assert!(writer.wait().unwrap().success());
+    followed
+}
+
+#[test]
+fn an_export_tool_writing_random_names_in_chunks_is_followed_without_refusals() {
+    // Mosaics under random UID names, each written in two chunks 0.3 s apart (longer than the
+    // 0.1 s settle time): read once whole, numbered by their headers, none refused.
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("finished");
+    write_export(&source, DicomLayout::Mosaic, &[]);
+    let (volumes, refused, _) = follow_while_written(
+        &source,
+        &dir.path().join("export"),
+        &dir.path().join("session"),
+        &[
+            "--tr",
+            "0.5",
+            "--chunks",
+            "2",
+            "--chunk-pause",
+            "0.3",
+            "--seed",
+            "3",
+        ],
+    );
+    assert!(refused.is_empty(), "{refused:?}");
+    let all: Vec<usize> = (0..VOLUMES).collect();
+    assert_planted(&volumes, &all);
+    assert!(volumes
+        .iter()
+        .all(|(_, file, _)| file.starts_with("1.3.12.2.1107.5.2.")));
+}
+
+#[test]
+fn interleaved_single_frame_volumes_are_each_assembled_whole() {
+    // Slices of volumes t and t+1 alternate (an export catching up after a stall), under
+    // random names, each slice file in two chunks.
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("finished");
+    write_export(&source, DicomLayout::Slices, &[]);
+    let (volumes, refused, _) = follow_while_written(
+        &source,
+        &dir.path().join("export"),
+        &dir.path().join("session"),
+        &[
+            "--per-volume",
+            "24",
+            "--interleave",
+            "--tr",
+            "0.6",
+            "--chunks",
+            "2",
+            "--chunk-pause",
+            "0.004",
+            "--seed",
+            "4",
+        ],
+    );
+    assert!(refused.is_empty(), "{refused:?}");
+    let all: Vec<usize> = (0..VOLUMES).collect();
+    assert_planted(&volumes, &all);
 }

@@ -250,10 +250,7 @@ impl RidgeModel {
         };
         let weights = concat(&|m| m.weights.as_ref());
         let cv_scores = concat(&|m| m.cv_scores.as_ref());
-        let mut metadata = BTreeMap::new();
-        for shard in shards.iter().rev() {
-            metadata.extend(shard.metadata.clone());
-        }
+        let metadata = merged_metadata(shards.iter().map(|m| &m.metadata));
         Ok(RidgeModel {
             weights,
             cv_scores,
@@ -278,6 +275,24 @@ impl RidgeModel {
             dual: None,
         })
     }
+}
+
+/// The metadata of a model merged from `shards` (in target order): their keys, the first
+/// shard's value winning, except `shard` (which names one shard, `index/count`): the merged
+/// model records `merged_shards`, how many it was made of, instead.
+pub(crate) fn merged_metadata<'a>(
+    shards: impl DoubleEndedIterator<Item = &'a BTreeMap<String, serde_json::Value>>,
+) -> BTreeMap<String, serde_json::Value> {
+    let mut metadata = BTreeMap::new();
+    let mut count = 0usize;
+    for shard in shards.rev() {
+        metadata.extend(shard.clone());
+        count += 1;
+    }
+    if metadata.remove("shard").is_some() {
+        metadata.insert("merged_shards".into(), serde_json::json!(count));
+    }
+    metadata
 }
 
 /// `D(a) · D(b)ᵀ` (m×n) for raw `a` (m×p) and `b` (n×p) under one transform, a block of

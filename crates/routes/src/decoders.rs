@@ -838,6 +838,19 @@ impl Decoder {
         let roi = self.roi_of(subject)?;
         let betas = subject.betas(&roi, Split::Test)?;
         let ids = subject.test_stimulus_ids()?;
+        if betas.voxels != self.model.n_features() {
+            return Err(RouteError::mismatch(
+                &self.dir.join(brainrecon_ridge::MODEL_FILE),
+                "n_features",
+                format!(
+                    "{} voxels, the columns of the test betas of {} in {}",
+                    betas.voxels,
+                    self.roi,
+                    subject.root.display()
+                ),
+                self.model.n_features().to_string(),
+            ));
+        }
         let predicted = self
             .model
             .predict_row_major(&betas.values, (betas.rows, betas.voxels))?;

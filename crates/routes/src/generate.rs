@@ -205,6 +205,21 @@ pub fn generate(request: GenerateRequest, progress: &mut dyn FnMut(Progress)) ->
     crate::options::check_dtype_on(dtype, &device)?;
     let sd = StableDiffusion::load(&r.model, dtype, &device)?;
     let load_seconds = started.elapsed().as_secs_f64();
+    // The size defaults to the init image's, rounded down to the model's unit: an image
+    // smaller than one unit has no size to default to, and the flags were not given.
+    if let (Some(img), Some(path)) = (&init, &r.init_image) {
+        let unit = sd.vae_scale_factor() * sd.unet.config.downsampling_factor();
+        let short = (r.image.height.is_none() && img.height < unit)
+            || (r.image.width.is_none() && img.width < unit);
+        if short {
+            return Err(RouteError::mismatch(
+                path,
+                "size",
+                format!("at least {unit}×{unit} pixels (this model's unit; or give --height and --width)"),
+                format!("{}×{} pixels", img.height, img.width),
+            ));
+        }
+    }
     let image = GenerateImage {
         init: init.zip(strength),
         ..r.image

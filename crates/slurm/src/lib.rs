@@ -91,6 +91,16 @@ impl JobsRecord {
             )));
         }
         let record: JobsRecord = read_json(&path)?;
+        if !same_folder(jobs, &record.jobs) {
+            // Its scripts `cd` to the recorded paths: run from here they would write (and
+            // resume would recreate) the old folder, losing edits made to the scripts here.
+            return Err(usage(format!(
+                "{}: jobs: recorded at {}, found at {}: the folder was moved, and its scripts and record name the old place; move it back, or submit again from here (`brainrecon slurm submit …` with the same command)",
+                path.display(),
+                record.jobs.display(),
+                jobs.display()
+            )));
+        }
         if record.format != FORMAT || record.tasks.len() != record.shards {
             return Err(usage(format!(
                 "{}: format: expected {FORMAT} with one task per shard, found {} with {} tasks for {} shards",
@@ -143,6 +153,56 @@ impl JobsRecord {
     }
 }
 
+/// Whether `a` and `b` name one folder (both resolved; a missing `b` is another folder).
+fn same_folder(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
+}
+
+/// JOBS/then.done, written by the merge script once every `then` command succeeded.
+pub(crate) const THEN_DONE: &str = "then.done";
+
+/// Seconds of a Slurm `--time`: minutes, MM:SS, HH:MM:SS, D-HH, D-HH:MM or D-HH:MM:SS
+/// (None for what Slurm would read otherwise, e.g. UNLIMITED).
+pub fn time_seconds(time: &str) -> Option<u64> {
+    let number = |t: &str| t.parse::<u64>().ok();
+    let (days, rest) = match time.split_once('-') {
+        Some((d, rest)) => (number(d)?, rest),
+        None => (0, time),
+    };
+    let parts: Vec<u64> = rest.split(':').map(number).collect::<Option<_>>()?;
+    let seconds = match (time.contains('-'), parts.as_slice()) {
+        (false, [m]) => m * 60,
+        (false, [m, s]) => m * 60 + s,
+        (_, [h, m, s]) => h * 3600 + m * 60 + s,
+        (true, [h]) => h * 3600,
+        (true, [h, m]) => h * 3600 + m * 60,
+        _ => return None,
+    };
+    Some(days * 86_400 + seconds)
+}
+
+/// What is checked before anything is written or submitted: the signal before the time
+/// limit, and the command's inputs (each task would fail alone, and the merge wait forever).
+fn check_submission(options: &SubmitOptions, work: &Work) -> Result<()> {
+    if let Some(time) = &options.resources.time {
+        let seconds = time_seconds(time).ok_or_else(|| {
+            usage(format!(
+                "--time: expected minutes, MM:SS, HH:MM:SS or D-HH[:MM[:SS]], found {time}"
+            ))
+        })?;
+        if u64::from(options.resources.signal_seconds) >= seconds {
+            return Err(usage(format!(
+                "--signal-seconds {} is not below --time {time} ({seconds} s): each task would be told to stop as it starts, and requeued without end",
+                options.resources.signal_seconds
+            )));
+        }
+    }
+    work.check_inputs(&options.workdir, options.shards)
+}
+
 /// What [`submit`] did with `dry_run` on: the scripts written, nothing submitted. (Fields in
 /// alphabetical order: the JSON the command printed before this was a struct.)
 #[derive(Debug, serde::Serialize)]
@@ -174,6 +234,7 @@ pub fn submit(options: &SubmitOptions) -> Result<Submitted> {
     if options.shards == 0 {
         return Err(usage("--shards: expected at least 1"));
     }
+    check_submission(options, &work)?;
     let workdir = options.workdir.clone();
     let jobs = workdir.join(options.jobs.clone().unwrap_or_else(|| {
         let mut name = work.out.clone().into_os_string();
@@ -188,6 +249,7 @@ pub fn submit(options: &SubmitOptions) -> Result<Submitted> {
             jobs.display()
         )));
     }
+    let jobs_existed = jobs.exists();
     let record = JobsRecord {
         format: FORMAT.into(),
         shards: options.shards,
@@ -210,7 +272,25 @@ pub fn submit(options: &SubmitOptions) -> Result<Submitted> {
             task_script: record.task_script(),
         }));
     }
-    submit_missing(record).map(Submitted::Submitted)
+    let jobs = record.jobs.clone();
+    match submit_missing(record) {
+        Ok(submission) => Ok(Submitted::Submitted(submission)),
+        Err(e) => {
+            // Refused before anything was queued (a rejected --partition, --account): nothing
+            // to resume, so the record goes and the same submit can be run again.
+            let queued = JobsRecord::load(&jobs)
+                .map(|r| r.tasks.iter().any(Option::is_some) || r.merge_job.is_some())
+                .unwrap_or(true);
+            if !queued {
+                if jobs_existed {
+                    let _ = std::fs::remove_file(jobs.join(RECORD_FILE));
+                } else {
+                    let _ = std::fs::remove_dir_all(&jobs);
+                }
+            }
+            Err(e)
+        }
+    }
 }
 
 /// Resubmits the shards of the submission in `jobs` that are neither done nor queued, and a
@@ -258,21 +338,24 @@ pub struct Status {
     pub merge_reason: Option<String>,
     /// The merged result is there.
     pub done: bool,
+    /// Every `then` command succeeded (true when there are none).
+    pub then_done: bool,
 }
 
 /// Which shards of the submission in `jobs` are done, and what Slurm says of each job.
 pub fn status(jobs: &Path) -> Result<Status> {
-    Ok(current_status(&JobsRecord::load(jobs)?))
+    current_status(&JobsRecord::load(jobs)?)
 }
 
-fn current_status(record: &JobsRecord) -> Status {
+fn current_status(record: &JobsRecord) -> Result<Status> {
     // a merged result counts every shard done (a merged reconstruction has no shards left)
     let merged = record.work.result_done(&record.workdir);
+    let state_of = |job: Option<&str>| job.map(scheduler::job_state).transpose();
     let shards = (0..record.shards)
         .map(|k| {
             let job = record.tasks[k].clone();
-            let state = job.as_deref().and_then(scheduler::job_state);
-            ShardStatus {
+            let state = state_of(job.as_deref())?.flatten();
+            Ok(ShardStatus {
                 shard: k,
                 done: merged
                     || record
@@ -281,11 +364,11 @@ fn current_status(record: &JobsRecord) -> Status {
                 state: state.as_ref().map(|s| s.state.clone()),
                 reason: state.map(|s| s.reason),
                 job,
-            }
+            })
         })
-        .collect();
-    let merge = record.merge_job.as_deref().and_then(scheduler::job_state);
-    Status {
+        .collect::<Result<_>>()?;
+    let merge = state_of(record.merge_job.as_deref())?.flatten();
+    Ok(Status {
         jobs: record.jobs.clone(),
         command: record.work.kind.name().into(),
         out: record.work.out.clone(),
@@ -294,7 +377,8 @@ fn current_status(record: &JobsRecord) -> Status {
         merge_state: merge.as_ref().map(|s| s.state.clone()),
         merge_reason: merge.map(|s| s.reason),
         done: merged,
-    }
+        then_done: record.then.is_empty() || record.jobs.join(THEN_DONE).is_file(),
+    })
 }
 
 /// What one submit or resume did.
@@ -327,7 +411,7 @@ pub struct Submission {
 /// Submits the shards neither done nor queued as one array, and a merge that waits for every
 /// shard not done; a queued merge waiting on other jobs is cancelled first.
 fn submit_missing(mut record: JobsRecord) -> Result<Submission> {
-    let status = current_status(&record);
+    let status = current_status(&record)?;
     let alive = |state: &Option<String>| state.as_deref().is_some_and(scheduler::alive);
     let mut submission = Submission {
         jobs: record.jobs.clone(),
@@ -335,7 +419,7 @@ fn submit_missing(mut record: JobsRecord) -> Result<Submission> {
         array_job: None,
         merge_job: None,
         shards_done: status.shards.iter().filter(|s| s.done).count(),
-        done: status.done,
+        done: status.done && status.then_done,
         out: record.work.out.clone(),
         shards: record.shards,
         recorded_merge_job: None,
@@ -380,6 +464,14 @@ fn submit_missing(mut record: JobsRecord) -> Result<Submission> {
             record.save()?;
         }
     }
+    if status.done && !status.then_done && !alive(&status.merge_state) {
+        // Merged, but a `then` command failed: the merge script runs them again (it skips
+        // the merge, whose result is there).
+        let merge = scheduler::sbatch(&record.merge_script(), &[])?;
+        record.merge_job = Some(merge.clone());
+        submission.merge_job = Some(merge);
+        record.save()?;
+    }
     submission.recorded_merge_job = record.merge_job.clone();
     Ok(submission)
 }
@@ -388,7 +480,12 @@ fn submit_missing(mut record: JobsRecord) -> Result<Submission> {
 mod tests {
     use super::*;
 
+    /// Options of a dry run in `dir`, where the inputs the tests' commands name exist.
     fn options(dir: &Path, command: &str) -> SubmitOptions {
+        std::fs::create_dir_all(dir.join("s")).unwrap();
+        for name in ["X.npy", "Y.npy", "X", "Y"] {
+            brainrecon_formats::npy::write(&dir.join(name), &[4, 3], &[0f32; 12]).unwrap();
+        }
         SubmitOptions {
             command: command.split(' ').map(String::from).collect(),
             shards: 3,
@@ -420,9 +517,10 @@ mod tests {
             "exec /opt/brainrecon reconstruct --subject s --out r --shard \"$SLURM_ARRAY_TASK_ID/3\"\n"
         ));
         let merge = std::fs::read_to_string(&written.merge_script).unwrap();
-        assert!(merge.ends_with(
-            "\n/opt/brainrecon reconstruct merge --out r\nexec /opt/brainrecon eval --stimuli s --recons r\n"
-        ), "{merge}");
+        assert!(merge.ends_with(&format!(
+            "\n/opt/brainrecon reconstruct merge --out r\n/opt/brainrecon eval --stimuli s --recons r\ntouch {}\n",
+            written.jobs.join("then.done").display()
+        )), "{merge}");
         assert!(written.jobs.join("logs").is_dir());
 
         let record = JobsRecord::load(&written.jobs).unwrap();
@@ -452,6 +550,74 @@ mod tests {
         assert_eq!(status.command, "ridge fit");
         assert!(!status.done);
         assert!(status.shards.iter().all(|s| s.job.is_none()));
+    }
+
+    #[test]
+    fn slurm_times_are_read_as_slurm_reads_them() {
+        for (text, seconds) in [
+            ("90", 5_400),
+            ("10:30", 630),
+            ("2:00:00", 7_200),
+            ("1-12", 129_600),
+            ("1-0:30", 88_200),
+            ("2-01:02:03", 176_523),
+        ] {
+            assert_eq!(time_seconds(text), Some(seconds), "{text}");
+        }
+        for text in ["UNLIMITED", "", "1:2:3:4", "-5", "1-"] {
+            assert_eq!(time_seconds(text), None, "{text}");
+        }
+    }
+
+    #[test]
+    fn what_each_task_would_find_alone_is_refused_at_submit() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut late = options(dir.path(), "ridge fit --x X.npy --y Y.npy --out m");
+        late.resources.time = Some("2:00".into());
+        let err = submit(&late).unwrap_err().to_string();
+        assert!(
+            err.contains("--signal-seconds 120") && err.contains("--time 2:00"),
+            "{err}"
+        );
+        let mut many = options(dir.path(), "ridge fit --x X.npy --y Y.npy --out m");
+        many.shards = 4;
+        let err = submit(&many).unwrap_err().to_string();
+        assert!(
+            err.contains("--shards 4") && err.contains("3 targets"),
+            "{err}"
+        );
+        let missing = options(dir.path(), "ridge fit --x X.npy --y nothing.npy --out m");
+        let err = submit(&missing).unwrap_err().to_string();
+        assert!(err.contains("nothing.npy") && err.contains("--y"), "{err}");
+        let subject = options(dir.path(), "reconstruct --subject=gone --out r");
+        let err = submit(&subject).unwrap_err().to_string();
+        assert!(err.contains("gone") && err.contains("--subject"), "{err}");
+        // Nothing was written for any of them.
+        assert!(!dir.path().join("m.slurm").exists() && !dir.path().join("r.slurm").exists());
+    }
+
+    #[test]
+    fn a_moved_submission_folder_is_refused_not_recreated() {
+        let dir = tempfile::tempdir().unwrap();
+        let Submitted::Written(written) = submit(&options(
+            dir.path(),
+            "ridge fit --x X.npy --y Y.npy --out model",
+        ))
+        .unwrap() else {
+            panic!("a dry run submits nothing")
+        };
+        let moved = dir.path().join("elsewhere.slurm");
+        std::fs::rename(&written.jobs, &moved).unwrap();
+        for err in [resume(&moved).unwrap_err(), status(&moved).unwrap_err()] {
+            let text = err.to_string();
+            assert!(
+                text.contains("moved")
+                    && text.contains("model.slurm")
+                    && text.contains("elsewhere.slurm"),
+                "{text}"
+            );
+        }
+        assert!(!written.jobs.exists(), "the old folder was recreated");
     }
 
     #[test]

@@ -37,10 +37,10 @@ impl Status {
             self.command,
             self.out.display(),
             self.shards.len(),
-            if self.done {
-                "merged"
-            } else {
-                "not merged yet"
+            match (self.done, self.then_done) {
+                (true, true) => "merged",
+                (true, false) => "merged; the `then` commands have not all succeeded yet",
+                (false, _) => "not merged yet",
             }
         );
         let mut row = |first: &dyn std::fmt::Display, job: &str, state: &str, last: &str| {
@@ -84,6 +84,12 @@ impl Submission {
             );
         }
         let _ = match &self.merge_job {
+            Some(merge) if self.shards_done == self.shards && self.array_job.is_none() => {
+                writeln!(
+                    text,
+                    "submitted merge job {merge}: the result is merged, the `then` commands run again"
+                )
+            }
             Some(merge) => writeln!(
                 text,
                 "submitted merge job {merge}, after every shard not yet done"
@@ -126,6 +132,7 @@ mod tests {
             merge_state: None,
             merge_reason: None,
             done: false,
+            then_done: true,
         };
         assert_eq!(
             status.text(),

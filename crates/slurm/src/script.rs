@@ -169,13 +169,20 @@ pub fn merge_script(
         s,
         "\nset -euo pipefail\necho \"$(date -u +%FT%TZ) merging {shards} shards on $(hostname), job $SLURM_JOB_ID\""
     );
+    // The merge is idempotent (a merged result is merged again, or left as it is), so when a
+    // `then` command failed, `slurm resume` runs this script again; the marker written after
+    // the last of them tells it they all succeeded.
     let mut steps = vec![format!("{bin} {}", merge.join(" "))];
     steps.extend(then.iter().map(|step| format!("{bin} {step}")));
-    let last = steps.len() - 1;
-    for (i, step) in steps.iter().enumerate() {
-        let exec = if i == last { "exec " } else { "" };
-        let _ = writeln!(s, "{exec}{step}");
+    if then.is_empty() {
+        let _ = writeln!(s, "exec {}", steps[0]);
+        return s;
     }
+    for step in &steps {
+        let _ = writeln!(s, "{step}");
+    }
+    let marker = jobs.join(crate::THEN_DONE).display().to_string();
+    let _ = writeln!(s, "touch {}", shell_word(&marker));
     s
 }
 
@@ -222,7 +229,7 @@ mod tests {
             &resources,
         );
         assert!(!m.contains("--gres"), "{m}");
-        assert!(m.contains("\n/opt/brainrecon ridge merge --models jobs/shards/0 jobs/shards/1 --out model\nexec /opt/brainrecon ridge score --model model\n"), "{m}");
+        assert!(m.contains("\n/opt/brainrecon ridge merge --models jobs/shards/0 jobs/shards/1 --out model\n/opt/brainrecon ridge score --model model\ntouch jobs/then.done\n"), "{m}");
     }
 
     #[test]

@@ -83,6 +83,59 @@ impl Work {
         })
     }
 
+    /// The value of `--flag` (or `--flag=value`) among the command's arguments.
+    fn value_of(&self, flag: &str) -> Option<&str> {
+        let mut words = self.args.iter();
+        while let Some(word) = words.next() {
+            if word == flag {
+                return words.next().map(String::as_str);
+            }
+            if let Some(value) = word.strip_prefix(flag).and_then(|v| v.strip_prefix('=')) {
+                return Some(value);
+            }
+        }
+        None
+    }
+
+    /// Checks at submit time what each task would otherwise find alone: the input files
+    /// exist (relative to `workdir`), and a ridge fit has at least one target per shard.
+    pub fn check_inputs(&self, workdir: &Path, shards: usize) -> Result<()> {
+        let inputs: &[&str] = match self.kind {
+            WorkKind::RidgeFit => &["--x", "--y", "--groups"],
+            WorkKind::Reconstruct => &["--subject"],
+        };
+        for flag in inputs {
+            if let Some(value) = self.value_of(flag) {
+                let path = workdir.join(value);
+                if !path.exists() {
+                    return Err(brainrecon_core::DataError::Missing {
+                        path,
+                        what: format!(
+                            "{flag} of `{}` (each task reads it; checked before submitting)",
+                            self.kind.name()
+                        ),
+                    });
+                }
+            }
+        }
+        if let (WorkKind::RidgeFit, Some(y)) = (self.kind, self.value_of("--y")) {
+            let path = workdir.join(y);
+            let header = brainrecon_formats::npy::read_header(&path)?;
+            let targets = match header.shape.as_slice() {
+                [_] => 1,
+                [_, t] => *t,
+                _ => 0,
+            };
+            if targets > 0 && shards > targets {
+                return Err(usage(format!(
+                    "--shards {shards}: {} has {targets} targets (columns), so at most {targets} shards of at least one target each",
+                    path.display()
+                )));
+            }
+        }
+        Ok(())
+    }
+
     /// Where task `k`'s output goes (relative paths from the submission's folder).
     pub fn shard_out(&self, jobs: &Path, k: usize) -> PathBuf {
         match self.kind {

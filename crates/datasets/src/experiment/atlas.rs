@@ -50,9 +50,6 @@ pub const STREAMS: [(i32, &str, &[&str]); 7] = [
 /// The atlases `glm prepare` can write.
 pub const ATLASES: [&str; 3] = ["visual", "streams", "aparcaseg"];
 
-/// Largest distance (mm) between two affines' entries that still counts as the same grid.
-const SAME_GRID_MM: f64 = 1e-3;
-
 /// A label volume sampled at a run set's voxels.
 #[derive(Debug, Clone)]
 pub struct VoxelLabels {
@@ -167,14 +164,6 @@ pub fn find_fmriprep_aparcaseg(fmriprep: &Path, subject: &str, space: &str) -> R
     })
 }
 
-fn format_affine(a: &[[f64; 4]; 4]) -> String {
-    let rows: Vec<String> = a[..3]
-        .iter()
-        .map(|r| format!("[{:.3} {:.3} {:.3} {:.3}]", r[0], r[1], r[2], r[3]))
-        .collect();
-    rows.join(" ")
-}
-
 /// Samples the label volume at `path` at every voxel of `set`.
 pub fn sample_labels(
     source: &AtlasSource,
@@ -190,9 +179,7 @@ pub fn sample_labels(
         .transpose()?;
     let same_grid = transform.is_none()
         && volume.shape == set.volume_shape()
-        && (0..3).all(|r| {
-            (0..4).all(|c| (volume.affine[r][c] - set.affine()[r][c]).abs() < SAME_GRID_MM)
-        });
+        && brainrecon_core::geometry::same_affine(&volume.affine, set.affine());
     let mismatch = |what: &str| {
         DataError::invalid(
             path,
@@ -200,13 +187,13 @@ pub fn sample_labels(
             format!(
                 "a label volume covering the runs' grid ({:?}, affine {} in {})",
                 set.volume_shape(),
-                format_affine(set.affine()),
+                brainrecon_core::geometry::format_affine(set.affine()),
                 set.root().join("runset.json").display()
             ),
             format!(
                 "shape {:?}, affine {}: {what}",
                 volume.shape,
-                format_affine(&volume.affine)
+                brainrecon_core::geometry::format_affine(&volume.affine)
             ),
         )
     };

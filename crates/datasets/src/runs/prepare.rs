@@ -42,6 +42,7 @@ use crate::nsd::{self, timeseries as nsd_timeseries};
 use brainrecon_core::fs::{
     read_json, write_bytes_atomic, write_json_atomic, OutputDir, Refusals, Resume,
 };
+use brainrecon_core::geometry::{check_same_grid, Grid};
 use brainrecon_core::progress::bar_aligned;
 use brainrecon_core::signal::detrend::{self, Detrend, PolyBasis};
 use brainrecon_formats::cifti::CiftiSeries;
@@ -546,16 +547,16 @@ fn grid_of_ds005531(
 
 /// The voxels of a label or mask volume on the grid `shape` whose value is > 0 (flat,
 /// x-fastest indices, sorted); another grid is an error naming the file.
-pub fn mask_from_file(path: &Path, shape: [usize; 3]) -> Result<Vec<usize>> {
+pub fn mask_from_file(path: &Path, runs: Grid) -> Result<Vec<usize>> {
     let volume = nifti_io::read_volume(path)?;
-    if volume.shape != shape {
-        return Err(DataError::invalid(
+    check_same_grid(
+        Grid {
             path,
-            "dim",
-            format!("the runs' grid {shape:?}"),
-            format!("{:?} (a mask of another shape)", volume.shape),
-        ));
-    }
+            shape: volume.shape,
+            affine: &volume.affine,
+        },
+        runs,
+    )?;
     let flat: Vec<usize> = (0..volume.values.len())
         .filter(|&i| volume.values[i].is_finite() && volume.values[i] > 0.0)
         .collect();
@@ -582,15 +583,19 @@ fn check_consistent(selected: &[(PathBuf, Entities)], headers: &[RunHeader]) -> 
                 format!("{} s", h.tr),
             ));
         }
-        if let (Some((a, _)), Some((b, _))) = (first.shape, h.shape) {
-            if a != b {
-                return Err(DataError::invalid(
+        if let (Some((a, a_affine)), Some((b, b_affine))) = (&first.shape, &h.shape) {
+            check_same_grid(
+                Grid {
                     path,
-                    "dim",
-                    format!("the grid {a:?} of {}", first_path.display()),
-                    format!("{b:?}"),
-                ));
-            }
+                    shape: *b,
+                    affine: b_affine,
+                },
+                Grid {
+                    path: first_path,
+                    shape: *a,
+                    affine: a_affine,
+                },
+            )?;
         }
         if let (Some(a), Some(b)) = (&first.grayordinates, &h.grayordinates) {
             if a.models != b.models {
@@ -715,6 +720,21 @@ fn run_plan(
             }
             h.n_total
         }
+        Layout::Ds005531 if annotations.is_empty() => {
+            // Without them the movie's end is unknown: the volumes after it would be kept and
+            // a band's rows would not match (the failure then named only a row count).
+            let root = side_root(opts, fm).unwrap_or(&opts.root);
+            return Err(DataError::Missing {
+                path: root.join("derivatives/annotation").join(format!(
+                    "{task}_run-{:02}_<kind>_each1sec.txt",
+                    run.unwrap_or(1)
+                )),
+                what: format!(
+                    "the annotations of {} (their lines give the movie's length, and so which volumes to keep; download derivatives/annotation, or prepare with --layout bids to keep every volume)",
+                    path.display()
+                ),
+            });
+        }
         Layout::Ds005531 => movie_end(&annotations, h, path, drop)?,
         Layout::Nsd => h.n_total,
     };
@@ -748,10 +768,7 @@ fn canonical(path: &Path) -> Result<PathBuf> {
 }
 
 /// Voxels inside every run's fMRIPrep brain mask (flat indices, sorted).
-fn brain_mask_intersection(
-    selected: &[(PathBuf, Entities)],
-    shape: [usize; 3],
-) -> Result<Vec<usize>> {
+fn brain_mask_intersection(selected: &[(PathBuf, Entities)], runs: Grid) -> Result<Vec<usize>> {
     let mut common: Option<Vec<usize>> = None;
     for (bold, _) in selected {
         let file = fmriprep::brain_mask(bold);
@@ -761,7 +778,7 @@ fn brain_mask_intersection(
                 what: format!("fMRIPrep's brain mask of {} (the default mask), or pass --mask / --mask-threshold", bold.display()),
             });
         }
-        let flat = mask_from_file(&file, shape)?;
+        let flat = mask_from_file(&file, runs)?;
         common = Some(match common {
             None => flat,
             Some(c) => c
@@ -787,7 +804,7 @@ fn choose_voxels(
     opts: &PrepareOptions,
     subject: &str,
     selected: &[(PathBuf, Entities)],
-    shape: [usize; 3],
+    runs: Grid,
     n_voxels: usize,
 ) -> Result<(Voxels, String)> {
     let threshold = |f: f64| {
@@ -800,7 +817,7 @@ fn choose_voxels(
     };
     match (&opts.mask, opts.layout) {
         (MaskChoice::File(p), _) => Ok((
-            Voxels::Fixed(mask_from_file(p, shape)?),
+            Voxels::Fixed(mask_from_file(p, runs)?),
             format!("file {} (voxels > 0)", canonical(p)?.display()),
         )),
         (MaskChoice::Threshold(f), _) => threshold(*f),
@@ -810,7 +827,7 @@ fn choose_voxels(
             "every grayordinate of the CIFTI runs (fMRIPrep writes no mask for them)".into(),
         )),
         (MaskChoice::Auto, Layout::Fmriprep) => Ok((
-            Voxels::Fixed(brain_mask_intersection(selected, shape)?),
+            Voxels::Fixed(brain_mask_intersection(selected, runs)?),
             format!(
                 "intersection of fMRIPrep's brain masks (desc-brain_mask, voxels > 0) of the {} runs",
                 selected.len()
@@ -819,7 +836,7 @@ fn choose_voxels(
         (MaskChoice::Auto, Layout::Nsd) => {
             let file = nsd_layout(opts, subject)?.brain_mask();
             Ok((
-                Voxels::Fixed(mask_from_file(&file, shape)?),
+                Voxels::Fixed(mask_from_file(&file, runs)?),
                 format!("NSD's brain mask {} (voxels > 0)", canonical(&file)?.display()),
             ))
         }
@@ -907,7 +924,12 @@ fn plan(opts: &PrepareOptions, fm: Option<&FmriprepOptions>) -> Result<Plan> {
         Some(grid) => grid,
         None => grid_of_ds005531(opts, &subject, &selected[0], first.n_voxels)?,
     };
-    let (voxels, mask) = choose_voxels(opts, &subject, &selected, shape, first.n_voxels)?;
+    let runs_grid = Grid {
+        path: &selected[0].0,
+        shape,
+        affine: &affine,
+    };
+    let (voxels, mask) = choose_voxels(opts, &subject, &selected, runs_grid, first.n_voxels)?;
     let fmriprep = match (fm, generated_by) {
         (Some(f), Some(g)) => Some((f.clone(), g)),
         _ => None,

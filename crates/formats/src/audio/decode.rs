@@ -59,15 +59,23 @@ impl AudioHeader {
     }
 }
 
-/// Refuses a rate of 0 or above [`crate::limits::SAMPLE_RATE`]: resampling and clip lengths
-/// are sized by it, so a header's rate is checked before anything uses it.
+/// The lowest rate an audio file may claim. Audio is recorded at 8 kHz or more; a header that
+/// says less is damaged, and resampling it to a model's rate would multiply its length (a
+/// 400 KB file at 1 Hz becomes 17.6 GB at 22,050 Hz).
+pub const MIN_AUDIO_RATE: u32 = 1_000;
+
+/// Refuses a rate below [`MIN_AUDIO_RATE`] or above [`crate::limits::SAMPLE_RATE`]:
+/// resampling and clip lengths are sized by it, so a header's rate is checked before anything
+/// uses it.
 fn check_rate(path: &Path, rate: u32) -> Result<u32> {
-    if rate == 0 {
+    if rate < MIN_AUDIO_RATE {
         return Err(DataError::invalid(
             path,
             "sample rate",
-            "a positive number of samples per second",
-            "0",
+            format!(
+                "at least {MIN_AUDIO_RATE} samples per second (audio is recorded at 8,000 or more)"
+            ),
+            rate.to_string(),
         ));
     }
     crate::limits::SAMPLE_RATE.check(path, "sample rate", rate as u64)?;
@@ -274,5 +282,31 @@ mod tests {
         wav_claiming(&zero, 0);
         let text = read_channels(&zero).unwrap_err().to_string();
         assert!(text.contains("zero.wav"), "{text}");
+    }
+
+    /// A 1 Hz header once made `music retrieve` resample a 400 KB file into 17.6 GB and abort.
+    #[test]
+    fn a_rate_below_audio_rates_is_refused_and_resampling_is_sized_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("one-hertz.wav");
+        wav_claiming(&path, 1);
+        let text = crate::audio::read_audio(&path).unwrap_err().to_string();
+        assert!(
+            text.contains("one-hertz.wav") && text.contains("sample rate") && text.contains("1000"),
+            "{text}"
+        );
+        // A rate pair that multiplies the length past the array limit is refused before the
+        // output is allocated.
+        let audio = crate::audio::Audio {
+            samples: vec![0.0; 1_000_000],
+            rate: MIN_AUDIO_RATE,
+            channels_in_file: 1,
+            source: path.clone(),
+        };
+        let text = audio.to_mono_at(u32::MAX).unwrap_err().to_string();
+        assert!(
+            text.contains("one-hertz.wav") && text.contains("BRAINRECON_MAX_ARRAY_BYTES"),
+            "{text}"
+        );
     }
 }

@@ -68,6 +68,16 @@ impl Audio {
                 "sample rate: expected a positive number of samples per second, found 0".into(),
             ));
         }
+        // The output is sized before it is made: a rate pair can multiply the length.
+        let out_len = (self.samples.len() as u64)
+            .saturating_mul(rate as u64)
+            .div_ceil(self.rate.max(1) as u64);
+        crate::limits::array_bytes(
+            &self.source,
+            &format!("samples at {rate} Hz"),
+            &[out_len],
+            4,
+        )?;
         Ok(Audio {
             samples: resample(&self.samples, self.rate, rate),
             rate,

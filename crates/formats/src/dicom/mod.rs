@@ -182,6 +182,38 @@ pub(crate) fn optional_number(object: &InMemDicomObject, tag: Tag) -> Option<f64
         .filter(|v| v.is_finite())
 }
 
+/// The number at `tag` when the element is there (None when absent); one that is there but
+/// not a finite number is refused, never taken for absent (a NaN RescaleSlope was read as 1).
+pub(crate) fn present_number(
+    path: &Path,
+    object: &InMemDicomObject,
+    tag: Tag,
+    name: &str,
+) -> Result<Option<f64>> {
+    let Some(element) = object.element_opt(tag).ok().flatten() else {
+        return Ok(None);
+    };
+    // An element with an empty value is as good as absent (type 3 attributes are sent so).
+    if element.to_str().is_ok_and(|s| s.trim().is_empty()) {
+        return Ok(None);
+    }
+    match element.to_float64() {
+        Ok(v) if v.is_finite() => Ok(Some(v)),
+        Ok(v) => Err(DataError::invalid(
+            path,
+            element_name(tag, name),
+            "a finite number",
+            v.to_string(),
+        )),
+        Err(_) => Err(DataError::invalid(
+            path,
+            element_name(tag, name),
+            "a number",
+            element.to_str().map(|s| s.to_string()).unwrap_or_default(),
+        )),
+    }
+}
+
 pub(crate) fn element_name(tag: Tag, name: &str) -> String {
     format!("{name} ({:04X},{:04X})", tag.0, tag.1)
 }
@@ -211,13 +243,14 @@ pub(crate) struct Rescale {
 impl Rescale {
     /// The rescale of `object` (a data set or a functional group's item); identity if absent.
     pub fn read(path: &Path, object: &InMemDicomObject) -> Result<Rescale> {
-        let slope = optional_number(object, tags::RESCALE_SLOPE).unwrap_or(1.0);
-        let intercept = optional_number(object, tags::RESCALE_INTERCEPT).unwrap_or(0.0);
+        let slope = present_number(path, object, tags::RESCALE_SLOPE, "RescaleSlope")?;
+        let intercept = present_number(path, object, tags::RESCALE_INTERCEPT, "RescaleIntercept")?;
+        let (slope, intercept) = (slope.unwrap_or(1.0), intercept.unwrap_or(0.0));
         if slope == 0.0 {
             return Err(DataError::invalid(
                 path,
                 "RescaleSlope (0028,1053)",
-                "a non-zero slope",
+                "a finite, non-zero slope",
                 "0",
             ));
         }

@@ -289,7 +289,13 @@ fn compare_session(
     let roi_file = layout.roi_mask("nsdgeneral");
     let nsdgeneral = match roi_file.is_file() {
         true => {
-            let roi = mask_from_file(&roi_file, set.volume_shape())?;
+            let runset = set.root().join("runset.json");
+            let grid = brainrecon_core::geometry::Grid {
+                path: &runset,
+                shape: set.volume_shape(),
+                affine: set.affine(),
+            };
+            let roi = mask_from_file(&roi_file, grid)?;
             let inside = (0..flat.len()).filter(|&v| roi.binary_search(&flat[v]).is_ok());
             Some(agreement(&sums, inside))
         }

@@ -3,7 +3,6 @@
 //! identification accuracy of the decoded embeddings.
 
 use crate::error::{Result, RouteError};
-use brainrecon_core::geometry::same_affine;
 use brainrecon_datasets::runs::RunSet;
 use brainrecon_formats::nifti_io;
 use brainrecon_metrics::identification::two_way_identification_per_prediction;
@@ -54,25 +53,19 @@ pub fn atlas_rois(
     min_voxels: usize,
 ) -> Result<Vec<Roi>> {
     let volume = nifti_io::read_volume(atlas)?;
-    if volume.shape != runs.volume_shape() {
-        return Err(RouteError::mismatch(
-            atlas,
-            "dim",
-            format!("the run set's volume {:?}", runs.volume_shape()),
-            format!("{:?}", volume.shape),
-        ));
-    }
-    if !same_affine(&volume.affine, runs.affine()) {
-        return Err(RouteError::mismatch(
-            atlas,
-            "affine",
-            format!(
-                "the run set's voxel-to-scanner affine {:?} (the atlas resampled to the runs' grid)",
-                &runs.affine()[..3]
-            ),
-            format!("{:?}", &volume.affine[..3]),
-        ));
-    }
+    let runset = runs.root().join("runset.json");
+    brainrecon_core::geometry::check_same_grid(
+        brainrecon_core::geometry::Grid {
+            path: atlas,
+            shape: volume.shape,
+            affine: &volume.affine,
+        },
+        brainrecon_core::geometry::Grid {
+            path: &runset,
+            shape: runs.volume_shape(),
+            affine: runs.affine(),
+        },
+    )?;
     let sibling = {
         let name = atlas.file_name().and_then(|n| n.to_str()).unwrap_or("");
         let stem = name.trim_end_matches(".gz").trim_end_matches(".nii");

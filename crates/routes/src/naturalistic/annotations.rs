@@ -37,11 +37,29 @@ fn kind_of(stem: &str) -> &str {
     }
 }
 
-/// ds005531's markup when the first line with text starts with a `[…]` stamp.
+/// True when `line` starts with a `[HH:MM:SS]` stamp (ds005531's lines; digits and colons
+/// inside the brackets).
+fn has_stamp(line: &str) -> bool {
+    let Some(rest) = line.trim_start().strip_prefix('[') else {
+        return false;
+    };
+    rest.split_once(']').is_some_and(|(stamp, _)| {
+        stamp.contains(':')
+            && stamp
+                .chars()
+                .all(|c| c.is_ascii_digit() || c == ':' || c == '.')
+    })
+}
+
+/// ds005531's markup when any line carries its `[HH:MM:SS]` stamp, else plain text. The
+/// authors' reader treats every line of such a file alike (a line without a stamp keeps all its
+/// text and is split on `/`), so one unstamped first line no longer turns a file into plain
+/// text.
 fn detect_markup(lines: &[String]) -> Markup {
-    match lines.iter().find(|l| !l.trim().is_empty()) {
-        Some(line) if line.trim_start().starts_with('[') && line.contains(']') => Markup::Ds005531,
-        _ => Markup::Plain,
+    if lines.iter().any(|l| has_stamp(l)) {
+        Markup::Ds005531
+    } else {
+        Markup::Plain
     }
 }
 
@@ -54,10 +72,54 @@ pub fn write_annotation_features(
     out: &Path,
 ) -> Result<()> {
     brainrecon_core::fs::write_folder_atomic(out, |dir| {
-        files
+        let files = files
             .iter()
-            .try_for_each(|file| write_file_features(featurizer, markup, file, dir))
+            .map(|file| write_file_features(featurizer, markup, file, dir))
+            .collect::<Result<_>>()?;
+        let record = FeatureRecord {
+            model: featurizer.name().to_string(),
+            files,
+        };
+        brainrecon_core::fs::write_json_atomic(&dir.join(RECORD_FILE), &record)?;
+        Ok(())
     })
+}
+
+/// What `features text` records beside its `.npy` files, so that `encode-runs --bands KIND=DIR`
+/// can check the vocabulary as it does for bands it featurises itself.
+pub const RECORD_FILE: &str = "features.json";
+
+/// `features.json`: the model and, per written file stem, what it made of the text.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct FeatureRecord {
+    pub model: String,
+    pub files: std::collections::BTreeMap<String, FileRecord>,
+}
+
+/// One annotation file's counts.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct FileRecord {
+    /// The annotation file read.
+    pub source: String,
+    /// `ds005531` or `plain`.
+    pub markup: String,
+    pub lines: usize,
+    /// Words seen (word2vec; 0 for language models).
+    pub words: usize,
+    /// Words out of the vocabulary (word2vec), or lines truncated (language models).
+    pub skipped: usize,
+}
+
+/// `dir/features.json` when `features text` wrote one (None for other feature folders).
+pub fn read_feature_record(dir: &Path) -> Result<Option<FeatureRecord>> {
+    let path = dir.join(RECORD_FILE);
+    if !path.is_file() {
+        return Ok(None);
+    }
+    let text = std::fs::read_to_string(&path).map_err(|e| DataError::io(&path, e))?;
+    serde_json::from_str(&text)
+        .map(Some)
+        .map_err(|e| DataError::format(&path, "features text's record (model, files)", e).into())
 }
 
 /// Features of one annotation file's lines, written as `<stem>.npy` (`<stem>.<layer>.npy` for
@@ -67,9 +129,8 @@ fn write_file_features(
     markup: Option<Markup>,
     file: &Path,
     dir: &Path,
-) -> Result<()> {
-    let text = std::fs::read_to_string(file).map_err(|e| DataError::io(file, e))?;
-    let lines: Vec<String> = text.lines().map(str::to_string).collect();
+) -> Result<(String, FileRecord)> {
+    let lines = brainrecon_core::text::read_lines(file)?;
     let stem = file.file_stem().unwrap_or_default().to_string_lossy();
     let kind = kind_of(&stem);
     let markup = markup.unwrap_or_else(|| detect_markup(&lines));
@@ -107,5 +168,38 @@ fn write_file_features(
             features.skipped
         );
     }
-    Ok(())
+    let record = FileRecord {
+        source: file.display().to_string(),
+        markup: match markup {
+            Markup::Ds005531 => "ds005531",
+            Markup::Plain => "plain",
+        }
+        .into(),
+        lines: lines.len(),
+        words: features.words,
+        skipped: features.skipped,
+    };
+    Ok((stem.into_owned(), record))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn markup_is_found_from_any_stamped_line() {
+        let lines = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let stamped = "[00:00:01]男性が座る/女性が話す";
+        assert_eq!(
+            detect_markup(&lines(&["opening credits", stamped])),
+            Markup::Ds005531
+        );
+        assert_eq!(detect_markup(&lines(&["", stamped])), Markup::Ds005531);
+        assert_eq!(
+            detect_markup(&lines(&["[Music] a line", "[laughs] b"])),
+            Markup::Plain
+        );
+        assert_eq!(detect_markup(&lines(&["a/b", ""])), Markup::Plain);
+        assert!(has_stamp(" [01:02:03.5] x") && !has_stamp("[] x") && !has_stamp("[12] x"));
+    }
 }

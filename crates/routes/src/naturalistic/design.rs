@@ -29,13 +29,16 @@ pub enum BandSource {
 /// What the text model made of a band's annotations, over all runs.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct BandText {
-    /// Words seen (Word2Vec; 0 for language models and feature files).
+    /// Words seen (Word2Vec, here or by `features text` for a folder it wrote; 0 for language
+    /// models and other feature files).
     pub words: usize,
     /// Of them, out of the model's vocabulary.
     pub out_of_vocabulary: usize,
     /// Rows (seconds) whose features are all zero, and all rows.
     pub zero_rows: usize,
     pub rows: usize,
+    /// The model that made a feature folder's files, from its `features.json`.
+    pub model: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -191,6 +194,15 @@ fn per_run_rows(
         }
         BandSource::Files(dir) => {
             let path = feature_file_of_run(dir, run, &band.name)?;
+            // A folder `features text` wrote says what its model made of each file's words.
+            if let Some(record) = super::annotations::read_feature_record(dir)? {
+                let stem = path.file_stem().unwrap_or_default().to_string_lossy();
+                if let Some(file) = record.files.get(stem.as_ref()) {
+                    text.words += file.words;
+                    text.out_of_vocabulary += file.skipped;
+                }
+                text.model = Some(record.model);
+            }
             let npy::Array { shape, data } = npy::read_f32(&path)?;
             let [_, width] = shape[..] else {
                 return Err(RouteError::mismatch(

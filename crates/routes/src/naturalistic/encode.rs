@@ -12,7 +12,9 @@
 //! <out>/report.html        histograms per band and slice montages of every map
 //! ```
 
-use super::design::{band_rows, delayed, pca, stack, standardize, Align, Band, BandText, Delays};
+use super::design::{
+    band_rows, delayed, pca, stack, standardize, Align, Band, BandSource, BandText, Delays,
+};
 use super::report::{encoding_page, histograms_svg, VoxelMap, VoxelSpace};
 use super::text::TextFeaturizer;
 use crate::error::{Result, RouteError};
@@ -240,20 +242,42 @@ fn band_designs(
 }
 
 /// Bands that are all zero or mostly out of vocabulary: refused, or with `allow_weak_bands`
-/// returned as warnings; a band with many unknown words is named in a warning.
+/// returned as warnings; a band with many unknown words is named in a warning. `model` is the
+/// text model of annotation bands; a folder written by `features text` names its own.
 fn weak_bands(opts: &EncodeRunsOptions, texts: &[BandText], model: &str) -> Result<Vec<String>> {
     let mut refused = Vec::new();
     let mut warnings = Vec::new();
+    let mut vocabulary_advice = false;
     for (band, text) in opts.bands.iter().zip(texts) {
+        let model = text.model.as_deref().unwrap_or(model);
         let oov = (text.words > 0).then(|| text.out_of_vocabulary as f64 / text.words as f64);
+        let where_from = match &band.source {
+            BandSource::Annotations(kind) => format!("the {kind} annotations through {model}"),
+            BandSource::Files(dir) => format!("the feature files in {}", dir.display()),
+            BandSource::DatasetFeatures { kind, features } => format!(
+                "the dataset's feature files derivatives/feature/*_{kind}_{features}_mean.mat"
+            ),
+        };
         if text.rows > 0 && text.zero_rows == text.rows {
+            let why = if text.words > 0 {
+                vocabulary_advice = true;
+                format!(
+                    ": {} of {} words out of the vocabulary of {model}",
+                    text.out_of_vocabulary, text.words
+                )
+            } else if matches!(band.source, BandSource::Annotations(_)) {
+                ": every line is blank".to_string()
+            } else {
+                " (a file of zeros: an interrupted download or an empty feature)".to_string()
+            };
             refused.push(format!(
-                "band {}: all {} rows of features are zero ({} of {} words out of the vocabulary of {model})",
-                band.name, text.rows, text.out_of_vocabulary, text.words
+                "band {}: all {} rows read from {where_from} are zero{why}",
+                band.name, text.rows
             ));
         } else if let Some(f) = oov.filter(|&f| f > MAX_OUT_OF_VOCABULARY) {
+            vocabulary_advice = true;
             refused.push(format!(
-                "band {}: {:.0}% of its {} words are out of the vocabulary of {model}",
+                "band {}: {:.0}% of its {} words are out of the vocabulary of {model} ({where_from})",
                 band.name,
                 100.0 * f,
                 text.words
@@ -268,9 +292,13 @@ fn weak_bands(opts: &EncodeRunsOptions, texts: &[BandText], model: &str) -> Resu
         }
     }
     if !refused.is_empty() && !opts.allow_weak_bands {
+        let advice = if vocabulary_advice {
+            "a text model for the annotations' language is needed, e.g. a word2vec file of Japanese words for ds005531's Japanese kinds, or the dataset's own features KIND:GPT2medium_jp_layer12; "
+        } else {
+            ""
+        };
         return Err(RouteError::Usage(format!(
-            "{}
-(a text model for the annotations' language is needed, e.g. a word2vec file of Japanese words for ds005531's Japanese kinds, or the dataset's own features KIND:GPT2medium_jp_layer12; --allow-weak-bands fits anyway)",
+            "{}\n({advice}--allow-weak-bands fits anyway)",
             refused.join("\n")
         )));
     }

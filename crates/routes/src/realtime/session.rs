@@ -159,8 +159,9 @@ pub struct LiveSession {
     written_rows: usize,
     /// (volume, z, c) of every decoded volume.
     decoded: Vec<(usize, Vec<f32>, Vec<f32>)>,
-    /// Every volume's samples at the decoders' voxels, for the analysis afterwards.
-    samples: Vec<Vec<f32>>,
+    /// Every volume's number and samples at the decoders' voxels, for the analysis
+    /// afterwards.
+    samples: Vec<(usize, Vec<f32>)>,
     /// Volumes (0-based) whose image was drawn.
     drawn: Vec<usize>,
     /// The newest decoded volume of the current poll, not drawn yet: its row's index.
@@ -245,7 +246,8 @@ impl LiveSession {
     /// newest decoded volume of the poll.
     fn volume(&mut self, arrived: Arrived) -> Result<VolumeOutcome> {
         self.pauses.arrived(self.rows.len() + 1);
-        self.samples.push(arrived.processed.samples.clone());
+        self.samples
+            .push((arrived.row.volume, arrived.processed.samples.clone()));
         let (row, decoded) = self.decode(&arrived)?;
         self.rows.push(row);
         let index = self.rows.len() - 1;
@@ -472,8 +474,9 @@ impl LiveSession {
             .filter(|t| answers.iter().any(|a| a.id == t.id))
             .collect();
         let volumes: Vec<usize> = scored.iter().map(|t| t.volume).collect();
-        let patterns = match self.samples.len() >= window {
-            true => offline_patterns(&self.samples, window, &volumes),
+        let samples = samples_by_volume(&self.samples);
+        let patterns = match samples.len() >= window {
+            true => offline_patterns(&samples, window, &volumes),
             false => Vec::new(),
         };
         let mut offline = Vec::new();
@@ -492,6 +495,32 @@ impl LiveSession {
     }
 }
 
+/// The session's samples indexed by volume number: a volume refused or never written (a gap
+/// in the scanner's numbering) takes the samples of the volume before it, so that the offline
+/// analysis sees one row per TR, as the trials' volume numbers count them.
+fn samples_by_volume(samples: &[(usize, Vec<f32>)]) -> Vec<Vec<f32>> {
+    let mut sorted: Vec<&(usize, Vec<f32>)> = samples.iter().collect();
+    sorted.sort_by_key(|(volume, _)| *volume);
+    let Some(last) = sorted.last().map(|(v, _)| *v) else {
+        return Vec::new();
+    };
+    let mut dense: Vec<Vec<f32>> = Vec::with_capacity(last + 1);
+    let mut next = sorted.iter().peekable();
+    for volume in 0..=last {
+        while next.peek().is_some_and(|(v, _)| *v < volume) {
+            next.next();
+        }
+        match next.peek() {
+            Some((v, row)) if *v == volume => dense.push(row.clone()),
+            _ => {
+                let previous = dense.last().cloned().unwrap_or_else(|| sorted[0].1.clone());
+                dense.push(previous);
+            }
+        }
+    }
+    dense
+}
+
 /// The subject's reference volume, which must lie on the subject's grid.
 fn subject_reference(path: Option<&Path>, grid: &Grid) -> Result<Option<Image>> {
     let Some(path) = path else {
@@ -508,4 +537,24 @@ fn subject_reference(path: Option<&Path>, grid: &Grid) -> Result<Option<Image>> 
         .into());
     }
     Ok(Some(image))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::samples_by_volume;
+
+    #[test]
+    fn a_gap_in_the_numbering_is_filled_by_the_volume_before_it() {
+        let rows = vec![(0, vec![1.0]), (3, vec![4.0]), (1, vec![2.0])];
+        assert_eq!(
+            samples_by_volume(&rows),
+            [vec![1.0], vec![2.0], vec![2.0], vec![4.0]]
+        );
+        let late_start = vec![(2, vec![7.0])];
+        assert_eq!(
+            samples_by_volume(&late_start),
+            [vec![7.0], vec![7.0], vec![7.0]]
+        );
+        assert!(samples_by_volume(&[]).is_empty());
+    }
 }

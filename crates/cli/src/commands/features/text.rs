@@ -33,8 +33,8 @@ pub struct Args {
     /// Pooling over a line's tokens (mean is the only one)
     #[arg(long, default_value = "mean")]
     pool: String,
-    /// auto, ds005531 or plain: how a line is read (auto: ds005531 when lines carry its
-    /// [HH:MM:SS] stamps)
+    /// auto, ds005531 or plain: how a line is read (auto: ds005531 when any line of the file
+    /// carries its [HH:MM:SS] stamp)
     #[arg(long, default_value = "auto")]
     markup: String,
     /// Output folder

@@ -132,6 +132,10 @@ fn submit(args: SubmitArgs) -> anyhow::Result<()> {
         workdir: std::env::current_dir()?,
         dry_run: args.dry_run,
     };
+    if let Some(warning) = brainrecon_slurm::scheduler::shared_filesystem_warning(&options.workdir)
+    {
+        eprintln!("warning: {warning}");
+    }
     let submitted = brainrecon_slurm::submit(&options)?;
     if args.json {
         return super::print_json(&submitted);
