@@ -17,13 +17,84 @@ use std::fs::File;
 use std::io::{BufWriter, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-/// `.<name>.tmp-<pid>` beside `path`: hidden, and unique to this process.
+/// `.<name>.tmp-<pid>x<host>` beside `path`: hidden, and unique to this process. The temporary files
+/// that writers killed mid-write left in that folder are removed first ([`remove_dead_temps`]).
 pub fn temp_sibling(path: &Path) -> PathBuf {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+    remove_dead_temps(path.parent().unwrap_or(Path::new("")));
+    path.with_file_name(format!(".{name}.tmp-{}", writer_tag()))
+}
+
+/// This process in temporary names: `<pid>x<host>`, the host a hash of the machine's name, so
+/// that on a filesystem several nodes share (a Slurm job's tasks) a writer only ever removes
+/// the temporary files of its own machine's dead processes.
+fn writer_tag() -> String {
+    format!("{}x{}", std::process::id(), host_tag())
+}
+
+/// 8 hex digits of FNV-1a over the machine's name.
+fn host_tag() -> &'static str {
+    static TAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TAG.get_or_init(|| {
+        let name = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
+        let hash = name.trim().bytes().fold(0x811c_9dc5u32, |h, b| {
+            (h ^ b as u32).wrapping_mul(0x0100_0193)
+        });
+        format!("{hash:08x}")
+    })
+}
+
+/// The process id and host tag a temporary name of this module carries
+/// (`.<name>.tmp-<pid>x<host>`, `.tmp-<pid>x<host>-<name>`), if it is one.
+fn temp_owner(name: &str) -> Option<(u32, &str)> {
+    if !name.starts_with('.') {
+        return None;
+    }
+    let tag = match name.strip_prefix(".tmp-") {
+        Some(rest) => rest.split_once('-')?.0,
+        None => name.rsplit_once(".tmp-")?.1,
+    };
+    let (pid, host) = tag.split_once('x')?;
+    Some((pid.parse().ok()?, host))
+}
+
+/// Removes, once per folder and process, the temporary files and folders of writers that
+/// died (a kill, a power cut) before renaming them: their process no longer runs. A live
+/// writer's, this process's included, are left alone.
+pub fn remove_dead_temps(dir: &Path) {
+    static CLEANED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    {
+        let mut cleaned = CLEANED.lock().unwrap_or_else(|e| e.into_inner());
+        if cleaned.iter().any(|d| d == dir) {
+            return;
+        }
+        cleaned.push(dir.to_path_buf());
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some((pid, host)) = temp_owner(&name) else {
+            continue;
+        };
+        if host != host_tag() {
+            continue; // another machine's writer: alive or not, not ours to judge
+        }
+        let alive = pid == std::process::id() || Path::new("/proc").join(pid.to_string()).exists();
+        if !alive {
+            let path = entry.path();
+            let _ = std::fs::remove_file(&path).or_else(|_| std::fs::remove_dir_all(&path));
+        }
+    }
 }
 
 /// Writes a file atomically: readers see either the old file or the complete new one. The
@@ -149,7 +220,7 @@ impl Drop for PendingFile {
 
 /// Writes a file atomically through a writer that only takes a path (a library that opens the
 /// file itself, and may pick its encoding from the name's ending, as NIfTI's `.nii.gz` does).
-/// `write` gets `.tmp-<pid>-<name>` beside `path`: hidden, with the name's ending kept. The
+/// `write` gets `.tmp-<pid>x<host>-<name>` beside `path`: hidden, with the name's ending kept. The
 /// result is flushed to disk and renamed over `path`; on failure the temporary file is removed
 /// and the writer's error becomes a [`DataError::Format`] naming `path` and `format`.
 pub fn write_atomic_via_path<E: std::fmt::Display>(
@@ -163,7 +234,8 @@ pub fn write_atomic_via_path<E: std::fmt::Display>(
         .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
     let name = path.file_name().unwrap_or_default().to_string_lossy();
-    let tmp = dir.join(format!(".tmp-{}-{name}", std::process::id()));
+    remove_dead_temps(dir);
+    let tmp = dir.join(format!(".tmp-{}-{name}", writer_tag()));
     if let Err(e) = write(&tmp) {
         let _ = std::fs::remove_file(&tmp);
         return Err(DataError::format(path, format, e));
@@ -255,6 +327,79 @@ impl Refusals<'_> {
 pub struct OutputDir {
     out: PathBuf,
     staging: PathBuf,
+    /// Held while the folder is being written: a second process given the same `--out` (a
+    /// user's rerun beside a Slurm requeue) is refused instead of writing into it too.
+    _lock: OutputLock,
+}
+
+/// An exclusive lock on writing one output folder: `.<name>.lock` beside it, locked with the
+/// system's advisory file lock (released by the kernel when the process dies, so a killed run
+/// never blocks the next), removed when the writer is done.
+#[derive(Debug)]
+pub struct OutputLock {
+    path: PathBuf,
+    file: Option<File>,
+}
+
+impl OutputLock {
+    /// Takes the lock on writing `out`, or refuses when another process holds it.
+    pub fn acquire(out: &Path) -> Result<OutputLock> {
+        let name = out
+            .file_name()
+            .map_or("out".into(), |n| n.to_string_lossy().into_owned());
+        let path = out.with_file_name(format!(".{name}.lock"));
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent).map_err(|e| DataError::io(parent, e))?;
+        }
+        loop {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(&path)
+                .map_err(|e| DataError::io(&path, e))?;
+            match file.try_lock() {
+                Ok(()) => {}
+                Err(std::fs::TryLockError::WouldBlock) => {
+                    return Err(DataError::invalid(
+                        out,
+                        "--out",
+                        "a folder no other brainrecon process is writing",
+                        format!(
+                            "one being written by another process (it holds {}): wait for it to end, or choose another --out",
+                            path.display()
+                        ),
+                    ))
+                }
+                Err(std::fs::TryLockError::Error(e)) => return Err(DataError::io(&path, e)),
+            }
+            // The holder before us removes the file before it unlocks: a lock taken on a file
+            // no longer at `path` is no lock, so take it again on the one there now.
+            if same_file(&file, &path) {
+                return Ok(OutputLock {
+                    path,
+                    file: Some(file),
+                });
+            }
+        }
+    }
+}
+
+/// Whether the open `file` is the file at `path` (same device and inode).
+fn same_file(file: &File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (file.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+        _ => false,
+    }
+}
+
+impl Drop for OutputLock {
+    fn drop(&mut self) {
+        // Removed while still locked, then unlocked by closing.
+        let _ = std::fs::remove_file(&self.path);
+        self.file.take();
+    }
 }
 
 /// What [`OutputDir::resume_if`] found.
@@ -272,6 +417,7 @@ impl OutputDir {
     /// Starts `out` afresh: a new, empty staging folder (an earlier one is removed). On commit
     /// the folder replaces whatever `out` held.
     pub fn create(out: &Path) -> Result<OutputDir> {
+        let lock = OutputLock::acquire(out)?;
         let staging = staging_path(out);
         if staging.exists() {
             std::fs::remove_dir_all(&staging).map_err(|e| DataError::io(&staging, e))?;
@@ -280,6 +426,7 @@ impl OutputDir {
         Ok(OutputDir {
             out: out.to_path_buf(),
             staging,
+            _lock: lock,
         })
     }
 
@@ -322,6 +469,7 @@ impl OutputDir {
     where
         S: Serialize + DeserializeOwned + PartialEq,
     {
+        let lock = OutputLock::acquire(out)?;
         if out.join(finished).exists() {
             let previous: Option<S> = read_json(&out.join(settings_file)).ok();
             if previous.as_ref() == Some(settings) {
@@ -336,7 +484,13 @@ impl OutputDir {
         let dir = OutputDir {
             out: out.to_path_buf(),
             staging: staging.clone(),
+            _lock: lock,
         };
+        // A staging folder without its settings file is a run killed as it began (between
+        // making the folder and writing the file, which is atomic): nothing to keep.
+        if staging.exists() && !staging.join(settings_file).is_file() {
+            std::fs::remove_dir_all(&staging).map_err(|e| DataError::io(&staging, e))?;
+        }
         if staging.exists() {
             let previous: Option<S> = read_json(&staging.join(settings_file)).ok();
             if previous.as_ref() != Some(settings) {
@@ -378,7 +532,11 @@ impl OutputDir {
     /// Moves the staging folder to `out`. An earlier `out` is first renamed to `<out>.old` and
     /// removed once the new one is in place, so `out` is never half-written.
     pub fn commit(self) -> Result<PathBuf> {
-        let OutputDir { out, staging } = self;
+        let OutputDir {
+            out,
+            staging,
+            _lock,
+        } = self;
         if out.exists() {
             let old = sibling(&out, "old");
             let _ = std::fs::remove_dir_all(&old);
@@ -494,6 +652,73 @@ mod tests {
     #[derive(Serialize, serde::Deserialize, PartialEq, Debug)]
     struct Settings {
         seed: u64,
+    }
+
+    #[test]
+    fn the_temporary_files_of_dead_writers_are_removed_and_live_ones_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        // A pid no process has (above the kernel's largest) on this machine, this process,
+        // and a dead pid of another machine (a node sharing the folder).
+        let dead = format!("4194305x{}", host_tag());
+        let ours = writer_tag();
+        let elsewhere = "4194305xdeadbeef";
+        for name in [
+            format!(".model.json.tmp-{dead}"),
+            format!(".tmp-{dead}-bold.nii.gz"),
+            format!(".weights.safetensors.tmp-{ours}"),
+            format!(".betas.npy.tmp-{elsewhere}"),
+            ".hidden-but-not-ours".to_string(),
+            format!("visible.tmp-{dead}"),
+        ] {
+            std::fs::write(dir.path().join(name), b"x").unwrap();
+        }
+        std::fs::create_dir(dir.path().join(format!(".cache.tmp-{dead}"))).unwrap();
+        write_bytes_atomic(&dir.path().join("model.json"), b"{}").unwrap();
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        let mut want = vec![
+            format!(".weights.safetensors.tmp-{ours}"),
+            format!(".betas.npy.tmp-{elsewhere}"),
+            ".hidden-but-not-ours".to_string(),
+            "model.json".to_string(),
+            format!("visible.tmp-{dead}"),
+        ];
+        want.sort();
+        assert_eq!(left, want);
+        assert_eq!(temp_owner(".a.tmp-12xab12cd34"), Some((12, "ab12cd34")));
+        assert_eq!(
+            temp_owner(".tmp-12xab12cd34-a.nii.gz"),
+            Some((12, "ab12cd34"))
+        );
+        assert_eq!(temp_owner(".a.tmp-x"), None);
+    }
+
+    #[test]
+    fn a_second_writer_of_one_output_is_refused_until_the_first_is_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("recons");
+        let first = OutputDir::create(&out).unwrap();
+        assert!(dir.path().join(".recons.lock").is_file());
+        // A second writer (another process, or another open of the lock) is refused, naming
+        // the folder and the lock, and touches nothing.
+        for second in [
+            OutputDir::create(&out).map(drop),
+            OutputDir::resume_if(&out, "settings.json", "done", &Settings { seed: 1 }).map(drop),
+        ] {
+            let text = second.unwrap_err().to_string();
+            assert!(
+                text.contains("recons") && text.contains("another process"),
+                "{text}"
+            );
+        }
+        assert!(first.path().is_dir(), "the first writer's staging survived");
+        first.commit().unwrap();
+        assert!(!dir.path().join(".recons.lock").exists());
+        OutputDir::create(&out).unwrap().abort();
+        assert!(!dir.path().join(".recons.lock").exists());
     }
 
     #[test]

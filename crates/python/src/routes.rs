@@ -643,17 +643,13 @@ impl LiveSessionPy {
                         d.set_item("c", py.None())?;
                     }
                 }
-                match &v.frame {
-                    Some(frame) => {
-                        let f = PyDict::new(py);
-                        f.set_item("volume", frame.row.volume)?;
-                        f.set_item("image", image_array(py, &frame.image)?)?;
-                        f.set_item("decoded_z", image_array(py, &frame.decoded_z)?)?;
-                        f.set_item("latency_ms", frame.latency_ms)?;
-                        d.set_item("frame", f)?;
-                    }
-                    None => d.set_item("frame", py.None())?,
-                }
+            }
+            LiveEvent::Drawn(frame) => {
+                d.set_item("type", "frame")?;
+                d.set_item("volume", frame.row.volume)?;
+                d.set_item("image", image_array(py, &frame.image)?)?;
+                d.set_item("decoded_z", image_array(py, &frame.decoded_z)?)?;
+                d.set_item("latency_ms", frame.latency_ms)?;
             }
             LiveEvent::Refused(r) => {
                 d.set_item("type", "refused")?;

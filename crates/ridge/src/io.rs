@@ -238,7 +238,7 @@ impl ModelWriter {
             .collect();
         let (start, offsets) = safetensors_header(&entries);
         let end = offsets[5] + entries[5].3 as u64;
-        let tmp = dir.join(format!(".{WEIGHTS_FILE}.tmp-{}", std::process::id()));
+        let tmp = brainrecon_core::fs::temp_sibling(&dir.join(WEIGHTS_FILE));
         let mut file = fs::File::create(&tmp).map_err(io_err(&tmp))?;
         let mut started = || -> std::io::Result<()> {
             file.write_all(&start)?;
@@ -490,9 +490,18 @@ impl Drop for ModelWriter {
 }
 
 impl RidgeModel {
-    /// Saves into directory `dir` (created if needed).
+    /// Saves into directory `dir`. A new `dir` is written whole into `<dir>.partial` and renamed
+    /// (a full disk or a kill leaves no half-written model, and no empty folder); the files of
+    /// an existing one are replaced one by one, each atomically.
     pub fn save(&self, dir: impl AsRef<Path>) -> Result<()> {
         let dir = dir.as_ref();
+        if dir.exists() {
+            return self.save_into(dir);
+        }
+        brainrecon_core::fs::write_folder_atomic(dir, |staging| self.save_into(staging))
+    }
+
+    fn save_into(&self, dir: &Path) -> Result<()> {
         fs::create_dir_all(dir).map_err(io_err(dir))?;
         let (p, t) = (self.n_features(), self.n_targets());
         let mut tensors = match &self.dual {

@@ -124,10 +124,9 @@ pub fn task_script(
         shards - 1
     );
     // Without cgroups nothing keeps a task to the CPUs it was given; the matrix products'
-    // thread pool then does.
-    s.push_str(
-        "if [ -n \"${SLURM_CPUS_PER_TASK:-}\" ]; then export RAYON_NUM_THREADS=$SLURM_CPUS_PER_TASK; fi\n",
-    );
+    // thread pool then does, and always: Slurm gives one CPU a task unless --cpus-per-task
+    // says otherwise, so a result never depends on the core count of the node it ran on.
+    s.push_str("export RAYON_NUM_THREADS=\"${SLURM_CPUS_PER_TASK:-1}\"\n");
     let mut words = vec![shell_word(&binary.display().to_string())];
     words.extend(work.command_words().iter().map(|w| shell_word(w)));
     words.extend(work.args.iter().map(|w| shell_word(w)));

@@ -98,13 +98,12 @@ fn rehearsal(out: &Path) {
     let motion = std::fs::read_to_string(out.join("realtime-session/motion.tsv")).unwrap();
     let planted = truth["motion"].as_array().unwrap();
     let mut worst = (0.0f64, 0.0f64);
-    for (row, planted) in motion.lines().skip(1).zip(planted) {
-        let cells: Vec<f64> = row
-            .split('\t')
-            .skip(2)
-            .take(6)
-            .map(|c| c.parse().unwrap())
-            .collect();
+    // Rows are matched by their volume number (from the files' headers): a volume read late
+    // (its file still being written when a later one was complete) is written when it is read.
+    for row in motion.lines().skip(1) {
+        let fields: Vec<&str> = row.split('\t').collect();
+        let planted = &planted[fields[0].parse::<usize>().unwrap()];
+        let cells: Vec<f64> = fields[2..8].iter().map(|c| c.parse().unwrap()).collect();
         let estimate =
             serde_json::json!({"translation_mm": cells[..3], "rotation_deg": cells[3..]});
         let (mm, deg) = pose_error(&estimate, planted);

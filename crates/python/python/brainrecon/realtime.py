@@ -1,11 +1,11 @@
 """A live session from Python (``brainrecon realtime run`` without the page): follows the
 scanner's export folder volume by volume, decodes each volume's pattern into z and c, and draws
-the newest decoded volume.
+the newest decoded volume on a thread of its own (reading and decoding never wait for it).
 
     from brainrecon.realtime import Session
     with Session("export", "prepared/subj01", "decoders", tr=1.0, out="session") as session:
         for event in session:
-            if event.kind == "volume" and event.image is not None:
+            if event.kind == "frame":
                 event.image.save(f"volume-{event.volume}.png")
     print(session.summary)
 
@@ -32,11 +32,10 @@ def _image(array):
 
 @dataclass
 class Volume:
-    """A volume handled: its number (0-based), file, motion (3 translations in mm, then 3
-    rotations in degrees, against the first volume), its decoded ``z`` and ``c`` (flat float32,
-    None while the running statistics warm up or the window fills), and the picture drawn now
-    (``image``, ``decoded_z_image``: PIL images of volume ``image_volume``; None when this
-    volume drew nothing)."""
+    """A volume handled: its number (0-based, from the scanner's header: a refused volume
+    leaves a gap), file, motion (3 translations in mm, then 3 rotations in degrees, against the
+    first volume), and its decoded ``z`` and ``c`` (flat float32, None while the running
+    statistics warm up or the window fills)."""
     volume: int
     file: str
     motion: np.ndarray
@@ -44,12 +43,19 @@ class Volume:
     latency_ms: float
     z: Optional[np.ndarray]
     c: Optional[np.ndarray]
-    image: object = None
-    decoded_z_image: object = None
-    image_volume: Optional[int] = None
-    image_latency_ms: Optional[float] = None
     warming_up: bool = False
     kind: str = "volume"
+
+
+@dataclass
+class Frame:
+    """A picture finished drawing: of volume ``volume`` (``image``, ``decoded_z_image``: PIL
+    images), ``latency_ms`` from its file's last write."""
+    volume: int
+    image: object
+    decoded_z_image: object
+    latency_ms: float
+    kind: str = "frame"
 
 
 @dataclass
@@ -74,21 +80,19 @@ def _event(raw):
         return Refused(raw["file"], raw["error"])
     if kind == "waiting":
         return Waiting(raw["seconds"], raw["pause_seconds"])
-    frame = raw["frame"]
+    if kind == "frame":
+        return Frame(raw["volume"], _image(raw["image"]), _image(raw["decoded_z"]),
+                     raw["latency_ms"])
     return Volume(
         volume=raw["volume"], file=raw["file"], motion=np.asarray(raw["motion"]),
         framewise_displacement_mm=raw["framewise_displacement_mm"],
         latency_ms=raw["latency_ms"], z=raw["z"], c=raw["c"],
-        image=None if frame is None else _image(frame["image"]),
-        decoded_z_image=None if frame is None else _image(frame["decoded_z"]),
-        image_volume=None if frame is None else frame["volume"],
-        image_latency_ms=None if frame is None else frame["latency_ms"],
         warming_up=raw["warming_up"])
 
 
 class Session:
-    """A live session; iterating yields :class:`Volume`, :class:`Refused` and :class:`Waiting`
-    events until the session ends (``volumes`` received, ``idle_seconds`` without a file, or
+    """A live session; iterating yields :class:`Volume`, :class:`Frame`, :class:`Refused` and
+    :class:`Waiting` events until the session ends (``volumes`` received, ``idle_seconds`` without a file, or
     :meth:`stop`). Arguments are ``brainrecon realtime run``'s flags, with its defaults."""
 
     def __init__(self, folder, subject, decoders, tr, out="realtime-session",
@@ -136,4 +140,4 @@ class Session:
         return False
 
 
-__all__ = ["Session", "Volume", "Refused", "Waiting"]
+__all__ = ["Session", "Volume", "Frame", "Refused", "Waiting"]

@@ -9,7 +9,7 @@
 //! conditioned on c, as the linear route does, with one sample and a short schedule.
 //!
 //! - [`decoders`]: [`LiveDecoders`] and [`PatternWindow`];
-//! - [`draw`]: the drawer, [`LiveDrawer`];
+//! - [`draw`]: the drawer, [`LiveDrawer`]; [`worker`]: the thread it draws on;
 //! - [`session`]: [`LiveSession`], a session volume by volume as events (for the command line,
 //!   its live page, or another host), and [`LiveOptions`];
 //! - [`record`]: volumes.tsv, session.json ([`Summary`]) and the pauses it records;
@@ -23,6 +23,7 @@ pub mod record;
 pub mod run;
 pub mod score;
 pub mod session;
+pub mod worker;
 
 pub use decoders::{LiveDecoders, PatternWindow};
 pub use draw::{Drawn, LiveDrawer};

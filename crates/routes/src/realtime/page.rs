@@ -37,7 +37,16 @@ impl LivePage {
     pub fn show(&mut self, event: &LiveEvent, session: &LiveSession) -> Option<String> {
         match event {
             LiveEvent::Volume(volume) => {
-                self.volume(volume, session);
+                self.volume(volume);
+                None
+            }
+            LiveEvent::Drawn(frame) => {
+                let state = self.frame_state(
+                    frame,
+                    session.volumes_received() as u64,
+                    session.frames() as u64,
+                );
+                self.hub.publish(Arc::new(frame.image.clone()), None, state);
                 None
             }
             LiveEvent::Refused(refused) => {
@@ -71,7 +80,7 @@ impl LivePage {
         }
     }
 
-    fn volume(&mut self, volume: &VolumeOutcome, session: &LiveSession) {
+    fn volume(&mut self, volume: &VolumeOutcome) {
         let arrived = &volume.arrived;
         let z = &arrived.processed.zscores[..self.z_voxels];
         let mean = z.iter().sum::<f32>() / z.len().max(1) as f32;
@@ -83,14 +92,7 @@ impl LivePage {
             self.traces.pop_front();
         }
         self.traces.push_back(entry);
-        if let Some(frame) = &volume.frame {
-            let state = self.frame_state(
-                frame,
-                session.volumes_received() as u64,
-                session.frames() as u64,
-            );
-            self.hub.publish(Arc::new(frame.image.clone()), None, state);
-        } else if volume.warming_up {
+        if volume.warming_up {
             self.hub.set_status(
                 format!(
                     "volume {} ({}): warming up the running statistics",

@@ -1,5 +1,6 @@
 //! A live session: the export folder followed volume by volume ([`Follower`]), each volume's
-//! pattern decoded into z and c, the newest decoded volume drawn, and the session's record
+//! pattern decoded into z and c, the newest decoded volume drawn on its own thread
+//! ([`super::worker`]: reading and decoding never wait for the model), and the session's record
 //! written (volumes.tsv, images/, decoded-z/, decoded/, session.json, and with the session's
 //! events the reconstruction folders of the shown images).
 //!
@@ -10,11 +11,12 @@
 //! let mut session = LiveSession::open(options())?;
 //! let stop = AtomicBool::new(false);
 //! while let Some(event) = session.next(&stop)? {
-//!     if let LiveEvent::Volume(volume) = event {
-//!         let motion = volume.arrived.row.motion;
-//!         if let Some(frame) = &volume.frame {
-//!             println!("volume {}: image {}×{}", frame.row.volume, frame.image.width, frame.image.height);
+//!     match event {
+//!         LiveEvent::Volume(volume) => println!("motion {:?}", volume.arrived.row.motion),
+//!         LiveEvent::Drawn(frame) => {
+//!             println!("volume {}: image {}×{}", frame.row.volume, frame.image.width, frame.image.height)
 //!         }
+//!         _ => {}
 //!     }
 //! }
 //! let summary = session.finish()?;
@@ -25,12 +27,13 @@ use super::decoders::{LiveDecoders, PatternWindow};
 use super::draw::LiveDrawer;
 use super::record::{append_volume_rows, PauseNotice, Pauses, Summary, VolumeRow};
 use super::score::{live_answers, offline_patterns, shown_trials, write_recons, Answer};
+use super::worker::{DrawJob, DrawWorker, Finished};
 use crate::error::{Result, RouteError};
 use brainrecon_core::stats::quantile_nearest_rank;
 use brainrecon_core::DataError;
 use brainrecon_datasets::prepared::PreparedSubject;
 use brainrecon_diffusion::pipeline::{DType, Device, StableDiffusion};
-use brainrecon_formats::image::{write_png, RgbImage};
+use brainrecon_formats::image::RgbImage;
 use brainrecon_formats::npy;
 use brainrecon_realtime::follow::{
     max_framewise_displacement, Arrived, Event, FollowOptions, Follower, Refused, Row,
@@ -40,7 +43,7 @@ use brainrecon_realtime::read::{error_chain, read_image};
 use brainrecon_realtime::session::{SessionPreprocessor, SubjectSpace};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicBool;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 /// Everything a live session needs.
 #[derive(Debug, Clone)]
@@ -124,8 +127,6 @@ pub struct VolumeOutcome {
     pub arrived: Arrived,
     /// Its decoded (z, c), once the running statistics are warm and the window full.
     pub decoded: Option<(Vec<f32>, Vec<f32>)>,
-    /// The picture drawn now: of this volume, or of the newest decoded volume of its poll.
-    pub frame: Option<Frame>,
     /// The last volume of its poll, and none of the poll's volumes was decoded: the running
     /// statistics are warming up.
     pub warming_up: bool,
@@ -135,6 +136,8 @@ pub struct VolumeOutcome {
 #[derive(Debug, Clone)]
 pub enum LiveEvent {
     Volume(Box<VolumeOutcome>),
+    /// A picture finished drawing (of the newest decoded volume when it was handed over).
+    Drawn(Box<Frame>),
     /// A file that does not read, or a volume that cannot be realigned; the session goes on.
     Refused(Refused),
     /// No new file for `since`; `pause` when that is a pause worth telling.
@@ -149,8 +152,8 @@ pub struct LiveSession {
     options: LiveOptions,
     subject: PreparedSubject,
     decoders: LiveDecoders,
-    sd: StableDiffusion,
-    drawer: LiveDrawer,
+    /// The drawing thread, which holds the model until the session finishes.
+    worker: Option<DrawWorker>,
     follower: Follower,
     window: PatternWindow,
     warmup: usize,
@@ -164,8 +167,8 @@ pub struct LiveSession {
     samples: Vec<(usize, Vec<f32>)>,
     /// Volumes (0-based) whose image was drawn.
     drawn: Vec<usize>,
-    /// The newest decoded volume of the current poll, not drawn yet: its row's index.
-    pending: Option<(usize, Arrived)>,
+    /// Pictures finished and not yet handed to the caller.
+    frames: std::collections::VecDeque<Frame>,
     /// Whether the current poll has decoded a volume.
     poll_decoded: bool,
     pauses: Pauses,
@@ -207,14 +210,14 @@ impl LiveSession {
             std::fs::create_dir_all(&dir).map_err(|e| DataError::io(&dir, e))?;
         }
         let follower = Follower::new(options.follow.clone(), preprocessor, &options.out)?;
+        let worker = DrawWorker::start(sd, drawer, options.out.clone());
         Ok(LiveSession {
             window: PatternWindow::new(decoders.voxels.len(), options.window_volumes()),
             pauses: Pauses::new(options.tr),
             options,
             subject,
             decoders,
-            sd,
-            drawer,
+            worker: Some(worker),
             follower,
             warmup,
             rows: Vec::new(),
@@ -222,15 +225,26 @@ impl LiveSession {
             decoded: Vec::new(),
             samples: Vec::new(),
             drawn: Vec::new(),
-            pending: None,
+            frames: Default::default(),
             poll_decoded: false,
         })
     }
 
-    /// The next event; `None` once the session has ended ([`LiveSession::ended_by`]).
+    /// The next event; `None` once the session has ended ([`LiveSession::ended_by`]) and
+    /// every picture handed over has been drawn.
     pub fn next(&mut self, stop: &AtomicBool) -> Result<Option<LiveEvent>> {
+        self.collect_frames(false)?;
+        if let Some(frame) = self.frames.pop_front() {
+            return Ok(Some(LiveEvent::Drawn(Box::new(frame))));
+        }
         Ok(match self.follower.next_event(stop)? {
-            None => None,
+            None => {
+                // The scanner is done; the pictures still being drawn are shown before the end.
+                self.collect_frames(true)?;
+                self.frames
+                    .pop_front()
+                    .map(|frame| LiveEvent::Drawn(Box::new(frame)))
+            }
             Some(Event::Refused(refused)) => Some(LiveEvent::Refused(refused)),
             Some(Event::Waiting(since)) => Some(LiveEvent::Waiting {
                 since,
@@ -242,8 +256,40 @@ impl LiveSession {
         })
     }
 
-    /// Decodes a volume; draws it (with `draw_all`), or at the poll's last volume the
-    /// newest decoded volume of the poll.
+    /// Records the pictures the drawing thread finished (waiting for those in hand when
+    /// `wait`) and queues them for the caller.
+    fn collect_frames(&mut self, wait: bool) -> Result<()> {
+        let Some(worker) = self.worker.as_mut() else {
+            return Ok(());
+        };
+        let mut finished = worker.finished();
+        if wait && finished.is_empty() && worker.busy() {
+            finished = worker.wait_finished();
+        }
+        for done in finished {
+            let frame = self.record_frame(done?);
+            self.frames.push_back(frame);
+        }
+        Ok(())
+    }
+
+    /// A finished picture into the volume's row and the drawn list.
+    fn record_frame(&mut self, done: Finished) -> Frame {
+        let row = &mut self.rows[done.index];
+        row.drawn = true;
+        row.draw_ms = done.draw_ms;
+        row.latency_ms = Some(done.latency_ms);
+        self.drawn.push(done.arrived.row.volume);
+        Frame {
+            row: done.arrived.row,
+            image: done.image,
+            decoded_z: done.decoded_z,
+            latency_ms: done.latency_ms,
+        }
+    }
+
+    /// Decodes a volume and hands it to the drawing thread (replacing a volume still waiting
+    /// there, unless every volume is drawn).
     fn volume(&mut self, arrived: Arrived) -> Result<VolumeOutcome> {
         self.pauses.arrived(self.rows.len() + 1);
         self.samples
@@ -251,29 +297,25 @@ impl LiveSession {
         let (row, decoded) = self.decode(&arrived)?;
         self.rows.push(row);
         let index = self.rows.len() - 1;
-        let mut frame = None;
-        if decoded.is_some() {
+        if let (Some((z, c)), Some(worker)) = (&decoded, self.worker.as_mut()) {
             self.poll_decoded = true;
-            if self.options.draw_all {
-                frame = Some(self.draw(index, &arrived)?);
-            } else {
-                self.pending = Some((index, arrived.clone()));
-            }
+            let job = DrawJob {
+                index,
+                arrived: arrived.clone(),
+                z: z.clone(),
+                c: c.clone(),
+            };
+            worker.submit(job, self.options.draw_all);
         }
         let mut warming_up = false;
         if arrived.last_of_poll {
-            if let Some((index, newest)) = self.pending.take() {
-                frame = Some(self.draw(index, &newest)?);
-            } else if !self.poll_decoded && !self.options.draw_all {
-                warming_up = true;
-            }
+            warming_up = !self.poll_decoded;
             self.poll_decoded = false;
             self.write_rows()?;
         }
         Ok(VolumeOutcome {
             arrived,
             decoded,
-            frame,
             warming_up,
         })
     }
@@ -302,42 +344,6 @@ impl LiveSession {
         row.decoded = true;
         row.decode_ms = started.elapsed().as_secs_f64() * 1000.0;
         Ok((row, Some((z, c))))
-    }
-
-    /// Draws row `index`'s decoded features and writes the pictures.
-    fn draw(&mut self, index: usize, arrived: &Arrived) -> Result<Frame> {
-        let started = Instant::now();
-        let volume = arrived.row.volume;
-        let (_, z, c) = self
-            .decoded
-            .iter()
-            .rev()
-            .find(|d| d.0 == volume)
-            .expect("decoded before drawing");
-        let drawn = self.drawer.draw(&self.sd, z, c, volume)?;
-        let name = format!("vol-{:06}.png", volume + 1);
-        write_png(&self.options.out.join("images").join(&name), &drawn.image)?;
-        write_png(
-            &self.options.out.join("decoded-z").join(&name),
-            &drawn.decoded_z,
-        )?;
-        let draw_ms = started.elapsed().as_secs_f64() * 1000.0;
-        let latency_ms = SystemTime::now()
-            .duration_since(arrived.written)
-            .unwrap_or_default()
-            .as_secs_f64()
-            * 1000.0;
-        let row = &mut self.rows[index];
-        row.drawn = true;
-        row.draw_ms = draw_ms;
-        row.latency_ms = Some(latency_ms);
-        self.drawn.push(volume);
-        Ok(Frame {
-            row: arrived.row.clone(),
-            image: drawn.image,
-            decoded_z: drawn.decoded_z,
-            latency_ms,
-        })
     }
 
     /// Appends the rows not yet in volumes.tsv.
@@ -380,9 +386,18 @@ impl LiveSession {
     /// Ends the session: with events, writes OUT/recons and OUT/recons-offline; writes
     /// OUT/decoded/{volumes,z,c}.npy and OUT/session.json, and returns the summary.
     pub fn finish(mut self) -> Result<Summary> {
+        // Every picture handed over is drawn and recorded before the record is written.
+        let worker = self
+            .worker
+            .take()
+            .expect("the drawing thread runs until finish");
+        let (sd, drawer, finished) = worker.stop()?;
+        for done in finished {
+            self.record_frame(done?);
+        }
         self.write_rows()?;
         let recons = match self.options.events.clone() {
-            Some(events) => Some(self.score_records(&events)?),
+            Some(events) => Some(self.score_records(&events, &sd, &drawer)?),
             None => None,
         };
         let timing = self.write_decoded()?;
@@ -449,7 +464,12 @@ impl LiveSession {
 
     /// Writes OUT/recons (the live images of the shown images) and OUT/recons-offline (the
     /// same volumes analysed after the session and drawn the same way); returns both folders.
-    fn score_records(&self, events: &Path) -> Result<(PathBuf, PathBuf)> {
+    fn score_records(
+        &self,
+        events: &Path,
+        sd: &StableDiffusion,
+        drawer: &LiveDrawer,
+    ) -> Result<(PathBuf, PathBuf)> {
         let o = &self.options;
         let window = o.window_volumes();
         let trials = shown_trials(&self.subject, events, o.tr, o.delay_s, window)?;
@@ -458,9 +478,9 @@ impl LiveSession {
         let write = |answers: &[Answer], dir: &Path| {
             write_recons(
                 &self.subject,
-                &self.sd,
+                sd,
                 &o.model,
-                &self.drawer,
+                drawer,
                 &self.decoders,
                 answers,
                 dir,
@@ -482,7 +502,7 @@ impl LiveSession {
         let mut offline = Vec::new();
         for (trial, pattern) in scored.iter().zip(&patterns) {
             let (z, c) = self.decoders.decode(pattern)?;
-            let drawn = self.drawer.draw(&self.sd, &z, &c, trial.volume)?;
+            let drawn = drawer.draw(sd, &z, &c, trial.volume)?;
             offline.push(Answer {
                 id: trial.id,
                 z,

@@ -1,0 +1,397 @@
+//! Crash safety, as storage tools test it (SQLite's crash tests, Postgres's recovery tests):
+//! every command that writes is killed with SIGKILL at random instants of its run, then run
+//! again unbroken. The rerun must end in the same bytes as an unbroken run (timings aside), or
+//! refuse with exit 2 and a message naming the output; a half-written file is never used.
+//!
+//! Kills per command from `BRAINRECON_CRASH_KILLS` (default 50 a command in CI), seed from
+//! `BRAINRECON_CRASH_SEED` (default 0); `tools/crash.sh` runs the long campaign. Each command
+//! prints its outcomes. A full disk (a 64 KiB tmpfs) and a read-only output folder (a
+//! read-only tmpfs) are refused with exit 2 naming the file, and leave nothing half-written.
+
+mod common;
+
+use common::p;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Instant;
+
+fn env_number(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn kills() -> usize {
+    env_number("BRAINRECON_CRASH_KILLS", 50) as usize
+}
+
+/// The project's own seeded generator for the kill instants (xorshift64*).
+struct Rng(u64);
+
+impl Rng {
+    fn unit(&mut self) -> f64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        (self.0.wrapping_mul(0x2545_f491_4f6c_dd1d) >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Runs a setup command line (words split at spaces, `{d}` the inputs folder).
+fn setup(dir: &Path, line: &str) {
+    let args: Vec<String> = line
+        .split_whitespace()
+        .map(|w| w.replace("{d}", p(dir)))
+        .collect();
+    let out = Command::new(env!("CARGO_BIN_EXE_brainrecon"))
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The inputs every command reads, made once per test process.
+fn inputs() -> &'static Path {
+    static INPUTS: OnceLock<PathBuf> = OnceLock::new();
+    INPUTS.get_or_init(|| {
+        let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("crash-inputs-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(dir.join("arrays")).unwrap();
+        common::copy_dir(&repo().join("models/shapes-ldm"), &dir.join("shapes-ldm"));
+        for line in [
+            "simulate --out {d}/nsd --images 40 --seed 1 --image-size 16",
+            "nsd prepare --nsd-root {d}/nsd --subject subj01 --out {d}/subj01",
+            "features --subject {d}/subj01 --model {d}/shapes-ldm --kind vae",
+            "features --subject {d}/subj01 --model {d}/shapes-ldm --kind clip-text",
+            "fit --subject {d}/subj01 --target z --out {d}/decoders/z",
+            "fit --subject {d}/subj01 --target c --out {d}/decoders/c",
+            "simulate --kind movie --out {d}/movie --seed 1 --runs 2 --run-seconds 60",
+            "simulate --kind events --out {d}/events --seed 1 --images 18 --runs 3 \
+             --volume 16,18,12 --image-size 16",
+        ] {
+            setup(&dir, line);
+        }
+        for (from, to) in [
+            ("subj01/betas/prf-visualrois/train.npy", "arrays/X.npy"),
+            ("subj01/betas/nsdgeneral/train.npy", "arrays/Y.npy"),
+        ] {
+            std::fs::copy(dir.join(from), dir.join(to)).unwrap();
+        }
+        dir
+    })
+}
+
+/// Every file under `dir` (relative path → bytes), JSON files with their timings taken out.
+fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                walk(root, &path, out);
+                continue;
+            }
+            let rel = path.strip_prefix(root).unwrap().display().to_string();
+            let bytes = std::fs::read(&path).unwrap();
+            let bytes = if rel.ends_with(".json") {
+                without_timings(&bytes)
+            } else {
+                bytes
+            };
+            out.insert(rel, bytes);
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// A JSON file's bytes with the values of timing keys (seconds, milliseconds, dates) replaced:
+/// they differ between any two runs.
+fn without_timings(bytes: &[u8]) -> Vec<u8> {
+    fn scrub(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(map) => {
+                for (key, value) in map.iter_mut() {
+                    let k = key.to_ascii_lowercase();
+                    if k.contains("second")
+                        || k.ends_with("_ms")
+                        || k.contains("time")
+                        || k.contains("date")
+                        || k.contains("elapsed")
+                    {
+                        *value = serde_json::Value::Null;
+                    } else {
+                        scrub(value);
+                    }
+                }
+            }
+            serde_json::Value::Array(items) => items.iter_mut().for_each(scrub),
+            _ => {}
+        }
+    }
+    match serde_json::from_slice::<serde_json::Value>(bytes) {
+        Ok(mut v) => {
+            scrub(&mut v);
+            serde_json::to_vec(&v).unwrap()
+        }
+        Err(_) => bytes.to_vec(),
+    }
+}
+
+/// Removes `out` and what a run may leave beside it (staging and lock files).
+fn clear(out: &Path) {
+    let parent = out.parent().unwrap();
+    let name = out.file_name().unwrap().to_string_lossy().into_owned();
+    for entry in std::fs::read_dir(parent).unwrap().flatten() {
+        let other = entry.file_name().to_string_lossy().into_owned();
+        if other == name
+            || other.starts_with(&format!("{name}."))
+            || other.starts_with(&format!(".{name}"))
+        {
+            let path = entry.path();
+            let _ = std::fs::remove_dir_all(&path);
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+}
+
+fn command(args: &[String]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_brainrecon"));
+    c.args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    c
+}
+
+/// One writing command: its line (`{d}` the inputs, `{out}` its output) and what it writes
+/// (`{out}` itself, or a folder it writes into).
+struct Target {
+    name: &'static str,
+    line: &'static str,
+    /// The output compared, relative to `{out}`'s parent when it is not `{out}` (commands that
+    /// write into a subject folder).
+    compared: Option<&'static str>,
+}
+
+const TARGETS: &[Target] = &[
+    Target {
+        name: "nsd prepare",
+        line: "nsd prepare --nsd-root {d}/nsd --subject subj01 --out {out}",
+        compared: None,
+    },
+    Target {
+        name: "bids prepare",
+        line: "bids prepare --bids-root {d}/movie --subject 01 --task movie \
+               --mask {d}/movie/derivatives/mask/sub-01_mask.nii.gz --out {out}",
+        compared: None,
+    },
+    Target {
+        name: "glm",
+        line: "glm --fmriprep {d}/events/derivatives/fmriprep --bids-root {d}/events \
+               --subject 01 --task images --space T1w --out {out}",
+        compared: None,
+    },
+    Target {
+        name: "ridge fit",
+        line: "ridge fit --x {d}/arrays/X.npy --y {d}/arrays/Y.npy --alphas 1,100 --out {out}",
+        compared: None,
+    },
+    Target {
+        name: "fit",
+        line: "fit --subject {d}/subj01 --target pixels:16 --out {out}",
+        compared: None,
+    },
+    Target {
+        name: "slurm submit",
+        line: "slurm submit --shards 2 --dry-run --jobs {out} -- ridge fit --x {d}/arrays/X.npy                --y {d}/arrays/Y.npy --out {d}/sharded",
+        compared: None,
+    },
+    Target {
+        name: "reconstruct",
+        line: "reconstruct --subject {d}/subj01 --decoders {d}/decoders --model {d}/shapes-ldm \
+               --method linear --samples 1 --steps 2 --limit 3 --out {out}",
+        compared: None,
+    },
+];
+
+/// What the kills of one command came to.
+#[derive(Default, Debug)]
+struct Outcomes {
+    same_bytes: usize,
+    refused: usize,
+    /// Kills after which `--out` did not exist yet (killed before its commit).
+    out_absent_after_kill: usize,
+}
+
+fn campaign(target: &Target) -> Outcomes {
+    let dir = inputs();
+    let work = tempfile::tempdir().unwrap();
+    let out = work.path().join("out");
+    let args: Vec<String> = target
+        .line
+        .split_whitespace()
+        .map(|w| w.replace("{d}", p(dir)).replace("{out}", p(&out)))
+        .collect();
+    let compared = |out: &Path| match target.compared {
+        None => out.to_path_buf(),
+        Some(rel) => out.parent().unwrap().join(rel),
+    };
+    // The unbroken run: its bytes and its length.
+    let started = Instant::now();
+    let reference = command(&args).output().unwrap();
+    let length = started.elapsed();
+    assert!(
+        reference.status.success(),
+        "{}: {}",
+        target.name,
+        String::from_utf8_lossy(&reference.stderr)
+    );
+    let expected = snapshot(&compared(&out));
+    assert!(!expected.is_empty(), "{}: wrote nothing", target.name);
+    let seed = env_number("BRAINRECON_CRASH_SEED", 0);
+    let name_hash = target.name.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    });
+    let mut rng = Rng(name_hash ^ seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
+    let mut outcomes = Outcomes::default();
+    for kill in 0..kills() {
+        clear(&out);
+        let at = length.mul_f64(rng.unit() * 1.05);
+        let mut child = command(&args).spawn().unwrap();
+        std::thread::sleep(at);
+        let _ = child.kill();
+        let _ = child.wait();
+        let before = out.exists();
+        let rerun = command(&args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&rerun.stderr).into_owned();
+        match rerun.status.code() {
+            Some(0) => {
+                let got = snapshot(&compared(&out));
+                let differing: Vec<&String> = expected
+                    .keys()
+                    .chain(got.keys())
+                    .filter(|k| expected.get(*k) != got.get(*k))
+                    .collect();
+                assert!(
+                    differing.is_empty(),
+                    "{}: killed at {at:?} (kill {kill}), the rerun differs from an unbroken run in {differing:?}",
+                    target.name
+                );
+                outcomes.same_bytes += 1;
+                if !before {
+                    outcomes.out_absent_after_kill += 1;
+                }
+            }
+            Some(2) => {
+                assert!(
+                    stderr.contains(p(&out)) || stderr.contains("out"),
+                    "{}: killed at {at:?}, the rerun refused without naming the output: {stderr}",
+                    target.name
+                );
+                outcomes.refused += 1;
+            }
+            other => panic!(
+                "{}: killed at {at:?}, the rerun ended with {other:?}: {stderr}",
+                target.name
+            ),
+        }
+    }
+    println!(
+        "{}: {} kills over {length:?}: {outcomes:?}",
+        target.name,
+        kills()
+    );
+    outcomes
+}
+
+macro_rules! crash_targets {
+    ($($test:ident => $name:literal),* $(,)?) => {
+        $(
+            #[test]
+            fn $test() {
+                let target = TARGETS.iter().find(|t| t.name == $name).unwrap();
+                campaign(target);
+            }
+        )*
+    };
+}
+
+crash_targets! {
+    nsd_prepare => "nsd prepare",
+    bids_prepare => "bids prepare",
+    glm => "glm",
+    ridge_fit => "ridge fit",
+    fit => "fit",
+    reconstruct => "reconstruct",
+    slurm_submit => "slurm submit",
+}
+
+/// Mounts a tmpfs of `size` at `dir` (`ro` for a read-only one); false where mounting is not
+/// allowed (not root, or no CAP_SYS_ADMIN).
+fn mount_tmpfs(dir: &Path, size: &str, read_only: bool) -> bool {
+    std::fs::create_dir_all(dir).unwrap();
+    let options = format!("size={size}{}", if read_only { ",ro" } else { "" });
+    Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &options, "tmpfs", p(dir)])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn unmount(dir: &Path) {
+    let _ = Command::new("umount").arg(dir).status();
+}
+
+#[test]
+fn a_full_disk_and_a_read_only_folder_are_refused_with_nothing_half_written() {
+    let dir = inputs();
+    let work = tempfile::tempdir().unwrap();
+    let (full, read_only) = (work.path().join("full"), work.path().join("read-only"));
+    if !mount_tmpfs(&full, "64k", false) {
+        eprintln!("note: mounting a tmpfs is not allowed here; the full-disk case was left out");
+        return;
+    }
+    assert!(mount_tmpfs(&read_only, "64k", true));
+    for (mount, why) in [(&full, "No space left"), (&read_only, "Read-only")] {
+        for line in [
+            "ridge fit --x {d}/arrays/X.npy --y {d}/arrays/Y.npy --alphas 1,100 --out {out}",
+            "nsd prepare --nsd-root {d}/nsd --subject subj01 --out {out}",
+        ] {
+            let out = mount.join("out");
+            let args: Vec<String> = line
+                .split_whitespace()
+                .map(|w| w.replace("{d}", p(dir)).replace("{out}", p(&out)))
+                .collect();
+            let run = command(&args).output().unwrap();
+            let stderr = String::from_utf8_lossy(&run.stderr);
+            assert_eq!(run.status.code(), Some(2), "{args:?}: {stderr}");
+            assert!(
+                stderr.contains(p(mount)) && stderr.contains(why),
+                "{args:?}: {stderr}"
+            );
+            // Nothing half-written: no file left but complete ones of a finished output.
+            let left: Vec<String> = std::fs::read_dir(mount)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            assert!(left.is_empty(), "{args:?} left {left:?}");
+        }
+    }
+    unmount(&full);
+    unmount(&read_only);
+}
