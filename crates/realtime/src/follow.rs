@@ -328,7 +328,7 @@ impl Follower {
                 }
             }
         }
-        volumes.sort_by_key(|v| v.number.map_or(i64::MAX, |n| n));
+        volumes.sort_by_key(|v| v.number.unwrap_or(i64::MAX));
         for FileVolume {
             path,
             number,
@@ -337,15 +337,7 @@ impl Follower {
         {
             if image.is_err() && number.is_none() {
                 // A file that does not read has no number to take: no gap is made.
-                let error = image.err().unwrap_or_default();
-                let refused = Refused {
-                    file: file_name(&path),
-                    error,
-                    path,
-                    unfinished: false,
-                };
-                self.refused.push(refused.clone());
-                self.queue.push_back(Event::Refused(refused));
+                self.refuse(path, image.err().unwrap_or_default());
                 continue;
             }
             let volume = self.volume_number(number);
@@ -361,14 +353,7 @@ impl Follower {
                     self.queue.push_back(Event::Volume(Box::new(arrived)));
                 }
                 Err(error) => {
-                    let refused = Refused {
-                        file: file_name(&path),
-                        error,
-                        path,
-                        unfinished: false,
-                    };
-                    self.refused.push(refused.clone());
-                    self.queue.push_back(Event::Refused(refused));
+                    self.refuse(path, error);
                 }
             }
         }
@@ -382,6 +367,18 @@ impl Follower {
             newest.last_of_poll = true;
         }
         Ok(())
+    }
+
+    /// Records `path` as refused for `error` and tells the caller; the session goes on.
+    fn refuse(&mut self, path: PathBuf, error: String) {
+        let refused = Refused {
+            file: file_name(&path),
+            error,
+            path,
+            unfinished: false,
+        };
+        self.refused.push(refused.clone());
+        self.queue.push_back(Event::Refused(refused));
     }
 
     /// Preprocesses and times one volume; `path` is the file that completed it.
