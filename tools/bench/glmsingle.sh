@@ -1,21 +1,23 @@
 #!/usr/bin/env bash
-# GLMsingle against brainrecon-glm on the same seeded experiment, one after the other on this
-# machine, each under /usr/bin/time for its peak memory:
+# GLMsingle against brainrecon-glm on the same seeded experiment, back to back at each thread
+# setting, each process under /usr/bin/time (wall, CPU and peak memory):
 #   bash tools/bench/glmsingle.sh [VOXELS] [MODELS] [MAKE OPTIONS]
 #     VOXELS default 20000; MODELS all (TYPEA-D, GLMsingle's defaults; default) or ab (TYPEA +
 #     TYPEB); MAKE OPTIONS go to glmsingle_anchor.py make (default 4 runs × 188 volumes, a trial
-#     every 3 TRs; NSD's session: --runs 12 --every 2.5 --conditions 375)
+#     every 3 TRs; NSD's session: --runs 12 --every 2.8 --conditions 378)
 # Env: GLMSINGLE (a checkout of cvnlab/GLMsingle at 1ab54a6; default ./GLMsingle),
 #      BENCH_PYTHON (a Python with tools/fixtures/requirements-glmsingle.txt; default
 #      venvs/glmsingle/bin/python), BENCH_DATA_DIR (default target/bench-glmsingle),
-#      BENCH_THREADS (2; for numpy's BLAS and faer alike).
+#      BENCH_THREADS (thread settings, each for numpy's BLAS and faer alike; default "1 2"),
+#      BENCH_SIDES (both, or brainrecon to time only brainrecon-glm; default both).
+# GLMsingle is given no figuredir, so it draws no figures inside the timed fit.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 voxels=${1:-20000}
 models=${2:-all}
 shift $(( $# > 2 ? 2 : $# ))
-threads=${BENCH_THREADS:-2}
-export OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads MKL_NUM_THREADS=$threads RAYON_NUM_THREADS=$threads
+settings=${BENCH_THREADS:-1 2}
+sides=${BENCH_SIDES:-both}
 glmsingle=${GLMSINGLE:-GLMsingle}
 python=${BENCH_PYTHON:-venvs/glmsingle/bin/python}
 data=${BENCH_DATA_DIR:-target/bench-glmsingle}/$voxels-$models${1:+-$(echo "$*" | tr -d ' -')}
@@ -23,11 +25,23 @@ if [ ! -d "$glmsingle/glmsingle" ]; then
   echo "error: GLMsingle checkout not found at '$glmsingle' (set GLMSINGLE; see tools/fixtures/glmsingle_hrf.py)" >&2
   exit 2
 fi
+case $sides in both|brainrecon) ;; *) echo "error: BENCH_SIDES must be both or brainrecon, not '$sides'" >&2; exit 2 ;; esac
 cargo build --release --locked -p brainrecon-glm --example glmsingle
 "$python" tools/bench/glmsingle_anchor.py make "$data" --voxels "$voxels" --glmsingle "$glmsingle" "$@"
-/usr/bin/time -f '%M' -o "$data/brainrecon_kb" \
-  "${CARGO_TARGET_DIR:-target}"/release/examples/glmsingle "$data" "$models" > "$data/brainrecon_time.json"
-/usr/bin/time -f '%M' -o "$data/glmsingle_kb" \
-  "$python" tools/bench/glmsingle_anchor.py fit "$data" --glmsingle "$glmsingle" --models "$models" > "$data/glmsingle_log.txt"
-"$python" tools/bench/glmsingle_anchor.py compare "$data" --models "$models"
-echo "peak memory (process): GLMsingle $(awk '{printf "%.2f", $1/1048576}' "$data/glmsingle_kb") GB, brainrecon-glm $(awk '{printf "%.2f", $1/1048576}' "$data/brainrecon_kb") GB"
+timed() { # NAME THREADS COMMAND...: COMMAND's stdout to DATA/NAME_tTHREADS.out, its costs to .time
+  local name=$1 threads=$2; shift 2
+  OMP_NUM_THREADS=$threads OPENBLAS_NUM_THREADS=$threads MKL_NUM_THREADS=$threads RAYON_NUM_THREADS=$threads \
+    /usr/bin/time -f '{"wall_s": %e, "user_s": %U, "system_s": %S, "peak_kb": %M}' \
+    -o "$data/${name}_t$threads.time" "$@" > "$data/${name}_t$threads.out"
+}
+for threads in $settings; do
+  echo "threads $threads: brainrecon-glm" >&2
+  timed brainrecon "$threads" "${CARGO_TARGET_DIR:-target}"/release/examples/glmsingle "$data" "$models"
+  mv "$data/brainrecon_t$threads.out" "$data/brainrecon_t$threads.fit.json"
+  if [ "$sides" = both ]; then
+    echo "threads $threads: GLMsingle" >&2
+    timed glmsingle "$threads" "$python" tools/bench/glmsingle_anchor.py fit "$data" --glmsingle "$glmsingle" --models "$models"
+    mv "$data/glmsingle_time.json" "$data/glmsingle_t$threads.fit.json"
+  fi
+done
+"$python" tools/bench/glmsingle_anchor.py compare "$data" --models "$models" --threads "$settings" --sides "$sides"

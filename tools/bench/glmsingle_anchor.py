@@ -4,7 +4,8 @@
 
     glmsingle_anchor.py make DIR --runs R --volumes T --voxels V --conditions C --every K
     glmsingle_anchor.py fit DIR --glmsingle CHECKOUT --models ab|all  (GLMsingle, timed)
-    glmsingle_anchor.py compare DIR --models ab|all     (table of times and agreement)
+    glmsingle_anchor.py compare DIR --models ab|all --threads "1 2" --sides both|brainrecon
+                                                        (table of costs and agreement)
 
 The experiment: TR 1.6 s, 3-s stimuli (NSD's), a trial every K TRs (K may be fractional: onsets
 rounded to the TR grid, as NSD's 4-s trials at TR 1.6 s would be), every condition shown
@@ -78,13 +79,13 @@ def fit(args):
         options = {"wantfileoutputs": [0, 0, 0, 0], "wantmemoryoutputs": [1, 1, 1, 1]}
     glm = GLM_single(options)
     np.random.seed(0)  # scikit-learn's mixture behind the tail threshold draws from it
+    # No figuredir: GLMsingle then draws no figures (wantfig 0), but still makes an empty figure
+    # folder in the working directory, so run from the data folder.
+    os.chdir(args.dir)
     started = time.perf_counter()
-    # GLMsingle writes design files and figures even when asked for memory outputs only.
-    results = glm.fit(designs, data, STIMDUR, TR,
-                      outputdir=os.path.join(args.dir, "glmsingle_outputs"),
-                      figuredir=os.path.join(args.dir, "glmsingle_figures"))
+    results = glm.fit(designs, data, STIMDUR, TR, outputdir="glmsingle_outputs")
     seconds = time.perf_counter() - started
-    save = lambda name, value: np.save(os.path.join(args.dir, f"glmsingle_{name}.npy"), value)
+    save = lambda name, value: np.save(f"glmsingle_{name}.npy", value)
     save("onoffR2", np.ravel(results["typea"]["onoffR2"]))
     last = results["typeb" if args.models == "ab" else "typed"]
     save("HRFindex", np.ravel(last["HRFindex"]))
@@ -93,34 +94,68 @@ def fit(args):
     if args.models == "all":
         save("FRACvalue", np.ravel(last["FRACvalue"]))
         save("pcnum", np.array([int(last["pcnum"])]))
-    with open(os.path.join(args.dir, "glmsingle_time.json"), "w") as f:
+    with open("glmsingle_time.json", "w") as f:
         json.dump({"seconds": seconds}, f)
 
 
 def compare(args):
     d = args.dir
     meta = json.load(open(os.path.join(d, "meta.json")))
-    ours = json.load(open(os.path.join(d, "brainrecon_time.json")))
-    theirs = json.load(open(os.path.join(d, "glmsingle_time.json")))
+    threads = args.threads.split()
+    sides = ["glmsingle", "brainrecon"] if args.sides == "both" else ["brainrecon"]
+    models = "TYPEA+B" if args.models == "ab" else "TYPEA-D"
+    read = lambda name: json.load(open(os.path.join(d, name)))
+    costs = {(side, t): {**read(f"{side}_t{t}.time"), **read(f"{side}_t{t}.fit.json")}
+             for side in sides for t in threads}
+    for cost in costs.values():
+        cost["cpu_s"] = cost["user_s"] + cost["system_s"]
+    trials = np.load(os.path.join(d, "brainrecon_betasmd.npy")).shape[1]
+    print(f"{meta['runs']} runs × {meta['volumes']} volumes, {meta['voxels']} voxels, {trials} trials, "
+          f"{models}; wall, CPU (user + system) and peak memory of each whole process "
+          f"(the fit alone in brackets)")
+    print()
+    names = {"glmsingle": "GLMsingle", "brainrecon": "brainrecon-glm"}
+    header = "| threads | " + " | ".join(f"{names[s]} wall (fit) | CPU | peak" for s in sides)
+    if len(sides) == 2:
+        header += " | wall ratio | CPU ratio | memory ratio"
+    print(header + " |")
+    print("|" + "---:|" * (header.count("|")))
+    for t in threads:
+        row = f"| {t} |"
+        for side in sides:
+            c = costs[(side, t)]
+            row += f" {c['wall_s']:.1f} s ({c['seconds']:.1f}) | {c['cpu_s']:.1f} s | {c['peak_kb'] / 1048576:.2f} GB |"
+        if len(sides) == 2:
+            g, b = costs[("glmsingle", t)], costs[("brainrecon", t)]
+            row += (f" {g['wall_s'] / b['wall_s']:.1f}× | {g['cpu_s'] / b['cpu_s']:.1f}× "
+                    f"| {g['peak_kb'] / b['peak_kb']:.1f}× |")
+        print(row)
+    print()
+    for side in sides:
+        best = min(threads, key=lambda t: costs[(side, t)]["wall_s"])
+        print(f"{names[side]}'s fastest setting here: {best} thread(s), "
+              f"{costs[(side, best)]['wall_s']:.1f} s wall")
+    if len(sides) == 2:
+        gb = min(costs[("glmsingle", t)]["wall_s"] for t in threads)
+        bb = min(costs[("brainrecon", t)]["wall_s"] for t in threads)
+        print(f"best against best: {gb / bb:.1f}×")
+        agreement(d, args.models)
+
+
+def agreement(d, models):
     load = lambda side, name: np.load(os.path.join(d, f"{side}_{name}.npy"))
     same = load("brainrecon", "HRFindex") == load("glmsingle", "HRFindex")
-    if args.models == "all":
+    if models == "all":
         same &= np.abs(load("brainrecon", "FRACvalue") - load("glmsingle", "FRACvalue")) < 1e-6
     betas = np.abs(load("brainrecon", "betasmd") - load("glmsingle", "betasmd"))[same]
     r2 = np.abs(load("brainrecon", "R2") - load("glmsingle", "R2"))[same]
     onoff = np.abs(load("brainrecon", "onoffR2") - load("glmsingle", "onoffR2"))
-    stages = ", ".join(f"{k[8:]} {v:.1f}" for k, v in ours.items() if k.startswith("seconds_"))
-    models = "TYPEA+B" if args.models == "ab" else "TYPEA-D"
-    print(f"| runs × volumes | voxels | trials | GLMsingle {models} | brainrecon {models} | speed-up |")
-    print(f"| {meta['runs']} × {meta['volumes']} | {meta['voxels']} | {load('brainrecon', 'betasmd').shape[1]} "
-          f"| {theirs['seconds']:.1f} s | {ours['seconds']:.1f} s ({stages}) "
-          f"| {theirs['seconds'] / ours['seconds']:.1f}× |")
     extra = ""
-    if args.models == "all":
+    if models == "all":
         extra = (f"; pcnum {int(load('brainrecon', 'pcnum')[0])} against "
                  f"{int(load('glmsingle', 'pcnum')[0])}; FRACvalue equal for "
                  f"{(np.abs(load('brainrecon', 'FRACvalue') - load('glmsingle', 'FRACvalue')) < 1e-6).mean():.4f}")
-    print(f"HRFindex{' and FRACvalue' if args.models == 'all' else ''} equal for {same.mean():.4f} of voxels; "
+    print(f"HRFindex{' and FRACvalue' if models == 'all' else ''} equal for {same.mean():.4f} of voxels; "
           f"where equal, betas within {betas.max():.2e} "
           f"(largest {np.abs(load('glmsingle', 'betasmd')).max():.2f}); R2 within {r2.max():.2e}; "
           f"onoffR2 within {onoff.max():.2e}{extra}")
@@ -137,6 +172,8 @@ def main():
     parser.add_argument("--conditions", type=int, default=80)
     parser.add_argument("--every", type=float, default=3)
     parser.add_argument("--models", choices=["ab", "all"], default="all")
+    parser.add_argument("--threads", default="1 2", help="compare: the thread settings timed")
+    parser.add_argument("--sides", choices=["both", "brainrecon"], default="both")
     args = parser.parse_args()
     {"make": make, "fit": fit, "compare": compare}[args.step](args)
 

@@ -615,3 +615,125 @@ fn an_all_zero_dataset_feature_is_named_without_advising_what_was_used() {
         "{err}"
     );
 }
+
+#[test]
+fn word2vec_trained_on_the_annotations_has_every_word_the_route_looks_up() {
+    // A Japanese word2vec made with the project, from the dataset's own annotations split as
+    // the route splits them: `features text` then finds every word.
+    let work = workspace();
+    let dir = work.path();
+    let train = [
+        "train-word2vec",
+        "--corpus",
+        "ds005531/derivatives/annotation",
+        "--min-count",
+        "1",
+        "--dim",
+        "16",
+        "--epochs",
+        "2",
+        "--seed",
+        "3",
+        "--json",
+    ];
+    let with_out = |out: &'static str| -> Vec<&str> {
+        let mut args = train.to_vec();
+        args.extend(["--out", out]);
+        args
+    };
+    let summary: serde_json::Value =
+        serde_json::from_str(&ok_in(dir, &with_out("w2v-own"))).unwrap();
+    let files = summary["files"].as_array().unwrap();
+    assert_eq!(files.len(), 12, "{summary}");
+    assert!(files.iter().all(|f| f["markup"] == "ds005531"), "{summary}");
+    let words = summary["corpus_words"].as_u64().unwrap();
+    assert!(words > 100, "{summary}");
+    assert_eq!(summary["corpus_words_in_vocabulary"], words, "{summary}");
+    // The route's own split of a story file: every word is in the vectors.
+    let vectors =
+        brainrecon_language::word2vec::Word2Vec::load(&dir.join("w2v-own/vectors.bin")).unwrap();
+    let story = dataset().join("derivatives/annotation/breakingbad_run-01_story_each1sec.txt");
+    let mut seen = 0;
+    for line in std::fs::read_to_string(story).unwrap().lines() {
+        for segment in annotation_segments(Markup::Ds005531, "story", line) {
+            for word in words_of(&segment) {
+                assert!(vectors.vector(&word).is_some(), "{word} is missing");
+                seen += 1;
+            }
+        }
+    }
+    assert!(seen > 10);
+    ok_in(
+        dir,
+        &[
+            "features",
+            "text",
+            "--model",
+            "w2v-own/vectors.bin",
+            "--annotations",
+            "ds005531/derivatives/annotation",
+            "--out",
+            "feats/own",
+        ],
+    );
+    let record: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(dir.join("feats/own/features.json")).unwrap(),
+    )
+    .unwrap();
+    for (stem, file) in record["files"].as_object().unwrap() {
+        assert_eq!(file["skipped"], 0, "{stem}: {file}");
+    }
+    // The seed fixes the vectors.
+    ok_in(dir, &with_out("w2v-again"));
+    assert_eq!(
+        std::fs::read(dir.join("w2v-own/vectors.bin")).unwrap(),
+        std::fs::read(dir.join("w2v-again/vectors.bin")).unwrap()
+    );
+    let training: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("w2v-own/training.json")).unwrap())
+            .unwrap();
+    assert!(training["command"].as_str().unwrap().contains("--corpus"));
+    assert_eq!(training["config"]["dim"], 16);
+}
+
+#[test]
+fn a_corpus_that_cannot_be_read_is_named() {
+    let work = workspace();
+    let dir = work.path();
+    let err = user_error_in(
+        dir,
+        &["train-word2vec", "--corpus", "missing.txt", "--out", "w"],
+    );
+    assert!(err.contains("missing.txt"), "{err}");
+    std::fs::write(dir.join("bad.txt"), b"fine line\nbad \xff byte\n").unwrap();
+    let err = user_error_in(
+        dir,
+        &["train-word2vec", "--corpus", "bad.txt", "--out", "w"],
+    );
+    assert!(err.contains("bad.txt") && err.contains("line 2"), "{err}");
+    std::fs::write(dir.join("rare.txt"), "one two three\n").unwrap();
+    let err = user_error_in(
+        dir,
+        &["train-word2vec", "--corpus", "rare.txt", "--out", "w"],
+    );
+    assert!(err.contains("--min-count"), "{err}");
+    let err = user_error_in(
+        dir,
+        &[
+            "train-word2vec",
+            "--corpus",
+            "rare.txt",
+            "--dim",
+            "0",
+            "--out",
+            "w",
+        ],
+    );
+    assert!(err.contains("--dim"), "{err}");
+    assert!(
+        !dir.join("w").exists(),
+        "a refused training left its output"
+    );
+    let err = user_error_in(dir, &["train-word2vec", "--dim", "8", "--out", "w"]);
+    assert!(err.contains("--corpus"), "{err}");
+}

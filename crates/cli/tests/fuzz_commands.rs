@@ -13,7 +13,7 @@ mod common;
 #[path = "../../datasets/tests/mutate/mod.rs"]
 mod mutate;
 
-use common::p;
+use common::{p, words};
 use mutate::{env_number, mutate, mutate_number, seed, Rng};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -49,38 +49,12 @@ struct Target {
     command: &'static str,
 }
 
-/// The words of a command line, each `{name}` in them replaced by its path.
-fn words(line: &str, paths: &[(&str, &Path)]) -> Vec<String> {
-    line.split_whitespace()
-        .map(|word| {
-            paths
-                .iter()
-                .fold(word.to_string(), |w, (name, path)| w.replace(name, p(path)))
-        })
-        .collect()
-}
-
 /// `target`'s command for one case: its inputs folder, output path and mutated file.
 fn command_of(target: &Target, inputs_dir: &Path, out: &Path, file: &Path) -> Vec<String> {
     words(
         target.command,
         &[("{in}", inputs_dir), ("{out}", out), ("{file}", file)],
     )
-}
-
-/// Runs one valid command line (words split at spaces; `{d}` is the inputs folder), panicking
-/// with its stderr if it fails: setting up the inputs.
-fn ok(dir: &Path, line: &str) {
-    let args = words(line, &[("{d}", dir)]);
-    let out = Command::new(env!("CARGO_BIN_EXE_brainrecon"))
-        .args(&args)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 /// The inputs all targets share, made once per test process under the target's tmp dir (one
@@ -120,11 +94,7 @@ fn make_inputs(dir: &Path) {
     }
     std::fs::create_dir_all(dir.join("arrays")).unwrap();
     for line in SETUP {
-        if let Some((from, to)) = line.strip_prefix("copy ").and_then(|l| l.split_once(' ')) {
-            std::fs::copy(dir.join(from), dir.join(to)).unwrap();
-        } else {
-            ok(dir, line);
-        }
+        common::set_up(dir, line);
     }
 }
 
@@ -135,6 +105,10 @@ const SETUP: &[&str] = &[
     "copy subj01/betas/prf-visualrois/train.npy arrays/X.npy",
     "copy subj01/betas/nsdgeneral/train.npy arrays/Y.npy",
     "ridge fit --x {d}/arrays/X.npy --y {d}/arrays/Y.npy --alphas 1,100 --out {d}/ridge",
+    "ridge fit --x {d}/arrays/X.npy --y {d}/arrays/Y.npy --alphas 1,100 --shard 0/2 \
+     --out {d}/shards/0",
+    "ridge fit --x {d}/arrays/X.npy --y {d}/arrays/Y.npy --alphas 1,100 --shard 1/2 \
+     --out {d}/shards/1",
     "fit --subject {d}/subj01 --target pixels:16 --out {d}/pixels",
     "decode --subject {d}/subj01 --model {d}/pixels --out {d}/recons",
     "features --subject {d}/subj01 --model {d}/shapes-ldm --kind vae",
@@ -237,6 +211,19 @@ const TARGETS: &[Target] = &[
         inputs: &["arrays", "ridge"],
         mutated: &["ridge/", "arrays/X.npy"],
         command: "ridge predict --model {in}/ridge --x {in}/arrays/X.npy --out {out}.npy",
+    },
+    Target {
+        name: "ridge-merge",
+        inputs: &["shards"],
+        mutated: &["shards/"],
+        command: "ridge merge --models {in}/shards/0 {in}/shards/1 --out {out}",
+    },
+    Target {
+        name: "train-word2vec-corpus",
+        inputs: &["ds005531"],
+        mutated: &["ds005531/derivatives/annotation"],
+        command: "train-word2vec --corpus {in}/ds005531/derivatives/annotation --min-count 1 \
+                  --dim 8 --epochs 1 --out {out}",
     },
     Target {
         name: "generate",
@@ -596,6 +583,8 @@ fn fuzz(target: &Target) {
             .bytes()
             .fold(0u64, |h, b| h.wrapping_mul(31) ^ b as u64));
     let (mut refused, mut failures, mut slowest) = (0, Vec::new(), Duration::ZERO);
+    // Refusals naming the mutated file itself (the others name another input they read).
+    let mut named_mutated = 0;
     for case in 0..cases() {
         let group = &files[rng.below(files.len())];
         let rel = &group[rng.below(group.len())];
@@ -625,6 +614,7 @@ fn fuzz(target: &Target) {
         let file_name = rel.file_name().unwrap().to_string_lossy();
         if run.code == Some(2) {
             refused += 1;
+            named_mutated += usize::from(run.stderr.contains(&*file_name));
         }
         if let Some(failure) = verdict(&run, [&file_name, p(&inputs_dir)], &left) {
             let keep = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fuzz-crashers");
@@ -647,7 +637,7 @@ fn fuzz(target: &Target) {
         let _ = std::fs::remove_dir_all(&case_dir);
     }
     println!(
-        "{}: {} cases over {} files, {refused} refused (exit 2), {} failures, slowest {slowest:?}",
+        "{}: {} cases over {} files, {refused} refused (exit 2; {named_mutated} naming the mutated file), {} failures, slowest {slowest:?}",
         target.name,
         cases(),
         files.iter().map(Vec::len).sum::<usize>(),
@@ -703,6 +693,8 @@ fuzz_targets! {
     eval => "eval",
     ridge_fit => "ridge-fit",
     ridge_predict => "ridge-predict",
+    ridge_merge => "ridge-merge",
+    train_word2vec_corpus => "train-word2vec-corpus",
     generate => "generate",
     bids_prepare => "bids-prepare",
     bids_prepare_ds005531 => "bids-prepare-ds005531",

@@ -42,18 +42,81 @@ pub fn escape_html(text: &str) -> String {
 /// The lines of the UTF-8 text file `path` (a byte-order mark dropped; `\n` or `\r\n` ends a
 /// line), each refused when it passes [`crate::limits::LINE_BYTES`], named by its number from 1.
 pub fn read_lines(path: &std::path::Path) -> crate::error::Result<Vec<String>> {
+    let mut lines = Vec::new();
+    for_each_line(path, |_, line| {
+        lines.push(line.to_string());
+        Ok(())
+    })?;
+    Ok(lines)
+}
+
+/// Calls `each(number, line)` on every line of `path` in order, by [`read_lines`]'s rules, reading
+/// the file as a stream: a corpus larger than memory is read in constant memory, and a line past
+/// the limit is measured without being held.
+pub fn for_each_line(
+    path: &std::path::Path,
+    mut each: impl FnMut(usize, &str) -> crate::error::Result<()>,
+) -> crate::error::Result<()> {
     use crate::error::DataError;
-    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
-    let text = String::from_utf8(bytes).map_err(|e| DataError::format(path, "UTF-8 text", e))?;
-    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
-    text.lines()
-        .enumerate()
-        .map(|(i, line)| {
-            let line = line.trim_end_matches('\r');
-            crate::limits::LINE_BYTES.check(path, &format!("line {}", i + 1), line.len() as u64)?;
-            Ok(line.to_string())
-        })
-        .collect()
+    use std::io::{BufRead, Read};
+    let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let mut reader = std::io::BufReader::with_capacity(1 << 16, file);
+    // A line's bytes, its `\n` and one more: enough to tell a line at the limit from one past it.
+    let held = crate::limits::LINE_BYTES.value().saturating_add(2);
+    let mut buffer = Vec::new();
+    for number in 1.. {
+        buffer.clear();
+        let read = (&mut reader)
+            .take(held)
+            .read_until(b'\n', &mut buffer)
+            .map_err(|e| DataError::io(path, e))?;
+        if read == 0 {
+            return Ok(());
+        }
+        let ended = buffer.last() == Some(&b'\n');
+        let mut rest = 0u64;
+        if !ended && read as u64 == held {
+            rest = skip_line(&mut reader).map_err(|e| DataError::io(path, e))?;
+        }
+        if ended {
+            buffer.pop();
+        }
+        while buffer.last() == Some(&b'\r') {
+            buffer.pop();
+        }
+        let mut line: &[u8] = &buffer;
+        if number == 1 {
+            line = line.strip_prefix("\u{feff}".as_bytes()).unwrap_or(line);
+        }
+        let length = (line.len() as u64).saturating_add(rest);
+        crate::limits::LINE_BYTES.check(path, &format!("line {number}"), length)?;
+        let text = std::str::from_utf8(line)
+            .map_err(|e| DataError::format(path, "UTF-8 text", format!("line {number}: {e}")))?;
+        each(number, text)?;
+    }
+    Ok(())
+}
+
+/// Reads past the rest of a line (through its `\n`), returning the bytes before the `\n`.
+fn skip_line(reader: &mut impl std::io::BufRead) -> std::io::Result<u64> {
+    let mut skipped = 0u64;
+    loop {
+        let chunk = reader.fill_buf()?;
+        if chunk.is_empty() {
+            return Ok(skipped);
+        }
+        match chunk.iter().position(|&b| b == b'\n') {
+            Some(end) => {
+                reader.consume(end + 1);
+                return Ok(skipped + end as u64);
+            }
+            None => {
+                let n = chunk.len();
+                reader.consume(n);
+                skipped += n as u64;
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -74,6 +137,62 @@ mod tests {
             assert_eq!(base64_encode(plain.as_bytes()), coded);
         }
         assert_eq!(base64_encode(&[0xFF, 0xFE, 0xFD]), "//79");
+    }
+
+    #[test]
+    fn lines_are_read_as_str_lines_reads_them() {
+        let dir = tempfile::tempdir().unwrap();
+        for text in [
+            "",
+            "\n",
+            "a",
+            "a\n",
+            "a\r\nb",
+            "a\n\nb\n",
+            "\u{feff}x\r\n",
+            "a\r\r\nb\r",
+        ] {
+            let path = dir.path().join("t.txt");
+            std::fs::write(&path, text).unwrap();
+            let want: Vec<String> = text
+                .strip_prefix('\u{feff}')
+                .unwrap_or(text)
+                .lines()
+                .map(|l| l.trim_end_matches('\r').to_string())
+                .collect();
+            assert_eq!(read_lines(&path).unwrap(), want, "{text:?}");
+        }
+    }
+
+    #[test]
+    fn a_long_line_is_measured_whole_and_bad_utf8_named_by_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.txt");
+        let limit = crate::limits::LINE_BYTES.value() as usize;
+        let mut text = b"ok\n".to_vec();
+        text.extend(std::iter::repeat_n(b'x', limit + 5000));
+        text.extend(b"\nafter\n");
+        std::fs::write(&path, &text).unwrap();
+        let message = read_lines(&path).unwrap_err().to_string();
+        assert!(message.contains("line 2"), "{message}");
+        assert!(message.contains(&(limit + 5000).to_string()), "{message}");
+        std::fs::write(&path, b"fine\nbad \xff byte\n").unwrap();
+        let message = read_lines(&path).unwrap_err().to_string();
+        assert!(
+            message.contains("line 2") && message.contains("t.txt"),
+            "{message}"
+        );
+        let mut seen = Vec::new();
+        let stopped = for_each_line(&path, |n, line| {
+            seen.push((n, line.to_string()));
+            Ok(())
+        });
+        assert!(stopped.is_err());
+        assert_eq!(
+            seen,
+            [(1, "fine".to_string())],
+            "lines before the bad one were handed over"
+        );
     }
 
     #[test]

@@ -130,6 +130,11 @@ where
         visit(0, &volume.values)?;
         return Ok(checked);
     }
+    if path.extension().is_some_and(|e| e == "gz") {
+        // The streamed reader stops at the last voxel, before the gzip trailer: inflate the
+        // file once first so a damaged stream is refused before any of its volumes is used.
+        crate::nifti_io::verify_gzip(path)?;
+    }
     let object = ReaderStreamedOptions::new()
         .read_file_rank(path, 3)
         .map_err(|e| crate::nifti_io::nifti_error(path, "NIfTI-1", &e))?;
@@ -317,5 +322,36 @@ mod tests {
         assert_eq!(back, volumes);
         let over = vec![vec![1e9; 24]];
         assert!(write_series(&path, [4, 3, 2], 1.0, &affine, storage, &over).is_err());
+    }
+
+    #[test]
+    fn a_series_whose_gzip_check_fails_is_refused_before_any_volume() {
+        // Only the trailer's CRC-32 is wrong: every voxel inflates, so only the check tells.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bold.nii.gz");
+        let eye = [
+            [1.0, 0.0, 0.0, 0.0],
+            [0.0, 1.0, 0.0, 0.0],
+            [0.0, 0.0, 1.0, 0.0],
+            [0.0, 0.0, 0.0, 1.0],
+        ];
+        let volumes: Vec<Vec<f64>> = (0..4).map(|t| vec![t as f64; 60]).collect();
+        write_series(&path, [5, 4, 3], 2.0, &eye, Storage::Float32, &volumes).unwrap();
+        let mut bytes = std::fs::read(&path).unwrap();
+        let crc = bytes.len() - 8;
+        bytes[crc] ^= 0xff;
+        std::fs::write(&path, &bytes).unwrap();
+        let mut visited = 0;
+        let text = for_each_volume(&path, |_, _| {
+            visited += 1;
+            Ok(())
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(
+            text.contains("bold.nii.gz") && text.contains("damaged"),
+            "{text}"
+        );
+        assert_eq!(visited, 0, "a volume was used before the check");
     }
 }

@@ -74,7 +74,7 @@ fn io_words(io: &std::io::Error) -> String {
 /// Decompresses the whole gzip file `path` once, checking its CRC-32 and length: the NIfTI
 /// reader stops at the last voxel and never reaches the gzip trailer, so a damaged stream
 /// that still inflates would be read as voxels of garbage.
-fn verify_gzip(path: &Path) -> Result<()> {
+pub(crate) fn verify_gzip(path: &Path) -> Result<()> {
     let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
     let mut stream = flate2::read::MultiGzDecoder::new(std::io::BufReader::new(file));
     std::io::copy(&mut stream, &mut std::io::sink())

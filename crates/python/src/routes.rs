@@ -30,6 +30,7 @@ pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(route_fit, m)?)?;
     m.add_function(wrap_pyfunction!(route_reconstruct, m)?)?;
     m.add_function(wrap_pyfunction!(route_encode_runs, m)?)?;
+    m.add_function(wrap_pyfunction!(route_train_word2vec, m)?)?;
     m.add_function(wrap_pyfunction!(route_caption, m)?)?;
     m.add_class::<LiveSessionPy>()?;
     Ok(())
@@ -515,6 +516,59 @@ fn route_encode_runs(
     for warning in &summary.warnings {
         eprintln!("warning: {warning}");
     }
+    json(&summary)
+}
+
+/// `brainrecon train-word2vec --corpus`: skip-gram vectors of a text corpus (files or folders),
+/// split into words as the encoding route splits them, written to `out` (vectors.bin,
+/// training.json); returns the summary as JSON. Defaults are gensim's `Word2Vec(sg=1)`.
+#[pyfunction]
+#[pyo3(signature = (corpus, out, *, markup="auto".to_string(), dim=100, window=5, negative=5,
+    min_count=5, epochs=5, sample=1e-3, alpha=0.025, seed=0, progress=false))]
+#[allow(clippy::too_many_arguments)]
+fn route_train_word2vec(
+    py: Python<'_>,
+    corpus: Vec<PathBuf>,
+    out: PathBuf,
+    markup: String,
+    dim: usize,
+    window: usize,
+    negative: usize,
+    min_count: usize,
+    epochs: usize,
+    sample: f64,
+    alpha: f32,
+    seed: u64,
+    progress: bool,
+) -> PyResult<String> {
+    use brainrecon_routes::naturalistic::annotations::parse_markup;
+    use brainrecon_routes::naturalistic::corpus::train_word2vec_on_corpus;
+    if corpus.is_empty() {
+        return Err(errors::value("corpus: give at least one file or folder"));
+    }
+    let markup = parse_markup(&markup).map_err(route)?;
+    let config = brainrecon_routes::naturalistic::corpus::Word2VecConfig {
+        dim,
+        window,
+        negative,
+        min_count,
+        epochs,
+        alpha,
+        sample,
+        seed,
+    };
+    let summary = py
+        .detach(|| {
+            train_word2vec_on_corpus(
+                &corpus,
+                markup,
+                &config,
+                &out,
+                "brainrecon.train_word2vec",
+                progress,
+            )
+        })
+        .map_err(route)?;
     json(&summary)
 }
 

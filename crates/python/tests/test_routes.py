@@ -139,6 +139,24 @@ def test_encode_runs_returns_the_clis_maps(tmp_path):
         brainrecon.encode_runs(tmp_path / "runs", ["=x"], tmp_path / "bad")
 
 
+def test_train_word2vec_equals_the_cli(tmp_path):
+    # The same corpus, settings and seed give the CLI's bytes; the vectors hold every word of
+    # ds005531's annotations as the route splits them.
+    cli = os.environ["BRAINRECON_CLI"]
+    corpus = ROOT / "crates/cli/tests/fixtures/ds005531_shipped/derivatives/annotation"
+    subprocess.run([cli, "train-word2vec", "--corpus", str(corpus), "--min-count", "1",
+                    "--dim", "8", "--epochs", "1", "--seed", "2", "--out", str(tmp_path / "cli")],
+                   check=True, capture_output=True)
+    summary = brainrecon.train_word2vec(corpus, tmp_path / "py", min_count=1, dim=8, epochs=1,
+                                        seed=2)
+    assert summary["dim"] == 8 and len(summary["files"]) == 12
+    assert summary["corpus_words_in_vocabulary"] == summary["corpus_words"]
+    assert (tmp_path / "py/vectors.bin").read_bytes() == (tmp_path / "cli/vectors.bin").read_bytes()
+    with pytest.raises(FileNotFoundError, match="missing.txt"):
+        brainrecon.train_word2vec(tmp_path / "missing.txt", tmp_path / "bad")
+    assert not (tmp_path / "bad").exists()
+
+
 def test_a_live_session_refuses_bad_options(tmp_path):
     with pytest.raises(ValueError, match="not a folder"):
         brainrecon.realtime.Session(tmp_path / "no-export", tmp_path, tmp_path, tr=1.0)

@@ -389,7 +389,19 @@ pub fn merge_saved(dirs: &[PathBuf], out: impl AsRef<Path>) -> Result<(usize, us
         shards.push((dir, json));
     }
     shards.sort_by_key(|(_, json)| json.target_range.start);
-    check_shards_tile(&shards)?;
+    // Every shard's model.json is checked before anything is written.
+    let summaries: Vec<crate::model::ShardSummary> = shards
+        .iter()
+        .map(|(dir, json)| crate::model::ShardSummary {
+            name: dir.join(MODEL_FILE).display().to_string(),
+            n_features: json.n_features,
+            alpha_grid: &json.alpha_grid,
+            options: &json.options,
+            dual: json.form != Form::Primal,
+            range: json.target_range,
+        })
+        .collect();
+    crate::model::check_shards(&summaries)?;
     let first = &shards[0].1;
     let (p, total, k) = (
         first.n_features,
@@ -410,75 +422,6 @@ pub fn merge_saved(dirs: &[PathBuf], out: impl AsRef<Path>) -> Result<(usize, us
         writer.finish(metadata)
     })?;
     Ok((p, total))
-}
-
-/// Checks, from their `model.json` files, that the shards (sorted by first target) can be
-/// merged: the first shard's features, alpha grid, options and total, primal weights, and
-/// target ranges that tile `0..total`. Each refusal names the shard's file and the first's.
-fn check_shards_tile(shards: &[(&PathBuf, ModelJson)]) -> Result<()> {
-    let Some((first_dir, first)) = shards.first() else {
-        return Err(RidgeError::Merge("no shard given".into()));
-    };
-    let first_file = first_dir.join(MODEL_FILE);
-    let mut expected_start = 0;
-    for (dir, json) in shards {
-        let file = dir.join(MODEL_FILE);
-        let differs = |field: &str, expected: String, found: String| {
-            Err(RidgeError::Merge(format!(
-                "{}: {field}: expected {expected} as in {}, found {found}",
-                file.display(),
-                first_file.display()
-            )))
-        };
-        if json.n_features != first.n_features {
-            return differs(
-                "n_features",
-                first.n_features.to_string(),
-                json.n_features.to_string(),
-            );
-        }
-        if json.alpha_grid != first.alpha_grid {
-            return differs(
-                "alpha_grid",
-                format!("{:?}", first.alpha_grid),
-                format!("{:?}", json.alpha_grid),
-            );
-        }
-        if json.options != first.options {
-            return differs(
-                "options",
-                format!("{:?}", first.options),
-                format!("{:?}", json.options),
-            );
-        }
-        if json.form != Form::Primal {
-            return Err(RidgeError::Merge(format!(
-                "{}: form: a dual model (fit shards with primal weights, or convert each with to_primal)",
-                file.display()
-            )));
-        }
-        let range = json.target_range;
-        if range.total != first.target_range.total || range.start != expected_start {
-            return Err(RidgeError::Merge(format!(
-                "{}: target_range: covers targets {}..{} of {}, expected to start at {expected_start} of {} (a shard missing or given twice?)",
-                file.display(),
-                range.start,
-                range.end,
-                range.total,
-                first.target_range.total
-            )));
-        }
-        expected_start = range.end;
-    }
-    if expected_start != first.target_range.total {
-        return Err(RidgeError::Merge(format!(
-            "the shards ({} … {}) cover targets 0..{expected_start} of {}: the shards after {expected_start} are missing",
-            first_file.display(),
-            shards[shards.len() - 1].0.join(MODEL_FILE).display(),
-            first.target_range.total
-        )));
-    }
-    Ok(())
 }
 
 impl Drop for ModelWriter {

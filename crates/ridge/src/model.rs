@@ -206,34 +206,17 @@ impl RidgeModel {
     /// without gap or overlap. Metadata maps are unioned (first wins).
     pub fn merge(shards: Vec<RidgeModel>) -> Result<RidgeModel> {
         let mut shards = shards;
-        if shards.iter().any(|shard| shard.dual.is_some()) {
-            return Err(RidgeError::Merge(
-                "a shard is a dual model: fit shards with primal weights, or convert each with \
-                 to_primal"
-                    .into(),
-            ));
-        }
         shards.sort_by_key(|m| m.target_range.start);
-        let first = shards
-            .first()
-            .ok_or_else(|| RidgeError::Merge("no shard given".into()))?;
+        let summaries: Vec<ShardSummary> = shards
+            .iter()
+            .enumerate()
+            .map(|(k, m)| ShardSummary::of(m, format!("shard {k}")))
+            .collect();
+        check_shards(&summaries)?;
+        let first = &shards[0];
         let total = first.target_range.total;
-        let mut expected_start = 0;
         for (k, shard) in shards.iter().enumerate() {
-            check_compatible(first, shard, k)?;
-            let range = shard.target_range;
-            if range.start != expected_start || range.total != total {
-                return Err(RidgeError::Merge(format!(
-                    "shard {k} covers targets {}..{} of {}, expected to start at {expected_start} of {total}",
-                    range.start, range.end, range.total
-                )));
-            }
-            expected_start = range.end;
-        }
-        if expected_start != total {
-            return Err(RidgeError::Merge(format!(
-                "shards cover targets 0..{expected_start} of {total}"
-            )));
+            check_same_x(first, shard, &format!("shard {k}"))?;
         }
         let concat = |get: &dyn Fn(&RidgeModel) -> MatRef<'_, f32>| {
             let rows = get(first).nrows();
@@ -307,23 +290,120 @@ fn cross_kernel(a: MatRef<'_, f32>, b: MatRef<'_, f32>, transform: &XTransform) 
     kernel
 }
 
-pub(crate) fn check_compatible(reference: &RidgeModel, shard: &RidgeModel, k: usize) -> Result<()> {
-    let mismatch = |what: &str| {
+/// What a shard says about itself, for the merge's checks: one set of rules whether the
+/// shards are in memory ([`RidgeModel::merge`]) or saved ([`crate::io::merge_saved`]).
+pub(crate) struct ShardSummary<'a> {
+    /// How a refusal names the shard (`shard 2`, or its `model.json`).
+    pub name: String,
+    pub n_features: usize,
+    pub alpha_grid: &'a [f64],
+    pub options: &'a ModelOptions,
+    pub dual: bool,
+    pub range: TargetRange,
+}
+
+/// Refuses `shard` where its features, alpha grid or options differ from `first`'s, or it is a
+/// dual model; the message names both.
+fn check_same_fields(first: &ShardSummary, shard: &ShardSummary) -> Result<()> {
+    let differs = |field: &str, expected: String, found: String| {
         Err(RidgeError::Merge(format!(
-            "shard {k} has a different {what}"
+            "{}: {field}: expected {expected} as in {}, found {found}",
+            shard.name, first.name
         )))
     };
-    if shard.n_features() != reference.n_features() {
-        return mismatch("feature count");
+    if shard.n_features != first.n_features {
+        return differs(
+            "n_features",
+            first.n_features.to_string(),
+            shard.n_features.to_string(),
+        );
     }
-    if shard.alpha_grid != reference.alpha_grid {
-        return mismatch("alpha grid");
+    if shard.alpha_grid != first.alpha_grid {
+        return differs(
+            "alpha_grid",
+            format!("{:?}", first.alpha_grid),
+            format!("{:?}", shard.alpha_grid),
+        );
     }
-    if shard.options != reference.options {
-        return mismatch("set of options (cv, scoring, intercept, standardize, solver)");
+    if shard.options != first.options {
+        return differs(
+            "options",
+            format!("{:?}", first.options),
+            format!("{:?}", shard.options),
+        );
     }
-    if shard.x_mean != reference.x_mean || shard.x_scale != reference.x_scale {
-        return mismatch("X preprocessing (x_mean / x_scale): shards must be fitted on the same X");
+    if shard.dual {
+        return Err(RidgeError::Merge(format!(
+            "{}: form: a dual model (fit shards with primal weights, or convert each with to_primal)",
+            shard.name
+        )));
+    }
+    Ok(())
+}
+
+/// The merge's rules for a block of targets from `start` against the first block written:
+/// [`check_shards`]' fields, and the same X preprocessing.
+pub(crate) fn check_compatible(
+    reference: &RidgeModel,
+    block: &RidgeModel,
+    start: usize,
+) -> Result<()> {
+    check_same_fields(
+        &ShardSummary::of(reference, "the first block".into()),
+        &ShardSummary::of(block, format!("the block from target {start}")),
+    )?;
+    check_same_x(reference, block, &format!("the block from target {start}"))
+}
+
+/// Refuses `block` (named `name`) where its X preprocessing is not `reference`'s, bit for bit.
+fn check_same_x(reference: &RidgeModel, block: &RidgeModel, name: &str) -> Result<()> {
+    if block.x_mean != reference.x_mean || block.x_scale != reference.x_scale {
+        return Err(RidgeError::Merge(format!(
+            "{name}: X preprocessing (x_mean / x_scale) differs from the first's: shards must be fitted on the same X"
+        )));
+    }
+    Ok(())
+}
+
+impl<'a> ShardSummary<'a> {
+    fn of(model: &'a RidgeModel, name: String) -> Self {
+        ShardSummary {
+            name,
+            n_features: model.n_features(),
+            alpha_grid: &model.alpha_grid,
+            options: &model.options,
+            dual: model.dual.is_some(),
+            range: model.target_range,
+        }
+    }
+}
+
+/// Checks that `shards`, sorted by first target, can be merged: the first shard's features,
+/// alpha grid and options in every shard, primal weights, and target ranges that tile
+/// `0..total`. Each refusal names the shard and, for a difference, the first shard.
+pub(crate) fn check_shards(shards: &[ShardSummary]) -> Result<()> {
+    let Some(first) = shards.first() else {
+        return Err(RidgeError::Merge("no shard given".into()));
+    };
+    let mut expected_start = 0;
+    for shard in shards {
+        check_same_fields(first, shard)?;
+        let range = shard.range;
+        if range.total != first.range.total || range.start != expected_start {
+            return Err(RidgeError::Merge(format!(
+                "{}: target_range: covers targets {}..{} of {}, expected to start at {expected_start} of {} (a shard missing or given twice?)",
+                shard.name, range.start, range.end, range.total, first.range.total
+            )));
+        }
+        expected_start = range.end;
+    }
+    if expected_start != first.range.total {
+        return Err(RidgeError::Merge(format!(
+            "the shards ({} … {}) cover targets 0..{expected_start} of {}: the shards after {expected_start} are missing",
+            first.name,
+            shards[shards.len() - 1].name,
+            first.range.total
+        )));
     }
     Ok(())
 }

@@ -119,8 +119,29 @@ pub struct FeatureMeta {
 }
 
 impl FeatureMeta {
+    /// Values per stimulus (the product of `shape`; checked when the file is read).
     pub fn width(&self) -> usize {
         self.shape.iter().product()
+    }
+
+    /// Reads `<kind>.json`, refusing a `shape` whose product overflows or is zero: every width
+    /// used later comes from a checked shape.
+    pub fn read(path: &Path) -> Result<FeatureMeta> {
+        let meta: FeatureMeta = read_json(path)?;
+        let width = meta
+            .shape
+            .iter()
+            .try_fold(1usize, |w, &d| w.checked_mul(d))
+            .filter(|&w| w > 0);
+        if width.is_none() {
+            return Err(RouteError::mismatch(
+                path,
+                "shape",
+                "per-stimulus extents of at least 1 whose product fits in memory",
+                format!("{:?}", meta.shape),
+            ));
+        }
+        Ok(meta)
     }
 }
 
@@ -522,7 +543,7 @@ pub fn load_features_mapped(
             ),
         });
     }
-    let meta: FeatureMeta = read_json(&meta_path)?;
+    let meta = FeatureMeta::read(&meta_path)?;
     if meta.format != FORMAT || meta.kind != kind.name() {
         return Err(RouteError::mismatch(
             &meta_path,
@@ -788,6 +809,29 @@ fn blip_features<E: From<RouteError>>(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_feature_shape_whose_product_overflows_is_refused_naming_the_file() {
+        // Found by the long fuzz run: `group prepare` summed a shape of [4, 10, 2^63 - 1].
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("vae.json");
+        let mut meta = serde_json::json!({
+            "format": FORMAT, "kind": "vae", "model": "m", "shape": [4, 10, i64::MAX],
+            "settings": {}, "subject": "subj01", "n_images": 40
+        });
+        std::fs::write(&path, meta.to_string()).unwrap();
+        let text = FeatureMeta::read(&path).unwrap_err().to_string();
+        assert!(
+            text.contains("vae.json") && text.contains("shape"),
+            "{text}"
+        );
+        meta["shape"] = serde_json::json!([4, 0, 5]);
+        std::fs::write(&path, meta.to_string()).unwrap();
+        assert!(FeatureMeta::read(&path).is_err());
+        meta["shape"] = serde_json::json!([4, 10, 10]);
+        std::fs::write(&path, meta.to_string()).unwrap();
+        assert_eq!(FeatureMeta::read(&path).unwrap().width(), 400);
+    }
+
     use super::*;
 
     #[test]
@@ -838,25 +882,17 @@ pub struct TextFeaturesRequest {
 /// Checks `r` and writes the features of every annotation file into `r.out`; returns how many
 /// files there were.
 pub fn text_features_request(r: &TextFeaturesRequest) -> Result<usize> {
-    use crate::naturalistic::annotations::{annotation_files, write_annotation_features};
+    use crate::naturalistic::annotations::{
+        annotation_files, parse_markup, write_annotation_features,
+    };
     use crate::naturalistic::{load_featurizer, LayerChoice};
-    use brainrecon_datasets::ds005531::Markup;
     if r.pool != "mean" {
         return Err(RouteError::Usage(format!(
             "--pool: only mean exists, found {}",
             r.pool
         )));
     }
-    let markup = match r.markup.as_str() {
-        "auto" => None,
-        "ds005531" => Some(Markup::Ds005531),
-        "plain" => Some(Markup::Plain),
-        other => {
-            return Err(RouteError::Usage(format!(
-                "--markup: expected auto, ds005531 or plain, found {other}"
-            )))
-        }
-    };
+    let markup = parse_markup(&r.markup)?;
     let files = annotation_files(&r.annotations)?;
     let device = crate::options::device(&r.device)?;
     let featurizer = load_featurizer(&r.model, &LayerChoice::parse(&r.layer)?, &device)?;

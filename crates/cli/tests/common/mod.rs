@@ -70,3 +70,36 @@ pub fn simulated_subject(dir: &Path, images: usize, seed: u64, image_size: usize
     ]);
     subject
 }
+
+/// A command line's words (split at spaces), each placeholder of `paths` (`{d}`, `{out}`, …)
+/// replaced by its path.
+#[allow(dead_code)] // used by the campaigns (fuzz_commands, crash)
+pub fn words(line: &str, paths: &[(&str, &Path)]) -> Vec<String> {
+    line.split_whitespace()
+        .map(|word| {
+            paths
+                .iter()
+                .fold(word.to_string(), |w, (name, path)| w.replace(name, p(path)))
+        })
+        .collect()
+}
+
+/// One setting-up line of a campaign's inputs in `dir` (`{d}`): `copy FROM TO` copies a file
+/// (paths relative to `dir`), anything else is a brainrecon command line that must succeed.
+#[allow(dead_code)] // used by the campaigns (fuzz_commands, crash)
+pub fn set_up(dir: &Path, line: &str) {
+    if let Some((from, to)) = line.strip_prefix("copy ").and_then(|l| l.split_once(' ')) {
+        std::fs::copy(dir.join(from), dir.join(to)).unwrap();
+        return;
+    }
+    let args = words(line, &[("{d}", dir)]);
+    let out = Command::new(env!("CARGO_BIN_EXE_brainrecon"))
+        .args(&args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

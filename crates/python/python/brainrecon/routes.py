@@ -235,5 +235,25 @@ def encode_runs(subject, bands, out, dataset_features=None, allow_weak_bands=Fal
     return maps
 
 
+def train_word2vec(corpus, out, markup="auto", dim=100, window=5, negative=5, min_count=5,
+                   epochs=5, sample=1e-3, alpha=0.025, seed=0, progress=False):
+    """``brainrecon train-word2vec --corpus``: skip-gram vectors of a text corpus, written to
+    ``out`` (vectors.bin in word2vec's binary format, training.json).
+
+    ``corpus``: a text file or folder, or a list of them (folders are searched for ``*.txt``
+    files and files without an extension, as WikiExtractor writes a Wikipedia dump). Lines are
+    split into words as ``encode_runs`` and ``features text`` split them (ds005531's markup
+    where a file carries its ``[HH:MM:SS]`` stamps; Japanese segmented), so ``out/vectors.bin``
+    serves as their ``text_model``. Defaults are gensim's ``Word2Vec(sg=1)``. Returns the
+    summary as a dict (vocabulary, dim, corpus_words, corpus_words_in_vocabulary, files)."""
+    paths = [corpus] if isinstance(corpus, (str, os.PathLike)) else list(corpus)
+    summary = _native.route_train_word2vec(
+        [os.fspath(p) for p in paths], os.fspath(out), markup=str(markup), dim=int(dim),
+        window=int(window), negative=int(negative), min_count=int(min_count),
+        epochs=int(epochs), sample=float(sample), alpha=float(alpha), seed=int(seed),
+        progress=bool(progress))
+    return json.loads(summary)
+
+
 __all__ = ["prepare_subject", "compute_features", "fit_decoders", "caption", "reconstruct",
-           "Reconstruction", "encode_runs"]
+           "Reconstruction", "encode_runs", "train_word2vec"]

@@ -15,7 +15,6 @@
 use crate::decoders::{image_targets, ImageTargets, Target};
 use crate::error::{Result, RouteError};
 use crate::features::{feature_paths, FeatureMeta};
-use brainrecon_core::fs::read_json;
 use brainrecon_datasets::prepared::PreparedSubject;
 use faer::linalg::matmul::matmul;
 use faer::linalg::matmul::triangular::{self, BlockStructure};
@@ -53,7 +52,7 @@ pub fn load_block(
     if let Target::Features(kind) = target {
         let (array, meta_path) = feature_paths(features_dir, *kind);
         if meta_path.exists() && array.exists() {
-            let meta: FeatureMeta = read_json(&meta_path)?;
+            let meta = FeatureMeta::read(&meta_path)?;
             if meta.subject != subject.meta.subject {
                 return Err(RouteError::mismatch(
                     &meta_path,

@@ -29,7 +29,7 @@ pub fn annotation_files(path: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// The annotation kind of `<title>_run-NN_<kind>_each1sec` (else the whole stem).
-fn kind_of(stem: &str) -> &str {
+pub(crate) fn kind_of(stem: &str) -> &str {
     let base = stem.strip_suffix("_each1sec").unwrap_or(stem);
     match base.split_once("_run-") {
         Some((_, rest)) => rest.split_once('_').map_or(rest, |(_, kind)| kind),
@@ -39,7 +39,7 @@ fn kind_of(stem: &str) -> &str {
 
 /// True when `line` starts with a `[HH:MM:SS]` stamp (ds005531's lines; digits and colons
 /// inside the brackets).
-fn has_stamp(line: &str) -> bool {
+pub(crate) fn has_stamp(line: &str) -> bool {
     let Some(rest) = line.trim_start().strip_prefix('[') else {
         return false;
     };
@@ -49,6 +49,18 @@ fn has_stamp(line: &str) -> bool {
                 .chars()
                 .all(|c| c.is_ascii_digit() || c == ':' || c == '.')
     })
+}
+
+/// `--markup`: `auto` (None: decided per file), `ds005531` or `plain`.
+pub fn parse_markup(name: &str) -> Result<Option<Markup>> {
+    match name {
+        "auto" => Ok(None),
+        "ds005531" => Ok(Some(Markup::Ds005531)),
+        "plain" => Ok(Some(Markup::Plain)),
+        other => Err(RouteError::Usage(format!(
+            "--markup: expected auto, ds005531 or plain, found {other}"
+        ))),
+    }
 }
 
 /// ds005531's markup when any line carries its `[HH:MM:SS]` stamp, else plain text. The

@@ -4,6 +4,7 @@
 //! partitioning, block-permutation statistics, NIfTI maps and an HTML report.
 
 pub mod annotations;
+pub mod corpus;
 pub mod design;
 pub mod embedded;
 pub mod encode;

@@ -86,8 +86,12 @@ fn score(decoded: &Mat<f32>, truth: &Mat<f32>, cv_r2: f64) -> MotionFit {
     for i in 0..n {
         *counts.entry(direction(truth, i)).or_insert(0usize) += 1;
     }
-    let chance = counts
-        .values()
+    // Summed in a fixed order: a map's iteration order changes from run to run, and with it
+    // the last bit of the sum.
+    let mut per_direction: Vec<usize> = counts.into_values().collect();
+    per_direction.sort_unstable();
+    let chance = per_direction
+        .iter()
         .map(|&k| (k as f64 / n.max(1) as f64).powi(2))
         .sum();
     MotionFit {

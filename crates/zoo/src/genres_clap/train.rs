@@ -231,7 +231,22 @@ pub fn train_genres_clap(
         (config.lr, config.steps, config.checkpoint_every),
         &mut resumed,
     )?;
-    let mut checkpoints = Vec::new();
+    // The held-out scores at each checkpoint, kept beside the checkpoints so that a resumed run
+    // records those made before it was stopped. A run stopped between a checkpoint and its
+    // scores scores the restored parameters, which are that checkpoint's.
+    let scores_path = work.join(HELD_OUT_FILE);
+    let mut checkpoints: Vec<(usize, Retrieval)> = if run.start > 0 && scores_path.is_file() {
+        brainrecon_core::fs::read_json(&scores_path)?
+    } else {
+        Vec::new()
+    };
+    checkpoints.retain(|&(step, _)| step <= run.start);
+    let is_checkpoint = |step: usize| step % config.checkpoint_every == 0 && step < config.steps;
+    if run.start > 0 && is_checkpoint(run.start) && !checkpoints.iter().any(|c| c.0 == run.start) {
+        clamp_temperatures(&params)?;
+        checkpoints.push((run.start, retrieval(&model, &tokenizer, &held_out, device)?));
+        brainrecon_core::fs::write_json_atomic(&scores_path, &checkpoints)?;
+    }
     for step in run.start..config.steps {
         clamp_temperatures(&params)?;
         let picks = step_picks(&bank, config.batch, seed, step);
@@ -249,9 +264,10 @@ pub fn train_genres_clap(
             total: config.steps,
             loss: value,
         });
-        if (step + 1) % config.checkpoint_every == 0 && step + 1 < config.steps {
+        if is_checkpoint(step + 1) {
             let scores = retrieval(&model, &tokenizer, &held_out, device)?;
             checkpoints.push((step + 1, scores));
+            brainrecon_core::fs::write_json_atomic(&scores_path, &checkpoints)?;
             progress(ClapProgress::HeldOut {
                 step: step + 1,
                 retrieval: scores,
@@ -340,16 +356,22 @@ fn write_folder(
     )
 }
 
-/// The `train-clap` command of a run.
+/// The `train-clap` command of a run (every setting its flags change).
 pub fn command(out: &Path, config: &GenresClapConfig, seed: u64) -> String {
     format!(
-        "brainrecon train-clap --out {} --steps {} --batch {} --seed {seed} --checkpoint-every {}",
+        "brainrecon train-clap --out {} --steps {} --batch {} --seed {seed} --checkpoint-every {} \
+         --lr {} --clips {}",
         out.display(),
         config.steps,
         config.batch,
-        config.checkpoint_every
+        config.checkpoint_every,
+        config.lr,
+        config.training_clips
     )
 }
+
+/// The held-out scores of the checkpoints so far, beside them in `out/.train`.
+const HELD_OUT_FILE: &str = "clap-held-out.json";
 
 #[cfg(test)]
 mod tests {

@@ -3,6 +3,9 @@
 //! times, frequent words subsampled, a window shrunk at random per centre word, negatives drawn
 //! from the unigram distribution raised to 0.75, the learning rate decayed linearly to 1e-4 of
 //! its start. It runs on one thread so that a seed gives the same vectors everywhere.
+//!
+//! The sentences come through [`Sentences`], read once for the vocabulary and once per epoch,
+//! so a corpus on disk (`brainrecon train-word2vec --corpus`) is streamed, never held whole.
 
 use brainrecon_language::word2vec::Word2Vec;
 use brainrecon_nn::{ModelError, Result};
@@ -15,19 +18,42 @@ use super::data::{corpus_lines, sentences, CORPUS_RUNS, CORPUS_SECONDS};
 use brainrecon_core::fs::write_json_atomic;
 use std::path::Path;
 
+/// Training sentences (each already split into words) that can be read more than once.
+pub trait Sentences {
+    /// Calls `each` on every sentence, in the same order every time.
+    fn visit(&self, each: &mut dyn FnMut(&[String])) -> Result<()>;
+}
+
+impl Sentences for [Vec<String>] {
+    fn visit(&self, each: &mut dyn FnMut(&[String])) -> Result<()> {
+        self.iter().for_each(|s| each(s));
+        Ok(())
+    }
+}
+
 /// The vocabulary: words seen at least `min_count` times, most frequent first (ties by
 /// spelling, so the order does not depend on hashing), with their counts.
-fn build_vocabulary(sentences: &[Vec<String>], min_count: usize) -> (Vec<String>, Vec<u64>) {
-    let mut counts: HashMap<&str, u64> = HashMap::new();
-    for word in sentences.iter().flatten() {
-        *counts.entry(word.as_str()).or_default() += 1;
-    }
-    let mut kept: Vec<(&str, u64)> = counts
+fn build_vocabulary(
+    sentences: &(impl Sentences + ?Sized),
+    min_count: usize,
+) -> Result<(Vec<String>, Vec<u64>)> {
+    let mut counts: HashMap<String, u64> = HashMap::new();
+    sentences.visit(&mut |sentence| {
+        for word in sentence {
+            match counts.get_mut(word.as_str()) {
+                Some(count) => *count += 1,
+                None => {
+                    counts.insert(word.clone(), 1);
+                }
+            }
+        }
+    })?;
+    let mut kept: Vec<(String, u64)> = counts
         .into_iter()
         .filter(|&(_, c)| c as usize >= min_count.max(1))
         .collect();
-    kept.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
-    kept.into_iter().map(|(w, c)| (w.to_string(), c)).unzip()
+    kept.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    Ok(kept.into_iter().unzip())
 }
 
 /// word2vec.c's probability of keeping each occurrence of a word of count `count`.
@@ -53,7 +79,17 @@ fn noise_cumulative(counts: &[u64]) -> Vec<f64> {
 
 /// Trains skip-gram vectors on `sentences` (already split into words).
 pub fn train_word2vec(sentences: &[Vec<String>], config: &Word2VecConfig) -> Result<Word2Vec> {
-    let (words, counts) = build_vocabulary(sentences, config.min_count);
+    train_word2vec_from(sentences, config, false)
+}
+
+/// [`train_word2vec`] on any [`Sentences`], with a progress bar over the words of all epochs
+/// when `show_progress`.
+pub fn train_word2vec_from(
+    sentences: &(impl Sentences + ?Sized),
+    config: &Word2VecConfig,
+    show_progress: bool,
+) -> Result<Word2Vec> {
+    let (words, counts) = build_vocabulary(sentences, config.min_count)?;
     if words.is_empty() || config.dim == 0 || config.epochs == 0 {
         return Err(ModelError::Invalid(format!(
             "word2vec: nothing to train ({} words of count ≥ {}, dim {}, epochs {})",
@@ -81,14 +117,16 @@ pub fn train_word2vec(sentences: &[Vec<String>], config: &Word2VecConfig) -> Res
         .collect();
     let mut output = vec![0.0f32; words.len() * d];
     let planned = (total as f64 * config.epochs as f64).max(1.0);
+    let progress = brainrecon_core::progress::bar(planned as u64, "word2vec", show_progress);
     let mut seen = 0u64;
     for _ in 0..config.epochs {
-        for sentence in sentences {
+        sentences.visit(&mut |sentence| {
             let ids: Vec<usize> = sentence
                 .iter()
                 .filter_map(|w| index.get(w.as_str()).copied())
                 .collect();
             seen += ids.len() as u64;
+            progress.inc(ids.len() as u64);
             let kept: Vec<usize> = ids
                 .into_iter()
                 .filter(|&i| rng.gen::<f64>() < keep[i])
@@ -114,8 +152,9 @@ pub fn train_word2vec(sentences: &[Vec<String>], config: &Word2VecConfig) -> Res
                     }
                 }
             }
-        }
+        })?;
     }
+    progress.finish_and_clear();
     Ok(Word2Vec::new(words, d, input))
 }
 
@@ -173,10 +212,9 @@ pub fn train_word2vec_movie(out: &Path, seed: u64) -> Result<Word2Vec> {
     let corpus = corpus_lines(seed);
     let config = Word2VecConfig::word2vec_movie(seed);
     let vectors = train_word2vec(&sentences(&corpus), &config)?;
-    std::fs::create_dir_all(out).map_err(|e| brainrecon_core::DataError::io(out, e))?;
-    vectors.save(&out.join("vectors.bin"), true)?;
-    write_json_atomic(
-        &out.join("training.json"),
+    write_word2vec(
+        out,
+        &vectors,
         &serde_json::json!({
             "command": format!("brainrecon train-word2vec --out {} --seed {seed}", out.display()),
             "corpus": {"runs": CORPUS_RUNS, "seconds": CORPUS_SECONDS, "lines": corpus.len()},
@@ -185,6 +223,16 @@ pub fn train_word2vec_movie(out: &Path, seed: u64) -> Result<Word2Vec> {
         }),
     )?;
     Ok(vectors)
+}
+
+/// Writes a model folder: `out/vectors.bin` (word2vec's binary format) and `out/training.json`
+/// (`training`), replacing `out` whole only once both are written.
+pub fn write_word2vec(out: &Path, vectors: &Word2Vec, training: &serde_json::Value) -> Result<()> {
+    brainrecon_core::fs::write_folder_atomic(out, |dir| -> Result<()> {
+        vectors.save(&dir.join("vectors.bin"), true)?;
+        write_json_atomic(&dir.join("training.json"), training)?;
+        Ok(())
+    })
 }
 
 #[cfg(test)]
