@@ -51,6 +51,14 @@ pub(crate) fn has_stamp(line: &str) -> bool {
     })
 }
 
+/// How records name a markup: `ds005531` or `plain`, as `--markup` spells it.
+pub(crate) fn markup_name(markup: Markup) -> &'static str {
+    match markup {
+        Markup::Ds005531 => "ds005531",
+        Markup::Plain => "plain",
+    }
+}
+
 /// `--markup`: `auto` (None: decided per file), `ds005531` or `plain`.
 pub fn parse_markup(name: &str) -> Result<Option<Markup>> {
     match name {
@@ -182,11 +190,7 @@ fn write_file_features(
     }
     let record = FileRecord {
         source: file.display().to_string(),
-        markup: match markup {
-            Markup::Ds005531 => "ds005531",
-            Markup::Plain => "plain",
-        }
-        .into(),
+        markup: markup_name(markup).into(),
         lines: lines.len(),
         words: features.words,
         skipped: features.skipped,

@@ -6,7 +6,7 @@
 //! vocabulary is the one `features text` and `encode-runs` look words up in. Files are
 //! streamed, once for the vocabulary and once per epoch, never held whole.
 
-use super::annotations::{has_stamp, kind_of};
+use super::annotations::{has_stamp, kind_of, markup_name};
 use crate::error::{Result, RouteError};
 use brainrecon_core::text::for_each_line;
 use brainrecon_core::DataError;
@@ -23,6 +23,8 @@ pub struct CorpusFile {
     pub path: PathBuf,
     /// `ds005531` or `plain`.
     pub markup: &'static str,
+    #[serde(skip)]
+    read_as: Markup,
     /// Lines, and words after splitting (filled by the first pass).
     pub lines: usize,
     pub words: usize,
@@ -72,10 +74,8 @@ impl Corpus {
                 let stem = path.file_stem().unwrap_or_default().to_string_lossy();
                 Ok(CorpusFile {
                     kind: kind_of(&stem).to_string(),
-                    markup: match markup {
-                        Markup::Ds005531 => "ds005531",
-                        Markup::Plain => "plain",
-                    },
+                    markup: markup_name(markup),
+                    read_as: markup,
                     path,
                     lines: 0,
                     words: 0,
@@ -141,17 +141,13 @@ impl Sentences for Corpus {
     fn visit(&self, each: &mut dyn FnMut(&[String])) -> brainrecon_nn::Result<()> {
         let mut files = self.files.borrow_mut();
         for file in files.iter_mut() {
-            let markup = match file.markup {
-                "ds005531" => Markup::Ds005531,
-                _ => Markup::Plain,
-            };
             let (mut lines, mut words) = (0, 0);
             for_each_line(&file.path, |_, line| {
                 lines += 1;
                 if is_document_marker(line) {
                     return Ok(());
                 }
-                for segment in annotation_segments(markup, &file.kind, line) {
+                for segment in annotation_segments(file.read_as, &file.kind, line) {
                     let sentence = words_of(&segment);
                     words += sentence.len();
                     if !sentence.is_empty() {
@@ -196,27 +192,21 @@ pub fn train_word2vec_on_corpus(
         )));
     }
     let corpus = Corpus::open(paths, markup)?;
-    let vectors = train_word2vec_from(&corpus, config, show_progress).map_err(|e| match e {
-        brainrecon_nn::ModelError::Invalid(message) => RouteError::Usage(format!(
-            "--corpus: {message}; a smaller --min-count keeps rarer words"
-        )),
-        other => other.into(),
-    })?;
+    let (vectors, in_vocabulary) =
+        train_word2vec_from(&corpus, config, show_progress).map_err(|e| match e {
+            brainrecon_nn::ModelError::Invalid(message) => RouteError::Usage(format!(
+                "--corpus: {message}; a smaller --min-count keeps rarer words"
+            )),
+            other => other.into(),
+        })?;
     let files = corpus.files();
     let corpus_words = files.iter().map(|f| f.words).sum();
-    let mut in_vocabulary = 0;
-    corpus.visit(&mut |sentence| {
-        in_vocabulary += sentence
-            .iter()
-            .filter(|w| vectors.vector(w).is_some())
-            .count();
-    })?;
     let summary = CorpusTraining {
         out: out.to_path_buf(),
         vocabulary: vectors.words.len(),
         dim: vectors.dim,
         corpus_words,
-        corpus_words_in_vocabulary: in_vocabulary,
+        corpus_words_in_vocabulary: in_vocabulary as usize,
         files,
     };
     write_word2vec(

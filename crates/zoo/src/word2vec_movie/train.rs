@@ -79,16 +79,17 @@ fn noise_cumulative(counts: &[u64]) -> Vec<f64> {
 
 /// Trains skip-gram vectors on `sentences` (already split into words).
 pub fn train_word2vec(sentences: &[Vec<String>], config: &Word2VecConfig) -> Result<Word2Vec> {
-    train_word2vec_from(sentences, config, false)
+    train_word2vec_from(sentences, config, false).map(|(vectors, _)| vectors)
 }
 
 /// [`train_word2vec`] on any [`Sentences`], with a progress bar over the words of all epochs
-/// when `show_progress`.
+/// when `show_progress`. Also returns how many of the sentences' words the vocabulary holds
+/// (occurrences, counted in the vocabulary pass).
 pub fn train_word2vec_from(
     sentences: &(impl Sentences + ?Sized),
     config: &Word2VecConfig,
     show_progress: bool,
-) -> Result<Word2Vec> {
+) -> Result<(Word2Vec, u64)> {
     let (words, counts) = build_vocabulary(sentences, config.min_count)?;
     if words.is_empty() || config.dim == 0 || config.epochs == 0 {
         return Err(ModelError::Invalid(format!(
@@ -155,7 +156,7 @@ pub fn train_word2vec_from(
         })?;
     }
     progress.finish_and_clear();
-    Ok(Word2Vec::new(words, d, input))
+    Ok((Word2Vec::new(words, d, input), total))
 }
 
 fn draw_noise(cumulative: &[f64], rng: &mut ChaCha8Rng) -> usize {
