@@ -9,7 +9,9 @@
 #      BENCH_PYTHON (a Python with tools/fixtures/requirements-glmsingle.txt; default
 #      venvs/glmsingle/bin/python), BENCH_DATA_DIR (default target/bench-glmsingle),
 #      BENCH_THREADS (thread settings, each for numpy's BLAS and faer alike; default "1 2"),
-#      BENCH_SIDES (both, or brainrecon to time only brainrecon-glm; default both).
+#      BENCH_SIDES (both; brainrecon to time only brainrecon-glm; glmsingle to time only GLMsingle,
+#      compared with brainrecon-glm's costs and outputs from an earlier run in the same folder;
+#      default both).
 # GLMsingle is given no figuredir, so it draws no figures inside the timed fit.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -25,8 +27,8 @@ if [ ! -d "$glmsingle/glmsingle" ]; then
   echo "error: GLMsingle checkout not found at '$glmsingle' (set GLMSINGLE; see tools/fixtures/glmsingle_hrf.py)" >&2
   exit 2
 fi
-case $sides in both|brainrecon) ;; *) echo "error: BENCH_SIDES must be both or brainrecon, not '$sides'" >&2; exit 2 ;; esac
-cargo build --release --locked -p brainrecon-glm --example glmsingle
+case $sides in both|brainrecon|glmsingle) ;; *) echo "error: BENCH_SIDES must be both, brainrecon or glmsingle, not '$sides'" >&2; exit 2 ;; esac
+[ "$sides" = glmsingle ] || cargo build --release --locked -p brainrecon-glm --example glmsingle
 "$python" tools/bench/glmsingle_anchor.py make "$data" --voxels "$voxels" --glmsingle "$glmsingle" "$@"
 timed() { # NAME THREADS COMMAND...: COMMAND's stdout to DATA/NAME_tTHREADS.out, its costs to .time
   local name=$1 threads=$2; shift 2
@@ -35,13 +37,18 @@ timed() { # NAME THREADS COMMAND...: COMMAND's stdout to DATA/NAME_tTHREADS.out,
     -o "$data/${name}_t$threads.time" "$@" > "$data/${name}_t$threads.out"
 }
 for threads in $settings; do
-  echo "threads $threads: brainrecon-glm" >&2
-  timed brainrecon "$threads" "${CARGO_TARGET_DIR:-target}"/release/examples/glmsingle "$data" "$models"
-  mv "$data/brainrecon_t$threads.out" "$data/brainrecon_t$threads.fit.json"
-  if [ "$sides" = both ]; then
+  if [ "$sides" != glmsingle ]; then
+    echo "threads $threads: brainrecon-glm" >&2
+    timed brainrecon "$threads" "${CARGO_TARGET_DIR:-target}"/release/examples/glmsingle "$data" "$models"
+    mv "$data/brainrecon_t$threads.out" "$data/brainrecon_t$threads.fit.json"
+  elif [ ! -f "$data/brainrecon_t$threads.time" ]; then
+    echo "error: BENCH_SIDES=glmsingle compares with brainrecon-glm's run at $threads thread(s), but $data/brainrecon_t$threads.time is missing: run BENCH_SIDES=brainrecon first" >&2
+    exit 2
+  fi
+  if [ "$sides" != brainrecon ]; then
     echo "threads $threads: GLMsingle" >&2
     timed glmsingle "$threads" "$python" tools/bench/glmsingle_anchor.py fit "$data" --glmsingle "$glmsingle" --models "$models"
     mv "$data/glmsingle_time.json" "$data/glmsingle_t$threads.fit.json"
   fi
 done
-"$python" tools/bench/glmsingle_anchor.py compare "$data" --models "$models" --threads "$settings" --sides "$sides"
+"$python" tools/bench/glmsingle_anchor.py compare "$data" --models "$models" --threads "$settings" --sides "${sides/glmsingle/both}"

@@ -33,6 +33,31 @@ impl DeviceArgs {
     }
 }
 
+/// `--preset`: the size a training command trains.
+#[derive(clap::Args, Debug, Clone)]
+pub struct PresetArgs {
+    /// shipped (the checkpoint's size and steps) or tiny (a small model that runs the whole
+    /// training, its checkpoints and its outputs in seconds, to try a set-up; its weights are of
+    /// no use)
+    #[arg(long, value_enum, default_value = "shipped")]
+    pub preset: PresetName,
+}
+
+#[derive(clap::ValueEnum, Debug, Clone, Copy)]
+pub enum PresetName {
+    Shipped,
+    Tiny,
+}
+
+impl PresetArgs {
+    pub fn preset(&self) -> brainrecon_zoo::Preset {
+        match self.preset {
+            PresetName::Shipped => brainrecon_zoo::Preset::Shipped,
+            PresetName::Tiny => brainrecon_zoo::Preset::Tiny,
+        }
+    }
+}
+
 /// `--dtype`: the precision the weights run in.
 #[derive(clap::Args, Debug, Clone)]
 pub struct DtypeArgs {

@@ -73,3 +73,52 @@ fn train_model_is_the_older_verb() {
         assert_eq!(help(&model), help(&older), "{model:?}");
     }
 }
+
+/// `--preset tiny` trains the tests' small model; its record's command names the preset, so
+/// running that command again makes the same weights, and the shipped size is refused over
+/// its checkpoints.
+#[test]
+fn a_tiny_run_records_a_command_that_makes_it_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = dir.path().join("first");
+    let r = brainrecon(&[
+        "train-clap",
+        "--preset",
+        "tiny",
+        "--seed",
+        "3",
+        "--out",
+        first.to_str().unwrap(),
+    ]);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(first.join("training.json")).unwrap()).unwrap();
+    let command = record["command"].as_str().unwrap();
+    assert!(command.contains("--preset tiny"), "{command}");
+    assert_eq!(record["config"]["preset"], "tiny");
+    let again = dir.path().join("again");
+    let words: Vec<String> = command
+        .split_whitespace()
+        .skip(1)
+        .map(|w| {
+            if w == first.to_str().unwrap() {
+                again.to_str().unwrap().to_string()
+            } else {
+                w.to_string()
+            }
+        })
+        .collect();
+    let words: Vec<&str> = words.iter().map(String::as_str).collect();
+    let r = brainrecon(&words);
+    assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
+    assert_eq!(
+        std::fs::read(first.join("model.safetensors")).unwrap(),
+        std::fs::read(again.join("model.safetensors")).unwrap()
+    );
+    let r = brainrecon(&["train-clap", "--steps", "1", "--out", first.to_str().unwrap()]);
+    assert_eq!(r.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&r.stderr).contains("other settings"));
+    let r = brainrecon(&["train-clap", "--preset", "huge", "--out", first.to_str().unwrap()]);
+    assert_eq!(r.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&r.stderr).contains("tiny"));
+}

@@ -63,7 +63,9 @@ fn temp_owner(name: &str) -> Option<(u32, &str)> {
 
 /// Removes, once per folder and process, the temporary files and folders of writers that
 /// died (a kill, a power cut) before renaming them: their process no longer runs. A live
-/// writer's, this process's included, are left alone.
+/// writer's, this process's included, are left alone. So are output locks
+/// ([`OutputLock`]) that a writer killed between its commit and its clean-up left behind and
+/// no process holds.
 pub fn remove_dead_temps(dir: &Path) {
     static CLEANED: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
     let dir = if dir.as_os_str().is_empty() {
@@ -83,6 +85,10 @@ pub fn remove_dead_temps(dir: &Path) {
     };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
+        if is_lock_name(&name) {
+            remove_unheld_lock(&entry.path());
+            continue;
+        }
         let Some((pid, host)) = temp_owner(&name) else {
             continue;
         };
@@ -94,6 +100,28 @@ pub fn remove_dead_temps(dir: &Path) {
             let path = entry.path();
             let _ = std::fs::remove_file(&path).or_else(|_| std::fs::remove_dir_all(&path));
         }
+    }
+}
+
+/// Whether `name` is an [`OutputLock`]'s, `.<name>.lock`.
+fn is_lock_name(name: &str) -> bool {
+    name.strip_prefix('.')
+        .and_then(|n| n.strip_suffix(".lock"))
+        .is_some_and(|stem| !stem.is_empty())
+}
+
+/// Removes the lock file at `path` when no process holds it: it is taken, checked to be the
+/// file still at `path` (and empty, as locks are), and removed while held, so a writer that
+/// opened it meanwhile finds it gone and takes a new one ([`OutputLock::acquire`]).
+fn remove_unheld_lock(path: &Path) {
+    let Ok(file) = std::fs::OpenOptions::new().write(true).open(path) else {
+        return;
+    };
+    if file.metadata().map_or(true, |m| m.len() != 0) {
+        return;
+    }
+    if file.try_lock().is_ok() && same_file(&file, path) {
+        let _ = std::fs::remove_file(path);
     }
 }
 
@@ -694,6 +722,25 @@ mod tests {
             Some((12, "ab12cd34"))
         );
         assert_eq!(temp_owner(".a.tmp-x"), None);
+    }
+
+    #[test]
+    fn a_lock_left_by_a_killed_writer_is_removed_and_a_held_one_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        // A writer killed after its commit leaves its lock file, held by no one.
+        std::fs::write(dir.path().join(".step-1.lock"), b"").unwrap();
+        // A live writer's lock, and files that only look like locks.
+        let live = OutputDir::create(&dir.path().join("recons")).unwrap();
+        std::fs::write(dir.path().join(".notes.lock"), b"a user's file").unwrap();
+        std::fs::write(dir.path().join("yarn.lock"), b"").unwrap();
+        remove_dead_temps(dir.path());
+        assert!(!dir.path().join(".step-1.lock").exists());
+        assert!(dir.path().join(".recons.lock").is_file());
+        assert!(dir.path().join(".notes.lock").is_file());
+        assert!(dir.path().join("yarn.lock").is_file());
+        live.commit().unwrap();
+        assert!(!dir.path().join(".recons.lock").exists());
+        assert!(is_lock_name(".a.lock") && !is_lock_name(".lock") && !is_lock_name("a.lock"));
     }
 
     #[test]

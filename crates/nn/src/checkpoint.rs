@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use brainrecon_core::fs::{sync_dir, write_bytes_atomic, write_folder_atomic};
+use brainrecon_core::fs::{remove_dead_temps, sync_dir, write_bytes_atomic, write_folder_atomic};
 use candle_core::Tensor;
 
 use crate::error::{ModelError, Result};
@@ -77,6 +77,9 @@ fn parse_step_dir(name: &str) -> Option<usize> {
 
 /// The complete checkpoints under `root`, sorted by step.
 fn list_checkpoints(root: &Path) -> Result<Vec<(usize, PathBuf)>> {
+    // What a run killed while checkpointing left (its staging folder, or its lock after the
+    // checkpoint landed) goes before a resumed run reads the folder.
+    remove_dead_temps(root);
     let entries = match std::fs::read_dir(root) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),

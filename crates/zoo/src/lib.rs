@@ -22,3 +22,72 @@ pub mod shapes_motion;
 pub mod word2vec_movie;
 
 pub use registry::{resolve, resolve_kind, Kind, MODELS};
+
+use serde::{Deserialize, Serialize};
+
+/// The size a training command trains: the shipped checkpoint's, or the tests' tiny one, which
+/// runs the whole pipeline (data, checkpoints, resume, outputs, quality scores) in seconds but
+/// whose weights are of no use.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Preset {
+    #[default]
+    Shipped,
+    Tiny,
+}
+
+impl Preset {
+    pub fn is_shipped(&self) -> bool {
+        *self == Preset::Shipped
+    }
+
+    /// The flag that selects this size on a command line, with its leading space ("" for the
+    /// shipped size, the default).
+    pub fn flag(self) -> &'static str {
+        match self {
+            Preset::Shipped => "",
+            Preset::Tiny => " --preset tiny",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::Path;
+
+    #[test]
+    fn a_tiny_run_records_its_preset_and_a_shipped_one_keeps_its_records() {
+        let out = Path::new("m");
+        let blip = shapes_blip::CaptionerConfig::preset(Preset::Tiny);
+        assert!(blip.command(out, 0).contains(" --preset tiny "));
+        // The tiny preset's own settings are not repeated as flags.
+        assert!(!blip.command(out, 0).contains("--lr"));
+        let shipped = shapes_blip::CaptionerConfig::shapes_blip();
+        assert!(!shipped.command(out, 0).contains("--preset"));
+        assert!(serde_json::to_value(&shipped)
+            .unwrap()
+            .get("preset")
+            .is_none());
+        assert_eq!(
+            serde_json::to_value(&blip).unwrap()["preset"],
+            serde_json::json!("tiny")
+        );
+
+        let clap = genres_clap::GenresClapConfig::preset(Preset::Tiny);
+        assert!(genres_clap::train::command(out, &clap, 0).contains(" --preset tiny "));
+        let shipped = genres_clap::GenresClapConfig::genres_clap();
+        assert!(!genres_clap::train::command(out, &shipped, 0).contains("--preset"));
+        // Records written before presets existed still read, as the shipped size.
+        let mut old = serde_json::to_value(&shipped).unwrap();
+        old.as_object_mut().unwrap().remove("preset");
+        let read: genres_clap::GenresClapConfig = serde_json::from_value(old).unwrap();
+        assert_eq!(read, shipped);
+
+        assert_eq!(
+            shapes_ldm::PriorConfig::preset(Preset::Tiny).preset,
+            Preset::Tiny
+        );
+        assert!(shapes_ldm::PriorConfig::shapes_ldm().preset.is_shipped());
+    }
+}

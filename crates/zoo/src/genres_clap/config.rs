@@ -7,6 +7,8 @@ use brainrecon_audio::clap::{Padding, Truncation};
 use brainrecon_nn::Result;
 use serde::{Deserialize, Serialize};
 
+use crate::Preset;
+
 use super::tokenizer;
 
 /// Sizes of the model and its mel front end, and the training settings.
@@ -47,6 +49,10 @@ pub struct GenresClapConfig {
     pub batch: usize,
     pub lr: f64,
     pub checkpoint_every: usize,
+    /// Which of [`GenresClapConfig::genres_clap`] and [`GenresClapConfig::tiny`] this started
+    /// from (left out of the shipped model's records).
+    #[serde(default, skip_serializing_if = "Preset::is_shipped")]
+    pub preset: Preset,
 }
 
 impl GenresClapConfig {
@@ -77,6 +83,15 @@ impl GenresClapConfig {
             batch: 64,
             lr: 1e-3,
             checkpoint_every: 50,
+            preset: Preset::Shipped,
+        }
+    }
+
+    /// The configuration a preset names (the tiny one with 4 steps).
+    pub fn preset(preset: Preset) -> Self {
+        match preset {
+            Preset::Shipped => Self::genres_clap(),
+            Preset::Tiny => Self::tiny(4),
         }
     }
 
@@ -95,6 +110,7 @@ impl GenresClapConfig {
             steps,
             batch: 4,
             checkpoint_every: steps.div_ceil(2).max(1),
+            preset: Preset::Tiny,
             ..Self::genres_clap()
         }
     }

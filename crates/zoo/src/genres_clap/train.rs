@@ -359,9 +359,10 @@ fn write_folder(
 /// The `train-clap` command of a run (every setting its flags change).
 pub fn command(out: &Path, config: &GenresClapConfig, seed: u64) -> String {
     format!(
-        "brainrecon train-clap --out {} --steps {} --batch {} --seed {seed} --checkpoint-every {} \
+        "brainrecon train-clap --out {}{} --steps {} --batch {} --seed {seed} --checkpoint-every {} \
          --lr {} --clips {}",
         out.display(),
+        config.preset.flag(),
         config.steps,
         config.batch,
         config.checkpoint_every,

@@ -1,6 +1,7 @@
 //! shapes-blip's sizes and training settings, named as the checkpoint
 //! ([`CaptionerConfig::shapes_blip`]), and the transformers `config.json` they give.
 
+use crate::Preset;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
@@ -24,6 +25,10 @@ pub struct CaptionerConfig {
     /// Peak learning rate of the second stage.
     pub decoder_lr: f64,
     pub checkpoint_every: usize,
+    /// Which of [`CaptionerConfig::shapes_blip`] and [`CaptionerConfig::tiny`] this started
+    /// from (left out of the shipped model's records).
+    #[serde(default, skip_serializing_if = "Preset::is_shipped")]
+    pub preset: Preset,
 }
 
 impl CaptionerConfig {
@@ -44,15 +49,25 @@ impl CaptionerConfig {
             decoder_steps: 3000,
             decoder_lr: 3e-4,
             checkpoint_every: 100,
+            preset: Preset::Shipped,
+        }
+    }
+
+    /// The configuration a preset names (the tiny one with 4 steps per stage).
+    pub fn preset(preset: Preset) -> Self {
+        match preset {
+            Preset::Shipped => Self::shapes_blip(),
+            Preset::Tiny => Self::tiny(4),
         }
     }
 
     /// The `train-captioner` command that trains this configuration.
     pub fn command(&self, out: &Path, seed: u64) -> String {
-        let shipped = Self::shapes_blip();
+        let shipped = Self::preset(self.preset);
         let mut command = format!(
-            "brainrecon train-captioner --out {} --seed {seed} --steps {}",
+            "brainrecon train-captioner --out {} --seed {seed}{} --steps {}",
             out.display(),
+            self.preset.flag(),
             self.steps
         );
         if self.lr != shipped.lr {
@@ -82,6 +97,7 @@ impl CaptionerConfig {
             lr: 2e-3,
             decoder_steps: steps,
             checkpoint_every: steps.div_ceil(2).max(1),
+            preset: Preset::Tiny,
             ..Self::shapes_blip()
         }
     }

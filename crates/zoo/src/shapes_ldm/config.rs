@@ -1,6 +1,7 @@
 //! shapes-ldm's sizes (as diffusers config JSON) and training settings, named as the
 //! checkpoint ([`PriorConfig::shapes_ldm`]).
 
+use crate::Preset;
 use serde_json::json;
 
 /// Sizes of the three models, as diffusers config JSON, and the training settings.
@@ -35,6 +36,8 @@ pub struct PriorConfig {
     /// signal-to-noise ratio `snr` weighs `min(snr, γ) / snr`.
     pub snr_gamma: f64,
     pub checkpoint_every: usize,
+    /// Which of [`PriorConfig::shapes_ldm`] and [`PriorConfig::tiny`] this started from.
+    pub preset: Preset,
 }
 
 impl PriorConfig {
@@ -64,6 +67,15 @@ impl PriorConfig {
             caption_dropout: 0.1,
             snr_gamma: 5.0,
             checkpoint_every: 100,
+            preset: Preset::Shipped,
+        }
+    }
+
+    /// The configuration a preset names.
+    pub fn preset(preset: Preset) -> Self {
+        match preset {
+            Preset::Shipped => Self::shapes_ldm(),
+            Preset::Tiny => Self::tiny(),
         }
     }
 
@@ -90,6 +102,7 @@ impl PriorConfig {
             caption_dropout: 0.5,
             snr_gamma: 5.0,
             checkpoint_every: 2,
+            preset: Preset::Tiny,
         }
     }
 }

@@ -408,9 +408,7 @@ pub fn train_prior(
         resumed_from,
     };
     // The record that ships with the weights: settings and every step's loss.
-    write_json(
-        &out.join(TRAINING_RECORD),
-        &json!({
+    let mut record = json!({
             "seed": seed,
             "image_size": config.image_size,
             "max_length": config.max_length,
@@ -436,8 +434,11 @@ pub fn train_prior(
             "vae_losses": summary.vae_losses,
             "decoder_losses": summary.decoder_losses,
             "unet_losses": summary.unet_losses,
-        }),
-    )?;
+    });
+    if !config.preset.is_shipped() {
+        record["preset"] = json!(config.preset);
+    }
+    write_json(&out.join(TRAINING_RECORD), &record)?;
     Ok(summary)
 }
 

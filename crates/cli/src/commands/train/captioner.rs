@@ -1,4 +1,4 @@
-use crate::args::{DeviceArgs, JsonArg};
+use crate::args::{DeviceArgs, JsonArg, PresetArgs};
 use crate::commands::usage;
 use brainrecon_zoo::shapes_blip::{
     train_captioner, CaptionerConfig, CaptionerProgress, SceneNaming,
@@ -25,7 +25,7 @@ pub struct Args {
     /// Output folder (transformers layout)
     #[arg(long)]
     out: PathBuf,
-    /// Optimisation steps
+    /// Optimisation steps [default: the preset's, 6000 or 4]
     #[arg(long)]
     steps: Option<usize>,
     /// Peak learning rate (AdamW, warm-up then cosine decay)
@@ -34,12 +34,15 @@ pub struct Args {
     /// Share of batches whose image tokens are shrunk and noised as ridge predictions are (0-1)
     #[arg(long)]
     token_shrinkage: Option<f64>,
-    /// Steps of the second stage: the text decoder alone on ridge-like image tokens (0 skips it)
+    /// Steps of the second stage: the text decoder alone on ridge-like image tokens (0 skips
+    /// it) [default: the preset's, 3000 or 4]
     #[arg(long)]
     decoder_steps: Option<usize>,
     /// Seed of initialisation, data and augmentation
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    #[command(flatten)]
+    preset: PresetArgs,
     #[command(flatten)]
     device: DeviceArgs,
     #[command(flatten)]
@@ -47,7 +50,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let mut config = CaptionerConfig::shapes_blip();
+    let mut config = CaptionerConfig::preset(args.preset.preset());
     if let Some(steps) = args.steps {
         if steps == 0 {
             return Err(usage("--steps must be at least 1"));

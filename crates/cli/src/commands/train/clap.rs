@@ -1,4 +1,4 @@
-use crate::args::{DeviceArgs, JsonArg};
+use crate::args::{DeviceArgs, JsonArg, PresetArgs};
 use crate::commands::usage;
 use brainrecon_zoo::genres_clap::quality::Retrieval;
 use brainrecon_zoo::genres_clap::train::{train_genres_clap, ClapProgress};
@@ -25,24 +25,27 @@ pub struct Args {
     /// Output folder (transformers `ClapModel` layout)
     #[arg(long)]
     out: PathBuf,
-    /// Optimisation steps
-    #[arg(long, default_value_t = GenresClapConfig::genres_clap().steps)]
-    steps: usize,
+    /// Optimisation steps [default: the preset's, 300 or 4]
+    #[arg(long)]
+    steps: Option<usize>,
     /// Clips per batch (the contrastive loss's negatives are the batch's other clips)
-    #[arg(long, default_value_t = GenresClapConfig::genres_clap().batch)]
-    batch: usize,
+    /// [default: the preset's, 64 or 4]
+    #[arg(long)]
+    batch: Option<usize>,
     /// Seed of initialisation, tokenizer corpus, training clips and data order
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// Steps between checkpoints (and held-out scores)
-    #[arg(long, default_value_t = GenresClapConfig::genres_clap().checkpoint_every)]
-    checkpoint_every: usize,
+    /// Steps between checkpoints (and held-out scores) [default: the preset's, 50 or 2]
+    #[arg(long)]
+    checkpoint_every: Option<usize>,
     /// Peak learning rate (AdamW, warm-up then cosine decay)
     #[arg(long)]
     lr: Option<f64>,
-    /// Distinct training clips, rendered once per run
+    /// Distinct training clips, rendered once per run [default: the preset's, 2000 or 8]
     #[arg(long)]
     clips: Option<usize>,
+    #[command(flatten)]
+    preset: PresetArgs,
     #[command(flatten)]
     device: DeviceArgs,
     #[command(flatten)]
@@ -73,20 +76,21 @@ fn retrieval_line(r: &Retrieval) -> String {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let mut config = GenresClapConfig::genres_clap();
-    if args.steps == 0 {
+    let mut config = GenresClapConfig::preset(args.preset.preset());
+    config.steps = args.steps.unwrap_or(config.steps);
+    config.batch = args.batch.unwrap_or(config.batch);
+    config.checkpoint_every = args.checkpoint_every.unwrap_or(config.checkpoint_every);
+    config.training_clips = args.clips.unwrap_or(config.training_clips);
+    if config.steps == 0 {
         return Err(usage("--steps must be at least 1"));
     }
-    if args.checkpoint_every == 0 {
+    if config.checkpoint_every == 0 {
         return Err(usage("--checkpoint-every must be at least 1"));
     }
-    if let Some(clips) = args.clips {
-        config.training_clips = clips;
-    }
-    if args.batch < 2 || args.batch > config.training_clips {
+    if config.batch < 2 || config.batch > config.training_clips {
         return Err(usage(format!(
             "--batch must be between 2 and the {} training clips, got {}",
-            config.training_clips, args.batch
+            config.training_clips, config.batch
         )));
     }
     if let Some(lr) = args.lr {
@@ -95,9 +99,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         config.lr = lr;
     }
-    config.steps = args.steps;
-    config.batch = args.batch;
-    config.checkpoint_every = args.checkpoint_every;
     let device = args.device.device()?;
     check_writable(&args.out)?;
     let show = crate::commands::show_progress();

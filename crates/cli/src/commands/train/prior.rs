@@ -1,4 +1,4 @@
-use crate::args::{DeviceArgs, JsonArg};
+use crate::args::{DeviceArgs, JsonArg, PresetArgs};
 use crate::commands::usage;
 use brainrecon_zoo::shapes_ldm::{train_prior, PriorConfig, Stage};
 use std::io::Write;
@@ -20,18 +20,20 @@ pub struct Args {
     /// Output folder (diffusers layout)
     #[arg(long)]
     out: PathBuf,
-    /// Denoiser (text encoder + U-Net) steps
+    /// Denoiser (text encoder + U-Net) steps [default: the preset's, 4500 or 3]
     #[arg(long)]
     steps: Option<usize>,
-    /// Autoencoder steps
+    /// Autoencoder steps [default: the preset's, 4000 or 3]
     #[arg(long)]
     vae_steps: Option<usize>,
-    /// Steps of the decoder-only fine-tuning (0 skips it)
+    /// Steps of the decoder-only fine-tuning (0 skips it) [default: the preset's, 2000 or 3]
     #[arg(long)]
     decoder_steps: Option<usize>,
     /// Seed of initialisation, data and noise
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    #[command(flatten)]
+    preset: PresetArgs,
     #[command(flatten)]
     device: DeviceArgs,
     #[command(flatten)]
@@ -39,7 +41,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let mut config = PriorConfig::shapes_ldm();
+    let mut config = PriorConfig::preset(args.preset.preset());
     if let Some(steps) = args.steps {
         config.unet_steps = steps;
     }
