@@ -115,10 +115,22 @@ fn a_tiny_run_records_a_command_that_makes_it_again() {
         std::fs::read(first.join("model.safetensors")).unwrap(),
         std::fs::read(again.join("model.safetensors")).unwrap()
     );
-    let r = brainrecon(&["train-clap", "--steps", "1", "--out", first.to_str().unwrap()]);
+    let r = brainrecon(&[
+        "train-clap",
+        "--steps",
+        "1",
+        "--out",
+        first.to_str().unwrap(),
+    ]);
     assert_eq!(r.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&r.stderr).contains("other settings"));
-    let r = brainrecon(&["train-clap", "--preset", "huge", "--out", first.to_str().unwrap()]);
+    let r = brainrecon(&[
+        "train-clap",
+        "--preset",
+        "huge",
+        "--out",
+        first.to_str().unwrap(),
+    ]);
     assert_eq!(r.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&r.stderr).contains("tiny"));
 }
