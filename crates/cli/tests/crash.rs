@@ -6,8 +6,9 @@
 //! Kills per command from `BRAINRECON_CRASH_KILLS` (default 50 a command in CI), seed from
 //! `BRAINRECON_CRASH_SEED` (default 0); `tools/crash.sh` runs the long campaign. The trainers of
 //! the zoo run at `--preset tiny`: the same pipeline (data, checkpoints, resume, outputs) in
-//! about a second. Each command prints its outcomes. A full disk (a 64 KiB tmpfs) and a read-only output folder (a
-//! read-only tmpfs) are refused with exit 2 naming the file, and leave nothing half-written.
+//! about a second. Each command prints its outcomes. A full disk (a 64 KiB tmpfs) and a
+//! read-only output folder (a read-only tmpfs) are refused with exit 2 naming the file, and
+//! leave nothing half-written.
 
 mod common;
 

@@ -81,6 +81,7 @@ fn train_model_is_the_older_verb() {
 fn a_tiny_run_records_a_command_that_makes_it_again() {
     let dir = tempfile::tempdir().unwrap();
     let first = dir.path().join("first");
+    let first_out = first.to_str().unwrap();
     let r = brainrecon(&[
         "train-clap",
         "--preset",
@@ -88,7 +89,7 @@ fn a_tiny_run_records_a_command_that_makes_it_again() {
         "--seed",
         "3",
         "--out",
-        first.to_str().unwrap(),
+        first_out,
     ]);
     assert!(r.status.success(), "{}", String::from_utf8_lossy(&r.stderr));
     let record: serde_json::Value =
@@ -101,7 +102,7 @@ fn a_tiny_run_records_a_command_that_makes_it_again() {
         .split_whitespace()
         .skip(1)
         .map(|w| {
-            if w == first.to_str().unwrap() {
+            if w == first_out {
                 again.to_str().unwrap().to_string()
             } else {
                 w.to_string()
@@ -115,22 +116,10 @@ fn a_tiny_run_records_a_command_that_makes_it_again() {
         std::fs::read(first.join("model.safetensors")).unwrap(),
         std::fs::read(again.join("model.safetensors")).unwrap()
     );
-    let r = brainrecon(&[
-        "train-clap",
-        "--steps",
-        "1",
-        "--out",
-        first.to_str().unwrap(),
-    ]);
+    let r = brainrecon(&["train-clap", "--steps", "1", "--out", first_out]);
     assert_eq!(r.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&r.stderr).contains("other settings"));
-    let r = brainrecon(&[
-        "train-clap",
-        "--preset",
-        "huge",
-        "--out",
-        first.to_str().unwrap(),
-    ]);
+    let r = brainrecon(&["train-clap", "--preset", "huge", "--out", first_out]);
     assert_eq!(r.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&r.stderr).contains("tiny"));
 }

@@ -21,15 +21,21 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct CorpusFile {
     pub path: PathBuf,
-    /// `ds005531` or `plain`.
-    pub markup: &'static str,
-    #[serde(skip)]
-    read_as: Markup,
+    /// How its lines are read, recorded as `ds005531` or `plain`.
+    #[serde(serialize_with = "serialize_markup")]
+    pub markup: Markup,
     /// Lines, and words after splitting (filled by the first pass).
     pub lines: usize,
     pub words: usize,
     #[serde(skip)]
     kind: String,
+}
+
+fn serialize_markup<S: serde::Serializer>(
+    markup: &Markup,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(markup_name(*markup))
 }
 
 /// The files of a corpus, in a fixed order.
@@ -74,8 +80,7 @@ impl Corpus {
                 let stem = path.file_stem().unwrap_or_default().to_string_lossy();
                 Ok(CorpusFile {
                     kind: kind_of(&stem).to_string(),
-                    markup: markup_name(markup),
-                    read_as: markup,
+                    markup,
                     path,
                     lines: 0,
                     words: 0,
@@ -147,7 +152,7 @@ impl Sentences for Corpus {
                 if is_document_marker(line) {
                     return Ok(());
                 }
-                for segment in annotation_segments(file.read_as, &file.kind, line) {
+                for segment in annotation_segments(file.markup, &file.kind, line) {
                     let sentence = words_of(&segment);
                     words += sentence.len();
                     if !sentence.is_empty() {
