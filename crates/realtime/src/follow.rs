@@ -41,7 +41,7 @@ pub struct FollowOptions {
     pub folder: PathBuf,
     /// Stop after this many volumes.
     pub volumes: Option<usize>,
-    /// Stop when no new file has arrived for this long (seconds).
+    /// Stop when no new file has arrived for this long (seconds) since the last one was read.
     pub idle_seconds: f64,
     /// A file that does not read is given this long without a change of size (ms) before it
     /// counts as broken.
@@ -258,20 +258,23 @@ impl Follower {
                 self.end("volumes".to_string());
                 continue;
             }
-            if self.last_arrival.elapsed().as_secs_f64() > self.options.idle_seconds {
-                self.end(format!("no new file for {} s", self.options.idle_seconds));
-                continue;
-            }
+            // The folder is looked at before the idle time is judged, and that time counts from
+            // the end of the last reading: a reading slower than --idle-seconds (a loaded
+            // machine) never ends a session whose next files are already there.
             let ready = self
                 .watch
                 .poll()
                 .map_err(|e| DataError::io(&self.options.folder, e))?;
             if ready.is_empty() {
+                if self.last_arrival.elapsed().as_secs_f64() > self.options.idle_seconds {
+                    self.end(format!("no new file for {} s", self.options.idle_seconds));
+                    continue;
+                }
                 self.idle = true;
                 return Ok(Some(Event::Waiting(self.last_arrival.elapsed())));
             }
-            self.last_arrival = Instant::now();
             self.read_poll(ready)?;
+            self.last_arrival = Instant::now();
         }
     }
 

@@ -71,19 +71,20 @@ fn write_export(export: &Path, layout: DicomLayout, skip: &[&str]) {
     }
 }
 
-/// Follows `export` until it has been idle for a second: the volumes' rows (volume, file,
-/// motion) and the refused files' (name, error).
+/// Follows `export` until it has been idle for `idle_seconds`: the volumes' rows (volume,
+/// file, motion) and the refused files' (name, error).
 fn follow(
     export: &Path,
     out: &Path,
     slices: Option<usize>,
+    idle_seconds: f64,
 ) -> (
     Vec<(usize, String, [f64; 6])>,
     Vec<(String, String)>,
     Follower,
 ) {
     let options = FollowOptions {
-        idle_seconds: 1.0,
+        idle_seconds,
         settle_ms: 100,
         slices,
         ..FollowOptions::new(export.to_path_buf())
@@ -141,7 +142,7 @@ fn a_mosaic_export_with_a_broken_file_is_followed_volume_by_volume() {
     let (export, out) = (dir.path().join("export"), dir.path().join("session"));
     write_export(&export, DicomLayout::Mosaic, &[]);
     std::fs::write(export.join("001_000006_000003a.dcm"), b"not a dicom file").unwrap();
-    let (volumes, refused, follower) = follow(&export, &out, None);
+    let (volumes, refused, follower) = follow(&export, &out, None, 1.0);
     let all: Vec<usize> = (0..VOLUMES).collect();
     assert_planted(&volumes, &all);
     assert_eq!(volumes[0].1, "001_000006_000001.dcm");
@@ -167,7 +168,7 @@ fn enhanced_and_single_frame_exports_are_followed() {
         let dir = tempfile::tempdir().unwrap();
         let export = dir.path().join("export");
         write_export(&export, layout, &[]);
-        let (volumes, refused, _) = follow(&export, &dir.path().join("session"), None);
+        let (volumes, refused, _) = follow(&export, &dir.path().join("session"), None, 1.0);
         assert!(refused.is_empty(), "{layout:?}: {refused:?}");
         assert_planted(&volumes, &all);
         if layout == DicomLayout::Slices {
@@ -183,7 +184,7 @@ fn enhanced_and_single_frame_exports_are_followed() {
         DicomLayout::Slices,
         &["001_000006_000003_0007.dcm"],
     );
-    let (volumes, refused, _) = follow(&export, &dir.path().join("session"), Some(24));
+    let (volumes, refused, _) = follow(&export, &dir.path().join("session"), Some(24), 1.0);
     assert_eq!(refused.len(), 1, "{refused:?}");
     assert!(
         refused[0].1.contains("001_000006_000003_0001.dcm") && refused[0].1.contains("23 slices"),
@@ -236,7 +237,9 @@ fn follow_while_written(
         .args(writer_args)
         .spawn()
         .expect("python3 runs the export writer");
-    let followed = follow(export, out, None);
+    // The writer sleeps up to a TR pair (1.2 s) between files, longer on a loaded machine: the
+    // session ends only after a quiet spell well beyond that.
+    let followed = follow(export, out, None, 4.0);
     assert!(writer.wait().unwrap().success());
     followed
 }
@@ -299,4 +302,51 @@ fn interleaved_single_frame_volumes_are_each_assembled_whole() {
     assert!(refused.is_empty(), "{refused:?}");
     let all: Vec<usize> = (0..VOLUMES).collect();
     assert_planted(&volumes, &all);
+}
+
+#[test]
+fn a_reading_slower_than_the_idle_time_does_not_end_the_session() {
+    // Volumes 4-6 arrive while 1-3 are being read, and the idle time (10 ms) is shorter than
+    // that reading: the folder is looked at again before the session is judged idle.
+    let dir = tempfile::tempdir().unwrap();
+    let (source, export) = (dir.path().join("finished"), dir.path().join("export"));
+    write_export(&source, DicomLayout::Mosaic, &[]);
+    std::fs::create_dir_all(&export).unwrap();
+    let name = |t: usize| format!("001_000006_{:06}.dcm", t + 1);
+    for t in 0..3 {
+        std::fs::rename(source.join(name(t)), export.join(name(t))).unwrap();
+    }
+    let out = dir.path().join("session");
+    let options = FollowOptions {
+        idle_seconds: 0.01,
+        settle_ms: 100,
+        ..FollowOptions::new(export.clone())
+    };
+    let preprocessor =
+        SessionPreprocessor::new(SubjectSpace::motion_only(), options.session_options()).unwrap();
+    let mut follower = Follower::new(options, preprocessor, &out).unwrap();
+    let late = std::thread::spawn({
+        let tsv = out.join("motion.tsv");
+        move || {
+            // Once volume 1 is done (its row written), the rest of the export lands.
+            let started = std::time::Instant::now();
+            while std::fs::read_to_string(&tsv).map_or(0, |t| t.lines().count()) < 2 {
+                assert!(started.elapsed().as_secs() < 60, "volume 1 was never read");
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+            for t in 3..VOLUMES {
+                std::fs::rename(source.join(name(t)), export.join(name(t))).unwrap();
+            }
+        }
+    });
+    let stop = AtomicBool::new(false);
+    let mut numbers = Vec::new();
+    for event in follower.events(&stop) {
+        if let Event::Volume(arrived) = event.unwrap() {
+            numbers.push(arrived.row.volume);
+        }
+    }
+    late.join().unwrap();
+    assert_eq!(numbers, (0..VOLUMES).collect::<Vec<_>>());
+    assert!(follower.ended_by().unwrap().starts_with("no new file"));
 }

@@ -66,7 +66,7 @@ pub struct FolderArgs {
     /// Stop after this many volumes
     #[arg(long)]
     pub volumes: Option<usize>,
-    /// Stop when no new file has arrived for this long
+    /// Stop when no new file has arrived for this long (seconds) since the last one was read
     #[arg(long, default_value_t = 60.0)]
     pub idle_seconds: f64,
     /// A file that does not read is given this long without a change of size (ms) before it
