@@ -39,22 +39,21 @@ pub struct PresetArgs {
     /// shipped (the checkpoint's size and steps) or tiny (a small model that runs the whole
     /// training, its checkpoints and its outputs in seconds, to try a set-up; its weights are of
     /// no use)
-    #[arg(long, value_enum, default_value = "shipped")]
-    pub preset: PresetName,
+    #[arg(long, default_value = "shipped", value_parser = preset_parser())]
+    pub preset: brainrecon_zoo::Preset,
 }
 
-#[derive(clap::ValueEnum, Debug, Clone, Copy)]
-pub enum PresetName {
-    Shipped,
-    Tiny,
+/// `--preset`'s values, named by the zoo.
+fn preset_parser() -> impl clap::builder::TypedValueParser<Value = brainrecon_zoo::Preset> {
+    use brainrecon_zoo::Preset;
+    use clap::builder::TypedValueParser;
+    clap::builder::PossibleValuesParser::new(Preset::ALL.map(Preset::name))
+        .map(|name: String| Preset::from_name(&name).expect("a possible value names a preset"))
 }
 
 impl PresetArgs {
     pub fn preset(&self) -> brainrecon_zoo::Preset {
-        match self.preset {
-            PresetName::Shipped => brainrecon_zoo::Preset::Shipped,
-            PresetName::Tiny => brainrecon_zoo::Preset::Tiny,
-        }
+        self.preset
     }
 }
 

@@ -292,6 +292,25 @@ pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
     serde_json::from_slice(&bytes).map_err(|e| DataError::format(path, "JSON", e))
 }
 
+/// Removes the folder `path` so that no reader ever finds part of it: it is first renamed to
+/// its temporary sibling ([`temp_sibling`]), then removed. A process killed while removing
+/// leaves only that hidden sibling, which [`remove_dead_temps`] clears later; `path` itself is
+/// either whole or gone. A missing `path` is not an error.
+pub fn remove_dir_atomic(path: &Path) -> Result<()> {
+    if !path.exists() {
+        return Ok(());
+    }
+    let doomed = temp_sibling(path);
+    if doomed.exists() {
+        std::fs::remove_dir_all(&doomed).map_err(|e| DataError::io(&doomed, e))?;
+    }
+    std::fs::rename(path, &doomed).map_err(|e| DataError::io(path, e))?;
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        sync_dir(parent);
+    }
+    std::fs::remove_dir_all(&doomed).map_err(|e| DataError::io(&doomed, e))
+}
+
 /// Flushes a folder's entries (a rename inside it) to disk; a no-op where folders cannot be
 /// opened (Windows).
 pub fn sync_dir(dir: &Path) {
@@ -722,6 +741,27 @@ mod tests {
             Some((12, "ab12cd34"))
         );
         assert_eq!(temp_owner(".a.tmp-x"), None);
+    }
+
+    #[test]
+    fn a_folder_removed_atomically_is_whole_or_gone_and_a_killed_removal_is_cleared() {
+        let dir = tempfile::tempdir().unwrap();
+        let shards = dir.path().join("shards");
+        std::fs::create_dir_all(shards.join("a")).unwrap();
+        std::fs::write(shards.join("a/0-of-2.json"), b"{}").unwrap();
+        remove_dir_atomic(&shards).unwrap();
+        assert!(std::fs::read_dir(dir.path()).unwrap().next().is_none());
+        remove_dir_atomic(&shards).unwrap();
+        // What a removal killed half-way leaves: the renamed folder of a process that is gone
+        // (pid 0 never names a user process), part-emptied. The next look at the folder
+        // clears it.
+        // (Another folder: each is cleared once a process.)
+        let train = dir.path().join("train");
+        let doomed = train.join(format!(".step-1.tmp-0x{}", host_tag()));
+        std::fs::create_dir_all(&doomed).unwrap();
+        std::fs::write(doomed.join("params.safetensors"), b"x").unwrap();
+        remove_dead_temps(&train);
+        assert!(!doomed.exists());
     }
 
     #[test]

@@ -812,7 +812,11 @@ fn read_original_tensors(path: &Path, device: &Device) -> Result<Vec<(String, Te
     let in_file = |e: candle_core::Error| Error::Tensor(e).in_file(path);
     if lower.ends_with(".safetensors") {
         let map = candle_core::safetensors::load(path, device).map_err(in_file)?;
-        return Ok(map.into_iter().collect());
+        // In name order, as the other formats come: duplicates resolve and errors read the
+        // same on every run.
+        let mut tensors: Vec<_> = map.into_iter().collect();
+        tensors.sort_by(|a, b| a.0.cmp(&b.0));
+        return Ok(tensors);
     }
     if ![".ckpt", ".pt", ".pth", ".bin"]
         .iter()
@@ -940,9 +944,12 @@ fn infer_original_config(
         ));
     }
     let mid = module_depths(&names, "mid_block.motion_modules.");
+    // Every positional table has the same length in a checkpoint that loads; the first by name
+    // decides, so a mismatch fails the same way on every run.
     let max_len = tensors
         .iter()
-        .find(|(n, _)| n.ends_with("pos_embed.pe"))
+        .filter(|(n, _)| n.ends_with("pos_embed.pe"))
+        .min_by(|a, b| a.0.cmp(b.0))
         .map(|(_, t)| t.dim(1))
         .transpose()?;
     Ok(MotionAdapterConfig {

@@ -16,7 +16,7 @@
 //! `tokenizer_config.json` sets `clean_up_tokenization_spaces` (transformers 5 leaves it off
 //! when the key is absent).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 
 use brainrecon_nn::weights::read_json;
@@ -296,7 +296,8 @@ fn added_tokens(dir: &Path) -> Result<Vec<(String, u32)>> {
     let mut found = Vec::new();
     let path = dir.join("added_tokens.json");
     if path.is_file() {
-        let map: HashMap<String, u32> = read_json(&path, "added tokens")?;
+        // Ordered, so tokens register (and conflicts are named) the same way on every run.
+        let map: BTreeMap<String, u32> = read_json(&path, "added tokens")?;
         found.extend(map);
     }
     let path = dir.join("tokenizer_config.json");

@@ -6,7 +6,9 @@
 
 use std::path::{Path, PathBuf};
 
-use brainrecon_core::fs::{remove_dead_temps, sync_dir, write_bytes_atomic, write_folder_atomic};
+use brainrecon_core::fs::{
+    remove_dead_temps, remove_dir_atomic, sync_dir, write_bytes_atomic, write_folder_atomic,
+};
 use candle_core::Tensor;
 
 use crate::error::{ModelError, Result};
@@ -132,18 +134,29 @@ pub fn save_checkpoint(
         sync_dir(staging);
         Ok(())
     })?;
-    let all = list_checkpoints(dir)?;
-    let excess = all.len().saturating_sub(KEEP_CHECKPOINTS);
-    for (_, path) in &all[..excess] {
-        std::fs::remove_dir_all(path).map_err(|e| ModelError::io(path, e))?;
-    }
+    prune_checkpoints(dir)?;
     Ok(target)
 }
 
+/// Keeps the [`KEEP_CHECKPOINTS`] newest checkpoints under `dir` and returns them, sorted by
+/// step. Each older one is removed whole ([`remove_dir_atomic`]): a run killed half-way
+/// through a removal leaves no part-emptied `step-<N>/` for good.
+fn prune_checkpoints(dir: &Path) -> Result<Vec<(usize, PathBuf)>> {
+    let mut all = list_checkpoints(dir)?;
+    let excess = all.len().saturating_sub(KEEP_CHECKPOINTS);
+    for (_, path) in all.drain(..excess) {
+        remove_dir_atomic(&path)?;
+    }
+    Ok(all)
+}
+
 /// The checkpoint with the highest step under `dir` (`step-<N>/` folders holding
-/// `state.json`), or None when there is none (or `dir` does not exist).
+/// `state.json`), or None when there is none (or `dir` does not exist). Older checkpoints
+/// beyond [`KEEP_CHECKPOINTS`] are removed first, as [`save_checkpoint`] would have: a run
+/// killed between its last checkpoint and that clean-up resumes to the same folder as an
+/// unbroken run.
 pub fn latest_checkpoint(dir: &Path) -> Result<Option<(usize, PathBuf)>> {
-    Ok(list_checkpoints(dir)?.pop())
+    Ok(prune_checkpoints(dir)?.pop())
 }
 
 /// Restores a checkpoint folder written by [`save_checkpoint`]: sets `params` from its

@@ -122,7 +122,11 @@ impl Weights {
                     }
                 })?;
             let base = 8 + header;
-            for (name, info) in metadata.tensors() {
+            // In name order (the header's map is unordered), so an error names the same tensor
+            // on every run.
+            let mut tensors: Vec<_> = metadata.tensors().into_iter().collect();
+            tensors.sort_by(|a, b| a.0.cmp(&b.0));
+            for (name, info) in tensors {
                 let Some(dt) = candle_dtype(info.dtype) else {
                     return Err(ModelError::Dtype {
                         path: path.clone(),
@@ -315,7 +319,10 @@ impl Overlay {
     /// `base` with `replaced` taking precedence. A replaced tensor whose name `base` lacks or
     /// whose shape differs from the stored one is an error naming both shapes.
     pub fn new(base: &Weights, replaced: HashMap<String, Tensor>) -> Result<Self> {
-        for (name, tensor) in &replaced {
+        let mut names: Vec<&String> = replaced.keys().collect();
+        names.sort();
+        for name in names {
+            let tensor = &replaced[name];
             match base.shape_of(name) {
                 None => {
                     return Err(ModelError::MissingTensor {
@@ -642,7 +649,15 @@ mod tests {
         // a wrong shape or an unknown name is refused
         let wrong = Tensor::new(&[1f32], &dev).unwrap();
         assert!(Overlay::new(&base, HashMap::from([("a".to_string(), wrong.clone())])).is_err());
-        assert!(Overlay::new(&base, HashMap::from([("c".to_string(), wrong)])).is_err());
+        assert!(Overlay::new(&base, HashMap::from([("c".to_string(), wrong.clone())])).is_err());
+        // Several wrong: the first by name is named, whatever the map's order (a new hash
+        // seed each time).
+        for _ in 0..8 {
+            let replaced =
+                HashMap::from(["d", "b", "f", "c", "e"].map(|n| (n.to_string(), wrong.clone())));
+            let error = Overlay::new(&base, replaced).err().unwrap().to_string();
+            assert!(error.contains("tensor 'b' has shape"), "{error}");
+        }
         // trainable tensors are variables: gradients reach them
         let (overlay, vars) = Overlay::trainable(&base, |n| n == "b", DType::F32).unwrap();
         assert_eq!(vars.len(), 1);

@@ -114,3 +114,27 @@ fn checkpoints_keep_the_latest_two() {
         .to_string();
     assert!(msg.contains("state.json") && msg.contains("30"), "{msg}");
 }
+
+#[test]
+fn a_run_killed_before_its_clean_up_resumes_to_the_folder_of_an_unbroken_one() {
+    let fx = AdamFixture::load();
+    let params = fx.params();
+    let opt = fx.optimizer();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("ckpt");
+    for step in 1..=3 {
+        save_checkpoint(&root, step, &params, &opt, &serde_json::json!({})).unwrap();
+    }
+    assert_eq!(step_dirs(&root), vec!["step-2", "step-3"]);
+    // Killed after step-3 landed but before step-1 was removed: three checkpoints. The
+    // resumed run, finding the last step done, saves none; finding the newest removes the one
+    // too many.
+    let aside = dir.path().join("aside");
+    save_checkpoint(&aside, 1, &params, &opt, &serde_json::json!({})).unwrap();
+    std::fs::rename(aside.join("step-1"), root.join("step-1")).unwrap();
+    assert_eq!(latest_checkpoint(&root).unwrap().unwrap().0, 3);
+    assert_eq!(step_dirs(&root), vec!["step-2", "step-3"]);
+    // Saving goes on from there, the newest two kept.
+    save_checkpoint(&root, 4, &params, &opt, &serde_json::json!({})).unwrap();
+    assert_eq!(step_dirs(&root), vec!["step-3", "step-4"]);
+}

@@ -391,8 +391,9 @@ pub fn compute_features(
                 "warning: {} was made with other settings; recomputing",
                 cache.display()
             );
-            std::fs::remove_dir_all(&cache)
-                .map_err(|e| brainrecon_core::DataError::io(&cache, e))?;
+            // Whole or gone: a removal killed after settings.json went would leave the old
+            // settings' entries under the new settings.
+            brainrecon_core::fs::remove_dir_atomic(&cache)?;
         }
     }
     std::fs::create_dir_all(&cache).map_err(|e| brainrecon_core::DataError::io(&cache, e))?;

@@ -111,7 +111,9 @@ pub fn merge(out: &Path) -> Result<MergeSummary> {
     let merged = merged_manifest(&shards)?;
     check_images(out, &merged)?;
     write_json_atomic(&out.join(Manifest::FILE), &merged)?;
-    std::fs::remove_dir_all(&dir).map_err(|e| brainrecon_core::DataError::io(&dir, e))?;
+    // Whole or gone: a merge killed while removing must not leave some shards, which the next
+    // merge would refuse as a split with shards missing.
+    brainrecon_core::fs::remove_dir_atomic(&dir)?;
     Ok(MergeSummary {
         out: out.to_path_buf(),
         shards: shards.len(),

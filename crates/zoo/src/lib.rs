@@ -37,16 +37,32 @@ pub enum Preset {
 }
 
 impl Preset {
+    /// Every preset, in the order `--help` lists them.
+    pub const ALL: [Preset; 2] = [Preset::Shipped, Preset::Tiny];
+
+    /// The name `--preset` takes (and the records write).
+    pub fn name(self) -> &'static str {
+        match self {
+            Preset::Shipped => "shipped",
+            Preset::Tiny => "tiny",
+        }
+    }
+
+    /// The preset named `name` (as [`Preset::name`] writes it).
+    pub fn from_name(name: &str) -> Option<Preset> {
+        Preset::ALL.into_iter().find(|p| p.name() == name)
+    }
+
     pub fn is_shipped(&self) -> bool {
         *self == Preset::Shipped
     }
 
     /// The flag that selects this size on a command line, with its leading space ("" for the
     /// shipped size, the default).
-    pub fn flag(self) -> &'static str {
+    pub fn flag(self) -> String {
         match self {
-            Preset::Shipped => "",
-            Preset::Tiny => " --preset tiny",
+            Preset::Shipped => String::new(),
+            _ => format!(" --preset {}", self.name()),
         }
     }
 }
@@ -55,6 +71,15 @@ impl Preset {
 mod tests {
     use super::*;
     use std::path::Path;
+
+    #[test]
+    fn a_presets_name_is_the_one_its_records_write() {
+        for preset in Preset::ALL {
+            assert_eq!(serde_json::to_value(preset).unwrap(), preset.name());
+            assert_eq!(Preset::from_name(preset.name()), Some(preset));
+        }
+        assert_eq!(Preset::from_name("huge"), None);
+    }
 
     #[test]
     fn a_tiny_run_records_its_preset_and_a_shipped_one_keeps_its_records() {

@@ -8,7 +8,7 @@
 //! ```
 //! Each file lands atomically; the folder goes once `glm.json` is written.
 
-use brainrecon_core::fs::{read_json, write_bytes_atomic, write_json_atomic};
+use brainrecon_core::fs::{read_json, remove_dir_atomic, write_bytes_atomic, write_json_atomic};
 use brainrecon_core::DataError;
 use brainrecon_glm::stages::{StageStore, Step};
 use std::path::{Path, PathBuf};
@@ -32,8 +32,8 @@ impl DirStages {
             .ok()
             .as_ref()
             == Some(identity);
-        if !same && dir.exists() {
-            std::fs::remove_dir_all(&dir).map_err(|e| DataError::io(&dir, e))?;
+        if !same {
+            remove_dir_atomic(&dir)?;
         }
         std::fs::create_dir_all(&dir).map_err(|e| DataError::io(&dir, e))?;
         if !same {
@@ -46,9 +46,10 @@ impl DirStages {
         })
     }
 
-    /// Removes the folder once the fit is written.
+    /// Removes the folder once the fit is written (whole: a kill while removing leaves no part
+    /// of it in the output).
     pub fn finish(self) -> Result<(), DataError> {
-        std::fs::remove_dir_all(&self.dir).map_err(|e| DataError::io(&self.dir, e))
+        remove_dir_atomic(&self.dir)
     }
 
     fn file(&self, step: Step) -> PathBuf {

@@ -343,10 +343,7 @@ pub fn curve(r: &CurveRequest, progress: &mut dyn FnMut(String)) -> Result<Curve
         ));
         for (i, (label, space, via, map)) in spaces.iter().enumerate() {
             let adapted = work.join(format!("{}-{i}-s{n}", space.name));
-            if adapted.exists() {
-                std::fs::remove_dir_all(&adapted)
-                    .map_err(|e| brainrecon_core::DataError::io(&adapted, e))?;
-            }
+            brainrecon_core::fs::remove_dir_atomic(&adapted)?;
             adapt(&AdaptRequest {
                 group: r.group.clone(),
                 space: space.name.clone(),
