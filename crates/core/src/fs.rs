@@ -584,15 +584,15 @@ impl OutputDir {
             staging,
             _lock,
         } = self;
+        let old = sibling(&out, "old");
         if out.exists() {
-            let old = sibling(&out, "old");
             let _ = std::fs::remove_dir_all(&old);
             std::fs::rename(&out, &old).map_err(|e| DataError::io(&out, e))?;
-            std::fs::rename(&staging, &out).map_err(|e| DataError::io(&out, e))?;
-            let _ = std::fs::remove_dir_all(&old);
-        } else {
-            std::fs::rename(&staging, &out).map_err(|e| DataError::io(&out, e))?;
         }
+        std::fs::rename(&staging, &out).map_err(|e| DataError::io(&out, e))?;
+        // Also the `<out>.old` of a writer killed between its two renames (out was absent
+        // then, so no branch above saw it).
+        let _ = std::fs::remove_dir_all(&old);
         if let Some(parent) = out.parent() {
             sync_dir(if parent.as_os_str().is_empty() {
                 Path::new(".")
@@ -762,6 +762,24 @@ mod tests {
         std::fs::write(doomed.join("params.safetensors"), b"x").unwrap();
         remove_dead_temps(&train);
         assert!(!doomed.exists());
+    }
+
+    #[test]
+    fn a_commit_clears_the_old_output_a_killed_commit_left() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("recons");
+        // Killed between renaming the earlier output aside and moving the new one in.
+        std::fs::create_dir_all(dir.path().join("recons.old")).unwrap();
+        std::fs::write(dir.path().join("recons.old/manifest.json"), b"{}").unwrap();
+        let rerun = OutputDir::create(&out).unwrap();
+        std::fs::write(rerun.path().join("manifest.json"), b"{\"complete\": true}").unwrap();
+        rerun.commit().unwrap();
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["recons"]);
     }
 
     #[test]

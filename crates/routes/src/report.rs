@@ -148,14 +148,14 @@ pub fn write_report(path: &Path, report: &Report) -> Result<Vec<PathBuf>, Report
         write_bytes_atomic(page, html.as_bytes())?;
     }
     // Pages left over from an earlier, longer report would otherwise be linked from nowhere.
-    let mut k = n_pages + 1;
-    loop {
-        let stale = page_path(path, k);
-        if !stale.is_file() {
-            break;
-        }
-        std::fs::remove_file(&stale).map_err(|e| DataError::io(&stale, e))?;
-        k += 1;
+    // The last goes first: a run killed among them leaves pages n+1.. in a row, which the next
+    // run finds (removing the first first would hide the rest from it for good).
+    let stale: Vec<PathBuf> = (n_pages + 1..)
+        .map(|k| page_path(path, k))
+        .take_while(|p| p.is_file())
+        .collect();
+    for page in stale.iter().rev() {
+        std::fs::remove_file(page).map_err(|e| DataError::io(page, e))?;
     }
     Ok(paths)
 }
@@ -892,6 +892,14 @@ mod tests {
         assert_eq!(paths, vec![path.clone()]);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
         assert!(!read(&path).contains("<nav"));
+
+        // What a run killed while removing stale pages leaves (the later ones go first, so
+        // pages 2-3 of 2-4): the next run removes them all.
+        for k in [2, 3] {
+            std::fs::write(page_path(&path, k), b"stale").unwrap();
+        }
+        write_report(&path, &report_with_rows(5, 10)).unwrap();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]
