@@ -436,6 +436,122 @@ fn a_bids_eeg_experiment_is_prepared_embedded_fitted_and_scored() {
         err.contains("jam_15s.jpg") && err.contains("events.tsv"),
         "{err}"
     );
+    assert!(!dir.path().join("y").exists(), "nothing written");
+}
+
+/// Exit 2 for `args`, with neither `out` nor its staging folder left behind; the stderr.
+fn refused_leaving_nothing(args: &[&str], out: &std::path::Path) -> String {
+    let err = user_error(args);
+    let partial = out.with_file_name(format!(
+        "{}.partial",
+        out.file_name().unwrap().to_str().unwrap()
+    ));
+    assert!(!out.exists(), "{args:?} left {}", out.display());
+    assert!(!partial.exists(), "{args:?} left {}", partial.display());
+    err
+}
+
+/// `raw` (a THINGS-EEG2 raw pickle) with its `sfreq` float set to `rate`.
+fn with_sfreq(raw: &std::path::Path, rate: f64) {
+    let mut bytes = std::fs::read(raw).unwrap();
+    let key = bytes.windows(5).position(|w| w == b"sfreq").unwrap();
+    // BINFLOAT: 'G' then the value as a big-endian double, after the key's memo opcode.
+    let at = key + bytes[key..].iter().position(|&b| b == b'G').unwrap() + 1;
+    bytes[at..at + 8].copy_from_slice(&rate.to_be_bytes());
+    std::fs::write(raw, bytes).unwrap();
+}
+
+#[test]
+fn eeg_preprocess_failures_leave_no_output() {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../datasets/tests/fixtures/things_eeg2_raw");
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("pre");
+    let run = |data: &std::path::Path, extra: &[&str]| {
+        let mut args = vec!["eeg", "preprocess", "--data", p(data), "--out", p(&out)];
+        args.extend_from_slice(extra);
+        refused_leaving_nothing(&args, &out)
+    };
+    let err = run(&fixture, &["--subject", "sub-07"]);
+    assert!(err.contains("sub-07"), "{err}");
+    let err = run(&fixture, &["--sfreq", "0"]);
+    assert!(err.contains("--sfreq"), "{err}");
+    // Rates read from the recordings: one of 1e306 Hz overflowed the epoch's length, one of
+    // 1e10 Hz sized the resampler at tens of gigabytes.
+    let data = dir.path().join("data");
+    copy_dir(&fixture, &data);
+    let raw = data.join("eeg_dataset/raw_data/sub-01/ses-01/raw_eeg_training.npy");
+    for rate in [1e306, 1e10] {
+        with_sfreq(&raw, rate);
+        let err = run(&data, &[]);
+        assert!(err.contains("raw_eeg_training.npy"), "{rate}: {err}");
+    }
+    // A recording cut short.
+    std::fs::copy(
+        fixture.join("eeg_dataset/raw_data/sub-01/ses-01/raw_eeg_training.npy"),
+        &raw,
+    )
+    .unwrap();
+    let test = data.join("eeg_dataset/raw_data/sub-01/ses-02/raw_eeg_test.npy");
+    let bytes = std::fs::read(&test).unwrap();
+    std::fs::write(&test, &bytes[..bytes.len() / 2]).unwrap();
+    let err = run(&data, &[]);
+    assert!(err.contains("raw_eeg_test.npy"), "{err}");
+    // An earlier output is left as it was by a failed run.
+    ok(&["eeg", "preprocess", "--data", p(&fixture), "--out", p(&out)]);
+    let written = out.join("eeg_dataset/preprocessed_data/sub-01/preprocessed_eeg_test.npy");
+    let before = std::fs::read(&written).unwrap();
+    user_error(&["eeg", "preprocess", "--data", p(&data), "--out", p(&out)]);
+    assert_eq!(std::fs::read(&written).unwrap(), before);
+}
+
+#[test]
+fn eeg_bids_prepare_failures_leave_no_output() {
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../datasets/tests/fixtures/ds003825");
+    let dir = tempfile::tempdir().unwrap();
+    let (bids, images) = (dir.path().join("bids"), dir.path().join("images"));
+    copy_dir(&fixture.join("ds003825"), &bids);
+    copy_dir(&fixture.join("THINGS"), &images);
+    let out = dir.path().join("out");
+    let prepare = |extra: &[&str]| {
+        let mut args = vec![
+            "eeg",
+            "bids-prepare",
+            "--bids-root",
+            p(&bids),
+            "--subject",
+            "02",
+            "--task",
+            "rsvp",
+            "--out",
+            p(&out),
+        ];
+        args.extend_from_slice(extra);
+        refused_leaving_nothing(&args, &out)
+    };
+    // An image missing from --images: found before anything is written.
+    std::fs::remove_file(images.join("jam/jam_15s.jpg")).unwrap();
+    let err = prepare(&["--images", p(&images)]);
+    assert!(err.contains("jam_15s.jpg"), "{err}");
+    // Sampling intervals giving no rate, or one above the limit.
+    let header = bids.join("sub-02/eeg/sub-02_task-rsvp_eeg.vhdr");
+    let text = std::fs::read_to_string(&header).unwrap();
+    for interval in ["1e-300", "0", "-1", "NaN", "0.0001"] {
+        std::fs::write(
+            &header,
+            text.replace(
+                "SamplingInterval=1000.0",
+                &format!("SamplingInterval={interval}"),
+            ),
+        )
+        .unwrap();
+        let err = prepare(&[]);
+        assert!(
+            err.contains("sub-02_task-rsvp_eeg.vhdr") && err.contains("SamplingInterval"),
+            "{interval}: {err}"
+        );
+    }
 }
 
 #[test]
@@ -495,6 +611,11 @@ fn a_things_meg_participant_is_prepared_and_decoded_by_atm() {
         "{report}"
     );
     assert_eq!(report["images_linked"], 7, "{report}");
+    // Zero-shot: the fixture's training concepts (wheelbarrow, flan, …) are none of the test's
+    // (drawer, umbrella), so no training trial is dropped; every name tells its concept.
+    assert_eq!(report["dropped_training_trials"], 0, "{report}");
+    assert_eq!(report["shared_concepts"], 0, "{report}");
+    assert_eq!(report["unknown_concepts"], 0, "{report}");
     // The prepared folder is read as THINGS-EEG2 is: embedded, fitted by ATM and scored.
     let emb = dir.path().join("emb");
     ok(&["eeg", "embed", "--data", p(&out), "--out", p(&emb)]);
@@ -575,4 +696,159 @@ fn a_things_meg_participant_is_prepared_and_decoded_by_atm() {
         p(&dir.path().join("y")),
     ]);
     assert!(err.contains("preprocessed_P1-epo-2.fif"), "{err}");
+}
+
+fn strs(v: &[String]) -> Vec<&str> {
+    v.iter().map(String::as_str).collect()
+}
+
+#[test]
+fn eeg_fit_and_eval_refuse_seen_concepts_and_name_the_file_of_bad_values() {
+    use brainrecon_datasets::things_eeg2::{
+        read_image_metadata, read_preprocessed, write_image_metadata, write_preprocessed,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (data, emb) = (d.join("sim"), d.join("emb"));
+    ok(&[
+        "simulate",
+        "--kind",
+        "eeg",
+        "--subjects",
+        "1",
+        "--out",
+        p(&data),
+    ]);
+    ok(&["eeg", "embed", "--data", p(&data), "--out", p(&emb)]);
+    let fit = |out: &std::path::Path, extra: &[&str]| -> Vec<String> {
+        let mut args: Vec<String> = [
+            "eeg",
+            "fit",
+            "--data",
+            p(&data),
+            "--embeddings",
+            p(&emb),
+            "--subject",
+            "sub-01",
+            "--method",
+            "ridge",
+            "--out",
+            p(out),
+            "--json",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+    let eval = |decoder: &std::path::Path, extra: &[&str]| -> Vec<String> {
+        let mut args: Vec<String> = ["eeg", "eval", "--data", p(&data), "--decoder", p(decoder)]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
+    };
+
+    // A zero-shot fit says so.
+    let clean = d.join("clean");
+    let fitted: serde_json::Value = serde_json::from_str(&ok(&strs(&fit(&clean, &[])))).unwrap();
+    let concepts = &fitted["meta"]["concepts"];
+    assert_eq!(concepts["checked"], true, "{concepts}");
+    assert_eq!(
+        (
+            concepts["shared"].as_u64(),
+            concepts["test_concepts"].as_u64()
+        ),
+        (Some(0), Some(32))
+    );
+    assert!(clean.join("training_concepts.json").is_file());
+
+    // A test image of a training concept: refused by fit, naming both files and the concept.
+    let metadata_path = data.join("image_set/image_metadata.npy");
+    let original = read_image_metadata(&metadata_path).unwrap();
+    let mut shared = original.clone();
+    shared.test[0] = original.training[0].clone();
+    let concept = original.training[0]
+        .file
+        .rsplit_once('_')
+        .unwrap()
+        .0
+        .to_string();
+    write_image_metadata(&metadata_path, &shared).unwrap();
+    let err = user_error(&strs(&fit(&d.join("seen"), &[])));
+    for part in [
+        "image_metadata.npy",
+        "preprocessed_eeg_training.npy",
+        "preprocessed_eeg_test.npy",
+        concept.as_str(),
+        "--allow-seen-concepts",
+    ] {
+        assert!(err.contains(part), "{part}: {err}");
+    }
+    assert!(!d.join("seen").exists());
+    // Allowed: fitted, and the record says it is not zero-shot.
+    let seen = d.join("seen");
+    let fitted: serde_json::Value =
+        serde_json::from_str(&ok(&strs(&fit(&seen, &["--allow-seen-concepts"])))).unwrap();
+    assert_eq!(fitted["meta"]["concepts"]["overlap_allowed"], true);
+    assert_eq!(fitted["meta"]["concepts"]["shared"], 1);
+    // eval: the clean decoder's training concepts against this test half: refused likewise.
+    let err = user_error(&strs(&eval(&clean, &[])));
+    assert!(
+        err.contains("training_concepts.json") && err.contains(&concept),
+        "{err}"
+    );
+    let scores: serde_json::Value = serde_json::from_str(&ok(&strs(&eval(
+        &clean,
+        &["--allow-seen-concepts", "--json"],
+    ))))
+    .unwrap();
+    assert_eq!(scores["rows"][0]["concepts"]["overlap_allowed"], true);
+    let text = ok(&strs(&eval(&clean, &["--allow-seen-concepts"])));
+    assert!(text.contains("NOT zero-shot"), "{text}");
+    write_image_metadata(&metadata_path, &original).unwrap();
+
+    // Fewer training concepts than ridge's 5 cross-validation folds: named in image_metadata.npy.
+    let mut few = original.clone();
+    for (i, e) in few.training.iter_mut().enumerate() {
+        e.concept = format!("0000{}_c", i % 3);
+    }
+    write_image_metadata(&metadata_path, &few).unwrap();
+    let err = refused_leaving_nothing(&strs(&fit(&d.join("few"), &[])), &d.join("few"));
+    assert!(
+        err.contains("image_metadata.npy") && err.contains("3 concept folders"),
+        "{err}"
+    );
+    write_image_metadata(&metadata_path, &original).unwrap();
+
+    // A value beyond float32's range: refused naming the file, condition and repetition,
+    // by fit (training half) and by eval (test half).
+    let pre = data.join("eeg_dataset/preprocessed_data/sub-01");
+    for (half, command) in [("training", "fit"), ("test", "eval")] {
+        let path = pre.join(format!("preprocessed_eeg_{half}.npy"));
+        let eeg = read_preprocessed(&path).unwrap();
+        let mut values: Vec<f64> = eeg.data.iter().map(|&v| v as f64).collect();
+        let per_condition = eeg.repetitions * eeg.channels() * eeg.times.len();
+        values[2 * per_condition + 5] = 1e39;
+        let shape = [
+            eeg.conditions,
+            eeg.repetitions,
+            eeg.channels(),
+            eeg.times.len(),
+        ];
+        write_preprocessed(&path, &values, shape, &eeg.ch_names, &eeg.times).unwrap();
+        let err = match command {
+            "fit" => refused_leaving_nothing(&strs(&fit(&d.join("bad"), &[])), &d.join("bad")),
+            _ => user_error(&strs(&eval(&clean, &[]))),
+        };
+        assert!(
+            err.contains(&format!("preprocessed_eeg_{half}.npy"))
+                && err.contains("image condition 2, repetition 0"),
+            "{command}: {err}"
+        );
+        let values: Vec<f64> = eeg.data.iter().map(|&v| v as f64).collect();
+        write_preprocessed(&path, &values, shape, &eeg.ch_names, &eeg.times).unwrap();
+    }
 }

@@ -89,6 +89,8 @@ fn make_inputs(dir: &Path) {
         ("crates/cli/tests/fixtures/nsd_timeseries", "nsd-timeseries"),
         ("crates/datasets/tests/fixtures/fmriprep", "fmriprep"),
         ("crates/stream/tests/fixtures", "signals"),
+        ("crates/cli/tests/fixtures/freesurfer", "freesurfer"),
+        ("crates/datasets/tests/fixtures/ds003825", "ds003825"),
     ] {
         common::copy_dir(&repo().join(from), &dir.join(to));
     }
@@ -146,6 +148,10 @@ const SETUP: &[&str] = &[
     "group prepare --subject {d}/g02 --subject {d}/g03 --out {d}/group",
     "group fit --group {d}/group --method shared --k 4 --cv gcv",
     "group fit --group {d}/group --method srm --k 4 --cv gcv",
+    "simulate --kind eeg --subjects 2 --out {d}/eeg",
+    "eeg embed --data {d}/eeg --out {d}/eeg-emb",
+    "eeg fit --data {d}/eeg --embeddings {d}/eeg-emb --subject sub-01 --method ridge \
+     --window 20:80 --out {d}/eeg-ridge",
 ];
 
 const TARGETS: &[Target] = &[
@@ -414,6 +420,59 @@ const TARGETS: &[Target] = &[
             "g01/betas/nsdgeneral/test",
         ],
         command: "group adapt --group {in}/group --space srm --subject {in}/g01 --via both \
+                  --out {out}",
+    },
+    Target {
+        name: "cortex-draw",
+        inputs: &["movie"],
+        mutated: &["movie/derivatives/mask"],
+        command: "cortex draw --volume {in}/movie/derivatives/mask/sub-01_mask.nii.gz \
+                  --cortex fsaverage5 --out {out}",
+    },
+    Target {
+        name: "cortex-draw-freesurfer",
+        inputs: &["freesurfer"],
+        mutated: &[
+            "freesurfer/volume.nii.gz",
+            "freesurfer/subj/surf/lh.white",
+            "freesurfer/subj/surf/rh.pial",
+            "freesurfer/subj/surf/lh.full.flat.patch.3d",
+            "freesurfer/subj/surf/rh.curv",
+            "freesurfer/subj/label/lh.streams.mgz",
+            "freesurfer/subj/label/streams.mgz.ctab",
+        ],
+        command:
+            "cortex draw --volume {in}/freesurfer/volume.nii.gz --cortex {in}/freesurfer/subj \
+                  --out {out}",
+    },
+    Target {
+        name: "eeg-bids-prepare",
+        inputs: &["ds003825"],
+        mutated: &[
+            "sub-02_task-rsvp_eeg.vhdr",
+            "sub-02_task-rsvp_eeg.vmrk",
+            "sub-02_task-rsvp_eeg.eeg",
+            "sub-02_task-rsvp_events.tsv",
+        ],
+        command: "eeg bids-prepare --bids-root {in}/ds003825/ds003825 --subject 02 --task rsvp \
+                  --images {in}/ds003825/THINGS --out {out}",
+    },
+    Target {
+        name: "eeg-fit",
+        inputs: &["eeg", "eeg-emb"],
+        mutated: &[
+            "sub-01/preprocessed_eeg_training.npy",
+            "image_metadata.npy",
+            "eeg-emb/",
+        ],
+        command: "eeg fit --data {in}/eeg --embeddings {in}/eeg-emb --subject sub-01 \
+                  --method ridge --window 20:80 --out {out}",
+    },
+    Target {
+        name: "eeg-eval",
+        inputs: &["eeg", "eeg-ridge"],
+        mutated: &["sub-01/preprocessed_eeg_test.npy", "eeg-ridge/"],
+        command: "eeg eval --data {in}/eeg --decoder {in}/eeg-ridge --ways 2,4 --draws 5 \
                   --out {out}",
     },
 ];
@@ -716,6 +775,11 @@ fuzz_targets! {
     group_prepare => "group-prepare",
     group_adapt => "group-adapt",
     group_adapt_srm => "group-adapt-srm",
+    cortex_draw => "cortex-draw",
+    cortex_draw_freesurfer => "cortex-draw-freesurfer",
+    eeg_bids_prepare => "eeg-bids-prepare",
+    eeg_fit => "eeg-fit",
+    eeg_eval => "eeg-eval",
 }
 
 /// A size above a limit names the limit's variable; raised, the same command runs.

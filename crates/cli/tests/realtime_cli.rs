@@ -279,3 +279,48 @@ fn replay_turns_a_recorded_run_into_an_export_folder() {
     assert_eq!(summary["volumes"].as_u64(), Some(4), "{summary}");
     assert!(summary["refused"].as_array().unwrap().is_empty());
 }
+
+#[test]
+fn a_session_that_reads_nothing_exits_2_naming_the_refused_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let (broken, empty) = (dir.path().join("broken"), dir.path().join("empty"));
+    std::fs::create_dir_all(&broken).unwrap();
+    std::fs::create_dir_all(&empty).unwrap();
+    let mut not_dicom = vec![0u8; 200];
+    not_dicom.extend(b"not a DICOM file");
+    std::fs::write(broken.join("garbage.dcm"), not_dicom).unwrap();
+    let watch = |folder: &Path, out: &str| {
+        Command::new(env!("CARGO_BIN_EXE_brainrecon"))
+            .args([
+                "realtime",
+                "watch",
+                "--idle-seconds",
+                "0.3",
+                "--settle-ms",
+                "20",
+            ])
+            .args(["--json", "--folder"])
+            .arg(folder)
+            .arg("--out")
+            .arg(dir.path().join(out))
+            .output()
+            .unwrap()
+    };
+    // Every file refused: exit 2, the file named; the summary is still printed and written.
+    let output = watch(&broken, "out-broken");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("no volume") || stderr.contains("volumes read"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("garbage.dcm"), "{stderr}");
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(summary["volumes"], 0);
+    assert!(dir.path().join("out-broken/session.json").is_file());
+    // Nothing arrived at all: exit 2, saying so.
+    let output = watch(&empty, "out-empty");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("no file ending in .dcm"), "{stderr}");
+}

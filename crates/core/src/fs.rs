@@ -286,10 +286,12 @@ pub fn write_json_atomic<T: Serialize + ?Sized>(path: &Path, value: &T) -> Resul
     write_bytes_atomic(path, &text)
 }
 
-/// Reads JSON from `path`, naming the file in any error.
+/// Reads JSON from `path`, naming the file in any error; a leading UTF-8 byte-order mark (BIDS
+/// sidecars saved by Windows tools) is dropped, as MNE-BIDS's `utf-8-sig` reading drops it.
 pub fn read_json<T: DeserializeOwned>(path: &Path) -> Result<T> {
-    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
-    serde_json::from_slice(&bytes).map_err(|e| DataError::format(path, "JSON", e))
+    let bytes = crate::text::read_bounded(path)?;
+    serde_json::from_slice(crate::text::bytes_without_bom(&bytes))
+        .map_err(|e| DataError::format(path, "JSON", e))
 }
 
 /// Removes the folder `path` so that no reader ever finds part of it: it is first renamed to

@@ -139,6 +139,50 @@ pub fn array_bytes(path: &Path, field: &str, dims: &[u64], element: u64) -> Resu
     ARRAY_BYTES.check(path, field, bytes)
 }
 
+/// A sample rate in Hz read from `field` of `path`, refused unless finite, above 0 and at
+/// most [`SAMPLE_RATE`]. Every reader that takes a rate from a file calls this before the rate
+/// sizes anything: epochs, resampling and windows are sample counts of `seconds × rate`, so a
+/// rate of 1e306 (a `SamplingInterval` of 1e-300 µs) would overflow them and one of 1e10 would
+/// ask for tens of gigabytes.
+pub fn sample_rate(path: &Path, field: &str, rate: f64) -> Result<f64> {
+    if !(rate.is_finite() && rate > 0.0) {
+        return Err(DataError::invalid(
+            path,
+            field,
+            "a finite sample rate above 0 Hz",
+            rate.to_string(),
+        ));
+    }
+    let limit = SAMPLE_RATE.value();
+    if rate > limit as f64 {
+        // A rate like 1e306 is shown as such, and no variable could raise the limit to it.
+        let (found, raise) = match rate < 1e15 {
+            true => (
+                rate.to_string(),
+                format!(
+                    "; set {}={} or more to raise it",
+                    SAMPLE_RATE.variable,
+                    rate.ceil()
+                ),
+            ),
+            false => (
+                format!("{rate:e}"),
+                format!(", set by {}", SAMPLE_RATE.variable),
+            ),
+        };
+        return Err(DataError::invalid(
+            path,
+            field,
+            format!(
+                "at most {limit} {} (brainrecon's limit{raise})",
+                SAMPLE_RATE.what
+            ),
+            found,
+        ));
+    }
+    Ok(rate)
+}
+
 /// `width × height` refused when it passes [`IMAGE_PIXELS`].
 pub fn image_pixels(path: &Path, field: &str, width: u64, height: u64) -> Result<u64> {
     let pixels = width.saturating_mul(height);
@@ -167,5 +211,30 @@ mod tests {
         );
         assert!(image_pixels(path, "IHDR", 1 << 20, 1 << 20).is_err());
         assert!(image_pixels(path, "IHDR", 4096, 4096).is_ok());
+    }
+
+    #[test]
+    fn sample_rates_must_be_finite_positive_and_at_most_the_limit() {
+        let path = Path::new("run.vhdr");
+        for bad in [0.0, -1.0, f64::NAN, f64::INFINITY, 1e306, 1e10] {
+            let text = sample_rate(path, "SamplingInterval", bad)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                text.contains("run.vhdr") && text.contains("SamplingInterval"),
+                "{bad}: {text}"
+            );
+        }
+        let text = sample_rate(path, "rate", 1e10).unwrap_err().to_string();
+        assert!(
+            text.contains("BRAINRECON_MAX_SAMPLE_RATE=10000000000"),
+            "{text}"
+        );
+        let text = sample_rate(path, "rate", 1e306).unwrap_err().to_string();
+        assert!(text.ends_with("found 1e306"), "{text}");
+        assert!(text.contains("BRAINRECON_MAX_SAMPLE_RATE"), "{text}");
+        assert_eq!(sample_rate(path, "rate", 250.0).unwrap(), 250.0);
+        assert!(sample_rate(path, "rate", SAMPLE_RATE.default as f64).is_ok());
+        assert!(sample_rate(path, "rate", SAMPLE_RATE.default as f64 + 0.5).is_err());
     }
 }

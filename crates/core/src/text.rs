@@ -39,6 +39,84 @@ pub fn escape_html(text: &str) -> String {
     out
 }
 
+/// The UTF-8 byte-order mark, which MNE-BIDS writes at the start of every TSV and Windows tools
+/// write at the start of files saved as "UTF-8".
+pub const UTF8_BOM: &str = "\u{feff}";
+
+/// `text` without a leading UTF-8 byte-order mark ([`UTF8_BOM`]), as Python's `utf-8-sig`
+/// codec (pandas, MNE-BIDS) reads it.
+pub fn without_bom(text: &str) -> &str {
+    text.strip_prefix(UTF8_BOM).unwrap_or(text)
+}
+
+/// `bytes` without a leading UTF-8 byte-order mark.
+pub fn bytes_without_bom(bytes: &[u8]) -> &[u8] {
+    bytes.strip_prefix(UTF8_BOM.as_bytes()).unwrap_or(bytes)
+}
+
+/// The bytes of the file `path`, its length checked against
+/// [`crate::limits::ARRAY_BYTES`] before anything is allocated and the read stopped there (a
+/// file that grows while it is read cannot take more).
+///
+/// # Errors
+/// [`crate::error::DataError`] naming `path` when it cannot be read or is over the limit.
+pub fn read_bounded(path: &std::path::Path) -> crate::error::Result<Vec<u8>> {
+    use crate::error::DataError;
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+    let length = file.metadata().map_err(|e| DataError::io(path, e))?.len();
+    let limit = crate::limits::ARRAY_BYTES.check(path, "file length", length)?;
+    let mut bytes = Vec::with_capacity(length as usize);
+    file.take(limit.saturating_add(1))
+        .read_to_end(&mut bytes)
+        .map_err(|e| DataError::io(path, e))?;
+    crate::limits::ARRAY_BYTES.check(path, "file length", bytes.len() as u64)?;
+    Ok(bytes)
+}
+
+/// The text of the UTF-8 file `path` (TSV, CSV, JSON, lists, headers), a leading byte-order mark
+/// dropped, read within [`read_bounded`]'s limit. Every text reader of the project goes through
+/// here or [`for_each_line`], so a mark written by MNE-BIDS or a Windows editor is never part of
+/// the first field.
+///
+/// # Errors
+/// [`crate::error::DataError`] naming `path`: unreadable, over the limit, or not UTF-8 (with the
+/// line and byte offset of the first bad byte).
+pub fn read_text(path: &std::path::Path) -> crate::error::Result<String> {
+    let bytes = read_bounded(path)?;
+    utf8_text(path, bytes)
+}
+
+/// `bytes` read from `path` as UTF-8 text, a leading byte-order mark dropped (see [`read_text`]).
+pub fn utf8_text(path: &std::path::Path, mut bytes: Vec<u8>) -> crate::error::Result<String> {
+    if bytes.starts_with(UTF8_BOM.as_bytes()) {
+        bytes.drain(..UTF8_BOM.len());
+    }
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        let line = 1 + e.as_bytes()[..at].iter().filter(|&&b| b == b'\n').count();
+        crate::error::DataError::format(
+            path,
+            "UTF-8 text",
+            format!("line {line}: invalid byte at offset {at}"),
+        )
+    })
+}
+
+/// The text of `path` read as UTF-8 when it is valid UTF-8 (a byte-order mark dropped), else as
+/// Latin-1 (ISO 8859-1), byte for byte: the two code pages BrainVision headers declare
+/// (`Codepage=UTF-8` / `ANSI`), which MNE reads the same way.
+pub fn read_text_utf8_or_latin1(path: &std::path::Path) -> crate::error::Result<String> {
+    let bytes = read_bounded(path)?;
+    match String::from_utf8(bytes) {
+        Ok(text) => Ok(match text.strip_prefix(UTF8_BOM) {
+            Some(rest) => rest.to_string(),
+            None => text,
+        }),
+        Err(e) => Ok(e.into_bytes().iter().map(|&b| b as char).collect()),
+    }
+}
+
 /// The lines of the UTF-8 text file `path` (a byte-order mark dropped; `\n` or `\r\n` ends a
 /// line), each refused when it passes [`crate::limits::LINE_BYTES`], named by its number from 1.
 pub fn read_lines(path: &std::path::Path) -> crate::error::Result<Vec<String>> {
@@ -86,7 +164,7 @@ pub fn for_each_line(
         }
         let mut line: &[u8] = &buffer;
         if number == 1 {
-            line = line.strip_prefix("\u{feff}".as_bytes()).unwrap_or(line);
+            line = bytes_without_bom(line);
         }
         let length = (line.len() as u64).saturating_add(rest);
         crate::limits::LINE_BYTES.check(path, &format!("line {number}"), length)?;
@@ -193,6 +271,30 @@ mod tests {
             [(1, "fine".to_string())],
             "lines before the bad one were handed over"
         );
+    }
+
+    #[test]
+    fn whole_text_drops_a_byte_order_mark_and_names_bad_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("events.tsv");
+        std::fs::write(&path, "\u{feff}onset\tduration\n1\t2\n").unwrap();
+        assert_eq!(read_text(&path).unwrap(), "onset\tduration\n1\t2\n");
+        // Only a leading mark is dropped: one inside the text is data.
+        std::fs::write(&path, "a\u{feff}b").unwrap();
+        assert_eq!(read_text(&path).unwrap(), "a\u{feff}b");
+        std::fs::write(&path, b"\xef\xbb\xbfok\nbad \xff\n").unwrap();
+        let message = read_text(&path).unwrap_err().to_string();
+        assert!(
+            message.contains("events.tsv") && message.contains("line 2"),
+            "{message}"
+        );
+        // Latin-1 headers keep every byte; UTF-8 ones lose only their mark.
+        std::fs::write(&path, b"\xef\xbb\xbf[Common Infos]\n").unwrap();
+        assert_eq!(read_text_utf8_or_latin1(&path).unwrap(), "[Common Infos]\n");
+        std::fs::write(&path, b"\xb5V\n").unwrap();
+        assert_eq!(read_text_utf8_or_latin1(&path).unwrap(), "\u{b5}V\n");
+        assert_eq!(without_bom("\u{feff}x"), "x");
+        assert_eq!(without_bom("x\u{feff}"), "x\u{feff}");
     }
 
     #[test]

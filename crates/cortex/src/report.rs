@@ -111,7 +111,11 @@ pub fn resolve(
         }),
         CortexChoice::FreeSurfer(dir) => {
             let cortex = template::freesurfer_subject(dir)?;
-            let labels = template::freesurfer_labels(dir, "streams", cortex.n_vertices())?;
+            // NSD's visual streams where the folder has them, else recon-all's Desikan atlas.
+            let labels = match template::freesurfer_labels(dir, "streams", cortex.n_vertices())? {
+                Some(labels) => Some(labels),
+                None => template::freesurfer_labels(dir, "aparc", cortex.n_vertices())?,
+            };
             Some(CortexPlacement {
                 cortex,
                 placement: Placement::sample(grid),

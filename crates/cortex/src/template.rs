@@ -197,10 +197,12 @@ pub fn freesurfer_subject(subject_dir: &Path) -> Result<Cortex> {
     })
 }
 
-/// A FreeSurfer folder's surface atlas as NSD ships them: `label/?h.{atlas}.mgz` (one whole
-/// value per vertex; 0 or less: no region) and the colour table `label/{atlas}.mgz.ctab`
-/// (`<value> <name>` per line). `None` when the folder has no such atlas; a file whose vertex
-/// count differs from the cortex's is refused, naming it.
+/// A FreeSurfer folder's surface atlas: as NSD ships them, `label/?h.{atlas}.mgz` (one whole
+/// value per vertex; 0 or less: no region) with the colour table `label/{atlas}.mgz.ctab`
+/// (`<value> <name>` per line); else as `recon-all` writes them, `label/?h.{atlas}.annot`
+/// (Desikan's `aparc`, HCP-MMP1 on fsaverage; a vertex's value is its colour-table row, and
+/// row 0, FreeSurfer's "unknown", is no region). `None` when the folder has no such atlas; a
+/// file whose vertex count differs from the cortex's is refused, naming it.
 pub fn freesurfer_labels(
     subject_dir: &Path,
     atlas: &str,
@@ -209,7 +211,7 @@ pub fn freesurfer_labels(
     let label = subject_dir.join("label");
     let paths = Hemi::BOTH.map(|h| label.join(format!("{}.{atlas}.mgz", h.prefix())));
     if !paths.iter().all(|p| p.is_file()) {
-        return Ok(None);
+        return annotation_labels(&label, atlas, vertices);
     }
     let mut values = Vec::new();
     for (path, n) in paths.iter().zip(vertices) {
@@ -227,10 +229,7 @@ pub fn freesurfer_labels(
     }
     let ctab = label.join(format!("{atlas}.mgz.ctab"));
     let names = if ctab.is_file() {
-        parse_ctab(
-            &ctab,
-            &std::fs::read_to_string(&ctab).map_err(|e| DataError::io(&ctab, e))?,
-        )?
+        parse_ctab(&ctab, &brainrecon_core::text::read_text(&ctab)?)?
     } else {
         Vec::new()
     };
@@ -241,6 +240,35 @@ pub fn freesurfer_labels(
         left,
         right,
         names,
+    }))
+}
+
+/// `label/?h.{atlas}.annot` as [`VertexLabels`] (see [`freesurfer_labels`]).
+fn annotation_labels(
+    label: &Path,
+    atlas: &str,
+    vertices: [usize; 2],
+) -> Result<Option<VertexLabels>> {
+    let paths = Hemi::BOTH.map(|h| label.join(format!("{}.{atlas}.annot", h.prefix())));
+    if !paths.iter().all(|p| p.is_file()) {
+        return Ok(None);
+    }
+    let mut values = Vec::new();
+    let mut names = std::collections::BTreeMap::new();
+    for (path, n) in paths.iter().zip(vertices) {
+        let annotation = brainrecon_formats::fs_surface::read_annot(path, Some(n))?;
+        for (name, &row) in annotation.names.iter().zip(&annotation.name_rows) {
+            names.entry(row as i32).or_insert_with(|| name.clone());
+        }
+        values.push(annotation.labels);
+    }
+    let right = values.pop().unwrap_or_default();
+    let left = values.pop().unwrap_or_default();
+    Ok(Some(VertexLabels {
+        name: atlas.into(),
+        left,
+        right,
+        names: names.into_iter().filter(|&(row, _)| row > 0).collect(),
     }))
 }
 
@@ -295,6 +323,33 @@ mod tests {
 #[cfg(test)]
 mod label_tests {
     use super::*;
+
+    #[test]
+    fn recon_all_annotations_are_an_atlas_when_no_mgz_is_there() {
+        // tools/fixtures/freesurfer_annot.py's file, written by nibabel: 12 vertices.
+        let annot = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../formats/tests/fixtures/annot/lh.new.annot");
+        let dir = tempfile::tempdir().unwrap();
+        let label = dir.path().join("label");
+        std::fs::create_dir_all(&label).unwrap();
+        assert!(freesurfer_labels(dir.path(), "aparc", [12, 12])
+            .unwrap()
+            .is_none());
+        for hemi in ["lh", "rh"] {
+            std::fs::copy(&annot, label.join(format!("{hemi}.aparc.annot"))).unwrap();
+        }
+        let labels = freesurfer_labels(dir.path(), "aparc", [12, 12])
+            .unwrap()
+            .unwrap();
+        assert_eq!(labels.left, [1, 1, 2, 2, 3, -1, 4, 4, 0, 3, -1, 2]);
+        assert_eq!(labels.right, labels.left);
+        let names: Vec<&str> = labels.names.iter().map(|(_, n)| n.as_str()).collect();
+        assert_eq!(names, ["bankssts", "cuneus", "insula", "precuneus"]);
+        let err = freesurfer_labels(dir.path(), "aparc", [12, 13])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("rh.aparc.annot"), "{err}");
+    }
 
     #[test]
     fn ctab_names_regions_and_refuses_bad_lines() {

@@ -429,16 +429,11 @@ fn subdivide(h: &brainrecon_cortex::mesh::Hemisphere) -> brainrecon_cortex::mesh
 }
 
 /// `figure` of fsaverage5 subdivided twice (163,842 vertices per hemisphere, fsaverage7's
-/// count) in under 2 s. Run in release: `cargo test --release -p brainrecon-cortex --test
-/// render -- --ignored`.
+/// count) in under 2 s (0.23 s measured in the test build, which optimises this crate).
 #[test]
-#[ignore]
 fn figure_of_a_fine_mesh_takes_under_two_seconds() {
     let base = fsaverage5().unwrap();
-    // Debug builds draw far slower: they draw the once-subdivided mesh and time nothing.
-    let release = !cfg!(debug_assertions);
-    let rounds: &[usize] = if release { &[1, 2] } else { &[1] };
-    for &times in rounds {
+    for times in [1, 2] {
         let mut cortex = base.clone();
         for _ in 0..times {
             cortex.left = subdivide(&cortex.left);
@@ -452,8 +447,7 @@ fn figure_of_a_fine_mesh_takes_under_two_seconds() {
         let n = cortex.n_vertices();
         eprintln!("figure of {} + {} vertices: {took:.3} s", n[0], n[1]);
         assert!(where_(&img, is_data).len() > 100_000);
-        if release && times == 2 {
-            write_png(Path::new("/tmp/render-samples/fine.png"), &img).unwrap();
+        if times == 2 {
             assert!(took < 2.0, "{took:.2} s");
         }
     }

@@ -321,8 +321,16 @@ pub fn prepare_run(run: &EegRun, options: &RawPreprocessing) -> Result<PreparedE
             raw.sfreq.to_string(),
         ));
     }
-    let epocher = Epocher::new(options.tmin, options.tmax, raw.sfreq, options.sfreq);
-    if epocher.span_len() == 0 || epocher.span_len() > raw.samples {
+    // The readers bound the rate already; this also sizes the epoch and its resampling.
+    let epocher = Epocher::checked(
+        &run.recording,
+        rate_field,
+        options.tmin,
+        options.tmax,
+        raw.sfreq,
+        options.sfreq,
+    )?;
+    if epocher.span_len() > raw.samples {
         return Err(DataError::invalid(
             &run.recording,
             length_field,
@@ -332,6 +340,13 @@ pub fn prepare_run(run: &EegRun, options: &RawPreprocessing) -> Result<PreparedE
     }
     let times = epocher.times.clone();
     let (c, t) = (picks.len(), times.len());
+    // Every epoch held at once as f64, before any is cut.
+    crate::limits::array_bytes(
+        &run.events,
+        "onset (epochs × channels × samples)",
+        &[shown.len() as u64, c as u64, t as u64],
+        8,
+    )?;
     let mut halves: [BTreeMap<String, Vec<Vec<f64>>>; 2] = Default::default();
     let mut dropped = 0;
     for event in &shown {

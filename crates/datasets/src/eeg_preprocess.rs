@@ -16,11 +16,15 @@
 //! - [`mvnn_whitener`]: Σ^(−1/2) of the covariances averaged over time points (or
 //!   repetitions), conditions and the two halves, as `mvnn` in the data set's code.
 
+use std::path::Path;
 use std::sync::Arc;
 
 use faer::{Mat, Side};
 use rustfft::num_complex::Complex64;
 use rustfft::{Fft, FftPlanner};
+
+use crate::limits;
+use crate::{DataError, Result};
 
 /// `(sample, code)` of every event of a stim channel (see the module documentation). Codes
 /// are read as integers; a negative code counts by its absolute value, as MNE does.
@@ -35,11 +39,25 @@ pub fn find_events(stim: &[f64]) -> Vec<(usize, i64)> {
         .collect()
 }
 
-/// Sample offsets (first, count) of an epoch from `tmin` to `tmax` seconds at `sfreq`.
+/// Sample offsets (first, count) of an epoch from `tmin` to `tmax` seconds at `sfreq`; None
+/// when they do not fit (a non-finite product, or a count beyond `usize`).
+pub fn checked_epoch_span(tmin: f64, tmax: f64, sfreq: f64) -> Option<(i64, usize)> {
+    // Bounded well inside i64 so that the subtraction below cannot overflow.
+    const BOUND: f64 = (1u64 << 52) as f64;
+    let first = (tmin * sfreq).round();
+    let last = (tmax * sfreq).round();
+    if !(first.abs() <= BOUND && last.abs() <= BOUND) {
+        return None;
+    }
+    let (first, last) = (first as i64, last as i64);
+    let count = usize::try_from((last - first + 1).max(0)).ok()?;
+    Some((first, count))
+}
+
+/// Sample offsets (first, count) of an epoch from `tmin` to `tmax` seconds at `sfreq`; an
+/// epoch that does not fit ([`checked_epoch_span`]) is empty.
 pub fn epoch_span(tmin: f64, tmax: f64, sfreq: f64) -> (i64, usize) {
-    let first = (tmin * sfreq).round() as i64;
-    let last = (tmax * sfreq).round() as i64;
-    (first, (last - first + 1).max(0) as usize)
+    checked_epoch_span(tmin, tmax, sfreq).unwrap_or((0, 0))
 }
 
 /// The epoch [channels.len(), count] of `data` [rows, samples] at `onset`, rows `channels`,
@@ -90,11 +108,80 @@ pub struct Epocher {
 }
 
 impl Epocher {
-    /// Epochs from `tmin` to `tmax` seconds of a recording at `from` Hz, resampled to `to` Hz
-    /// (`to` ≤ `from`, both positive, and the epoch at least one sample: the caller checks).
+    /// Epochs from `tmin` to `tmax` seconds of a recording at `from` Hz (read from `field` of
+    /// `path`), resampled to `to` Hz.
+    ///
+    /// Errors, naming `path` and `field`, before anything is allocated: `from` not a rate
+    /// [`limits::sample_rate`] allows; `to` not finite, not above 0 or above `from`
+    /// (resampling only lowers the rate); an epoch of no samples; an epoch, its FFT padding
+    /// or its resampled length whose bytes pass [`limits::ARRAY_BYTES`] (sized with checked
+    /// arithmetic).
+    pub fn checked(
+        path: &Path,
+        field: &str,
+        tmin: f64,
+        tmax: f64,
+        from: f64,
+        to: f64,
+    ) -> Result<Self> {
+        let from = limits::sample_rate(path, field, from)?;
+        if !(to.is_finite() && to > 0.0 && to <= from) {
+            return Err(DataError::invalid(
+                path,
+                field,
+                format!("a rate of at least the epochs' {to} Hz (resampling only lowers it)"),
+                format!("{from} Hz"),
+            ));
+        }
+        let too_long = || {
+            DataError::invalid(
+                path,
+                field,
+                format!("a rate giving epochs of {tmin} to {tmax} s an addressable length"),
+                format!("{from} Hz"),
+            )
+        };
+        let (first, count) = checked_epoch_span(tmin, tmax, from).ok_or_else(too_long)?;
+        if count == 0 {
+            return Err(DataError::invalid(
+                path,
+                field,
+                format!("a rate giving epochs of {tmin} to {tmax} s at least one sample"),
+                format!("{from} Hz"),
+            ));
+        }
+        // The epoch's rows as f64, and (resampled) its padded spectrum and output as complex.
+        let epoch_field = format!("{field} (samples in one epoch, {tmin} to {tmax} s)");
+        limits::array_bytes(path, &epoch_field, &[count as u64], 8)?;
+        let plan = match to != from {
+            true => {
+                let lengths = ResampleLengths::new(count, to / from).ok_or_else(too_long)?;
+                let longest = lengths.padded_len.max(lengths.new_len) as u64;
+                limits::array_bytes(path, &epoch_field, &[longest], 16)?;
+                Some(lengths)
+            }
+            false => None,
+        };
+        Ok(Self::build((first, count), plan, from, to))
+    }
+
+    /// [`Epocher::checked`] for rates already checked (`to` ≤ `from`, both positive, and the
+    /// epoch at least one sample: the caller checks). Never panics: an epoch it cannot build
+    /// (a rate beyond [`limits::SAMPLE_RATE`], a length beyond [`limits::ARRAY_BYTES`]) gives
+    /// an epocher of no samples ([`Epocher::span_len`] 0, no times, every epoch None), which
+    /// the callers refuse as an epoch longer than the recording. Rates read from files go
+    /// through [`Epocher::checked`], whose error names the file and field.
     pub fn new(tmin: f64, tmax: f64, from: f64, to: f64) -> Self {
-        let span = epoch_span(tmin, tmax, from);
-        let resampler = (to != from).then(|| FftResampler::new(span.1, to, from, Pad::Edge));
+        Self::checked(Path::new("epochs"), "sfreq", tmin, tmax, from, to).unwrap_or(Epocher {
+            span: (0, 0),
+            baseline: 0,
+            resampler: None,
+            times: Vec::new(),
+        })
+    }
+
+    fn build(span: (i64, usize), plan: Option<ResampleLengths>, from: f64, to: f64) -> Self {
+        let resampler = plan.map(|lengths| FftResampler::planned(lengths, Pad::Edge));
         let len = resampler.as_ref().map_or(span.1, |r| r.output_len());
         Epocher {
             span,
@@ -119,7 +206,8 @@ impl Epocher {
     }
 
     /// The epoch [channels.len(), times] of `data` [rows, samples] at `onset`; None when it
-    /// leaves the recording.
+    /// leaves the recording (an event at sample 0, such as a BrainVision marker logged before
+    /// the first sample, with `tmin` < 0: MNE drops it too).
     pub fn epoch(
         &self,
         data: &[f64],
@@ -127,6 +215,9 @@ impl Epocher {
         channels: &[usize],
         onset: usize,
     ) -> Option<Vec<f64>> {
+        if self.span.1 == 0 {
+            return None;
+        }
         let x = epoch(data, samples, channels, onset, self.span, self.baseline)?;
         Some(match &self.resampler {
             Some(r) => x
@@ -182,27 +273,70 @@ pub struct FftResampler {
     inverse: Arc<dyn Fft<f64>>,
 }
 
+/// The lengths of one resampling (see [`FftResampler`]), computed with checked arithmetic.
+#[derive(Clone, Copy, Debug)]
+struct ResampleLengths {
+    pads: [usize; 2],
+    padded_len: usize,
+    new_len: usize,
+    trim: [usize; 2],
+}
+
+impl ResampleLengths {
+    /// The lengths for `len` samples resampled by `ratio` (to / from); None when `len` is 0,
+    /// the ratio not finite and positive, or a length does not fit in `usize`.
+    fn new(len: usize, ratio: f64) -> Option<Self> {
+        if len == 0 || !(ratio.is_finite() && ratio > 0.0) {
+            return None;
+        }
+        // round(ratio · n), refused past 2^53 (beyond it f64 holds no exact count).
+        let scaled = |n: usize| -> Option<usize> {
+            let v = (ratio * n as f64).round();
+            (v <= (1u64 << 53) as f64).then_some(v as usize)
+        };
+        let final_len = scaled(len)?.max(1);
+        let min_add = (len / 8).min(100) * 2;
+        let padded_len = len.checked_add(min_add)?.checked_next_power_of_two()?;
+        let total = padded_len - len;
+        let pads = [total / 2, total / 2 + total % 2];
+        let new_len = scaled(padded_len)?.max(1);
+        let front = scaled(pads[0])?;
+        let back = new_len.checked_sub(final_len)?.checked_sub(front)?;
+        Some(ResampleLengths {
+            pads,
+            padded_len,
+            new_len,
+            trim: [front, back],
+        })
+    }
+}
+
 impl FftResampler {
     /// Resampling `len` samples by `to / from` (as `mne.filter.resample(x, to, from,
     /// npad='auto', pad=...)`); the output length is round(len · to / from), at least 1.
+    ///
+    /// Panics when `len` is 0, a rate is not finite and positive, or the lengths overflow:
+    /// rates read from files are checked first ([`Epocher::checked`]).
     pub fn new(len: usize, to: f64, from: f64, pad: Pad) -> Self {
         assert!(len > 0 && to > 0.0 && from > 0.0);
-        let ratio = to / from;
-        let final_len = ((ratio * len as f64).round() as usize).max(1);
-        let min_add = (len / 8).min(100) * 2;
-        let total = (len + min_add).next_power_of_two() - len;
-        let pads = [total / 2, total / 2 + total % 2];
-        let padded_len = len + total;
-        let new_len = ((ratio * padded_len as f64).round() as usize).max(1);
-        let front = (ratio * pads[0] as f64).round() as usize;
-        let back = new_len - final_len - front;
+        let lengths = ResampleLengths::new(len, to / from).expect("resampling lengths in range");
+        Self::planned(lengths, pad)
+    }
+
+    fn planned(lengths: ResampleLengths, pad: Pad) -> Self {
+        let ResampleLengths {
+            pads,
+            padded_len,
+            new_len,
+            trim,
+        } = lengths;
         let mut planner = FftPlanner::new();
         FftResampler {
             pad,
             pads,
             padded_len,
             new_len,
-            trim: [front, back],
+            trim,
             forward: planner.plan_fft_forward(padded_len),
             inverse: planner.plan_fft_inverse(new_len),
         }
@@ -505,6 +639,46 @@ mod tests {
         ] {
             assert!((y[k] - want).abs() < 1e-8, "{k}: {} vs {want}", y[k]);
         }
+    }
+
+    #[test]
+    fn an_event_at_the_first_sample_is_epoched_only_without_a_pre_stimulus_part() {
+        // A BrainVision marker logged before the recording lands at sample 0, as MNE's
+        // events_from_annotations puts it; MNE drops its epoch when tmin < 0.
+        let data: Vec<f64> = (0..200).map(|i| i as f64).collect();
+        let with_baseline = Epocher::new(-0.2, 0.8, 100.0, 100.0);
+        assert!(with_baseline.epoch(&data, 200, &[0], 0).is_none());
+        assert!(with_baseline.epoch(&data, 200, &[0], 20).is_some());
+        let from_zero = Epocher::new(0.0, 0.5, 100.0, 100.0);
+        assert_eq!(from_zero.epoch(&data, 200, &[0], 0).unwrap().len(), 51);
+    }
+
+    #[test]
+    fn rates_from_files_are_checked_before_epochs_are_sized() {
+        let path = Path::new("run.vhdr");
+        for from in [1e306, 1e10, 0.0, -1.0, f64::NAN, f64::INFINITY] {
+            let err = Epocher::checked(path, "SamplingInterval", -0.2, 0.8, from, 100.0)
+                .err()
+                .unwrap_or_else(|| panic!("{from} Hz accepted"))
+                .to_string();
+            assert!(
+                err.contains("run.vhdr") && err.contains("SamplingInterval"),
+                "{from}: {err}"
+            );
+            // Unchecked: no panic, no allocation, an epoch of no samples the callers refuse.
+            let e = Epocher::new(-0.2, 0.8, from, 100.0);
+            assert_eq!((e.span_len(), e.times.len()), (0, 0));
+            assert!(e.epoch(&[0.0; 4], 4, &[0], 1).is_none());
+        }
+        // An epoch whose samples pass the array limit (a rate within the limit, a long epoch).
+        let err = Epocher::checked(path, "sfreq", 0.0, 1e12, 1000.0, 100.0)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("sfreq"), "{err}");
+        let e = Epocher::checked(path, "sfreq", -0.2, 0.8, 1000.0, 100.0).unwrap();
+        assert_eq!((e.span_len(), e.times.len()), (1001, 100));
+        assert!(Epocher::checked(path, "sfreq", -0.2, 0.8, 100.0, 250.0).is_err());
     }
 
     #[test]

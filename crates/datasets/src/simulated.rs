@@ -13,7 +13,9 @@ pub fn is_simulated(root: &Path) -> bool {
     let Ok(text) = std::fs::read_to_string(root.join("dataset_description.json")) else {
         return false;
     };
-    let Ok(json) = serde_json::from_str::<serde_json::Value>(&text) else {
+    let Ok(json) =
+        serde_json::from_str::<serde_json::Value>(brainrecon_core::text::without_bom(&text))
+    else {
         return false;
     };
     json["GeneratedBy"].as_array().is_some_and(|by| {

@@ -20,6 +20,12 @@
 //!
 //! `root` may also be the `eeg_dataset` folder's parent with the preprocessed data directly
 //! under it (`<root>/preprocessed_data`), as many download scripts leave it.
+//!
+//! NICE's and ATM's re-preprocessing (all 63 channels, 250 Hz) ships as
+//! `<root>/Preprocessed_data_250Hz/sub-XX/preprocessed_eeg_{training,test}.npy`: the same dict
+//! written with `pickle.dump` (protocol 4, no `.npy` header), `preprocessed_eeg_data` float64
+//! [16,540 × 4 or 200 × 80, 63, 250] (0 to 1 s) and `times` the 300 times from −0.2 s that
+//! their loaders slice from index 50. Both are read as they ship ([`read_preprocessed`]).
 
 use std::path::{Path, PathBuf};
 
@@ -263,6 +269,10 @@ impl ImageMetadata {
     }
 }
 
+/// The names the folder of preprocessed `sub-XX` folders goes by, in the order they are looked
+/// for: the data set's, and that of NICE's 250 Hz re-preprocessing as ATM's users download it.
+pub const PREPROCESSED_FOLDERS: [&str; 2] = ["preprocessed_data", "Preprocessed_data_250Hz"];
+
 /// The dataset folder.
 #[derive(Clone, Debug)]
 pub struct ThingsEeg2 {
@@ -277,13 +287,19 @@ pub struct ThingsEeg2 {
 impl ThingsEeg2 {
     /// Finds the dataset's folders under `root` (see the module documentation).
     pub fn open(root: &Path) -> Result<Self> {
+        let preprocessed_in = |d: &Path| {
+            PREPROCESSED_FOLDERS
+                .iter()
+                .map(|name| d.join(name))
+                .find(|p| p.is_dir())
+        };
         let eeg = [root.join("eeg_dataset"), root.to_path_buf()]
             .into_iter()
-            .find(|d| d.join("preprocessed_data").is_dir() || d.join("raw_data").is_dir())
+            .find(|d| preprocessed_in(d).is_some() || d.join("raw_data").is_dir())
             .ok_or_else(|| DataError::Missing {
                 path: root.join("eeg_dataset").join("preprocessed_data"),
-                what: "THINGS-EEG2's preprocessed_data or raw_data folder (under eeg_dataset/ \
-                       or the root)"
+                what: "THINGS-EEG2's preprocessed_data (or NICE's Preprocessed_data_250Hz) or \
+                       raw_data folder (under eeg_dataset/ or the root)"
                     .into(),
             })?;
         let images = [root.join("image_set"), root.to_path_buf()]
@@ -291,7 +307,7 @@ impl ThingsEeg2 {
             .find(|d| d.join("image_metadata.npy").is_file())
             .unwrap_or_else(|| root.join("image_set"));
         Ok(ThingsEeg2 {
-            preprocessed: eeg.join("preprocessed_data"),
+            preprocessed: preprocessed_in(&eeg).unwrap_or_else(|| eeg.join("preprocessed_data")),
             raw: eeg.join("raw_data"),
             images,
         })
@@ -383,31 +399,12 @@ fn entry<'a>(path: &Path, dict: &'a Value, key: &str) -> Result<&'a Value> {
     })
 }
 
-/// A list of strings, or a string array (NumPy `<U`/object).
+/// A list of strings, or a string array (NumPy `<U`/object), sized before it is copied (see
+/// [`Value::to_strings`]).
 fn strings(path: &Path, key: &str, value: &Value) -> Result<Vec<String>> {
-    match value {
-        Value::List(items) | Value::Tuple(items) => items
-            .iter()
-            .map(|v| match v {
-                Value::Str(s) => Ok(s.clone()),
-                other => Err(DataError::invalid(
-                    path,
-                    key,
-                    "strings",
-                    format!("a list holding {}", other.kind()),
-                )),
-            })
-            .collect(),
-        Value::Array(a) if a.shape.len() == 1 => a
-            .to_strings()
-            .map_err(|found| DataError::invalid(path, key, "strings", found)),
-        other => Err(DataError::invalid(
-            path,
-            key,
-            "a list of strings",
-            other.kind(),
-        )),
-    }
+    value
+        .to_strings()
+        .map_err(|found| DataError::invalid(path, key, "a list of strings", found))
 }
 
 /// A 1-D numeric array or a list of numbers, as f64.
@@ -450,18 +447,32 @@ fn number(path: &Path, key: &str, value: &Value) -> Result<f64> {
     }
 }
 
-/// Reads a preprocessed file (see the module documentation); non-finite values and shapes that
-/// disagree with `ch_names` or `times` are errors naming the file and the key.
+/// Reads a preprocessed file (see the module documentation), as the data set ships it
+/// (`np.save` of the dict) or as NICE and ATM ship theirs (`pickle.dump` of the same dict,
+/// without a `.npy` header). Non-finite values and shapes that disagree with `ch_names` or
+/// `times` are errors naming the file and the key.
+///
+/// `times` may list more entries than the epochs hold samples when the epochs were cropped
+/// after the times were taken: NICE's 250 Hz files hold 250 samples from 0 s and the 300
+/// times from −0.2 s, which their loaders slice (`times[50:]`). The last `samples` times are
+/// kept then, provided they start at the image's onset (0 s, within half a sample).
 pub fn read_preprocessed(path: &Path) -> Result<PreprocessedEeg> {
     let dict = read_pickled_item(path)?;
     let ch_names = strings(path, "ch_names", entry(path, &dict, "ch_names")?)?;
-    let times = numbers(path, "times", entry(path, &dict, "times")?)?;
+    let mut times = numbers(path, "times", entry(path, &dict, "times")?)?;
     let key = "preprocessed_eeg_data";
     let Value::Array(array) = entry(path, &dict, key)? else {
         let found = entry(path, &dict, key)?.kind();
         return Err(DataError::invalid(path, key, "a float array", found));
     };
     let shape = array.shape.clone();
+    if shape.len() == 4 && times.len() > shape[3] && shape[3] >= 2 {
+        let kept = &times[times.len() - shape[3]..];
+        let step = kept[1] - kept[0];
+        if step > 0.0 && kept[0].abs() <= step / 2.0 {
+            times = kept.to_vec();
+        }
+    }
     let want = format!(
         "[image conditions, repetitions, {} channels (ch_names), {} times (times)]",
         ch_names.len(),
@@ -479,15 +490,16 @@ pub fn read_preprocessed(path: &Path) -> Result<PreprocessedEeg> {
             format!("shape {shape:?}"),
         ));
     }
+    // Straight to f32: NICE's training file is 8.3 GB of float64 already in memory.
     let values = array
-        .to_f64()
+        .to_f32()
         .map_err(|found| DataError::invalid(path, key, "a float array", found))?;
     if let Some(at) = values.iter().position(|v| !v.is_finite()) {
         let per = shape[1] * shape[2] * shape[3];
         return Err(DataError::invalid(
             path,
             key,
-            "finite values",
+            "finite values (within float32's range)",
             format!(
                 "{} in image condition {}, repetition {}",
                 values[at],
@@ -497,7 +509,7 @@ pub fn read_preprocessed(path: &Path) -> Result<PreprocessedEeg> {
         ));
     }
     Ok(PreprocessedEeg {
-        data: values.into_iter().map(|v| v as f32).collect(),
+        data: values,
         conditions: shape[0],
         repetitions: shape[1],
         ch_names,
@@ -511,14 +523,7 @@ pub fn read_raw(path: &Path) -> Result<RawEeg> {
     let ch_names = strings(path, "ch_names", entry(path, &dict, "ch_names")?)?;
     let ch_types = strings(path, "ch_types", entry(path, &dict, "ch_types")?)?;
     let sfreq = number(path, "sfreq", entry(path, &dict, "sfreq")?)?;
-    if !(sfreq.is_finite() && sfreq > 0.0) {
-        return Err(DataError::invalid(
-            path,
-            "sfreq",
-            "a positive rate in Hz",
-            sfreq.to_string(),
-        ));
-    }
+    let sfreq = brainrecon_core::limits::sample_rate(path, "sfreq", sfreq)?;
     if ch_types.len() != ch_names.len() {
         return Err(DataError::invalid(
             path,
@@ -604,20 +609,29 @@ pub fn write_preprocessed(
     use brainrecon_formats::pickle::NdArray;
     assert_eq!(data.len(), shape.iter().product::<usize>());
     let key = |k: &str| Value::Str(k.into());
-    let dict = Value::Dict(vec![
-        (
-            key("preprocessed_eeg_data"),
-            Value::Array(NdArray::from_f64(shape.to_vec(), data)),
-        ),
-        (
-            key("ch_names"),
-            Value::List(ch_names.iter().cloned().map(Value::Str).collect()),
-        ),
-        (
-            key("times"),
-            Value::Array(NdArray::from_f64(vec![times.len()], times)),
-        ),
-    ]);
+    let dict = Value::Dict(
+        vec![
+            (
+                key("preprocessed_eeg_data"),
+                Value::Array(NdArray::from_f64(shape.to_vec(), data).into()),
+            ),
+            (
+                key("ch_names"),
+                Value::List(
+                    ch_names
+                        .iter()
+                        .map(|s| Value::Str(s.as_str().into()))
+                        .collect::<Vec<_>>()
+                        .into(),
+                ),
+            ),
+            (
+                key("times"),
+                Value::Array(NdArray::from_f64(vec![times.len()], times).into()),
+            ),
+        ]
+        .into(),
+    );
     brainrecon_formats::npy::write_pickled(path, dict)
 }
 
@@ -715,7 +729,14 @@ fn epoch_raw(
             raw.sfreq.to_string(),
         ));
     }
-    let epocher = Epocher::new(options.tmin, options.tmax, raw.sfreq, options.sfreq);
+    let epocher = Epocher::checked(
+        path,
+        "sfreq",
+        options.tmin,
+        options.tmax,
+        raw.sfreq,
+        options.sfreq,
+    )?;
     if epocher.span_len() == 0 || epocher.span_len() > samples {
         return Err(DataError::invalid(
             path,
@@ -816,10 +837,13 @@ pub fn preprocess_raw(
             };
             if !mvnn_in_place(&mut [&mut training.by_code, &mut test.by_code], c, t, dim) {
                 return Err(DataError::invalid(
-                    session,
+                    &training.path,
                     "raw_eeg_data",
                     "a positive-definite noise covariance for MVNN",
-                    "a singular one (a flat or duplicated channel?)",
+                    format!(
+                        "a singular one over this file and {} (a flat or duplicated channel?)",
+                        test.path.display()
+                    ),
                 ));
             }
         }
@@ -891,25 +915,32 @@ pub fn preprocess_raw(
 /// Writes `image_metadata.npy` as the data set ships it: `{train,test}_img_files`,
 /// `{train,test}_img_concepts` and `{train,test}_img_concepts_THINGS` (the same folders).
 pub fn write_image_metadata(path: &Path, metadata: &ImageMetadata) -> Result<()> {
-    let strings =
-        |items: Vec<String>| Value::List(items.into_iter().map(Value::Str).collect::<Vec<_>>());
+    let strings = |items: Vec<String>| {
+        Value::List(
+            items
+                .into_iter()
+                .map(|s| Value::Str(s.into()))
+                .collect::<Vec<_>>()
+                .into(),
+        )
+    };
     let mut dict = Vec::new();
     for split in [Split::Training, Split::Test] {
         let prefix = split.metadata_prefix();
         let entries = metadata.of(split);
         let concepts = || entries.iter().map(|e| e.concept.clone()).collect();
         dict.push((
-            Value::Str(format!("{prefix}_img_files")),
+            Value::Str(format!("{prefix}_img_files").into()),
             strings(entries.iter().map(|e| e.file.clone()).collect()),
         ));
         dict.push((
-            Value::Str(format!("{prefix}_img_concepts")),
+            Value::Str(format!("{prefix}_img_concepts").into()),
             strings(concepts()),
         ));
         dict.push((
-            Value::Str(format!("{prefix}_img_concepts_THINGS")),
+            Value::Str(format!("{prefix}_img_concepts_THINGS").into()),
             strings(concepts()),
         ));
     }
-    brainrecon_formats::npy::write_pickled(path, Value::Dict(dict))
+    brainrecon_formats::npy::write_pickled(path, Value::Dict(dict.into()))
 }

@@ -21,8 +21,13 @@
 //! [`prepare_participant`] groups the epochs by image as [`crate::bids_eeg::prepare_run`] does
 //! for an EEG run (images sorted by path, repetitions in recording order), and
 //! [`write_things_eeg2`] writes them where THINGS-EEG2's preprocessed data would be.
+//!
+//! **Zero-shot.** THINGS-MEG's `exp` images cover all 1,854 concepts, the 200 test concepts
+//! included; ATM (Li et al. 2024), like THINGS-EEG2's split, trains only on concepts the test
+//! never shows. [`prepare_participant`] therefore leaves out every training image whose THINGS
+//! concept ([`things_concept`]) is a test image's concept, and says how many.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use brainrecon_formats::fif::{self, FifEpochs};
@@ -230,6 +235,65 @@ impl Default for MegOptions {
     }
 }
 
+/// The THINGS concept of an image, when its name tells it: the part of the file name before
+/// its trailing `_NN` exemplar number (`aardvark_01b.jpg` → `aardvark`,
+/// `aircraft_carrier_13s.jpg` → `aircraft_carrier`), else a THINGS-EEG2 folder without its number (`00001_aardvark` →
+/// `aardvark`). None for an image known only by number (`6312` in the folder `things`) or a
+/// name of another pattern: its concept is unknown.
+pub fn things_concept(entry: &ImageEntry) -> Option<String> {
+    let stem = entry
+        .file
+        .rsplit_once('.')
+        .map_or(entry.file.as_str(), |s| s.0);
+    if let Some((concept, exemplar)) = stem.rsplit_once('_') {
+        let digits = exemplar.bytes().take_while(u8::is_ascii_digit).count();
+        let exemplar_like = digits > 0
+            && exemplar
+                .bytes()
+                .skip(digits)
+                .all(|b| b.is_ascii_alphabetic());
+        if exemplar_like && !concept.is_empty() {
+            return Some(concept.to_string());
+        }
+    }
+    let (number, name) = entry.concept.split_once('_')?;
+    (!number.is_empty() && number.bytes().all(|b| b.is_ascii_digit()) && !name.is_empty())
+        .then(|| name.to_string())
+}
+
+/// How two halves' concepts meet ([`things_concept`]).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ConceptOverlap {
+    /// Concepts of both halves, sorted.
+    pub shared: Vec<String>,
+    /// Indices of the first half's images whose concept is shared.
+    pub first_shared: Vec<usize>,
+    /// Images (of both halves) whose concept their names do not tell.
+    pub unknown: usize,
+}
+
+/// The concepts `first` and `second` share (`first` the training images, `second` the test
+/// images, say), and which of `first`'s images are of them.
+pub fn concept_overlap(first: &[ImageEntry], second: &[ImageEntry]) -> ConceptOverlap {
+    let mut unknown = 0;
+    let mut concepts = |entries: &[ImageEntry]| -> Vec<Option<String>> {
+        let concepts: Vec<Option<String>> = entries.iter().map(things_concept).collect();
+        unknown += concepts.iter().filter(|c| c.is_none()).count();
+        concepts
+    };
+    let (a, b) = (concepts(first), concepts(second));
+    let in_second: BTreeSet<&String> = b.iter().flatten().collect();
+    let first_shared: Vec<usize> = (0..a.len())
+        .filter(|&i| a[i].as_ref().is_some_and(|c| in_second.contains(c)))
+        .collect();
+    let shared: BTreeSet<String> = first_shared.iter().filter_map(|&i| a[i].clone()).collect();
+    ConceptOverlap {
+        shared: shared.into_iter().collect(),
+        first_shared,
+        unknown,
+    }
+}
+
 /// A participant's epochs grouped by image.
 #[derive(Clone, Debug)]
 pub struct PreparedMeg {
@@ -242,14 +306,24 @@ pub struct PreparedMeg {
     pub test_images: Vec<String>,
     /// Catch trials left out.
     pub catch: usize,
+    /// Training (`exp`) images left out because their concept is a test concept (zero-shot),
+    /// sorted, and the trials they had.
+    pub dropped_training: Vec<String>,
+    pub dropped_trials: usize,
+    /// The test concepts training showed before the drop, sorted.
+    pub shared_concepts: Vec<String>,
+    /// Images whose concept their names do not tell (numbers only): they could not be checked.
+    pub unknown_concepts: usize,
     /// The FIF parts read.
     pub files: Vec<PathBuf>,
 }
 
 /// Groups the epochs of `path` (a participant's first file) by image: per half, images sorted,
 /// each image's repetitions in recording order, channels and times as `options` keep them.
-/// Every image of a half must have been shown as often as the others (THINGS-MEG: training
-/// once, test 12 times). The samples are streamed part by part, never all held twice.
+/// Training images of a test concept are left out (see the module documentation); it is an
+/// error when none is left. Every image of a half must have been shown as often as the others
+/// (THINGS-MEG: training once, test 12 times). The samples are streamed part by part, never
+/// all held twice.
 pub fn prepare_participant(path: &Path, options: &MegOptions) -> Result<PreparedMeg> {
     let header = fif::read_epochs_header(path)?;
     let trials = trials(&header)?;
@@ -304,6 +378,33 @@ pub fn prepare_participant(path: &Path, options: &MegOptions) -> Result<Prepared
             }
         };
         half.or_default().push(epoch);
+    }
+    // Zero-shot: no training image of a concept the test shows.
+    let entries = |half: &BTreeMap<String, Vec<usize>>| -> Vec<ImageEntry> {
+        half.keys().map(|image| image_entry(image)).collect()
+    };
+    let overlap = concept_overlap(&entries(&halves[0]), &entries(&halves[1]));
+    let training_images: Vec<String> = halves[0].keys().cloned().collect();
+    let dropped_training: Vec<String> = overlap
+        .first_shared
+        .iter()
+        .map(|&i| training_images[i].clone())
+        .collect();
+    let mut dropped_trials = 0;
+    for image in &dropped_training {
+        dropped_trials += halves[0].remove(image).map_or(0, |epochs| epochs.len());
+    }
+    if halves[0].is_empty() && !dropped_training.is_empty() {
+        return Err(DataError::invalid(
+            path,
+            "metadata (FIFFB_MNE_METADATA): image_path",
+            "training (exp) images of concepts the test images never show",
+            format!(
+                "none: all {} training images are of the test's concepts ({})",
+                dropped_training.len(),
+                overlap.shared.join(", ")
+            ),
+        ));
     }
     let (c, t) = (channels.len(), samples.len());
     let per_epoch = c * t;
@@ -374,6 +475,10 @@ pub fn prepare_participant(path: &Path, options: &MegOptions) -> Result<Prepared
         training_images: halves[0].keys().cloned().collect(),
         test_images: halves[1].keys().cloned().collect(),
         catch,
+        dropped_training,
+        dropped_trials,
+        shared_concepts: overlap.shared,
+        unknown_concepts: overlap.unknown,
         files: header.files,
     })
 }
@@ -456,5 +561,49 @@ mod tests {
             }
         );
         assert_eq!(image_entry("6312").concept, "things");
+    }
+
+    #[test]
+    fn concepts_come_from_the_exemplar_name_or_a_numbered_folder() {
+        let concept = |path: &str| things_concept(&image_entry(path));
+        assert_eq!(
+            concept("images_meg/aardvark/aardvark_01b.jpg").as_deref(),
+            Some("aardvark")
+        );
+        assert_eq!(
+            concept("images_test_meg/aircraft_carrier_13s.jpg").as_deref(),
+            Some("aircraft_carrier")
+        );
+        assert_eq!(
+            concept("00042_small_red_circle/small_red_circle_01.png").as_deref(),
+            Some("small_red_circle")
+        );
+        assert_eq!(concept("00003_jam/picture.jpg").as_deref(), Some("jam"));
+        // known only by number, or by a name of another pattern: unknown
+        assert_eq!(concept("6312"), None);
+        assert_eq!(concept("images/cat.jpg"), None);
+        assert_eq!(concept("things/_01.jpg"), None);
+    }
+
+    #[test]
+    fn training_images_of_test_concepts_are_found() {
+        let entries =
+            |paths: &[&str]| -> Vec<ImageEntry> { paths.iter().map(|p| image_entry(p)).collect() };
+        let training = entries(&[
+            "images_meg/aardvark/aardvark_01b.jpg",
+            "images_meg/drawer/drawer_02s.jpg",
+            "images_meg/gate/gate_06s.jpg",
+            "images_meg/drawer/drawer_05s.jpg",
+            "4711",
+        ]);
+        let test = entries(&[
+            "images_test_meg/drawer/drawer_07s.jpg",
+            "images_test_meg/umbrella/umbrella_09s.jpg",
+        ]);
+        let overlap = concept_overlap(&training, &test);
+        assert_eq!(overlap.shared, vec!["drawer".to_string()]);
+        assert_eq!(overlap.first_shared, vec![1, 3]);
+        assert_eq!(overlap.unknown, 1);
+        assert!(concept_overlap(&training[..1], &test).shared.is_empty());
     }
 }

@@ -232,3 +232,76 @@ fn a_damaged_edf_run_is_refused_naming_the_file() {
         "{err}"
     );
 }
+
+/// ds003825's run copied under `dir`, its header and marker file changed by `edit`.
+fn edited_run(
+    dir: &Path,
+    edit: impl Fn(&str, String) -> String,
+) -> brainrecon_datasets::bids_eeg::EegRun {
+    let source = fixture().join("ds003825/sub-02/eeg");
+    let eeg = dir.join("sub-02/eeg");
+    std::fs::create_dir_all(&eeg).unwrap();
+    for entry in std::fs::read_dir(&source).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_str().unwrap().to_string();
+        match name.ends_with(".vhdr") || name.ends_with(".vmrk") {
+            true => {
+                let text = std::fs::read_to_string(&path).unwrap();
+                std::fs::write(eeg.join(&name), edit(&name, text)).unwrap();
+            }
+            false => {
+                std::fs::copy(&path, eeg.join(&name)).unwrap();
+            }
+        }
+    }
+    find_run(dir, "02", "rsvp").unwrap()
+}
+
+#[test]
+fn a_marker_before_the_first_sample_and_channels_without_units_epoch_as_mne() {
+    // Amplifier software logs events before the first sample (position 0) and older headers
+    // leave out the unit (µV). MNE 1.13.2 reads this copy's samples exactly as the original's
+    // and keeps the marker as an annotation at 0 s; the epochs come from events.tsv, so
+    // MNE's epochs of the original are the reference.
+    let dir = tempfile::tempdir().unwrap();
+    let run = edited_run(dir.path(), |name, text| match name.ends_with(".vmrk") {
+        true => format!(
+            "{}\nMk1=New Segment,,1,1,0\nMk2=Comment,Impedance,0,1,0\n",
+            text.trim_end()
+        ),
+        false => text
+            .lines()
+            .map(|l| match l.starts_with("Ch") {
+                true => l.trim_end_matches(",µV").to_string(),
+                false => l.to_string(),
+            })
+            .collect::<Vec<_>>()
+            .join("\n"),
+    });
+    let header = std::fs::read_to_string(&run.recording).unwrap();
+    assert!(header.contains("Ch1=Fp1,,0.1\n"), "the unit is left out");
+    let prepared = prepare_run(&run, &options()).unwrap();
+    assert_eq!(prepared.dropped, 0);
+    equals_mne(&prepared, &fixture().join("expected"));
+}
+
+#[test]
+fn sampling_intervals_giving_no_rate_or_too_high_a_rate_are_refused() {
+    // 1e-300 µs (1e306 Hz) overflowed the epoch's length; 0.0001 µs (1e10 Hz) sized the
+    // resampler at tens of gigabytes. Each is an error naming the header and the field.
+    let dir = tempfile::tempdir().unwrap();
+    for interval in ["1e-300", "0", "-1", "NaN", "0.0001"] {
+        let run = edited_run(dir.path(), |name, text| match name.ends_with(".vhdr") {
+            true => text.replace(
+                "SamplingInterval=1000.0",
+                &format!("SamplingInterval={interval}"),
+            ),
+            false => text,
+        });
+        let err = prepare_run(&run, &options()).unwrap_err().to_string();
+        assert!(
+            err.contains("sub-02_task-rsvp_eeg.vhdr") && err.contains("SamplingInterval"),
+            "{interval}: {err}"
+        );
+    }
+}

@@ -1,6 +1,8 @@
 //! THINGS-EEG2 as it ships (tools/fixtures/things_eeg2_shipped.py: NumPy 1.x pickles of the
 //! dataset's own dicts, its tree and image folders): the preprocessed epochs in condition and
-//! repetition order, the raw recording, the image metadata and paths; and the bad inputs the
+//! repetition order, the raw recording, the image metadata and paths; NICE's and ATM's 250 Hz
+//! re-preprocessing as ATM's users download it (tools/fixtures/things_eeg2_nice_layout.py:
+//! `pickle.dump` without a `.npy` header, 300 times for 250 samples); and the bad inputs the
 //! route must refuse by file and key.
 
 use brainrecon_datasets::things_eeg2::{read_preprocessed, read_raw, Split, ThingsEeg2};
@@ -215,4 +217,126 @@ fn subjects_stack_as_more_repetitions_of_the_same_conditions() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("b.npy") && err.contains("ch_names"), "{err}");
+}
+
+#[test]
+fn nice_and_atm_pickle_dump_files_read_as_their_loaders_read_them() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/things_eeg2_nice");
+    let want: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(root.join("expected.json")).unwrap())
+            .unwrap();
+    // The folder as ATM's users have it: Preprocessed_data_250Hz/sub-XX.
+    let set = ThingsEeg2::open(&root).unwrap();
+    assert_eq!(set.subjects().unwrap(), vec!["sub-01"]);
+    for (split, name) in [(Split::Training, "training"), (Split::Test, "test")] {
+        let want = &want[name];
+        let path = set.preprocessed_path("sub-01", split);
+        assert!(path.ends_with(format!(
+            "Preprocessed_data_250Hz/sub-01/preprocessed_eeg_{name}.npy"
+        )));
+        // A raw pickle stream of protocol 4, not a .npy file.
+        assert_eq!(std::fs::read(&path).unwrap()[..2], [0x80, 4]);
+        let eeg = set.read_preprocessed("sub-01", split).unwrap();
+        let shape: Vec<usize> = want["shape"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|d| d.as_u64().unwrap() as usize)
+            .collect();
+        assert_eq!(
+            vec![
+                eeg.conditions,
+                eeg.repetitions,
+                eeg.channels(),
+                eeg.times.len()
+            ],
+            shape
+        );
+        assert_eq!(shape[2..], [63, 250]);
+        let names: Vec<&str> = want["ch_names"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|n| n.as_str().unwrap())
+            .collect();
+        assert_eq!(eeg.ch_names, names);
+        // times[50:], as the loaders slice it: 0 to 0.996 s at 250 Hz.
+        let times: Vec<f64> = want["times"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_f64().unwrap())
+            .collect();
+        assert_eq!(eeg.times, times);
+        assert!(eeg.times[0].abs() < 1e-12);
+        assert_eq!(eeg.sampling_rate(), 250.0);
+        // Values are multiples of 1/8: exact in f32, so sums and probes compare exactly.
+        for (c, sums) in want["epoch_sums"].as_array().unwrap().iter().enumerate() {
+            for (r, sum) in sums.as_array().unwrap().iter().enumerate() {
+                let got: f64 = eeg.epoch(c, r).iter().map(|&v| v as f64).sum();
+                assert_eq!(
+                    got,
+                    sum.as_f64().unwrap(),
+                    "{name} condition {c} repetition {r}"
+                );
+            }
+        }
+        for probe in want["probes"].as_array().unwrap() {
+            let p: Vec<f64> = probe
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_f64().unwrap())
+                .collect();
+            let (c, r, ch, t) = (p[0] as usize, p[1] as usize, p[2] as usize, p[3] as usize);
+            assert_eq!(eeg.epoch(c, r)[ch * 250 + t] as f64, p[4], "{name} {probe}");
+        }
+    }
+}
+
+#[test]
+fn times_longer_than_the_epochs_must_end_with_them_from_the_onset() {
+    use brainrecon_datasets::things_eeg2::write_preprocessed;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("preprocessed_eeg_test.npy");
+    let names = vec!["O1".to_string(), "O2".to_string()];
+    let data = vec![0.5; 2 * 2 * 4];
+    // 6 times from -0.2 s at 10 Hz for 4 samples: the last 4 start at 0 s, as NICE crops.
+    let times: Vec<f64> = (0..6).map(|i| -0.2 + i as f64 / 10.0).collect();
+    write_preprocessed(&path, &data, [1, 2, 2, 4], &names, &times).unwrap();
+    let eeg = read_preprocessed(&path).unwrap();
+    assert_eq!(eeg.times.len(), 4);
+    assert!(eeg.times[0].abs() < 1e-12);
+    // 6 times from -0.3 s: the last 4 start at -0.1 s, not at the onset; refused by name.
+    let times: Vec<f64> = (0..6).map(|i| -0.3 + i as f64 / 10.0).collect();
+    write_preprocessed(&path, &data, [1, 2, 2, 4], &names, &times).unwrap();
+    let err = read_preprocessed(&path).unwrap_err().to_string();
+    assert!(
+        err.contains("preprocessed_eeg_test.npy") && err.contains("6 times (times)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_shared_channel_name_is_not_copied_past_the_memory_limit() {
+    // ch_names: one 1 MB str referenced 40,000 times (memo BINGET + APPEND), 40 GB as
+    // separate strings: refused by file and key before it is copied, not an abort.
+    let mut p = b"\x80\x04}(X\x08\x00\x00\x00ch_names](\x8d".to_vec();
+    p.extend_from_slice(&(1u64 << 20).to_le_bytes());
+    p.extend(std::iter::repeat_n(b'O', 1 << 20));
+    p.extend_from_slice(b"q\x01");
+    for _ in 1..40_000 {
+        p.extend_from_slice(b"h\x01");
+    }
+    p.extend_from_slice(b"eX\x05\x00\x00\x00times]u.");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("preprocessed_eeg_training.npy");
+    std::fs::write(&path, &p).unwrap();
+    let err = read_preprocessed(&path).unwrap_err().to_string();
+    assert!(
+        err.contains("preprocessed_eeg_training.npy")
+            && err.contains("ch_names")
+            && err.contains("BRAINRECON_MAX_ARRAY_BYTES"),
+        "{err}"
+    );
 }

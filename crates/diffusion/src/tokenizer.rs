@@ -143,7 +143,10 @@ impl ClipTokenizer {
         let vocab_map: HashMap<String, u32> = crate::weights::read_json(vocab, "BPE vocabulary")?;
         let text = std::fs::read_to_string(merges).map_err(|e| DiffusionError::io(merges, e))?;
         let mut pairs = Vec::new();
-        for (n, line) in text.lines().enumerate() {
+        for (n, line) in brainrecon_core::text::without_bom(&text)
+            .lines()
+            .enumerate()
+        {
             if (n == 0 && line.starts_with("#version")) || line.trim().is_empty() {
                 continue;
             }

@@ -12,7 +12,12 @@
 //!   voltage units (nV, µV/uV, mV, V), as MNE does, and other units as they are.
 //! - **Markers:** `Mk<n>=<type>,<description>,<position>,<points>,<channel>[,<date>]`, the
 //!   position 1-based. An MNE annotation is onset `(position − 1)/sfreq`, duration
-//!   `points/sfreq`, description `<type>/<description>`.
+//!   `points/sfreq`, description `<type>/<description>`, clipped to the recording: a marker at
+//!   position 0 (logged before the first sample) is kept at sample 0 ([`read_markers`]). MNE
+//!   also leaves out a first `New Segment` marker (it only dates the recording); it is kept
+//!   here.
+//! - **The sample rate** `1e6 / SamplingInterval` is bounded by
+//!   [`brainrecon_core::limits::sample_rate`].
 //!
 //! The number of samples comes from the data file's size, which must hold whole samples of all
 //! channels. Text that is not UTF-8 (`Codepage=ANSI`) is read as Latin-1.
@@ -21,6 +26,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::error::{DataError, Result};
+use crate::limits;
 
 /// One channel.
 #[derive(Clone, Debug, PartialEq)]
@@ -32,15 +38,18 @@ pub struct Channel {
     pub unit: String,
 }
 
-/// One marker.
+/// One marker, as MNE reads it into an annotation (see [`read_markers`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Marker {
     /// `Stimulus`, `Response`, `Comment`, `New Segment` …
     pub kind: String,
     pub description: String,
-    /// 0-based sample.
+    /// The 1-based position as stored; 0 (or less) lies before the first sample.
+    pub position: i64,
+    /// 0-based first sample inside the recording: `position − 1`, or 0 for a marker that
+    /// starts before the recording (MNE's annotation onset × sfreq).
     pub sample: usize,
-    /// Length in samples (at least 1 as stored; 0 is kept).
+    /// Length in samples inside the recording (MNE's annotation duration × sfreq; 0 is kept).
     pub points: usize,
     /// 0 = every channel.
     pub channel: usize,
@@ -93,11 +102,7 @@ fn sections(text: &str) -> HashMap<String, Vec<(String, String)>> {
 /// The text of a header or marker file: UTF-8, or Latin-1 (`Codepage=ANSI`) when it is not
 /// valid UTF-8.
 fn read_text(path: &Path) -> Result<String> {
-    let bytes = std::fs::read(path).map_err(|e| DataError::io(path, e))?;
-    match String::from_utf8(bytes) {
-        Ok(text) => Ok(text),
-        Err(e) => Ok(e.into_bytes().iter().map(|&b| b as char).collect()),
-    }
+    brainrecon_core::text::read_text_utf8_or_latin1(path)
 }
 
 fn value<'a>(
@@ -211,6 +216,12 @@ pub fn read(vhdr: &Path) -> Result<BrainVision> {
                 need("SamplingInterval").unwrap_or(""),
             )
         })?;
+    // The shared bound on rates read from files: an interval of 1e-300 µs is a rate of 1e306.
+    let sfreq = limits::sample_rate(
+        vhdr,
+        "SamplingInterval (as a rate, 1e6 / µs)",
+        1e6 / interval,
+    )?;
     let binary = value(&s, "Binary Infos", "BinaryFormat").unwrap_or("INT_16");
     let bytes_per = match binary {
         "INT_16" | "UINT_16" => 2,
@@ -270,6 +281,8 @@ pub fn read(vhdr: &Path) -> Result<BrainVision> {
         ));
     }
     let samples = raw.len() / frame;
+    // Values become f64: up to 4 times the file's bytes.
+    limits::array_bytes(&data_path, "size", &[n as u64, samples as u64], 8)?;
     let decode = |chunk: &[u8]| -> f64 {
         match binary {
             "INT_16" => i16::from_le_bytes([chunk[0], chunk[1]]) as f64,
@@ -291,36 +304,46 @@ pub fn read(vhdr: &Path) -> Result<BrainVision> {
         data[channel * samples + sample] = decode(chunk) * scales[channel];
     }
     let markers = match value(&s, common, "MarkerFile") {
-        Some(name) => read_markers(&companion(vhdr, "MarkerFile", name)?)?,
+        Some(name) => read_markers(&companion(vhdr, "MarkerFile", name)?, samples)?,
         None => Vec::new(),
     };
     Ok(BrainVision {
         header: vhdr.to_path_buf(),
         channels,
-        sfreq: 1e6 / interval,
+        sfreq,
         samples,
         data,
         markers,
     })
 }
 
-/// Reads a `.vmrk` marker file.
-pub fn read_markers(vmrk: &Path) -> Result<Vec<Marker>> {
+/// Reads a `.vmrk` marker file of a recording of `samples` samples, as MNE 1.13 reads it.
+///
+/// A marker spans 0-based samples `position − 1` to `position − 1 + points` (an empty points
+/// field is 0, as MNE reads it). MNE clips each such span to the recording (0 …
+/// `samples`): a marker at position 0 (amplifier software logs events before the first
+/// sample, an impedance check for one) starts at sample 0, one point shorter; a span that
+/// ends before sample 0 or starts after `samples` is left out. The markers are in MNE's
+/// order of annotations: by position, then points as stored, then marker number.
+///
+/// Errors: a position or points field that is not a whole number, naming the file and `Mk<n>`.
+pub fn read_markers(vmrk: &Path, samples: usize) -> Result<Vec<Marker>> {
     let text = read_text(vmrk)?;
     let s = sections(&text);
     let Some(entries) = s.get("Marker Infos") else {
         return Ok(Vec::new());
     };
-    let mut markers: Vec<(usize, Marker)> = Vec::new();
+    // (position, points as stored, number): MNE's order, onset then duration.
+    let mut markers: Vec<((i64, i64, usize), Marker)> = Vec::new();
     for (key, entry) in entries {
         let Some(number) = key.strip_prefix("Mk").and_then(|k| k.parse::<usize>().ok()) else {
             continue;
         };
         let fields: Vec<&str> = entry.split(',').collect();
         // A field left empty or out takes `default`; one that is there must be a number.
-        let number_at = |i: usize, what: &str, default: Option<usize>| -> Result<usize> {
+        let number_at = |i: usize, what: &str, default: Option<i64>| -> Result<i64> {
             let field = fields.get(i).map(|f| f.trim()).unwrap_or("");
-            match (field.parse::<usize>(), default) {
+            match (field.parse::<i64>(), default) {
                 (Ok(v), _) => Ok(v),
                 (Err(_), Some(d)) if field.is_empty() => Ok(d),
                 _ => Err(DataError::invalid(
@@ -332,25 +355,37 @@ pub fn read_markers(vmrk: &Path) -> Result<Vec<Marker>> {
             }
         };
         let position = number_at(2, "position", None)?;
-        if position == 0 {
-            return Err(DataError::invalid(
+        // MNE reads points that are not digits (empty, or negative) as 0.
+        let points = number_at(3, "points", Some(0))?.max(0);
+        let channel = number_at(4, "channel", Some(0))?;
+        let channel = usize::try_from(channel).map_err(|_| {
+            DataError::invalid(
                 vmrk,
-                format!("{key} position"),
-                "a 1-based sample",
-                "0",
-            ));
+                format!("{key} channel"),
+                "0 (every channel) or a channel number",
+                channel.to_string(),
+            )
+        })?;
+        // The span in 0-based samples, clipped to the recording as MNE's annotations are.
+        let start = position.saturating_sub(1);
+        let end = start.saturating_add(points);
+        let last = i64::try_from(samples).unwrap_or(i64::MAX);
+        if end < 0 || start > last {
+            continue;
         }
+        let (first, end) = (start.max(0), end.min(last));
         markers.push((
-            number,
+            (position, points, number),
             Marker {
                 kind: unescape(fields[0]),
                 description: fields.get(1).map(|f| unescape(f)).unwrap_or_default(),
-                sample: position - 1,
-                points: number_at(3, "points", Some(1))?,
-                channel: number_at(4, "channel", Some(0))?,
+                position,
+                sample: first as usize,
+                points: (end - first) as usize,
+                channel,
             },
         ));
     }
-    markers.sort_by_key(|(number, _)| *number);
+    markers.sort_by_key(|(order, _)| *order);
     Ok(markers.into_iter().map(|(_, m)| m).collect())
 }

@@ -970,33 +970,31 @@ fn check_model_lists(path: &Path, m: &BrainModel, volume: Option<&CiftiVolume>) 
     Ok(())
 }
 
-/// Bytes per value and a decoder, for the datatypes CIFTI files use.
-fn datatype_codec(code: i16) -> Option<(usize, fn([u8; 8]) -> f64)> {
-    Some(match code {
-        2 => (1, |b| b[0] as f64),
-        256 => (1, |b| b[0] as i8 as f64),
-        4 => (2, |b| i16::from_le_bytes([b[0], b[1]]) as f64),
-        512 => (2, |b| u16::from_le_bytes([b[0], b[1]]) as f64),
-        8 => (4, |b| i32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64),
-        768 => (4, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64),
-        16 => (4, |b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]) as f64),
-        64 => (8, f64::from_le_bytes),
-        _ => return None,
-    })
-}
-
-/// The `n` stored values as f32, in file order, scaled like nibabel (slope 0 or not finite:
-/// no scaling; the product in f64, then rounded once).
+/// The `n` stored values as f32, in file order, scaled like nibabel
+/// ([`crate::nifti_io::effective_scaling`]: the product in f64, then rounded once). The
+/// datatypes are the NIfTI-1 readers' ([`crate::nifti_io::DATATYPES`]), with `bitpix` checked
+/// against them.
 fn decode(path: &Path, bytes: &[u8], h: &Nifti2Header, n: usize) -> Result<Vec<f32>> {
-    let Some((width, codec)) = datatype_codec(h.datatype) else {
+    let datatype = crate::nifti_io::Datatype::of(path, h.datatype)?;
+    let width = datatype.bytes;
+    let bitpix = Reader {
+        bytes,
+        endian: h.endian,
+    }
+    .i16(14);
+    if bitpix as usize != 8 * width {
         return Err(DataError::invalid(
             path,
-            "datatype",
-            "uint8, int8, int16, uint16, int32, uint32, float32 or float64 (2, 256, 4, 512, 8, \
-             768, 16, 64)",
-            h.datatype.to_string(),
+            "bitpix",
+            format!(
+                "{} (datatype {} {})",
+                8 * width,
+                datatype.code,
+                datatype.name
+            ),
+            bitpix.to_string(),
         ));
-    };
+    }
     let start = h.vox_offset as usize;
     let needed = n.saturating_mul(width);
     let have = bytes.len() - start;
@@ -1008,42 +1006,16 @@ fn decode(path: &Path, bytes: &[u8], h: &Nifti2Header, n: usize) -> Result<Vec<f
             format!("{have} bytes (truncated file)"),
         ));
     }
-    let (slope, inter) = scaling(path, h)?;
+    let scaling = crate::nifti_io::effective_scaling(path, h.scl_slope, h.scl_inter)?;
     let big = h.endian == Endian::Big;
-    let values = bytes[start..start + needed].chunks_exact(width).map(|c| {
-        let mut b = [0u8; 8];
-        b[..width].copy_from_slice(c);
-        if big {
-            b[..width].reverse();
-        }
-        let v = codec(b);
-        match (slope, inter) {
-            (Some(s), Some(i)) => apply_scaling(v, s, i),
-            _ => v as f32,
-        }
-    });
-    Ok(values.collect())
-}
-
-fn apply_scaling(v: f64, slope: f64, inter: f64) -> f32 {
-    let scaled = if slope != 1.0 { v * slope } else { v };
-    (if inter != 0.0 { scaled + inter } else { scaled }) as f32
-}
-
-/// `(slope, intercept)` when the header asks for scaling.
-fn scaling(path: &Path, h: &Nifti2Header) -> Result<(Option<f64>, Option<f64>)> {
-    if h.scl_slope == 0.0 || !h.scl_slope.is_finite() {
-        return Ok((None, None));
+    let mut values = Vec::with_capacity(n);
+    let mut chunk = Vec::new();
+    for raw in bytes[start..start + needed].chunks(width << 14) {
+        chunk.clear();
+        datatype.decode_into(raw, big, scaling, &mut chunk);
+        values.extend(chunk.iter().map(|&v| v as f32));
     }
-    if !h.scl_inter.is_finite() {
-        return Err(DataError::invalid(
-            path,
-            "scl_inter",
-            "a finite intercept (scl_slope is set)",
-            h.scl_inter.to_string(),
-        ));
-    }
-    Ok((Some(h.scl_slope), Some(h.scl_inter)))
+    Ok(values)
 }
 
 /// File order (CIFTI dimension 0 fastest) → (time, grayordinates) row-major.
@@ -1399,24 +1371,16 @@ mod tests {
 
     #[test]
     fn scaling_follows_nibabel_rules() {
-        let mut h = Nifti2Header {
-            endian: Endian::Little,
-            datatype: 4,
-            dim: [6, 1, 1, 1, 1, 2, 2, 1],
-            vox_offset: 560,
-            scl_slope: f64::NAN,
-            scl_inter: 5.0,
-            intent_code: 3002,
-        };
         let p = Path::new("x.dtseries.nii");
-        assert_eq!(scaling(p, &h).unwrap(), (None, None));
-        h.scl_slope = 0.0;
-        assert_eq!(scaling(p, &h).unwrap(), (None, None));
-        h.scl_slope = 2.0;
-        assert_eq!(scaling(p, &h).unwrap(), (Some(2.0), Some(5.0)));
-        assert_eq!(apply_scaling(3.0, 2.0, 5.0), 11.0);
-        h.scl_inter = f64::NAN;
-        assert!(scaling(p, &h).is_err());
+        let scaling = crate::nifti_io::effective_scaling;
+        assert_eq!(scaling(p, f64::NAN, 5.0).unwrap(), (1.0, 0.0));
+        assert_eq!(scaling(p, 0.0, 5.0).unwrap(), (1.0, 0.0));
+        assert_eq!(scaling(p, 2.0, 5.0).unwrap(), (2.0, 5.0));
+        let err = scaling(p, 2.0, f64::NAN).unwrap_err().to_string();
+        assert!(
+            err.contains("x.dtseries.nii") && err.contains("scl_inter"),
+            "{err}"
+        );
     }
 }
 

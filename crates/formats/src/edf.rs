@@ -315,8 +315,9 @@ pub fn parse_header(path: &Path, bytes: &[u8]) -> Result<EdfHeader> {
     Ok(header)
 }
 
-/// Refuses a signal whose rate (samples per record over the record duration) passes
-/// [`limits::SAMPLE_RATE`]: a duration like 1e-300 would size resampling and windows by it.
+/// Refuses a signal whose rate (samples per record over the record duration) is not one
+/// [`limits::sample_rate`] allows: a duration like 1e-300 would size resampling and windows
+/// by it.
 /// A duration of 0 is left to the readers, which need a rate (EDF+ files of annotations only
 /// have it).
 fn check_rates(path: &Path, header: &EdfHeader) -> Result<()> {
@@ -335,8 +336,7 @@ fn check_rates(path: &Path, header: &EdfHeader) -> Result<()> {
             signal.samples_per_record,
             header.record_duration
         );
-        // `as` saturates: an infinite or huge rate is refused as u64::MAX.
-        limits::SAMPLE_RATE.check(path, &field, rate.ceil() as u64)?;
+        limits::sample_rate(path, &field, rate)?;
     }
     Ok(())
 }

@@ -19,12 +19,12 @@ pub struct Events {
 impl Events {
     /// Reads a tab-separated table with a header row (BIDS events, any columns).
     pub fn read(path: &Path) -> Result<Self> {
-        let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
+        let text = brainrecon_core::text::read_text(path)?;
         Self::parse(path, &text)
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<Self> {
-        let mut lines = text
+        let mut lines = brainrecon_core::text::without_bom(text)
             .lines()
             .map(|l| l.trim_end_matches('\r'))
             .enumerate()

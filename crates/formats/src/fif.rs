@@ -979,19 +979,7 @@ impl Scan {
         let sfreq = self
             .sfreq
             .ok_or_else(|| missing("sampling rate (FIFF_SFREQ, kind 201)"))?;
-        if !(sfreq.is_finite() && sfreq > 0.0) {
-            return Err(DataError::invalid(
-                path,
-                "sampling rate (FIFF_SFREQ, kind 201)",
-                "a positive number of samples per second",
-                sfreq.to_string(),
-            ));
-        }
-        limits::SAMPLE_RATE.check(
-            path,
-            "sampling rate (FIFF_SFREQ, kind 201)",
-            sfreq.ceil() as u64,
-        )?;
+        limits::sample_rate(path, "sampling rate (FIFF_SFREQ, kind 201)", sfreq)?;
         let mut channels = self.channels;
         if !self.updates.is_empty() && self.updates.len() != channels.len() {
             return Err(DataError::invalid(

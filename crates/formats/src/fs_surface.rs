@@ -12,9 +12,17 @@
 //! curv (new)        FF FF FF, vertices: i32, faces: i32, values per vertex: i32 (1),
 //!                   vertices × f32
 //! curv (old)        vertices: 3 bytes, faces: 3 bytes, vertices × i16 (value × 100)
-//! patch             -1: i32, points: i32, points × (index: i32, x, y, z: f32); index > 0 is
+//! patch (new)       -1: i32, points: i32, points × (index: i32, x, y, z: f32); index > 0 is
 //!                   vertex index − 1, index < 0 is vertex −index − 1 on the cut's border
+//! patch (old)       points: i32 (≥ 0), points × (index: i32, x, y, z: i16 in 1/100 mm)
+//! annotation        vertices: i32, vertices × (vertex: i32, value: i32), has colour table:
+//!                   i32, then either (old) entries: i32 > 0, name length: i32, name,
+//!                   entries × (length: i32, name, r, g, b, t: i32), or (new) -2: i32,
+//!                   max index: i32, name length: i32, name, entries: i32,
+//!                   entries × (index: i32, length: i32, name, r, g, b, t: i32);
+//!                   a vertex's value is r + g·2⁸ + b·2¹⁶ of its entry
 //! ```
+//! The `.annot` layout is FreeSurfer's `MRISreadAnnotation`, read as nibabel's `read_annot`.
 //! Everything is big-endian. A patch holds no faces: they are the full surface's faces whose
 //! three vertices are all in the patch ([`Patch::faces`]). Counts read from a file are checked
 //! against its length and the limits before anything is allocated.
@@ -26,6 +34,9 @@ use crate::limits;
 
 const TRIANGLE_MAGIC: u32 = 0x00FF_FFFE;
 const CURV_MAGIC: u32 = 0x00FF_FFFF;
+/// Rows a version-2 colour table may claim: it is allocated whole before its entries are read,
+/// so a 40-byte file could otherwise ask for gigabytes.
+const MAX_CTAB_ROWS: usize = 1 << 20;
 
 /// A triangle mesh.
 #[derive(Clone, Debug, PartialEq)]
@@ -47,6 +58,23 @@ pub struct Patch {
     pub coords: Vec<[f32; 3]>,
     /// Whether the point lies on the border of the cut.
     pub border: Vec<bool>,
+}
+
+/// A surface atlas (`lh.aparc.annot`, HCP-MMP1 on fsaverage): one region per vertex and the
+/// regions' colour table, as nibabel's `freesurfer.read_annot` returns them.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Annotation {
+    /// [vertices]: the row of [`Annotation::ctab`] of each vertex's region; -1 where the
+    /// vertex has no region (value 0, or a value that no entry has).
+    pub labels: Vec<i32>,
+    /// [entries, 5]: red, green, blue, transparency (0–255) and the packed value
+    /// r + g·2⁸ + b·2¹⁶ that the file stores per vertex. Rows the file leaves out are zero.
+    pub ctab: Vec<[i32; 5]>,
+    /// The region names, in the file's order (nibabel's `names`; for the usual files, whose
+    /// entries come in index order, row `i` of `ctab` is named `names[i]`).
+    pub names: Vec<String>,
+    /// The row of `ctab` that each of `names` describes.
+    pub name_rows: Vec<usize>,
 }
 
 /// A big-endian cursor over a file's bytes that names the file in its errors.
@@ -91,6 +119,14 @@ impl<'a> Reader<'a> {
     fn i32(&mut self, field: &str) -> Result<i32> {
         let b = self.take(4, field)?;
         Ok(i32::from_be_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    /// A length-prefixed name (`length: i32`, then `length` bytes, NUL padding dropped).
+    fn name(&mut self, field: &str) -> Result<String> {
+        let n = self.count(field, 1)?;
+        let bytes = self.take(n, field)?;
+        let end = bytes.iter().position(|&b| b == 0).unwrap_or(bytes.len());
+        Ok(String::from_utf8_lossy(&bytes[..end]).into_owned())
     }
 
     /// A count: non-negative, and `count × bytes_each` no more than the bytes left.
@@ -253,19 +289,25 @@ pub fn read_patch(path: &Path) -> Result<Patch> {
     parse_patch(path, &read_bytes(path)?)
 }
 
-/// [`read_patch`] of bytes already in memory.
+/// [`read_patch`] of bytes already in memory: the new format (first word -1, float
+/// coordinates) or the old one FreeSurfer still reads (first word the point count, coordinates
+/// as int16 hundredths of a millimetre).
 pub fn parse_patch(path: &Path, bytes: &[u8]) -> Result<Patch> {
     let mut r = Reader::new(path, bytes);
-    let version = r.i32("version")?;
-    if version != -1 {
-        return Err(DataError::invalid(
-            path,
-            "version",
-            "-1 (a FreeSurfer patch)",
-            version.to_string(),
-        ));
-    }
-    let n = r.count("point count", 16)?;
+    let first = r.i32("version")?;
+    let old = first >= 0;
+    let n = match first {
+        -1 => r.count("point count", 16)?,
+        n if n >= 0 => r.count_of(i64::from(n), "point count (old patch format)", 10)?,
+        other => {
+            return Err(DataError::invalid(
+                path,
+                "version",
+                "-1 (a FreeSurfer patch) or a point count ≥ 0 (the old patch format)",
+                other.to_string(),
+            ))
+        }
+    };
     let mut patch = Patch {
         vertices: Vec::with_capacity(n),
         coords: Vec::with_capacity(n),
@@ -273,7 +315,14 @@ pub fn parse_patch(path: &Path, bytes: &[u8]) -> Result<Patch> {
     };
     for p in 0..n {
         let index = r.i32("points")?;
-        let xyz = r.f32s(3, "points")?;
+        let xyz = if old {
+            let b = r.take(6, "points")?;
+            b.chunks_exact(2)
+                .map(|c| f32::from(i16::from_be_bytes([c[0], c[1]])) / 100.0)
+                .collect()
+        } else {
+            r.f32s(3, "points")?
+        };
         let (vertex, border) = match index {
             i if i > 0 => (i - 1, false),
             i if i < 0 => (-(i + 1), true),
@@ -289,6 +338,156 @@ pub fn parse_patch(path: &Path, bytes: &[u8]) -> Result<Patch> {
         patch.border.push(border);
     }
     Ok(patch)
+}
+
+/// Reads a FreeSurfer annotation (`lh.aparc.annot`, `lh.HCP-MMP1.annot`): old- or new-format
+/// colour table. `vertices` is the surface's vertex count when known: the file's count must
+/// equal it.
+///
+/// # Errors
+/// [`DataError`] naming the file and field: cut short, a count past the file's length or the
+/// limits, a vertex index outside the count, a colour-table version other than 2, an entry
+/// index outside the table, or a vertex count other than `vertices`.
+pub fn read_annot(path: &Path, vertices: Option<usize>) -> Result<Annotation> {
+    let annotation = parse_annot(path, &read_bytes(path)?)?;
+    if let Some(n) = vertices {
+        if annotation.labels.len() != n {
+            return Err(DataError::invalid(
+                path,
+                "vertex count",
+                format!("{n} (the surface's)"),
+                annotation.labels.len().to_string(),
+            ));
+        }
+    }
+    Ok(annotation)
+}
+
+/// [`read_annot`] of bytes already in memory.
+pub fn parse_annot(path: &Path, bytes: &[u8]) -> Result<Annotation> {
+    let mut r = Reader::new(path, bytes);
+    let n = r.count("vertex count", 8)?;
+    // Values are placed by the vertex each pair names; every file FreeSurfer writes lists the
+    // vertices in order, which is all nibabel reads.
+    let mut values = vec![0i32; n];
+    for _ in 0..n {
+        let vertex = r.i32("vertex values")?;
+        let value = r.i32("vertex values")?;
+        let slot = usize::try_from(vertex)
+            .ok()
+            .and_then(|v| values.get_mut(v))
+            .ok_or_else(|| {
+                DataError::invalid(
+                    path,
+                    "vertex values",
+                    format!("vertex indices below {n}"),
+                    vertex.to_string(),
+                )
+            })?;
+        *slot = value;
+    }
+    if r.remaining() == 0 || r.i32("colour table flag")? == 0 {
+        return Err(DataError::invalid(
+            path,
+            "colour table flag",
+            "1 and a colour table (nibabel refuses an annotation without one too)",
+            "none",
+        ));
+    }
+    let entries = r.i32("colour table entries")?;
+    let (mut ctab, names, name_rows) = if entries > 0 {
+        let n = r.count_of(i64::from(entries), "colour table entries", 20)?;
+        let _table_file = r.name("colour table file name")?;
+        let mut ctab = Vec::with_capacity(n);
+        let mut names = Vec::with_capacity(n);
+        for _ in 0..n {
+            names.push(r.name("colour table entry name")?);
+            ctab.push(rgbt(&mut r)?);
+        }
+        (ctab, names, (0..n).collect())
+    } else {
+        if entries != -2 {
+            return Err(DataError::invalid(
+                path,
+                "colour table version",
+                "-2 (version 2) or a positive entry count (the old format)",
+                entries.to_string(),
+            ));
+        }
+        let rows = r.i32("colour table max index")?;
+        let rows = usize::try_from(rows)
+            .ok()
+            .filter(|&n| n <= MAX_CTAB_ROWS)
+            .ok_or_else(|| {
+                DataError::invalid(
+                    path,
+                    "colour table max index",
+                    format!("0 to {MAX_CTAB_ROWS} (FreeSurferColorLUT's largest index is 14175)"),
+                    rows.to_string(),
+                )
+            })?;
+        let _table_file = r.name("colour table file name")?;
+        let listed = r.count("colour table entries", 24)?;
+        let mut ctab = vec![[0i32; 5]; rows];
+        let mut names = Vec::with_capacity(listed);
+        let mut name_rows = Vec::with_capacity(listed);
+        for _ in 0..listed {
+            let index = r.i32("colour table entry index")?;
+            names.push(r.name("colour table entry name")?);
+            let row = usize::try_from(index)
+                .ok()
+                .and_then(|i| ctab.get_mut(i))
+                .ok_or_else(|| {
+                    DataError::invalid(
+                        path,
+                        "colour table entry index",
+                        format!("an index below the table's max index {rows}"),
+                        index.to_string(),
+                    )
+                })?;
+            *row = rgbt(&mut r)?;
+            name_rows.push(index as usize);
+        }
+        (ctab, names, name_rows)
+    };
+    for row in &mut ctab {
+        row[4] = row[0]
+            .wrapping_add(row[1].wrapping_mul(1 << 8))
+            .wrapping_add(row[2].wrapping_mul(1 << 16));
+    }
+    // A vertex's row is the entry with its value; the lowest row wins where two share one.
+    let mut by_value: Vec<(i32, usize)> = ctab.iter().enumerate().map(|(i, e)| (e[4], i)).collect();
+    by_value.sort_unstable();
+    let labels = values
+        .iter()
+        .map(|&v| {
+            if v == 0 {
+                return -1;
+            }
+            match by_value.binary_search_by(|&(value, _)| value.cmp(&v)) {
+                Ok(k) => {
+                    let first = by_value[..k].partition_point(|&(value, _)| value < v);
+                    by_value[first].1 as i32
+                }
+                Err(_) => -1,
+            }
+        })
+        .collect();
+    Ok(Annotation {
+        labels,
+        ctab,
+        names,
+        name_rows,
+    })
+}
+
+/// One colour table entry's red, green, blue and transparency; the packed value is set later.
+fn rgbt(r: &mut Reader) -> Result<[i32; 5]> {
+    let mut entry = [0i32; 5];
+    for c in &mut entry[..4] {
+        *c = r.i32("colour table entry colour")?;
+    }
+    Ok(entry)
 }
 
 impl Patch {

@@ -10,7 +10,7 @@
 //! A `.gii.gz` is the whole XML gzipped (nilearn's meshes), recognised by its magic bytes.
 //! Arrays are returned in row-major order whatever their `ArrayIndexingOrder` (ASCII data are
 //! taken row by row, as nibabel writes and reads them). External data
-//! files (`ExternalFileBinary`) are refused with a message. Sizes declared by `Dim*` are checked
+//! files (`ExternalFileBinary`) are read beside the GIFTI file, as nibabel reads them. Sizes declared by `Dim*` are checked
 //! against the limits before anything is allocated, and decompression stops at that size.
 
 use std::io::Read;
@@ -79,7 +79,7 @@ pub fn parse_gifti_bytes(path: &Path, raw: &[u8]) -> Result<Gifti> {
     } else {
         std::borrow::Cow::Borrowed(raw)
     };
-    let text = std::str::from_utf8(&xml)
+    let text = std::str::from_utf8(brainrecon_core::text::bytes_without_bom(&xml))
         .map_err(|e| DataError::format(path, "GIFTI XML", format!("not UTF-8: {e}")))?;
     parse_gifti(path, text)
 }
@@ -281,9 +281,11 @@ fn data_array(path: &Path, node: roxmltree::Node, index: usize) -> Result<DataAr
     let dims64: Vec<u64> = dims.iter().map(|&d| d as u64).collect();
     let bytes = limits::array_bytes(path, &field("Dim*"), &dims64, element.bytes() as u64)?;
     let count = bytes as usize / element.bytes();
+    // gifticlib 1.08 and nibabel also write and read the GIFTI_ENDIAN_* / GIFTI_ENCODING_*
+    // spellings of these values.
     let big = match attr("Endian") {
-        "BigEndian" => true,
-        "LittleEndian" | "" => false,
+        "BigEndian" | "GIFTI_ENDIAN_BIG" => true,
+        "LittleEndian" | "GIFTI_ENDIAN_LITTLE" | "" => false,
         other => {
             return Err(DataError::invalid(
                 path,
@@ -310,7 +312,13 @@ fn data_array(path: &Path, node: roxmltree::Node, index: usize) -> Result<DataAr
         .find(|n| n.has_tag_name("Data"))
         .and_then(|n| n.text())
         .unwrap_or("");
-    let encoding = attr("Encoding");
+    let encoding = match attr("Encoding") {
+        "GIFTI_ENCODING_ASCII" => "ASCII",
+        "GIFTI_ENCODING_B64BIN" => "Base64Binary",
+        "GIFTI_ENCODING_B64GZ" => "GZipBase64Binary",
+        "GIFTI_ENCODING_EXTBIN" => "ExternalFileBinary",
+        other => other,
+    };
     let values: Vec<f64> = match encoding {
         "ASCII" => {
             let mut values = Vec::with_capacity(count);
@@ -318,9 +326,14 @@ fn data_array(path: &Path, node: roxmltree::Node, index: usize) -> Result<DataAr
                 if values.len() == count {
                     break;
                 }
-                values.push(token.parse::<f64>().map_err(|_| {
+                let value = token.parse::<f64>().map_err(|_| {
                     DataError::invalid(path, field("Data"), "numbers", format!("{token:?}"))
-                })?);
+                })?;
+                // Stored as the array's type, as nibabel reads the text into it.
+                values.push(match element {
+                    Element::F32 => f64::from(value as f32),
+                    _ => value,
+                });
             }
             values
         }
@@ -350,12 +363,16 @@ fn data_array(path: &Path, node: roxmltree::Node, index: usize) -> Result<DataAr
                 .collect()
         }
         "ExternalFileBinary" => {
-            return Err(DataError::invalid(
+            let raw = external_data(
                 path,
-                field("Encoding"),
-                "data inside the file (ASCII, Base64Binary or GZipBase64Binary)",
-                "ExternalFileBinary (external data files are not read)",
-            ))
+                &field,
+                attr("ExternalFileName"),
+                attr("ExternalFileOffset"),
+                bytes,
+            )?;
+            raw.chunks_exact(element.bytes())
+                .map(|b| element.value(b, big))
+                .collect()
         }
         other => {
             return Err(DataError::invalid(
@@ -405,6 +422,62 @@ fn data_array(path: &Path, node: roxmltree::Node, index: usize) -> Result<DataAr
             .unwrap_or_default(),
         transform,
     })
+}
+
+/// The `bytes` bytes of an `ExternalFileBinary` array: `name` (relative to the GIFTI file's
+/// folder, as nibabel resolves it) from byte `offset`.
+fn external_data(
+    path: &Path,
+    field: &dyn Fn(&str) -> String,
+    name: &str,
+    offset: &str,
+    bytes: u64,
+) -> Result<Vec<u8>> {
+    use std::io::{Seek, SeekFrom};
+    if name.is_empty() {
+        return Err(DataError::invalid(
+            path,
+            field("ExternalFileName"),
+            "the name of the file holding the data",
+            "none",
+        ));
+    }
+    let offset: u64 = match offset {
+        "" => 0,
+        text => text.parse().map_err(|_| {
+            DataError::invalid(
+                path,
+                field("ExternalFileOffset"),
+                "a byte offset",
+                format!("{text:?}"),
+            )
+        })?,
+    };
+    let external = path.parent().unwrap_or(Path::new("")).join(name);
+    let mut file = std::fs::File::open(&external).map_err(|e| DataError::io(&external, e))?;
+    let length = file
+        .metadata()
+        .map_err(|e| DataError::io(&external, e))?
+        .len();
+    if offset.checked_add(bytes).is_none_or(|end| end > length) {
+        return Err(DataError::invalid(
+            &external,
+            "length",
+            format!(
+                "{bytes} bytes from byte {offset} ({} of {})",
+                field("ExternalFileOffset"),
+                path.display()
+            ),
+            format!("{length} bytes"),
+        ));
+    }
+    file.seek(SeekFrom::Start(offset))
+        .map_err(|e| DataError::io(&external, e))?;
+    let mut raw = Vec::with_capacity(bytes as usize);
+    file.take(bytes)
+        .read_to_end(&mut raw)
+        .map_err(|e| DataError::io(&external, e))?;
+    Ok(raw)
 }
 
 /// Values stored first index fastest, reordered last index fastest.

@@ -4,7 +4,7 @@
 
 use crate::error::{DataError, Result};
 use flate2::write::GzEncoder;
-use nifti::{IntoNdArray, NiftiHeader, NiftiObject, NiftiType, ReaderStreamedOptions};
+use nifti::{NiftiHeader, NiftiType};
 use std::io::Write;
 use std::path::Path;
 
@@ -15,78 +15,10 @@ pub struct SeriesHeader {
     pub shape: [usize; 3],
     /// Volumes (1 for a 3-D file).
     pub n_volumes: usize,
-    /// Row-major voxel → world affine: sform when its code is set, else qform, else the
-    /// voxel sizes on the diagonal (NIfTI's "method 1").
+    /// Row-major voxel → world affine, as [`crate::nifti_io::header_affine`] chooses it.
     pub affine: [[f64; 4]; 4],
     /// `pixdim[4]` (the TR some converters store; BIDS takes it from the sidecar instead).
     pub pixdim_t: f64,
-}
-
-fn nifti_error(path: &Path, e: impl std::fmt::Display) -> DataError {
-    DataError::format(path, "NIfTI-1", e)
-}
-
-/// The affine NIfTI-1 defines by its quaternion fields ("method 2").
-pub fn qform_affine(h: &NiftiHeader) -> [[f64; 4]; 4] {
-    let (b, c, d) = (h.quatern_b as f64, h.quatern_c as f64, h.quatern_d as f64);
-    // The quaternion is stored without `a`; rounding can push b²+c²+d² a hair over 1.
-    let a = (1.0 - (b * b + c * c + d * d)).max(0.0).sqrt();
-    let r = [
-        [
-            a * a + b * b - c * c - d * d,
-            2.0 * (b * c - a * d),
-            2.0 * (b * d + a * c),
-        ],
-        [
-            2.0 * (b * c + a * d),
-            a * a + c * c - b * b - d * d,
-            2.0 * (c * d - a * b),
-        ],
-        [
-            2.0 * (b * d - a * c),
-            2.0 * (c * d + a * b),
-            a * a + d * d - b * b - c * c,
-        ],
-    ];
-    let qfac = if h.pixdim[0] < 0.0 { -1.0 } else { 1.0 };
-    let scale = [
-        h.pixdim[1] as f64,
-        h.pixdim[2] as f64,
-        qfac * h.pixdim[3] as f64,
-    ];
-    let offset = [h.quatern_x as f64, h.quatern_y as f64, h.quatern_z as f64];
-    let mut m = [[0.0; 4]; 4];
-    for i in 0..3 {
-        for j in 0..3 {
-            m[i][j] = r[i][j] * scale[j];
-        }
-        m[i][3] = offset[i];
-    }
-    m[3][3] = 1.0;
-    m
-}
-
-/// sform, else qform, else diagonal voxel sizes: the order NIfTI-1 and nibabel prefer.
-pub fn best_affine(h: &NiftiHeader) -> [[f64; 4]; 4] {
-    if h.sform_code > 0 {
-        let row = |r: [f32; 4]| r.map(|v| v as f64);
-        [
-            row(h.srow_x),
-            row(h.srow_y),
-            row(h.srow_z),
-            [0.0, 0.0, 0.0, 1.0],
-        ]
-    } else if h.qform_code > 0 {
-        qform_affine(h)
-    } else {
-        let p = h.pixdim;
-        let mut m = [[0.0; 4]; 4];
-        for (i, row) in m.iter_mut().enumerate().take(3) {
-            row[i] = p[i + 1].abs().max(f32::MIN_POSITIVE) as f64;
-        }
-        m[3][3] = 1.0;
-        m
-    }
 }
 
 fn series_header(path: &Path, h: &NiftiHeader) -> Result<SeriesHeader> {
@@ -105,7 +37,7 @@ fn series_header(path: &Path, h: &NiftiHeader) -> Result<SeriesHeader> {
     Ok(SeriesHeader {
         shape: [h.dim[1] as usize, h.dim[2] as usize, h.dim[3] as usize],
         n_volumes,
-        affine: best_affine(h),
+        affine: crate::nifti_io::header_affine(path, h)?,
         pixdim_t: h.pixdim[4] as f64,
     })
 }
@@ -117,61 +49,23 @@ pub fn read_header(path: &Path) -> Result<SeriesHeader> {
 }
 
 /// Calls `visit(t, volume)` for each 3-D volume of a series, in order. `volume` holds
-/// X·Y·Z values, x fastest (a NIfTI file's own order), scaled by `scl_slope`/`scl_inter`.
+/// X·Y·Z values, x fastest (a NIfTI file's own order), scaled as
+/// [`crate::nifti_io::effective_scaling`] decides. A `.nii.gz` is inflated and checked once
+/// before the first volume is handed out. Errors: the header's checks
+/// ([`crate::nifti_io::checked_header`]), the affine's, damaged or truncated data, and
+/// whatever `visit` returns.
 pub fn for_each_volume<F>(path: &Path, mut visit: F) -> Result<SeriesHeader>
 where
     F: FnMut(usize, &[f64]) -> Result<()>,
 {
     let raw = crate::nifti_io::checked_header(path)?;
-    let checked = series_header(path, &raw)?;
-    if raw.dim[0] == 3 {
-        // A single 3-D volume: the streamed reader slices only ranks above 3.
-        let volume = crate::nifti_io::read_volume(path)?;
-        visit(0, &volume.values)?;
-        return Ok(checked);
-    }
-    if path.extension().is_some_and(|e| e == "gz") {
-        // The streamed reader stops at the last voxel, before the gzip trailer: inflate the
-        // file once first so a damaged stream is refused before any of its volumes is used.
-        crate::nifti_io::verify_gzip(path)?;
-    }
-    let object = ReaderStreamedOptions::new()
-        .read_file_rank(path, 3)
-        .map_err(|e| crate::nifti_io::nifti_error(path, "NIfTI-1", &e))?;
-    let header = series_header(path, object.header())?;
+    let header = series_header(path, &raw)?;
+    let mut data = crate::nifti_io::DataReader::open(path, &raw)?;
     let volume_len: usize = header.shape.iter().product();
-    let mut seen = 0;
-    for (t, volume) in object.into_volume().enumerate() {
-        let array = volume.and_then(|v| v.into_ndarray::<f64>()).map_err(|e| {
-            nifti_error(
-                path,
-                format!("volume {t}: {}", crate::nifti_io::nifti_words(&e)),
-            )
-        })?;
-        // Volumes come out in Fortran order, which is the file's x-fastest order in memory.
-        let values = array.as_slice_memory_order().ok_or_else(|| {
-            nifti_error(path, format!("volume {t}: not contiguous after decoding"))
-        })?;
-        if values.len() != volume_len {
-            return Err(nifti_error(
-                path,
-                format!(
-                    "volume {t}: {} values for a {:?} grid",
-                    values.len(),
-                    header.shape
-                ),
-            ));
-        }
-        visit(t, values)?;
-        seen += 1;
-    }
-    if seen != header.n_volumes {
-        return Err(DataError::invalid(
-            path,
-            "data",
-            format!("{} volumes (dim[4])", header.n_volumes),
-            format!("{seen} (file truncated)"),
-        ));
+    let mut values = Vec::new();
+    for t in 0..header.n_volumes {
+        data.read_into(volume_len, &mut values)?;
+        visit(t, &values)?;
     }
     Ok(header)
 }

@@ -1,9 +1,14 @@
-//! NIfTI-1 volumes: ROI label masks in, per-voxel maps out.
+//! NIfTI-1 volumes: ROI label masks in, per-voxel maps out, and what every NIfTI-1 reader of
+//! the crate shares: the header check ([`checked_header`]), the datatypes read
+//! ([`DATATYPES`]), the scaling ([`effective_scaling`]), the affine ([`header_affine`]) and the
+//! decoding of voxels ([`DataReader`]). The `nifti` crate parses headers and writes files; it
+//! never decodes data here, so a header it would misread cannot reach it.
 
 use crate::error::{DataError, Result};
 use ndarray::{Array3, ShapeBuilder};
 use nifti::writer::WriterOptions;
-use nifti::{IntoNdArray, NiftiHeader, NiftiObject, NiftiType, ReaderOptions};
+use nifti::{Endianness, NiftiHeader, NiftiType};
+use std::io::{Read, Seek};
 use std::path::Path;
 
 /// A 3-D volume in (X, Y, Z) order with its voxel-to-world affine.
@@ -11,9 +16,9 @@ use std::path::Path;
 pub struct Volume {
     /// (X, Y, Z)
     pub shape: [usize; 3],
-    /// Row-major 4×4 voxel → scanner (mm) affine.
+    /// Row-major 4×4 voxel → scanner (mm) affine ([`header_affine`]).
     pub affine: [[f64; 4]; 4],
-    /// Values indexed by [`Volume::index`].
+    /// Values indexed by [`Volume::index`], scaled ([`effective_scaling`]).
     pub values: Vec<f64>,
 }
 
@@ -28,24 +33,251 @@ impl Volume {
     }
 }
 
-fn header_affine(header: &NiftiHeader) -> [[f64; 4]; 4] {
-    if header.sform_code > 0 {
-        let row = |r: [f32; 4]| r.map(|v| v as f64);
-        [
-            row(header.srow_x),
-            row(header.srow_y),
-            row(header.srow_z),
-            [0.0, 0.0, 0.0, 1.0],
-        ]
-    } else {
-        let p = header.pixdim;
-        [
-            [p[1] as f64, 0.0, 0.0, 0.0],
-            [0.0, p[2] as f64, 0.0, 0.0],
-            [0.0, 0.0, p[3] as f64, 0.0],
-            [0.0, 0.0, 0.0, 1.0],
-        ]
+/// A NIfTI datatype the readers decode: real scalars, as nibabel's `get_fdata` reads them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Datatype {
+    /// The header's `datatype` code.
+    pub code: i16,
+    /// NIfTI's name of it (`uint8`, `float32`, ...).
+    pub name: &'static str,
+    /// Bytes per value (`bitpix` / 8).
+    pub bytes: usize,
+}
+
+/// Every datatype the NIfTI readers (NIfTI-1 and CIFTI's NIfTI-2) read. The others NIfTI
+/// lists (binary 1, complex 32/1792/2048, RGB 128, RGBA 2304, float128 1536) are refused.
+pub const DATATYPES: [Datatype; 10] = [
+    Datatype {
+        code: 2,
+        name: "uint8",
+        bytes: 1,
+    },
+    Datatype {
+        code: 4,
+        name: "int16",
+        bytes: 2,
+    },
+    Datatype {
+        code: 8,
+        name: "int32",
+        bytes: 4,
+    },
+    Datatype {
+        code: 16,
+        name: "float32",
+        bytes: 4,
+    },
+    Datatype {
+        code: 64,
+        name: "float64",
+        bytes: 8,
+    },
+    Datatype {
+        code: 256,
+        name: "int8",
+        bytes: 1,
+    },
+    Datatype {
+        code: 512,
+        name: "uint16",
+        bytes: 2,
+    },
+    Datatype {
+        code: 768,
+        name: "uint32",
+        bytes: 4,
+    },
+    Datatype {
+        code: 1024,
+        name: "int64",
+        bytes: 8,
+    },
+    Datatype {
+        code: 1280,
+        name: "uint64",
+        bytes: 8,
+    },
+];
+
+impl Datatype {
+    /// The datatype of `code`, or an error naming `path`'s `datatype` field and the codes read.
+    pub fn of(path: &Path, code: i16) -> Result<Datatype> {
+        DATATYPES
+            .iter()
+            .find(|d| d.code == code)
+            .copied()
+            .ok_or_else(|| {
+                let known: Vec<String> = DATATYPES
+                    .iter()
+                    .map(|d| format!("{} {}", d.code, d.name))
+                    .collect();
+                let found = match code {
+                    1 => "1 (binary)".to_string(),
+                    32 | 1792 | 2048 => format!("{code} (complex)"),
+                    128 => "128 (RGB24)".to_string(),
+                    2304 => "2304 (RGBA32)".to_string(),
+                    1536 => "1536 (float128)".to_string(),
+                    _ => format!("{code} (not a datatype brainrecon reads)"),
+                };
+                DataError::invalid(
+                    path,
+                    "datatype",
+                    format!("a real scalar datatype: {}", known.join(", ")),
+                    found,
+                )
+            })
     }
+
+    /// Appends the values stored in `raw` (whole values, in the file's byte order; `big` for
+    /// big-endian) to `out`, as `stored · slope + inter` when `scaling` is not (1, 0).
+    pub fn decode_into(&self, raw: &[u8], big: bool, scaling: (f64, f64), out: &mut Vec<f64>) {
+        let (slope, inter) = scaling;
+        let unscaled = slope == 1.0 && inter == 0.0;
+        macro_rules! decode {
+            ($t:ty, $n:literal) => {
+                out.extend(raw.chunks_exact($n).map(|c| {
+                    let b: [u8; $n] = c.try_into().expect("chunks_exact");
+                    let v = if big {
+                        <$t>::from_be_bytes(b)
+                    } else {
+                        <$t>::from_le_bytes(b)
+                    } as f64;
+                    if unscaled {
+                        v
+                    } else {
+                        v * slope + inter
+                    }
+                }))
+            };
+        }
+        match self.code {
+            2 => decode!(u8, 1),
+            4 => decode!(i16, 2),
+            8 => decode!(i32, 4),
+            16 => decode!(f32, 4),
+            64 => decode!(f64, 8),
+            256 => decode!(i8, 1),
+            512 => decode!(u16, 2),
+            768 => decode!(u32, 4),
+            1024 => decode!(i64, 8),
+            _ => decode!(u64, 8),
+        }
+    }
+}
+
+/// The `(slope, inter)` a reader applies (`value = stored · slope + inter`), decided as nibabel
+/// and the NIfTI standard do: a `scl_slope` of 0, NaN or ±∞ means no scaling, (1, 0), whatever
+/// `scl_inter` holds (fMRIPrep 20.2.x wrote masks with both NaN). Errors: a finite non-zero
+/// slope with a non-finite intercept (nibabel refuses it too), naming `scl_inter` of `path`.
+/// Shared by the NIfTI-1 readers and CIFTI's NIfTI-2 reader (hence f64 arguments).
+pub fn effective_scaling(path: &Path, slope: f64, inter: f64) -> Result<(f64, f64)> {
+    if slope == 0.0 || !slope.is_finite() {
+        return Ok((1.0, 0.0));
+    }
+    if !inter.is_finite() {
+        return Err(DataError::invalid(
+            path,
+            "scl_inter",
+            format!("a finite intercept (scl_slope is {slope})"),
+            inter.to_string(),
+        ));
+    }
+    Ok((slope, inter))
+}
+
+/// The voxel → world affine (row-major 4×4, mm) of a NIfTI-1 header, chosen as nibabel's
+/// `get_best_affine`: the sform (`srow_*`) when `sform_code` ≠ 0, else the qform (quaternion,
+/// `qoffset_*`, `pixdim`) when `qform_code` ≠ 0, else nibabel's base affine: voxel sizes on
+/// the diagonal, x negated, and the grid's centre voxel at the origin. `pixdim[1..=3]` are
+/// fixed as nibabel does on load (0 → 1, negative → absolute), `qfac` is −1 only when
+/// `pixdim[0]` is −1. Errors name the fields used: a non-unit quaternion, or a non-finite
+/// entry (the affine is copied into outputs, where NaN would not read back).
+pub fn header_affine(path: &Path, h: &NiftiHeader) -> Result<[[f64; 4]; 4]> {
+    let zooms = [1, 2, 3].map(|i| match h.pixdim[i] as f64 {
+        0.0 => 1.0,
+        z => z.abs(),
+    });
+    let (affine, field) = if h.sform_code != 0 {
+        let row = |r: [f32; 4]| r.map(f64::from);
+        let rows = [row(h.srow_x), row(h.srow_y), row(h.srow_z)];
+        let field = format!("srow_x, srow_y, srow_z (sform_code {})", h.sform_code);
+        (with_last_row(rows), field)
+    } else if h.qform_code != 0 {
+        let field = format!(
+            "quatern_b/c/d, qoffset_x/y/z, pixdim (qform_code {}, sform_code 0)",
+            h.qform_code
+        );
+        let (b, c, d) = (h.quatern_b as f64, h.quatern_c as f64, h.quatern_d as f64);
+        let w2 = 1.0 - (b * b + c * c + d * d);
+        // nibabel's tolerance for rounding of the stored float32 quaternion
+        if w2 < -3.0 * f32::EPSILON as f64 {
+            return Err(DataError::invalid(
+                path,
+                field,
+                "a unit quaternion (quatern_b² + quatern_c² + quatern_d² ≤ 1)",
+                format!("[{b}, {c}, {d}]"),
+            ));
+        }
+        let a = w2.max(0.0).sqrt();
+        let r = [
+            [
+                a * a + b * b - c * c - d * d,
+                2.0 * (b * c - a * d),
+                2.0 * (b * d + a * c),
+            ],
+            [
+                2.0 * (b * c + a * d),
+                a * a + c * c - b * b - d * d,
+                2.0 * (c * d - a * b),
+            ],
+            [
+                2.0 * (b * d - a * c),
+                2.0 * (c * d + a * b),
+                a * a + d * d - b * b - c * c,
+            ],
+        ];
+        let qfac = if h.pixdim[0] == -1.0 { -1.0 } else { 1.0 };
+        let scale = [zooms[0], zooms[1], qfac * zooms[2]];
+        let offset = [h.quatern_x, h.quatern_y, h.quatern_z].map(f64::from);
+        let rows = [0, 1, 2].map(|i| {
+            [
+                r[i][0] * scale[0],
+                r[i][1] * scale[1],
+                r[i][2] * scale[2],
+                offset[i],
+            ]
+        });
+        (with_last_row(rows), field)
+    } else {
+        let field = "pixdim (sform_code and qform_code 0)".to_string();
+        let ndim = (h.dim[0] as usize).clamp(1, 7);
+        let mut rows = [[0.0; 4]; 3];
+        for (i, row) in rows.iter_mut().enumerate() {
+            // axes past the rank count as one voxel of 1 mm, as in nibabel
+            let (n, zoom) = if i < ndim {
+                (h.dim[i + 1] as f64, zooms[i])
+            } else {
+                (1.0, 1.0)
+            };
+            let zoom = if i == 0 { -zoom } else { zoom };
+            row[i] = zoom;
+            row[3] = -(n - 1.0) / 2.0 * zoom;
+        }
+        (with_last_row(rows), field)
+    };
+    if affine.iter().flatten().all(|v| v.is_finite()) {
+        return Ok(affine);
+    }
+    Err(DataError::invalid(
+        path,
+        field,
+        "finite numbers",
+        format!("{:?}", &affine[..3]),
+    ))
+}
+
+fn with_last_row(rows: [[f64; 4]; 3]) -> [[f64; 4]; 4] {
+    [rows[0], rows[1], rows[2], [0.0, 0.0, 0.0, 1.0]]
 }
 
 /// What the NIfTI reader's error means, in words: its I/O errors print as debug text
@@ -71,14 +303,13 @@ fn io_words(io: &std::io::Error) -> String {
     }
 }
 
-/// Decompresses the whole gzip file `path` once, checking its CRC-32 and length: the NIfTI
-/// reader stops at the last voxel and never reaches the gzip trailer, so a damaged stream
-/// that still inflates would be read as voxels of garbage.
-pub(crate) fn verify_gzip(path: &Path) -> Result<()> {
+/// Decompresses the whole gzip file `path` once, checking its CRC-32 and length, and returns
+/// the decompressed length: the data is read afterwards, and a damaged stream that still
+/// inflates would otherwise be read as voxels of garbage.
+pub(crate) fn verify_gzip(path: &Path) -> Result<u64> {
     let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
     let mut stream = flate2::read::MultiGzDecoder::new(std::io::BufReader::new(file));
     std::io::copy(&mut stream, &mut std::io::sink())
-        .map(drop)
         .map_err(|e| DataError::format(path, "NIfTI (gzip)", io_words(&e)))
 }
 
@@ -87,45 +318,58 @@ pub fn nifti_error(path: &Path, format: &str, e: &nifti::NiftiError) -> DataErro
     DataError::format(path, format, nifti_words(e))
 }
 
+fn is_gzip(path: &Path) -> bool {
+    path.extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("gz"))
+}
+
 /// The header of a NIfTI-1 file, checked before any data is read: every reader of volumes
-/// goes through here. Refused: a rank outside 1–7 or a zero extent, a datatype this reader
-/// does not know or whose `bitpix` disagrees with it, an element count that overflows, a
-/// `vox_offset` before the header's end, and (uncompressed files) data that would reach past
-/// the end of the file.
+/// goes through here. Refused, each naming the field: a pair header (`magic` "ni1"), a rank
+/// outside 1–7 or an extent below 1 (`dim`), a datatype the readers cannot decode
+/// (`datatype`, see [`DATATYPES`]) or whose `bitpix` disagrees with it, a size that overflows
+/// or passes [`crate::limits::ARRAY_BYTES`], a `vox_offset` before the header's end, and
+/// (uncompressed files) data that would reach past the end of the file.
 pub fn checked_header(path: &Path) -> Result<NiftiHeader> {
     crate::error::require_file(path, "a NIfTI-1 file (.nii or .nii.gz)")?;
     let header = NiftiHeader::from_file(path).map_err(|e| nifti_error(path, "NIfTI-1", &e))?;
+    if &header.magic != nifti::header::MAGIC_CODE_NIP1 {
+        return Err(DataError::invalid(
+            path,
+            "magic",
+            "\"n+1\" (a single-file .nii)",
+            format!("{:?}", String::from_utf8_lossy(&header.magic)),
+        ));
+    }
     let ndim = header.dim[0] as usize;
     let dims = &header.dim[1..=ndim.clamp(1, 7)];
-    if !(1..=7).contains(&ndim) || dims.iter().any(|&d| d < 1) {
+    // dim is int16 in the file: the crate's u16 above 32767 is a negative extent
+    if !(1..=7).contains(&ndim) || dims.iter().any(|&d| d < 1 || d > i16::MAX as u16) {
+        let as_stored: Vec<i16> = header.dim.iter().map(|&d| d as i16).collect();
         return Err(DataError::invalid(
             path,
             "dim",
             "a rank of 1 to 7 and extents ≥ 1",
-            format!("{:?}", header.dim),
+            format!("{as_stored:?}"),
         ));
     }
-    let datatype = header.data_type().map_err(|_| {
-        DataError::invalid(
-            path,
-            "datatype",
-            "a NIfTI-1 numeric datatype",
-            header.datatype.to_string(),
-        )
-    })?;
-    let element = datatype.size_of();
-    if header.bitpix as i64 != 8 * element as i64 {
+    let datatype = Datatype::of(path, header.datatype)?;
+    if header.bitpix as i64 != 8 * datatype.bytes as i64 {
         return Err(DataError::invalid(
             path,
             "bitpix",
-            format!("{} (datatype {datatype:?})", 8 * element),
+            format!(
+                "{} (datatype {} {})",
+                8 * datatype.bytes,
+                datatype.code,
+                datatype.name
+            ),
             header.bitpix.to_string(),
         ));
     }
-    // Negative extents were refused above; for .nii.gz the file's length bounds nothing, so
-    // the limit is what keeps a header from sizing the decompressed buffer.
+    // For .nii.gz the file's length bounds nothing, so the limit is what keeps a header from
+    // sizing the decompressed buffer.
     let extents: Vec<u64> = dims.iter().map(|&d| d as u64).collect();
-    let bytes = crate::limits::array_bytes(path, "dim", &extents, element as u64)?;
+    let bytes = crate::limits::array_bytes(path, "dim", &extents, datatype.bytes as u64)?;
     let offset = header.vox_offset;
     if !(offset.is_finite() && offset >= 348.0) {
         return Err(DataError::invalid(
@@ -135,48 +379,128 @@ pub fn checked_header(path: &Path) -> Result<NiftiHeader> {
             offset.to_string(),
         ));
     }
-    let gzipped = path.extension().is_some_and(|e| e == "gz");
     let file_len = std::fs::metadata(path)
         .map_err(|e| DataError::io(path, e))?
         .len();
-    if !gzipped && offset as u64 > file_len {
-        return Err(DataError::invalid(
-            path,
-            "vox_offset",
-            format!("at most the file's {file_len} bytes"),
-            offset.to_string(),
-        ));
-    }
-    if !gzipped && (offset as u64).saturating_add(bytes) > file_len {
-        return Err(DataError::invalid(
-            path,
-            "data",
-            format!("{bytes} bytes from vox_offset {offset} for dim {dims:?}"),
-            format!("a file of {file_len} bytes (truncated?)"),
-        ));
+    if !is_gzip(path) {
+        data_fits(path, &header, bytes, file_len)?;
     }
     Ok(header)
 }
 
-/// Reads a 3-D NIfTI volume (a trailing singleton 4th dimension is allowed).
-pub fn read_volume(path: &Path) -> Result<Volume> {
-    let checked = checked_header(path)?;
-    // Read as f64: 8 bytes a voxel in memory, whatever the file's datatype.
-    let voxels: Vec<u64> = checked.dim[1..=checked.dim[0] as usize]
-        .iter()
-        .map(|&d| d as u64)
-        .collect();
-    crate::limits::array_bytes(path, "dim", &voxels, 8)?;
-    if path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("gz"))
-    {
-        verify_gzip(path)?;
+/// Refuses data of `bytes` from `vox_offset` that would reach past `len` bytes (the file's,
+/// or for `.nii.gz` the decompressed stream's).
+fn data_fits(path: &Path, header: &NiftiHeader, bytes: u64, len: u64) -> Result<()> {
+    let offset = header.vox_offset as u64;
+    if offset > len {
+        return Err(DataError::invalid(
+            path,
+            "vox_offset",
+            format!("at most the data's {len} bytes"),
+            header.vox_offset.to_string(),
+        ));
     }
-    let object = ReaderOptions::new()
-        .read_file(path)
-        .map_err(|e| nifti_error(path, "NIfTI", &e))?;
-    let header = object.header().clone();
+    if offset.saturating_add(bytes) > len {
+        let dims = &header.dim[1..=header.dim[0] as usize];
+        return Err(DataError::invalid(
+            path,
+            "data",
+            format!("{bytes} bytes from vox_offset {offset} for dim {dims:?}"),
+            format!("{len} bytes (truncated?)"),
+        ));
+    }
+    Ok(())
+}
+
+/// The voxels of a NIfTI-1 file whose header passed [`checked_header`], read in file order
+/// and decoded as f64 with [`effective_scaling`] applied. A `.nii.gz` is inflated once first
+/// ([`verify_gzip`]), so a damaged or short stream is refused before any value is handed out.
+pub struct DataReader {
+    path: std::path::PathBuf,
+    stream: Box<dyn Read>,
+    datatype: Datatype,
+    big: bool,
+    scaling: (f64, f64),
+    /// Bytes of data left, as the header claims and the file was checked to hold.
+    left: u64,
+    chunk: Vec<u8>,
+}
+
+impl DataReader {
+    /// Opens the data of `path` (`header` from [`checked_header`]). Errors: the scaling
+    /// ([`effective_scaling`]), data past the end of a decompressed stream, I/O.
+    pub fn open(path: &Path, header: &NiftiHeader) -> Result<DataReader> {
+        let datatype = Datatype::of(path, header.datatype)?;
+        let scaling = effective_scaling(path, header.scl_slope as f64, header.scl_inter as f64)?;
+        let dims: Vec<u64> = header.dim[1..=(header.dim[0] as usize).clamp(1, 7)]
+            .iter()
+            .map(|&d| d as u64)
+            .collect();
+        let bytes = crate::limits::array_bytes(path, "dim", &dims, datatype.bytes as u64)?;
+        let offset = header.vox_offset as u64;
+        let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
+        let stream: Box<dyn Read> = if is_gzip(path) {
+            let inflated = verify_gzip(path)?;
+            data_fits(path, header, bytes, inflated)?;
+            let mut stream = flate2::read::MultiGzDecoder::new(std::io::BufReader::new(file));
+            std::io::copy(&mut (&mut stream).take(offset), &mut std::io::sink())
+                .map_err(|e| DataError::format(path, "NIfTI (gzip)", io_words(&e)))?;
+            Box::new(stream)
+        } else {
+            let mut file = std::io::BufReader::new(file);
+            file.seek(std::io::SeekFrom::Start(offset))
+                .map_err(|e| DataError::io(path, e))?;
+            Box::new(file)
+        };
+        Ok(DataReader {
+            path: path.to_path_buf(),
+            stream,
+            datatype,
+            big: header.endianness == Endianness::Big,
+            scaling,
+            left: bytes,
+            chunk: vec![0; 1 << 16],
+        })
+    }
+
+    /// Replaces `out` with the next `n` values. `n` must be within what the header claims
+    /// (an error names `data`), and `n` f64 values within [`crate::limits::ARRAY_BYTES`] (an
+    /// error names `dim`): `out` never grows past a checked size.
+    pub fn read_into(&mut self, n: usize, out: &mut Vec<f64>) -> Result<()> {
+        crate::limits::array_bytes(&self.path, "dim", &[n as u64], 8)?;
+        let width = self.datatype.bytes;
+        let mut want = (n as u64).saturating_mul(width as u64);
+        if want > self.left {
+            return Err(DataError::invalid(
+                &self.path,
+                "data",
+                format!("{} more bytes (dim)", self.left),
+                format!("a read of {want}"),
+            ));
+        }
+        self.left -= want;
+        out.clear();
+        out.reserve_exact(n);
+        while want > 0 {
+            // whole values per chunk: 65536 is a multiple of every width
+            let take = want.min(self.chunk.len() as u64) as usize;
+            let chunk = &mut self.chunk[..take];
+            self.stream
+                .read_exact(chunk)
+                .map_err(|e| DataError::format(&self.path, "NIfTI-1", io_words(&e)))?;
+            self.datatype
+                .decode_into(chunk, self.big, self.scaling, out);
+            want -= take as u64;
+        }
+        Ok(())
+    }
+}
+
+/// Reads a 3-D NIfTI volume (a trailing singleton 4th dimension is allowed), values scaled
+/// ([`effective_scaling`]), affine from [`header_affine`]. Errors: every check of
+/// [`checked_header`], a rank other than 3, a non-finite affine, truncated or damaged data.
+pub fn read_volume(path: &Path) -> Result<Volume> {
+    let header = checked_header(path)?;
     let dims = header.dim;
     let ndim = dims[0] as usize;
     if !(3..=4).contains(&ndim) || (ndim == 4 && dims[4] != 1) {
@@ -188,48 +512,17 @@ pub fn read_volume(path: &Path) -> Result<Volume> {
         ));
     }
     let shape = [dims[1] as usize, dims[2] as usize, dims[3] as usize];
-    let array = object
-        .into_volume()
-        .into_ndarray::<f64>()
-        .map_err(|e| nifti_error(path, "NIfTI", &e))?;
-    let mut values = vec![0.0; shape.iter().product()];
-    for z in 0..shape[2] {
-        for y in 0..shape[1] {
-            for x in 0..shape[0] {
-                let v = if ndim == 4 {
-                    array[[x, y, z, 0]]
-                } else {
-                    array[[x, y, z]]
-                };
-                values[x + shape[0] * (y + shape[1] * z)] = v;
-            }
-        }
-    }
+    // Read as f64: 8 bytes a voxel in memory, whatever the file's datatype.
+    let extents = shape.map(|d| d as u64);
+    crate::limits::array_bytes(path, "dim", &extents, 8)?;
+    let affine = header_affine(path, &header)?;
+    let mut values = Vec::new();
+    DataReader::open(path, &header)?.read_into(shape.iter().product(), &mut values)?;
     Ok(Volume {
         shape,
-        affine: finite_affine(path, &header)?,
+        affine,
         values,
     })
-}
-
-/// The voxel-to-world affine, refused when it holds NaN or infinity: it is copied into
-/// outputs (subject.json would hold `null` and could not be read back).
-fn finite_affine(path: &Path, header: &NiftiHeader) -> Result<[[f64; 4]; 4]> {
-    let affine = header_affine(header);
-    if affine.iter().flatten().all(|v| v.is_finite()) {
-        return Ok(affine);
-    }
-    let field = if header.sform_code > 0 {
-        "srow_x, srow_y, srow_z (the sform affine)"
-    } else {
-        "pixdim (no sform affine)"
-    };
-    Err(DataError::invalid(
-        path,
-        field,
-        "finite numbers",
-        format!("{:?}", &affine[..3]),
-    ))
 }
 
 fn header_with_affine(affine: &[[f64; 4]; 4]) -> NiftiHeader {

@@ -36,6 +36,10 @@ pub struct Header {
     pub descr: String,
     pub shape: Vec<usize>,
     pub data_offset: usize,
+    /// Whether the data are stored first index fastest (`fortran_order: True`, what `np.save`
+    /// writes for a transposed or Fortran-ordered array); the readers that copy the array
+    /// return it in C order, and those that map it in place refuse it.
+    pub fortran_order: bool,
 }
 
 impl Header {
@@ -107,11 +111,7 @@ pub fn parse_header(path: &Path, bytes: &[u8]) -> Result<Header> {
         .and_then(|s| s.split('\'').next())
         .ok_or_else(|| bad("header has no 'descr'"))?
         .to_string();
-    if field("fortran_order").is_some_and(|s| s.starts_with("True")) {
-        return Err(bad(
-            "Fortran-ordered arrays are not supported; save with C order",
-        ));
-    }
+    let fortran_order = field("fortran_order").is_some_and(|s| s.starts_with("True"));
     let shape_text = field("shape")
         .and_then(|s| s.strip_prefix('('))
         .and_then(|s| s.split(')').next())
@@ -125,21 +125,48 @@ pub fn parse_header(path: &Path, bytes: &[u8]) -> Result<Header> {
                 .map_err(|_| bad("shape is not a tuple of integers"))
         })
         .collect::<Result<Vec<_>>>()?;
-    // Sizes come from the file: their product must fit before anything is sized by it.
+    // Zero-width elements (`<U0`, `|S0`, `V0`) pass any size check (count × 0 = 0), while a
+    // reader would still make one value per element of the claimed shape.
+    let item = descr_item_size(&descr);
+    if item == Some(0) {
+        return Err(bad(&format!(
+            "dtype '{descr}' has zero-width elements: refused (their count cannot be checked \
+             against the data)"
+        )));
+    }
+    // Sizes come from the file: the element count, and the bytes it takes, must fit before
+    // anything is sized by them.
     if shape
         .iter()
-        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .try_fold(item.unwrap_or(1), |n, &d| n.checked_mul(d))
         .is_none()
     {
         return Err(bad(&format!(
-            "shape {shape:?} holds more elements than can be addressed"
+            "shape {shape:?} of '{descr}' holds more elements than can be addressed"
         )));
     }
     Ok(Header {
         descr,
         shape,
         data_offset: end,
+        fortran_order,
     })
+}
+
+/// Bytes per element of a descr (`<f4`, `<U10`, `|S0`, `|O`, `<M8[ns]`), when its kind is one
+/// of NumPy's; `None` for anything else (structured types are refused later by every reader).
+fn descr_item_size(descr: &str) -> Option<usize> {
+    let code = descr.trim_start_matches(['<', '>', '|', '=']);
+    let mut chars = code.chars();
+    let kind = chars.next()?;
+    let digits: String = chars.take_while(char::is_ascii_digit).collect();
+    let n = digits.parse::<usize>().ok();
+    match kind {
+        'O' => Some(n.unwrap_or(8)),
+        'U' => n?.checked_mul(4),
+        'b' | 'i' | 'u' | 'f' | 'c' | 'm' | 'M' | 'S' | 'a' | 'V' => n,
+        _ => None,
+    }
 }
 
 fn element_size(descr: &str) -> Option<usize> {
@@ -175,7 +202,49 @@ impl<T> Array<T> {
     }
 }
 
+/// Maps the file for reading its data in place: a Fortran-ordered array is refused (its
+/// rows are not contiguous).
 fn open_map(path: &Path) -> Result<(Mmap, Header)> {
+    let (map, header) = open_map_any_order(path)?;
+    if header.fortran_order {
+        return Err(DataError::format(
+            path,
+            "NumPy .npy",
+            "a Fortran-ordered array cannot be read in place (memory-mapped or in parts); \
+             save it in C order (np.ascontiguousarray)",
+        ));
+    }
+    Ok((map, header))
+}
+
+/// `data` stored first index fastest with `shape`, reordered last index fastest.
+fn to_c_order<T: Copy>(data: Vec<T>, shape: &[usize]) -> Vec<T> {
+    if shape.len() < 2 || data.is_empty() {
+        return data;
+    }
+    // C-order strides of the output; the input walks the same elements with the first index
+    // fastest.
+    let mut out = Vec::with_capacity(data.len());
+    let mut index = vec![0usize; shape.len()];
+    let mut fortran_strides = vec![1usize; shape.len()];
+    for d in 1..shape.len() {
+        fortran_strides[d] = fortran_strides[d - 1] * shape[d - 1];
+    }
+    for _ in 0..data.len() {
+        let at: usize = index.iter().zip(&fortran_strides).map(|(i, s)| i * s).sum();
+        out.push(data[at]);
+        for d in (0..shape.len()).rev() {
+            index[d] += 1;
+            if index[d] < shape[d] {
+                break;
+            }
+            index[d] = 0;
+        }
+    }
+    out
+}
+
+fn open_map_any_order(path: &Path) -> Result<(Mmap, Header)> {
     let file = File::open(path).map_err(|e| DataError::io(path, e))?;
     // SAFETY: the file is opened read-only; like numpy's mmap_mode='r', later outside changes are the user's concern.
     let map = unsafe { Mmap::map(&file) }.map_err(|e| DataError::io(path, e))?;
@@ -210,7 +279,7 @@ fn open_map(path: &Path) -> Result<(Mmap, Header)> {
 /// Maps the file and refuses an array whose copy in memory (`element` bytes a value) would
 /// pass [`crate::limits::ARRAY_BYTES`]; the map itself is bounded by the file's length.
 fn open_for_reading(path: &Path, element: u64) -> Result<(Mmap, Header)> {
-    let (map, header) = open_map(path)?;
+    let (map, header) = open_map_any_order(path)?;
     let shape: Vec<u64> = header.shape.iter().map(|&d| d as u64).collect();
     crate::limits::array_bytes(path, "shape", &shape, element)?;
     Ok((map, header))
@@ -242,6 +311,10 @@ pub fn read_f32(path: &Path) -> Result<Array<f32>> {
             ));
         }
     };
+    let data = match header.fortran_order {
+        true => to_c_order(data, &header.shape),
+        false => data,
+    };
     Ok(Array {
         shape: header.shape,
         data,
@@ -263,6 +336,10 @@ pub fn read_i64(path: &Path) -> Result<Array<i64>> {
         "|i1" => bytes.iter().map(|&b| b as i8 as i64).collect(),
         other => return Err(DataError::invalid(path, "dtype", "an integer dtype", other)),
     };
+    let data = match header.fortran_order {
+        true => to_c_order(data, &header.shape),
+        false => data,
+    };
     Ok(Array {
         shape: header.shape,
         data,
@@ -276,6 +353,10 @@ pub fn read_u8(path: &Path) -> Result<Array<u8>> {
         return Err(DataError::invalid(path, "dtype", "uint8", &header.descr));
     }
     let data = map[header.data_offset..header.data_offset + header.len()].to_vec();
+    let data = match header.fortran_order {
+        true => to_c_order(data, &header.shape),
+        false => data,
+    };
     Ok(Array {
         shape: header.shape,
         data,
@@ -448,7 +529,7 @@ pub fn read_f32_sub(path: &Path, prefix: &[usize]) -> Result<Array<f32>> {
 
 /// The header of a `.npy` file (only its first bytes are read).
 pub fn read_header(path: &Path) -> Result<Header> {
-    let (_, header) = open_map(path)?;
+    let (_, header) = open_map_any_order(path)?;
     Ok(header)
 }
 
@@ -534,14 +615,41 @@ pub fn require_finite(path: &Path, values: &[f32], columns: usize, expected: &st
     ))
 }
 
-/// A pickled `.npy` file (dtype `|O`, as `np.save(path, obj)` writes a dict or a list): the
-/// stored object array, read by the restricted reader of [`crate::pickle`] (nothing is
-/// imported or executed).
+/// Whether `bytes` start as a raw pickle stream of protocol 2 or later (`pickle.dump`: PROTO
+/// 0x80 and the protocol), which `np.load(path, allow_pickle=True)` reads as one: NICE's and
+/// ATM's re-preprocessed THINGS-EEG2 ships such files under a `.npy` name.
+pub fn is_pickle_stream(bytes: &[u8]) -> bool {
+    matches!(bytes, [0x80, 2..=5, ..])
+}
+
+/// A pickled `.npy` file, as `np.load(path, allow_pickle=True)` reads it: with a NumPy header
+/// of dtype `|O` (`np.save(path, obj)` of a dict or a list), the stored object array; without
+/// one, a raw pickle stream (see [`is_pickle_stream`]), the object it holds. Read by the
+/// restricted reader of [`crate::pickle`] (nothing is imported or executed), allocating at
+/// most [`crate::limits::ARRAY_BYTES`].
 pub fn read_pickled(path: &Path) -> Result<crate::pickle::Value> {
+    read_pickled_within(path, crate::limits::ARRAY_BYTES.value())
+}
+
+/// [`read_pickled`] allocating at most `budget` bytes for the pickle's values (see
+/// [`crate::pickle::read_within`]); errors name the file.
+pub fn read_pickled_within(path: &Path, budget: u64) -> Result<crate::pickle::Value> {
     let file = File::open(path).map_err(|e| DataError::io(path, e))?;
     // SAFETY: the map is read-only and dropped before this function returns; a file changed
     // underneath gives wrong values or a format error, not undefined behaviour we rely on.
     let bytes = unsafe { Mmap::map(&file) }.map_err(|e| DataError::io(path, e))?;
+    if is_pickle_stream(&bytes) {
+        return crate::pickle::read_within(&bytes, budget)
+            .map_err(|e| DataError::format(path, "pickle stream (pickle.dump)", e));
+    }
+    if !bytes.starts_with(b"\x93NUMPY") {
+        return Err(DataError::format(
+            path,
+            "NumPy .npy",
+            "neither the \\x93NUMPY magic of np.save nor a pickle stream (0x80 and a \
+             protocol of 2 to 5, as pickle.dump writes)",
+        ));
+    }
     let header = parse_header(path, &bytes)?;
     if header.descr != "|O" {
         return Err(DataError::invalid(
@@ -551,7 +659,7 @@ pub fn read_pickled(path: &Path) -> Result<crate::pickle::Value> {
             &header.descr,
         ));
     }
-    crate::pickle::read(&bytes[header.data_offset..])
+    crate::pickle::read_within(&bytes[header.data_offset..], budget)
         .map_err(|e| DataError::format(path, "pickled NumPy .npy", e))
 }
 
@@ -559,27 +667,39 @@ pub fn read_pickled(path: &Path) -> Result<crate::pickle::Value> {
 /// pickle protocol 3), atomically: THINGS-EEG2's dicts.
 pub fn write_pickled(path: &Path, value: crate::pickle::Value) -> Result<()> {
     use crate::pickle::{write, NdArray, Value};
-    let payload = write(&Value::Array(NdArray::holding(value)))
+    let payload = write(&Value::Array(NdArray::holding(value).into()))
         .map_err(|e| DataError::invalid(path, "pickled value", "an array of its shape", e))?;
     let mut bytes = header_text("|O", &[]);
     bytes.extend_from_slice(&payload);
     brainrecon_core::fs::write_bytes_atomic(path, &bytes)
 }
 
-/// The single object of a pickled `.npy` file that holds one (what
-/// `np.load(path, allow_pickle=True).item()` returns): THINGS-EEG2's dicts.
+/// The single object of a pickled `.npy` file (what `np.load(path, allow_pickle=True).item()`
+/// returns for `np.save`'s files, and `np.load` itself for a raw pickle stream of anything
+/// but an array): THINGS-EEG2's dicts, as shipped or as NICE and ATM ship them.
 pub fn read_pickled_item(path: &Path) -> Result<crate::pickle::Value> {
+    read_item(path, read_pickled(path)?)
+}
+
+/// [`read_pickled_item`] allocating at most `budget` bytes (see [`read_pickled_within`]).
+pub fn read_pickled_item_within(path: &Path, budget: u64) -> Result<crate::pickle::Value> {
+    read_item(path, read_pickled_within(path, budget)?)
+}
+
+fn read_item(path: &Path, value: crate::pickle::Value) -> Result<crate::pickle::Value> {
     use crate::pickle::{ArrayData, Value};
-    match read_pickled(path)? {
-        Value::Array(a) if a.len() == 1 => match a.data {
-            ArrayData::Objects(mut items) => Ok(items.remove(0)),
-            ArrayData::Raw(_) => Err(DataError::invalid(
+    match value {
+        Value::Array(a) if a.len() == 1 => match &a.data {
+            ArrayData::Objects(items) if items.len() == 1 => Ok(items[0].clone()),
+            _ => Err(DataError::invalid(
                 path,
                 "array",
                 "an object array",
                 a.dtype.to_string(),
             )),
         },
+        // A raw pickle stream holds the object itself.
+        Value::Dict(_) | Value::List(_) | Value::Tuple(_) => Ok(value),
         other => Err(DataError::invalid(
             path,
             "array",
@@ -630,6 +750,33 @@ mod tests {
             "{err}"
         );
         assert_eq!(MappedF32::open(&path).unwrap().shape(), [1 << 34]);
+    }
+
+    #[test]
+    fn fortran_ordered_arrays_are_read_in_c_order_and_refused_in_place() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f.npy");
+        // np.save of np.asfortranarray(np.arange(6, dtype="<f4").reshape(2, 3)): the data
+        // first index fastest, 0 3 1 4 2 5.
+        let mut bytes = header_text("<f4", &[2, 3]);
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        bytes = text
+            .replace("'fortran_order': False", "'fortran_order': True ")
+            .into_bytes();
+        for v in [0f32, 3.0, 1.0, 4.0, 2.0, 5.0] {
+            bytes.extend(v.to_le_bytes());
+        }
+        std::fs::write(&path, &bytes).unwrap();
+        let a = read_f32(&path).unwrap();
+        assert_eq!(a.shape, [2, 3]);
+        assert_eq!(a.data, [0.0, 1.0, 2.0, 3.0, 4.0, 5.0]);
+        assert_eq!(read_header(&path).unwrap().shape, [2, 3]);
+        let err = read_f32_sub(&path, &[1]).err().unwrap().to_string();
+        assert!(err.contains("f.npy") && err.contains("Fortran"), "{err}");
+        assert_eq!(
+            to_c_order((0..24).collect(), &[2, 3, 4])[..5],
+            [0, 6, 12, 18, 2]
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! A restricted reader of Python pickles, for data that ships pickled: NumPy `.npy` files that
-//! hold a dict (`np.save(path, {...})`, as THINGS-EEG2 ships its EEG) and the arrays inside.
+//! hold a dict (`np.save(path, {...})`, as THINGS-EEG2 ships its EEG), raw pickle streams
+//! (`pickle.dump`, as NICE's and ATM's re-preprocessed THINGS-EEG2 ships) and the arrays inside.
 //!
 //! It executes nothing. It builds values from the opcodes that plain data needs (numbers,
 //! strings, bytes, lists, tuples, dicts, memo references) and accepts exactly four globals,
@@ -8,30 +9,72 @@
 //! persistent ids, extensions), is refused with its name and byte offset.
 //!
 //! Every length read from the file is checked against the bytes that remain before anything
-//! is allocated; containers and references are materialised with a depth limit (a pickle can
-//! refer to itself).
+//! is allocated. A memo reference is one more reference to the same value (values are shared
+//! through `Arc`), never a copy, and what the reader allocates is counted in bytes against
+//! [`crate::limits::ARRAY_BYTES`]; a container that contains itself is refused. Consumers that
+//! flatten a value ([`Value::to_strings`], [`NdArray::to_f64`]) size the result before they
+//! allocate it, against the same limit.
 
+use crate::limits::ARRAY_BYTES;
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
 
-/// A value read from a pickle.
+/// A value read from a pickle. Strings, bytes, containers and arrays are shared: cloning a
+/// value, or a pickle referring to one value many times, costs one reference each. `Debug` and
+/// `==` walk every path through shared values (2^40 for 40 nested pairs of references): walk a
+/// value from an untrusted file level by level, never print or compare it whole.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
     None,
     Bool(bool),
     Int(i64),
     Float(f64),
-    Str(String),
-    Bytes(Vec<u8>),
-    List(Vec<Value>),
-    Tuple(Vec<Value>),
+    Str(Arc<str>),
+    Bytes(Arc<Vec<u8>>),
+    List(Arc<Vec<Value>>),
+    Tuple(Arc<Vec<Value>>),
     /// Key–value pairs in the pickle's order.
-    Dict(Vec<(Value, Value)>),
+    Dict(Arc<Vec<(Value, Value)>>),
     /// A NumPy array.
-    Array(NdArray),
+    Array(Arc<NdArray>),
+}
+
+/// Bytes one `String` takes besides its text, counted when a value is flattened into strings.
+const STRING_SLOT: u64 = std::mem::size_of::<String>() as u64;
+
+/// Refuses `bytes` (what flattening or materialising `what` would allocate, `None` when it
+/// overflows) above [`ARRAY_BYTES`], with the variable that raises the limit.
+fn within_limit(bytes: Option<u64>, what: &str) -> std::result::Result<(), String> {
+    let limit = ARRAY_BYTES.value();
+    match bytes {
+        Some(b) if b <= limit => Ok(()),
+        _ => Err(format!(
+            "{what} would take {} bytes in memory, above {limit} ({}: brainrecon's limit; set \
+             {} to raise it)",
+            bytes.map_or("more than 2^64".to_string(), |b| b.to_string()),
+            ARRAY_BYTES.what,
+            ARRAY_BYTES.variable
+        )),
+    }
 }
 
 impl Value {
+    /// A list of `items`.
+    pub fn list(items: Vec<Value>) -> Value {
+        Value::List(Arc::new(items))
+    }
+
+    /// A tuple of `items`.
+    pub fn tuple(items: Vec<Value>) -> Value {
+        Value::Tuple(Arc::new(items))
+    }
+
+    /// A dict of `pairs`, in their order.
+    pub fn dict(pairs: Vec<(Value, Value)>) -> Value {
+        Value::Dict(Arc::new(pairs))
+    }
+
     /// What kind of value this is, for error messages.
     pub fn kind(&self) -> String {
         match self {
@@ -53,7 +96,7 @@ impl Value {
         match self {
             Value::Dict(pairs) => pairs
                 .iter()
-                .find(|(k, _)| matches!(k, Value::Str(s) if s == key))
+                .find(|(k, _)| matches!(k, Value::Str(s) if &**s == key))
                 .map(|(_, v)| v),
             _ => None,
         }
@@ -65,13 +108,47 @@ impl Value {
             Value::Dict(pairs) => pairs
                 .iter()
                 .filter_map(|(k, _)| match k {
-                    Value::Str(s) => Some(s.clone()),
+                    Value::Str(s) => Some(s.to_string()),
                     _ => None,
                 })
                 .collect(),
             _ => Vec::new(),
         }
     }
+
+    /// The strings of a list or tuple of `str`, or of a 1-D string array, as owned strings.
+    ///
+    /// Errors (a message saying what was found): an item that is not a `str`, another kind of
+    /// value, or strings whose copies would pass [`ARRAY_BYTES`] (a list of 300,000 references
+    /// to one 4 MB `str` is 1.2 TB once copied), checked before anything is allocated.
+    pub fn to_strings(&self) -> std::result::Result<Vec<String>, String> {
+        match self {
+            Value::List(items) | Value::Tuple(items) => str_items(items, "a list"),
+            Value::Array(a) if a.shape.len() <= 1 => a.to_strings(),
+            other => Err(format!("{}, expected a list of strings", other.kind())),
+        }
+    }
+}
+
+/// `items` as owned strings, sized first (see [`Value::to_strings`]); `what` names the container.
+fn str_items(items: &[Value], what: &str) -> std::result::Result<Vec<String>, String> {
+    let mut bytes = Some(0u64);
+    for item in items {
+        match item {
+            Value::Str(s) => {
+                bytes = bytes.and_then(|b| b.checked_add(s.len() as u64 + STRING_SLOT));
+            }
+            other => return Err(format!("{what} holding {}, expected str", other.kind())),
+        }
+    }
+    within_limit(bytes, &format!("{} strings", items.len()))?;
+    Ok(items
+        .iter()
+        .map(|v| match v {
+            Value::Str(s) => s.to_string(),
+            _ => unreachable!("checked above"),
+        })
+        .collect())
 }
 
 /// The element type of an array, as NumPy's `dtype.str` without the byte order.
@@ -87,11 +164,11 @@ pub enum Dtype {
         bytes: usize,
     },
     Bool,
-    /// UTF-32 strings of this many characters.
+    /// UTF-32 strings of this many characters (at least one).
     Unicode {
         chars: usize,
     },
-    /// Byte strings of this many bytes.
+    /// Byte strings of this many bytes (at least one).
     ByteStr {
         bytes: usize,
     },
@@ -99,8 +176,25 @@ pub enum Dtype {
     Object,
 }
 
+/// Why a dtype code is refused: zero-width elements, or not a type this reader knows.
+fn dtype_refusal(code: &str) -> String {
+    let digits = code.trim_start_matches(|c: char| !c.is_ascii_digit());
+    match digits.parse::<u64>() {
+        // count × 0 bytes passes any size check, and a consumer would still make one value per
+        // element of a shape as large as the file claims.
+        Ok(0) => format!(
+            "dtype '{code}' has zero-width elements: refused (their count cannot be checked \
+             against the data)"
+        ),
+        _ => format!("dtype '{code}' is not a plain numeric, string or object type"),
+    }
+}
+
 impl Dtype {
-    fn parse(code: &str) -> Option<Dtype> {
+    /// NumPy's type code (`f8`, `U12`, `S3`, `O8`, with or without a byte order), or `None`
+    /// for codes not read here (including zero-width `U0`/`S0`/`V0`).
+    pub fn parse(code: &str) -> Option<Dtype> {
+        let code = code.trim_start_matches(['<', '>', '|', '=']);
         let (kind, size) = code.split_at(code.find(|c: char| c.is_ascii_digit())?);
         let n: usize = size.parse().ok()?;
         Some(match (kind, n) {
@@ -108,14 +202,14 @@ impl Dtype {
             ("i", 1 | 2 | 4 | 8) => Dtype::Int { bytes: n },
             ("u", 1 | 2 | 4 | 8) => Dtype::Uint { bytes: n },
             ("b", 1) => Dtype::Bool,
-            ("U", n) if n <= 1 << 20 => Dtype::Unicode { chars: n },
-            ("S", n) if n <= 1 << 22 => Dtype::ByteStr { bytes: n },
+            ("U", n) if (1..=1 << 20).contains(&n) => Dtype::Unicode { chars: n },
+            ("S", n) if (1..=1 << 22).contains(&n) => Dtype::ByteStr { bytes: n },
             ("O", 4 | 8) => Dtype::Object,
             _ => return None,
         })
     }
 
-    /// Bytes per element (none for objects).
+    /// Bytes per element (none for objects); never zero.
     pub fn item_size(&self) -> Option<usize> {
         match *self {
             Dtype::Float { bytes } | Dtype::Int { bytes } | Dtype::Uint { bytes } => Some(bytes),
@@ -151,30 +245,62 @@ pub struct NdArray {
     pub data: ArrayData,
 }
 
-/// The elements: raw bytes (shared, so that materialising a value does not copy them), or
-/// values for object arrays.
+/// The elements: raw bytes, or values for object arrays; both shared, so that materialising
+/// or cloning an array does not copy them.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ArrayData {
     Raw(Arc<Vec<u8>>),
-    Objects(Vec<Value>),
+    Objects(Arc<Vec<Value>>),
 }
 
+/// Most axes an array may have (NumPy's own limit, `NPY_MAXDIMS`).
+pub const MAX_DIMS: usize = 64;
+
 impl NdArray {
-    /// Elements (the product of the shape).
+    /// Elements (the product of the shape; 0 when an axis is 0, `usize::MAX` when the
+    /// product overflows, which the reader never lets through).
     pub fn len(&self) -> usize {
-        self.shape.iter().product()
+        if self.shape.contains(&0) {
+            return 0;
+        }
+        self.shape
+            .iter()
+            .try_fold(1usize, |n, &d| n.checked_mul(d))
+            .unwrap_or(usize::MAX)
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    /// The elements as f64 in C order (numbers and bools), or why not.
+    /// The elements as f64 in C order (numbers and bools), or why not; sized against
+    /// [`ARRAY_BYTES`] before it is allocated (a uint8 array takes 8 times its bytes).
     pub fn to_f64(&self) -> std::result::Result<Vec<f64>, String> {
+        self.numbers(|x| x)
+    }
+
+    /// The elements as f32 in C order (f64 values rounded), as [`NdArray::to_f64`] without
+    /// the f64 copy: half the memory for THINGS-EEG2's float64 epochs.
+    pub fn to_f32(&self) -> std::result::Result<Vec<f32>, String> {
+        self.numbers(|x| x as f32)
+    }
+
+    fn numbers<T: Copy>(&self, convert: impl Fn(f64) -> T) -> std::result::Result<Vec<T>, String> {
         let ArrayData::Raw(raw) = &self.data else {
             return Err(format!("an array of {}, expected numbers", self.dtype));
         };
-        let size = self.dtype.item_size().unwrap_or(0);
+        match self.dtype {
+            Dtype::Float { .. } | Dtype::Int { .. } | Dtype::Uint { .. } | Dtype::Bool => {}
+            _ => return Err(format!("an array of {}, expected numbers", self.dtype)),
+        }
+        let size = self.dtype.item_size().unwrap_or(1);
+        let count = raw.len() / size;
+        // Fortran order needs a second copy while it is reordered.
+        let copies: u64 = if self.fortran_order { 2 } else { 1 };
+        within_limit(
+            (count as u64).checked_mul(std::mem::size_of::<T>() as u64 * copies),
+            &format!("the {count} values of an array of {}", self.dtype),
+        )?;
         let word = |chunk: &[u8]| -> [u8; 8] {
             let mut b = [0u8; 8];
             match self.big_endian {
@@ -200,18 +326,33 @@ impl NdArray {
                 _ => f64::NAN,
             }
         };
-        match self.dtype {
-            Dtype::Float { .. } | Dtype::Int { .. } | Dtype::Uint { .. } | Dtype::Bool => {}
-            _ => return Err(format!("an array of {}, expected numbers", self.dtype)),
-        }
-        let values: Vec<f64> = raw.chunks_exact(size).map(value).collect();
+        let values: Vec<T> = raw.chunks_exact(size).map(|c| convert(value(c))).collect();
         Ok(self.c_order(values))
     }
 
-    /// The elements as strings in C order (unicode, byte-string and object arrays of str).
+    /// The elements as strings in C order (unicode, byte-string and object arrays of str),
+    /// sized against [`ARRAY_BYTES`] before anything is allocated.
     pub fn to_strings(&self) -> std::result::Result<Vec<String>, String> {
+        let count = self.len();
+        if let (Some(size), ArrayData::Raw(raw)) = (self.dtype.item_size(), &self.data) {
+            // The reader never makes such an array; one built by hand must not make
+            // `count` strings out of nothing.
+            if size == 0 || count.checked_mul(size) != Some(raw.len()) {
+                return Err(format!(
+                    "an array of shape {:?} and dtype {} over {} bytes",
+                    self.shape,
+                    self.dtype,
+                    raw.len()
+                ));
+            }
+            // A char of UTF-32 is at most 4 bytes of UTF-8: each string at most its width.
+            within_limit(
+                (count as u64).checked_mul(size as u64 + STRING_SLOT),
+                &format!("{count} strings of an array of {}", self.dtype),
+            )?;
+        }
         let values = match (&self.dtype, &self.data) {
-            (Dtype::Unicode { chars }, ArrayData::Raw(raw)) if *chars > 0 => raw
+            (Dtype::Unicode { chars }, ArrayData::Raw(raw)) => raw
                 .chunks_exact(4 * chars)
                 .map(|c| {
                     c.chunks_exact(4)
@@ -227,24 +368,14 @@ impl NdArray {
                         .collect()
                 })
                 .collect(),
-            (Dtype::Unicode { .. }, ArrayData::Raw(_)) => vec![String::new(); self.len()],
-            (Dtype::ByteStr { bytes }, ArrayData::Raw(raw)) if *bytes > 0 => raw
+            (Dtype::ByteStr { bytes }, ArrayData::Raw(raw)) => raw
                 .chunks_exact(*bytes)
                 .map(|c| {
                     let end = c.iter().position(|&b| b == 0).unwrap_or(c.len());
                     String::from_utf8_lossy(&c[..end]).into_owned()
                 })
                 .collect(),
-            (Dtype::Object, ArrayData::Objects(items)) => items
-                .iter()
-                .map(|v| match v {
-                    Value::Str(s) => Ok(s.clone()),
-                    other => Err(format!(
-                        "an object array holding {}, expected str",
-                        other.kind()
-                    )),
-                })
-                .collect::<std::result::Result<Vec<_>, _>>()?,
+            (Dtype::Object, ArrayData::Objects(items)) => str_items(items, "an object array")?,
             _ => return Err(format!("an array of {}, expected strings", self.dtype)),
         };
         Ok(self.c_order(values))
@@ -252,7 +383,7 @@ impl NdArray {
 
     /// Reorders Fortran-ordered elements into C order.
     fn c_order<T: Clone>(&self, values: Vec<T>) -> Vec<T> {
-        if !self.fortran_order || self.shape.len() < 2 {
+        if !self.fortran_order || self.shape.len() < 2 || values.len() != self.len() {
             return values;
         }
         let n = self.shape.len();
@@ -344,7 +475,7 @@ enum Object {
     Dict(Vec<(usize, usize)>),
 }
 
-/// Deepest nesting materialised.
+/// Deepest nesting materialised (deeper is refused, never recursed into).
 const MAX_DEPTH: usize = 64;
 
 struct Machine<'a> {
@@ -354,38 +485,75 @@ struct Machine<'a> {
     /// SETITEM change the object every reference sees, as Python does.
     objects: Vec<Object>,
     stack: Vec<Option<usize>>,
-    memo: std::collections::HashMap<u64, usize>,
+    memo: HashMap<u64, usize>,
     /// Where the current opcode started, for errors.
     op_at: usize,
-    /// Values materialised so far: shared references nested in each other expand
-    /// exponentially, so the expansion has a budget.
-    expanded: std::cell::Cell<usize>,
+    /// Bytes allocated for what the pickle holds so far (objects, copies of strings and
+    /// bytes, container slots, memo entries), and the most it may take.
+    charged: u64,
+    budget: u64,
+    /// Containers already materialised: every later reference shares the value. Emptied when
+    /// a container changes (APPEND, SETITEM), since the value was a snapshot of it.
+    done: HashMap<usize, Value>,
+    /// Containers being materialised: meeting one again means it contains itself.
+    busy: Vec<usize>,
 }
 
-/// Values a pickle may expand to beyond its own objects.
-const EXPANSION_BUDGET: usize = 1 << 20;
+/// Bytes one memo entry takes (key, index and the table's overhead), for the budget.
+const MEMO_ENTRY: u64 = 32;
 
-/// Reads the pickle in `bytes` (protocols 0–5 for the opcodes plain data uses) into a value.
+/// Reads the pickle in `bytes` (protocols 0–5 for the opcodes plain data uses) into a value,
+/// allocating at most [`ARRAY_BYTES`] for it.
 pub fn read(bytes: &[u8]) -> Result<Value, PickleError> {
+    read_within(bytes, ARRAY_BYTES.value())
+}
+
+/// [`read`] allocating at most `budget` bytes for what the pickle holds (its strings, bytes
+/// and arrays, and the slots of its containers; a value referred to many times counts once).
+/// Beyond it the pickle is refused, naming the byte where the budget ran out.
+pub fn read_within(bytes: &[u8], budget: u64) -> Result<Value, PickleError> {
     let mut m = Machine {
         bytes,
         at: 0,
         objects: Vec::new(),
         stack: Vec::new(),
-        memo: Default::default(),
+        memo: HashMap::new(),
         op_at: 0,
-        expanded: std::cell::Cell::new(0),
+        charged: 0,
+        budget,
+        done: HashMap::new(),
+        busy: Vec::new(),
     };
     let root = m.run()?;
+    m.op_at = m.at;
     m.materialise(root, 0)
 }
 
 impl<'a> Machine<'a> {
     fn fail<T>(&self, message: impl Into<String>) -> Result<T, PickleError> {
-        Err(PickleError {
+        Err(self.err(message.into()))
+    }
+
+    fn err(&self, message: String) -> PickleError {
+        PickleError {
             offset: self.op_at,
-            message: message.into(),
-        })
+            message,
+        }
+    }
+
+    /// Counts `bytes` more against the budget, or refuses the pickle.
+    fn charge(&mut self, bytes: u64) -> Result<(), PickleError> {
+        match self.charged.checked_add(bytes) {
+            Some(total) if total <= self.budget => {
+                self.charged = total;
+                Ok(())
+            }
+            _ => self.fail(format!(
+                "the pickle's values take more than {} bytes in memory ({}: brainrecon's \
+                 limit; set {} to raise it)",
+                self.budget, ARRAY_BYTES.what, ARRAY_BYTES.variable
+            )),
+        }
     }
 
     fn take(&mut self, n: usize) -> Result<&'a [u8], PickleError> {
@@ -420,10 +588,15 @@ impl<'a> Machine<'a> {
         Ok(u64::from_le_bytes(b.try_into().expect("8 bytes")))
     }
 
-    /// A length that must fit in the remaining bytes.
+    /// A length that must fit in the remaining bytes; what is taken is counted against the
+    /// budget, since the caller copies it.
     fn sized(&mut self, len: u64) -> Result<&'a [u8], PickleError> {
         match usize::try_from(len) {
-            Ok(n) => self.take(n),
+            Ok(n) => {
+                let raw = self.take(n)?;
+                self.charge(len)?;
+                Ok(raw)
+            }
             Err(_) => self.fail(format!("length {len} does not fit in memory")),
         }
     }
@@ -438,17 +611,22 @@ impl<'a> Machine<'a> {
             .or_else(|_| self.fail("a text argument that is not UTF-8"))
     }
 
-    fn text(&self, raw: &[u8]) -> Result<String, PickleError> {
-        String::from_utf8(raw.to_vec()).or_else(|_| self.fail("a string that is not UTF-8"))
+    fn text(&self, raw: &[u8]) -> Result<Value, PickleError> {
+        match std::str::from_utf8(raw) {
+            Ok(s) => Ok(Value::Str(s.into())),
+            Err(_) => self.fail("a string that is not UTF-8"),
+        }
     }
 
-    fn push(&mut self, object: Object) {
+    fn push(&mut self, object: Object) -> Result<(), PickleError> {
+        self.charge(std::mem::size_of::<Object>() as u64)?;
         self.objects.push(object);
         self.stack.push(Some(self.objects.len() - 1));
+        Ok(())
     }
 
-    fn push_value(&mut self, value: Value) {
-        self.push(Object::Value(value));
+    fn push_value(&mut self, value: Value) -> Result<(), PickleError> {
+        self.push(Object::Value(value))
     }
 
     fn pop(&mut self) -> Result<usize, PickleError> {
@@ -479,6 +657,19 @@ impl<'a> Machine<'a> {
             .collect())
     }
 
+    /// A container made of `n` indices: its slots count against the budget.
+    fn charge_slots(&mut self, n: usize) -> Result<(), PickleError> {
+        self.charge((n as u64).saturating_mul(std::mem::size_of::<(usize, usize)>() as u64))
+    }
+
+    fn memoize(&mut self, key: u64) -> Result<(), PickleError> {
+        let top = self.top()?;
+        if self.memo.insert(key, top).is_none() {
+            self.charge(MEMO_ENTRY)?;
+        }
+        Ok(())
+    }
+
     fn run(&mut self) -> Result<usize, PickleError> {
         loop {
             self.op_at = self.at;
@@ -505,20 +696,20 @@ impl<'a> Machine<'a> {
                     let top = self.top()?;
                     self.stack.push(Some(top));
                 }
-                b'N' => self.push_value(Value::None),
-                0x88 => self.push_value(Value::Bool(true)),
-                0x89 => self.push_value(Value::Bool(false)),
+                b'N' => self.push_value(Value::None)?,
+                0x88 => self.push_value(Value::Bool(true))?,
+                0x89 => self.push_value(Value::Bool(false))?,
                 b'J' => {
                     let v = self.u32()? as i32;
-                    self.push_value(Value::Int(v as i64));
+                    self.push_value(Value::Int(v as i64))?;
                 }
                 b'K' => {
                     let v = self.u8()?;
-                    self.push_value(Value::Int(v as i64));
+                    self.push_value(Value::Int(v as i64))?;
                 }
                 b'M' => {
                     let b = self.take(2)?;
-                    self.push_value(Value::Int(u16::from_le_bytes([b[0], b[1]]) as i64));
+                    self.push_value(Value::Int(u16::from_le_bytes([b[0], b[1]]) as i64))?;
                 }
                 0x8a => {
                     let n = self.u8()? as usize;
@@ -534,7 +725,7 @@ impl<'a> Machine<'a> {
                     for &byte in b.iter().rev() {
                         v = (v << 8) | byte as i64;
                     }
-                    self.push_value(Value::Int(v));
+                    self.push_value(Value::Int(v))?;
                 }
                 b'I' => {
                     let line = self.line()?;
@@ -546,68 +737,52 @@ impl<'a> Machine<'a> {
                             Err(_) => return self.fail(format!("INT '{s}' is not an integer")),
                         },
                     };
-                    self.push_value(value);
+                    self.push_value(value)?;
                 }
                 b'G' => {
                     let b = self.take(8)?;
-                    self.push_value(Value::Float(f64::from_be_bytes(b.try_into().expect("8"))));
+                    self.push_value(Value::Float(f64::from_be_bytes(b.try_into().expect("8"))))?;
                 }
-                b'X' => {
-                    let n = self.u32()? as u64;
+                b'X' | 0x8c | 0x8d => {
+                    let n = match op {
+                        b'X' => self.u32()? as u64,
+                        0x8c => self.u8()? as u64,
+                        _ => self.u64()?,
+                    };
                     let raw = self.sized(n)?;
                     let s = self.text(raw)?;
-                    self.push_value(Value::Str(s));
+                    self.push_value(s)?;
                 }
-                0x8c => {
-                    let n = self.u8()? as u64;
-                    let raw = self.sized(n)?;
-                    let s = self.text(raw)?;
-                    self.push_value(Value::Str(s));
-                }
-                0x8d => {
-                    let n = self.u64()?;
-                    let raw = self.sized(n)?;
-                    let s = self.text(raw)?;
-                    self.push_value(Value::Str(s));
-                }
-                b'B' | b'T' => {
-                    let n = self.u32()? as u64;
+                b'B' | b'T' | b'C' | b'U' | 0x8e | 0x96 => {
+                    let n = match op {
+                        b'B' | b'T' => self.u32()? as u64,
+                        b'C' | b'U' => self.u8()? as u64,
+                        _ => self.u64()?,
+                    };
                     let raw = self.sized(n)?;
                     let value = match op {
-                        b'B' => Value::Bytes(raw.to_vec()),
-                        _ => Value::Str(String::from_utf8_lossy(raw).into_owned()),
+                        // Python 2's str: text where it decodes, as NumPy reads it.
+                        b'T' | b'U' => Value::Str(String::from_utf8_lossy(raw).into()),
+                        _ => Value::Bytes(Arc::new(raw.to_vec())),
                     };
-                    self.push_value(value);
+                    self.push_value(value)?;
                 }
-                b'C' | b'U' => {
-                    let n = self.u8()? as u64;
-                    let raw = self.sized(n)?;
-                    let value = match op {
-                        b'C' => Value::Bytes(raw.to_vec()),
-                        _ => Value::Str(String::from_utf8_lossy(raw).into_owned()),
-                    };
-                    self.push_value(value);
-                }
-                0x8e | 0x96 => {
-                    let n = self.u64()?;
-                    let raw = self.sized(n)?;
-                    self.push_value(Value::Bytes(raw.to_vec()));
-                }
-                b']' => self.push(Object::List(Vec::new())),
-                b')' => self.push(Object::Tuple(Vec::new())),
-                b'}' => self.push(Object::Dict(Vec::new())),
-                b'l' => {
+                b']' => self.push(Object::List(Vec::new()))?,
+                b')' => self.push(Object::Tuple(Vec::new()))?,
+                b'}' => self.push(Object::Dict(Vec::new()))?,
+                b'l' | b't' => {
                     let items = self.pop_mark()?;
-                    self.push(Object::List(items));
-                }
-                b't' => {
-                    let items = self.pop_mark()?;
-                    self.push(Object::Tuple(items));
+                    self.charge_slots(items.len())?;
+                    match op {
+                        b'l' => self.push(Object::List(items))?,
+                        _ => self.push(Object::Tuple(items))?,
+                    }
                 }
                 b'd' => {
                     let items = self.pop_mark()?;
                     let pairs = self.pairs(items)?;
-                    self.push(Object::Dict(pairs));
+                    self.charge_slots(pairs.len())?;
+                    self.push(Object::Dict(pairs))?;
                 }
                 0x85..=0x87 => {
                     let n = (op - 0x84) as usize;
@@ -619,7 +794,8 @@ impl<'a> Machine<'a> {
                         items.push(self.pop()?);
                     }
                     items.reverse();
-                    self.push(Object::Tuple(items));
+                    self.charge_slots(n)?;
+                    self.push(Object::Tuple(items))?;
                 }
                 b'a' => {
                     let item = self.pop()?;
@@ -640,9 +816,9 @@ impl<'a> Machine<'a> {
                     self.extend_dict(pairs)?;
                 }
                 b'c' => {
-                    let module = self.line()?.to_string();
-                    let name = self.line()?.to_string();
-                    self.global(&module, &name)?;
+                    let module = self.line()?;
+                    let name = self.line()?;
+                    self.global(module, name)?;
                 }
                 0x93 => {
                     let name = self.pop()?;
@@ -659,7 +835,7 @@ impl<'a> Machine<'a> {
                     let args = self.pop()?;
                     let callable = self.pop()?;
                     let made = self.reduce(callable, args)?;
-                    self.push(made);
+                    self.push(made)?;
                 }
                 b'b' => {
                     let state = self.pop()?;
@@ -671,8 +847,7 @@ impl<'a> Machine<'a> {
                     let Ok(key) = key else {
                         return self.fail("PUT with a key that is not a number");
                     };
-                    let top = self.top()?;
-                    self.memo.insert(key, top);
+                    self.memoize(key)?;
                 }
                 b'q' | b'r' | 0x94 => {
                     let key = match op {
@@ -680,8 +855,7 @@ impl<'a> Machine<'a> {
                         b'r' => self.u32()? as u64,
                         _ => self.memo.len() as u64,
                     };
-                    let top = self.top()?;
-                    self.memo.insert(key, top);
+                    self.memoize(key)?;
                 }
                 b'g' | b'h' | b'j' => {
                     let key = match op {
@@ -692,6 +866,7 @@ impl<'a> Machine<'a> {
                         b'h' => self.u8()? as u64,
                         _ => self.u32()? as u64,
                     };
+                    // Another reference to the same object: shared, never copied.
                     match self.memo.get(&key) {
                         Some(&i) => self.stack.push(Some(i)),
                         None => return self.fail(format!("memo key {key} was never stored")),
@@ -725,32 +900,33 @@ impl<'a> Machine<'a> {
 
     fn extend_list(&mut self, items: Vec<usize>) -> Result<(), PickleError> {
         let target = self.top()?;
-        match &mut self.objects[target] {
-            Object::List(list) => {
-                list.extend(items);
-                Ok(())
-            }
-            _ => self.fail("APPEND to something that is not a list"),
+        if !matches!(self.objects[target], Object::List(_)) {
+            return self.fail("APPEND to something that is not a list");
         }
+        self.charge_slots(items.len())?;
+        self.done.clear();
+        if let Object::List(list) = &mut self.objects[target] {
+            list.extend(items);
+        }
+        Ok(())
     }
 
     fn extend_dict(&mut self, pairs: Vec<(usize, usize)>) -> Result<(), PickleError> {
         let target = self.top()?;
-        match &mut self.objects[target] {
-            Object::Dict(dict) => {
-                dict.extend(pairs);
-                Ok(())
-            }
-            _ => self.fail("SETITEM on something that is not a dict"),
+        if !matches!(self.objects[target], Object::Dict(_)) {
+            return self.fail("SETITEM on something that is not a dict");
         }
+        self.charge_slots(pairs.len())?;
+        self.done.clear();
+        if let Object::Dict(dict) = &mut self.objects[target] {
+            dict.extend(pairs);
+        }
+        Ok(())
     }
 
     fn global(&mut self, module: &str, name: &str) -> Result<(), PickleError> {
         match Global::named(module, name) {
-            Some(g) => {
-                self.push(Object::Global(g));
-                Ok(())
-            }
+            Some(g) => self.push(Object::Global(g)),
             None => self.fail(format!(
                 "global {module}.{name} refused (only NumPy's array, dtype and scalar \
                  reconstructors are read; nothing is imported or executed)"
@@ -758,15 +934,16 @@ impl<'a> Machine<'a> {
         }
     }
 
-    /// The items of the tuple at `i`.
-    fn tuple(&self, i: usize, what: &str) -> Result<Vec<usize>, PickleError> {
+    /// The items of the tuple at `i` (borrowed: a tuple referred to many times is not
+    /// copied each time).
+    fn tuple(&self, i: usize, what: &str) -> Result<&[usize], PickleError> {
         match &self.objects[i] {
-            Object::Tuple(items) => Ok(items.clone()),
+            Object::Tuple(items) => Ok(items),
             _ => self.fail(format!("{what}: expected a tuple")),
         }
     }
 
-    fn string(&self, i: usize, what: &str) -> Result<String, PickleError> {
+    fn string(&self, i: usize, what: &str) -> Result<Arc<str>, PickleError> {
         match &self.objects[i] {
             Object::Value(Value::Str(s)) => Ok(s.clone()),
             _ => self.fail(format!("{what}: expected a str")),
@@ -775,13 +952,14 @@ impl<'a> Machine<'a> {
 
     fn reduce(&mut self, callable: usize, args: usize) -> Result<Object, PickleError> {
         let args = self.tuple(args, "arguments")?;
+        let (first, second) = (args.first().copied(), args.get(1).copied());
         match self.objects[callable] {
-            Object::Global(Global::Reconstruct) => match args.first().map(|&a| &self.objects[a]) {
+            Object::Global(Global::Reconstruct) => match first.map(|a| &self.objects[a]) {
                 Some(Object::Global(Global::Ndarray)) => Ok(Object::EmptyArray),
                 _ => self.fail("_reconstruct of something other than numpy.ndarray"),
             },
             Object::Global(Global::Dtype) => {
-                let Some(&code) = args.first() else {
+                let Some(code) = first else {
                     return self.fail("dtype() without a type code");
                 };
                 let code = self.string(code, "dtype code")?;
@@ -790,13 +968,11 @@ impl<'a> Machine<'a> {
                         dtype,
                         big_endian: false,
                     }),
-                    None => self.fail(format!(
-                        "dtype '{code}' is not a plain numeric, string or object type"
-                    )),
+                    None => self.fail(dtype_refusal(&code)),
                 }
             }
             Object::Global(Global::Scalar) => {
-                let (Some(&dtype), Some(&data)) = (args.first(), args.get(1)) else {
+                let (Some(dtype), Some(data)) = (first, second) else {
                     return self.fail("scalar() without a dtype and its bytes");
                 };
                 let Object::Dtype { dtype, big_endian } = self.objects[dtype].clone() else {
@@ -813,7 +989,7 @@ impl<'a> Machine<'a> {
                     dtype: dtype.clone(),
                     big_endian,
                     fortran_order: false,
-                    data: ArrayData::Raw(Arc::new(raw.clone())),
+                    data: ArrayData::Raw(raw.clone()),
                 };
                 let value = match dtype {
                     Dtype::Float { .. } => {
@@ -823,7 +999,7 @@ impl<'a> Machine<'a> {
                     Dtype::Int { .. } | Dtype::Uint { .. } => {
                         Value::Int(array.to_f64().map_err(|m| self.err(m))?[0] as i64)
                     }
-                    _ => Value::Array(array),
+                    _ => Value::Array(Arc::new(array)),
                 };
                 Ok(Object::Value(value))
             }
@@ -831,31 +1007,25 @@ impl<'a> Machine<'a> {
         }
     }
 
-    fn err(&self, message: String) -> PickleError {
-        PickleError {
-            offset: self.op_at,
-            message,
-        }
-    }
-
     fn build(&mut self, target: usize, state: usize) -> Result<(), PickleError> {
-        match self.objects[target].clone() {
-            Object::Dtype { dtype, .. } => {
+        match self.objects[target] {
+            Object::Dtype { ref dtype, .. } => {
+                let dtype = dtype.clone();
                 // (version, byte order, subarray, names, fields, elsize, alignment, flags)
                 let state = self.tuple(state, "dtype state")?;
-                let order = match state.get(1) {
-                    Some(&i) => self.string(i, "dtype byte order")?,
+                let (order, names) = (state.get(1).copied(), state.get(3).copied());
+                let order = match order {
+                    Some(i) => self.string(i, "dtype byte order")?,
                     None => return self.fail("dtype state without a byte order"),
                 };
-                let structured = state
-                    .get(3)
-                    .is_some_and(|&i| !matches!(self.objects[i], Object::Value(Value::None)));
+                let structured =
+                    names.is_some_and(|i| !matches!(self.objects[i], Object::Value(Value::None)));
                 if structured {
                     return self.fail("structured dtypes (named fields) are not read");
                 }
                 self.objects[target] = Object::Dtype {
                     dtype,
-                    big_endian: order == ">",
+                    big_endian: &*order == ">",
                 };
                 Ok(())
             }
@@ -865,11 +1035,18 @@ impl<'a> Machine<'a> {
                 let [_, shape, dtype, fortran, data] = state[..] else {
                     return self.fail(format!("array state of {} items, expected 5", state.len()));
                 };
-                let shape = self
-                    .tuple(shape, "array shape")?
-                    .into_iter()
-                    .map(|i| match self.objects[i] {
-                        Object::Value(Value::Int(d)) if d >= 0 => Ok(d as usize),
+                let dims = self.tuple(shape, "array shape")?;
+                if dims.len() > MAX_DIMS {
+                    return self.fail(format!(
+                        "an array of {} axes, NumPy's limit is {MAX_DIMS}",
+                        dims.len()
+                    ));
+                }
+                let shape = dims
+                    .iter()
+                    .map(|&i| match self.objects[i] {
+                        Object::Value(Value::Int(d)) if d >= 0 => usize::try_from(d)
+                            .or_else(|_| self.fail("array shape: a dimension over usize")),
                         _ => self.fail("array shape: expected non-negative integers"),
                     })
                     .collect::<Result<Vec<usize>, _>>()?;
@@ -881,79 +1058,83 @@ impl<'a> Machine<'a> {
                 let Some(count) = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d)) else {
                     return self.fail(format!("array shape {shape:?} does not fit in memory"));
                 };
-                let data = match (&dtype, &mut self.objects[data]) {
-                    (Dtype::Object, Object::List(items)) if items.len() == count => {
-                        let items = std::mem::take(items);
-                        let values = items
-                            .into_iter()
-                            .map(|i| self.materialise(i, 1))
-                            .collect::<Result<Vec<_>, _>>()?;
-                        ArrayData::Objects(values)
-                    }
-                    (Dtype::Object, _) => {
+                let data = if dtype == Dtype::Object {
+                    if !matches!(&self.objects[data], Object::List(items) if items.len() == count) {
                         return self.fail(format!(
                             "an object array of {count} elements without as many values"
-                        ))
+                        ));
                     }
-                    (_, Object::Value(Value::Bytes(raw))) => {
-                        let size = dtype.item_size().unwrap_or(0);
-                        if count.checked_mul(size) != Some(raw.len()) {
-                            let message = format!(
-                                "an array of shape {shape:?} and dtype {dtype} needs {} bytes, \
-                                 the pickle holds {}",
-                                count.saturating_mul(size),
-                                raw.len()
-                            );
-                            return Err(PickleError {
-                                offset: self.op_at,
-                                message,
-                            });
-                        }
-                        // The bytes belong to this array's state alone: moved, not copied.
-                        ArrayData::Raw(Arc::new(std::mem::take(raw)))
+                    // The list's materialised value is shared with the array.
+                    match self.materialise(data, 1)? {
+                        Value::List(items) => ArrayData::Objects(items),
+                        _ => unreachable!("a list materialises as a list"),
                     }
-                    _ => return self.fail("array state without its data bytes"),
+                } else {
+                    let Object::Value(Value::Bytes(raw)) = &self.objects[data] else {
+                        return self.fail("array state without its data bytes");
+                    };
+                    // Never zero (Dtype::parse refuses zero-width types), so the element
+                    // count is bounded by the bytes the pickle holds.
+                    let size = dtype.item_size().unwrap_or(1);
+                    if count.checked_mul(size) != Some(raw.len()) {
+                        return self.fail(format!(
+                            "an array of shape {shape:?} and dtype {dtype} needs {} bytes, the \
+                             pickle holds {}",
+                            count.saturating_mul(size),
+                            raw.len()
+                        ));
+                    }
+                    // Shared with the bytes object, not copied.
+                    ArrayData::Raw(raw.clone())
                 };
-                self.objects[target] = Object::Value(Value::Array(NdArray {
+                self.objects[target] = Object::Value(Value::Array(Arc::new(NdArray {
                     shape,
                     dtype,
                     big_endian,
                     fortran_order,
                     data,
-                }));
+                })));
                 Ok(())
             }
             _ => self.fail("BUILD on something other than a NumPy array or dtype"),
         }
     }
 
-    /// The value of object `i`, containers resolved recursively.
-    fn materialise(&self, i: usize, depth: usize) -> Result<Value, PickleError> {
+    /// The value of object `i`, containers resolved recursively. Each container is
+    /// materialised once and shared by every reference to it; its slots count against the
+    /// budget; one that contains itself, or nesting past [`MAX_DEPTH`], is refused.
+    fn materialise(&mut self, i: usize, depth: usize) -> Result<Value, PickleError> {
+        if let Object::Value(v) = &self.objects[i] {
+            return Ok(v.clone());
+        }
+        if let Some(v) = self.done.get(&i) {
+            return Ok(v.clone());
+        }
+        if self.busy.contains(&i) {
+            return self.fail(
+                "a list, tuple or dict nesting itself (a pickle that contains itself) is not read",
+            );
+        }
         if depth > MAX_DEPTH {
-            return self.fail(format!(
-                "nesting deeper than {MAX_DEPTH} (a pickle that contains itself?)"
-            ));
+            return self.fail(format!("nesting deeper than {MAX_DEPTH}"));
         }
-        let expanded = self.expanded.get() + 1;
-        if expanded > self.objects.len() + EXPANSION_BUDGET {
-            return self.fail(format!(
-                "shared references expand to more than {} values",
-                self.objects.len() + EXPANSION_BUDGET
-            ));
-        }
-        self.expanded.set(expanded);
-        let all = |items: &[usize]| -> Result<Vec<Value>, PickleError> {
-            items
-                .iter()
-                .map(|&j| self.materialise(j, depth + 1))
-                .collect()
-        };
-        Ok(match &self.objects[i] {
-            Object::Value(v) => v.clone(),
-            Object::List(items) => Value::List(all(items)?),
-            Object::Tuple(items) => Value::Tuple(all(items)?),
-            Object::Dict(pairs) => Value::Dict(
-                pairs
+        let slot = std::mem::size_of::<Value>() as u64;
+        self.busy.push(i);
+        let value = match self.objects[i].clone() {
+            Object::List(items) | Object::Tuple(items) => {
+                self.charge((items.len() as u64).saturating_mul(slot))?;
+                let values = items
+                    .iter()
+                    .map(|&j| self.materialise(j, depth + 1))
+                    .collect::<Result<Vec<_>, _>>()?;
+                match self.objects[i] {
+                    Object::List(_) => Value::List(Arc::new(values)),
+                    _ => Value::Tuple(Arc::new(values)),
+                }
+            }
+            Object::Dict(pairs) => {
+                self.charge((pairs.len() as u64).saturating_mul(2 * slot))?;
+                let values = pairs
                     .iter()
                     .map(|&(k, v)| {
                         Ok((
@@ -961,12 +1142,16 @@ impl<'a> Machine<'a> {
                             self.materialise(v, depth + 1)?,
                         ))
                     })
-                    .collect::<Result<Vec<_>, PickleError>>()?,
-            ),
-            Object::Global(_) | Object::Dtype { .. } | Object::EmptyArray => {
+                    .collect::<Result<Vec<_>, PickleError>>()?;
+                Value::Dict(Arc::new(values))
+            }
+            Object::Value(_) | Object::Global(_) | Object::Dtype { .. } | Object::EmptyArray => {
                 return self.fail("a NumPy type or an unfinished array where data was expected")
             }
-        })
+        };
+        self.busy.pop();
+        self.done.insert(i, value.clone());
+        Ok(value)
     }
 }
 
@@ -1020,21 +1205,21 @@ fn write_value(value: &Value, out: &mut Vec<u8>) -> Result<(), String> {
         }
         Value::List(items) => {
             out.extend_from_slice(b"](");
-            for item in items {
+            for item in items.iter() {
                 write_value(item, out)?;
             }
             out.push(b'e');
         }
         Value::Tuple(items) => {
             out.push(b'(');
-            for item in items {
+            for item in items.iter() {
                 write_value(item, out)?;
             }
             out.push(b't');
         }
         Value::Dict(pairs) => {
             out.extend_from_slice(b"}(");
-            for (k, v) in pairs {
+            for (k, v) in pairs.iter() {
                 write_value(k, out)?;
                 write_value(v, out)?;
             }
@@ -1088,7 +1273,7 @@ fn write_array(a: &NdArray, out: &mut Vec<u8>) -> Result<(), String> {
     let count = a.len();
     match &a.data {
         ArrayData::Raw(raw) => {
-            if a.dtype.item_size().map(|s| s * count) != Some(raw.len()) {
+            if a.dtype.item_size().and_then(|s| s.checked_mul(count)) != Some(raw.len()) {
                 return Err(format!(
                     "an array of shape {:?} and dtype {} with {} bytes",
                     a.shape,
@@ -1096,7 +1281,7 @@ fn write_array(a: &NdArray, out: &mut Vec<u8>) -> Result<(), String> {
                     raw.len()
                 ));
             }
-            write_value(&Value::Bytes(raw.to_vec()), out)?;
+            write_value(&Value::Bytes(raw.clone()), out)?;
         }
         ArrayData::Objects(items) if items.len() == count => {
             write_value(&Value::List(items.clone()), out)?
@@ -1139,7 +1324,7 @@ impl NdArray {
             dtype: Dtype::Object,
             big_endian: false,
             fortran_order: false,
-            data: ArrayData::Objects(vec![value]),
+            data: ArrayData::Objects(Arc::new(vec![value])),
         }
     }
 }

@@ -98,7 +98,7 @@ fn check_dict(path: &Path) {
             Value::List(items) => items
                 .iter()
                 .map(|s| match s {
-                    Value::Str(s) => s.clone(),
+                    Value::Str(s) => s.to_string(),
                     other => panic!("{other:?}"),
                 })
                 .collect(),
@@ -110,12 +110,12 @@ fn check_dict(path: &Path) {
     assert_eq!(dict.get("scale"), Some(&Value::Float(0.25)));
     assert_eq!(dict.get("flag"), Some(&Value::Bool(true)));
     assert_eq!(dict.get("nothing"), Some(&Value::None));
-    assert_eq!(dict.get("raw"), Some(&Value::Bytes(vec![0, 1, 255])));
+    assert_eq!(dict.get("raw"), Some(&Value::Bytes(vec![0, 1, 255].into())));
     assert_eq!(dict.get("unicode"), Some(&Value::Str("Ångström µV".into())));
     let nested = dict.get("nested").unwrap();
     assert_eq!(
         nested.get("a"),
-        Some(&Value::Tuple(vec![
+        Some(&Value::tuple(vec![
             Value::Int(1),
             Value::Float(2.5),
             Value::Str("x".into())
@@ -123,8 +123,8 @@ fn check_dict(path: &Path) {
     );
     assert_eq!(
         nested.get("b"),
-        Some(&Value::List(vec![
-            Value::Bytes(b"raw".to_vec()),
+        Some(&Value::list(vec![
+            Value::Bytes(b"raw".to_vec().into()),
             Value::Int(-7),
             Value::Int(1 << 40),
             Value::Int(-(1 << 40)),
@@ -162,9 +162,9 @@ fn plain_pickles_of_protocols_2_and_5_read_alike() {
     assert_eq!(two.get("x"), Some(&Value::Float(-1.5)));
     assert_eq!(
         two.get("nested"),
-        Some(&Value::List(vec![
-            Value::Tuple(vec![Value::Int(1), Value::Str("a".into())]),
-            Value::List(vec![Value::None, Value::Bool(true), Value::Bool(false)]),
+        Some(&Value::list(vec![
+            Value::tuple(vec![Value::Int(1), Value::Str("a".into())]),
+            Value::list(vec![Value::None, Value::Bool(true), Value::Bool(false)]),
         ]))
     );
 }
@@ -217,16 +217,146 @@ fn truncated_and_oversized_lengths_are_errors_not_allocations() {
 }
 
 #[test]
-fn shared_references_nested_in_each_other_do_not_expand_forever() {
-    // l0 = [None]; l(k+1) = [lk, lk] up to l40: 2^40 values if expanded naively.
+fn shared_references_nested_in_each_other_stay_shared() {
+    // l0 = [None]; l(k+1) = [lk, lk] up to l40: 2^40 values if each reference were a copy.
     let mut bytes = vec![0x80, 4, b']', 0x94, b'N', b'a'];
     for key in 0..40u8 {
         // EMPTY_LIST, MEMOIZE (as key + 1), MARK, BINGET key twice, APPENDS
         bytes.extend_from_slice(&[b']', 0x94, b'(', b'h', key, b'h', key, b'e']);
     }
     bytes.push(b'.');
-    let err = pickle::read(&bytes).unwrap_err().to_string();
-    assert!(err.contains("expand"), "{err}");
+    // Never printed or compared whole: that would walk all 2^40 paths.
+    let mut value = pickle::read_within(&bytes, 1 << 20).unwrap();
+    for level in (0..40).rev() {
+        let Value::List(items) = &value else {
+            panic!("level {level}: {}", value.kind())
+        };
+        let (Value::List(a), Value::List(b)) = (&items[0], &items[1]) else {
+            panic!("level {level}: not two lists")
+        };
+        assert!(std::sync::Arc::ptr_eq(a, b), "level {level}: a copy");
+        value = items[0].clone();
+    }
+}
+
+/// A protocol-4 pickle of a list holding `refs` references to one str of `len` bytes
+/// (memo BINGET + APPEND repeated), the shape of a hostile `ch_names`.
+fn shared_string_list(len: usize, refs: usize) -> Vec<u8> {
+    let mut bytes = vec![0x80, 4, b']', b'q', 0, 0x8d];
+    bytes.extend_from_slice(&(len as u64).to_le_bytes());
+    bytes.extend(std::iter::repeat_n(b'a', len));
+    bytes.extend_from_slice(&[b'q', 1, b'a']);
+    for _ in 1..refs {
+        bytes.extend_from_slice(&[b'h', 1, b'a']);
+    }
+    bytes.push(b'.');
+    bytes
+}
+
+#[test]
+fn a_value_referenced_many_times_is_shared_and_its_copies_are_sized_first() {
+    // 40,000 references to one 1 MB str: 40 GB if each were a copy, 2 MB read here.
+    let bytes = shared_string_list(1 << 20, 40_000);
+    let value = pickle::read(&bytes).unwrap();
+    let Value::List(items) = &value else {
+        panic!("{}", value.kind())
+    };
+    assert_eq!(items.len(), 40_000);
+    let (Value::Str(a), Value::Str(b)) = (&items[0], &items[39_999]) else {
+        panic!("not strings")
+    };
+    assert!(std::sync::Arc::ptr_eq(a, b));
+    // Flattening them into owned strings would pass the array limit: refused before it
+    // allocates.
+    let err = value.to_strings().unwrap_err();
+    assert!(
+        err.contains("40000 strings") && err.contains("BRAINRECON_MAX_ARRAY_BYTES"),
+        "{err}"
+    );
+    assert_eq!(
+        pickle::read(&shared_string_list(3, 5))
+            .unwrap()
+            .to_strings()
+            .unwrap(),
+        vec!["aaa"; 5]
+    );
+}
+
+#[test]
+fn what_the_reader_allocates_counts_against_its_budget() {
+    let bytes = shared_string_list(1 << 20, 1_000);
+    let err = pickle::read_within(&bytes, 1 << 19)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("pickle byte 5") && err.contains("BRAINRECON_MAX_ARRAY_BYTES"),
+        "{err}"
+    );
+    // The string fits; 1,000 slots of the list on top of it do not.
+    let err = pickle::read_within(&bytes, (1 << 20) + 2_000)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("more than"), "{err}");
+    assert!(pickle::read_within(&bytes, 2 << 20).is_ok());
+
+    // Through the file reader the error names the file.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.npy");
+    std::fs::write(&path, &bytes).unwrap();
+    let err = brainrecon_formats::npy::read_pickled_within(&path, 1 << 19)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("shared.npy") && err.contains("pickle byte"),
+        "{err}"
+    );
+}
+
+#[test]
+fn zero_width_dtypes_are_refused_in_pickles_and_npy_headers() {
+    use brainrecon_formats::pickle::NdArray;
+    use std::sync::Arc;
+    // A pickled ndarray of 2^62 zero-width elements over no bytes: count × 0 = 0 matches.
+    for dtype in [Dtype::Unicode { chars: 0 }, Dtype::ByteStr { bytes: 0 }] {
+        let array = NdArray {
+            shape: vec![1 << 62],
+            dtype: dtype.clone(),
+            big_endian: false,
+            fortran_order: false,
+            data: ArrayData::Raw(Arc::new(Vec::new())),
+        };
+        // One built by hand is refused too, not turned into 2^62 strings.
+        assert!(array.to_strings().is_err(), "{dtype}");
+        let bytes = pickle::write(&Value::Array(array.into())).unwrap();
+        let err = pickle::read(&bytes).unwrap_err().to_string();
+        assert!(err.contains("zero-width"), "{dtype}: {err}");
+    }
+    let header = |descr: &str, shape: &str| {
+        let mut text =
+            format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+        text.push('\n');
+        let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+        bytes.extend_from_slice(&(text.len() as u16).to_le_bytes());
+        bytes.extend_from_slice(text.as_bytes());
+        bytes
+    };
+    let path = Path::new("zero.npy");
+    for descr in ["<U0", "|S0", "|V0"] {
+        let err =
+            brainrecon_formats::npy::parse_header(path, &header(descr, "(4611686018427387904,)"))
+                .unwrap_err()
+                .to_string();
+        assert!(
+            err.contains("zero.npy") && err.contains("zero-width"),
+            "{descr}: {err}"
+        );
+    }
+    // 2^62 four-byte elements are 2^64 bytes: refused by count, not only by bytes.
+    let err = brainrecon_formats::npy::parse_header(path, &header("<U1", "(4611686018427387904,)"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("addressed"), "{err}");
+    assert!(brainrecon_formats::npy::parse_header(path, &header("<U3", "(2,)")).is_ok());
 }
 
 #[test]
@@ -234,24 +364,24 @@ fn written_pickles_read_back_as_written() {
     use brainrecon_formats::npy::write_pickled;
     use brainrecon_formats::pickle::NdArray;
     let values: Vec<f64> = vec![0.5, -0.0, f64::NAN, f64::INFINITY, 5e-324, -1e308];
-    let dict = Value::Dict(vec![
+    let dict = Value::dict(vec![
         (
             Value::Str("preprocessed_eeg_data".into()),
-            Value::Array(NdArray::from_f64(vec![2, 1, 3], &values)),
+            Value::Array(NdArray::from_f64(vec![2, 1, 3], &values).into()),
         ),
         (
             Value::Str("ch_names".into()),
-            Value::List(vec![Value::Str("Pz".into()), Value::Str("Oz".into())]),
+            Value::list(vec![Value::Str("Pz".into()), Value::Str("Oz".into())]),
         ),
         (Value::Str("sfreq".into()), Value::Int(1000)),
         (Value::Str("big".into()), Value::Int(-(1 << 40))),
         (Value::Str("x".into()), Value::Float(-2.5)),
         (
             Value::Str("t".into()),
-            Value::Tuple(vec![
+            Value::tuple(vec![
                 Value::None,
                 Value::Bool(false),
-                Value::Bytes(vec![0, 255]),
+                Value::Bytes(vec![0, 255].into()),
             ]),
         ),
     ]);

@@ -58,9 +58,11 @@ impl T5Tokenizer {
         let config: Value = if config_path.is_file() {
             let text = std::fs::read_to_string(&config_path)
                 .map_err(|e| ModelError::io(&config_path, e))?;
-            serde_json::from_str(&text).map_err(|e| ModelError::Tokenizer {
-                path: config_path.clone(),
-                message: e.to_string(),
+            serde_json::from_str(brainrecon_core::text::without_bom(&text)).map_err(|e| {
+                ModelError::Tokenizer {
+                    path: config_path.clone(),
+                    message: e.to_string(),
+                }
             })?
         } else {
             json!({})
@@ -79,7 +81,8 @@ impl T5Tokenizer {
             }
         };
         let text = std::fs::read_to_string(&path).map_err(|e| ModelError::io(&path, e))?;
-        let mut spec: Value = serde_json::from_str(&text).map_err(|e| bad(&path, e.to_string()))?;
+        let mut spec: Value = serde_json::from_str(brainrecon_core::text::without_bom(&text))
+            .map_err(|e| bad(&path, e.to_string()))?;
         let object = spec
             .as_object_mut()
             .ok_or_else(|| bad(&path, "expected a JSON object".into()))?;

@@ -109,10 +109,13 @@ impl TextTokenizer {
             Map::new()
         };
         let text = std::fs::read_to_string(&path).map_err(|e| ModelError::io(&path, e))?;
-        let spec: Value = serde_json::from_str(&text).map_err(|e| ModelError::Tokenizer {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
+        let spec: Value =
+            serde_json::from_str(brainrecon_core::text::without_bom(&text)).map_err(|e| {
+                ModelError::Tokenizer {
+                    path: path.clone(),
+                    message: e.to_string(),
+                }
+            })?;
         let class = tokenizer_class(&config, model_type, &text, &config_path)?;
         Self::build(spec, &config, class, &path, &config_path)
     }

@@ -278,7 +278,10 @@ pub fn clean_up_tokenization(text: &str) -> String {
 fn read_vocab(path: &Path) -> Result<HashMap<String, u32>> {
     let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
     let mut vocab = HashMap::new();
-    for (i, line) in text.lines().enumerate() {
+    for (i, line) in brainrecon_core::text::without_bom(&text)
+        .lines()
+        .enumerate()
+    {
         let token = line.trim_end_matches('\r');
         if vocab.insert(token.to_string(), i as u32).is_some() {
             return Err(ModelError::Tokenizer {

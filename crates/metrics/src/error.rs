@@ -26,6 +26,18 @@ pub enum MetricsError {
     /// A parameter is outside its valid range.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
+    /// A score's input holds NaN or an infinity: a broken decoder, refused rather than scored
+    /// (see [`crate::rank`]). `what` names where the values came from (a file, a model).
+    #[error(
+        "{what}: expected finite values, found {value} at row {row}, column {column} \
+         (a decoder that outputs non-finite values is refused, not scored)"
+    )]
+    NonFinite {
+        what: String,
+        row: usize,
+        column: usize,
+        value: f64,
+    },
     /// A resource file (for instance METEOR's jar) is missing or not what
     /// was expected.
     #[error("{path}: {what}")]

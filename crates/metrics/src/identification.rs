@@ -5,14 +5,14 @@
 //! of `preds` being the reconstruction (or its features) of row `i` of
 //! `truths`.
 
-use std::cmp::Ordering;
-
 use rand::Rng;
 
 use crate::error::{check_len, shape_len, MetricsError, Result};
+use crate::rank::{at_least_as_good, beats, require_finite};
 
 /// Correlation matrix `r[i][j] = pearson(preds_i, truths_j)`, shape `(n, n)`
-/// row-major. NaN where a row is constant (as `np.corrcoef`).
+/// row-major. NaN where a row is constant (as `np.corrcoef`). Errors on shapes that disagree
+/// and on a non-finite input value ([`MetricsError::NonFinite`], naming the row).
 ///
 /// Rows are centred and scaled to unit norm in f64 (two passes over each row), then `r` is one
 /// f64 matrix product, done in blocks of columns so that features of 10⁵ values or more (AlexNet's
@@ -68,8 +68,10 @@ fn row_statistics(m: &[f32], n: usize, d: usize) -> Vec<(f64, f64)> {
 ///
 /// Entry `i` is the share of other truths `j != i` with
 /// `corr(preds_i, truths_j) < corr(preds_i, truths_i)`. The comparison is
-/// strict, so ties (e.g. duplicated truths) and NaNs count as failures, as
-/// in MindEye. Shapes: `(n, d)` each, `n >= 2`, `d >= 2`; result `(n,)`.
+/// strict ([`crate::rank`]), so ties (e.g. duplicated truths) count as failures, as
+/// in MindEye; a constant prediction (correlation undefined) fails every comparison and
+/// scores 0. Shapes: `(n, d)` each, `n >= 2`, `d >= 2`; result `(n,)`. Errors on a
+/// non-finite input value.
 pub fn two_way_identification_per_prediction(
     preds: &[f32],
     truths: &[f32],
@@ -86,7 +88,7 @@ pub fn two_way_identification_per_prediction(
         .map(|i| {
             let own = r[i * n + i];
             // j == i never counts: own < own is false.
-            let beaten = (0..n).filter(|&j| r[i * n + j] < own).count();
+            let beaten = (0..n).filter(|&j| beats(own, r[i * n + j])).count();
             beaten as f64 / (n - 1) as f64
         })
         .collect())
@@ -121,8 +123,9 @@ pub struct NWaySettings {
 /// distinct distractor truths `j != i` are sampled uniformly with `rng`;
 /// the draw succeeds when fewer than `top_k` distractors correlate with
 /// `preds_i` at least as well as `truths_i` does (ties count against, like
-/// the strict comparison of the two-way score). Returns successes divided
-/// by `n * trials`. Chance level is `top_k / n_way`.
+/// the strict comparison of the two-way score: [`crate::rank`]). Returns successes divided
+/// by `n * trials`. Chance level is `top_k / n_way`; a constant prediction scores 0. Errors
+/// on a non-finite input value.
 ///
 /// Shapes: `(n, d)` each; `2 <= n_way <= n`, `top_k >= 1`, `trials >= 1`.
 pub fn n_way_top_k_identification<R: Rng + ?Sized>(
@@ -156,12 +159,11 @@ pub fn n_way_top_k_identification<R: Rng + ?Sized>(
         for _ in 0..trials {
             // Sample among the n - 1 other indices, then skip over i.
             let picks = rand::seq::index::sample(rng, n - 1, n_way - 1);
-            let at_least_as_good = picks
-                .iter()
-                .map(|p| if p >= i { p + 1 } else { p })
-                .filter(|&j| row[j].partial_cmp(&own) != Some(Ordering::Less))
-                .count();
-            if at_least_as_good < top_k {
+            let above = at_least_as_good(
+                own,
+                picks.iter().map(|p| row[if p >= i { p + 1 } else { p }]),
+            );
+            if above < top_k {
                 successes += 1;
             }
         }
@@ -183,7 +185,9 @@ fn check_matrices(preds: &[f32], truths: &[f32], n: usize, d: usize) -> Result<(
     }
     let len = shape_len("feature matrix", &[n, d])?;
     check_len("predictions (n*d)", len, preds.len())?;
-    check_len("truths (n*d)", len, truths.len())
+    check_len("truths (n*d)", len, truths.len())?;
+    require_finite("predictions (n, d)", preds, d)?;
+    require_finite("truths (n, d)", truths, d)
 }
 
 #[cfg(test)]
@@ -257,6 +261,44 @@ mod tests {
             n_way_top_k_identification(&p, &t, n, d, settings(4, 4, 3), &mut rng).unwrap(),
             1.0
         );
+    }
+
+    #[test]
+    fn nan_predictions_are_refused_and_constant_ones_score_at_most_chance() {
+        let (n, d) = (6, 10);
+        let t = distinct_rows(n, d);
+        let mut p = t.clone();
+        p[2 * d + 3] = f32::NAN;
+        let err = two_way_identification(&p, &t, n, d).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                MetricsError::NonFinite {
+                    row: 2,
+                    column: 3,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+        assert!(n_way_top_k_identification(&p, &t, n, d, settings(3, 1, 2), &mut rng).is_err());
+        let mut bad_truth = t.clone();
+        bad_truth[0] = f32::INFINITY;
+        assert!(two_way_identification(&t, &bad_truth, n, d).is_err());
+        // All-zero and constant predictions: no correlation, every comparison lost.
+        for constant in [0.0f32, 0.7] {
+            let p = vec![constant; n * d];
+            let two = two_way_identification(&p, &t, n, d).unwrap();
+            assert!(two <= 0.5, "{constant}: two-way {two}");
+            let s = n_way_top_k_identification(&p, &t, n, d, settings(3, 1, 4), &mut rng).unwrap();
+            assert!(s <= 1.0 / 3.0, "{constant}: 3-way {s}");
+        }
+        // Duplicated truths tie: neither copy identifies its prediction against the other.
+        let mut dup = t.clone();
+        dup.copy_within(0..d, d);
+        let per = two_way_identification_per_prediction(&dup, &dup, n, d).unwrap();
+        assert!(per[0] < 1.0 && per[1] < 1.0 && per[2] == 1.0, "{per:?}");
     }
 
     #[test]

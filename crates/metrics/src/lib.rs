@@ -12,6 +12,8 @@
 //! - [`image`]: MSE, PixCorr, grayscale conversion, SSIM.
 //! - [`vector`]: MSE, Pearson, cosine similarity of latents/features.
 //! - [`identification`]: two-way (MindEye) and n-way top-k identification.
+//! - [`rank`]: the one tie rule of every rank-based score (ties count against the match)
+//!   and the refusal of non-finite inputs.
 //! - [`bleu`]: corpus BLEU-4 with sacrebleu's 13a tokenizer.
 //! - [`caption`]: caption metrics as pycocoevalcap computes them (PTB
 //!   tokenizer, BLEU-1..4, METEOR 1.5, ROUGE-L, CIDEr-D) and CLIP-S /
@@ -25,6 +27,7 @@ pub mod caption;
 pub mod error;
 pub mod identification;
 pub mod image;
+pub mod rank;
 pub mod summary;
 pub mod vector;
 pub mod video;
@@ -39,4 +42,5 @@ pub use caption::{
 };
 pub use error::{MetricsError, Result};
 pub use identification::{n_way_top_k_identification, two_way_identification, NWaySettings};
+pub use rank::{at_least_as_good, beats, match_rank, require_finite};
 pub use summary::MetricsTable;

@@ -21,7 +21,8 @@
 //! Only the order of the reconstruction's scores matters and softmax keeps order, so the
 //! functions here take logits (or probabilities) for both sides. Ties count against the ground
 //! truth, as a stable ascending argsort places index 0 before equal scores; in MinD-Video's
-//! float16 softmax, probabilities that underflow to 0 tie this way.
+//! float16 softmax, probabilities that underflow to 0 tie this way. This is the project's one
+//! rule ([`crate::rank`]); a non-finite logit or score on either side is refused.
 //!
 //! **Chance.** The field quotes chance as 1/n. With three ground-truth classes competing against
 //! `n − 1` drawn ones, an uninformative reconstruction (scores exchangeable across classes)
@@ -40,13 +41,12 @@
 //! `peak_signal_noise_ratio(a, b, data_range=255)`. MinD-Video reports SSIM only; PSNR follows
 //! the later papers (Mind-Animator, NeuroClips) that report both per frame.
 
-use std::cmp::Ordering;
-
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::error::{check_len, shape_len, MetricsError, Result};
 use crate::image::reflect_index;
+use crate::rank::{at_least_as_good, beats, require_finite};
 
 /// The settings of [`n_way_top_k`]; [`NWayClassification::mindvideo`] gives MinD-Video's.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -155,16 +155,11 @@ pub fn top_classes(logits: &[f32], g: usize) -> Vec<usize> {
 }
 
 /// Whether a trial succeeds: some ground-truth class has fewer than `top_k` of the drawn
-/// classes scoring at least as high (ties count against it).
+/// classes scoring at least as high (ties and NaN count against it: [`crate::rank`]).
 pub fn trial_succeeds(scores: &[f32], truth: &[usize], drawn: &[usize], top_k: usize) -> bool {
-    truth.iter().any(|&g| {
-        let own = scores[g];
-        drawn
-            .iter()
-            .filter(|&&j| scores[j].partial_cmp(&own) != Some(Ordering::Less)) // NaN counts against
-            .count()
-            < top_k
-    })
+    truth
+        .iter()
+        .any(|&g| at_least_as_good(scores[g], drawn.iter().map(|&j| scores[j])) < top_k)
 }
 
 /// One sample of MinD-Video's `n_way_top_k_acc`: successes / trials. `truth_logits` and
@@ -196,7 +191,7 @@ fn one_sample(
     successes as f64 / settings.trials as f64
 }
 
-/// Both score tables must be (samples, classes).
+/// Both score tables must be (samples, classes) and finite.
 fn check_score_shapes(
     truth_logits: &[f32],
     pred_scores: &[f32],
@@ -213,6 +208,16 @@ fn check_score_shapes(
         "reconstruction scores (samples*classes)",
         len,
         pred_scores.len(),
+    )?;
+    require_finite(
+        "ground-truth logits (samples, classes)",
+        truth_logits,
+        classes,
+    )?;
+    require_finite(
+        "reconstruction scores (samples, classes)",
+        pred_scores,
+        classes,
     )
 }
 
@@ -220,7 +225,8 @@ fn check_score_shapes(
 ///
 /// Shapes: `truth_logits` and `pred_scores` are (samples, classes), row-major; the predicted
 /// side may be logits or probabilities. Sample `i` draws from ChaCha8 seeded with `seed`,
-/// stream `i`.
+/// stream `i`. Errors: shapes, settings, a non-finite value on either side
+/// ([`MetricsError::NonFinite`], its row the sample).
 pub fn n_way_top_k(
     truth_logits: &[f32],
     pred_scores: &[f32],
@@ -295,9 +301,7 @@ pub fn n_way_top1_expected(
                 .map(|&g| pred[g])
                 .fold(f32::NEG_INFINITY, |a, b| if b > a { b } else { a });
             let above = (0..classes)
-                .filter(|c| {
-                    !best.contains(c) && pred[*c].partial_cmp(&best_score) != Some(Ordering::Less)
-                })
+                .filter(|c| !best.contains(c) && !beats(best_score, pred[*c]))
                 .count();
             binomial(pool - above, draws) / binomial(pool, draws)
         })
@@ -695,6 +699,47 @@ mod tests {
         }
         let e = n_way_top1_expected(&truth, &pred, 1, 8, &s3).unwrap()[0];
         assert!((e - ok as f64 / all as f64).abs() < 1e-12 && (e - 0.3).abs() < 1e-12);
+    }
+
+    #[test]
+    fn non_finite_scores_are_refused_and_constant_ones_score_at_most_chance() {
+        let classes = 12;
+        let truth: Vec<f32> = (0..2 * classes).map(|c| ((c * 5) % 12) as f32).collect();
+        let mut pred = truth.clone();
+        assert_eq!(
+            n_way_top_k(&truth, &pred, 2, classes, &settings(2, 20))
+                .unwrap()
+                .mean,
+            1.0,
+            "a perfect reconstruction"
+        );
+        pred[classes + 4] = f32::NAN;
+        let err = n_way_top_k(&truth, &pred, 2, classes, &settings(2, 20)).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                MetricsError::NonFinite {
+                    row: 1,
+                    column: 4,
+                    ..
+                }
+            ),
+            "{err:?}"
+        );
+        assert!(n_way_top1_expected(&truth, &pred, 2, classes, &settings(2, 1)).is_err());
+        let mut bad_truth = truth.clone();
+        bad_truth[0] = f32::NEG_INFINITY;
+        assert!(n_way_top_k(&bad_truth, &truth, 2, classes, &settings(2, 20)).is_err());
+        for constant in [0.0f32, 0.25] {
+            let flat = vec![constant; 2 * classes];
+            for n_way in [2, 5] {
+                let s = settings(n_way, 50);
+                let score = n_way_top_k(&truth, &flat, 2, classes, &s).unwrap();
+                assert!(score.mean <= score.nominal_chance, "{n_way}-way: {score:?}");
+                let e = n_way_top1_expected(&truth, &flat, 2, classes, &s).unwrap();
+                assert!(e.iter().all(|&v| v <= s.nominal_chance()), "{e:?}");
+            }
+        }
     }
 
     #[test]

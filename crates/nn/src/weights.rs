@@ -25,7 +25,7 @@ pub fn read_json<T: DeserializeOwned>(path: &Path, what: &str) -> Result<T> {
         });
     }
     let text = std::fs::read_to_string(path).map_err(|e| ModelError::io(path, e))?;
-    parse_json_named(&text).map_err(|e| ModelError::Config {
+    parse_json_named(brainrecon_core::text::without_bom(&text)).map_err(|e| ModelError::Config {
         path: path.to_path_buf(),
         what: what.to_string(),
         message: e.to_string(),

@@ -49,6 +49,13 @@ fn layout(path: &Path, expected: Option<(&str, &str)>) -> Result<Layout, DataErr
             Err(e) => return Err(e),
         }
     };
+    if header.fortran_order {
+        return Err(DataError::format(
+            path,
+            "NumPy .npy",
+            "a Fortran-ordered array cannot be memory-mapped in C order; save it in C order",
+        ));
+    }
     if let Some((descr, name)) = expected {
         if header.descr != descr {
             return Err(DataError::invalid(

@@ -207,7 +207,7 @@ fn eeg_embed<'py>(
 #[pyfunction]
 #[pyo3(signature = (data, embeddings, out, subject=None, leave_out=None,
     method="nice".to_string(), epochs=40, batch=256, lr=2e-4, checkpoint_every=5, seed=0,
-    window=None, progress=false))]
+    window=None, progress=false, allow_seen_concepts=false))]
 #[allow(clippy::too_many_arguments)]
 fn eeg_fit<'py>(
     py: Python<'py>,
@@ -224,6 +224,7 @@ fn eeg_fit<'py>(
     seed: u64,
     window: Option<(usize, usize)>,
     progress: bool,
+    allow_seen_concepts: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
     let training = match (subject, leave_out) {
         (Some(s), None) => Training::Subject(s),
@@ -256,6 +257,7 @@ fn eeg_fit<'py>(
             window,
             ..RidgeDecoderOptions::default()
         },
+        allow_seen_concepts,
         progress,
     };
     let report = py.detach(|| fit(&request, |_, _| {})).map_err(route)?;
@@ -266,7 +268,9 @@ fn eeg_fit<'py>(
 /// the mean ± s.d. per method and setting; `ways` None: 2, 4, 10 and 50 where there are that
 /// many images; `out`: also write the scores there. Returns the scores.
 #[pyfunction]
-#[pyo3(signature = (data, decoders, ways=None, draws=100, seed=0, out=None))]
+#[pyo3(signature = (data, decoders, ways=None, draws=100, seed=0, out=None,
+    allow_seen_concepts=false))]
+#[allow(clippy::too_many_arguments)]
 fn eeg_eval<'py>(
     py: Python<'py>,
     data: PathBuf,
@@ -275,6 +279,7 @@ fn eeg_eval<'py>(
     draws: usize,
     seed: u64,
     out: Option<PathBuf>,
+    allow_seen_concepts: bool,
 ) -> PyResult<Bound<'py, PyAny>> {
     let request = EegEvalRequest {
         data,
@@ -283,6 +288,7 @@ fn eeg_eval<'py>(
         draws,
         seed,
         out,
+        allow_seen_concepts,
     };
     let report = py.detach(|| evaluate(&request)).map_err(route)?;
     dict(py, &report)

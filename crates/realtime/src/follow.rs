@@ -44,7 +44,7 @@ pub struct FollowOptions {
     /// Stop when no new file has arrived for this long (seconds) since the last one was read.
     pub idle_seconds: f64,
     /// A file that does not read is given this long without a change of size (ms) before it
-    /// counts as broken.
+    /// counts as broken; a file cut short, [`CUT_SHORT_SETTLES`] times this.
     pub settle_ms: u64,
     /// How often the folder is listed (ms).
     pub poll_ms: u64,
@@ -68,7 +68,7 @@ impl FollowOptions {
         }
     }
 
-    /// Refuses a folder that is not one and non-positive times or slice counts.
+    /// Refuses a folder that is not one and non-positive times, slice or volume counts.
     pub fn check(&self) -> Result<()> {
         if !self.folder.is_dir() {
             return Err(DataError::Usage(format!(
@@ -83,6 +83,10 @@ impl FollowOptions {
         }
         if self.slices == Some(0) {
             return Err(DataError::Usage("--slices must be positive".into()));
+        }
+        if self.volumes == Some(0) {
+            // A session that may read nothing would end at once having read nothing.
+            return Err(DataError::Usage("--volumes must be positive".into()));
         }
         Ok(())
     }
@@ -168,15 +172,16 @@ pub enum Event {
     Waiting(Duration),
 }
 
-/// How long a file that reads as cut short may hold its size before it counts as broken:
-/// export tools write a volume in chunks and may pause between them.
-pub const INCOMPLETE_GRACE: Duration = Duration::from_secs(10);
+/// How long, in settle times (`--settle-ms`), a file that reads as cut short may hold its size
+/// before it counts as broken: 10 (2 s at the default 200 ms). A file that does not read at all
+/// is broken once settled, but one that is cut short is known to be unfinished, and export
+/// tools write a file in chunks with pauses between them that can outlast one settle time.
+pub const CUT_SHORT_SETTLES: u32 = 10;
 
-/// Whether a reader's message says the file ends before what its header declares.
+/// Whether a reader's message says the file ends before what its header declares (the words
+/// the DICOM and NIfTI readers end such a message with, or a compressed stream's end).
 fn ends_early(message: &str) -> bool {
-    (message.contains("claims") && message.contains("remain"))
-        || message.contains("ends early")
-        || message.contains("end of file")
+    message.contains("ends early") || message.contains("end of file")
 }
 
 const HEADER: &str = "volume\tfile\ttrans_x_mm\ttrans_y_mm\ttrans_z_mm\trot_x_deg\trot_y_deg\trot_z_deg\tframewise_displacement_mm\trealign_iterations\twait_ms\tprocessing_ms\tlatency_ms\n";
@@ -200,6 +205,11 @@ pub struct Follower {
     idle: bool,
     /// The number an unnumbered volume takes: one past the highest so far.
     next_volume: usize,
+    /// Files given back to the watch because they did not read yet, with why: refused if the
+    /// session ends before they do.
+    pending: std::collections::BTreeMap<PathBuf, String>,
+    /// How long a file cut short may hold its size: [`CUT_SHORT_SETTLES`] settle times.
+    cut_short_grace: Duration,
 }
 
 impl Follower {
@@ -215,11 +225,8 @@ impl Follower {
         let mut tsv = File::create(&tsv_path).map_err(|e| DataError::io(&tsv_path, e))?;
         tsv.write_all(HEADER.as_bytes())
             .map_err(|e| DataError::io(&tsv_path, e))?;
-        let watch = FolderWatch::new(
-            &options.folder,
-            &SUFFIXES,
-            Duration::from_millis(options.settle_ms),
-        );
+        let settle = Duration::from_millis(options.settle_ms);
+        let watch = FolderWatch::new(&options.folder, &SUFFIXES, settle);
         Ok(Follower {
             assembler: SliceAssembler::new(options.slices),
             options,
@@ -234,6 +241,8 @@ impl Follower {
             ended_by: None,
             idle: false,
             next_volume: 0,
+            pending: std::collections::BTreeMap::new(),
+            cut_short_grace: settle.saturating_mul(CUT_SHORT_SETTLES),
         })
     }
 
@@ -306,28 +315,37 @@ impl Follower {
         let mut volumes = Vec::new();
         for Ready { path, settled } in ready {
             match read_volumes(&path, &mut self.assembler) {
-                Ok(read) => volumes.extend(read),
-                // Perhaps still being written: read it again once it has settled.
-                Err(_) if !settled => self.watch.retry(&path),
-                // Cut short (a DICOM element longer than what is there, a NIfTI that ends
-                // early): a file still being written, however long its writer pauses between
-                // chunks, until it has held its size for INCOMPLETE_GRACE.
-                Err(error)
-                    if ends_early(&error_chain(&error))
-                        && self
-                            .watch
-                            .stable_for(&path)
-                            .is_some_and(|held| held < INCOMPLETE_GRACE) =>
-                {
-                    self.watch.retry(&path)
+                Ok(read) => {
+                    // Read whole at last (a file refused while its writer paused between
+                    // chunks, then grown): the record lists only files never used.
+                    self.pending.remove(&path);
+                    self.refused.retain(|r| r.unfinished || r.path != path);
+                    volumes.extend(read)
                 }
                 Err(error) => {
-                    self.watch.refuse(&path);
-                    volumes.push(FileVolume {
-                        path,
-                        number: None,
-                        image: Err(error_chain(&error)),
-                    });
+                    let message = error_chain(&error);
+                    // Not settled: perhaps still being written. Cut short (a DICOM element or
+                    // header running past the end of the file, a NIfTI that ends early): still
+                    // being written, however long its writer pauses between chunks, until it
+                    // has held its size for CUT_SHORT_SETTLES settle times.
+                    let unfinished = !settled
+                        || (ends_early(&message)
+                            && self
+                                .watch
+                                .stable_for(&path)
+                                .is_some_and(|held| held < self.cut_short_grace));
+                    if unfinished {
+                        self.watch.retry(&path);
+                        self.pending.insert(path, message);
+                    } else {
+                        self.pending.remove(&path);
+                        self.watch.refuse(&path);
+                        volumes.push(FileVolume {
+                            path,
+                            number: None,
+                            image: Err(message),
+                        });
+                    }
                 }
             }
         }
@@ -429,9 +447,20 @@ impl Follower {
         })
     }
 
-    /// Ends the session: the slices of volumes it did not complete are refused.
+    /// Ends the session: files that never read whole and the slices of volumes it did not
+    /// complete are refused.
     fn end(&mut self, why: String) {
         self.ended_by = Some(why);
+        for (path, error) in std::mem::take(&mut self.pending) {
+            let refused = Refused {
+                file: file_name(&path),
+                error: format!("{error} (still so when the session ended)"),
+                path,
+                unfinished: true,
+            };
+            self.refused.push(refused.clone());
+            self.queue.push_back(Event::Refused(refused));
+        }
         for unfinished in self.assembler.finish() {
             let files = match unfinished {
                 Assembled::Volume { files, .. } | Assembled::Refused { files, .. } => files,
@@ -504,6 +533,58 @@ pub struct WatchRecord {
     /// Subject world → session world, as motion parameters about the subject's grid centre.
     pub registration_to_subject: Option<RigidParams>,
     pub ended_by: String,
+}
+
+/// A session that read no volume is no success (`realtime watch` and `run` exit 2 on it): the
+/// error naming the folder, why the session ended, and the files refused with their reasons
+/// (the first [`LISTED`]; the session's record has them all). `Ok` when `volumes` > 0.
+pub fn require_volumes(
+    folder: &Path,
+    volumes: usize,
+    refused: &[Refused],
+    ended_by: &str,
+) -> Result<()> {
+    /// Refused files a message names at most.
+    const LISTED: usize = 5;
+    if volumes > 0 {
+        return Ok(());
+    }
+    let found = if refused.is_empty() {
+        format!(
+            "none: no file ending in {} arrived (the session ended: {ended_by})",
+            SUFFIXES.join(", ")
+        )
+    } else {
+        let listed: Vec<String> = refused
+            .iter()
+            .take(LISTED)
+            .map(|r| {
+                // Readers' messages name their file already.
+                if r.error.contains(&r.file) {
+                    r.error.clone()
+                } else {
+                    format!("{}: {}", r.file, r.error)
+                }
+            })
+            .collect();
+        let more = refused.len().saturating_sub(LISTED);
+        format!(
+            "none: every file was refused (the session ended: {ended_by}); {} refused: {}{}",
+            refused.len(),
+            listed.join("; "),
+            if more > 0 {
+                format!("; and {more} more (see session.json)")
+            } else {
+                String::new()
+            }
+        )
+    };
+    Err(DataError::invalid(
+        folder,
+        "volumes read",
+        "at least one volume",
+        found,
+    ))
 }
 
 /// The largest framewise displacement of `rows` (0 when empty).
@@ -581,6 +662,12 @@ pub fn watch(
 }
 
 impl WatchRecord {
+    /// `Err` (naming the refused files) when the session read no volume: see
+    /// [`require_volumes`].
+    pub fn require_volumes(&self) -> Result<()> {
+        require_volumes(&self.folder, self.volumes, &self.refused, &self.ended_by)
+    }
+
     /// The summary as `realtime watch` prints it; `out` is the session's folder.
     pub fn text(&self, out: &Path) -> String {
         let ms = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.0} ms"));

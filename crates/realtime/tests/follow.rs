@@ -350,3 +350,74 @@ fn a_reading_slower_than_the_idle_time_does_not_end_the_session() {
     assert_eq!(numbers, (0..VOLUMES).collect::<Vec<_>>());
     assert!(follower.ended_by().unwrap().starts_with("no new file"));
 }
+
+#[test]
+fn slice_files_written_in_two_chunks_are_all_read_and_none_refused() {
+    // An export writer that writes every slice file in two chunks 150 ms apart, all first
+    // chunks of a volume before its second chunks, closing the file between them; cut inside
+    // an element header, at an element boundary (before the pixel data) and inside the pixel
+    // data. The settle time (100 ms) is shorter than the pause: files judged by their size
+    // alone were refused ("an element header … runs past …") and stayed on the record after
+    // they had been read whole.
+    let dir = tempfile::tempdir().unwrap();
+    let (source, export) = (dir.path().join("finished"), dir.path().join("export"));
+    write_export(&source, DicomLayout::Slices, &[]);
+    std::fs::create_dir_all(&export).unwrap();
+    let mut names: Vec<String> = std::fs::read_dir(&source)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    let writer = std::thread::spawn(move || {
+        use std::io::Write;
+        for t in 0..VOLUMES {
+            let prefix = format!("001_000006_{:06}_", t + 1);
+            let files: Vec<(String, Vec<u8>, usize)> = names
+                .iter()
+                .filter(|n| n.starts_with(&prefix))
+                .enumerate()
+                .map(|(k, name)| {
+                    let bytes = std::fs::read(source.join(name)).unwrap();
+                    let pixels = bytes
+                        .windows(4)
+                        .rposition(|w| w == [0xE0, 0x7F, 0x10, 0x00])
+                        .expect("a PixelData element");
+                    let cut = match k % 3 {
+                        0 => pixels + 3,
+                        1 => pixels,
+                        _ => pixels + (bytes.len() - pixels) / 2,
+                    };
+                    (name.clone(), bytes, cut)
+                })
+                .collect();
+            assert!(!files.is_empty());
+            for (name, bytes, cut) in &files {
+                std::fs::write(export.join(name), &bytes[..*cut]).unwrap();
+            }
+            std::thread::sleep(std::time::Duration::from_millis(150));
+            for (name, bytes, cut) in &files {
+                let mut file = std::fs::OpenOptions::new()
+                    .append(true)
+                    .open(export.join(name))
+                    .unwrap();
+                file.write_all(&bytes[*cut..]).unwrap();
+            }
+        }
+    });
+    let (volumes, refused, follower) = follow(
+        &dir.path().join("export"),
+        &dir.path().join("session"),
+        None,
+        1.5,
+    );
+    writer.join().unwrap();
+    assert!(
+        refused.is_empty(),
+        "{} refused, the first: {:?}",
+        refused.len(),
+        refused.first()
+    );
+    assert!(follower.refused().is_empty(), "{:?}", follower.refused());
+    let all: Vec<usize> = (0..VOLUMES).collect();
+    assert_planted(&volumes, &all);
+}

@@ -384,8 +384,9 @@ pub fn merge_saved(dirs: &[PathBuf], out: impl AsRef<Path>) -> Result<(usize, us
     for dir in dirs {
         let json_path = dir.join(MODEL_FILE);
         let text = fs::read(&json_path).map_err(io_err(&json_path))?;
-        let json: ModelJson = serde_json::from_slice(&text)
-            .map_err(|e| format_err(&json_path, "*", e.to_string()))?;
+        let json: ModelJson =
+            serde_json::from_slice(brainrecon_core::text::bytes_without_bom(&text))
+                .map_err(|e| format_err(&json_path, "*", e.to_string()))?;
         shards.push((dir, json));
     }
     shards.sort_by_key(|(_, json)| json.target_range.start);
@@ -487,8 +488,9 @@ impl RidgeModel {
         let dir = dir.as_ref();
         let json_path = dir.join(MODEL_FILE);
         let text = fs::read(&json_path).map_err(io_err(&json_path))?;
-        let json: ModelJson = serde_json::from_slice(&text)
-            .map_err(|e| format_err(&json_path, "*", e.to_string()))?;
+        let json: ModelJson =
+            serde_json::from_slice(brainrecon_core::text::bytes_without_bom(&text))
+                .map_err(|e| format_err(&json_path, "*", e.to_string()))?;
         if json.format_version != FORMAT_VERSION {
             return Err(format_err(
                 &json_path,

@@ -257,6 +257,7 @@ pub fn run<S: DemoSteps>(options: &DemoOptions, steps: &mut S) -> Result<EegDemo
                         ..NiceTrainOptions::default()
                     },
                     ridge: RidgeDecoderOptions::default(),
+                    allow_seen_concepts: false,
                     progress: options.progress,
                 },
                 |_, _| {},
@@ -280,6 +281,7 @@ pub fn run<S: DemoSteps>(options: &DemoOptions, steps: &mut S) -> Result<EegDemo
         draws: 100,
         seed: 0,
         out: Some(scores.clone()),
+        allow_seen_concepts: false,
     })?;
     steps.print(&format!("{}\n", report.text()))?;
 

@@ -344,6 +344,8 @@ fn decoded_feature_row(
             format!("{:?}", decoded.shape),
         ));
     }
+    // A decoder that wrote NaN is refused naming its file, not scored (metrics::rank).
+    brainrecon_metrics::require_finite(&decoded_path.display().to_string(), &decoded.data, d)?;
     let truth = rows_for_ids(subject, &values, d, ids)?;
     let center = mean_of_ids(subject, &values, d, &subject.train_image_ids()?)?;
     let mut row = latent_metrics(&decoded.data, &truth, &center, ids.len(), d)?;

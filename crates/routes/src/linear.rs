@@ -821,7 +821,9 @@ pub fn versions(sd: &StableDiffusion) -> Vec<(String, String)> {
     )];
     let index = sd.root.root.join("model_index.json");
     if let Ok(text) = std::fs::read_to_string(&index) {
-        if let Ok(json) = serde_json::from_str::<serde_json::Value>(&text) {
+        if let Ok(json) =
+            serde_json::from_str::<serde_json::Value>(brainrecon_core::text::without_bom(&text))
+        {
             if let Some(d) = json.get("_diffusers_version").and_then(|v| v.as_str()) {
                 v.push(("model saved by diffusers".to_string(), d.to_string()));
             }

@@ -43,6 +43,7 @@ fn live_trials_decode_as_offline_epochs_do() {
                 ..NiceTrainOptions::default()
             },
             ridge: RidgeDecoderOptions::default(),
+            allow_seen_concepts: false,
             progress: false,
         },
         |_, _| {},

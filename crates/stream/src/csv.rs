@@ -21,7 +21,7 @@ pub fn read_csv(path: &Path, rate: f64) -> Result<Recording> {
             format!("invalid byte at offset {}", e.utf8_error().valid_up_to()),
         )
     })?;
-    parse_csv(path, &text, rate)
+    parse_csv(path, brainrecon_core::text::without_bom(&text), rate)
 }
 
 /// Parses CSV `text` (see [`read_csv`]); `path` names it in messages.

@@ -229,18 +229,16 @@ fn series_rate(
         let attribute = start
             .attribute("rate")
             .map_err(|_| StreamError::invalid(path, &field, "a sample rate in Hz", "none"))?;
-        return attribute
-            .read_as_f64()
-            .ok()
-            .filter(|r| r.is_finite() && *r > 0.0)
-            .ok_or_else(|| {
-                StreamError::invalid(
-                    path,
-                    &field,
-                    "a finite sample rate above 0 Hz",
-                    format!("{:?}", attribute.read_as_f64()),
-                )
-            });
+        let rate = attribute.read_as_f64().map_err(|e| {
+            StreamError::invalid(
+                path,
+                &field,
+                "a finite sample rate above 0 Hz",
+                e.to_string(),
+            )
+        })?;
+        // The shared bound on rates read from files (finite, above 0, at most the limit).
+        return Ok(brainrecon_core::limits::sample_rate(path, &field, rate)?);
     }
     let field = format!("{base}/timestamps");
     let stamps = group
@@ -275,7 +273,7 @@ fn series_rate(
             format!("first {}, last {}", stamps[0], stamps[frames - 1]),
         ));
     }
-    Ok(rate)
+    Ok(brainrecon_core::limits::sample_rate(path, &field, rate)?)
 }
 
 #[derive(Clone, Copy)]

@@ -24,6 +24,63 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// Says that the test `what` cannot run here because `why`, in one of two ways: where the
+/// environment promises everything (`CI` set, as `.ci/run` sets it, or
+/// `BRAINRECON_TEST_REQUIRE_ALL=1`) the test fails, so a missing tool or privilege can never
+/// pass as a green test; elsewhere it prints `SKIPPED: what (why)` to the test's output and the
+/// caller returns.
+pub fn cannot_run(what: &str, why: &str) {
+    let required = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false")
+        || std::env::var("BRAINRECON_TEST_REQUIRE_ALL").is_ok_and(|v| v == "1");
+    if required {
+        panic!("{what} cannot run here ({why}), and this run requires every test (CI)");
+    }
+    println!("SKIPPED: {what} ({why})");
+    eprintln!("SKIPPED: {what} ({why})");
+}
+
+/// Chromium from `BRAINRECON_CHROMIUM`, else `chromium`, `chromium-browser` or `google-chrome`
+/// on PATH.
+pub fn find_chromium() -> Result<std::path::PathBuf, String> {
+    if let Some(value) = std::env::var_os("BRAINRECON_CHROMIUM").filter(|v| !v.is_empty()) {
+        let given = std::path::PathBuf::from(&value);
+        let found = if given.components().count() > 1 {
+            is_executable(&given).then_some(given.clone())
+        } else {
+            search_path(&given.to_string_lossy())
+        };
+        return found.ok_or_else(|| {
+            format!(
+                "BRAINRECON_CHROMIUM={} is not an executable file",
+                given.display()
+            )
+        });
+    }
+    ["chromium", "chromium-browser", "google-chrome"]
+        .iter()
+        .find_map(|name| search_path(name))
+        .ok_or_else(|| {
+            "Chromium not found (looked for BRAINRECON_CHROMIUM, then chromium, chromium-browser \
+             and google-chrome on PATH): install Debian's `chromium` package \
+             (`apt-get install chromium`; tools/test.sh installs it when missing)"
+                .to_string()
+        })
+}
+
+fn search_path(name: &str) -> Option<std::path::PathBuf> {
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path)
+        .map(|dir| dir.join(name))
+        .find(|candidate| is_executable(candidate))
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path)
+        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        .unwrap_or(false)
+}
+
 /// A JSON file's value.
 pub fn json(path: &Path) -> serde_json::Value {
     let text =

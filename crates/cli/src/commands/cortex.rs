@@ -18,9 +18,9 @@ pub enum CortexCommand {
 /// vol_to_surf, kind depth). `--cortex fsaverage5` (the default here) takes the volume as MNI
 /// space, as nilearn projects MNI volumes on fsaverage; a FreeSurfer subject folder takes it as
 /// that subject's scanner space (NSD's `nsddata/freesurfer/subjNN`, fMRIPrep's
-/// `sourcedata/freesurfer/sub-NN`), with its `label/?h.streams.mgz` outlined where present;
-/// `fsaverage5:FOLDER` samples on the subject and draws on fsaverage5 through its
-/// `surf/?h.sphere.reg`.
+/// `sourcedata/freesurfer/sub-NN`), with its atlas outlined where present (NSD's
+/// `label/?h.streams.mgz`, else recon-all's `label/?h.aparc.annot`); `fsaverage5:FOLDER`
+/// samples on the subject and draws on fsaverage5 through its `surf/?h.sphere.reg`.
 #[derive(clap::Args)]
 #[command(
     after_help = "Example:\n  brainrecon cortex draw --volume enc/maps/r.nii.gz --cortex fsaverage5 --out r-on-cortex\n  brainrecon cortex draw --volume r.nii.gz --cortex nsddata/freesurfer/subj01 --threshold 0.1 --out subj01-r"

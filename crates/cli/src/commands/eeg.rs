@@ -208,8 +208,9 @@ pub struct EmbedArgs {
 /// repetition-averaged epoch with the penalty chosen per dimension by 5-fold cross-validation
 /// grouped by concept.
 /// --subject S trains on S's training half; --leave-out S trains on every other subject's,
-/// pooled, and is scored on S (leave one subject out). Writes OUT/decoder.json, the model, and
-/// the test images' embeddings it is scored against.
+/// pooled, and is scored on S (leave one subject out). Writes OUT/decoder.json, the model, the
+/// test images' embeddings it is scored against and OUT/training_concepts.json. Training images
+/// of a test concept are refused (zero-shot) unless --allow-seen-concepts.
 #[derive(clap::Args)]
 #[command(
     after_help = "Example:\n  brainrecon eeg fit --data sim-eeg --embeddings sim-eeg-embeddings --subject sub-01 --out nice-sub-01\n  \
@@ -256,6 +257,10 @@ pub struct FitArgs {
     /// Ridge: the samples used, START:END (default: the whole epoch)
     #[arg(long)]
     window: Option<String>,
+    /// Fit even when the training images show test concepts (refused otherwise: the scores
+    /// would not be zero-shot); the record says so
+    #[arg(long)]
+    allow_seen_concepts: bool,
     #[command(flatten)]
     json: JsonArg,
 }
@@ -266,7 +271,9 @@ pub struct FitArgs {
 /// average) and ranks the test images by cosine similarity: top-1 and top-5 of all of them
 /// (200-way on THINGS-EEG2), and k-way top-1 with k − 1 distractors drawn --draws times per
 /// trial from a seeded stream (default k: 2, 4, 10 and 50 where there are that many images).
-/// Decoding time per trial is reported beside.
+/// Decoding time per trial is reported beside. Ties count against the match, and a decoder
+/// that outputs NaN is refused. A decoder whose training concepts include test concepts is
+/// refused unless --allow-seen-concepts.
 #[derive(clap::Args)]
 #[command(
     after_help = "Example:\n  brainrecon eeg eval --data sim-eeg --decoder nice-sub-01 --decoder nice-sub-02 --out scores-nice.json"
@@ -291,6 +298,10 @@ pub struct EvalArgs {
     /// Also write the scores to this JSON file
     #[arg(long)]
     out: Option<PathBuf>,
+    /// Score even a decoder whose training concepts include test concepts (refused
+    /// otherwise: not zero-shot); the scores say so
+    #[arg(long)]
+    allow_seen_concepts: bool,
     #[command(flatten)]
     json: JsonArg,
 }
@@ -575,6 +586,7 @@ pub fn run(command: EegCommand) -> anyhow::Result<()> {
                         checkpoint_every: a.checkpoint_every,
                     },
                     ridge,
+                    allow_seen_concepts: a.allow_seen_concepts,
                     progress,
                 },
                 |_, _| {},
@@ -642,6 +654,7 @@ pub fn run(command: EegCommand) -> anyhow::Result<()> {
                 draws: a.draws,
                 seed: a.seed,
                 out: a.out,
+                allow_seen_concepts: a.allow_seen_concepts,
             })?;
             if a.json.json {
                 return super::print_json(&report);

@@ -38,7 +38,9 @@ pub fn run(command: RealtimeCommand) -> anyhow::Result<()> {
 /// (6 motion parameters, framewise displacement, latency from the file's last write);
 /// OUT/session.json the summary when the session ends (--volumes reached, --idle-seconds
 /// without a new file, or Ctrl-C / SIGTERM). A file that cannot be read or realigned is
-/// reported and the session goes on.
+/// reported and the session goes on; a file cut short (still being written) is read again
+/// until its size has held for 10 × --settle-ms. A session that read no volume exits with 2,
+/// naming the files refused.
 #[derive(clap::Args)]
 #[command(after_help = "Example:\n  \
     brainrecon realtime watch --folder /mnt/scanner/export --out rt-session --volumes 300\n  \
@@ -70,7 +72,7 @@ pub struct FolderArgs {
     #[arg(long, default_value_t = 60.0)]
     pub idle_seconds: f64,
     /// A file that does not read is given this long without a change of size (ms) before it
-    /// counts as broken
+    /// counts as broken; a file cut short (still being written), 10 times this
     #[arg(long, default_value_t = 200)]
     pub settle_ms: u64,
     /// How often the folder is listed (ms)
@@ -123,8 +125,12 @@ fn watch(args: WatchArgs) -> anyhow::Result<()> {
         WatchError::Data(e) => anyhow::Error::from(e),
         WatchError::Volume(e) => e.into(),
     })?;
+    // The summary is printed (and session.json written) either way; a session that read no
+    // volume then exits 2, naming the files refused.
     if args.json {
-        return super::print_json(&record);
+        super::print_json(&record)?;
+    } else {
+        out!("{}", record.text(&args.out))?;
     }
-    out!("{}", record.text(&args.out))
+    Ok(record.require_volumes()?)
 }

@@ -130,7 +130,10 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
     };
     let summary = run_session(options, &page, stop_flag(), &|line| eprintln!("{line}"))?;
     if args.json {
-        return super::print_json(&summary);
+        super::print_json(&summary)?;
+    } else {
+        out!("{}", summary.text(&args.out))?;
     }
-    out!("{}", summary.text(&args.out))
+    // A session that read no volume is no success: exit 2, naming the files refused.
+    Ok(summary.require_volumes()?)
 }

@@ -147,6 +147,14 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<()> {
         real_pace: args.pace == Pace::Real,
         volumes: args.volumes,
     })?;
+    if written == 0 {
+        // A replay that wrote nothing is no success (--volumes 0, or a run without volumes).
+        return Err(super::usage(format!(
+            "--volumes {}: no volume of {} was replayed",
+            args.volumes.map_or("-".to_string(), |n| n.to_string()),
+            args.run.display()
+        )));
+    }
     outln!(
         "replayed {written} volumes of {} at TR {tr} s into {}",
         args.run.display(),

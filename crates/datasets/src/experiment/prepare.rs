@@ -409,7 +409,7 @@ fn test_conditions(glm: &GlmFolder, test: &TestSet, used: &[bool]) -> Result<Vec
             .map(|(&r, &u)| u && r >= *k)
             .collect(),
         TestSet::List(path) => {
-            let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
+            let text = brainrecon_core::text::read_text(path)?;
             let mut is_test = vec![false; conditions.len()];
             for (n, line) in text.lines().map(str::trim).enumerate() {
                 if line.is_empty() {

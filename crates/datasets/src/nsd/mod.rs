@@ -196,7 +196,7 @@ pub struct Response {
 /// Reads `responses.tsv` (tab-separated, with a header naming SESSION, RUN, TRIAL and 73KID, all 1-based).
 pub fn read_responses(path: &Path) -> Result<Vec<Response>> {
     require_file(path, "NSD behavioural responses (responses.tsv)")?;
-    let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
+    let text = brainrecon_core::text::read_text(path)?;
     let mut lines = text.lines().filter(|l| !l.trim().is_empty());
     let header: Vec<&str> = lines
         .next()
@@ -282,7 +282,7 @@ pub struct CocoImage {
 /// Reads the stim-info CSV: 0-based nsdId → COCO id and split.
 pub fn read_stim_info(path: &Path) -> Result<HashMap<usize, CocoImage>> {
     require_file(path, "NSD stimulus information (nsd_stim_info_merged.csv)")?;
-    let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
+    let text = brainrecon_core::text::read_text(path)?;
     let mut lines = text.lines().filter(|l| !l.trim().is_empty());
     let header = split_csv_line(lines.next().unwrap_or(""));
     let column = |name: &str| {
@@ -343,7 +343,7 @@ pub fn read_color_table(path: &Path) -> Result<BTreeMap<i32, String>> {
         path,
         "a FreeSurfer colour table (.ctab) naming the ROI labels",
     )?;
-    let text = std::fs::read_to_string(path).map_err(|e| DataError::io(path, e))?;
+    let text = brainrecon_core::text::read_text(path)?;
     let mut labels = BTreeMap::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -385,8 +385,8 @@ struct CocoAnnotation {
 /// Reads a COCO captions file: COCO id → captions in annotation-id order.
 pub fn read_coco_captions(path: &Path) -> Result<HashMap<u64, Vec<String>>> {
     require_file(path, "COCO captions (captions_*.json)")?;
-    let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
-    let parsed: CocoCaptions = serde_json::from_reader(std::io::BufReader::new(file))
+    let text = brainrecon_core::text::read_text(path)?;
+    let parsed: CocoCaptions = serde_json::from_str(&text)
         .map_err(|e| DataError::format(path, "COCO captions JSON", e))?;
     let mut by_image: HashMap<u64, Vec<(u64, String)>> = HashMap::new();
     for a in parsed.annotations {

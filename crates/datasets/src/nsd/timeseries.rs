@@ -99,6 +99,7 @@ pub fn read_design(path: &Path, n_volumes: usize) -> Result<Vec<u32>> {
         what: "the run's NSD design (design_sessionBB_runCC.tsv, one 73k ID or 0 per volume)"
             .into(),
     })?;
+    let text = brainrecon_core::text::without_bom(&text);
     let mut ids = Vec::with_capacity(n_volumes.min(100_000));
     for (i, line) in text.lines().map(str::trim).enumerate() {
         if line.is_empty() {

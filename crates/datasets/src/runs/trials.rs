@@ -137,7 +137,7 @@ fn event_tables(set: &RunSet) -> Result<Vec<Events>> {
                 ));
             };
             let copy = set.root().join(copy);
-            let text = std::fs::read_to_string(&copy).map_err(|e| DataError::io(&copy, e))?;
+            let text = brainrecon_core::text::read_text(&copy)?;
             Events::parse(run.events_source.as_deref().unwrap_or(&copy), &text)
         })
         .collect()

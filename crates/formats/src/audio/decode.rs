@@ -64,7 +64,7 @@ impl AudioHeader {
 /// 400 KB file at 1 Hz becomes 17.6 GB at 22,050 Hz).
 pub const MIN_AUDIO_RATE: u32 = 1_000;
 
-/// Refuses a rate below [`MIN_AUDIO_RATE`] or above [`crate::limits::SAMPLE_RATE`]:
+/// Refuses a rate below [`MIN_AUDIO_RATE`] or one [`crate::limits::sample_rate`] refuses:
 /// resampling and clip lengths are sized by it, so a header's rate is checked before anything
 /// uses it.
 fn check_rate(path: &Path, rate: u32) -> Result<u32> {
@@ -78,7 +78,7 @@ fn check_rate(path: &Path, rate: u32) -> Result<u32> {
             rate.to_string(),
         ));
     }
-    crate::limits::SAMPLE_RATE.check(path, "sample rate", rate as u64)?;
+    crate::limits::sample_rate(path, "sample rate", rate as f64)?;
     Ok(rate)
 }
 

@@ -2,10 +2,18 @@
 //! allocates what a length field claims, so one flipped bit in a length (or a file cut short
 //! by a copy still under way) would ask for gigabytes. Every length must fit in what is left
 //! of its file, item or sequence, recursively; undefined lengths must reach their delimiters.
+//!
+//! A length that runs past the end of the *file* (not of an enclosing item) is what a file
+//! still being written, or cut short, looks like: more bytes could make it whole. Those
+//! messages, and only those, end with [`ENDS_EARLY`], which a folder watcher takes to mean
+//! "read it again once it has grown" rather than "broken".
 
 use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry, VirtualVr};
 use dicom_core::{Tag, VR};
 use dicom_dictionary_std::StandardDataDictionary;
+
+/// The words every message about a file cut short ends with (NIfTI's reader says the same).
+pub const ENDS_EARLY: &str = "the file ends early (cut short, or still being written)";
 
 const UNDEFINED: u32 = 0xFFFF_FFFF;
 const ITEM: (u16, u16) = (0xFFFE, 0xE000);
@@ -18,8 +26,26 @@ const MAX_DEPTH: usize = 16;
 /// Checks a Part 10 file's bytes (preamble, "DICM", meta group, data set). `Err` says where
 /// the first impossible length is.
 pub fn check(bytes: &[u8]) -> Result<(), String> {
-    if bytes.len() < 132 || &bytes[128..132] != b"DICM" {
-        return Err("no DICM marker at byte 128: not a DICOM Part 10 file, or cut short".into());
+    if bytes.len() < 132 {
+        // What is there may be the start of a Part 10 file (a preamble, scanners write it as
+        // zeros, then part of "DICM"), or is not one.
+        let (preamble, marker) = bytes.split_at(bytes.len().min(128));
+        let could_grow =
+            b"DICM".starts_with(marker) && (bytes.len() >= 128 || preamble.iter().all(|&b| b == 0));
+        return Err(if could_grow {
+            format!(
+                "{} bytes, before the DICM marker at byte 128: {ENDS_EARLY}",
+                bytes.len()
+            )
+        } else {
+            format!(
+                "{} bytes and no DICM marker at byte 128: not a DICOM Part 10 file",
+                bytes.len()
+            )
+        });
+    }
+    if &bytes[128..132] != b"DICM" {
+        return Err("no DICM marker at byte 128: not a DICOM Part 10 file".into());
     }
     let meta = Walker {
         bytes,
@@ -48,6 +74,16 @@ struct Header {
 }
 
 impl Walker<'_> {
+    /// `message`, marked as a file cut short when `end` is the end of the file (not of an
+    /// item or sequence of defined length, which more bytes would not mend).
+    fn past(&self, end: usize, message: String) -> String {
+        if end == self.bytes.len() {
+            format!("{message}: {ENDS_EARLY}")
+        } else {
+            message
+        }
+    }
+
     fn u16(&self, at: usize) -> u16 {
         u16::from_le_bytes([self.bytes[at], self.bytes[at + 1]])
     }
@@ -78,7 +114,12 @@ impl Walker<'_> {
     }
 
     fn header(&self, at: usize, end: usize) -> Result<Header, String> {
-        let short = || format!("an element header at byte {at} runs past byte {end}");
+        let short = || {
+            self.past(
+                end,
+                format!("an element header at byte {at} runs past byte {end}"),
+            )
+        };
         if at.checked_add(8).is_none_or(|e| e > end) {
             return Err(short());
         }
@@ -143,13 +184,16 @@ impl Walker<'_> {
         (h.value as u64 + h.length as u64 <= end as u64)
             .then_some(h.value + h.length as usize)
             .ok_or_else(|| {
-                format!(
-                    "element ({:04X},{:04X}) claims {} bytes at byte {}; only {} remain",
-                    h.tag.0,
-                    h.tag.1,
-                    h.length,
-                    h.value,
-                    end.saturating_sub(h.value)
+                self.past(
+                    end,
+                    format!(
+                        "element ({:04X},{:04X}) claims {} bytes at byte {}; only {} remain",
+                        h.tag.0,
+                        h.tag.1,
+                        h.length,
+                        h.value,
+                        end.saturating_sub(h.value)
+                    ),
                 )
             })
     }
@@ -202,9 +246,7 @@ impl Walker<'_> {
         if h.length == UNDEFINED {
             match self.elements(h.value, end, depth)? {
                 (next, true) => Ok(next),
-                _ => Err(format!(
-                    "the item at byte {at} has no delimiter: the file is cut short"
-                )),
+                _ => Err(self.past(end, format!("the item at byte {at} has no delimiter"))),
             }
         } else {
             let item_end = self.value_end(&h, end)?;
@@ -224,9 +266,12 @@ impl Walker<'_> {
         let mut at = h.value;
         loop {
             let item = self.header(at, end).map_err(|_| {
-                format!(
-                    "element ({:04X},{:04X}) has no sequence delimiter: the file is cut short",
-                    h.tag.0, h.tag.1
+                self.past(
+                    end,
+                    format!(
+                        "element ({:04X},{:04X}) has no sequence delimiter",
+                        h.tag.0, h.tag.1
+                    ),
                 )
             })?;
             if item.tag == SEQUENCE_END {
@@ -280,6 +325,14 @@ mod tests {
         out
     }
 
+    /// The first `n` bytes of a Part 10 file: the zero preamble, then "DICM".
+    fn whole_prefix(n: usize) -> Vec<u8> {
+        let mut out = vec![0u8; 128];
+        out.extend(b"DICM");
+        out.truncate(n);
+        out
+    }
+
     #[test]
     fn lengths_that_fit_pass_and_others_are_named() {
         let rows = implicit(0x0028, 0x0010, 2, &[64, 0]);
@@ -295,7 +348,32 @@ mod tests {
         let mut whole = seq.clone();
         whole.extend(implicit(0xFFFE, 0xE0DD, 0, &[]));
         assert_eq!(check(&file(false, &whole)), Ok(()));
-        assert!(check(&file(false, &seq)).unwrap_err().contains("delimiter"));
-        assert!(check(b"short").is_err());
+        let cut = check(&file(false, &seq)).unwrap_err();
+        assert!(
+            cut.contains("delimiter") && cut.ends_with(ENDS_EARLY),
+            "{cut}"
+        );
+        assert!(check(&[0u8; 100]).unwrap_err().ends_with(ENDS_EARLY));
+        assert!(check(&whole_prefix(130)).unwrap_err().ends_with(ENDS_EARLY));
+        assert!(!check(b"short").unwrap_err().contains(ENDS_EARLY));
+        // Cut anywhere (mid header, mid value): the file ends early; a length that runs past
+        // its item (more bytes would not mend it) does not say so.
+        let mut two = implicit(0x0008, 0x0060, 2, b"MR");
+        two.extend(implicit(0x0028, 0x0010, 2, &[64, 0]));
+        let whole = file(false, &two);
+        for cut in [133, whole.len() - 7, whole.len() - 1] {
+            let err = check(&whole[..cut]).unwrap_err();
+            assert!(err.ends_with(ENDS_EARLY), "cut at {cut}: {err}");
+        }
+        let mut inner = implicit(0x0008, 0x1140, 20, &[]);
+        inner.extend(implicit(0xFFFE, 0xE000, 12, &[]));
+        inner.extend(implicit(0x0008, 0x1150, 40, b"1.2\0"));
+        inner.extend([0u8; 40]);
+        let err = check(&file(false, &inner)).unwrap_err();
+        assert!(
+            err.contains("claims 40 bytes") && !err.contains(ENDS_EARLY),
+            "{err}"
+        );
+        assert!(!check(&[b'x'; 200]).unwrap_err().contains(ENDS_EARLY));
     }
 }

@@ -289,7 +289,15 @@ pub(crate) fn stored_pixels(
         .element_opt(tags::PIXEL_DATA)
         .ok()
         .flatten()
-        .ok_or_else(|| DataError::invalid(path, &field, "pixel data", "missing"))?;
+        // Pixel data comes last: a file without it was most likely cut at an element boundary.
+        .ok_or_else(|| {
+            DataError::invalid(
+                path,
+                &field,
+                "pixel data",
+                format!("none: {}", lengths::ENDS_EARLY),
+            )
+        })?;
     let bytes = element
         .to_bytes()
         .map_err(|e| DataError::invalid(path, &field, "uncompressed pixel data", e.to_string()))?;

@@ -2,6 +2,13 @@
 //! ⌈√n⌉ × ⌈√n⌉ tiles. ImagePositionPatient is the corner of the whole mosaic; the first slice's
 //! first voxel lies half the mosaic's extra extent further along the rows and columns (the
 //! correction dcm2niix and nibabel apply). Slices follow the CSA SliceNormalVector.
+//!
+//! Anonymisers on the way out of a hospital archive often strip the private CSA header
+//! (group 0029) and keep the Siemens MR header's (0019,xx0A) NumberOfImagesInMosaic. Such a
+//! mosaic is read as dcm2niix reads it: the slice count from (0019,xx0A), the slice normal the
+//! cross product of ImageOrientationPatient's row and column directions, turned to point
+//! towards the head (+z, LPS) when it points away: dcm2niix's default SliceNormalVector is
+//! (0, 0, 1), "Siemens image numbering F>>H", and it flips the normal whose sign disagrees.
 
 use super::{csa, element_name, number, numbers, DefaultDicomObject};
 use crate::error::{DataError, Result};
@@ -44,8 +51,10 @@ pub fn tiles_for(slices: usize) -> usize {
 impl MosaicHeader {
     #[allow(clippy::manual_is_multiple_of)] // `is_multiple_of` needs Rust 1.87
     pub fn read(path: &Path, object: &DefaultDicomObject) -> Result<MosaicHeader> {
-        let csa = csa_image_header(path, object)?;
-        let slices = mosaic_slices(path, &csa)?;
+        // No CSA header at all (stripped by an anonymiser) reads as an empty one; a CSA header
+        // that is there but broken is refused.
+        let csa = csa_image_header(path, object)?.unwrap_or_default();
+        let slices = mosaic_slices(path, object, &csa)?;
         let mosaic_rows = number(path, object, tags::ROWS, "Rows")? as usize;
         let mosaic_columns = number(path, object, tags::COLUMNS, "Columns")? as usize;
         let tiles = tiles_for(slices);
@@ -83,11 +92,19 @@ impl MosaicHeader {
         let slice_spacing = slice_spacing(path, object)?;
         let slice_direction = match csa.get("SliceNormalVector") {
             Some(v) if v.len() == 3 => unit(path, "CSA SliceNormalVector", parse3(path, v)?)?,
-            _ => unit(
-                path,
-                orientation_field,
-                cross(row_direction, column_direction),
-            )?,
+            _ => {
+                let normal = unit(
+                    path,
+                    orientation_field,
+                    cross(row_direction, column_direction),
+                )?;
+                // dcm2niix's default normal (0, 0, 1): the slices go from feet to head.
+                if normal[2] < 0.0 {
+                    normal.map(|x| -x)
+                } else {
+                    normal
+                }
+            }
         };
         let corner = numbers(
             path,
@@ -183,46 +200,50 @@ pub fn pack<T: Copy + Default>(header: &MosaicHeader, volume: &[T]) -> Vec<T> {
     mosaic
 }
 
-/// The parsed CSA Image Header Info, found through its private creator in group 0029.
-fn csa_image_header(path: &Path, object: &DefaultDicomObject) -> Result<csa::CsaTags> {
-    let not_mosaic = || {
-        DataError::invalid(
-            path,
-            "CSA Image Header Info (0029,xx10)",
-            "a Siemens mosaic with its CSA header",
-            "no Siemens CSA header",
-        )
-    };
-    let block = (0x10u16..=0xFF)
-        .find(|&e| {
-            object
-                .element_opt(Tag(0x0029, e))
-                .ok()
-                .flatten()
-                .and_then(|v| {
-                    v.to_str()
-                        .ok()
-                        .map(|s| s.trim_end_matches('\0').trim() == "SIEMENS CSA HEADER")
-                })
-                .unwrap_or(false)
-        })
-        .ok_or_else(not_mosaic)?;
-    let tag = Tag(0x0029, (block << 8) | 0x10);
-    let bytes = object
+/// The element `element` (0x00–0xFF) of the private block whose creator is `creator` in
+/// `group` (the creator's block number in the element's high byte, as PS3.5 7.8.1 assigns).
+fn private_element<'a>(
+    object: &'a DefaultDicomObject,
+    group: u16,
+    creator: &str,
+    element: u16,
+) -> Option<(Tag, &'a dicom_object::mem::InMemElement)> {
+    let block = (0x10u16..=0xFF).find(|&e| {
+        object
+            .element_opt(Tag(group, e))
+            .ok()
+            .flatten()
+            .and_then(|v| {
+                v.to_str()
+                    .ok()
+                    .map(|s| s.trim_end_matches('\0').trim() == creator)
+            })
+            .unwrap_or(false)
+    })?;
+    let tag = Tag(group, (block << 8) | element);
+    object
         .element_opt(tag)
         .ok()
         .flatten()
-        .ok_or_else(not_mosaic)?
-        .to_bytes()
-        .map_err(|e| {
-            DataError::invalid(
-                path,
-                element_name(tag, "CSA Image Header Info"),
-                "bytes",
-                e.to_string(),
-            )
-        })?;
-    csa::parse(&bytes).map_err(|e| {
+        .map(|found| (tag, found))
+}
+
+/// The parsed CSA Image Header Info, found through its private creator in group 0029; `None`
+/// when the file has none (an anonymiser removed group 0029), `Err` when it is there but
+/// does not parse.
+fn csa_image_header(path: &Path, object: &DefaultDicomObject) -> Result<Option<csa::CsaTags>> {
+    let Some((tag, element)) = private_element(object, 0x0029, "SIEMENS CSA HEADER", 0x10) else {
+        return Ok(None);
+    };
+    let bytes = element.to_bytes().map_err(|e| {
+        DataError::invalid(
+            path,
+            element_name(tag, "CSA Image Header Info"),
+            "bytes",
+            e.to_string(),
+        )
+    })?;
+    csa::parse(&bytes).map(Some).map_err(|e| {
         DataError::invalid(
             path,
             element_name(tag, "CSA Image Header Info"),
@@ -232,26 +253,83 @@ fn csa_image_header(path: &Path, object: &DefaultDicomObject) -> Result<csa::Csa
     })
 }
 
-fn mosaic_slices(path: &Path, csa: &csa::CsaTags) -> Result<usize> {
-    let field = "CSA NumberOfImagesInMosaic";
-    let values = csa.get("NumberOfImagesInMosaic").ok_or_else(|| {
-        DataError::invalid(
-            path,
-            field,
-            "the slice count of a mosaic (ImageType MOSAIC)",
-            "missing: not a mosaic",
-        )
-    })?;
-    let n = values
-        .first()
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .unwrap_or(0.0);
+/// NumberOfImagesInMosaic of the Siemens MR header, (0019,xx0A) under the creator "SIEMENS MR
+/// HEADER" (or (0019,100A) of a Siemens file that lost its creator element), with its tag;
+/// `None` when absent, `Err(its text)` when it is there but not a number.
+fn mr_header_slices(
+    object: &DefaultDicomObject,
+) -> Option<(Tag, std::result::Result<f64, String>)> {
+    let (tag, element) =
+        private_element(object, 0x0019, "SIEMENS MR HEADER", 0x0A).or_else(|| {
+            let siemens = object
+                .element_opt(tags::MANUFACTURER)
+                .ok()
+                .flatten()
+                .and_then(|e| {
+                    e.to_str()
+                        .ok()
+                        .map(|s| s.to_ascii_uppercase().contains("SIEMENS"))
+                })
+                .unwrap_or(false);
+            let tag = Tag(0x0019, 0x100A);
+            siemens
+                .then(|| object.element_opt(tag).ok().flatten())
+                .flatten()
+                .map(|e| (tag, e))
+        })?;
+    use dicom_core::VR;
+    let value = match element.vr() {
+        // An implicit-VR file: the dictionary does not know the private tag, so its two
+        // (US) or four (UL) bytes come as they are.
+        VR::UN | VR::OB | VR::OW => match element.to_bytes().ok().as_deref() {
+            Some(&[a, b]) => Ok(u16::from_le_bytes([a, b]) as f64),
+            Some(&[a, b, c, d]) => Ok(u32::from_le_bytes([a, b, c, d]) as f64),
+            other => Err(format!("{other:?}")),
+        },
+        _ => element
+            .to_float64()
+            .map_err(|_| element.to_str().map(|s| s.to_string()).unwrap_or_default()),
+    };
+    Some((tag, value))
+}
+
+/// The mosaic's slice count: the CSA header's NumberOfImagesInMosaic, else the Siemens MR
+/// header's (0019,xx0A) (dcm2niix's order).
+fn mosaic_slices(path: &Path, object: &DefaultDicomObject, csa: &csa::CsaTags) -> Result<usize> {
+    let (field, n, found) =
+        match csa.get("NumberOfImagesInMosaic") {
+            Some(values) => {
+                let n = values
+                    .first()
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+                    .unwrap_or(0.0);
+                (
+                    "CSA NumberOfImagesInMosaic".to_string(),
+                    n,
+                    format!("{values:?}"),
+                )
+            }
+            None => match mr_header_slices(object) {
+                Some((tag, Ok(n))) => (
+                    element_name(tag, "NumberOfImagesInMosaic"),
+                    n,
+                    n.to_string(),
+                ),
+                Some((tag, Err(text))) => (element_name(tag, "NumberOfImagesInMosaic"), 0.0, text),
+                None => return Err(DataError::invalid(
+                    path,
+                    "CSA NumberOfImagesInMosaic (0029,xx10) or NumberOfImagesInMosaic (0019,xx0A)",
+                    "the slice count of a mosaic (ImageType MOSAIC)",
+                    "neither is there (no CSA header and no Siemens MR header)",
+                )),
+            },
+        };
     if !(n >= 1.0 && n <= MAX_SLICES as f64 && n.fract() == 0.0) {
         return Err(DataError::invalid(
             path,
             field,
             format!("a whole number of slices from 1 to {MAX_SLICES}"),
-            format!("{values:?}"),
+            found,
         ));
     }
     Ok(n as usize)
@@ -325,5 +403,5 @@ pub fn is_mosaic(object: &DefaultDicomObject) -> bool {
         .is_some_and(|values| values.iter().any(|v| v.trim() == "MOSAIC"));
     image_type_says
         || csa_image_header(Path::new(""), object)
-            .is_ok_and(|csa| csa.contains_key("NumberOfImagesInMosaic"))
+            .is_ok_and(|csa| csa.is_some_and(|csa| csa.contains_key("NumberOfImagesInMosaic")))
 }

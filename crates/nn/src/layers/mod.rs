@@ -235,7 +235,7 @@ pub fn read_json_config<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T
         path: path.to_path_buf(),
         source,
     })?;
-    parse_json_config(&text, path)
+    parse_json_config(brainrecon_core::text::without_bom(&text), path)
 }
 
 /// Reads a JSON configuration file and refuses it when `problem` finds one, naming the file

@@ -11,7 +11,19 @@
 //! a `config.json` and `model.safetensors`, or `ridge/`), and `test_embeddings.npy`, the
 //! candidates it is scored against. A NICE or ATM fit checkpoints into the folder's staging
 //! copy and a rerun of the same command resumes there.
+//!
+//! **Zero-shot.** The scores are zero-shot only when training never saw a test concept (THINGS
+//! concepts as [`things_concept`] reads them from the image names). `fit` compares the data
+//! set's training and test concepts and records the training ones in
+//! `training_concepts.json`; `eval` compares those with the test concepts of the data it
+//! scores on. Shared concepts are refused unless `allow_seen_concepts` (`--allow-seen-concepts`:
+//! a within-concept benchmark, a data set such as THINGS-EEG1 whose test concepts are also
+//! trained on, on purpose); either way [`ConceptCheck`] says what was found.
+//!
+//! **Non-finite values** are refused naming their file: the EEG read as the decoders use it
+//! (float32, each condition's repetitions averaged) and the decoded embeddings.
 
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -26,7 +38,10 @@ use brainrecon_core::fs::{read_json, write_folder_atomic, write_json_atomic, Out
 use brainrecon_core::progress::bar;
 use brainrecon_core::stats::mean_std;
 use brainrecon_core::DataError;
-use brainrecon_datasets::things_eeg2::{ImageMetadata, PreprocessedEeg, Split, ThingsEeg2};
+use brainrecon_datasets::things_eeg2::{
+    ImageEntry, ImageMetadata, PreprocessedEeg, Split, ThingsEeg2,
+};
+use brainrecon_datasets::things_meg::things_concept;
 use brainrecon_formats::npy;
 use brainrecon_ridge::RidgeModel;
 use serde::{Deserialize, Serialize};
@@ -36,6 +51,120 @@ const DECODER_FORMAT: &str = "brainrecon-eeg-decoder-1";
 const DECODER_FILE: &str = "decoder.json";
 const SETTINGS_FILE: &str = "settings.json";
 const CANDIDATES_FILE: &str = "test_embeddings.npy";
+const CONCEPTS_FILE: &str = "training_concepts.json";
+const CONCEPTS_FORMAT: &str = "brainrecon-eeg-training-concepts-1";
+
+/// `training_concepts.json`: the THINGS concepts of a decoder's training images.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct TrainingConcepts {
+    format: String,
+    /// Sorted, each once.
+    concepts: Vec<String>,
+    /// Training images whose names tell no concept.
+    unknown_images: usize,
+}
+
+/// Whether a decoder's training concepts and the test concepts it is scored on are disjoint
+/// (zero-shot); see the module documentation.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct ConceptCheck {
+    /// False when nothing could be compared: no image name told its concept, or the decoder
+    /// has no `training_concepts.json` (fitted before it was written).
+    pub checked: bool,
+    pub training_concepts: usize,
+    pub test_concepts: usize,
+    /// Concepts of both halves; 0 for a zero-shot score.
+    pub shared: usize,
+    /// Up to 10 of them.
+    pub shared_examples: Vec<String>,
+    /// Images (of both halves) whose names tell no concept: not compared.
+    pub unknown_images: usize,
+    /// True when `--allow-seen-concepts` let shared concepts through: the scores are then not
+    /// zero-shot.
+    pub overlap_allowed: bool,
+}
+
+/// The concepts of `entries` ([`things_concept`]) and how many told none.
+fn concepts_of(entries: &[ImageEntry]) -> (BTreeSet<String>, usize) {
+    let mut unknown = 0;
+    let concepts = entries
+        .iter()
+        .filter_map(|e| {
+            let c = things_concept(e);
+            unknown += c.is_none() as usize;
+            c
+        })
+        .collect();
+    (concepts, unknown)
+}
+
+/// Compares `training` with `test` concepts; refuses shared ones unless `allow`, naming
+/// `training_source` and `test_source` (the files the concepts came from) and some of them.
+fn check_concepts(
+    training: &BTreeSet<String>,
+    test: &BTreeSet<String>,
+    unknown_images: usize,
+    allow: bool,
+    training_source: &str,
+    test_source: &str,
+) -> Result<ConceptCheck> {
+    let shared: Vec<&String> = training.intersection(test).collect();
+    let check = ConceptCheck {
+        checked: !training.is_empty() && !test.is_empty(),
+        training_concepts: training.len(),
+        test_concepts: test.len(),
+        shared: shared.len(),
+        shared_examples: shared.iter().take(10).map(|c| c.to_string()).collect(),
+        unknown_images,
+        overlap_allowed: allow && !shared.is_empty(),
+    };
+    if !shared.is_empty() && !allow {
+        let more = if shared.len() > 10 { ", …" } else { "" };
+        return Err(RouteError::Usage(format!(
+            "{training_source} and {test_source} share {} of {} test concepts ({}{more}): a \
+             zero-shot score needs test concepts that training never saw. Leave the training \
+             images of those concepts out (as `eeg meg-prepare` does), or pass \
+             --allow-seen-concepts to accept scores that are not zero-shot",
+            shared.len(),
+            test.len(),
+            check.shared_examples.join(", ")
+        )));
+    }
+    Ok(check)
+}
+
+/// The first non-finite value of `eeg` as the decoders read it (each epoch, then each
+/// condition's mean over its repetitions, which can overflow float32 though every epoch is
+/// finite), refused naming `paths` (the files it was read from; several when pooled, each
+/// holding `eeg.repetitions / paths.len()` of every condition's repetitions in order).
+pub(crate) fn require_finite_eeg(eeg: &PreprocessedEeg, paths: &[PathBuf]) -> Result<()> {
+    let field = "preprocessed_eeg_data";
+    let expected = "finite values within float32's range (±3.4e38), also each image \
+                    condition's mean over its repetitions";
+    let per_file = (eeg.repetitions / paths.len().max(1)).max(1);
+    let file = |r: usize| paths.get(r / per_file).or(paths.first()).cloned();
+    for c in 0..eeg.conditions {
+        for r in 0..eeg.repetitions {
+            if let Some(v) = eeg.epoch(c, r).iter().find(|v| !v.is_finite()) {
+                let found = format!("{v} in image condition {c}, repetition {}", r % per_file);
+                return Err(match file(r) {
+                    Some(path) => DataError::invalid(path, field, expected, found).into(),
+                    None => RouteError::Usage(format!("EEG: expected {expected}, found {found}")),
+                });
+            }
+        }
+        if let Some(v) = eeg.condition_mean(c).iter().find(|v| !v.is_finite()) {
+            let files: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+            return Err(RouteError::Usage(format!(
+                "{}: {field}: expected {expected}, found {v} in the mean of image condition {c} \
+                 over its {} repetitions (values too large for float32)",
+                files.join(", "),
+                eeg.repetitions
+            )));
+        }
+    }
+    Ok(())
+}
 
 /// `embeddings.json`: where an embeddings folder's rows come from.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -242,6 +371,8 @@ pub struct EegFitRequest {
     pub out: PathBuf,
     pub nice: NiceTrainOptions,
     pub ridge: RidgeDecoderOptions,
+    /// Fit even when training and test share concepts (the scores are then not zero-shot).
+    pub allow_seen_concepts: bool,
     pub progress: bool,
 }
 
@@ -293,6 +424,10 @@ pub struct DecoderMeta {
     pub resumed_from: usize,
     pub seed: u64,
     pub seconds: f64,
+    /// Training against test concepts of the data set fitted from (absent in decoders fitted
+    /// before it was recorded).
+    #[serde(default)]
+    pub concepts: Option<ConceptCheck>,
 }
 
 /// What `fit` did.
@@ -319,8 +454,20 @@ impl EegFitReport {
             ),
             _ => String::new(),
         };
+        let concepts = match &m.concepts {
+            Some(c) if c.overlap_allowed => format!(
+                "; NOT zero-shot: {} test concepts also trained on (allowed)",
+                c.shared
+            ),
+            Some(c) if c.checked => format!(
+                "; zero-shot: none of the {} test concepts trained on",
+                c.test_concepts
+            ),
+            _ => "; concepts not checked (the image names tell none)".into(),
+        };
         format!(
-            "{} decoder of {} trained on {} ({} trials, {} channels × {} samples){loss}{done}: {}",
+            "{} decoder of {} trained on {} ({} trials, {} channels × {} \
+             samples){loss}{concepts}{done}: {}",
             m.method.name(),
             m.test_subject,
             m.trained_on.join(", "),
@@ -386,6 +533,26 @@ pub fn fit(
     let metadata = set.image_metadata()?;
     let embeddings = read_embeddings(&request.embeddings, &metadata)?;
     let trained_on = subjects_of(&set, &request.training)?;
+    let paths: Vec<PathBuf> = trained_on
+        .iter()
+        .map(|s| set.preprocessed_path(s, Split::Training))
+        .collect();
+    let test_path = set.preprocessed_path(request.training.test_subject(), Split::Test);
+    let metadata_path = set.images.join("image_metadata.npy");
+    let (training_concepts, unknown_training) = concepts_of(&metadata.training);
+    let (test_concepts, unknown_test) = concepts_of(&metadata.test);
+    let concepts = check_concepts(
+        &training_concepts,
+        &test_concepts,
+        unknown_training + unknown_test,
+        request.allow_seen_concepts,
+        &format!(
+            "the training images ({}) of {}",
+            paths[0].display(),
+            metadata_path.display()
+        ),
+        &format!("its test images ({})", test_path.display()),
+    )?;
     let window = request.ridge.window.clone();
     let settings = FitSettings {
         method: request.method,
@@ -411,18 +578,91 @@ pub fn fit(
                 meta,
             });
         }
-        Resume::Resumed(dir) | Resume::Fresh(dir) => dir,
+        Resume::Resumed(dir) => (dir, false),
+        Resume::Fresh(dir) => (dir, true),
     };
-    let paths: Vec<PathBuf> = trained_on
-        .iter()
-        .map(|s| set.preprocessed_path(s, Split::Training))
-        .collect();
+    let (dir, fresh) = dir;
+    let staging = dir.path().to_path_buf();
+    // A refusal of the inputs leaves nothing behind: a staging folder this run made is removed
+    // (an interrupted run's, with its checkpoints, is kept for the next try).
+    let fitted = fit_into(
+        request,
+        &set,
+        FitInputs {
+            metadata: &metadata,
+            metadata_path: &metadata_path,
+            embeddings,
+            trained_on,
+            paths: &paths,
+            training_concepts,
+            unknown_training,
+            concepts,
+            started,
+        },
+        &staging,
+        &mut each_epoch,
+    );
+    let meta = match fitted {
+        Ok(meta) => meta,
+        Err(e) => {
+            if fresh {
+                dir.abort();
+            }
+            return Err(e);
+        }
+    };
+    let out = dir.commit()?;
+    Ok(EegFitReport {
+        out,
+        already_done: false,
+        meta,
+    })
+}
+
+/// What [`fit`] read and checked before its output folder was opened.
+struct FitInputs<'a> {
+    metadata: &'a ImageMetadata,
+    metadata_path: &'a Path,
+    embeddings: ImageEmbeddings,
+    trained_on: Vec<String>,
+    paths: &'a [PathBuf],
+    training_concepts: BTreeSet<String>,
+    unknown_training: usize,
+    concepts: ConceptCheck,
+    started: Instant,
+}
+
+/// The fit itself, written into `staging`: reads the training EEG, fits, and writes the
+/// decoder's files; returns the decoder's record (written last).
+fn fit_into(
+    request: &EegFitRequest,
+    set: &ThingsEeg2,
+    inputs: FitInputs<'_>,
+    staging: &Path,
+    each_epoch: &mut impl FnMut(usize, f64),
+) -> Result<DecoderMeta> {
+    let FitInputs {
+        metadata,
+        metadata_path,
+        embeddings,
+        trained_on,
+        paths,
+        training_concepts,
+        unknown_training,
+        concepts,
+        started,
+    } = inputs;
     let parts = trained_on
         .iter()
         .map(|s| set.read_preprocessed(s, Split::Training))
         .collect::<brainrecon_core::Result<Vec<_>>>()?;
-    let train = PreprocessedEeg::stack_repetitions(&parts, &paths)?;
+    for (part, path) in parts.iter().zip(paths) {
+        require_finite_eeg(part, std::slice::from_ref(path))?;
+    }
+    let train = PreprocessedEeg::stack_repetitions(&parts, paths)?;
     drop(parts);
+    // The pooled means too (several subjects' repetitions averaged).
+    require_finite_eeg(&train, paths)?;
     if train.conditions != metadata.training.len() {
         return Err(DataError::invalid(
             &paths[0],
@@ -436,16 +676,26 @@ pub fn fit(
         .into());
     }
     let d = embeddings.meta.width;
-    let staging = dir.path().to_path_buf();
     let (window, epoch_losses, resumed_from) = match request.method {
         EegMethod::Ridge => {
-            let decoder = RidgeDecoder::fit(
-                &train,
-                &embeddings.training,
-                d,
-                &concept_groups(&metadata),
-                &request.ridge,
-            )?;
+            let groups = concept_groups(metadata);
+            let distinct = groups.iter().collect::<BTreeSet<_>>().len();
+            let folds = request.ridge.folds;
+            if folds < 2 || folds > distinct {
+                return Err(DataError::invalid(
+                    metadata_path,
+                    "training concepts (the folds of ridge's cross-validation)",
+                    format!(
+                        "at least {} training concepts: ridge chooses its penalty by \
+                         {folds}-fold cross-validation with the folds grouped by concept",
+                        folds.max(2)
+                    ),
+                    format!("{distinct} concept folders"),
+                )
+                .into());
+            }
+            let decoder =
+                RidgeDecoder::fit(&train, &embeddings.training, d, &groups, &request.ridge)?;
             decoder.model.save(staging.join("ridge"))?;
             (decoder.window, Vec::new(), 0)
         }
@@ -483,6 +733,14 @@ pub fn fit(
         &[embeddings.meta.test, d],
         &embeddings.test,
     )?;
+    write_json_atomic(
+        &staging.join(CONCEPTS_FILE),
+        &TrainingConcepts {
+            format: CONCEPTS_FORMAT.into(),
+            concepts: training_concepts.into_iter().collect(),
+            unknown_images: unknown_training,
+        },
+    )?;
     let meta = DecoderMeta {
         format: DECODER_FORMAT.into(),
         method: request.method,
@@ -500,14 +758,10 @@ pub fn fit(
         resumed_from,
         seed: request.nice.seed,
         seconds: started.elapsed().as_secs_f64(),
+        concepts: Some(concepts),
     };
     write_json_atomic(&staging.join(DECODER_FILE), &meta)?;
-    let out = dir.commit()?;
-    Ok(EegFitReport {
-        out,
-        already_done: false,
-        meta,
-    })
+    Ok(meta)
 }
 
 /// A fitted decoder loaded from its folder.
@@ -611,6 +865,8 @@ pub struct EegEvalRequest {
     pub seed: u64,
     /// Where to write the report's JSON (atomically), if anywhere.
     pub out: Option<PathBuf>,
+    /// Score even when a decoder's training concepts include test concepts (not zero-shot).
+    pub allow_seen_concepts: bool,
 }
 
 /// One decoder's scores.
@@ -621,6 +877,8 @@ pub struct DecoderScores {
     pub subject: String,
     pub trained_on: Vec<String>,
     pub scores: RetrievalScores,
+    /// The decoder's training concepts against the test concepts scored.
+    pub concepts: ConceptCheck,
     /// Decoding time per test trial (its repetitions' average, all decoded in one batch).
     pub ms_per_trial: f64,
 }
@@ -737,6 +995,26 @@ impl EegEvalReport {
         for k in &ks {
             let _ = write!(text, ", {k}-way {}", pct(1.0 / *k as f64));
         }
+        let _ = write!(text, " (ties count against the match)");
+        for r in &self.rows {
+            if r.concepts.overlap_allowed {
+                let _ = write!(
+                    text,
+                    "\nNOT zero-shot: {} trained on {} of the {} test concepts (allowed by \
+                     --allow-seen-concepts)",
+                    r.decoder.display(),
+                    r.concepts.shared,
+                    r.concepts.test_concepts
+                );
+            } else if !r.concepts.checked {
+                let _ = write!(
+                    text,
+                    "\nconcepts not checked for {}: no training_concepts.json, or image names \
+                     that tell no concept",
+                    r.decoder.display()
+                );
+            }
+        }
         text
     }
 }
@@ -787,6 +1065,12 @@ pub fn evaluate(request: &EegEvalRequest) -> Result<EegEvalReport> {
         ));
     }
     let set = ThingsEeg2::open(&request.data)?;
+    let metadata_path = set.images.join("image_metadata.npy");
+    // The test concepts, when the data set names its images.
+    let (test_concepts, unknown_test) = match metadata_path.is_file() {
+        true => concepts_of(&set.image_metadata()?.test),
+        false => (BTreeSet::new(), 0),
+    };
     let mut rows = Vec::with_capacity(request.decoders.len());
     // Each subject's test half, read once for all the decoders scored on it.
     let mut tests: std::collections::BTreeMap<String, PreprocessedEeg> = Default::default();
@@ -798,6 +1082,27 @@ pub fn evaluate(request: &EegEvalRequest) -> Result<EegEvalReport> {
             tests.insert(subject.clone(), test);
         }
         let test = &tests[subject];
+        let test_path = set.preprocessed_path(subject, Split::Test);
+        let record = dir.join(CONCEPTS_FILE);
+        let concepts = match record.is_file() {
+            true => {
+                let trained: TrainingConcepts = read_json(&record)?;
+                check_concepts(
+                    &trained.concepts.into_iter().collect(),
+                    &test_concepts,
+                    trained.unknown_images + unknown_test,
+                    request.allow_seen_concepts,
+                    &format!("the decoder's training concepts ({})", record.display()),
+                    &format!(
+                        "the test images ({}) of {}",
+                        test_path.display(),
+                        metadata_path.display()
+                    ),
+                )?
+            }
+            false => ConceptCheck::default(),
+        };
+        require_finite_eeg(test, std::slice::from_ref(&test_path))?;
         let d = decoder.meta.embeddings.width;
         if test.conditions * d != decoder.candidates.len() {
             return Err(DataError::invalid(
@@ -821,6 +1126,21 @@ pub fn evaluate(request: &EegEvalRequest) -> Result<EegEvalReport> {
         let started = Instant::now();
         let predicted = decoder.decode(test)?;
         let ms_per_trial = started.elapsed().as_secs_f64() * 1e3 / test.conditions.max(1) as f64;
+        // A broken model is refused, not scored (brainrecon_metrics::rank).
+        brainrecon_metrics::require_finite(
+            &format!(
+                "the embeddings {} decoded from {}",
+                dir.display(),
+                test_path.display()
+            ),
+            &predicted,
+            d,
+        )?;
+        brainrecon_metrics::require_finite(
+            &dir.join(CANDIDATES_FILE).display().to_string(),
+            &decoder.candidates,
+            d,
+        )?;
         let scores = zero_shot(
             &predicted,
             &decoder.candidates,
@@ -835,6 +1155,7 @@ pub fn evaluate(request: &EegEvalRequest) -> Result<EegEvalReport> {
             subject: decoder.meta.test_subject.clone(),
             trained_on: decoder.meta.trained_on.clone(),
             scores,
+            concepts,
             ms_per_trial,
         });
     }

@@ -207,7 +207,8 @@ pub fn run_live(
         )
         .into());
     }
-    let mut epocher = Epocher::new(meta.tmin, tmax, rate, meta.sfreq);
+    // The source's rate may come from a file (an NWB series): checked and sized here.
+    let mut epocher = Epocher::checked(&request.source, "rate", meta.tmin, tmax, rate, meta.sfreq)?;
     if !request.baseline {
         epocher = epocher.without_baseline();
     }
@@ -302,9 +303,21 @@ pub fn run_live(
                 continue;
             };
             let decoded = decoder.decode(&eeg_of(x))?;
+            // A NaN epoch or model is refused, not scored (brainrecon_metrics::rank).
+            brainrecon_metrics::require_finite(
+                &format!(
+                    "{}: the embedding decoded from the epoch at {:.3} s",
+                    decoder.dir.display(),
+                    onset as f64 / rate
+                ),
+                &decoded,
+                d,
+            )?;
             let similarity = cosine_similarities(&decoded, &decoder.candidates, d);
             let order = ranked(&similarity, 5);
             let seen = (code >= 1 && code as usize <= n_images).then(|| code as usize - 1);
+            // Ties count against the seen image, as in `eeg eval`.
+            let rank = seen.map(|s| brainrecon_metrics::match_rank(&similarity, s));
             if let Some(hub) = hub {
                 let mut row: Vec<RgbImage> = Vec::new();
                 if let Some(s) = seen {
@@ -327,8 +340,8 @@ pub fn run_live(
             let trial = LiveTrial {
                 onset_s: onset as f64 / rate,
                 code,
-                top1: seen.map(|s| order.first() == Some(&s)),
-                top5: seen.map(|s| order.contains(&s)),
+                top1: rank.map(|r| r <= 1),
+                top5: rank.map(|r| r <= 5),
                 ranked: order,
                 latency_ms: arrived.elapsed().as_secs_f64() * 1e3,
             };

@@ -4,14 +4,16 @@
 //!
 //! Writes OUT/eeg_dataset/preprocessed_data/sub-XX/preprocessed_eeg_{training,test}.npy (each
 //! subject's folder replaced whole, never half-written) and links OUT/image_set to the data
-//! set's image folder. [`prepare_bids`] does the same for an image experiment in BIDS EEG,
+//! set's image folder. Inputs are checked before anything is created; a new (or empty) OUT is
+//! written through [`OutputDir`] (staged, committed at the end), so a failure leaves no OUT;
+//! an OUT holding earlier subjects keeps them ([`write_out`]). [`prepare_bids`] does the same for an image experiment in BIDS EEG,
 //! writing OUT/image_set/image_metadata.npy and linking each image it names, and
 //! [`prepare_meg`] for a THINGS-MEG participant's preprocessed epochs.
 
 use std::path::{Path, PathBuf};
 
 use crate::error::{Result, RouteError};
-use brainrecon_core::fs::write_folder_atomic;
+use brainrecon_core::fs::{write_folder_atomic, OutputDir};
 use brainrecon_core::DataError;
 use brainrecon_datasets::things_eeg2::{
     preprocess_raw, write_preprocessed, PreprocessedEeg, RawPreprocessing, ThingsEeg2,
@@ -111,22 +113,16 @@ pub fn preprocess(
         false => request.subjects.clone(),
         true => set.raw_subjects()?,
     };
-    let root = request.out.join("eeg_dataset").join("preprocessed_data");
-    std::fs::create_dir_all(&root).map_err(|e| DataError::io(&root, e))?;
-    let mut done = Vec::with_capacity(subjects.len());
+    // Every subject's raw folder, before anything is written.
     for subject in &subjects {
-        each_subject(subject);
-        let (training, test) = preprocess_raw(&set, subject, o)?;
-        write_folder_atomic(&root.join(subject), |dir| -> Result<()> {
-            write(&dir.join("preprocessed_eeg_training.npy"), &training)?;
-            write(&dir.join("preprocessed_eeg_test.npy"), &test)
-        })?;
-        done.push(PreprocessedSubject {
-            subject: subject.clone(),
-            training: shape(&training),
-            test: shape(&test),
-            ch_names: training.ch_names.clone(),
-        });
+        let dir = set.raw.join(subject);
+        if !dir.is_dir() {
+            return Err(DataError::Missing {
+                path: dir,
+                what: format!("subject {subject}'s raw recordings (ses-XX/raw_eeg_*.npy)"),
+            }
+            .into());
+        }
     }
     let images = set
         .images
@@ -134,8 +130,27 @@ pub fn preprocess(
         .is_file()
         .then(|| std::path::absolute(&set.images).unwrap_or(set.images.clone()));
     if let Some(images) = &images {
-        link_images(images, &request.out.join("image_set"))?;
+        check_link(images, &request.out.join("image_set"))?;
     }
+    let done = write_out(&request.out, |out| -> Result<Vec<PreprocessedSubject>> {
+        let root = out.join("eeg_dataset").join("preprocessed_data");
+        let mut done = Vec::with_capacity(subjects.len());
+        for subject in &subjects {
+            each_subject(subject);
+            let (training, test) = preprocess_raw(&set, subject, o)?;
+            write_subject(&root.join(subject), &training, &test)?;
+            done.push(PreprocessedSubject {
+                subject: subject.clone(),
+                training: shape(&training),
+                test: shape(&test),
+                ch_names: training.ch_names.clone(),
+            });
+        }
+        if let Some(images) = &images {
+            link_images(images, &out.join("image_set"))?;
+        }
+        Ok(done)
+    })?;
     Ok(PreprocessReport {
         out: request.out.clone(),
         options: o.clone(),
@@ -144,22 +159,58 @@ pub fn preprocess(
     })
 }
 
+/// Runs `write` on the folder the outputs go to, so that a failure leaves no new output:
+///
+/// - a new `out` (absent, or an empty folder) is staged through [`OutputDir`] in
+///   `<out>.partial` and committed when `write` succeeds, removed when it fails;
+/// - an `out` that holds something (subjects prepared before) is written in place, each
+///   subject's folder replaced whole ([`write_subject`]), so the others are kept; nothing is
+///   made in it before a subject's data are complete.
+fn write_out<T>(out: &Path, write: impl FnOnce(&Path) -> Result<T>) -> Result<T> {
+    let fresh = !out.exists()
+        || (out.is_dir()
+            && std::fs::read_dir(out)
+                .map_err(|e| DataError::io(out, e))?
+                .next()
+                .is_none());
+    match fresh {
+        true => OutputDir::create(out)?.run(write),
+        false => write(out),
+    }
+}
+
+/// One subject's folder of both halves, replaced whole (staged beside it, then renamed).
+fn write_subject(dir: &Path, training: &PreprocessedEeg, test: &PreprocessedEeg) -> Result<()> {
+    write_folder_atomic(dir, |staged| -> Result<()> {
+        write(&staged.join("preprocessed_eeg_training.npy"), training)?;
+        write(&staged.join("preprocessed_eeg_test.npy"), test)
+    })
+}
+
+/// Refuses a `link` that is there and is not a link to `images` (checked before anything is
+/// written; [`link_images`] makes it).
+fn check_link(images: &Path, link: &Path) -> Result<()> {
+    let points_there = std::fs::read_link(link).is_ok_and(|target| target == images);
+    if link.symlink_metadata().is_ok() && !points_there {
+        return Err(DataError::invalid(
+            link,
+            "image_set",
+            format!("absent, or a link to {}", images.display()),
+            "another file or folder",
+        )
+        .into());
+    }
+    Ok(())
+}
+
 /// `link` → `images` (kept when it already points there; its folder made).
 fn link_images(images: &Path, link: &Path) -> Result<()> {
     if std::fs::read_link(link).is_ok_and(|target| target == images) {
         return Ok(());
     }
+    check_link(images, link)?;
     if let Some(parent) = link.parent() {
         std::fs::create_dir_all(parent).map_err(|e| DataError::io(parent, e))?;
-    }
-    if link.exists() {
-        return Err(DataError::invalid(
-            link,
-            "image_set",
-            format!("absent, or a link to {}", images.display()),
-            "another folder",
-        )
-        .into());
     }
     #[cfg(unix)]
     std::os::unix::fs::symlink(images, link).map_err(|e| DataError::io(link, e))?;
@@ -219,18 +270,20 @@ impl BidsEegReport {
     }
 }
 
-/// Links each image named by the events (`paths` of the training and test halves) from under
-/// `images` (by its path, or as `<concept>/<file>`) into `image_set/{training,test}_images`;
-/// `named_in` is the file that named them. Returns how many were linked.
-fn link_named_images(
+/// The links to make for each image named by the events (`paths` of the training and test
+/// halves), found under `images` (by its path, or as `<concept>/<file>`): (image, link
+/// relative to `image_set`, in `{training,test}_images/<concept>/<file>`). `named_in` is the
+/// file that named them. Errors (a missing image; a link already there to another file under
+/// `out_image_set`, the image_set of an existing output) come before anything is written.
+fn plan_image_links(
     images: &Path,
     paths: [&Vec<String>; 2],
-    image_set: &Path,
+    out_image_set: &Path,
     named_in: &Path,
     entry_of: impl Fn(&str) -> brainrecon_datasets::things_eeg2::ImageEntry,
-) -> Result<usize> {
+) -> Result<Vec<(PathBuf, PathBuf)>> {
     let images = std::path::absolute(images).unwrap_or(images.to_path_buf());
-    let mut linked = 0;
+    let mut plan = Vec::new();
     for (folder, paths) in ["training_images", "test_images"].into_iter().zip(paths) {
         for path in paths {
             let entry = entry_of(path);
@@ -244,15 +297,20 @@ fn link_named_images(
                 path: images.join(&entry.concept).join(&entry.file),
                 what: format!("image {path} named in {}", named_in.display()),
             })?;
-            let link = image_set
-                .join(folder)
-                .join(&entry.concept)
-                .join(&entry.file);
-            link_images(&source, &link)?;
-            linked += 1;
+            let link = Path::new(folder).join(&entry.concept).join(&entry.file);
+            check_link(&source, &out_image_set.join(&link))?;
+            plan.push((source, link));
         }
     }
-    Ok(linked)
+    Ok(plan)
+}
+
+/// Makes the links of [`plan_image_links`] under `image_set`; returns how many.
+fn make_image_links(plan: &[(PathBuf, PathBuf)], image_set: &Path) -> Result<usize> {
+    for (source, link) in plan {
+        link_images(source, &image_set.join(link))?;
+    }
+    Ok(plan.len())
 }
 
 /// Prepares the run (see [`BidsEegRequest`]).
@@ -275,33 +333,25 @@ pub fn prepare_bids(request: &BidsEegRequest) -> Result<BidsEegReport> {
         &run.events,
         "stim",
     )?;
-    let pre = request
-        .out
-        .join("eeg_dataset")
-        .join("preprocessed_data")
-        .join(&subject);
-    std::fs::create_dir_all(pre.parent().expect("a parent"))
-        .map_err(|e| DataError::io(&request.out, e))?;
-    write_folder_atomic(&pre, |dir| -> Result<()> {
-        write(
-            &dir.join("preprocessed_eeg_training.npy"),
-            &prepared.training,
-        )?;
-        write(&dir.join("preprocessed_eeg_test.npy"), &prepared.test)
-    })?;
-    let image_set = request.out.join("image_set");
-    std::fs::create_dir_all(&image_set).map_err(|e| DataError::io(&image_set, e))?;
-    write_image_metadata(&image_set.join("image_metadata.npy"), &metadata)?;
-    let linked = match &request.images {
-        Some(images) => link_named_images(
+    // Every image found before anything is written.
+    let links = match &request.images {
+        Some(images) => plan_image_links(
             images,
             [&prepared.training_images, &prepared.test_images],
-            &image_set,
+            &request.out.join("image_set"),
             &run.events,
             |p| ImageEntry::from_path(p, "images"),
         )?,
-        None => 0,
+        None => Vec::new(),
     };
+    let linked = write_out(&request.out, |out| -> Result<usize> {
+        let pre = out.join("eeg_dataset").join("preprocessed_data");
+        write_subject(&pre.join(&subject), &prepared.training, &prepared.test)?;
+        let image_set = out.join("image_set");
+        std::fs::create_dir_all(&image_set).map_err(|e| DataError::io(&image_set, e))?;
+        write_image_metadata(&image_set.join("image_metadata.npy"), &metadata)?;
+        make_image_links(&links, &image_set)
+    })?;
     Ok(BidsEegReport {
         out: request.out.clone(),
         subject,
@@ -316,7 +366,8 @@ pub fn prepare_bids(request: &BidsEegRequest) -> Result<BidsEegReport> {
 
 /// `brainrecon eeg meg-prepare`: a THINGS-MEG participant's preprocessed epochs (ds004212's
 /// `derivatives/preprocessed`, MNE's FIF with its split parts) made into THINGS-EEG2's layout,
-/// as `bids-prepare` does for an EEG run.
+/// as `bids-prepare` does for an EEG run, without the training trials of test concepts
+/// (zero-shot: [`brainrecon_datasets::things_meg`]).
 #[derive(Clone, Debug)]
 pub struct MegPrepareRequest {
     /// ds004212's root, its `derivatives` or the folder of the epochs files.
@@ -341,6 +392,15 @@ pub struct MegPrepareReport {
     pub ch_names: Vec<String>,
     /// Catch trials left out.
     pub catch: usize,
+    /// Training trials left out because their image's concept is a test concept (zero-shot,
+    /// as ATM trains), their images, and the test concepts training had shown.
+    pub dropped_training_trials: usize,
+    pub dropped_training_images: usize,
+    pub shared_concepts: usize,
+    /// Up to 10 of those concepts.
+    pub shared_concept_examples: Vec<String>,
+    /// Images whose concept their names do not tell (known by number only): not checked.
+    pub unknown_concepts: usize,
     /// The FIF parts read.
     pub files: Vec<PathBuf>,
     pub images_linked: usize,
@@ -348,9 +408,15 @@ pub struct MegPrepareReport {
 
 impl MegPrepareReport {
     pub fn text(&self) -> String {
+        let unknown = match self.unknown_concepts {
+            0 => String::new(),
+            n => format!(", {n} images of unknown concept not checked"),
+        };
         format!(
             "{}: {} training images × {} repetitions, {} test images × {}; {} channels × {} \
-             samples ({} catch trials left out, {} FIF parts read, {} images linked): {}",
+             samples ({} catch trials left out; {} training trials of {} images dropped for \
+             showing {} test concepts, zero-shot{unknown}; {} FIF parts read, {} images \
+             linked): {}",
             self.subject,
             self.training[0],
             self.training[1],
@@ -359,6 +425,9 @@ impl MegPrepareReport {
             self.training[2],
             self.training[3],
             self.catch,
+            self.dropped_training_trials,
+            self.dropped_training_images,
+            self.shared_concepts,
             self.files.len(),
             self.images_linked,
             self.out.display()
@@ -394,18 +463,21 @@ pub fn prepare_meg(request: &MegPrepareRequest) -> Result<MegPrepareReport> {
         }
     };
     let prepared = prepare_participant(&path, &request.options)?;
-    write_things_eeg2(&prepared, &request.out, &subject)?;
-    let image_set = request.out.join("image_set");
-    let linked = match &request.images {
-        Some(images) => link_named_images(
+    // Every image found before anything is written.
+    let links = match &request.images {
+        Some(images) => plan_image_links(
             images,
             [&prepared.training_images, &prepared.test_images],
-            &image_set,
+            &request.out.join("image_set"),
             &path,
             image_entry,
         )?,
-        None => 0,
+        None => Vec::new(),
     };
+    let linked = write_out(&request.out, |out| -> Result<usize> {
+        write_things_eeg2(&prepared, out, &subject)?;
+        make_image_links(&links, &out.join("image_set"))
+    })?;
     Ok(MegPrepareReport {
         out: request.out.clone(),
         subject,
@@ -413,6 +485,11 @@ pub fn prepare_meg(request: &MegPrepareRequest) -> Result<MegPrepareReport> {
         test: shape(&prepared.test),
         ch_names: prepared.training.ch_names.clone(),
         catch: prepared.catch,
+        dropped_training_trials: prepared.dropped_trials,
+        dropped_training_images: prepared.dropped_training.len(),
+        shared_concepts: prepared.shared_concepts.len(),
+        shared_concept_examples: prepared.shared_concepts.iter().take(10).cloned().collect(),
+        unknown_concepts: prepared.unknown_concepts,
         files: prepared.files.clone(),
         images_linked: linked,
     })

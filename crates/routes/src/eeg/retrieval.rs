@@ -9,9 +9,15 @@
 //!   trial. ATM draws with Python's unseeded `random.sample`; here a ChaCha8 stream per seed
 //!   and trial, so a score reproduces.
 //!
-//! Ties count for the match (a stable sort with the match first), in both.
+//! Ties count **against** the match, in both: the project's one rule,
+//! [`brainrecon_metrics::rank`] (the match's rank is 1 + the number of other candidates at
+//! least as similar). `torch.topk` makes no promise to favour the match among equals, and a
+//! zero or constant prediction, which ties every candidate or ranks them alike for every trial,
+//! must score at or below chance rather than 100 %. Non-finite predictions or candidates are
+//! refused, naming the row.
 
 use crate::error::{Result, RouteError};
+use brainrecon_metrics::rank::{beats, match_rank, require_finite};
 use rand::seq::index::sample;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -40,7 +46,8 @@ pub fn cosine_similarities(predicted: &[f32], candidates: &[f32], d: usize) -> V
 }
 
 /// The indices of the `k` largest of `similarities` (one row), most similar first; ties keep
-/// index order.
+/// index order. For display only: whether the match is among them is [`match_rank`]'s
+/// question (ties against it), not this order's.
 pub fn ranked(similarities: &[f32], k: usize) -> Vec<usize> {
     let mut order: Vec<usize> = (0..similarities.len()).collect();
     order.sort_by(|&a, &b| similarities[b].total_cmp(&similarities[a]));
@@ -74,19 +81,18 @@ pub struct RetrievalScores {
     pub seed: u64,
 }
 
-/// How many candidates are strictly more similar than the match, per row of `similarities`
-/// [n, n].
+/// The match's 1-based rank per row of `similarities` [n, n] (row i's match is column i):
+/// 1 + the number of other candidates at least as similar ([`match_rank`]: ties against).
 pub fn match_ranks(similarities: &[f32], n: usize) -> Vec<usize> {
     (0..n)
-        .map(|i| {
-            let row = &similarities[i * n..(i + 1) * n];
-            row.iter().filter(|&&s| s > row[i]).count()
-        })
+        .map(|i| match_rank(&similarities[i * n..(i + 1) * n], i))
         .collect()
 }
 
 /// Scores `predicted` [n, d] against `candidates` [n, d] (row i's match is candidate i): top-1
-/// and top-5 of all n, and each k of `ways` (2 ≤ k ≤ n) over `draws` draws per trial.
+/// and top-5 of all n, and each k of `ways` (2 ≤ k ≤ n) over `draws` draws per trial, ties
+/// against the match. Errors: sizes, an impossible k, a non-finite prediction or candidate
+/// (naming its row; callers that know the file check first and name it).
 pub fn zero_shot(
     predicted: &[f32],
     candidates: &[f32],
@@ -109,6 +115,8 @@ pub fn zero_shot(
             "retrieval: a {k}-way score needs 2 to {n} candidates"
         )));
     }
+    require_finite("decoded embeddings (test trials, d)", predicted, d)?;
+    require_finite("candidate embeddings (test images, d)", candidates, d)?;
     let sim = cosine_similarities(predicted, candidates, d);
     let ranks = match_ranks(&sim, n);
     let share = |hits: usize, of: usize| hits as f64 / of.max(1) as f64;
@@ -125,7 +133,7 @@ pub fn zero_shot(
                     let beaten = sample(&mut rng, n - 1, k - 1)
                         .into_iter()
                         .map(|j| if j >= i { j + 1 } else { j })
-                        .all(|j| row[j] <= row[i]);
+                        .all(|j| beats(row[i], row[j]));
                     hits += beaten as usize;
                 }
             }
@@ -138,8 +146,8 @@ pub fn zero_shot(
         .collect();
     Ok(RetrievalScores {
         n,
-        top1: share(ranks.iter().filter(|&&r| r < 1).count(), n),
-        top5: share(ranks.iter().filter(|&&r| r < 5).count(), n),
+        top1: share(ranks.iter().filter(|&&r| r <= 1).count(), n),
+        top5: share(ranks.iter().filter(|&&r| r <= 5).count(), n),
         chance_top1: 1.0 / n as f64,
         chance_top5: (5.0 / n as f64).min(1.0),
         ways,
@@ -161,10 +169,17 @@ mod tests {
         let s = zero_shot(&eye, &eye, 4, &[2, 4], 10, 1).unwrap();
         assert_eq!((s.top1, s.top5), (1.0, 1.0));
         assert!(s.ways.iter().all(|w| w.top1 == 1.0));
-        // Each prediction points at the next image: the match is never first, and it is beaten
-        // by exactly one candidate, so k-way is right whenever that one is not drawn.
+        // Each prediction points mostly at the next image and half as much at its own: the
+        // match is never first, and it is beaten by exactly one candidate, so k-way is right
+        // whenever that one is not drawn.
         let shifted: Vec<f32> = (0..4)
-            .flat_map(|i| eye[((i + 1) % 4) * 4..((i + 1) % 4) * 4 + 4].to_vec())
+            .flat_map(|i| {
+                (0..4).map(move |j| match j {
+                    _ if j == (i + 1) % 4 => 1.0,
+                    _ if j == i => 0.5,
+                    _ => 0.0,
+                })
+            })
             .collect();
         let s = zero_shot(&shifted, &eye, 4, &[2, 4], 2000, 1).unwrap();
         assert_eq!(s.top1, 0.0);
@@ -175,9 +190,50 @@ mod tests {
             "2-way: {}",
             s.ways[0].top1
         );
-        // Zero predictions tie with every candidate: ties count for the match.
+        // Zero predictions tie with every candidate: ties count against the match, so they
+        // score 0, below chance, never 100 %.
         let s = zero_shot(&[0.0; 16], &eye, 4, &[2], 5, 1).unwrap();
-        assert_eq!((s.top1, s.ways[0].top1), (1.0, 1.0));
+        assert_eq!((s.top1, s.ways[0].top1), (0.0, 0.0));
+        assert!(s.top1 <= s.chance_top1);
+        // Pointing at the next image only ties the match with the two others: ties against it.
+        let next: Vec<f32> = (0..4)
+            .flat_map(|i| eye[((i + 1) % 4) * 4..((i + 1) % 4) * 4 + 4].to_vec())
+            .collect();
+        let s = zero_shot(&next, &eye, 4, &[2], 50, 1).unwrap();
+        assert_eq!((s.top1, s.ways[0].top1), (0.0, 0.0));
+    }
+
+    #[test]
+    fn broken_predictions_are_refused_or_score_at_most_chance() {
+        // Eight distinct candidates in 3 dimensions (no two parallel).
+        let n = 8;
+        let cand: Vec<f32> = (0..n * 3)
+            .map(|k| ((k * 7 + 3) % 11) as f32 - 4.5)
+            .collect();
+        let perfect = zero_shot(&cand, &cand, 3, &[2, 8], 10, 0).unwrap();
+        assert_eq!((perfect.top1, perfect.top5), (1.0, 1.0));
+        assert!(perfect.ways.iter().all(|w| w.top1 == 1.0));
+        // NaN and infinity: refused, naming the row.
+        for bad in [f32::NAN, f32::INFINITY] {
+            let mut p = cand.clone();
+            p[3 * 5 + 1] = bad;
+            let err = zero_shot(&p, &cand, 3, &[2], 1, 0).unwrap_err().to_string();
+            assert!(err.contains("row 5") && err.contains("decoded"), "{err}");
+        }
+        let mut c = cand.clone();
+        c[0] = f32::NAN;
+        assert!(zero_shot(&cand, &c, 3, &[2], 1, 0).is_err());
+        // A constant prediction ranks the candidates alike for every trial: one match at most
+        // can be first, and at most five can be in the top 5.
+        for constant in [0.0f32, 1.0, -2.5] {
+            let s = zero_shot(&vec![constant; n * 3], &cand, 3, &[2, 4], 50, 3).unwrap();
+            assert!(s.top1 <= s.chance_top1, "{constant}: top-1 {}", s.top1);
+            assert!(s.top5 <= s.chance_top5, "{constant}: top-5 {}", s.top5);
+            for w in &s.ways {
+                // 50 draws per trial: allow the sampling error above chance.
+                assert!(w.top1 <= w.chance + 0.1, "{constant}: {w:?}");
+            }
+        }
     }
 
     #[test]

@@ -69,8 +69,7 @@ pub fn split_rows(subject: &PreparedSubject, roi: &Roi, split: Split) -> Result<
 /// The session of each train row, from `trials.tsv` (its `train` rows follow train.npy's).
 pub fn train_sessions(subject: &PreparedSubject) -> Result<Vec<usize>> {
     let path = subject.path("trials.tsv");
-    let text =
-        std::fs::read_to_string(&path).map_err(|e| brainrecon_core::DataError::io(&path, e))?;
+    let text = brainrecon_core::text::read_text(&path)?;
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap_or("").split('\t').collect();
     let column = |name: &str| {

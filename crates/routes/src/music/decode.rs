@@ -22,8 +22,7 @@ pub struct Roi {
 
 /// `index<TAB>name` rows (BIDS dseg.tsv, FreeSurfer colour tables reduced to two columns).
 fn read_label_names(path: &Path) -> Result<BTreeMap<i64, String>> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| brainrecon_core::DataError::io(path, e))?;
+    let text = brainrecon_core::text::read_text(path)?;
     let mut names = BTreeMap::new();
     for (i, line) in text.lines().enumerate().skip(1) {
         let mut cells = line.split('\t');

@@ -112,8 +112,10 @@ pub struct GenerationSummary {
     pub temperature: f32,
     pub seed: u64,
     pub clips: Vec<GeneratedClip>,
-    /// Share of clips whose chosen caption's genre is the heard clip's (clips whose caption
-    /// has a known genre); None when none has.
+    /// Share of clips whose genre wins top-1 among the bank's captions of a known genre: the
+    /// clip's most similar caption of its genre is strictly more similar than every caption of
+    /// another genre (ties count against the clip, [`brainrecon_metrics::rank`]); None when no
+    /// caption's track has a known genre.
     pub caption_genre_accuracy: Option<f64>,
     /// 1 / the number of genres among the bank's captions.
     pub genre_chance: Option<f64>,
@@ -122,8 +124,7 @@ pub struct GenerationSummary {
 /// Reads a caption bank: a `.txt` file with one caption per line, else a tab-separated table
 /// whose header has a `caption` column and optionally `track` (quotes around tracks dropped).
 pub fn read_caption_bank(path: &Path) -> Result<Vec<BankCaption>> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| brainrecon_core::DataError::io(path, e))?;
+    let text = brainrecon_core::text::read_text(path)?;
     let is_txt = path
         .extension()
         .and_then(|e| e.to_str())
@@ -210,6 +211,8 @@ fn read_fit(fit_dir: &Path) -> Result<(MusicFitSummary, Vec<f32>)> {
             format!("{:?}", decoded.shape),
         ));
     }
+    // A decoder that outputs NaN is refused, not scored (brainrecon_metrics::rank).
+    brainrecon_metrics::require_finite(&path.display().to_string(), &decoded.data, fit.width)?;
     Ok((fit, decoded.data))
 }
 
@@ -303,14 +306,17 @@ fn settings(
     })
 }
 
-/// Per test clip, the index of the bank's nearest caption and its cosine.
+/// Per test clip, the index of the bank's nearest caption and its cosine, and whether the
+/// clip's genre wins top-1 among the captions of a known genre (ties against it:
+/// [`super::retrieve::genre_top1`]; None when no caption's track has a known genre).
 fn nearest_captions(
     fit: &MusicFitSummary,
     decoded: &[f32],
     bank: &[BankCaption],
+    genres: &[String],
     device: &Device,
     show: bool,
-) -> Result<Vec<(usize, f64)>> {
+) -> Result<Vec<(usize, f64, Option<bool>)>> {
     let embedder = Embedder::load(EmbeddingKind::ClapText, &fit.model, device)?;
     if embedder.width() != fit.width {
         return Err(RouteError::mismatch(
@@ -329,9 +335,18 @@ fn nearest_captions(
         bar.inc(chunk.len() as u64);
     }
     bar.finish_and_clear();
+    let caption_genres: Vec<Option<String>> = bank
+        .iter()
+        .map(|b| b.track.as_deref().and_then(genre_of))
+        .collect();
     Ok(decoded
         .chunks(fit.width)
-        .map(|query| top_matches(query, &rows, 1)[0])
+        .zip(genres)
+        .map(|(query, genre)| {
+            let (pick, cosine) = top_matches(query, &rows, 1)[0];
+            let hit = super::retrieve::genre_top1(query, &rows, &caption_genres, genre);
+            (pick, cosine, hit)
+        })
         .collect())
 }
 
@@ -389,13 +404,14 @@ pub fn generate_music(opts: &GenerateOptions, device: &Device) -> Result<Generat
     let codec = model.load_audio_codec(device)?;
     let s = settings(opts, &model, &codec, &dir)?;
     let text_vocab = model.config.text_encoder.vocab_size;
-    let nearest = nearest_captions(&fit, &decoded, &bank, device, opts.progress)?;
+    let clip_genres: Vec<String> = fit.test_clips.iter().map(|k| k.genre.clone()).collect();
+    let nearest = nearest_captions(&fit, &decoded, &bank, &clip_genres, device, opts.progress)?;
     let out_dir = opts.out.join("generated");
     std::fs::create_dir_all(&out_dir).map_err(|e| brainrecon_core::DataError::io(&out_dir, e))?;
     let rate = codec.config.sampling_rate as u32;
     let bar = progress::bar(fit.test_clips.len() as u64, "generating", opts.progress);
     let (mut clips, mut samples, mut channels) = (Vec::new(), 0, 1);
-    for (c, (key, &(pick, cosine))) in fit.test_clips.iter().zip(&nearest).enumerate() {
+    for (c, (key, &(pick, cosine, _))) in fit.test_clips.iter().zip(&nearest).enumerate() {
         let chosen = &bank[pick];
         let ids = tokenizer.encode(&chosen.caption)?;
         if let Some(&bad) = ids.iter().find(|&&id| id as usize >= text_vocab) {
@@ -429,10 +445,7 @@ pub fn generate_music(opts: &GenerateOptions, device: &Device) -> Result<Generat
         bar.inc(1);
     }
     bar.finish_and_clear();
-    let judged: Vec<bool> = clips
-        .iter()
-        .filter_map(|c| c.caption_genre.as_ref().map(|g| *g == c.genre))
-        .collect();
+    let judged: Vec<bool> = nearest.iter().filter_map(|n| n.2).collect();
     let genres: BTreeSet<String> = bank
         .iter()
         .filter_map(|b| b.track.as_deref().and_then(genre_of))

@@ -61,8 +61,10 @@ pub struct RetrievalSummary {
     pub embedded_now: usize,
     pub top_k: usize,
     pub clips: Vec<ClipRetrieval>,
-    /// Share of test clips whose first match has the clip's genre (clips and matches with a
-    /// known genre only); None when no pair has both.
+    /// Share of test clips whose genre wins top-1 among the library files of a known genre:
+    /// the clip's most similar file of its genre is strictly more similar than every file of
+    /// another genre (ties count against the clip, [`brainrecon_metrics::rank`]). None when no
+    /// library file has a known genre.
     pub top1_genre_accuracy: Option<f64>,
     /// 1 / the number of genres in the library.
     pub genre_chance: Option<f64>,
@@ -320,6 +322,33 @@ pub fn top_matches(query: &[f32], rows: &[Vec<f32>], k: usize) -> Vec<(usize, f6
     scored
 }
 
+/// Whether the clip's `genre` wins top-1 among the library files of a known genre (`genres`,
+/// one per row of `rows`): its best file of that genre is strictly more similar to `query`
+/// than every file of another genre; ties count against it ([`brainrecon_metrics::rank`]).
+/// None when no file has a known genre.
+pub fn genre_top1(
+    query: &[f32],
+    rows: &[Vec<f32>],
+    genres: &[Option<String>],
+    genre: &str,
+) -> Option<bool> {
+    let known: Vec<(f64, bool)> = rows
+        .iter()
+        .zip(genres)
+        .filter_map(|(r, g)| g.as_ref().map(|g| (cosine(query, r), g == genre)))
+        .collect();
+    if known.is_empty() {
+        return None;
+    }
+    let own = known
+        .iter()
+        .filter(|k| k.1)
+        .map(|k| k.0)
+        .fold(f64::NEG_INFINITY, f64::max);
+    let others = known.iter().filter(|k| !k.1).map(|k| k.0);
+    Some(brainrecon_metrics::at_least_as_good(own, others) == 0)
+}
+
 /// Retrieves the library's nearest files for every decoded test clip and writes
 /// `retrieval.json`, `playlist.m3u`, `index.html` and the stimulus clips under `stimuli/`.
 pub fn retrieve(opts: &RetrieveOptions, device: &Device) -> Result<RetrievalSummary> {
@@ -336,6 +365,12 @@ pub fn retrieve(opts: &RetrieveOptions, device: &Device) -> Result<RetrievalSumm
             format!("{:?}", decoded.shape),
         ));
     }
+    // A decoder that outputs NaN is refused, not scored (brainrecon_metrics::rank).
+    brainrecon_metrics::require_finite(
+        &opts.fit.join("decoded_clips.npy").display().to_string(),
+        &decoded.data,
+        fit.width,
+    )?;
     let files = scan_library(&opts.library)?;
     let embedder = Embedder::load(fit.embedding.audio_space(), &fit.model, device)?;
     let LibraryEmbeddings {
@@ -344,9 +379,22 @@ pub fn retrieve(opts: &RetrieveOptions, device: &Device) -> Result<RetrievalSumm
         skipped,
         embedded_now: fresh,
     } = library_embeddings(&embedder, &fit, opts, &files)?;
+    for (file, row) in kept.iter().zip(&rows) {
+        brainrecon_metrics::require_finite(
+            &format!(
+                "the embedding of library file {}",
+                opts.library.join(file).display()
+            ),
+            row,
+            0,
+        )?;
+    }
+    let file_genres: Vec<Option<String>> = kept.iter().map(|k| genre_of(k)).collect();
+    let mut judged = Vec::new();
     let mut clips = Vec::new();
     for (c, key) in fit.test_clips.iter().enumerate() {
         let query = &decoded.data[c * fit.width..(c + 1) * fit.width];
+        judged.extend(genre_top1(query, &rows, &file_genres, &key.genre));
         let matches = top_matches(query, &rows, opts.top_k)
             .into_iter()
             .map(|(i, score)| Match {
@@ -361,17 +409,7 @@ pub fn retrieve(opts: &RetrieveOptions, device: &Device) -> Result<RetrievalSumm
             matches,
         });
     }
-    let genres: std::collections::BTreeSet<String> =
-        kept.iter().filter_map(|k| genre_of(k)).collect();
-    let judged: Vec<bool> = clips
-        .iter()
-        .filter_map(|c| {
-            c.matches
-                .first()
-                .and_then(|m| m.genre.as_ref())
-                .map(|g| *g == c.genre)
-        })
-        .collect();
+    let genres: std::collections::BTreeSet<&String> = file_genres.iter().flatten().collect();
     std::fs::create_dir_all(opts.out.join("stimuli"))
         .map_err(|e| brainrecon_core::DataError::io(&opts.out, e))?;
     let summary = RetrievalSummary {
@@ -461,6 +499,34 @@ mod tests {
         let top = top_matches(&[1.0, 0.0], &rows, 3);
         assert_eq!(top.iter().map(|t| t.0).collect::<Vec<_>>(), vec![0, 3, 1]);
         assert!((top[2].1 - 0.6).abs() < 1e-6);
+    }
+
+    #[test]
+    fn genre_top1_counts_ties_against_the_clip() {
+        let rows = vec![
+            vec![1.0, 0.0],
+            vec![0.0, 1.0],
+            vec![1.0, 0.1],
+            vec![5.0, 5.0],
+        ];
+        let genres: Vec<Option<String>> = ["jazz", "rock", "rock"]
+            .iter()
+            .map(|g| Some(g.to_string()))
+            .chain([None])
+            .collect();
+        // a perfect query for jazz: its jazz file beats both rock files
+        assert_eq!(genre_top1(&[1.0, 0.0], &rows, &genres, "jazz"), Some(true));
+        assert_eq!(genre_top1(&[0.0, 1.0], &rows, &genres, "jazz"), Some(false));
+        // a zero query ties every file: not a hit, whatever the genre
+        for g in ["jazz", "rock"] {
+            assert_eq!(genre_top1(&[0.0, 0.0], &rows, &genres, g), Some(false));
+        }
+        // a genre the library lacks never wins; no known genre: not judged
+        assert_eq!(genre_top1(&[1.0, 0.0], &rows, &genres, "pop"), Some(false));
+        assert_eq!(
+            genre_top1(&[1.0, 0.0], &rows, &[None, None, None, None], "jazz"),
+            None
+        );
     }
 
     #[test]

@@ -136,7 +136,7 @@ pub fn read_feature_record(dir: &Path) -> Result<Option<FeatureRecord>> {
     if !path.is_file() {
         return Ok(None);
     }
-    let text = std::fs::read_to_string(&path).map_err(|e| DataError::io(&path, e))?;
+    let text = brainrecon_core::text::read_text(&path)?;
     serde_json::from_str(&text)
         .map(Some)
         .map_err(|e| DataError::format(&path, "features text's record (model, files)", e).into())

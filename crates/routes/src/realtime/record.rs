@@ -90,6 +90,18 @@ pub struct Summary {
 }
 
 impl Summary {
+    /// `Err` (naming the refused files) when the session read no volume: a session that read
+    /// nothing is no success.
+    pub fn require_volumes(&self) -> Result<()> {
+        brainrecon_realtime::follow::require_volumes(
+            &self.folder,
+            self.volumes,
+            &self.refused,
+            &self.ended_by,
+        )?;
+        Ok(())
+    }
+
     /// The summary as `realtime run` prints it; `out` is the session's record folder.
     pub fn text(&self, out: &Path) -> String {
         use std::fmt::Write;

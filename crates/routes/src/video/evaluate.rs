@@ -207,6 +207,45 @@ impl Logits {
     }
 }
 
+/// A non-finite classifier score refused by the metric (brainrecon_metrics::rank), named by the
+/// clip it came from: row `r` of the scores is clip `r / per_clip` of `clips` ((segment, TR),
+/// the reconstruction's order), frame `r % per_clip` when scored per frame.
+fn name_clip(
+    error: brainrecon_metrics::MetricsError,
+    reconstructed: &std::path::Path,
+    clips: &[(usize, usize)],
+    per_clip: usize,
+    classifier: &str,
+) -> crate::error::RouteError {
+    use brainrecon_metrics::MetricsError;
+    match error {
+        MetricsError::NonFinite {
+            what, row, value, ..
+        } => {
+            let per_clip = per_clip.max(1);
+            let Some(&(segment, tr)) = clips.get(row / per_clip) else {
+                return MetricsError::NonFinite {
+                    what,
+                    row,
+                    column: 0,
+                    value,
+                }
+                .into();
+            };
+            let frame = match per_clip {
+                1 => String::new(),
+                _ => format!(", frame {}", row % per_clip),
+            };
+            crate::error::RouteError::Usage(format!(
+                "{}: {classifier} gave {value} among its {what} for this clip{frame}: expected \
+                 finite scores (a broken classifier or clip is refused, not scored)",
+                clip_stem(reconstructed, segment, tr).display()
+            ))
+        }
+        other => other.into(),
+    }
+}
+
 fn scored(score: NWayScore) -> Scored {
     Scored {
         value: score.mean,
@@ -269,8 +308,15 @@ pub fn evaluate(
     }
     let n = rows.len();
     let classes = COLOURS.len() * SHAPES.len() * Direction::ALL.len();
-    let two = n_way_top1(&truth_scores, &recon_scores, n, classes, 2, 100, opts.seed)?;
-    let fifty = n_way_top1(&truth_scores, &recon_scores, n, classes, 50, 100, opts.seed)?;
+    let named = |per_clip: usize, classifier: &'static str| {
+        let (dir, clips) = (&opts.reconstructed, &made.clips);
+        move |e| name_clip(e, dir, clips, per_clip, classifier)
+    };
+    let rule = "the clip reading rule";
+    let two = n_way_top1(&truth_scores, &recon_scores, n, classes, 2, 100, opts.seed)
+        .map_err(named(1, rule))?;
+    let fifty = n_way_top1(&truth_scores, &recon_scores, n, classes, 50, 100, opts.seed)
+        .map_err(named(1, rule))?;
     let (seed, frames) = (opts.seed, made.frames);
     let two_way_i = (frame_logits.classes > 0)
         .then(|| {
@@ -282,16 +328,17 @@ pub fn evaluate(
                 frame_logits.classes,
                 seed,
             )
+            .map_err(named(frames, "ViT"))
         })
         .transpose()?
         .map(scored);
     let (t, r, k) = (&clip_logits.truth, &clip_logits.recon, clip_logits.classes);
     let two_way_v = (k > 0)
-        .then(|| two_way_video(t, r, n, k, seed))
+        .then(|| two_way_video(t, r, n, k, seed).map_err(named(1, "VideoMAE")))
         .transpose()?
         .map(scored);
     let fifty_way_v = (k >= 52)
-        .then(|| fifty_way_video(t, r, n, k, seed))
+        .then(|| fifty_way_video(t, r, n, k, seed).map_err(named(1, "VideoMAE")))
         .transpose()?
         .map(scored);
     for (row, &v) in rows.iter_mut().zip(&two.per_sample) {
@@ -403,6 +450,22 @@ impl VideoEvalSummary {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_non_finite_score_names_its_clip_and_frame() {
+        let err = brainrecon_metrics::require_finite("reconstruction scores", &[0.0, f32::NAN], 1)
+            .unwrap_err();
+        let named = name_clip(err, std::path::Path::new("/r"), &[(1, 4)], 2, "ViT").to_string();
+        assert!(
+            named.contains("/r/clips/1-4") && named.contains("frame 1") && named.contains("ViT"),
+            "{named}"
+        );
+        // a row past the clips keeps the metric's own message
+        let err =
+            brainrecon_metrics::require_finite("x", &[0.0, 0.0, 0.0, f32::NAN], 1).unwrap_err();
+        let kept = name_clip(err, std::path::Path::new("/r"), &[(1, 4)], 1, "ViT").to_string();
+        assert!(kept.contains("row 3"), "{kept}");
+    }
 
     #[test]
     fn class_scores_peak_at_the_reading() {

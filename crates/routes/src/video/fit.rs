@@ -289,8 +289,7 @@ pub fn read_decoded_captions(fit: &Path) -> Result<Option<HashMap<(usize, usize)
     if !path.is_file() {
         return Ok(None);
     }
-    let text =
-        std::fs::read_to_string(&path).map_err(|e| brainrecon_core::DataError::io(&path, e))?;
+    let text = brainrecon_core::text::read_text(&path)?;
     let mut lines = text.lines();
     let header = lines.next().unwrap_or("");
     if header != "segment\ttr\tcaption" {

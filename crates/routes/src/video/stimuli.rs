@@ -98,8 +98,7 @@ impl StimulusClips {
 
 /// Captions by stimulus TR, read from a `split<TAB>segment<TAB>tr<TAB>caption` TSV.
 pub fn read_captions(path: &Path) -> Result<HashMap<StimulusTr, String>> {
-    let text =
-        std::fs::read_to_string(path).map_err(|e| brainrecon_core::DataError::io(path, e))?;
+    let text = brainrecon_core::text::read_text(path)?;
     let mut lines = text.lines();
     let header = lines.next().unwrap_or("");
     if header.trim_end() != "split\tsegment\ttr\tcaption" {

@@ -5,7 +5,7 @@
 //! result into its own DOM, which Chromium prints with `--dump-dom`.
 
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -20,47 +20,7 @@ pub struct BrowserCheck {
 
 const TIMEOUT: Duration = Duration::from_secs(60);
 
-/// Chromium from `BRAINRECON_CHROMIUM`, else `chromium`, `chromium-browser` or `google-chrome`
-/// on PATH.
-pub fn find_chromium() -> Result<PathBuf, String> {
-    if let Some(value) = std::env::var_os("BRAINRECON_CHROMIUM").filter(|v| !v.is_empty()) {
-        let given = PathBuf::from(&value);
-        let found = if given.components().count() > 1 {
-            is_executable(&given).then_some(given.clone())
-        } else {
-            search_path(&given.to_string_lossy())
-        };
-        return found.ok_or_else(|| {
-            format!(
-                "BRAINRECON_CHROMIUM={} is not an executable file",
-                given.display()
-            )
-        });
-    }
-    ["chromium", "chromium-browser", "google-chrome"]
-        .iter()
-        .find_map(|name| search_path(name))
-        .ok_or_else(|| {
-            "Chromium not found (looked for BRAINRECON_CHROMIUM, then chromium, chromium-browser \
-             and google-chrome on PATH): install Debian's `chromium` package \
-             (`apt-get install chromium`; tools/test.sh installs it when missing)"
-                .to_string()
-        })
-}
-
-fn search_path(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path)
-        .map(|dir| dir.join(name))
-        .find(|candidate| is_executable(candidate))
-}
-
-fn is_executable(path: &Path) -> bool {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::metadata(path)
-        .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-        .unwrap_or(false)
-}
+pub use brainrecon_testkit::find_chromium;
 
 /// A file:// URL for an absolute path, percent-encoding everything but unreserved bytes and '/'.
 fn file_url(path: &Path) -> String {
