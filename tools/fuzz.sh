@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # The long fuzz run, within BUDGET seconds (default 5400):
 #  - the reader targets (crates/datasets/tests/fuzz_readers.rs): CASES mutated files per target
-#    (default 12000; 25 targets, so 300,000 cases), and 20 × CASES pickles built opcode by
+#    (default 12000; 26 targets, so 312,000 cases), and 20 × CASES pickles built opcode by
 #    opcode (pickle_programs);
 #  - the command targets (crates/cli/tests/fuzz_commands.rs): COMMAND_CASES runs of the
-#    brainrecon binary per command on mutated inputs (default 150; 30 targets, 4,500 runs).
+#    brainrecon binary per command on mutated inputs (default 150; 35 targets, 5,250 runs).
 # SEED defaults to 1 (CI runs 150 reader and 12 command cases per target from seed 0).
 # It uses the test build (the one `cargo test` makes): integer overflow is checked there, so an
 # overflow a release build would wrap silently is a panic the run reports.

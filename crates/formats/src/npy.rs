@@ -759,10 +759,9 @@ mod tests {
         // np.save of np.asfortranarray(np.arange(6, dtype="<f4").reshape(2, 3)): the data
         // first index fastest, 0 3 1 4 2 5.
         let mut bytes = header_text("<f4", &[2, 3]);
-        let text = String::from_utf8(bytes.clone()).unwrap();
-        bytes = text
-            .replace("'fortran_order': False", "'fortran_order': True ")
-            .into_bytes();
+        let flag = b"'fortran_order': False";
+        let at = bytes.windows(flag.len()).position(|w| w == flag).unwrap();
+        bytes[at..at + flag.len()].copy_from_slice(b"'fortran_order': True ");
         for v in [0f32, 3.0, 1.0, 4.0, 2.0, 5.0] {
             bytes.extend(v.to_le_bytes());
         }
