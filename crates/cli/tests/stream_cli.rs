@@ -756,21 +756,9 @@ fn the_page_survives_clients_that_leave_and_many_at_once_and_sigterm_leaves_whol
     assert_eq!(gif_bytes.last(), Some(&0x3b), "GIF trailer");
 }
 
-fn chromium() -> PathBuf {
-    std::env::var_os("BRAINRECON_CHROMIUM")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/usr/bin/chromium"))
-}
-
 #[test]
 fn headless_chromium_sees_the_frame_change() {
-    let browser = chromium();
-    assert!(
-        browser.exists(),
-        "{} not found: install Debian's chromium (tools/test.sh does) or set BRAINRECON_CHROMIUM",
-        browser.display()
-    );
+    let browser = brainrecon_testkit::find_chromium().unwrap_or_else(|why| panic!("{why}"));
     let dir = tempfile::tempdir().unwrap();
     let mut child = stream(
         &[

@@ -92,29 +92,20 @@ fn fuzz(
         let outcome = catch_unwind(AssertUnwindSafe(|| read(&path)));
         let took = started.elapsed();
         slowest = slowest.max(took);
-        let failure = match outcome {
-            Ok(Ok(())) => None,
-            // The whole path, not a word of it: "case" alone is in many messages.
-            Ok(Err(message)) if message.contains(&*path.to_string_lossy()) => {
-                errors += 1;
-                None
+        match verdict(outcome, &path, took) {
+            Ok(refused) => errors += refused as usize,
+            Err(failure) => {
+                let kept = keep_crasher(
+                    &format!("{target}-seed{}-case{case}{suffix}", seed()),
+                    &bytes,
+                );
+                failures.push(format!(
+                    "{target} case {case} from {} ({}): {failure} → {}",
+                    source.display(),
+                    what.join("; "),
+                    kept.display()
+                ));
             }
-            Ok(Err(message)) => Some(format!("error without the file's name: {message}")),
-            Err(_) => Some("panic".to_string()),
-        };
-        let failure =
-            failure.or_else(|| (took > Duration::from_secs(5)).then(|| format!("took {took:?}")));
-        if let Some(failure) = failure {
-            let keep = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fuzz-crashers");
-            std::fs::create_dir_all(&keep).unwrap();
-            let kept = keep.join(format!("{target}-seed{}-case{case}{suffix}", seed()));
-            std::fs::write(&kept, &bytes).unwrap();
-            failures.push(format!(
-                "{target} case {case} from {} ({}): {failure} → {}",
-                source.display(),
-                what.join("; "),
-                kept.display()
-            ));
         }
     }
     eprintln!(
@@ -122,6 +113,35 @@ fn fuzz(
         cases()
     );
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// One case's outcome judged: Ok(true) a refusal naming the file by its whole path ("case"
+/// alone is in many messages), Ok(false) a read; Err what was wrong (a panic, an error not
+/// naming the file, more than 5 s).
+fn verdict(
+    outcome: std::thread::Result<Result<(), String>>,
+    path: &Path,
+    took: Duration,
+) -> Result<bool, String> {
+    let refused = match outcome {
+        Ok(Ok(())) => false,
+        Ok(Err(message)) if message.contains(&*path.to_string_lossy()) => true,
+        Ok(Err(message)) => return Err(format!("error without the file's name: {message}")),
+        Err(_) => return Err("panic".to_string()),
+    };
+    if took > Duration::from_secs(5) {
+        return Err(format!("took {took:?}"));
+    }
+    Ok(refused)
+}
+
+/// Keeps a failing case's bytes as `name` under the target's fuzz-crashers folder.
+fn keep_crasher(name: &str, bytes: &[u8]) -> PathBuf {
+    let keep = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fuzz-crashers");
+    std::fs::create_dir_all(&keep).unwrap();
+    let kept = keep.join(name);
+    std::fs::write(&kept, bytes).unwrap();
+    kept
 }
 
 fn text<T, E: std::fmt::Display>(result: Result<T, E>) -> Result<T, String> {
@@ -390,26 +410,18 @@ fn pickle_programs() {
         }));
         let took = started.elapsed();
         slowest = slowest.max(took);
-        let failure = match outcome {
-            Ok(Ok(())) => None,
-            Ok(Err(message)) if message.contains(&*path.to_string_lossy()) => {
-                errors += 1;
-                None
+        match verdict(outcome, &path, took) {
+            Ok(refused) => errors += refused as usize,
+            Err(failure) => {
+                let kept = keep_crasher(
+                    &format!("pickle-program-seed{}-case{case}.npy", seed()),
+                    &bytes,
+                );
+                failures.push(format!(
+                    "pickle-program case {case} ({what}): {failure} → {}",
+                    kept.display()
+                ));
             }
-            Ok(Err(message)) => Some(format!("error without the file's name: {message}")),
-            Err(_) => Some("panic".to_string()),
-        };
-        let failure =
-            failure.or_else(|| (took > Duration::from_secs(5)).then(|| format!("took {took:?}")));
-        if let Some(failure) = failure {
-            let keep = Path::new(env!("CARGO_TARGET_TMPDIR")).join("fuzz-crashers");
-            std::fs::create_dir_all(&keep).unwrap();
-            let kept = keep.join(format!("pickle-program-seed{}-case{case}.npy", seed()));
-            std::fs::write(&kept, &bytes).unwrap();
-            failures.push(format!(
-                "pickle-program case {case} ({what}): {failure} → {}",
-                kept.display()
-            ));
         }
     }
     eprintln!(
