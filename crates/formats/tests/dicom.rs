@@ -496,24 +496,19 @@ fn a_mosaic_without_its_csa_header_reads_as_dcm2niix_reads_it() {
 }
 
 /// `<workspace root>/../shared/realdata/<name>`: real recordings kept beside the repository.
-/// Absent, the test fails (a CI without them must say so), unless BRAINRECON_REALDATA=skip.
+/// Absent, the test fails in CI and says it was skipped elsewhere ([`brainrecon_testkit::cannot_run`],
+/// the rule every test needing the shared folder follows).
 fn realdata(name: &str) -> Option<PathBuf> {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
     let dir = root.join("../shared/realdata").join(name);
     if dir.is_dir() {
         return Some(dir);
     }
-    if std::env::var("BRAINRECON_REALDATA").as_deref() == Ok("skip") {
-        eprintln!(
-            "SKIPPED: {} is absent and BRAINRECON_REALDATA=skip",
-            dir.display()
-        );
-        return None;
-    }
-    panic!(
-        "the real recordings {} are absent: put the shared folder beside the workspace, or set BRAINRECON_REALDATA=skip to skip this test",
-        dir.display()
+    brainrecon_testkit::cannot_run(
+        &format!("the real recordings {name}"),
+        &format!("{} is missing", dir.display()),
     );
+    None
 }
 
 #[test]
