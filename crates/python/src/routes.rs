@@ -10,10 +10,10 @@ use brainrecon_datasets::prepared::PreparedSubject;
 use brainrecon_diffusion::pipeline::{DType, Device, StableDiffusion};
 use brainrecon_formats::image::RgbImage;
 use brainrecon_realtime::follow::FollowOptions;
-use brainrecon_routes::decoders::{
+use brainrecon_routes::decode::decoders::{
     default_alphas, default_features_dir, fit_decoder, DecoderCv, DecoderSpec, Target,
 };
-use brainrecon_routes::features::{compute_requested, FeatureKind, FeatureRequest};
+use brainrecon_routes::decode::features::{compute_requested, FeatureKind, FeatureRequest};
 use brainrecon_routes::linear::{Method, ReconstructOptions};
 use brainrecon_routes::realtime::session::{LiveEvent, LiveOptions, LiveSession};
 use brainrecon_routes::reconstruct::{condition, load_decoders, reconstruct};
@@ -333,7 +333,7 @@ fn route_caption(
         caption_test_images, CaptionOptions, Captioner, TokenSource,
     };
     use brainrecon_routes::caption::load_captioner;
-    use brainrecon_routes::decoders::Decoder;
+    use brainrecon_routes::decode::decoders::Decoder;
     let scoring = BeamScoring::parse(&beam_scoring).ok_or_else(|| {
         errors::value(format!(
             "beam_scoring: expected published, transformers4 or transformers5, found \

@@ -29,7 +29,7 @@ pub enum RouteError {
     #[error("{path}: missing ({what})")]
     Missing { path: PathBuf, what: String },
     #[error(transparent)]
-    Report(#[from] crate::report::ReportError),
+    Report(#[from] crate::score::report::ReportError),
     #[error("{0}")]
     Usage(String),
     /// Every problem found with a command's inputs before it started its work, one a line.

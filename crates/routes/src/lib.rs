@@ -1,38 +1,42 @@
 //! Reconstruction routes built on the data layer, the ridge engine, the diffusion engine and
-//! the metrics: per-stimulus features, decoders, the linear route (Takagi & Nishimoto 2023),
-//! Brain-to-Context (B2C), the evaluation report and the field's metric suite.
+//! the metrics.
+//!
+//! # The house rule
+//! The crate has a spine and routes on it:
+//! - the spine: [`decode`] (features, decoders, arrays, options), [`linear`] (the sampler of
+//!   Takagi & Nishimoto's linear route, which every image route conditions, with its shards and
+//!   the caption generator) and [`score`] (evaluation, the metric suite, the report), on the
+//!   shared [`error`] and [`progress`];
+//! - the routes: [`b2c`], [`caption`], [`eeg`], [`encoding`], [`glm`], [`group`], [`music`],
+//!   [`naturalistic`], [`realtime`], [`stream`] and [`video`];
+//! - [`reconstruct`] on top, the one entry that dispatches an image reconstruction to its route.
+//!
+//! A route uses the spine only; the spine uses no route; routes never import each other
+//! (`tests/house_rule.rs` reads every `use` in this crate and fails when one breaks the rule).
+//! Demos and benchmarks live above, in `brainrecon-showcase`.
 
-pub mod arrays;
+// The spine.
+pub mod decode;
+pub mod error;
+pub mod linear;
+pub mod progress;
+pub mod score;
+
+// The routes.
 pub mod b2c;
-pub mod bench;
 pub mod caption;
-pub mod clip;
-pub mod decoder_stream;
-pub mod decoders;
-pub mod demo;
-pub mod demo_eeg;
-pub mod demo_new_subject;
 pub mod eeg;
 pub mod encoding;
-pub mod error;
-pub mod evaluate;
-pub mod features;
-pub mod folder_eval;
-pub mod generate;
 pub mod glm;
 pub mod group;
-pub mod linear;
 pub mod music;
 pub mod naturalistic;
-pub mod options;
-pub mod progress;
 pub mod realtime;
-pub mod reconstruct;
-pub mod report;
-pub mod shards;
 pub mod stream;
-pub mod suite;
 pub mod video;
+
+// The entry on top.
+pub mod reconstruct;
 
 /// Maps on the cortex (the reports call it; `brainrecon cortex draw` draws NIfTI maps).
 pub use brainrecon_cortex::report as cortex;

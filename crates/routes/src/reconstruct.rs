@@ -2,9 +2,9 @@
 //! route (and its z-only and c-only ablations), B2C and the caption route, chosen by what
 //! conditions the images.
 
-use crate::decoders::Decoder;
+use crate::decode::decoders::Decoder;
+use crate::linear::shards::ImageShard;
 use crate::linear::{Method, ReconstructOptions, ReconstructSummary};
-use crate::shards::ImageShard;
 use crate::{Result, RouteError};
 use brainrecon_datasets::prepared::PreparedSubject;
 use brainrecon_diffusion::pipeline::StableDiffusion;
@@ -165,7 +165,7 @@ pub fn run(request: &ReconstructRequest) -> Result<Reconstructed> {
     let r = request;
     let shard = r.shard.as_deref().map(ImageShard::parse).transpose()?;
     let method = Method::parse(&r.method)?;
-    crate::options::check_sampling(r.options.steps, r.options.guidance)?;
+    crate::decode::options::check_sampling(r.options.steps, r.options.guidance)?;
     if r.batch == Some(0) {
         return Err(RouteError::Usage("--batch must be at least 1".into()));
     }
@@ -196,9 +196,9 @@ pub fn run(request: &ReconstructRequest) -> Result<Reconstructed> {
         ));
     }
     let decoders = load_decoders(r.decoders.as_deref())?;
-    let device = crate::options::device(&r.device)?;
-    let dtype = crate::options::dtype(&r.dtype)?;
-    crate::options::check_dtype_on(dtype, &device)?;
+    let device = crate::decode::options::device(&r.device)?;
+    let dtype = crate::decode::options::dtype(&r.dtype)?;
+    crate::decode::options::check_dtype_on(dtype, &device)?;
     let mut sd = StableDiffusion::load(&r.model, dtype, &device)?;
     let options = ReconstructOptions {
         method,
@@ -221,7 +221,7 @@ pub fn run(request: &ReconstructRequest) -> Result<Reconstructed> {
     Ok(Reconstructed { method, summary })
 }
 
-impl crate::shards::MergeSummary {
+impl crate::linear::shards::MergeSummary {
     /// The line `reconstruct merge` prints.
     pub fn text(&self) -> String {
         if self.merged {

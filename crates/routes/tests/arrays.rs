@@ -1,10 +1,10 @@
-//! Ridge on plain .npy arrays (`brainrecon_routes::arrays`, the work of `brainrecon ridge`):
+//! Ridge on plain .npy arrays (`brainrecon_routes::decode::arrays`, the work of `brainrecon ridge`):
 //! fits checked against the committed scikit-learn/himalaya fixtures of crates/ridge, shards
 //! merged, and the scores.
 
 use brainrecon_formats::npy;
 use brainrecon_ridge::{RidgeCv, RidgeModel};
-use brainrecon_routes::arrays::{fit, predict, score, FitOptions};
+use brainrecon_routes::decode::arrays::{fit, predict, score, FitOptions};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 

@@ -4,7 +4,9 @@
 mod browser;
 
 use brainrecon_formats::image::RgbImage;
-use brainrecon_routes::report::{write_report, DecoderAccuracy, GridRow, MetricRow, Report, Table};
+use brainrecon_routes::score::report::{
+    write_report, DecoderAccuracy, GridRow, MetricRow, Report, Table,
+};
 use std::time::Instant;
 
 /// A square of one colour with a darker centre, so thumbnails are not flat.

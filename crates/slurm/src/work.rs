@@ -176,7 +176,7 @@ impl Work {
                 .is_file(),
             WorkKind::Reconstruct => {
                 let out = workdir.join(&self.out);
-                let shard = brainrecon_routes::shards::ImageShard {
+                let shard = brainrecon_routes::linear::shards::ImageShard {
                     index: k,
                     count: shards,
                 };
@@ -193,7 +193,7 @@ impl Work {
         match self.kind {
             WorkKind::RidgeFit => out.join(brainrecon_ridge::MODEL_FILE).is_file(),
             WorkKind::Reconstruct => {
-                !brainrecon_routes::shards::shards_dir(&out).exists()
+                !brainrecon_routes::linear::shards::shards_dir(&out).exists()
                     && Manifest::load(&out).is_ok_and(|m| m.complete && m.options.shard.is_none())
             }
         }

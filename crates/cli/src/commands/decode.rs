@@ -2,7 +2,7 @@ use crate::args::JsonArg;
 use brainrecon_datasets::prepared::PreparedSubject;
 use brainrecon_formats::image::{write_png, RgbImage};
 use brainrecon_formats::npy;
-use brainrecon_routes::decoders::{Decoder, Target};
+use brainrecon_routes::decode::decoders::{Decoder, Target};
 use std::path::PathBuf;
 
 /// Decode the test betas of a prepared subject with a fitted model.

@@ -1,4 +1,4 @@
-use brainrecon_routes::demo::{DemoOptions, DemoPaths, DemoSteps, Route};
+use brainrecon_showcase::demo::{DemoOptions, DemoPaths, DemoSteps, Route};
 use std::path::PathBuf;
 
 /// Run a whole route (linear, or caption) offline on a synthetic subject with the built-in models.
@@ -108,7 +108,7 @@ pub struct Args {
     json: bool,
 }
 
-pub(super) use brainrecon_routes::demo::path;
+pub(super) use brainrecon_showcase::demo::path;
 
 /// Prints each step with its command line (the demo doubles as a recipe) and runs the steps
 /// of other commands in-process.
@@ -230,7 +230,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if route == Route::Eeg {
         let summary = {
             let _quiet = StdoutToStderr::new(args.json);
-            brainrecon_routes::demo_eeg::run(&options, &mut CommandLine { args: &args })?
+            brainrecon_showcase::demo_eeg::run(&options, &mut CommandLine { args: &args })?
         };
         if args.json {
             return super::print_json(&summary);
@@ -240,7 +240,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if route == Route::NewSubject {
         let summary = {
             let _quiet = StdoutToStderr::new(args.json);
-            brainrecon_routes::demo_new_subject::run(&options, &mut CommandLine { args: &args })?
+            brainrecon_showcase::demo_new_subject::run(&options, &mut CommandLine { args: &args })?
         };
         if args.json {
             return super::print_json(&summary);
@@ -249,7 +249,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let summary = {
         let _quiet = StdoutToStderr::new(args.json);
-        brainrecon_routes::demo::run(&options, &mut CommandLine { args: &args })?
+        brainrecon_showcase::demo::run(&options, &mut CommandLine { args: &args })?
     };
     if args.json {
         return super::print_json(&summary);

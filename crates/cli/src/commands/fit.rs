@@ -1,5 +1,5 @@
 use crate::args::{DeviceArgs, JsonArg};
-use brainrecon_routes::decoders::{fit_request, FitRequest};
+use brainrecon_routes::decode::decoders::{fit_request, FitRequest};
 use std::path::PathBuf;
 
 /// Fit a ridge decoder from an ROI's betas to per-image targets of a prepared subject.

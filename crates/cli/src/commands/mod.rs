@@ -41,7 +41,9 @@ pub fn usage(message: impl Into<String>) -> anyhow::Error {
 
 /// Checks `--steps` and `--guidance` of the commands that sample.
 pub fn check_sampling(steps: usize, guidance: f64) -> anyhow::Result<()> {
-    Ok(brainrecon_routes::options::check_sampling(steps, guidance)?)
+    Ok(brainrecon_routes::decode::options::check_sampling(
+        steps, guidance,
+    )?)
 }
 
 /// Progress bars only when a person is watching.
@@ -56,12 +58,12 @@ pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
 
 /// `--device`: `cpu`, or `cuda` / `cuda:N` when built with `--features cuda`.
 pub fn device(name: &str) -> anyhow::Result<brainrecon_diffusion::pipeline::Device> {
-    Ok(brainrecon_routes::options::device(name)?)
+    Ok(brainrecon_routes::decode::options::device(name)?)
 }
 
 /// `--dtype`: the precision the U-Net and text encoder run in.
 pub fn dtype(name: &str) -> anyhow::Result<brainrecon_diffusion::pipeline::DType> {
-    Ok(brainrecon_routes::options::dtype(name)?)
+    Ok(brainrecon_routes::decode::options::dtype(name)?)
 }
 
 /// bf16 runs on GPUs only: the CPU has no bf16 matrix products.
@@ -69,7 +71,9 @@ pub fn check_dtype_on(
     dtype: brainrecon_diffusion::pipeline::DType,
     device: &brainrecon_diffusion::pipeline::Device,
 ) -> anyhow::Result<()> {
-    Ok(brainrecon_routes::options::check_dtype_on(dtype, device)?)
+    Ok(brainrecon_routes::decode::options::check_dtype_on(
+        dtype, device,
+    )?)
 }
 
 /// The command line as typed, quoted where a shell would need it, for reports.

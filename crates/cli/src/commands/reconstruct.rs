@@ -125,7 +125,7 @@ pub struct MergeArgs {
 }
 
 fn merge(args: MergeArgs) -> anyhow::Result<()> {
-    let summary = brainrecon_routes::shards::merge(&args.out)?;
+    let summary = brainrecon_routes::linear::shards::merge(&args.out)?;
     if args.json {
         return super::print_json(&summary);
     }
@@ -185,6 +185,6 @@ pub(super) fn stop_on_signal() {
             std::process::exit(143);
         }
         eprintln!("stopping after the current image (a second signal stops at once)");
-        brainrecon_routes::shards::request_stop();
+        brainrecon_routes::linear::shards::request_stop();
     });
 }

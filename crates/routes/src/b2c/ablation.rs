@@ -13,9 +13,9 @@
 use super::groups::Patch;
 use super::train::{train, TrainOptions, TrainSummary};
 use crate::error::Result;
-use crate::evaluate::{evaluate, EvalOptions, EvalRow};
 use crate::linear::{Manifest, Method, ReconstructOptions};
-use crate::suite::Networks;
+use crate::score::evaluate::{evaluate, EvalOptions, EvalRow};
+use crate::score::suite::Networks;
 use brainrecon_core::fs::{write_bytes_atomic, write_json_atomic};
 use brainrecon_datasets::prepared::PreparedSubject;
 use brainrecon_diffusion::pipeline::{DType, Device, StableDiffusion};

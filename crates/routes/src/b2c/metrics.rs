@@ -3,10 +3,10 @@
 //! against the true CLIP text context (mean cosine; pairwise identification).
 
 use super::B2cRecord;
+use crate::decode::features::{load_features, mean_of_ids, FeatureKind};
 use crate::error::{Result, RouteError};
-use crate::evaluate::{latent_metrics, EvalRow};
-use crate::features::{load_features, mean_of_ids, FeatureKind};
 use crate::linear::Manifest;
+use crate::score::evaluate::{latent_metrics, EvalRow};
 use brainrecon_datasets::prepared::PreparedSubject;
 use brainrecon_formats::npy;
 use brainrecon_metrics::vector;

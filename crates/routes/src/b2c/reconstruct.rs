@@ -10,16 +10,16 @@
 
 use super::groups::layout_betas;
 use super::B2c;
-use crate::decoders::Decoder;
+use crate::decode::decoders::Decoder;
+use crate::decode::features::{load_features, rows_for_ids, FeatureKind};
 use crate::error::Result;
-use crate::features::{load_features, rows_for_ids, FeatureKind};
+use crate::linear::shards::check_stop;
 use crate::linear::{
     begin_run, check_sampling, context_row, decoded_test_z, decoded_z_image, finish_run,
     init_pixels, sample_images, unconditional, write_decoded, Counts, Manifest, Method,
     ReconstructOptions, ReconstructSummary,
 };
 use crate::progress::bar;
-use crate::shards::check_stop;
 use brainrecon_datasets::prepared::{PreparedSubject, Split};
 use brainrecon_diffusion::pipeline::{Conditioning, StableDiffusion};
 use std::path::Path;

@@ -6,7 +6,7 @@ use super::groups::Patch;
 use super::train::{train, TrainOptions, TrainSummary};
 use super::{Objective, Tune};
 use crate::linear::{Method, ReconstructOptions};
-use crate::suite::{Networks, Protocol};
+use crate::score::suite::{Networks, Protocol};
 use crate::{Result, RouteError};
 use brainrecon_datasets::prepared::PreparedSubject;
 use brainrecon_diffusion::pipeline::{DType, StableDiffusion};
@@ -57,7 +57,7 @@ impl TrainingRequest {
 pub fn train_request(t: &TrainingRequest, patch: &str, out: &Path) -> Result<TrainSummary> {
     let options = t.options(Patch::parse(patch)?)?;
     let subject = PreparedSubject::open(&t.subject)?;
-    let device = crate::options::device(&t.device)?;
+    let device = crate::decode::options::device(&t.device)?;
     let sd = StableDiffusion::load(&t.model, DType::F32, &device)?;
     let bar = crate::progress::bar(options.steps as u64, "b2c train", t.progress);
     let summary = train(
@@ -115,12 +115,12 @@ pub struct AblationRequest {
 /// Runs the 2 × 2 ablation into `out`.
 pub fn ablation_request(t: &TrainingRequest, a: &AblationRequest, out: &Path) -> Result<Ablation> {
     let train_options = t.options(Patch::Roi)?;
-    crate::options::check_sampling(a.sample_steps, a.guidance)?;
+    crate::decode::options::check_sampling(a.sample_steps, a.guidance)?;
     if a.samples == 0 {
         return Err(RouteError::Usage("--samples must be at least 1".into()));
     }
     let subject = PreparedSubject::open(&t.subject)?;
-    let device = crate::options::device(&t.device)?;
+    let device = crate::decode::options::device(&t.device)?;
     let networks = Networks::load(None, None, Protocol::MindEye, &device)?;
     let options = AblationOptions {
         train: train_options,

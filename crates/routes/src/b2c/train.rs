@@ -16,10 +16,10 @@
 
 use super::groups::{layout_betas, voxel_layout, Patch, VoxelLayout, INPUT_ATLAS};
 use super::{B2cRecord, Objective, Tune, B2C_FORMAT, ENCODER_DIR, TUNED_UNET_FILE};
-use crate::error::{Result, RouteError};
-use crate::features::{
+use crate::decode::features::{
     compute_features, load_features, ClipTextFeatures, FeatureKind, VaeFeatures,
 };
+use crate::error::{Result, RouteError};
 use brainrecon_brain::b2c::{
     per_sample_cosine, per_sample_mse, BrainToContextConfig, BrainToContextEncoder,
 };

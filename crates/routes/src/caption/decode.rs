@@ -7,9 +7,9 @@
 //! `--source features` captions the stimuli's own BLIP tokens instead: the captioner's ceiling.
 
 use super::{CaptionItem, CaptionsFile, ScoredCaption, CAPTIONS_FORMAT};
-use crate::decoders::Decoder;
+use crate::decode::decoders::Decoder;
+use crate::decode::features::{load_features, rows_for_ids, FeatureKind};
 use crate::error::{Result, RouteError};
-use crate::features::{load_features, rows_for_ids, FeatureKind};
 use crate::progress::bar;
 use brainrecon_datasets::prepared::PreparedSubject;
 use brainrecon_language::blip::BlipForConditionalGeneration;
@@ -260,7 +260,7 @@ pub fn caption_request(request: &CaptionRequest) -> Result<CaptionsFile> {
         ..o.clone()
     };
     let subject = PreparedSubject::open(&r.subject)?;
-    let device = crate::options::device(&r.device)?;
+    let device = crate::decode::options::device(&r.device)?;
     let decoder = match (r.source.as_str(), &r.decoders) {
         ("decoded", Some(dir)) => Some(Decoder::load(&dir.join("blip"))?),
         ("decoded", None) => {
@@ -278,7 +278,7 @@ pub fn caption_request(request: &CaptionRequest) -> Result<CaptionsFile> {
     let features = r
         .features
         .clone()
-        .unwrap_or_else(|| crate::decoders::default_features_dir(&subject));
+        .unwrap_or_else(|| crate::decode::decoders::default_features_dir(&subject));
     let source = match &decoder {
         Some(decoder) => TokenSource::Decoded(decoder),
         None => TokenSource::Features(&features),

@@ -7,8 +7,8 @@
 //! captioner's image size with Pillow's Lanczos, scaled to [0, 1], not normalised (the
 //! published `img2feat_blip.py` skips BLIP's mean/std; `normalize` applies them).
 
+use crate::decode::features::{FeatureKind, Stimulus, StimulusEncoder};
 use crate::error::{Result, RouteError};
-use crate::features::{FeatureKind, Stimulus, StimulusEncoder};
 use brainrecon_formats::image::RgbImage;
 use brainrecon_language::blip::{AttentionMode, BlipForConditionalGeneration, TextInputs};
 use brainrecon_language::wordpiece::BlipTokenizer;
@@ -75,7 +75,7 @@ impl BlipFeatures<'_> {
             None => out.last_hidden_state,
             Some(l) => out.hidden_states[l as usize].clone(),
         };
-        crate::features::rows_of(&states)
+        crate::decode::features::rows_of(&states)
     }
 
     /// One caption's tokens at `layer`, averaged over its tokens: [d].

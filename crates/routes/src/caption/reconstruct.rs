@@ -6,15 +6,15 @@
 //! atomic PNGs skipped on a rerun.
 
 use super::CaptionsFile;
-use crate::decoders::Decoder;
+use crate::decode::decoders::Decoder;
 use crate::error::Result;
+use crate::linear::shards::check_stop;
 use crate::linear::{
     begin_run, check_sampling, decoded_test_z, decoded_z_image, finish_run, init_pixels,
     sample_images, unconditional, write_decoded, Counts, Manifest, Method, ReconstructOptions,
     ReconstructSummary,
 };
 use crate::progress::bar;
-use crate::shards::check_stop;
 use brainrecon_datasets::prepared::PreparedSubject;
 use brainrecon_diffusion::pipeline::{Conditioning, StableDiffusion};
 use brainrecon_nn::rng::fnv1a64;

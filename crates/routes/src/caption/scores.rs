@@ -5,7 +5,7 @@
 
 use super::CaptionsFile;
 use crate::error::{Result, RouteError};
-use crate::report::{MetricRow, Table};
+use crate::score::report::{MetricRow, Table};
 use brainrecon_metrics::{caption_scores, caption_scores_with_meteor, CaptionScores, MeteorFiles};
 use std::path::Path;
 

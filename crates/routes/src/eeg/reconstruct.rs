@@ -28,15 +28,17 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::b2c::chart::comparison_grid;
+use crate::decode::features::{
+    default_latent_image_size, rows_of, Stimulus, StimulusEncoder, VaeFeatures,
+};
 use crate::eeg::decoder::{concept_groups, read_embeddings, EegDecoder};
 use crate::error::{Result, RouteError};
-use crate::features::{default_latent_image_size, rows_of, Stimulus, StimulusEncoder, VaeFeatures};
-use crate::folder_eval::{eval, EvalRequest, Evaluated};
 use crate::linear::{
     context_row, decoded_z_image, init_pixels, sample_images, unconditional, Counts, Manifest,
     ReconstructOptions,
 };
 use crate::progress::bar;
+use crate::score::folder_eval::{eval, EvalRequest, Evaluated};
 use brainrecon_core::fs::{read_json, write_json_atomic, OutputDir, Resume};
 use brainrecon_core::stats::mean_std;
 use brainrecon_core::DataError;

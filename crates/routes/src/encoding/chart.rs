@@ -152,7 +152,7 @@ pub fn layers_html(
     layers: &[LayerResult],
     cortex_section: Option<&str>,
 ) -> String {
-    use crate::report::escape;
+    use crate::score::report::escape;
     let names = roi_names(layers);
     let mut html = format!(
         "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>{t}</title>\n\

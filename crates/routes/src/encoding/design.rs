@@ -12,9 +12,9 @@
 //! for ViT-B) then cost a ridge of at most #train-images columns. Keeping only the top K
 //! components (`pca`) is the lossy version.
 
-use crate::decoders::{image_targets, ImageTargets, Target};
+use crate::decode::decoders::{image_targets, ImageTargets, Target};
+use crate::decode::features::{feature_paths, FeatureMeta};
 use crate::error::{Result, RouteError};
-use crate::features::{feature_paths, FeatureMeta};
 use brainrecon_datasets::prepared::PreparedSubject;
 use faer::linalg::matmul::matmul;
 use faer::linalg::matmul::triangular::{self, BlockStructure};

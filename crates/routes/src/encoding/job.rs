@@ -7,7 +7,7 @@ use super::{
     voxel_sets, write_stats, write_values, DesignOptions, EncodingData, FeatureBlock, FitOptions,
     Reduction, RoiLabels, RoiSummary, VoxelSet, FDR_ALPHA,
 };
-use crate::decoders::{default_features_dir, standard_alphas, DecoderCv, Target};
+use crate::decode::decoders::{default_features_dir, standard_alphas, DecoderCv, Target};
 use crate::error::{Result, RouteError};
 use brainrecon_core::fs::write_json_atomic;
 use brainrecon_cortex::report::{write_cortex_maps, MapKind, VoxelMapSpec};

@@ -8,9 +8,9 @@ use super::{
     cortex_for, load_block, roi_coordinates, score, voxel_sets, write_stats, DesignOptions,
     EncodingData, FeatureBlock, FitOptions, RoiLabels, VoxelSet,
 };
-use crate::decoders::Target;
+use crate::decode::decoders::Target;
+use crate::decode::features::{feature_paths, FeatureKind};
 use crate::error::{Result, RouteError};
-use crate::features::{feature_paths, FeatureKind};
 use brainrecon_core::fs::{write_bytes_atomic, write_json_atomic};
 use brainrecon_cortex::report::{html_section, write_cortex_maps, MapKind, VoxelMapSpec};
 use brainrecon_datasets::prepared::PreparedSubject;

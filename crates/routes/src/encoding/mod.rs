@@ -8,7 +8,7 @@ pub mod design;
 pub mod job;
 pub mod layers;
 
-use crate::decoders::DecoderCv;
+use crate::decode::decoders::DecoderCv;
 use crate::error::{Result, RouteError};
 use brainrecon_datasets::prepared::{Betas, PreparedSubject, Roi, Split};
 use brainrecon_formats::{nifti_io, npy};
@@ -488,7 +488,7 @@ mod tests {
         };
         let block = FeatureBlock {
             name: "wide".into(),
-            targets: crate::decoders::ImageTargets {
+            targets: crate::decode::decoders::ImageTargets {
                 ids: (0..n_images).collect(),
                 shape: vec![width],
                 values: features.into(),
@@ -531,7 +531,7 @@ mod tests {
             .collect();
         FeatureBlock {
             name: format!("{range:?}"),
-            targets: crate::decoders::ImageTargets {
+            targets: crate::decode::decoders::ImageTargets {
                 ids: block.targets.ids.clone(),
                 shape: vec![range.len()],
                 values: values.into(),

@@ -173,8 +173,8 @@ pub fn adapt(r: &AdaptRequest) -> Result<AdaptReport> {
     }
     // The features must come from the group's model.
     for kind in &group.kinds {
-        let feature_kind = crate::features::FeatureKind::parse(kind)?;
-        let (meta, _) = crate::features::load_features_mapped(
+        let feature_kind = crate::decode::features::FeatureKind::parse(kind)?;
+        let (meta, _) = crate::decode::features::load_features_mapped(
             &subject,
             &subject.path("features"),
             feature_kind,

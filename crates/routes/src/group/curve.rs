@@ -4,9 +4,9 @@
 
 use super::adapt::{adapt, AdaptRequest};
 use super::{decoders_dir, GroupMeta, SpaceMeta};
-use crate::decoders::{fit_request, Decoder, FitRequest};
+use crate::decode::decoders::{fit_request, Decoder, FitRequest};
+use crate::decode::features::{features_request, FeaturesRequest};
 use crate::error::{Result, RouteError};
-use crate::features::{features_request, FeaturesRequest};
 use brainrecon_core::fs::{write_bytes_atomic, write_json_atomic, OutputDir};
 use brainrecon_datasets::nsd::prepare::{prepare, PrepareOptions, ZScore};
 use brainrecon_datasets::prepared::{PreparedSubject, Split};
@@ -215,9 +215,9 @@ pub fn two_way(
     ids: &[usize],
     decoded: &[f32],
 ) -> Result<f64> {
-    let truth = crate::decoders::image_targets(
+    let truth = crate::decode::decoders::image_targets(
         eval,
-        &crate::decoders::Target::parse(target)?,
+        &crate::decode::decoders::Target::parse(target)?,
         &eval.path("features"),
     )?;
     let d = truth.width();

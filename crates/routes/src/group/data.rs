@@ -2,9 +2,9 @@
 //! space writes (pooled or adapted).
 
 use super::{SpaceMeta, TargetBlock, SHARED_ATLAS};
-use crate::decoders::{image_targets, Target};
+use crate::decode::decoders::{image_targets, Target};
+use crate::decode::features::{feature_paths, FeatureKind};
 use crate::error::{Result, RouteError};
-use crate::features::{feature_paths, FeatureKind};
 use brainrecon_datasets::prepared::{
     AtlasMeta, LabelMeta, PreparedSubject, Roi, Split, SubjectMeta,
 };
@@ -191,8 +191,11 @@ pub fn feature_widths(subject: &PreparedSubject, kinds: &[String]) -> Result<Vec
         .iter()
         .map(|kind| {
             let kind = FeatureKind::parse(kind)?;
-            let (meta, _) =
-                crate::features::load_features_mapped(subject, &subject.path("features"), kind)?;
+            let (meta, _) = crate::decode::features::load_features_mapped(
+                subject,
+                &subject.path("features"),
+                kind,
+            )?;
             Ok(meta.width())
         })
         .collect()
@@ -446,7 +449,7 @@ pub fn write_pooled_features(
     for kind in kinds {
         let kind = FeatureKind::parse(kind)?;
         let (mut meta, _) =
-            crate::features::load_features_mapped(like, &like.path("features"), kind)?;
+            crate::decode::features::load_features_mapped(like, &like.path("features"), kind)?;
         let width = meta.width();
         let mut values = Vec::with_capacity(ids.len() * width);
         for i in 0..ids.len() {

@@ -6,7 +6,7 @@ use super::data::{
     SpaceSubject,
 };
 use super::{decoders_dir, space_dir, GroupMeta, SpaceMeta, SpaceMethod, SPACE_FORMAT};
-use crate::decoders::{fit_request, log_grid, DecoderSummary, FitRequest};
+use crate::decode::decoders::{fit_request, log_grid, DecoderSummary, FitRequest};
 use crate::error::{Result, RouteError};
 use brainrecon_align::shared_space::{fit_shared_space, gcv_alpha, SharedSpaceOptions};
 use brainrecon_align::srm::{fit_det_srm, fit_srm, SrmOptions};
@@ -152,7 +152,7 @@ pub fn fit_group(r: &GroupFitRequest, progress: &mut dyn FnMut(String)) -> Resul
         )));
     }
     for target in &r.targets {
-        crate::decoders::Target::parse(target)?;
+        crate::decode::decoders::Target::parse(target)?;
     }
     let started = Instant::now();
     progress(format!("reading {} subjects", group.subjects.len()));

@@ -1,8 +1,8 @@
 //! `group prepare`: a group folder from prepared subjects.
 
 use super::{GroupMeta, GroupSubject, GROUP_FORMAT};
+use crate::decode::features::{load_features_mapped, FeatureKind};
 use crate::error::{Result, RouteError};
-use crate::features::{load_features_mapped, FeatureKind};
 use brainrecon_core::fs::{write_json_atomic, OutputDir};
 use brainrecon_datasets::prepared::{PreparedSubject, Split};
 use rand::seq::SliceRandom;

@@ -6,7 +6,6 @@
 //! generates from.
 
 pub mod decode;
-pub mod demo;
 pub mod embed;
 pub mod fit;
 pub mod generate;

@@ -3,7 +3,7 @@
 
 use super::fit::MusicFitSummary;
 use super::retrieve::RetrievalSummary;
-use crate::report::escape;
+use crate::score::report::escape;
 
 /// `#EXTM3U`: per test clip, the heard clip, then its matches.
 pub fn playlist(summary: &RetrievalSummary, library_href: &str) -> String {

@@ -1,7 +1,7 @@
 //! The HTML page of `encode-runs`: per-band histograms of the voxels' scores and a slice
 //! montage of every map, self-contained (inline SVG and PNG data URIs).
 
-use crate::report::{base64, binned, encode_png, escape, Binned};
+use crate::score::report::{base64, binned, encode_png, escape, Binned};
 use brainrecon_formats::image::RgbImage;
 use plotters::prelude::*;
 use std::fmt::Write as _;

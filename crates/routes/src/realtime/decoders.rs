@@ -1,7 +1,7 @@
 //! The live decoders: the linear route's ridge decoders at the subject's voxels, and the
 //! window of volumes a pattern is the mean of, standardised by running statistics.
 
-use crate::decoders::Decoder;
+use crate::decode::decoders::Decoder;
 use crate::error::{Result, RouteError};
 use brainrecon_datasets::prepared::PreparedSubject;
 use brainrecon_formats::npy;

@@ -12,7 +12,6 @@
 pub mod breakdown;
 pub mod caption_words;
 pub mod classifiers;
-pub mod demo;
 pub mod evaluate;
 pub mod fit;
 pub mod motion;

@@ -16,8 +16,8 @@
 
 use super::fit::{VideoFitSummary, SUMMARY_FILE};
 use super::motion::read_decoded as read_decoded_motion;
+use crate::decode::features::stream_seed;
 use crate::error::{Result, RouteError};
-use crate::features::stream_seed;
 use brainrecon_core::fs::{read_json, write_json_atomic};
 use brainrecon_diffusion::pipeline::{Conditioning, Progress, SampleOptions, VideoDiffusion};
 use brainrecon_diffusion::warp::moving_noise;

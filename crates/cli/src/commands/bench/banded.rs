@@ -4,7 +4,7 @@
 use crate::args::JsonArg;
 use crate::commands::{print_json, usage};
 use brainrecon_ridge::bench_banded::BandedWorkload;
-use brainrecon_routes::bench::banded::{ensure_data, measure, BandedResult};
+use brainrecon_showcase::bench::banded::{ensure_data, measure, BandedResult};
 use std::path::PathBuf;
 
 /// Time banded ridge (random search over band weights, leave-one-run-out CV, R² selection).

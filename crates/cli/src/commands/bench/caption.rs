@@ -1,8 +1,8 @@
 //! `brainrecon bench caption`: BLIP caption generation timed per image, on encoder states
 //! written as .npy so that transformers can run the same search on the same inputs.
 
-use brainrecon_routes::bench::caption::{run as time_captions, CaptionBench};
 use brainrecon_routes::caption::decode::beam_scoring;
+use brainrecon_showcase::bench::caption::{run as time_captions, CaptionBench};
 use std::path::PathBuf;
 
 /// Time beam-search captioning (3 beams, lengths 5–20, repetition penalty 1.5) per image.

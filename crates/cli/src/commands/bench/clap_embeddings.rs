@@ -2,7 +2,7 @@
 //! timed per 10-s window, on synthetic music written as .npy so that transformers can embed the
 //! same samples.
 
-use brainrecon_routes::bench::clap::{run as time_embeddings, ClapBench};
+use brainrecon_showcase::bench::clap::{run as time_embeddings, ClapBench};
 use std::path::PathBuf;
 
 /// Time CLAP audio embeddings (`get_audio_features`) per window on the CPU.

@@ -3,7 +3,7 @@
 
 use crate::args::JsonArg;
 use crate::commands::{print_json, usage};
-use brainrecon_routes::bench::group::{
+use brainrecon_showcase::bench::group::{
     ensure_adapt_data, ensure_basis, machine, measure_adapt, measure_group, AdaptResult,
     AdaptWorkload, GroupBenchReport, GroupResult, GroupWorkload,
 };

@@ -1,5 +1,5 @@
 //! `brainrecon bench …`: reproducible timings, written so Python can run on the same data (the
-//! measuring is in `brainrecon_routes::bench`).
+//! measuring is in `brainrecon_showcase::bench`).
 
 use std::process::Command;
 

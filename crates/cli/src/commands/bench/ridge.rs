@@ -4,7 +4,7 @@
 use crate::args::{DeviceArgs, JsonArg};
 use crate::commands::ridge::ridge_device;
 use crate::commands::{print_json, usage};
-use brainrecon_routes::bench::ridge::{ensure_data, measure_named, plan, table, RunResult};
+use brainrecon_showcase::bench::ridge::{ensure_data, measure_named, plan, table, RunResult};
 use std::path::PathBuf;
 
 /// Time ridge regression (LOO and GCV, 10 alphas, one per target) on synthetic fMRI-shaped data.

@@ -3,7 +3,7 @@
 //! timed so that `tools/bench/train_step.sh` can time the same step in PyTorch beside it.
 
 use crate::args::JsonArg;
-use brainrecon_routes::bench::train_step::{
+use brainrecon_showcase::bench::train_step::{
     run as time_steps, TrainStepBench, WindowShape, Workload,
 };
 

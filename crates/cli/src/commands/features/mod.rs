@@ -1,11 +1,11 @@
 //! `brainrecon features`: per-stimulus features of a prepared subject (the work is in
-//! `brainrecon_routes::features`); `brainrecon features text`: features of annotated text.
+//! `brainrecon_routes::decode::features`); `brainrecon features text`: features of annotated text.
 
 use crate::args::{DeviceArgs, DtypeArgs, JsonArg};
 mod text;
 
 use crate::commands::{print_json, show_progress, usage};
-use brainrecon_routes::features::{features_request, FeaturesRequest};
+use brainrecon_routes::decode::features::{features_request, FeaturesRequest};
 use std::path::PathBuf;
 
 /// Compute per-stimulus features of a prepared subject with a diffusion model.

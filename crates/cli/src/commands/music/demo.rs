@@ -1,6 +1,6 @@
 //! `brainrecon music demo`: the route's commands in order on a simulated subject.
 
-use brainrecon_routes::music::demo::{self, MusicDemoOptions, Step};
+use brainrecon_showcase::music_demo::{self, MusicDemoOptions, Step};
 use std::path::PathBuf;
 
 /// Simulate a subject hearing music, prepare its runs, decode genres-clap embeddings and
@@ -36,7 +36,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         size: args.size,
         seed: args.seed,
     };
-    let page = demo::run(&opts, &mut run_step)?;
+    let page = music_demo::run(&opts, &mut run_step)?;
     outln!("open {} in a browser", page.display())?;
     Ok(())
 }

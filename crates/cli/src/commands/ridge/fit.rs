@@ -3,7 +3,7 @@
 use super::PrecisionArg;
 use crate::args::{DeviceArgs, JsonArg};
 use crate::commands::print_json;
-use brainrecon_routes::arrays::{fit, EstimatorRequest, FitOptions};
+use brainrecon_routes::decode::arrays::{fit, EstimatorRequest, FitOptions};
 use std::path::PathBuf;
 
 /// Fit multi-target ridge regression X → Y from two .npy files, one alpha per target.

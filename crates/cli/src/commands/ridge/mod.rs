@@ -1,5 +1,5 @@
 //! `brainrecon ridge …`: ridge regression on plain .npy arrays, usable without a prepared
-//! subject (the work is in `brainrecon_routes::arrays`).
+//! subject (the work is in `brainrecon_routes::decode::arrays`).
 
 mod fit;
 mod merge;
@@ -28,7 +28,7 @@ pub fn run(command: RidgeCommand) -> anyhow::Result<()> {
 
 /// `--device` for ridge: cpu, cuda or cuda:N; a GPU in a build without CUDA is a usage error.
 pub fn ridge_device(text: &str) -> anyhow::Result<brainrecon_ridge::Device> {
-    Ok(brainrecon_routes::options::ridge_device(text)?)
+    Ok(brainrecon_routes::decode::options::ridge_device(text)?)
 }
 
 /// `--precision` values.
@@ -49,5 +49,5 @@ impl From<PrecisionArg> for Precision {
 
 /// `--alphas` text → grid; every value finite and > 0.
 pub(crate) fn parse_alphas(text: &str) -> anyhow::Result<Vec<f64>> {
-    Ok(brainrecon_routes::options::parse_alphas(text)?)
+    Ok(brainrecon_routes::decode::options::parse_alphas(text)?)
 }

@@ -26,7 +26,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if let Some(threads) = args.threads {
         brainrecon_ridge::set_threads(threads);
     }
-    let (rows, targets) = brainrecon_routes::arrays::predict(&args.model, &args.x, &args.out)?;
+    let (rows, targets) =
+        brainrecon_routes::decode::arrays::predict(&args.model, &args.x, &args.out)?;
     outln!(
         "predicted {rows} rows × {targets} targets; saved {}",
         args.out.display()

@@ -27,7 +27,8 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let s = brainrecon_routes::arrays::score(&args.pred, &args.y, args.out_prefix.as_deref())?;
+    let s =
+        brainrecon_routes::decode::arrays::score(&args.pred, &args.y, args.out_prefix.as_deref())?;
     if args.json.json {
         return print_json(&s);
     }

@@ -1,6 +1,6 @@
 //! `brainrecon video demo`: the route's commands in order on a simulated subject.
 
-use brainrecon_routes::video::demo::{self, DemoDecoder, VideoDemoOptions};
+use brainrecon_showcase::video_demo::{self, DemoDecoder, VideoDemoOptions};
 use std::path::PathBuf;
 
 /// The video route end to end on a synthetic subject: simulate, prepare, fit, reconstruct, eval
@@ -38,7 +38,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             _ => DemoDecoder::Words,
         },
     };
-    let page = demo::run(&opts, &mut crate::commands::music::demo::run_step)?;
+    let page = video_demo::run(&opts, &mut crate::commands::music::demo::run_step)?;
     outln!("open {} in a browser", page.display())?;
     Ok(())
 }

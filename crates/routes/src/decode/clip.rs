@@ -1,8 +1,8 @@
 //! CLIP image embeddings: a feature kind for `brainrecon features` and the space of two-way
 //! identification in `brainrecon eval`.
 
+use crate::decode::features::{rows_of, FeatureKind, Stimulus, StimulusEncoder};
 use crate::error::Result;
-use crate::features::{rows_of, FeatureKind, Stimulus, StimulusEncoder};
 use brainrecon_diffusion::clip_vision::{load_clip_vision, ClipImageProcessor, ClipVisionModel};
 use brainrecon_diffusion::pipeline::{DType, Device};
 use brainrecon_formats::image::RgbImage;

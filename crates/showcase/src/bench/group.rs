@@ -8,16 +8,16 @@
 //! the test rows. The arrays are read from .npy files written beforehand, so that reading and
 //! its memory count as they do in the library.
 
-use crate::error::{Result, RouteError};
-use crate::group::data::{apply_map, column_means, read_mat, read_vec, scale_targets};
-use crate::group::fit::{alpha_columns, map_alphas};
-use crate::group::TargetBlock;
 use brainrecon_align::shared_space::{
     fit_shared_space, fit_subject_map, gcv_alpha, SharedSpaceOptions,
 };
 use brainrecon_core::fs::{read_json, write_json_atomic};
 use brainrecon_core::DataError;
 use brainrecon_formats::npy;
+use brainrecon_routes::error::{Result, RouteError};
+use brainrecon_routes::group::data::{apply_map, column_means, read_mat, read_vec, scale_targets};
+use brainrecon_routes::group::fit::{alpha_columns, map_alphas};
+use brainrecon_routes::group::TargetBlock;
 use faer::Mat;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

@@ -168,8 +168,8 @@ impl Generated {
 /// model and generates; `progress` hears every denoising step.
 pub fn generate(request: GenerateRequest, progress: &mut dyn FnMut(Progress)) -> Result<Generated> {
     let r = request;
-    let dtype = crate::options::dtype(&r.dtype)?;
-    crate::options::check_sampling(r.image.steps, r.image.guidance)?;
+    let dtype = crate::decode::options::dtype(&r.dtype)?;
+    crate::decode::options::check_sampling(r.image.steps, r.image.guidance)?;
     let strength = match (&r.init_image, r.strength) {
         (None, Some(_)) => return Err(usage("--strength needs --init-image")),
         (Some(_), s) => {
@@ -201,8 +201,8 @@ pub fn generate(request: GenerateRequest, progress: &mut dyn FnMut(Progress)) ->
         )));
     }
     let started = Instant::now();
-    let device = crate::options::device(&r.device)?;
-    crate::options::check_dtype_on(dtype, &device)?;
+    let device = crate::decode::options::device(&r.device)?;
+    crate::decode::options::check_dtype_on(dtype, &device)?;
     let sd = StableDiffusion::load(&r.model, dtype, &device)?;
     let load_seconds = started.elapsed().as_secs_f64();
     // The size defaults to the init image's, rounded down to the model's unit: an image

@@ -4,8 +4,8 @@
 //! `brainrecon eval` on anything that is not a `brainrecon reconstruct` result.
 
 use crate::error::{Result, RouteError};
-use crate::evaluate::SuiteTable;
-use crate::suite::{self, Networks};
+use crate::score::evaluate::SuiteTable;
+use crate::score::suite::{self, Networks};
 use brainrecon_core::DataError;
 use brainrecon_datasets::prepared::PreparedSubject;
 use brainrecon_formats::image::{read_png, write_png, RgbImage};
@@ -175,7 +175,7 @@ pub struct EvalRequest {
     pub stimuli: PathBuf,
     /// A reconstruction folder (with manifest.json), or a folder of `<id>.png`.
     pub recons: PathBuf,
-    /// The CLIP vision model of the CLIP column (default [`crate::clip::DEFAULT_CLIP`] when
+    /// The CLIP vision model of the CLIP column (default [`crate::decode::clip::DEFAULT_CLIP`] when
     /// cached).
     pub clip: Option<String>,
     /// The metric networks' weights (default `$BRAINRECON_METRIC_WEIGHTS`).
@@ -201,7 +201,7 @@ pub struct EvalRequest {
 
 /// What [`eval`] found: a reconstruction run's evaluation, or a folder's scores.
 pub enum Evaluated {
-    Route(crate::evaluate::Evaluation),
+    Route(crate::score::evaluate::Evaluation),
     Folder(FolderScores),
 }
 
@@ -263,7 +263,7 @@ pub fn eval(request: &EvalRequest) -> Result<Evaluated> {
     } else {
         None
     };
-    let options = crate::evaluate::EvalOptions {
+    let options = crate::score::evaluate::EvalOptions {
         suite: &networks,
         rows_per_page: r.rows_per_page.max(1),
         thumbnail: r.thumbnail.max(8),
@@ -272,7 +272,7 @@ pub fn eval(request: &EvalRequest) -> Result<Evaluated> {
         meteor_jar: r.meteor_jar.as_deref(),
         clip_score_model: clip_score_model.as_ref(),
     };
-    Ok(Evaluated::Route(crate::evaluate::evaluate(
+    Ok(Evaluated::Route(crate::score::evaluate::evaluate(
         &subject, &r.recons, &options,
     )?))
 }
@@ -297,20 +297,20 @@ fn suite_networks(r: &EvalRequest) -> Result<Networks> {
             )));
         }
     }
-    let device = crate::options::device(&r.device)?;
+    let device = crate::decode::options::device(&r.device)?;
     let clip = clip_for_suite(r.clip.as_deref(), &device)?;
     Networks::load(r.metric_weights.as_deref(), clip, protocol, &device)
 }
 
 /// The CLIP vision tower of the metric suite: the named one, else the default
-/// ([`crate::clip::DEFAULT_CLIP`], MindEye's) when it is in the Hugging Face cache, else none.
+/// ([`crate::decode::clip::DEFAULT_CLIP`], MindEye's) when it is in the Hugging Face cache, else none.
 pub fn clip_for_suite(
     model: Option<&str>,
     device: &brainrecon_diffusion::pipeline::Device,
 ) -> Result<Option<(String, brainrecon_diffusion::clip_vision::ClipVisionModel)>> {
     use brainrecon_diffusion::weights::DiffusionError;
     let dtype = brainrecon_diffusion::pipeline::DType::F32;
-    let name = model.unwrap_or(crate::clip::DEFAULT_CLIP);
+    let name = model.unwrap_or(crate::decode::clip::DEFAULT_CLIP);
     match brainrecon_diffusion::clip_vision::load_clip_vision(name, dtype, device) {
         Ok((vision, _)) => Ok(Some((name.to_string(), vision))),
         // The default is not in the cache: the suite shows CLIP as absent, with the command.

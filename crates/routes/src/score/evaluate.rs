@@ -6,12 +6,14 @@
 //! features themselves (latent MSE, per-image Pearson, two-way identification in latent space
 //! on features centred by the training images' mean).
 
-use crate::decoders::Decoder;
+use crate::decode::decoders::Decoder;
+use crate::decode::features::{
+    feature_paths, load_features, mean_of_ids, rows_for_ids, FeatureKind,
+};
 use crate::error::{Result, RouteError};
-use crate::features::{feature_paths, load_features, mean_of_ids, rows_for_ids, FeatureKind};
 use crate::linear::Manifest;
-use crate::report::{DecoderAccuracy, GridRow, MetricRow, Report, Table};
-use crate::suite::{self, Absent, Networks, Protocol, SuiteRow};
+use crate::score::report::{DecoderAccuracy, GridRow, MetricRow, Report, Table};
+use crate::score::suite::{self, Absent, Networks, Protocol, SuiteRow};
 use brainrecon_core::fs::write_json_atomic;
 use brainrecon_datasets::prepared::PreparedSubject;
 use brainrecon_formats::image::{read_png, Filter, RgbImage};
@@ -128,7 +130,7 @@ impl std::fmt::Display for Evaluation {
     }
 }
 
-/// The field's metric suite of an evaluation (see [`crate::suite`]).
+/// The field's metric suite of an evaluation (see [`crate::score::suite`]).
 #[derive(Debug, Clone, Serialize)]
 pub struct SuiteTable {
     pub protocol: Protocol,
@@ -155,9 +157,9 @@ impl std::fmt::Display for SuiteTable {
         writeln!(f)?;
         for row in &self.rows {
             write!(f, "{:<36}", row.name)?;
-            for (v, percent) in crate::suite::display_values(&row.values)
+            for (v, percent) in crate::score::suite::display_values(&row.values)
                 .iter()
-                .zip(crate::suite::PERCENT)
+                .zip(crate::score::suite::PERCENT)
             {
                 match v {
                     Some(v) if percent => write!(f, "{v:>14.1}%")?,
@@ -665,7 +667,7 @@ pub fn evaluate(
     };
     let mut report = report;
     report.command = report_command(&manifest.command, &options.command);
-    evaluation.report = crate::report::write_report(&eval_dir.join("report.html"), &report)?;
+    evaluation.report = crate::score::report::write_report(&eval_dir.join("report.html"), &report)?;
     write_json_atomic(&metrics_json, &evaluation)?;
     Ok(evaluation)
 }

@@ -1,8 +1,6 @@
 //! Banded ridge timed on the workload, with the arrays written as .npy so that
 //! himalaya fits the same data.
 
-use crate::arrays::read_matrix;
-use crate::error::Result;
 use brainrecon_core::fs::{read_json, write_json_atomic};
 use brainrecon_core::DataError;
 use brainrecon_formats::npy;
@@ -10,6 +8,8 @@ use brainrecon_ridge::bench_banded::{
     banded_bench_alphas, banded_bench_candidates, generate_banded, run_banded, BandedBenchData,
     BandedWorkload, RowMajor,
 };
+use brainrecon_routes::decode::arrays::read_matrix;
+use brainrecon_routes::error::Result;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 

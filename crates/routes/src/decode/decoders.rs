@@ -4,9 +4,9 @@
 //! records the subject, ROI, voxel count, target name and per-stimulus target shape, plus
 //! `test_r.npy`: the Pearson r of every target on the subject's test images.
 
-use crate::decoder_stream;
+use crate::decode::decoder_stream;
+use crate::decode::features::{load_features_mapped, FeatureKind};
 use crate::error::{Result, RouteError};
-use crate::features::{load_features_mapped, FeatureKind};
 use brainrecon_datasets::prepared::{PreparedSubject, Roi, Split};
 use brainrecon_formats::npy;
 use brainrecon_ridge::metrics::{pearson_per_target, summarize};
@@ -219,7 +219,7 @@ pub fn image_targets(
                 ids: subject.stimulus_ids()?,
                 shape: meta.shape,
                 values: TargetValues::Mapped(values),
-                source: crate::features::feature_paths(features_dir, *kind).0,
+                source: crate::decode::features::feature_paths(features_dir, *kind).0,
                 model_fingerprint: meta
                     .settings
                     .get("model_fingerprint")
@@ -474,7 +474,7 @@ pub fn fit_request(request: &FitRequest, warn: &mut dyn FnMut(String)) -> Result
             r.cv
         ))
     })?;
-    let device = crate::options::ridge_device(&r.device)?;
+    let device = crate::decode::options::ridge_device(&r.device)?;
     let cpu = device == brainrecon_ridge::Device::Cpu;
     if !cpu && matches!(cv, DecoderCv::KFold(_)) {
         return Err(usage(format!(

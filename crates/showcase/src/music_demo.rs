@@ -2,7 +2,7 @@
 //! brainrecon command handed to the caller as its arguments (the command line runs them
 //! in-process and prints them, so the demo doubles as a recipe).
 
-use crate::RouteError;
+use brainrecon_routes::RouteError;
 use std::path::{Path, PathBuf};
 
 /// One step of a route's demo, `number` of `of`: the brainrecon command `args` (without the

@@ -8,22 +8,24 @@
 //! Every step is announced with the brainrecon command that does it and run by the library
 //! function behind it; steps whose output is already in OUT/eeg are found done (fits resume).
 
-use crate::b2c::chart::comparison_grid;
 use crate::demo::{path, DemoOptions, DemoSteps, Route};
-use crate::eeg::decoder::{
-    embed_images, evaluate, fit, EegDecoder, EegEvalRequest, EegFitRequest, EegMethod,
-    EmbedRequest, GroupSummary, Training,
-};
-use crate::eeg::nice_train::NiceTrainOptions;
-use crate::eeg::reconstruct::{reconstruct, EegReconstructReport, EegReconstructRequest};
-use crate::eeg::retrieval::{cosine_similarities, ranked};
-use crate::eeg::ridge_decoder::RidgeDecoderOptions;
-use crate::{Result, RouteError};
 use brainrecon_core::fs::write_json_atomic;
 use brainrecon_core::DataError;
 use brainrecon_datasets::things_eeg2::{Split, ThingsEeg2};
 use brainrecon_formats::image::write_png;
 use brainrecon_formats::video::frames::read_frame;
+use brainrecon_routes::b2c::chart::comparison_grid;
+use brainrecon_routes::eeg::decoder::{
+    embed_images, evaluate, fit, EegDecoder, EegEvalRequest, EegFitRequest, EegMethod,
+    EmbedRequest, GroupSummary, Training,
+};
+use brainrecon_routes::eeg::nice_train::NiceTrainOptions;
+use brainrecon_routes::eeg::reconstruct::{
+    reconstruct, EegReconstructReport, EegReconstructRequest,
+};
+use brainrecon_routes::eeg::retrieval::{cosine_similarities, ranked};
+use brainrecon_routes::eeg::ridge_decoder::RidgeDecoderOptions;
+use brainrecon_routes::{Result, RouteError};
 use brainrecon_simulate::eeg::{simulate_eeg, EegOptions};
 use serde::Serialize;
 use std::path::{Path, PathBuf};

@@ -660,16 +660,16 @@ pub fn features_request<E: From<RouteError>>(
 ) -> std::result::Result<(), E> {
     let subject = PreparedSubject::open(&r.subject).map_err(RouteError::from)?;
     let kind = FeatureKind::parse(&r.kind)?;
-    let device = crate::options::device(&r.device)?;
-    let dtype = crate::options::dtype(&r.dtype)?;
-    crate::options::check_dtype_on(dtype, &device)?;
+    let device = crate::decode::options::device(&r.device)?;
+    let dtype = crate::decode::options::dtype(&r.dtype)?;
+    crate::decode::options::check_dtype_on(dtype, &device)?;
     let request = FeatureRequest {
         kind,
         model: r.model.clone(),
         out: r
             .out
             .clone()
-            .unwrap_or_else(|| crate::decoders::default_features_dir(&subject)),
+            .unwrap_or_else(|| crate::decode::decoders::default_features_dir(&subject)),
         size: r.size,
         sample: r.sample,
         seed: r.seed,
@@ -709,7 +709,7 @@ pub fn compute_requested<E: From<RouteError>>(
     req: &FeatureRequest,
     mut each: impl FnMut(&FeatureSummary) -> std::result::Result<(), E>,
 ) -> std::result::Result<(), E> {
-    use crate::clip::ClipImageFeatures;
+    use crate::decode::clip::ClipImageFeatures;
     let kind = req.kind;
     if matches!(kind, FeatureKind::BlipVision(_) | FeatureKind::BlipText(_)) {
         return blip_features(subject, req, each);
@@ -895,7 +895,7 @@ pub fn text_features_request(r: &TextFeaturesRequest) -> Result<usize> {
     }
     let markup = parse_markup(&r.markup)?;
     let files = annotation_files(&r.annotations)?;
-    let device = crate::options::device(&r.device)?;
+    let device = crate::decode::options::device(&r.device)?;
     let featurizer = load_featurizer(&r.model, &LayerChoice::parse(&r.layer)?, &device)?;
     write_annotation_features(&featurizer, markup, &files, &r.out)?;
     Ok(files.len())

@@ -16,11 +16,14 @@
 //! resumes where it stopped. Noise for (image, sample) comes from its own seeded stream, so a
 //! resumed run writes the same pixels as an uninterrupted one.
 
-use crate::decoders::Decoder;
+pub mod generate;
+pub mod shards;
+
+use crate::decode::decoders::Decoder;
+use crate::decode::features::stream_seed;
 use crate::error::{Result, RouteError};
-use crate::features::stream_seed;
+use crate::linear::shards::{check_stop, ImageShard};
 use crate::progress::bar;
-use crate::shards::{check_stop, ImageShard};
 use brainrecon_core::fs::{read_json, write_json_atomic};
 use brainrecon_datasets::prepared::PreparedSubject;
 use brainrecon_diffusion::pipeline::{
@@ -109,7 +112,7 @@ pub struct ReconstructOptions {
     /// images do not change, up to rounding).
     #[serde(default = "one")]
     pub batch: usize,
-    /// Only this slice of the test images (`--shard k/N`); [`crate::shards::merge`] joins the
+    /// Only this slice of the test images (`--shard k/N`); [`crate::linear::shards::merge`] joins the
     /// slices.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard: Option<ImageShard>,

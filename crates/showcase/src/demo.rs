@@ -7,19 +7,19 @@
 //! where it stopped; decoders and reconstructions made with other model files are made
 //! again), then scores the reconstructions, draws the pairs picture and writes the summary.
 
-use crate::caption::decode::{caption_request, CaptionOptions, CaptionRequest};
-use crate::caption::embedded::{SHAPES_BLIP, SHAPES_BLIP_MODEL};
-use crate::decoders::{fit_request, FitRequest};
-use crate::features::{features_request, FeaturesRequest};
-use crate::folder_eval::{eval, EvalRequest};
-use crate::linear::{Manifest, ReconstructOptions};
-use crate::reconstruct::ReconstructRequest;
-use crate::{Result, RouteError};
 use brainrecon_core::fs::{read_json, write_json_atomic};
 use brainrecon_core::DataError;
 use brainrecon_datasets::prepared::PreparedSubject;
 use brainrecon_diffusion::weights::ModelDir;
 use brainrecon_formats::image::{read_png, write_png, RgbImage};
+use brainrecon_routes::caption::decode::{caption_request, CaptionOptions, CaptionRequest};
+use brainrecon_routes::caption::embedded::{SHAPES_BLIP, SHAPES_BLIP_MODEL};
+use brainrecon_routes::decode::decoders::{fit_request, FitRequest};
+use brainrecon_routes::decode::features::{features_request, FeaturesRequest};
+use brainrecon_routes::linear::{Manifest, ReconstructOptions};
+use brainrecon_routes::reconstruct::ReconstructRequest;
+use brainrecon_routes::score::folder_eval::{eval, EvalRequest};
+use brainrecon_routes::{Result, RouteError};
 use brainrecon_simulate::classify::{scene_accuracy, SceneAccuracy};
 use brainrecon_simulate::scene::Scene;
 use brainrecon_simulate::Truth;
@@ -547,7 +547,7 @@ fn reconstruct<S: DemoSteps>(
         options.route.name()
     );
     steps.announce(5, &title, &recipe);
-    let done = crate::reconstruct::run(&ReconstructRequest {
+    let done = brainrecon_routes::reconstruct::run(&ReconstructRequest {
         method: options.route.method().into(),
         captions: caption_route.then(|| captions.to_path_buf()),
         b2c: None,

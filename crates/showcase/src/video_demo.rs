@@ -1,9 +1,9 @@
 //! `video demo`: the route's commands in order on a simulated subject, handed to the caller
 //! one [`Step`] at a time (the command line runs them in-process and prints them).
 
-pub use crate::music::demo::Step;
-use crate::music::demo::{arg, args};
-use crate::RouteError;
+pub use crate::music_demo::Step;
+use crate::music_demo::{arg, args};
+use brainrecon_routes::RouteError;
 use std::path::PathBuf;
 
 /// What decodes the windows' contexts in the demo.

@@ -408,7 +408,7 @@ impl ScoreSummary {
 /// The estimator of `ridge fit` as the command line describes it.
 #[derive(Debug, Clone)]
 pub struct EstimatorRequest {
-    /// The alpha grid, comma-separated (default: [`crate::decoders::standard_alphas`]).
+    /// The alpha grid, comma-separated (default: [`crate::decode::decoders::standard_alphas`]).
     pub alphas: Option<String>,
     /// Fit an unpenalised intercept.
     pub intercept: bool,
@@ -433,8 +433,8 @@ impl EstimatorRequest {
             brainrecon_ridge::set_threads(threads);
         }
         let alphas = match &self.alphas {
-            Some(text) => crate::options::parse_alphas(text)?,
-            None => crate::decoders::standard_alphas(),
+            Some(text) => crate::decode::options::parse_alphas(text)?,
+            None => crate::decode::decoders::standard_alphas(),
         };
         if self.target_chunk == 0 {
             return Err(usage("--target-chunk must be ≥ 1"));
@@ -445,7 +445,7 @@ impl EstimatorRequest {
             standardize: self.standardize,
             target_chunk: self.target_chunk,
             precision: self.precision,
-            device: crate::options::ridge_device(&self.device)?,
+            device: crate::decode::options::ridge_device(&self.device)?,
             dual: self.dual,
             ..RidgeCv::default()
         })

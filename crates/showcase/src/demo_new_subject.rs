@@ -8,21 +8,21 @@
 //! test images: two-way identification of the decoded z and c over the group's test half, and
 //! the colour and shape of a few reconstructions.
 
-use crate::decoders::{fit_request, Decoder, FitRequest};
 use crate::demo::{mean_accuracy, path, DemoOptions, DemoSteps, Route};
-use crate::features::{features_request, FeaturesRequest};
-use crate::group::adapt::{adapt, AdaptRequest};
-use crate::group::fit::{fit_group, GroupFitRequest};
-use crate::group::prepare::{prepare_group, GroupPrepareRequest};
-use crate::group::{decoders_dir, space_dir, GroupMeta};
-use crate::linear::{Manifest, ReconstructOptions};
-use crate::reconstruct::ReconstructRequest;
-use crate::{Result, RouteError};
 use brainrecon_core::fs::write_json_atomic;
 use brainrecon_core::DataError;
 use brainrecon_datasets::nsd::prepare::{prepare, PrepareOptions, ZScore};
 use brainrecon_datasets::prepared::PreparedSubject;
 use brainrecon_formats::image::{read_png, write_png, RgbImage};
+use brainrecon_routes::decode::decoders::{fit_request, Decoder, FitRequest};
+use brainrecon_routes::decode::features::{features_request, FeaturesRequest};
+use brainrecon_routes::group::adapt::{adapt, AdaptRequest};
+use brainrecon_routes::group::fit::{fit_group, GroupFitRequest};
+use brainrecon_routes::group::prepare::{prepare_group, GroupPrepareRequest};
+use brainrecon_routes::group::{decoders_dir, space_dir, GroupMeta};
+use brainrecon_routes::linear::{Manifest, ReconstructOptions};
+use brainrecon_routes::reconstruct::ReconstructRequest;
+use brainrecon_routes::{Result, RouteError};
 use brainrecon_simulate::classify::{scene_accuracy, SceneAccuracy};
 use brainrecon_simulate::Truth;
 use serde::Serialize;
@@ -590,7 +590,7 @@ fn reconstruct<S: DemoSteps>(
             &options.device,
         ],
     );
-    let done = crate::reconstruct::run(&ReconstructRequest {
+    let done = brainrecon_routes::reconstruct::run(&ReconstructRequest {
         method: "linear".into(),
         captions: None,
         b2c: None,
@@ -657,7 +657,7 @@ fn summarize(
                 })
                 .collect::<Result<Vec<_>>>()?
                 .concat();
-            *score = crate::group::curve::two_way(full, target, test_ids, &rows)?;
+            *score = brainrecon_routes::group::curve::two_way(full, target, test_ids, &rows)?;
         }
         let recons = paths.recons(name);
         let manifest = Manifest::load(&recons)?;

@@ -1,11 +1,11 @@
 //! BLIP caption generation timed per image, on seeded encoder states written as .npy so that
 //! transformers can run the same beam search on the same inputs.
 
-use crate::error::{Result, RouteError};
 use brainrecon_core::DataError;
 use brainrecon_formats::npy;
 use brainrecon_language::blip::BlipForConditionalGeneration;
 use brainrecon_language::generate::{beam_search, BeamScoring, BeamSearchConfig};
+use brainrecon_routes::error::{Result, RouteError};
 use candle_core::{Device, Tensor};
 use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};

@@ -1,11 +1,11 @@
 //! CLAP audio embeddings (mel front end, HTSAT audio tower, projection) timed per 10-s
 //! window, on synthetic music written as .npy so that transformers can embed the same samples.
 
-use crate::error::{Result, RouteError};
 use brainrecon_audio::clap::{ClapFeatureExtractor, ClapModel, SeededChoices};
 use brainrecon_core::DataError;
 use brainrecon_formats::audio::resample;
 use brainrecon_formats::npy;
+use brainrecon_routes::error::{Result, RouteError};
 use brainrecon_simulate::music::{StreamClip, RATE};
 use brainrecon_zoo::genres_clap::resolve_clap;
 use candle_core::{Device, Tensor};

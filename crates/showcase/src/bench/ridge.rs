@@ -2,12 +2,12 @@
 //! workloads. Each workload's arrays and `meta.json` go under one folder; a measured fit reads
 //! them back, as the Python anchors do, so that peak memory includes the arrays read.
 
-use crate::arrays::read_matrix;
-use crate::error::Result;
 use brainrecon_core::fs::{read_json, write_json_atomic};
 use brainrecon_formats::npy;
 use brainrecon_ridge::metrics::{pearson_per_target, summarize};
 use brainrecon_ridge::{bench_alphas, generate, row_major_view, RidgeCv, Workload};
+use brainrecon_routes::decode::arrays::read_matrix;
+use brainrecon_routes::error::Result;
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use std::time::Instant;
@@ -160,7 +160,7 @@ pub fn plan(
     precision: &str,
     cv: &str,
 ) -> Result<Vec<(Workload, &'static str, &'static str)>> {
-    let usage = |m: String| crate::RouteError::Usage(m);
+    let usage = |m: String| brainrecon_routes::RouteError::Usage(m);
     let workloads: Vec<Workload> = match workload {
         // A16k (1.3 GB of arrays, minutes on a laptop) runs only when named
         "all" => brainrecon_ridge::WORKLOADS
@@ -251,7 +251,7 @@ pub fn measure_named(
             "f32" => brainrecon_ridge::Precision::F32,
             _ => brainrecon_ridge::Precision::F64,
         },
-        device: crate::options::ridge_device(device)?,
+        device: brainrecon_routes::decode::options::ridge_device(device)?,
         dual,
         ..RidgeCv::default()
     };

@@ -5,7 +5,7 @@
 //! features, and each block's weights go into the model file as they come (`ModelWriter`), its
 //! test predictions scored at once: the fit holds X, the decomposition and one block.
 
-use crate::decoders::{varying_columns, write_test_r, DecoderFit, ImageTargets};
+use crate::decode::decoders::{varying_columns, write_test_r, DecoderFit, ImageTargets};
 use crate::error::Result;
 use brainrecon_ridge::metrics::pearson_per_target;
 use brainrecon_ridge::{ModelWriter, RidgeCv, RidgeModel};

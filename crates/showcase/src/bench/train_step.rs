@@ -17,7 +17,6 @@
 //! Each step's inputs are drawn before its timer starts; a step's time is forward, loss,
 //! backward, clipping and the optimiser step.
 
-use crate::error::{Result, RouteError};
 use brainrecon_brain::nice::{nice_loss, NiceConfig, NiceEegEncoder};
 use brainrecon_brain::window::{encoder_loss, FmriWindowEncoder, WindowEncoderConfig};
 use brainrecon_core::stats::median;
@@ -30,6 +29,7 @@ use brainrecon_nn::optim::{clip_grad_norm, AdamW};
 use brainrecon_nn::params::Parameters;
 use brainrecon_nn::rng::{NoiseSource, SeededNoise};
 use brainrecon_nn::weights::Overlay;
+use brainrecon_routes::error::{Result, RouteError};
 use candle_core::{DType, Device, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

@@ -1,0 +1,7 @@
+//! The scoring floor of the spine: evaluation of reconstructions against their stimuli, the
+//! field's metric suite, evaluation of a folder of images, and the HTML report.
+
+pub mod evaluate;
+pub mod folder_eval;
+pub mod report;
+pub mod suite;
