@@ -59,6 +59,9 @@ if cargo clippy --version >/dev/null 2>&1; then
 else
   echo "note: clippy is not installed (rustup component add clippy); lints were not checked" >&2
 fi
+# Then the API docs, warnings as errors: a doc link that names no item (one moved or renamed)
+# fails here (`broken_intra_doc_links = "deny"` in Cargo.toml's lints table).
+RUSTDOCFLAGS="${RUSTDOCFLAGS:-} -D warnings" cargo doc --workspace --no-deps --locked --quiet
 cargo test --workspace --locked "$@"
 # The guide (docs/, an mdBook; book.toml at the root) builds without a warning. Its links and
 # anchors were checked above (crates/cli/tests/docs_links.rs): mdBook checks neither. mdBook

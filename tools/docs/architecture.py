@@ -22,7 +22,8 @@ DESCRIPTIONS = {
 'zoo': "the project's own models, trained beside their architectures: one module per shipped checkpoint with its named config, its training data from the simulators, its training run and its quality checks: shapes_ldm/ (the latent diffusion model), genres_clap/ (the music route's CLAP), word2vec_movie/ (the naturalistic route's vectors), shapes_blip/ (the caption route's captioner), shapes_motion/ (the video route's motion U-Net); chart.rs: the loss curves of training runs (B2C's too); `resolve(name)`; `brainrecon train <model>` (`train shapes-blip`, `train shapes-motion --tune unet`, ...)",
 'diffusion': "Stable Diffusion modules, schedulers, weights loading and the pipeline (candle); AnimateDiff motion modules and the motion U-Net (motion.rs, unet_motion.rs); cuda/: fused inference kernels for NVIDIA GPUs (`cuda` feature)",
 'python': "the Python package (PyO3): ridge estimators, prepared subjects, metrics, GLMsingle's four models (`brainrecon.glm.GLM_single`), the routes and real time (`brainrecon.routes`, `brainrecon.realtime`: one library call each, the CLI's options), alignment and groups (`brainrecon.align` on numpy arrays, `brainrecon.group`)",
-'routes': "reconstruction routes: stimulus features, decoders, the linear route, B2C (b2c/: voxel groups, training, reconstruction, ablation, charts), the caption route (caption/), the real-time route (realtime/: a volume's pattern → decoded z and c → an image, the session's record and scores), the music route (music/: windows, embeddings, per-ROI decoding, retrieval, generation, page), the video route (video/: fit, train_encoder, reconstruct, evaluate, report, train_motion), the EEG route as it is being built (eeg/: zero-shot retrieval as NICE and ATM score it, the ridge baseline, NICE's training, image embeddings), the GLM as a library (glm/: the model folder `brainrecon glm` writes, its resumable stages, the comparison with NSD's released betas), encoding (encoding/, naturalistic/), evaluation, the metric suite and the HTML report; the stream's diffusion frame generator (stream.rs); the demo's steps (demo.rs, demo_new_subject.rs); a group of subjects and its shared spaces (group/: prepare, fit, adapt a new subject, the curve against sessions); the ridge, banded, caption and CLAP benchmarks (bench/); shards.rs: a reconstruction split over tasks and its merge",
+'routes': "reconstruction routes on a spine (the rule and the floors at the top of lib.rs, held by tests/house_rule.rs): the spine is decode/ (features, decoders, their stream, arrays, shared options, CLIP text, BLIP features), linear/ (Takagi & Nishimoto's linear route, the sampler every image route conditions, its shards and the caption generator) and score/ (evaluation with the `EvalExtras` a route implements, the metric suite, folder evaluation, the HTML report); the routes are b2c/, caption/, eeg/ (NICE/ATM retrieval, decoders, reconstruction, the live loop), encoding/, naturalistic/, glm/ (the model folder `brainrecon glm` writes), group/ (shared spaces and a new subject), music/, realtime/, stream.rs (the stream's diffusion frame generator) and video/; reconstruct.rs on top dispatches an image reconstruction to its route",
+'showcase': "the demos and benchmarks, above the routes (as candle keeps its examples apart from its models): `brainrecon demo` and its EEG, new-subject and real-time routes, the music and video demos, and the measuring half of `brainrecon bench` (bench/: ridge, banded, caption, CLAP, group, training step)",
 'slurm': "a sharded `ridge fit` or `reconstruct` as a Slurm job array and the dependent merge: the batch scripts (script.rs), what a sharded command is and how a finished shard is told (work.rs), sbatch/squeue/scontrol (scheduler.rs); submit, status, resume",
 'cli': "the `brainrecon` binary: flags (args.rs, one folder of commands/ per command group), each command's `run` turns its flags into options, makes the library call and prints; in the CPU build, the hand-over of `--device cuda` commands to `brainrecon-cuda` (launch.rs)",
 'models/': "models/   the project's own models, built into the binary: shapes-ldm (diffusers folder),\n          shapes-blip (transformers BLIP folder), word2vec-movie (word2vec binary),\n          genres-clap (transformers CLAP folder), shapes-motion (diffusers UNetMotionModel);\n          data shipped beside them: tinysegmenter, glmsingle-hrfs (GLMsingle's HRF tables)",
@@ -30,7 +31,7 @@ DESCRIPTIONS = {
 'tools/': "tools/    demo.sh, test.sh (+ python-test.sh), build-cuda.sh (+ cuda-toolkit.sh, cuda-env.sh),\n          fixture scripts with pinned versions, benchmark and figure scripts, slurm/one-node.sh\n          (a one-node Slurm cluster for the tests)",
 }
 
-TAIL = 'Only the crates marked (candle) build on candle; {NOCANDLE} build and test without it. The ridge crate\'s GPU fit uses cudarc (the CUDA bindings candle uses) directly, not candle.\n\n## What moved this round\n\n(Issue 60: "A new subject from one hour of data: a shared space across subjects, on a CPU in minutes.")\n\n- **`crates/align` is new**: the alignment methods as numerical functions on faer matrices, apart from any file: fmralign\'s Procrustes and ridge alignment, BrainIAK\'s SRM, the shared space by reduced-rank ridge and the encoding map of a new subject. Golden tests against fmralign and BrainIAK live beside them (crates/align/tests).\n- **`routes/src/group/`** holds the group folder, the spaces and their pooled subjects, `adapt` and the curve; `brainrecon group prepare | fit | adapt | curve` are shells over it. An adapted subject is an ordinary prepared subject, so no route changed to serve it.\n- **simulate** writes a group of subjects (group.rs; brain.rs\'s population fields).\n'
+TAIL = 'Only the crates marked (candle) build on candle; {NOCANDLE} build and test without it. The ridge crate\'s GPU fit uses cudarc (the CUDA bindings candle uses) directly, not candle.\n\n## What moved this round\n\n(Issue 78: "The house: `routes` gets a spine, demos and benchmarks move to a showcase crate, and the binary is back under 6k lines.")\n\n![crates/routes: the spine under the routes](architecture-routes.svg)\n\n- **`routes` has a spine.** `decode/` (features, decoders, their stream, arrays, options, CLIP text, BLIP features), `linear/` (the linear route\'s sampler with its shards and the caption generator) and `score/` (evaluation, the suite, folder evaluation, the report) stand on `error` and `progress`; the eleven routes stand on the spine; `reconstruct.rs` dispatches on top. The rule is written at the top of `routes/src/lib.rs`: a route uses the spine only, the spine uses no route, routes never import each other, and each spine floor uses only its own and those below. `crates/routes/tests/house_rule.rs` reads every `crate::` path and fails when one breaks it.\n- **Upward ties cut.** The evaluation asks the routes for their part through `score::evaluate::EvalExtras` (as nilearn\'s estimators supply their report section): B2C adds its latent and context rows, the caption route its scores, table and grid labels; `reconstruct::eval_extras` knows both. Sideways helpers moved down: identification and row-major arrays to `decode/arrays.rs`, relative links and the comparison grid to `score/report.rs`, `Tune` to `decode/options.rs`, BLIP\'s loader and features to `decode/blip.rs`, the FDR level to `score`; the shared atlas name to `datasets::prepared`; annotation text features to `naturalistic`.\n- **`crates/showcase` is new**, above routes: the demos and the benchmarks, as candle keeps its examples apart from its models.\n'
 import json, subprocess, sys, html
 m = json.loads(subprocess.run(['cargo', 'metadata', '--no-deps', '--format-version', '1', '--offline'],
                               cwd=ROOT, capture_output=True, text=True, check=True).stdout)
@@ -145,3 +146,61 @@ paras = [p if p.startswith(('#', '- ', '(')) else '\n'.join(textwrap.wrap(' '.jo
 t += '\n\n'.join(paras).split('\n')
 open(os.path.join(ROOT, 'docs', 'architecture.md'), 'w').write('\n'.join(t) + '\n')
 print('floors', {f: rows[f] for f in rows}); print('candle', sorted(candle))
+
+# ---- routes' rooms: the spine and the routes (read from the crate's `crate::` paths) ----
+import re
+RSRC = os.path.join(ROOT, 'crates', 'routes', 'src')
+SPINE_FLOORS = {'error': 0, 'progress': 0, 'decode': 1, 'linear': 2, 'score': 3}
+uses = {}
+for r, _, fs in os.walk(RSRC):
+    for f in fs:
+        if not f.endswith('.rs'):
+            continue
+        rel = os.path.relpath(os.path.join(r, f), RSRC)
+        room = rel.split(os.sep)[0][:-3] if rel.endswith('.rs') and os.sep not in rel else rel.split(os.sep)[0]
+        text = open(os.path.join(r, f)).read()
+        for m in re.finditer(r'(?<![A-Za-z0-9_])crate::([A-Za-z0-9_]+)', text):
+            uses.setdefault(room, set()).add(m.group(1))
+rooms = sorted(e[:-3] if e.endswith('.rs') else e for e in os.listdir(RSRC) if e != 'lib.rs')
+uses = {r: sorted(u for u in uses.get(r, ()) if u in rooms and u != r) for r in rooms}
+rfloor = {r: SPINE_FLOORS.get(r, 4) for r in rooms}
+rfloor['reconstruct'] = 5
+rrows = {f: sorted(r for r in rooms if rfloor[r] == f) for f in sorted(set(rfloor.values()))}
+RW = 1060
+rpos = {}
+ftop = max(rrows)
+for f, cs in rrows.items():
+    y = 30 + (ftop - f) * (BH + VG)
+    bw = 78 if len(cs) > 8 else BW
+    gap = 10 if len(cs) > 8 else GAP
+    total = len(cs) * bw + (len(cs) - 1) * gap
+    x0 = 80 + (RW - 80 - total) / 2
+    for i, c in enumerate(cs):
+        rpos[c] = (x0 + i * (bw + gap), y, bw)
+RH = 30 + (ftop + 1) * (BH + VG) - VG + 50
+names = {0: 'ground', 1: 'decode', 2: 'sampler', 3: 'score', 4: 'routes', 5: 'entry'}
+rs = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{RW}" height="{RH}" viewBox="0 0 {RW} {RH}" font-family="sans-serif" font-size="12">',
+      f'<rect width="{RW}" height="{RH}" fill="white"/>',
+      '<defs><marker id="a" viewBox="0 0 8 8" refX="7" refY="4" markerWidth="7" markerHeight="7" orient="auto"><path d="M0,0 L8,4 L0,8 z" fill="#888"/></marker></defs>']
+for f in rrows:
+    y = 30 + (ftop - f) * (BH + VG)
+    rs.append(f'<text x="8" y="{y + 22}" fill="#555">{names.get(f, f)}</text>')
+for c in rooms:
+    x, y, bw = rpos[c]
+    for d in uses[c]:
+        if d in ('error', 'progress') and c not in SPINE_FLOORS:
+            continue  # every room uses the ground floor; its arrows are left out
+        dx, dy, dbw = rpos[d]
+        x1, y1, x2, y2 = x + bw / 2, y + BH, dx + dbw / 2, dy
+        if y1 > y2:  # same floor
+            y1, y2 = y + BH / 2, dy + BH / 2
+        rs.append(f'<path d="M{x1:.1f},{y1} L{x2:.1f},{y2}" fill="none" stroke="#789" stroke-opacity="0.6" stroke-width="1.1" marker-end="url(#a)"/>')
+for c in rooms:
+    x, y, bw = rpos[c]
+    fill = '#e6f2da' if c in SPINE_FLOORS else ('#f3e0f0' if c == 'reconstruct' else '#d9ecf7')
+    rs.append(f'<rect x="{x:.1f}" y="{y}" width="{bw}" height="{BH}" rx="6" fill="{fill}" stroke="#456"/>')
+    rs.append(f'<text x="{x + bw/2:.1f}" y="{y + 21}" text-anchor="middle" font-weight="bold">{html.escape(c)}</text>')
+rs.append(f'<text x="80" y="{RH - 18}" fill="#555">crates/routes: the spine (green) under the routes (blue); an arrow: "uses"; arrows to error and progress from the routes are left out</text>')
+rs.append('</svg>')
+open(os.path.join(ROOT, 'docs', 'architecture-routes.svg'), 'w').write('\n'.join(rs) + '\n')
+print('routes rooms', {f: rrows[f] for f in rrows})

@@ -8,6 +8,8 @@
 //! [`genres_clap`]: the project's own small CLAP, trained on the synthetic music generator's
 //! clips and captions and compiled into the binary (`genres-clap`).
 
+#![warn(missing_docs)]
+
 pub mod clap;
 pub mod encodec;
 pub mod genres_clap;

@@ -51,6 +51,7 @@ fn class_name() -> String {
 /// 250 samples, d 250, 4 heads, one layer, d_ff 256, 10 subjects, dropout 0.25).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AtmConfig {
+    /// Must be [`CLASS_NAME`] (`_class_name` in the file).
     #[serde(rename = "_class_name", default = "class_name")]
     pub class_name: String,
     /// C: EEG channels.
@@ -69,6 +70,7 @@ pub struct AtmConfig {
     pub num_subjects: usize,
     /// Dropout of the embedding, the attention weights and the residual branches.
     pub dropout: f64,
+    /// Epsilon of the encoder layers' LayerNorms.
     pub layer_norm_eps: f64,
     /// NICE's convolutions and projection over the [C, d] tokens (`channels` C, `times` d).
     pub conv: NiceConfig,
@@ -265,6 +267,8 @@ pub struct AtmEegEncoder {
 }
 
 impl AtmEegEncoder {
+    /// Builds the encoder from ATM's `ATMS` state dict names under `vb`. Errors: an invalid
+    /// `config` ([`ModelError::InvalidConfig`]), a tensor `vb` lacks or misshapes.
     pub fn new(vb: VarBuilder, config: &AtmConfig) -> Result<Self> {
         if let Some(problem) = config.problem() {
             return Err(ModelError::InvalidConfig(format!("ATM encoder: {problem}")));
@@ -301,6 +305,7 @@ impl AtmEegEncoder {
         })
     }
 
+    /// The encoder's config.
     pub fn config(&self) -> &AtmConfig {
         &self.config
     }

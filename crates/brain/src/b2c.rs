@@ -33,15 +33,19 @@ use serde::{Deserialize, Serialize};
 
 /// `_class_name` of the config file.
 pub const CLASS_NAME: &str = "BrainToContextEncoder";
-/// The config and weights files of an encoder folder.
+/// The config file of an encoder folder.
 pub const CONFIG_FILE: &str = "config.json";
+/// The weights file of an encoder folder (safetensors).
 pub const WEIGHTS_FILE: &str = "model.safetensors";
 
 /// One voxel group: its name, how many betas columns it has, how many tokens it becomes.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct VoxelGroup {
+    /// The group's name (an ROI such as `V1`, or one name for all voxels).
     pub name: String,
+    /// V_g: betas columns of the group.
     pub voxels: usize,
+    /// T_g: context tokens the group becomes.
     pub tokens: usize,
 }
 
@@ -58,18 +62,22 @@ fn yes() -> bool {
 /// The encoder's `config.json`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct BrainToContextConfig {
+    /// Must be [`CLASS_NAME`] (`_class_name` in the file).
     #[serde(rename = "_class_name", default = "class_name")]
     pub class_name: String,
     /// Voxel groups in betas column order.
     pub groups: Vec<VoxelGroup>,
     /// Token width D: the U-Net's `cross_attention_dim`.
     pub hidden_size: usize,
+    /// Self-attention blocks.
     pub num_layers: usize,
+    /// Attention heads of each block.
     pub num_attention_heads: usize,
     /// Width of the feed-forward's hidden layer.
     pub intermediate_size: usize,
     /// Dropout probability in training.
     pub dropout: f64,
+    /// Epsilon of the blocks' and `norm_out`'s LayerNorms.
     #[serde(default = "default_eps")]
     pub layer_norm_eps: f64,
     /// Biases on the attention's q, k, v projections.
@@ -226,11 +234,17 @@ pub fn allocate_tokens(voxels: &[usize], total: usize) -> Vec<usize> {
 /// Sizes of one [`EncoderBlock`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BlockSizes {
+    /// D: token width.
     pub hidden_size: usize,
+    /// Width of the feed-forward's hidden layer.
     pub intermediate_size: usize,
+    /// Attention heads.
     pub heads: usize,
+    /// Epsilon of the LayerNorms.
     pub layer_norm_eps: f64,
+    /// Biases on the attention's q, k, v projections.
     pub attention_bias: bool,
+    /// Dropout probability in training.
     pub dropout: f64,
 }
 
@@ -251,19 +265,30 @@ impl BrainToContextConfig {
 /// A pre-norm self-attention block with diffusers' `BasicTransformerBlock` names.
 #[derive(Debug, Clone)]
 pub struct EncoderBlock {
+    /// LayerNorm before the self-attention.
     pub norm1: LayerNorm,
+    /// `attn1.to_q`: query projection, D → D.
     pub to_q: Linear,
+    /// `attn1.to_k`: key projection, D → D.
     pub to_k: Linear,
+    /// `attn1.to_v`: value projection, D → D.
     pub to_v: Linear,
+    /// `attn1.to_out.0`: attention output projection, D → D.
     pub to_out: Linear,
+    /// LayerNorm before the feed-forward.
     pub norm3: LayerNorm,
+    /// `ff.net.0.proj`: feed-forward input, D → `intermediate_size` (GELU follows).
     pub ff_in: Linear,
+    /// `ff.net.2`: feed-forward output, `intermediate_size` → D.
     pub ff_out: Linear,
+    /// Attention heads.
     pub heads: usize,
+    /// Dropout probability in training.
     pub dropout: f64,
 }
 
 impl EncoderBlock {
+    /// Builds a block from diffusers' names under `vb`; errors on a tensor `vb` lacks or misshapes.
     pub fn new(vb: VarBuilder, sizes: &BlockSizes) -> Result<Self> {
         let (d, bias) = (sizes.hidden_size, sizes.attention_bias);
         let attn = vb.pp("attn1");
@@ -317,15 +342,23 @@ impl EncoderBlock {
 /// The encoder (see the module documentation).
 #[derive(Debug, Clone)]
 pub struct BrainToContextEncoder {
+    /// The encoder's config.
     pub config: BrainToContextConfig,
+    /// `proj_in.g`: one Linear V_g → T_g·D per voxel group, in group order.
     pub proj_in: Vec<Linear>,
+    /// `position_embedding.weight`: [T, D], learned.
     pub position_embedding: Tensor,
+    /// Pre-norm self-attention blocks.
     pub transformer_blocks: Vec<EncoderBlock>,
+    /// LayerNorm over the blocks' output.
     pub norm_out: LayerNorm,
+    /// Final Linear D → D.
     pub proj_out: Linear,
 }
 
 impl BrainToContextEncoder {
+    /// Builds the encoder from the names of the module documentation under `vb`. Errors: an invalid
+    /// `config` ([`ModelError::Invalid`]), a tensor `vb` lacks or misshapes.
     pub fn new(vb: VarBuilder, config: &BrainToContextConfig) -> Result<Self> {
         if let Some(problem) = config.problem() {
             return Err(ModelError::Invalid(format!(
@@ -434,12 +467,12 @@ pub fn group_summary(config: &BrainToContextConfig) -> String {
         .join(", ")
 }
 
-/// Mean over the last two dims of `(a − b)²` per sample: [B, T, D] pairs → [B].
+/// Mean over the last two dims of `(a − b)²` per sample: `[B, T, D]` pairs → `[B]`.
 pub fn per_sample_mse(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     Ok((a - b)?.sqr()?.flatten_from(1)?.mean(D::Minus1)?)
 }
 
-/// Cosine similarity of each sample's flattened tensors: [B, ...] pairs → [B].
+/// Cosine similarity of each sample's flattened tensors: `[B, ...]` pairs → `[B]`.
 pub fn per_sample_cosine(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     let (a, b) = (a.flatten_from(1)?, b.flatten_from(1)?);
     let dot = (&a * &b)?.sum(D::Minus1)?;

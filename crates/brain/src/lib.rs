@@ -13,6 +13,8 @@
 //! [`atm`]: ATM's EEG encoder, NICE's behind a channel-attention Transformer with a subject
 //! token.
 
+#![warn(missing_docs)]
+
 pub mod atm;
 pub mod b2c;
 pub mod nice;

@@ -48,6 +48,7 @@ fn class_name() -> String {
 /// samples, CLIP ViT-H/14's 1,024-wide image embeddings would set `proj_dim` 1024).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NiceConfig {
+    /// Must be [`CLASS_NAME`] (`_class_name` in the file).
     #[serde(rename = "_class_name", default = "class_name")]
     pub class_name: String,
     /// C: EEG channels.
@@ -70,8 +71,12 @@ pub struct NiceConfig {
     pub dropout: f64,
     /// Dropout in the projection's residual branch (NICE's `drop_proj` 0.5).
     pub drop_proj: f64,
+    /// Epsilon of the BatchNorms.
     pub batch_norm_eps: f64,
+    /// Momentum of the BatchNorms' running statistics (PyTorch's convention: the new batch's
+    /// weight).
     pub batch_norm_momentum: f64,
+    /// Epsilon of the projection's LayerNorm.
     pub layer_norm_eps: f64,
 }
 
@@ -193,6 +198,8 @@ pub struct NiceEegEncoder {
 }
 
 impl NiceEegEncoder {
+    /// Builds the encoder from NICE's state dict names under `vb`. Errors: an invalid `config`
+    /// ([`ModelError::InvalidConfig`]), a tensor `vb` lacks or misshapes.
     pub fn new(vb: VarBuilder, config: &NiceConfig) -> Result<Self> {
         if let Some(problem) = config.problem() {
             return Err(ModelError::InvalidConfig(format!(
@@ -234,6 +241,7 @@ impl NiceEegEncoder {
         })
     }
 
+    /// The encoder's config.
     pub fn config(&self) -> &NiceConfig {
         &self.config
     }

@@ -46,6 +46,7 @@ fn class_name() -> String {
 /// The encoder's `config.json`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct WindowEncoderConfig {
+    /// Must be [`CLASS_NAME`] (`_class_name` in the file).
     #[serde(rename = "_class_name", default = "class_name")]
     pub class_name: String,
     /// K: fMRI frames in a window.
@@ -60,9 +61,13 @@ pub struct WindowEncoderConfig {
     pub hidden_size: usize,
     /// Spatial + temporal block pairs.
     pub num_layers: usize,
+    /// Attention heads of each block.
     pub num_attention_heads: usize,
+    /// Width of the blocks' feed-forward hidden layer.
     pub intermediate_size: usize,
+    /// Dropout probability in training.
     pub dropout: f64,
+    /// Epsilon of the blocks' and `norm_out`'s LayerNorms.
     pub layer_norm_eps: f64,
 }
 
@@ -91,6 +96,7 @@ impl WindowEncoderConfig {
         self.voxels.div_ceil(self.patch_size.max(1))
     }
 
+    /// The sizes of the encoder's spatial and temporal blocks (attention biases on).
     pub fn block_sizes(&self) -> BlockSizes {
         BlockSizes {
             hidden_size: self.hidden_size,
@@ -185,18 +191,29 @@ impl WindowEncoderConfig {
 /// The encoder (see the module documentation).
 #[derive(Debug, Clone)]
 pub struct FmriWindowEncoder {
+    /// The encoder's config.
     pub config: WindowEncoderConfig,
+    /// `patch_embed`: Linear P → D, shared by every patch and frame.
     pub patch_embed: Linear,
+    /// `position_embedding.weight`: [N, D], which patch.
     pub position_embedding: Tensor,
+    /// `frame_embedding.weight`: [K, D], which frame of the window.
     pub frame_embedding: Tensor,
+    /// Self-attention over the N patches of each frame, one per layer.
     pub spatial_blocks: Vec<EncoderBlock>,
+    /// Self-attention over the K frames of each patch, one per layer.
     pub temporal_blocks: Vec<EncoderBlock>,
+    /// `token_map`: Linear N → T over the token axis.
     pub token_map: Linear,
+    /// LayerNorm before `proj_out`.
     pub norm_out: LayerNorm,
+    /// Final Linear D → D.
     pub proj_out: Linear,
 }
 
 impl FmriWindowEncoder {
+    /// Builds the encoder from the names of the module documentation under `vb`. Errors: an invalid
+    /// `config` ([`ModelError::Invalid`]), a tensor `vb` lacks or misshapes.
     pub fn new(vb: VarBuilder, config: &WindowEncoderConfig) -> Result<Self> {
         if let Some(problem) = config.problem() {
             return Err(ModelError::Invalid(format!(

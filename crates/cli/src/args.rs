@@ -6,6 +6,7 @@
 //! its `Args` struct (the same for `"dtype"` and `"json"`).
 
 use brainrecon_diffusion::pipeline::{DType, Device};
+use brainrecon_routes::decode::options::{check_ridge_device, open_device, parse_device};
 
 /// `--device`: where the models run.
 #[derive(clap::Args, Debug, Clone)]
@@ -16,20 +17,21 @@ pub struct DeviceArgs {
 }
 
 impl DeviceArgs {
-    /// The device named by `--device`; a usage error (exit 2) for an unknown name or a CUDA
-    /// device this build or machine lacks.
+    /// The device `--device` names; a usage error (exit 2) for a name that is none of `cpu`,
+    /// `cuda` and `cuda:N`.
+    pub fn choice(&self) -> anyhow::Result<brainrecon_core::Device> {
+        Ok(parse_device(&self.device)?)
+    }
+
+    /// The device named by `--device`, opened; a usage error (exit 2) for an unknown name or a
+    /// CUDA device this build or machine lacks.
     pub fn device(&self) -> anyhow::Result<Device> {
-        crate::commands::device(&self.device)
+        Ok(open_device(self.choice()?)?)
     }
 
     /// The device of a ridge fit named by `--device` (a GPU needs a build with CUDA).
     pub fn ridge(&self) -> anyhow::Result<brainrecon_ridge::Device> {
-        crate::commands::ridge::ridge_device(&self.device)
-    }
-
-    /// The name as typed (`cpu`, `cuda`, `cuda:1`), for reports.
-    pub fn name(&self) -> &str {
-        &self.device
+        Ok(check_ridge_device(self.choice()?)?)
     }
 }
 
@@ -39,16 +41,25 @@ pub struct PresetArgs {
     /// shipped (the checkpoint's size and steps) or tiny (a small model that runs the whole
     /// training, its checkpoints and its outputs in seconds, to try a set-up; its weights are of
     /// no use)
-    #[arg(long, default_value = "shipped", value_parser = preset_parser())]
+    #[arg(long, default_value = "shipped", value_parser = choice(&brainrecon_zoo::Preset::ALL, brainrecon_zoo::Preset::name))]
     pub preset: brainrecon_zoo::Preset,
 }
 
-/// `--preset`'s values, named by the zoo.
-fn preset_parser() -> impl clap::builder::TypedValueParser<Value = brainrecon_zoo::Preset> {
-    use brainrecon_zoo::Preset;
+/// The value parser of a flag whose values are a library's choices (`all` in the order `--help`
+/// lists them, each written `name(choice)`): clap checks the value against the names and lists
+/// them ("[possible values: …]"), and the field holds the choice itself.
+pub fn choice<T: Copy + Send + Sync + 'static>(
+    all: &'static [T],
+    name: fn(T) -> &'static str,
+) -> impl clap::builder::TypedValueParser<Value = T> {
     use clap::builder::TypedValueParser;
-    clap::builder::PossibleValuesParser::new(Preset::ALL.map(Preset::name))
-        .map(|name: String| Preset::from_name(&name).expect("a possible value names a preset"))
+    clap::builder::PossibleValuesParser::new(all.iter().map(|&c| name(c))).map(
+        move |typed: String| {
+            *all.iter()
+                .find(|&&c| name(c) == typed)
+                .expect("clap admits only the choices' names")
+        },
+    )
 }
 
 impl PresetArgs {
@@ -104,4 +115,19 @@ pub struct JsonArg {
     /// Print the summary as JSON
     #[arg(long)]
     pub json: bool,
+}
+
+impl JsonArg {
+    /// Prints `report`: as pretty JSON with `--json`, else as the lines `text` makes of it.
+    pub fn print<R: serde::Serialize>(
+        self,
+        report: &R,
+        text: impl FnOnce(&R) -> String,
+    ) -> anyhow::Result<()> {
+        if self.json {
+            crate::commands::print_json(report)
+        } else {
+            outln!("{}", text(report))
+        }
+    }
 }

@@ -19,6 +19,9 @@ macro_rules! out {
 }
 
 mod args;
+// The doc comments of the commands are their --help text, shown as written: `<S>`, `[:N]` and
+// `[HH:MM:SS]` there are what the user types, not HTML or doc links.
+#[allow(rustdoc::broken_intra_doc_links, rustdoc::invalid_html_tags)]
 mod commands;
 #[cfg(all(unix, not(feature = "cuda")))]
 mod launch;
@@ -90,30 +93,13 @@ enum Command {
 /// User errors (bad data, bad arguments) exit with 2; a run stopped by a signal with 143
 /// (128 + SIGTERM, so a scheduler counts the task as failed); anything else with 1.
 fn exit_code(error: &anyhow::Error) -> u8 {
-    let interrupted = error.chain().any(|cause| {
-        matches!(
-            cause.downcast_ref::<brainrecon_routes::RouteError>(),
-            Some(brainrecon_routes::RouteError::Interrupted { .. })
-        )
-    });
-    if interrupted {
+    use brainrecon_routes::error::{is_interrupted, is_user_error};
+    if error.chain().any(is_interrupted) {
         return 143;
     }
-    let user = error.chain().any(|cause| {
-        cause.is::<brainrecon_core::DataError>()
-            || cause.is::<brainrecon_ridge::RidgeError>()
-            || cause.is::<brainrecon_metrics::MetricsError>()
-            || cause.is::<brainrecon_glm::fit::GlmError>()
-            || cause.is::<brainrecon_realtime::session::VolumeError>()
-            || cause.is::<commands::UsageError>()
-            || cause.is::<stdout::StdoutError>()
-            || cause
-                .downcast_ref::<brainrecon_routes::RouteError>()
-                .is_some_and(|e| e.is_user_error())
-            || cause
-                .downcast_ref::<brainrecon_diffusion::weights::DiffusionError>()
-                .is_some_and(|e| e.is_user_error())
-    });
+    let user = error
+        .chain()
+        .any(|cause| is_user_error(cause) || cause.is::<stdout::StdoutError>());
     if user {
         2
     } else {

@@ -5,7 +5,7 @@
 
 use brainrecon_formats::npy;
 use brainrecon_ridge::RidgeModel;
-use serde_json::Value;
+use brainrecon_testkit::{max_rel_err, ArrayFixture};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -32,80 +32,34 @@ fn s(path: &Path) -> &str {
     path.to_str().unwrap()
 }
 
-/// A fixture of crates/ridge/tests/fixtures (see crates/ridge/tests/reference.rs).
-struct Fixture(Value);
-
-impl Fixture {
-    fn load(name: &str) -> Fixture {
-        let path = format!(
-            "{}/../ridge/tests/fixtures/{name}.json",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-        Fixture(serde_json::from_str(&text).unwrap())
-    }
-
-    fn values(&self, key: &str) -> Vec<f64> {
-        self.0[key]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap())
-            .collect()
-    }
-
-    fn shape(&self, key: &str) -> Vec<usize> {
-        self.0["shapes"][key]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap() as usize)
-            .collect()
-    }
-
-    /// Writes array `key` (inputs are stored exactly as float32 values) to `dir/key.npy`.
-    fn write_f32(&self, key: &str, dir: &Path) -> PathBuf {
-        let path = dir.join(format!("{key}.npy"));
-        let data: Vec<f32> = self.values(key).iter().map(|&v| v as f32).collect();
-        npy::write(&path, &self.shape(key), &data).unwrap();
-        path
-    }
-
-    fn alphas_arg(&self) -> String {
-        self.values("alphas")
-            .iter()
-            .map(|a| format!("{a:e}"))
-            .collect::<Vec<_>>()
-            .join(",")
-    }
+/// Writes a ridge fixture's array `key` to `dir/key.npy` as float32 (how the inputs are stored).
+fn write_f32(fixture: &ArrayFixture, key: &str, dir: &Path) -> PathBuf {
+    let path = dir.join(format!("{key}.npy"));
+    npy::write(&path, &fixture.shape(key), &fixture.f32_values(key)).unwrap();
+    path
 }
 
-/// Max |a - b| relative to the largest |reference|.
-fn max_rel_err(actual: &[f64], reference: &[f64]) -> f64 {
-    assert_eq!(actual.len(), reference.len());
-    let scale = reference
+/// `--alphas` of a ridge fixture's grid.
+fn alphas_arg(fixture: &ArrayFixture) -> String {
+    fixture
+        .values("alphas")
         .iter()
-        .fold(0f64, |m, v| m.max(v.abs()))
-        .max(1e-12);
-    actual
-        .iter()
-        .zip(reference)
-        .map(|(a, r)| (a - r).abs())
-        .fold(0.0, f64::max)
-        / scale
+        .map(|a| format!("{a:e}"))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// `ridge fit` + `ridge predict` on a fixture; checks alphas and predictions against the
 /// Python reference with the tolerance of crates/ridge/tests/reference.rs.
 fn check_against_reference(name: &str, extra: &[&str]) {
-    let fixture = Fixture::load(name);
+    let fixture = ArrayFixture::ridge(name);
     let dir = tempfile::tempdir().unwrap();
-    let x = fixture.write_f32("x", dir.path());
-    let y = fixture.write_f32("y", dir.path());
-    let x_test = fixture.write_f32("x_test", dir.path());
+    let x = write_f32(&fixture, "x", dir.path());
+    let y = write_f32(&fixture, "y", dir.path());
+    let x_test = write_f32(&fixture, "x_test", dir.path());
     let model = dir.path().join("model");
     let pred = dir.path().join("pred.npy");
-    let alphas = fixture.alphas_arg();
+    let alphas = alphas_arg(&fixture);
     let mut args = vec![
         "ridge",
         "fit",

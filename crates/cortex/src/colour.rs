@@ -16,13 +16,20 @@ pub enum Scale {
     /// Values from `min` to `max` along `colormap`; values whose magnitude is under `threshold`
     /// are not drawn.
     Continuous {
+        /// The colour map.
         colormap: Colormap,
+        /// The value at the map's first colour (lower values take it too).
         min: f64,
+        /// The value at the map's last colour (higher values take it too).
         max: f64,
+        /// Magnitude under which a value is not drawn; None draws all.
         threshold: Option<f64>,
     },
     /// Whole values 0, 1, … name categories (`best layer`, `best band`), each its own colour.
-    Categorical { names: Vec<String> },
+    Categorical {
+        /// The name of category `i` at index `i`.
+        names: Vec<String>,
+    },
 }
 
 /// Ten distinguishable colours (categories beyond ten repeat them, lighter).

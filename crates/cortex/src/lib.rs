@@ -8,7 +8,10 @@
 //! - [`render`]: PNG pictures (flat map, inflated lateral/medial/ventral views, colour bar).
 //! - [`page`]: a self-contained interactive page (rotate, flat ↔ inflated, hover).
 //! - [`place`]: a volume's voxels on the template or a subject's surfaces.
-//! - [`write`]: maps as `.func.gii` and `.dscalar.nii` for pycortex and Workbench.
+//! - [`surface_sampling`]: a volume's values at a surface's vertices, as nilearn's
+//!   `vol_to_surf` samples them (what [`place`] draws with).
+//! - [`write`](mod@write): maps as `.func.gii` and `.dscalar.nii` for pycortex and Workbench.
+#![warn(missing_docs)]
 
 pub mod colour;
 pub mod font;
@@ -17,5 +20,6 @@ pub mod page;
 pub mod place;
 pub mod render;
 pub mod report;
+pub mod surface_sampling;
 pub mod template;
 pub mod write;

@@ -6,11 +6,14 @@ use crate::colour::Scale;
 /// Which hemisphere.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Hemi {
+    /// The left hemisphere (`lh`).
     Left,
+    /// The right hemisphere (`rh`).
     Right,
 }
 
 impl Hemi {
+    /// Left, then right: the order maps and files list them in.
     pub const BOTH: [Hemi; 2] = [Hemi::Left, Hemi::Right];
 
     /// `lh` / `rh`, FreeSurfer's prefixes.
@@ -45,7 +48,7 @@ impl Mesh {
         used_bounds(&self.vertices, &self.faces)
     }
 
-    /// [vertices] whether a face uses the vertex (a flat map's cut-away vertices do not).
+    /// `[vertices]`: whether a face uses the vertex (a flat map's cut-away vertices do not).
     pub fn used_vertices(&self) -> Vec<bool> {
         let mut used = vec![false; self.vertices.len()];
         for face in &self.faces {
@@ -93,6 +96,7 @@ pub struct Hemisphere {
 }
 
 impl Hemisphere {
+    /// Number of vertices (the same in every mesh).
     pub fn n_vertices(&self) -> usize {
         self.white.vertices.len()
     }
@@ -103,11 +107,14 @@ impl Hemisphere {
 pub struct Cortex {
     /// The cortex's name (`fsaverage5`, or a subject's).
     pub name: String,
+    /// The left hemisphere.
     pub left: Hemisphere,
+    /// The right hemisphere.
     pub right: Hemisphere,
 }
 
 impl Cortex {
+    /// One hemisphere.
     pub fn hemi(&self, hemi: Hemi) -> &Hemisphere {
         match hemi {
             Hemi::Left => &self.left,
@@ -135,10 +142,12 @@ pub struct SurfaceMap {
     pub left: Vec<f64>,
     /// [right vertices].
     pub right: Vec<f64>,
+    /// How the values are coloured.
     pub scale: Scale,
 }
 
 impl SurfaceMap {
+    /// The values of one hemisphere, one per vertex.
     pub fn values(&self, hemi: Hemi) -> &[f64] {
         match hemi {
             Hemi::Left => &self.left,
@@ -161,6 +170,7 @@ pub struct VertexLabels {
 }
 
 impl VertexLabels {
+    /// The labels of one hemisphere, one per vertex.
     pub fn values(&self, hemi: Hemi) -> &[i32] {
         match hemi {
             Hemi::Left => &self.left,

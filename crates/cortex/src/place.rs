@@ -12,8 +12,8 @@
 //! - [`Placement::grayordinates`]: CIFTI surface grayordinates already are vertices.
 
 use crate::mesh::{Cortex, Hemi};
+use crate::surface_sampling::{vol_to_surf, Sampling, Volume};
 use brainrecon_core::geometry::{apply_affine, Affine};
-use brainrecon_core::surface_sampling::{vol_to_surf, Sampling, Volume};
 
 /// The voxels a volume map has values at.
 #[derive(Clone, Copy, Debug)]
@@ -43,14 +43,19 @@ pub enum Placement {
     },
     /// Each vertex averages the volume between the pial and white surfaces.
     Sampled {
+        /// The volume's extent, nx, ny, nz.
         shape: [usize; 3],
+        /// Voxel indices to mm.
         affine: Affine,
+        /// (i, j, k) of each column of the map.
         voxels: Vec<[usize; 3]>,
     },
     /// Placed on another cortex (a subject's), then carried to this one vertex by vertex
     /// (through the spheres: each vertex takes its nearest vertex of the other's `sphere.reg`).
     Resampled {
+        /// The placement on the other cortex.
         inner: Box<Placement>,
+        /// The other cortex.
         source: Box<Cortex>,
         /// [left vertices of this cortex]: the source's vertex.
         left: Vec<u32>,

@@ -51,6 +51,7 @@ pub enum View {
 }
 
 impl View {
+    /// All six views.
     pub const ALL: [View; 6] = [
         View::Lateral,
         View::Medial,

@@ -66,7 +66,9 @@ impl std::str::FromStr for CortexChoice {
 /// A cortex and how a run set's voxels reach it.
 #[derive(Clone, Debug)]
 pub struct CortexPlacement {
+    /// The cortex drawn on.
     pub cortex: Cortex,
+    /// How each of its vertices gets a value from the run set's voxels.
     pub placement: Placement,
     /// One sentence for the report: which cortex and how the voxels were placed.
     pub how: String,
@@ -180,11 +182,20 @@ pub fn resolve(
 #[derive(Clone, Debug, PartialEq)]
 pub enum MapKind {
     /// Signed values (r, weights): blue–white–red, symmetric, hidden under the threshold.
-    Signed { threshold: Option<f64> },
+    Signed {
+        /// Magnitude under which a value is hidden; None shows all.
+        threshold: Option<f64>,
+    },
     /// Values from 0 up (R², unique variance): hot, hidden under the threshold.
-    Positive { threshold: Option<f64> },
+    Positive {
+        /// Value under which a value is hidden; None shows all.
+        threshold: Option<f64>,
+    },
     /// Whole values naming categories (best band, best layer).
-    Categorical { names: Vec<String> },
+    Categorical {
+        /// The name of category `i` at index `i`.
+        names: Vec<String>,
+    },
 }
 
 /// One map over a run set's voxels.
@@ -194,27 +205,59 @@ pub struct VoxelMapSpec<'a> {
     pub name: String,
     /// One value per voxel of the grid (NaN: none).
     pub values: &'a [f64],
+    /// How the values are coloured.
     pub kind: MapKind,
 }
 
 /// Regions over a run set's voxels (0 or less: in none), for outlines and hover.
 #[derive(Clone, Debug)]
 pub struct VoxelLabelsSpec<'a> {
+    /// The atlas's name.
     pub name: String,
     /// One value per voxel.
     pub values: &'a [i32],
+    /// (value, name) of each region.
     pub names: Vec<(i32, String)>,
 }
 
 /// What [`write_cortex_maps`] wrote.
 #[derive(Clone, Debug)]
 pub struct CortexFigures {
+    /// One sentence: which cortex and how the voxels were placed.
     pub how: String,
     /// (map name, its picture).
     pub pictures: Vec<(String, PathBuf)>,
+    /// The interactive page, `viewer.html`.
     pub viewer: PathBuf,
     /// The `.func.gii` and `.dscalar.nii` files.
     pub map_files: Vec<PathBuf>,
+}
+
+impl CortexFigures {
+    /// The figures as `cortex draw --json` prints them: how the maps were placed, each
+    /// picture's name and path, the viewer page and the map files.
+    pub fn json(&self) -> serde_json::Value {
+        let pictures: Vec<_> = self
+            .pictures
+            .iter()
+            .map(|(name, path)| serde_json::json!({"name": name, "path": path}))
+            .collect();
+        serde_json::json!({
+            "how": self.how,
+            "pictures": pictures,
+            "viewer": self.viewer,
+            "map_files": self.map_files,
+        })
+    }
+
+    /// For people: how the maps were placed, each picture on its line, then the viewer page.
+    pub fn text(&self) -> String {
+        let mut text = format!("{}\n", self.how);
+        for (name, path) in &self.pictures {
+            text += &format!("  {name}: {}\n", path.display());
+        }
+        text + &format!("→ {}\n", self.viewer.display())
+    }
 }
 
 /// A file name made of a map's name: lower-case letters, digits, `-`; each run of other
@@ -444,11 +487,13 @@ pub struct DrawOptions {
     /// Voxels drawn: where this mask is non-zero (default: every voxel whose value is finite
     /// and non-zero in the first volume).
     pub mask: Option<PathBuf>,
+    /// The cortex drawn on (`--cortex`).
     pub cortex: CortexChoice,
     /// `signed`, `positive` or `categorical` (whole values 0, 1, …).
     pub kind: String,
     /// Values whose magnitude is under this are not drawn.
     pub threshold: Option<f64>,
+    /// The output folder.
     pub out: PathBuf,
 }
 

@@ -28,6 +28,7 @@ pub fn parse_name(stem: &str) -> Option<(Entities, String)> {
     Some((entities, suffix))
 }
 
+/// The value of entity `key` (`sub`, `task`, `run`, …), if the name has it.
 pub fn entity<'a>(entities: &'a Entities, key: &str) -> Option<&'a str> {
     entities
         .iter()
@@ -59,7 +60,9 @@ pub fn run_name(entities: &Entities) -> String {
 /// One BOLD series of the subject.
 #[derive(Debug, Clone)]
 pub struct BoldFile {
+    /// The `_bold.nii[.gz]` file.
     pub path: PathBuf,
+    /// Its name's entities (`sub`, `ses`, `task`, `run`, …).
     pub entities: Entities,
 }
 

@@ -41,7 +41,9 @@ pub enum EegFormat {
 pub struct EegRun {
     /// The recording: the BrainVision header, or the EDF/BDF file.
     pub recording: PathBuf,
+    /// BrainVision or EDF/BDF.
     pub format: EegFormat,
+    /// The run's `_events.tsv`.
     pub events: PathBuf,
 }
 
@@ -183,6 +185,7 @@ pub struct ImageEvent {
     pub sample: usize,
     /// Its path with `/` separators, as the events name it.
     pub image: String,
+    /// A test row (`isteststim` 1 or `trial_type` `test`), else training.
     pub test: bool,
 }
 
@@ -190,7 +193,9 @@ pub struct ImageEvent {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum OnsetUnit {
+    /// Onsets in seconds, as BIDS defines them.
     Seconds,
+    /// Onsets in samples of the recording (ds003825).
     Samples,
 }
 
@@ -283,11 +288,15 @@ pub fn image_events(
 /// A run made into epochs per image.
 #[derive(Clone, Debug)]
 pub struct PreparedEegRun {
+    /// Training images' epochs, [conditions, repetitions, channels, times].
     pub training: PreprocessedEeg,
+    /// Test images' epochs, [conditions, repetitions, channels, times].
     pub test: PreprocessedEeg,
     /// The image of each condition, in order.
     pub training_images: Vec<String>,
+    /// The image of each test condition, in order.
     pub test_images: Vec<String>,
+    /// How the onsets were read.
     pub onsets: OnsetUnit,
     /// Epochs dropped for leaving the recording.
     pub dropped: usize,

@@ -42,8 +42,11 @@ pub const CLIP_SECONDS: f64 = 15.0;
 pub struct StimulusEvent {
     /// 1-based data row of the table (for messages).
     pub row: usize,
+    /// Onset in the run, seconds.
     pub onset: f64,
+    /// Duration, seconds ([`CLIP_SECONDS`] in ds003720).
     pub duration: f64,
+    /// The GTZAN genre, as the table names it (`blues`, …; see [`GTZAN_GENRES`]).
     pub genre: String,
     /// Index of `genre`'s GTZAN track (0–99 in GTZAN).
     pub track: u32,

@@ -39,10 +39,13 @@ pub const DUMMY_SECONDS: f64 = 20.0;
 /// One preprocessed run.
 #[derive(Debug, Clone)]
 pub struct MatRun {
+    /// The `sub-<S>_task-<title>_run-NN.mat` file.
     pub path: PathBuf,
+    /// Its name's entities (`sub`, `task`, `run`).
     pub entities: Entities,
 }
 
+/// `<root>/derivatives/preprocessed_data/sub-<S>`: the subject's preprocessed runs.
 pub fn preprocessed_dir(root: &Path, subject: &str) -> PathBuf {
     root.join("derivatives/preprocessed_data")
         .join(format!("sub-{subject}"))
@@ -140,11 +143,15 @@ pub fn read_tvoxels(path: &Path, n_volume: usize) -> Result<Vec<usize>> {
 /// `dataDT` of one run, opened: `[time, voxels]` as stored.
 pub struct DataDt {
     inner: H5Dataset,
+    /// Time points (rows).
     pub n_times: usize,
+    /// Voxels (columns): the whole volume, in MATLAB's column-major order (x fastest).
     pub n_voxels: usize,
 }
 
 impl DataDt {
+    /// Opens `dataDT` of a v7.3 run. Errors: not an HDF5/v7.3 file, no `dataDT`, not a 2-D
+    /// single, double or int16 matrix, each naming the file.
     pub fn open(path: &Path) -> Result<Self> {
         let inner = H5Dataset::open(
             path,
@@ -183,6 +190,7 @@ impl DataDt {
         })
     }
 
+    /// The file opened.
     pub fn path(&self) -> &Path {
         &self.inner.path
     }

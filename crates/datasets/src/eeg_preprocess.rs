@@ -13,7 +13,7 @@
 //!   spectrum cut (or padded) to the new length with a boxcar window, the padding trimmed.
 //! - [`shrunk_covariance`]: scikit-learn's `_cov(X, shrinkage='auto')`, which the MVNN step
 //!   calls: the features standardised, Ledoit-Wolf's shrinkage, the scale put back.
-//! - [`mvnn_whitener`]: Σ^(−1/2) of the covariances averaged over time points (or
+//! - [`mvnn_in_place`]: Σ^(−1/2) of the covariances averaged over time points (or
 //!   repetitions), conditions and the two halves, as `mvnn` in the data set's code.
 
 use std::path::Path;

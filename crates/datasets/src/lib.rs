@@ -13,6 +13,8 @@
 //!
 //! Errors are the ground crate's [`brainrecon_core::DataError`].
 
+#![warn(missing_docs)]
+
 use brainrecon_core::{error, limits};
 
 pub use brainrecon_core::{DataError, Result};

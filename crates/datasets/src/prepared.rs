@@ -18,35 +18,52 @@
 //! Voxels are ordered as in NSD's betas array (Z, Y, X) with x fastest, the order the community code uses.
 
 use crate::error::{DataError, Result};
-use brainrecon_core::fs::read_json;
+use brainrecon_core::fs::{read_json, write_bytes_atomic, write_json_atomic};
 use brainrecon_formats::npy;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+/// `subject.json`'s format name.
 pub const FORMAT: &str = "brainrecon-prepared-subject";
+/// `subject.json`'s format version.
 pub const FORMAT_VERSION: u32 = 1;
+/// The one atlas of a subject in a group's space (adapted or pooled): its voxels are the
+/// space's k coordinates, and every target decodes from it.
+pub const SHARED_ATLAS: &str = "shared";
 
+/// One label of an atlas.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct LabelMeta {
+    /// Its value in `rois/<atlas>_labels.npy` (> 0).
     pub value: i32,
+    /// Its name (`V1v`, `ventral`, …).
     pub name: String,
+    /// Voxels with this label.
     pub n_voxels: usize,
 }
 
+/// One atlas: its betas' columns are its labelled voxels.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct AtlasMeta {
+    /// The atlas name (`nsdgeneral`, `streams`, `prf-visualrois`, …).
     pub name: String,
     /// Voxels with a label > 0.
     pub n_voxels: usize,
+    /// Its labels, by value.
     pub labels: Vec<LabelMeta>,
 }
 
+/// `subject.json`: what the prepared subject holds.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SubjectMeta {
+    /// [`FORMAT`].
     pub format: String,
+    /// [`FORMAT_VERSION`].
     pub format_version: u32,
+    /// The subject's name (`subj01`).
     pub subject: String,
+    /// The sessions prepared (1-based).
     pub sessions: Vec<usize>,
     /// `session` or `none`.
     pub zscore: String,
@@ -56,12 +73,19 @@ pub struct SubjectMeta {
     pub affine: [[f64; 4]; 4],
     /// [h, w]
     pub image_size: [usize; 2],
+    /// Captions of each stimulus in `stimuli/captions.json` (the fewest any has).
     pub captions_per_image: usize,
+    /// Rows of `betas/<atlas>/train.npy`: single train trials.
     pub n_train_trials: usize,
+    /// Distinct train images (rows of `train_averaged.npy`, when written).
     pub n_train_images: usize,
+    /// Rows of `betas/<atlas>/test.npy`: test images, averaged over repeats.
     pub n_test_images: usize,
+    /// Test trials averaged into those rows.
     pub n_test_trials: usize,
+    /// Whether `train_averaged.npy` was written (`--average-train`).
     pub train_averaged: bool,
+    /// The atlases, each with its betas under `betas/<atlas>/`.
     pub atlases: Vec<AtlasMeta>,
     /// ROI names the routes use by default that this subject holds under another name
     /// (`nsdgeneral` → `visual` for a subject prepared from its own experiment).
@@ -87,29 +111,40 @@ pub enum Split {
 /// A named voxel set: a whole atlas, or one label of it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Roi {
+    /// The name it was asked by (`streams/ventral`).
     pub name: String,
+    /// The atlas whose betas it reads.
     pub atlas: String,
     /// Columns of the atlas betas; `None` means all of them.
     pub columns: Option<Vec<usize>>,
+    /// Voxels in it.
     pub n_voxels: usize,
 }
 
 /// A matrix of betas, row-major (rows, voxels).
 #[derive(Debug, Clone)]
 pub struct Betas {
+    /// Rows (trials or images).
     pub rows: usize,
+    /// Columns (voxels).
     pub voxels: usize,
+    /// `rows × voxels` betas, row-major.
     pub values: Vec<f32>,
 }
 
+/// An opened prepared subject (see the module docs for its files).
 pub struct PreparedSubject {
+    /// The subject's folder.
     pub root: PathBuf,
+    /// Its `subject.json`.
     pub meta: SubjectMeta,
 }
 
 impl PreparedSubject {
+    /// Opens the prepared subject in `root`. Errors: no `subject.json` there, or one of another
+    /// format or version.
     pub fn open(root: &Path) -> Result<Self> {
-        let meta_path = root.join("subject.json");
+        let meta_path = root.join(META);
         if !meta_path.exists() {
             return Err(DataError::Missing {
                 path: meta_path,
@@ -131,6 +166,7 @@ impl PreparedSubject {
         })
     }
 
+    /// A file of the subject, by its path relative to the folder.
     pub fn path(&self, relative: &str) -> PathBuf {
         self.root.join(relative)
     }
@@ -181,15 +217,14 @@ impl PreparedSubject {
                     "an ambiguous label: name it as atlas/label"
                 };
                 return Err(DataError::invalid(
-                    self.path("subject.json"),
+                    self.path(META),
                     "rois",
                     format!("one of {}", known.join(", ")),
                     format!("'{name}' ({what})"),
                 ));
             }
         };
-        let labels_path = self.path(&format!("rois/{}_labels.npy", atlas.name));
-        let labels = npy::read_i64(&labels_path)?;
+        let labels = npy::read_i64(&roi_labels_path(&self.root, &atlas.name))?;
         let columns: Vec<usize> = labels
             .data
             .iter()
@@ -231,7 +266,7 @@ impl PreparedSubject {
     fn roi_union(&self, name: &str) -> Result<Roi> {
         let invalid = |what: &str| {
             DataError::invalid(
-                self.path("subject.json"),
+                self.path(META),
                 "rois",
                 "atlas/label+label+… with labels of that atlas (e.g. streams/early+ventral)",
                 format!("'{name}' ({what})"),
@@ -260,13 +295,9 @@ impl PreparedSubject {
         })
     }
 
+    /// `betas/<atlas>/{train,train_averaged,test}.npy` for `split`.
     pub fn betas_path(&self, atlas: &str, split: Split) -> PathBuf {
-        let file = match split {
-            Split::Train => "train.npy",
-            Split::TrainAveraged => "train_averaged.npy",
-            Split::Test => "test.npy",
-        };
-        self.root.join("betas").join(atlas).join(file)
+        betas_path(&self.root, atlas, split)
     }
 
     /// Memory-maps the betas of an ROI's atlas and copies out the ROI's columns.
@@ -342,33 +373,35 @@ impl PreparedSubject {
             .collect()
     }
 
+    /// The stimulus id (NSD: 0-based 73k id) of each row of `train.npy` (`train_stimulus_ids.npy`).
+    /// Errors: the file missing or malformed, or a negative id.
     pub fn train_stimulus_ids(&self) -> Result<Vec<usize>> {
-        self.ids("train_stimulus_ids.npy")
+        self.row_ids(Split::Train)
     }
+    /// The stimulus id (NSD: 0-based 73k id) of each row of `train_averaged.npy`
+    /// (`train_image_ids.npy`), sorted. Errors: the file missing or malformed, or a negative id.
     pub fn train_image_ids(&self) -> Result<Vec<usize>> {
-        self.ids("train_image_ids.npy")
+        self.row_ids(Split::TrainAveraged)
     }
+    /// The stimulus id (NSD: 0-based 73k id) of each row of `test.npy` (`test_stimulus_ids.npy`),
+    /// sorted. Errors: the file missing or malformed, or a negative id.
     pub fn test_stimulus_ids(&self) -> Result<Vec<usize>> {
-        self.ids("test_stimulus_ids.npy")
+        self.row_ids(Split::Test)
     }
 
     /// Stimulus ids of the rows of `split`.
     pub fn row_ids(&self, split: Split) -> Result<Vec<usize>> {
-        match split {
-            Split::Train => self.train_stimulus_ids(),
-            Split::TrainAveraged => self.train_image_ids(),
-            Split::Test => self.test_stimulus_ids(),
-        }
+        self.ids(row_ids_file(split))
     }
 
     /// The sorted ids of the stimuli (`stimuli/ids.npy`), checked, without opening the images:
     /// features and decoders need only the ids (a group's pooled subject has no images).
     pub fn stimulus_ids(&self) -> Result<Vec<usize>> {
-        let ids = self.ids("stimuli/ids.npy")?;
+        let ids = self.ids(STIMULUS_IDS)?;
         // Rows are looked up by binary search over the ids.
         if let Some(i) = (1..ids.len()).find(|&i| ids[i] <= ids[i - 1]) {
             return Err(DataError::invalid(
-                self.path("stimuli/ids.npy"),
+                self.path(STIMULUS_IDS),
                 format!("value {i}"),
                 format!("ids in increasing order, each once (after {})", ids[i - 1]),
                 ids[i].to_string(),
@@ -380,7 +413,7 @@ impl PreparedSubject {
     /// The stimulus images, memory-mapped, with the sorted ids of their rows.
     pub fn images(&self) -> Result<Stimuli> {
         let ids = self.stimulus_ids()?;
-        let path = self.path("stimuli/images.npy");
+        let path = self.path(IMAGES);
         let images = npy::MappedU8::open(&path)?;
         // Every row becomes an h × w RGB image: check the shape once here, not per image.
         let [h, w] = self.meta.image_size;
@@ -402,8 +435,9 @@ impl PreparedSubject {
         })
     }
 
+    /// Reads `stimuli/captions.json`: each stimulus id's captions.
     pub fn captions(&self) -> Result<BTreeMap<usize, Vec<String>>> {
-        let raw: BTreeMap<String, Vec<String>> = read_json(&self.path("stimuli/captions.json"))?;
+        let raw: BTreeMap<String, Vec<String>> = read_json(&self.path(CAPTIONS))?;
         Ok(raw
             .into_iter()
             .filter_map(|(k, v)| k.parse().ok().map(|k| (k, v)))
@@ -429,11 +463,187 @@ impl PreparedSubject {
             "train_averaged": m.train_averaged,
         }))
     }
+
+    /// What `brainrecon info` prints for people: the counts, the image size, the volume and the
+    /// voxels of every ROI, one per line.
+    pub fn info_text(&self) -> String {
+        use std::fmt::Write;
+        let m = &self.meta;
+        let sessions = crate::nsd::prepare::compact_ranges(&m.sessions);
+        let [h, w] = m.image_size;
+        let mut text = format!(
+            "subject        {}\nsessions       {sessions}\nbetas          z-score: {}\n\
+             train          {} trials, {} images\n\
+             test           {} images ({} trials averaged)\n\
+             images         {h}×{w} px, {} captions each\n\
+             volume         {:?} (X, Y, Z)\nrois\n",
+            m.subject,
+            m.zscore,
+            m.n_train_trials,
+            m.n_train_images,
+            m.n_test_images,
+            m.n_test_trials,
+            m.captions_per_image,
+            m.volume_shape
+        );
+        for (name, count) in self.roi_counts() {
+            let _ = writeln!(text, "  {name:<28} {count:>7} voxels");
+        }
+        text
+    }
 }
 
+// The layout of the module docs, shared by the reader and the writer.
+
+fn betas_path(root: &Path, atlas: &str, split: Split) -> PathBuf {
+    let file = match split {
+        Split::Train => "train.npy",
+        Split::TrainAveraged => "train_averaged.npy",
+        Split::Test => "test.npy",
+    };
+    root.join("betas").join(atlas).join(file)
+}
+
+fn row_ids_file(split: Split) -> &'static str {
+    match split {
+        Split::Train => "train_stimulus_ids.npy",
+        Split::TrainAveraged => "train_image_ids.npy",
+        Split::Test => "test_stimulus_ids.npy",
+    }
+}
+
+fn roi_coords_path(root: &Path, atlas: &str) -> PathBuf {
+    root.join(format!("rois/{atlas}.npy"))
+}
+
+fn roi_labels_path(root: &Path, atlas: &str) -> PathBuf {
+    root.join(format!("rois/{atlas}_labels.npy"))
+}
+
+const TRIALS: &str = "trials.tsv";
+const STIMULUS_IDS: &str = "stimuli/ids.npy";
+const IMAGES: &str = "stimuli/images.npy";
+const CAPTIONS: &str = "stimuli/captions.json";
+const META: &str = "subject.json";
+
+/// Writes the files of a prepared subject (the layout in the module docs) into a folder,
+/// usually a staging folder that the caller moves into place once complete; the writing side
+/// of [`PreparedSubject::open`]. Each file appears under its name only once complete, and
+/// parent folders are made as needed. Ids are written as int64, voxel data as int32.
+pub struct Writer {
+    root: PathBuf,
+}
+
+impl Writer {
+    /// A writer into `root` (nothing is written yet).
+    pub fn new(root: &Path) -> Writer {
+        Writer {
+            root: root.to_path_buf(),
+        }
+    }
+
+    /// Where a file of the subject goes.
+    pub fn path(&self, relative: &str) -> PathBuf {
+        self.root.join(relative)
+    }
+
+    /// Betas of `atlas` for `split` as one float32 (rows, voxels) matrix, row-major.
+    /// Errors if `values` does not hold rows × voxels elements.
+    pub fn betas(
+        &self,
+        atlas: &str,
+        split: Split,
+        [rows, voxels]: [usize; 2],
+        values: &[f32],
+    ) -> Result<()> {
+        npy::write(
+            &betas_path(&self.root, atlas, split),
+            &[rows, voxels],
+            values,
+        )
+    }
+
+    /// Betas of `atlas` for `split` streamed row by row into a float32 (rows, voxels) file:
+    /// write each row of `voxels` values, then `finish` the writer.
+    pub fn betas_rows(
+        &self,
+        atlas: &str,
+        split: Split,
+        [rows, voxels]: [usize; 2],
+    ) -> Result<npy::Writer<f32>> {
+        npy::Writer::create(&betas_path(&self.root, atlas, split), &[rows, voxels])
+    }
+
+    /// `rois/<atlas>.npy` (int32 (n, 3), the (x, y, z) of each atlas voxel in the volume) and
+    /// `rois/<atlas>_labels.npy` (int32 (n,), the atlas label value of each voxel), one entry
+    /// per column of the atlas' betas.
+    pub fn roi(&self, atlas: &str, coords: &[[i32; 3]], labels: &[i32]) -> Result<()> {
+        let flat: Vec<i32> = coords.iter().flatten().copied().collect();
+        npy::write(
+            &roi_coords_path(&self.root, atlas),
+            &[coords.len(), 3],
+            &flat,
+        )?;
+        npy::write(&roi_labels_path(&self.root, atlas), &[labels.len()], labels)
+    }
+
+    /// The stimulus id of each row of `split`'s betas (`train_stimulus_ids.npy`,
+    /// `train_image_ids.npy` or `test_stimulus_ids.npy`).
+    pub fn row_ids(&self, split: Split, ids: &[usize]) -> Result<()> {
+        write_ids(&self.path(row_ids_file(split)), ids)
+    }
+
+    /// `trials.tsv`: the trial table, header line included, as the caller builds it.
+    pub fn trials(&self, table: &str) -> Result<()> {
+        write_bytes_atomic(&self.path(TRIALS), table.as_bytes())
+    }
+
+    /// `stimuli/ids.npy`: the sorted ids of the stimuli, one per row of the images.
+    pub fn stimulus_ids(&self, ids: &[usize]) -> Result<()> {
+        write_ids(&self.path(STIMULUS_IDS), ids)
+    }
+
+    /// Where `stimuli/images.npy` goes (a resumed run keeps one already written).
+    pub fn images_path(&self) -> PathBuf {
+        self.path(IMAGES)
+    }
+
+    /// `stimuli/images.npy` streamed image by image: uint8 (n, h, w, 3) for `size` = [h, w];
+    /// write each image's h × w × 3 pixels, then `finish` the writer.
+    pub fn images_rows(&self, n: usize, [h, w]: [usize; 2]) -> Result<npy::Writer<u8>> {
+        npy::Writer::create(&self.images_path(), &[n, h, w, 3])
+    }
+
+    /// `stimuli/images.npy` at once: `pixels` holds n images of h × w × 3 bytes.
+    pub fn images(&self, n: usize, [h, w]: [usize; 2], pixels: &[u8]) -> Result<()> {
+        npy::write(&self.images_path(), &[n, h, w, 3], pixels)
+    }
+
+    /// `stimuli/captions.json`: each stimulus id's captions.
+    pub fn captions(&self, captions: &BTreeMap<usize, Vec<String>>) -> Result<()> {
+        // JSON keys are strings, so they sort as text ("10" before "9").
+        let by_name: BTreeMap<String, &Vec<String>> =
+            captions.iter().map(|(id, c)| (id.to_string(), c)).collect();
+        write_json_atomic(&self.path(CAPTIONS), &by_name)
+    }
+
+    /// `subject.json`. Written last: a folder with it is a complete subject.
+    pub fn meta(&self, meta: &SubjectMeta) -> Result<()> {
+        write_json_atomic(&self.path(META), meta)
+    }
+}
+
+fn write_ids(path: &Path, ids: &[usize]) -> Result<()> {
+    let values: Vec<i64> = ids.iter().map(|&i| i as i64).collect();
+    npy::write(path, &[values.len()], &values)
+}
+
+/// The stimulus images of a prepared subject, memory-mapped.
 pub struct Stimuli {
+    /// The sorted stimulus ids, one per image.
     pub ids: Vec<usize>,
     images: npy::MappedU8,
+    /// Image size [h, w] in pixels.
     pub size: [usize; 2],
 }
 

@@ -84,14 +84,18 @@ fn subject_folders(dir: &Path) -> Result<Vec<String>> {
 pub struct PreprocessedEeg {
     /// [conditions, repetitions, channels, times], f32 (the file's float64 rounded).
     pub data: Vec<f32>,
+    /// Image conditions (16,540 training, 200 test in the shipped files).
     pub conditions: usize,
+    /// Repetitions per condition (4 training, 80 test in the shipped files).
     pub repetitions: usize,
+    /// Channel names, in the data's order.
     pub ch_names: Vec<String>,
     /// Seconds from image onset.
     pub times: Vec<f64>,
 }
 
 impl PreprocessedEeg {
+    /// Channels: the length of `ch_names`.
     pub fn channels(&self) -> usize {
         self.ch_names.len()
     }
@@ -190,9 +194,13 @@ impl PreprocessedEeg {
 pub struct RawEeg {
     /// [channels, samples] as stored (volts; the `stim` channel holds event codes).
     pub data: Vec<f64>,
+    /// Samples per channel.
     pub samples: usize,
+    /// Channel names, one per row of `data` (`stim` among them).
     pub ch_names: Vec<String>,
+    /// MNE channel types, one per channel (`eeg`, `stim`).
     pub ch_types: Vec<String>,
+    /// Sample rate, Hz (1000 in the shipped recordings).
     pub sfreq: f64,
 }
 
@@ -208,7 +216,9 @@ pub struct ImageEntry {
 /// `image_metadata.npy`: the images of each half, in the order of the EEG's conditions.
 #[derive(Clone, Debug)]
 pub struct ImageMetadata {
+    /// The training images, in condition order.
     pub training: Vec<ImageEntry>,
+    /// The test images, in condition order.
     pub test: Vec<ImageEntry>,
 }
 
@@ -261,6 +271,7 @@ impl ImageMetadata {
         Ok(metadata)
     }
 
+    /// The images of `split`, in condition order.
     pub fn of(&self, split: Split) -> &[ImageEntry] {
         match split {
             Split::Training => &self.training,
@@ -330,6 +341,7 @@ impl ThingsEeg2 {
             .join(format!("preprocessed_eeg_{}.npy", split.stem()))
     }
 
+    /// Reads the preprocessed file of `subject` and `split` ([`read_preprocessed`]).
     pub fn read_preprocessed(&self, subject: &str, split: Split) -> Result<PreprocessedEeg> {
         read_preprocessed(&self.preprocessed_path(subject, split))
     }
@@ -342,6 +354,7 @@ impl ThingsEeg2 {
             .join(format!("raw_eeg_{}.npy", split.stem()))
     }
 
+    /// Reads the image set's `image_metadata.npy` ([`read_image_metadata`]).
     pub fn image_metadata(&self) -> Result<ImageMetadata> {
         read_image_metadata(&self.images.join("image_metadata.npy"))
     }
@@ -647,6 +660,18 @@ pub enum ChannelSelection {
 }
 
 impl ChannelSelection {
+    /// Every selection, in the order `--channels` lists them.
+    pub const ALL: [ChannelSelection; 2] =
+        [ChannelSelection::OccipitalParietal, ChannelSelection::All];
+
+    /// The name on the command line (and in the settings' JSON).
+    pub fn name(self) -> &'static str {
+        match self {
+            ChannelSelection::OccipitalParietal => "occipital-parietal",
+            ChannelSelection::All => "all",
+        }
+    }
+
     /// Whether the channel `name` is kept.
     pub fn keeps(self, name: &str) -> bool {
         match self {
@@ -656,13 +681,28 @@ impl ChannelSelection {
     }
 }
 
+impl std::str::FromStr for ChannelSelection {
+    type Err = String;
+
+    /// `occipital-parietal` or `all`.
+    fn from_str(text: &str) -> std::result::Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|c| c.name() == text)
+            .ok_or_else(|| format!("expected occipital-parietal or all, found '{text}'"))
+    }
+}
+
 /// How raw recordings become preprocessed epochs (defaults: the data set's own settings).
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RawPreprocessing {
     /// The epochs' sampling rate after resampling (100 Hz shipped; NICE uses 250).
     pub sfreq: f64,
+    /// Epoch start relative to image onset, seconds (−0.2).
     pub tmin: f64,
+    /// Epoch end relative to image onset, seconds (0.8).
     pub tmax: f64,
+    /// Which channels are kept.
     pub channels: ChannelSelection,
     /// Multivariate noise normalisation, per session; None leaves it out.
     pub mvnn: Option<crate::eeg_preprocess::MvnnDim>,

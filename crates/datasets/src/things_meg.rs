@@ -125,14 +125,16 @@ pub enum TrialKind {
 /// One epoch's trial.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MegTrial {
+    /// Training (`exp`), test or catch.
     pub kind: TrialKind,
     /// The image: `image_path` with `/` separators, else `things_image_nr`, else the event
     /// code; `None` for catch trials.
     pub image: Option<String>,
     /// The event code (the THINGS image number; 999999 for catch trials).
     pub code: i64,
-    /// The metadata's `session_nr` and `run_nr` when present.
+    /// The metadata's `session_nr`, when present.
     pub session: Option<String>,
+    /// The metadata's `run_nr`, when present.
     pub run: Option<String>,
 }
 
@@ -301,14 +303,16 @@ pub struct PreparedMeg {
     pub training: PreprocessedEeg,
     /// [images, repetitions, channels, times] of the `test` trials.
     pub test: PreprocessedEeg,
-    /// The image of each condition, in order (sorted).
+    /// The image of each training condition, in order (sorted).
     pub training_images: Vec<String>,
+    /// The image of each test condition, in order (sorted).
     pub test_images: Vec<String>,
     /// Catch trials left out.
     pub catch: usize,
     /// Training (`exp`) images left out because their concept is a test concept (zero-shot),
-    /// sorted, and the trials they had.
+    /// sorted.
     pub dropped_training: Vec<String>,
+    /// Trials of those images.
     pub dropped_trials: usize,
     /// The test concepts training showed before the drop, sorted.
     pub shared_concepts: Vec<String>,

@@ -20,22 +20,34 @@ use candle_nn::VarBuilder;
 use serde::Deserialize;
 use std::path::Path;
 
-use crate::weights::{clip_text_prefix, read_json, DiffusionError, Result, Weights};
+use crate::weights::clip_text_prefix;
 use brainrecon_nn::layers::{self as nn, LayerNorm, Linear};
+use brainrecon_nn::weights::{read_json, Weights};
+use brainrecon_nn::{ModelError, Result};
 
 /// `text_encoder/config.json`.
 #[derive(Clone, Debug, Deserialize)]
 pub struct ClipTextConfig {
+    /// Token embeddings (rows of `token_embedding`).
     pub vocab_size: usize,
+    /// d: token width.
     pub hidden_size: usize,
+    /// Width of the MLP's hidden layer.
     pub intermediate_size: usize,
+    /// Encoder layers.
     pub num_hidden_layers: usize,
+    /// Attention heads (dividing `hidden_size`).
     pub num_attention_heads: usize,
+    /// Rows of the position table: the longest prompt in tokens (77 for SD).
     pub max_position_embeddings: usize,
+    /// The MLP's activation, an [`Activation`] name (default `quick_gelu`).
     #[serde(default = "default_act")]
     pub hidden_act: String,
+    /// Epsilon of the LayerNorms (default 1e-5).
     #[serde(default = "default_eps")]
     pub layer_norm_eps: f64,
+    /// The EOS token whose position pools the output; 2 (the default) is transformers' legacy
+    /// value, for which the largest id in the sequence is taken instead.
     #[serde(default = "default_eos")]
     pub eos_token_id: u32,
 }
@@ -51,15 +63,14 @@ fn default_eos() -> u32 {
 }
 
 impl ClipTextConfig {
+    /// Reads and checks `text_encoder/config.json`; errors name the file and the field.
     pub fn from_file(path: &Path) -> Result<Self> {
         let config: Self = read_json(path, "CLIP text encoder config")?;
-        config
-            .validate()
-            .map_err(|message| DiffusionError::Config {
-                path: path.to_path_buf(),
-                what: "CLIP text encoder config".into(),
-                message,
-            })?;
+        config.validate().map_err(|message| ModelError::Config {
+            path: path.to_path_buf(),
+            what: "CLIP text encoder config".into(),
+            message,
+        })?;
         Ok(config)
     }
 
@@ -89,12 +100,16 @@ impl ClipTextConfig {
 /// The MLP activation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Activation {
+    /// `quick_gelu`: `x · σ(1.702 x)` (OpenAI CLIP, SD1).
     QuickGelu,
+    /// `gelu`: exact (erf) GELU (OpenCLIP, SD2).
     Gelu,
+    /// `gelu_new`, `gelu_pytorch_tanh`: the tanh approximation.
     GeluTanh,
 }
 
 impl Activation {
+    /// The activation of a `hidden_act` name; errors list the supported names.
     pub fn parse(name: &str) -> std::result::Result<Self, String> {
         match name {
             "quick_gelu" => Ok(Activation::QuickGelu),
@@ -106,6 +121,7 @@ impl Activation {
         }
     }
 
+    /// Applies the activation elementwise.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(match self {
             Activation::QuickGelu => nn::quick_gelu(x)?,
@@ -118,11 +134,15 @@ impl Activation {
 /// `embeddings`: `token_embedding.weight` [vocab, d], `position_embedding.weight` [77, d].
 #[derive(Clone, Debug)]
 pub struct ClipTextEmbeddings {
+    /// `token_embedding.weight`: [vocab, d].
     pub token_embedding: Tensor,
+    /// `position_embedding.weight`: [max_position_embeddings, d].
     pub position_embedding: Tensor,
 }
 
 impl ClipTextEmbeddings {
+    /// Reads `token_embedding` and `position_embedding` under `vb`; errors on a tensor `vb` lacks
+    /// or misshapes.
     pub fn new(vb: VarBuilder, c: &ClipTextConfig) -> Result<Self> {
         Ok(ClipTextEmbeddings {
             token_embedding: nn::weight(
@@ -144,14 +164,14 @@ impl ClipTextEmbeddings {
         let (vocab, d) = self.token_embedding.dims2()?;
         let max_len = self.position_embedding.dim(0)?;
         if l > max_len {
-            return Err(DiffusionError::Invalid(format!(
+            return Err(ModelError::Invalid(format!(
                 "{l} tokens, the text encoder has {max_len} positions"
             )));
         }
         let flat = ids.flatten_all()?.to_dtype(DType::U32)?;
         let max_id = flat.max(0)?.to_scalar::<u32>()? as usize;
         if max_id >= vocab {
-            return Err(DiffusionError::Invalid(format!(
+            return Err(ModelError::Invalid(format!(
                 "token id {max_id} is outside the text encoder's vocabulary of {vocab}: the \
                  tokenizer and text_encoder do not belong together"
             )));
@@ -168,20 +188,29 @@ impl ClipTextEmbeddings {
 /// `self_attn`: `q_proj`, `k_proj`, `v_proj`, `out_proj` (all with biases).
 #[derive(Clone, Debug)]
 pub struct ClipAttention {
+    /// `q_proj`: Linear d → d.
     pub q_proj: Linear,
+    /// `k_proj`: Linear d → d.
     pub k_proj: Linear,
+    /// `v_proj`: Linear d → d.
     pub v_proj: Linear,
+    /// `out_proj`: Linear d → d.
     pub out_proj: Linear,
+    /// Attention heads.
     pub heads: usize,
     /// Text towers mask future tokens; vision towers attend everywhere.
     pub causal: bool,
 }
 
 impl ClipAttention {
+    /// The text tower's attention (causal) under `vb`; errors on an invalid `hidden_act` or a
+    /// tensor `vb` lacks or misshapes.
     pub fn new(vb: VarBuilder, c: &ClipTextConfig) -> Result<Self> {
         Self::with_dims(vb, &LayerDims::text(c)?)
     }
 
+    /// Reads `{q,k,v,out}_proj` under `vb` for layers of `dims`; errors on a tensor `vb` lacks or
+    /// misshapes.
     pub fn with_dims(vb: VarBuilder, dims: &LayerDims) -> Result<Self> {
         let d = dims.hidden;
         Ok(ClipAttention {
@@ -207,11 +236,17 @@ impl ClipAttention {
 /// The sizes of one encoder layer, shared by CLIP's text and vision towers.
 #[derive(Clone, Debug)]
 pub struct LayerDims {
+    /// d: token width.
     pub hidden: usize,
+    /// Width of the MLP's hidden layer.
     pub intermediate: usize,
+    /// Attention heads.
     pub heads: usize,
+    /// The MLP's activation.
     pub activation: Activation,
+    /// Epsilon of the LayerNorms.
     pub layer_norm_eps: f64,
+    /// Causal self-attention (text) or full (vision).
     pub causal: bool,
 }
 
@@ -222,7 +257,7 @@ impl LayerDims {
             hidden: c.hidden_size,
             intermediate: c.intermediate_size,
             heads: c.num_attention_heads,
-            activation: Activation::parse(&c.hidden_act).map_err(DiffusionError::Invalid)?,
+            activation: Activation::parse(&c.hidden_act).map_err(ModelError::Invalid)?,
             layer_norm_eps: c.layer_norm_eps,
             causal: true,
         })
@@ -232,16 +267,23 @@ impl LayerDims {
 /// `mlp`: `fc1`, activation, `fc2`.
 #[derive(Clone, Debug)]
 pub struct ClipMlp {
+    /// `fc1`: Linear d → intermediate.
     pub fc1: Linear,
+    /// `fc2`: Linear intermediate → d.
     pub fc2: Linear,
+    /// The activation between them.
     pub activation: Activation,
 }
 
 impl ClipMlp {
+    /// The text tower's MLP under `vb`; errors on an invalid `hidden_act` or a tensor `vb` lacks or
+    /// misshapes.
     pub fn new(vb: VarBuilder, c: &ClipTextConfig) -> Result<Self> {
         Self::with_dims(vb, &LayerDims::text(c)?)
     }
 
+    /// Reads `fc1` and `fc2` under `vb` for layers of `dims`; errors on a tensor `vb` lacks or
+    /// misshapes.
     pub fn with_dims(vb: VarBuilder, dims: &LayerDims) -> Result<Self> {
         Ok(ClipMlp {
             fc1: Linear::new(vb.pp("fc1"), dims.hidden, dims.intermediate, true)?,
@@ -250,6 +292,7 @@ impl ClipMlp {
         })
     }
 
+    /// [B, L, d] → `fc2(act(fc1(x)))` [B, L, d].
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let h = self.activation.forward(&self.fc1.forward(x)?)?;
         self.fc2.forward(&h)
@@ -259,17 +302,25 @@ impl ClipMlp {
 /// `encoder.layers.N`: pre-norm attention and MLP, each with a residual.
 #[derive(Clone, Debug)]
 pub struct ClipEncoderLayer {
+    /// `self_attn`.
     pub self_attn: ClipAttention,
+    /// LayerNorm before the attention.
     pub layer_norm1: LayerNorm,
+    /// `mlp`.
     pub mlp: ClipMlp,
+    /// LayerNorm before the MLP.
     pub layer_norm2: LayerNorm,
 }
 
 impl ClipEncoderLayer {
+    /// A text tower layer under `vb`; errors on an invalid `hidden_act` or a tensor `vb` lacks or
+    /// misshapes.
     pub fn new(vb: VarBuilder, c: &ClipTextConfig) -> Result<Self> {
         Self::with_dims(vb, &LayerDims::text(c)?)
     }
 
+    /// Reads `self_attn`, `layer_norm1`, `mlp` and `layer_norm2` under `vb` for layers of `dims`;
+    /// errors on a tensor `vb` lacks or misshapes.
     pub fn with_dims(vb: VarBuilder, dims: &LayerDims) -> Result<Self> {
         let norm = |name: &str| -> Result<LayerNorm> {
             LayerNorm::new(vb.pp(name), dims.hidden, dims.layer_norm_eps, true)
@@ -282,6 +333,7 @@ impl ClipEncoderLayer {
         })
     }
 
+    /// [B, L, d] → [B, L, d].
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let h = (x + self.self_attn.forward(&self.layer_norm1.forward(x)?)?)?;
         Ok((&h + self.mlp.forward(&self.layer_norm2.forward(&h)?)?)?)
@@ -302,9 +354,13 @@ pub struct ClipTextOutput {
 /// transformers' `CLIPTextModel`.
 #[derive(Clone, Debug)]
 pub struct ClipTextModel {
+    /// `embeddings`.
     pub embeddings: ClipTextEmbeddings,
+    /// `encoder.layers`.
     pub layers: Vec<ClipEncoderLayer>,
+    /// `final_layer_norm`, after the last layer.
     pub final_layer_norm: LayerNorm,
+    /// The model's config.
     pub config: ClipTextConfig,
 }
 
@@ -313,7 +369,7 @@ impl ClipTextModel {
     /// [`ClipTextModel::from_weights`]).
     pub fn new(vb: VarBuilder, config: &ClipTextConfig) -> Result<Self> {
         // Configs built in code (training) skip `from_file`; check them here too.
-        config.validate().map_err(DiffusionError::Invalid)?;
+        config.validate().map_err(ModelError::Invalid)?;
         let layers = (0..config.num_hidden_layers)
             .map(|i| ClipEncoderLayer::new(vb.pp("encoder").pp("layers").pp(i), config))
             .collect::<Result<Vec<_>>>()?;
@@ -345,6 +401,7 @@ impl ClipTextModel {
         Self::from_weights(&weights, &config)
     }
 
+    /// The dtype of the weights.
     pub fn dtype(&self) -> DType {
         self.embeddings.token_embedding.dtype()
     }
@@ -365,7 +422,7 @@ impl ClipTextModel {
             return self.forward(ids);
         }
         if clip_skip >= self.layers.len() {
-            return Err(DiffusionError::Invalid(format!(
+            return Err(ModelError::Invalid(format!(
                 "clip_skip {clip_skip} needs more than {} layers",
                 self.layers.len()
             )));
@@ -425,7 +482,7 @@ pub fn ids_tensor(ids: &[Vec<u32>], device: &Device) -> Result<Tensor> {
     let b = ids.len();
     let l = ids.first().map(|r| r.len()).unwrap_or(0);
     if ids.iter().any(|r| r.len() != l) {
-        return Err(DiffusionError::Invalid(
+        return Err(ModelError::Invalid(
             "token id rows have different lengths".into(),
         ));
     }

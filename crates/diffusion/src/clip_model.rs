@@ -22,11 +22,14 @@ use serde_json::{Map, Value};
 use std::path::{Path, PathBuf};
 
 use crate::clip::{ClipTextConfig, ClipTextModel};
-use crate::clip_vision::{ClipImageProcessor, ClipVisionConfig, ClipVisionModel};
+use crate::clip_vision::{
+    parse_clip_vision_config, ClipImageProcessor, ClipVisionConfig, ClipVisionModel,
+};
 use crate::tokenizer::ClipTokenizer;
-use crate::weights::{component_files, read_json, DiffusionError, Result, Weights};
 use brainrecon_nn::layers::Linear;
 use brainrecon_nn::weights::resolve_model_folder;
+use brainrecon_nn::weights::{component_files, read_json, Weights};
+use brainrecon_nn::{ModelError, Result};
 
 const CONFIG_WHAT: &str = "CLIPModel config";
 
@@ -38,13 +41,16 @@ const IMAGE_BATCH: usize = 32;
 /// transformers' `CLIPConfig`: the two towers' configs and the shared `projection_dim`.
 #[derive(Clone, Debug)]
 pub struct ClipModelConfig {
+    /// `text_config`.
     pub text_config: ClipTextConfig,
     /// Its `projection_dim` is the top-level one (what both projections use).
     pub vision_config: ClipVisionConfig,
+    /// Width of the joint text-image space (`projection_dim`).
     pub projection_dim: usize,
 }
 
 impl ClipModelConfig {
+    /// Reads and parses a `CLIPModel` `config.json`; errors name the file and the field.
     pub fn from_file(path: &Path) -> Result<Self> {
         let value: Value = read_json(path, CONFIG_WHAT)?;
         Self::from_value(&value, path)
@@ -52,7 +58,7 @@ impl ClipModelConfig {
 
     /// Parses a `CLIPModel` `config.json`; `path` names the origin in errors.
     pub fn from_value(value: &Value, path: &Path) -> Result<Self> {
-        let bad = |message: String| DiffusionError::Config {
+        let bad = |message: String| ModelError::Config {
             path: path.to_path_buf(),
             what: CONFIG_WHAT.into(),
             message,
@@ -68,7 +74,7 @@ impl ClipModelConfig {
             )));
         }
         let text_config = text_config_from(object).map_err(bad)?;
-        let vision_config = ClipVisionConfig::from_value(value, path)?;
+        let vision_config = parse_clip_vision_config(value, path)?;
         Ok(ClipModelConfig {
             projection_dim: vision_config.projection_dim,
             text_config,
@@ -130,16 +136,21 @@ fn text_config_from(object: &Map<String, Value>) -> std::result::Result<ClipText
 
 /// transformers' `CLIPModel`, with its tokenizer and image processor.
 pub struct ClipModel {
+    /// The text tower (`text_model`).
     pub text_model: ClipTextModel,
     /// [projection_dim, text hidden], no bias.
     pub text_projection: Linear,
     /// The vision tower with `visual_projection`.
     pub vision_model: ClipVisionModel,
+    /// The checkpoint's tokenizer.
     pub tokenizer: ClipTokenizer,
+    /// The checkpoint's image processor (`preprocessor_config.json`, else OpenAI's).
     pub processor: ClipImageProcessor,
+    /// The model's config.
     pub config: ClipModelConfig,
     /// Ids per text: the tokenizer's length, at most the text tower's positions (77).
     pub max_length: usize,
+    /// Where the weights live.
     pub device: Device,
 }
 
@@ -149,7 +160,7 @@ impl ClipModel {
     /// preprocessing at the model's image size).
     pub fn from_dir(dir: &Path, dtype: DType, device: &Device) -> Result<Self> {
         if !matches!(dtype, DType::F32 | DType::F16 | DType::BF16) {
-            return Err(DiffusionError::Invalid(format!(
+            return Err(ModelError::Invalid(format!(
                 "dtype {dtype:?}: CLIP runs in f32, f16 or bf16"
             )));
         }
@@ -165,7 +176,7 @@ impl ClipModel {
         let processor = ClipImageProcessor::from_dir_or_openai(dir, image_size)?;
         if let Some((h, w)) = processor.crop {
             if (h, w) != (image_size, image_size) {
-                return Err(DiffusionError::Config {
+                return Err(ModelError::Config {
                     path: dir.join("preprocessor_config.json"),
                     what: "CLIP image processor config".into(),
                     message: format!(
@@ -206,6 +217,7 @@ impl ClipModel {
         Ok((text_model, text_projection, vision_model))
     }
 
+    /// Width of the joint text-image space.
     pub fn projection_dim(&self) -> usize {
         self.config.projection_dim
     }
@@ -277,7 +289,7 @@ impl ClipModel {
 fn check_tokenizer(tokenizer: &ClipTokenizer, text: &ClipTextConfig, dir: &Path) -> Result<()> {
     let largest = tokenizer.bos_id.max(tokenizer.eos_id).max(tokenizer.pad_id) as usize;
     if tokenizer.vocab_size() > text.vocab_size || largest >= text.vocab_size {
-        return Err(DiffusionError::Tokenizer {
+        return Err(ModelError::Tokenizer {
             path: dir.to_path_buf(),
             message: format!(
                 "{} tokens, but config.json's text_config.vocab_size is {}: the tokenizer \

@@ -18,191 +18,119 @@ use brainrecon_formats::image::{Filter, RgbImage};
 use brainrecon_vision::preprocess::{ImageProcessor, ProcessorDefaults};
 use candle_core::{DType, Device, Tensor, D};
 use candle_nn::VarBuilder;
-use serde::Deserialize;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 use crate::clip::{Activation, ClipEncoderLayer, LayerDims};
-use crate::weights::{
-    cached_snapshot, component_files, hub_cache_dir, read_json, DiffusionError, Result, Weights,
-};
 use brainrecon_nn::layers::{self as nn, LayerNorm, Linear};
+use brainrecon_nn::vision_tower::VisionTowerConfig;
+use brainrecon_nn::weights::{cached_snapshot, component_files, hub_cache_dir, read_json, Weights};
+use brainrecon_nn::{ModelError, Result};
 
-/// OpenAI CLIP's normalisation (transformers' `OPENAI_CLIP_MEAN` / `OPENAI_CLIP_STD`, as f32).
+/// OpenAI CLIP's channel means, RGB (transformers' `OPENAI_CLIP_MEAN`, as f32).
 pub const OPENAI_CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
+/// OpenAI CLIP's channel standard deviations, RGB (transformers' `OPENAI_CLIP_STD`, as f32).
 pub const OPENAI_CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
 
-/// transformers' `CLIPVisionConfig`, defaults included (those of ViT-B/32).
-#[derive(Clone, Debug, Deserialize)]
-pub struct ClipVisionConfig {
-    #[serde(default = "default_hidden")]
-    pub hidden_size: usize,
-    #[serde(default = "default_intermediate")]
-    pub intermediate_size: usize,
-    /// For a full `CLIPModel` config this is the top-level `projection_dim`.
-    #[serde(default = "default_projection")]
-    pub projection_dim: usize,
-    #[serde(default = "default_layers")]
-    pub num_hidden_layers: usize,
-    #[serde(default = "default_heads")]
-    pub num_attention_heads: usize,
-    #[serde(default = "default_channels")]
-    pub num_channels: usize,
-    #[serde(default = "default_image_size")]
-    pub image_size: usize,
-    #[serde(default = "default_patch")]
-    pub patch_size: usize,
-    #[serde(default = "default_act")]
-    pub hidden_act: String,
-    #[serde(default = "default_eps")]
-    pub layer_norm_eps: f64,
-}
+/// transformers' `CLIPVisionConfig`: a ViT tower (its defaults: [`clip_vision_defaults`]).
+pub type ClipVisionConfig = VisionTowerConfig;
 
-fn default_hidden() -> usize {
-    768
-}
-fn default_intermediate() -> usize {
-    3072
-}
-fn default_projection() -> usize {
-    512
-}
-fn default_layers() -> usize {
-    12
-}
-fn default_heads() -> usize {
-    12
-}
-fn default_channels() -> usize {
-    3
-}
-fn default_image_size() -> usize {
-    224
-}
-fn default_patch() -> usize {
-    32
-}
-fn default_act() -> String {
-    "quick_gelu".into()
-}
-fn default_eps() -> f64 {
-    1e-5
-}
-
-impl Default for ClipVisionConfig {
-    fn default() -> Self {
-        ClipVisionConfig {
-            hidden_size: default_hidden(),
-            intermediate_size: default_intermediate(),
-            projection_dim: default_projection(),
-            num_hidden_layers: default_layers(),
-            num_attention_heads: default_heads(),
-            num_channels: default_channels(),
-            image_size: default_image_size(),
-            patch_size: default_patch(),
-            hidden_act: default_act(),
-            layer_norm_eps: default_eps(),
-        }
+/// transformers' `CLIPVisionConfig` defaults (those of ViT-B/32).
+pub fn clip_vision_defaults() -> ClipVisionConfig {
+    VisionTowerConfig {
+        hidden_size: 768,
+        intermediate_size: 3072,
+        projection_dim: CLIP_PROJECTION_DIM,
+        num_hidden_layers: 12,
+        num_attention_heads: 12,
+        num_channels: 3,
+        image_size: 224,
+        patch_size: 32,
+        hidden_act: "quick_gelu".into(),
+        layer_norm_eps: 1e-5,
     }
 }
+
+/// `CLIPConfig`'s default `projection_dim`.
+const CLIP_PROJECTION_DIM: usize = 512;
 
 const CONFIG_WHAT: &str = "CLIP vision config";
 
-impl ClipVisionConfig {
-    /// `config.json` of a `CLIPVisionModelWithProjection` or of a full `CLIPModel`.
-    pub fn from_file(path: &Path) -> Result<Self> {
-        let value: Value = read_json(path, CONFIG_WHAT)?;
-        Self::from_value(&value, path)
-    }
-
-    /// Parses either config layout; `path` names the origin in errors.
-    pub fn from_value(value: &Value, path: &Path) -> Result<Self> {
-        let bad = |message: String| DiffusionError::Config {
-            path: path.to_path_buf(),
-            what: CONFIG_WHAT.into(),
-            message,
-        };
-        let object = value
-            .as_object()
-            .ok_or_else(|| bad("expected a JSON object".into()))?;
-        let model_type = object
-            .get("model_type")
-            .and_then(Value::as_str)
-            .unwrap_or("");
-        // Old CLIPConfig files may carry only `vision_config_dict`.
-        let nested = ["vision_config", "vision_config_dict"]
-            .iter()
-            .find_map(|k| object.get(*k).filter(|v| v.is_object()));
-        let config: Self = if let Some(vision) = nested {
-            let mut config: Self = brainrecon_nn::weights::from_json_value(vision.clone())
-                .map_err(|e| bad(format!("vision_config.{e}")))?;
-            // A CLIPModel's visual_projection has the top-level projection_dim (CLIPConfig's
-            // default 512); vision_config's own projection_dim is not what the weights use.
-            config.projection_dim = match object.get("projection_dim") {
-                None => default_projection(),
-                Some(v) => v
-                    .as_u64()
-                    .ok_or_else(|| bad(format!("projection_dim {v} is not a whole number")))?
-                    as usize,
-            };
-            config
-        } else if model_type == "clip" || object.contains_key("text_config") {
-            return Err(bad(
-                "missing vision_config: a CLIPModel config.json nests the vision tower's \
-                 settings under \"vision_config\""
-                    .into(),
-            ));
-        } else if model_type == "clip_text_model" {
-            return Err(bad(
-                "model_type clip_text_model is a CLIP text encoder, not an image encoder".into(),
-            ));
-        } else {
-            brainrecon_nn::weights::from_json_value(value.clone()).map_err(bad)?
-        };
-        config.validate().map_err(bad)?;
-        Ok(config)
-    }
-
-    /// Bounds every size-like field before any tensor is built (hostile `config.json` files).
-    fn validate(&self) -> std::result::Result<(), String> {
-        use brainrecon_nn::config_bounds::*;
-        encoder_trunk(
-            self.hidden_size,
-            self.num_attention_heads,
-            self.intermediate_size,
-            self.num_hidden_layers,
-        )?;
-        positive("projection_dim", self.projection_dim, MAX_CHANNELS)?;
-        positive("num_channels", self.num_channels, MAX_CHANNELS)?;
-        square_patches(self.image_size, self.patch_size)?;
-        epsilon("layer_norm_eps", self.layer_norm_eps)?;
-        Activation::parse(&self.hidden_act)?;
-        Ok(())
-    }
-
-    /// Patches per side (transformers floors, so trailing pixels are ignored).
-    pub fn grid(&self) -> usize {
-        self.image_size / self.patch_size
-    }
-
-    /// Tokens per image: the class token and one per patch.
-    pub fn num_positions(&self) -> usize {
-        self.grid() * self.grid() + 1
-    }
+/// Reads `config.json` of a `CLIPVisionModelWithProjection` or of a full `CLIPModel`.
+pub fn read_clip_vision_config(path: &Path) -> Result<ClipVisionConfig> {
+    let value: Value = read_json(path, CONFIG_WHAT)?;
+    parse_clip_vision_config(&value, path)
 }
 
-/// `embeddings`: `class_embedding` [d], `patch_embedding.weight` [d, C, p, p] (no bias),
+/// Parses either config layout; `path` names the origin in errors.
+pub fn parse_clip_vision_config(value: &Value, path: &Path) -> Result<ClipVisionConfig> {
+    let bad = |message: String| ModelError::Config {
+        path: path.to_path_buf(),
+        what: CONFIG_WHAT.into(),
+        message,
+    };
+    let object = value
+        .as_object()
+        .ok_or_else(|| bad("expected a JSON object".into()))?;
+    let model_type = object
+        .get("model_type")
+        .and_then(Value::as_str)
+        .unwrap_or("");
+    // Old CLIPConfig files may carry only `vision_config_dict`.
+    let nested = ["vision_config", "vision_config_dict"]
+        .iter()
+        .find_map(|k| object.get(*k).filter(|v| v.is_object()));
+    let config = if let Some(vision) = nested {
+        let mut config = VisionTowerConfig::from_json(vision, &clip_vision_defaults())
+            .map_err(|e| bad(format!("vision_config.{e}")))?;
+        // A CLIPModel's visual_projection has the top-level projection_dim (CLIPConfig's
+        // default 512); vision_config's own projection_dim is not what the weights use.
+        config.projection_dim = match object.get("projection_dim") {
+            None => CLIP_PROJECTION_DIM,
+            Some(v) => v
+                .as_u64()
+                .ok_or_else(|| bad(format!("projection_dim {v} is not a whole number")))?
+                as usize,
+        };
+        config
+    } else if model_type == "clip" || object.contains_key("text_config") {
+        return Err(bad(
+            "missing vision_config: a CLIPModel config.json nests the vision tower's \
+             settings under \"vision_config\""
+                .into(),
+        ));
+    } else if model_type == "clip_text_model" {
+        return Err(bad(
+            "model_type clip_text_model is a CLIP text encoder, not an image encoder".into(),
+        ));
+    } else {
+        VisionTowerConfig::from_json(value, &clip_vision_defaults()).map_err(bad)?
+    };
+    // Bounds every size-like field before any tensor is built (hostile `config.json` files).
+    config.validate().map_err(bad)?;
+    Activation::parse(&config.hidden_act).map_err(bad)?;
+    Ok(config)
+}
+
+/// `embeddings`: `class_embedding` `[d]`, `patch_embedding.weight` `[d, C, p, p]` (no bias),
 /// `position_embedding.weight` [patches + 1, d].
 #[derive(Clone, Debug)]
 pub struct ClipVisionEmbeddings {
+    /// `class_embedding`: `[d]`.
     pub class_embedding: Tensor,
+    /// `patch_embedding.weight`: [d, C, p, p].
     pub patch_embedding: Tensor,
+    /// `position_embedding.weight`: [patches + 1, d].
     pub position_embedding: Tensor,
+    /// S: side of the square input images, in pixels.
     pub image_size: usize,
+    /// p: side of the square patches, in pixels.
     pub patch_size: usize,
 }
 
 impl ClipVisionEmbeddings {
+    /// Reads `class_embedding`, `patch_embedding` and `position_embedding` under `vb`; errors on a
+    /// tensor `vb` lacks or misshapes.
     pub fn new(vb: VarBuilder, c: &ClipVisionConfig) -> Result<Self> {
         let d = c.hidden_size;
         Ok(ClipVisionEmbeddings {
@@ -228,7 +156,7 @@ impl ClipVisionEmbeddings {
         let dims = pixel_values.dims().to_vec();
         let s = self.image_size;
         if dims.len() != 4 || dims[1] != channels || dims[2] != s || dims[3] != s {
-            return Err(DiffusionError::Invalid(format!(
+            return Err(ModelError::Invalid(format!(
                 "pixel_values have shape {dims:?}, the CLIP vision model takes [B, {channels}, \
                  {s}, {s}]"
             )));
@@ -276,11 +204,17 @@ pub struct ClipVisionOutput {
 /// transformers' `CLIPVisionModelWithProjection`.
 #[derive(Clone, Debug)]
 pub struct ClipVisionModel {
+    /// `embeddings`.
     pub embeddings: ClipVisionEmbeddings,
+    /// `pre_layrnorm` (transformers' spelling), before the first layer.
     pub pre_layrnorm: LayerNorm,
+    /// `encoder.layers`: full (not causal) self-attention.
     pub layers: Vec<ClipEncoderLayer>,
+    /// `post_layernorm`, on the class token.
     pub post_layernorm: LayerNorm,
+    /// `visual_projection`: [projection_dim, d], no bias.
     pub visual_projection: Linear,
+    /// The model's config.
     pub config: ClipVisionConfig,
 }
 
@@ -310,7 +244,7 @@ impl ClipVisionModel {
             hidden: d,
             intermediate: config.intermediate_size,
             heads: config.num_attention_heads,
-            activation: Activation::parse(&config.hidden_act).map_err(DiffusionError::Invalid)?,
+            activation: Activation::parse(&config.hidden_act).map_err(ModelError::Invalid)?,
             layer_norm_eps: config.layer_norm_eps,
             causal: false,
         };
@@ -347,12 +281,13 @@ impl ClipVisionModel {
     /// `CLIPModel` checkpoint).
     pub fn from_dir(dir: &Path, dtype: DType, device: &Device) -> Result<Self> {
         check_dtype(dtype)?;
-        let config = ClipVisionConfig::from_file(&dir.join("config.json"))?;
+        let config = read_clip_vision_config(&dir.join("config.json"))?;
         let files = component_files(dir, dtype == DType::F16)?;
         let weights = Weights::from_files(&files, dtype, device)?;
         Self::from_weights(&weights, &config)
     }
 
+    /// The dtype of the weights.
     pub fn dtype(&self) -> DType {
         self.embeddings.patch_embedding.dtype()
     }
@@ -403,7 +338,7 @@ fn class_token(h: &Tensor) -> Result<Tensor> {
 
 fn check_dtype(dtype: DType) -> Result<()> {
     if !matches!(dtype, DType::F32 | DType::F16 | DType::BF16) {
-        return Err(DiffusionError::Invalid(format!(
+        return Err(ModelError::Invalid(format!(
             "dtype {dtype:?}: the CLIP image encoder runs in f32, f16 or bf16"
         )));
     }
@@ -425,6 +360,7 @@ pub use brainrecon_vision::preprocess::{shortest_edge_size, ResizeTarget};
 pub struct ClipImageProcessor {
     /// `None` when `do_resize` is false.
     pub resize: Option<ResizeTarget>,
+    /// Pillow's resampling filter of the resize (`resample`, bicubic by default).
     pub filter: Filter,
     /// (height, width); `None` when `do_center_crop` is false.
     pub crop: Option<(usize, usize)>,
@@ -537,13 +473,13 @@ impl ClipImageProcessor {
                 .iter()
                 .find(|p| (p.height, p.width) != (first.height, first.width))
             {
-                return Err(DiffusionError::Invalid(format!(
+                return Err(ModelError::Invalid(format!(
                     "images preprocess to {}×{} and {}×{}: a batch needs one size (set crop_size)",
                     first.height, first.width, other.height, other.width
                 )));
             }
         } else {
-            return Err(DiffusionError::Invalid("no images to preprocess".into()));
+            return Err(ModelError::Invalid("no images to preprocess".into()));
         }
         let tensors = prepared
             .iter()
@@ -564,7 +500,7 @@ pub fn preprocess(
     device: &Device,
 ) -> Result<Tensor> {
     if height == 0 || width == 0 || image_rgb8.len() != height * width * 3 {
-        return Err(DiffusionError::Invalid(format!(
+        return Err(ModelError::Invalid(format!(
             "{} bytes for a {height}×{width} RGB image",
             image_rgb8.len()
         )));
@@ -590,7 +526,7 @@ pub fn resolve_clip_vision_dir(model: &str) -> Result<PathBuf> {
         let hub = hub_cache_dir();
         return match cached_snapshot(&hub, model)? {
             Some(dir) => encoder_folder(&dir),
-            None => Err(DiffusionError::ModelNotFound {
+            None => Err(ModelError::ModelNotFound {
                 model: model.to_string(),
                 message: format!(
                     "not a folder, and not in the Hugging Face cache ({}; set HF_HOME or \
@@ -604,7 +540,7 @@ pub fn resolve_clip_vision_dir(model: &str) -> Result<PathBuf> {
             }),
         };
     }
-    Err(DiffusionError::ModelNotFound {
+    Err(ModelError::ModelNotFound {
         model: model.to_string(),
         message: "no such folder, and not a model id of the form ORG/NAME".into(),
     })
@@ -618,7 +554,7 @@ fn encoder_folder(dir: &Path) -> Result<PathBuf> {
     if sub.join("config.json").is_file() {
         return Ok(sub);
     }
-    Err(DiffusionError::MissingFile {
+    Err(ModelError::MissingFile {
         path: dir.join("config.json"),
         what: "a CLIP image encoder folder has config.json and model.safetensors (or is a \
                diffusers pipeline with image_encoder/)"
@@ -663,7 +599,7 @@ pub fn load_clip_vision(
     };
     if let Some((h, w)) = processor.crop {
         if (h, w) != (image_size, image_size) {
-            return Err(DiffusionError::Invalid(format!(
+            return Err(ModelError::Invalid(format!(
                 "{}: the processor crops to {h}×{w}, the model takes {image_size}×{image_size}",
                 dir.display()
             )));

@@ -6,9 +6,8 @@
 
 use std::path::{Path, PathBuf};
 
-pub use brainrecon_nn::embedded::{cache_dir, EmbeddedModel};
-
-use crate::weights::Result;
+use brainrecon_nn::embedded::{cache_dir, EmbeddedModel};
+use brainrecon_nn::Result;
 
 /// The name `--model` accepts for the embedded model.
 pub const SHAPES_LDM: &str = "shapes-ldm";

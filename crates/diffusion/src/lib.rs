@@ -1,6 +1,8 @@
 //! Stable Diffusion on candle: our own modules, differentiable end to end, with diffusers'
 //! parameter names, seeded noise, per-sample timesteps, and a VAE posterior mean.
 
+#![warn(missing_docs)]
+
 pub mod clip;
 pub mod clip_model;
 pub mod clip_vision;

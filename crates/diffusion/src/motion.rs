@@ -35,7 +35,9 @@ pub enum PositionalEmbedding {
 pub struct MotionModuleConfig {
     /// Channels of the feature map the module sits on (input and output).
     pub in_channels: usize,
+    /// Attention heads of the temporal attentions.
     pub num_attention_heads: usize,
+    /// Width of one head; the blocks are `heads · head_dim` wide.
     pub attention_head_dim: usize,
     /// Temporal transformer blocks (`transformer_blocks.N`).
     pub num_layers: usize,
@@ -80,6 +82,8 @@ impl MotionModuleConfig {
     }
 
     // `usize::is_multiple_of` needs Rust 1.87; the workspace supports 1.85.
+    /// Checks the sizes, the activation (`geglu` only) and that sinusoidal positions get an even
+    /// width; errors with [`Error::InvalidConfig`].
     #[allow(clippy::manual_is_multiple_of)]
     pub fn validate(&self) -> Result<()> {
         let bad = |msg: String| Err(Error::InvalidConfig(format!("motion module: {msg}")));
@@ -151,11 +155,17 @@ enum PositionTable {
 /// layer norm and the frame positions) and a GEGLU feed-forward, all residual.
 #[derive(Debug, Clone)]
 pub struct TemporalTransformerBlock {
+    /// LayerNorm before `attn1`.
     pub norm1: LayerNorm,
+    /// `attn1`: the first temporal self-attention.
     pub attn1: Attention,
+    /// LayerNorm before `attn2`.
     pub norm2: LayerNorm,
+    /// `attn2`: the second temporal self-attention (no cross-attention in motion modules).
     pub attn2: Attention,
+    /// LayerNorm before the feed-forward.
     pub norm3: LayerNorm,
+    /// `ff`: the GEGLU feed-forward (4× width).
     pub ff: FeedForward,
     /// `pos_embed.pe` as [max_seq_length, dim] (None without positional embeddings).
     pub pos_embed: Option<Tensor>,
@@ -234,10 +244,15 @@ fn position_table(
 /// transformer blocks over the frames of every pixel, `proj_out`, plus the input.
 #[derive(Debug, Clone)]
 pub struct AnimateDiffTransformer3D {
+    /// `norm`: GroupNorm over each clip (eps 1e-6).
     pub norm: GroupNorm,
+    /// `proj_in`: Linear c → inner.
     pub proj_in: Linear,
+    /// `transformer_blocks`: the temporal blocks.
     pub transformer_blocks: Vec<TemporalTransformerBlock>,
+    /// `proj_out`: Linear inner → c.
     pub proj_out: Linear,
+    /// The module's config.
     pub config: MotionModuleConfig,
 }
 
@@ -360,24 +375,34 @@ pub fn zero_proj_out(name: &str, _shape: &[usize], default: ParamInit) -> ParamI
 /// as `_class_name`, are ignored).
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 pub struct MotionAdapterConfig {
+    /// Channels of each U-Net level (the image U-Net's `block_out_channels`).
     #[serde(default = "default_block_out_channels")]
     pub block_out_channels: Vec<usize>,
+    /// Motion modules per down block (an up block has one more).
     #[serde(default = "default_layers_per_block")]
     pub motion_layers_per_block: OneOrMany,
+    /// Temporal blocks in each motion module of the down and up blocks.
     #[serde(default = "default_one_layer")]
     pub motion_transformer_layers_per_block: LayersPerBlock,
+    /// Motion modules of the mid block.
     #[serde(default = "one")]
     pub motion_mid_block_layers_per_block: usize,
+    /// Temporal blocks in each motion module of the mid block.
     #[serde(default = "default_mid_layers")]
     pub motion_transformer_layers_per_mid_block: OneOrMany,
+    /// Attention heads of the modules, per block.
     #[serde(default = "default_heads")]
     pub motion_num_attention_heads: OneOrMany,
+    /// GroupNorm groups of each module's input norm.
     #[serde(default = "default_groups")]
     pub motion_norm_num_groups: usize,
+    /// Longest clip, in frames, the positional tables cover.
     #[serde(default = "default_max_seq_length")]
     pub motion_max_seq_length: usize,
+    /// Whether the mid block has motion modules.
     #[serde(default = "yes")]
     pub use_motion_mid_block: bool,
+    /// Input channels of PIA's extra `conv_in`; `None` (or 0) for AnimateDiff adapters.
     #[serde(default)]
     pub conv_in_channels: Option<usize>,
 }
@@ -387,7 +412,9 @@ pub struct MotionAdapterConfig {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum LayersPerBlock {
+    /// One count for every module of every block.
     One(usize),
+    /// Per block: one count, or one per motion module.
     Many(Vec<OneOrMany>),
 }
 
@@ -586,6 +613,7 @@ impl MotionAdapterConfig {
 /// diffusers' `MotionModules`: the `motion_modules.M` of one U-Net block.
 #[derive(Debug, Clone)]
 pub struct MotionModules {
+    /// `motion_modules.M`, in order.
     pub motion_modules: Vec<AnimateDiffTransformer3D>,
 }
 
@@ -606,10 +634,15 @@ impl MotionModules {
 /// optional `conv_in`), to be placed in an image U-Net.
 #[derive(Debug, Clone)]
 pub struct MotionAdapter {
+    /// `conv_in` of a PIA adapter ([`MotionAdapterConfig::conv_in_channels`]).
     pub conv_in: Option<Conv2d>,
+    /// `down_blocks.N`.
     pub down_blocks: Vec<MotionModules>,
+    /// `mid_block` (when `use_motion_mid_block`).
     pub mid_block: Option<MotionModules>,
+    /// `up_blocks.N`, from the deepest block up.
     pub up_blocks: Vec<MotionModules>,
+    /// The adapter's config.
     pub config: MotionAdapterConfig,
 }
 

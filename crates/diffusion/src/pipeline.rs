@@ -32,8 +32,9 @@ use crate::tokenizer::ClipTokenizer;
 use crate::unet::{UNet2DConditionConfig, UNet2DConditionModel};
 use crate::unet_motion::UNetMotionModel;
 use crate::vae::{AutoencoderKL, AutoencoderKLConfig};
-use crate::weights::{DiffusionError, ModelDir, Result};
+use crate::weights::ModelDir;
 use brainrecon_nn::rng::NoiseSource;
+use brainrecon_nn::{ModelError, Result};
 
 /// How an image becomes a latent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,7 +49,9 @@ pub enum Posterior {
 /// `uncond` of the same shape.
 #[derive(Clone, Debug)]
 pub struct Conditioning {
+    /// The prompt's context, [B, 77, D].
     pub cond: Tensor,
+    /// The unconditional (negative-prompt) context for guidance, same shape.
     pub uncond: Option<Tensor>,
 }
 
@@ -57,7 +60,7 @@ impl Conditioning {
     pub fn repeat_rows(&self, rows: usize) -> Result<Conditioning> {
         let repeat = |t: &Tensor| -> Result<Tensor> {
             if t.dim(0)? != 1 {
-                return Err(DiffusionError::Invalid(format!(
+                return Err(ModelError::Invalid(format!(
                     "repeat_rows: a context of one prompt, found shape {:?}",
                     t.dims()
                 )));
@@ -74,34 +77,46 @@ impl Conditioning {
 /// Sampling settings.
 #[derive(Clone, Copy, Debug)]
 pub struct SampleOptions {
+    /// Denoising steps.
     pub steps: usize,
     /// Classifier-free guidance scale; guidance applies when > 1 (diffusers' rule).
     pub guidance: f64,
+    /// The sampler.
     pub scheduler: SchedulerKind,
 }
 
 /// Reported after every denoising step.
 #[derive(Clone, Copy, Debug)]
 pub struct Progress {
-    /// Steps done (1-based) and steps to run.
+    /// Steps done (1-based).
     pub step: usize,
+    /// Steps to run.
     pub total: usize,
+    /// The step's timestep (on the training schedule's 0..num_train_timesteps scale).
     pub timestep: f64,
 }
 
 /// The loaded model: tokenizer, text encoder, U-Net, VAE and scheduler config.
 pub struct StableDiffusion {
+    /// `tokenizer`.
     pub tokenizer: ClipTokenizer,
+    /// `text_encoder`.
     pub text_encoder: ClipTextModel,
+    /// `unet`.
     pub unet: UNet2DConditionModel,
+    /// `vae`.
     pub vae: AutoencoderKL,
+    /// `scheduler/scheduler_config.json`.
     pub scheduler_config: SchedulerConfig,
+    /// The model folder.
     pub root: ModelDir,
+    /// The dtype of the weights (f32, f16, or bf16 on a GPU).
     pub dtype: DType,
+    /// Where the weights live.
     pub device: Device,
 }
 
-fn in_file(e: DiffusionError, path: &Path) -> DiffusionError {
+fn in_file(e: ModelError, path: &Path) -> ModelError {
     e.in_file(path)
 }
 
@@ -111,19 +126,22 @@ impl StableDiffusion {
         Self::from_dir(&ModelDir::resolve(model)?, dtype, device)
     }
 
+    /// Loads a diffusers folder in `dtype` (f32, f16, or bf16 on a GPU) on `device`. Errors:
+    /// another dtype, a missing or invalid component (naming the file), components that do not fit
+    /// together (tokenizer and text encoder, U-Net and text encoder).
     pub fn from_dir(dir: &ModelDir, dtype: DType, device: &Device) -> Result<Self> {
         match dtype {
             DType::F32 | DType::F16 => {}
             DType::BF16 if device.is_cuda() => {}
             DType::BF16 => {
-                return Err(DiffusionError::Invalid(
+                return Err(ModelError::Invalid(
                     "dtype bf16 runs on a GPU only (--device cuda): the CPU has no bf16 matrix \
                      products"
                         .into(),
                 ))
             }
             _ => {
-                return Err(DiffusionError::Invalid(format!(
+                return Err(ModelError::Invalid(format!(
                     "dtype {dtype:?}: only f32, f16 and (on a GPU) bf16 are supported"
                 )))
             }
@@ -134,7 +152,7 @@ impl StableDiffusion {
         let text_weights = dir.weights("text_encoder", dtype, device)?;
         let text_encoder = ClipTextModel::from_weights(&text_weights, &text_config)?;
         if tokenizer.vocab_size() > text_config.vocab_size {
-            return Err(DiffusionError::Invalid(format!(
+            return Err(ModelError::Invalid(format!(
                 "{}: the tokenizer has {} tokens, the text encoder {}",
                 dir.root.display(),
                 tokenizer.vocab_size(),
@@ -142,7 +160,7 @@ impl StableDiffusion {
             )));
         }
         if tokenizer.max_length > text_config.max_position_embeddings {
-            return Err(DiffusionError::Invalid(format!(
+            return Err(ModelError::Invalid(format!(
                 "{}: model_max_length: expected at most the text encoder's {} positions \
                  (text_encoder/config.json max_position_embeddings), found {}",
                 dir.component("tokenizer")
@@ -159,7 +177,7 @@ impl StableDiffusion {
         let unet = UNet2DConditionModel::new(unet_weights.var_builder(), &unet_config)
             .map_err(|e| in_file(e, &unet_weights.path()))?;
         if unet_config.cross_attention_dim != text_config.hidden_size {
-            return Err(DiffusionError::Invalid(format!(
+            return Err(ModelError::Invalid(format!(
                 "{}: the U-Net's cross_attention_dim is {}, the text encoder's hidden_size {}",
                 dir.root.display(),
                 unet_config.cross_attention_dim,
@@ -252,7 +270,7 @@ impl StableDiffusion {
     /// Prompts → `last_hidden_state` [B, 77, D] in f32.
     pub fn encode_text(&self, prompts: &[&str]) -> Result<Tensor> {
         if prompts.is_empty() {
-            return Err(DiffusionError::Invalid("no prompt given".into()));
+            return Err(ModelError::Invalid("no prompt given".into()));
         }
         let ids = self.tokenizer.encode_batch(prompts)?;
         let ids = ids_tensor(&ids, &self.device)?;
@@ -272,7 +290,7 @@ impl StableDiffusion {
             let empty = vec![""; prompts.len()];
             let negative = negative.unwrap_or(&empty);
             if negative.len() != prompts.len() {
-                return Err(DiffusionError::Invalid(format!(
+                return Err(ModelError::Invalid(format!(
                     "{} negative prompts for {} prompts",
                     negative.len(),
                     prompts.len()
@@ -315,7 +333,7 @@ impl StableDiffusion {
         noise: &mut dyn NoiseSource,
     ) -> Result<Tensor> {
         if image.dim(0)? != 1 || rows == 0 {
-            return Err(DiffusionError::Invalid(format!(
+            return Err(ModelError::Invalid(format!(
                 "encode_image_rows: one image for at least one row, found {:?} for {rows} rows",
                 image.dims()
             )));
@@ -410,7 +428,7 @@ impl StableDiffusion {
     ) -> Result<Tensor> {
         let f = self.vae_scale_factor() * self.unet.config.downsampling_factor();
         if height == 0 || width == 0 || height % f != 0 || width % f != 0 {
-            return Err(DiffusionError::Invalid(format!(
+            return Err(ModelError::Invalid(format!(
                 "height and width must be positive multiples of {f}, found {height}×{width}"
             )));
         }
@@ -473,7 +491,7 @@ fn guided_prediction(
             Tensor::cat(&[uncond, &context.cond], 0)?,
         ),
         (None, true) => {
-            return Err(DiffusionError::Invalid(
+            return Err(ModelError::Invalid(
                 "guidance > 1 needs an unconditional context (encode_prompts with the same \
                  guidance, or a given negative context)"
                     .into(),
@@ -506,13 +524,13 @@ fn denoise_loop(
 ) -> Result<Tensor> {
     let n = scheduler.timesteps().len();
     if start >= n {
-        return Err(DiffusionError::Invalid(format!(
+        return Err(ModelError::Invalid(format!(
             "denoising from step {start} of {n} runs no step"
         )));
     }
     let b = latents.dim(0)?;
     if context.cond.dim(0)? != b {
-        return Err(DiffusionError::Invalid(format!(
+        return Err(ModelError::Invalid(format!(
             "{} prompts' context for {b} latents",
             context.cond.dim(0)?
         )));
@@ -533,10 +551,13 @@ fn denoise_loop(
 /// Settings of a clip.
 #[derive(Clone, Copy, Debug)]
 pub struct ClipOptions {
+    /// f: frames per clip.
     pub frames: usize,
     /// Frame size in pixels (multiples of the VAE and U-Net down-sampling).
     pub height: usize,
+    /// Frame width in pixels (a multiple of the VAE and U-Net down-sampling).
     pub width: usize,
+    /// Sampling settings.
     pub sample: SampleOptions,
 }
 
@@ -544,7 +565,9 @@ pub struct ClipOptions {
 /// [0, 1].
 #[derive(Clone, Debug)]
 pub struct Clip {
+    /// The final latents, [B, C, f, h, w].
     pub latents: Tensor,
+    /// The decoded frames, [B, f, 3, H, W] in [0, 1].
     pub frames: Tensor,
 }
 
@@ -553,7 +576,9 @@ pub struct Clip {
 /// tensors are shared). Guidance as in the image pipeline: the unconditional context is the
 /// negative prompt's, or any given context (e.g. the mean fMRI's embedding).
 pub struct VideoDiffusion {
+    /// The image pipeline (tokenizer, text encoder, VAE, image U-Net, scheduler config).
     pub sd: StableDiffusion,
+    /// The motion U-Net built on the image U-Net.
     pub unet: UNetMotionModel,
 }
 
@@ -593,7 +618,7 @@ impl VideoDiffusion {
         ] {
             if got != want {
                 return Err(in_file(
-                    DiffusionError::InvalidConfig(format!(
+                    ModelError::InvalidConfig(format!(
                         "`{field}` is {got}; the image model's U-Net has {want}"
                     )),
                     &adapter.join("config.json"),
@@ -629,7 +654,7 @@ impl VideoDiffusion {
         progress: &mut dyn FnMut(Progress),
     ) -> Result<Tensor> {
         if x_t.rank() != 5 {
-            return Err(DiffusionError::Invalid(format!(
+            return Err(ModelError::Invalid(format!(
                 "clip latents of shape {:?}, expected [batch, channels, frames, height, width]",
                 x_t.dims()
             )));
@@ -694,13 +719,13 @@ impl VideoDiffusion {
         let f = scale * self.unet.unet.config.downsampling_factor();
         let (height, width) = (options.height, options.width);
         if height == 0 || width == 0 || height % f != 0 || width % f != 0 {
-            return Err(DiffusionError::Invalid(format!(
+            return Err(ModelError::Invalid(format!(
                 "height and width must be positive multiples of {f}, found {height}×{width}"
             )));
         }
         let max = self.unet.max_frames();
         if options.frames == 0 || options.frames > max {
-            return Err(DiffusionError::Invalid(format!(
+            return Err(ModelError::Invalid(format!(
                 "{} frames asked; the motion adapter covers 1 to {max} (motion_max_seq_length)",
                 options.frames
             )));
@@ -748,7 +773,7 @@ pub fn image_from_rgb8(
     device: &Device,
 ) -> Result<Tensor> {
     if pixels.len() != height * width * 3 {
-        return Err(DiffusionError::Invalid(format!(
+        return Err(ModelError::Invalid(format!(
             "{} bytes for a {height}×{width} RGB image",
             pixels.len()
         )));
@@ -769,7 +794,7 @@ pub fn image_to_hwc(image: &Tensor) -> Result<(usize, usize, Vec<f32>)> {
     };
     let (c, h, w) = image.dims3()?;
     if c != 3 {
-        return Err(DiffusionError::Invalid(format!("{c} channels, expected 3")));
+        return Err(ModelError::Invalid(format!("{c} channels, expected 3")));
     }
     let values = image
         .to_dtype(DType::F32)?

@@ -4,8 +4,8 @@
 
 use crate::pipeline::{DType, StableDiffusion};
 use crate::unet::UNet2DConditionModel;
-use crate::weights::Result;
 use brainrecon_nn::weights::Overlay;
+use brainrecon_nn::Result;
 
 /// Min-SNR-γ weights of an epsilon-prediction loss, one per timestep: `min(snr, γ) / snr`
 /// with `snr = ᾱ / (1 − ᾱ)`.

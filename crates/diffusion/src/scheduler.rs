@@ -19,16 +19,20 @@ use candle_core::{DType, Tensor};
 use serde::Deserialize;
 use std::path::Path;
 
-use crate::weights::{read_json, DiffusionError, Result};
 use brainrecon_nn::rng::NoiseSource;
+use brainrecon_nn::weights::read_json;
+use brainrecon_nn::{ModelError, Result};
 
 /// What the denoising network predicts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 pub enum PredictionType {
+    /// `epsilon`: the added noise ε.
     #[serde(rename = "epsilon")]
     Epsilon,
+    /// `v_prediction`: the velocity `√ᾱ_t·ε − √(1 − ᾱ_t)·x_0`.
     #[serde(rename = "v_prediction")]
     VPrediction,
+    /// `sample`: the clean sample x_0.
     #[serde(rename = "sample")]
     Sample,
 }
@@ -36,10 +40,13 @@ pub enum PredictionType {
 /// How inference timesteps are spread over the training timesteps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 pub enum TimestepSpacing {
+    /// `linspace`: evenly from the last training timestep to 0.
     #[serde(rename = "linspace")]
     Linspace,
+    /// `leading`: multiples of `num_train_timesteps / steps`, plus `steps_offset` (SD1).
     #[serde(rename = "leading")]
     Leading,
+    /// `trailing`: evenly down from the last training timestep (sd-turbo).
     #[serde(rename = "trailing")]
     Trailing,
 }
@@ -49,44 +56,64 @@ pub enum TimestepSpacing {
 /// dynamic thresholding) are rejected by [`Scheduler::new`].
 #[derive(Clone, Debug, Deserialize)]
 pub struct SchedulerConfig {
+    /// `_class_name`: the scheduler class that wrote the file.
     #[serde(rename = "_class_name", default)]
     pub class_name: Option<String>,
+    /// Timesteps of the training schedule (default 1000).
     #[serde(default = "default_train_steps")]
     pub num_train_timesteps: usize,
+    /// First beta (default 0.0001).
     #[serde(default = "default_beta_start")]
     pub beta_start: f64,
+    /// Last beta (default 0.02).
     #[serde(default = "default_beta_end")]
     pub beta_end: f64,
+    /// `linear`, `scaled_linear` (SD) or `squaredcos_cap_v2` (default `linear`).
     #[serde(default = "default_beta_schedule")]
     pub beta_schedule: String,
+    /// Explicit betas, one per training timestep, instead of `beta_schedule`.
     #[serde(default)]
     pub trained_betas: Option<Vec<f64>>,
+    /// What the network predicts (default epsilon).
     #[serde(default)]
     pub prediction_type: Option<PredictionType>,
+    /// How inference timesteps are spread (default: `leading` for DDIM, `linspace` for Euler).
     #[serde(default)]
     pub timestep_spacing: Option<TimestepSpacing>,
+    /// Added to `leading` timesteps.
     #[serde(default)]
     pub steps_offset: usize,
+    /// DDIM: the final step's ᾱ is 1 (default true), else the first training ᾱ.
     #[serde(default)]
     pub set_alpha_to_one: Option<bool>,
+    /// DDIM: clip the predicted x_0 to ±`clip_sample_range` (default true).
     #[serde(default)]
     pub clip_sample: Option<bool>,
+    /// Bound of `clip_sample` (default 1).
     #[serde(default)]
     pub clip_sample_range: Option<f64>,
+    /// Dynamic thresholding; refused when true.
     #[serde(default)]
     pub thresholding: bool,
+    /// Zero-terminal-SNR rescaling of the betas; refused when true.
     #[serde(default)]
     pub rescale_betas_zero_snr: bool,
+    /// Karras sigmas; refused when true.
     #[serde(default)]
     pub use_karras_sigmas: bool,
+    /// Exponential sigmas; refused when true.
     #[serde(default)]
     pub use_exponential_sigmas: bool,
+    /// Beta sigmas; refused when true.
     #[serde(default)]
     pub use_beta_sigmas: bool,
+    /// Euler's sigma interpolation; only `linear`.
     #[serde(default)]
     pub interpolation_type: Option<String>,
+    /// Euler's timestep type; only `discrete`.
     #[serde(default)]
     pub timestep_type: Option<String>,
+    /// Euler's last sigma; only `zero`.
     #[serde(default)]
     pub final_sigmas_type: Option<String>,
 }
@@ -111,6 +138,7 @@ impl Default for SchedulerConfig {
 }
 
 impl SchedulerConfig {
+    /// Reads and checks `scheduler_config.json`; errors name the file and the field.
     pub fn from_file(path: &Path) -> Result<Self> {
         let config: Self = read_json(path, "scheduler config")?;
         config.validate(path)?;
@@ -120,12 +148,11 @@ impl SchedulerConfig {
     /// Bounds the schedule's fields (hostile `scheduler_config.json` files): the training
     /// schedule is `num_train_timesteps` floats, betas must be probabilities.
     pub fn validate(&self, path: &Path) -> Result<()> {
-        self.check_fields()
-            .map_err(|message| DiffusionError::Config {
-                path: path.to_path_buf(),
-                what: "scheduler config".into(),
-                message,
-            })
+        self.check_fields().map_err(|message| ModelError::Config {
+            path: path.to_path_buf(),
+            what: "scheduler config".into(),
+            message,
+        })
     }
 
     fn check_fields(&self) -> std::result::Result<(), String> {
@@ -165,6 +192,7 @@ impl SchedulerConfig {
         }
     }
 
+    /// `prediction_type`, epsilon when absent.
     pub fn prediction_type(&self) -> PredictionType {
         self.prediction_type.unwrap_or(PredictionType::Epsilon)
     }
@@ -174,10 +202,10 @@ impl SchedulerConfig {
         let n = self.num_train_timesteps;
         // Configs built in code skip `from_file`; bound them before allocating the schedule.
         self.check_fields()
-            .map_err(|m| DiffusionError::Invalid(format!("scheduler config: {m}")))?;
+            .map_err(|m| ModelError::Invalid(format!("scheduler config: {m}")))?;
         if let Some(trained) = &self.trained_betas {
             if trained.len() != n {
-                return Err(DiffusionError::Invalid(format!(
+                return Err(ModelError::Invalid(format!(
                     "scheduler config: trained_betas has {} values, num_train_timesteps is {n}",
                     trained.len()
                 )));
@@ -212,7 +240,7 @@ impl SchedulerConfig {
                     })
                     .collect())
             }
-            other => Err(DiffusionError::Invalid(format!(
+            other => Err(ModelError::Invalid(format!(
                 "scheduler config: beta_schedule '{other}' is not supported (linear, \
                  scaled_linear, squaredcos_cap_v2)"
             ))),
@@ -262,11 +290,14 @@ fn per_sample(values: &[f64], like: &Tensor) -> Result<Tensor> {
 /// The DDPM forward process q(x_t | x_0) for training, one timestep per sample.
 #[derive(Clone, Debug)]
 pub struct NoiseSchedule {
+    /// ᾱ_t: cumulative products of `1 − β`, one per training timestep (f32).
     pub alphas_cumprod: Vec<f32>,
+    /// What the network predicts (the training target).
     pub prediction_type: PredictionType,
 }
 
 impl NoiseSchedule {
+    /// The training schedule of `config`; errors on an invalid or unsupported beta schedule.
     pub fn new(config: &SchedulerConfig) -> Result<Self> {
         Ok(NoiseSchedule {
             alphas_cumprod: config.alphas_cumprod()?,
@@ -274,13 +305,14 @@ impl NoiseSchedule {
         })
     }
 
+    /// Timesteps of the training schedule.
     pub fn num_train_timesteps(&self) -> usize {
         self.alphas_cumprod.len()
     }
 
     fn coefficients(&self, timesteps: &[usize], batch: usize) -> Result<(Vec<f64>, Vec<f64>)> {
         if timesteps.len() != batch {
-            return Err(DiffusionError::Invalid(format!(
+            return Err(ModelError::Invalid(format!(
                 "{} timesteps for a batch of {batch}",
                 timesteps.len()
             )));
@@ -289,7 +321,7 @@ impl NoiseSchedule {
         let mut s = Vec::with_capacity(batch);
         for &t in timesteps {
             let acp = *self.alphas_cumprod.get(t).ok_or_else(|| {
-                DiffusionError::Invalid(format!(
+                ModelError::Invalid(format!(
                     "timestep {t} is outside 0..{}",
                     self.alphas_cumprod.len()
                 ))
@@ -346,9 +378,12 @@ impl NoiseSchedule {
 pub enum SchedulerKind {
     /// DDIM; `eta` 0 is deterministic, `eta` 1 is DDPM-like.
     Ddim {
+        /// η: 0 deterministic, 1 DDPM-like.
         eta: f64,
     },
+    /// Euler (diffusers' `EulerDiscreteScheduler`).
     Euler,
+    /// Euler ancestral (`EulerAncestralDiscreteScheduler`), fresh noise at every step.
     EulerAncestral,
 }
 
@@ -359,7 +394,7 @@ impl SchedulerKind {
             "ddim" => Ok(SchedulerKind::Ddim { eta: 0.0 }),
             "euler" => Ok(SchedulerKind::Euler),
             "euler-a" | "euler_a" | "euler-ancestral" => Ok(SchedulerKind::EulerAncestral),
-            other => Err(DiffusionError::Invalid(format!(
+            other => Err(ModelError::Invalid(format!(
                 "unknown scheduler '{other}' (ddim, euler, euler-a)"
             ))),
         }
@@ -388,19 +423,28 @@ impl SchedulerKind {
 /// One sampler step's results.
 #[derive(Debug, Clone)]
 pub struct StepOutput {
+    /// The sample at the previous (less noisy) timestep.
     pub prev_sample: Tensor,
+    /// The predicted clean sample x_0.
     pub pred_original_sample: Tensor,
 }
 
 /// A sampler with its inference timesteps.
 #[derive(Clone, Debug)]
 pub struct Scheduler {
+    /// The sampler.
     pub kind: SchedulerKind,
+    /// Timesteps of the training schedule.
     pub num_train_timesteps: usize,
+    /// What the network predicts.
     pub prediction_type: PredictionType,
+    /// How the inference timesteps are spread.
     pub spacing: TimestepSpacing,
+    /// Added to `leading` timesteps.
     pub steps_offset: usize,
+    /// DDIM's bound on the predicted x_0 (`clip_sample_range`), when clipping.
     pub clip_sample: Option<f64>,
+    /// ᾱ_t of the training schedule (f32).
     pub alphas_cumprod: Vec<f32>,
     final_alpha_cumprod: f32,
     num_inference_steps: usize,
@@ -421,7 +465,7 @@ impl Scheduler {
         ];
         for (on, key) in unsupported {
             if on {
-                return Err(DiffusionError::Invalid(format!(
+                return Err(ModelError::Invalid(format!(
                     "scheduler config: {key} = true is not supported"
                 )));
             }
@@ -435,7 +479,7 @@ impl Scheduler {
                 if v != allowed
                     && matches!(kind, SchedulerKind::Euler | SchedulerKind::EulerAncestral)
                 {
-                    return Err(DiffusionError::Invalid(format!(
+                    return Err(ModelError::Invalid(format!(
                         "scheduler config: {key} = '{v}' is not supported (only '{allowed}')"
                     )));
                 }
@@ -443,7 +487,7 @@ impl Scheduler {
         }
         if let SchedulerKind::Ddim { eta } = kind {
             if !(eta >= 0.0 && eta.is_finite()) {
-                return Err(DiffusionError::Invalid(format!(
+                return Err(ModelError::Invalid(format!(
                     "DDIM eta must be ≥ 0, found {eta}"
                 )));
             }
@@ -484,7 +528,7 @@ impl Scheduler {
     pub fn set_timesteps(&mut self, num_inference_steps: usize) -> Result<()> {
         let n_train = self.num_train_timesteps;
         if num_inference_steps == 0 || num_inference_steps > n_train {
-            return Err(DiffusionError::Invalid(format!(
+            return Err(ModelError::Invalid(format!(
                 "the number of inference steps must be 1 to {n_train}, found {num_inference_steps}"
             )));
         }
@@ -529,7 +573,7 @@ impl Scheduler {
             .iter()
             .find(|&&t| t < 0.0 || t > (n_train - 1) as f64)
         {
-            return Err(DiffusionError::Invalid(format!(
+            return Err(ModelError::Invalid(format!(
                 "timestep {bad} from {n} steps with steps_offset {} lies outside 0..{n_train}",
                 self.steps_offset
             )));
@@ -574,12 +618,12 @@ impl Scheduler {
 
     fn check_ready(&self, step_index: usize) -> Result<()> {
         if self.timesteps.is_empty() {
-            return Err(DiffusionError::Invalid(
+            return Err(ModelError::Invalid(
                 "scheduler: set_timesteps was not called".into(),
             ));
         }
         if step_index >= self.timesteps.len() {
-            return Err(DiffusionError::Invalid(format!(
+            return Err(ModelError::Invalid(format!(
                 "scheduler: step {step_index} of {}",
                 self.timesteps.len()
             )));
@@ -618,14 +662,14 @@ impl Scheduler {
     /// `init = min(floor(steps × strength), steps)`, start at `steps - init`.
     pub fn img2img_start(&self, strength: f64) -> Result<usize> {
         if !(0.0..=1.0).contains(&strength) {
-            return Err(DiffusionError::Invalid(format!(
+            return Err(ModelError::Invalid(format!(
                 "strength must be in [0, 1], found {strength}"
             )));
         }
         let n = self.num_inference_steps;
         let init = ((n as f64 * strength) as usize).min(n);
         if init == 0 {
-            return Err(DiffusionError::Invalid(format!(
+            return Err(ModelError::Invalid(format!(
                 "strength {strength} × {n} steps leaves no denoising step; raise --strength or \
                  --steps"
             )));

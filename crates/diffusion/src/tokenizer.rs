@@ -22,7 +22,7 @@ use tokenizers::pre_tokenizers::sequence::Sequence as PreTokenizerSequence;
 use tokenizers::pre_tokenizers::split::{Split, SplitPattern};
 use tokenizers::{AddedToken, SplitDelimiterBehavior, Tokenizer};
 
-use crate::weights::{DiffusionError, Result};
+use brainrecon_nn::{ModelError, Result};
 
 /// CLIP's pre-tokenization pattern.
 const CLIP_PATTERN: &str =
@@ -31,10 +31,15 @@ const CLIP_PATTERN: &str =
 /// The special tokens and the fixed length.
 #[derive(Clone, Debug)]
 pub struct SpecialTokens {
+    /// BOS token (`<|startoftext|>`).
     pub bos: String,
+    /// EOS token (`<|endoftext|>`).
     pub eos: String,
+    /// Padding token (EOS for SD1, `!` for SD2).
     pub pad: String,
+    /// Unknown-word token.
     pub unk: String,
+    /// Ids per prompt, padding included (77).
     pub max_length: usize,
 }
 
@@ -68,7 +73,8 @@ impl SpecialTokens {
             if !path.is_file() {
                 continue;
             }
-            let value: serde_json::Value = crate::weights::read_json(&path, "tokenizer config")?;
+            let value: serde_json::Value =
+                brainrecon_nn::weights::read_json(&path, "tokenizer config")?;
             let text = |key: &str| -> Option<String> {
                 match value.get(key)? {
                     serde_json::Value::String(s) => Some(s.clone()),
@@ -102,15 +108,19 @@ impl SpecialTokens {
 /// A CLIP tokenizer with padding and truncation to a fixed length.
 pub struct ClipTokenizer {
     tokenizer: Tokenizer,
+    /// Id of the BOS token.
     pub bos_id: u32,
+    /// Id of the EOS token.
     pub eos_id: u32,
+    /// Id of the padding token.
     pub pad_id: u32,
+    /// Ids per encoded prompt (77 for SD).
     pub max_length: usize,
     source: std::path::PathBuf,
 }
 
-fn tok_err(path: &Path, e: impl std::fmt::Display) -> DiffusionError {
-    DiffusionError::Tokenizer {
+fn tok_err(path: &Path, e: impl std::fmt::Display) -> ModelError {
+    ModelError::Tokenizer {
         path: path.to_path_buf(),
         message: e.to_string(),
     }
@@ -129,7 +139,7 @@ impl ClipTokenizer {
         let merges = dir.join("merges.txt");
         for (path, what) in [(&vocab, "the BPE vocabulary"), (&merges, "the BPE merges")] {
             if !path.is_file() {
-                return Err(DiffusionError::MissingFile {
+                return Err(ModelError::MissingFile {
                     path: path.clone(),
                     what: format!("{what} (a tokenizer folder needs tokenizer.json or vocab.json + merges.txt)"),
                 });
@@ -140,8 +150,9 @@ impl ClipTokenizer {
 
     /// `vocab.json` (token → id) and `merges.txt` (`#version` line, then `a b` per line).
     pub fn from_vocab_merges(vocab: &Path, merges: &Path, specials: SpecialTokens) -> Result<Self> {
-        let vocab_map: HashMap<String, u32> = crate::weights::read_json(vocab, "BPE vocabulary")?;
-        let text = std::fs::read_to_string(merges).map_err(|e| DiffusionError::io(merges, e))?;
+        let vocab_map: HashMap<String, u32> =
+            brainrecon_nn::weights::read_json(vocab, "BPE vocabulary")?;
+        let text = std::fs::read_to_string(merges).map_err(|e| ModelError::io(merges, e))?;
         let mut pairs = Vec::new();
         for (n, line) in brainrecon_core::text::without_bom(&text)
             .lines()
@@ -167,7 +178,7 @@ impl ClipTokenizer {
     /// open_clip's `bpe_simple_vocab_16e6.txt.gz`: the vocabulary is the 256 byte symbols,
     /// the same with `</w>`, the first 48 894 merges, then BOS and EOS (49 408 tokens).
     pub fn from_open_clip_bpe(gz: &Path, specials: SpecialTokens) -> Result<Self> {
-        let file = std::fs::File::open(gz).map_err(|e| DiffusionError::io(gz, e))?;
+        let file = std::fs::File::open(gz).map_err(|e| ModelError::io(gz, e))?;
         let mut text = String::new();
         flate2::read::GzDecoder::new(file)
             .read_to_string(&mut text)
@@ -268,6 +279,7 @@ impl ClipTokenizer {
         })
     }
 
+    /// Tokens in the vocabulary, added tokens included.
     pub fn vocab_size(&self) -> usize {
         self.tokenizer.get_vocab_size(true)
     }
@@ -293,6 +305,7 @@ impl ClipTokenizer {
         Ok(ids)
     }
 
+    /// [`ClipTokenizer::encode`] of each prompt.
     pub fn encode_batch(&self, prompts: &[&str]) -> Result<Vec<Vec<u32>>> {
         prompts.iter().map(|p| self.encode(p)).collect()
     }
@@ -421,7 +434,7 @@ pub fn write_tokenizer_folder(
     merges: &[(String, String)],
     max_length: usize,
 ) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| DiffusionError::io(dir, e))?;
+    std::fs::create_dir_all(dir).map_err(|e| ModelError::io(dir, e))?;
     let vocab: serde_json::Map<String, serde_json::Value> = tokens
         .iter()
         .enumerate()

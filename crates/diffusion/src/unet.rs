@@ -32,7 +32,9 @@ pub enum SpatialAttention {
 /// for independent images).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FrameLayout {
+    /// Consecutive rows per clip (1: independent images).
     pub num_frames: usize,
+    /// How `attn1` sees the frames of a clip.
     pub spatial_attention: SpatialAttention,
 }
 
@@ -43,6 +45,7 @@ impl FrameLayout {
         spatial_attention: SpatialAttention::PerFrame,
     };
 
+    /// `num_frames` consecutive rows per clip, with `spatial_attention`.
     pub fn clips(num_frames: usize, spatial_attention: SpatialAttention) -> Self {
         Self {
             num_frames,
@@ -55,7 +58,9 @@ impl FrameLayout {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(untagged)]
 pub enum OneOrMany {
+    /// One value for every block.
     One(usize),
+    /// One value per block.
     Many(Vec<usize>),
 }
 
@@ -113,81 +118,120 @@ fn d_mid_block() -> Option<String> {
 /// ignored, unsupported values of known fields are rejected by [`UNet2DConditionConfig::validate`]).
 #[derive(Debug, Clone, Deserialize)]
 pub struct UNet2DConditionConfig {
+    /// Channels of the latent input (default 4).
     #[serde(default = "d_in_channels")]
     pub in_channels: usize,
+    /// Channels of the output (default 4).
     #[serde(default = "d_in_channels")]
     pub out_channels: usize,
+    /// Channels of each level, top to bottom.
     pub block_out_channels: Vec<usize>,
+    /// `CrossAttnDownBlock2D` or `DownBlock2D`, per level.
     pub down_block_types: Vec<String>,
+    /// `CrossAttnUpBlock2D` or `UpBlock2D`, per level from the bottom up.
     pub up_block_types: Vec<String>,
+    /// Must be `UNetMidBlock2DCrossAttn` (the default).
     #[serde(default = "d_mid_block")]
     pub mid_block_type: Option<String>,
+    /// Resnets per down block (an up block has one more).
     pub layers_per_block: OneOrMany,
     /// Despite its name, diffusers uses this as the number of heads when
     /// `num_attention_heads` is null (the SD 1.x/2.x configs).
     #[serde(default = "d_attention_head_dim")]
     pub attention_head_dim: OneOrMany,
+    /// Attention heads per block; when null, `attention_head_dim` gives them.
     #[serde(default)]
     pub num_attention_heads: Option<OneOrMany>,
+    /// Width of the cross-attention context (the text encoder's `hidden_size`).
     pub cross_attention_dim: usize,
+    /// `proj_in` / `proj_out` of the transformers are linear (SD 2.x), not 1×1 convolutions.
     #[serde(default)]
     pub use_linear_projection: bool,
+    /// Attention scores in f32 (SD 2.1).
     #[serde(default)]
     pub upcast_attention: bool,
+    /// GroupNorm groups.
     #[serde(default = "d_groups")]
     pub norm_num_groups: usize,
+    /// Epsilon of the GroupNorms (default 1e-5).
     #[serde(default = "d_norm_eps")]
     pub norm_eps: f64,
+    /// Timestep features as [cos, sin] rather than [sin, cos] (default true).
     #[serde(default = "d_true")]
     pub flip_sin_to_cos: bool,
+    /// Shift of the timestep frequencies' denominator (`downscale_freq_shift`, default 0).
     #[serde(default)]
     pub freq_shift: f64,
+    /// Transformer blocks per `Transformer2DModel`, per block.
     #[serde(default = "d_one")]
     pub transformer_layers_per_block: OneOrMany,
+    /// Side of the latent the model was trained on.
     #[serde(default)]
     pub sample_size: Option<usize>,
+    /// Padding of the down-samplers' convolutions: 1 (default) or 0.
     #[serde(default = "d_padding")]
     pub downsample_padding: usize,
+    /// Must be 1 (the default).
     #[serde(default = "d_scale")]
     pub mid_block_scale_factor: f64,
+    /// Must be `silu` or absent.
     #[serde(default)]
     pub act_fn: Option<String>,
+    /// Must be false.
     #[serde(default)]
     pub center_input_sample: bool,
+    /// Must be null or false.
     #[serde(default)]
     pub only_cross_attention: serde_json::Value,
+    /// Must be false.
     #[serde(default)]
     pub dual_cross_attention: bool,
+    /// Must be absent.
     #[serde(default)]
     pub class_embed_type: Option<String>,
+    /// Must be absent.
     #[serde(default)]
     pub addition_embed_type: Option<String>,
+    /// Must be `positional` or absent.
     #[serde(default)]
     pub time_embedding_type: Option<String>,
+    /// Must be `default` or absent.
     #[serde(default)]
     pub resnet_time_scale_shift: Option<String>,
+    /// Must be absent.
     #[serde(default)]
     pub time_cond_proj_dim: Option<usize>,
+    /// Must be 3 or absent.
     #[serde(default)]
     pub conv_in_kernel: Option<usize>,
+    /// Must be 3 or absent.
     #[serde(default)]
     pub conv_out_kernel: Option<usize>,
+    /// Must be absent.
     #[serde(default)]
     pub encoder_hid_dim: Option<usize>,
+    /// Must be absent.
     #[serde(default)]
     pub time_embedding_dim: Option<usize>,
+    /// Must be absent.
     #[serde(default)]
     pub time_embedding_act_fn: Option<String>,
+    /// Must be absent.
     #[serde(default)]
     pub timestep_post_act: Option<String>,
+    /// Must be false.
     #[serde(default)]
     pub resnet_skip_time_act: bool,
+    /// Must be 1 or absent.
     #[serde(default)]
     pub resnet_out_scale_factor: Option<f64>,
+    /// Must be absent.
     #[serde(default)]
     pub cross_attention_norm: Option<String>,
+    /// Must be `default` or absent.
     #[serde(default)]
     pub attention_type: Option<String>,
+    /// Must be absent.
     #[serde(default)]
     pub num_class_embeds: Option<usize>,
 }
@@ -383,15 +427,25 @@ impl UNet2DConditionConfig {
 /// diffusers' `ResnetBlock2D` (default time-embedding norm, SiLU, output scale 1).
 #[derive(Debug, Clone)]
 pub struct ResnetBlock2D {
+    /// GroupNorm (then SiLU) before `conv1`.
     pub norm1: GroupNorm,
+    /// 3×3 convolution C_in → C_out.
     pub conv1: Conv2d,
+    /// Linear T → C_out of the time embedding (after SiLU), added after `conv1`; `None` without a
+    /// time embedding (VAE).
     pub time_emb_proj: Option<Linear>,
+    /// GroupNorm (then SiLU) before `conv2`.
     pub norm2: GroupNorm,
+    /// 3×3 convolution C_out → C_out.
     pub conv2: Conv2d,
+    /// 1×1 convolution of the skip connection when C_in ≠ C_out.
     pub conv_shortcut: Option<Conv2d>,
 }
 
 impl ResnetBlock2D {
+    /// Reads the block under `vb`: `in_channels` → `out_channels`, a `temb_channels`-wide time
+    /// projection when given, GroupNorms of `groups` groups and `eps`; errors on a tensor `vb`
+    /// lacks or misshapes.
     pub fn new(
         vb: VarBuilder,
         in_channels: usize,
@@ -447,11 +501,16 @@ impl ResnetBlock2D {
 /// symmetrically (U-Net); 0 pads right/bottom by one (VAE encoder), as diffusers does.
 #[derive(Debug, Clone)]
 pub struct Downsample2D {
+    /// 3×3 convolution, stride 2.
     pub conv: Conv2d,
+    /// Pad right and bottom by one before the unpadded convolution (VAE), instead of padding 1 on
+    /// every side.
     pub asymmetric_pad: bool,
 }
 
 impl Downsample2D {
+    /// Reads `conv` under `vb`; `padding` 1 (U-Net) or 0 (VAE encoder); errors on a tensor `vb`
+    /// lacks or misshapes.
     pub fn new(vb: VarBuilder, channels: usize, padding: usize) -> Result<Self> {
         Ok(Self {
             conv: Conv2d::new(vb.pp("conv"), channels, channels, 3, 2, padding)?,
@@ -459,6 +518,7 @@ impl Downsample2D {
         })
     }
 
+    /// [B, C, H, W] → [B, C, H/2, W/2].
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         if self.asymmetric_pad {
             let x = x.pad_with_zeros(3, 0, 1)?.pad_with_zeros(2, 0, 1)?;
@@ -472,16 +532,19 @@ impl Downsample2D {
 /// diffusers' `Upsample2D`: nearest 2x then a 3x3 `conv`.
 #[derive(Debug, Clone)]
 pub struct Upsample2D {
+    /// 3×3 convolution after the nearest-neighbour 2× upsampling.
     pub conv: Conv2d,
 }
 
 impl Upsample2D {
+    /// Reads `conv` under `vb`; errors on a tensor `vb` lacks or misshapes.
     pub fn new(vb: VarBuilder, channels: usize) -> Result<Self> {
         Ok(Self {
             conv: Conv2d::new(vb.pp("conv"), channels, channels, 3, 1, 1)?,
         })
     }
 
+    /// [B, C, H, W] → [B, C, 2H, 2W].
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         self.conv.forward(&nn::upsample_nearest_2x(x)?)
     }
@@ -490,11 +553,15 @@ impl Upsample2D {
 /// `ff` of a `BasicTransformerBlock`: `net.0` GEGLU, `net.2` linear.
 #[derive(Debug, Clone)]
 pub struct FeedForward {
+    /// `net.0`: GEGLU, dim → 2·inner, gated to inner.
     pub geglu: GeGlu,
+    /// `net.2`: Linear inner → dim.
     pub out: Linear,
 }
 
 impl FeedForward {
+    /// Reads `net.0` and `net.2` under `vb`, inner width `dim · mult`; errors on a tensor `vb`
+    /// lacks or misshapes.
     pub fn new(vb: VarBuilder, dim: usize, mult: usize) -> Result<Self> {
         let inner = dim * mult;
         Ok(Self {
@@ -503,6 +570,7 @@ impl FeedForward {
         })
     }
 
+    /// [..., dim] → [..., dim].
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         self.out.forward(&self.geglu.forward(x)?)
     }
@@ -512,15 +580,24 @@ impl FeedForward {
 /// `attn2`, GEGLU feed-forward `ff`).
 #[derive(Debug, Clone)]
 pub struct BasicTransformerBlock {
+    /// LayerNorm before `attn1`.
     pub norm1: LayerNorm,
+    /// `attn1`: self-attention.
     pub attn1: Attention,
+    /// LayerNorm before `attn2`.
     pub norm2: LayerNorm,
+    /// `attn2`: cross-attention to the context.
     pub attn2: Attention,
+    /// LayerNorm before the feed-forward.
     pub norm3: LayerNorm,
+    /// `ff`: the GEGLU feed-forward (4× width).
     pub ff: FeedForward,
 }
 
 impl BasicTransformerBlock {
+    /// Reads the block under `vb`: width `dim`, `heads` of `dim_head`, context width
+    /// `cross_attention_dim`, f32 scores with `upcast_attention`; errors on a tensor `vb` lacks or
+    /// misshapes.
     pub fn new(
         vb: VarBuilder,
         dim: usize,
@@ -555,6 +632,7 @@ impl BasicTransformerBlock {
         })
     }
 
+    /// `x` [B, L, dim], `context` [B, Lc, D] → [B, L, dim] (independent images).
     pub fn forward(&self, x: &Tensor, context: &Tensor) -> Result<Tensor> {
         self.forward_frames(x, context, &FrameLayout::IMAGES)
     }
@@ -620,20 +698,28 @@ fn sparse_causal_attention(attn: &Attention, x: &Tensor, num_frames: usize) -> R
 /// (SD 2.x, `use_linear_projection`).
 #[derive(Debug, Clone)]
 pub enum Projection {
+    /// 1×1 convolution (SD 1.x).
     Conv(Conv2d),
+    /// Linear map over the pixels' channels (SD 2.x).
     Linear(Linear),
 }
 
 /// diffusers' `Transformer2DModel` with continuous inputs (named `attentions.N` in blocks).
 #[derive(Debug, Clone)]
 pub struct Transformer2DModel {
+    /// GroupNorm of the input (eps 1e-6).
     pub norm: GroupNorm,
+    /// `proj_in`: C → inner.
     pub proj_in: Projection,
+    /// `transformer_blocks`.
     pub transformer_blocks: Vec<BasicTransformerBlock>,
+    /// `proj_out`: inner → C.
     pub proj_out: Projection,
 }
 
 impl Transformer2DModel {
+    /// Reads the model under `vb`: `channels` wide, `heads` heads of `channels / heads`,
+    /// `num_layers` blocks; errors on a tensor `vb` lacks or misshapes.
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         vb: VarBuilder,
@@ -723,10 +809,13 @@ impl Transformer2DModel {
 /// transformer after each resnet + attention pair).
 #[derive(Debug, Clone)]
 pub struct DownBlock2D {
+    /// `resnets.N`.
     pub resnets: Vec<ResnetBlock2D>,
+    /// `attentions.N`, one per resnet (empty in `DownBlock2D`).
     pub attentions: Vec<Transformer2DModel>,
     /// Empty in the image model.
     pub motion_modules: Vec<AnimateDiffTransformer3D>,
+    /// `downsamplers.0` (all levels but the last).
     pub downsampler: Option<Downsample2D>,
 }
 
@@ -773,10 +862,13 @@ impl DownBlock2D {
 /// diffusers' `CrossAttnUpBlockMotion` / `UpBlockMotion`.
 #[derive(Debug, Clone)]
 pub struct UpBlock2D {
+    /// `resnets.N` (one more than the down block's).
     pub resnets: Vec<ResnetBlock2D>,
+    /// `attentions.N`, one per resnet (empty in `UpBlock2D`).
     pub attentions: Vec<Transformer2DModel>,
     /// Empty in the image model.
     pub motion_modules: Vec<AnimateDiffTransformer3D>,
+    /// `upsamplers.0` (all levels but the last).
     pub upsampler: Option<Upsample2D>,
 }
 
@@ -824,13 +916,16 @@ impl UpBlock2D {
 /// the attention and the second resnet).
 #[derive(Debug, Clone)]
 pub struct UNetMidBlock2DCrossAttn {
+    /// `resnets.0` and `resnets.1`.
     pub resnets: Vec<ResnetBlock2D>,
+    /// `attentions.0`.
     pub attentions: Vec<Transformer2DModel>,
     /// Empty in the image model (and in motion U-Nets without a mid-block module).
     pub motion_modules: Vec<AnimateDiffTransformer3D>,
 }
 
 impl UNetMidBlock2DCrossAttn {
+    /// `x` [B, C, H, W], `temb` [B, T], `context` [B, L, D] → [B, C, H, W] (independent images).
     pub fn forward(&self, x: &Tensor, temb: &Tensor, context: &Tensor) -> Result<Tensor> {
         self.forward_frames(x, temb, context, &FrameLayout::IMAGES)
     }
@@ -858,11 +953,14 @@ impl UNetMidBlock2DCrossAttn {
 /// `time_embedding`: `linear_1`, SiLU, `linear_2`.
 #[derive(Debug, Clone)]
 pub struct TimestepEmbedding {
+    /// `linear_1`: Linear from the timestep features (F = `block_out_channels[0]`) to T = 4F.
     pub linear_1: Linear,
+    /// `linear_2`: Linear T → T.
     pub linear_2: Linear,
 }
 
 impl TimestepEmbedding {
+    /// Timestep features [B, F] → time embedding [B, T].
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         self.linear_2
             .forward(&nn::silu(&self.linear_1.forward(x)?)?)
@@ -900,13 +998,21 @@ pub fn timestep_features(
 /// diffusers' `UNet2DConditionModel` (SD 1.x / SD 2.x / sd-turbo).
 #[derive(Debug, Clone)]
 pub struct UNet2DConditionModel {
+    /// `conv_in`: 3×3 convolution from the latent channels.
     pub conv_in: Conv2d,
+    /// `time_embedding`.
     pub time_embedding: TimestepEmbedding,
+    /// `down_blocks.N`.
     pub down_blocks: Vec<DownBlock2D>,
+    /// `mid_block`.
     pub mid_block: UNetMidBlock2DCrossAttn,
+    /// `up_blocks.N`, from the bottom up.
     pub up_blocks: Vec<UpBlock2D>,
+    /// GroupNorm (then SiLU) before `conv_out`.
     pub conv_norm_out: GroupNorm,
+    /// `conv_out`: 3×3 convolution to the output channels.
     pub conv_out: Conv2d,
+    /// The model's config.
     pub config: UNet2DConditionConfig,
     /// The requested dtype: of the outputs, and of the weights off the CPU.
     dtype: DType,
@@ -1143,8 +1249,8 @@ impl UNet2DConditionModel {
     }
 
     /// Noise prediction. `sample` [B, C, H, W] (H, W multiples of
-    /// [`UNet2DConditionConfig::downsampling_factor`]); `timesteps` [B] with one (possibly
-    /// fractional) timestep per sample, or [1] / a scalar for all; `context` [B, L, D].
+    /// [`UNet2DConditionConfig::downsampling_factor`]); `timesteps` `[B]` with one (possibly
+    /// fractional) timestep per sample, or `[1]` / a scalar for all; `context` `[B, L, D]`.
     /// Inputs are cast to the model's dtype.
     pub fn forward(&self, sample: &Tensor, timesteps: &Tensor, context: &Tensor) -> Result<Tensor> {
         self.forward_frames(sample, timesteps, context, &FrameLayout::IMAGES)

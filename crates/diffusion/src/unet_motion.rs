@@ -85,61 +85,91 @@ fn d_mid_layers() -> usize {
 /// implementation lacks are rejected by [`UNetMotionConfig::validate`]).
 #[derive(Debug, Clone, Deserialize)]
 pub struct UNetMotionConfig {
+    /// Side of the latent the model was trained on.
     #[serde(default)]
     pub sample_size: Option<usize>,
+    /// Channels of the latent input (default 4).
     #[serde(default = "d_four")]
     pub in_channels: usize,
+    /// Channels of the output (default 4).
     #[serde(default = "d_four")]
     pub out_channels: usize,
+    /// `CrossAttnDownBlockMotion` or `DownBlockMotion`, per level.
     pub down_block_types: Vec<String>,
+    /// `CrossAttnUpBlockMotion` or `UpBlockMotion`, per level from the bottom up.
     pub up_block_types: Vec<String>,
+    /// Channels of each level, top to bottom.
     pub block_out_channels: Vec<usize>,
+    /// Resnets (and motion modules) per down block; an up block has one more.
     #[serde(default = "d_two")]
     pub layers_per_block: OneOrMany,
+    /// Padding of the down-samplers' convolutions: 1 (default) or 0.
     #[serde(default = "d_padding")]
     pub downsample_padding: usize,
+    /// Must be 1 (the default).
     #[serde(default = "d_scale")]
     pub mid_block_scale_factor: f64,
+    /// Must be `silu` or absent.
     #[serde(default)]
     pub act_fn: Option<String>,
+    /// GroupNorm groups, of the U-Net and of the motion modules.
     #[serde(default = "d_groups")]
     pub norm_num_groups: usize,
+    /// Epsilon of the GroupNorms (default 1e-5).
     #[serde(default = "d_eps")]
     pub norm_eps: f64,
+    /// Width of the cross-attention context (default 1280).
     #[serde(default = "d_cross")]
     pub cross_attention_dim: usize,
+    /// Transformer blocks per spatial `Transformer2DModel`, per block.
     #[serde(default = "d_one")]
     pub transformer_layers_per_block: OneOrMany,
+    /// Must be null.
     #[serde(default)]
     pub reverse_transformer_layers_per_block: serde_json::Value,
+    /// Temporal blocks in each motion module of the down and up blocks.
     #[serde(default = "d_one_layer")]
     pub temporal_transformer_layers_per_block: LayersPerBlock,
+    /// Must be null.
     #[serde(default)]
     pub reverse_temporal_transformer_layers_per_block: serde_json::Value,
+    /// Transformer blocks of the mid block's attention; must equal the last block's.
     #[serde(default)]
     pub transformer_layers_per_mid_block: Option<usize>,
+    /// Temporal blocks in each motion module of the mid block (default 1).
     #[serde(default = "d_mid_temporal")]
     pub temporal_transformer_layers_per_mid_block: Option<OneOrMany>,
+    /// `proj_in` / `proj_out` of the spatial transformers are linear (SD 2.x).
     #[serde(default)]
     pub use_linear_projection: bool,
+    /// Attention heads of the spatial transformers, per block (default 8).
     #[serde(default = "d_eight")]
     pub num_attention_heads: OneOrMany,
+    /// Longest clip, in frames, the motion modules' positions cover (default 32).
     #[serde(default = "d_max_len")]
     pub motion_max_seq_length: usize,
+    /// Attention heads of the motion modules, per block (default 8).
     #[serde(default = "d_eight")]
     pub motion_num_attention_heads: OneOrMany,
+    /// Must be null.
     #[serde(default)]
     pub reverse_motion_num_attention_heads: serde_json::Value,
+    /// Whether the mid block has motion modules (default true).
     #[serde(default = "d_true")]
     pub use_motion_mid_block: bool,
+    /// Resnet + attention pairs of the mid block; must be 1 (the default).
     #[serde(default = "d_mid_layers")]
     pub mid_block_layers: usize,
+    /// Must be absent.
     #[serde(default)]
     pub encoder_hid_dim: Option<usize>,
+    /// Must be absent.
     #[serde(default)]
     pub encoder_hid_dim_type: Option<String>,
+    /// Must be absent.
     #[serde(default)]
     pub addition_embed_type: Option<String>,
+    /// Must be absent.
     #[serde(default)]
     pub time_cond_proj_dim: Option<usize>,
 }
@@ -581,8 +611,8 @@ impl UNetMotionModel {
             .collect()
     }
 
-    /// Noise prediction for clips: `sample` [b, C, f, H, W] (diffusers' layout), `timesteps` [b]
-    /// (one per clip), [1] or a scalar, `context` [b, L, D] (one per clip, repeated per frame
+    /// Noise prediction for clips: `sample` `[b, C, f, H, W]` (diffusers' layout), `timesteps` `[b]`
+    /// (one per clip), `[1]` or a scalar, `context` `[b, L, D]` (one per clip, repeated per frame
     /// as diffusers' AnimateDiffPipeline does) or already [b·f, L, D] → [b, C_out, f, H, W].
     pub fn forward(&self, sample: &Tensor, timesteps: &Tensor, context: &Tensor) -> Result<Tensor> {
         let (b, c, f, h, w) = sample.dims5().map_err(|_| Error::InvalidInput {

@@ -37,41 +37,58 @@ fn d_boc() -> Vec<usize> {
 /// diffusers' `vae/config.json` (fields this implementation reads; unknown ones are ignored).
 #[derive(Debug, Clone, Deserialize)]
 pub struct AutoencoderKLConfig {
+    /// Channels of the image input (default 3).
     #[serde(default = "d_three")]
     pub in_channels: usize,
+    /// Channels of the image output (default 3).
     #[serde(default = "d_three")]
     pub out_channels: usize,
+    /// `DownEncoderBlock2D` per level (or empty: the default).
     #[serde(default)]
     pub down_block_types: Vec<String>,
+    /// `UpDecoderBlock2D` per level (or empty: the default).
     #[serde(default)]
     pub up_block_types: Vec<String>,
+    /// Channels of each encoder level, top to bottom (default `[64]`).
     #[serde(default = "d_boc")]
     pub block_out_channels: Vec<usize>,
+    /// Resnets per encoder block (a decoder block has one more).
     #[serde(default = "d_one")]
     pub layers_per_block: usize,
+    /// Must be `silu` or absent.
     #[serde(default)]
     pub act_fn: Option<String>,
+    /// C: channels of the latents (default 4).
     #[serde(default = "d_four")]
     pub latent_channels: usize,
+    /// GroupNorm groups (default 32).
     #[serde(default = "d_groups")]
     pub norm_num_groups: usize,
+    /// Side of the images the VAE was trained on, in pixels.
     #[serde(default)]
     pub sample_size: Option<usize>,
+    /// Multiplier from posterior samples to U-Net latents (default 0.18215, SD 1.x/2.x).
     #[serde(default = "d_scaling")]
     pub scaling_factor: f64,
+    /// Shift subtracted from posterior samples before scaling (none for SD 1.x/2.x).
     #[serde(default)]
     pub shift_factor: Option<f64>,
+    /// `Some(false)` lets an f16 pipeline run the VAE in f16; otherwise it runs in f32.
     #[serde(default)]
     pub force_upcast: Option<bool>,
+    /// Has `quant_conv` (default true).
     #[serde(default = "d_true")]
     pub use_quant_conv: bool,
+    /// Has `post_quant_conv` (default true).
     #[serde(default = "d_true")]
     pub use_post_quant_conv: bool,
+    /// The mid blocks have their attention (default true).
     #[serde(default = "d_true")]
     pub mid_block_add_attention: bool,
 }
 
 impl AutoencoderKLConfig {
+    /// Reads and checks `vae/config.json`; errors name the file and the field.
     pub fn from_file(path: &Path) -> Result<Self> {
         let cfg: Self = nn::read_json_config(path)?;
         cfg.validate()
@@ -79,6 +96,7 @@ impl AutoencoderKLConfig {
         Ok(cfg)
     }
 
+    /// Parses and checks a JSON string (e.g. a config built in code).
     pub fn from_json_str(json: &str) -> Result<Self> {
         let cfg: Self = nn::parse_json_config(json, Path::new("<string>"))?;
         cfg.validate()?;
@@ -118,6 +136,8 @@ impl AutoencoderKLConfig {
         Ok(())
     }
 
+    /// Checks the sizes and rejects unsupported block types and activations
+    /// ([`Error::InvalidConfig`]).
     pub fn validate(&self) -> Result<()> {
         let n = self.block_out_channels.len();
         let bad = |m: String| Err(Error::InvalidConfig(m));
@@ -152,11 +172,15 @@ impl AutoencoderKLConfig {
 /// `group_norm`, `to_q/to_k/to_v` with biases, `to_out.0`, residual connection.
 #[derive(Debug, Clone)]
 pub struct SpatialSelfAttention {
+    /// GroupNorm over the channels.
     pub group_norm: GroupNorm,
+    /// Single-head attention over the pixels (`to_q`, `to_k`, `to_v`, `to_out.0`).
     pub attn: Attention,
 }
 
 impl SpatialSelfAttention {
+    /// Reads `group_norm` and the attention under `vb` for `channels` channels; errors on a tensor
+    /// `vb` lacks or misshapes.
     pub fn new(vb: VarBuilder, channels: usize, groups: usize, eps: f64) -> Result<Self> {
         Ok(Self {
             group_norm: GroupNorm::new(vb.pp("group_norm"), groups, channels, eps)?,
@@ -164,6 +188,7 @@ impl SpatialSelfAttention {
         })
     }
 
+    /// [B, C, H, W] → [B, C, H, W], with the residual.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let (b, c, h, w) = x.dims4()?;
         let seq = self.group_norm.forward(&x.reshape((b, c, h * w))?)?;
@@ -177,7 +202,9 @@ impl SpatialSelfAttention {
 /// `UNetMidBlock2D` without time embedding: `resnets.0`, optional `attentions.0`, `resnets.1`.
 #[derive(Debug, Clone)]
 pub struct VaeMidBlock {
+    /// `resnets.0` and `resnets.1`.
     pub resnets: Vec<ResnetBlock2D>,
+    /// `attentions.0` (when `mid_block_add_attention`).
     pub attention: Option<SpatialSelfAttention>,
 }
 
@@ -213,8 +240,11 @@ impl VaeMidBlock {
 /// `DownEncoderBlock2D` / `UpDecoderBlock2D`: resnets then an optional resampler.
 #[derive(Debug, Clone)]
 pub struct VaeBlock {
+    /// `resnets.N`.
     pub resnets: Vec<ResnetBlock2D>,
+    /// `downsamplers.0` (encoder levels but the last).
     pub downsampler: Option<Downsample2D>,
+    /// `upsamplers.0` (decoder levels but the last).
     pub upsampler: Option<Upsample2D>,
 }
 
@@ -237,14 +267,20 @@ impl VaeBlock {
 /// The VAE encoder (`encoder.*`), producing `2 * latent_channels` moments.
 #[derive(Debug, Clone)]
 pub struct Encoder {
+    /// `conv_in`: 3×3 convolution from the image channels.
     pub conv_in: Conv2d,
+    /// `down_blocks.N`.
     pub down_blocks: Vec<VaeBlock>,
+    /// `mid_block`.
     pub mid_block: VaeMidBlock,
+    /// GroupNorm (then SiLU) before `conv_out`.
     pub conv_norm_out: GroupNorm,
+    /// `conv_out`: 3×3 convolution to 2C moments.
     pub conv_out: Conv2d,
 }
 
 impl Encoder {
+    /// Reads `encoder.*` under `vb`; errors on a tensor `vb` lacks or misshapes.
     pub fn new(vb: VarBuilder, cfg: &AutoencoderKLConfig) -> Result<Self> {
         let boc = &cfg.block_out_channels;
         let n = boc.len();
@@ -288,6 +324,7 @@ impl Encoder {
         })
     }
 
+    /// Images [B, in_channels, H, W] → moments [B, 2C, H/f, W/f] (f the down-sampling factor).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let mut x = self.conv_in.forward(x)?;
         for b in &self.down_blocks {
@@ -302,14 +339,20 @@ impl Encoder {
 /// The VAE decoder (`decoder.*`).
 #[derive(Debug, Clone)]
 pub struct Decoder {
+    /// `conv_in`: 3×3 convolution from the C latent channels.
     pub conv_in: Conv2d,
+    /// `mid_block`.
     pub mid_block: VaeMidBlock,
+    /// `up_blocks.N`, from the bottom up.
     pub up_blocks: Vec<VaeBlock>,
+    /// GroupNorm (then SiLU) before `conv_out`.
     pub conv_norm_out: GroupNorm,
+    /// `conv_out`: 3×3 convolution to the image channels.
     pub conv_out: Conv2d,
 }
 
 impl Decoder {
+    /// Reads `decoder.*` under `vb`; errors on a tensor `vb` lacks or misshapes.
     pub fn new(vb: VarBuilder, cfg: &AutoencoderKLConfig) -> Result<Self> {
         let boc = &cfg.block_out_channels;
         let n = boc.len();
@@ -358,6 +401,7 @@ impl Decoder {
         })
     }
 
+    /// Latents [B, C, h, w] → images [B, out_channels, f·h, f·w].
     pub fn forward(&self, z: &Tensor) -> Result<Tensor> {
         let mut x = self.conv_in.forward(z)?;
         x = self.mid_block.forward(&x)?;
@@ -372,8 +416,11 @@ impl Decoder {
 /// The VAE posterior `N(mean, std^2)` per latent element; `logvar` is clamped to [-30, 20].
 #[derive(Debug, Clone)]
 pub struct DiagonalGaussian {
+    /// [B, C, H, W].
     pub mean: Tensor,
+    /// [B, C, H, W], clamped to [-30, 20].
     pub logvar: Tensor,
+    /// `exp(logvar / 2)`, [B, C, H, W].
     pub std: Tensor,
 }
 
@@ -413,10 +460,15 @@ impl DiagonalGaussian {
 /// diffusers' `AutoencoderKL`.
 #[derive(Debug, Clone)]
 pub struct AutoencoderKL {
+    /// `encoder`.
     pub encoder: Encoder,
+    /// `decoder`.
     pub decoder: Decoder,
+    /// `quant_conv`: 1×1 convolution on the moments (when `use_quant_conv`).
     pub quant_conv: Option<Conv2d>,
+    /// `post_quant_conv`: 1×1 convolution on the latents (when `use_post_quant_conv`).
     pub post_quant_conv: Option<Conv2d>,
+    /// The model's config.
     pub config: AutoencoderKLConfig,
     /// The requested dtype: of the outputs, and of the weights off the CPU.
     dtype: DType,
@@ -425,6 +477,8 @@ pub struct AutoencoderKL {
 }
 
 impl AutoencoderKL {
+    /// Builds the VAE from diffusers' names under `vb`, computing in f32 for half precision on the
+    /// CPU; errors on an invalid config or a tensor `vb` lacks or misshapes.
     pub fn new(vb: VarBuilder, config: &AutoencoderKLConfig) -> Result<Self> {
         config.validate()?;
         let dtype = vb.dtype();
@@ -458,6 +512,7 @@ impl AutoencoderKL {
         Self::new(vb, &config).map_err(|e| e.in_file(&file))
     }
 
+    /// The requested dtype (of the outputs).
     pub fn dtype(&self) -> DType {
         self.dtype
     }

@@ -5,8 +5,8 @@
 //! trajectory or a flow to steer a video model's motion). Whole-pixel rolls that wrap around
 //! keep every frame exactly N(0, I), as the sampler expects.
 
-use crate::weights::Result;
 use brainrecon_nn::rng::NoiseSource;
+use brainrecon_nn::Result;
 use candle_core::{DType, Device, Tensor};
 
 /// The latent-pixel roll (x, y) of frame `k` at `velocity` (frame widths and heights per

@@ -15,11 +15,10 @@ use candle_core::{DType, Device};
 use serde::de::DeserializeOwned;
 use std::path::{Path, PathBuf};
 
-pub use brainrecon_nn::error::{ModelError as DiffusionError, Result};
-pub use brainrecon_nn::weights::{
-    cached_snapshot, component_files, hub_cache_dir, legacy_aliases, looks_like_model_id,
-    read_json, refuse_pickle, resolve_model_folder, Weights,
+use brainrecon_nn::weights::{
+    cached_snapshot, hub_cache_dir, looks_like_model_id, read_json, Weights,
 };
+use brainrecon_nn::{ModelError, Result};
 
 // ---------------------------------------------------------------------------------------------
 // Model folders and the Hugging Face cache
@@ -28,6 +27,7 @@ pub use brainrecon_nn::weights::{
 /// A diffusers pipeline folder.
 #[derive(Clone, Debug)]
 pub struct ModelDir {
+    /// The folder holding `model_index.json`.
     pub root: PathBuf,
 }
 
@@ -46,7 +46,7 @@ impl ModelDir {
             let hub = hub_cache_dir();
             return match cached_snapshot(&hub, model)? {
                 Some(dir) => Self::open(&dir),
-                None => Err(DiffusionError::ModelNotFound {
+                None => Err(ModelError::ModelNotFound {
                     model: model.to_string(),
                     message: format!(
                         "not a folder, and not in the Hugging Face cache ({}; set HF_HOME or \
@@ -60,7 +60,7 @@ impl ModelDir {
                 }),
             };
         }
-        Err(DiffusionError::ModelNotFound {
+        Err(ModelError::ModelNotFound {
             model: model.to_string(),
             message: "no such folder, and not a model id of the form ORG/NAME".into(),
         })
@@ -70,7 +70,7 @@ impl ModelDir {
     pub fn open(path: &Path) -> Result<Self> {
         let index = path.join("model_index.json");
         if !index.is_file() {
-            return Err(DiffusionError::MissingFile {
+            return Err(ModelError::MissingFile {
                 path: index,
                 what: "a diffusers pipeline folder has model_index.json next to unet/, vae/, \
                        text_encoder/, tokenizer/ and scheduler/"
@@ -82,6 +82,7 @@ impl ModelDir {
         })
     }
 
+    /// The folder of a component (`unet`, `vae`, `text_encoder`, ...).
     pub fn component(&self, name: &str) -> PathBuf {
         self.root.join(name)
     }
@@ -96,9 +97,9 @@ impl ModelDir {
         let mut files = Vec::new();
         let mut folders = vec![self.root.clone()];
         while let Some(folder) = folders.pop() {
-            let entries = std::fs::read_dir(&folder).map_err(|e| DiffusionError::io(&folder, e))?;
+            let entries = std::fs::read_dir(&folder).map_err(|e| ModelError::io(&folder, e))?;
             for entry in entries {
-                let entry = entry.map_err(|e| DiffusionError::io(&folder, e))?;
+                let entry = entry.map_err(|e| ModelError::io(&folder, e))?;
                 let name = entry.file_name().to_string_lossy().into_owned();
                 let path = entry.path();
                 if name.starts_with('.') {
@@ -120,17 +121,14 @@ impl ModelDir {
             use std::io::{Read, Seek, SeekFrom};
             let relative = path.strip_prefix(&self.root).unwrap_or(path);
             record.extend(relative.to_string_lossy().as_bytes());
-            let mut file = std::fs::File::open(path).map_err(|e| DiffusionError::io(path, e))?;
-            let len = file
-                .metadata()
-                .map_err(|e| DiffusionError::io(path, e))?
-                .len();
+            let mut file = std::fs::File::open(path).map_err(|e| ModelError::io(path, e))?;
+            let len = file.metadata().map_err(|e| ModelError::io(path, e))?.len();
             record.extend(len.to_le_bytes());
             let mut read_span = |from: u64| -> Result<()> {
                 let mut part = Vec::new();
                 file.seek(SeekFrom::Start(from))
                     .and_then(|_| (&mut file).take(SPAN).read_to_end(&mut part))
-                    .map_err(|e| DiffusionError::io(path, e))?;
+                    .map_err(|e| ModelError::io(path, e))?;
                 record.extend(part);
                 Ok(())
             };
@@ -142,6 +140,8 @@ impl ModelDir {
         Ok(format!("{:016x}", brainrecon_nn::rng::fnv1a64(&record)))
     }
 
+    /// The safetensors weights of `component`'s folder ([`Weights::from_component`]) in `dtype`
+    /// on `device`.
     pub fn weights(&self, component: &str, dtype: DType, device: &Device) -> Result<Weights> {
         Weights::from_component(&self.component(component), dtype, device)
     }

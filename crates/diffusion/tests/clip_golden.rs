@@ -7,7 +7,8 @@ mod common;
 
 use brainrecon_diffusion::clip::{ids_tensor, ClipTextConfig, ClipTextModel};
 use brainrecon_diffusion::tokenizer::{ClipTokenizer, SpecialTokens};
-use brainrecon_diffusion::weights::{DiffusionError, Weights};
+use brainrecon_nn::weights::Weights;
+use brainrecon_nn::ModelError;
 use candle_core::{DType, Device, Tensor};
 use common::{fixtures, get, max_abs, max_abs_diff, read_json, tensors};
 
@@ -147,6 +148,6 @@ fn pickle_checkpoints_are_refused_by_name() {
     let err = Weights::from_component(tmp.path(), DType::F32, &Device::Cpu)
         .err()
         .unwrap();
-    assert!(matches!(err, DiffusionError::Pickle { .. }), "{err}");
+    assert!(matches!(err, ModelError::Pickle { .. }), "{err}");
     assert!(err.to_string().contains("model.bin") && err.to_string().contains("safetensors"));
 }

@@ -7,8 +7,8 @@ mod common;
 use brainrecon_diffusion::clip_model::{
     l2_normalize_rows, load_clip_model, resolve_clip_model_dir, ClipModel, ClipModelConfig,
 };
-use brainrecon_diffusion::weights::DiffusionError;
 use brainrecon_formats::image::RgbImage;
+use brainrecon_nn::ModelError;
 use brainrecon_testkit::copy_dir;
 use candle_core::{DType, Device, Tensor};
 use common::{fixtures, get, max_abs, max_abs_diff, read_json, tensors};
@@ -21,7 +21,7 @@ fn model_dir() -> PathBuf {
     fixtures().join("clip_model").join("model")
 }
 
-fn reference() -> brainrecon_diffusion::weights::Weights {
+fn reference() -> brainrecon_nn::weights::Weights {
     tensors("clip_model/reference.safetensors")
 }
 
@@ -211,7 +211,7 @@ fn resolves_folders_and_the_cache() {
     let e = load_clip_model("tiny-org/not-there", DType::F32, &Device::Cpu)
         .err()
         .unwrap();
-    assert!(matches!(e, DiffusionError::ModelNotFound { .. }), "{e}");
+    assert!(matches!(e, ModelError::ModelNotFound { .. }), "{e}");
     assert!(e.to_string().contains("models--tiny-org--not-there"), "{e}");
     assert!(e.to_string().contains("tokenizer.json"), "{e}");
 }
@@ -287,5 +287,5 @@ fn bad_input_names_the_file() {
     let e = load_clip_model("no/such/place", DType::F32, &Device::Cpu)
         .err()
         .unwrap();
-    assert!(matches!(e, DiffusionError::ModelNotFound { .. }), "{e}");
+    assert!(matches!(e, ModelError::ModelNotFound { .. }), "{e}");
 }

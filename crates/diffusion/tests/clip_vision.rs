@@ -6,11 +6,11 @@
 mod common;
 
 use brainrecon_diffusion::clip_vision::{
-    load_clip_vision, preprocess, resolve_clip_vision_dir, ClipImageProcessor, ClipVisionConfig,
-    ClipVisionModel,
+    load_clip_vision, preprocess, read_clip_vision_config, resolve_clip_vision_dir,
+    ClipImageProcessor, ClipVisionModel,
 };
-use brainrecon_diffusion::weights::DiffusionError;
 use brainrecon_formats::image::RgbImage;
+use brainrecon_nn::ModelError;
 use brainrecon_testkit::copy_dir;
 use candle_core::{DType, Device, Tensor, Var};
 use common::{fixtures, get, max_abs, max_abs_diff, tensors};
@@ -22,7 +22,7 @@ fn dir(name: &str) -> PathBuf {
     fixtures().join("clip_vision").join(name)
 }
 
-fn reference() -> brainrecon_diffusion::weights::Weights {
+fn reference() -> brainrecon_nn::weights::Weights {
     tensors("clip_vision/reference.safetensors")
 }
 
@@ -113,7 +113,7 @@ fn image_embeds_match_transformers() {
 #[test]
 fn full_clip_checkpoint_loads_the_vision_tower() {
     // config.json nests vision_config (projection_dim 512 there); the top-level 16 is used.
-    let config = ClipVisionConfig::from_file(&dir("clip_full").join("config.json")).unwrap();
+    let config = read_clip_vision_config(&dir("clip_full").join("config.json")).unwrap();
     assert_eq!(config.projection_dim, 16);
     assert_eq!((config.image_size, config.patch_size), (32, 8));
     let model = ClipVisionModel::from_dir(&dir("clip_full"), DType::F32, &Device::Cpu).unwrap();
@@ -175,7 +175,7 @@ fn resolves_folders_pipelines_and_the_cache() {
     assert_eq!(processor, ClipImageProcessor::openai(32));
     check_outputs(&cached, "cached CLIPModel");
     let e = load_clip_vision("tiny-org/not-there", DType::F32, &Device::Cpu).unwrap_err();
-    assert!(matches!(e, DiffusionError::ModelNotFound { .. }), "{e}");
+    assert!(matches!(e, ModelError::ModelNotFound { .. }), "{e}");
     assert!(e.to_string().contains("models--tiny-org--not-there"), "{e}");
     assert!(e.to_string().contains("does not download"), "{e}");
 }
@@ -189,7 +189,7 @@ fn bad_input_names_the_file() {
     let empty = tmp.path().join("empty");
     std::fs::create_dir_all(&empty).unwrap();
     let e = ClipVisionModel::from_dir(&empty, DType::F32, &cpu).unwrap_err();
-    assert!(matches!(e, DiffusionError::MissingFile { .. }), "{e}");
+    assert!(matches!(e, ModelError::MissingFile { .. }), "{e}");
     assert!(
         e.to_string()
             .contains(&empty.join("config.json").display().to_string()),
@@ -222,7 +222,7 @@ fn bad_input_names_the_file() {
         r#"{"model_type": "clip", "projection_dim": 16, "text_config": {}}"#,
     )
     .unwrap();
-    let e = ClipVisionConfig::from_file(&path).unwrap_err();
+    let e = read_clip_vision_config(&path).unwrap_err();
     let message = e.to_string();
     assert!(message.contains("vision_config"), "{message}");
     assert!(message.contains(&path.display().to_string()), "{message}");

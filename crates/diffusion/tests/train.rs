@@ -12,13 +12,14 @@ use std::collections::{BTreeMap, HashMap};
 use brainrecon_diffusion::clip::{ClipTextConfig, ClipTextModel};
 use brainrecon_diffusion::unet::{UNet2DConditionConfig, UNet2DConditionModel};
 use brainrecon_diffusion::vae::{AutoencoderKL, AutoencoderKLConfig};
-use brainrecon_diffusion::weights::{DiffusionError, Weights};
 use brainrecon_nn::init::{
     default_init_rules, fan_in, init_parameters, record_parameters, ParamInit,
 };
 use brainrecon_nn::optim::{clip_grad_norm, AdamW};
 use brainrecon_nn::params::Parameters;
 use brainrecon_nn::rng::SeededNoise;
+use brainrecon_nn::weights::Weights;
+use brainrecon_nn::ModelError;
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor, Var};
 use serde_json::Value;
@@ -348,7 +349,7 @@ fn parameters_round_trip_and_bad_files_are_named() {
     let err = c.load_safetensors(&bad).unwrap_err();
     let msg = err.to_string();
     assert!(
-        matches!(err, DiffusionError::Shape { .. })
+        matches!(err, ModelError::Shape { .. })
             && msg.contains("bad.safetensors")
             && msg.contains("final_layer_norm.weight"),
         "{msg}"

@@ -1,7 +1,9 @@
 //! Weight files: variant choice, sharded checkpoints, legacy VAE attention names, dtype
 //! conversion, typed errors, Hugging Face cache snapshots.
 
-use brainrecon_diffusion::weights::{cached_snapshot, DiffusionError, ModelDir, Weights};
+use brainrecon_diffusion::weights::ModelDir;
+use brainrecon_nn::weights::{cached_snapshot, Weights};
+use brainrecon_nn::ModelError;
 use brainrecon_testkit::copy_dir;
 use candle_core::{DType, Device, Tensor};
 use std::collections::HashMap;
@@ -114,14 +116,14 @@ fn missing_tensors_and_wrong_shapes_are_typed_errors() {
     save(&file, &[("w", filled(1.0, &[2, 3], DType::F32))]);
     let w = Weights::from_files(std::slice::from_ref(&file), DType::F32, &Device::Cpu).unwrap();
     match w.get("v", &[2, 3]) {
-        Err(DiffusionError::MissingTensor { path, name }) => {
+        Err(ModelError::MissingTensor { path, name }) => {
             assert_eq!(path, file);
             assert_eq!(name, "v");
         }
         other => panic!("{other:?}"),
     }
     match w.get("w", &[3, 2]) {
-        Err(DiffusionError::Shape {
+        Err(ModelError::Shape {
             name,
             expected,
             found,
@@ -142,11 +144,11 @@ fn missing_tensors_and_wrong_shapes_are_typed_errors() {
     )
     .err()
     .unwrap();
-    assert!(matches!(err, DiffusionError::Safetensors { .. }), "{err}");
+    assert!(matches!(err, ModelError::Safetensors { .. }), "{err}");
     let err = Weights::from_files(&[tmp.path().join("model.ckpt")], DType::F32, &Device::Cpu)
         .err()
         .unwrap();
-    assert!(matches!(err, DiffusionError::Pickle { .. }), "{err}");
+    assert!(matches!(err, ModelError::Pickle { .. }), "{err}");
     let err = Weights::from_component(
         tmp.path().join("absent").as_path(),
         DType::F32,
@@ -154,7 +156,7 @@ fn missing_tensors_and_wrong_shapes_are_typed_errors() {
     )
     .err()
     .unwrap();
-    assert!(matches!(err, DiffusionError::MissingFile { .. }), "{err}");
+    assert!(matches!(err, ModelError::MissingFile { .. }), "{err}");
 }
 
 #[test]

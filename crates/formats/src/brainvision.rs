@@ -31,10 +31,13 @@ use crate::limits;
 /// One channel.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Channel {
+    /// Channel name (e.g. `Fp1`), `\1` decoded to a comma.
     pub name: String,
+    /// Reference channel name; empty when the header gives none.
     pub reference: String,
     /// Stored value × resolution = value in `unit`.
     pub resolution: f64,
+    /// Unit of the stored values × `resolution` (`µV` when the header gives none).
     pub unit: String,
 }
 
@@ -43,6 +46,7 @@ pub struct Channel {
 pub struct Marker {
     /// `Stimulus`, `Response`, `Comment`, `New Segment` …
     pub kind: String,
+    /// Marker description (e.g. `S  1`).
     pub description: String,
     /// The 1-based position as stored; 0 (or less) lies before the first sample.
     pub position: i64,
@@ -65,12 +69,17 @@ impl Marker {
 /// A recording.
 #[derive(Clone, Debug)]
 pub struct BrainVision {
+    /// The `.vhdr` file read.
     pub header: PathBuf,
+    /// One per channel, in header order.
     pub channels: Vec<Channel>,
+    /// Sample rate in Hz (`1e6 / SamplingInterval`).
     pub sfreq: f64,
+    /// Samples per channel.
     pub samples: usize,
     /// [channels, samples] row-major, in volts for voltage units.
     pub data: Vec<f64>,
+    /// The `.vmrk` file's markers, in file order.
     pub markers: Vec<Marker>,
 }
 

@@ -28,21 +28,31 @@ pub const CORTEX: [&str; 2] = [
     "CIFTI_STRUCTURE_CORTEX_RIGHT",
 ];
 
+/// Byte order of a NIfTI-2 header and its data.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Endian {
+    /// Little-endian (`sizeof_hdr` reads 540 as little-endian).
     Little,
+    /// Big-endian (`sizeof_hdr` reads 540 only byte-swapped).
     Big,
 }
 
 /// The NIfTI-2 header fields the reader uses, as stored on disk.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Nifti2Header {
+    /// Byte order of the file.
     pub endian: Endian,
     /// NIfTI datatype code (4 int16, 16 float32, 64 float64, ...).
     pub datatype: i16,
+    /// `dim[0]` = number of dimensions, then the sizes; CIFTI's dimensions 0 and 1 are `dim[5]`,
+    /// `dim[6]`.
     pub dim: [i64; 8],
+    /// Byte offset of the data from the start of the file.
     pub vox_offset: i64,
+    /// Data scaling slope (`value = stored · scl_slope + scl_inter`; 0 or non-finite means none, as
+    /// nibabel).
     pub scl_slope: f64,
+    /// Data scaling intercept.
     pub scl_inter: f64,
     /// 3002 for a dense time series (`NIFTI_INTENT_CONNECTIVITY_DENSE_SERIES`); not enforced.
     pub intent_code: i32,
@@ -51,14 +61,19 @@ pub struct Nifti2Header {
 /// The series map: time point `t` is at `(start + t * step) * 10^exponent` `unit`s.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SeriesMap {
+    /// Number of time points (`NumberOfSeriesPoints`).
     pub count: usize,
+    /// `SeriesStart`, in units of 10^`exponent` `unit`.
     pub start: f64,
+    /// `SeriesStep` (TR for a time series), in units of 10^`exponent` `unit`.
     pub step: f64,
+    /// `SeriesExponent`: power of ten applied to `start` and `step`.
     pub exponent: i32,
     /// `SECOND`, `HERTZ`, `METER` or `RADIAN`.
     pub unit: String,
 }
 
+/// A brain model's kind (`ModelType` attribute of `BrainModel`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ModelType {
     /// `CIFTI_MODEL_TYPE_SURFACE`: vertices of a surface mesh.
@@ -70,8 +85,11 @@ pub enum ModelType {
 /// One `BrainModel`: grayordinates `index_offset .. index_offset + index_count`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BrainModel {
+    /// First grayordinate of the model (`IndexOffset`).
     pub index_offset: usize,
+    /// Number of grayordinates of the model (`IndexCount`).
     pub index_count: usize,
+    /// Surface vertices or volume voxels.
     pub model_type: ModelType,
     /// As in the file, e.g. `CIFTI_STRUCTURE_CORTEX_LEFT`.
     pub brain_structure: String,
@@ -86,22 +104,28 @@ pub struct BrainModel {
 /// The `Volume` element of the brain-models map (present when there are voxel models).
 #[derive(Debug, Clone, PartialEq)]
 pub struct CiftiVolume {
+    /// Volume grid size (i, j, k) in voxels (`VolumeDimensions`).
     pub dimensions: [usize; 3],
     /// Row-major 4×4 voxel (i, j, k) → (x, y, z) in units of 10^meter_exponent m.
     pub ijk_to_xyz: [[f64; 4]; 4],
+    /// `MeterExponent` of `TransformationMatrixVoxelIndicesIJKtoXYZ` (-3 for mm).
     pub meter_exponent: i32,
 }
 
 /// A CIFTI-2 dense time series held in memory.
 #[derive(Debug, Clone)]
 pub struct CiftiSeries {
+    /// The file read.
     pub path: PathBuf,
+    /// Its NIfTI-2 header.
     pub header: Nifti2Header,
+    /// The time axis (`CIFTI_INDEX_TYPE_SERIES` map).
     pub series: SeriesMap,
     /// The CIFTI matrix dimension (0 or 1) the series runs along in the file.
     pub series_dimension: usize,
     /// In file order.
     pub brain_models: Vec<BrainModel>,
+    /// The voxel grid of the voxel models, when there are any.
     pub volume: Option<CiftiVolume>,
     /// The CIFTI XML as stored (trailing padding removed).
     pub xml: String,
@@ -117,6 +141,7 @@ pub struct Selection {
     pub columns: Vec<usize>,
     /// The models kept, in file order (offsets still refer to the full file).
     pub models: Vec<BrainModel>,
+    /// Number of time points (rows of `data`).
     pub n_time: usize,
     /// (time, columns) row-major.
     pub data: Vec<f32>,
@@ -125,7 +150,9 @@ pub struct Selection {
 /// One map of a dense label file: its name and its label table (key → name).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LabelMap {
+    /// The map's `MapName`.
     pub name: String,
+    /// Its label table: key → label name.
     pub labels: BTreeMap<i32, String>,
 }
 
@@ -133,9 +160,13 @@ pub struct LabelMap {
 /// HCP's or FreeSurfer's on fsLR), held in memory.
 #[derive(Debug, Clone)]
 pub struct CiftiLabels {
+    /// The file read.
     pub path: PathBuf,
+    /// One per label map (row of the label dimension), in file order.
     pub maps: Vec<LabelMap>,
+    /// The grayordinates' brain models, in file order.
     pub brain_models: Vec<BrainModel>,
+    /// The voxel grid of the voxel models, when there are any.
     pub volume: Option<CiftiVolume>,
     n_grayordinates: usize,
     /// (maps, grayordinates) row-major label keys.
@@ -184,6 +215,7 @@ impl CiftiLabels {
         })
     }
 
+    /// Number of grayordinates (columns of each map).
     pub fn n_grayordinates(&self) -> usize {
         self.n_grayordinates
     }
@@ -216,10 +248,12 @@ impl CiftiSeries {
         })
     }
 
+    /// Number of time points (`NumberOfSeriesPoints`).
     pub fn n_time(&self) -> usize {
         self.series.count
     }
 
+    /// Number of grayordinates (columns of [`Self::data`]).
     pub fn n_grayordinates(&self) -> usize {
         self.n_grayordinates
     }
@@ -1106,10 +1140,13 @@ pub fn read_dense_scalars(path: &Path) -> Result<(Vec<String>, Vec<BrainModel>, 
 /// What a CIFTI file holds, from its header and XML only (the data is not read).
 #[derive(Debug, Clone)]
 pub struct CiftiLayout {
+    /// The brain models, in file order.
     pub models: Vec<BrainModel>,
+    /// The voxel grid of the voxel models, when there are any.
     pub volume: Option<CiftiVolume>,
     /// Dense time series: the series map, checked against the matrix's size.
     pub series: Option<SeriesMap>,
+    /// Number of grayordinates (the brain-models dimension's length).
     pub n_grayordinates: usize,
 }
 
@@ -1391,17 +1428,22 @@ mod tests {
 ///
 /// Taken from the dataset authors' processing code and the published description; not checked
 /// against the real files here. Also from that code but NOT applied by this module (it is by
-/// [`crate::cc2017`]): the runs hold 245 volumes (training, test1) or 246 (test2..test5), of
-/// which the authors keep 240 (dropping the first 1 or 2 and the last 4).
+/// `brainrecon_datasets::cc2017`): the runs hold 245 volumes (training, test1) or 246
+/// (test2..test5), of which the authors keep 240 (dropping the first 1 or 2 and the last 4).
 pub mod cc2017 {
     use crate::error::{DataError, Result};
     use std::path::{Path, PathBuf};
 
+    /// Training segments (`seg1` .. `seg18`).
     pub const TRAIN_SEGMENTS: usize = 18;
+    /// Times each training segment was shown.
     pub const TRAIN_REPETITIONS: usize = 2;
+    /// Test segments (`test1` .. `test5`).
     pub const TEST_SEGMENTS: usize = 5;
+    /// Times each test segment was shown.
     pub const TEST_REPETITIONS: usize = 10;
 
+    /// The design's two splits.
     #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
     pub enum Split {
         /// `segK` folders: 18 segments shown twice.
@@ -1446,9 +1488,13 @@ pub mod cc2017 {
     /// One recording: a segment (1-based) seen for the `repetition`-th time (1-based).
     #[derive(Debug, Clone, PartialEq, Eq)]
     pub struct Run {
+        /// Training or test.
         pub split: Split,
+        /// Segment number, 1-based (`segK`, `testK`).
         pub segment: usize,
+        /// Repetition of the segment, 1-based (the `_R_` of the file name).
         pub repetition: usize,
+        /// `.../cifti/<folder>_<R>_Atlas.dtseries.nii`.
         pub path: PathBuf,
     }
 

@@ -35,15 +35,23 @@ use crate::limits;
 /// One signal's header.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EdfSignal {
+    /// Signal label (e.g. `Fp1`, `EDF Annotations`), trimmed.
     pub label: String,
+    /// Transducer type (e.g. `AgAgCl electrode`), trimmed.
     pub transducer: String,
     /// Physical dimension (unit), e.g. `uV`.
     pub unit: String,
+    /// Physical value of `digital_min`, in `unit`.
     pub physical_min: f64,
+    /// Physical value of `digital_max`, in `unit`.
     pub physical_max: f64,
+    /// Smallest stored integer.
     pub digital_min: i32,
+    /// Largest stored integer.
     pub digital_max: i32,
+    /// Filtering already applied (e.g. `HP:0.1Hz LP:75Hz`), trimmed.
     pub prefilter: String,
+    /// Samples of this signal in each data record.
     pub samples_per_record: usize,
 }
 
@@ -87,6 +95,7 @@ impl EdfKind {
 /// A parsed EDF/BDF header.
 #[derive(Debug, Clone, PartialEq)]
 pub struct EdfHeader {
+    /// EDF (16-bit samples) or BDF (24-bit).
     pub kind: EdfKind,
     /// The main header's reserved field (`EDF+C`, `EDF+D`, `24BIT`, `BDF+C`, or empty).
     pub reserved: String,
@@ -96,6 +105,7 @@ pub struct EdfHeader {
     pub declared_records: i64,
     /// Seconds per data record.
     pub record_duration: f64,
+    /// One header per signal, in file order (annotation signals included).
     pub signals: Vec<EdfSignal>,
 }
 
@@ -450,7 +460,9 @@ pub fn count_records(path: &Path, header: &EdfHeader, len: u64) -> Result<u64> {
 /// A whole EDF/BDF file in memory.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Edf {
+    /// The file read.
     pub path: PathBuf,
+    /// Its parsed header.
     pub header: EdfHeader,
     /// Data records read.
     pub records: u64,

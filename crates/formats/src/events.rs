@@ -23,6 +23,8 @@ impl Events {
         Self::parse(path, &text)
     }
 
+    /// [`Events::read`] of the file's text; `path` names it in errors. Errors: an empty text,
+    /// duplicate column names, a row whose cell count differs from the header's.
     pub fn parse(path: &Path, text: &str) -> Result<Self> {
         let mut lines = brainrecon_core::text::without_bom(text)
             .lines()
@@ -82,6 +84,7 @@ impl Events {
         })
     }
 
+    /// The file read.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -96,14 +99,17 @@ impl Events {
         self
     }
 
+    /// Column names, in header order.
     pub fn columns(&self) -> &[String] {
         &self.columns
     }
 
+    /// Rows (events), the header excluded.
     pub fn len(&self) -> usize {
         self.rows.len()
     }
 
+    /// Whether the table has no rows.
     pub fn is_empty(&self) -> bool {
         self.rows.is_empty()
     }

@@ -102,10 +102,12 @@ const MAX_PARTS: usize = 100;
 /// One channel's record (`info['chs'][k]`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct FifChannel {
+    /// Channel name (`ch_name`, e.g. `MEG0113`).
     pub name: String,
     /// FIFF channel kind: 1 MEG, 301 reference MEG, 2 EEG, 3 stimulus, 202 EOG, 302 EMG,
     /// 402 ECG, 502 misc …
     pub kind: i32,
+    /// FIFF coil type (e.g. 3012 for a Vectorview planar gradiometer, 1 for EEG).
     pub coil_type: i32,
     /// Stored as float32 in the file; not applied to epochs.
     pub range: f32,
@@ -157,7 +159,9 @@ pub enum StoredAs {
 /// as JSON writes them (`1760.0`, `3`), `None` for a null (pandas' NaN or None).
 #[derive(Debug, Clone, PartialEq)]
 pub struct MetadataColumn {
+    /// Column name.
     pub name: String,
+    /// One value per epoch, in epoch order.
     pub values: Vec<Option<String>>,
 }
 
@@ -211,6 +215,7 @@ pub struct FifEpochs {
     pub event_id: Vec<(String, i64)>,
     /// `(bmin, bmax)` in seconds when the file records a baseline (`epochs.baseline`).
     pub baseline: Option<(Option<f64>, Option<f64>)>,
+    /// The epochs' metadata (`epochs.metadata`), when the file has any.
     pub metadata: Option<FifMetadata>,
     /// Each kept epoch's index among the epochs first made (`epochs.selection`).
     pub selection: Vec<i64>,

@@ -64,7 +64,7 @@ pub struct Patch {
 /// regions' colour table, as nibabel's `freesurfer.read_annot` returns them.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Annotation {
-    /// [vertices]: the row of [`Annotation::ctab`] of each vertex's region; -1 where the
+    /// `[vertices]`: the row of [`Annotation::ctab`] of each vertex's region; -1 where the
     /// vertex has no region (value 0, or a value that no entry has).
     pub labels: Vec<i32>,
     /// [entries, 5]: red, green, blue, transparency (0–255) and the packed value

@@ -33,9 +33,11 @@ pub struct DataArray {
     pub intent: String,
     /// `DataType` (`NIFTI_TYPE_FLOAT32`, …).
     pub data_type: String,
+    /// `Dim0`, `Dim1`, ...: the array's shape (`Dimensionality` of them).
     pub dims: Vec<usize>,
     /// The values in row-major order (integers exact).
     pub data: Vec<f64>,
+    /// The array's `<MetaData>` name–value pairs, in file order.
     pub meta: Vec<(String, String)>,
     /// `CoordinateSystemTransformMatrix` (row-major 4 × 4), when present.
     pub transform: Option<[[f64; 4]; 4]>,
@@ -44,7 +46,9 @@ pub struct DataArray {
 /// A `<Label>` of the label table.
 #[derive(Clone, Debug, PartialEq)]
 pub struct GiftiLabel {
+    /// The label's `Key` (the value a label array stores).
     pub key: i64,
+    /// The label's name (the element's text).
     pub name: String,
     /// Red, green, blue, alpha in [0, 1] (absent ones 0, alpha 1).
     pub rgba: [f64; 4],
@@ -53,8 +57,11 @@ pub struct GiftiLabel {
 /// A GIFTI file.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Gifti {
+    /// The file's `<MetaData>` name–value pairs, in file order.
     pub meta: Vec<(String, String)>,
+    /// The `<LabelTable>`, in file order (empty when absent).
     pub labels: Vec<GiftiLabel>,
+    /// The `<DataArray>`s, in file order.
     pub arrays: Vec<DataArray>,
 }
 

@@ -11,12 +11,17 @@ use std::path::Path;
 /// An 8-bit RGB image, row-major (h, w, 3).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RgbImage {
+    /// Rows (pixels).
     pub height: usize,
+    /// Columns (pixels).
     pub width: usize,
+    /// `height × width × 3` bytes, row-major, RGB interleaved.
     pub pixels: Vec<u8>,
 }
 
 impl RgbImage {
+    /// An image of `pixels` (h, w, 3) row-major. Panics when the length is not
+    /// `height × width × 3`.
     pub fn new(height: usize, width: usize, pixels: Vec<u8>) -> Self {
         assert_eq!(pixels.len(), height * width * 3, "RGB buffer length");
         RgbImage {
@@ -304,6 +309,8 @@ impl RgbImage {
     }
 }
 
+/// Writes `image` as an 8-bit RGB PNG, atomically (a temporary file moved into place).
+/// Errors: the file cannot be written.
 pub fn write_png(path: &Path, image: &RgbImage) -> Result<()> {
     write_atomic(path, |w| {
         let mut encoder = png::Encoder::new(w, image.width as u32, image.height as u32);

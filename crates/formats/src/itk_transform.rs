@@ -29,16 +29,22 @@ const FORMAT: &str = "ITK HDF5 transform";
 /// `M (p − c) + c + t`, in LPS.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AffineStep {
+    /// `M`, row-major.
     pub matrix: [[f64; 3]; 3],
+    /// `t`, in mm.
     pub translation: [f64; 3],
+    /// `c` (the fixed parameters), in mm.
     pub center: [f64; 3],
 }
 
 /// A dense displacement field on a grid, in LPS.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DisplacementField {
+    /// Grid size (x, y, z) in voxels.
     pub size: [usize; 3],
+    /// Position of voxel (0, 0, 0), in mm (LPS).
     pub origin: [f64; 3],
+    /// Voxel size (x, y, z), in mm.
     pub spacing: [f64; 3],
     /// Row-major; column `a` is the direction of grid axis `a`.
     pub direction: [[f64; 3]; 3],
@@ -48,16 +54,21 @@ pub struct DisplacementField {
     to_index: [[f64; 3]; 3],
 }
 
+/// One transform of a composite.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ItkStep {
+    /// `AffineTransform_{double,float}_3_3`.
     Affine(AffineStep),
+    /// `DisplacementFieldTransform_{double,float}_3_3`.
     Field(DisplacementField),
 }
 
 /// A transform file's steps, in the file's (ITK's queue) order.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ItkTransform {
+    /// The file read.
     pub path: PathBuf,
+    /// The composite's transforms; the last is applied first.
     pub steps: Vec<ItkStep>,
 }
 

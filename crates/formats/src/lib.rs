@@ -18,6 +18,8 @@
 //! Errors and the limits on sizes read from files are the ground crate's
 //! ([`brainrecon_core::DataError`], [`brainrecon_core::limits`]).
 
+#![warn(missing_docs)]
+
 use brainrecon_core::{error, limits};
 
 pub use brainrecon_core::{DataError, Result};

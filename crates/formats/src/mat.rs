@@ -6,13 +6,16 @@ use std::path::Path;
 /// A real numeric matrix, column-major as MATLAB stores it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Matrix {
+    /// Number of rows.
     pub rows: usize,
+    /// Number of columns.
     pub cols: usize,
     /// Column-major values.
     pub values: Vec<f64>,
 }
 
 impl Matrix {
+    /// The value at (`row`, `col`), 0-based. Panics when out of range.
     pub fn get(&self, row: usize, col: usize) -> f64 {
         self.values[row + self.rows * col]
     }

@@ -54,7 +54,7 @@ fn element_bytes(type_code: i32) -> Option<usize> {
 /// with what is actually read: the header's size (dims × bytes per value, and × 8 for the f64
 /// values) is checked against [`limits::ARRAY_BYTES`] first, an uncompressed file against its
 /// length, and a gzipped one is decoded as it inflates and refused when it inflates past the
-/// data and a [`MAX_FOOTER`]-byte footer (a gzip bomb). Errors name the file and the field.
+/// data and a `MAX_FOOTER`-byte footer (a gzip bomb). Errors name the file and the field.
 pub fn read_mgh(path: &Path) -> Result<Mgh> {
     let mut file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
     let file_len = file.metadata().map_err(|e| DataError::io(path, e))?.len();

@@ -11,9 +11,13 @@ use crate::image::RgbImage;
 /// The sums of one or more frame pairs; [`ShiftSums::displacement`] solves them.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct ShiftSums {
+    /// Σ −∂I/∂t · ∂Ī/∂x.
     pub gx_it: f64,
+    /// Σ (∂Ī/∂x)².
     pub gx2: f64,
+    /// Σ −∂I/∂t · ∂Ī/∂y.
     pub gy_it: f64,
+    /// Σ (∂Ī/∂y)².
     pub gy2: f64,
 }
 

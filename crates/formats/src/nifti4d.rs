@@ -75,9 +75,12 @@ where
 pub enum Storage {
     /// int16 with `value = stored · slope + inter` (scanners' converters write BOLD this way).
     Int16 {
+        /// `scl_slope`.
         slope: f32,
+        /// `scl_inter`.
         inter: f32,
     },
+    /// float32 values as they are.
     Float32,
 }
 

@@ -28,6 +28,7 @@ impl Volume {
         x + self.shape[0] * (y + self.shape[1] * z)
     }
 
+    /// The scaled value at voxel (x, y, z). Panics when out of range.
     pub fn get(&self, x: usize, y: usize, z: usize) -> f64 {
         self.values[self.index(x, y, z)]
     }
@@ -414,7 +415,7 @@ fn data_fits(path: &Path, header: &NiftiHeader, bytes: u64, len: u64) -> Result<
 
 /// The voxels of a NIfTI-1 file whose header passed [`checked_header`], read in file order
 /// and decoded as f64 with [`effective_scaling`] applied. A `.nii.gz` is inflated once first
-/// ([`verify_gzip`]), so a damaged or short stream is refused before any value is handed out.
+/// (`verify_gzip`), so a damaged or short stream is refused before any value is handed out.
 pub struct DataReader {
     path: std::path::PathBuf,
     stream: Box<dyn Read>,

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 
 /// Element types this project stores.
 pub trait Element: Copy + Default + 'static {
+    /// The `.npy` header's `descr` for this type (`<f4`, `|u1`, ...).
     const DESCR: &'static str;
+    /// Appends the element's little-endian bytes to `out`.
     fn to_le(self, out: &mut Vec<u8>);
 }
 
@@ -33,8 +35,11 @@ element!(u8, "|u1");
 /// The parsed header of a `.npy` file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Header {
+    /// The dtype as written (`<f4`, `|u1`, ...).
     pub descr: String,
+    /// Size of each axis.
     pub shape: Vec<usize>,
+    /// Byte offset of the data: the length of magic, version and header.
     pub data_offset: usize,
     /// Whether the data are stored first index fastest (`fortran_order: True`, what `np.save`
     /// writes for a transposed or Fortran-ordered array); the readers that copy the array
@@ -43,9 +48,11 @@ pub struct Header {
 }
 
 impl Header {
+    /// Elements: the product of the shape.
     pub fn len(&self) -> usize {
         self.shape.iter().product()
     }
+    /// Whether the array has no elements.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -182,7 +189,9 @@ fn element_size(descr: &str) -> Option<usize> {
 /// An array read from disk, converted to `T`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Array<T> {
+    /// Size of each axis.
     pub shape: Vec<usize>,
+    /// The elements in C order (last axis fastest).
     pub data: Vec<T>,
 }
 
@@ -371,6 +380,8 @@ pub struct MappedF32 {
 }
 
 impl MappedF32 {
+    /// Maps a float32 (`<f4`) C-order `.npy` file. Errors: a missing or malformed file, another
+    /// dtype, Fortran order, or data not 4-byte aligned, each naming the file.
     pub fn open(path: &Path) -> Result<Self> {
         let (map, header) = open_map(path)?;
         if header.descr != "<f4" {
@@ -399,10 +410,12 @@ impl MappedF32 {
         })
     }
 
+    /// Size of each axis.
     pub fn shape(&self) -> &[usize] {
         &self.header.shape
     }
 
+    /// The file mapped.
     pub fn path(&self) -> &Path {
         &self.path
     }
@@ -432,6 +445,8 @@ pub struct MappedU8 {
 }
 
 impl MappedU8 {
+    /// Maps a uint8 (`|u1`) C-order `.npy` file. Errors: a missing or malformed file, another
+    /// dtype or Fortran order, each naming the file.
     pub fn open(path: &Path) -> Result<Self> {
         let (map, header) = open_map(path)?;
         if header.descr != "|u1" {
@@ -449,10 +464,12 @@ impl MappedU8 {
         })
     }
 
+    /// The file mapped.
     pub fn path(&self) -> &Path {
         &self.path
     }
 
+    /// Size of each axis.
     pub fn shape(&self) -> &[usize] {
         &self.header.shape
     }
@@ -559,6 +576,8 @@ pub struct Writer<T: Element> {
 }
 
 impl<T: Element> Writer<T> {
+    /// Starts `path` (as a temporary file beside it) with the header of a C-order array of
+    /// `shape`; the elements follow through [`Writer::write`].
     pub fn create(path: &Path, shape: &[usize]) -> Result<Self> {
         let mut file = PendingFile::create(path)?;
         file.write_all(&header_text(T::DESCR, shape))
@@ -572,6 +591,7 @@ impl<T: Element> Writer<T> {
         })
     }
 
+    /// Appends `values` in C order; they may come in any number of calls.
     pub fn write(&mut self, values: &[T]) -> Result<()> {
         self.scratch.clear();
         for &v in values {

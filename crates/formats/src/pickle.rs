@@ -26,13 +26,21 @@ use std::sync::Arc;
 /// value from an untrusted file level by level, never print or compare it whole.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Value {
+    /// Python's `None`.
     None,
+    /// `True` or `False`.
     Bool(bool),
+    /// An integer (longer than 8 bytes is refused).
     Int(i64),
+    /// A float.
     Float(f64),
+    /// A `str`.
     Str(Arc<str>),
+    /// A `bytes` value.
     Bytes(Arc<Vec<u8>>),
+    /// A `list`, in order.
     List(Arc<Vec<Value>>),
+    /// A `tuple`, in order.
     Tuple(Arc<Vec<Value>>),
     /// Key–value pairs in the pickle's order.
     Dict(Arc<Vec<(Value, Value)>>),
@@ -154,22 +162,31 @@ fn str_items(items: &[Value], what: &str) -> std::result::Result<Vec<String>, St
 /// The element type of an array, as NumPy's `dtype.str` without the byte order.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Dtype {
+    /// IEEE floats (`f2`, `f4`, `f8`).
     Float {
+        /// Bytes per element: 2, 4 or 8.
         bytes: usize,
     },
+    /// Signed integers (`i1` .. `i8`).
     Int {
+        /// Bytes per element: 1, 2, 4 or 8.
         bytes: usize,
     },
+    /// Unsigned integers (`u1` .. `u8`).
     Uint {
+        /// Bytes per element: 1, 2, 4 or 8.
         bytes: usize,
     },
+    /// Booleans, one byte each (`b1`).
     Bool,
     /// UTF-32 strings of this many characters (at least one).
     Unicode {
+        /// Characters per string (4 bytes each).
         chars: usize,
     },
     /// Byte strings of this many bytes (at least one).
     ByteStr {
+        /// Bytes per string.
         bytes: usize,
     },
     /// Python objects (the data is a list of values).
@@ -238,10 +255,15 @@ impl fmt::Display for Dtype {
 /// A NumPy array: C or Fortran order, elements as stored.
 #[derive(Clone, Debug, PartialEq)]
 pub struct NdArray {
+    /// Size of each axis (at most [`MAX_DIMS`] axes; empty for a scalar).
     pub shape: Vec<usize>,
+    /// Element type.
     pub dtype: Dtype,
+    /// Whether multi-byte elements are stored big-endian (`>` in the dtype).
     pub big_endian: bool,
+    /// Whether the first axis varies fastest (Fortran order) rather than the last (C order).
     pub fortran_order: bool,
+    /// The elements, in the order `fortran_order` gives.
     pub data: ArrayData,
 }
 
@@ -249,7 +271,9 @@ pub struct NdArray {
 /// or cloning an array does not copy them.
 #[derive(Clone, Debug, PartialEq)]
 pub enum ArrayData {
+    /// Bytes of every non-object dtype: `len() · item_size` of them.
     Raw(Arc<Vec<u8>>),
+    /// One value per element of an object array.
     Objects(Arc<Vec<Value>>),
 }
 
@@ -269,6 +293,7 @@ impl NdArray {
             .unwrap_or(usize::MAX)
     }
 
+    /// Whether the array has no elements.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -424,7 +449,9 @@ fn half_to_f64(h: u16) -> f64 {
 /// Why a pickle was refused: what, and at which byte.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PickleError {
+    /// Byte offset in the pickle stream of the opcode refused.
     pub offset: usize,
+    /// What was refused, and why.
     pub message: String,
 }
 

@@ -38,7 +38,10 @@ pub(crate) fn project_out(basis: &[Vec<f64>], m: &mut [f64], k: usize) {
 /// orthogonal to them (GLMsingle projects both out with one projection matrix).
 #[derive(Debug, Clone)]
 pub struct Nuisance {
+    /// Orthonormal columns (each the run's length) spanning the polynomials of degrees 0…d.
     pub poly: Vec<Vec<f64>>,
+    /// The extra regressors made orthonormal to `poly` and to each other (dependent ones
+    /// dropped).
     pub extra: Vec<Vec<f64>>,
 }
 
@@ -325,7 +328,9 @@ pub(crate) fn r2_percent(total: f64, residual: f64) -> f64 {
 
 /// A Gram matrix's eigenvalues (clamped at 0) and eigenvectors (columns), any order.
 pub struct Spectrum {
+    /// Eigenvalues, `k`.
     pub values: Vec<f64>,
+    /// Eigenvectors as columns, `k × k`, in the order of `values`.
     pub vectors: Mat<f64>,
 }
 

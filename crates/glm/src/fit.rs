@@ -34,6 +34,7 @@ pub struct Run<'a> {
     pub data: &'a [f32],
     /// (n_times × conditions), row-major: 1 at each trial's onset TR.
     pub design: &'a [f64],
+    /// Volumes in the run.
     pub n_times: usize,
     /// (n_times × e), row-major: regressors projected out with the polynomials (GLMsingle's
     /// `extra_regressors`, e.g. fMRIPrep's motion confounds); empty for none.
@@ -56,7 +57,9 @@ impl Run<'_> {
 /// TYPEA's outputs under GLMsingle's names.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OnOff {
+    /// R² of the on/off model per voxel, in percent (NaN for a voxel without variance).
     pub onoff_r2: Vec<f64>,
+    /// Each voxel's mean over all volumes of all runs.
     pub meanvol: Vec<f64>,
     /// The on/off beta per voxel, percent signal change.
     pub betasmd: Vec<f64>,
@@ -67,6 +70,7 @@ pub struct OnOff {
 pub struct FitHrf {
     /// Per voxel, 0-based into the library.
     pub hrf_index: Vec<usize>,
+    /// R² of that HRF's fit per voxel, in percent.
     pub r2: Vec<f64>,
     /// (voxels × trials), row-major, percent signal change.
     pub betasmd: Vec<f64>,
@@ -115,7 +119,10 @@ pub const VOXEL_CHUNK: usize = 4096;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum GlmError {
     /// The regressors of the library's HRF `hrf` (0-based; 0 for TYPEA) are linearly dependent.
-    SingularDesign { hrf: usize },
+    SingularDesign {
+        /// The HRF's index in the library.
+        hrf: usize,
+    },
     /// No voxel qualifies for GLMdenoise's noise pool (bright and with a low on/off R²).
     EmptyNoisePool,
 }
@@ -257,12 +264,18 @@ pub fn single_trial_designs(runs: &[Run], conditions: usize) -> (Vec<Vec<f64>>, 
 /// and onset volume.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Trials {
+    /// Condition of each trial (0-based column of the designs).
     pub condition: Vec<usize>,
+    /// Run of each trial (0-based).
     pub run: Vec<usize>,
+    /// Onset volume of each trial within its run (0-based).
     pub volume: Vec<usize>,
 }
 
 impl Trials {
+    /// The trials of `runs`, whose designs have `conditions` columns.
+    ///
+    /// Panics if two conditions have an onset at the same volume of a run.
     pub fn of(runs: &[Run], conditions: usize) -> Trials {
         let mut trials = Trials {
             condition: Vec::new(),

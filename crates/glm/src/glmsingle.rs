@@ -22,7 +22,9 @@ use faer::Mat;
 /// GLMsingle's parameters, with its defaults from [`Params::new`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct Params {
+    /// Repetition time in seconds (`tr`).
     pub tr: f64,
+    /// Stimulus duration in seconds (`stimdur`).
     pub stimdur: f64,
     /// Polynomial degree per run (`maxpolydeg`).
     pub degrees: Vec<usize>,
@@ -30,7 +32,11 @@ pub struct Params {
     pub assumed_hrf: Vec<f64>,
     /// TYPEB's library (`hrflibrary`), one HRF per entry.
     pub library: Vec<Vec<f64>>,
+    /// `wantglmdenoise` (true): fit GLMdenoise and TYPEC (skipped, with a note, when no
+    /// condition repeats across runs and `pcstop` > 0).
     pub want_glmdenoise: bool,
+    /// `wantfracridge` (true): fit TYPED (skipped, with a note, when the fraction must be
+    /// cross-validated and no condition repeats across runs).
     pub want_fracridge: bool,
     /// Candidate components (`n_pcs`, 10).
     pub n_pcs: usize,
@@ -42,6 +48,7 @@ pub struct Params {
     pub brain_thresh: (f64, f64),
     /// `brainR2` and `pcR2cutoff`: None takes the tail threshold of the on/off R².
     pub brain_r2: Option<f64>,
+    /// See `brain_r2`.
     pub pc_r2_cutoff: Option<f64>,
     /// `pcR2cutoffmask`: None for all voxels.
     pub pc_r2_cutoff_mask: Option<Vec<bool>>,
@@ -89,7 +96,9 @@ impl Params {
 pub struct Denoised {
     /// (voxels × trials), row-major, percent signal change.
     pub betasmd: Vec<f64>,
+    /// R² of the fit per voxel, in percent.
     pub r2: Vec<f64>,
+    /// The HRF per voxel, TYPEB's (0-based into the library).
     pub hrf_index: Vec<usize>,
     /// The ridge fraction per voxel (`FRACvalue`; 1 in TYPEC).
     pub frac_value: Vec<f64>,
@@ -104,12 +113,18 @@ pub struct Denoised {
 /// Everything GLMsingle returns, model by model.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GlmSingle {
+    /// TYPEA: the on/off model.
     pub typea: OnOff,
     /// The tail threshold of the on/off R² (NaN when it has no two modes).
     pub r2_threshold: f64,
+    /// TYPEB: the library HRF per voxel and its single-trial betas.
     pub typeb: FitHrf,
+    /// GLMdenoise's noise pool and components; None when not wanted or skipped.
     pub denoise: Option<GlmDenoise>,
+    /// TYPEC: TYPEB with GLMdenoise's components projected out; None without `denoise`.
     pub typec: Option<Denoised>,
+    /// TYPED: TYPEC (or TYPEB without GLMdenoise) plus fractional ridge; None when not
+    /// wanted or skipped.
     pub typed: Option<Denoised>,
     /// What was skipped and why, as GLMsingle's warnings.
     pub notes: Vec<String>,

@@ -17,6 +17,7 @@
 //! - [`glmsingle`]: all four models in GLMsingle's order, with TYPEC (GLMdenoise) and TYPED
 //!   (plus fractional ridge per voxel: `FRACvalue`, `scaleoffset`).
 //! - [`stages`]: TYPEA, TYPEB and GLMdenoise kept as they finish, so an interrupted fit resumes.
+#![warn(missing_docs)]
 
 pub mod denoise;
 pub mod design;

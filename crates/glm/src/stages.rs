@@ -8,12 +8,17 @@ use crate::fit::{FitHrf, OnOff};
 /// The stages of [`crate::glmsingle::glm_single_resumable`] that can be kept.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Step {
+    /// TYPEA's on/off fit.
     OnOff,
+    /// TYPEB's library-HRF fit.
     FitHrf,
+    /// GLMdenoise's noise pool, components and their number.
     Denoise,
 }
 
 impl Step {
+    /// The stage's name as GLMsingle's outputs call it (`typea`, `typeb`, `glmdenoise`),
+    /// which a store may use as a file name.
     pub fn name(self) -> &'static str {
         match self {
             Step::OnOff => "typea",
@@ -103,7 +108,7 @@ pub fn fit_hrf_from(arrays: Vec<Vec<f64>>, voxels: usize, trials: usize) -> Opti
     ok.then_some(fit)
 }
 
-/// GLMdenoise as arrays: noisepool, pcvoxels, glmbadness, xvaltrend, [pcnum], then each run's
+/// GLMdenoise as arrays: noisepool, pcvoxels, glmbadness, xvaltrend, `[pcnum]`, then each run's
 /// components.
 pub fn denoise_arrays(d: &GlmDenoise) -> Vec<Vec<f64>> {
     let mut arrays = vec![

@@ -11,8 +11,11 @@
 /// A one-dimensional mixture of two Gaussians.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Mixture {
+    /// Mixing proportions (summing to 1).
     pub weights: [f64; 2],
+    /// Component means, in no particular order.
     pub means: [f64; 2],
+    /// Component variances.
     pub variances: [f64; 2],
 }
 

@@ -28,22 +28,30 @@ const WHAT: &str = "BERT config";
 /// default as in transformers.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BertConfig {
+    /// Token embeddings (rows of `word_embeddings`).
     pub vocab_size: usize,
+    /// d: token width.
     pub hidden_size: usize,
+    /// Encoder layers.
     pub num_hidden_layers: usize,
+    /// Attention heads (dividing `hidden_size`).
     pub num_attention_heads: usize,
+    /// Width of the feed-forward's hidden layer.
     pub intermediate_size: usize,
     /// `hidden_act` (default exact `gelu`).
     pub activation: Activation,
+    /// Rows of the position table: the longest input.
     pub max_position_embeddings: usize,
     /// Rows of `token_type_embeddings` (default 2); every token here has type 0.
     pub type_vocab_size: usize,
+    /// Epsilon of the LayerNorms (default 1e-12).
     pub layer_norm_eps: f64,
     /// Causal self-attention (`BertLMHeadModel` checkpoints trained as decoders).
     pub is_decoder: bool,
 }
 
 impl BertConfig {
+    /// Reads and parses a `config.json`; errors name the file and the field.
     pub fn from_file(path: &Path) -> Result<Self> {
         Self::from_value(&read_config(path)?, path)
     }
@@ -97,10 +105,13 @@ pub struct BertEmbeddings {
     pub position_embeddings: Tensor,
     /// [types, d]; row 0 is added to every token.
     pub token_type_embeddings: Tensor,
+    /// `LayerNorm` over the summed embeddings.
     pub layer_norm: LayerNorm,
 }
 
 impl BertEmbeddings {
+    /// Reads `word_embeddings`, `position_embeddings`, `token_type_embeddings` and `LayerNorm`
+    /// under `vb`; errors on a tensor `vb` lacks or misshapes.
     pub fn new(vb: VarBuilder, c: &BertConfig) -> Result<Self> {
         let d = c.hidden_size;
         Ok(BertEmbeddings {
@@ -136,11 +147,15 @@ impl BertEmbeddings {
 /// `attention.output` and `output`: `LayerNorm(dense(x) + residual)`.
 #[derive(Clone, Debug)]
 pub struct BertOutput {
+    /// `dense`: Linear in → d.
     pub dense: Linear,
+    /// `LayerNorm` after the residual sum.
     pub layer_norm: LayerNorm,
 }
 
 impl BertOutput {
+    /// Reads `dense` (`in_dim` → d) and `LayerNorm` under `vb`; errors on a tensor `vb` lacks or
+    /// misshapes.
     pub fn new(vb: VarBuilder, c: &BertConfig, in_dim: usize) -> Result<Self> {
         Ok(BertOutput {
             dense: Linear::new(vb.pp("dense"), in_dim, c.hidden_size, true)?,
@@ -148,6 +163,7 @@ impl BertOutput {
         })
     }
 
+    /// `x` [B, L, in] and `residual` [B, L, d] → `LayerNorm(dense(x) + residual)` [B, L, d].
     pub fn forward(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
         self.layer_norm
             .forward(&(self.dense.forward(x)? + residual)?)
@@ -157,14 +173,21 @@ impl BertOutput {
 /// `attention`: `self.{query, key, value}` and `output`.
 #[derive(Clone, Debug)]
 pub struct BertAttention {
+    /// `self.query`: Linear d → d.
     pub query: Linear,
+    /// `self.key`: Linear d → d.
     pub key: Linear,
+    /// `self.value`: Linear d → d.
     pub value: Linear,
+    /// `output`: projection, residual and LayerNorm.
     pub output: BertOutput,
+    /// Attention heads.
     pub heads: usize,
 }
 
 impl BertAttention {
+    /// Reads `self.{query,key,value}` and `output` under `vb`; errors on a tensor `vb` lacks or
+    /// misshapes.
     pub fn new(vb: VarBuilder, c: &BertConfig) -> Result<Self> {
         let d = c.hidden_size;
         let s = vb.pp("self");
@@ -191,14 +214,19 @@ impl BertAttention {
 /// `encoder.layer.{i}`.
 #[derive(Clone, Debug)]
 pub struct BertLayer {
+    /// `attention`: self-attention and its output block.
     pub attention: BertAttention,
     /// `intermediate.dense`.
     pub intermediate: Linear,
+    /// The feed-forward's activation (`hidden_act`).
     pub activation: Activation,
+    /// `output`: feed-forward projection, residual and LayerNorm.
     pub output: BertOutput,
 }
 
 impl BertLayer {
+    /// Reads `attention`, `intermediate.dense` and `output` under `vb`; errors on a tensor `vb`
+    /// lacks or misshapes.
     pub fn new(vb: VarBuilder, c: &BertConfig) -> Result<Self> {
         Ok(BertLayer {
             attention: BertAttention::new(vb.pp("attention"), c)?,
@@ -213,6 +241,7 @@ impl BertLayer {
         })
     }
 
+    /// `x` [B, L, d], `bias` the additive mask (broadcastable to [B, H, L, L]) → [B, L, d].
     pub fn forward(&self, x: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
         let h = self.attention.forward(x, bias)?;
         let inner = self.activation.forward(&self.intermediate.forward(&h)?)?;
@@ -223,9 +252,11 @@ impl BertLayer {
 /// transformers' `BertModel` without the pooler.
 #[derive(Clone, Debug)]
 pub struct BertModel {
+    /// `embeddings`.
     pub embeddings: BertEmbeddings,
     /// `encoder.layer`.
     pub layers: Vec<BertLayer>,
+    /// The model's config.
     pub config: BertConfig,
 }
 

@@ -57,6 +57,7 @@ impl<'a> ConfigFields<'a> {
         format!("{}{key}", self.prefix)
     }
 
+    /// A [`ModelError::Config`] naming this config's file with `message`.
     pub fn error(&self, message: String) -> ModelError {
         ModelError::Config {
             path: self.path.to_path_buf(),
@@ -117,6 +118,8 @@ impl<'a> ConfigFields<'a> {
             .transpose()
     }
 
+    /// A number (`keys` tried in order), `default` when absent; epsilons must lie in (0, 1], rotary
+    /// bases and factors must be positive.
     pub fn f64_or(&self, keys: &[&'static str], default: f64) -> Result<f64> {
         match self.find(keys) {
             None => Ok(default),
@@ -151,6 +154,7 @@ impl<'a> ConfigFields<'a> {
         checked.map_err(|m| self.error(m))
     }
 
+    /// A boolean, `default` when absent.
     pub fn bool_or(&self, key: &'static str, default: bool) -> Result<bool> {
         match self.find(&[key]) {
             None => Ok(default),
@@ -162,6 +166,7 @@ impl<'a> ConfigFields<'a> {
         }
     }
 
+    /// A string (`keys` tried in order), `default` when absent.
     pub fn string_or(&self, keys: &[&'static str], default: &str) -> Result<String> {
         match self.find(keys) {
             None => Ok(default.to_string()),
@@ -187,11 +192,10 @@ impl<'a> ConfigFields<'a> {
     }
 }
 
-/// The largest value a whole-number config field may take, by its name: layers and heads
-/// [`config_bounds::MAX_LAYERS`], kernels [`config_bounds::MAX_KERNEL`], widths [`config_bounds::MAX_CHANNELS`],
-/// feed-forward widths
-/// [`config_bounds::MAX_FFN`], positions [`config_bounds::MAX_POSITIONS`], anything else (vocabularies,
-/// token ids, buckets) [`config_bounds::MAX_VOCAB`].
+/// The largest value a whole-number config field may take, by its name (the bounds of
+/// [`brainrecon_nn::config_bounds`]): layers and heads `MAX_LAYERS`, kernels `MAX_KERNEL`,
+/// widths `MAX_CHANNELS`, feed-forward widths `MAX_FFN`, positions `MAX_POSITIONS`, anything
+/// else (vocabularies, token ids, buckets) `MAX_VOCAB`.
 pub fn size_cap(key: &str) -> usize {
     use brainrecon_nn::config_bounds;
     let has = |parts: &[&str]| parts.iter().any(|p| key.contains(p));

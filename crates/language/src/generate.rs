@@ -97,13 +97,15 @@ pub struct BeamSearchConfig {
     pub repetition_penalty: f32,
     /// Exponent of the length a finished hypothesis' summed log-probabilities are divided by.
     pub length_penalty: f32,
+    /// The end-of-sequence token.
     pub eos_token_id: u32,
+    /// Which transformers version's beam bookkeeping to follow.
     pub scoring: BeamScoring,
 }
 
 impl BeamSearchConfig {
     /// The settings of the published caption decoding: 3 beams, max_length 20, min_length 5,
-    /// repetition_penalty 1.5, eos = BERT's [SEP] (102), transformers 4.15's bookkeeping.
+    /// repetition_penalty 1.5, eos = BERT's `[SEP]` (102), transformers 4.15's bookkeeping.
     pub fn published() -> Self {
         BeamSearchConfig {
             num_beams: 3,
@@ -133,16 +135,19 @@ pub struct Hypothesis {
     /// The hypothesis' score as transformers reports it (`sequences_scores`); `None` for greedy
     /// search, which has none.
     pub score: Option<f32>,
+    /// The hypothesis ends with `eos_token_id` (not stopped at max_length).
     pub ends_with_eos: bool,
 }
 
 /// What [`beam_search`] returns: every kept hypothesis, best first.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BeamSearchOutput {
+    /// The kept hypotheses, best first.
     pub hypotheses: Vec<Hypothesis>,
 }
 
 impl BeamSearchOutput {
+    /// The best hypothesis. Panics when there is none.
     pub fn best(&self) -> &Hypothesis {
         &self.hypotheses[0]
     }
@@ -151,9 +156,13 @@ impl BeamSearchOutput {
 /// Settings of [`greedy`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct GreedyConfig {
+    /// Longest sequence, prompt included.
     pub max_length: usize,
+    /// eos is forbidden while the sequence (prompt included) is shorter than this.
     pub min_length: usize,
+    /// Divides positive, multiplies negative scores of tokens already in the sequence (1 = off).
     pub repetition_penalty: f32,
+    /// The end-of-sequence token.
     pub eos_token_id: u32,
 }
 
@@ -161,9 +170,13 @@ pub struct GreedyConfig {
 /// top-p 1 (off).
 #[derive(Clone, Debug, PartialEq)]
 pub struct SamplingConfig {
+    /// Longest sequence, prompt included.
     pub max_length: usize,
+    /// eos is forbidden while the sequence (prompt included) is shorter than this.
     pub min_length: usize,
+    /// Divides positive, multiplies negative scores of tokens already in the sequence (1 = off).
     pub repetition_penalty: f32,
+    /// The end-of-sequence token.
     pub eos_token_id: u32,
     /// Divides the processed logits (1 = off).
     pub temperature: f32,
@@ -175,6 +188,9 @@ pub struct SamplingConfig {
 }
 
 impl SamplingConfig {
+    /// Sequences of at most `max_length` tokens (prompt included) ending on `eos_token_id`, the
+    /// rest transformers' defaults: no minimum length, no repetition penalty, temperature 1,
+    /// top-k 50, top-p 1.
     pub fn new(max_length: usize, eos_token_id: u32) -> Self {
         SamplingConfig {
             max_length,

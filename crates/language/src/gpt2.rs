@@ -30,22 +30,30 @@ const WHAT: &str = "GPT-2 config";
 /// sizes are required, the rest default as in transformers.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Gpt2Config {
+    /// Token embeddings (rows of `wte`).
     pub vocab_size: usize,
     /// Rows of the position table: the longest input.
     pub n_positions: usize,
+    /// d: token width (alias `hidden_size`).
     pub n_embd: usize,
+    /// Blocks (alias `num_hidden_layers`).
     pub n_layer: usize,
+    /// Attention heads (alias `num_attention_heads`), dividing `n_embd`.
     pub n_head: usize,
     /// Width of the feed-forward layer (`n_inner`, default `4 · n_embd`).
     pub n_inner: usize,
     /// `activation_function` (default `gelu_new`, the tanh approximation).
     pub activation: Activation,
+    /// Epsilon of the LayerNorms (default 1e-5).
     pub layer_norm_epsilon: f64,
+    /// Scale attention scores by `1/√Dh` (default true).
     pub scale_attn_weights: bool,
+    /// Also divide attention scores by `layer + 1` (default false).
     pub scale_attn_by_inverse_layer_idx: bool,
 }
 
 impl Gpt2Config {
+    /// Reads and parses a `config.json`; errors name the file and the field.
     pub fn from_file(path: &Path) -> Result<Self> {
         Self::from_value(&read_config(path)?, path)
     }
@@ -87,14 +95,19 @@ fn conv1d(vb: VarBuilder, nx: usize, nf: usize) -> Result<Linear> {
 /// `h.{i}.attn`: fused `c_attn` (queries, keys, values), `c_proj`.
 #[derive(Clone, Debug)]
 pub struct Gpt2Attention {
+    /// `c_attn`: queries, keys and values, d → 3d.
     pub c_attn: Linear,
+    /// `c_proj`: output projection, d → d.
     pub c_proj: Linear,
+    /// Attention heads.
     pub heads: usize,
     /// Score scale: `1/√Dh` (or 1), divided by `layer + 1` when so configured.
     pub scale: f64,
 }
 
 impl Gpt2Attention {
+    /// Reads `c_attn` and `c_proj` (transposing `Conv1D`'s [in, out] weights) under `vb` for block
+    /// `layer` (0-based); errors on a tensor `vb` lacks or misshapes.
     pub fn new(vb: VarBuilder, c: &Gpt2Config, layer: usize) -> Result<Self> {
         let d = c.n_embd;
         let mut scale = 1.0;
@@ -127,12 +140,17 @@ impl Gpt2Attention {
 /// `h.{i}.mlp`: `c_proj(act(c_fc(x)))`.
 #[derive(Clone, Debug)]
 pub struct Gpt2Mlp {
+    /// `c_fc`: d → `n_inner`.
     pub c_fc: Linear,
+    /// `c_proj`: `n_inner` → d.
     pub c_proj: Linear,
+    /// The activation between them (`activation_function`).
     pub activation: Activation,
 }
 
 impl Gpt2Mlp {
+    /// Reads `c_fc` and `c_proj` (transposing `Conv1D`'s [in, out] weights) under `vb`; errors on a
+    /// tensor `vb` lacks or misshapes.
     pub fn new(vb: VarBuilder, c: &Gpt2Config) -> Result<Self> {
         Ok(Gpt2Mlp {
             c_fc: conv1d(vb.pp("c_fc"), c.n_embd, c.n_inner)?,
@@ -141,6 +159,7 @@ impl Gpt2Mlp {
         })
     }
 
+    /// [B, L, d] → `c_proj(act(c_fc(x)))` [B, L, d].
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let h = self.activation.forward(&self.c_fc.forward(x)?)?;
         self.c_proj.forward(&h)
@@ -150,13 +169,19 @@ impl Gpt2Mlp {
 /// `h.{i}`.
 #[derive(Clone, Debug)]
 pub struct Gpt2Block {
+    /// LayerNorm before the attention.
     pub ln_1: LayerNorm,
+    /// `attn`: causal self-attention.
     pub attn: Gpt2Attention,
+    /// LayerNorm before the MLP.
     pub ln_2: LayerNorm,
+    /// `mlp`.
     pub mlp: Gpt2Mlp,
 }
 
 impl Gpt2Block {
+    /// Reads `ln_1`, `attn`, `ln_2` and `mlp` under `vb` for block `layer` (0-based); errors on a
+    /// tensor `vb` lacks or misshapes.
     pub fn new(vb: VarBuilder, c: &Gpt2Config, layer: usize) -> Result<Self> {
         let eps = c.layer_norm_epsilon;
         Ok(Gpt2Block {
@@ -167,6 +192,7 @@ impl Gpt2Block {
         })
     }
 
+    /// `x` [B, L, d], `bias` the additive mask [B, 1, L, L] → [B, L, d].
     pub fn forward(&self, x: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
         let x = (x + self.attn.forward(&self.ln_1.forward(x)?, bias)?)?;
         Ok((&x + self.mlp.forward(&self.ln_2.forward(&x)?)?)?)
@@ -180,8 +206,11 @@ pub struct Gpt2Model {
     pub wte: Tensor,
     /// Position embeddings [n_positions, d].
     pub wpe: Tensor,
+    /// `h`: the blocks.
     pub h: Vec<Gpt2Block>,
+    /// `ln_f`: LayerNorm after the last block.
     pub ln_f: LayerNorm,
+    /// The model's config.
     pub config: Gpt2Config,
 }
 

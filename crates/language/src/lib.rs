@@ -14,6 +14,8 @@
 //! annotation; [`text_tokenizer`]: their tokenizers as transformers 5's `AutoTokenizer` builds
 //! them; [`checkpoint`]: what the three share (config fields, checkpoint names, masks).
 
+#![warn(missing_docs)]
+
 pub mod bert;
 pub mod blip;
 pub mod checkpoint;

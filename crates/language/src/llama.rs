@@ -36,12 +36,20 @@ pub enum RopeScaling {
     /// `default`: `θ^(−2i/Dh)`.
     Default,
     /// `linear`: the default frequencies divided by `factor`.
-    Linear { factor: f64 },
+    Linear {
+        /// Divisor of every frequency.
+        factor: f64,
+    },
     /// `llama3`: low frequencies divided by `factor`, high ones kept, a smooth ramp between.
     Llama3 {
+        /// Divisor of the low frequencies.
         factor: f64,
+        /// Wavelengths above `original_max_position_embeddings / low_freq_factor` are divided by
+        /// `factor`.
         low_freq_factor: f64,
+        /// Wavelengths below `original_max_position_embeddings / high_freq_factor` are kept.
         high_freq_factor: f64,
+        /// The context length the model was trained with.
         original_max_position_embeddings: usize,
     },
     /// `dynamic` (NTK): the default frequencies for inputs up to `max_position_embeddings`.
@@ -52,10 +60,15 @@ pub enum RopeScaling {
 /// rest default as in transformers.
 #[derive(Clone, Debug, PartialEq)]
 pub struct LlamaConfig {
+    /// Token embeddings (rows of `embed_tokens`).
     pub vocab_size: usize,
+    /// d: token width.
     pub hidden_size: usize,
+    /// Width of the SwiGLU feed-forward.
     pub intermediate_size: usize,
+    /// Decoder layers.
     pub num_hidden_layers: usize,
+    /// Query heads.
     pub num_attention_heads: usize,
     /// Key/value heads (default: `num_attention_heads`, i.e. no grouping).
     pub num_key_value_heads: usize,
@@ -63,14 +76,20 @@ pub struct LlamaConfig {
     pub head_dim: usize,
     /// The longest input (features truncate to it).
     pub max_position_embeddings: usize,
+    /// Epsilon of the RMSNorms (default 1e-6).
     pub rms_norm_eps: f64,
+    /// θ: base of the rotary frequencies (default 10000).
     pub rope_theta: f64,
+    /// How the rotary frequencies are scaled.
     pub rope_scaling: RopeScaling,
+    /// Biases on the q, k, v and o projections (default false).
     pub attention_bias: bool,
+    /// Biases on the feed-forward's projections (default false).
     pub mlp_bias: bool,
 }
 
 impl LlamaConfig {
+    /// Reads and parses a `config.json`; errors name the file and the field.
     pub fn from_file(path: &Path) -> Result<Self> {
         Self::from_value(&read_config(path)?, path)
     }
@@ -232,11 +251,14 @@ fn rope(f: &ConfigFields, max_positions: usize) -> Result<(f64, RopeScaling)> {
 /// Llama's RMSNorm: `weight · x / √(mean(x²) + eps)`.
 #[derive(Clone, Debug)]
 pub struct RmsNorm {
+    /// `[d]`.
     pub weight: Tensor,
+    /// Added to the mean square before the root.
     pub eps: f64,
 }
 
 impl RmsNorm {
+    /// Reads `weight` `[dim]` under `vb`; errors when it is missing or misshaped.
     pub fn new(vb: VarBuilder, dim: usize, eps: f64) -> Result<Self> {
         Ok(RmsNorm {
             weight: layers::weight(&vb, dim, "weight")?,
@@ -244,6 +266,7 @@ impl RmsNorm {
         })
     }
 
+    /// [..., d] → [..., d].
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(candle_nn::ops::rms_norm(
             &x.contiguous()?,
@@ -256,16 +279,24 @@ impl RmsNorm {
 /// `layers.{i}.self_attn`.
 #[derive(Clone, Debug)]
 pub struct LlamaAttention {
+    /// `q_proj`: d → heads·Dh.
     pub q_proj: Linear,
+    /// `k_proj`: d → kv_heads·Dh.
     pub k_proj: Linear,
+    /// `v_proj`: d → kv_heads·Dh.
     pub v_proj: Linear,
+    /// `o_proj`: heads·Dh → d.
     pub o_proj: Linear,
+    /// Query heads.
     pub heads: usize,
+    /// Key/value heads, each shared by `heads / kv_heads` query heads.
     pub kv_heads: usize,
+    /// Dh: width of one head.
     pub head_dim: usize,
 }
 
 impl LlamaAttention {
+    /// Reads `{q,k,v,o}_proj` under `vb`; errors on a tensor `vb` lacks or misshapes.
     pub fn new(vb: VarBuilder, c: &LlamaConfig) -> Result<Self> {
         let (d, dh, bias) = (c.hidden_size, c.head_dim, c.attention_bias);
         let (q, kv) = (c.num_attention_heads * dh, c.num_key_value_heads * dh);
@@ -316,12 +347,16 @@ impl LlamaAttention {
 /// `layers.{i}.mlp`: `down_proj(silu(gate_proj(x)) · up_proj(x))`.
 #[derive(Clone, Debug)]
 pub struct LlamaMlp {
+    /// `gate_proj`: d → intermediate.
     pub gate_proj: Linear,
+    /// `up_proj`: d → intermediate.
     pub up_proj: Linear,
+    /// `down_proj`: intermediate → d.
     pub down_proj: Linear,
 }
 
 impl LlamaMlp {
+    /// Reads `{gate,up,down}_proj` under `vb`; errors on a tensor `vb` lacks or misshapes.
     pub fn new(vb: VarBuilder, c: &LlamaConfig) -> Result<Self> {
         let (d, i, bias) = (c.hidden_size, c.intermediate_size, c.mlp_bias);
         Ok(LlamaMlp {
@@ -331,6 +366,7 @@ impl LlamaMlp {
         })
     }
 
+    /// [B, L, d] → `down(silu(gate(x)) · up(x))` [B, L, d].
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let gate = layers::silu(&self.gate_proj.forward(x)?)?;
         self.down_proj.forward(&(gate * self.up_proj.forward(x)?)?)
@@ -340,13 +376,19 @@ impl LlamaMlp {
 /// `layers.{i}`.
 #[derive(Clone, Debug)]
 pub struct LlamaDecoderLayer {
+    /// RMSNorm before the attention.
     pub input_layernorm: RmsNorm,
+    /// `self_attn`.
     pub self_attn: LlamaAttention,
+    /// RMSNorm before the feed-forward.
     pub post_attention_layernorm: RmsNorm,
+    /// `mlp`.
     pub mlp: LlamaMlp,
 }
 
 impl LlamaDecoderLayer {
+    /// Reads `input_layernorm`, `self_attn`, `post_attention_layernorm` and `mlp` under `vb`;
+    /// errors on a tensor `vb` lacks or misshapes.
     pub fn new(vb: VarBuilder, c: &LlamaConfig) -> Result<Self> {
         let (d, eps) = (c.hidden_size, c.rms_norm_eps);
         Ok(LlamaDecoderLayer {
@@ -357,6 +399,8 @@ impl LlamaDecoderLayer {
         })
     }
 
+    /// `x` [B, L, d]; `rope` the cos/sin tables [L, Dh/2]; `bias` the additive mask [B, 1, L, L] →
+    /// [B, L, d].
     pub fn forward(
         &self,
         x: &Tensor,
@@ -378,8 +422,11 @@ impl LlamaDecoderLayer {
 pub struct LlamaModel {
     /// [V, d].
     pub embed_tokens: Tensor,
+    /// `layers`: the decoder layers.
     pub layers: Vec<LlamaDecoderLayer>,
+    /// `norm`: RMSNorm after the last layer.
     pub norm: RmsNorm,
+    /// The model's config.
     pub config: LlamaConfig,
     inv_freq: Vec<f32>,
 }

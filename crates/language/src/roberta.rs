@@ -34,16 +34,23 @@ const WHAT: &str = "RoBERTa config";
 /// [`RobertaConfig::clap_text`]).
 #[derive(Clone, Debug, PartialEq)]
 pub struct RobertaConfig {
+    /// Token embeddings (rows of `word_embeddings`).
     pub vocab_size: usize,
+    /// d: token width.
     pub hidden_size: usize,
+    /// Encoder layers.
     pub num_hidden_layers: usize,
+    /// Attention heads (dividing `hidden_size`).
     pub num_attention_heads: usize,
+    /// Width of the feed-forward's hidden layer.
     pub intermediate_size: usize,
     /// `hidden_act`.
     pub activation: Activation,
+    /// Rows of the position table (positions count from `pad_token_id + 1`).
     pub max_position_embeddings: usize,
     /// Rows of `token_type_embeddings`; every token has type 0.
     pub type_vocab_size: usize,
+    /// Epsilon of the LayerNorms.
     pub layer_norm_eps: f64,
     /// The padding token; positions count from `pad_token_id + 1`.
     pub pad_token_id: usize,
@@ -191,11 +198,15 @@ pub struct RobertaEmbeddings {
     pub position_embeddings: Tensor,
     /// [types, d]; row 0 is added to every token.
     pub token_type_embeddings: Tensor,
+    /// `LayerNorm` over the summed embeddings.
     pub layer_norm: LayerNorm,
+    /// The padding token; positions count from `pad_token_id + 1`.
     pub pad_token_id: usize,
 }
 
 impl RobertaEmbeddings {
+    /// Reads `word_embeddings`, `position_embeddings`, `token_type_embeddings` and `LayerNorm`
+    /// under `vb`; errors on a tensor `vb` lacks or misshapes.
     pub fn new(vb: VarBuilder, c: &RobertaConfig) -> Result<Self> {
         let d = c.hidden_size;
         let table = |name: &str, rows: usize| layers::weight(&vb.pp(name), (rows, d), "weight");
@@ -246,11 +257,13 @@ pub struct RobertaOutput {
 /// transformers' `RobertaModel` (`ClapTextModel`).
 #[derive(Clone, Debug)]
 pub struct RobertaModel {
+    /// `embeddings`.
     pub embeddings: RobertaEmbeddings,
     /// `encoder.layer`: BERT's post-norm layers.
     pub layers: Vec<BertLayer>,
     /// `pooler.dense`.
     pub pooler: Option<Linear>,
+    /// The model's config.
     pub config: RobertaConfig,
 }
 

@@ -32,6 +32,7 @@ const WHAT: &str = "T5 config";
 pub struct T5FeedForward {
     /// `wo(act(wi_0 x) * wi_1 x)` when gated, `wo(act(wi x))` otherwise.
     pub gated: bool,
+    /// The activation of `wi` (`wi_0` when gated).
     pub activation: Activation,
 }
 
@@ -66,23 +67,30 @@ impl T5FeedForward {
 /// as in transformers (32 buckets, max_distance 128, eps 1e-6, `relu`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct T5Config {
+    /// Token embeddings (rows of `shared`).
     pub vocab_size: usize,
     /// `d_model` (alias `hidden_size`).
     pub d_model: usize,
     /// Width of one head (`d_kv`); `num_heads * d_kv` need not equal `d_model`.
     pub d_kv: usize,
+    /// Width of the feed-forward's hidden layer.
     pub d_ff: usize,
     /// Encoder blocks (`num_layers`).
     pub num_layers: usize,
+    /// Attention heads (alias `num_attention_heads`).
     pub num_heads: usize,
+    /// Relative-position buckets (both directions together).
     pub relative_attention_num_buckets: usize,
+    /// Distance beyond which relative positions share the last bucket.
     pub relative_attention_max_distance: usize,
+    /// Epsilon of the layer norms (default 1e-6).
     pub layer_norm_epsilon: f64,
     /// `feed_forward_proj`.
     pub feed_forward: T5FeedForward,
 }
 
 impl T5Config {
+    /// Reads and parses a `config.json`; errors name the file and the field.
     pub fn from_file(path: &Path) -> Result<Self> {
         Self::from_value(&read_config(path)?, path)
     }
@@ -157,12 +165,14 @@ pub fn relative_position_bucket(relative: i64, num_buckets: usize, max_distance:
 /// T5's layer norm: `weight * x / sqrt(mean(x²) + eps)` (no mean subtracted, no bias).
 #[derive(Clone, Debug)]
 pub struct T5LayerNorm {
-    /// [d].
+    /// `[d]`.
     pub weight: Tensor,
+    /// Added to the mean square before the root.
     pub eps: f64,
 }
 
 impl T5LayerNorm {
+    /// Reads `weight` `[dim]` under `vb`; errors when it is missing or misshaped.
     pub fn new(vb: VarBuilder, dim: usize, eps: f64) -> Result<Self> {
         Ok(T5LayerNorm {
             weight: layers::weight(&vb, dim, "weight")?,
@@ -181,18 +191,27 @@ impl T5LayerNorm {
 /// `layer.0.SelfAttention`: unscaled multi-head attention with an additive position bias.
 #[derive(Clone, Debug)]
 pub struct T5Attention {
+    /// `q`: d → heads·d_kv, no bias.
     pub q: Linear,
+    /// `k`: d → heads·d_kv, no bias.
     pub k: Linear,
+    /// `v`: d → heads·d_kv, no bias.
     pub v: Linear,
+    /// `o`: heads·d_kv → d, no bias.
     pub o: Linear,
     /// `relative_attention_bias.weight` [buckets, heads] (the first block only).
     pub relative_attention_bias: Option<Tensor>,
+    /// Attention heads.
     pub heads: usize,
+    /// Relative-position buckets.
     pub num_buckets: usize,
+    /// Distance beyond which relative positions share the last bucket.
     pub max_distance: usize,
 }
 
 impl T5Attention {
+    /// Reads `q`, `k`, `v`, `o` and, when `has_relative_bias` (the first block),
+    /// `relative_attention_bias` under `vb`; errors on a tensor `vb` lacks or misshapes.
     pub fn new(vb: VarBuilder, c: &T5Config, has_relative_bias: bool) -> Result<Self> {
         let inner = c.num_heads * c.d_kv;
         let relative_attention_bias = if has_relative_bias {
@@ -259,11 +278,15 @@ pub struct T5DenseActDense {
     pub wi: Linear,
     /// `wi_1` (gated only: the linear half).
     pub wi_1: Option<Linear>,
+    /// `wo`: d_ff → d, no bias.
     pub wo: Linear,
+    /// The activation of `wi`.
     pub activation: Activation,
 }
 
 impl T5DenseActDense {
+    /// Reads `wi` (or `wi_0` and `wi_1` when gated) and `wo` under `vb`; errors on a tensor `vb`
+    /// lacks or misshapes.
     pub fn new(vb: VarBuilder, c: &T5Config) -> Result<Self> {
         let (wi, wi_1) = if c.feed_forward.gated {
             (
@@ -281,6 +304,7 @@ impl T5DenseActDense {
         })
     }
 
+    /// [B, L, d] → [B, L, d]: `wo(act(wi x))`, or `wo(act(wi_0 x) · wi_1 x)` when gated.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let mut h = self.activation.forward(&self.wi.forward(x)?)?;
         if let Some(wi_1) = &self.wi_1 {
@@ -304,6 +328,8 @@ pub struct T5Block {
 }
 
 impl T5Block {
+    /// Reads `layer.0` (attention, its relative bias when `has_relative_bias`) and `layer.1`
+    /// (feed-forward) under `vb`; errors on a tensor `vb` lacks or misshapes.
     pub fn new(vb: VarBuilder, c: &T5Config, has_relative_bias: bool) -> Result<Self> {
         let attn = vb.pp("layer").pp(0);
         let ff = vb.pp("layer").pp(1);
@@ -344,6 +370,7 @@ pub struct T5EncoderModel {
     pub blocks: Vec<T5Block>,
     /// `encoder.final_layer_norm`.
     pub final_layer_norm: T5LayerNorm,
+    /// The model's config.
     pub config: T5Config,
 }
 

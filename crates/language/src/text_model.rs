@@ -45,8 +45,11 @@ pub const SUPPORTED_MODEL_TYPES: [&str; 3] = ["gpt2", "bert", "llama"];
 /// A text model of one of the supported families, chosen by `config.json`'s `model_type`.
 #[derive(Clone, Debug)]
 pub enum TextModel {
+    /// `model_type` `gpt2`.
     Gpt2(Gpt2Model),
+    /// `model_type` `bert`.
     Bert(BertModel),
+    /// `model_type` `llama`.
     Llama(LlamaModel),
 }
 
@@ -125,6 +128,7 @@ impl TextModel {
         }
     }
 
+    /// The vocabulary size: rows of the token embedding table.
     pub fn vocab_size(&self) -> usize {
         match self {
             TextModel::Gpt2(m) => m.config.vocab_size,
@@ -193,6 +197,7 @@ pub enum PoolTokens {
 /// Options of [`annotation_features_with`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct FeatureOptions {
+    /// Which tokens each annotation's mean covers.
     pub pool: PoolTokens,
     /// The most tokens (rows × padded length) per forward pass (default 2048: every hidden
     /// state of the batch is held at once, 23 × 2048 × 2048 f32 for TinyLlama).

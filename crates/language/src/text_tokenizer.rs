@@ -41,8 +41,11 @@ use tokenizers::{AddedToken, Tokenizer, TruncationParams};
 /// How transformers builds the tokenizer (its tokenizer class).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TokenizerClass {
+    /// `GPT2Tokenizer`, rebuilt as transformers does.
     Gpt2,
+    /// `BertTokenizer`, rebuilt as transformers does.
     Bert,
+    /// `LlamaTokenizer`, rebuilt as transformers does.
     Llama,
     /// `tokenizer.json` as saved (`TokenizersBackend`).
     AsSaved,
@@ -69,6 +72,7 @@ impl std::fmt::Debug for TextTokenizer {
 /// One encoded text.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EncodedText {
+    /// Token ids, special tokens included.
     pub ids: Vec<u32>,
     /// 1 for the tokens the post-processor added (BOS, `[CLS]`, `[SEP]`), 0 for the text's.
     pub special: Vec<u32>,
@@ -172,6 +176,7 @@ impl TextTokenizer {
         })
     }
 
+    /// The class the tokenizer was built as.
     pub fn class(&self) -> TokenizerClass {
         self.class
     }

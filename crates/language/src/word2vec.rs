@@ -15,8 +15,11 @@ use std::path::Path;
 /// Word vectors: `vectors` is [words, dim] row-major.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Word2Vec {
+    /// The vocabulary, in row order.
     pub words: Vec<String>,
+    /// Width of a vector.
     pub dim: usize,
+    /// [words, dim], row-major.
     pub vectors: Vec<f32>,
     index: HashMap<String, usize>,
 }

@@ -152,7 +152,9 @@ pub struct BlipTokenizer {
     pub cls_id: u32,
     /// `[SEP]`: the end of a caption (BLIP's generate stops on it).
     pub sep_id: u32,
+    /// `[PAD]`: the padding token.
     pub pad_id: u32,
+    /// `[UNK]`: the unknown token.
     pub unk_id: u32,
     clean_up_tokenization_spaces: bool,
 }

@@ -10,19 +10,31 @@ pub enum MetricsError {
     /// inputs that must match do not.
     #[error("shape mismatch for {what}: expected {expected} values, got {actual}")]
     ShapeMismatch {
+        /// The input, as the message names it.
         what: &'static str,
+        /// Values its shape implies.
         expected: usize,
+        /// Values it holds.
         actual: usize,
     },
     /// An input has no elements where at least one (or more) is needed.
     #[error("{what} is empty; {need}")]
     Empty {
+        /// The empty input.
         what: &'static str,
+        /// What the metric needs, as a sentence.
         need: &'static str,
     },
     /// The image is smaller than the SSIM window.
     #[error("image of {h}x{w} is smaller than the {win}x{win} SSIM window")]
-    ImageTooSmall { h: usize, w: usize, win: usize },
+    ImageTooSmall {
+        /// Image height in pixels.
+        h: usize,
+        /// Image width in pixels.
+        w: usize,
+        /// Side of the square window in pixels.
+        win: usize,
+    },
     /// A parameter is outside its valid range.
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
@@ -33,15 +45,24 @@ pub enum MetricsError {
          (a decoder that outputs non-finite values is refused, not scored)"
     )]
     NonFinite {
+        /// Where the values came from.
         what: String,
+        /// Row of the first non-finite value (0-based).
         row: usize,
+        /// Column of the first non-finite value (0-based).
         column: usize,
+        /// The value itself (NaN or ±∞).
         value: f64,
     },
     /// A resource file (for instance METEOR's jar) is missing or not what
     /// was expected.
     #[error("{path}: {what}")]
-    Resource { path: String, what: String },
+    Resource {
+        /// The file.
+        path: String,
+        /// What is wrong with it.
+        what: String,
+    },
 }
 
 /// Result alias for this crate.

@@ -21,6 +21,7 @@
 //!   from `tools/fixtures/caption_metrics.py`.
 //! - [`video`]: MinD-Video's n-way top-k classification rule, SSIM and PSNR of 8-bit clips.
 //! - [`summary`]: [`MetricsTable`], the per-set summary a CLI prints.
+#![warn(missing_docs)]
 
 pub mod bleu;
 pub mod caption;

@@ -1,7 +1,7 @@
 //! Per-channel scale and shift of [B, C, ...] tensors (convolution biases, group norm's affine
 //! parameters), differentiable, with a fast backward on the CPU.
 //!
-//! With candle's broadcast ops, the gradient of a [C] parameter broadcast over [B, C, H, W] is a
+//! With candle's broadcast ops, the gradient of a `[C]` parameter broadcast over `[B, C, H, W]` is a
 //! sum over dimensions 0, 2 and 3, which candle's CPU reduction runs as a generic strided loop on
 //! one thread: a fifth of a training step of the project's autoencoder. Here the sums run over
 //! each contiguous H·W plane, one channel per task.
@@ -225,7 +225,7 @@ impl CustomOp2 for SumsWithInput {
     }
 }
 
-/// `x · scale[c] + shift[c]` for `x` [B, C, ...] and parameters [C]; either may be absent.
+/// `x · scale[c] + shift[c]` for `x` `[B, C, ...]` and parameters `[C]`; either may be absent.
 /// f32 on the CPU takes the fast path; anything else uses candle's broadcast ops.
 pub fn channel_affine(
     x: &Tensor,

@@ -1,6 +1,6 @@
 //! Bounds on the size-like fields of model configs (`config.json` files written by anyone).
 //!
-//! Each check returns a message "<field>: expected <...>, found <...>"; callers prefix the
+//! Each check returns a message `"<field>: expected <...>, found <...>"`; callers prefix the
 //! config file. The bounds are far above any released model yet low enough that no single field
 //! can overflow an index computation or drive a multi-GB buffer before weights are checked.
 

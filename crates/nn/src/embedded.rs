@@ -3,7 +3,7 @@
 //! (`$BRAINRECON_CACHE`, else `$XDG_CACHE_HOME/brainrecon`, else `~/.cache/brainrecon`) under
 //! a name that includes a hash of its bytes, so a new build never reads an old copy. The
 //! folder is written beside its final name and renamed into place
-//! ([`write_folder_once`](brainrecon_core::fs::write_folder_once)).
+//! ([`write_folder_once`]).
 
 use std::path::{Path, PathBuf};
 

@@ -11,7 +11,8 @@
 //! - [`loss`]: losses; [`checkpoint`]: resumable checkpoints and [`checkpoint::ResumableRun`];
 //! - [`rng`]: seeded noise, hashes and mini-batch order;
 //! - [`weights`] and [`embedded`]: safetensors and Hugging Face cache loading;
-//! - with the `cuda` feature, fused inference kernels for NVIDIA GPUs ([`cuda`]).
+//! - [`config_bounds`] and [`vision_tower`]: checked settings from `config.json` files;
+//! - with the `cuda` feature, fused inference kernels for NVIDIA GPUs (`cuda`).
 //!
 //! Layers sit on private CPU kernels (one-pass f32 ops on the widest vector unit the CPU has),
 //! which import nothing above them.
@@ -33,6 +34,7 @@ pub mod loss;
 pub mod optim;
 pub mod params;
 pub mod rng;
+pub mod vision_tower;
 pub mod weights;
 mod winograd;
 

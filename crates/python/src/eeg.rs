@@ -12,7 +12,8 @@ use brainrecon_routes::eeg::decoder::{
 };
 use brainrecon_routes::eeg::nice_train::NiceTrainOptions;
 use brainrecon_routes::eeg::preprocess::{
-    prepare_bids, prepare_meg, preprocess, BidsEegRequest, MegPrepareRequest, PreprocessRequest,
+    prepare_bids, prepare_meg, preprocess, BidsEegRequest, MegPrepareRequest, Mvnn,
+    PreprocessRequest,
 };
 use brainrecon_routes::eeg::reconstruct::{reconstruct, EegReconstructRequest};
 use brainrecon_routes::eeg::ridge_decoder::RidgeDecoderOptions;
@@ -85,25 +86,15 @@ fn eeg_preprocess<'py>(
 
 /// `channels`: occipital-parietal or all.
 fn channel_selection(name: &str) -> PyResult<ChannelSelection> {
-    match name {
-        "occipital-parietal" => Ok(ChannelSelection::OccipitalParietal),
-        "all" => Ok(ChannelSelection::All),
-        other => Err(errors::value(format!(
-            "channels: expected occipital-parietal or all, found '{other}'"
-        ))),
-    }
+    name.parse()
+        .map_err(|e| errors::value(format!("channels: {e}")))
 }
 
 /// `mvnn`: time, epochs or none.
 fn mvnn_dim(name: &str) -> PyResult<Option<MvnnDim>> {
-    match name {
-        "time" => Ok(Some(MvnnDim::Time)),
-        "epochs" => Ok(Some(MvnnDim::Epochs)),
-        "none" => Ok(None),
-        other => Err(errors::value(format!(
-            "mvnn: expected time, epochs or none, found '{other}'"
-        ))),
-    }
+    name.parse::<Mvnn>()
+        .map(Mvnn::dim)
+        .map_err(|e| errors::value(format!("mvnn: {e}")))
 }
 
 /// `brainrecon eeg bids-prepare`: an image experiment in BIDS EEG (BrainVision and
@@ -231,7 +222,9 @@ fn eeg_fit<'py>(
         (None, Some(s)) => Training::LeaveOut(s),
         _ => return Err(errors::value("give exactly one of subject and leave_out")),
     };
-    let method = EegMethod::parse(&method).map_err(route)?;
+    let method: EegMethod = method
+        .parse()
+        .map_err(|e| errors::value(format!("--method: {e}")))?;
     let window: Option<Range<usize>> = match window {
         Some((start, end)) if start >= end => {
             return Err(errors::value(format!(

@@ -6,7 +6,7 @@
 use std::path::PathBuf;
 
 use brainrecon_datasets::nsd::{parse_sessions, parse_subject};
-use brainrecon_routes::group::adapt::{adapt, AdaptRequest};
+use brainrecon_routes::group::adapt::{adapt, AdaptRequest, MapFit, Via};
 use brainrecon_routes::group::curve::{curve, CurveRequest};
 use brainrecon_routes::group::fit::{fit_group, GroupFitRequest};
 use brainrecon_routes::group::prepare::{prepare_group, GroupPrepareRequest};
@@ -116,6 +116,15 @@ fn group_adapt(
         .map(parse_sessions)
         .transpose()
         .map_err(errors::data)?;
+    let via: Via = match via {
+        Some(v) => v
+            .parse()
+            .map_err(|e| errors::value(format!("--via: {e}")))?,
+        None => Via::default(),
+    };
+    let map: Option<MapFit> = map
+        .map(|m| m.parse().map_err(|e| errors::value(format!("--map: {e}"))))
+        .transpose()?;
     let request = AdaptRequest {
         group,
         space,

@@ -3,6 +3,7 @@
 //! Numpy arrays come in as borrowed views (no copy: any strides are passed to the solver as a
 //! strided matrix) and every long computation runs with the GIL released. The pure-Python
 //! layer in `python/brainrecon` adds scikit-learn's estimator protocol on top.
+#![warn(missing_docs)]
 
 mod align;
 mod banded;
@@ -12,6 +13,7 @@ mod errors;
 mod glm;
 mod group;
 mod metrics;
+mod output_folder;
 mod ridge;
 mod routes;
 
@@ -29,5 +31,6 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     align::register(m)?;
     group::register(m)?;
     eeg::register(m)?;
+    output_folder::register(m)?;
     Ok(())
 }

@@ -132,7 +132,7 @@ def test_outputdir_holds_glmsingles_files(tmp_path):
     r = GLM_single(opt).fit(designs, data, f["stimdur"], f["tr"], outputdir=str(out))
     assert sorted(p.name for p in out.iterdir()) == ["DESIGNINFO.npy", "TYPEA_ONOFF.npy",
                                                     "TYPEB_FITHRF.npy"]
-    assert not (tmp_path / "out.partial").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"], "no staging or lock left"
     typeb = np.load(out / "TYPEB_FITHRF.npy", allow_pickle=True).item()
     assert np.array_equal(typeb["betasmd"], r["typeb"]["betasmd"])
     info = np.load(out / "DESIGNINFO.npy", allow_pickle=True).item()
@@ -140,6 +140,44 @@ def test_outputdir_holds_glmsingles_files(tmp_path):
     assert info["designSINGLE"][0].shape == (f["n_times"], sum(info["numtrialrun"]))
     assert set(np.load(out / "TYPEA_ONOFF.npy", allow_pickle=True).item()) == \
         {"onoffR2", "meanvol", "betasmd"}
+
+
+def test_file_outputs_default_to_glmsingles_folder(tmp_path, monkeypatch):
+    # GLMsingle writes into ./GLMestimatesingletrialoutputs when no outputdir is given
+    f, designs, data, _ = load("glmsingle_fit.json")
+    monkeypatch.chdir(tmp_path)
+    opt = {"wantglmdenoise": 0, "wantfracridge": 0, "wantmemoryoutputs": [0, 1, 0, 0],
+           "suppressoutput": 1}
+    GLM_single({**opt, "wantfileoutputs": [0, 0, 0, 0]}).fit(designs, data, f["stimdur"],
+                                                             f["tr"])
+    assert list(tmp_path.iterdir()) == [], "no file output asked for: nothing written"
+    r = GLM_single({**opt, "wantfileoutputs": [0, 1, 0, 0]}).fit(designs, data, f["stimdur"],
+                                                                 f["tr"])
+    out = tmp_path / "GLMestimatesingletrialoutputs"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [out.name], "no staging or lock left"
+    assert sorted(p.name for p in out.iterdir()) == ["DESIGNINFO.npy", "TYPEB_FITHRF.npy"]
+    typeb = np.load(out / "TYPEB_FITHRF.npy", allow_pickle=True).item()
+    assert np.array_equal(typeb["betasmd"], r["typeb"]["betasmd"])
+
+
+def test_an_outputdir_another_writer_holds_is_refused_and_kept(tmp_path):
+    # the output folder is core's (the CLI's): locked while written, staged, moved in whole
+    f, designs, data, _ = load("glmsingle_fit.json")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "earlier.txt").write_text("an earlier run's")
+    opt = {"wantglmdenoise": 0, "wantfracridge": 0, "wantmemoryoutputs": [0, 1, 0, 0],
+           "wantfileoutputs": [0, 1, 0, 0], "suppressoutput": 1}
+    with _native.OutputFolder(str(out)) as other:
+        assert (tmp_path / ".out.lock").is_file()
+        with pytest.raises(ValueError, match="another process"):
+            GLM_single(opt).fit(designs, data, f["stimdur"], f["tr"], outputdir=out)
+        assert Path(other.path) == tmp_path / "out.partial"
+        other.abort()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+    assert sorted(p.name for p in out.iterdir()) == ["earlier.txt"]
+    GLM_single(opt).fit(designs, data, f["stimdur"], f["tr"], outputdir=out)
+    assert sorted(p.name for p in out.iterdir()) == ["DESIGNINFO.npy", "TYPEB_FITHRF.npy"]
 
 
 @pytest.mark.parametrize("opt, message", [

@@ -18,12 +18,20 @@ pub enum Assembled {
     /// scanner's number of the volume (TemporalPositionIdentifier or AcquisitionNumber), when
     /// its slices carry one.
     Volume {
+        /// The slice files, in arrival order.
         files: Vec<PathBuf>,
+        /// The stacked volume.
         volume: Box<DicomVolume>,
+        /// The scanner's number of the volume, when known.
         number: Option<i64>,
     },
     /// A volume that cannot be stacked (slices missing, or uneven positions): why.
-    Refused { files: Vec<PathBuf>, error: String },
+    Refused {
+        /// The slice files it had, in arrival order.
+        files: Vec<PathBuf>,
+        /// Why it was refused.
+        error: String,
+    },
 }
 
 impl Assembled {

@@ -113,11 +113,17 @@ pub struct Row {
     pub file: String,
     /// Translations (mm) then rotations (degrees) relative to the first volume.
     pub motion: [f64; 6],
+    /// Framewise displacement from the previous volume (Power et al. 2012), mm.
     pub framewise_displacement_mm: f64,
+    /// Gauss-Newton iterations of the realignment.
     pub iterations: usize,
-    /// From the file's last write to its reading, and the reading and preprocessing.
+    /// From the file's last write to the start of the volume's preprocessing, its reading
+    /// included (ms).
     pub wait_ms: f64,
+    /// The session's preprocessing of the volume (ms).
     pub processing_ms: f64,
+    /// From the file's last write to the end of its preprocessing (ms): `wait_ms` +
+    /// `processing_ms`.
     pub latency_ms: f64,
 }
 
@@ -125,8 +131,11 @@ pub struct Row {
 /// file was last written.
 #[derive(Debug, Clone)]
 pub struct Arrived {
+    /// Its row of motion.tsv.
     pub row: Row,
+    /// What the session made of it: motion, samples, z-scores.
     pub processed: Processed,
+    /// When its file was last written.
     pub written: SystemTime,
     /// The newest volume of the files one poll found: a consumer that can only keep up with
     /// some volumes handles this one.
@@ -136,7 +145,9 @@ pub struct Arrived {
 /// A file (or a volume of files) the session could not use; the session goes on.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Refused {
+    /// The file's name (no folder).
     pub file: String,
+    /// Why it was refused.
     pub error: String,
     /// The file itself.
     #[serde(skip)]
@@ -524,20 +535,27 @@ impl Follower {
 /// A followed session's summary: what session.json records.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct WatchRecord {
+    /// The export folder followed.
     pub folder: PathBuf,
+    /// Volumes preprocessed.
     pub volumes: usize,
+    /// Files refused, in order.
     pub refused: Vec<Refused>,
+    /// Median of [`Row::latency_ms`] (nearest rank); None without volumes.
     pub latency_ms_median: Option<f64>,
+    /// 95th percentile of [`Row::latency_ms`] (nearest rank); None without volumes.
     pub latency_ms_p95: Option<f64>,
+    /// Largest framewise displacement of the session, mm.
     pub max_framewise_displacement_mm: f64,
     /// Subject world → session world, as motion parameters about the subject's grid centre.
     pub registration_to_subject: Option<RigidParams>,
+    /// Why the session ended (`volumes`, `signal`, `no new file for … s`).
     pub ended_by: String,
 }
 
 /// A session that read no volume is no success (`realtime watch` and `run` exit 2 on it): the
 /// error naming the folder, why the session ended, and the files refused with their reasons
-/// (the first [`LISTED`]; the session's record has them all). `Ok` when `volumes` > 0.
+/// (the first five; the session's record has them all). `Ok` when `volumes` > 0.
 pub fn require_volumes(
     folder: &Path,
     volumes: usize,
@@ -618,8 +636,10 @@ fn format_row(row: &Row) -> String {
 /// reference it could not prepare.
 #[derive(Debug, thiserror::Error)]
 pub enum WatchError {
+    /// A file could not be read or written.
     #[error(transparent)]
     Data(#[from] DataError),
+    /// The subject reference could not be prepared.
     #[error(transparent)]
     Volume(#[from] crate::session::VolumeError),
 }

@@ -5,23 +5,37 @@ use thiserror::Error;
 /// Why a volume cannot be used.
 #[derive(Debug, Error, PartialEq)]
 pub enum GridError {
+    /// An axis of the grid has no voxels.
     #[error("the grid has a zero extent: {shape:?}")]
-    Empty { shape: [usize; 3] },
+    Empty {
+        /// The grid's extent (X, Y, Z).
+        shape: [usize; 3],
+    },
+    /// The values do not fill the grid.
     #[error("{values} values for a grid of {shape:?} ({expected} voxels)")]
     Length {
+        /// The grid's extent (X, Y, Z).
         shape: [usize; 3],
+        /// Values given.
         values: usize,
+        /// Voxels of the grid.
         expected: usize,
     },
+    /// The affine's 3×3 linear part cannot be inverted.
     #[error("the voxel-to-world affine is singular (determinant {determinant:e})")]
-    SingularAffine { determinant: f64 },
+    SingularAffine {
+        /// Determinant of the linear part.
+        determinant: f64,
+    },
 }
 
 /// A 3-D voxel grid: its extent (X, Y, Z; X varies fastest in memory, as in NIfTI) and the
 /// row-major 4×4 affine from voxel indices to world millimetres.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Grid {
+    /// Voxels along X, Y, Z.
     pub shape: [usize; 3],
+    /// Voxel (x, y, z, 1) → world millimetres, row-major.
     pub affine: [[f64; 4]; 4],
 }
 
@@ -38,10 +52,12 @@ impl Grid {
         Grid { shape, affine }
     }
 
+    /// Number of voxels.
     pub fn len(&self) -> usize {
         self.shape.iter().product()
     }
 
+    /// Whether any axis has no voxels.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
@@ -111,10 +127,12 @@ impl Grid {
 pub struct WorldToVoxel {
     /// Inverse of the affine's 3×3 linear part.
     pub inverse: [[f64; 3]; 3],
+    /// The affine's translation (mm): the world position of voxel (0, 0, 0).
     pub translation: [f64; 3],
 }
 
 impl WorldToVoxel {
+    /// The (fractional) voxel position of world point `world` (mm).
     pub fn voxel(&self, world: [f64; 3]) -> [f64; 3] {
         let d = [
             world[0] - self.translation[0],
@@ -129,7 +147,9 @@ impl WorldToVoxel {
 /// Values on a grid (X fastest).
 #[derive(Debug, Clone)]
 pub struct Image {
+    /// Where the values lie.
     pub grid: Grid,
+    /// One value per voxel, X fastest.
     pub values: Vec<f32>,
 }
 

@@ -16,6 +16,7 @@
 //! - [`session`]: a session volume by volume: realignment to its first volume, registration
 //!   of that volume to the subject's reference, the subject's voxels sampled through both in
 //!   one interpolation, running z-scores, motion traces and framewise displacement.
+#![warn(missing_docs)]
 
 pub mod assemble;
 pub mod follow;

@@ -32,8 +32,11 @@ pub fn read_image(path: &Path) -> Result<Image> {
 /// and unnumbered series), and the volume or why it cannot be used.
 #[derive(Debug)]
 pub struct FileVolume {
+    /// The file that completed the volume.
     pub path: PathBuf,
+    /// The scanner's number of the volume (1-based), when its header has one.
     pub number: Option<i64>,
+    /// The volume, or why it cannot be used.
     pub image: VolumeRead,
 }
 

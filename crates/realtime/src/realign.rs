@@ -14,14 +14,24 @@ use crate::rigid::{Rigid, RigidParams};
 use serde::{Deserialize, Serialize};
 use thiserror::Error;
 
+/// Why a volume cannot be realigned.
 #[derive(Debug, Error, PartialEq)]
 pub enum RealignError {
+    /// A volume's grid is unusable.
     #[error(transparent)]
     Grid(#[from] GridError),
+    /// The reference gives the Jacobian no row.
     #[error("the reference has no voxel with an intensity gradient inside its edges (flat or smaller than 3 voxels along an axis)")]
     FlatReference,
+    /// Too few reference voxels land in the source.
     #[error("only {used} voxels of the reference fall inside the source volume after the transform (at least {needed} are needed): the volumes do not overlap")]
-    NoOverlap { used: usize, needed: usize },
+    NoOverlap {
+        /// Reference voxels inside the source.
+        used: usize,
+        /// The least the estimate needs.
+        needed: usize,
+    },
+    /// JᵀJ cannot be inverted reliably.
     #[error("the motion estimate is ill-conditioned (the volume constrains some of the 6 parameters too little)")]
     IllConditioned,
 }
@@ -59,7 +69,10 @@ pub struct Estimate {
     pub transform: Rigid,
     /// `transform` as motion parameters about the reference's centre.
     pub params: RigidParams,
+    /// Gauss-Newton iterations run.
     pub iterations: usize,
+    /// Whether the last update fell below [`RealignOptions::tolerance_mm`] before
+    /// [`RealignOptions::max_iterations`].
     pub converged: bool,
     /// Root mean square of the last residuals (scaled source − reference), smoothed units.
     pub rms: f64,

@@ -16,7 +16,9 @@ pub struct RigidParams {
 /// `w ↦ rotation · w + translation` on world millimetres.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Rigid {
+    /// Orthonormal rotation, row-major.
     pub rotation: [[f64; 3]; 3],
+    /// Translation applied after the rotation (mm).
     pub translation: [f64; 3],
 }
 
@@ -49,6 +51,7 @@ fn mat_mul(a: &[[f64; 3]; 3], b: &[[f64; 3]; 3]) -> [[f64; 3]; 3] {
 }
 
 impl Rigid {
+    /// No motion.
     pub const IDENTITY: Rigid = Rigid {
         rotation: [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]],
         translation: [0.0; 3],
@@ -64,6 +67,8 @@ impl Rigid {
         }
     }
 
+    /// The transform of motion parameters (mm, degrees) about `centre`: the inverse of
+    /// [`Rigid::params`].
     pub fn from_params(params: &RigidParams, centre: [f64; 3]) -> Rigid {
         Rigid::about(
             centre,
@@ -82,6 +87,7 @@ impl Rigid {
         }
     }
 
+    /// The image of world point `w` (mm).
     pub fn apply(&self, w: [f64; 3]) -> [f64; 3] {
         let r = mat_vec(&self.rotation, w);
         std::array::from_fn(|i| r[i] + self.translation[i])
@@ -96,6 +102,7 @@ impl Rigid {
         }
     }
 
+    /// The inverse transform.
     pub fn inverse(&self) -> Rigid {
         let rt: [[f64; 3]; 3] =
             std::array::from_fn(|r| std::array::from_fn(|c| self.rotation[c][r]));

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 /// Settings of a session's preprocessing.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SessionOptions {
+    /// Realignment of every volume to the first, and of the first to the subject's reference.
     pub realign: RealignOptions,
     /// Volumes whose z-scores are 0 while the running statistics settle.
     pub warmup: usize,
@@ -31,7 +32,10 @@ impl Default for SessionOptions {
 /// into the grid) and, when the session is another day's, a reference volume on that grid.
 #[derive(Debug, Clone)]
 pub struct SubjectSpace {
+    /// The subject's functional grid.
     pub grid: Grid,
+    /// The decoders' voxels, linear indices into `grid` (X fastest), in the order
+    /// [`Processed::samples`] gives them.
     pub voxels: Vec<usize>,
     /// A mean functional volume on `grid`; `None` when the session's first volume is taken
     /// to lie on the subject's grid already (the decoders were fitted on this session).
@@ -60,25 +64,33 @@ pub struct Processed {
     /// Power et al.'s framewise displacement from the previous volume (rotations as arcs on
     /// a 50 mm sphere), mm.
     pub framewise_displacement_mm: f64,
+    /// Gauss-Newton iterations of this volume's realignment (0 for the first volume).
     pub realign_iterations: usize,
     /// The subject's voxels sampled from this volume (NaN where the volume does not cover
     /// them) and their running z-scores (0 there).
     pub samples: Vec<f32>,
+    /// Running z-scores of `samples`, one per voxel.
     pub zscores: Vec<f32>,
 }
 
 /// Why a volume could not be used; the session goes on with the next.
 #[derive(Debug, thiserror::Error)]
 pub enum VolumeError {
+    /// The volume's extent is not the first volume's.
     #[error("the volume's grid {found:?} differs from the session's {expected:?}")]
     OtherGrid {
+        /// The first volume's extent (X, Y, Z).
         expected: [usize; 3],
+        /// This volume's extent.
         found: [usize; 3],
     },
+    /// The volume's affine is not the first volume's (see [`Grid::same_placement`]).
     #[error("the volume's orientation or position differs from the session's (affine)")]
     OtherOrientation,
+    /// The realignment failed.
     #[error(transparent)]
     Realign(#[from] RealignError),
+    /// The volume's grid is unusable.
     #[error(transparent)]
     Grid(#[from] GridError),
 }

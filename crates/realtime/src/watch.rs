@@ -50,6 +50,7 @@ pub struct FolderWatch {
 /// A file handed over by [`FolderWatch::poll`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ready {
+    /// The file, inside the watched folder.
     pub path: PathBuf,
     /// Its size has held for the settle time: if it does not read now, it never will.
     pub settled: bool,

@@ -65,6 +65,7 @@ pub struct BandedRidgeCv {
     pub alphas: Vec<f64>,
     /// The band weights searched.
     pub candidates: Candidates,
+    /// How the samples are split for the search.
     pub cv: BandedCv,
     /// Validation score (mean over folds; higher is better).
     pub scoring: Scoring,

@@ -14,8 +14,11 @@ use crate::spectral::Solver;
 /// Timings of one [`bench_workload`] run.
 #[derive(Debug, Clone)]
 pub struct BenchReport {
+    /// The solver the fit chose (primal or dual).
     pub solver: Solver,
+    /// Wall-clock seconds of the fit.
     pub fit_seconds: f64,
+    /// Wall-clock seconds of the prediction on the test rows.
     pub predict_seconds: f64,
     /// Mean test Pearson r over targets (sanity check that signal is recovered).
     pub mean_test_r: f64,
@@ -69,10 +72,15 @@ pub fn bench_workload(
 /// One benchmark shape: `x_train` n_train×p → `y_train` n_train×t, tested on n_test rows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Workload {
+    /// Short label (`A`, `B`, `C`, `A16k`).
     pub name: &'static str,
+    /// Training samples.
     pub n_train: usize,
+    /// Test samples.
     pub n_test: usize,
+    /// Features.
     pub p: usize,
+    /// Targets.
     pub t: usize,
 }
 

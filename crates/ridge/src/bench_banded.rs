@@ -18,10 +18,15 @@ use crate::select::Scoring;
 /// (leave-one-run-out CV), `n_test` held-out TRs, bands of `widths` features, `t` voxels.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BandedWorkload {
+    /// Training TRs.
     pub n_train: usize,
+    /// Held-out TRs.
     pub n_test: usize,
+    /// Features of each band.
     pub widths: Vec<usize>,
+    /// Voxels (targets).
     pub t: usize,
+    /// Training runs, the CV groups.
     pub runs: usize,
 }
 
@@ -62,6 +67,7 @@ pub fn banded_bench_candidates(n_iter: usize, n_bands: usize, seed: u64) -> Resu
 /// A row-major f32 matrix (as stored in a C-order .npy).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RowMajor {
+    /// Values, row after row.
     pub data: Vec<f32>,
     /// (rows, columns)
     pub shape: (usize, usize),
@@ -87,11 +93,13 @@ impl RowMajor {
 
 /// Generated arrays, row-major.
 pub struct BandedBenchData {
-    /// Per band: n_train×p_b and n_test×p_b.
+    /// Per band: n_train×p_b.
     pub train_bands: Vec<RowMajor>,
+    /// Per band: n_test×p_b.
     pub test_bands: Vec<RowMajor>,
-    /// n_train×t and n_test×t.
+    /// n_train×t.
     pub y_train: RowMajor,
+    /// n_test×t.
     pub y_test: RowMajor,
 }
 /// Generates `w` from `seed` (ChaCha8: identical on every machine).
@@ -139,10 +147,13 @@ pub fn generate_banded(w: &BandedWorkload, seed: u64) -> BandedBenchData {
 /// Timings and test score of one banded fit.
 #[derive(Debug, Clone)]
 pub struct BandedBenchReport {
+    /// Wall-clock seconds of the fit (search and refit).
     pub fit_seconds: f64,
+    /// Wall-clock seconds of the prediction on the test rows.
     pub predict_seconds: f64,
-    /// Mean and median test R² over voxels.
+    /// Mean test R² over voxels.
     pub test_r2_mean: f64,
+    /// Median test R² over voxels.
     pub test_r2_median: f64,
 }
 

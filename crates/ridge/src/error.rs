@@ -11,9 +11,13 @@ pub enum RidgeError {
     /// NaN or infinity in user data.
     #[error("{array} contains a non-finite value ({value}) at row {row}, column {col}")]
     NonFinite {
+        /// The array, as the message names it (`X`, `Y`, …).
         array: &'static str,
+        /// Row of the first non-finite value (0-based).
         row: usize,
+        /// Column of that value (0-based).
         col: usize,
+        /// The value itself (NaN or ±∞).
         value: f32,
     },
     /// Empty grid, or an alpha that is not strictly positive and finite.
@@ -37,14 +41,19 @@ pub enum RidgeError {
     /// Filesystem error, with the path involved.
     #[error("I/O error on {path}: {source}")]
     Io {
+        /// The file or folder.
         path: PathBuf,
+        /// The underlying error.
         source: std::io::Error,
     },
     /// A saved model file is malformed; names the file and the field.
     #[error("invalid model file {file}: field `{field}`: {message}")]
     Format {
+        /// The file.
         file: PathBuf,
+        /// The field (a JSON key or a tensor name; `*` for the file as a whole).
         field: String,
+        /// What is wrong with it.
         message: String,
     },
 }

@@ -38,6 +38,7 @@ pub enum Cv {
     /// X and Y re-centered on each training fold, scores averaged over folds
     /// (unweighted), ties → larger alpha. Folds from [`fold_assignment`].
     KFold {
+        /// Number of folds (≥ 2).
         n_folds: usize,
         /// One label per sample (e.g. stimulus id); `None` = one group per sample.
         groups: Option<Vec<i64>>,
@@ -48,9 +49,17 @@ pub enum Cv {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum CvMethod {
+    /// [`Cv::Loo`].
     Loo,
+    /// [`Cv::Gcv`].
     Gcv,
-    KFold { n_folds: usize, grouped: bool },
+    /// [`Cv::KFold`].
+    KFold {
+        /// Number of folds.
+        n_folds: usize,
+        /// Whether folds were built from group labels.
+        grouped: bool,
+    },
 }
 
 impl From<&Cv> for CvMethod {
@@ -69,7 +78,9 @@ impl From<&Cv> for CvMethod {
 /// Shard `index` of `count` equal contiguous target ranges.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Shard {
+    /// This shard, 0-based (< `count`).
     pub index: usize,
+    /// Number of shards (≥ 1, ≤ the target count).
     pub count: usize,
 }
 
@@ -102,7 +113,9 @@ impl Shard {
 pub struct RidgeCv {
     /// Candidate alphas (> 0, finite); the model keeps them in this order.
     pub alphas: Vec<f64>,
+    /// How each alpha is validated (default [`Cv::Loo`]).
     pub cv: Cv,
+    /// The validation score maximised per target (default [`Scoring::NegMse`]).
     pub scoring: Scoring,
     /// Centre X and Y; `intercept = mean_y - mean_xᵀ W`.
     pub fit_intercept: bool,
@@ -133,6 +146,19 @@ pub enum Precision {
     /// the memory; eigenvalues carry an absolute error ~1e-7·‖XᵀX‖, harmless
     /// unless alpha is that small.
     F32,
+}
+
+impl Precision {
+    /// Every precision, in the order `--help` lists them.
+    pub const ALL: [Precision; 2] = [Precision::F64, Precision::F32];
+
+    /// The name `--precision` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            Precision::F64 => "f64",
+            Precision::F32 => "f32",
+        }
+    }
 }
 
 impl Default for RidgeCv {
@@ -281,7 +307,7 @@ impl RidgeCv {
         trace("start");
         self.validate(x, (y.nrows(), y.ncols()), &targets)?;
         self.check_dual(x)?;
-        if let Device::Cuda(ordinal) = self.device {
+        if let Some(ordinal) = self.device.ordinal() {
             // the GPU checks the values itself, where they already are
             return self.fit_cuda(ordinal, x, y, targets);
         }
@@ -345,7 +371,7 @@ impl RidgeCv {
         if !self.dual {
             return Ok(());
         }
-        if let Device::Cuda(_) = self.device {
+        if self.device.is_cuda() {
             return Err(RidgeError::Options(
                 "the dual form is fitted on the CPU only; leave out the device or the dual form"
                     .into(),

@@ -20,7 +20,10 @@ use crate::model::{DualForm, ModelOptions, RidgeModel, TargetRange};
 
 /// Version of the on-disk layout; bumped on incompatible changes.
 pub const FORMAT_VERSION: u32 = 1;
+/// A model folder's tensors (see the module documentation for names and shapes).
 pub const WEIGHTS_FILE: &str = "weights.safetensors";
+/// A model folder's description: format version, shapes, alpha grid, options, target range,
+/// metadata.
 pub const MODEL_FILE: &str = "model.json";
 
 /// Contents of `model.json`.

@@ -12,6 +12,7 @@
 //!   `weights.safetensors` + `model.json`.
 //! * [`metrics`] has per-target Pearson r and R².
 //! * [`stats`] has the encoding statistics: permutation null, p-values, BH FDR.
+#![warn(missing_docs)]
 
 mod band;
 mod banded;
@@ -37,7 +38,7 @@ pub use banded::{dirichlet_candidates, BandedCv, BandedModel, BandedRidgeCv, Can
 pub use bench::{
     bench_alphas, bench_workload, generate, BenchData, BenchReport, Workload, WORKLOADS,
 };
-pub use device::Device;
+pub use device::{cuda_compiled, Device};
 pub use error::{Result, RidgeError};
 pub use fit::{row_major_view, Cv, CvMethod, Precision, RidgeCv, Shard};
 #[cfg(feature = "cuda")]

@@ -7,7 +7,9 @@ use crate::error::{Result, RidgeError};
 /// Mean and median of the finite entries (NaN when none are finite).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Summary {
+    /// Mean of the finite entries.
     pub mean: f64,
+    /// Median of the finite entries.
     pub median: f64,
 }
 

@@ -15,18 +15,26 @@ use crate::spectral::{block_ranges, design_block_t, dual_refit_into, raw_units_f
 /// Fit options recorded in the model (and in `model.json`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ModelOptions {
+    /// How alphas were validated.
     pub cv: CvMethod,
+    /// The validation score in `cv_scores`.
     pub scoring: Scoring,
+    /// Whether X and Y were centred.
     pub fit_intercept: bool,
+    /// Whether X columns were scaled to unit variance.
     pub standardize: bool,
+    /// Which normal equations were decomposed.
     pub solver: Solver,
 }
 
 /// Which targets of the full problem this model holds: `start..end` of `total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TargetRange {
+    /// First target held (0-based).
     pub start: usize,
+    /// One past the last target held.
     pub end: usize,
+    /// Targets of the full problem.
     pub total: usize,
 }
 
@@ -49,7 +57,9 @@ pub struct RidgeModel {
     pub cv_scores: Mat<f32>,
     /// The alpha grid, in the order given.
     pub alpha_grid: Vec<f64>,
+    /// The fit's options.
     pub options: ModelOptions,
+    /// The targets this model holds (all of them unless fitted or merged as shards).
     pub target_range: TargetRange,
     /// Free-form annotations (ROI, feature names, subject...) saved in model.json.
     pub metadata: BTreeMap<String, serde_json::Value>,

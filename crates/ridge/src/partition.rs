@@ -138,12 +138,19 @@ pub fn partition_two(r2_a: &[f64], r2_b: &[f64], r2_ab: &[f64]) -> Result<TwoSpa
 /// R² per target of the models fitted on each subset of three feature spaces A, B, C.
 #[derive(Debug, Clone, Copy)]
 pub struct ThreeSpaceR2<'a> {
+    /// R²(A), one per target.
     pub a: &'a [f64],
+    /// R²(B).
     pub b: &'a [f64],
+    /// R²(C).
     pub c: &'a [f64],
+    /// R²(AB), the model on A and B together.
     pub ab: &'a [f64],
+    /// R²(AC).
     pub ac: &'a [f64],
+    /// R²(BC).
     pub bc: &'a [f64],
+    /// R²(ABC).
     pub abc: &'a [f64],
 }
 
@@ -151,13 +158,17 @@ pub struct ThreeSpaceR2<'a> {
 /// to `R²(ABC)`; `a + ab + ac + abc = R²(A)` and likewise for B and C.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ThreeSpacePartition {
-    /// Unique to A: `R²(ABC) − R²(BC)` (and likewise `unique_b`, `unique_c`).
+    /// Unique to A: `R²(ABC) − R²(BC)`.
     pub unique_a: Vec<f64>,
+    /// Unique to B: `R²(ABC) − R²(AC)`.
     pub unique_b: Vec<f64>,
+    /// Unique to C: `R²(ABC) − R²(AB)`.
     pub unique_c: Vec<f64>,
-    /// Shared by A and B only: `R²(AC) + R²(BC) − R²(C) − R²(ABC)` (likewise the others).
+    /// Shared by A and B only: `R²(AC) + R²(BC) − R²(C) − R²(ABC)`.
     pub shared_ab: Vec<f64>,
+    /// Shared by A and C only: `R²(AB) + R²(BC) − R²(B) − R²(ABC)`.
     pub shared_ac: Vec<f64>,
+    /// Shared by B and C only: `R²(AB) + R²(AC) − R²(A) − R²(ABC)`.
     pub shared_bc: Vec<f64>,
     /// Shared by all three: `R²(A) + R²(B) + R²(C) − R²(AB) − R²(AC) − R²(BC) + R²(ABC)`.
     pub shared_abc: Vec<f64>,

@@ -30,7 +30,7 @@ const LANES: usize = 8;
 /// The columns of an (n, t) matrix, each centred and scaled to unit Euclidean norm, so that
 /// the Pearson r of two columns is their dot product.
 ///
-/// Stored in blocks of [`LANES`] columns, row by row inside a block (block, n, LANES); the
+/// Stored in blocks of `LANES` columns, row by row inside a block (block, n, LANES); the
 /// last block is padded with zero columns. A column with zero variance (or n < 2) is all
 /// NaN: its correlation is undefined.
 #[derive(Debug, Clone, PartialEq)]

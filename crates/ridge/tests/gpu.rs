@@ -65,7 +65,7 @@ fn compare(
 ) -> (RidgeModel, RidgeModel) {
     let cpu = estimator.fit(x.as_ref(), y.as_ref()).unwrap();
     let gpu = RidgeCv {
-        device: Device::Cuda(0),
+        device: Device::cuda(0),
         ..estimator.clone()
     }
     .fit(x.as_ref(), y.as_ref())
@@ -152,7 +152,7 @@ fn target_chunks_do_not_change_the_gpu_model() {
     let (x, y) = data(80, 150, 29);
     for cv in [Cv::Gcv, Cv::Loo] {
         let e = RidgeCv {
-            device: Device::Cuda(0),
+            device: Device::cuda(0),
             ..estimator(cv, Precision::F64)
         };
         let whole = e.fit(x.as_ref(), y.as_ref()).unwrap();
@@ -169,7 +169,7 @@ fn gpu_fit_of_a_target_range_matches_the_cpu() {
     let e = estimator(Cv::Gcv, Precision::F64);
     let cpu = e.fit_targets(x.as_ref(), y.as_ref(), 3..9).unwrap();
     let gpu = RidgeCv {
-        device: Device::Cuda(0),
+        device: Device::cuda(0),
         ..e
     }
     .fit_targets(x.as_ref(), y.as_ref(), 3..9)
@@ -183,7 +183,7 @@ fn gpu_fit_of_a_target_range_matches_the_cpu() {
 fn kfold_and_missing_devices_are_clear_errors() {
     let (x, y) = data(40, 30, 3);
     let kfold = RidgeCv {
-        device: Device::Cuda(0),
+        device: Device::cuda(0),
         ..estimator(
             Cv::KFold {
                 n_folds: 3,
@@ -198,7 +198,7 @@ fn kfold_and_missing_devices_are_clear_errors() {
         "{message}"
     );
     let absent = RidgeCv {
-        device: Device::Cuda(97),
+        device: Device::cuda(97),
         ..estimator(Cv::Gcv, Precision::F64)
     };
     let message = absent.fit(x.as_ref(), y.as_ref()).unwrap_err().to_string();

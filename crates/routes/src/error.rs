@@ -2,16 +2,23 @@
 
 use std::path::{Path, PathBuf};
 
+/// The routes' result: [`RouteError`] unless another error is named.
 pub type Result<T, E = RouteError> = std::result::Result<T, E>;
 
+/// Why a route failed: bad input (see [`RouteError::is_user_error`]; the binary exits with 2),
+/// an internal failure, or a stop by a signal.
 #[derive(Debug, thiserror::Error)]
 pub enum RouteError {
+    /// Files and values the data layer read or refused (named in the message).
     #[error(transparent)]
     Data(#[from] brainrecon_core::DataError),
+    /// The ridge engine's: shapes, non-finite values, the alpha grid, the device, its files.
     #[error(transparent)]
     Ridge(#[from] brainrecon_ridge::RidgeError),
+    /// A model's (diffusion, captioner, encoders): loading its weights or running it.
     #[error(transparent)]
-    Diffusion(#[from] brainrecon_diffusion::weights::DiffusionError),
+    Diffusion(#[from] brainrecon_nn::ModelError),
+    /// The metrics': shapes, empty inputs, images below the SSIM window, non-finite values.
     #[error(transparent)]
     Metrics(#[from] brainrecon_metrics::MetricsError),
     /// Alignment inputs that do not fit (sizes, too few samples).
@@ -20,16 +27,27 @@ pub enum RouteError {
     /// A file that does not fit the others: names the file, the field and what was expected.
     #[error("{path}: {field}: expected {expected}, found {found}")]
     Mismatch {
+        /// The file.
         path: PathBuf,
+        /// The field, or what of the file does not fit.
         field: String,
+        /// What was expected there.
         expected: String,
+        /// What was found.
         found: String,
     },
     /// Something the user must do first.
     #[error("{path}: missing ({what})")]
-    Missing { path: PathBuf, what: String },
+    Missing {
+        /// The file or folder that is not there.
+        path: PathBuf,
+        /// What it should hold, and how to make it.
+        what: String,
+    },
+    /// Writing the HTML report failed.
     #[error(transparent)]
-    Report(#[from] crate::score::report::ReportError),
+    Report(#[from] ReportError),
+    /// A bad argument or setting: the message names the flag and what was expected.
     #[error("{0}")]
     Usage(String),
     /// Every problem found with a command's inputs before it started its work, one a line.
@@ -37,7 +55,12 @@ pub enum RouteError {
     Inputs(Vec<String>),
     /// Stopped by a signal between images; what was written stays and a rerun resumes.
     #[error("stopped by a signal with {done} of {total} test images finished; run the same command again to resume")]
-    Interrupted { done: usize, total: usize },
+    Interrupted {
+        /// Test images finished.
+        done: usize,
+        /// Test images of the run.
+        total: usize,
+    },
 }
 
 fn problem_lines(problems: &[String]) -> String {
@@ -60,6 +83,7 @@ impl From<brainrecon_diffusion::pipeline::CandleError> for RouteError {
 }
 
 impl RouteError {
+    /// A [`RouteError::Mismatch`]: `path`'s `field` holds `found` where `expected` was due.
     pub fn mismatch(
         path: &Path,
         field: impl Into<String>,
@@ -83,4 +107,59 @@ impl RouteError {
             _ => true,
         }
     }
+}
+
+/// Why the HTML report could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum ReportError {
+    /// Writing or removing a page failed; the message names the file.
+    #[error(transparent)]
+    Data(#[from] brainrecon_core::DataError),
+
+    /// A report whose parts do not fit (a grid row without one image per column, an empty
+    /// image, a metric row of another width), or a path without a file name.
+    #[error("{path}: {what}")]
+    Invalid {
+        /// The report's path.
+        path: PathBuf,
+        /// What does not fit.
+        what: String,
+    },
+
+    /// Drawing a plot or encoding an image failed.
+    #[error("{path}: cannot render {what}: {detail}")]
+    Render {
+        /// The page that was to be written.
+        path: PathBuf,
+        /// What was being drawn.
+        what: String,
+        /// The renderer's message.
+        detail: String,
+    },
+}
+
+/// Whether `cause`, one link of an error's chain, is bad input (the data, files, names, shapes
+/// and arguments a user hands in; the binary exits with 2) rather than a failure: an error of
+/// the ground, ridge, metrics, GLM or real-time crates, or a route's or model's bad-input case.
+pub fn is_user_error(cause: &(dyn std::error::Error + 'static)) -> bool {
+    cause.is::<brainrecon_core::DataError>()
+        || cause.is::<brainrecon_ridge::RidgeError>()
+        || cause.is::<brainrecon_metrics::MetricsError>()
+        || cause.is::<brainrecon_glm::fit::GlmError>()
+        || cause.is::<brainrecon_realtime::session::VolumeError>()
+        || cause
+            .downcast_ref::<RouteError>()
+            .is_some_and(RouteError::is_user_error)
+        || cause
+            .downcast_ref::<brainrecon_nn::ModelError>()
+            .is_some_and(brainrecon_nn::ModelError::is_user_error)
+}
+
+/// Whether `cause`, one link of an error's chain, is a run stopped by a signal
+/// ([`RouteError::Interrupted`]; the binary exits with 143).
+pub fn is_interrupted(cause: &(dyn std::error::Error + 'static)) -> bool {
+    matches!(
+        cause.downcast_ref::<RouteError>(),
+        Some(RouteError::Interrupted { .. })
+    )
 }

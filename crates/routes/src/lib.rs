@@ -11,9 +11,15 @@
 //!   [`naturalistic`], [`realtime`], [`stream`] and [`video`];
 //! - [`reconstruct`] on top, the one entry that dispatches an image reconstruction to its route.
 //!
-//! A route uses the spine only; the spine uses no route; routes never import each other
-//! (`tests/house_rule.rs` reads every `use` in this crate and fails when one breaks the rule).
+//! A route uses the spine only; the spine uses no route; routes never import each other. The
+//! spine has floors, each using only its own and those below: [`error`] and [`progress`], then
+//! [`decode`], then [`linear`], then [`score`]. What one route needs from another moves down
+//! into the spine, and what the spine needs from a route comes up through a trait the route
+//! implements (the evaluation's [`score::evaluate::EvalExtras`]). `tests/house_rule.rs` reads
+//! every `crate::` path in this crate and fails when one breaks the rule.
 //! Demos and benchmarks live above, in `brainrecon-showcase`.
+
+#![warn(missing_docs)]
 
 // The spine.
 pub mod decode;

@@ -5,6 +5,7 @@
 use crate::decode::decoders::Decoder;
 use crate::linear::shards::ImageShard;
 use crate::linear::{Method, ReconstructOptions, ReconstructSummary};
+use crate::score::evaluate::{EvalContext, EvalExtras};
 use crate::{Result, RouteError};
 use brainrecon_datasets::prepared::PreparedSubject;
 use brainrecon_diffusion::pipeline::StableDiffusion;
@@ -127,10 +128,10 @@ pub struct ReconstructRequest {
     pub batch: Option<usize>,
     /// `k/N`: only this slice of the test images.
     pub shard: Option<String>,
-    /// cpu, cuda or cuda:N.
-    pub device: String,
-    /// f32, f16 or bf16.
-    pub dtype: String,
+    /// Where the models run.
+    pub device: brainrecon_core::Device,
+    /// The weights' precision: f32, f16, or bf16 (GPU only).
+    pub dtype: brainrecon_diffusion::pipeline::DType,
     /// The command recorded in the manifest.
     pub command: String,
     /// Draw progress bars.
@@ -140,7 +141,9 @@ pub struct ReconstructRequest {
 /// What [`run`] did, with the method it ran.
 #[derive(Debug, Clone)]
 pub struct Reconstructed {
+    /// The route that ran.
     pub method: Method,
+    /// What it wrote and how long it took.
     pub summary: ReconstructSummary,
 }
 
@@ -196,10 +199,9 @@ pub fn run(request: &ReconstructRequest) -> Result<Reconstructed> {
         ));
     }
     let decoders = load_decoders(r.decoders.as_deref())?;
-    let device = crate::decode::options::device(&r.device)?;
-    let dtype = crate::decode::options::dtype(&r.dtype)?;
-    crate::decode::options::check_dtype_on(dtype, &device)?;
-    let mut sd = StableDiffusion::load(&r.model, dtype, &device)?;
+    let device = crate::decode::options::open_device(r.device)?;
+    crate::decode::options::check_dtype_on(r.dtype, &device)?;
+    let mut sd = StableDiffusion::load(&r.model, r.dtype, &device)?;
     let options = ReconstructOptions {
         method,
         init_z,
@@ -239,4 +241,12 @@ impl crate::linear::shards::MergeSummary {
             )
         }
     }
+}
+
+/// The image routes' extras for an evaluation of their reconstructions: B2C's latent and
+/// context rows, and the scores of decoded captions (see [`EvalExtras`]).
+pub fn eval_extras<'a>(context: &EvalContext<'a>) -> Result<Vec<Box<dyn EvalExtras + 'a>>> {
+    let b2c = crate::b2c::metrics::eval_extras(context)?;
+    let captions = crate::caption::scores::eval_extras(context)?;
+    Ok(b2c.into_iter().chain(captions).collect())
 }

@@ -171,17 +171,25 @@ impl FrameGenerator for DiffusionFrames {
 pub struct StreamRun {
     /// The source's name for messages.
     pub source: String,
+    /// The diffusion model as named.
     pub model: String,
+    /// Denoising steps per frame.
     pub steps: usize,
+    /// The sampler.
     pub scheduler: SchedulerKind,
+    /// Seconds between windows.
     pub hop_s: f64,
+    /// Window length, seconds.
     pub window_s: f64,
     /// [channels, height, width] of the latents.
     pub latent_shape: [usize; 3],
+    /// Frame size in pixels (square).
     pub image_size: usize,
     /// Every window made into a frame (a replay as fast as frames can be made).
     pub fast: bool,
+    /// Windows per sampler run.
     pub batch: usize,
+    /// Frames denoised at once.
     pub denoisers: usize,
     /// The folder the frames were written to, if any.
     pub png_dir: Option<std::path::PathBuf>,
@@ -249,8 +257,12 @@ impl StreamRun {
 pub struct StreamOptions {
     /// PATH, `synthetic`, `stdin` or `tcp://HOST:PORT`.
     pub source: String,
+    /// Channel count (raw, stdin and TCP sources; synthetic: default 8).
     pub channels: Option<usize>,
+    /// Sample rate in Hz (raw, `.npy`, CSV, stdin and TCP sources; synthetic: default 250).
     pub rate: Option<f64>,
+    /// Sample format: `i16` or `f32` (files also `npy`, `csv`, `edf`, `nwb`; default: from the
+    /// extension).
     pub format: Option<String>,
     /// Channels to use (indices, ranges, labels).
     pub select: Option<String>,
@@ -268,9 +280,13 @@ pub struct StreamOptions {
     pub out: Option<PathBuf>,
     /// Write an animated GIF.
     pub gif: Option<PathBuf>,
+    /// Denoising steps per frame.
     pub steps: usize,
+    /// The sampler.
     pub scheduler: SchedulerKind,
+    /// Classifier-free guidance scale (≤ 1: none).
     pub guidance: f64,
+    /// The prompt every frame is conditioned on.
     pub prompt: String,
     /// Image size in pixels (default: the model's).
     pub size: Option<usize>,
@@ -278,6 +294,7 @@ pub struct StreamOptions {
     pub window: f64,
     /// Seconds between windows (default 1/30 s, or one sample below 30 Hz).
     pub hop: Option<f64>,
+    /// Exponential smoothing of consecutive latents, if any.
     pub smoother: Option<Smoother>,
     /// Stop after this many frames.
     pub frames: Option<u64>,
@@ -285,7 +302,9 @@ pub struct StreamOptions {
     pub batch: usize,
     /// Frames denoised at once (default: 2 on the CPU, 1 on a GPU).
     pub denoisers: Option<usize>,
+    /// Where the model runs.
     pub device: Device,
+    /// The weights' precision.
     pub dtype: DType,
     /// Set (by a signal) to end the run after the current frame.
     pub stop: Arc<AtomicBool>,
@@ -298,7 +317,9 @@ pub struct StreamOptions {
 
 /// What [`run_stream`] did: the run's settings and the frame loop's summary.
 pub struct StreamReport {
+    /// The run's settings.
     pub run: StreamRun,
+    /// The frame loop's counts and timings.
     pub summary: Summary,
 }
 
@@ -317,6 +338,7 @@ impl StreamReport {
 /// Why [`run_stream`] failed: bad input (a [`RouteError`]) or the frame loop itself.
 #[derive(Debug, thiserror::Error)]
 pub enum StreamRunError {
+    /// Bad input: the source, sizes, the model, the settings.
     #[error(transparent)]
     Route(#[from] RouteError),
     /// The generator failed (not the user's input).

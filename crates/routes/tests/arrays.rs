@@ -5,62 +5,15 @@
 use brainrecon_formats::npy;
 use brainrecon_ridge::{RidgeCv, RidgeModel};
 use brainrecon_routes::decode::arrays::{fit, predict, score, FitOptions};
+use brainrecon_testkit::{max_rel_err, ArrayFixture};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 
-/// A fixture of crates/ridge/tests/fixtures (see crates/ridge/tests/reference.rs).
-struct Fixture(Value);
-
-impl Fixture {
-    fn load(name: &str) -> Fixture {
-        let path = format!(
-            "{}/../ridge/tests/fixtures/{name}.json",
-            env!("CARGO_MANIFEST_DIR")
-        );
-        let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-        Fixture(serde_json::from_str(&text).unwrap())
-    }
-
-    fn values(&self, key: &str) -> Vec<f64> {
-        self.0[key]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_f64().unwrap())
-            .collect()
-    }
-
-    fn shape(&self, key: &str) -> Vec<usize> {
-        self.0["shapes"][key]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|v| v.as_u64().unwrap() as usize)
-            .collect()
-    }
-
-    /// Writes array `key` (inputs are stored exactly as float32 values) to `dir/key.npy`.
-    fn write_f32(&self, key: &str, dir: &Path) -> PathBuf {
-        let path = dir.join(format!("{key}.npy"));
-        let data: Vec<f32> = self.values(key).iter().map(|&v| v as f32).collect();
-        npy::write(&path, &self.shape(key), &data).unwrap();
-        path
-    }
-}
-
-/// Max |a - b| relative to the largest |reference|.
-fn max_rel_err(actual: &[f64], reference: &[f64]) -> f64 {
-    assert_eq!(actual.len(), reference.len());
-    let scale = reference
-        .iter()
-        .fold(0f64, |m, v| m.max(v.abs()))
-        .max(1e-12);
-    actual
-        .iter()
-        .zip(reference)
-        .map(|(a, r)| (a - r).abs())
-        .fold(0.0, f64::max)
-        / scale
+/// Writes a ridge fixture's array `key` to `dir/key.npy` as float32 (how the inputs are stored).
+fn write_f32(fixture: &ArrayFixture, key: &str, dir: &Path) -> PathBuf {
+    let path = dir.join(format!("{key}.npy"));
+    npy::write(&path, &fixture.shape(key), &fixture.f32_values(key)).unwrap();
+    path
 }
 
 /// A fit of `x` → `y` with `alphas` and `cv`, the other settings as `brainrecon ridge fit`'s
@@ -83,7 +36,6 @@ fn fit_with(
             alphas,
             ..RidgeCv::default()
         },
-        device_name: "cpu".into(),
         out: out.to_path_buf(),
     };
     opts.estimator.target_chunk = 2048;
@@ -94,11 +46,11 @@ fn fit_with(
 /// Fit + predict on a fixture; checks alphas and predictions against the Python reference
 /// with the tolerance of crates/ridge/tests/reference.rs.
 fn check_against_reference(name: &str, cv: &str, set: impl FnOnce(&mut FitOptions)) {
-    let fixture = Fixture::load(name);
+    let fixture = ArrayFixture::ridge(name);
     let dir = tempfile::tempdir().unwrap();
-    let x = fixture.write_f32("x", dir.path());
-    let y = fixture.write_f32("y", dir.path());
-    let x_test = fixture.write_f32("x_test", dir.path());
+    let x = write_f32(&fixture, "x", dir.path());
+    let y = write_f32(&fixture, "y", dir.path());
+    let x_test = write_f32(&fixture, "x_test", dir.path());
     let model = dir.path().join("model");
     let pred = dir.path().join("pred.npy");
     let mut dual = false;
@@ -157,12 +109,12 @@ fn loo_wide_standardized_matches_sklearn() {
 
 #[test]
 fn grouped_kfold_matches_himalaya() {
-    let fixture = Fixture::load("kfold_tall_intercept_negmse");
+    let fixture = ArrayFixture::ridge("kfold_tall_intercept_negmse");
     let dir = tempfile::tempdir().unwrap();
     let groups: Vec<i64> = fixture.values("groups").iter().map(|&g| g as i64).collect();
     let groups_path = dir.path().join("groups.npy");
     npy::write(&groups_path, &[groups.len()], &groups).unwrap();
-    let folds = fixture.0["n_folds"].as_u64().unwrap().to_string();
+    let folds = fixture.json["n_folds"].as_u64().unwrap().to_string();
     check_against_reference("kfold_tall_intercept_negmse", &folds, |o| {
         o.groups = Some(groups_path.clone())
     });

@@ -2,29 +2,43 @@
 //! step as a user would type it, ending with the headline figures.
 //!
 //! Each step is announced with the brainrecon command that does it (so the demo doubles as a
-//! recipe) and run by the library function behind that command; the steps of other parts
-//! (simulate, nsd prepare, glm) go to the caller's [`DemoSteps::command`]. [`run`] decides which steps to run, skip or redo (an interrupted demo continues
-//! where it stopped; decoders and reconstructions made with other model files are made
-//! again), then scores the reconstructions, draws the pairs picture and writes the summary.
+//! recipe) and run by the library function behind that command; the caller shows the steps
+//! and what they report ([`DemoSteps`]). [`run`] runs the route `--route` names: the new-subject
+//! and EEG routes have modules of their own ([`crate::demo_new_subject`], [`crate::demo_eeg`]),
+//! the real-time route's live session too ([`crate::realtime_demo`]). For the routes that
+//! reconstruct a subject's test images it decides which steps to run, skip or redo (an
+//! interrupted demo continues where it stopped; decoders and reconstructions made with other
+//! model files are made again), then scores the reconstructions, draws the pairs picture and
+//! writes the summary.
 
+use crate::demo_eeg::EegDemoSummary;
+use crate::demo_new_subject::NewSubjectSummary;
+pub use crate::realtime_demo::{LiveSettings, ScannerError};
 use brainrecon_core::fs::{read_json, write_json_atomic};
 use brainrecon_core::DataError;
+use brainrecon_datasets::experiment::prepare::{prepare_experiment, ExperimentOptions, TestSet};
+use brainrecon_datasets::nsd::prepare::{prepare, PrepareOptions, ZScore};
 use brainrecon_datasets::prepared::PreparedSubject;
+use brainrecon_diffusion::pipeline::DType;
 use brainrecon_diffusion::weights::ModelDir;
 use brainrecon_formats::image::{read_png, write_png, RgbImage};
 use brainrecon_routes::caption::decode::{caption_request, CaptionOptions, CaptionRequest};
 use brainrecon_routes::caption::embedded::{SHAPES_BLIP, SHAPES_BLIP_MODEL};
 use brainrecon_routes::decode::decoders::{fit_request, FitRequest};
 use brainrecon_routes::decode::features::{features_request, FeaturesRequest};
+use brainrecon_routes::decode::options::parse_device;
+use brainrecon_routes::glm::{fit_folder, model_folder, GlmOptions, Source};
 use brainrecon_routes::linear::{Manifest, ReconstructOptions};
 use brainrecon_routes::reconstruct::ReconstructRequest;
 use brainrecon_routes::score::folder_eval::{eval, EvalRequest};
 use brainrecon_routes::{Result, RouteError};
 use brainrecon_simulate::classify::{scene_accuracy, SceneAccuracy};
+use brainrecon_simulate::request::{self as simulate, Request};
 use brainrecon_simulate::scene::Scene;
 use brainrecon_simulate::Truth;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicBool;
 
 /// Which route the demo runs.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -122,6 +136,15 @@ impl Route {
         }
     }
 
+    /// Distinct images of the simulated subject when `--images` is not given (per subject for
+    /// the new-subject route).
+    pub fn default_images(self) -> usize {
+        match self {
+            Route::NewSubject => 300,
+            _ => 600,
+        }
+    }
+
     /// (feature kind, model) of the stimuli that the route decodes.
     fn features(self, diffusion: &str) -> [(&'static str, &str); 2] {
         match self {
@@ -163,6 +186,8 @@ pub struct DemoOptions {
     pub command: String,
     /// Draw progress bars.
     pub progress: bool,
+    /// `--route realtime`: the live session.
+    pub live: LiveSettings,
 }
 
 /// The demo's folders, as the steps use them.
@@ -203,18 +228,18 @@ impl DemoPaths {
     }
 }
 
-/// How the caller shows the demo's steps and runs those the library does not.
+/// How the caller shows the demo's steps and what they report.
 pub trait DemoSteps {
     /// The caller's error; the demo's own become it.
-    type Error: From<RouteError>;
+    type Error: From<RouteError> + From<ScannerError>;
 
-    /// Step `number` of 6, titled `title`, starts: `args` is the brainrecon command (without
-    /// the program name) that does it, shown so that the demo doubles as a recipe.
+    /// Step `number` of the route's [`Route::steps`], titled `title`, starts: `args` is the
+    /// brainrecon command (without the program name) that does it, shown so that the demo
+    /// doubles as a recipe (as [`announcement`] writes it).
     fn announce(&mut self, number: usize, title: &str, args: &[&str]);
 
-    /// Runs the brainrecon command `args` after its announcement: the steps of other parts
-    /// (simulate, nsd prepare, glm, glm prepare).
-    fn command(&mut self, args: &[&str]) -> Result<(), Self::Error>;
+    /// Another command of the step last announced, run beside it (`brainrecon ARGS`).
+    fn announce_next(&mut self, args: &[&str]);
 
     /// What a step reports, for people (the command's standard output).
     fn print(&mut self, text: &str) -> Result<(), Self::Error>;
@@ -222,24 +247,55 @@ pub trait DemoSteps {
     /// A step's warning.
     fn warn(&mut self, text: &str);
 
-    /// `--route realtime`'s step 5: the subject's next session exported by a simulated scanner
-    /// while `realtime run` reconstructs it into OUT/realtime-session (and the same volumes
-    /// after the session into [`DemoPaths::offline_recons`]).
-    fn realtime_session(&mut self, paths: &DemoPaths) -> Result<(), Self::Error>;
+    /// A line of a step's progress, or a note (the command's standard error).
+    fn log(&self, line: &str);
 
     /// Step `number` was found done, or must be redone: `text` says which and why.
     fn note(&mut self, number: usize, text: &str);
+
+    /// The flag that ends `--route realtime`'s live session after the volume in hand (the
+    /// caller's signal handler sets it); asked for as the session starts.
+    fn stop(&mut self) -> &'static AtomicBool;
 }
 
-/// Announces and runs a command of another part.
-fn command<S: DemoSteps>(
-    steps: &mut S,
-    number: usize,
-    title: &str,
-    args: &[&str],
-) -> Result<(), S::Error> {
-    steps.announce(number, title, args);
-    steps.command(args)
+/// Step `number` of `of` as the command line announces it: a blank line, `[N/OF] TITLE`, and
+/// the command indented under it.
+pub fn announcement(number: usize, of: usize, title: &str, args: &[&str]) -> String {
+    format!("\n[{number}/{of}] {title}\n  brainrecon {}", args.join(" "))
+}
+
+/// What `demo` ends with: the route's headline figures, as the route's summary file holds them.
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+pub enum Summary {
+    /// The routes that reconstruct a subject's test images (linear, caption, experiment,
+    /// realtime).
+    Reconstruction(DemoSummary),
+    /// `--route new-subject`.
+    NewSubject(NewSubjectSummary),
+    /// `--route eeg`.
+    Eeg(EegDemoSummary),
+}
+
+impl Summary {
+    /// The figures as the command prints them.
+    pub fn text(&self) -> String {
+        match self {
+            Summary::Reconstruction(summary) => summary.text(),
+            Summary::NewSubject(summary) => summary.text(),
+            Summary::Eeg(summary) => summary.text(),
+        }
+    }
+}
+
+/// Runs the demo of `options.route`: every step not already done, then the headline figures,
+/// written to the route's summary file.
+pub fn run<S: DemoSteps>(options: &DemoOptions, steps: &mut S) -> Result<Summary, S::Error> {
+    Ok(match options.route {
+        Route::Eeg => Summary::Eeg(crate::demo_eeg::run(options, steps)?),
+        Route::NewSubject => Summary::NewSubject(crate::demo_new_subject::run(options, steps)?),
+        _ => Summary::Reconstruction(reconstruction_route(options, steps)?),
+    })
 }
 
 /// The headline figures of a demo (OUT/demo.json and the like).
@@ -277,11 +333,14 @@ pub struct DemoSummary {
     pub realtime: Option<serde_json::Value>,
     /// Wall time of the demo.
     pub seconds: f64,
+    /// --route realtime: the live session's repetition time, seconds (printed, not written).
+    #[serde(skip)]
+    pub tr: f64,
 }
 
 impl DemoSummary {
-    /// The summary as the command prints it; `tr` is the live session's repetition time (s).
-    pub fn text(&self, tr: f64) -> String {
+    /// The summary as the command prints it.
+    pub fn text(&self) -> String {
         use std::fmt::Write;
         let summary = self;
         let mut text = String::new();
@@ -335,7 +394,7 @@ impl DemoSummary {
                 text,
                 "  live session: {} volumes at TR {} s, {} drawn, {} decoded but not drawn, {} refused; image latency median {}, p95 {}",
                 session["volumes"],
-                tr,
+                summary.tr,
                 session["drawn"],
                 session["not_drawn"],
                 session["refused"].as_array().map_or(0, Vec::len),
@@ -368,16 +427,13 @@ pub struct Figures {
     pub two_way_latent_c: Option<f64>,
 }
 
-/// Runs the demo: every step not already done, then the headline figures, written to
-/// OUT/demo.json (OUT/demo-<route>.json) beside the pairs picture.
-pub fn run<S: DemoSteps>(options: &DemoOptions, steps: &mut S) -> Result<DemoSummary, S::Error> {
-    if matches!(options.route, Route::NewSubject | Route::Eeg) {
-        return Err(RouteError::Usage(format!(
-            "--route {} is run by its own module, with its own summary",
-            options.route.name()
-        ))
-        .into());
-    }
+/// Runs a route that reconstructs the subject's test images: every step not already done, then
+/// the headline figures, written to OUT/demo.json (OUT/demo-<route>.json) beside the pairs
+/// picture.
+fn reconstruction_route<S: DemoSteps>(
+    options: &DemoOptions,
+    steps: &mut S,
+) -> Result<DemoSummary, S::Error> {
     let started = std::time::Instant::now();
     let out = &options.out;
     std::fs::create_dir_all(out).map_err(|e| RouteError::from(DataError::io(out, e)))?;
@@ -451,13 +507,13 @@ pub fn run<S: DemoSteps>(options: &DemoOptions, steps: &mut S) -> Result<DemoSum
             out: captions.clone(),
             options: CaptionOptions::default(),
             beam_scoring: "published".into(),
-            device: options.device.clone(),
+            device: parse_device(&options.device)?,
             progress: options.progress,
         })?;
         steps.print(&file.text(&captions))?;
     }
     if options.route == Route::Realtime {
-        steps.realtime_session(&paths)?;
+        crate::realtime_demo::session(options, &paths, steps)?;
     } else {
         reconstruct(options, &paths, &captions, steps)?;
     }
@@ -495,8 +551,8 @@ fn features<S: DemoSteps>(
         sample: false,
         seed: 0,
         batch: 8,
-        device: options.device.clone(),
-        dtype: "f32".into(),
+        device: parse_device(&options.device)?,
+        dtype: DType::F32,
         progress: options.progress,
     };
     features_request(&request, |summary, seconds| {
@@ -564,8 +620,8 @@ fn reconstruct<S: DemoSteps>(
         },
         batch: None,
         shard: None,
-        device: options.device.clone(),
-        dtype: "f32".into(),
+        device: parse_device(&options.device)?,
+        dtype: DType::F32,
         command: options.command.clone(),
         progress: options.progress,
     })?;
@@ -588,21 +644,24 @@ fn evaluate<S: DemoSteps>(
         path(recons),
     ];
     steps.announce(6, title, &args);
-    let evaluated = eval(&EvalRequest {
-        stimuli: paths.subject.clone(),
-        recons: recons.to_path_buf(),
-        clip: None,
-        metric_weights: None,
-        protocol: "mindeye".into(),
-        device: "cpu".into(),
-        rows_per_page: 50,
-        thumbnail: 128,
-        captions: None,
-        meteor_jar: None,
-        clip_score_model: None,
-        sheet: None,
-        command: options.command.clone(),
-    })?;
+    let evaluated = eval(
+        &EvalRequest {
+            stimuli: paths.subject.clone(),
+            recons: recons.to_path_buf(),
+            clip: None,
+            metric_weights: None,
+            protocol: "mindeye".into(),
+            device: brainrecon_core::Device::Cpu,
+            rows_per_page: 50,
+            thumbnail: 128,
+            captions: None,
+            meteor_jar: None,
+            clip_score_model: None,
+            sheet: None,
+            command: options.command.clone(),
+        },
+        brainrecon_routes::reconstruct::eval_extras,
+    )?;
     steps.print(&evaluated.text())
 }
 
@@ -617,8 +676,7 @@ fn nsd_subject<S: DemoSteps>(
         steps.note(1, &format!("simulated subject found in {}", root.display()));
     } else {
         let (images, seed) = (options.images.to_string(), options.seed.to_string());
-        command(
-            steps,
+        steps.announce(
             1,
             "simulate a subject (NSD layout)",
             &[
@@ -630,7 +688,8 @@ fn nsd_subject<S: DemoSteps>(
                 "--seed",
                 &seed,
             ],
-        )?;
+        );
+        simulate_subject(options, root, simulate::Kind::Image, None, steps)?;
     }
     if subject.join("subject.json").is_file() {
         steps.note(
@@ -639,8 +698,7 @@ fn nsd_subject<S: DemoSteps>(
         );
         return Ok(());
     }
-    command(
-        steps,
+    steps.announce(
         2,
         "prepare it as NSD is prepared",
         &[
@@ -653,7 +711,52 @@ fn nsd_subject<S: DemoSteps>(
             "--out",
             path(subject),
         ],
-    )
+    );
+    let report = prepare(&PrepareOptions {
+        progress: options.progress,
+        ..PrepareOptions::defaults(root, 1, subject)
+    })
+    .map_err(RouteError::from)?;
+    steps.print(&report.text())?;
+    if let Some(note) = report.note() {
+        steps.log(&note);
+    }
+    Ok(())
+}
+
+/// `simulate --out ROOT --images N --seed S` (with `--kind events --runs R` for an
+/// experiment): its defaults but for those flags.
+fn simulate_subject<S: DemoSteps>(
+    options: &DemoOptions,
+    root: &Path,
+    kind: simulate::Kind,
+    runs: Option<usize>,
+    steps: &mut S,
+) -> Result<(), S::Error> {
+    let summary = simulate::run(&Request {
+        out: root.to_path_buf(),
+        kind,
+        size: simulate::Size::Small,
+        runs,
+        run_seconds: None,
+        clips_per_genre: None,
+        clips_per_run: None,
+        track_seconds: None,
+        library_per_genre: None,
+        images: Some(options.images),
+        seed: options.seed,
+        layout: brainrecon_simulate::OutputLayout::Nsd,
+        subject: "subj01".into(),
+        image_size: 64,
+        sessions: None,
+        volume: None,
+        progress: options.progress,
+        subjects: None,
+        individual_share: None,
+        shared_images: None,
+    })
+    .map_err(RouteError::from)?;
+    steps.print(&format!("{}\n", summary.text()))
 }
 
 /// Runs of the event-related experiment for `images` images (one in six a test image shown
@@ -685,10 +788,9 @@ fn experiment_subject<S: DemoSteps>(
             &format!("simulated experiment found in {}", root.display()),
         );
     } else {
-        let runs = experiment_runs(options.images)?.to_string();
+        let runs = experiment_runs(options.images)?;
         let (images, seed) = (options.images.to_string(), options.seed.to_string());
-        command(
-            steps,
+        steps.announce(
             1,
             "simulate an event-related experiment (raw BIDS + fMRIPrep's derivatives)",
             &[
@@ -700,11 +802,12 @@ fn experiment_subject<S: DemoSteps>(
                 "--images",
                 &images,
                 "--runs",
-                &runs,
+                &runs.to_string(),
                 "--seed",
                 &seed,
             ],
-        )?;
+        );
+        simulate_subject(options, root, simulate::Kind::Events, Some(runs), steps)?;
     }
     if subject.join("subject.json").is_file() {
         steps.note(
@@ -715,8 +818,7 @@ fn experiment_subject<S: DemoSteps>(
     }
     let fmriprep = root.join("derivatives").join("fmriprep");
     let glm = subject.with_file_name("glm");
-    command(
-        steps,
+    steps.announce(
         2,
         "single-trial betas by GLMsingle's method",
         &[
@@ -734,10 +836,41 @@ fn experiment_subject<S: DemoSteps>(
             "--out",
             path(&glm),
         ],
-    )?;
+    );
+    // `glm`'s defaults but for the flags above.
+    let fitted = fit_folder(&GlmOptions {
+        source: Source::Fmriprep {
+            fmriprep,
+            bids_root: root.clone(),
+        },
+        subject: "01".into(),
+        tasks: vec!["images".into()],
+        sessions: Vec::new(),
+        space: Some("T1w".into()),
+        mask: None,
+        confounds: "none".into(),
+        condition_column: None,
+        stimdur: None,
+        out: glm.clone(),
+        cortex: "auto"
+            .parse()
+            .map_err(|e: String| RouteError::Usage(format!("--cortex: {e}")))?,
+        progress: options.progress,
+    })?;
+    if !fitted.resumed.is_empty() {
+        steps.log(&format!(
+            "resumed the interrupted fit's {}",
+            fitted.resumed.join(", ")
+        ));
+    }
+    if let Some(failed) = &fitted.stage_not_kept {
+        steps.warn(&format!(
+            "a finished stage could not be kept for resuming ({failed})"
+        ));
+    }
+    steps.print(&fitted.text(&glm))?;
     let captions = root.join("stimuli").join("captions.json");
-    command(
-        steps,
+    steps.announce(
         2,
         "prepare a subject from the betas",
         &[
@@ -750,7 +883,26 @@ fn experiment_subject<S: DemoSteps>(
             "--out",
             path(subject),
         ],
-    )
+    );
+    // `glm prepare`'s defaults but for the flags above.
+    let report = prepare_experiment(&ExperimentOptions {
+        glm,
+        out: subject.clone(),
+        model: model_folder("typed")?.to_string(),
+        stimuli: None,
+        captions: Some(captions),
+        atlas: None,
+        atlas_transform: None,
+        atlas_labels: None,
+        rois: vec!["visual".into(), "streams".into()],
+        test: TestSet::MinRepeats(3),
+        zscore: ZScore::Session,
+        average_train: false,
+        image_size: None,
+        leave_out_missing: false,
+    })
+    .map_err(RouteError::from)?;
+    steps.print(&report.text())
 }
 
 /// The fingerprint of the diffusion model's files.
@@ -878,6 +1030,7 @@ fn summarize(
             .then(|| read_json(&out.join("realtime-session").join("session.json")))
             .transpose()?,
         seconds: started.elapsed().as_secs_f64(),
+        tr: options.live.tr,
     };
     write_json_atomic(&out.join(summary_name), &summary)?;
     Ok(summary)
@@ -1005,27 +1158,31 @@ mod tests {
         assert!((7..=24).contains(&runs));
     }
 
-    /// Records the steps instead of running them.
+    /// Records the steps; stops the demo at the first report.
     struct Plan(Vec<String>);
 
+    type Failure = Box<dyn std::error::Error + Send + Sync>;
+
     impl DemoSteps for Plan {
-        type Error = RouteError;
+        type Error = Failure;
         fn announce(&mut self, number: usize, _: &str, args: &[&str]) {
             self.0.push(format!("{number} {}", args[0]));
         }
-        fn command(&mut self, _: &[&str]) -> Result<()> {
-            // Stop before the model is needed: the plan of steps 1–2 is what is checked.
-            Err(RouteError::Usage("planned".into()))
+        fn announce_next(&mut self, args: &[&str]) {
+            self.0.push(format!("also {}", args[0]));
         }
-        fn print(&mut self, _: &str) -> Result<()> {
-            Ok(())
+        fn print(&mut self, _: &str) -> Result<(), Failure> {
+            // Stop before the model is needed: the plan of steps 1–2 is what is checked.
+            Err("planned".into())
         }
         fn warn(&mut self, _: &str) {}
-        fn realtime_session(&mut self, _: &DemoPaths) -> Result<()> {
-            Ok(())
-        }
+        fn log(&self, _: &str) {}
         fn note(&mut self, number: usize, text: &str) {
             self.0.push(format!("{number} note {text}"));
+        }
+        fn stop(&mut self) -> &'static AtomicBool {
+            static NEVER: AtomicBool = AtomicBool::new(false);
+            &NEVER
         }
     }
 
@@ -1044,6 +1201,7 @@ mod tests {
             route: Route::Linear,
             command: String::new(),
             progress: false,
+            live: LiveSettings::default(),
         };
         let mut plan = Plan(Vec::new());
         assert!(run(&options, &mut plan).is_err());

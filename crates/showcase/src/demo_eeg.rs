@@ -14,7 +14,7 @@ use brainrecon_core::DataError;
 use brainrecon_datasets::things_eeg2::{Split, ThingsEeg2};
 use brainrecon_formats::image::write_png;
 use brainrecon_formats::video::frames::read_frame;
-use brainrecon_routes::b2c::chart::comparison_grid;
+use brainrecon_routes::score::report::comparison_grid;
 use brainrecon_routes::eeg::decoder::{
     embed_images, evaluate, fit, EegDecoder, EegEvalRequest, EegFitRequest, EegMethod,
     EmbedRequest, GroupSummary, Training,
@@ -43,12 +43,17 @@ const RETRIEVED: usize = 4;
 /// The headline figures of `demo --route eeg` (OUT/demo-eeg.json).
 #[derive(Debug, Serialize)]
 pub struct EegDemoSummary {
+    /// The output folder.
     pub out: PathBuf,
     /// Always [`Route::Eeg`].
     pub route: Route,
+    /// Subjects simulated.
     pub subjects: usize,
+    /// Images of the training set.
     pub training_images: usize,
+    /// Images of the test set, unseen in training.
     pub test_images: usize,
+    /// EEG channels of a trial.
     pub channels: usize,
     /// NICE's epochs on a subject's own data.
     pub epochs: usize,
@@ -60,7 +65,9 @@ pub struct EegDemoSummary {
     pub nice: GroupSummary,
     /// NICE trained on the other subjects, scored on each.
     pub nice_leave_one_out: GroupSummary,
+    /// Chance top-1: 1/n over the n test images.
     pub chance_top1: f64,
+    /// Chance top-5: 5/n.
     pub chance_top5: f64,
     /// The slowest decoder's decoding time per test trial.
     pub ms_per_trial: f64,
@@ -70,10 +77,13 @@ pub struct EegDemoSummary {
     pub retrievals: PathBuf,
     /// sub-01's test images reconstructed from NICE's decoded embeddings.
     pub reconstruction: EegReconstructReport,
+    /// Wall-clock seconds of the whole demo.
     pub seconds: f64,
 }
 
 impl EegDemoSummary {
+    /// The summary `demo --route eeg` prints at the end: the group's scores against chance and
+    /// where the figures are.
     pub fn text(&self) -> String {
         use std::fmt::Write;
         let pct = |v: f64| format!("{:.1}%", 100.0 * v);

@@ -11,12 +11,14 @@
 use crate::demo::{mean_accuracy, path, DemoOptions, DemoSteps, Route};
 use brainrecon_core::fs::write_json_atomic;
 use brainrecon_core::DataError;
-use brainrecon_datasets::nsd::prepare::{prepare, PrepareOptions, ZScore};
+use brainrecon_datasets::nsd::prepare::{prepare, PrepareOptions};
 use brainrecon_datasets::prepared::PreparedSubject;
+use brainrecon_diffusion::pipeline::DType;
 use brainrecon_formats::image::{read_png, write_png, RgbImage};
 use brainrecon_routes::decode::decoders::{fit_request, Decoder, FitRequest};
 use brainrecon_routes::decode::features::{features_request, FeaturesRequest};
-use brainrecon_routes::group::adapt::{adapt, AdaptRequest};
+use brainrecon_routes::decode::options::parse_device;
+use brainrecon_routes::group::adapt::{adapt, AdaptRequest, Via};
 use brainrecon_routes::group::fit::{fit_group, GroupFitRequest};
 use brainrecon_routes::group::prepare::{prepare_group, GroupPrepareRequest};
 use brainrecon_routes::group::{decoders_dir, space_dir, GroupMeta};
@@ -71,8 +73,9 @@ pub struct NewSubjectSummary {
     pub route: Route,
     /// Subjects simulated (the group is all but the first).
     pub subjects: usize,
-    /// Images each subject saw, and how many of them every subject saw.
+    /// Images each subject saw.
     pub images: usize,
+    /// How many of them every subject saw.
     pub shared_images: usize,
     /// Sessions of each subject.
     pub sessions: usize,
@@ -227,7 +230,7 @@ pub fn run<S: DemoSteps>(
             space: SPACE.into(),
             subject: one.clone(),
             sessions: None,
-            via: None,
+            via: Via::Features,
             map: None,
             eval_subject: Some(paths.subject(1)),
             out: adapted.clone(),
@@ -378,19 +381,9 @@ fn subjects<S: DemoSteps>(
         args.extend(["--out", path(out)]);
         steps.announce(2, "prepare it as NSD is prepared", &args);
         let report = prepare(&PrepareOptions {
-            nsd_root: paths.root.clone(),
-            subject: *s,
-            out: out.clone(),
             sessions: sessions.clone(),
-            atlases: vec![
-                "nsdgeneral".into(),
-                "streams".into(),
-                "prf-visualrois".into(),
-            ],
-            zscore: ZScore::Session,
-            average_train: false,
-            image_size: None,
             progress: options.progress,
+            ..PrepareOptions::defaults(&paths.root, *s, out)
         })
         .map_err(RouteError::from)?;
         let m = &report.meta;
@@ -432,8 +425,8 @@ fn subjects<S: DemoSteps>(
                 sample: false,
                 seed: 0,
                 batch: 8,
-                device: options.device.clone(),
-                dtype: "f32".into(),
+                device: parse_device(&options.device)?,
+                dtype: DType::F32,
                 progress: options.progress,
             };
             features_request(&request, |summary, seconds| {
@@ -608,8 +601,8 @@ fn reconstruct<S: DemoSteps>(
         },
         batch: None,
         shard: None,
-        device: options.device.clone(),
-        dtype: "f32".into(),
+        device: parse_device(&options.device)?,
+        dtype: DType::F32,
         command: options.command.clone(),
         progress: options.progress,
     })?;

@@ -9,9 +9,13 @@ use std::path::{Path, PathBuf};
 /// program name) titled `title`, or, with `args` `None`, a note that its output is already
 /// there.
 pub struct Step<'a> {
+    /// This step, 1-based.
     pub number: usize,
+    /// Steps of the demo.
     pub of: usize,
+    /// What the step does, or the note that it is done.
     pub title: &'a str,
+    /// The command's arguments, without the program name; None for a note.
     pub args: Option<&'a [String]>,
 }
 
@@ -44,6 +48,7 @@ pub struct MusicDemoOptions {
     pub out: PathBuf,
     /// `small` or `paper` (ds003720's 540 clips).
     pub size: String,
+    /// Seed of the simulated subject and of the fit (`--seed`).
     pub seed: u64,
 }
 

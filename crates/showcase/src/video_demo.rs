@@ -20,6 +20,7 @@ pub enum DemoDecoder {
 /// The demo's settings.
 #[derive(Debug, Clone)]
 pub struct VideoDemoOptions {
+    /// Output folder (a simulated subject and prepared windows there are reused).
     pub out: PathBuf,
     /// Seed of the subject and the clips.
     pub seed: u64,
@@ -27,6 +28,7 @@ pub struct VideoDemoOptions {
     pub steps: usize,
     /// Only the first `limit` test clips.
     pub limit: Option<usize>,
+    /// What decodes the windows' contexts.
     pub decoder: DemoDecoder,
 }
 

@@ -20,6 +20,7 @@ pub const STREAMS: [(i32, &str); 7] = [
     (6, "lateral"),
     (7, "parietal"),
 ];
+/// NSD's `prf-visualrois` labels (value, name).
 pub const PRF_VISUALROIS: [(i32, &str); 7] = [
     (1, "V1v"),
     (2, "V1d"),
@@ -29,29 +30,40 @@ pub const PRF_VISUALROIS: [(i32, &str); 7] = [
     (6, "V3d"),
     (7, "hV4"),
 ];
+/// NSD's `nsdgeneral` label (value, name).
 pub const NSDGENERAL: [(i32, &str); 1] = [(1, "nsdgeneral")];
 
 /// How a voxel responds to a scene.
 #[derive(Debug, Clone)]
 pub enum Tuning {
-    /// Gaussian pRF at (u, v) in [0,1]² with width `sigma`, weights on luminance and contrast.
+    /// Gaussian pRF at (u, v) in [0, 1]² with width `sigma`, weights on luminance and contrast.
     Receptive {
+        /// Horizontal centre in the image, 0 (left) to 1 (right).
         u: f32,
+        /// Vertical centre in the image, 0 (top) to 1 (bottom).
         v: f32,
+        /// Gaussian width, in image widths.
         sigma: f32,
+        /// Weight on the pRF-weighted luminance.
         luminance: f32,
+        /// Weight on the pRF-weighted local contrast.
         contrast: f32,
     },
     /// Linear weights on the one-hot scene attributes.
-    Semantic { weights: Vec<f32> },
+    Semantic {
+        /// One weight per attribute of `Scene::one_hot`.
+        weights: Vec<f32>,
+    },
     /// Noise only.
     None,
 }
 
+/// One in-brain voxel and how it responds.
 #[derive(Debug, Clone)]
 pub struct Voxel {
     /// (x, y, z) in the volume.
     pub coord: [usize; 3],
+    /// What it responds to.
     pub tuning: Tuning,
     /// Signal amplitude in percent signal change.
     pub amplitude: f32,
@@ -63,19 +75,25 @@ pub struct Voxel {
 pub struct Brain {
     /// (X, Y, Z)
     pub shape: [usize; 3],
+    /// Row-major voxel → world affine (1.8-mm voxels, centred), as NSD's `func1pt8mm`.
     pub affine: [[f64; 4]; 4],
+    /// `nsdgeneral` label volume: −1 outside the brain, 0 unlabelled, 1 visual cortex.
     pub nsdgeneral: Vec<i16>,
+    /// `streams` label volume ([`STREAMS`]): −1 outside the brain, 0 unlabelled.
     pub streams: Vec<i16>,
+    /// `prf-visualrois` label volume ([`PRF_VISUALROIS`]): −1 outside the brain, 0 unlabelled.
     pub prf_visualrois: Vec<i16>,
     /// In-brain voxels in betas order: z, then y, then x fastest.
     pub voxels: Vec<Voxel>,
 }
 
 impl Brain {
+    /// Flat index of voxel (x, y, z) in the label volumes (x fastest).
     pub fn index(&self, [x, y, z]: [usize; 3]) -> usize {
         x + self.shape[0] * (y + self.shape[1] * z)
     }
 
+    /// A lone subject's brain of `shape` voxels: an ellipsoid whose back is visual cortex.
     pub fn new(shape: [usize; 3], rng: &mut impl Rng) -> Self {
         Self::build(shape, None, rng).0
     }
@@ -362,11 +380,14 @@ pub const FIELD_SIGMA: f32 = 0.08;
 /// early-visual band.
 #[derive(Debug, Clone, Serialize)]
 pub struct Population {
+    /// Attribute weights (21 per bump) over the higher-visual band.
     pub semantic: Field,
+    /// (luminance weight, u jitter, v jitter) over the early-visual band.
     pub retinotopic: Field,
 }
 
 impl Population {
+    /// A random population: 48 semantic and 24 retinotopic bumps of width [`FIELD_SIGMA`].
     pub fn new(rng: &mut impl Rng) -> Self {
         Population {
             semantic: Field::random(48, N_ATTRIBUTES, 0.12..0.40, FIELD_SIGMA, rng),
@@ -395,6 +416,8 @@ pub struct SubjectTraits {
 }
 
 impl SubjectTraits {
+    /// One subject's traits: thresholds jittered by ±0.02, a shift of ±0.03, an SNR factor, and
+    /// `individual_share` as R.
     pub fn random(individual_share: f32, rng: &mut impl Rng) -> Self {
         let mut thresholds = DEFAULT_THRESHOLDS;
         for t in &mut thresholds {
@@ -415,8 +438,11 @@ impl SubjectTraits {
 /// voxel's (luminance weight, u jitter, v jitter) in the first three places, zeros after.
 #[derive(Debug, Clone)]
 pub struct TuningParts {
+    /// Normalised (fx, fy, fz) where it reads the shared fields (shift included).
     pub position: [f32; 3],
+    /// The population's part (21,).
     pub shared: Vec<f32>,
+    /// The subject's own draw (21,).
     pub individual: Vec<f32>,
 }
 
@@ -447,18 +473,25 @@ pub fn response(voxel: &Voxel, scene: &Scene, lum: &[f32], contrast: &[f32], gri
 
 /// A voxel's response function with its pRF weights computed once, for many scenes.
 pub enum Responder<'a> {
+    /// A pRF voxel.
     Receptive {
         /// Gaussian weight per grid cell (row-major) and their sum.
         weights: Vec<f32>,
+        /// Sum of the weights.
         norm: f32,
+        /// Weight on the pRF-weighted luminance.
         luminance: f32,
+        /// Weight on the pRF-weighted local contrast.
         contrast: f32,
     },
+    /// A semantic voxel's attribute weights.
     Semantic(&'a [f32]),
+    /// A noise-only voxel (responds 0).
     None,
 }
 
 impl<'a> Responder<'a> {
+    /// The response function of `voxel` on a `grid`×`grid` lattice.
     pub fn new(voxel: &'a Voxel, grid: usize) -> Self {
         match &voxel.tuning {
             Tuning::Receptive {

@@ -22,9 +22,11 @@ pub const MASK_DISTANCE: f32 = 45.0;
 /// What the rule read from an image (indices into the scene tables).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Reading {
+    /// Index into [`BACKGROUNDS`]: the palette background nearest the image's border.
     pub background: usize,
-    /// `None` when no pixel stands out from the background.
+    /// Index into [`COLOURS`]; `None` when no pixel stands out from the background.
     pub colour: Option<usize>,
+    /// Index into [`SHAPES`]; `None` when no pixel stands out from the background.
     pub shape: Option<usize>,
 }
 
@@ -159,8 +161,11 @@ pub fn read_scene(image: &RgbImage) -> Reading {
 /// Share of images whose colour, shape, and both, the rule reads as their scene's.
 #[derive(Clone, Debug, PartialEq, serde::Serialize)]
 pub struct SceneAccuracy {
+    /// Share whose colour is read right (0–1).
     pub colour: f64,
+    /// Share whose shape is read right (0–1).
     pub shape: f64,
+    /// Share whose colour and shape are both read right (0–1).
     pub both: f64,
 }
 

@@ -12,8 +12,9 @@ use brainrecon_formats::image::RgbImage;
 pub struct ClipReading {
     /// The background most frames show.
     pub background: usize,
-    /// The colour and shape most frames show (`None` when most show no shape).
+    /// The colour most frames show (`None` when most show no shape).
     pub colour: Option<usize>,
+    /// The shape most frames show (`None` when most show no shape).
     pub shape: Option<usize>,
     /// The centroid's velocity in image widths per frame, (x right, y down): the slope of a
     /// least-squares line through the frames' centroids. `None` when fewer than two frames show

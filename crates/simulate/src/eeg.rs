@@ -96,16 +96,24 @@ pub const FAMILIES: [(&str, f64, f64); 5] = [
 /// Concepts: every size, colour, shape and background.
 pub const N_CONCEPTS: usize = SIZES.len() * COLOURS.len() * SHAPES.len() * BACKGROUNDS.len();
 
+/// What `simulate --kind eeg` writes.
 #[derive(Debug, Clone)]
 pub struct EegOptions {
+    /// The dataset root to create.
     pub out: PathBuf,
+    /// Seed of every random draw.
     pub seed: u64,
+    /// Subjects (`sub-01` …).
     pub subjects: usize,
+    /// Training concepts (disjoint from the test concepts).
     pub train_concepts: usize,
     /// Images of a training concept (its scene at this many positions, at most 5).
     pub images_per_concept: usize,
+    /// Test concepts, one image each.
     pub test_concepts: usize,
+    /// Times each training image is seen (4 in THINGS-EEG2).
     pub train_repetitions: usize,
+    /// Times each test image is seen (80 in THINGS-EEG2).
     pub test_repetitions: usize,
     /// Side of the images in pixels.
     pub image_size: usize,
@@ -113,6 +121,7 @@ pub struct EegOptions {
     pub signal: f64,
     /// R: the variance share of each subject's own topographies.
     pub individual_share: f64,
+    /// Whether to draw progress bars.
     pub progress: bool,
 }
 
@@ -140,14 +149,18 @@ impl EegOptions {
 /// One image of the simulated set.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ImageTruth {
+    /// The concept's folder (`00001_<words>`).
     pub concept: String,
+    /// The image's file in it (`<words>_01.png`).
     pub file: String,
+    /// The scene drawn.
     pub scene: Scene,
 }
 
 /// One subject's own parameters.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SubjectTruth {
+    /// `sub-XX`.
     pub subject: String,
     /// Added to every family's latency, seconds.
     pub latency_shift: f64,
@@ -156,23 +169,35 @@ pub struct SubjectTruth {
 /// `truth/eeg.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct EegTruth {
+    /// Channel names, in the data's order.
     pub channels: Vec<String>,
+    /// Sample rate, Hz (100).
     pub sfreq: f64,
+    /// Samples per epoch ([`TIMES`]).
     pub times: usize,
     /// (family, latency s, width s).
     pub families: Vec<(String, f64, f64)>,
+    /// Peak amplitude of an attribute's component, in noise standard deviations.
     pub signal: f64,
+    /// R: the variance share of each subject's own topographies.
     pub individual_share: f64,
+    /// Times each training image is seen.
     pub train_repetitions: usize,
+    /// Times each test image is seen.
     pub test_repetitions: usize,
+    /// Each subject's own parameters.
     pub subjects: Vec<SubjectTruth>,
+    /// The training images, in condition order.
     pub training: Vec<ImageTruth>,
+    /// The test images, in condition order.
     pub test: Vec<ImageTruth>,
 }
 
 /// What `simulate --kind eeg` wrote.
 pub struct SimulatedEeg {
+    /// The dataset root.
     pub out: PathBuf,
+    /// Its `truth/eeg.json`.
     pub truth: EegTruth,
 }
 

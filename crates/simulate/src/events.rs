@@ -51,6 +51,7 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
 const SUBJECT: &str = "01";
+/// The BIDS task label of the runs.
 pub const TASK: &str = "images";
 /// fMRIPrep's output space of the runs: the subject's own anatomy, where fMRIPrep's aparc+aseg
 /// segmentation lives.
@@ -71,16 +72,24 @@ const NOT_YET_STEADY: f64 = 1.3;
 const WHITE_NOISE: f64 = 2.0;
 const MOTION: [&str; 6] = ["trans_x", "trans_y", "trans_z", "rot_x", "rot_y", "rot_z"];
 
+/// What `simulate --kind events` writes.
 #[derive(Debug, Clone)]
 pub struct EventsOptions {
+    /// The dataset root to create.
     pub out: PathBuf,
+    /// Seed of every random draw.
     pub seed: u64,
+    /// Runs (`run-NN`).
     pub runs: usize,
+    /// Training images, each shown twice.
     pub train_images: usize,
+    /// Test images, each shown three times.
     pub test_images: usize,
+    /// Seconds per volume.
     pub tr: f64,
     /// (X, Y, Z)
     pub volume_shape: [usize; 3],
+    /// Side of the square stimulus images, pixels.
     pub image_size: usize,
 }
 
@@ -104,21 +113,30 @@ impl EventsOptions {
 /// `truth/events_truth.json`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct EventsTruth {
+    /// The seed it was made with.
     pub seed: u64,
+    /// Seconds per volume.
     pub tr: f64,
+    /// Seconds each image is shown (3).
     pub stimdur: f64,
+    /// Runs.
     pub runs: usize,
+    /// Volumes per run.
     pub n_volumes: usize,
     /// Scene ids (`Scene::id`) of the images, training images first.
     pub images: Vec<usize>,
+    /// Training images: the first this many of `images`.
     pub n_train_images: usize,
     /// Per trial in run-then-onset order: (run 0-based, onset seconds, image index).
     pub trials: Vec<(usize, f64, usize)>,
+    /// Voxels inside the brain.
     pub brain_voxels: usize,
+    /// Of them, the visual (tuned) ones.
     pub visual_voxels: usize,
     /// (X, Y, Z) of the runs' volumes.
     #[serde(default = "default_volume_shape")]
     pub volume_shape: [usize; 3],
+    /// Side of the square stimulus images, pixels.
     #[serde(default = "default_image_size")]
     pub image_size: usize,
 }
@@ -773,6 +791,7 @@ pub struct SessionOptions {
     /// Seeds this session's schedule, noise and drifts (the subject comes from the
     /// experiment's seed).
     pub seed: u64,
+    /// Seconds per volume.
     pub tr: f64,
     /// The first this many test images (None: all of them).
     pub images: Option<usize>,
@@ -786,21 +805,28 @@ pub struct SessionOptions {
 /// One shown image of a [`ScannerSession`].
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SessionTrial {
+    /// Onset from the session's first volume, seconds.
     pub onset: f64,
     /// Index into the experiment's images (`EventsTruth::images`).
     pub image: usize,
+    /// The image's scene id (`Scene::id`).
     pub scene_id: usize,
+    /// The image's file name (`scene-NNNNN.png`).
     pub stim_file: String,
 }
 
 /// A session's volumes on the subject's grid, before any head motion, and what was shown.
 #[derive(Debug, Clone)]
 pub struct ScannerSession {
+    /// Seconds per volume.
     pub tr: f64,
+    /// The grid (X, Y, Z).
     pub shape: [usize; 3],
+    /// Row-major voxel → world affine (mm).
     pub affine: [[f64; 4]; 4],
     /// One volume per TR, x fastest.
     pub volumes: Vec<Vec<f32>>,
+    /// The images shown, in order.
     pub trials: Vec<SessionTrial>,
     /// BIDS events.tsv of the session (onset, duration, trial_type, stim_file).
     pub events_tsv: String,

@@ -20,10 +20,9 @@ use crate::{
     SimulateOptions, Simulated, Truth,
 };
 use brainrecon_core::error::{DataError, Result};
-use brainrecon_core::fs::{write_atomic, write_bytes_atomic, write_json_atomic};
-use brainrecon_datasets::nsd::prepare::{prepare, PrepareOptions, ZScore};
+use brainrecon_core::fs::{write_atomic, write_json_atomic};
+use brainrecon_datasets::nsd::prepare::{prepare, PrepareOptions};
 use brainrecon_datasets::nsd::Layout;
-use brainrecon_formats::mat::{encode_doubles, Matrix};
 use brainrecon_formats::npy;
 use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
@@ -36,6 +35,7 @@ use std::path::Path;
 /// What the simulator knows about a group, saved as `truth/group.json`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct GroupTruth {
+    /// The seed it was made with.
     pub seed: u64,
     /// N
     pub n_subjects: usize,
@@ -47,12 +47,15 @@ pub struct GroupTruth {
     pub n_pool: usize,
     /// 0-based ids every subject sees (sorted).
     pub shared_ids: Vec<usize>,
+    /// Each subject, in order (`subj01` …).
     pub subjects: Vec<GroupSubject>,
-    /// Semantic prototypes: (48, 3) normalised centres and (48, 21) attribute weights.
+    /// Semantic prototypes: (48, 3) normalised centres.
     pub semantic_centres: Vec<[f32; 3]>,
+    /// Semantic prototypes: (48, 21) attribute weights.
     pub semantic_weights: Vec<Vec<f32>>,
-    /// Early-visual field: (24, 3) centres and (24, 3) (luminance, u jitter, v jitter).
+    /// Early-visual field: (24, 3) normalised centres.
     pub retinotopic_centres: Vec<[f32; 3]>,
+    /// Early-visual field: (24, 3) values (luminance weight, u jitter, v jitter).
     pub retinotopic_values: Vec<Vec<f32>>,
     /// Width of the fields' Gaussian bumps in normalised units.
     pub field_sigma: f64,
@@ -61,16 +64,21 @@ pub struct GroupTruth {
 /// One group subject in [`GroupTruth`].
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct GroupSubject {
+    /// `subjNN`.
     pub subject: String,
     /// (X, Y, Z)
     pub volume_shape: [usize; 3],
     /// Early, higher, ventral and lateral bounds in normalised position.
     pub thresholds: [f32; 4],
+    /// Added to a voxel's normalised position before the shared fields are read.
     pub shift: [f32; 3],
+    /// Multiplies every visual voxel's single-trial SNR.
     pub snr_factor: f32,
     /// Voxels per atlas and per `atlas/label`.
     pub rois: BTreeMap<String, usize>,
+    /// Training trials the subject saw.
     pub n_train_trials: usize,
+    /// Test trials the subject saw.
     pub n_test_trials: usize,
     /// 0-based ids this subject alone sees (sorted).
     pub own_ids: Vec<usize>,
@@ -96,19 +104,8 @@ pub(crate) fn simulate_group(opts: &SimulateOptions) -> Result<Simulated> {
                 for truth in &written.0 {
                     let subject = brainrecon_datasets::nsd::parse_subject(&truth.subject)?;
                     prepare(&PrepareOptions {
-                        nsd_root: source.clone(),
-                        subject,
-                        out: staging.join(&truth.subject),
-                        sessions: None,
-                        atlases: vec![
-                            "nsdgeneral".into(),
-                            "streams".into(),
-                            "prf-visualrois".into(),
-                        ],
-                        zscore: ZScore::Session,
-                        average_train: false,
-                        image_size: None,
                         progress: opts.progress,
+                        ..PrepareOptions::defaults(&source, subject, &staging.join(&truth.subject))
                     })?;
                 }
                 let truth_dir = staging.join("truth");
@@ -191,7 +188,7 @@ fn write_tree(opts: &SimulateOptions, root: &Path) -> Result<(Vec<Truth>, GroupT
         .map(|im| luminance_contrast(im, grid))
         .collect();
     let first = Layout::new(root, 1);
-    write_expdesign(&first, &design, opts.n_images)?;
+    design.write_expdesign(&first, opts.n_images)?;
     write_captions(&first, &captions)?;
     write_brick(&first, &images, opts.image_size)?;
 
@@ -314,40 +311,6 @@ fn write_tuning(truth_dir: &Path, parts: &[&TuningParts]) -> Result<()> {
         &individual,
     )?;
     npy::write(&truth_dir.join("positions.npy"), &[n, 3], &positions)
-}
-
-fn write_expdesign(layout: &Layout, design: &crate::Design, n_images: usize) -> Result<()> {
-    let to_row = |values: Vec<f64>| Matrix {
-        rows: 1,
-        cols: values.len(),
-        values,
-    };
-    let sharedix = to_row(design.shared.iter().map(|&i| (i + 1) as f64).collect());
-    let masterordering = to_row(
-        design
-            .master_ordering
-            .iter()
-            .map(|&c| (c + 1) as f64)
-            .collect(),
-    );
-    let mut subjectim = Matrix {
-        rows: 8,
-        cols: n_images,
-        values: vec![0.0; 8 * n_images],
-    };
-    for (s, row) in design.subject_images.iter().enumerate() {
-        for (c, &id) in row.iter().enumerate() {
-            subjectim.values[s + 8 * c] = (id + 1) as f64;
-        }
-    }
-    write_bytes_atomic(
-        &layout.expdesign(),
-        &encode_doubles(&[
-            ("masterordering", &masterordering),
-            ("sharedix", &sharedix),
-            ("subjectim", &subjectim),
-        ]),
-    )
 }
 
 /// NSD's merged stimulus table over the pool: `subjectK` is 1 where subject K saw the image,

@@ -26,8 +26,11 @@ use std::path::Path;
 
 /// Integer element types the writer stores, little-endian.
 pub trait H5Int: Copy {
+    /// Bytes per element.
     const SIZE: usize;
+    /// Whether the type is signed (HDF5's fixed-point sign bit).
     const SIGNED: bool;
+    /// Appends the element's little-endian bytes to `out`.
     fn put(self, out: &mut Vec<u8>);
 }
 

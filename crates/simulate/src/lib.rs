@@ -1,5 +1,7 @@
 //! `simulate`: a synthetic subject with known truth, written in NSD's own layout or prepared.
 
+#![warn(missing_docs)]
+
 mod bold;
 pub mod brain;
 pub mod classify;
@@ -20,7 +22,7 @@ use brain::{luminance_contrast, Brain, Responder, Tuning, NSDGENERAL, PRF_VISUAL
 use brainrecon_core::error::{DataError, Result};
 use brainrecon_core::fs::{write_atomic, write_bytes_atomic, write_json_atomic, OutputDir};
 use brainrecon_core::progress::bar_aligned;
-use brainrecon_datasets::nsd::prepare::{prepare, PrepareOptions, ZScore};
+use brainrecon_datasets::nsd::prepare::{prepare, PrepareOptions};
 use brainrecon_datasets::nsd::{Layout, BETA_SCALE};
 use brainrecon_formats::mat::{encode_doubles, Matrix};
 use brainrecon_formats::{nifti_io, npy};
@@ -35,6 +37,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+/// How the image subject is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OutputLayout {
     /// NSD's directory tree and file formats.
@@ -43,18 +46,26 @@ pub enum OutputLayout {
     Prepared,
 }
 
+/// What the image simulator (`simulate --kind image`) writes.
 #[derive(Debug, Clone)]
 pub struct SimulateOptions {
+    /// The folder to create (an NSD root, or the prepared subject).
     pub out: PathBuf,
+    /// Distinct images (73k ids `0..n_images`).
     pub n_images: usize,
+    /// Seed of every random draw.
     pub seed: u64,
+    /// NSD's tree or a prepared subject.
     pub layout: OutputLayout,
     /// 1-based subject number.
     pub subject: usize,
+    /// Side of the square stimulus images, pixels.
     pub image_size: usize,
+    /// Scan sessions.
     pub sessions: usize,
     /// (X, Y, Z)
     pub volume_shape: [usize; 3],
+    /// Whether to draw progress bars.
     pub progress: bool,
     /// Subjects of a simulated group (1 to 8); 1 writes `subject` alone, as before groups.
     pub subjects: usize,
@@ -64,15 +75,19 @@ pub struct SimulateOptions {
     pub shared_images: Option<usize>,
 }
 
-/// NSD's size: 37 released sessions of 750 trials (9250 images × 3), 81 × 104 × 83 voxels.
+/// Images at NSD's size: its 37 released sessions of 750 trials show 9250 images 3 times each.
 pub const NSD_IMAGES: usize = 9250;
+/// Sessions at NSD's size (the released ones, 750 trials each).
 pub const NSD_SESSIONS: usize = 37;
+/// Voxels (X, Y, Z) of NSD's 1.8-mm functional grid.
 pub const NSD_VOLUME: [usize; 3] = [81, 104, 83];
 
 /// gzip level of the betas chunks (h5py's default for `compression="gzip"`).
 pub const BETAS_DEFLATE_LEVEL: u32 = 4;
 
 impl SimulateOptions {
+    /// The small default: 300 images, 3 sessions, 64-px images, a 24 × 30 × 20 volume, one
+    /// subject (`subj01`), NSD's layout, seed 0.
     pub fn new(out: &Path) -> Self {
         SimulateOptions {
             out: out.to_path_buf(),
@@ -94,20 +109,31 @@ impl SimulateOptions {
 /// What the simulator knows, saved as `truth/truth.json`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Truth {
+    /// `subjNN`.
     pub subject: String,
+    /// The seed it was made with.
     pub seed: u64,
+    /// Distinct images.
     pub n_images: usize,
+    /// The sessions written (1-based).
     pub sessions: Vec<usize>,
+    /// Trials in each session, in `sessions` order.
     pub trials_per_session: Vec<usize>,
     /// 0-based ids of the shared images (all of them are seen).
     pub shared_ids: Vec<usize>,
+    /// Trials of training (non-shared) images.
     pub n_train_trials: usize,
+    /// Distinct training images shown.
     pub n_train_images: usize,
+    /// Shared (test) images.
     pub n_test_images: usize,
+    /// Trials of shared images.
     pub n_test_trials: usize,
     /// (X, Y, Z)
     pub volume_shape: [usize; 3],
+    /// Stimulus image size [h, w], pixels.
     pub image_size: [usize; 2],
+    /// Stored int16 betas = percent signal change × this ([`BETA_SCALE`], 300).
     pub beta_scale: f32,
     /// Voxels per atlas and per `atlas/label`.
     pub rois: BTreeMap<String, usize>,
@@ -120,7 +146,9 @@ pub const TRUTH_FILES: &str = "truth.json; trial_stimulus.npy (trials,) int64; t
 betas_psc.npy (trials, nsdgeneral voxels) float32 = stored int16 / 300; signal.npy (images, nsdgeneral voxels) float32; \
 voxel_coords.npy (nsdgeneral voxels, 3) int32 (x, y, z)";
 
+/// What [`simulate`] wrote.
 pub struct Simulated {
+    /// The folder written.
     pub out: PathBuf,
     /// The subject's truth; of a group, the first subject's.
     pub truth: Truth,
@@ -200,19 +228,8 @@ pub fn simulate(opts: &SimulateOptions) -> Result<Simulated> {
             let result = (|| {
                 let truth = write_nsd_tree(opts, &source)?;
                 prepare(&PrepareOptions {
-                    nsd_root: source.clone(),
-                    subject: opts.subject,
-                    out: opts.out.clone(),
-                    sessions: None,
-                    atlases: vec![
-                        "nsdgeneral".into(),
-                        "streams".into(),
-                        "prf-visualrois".into(),
-                    ],
-                    zscore: ZScore::Session,
-                    average_train: false,
-                    image_size: None,
                     progress: opts.progress,
+                    ..PrepareOptions::defaults(&source, opts.subject, &opts.out)
                 })?;
                 let truth_dir = opts.out.join("truth");
                 std::fs::rename(source.join("truth"), &truth_dir)
@@ -235,6 +252,44 @@ pub(crate) struct Design {
     subject_images: Vec<Vec<usize>>,
     /// trial → column of subject_images.
     master_ordering: Vec<usize>,
+}
+
+impl Design {
+    /// NSD's experiment-design `.mat` (`nsd_expdesign.mat`): `masterordering` (1, trials),
+    /// `sharedix` (1, shared) and `subjectim` (8, `n_images`), all 1-based as NSD writes them.
+    pub(crate) fn write_expdesign(&self, layout: &Layout, n_images: usize) -> Result<()> {
+        let to_row = |values: Vec<f64>| Matrix {
+            rows: 1,
+            cols: values.len(),
+            values,
+        };
+        let sharedix = to_row(self.shared.iter().map(|&i| (i + 1) as f64).collect());
+        let masterordering = to_row(
+            self.master_ordering
+                .iter()
+                .map(|&c| (c + 1) as f64)
+                .collect(),
+        );
+        let mut subjectim = Matrix {
+            rows: 8,
+            cols: n_images,
+            values: vec![0.0; 8 * n_images],
+        };
+        // Column-major, as MATLAB stores it.
+        for (s, row) in self.subject_images.iter().enumerate() {
+            for (c, &id) in row.iter().enumerate() {
+                subjectim.values[s + 8 * c] = (id + 1) as f64;
+            }
+        }
+        write_bytes_atomic(
+            &layout.expdesign(),
+            &encode_doubles(&[
+                ("masterordering", &masterordering),
+                ("sharedix", &sharedix),
+                ("subjectim", &subjectim),
+            ]),
+        )
+    }
 }
 
 /// Images every subject sees when `--shared-images` is not given.
@@ -310,37 +365,7 @@ fn write_nsd_tree(opts: &SimulateOptions, root: &Path) -> Result<Truth> {
     )?;
 
     // Experimental design and behaviour.
-    let to_row = |values: Vec<f64>| Matrix {
-        rows: 1,
-        cols: values.len(),
-        values,
-    };
-    let sharedix = to_row(design.shared.iter().map(|&i| (i + 1) as f64).collect());
-    let masterordering = to_row(
-        design
-            .master_ordering
-            .iter()
-            .map(|&c| (c + 1) as f64)
-            .collect(),
-    );
-    let mut subjectim = Matrix {
-        rows: 8,
-        cols: opts.n_images,
-        values: vec![0.0; 8 * opts.n_images],
-    };
-    for (s, row) in design.subject_images.iter().enumerate() {
-        for (c, &id) in row.iter().enumerate() {
-            subjectim.values[s + 8 * c] = (id + 1) as f64;
-        }
-    }
-    write_bytes_atomic(
-        &layout.expdesign(),
-        &encode_doubles(&[
-            ("masterordering", &masterordering),
-            ("sharedix", &sharedix),
-            ("subjectim", &subjectim),
-        ]),
-    )?;
+    design.write_expdesign(&layout, opts.n_images)?;
     write_responses(&layout, &trial_ids, &trial_session, per_session)?;
     write_stim_info(&layout, &design, opts.subject, &trial_ids)?;
     write_captions(&layout, &captions)?;

@@ -127,11 +127,16 @@ voxel_group.npy (brain voxels,) int32 index into truth.json groups; voxel_kinds.
 semantics/run-0N_<kind>.npy (seconds, 6) float32 hidden per-second vectors; signal/run-0N.npy (seconds, brain voxels) float32 noise-free \
 response in % signal change (no drift, no noise)";
 
+/// What `simulate --kind movie` writes.
 #[derive(Debug, Clone)]
 pub struct MovieOptions {
+    /// The dataset root to create.
     pub out: PathBuf,
+    /// Runs (`run-0N`).
     pub runs: usize,
+    /// Seconds (volumes, at TR 1 s) per run.
     pub run_seconds: usize,
+    /// Seed of every random draw.
     pub seed: u64,
     /// (X, Y, Z)
     pub volume_shape: [usize; 3],
@@ -140,6 +145,7 @@ pub struct MovieOptions {
 }
 
 impl MovieOptions {
+    /// The default: 4 runs of 300 s, a 20 × 20 × 10 volume, SNR 1, seed 0.
     pub fn new(out: &Path) -> Self {
         MovieOptions {
             out: out.to_path_buf(),
@@ -152,38 +158,61 @@ impl MovieOptions {
     }
 }
 
+/// One voxel group: the kinds that drive it and its size.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct GroupTruth {
+    /// The group's name.
     pub name: String,
+    /// The annotation kinds driving it (none for the noise group).
     pub kinds: Vec<String>,
+    /// Voxels in the group.
     pub n_voxels: usize,
 }
 
 /// `truth/truth.json`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct MovieTruth {
+    /// `sub-01`.
     pub subject: String,
+    /// `movie`.
     pub task: String,
+    /// The seed it was made with.
     pub seed: u64,
+    /// Seconds per volume (1).
     pub tr: f64,
+    /// Runs.
     pub runs: usize,
+    /// Seconds per run.
     pub run_seconds: usize,
     /// (X, Y, Z)
     pub volume_shape: [usize; 3],
+    /// Voxels inside the brain mask.
     pub n_brain_voxels: usize,
+    /// The annotation kinds ([`KINDS`]).
     pub kinds: Vec<String>,
+    /// Dimensions of the hidden word vectors ([`SEMANTIC_DIM`]).
     pub semantic_dim: usize,
+    /// The voxel groups (`voxel_group.npy` indexes them).
     pub groups: Vec<GroupTruth>,
+    /// Signal std / noise std.
     pub snr: f64,
+    /// Std of each driven voxel's response over the runs, % signal change.
     pub signal_percent: f64,
+    /// The HRF sampled at the TR (sum 1).
     pub hrf: Vec<f64>,
+    /// The HRF, in words.
     pub hrf_description: String,
+    /// The words all kinds share, which carry no signal.
     pub function_words: Vec<String>,
+    /// What `truth/` holds ([`TRUTH_FILES`]).
     pub files: String,
 }
 
+/// What [`simulate_movie`] wrote.
 pub struct SimulatedMovie {
+    /// The dataset root.
     pub out: PathBuf,
+    /// Its `truth/truth.json`.
     pub truth: MovieTruth,
 }
 

@@ -116,13 +116,18 @@ voxels.npy (brain voxels, 3) int32 (i, j, k), ordered as `bids prepare --mask de
 voxel_group.npy (brain voxels,) int32 index into truth.json groups; voxel_roi.npy (brain voxels,) int32 atlas label; \
 signal/task-<T>_run-NN.npy (TRs, brain voxels) float32 noise-free response in % signal change (no drift, no noise)";
 
+/// What `simulate --kind music` writes.
 #[derive(Debug, Clone)]
 pub struct MusicOptions {
+    /// The dataset root to create.
     pub out: PathBuf,
+    /// Clips per genre heard by the subject (1/9 of them test clips).
     pub clips_per_genre: usize,
+    /// Clips per training run (test runs hold a quarter as many, each heard 4 times).
     pub clips_per_run: usize,
     /// Length of each GTZAN-like track (≥ 15 s).
     pub track_seconds: f64,
+    /// Seed of every random draw.
     pub seed: u64,
     /// (X, Y, Z)
     pub volume_shape: [usize; 3],
@@ -169,77 +174,121 @@ impl MusicOptions {
 /// One clip: what was played and how it was made.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Clip {
+    /// The clip's index in `clips.json`.
     pub id: usize,
+    /// Its genre (one of GTZAN's ten names).
     pub genre: String,
+    /// Its track number within the genre (`<genre>.000NN.wav`).
     pub track: u32,
+    /// Start of the clip within the track, seconds.
     pub start: f64,
     /// `train` or `test`.
     pub split: String,
+    /// Tempo, beats per minute.
     pub tempo: f64,
     /// Tonic as a note name (C … B).
     pub key: String,
+    /// Mode (`major`, `minor`, `dorian`, `mixolydian`, `phrygian`).
     pub mode: String,
     /// Lead, chords, bass.
     pub instruments: Vec<String>,
     /// The drum kit's description, or none.
     pub drums: Option<String>,
+    /// The mood word its caption uses.
     pub mood: String,
+    /// Its caption (the captions table's).
     pub caption: String,
     /// The track file, relative to the dataset root.
     pub audio: String,
 }
 
+/// One run: its task and what it played.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RunTruth {
+    /// `Training` or `Test`.
     pub task: String,
+    /// Run number within the task (1-based, `run-NN`).
     pub run: usize,
     /// Clip ids in order of presentation, the leading repeat first.
     pub clips: Vec<usize>,
+    /// Volumes of the run (10 per clip).
     pub n_trs: usize,
 }
 
+/// One ROI of the atlas and how many of its voxels are driven.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RoiTruth {
+    /// Its value in the atlas (FreeSurfer's aparc.a2009s numbering).
     pub label: i32,
+    /// Its Destrieux name (`ctx_lh_S_temporal_transverse`, …).
     pub name: String,
+    /// The group it belongs to (of [`GROUPS`]).
     pub group: String,
+    /// Voxels in the ROI.
     pub n_voxels: usize,
+    /// Of them, those following the group's features (none for noise ROIs).
     pub n_driven: usize,
 }
 
 /// `truth/truth.json`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct MusicTruth {
+    /// `sub-001`.
     pub subject: String,
+    /// The seed it was made with.
     pub seed: u64,
+    /// Seconds per volume ([`TR`]).
     pub tr: f64,
+    /// Audio sample rate, Hz ([`RATE`]).
     pub rate: u32,
+    /// Seconds of each clip ([`CLIP_SECONDS`]).
     pub clip_seconds: f64,
+    /// Seconds of each track.
     pub track_seconds: f64,
+    /// The genres, in GTZAN's order (the semantic one-hot's).
     pub genres: Vec<String>,
+    /// Clips per genre heard by the subject.
     pub clips_per_genre: usize,
+    /// Training clips, each heard once.
     pub n_train_clips: usize,
+    /// Test clips, each heard `test_repeats` times.
     pub n_test_clips: usize,
+    /// Presentations of each test clip ([`TEST_REPEATS`]).
     pub test_repeats: usize,
+    /// Every run, training first.
     pub runs: Vec<RunTruth>,
     /// (X, Y, Z)
     pub volume_shape: [usize; 3],
+    /// Voxels inside the brain mask.
     pub n_brain_voxels: usize,
+    /// Voxel groups ([`GROUPS`]; `voxel_group.npy` indexes them).
     pub groups: Vec<String>,
+    /// Voxels in each group, in `groups` order.
     pub group_voxels: Vec<usize>,
+    /// The atlas's ROIs.
     pub rois: Vec<RoiTruth>,
+    /// Names of the acoustic features (`acoustic.npy`'s second axis).
     pub acoustic_features: Vec<String>,
+    /// Width of the semantic vector: genre one-hot and mood ([`SEMANTIC_DIM`]).
     pub semantic_dim: usize,
+    /// Signal std / noise std per volume.
     pub snr: f64,
+    /// Std of each driven voxel's response, % signal change.
     pub signal_percent: f64,
+    /// The HRF sampled at the TR (sum 1).
     pub hrf: Vec<f64>,
+    /// The HRF, in words.
     pub hrf_description: String,
+    /// What `truth/` holds ([`TRUTH_FILES`]).
     pub files: String,
 }
 
+/// What [`simulate_music`] wrote.
 #[derive(Debug)]
 pub struct SimulatedMusic {
+    /// The dataset root.
     pub out: PathBuf,
+    /// Its `truth/truth.json`.
     pub truth: MusicTruth,
 }
 
@@ -1476,10 +1525,13 @@ fn write_truth(
 /// clip, and clip `i` does not depend on the clips before it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct StreamClip {
+    /// The stream's seed.
     pub seed: u64,
+    /// The clip's index in the stream.
     pub index: u64,
     /// Index into [`GTZAN_GENRES`].
     pub genre: usize,
+    /// Its caption.
     pub caption: String,
 }
 

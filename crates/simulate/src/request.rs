@@ -48,18 +48,25 @@ pub enum Size {
 pub struct Request {
     /// Output directory (new or empty).
     pub out: PathBuf,
+    /// What is simulated.
     pub kind: Kind,
+    /// The size preset.
     pub size: Size,
     /// Movie runs (`Kind::Movie`, `Kind::Events`).
     pub runs: Option<usize>,
     /// Seconds per movie run.
     pub run_seconds: Option<usize>,
+    /// Clips per genre (`Kind::Music`).
     pub clips_per_genre: Option<usize>,
+    /// Clips per training run (`Kind::Music`).
     pub clips_per_run: Option<usize>,
+    /// Seconds of each track (`Kind::Music`, at least 15).
     pub track_seconds: Option<f64>,
+    /// Tracks per genre in the retrieval library (`Kind::Music`).
     pub library_per_genre: Option<usize>,
     /// Distinct images (`Kind::Image`; `Kind::Events`: training + test).
     pub images: Option<usize>,
+    /// Seed of every random draw.
     pub seed: u64,
     /// Layout of `Kind::Image`.
     pub layout: OutputLayout,
@@ -67,6 +74,7 @@ pub struct Request {
     pub subject: String,
     /// Side of the square images (video: frames) in pixels.
     pub image_size: usize,
+    /// Scan sessions (`Kind::Image`).
     pub sessions: Option<usize>,
     /// Volume (X, Y, Z) as given: three sizes expected.
     pub volume: Option<Vec<usize>>,
@@ -82,11 +90,22 @@ pub struct Request {
 
 /// What a simulation wrote.
 pub enum Summary {
+    /// An NSD-style image subject (or group).
     Image(Simulated),
+    /// A movie subject.
     Movie(SimulatedMovie),
+    /// A music subject.
     Music(SimulatedMusic),
+    /// A video subject.
     Video(SimulatedVideo),
-    Events { out: PathBuf, truth: EventsTruth },
+    /// An event-related experiment.
+    Events {
+        /// The dataset root.
+        out: PathBuf,
+        /// Its `truth/events_truth.json`.
+        truth: EventsTruth,
+    },
+    /// EEG subjects.
     Eeg(SimulatedEeg),
 }
 

@@ -152,6 +152,7 @@ pub struct ExportOptions {
     pub tr: f64,
     /// One volume every TR (as a scanner writes them) instead of all at once.
     pub real_pace: bool,
+    /// How the volumes are stored: mosaics, enhanced multi-frame files or slices.
     pub layout: DicomLayout,
     /// Show only the first this many test images.
     pub images: Option<usize>,
@@ -168,21 +169,27 @@ pub struct ExportOptions {
 /// OUT/truth.json: the session's trials and its planted head positions.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ExportTruth {
+    /// The experiment folder the session's subject comes from.
     pub experiment: PathBuf,
+    /// Repetition time, seconds.
     pub tr: f64,
+    /// Volumes exported.
     pub volumes: usize,
+    /// The images shown, in order.
     pub trials: Vec<SessionTrial>,
     /// The head's pose at the first volume relative to the subject's reference (the
     /// registration's answer), about the grid's centre.
     pub offset: RigidParams,
     /// Head motion of every volume relative to the first, about the grid's centre.
     pub motion: Vec<RigidParams>,
+    /// The folder holding the volumes.
     pub export: PathBuf,
 }
 
 /// What [`export_session`] wrote.
 #[derive(Debug, Clone)]
 pub struct Exported {
+    /// What OUT/truth.json holds.
     pub truth: ExportTruth,
     /// The folder holding the volumes.
     pub export: PathBuf,
@@ -295,7 +302,7 @@ pub struct ReplayOptions {
     pub run: PathBuf,
     /// The folder the volumes are written to (created).
     pub export: PathBuf,
-    /// Seconds between volumes (the file's pixdim[4] when `None`).
+    /// Seconds between volumes (the file's `pixdim[4]` when `None`).
     pub tr: Option<f64>,
     /// One volume every TR instead of all at once.
     pub real_pace: bool,
@@ -304,7 +311,7 @@ pub struct ReplayOptions {
 }
 
 /// Writes a recorded run volume by volume into the export folder as `vol-NNNNNN.nii`
-/// (float32); returns the volumes written and the TR used.
+/// (float32); returns the volumes written and the TR used. Writing none is a usage error.
 pub fn replay(options: &ReplayOptions) -> Result<(usize, f64)> {
     use brainrecon_formats::nifti4d;
     let header = nifti4d::read_header(&options.run)?;
@@ -335,5 +342,13 @@ pub fn replay(options: &ReplayOptions) -> Result<(usize, f64)> {
         written += 1;
         Ok(())
     })?;
+    if written == 0 {
+        // A replay that wrote nothing is no success (--volumes 0, or a run without volumes).
+        return Err(DataError::Usage(format!(
+            "--volumes {}: no volume of {} was replayed",
+            options.volumes.map_or("-".to_string(), |n| n.to_string()),
+            options.run.display()
+        )));
+    }
     Ok((written, tr))
 }

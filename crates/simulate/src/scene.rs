@@ -5,7 +5,9 @@ use rand::seq::SliceRandom;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+/// Shape names.
 pub const SHAPES: [&str; 4] = ["circle", "square", "triangle", "cross"];
+/// Shape colours: name and sRGB value.
 pub const COLOURS: [(&str, [u8; 3]); 6] = [
     ("red", [220, 40, 40]),
     ("green", [40, 170, 60]),
@@ -14,12 +16,14 @@ pub const COLOURS: [(&str, [u8; 3]); 6] = [
     ("purple", [140, 50, 170]),
     ("orange", [240, 140, 30]),
 ];
+/// Background colours: name and sRGB value.
 pub const BACKGROUNDS: [(&str, [u8; 3]); 4] = [
     ("white", [245, 245, 245]),
     ("black", [15, 15, 15]),
     ("grey", [128, 128, 128]),
     ("beige", [225, 205, 165]),
 ];
+/// Shape positions: name and centre (x, y) in image widths, y down.
 pub const POSITIONS: [(&str, [f32; 2]); 5] = [
     ("left", [0.28, 0.5]),
     ("right", [0.72, 0.5]),
@@ -27,15 +31,21 @@ pub const POSITIONS: [(&str, [f32; 2]); 5] = [
     ("bottom", [0.5, 0.72]),
     ("centre", [0.5, 0.5]),
 ];
+/// Shape sizes: name and radius in image widths.
 pub const SIZES: [(&str, f32); 2] = [("small", 0.13), ("large", 0.23)];
 
 /// Indices into the attribute tables above.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Scene {
+    /// Index into [`SHAPES`].
     pub shape: usize,
+    /// Index into [`COLOURS`].
     pub colour: usize,
+    /// Index into [`BACKGROUNDS`].
     pub background: usize,
+    /// Index into [`POSITIONS`].
     pub position: usize,
+    /// Index into [`SIZES`].
     pub size: usize,
 }
 
@@ -75,6 +85,7 @@ impl Scene {
         }
     }
 
+    /// A scene with every attribute drawn uniformly.
     pub fn random(rng: &mut impl Rng) -> Self {
         let background = rng.gen_range(0..BACKGROUNDS.len());
         Scene {

@@ -19,9 +19,13 @@ pub fn midi_hz(note: f64) -> f64 {
 /// Attack, decay and release in seconds; sustain as a level (0–1).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct Envelope {
+    /// Seconds from 0 to full level.
     pub attack: f64,
+    /// Seconds from full level down to `sustain`.
     pub decay: f64,
+    /// Level held until the release (0–1).
     pub sustain: f64,
+    /// Seconds from the held level to 0 after the note ends.
     pub release: f64,
 }
 
@@ -52,14 +56,19 @@ pub enum Timbre {
     /// Partials `(frequency ratio, amplitude)`; partial k decays at `damping · ratio` per second
     /// on top of the envelope (bright partials die first, as on a plucked string).
     Additive {
+        /// `(frequency ratio to the note, amplitude)` of each partial.
         partials: Vec<(f64, f64)>,
+        /// Extra decay per second per unit of frequency ratio.
         damping: f64,
     },
     /// Two-operator FM: carrier at the note, modulator at `ratio` × the note, modulation index
     /// `index` decaying at `index_decay` per second.
     Fm {
+        /// Modulator frequency over carrier frequency.
         ratio: f64,
+        /// Modulation index at the note's start.
         index: f64,
+        /// Decay rate of the index, per second.
         index_decay: f64,
     },
 }
@@ -67,11 +76,15 @@ pub enum Timbre {
 /// A pitched instrument.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Voice {
+    /// The instrument's name, as captions use it.
     pub name: String,
+    /// How it makes its sound.
     pub timbre: Timbre,
+    /// Its amplitude envelope.
     pub envelope: Envelope,
     /// tanh overdrive gain (0: clean).
     pub drive: f64,
+    /// Output gain.
     pub gain: f64,
 }
 
@@ -173,16 +186,24 @@ fn add_partial(out: &mut [f64], w: f64, amplitude: f64, decay: f64) {
 /// The drum kit's pieces.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Drum {
+    /// Bass drum: a sine sweeping from 158 Hz down to 48 Hz.
     Kick,
+    /// Snare drum: a 190-Hz tone and noise.
     Snare,
+    /// Closed hi-hat: short bright noise.
     ClosedHat,
+    /// Open hi-hat: longer bright noise.
     OpenHat,
+    /// Ride cymbal: inharmonic partials over bright noise.
     Ride,
+    /// Hand clap: three noise bursts.
     Clap,
+    /// Rimshot.
     Rimshot,
 }
 
 impl Drum {
+    /// The piece's name in captions (`kick`, `closed hi-hat`, …).
     pub fn name(self) -> &'static str {
         match self {
             Drum::Kick => "kick",

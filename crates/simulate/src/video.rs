@@ -86,14 +86,20 @@ int32: the grid cell (row-major, 4×4) of early-contrast voxels, the direction o
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Direction {
+    /// Towards −x (left).
     Left,
+    /// Towards +x (right).
     Right,
+    /// Towards −y (up).
     Up,
+    /// Towards +y (down).
     Down,
+    /// No motion.
     Still,
 }
 
 impl Direction {
+    /// Every direction, in [`DIRECTIONS`] order.
     pub const ALL: [Direction; 5] = [
         Direction::Left,
         Direction::Right,
@@ -107,6 +113,7 @@ impl Direction {
         self as usize
     }
 
+    /// Its name in [`DIRECTIONS`] (`left`, …).
     pub fn name(self) -> &'static str {
         DIRECTIONS[self.index()]
     }
@@ -128,7 +135,9 @@ impl Direction {
 /// vocabulary); the drawing uses `start`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct ClipSpec {
+    /// Shape, colour, background and size (and the named position nearest `start`).
     pub scene: Scene,
+    /// Direction of motion.
     pub direction: Direction,
     /// Displacement per frame, in image widths (0 when still).
     pub speed: f32,
@@ -260,18 +269,26 @@ pub fn render_clip(spec: &ClipSpec, n_frames: usize, size: usize) -> Vec<RgbImag
 /// A clip placed in a segment.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PlacedClip {
+    /// The segment's TR where the clip starts (0-based).
     pub first_tr: usize,
+    /// TRs the clip lasts (1–3).
     pub n_trs: usize,
+    /// What the clip shows.
     pub spec: ClipSpec,
+    /// Five captions naming colour, shape and motion.
     pub captions: Vec<String>,
 }
 
 /// One TR of a segment's truth.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TrTruth {
+    /// TR index in the segment (0-based).
     pub tr: usize,
+    /// Index into the segment's clips of the clip shown.
     pub clip: usize,
+    /// The clip's first caption (the captions table's).
     pub caption: String,
+    /// The clip's direction of motion.
     pub direction: Direction,
 }
 
@@ -280,32 +297,46 @@ pub struct TrTruth {
 pub struct SegmentTruth {
     /// `segK` or `testK`.
     pub name: String,
+    /// Volumes of the segment.
     pub n_tr: usize,
+    /// Frames shown per TR.
     pub frames_per_tr: usize,
+    /// The segment's clips, in order.
     pub clips: Vec<PlacedClip>,
+    /// Per TR: clip, caption and direction.
     pub trs: Vec<TrTruth>,
 }
 
+/// What `simulate --kind video` writes.
 #[derive(Debug, Clone)]
 pub struct VideoOptions {
+    /// The dataset root to create.
     pub out: PathBuf,
+    /// Seed of every random draw.
     pub seed: u64,
     /// `subjectN`.
     pub subject: usize,
+    /// Training segments (`segK`).
     pub train_segments: usize,
+    /// Presentations of each training segment.
     pub train_repetitions: usize,
+    /// Test segments (`testK`).
     pub test_segments: usize,
+    /// Presentations of each test segment.
     pub test_repetitions: usize,
     /// Volumes per segment.
     pub n_tr: usize,
+    /// Frames shown per TR (fps = frames_per_tr / [`TR`]).
     pub frames_per_tr: usize,
     /// Side of the square frames, pixels.
     pub frame_size: usize,
     /// Cortical grayordinates per hemisphere.
     pub vertices_per_hemisphere: usize,
+    /// Voxels of the subcortical (noise-only) model.
     pub subcortical_voxels: usize,
     /// Signal std / noise std.
     pub snr: f64,
+    /// Whether to draw progress bars.
     pub progress: bool,
 }
 
@@ -343,6 +374,7 @@ impl VideoOptions {
         }
     }
 
+    /// The dataset's `design.json`.
     pub fn design(&self) -> Design {
         Design {
             format: DESIGN_FORMAT.into(),
@@ -357,35 +389,55 @@ impl VideoOptions {
     }
 }
 
+/// One voxel group and its size.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct GroupTruth {
+    /// The group's name (of [`GROUPS`]).
     pub name: String,
+    /// Grayordinates in the group.
     pub n_grayordinates: usize,
 }
 
 /// `truth/truth.json`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct VideoTruth {
+    /// `subjectN`.
     pub subject: String,
+    /// The seed it was made with.
     pub seed: u64,
+    /// Segments, repetitions and TRs.
     pub design: Design,
+    /// Frame rate of the stimuli (frames per second).
     pub fps: f64,
+    /// Side of the square frames, pixels.
     pub frame_size: usize,
+    /// Grayordinates of every run (cortex, then subcortical voxels).
     pub n_grayordinates: usize,
     /// Grayordinates of the two cortical surfaces (the first columns).
     pub n_cortex: usize,
+    /// The voxel groups, in [`GROUPS`] order (`voxel_group.npy` indexes them).
     pub groups: Vec<GroupTruth>,
+    /// [`DIRECTIONS`] (`segments/<seg>_direction.npy` indexes them).
     pub directions: Vec<String>,
+    /// Side of the contrast voxels' retinotopic grid ([`GRID`]).
     pub grid: usize,
+    /// Signal std / noise std.
     pub snr: f64,
+    /// Std of each tuned grayordinate's signal over all segments, % of baseline.
     pub signal_percent: f64,
+    /// Amplitude scale of the per-run drifts (linear trend and sinusoid), % of baseline.
     pub drift_percent: f64,
+    /// The HRF the features were convolved with, in words.
     pub hrf_description: String,
+    /// What `truth/` holds ([`TRUTH_FILES`]).
     pub files: String,
 }
 
+/// What [`simulate_video`] wrote.
 pub struct SimulatedVideo {
+    /// The dataset root.
     pub out: PathBuf,
+    /// Its `truth/truth.json`.
     pub truth: VideoTruth,
 }
 

@@ -1,6 +1,7 @@
 //! Errors about user data and parameters. Every message names the file (or stream), the field
 //! and what was expected.
 
+use brainrecon_core::DataError;
 use std::path::{Path, PathBuf};
 
 /// Everything that can go wrong between a recording and a latent.
@@ -9,66 +10,67 @@ pub enum StreamError {
     /// An operating-system error on a file or stream.
     #[error("{}: {error}", .path.display())]
     Io {
+        /// The file or stream.
         path: PathBuf,
+        /// The operating system's error.
         #[source]
         error: std::io::Error,
-    },
-
-    /// A field of a file or stream held something other than what was expected.
-    #[error("{}: {field}: expected {expected}, found {found}", .path.display())]
-    Invalid {
-        path: PathBuf,
-        field: String,
-        expected: String,
-        found: String,
     },
 
     /// One cell of a text table could not be read.
     #[error("{}: line {line}, column {column}: expected {expected}, found {found:?}", .path.display())]
     Cell {
+        /// The file.
         path: PathBuf,
         /// 1-based line number in the file.
         line: usize,
         /// 1-based column number.
         column: usize,
+        /// What the cell should hold.
         expected: String,
+        /// What it holds.
         found: String,
     },
 
     /// A parameter given by the caller (not read from a file) is out of range.
     #[error("{name}: expected {expected}, found {found}")]
     Parameter {
+        /// The parameter, as the caller names it.
         name: String,
+        /// Its valid range.
         expected: String,
+        /// The value given.
         found: String,
     },
 
     /// A window had no channel left to build a latent from.
     #[error("window at sample {start}: no usable channel ({reason})")]
-    NoUsableChannel { start: u64, reason: String },
+    NoUsableChannel {
+        /// First frame of the window.
+        start: u64,
+        /// Why no channel is usable.
+        reason: String,
+    },
 
-    /// An error from the shared data layer (the `.npy` header parser).
+    /// An error from the shared data layer (the `.npy` header parser), and a field of a file or
+    /// stream that held something other than what was expected ([`StreamError::invalid`]).
     #[error(transparent)]
-    Data(#[from] brainrecon_core::DataError),
+    Data(#[from] DataError),
 }
 
 /// Result with [`StreamError`].
 pub type Result<T> = std::result::Result<T, StreamError>;
 
 impl StreamError {
-    /// A field of `path` held `found` where `expected` was expected.
+    /// A field of `path` held `found` where `expected` was expected: the data layer's
+    /// [`DataError::invalid`], so the two word it alike.
     pub fn invalid(
         path: impl AsRef<Path>,
         field: impl Into<String>,
         expected: impl Into<String>,
         found: impl Into<String>,
     ) -> Self {
-        StreamError::Invalid {
-            path: path.as_ref().to_path_buf(),
-            field: field.into(),
-            expected: expected.into(),
-            found: found.into(),
-        }
+        StreamError::Data(DataError::invalid(path, field, expected, found))
     }
 
     /// An operating-system error on `path`.

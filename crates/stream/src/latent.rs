@@ -37,9 +37,17 @@ pub const FLAT_TOLERANCE: f64 = 1e-6;
 #[derive(Debug, Clone, PartialEq)]
 pub enum SkipReason {
     /// The channel had `count` NaN or infinite values in the window.
-    NonFinite { count: usize },
+    NonFinite {
+        /// Non-finite values in the window.
+        count: usize,
+    },
     /// The channel's standard deviation was `std` around `mean`.
-    Flat { mean: f64, std: f64 },
+    Flat {
+        /// The channel's mean over the window.
+        mean: f64,
+        /// Its standard deviation.
+        std: f64,
+    },
 }
 
 /// A channel skipped in one window; print it for the user.
@@ -49,6 +57,7 @@ pub struct ChannelWarning {
     pub window_start: u64,
     /// Source channel index.
     pub channel: usize,
+    /// Why it was skipped.
     pub reason: SkipReason,
 }
 
@@ -183,7 +192,7 @@ fn below(rng: &mut ChaCha8Rng, bound: u64) -> u64 {
 }
 
 /// A permutation of `0..n`: Fisher–Yates from the last position down, each swap partner drawn
-/// with [`below`] from a ChaCha8 generator seeded with `seed` (`seed_from_u64`).
+/// with `below` from a ChaCha8 generator seeded with `seed` (`seed_from_u64`).
 /// The same `(n, seed)` always gives the same permutation.
 pub fn permutation(n: usize, seed: u64) -> Vec<usize> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
@@ -203,7 +212,9 @@ pub fn permute(values: &[f32], perm: &[usize]) -> Vec<f32> {
 /// A latent: `shape = [c, h, w]`, `values` of length `c·h·w` in C order, mean 0 and variance 1.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Latent {
+    /// `[c, h, w]`.
     pub shape: [usize; 3],
+    /// `c·h·w` values in C order.
     pub values: Vec<f32>,
     /// Channels skipped in this window.
     pub warnings: Vec<ChannelWarning>,

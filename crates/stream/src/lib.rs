@@ -5,7 +5,7 @@
 //! - Sources ([`Source`]): raw interleaved int16/float32 from a file or any reader
 //!   ([`RawReader`]), `.npy`, CSV, EDF/EDF+/BDF ([`EdfReader`]; signals of lower rates are
 //!   resampled to the highest, see [`resample`]), NWB ElectricalSeries ([`NwbReader`]), and a
-//!   seeded synthetic source ([`Synthetic`]); [`open`] picks by format.
+//!   seeded synthetic source ([`Synthetic`]); [`open`](fn@open) picks by format.
 //! - [`Pacer`] replays a source at real speed or as fast as possible.
 //! - [`Windower`] cuts chunks into windows (`samples × channels`).
 //! - [`LatentMapper`] turns a window into a standardised latent `[c, h, w]`; [`Smoother`]
@@ -18,6 +18,7 @@
 //!
 //! Nothing here panics on user data: bad files and parameters are [`StreamError`]s that name
 //! the file, the field and what was expected.
+#![warn(missing_docs)]
 
 pub mod csv;
 pub mod edf;

@@ -6,11 +6,15 @@
 //! - **denoise**: takes the newest latent and runs [`FrameGenerator::denoise`]; in replay mode
 //!   (`keep_every_window`) it reads the windows itself, one after the other, so nothing is
 //!   dropped and a run is reproducible.
-//! - **decode**: runs [`FrameGenerator::decode`] on the previous frame while the next one
-//!   denoises (the hand-over is a rendezvous, so at most one frame waits), then writes the PNG
-//!   sequence and the GIF and publishes the frame to the web page.
+//! - **decode**: on the thread that pulls [`LiveSession::next_event`], runs
+//!   [`FrameGenerator::decode`] on the previous frame while the next one denoises (the
+//!   hand-over is a rendezvous, so at most one frame waits), then writes the PNG sequence and
+//!   the GIF and publishes the frame to the web page.
 //!
 //! Latency is measured from the window's end (its arrival) to the frame being ready.
+//!
+//! [`LiveSession`] is the loop pulled an event (a frame, the end) at a time; [`run_live`]
+//! pulls it to its end.
 
 use crate::error::StreamError;
 use crate::frames::{encode_png, frame_hash, FrameGenerator, GenError, GifWriter, PngSequence};
@@ -20,11 +24,15 @@ use crate::server::{FrameState, Hub};
 use crate::source::Source;
 use crate::window::Window;
 use brainrecon_core::stats::quantile_nearest_rank;
+use brainrecon_formats::image::RgbImage;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashSet, VecDeque};
+use std::panic::AssertUnwindSafe;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, Condvar, Mutex};
+use std::sync::mpsc::{self, Receiver, SyncSender};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::{Scope, ScopedJoinHandle};
 use std::time::{Duration, Instant};
 
 /// Channels drawn on the page, and points per drawn trace.
@@ -86,6 +94,7 @@ pub enum EndReason {
 /// What a run did. Times are in seconds and milliseconds.
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
+    /// Frames made.
     pub frames: u64,
     /// Windows cut from the source.
     pub windows: u64,
@@ -95,16 +104,23 @@ pub struct Summary {
     pub fps: f64,
     /// `frames / seconds from the first window to the last frame`.
     pub fps_overall: f64,
+    /// Mean of the frames' [`FrameMade::latency_ms`] (0 without frames).
     pub latency_ms_mean: f64,
+    /// Their 95th percentile, nearest rank (0 without frames).
     pub latency_ms_p95: f64,
+    /// Their largest (0 without frames).
     pub latency_ms_max: f64,
     /// Seconds from the start until the first frame was ready.
     pub first_frame_s: f64,
+    /// Seconds the whole run took.
     pub wall_s: f64,
+    /// Why the run ended.
     pub ended: EndReason,
     /// [`frame_hash`] of the last frame.
     pub last_hash: Option<String>,
+    /// Frames written to the PNG sequence.
     pub png_frames: u64,
+    /// The animated GIF, when one was written.
     pub gif: Option<PathBuf>,
 }
 
@@ -120,7 +136,9 @@ pub enum LiveError {
     /// An output could not be written.
     #[error("{}: {error}", .path.display())]
     Output {
+        /// The file being written.
         path: PathBuf,
+        /// The operating system's error.
         #[source]
         error: std::io::Error,
     },
@@ -271,20 +289,31 @@ impl<S: Source> Input<S> {
     }
 }
 
-/// The batches of `numbered` (numbered 0, 1, … by the denoisers, arriving in any order) in
-/// number order: each is held back until those before it have come.
-fn in_order<T>(numbered: impl Iterator<Item = (u64, T)>) -> impl Iterator<Item = T> {
-    let mut waiting = BTreeMap::new();
-    let mut next = 0u64;
-    numbered.flat_map(move |(number, batch)| {
-        waiting.insert(number, batch);
-        let mut ready = Vec::new();
-        while let Some(batch) = waiting.remove(&next) {
-            ready.push(batch);
-            next += 1;
+/// Batches numbered 0, 1, … by the denoisers, arriving in any order, handed out in number
+/// order: each is held back until those before it have come.
+struct InOrder<T> {
+    waiting: BTreeMap<u64, T>,
+    next: u64,
+}
+
+impl<T> InOrder<T> {
+    fn new() -> InOrder<T> {
+        InOrder {
+            waiting: BTreeMap::new(),
+            next: 0,
         }
-        ready
-    })
+    }
+
+    fn push(&mut self, number: u64, batch: T) {
+        self.waiting.insert(number, batch);
+    }
+
+    /// The next batch in number order, once it has come.
+    fn pop(&mut self) -> Option<T> {
+        let batch = self.waiting.remove(&self.next)?;
+        self.next += 1;
+        Some(batch)
+    }
 }
 
 /// Where the denoising workers take their batches, one at a time.
@@ -296,7 +325,126 @@ struct Intake<S: Source> {
     batches: u64,
 }
 
-/// Statistics kept by the decode thread.
+/// What a denoiser takes from the [`Intake`].
+enum Taken {
+    /// A batch to denoise and its number.
+    Batch(u64, Vec<Item>),
+    /// Nothing more; `source_ended` when the source ended (rather than a halt or the frame
+    /// limit).
+    Done { source_ended: bool },
+}
+
+impl<S: Source> Intake<S> {
+    /// The next batch: at most `options.batch` latents, and no more than `max_frames` in all.
+    fn take(&mut self, options: &LiveOptions, halt: &AtomicBool) -> Result<Taken, StreamError> {
+        let left = options
+            .max_frames
+            .map_or(u64::MAX, |n| n.saturating_sub(self.started));
+        if halt.load(Ordering::SeqCst) || left == 0 {
+            return Ok(Taken::Done {
+                source_ended: false,
+            });
+        }
+        let max = left.min(options.batch as u64) as usize;
+        let Some(items) = self.input.next(halt, &options.stop, max)? else {
+            watch_stop(&options.stop, halt);
+            return Ok(Taken::Done {
+                source_ended: !halt.load(Ordering::SeqCst),
+            });
+        };
+        self.started += items.len() as u64;
+        self.batches += 1;
+        Ok(Taken::Batch(self.batches - 1, items))
+    }
+}
+
+/// Sets `halt` once `stop` is set, so that the slot wait and the denoisers see it.
+fn watch_stop(stop: &AtomicBool, halt: &AtomicBool) {
+    if stop.load(Ordering::SeqCst) {
+        halt.store(true, Ordering::SeqCst);
+    }
+}
+
+/// A denoised batch on its way to the decode stage: its number, its windows and what
+/// [`FrameGenerator::denoise`] made of them.
+type Denoised<G> = (u64, Vec<Item>, <G as FrameGenerator>::Denoised);
+
+/// One denoising worker: takes batches from `intake` in turn, denoises them and hands them
+/// over (a rendezvous) until there are none or the decode stage is gone. `Ok(true)` when it
+/// found the source ended; an error sets `halt`.
+fn denoise_batches<S: Source, G: FrameGenerator>(
+    intake: &Mutex<Intake<S>>,
+    generator: &G,
+    options: &LiveOptions,
+    halt: &AtomicBool,
+    handover: SyncSender<Denoised<G>>,
+) -> Result<bool, LiveError> {
+    let result = (|| loop {
+        watch_stop(&options.stop, halt);
+        let taken = intake
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take(options, halt)?;
+        let (number, items) = match taken {
+            Taken::Batch(number, items) => (number, items),
+            Taken::Done { source_ended } => return Ok(source_ended),
+        };
+        let latents: Vec<Latent> = items.iter().map(|i| i.latent.clone()).collect();
+        let out = generator.denoise(&latents).map_err(LiveError::Generator)?;
+        if handover.send((number, items, out)).is_err() {
+            return Ok(false);
+        }
+    })();
+    if result.is_err() {
+        halt.store(true, Ordering::SeqCst);
+    }
+    result
+}
+
+/// Starts the reader thread (live mode): it keeps the newest `keep` windows in `slot`,
+/// counting the older ones it drops, until the source ends, fails or `halt` is set.
+fn spawn_reader<S: Source + Send + 'static>(
+    mut feed: Feed<S>,
+    slot: Arc<Slot>,
+    halt: Arc<AtomicBool>,
+    keep: usize,
+) -> Result<(), LiveError> {
+    // Not joined: a reader blocked on a silent stdin or socket must not hold up the end.
+    std::thread::Builder::new()
+        .name("stream-reader".into())
+        .spawn(move || loop {
+            if halt.load(Ordering::SeqCst) {
+                return;
+            }
+            let next = feed.next();
+            let mut state = slot.lock();
+            match next {
+                Ok(Some(item)) => {
+                    state.items.push_back(item);
+                    if state.items.len() > keep {
+                        state.items.pop_front();
+                        state.dropped += 1;
+                    }
+                }
+                Ok(None) => state.ended = true,
+                Err(error) => state.error = Some(error),
+            }
+            let done = state.ended || state.error.is_some();
+            drop(state);
+            slot.changed.notify_all();
+            if done {
+                return;
+            }
+        })
+        .map(drop)
+        .map_err(|error| LiveError::Output {
+            path: PathBuf::from("<reader thread>"),
+            error,
+        })
+}
+
+/// Statistics of the frames made.
+#[derive(Default)]
 struct Stats {
     frames: u64,
     latencies_ms: Vec<f64>,
@@ -305,6 +453,20 @@ struct Stats {
     recent: VecDeque<Instant>,
     last_hash: Option<String>,
     png_frames: u64,
+}
+
+impl Stats {
+    /// A frame ready at `ready`, `latency_ms` after its window's end.
+    fn record(&mut self, ready: Instant, latency_ms: f64) {
+        self.frames += 1;
+        self.latencies_ms.push(latency_ms);
+        self.first_ready.get_or_insert(ready);
+        self.last_ready = Some(ready);
+        self.recent.push_back(ready);
+        if self.recent.len() > 30 {
+            self.recent.pop_front();
+        }
+    }
 }
 
 /// Frames per second over the instants in `recent` (0 with fewer than 2).
@@ -317,19 +479,427 @@ fn rate_of(recent: &VecDeque<Instant>) -> f64 {
     }
 }
 
-/// Runs the loop on `stream` with `generator` until the source ends, `max_frames` frames are
-/// made, or `options.stop` is set; then, when serving with `hold_last_frame`, keeps the last
-/// frame on the page until `stop`. Outputs are complete files whatever ends the run (the GIF is written at the end).
-pub fn run_live<S, G>(
-    stream: LatentStream<S>,
+/// A frame made: written to the PNG sequence and the GIF, and published to the page.
+#[derive(Debug, Clone)]
+pub struct FrameMade {
+    /// 0-based, in window order (the PNG's number).
+    pub index: u64,
+    /// The frame itself.
+    pub image: Arc<RgbImage>,
+    /// [`frame_hash`] of the image.
+    pub hash: String,
+    /// From the window's last sample arriving to the frame being ready, in milliseconds.
+    pub latency_ms: f64,
+    /// The window's start, seconds from the source's start.
+    pub window_start_s: f64,
+}
+
+/// What a [`LiveSession`] brings.
+#[derive(Debug, Clone)]
+pub enum LiveEvent {
+    /// A frame was made.
+    Frame(Box<FrameMade>),
+    /// The loop ended (the last event): every frame begun is made and the GIF is written.
+    Ended(EndReason),
+}
+
+/// Where a [`LiveSession`] stands.
+enum Stage {
+    Running,
+    Ended {
+        reason: EndReason,
+        gif: Option<PathBuf>,
+    },
+    /// An error ended it (returned by `next`).
+    Failed,
+}
+
+/// The frame loop, pulled a frame at a time: the reader and the denoisers run on threads of
+/// the caller's scope, and [`LiveSession::next_event`] runs the decode stage (decode, write
+/// the PNG and the GIF, publish to the page) on the caller's thread.
+///
+/// ```no_run
+/// # use brainrecon_stream::live::{LiveEvent, LiveSession};
+/// # use brainrecon_stream::{FrameGenerator, LatentStream, LiveError, LiveOptions, Source};
+/// # fn run<S: Source + Send + 'static, G: FrameGenerator>(
+/// #     stream: LatentStream<S>, generator: &G, options: &LiveOptions,
+/// # ) -> Result<(), LiveError> {
+/// std::thread::scope(|scope| {
+///     let mut session = LiveSession::start(scope, stream, generator, options)?;
+///     while let Some(event) = session.next_event()? {
+///         if let LiveEvent::Frame(frame) = event {
+///             println!("frame {}: {} ({:.0} ms)", frame.index, frame.hash, frame.latency_ms);
+///         }
+///     }
+///     let summary = session.finish()?;
+///     println!("{} frames of {} windows", summary.frames, summary.windows);
+///     Ok(())
+/// })
+/// # }
+/// ```
+pub struct LiveSession<'scope, G: FrameGenerator> {
+    generator: &'scope G,
+    options: &'scope LiveOptions,
+    start: Instant,
+    /// Stops the reader and the denoisers: set on `stop`, after `max_frames`, on an error, and
+    /// at the end.
+    halt: Arc<AtomicBool>,
+    slot: Arc<Slot>,
+    windows: Arc<AtomicU64>,
+    denoisers: Vec<ScopedJoinHandle<'scope, Result<bool, LiveError>>>,
+    /// The denoisers' hand-over; `None` once the decode stage has stopped taking batches.
+    handover: Option<Receiver<Denoised<G>>>,
+    in_order: InOrder<(Vec<Item>, G::Denoised)>,
+    /// Frames decoded and not yet written, with when they were ready.
+    decoded: VecDeque<(Item, RgbImage, Instant)>,
+    png: Option<PngSequence>,
+    gif: Option<GifWriter>,
+    stats: Stats,
+    stage: Stage,
+}
+
+impl<'scope, G: FrameGenerator> LiveSession<'scope, G> {
+    /// Checks the options against `stream` and `generator`, creates the outputs (the PNG
+    /// folder, the GIF) and starts the reader (live mode) and the denoisers on `scope`.
+    ///
+    /// Errors: a `batch` or `denoisers` of 0, or a generator whose latent shape is not the
+    /// stream's ([`LiveError::Stream`]); an output that cannot be created
+    /// ([`LiveError::Output`]).
+    pub fn start<'env, S>(
+        scope: &'scope Scope<'scope, 'env>,
+        stream: LatentStream<S>,
+        generator: &'scope G,
+        options: &'scope LiveOptions,
+    ) -> Result<Self, LiveError>
+    where
+        S: Source + Send + 'static,
+    {
+        let start = Instant::now();
+        check(&stream, generator, options)?;
+        let (png, gif) = create_outputs(options)?;
+        let windows = Arc::new(AtomicU64::new(0));
+        let feed = Feed {
+            labels: stream.labels(),
+            stream,
+            warned: HashSet::new(),
+            windows: windows.clone(),
+            log: options.log.clone(),
+            name: options.source_name.clone(),
+        };
+        let halt = Arc::new(AtomicBool::new(false));
+        let slot = Arc::new(Slot::default());
+        let input = if options.keep_every_window {
+            Input::Direct(Box::new(feed))
+        } else {
+            // Enough windows for every denoiser's next batch: a burst of windows goes to idle
+            // workers instead of being dropped.
+            let keep = options.batch * options.denoisers;
+            spawn_reader(feed, slot.clone(), halt.clone(), keep)?;
+            Input::Newest(slot.clone())
+        };
+        if let Some(hub) = &options.hub {
+            let what = if options.keep_every_window {
+                "replaying every window of"
+            } else {
+                "streaming"
+            };
+            hub.set_status(format!("{what} {}", options.source_name), false);
+        }
+        // Workers take batches in turn (numbered), denoise them concurrently and hand them
+        // over; `next` puts them back in order.
+        let intake = Arc::new(Mutex::new(Intake {
+            input,
+            started: 0,
+            batches: 0,
+        }));
+        let (handover, batches) = mpsc::sync_channel::<Denoised<G>>(0);
+        let denoisers = (0..options.denoisers)
+            .map(|_| {
+                let (handover, halt, intake) = (handover.clone(), halt.clone(), intake.clone());
+                scope.spawn(move || denoise_batches(&intake, generator, options, &halt, handover))
+            })
+            .collect();
+        Ok(LiveSession {
+            generator,
+            options,
+            start,
+            halt,
+            slot,
+            windows,
+            denoisers,
+            handover: Some(batches),
+            in_order: InOrder::new(),
+            decoded: VecDeque::new(),
+            png,
+            gif,
+            stats: Stats::default(),
+            stage: Stage::Running,
+        })
+    }
+
+    /// The next event: a frame (waiting for it while the next batch denoises), then once,
+    /// [`LiveEvent::Ended`]; `None` after that or after an error. An error ends the session
+    /// (the denoisers are stopped; the first error of theirs wins over the decode stage's).
+    pub fn next_event(&mut self) -> Result<Option<LiveEvent>, LiveError> {
+        if !matches!(self.stage, Stage::Running) {
+            return Ok(None);
+        }
+        match std::panic::catch_unwind(AssertUnwindSafe(|| self.step())) {
+            Ok(Ok(event)) => Ok(Some(event)),
+            Ok(Err(error)) => Err(self.fail(error, false)),
+            Err(_) => {
+                let error = "the decoding thread panicked".to_string().into();
+                Err(self.fail(LiveError::Generator(error), true))
+            }
+        }
+    }
+
+    /// Runs the loop to its end (frames still to come are made and written) and returns the
+    /// summary.
+    pub fn finish(mut self) -> Result<Summary, LiveError> {
+        while self.next_event()?.is_some() {}
+        match std::mem::replace(&mut self.stage, Stage::Failed) {
+            Stage::Ended { reason, gif } => Ok(self.summary(reason, gif)),
+            _ => Err(LiveError::Generator(
+                "the frame loop had already failed".to_string().into(),
+            )),
+        }
+    }
+
+    /// The next frame written, or the end.
+    fn step(&mut self) -> Result<LiveEvent, LiveError> {
+        loop {
+            if let Some((item, image, ready)) = self.decoded.pop_front() {
+                let frame = self.write_frame(item, image, ready)?;
+                return Ok(LiveEvent::Frame(Box::new(frame)));
+            }
+            match self.next_batch() {
+                Some((items, out)) => self.decode(items, out)?,
+                None => return self.end(),
+            }
+        }
+    }
+
+    /// The next denoised batch in window order; `None` once every denoiser has stopped.
+    fn next_batch(&mut self) -> Option<(Vec<Item>, G::Denoised)> {
+        loop {
+            if let Some(batch) = self.in_order.pop() {
+                return Some(batch);
+            }
+            let (number, items, out) = self.handover.as_ref()?.recv().ok()?;
+            self.in_order.push(number, (items, out));
+        }
+    }
+
+    /// Decodes a batch into `decoded`, one image per window.
+    fn decode(&mut self, items: Vec<Item>, out: G::Denoised) -> Result<(), LiveError> {
+        let images = self.generator.decode(out).map_err(LiveError::Generator)?;
+        if images.len() != items.len() {
+            return Err(LiveError::Generator(
+                format!(
+                    "{} images decoded from a batch of {} latents",
+                    images.len(),
+                    items.len()
+                )
+                .into(),
+            ));
+        }
+        let ready = Instant::now();
+        let frames = items.into_iter().zip(images);
+        self.decoded
+            .extend(frames.map(|(item, image)| (item, image, ready)));
+        Ok(())
+    }
+
+    /// Counts a frame, writes it to the outputs and publishes it; halts the denoisers at
+    /// `max_frames`.
+    fn write_frame(
+        &mut self,
+        item: Item,
+        image: RgbImage,
+        ready: Instant,
+    ) -> Result<FrameMade, LiveError> {
+        let latency_ms = ready.duration_since(item.ready).as_secs_f64() * 1e3;
+        let index = self.stats.frames;
+        self.stats.record(ready, latency_ms);
+        let hash = frame_hash(&image);
+        let png = self.write_png(index, &image)?;
+        if let Some(gif) = self.gif.as_mut() {
+            gif.add(&image).map_err(|error| LiveError::Output {
+                path: gif.path().to_path_buf(),
+                error,
+            })?;
+        }
+        let image = Arc::new(image);
+        let frame = FrameMade {
+            index,
+            image: image.clone(),
+            hash: hash.clone(),
+            latency_ms,
+            window_start_s: item.window_start_s,
+        };
+        if let Some(hub) = &self.options.hub {
+            let dropped = self.slot.lock().dropped;
+            let status = hub.state().status;
+            let state = FrameState {
+                frames: self.stats.frames,
+                hash: hash.clone(),
+                dropped,
+                fps: rate_of(&self.stats.recent),
+                latency_ms,
+                window_start_s: item.window_start_s,
+                status,
+                ended: false,
+                labels: item.labels,
+                traces: item.traces,
+                ..FrameState::default()
+            };
+            hub.publish(image, png, state);
+        }
+        self.stats.last_hash = Some(hash);
+        if self
+            .options
+            .max_frames
+            .is_some_and(|n| self.stats.frames >= n)
+        {
+            self.halt.store(true, Ordering::SeqCst);
+        }
+        Ok(frame)
+    }
+
+    /// Writes frame `index` to the PNG sequence, if any; its bytes for the page.
+    fn write_png(
+        &mut self,
+        index: u64,
+        image: &RgbImage,
+    ) -> Result<Option<Arc<Vec<u8>>>, LiveError> {
+        let Some(seq) = self.png.as_mut() else {
+            return Ok(None);
+        };
+        let path = seq.path(index);
+        let bytes = encode_png(image).map_err(|error| LiveError::Output { path, error })?;
+        seq.write(index, &bytes)
+            .map_err(|error| LiveError::Output {
+                path: seq.path(index),
+                error,
+            })?;
+        self.stats.png_frames += 1;
+        Ok(Some(Arc::new(bytes)))
+    }
+
+    /// Every denoiser has stopped: joins them, writes the GIF and says why the loop ended.
+    fn end(&mut self) -> Result<LiveEvent, LiveError> {
+        let source_ended = self.stop_denoisers()??;
+        let gif = match self.gif.take() {
+            Some(writer) => {
+                let path = writer.path().to_path_buf();
+                let written = writer.finish().map_err(|error| LiveError::Output {
+                    path: path.clone(),
+                    error,
+                })?;
+                written.then_some(path)
+            }
+            None => None,
+        };
+        let reason = if self.options.stop.load(Ordering::SeqCst) {
+            EndReason::Interrupted
+        } else if self
+            .options
+            .max_frames
+            .is_some_and(|n| self.stats.frames >= n)
+        {
+            EndReason::Frames
+        } else if source_ended {
+            EndReason::SourceEnded
+        } else {
+            EndReason::Interrupted
+        };
+        self.stage = Stage::Ended { reason, gif };
+        Ok(LiveEvent::Ended(reason))
+    }
+
+    /// Ends the session on `error` of the decode stage (`panicked`: a panic there): the error
+    /// returned is a denoiser's panic, then the decode stage's panic, then a denoiser's error,
+    /// then `error`.
+    fn fail(&mut self, error: LiveError, panicked: bool) -> LiveError {
+        self.stage = Stage::Failed;
+        match self.stop_denoisers() {
+            Err(panic) => panic,
+            Ok(Err(denoiser)) if !panicked => denoiser,
+            Ok(_) => error,
+        }
+    }
+
+    /// Halts and joins the denoisers: whether one found the source ended, or the first error
+    /// (the outer one when a denoiser panicked).
+    fn stop_denoisers(&mut self) -> Result<Result<bool, LiveError>, LiveError> {
+        self.halt.store(true, Ordering::SeqCst);
+        // A denoiser waiting to hand over a batch gives up.
+        self.handover = None;
+        std::mem::take(&mut self.denoisers)
+            .into_iter()
+            .map(|worker| worker.join())
+            .try_fold(Ok(false), |ended, worker| {
+                worker.map(|result| match (ended, result) {
+                    (Err(e), _) | (Ok(_), Err(e)) => Err(e),
+                    (Ok(a), Ok(b)) => Ok(a || b),
+                })
+            })
+            .map_err(|_| LiveError::Generator("a denoising thread panicked".to_string().into()))
+    }
+
+    /// The run's summary, ended for `reason`, with the GIF written (if any).
+    fn summary(&mut self, reason: EndReason, gif: Option<PathBuf>) -> Summary {
+        let stats = &self.stats;
+        let start = self.start;
+        Summary {
+            frames: stats.frames,
+            windows: self.windows.load(Ordering::Relaxed),
+            dropped: self.slot.lock().dropped,
+            fps: match (stats.first_ready, stats.last_ready) {
+                (Some(a), Some(b)) if stats.frames >= 2 && b > a => {
+                    (stats.frames - 1) as f64 / b.duration_since(a).as_secs_f64()
+                }
+                _ => 0.0,
+            },
+            fps_overall: match stats.last_ready {
+                Some(last) if stats.frames > 0 => {
+                    stats.frames as f64 / last.duration_since(start).as_secs_f64().max(1e-9)
+                }
+                _ => 0.0,
+            },
+            latency_ms_mean: if stats.latencies_ms.is_empty() {
+                0.0
+            } else {
+                stats.latencies_ms.iter().sum::<f64>() / stats.latencies_ms.len() as f64
+            },
+            latency_ms_p95: quantile_nearest_rank(&stats.latencies_ms, 0.95),
+            latency_ms_max: stats.latencies_ms.iter().copied().fold(0.0, f64::max),
+            first_frame_s: stats
+                .first_ready
+                .map_or(0.0, |t| t.duration_since(start).as_secs_f64()),
+            wall_s: start.elapsed().as_secs_f64(),
+            ended: reason,
+            last_hash: stats.last_hash.clone(),
+            png_frames: stats.png_frames,
+            gif,
+        }
+    }
+}
+
+impl<G: FrameGenerator> Drop for LiveSession<'_, G> {
+    /// A session dropped before its end stops its reader and denoisers (the scope joins them).
+    fn drop(&mut self) {
+        self.halt.store(true, Ordering::SeqCst);
+    }
+}
+
+/// The options' batch and denoisers, and the generator's latent shape against the stream's.
+fn check<S: Source, G: FrameGenerator>(
+    stream: &LatentStream<S>,
     generator: &G,
     options: &LiveOptions,
-) -> Result<Summary, LiveError>
-where
-    S: Source + Send + 'static,
-    G: FrameGenerator,
-{
-    let start = Instant::now();
+) -> Result<(), LiveError> {
     if options.batch == 0 {
         return Err(StreamError::parameter("batch", "at least 1", "0").into());
     }
@@ -345,14 +915,21 @@ where
         )
         .into());
     }
-    let mut png = match &options.png_dir {
+    Ok(())
+}
+
+/// The PNG sequence and the GIF asked for, created.
+fn create_outputs(
+    options: &LiveOptions,
+) -> Result<(Option<PngSequence>, Option<GifWriter>), LiveError> {
+    let png = match &options.png_dir {
         Some(dir) => Some(PngSequence::create(dir).map_err(|error| LiveError::Output {
             path: dir.clone(),
             error,
         })?),
         None => None,
     };
-    let mut gif = match &options.gif {
+    let gif = match &options.gif {
         Some(path) => Some(
             GifWriter::create(path, options.gif_delay_cs).map_err(|error| LiveError::Output {
                 path: path.clone(),
@@ -361,334 +938,64 @@ where
         ),
         None => None,
     };
+    Ok((png, gif))
+}
 
-    let windows = Arc::new(AtomicU64::new(0));
-    let feed = Feed {
-        labels: stream.labels(),
-        stream,
-        warned: HashSet::new(),
-        windows: windows.clone(),
-        log: options.log.clone(),
-        name: options.source_name.clone(),
-    };
-    // `halt` stops the reader and the denoiser: set on `stop`, after `max_frames`, or on an
-    // error of a later stage.
-    let halt = Arc::new(AtomicBool::new(false));
-    let slot = Arc::new(Slot::default());
-    let input = if options.keep_every_window {
-        Input::Direct(Box::new(feed))
-    } else {
-        let (shared, halt) = (slot.clone(), halt.clone());
-        // Enough windows for every denoiser's next batch: a burst of windows goes to idle
-        // workers instead of being dropped.
-        let keep = options.batch * options.denoisers;
-        let mut feed = feed;
-        // Not joined: a reader blocked on a silent stdin or socket must not hold up the end.
-        std::thread::Builder::new()
-            .name("stream-reader".into())
-            .spawn(move || loop {
-                if halt.load(Ordering::SeqCst) {
-                    return;
-                }
-                let next = feed.next();
-                let mut state = shared.lock();
-                match next {
-                    Ok(Some(item)) => {
-                        state.items.push_back(item);
-                        if state.items.len() > keep {
-                            state.items.pop_front();
-                            state.dropped += 1;
-                        }
-                    }
-                    Ok(None) => state.ended = true,
-                    Err(error) => state.error = Some(error),
-                }
-                let done = state.ended || state.error.is_some();
-                drop(state);
-                shared.changed.notify_all();
-                if done {
-                    return;
-                }
-            })
-            .map_err(|error| LiveError::Output {
-                path: PathBuf::from("<reader thread>"),
-                error,
-            })?;
-        Input::Newest(slot.clone())
-    };
-    if let Some(hub) = &options.hub {
-        let what = if options.keep_every_window {
-            "replaying every window of"
-        } else {
-            "streaming"
-        };
-        hub.set_status(format!("{what} {}", options.source_name), false);
-    }
-
-    // Watches `stop` so that the slot wait and the denoiser see it.
-    let stop_watch = {
-        let (stop, halt) = (options.stop.clone(), halt.clone());
-        move || {
-            if stop.load(Ordering::SeqCst) {
-                halt.store(true, Ordering::SeqCst);
-            }
-        }
-    };
-
-    // Workers take batches in turn (numbered), denoise them concurrently and hand them over;
-    // the decode thread puts them back in order.
-    let intake = Mutex::new(Intake {
-        input,
-        started: 0,
-        batches: 0,
-    });
-    let (tx, rx) = mpsc::sync_channel::<(u64, (Vec<Item>, G::Denoised))>(0);
-    let (denoised, decoded) = std::thread::scope(|scope| {
-        let denoisers: Vec<_> = (0..options.denoisers)
-            .map(|_| {
-                let (tx, halt_d, intake, stop_watch) =
-                    (tx.clone(), halt.clone(), &intake, &stop_watch);
-                scope.spawn(move || -> Result<bool, LiveError> {
-                    let result = (|| loop {
-                        stop_watch();
-                        let (number, items) = {
-                            let mut intake = intake.lock().unwrap_or_else(|e| e.into_inner());
-                            let left = options
-                                .max_frames
-                                .map_or(u64::MAX, |n| n.saturating_sub(intake.started));
-                            if halt_d.load(Ordering::SeqCst) || left == 0 {
-                                return Ok(false);
-                            }
-                            let max = left.min(options.batch as u64) as usize;
-                            let items = match intake.input.next(&halt_d, &options.stop, max)? {
-                                Some(items) => items,
-                                None => {
-                                    stop_watch();
-                                    return Ok(!halt_d.load(Ordering::SeqCst));
-                                }
-                            };
-                            intake.started += items.len() as u64;
-                            intake.batches += 1;
-                            (intake.batches - 1, items)
-                        };
-                        let latents: Vec<Latent> = items.iter().map(|i| i.latent.clone()).collect();
-                        let out = generator.denoise(&latents).map_err(LiveError::Generator)?;
-                        if tx.send((number, (items, out))).is_err() {
-                            return Ok(false);
-                        }
-                    })();
-                    if result.is_err() {
-                        halt_d.store(true, Ordering::SeqCst);
-                    }
-                    result
-                })
-            })
-            .collect();
-        drop(tx);
-        let halt_e = halt.clone();
-        let slot_e = slot.clone();
-        let png = &mut png;
-        let gif = &mut gif;
-        let decoder = scope.spawn(move || -> Result<Stats, LiveError> {
-            let mut stats = Stats {
-                frames: 0,
-                latencies_ms: Vec::new(),
-                first_ready: None,
-                last_ready: None,
-                recent: VecDeque::new(),
-                last_hash: None,
-                png_frames: 0,
-            };
-            let result = (|| {
-                for (items, out) in in_order(rx.iter()) {
-                    let images = generator.decode(out).map_err(LiveError::Generator)?;
-                    if images.len() != items.len() {
-                        return Err(LiveError::Generator(
-                            format!(
-                                "{} images decoded from a batch of {} latents",
-                                images.len(),
-                                items.len()
-                            )
-                            .into(),
-                        ));
-                    }
-                    let ready = Instant::now();
-                    for (item, image) in items.into_iter().zip(images) {
-                        let latency = ready.duration_since(item.ready).as_secs_f64() * 1e3;
-                        let index = stats.frames;
-                        stats.frames += 1;
-                        stats.latencies_ms.push(latency);
-                        stats.first_ready.get_or_insert(ready);
-                        stats.last_ready = Some(ready);
-                        stats.recent.push_back(ready);
-                        if stats.recent.len() > 30 {
-                            stats.recent.pop_front();
-                        }
-                        let hash = frame_hash(&image);
-                        let bytes = match png.as_mut() {
-                            Some(seq) => {
-                                let path = seq.path(index);
-                                let bytes = encode_png(&image)
-                                    .map_err(|error| LiveError::Output { path, error })?;
-                                seq.write(index, &bytes)
-                                    .map_err(|error| LiveError::Output {
-                                        path: seq.path(index),
-                                        error,
-                                    })?;
-                                stats.png_frames += 1;
-                                Some(Arc::new(bytes))
-                            }
-                            None => None,
-                        };
-                        if let Some(gif) = gif.as_mut() {
-                            gif.add(&image).map_err(|error| LiveError::Output {
-                                path: gif.path().to_path_buf(),
-                                error,
-                            })?;
-                        }
-                        if let Some(hub) = &options.hub {
-                            let dropped = slot_e.lock().dropped;
-                            let status = hub.state().status;
-                            hub.publish(
-                                Arc::new(image),
-                                bytes,
-                                FrameState {
-                                    frames: stats.frames,
-                                    hash: hash.clone(),
-                                    dropped,
-                                    fps: rate_of(&stats.recent),
-                                    latency_ms: latency,
-                                    window_start_s: item.window_start_s,
-                                    status,
-                                    ended: false,
-                                    labels: item.labels,
-                                    traces: item.traces,
-                                    ..FrameState::default()
-                                },
-                            );
-                        }
-                        stats.last_hash = Some(hash);
-                        if options.max_frames.is_some_and(|n| stats.frames >= n) {
-                            halt_e.store(true, Ordering::SeqCst);
-                        }
-                    }
-                }
-                Ok(())
-            })();
-            if result.is_err() {
-                halt_e.store(true, Ordering::SeqCst);
-            }
-            result.map(|()| stats)
-        });
-        let denoised: Vec<_> = denoisers.into_iter().map(|d| d.join()).collect();
-        let decoded = decoder.join();
-        (denoised, decoded)
-    });
-    halt.store(true, Ordering::SeqCst);
-    // The source ended when a worker found it ended; the first error wins.
-    let denoised = denoised
-        .into_iter()
-        .try_fold(Ok(false), |ended, worker| {
-            worker.map(|result| match (ended, result) {
-                (Err(e), _) | (Ok(_), Err(e)) => Err(e),
-                (Ok(a), Ok(b)) => Ok(a || b),
-            })
-        })
-        .map_err(|_| LiveError::Generator("a denoising thread panicked".to_string().into()))?;
-    let decoded = decoded
-        .map_err(|_| LiveError::Generator("the decoding thread panicked".to_string().into()))?;
-    let stats = match (denoised, decoded) {
-        (Err(e), _) | (Ok(_), Err(e)) => return Err(e),
-        (Ok(source_ended), Ok(stats)) => (source_ended, stats),
-    };
-    let (source_ended, stats) = stats;
-
-    let gif_path = match gif.take() {
-        Some(writer) => {
-            let path = writer.path().to_path_buf();
-            let written = writer.finish().map_err(|error| LiveError::Output {
-                path: path.clone(),
-                error,
-            })?;
-            written.then_some(path)
-        }
-        None => None,
-    };
-    let ended = if options.stop.load(Ordering::SeqCst) {
-        EndReason::Interrupted
-    } else if options.max_frames.is_some_and(|n| stats.frames >= n) {
-        EndReason::Frames
-    } else if source_ended {
-        EndReason::SourceEnded
-    } else {
-        EndReason::Interrupted
-    };
-    let dropped = slot.lock().dropped;
-    let wall_s = start.elapsed().as_secs_f64();
-    let summary = Summary {
-        frames: stats.frames,
-        windows: windows.load(Ordering::Relaxed),
-        dropped,
-        fps: match (stats.first_ready, stats.last_ready) {
-            (Some(a), Some(b)) if stats.frames >= 2 && b > a => {
-                (stats.frames - 1) as f64 / b.duration_since(a).as_secs_f64()
-            }
-            _ => 0.0,
-        },
-        fps_overall: match stats.last_ready {
-            Some(last) if stats.frames > 0 => {
-                stats.frames as f64 / last.duration_since(start).as_secs_f64().max(1e-9)
-            }
-            _ => 0.0,
-        },
-        latency_ms_mean: if stats.latencies_ms.is_empty() {
-            0.0
-        } else {
-            stats.latencies_ms.iter().sum::<f64>() / stats.latencies_ms.len() as f64
-        },
-        latency_ms_p95: quantile_nearest_rank(&stats.latencies_ms, 0.95),
-        latency_ms_max: stats.latencies_ms.iter().copied().fold(0.0, f64::max),
-        first_frame_s: stats
-            .first_ready
-            .map_or(0.0, |t| t.duration_since(start).as_secs_f64()),
-        wall_s,
-        ended,
-        last_hash: stats.last_hash,
-        png_frames: stats.png_frames,
-        gif: gif_path,
-    };
-
-    if ended == EndReason::SourceEnded {
-        match (&options.hub, &options.serve_url) {
-            (Some(hub), Some(url)) if options.hold_last_frame => {
-                let last = match stats.frames {
-                    0 => "no frame was made".to_string(),
-                    n => format!("frame {} stays", n - 1),
-                };
-                let message = format!(
-                    "{} ended after {} windows; {last}; serving it at {url} until Ctrl-C",
-                    options.source_name, summary.windows
-                );
-                // The page first, so that whoever reads the message finds the page saying so.
-                hub.set_status(format!("source ended: {message}"), true);
-                (options.log)(&message);
-                while !options.stop.load(Ordering::SeqCst) {
-                    std::thread::sleep(Duration::from_millis(50));
-                }
-            }
-            (hub, _) => {
-                let message = format!(
-                    "{} ended after {} windows, {} frames",
-                    options.source_name, summary.windows, stats.frames
-                );
-                if let Some(hub) = hub {
-                    hub.set_status(format!("source ended: {message}"), true);
-                }
-                (options.log)(&message);
-            }
-        }
+/// Runs the loop on `stream` with `generator` until the source ends, `max_frames` frames are
+/// made, or `options.stop` is set; then, when serving with `hold_last_frame`, keeps the last
+/// frame on the page until `stop`. Outputs are complete files whatever ends the run (the GIF is
+/// written at the end).
+pub fn run_live<S, G>(
+    stream: LatentStream<S>,
+    generator: &G,
+    options: &LiveOptions,
+) -> Result<Summary, LiveError>
+where
+    S: Source + Send + 'static,
+    G: FrameGenerator,
+{
+    let summary = std::thread::scope(|scope| {
+        let mut session = LiveSession::start(scope, stream, generator, options)?;
+        while let Some(_event) = session.next_event()? {}
+        session.finish()
+    })?;
+    if summary.ended == EndReason::SourceEnded {
+        announce_source_end(&summary, options);
     }
     Ok(summary)
+}
+
+/// Says that the source ended, on the page and to the log; when serving with
+/// `hold_last_frame`, keeps the last frame on the page until `stop`.
+fn announce_source_end(summary: &Summary, options: &LiveOptions) {
+    match (&options.hub, &options.serve_url) {
+        (Some(hub), Some(url)) if options.hold_last_frame => {
+            let last = match summary.frames {
+                0 => "no frame was made".to_string(),
+                n => format!("frame {} stays", n - 1),
+            };
+            let message = format!(
+                "{} ended after {} windows; {last}; serving it at {url} until Ctrl-C",
+                options.source_name, summary.windows
+            );
+            // The page first, so that whoever reads the message finds the page saying so.
+            hub.set_status(format!("source ended: {message}"), true);
+            (options.log)(&message);
+            while !options.stop.load(Ordering::SeqCst) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        (hub, _) => {
+            let message = format!(
+                "{} ended after {} windows, {} frames",
+                options.source_name, summary.windows, summary.frames
+            );
+            if let Some(hub) = hub {
+                hub.set_status(format!("source ended: {message}"), true);
+            }
+            (options.log)(&message);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -914,12 +1221,21 @@ mod tests {
 
     #[test]
     fn batches_come_out_in_number_order() {
+        fn in_order(arrived: &[(u64, char)]) -> String {
+            let mut order = InOrder::new();
+            let mut ordered = String::new();
+            for &(number, batch) in arrived {
+                order.push(number, batch);
+                while let Some(batch) = order.pop() {
+                    ordered.push(batch);
+                }
+            }
+            ordered
+        }
         let arrived = [(2, 'c'), (0, 'a'), (1, 'b'), (4, 'e'), (3, 'd')];
-        let ordered: String = in_order(arrived.into_iter()).collect();
-        assert_eq!(ordered, "abcde");
+        assert_eq!(in_order(&arrived), "abcde");
         // One missing (a failed worker) holds back those after it.
-        let ordered: String = in_order([(0, 'a'), (2, 'c')].into_iter()).collect();
-        assert_eq!(ordered, "a");
+        assert_eq!(in_order(&[(0, 'a'), (2, 'c')]), "a");
     }
 
     #[test]

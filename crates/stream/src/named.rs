@@ -47,9 +47,13 @@ pub struct NamedSourceOptions {
 /// An opened source: its name for messages, whether it is live (stdin and TCP: never paced),
 /// whether the selection was applied in opening it (EDF/BDF), and notes for the user.
 pub struct NamedSource {
+    /// The source itself.
     pub source: Box<dyn Source + Send>,
+    /// Its name in messages (a path, `synthetic (8 channels, 250 Hz)`, …).
     pub name: String,
+    /// Stdin or TCP: data arrives at its own pace, never replayed by a pacer.
     pub live: bool,
+    /// Whether the channel selection was already applied in opening (EDF/BDF).
     pub selected: bool,
     /// Things the user should know (signals resampled), one line each.
     pub notes: Vec<String>,

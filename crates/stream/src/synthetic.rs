@@ -8,14 +8,17 @@ use rand_chacha::ChaCha8Rng;
 /// Parameters of a [`Synthetic`] source.
 #[derive(Debug, Clone, PartialEq)]
 pub struct SyntheticSpec {
+    /// Number of channels (one oscillator each).
     pub channels: usize,
     /// Frames per second.
     pub rate: f64,
+    /// Seed of the ChaCha8 generator that draws the oscillators and the noise.
     pub seed: u64,
     /// Standard deviation of the added Gaussian noise (oscillator amplitudes are 0.5–2).
     pub noise: f64,
     /// Lowest and highest oscillator frequency in Hz; the highest is capped at 0.45 × rate.
     pub min_hz: f64,
+    /// See `min_hz`.
     pub max_hz: f64,
     /// Frames before the source ends; `None` never ends.
     pub frames: Option<u64>,
@@ -38,8 +41,11 @@ impl Default for SyntheticSpec {
 /// One channel's oscillator: `amplitude × sin(2π × frequency × t + phase)`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Oscillator {
+    /// Frequency in Hz.
     pub frequency: f64,
+    /// Phase in radians (drawn in `[0, 2π)`).
     pub phase: f64,
+    /// Amplitude (drawn in `[0.5, 2)`).
     pub amplitude: f64,
 }
 

@@ -107,6 +107,88 @@ pub fn max_abs(a: &[f32]) -> f32 {
     a.iter().fold(0.0, |m, x| m.max(x.abs()))
 }
 
+/// Max |actual − reference| relative to the largest |reference| (at least 1e-12), over two
+/// slices of the same length.
+pub fn max_rel_err(actual: &[f64], reference: &[f64]) -> f64 {
+    assert_eq!(actual.len(), reference.len(), "lengths differ");
+    let scale = reference
+        .iter()
+        .fold(0f64, |m, v| m.max(v.abs()))
+        .max(1e-12);
+    actual
+        .iter()
+        .zip(reference)
+        .map(|(a, r)| (a - r).abs())
+        .fold(0.0, f64::max)
+        / scale
+}
+
+/// A JSON fixture of named arrays, each flattened row-major with its shape under `shapes`, beside
+/// the settings and answers of a reference run: the layout of the ridge fixtures
+/// (tools/fixtures/ridge_fixtures.py: `x`, `y`, `x_test`, `alphas`, `cv`, `best_alphas`,
+/// `predictions`, …).
+pub struct ArrayFixture {
+    /// The file's name without `.json`.
+    pub name: String,
+    /// The whole file.
+    pub json: serde_json::Value,
+}
+
+impl ArrayFixture {
+    /// Reads a fixture file.
+    pub fn open(path: &Path) -> ArrayFixture {
+        ArrayFixture {
+            name: path
+                .file_stem()
+                .map_or_else(String::new, |s| s.to_string_lossy().into_owned()),
+            json: json(path),
+        }
+    }
+
+    /// Reads the ridge fixture `crates/ridge/tests/fixtures/<name>.json` (scikit-learn's and
+    /// himalaya's fits, which the ridge library, `brainrecon ridge` and its route are checked
+    /// against).
+    pub fn ridge(name: &str) -> ArrayFixture {
+        ArrayFixture::open(
+            &Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../ridge/tests/fixtures")
+                .join(format!("{name}.json")),
+        )
+    }
+
+    /// The numbers of array (or list) `key`, flattened row-major.
+    pub fn values(&self, key: &str) -> Vec<f64> {
+        self.json[key]
+            .as_array()
+            .unwrap_or_else(|| panic!("{}: no {key}", self.name))
+            .iter()
+            .map(|v| v.as_f64().unwrap())
+            .collect()
+    }
+
+    /// Array `key` as float32: the inputs are stored exactly as float32 values.
+    pub fn f32_values(&self, key: &str) -> Vec<f32> {
+        self.values(key).iter().map(|&v| v as f32).collect()
+    }
+
+    /// The shape of array `key` (`shapes.<key>`).
+    pub fn shape(&self, key: &str) -> Vec<usize> {
+        self.json["shapes"][key]
+            .as_array()
+            .unwrap_or_else(|| panic!("{}: no shapes.{key}", self.name))
+            .iter()
+            .map(|v| v.as_u64().unwrap() as usize)
+            .collect()
+    }
+
+    /// The true-or-false setting `key` (`fit_intercept`, `standardize`).
+    pub fn flag(&self, key: &str) -> bool {
+        self.json[key]
+            .as_bool()
+            .unwrap_or_else(|| panic!("{}: {key} is not true or false", self.name))
+    }
+}
+
 /// Candle tensors, compared as f32.
 #[cfg(feature = "candle")]
 pub mod tensor {

@@ -25,6 +25,7 @@ pub struct AlexNetFeatures {
     pub features_11: Tensor,
 }
 
+/// torchvision's `alexnet` convolutions `features.0` … `features.12` (inference).
 #[derive(Debug, Clone)]
 pub struct AlexNet {
     convs: Vec<Conv>,

@@ -152,6 +152,7 @@ impl MbConv {
     }
 }
 
+/// torchvision's `efficientnet_b1` up to `avgpool` (inference).
 #[derive(Debug, Clone)]
 pub struct EfficientNetB1 {
     stem: ConvNorm,
@@ -160,6 +161,8 @@ pub struct EfficientNetB1 {
 }
 
 impl EfficientNetB1 {
+    /// Reads `features.*` of a torchvision checkpoint (the classifier is not read); errors on a
+    /// tensor `vb` lacks or misshapes.
     pub fn new(vb: VarBuilder) -> Result<Self> {
         let features = vb.pp("features");
         let stem = ConvNorm::new(features.pp("0"), 3, 32, 3, 2, false, true)?;

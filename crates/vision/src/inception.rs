@@ -257,6 +257,7 @@ impl BlockE {
     }
 }
 
+/// torchvision's `inception_v3` up to `avgpool`, with `transform_input` (inference).
 #[derive(Debug, Clone)]
 pub struct InceptionV3 {
     stem: Vec<Basic>,
@@ -269,6 +270,8 @@ pub struct InceptionV3 {
 }
 
 impl InceptionV3 {
+    /// Reads the torchvision module names (`Conv2d_1a_3x3` … `Mixed_7c`; `AuxLogits` and `fc` are
+    /// not read); errors on a tensor `vb` lacks or misshapes.
     pub fn new(vb: VarBuilder) -> Result<Self> {
         Ok(InceptionV3 {
             stem: vec![

@@ -9,6 +9,8 @@
 //! (frames) and [`videomae::VideoMAEForVideoClassification`] (clips), checked against
 //! transformers by `tests/vit_videomae_golden.rs`.
 
+#![warn(missing_docs)]
+
 pub mod alexnet;
 pub mod deterministic;
 pub mod efficientnet;

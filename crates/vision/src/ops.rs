@@ -9,31 +9,44 @@ use candle_core::{CpuStorage, CustomOp2, Layout, Shape, Tensor, D};
 use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
-/// torch's `nn.Conv2d`: `weight` [O, C/groups, kh, kw], optional `bias` [O]. Groups are 1 or
+/// torch's `nn.Conv2d`: `weight` `[O, C/groups, kh, kw]`, optional `bias` `[O]`. Groups are 1 or
 /// the channel count (depthwise), the two kinds these networks use.
 #[derive(Debug, Clone)]
 pub struct Conv {
+    /// [O, C/groups, kh, kw].
     pub weight: Tensor,
+    /// `[O]`, when the convolution has a bias.
     pub bias: Option<Tensor>,
+    /// Zero padding (rows, columns) on each side.
     pub padding: (usize, usize),
+    /// Stride (rows, columns).
     pub stride: (usize, usize),
+    /// One group per channel (C = O, weight [O, 1, kh, kw]) instead of one group.
     pub depthwise: bool,
 }
 
 /// How a convolution is shaped: in and out channels, kernel, stride, padding, bias, depthwise.
 #[derive(Debug, Clone, Copy)]
 pub struct ConvSpec {
+    /// C: input channels.
     pub in_channels: usize,
+    /// O: output channels.
     pub out_channels: usize,
+    /// Kernel (height, width).
     pub kernel: (usize, usize),
+    /// Stride (rows, columns).
     pub stride: (usize, usize),
+    /// Zero padding (rows, columns) on each side.
     pub padding: (usize, usize),
+    /// Whether the convolution has a `bias` tensor.
     pub bias: bool,
+    /// One group per channel (in = out channels).
     pub depthwise: bool,
 }
 
 impl ConvSpec {
-    /// A square `k`×`k` convolution with torch's `(k − 1) / 2` padding when `same`.
+    /// A square `k`×`k` convolution with the same `stride` and `padding` on both axes, no bias,
+    /// not depthwise.
     pub fn square(
         in_channels: usize,
         out_channels: usize,
@@ -52,6 +65,7 @@ impl ConvSpec {
         }
     }
 
+    /// The same convolution with a `bias` tensor.
     pub fn with_bias(mut self) -> Self {
         self.bias = true;
         self
@@ -59,6 +73,8 @@ impl ConvSpec {
 }
 
 impl Conv {
+    /// Reads `weight` (and `bias` when `spec.bias`) under `vb`; errors on a tensor `vb` lacks or
+    /// misshapes.
     pub fn new(vb: VarBuilder, spec: ConvSpec) -> Result<Self> {
         let per_group = if spec.depthwise { 1 } else { spec.in_channels };
         let shape = (spec.out_channels, per_group, spec.kernel.0, spec.kernel.1);
@@ -92,11 +108,15 @@ impl Conv {
 /// `(x − running_mean) / √(running_var + eps) · weight + bias`.
 #[derive(Debug, Clone)]
 pub struct BatchNorm {
+    /// `[C]`: `weight / √(running_var + eps)`.
     pub scale: Tensor,
+    /// `[C]`: `bias − running_mean · scale`.
     pub shift: Tensor,
 }
 
 impl BatchNorm {
+    /// Reads `weight`, `bias`, `running_mean` and `running_var` (`[C]` each) under `vb` and folds
+    /// them with `eps`.
     pub fn new(vb: VarBuilder, channels: usize, eps: f64) -> Result<Self> {
         let w = weight(&vb, channels, "weight")?;
         let b = weight(&vb, channels, "bias")?;
@@ -107,6 +127,7 @@ impl BatchNorm {
         Ok(BatchNorm { scale, shift })
     }
 
+    /// `x` [B, C, H, W] → `x · scale + shift` per channel, same shape.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         Ok(channel_affine(x, Some(&self.scale), Some(&self.shift))?)
     }

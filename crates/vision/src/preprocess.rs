@@ -12,11 +12,13 @@ use brainrecon_nn::{ModelError, Result};
 use serde_json::Value;
 use std::path::Path;
 
-/// ImageNet's channel means and standard deviations (torchvision's weights).
+/// ImageNet's channel means (torchvision's weights), RGB.
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
+/// ImageNet's channel standard deviations (torchvision's weights), RGB.
 pub const IMAGENET_STD: [f32; 3] = [0.229, 0.224, 0.225];
-/// OpenAI CLIP's.
+/// OpenAI CLIP's channel means, RGB.
 pub const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
+/// OpenAI CLIP's channel standard deviations, RGB.
 pub const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
 
 /// Source taps of one output index along one axis: torch's `area_pixel_compute_source_index`
@@ -114,8 +116,9 @@ pub fn blip_pixels(
 // transformers' image processors (the Pillow backend)
 // ---------------------------------------------------------------------------------------------
 
-/// transformers' `IMAGENET_STANDARD_MEAN` / `_STD` (ViT, VideoMAE defaults).
+/// transformers' `IMAGENET_STANDARD_MEAN` (the ViT and VideoMAE defaults).
 pub const IMAGENET_STANDARD_MEAN: [f32; 3] = [0.5, 0.5, 0.5];
+/// transformers' `IMAGENET_STANDARD_STD`.
 pub const IMAGENET_STANDARD_STD: [f32; 3] = [0.5, 0.5, 0.5];
 
 /// How a processor resizes before cropping.
@@ -124,7 +127,12 @@ pub enum ResizeTarget {
     /// The shorter side to this length, the longer one to `int(n · long / short)`.
     ShortestEdge(usize),
     /// Exactly this height and width.
-    Exact { height: usize, width: usize },
+    Exact {
+        /// Output height (pixels).
+        height: usize,
+        /// Output width (pixels).
+        width: usize,
+    },
 }
 
 /// The size an image of `height` × `width` becomes under transformers' shortest-edge resize
@@ -152,6 +160,7 @@ pub fn shortest_edge_size(height: usize, width: usize, n: usize) -> (usize, usiz
 pub struct ImageProcessor {
     /// `None` when `do_resize` is false.
     pub resize: Option<ResizeTarget>,
+    /// Pillow's resampling filter of the resize.
     pub filter: Filter,
     /// (height, width); `None` when `do_center_crop` is false.
     pub crop: Option<(usize, usize)>,
@@ -164,14 +173,20 @@ pub struct ImageProcessor {
 /// What a processor class assumes for keys absent from `preprocessor_config.json`.
 #[derive(Clone, Copy, Debug)]
 pub struct ProcessorDefaults {
+    /// What the config is called in error messages.
     pub name: &'static str,
+    /// `size` when absent.
     pub size: ResizeTarget,
     /// How a bare integer `size` reads: a square (`default_to_square=True`, ViT) or the
     /// shortest edge (VideoMAE).
     pub integer_size_is_square: bool,
+    /// `do_center_crop` when absent.
     pub do_center_crop: bool,
+    /// `crop_size` (height, width) when absent.
     pub crop: (usize, usize),
+    /// `image_mean` (RGB) when absent.
     pub mean: [f32; 3],
+    /// `image_std` (RGB) when absent.
     pub std: [f32; 3],
     /// The resampling filter when `resample` is absent.
     pub filter: Filter,

@@ -70,6 +70,7 @@ impl Bottleneck {
     }
 }
 
+/// torchvision's `resnet50` up to `avgpool` (inference); the SwAV network of the metric suite.
 #[derive(Debug, Clone)]
 pub struct ResNet50 {
     stem: (Conv, BatchNorm),
@@ -77,6 +78,8 @@ pub struct ResNet50 {
 }
 
 impl ResNet50 {
+    /// Reads `conv1`, `bn1` and `layer1` … `layer4` of a torchvision checkpoint (`fc` is not read);
+    /// errors on a tensor `vb` lacks or misshapes.
     pub fn new(vb: VarBuilder) -> Result<Self> {
         let stem = conv_bn(&vb, "conv1", "bn1", ConvSpec::square(3, 64, 7, 2, 3))?;
         let mut blocks = Vec::new();

@@ -40,13 +40,17 @@ pub struct VideoMAEConfig {
     /// The encoder's fields (top-level keys of `config.json`).
     #[serde(flatten)]
     pub encoder: EncoderFields,
+    /// Frames of a clip; sizes the position table (MinD-Video: 6).
     #[serde(default = "d_frames")]
     pub num_frames: usize,
+    /// Frames of a tubelet (the Conv3d's temporal kernel and stride).
     #[serde(default = "d_tubelet")]
     pub tubelet_size: usize,
     /// `qv_bias` (transformers 5) or `qkv_bias` (the hub configs).
     #[serde(default = "d_true", alias = "qkv_bias")]
     pub qv_bias: bool,
+    /// Mean-pool the tokens and apply `fc_norm` before the classifier; otherwise
+    /// `videomae.layernorm` and the first token.
     #[serde(default = "d_true")]
     pub use_mean_pooling: bool,
     /// The class names in index order (from `id2label`).
@@ -62,11 +66,14 @@ fn d_tubelet() -> usize {
 }
 
 impl VideoMAEConfig {
+    /// Reads and checks `config.json`; errors name the file.
     pub fn from_file(path: &Path) -> Result<Self> {
         let value: Value = read_json(path, "VideoMAE config")?;
         Self::from_value(&value, path)
     }
 
+    /// Checks a parsed `config.json` (`model_type`, sizes, `id2label`, frames); `path` names it in
+    /// errors ([`ModelError::Config`]).
     pub fn from_value(value: &Value, path: &Path) -> Result<Self> {
         let bad = |message: String| ModelError::Config {
             path: path.to_path_buf(),
@@ -127,6 +134,7 @@ impl VideoMAEConfig {
         Ok(config)
     }
 
+    /// Classes of the head.
     pub fn num_labels(&self) -> usize {
         self.labels.len()
     }
@@ -173,11 +181,15 @@ pub struct VideoMAEEmbeddings {
     pub projection: Linear,
     /// The sinusoidal table, [1, num_patches, d].
     pub position_embeddings: Tensor,
+    /// Frames of a tubelet.
     pub tubelet_size: usize,
+    /// Patch (height, width).
     pub patch: (usize, usize),
 }
 
 impl VideoMAEEmbeddings {
+    /// Builds the tubelet projection from `patch_embeddings.projection` under `vb` and computes the
+    /// sinusoidal table; errors on a tensor `vb` lacks or misshapes.
     pub fn new(vb: VarBuilder, c: &VideoMAEConfig) -> Result<Self> {
         let d = c.encoder.hidden_size;
         let (ph, pw) = c.encoder.patch_size.hw();
@@ -243,10 +255,15 @@ pub enum Pooling {
 /// transformers' `VideoMAEForVideoClassification`.
 #[derive(Clone, Debug)]
 pub struct VideoMAEForVideoClassification {
+    /// `videomae.embeddings`.
     pub embeddings: VideoMAEEmbeddings,
+    /// `videomae.encoder.layer.N`.
     pub layers: Vec<EncoderLayer>,
+    /// The head's normalisation and pooling.
     pub pooling: Pooling,
+    /// `classifier`: Linear d → num_labels.
     pub classifier: Linear,
+    /// The model's config.
     pub config: VideoMAEConfig,
 }
 

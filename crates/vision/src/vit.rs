@@ -32,13 +32,16 @@ pub enum Activation {
     Gelu,
     /// `gelu_new`, `gelu_pytorch_tanh`, `gelu_fast`: the tanh approximation.
     GeluTanh,
+    /// `quick_gelu`: `x · σ(1.702 x)` (OpenAI CLIP's).
     QuickGelu,
+    /// `relu`.
     Relu,
     /// `silu`, `swish`.
     Silu,
 }
 
 impl Activation {
+    /// The activation of a `hidden_act` name; errors list the supported names.
     pub fn parse(name: &str) -> std::result::Result<Self, String> {
         Ok(match name {
             "gelu" => Activation::Gelu,
@@ -55,6 +58,7 @@ impl Activation {
         })
     }
 
+    /// Applies the activation elementwise.
     pub fn apply(self, x: &Tensor) -> Result<Tensor> {
         Ok(match self {
             Activation::Gelu => gelu(x)?,
@@ -70,7 +74,9 @@ impl Activation {
 #[derive(Clone, Copy, Debug, Deserialize, PartialEq, Eq)]
 #[serde(untagged)]
 pub enum Size2 {
+    /// One number: a square.
     Square(usize),
+    /// [height, width].
     Pair([usize; 2]),
 }
 
@@ -90,6 +96,7 @@ pub struct ViTConfig {
     /// The encoder's fields (top-level keys of `config.json`).
     #[serde(flatten)]
     pub encoder: EncoderFields,
+    /// Biases on the query, key and value projections.
     #[serde(default = "d_true")]
     pub qkv_bias: bool,
     /// The class names in index order (from `id2label`); their count is `num_labels`.
@@ -204,6 +211,8 @@ impl ViTConfig {
         Self::from_value(&value, path)
     }
 
+    /// Checks a parsed `config.json` (`model_type`, sizes, `id2label`); `path` names it in errors
+    /// ([`ModelError::Config`]).
     pub fn from_value(value: &Value, path: &Path) -> Result<Self> {
         let bad = |message: String| ModelError::Config {
             path: path.to_path_buf(),
@@ -228,6 +237,7 @@ impl ViTConfig {
         Ok(config)
     }
 
+    /// Classes of the head.
     pub fn num_labels(&self) -> usize {
         self.labels.len()
     }
@@ -237,22 +247,31 @@ impl ViTConfig {
 /// level of `config.json`; defaults are the base models'.
 #[derive(Clone, Debug, Deserialize)]
 pub struct EncoderFields {
+    /// d: token width.
     #[serde(default = "d_hidden")]
     pub hidden_size: usize,
+    /// Encoder layers.
     #[serde(default = "d_layers")]
     pub num_hidden_layers: usize,
+    /// Attention heads (dividing `hidden_size`).
     #[serde(default = "d_heads")]
     pub num_attention_heads: usize,
+    /// Width of the MLP's hidden layer.
     #[serde(default = "d_intermediate")]
     pub intermediate_size: usize,
+    /// The MLP's activation, an [`Activation`] name.
     #[serde(default = "d_act")]
     pub hidden_act: String,
+    /// Epsilon of the LayerNorms.
     #[serde(default = "d_eps")]
     pub layer_norm_eps: f64,
+    /// Input image size (pixels).
     #[serde(default = "d_image")]
     pub image_size: Size2,
+    /// Patch size (pixels).
     #[serde(default = "d_patch")]
     pub patch_size: Size2,
+    /// Channels of the input images.
     #[serde(default = "d_channels")]
     pub num_channels: usize,
 }
@@ -296,34 +315,47 @@ impl EncoderFields {
 /// The sizes of one encoder layer.
 #[derive(Clone, Copy, Debug)]
 pub struct LayerDims {
+    /// d: token width.
     pub hidden: usize,
+    /// Width of the MLP's hidden layer.
     pub intermediate: usize,
+    /// Attention heads.
     pub heads: usize,
+    /// The MLP's activation.
     pub activation: Activation,
+    /// Epsilon of the LayerNorms.
     pub eps: f64,
 }
 
 /// `attention.attention` of a layer: the query, key and value projections.
 #[derive(Clone, Debug)]
 pub struct SelfAttention {
+    /// `query`: Linear d → d.
     pub query: Linear,
+    /// `key`: Linear d → d.
     pub key: Linear,
+    /// `value`: Linear d → d.
     pub value: Linear,
 }
 
 /// `encoder.layer.N` of ViT (and VideoMAE).
 #[derive(Clone, Debug)]
 pub struct EncoderLayer {
+    /// LayerNorm before the attention.
     pub layernorm_before: LayerNorm,
+    /// The query, key and value projections.
     pub attention: SelfAttention,
     /// `attention.output.dense`.
     pub attention_output: Linear,
+    /// LayerNorm before the MLP.
     pub layernorm_after: LayerNorm,
     /// `intermediate.dense`.
     pub intermediate: Linear,
     /// `output.dense`.
     pub output: Linear,
+    /// Attention heads.
     pub heads: usize,
+    /// The MLP's activation.
     pub activation: Activation,
 }
 
@@ -399,14 +431,19 @@ pub fn patches_2d(x: &Tensor, (ph, pw): (usize, usize)) -> Result<Tensor> {
 /// `vit.embeddings`.
 #[derive(Clone, Debug)]
 pub struct ViTEmbeddings {
+    /// `cls_token`: [1, 1, d].
     pub cls_token: Tensor,
     /// `patch_embeddings.projection` as a linear map over flattened patches.
     pub projection: Linear,
+    /// `position_embeddings`: [1, patches + 1, d], learned.
     pub position_embeddings: Tensor,
+    /// Patch (height, width).
     pub patch: (usize, usize),
 }
 
 impl ViTEmbeddings {
+    /// Reads `cls_token`, `patch_embeddings.projection` and `position_embeddings` under `vb`;
+    /// errors on a tensor `vb` lacks or misshapes.
     pub fn new(vb: VarBuilder, c: &ViTConfig) -> Result<Self> {
         let d = c.encoder.hidden_size;
         let (ph, pw) = c.encoder.patch_size.hw();
@@ -444,11 +481,15 @@ impl ViTEmbeddings {
 /// transformers' `ViTForImageClassification`.
 #[derive(Clone, Debug)]
 pub struct ViTForImageClassification {
+    /// `vit.embeddings`.
     pub embeddings: ViTEmbeddings,
+    /// `vit.encoder.layer.N`.
     pub layers: Vec<EncoderLayer>,
     /// `vit.layernorm`.
     pub layernorm: LayerNorm,
+    /// `classifier`: Linear d → num_labels, on the class token.
     pub classifier: Linear,
+    /// The model's config.
     pub config: ViTConfig,
 }
 

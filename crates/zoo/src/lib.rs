@@ -13,6 +13,8 @@
 //! [`resolve`] finds a shipped model's folder by name; [`chart`] draws the loss curves of the
 //! training runs (and of the B2C route's).
 
+#![warn(missing_docs)]
+
 pub mod chart;
 pub mod genres_clap;
 pub mod registry;
@@ -31,8 +33,10 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Preset {
+    /// The shipped checkpoint's size and settings.
     #[default]
     Shipped,
+    /// The tests' tiny model: the whole pipeline in seconds, useless weights.
     Tiny,
 }
 
@@ -53,6 +57,7 @@ impl Preset {
         Preset::ALL.into_iter().find(|p| p.name() == name)
     }
 
+    /// Whether this is [`Preset::Shipped`] (the records leave the preset out then).
     pub fn is_shipped(&self) -> bool {
         *self == Preset::Shipped
     }

@@ -33,6 +33,7 @@ pub struct ClapAudioConfig {
     pub patch_stride: (usize, usize),
     /// Width of the pooled output; must be `patch_embeds_hidden_size · 2^(stages − 1)`.
     pub hidden_size: usize,
+    /// Width of the joint audio–text space (replaced by the top-level `projection_dim`).
     pub projection_dim: usize,
     /// Blocks per stage.
     pub depths: Vec<usize>,
@@ -41,15 +42,22 @@ pub struct ClapAudioConfig {
     /// The fused variant (`clap-htsat-fused`): the three local crops are fused into the
     /// patch embedding of clips flagged as longer.
     pub enable_fusion: bool,
+    /// `fusion_type` as given (`aff_2d`; `channel_map` is refused), when present.
     pub fusion_type: Option<String>,
+    /// Input channels of the patch projection (1: the mel spectrogram).
     pub patch_embed_input_channels: usize,
     /// Channels of the patch embedding (the first stage's width).
     pub patch_embeds_hidden_size: usize,
+    /// Whether a layer norm follows the patch projection.
     pub enable_patch_layer_norm: bool,
+    /// Whether the attention's query, key and value projections have biases.
     pub qkv_bias: bool,
+    /// Feed-forward width over block width (4).
     pub mlp_ratio: f64,
     /// Channel reduction of the attentional feature fusion block.
     pub aff_block_r: usize,
+    /// Activation between the audio projection head's two layers (replaced by the top-level
+    /// `projection_hidden_act`).
     pub projection_activation: Activation,
     /// Epsilon of the blocks' layer norms (the patch embedding's, the merges' and the final
     /// norm use PyTorch's default 1e-5, as transformers builds them).
@@ -323,6 +331,7 @@ fn pair(f: &ConfigFields, key: &'static str, default: (usize, usize)) -> Result<
 pub struct ClapConfig {
     /// `text_config` (`ClapTextConfig`: RoBERTa).
     pub text_config: RobertaConfig,
+    /// `audio_config`: the HTSAT audio tower.
     pub audio_config: ClapAudioConfig,
     /// The joint space's width.
     pub projection_dim: usize,
@@ -333,6 +342,9 @@ pub struct ClapConfig {
 }
 
 impl ClapConfig {
+    /// Reads a checkpoint's `config.json` ([`ClapConfig::from_value`]). Errors: the file
+    /// unreadable or not JSON, a field of the wrong type or a size the model cannot run, each
+    /// naming the file and field.
     pub fn from_file(path: &Path) -> Result<Self> {
         Self::from_value(&read_config(path)?, path)
     }

@@ -57,14 +57,21 @@ pub enum Padding {
 pub struct ClapFeatureExtractorConfig {
     /// Mel bins (`feature_size`).
     pub feature_size: usize,
+    /// Sample rate the extractor expects, Hz (48,000).
     pub sampling_rate: u32,
+    /// STFT hop, in samples (480: 10 ms at 48 kHz).
     pub hop_length: usize,
+    /// Clip length the model sees, seconds (10); longer clips are cropped, shorter padded.
     pub max_length_s: usize,
     /// STFT frame and window length.
     pub fft_window_size: usize,
+    /// Lowest mel filter edge, Hz.
     pub frequency_min: f64,
+    /// Highest mel filter edge, Hz.
     pub frequency_max: f64,
+    /// How clips longer than `max_length_s` are cut.
     pub truncation: Truncation,
+    /// How clips shorter than `max_length_s` are padded.
     pub padding: Padding,
 }
 
@@ -86,6 +93,9 @@ impl Default for ClapFeatureExtractorConfig {
 }
 
 impl ClapFeatureExtractorConfig {
+    /// Reads `preprocessor_config.json` ([`ClapFeatureExtractorConfig::from_value`]).
+    /// Errors: the file unreadable or not JSON, a field of the wrong type or out of range, each
+    /// naming the file and field.
     pub fn from_file(path: &Path) -> Result<Self> {
         Self::from_value(
             &read_json::<Value>(path, "CLAP feature extractor config")?,
@@ -190,7 +200,9 @@ impl ClapFeatureExtractorConfig {
 /// The mel frequency scale.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MelScale {
+    /// HTK's: `2595 · log10(1 + f / 700)`.
     Htk,
+    /// Slaney's (librosa's default): linear below 1 kHz, logarithmic above.
     Slaney,
 }
 
@@ -235,7 +247,7 @@ fn linspace(start: f64, stop: f64, n: usize) -> Vec<f64> {
     v
 }
 
-/// transformers' `mel_filter_bank` (triangles in Hz): [bins][mels] row-major, f64.
+/// transformers' `mel_filter_bank` (triangles in Hz): `[bins][mels]` row-major, f64.
 /// `slaney_norm` divides each triangle by its width (`norm="slaney"`).
 pub fn mel_filter_bank(
     num_frequency_bins: usize,
@@ -304,6 +316,7 @@ pub trait CropChoices {
 pub struct SeededChoices(ChaCha8Rng);
 
 impl SeededChoices {
+    /// A stream seeded with `seed`.
     pub fn new(seed: u64) -> Self {
         SeededChoices(ChaCha8Rng::seed_from_u64(seed))
     }
@@ -322,6 +335,7 @@ impl CropChoices for SeededChoices {
 pub struct GivenChoices(VecDeque<usize>);
 
 impl GivenChoices {
+    /// Choices to hand out in order.
     pub fn new(choices: impl IntoIterator<Item = usize>) -> Self {
         GivenChoices(choices.into_iter().collect())
     }
@@ -351,8 +365,12 @@ impl CropChoices for GivenChoices {
 pub struct ClipFeatures {
     /// [channels, T, F] values.
     pub mel: Vec<f32>,
+    /// Spectrograms: 4 with `"fusion"` (the shrunk whole clip and three crops), 1 with
+    /// `"rand_trunc"`.
     pub channels: usize,
+    /// Time frames per spectrogram (`T`).
     pub frames: usize,
+    /// Mel bins per frame (`F`).
     pub mels: usize,
     /// Longer than the maximum length (fusion crops were taken).
     pub longer: bool,
@@ -370,10 +388,11 @@ pub struct ClapFeatures {
 /// transformers' `ClapFeatureExtractor`.
 #[derive(Clone)]
 pub struct ClapFeatureExtractor {
+    /// The settings the extractor was built with.
     pub config: ClapFeatureExtractorConfig,
-    /// HTK filters, no normalisation ("fusion"): [bins][mels].
+    /// HTK filters, no normalisation ("fusion"): `[bins][mels]`.
     pub mel_filters: Vec<f64>,
-    /// Slaney filters and normalisation ("rand_trunc"): [bins][mels].
+    /// Slaney filters and normalisation ("rand_trunc"): `[bins][mels]`.
     pub mel_filters_slaney: Vec<f64>,
     window: Vec<f64>,
     fft: Arc<dyn Fft<f64>>,
@@ -388,6 +407,7 @@ impl std::fmt::Debug for ClapFeatureExtractor {
 }
 
 impl ClapFeatureExtractor {
+    /// Builds the mel filter banks and the STFT window for `config`.
     pub fn new(config: ClapFeatureExtractorConfig) -> Self {
         let bins = config.fft_window_size / 2 + 1;
         let bank = |slaney: bool, scale| {

@@ -38,19 +38,25 @@ pub fn relative_position_index(ws: usize) -> Vec<u32> {
 /// `attention`: `self.{query, key, value, relative_position_bias_table}` and `output.dense`.
 #[derive(Clone, Debug)]
 pub struct WindowAttention {
+    /// `self.query`, C → C.
     pub query: Linear,
+    /// `self.key`, C → C.
     pub key: Linear,
+    /// `self.value`, C → C.
     pub value: Linear,
     /// [(2·ws − 1)², heads].
     pub relative_position_bias_table: Tensor,
     /// `output.dense`.
     pub output: Linear,
+    /// Attention heads.
     pub heads: usize,
     /// The window side the bias table is made for (`config.window_size`).
     pub window_size: usize,
 }
 
 impl WindowAttention {
+    /// Loads `attention` for width `dim` and `heads` heads under `vb`. Errors: a weight
+    /// missing or of the wrong shape.
     pub fn new(vb: VarBuilder, c: &ClapAudioConfig, dim: usize, heads: usize) -> Result<Self> {
         let s = vb.pp("self");
         let ws = c.window_size;
@@ -160,19 +166,25 @@ fn shift_mask(h: usize, w: usize, ws: usize, shift: usize, device: &Device) -> R
 /// `blocks.{j}`: a Swin block (pre-norm window attention, pre-norm MLP).
 #[derive(Clone, Debug)]
 pub struct ClapAudioLayer {
+    /// `layernorm_before`, ahead of the attention.
     pub layernorm_before: LayerNorm,
+    /// `attention`: (shifted) window attention.
     pub attention: WindowAttention,
+    /// `layernorm_after`, ahead of the MLP.
     pub layernorm_after: LayerNorm,
     /// `intermediate.dense`.
     pub intermediate: Linear,
     /// `output.dense`.
     pub output: Linear,
+    /// The MLP's activation (`hidden_act`).
     pub activation: Activation,
     /// Half a window on odd blocks, 0 on even ones (before adapting to the resolution).
     pub shift_size: usize,
 }
 
 impl ClapAudioLayer {
+    /// Loads `blocks.{j}` under `vb`: width `dim`, `heads` heads, windows shifted by
+    /// `shift_size`. Errors: a weight missing or of the wrong shape.
     pub fn new(
         vb: VarBuilder,
         c: &ClapAudioConfig,
@@ -261,6 +273,8 @@ pub struct ClapAudioPatchMerging {
 }
 
 impl ClapAudioPatchMerging {
+    /// Loads `downsample` under `vb` for input width `dim`. Errors: a weight missing or of the
+    /// wrong shape.
     pub fn new(vb: VarBuilder, dim: usize) -> Result<Self> {
         Ok(ClapAudioPatchMerging {
             reduction: Linear::new(vb.pp("reduction"), 4 * dim, 2 * dim, false)?,
@@ -293,11 +307,15 @@ impl ClapAudioPatchMerging {
 /// `layers.{i}`: the blocks of one resolution, then the patch merging (all but the last).
 #[derive(Clone, Debug)]
 pub struct ClapAudioStage {
+    /// `blocks`, in order.
     pub blocks: Vec<ClapAudioLayer>,
+    /// `downsample`: the patch merging after the blocks (none after the last stage).
     pub downsample: Option<ClapAudioPatchMerging>,
 }
 
 impl ClapAudioStage {
+    /// Loads `layers.{i}` under `vb` (stage `i` of `c`). Errors: a weight missing or of the
+    /// wrong shape.
     pub fn new(vb: VarBuilder, c: &ClapAudioConfig, i: usize) -> Result<Self> {
         let dim = c.stage_dim(i);
         let heads = c.num_attention_heads[i];
@@ -315,6 +333,8 @@ impl ClapAudioStage {
         Ok(ClapAudioStage { blocks, downsample })
     }
 
+    /// [B, h·w, C] at `resolution` (h, w) → the blocks' output, merged to [B, ⌈h/2⌉·⌈w/2⌉, 2C]
+    /// when the stage downsamples.
     pub fn forward(&self, x: &Tensor, resolution: (usize, usize)) -> Result<Tensor> {
         let mut x = x.clone();
         for block in &self.blocks {
@@ -364,11 +384,13 @@ fn resize_axis2(x: &Tensor, out: usize) -> Result<Tensor> {
 pub struct ClapAudioEncoder {
     /// `batch_norm` over the mel bins.
     pub batch_norm: BatchNorm2d,
+    /// `patch_embed`: the (fused) patch embedding.
     pub patch_embed: ClapAudioPatchEmbed,
     /// `layers`.
     pub stages: Vec<ClapAudioStage>,
     /// `norm` over the last stage's width (eps 1e-5).
     pub norm: LayerNorm,
+    /// The tower's config.
     pub config: ClapAudioConfig,
 }
 
@@ -382,6 +404,8 @@ pub struct AudioEncoderOutput {
 }
 
 impl ClapAudioEncoder {
+    /// Loads `audio_model.audio_encoder` under `vb` (that prefix). Errors: a weight missing or of
+    /// the wrong shape.
     pub fn new(vb: VarBuilder, c: &ClapAudioConfig) -> Result<Self> {
         let stages = (0..c.depths.len())
             .map(|i| ClapAudioStage::new(vb.pp("layers").pp(i), c, i))

@@ -40,14 +40,17 @@ pub struct ClapOutput {
 pub struct ClapModel {
     /// `text_model` (`ClapTextModel`, with its pooler).
     pub text_model: RobertaModel,
+    /// `text_projection`: RoBERTa's pooled output → the joint space.
     pub text_projection: ClapProjectionLayer,
     /// `audio_model.audio_encoder`.
     pub audio_model: ClapAudioEncoder,
+    /// `audio_projection`: HTSAT's pooled output → the joint space.
     pub audio_projection: ClapProjectionLayer,
     /// Scalar, the log of the audio temperature.
     pub logit_scale_a: Tensor,
     /// Scalar, the log of the text temperature.
     pub logit_scale_t: Tensor,
+    /// The checkpoint's config.
     pub config: ClapConfig,
 }
 

@@ -19,14 +19,19 @@ use super::config::ClapAudioConfig;
 /// `nn.Conv2d` with rectangular kernel, stride and padding: `weight` [O, C, kh, kw], `bias`.
 #[derive(Clone, Debug)]
 pub struct Conv2dRect {
+    /// [O, C, kh, kw].
     pub weight: Tensor,
+    /// `[O]`.
     pub bias: Tensor,
     /// (rows, columns).
     pub stride: (usize, usize),
+    /// Zeros added on each side (rows, columns).
     pub padding: (usize, usize),
 }
 
 impl Conv2dRect {
+    /// Loads `weight` and `bias` under `vb` for the given channels (in, out) and kernel
+    /// (rows, columns). Errors: a weight missing or of the wrong shape.
     pub fn new(
         vb: VarBuilder,
         (in_channels, out_channels): (usize, usize),
@@ -58,14 +63,21 @@ impl Conv2dRect {
 /// `β = bias − mean · α`, as PyTorch's CPU kernel computes it.
 #[derive(Clone, Debug)]
 pub struct BatchNorm2d {
+    /// `[C]`: the scale γ.
     pub weight: Tensor,
+    /// `[C]`: the shift β.
     pub bias: Tensor,
+    /// `[C]`: the running mean.
     pub running_mean: Tensor,
+    /// `[C]`: the running variance.
     pub running_var: Tensor,
+    /// Added to the variance (1e-5).
     pub eps: f64,
 }
 
 impl BatchNorm2d {
+    /// Loads the four `[channels]` tensors under `vb`. Errors: a weight missing or of the wrong
+    /// shape.
     pub fn new(vb: VarBuilder, channels: usize) -> Result<Self> {
         Ok(BatchNorm2d {
             weight: layers::weight(&vb, channels, "weight")?,
@@ -99,9 +111,13 @@ fn sigmoid(x: &Tensor) -> Result<Tensor> {
 /// A `Sequential` of conv → batch norm → ReLU → conv → batch norm (1×1 convolutions).
 #[derive(Clone, Debug)]
 pub struct AttentionBranch {
+    /// 1×1 convolution, C → inter.
     pub conv1: Conv2dRect,
+    /// Batch norm over inter channels.
     pub bn1: BatchNorm2d,
+    /// 1×1 convolution, inter → C.
     pub conv2: Conv2dRect,
+    /// Batch norm over C channels.
     pub bn2: BatchNorm2d,
 }
 
@@ -128,11 +144,16 @@ impl AttentionBranch {
 /// `fusion_model`: attentional feature fusion (2-D) of the global patches and the local crops.
 #[derive(Clone, Debug)]
 pub struct ClapAudioAffBlock {
+    /// `local_att`: the per-position branch.
     pub local_att: AttentionBranch,
+    /// `global_att`: the branch on the spatially averaged input.
     pub global_att: AttentionBranch,
 }
 
 impl ClapAudioAffBlock {
+    /// Loads `fusion_model` under `vb` (`patch_embeds_hidden_size` channels reduced by
+    /// `aff_block_r`). Errors: no channels left after the reduction, a weight missing or of the
+    /// wrong shape.
     pub fn new(vb: VarBuilder, c: &ClapAudioConfig) -> Result<Self> {
         let channels = c.patch_embeds_hidden_size;
         let inter = channels / c.aff_block_r;
@@ -166,6 +187,7 @@ impl ClapAudioAffBlock {
 /// flattened to tokens and layer-normalised.
 #[derive(Clone, Debug)]
 pub struct ClapAudioPatchEmbed {
+    /// `proj`: the patch projection, `patch_embed_input_channels` → `patch_embeds_hidden_size`.
     pub proj: Conv2dRect,
     /// `norm` (PyTorch's default eps 1e-5), when `enable_patch_layer_norm`.
     pub norm: Option<LayerNorm>,
@@ -173,10 +195,12 @@ pub struct ClapAudioPatchEmbed {
     pub fusion: Option<(Conv2dRect, ClapAudioAffBlock)>,
     /// The input size (height, width) the projection expects.
     pub img_size: (usize, usize),
+    /// Channels of the input (`patch_embed_input_channels`).
     pub input_channels: usize,
 }
 
 impl ClapAudioPatchEmbed {
+    /// Loads `patch_embed` under `vb`. Errors: a weight missing or of the wrong shape.
     pub fn new(vb: VarBuilder, c: &ClapAudioConfig) -> Result<Self> {
         let (p, s) = (c.patch_size, c.patch_stride);
         let padding = ((p.0 - s.0) / 2, (p.1 - s.1) / 2);

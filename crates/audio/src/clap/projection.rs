@@ -7,6 +7,7 @@ use brainrecon_nn::Result;
 use candle_core::Tensor;
 use candle_nn::VarBuilder;
 
+/// A projection head: two linear layers with an activation between them.
 #[derive(Clone, Debug)]
 pub struct ClapProjectionLayer {
     /// hidden → projection_dim.
@@ -18,6 +19,8 @@ pub struct ClapProjectionLayer {
 }
 
 impl ClapProjectionLayer {
+    /// Loads `linear1` and `linear2` under `vb`: `hidden` → `projection_dim` → `projection_dim`.
+    /// Errors: a weight missing or of the wrong shape.
     pub fn new(
         vb: VarBuilder,
         hidden: usize,

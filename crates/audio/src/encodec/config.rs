@@ -20,9 +20,13 @@ pub enum NormType {
 /// How `EncodecConv1d` pads the time axis (`pad_mode`, torch's `F.pad` modes).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum PadMode {
+    /// Mirror the signal without repeating the edge sample (`reflect`, the default).
     Reflect,
+    /// Zeros (`constant`).
     Constant,
+    /// Repeat the edge sample (`replicate`).
     Replicate,
+    /// Wrap around (`circular`).
     Circular,
 }
 
@@ -31,37 +35,57 @@ pub enum PadMode {
 pub struct EncodecConfig {
     /// The bandwidths (kbps) `encode` accepts; the last fixes the number of codebooks.
     pub target_bandwidths: Vec<f64>,
+    /// Audio sample rate in Hz (24,000 by default; 32,000 for MusicGen's codec).
     pub sampling_rate: usize,
+    /// Audio channels (1 mono, 2 stereo).
     pub audio_channels: usize,
     /// Divide each clip by its RMS before encoding (and multiply the decoded audio back).
     pub normalize: bool,
     /// Set by encodec_48khz (1 s chunks); refused when loading (see [`EncodecConfig::check`]).
     pub chunk_length_s: Option<f64>,
+    /// Overlap between chunks, as a share of `chunk_length_s` (chunked configs only).
     pub overlap: Option<f64>,
     /// The width of the encoder output and of the codebook entries.
     pub hidden_size: usize,
+    /// Channels of the first convolution; each downsampling doubles them.
     pub num_filters: usize,
+    /// Residual blocks per resolution.
     pub num_residual_layers: usize,
     /// Decoder strides; the encoder downsamples by them in reverse order.
     pub upsampling_ratios: Vec<usize>,
+    /// How the convolutions are normalised.
     pub norm_type: NormType,
+    /// Kernel size of the first convolution.
     pub kernel_size: usize,
+    /// Kernel size of the last convolution.
     pub last_kernel_size: usize,
+    /// Kernel size of the residual blocks' first convolution.
     pub residual_kernel_size: usize,
+    /// Dilation of residual block `j` is `dilation_growth_rate^j`.
     pub dilation_growth_rate: usize,
+    /// Whether the convolutions are causal (all padding on the left).
     pub use_causal_conv: bool,
+    /// How the convolutions pad the time axis.
     pub pad_mode: PadMode,
     /// Channel reduction inside the residual branches.
     pub compress: usize,
+    /// LSTM layers after the encoder's last downsampling (and before the decoder's first
+    /// upsampling).
     pub num_lstm_layers: usize,
     /// The share of a causal transposed convolution's trimming taken from the right.
     pub trim_right_ratio: f64,
+    /// Entries per codebook (1024).
     pub codebook_size: usize,
+    /// Width of a codebook entry; must equal `hidden_size`.
     pub codebook_dim: usize,
+    /// Whether the residual blocks' skip path is a 1×1 convolution (else the identity).
     pub use_conv_shortcut: bool,
 }
 
 impl EncodecConfig {
+    /// Reads and checks a checkpoint's `config.json` ([`EncodecConfig::from_value`]). Errors:
+    /// the file unreadable or not JSON, a field of the wrong type, a config
+    /// [`EncodecConfig::check`] refuses; each naming the file and field.
     pub fn from_file(path: &Path) -> Result<Self> {
         Self::from_value(&read_config(path)?, path)
     }
@@ -228,6 +252,7 @@ impl EncodecConfig {
         self.sampling_rate.div_ceil(self.hop_length())
     }
 
+    /// Bits per code: `log2(codebook_size)`, rounded up.
     pub fn codebook_nbits(&self) -> usize {
         self.codebook_size.next_power_of_two().trailing_zeros() as usize
     }

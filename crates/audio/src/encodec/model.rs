@@ -29,9 +29,13 @@ pub struct EncodecEncoding {
 /// `encoder.*`, `decoder.*`, `quantizer.*` as there.
 #[derive(Clone, Debug)]
 pub struct EncodecModel {
+    /// The checkpoint's config.
     pub config: EncodecConfig,
+    /// SEANet encoder (`encoder.*`).
     pub encoder: EncodecEncoder,
+    /// SEANet decoder (`decoder.*`).
     pub decoder: EncodecDecoder,
+    /// Residual vector quantizer (`quantizer.*`).
     pub quantizer: EncodecResidualVectorQuantizer,
     device: Device,
 }
@@ -60,6 +64,8 @@ impl EncodecModel {
         Self::load_dir(&resolve_encodec_dir(model)?, device)
     }
 
+    /// Loads the model from a folder holding `config.json` and safetensors weights. Errors: a
+    /// missing or invalid config, missing weights or weights of the wrong shape, naming the file.
     pub fn load_dir(dir: &Path, device: &Device) -> Result<Self> {
         let config = EncodecConfig::from_file(&dir.join("config.json"))?;
         let files = weight_files(dir)?;
@@ -67,6 +73,7 @@ impl EncodecModel {
         Self::new(checkpoint.var_builder(), &config).map_err(|e| checkpoint.in_file(e))
     }
 
+    /// The device the weights live on.
     pub fn device(&self) -> &Device {
         &self.device
     }

@@ -141,15 +141,23 @@ fn conv1d_raw(x: &Tensor, w: &Tensor, stride: usize, dilation: usize) -> Result<
 pub struct EncodecConv1d {
     /// [O, C, k], weight norm already applied.
     pub weight: Tensor,
+    /// `[O]`.
     pub bias: Tensor,
+    /// The one-group norm after the convolution (`time_group_norm` configs).
     pub norm: Option<GroupNorm>,
+    /// Step between output positions, in samples.
     pub stride: usize,
+    /// Spacing between kernel taps, in samples.
     pub dilation: usize,
+    /// Whether all padding goes on the left (`use_causal_conv`).
     pub causal: bool,
+    /// How the input is padded (`pad_mode`).
     pub pad_mode: PadMode,
 }
 
 impl EncodecConv1d {
+    /// Loads `.conv` (and `.norm`) under `vb`: `in_ch` → `out_ch` channels with a `kernel`-tap
+    /// kernel. Errors: a weight missing or of the wrong shape.
     pub fn new(
         vb: VarBuilder,
         c: &EncodecConfig,
@@ -205,14 +213,21 @@ impl EncodecConv1d {
 pub struct EncodecConvTranspose1d {
     /// [C, O, k], weight norm already applied.
     pub weight: Tensor,
+    /// `[O]`.
     pub bias: Tensor,
+    /// The one-group norm after the convolution (`time_group_norm` configs).
     pub norm: Option<GroupNorm>,
+    /// Upsampling factor: output samples per input sample.
     pub stride: usize,
+    /// Whether the surplus is trimmed by `trim_right_ratio` (`use_causal_conv`).
     pub causal: bool,
+    /// Share of the surplus trimmed on the right when causal (`trim_right_ratio`).
     pub trim_right_ratio: f64,
 }
 
 impl EncodecConvTranspose1d {
+    /// Loads `.conv` (and `.norm`) under `vb`: `in_ch` → `out_ch` channels with a `kernel`-tap
+    /// kernel. Errors: a weight missing or of the wrong shape.
     pub fn new(
         vb: VarBuilder,
         c: &EncodecConfig,
@@ -270,6 +285,7 @@ impl EncodecConvTranspose1d {
 /// `EncodecLSTM`: a stack of torch `LSTM` layers over time plus a skip connection.
 #[derive(Clone, Debug)]
 pub struct EncodecLstm {
+    /// `num_lstm_layers` layers, applied in order.
     pub layers: Vec<LstmLayer>,
 }
 
@@ -283,6 +299,8 @@ pub struct LstmLayer {
 }
 
 impl EncodecLstm {
+    /// Loads `.lstm` under `vb`: `num_lstm_layers` layers of `dim` units. Errors: a weight
+    /// missing or of the wrong shape.
     pub fn new(vb: VarBuilder, c: &EncodecConfig, dim: usize) -> Result<Self> {
         let vb = vb.pp("lstm");
         let layers = (0..c.num_lstm_layers)
@@ -341,10 +359,14 @@ impl LstmLayer {
 pub struct EncodecResnetBlock {
     /// `block.1` and `block.3` (0 and 2 are ELUs).
     pub block: [EncodecConv1d; 2],
+    /// The 1×1 convolution on the skip path (`use_conv_shortcut`); `None` is the identity.
     pub shortcut: Option<EncodecConv1d>,
 }
 
 impl EncodecResnetBlock {
+    /// Loads `.block.{1,3}` (and `.shortcut`) under `vb`, `dim` channels, the first convolution
+    /// dilated by `dilation`. Errors: `compress` leaving no hidden channels, a weight missing or of
+    /// the wrong shape.
     pub fn new(vb: VarBuilder, c: &EncodecConfig, dim: usize, dilation: usize) -> Result<Self> {
         let hidden = dim / c.compress;
         if hidden == 0 {
@@ -396,14 +418,20 @@ impl EncodecResnetBlock {
 /// One entry of `encoder.layers` / `decoder.layers`.
 #[derive(Clone, Debug)]
 pub enum SeanetLayer {
+    /// A convolution.
     Conv(EncodecConv1d),
+    /// A transposed convolution (decoder upsampling).
     ConvTranspose(EncodecConvTranspose1d),
+    /// A residual block.
     Resnet(EncodecResnetBlock),
+    /// The LSTM with its skip connection.
     Lstm(EncodecLstm),
+    /// An ELU (α = 1), parameter-free but numbered.
     Elu,
 }
 
 impl SeanetLayer {
+    /// [B, C, T] → the layer's output.
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         match self {
             SeanetLayer::Conv(m) => m.forward(x),
@@ -442,10 +470,13 @@ impl<'a> LayerList<'a> {
 /// `EncodecEncoder` (SEANet): audio [B, channels, T] → embeddings [B, hidden, ceil(T / hop)].
 #[derive(Clone, Debug)]
 pub struct EncodecEncoder {
+    /// `encoder.layers`, in order.
     pub layers: Vec<SeanetLayer>,
 }
 
 impl EncodecEncoder {
+    /// Loads `encoder.layers.{i}` under `vb` (the `encoder` prefix), shaped by `c`. Errors: a
+    /// weight missing or of the wrong shape.
     pub fn new(vb: VarBuilder, c: &EncodecConfig) -> Result<Self> {
         let mut l = LayerList::new(vb);
         let first = (c.audio_channels, c.num_filters);
@@ -474,6 +505,7 @@ impl EncodecEncoder {
         Ok(EncodecEncoder { layers: l.layers })
     }
 
+    /// [B, audio_channels, T] → [B, hidden_size, ceil(T / hop_length)].
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         self.layers.iter().try_fold(x.clone(), |h, l| l.forward(&h))
     }
@@ -482,10 +514,13 @@ impl EncodecEncoder {
 /// `EncodecDecoder` (SEANet): embeddings [B, hidden, F] → audio [B, channels, F · hop].
 #[derive(Clone, Debug)]
 pub struct EncodecDecoder {
+    /// `decoder.layers`, in order.
     pub layers: Vec<SeanetLayer>,
 }
 
 impl EncodecDecoder {
+    /// Loads `decoder.layers.{i}` under `vb` (the `decoder` prefix), shaped by `c`. Errors: a
+    /// weight missing or of the wrong shape.
     pub fn new(vb: VarBuilder, c: &EncodecConfig) -> Result<Self> {
         let mut l = LayerList::new(vb);
         let mut scale = 1 << c.upsampling_ratios.len();
@@ -513,6 +548,7 @@ impl EncodecDecoder {
         Ok(EncodecDecoder { layers: l.layers })
     }
 
+    /// [B, hidden_size, F] → [B, audio_channels, F · hop_length].
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         self.layers.iter().try_fold(x.clone(), |h, l| l.forward(&h))
     }

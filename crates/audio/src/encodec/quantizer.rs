@@ -20,13 +20,15 @@ pub struct EncodecCodebook {
 }
 
 impl EncodecCodebook {
+    /// Loads `embed` [codebook_size, codebook_dim] under `vb`. Errors: the weight missing or of
+    /// the wrong shape.
     pub fn new(vb: VarBuilder, c: &EncodecConfig) -> Result<Self> {
         let embed = layers::weight(&vb, (c.codebook_size, c.codebook_dim), "embed")?;
         let embed_sqr = embed.sqr()?.sum(1)?;
         Ok(EncodecCodebook { embed, embed_sqr })
     }
 
-    /// Frames [N, D] → the index of each frame's nearest entry [N] (u32).
+    /// Frames [N, D] → the index of each frame's nearest entry `[N]` (u32).
     pub fn encode(&self, x: &Tensor) -> Result<Tensor> {
         // ‖x − e‖² = ‖x‖² − 2 x·e + ‖e‖²; ‖x‖² is the same for every entry, so it is left out.
         let cross = x.matmul(&self.embed.t()?)?;
@@ -34,7 +36,7 @@ impl EncodecCodebook {
         Ok(dist.argmin(D::Minus1)?)
     }
 
-    /// Indices [N] (u32) → entries [N, D].
+    /// Indices `[N]` (u32) → entries [N, D].
     pub fn decode(&self, indices: &Tensor) -> Result<Tensor> {
         Ok(self.embed.index_select(indices, 0)?)
     }
@@ -48,6 +50,8 @@ pub struct EncodecResidualVectorQuantizer {
 }
 
 impl EncodecResidualVectorQuantizer {
+    /// Loads `num_quantizers()` codebooks (`layers.{i}.codebook`) under `vb`. Errors: a weight
+    /// missing or of the wrong shape.
     pub fn new(vb: VarBuilder, c: &EncodecConfig) -> Result<Self> {
         let layers = (0..c.num_quantizers())
             .map(|i| EncodecCodebook::new(vb.pp(format!("layers.{i}.codebook")), c))
@@ -93,6 +97,7 @@ impl EncodecResidualVectorQuantizer {
         Ok(sum.reshape((b, t, d))?.transpose(1, 2)?.contiguous()?)
     }
 
+    /// Entries per codebook (0 with no codebooks).
     pub fn codebook_size(&self) -> usize {
         self.layers
             .first()

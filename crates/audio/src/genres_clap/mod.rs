@@ -20,8 +20,11 @@ pub const GENRES_CLAP: &str = "genres-clap";
 /// A CLAP checkpoint with its front end and tokenizer.
 #[derive(Clone, Debug)]
 pub struct LoadedClap {
+    /// The contrastive model (`config.json`, `model.safetensors`).
     pub model: ClapModel,
+    /// The mel front end (`preprocessor_config.json`).
     pub feature_extractor: ClapFeatureExtractor,
+    /// The text tokenizer (`tokenizer.json`).
     pub tokenizer: RobertaTokenizer,
 }
 

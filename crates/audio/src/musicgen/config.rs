@@ -20,12 +20,17 @@ pub struct MusicgenDecoderConfig {
     pub vocab_size: usize,
     /// Longest code sequence the decoder accepts (its sinusoidal position table).
     pub max_position_embeddings: usize,
+    /// Decoder layers.
     pub num_hidden_layers: usize,
+    /// Feed-forward width.
     pub ffn_dim: usize,
+    /// Attention heads (self- and cross-attention).
     pub num_attention_heads: usize,
+    /// Decoder width.
     pub hidden_size: usize,
     /// `activation_function` (default exact `gelu`).
     pub activation: Activation,
+    /// Codebooks (streams) predicted per step, all audio channels together.
     pub num_codebooks: usize,
     /// 1 (mono) or 2 (stereo: left/right codebooks interleaved).
     pub audio_channels: usize,
@@ -115,7 +120,9 @@ impl MusicgenDecoderConfig {
 /// transformers' `MusicgenConfig`.
 #[derive(Clone, Debug, PartialEq)]
 pub struct MusicgenConfig {
+    /// The `text_encoder` sub-config (T5's).
     pub text_encoder: T5Config,
+    /// The `decoder` sub-config.
     pub decoder: MusicgenDecoderConfig,
     /// The `audio_encoder` sub-config (EnCodec's), kept as written for
     /// [`crate::encodec`], which decodes the generated codes.
@@ -123,6 +130,9 @@ pub struct MusicgenConfig {
 }
 
 impl MusicgenConfig {
+    /// Reads a checkpoint's `config.json` ([`MusicgenConfig::from_value`]). Errors: the file
+    /// unreadable or not JSON, a field missing or of the wrong type, each naming the file and
+    /// field.
     pub fn from_file(path: &Path) -> Result<Self> {
         Self::from_value(&read_config(path)?, path)
     }
@@ -188,9 +198,11 @@ pub struct MusicgenGenerationDefaults {
     pub decoder_start_token_id: u32,
     /// 1 (none) when absent.
     pub guidance_scale: f32,
+    /// Whether to sample (top-k) rather than take the most likely code (false when absent).
     pub do_sample: bool,
     /// 50 when absent, as transformers' `GenerationConfig`.
     pub top_k: usize,
+    /// Divides the logits before sampling (1 when absent).
     pub temperature: f32,
     /// `max_length` counts the start token: new tokens = max_length - 1.
     pub max_new_tokens: Option<usize>,

@@ -35,6 +35,7 @@ pub struct EncoderOutput {
 }
 
 impl EncoderOutput {
+    /// Batch size `B`.
     pub fn batch(&self) -> Result<usize> {
         Ok(self.hidden_states.dim(0)?)
     }
@@ -57,14 +58,21 @@ impl EncoderOutput {
 /// `self_attn` / `encoder_attn`: multi-head attention without biases, scaled by head_dim^-0.5.
 #[derive(Clone, Debug)]
 pub struct MusicgenAttention {
+    /// `q_proj`, d → d.
     pub q_proj: Linear,
+    /// `k_proj`, d → d.
     pub k_proj: Linear,
+    /// `v_proj`, d → d.
     pub v_proj: Linear,
+    /// `out_proj`, d → d.
     pub out_proj: Linear,
+    /// Attention heads (head_dim = d / heads).
     pub heads: usize,
 }
 
 impl MusicgenAttention {
+    /// Loads the four projections (width `dim`) under `vb`. Errors: a weight missing or of the
+    /// wrong shape.
     pub fn new(vb: VarBuilder, dim: usize, heads: usize) -> Result<Self> {
         Ok(MusicgenAttention {
             q_proj: Linear::new(vb.pp("q_proj"), dim, dim, false)?,
@@ -102,17 +110,26 @@ impl MusicgenAttention {
 /// `model.decoder.layers.{i}`.
 #[derive(Clone, Debug)]
 pub struct MusicgenDecoderLayer {
+    /// `self_attn`: causal self-attention over the codes so far.
     pub self_attn: MusicgenAttention,
+    /// Layer norm ahead of the self-attention.
     pub self_attn_layer_norm: LayerNorm,
+    /// `encoder_attn`: cross-attention over the text encoder's states.
     pub encoder_attn: MusicgenAttention,
+    /// Layer norm ahead of the cross-attention.
     pub encoder_attn_layer_norm: LayerNorm,
+    /// `fc1`, d → ffn_dim, no bias.
     pub fc1: Linear,
+    /// `fc2`, ffn_dim → d, no bias.
     pub fc2: Linear,
+    /// Layer norm ahead of the feed-forward block.
     pub final_layer_norm: LayerNorm,
+    /// The feed-forward activation (`activation_function`).
     pub activation: Activation,
 }
 
 impl MusicgenDecoderLayer {
+    /// Loads `layers.{i}` under `vb`. Errors: a weight missing or of the wrong shape.
     pub fn new(vb: VarBuilder, c: &MusicgenDecoderConfig) -> Result<Self> {
         let d = c.hidden_size;
         let norm = |name: &str| LayerNorm::new(vb.pp(name), d, LAYER_NORM_EPS, true);
@@ -181,10 +198,12 @@ impl DecoderCache {
         self.seen
     }
 
+    /// Whether no step has run yet.
     pub fn is_empty(&self) -> bool {
         self.seen == 0
     }
 
+    /// Batch size the cache was started for.
     pub fn batch(&self) -> usize {
         self.batch
     }
@@ -221,12 +240,17 @@ pub struct MusicgenDecoder {
     pub embed_tokens: Vec<Tensor>,
     /// The sinusoidal table [max_position_embeddings, d] (not a checkpoint tensor).
     pub positions: Tensor,
+    /// `layers.{i}`, in order.
     pub layers: Vec<MusicgenDecoderLayer>,
+    /// `layer_norm` after the last layer.
     pub layer_norm: LayerNorm,
+    /// The decoder's config.
     pub config: MusicgenDecoderConfig,
 }
 
 impl MusicgenDecoder {
+    /// Loads `model.decoder` under `vb` (that prefix). Errors: a weight missing or of the wrong
+    /// shape, `hidden_size` too small for the sinusoidal positions.
     pub fn new(vb: VarBuilder, c: &MusicgenDecoderConfig) -> Result<Self> {
         let d = c.hidden_size;
         let embed_tokens = (0..c.num_codebooks)
@@ -384,6 +408,7 @@ impl MusicgenForCausalLM {
         })
     }
 
+    /// The decoder's config.
     pub fn config(&self) -> &MusicgenDecoderConfig {
         &self.decoder.config
     }

@@ -23,8 +23,9 @@ use super::config::invalid;
 /// The pattern of one batch item: `forced[k][t]` is true where codebook k's step t is the pad.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct DelayPattern {
-    /// [num_codebooks][max_length].
+    /// `[num_codebooks][max_length]`.
     pub forced: Vec<Vec<bool>>,
+    /// The token of the forced steps (`decoder_start_token_id`).
     pub pad: u32,
     /// 1, or 2 when rows alternate left and right.
     pub audio_channels: usize,
@@ -69,10 +70,12 @@ impl DelayPattern {
         })
     }
 
+    /// Rows: codebooks of all audio channels.
     pub fn num_codebooks(&self) -> usize {
         self.forced.len()
     }
 
+    /// Steps per row, the start token included.
     pub fn max_length(&self) -> usize {
         self.forced[0].len()
     }
@@ -95,7 +98,7 @@ impl DelayPattern {
 /// `build_delay_pattern_mask` for one batch item's prompt (`prompt[k]` the codes of codebook k,
 /// all the same length): each codebook's prompt shifted right by its delay, forced steps set to
 /// the pad, free steps without a prompt code left as None. Returns that mask
-/// ([K][max_length]) and the decoder's input: the mask's steps before the first free step of
+/// (`[K][max_length]`) and the decoder's input: the mask's steps before the first free step of
 /// codebook 0.
 #[allow(clippy::type_complexity)]
 pub fn build_delay_pattern_mask(
@@ -145,8 +148,8 @@ pub fn build_delay_pattern_mask(
     Ok((mask, input))
 }
 
-/// Undoes the delay pattern of one batch item's full sequences ([K][max_length], the pattern
-/// applied): codebook k's free steps, [K][frames] — the codes EnCodec decodes.
+/// Undoes the delay pattern of one batch item's full sequences (`[K][max_length]`, the pattern
+/// applied): codebook k's free steps, `[K][frames]` — the codes EnCodec decodes.
 pub fn undo_delay_pattern(sequences: &[Vec<u32>], pattern: &DelayPattern) -> Vec<Vec<u32>> {
     sequences
         .iter()

@@ -30,7 +30,12 @@ pub enum Decoding {
     Greedy,
     /// `do_sample=True`: scores divided by `temperature`, all but the `top_k` highest set to
     /// −∞ (ties with the k-th kept; 0 = off), then one draw from their softmax.
-    Sample { top_k: usize, temperature: f32 },
+    Sample {
+        /// Codes kept before the draw (0 = all).
+        top_k: usize,
+        /// Divides the scores before the softmax (1 = unchanged).
+        temperature: f32,
+    },
 }
 
 /// Settings of [`generate`], named as transformers' `generate` arguments.
@@ -41,10 +46,12 @@ pub struct GenerationSettings {
     pub max_new_tokens: usize,
     /// Classifier-free guidance; 1 = none.
     pub guidance_scale: f32,
+    /// How each step's code is chosen.
     pub decoding: Decoding,
 }
 
 impl GenerationSettings {
+    /// Greedy decoding (`do_sample=False`) of `max_new_tokens` steps with `guidance_scale`.
     pub fn greedy(max_new_tokens: usize, guidance_scale: f32) -> Self {
         GenerationSettings {
             max_new_tokens,
@@ -53,6 +60,7 @@ impl GenerationSettings {
         }
     }
 
+    /// Top-`top_k` sampling at temperature 1 of `max_new_tokens` steps with `guidance_scale`.
     pub fn top_k(max_new_tokens: usize, guidance_scale: f32, top_k: usize) -> Self {
         GenerationSettings {
             max_new_tokens,
@@ -113,9 +121,10 @@ pub struct GeneratedCodes {
     /// [B, K, frames] u32, the delay pattern undone: the input of EnCodec's decoder (see
     /// [`super::CodesToAudio`]).
     pub codes: Tensor,
-    /// [B][K][1 + max_new_tokens]: the decoder's sequences with the delay pattern applied (the
+    /// `[B][K][1 + max_new_tokens]`: the decoder's sequences with the delay pattern applied (the
     /// start token first), as transformers' `sequences` before the pattern is undone.
     pub sequences: Vec<Vec<Vec<u32>>>,
+    /// The delay pattern the sequences were generated under.
     pub pattern: DelayPattern,
 }
 

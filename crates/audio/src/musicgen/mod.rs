@@ -60,7 +60,9 @@ pub struct MusicgenForConditionalGeneration {
     pub enc_to_dec_proj: Option<Linear>,
     /// `decoder`.
     pub decoder: MusicgenForCausalLM,
+    /// The checkpoint's `config.json`.
     pub config: MusicgenConfig,
+    /// The checkpoint's `generation_config.json` defaults (transformers' when absent).
     pub generation: MusicgenGenerationDefaults,
     /// The safetensors files it was loaded from (EnCodec reads `audio_encoder.` from them).
     pub files: Vec<PathBuf>,

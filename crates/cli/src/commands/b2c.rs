@@ -61,8 +61,8 @@ pub struct Training {
 }
 
 impl Training {
-    fn request(&self) -> TrainingRequest {
-        TrainingRequest {
+    fn request(&self) -> anyhow::Result<TrainingRequest> {
+        Ok(TrainingRequest {
             subject: self.subject.clone(),
             model: self.model.clone(),
             options: TrainOptions {
@@ -78,9 +78,9 @@ impl Training {
             objective: self.objective.clone(),
             tune: self.tune.clone(),
             features: self.features.clone(),
-            device: self.device.device.clone(),
+            device: self.device.choice()?,
             progress: super::show_progress(),
-        }
+        })
     }
 }
 
@@ -150,16 +150,13 @@ pub fn run(command: B2cCommand) -> anyhow::Result<()> {
 }
 
 fn run_train(args: TrainArgs) -> anyhow::Result<()> {
-    let summary = train_request(&args.training.request(), &args.patch, &args.out)?;
-    if args.training.json.json {
-        return super::print_json(&summary);
-    }
-    outln!("{}", summary.text())
+    let summary = train_request(&args.training.request()?, &args.patch, &args.out)?;
+    args.training.json.print(&summary, |_| summary.text())
 }
 
 fn run_ablation(args: AblationArgs) -> anyhow::Result<()> {
     let result = ablation_request(
-        &args.training.request(),
+        &args.training.request()?,
         &AblationRequest {
             samples: args.samples,
             sample_steps: args.sample_steps,
@@ -169,8 +166,5 @@ fn run_ablation(args: AblationArgs) -> anyhow::Result<()> {
         },
         &args.out,
     )?;
-    if args.training.json.json {
-        return super::print_json(&result);
-    }
-    out!("{}", result.text())
+    crate::commands::report(args.training.json.json, &result, |_| result.text())
 }

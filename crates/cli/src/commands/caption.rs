@@ -86,12 +86,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             ..CaptionOptions::default()
         },
         beam_scoring: args.beam_scoring,
-        device: args.device.device,
+        device: args.device.choice()?,
         progress: super::show_progress(),
     };
     let file = caption_request(&request)?;
-    if args.json.json {
-        return super::print_json(&file);
-    }
-    out!("{}", file.text(&request.out))
+    crate::commands::report(args.json.json, &file, |_| file.text(&request.out))
 }

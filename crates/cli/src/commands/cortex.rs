@@ -57,17 +57,5 @@ pub fn run(command: CortexCommand) -> anyhow::Result<()> {
         threshold: args.threshold,
         out: args.out,
     })?;
-    if args.json.json {
-        return super::print_json(&serde_json::json!({
-            "how": figures.how,
-            "pictures": figures.pictures.iter().map(|(name, path)| serde_json::json!({"name": name, "path": path})).collect::<Vec<_>>(),
-            "viewer": figures.viewer,
-            "map_files": figures.map_files,
-        }));
-    }
-    outln!("{}", figures.how)?;
-    for (name, path) in &figures.pictures {
-        outln!("  {name}: {}", path.display())?;
-    }
-    out!("→ {}\n", figures.viewer.display())
+    super::report(args.json.json, &figures.json(), |_| figures.text())
 }

@@ -1,8 +1,5 @@
 use crate::args::JsonArg;
-use brainrecon_datasets::prepared::PreparedSubject;
-use brainrecon_formats::image::{write_png, RgbImage};
-use brainrecon_formats::npy;
-use brainrecon_routes::decode::decoders::{Decoder, Target};
+use brainrecon_routes::decode::decoders::{decode_test, DecodedTest};
 use std::path::PathBuf;
 
 /// Decode the test betas of a prepared subject with a fitted model.
@@ -29,39 +26,6 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let subject = PreparedSubject::open(&args.subject)?;
-    let decoder = Decoder::load(&args.model)?;
-    let (ids, predictions) = decoder.predict_test(&subject)?;
-    let width = decoder.model.n_targets();
-    npy::write(
-        &args.out.join("predictions.npy"),
-        &[ids.len(), width],
-        &predictions,
-    )?;
-    npy::write(
-        &args.out.join("ids.npy"),
-        &[ids.len()],
-        &ids.iter().map(|&i| i as i64).collect::<Vec<_>>(),
-    )?;
-    let mut images = 0;
-    if let Ok(Target::Pixels(size)) = Target::parse(&decoder.target) {
-        for (row, &id) in ids.iter().enumerate() {
-            let image =
-                RgbImage::from_unit_f32(size, size, &predictions[row * width..(row + 1) * width]);
-            write_png(&args.out.join(format!("{id}.png")), &image)?;
-            images += 1;
-        }
-    }
-    let summary = serde_json::json!({"out": args.out, "n_test": ids.len(), "n_targets": width, "images_written": images});
-    if args.json.json {
-        return super::print_json(&summary);
-    }
-    outln!(
-        "decoded {} test images of {} from {} into {}",
-        ids.len(),
-        subject.meta.subject,
-        decoder.roi,
-        args.out.display()
-    )?;
-    Ok(())
+    let decoded = decode_test(&args.subject, &args.model, &args.out)?;
+    args.json.print(&decoded, DecodedTest::text)
 }

@@ -1,5 +1,6 @@
-use brainrecon_showcase::demo::{DemoOptions, DemoPaths, DemoSteps, Route};
+use brainrecon_showcase::demo::{announcement, DemoOptions, DemoSteps, LiveSettings, Route};
 use std::path::PathBuf;
+use std::sync::atomic::AtomicBool;
 
 /// Run a whole route (linear, or caption) offline on a synthetic subject with the built-in models.
 ///
@@ -108,31 +109,33 @@ pub struct Args {
     json: bool,
 }
 
-pub(super) use brainrecon_showcase::demo::path;
-
-/// Prints each step with its command line (the demo doubles as a recipe) and runs the steps
-/// of other commands in-process.
-struct CommandLine<'a> {
-    args: &'a Args,
+/// Shows each step with its command line (the demo doubles as a recipe) on stderr, and what
+/// the steps report on stdout, or on stderr too with --json (stdout then holds only the JSON).
+struct Console {
+    route: Route,
+    json: bool,
 }
 
-impl DemoSteps for CommandLine<'_> {
+impl DemoSteps for Console {
     type Error = anyhow::Error;
 
     fn announce(&mut self, number: usize, title: &str, args: &[&str]) {
-        let of = Route::parse(&self.args.route).map_or(6, Route::steps);
-        eprintln!("\n[{number}/{of}] {title}\n  brainrecon {}", args.join(" "));
+        eprintln!("{}", announcement(number, self.route.steps(), title, args));
         if args[0] == "reconstruct" {
             // as `brainrecon reconstruct` does: a signal stops it after the current image
             super::reconstruct::stop_on_signal();
         }
     }
 
-    fn command(&mut self, args: &[&str]) -> anyhow::Result<()> {
-        crate::run_command_line(args)
+    fn announce_next(&mut self, args: &[&str]) {
+        eprintln!("  brainrecon {}", args.join(" "));
     }
 
     fn print(&mut self, text: &str) -> anyhow::Result<()> {
+        if self.json {
+            eprint!("{text}");
+            return Ok(());
+        }
         out!("{text}")
     }
 
@@ -140,119 +143,43 @@ impl DemoSteps for CommandLine<'_> {
         eprintln!("warning: {text}");
     }
 
-    fn realtime_session(&mut self, paths: &DemoPaths) -> anyhow::Result<()> {
-        let args = self.args;
-        super::demo_realtime::session(
-            &super::demo_realtime::Settings {
-                tr: args.tr,
-                pace: args.pace,
-                images: args.session_images,
-                rest_seconds: args.rest_seconds,
-                seed: args.seed,
-                model: &args.model,
-                device: &args.device,
-            },
-            &paths.out,
-            &paths.root,
-            &paths.subject,
-            &paths.decoders,
-        )
+    fn log(&self, line: &str) {
+        eprintln!("{line}");
     }
 
     fn note(&mut self, number: usize, text: &str) {
         eprintln!("\n[{number}/6] {text}");
     }
-}
 
-/// Sends what the steps print to stdout to stderr while `--json` is on, so stdout holds only
-/// the JSON.
-struct StdoutToStderr {
-    #[cfg(unix)]
-    saved: Option<i32>,
-}
-
-impl StdoutToStderr {
-    fn new(active: bool) -> Self {
-        #[cfg(unix)]
-        {
-            use std::io::Write;
-            let _ = std::io::stdout().flush();
-            // SAFETY: dup/dup2 on the process's own standard descriptors.
-            let saved = active
-                .then(|| unsafe {
-                    let saved = libc::dup(1);
-                    (saved >= 0 && libc::dup2(2, 1) >= 0).then_some(saved)
-                })
-                .flatten();
-            StdoutToStderr { saved }
-        }
-        #[cfg(not(unix))]
-        {
-            let _ = active;
-            StdoutToStderr {}
-        }
-    }
-}
-
-impl Drop for StdoutToStderr {
-    fn drop(&mut self) {
-        #[cfg(unix)]
-        if let Some(saved) = self.saved {
-            use std::io::Write;
-            let _ = std::io::stdout().flush();
-            // SAFETY: restores the descriptor saved in `new`.
-            unsafe {
-                libc::dup2(saved, 1);
-                libc::close(saved);
-            }
-        }
+    fn stop(&mut self) -> &'static AtomicBool {
+        super::realtime::stop_flag()
     }
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let route = Route::parse(&args.route)?;
-    let images = args.images.unwrap_or(match route {
-        Route::NewSubject => 300,
-        _ => 600,
-    });
     let options = DemoOptions {
-        out: args.out.clone(),
-        images,
+        out: args.out,
+        images: args.images.unwrap_or(route.default_images()),
         seed: args.seed,
-        model: args.model.clone(),
+        model: args.model,
         samples: args.samples,
         steps: args.steps,
-        device: args.device.clone(),
+        device: args.device,
         route,
         command: super::command_line(),
         progress: super::show_progress(),
+        live: LiveSettings {
+            tr: args.tr,
+            real_pace: args.pace == super::realtime_simulate::Pace::Real,
+            images: args.session_images,
+            rest_seconds: args.rest_seconds,
+        },
     };
-    if route == Route::Eeg {
-        let summary = {
-            let _quiet = StdoutToStderr::new(args.json);
-            brainrecon_showcase::demo_eeg::run(&options, &mut CommandLine { args: &args })?
-        };
-        if args.json {
-            return super::print_json(&summary);
-        }
-        return out!("{}", summary.text());
-    }
-    if route == Route::NewSubject {
-        let summary = {
-            let _quiet = StdoutToStderr::new(args.json);
-            brainrecon_showcase::demo_new_subject::run(&options, &mut CommandLine { args: &args })?
-        };
-        if args.json {
-            return super::print_json(&summary);
-        }
-        return out!("{}", summary.text());
-    }
-    let summary = {
-        let _quiet = StdoutToStderr::new(args.json);
-        brainrecon_showcase::demo::run(&options, &mut CommandLine { args: &args })?
-    };
-    if args.json {
+    let json = args.json;
+    let summary = brainrecon_showcase::demo::run(&options, &mut Console { route, json })?;
+    if json {
         return super::print_json(&summary);
     }
-    out!("{}", summary.text(args.tr))
+    out!("{}", summary.text())
 }

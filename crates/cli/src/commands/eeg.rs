@@ -1,16 +1,17 @@
 //! `brainrecon eeg`: what a person saw, decoded from EEG (THINGS-EEG2's layout) by zero-shot
 //! retrieval, as NICE and ATM score it.
 
-use crate::args::JsonArg;
-use brainrecon_datasets::eeg_preprocess::MvnnDim;
+use crate::args::{choice, JsonArg};
 use brainrecon_datasets::things_eeg2::{ChannelSelection, RawPreprocessing};
+use brainrecon_datasets::things_meg::MegOptions;
 use brainrecon_routes::eeg::decoder::{
     embed_images, evaluate, fit, EegEvalRequest, EegFitRequest, EegMethod, EmbedRequest, Training,
 };
 use brainrecon_routes::eeg::live::{run_live, LiveEegRequest};
 use brainrecon_routes::eeg::nice_train::NiceTrainOptions;
 use brainrecon_routes::eeg::preprocess::{
-    prepare_bids, prepare_meg, preprocess, BidsEegRequest, MegPrepareRequest, PreprocessRequest,
+    prepare_bids, prepare_meg, preprocess, BidsEegRequest, MegPrepareRequest, Mvnn,
+    PreprocessRequest,
 };
 use brainrecon_routes::eeg::reconstruct::{reconstruct, EegReconstructRequest, DEFAULT_PROMPT};
 use brainrecon_routes::eeg::ridge_decoder::RidgeDecoderOptions;
@@ -72,11 +73,11 @@ pub struct PreprocessArgs {
     #[arg(long, default_value_t = 0.8)]
     tmax: f64,
     /// occipital-parietal or all
-    #[arg(long, default_value = "occipital-parietal", value_parser = ["occipital-parietal", "all"])]
-    channels: String,
+    #[arg(long, default_value = "occipital-parietal", value_parser = choice(&ChannelSelection::ALL, ChannelSelection::name))]
+    channels: ChannelSelection,
     /// time, epochs or none
-    #[arg(long, default_value = "time", value_parser = ["time", "epochs", "none"])]
-    mvnn: String,
+    #[arg(long, default_value = "time", value_parser = choice(&Mvnn::ALL, Mvnn::name))]
+    mvnn: Mvnn,
     #[command(flatten)]
     json: JsonArg,
 }
@@ -116,11 +117,11 @@ pub struct BidsPrepareArgs {
     #[arg(long, default_value_t = 100.0)]
     sfreq: f64,
     /// occipital-parietal or all
-    #[arg(long, default_value = "all", value_parser = ["occipital-parietal", "all"])]
-    channels: String,
+    #[arg(long, default_value = "all", value_parser = choice(&ChannelSelection::ALL, ChannelSelection::name))]
+    channels: ChannelSelection,
     /// time, epochs or none
-    #[arg(long, default_value = "epochs", value_parser = ["time", "epochs", "none"])]
-    mvnn: String,
+    #[arg(long, default_value = "epochs", value_parser = choice(&Mvnn::ALL, Mvnn::name))]
+    mvnn: Mvnn,
     #[command(flatten)]
     json: JsonArg,
 }
@@ -234,8 +235,8 @@ pub struct FitArgs {
     #[arg(long)]
     leave_out: Option<String>,
     /// nice, atm or ridge
-    #[arg(long, default_value = "nice", value_parser = ["nice", "atm", "ridge"])]
-    method: String,
+    #[arg(long, default_value = "nice", value_parser = choice(&EegMethod::ALL, EegMethod::name))]
+    method: EegMethod,
     /// The decoder folder to write (a rerun with the same settings resumes it)
     #[arg(long)]
     out: PathBuf,
@@ -365,23 +366,6 @@ pub struct ReconstructArgs {
     json: JsonArg,
 }
 
-/// `--channels` (clap has checked the name).
-fn channel_selection(name: &str) -> ChannelSelection {
-    match name {
-        "all" => ChannelSelection::All,
-        _ => ChannelSelection::OccipitalParietal,
-    }
-}
-
-/// `--mvnn` (clap has checked the name).
-fn mvnn_dim(name: &str) -> Option<MvnnDim> {
-    match name {
-        "time" => Some(MvnnDim::Time),
-        "epochs" => Some(MvnnDim::Epochs),
-        _ => None,
-    }
-}
-
 /// Decode a recording trial by trial as it arrives, with a live page
 ///
 /// Reads --source (EDF/BDF, CSV, NWB, NumPy or raw, as `stream` reads files) at its own pace
@@ -479,30 +463,24 @@ pub fn run(command: EegCommand) -> anyhow::Result<()> {
     let progress = super::show_progress();
     match command {
         EegCommand::Preprocess(a) => {
-            let options = RawPreprocessing {
-                sfreq: a.sfreq,
-                tmin: a.tmin,
-                tmax: a.tmax,
-                channels: channel_selection(&a.channels),
-                mvnn: mvnn_dim(&a.mvnn),
+            let request = PreprocessRequest {
+                data: a.data,
+                subjects: a.subjects,
+                out: a.out,
+                options: RawPreprocessing {
+                    sfreq: a.sfreq,
+                    tmin: a.tmin,
+                    tmax: a.tmax,
+                    channels: a.channels,
+                    mvnn: a.mvnn.dim(),
+                },
             };
-            let report = preprocess(
-                &PreprocessRequest {
-                    data: a.data,
-                    subjects: a.subjects,
-                    out: a.out,
-                    options,
-                },
-                |subject| {
-                    if progress {
-                        eprintln!("preprocessing {subject}");
-                    }
-                },
-            )?;
-            if a.json.json {
-                return super::print_json(&report);
-            }
-            outln!("{}", report.text())
+            let report = preprocess(&request, |subject| {
+                if progress {
+                    eprintln!("preprocessing {subject}");
+                }
+            })?;
+            a.json.print(&report, |r| r.text())
         }
         EegCommand::BidsPrepare(a) => {
             let report = prepare_bids(&BidsEegRequest {
@@ -513,15 +491,12 @@ pub fn run(command: EegCommand) -> anyhow::Result<()> {
                 out: a.out,
                 options: RawPreprocessing {
                     sfreq: a.sfreq,
-                    channels: channel_selection(&a.channels),
-                    mvnn: mvnn_dim(&a.mvnn),
+                    channels: a.channels,
+                    mvnn: a.mvnn.dim(),
                     ..RawPreprocessing::default()
                 },
             })?;
-            if a.json.json {
-                return super::print_json(&report);
-            }
-            outln!("{}", report.text())
+            a.json.print(&report, |r| r.text())
         }
         EegCommand::MegPrepare(a) => {
             let report = prepare_meg(&MegPrepareRequest {
@@ -529,17 +504,14 @@ pub fn run(command: EegCommand) -> anyhow::Result<()> {
                 participant: a.participant,
                 images: a.images,
                 out: a.out,
-                options: brainrecon_datasets::things_meg::MegOptions {
+                options: MegOptions {
                     meg_only: !a.all_channels,
                     exclude_bads: !a.keep_bads,
                     tmin: a.tmin,
                     tmax: a.tmax,
                 },
             })?;
-            if a.json.json {
-                return super::print_json(&report);
-            }
-            outln!("{}", report.text())
+            a.json.print(&report, |r| r.text())
         }
         EegCommand::Embed(a) => {
             let meta = embed_images(&EmbedRequest {
@@ -549,17 +521,16 @@ pub fn run(command: EegCommand) -> anyhow::Result<()> {
                 batch: a.batch,
                 progress,
             })?;
-            if a.json.json {
-                return super::print_json(&meta);
-            }
-            outln!(
-                "{} training and {} test images embedded by {} ({} wide): {}",
-                meta.training,
-                meta.test,
-                meta.model,
-                meta.width,
-                a.out.display()
-            )
+            a.json.print(&meta, |m| {
+                format!(
+                    "{} training and {} test images embedded by {} ({} wide): {}",
+                    m.training,
+                    m.test,
+                    m.model,
+                    m.width,
+                    a.out.display()
+                )
+            })
         }
         EegCommand::Fit(a) => {
             let training = match (a.subject, a.leave_out) {
@@ -567,34 +538,28 @@ pub fn run(command: EegCommand) -> anyhow::Result<()> {
                 (None, Some(s)) => Training::LeaveOut(s),
                 _ => return Err(super::usage("give one of --subject and --leave-out")),
             };
-            let ridge = RidgeDecoderOptions {
-                window: a.window.as_deref().map(parse_window).transpose()?,
-                ..RidgeDecoderOptions::default()
-            };
-            let report = fit(
-                &EegFitRequest {
-                    data: a.data,
-                    training,
-                    method: EegMethod::parse(&a.method)?,
-                    embeddings: a.embeddings,
-                    out: a.out,
-                    nice: NiceTrainOptions {
-                        epochs: a.epochs,
-                        batch: a.batch,
-                        lr: a.lr,
-                        seed: a.seed,
-                        checkpoint_every: a.checkpoint_every,
-                    },
-                    ridge,
-                    allow_seen_concepts: a.allow_seen_concepts,
-                    progress,
+            let request = EegFitRequest {
+                data: a.data,
+                training,
+                method: a.method,
+                embeddings: a.embeddings,
+                out: a.out,
+                nice: NiceTrainOptions {
+                    epochs: a.epochs,
+                    batch: a.batch,
+                    lr: a.lr,
+                    seed: a.seed,
+                    checkpoint_every: a.checkpoint_every,
                 },
-                |_, _| {},
-            )?;
-            if a.json.json {
-                return super::print_json(&report);
-            }
-            outln!("{}", report.text())
+                ridge: RidgeDecoderOptions {
+                    window: a.window.as_deref().map(parse_window).transpose()?,
+                    ..RidgeDecoderOptions::default()
+                },
+                allow_seen_concepts: a.allow_seen_concepts,
+                progress,
+            };
+            let report = fit(&request, |_, _| {})?;
+            a.json.print(&report, |r| r.text())
         }
         EegCommand::Live(a) => {
             let request = LiveEegRequest {
@@ -622,10 +587,7 @@ pub fn run(command: EegCommand) -> anyhow::Result<()> {
                     );
                 }
             })?;
-            if a.json.json {
-                return super::print_json(&report);
-            }
-            outln!("{}", report.text())
+            a.json.print(&report, |r| r.text())
         }
         EegCommand::Reconstruct(a) => {
             let report = reconstruct(&EegReconstructRequest {
@@ -641,10 +603,7 @@ pub fn run(command: EegCommand) -> anyhow::Result<()> {
                 progress,
                 ..EegReconstructRequest::new(&a.data, &a.decoder, &a.embeddings, &a.out)
             })?;
-            if a.json.json {
-                return super::print_json(&report);
-            }
-            outln!("{}", report.text())
+            a.json.print(&report, |r| r.text())
         }
         EegCommand::Eval(a) => {
             let report = evaluate(&EegEvalRequest {
@@ -656,10 +615,7 @@ pub fn run(command: EegCommand) -> anyhow::Result<()> {
                 out: a.out,
                 allow_seen_concepts: a.allow_seen_concepts,
             })?;
-            if a.json.json {
-                return super::print_json(&report);
-            }
-            outln!("{}", report.text())
+            a.json.print(&report, |r| r.text())
         }
     }
 }

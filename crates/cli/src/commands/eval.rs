@@ -75,23 +75,23 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let evaluated = eval(&EvalRequest {
-        stimuli: args.stimuli,
-        recons: args.recons,
-        clip: args.clip,
-        metric_weights: args.metric_weights,
-        protocol: args.protocol,
-        device: args.device.device,
-        rows_per_page: args.rows_per_page,
-        thumbnail: args.thumbnail,
-        captions: args.captions,
-        meteor_jar: args.meteor_jar,
-        clip_score_model: args.clip_score_model,
-        sheet: args.sheet,
-        command: super::command_line(),
-    })?;
-    if args.json.json {
-        return super::print_json(&evaluated);
-    }
-    out!("{}", evaluated.text())
+    let evaluated = eval(
+        &EvalRequest {
+            stimuli: args.stimuli,
+            recons: args.recons,
+            clip: args.clip,
+            metric_weights: args.metric_weights,
+            protocol: args.protocol,
+            device: args.device.choice()?,
+            rows_per_page: args.rows_per_page,
+            thumbnail: args.thumbnail,
+            captions: args.captions,
+            meteor_jar: args.meteor_jar,
+            clip_score_model: args.clip_score_model,
+            sheet: args.sheet,
+            command: super::command_line(),
+        },
+        brainrecon_routes::reconstruct::eval_extras,
+    )?;
+    crate::commands::report(args.json.json, &evaluated, |_| evaluated.text())
 }

@@ -67,8 +67,8 @@ pub struct Args {
     device: DeviceArgs,
     /// Precision of the Gram matrix and its eigendecomposition: f64, or f32 (about 2× faster on
     /// the CPU)
-    #[arg(long, default_value = "f64")]
-    precision: super::ridge::PrecisionArg,
+    #[arg(long, default_value = "f64", value_parser = super::ridge::precision_parser())]
+    precision: brainrecon_ridge::Precision,
     /// Fit N targets at a time, reading their columns from the features file and writing their
     /// weights as they come, so that neither all targets nor all weights are in memory (CPU).
     /// Default: all at once, or 8192 at a time when the targets exceed 1 GiB (c on a full NSD
@@ -92,13 +92,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         standardize: args.standardize,
         no_standardize: args.no_standardize,
         intercept: !args.no_intercept,
-        device: args.device.device,
-        precision: args.precision.into(),
+        device: args.device.choice()?,
+        precision: args.precision,
         target_block: args.target_block,
     };
     let summary = fit_request(&request, &mut |warning| eprintln!("warning: {warning}"))?;
-    if args.json.json {
-        return super::print_json(&summary);
-    }
-    out!("{}", summary.text())
+    crate::commands::report(args.json.json, &summary, |_| summary.text())
 }

@@ -81,13 +81,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             },
             init_image: args.init_image,
             strength: args.strength,
-            device: args.device.device,
-            dtype: args.dtype.dtype,
+            dtype: args.dtype.dtype()?,
+            device: args.device.choice()?,
         },
         &mut step_printer(super::show_progress()),
     )?;
-    if args.json.json {
-        return super::print_json(&made);
-    }
-    outln!("{}", made.text())
+    args.json.print(&made, |_| made.text())
 }

@@ -136,17 +136,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         cortex: args.cortex.choice()?,
         progress: super::show_progress(),
     })?;
-    if !outcome.resumed.is_empty() {
-        eprintln!(
-            "resumed the interrupted fit's {}",
-            outcome.resumed.join(", ")
-        );
+    for note in outcome.notes() {
+        eprintln!("{note}");
     }
-    if let Some(failed) = &outcome.stage_not_kept {
-        eprintln!("warning: a finished stage could not be kept for resuming ({failed})");
-    }
-    if args.json {
-        return super::print_json(&outcome.meta);
-    }
-    out!("{}", outcome.text(&out))
+    crate::commands::report(args.json, &outcome.meta, |_| outcome.text(&out))
 }

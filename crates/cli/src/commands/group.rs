@@ -3,7 +3,7 @@
 
 use crate::args::JsonArg;
 use brainrecon_datasets::nsd::{parse_sessions, parse_subject};
-use brainrecon_routes::group::adapt::{adapt, AdaptRequest};
+use brainrecon_routes::group::adapt::{adapt, AdaptRequest, MapFit, Via};
 use brainrecon_routes::group::curve::{curve, CurveRequest};
 use brainrecon_routes::group::fit::{fit_group, GroupFitRequest};
 use brainrecon_routes::group::prepare::{prepare_group, GroupPrepareRequest};
@@ -238,8 +238,13 @@ pub fn run(command: GroupCommand) -> anyhow::Result<()> {
                 space: a.space,
                 subject: a.subject,
                 sessions: a.sessions.as_deref().map(parse_sessions).transpose()?,
-                via: a.via,
-                map: a.map,
+                via: a
+                    .via
+                    .as_deref()
+                    .map(parse_via)
+                    .transpose()?
+                    .unwrap_or_default(),
+                map: a.map.as_deref().map(parse_map).transpose()?,
                 eval_subject: a.eval_subject,
                 out: a.out,
             })?;
@@ -285,4 +290,16 @@ pub fn run(command: GroupCommand) -> anyhow::Result<()> {
             out!("{}", result.text())
         }
     }
+}
+
+/// `--via` (no list in `--help`: its text names the choices).
+fn parse_via(text: &str) -> anyhow::Result<Via> {
+    text.parse()
+        .map_err(|e| super::usage(format!("--via: {e}")))
+}
+
+/// `--map`.
+fn parse_map(text: &str) -> anyhow::Result<MapFit> {
+    text.parse()
+        .map_err(|e| super::usage(format!("--map: {e}")))
 }

@@ -20,53 +20,17 @@ pub struct Args {
     limits: bool,
 }
 
-fn print_limits(json: bool) -> anyhow::Result<()> {
-    let rows = brainrecon_core::limits::in_force();
-    if json {
-        return super::print_json(&rows);
-    }
-    out!("{}", brainrecon_core::limits::table(&rows))
-}
-
 pub fn run(args: Args) -> anyhow::Result<()> {
     if args.limits {
-        return print_limits(args.json.json);
+        let rows = brainrecon_core::limits::in_force();
+        return super::report(args.json.json, &rows, |rows| {
+            brainrecon_core::limits::table(rows)
+        });
     }
     let dir = args
         .dir
         .ok_or_else(|| anyhow::anyhow!("give a prepared subject directory, or --limits"))?;
     let subject = PreparedSubject::open(&dir)?;
     let info = subject.info()?;
-    if args.json.json {
-        return super::print_json(&info);
-    }
-    let m = &subject.meta;
-    outln!("subject        {}", m.subject)?;
-    outln!(
-        "sessions       {}",
-        brainrecon_datasets::nsd::prepare::compact_ranges(&m.sessions)
-    )?;
-    outln!("betas          z-score: {}", m.zscore)?;
-    outln!(
-        "train          {} trials, {} images",
-        m.n_train_trials,
-        m.n_train_images
-    )?;
-    outln!(
-        "test           {} images ({} trials averaged)",
-        m.n_test_images,
-        m.n_test_trials
-    )?;
-    outln!(
-        "images         {}×{} px, {} captions each",
-        m.image_size[0],
-        m.image_size[1],
-        m.captions_per_image
-    )?;
-    outln!("volume         {:?} (X, Y, Z)", m.volume_shape)?;
-    outln!("rois")?;
-    for (name, count) in subject.roi_counts() {
-        outln!("  {name:<28} {count:>7} voxels")?;
-    }
-    Ok(())
+    super::report(args.json.json, &info, |_| subject.info_text())
 }

@@ -5,7 +5,6 @@ pub mod caption;
 pub mod cortex;
 pub mod decode;
 pub mod demo;
-mod demo_realtime;
 pub mod eeg;
 pub mod encode;
 pub mod eval;
@@ -30,13 +29,10 @@ pub mod video;
 
 use std::io::IsTerminal;
 
-/// A wrong argument that clap cannot see (e.g. two options that conflict by value).
-#[derive(Debug, thiserror::Error)]
-#[error("{0}")]
-pub struct UsageError(pub String);
-
+/// A wrong argument that clap cannot see (e.g. two options that conflict by value): bad input,
+/// exit 2.
 pub fn usage(message: impl Into<String>) -> anyhow::Error {
-    UsageError(message.into()).into()
+    brainrecon_core::DataError::Usage(message.into()).into()
 }
 
 /// Checks `--steps` and `--guidance` of the commands that sample.
@@ -56,9 +52,29 @@ pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `--device`: `cpu`, or `cuda` / `cuda:N` when built with `--features cuda`.
-pub fn device(name: &str) -> anyhow::Result<brainrecon_diffusion::pipeline::Device> {
-    Ok(brainrecon_routes::decode::options::device(name)?)
+/// Prints `report` as pretty JSON with `--json`, else the text `text` makes of it, as it is
+/// (the library's reports end their lines themselves).
+pub fn report<R: serde::Serialize>(
+    json: bool,
+    report: &R,
+    text: impl FnOnce(&R) -> String,
+) -> anyhow::Result<()> {
+    if json {
+        return print_json(report);
+    }
+    out!("{}", text(report))
+}
+
+/// A training step on a terminal: `\r{what}: step {step}/{total}, loss {loss:.4}`, rewritten in
+/// place and ended by a newline at the last step; nothing when no person watches.
+pub fn step_line(show: bool, what: &str, step: usize, total: usize, loss: f64) {
+    if show {
+        eprint!("\r{what}: step {step}/{total}, loss {loss:.4}   ");
+        if step == total {
+            eprintln!();
+        }
+        let _ = std::io::Write::flush(&mut std::io::stderr());
+    }
 }
 
 /// `--dtype`: the precision the U-Net and text encoder run in.

@@ -89,30 +89,9 @@ pub fn run(command: NsdCommand) -> anyhow::Result<()> {
     if args.json.json {
         return super::print_json(&report);
     }
-    let m = &report.meta;
-    if report.already_prepared {
-        out!(
-            "{}",
-            brainrecon_datasets::already_prepared_line(&report.out)
-        )?;
-    } else {
-        outln!(
-            "prepared {} at {}: {} train trials ({} images), {} test images ({} trials); {} sessions read, {} resumed",
-            m.subject,
-            report.out.display(),
-            m.n_train_trials,
-            m.n_train_images,
-            m.n_test_images,
-            m.n_test_trials,
-            report.sessions_processed,
-            report.sessions_resumed
-        )?;
-    }
-    if report.constant_voxel_sessions > 0 {
-        eprintln!(
-            "note: {} voxel-sessions had zero variance and were set to 0",
-            report.constant_voxel_sessions
-        );
+    out!("{}", report.text())?;
+    if let Some(note) = report.note() {
+        eprintln!("{note}");
     }
     Ok(())
 }

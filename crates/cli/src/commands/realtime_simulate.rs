@@ -104,10 +104,7 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
         motion: args.motion,
         seed: args.seed,
     })?;
-    if args.json {
-        return super::print_json(&exported.json());
-    }
-    outln!("{}", exported.text())
+    crate::commands::report(args.json, &exported.json(), |_| exported.text() + "\n")
 }
 
 /// Replay a recorded run as a scanner's export, one 3-D NIfTI volume per TR (a rehearsal).
@@ -147,18 +144,6 @@ pub fn replay(args: ReplayArgs) -> anyhow::Result<()> {
         real_pace: args.pace == Pace::Real,
         volumes: args.volumes,
     })?;
-    if written == 0 {
-        // A replay that wrote nothing is no success (--volumes 0, or a run without volumes).
-        return Err(super::usage(format!(
-            "--volumes {}: no volume of {} was replayed",
-            args.volumes.map_or("-".to_string(), |n| n.to_string()),
-            args.run.display()
-        )));
-    }
-    outln!(
-        "replayed {written} volumes of {} at TR {tr} s into {}",
-        args.run.display(),
-        args.export.display()
-    )?;
-    Ok(())
+    let (run, export) = (args.run.display(), args.export.display());
+    outln!("replayed {written} volumes of {run} at TR {tr} s into {export}")
 }

@@ -126,10 +126,7 @@ pub struct MergeArgs {
 
 fn merge(args: MergeArgs) -> anyhow::Result<()> {
     let summary = brainrecon_routes::linear::shards::merge(&args.out)?;
-    if args.json {
-        return super::print_json(&summary);
-    }
-    outln!("{}", summary.text())
+    crate::commands::report(args.json, &summary, |_| summary.text() + "\n")
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -160,17 +157,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         },
         batch: args.batch,
         shard: args.shard,
-        device: args.device,
-        dtype: args.dtype,
+        device: brainrecon_routes::decode::options::parse_device(&args.device)?,
+        dtype: super::dtype(&args.dtype)?,
         command: super::command_line(),
         progress: super::show_progress(),
     };
     stop_on_signal();
     let done = brainrecon_routes::reconstruct::run(&request)?;
-    if args.json {
-        return super::print_json(&done.summary);
-    }
-    outln!("{}", done.text())
+    crate::commands::report(args.json, &done.summary, |_| done.text() + "\n")
 }
 
 /// SIGTERM (Slurm's `--signal=B:TERM@N`, preemption, `scancel`) and Ctrl-C stop the run after

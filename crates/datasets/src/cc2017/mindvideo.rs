@@ -17,7 +17,9 @@ use std::path::{Path, PathBuf};
 /// Which of MinD-Video's splits.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Split {
+    /// `train`: the 18 training segments.
     Train,
+    /// `test`: the 5 test segments.
     Test,
 }
 
@@ -46,6 +48,8 @@ pub struct MindVideoFrames {
 }
 
 impl MindVideoFrames {
+    /// Maps a video array. Errors: the file missing, not a uint8 `.npy`, or not of shape
+    /// (segments, trs, frames, h, w, 3), naming the file.
     pub fn open(path: &Path) -> Result<Self> {
         crate::error::require_file(
             path,
@@ -70,6 +74,7 @@ impl MindVideoFrames {
         (s[0], s[1], s[2], s[3], s[4])
     }
 
+    /// The file mapped.
     pub fn path(&self) -> &Path {
         self.array.path()
     }
@@ -93,6 +98,8 @@ pub struct MindVideoFmri {
 }
 
 impl MindVideoFmri {
+    /// Reads an fMRI array's header (the data are read per volume). Errors: the file missing,
+    /// not a 3-D float32/float64 `.npy`, naming the file.
     pub fn open(path: &Path) -> Result<Self> {
         crate::error::require_file(path, "MinD-Video's fMRI array (segments, trs, voxels)")?;
         let header = npy::read_header(path)?;
@@ -123,6 +130,7 @@ impl MindVideoFmri {
         (self.shape[0], self.shape[1], self.shape[2])
     }
 
+    /// The file opened.
     pub fn path(&self) -> &Path {
         &self.path
     }

@@ -7,7 +7,7 @@
 //! default: 4 on CC2017's 8-min runs, as Wen et al.) and z-score it
 //! (population std; a flat grayordinate stays zero). Then the repetitions of each segment are
 //! averaged, and the sample of stimulus TR t of a segment is the average's TRs t + lag …
-//! t + lag + K − 1 side by side (`--window K`, `--lag L`; MinD-Video's fMRI[t], fMRI[t+1] is
+//! t + lag + K − 1 side by side (`--window K`, `--lag L`; MinD-Video's `fMRI[t], fMRI[t+1]` is
 //! K = 2, L = 0). A stimulus TR whose window runs past the segment has no sample.
 //!
 //! **Reliability.** Test–retest reliability of a grayordinate is the Pearson correlation, over
@@ -55,6 +55,7 @@ use std::path::{Path, PathBuf};
 pub const DESIGN_FORMAT: &str = "brainrecon-cc2017-design";
 /// `video.json`'s format name.
 pub const FORMAT: &str = "brainrecon-video-prepared";
+/// `video.json`'s format version.
 pub const FORMAT_VERSION: u32 = 1;
 /// The default `--reliability-threshold`.
 pub const DEFAULT_RELIABILITY_THRESHOLD: f64 = 0.2;
@@ -62,10 +63,15 @@ pub const DEFAULT_RELIABILITY_THRESHOLD: f64 = 0.2;
 /// Segments, repetitions and TRs of a CC2017-style dataset.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Design {
+    /// [`DESIGN_FORMAT`].
     pub format: String,
+    /// Training segments (18 in CC2017).
     pub train_segments: usize,
+    /// Presentations of each training segment (2 in CC2017).
     pub train_repetitions: usize,
+    /// Test segments (5 in CC2017).
     pub test_segments: usize,
+    /// Presentations of each test segment (10 in CC2017).
     pub test_repetitions: usize,
     /// Volumes per run used (after cutting).
     pub n_tr: usize,
@@ -160,15 +166,20 @@ impl Design {
     }
 }
 
+/// What `video prepare` reads, writes and how it processes the runs.
 #[derive(Debug, Clone)]
 pub struct Cc2017Options {
+    /// The dataset root (holding `subjectN/fmri/`, and `design.json` when simulated).
     pub root: PathBuf,
     /// `subjectN`.
     pub subject: usize,
+    /// The output folder.
     pub out: PathBuf,
     /// CIFTI structures to keep (`CORTEX_LEFT` or `CIFTI_STRUCTURE_CORTEX_LEFT`).
     pub structures: Vec<String>,
+    /// The polynomial removed from each run.
     pub detrend: RunDetrend,
+    /// Whether each run is z-scored per grayordinate after detrending.
     pub zscore: bool,
     /// K: TRs per sample.
     pub window: usize,
@@ -176,6 +187,7 @@ pub struct Cc2017Options {
     pub lag: usize,
     /// Keep grayordinates whose reliability exceeds this; `None` keeps all.
     pub reliability_threshold: Option<f64>,
+    /// Whether to draw a progress bar.
     pub progress: bool,
 }
 
@@ -201,10 +213,12 @@ impl Cc2017Options {
 /// The polynomial removed from each run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RunDetrend {
+    /// No detrending.
     Off,
     /// GLMdenoise's degree for the run's duration (`detrend::degree_for_duration`): 4 for
     /// CC2017's 8-min runs, as Wen et al. remove.
     ByDuration,
+    /// A polynomial of this degree.
     Order(usize),
 }
 
@@ -222,23 +236,34 @@ impl RunDetrend {
 /// What a rerun must match to count as done.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Settings {
+    /// The dataset root.
     pub root: PathBuf,
+    /// `subjectN`.
     pub subject: usize,
+    /// CIFTI structures kept, as given.
     pub structures: Vec<String>,
     /// `poly:N` or `none`.
     pub detrend: String,
+    /// Whether runs were z-scored.
     pub zscore: bool,
+    /// K: TRs per sample.
     pub window: usize,
+    /// L: TRs from the stimulus TR to the window's first.
     pub lag: usize,
+    /// The reliability threshold; `None` kept all.
     pub reliability_threshold: Option<f64>,
 }
 
 /// `video.json`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct VideoPrepared {
+    /// [`FORMAT`].
     pub format: String,
+    /// [`FORMAT_VERSION`].
     pub version: u32,
+    /// The settings it was prepared with.
     pub settings: Settings,
+    /// The design the runs were read by.
     pub design: Design,
     /// How each run was cut to `design.n_tr` (e.g. "245 → 1..241"), one per distinct case.
     pub cuts: Vec<String>,
@@ -246,24 +271,34 @@ pub struct VideoPrepared {
     pub n_selected: usize,
     /// Kept voxels (V).
     pub n_voxels: usize,
+    /// Training samples (rows of `X_train.npy`).
     pub n_train: usize,
+    /// Test samples (rows of `X_test.npy`).
     pub n_test: usize,
     /// K·V.
     pub n_features: usize,
+    /// How reliability was computed, in words.
     pub reliability: String,
-    /// Mean reliability of the kept voxels and of all selected ones.
+    /// Mean reliability of the kept voxels.
     pub mean_reliability_kept: f64,
+    /// Mean reliability of all selected grayordinates.
     pub mean_reliability_all: f64,
     /// Run-grayordinates that were flat after detrending (left zero).
     pub flat_grayordinates: usize,
+    /// Runs read, training and test.
     pub runs_read: usize,
+    /// The arrays written, by file name.
     pub files: Vec<String>,
 }
 
+/// What [`prepare`] did.
 #[derive(Debug, Clone, Serialize)]
 pub struct PrepareReport {
+    /// The output folder.
     pub out: PathBuf,
+    /// Whether the folder already held this preparation (nothing was written).
     pub already_prepared: bool,
+    /// Its `video.json`.
     pub meta: VideoPrepared,
 }
 

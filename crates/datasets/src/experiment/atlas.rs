@@ -53,6 +53,7 @@ pub const ATLASES: [&str; 3] = ["visual", "streams", "aparcaseg"];
 /// A label volume sampled at a run set's voxels.
 #[derive(Debug, Clone)]
 pub struct VoxelLabels {
+    /// The label volume read (`.nii[.gz]`).
     pub source: PathBuf,
     /// Label value per run-set voxel (0: unlabelled).
     pub values: Vec<i32>,
@@ -68,16 +69,20 @@ pub struct VoxelLabels {
 /// its space when it is in another one.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AtlasSource {
+    /// The segmentation (`.nii[.gz]`, e.g. fMRIPrep's `desc-aparcaseg_dseg`).
     pub volume: PathBuf,
+    /// ITK transform (`.h5`) from the runs' space to the volume's; none when they share a space.
     pub transform: Option<PathBuf>,
 }
 
 /// A written atlas: its metadata and, per atlas voxel, its run-set voxel and label.
 #[derive(Debug, Clone)]
 pub struct AtlasVoxels {
+    /// The atlas's metadata, as written.
     pub meta: AtlasMeta,
     /// Run-set voxel index of each atlas voxel, ascending.
     pub columns: Vec<usize>,
+    /// Label of each atlas voxel.
     pub labels: Vec<i32>,
 }
 

@@ -19,7 +19,9 @@ use brainrecon_formats::npy;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+/// `glm.json`'s format name.
 pub const GLM_FORMAT: &str = "brainrecon-glm";
+/// `glm.json`'s format version.
 pub const GLM_VERSION: u32 = 1;
 
 /// GLMsingle's four models, by the folder names it writes.
@@ -33,29 +35,47 @@ pub const MODELS: [&str; 4] = [
 /// `glm.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct GlmMeta {
+    /// [`GLM_FORMAT`].
     pub format: String,
+    /// [`GLM_VERSION`].
     pub version: u32,
+    /// The subject label (`01`).
     pub subject: String,
+    /// Seconds per volume.
     pub tr: f64,
+    /// Seconds each stimulus lasts (GLMsingle's `stimdur`).
     pub stimdur: f64,
+    /// Voxels: rows of every `betasmd.npy`.
     pub n_voxels: usize,
     /// The masked runs (a run set in the recordings' units) and their voxels.
     pub timeseries: String,
+    /// The runs fitted, by run-set name, in order.
     pub runs: Vec<String>,
+    /// The events column the conditions were read from.
     pub condition_column: String,
+    /// Distinct conditions, in order of first appearance.
     pub conditions: Vec<String>,
     /// In GLMsingle's order (run, then onset): the order of betasmd's columns.
     pub trials: Vec<Trial>,
+    /// The largest distance between an onset and its volume's time, seconds.
     pub largest_onset_rounding_seconds: f64,
+    /// Drift polynomial degree per run (GLMsingle's `maxpolydeg`).
     pub polynomial_degrees: Vec<usize>,
+    /// Extra regressors per run projected out with the polynomials (fMRIPrep's confounds), by name.
     pub extra_regressors: Vec<String>,
     /// Per run, the leading volumes fMRIPrep flags as non-steady-state, left out of the fit
     /// (a trial's `volume` still counts from the run's first volume).
     pub dropped_volumes: Vec<usize>,
+    /// Threshold of the on/off R² for the noise pool (GLMsingle's `brainR2`; NaN when its
+    /// distribution has no two modes).
     pub r2_threshold: f64,
+    /// Noise components used by TYPEC and TYPED; none without GLMdenoise.
     pub pcnum: Option<usize>,
+    /// The model folders written (of [`MODELS`]).
     pub models: Vec<String>,
+    /// What was skipped and why, as GLMsingle's warnings.
     pub notes: Vec<String>,
+    /// What the fit reproduces (GLMsingle's version).
     pub reference: String,
     /// The command's settings (fmriprep, bids_root, subject, tasks, space, ...).
     pub settings: serde_json::Value,
@@ -75,12 +95,18 @@ impl GlmMeta {
 
 /// A finished `glm` folder, checked.
 pub struct GlmFolder {
+    /// The folder.
     pub root: PathBuf,
+    /// Its `glm.json`.
     pub meta: GlmMeta,
+    /// The masked runs the GLM was fitted to.
     pub timeseries: RunSet,
 }
 
 impl GlmFolder {
+    /// Opens and checks a `brainrecon glm` folder. Errors: no `glm.json`, another format or
+    /// version, a run set whose voxel count differs, a trial naming a run or condition that is not
+    /// there; each naming the file.
     pub fn open(root: &Path) -> Result<Self> {
         let path = root.join("glm.json");
         if !path.is_file() {

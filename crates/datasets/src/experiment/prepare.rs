@@ -21,14 +21,12 @@ use super::atlas::{
 use super::{GlmFolder, MODELS};
 use crate::error::{DataError, Result};
 use crate::nsd::prepare::{zscore_columns, ZScore};
-use crate::prepared::{SubjectMeta, FORMAT, FORMAT_VERSION};
-use brainrecon_core::fs::{read_json, write_atomic, write_json_atomic, OutputDir, Refusals};
+use crate::prepared::{Split, SubjectMeta, Writer, FORMAT, FORMAT_VERSION};
+use brainrecon_core::fs::{read_json, write_json_atomic, OutputDir, Refusals};
 use brainrecon_formats::image::RgbImage;
-use brainrecon_formats::npy;
 use brainrecon_formats::video::frames::read_frame;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 /// Which conditions are the test set.
@@ -41,9 +39,12 @@ pub enum TestSet {
     List(PathBuf),
 }
 
+/// What `glm prepare` reads and writes.
 #[derive(Debug, Clone)]
 pub struct ExperimentOptions {
+    /// The `brainrecon glm` folder.
     pub glm: PathBuf,
+    /// The prepared subject's folder.
     pub out: PathBuf,
     /// One of GLMsingle's folder names ([`MODELS`]).
     pub model: String,
@@ -60,8 +61,11 @@ pub struct ExperimentOptions {
     pub atlas_labels: Option<PathBuf>,
     /// Atlases to write, from [`ATLASES`].
     pub rois: Vec<String>,
+    /// Which conditions are the test set.
     pub test: TestSet,
+    /// How betas are normalised.
     pub zscore: ZScore,
+    /// Also write the train betas averaged over repeats (`--average-train`).
     pub average_train: bool,
     /// Square size the images are resized to (None: theirs, when all share one).
     pub image_size: Option<usize>,
@@ -72,17 +76,23 @@ pub struct ExperimentOptions {
 /// What the run did.
 #[derive(Debug, Clone, Serialize)]
 pub struct ExperimentReport {
+    /// The prepared subject's folder.
     pub out: PathBuf,
+    /// Whether the folder already held this preparation (nothing was written).
     pub already_prepared: bool,
+    /// The label volume the ROIs were sampled from.
     pub atlas: PathBuf,
+    /// Whether it was on another grid and sampled by nearest neighbour.
     pub atlas_resampled: bool,
     /// The transform the runs' voxels went through into the atlas' space.
     pub atlas_transform: Option<PathBuf>,
+    /// Conditions in `glm.json`.
     pub n_conditions: usize,
     /// Conditions left out for want of an image (with `leave_out_missing`).
     pub left_out: Vec<String>,
     /// Voxel-sessions with zero variance (0 after z-scoring).
     pub constant_voxel_sessions: usize,
+    /// The subject's `subject.json`.
     pub meta: SubjectMeta,
 }
 
@@ -630,6 +640,7 @@ fn write_subject(plan: &Plan, staging: &Path) -> Result<(SubjectMeta, usize)> {
         .collect();
     let test_groups: Vec<Vec<usize>> = test_ids.iter().map(|&c| trials_of[c].clone()).collect();
     let train_groups: Vec<Vec<usize>> = train_ids.iter().map(|&c| trials_of[c].clone()).collect();
+    let out = Writer::new(staging);
     for atlas in &plan.atlases {
         let columns: Vec<usize> = atlas
             .columns
@@ -640,70 +651,46 @@ fn write_subject(plan: &Plan, staging: &Path) -> Result<(SubjectMeta, usize)> {
                     .expect("atlas voxels are in the union")
             })
             .collect();
-        let dir = staging.join("betas").join(&atlas.meta.name);
+        let name = &atlas.meta.name;
         let singles = group_means(
             &values,
             n,
             &train_rows.iter().map(|&t| vec![t]).collect::<Vec<_>>(),
             &columns,
         );
-        npy::write(
-            &dir.join("train.npy"),
-            &[train_rows.len(), columns.len()],
+        out.betas(
+            name,
+            Split::Train,
+            [train_rows.len(), columns.len()],
             &singles,
         )?;
         let test = group_means(&values, n, &test_groups, &columns);
-        npy::write(
-            &dir.join("test.npy"),
-            &[test_ids.len(), columns.len()],
-            &test,
-        )?;
+        out.betas(name, Split::Test, [test_ids.len(), columns.len()], &test)?;
         if plan.settings.average_train {
             let averaged = group_means(&values, n, &train_groups, &columns);
-            npy::write(
-                &dir.join("train_averaged.npy"),
-                &[train_ids.len(), columns.len()],
+            out.betas(
+                name,
+                Split::TrainAveraged,
+                [train_ids.len(), columns.len()],
                 &averaged,
             )?;
         }
-        let coords: Vec<i32> = atlas
+        let coords: Vec<[i32; 3]> = atlas
             .columns
             .iter()
-            .flat_map(|&c| plan.glm.timeseries.voxel_indices()[c].map(|x| x as i32))
+            .map(|&c| plan.glm.timeseries.voxel_indices()[c].map(|x| x as i32))
             .collect();
-        npy::write(
-            &staging.join(format!("rois/{}.npy", atlas.meta.name)),
-            &[atlas.columns.len(), 3],
-            &coords,
-        )?;
-        npy::write(
-            &staging.join(format!("rois/{}_labels.npy", atlas.meta.name)),
-            &[atlas.labels.len()],
-            &atlas.labels,
-        )?;
+        out.roi(name, &coords, &atlas.labels)?;
     }
-    let as_i64 = |ids: &[usize]| ids.iter().map(|&i| i as i64).collect::<Vec<_>>();
     let train_stimuli: Vec<usize> = train_rows
         .iter()
         .map(|&t| meta.trials[t].condition)
         .collect();
-    npy::write(
-        &staging.join("train_stimulus_ids.npy"),
-        &[train_stimuli.len()],
-        &as_i64(&train_stimuli),
-    )?;
-    npy::write(
-        &staging.join("train_image_ids.npy"),
-        &[train_ids.len()],
-        &as_i64(&train_ids),
-    )?;
-    npy::write(
-        &staging.join("test_stimulus_ids.npy"),
-        &[test_ids.len()],
-        &as_i64(&test_ids),
-    )?;
-    write_trial_table(plan, &sessions, staging)?;
-    write_stimuli(plan, staging)?;
+    out.row_ids(Split::Train, &train_stimuli)?;
+    out.row_ids(Split::TrainAveraged, &train_ids)?;
+    out.row_ids(Split::Test, &test_ids)?;
+    write_trial_table(plan, &sessions, &out)?;
+    write_stimuli(plan, &out)?;
     let n_sessions = sessions.iter().copied().max().unwrap_or(1);
     let mut roi_aliases = BTreeMap::new();
     if plan.settings.rois.iter().any(|r| r == "visual") {
@@ -732,11 +719,11 @@ fn write_subject(plan: &Plan, staging: &Path) -> Result<(SubjectMeta, usize)> {
             .setting_path("bids_root")
             .is_some_and(|root| crate::simulated::is_simulated(&root)),
     };
-    write_json_atomic(&staging.join("subject.json"), &subject_meta)?;
+    out.meta(&subject_meta)?;
     Ok((subject_meta, constant))
 }
 
-fn write_trial_table(plan: &Plan, sessions: &[usize], staging: &Path) -> Result<()> {
+fn write_trial_table(plan: &Plan, sessions: &[usize], out: &Writer) -> Result<()> {
     let mut table = String::from("trial\tsession\tsession_trial\tstimulus\tsplit\tcondition\n");
     let mut in_session: BTreeMap<usize, usize> = BTreeMap::new();
     for (t, trial) in plan.glm.meta.trials.iter().enumerate() {
@@ -755,34 +742,19 @@ fn write_trial_table(plan: &Plan, sessions: &[usize], staging: &Path) -> Result<
             sessions[t], trial.condition, plan.glm.meta.conditions[trial.condition]
         ));
     }
-    write_atomic(&staging.join("trials.tsv"), |w| {
-        w.write_all(table.as_bytes())
-    })
+    out.trials(&table)
 }
 
-fn write_stimuli(plan: &Plan, staging: &Path) -> Result<()> {
-    let [h, w] = plan.settings.image_size;
+fn write_stimuli(plan: &Plan, out: &Writer) -> Result<()> {
     let pixels: Vec<u8> = plan
         .images
         .iter()
         .flat_map(|im| im.pixels.clone())
         .collect();
-    npy::write(
-        &staging.join("stimuli/images.npy"),
-        &[plan.images.len(), h, w, 3],
-        &pixels,
-    )?;
-    let ids: Vec<i64> = (0..plan.used.len())
-        .filter(|&c| plan.used[c])
-        .map(|c| c as i64)
-        .collect();
-    npy::write(&staging.join("stimuli/ids.npy"), &[ids.len()], &ids)?;
-    let captions: BTreeMap<String, &Vec<String>> = plan
-        .captions
-        .iter()
-        .map(|(id, c)| (id.to_string(), c))
-        .collect();
-    write_json_atomic(&staging.join("stimuli/captions.json"), &captions)?;
+    out.images(plan.images.len(), plan.settings.image_size, &pixels)?;
+    let ids: Vec<usize> = (0..plan.used.len()).filter(|&c| plan.used[c]).collect();
+    out.stimulus_ids(&ids)?;
+    out.captions(&plan.captions)?;
     let names: BTreeMap<String, &String> = plan
         .glm
         .meta
@@ -792,7 +764,7 @@ fn write_stimuli(plan: &Plan, staging: &Path) -> Result<()> {
         .filter(|(id, _)| plan.used[*id])
         .map(|(id, name)| (id.to_string(), name))
         .collect();
-    write_json_atomic(&staging.join("stimuli/names.json"), &names)
+    write_json_atomic(&out.path("stimuli/names.json"), &names)
 }
 
 /// Runs `glm prepare`. Bad input fails before anything is written; a failure while writing

@@ -46,9 +46,13 @@ pub const DEFAULT_SCRUB: usize = 5;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Model {
+    /// The regressors as they are (`basic`).
     Basic,
+    /// And their squares, `_power2` (`power2`).
     Power2,
+    /// And their temporal derivatives, `_derivative1` (`derivatives`).
     Derivatives,
+    /// And derivatives, squares and squared derivatives (`full`).
     Full,
 }
 
@@ -87,17 +91,24 @@ impl Model {
 pub struct Scrub {
     /// Stretches of kept volumes shorter than this are censored too (0: none).
     pub min_segment: usize,
+    /// Framewise displacement above which a volume is censored, mm.
     pub fd_threshold: f64,
+    /// Standardised DVARS above which a volume is censored.
     pub std_dvars_threshold: f64,
 }
 
 /// A confound strategy (see the module documentation).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Strategy {
+    /// `motion:<model>`: the six rigid-body parameters.
     pub motion: Option<Model>,
+    /// `wm_csf:<model>`: mean white-matter and CSF signals.
     pub wm_csf: Option<Model>,
+    /// `global_signal:<model>`: the mean brain signal.
     pub global_signal: Option<Model>,
+    /// `high_pass`: fMRIPrep's discrete cosine drift regressors (`cosineNN`).
     pub high_pass: bool,
+    /// `scrub[:N]`: censor high-motion volumes.
     pub scrub: Option<Scrub>,
 }
 
@@ -329,7 +340,7 @@ pub fn short_segments(outliers: &[usize], n: usize, min_segment: usize) -> Vec<u
 /// Orthonormal basis (columns over the kept volumes) of the standardized confounds: QR with
 /// column pivoting by modified Gram–Schmidt, stopping when the largest remaining column norm
 /// (|R_ii|) is at most 100·ε. Input: confound columns over the kept volumes.
-/// Shape: out[k] has the length of the kept volumes.
+/// Shape: `out[k]` has the length of the kept volumes.
 pub fn confound_basis(columns: &[Vec<f64>]) -> Vec<Vec<f64>> {
     let mut rest: Vec<Vec<f64>> = columns.iter().map(|c| standardized(c)).collect();
     let mut basis: Vec<Vec<f64>> = Vec::new();

@@ -38,7 +38,9 @@ const OUTPUT_ENTITIES: [&str; 5] = ["space", "res", "den", "desc", "cohort"];
 /// CIFTI grayordinates.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Space {
+    /// The `space-` label (`MNI152NLin2009cAsym`, `T1w`, `fsLR`).
     pub label: String,
+    /// The `res-` entity (`2`), when asked for; none accepts a run of any resolution.
     pub res: Option<String>,
     /// CIFTI's density (`91k`, `170k`); none for volume spaces.
     pub den: Option<String>,
@@ -108,6 +110,7 @@ impl Space {
         }
     }
 
+    /// As `--space` takes it: `<label>[:res-<R>]`, `fsLR:den-<D>`.
     pub fn label(&self) -> String {
         match (&self.res, &self.den) {
             (_, Some(d)) => format!("{}:den-{d}", self.label),
@@ -158,7 +161,9 @@ pub fn is_cifti_run(path: &Path) -> bool {
 /// What `bids prepare --fmriprep` adds to the common options.
 #[derive(Debug, Clone, PartialEq)]
 pub struct FmriprepOptions {
+    /// The runs' space (`--space`).
     pub space: Space,
+    /// The confounds regressed out (`--confounds`).
     pub strategy: Strategy,
     /// The raw BIDS dataset, for events and per-second annotations (optional).
     pub raw_root: Option<PathBuf>,
@@ -538,10 +543,13 @@ fn legacy_confound_name(name: &str) -> Option<String> {
 /// One run's confounds, read and checked: the regressors over all rows and the censored rows.
 #[derive(Debug, Clone)]
 pub struct RunConfounds {
+    /// The confounds table read (`_desc-confounds_timeseries.tsv`, or the older `_regressors.tsv`).
     pub file: PathBuf,
+    /// The selected regressors' column names, in `regressors`' order.
     pub names: Vec<String>,
     /// Per regressor, shape (n_total,).
     pub regressors: Vec<Vec<f64>>,
+    /// Rows with a non-zero `non_steady_state` column (0-based), censored.
     pub non_steady_state: Vec<usize>,
     /// Scrubbed rows (FD / DVARS and the short segments).
     pub scrubbed: Vec<usize>,

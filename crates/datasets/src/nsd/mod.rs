@@ -14,59 +14,71 @@ pub const BETA_SCALE: f32 = 300.0;
 /// Paths of one subject's files under an NSD root.
 #[derive(Debug, Clone)]
 pub struct Layout {
+    /// The NSD root (holding `nsddata/`, `nsddata_betas/`, `nsddata_stimuli/`).
     pub root: PathBuf,
     /// 1-based subject number.
     pub subject: usize,
 }
 
 impl Layout {
+    /// The layout of subject `subject` (1-based) under `root`.
     pub fn new(root: &Path, subject: usize) -> Self {
         Layout {
             root: root.to_path_buf(),
             subject,
         }
     }
+    /// `subjNN` (`subj01`).
     pub fn subject_name(&self) -> String {
         format!("subj{:02}", self.subject)
     }
+    /// `nsddata/experiments/nsd/nsd_expdesign.mat`.
     pub fn expdesign(&self) -> PathBuf {
         self.root.join("nsddata/experiments/nsd/nsd_expdesign.mat")
     }
+    /// `nsddata/experiments/nsd/nsd_stim_info_merged.csv`.
     pub fn stim_info(&self) -> PathBuf {
         self.root
             .join("nsddata/experiments/nsd/nsd_stim_info_merged.csv")
     }
+    /// `nsddata/ppdata/subjNN/behav/responses.tsv`.
     pub fn responses(&self) -> PathBuf {
         self.root.join(format!(
             "nsddata/ppdata/{}/behav/responses.tsv",
             self.subject_name()
         ))
     }
+    /// `nsddata/ppdata/subjNN/func1pt8mm/roi/<atlas>.nii.gz`.
     pub fn roi_mask(&self, atlas: &str) -> PathBuf {
         self.root.join(format!(
             "nsddata/ppdata/{}/func1pt8mm/roi/{atlas}.nii.gz",
             self.subject_name()
         ))
     }
+    /// `nsddata/freesurfer/fsaverage/label/<atlas>.mgz.ctab`: the atlas's label names.
     pub fn color_table(&self, atlas: &str) -> PathBuf {
         self.root.join(format!(
             "nsddata/freesurfer/fsaverage/label/{atlas}.mgz.ctab"
         ))
     }
+    /// `nsddata_betas/ppdata/subjNN/func1pt8mm/betas_fithrf_GLMdenoise_RR`.
     pub fn betas_dir(&self) -> PathBuf {
         self.root.join(format!(
             "nsddata_betas/ppdata/{}/func1pt8mm/betas_fithrf_GLMdenoise_RR",
             self.subject_name()
         ))
     }
+    /// `betas_sessionNN.hdf5` in [`Layout::betas_dir`] (session 1-based).
     pub fn betas(&self, session: usize) -> PathBuf {
         self.betas_dir()
             .join(format!("betas_session{session:02}.hdf5"))
     }
+    /// `nsddata_stimuli/stimuli/nsd/nsd_stimuli.hdf5`.
     pub fn stimuli(&self) -> PathBuf {
         self.root
             .join("nsddata_stimuli/stimuli/nsd/nsd_stimuli.hdf5")
     }
+    /// `nsddata_stimuli/stimuli/nsd/annotations/captions_<split>.json` (`train2017`, `val2017`).
     pub fn captions(&self, split: &str) -> PathBuf {
         self.root.join(format!(
             "nsddata_stimuli/stimuli/nsd/annotations/captions_{split}.json"
@@ -147,6 +159,9 @@ fn one_based(path: &Path, name: &str, values: &[f64]) -> Result<Vec<usize>> {
 }
 
 impl ExpDesign {
+    /// Reads `sharedix`, `subjectim` and `masterordering`. Errors: the file unreadable, a
+    /// variable missing or not a positive whole number, `masterordering` outside `subjectim`'s
+    /// columns; each naming the file and variable.
     pub fn read(path: &Path) -> Result<Self> {
         let m = mat::read_matrices(path, &["sharedix", "subjectim", "masterordering"])?;
         let shared = one_based(path, "sharedix", m[0].as_vector(path, "sharedix")?)?;
@@ -186,8 +201,11 @@ impl ExpDesign {
 /// One row of `responses.tsv`.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Response {
+    /// Session, 1-based.
     pub session: usize,
+    /// Run within the session, 1-based.
     pub run: usize,
+    /// Trial within the run, 1-based.
     pub trial: usize,
     /// 0-based 73k id.
     pub stimulus: usize,
@@ -274,6 +292,7 @@ pub fn split_csv_line(line: &str) -> Vec<String> {
 /// COCO identity of each 73k image, from `nsd_stim_info_merged.csv`.
 #[derive(Debug, Clone)]
 pub struct CocoImage {
+    /// The image's COCO id (`cocoId`).
     pub coco_id: u64,
     /// `train2017` or `val2017`.
     pub split: String,
@@ -406,8 +425,11 @@ pub fn read_coco_captions(path: &Path) -> Result<HashMap<u64, Vec<String>>> {
 
 /// An HDF5 dataset opened for reading, with the path kept for messages.
 pub struct H5Dataset {
+    /// The HDF5 file.
     pub path: PathBuf,
+    /// The dataset's name in it.
     pub name: String,
+    /// The opened dataset.
     pub dataset: hdf5_reader::Dataset,
     _file: hdf5_reader::Hdf5File,
 }
@@ -415,13 +437,19 @@ pub struct H5Dataset {
 /// Element types of a dataset that this project reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum H5Kind {
+    /// 16-bit signed integers (NSD's betas).
     I16,
+    /// 8-bit unsigned integers (NSD's stimuli).
     U8,
+    /// 32-bit floats.
     F32,
+    /// 64-bit floats.
     F64,
 }
 
 impl H5Dataset {
+    /// Opens dataset `name` of the HDF5 file `path`; `what` describes the file for errors.
+    /// Errors: the file missing or not HDF5, no such dataset, each naming the file.
     pub fn open(path: &Path, name: &str, what: &str) -> Result<Self> {
         require_file(path, what)?;
         let file =
@@ -437,10 +465,12 @@ impl H5Dataset {
         })
     }
 
+    /// Size of each axis, slowest first (as h5py reports it).
     pub fn shape(&self) -> Vec<usize> {
         self.dataset.shape().iter().map(|&d| d as usize).collect()
     }
 
+    /// The element type, if one this project reads.
     pub fn kind(&self) -> Option<H5Kind> {
         use hdf5_reader::Datatype as D;
         match self.dataset.dtype() {

@@ -9,19 +9,17 @@ use super::{
     H5Kind, Layout, Response, BETA_SCALE,
 };
 use crate::error::{DataError, Result};
-use crate::prepared::{AtlasMeta, LabelMeta, SubjectMeta, FORMAT, FORMAT_VERSION};
-use brainrecon_core::fs::{
-    read_json, write_atomic, write_json_atomic, OutputDir, Refusals, Resume,
-};
+use crate::prepared::{AtlasMeta, LabelMeta, Split, SubjectMeta, Writer, FORMAT, FORMAT_VERSION};
+use brainrecon_core::fs::{read_json, OutputDir, Refusals, Resume};
 use brainrecon_core::progress::bar_aligned;
 use brainrecon_formats::image::RgbImage;
 use brainrecon_formats::nifti_io;
 use brainrecon_formats::npy;
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
+/// How betas are normalised (`--zscore`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ZScore {
@@ -41,31 +39,100 @@ impl ZScore {
     }
 }
 
+/// What `nsd prepare` reads and writes (see [`PrepareOptions::defaults`]).
 #[derive(Debug, Clone)]
 pub struct PrepareOptions {
+    /// The NSD root (holding `nsddata/`, `nsddata_betas/`, `nsddata_stimuli/`).
     pub nsd_root: PathBuf,
     /// 1-based.
     pub subject: usize,
+    /// The prepared subject's folder.
     pub out: PathBuf,
     /// 1-based; `None` means every session in responses.tsv.
     pub sessions: Option<Vec<usize>>,
+    /// Atlases to write (NSD's ROI file names, e.g. `nsdgeneral`).
     pub atlases: Vec<String>,
+    /// How betas are normalised.
     pub zscore: ZScore,
+    /// Also write the train betas averaged over repeats (`--average-train`).
     pub average_train: bool,
     /// Resize stimuli to this square size; `None` keeps NSD's.
     pub image_size: Option<usize>,
+    /// Whether to draw progress bars.
     pub progress: bool,
 }
 
+/// The atlases `nsd prepare` reads when none are named (the routes' default ROIs live in them).
+pub const DEFAULT_ATLASES: [&str; 3] = ["nsdgeneral", "streams", "prf-visualrois"];
+
+impl PrepareOptions {
+    /// `nsd prepare`'s defaults for NSD subject `subject` (1-based) under `nsd_root`, written
+    /// to `out`: every session, the [`DEFAULT_ATLASES`], betas z-scored per session, no train
+    /// averages, NSD's image size, no progress bars. Callers change single fields with
+    /// `PrepareOptions { sessions, ..PrepareOptions::defaults(…) }`.
+    pub fn defaults(nsd_root: &Path, subject: usize, out: &Path) -> PrepareOptions {
+        PrepareOptions {
+            nsd_root: nsd_root.to_path_buf(),
+            subject,
+            out: out.to_path_buf(),
+            sessions: None,
+            atlases: DEFAULT_ATLASES.map(String::from).to_vec(),
+            zscore: ZScore::Session,
+            average_train: false,
+            image_size: None,
+            progress: false,
+        }
+    }
+}
+
+/// What [`prepare`] did.
 #[derive(Debug, Clone, Serialize)]
 pub struct PrepareReport {
+    /// The prepared subject's folder.
     pub out: PathBuf,
+    /// Whether the folder already held this preparation (nothing was written).
     pub already_prepared: bool,
+    /// Sessions read and written by this call.
     pub sessions_processed: usize,
+    /// Sessions already finished by an interrupted call, skipped.
     pub sessions_resumed: usize,
     /// Voxel-sessions with zero variance (set to 0 after z-scoring).
     pub constant_voxel_sessions: usize,
+    /// The subject's `subject.json`.
     pub meta: SubjectMeta,
+}
+
+impl PrepareReport {
+    /// What was done, for people: the counts of the prepared subject and the sessions read,
+    /// or that the folder already held this preparation.
+    pub fn text(&self) -> String {
+        if self.already_prepared {
+            return crate::already_prepared_line(&self.out);
+        }
+        let m = &self.meta;
+        format!(
+            "prepared {} at {}: {} train trials ({} images), {} test images ({} trials); {} \
+             sessions read, {} resumed\n",
+            m.subject,
+            self.out.display(),
+            m.n_train_trials,
+            m.n_train_images,
+            m.n_test_images,
+            m.n_test_trials,
+            self.sessions_processed,
+            self.sessions_resumed
+        )
+    }
+
+    /// A note for standard error when voxel-sessions had zero variance.
+    pub fn note(&self) -> Option<String> {
+        (self.constant_voxel_sessions > 0).then(|| {
+            format!(
+                "note: {} voxel-sessions had zero variance and were set to 0",
+                self.constant_voxel_sessions
+            )
+        })
+    }
 }
 
 /// What the run will do, resolved and checked against the files.
@@ -593,16 +660,13 @@ fn run(plan: &Plan, staging: &Path, progress: bool) -> Result<(usize, usize, usi
         .flat_map(|s| &s.stimuli)
         .filter(|id| !plan.shared.contains(id))
         .count();
+    let out = Writer::new(staging);
     let mut train_writers = Vec::new();
     let mut test_sums = Vec::new();
     let mut train_sums = Vec::new();
     for atlas in &plan.atlases {
         let n = atlas.union_columns.len();
-        let dir = staging.join("betas").join(&atlas.meta.name);
-        train_writers.push(npy::Writer::<f32>::create(
-            &dir.join("train.npy"),
-            &[n_train, n],
-        )?);
+        train_writers.push(out.betas_rows(&atlas.meta.name, Split::Train, [n_train, n])?);
         test_sums.push(vec![0f32; plan.test_ids.len() * n]);
         if plan.settings.average_train {
             train_sums.push(vec![0f32; plan.train_image_ids.len() * n]);
@@ -642,7 +706,7 @@ fn run(plan: &Plan, staging: &Path, progress: bool) -> Result<(usize, usize, usi
                 }
                 "test"
             } else {
-                train_ids.push(id as i64);
+                train_ids.push(id);
                 let image = train_image_row[&id];
                 train_counts[image] += 1;
                 for (a, atlas) in plan.atlases.iter().enumerate() {
@@ -683,51 +747,28 @@ fn run(plan: &Plan, staging: &Path, progress: bool) -> Result<(usize, usize, usi
     };
     for (a, atlas) in plan.atlases.iter().enumerate() {
         let n = atlas.union_columns.len();
-        let dir = staging.join("betas").join(&atlas.meta.name);
-        npy::write(
-            &dir.join("test.npy"),
-            &[plan.test_ids.len(), n],
+        let name = &atlas.meta.name;
+        out.betas(
+            name,
+            Split::Test,
+            [plan.test_ids.len(), n],
             &averaged(&test_sums[a], &test_counts, n),
         )?;
         if plan.settings.average_train {
-            npy::write(
-                &dir.join("train_averaged.npy"),
-                &[plan.train_image_ids.len(), n],
+            out.betas(
+                name,
+                Split::TrainAveraged,
+                [plan.train_image_ids.len(), n],
                 &averaged(&train_sums[a], &train_counts, n),
             )?;
         }
-        let coords: Vec<i32> = atlas.coords.iter().flatten().copied().collect();
-        npy::write(
-            &staging.join(format!("rois/{}.npy", atlas.meta.name)),
-            &[atlas.coords.len(), 3],
-            &coords,
-        )?;
-        npy::write(
-            &staging.join(format!("rois/{}_labels.npy", atlas.meta.name)),
-            &[atlas.label_values.len()],
-            &atlas.label_values,
-        )?;
+        out.roi(name, &atlas.coords, &atlas.label_values)?;
     }
-    let as_i64 = |ids: &[usize]| ids.iter().map(|&i| i as i64).collect::<Vec<_>>();
-    npy::write(
-        &staging.join("train_stimulus_ids.npy"),
-        &[train_ids.len()],
-        &train_ids,
-    )?;
-    npy::write(
-        &staging.join("train_image_ids.npy"),
-        &[plan.train_image_ids.len()],
-        &as_i64(&plan.train_image_ids),
-    )?;
-    npy::write(
-        &staging.join("test_stimulus_ids.npy"),
-        &[plan.test_ids.len()],
-        &as_i64(&plan.test_ids),
-    )?;
-    write_atomic(&staging.join("trials.tsv"), |w| {
-        w.write_all(trial_table.as_bytes())
-    })?;
-    write_stimuli(plan, staging, progress)?;
+    out.row_ids(Split::Train, &train_ids)?;
+    out.row_ids(Split::TrainAveraged, &plan.train_image_ids)?;
+    out.row_ids(Split::Test, &plan.test_ids)?;
+    out.trials(&trial_table)?;
+    write_stimuli(plan, &out, progress)?;
 
     let meta = SubjectMeta {
         format: FORMAT.into(),
@@ -748,17 +789,16 @@ fn run(plan: &Plan, staging: &Path, progress: bool) -> Result<(usize, usize, usi
         roi_aliases: BTreeMap::new(),
         simulated: crate::simulated::is_simulated(&plan.settings.nsd_root),
     };
-    write_json_atomic(&staging.join("subject.json"), &meta)?;
+    out.meta(&meta)?;
     Ok((processed, resumed, constant))
 }
 
-fn write_stimuli(plan: &Plan, staging: &Path, progress: bool) -> Result<()> {
-    let images_path = staging.join("stimuli/images.npy");
+fn write_stimuli(plan: &Plan, out: &Writer, progress: bool) -> Result<()> {
     let [h, w] = plan.settings.image_size;
-    if !images_path.exists() {
+    if !out.images_path().exists() {
         let brick = H5Dataset::open(&plan.brick, "imgBrick", "NSD stimuli")?;
         let shape = brick.shape();
-        let mut writer = npy::Writer::<u8>::create(&images_path, &[plan.image_ids.len(), h, w, 3])?;
+        let mut writer = out.images_rows(plan.image_ids.len(), [h, w])?;
         let bar = bar_aligned(plan.image_ids.len() as u64, "stimuli", progress, 14);
         for &id in &plan.image_ids {
             let pixels = brick.read_rows_u8(id, 1)?;
@@ -769,14 +809,8 @@ fn write_stimuli(plan: &Plan, staging: &Path, progress: bool) -> Result<()> {
         bar.finish_and_clear();
         writer.finish()?;
     }
-    let ids: Vec<i64> = plan.image_ids.iter().map(|&i| i as i64).collect();
-    npy::write(&staging.join("stimuli/ids.npy"), &[ids.len()], &ids)?;
-    let captions: BTreeMap<String, &Vec<String>> = plan
-        .captions
-        .iter()
-        .map(|(id, c)| (id.to_string(), c))
-        .collect();
-    write_json_atomic(&staging.join("stimuli/captions.json"), &captions)
+    out.stimulus_ids(&plan.image_ids)?;
+    out.captions(&plan.captions)
 }
 
 /// Runs `nsd prepare`. Bad input fails before anything is written; a failure while reading

@@ -54,7 +54,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+/// `runset.json`'s format name.
 pub const FORMAT: &str = "brainrecon-runs";
+/// `runset.json`'s format version.
 pub const FORMAT_VERSION: u32 = 1;
 
 /// What was done to the recordings.
@@ -75,13 +77,14 @@ pub struct Preprocessing {
     pub confounds: Option<ConfoundsInfo>,
 }
 
-/// How fMRIPrep's confounds were regressed out (see [`confounds`]).
+/// How fMRIPrep's confounds were regressed out (see [`fmriprep::confounds`]).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ConfoundsInfo {
     /// `--confounds` in canonical form (`motion:full,wm_csf:basic,high_pass,scrub:5`, `none`).
     pub strategy: String,
-    /// FD (mm) and standardized-DVARS thresholds of `scrub`; none without it.
+    /// The framewise-displacement threshold of `scrub` (mm); none without it.
     pub fd_threshold: Option<f64>,
+    /// The standardized-DVARS threshold of `scrub`; none without it.
     pub std_dvars_threshold: Option<f64>,
     /// What it reproduces.
     pub reference: String,
@@ -114,17 +117,24 @@ pub struct RunConfoundsInfo {
 pub struct SourceInfo {
     /// `bids` or `ds005531`.
     pub layout: String,
+    /// The dataset root.
     pub root: PathBuf,
+    /// The tasks included, in `--task` order.
     pub tasks: Vec<String>,
 }
 
 /// One run of a run set.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RunInfo {
+    /// The run's BIDS entities without the subject (`task-movie_run-01`).
     pub name: String,
+    /// The `task-` label.
     pub task: String,
+    /// The `ses-` label, when the name has one.
     pub session: Option<String>,
+    /// The `run-` number, when the name has one.
     pub run: Option<u32>,
+    /// Rows (volumes) of the run's data.
     pub n_trs: usize,
     /// Time of row 0 in the recording's clock (the dropped seconds).
     pub start_seconds: f64,
@@ -151,18 +161,25 @@ pub struct RunInfo {
 /// `runset.json`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct RunSetMeta {
+    /// [`FORMAT`].
     pub format: String,
+    /// [`FORMAT_VERSION`].
     pub version: u32,
+    /// The subject label (`01`).
     pub subject: String,
     /// Seconds per volume.
     pub tr: f64,
+    /// Columns of every run's data (voxels or grayordinates).
     pub n_voxels: usize,
     /// (X, Y, Z)
     pub volume_shape: [usize; 3],
     /// Row-major voxel → world affine.
     pub affine: [[f64; 4]; 4],
+    /// What was done to the recordings.
     pub preprocessing: Preprocessing,
+    /// Where the runs came from.
     pub source: SourceInfo,
+    /// The runs, in `--task` order, then session and run number.
     pub runs: Vec<RunInfo>,
     /// CIFTI runs: what the columns are. `voxels.npy` then holds (g, 0, 0) for grayordinate
     /// g, `volume_shape` is [n, 1, 1] and `affine` the identity.
@@ -175,6 +192,7 @@ pub struct RunSetMeta {
 pub struct Grayordinates {
     /// The CIFTI file they were read from.
     pub source: PathBuf,
+    /// The brain models, in column order.
     pub models: Vec<GrayordinateModel>,
 }
 
@@ -185,7 +203,9 @@ pub struct GrayordinateModel {
     pub structure: String,
     /// `surface` (mesh vertices) or `voxels`.
     pub kind: String,
+    /// First column of the model.
     pub offset: usize,
+    /// Columns of the model.
     pub count: usize,
 }
 
@@ -265,30 +285,37 @@ impl RunSet {
         Ok(set)
     }
 
+    /// The run set's folder.
     pub fn root(&self) -> &Path {
         &self.root
     }
 
+    /// Its `runset.json`.
     pub fn meta(&self) -> &RunSetMeta {
         &self.meta
     }
 
+    /// Its runs, in order.
     pub fn runs(&self) -> &[RunInfo] {
         &self.meta.runs
     }
 
+    /// Seconds per volume.
     pub fn tr(&self) -> f64 {
         self.meta.tr
     }
 
+    /// Columns of every run's data.
     pub fn n_voxels(&self) -> usize {
         self.meta.n_voxels
     }
 
+    /// The volume grid (X, Y, Z) the voxels index ([n, 1, 1] for CIFTI runs).
     pub fn volume_shape(&self) -> [usize; 3] {
         self.meta.volume_shape
     }
 
+    /// Row-major voxel → world affine (mm; the identity for CIFTI runs).
     pub fn affine(&self) -> &[[f64; 4]; 4] {
         &self.meta.affine
     }

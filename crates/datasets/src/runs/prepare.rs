@@ -3,8 +3,8 @@
 //!
 //! Per run: the first `--drop-seconds` are cut, each voxel is detrended (see [`detrend`]) and
 //! z-scored over the run. fMRIPrep runs (see [`fmriprep`]) are not detrended: fMRIPrep's
-//! confounds are regressed out and the voxels z-scored as nilearn does (see [`confounds`]),
-//! censored rows written as zeros and listed per run.
+//! confounds are regressed out and the voxels z-scored as nilearn does (see
+//! [`fmriprep::confounds`]), censored rows written as zeros and listed per run.
 //!
 //! * **fMRIPrep's scrubbing and non-steady-state volumes** are read from the whole run's
 //!   table; `--drop-seconds` (default 0) then cuts the first volumes as for other layouts.
@@ -57,6 +57,7 @@ pub const DEFAULT_MASK_THRESHOLD: f64 = 0.2;
 /// Flat voxels a run may have, as a fraction of the voxels, before it is an error.
 pub const MAX_ZERO_VARIANCE_FRACTION: f64 = 0.01;
 
+/// The dataset layout the runs are read from (`bids prepare`'s `--layout`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Layout {
@@ -71,30 +72,40 @@ pub enum Layout {
     Nsd,
 }
 
+/// How the voxels are chosen (`--mask`, `--mask-threshold`).
 #[derive(Debug, Clone, PartialEq)]
 pub enum MaskChoice {
     /// The layout's default (see the module documentation).
     Auto,
+    /// `--mask FILE.nii[.gz]`: voxels whose value is > 0.
     File(PathBuf),
+    /// `--mask-threshold F`: voxels whose mean exceeds F × the mean image's 98th percentile.
     Threshold(f64),
 }
 
+/// What `bids prepare` reads and writes and how it processes the runs.
 #[derive(Debug, Clone)]
 pub struct PrepareOptions {
+    /// The dataset root (or fMRIPrep's output folder).
     pub root: PathBuf,
     /// BIDS label (`01`, `S01`; a `sub-` prefix is accepted).
     pub subject: String,
+    /// Task labels to include (`--task`), in the order the runs are written.
     pub tasks: Vec<String>,
     /// BIDS session labels to keep (empty: every session); a label ending in `*` keeps every
     /// session it begins (`perceptionNaturalImage*`).
     pub sessions: Vec<String>,
+    /// The output folder (the run set).
     pub out: PathBuf,
+    /// The dataset's layout.
     pub layout: Layout,
+    /// How the voxels are chosen.
     pub mask: MaskChoice,
     /// `None`: `median:120` for BIDS, `none` for ds005531 (already detrended).
     pub detrend: Option<Detrend>,
     /// `None`: 0 for BIDS, 20 for ds005531 (its dummy scans).
     pub drop_seconds: Option<f64>,
+    /// Whether to draw a progress bar.
     pub progress: bool,
     /// Keep the recordings in their units: no detrending, confound regression or z-scoring
     /// (what single-trial GLMs such as GLMsingle fit: they model drifts and confounds
@@ -102,13 +113,20 @@ pub struct PrepareOptions {
     pub keep_units: bool,
 }
 
+/// What [`prepare`] (or [`prepare_fmriprep`]) did.
 #[derive(Debug, Clone, Serialize)]
 pub struct PrepareReport {
+    /// The run set's folder.
     pub out: PathBuf,
+    /// Whether the folder already held this preparation (nothing was written).
     pub already_prepared: bool,
+    /// Runs read and written by this call.
     pub runs_processed: usize,
+    /// Runs already finished by an interrupted call, skipped.
     pub runs_resumed: usize,
+    /// Flat voxel-runs written as zeros.
     pub zero_variance_voxels: usize,
+    /// The run set's `runset.json`.
     pub meta: RunSetMeta,
 }
 

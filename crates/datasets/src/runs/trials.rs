@@ -44,9 +44,13 @@ pub struct Trial {
 /// All trials of a run set in GLMsingle's order (run, then onset).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Trials {
+    /// The events column the conditions were read from.
     pub column: String,
+    /// Distinct conditions, in order of first appearance.
     pub conditions: Vec<String>,
+    /// Every trial, by run, then onset.
     pub trials: Vec<Trial>,
+    /// Seconds each stimulus lasts (given, or the trials' median duration).
     pub stimdur: f64,
     /// The largest distance between an onset and its volume's time, seconds.
     pub largest_rounding: f64,

@@ -1,7 +1,7 @@
 //! Helpers shared by the golden tests.
 #![allow(dead_code)]
 
-use brainrecon_diffusion::weights::Weights;
+use brainrecon_nn::weights::Weights;
 /// The largest |a − b| of two tensors, and the largest |value| of one (to show a comparison
 /// is not between two near-zero tensors).
 #[allow(unused_imports)] // not every test file compares tensors

@@ -20,12 +20,14 @@ const WHAT: &str = "audio (WAV, FLAC, MP3 or OGG Vorbis)";
 pub struct Decoded {
     /// (channels, frames)
     pub channels: Vec<Vec<f32>>,
+    /// Sample rate (Hz).
     pub rate: u32,
     /// Packets the decoder rejected as malformed and skipped (their audio is missing).
     pub skipped_packets: usize,
 }
 
 impl Decoded {
+    /// Samples per channel (0 for no channels).
     pub fn frames(&self) -> usize {
         self.channels.first().map_or(0, Vec::len)
     }

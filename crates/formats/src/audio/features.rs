@@ -55,6 +55,7 @@ impl Biquad {
         }
     }
 
+    /// Filters one sample, returning the output sample.
     pub fn step(&mut self, x: f64) -> f64 {
         let y = self.b[0] * x + self.z[0];
         self.z[0] = self.b[1] * x - self.a[0] * y + self.z[1];

@@ -4,7 +4,7 @@
 //!
 //! - [`decode`]: WAV (PCM 8–32-bit, float), FLAC, MP3 and OGG Vorbis through symphonia (pure
 //!   Rust), every channel as `f32` in [-1, 1].
-//! - [`resample`]: a polyphase Kaiser-windowed-sinc resampler (scipy's `resample_poly` design;
+//! - [`mod@resample`]: a polyphase Kaiser-windowed-sinc resampler (scipy's `resample_poly` design;
 //!   the anti-aliasing filter is documented there).
 //! - [`features`]: low-level acoustic features per TR (band energies, spectral centroid, onset
 //!   strength).
@@ -60,7 +60,7 @@ impl Audio {
         self.samples.len() as f64 / self.rate as f64
     }
 
-    /// The same audio at `rate` samples per second ([`resample`]; a copy when the rate is
+    /// The same audio at `rate` samples per second ([`resample()`]; a copy when the rate is
     /// already `rate`).
     pub fn to_mono_at(&self, rate: u32) -> Result<Audio> {
         if rate == 0 {

@@ -89,9 +89,13 @@ pub fn lowpass(taps: usize, cutoff: f64, beta: f64) -> Vec<f64> {
 /// A resampler from one rate to another; build once, run on many signals.
 #[derive(Debug, Clone)]
 pub struct Resampler {
+    /// Input sample rate (Hz).
     pub from: u32,
+    /// Output sample rate (Hz).
     pub to: u32,
+    /// Upsampling factor: `to / gcd(from, to)`.
     pub up: usize,
+    /// Downsampling factor: `from / gcd(from, to)`.
     pub down: usize,
     half_len: usize,
     /// (2 · half_len + 1) taps, gain `up` at DC (it makes up for the inserted zeros).
@@ -133,6 +137,7 @@ impl Resampler {
         &self.filter
     }
 
+    /// Output samples for `input_len` input samples: `⌈input_len · up / down⌉`.
     pub fn output_len(&self, input_len: usize) -> usize {
         (input_len * self.up).div_ceil(self.down)
     }

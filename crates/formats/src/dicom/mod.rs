@@ -30,15 +30,20 @@ pub struct DicomVolume {
     pub affine: [[f64; 4]; 4],
     /// Rescaled values, x fastest.
     pub values: Vec<f32>,
+    /// Where the file sits in its series.
     pub series: SeriesPosition,
 }
 
 /// Where a file sits in its series: what a folder watcher orders and groups volumes by.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct SeriesPosition {
+    /// SeriesInstanceUID (0020,000E); empty when absent.
     pub series_uid: String,
+    /// SeriesNumber (0020,0011).
     pub series_number: Option<i64>,
+    /// AcquisitionNumber (0020,0012).
     pub acquisition_number: Option<i64>,
+    /// InstanceNumber (0020,0013).
     pub instance_number: Option<i64>,
     /// AcquisitionTime as written (HHMMSS.FFFFFF).
     pub acquisition_time: Option<String>,
@@ -48,7 +53,9 @@ pub struct SeriesPosition {
 /// multi-frame file) or one slice of a single-frame series.
 #[derive(Debug, Clone)]
 pub enum DicomFile {
+    /// A whole volume: a mosaic or an enhanced multi-frame file.
     Volume(DicomVolume),
+    /// One slice of a single-frame series.
     Slice(slices::DicomSlice),
 }
 

@@ -19,22 +19,30 @@ use std::path::Path;
 /// What unpacking and placing a mosaic needs.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MosaicHeader {
+    /// Rows of the whole mosaic image (Rows, 0028,0010).
     pub mosaic_rows: usize,
+    /// Columns of the whole mosaic image (Columns, 0028,0011).
     pub mosaic_columns: usize,
     /// Tiles per side of the mosaic.
     pub tiles: usize,
-    /// One slice's rows and columns, and the number of slices.
+    /// Rows of one slice: `mosaic_rows / tiles`.
     pub rows: usize,
+    /// Columns of one slice: `mosaic_columns / tiles`.
     pub columns: usize,
+    /// Slices in the volume (tiles in use): the CSA NumberOfImagesInMosaic or (0019,xx0A).
     pub slices: usize,
-    /// Unit direction (LPS) of increasing column index, of increasing row index, and of the
-    /// slices.
+    /// Unit LPS direction of increasing column index (ImageOrientationPatient's first three).
     pub row_direction: [f64; 3],
+    /// Unit LPS direction of increasing row index (ImageOrientationPatient's last three).
     pub column_direction: [f64; 3],
+    /// Unit LPS direction of increasing slice index (CSA SliceNormalVector, or the row ×
+    /// column cross product turned towards the head).
     pub slice_direction: [f64; 3],
-    /// Distance between rows, between columns and between slices (mm).
+    /// Distance between rows, mm (PixelSpacing's first value).
     pub row_spacing: f64,
+    /// Distance between columns, mm (PixelSpacing's second value).
     pub column_spacing: f64,
+    /// Distance between slices, mm (SpacingBetweenSlices, else SliceThickness).
     pub slice_spacing: f64,
     /// LPS position of the first slice's first voxel.
     pub first_voxel: [f64; 3],
@@ -49,6 +57,10 @@ pub fn tiles_for(slices: usize) -> usize {
 }
 
 impl MosaicHeader {
+    /// Reads a mosaic's tiling and geometry from a classic Siemens file, as dcm2niix does (see
+    /// the module's notes on a stripped CSA header). Errors name the file and the element: Rows
+    /// and Columns not a multiple of the tiles, a missing or zero ImageOrientationPatient,
+    /// non-positive PixelSpacing or slice spacing, a broken CSA header.
     #[allow(clippy::manual_is_multiple_of)] // `is_multiple_of` needs Rust 1.87
     pub fn read(path: &Path, object: &DefaultDicomObject) -> Result<MosaicHeader> {
         // No CSA header at all (stripped by an anonymiser) reads as an empty one; a CSA header

@@ -21,13 +21,17 @@ pub const MAX_SLICES: usize = 4096;
 /// The in-plane geometry every slice of a stack shares.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Plane {
+    /// Rows of a slice (Rows, 0028,0010).
     pub rows: usize,
+    /// Columns of a slice (Columns, 0028,0011).
     pub columns: usize,
-    /// Unit LPS directions of increasing column index and of increasing row index.
+    /// Unit LPS direction of increasing column index (ImageOrientationPatient's first three).
     pub row_direction: [f64; 3],
+    /// Unit LPS direction of increasing row index (ImageOrientationPatient's last three).
     pub column_direction: [f64; 3],
-    /// Distance between rows and between columns (mm): PixelSpacing's two values.
+    /// Distance between rows, mm (PixelSpacing's first value).
     pub row_spacing: f64,
+    /// Distance between columns, mm (PixelSpacing's second value).
     pub column_spacing: f64,
 }
 
@@ -114,16 +118,20 @@ impl Plane {
 pub struct PlacedSlice {
     /// LPS position of its first voxel.
     pub position: [f64; 3],
+    /// Rescaled values (RescaleSlope, RescaleIntercept), columns fastest.
     pub values: Vec<f32>,
 }
 
 /// One file of a single-frame series.
 #[derive(Debug, Clone)]
 pub struct DicomSlice {
+    /// The slice's in-plane geometry.
     pub plane: Plane,
+    /// Its position and values.
     pub slice: PlacedSlice,
     /// SpacingBetweenSlices or SliceThickness: the stack's spacing when it has one slice.
     pub nominal_spacing: Option<f64>,
+    /// Where the file sits in its series.
     pub series: SeriesPosition,
     /// TemporalPositionIdentifier (0020,0100): which volume of the run the slice belongs to,
     /// where the scanner writes it.

@@ -41,9 +41,11 @@ pub struct ScannerVolume<'a> {
     pub values: &'a [u16],
     /// A UID prefix the series' UIDs are made from (digits and dots).
     pub uid_root: &'a str,
+    /// SeriesNumber (0020,0011).
     pub series_number: u32,
     /// 1-based volume number (AcquisitionNumber; InstanceNumber of a volume file).
     pub volume: u32,
+    /// RepetitionTime (0018,0080), in ms.
     pub repetition_time_ms: f64,
 }
 

@@ -68,10 +68,12 @@ impl Mp4Video {
         })
     }
 
+    /// Frame count, rate (from the mean sample duration) and size (of the first picture).
     pub fn info(&self) -> &VideoInfo {
         &self.info
     }
 
+    /// The file opened.
     pub fn path(&self) -> &Path {
         &self.path
     }

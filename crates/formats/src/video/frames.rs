@@ -10,8 +10,11 @@ use std::path::{Path, PathBuf};
 /// The sidecar beside the frames.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct FramesMeta {
+    /// Frames per second.
     pub fps: f64,
+    /// Frame width in pixels.
     pub width: usize,
+    /// Frame height in pixels.
     pub height: usize,
     /// The number of frame files, where the writer recorded it (the simulator does).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -126,10 +129,12 @@ impl FrameFolder {
         })
     }
 
+    /// Frame count, rate and size (of the first frame).
     pub fn info(&self) -> &VideoInfo {
         &self.info
     }
 
+    /// The folder opened.
     pub fn path(&self) -> &Path {
         &self.dir
     }

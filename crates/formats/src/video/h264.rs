@@ -25,10 +25,15 @@ use std::path::Path;
 /// `⌈height/2⌉ × ⌈width/2⌉`, no padding.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct YuvFrame {
+    /// Luma width in pixels.
     pub width: usize,
+    /// Luma height in pixels.
     pub height: usize,
+    /// Luma plane, `height × width` row-major.
     pub y: Vec<u8>,
+    /// Cb plane, `⌈height/2⌉ × ⌈width/2⌉` row-major.
     pub u: Vec<u8>,
+    /// Cr plane, `⌈height/2⌉ × ⌈width/2⌉` row-major.
     pub v: Vec<u8>,
 }
 

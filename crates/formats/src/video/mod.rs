@@ -23,9 +23,13 @@ use std::path::Path;
 /// What a video holds.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct VideoInfo {
+    /// Number of frames.
     pub frames: usize,
+    /// Frames per second.
     pub fps: f64,
+    /// Frame width in pixels (of the first decoded frame).
     pub width: usize,
+    /// Frame height in pixels (of the first decoded frame).
     pub height: usize,
 }
 
@@ -38,7 +42,9 @@ impl VideoInfo {
 
 /// A video: an MP4 file or a frame folder, with one API.
 pub enum Video {
+    /// An H.264 MP4 file.
     Mp4(Mp4Video),
+    /// A folder of PNG/JPEG frames.
     Folder(FrameFolder),
 }
 
@@ -59,6 +65,7 @@ pub fn open_with_fps(path: &Path, fps: Option<f64>) -> Result<Video> {
 }
 
 impl Video {
+    /// Frame count, rate and size.
     pub fn info(&self) -> &VideoInfo {
         match self {
             Video::Mp4(v) => v.info(),
@@ -66,6 +73,7 @@ impl Video {
         }
     }
 
+    /// The file or folder opened.
     pub fn path(&self) -> &Path {
         match self {
             Video::Mp4(v) => v.path(),

@@ -13,6 +13,7 @@ use std::path::Path;
 pub struct Sample {
     /// Byte offset of the sample in the file.
     pub offset: u64,
+    /// Length of the sample in bytes (`stsz`).
     pub size: u32,
     /// Decoding time, in `timescale` units.
     pub decode_time: i64,
@@ -25,21 +26,28 @@ pub struct Sample {
 /// The `avcC` decoder configuration: parameter sets and the NAL length-prefix size.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AvcConfig {
+    /// H.264 `profile_idc` (66 Baseline, 77 Main, 100 High).
     pub profile: u8,
+    /// H.264 `level_idc` (e.g. 31 for level 3.1).
     pub level: u8,
     /// Bytes of the big-endian length before each NAL unit in a sample (1, 2 or 4).
     pub nal_length_size: usize,
+    /// Sequence parameter sets, NAL units without start codes.
     pub sps: Vec<Vec<u8>>,
+    /// Picture parameter sets, NAL units without start codes.
     pub pps: Vec<Vec<u8>>,
 }
 
 /// The first video track of an MP4 file.
 #[derive(Debug, Clone)]
 pub struct Track {
+    /// Time units per second of the media (`mdhd`).
     pub timescale: u32,
     /// Display size from the sample entry (`avc1`).
     pub width: u16,
+    /// Display height in pixels (`avc1`).
     pub height: u16,
+    /// The decoder configuration (`avcC`).
     pub avc: AvcConfig,
     /// In decoding order.
     pub samples: Vec<Sample>,

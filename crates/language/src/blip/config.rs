@@ -7,6 +7,7 @@
 
 use std::path::Path;
 
+use brainrecon_nn::vision_tower::VisionTowerConfig;
 use brainrecon_nn::weights::read_json;
 use brainrecon_nn::{ModelError, Result};
 use candle_core::Tensor;
@@ -29,6 +30,7 @@ pub enum Activation {
 }
 
 impl Activation {
+    /// The activation of a `hidden_act` name; errors list the supported names.
     pub fn parse(name: &str) -> std::result::Result<Self, String> {
         match name {
             "gelu" => Ok(Activation::Gelu),
@@ -55,76 +57,43 @@ impl Activation {
     }
 }
 
-/// transformers' `BlipVisionConfig` (defaults: ViT-B/16 at 384 px).
-#[derive(Clone, Debug, Deserialize, PartialEq)]
-#[serde(default)]
-pub struct BlipVisionConfig {
-    pub hidden_size: usize,
-    pub intermediate_size: usize,
-    pub projection_dim: usize,
-    pub num_hidden_layers: usize,
-    pub num_attention_heads: usize,
-    /// Side of the square images the position table was made for.
-    pub image_size: usize,
-    pub patch_size: usize,
-    pub hidden_act: String,
-    /// transformers' default is 1e-5; the published Salesforce ViT uses 1e-6.
-    pub layer_norm_eps: f64,
-}
+/// transformers' `BlipVisionConfig`: a ViT tower (its defaults: [`blip_vision_defaults`]).
+/// `layer_norm_eps`: transformers' default is 1e-5; the published Salesforce ViT uses 1e-6.
+pub type BlipVisionConfig = VisionTowerConfig;
 
-impl Default for BlipVisionConfig {
-    fn default() -> Self {
-        BlipVisionConfig {
-            hidden_size: 768,
-            intermediate_size: 3072,
-            projection_dim: 512,
-            num_hidden_layers: 12,
-            num_attention_heads: 12,
-            image_size: 384,
-            patch_size: 16,
-            hidden_act: "gelu".into(),
-            layer_norm_eps: 1e-5,
-        }
+/// transformers' `BlipVisionConfig` defaults (ViT-B/16 at 384 px).
+pub fn blip_vision_defaults() -> BlipVisionConfig {
+    VisionTowerConfig {
+        hidden_size: 768,
+        intermediate_size: 3072,
+        projection_dim: 512,
+        num_hidden_layers: 12,
+        num_attention_heads: 12,
+        num_channels: RGB,
+        image_size: 384,
+        patch_size: 16,
+        hidden_act: "gelu".into(),
+        layer_norm_eps: 1e-5,
     }
 }
 
-impl BlipVisionConfig {
-    /// Patches per side of the position table.
-    pub fn grid(&self) -> usize {
-        self.image_size / self.patch_size
-    }
+/// BLIP's image tower takes RGB images: transformers' `BlipVisionConfig` has no `num_channels`,
+/// so a key of that name is ignored.
+const RGB: usize = 3;
 
-    /// Rows of the position table: the class token and one per patch.
-    pub fn num_positions(&self) -> usize {
-        self.grid() * self.grid() + 1
-    }
-
-    pub fn activation(&self) -> Activation {
-        Activation::parse(&self.hidden_act).unwrap_or(Activation::Gelu)
-    }
-
-    /// Bounds every size-like field before any tensor is built (hostile `config.json` files).
-    fn validate(&self) -> std::result::Result<(), String> {
-        use brainrecon_nn::config_bounds::*;
-        encoder_trunk(
-            self.hidden_size,
-            self.num_attention_heads,
-            self.intermediate_size,
-            self.num_hidden_layers,
-        )?;
-        positive("projection_dim", self.projection_dim, MAX_CHANNELS)?;
-        square_patches(self.image_size, self.patch_size)?;
-        epsilon("layer_norm_eps", self.layer_norm_eps)?;
-        Activation::parse(&self.hidden_act)?;
-        Ok(())
-    }
+/// The vision MLP's activation ([`Activation::Gelu`] for an unknown name, which reading the
+/// config refuses).
+pub fn vision_activation(config: &BlipVisionConfig) -> Activation {
+    Activation::parse(&config.hidden_act).unwrap_or(Activation::Gelu)
 }
 
 /// A token id, a list of them, or null (transformers allows all three for `eos_token_id`).
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(untagged)]
 pub enum TokenIds {
+    /// A single id.
     One(u32),
+    /// Several ids.
     Many(Vec<u32>),
 }
 
@@ -132,27 +101,40 @@ pub enum TokenIds {
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(default)]
 pub struct BlipTextConfig {
+    /// Token embeddings (rows of `word_embeddings`).
     pub vocab_size: usize,
+    /// d: token width.
     pub hidden_size: usize,
     /// Width of the cross-attended states; [`BlipConfig`] sets it to the vision width.
     pub encoder_hidden_size: usize,
+    /// Width of the feed-forward's hidden layer.
     pub intermediate_size: usize,
+    /// Width of the image-text projection (not used by captioning).
     pub projection_dim: usize,
+    /// Decoder layers.
     pub num_hidden_layers: usize,
+    /// Attention heads (dividing `hidden_size`).
     pub num_attention_heads: usize,
+    /// Rows of the position table: the longest caption, prompt included.
     pub max_position_embeddings: usize,
+    /// The feed-forward's activation, an [`Activation`] name.
     pub hidden_act: String,
+    /// Epsilon of the LayerNorms.
     pub layer_norm_eps: f64,
     /// `[DEC]`, put at position 0 of every caption prompt.
     pub bos_token_id: Option<u32>,
     /// transformers' default 2; BLIP's generate stops on `sep_token_id` instead.
     pub eos_token_id: Option<TokenIds>,
+    /// The padding token (`[PAD]`).
     pub pad_token_id: Option<u32>,
     /// `[SEP]`, where captions end.
     pub sep_token_id: Option<u32>,
     /// Decoder layers have cross-attention (`crossattention.*`).
     pub is_decoder: bool,
+    /// The head's output projection is the word embeddings (unless the checkpoint has its own
+    /// `decoder.weight`, as transformers 5 reads it).
     pub tie_word_embeddings: bool,
+    /// Label smoothing of the captioning loss (0 = none; see [`crate::blip::lm_loss`]).
     pub label_smoothing: f64,
 }
 
@@ -181,6 +163,7 @@ impl Default for BlipTextConfig {
 }
 
 impl BlipTextConfig {
+    /// The feed-forward's activation ([`Activation::Gelu`] for an unknown name, which reading the config refuses).
     pub fn activation(&self) -> Activation {
         Activation::parse(&self.hidden_act).unwrap_or(Activation::Gelu)
     }
@@ -243,9 +226,13 @@ impl BlipTextConfig {
 /// transformers' `BlipConfig`: the two towers and the top-level keys captioning reads.
 #[derive(Clone, Debug, PartialEq)]
 pub struct BlipConfig {
+    /// `vision_config`.
     pub vision_config: BlipVisionConfig,
+    /// `text_config` (its `encoder_hidden_size` set to the vision width).
     pub text_config: BlipTextConfig,
+    /// Width of the image-text projection (not used by captioning).
     pub projection_dim: usize,
+    /// Top-level `tie_word_embeddings`.
     pub tie_word_embeddings: bool,
     /// `architectures` as written in the file (empty when absent).
     pub architectures: Vec<String>,
@@ -253,7 +240,7 @@ pub struct BlipConfig {
 
 impl Default for BlipConfig {
     fn default() -> Self {
-        BlipConfig::from_parts(BlipVisionConfig::default(), BlipTextConfig::default())
+        BlipConfig::from_parts(blip_vision_defaults(), BlipTextConfig::default())
     }
 }
 
@@ -295,12 +282,15 @@ impl BlipConfig {
             }
         };
         use brainrecon_nn::weights::from_json_value;
-        let vision_config: BlipVisionConfig = from_json_value(section("vision_config")?)
-            .map_err(|e| bad(format!("vision_config.{e}")))?;
+        let mut vision_config =
+            VisionTowerConfig::from_json(&section("vision_config")?, &blip_vision_defaults())
+                .map_err(|e| bad(format!("vision_config.{e}")))?;
+        vision_config.num_channels = RGB;
         let text_config: BlipTextConfig = from_json_value(section("text_config")?)
             .map_err(|e| bad(format!("text_config.{e}")))?;
         vision_config
             .validate()
+            .and_then(|()| Activation::parse(&vision_config.hidden_act).map(drop))
             .map_err(|m| bad(format!("vision_config.{m}")))?;
         text_config
             .validate()
@@ -387,7 +377,7 @@ mod tests {
     #[test]
     fn defaults_follow_transformers() {
         let c = parse(serde_json::json!({"model_type": "blip"})).unwrap();
-        assert_eq!(c.vision_config, BlipVisionConfig::default());
+        assert_eq!(c.vision_config, blip_vision_defaults());
         assert_eq!(c.vision_config.grid(), 24);
         assert_eq!(c.text_config.num_attention_heads, 8);
         assert_eq!(c.text_config.layer_norm_eps, 1e-12);

@@ -38,7 +38,7 @@ use brainrecon_nn::{ModelError, Result};
 use candle_core::{DType, Device, Tensor, Var, D};
 use candle_nn::VarBuilder;
 
-pub use config::{Activation, BlipConfig, BlipTextConfig, BlipVisionConfig};
+pub use config::{blip_vision_defaults, Activation, BlipConfig, BlipTextConfig, BlipVisionConfig};
 pub use interpolate::interpolate_position_table;
 pub use session::CaptionSession;
 pub use text::{
@@ -50,8 +50,11 @@ pub use vision::{BlipVisionModel, BlipVisionOutput};
 /// transformers' `BlipForConditionalGeneration`.
 #[derive(Clone, Debug)]
 pub struct BlipForConditionalGeneration {
+    /// `vision_model`: the image tower.
     pub vision_model: BlipVisionModel,
+    /// `text_decoder`: the BERT decoder with its language-model head.
     pub text_decoder: BlipTextLMHeadModel,
+    /// The model's config.
     pub config: BlipConfig,
 }
 
@@ -67,6 +70,8 @@ impl BlipForConditionalGeneration {
         Self::with_decoder_weight(vb, config, tie)
     }
 
+    /// Builds from a [`VarBuilder`] rooted at the checkpoint with the head's weight as
+    /// `decoder_weight` says; errors on a tensor `vb` lacks or misshapes.
     pub fn with_decoder_weight(
         vb: VarBuilder,
         config: &BlipConfig,

@@ -45,6 +45,7 @@ impl<'m> CaptionSession<'m> {
         })
     }
 
+    /// The key/value cache of the tokens seen so far.
     pub fn cache(&self) -> &TextKvCache {
         &self.cache
     }

@@ -61,12 +61,17 @@ fn checked_ids(input_ids: &Tensor, vocab: usize) -> Result<Tensor> {
 /// `bert.embeddings`: `word_embeddings` [V, d], `position_embeddings` [P, d], `LayerNorm`.
 #[derive(Clone, Debug)]
 pub struct BlipTextEmbeddings {
+    /// `word_embeddings`: [V, d].
     pub word_embeddings: Tensor,
+    /// `position_embeddings`: [P, d].
     pub position_embeddings: Tensor,
+    /// `LayerNorm` over the summed embeddings.
     pub layer_norm: LayerNorm,
 }
 
 impl BlipTextEmbeddings {
+    /// Reads `word_embeddings`, `position_embeddings` and `LayerNorm` under `vb`; errors on a
+    /// tensor `vb` lacks or misshapes.
     pub fn new(vb: VarBuilder, c: &BlipTextConfig) -> Result<Self> {
         let d = c.hidden_size;
         Ok(BlipTextEmbeddings {
@@ -108,9 +113,13 @@ impl BlipTextEmbeddings {
 /// `attention.self` / `crossattention.self`: `query`, `key`, `value` projections.
 #[derive(Clone, Debug)]
 pub struct BlipTextSelfAttention {
+    /// `query`: Linear d → d.
     pub query: Linear,
+    /// `key`: Linear kv width → d.
     pub key: Linear,
+    /// `value`: Linear kv width → d.
     pub value: Linear,
+    /// Attention heads.
     pub heads: usize,
 }
 
@@ -148,11 +157,15 @@ impl BlipTextSelfAttention {
 /// `…output` of an attention or feed-forward block: `LayerNorm(dense(x) + residual)`.
 #[derive(Clone, Debug)]
 pub struct BlipTextOutput {
+    /// `dense`: Linear in → d.
     pub dense: Linear,
+    /// `LayerNorm` after the residual sum.
     pub layer_norm: LayerNorm,
 }
 
 impl BlipTextOutput {
+    /// Reads `dense` (`in_dim` → d) and `LayerNorm` under `vb`; errors on a tensor `vb` lacks or
+    /// misshapes.
     pub fn new(vb: VarBuilder, c: &BlipTextConfig, in_dim: usize) -> Result<Self> {
         Ok(BlipTextOutput {
             dense: Linear::new(vb.pp("dense"), in_dim, c.hidden_size, true)?,
@@ -160,6 +173,7 @@ impl BlipTextOutput {
         })
     }
 
+    /// `x` [B, L, in] and `residual` [B, L, d] → `LayerNorm(dense(x) + residual)` [B, L, d].
     pub fn forward(&self, x: &Tensor, residual: &Tensor) -> Result<Tensor> {
         self.layer_norm
             .forward(&(self.dense.forward(x)? + residual)?)
@@ -169,11 +183,15 @@ impl BlipTextOutput {
 /// `attention` / `crossattention`: `self` (the projections) and `output`.
 #[derive(Clone, Debug)]
 pub struct BlipTextAttention {
+    /// `self`: the query, key and value projections.
     pub self_attention: BlipTextSelfAttention,
+    /// `output`: projection, residual and LayerNorm.
     pub output: BlipTextOutput,
 }
 
 impl BlipTextAttention {
+    /// Reads `self` and `output` under `vb`, keys and values from `kv_width`-wide states; errors on
+    /// a tensor `vb` lacks or misshapes.
     pub fn new(vb: VarBuilder, c: &BlipTextConfig, kv_width: usize) -> Result<Self> {
         Ok(BlipTextAttention {
             self_attention: BlipTextSelfAttention::new(vb.pp("self"), c, kv_width)?,
@@ -191,16 +209,21 @@ impl BlipTextAttention {
 /// `encoder.layer.{i}`.
 #[derive(Clone, Debug)]
 pub struct BlipTextLayer {
+    /// `attention`: causal or bidirectional self-attention.
     pub attention: BlipTextAttention,
     /// Present in decoders (`is_decoder`); used only when encoder states are given.
     pub crossattention: Option<BlipTextAttention>,
     /// `intermediate.dense`.
     pub intermediate: Linear,
+    /// The feed-forward's activation (`hidden_act`).
     pub activation: Activation,
+    /// `output`: feed-forward projection, residual and LayerNorm.
     pub output: BlipTextOutput,
 }
 
 impl BlipTextLayer {
+    /// Reads `attention`, `crossattention` (decoders), `intermediate.dense` and `output` under
+    /// `vb`; errors on a tensor `vb` lacks or misshapes.
     pub fn new(vb: VarBuilder, c: &BlipTextConfig) -> Result<Self> {
         let crossattention = if c.is_decoder {
             Some(BlipTextAttention::new(
@@ -293,6 +316,7 @@ pub struct TextInputs<'a> {
     /// [B, Lenc, encoder width], attended in full by every layer's cross-attention (None: the
     /// cross-attention blocks are skipped).
     pub encoder_hidden_states: Option<&'a Tensor>,
+    /// How the text's tokens attend to each other.
     pub mode: AttentionMode,
     /// Keep the embeddings' and every layer's output.
     pub output_hidden_states: bool,
@@ -350,13 +374,17 @@ fn self_attention_mask(
 /// `text_decoder.bert`: embeddings and `encoder.layer` (no pooler in the captioner).
 #[derive(Clone, Debug)]
 pub struct BlipTextModel {
+    /// `embeddings`.
     pub embeddings: BlipTextEmbeddings,
     /// `encoder.layer`.
     pub layers: Vec<BlipTextLayer>,
+    /// The tower's config.
     pub config: BlipTextConfig,
 }
 
 impl BlipTextModel {
+    /// Reads `embeddings` and `encoder.layer.{i}` under `vb`; errors on a tensor `vb` lacks or
+    /// misshapes.
     pub fn new(vb: VarBuilder, c: &BlipTextConfig) -> Result<Self> {
         let layers = (0..c.num_hidden_layers)
             .map(|i| BlipTextLayer::new(vb.pp("encoder").pp("layer").pp(i), c))
@@ -480,6 +508,7 @@ impl TextKvCache {
         self.len
     }
 
+    /// Whether no token has been seen.
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
@@ -556,8 +585,11 @@ pub enum DecoderWeight {
 /// `cls.predictions`: `transform.{dense, LayerNorm}`, `decoder` and `bias`.
 #[derive(Clone, Debug)]
 pub struct BlipTextPredictionHead {
+    /// `transform.dense`: Linear d → d.
     pub transform_dense: Linear,
+    /// The transform's activation (`hidden_act`).
     pub activation: Activation,
+    /// `transform.LayerNorm`.
     pub transform_layer_norm: LayerNorm,
     /// The weight `[V, d]` and the `bias` `[V]`.
     pub decoder: Linear,
@@ -616,6 +648,7 @@ pub struct TextOutput {
 /// transformers' `BlipTextLMHeadModel` (`text_decoder`): `bert` and `cls.predictions`.
 #[derive(Clone, Debug)]
 pub struct BlipTextLMHeadModel {
+    /// `bert`: the text tower.
     pub bert: BlipTextModel,
     /// `cls.predictions`.
     pub head: BlipTextPredictionHead,
@@ -633,6 +666,8 @@ impl BlipTextLMHeadModel {
         Self::with_decoder_weight(vb, c, tie)
     }
 
+    /// Builds the tower and head under `vb` with the head's weight as `decoder_weight` says; errors
+    /// on a tensor `vb` lacks or misshapes.
     pub fn with_decoder_weight(
         vb: VarBuilder,
         c: &BlipTextConfig,
@@ -648,6 +683,7 @@ impl BlipTextLMHeadModel {
         Ok(BlipTextLMHeadModel { bert, head })
     }
 
+    /// The text tower's config.
     pub fn config(&self) -> &BlipTextConfig {
         &self.bert.config
     }

@@ -13,22 +13,28 @@ use brainrecon_nn::{ModelError, Result};
 use candle_core::{Tensor, D};
 use candle_nn::VarBuilder;
 
-use super::config::{Activation, BlipVisionConfig};
+use super::config::{vision_activation, Activation, BlipVisionConfig};
 use super::interpolate::interpolate_position_table;
 
 /// `embeddings`: `class_embedding` [1, 1, d], `patch_embedding.{weight [d, 3, p, p], bias}`,
 /// `position_embedding` [1, 1 + g·g, d] (a bare parameter, no `.weight`).
 #[derive(Clone, Debug)]
 pub struct BlipVisionEmbeddings {
+    /// `class_embedding`: [1, 1, d].
     pub class_embedding: Tensor,
+    /// `patch_embedding` as a linear map over flattened patches, [d, 3·p·p].
     pub patch_embedding: Linear,
+    /// `position_embedding`: [1, 1 + g·g, d].
     pub position_embedding: Tensor,
+    /// p: side of the square patches, in pixels.
     pub patch_size: usize,
     /// Patches per side of the stored position table.
     pub grid: usize,
 }
 
 impl BlipVisionEmbeddings {
+    /// Reads `class_embedding`, `patch_embedding` and `position_embedding` under `vb`; errors on a
+    /// tensor `vb` lacks or misshapes.
     pub fn new(vb: VarBuilder, c: &BlipVisionConfig) -> Result<Self> {
         let d = c.hidden_size;
         let p = c.patch_size;
@@ -85,12 +91,16 @@ impl BlipVisionEmbeddings {
 /// `self_attn`: `qkv` [3d, d] (queries, keys, values, each head-major) and `projection`.
 #[derive(Clone, Debug)]
 pub struct BlipAttention {
+    /// `qkv`: Linear d → 3d.
     pub qkv: Linear,
+    /// `projection`: Linear d → d.
     pub projection: Linear,
+    /// Attention heads.
     pub heads: usize,
 }
 
 impl BlipAttention {
+    /// Reads `qkv` and `projection` under `vb`; errors on a tensor `vb` lacks or misshapes.
     pub fn new(vb: VarBuilder, c: &BlipVisionConfig) -> Result<Self> {
         let d = c.hidden_size;
         Ok(BlipAttention {
@@ -115,20 +125,25 @@ impl BlipAttention {
 /// `mlp`: `fc1` → activation → `fc2`.
 #[derive(Clone, Debug)]
 pub struct BlipMlp {
+    /// `fc1`: Linear d → intermediate.
     pub fc1: Linear,
+    /// `fc2`: Linear intermediate → d.
     pub fc2: Linear,
+    /// The activation between them (`hidden_act`).
     pub activation: Activation,
 }
 
 impl BlipMlp {
+    /// Reads `fc1` and `fc2` under `vb`; errors on a tensor `vb` lacks or misshapes.
     pub fn new(vb: VarBuilder, c: &BlipVisionConfig) -> Result<Self> {
         Ok(BlipMlp {
             fc1: Linear::new(vb.pp("fc1"), c.hidden_size, c.intermediate_size, true)?,
             fc2: Linear::new(vb.pp("fc2"), c.intermediate_size, c.hidden_size, true)?,
-            activation: c.activation(),
+            activation: vision_activation(c),
         })
     }
 
+    /// [B, L, d] → `fc2(act(fc1(x)))` [B, L, d].
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         let h = self.activation.forward(&self.fc1.forward(x)?)?;
         self.fc2.forward(&h)
@@ -138,13 +153,19 @@ impl BlipMlp {
 /// `encoder.layers.{i}`.
 #[derive(Clone, Debug)]
 pub struct BlipEncoderLayer {
+    /// `self_attn`.
     pub self_attn: BlipAttention,
+    /// LayerNorm before the attention.
     pub layer_norm1: LayerNorm,
+    /// `mlp`.
     pub mlp: BlipMlp,
+    /// LayerNorm before the MLP.
     pub layer_norm2: LayerNorm,
 }
 
 impl BlipEncoderLayer {
+    /// Reads `self_attn`, `layer_norm1`, `mlp` and `layer_norm2` under `vb`; errors on a tensor
+    /// `vb` lacks or misshapes.
     pub fn new(vb: VarBuilder, c: &BlipVisionConfig) -> Result<Self> {
         let (d, eps) = (c.hidden_size, c.layer_norm_eps);
         Ok(BlipEncoderLayer {
@@ -179,10 +200,13 @@ pub struct BlipVisionOutput {
 /// transformers' `BlipVisionModel`.
 #[derive(Clone, Debug)]
 pub struct BlipVisionModel {
+    /// `embeddings`.
     pub embeddings: BlipVisionEmbeddings,
     /// `encoder.layers`.
     pub layers: Vec<BlipEncoderLayer>,
+    /// `post_layernorm`, on every token of the last layer's output.
     pub post_layernorm: LayerNorm,
+    /// The tower's config.
     pub config: BlipVisionConfig,
 }
 

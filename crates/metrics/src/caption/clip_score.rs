@@ -41,7 +41,9 @@ pub struct ClipScores {
 /// item `i` owning the next `counts[i]` rows.
 #[derive(Debug, Clone, Copy)]
 pub struct ReferenceEmbeddings<'a> {
+    /// All references' embeddings, `(sum(counts), dim)` row-major.
     pub embeddings: &'a [f32],
+    /// Number of references of each item, `(n,)`.
     pub counts: &'a [usize],
 }
 

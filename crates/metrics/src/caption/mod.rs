@@ -36,13 +36,19 @@ use rouge::coco_rouge_l;
 /// ×10 in pycocoevalcap, so 100 here is pycocoevalcap's 1.0).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CaptionScores {
+    /// Corpus BLEU-1 (pycocoevalcap `Bleu(4)`).
     pub bleu_1: f64,
+    /// Corpus BLEU-2.
     pub bleu_2: f64,
+    /// Corpus BLEU-3.
     pub bleu_3: f64,
+    /// Corpus BLEU-4.
     pub bleu_4: f64,
-    /// `None` when no METEOR jar was given.
+    /// METEOR 1.5; `None` when no METEOR jar was given.
     pub meteor: Option<f64>,
+    /// ROUGE-L (pycocoevalcap `Rouge`, β = 1.2).
     pub rouge_l: f64,
+    /// CIDEr-D (pycocoevalcap `Cider`).
     pub cider: f64,
     /// CLIP-S (0 to 250), when embeddings were given.
     pub clip_s: Option<f64>,
@@ -65,9 +71,13 @@ impl CaptionScores {
 /// hypothesis order.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct CaptionItemScores {
+    /// BLEU-1..4 of each hypothesis, `(n, 4)`.
     pub bleu: Vec<[f64; 4]>,
+    /// METEOR of each hypothesis, `(n,)`; `None` without a METEOR jar.
     pub meteor: Option<Vec<f64>>,
+    /// ROUGE-L of each hypothesis, `(n,)`.
     pub rouge_l: Vec<f64>,
+    /// CIDEr-D of each hypothesis, `(n,)`.
     pub cider: Vec<f64>,
 }
 

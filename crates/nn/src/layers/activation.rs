@@ -14,7 +14,7 @@ use crate::kernels::softmax::SoftmaxF32;
 
 /// Numerically stable softmax over the last dimension, computed in f32 (f64 for f64 input)
 /// and returned in the input dtype. Differentiable: f32 on the CPU takes the one-pass op with
-/// its one-pass backward ([`SoftmaxF32`]); other tensors that track gradients are built from
+/// its one-pass backward (`SoftmaxF32`); other tensors that track gradients are built from
 /// elementary ops; otherwise (inference) candle's fused kernel, which has no backward pass,
 /// computes the same values faster.
 pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
@@ -47,7 +47,7 @@ pub fn softmax_last_dim_differentiable(x: &Tensor) -> Result<Tensor> {
 }
 
 /// Exact GELU, `x * Φ(x)` with the error function (torch `gelu(approximate="none")`).
-/// f32 CPU tensors take [`FastActivationF32`] (one pass forward, one backward when tracked).
+/// f32 CPU tensors take `FastActivationF32` (one pass forward, one backward when tracked).
 pub fn gelu(x: &Tensor) -> Result<Tensor> {
     match FastActivationF32::applies(x) {
         true => Ok(x.contiguous()?.apply_op1(FastActivationF32::GeluErf)?),
@@ -66,7 +66,7 @@ pub fn quick_gelu(x: &Tensor) -> Result<Tensor> {
     Ok(((x * 1.702)?.silu()? / 1.702)?)
 }
 
-/// `x * sigmoid(x)`. f32 CPU tensors take [`FastActivationF32`] (one pass forward, one
+/// `x * sigmoid(x)`. f32 CPU tensors take `FastActivationF32` (one pass forward, one
 /// backward when tracked).
 pub fn silu(x: &Tensor) -> Result<Tensor> {
     match FastActivationF32::applies(x) {

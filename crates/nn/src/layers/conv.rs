@@ -5,7 +5,7 @@ use candle_nn::VarBuilder;
 
 use crate::error::Result;
 
-/// 2-D convolution, parameters `weight` [out, in, k, k] and optional `bias` [out].
+/// 2-D convolution, parameters `weight` `[out, in, k, k]` and optional `bias` `[out]`.
 #[derive(Debug, Clone)]
 pub struct Conv2d {
     /// `[out, in, k, k]`.

@@ -7,7 +7,7 @@ use crate::error::{ModelError, Result};
 use crate::kernels::fused;
 use crate::kernels::linear::InferenceLinearF32;
 
-/// `y = x W^T + b`, parameters `weight` [out, in] and optional `bias` [out].
+/// `y = x W^T + b`, parameters `weight` `[out, in]` and optional `bias` `[out]`.
 #[derive(Debug, Clone)]
 pub struct Linear {
     /// `[out, in]`.

@@ -22,7 +22,7 @@ pub fn normalize_last_dim(x: &Tensor, eps: f64) -> Result<Tensor> {
     Ok(y.to_dtype(dtype)?)
 }
 
-/// Layer norm over the last dimension, parameters `weight` and `bias` [dim] when affine.
+/// Layer norm over the last dimension, parameters `weight` and `bias` `[dim]` when affine.
 #[derive(Debug, Clone)]
 pub struct LayerNorm {
     /// Scale `[dim]`, when affine.
@@ -82,7 +82,7 @@ impl LayerNorm {
     }
 }
 
-/// Group norm over [B, C, *] inputs, parameters `weight` and `bias` [C].
+/// Group norm over `[B, C, *]` inputs, parameters `weight` and `bias` `[C]`.
 #[derive(Debug, Clone)]
 pub struct GroupNorm {
     /// Scale `[C]`.
@@ -184,7 +184,7 @@ impl GroupNorm {
 }
 
 /// Batch norm over [B, C, *] (torch's `BatchNorm1d/2d`, affine, with running statistics):
-/// `weight`, `bias`, `running_mean`, `running_var` [C].
+/// `weight`, `bias`, `running_mean`, `running_var` `[C]`.
 ///
 /// In training ([`BatchNorm::forward_train`]) it normalises by the batch's own per-channel
 /// mean and biased variance, differentiates through them, and moves the running statistics

@@ -6,16 +6,18 @@ brainrecon-glm: TYPEA (on/off), TYPEB (library HRF per voxel), TYPEC (GLMdenoise
     results = GLM_single({"wantmemoryoutputs": [0, 0, 0, 1]}).fit(design, data, stimdur, tr)
     betas = results["typed"]["betasmd"]          # X x Y x Z x trials, percent signal change
 
-Differences from GLMsingle: files are written only when ``outputdir`` is given (GLMsingle
-writes into ./GLMestimatesingletrialoutputs by default); no figures and no run-wise FIR
-diagnostic (RUNWISEFIR.npy); the run-wise outputs (``R2run``, ``HRFindexrun``, ``FitHRFR2``,
-``FitHRFR2run``) are not computed; the noise pool's R² threshold starts its mixture from fixed
-quantiles instead of an unseeded random start. Options GLMsingle has and brainrecon does not
-implement are refused with a ValueError when set to anything but GLMsingle's default.
+As GLMsingle, the models ``wantfileoutputs`` asks for are written into ``outputdir``, by
+default ./GLMestimatesingletrialoutputs, here through the CLI's output-folder protocol (staged
+in ``<outputdir>.partial``, locked, moved into place whole). Differences from GLMsingle: no
+figures and no run-wise FIR diagnostic (RUNWISEFIR.npy); the run-wise outputs (``R2run``,
+``HRFindexrun``, ``FitHRFR2``, ``FitHRFR2run``) are not computed; the noise pool's R²
+threshold starts its mixture from fixed quantiles instead of an unseeded random start. Options
+GLMsingle has and brainrecon does not implement are refused with a ValueError when set to
+anything but GLMsingle's default.
 """
 
+import contextlib
 import os
-import shutil
 import sys
 import time
 import warnings
@@ -30,6 +32,8 @@ _FILES = ("TYPEA_ONOFF.npy", "TYPEB_FITHRF.npy", "TYPEC_FITHRF_GLMDENOISE.npy",
 # GLMsingle's Python fit's own voxel chunk is 50000; results do not depend on it, and this
 # one keeps a chunk's time series (all volumes x chunk, float64) small.
 _LARGEST_CHUNK = 1024
+# GLMsingle's folder for file outputs when no outputdir is given (in the working directory).
+_DEFAULT_OUTPUTDIR = "GLMestimatesingletrialoutputs"
 
 # GLMsingle's defaults (glmsingle/defaults.py at 1ab54a6), for the options brainrecon supports.
 _DEFAULTS = {
@@ -147,9 +151,11 @@ class GLM_single:
 
         design: a time x conditions array, or a list of them (one per run), 1 at each trial's
         onset. data: an X x Y x Z x time or voxels x time array, or a list of them.
-        stimdur, tr: seconds. outputdir: when given, GLMsingle's files (DESIGNINFO.npy and the
-        models ``wantfileoutputs`` asks for, each a pickled dict) are written there, replacing
-        the folder whole once all are written. The fit runs without the GIL."""
+        stimdur, tr: seconds. outputdir: where GLMsingle's files (DESIGNINFO.npy and the
+        models ``wantfileoutputs`` asks for, each a pickled dict) are written, replacing the
+        folder whole once all are written; by default ./GLMestimatesingletrialoutputs, as
+        GLMsingle. Nothing is written when ``wantfileoutputs`` asks for no model. Another
+        process writing the same folder raises ValueError. The fit runs without the GIL."""
         if figuredir is not None:
             raise ValueError("figuredir: brainrecon's GLM_single draws no figures; pass None")
         # GLMsingle completes its own params with what it derives (maxpolydeg, hrflibrary,
@@ -175,23 +181,26 @@ class GLM_single:
             print(f"brainrecon GLM_single: {n_runs} runs, {n_voxels} voxels, "
                   f"{designs[0].shape[1]} conditions, {len(design_info['stimorder'])} trials, "
                   f"stimulus {stimdur:.2f} s, TR {tr:.2f} s", file=sys.stderr)
-        extras = args.pop("extras")
-        # the native fit takes each run as time x voxels, C order (one copy, as GLMsingle's
-        # float32 conversion makes one)
-        series = [np.ascontiguousarray(r.T, dtype=np.float32) for r in runs]
-        raw = _native.glm_single_fit(series, [np.ascontiguousarray(d, dtype=np.float64)
-                                              for d in designs],
-                                     extras, stimdur, tr, progress=progress, **args)
-        del series
-        for note in raw["notes"]:
-            warnings.warn(note)
-        threshold = float(raw["r2_threshold"])
-        for key in ("brainR2", "pcR2cutoff"):
-            if _optional_number(params, key) is None and np.isfinite(threshold):
-                params[key] = threshold
-        results = _results(raw, xyz, n_voxels)
-        if outputdir is not None and any(files):
-            _write_outputs(os.fspath(outputdir), results, files, design_info, progress)
+        # the folder is taken before the fit, as GLMsingle makes it first: one that another
+        # process is writing, or that cannot be made, is refused before the work
+        with _output_folder(outputdir, files) as folder:
+            extras = args.pop("extras")
+            # the native fit takes each run as time x voxels, C order (one copy, as
+            # GLMsingle's float32 conversion makes one)
+            series = [np.ascontiguousarray(r.T, dtype=np.float32) for r in runs]
+            raw = _native.glm_single_fit(series, [np.ascontiguousarray(d, dtype=np.float64)
+                                                  for d in designs],
+                                         extras, stimdur, tr, progress=progress, **args)
+            del series
+            for note in raw["notes"]:
+                warnings.warn(note)
+            threshold = float(raw["r2_threshold"])
+            for key in ("brainR2", "pcR2cutoff"):
+                if _optional_number(params, key) is None and np.isfinite(threshold):
+                    params[key] = threshold
+            results = _results(raw, xyz, n_voxels)
+            if folder is not None:
+                _write_outputs(folder, results, files, design_info, progress)
         return {k: v for k, v in zip(_MODELS, (results.get(m) for m in _MODELS))
                 if v is not None and memory[_MODELS.index(k)]}
 
@@ -418,29 +427,36 @@ def _results(raw, xyz, n_voxels):
     return out
 
 
-def _write_outputs(outputdir, results, files, design_info, progress):
-    """GLMsingle's files, written into ``<outputdir>.partial`` and moved into place whole."""
-    outputdir = os.path.abspath(outputdir)
-    staging = outputdir + ".partial"
-    if os.path.exists(staging):
-        shutil.rmtree(staging)
-    os.makedirs(staging)
-    try:
-        np.save(os.path.join(staging, "DESIGNINFO.npy"), design_info, allow_pickle=True)
-        for name, file, wanted in zip(_MODELS, _FILES, files):
-            if wanted and name in results:
-                np.save(os.path.join(staging, file), results[name], allow_pickle=True)
-                if progress:
-                    print(f"saved {os.path.join(outputdir, file)}", file=sys.stderr)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
-    old = outputdir + ".old"
-    if os.path.exists(outputdir):
-        shutil.rmtree(old, ignore_errors=True)
-        os.rename(outputdir, old)
-    os.rename(staging, outputdir)
-    shutil.rmtree(old, ignore_errors=True)
+def _output_folder(outputdir, files):
+    """The folder of the files ``wantfileoutputs`` asks for (``outputdir``, by default
+    GLMsingle's ./GLMestimatesingletrialoutputs) as core's output folder, brainrecon._native's
+    OutputFolder: staged in ``<outputdir>.partial`` under the folder's lock, moved into place
+    whole when the block ends, removed (an earlier ``outputdir`` kept) when it raises. A
+    context giving None when no file is asked for."""
+    if not any(files):
+        return contextlib.nullcontext()
+    if outputdir is None:
+        outputdir = os.path.join(os.getcwd(), _DEFAULT_OUTPUTDIR)
+    return _native.OutputFolder(os.path.abspath(os.fspath(outputdir)))
+
+
+def _write_outputs(folder, results, files, design_info, progress):
+    """GLMsingle's files into the output folder's staging folder, each flushed to disk."""
+    staging = os.fspath(folder.path)
+    _save(os.path.join(staging, "DESIGNINFO.npy"), design_info)
+    for name, file, wanted in zip(_MODELS, _FILES, files):
+        if wanted and name in results:
+            _save(os.path.join(staging, file), results[name])
+            if progress:
+                print(f"saved {os.path.join(os.fspath(folder.out), file)}", file=sys.stderr)
+
+
+def _save(path, value):
+    """``np.save`` of a pickled dict, as GLMsingle writes it, flushed to disk."""
+    with open(path, "wb") as f:
+        np.save(f, value, allow_pickle=True)
+        f.flush()
+        os.fsync(f.fileno())
 
 
 __all__ = ["GLM_single"]

@@ -25,8 +25,11 @@ pub enum Candidates {
     /// concentration cycles through `concentrations` (himalaya's default is `[0.1, 1.0]`;
     /// `f64::INFINITY` gives uniform rows), from a ChaCha8 generator seeded with `seed`.
     Dirichlet {
+        /// Number of candidates, the uniform one included.
         n_iter: usize,
+        /// Dirichlet concentrations (> 0): candidate `i` uses `concentrations[i % len]`.
         concentrations: Vec<f64>,
+        /// Seed of the ChaCha8 generator.
         seed: u64,
     },
 }

@@ -34,7 +34,9 @@ pub struct BandedModel {
     pub x_mean: Vec<Vec<f32>>,
     /// Training target means (zeros without intercept).
     pub y_mean: Vec<f32>,
+    /// Whether bands and targets were centred ([`super::BandedRidgeCv::fit_intercept`]).
     pub fit_intercept: bool,
+    /// The validation score `cv_scores` holds.
     pub scoring: Scoring,
 }
 

@@ -57,11 +57,17 @@ pub const COLUMNS: [&str; 7] = [
 /// One cell of the 2 × 2.
 #[derive(Clone, Debug, Serialize)]
 pub struct Cell {
+    /// The cell's folder name: `none`, `patch`, `clip` or `patch+clip`.
     pub name: String,
+    /// The encoder's input patches.
     pub patch: Patch,
+    /// Weight of the CLIP alignment loss (0: off).
     pub clip_loss: f64,
+    /// The trained B2C folder, `<out>/<name>/model`.
     pub model: PathBuf,
+    /// Its reconstructions, `<out>/<name>/recon`.
     pub recon: PathBuf,
+    /// What its training did.
     pub training: TrainSummary,
     /// [`COLUMNS`] values: the mean over samples for the image and latent columns.
     pub values: [Option<f64>; 7],
@@ -70,10 +76,15 @@ pub struct Cell {
 /// The outcome of [`ablation`].
 #[derive(Clone, Debug, Serialize)]
 pub struct Ablation {
+    /// The ablation folder.
     pub out: PathBuf,
+    /// The four cells, in the paper's order.
     pub cells: Vec<Cell>,
+    /// `ablation.md`: ours and the paper's Table 1.
     pub markdown: PathBuf,
+    /// `ablation.html`: the same tables as a page.
     pub html: PathBuf,
+    /// `figure.png`: test stimuli beside each cell's first reconstruction.
     pub figure: PathBuf,
 }
 
@@ -82,10 +93,15 @@ pub struct AblationOptions<'a> {
     /// Training settings; `patch` and `clip_loss` are set per cell (`clip_loss` here is the
     /// weight of the cells with the CLIP loss).
     pub train: TrainOptions,
+    /// Reconstruction settings of every cell (`method` is set to B2C).
     pub recon: ReconstructOptions,
+    /// The features folder with the images' VAE latents and CLIP text contexts.
     pub features: PathBuf,
+    /// The metric suite's networks, for each cell's evaluation.
     pub networks: &'a Networks,
+    /// Precision of the reconstructions' weights (training runs in f32).
     pub dtype: DType,
+    /// Where training and sampling run.
     pub device: Device,
     /// Rows of the figure.
     pub figure_rows: usize,
@@ -177,6 +193,7 @@ fn run_cell(
             meteor_jar: None,
             clip_score_model: None,
         },
+        super::metrics::extras,
     )?;
     Ok(Cell {
         name: name.into(),
@@ -349,6 +366,6 @@ fn write_figure(subject: &PreparedSubject, cells: &[Cell], path: &Path, rows: us
         }
         grid.push(row);
     }
-    write_png(path, &super::chart::comparison_grid(&grid, 96))?;
+    write_png(path, &crate::score::report::comparison_grid(&grid, 96))?;
     Ok(())
 }

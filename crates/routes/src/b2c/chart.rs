@@ -4,7 +4,6 @@
 
 use super::train::StepLoss;
 use crate::error::Result;
-use brainrecon_formats::image::RgbImage;
 use std::path::Path;
 
 pub use brainrecon_zoo::chart::{loss_png, loss_svg, smoothed, write_series_charts, Series};
@@ -39,30 +38,10 @@ pub fn write_loss_charts(out: &Path, losses: &[StepLoss]) -> Result<()> {
     )?)
 }
 
-/// Figure 3's layout: one row per image, the stimulus then each condition, `cell` px squares
-/// with a 4 px white gutter.
-pub fn comparison_grid(rows: &[Vec<RgbImage>], cell: usize) -> RgbImage {
-    let cols = rows.first().map_or(0, Vec::len);
-    let gap = 4;
-    let (w, h) = (cols * (cell + gap) + gap, rows.len() * (cell + gap) + gap);
-    let mut pixels = vec![255u8; w * h * 3];
-    for (r, row) in rows.iter().enumerate() {
-        for (c, image) in row.iter().enumerate() {
-            let im = image.resize(cell, cell);
-            let (x0, y0) = (gap + c * (cell + gap), gap + r * (cell + gap));
-            for y in 0..cell {
-                let dst = ((y0 + y) * w + x0) * 3;
-                pixels[dst..dst + cell * 3]
-                    .copy_from_slice(&im.pixels[y * cell * 3..(y + 1) * cell * 3]);
-            }
-        }
-    }
-    RgbImage::new(h, w, pixels)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::score::report::comparison_grid;
 
     #[test]
     fn charts_draw_decreasing_losses() {

@@ -42,6 +42,10 @@ pub enum Patch {
 }
 
 impl Patch {
+    /// Parses `--patch`: `roi` or `none`.
+    ///
+    /// # Errors
+    /// [`RouteError::Usage`] for anything else.
     pub fn parse(text: &str) -> Result<Self> {
         match text {
             "roi" => Ok(Patch::Roi),
@@ -52,6 +56,7 @@ impl Patch {
         }
     }
 
+    /// The name [`Patch::parse`] reads.
     pub fn name(self) -> &'static str {
         match self {
             Patch::Roi => "roi",
@@ -65,8 +70,11 @@ impl Patch {
 /// `betas/nsdgeneral/*.npy`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct VoxelLayout {
+    /// Whether the voxels are split into anatomical groups.
     pub patch: Patch,
+    /// The groups in input order, each with its voxel count and tokens.
     pub groups: Vec<VoxelGroup>,
+    /// For each input column, the nsdgeneral column it reads.
     pub columns: Vec<usize>,
 }
 

@@ -6,7 +6,7 @@ use super::B2cRecord;
 use crate::decode::features::{load_features, mean_of_ids, FeatureKind};
 use crate::error::{Result, RouteError};
 use crate::linear::Manifest;
-use crate::score::evaluate::{latent_metrics, EvalRow};
+use crate::score::evaluate::{latent_metrics, EvalContext, EvalExtras, EvalRow};
 use brainrecon_datasets::prepared::PreparedSubject;
 use brainrecon_formats::npy;
 use brainrecon_metrics::vector;
@@ -90,4 +90,45 @@ pub fn context_row(
         context_two_way: ident.two_way_latent,
         ..EvalRow::default()
     })
+}
+
+/// B2C's part of an evaluation: the samples' latent scores and the context row.
+struct B2cExtras<'a> {
+    subject: &'a PreparedSubject,
+    dir: &'a Path,
+    manifest: &'a Manifest,
+    record: B2cRecord,
+}
+
+impl EvalExtras for B2cExtras<'_> {
+    fn sample_latents(&self) -> Result<Vec<EvalRow>> {
+        sample_latent_rows(self.subject, self.dir, self.manifest, &self.record)
+    }
+
+    fn rows(&self) -> Result<Vec<EvalRow>> {
+        Ok(vec![context_row(
+            self.subject,
+            self.dir,
+            self.manifest,
+            &self.record,
+        )?])
+    }
+}
+
+/// B2C's extras for a reconstruction made by B2C (its manifest names the B2C record), else none.
+pub fn eval_extras<'a>(context: &EvalContext<'a>) -> Result<Option<Box<dyn EvalExtras + 'a>>> {
+    let Some(record) = context.manifest.b2c.as_deref() else {
+        return Ok(None);
+    };
+    Ok(Some(Box::new(B2cExtras {
+        subject: context.subject,
+        dir: context.dir,
+        manifest: context.manifest,
+        record: B2cRecord::load(record)?,
+    })))
+}
+
+/// The finder of B2C's extras alone (the ablation's runs have no captions).
+pub fn extras<'a>(context: &EvalContext<'a>) -> Result<Vec<Box<dyn EvalExtras + 'a>>> {
+    Ok(eval_extras(context)?.into_iter().collect())
 }

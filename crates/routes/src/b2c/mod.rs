@@ -13,6 +13,7 @@ pub mod reconstruct;
 pub mod request;
 pub mod train;
 
+pub use crate::decode::options::Tune;
 use crate::error::{Result, RouteError};
 use brainrecon_brain::b2c::BrainToContextEncoder;
 use brainrecon_core::fs::read_json;
@@ -26,22 +27,34 @@ use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 use train::TrainOptions;
 
+/// The `format` of a B2C folder's [`B2cRecord`].
 pub const B2C_FORMAT: &str = "brainrecon-b2c";
+/// The record of a finished training, [`B2cRecord`] (written last: its presence means done).
 pub const RECORD_FILE: &str = "training.json";
+/// Per-step losses ([`train::StepLoss`]), a JSON list.
 pub const LOSSES_FILE: &str = "losses.json";
+/// The encoder's folder: `config.json` and `model.safetensors`.
 pub const ENCODER_DIR: &str = "encoder";
+/// The tuned U-Net tensors only, with diffusers' names.
 pub const TUNED_UNET_FILE: &str = "unet/tuned.safetensors";
 
 /// What the U-Net learns to predict.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Objective {
+    /// ε-prediction: the noise added (SD 1.x's).
     Eps,
+    /// v-prediction (Salimans & Ho 2022).
     V,
+    /// The clean latent x₀ itself.
     X0,
 }
 
 impl Objective {
+    /// Parses `--objective`: `eps`/`epsilon`, `v`/`v-prediction` or `x0`/`sample`.
+    ///
+    /// # Errors
+    /// [`RouteError::Usage`] for anything else.
     pub fn parse(text: &str) -> Result<Self> {
         match text {
             "eps" | "epsilon" => Ok(Objective::Eps),
@@ -53,6 +66,7 @@ impl Objective {
         }
     }
 
+    /// The scheduler's prediction type for this objective.
     pub fn prediction_type(self) -> PredictionType {
         match self {
             Objective::Eps => PredictionType::Epsilon,
@@ -62,69 +76,45 @@ impl Objective {
     }
 }
 
-/// Which U-Net tensors are trained with the encoder.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Tune {
-    /// Every U-Net weight (the paper).
-    Unet,
-    /// Only the cross-attention keys and values (`attn2.to_k`, `attn2.to_v`).
-    AttnKv,
-    /// The U-Net stays as it is.
-    None,
-}
-
-impl Tune {
-    pub fn parse(text: &str) -> Result<Self> {
-        match text {
-            "unet" => Ok(Tune::Unet),
-            "attn-kv" => Ok(Tune::AttnKv),
-            "none" => Ok(Tune::None),
-            other => Err(RouteError::Usage(format!(
-                "--tune: expected unet, attn-kv or none, found '{other}'"
-            ))),
-        }
-    }
-
-    /// The flag value [`Tune::parse`] reads.
-    pub fn name(self) -> &'static str {
-        match self {
-            Tune::Unet => "unet",
-            Tune::AttnKv => "attn-kv",
-            Tune::None => "none",
-        }
-    }
-
-    /// Whether the U-Net tensor `name` (diffusers naming) is trained.
-    pub fn selects(self, name: &str) -> bool {
-        match self {
-            Tune::Unet => true,
-            Tune::AttnKv => name.contains("attn2.to_k.") || name.contains("attn2.to_v."),
-            Tune::None => false,
-        }
-    }
-}
-
 /// `training.json` of a B2C folder.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct B2cRecord {
+    /// Always [`B2C_FORMAT`].
     pub format: String,
+    /// The subject trained on.
     pub subject: String,
+    /// Its prepared folder.
     pub subject_dir: PathBuf,
+    /// The atlas whose voxels are the input ([`groups::INPUT_ATLAS`]).
     pub input_atlas: String,
+    /// The voxel groups and the column order of the input.
     pub layout: VoxelLayout,
+    /// The Stable Diffusion model as named at training.
     pub model: String,
+    /// [`brainrecon_diffusion::weights::ModelDir::fingerprint`] of its files, checked at load.
     pub model_fingerprint: String,
+    /// The training settings.
     pub options: TrainOptions,
+    /// Single-trial training rows.
     pub n_train_trials: usize,
+    /// Trainable values of the encoder.
     pub encoder_parameters: usize,
+    /// Trainable values of the U-Net (0 with `--tune none`).
     pub tuned_unet_parameters: usize,
+    /// Mean wall time of a training step in this run (seconds).
     pub seconds_per_step: f64,
+    /// The features folder with the images' VAE latents and CLIP text contexts.
     pub features: PathBuf,
+    /// (software, version) pairs.
     pub versions: Vec<(String, String)>,
 }
 
 impl B2cRecord {
+    /// Reads `dir/training.json`.
+    ///
+    /// # Errors
+    /// [`RouteError::Missing`] when absent (not a finished training); a `format` other than
+    /// [`B2C_FORMAT`].
     pub fn load(dir: &Path) -> Result<Self> {
         let path = dir.join(RECORD_FILE);
         if !path.exists() {
@@ -148,8 +138,11 @@ impl B2cRecord {
 
 /// A trained B2C folder ready to reconstruct: its record and encoder.
 pub struct B2c {
+    /// The B2C folder.
     pub dir: PathBuf,
+    /// Its `training.json`.
     pub record: B2cRecord,
+    /// The trained encoder: betas `[n, n_voxels]` → context `[n, T, D]`.
     pub encoder: BrainToContextEncoder,
 }
 

@@ -28,8 +28,8 @@ pub struct TrainingRequest {
     /// Where the images' latents and contexts are computed once (default
     /// SUBJECT/features/full-size).
     pub features: Option<PathBuf>,
-    /// cpu, cuda or cuda:N.
-    pub device: String,
+    /// Where the models run.
+    pub device: brainrecon_core::Device,
     /// Draw progress bars.
     pub progress: bool,
 }
@@ -57,7 +57,7 @@ impl TrainingRequest {
 pub fn train_request(t: &TrainingRequest, patch: &str, out: &Path) -> Result<TrainSummary> {
     let options = t.options(Patch::parse(patch)?)?;
     let subject = PreparedSubject::open(&t.subject)?;
-    let device = crate::decode::options::device(&t.device)?;
+    let device = crate::decode::options::open_device(t.device)?;
     let sd = StableDiffusion::load(&t.model, DType::F32, &device)?;
     let bar = crate::progress::bar(options.steps as u64, "b2c train", t.progress);
     let summary = train(
@@ -120,7 +120,7 @@ pub fn ablation_request(t: &TrainingRequest, a: &AblationRequest, out: &Path) ->
         return Err(RouteError::Usage("--samples must be at least 1".into()));
     }
     let subject = PreparedSubject::open(&t.subject)?;
-    let device = crate::decode::options::device(&t.device)?;
+    let device = crate::decode::options::open_device(t.device)?;
     let networks = Networks::load(None, None, Protocol::MindEye, &device)?;
     let options = AblationOptions {
         train: train_options,

@@ -42,15 +42,21 @@ use std::path::{Path, PathBuf};
 /// Settings of one training run (all recorded; a resume must use the same).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainOptions {
+    /// The encoder's input patches (anatomical groups or one of all voxels).
     pub patch: Patch,
     /// Weight W of the CLIP alignment loss W·(MSE + 1 − cos); 0 turns it off.
     pub clip_loss: f64,
+    /// What the U-Net learns to predict.
     pub objective: Objective,
+    /// Which U-Net tensors are trained with the encoder.
     pub tune: Tune,
+    /// Optimiser steps.
     pub steps: usize,
+    /// Trials per step.
     pub batch: usize,
     /// Peak learning rate (warm-up then cosine decay).
     pub lr: f64,
+    /// Seed of every random draw (initialisation, batches, timesteps, noise, dropout).
     pub seed: u64,
     /// Transformer blocks of the encoder (6 in the paper).
     pub layers: usize,
@@ -59,6 +65,7 @@ pub struct TrainOptions {
     /// Share of samples whose context is replaced by the empty prompt's, so that guidance
     /// against the empty prompt works at reconstruction.
     pub context_dropout: f64,
+    /// Steps between resumable checkpoints in `<out>/.train/`.
     pub checkpoint_every: usize,
 }
 
@@ -121,20 +128,30 @@ impl TrainOptions {
 /// One step's losses.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StepLoss {
+    /// The loss optimised: diffusion + W × clip.
     pub total: f64,
+    /// MSE of the U-Net's prediction against the objective's target.
     pub diffusion: f64,
+    /// MSE + 1 − cosine of the encoder's context against the true CLIP text context (0 when W is 0).
     pub clip: f64,
 }
 
 /// What [`train`] did.
 #[derive(Clone, Debug, Serialize)]
 pub struct TrainSummary {
+    /// The B2C folder written.
     pub out: PathBuf,
+    /// Steps of the whole training.
     pub steps: usize,
+    /// The checkpoint's step this run resumed from, if any.
     pub resumed_from: Option<usize>,
+    /// Trainable values of the encoder.
     pub encoder_parameters: usize,
+    /// Trainable values of the U-Net.
     pub tuned_unet_parameters: usize,
+    /// The last step's losses.
     pub final_loss: StepLoss,
+    /// Mean wall time of a step in this run (seconds).
     pub seconds_per_step: f64,
 }
 
@@ -230,6 +247,7 @@ pub struct BatchInputs<'a> {
     pub latents: &'a Tensor,
     /// [B, C, h, w] ε.
     pub noise: &'a Tensor,
+    /// [B] diffusion timesteps, each in `0..num_train_timesteps`.
     pub timesteps: &'a [usize],
     /// [B, T, D] the CLIP text context of the images' captions.
     pub true_context: &'a Tensor,

@@ -15,11 +15,11 @@ pub const CLIPSCORE_PREFIX: &str = "A photo depicts ";
 /// L2-normalised CLIP embeddings, one row per text or image.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClipScoreEmbeddings {
-    /// [n][d]: the stimuli.
+    /// `[n][d]`: the stimuli.
     pub images: Vec<Vec<f32>>,
-    /// [n][d]: the decoded captions.
+    /// `[n][d]`: the decoded captions.
     pub captions: Vec<Vec<f32>>,
-    /// [n][k_i][d]: each image's true captions (k_i may be 0).
+    /// `[n][k_i][d]`: each image's true captions (k_i may be 0).
     pub references: Vec<Vec<Vec<f32>>>,
 }
 

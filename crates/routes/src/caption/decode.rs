@@ -23,13 +23,20 @@ use std::path::Path;
 /// The search settings (the published ones by default).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CaptionOptions {
+    /// Beam width (3; 1 runs greedy search).
     pub num_beams: usize,
+    /// Longest caption in tokens, prompt included (20).
     pub max_length: usize,
+    /// Shortest caption in tokens, prompt included (5).
     pub min_length: usize,
+    /// CTRL's repetition penalty on tokens already written (1.5; 1 = off).
     pub repetition_penalty: f64,
+    /// Which transformers version's beam scoring to follow (4.15's, as the published code).
     #[serde(with = "scoring_name")]
     pub scoring: BeamScoring,
+    /// The text the caption starts from ("a picture of "), stripped afterwards.
     pub prompt: String,
+    /// Only the first N test images.
     pub limit: Option<usize>,
 }
 
@@ -57,10 +64,15 @@ pub enum TokenSource<'a> {
 
 /// A loaded captioner and what names it.
 pub struct Captioner<'a> {
+    /// The BLIP captioner.
     pub model: &'a BlipForConditionalGeneration,
+    /// Its WordPiece tokenizer.
     pub tokenizer: &'a BlipTokenizer,
+    /// The captioner as named, recorded in the captions file.
     pub name: String,
+    /// A hash of its files, recorded too.
     pub fingerprint: String,
+    /// Where the tokens go.
     pub device: Device,
 }
 
@@ -229,8 +241,8 @@ pub struct CaptionRequest {
     pub options: CaptionOptions,
     /// published, transformers4 or transformers5.
     pub beam_scoring: String,
-    /// cpu, cuda or cuda:N.
-    pub device: String,
+    /// Where the models run.
+    pub device: brainrecon_core::Device,
     /// Draw a progress bar.
     pub progress: bool,
 }
@@ -260,7 +272,7 @@ pub fn caption_request(request: &CaptionRequest) -> Result<CaptionsFile> {
         ..o.clone()
     };
     let subject = PreparedSubject::open(&r.subject)?;
-    let device = crate::decode::options::device(&r.device)?;
+    let device = crate::decode::options::open_device(r.device)?;
     let decoder = match (r.source.as_str(), &r.decoders) {
         ("decoded", Some(dir)) => Some(Decoder::load(&dir.join("blip"))?),
         ("decoded", None) => {

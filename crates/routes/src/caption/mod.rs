@@ -8,60 +8,70 @@
 //! ```
 
 pub mod clip_score;
+pub use crate::decode::blip::{load_captioner, LoadedCaptioner};
 pub mod decode;
 pub mod embedded;
-pub mod features;
 pub mod reconstruct;
 pub mod scores;
 
 use crate::error::{Result, RouteError};
 use brainrecon_core::fs::{read_json, write_json_atomic};
 use brainrecon_datasets::prepared::PreparedSubject;
-use brainrecon_diffusion::weights::ModelDir;
-use brainrecon_language::blip::{resolve_blip_dir, BlipForConditionalGeneration};
-use brainrecon_language::wordpiece::BlipTokenizer;
-use candle_core::Device;
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+/// The `format` of a [`CaptionsFile`].
 pub const CAPTIONS_FORMAT: &str = "brainrecon-captions";
+/// The captions file's name in the output folder.
 pub const CAPTIONS_FILE: &str = "captions.json";
 
 /// One finished beam: its text (prompt stripped) and its score as the scoring defines it
 /// (none for greedy search, `--beams 1`, which transformers does not score either).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ScoredCaption {
+    /// The caption, prompt stripped.
     pub text: String,
+    /// Summed log-probabilities over the length (transformers' `sequences_scores`).
     pub score: Option<f64>,
 }
 
 /// The decoded caption of one test image.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct CaptionItem {
+    /// The test image's 0-based 73k id.
     pub id: usize,
+    /// The best beam's text.
     pub caption: String,
     /// Every finished hypothesis of the beam search, best first.
     pub beams: Vec<ScoredCaption>,
+    /// The image's COCO captions (empty when the subject has none).
     pub true_captions: Vec<String>,
 }
 
 /// What `brainrecon caption` writes.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct CaptionsFile {
+    /// Always [`CAPTIONS_FORMAT`].
     pub format: String,
+    /// The subject whose test images were captioned.
     pub subject: String,
+    /// Its prepared folder.
     pub subject_dir: PathBuf,
     /// The BLIP decoder folder (`fit --target blip`), or `features` for captions of the
     /// stimuli's own BLIP tokens (the captioner's ceiling).
     pub source: String,
+    /// The BLIP captioner as named (`shapes-blip`, a folder or a model id).
     pub captioner: String,
+    /// A hash of the captioner's files.
     pub captioner_fingerprint: String,
     /// Beam width, lengths, penalty, scoring, prompt.
     pub settings: serde_json::Value,
+    /// One per test image, in test order.
     pub items: Vec<CaptionItem>,
 }
 
 impl CaptionsFile {
+    /// Writes `dir/captions.json` atomically and returns its path.
     pub fn save(&self, dir: &Path) -> Result<PathBuf> {
         let path = dir.join(CAPTIONS_FILE);
         write_json_atomic(&path, self)?;
@@ -120,34 +130,6 @@ impl CaptionsFile {
             })
             .collect()
     }
-}
-
-/// A BLIP captioner with its tokenizer.
-pub struct LoadedCaptioner {
-    pub model: BlipForConditionalGeneration,
-    pub tokenizer: BlipTokenizer,
-    pub dir: PathBuf,
-    /// A hash of the folder's files (names, sizes, first and last bytes).
-    pub fingerprint: String,
-}
-
-/// Loads `name`: `shapes-blip` (built in), a transformers folder, a cache snapshot or a model
-/// id in the Hugging Face cache.
-pub fn load_captioner(name: &str, device: &Device) -> Result<LoadedCaptioner> {
-    // The zoo's captioners by name (shapes-blip), anything else as BLIP's loader finds it.
-    let dir = match brainrecon_zoo::resolve_kind(name, brainrecon_zoo::Kind::Captioner)? {
-        Some(dir) => dir,
-        None => resolve_blip_dir(name)?,
-    };
-    let model = BlipForConditionalGeneration::load_dir(&dir, device)?;
-    let tokenizer = BlipTokenizer::from_dir(&dir)?;
-    let fingerprint = ModelDir { root: dir.clone() }.fingerprint()?;
-    Ok(LoadedCaptioner {
-        model,
-        tokenizer,
-        dir,
-        fingerprint,
-    })
 }
 
 #[cfg(test)]

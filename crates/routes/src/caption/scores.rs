@@ -5,9 +5,10 @@
 
 use super::CaptionsFile;
 use crate::error::{Result, RouteError};
+use crate::score::evaluate::{EvalContext, EvalExtras, ReportSection};
 use crate::score::report::{MetricRow, Table};
 use brainrecon_metrics::{caption_scores, caption_scores_with_meteor, CaptionScores, MeteorFiles};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Column headers of the caption table (the order papers print).
 pub const CAPTION_COLUMNS: [&str; 7] = [
@@ -126,4 +127,57 @@ pub fn add_clip_scores(
         }),
     )?;
     Ok(scores.with_clip(&clip))
+}
+
+/// The caption route's part of an evaluation: the decoded captions scored against the seen
+/// images' captions, their table, and each image's captions beside it in the grid.
+struct CaptionExtras<'a> {
+    path: PathBuf,
+    file: CaptionsFile,
+    context: EvalContext<'a>,
+}
+
+impl EvalExtras for CaptionExtras<'_> {
+    fn section(&self) -> Result<ReportSection> {
+        let (path, file, cx) = (&self.path, &self.file, &self.context);
+        let scores = score_captions(file, path, cx.options.meteor_jar)?;
+        let scores = match cx.options.clip_score_model {
+            Some(model) => {
+                let seen = file
+                    .items
+                    .iter()
+                    .map(|item| {
+                        cx.stimuli.get(item.id).ok_or_else(|| {
+                            RouteError::mismatch(path, "items", "images of the subject", item.id)
+                        })
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                add_clip_scores(scores, file, &seen, model)?
+            }
+            None => scores,
+        };
+        Ok(ReportSection {
+            tables: vec![caption_table(&scores)],
+            captions: Some(scores),
+        })
+    }
+
+    fn label(&self, id: usize) -> Option<String> {
+        caption_label(&self.file, id)
+    }
+}
+
+/// The caption route's extras when there are captions to score (`--captions`, or the run's own
+/// for `--method caption`), else none.
+pub fn eval_extras<'a>(context: &EvalContext<'a>) -> Result<Option<Box<dyn EvalExtras + 'a>>> {
+    let asked = context.options.captions;
+    let Some(path) = asked.or(context.manifest.captions.as_deref()) else {
+        return Ok(None);
+    };
+    let (path, file) = CaptionsFile::load_for(path, context.subject)?;
+    Ok(Some(Box::new(CaptionExtras {
+        path,
+        file,
+        context: EvalContext { ..*context },
+    })))
 }

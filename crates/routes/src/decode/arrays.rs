@@ -4,6 +4,8 @@
 //! Every argument and file is checked before any work or output; a problem is a
 //! [`RouteError::Usage`] or a [`DataError`] naming the file and the field.
 
+use brainrecon_metrics::identification::two_way_identification_per_prediction;
+use faer::Mat;
 use crate::error::{Result, RouteError};
 use brainrecon_core::error::require_file;
 use brainrecon_core::DataError;
@@ -135,8 +137,6 @@ pub struct FitOptions {
     pub shard: Option<String>,
     /// The estimator's settings; its `cv` is replaced by the one `cv` names.
     pub estimator: RidgeCv,
-    /// `--device` as typed, for messages.
-    pub device_name: String,
     /// The model folder to write.
     pub out: PathBuf,
 }
@@ -188,10 +188,10 @@ fn check_dual(opts: &FitOptions, n: usize, p: usize) -> Result<()> {
             "--dual with --shard: shards are merged as weights; fit the dual form whole",
         ));
     }
-    if opts.device_name != "cpu" {
+    if opts.estimator.device.is_cuda() {
         return Err(usage(format!(
             "--dual with --device {}: the dual form is fitted on the CPU",
-            opts.device_name
+            opts.estimator.device
         )));
     }
     Ok(())
@@ -232,9 +232,8 @@ pub fn fit(opts: FitOptions) -> Result<FitSummary> {
     let device = estimator.device;
     if device != brainrecon_ridge::Device::Cpu && matches!(estimator.cv, Cv::KFold { .. }) {
         return Err(usage(format!(
-            "--device {}: K-fold cross-validation runs on the CPU only; use --cv gcv or --cv loo \
-             on a GPU",
-            opts.device_name
+            "--device {device}: K-fold cross-validation runs on the CPU only; use --cv gcv or --cv \
+             loo on a GPU"
         )));
     }
     let x_view = row_major_view("X", &x.data, (x.rows, x.cols))?;
@@ -259,7 +258,7 @@ pub fn fit(opts: FitOptions) -> Result<FitSummary> {
     let range = model.target_range;
     Ok(FitSummary {
         cv: serde_json::json!(model.options.cv),
-        device: device.to_string(),
+        device: device.resolved().to_string(),
         form: if model.dual.is_some() {
             "dual"
         } else {
@@ -418,8 +417,8 @@ pub struct EstimatorRequest {
     pub target_chunk: usize,
     /// Precision of the Gram matrix and its decomposition.
     pub precision: brainrecon_ridge::Precision,
-    /// cpu, cuda or cuda:N.
-    pub device: String,
+    /// Where the fit runs.
+    pub device: brainrecon_ridge::Device,
     /// Keep dual coefficients and the training X.
     pub dual: bool,
     /// Threads of the linear algebra (default: all cores), set at once.
@@ -445,9 +444,34 @@ impl EstimatorRequest {
             standardize: self.standardize,
             target_chunk: self.target_chunk,
             precision: self.precision,
-            device: crate::decode::options::ridge_device(&self.device)?,
+            device: crate::decode::options::check_ridge_device(self.device)?,
             dual: self.dual,
             ..RidgeCv::default()
         })
     }
+}
+
+/// Row-major (n, width) as a matrix.
+pub fn matrix(data: &[f32], width: usize) -> Mat<f32> {
+    let n = data.len() / width.max(1);
+    Mat::from_fn(n, width, |r, c| data[r * width + c])
+}
+
+/// A matrix as row-major values.
+pub fn row_major(m: &Mat<f32>) -> Vec<f32> {
+    (0..m.nrows())
+        .flat_map(|r| (0..m.ncols()).map(move |c| m[(r, c)]))
+        .collect()
+}
+
+/// Identification accuracy (Brain2Music's): for each item i, the share of the other items j
+/// whose true embedding correlates less with i's prediction than i's own,
+/// `#{j ≠ i : r(pred_i, true_j) < r(pred_i, true_i)} / (n − 1)` (MindEye's two-way
+/// identification per prediction); its mean over items and the per-item values. Chance is 0.5.
+/// `pred`, `truth`: (n, d), n ≥ 2.
+pub fn identification(pred: &Mat<f32>, truth: &Mat<f32>) -> Result<(f64, Vec<f64>)> {
+    let (n, d) = (pred.nrows(), pred.ncols());
+    let per_item =
+        two_way_identification_per_prediction(&row_major(pred), &row_major(truth), n, d)?;
+    Ok((per_item.iter().sum::<f64>() / n as f64, per_item))
 }

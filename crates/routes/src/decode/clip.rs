@@ -13,9 +13,13 @@ pub const DEFAULT_CLIP: &str = "openai/clip-vit-large-patch14";
 
 /// A CLIP vision tower with its image processor.
 pub struct ClipImageFeatures {
+    /// The model as the caller named it (folder, snapshot or model id).
     pub name: String,
+    /// The vision tower with its projection.
     pub model: ClipVisionModel,
+    /// CLIP's resize, centre crop and mean/std normalisation.
     pub processor: ClipImageProcessor,
+    /// Where the pixels go.
     pub device: Device,
     /// Images per forward pass.
     pub batch: usize,

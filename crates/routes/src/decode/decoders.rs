@@ -7,7 +7,7 @@
 use crate::decode::decoder_stream;
 use crate::decode::features::{load_features_mapped, FeatureKind};
 use crate::error::{Result, RouteError};
-use brainrecon_datasets::prepared::{PreparedSubject, Roi, Split};
+use brainrecon_datasets::prepared::{PreparedSubject, Roi, Split, SHARED_ATLAS};
 use brainrecon_formats::npy;
 use brainrecon_ridge::metrics::{pearson_per_target, summarize};
 use brainrecon_ridge::{row_major_view, Cv, RidgeCv, RidgeModel, Scoring};
@@ -96,10 +96,10 @@ impl Target {
     /// The ROI this target is decoded from on `subject` when none is named: [`Self::default_roi`],
     /// with the caption route's labels that `subject` lacks left out (see [`caption_route_roi`]);
     /// and the names of those left out, for a warning. A subject in a group's space (its one
-    /// atlas `shared`, see [`crate::group`]) decodes every target from that space.
+    /// atlas [`SHARED_ATLAS`]) decodes every target from that space.
     pub fn default_roi_on(&self, subject: &PreparedSubject) -> (String, Vec<String>) {
         if let [atlas] = &subject.meta.atlases[..] {
-            if atlas.name == crate::group::SHARED_ATLAS {
+            if atlas.name == SHARED_ATLAS {
                 return (atlas.name.clone(), Vec::new());
             }
         }
@@ -119,10 +119,15 @@ impl Target {
 /// Per-image targets of every subject image: (shape of one row, row-major (n_images, d),
 /// where they came from, the model that made them if any). Rows follow `stimuli/ids.npy`.
 pub struct ImageTargets {
+    /// The 0-based 73k ids of the rows, ascending (the order of `stimuli/ids.npy`).
     pub ids: Vec<usize>,
+    /// Shape of one row (e.g. `[4, 40, 40]` for `z`, `[size, size, 3]` for pixels); its product is d.
     pub shape: Vec<usize>,
+    /// The rows, row-major `[n_images, d]`.
     pub values: TargetValues,
+    /// The file the values came from (named in errors).
     pub source: PathBuf,
+    /// The model that made the features (`None` for pixels and plain `.npy` files).
     pub model: Option<String>,
     /// The fingerprint of the model's files, when the features recorded it.
     pub model_fingerprint: Option<String>,
@@ -131,7 +136,9 @@ pub struct ImageTargets {
 /// Target values, row-major (n_images, d): read into memory, or memory-mapped from a features
 /// file (a fit streamed over blocks of targets then reads one block of columns at a time).
 pub enum TargetValues {
+    /// Read into memory.
     Owned(Vec<f32>),
+    /// Memory-mapped from a `.npy` file.
     Mapped(npy::MappedF32),
 }
 
@@ -152,6 +159,7 @@ impl From<Vec<f32>> for TargetValues {
 }
 
 impl ImageTargets {
+    /// Width d of a row: the product of [`ImageTargets::shape`].
     pub fn width(&self) -> usize {
         self.shape.iter().product()
     }
@@ -191,6 +199,13 @@ pub fn default_features_dir(subject: &PreparedSubject) -> PathBuf {
     subject.path("features")
 }
 
+/// The per-image targets of `target` for every image of `subject`: pixels resized from the
+/// subject's stimuli, features from `features_dir` (memory-mapped) or a `.npy` file of shape
+/// `[n_images, d]` (memory-mapped, one row per image of `stimuli/ids.npy`).
+///
+/// # Errors
+/// Missing or unreadable features; a `.npy` that is not 2-D or whose row count differs from the
+/// subject's images.
 pub fn image_targets(
     subject: &PreparedSubject,
     target: &Target,
@@ -320,13 +335,21 @@ impl DecoderCv {
 /// Settings of a decoder fit.
 #[derive(Debug, Clone)]
 pub struct DecoderSpec {
+    /// The ROI whose voxels are the decoder's inputs.
     pub roi: String,
+    /// What the decoder predicts.
     pub target: Target,
+    /// Where feature targets are read from (usually `SUBJECT/features`).
     pub features_dir: PathBuf,
+    /// The ridge penalty grid; each target chooses its own alpha.
     pub alphas: Vec<f64>,
+    /// How alphas are chosen.
     pub cv: DecoderCv,
+    /// Scale voxels to unit std over the training rows (centred too with an intercept).
     pub standardize: bool,
+    /// Fit an intercept.
     pub intercept: bool,
+    /// Train on betas averaged over an image's repeats (one row per image) instead of every trial.
     pub average_train: bool,
     /// Where the ridge fit runs (a GPU fits GCV and LOO).
     pub device: brainrecon_ridge::Device,
@@ -340,25 +363,38 @@ pub struct DecoderSpec {
 /// What a fit did and how well the decoder does.
 #[derive(Debug, Clone, Serialize)]
 pub struct DecoderSummary {
+    /// The decoder folder written.
     pub model: PathBuf,
+    /// The ROI decoded from.
     pub roi: String,
+    /// The target's name (see [`Target::name`]).
     pub target: String,
+    /// Shape of one target row.
     pub target_shape: Vec<usize>,
+    /// Voxels in the ROI.
     pub n_voxels: usize,
+    /// Training rows (trials, or images with `average_train`).
     pub n_train_rows: usize,
+    /// Targets fitted: the width d of a row.
     pub n_targets: usize,
+    /// Wall time of the fit, in seconds.
     pub seconds: f64,
+    /// Median of the chosen alphas over targets.
     pub median_alpha: f64,
     /// Share of targets whose alpha is the grid's smallest / largest (constant targets, which
     /// tie at every alpha, are not counted).
     pub alpha_at_low_edge: f64,
+    /// Share of targets whose alpha is the grid's largest.
     pub alpha_at_high_edge: f64,
     /// CV score (R²) of the chosen alpha, over targets.
     pub cv_r2_mean: f64,
+    /// Median over targets of the CV R² of the chosen alpha.
     pub cv_r2_median: f64,
     /// Pearson r between decoded and true targets on the test images, over targets.
     pub test_r_mean: f64,
+    /// Median over targets of the test Pearson r.
     pub test_r_median: f64,
+    /// Test images scored.
     pub n_test: usize,
 }
 
@@ -377,6 +413,7 @@ impl DecoderSummary {
     }
 }
 
+/// The file in a decoder folder with the per-target test Pearson r, float32 `[n_targets]`.
 pub const TEST_R_FILE: &str = "test_r.npy";
 
 impl DecoderSummary {
@@ -427,11 +464,13 @@ pub struct FitRequest {
     pub average_train: bool,
     /// Scale voxels (the default for model features, which `no_standardize` turns off).
     pub standardize: bool,
+    /// Turn off the standardisation model features get by default.
     pub no_standardize: bool,
     /// Fit an intercept.
     pub intercept: bool,
-    /// cpu, cuda or cuda:N: where the ridge fit runs.
-    pub device: String,
+    /// Where the ridge fit runs.
+    pub device: brainrecon_ridge::Device,
+    /// Precision of the Gram matrix and its decomposition.
     pub precision: brainrecon_ridge::Precision,
     /// Targets fitted at a time (CPU).
     pub target_block: Option<usize>,
@@ -453,7 +492,7 @@ impl FitRequest {
             standardize: false,
             no_standardize: false,
             intercept: true,
-            device: "cpu".into(),
+            device: brainrecon_ridge::Device::Cpu,
             precision: brainrecon_ridge::Precision::F64,
             target_block: None,
         }
@@ -474,12 +513,11 @@ pub fn fit_request(request: &FitRequest, warn: &mut dyn FnMut(String)) -> Result
             r.cv
         ))
     })?;
-    let device = crate::decode::options::ridge_device(&r.device)?;
+    let device = crate::decode::options::check_ridge_device(r.device)?;
     let cpu = device == brainrecon_ridge::Device::Cpu;
     if !cpu && matches!(cv, DecoderCv::KFold(_)) {
         return Err(usage(format!(
-            "--device {}: K-fold cross-validation runs on the CPU only; use --cv gcv or --cv loo on a GPU",
-            r.device
+            "--device {device}: K-fold cross-validation runs on the CPU only; use --cv gcv or --cv loo on a GPU"
         )));
     }
     if r.target_block == Some(0) {
@@ -487,8 +525,7 @@ pub fn fit_request(request: &FitRequest, warn: &mut dyn FnMut(String)) -> Result
     }
     if r.target_block.is_some() && !cpu {
         return Err(usage(format!(
-            "--target-block: fits a block of targets at a time on the CPU only, not --device {}",
-            r.device
+            "--target-block: fits a block of targets at a time on the CPU only, not --device {device}"
         )));
     }
     let roi = match &r.roi {
@@ -758,16 +795,93 @@ fn grid_edges(grid: &[f64]) -> (f64, f64) {
     (lo, hi)
 }
 
+/// What [`decode_test`] wrote (fields in the order JSON objects list their keys, sorted).
+#[derive(Clone, Debug, Serialize)]
+pub struct DecodedTest {
+    /// PNGs written: a pixel decoder's, one per test image; 0 for other targets.
+    pub images_written: usize,
+    /// Width of a prediction.
+    pub n_targets: usize,
+    /// Test images decoded.
+    pub n_test: usize,
+    /// The output folder.
+    pub out: PathBuf,
+    /// The subject's name, for the text.
+    #[serde(skip)]
+    pub subject: String,
+    /// The decoder's ROI, for the text.
+    #[serde(skip)]
+    pub roi: String,
+}
+
+impl DecodedTest {
+    /// What was decoded, in one line for people.
+    pub fn text(&self) -> String {
+        format!(
+            "decoded {} test images of {} from {} into {}",
+            self.n_test,
+            self.subject,
+            self.roi,
+            self.out.display()
+        )
+    }
+}
+
+/// Decodes the test betas of the prepared subject at `subject_dir` with the decoder at `model`
+/// (a `brainrecon fit` folder). Writes `out/predictions.npy` (n_test, d) float32 and
+/// `out/ids.npy` (n_test,) int64; a pixel decoder also writes `out/<id>.png` per test image,
+/// named by its 0-based 73k id.
+pub fn decode_test(subject_dir: &Path, model: &Path, out: &Path) -> Result<DecodedTest> {
+    let subject = PreparedSubject::open(subject_dir)?;
+    let decoder = Decoder::load(model)?;
+    let (ids, predictions) = decoder.predict_test(&subject)?;
+    let width = decoder.model.n_targets();
+    npy::write(
+        &out.join("predictions.npy"),
+        &[ids.len(), width],
+        &predictions,
+    )?;
+    let ids_i64: Vec<i64> = ids.iter().map(|&i| i as i64).collect();
+    npy::write(&out.join("ids.npy"), &[ids.len()], &ids_i64)?;
+    let mut images_written = 0;
+    if let Ok(Target::Pixels(size)) = Target::parse(&decoder.target) {
+        for (row, &id) in ids.iter().enumerate() {
+            let pixels = &predictions[row * width..(row + 1) * width];
+            let image = brainrecon_formats::image::RgbImage::from_unit_f32(size, size, pixels);
+            brainrecon_formats::image::write_png(&out.join(format!("{id}.png")), &image)?;
+            images_written += 1;
+        }
+    }
+    Ok(DecodedTest {
+        images_written,
+        n_targets: width,
+        n_test: ids.len(),
+        out: out.to_path_buf(),
+        subject: subject.meta.subject,
+        roi: decoder.roi,
+    })
+}
+
 /// A fitted decoder with the metadata a route needs.
 pub struct Decoder {
+    /// The decoder folder (a `brainrecon fit` output).
     pub dir: PathBuf,
+    /// The fitted ridge model: weights `[n_voxels, n_targets]`, alphas, voxel scaling.
     pub model: RidgeModel,
+    /// The ROI it was fit on (from `model.json`).
     pub roi: String,
+    /// The target's name (from `model.json`), e.g. `z`, `c`, `pixels:64`.
     pub target: String,
+    /// Shape of one prediction (`[n_targets]` when `model.json` has none).
     pub target_shape: Vec<usize>,
 }
 
 impl Decoder {
+    /// Loads the decoder in `dir`.
+    ///
+    /// # Errors
+    /// An unreadable model, or a `model.json` without `roi` or `target` (not a `brainrecon fit`
+    /// output) or with a `target_shape` that does not multiply to the model's targets.
     pub fn load(dir: &Path) -> Result<Self> {
         let model = RidgeModel::load(dir)?;
         let model_json = dir.join(brainrecon_ridge::MODEL_FILE);

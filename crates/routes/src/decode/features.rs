@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+/// The `format` of every [`FeatureMeta`], which marks a features file.
 pub const FORMAT: &str = "brainrecon-features";
 
 /// What is computed for each stimulus.
@@ -57,6 +58,11 @@ impl FeatureKind {
         }
     }
 
+    /// Parses a kind's name (see [`FeatureKind::name`]) or an alias: `z` (vae), `c` (clip-text),
+    /// `blip` (blip-vision).
+    ///
+    /// # Errors
+    /// [`RouteError::Usage`] naming the kinds when `text` is none of them.
     pub fn parse(text: &str) -> Result<Self> {
         let blip = |rest: &str, make: fn(Option<u8>) -> FeatureKind| -> Option<FeatureKind> {
             if rest.is_empty() {
@@ -106,7 +112,9 @@ impl FeatureKind {
 /// Metadata next to a feature array.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct FeatureMeta {
+    /// Always [`FORMAT`].
     pub format: String,
+    /// The kind's name ([`FeatureKind::name`]).
     pub kind: String,
     /// The model as given on the command line (folder, cache snapshot or model id).
     pub model: String,
@@ -114,7 +122,9 @@ pub struct FeatureMeta {
     pub shape: Vec<usize>,
     /// Settings that change the values (image size, posterior, seed).
     pub settings: BTreeMap<String, serde_json::Value>,
+    /// The prepared subject the rows belong to.
     pub subject: String,
+    /// Rows in the array: the subject's images.
     pub n_images: usize,
 }
 
@@ -147,6 +157,7 @@ impl FeatureMeta {
 
 /// Computes features for a batch of stimuli.
 pub trait StimulusEncoder {
+    /// The kind of features computed.
     fn kind(&self) -> FeatureKind;
     /// Shape of one stimulus' features.
     fn shape(&self) -> Vec<usize>;
@@ -158,8 +169,11 @@ pub trait StimulusEncoder {
 
 /// One stimulus: its 73k id, image and captions.
 pub struct Stimulus {
+    /// The 0-based 73k id.
     pub id: usize,
+    /// The stimulus image as stored (NSD: 425 × 425 px).
     pub image: RgbImage,
+    /// Its captions from `stimuli/captions.json` (empty when the subject has none).
     pub captions: Vec<String>,
 }
 
@@ -182,9 +196,14 @@ pub fn default_latent_image_size(sd: &StableDiffusion) -> usize {
 
 /// z: VAE posterior mean (or a sample, seeded per stimulus id) × scaling factor.
 pub struct VaeFeatures<'a> {
+    /// The Stable Diffusion model whose VAE encodes.
     pub sd: &'a StableDiffusion,
+    /// Side (px) the image is resized to (Lanczos) before encoding; see
+    /// [`default_latent_image_size`].
     pub image_size: usize,
+    /// The posterior's mean (the published code) or a sample.
     pub posterior: Posterior,
+    /// Seed of the posterior samples (one stream per stimulus id, see [`stream_seed`]).
     pub seed: u64,
 }
 
@@ -252,6 +271,7 @@ impl StimulusEncoder for VaeFeatures<'_> {
 
 /// c: the text encoder's last hidden state for each caption, averaged over the captions.
 pub struct ClipTextFeatures<'a> {
+    /// The Stable Diffusion model whose text encoder encodes.
     pub sd: &'a StableDiffusion,
 }
 
@@ -327,11 +347,17 @@ pub fn feature_paths(dir: &Path, kind: FeatureKind) -> (PathBuf, PathBuf) {
 /// What [`compute_features`] did.
 #[derive(Debug, Clone, Serialize)]
 pub struct FeatureSummary {
+    /// The kind's name.
     pub kind: String,
+    /// The array written, `<dir>/<kind>.npy`.
     pub array: PathBuf,
+    /// Shape of one stimulus' features.
     pub shape: Vec<usize>,
+    /// Rows in the array.
     pub n_images: usize,
+    /// Stimuli computed in this run.
     pub computed: usize,
+    /// Stimuli read back from the cache.
     pub cached: usize,
 }
 
@@ -641,13 +667,14 @@ pub struct FeaturesRequest {
     pub size: Option<usize>,
     /// Sample the VAE posterior instead of its mean, seeded by `seed`.
     pub sample: bool,
+    /// Seed of the posterior samples.
     pub seed: u64,
     /// Images per forward pass.
     pub batch: usize,
-    /// cpu, cuda or cuda:N.
-    pub device: String,
-    /// f32, f16 or bf16.
-    pub dtype: String,
+    /// Where the model runs.
+    pub device: brainrecon_core::Device,
+    /// The weights' precision: f32, f16, or bf16 (GPU only).
+    pub dtype: brainrecon_diffusion::pipeline::DType,
     /// Draw a progress bar.
     pub progress: bool,
 }
@@ -660,8 +687,8 @@ pub fn features_request<E: From<RouteError>>(
 ) -> std::result::Result<(), E> {
     let subject = PreparedSubject::open(&r.subject).map_err(RouteError::from)?;
     let kind = FeatureKind::parse(&r.kind)?;
-    let device = crate::decode::options::device(&r.device)?;
-    let dtype = crate::decode::options::dtype(&r.dtype)?;
+    let device = crate::decode::options::open_device(r.device)?;
+    let dtype = r.dtype;
     crate::decode::options::check_dtype_on(dtype, &device)?;
     let request = FeatureRequest {
         kind,
@@ -767,9 +794,9 @@ fn blip_features<E: From<RouteError>>(
     req: &FeatureRequest,
     mut each: impl FnMut(&FeatureSummary) -> std::result::Result<(), E>,
 ) -> std::result::Result<(), E> {
-    use crate::caption::features::BlipFeatures;
+    use crate::decode::blip::BlipFeatures;
     let name = req.model.clone().unwrap_or_else(|| "shapes-blip".into());
-    let loaded = crate::caption::load_captioner(&name, &req.device)?;
+    let loaded = crate::decode::blip::load_captioner(&name, &req.device)?;
     let vision = matches!(req.kind, FeatureKind::BlipVision(_));
     let layers = if vision {
         loaded.model.vision_model.config.num_hidden_layers
@@ -858,45 +885,4 @@ mod tests {
         );
         assert!(FeatureKind::parse("vgg").is_err());
     }
-}
-
-/// `brainrecon features text` as the command line asks for it: text features of annotation
-/// files, one row per line.
-#[derive(Debug, Clone)]
-pub struct TextFeaturesRequest {
-    /// word2vec-movie, a word2vec file, or a language model folder / model id.
-    pub model: String,
-    /// An annotation file, or a folder of them (*.txt).
-    pub annotations: PathBuf,
-    /// Hidden state: a number (0 = embeddings), `last` or `all`.
-    pub layer: String,
-    /// Pooling over a line's tokens (only `mean`).
-    pub pool: String,
-    /// auto, ds005531 or plain.
-    pub markup: String,
-    /// The output folder.
-    pub out: PathBuf,
-    /// cpu, cuda or cuda:N.
-    pub device: String,
-}
-
-/// Checks `r` and writes the features of every annotation file into `r.out`; returns how many
-/// files there were.
-pub fn text_features_request(r: &TextFeaturesRequest) -> Result<usize> {
-    use crate::naturalistic::annotations::{
-        annotation_files, parse_markup, write_annotation_features,
-    };
-    use crate::naturalistic::{load_featurizer, LayerChoice};
-    if r.pool != "mean" {
-        return Err(RouteError::Usage(format!(
-            "--pool: only mean exists, found {}",
-            r.pool
-        )));
-    }
-    let markup = parse_markup(&r.markup)?;
-    let files = annotation_files(&r.annotations)?;
-    let device = crate::decode::options::device(&r.device)?;
-    let featurizer = load_featurizer(&r.model, &LayerChoice::parse(&r.layer)?, &device)?;
-    write_annotation_features(&featurizer, markup, &files, &r.out)?;
-    Ok(files.len())
 }

@@ -3,6 +3,7 @@
 //! shared by every route, and the CLIP text encoder.
 
 pub mod arrays;
+pub mod blip;
 pub mod clip;
 pub mod decoder_stream;
 pub mod decoders;

@@ -3,31 +3,33 @@
 
 use crate::{Result, RouteError};
 use brainrecon_diffusion::pipeline::{DType, Device};
+use serde::{Deserialize, Serialize};
 
 fn usage(message: String) -> RouteError {
     RouteError::Usage(message)
 }
 
-/// `cpu`, `cuda` or `cuda:N` → the device the models run on; a CUDA device this build or
-/// machine lacks is refused.
-pub fn device(name: &str) -> Result<Device> {
-    let ordinal = match name {
-        "cpu" => return Ok(Device::Cpu),
-        "cuda" => 0,
-        other => match other.strip_prefix("cuda:").and_then(|n| n.parse().ok()) {
-            Some(n) => n,
-            None => {
-                return Err(usage(format!(
-                    "--device: expected cpu, cuda or cuda:N, found '{other}'"
-                )))
-            }
-        },
+/// `cpu`, `cuda` or `cuda:N` → the device choice; any other name is a usage error.
+pub fn parse_device(name: &str) -> Result<brainrecon_core::Device> {
+    name.parse().map_err(|e| usage(format!("--device: {e}")))
+}
+
+/// Opens the device the models run on; a CUDA device this build or machine lacks is refused.
+pub fn open_device(device: brainrecon_core::Device) -> Result<Device> {
+    let Some(ordinal) = device.ordinal() else {
+        return Ok(Device::Cpu);
     };
     Device::new_cuda(ordinal).map_err(|e| {
         usage(format!(
-            "--device {name}: {e} (CUDA needs a build with `--features cuda` and an NVIDIA GPU)"
+            "--device {device}: {e} (CUDA needs a build with `--features cuda` and an NVIDIA GPU)"
         ))
     })
+}
+
+/// `cpu`, `cuda` or `cuda:N` → the device the models run on ([`parse_device`], then
+/// [`open_device`]).
+pub fn device(name: &str) -> Result<Device> {
+    open_device(parse_device(name)?)
 }
 
 /// `f32`, `f16` or `bf16` → the precision of the U-Net and text encoder.
@@ -66,16 +68,17 @@ pub fn check_sampling(steps: usize, guidance: f64) -> Result<()> {
     Ok(())
 }
 
-/// `cpu`, `cuda` or `cuda:N` → where a ridge fit runs; a GPU in a build without CUDA is refused.
+/// `cpu`, `cuda` or `cuda:N` → where a ridge fit runs ([`parse_device`], then
+/// [`check_ridge_device`]).
 pub fn ridge_device(text: &str) -> Result<brainrecon_ridge::Device> {
-    let device: brainrecon_ridge::Device = text.parse().map_err(|_| {
-        usage(format!(
-            "--device: expected cpu, cuda or cuda:N, found '{text}'"
-        ))
-    })?;
-    if device != brainrecon_ridge::Device::Cpu && !brainrecon_ridge::Device::cuda_compiled() {
+    check_ridge_device(parse_device(text)?)
+}
+
+/// A ridge fit's device; a GPU in a build without CUDA is refused.
+pub fn check_ridge_device(device: brainrecon_ridge::Device) -> Result<brainrecon_ridge::Device> {
+    if device.is_cuda() && !brainrecon_ridge::cuda_compiled() {
         return Err(usage(format!(
-            "--device {text}: this brainrecon was built without CUDA (build with --features cuda, \
+            "--device {device}: this brainrecon was built without CUDA (build with --features cuda, \
              see the README's GPU section)"
         )));
     }
@@ -104,4 +107,51 @@ pub fn parse_alphas(text: &str) -> Result<Vec<f64>> {
             ))),
         })
         .collect()
+}
+
+/// Which U-Net tensors are trained with the encoder.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Tune {
+    /// Every U-Net weight (the paper).
+    Unet,
+    /// Only the cross-attention keys and values (`attn2.to_k`, `attn2.to_v`).
+    AttnKv,
+    /// The U-Net stays as it is.
+    None,
+}
+
+impl Tune {
+    /// Parses `--tune`: `unet`, `attn-kv` or `none`.
+    ///
+    /// # Errors
+    /// [`RouteError::Usage`] for anything else.
+    pub fn parse(text: &str) -> Result<Self> {
+        match text {
+            "unet" => Ok(Tune::Unet),
+            "attn-kv" => Ok(Tune::AttnKv),
+            "none" => Ok(Tune::None),
+            other => Err(RouteError::Usage(format!(
+                "--tune: expected unet, attn-kv or none, found '{other}'"
+            ))),
+        }
+    }
+
+    /// The flag value [`Tune::parse`] reads.
+    pub fn name(self) -> &'static str {
+        match self {
+            Tune::Unet => "unet",
+            Tune::AttnKv => "attn-kv",
+            Tune::None => "none",
+        }
+    }
+
+    /// Whether the U-Net tensor `name` (diffusers naming) is trained.
+    pub fn selects(self, name: &str) -> bool {
+        match self {
+            Tune::Unet => true,
+            Tune::AttnKv => name.contains("attn2.to_k.") || name.contains("attn2.to_v."),
+            Tune::None => false,
+        }
+    }
 }

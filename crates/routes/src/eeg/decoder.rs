@@ -71,7 +71,9 @@ pub struct ConceptCheck {
     /// False when nothing could be compared: no image name told its concept, or the decoder
     /// has no `training_concepts.json` (fitted before it was written).
     pub checked: bool,
+    /// Distinct concepts of the training images.
     pub training_concepts: usize,
+    /// Distinct concepts of the test images scored.
     pub test_concepts: usize,
     /// Concepts of both halves; 0 for a zero-shot score.
     pub shared: usize,
@@ -169,13 +171,17 @@ pub(crate) fn require_finite_eeg(eeg: &PreprocessedEeg, paths: &[PathBuf]) -> Re
 /// `embeddings.json`: where an embeddings folder's rows come from.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct EmbeddingsMeta {
+    /// Always `brainrecon-eeg-embeddings-1`.
     pub format: String,
     /// The image model (`shapes-blip`, a folder), or `user` for files without this record.
     pub model: String,
     /// The model folder's fingerprint (empty for `user`).
     pub fingerprint: String,
+    /// d: values per embedding.
     pub width: usize,
+    /// Rows of `training.npy`: the training images.
     pub training: usize,
+    /// Rows of `test.npy`: the test images.
     pub test: usize,
 }
 
@@ -186,9 +192,11 @@ pub struct EmbedRequest {
     pub data: PathBuf,
     /// `shapes-blip` or a BLIP folder.
     pub model: String,
+    /// The embeddings folder to write.
     pub out: PathBuf,
     /// Images per forward pass.
     pub batch: usize,
+    /// Draw a progress bar.
     pub progress: bool,
 }
 
@@ -234,6 +242,7 @@ pub fn embed_images(request: &EmbedRequest) -> Result<EmbeddingsMeta> {
 
 /// An embeddings folder read and checked against the data set's images.
 pub struct ImageEmbeddings {
+    /// `embeddings.json`, or a `user` record when the folder has none.
     pub meta: EmbeddingsMeta,
     /// [training images, width].
     pub training: Vec<f32>,
@@ -310,17 +319,10 @@ pub enum EegMethod {
 }
 
 impl EegMethod {
-    pub fn parse(text: &str) -> Result<Self> {
-        match text {
-            "ridge" => Ok(EegMethod::Ridge),
-            "nice" => Ok(EegMethod::Nice),
-            "atm" => Ok(EegMethod::Atm),
-            other => Err(RouteError::Usage(format!(
-                "--method: expected ridge, nice or atm, found '{other}'"
-            ))),
-        }
-    }
+    /// Every method, in the order `--method` lists them.
+    pub const ALL: [EegMethod; 3] = [EegMethod::Nice, EegMethod::Atm, EegMethod::Ridge];
 
+    /// The name on the command line and in decoder.json.
     pub fn name(self) -> &'static str {
         match self {
             EegMethod::Ridge => "ridge",
@@ -336,6 +338,18 @@ impl EegMethod {
             EegMethod::Nice => Some(EncoderKind::Nice),
             EegMethod::Atm => Some(EncoderKind::Atm),
         }
+    }
+}
+
+impl std::str::FromStr for EegMethod {
+    type Err = String;
+
+    /// `ridge`, `nice` or `atm`.
+    fn from_str(text: &str) -> std::result::Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|m| m.name() == text)
+            .ok_or_else(|| format!("expected ridge, nice or atm, found '{text}'"))
     }
 }
 
@@ -364,15 +378,21 @@ impl Training {
 pub struct EegFitRequest {
     /// The THINGS-EEG2 root.
     pub data: PathBuf,
+    /// Whose data train the decoder, and the subject it is scored on.
     pub training: Training,
+    /// The decoder.
     pub method: EegMethod,
     /// The embeddings folder ([`embed_images`], or the user's).
     pub embeddings: PathBuf,
+    /// The decoder folder to write.
     pub out: PathBuf,
+    /// NICE and ATM training settings (epochs, batch, learning rate, seed).
     pub nice: NiceTrainOptions,
+    /// Ridge settings (window, alphas, folds).
     pub ridge: RidgeDecoderOptions,
     /// Fit even when training and test share concepts (the scores are then not zero-shot).
     pub allow_seen_concepts: bool,
+    /// Draw a progress bar.
     pub progress: bool,
 }
 
@@ -397,7 +417,9 @@ struct FitSettings {
 /// `decoder.json`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct DecoderMeta {
+    /// Always `brainrecon-eeg-decoder-1`.
     pub format: String,
+    /// The decoder.
     pub method: EegMethod,
     /// Subjects whose training halves were used.
     pub trained_on: Vec<String>,
@@ -405,7 +427,9 @@ pub struct DecoderMeta {
     pub test_subject: String,
     /// The data set it was fitted from.
     pub data: PathBuf,
+    /// The EEG channels it reads, in order.
     pub ch_names: Vec<String>,
+    /// Samples per epoch.
     pub times: usize,
     /// Seconds of the epoch's first sample from the image's onset.
     #[serde(default)]
@@ -415,6 +439,7 @@ pub struct DecoderMeta {
     pub sfreq: f64,
     /// Samples of the epoch used (ridge).
     pub window: (usize, usize),
+    /// The image embeddings it decodes into.
     pub embeddings: EmbeddingsMeta,
     /// Training conditions × repetitions pooled.
     pub training_trials: usize,
@@ -422,7 +447,9 @@ pub struct DecoderMeta {
     pub epoch_losses: Vec<f64>,
     /// NICE: the epoch a rerun resumed from (0: none).
     pub resumed_from: usize,
+    /// Seed of NICE's and ATM's initialisation, batches and dropout (ridge draws nothing).
     pub seed: u64,
+    /// Wall time of the fit, in seconds.
     pub seconds: f64,
     /// Training against test concepts of the data set fitted from (absent in decoders fitted
     /// before it was recorded).
@@ -433,13 +460,16 @@ pub struct DecoderMeta {
 /// What `fit` did.
 #[derive(Clone, Debug, Serialize)]
 pub struct EegFitReport {
+    /// The decoder folder.
     pub out: PathBuf,
     /// True when the folder already held this fit.
     pub already_done: bool,
+    /// Its `decoder.json`.
     pub meta: DecoderMeta,
 }
 
 impl EegFitReport {
+    /// What was fitted, in one line for people.
     pub fn text(&self) -> String {
         let m = &self.meta;
         let done = if self.already_done {
@@ -766,7 +796,9 @@ fn fit_into(
 
 /// A fitted decoder loaded from its folder.
 pub struct EegDecoder {
+    /// The decoder folder.
     pub dir: PathBuf,
+    /// Its `decoder.json`.
     pub meta: DecoderMeta,
     model: Model,
     /// [test images, d].
@@ -779,6 +811,11 @@ enum Model {
 }
 
 impl EegDecoder {
+    /// Loads the decoder folder `dir`: `decoder.json`, its model and the candidates.
+    ///
+    /// # Errors
+    /// A `format` other than the decoder's, a ridge window outside the epoch, or candidates whose
+    /// shape is not `[test images, d]`.
     pub fn open(dir: &Path) -> Result<Self> {
         let record = dir.join(DECODER_FILE);
         let meta: DecoderMeta = read_json(&record)?;
@@ -862,6 +899,7 @@ pub struct EegEvalRequest {
     pub ways: Option<Vec<usize>>,
     /// Draws per trial of each k-way score.
     pub draws: usize,
+    /// Seed of the k-way draws.
     pub seed: u64,
     /// Where to write the report's JSON (atomically), if anywhere.
     pub out: Option<PathBuf>,
@@ -872,10 +910,15 @@ pub struct EegEvalRequest {
 /// One decoder's scores.
 #[derive(Clone, Debug, Serialize)]
 pub struct DecoderScores {
+    /// The decoder folder.
     pub decoder: PathBuf,
+    /// Its method.
     pub method: EegMethod,
+    /// The test subject scored.
     pub subject: String,
+    /// The subjects whose training halves trained it.
     pub trained_on: Vec<String>,
+    /// Zero-shot retrieval among the test images: top-1, top-5 and k-way.
     pub scores: RetrievalScores,
     /// The decoder's training concepts against the test concepts scored.
     pub concepts: ConceptCheck,
@@ -886,7 +929,9 @@ pub struct DecoderScores {
 /// A mean and s.d. over decoders (population s.d., numpy's default).
 #[derive(Clone, Copy, Debug, Serialize)]
 pub struct MeanSd {
+    /// Mean over the decoders.
     pub mean: f64,
+    /// Population s.d. over the decoders.
     pub sd: f64,
 }
 
@@ -900,12 +945,15 @@ impl MeanSd {
 /// The mean and s.d. of the decoders of one method and setting.
 #[derive(Clone, Debug, Serialize)]
 pub struct GroupSummary {
+    /// The decoders' method.
     pub method: EegMethod,
     /// `within` (trained on the test subject) or `leave-one-out` (on the others).
     pub setting: String,
     /// Decoders (subjects) summarised.
     pub n: usize,
+    /// Top-1 accuracy (fraction) over the decoders.
     pub top1: MeanSd,
+    /// Top-5 accuracy (fraction) over the decoders.
     pub top5: MeanSd,
     /// (k, mean and s.d. of the k-way top-1), where every decoder has the same k.
     pub ways: Vec<(usize, MeanSd)>,
@@ -923,10 +971,13 @@ impl DecoderScores {
 /// The scores of every decoder and their summaries.
 #[derive(Clone, Debug, Serialize)]
 pub struct EegEvalReport {
+    /// One per decoder, in the order given.
     pub rows: Vec<DecoderScores>,
     /// Per method and setting, in the order first met.
     pub summaries: Vec<GroupSummary>,
+    /// Chance top-1: 1/n over n test images.
     pub chance_top1: f64,
+    /// Chance top-5: 5/n.
     pub chance_top5: f64,
 }
 

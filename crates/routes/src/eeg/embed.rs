@@ -8,7 +8,7 @@
 
 use std::path::PathBuf;
 
-use crate::caption::{load_captioner, LoadedCaptioner};
+use crate::decode::blip::{load_captioner, LoadedCaptioner};
 use crate::error::Result;
 use brainrecon_formats::video::frames::read_frame;
 use brainrecon_vision::preprocess::blip_pixels;

@@ -29,6 +29,7 @@ use std::path::Path;
 /// Which contrastive encoder.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EncoderKind {
+    /// NICE's (Song et al. 2024): temporal-spatial convolution, then a projection.
     Nice,
     /// ATM's: NICE's behind a channel-attention Transformer.
     Atm,
@@ -37,7 +38,9 @@ pub enum EncoderKind {
 /// A contrastive encoder of either kind.
 #[derive(Debug, Clone)]
 pub enum EegEncoder {
+    /// NICE's encoder.
     Nice(Box<NiceEegEncoder>),
+    /// ATM's encoder (Li et al. 2024).
     Atm(Box<AtmEegEncoder>),
 }
 
@@ -126,6 +129,7 @@ impl EegEncoder {
 }
 
 impl EncoderKind {
+    /// The name in messages: `NICE` or `ATM`.
     pub fn name(self) -> &'static str {
         match self {
             EncoderKind::Nice => "NICE",
@@ -137,9 +141,13 @@ impl EncoderKind {
 /// How the encoder trains.
 #[derive(Clone, Debug)]
 pub struct NiceTrainOptions {
+    /// Passes over the training trials.
     pub epochs: usize,
+    /// Trials per step.
     pub batch: usize,
+    /// Adam's learning rate.
     pub lr: f64,
+    /// Seed of the initial values, each epoch's order and each step's dropout masks.
     pub seed: u64,
     /// Epochs between checkpoints in the work folder (the last epoch always saves one).
     pub checkpoint_every: usize,
@@ -161,8 +169,11 @@ impl Default for NiceTrainOptions {
 
 /// The trained encoder and its loss per epoch (mean over the epoch's batches).
 pub struct TrainedNice {
+    /// The trained encoder.
     pub encoder: EegEncoder,
+    /// Its trained values, for [`EegEncoder::save`].
     pub parameters: Parameters,
+    /// Mean loss of each epoch, resumed epochs included.
     pub epoch_losses: Vec<f64>,
     /// The epoch resumed from (0: a fresh start).
     pub resumed_from: usize,

@@ -6,7 +6,7 @@
 //! subject's folder replaced whole, never half-written) and links OUT/image_set to the data
 //! set's image folder. Inputs are checked before anything is created; a new (or empty) OUT is
 //! written through [`OutputDir`] (staged, committed at the end), so a failure leaves no OUT;
-//! an OUT holding earlier subjects keeps them ([`write_out`]). [`prepare_bids`] does the same for an image experiment in BIDS EEG,
+//! an OUT holding earlier subjects keeps them (`write_out`). [`prepare_bids`] does the same for an image experiment in BIDS EEG,
 //! writing OUT/image_set/image_metadata.npy and linking each image it names, and
 //! [`prepare_meg`] for a THINGS-MEG participant's preprocessed epochs.
 
@@ -15,10 +15,58 @@ use std::path::{Path, PathBuf};
 use crate::error::{Result, RouteError};
 use brainrecon_core::fs::{write_folder_atomic, OutputDir};
 use brainrecon_core::DataError;
+use brainrecon_datasets::eeg_preprocess::MvnnDim;
 use brainrecon_datasets::things_eeg2::{
     preprocess_raw, write_preprocessed, PreprocessedEeg, RawPreprocessing, ThingsEeg2,
 };
 use serde::Serialize;
+
+/// Multivariate noise normalisation, as `--mvnn` names it: over which dimension its
+/// covariances are estimated, or none ([`RawPreprocessing::mvnn`] takes [`Mvnn::dim`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mvnn {
+    /// Across repetitions at each time point (the data set's default).
+    Time,
+    /// Across time points in each repetition.
+    Epochs,
+    /// No normalisation (`none`).
+    Off,
+}
+
+impl Mvnn {
+    /// Every choice, in the order `--mvnn` lists them.
+    pub const ALL: [Mvnn; 3] = [Mvnn::Time, Mvnn::Epochs, Mvnn::Off];
+
+    /// The name on the command line.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mvnn::Time => "time",
+            Mvnn::Epochs => "epochs",
+            Mvnn::Off => "none",
+        }
+    }
+
+    /// The dimension MVNN runs over; `None` leaves it out.
+    pub fn dim(self) -> Option<MvnnDim> {
+        match self {
+            Mvnn::Time => Some(MvnnDim::Time),
+            Mvnn::Epochs => Some(MvnnDim::Epochs),
+            Mvnn::Off => None,
+        }
+    }
+}
+
+impl std::str::FromStr for Mvnn {
+    type Err = String;
+
+    /// `time`, `epochs` or `none`.
+    fn from_str(text: &str) -> std::result::Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|m| m.name() == text)
+            .ok_or_else(|| format!("expected time, epochs or none, found '{text}'"))
+    }
+}
 
 /// `brainrecon eeg preprocess`.
 #[derive(Clone, Debug)]
@@ -27,31 +75,40 @@ pub struct PreprocessRequest {
     pub data: PathBuf,
     /// Subjects to preprocess (empty: every `sub-XX` of `raw_data`).
     pub subjects: Vec<String>,
+    /// The THINGS-EEG2 layout to write (`eeg_dataset/preprocessed_data/sub-XX/`).
     pub out: PathBuf,
+    /// Resampling rate (Hz), epoch window (s), channels and MVNN.
     pub options: RawPreprocessing,
 }
 
 /// One subject's result.
 #[derive(Clone, Debug, Serialize)]
 pub struct PreprocessedSubject {
+    /// The subject (`sub-XX`).
     pub subject: String,
     /// [conditions, repetitions, channels, times].
     pub training: [usize; 4],
+    /// [conditions, repetitions, channels, times] of the test half.
     pub test: [usize; 4],
+    /// The channels kept, in order.
     pub ch_names: Vec<String>,
 }
 
 /// What `preprocess` wrote.
 #[derive(Clone, Debug, Serialize)]
 pub struct PreprocessReport {
+    /// The layout written.
     pub out: PathBuf,
+    /// The preprocessing applied.
     pub options: RawPreprocessing,
+    /// One per subject, in order.
     pub subjects: Vec<PreprocessedSubject>,
     /// The image folder OUT/image_set points to, if the data set has one.
     pub images: Option<PathBuf>,
 }
 
 impl PreprocessReport {
+    /// One line per subject and the folder written, for people.
     pub fn text(&self) -> String {
         let mut lines: Vec<String> = self
             .subjects
@@ -223,24 +280,33 @@ fn link_images(images: &Path, link: &Path) -> Result<()> {
 /// THINGS-EEG1 as ds003825 ships it) made into THINGS-EEG2's layout.
 #[derive(Clone, Debug)]
 pub struct BidsEegRequest {
+    /// The BIDS data set's root.
     pub bids_root: PathBuf,
     /// `01` or `sub-01`.
     pub subject: String,
+    /// The BIDS task whose runs are read (`task-<task>`).
     pub task: String,
     /// The folder holding the images the events name (by their path, or as
     /// `<concept>/<file>`); linked into OUT/image_set. None: only the metadata is written.
     pub images: Option<PathBuf>,
+    /// The THINGS-EEG2 layout to write.
     pub out: PathBuf,
+    /// Resampling rate (Hz), epoch window (s), channels and MVNN.
     pub options: RawPreprocessing,
 }
 
 /// What `bids-prepare` wrote.
 #[derive(Clone, Debug, Serialize)]
 pub struct BidsEegReport {
+    /// The layout written.
     pub out: PathBuf,
+    /// The subject's folder name in it.
     pub subject: String,
+    /// [images, repetitions, channels, times] of the training half.
     pub training: [usize; 4],
+    /// [images, repetitions, channels, times] of the test half.
     pub test: [usize; 4],
+    /// The channels kept, in order.
     pub ch_names: Vec<String>,
     /// How the events' onsets were read.
     pub onsets: brainrecon_datasets::bids_eeg::OnsetUnit,
@@ -251,6 +317,7 @@ pub struct BidsEegReport {
 }
 
 impl BidsEegReport {
+    /// What was written, in one line for people.
     pub fn text(&self) -> String {
         format!(
             "{}: {} training images × {} repetitions, {} test images × {}; {} channels × {} \
@@ -377,25 +444,33 @@ pub struct MegPrepareRequest {
     /// The THINGS images' folder (the epochs' `image_path`s under it, or `<concept>/<file>`);
     /// linked into OUT/image_set. None: only the metadata is written.
     pub images: Option<PathBuf>,
+    /// The THINGS-EEG2 layout to write.
     pub out: PathBuf,
+    /// Which channels and samples are kept.
     pub options: brainrecon_datasets::things_meg::MegOptions,
 }
 
 /// What `meg-prepare` wrote.
 #[derive(Clone, Debug, Serialize)]
 pub struct MegPrepareReport {
+    /// The layout written.
     pub out: PathBuf,
     /// The subject's folder name in OUT (`sub-01` for P1).
     pub subject: String,
+    /// [images, repetitions, channels, times] of the training half.
     pub training: [usize; 4],
+    /// [images, repetitions, channels, times] of the test half.
     pub test: [usize; 4],
+    /// The channels kept, in order.
     pub ch_names: Vec<String>,
     /// Catch trials left out.
     pub catch: usize,
     /// Training trials left out because their image's concept is a test concept (zero-shot,
     /// as ATM trains), their images, and the test concepts training had shown.
     pub dropped_training_trials: usize,
+    /// Training images left out with them.
     pub dropped_training_images: usize,
+    /// Test concepts the training trials had shown.
     pub shared_concepts: usize,
     /// Up to 10 of those concepts.
     pub shared_concept_examples: Vec<String>,
@@ -403,10 +478,12 @@ pub struct MegPrepareReport {
     pub unknown_concepts: usize,
     /// The FIF parts read.
     pub files: Vec<PathBuf>,
+    /// Images linked into OUT/image_set (0 without `images`).
     pub images_linked: usize,
 }
 
 impl MegPrepareReport {
+    /// What was written, in one line for people.
     pub fn text(&self) -> String {
         let unknown = match self.unknown_concepts {
             0 => String::new(),

@@ -27,7 +27,6 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::b2c::chart::comparison_grid;
 use crate::decode::features::{
     default_latent_image_size, rows_of, Stimulus, StimulusEncoder, VaeFeatures,
 };
@@ -39,6 +38,7 @@ use crate::linear::{
 };
 use crate::progress::bar;
 use crate::score::folder_eval::{eval, EvalRequest, Evaluated};
+use crate::score::report::comparison_grid;
 use brainrecon_core::fs::{read_json, write_json_atomic, OutputDir, Resume};
 use brainrecon_core::stats::mean_std;
 use brainrecon_core::DataError;
@@ -70,18 +70,24 @@ pub struct EegReconstructRequest {
     pub model: String,
     /// The prompt of a concept's context, with `{concept}` for its words.
     pub prompt: String,
+    /// Reconstructions per test image.
     pub samples: usize,
+    /// DDIM steps of the full schedule.
     pub steps: usize,
     /// Share of the schedule img2img runs from the decoded z's image.
     pub strength: f64,
+    /// Classifier-free guidance scale against the empty prompt.
     pub guidance: f64,
+    /// Seed of the noise; each (image, sample) draws its own stream from it.
     pub seed: u64,
     /// Only the first N test images.
     pub limit: Option<usize>,
     /// Also reconstruct each test image from its own embedding through the same maps (one
     /// sample): what a perfect EEG decoder would give.
     pub ceiling: bool,
+    /// The output folder (staged in `<out>.partial`).
     pub out: PathBuf,
+    /// Draw progress bars.
     pub progress: bool,
 }
 
@@ -131,8 +137,11 @@ struct Settings {
 pub struct ScoredSet {
     /// `decoded z` or `sample k`.
     pub name: String,
+    /// The set's folder of `<i>.png`.
     pub dir: PathBuf,
+    /// PixCorr: mean Pearson r over flattened RGB values.
     pub pixcorr: f64,
+    /// Mean SSIM of the grayscale images.
     pub ssim: f64,
     /// Two-way identification on pixels (chance 0.5).
     pub two_way_pixels: Option<f64>,
@@ -147,9 +156,11 @@ pub struct ScoredSet {
 pub struct FeatureAgreement {
     /// From the decoded embedding.
     pub decoded_z: f64,
+    /// c from the decoded embedding.
     pub decoded_c: f64,
     /// From the image's own embedding: what a perfect EEG decoder would reach.
     pub ceiling_z: f64,
+    /// c from the image's own embedding.
     pub ceiling_c: f64,
 }
 
@@ -169,20 +180,29 @@ impl ScoredSet {
 /// `reconstruction.json`.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct EegReconstructReport {
+    /// The output folder.
     pub out: PathBuf,
     /// True when the folder already held this run.
     #[serde(skip_deserializing)]
     pub already_done: bool,
+    /// The decoder's test subject.
     pub subject: String,
+    /// The `eeg fit` folder.
     pub decoder: PathBuf,
+    /// Test images reconstructed.
     pub images: usize,
+    /// How close the mapped z and c come to the images' own.
     pub features: FeatureAgreement,
+    /// Each image set's scores: decoded z, the samples, then the own-embedding sets.
     pub sets: Vec<ScoredSet>,
+    /// `comparison.png`: stimulus | decoded z | samples (| own embedding) per row.
     pub comparison: PathBuf,
+    /// Wall time of the run, in seconds.
     pub seconds: f64,
 }
 
 impl EegReconstructReport {
+    /// What was made and each set's scores, for people.
     pub fn text(&self) -> String {
         use std::fmt::Write;
         let mut text = format!(
@@ -587,21 +607,24 @@ fn img2img_all(
 /// `folder` scored against the stimuli as `brainrecon eval` scores a folder of PNGs; `recorded`
 /// is where the folder will be once the run is committed.
 fn score(name: &str, folder: &Path, stimuli: &Path, recorded: &Path) -> Result<ScoredSet> {
-    let evaluated = eval(&EvalRequest {
-        stimuli: stimuli.to_path_buf(),
-        recons: folder.to_path_buf(),
-        clip: None,
-        metric_weights: None,
-        protocol: "mindeye".into(),
-        device: "cpu".into(),
-        rows_per_page: 20,
-        thumbnail: 64,
-        captions: None,
-        meteor_jar: None,
-        clip_score_model: None,
-        sheet: None,
-        command: String::new(),
-    })?;
+    let evaluated = eval(
+        &EvalRequest {
+            stimuli: stimuli.to_path_buf(),
+            recons: folder.to_path_buf(),
+            clip: None,
+            metric_weights: None,
+            protocol: "mindeye".into(),
+            device: brainrecon_core::Device::Cpu,
+            rows_per_page: 20,
+            thumbnail: 64,
+            captions: None,
+            meteor_jar: None,
+            clip_score_model: None,
+            sheet: None,
+            command: String::new(),
+        },
+        crate::score::evaluate::no_extras,
+    )?;
     let Evaluated::Folder(scores) = &evaluated else {
         return Err(RouteError::Usage(format!(
             "{}: expected a folder of PNGs, found a reconstruction run",

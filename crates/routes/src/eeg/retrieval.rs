@@ -58,6 +58,7 @@ pub fn ranked(similarities: &[f32], k: usize) -> Vec<usize> {
 /// One k-way score.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct WayScore {
+    /// Candidates per draw: the match and k − 1 others.
     pub k: usize,
     /// Share of draws where the match was the most similar of the k.
     pub top1: f64,
@@ -72,12 +73,17 @@ pub struct RetrievalScores {
     pub n: usize,
     /// Top-1 and top-5 among all n candidates.
     pub top1: f64,
+    /// Top-5 among all n candidates.
     pub top5: f64,
     /// 1/n and 5/n.
     pub chance_top1: f64,
+    /// 5/n.
     pub chance_top5: f64,
+    /// The k-way scores, in the order the ks were asked for.
     pub ways: Vec<WayScore>,
+    /// Random draws of k − 1 others per trial, for each k.
     pub draws: usize,
+    /// Seed of the draws.
     pub seed: u64,
 }
 

@@ -20,6 +20,7 @@ pub struct RidgeDecoderOptions {
     pub window: Option<Range<usize>>,
     /// Fit on each condition's mean over its repetitions (default) or on every trial.
     pub average_repetitions: bool,
+    /// The ridge penalty grid (default 10⁻¹ … 10⁶, one per decade).
     pub alphas: Vec<f64>,
     /// Folds of the grouped cross-validation.
     pub folds: usize,
@@ -38,9 +39,13 @@ impl Default for RidgeDecoderOptions {
 
 /// A fitted decoder.
 pub struct RidgeDecoder {
+    /// Ridge from `[channels × window]` EEG features to the embedding.
     pub model: RidgeModel,
+    /// The time samples of the epoch it reads.
     pub window: Range<usize>,
+    /// EEG channels per epoch.
     pub channels: usize,
+    /// Time samples per epoch.
     pub times: usize,
 }
 
@@ -80,8 +85,8 @@ pub fn epoch_features(
 }
 
 impl RidgeDecoder {
-    /// Fits `train` to `embeddings` [conditions, d] (row i the image of condition i); `concepts`
-    /// [conditions] groups the folds.
+    /// Fits `train` to `embeddings` `[conditions, d]` (row i the image of condition i); `concepts`
+    /// `[conditions]` groups the folds.
     pub fn fit(
         train: &PreprocessedEeg,
         embeddings: &[f32],

@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 /// The encoding results of one layer.
 #[derive(Debug, Clone, Serialize)]
 pub struct LayerResult {
+    /// The layer (0 = embeddings, L = after block L).
     pub layer: usize,
     /// The feature sets, joined by `+` (`blip-vision-l3`, `blip-vision-l3+blip-text-l3`).
     pub features: String,
@@ -16,9 +17,20 @@ pub struct LayerResult {
     pub n_features: usize,
     /// Columns the ridge was fit on.
     pub design_width: usize,
+    /// What the reduction to the training images' span kept, when the design was reduced.
     pub reduction: Option<Reduction>,
     /// The fitted ROI first, then its labels in the chosen atlases.
     pub rois: Vec<RoiSummary>,
+}
+
+impl LayerResult {
+    /// The layer's line as `encode layers` prints it when the layer is done.
+    pub fn line(&self) -> String {
+        format!(
+            "layer {}: {} ({} columns)",
+            self.layer, self.features, self.design_width
+        )
+    }
 }
 
 /// Mean r of `roi` per layer, in layer order (NaN where the layer lacks it).

@@ -33,10 +33,12 @@ const COLUMN_BLOCK: usize = 2048;
 pub struct FeatureBlock {
     /// The name it was asked for by (`blip-vision-l3`, `pixels:8`, a path).
     pub name: String,
+    /// The per-image values, `[n_images, width]`.
     pub targets: ImageTargets,
 }
 
 impl FeatureBlock {
+    /// Columns of the block.
     pub fn width(&self) -> usize {
         self.targets.width()
     }
@@ -119,11 +121,16 @@ pub struct Reduction {
 
 /// Per-image design (n_images, width), rows following stimuli/ids.npy.
 pub struct Design {
+    /// The rows' 0-based 73k ids, ascending.
     pub ids: Vec<usize>,
+    /// Columns of the design (after any reduction).
     pub width: usize,
+    /// The design, row-major `[n_images, width]`.
     pub values: Vec<f32>,
     /// Columns of the joined blocks before any reduction.
     pub n_features: usize,
+    /// What the reduction kept, when the blocks were wider than there are training images or
+    /// `pca` asked for fewer columns.
     pub reduction: Option<Reduction>,
 }
 

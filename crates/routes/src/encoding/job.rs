@@ -39,8 +39,6 @@ pub struct FitRequest {
     pub cv: String,
     /// Where the ridge fit runs.
     pub device: brainrecon_ridge::Device,
-    /// `--device` as typed, for messages.
-    pub device_name: String,
 }
 
 impl FitRequest {
@@ -87,7 +85,7 @@ impl FitRequest {
         if self.device != brainrecon_ridge::Device::Cpu && matches!(cv, DecoderCv::KFold(_)) {
             return Err(usage(format!(
                 "--device {}: K-fold cross-validation runs on the CPU only; use --cv gcv or --cv loo on a GPU",
-                self.device_name
+                self.device
             )));
         }
         Ok(FitOptions {

@@ -235,6 +235,20 @@ pub fn encode_layers<E: From<RouteError>>(
     Ok((summary, results))
 }
 
+/// What `encode layers` prints at the end for people: the last layer's ROI table, then the
+/// layers encoded in `seconds` and where layers.json went.
+pub fn layers_text(opts: &LayersOptions, results: &[LayerResult], seconds: f64) -> String {
+    let table = results
+        .last()
+        .map_or(String::new(), |last| super::roi_table(&last.rois));
+    format!(
+        "{table}encoded {} layers of {} in {seconds:.1} s; wrote {}\n",
+        results.len(),
+        opts.kind,
+        opts.out.join("layers.json").display()
+    )
+}
+
 /// Each voxel's layer of largest significant test r (NaN where no layer is significant):
 /// Takagi & Nishimoto's best-layer map. `significant_r` is (layers, voxels).
 pub fn best_layer(significant_r: &[Vec<f64>]) -> Vec<f64> {

@@ -23,15 +23,17 @@ use std::path::Path;
 
 pub use design::{build_design, load_block, Design, DesignOptions, FeatureBlock, Reduction};
 
-/// FDR level of the significance maps and counts.
-pub const FDR_ALPHA: f64 = 0.05;
+pub use crate::score::FDR_ALPHA;
 
 /// One subject's ROI betas: single train trials and repeat-averaged test images.
 pub struct EncodingData {
+    /// The ROI: its voxels and their coordinates.
     pub roi: Roi,
+    /// Single-trial train betas `[n_train_trials, n_voxels]`.
     pub train: Betas,
     /// Image id of each train row.
     pub train_ids: Vec<usize>,
+    /// Repeat-averaged test betas `[n_test_images, n_voxels]`.
     pub test: Betas,
     /// Image id of each test row.
     pub test_ids: Vec<usize>,
@@ -71,22 +73,30 @@ impl EncodingData {
 /// How a model is fit and tested.
 #[derive(Debug, Clone)]
 pub struct FitOptions {
+    /// The ridge penalty grid; each voxel chooses its own alpha.
     pub alphas: Vec<f64>,
+    /// How alphas are chosen (K folds group an image's repeats).
     pub cv: DecoderCv,
+    /// Where the ridge fit runs.
     pub device: Device,
     /// Permutations of the test rows in the null.
     pub permutations: usize,
     /// Test rows permuted together (1 = plain rows).
     pub block_size: usize,
+    /// Seed of the permutations.
     pub seed: u64,
 }
 
 /// Per-voxel results, all (n_voxels,) in the ROI's column order.
 #[derive(Debug, Clone)]
 pub struct VoxelStats {
+    /// Test Pearson r of predicted and measured betas (NaN for a constant column).
     pub r: Vec<f64>,
+    /// One-sided permutation p-value of r.
     pub p: Vec<f64>,
+    /// Benjamini–Hochberg q-value.
     pub q: Vec<f64>,
+    /// Whether BH rejects at [`FDR_ALPHA`].
     pub significant: Vec<bool>,
 }
 
@@ -162,11 +172,17 @@ pub fn signed_r2(r: &[f64]) -> Vec<f64> {
 /// Accuracy over one voxel set.
 #[derive(Debug, Clone, Serialize)]
 pub struct RoiSummary {
+    /// The voxel set's name (an ROI or an atlas label).
     pub roi: String,
+    /// Voxels in the set.
     pub n_voxels: usize,
+    /// Mean test r over the voxels.
     pub mean_r: f64,
+    /// Median test r over the voxels.
     pub median_r: f64,
+    /// Voxels significant at q ≤ [`FDR_ALPHA`].
     pub n_significant: usize,
+    /// Their share of the set.
     pub fraction_significant: f64,
 }
 
@@ -197,11 +213,14 @@ pub fn roi_table(rois: &[RoiSummary]) -> String {
 /// A named subset of the ROI's voxels (indices into its columns).
 #[derive(Debug, Clone)]
 pub struct VoxelSet {
+    /// The set's name (an ROI or one of its atlas labels).
     pub name: String,
+    /// Indices into the ROI's columns.
     pub voxels: Vec<usize>,
 }
 
 impl VoxelSet {
+    /// The set's mean and median r and its significant voxels.
     pub fn summarize(&self, stats: &VoxelStats) -> RoiSummary {
         let r: Vec<f64> = self.voxels.iter().map(|&v| stats.r[v]).collect();
         let summary = summarize(&r);
@@ -408,12 +427,16 @@ pub fn cortex_for(
 
 /// An atlas's label of each ROI voxel (0: none), for outlines on the cortex.
 pub struct RoiLabels {
+    /// The atlas.
     pub name: String,
+    /// Label value of each ROI voxel, in the ROI's column order (0: none).
     pub values: Vec<i32>,
+    /// (value, name) of each label.
     pub names: Vec<(i32, String)>,
 }
 
 impl RoiLabels {
+    /// The labels as the cortex report draws their outlines.
     pub fn spec(&self) -> brainrecon_cortex::report::VoxelLabelsSpec<'_> {
         brainrecon_cortex::report::VoxelLabelsSpec {
             name: self.name.clone(),

@@ -93,10 +93,13 @@ pub fn compare_nsd(opts: &CompareOptions) -> Result<Comparison> {
 /// Per-voxel agreement over a set of voxels.
 #[derive(Debug, Clone, Serialize)]
 pub struct Agreement {
+    /// Voxels compared (constant ones left out).
     pub n_voxels: usize,
     /// Voxels left out: constant betas in either fit (outside NSD's mask, say).
     pub n_constant: usize,
+    /// Median over the voxels of Pearson r across the session's trials.
     pub median_r: f64,
+    /// 25th and 75th percentiles of r (linear interpolation, numpy's default).
     pub r_quartiles: [f64; 2],
     /// Median over voxels of std(NSD's betas) / std(the fit's), both in percent signal change.
     pub median_std_ratio: f64,
@@ -105,18 +108,26 @@ pub struct Agreement {
 /// One session's agreement, over all the fit's voxels and within nsdgeneral.
 #[derive(Debug, Clone, Serialize)]
 pub struct SessionComparison {
+    /// The session, as the runs name it.
     pub session: String,
+    /// NSD's `betas_sessionBB.hdf5` compared against.
     pub betas_file: PathBuf,
+    /// The session's trials.
     pub n_trials: usize,
+    /// Over every voxel of the fit.
     pub all_voxels: Agreement,
+    /// Within nsdgeneral (`None` when NSD's root lacks that ROI).
     pub nsdgeneral: Option<Agreement>,
 }
 
 /// `compare_nsd.json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct Comparison {
+    /// The GLMsingle model compared, the fit's and NSD's (`TYPED_FITHRF_GLMDENOISE_RR`, …).
     pub model: String,
+    /// The subject fitted.
     pub subject: String,
+    /// One per session of the fit, in order.
     pub sessions: Vec<SessionComparison>,
 }
 

@@ -44,7 +44,9 @@ use std::path::{Path, PathBuf};
 pub enum Source {
     /// fMRIPrep's output folder and the raw BIDS dataset holding the events.
     Fmriprep {
+        /// fMRIPrep's output folder (preprocessed BOLD, masks, confounds).
         fmriprep: PathBuf,
+        /// The raw BIDS dataset, for the runs' events.
         bids_root: PathBuf,
     },
     /// NSD's root folder: its time series and designs (nsddata_timeseries, 1.8 mm).
@@ -76,6 +78,7 @@ impl Source {
 /// What to fit into which folder, as `brainrecon glm` takes it.
 #[derive(Debug, Clone)]
 pub struct GlmOptions {
+    /// Where the runs and events come from.
     pub source: Source,
     /// `01` or `sub-01` (NSD: `1` or `subj01`).
     pub subject: String,
@@ -94,6 +97,7 @@ pub struct GlmOptions {
     pub condition_column: Option<String>,
     /// Seconds each stimulus lasts; None for the median of the trials' durations.
     pub stimdur: Option<f64>,
+    /// The GLM folder to write (GLMsingle's models, `glm.json`, the time series).
     pub out: PathBuf,
     /// Where the final model's R² and HRF index are drawn on the cortex (OUT/cortex/;
     /// `auto`: a simulation's on fsaverage5).
@@ -116,6 +120,17 @@ pub struct GlmOutcome {
 }
 
 impl GlmOutcome {
+    /// What standard error hears before the summary: the stages resumed from an interrupted
+    /// fit, and a warning when a finished stage could not be kept for resuming.
+    pub fn notes(&self) -> Vec<String> {
+        let resumed = (!self.resumed.is_empty())
+            .then(|| format!("resumed the interrupted fit's {}", self.resumed.join(", ")));
+        let not_kept = self.stage_not_kept.as_ref().map(|failed| {
+            format!("warning: a finished stage could not be kept for resuming ({failed})")
+        });
+        resumed.into_iter().chain(not_kept).collect()
+    }
+
     /// The summary as `glm` prints it, one line each; `out` is the fit's folder.
     pub fn text(&self, out: &Path) -> String {
         use std::fmt::Write;

@@ -2,13 +2,13 @@
 //! the within-subject route and each of a group's spaces, with the within-subject route on all
 //! sessions as the ceiling.
 
-use super::adapt::{adapt, AdaptRequest};
+use super::adapt::{adapt, AdaptRequest, MapFit, Via};
 use super::{decoders_dir, GroupMeta, SpaceMeta};
 use crate::decode::decoders::{fit_request, Decoder, FitRequest};
 use crate::decode::features::{features_request, FeaturesRequest};
 use crate::error::{Result, RouteError};
 use brainrecon_core::fs::{write_bytes_atomic, write_json_atomic, OutputDir};
-use brainrecon_datasets::nsd::prepare::{prepare, PrepareOptions, ZScore};
+use brainrecon_datasets::nsd::prepare::{prepare, PrepareOptions};
 use brainrecon_datasets::prepared::{PreparedSubject, Split};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
@@ -16,6 +16,7 @@ use std::path::{Path, PathBuf};
 /// What `group curve` is asked.
 #[derive(Debug, Clone)]
 pub struct CurveRequest {
+    /// The group folder.
     pub group: PathBuf,
     /// Spaces of the group to adapt the new subject into, each `NAME[:VIA[:MAP]]` (see
     /// [`AdaptRequest`]'s `via` and `map`; default: the space's).
@@ -28,7 +29,11 @@ pub struct CurveRequest {
     pub sessions: Vec<Option<usize>>,
     /// Decoder targets scored (z, c).
     pub targets: Vec<String>,
+    /// The folder to write: `curve.json`, `curve.md`, `curve.svg` and the prepared subjects under
+    /// `work/`.
     pub out: PathBuf,
+    /// Whether the caller shows progress; the stages reach it through [`curve`]'s callback
+    /// either way.
     pub progress: bool,
 }
 
@@ -37,21 +42,28 @@ pub struct CurveRequest {
 pub struct CurvePoint {
     /// `within-subject` or the space's name.
     pub method: String,
+    /// Sessions of the new subject used.
     pub sessions: usize,
+    /// Whether those are all the subject has.
     pub all_sessions: bool,
+    /// Train trials those sessions hold.
     pub n_train_trials: usize,
     /// Two-way identification of each decoded target on the test images (chance 0.5).
     pub two_way: Vec<(String, f64)>,
     /// Their mean.
     pub two_way_mean: f64,
+    /// Test images scored (outside the group's align set).
     pub n_test: usize,
 }
 
 /// The curve.
 #[derive(Debug, Clone, Serialize)]
 pub struct Curve {
+    /// The group folder.
     pub group: PathBuf,
+    /// The new subject.
     pub subject: String,
+    /// One per method and session count.
     pub points: Vec<CurvePoint>,
     /// The within-subject route on all sessions.
     pub ceiling: f64,
@@ -169,19 +181,8 @@ fn prepare_sessions(
 ) -> Result<PreparedSubject> {
     if !out.join("subject.json").exists() {
         prepare(&PrepareOptions {
-            nsd_root: r.nsd_root.clone(),
-            subject: r.subject,
-            out: out.to_path_buf(),
             sessions: n.map(|n| (1..=n).collect()),
-            atlases: vec![
-                "nsdgeneral".into(),
-                "streams".into(),
-                "prf-visualrois".into(),
-            ],
-            zscore: ZScore::Session,
-            average_train: false,
-            image_size: None,
-            progress: false,
+            ..PrepareOptions::defaults(&r.nsd_root, r.subject, out)
         })?;
     }
     for kind in &group.kinds {
@@ -197,8 +198,8 @@ fn prepare_sessions(
                 sample: false,
                 seed: 0,
                 batch: 16,
-                device: "cpu".into(),
-                dtype: "f32".into(),
+                device: brainrecon_core::Device::Cpu,
+                dtype: brainrecon_diffusion::pipeline::DType::F32,
                 progress: false,
             },
             |_, _| Ok(()),
@@ -247,15 +248,28 @@ pub fn two_way(
 /// Runs the curve and writes `curve.json`, `curve.md` and `curve.svg` into `out`.
 pub fn curve(r: &CurveRequest, progress: &mut dyn FnMut(String)) -> Result<Curve> {
     let group = GroupMeta::read(&r.group)?;
-    let spaces: Vec<(String, SpaceMeta, Option<String>, Option<String>)> = r
+    let spaces: Vec<(String, SpaceMeta, Via, Option<MapFit>)> = r
         .spaces
         .iter()
         .map(|spec| {
             let mut parts = spec.split(':');
             let name = parts.next().unwrap_or_default();
-            let via = parts.next().filter(|v| !v.is_empty()).map(str::to_string);
-            let map = parts.next().filter(|m| !m.is_empty()).map(str::to_string);
-            Ok((spec.clone(), SpaceMeta::read(&r.group, name)?, via, map))
+            let via = parts.next().filter(|v| !v.is_empty());
+            let map = parts.next().filter(|m| !m.is_empty());
+            let space = SpaceMeta::read(&r.group, name)?;
+            let via: Via = match via {
+                Some(v) => v
+                    .parse()
+                    .map_err(|e| RouteError::Usage(format!("--via: {e}")))?,
+                None => Via::default(),
+            };
+            let map: Option<MapFit> = map
+                .map(|m| {
+                    m.parse()
+                        .map_err(|e| RouteError::Usage(format!("--map: {e}")))
+                })
+                .transpose()?;
+            Ok((spec.clone(), space, via, map))
         })
         .collect::<Result<_>>()?;
     if r.sessions.is_empty() {
@@ -349,8 +363,8 @@ pub fn curve(r: &CurveRequest, progress: &mut dyn FnMut(String)) -> Result<Curve
                 space: space.name.clone(),
                 subject: subject.root.clone(),
                 sessions: None,
-                via: via.clone(),
-                map: map.clone(),
+                via: *via,
+                map: *map,
                 eval_subject: Some(full.root.clone()),
                 out: adapted.clone(),
             })?;

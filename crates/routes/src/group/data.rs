@@ -6,7 +6,7 @@ use crate::decode::decoders::{image_targets, Target};
 use crate::decode::features::{feature_paths, FeatureKind};
 use crate::error::{Result, RouteError};
 use brainrecon_datasets::prepared::{
-    AtlasMeta, LabelMeta, PreparedSubject, Roi, Split, SubjectMeta,
+    AtlasMeta, LabelMeta, PreparedSubject, Roi, Split, SubjectMeta, Writer,
 };
 use brainrecon_formats::npy;
 use faer::Mat;
@@ -15,7 +15,9 @@ use std::path::Path;
 
 /// Betas of some rows of a subject: `x` (rows × voxels) and the stimulus id of each row.
 pub struct Rows {
+    /// The 0-based 73k stimulus id of each row.
     pub ids: Vec<usize>,
+    /// Betas `[rows, voxels]` (or coordinates `[rows, k]` once in a space).
     pub x: Mat<f64>,
 }
 
@@ -218,13 +220,18 @@ pub fn apply_map(x: &Mat<f64>, mean: &[f64], map: &Mat<f64>) -> Mat<f64> {
 
 /// Writes a float32 matrix as `.npy`.
 pub fn write_mat(path: &Path, m: &Mat<f64>) -> Result<()> {
+    Ok(npy::write(path, &[m.nrows(), m.ncols()], &f32_rows(m))?)
+}
+
+/// `m` as row-major float32.
+fn f32_rows(m: &Mat<f64>) -> Vec<f32> {
     let mut values = Vec::with_capacity(m.nrows() * m.ncols());
     for i in 0..m.nrows() {
         for j in 0..m.ncols() {
             values.push(m[(i, j)] as f32);
         }
     }
-    Ok(npy::write(path, &[m.nrows(), m.ncols()], &values)?)
+    values
 }
 
 /// Reads a float32 `.npy` matrix.
@@ -311,8 +318,11 @@ pub fn read_vec(path: &Path) -> Result<Vec<f64>> {
 
 /// A subject in a space: train rows (single trials) and test rows (one per test image).
 pub struct SpaceSubject<'a> {
+    /// The subject's `subject.json`; its grid, counts and atlases are replaced by the space's.
     pub meta: SubjectMeta,
+    /// Train rows in the space, `[trials, k]`.
     pub train: &'a Rows,
+    /// Test rows in the space, `[test images, k]`.
     pub test: &'a Rows,
     /// Sessions of the train rows (trials.tsv).
     pub train_sessions: Vec<usize>,
@@ -354,31 +364,19 @@ pub fn write_space_subject(
     meta.roi_aliases = BTreeMap::from([("nsdgeneral".to_string(), SHARED_ATLAS.to_string())]);
     let mkdir =
         |p: &Path| std::fs::create_dir_all(p).map_err(|e| brainrecon_core::DataError::io(p, e));
-    for sub in ["betas/shared", "rois", "stimuli"] {
-        mkdir(&dir.join(sub))?;
+    // The writer makes the folders of what it writes; linked stimuli need theirs.
+    mkdir(&dir.join("stimuli"))?;
+    let out = Writer::new(dir);
+    for (split, rows) in [(Split::Train, s.train), (Split::Test, s.test)] {
+        out.betas(SHARED_ATLAS, split, [rows.x.nrows(), k], &f32_rows(&rows.x))?;
     }
-    write_mat(&dir.join("betas/shared/train.npy"), &s.train.x)?;
-    write_mat(&dir.join("betas/shared/test.npy"), &s.test.x)?;
-    let coords: Vec<i32> = (0..k).flat_map(|i| [i as i32, 0, 0]).collect();
-    npy::write(&dir.join("rois/shared.npy"), &[k, 3], &coords)?;
-    npy::write(&dir.join("rois/shared_labels.npy"), &[k], &vec![1i32; k])?;
-    let as_i64 = |ids: &[usize]| ids.iter().map(|&i| i as i64).collect::<Vec<i64>>();
-    npy::write(
-        &dir.join("train_stimulus_ids.npy"),
-        &[s.train.ids.len()],
-        &as_i64(&s.train.ids),
-    )?;
+    // The space's coordinates laid out along x, all of label 1.
+    let coords: Vec<[i32; 3]> = (0..k).map(|i| [i as i32, 0, 0]).collect();
+    out.roi(SHARED_ATLAS, &coords, &vec![1i32; k])?;
+    out.row_ids(Split::Train, &s.train.ids)?;
     let train_sorted: Vec<usize> = train_images.iter().copied().collect();
-    npy::write(
-        &dir.join("train_image_ids.npy"),
-        &[train_sorted.len()],
-        &as_i64(&train_sorted),
-    )?;
-    npy::write(
-        &dir.join("test_stimulus_ids.npy"),
-        &[s.test.ids.len()],
-        &as_i64(&s.test.ids),
-    )?;
+    out.row_ids(Split::TrainAveraged, &train_sorted)?;
+    out.row_ids(Split::Test, &s.test.ids)?;
     let mut trials = String::from("trial\tsession\tsession_trial\tstimulus\tsplit\n");
     for (t, (&id, &session)) in s.train.ids.iter().zip(&s.train_sessions).enumerate() {
         trials.push_str(&format!("{t}\t{session}\t{}\t{id}\ttrain\n", t + 1));
@@ -387,7 +385,7 @@ pub fn write_space_subject(
         let n = s.train.ids.len() + t;
         trials.push_str(&format!("{n}\t0\t{}\t{id}\ttest\n", t + 1));
     }
-    brainrecon_core::fs::write_bytes_atomic(&dir.join("trials.tsv"), trials.as_bytes())?;
+    out.trials(&trials)?;
     match linked_from {
         Some(source) => {
             for file in [
@@ -415,11 +413,10 @@ pub fn write_space_subject(
             let mut all: BTreeSet<usize> = train_images;
             all.extend(&s.test.ids);
             let ids: Vec<usize> = all.into_iter().collect();
-            npy::write(&dir.join("stimuli/ids.npy"), &[ids.len()], &as_i64(&ids))?;
+            out.stimulus_ids(&ids)?;
         }
     }
-    brainrecon_core::fs::write_json_atomic(&dir.join("subject.json"), &meta)?;
-    Ok(())
+    Ok(out.meta(&meta)?)
 }
 
 /// A hard link where the file system allows one, else a copy.

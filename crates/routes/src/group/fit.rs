@@ -21,6 +21,7 @@ use std::time::Instant;
 /// What `group fit` is asked.
 #[derive(Debug, Clone)]
 pub struct GroupFitRequest {
+    /// The group folder.
     pub group: PathBuf,
     /// shared, srm or detsrm.
     pub method: String,
@@ -30,6 +31,7 @@ pub struct GroupFitRequest {
     pub k: usize,
     /// Iterations of SRM.
     pub n_iter: usize,
+    /// Seed of the fit (SRM's initial maps, the shared space's randomized-SVD probes).
     pub seed: u64,
     /// Decoders to fit on the pooled subject (z, c).
     pub targets: Vec<String>,
@@ -40,11 +42,17 @@ pub struct GroupFitRequest {
 /// What `group fit` did.
 #[derive(Debug, Clone, Serialize)]
 pub struct GroupFitReport {
+    /// The space folder written, `GROUP/spaces/NAME`.
     pub space: PathBuf,
+    /// How it was fitted (`shared`, `srm`, `detsrm`).
     pub method: String,
+    /// Dimensions of the space.
     pub k: usize,
+    /// Train rows of the pooled subject: every group subject's trials in the space.
     pub n_pooled_rows: usize,
+    /// Wall time of the space's fit, in seconds.
     pub seconds_space: f64,
+    /// The decoders fitted on the pooled subject.
     pub decoders: Vec<DecoderSummary>,
 }
 

@@ -34,7 +34,7 @@ pub const GROUP_FORMAT: &str = "brainrecon-group";
 /// `space.json`'s format name.
 pub const SPACE_FORMAT: &str = "brainrecon-group-space";
 /// The atlas an adapted or pooled subject holds its k coordinates in.
-pub const SHARED_ATLAS: &str = "shared";
+pub use brainrecon_datasets::prepared::SHARED_ATLAS;
 
 /// One subject of a group.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -45,14 +45,18 @@ pub struct GroupSubject {
     pub path: PathBuf,
     /// Voxels of the group's ROI.
     pub n_voxels: usize,
+    /// Its single-trial training rows.
     pub n_train_rows: usize,
+    /// Its sessions prepared (1-based).
     pub sessions: Vec<usize>,
 }
 
 /// `group.json`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct GroupMeta {
+    /// Always [`GROUP_FORMAT`].
     pub format: String,
+    /// 1.
     pub format_version: u32,
     /// The ROI every map starts from (default nsdgeneral).
     pub roi: String,
@@ -60,7 +64,9 @@ pub struct GroupMeta {
     pub kinds: Vec<String>,
     /// The model every subject's features came from, and its fingerprint per kind.
     pub feature_model: String,
+    /// Per kind, the fingerprint of that model's files (`None` when the features recorded none).
     pub feature_fingerprints: BTreeMap<String, Option<String>>,
+    /// The subjects, in the order given; maps and alphas follow it.
     pub subjects: Vec<GroupSubject>,
     /// Images every subject saw (sorted ids).
     pub shared_ids: Vec<usize>,
@@ -68,6 +74,7 @@ pub struct GroupMeta {
     pub align_ids: Vec<usize>,
     /// The shared images kept for testing; never used to align.
     pub test_ids: Vec<usize>,
+    /// Seed of the shuffle that splits the shared images into align and test.
     pub seed: u64,
 }
 
@@ -138,7 +145,9 @@ impl SpaceMethod {
 /// One feature kind's block of the stacked targets.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct TargetBlock {
+    /// The feature kind (`vae`, `clip-text`).
     pub kind: String,
+    /// Its columns in the stacked targets.
     pub width: usize,
     /// 1/√(the block's total variance over the group's rows): z and c weigh the same.
     pub scale: f64,
@@ -147,19 +156,28 @@ pub struct TargetBlock {
 /// `space.json`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SpaceMeta {
+    /// Always [`SPACE_FORMAT`].
     pub format: String,
+    /// 1.
     pub format_version: u32,
+    /// The space's name, its folder under `GROUP/spaces/`.
     pub name: String,
+    /// How it was fitted.
     pub method: SpaceMethod,
+    /// Dimensions of the space.
     pub k: usize,
+    /// The ROI every map starts from.
     pub roi: String,
+    /// The stacked targets' blocks, in column order.
     pub blocks: Vec<TargetBlock>,
     /// Per group subject (in group.json's order): the ridge alpha of its map, where one was
     /// chosen.
     pub alphas: Vec<Option<f64>>,
     /// The align images in template.npy's row order.
     pub align_ids: Vec<usize>,
+    /// Seed of the fit (SRM's initial maps, the shared space's randomized-SVD probes).
     pub seed: u64,
+    /// Wall time of the space's fit, in seconds.
     pub seconds: f64,
 }
 

@@ -16,6 +16,7 @@ use std::path::PathBuf;
 pub struct GroupPrepareRequest {
     /// Prepared subjects, each with the same kinds of features from the same model.
     pub subjects: Vec<PathBuf>,
+    /// The group folder to write.
     pub out: PathBuf,
     /// The ROI every map starts from.
     pub roi: String,
@@ -23,16 +24,22 @@ pub struct GroupPrepareRequest {
     pub kinds: Vec<String>,
     /// Share of the shared images used to align (the rest are kept for testing).
     pub align_share: f64,
+    /// Seed of the shuffle that splits the shared images into align and test.
     pub seed: u64,
 }
 
 /// What `group prepare` wrote.
 #[derive(Debug, Clone, Serialize)]
 pub struct GroupPrepareReport {
+    /// The group folder written.
     pub out: PathBuf,
+    /// The subjects, in the order given.
     pub subjects: Vec<GroupSubject>,
+    /// Test images every subject saw.
     pub n_shared: usize,
+    /// Of those, images used to align.
     pub n_align: usize,
+    /// Of those, images kept for testing.
     pub n_test: usize,
 }
 

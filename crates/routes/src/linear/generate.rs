@@ -3,7 +3,7 @@
 
 use crate::error::{Result, RouteError};
 use brainrecon_diffusion::pipeline::{
-    image_from_rgb8, image_to_hwc, Posterior, Progress, SampleOptions, StableDiffusion,
+    image_from_rgb8, image_to_hwc, DType, Posterior, Progress, SampleOptions, StableDiffusion,
 };
 use brainrecon_diffusion::scheduler::SchedulerKind;
 use brainrecon_formats::image::{write_png, RgbImage};
@@ -125,27 +125,35 @@ pub struct GenerateRequest {
     pub init_image: Option<PathBuf>,
     /// img2img's share of the schedule (default 0.8; needs `init_image`).
     pub strength: Option<f64>,
-    /// cpu, cuda or cuda:N.
-    pub device: String,
-    /// f32, f16 or bf16.
-    pub dtype: String,
+    /// Where the model runs.
+    pub device: brainrecon_core::Device,
+    /// The weights' precision: f32, f16, or bf16 (GPU only).
+    pub dtype: DType,
 }
 
 /// What [`generate`] wrote, with the settings a report names (fields in the order the JSON
 /// has always had them: by name).
 #[derive(Debug, Serialize)]
 pub struct Generated {
+    /// The device the model ran on, as given.
     pub device: String,
+    /// The weights' precision (`f32`, `f16`, `bf16`).
     pub dtype: String,
+    /// Image height (px).
     pub height: usize,
     /// Seconds to load the model.
     pub load_seconds: f64,
+    /// The PNG written.
     pub out: PathBuf,
     /// Seconds from the prompt to the pixels read back.
     pub prompt_to_pixels_seconds: f64,
+    /// The sampler's name.
     pub scheduler: &'static str,
+    /// Seed of the initial noise.
     pub seed: u64,
+    /// Denoising steps of the schedule (img2img runs `strength` of them).
     pub steps: usize,
+    /// Image width (px).
     pub width: usize,
 }
 
@@ -168,7 +176,7 @@ impl Generated {
 /// model and generates; `progress` hears every denoising step.
 pub fn generate(request: GenerateRequest, progress: &mut dyn FnMut(Progress)) -> Result<Generated> {
     let r = request;
-    let dtype = crate::decode::options::dtype(&r.dtype)?;
+    let dtype = r.dtype;
     crate::decode::options::check_sampling(r.image.steps, r.image.guidance)?;
     let strength = match (&r.init_image, r.strength) {
         (None, Some(_)) => return Err(usage("--strength needs --init-image")),
@@ -201,7 +209,7 @@ pub fn generate(request: GenerateRequest, progress: &mut dyn FnMut(Progress)) ->
         )));
     }
     let started = Instant::now();
-    let device = crate::decode::options::device(&r.device)?;
+    let device = crate::decode::options::open_device(r.device)?;
     crate::decode::options::check_dtype_on(dtype, &device)?;
     let sd = StableDiffusion::load(&r.model, dtype, &device)?;
     let load_seconds = started.elapsed().as_secs_f64();
@@ -232,8 +240,8 @@ pub fn generate(request: GenerateRequest, progress: &mut dyn FnMut(Progress)) ->
         steps: image.steps,
         scheduler: made.scheduler,
         seed: image.seed,
-        device: r.device,
-        dtype: r.dtype,
+        device: r.device.to_string(),
+        dtype: dtype.as_str().to_string(),
         load_seconds,
         prompt_to_pixels_seconds: made.seconds,
     })

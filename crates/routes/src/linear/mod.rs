@@ -36,8 +36,10 @@ use brainrecon_nn::rng::{PerRowNoise, SeededNoise};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
 
+/// The `format` of a reconstruction [`Manifest`].
 pub const FORMAT: &str = "brainrecon-reconstruction";
 
+/// How a reconstruction run makes its images (`--method`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Method {
@@ -54,6 +56,10 @@ pub enum Method {
 }
 
 impl Method {
+    /// Parses `--method`: `linear`, `z-only`, `c-only`, `b2c` or `caption`.
+    ///
+    /// # Errors
+    /// [`RouteError::Usage`] for anything else.
     pub fn parse(text: &str) -> Result<Self> {
         match text {
             "linear" => Ok(Method::Linear),
@@ -67,6 +73,7 @@ impl Method {
         }
     }
 
+    /// The name [`Method::parse`] reads (and the manifest records).
     pub fn name(self) -> &'static str {
         match self {
             Method::Linear => "linear",
@@ -93,13 +100,17 @@ impl Method {
 /// Settings of a reconstruction run.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct ReconstructOptions {
+    /// The route.
     pub method: Method,
     /// Reconstructions per test image.
     pub samples: usize,
     /// Share of the schedule img2img runs (t_enc = strength × steps).
     pub strength: f64,
+    /// DDIM steps of the full schedule.
     pub steps: usize,
+    /// Classifier-free guidance scale (1 or below: no unconditional pass).
     pub guidance: f64,
+    /// Seed of the noise; each (image, sample) draws its own stream from it.
     pub seed: u64,
     /// Re-encoding of the decoded-z image: a posterior sample (as the published code) or mean.
     pub sample_posterior: bool,
@@ -144,22 +155,31 @@ impl Default for ReconstructOptions {
 /// What a reconstruction directory holds; `brainrecon eval` reads it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Manifest {
+    /// Always [`FORMAT`].
     pub format: String,
+    /// The run's settings.
     pub options: ReconstructOptions,
+    /// The subject's name.
     pub subject: String,
+    /// The prepared subject folder.
     pub subject_dir: PathBuf,
+    /// The z decoder folder, when the method uses z.
     pub z_decoder: Option<PathBuf>,
+    /// The c decoder folder, when the method uses decoded c.
     pub c_decoder: Option<PathBuf>,
     /// The B2C folder (`--method b2c`) and a fingerprint of its files.
     #[serde(default)]
     pub b2c: Option<PathBuf>,
+    /// Fingerprint of the B2C folder's files.
     #[serde(default)]
     pub b2c_fingerprint: Option<String>,
     /// The captions file (`--method caption`) and a hash of its bytes.
     #[serde(default)]
     pub captions: Option<PathBuf>,
+    /// Hash of the captions file's bytes.
     #[serde(default)]
     pub captions_fingerprint: Option<String>,
+    /// The Stable Diffusion model as named on the command line.
     pub model: String,
     /// [`brainrecon_diffusion::weights::ModelDir::fingerprint`] of the model's files (empty in
     /// manifests written before it was recorded).
@@ -167,15 +187,20 @@ pub struct Manifest {
     pub model_fingerprint: String,
     /// Size (px) of the decoded-z images, and of the reconstructions.
     pub latent_image_size: Option<usize>,
+    /// The model's native size (px).
     pub image_size: usize,
+    /// The 0-based 73k ids of the test images reconstructed, in order.
     pub ids: Vec<usize>,
+    /// The command line that made the run, for the record.
     pub command: String,
+    /// (software, version) pairs: brainrecon's, and the diffusers version that saved the model.
     pub versions: Vec<(String, String)>,
     /// False until every image is written.
     pub complete: bool,
 }
 
 impl Manifest {
+    /// The manifest's file name in a reconstruction folder.
     pub const FILE: &'static str = "manifest.json";
 
     /// A run's manifest (incomplete) with what every route records, `model_fingerprint` being
@@ -211,6 +236,10 @@ impl Manifest {
         }
     }
 
+    /// Reads `dir/manifest.json`.
+    ///
+    /// # Errors
+    /// An unreadable file, or a `format` other than [`FORMAT`].
     pub fn load(dir: &Path) -> Result<Self> {
         let path = dir.join(Self::FILE);
         let manifest: Manifest = read_json(&path)?;
@@ -225,10 +254,12 @@ impl Manifest {
         Ok(manifest)
     }
 
+    /// `dir/decoded-z`: the VAE decodes of the decoded z.
     pub fn decoded_z_dir(dir: &Path) -> PathBuf {
         dir.join("decoded-z")
     }
 
+    /// `dir/sample-<k>`: the k-th reconstruction of every image (k from 1).
     pub fn sample_dir(dir: &Path, k: usize) -> PathBuf {
         dir.join(format!("sample-{k}"))
     }
@@ -251,10 +282,15 @@ impl Manifest {
 /// Counts of what a run did.
 #[derive(Debug, Clone, Serialize)]
 pub struct ReconstructSummary {
+    /// The reconstruction folder.
     pub out: PathBuf,
+    /// Test images in the run (after `limit` and `shard`).
     pub n_images: usize,
+    /// PNGs written.
     pub written: usize,
+    /// PNGs already there from an earlier run, left as they were.
     pub skipped: usize,
+    /// Wall time, in seconds.
     pub seconds: f64,
 }
 

@@ -17,7 +17,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// The k-th (0-based) of `count` contiguous slices of the test images.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ImageShard {
+    /// k: which slice, 0-based.
     pub index: usize,
+    /// N: how many slices.
     pub count: usize,
 }
 
@@ -79,8 +81,11 @@ pub(crate) fn check_stop(done: usize, total: usize) -> Result<()> {
 /// What [`merge`] found.
 #[derive(Debug, Clone, Serialize)]
 pub struct MergeSummary {
+    /// The reconstruction folder.
     pub out: PathBuf,
+    /// Shards joined (0 when the folder was already merged).
     pub shards: usize,
+    /// Test images in the merged manifest.
     pub n_images: usize,
     /// False when `manifest.json` was already complete and no shards were left.
     pub merged: bool,

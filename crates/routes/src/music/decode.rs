@@ -2,10 +2,10 @@
 //! clips), the `top` ROIs with the best CV score kept, their predictions averaged; and the
 //! identification accuracy of the decoded embeddings.
 
+pub use crate::decode::arrays::{identification, matrix, row_major};
 use crate::error::{Result, RouteError};
 use brainrecon_datasets::runs::RunSet;
 use brainrecon_formats::nifti_io;
-use brainrecon_metrics::identification::two_way_identification_per_prediction;
 use brainrecon_ridge::{Cv, RidgeCv, RidgeModel, Scoring};
 use faer::Mat;
 use std::collections::BTreeMap;
@@ -14,7 +14,9 @@ use std::path::Path;
 /// An atlas region: its label, name and the run set's columns inside it.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Roi {
+    /// The region's value in the atlas volume.
     pub label: i64,
+    /// Its name from the label table.
     pub name: String,
     /// Columns of the run set's voxels in this ROI.
     pub columns: Vec<usize>,
@@ -111,31 +113,23 @@ pub fn select_columns(data: &[f32], width: usize, cols: &[usize]) -> Mat<f32> {
     Mat::from_fn(n, cols.len(), |r, c| data[r * width + cols[c]])
 }
 
-/// Row-major (n, width) as a matrix.
-pub fn matrix(data: &[f32], width: usize) -> Mat<f32> {
-    let n = data.len() / width.max(1);
-    Mat::from_fn(n, width, |r, c| data[r * width + c])
-}
-
-/// A matrix as row-major values.
-pub fn row_major(m: &Mat<f32>) -> Vec<f32> {
-    (0..m.nrows())
-        .flat_map(|r| (0..m.ncols()).map(move |c| m[(r, c)]))
-        .collect()
-}
-
 /// How each ROI's ridge is fitted.
 #[derive(Debug, Clone)]
 pub struct RoiRidge {
+    /// The ridge penalty grid; each embedding dimension chooses its alpha by K-fold CV.
     pub alphas: Vec<f64>,
+    /// K of the K-fold CV, grouped by clip.
     pub folds: usize,
 }
 
 /// One ROI's decoder and its CV score (mean over the embedding's dimensions of the best
 /// alpha's K-fold R², himalaya's `r2_score`).
 pub struct RoiDecoder {
+    /// Index of its ROI in the list fitted.
     pub roi: usize,
+    /// Ridge from the ROI's voxels to the embedding.
     pub model: RidgeModel,
+    /// Mean over the embedding's dimensions of the best alpha's K-fold R².
     pub cv_score: f64,
 }
 
@@ -205,18 +199,6 @@ pub fn mean_prediction(predictions: &[Mat<f32>]) -> Mat<f32> {
     Mat::from_fn(n, d, |r, c| {
         predictions.iter().map(|p| p[(r, c)]).sum::<f32>() / k
     })
-}
-
-/// Identification accuracy (Brain2Music's): for each item i, the share of the other items j
-/// whose true embedding correlates less with i's prediction than i's own,
-/// `#{j ≠ i : r(pred_i, true_j) < r(pred_i, true_i)} / (n − 1)` (MindEye's two-way
-/// identification per prediction); its mean over items and the per-item values. Chance is 0.5.
-/// `pred`, `truth`: (n, d), n ≥ 2.
-pub fn identification(pred: &Mat<f32>, truth: &Mat<f32>) -> Result<(f64, Vec<f64>)> {
-    let (n, d) = (pred.nrows(), pred.ncols());
-    let per_item =
-        two_way_identification_per_prediction(&row_major(pred), &row_major(truth), n, d)?;
-    Ok((per_item.iter().sum::<f64>() / n as f64, per_item))
 }
 
 /// Rows averaged within groups: `groups[r]` in `0..k` → (k, d).

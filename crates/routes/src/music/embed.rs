@@ -22,6 +22,10 @@ pub enum EmbeddingKind {
 }
 
 impl EmbeddingKind {
+    /// Parses `--embedding`: `clap-audio`, `clap-text` or `encodec`.
+    ///
+    /// # Errors
+    /// [`RouteError::Usage`] for anything else.
     pub fn parse(text: &str) -> Result<Self> {
         match text {
             "clap-audio" => Ok(Self::ClapAudio),
@@ -41,6 +45,7 @@ impl EmbeddingKind {
         }
     }
 
+    /// The name [`EmbeddingKind::parse`] reads.
     pub fn name(self) -> &'static str {
         match self {
             Self::ClapAudio => "clap-audio",
@@ -52,7 +57,9 @@ impl EmbeddingKind {
 
 /// A loaded embedding model.
 pub enum Embedder {
+    /// A CLAP model: audio and text towers with their processors.
     Clap(Box<LoadedClap>),
+    /// An EnCodec model (its encoder is used).
     Encodec(Box<EncodecModel>),
 }
 

@@ -33,8 +33,10 @@ use faer::Mat;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+/// The fit's summary in its folder, [`MusicFitSummary`].
 pub const SUMMARY_FILE: &str = "music_fit.json";
 
+/// What `brainrecon music fit` is asked (Denk et al. 2023's Brain2Music decoding on ds003720).
 #[derive(Debug, Clone)]
 pub struct MusicFitOptions {
     /// A run set (`bids prepare`) of the Training and Test runs.
@@ -43,62 +45,96 @@ pub struct MusicFitOptions {
     pub stimuli: PathBuf,
     /// Cortical ROI labels in the run set's volume (Destrieux).
     pub atlas: PathBuf,
+    /// The atlas' label names (`index<TAB>name`); `None`: the atlas' `.tsv` sibling if any, else
+    /// `label N`.
     pub atlas_names: Option<PathBuf>,
+    /// The folder to write (see the module documentation).
     pub out: PathBuf,
+    /// The embedding decoded.
     pub embedding: EmbeddingKind,
     /// CLAP (`genres-clap`, a folder or hub id) or EnCodec folder.
     pub model: String,
     /// `track<TAB>start<TAB>caption` (clap-text).
     pub captions: Option<PathBuf>,
+    /// Window length, step and scan delay (s).
     pub windows: WindowSpec,
+    /// ROIs with the best CV score whose predictions are averaged.
     pub top_rois: usize,
+    /// K of each ROI's K-fold CV, grouped by clip.
     pub folds: usize,
+    /// The ridge penalty grid.
     pub alphas: Vec<f64>,
+    /// The BIDS task whose runs are the test split (the rest train).
     pub test_task: String,
+    /// Drop each run's first clip (ds003720's analyses do: it repeats a clip and starts from rest).
     pub drop_first: bool,
+    /// Regions with fewer of the run set's voxels are left out.
     pub min_roi_voxels: usize,
+    /// Seed of CLAP's random choices (crops of audio longer than its input).
     pub seed: u64,
+    /// Draw progress bars.
     pub progress: bool,
 }
 
 /// One ROI's line of the summary.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct RoiScore {
+    /// The region's atlas value.
     pub label: i64,
+    /// Its name.
     pub name: String,
+    /// The run set's voxels in it.
     pub n_voxels: usize,
     /// Mean K-fold R² of the best alphas.
     pub cv_score: f64,
     /// Identification accuracy of this ROI's own test predictions (windows).
     pub test_identification: f64,
+    /// Whether it is among the top ROIs of the ensemble.
     pub kept: bool,
 }
 
 /// `music_fit.json`.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct MusicFitSummary {
+    /// Always [`FORMAT`].
     pub format: String,
+    /// The run set fitted on.
     pub runs: PathBuf,
+    /// The GTZAN folder.
     pub stimuli: PathBuf,
+    /// The embedding decoded.
     pub embedding: EmbeddingKind,
+    /// The embedding model as named.
     pub model: String,
+    /// Values per embedding.
     pub width: usize,
+    /// Window length, step and scan delay (s).
     pub windows: WindowSpec,
+    /// K of each ROI's K-fold CV.
     pub folds: usize,
+    /// The ridge penalty grid.
     pub alphas: Vec<f64>,
+    /// ROIs averaged in the ensemble.
     pub top_rois: usize,
+    /// Distinct training clips.
     pub train_clips: usize,
+    /// Training samples (windows).
     pub train_windows: usize,
+    /// The test clips, in the order of `decoded_clips.npy`.
     pub test_clips: Vec<ClipKey>,
+    /// Test samples (windows, averaged over repeats).
     pub test_windows: usize,
+    /// Every ROI fitted, in atlas-label order.
     pub rois: Vec<RoiScore>,
     /// Identification accuracy of the ensemble over test windows (chance 0.5).
     pub identification_windows: f64,
     /// The same over test clips (each clip's windows averaged).
     pub identification_clips: f64,
+    /// Seed of CLAP's random choices.
     pub seed: u64,
 }
 
+/// The `format` of a [`MusicFitSummary`].
 pub const FORMAT: &str = "brainrecon-music-fit 1";
 
 /// Captions by track (`blues.00042`) from a caption table (see

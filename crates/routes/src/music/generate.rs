@@ -31,6 +31,7 @@ use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
+/// The generation's summary in its folder, [`GenerationSummary`].
 pub const SUMMARY: &str = "generation.json";
 /// facebook's MusicGen checkpoints sample with top-k 250 (used when a folder has no
 /// generation_config.json).
@@ -38,6 +39,7 @@ const MUSICGEN_TOP_K: usize = 250;
 /// facebook's MusicGen guidance scale (used when generation_config.json does not set one).
 const MUSICGEN_GUIDANCE: f32 = 3.0;
 
+/// What `brainrecon music generate` is asked.
 #[derive(Debug, Clone)]
 pub struct GenerateOptions {
     /// A `music fit` folder of CLAP embeddings.
@@ -47,6 +49,7 @@ pub struct GenerateOptions {
     pub captions: PathBuf,
     /// A MusicGen folder or hub id (with T5's `tokenizer.json`).
     pub musicgen: String,
+    /// The folder to write: `generated/<track>.wav` and `generation.json`.
     pub out: PathBuf,
     /// Seconds of audio per clip.
     pub seconds: f64,
@@ -58,12 +61,14 @@ pub struct GenerateOptions {
     pub seed: u64,
     /// Leave out the bank's captions of the fit's test clips.
     pub exclude_test: bool,
+    /// Draw progress bars.
     pub progress: bool,
 }
 
 /// One caption of the bank.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BankCaption {
+    /// The caption's text.
     pub caption: String,
     /// The `track` column (`blues.00042`), when the bank has one.
     pub track: Option<String>,
@@ -74,9 +79,11 @@ pub struct BankCaption {
 pub struct GeneratedClip {
     /// The heard test clip.
     pub track: String,
+    /// Its GTZAN genre.
     pub genre: String,
     /// The bank's caption nearest to the decoded embedding.
     pub caption: String,
+    /// The caption's `track`, when the bank names one.
     pub caption_track: Option<String>,
     /// The caption's genre, when its track names a GTZAN genre.
     pub caption_genre: Option<String>,
@@ -89,28 +96,41 @@ pub struct GeneratedClip {
 /// `generation.json`.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct GenerationSummary {
+    /// The `music fit` folder whose decoded clips were used.
     pub fit: PathBuf,
+    /// The fit's embedding.
     pub embedding: EmbeddingKind,
     /// The CLAP model that embedded the captions (the fit's).
     pub clap_model: String,
+    /// The caption bank.
     pub captions: PathBuf,
     /// Captions searched (after the test clips' own were left out).
     pub bank_size: usize,
     /// Rows left out because their track is a test clip's.
     pub excluded: usize,
+    /// The MusicGen model as named.
     pub musicgen: String,
+    /// The codec's sampling rate (Hz).
     pub sample_rate: u32,
+    /// Audio channels (1, or 2 for stereo checkpoints).
     pub channels: usize,
     /// Codec frames per clip and the audio they decode to.
     pub frames: usize,
+    /// Audio samples per channel of a clip.
     pub samples: usize,
+    /// Seconds of audio per clip: samples / sample_rate.
     pub seconds: f64,
+    /// Tokens generated per clip: the frames plus the codebook delay.
     pub max_new_tokens: usize,
+    /// Classifier-free guidance scale (1 = none).
     pub guidance: f32,
     /// 0 = greedy.
     pub top_k: usize,
+    /// Sampling temperature (generation_config.json's).
     pub temperature: f32,
+    /// Clip `i` drew from ChaCha8 seeded with `seed + i`.
     pub seed: u64,
+    /// One per decoded test clip.
     pub clips: Vec<GeneratedClip>,
     /// Share of clips whose genre wins top-1 among the bank's captions of a known genre: the
     /// clip's most similar caption of its genre is strictly more similar than every caption of

@@ -6,6 +6,7 @@ use super::embed::Embedder;
 use super::fit::{MusicFitSummary, SUMMARY_FILE};
 use crate::error::{Result, RouteError};
 use crate::progress;
+use crate::score::report::relative_href;
 use brainrecon_audio::clap::SeededChoices;
 use brainrecon_core::fs::{read_json, write_bytes_atomic, write_json_atomic};
 use brainrecon_datasets::ds003720::{gtzan_track, GTZAN_GENRES};
@@ -22,15 +23,20 @@ pub const AUDIO_EXTENSIONS: [&str; 5] = ["wav", "flac", "mp3", "ogg", "oga"];
 /// The library's cache folder (inside the library).
 pub const CACHE_DIR: &str = ".brainrecon-cache";
 
+/// What `brainrecon music retrieve` is asked.
 #[derive(Debug, Clone)]
 pub struct RetrieveOptions {
     /// A `music fit` folder.
     pub fit: PathBuf,
+    /// The music library: a folder of audio files (the paper used FMA).
     pub library: PathBuf,
+    /// The folder to write: `retrieval.json`, `playlist.m3u`, `index.html`, `stimuli/`.
     pub out: PathBuf,
+    /// Library files kept per test clip, most similar first.
     pub top_k: usize,
     /// Where library embeddings are cached (default: `<library>/.brainrecon-cache`).
     pub cache: Option<PathBuf>,
+    /// Draw progress bars.
     pub progress: bool,
 }
 
@@ -39,27 +45,39 @@ pub struct RetrieveOptions {
 pub struct Match {
     /// Relative to the library.
     pub path: String,
+    /// Cosine between the clip's decoded embedding and the file's.
     pub score: f64,
+    /// Its GTZAN genre, when its folder or name tells one ([`genre_of`]).
     pub genre: Option<String>,
 }
 
+/// What one decoded test clip retrieved.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ClipRetrieval {
+    /// The test clip's track (`blues.00042`).
     pub track: String,
+    /// Its GTZAN genre.
     pub genre: String,
+    /// The top-k library files, most similar first.
     pub matches: Vec<Match>,
 }
 
 /// `retrieval.json`.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct RetrievalSummary {
+    /// The `music fit` folder.
     pub fit: PathBuf,
+    /// The library searched.
     pub library: PathBuf,
+    /// Audio files embedded in the library (skipped ones not counted).
     pub library_files: usize,
     /// Files that did not decode: (path, reason).
     pub skipped: Vec<(String, String)>,
+    /// Of those, files embedded in this run (the rest came from the cache).
     pub embedded_now: usize,
+    /// Library files kept per test clip.
     pub top_k: usize,
+    /// One per decoded test clip.
     pub clips: Vec<ClipRetrieval>,
     /// Share of test clips whose genre wins top-1 among the library files of a known genre:
     /// the clip's most similar file of its genre is strictly more similar than every file of
@@ -68,9 +86,13 @@ pub struct RetrievalSummary {
     pub top1_genre_accuracy: Option<f64>,
     /// 1 / the number of genres in the library.
     pub genre_chance: Option<f64>,
+    /// The fit's identification accuracy over test windows (chance 0.5).
     pub identification_windows: f64,
+    /// The fit's identification accuracy over test clips.
     pub identification_clips: f64,
+    /// `index.html`: players for each stimulus and what it retrieved.
     pub page: PathBuf,
+    /// `playlist.m3u`: each stimulus, then its matches.
     pub playlist: PathBuf,
 }
 
@@ -455,26 +477,6 @@ fn write_stimulus_clips(fit: &MusicFitSummary, out: &Path) -> Result<()> {
         )?;
     }
     Ok(())
-}
-
-/// `target` as a link from a page in `from` (relative when both resolve, else a file URL).
-pub fn relative_href(from: &Path, target: &Path) -> String {
-    let (Ok(from), Ok(target)) = (from.canonicalize(), target.canonicalize()) else {
-        return format!("file://{}", target.display());
-    };
-    let (a, b): (Vec<_>, Vec<_>) = (from.components().collect(), target.components().collect());
-    let common = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
-    let mut parts: Vec<String> = std::iter::repeat_n("..".to_string(), a.len() - common).collect();
-    parts.extend(
-        b[common..]
-            .iter()
-            .map(|c| c.as_os_str().to_string_lossy().into_owned()),
-    );
-    if parts.is_empty() {
-        ".".into()
-    } else {
-        parts.join("/")
-    }
 }
 
 #[cfg(test)]

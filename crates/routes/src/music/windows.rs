@@ -31,19 +31,26 @@ impl WindowSpec {
 /// One presentation of a clip.
 #[derive(Debug, Clone)]
 pub struct Presentation {
+    /// Index of the run in the run set.
     pub run: usize,
+    /// The run's events file (named in errors).
     pub events_file: PathBuf,
+    /// The clip as the events table gives it: onset, genre, track, start.
     pub event: StimulusEvent,
+    /// Whether the run is of the test task.
     pub test: bool,
 }
 
 /// A clip heard in the scanner (all its presentations share its track and start).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ClipKey {
+    /// The GTZAN genre (`blues`, …).
     pub genre: String,
+    /// Index of the genre's GTZAN track.
     pub track: u32,
     /// Start of the clip in its track, seconds.
     pub start: f64,
+    /// Length of the clip, seconds.
     pub duration: f64,
 }
 
@@ -59,6 +66,7 @@ impl ClipKey {
 pub struct WindowSample {
     /// Index into [`Windows::clips`].
     pub clip: usize,
+    /// Index of the window within its clip.
     pub window: usize,
     /// Seconds from the clip's start.
     pub offset: f64,
@@ -67,10 +75,13 @@ pub struct WindowSample {
 /// The samples of one split: clips, windows and their fMRI rows.
 #[derive(Debug, Clone)]
 pub struct Windows {
+    /// The split's distinct clips.
     pub clips: Vec<ClipKey>,
+    /// One per row of `fmri`.
     pub samples: Vec<WindowSample>,
     /// (samples, voxels) row-major.
     pub fmri: Vec<f32>,
+    /// Voxels per row.
     pub n_voxels: usize,
 }
 

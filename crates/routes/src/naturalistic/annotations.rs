@@ -112,7 +112,9 @@ pub const RECORD_FILE: &str = "features.json";
 /// `features.json`: the model and, per written file stem, what it made of the text.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct FeatureRecord {
+    /// The featuriser's name (word2vec vectors or a language model).
     pub model: String,
+    /// Per file stem written, what was made of its text.
     pub files: std::collections::BTreeMap<String, FileRecord>,
 }
 
@@ -123,6 +125,7 @@ pub struct FileRecord {
     pub source: String,
     /// `ds005531` or `plain`.
     pub markup: String,
+    /// Lines read: the rows of its `.npy`.
     pub lines: usize,
     /// Words seen (word2vec; 0 for language models).
     pub words: usize,

@@ -20,12 +20,14 @@ use std::path::{Path, PathBuf};
 /// One corpus file and how its lines are read.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct CorpusFile {
+    /// The file.
     pub path: PathBuf,
     /// How its lines are read, recorded as `ds005531` or `plain`.
     #[serde(serialize_with = "serialize_markup")]
     pub markup: Markup,
     /// Lines, and words after splitting (filled by the first pass).
     pub lines: usize,
+    /// Words after splitting.
     pub words: usize,
     #[serde(skip)]
     kind: String,
@@ -170,14 +172,42 @@ impl Sentences for Corpus {
 /// What [`train_word2vec_on_corpus`] made.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct CorpusTraining {
+    /// The folder written: `vectors.bin` and `training.json`.
     pub out: PathBuf,
     /// Words in the vocabulary (seen at least `min_count` times) and their dimension.
     pub vocabulary: usize,
+    /// Dimension of the vectors.
     pub dim: usize,
     /// Words in the corpus, and how many of them are in the vocabulary.
     pub corpus_words: usize,
+    /// Of those, words in the vocabulary.
     pub corpus_words_in_vocabulary: usize,
+    /// The corpus files, in the order given.
     pub files: Vec<CorpusFile>,
+}
+
+impl CorpusTraining {
+    /// The run in one line for people, `seconds` long.
+    pub fn text(&self, seconds: f64) -> String {
+        format!(
+            "trained word2vec on {} files ({} words, {:.1}% in the vocabulary) in {seconds:.1} s: \
+             {} words × {} → {}",
+            self.files.len(),
+            self.corpus_words,
+            100.0 * self.corpus_words_in_vocabulary as f64 / self.corpus_words.max(1) as f64,
+            self.vocabulary,
+            self.dim,
+            self.out.join("vectors.bin").display()
+        )
+    }
+
+    /// The JSON report: the fields and the run's `seconds` (keys sorted, as JSON objects list
+    /// them); an error for a path that is not UTF-8.
+    pub fn json(&self, seconds: f64) -> serde_json::Result<serde_json::Value> {
+        let mut value = serde_json::to_value(self)?;
+        value["seconds"] = seconds.into();
+        Ok(value)
+    }
 }
 
 /// Trains skip-gram vectors on the corpus at `paths` (see [`Corpus::open`]) and writes

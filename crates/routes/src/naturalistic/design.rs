@@ -23,7 +23,12 @@ pub enum BandSource {
     /// The dataset's own features of an annotation kind, ds005531's
     /// `derivatives/feature/<title>_run-NN_<kind>_<features>_mean.mat` (`stim`, a row per
     /// second of the movie, dummy seconds included), cut to the run set's rows.
-    DatasetFeatures { kind: String, features: String },
+    DatasetFeatures {
+        /// The annotation kind (`story`, `objectiveAnnot50chara`, …).
+        kind: String,
+        /// The features' name in the file name (`GPT2medium_jp_layer12`).
+        features: String,
+    },
 }
 
 /// What the text model made of a band's annotations, over all runs.
@@ -36,14 +41,18 @@ pub struct BandText {
     pub out_of_vocabulary: usize,
     /// Rows (seconds) whose features are all zero, and all rows.
     pub zero_rows: usize,
+    /// All rows (seconds) over the runs.
     pub rows: usize,
     /// The model that made a feature folder's files, from its `features.json`.
     pub model: Option<String>,
 }
 
+/// One feature band of an encoding model.
 #[derive(Clone, Debug)]
 pub struct Band {
+    /// The band's name in the results (the kind, or NAME of `NAME=DIR`).
     pub name: String,
+    /// Where its features come from.
     pub source: BandSource,
 }
 

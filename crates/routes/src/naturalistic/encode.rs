@@ -36,7 +36,9 @@ use std::path::PathBuf;
 /// Settings of [`encode_runs`].
 #[derive(Clone, Debug)]
 pub struct EncodeRunsOptions {
+    /// The folder to write (see the module documentation).
     pub out: PathBuf,
+    /// The feature bands, each with its own ridge weight.
     pub bands: Vec<Band>,
     /// Runs held out for testing (names); the others train, with leave-one-run-out CV.
     pub test_runs: Vec<String>,
@@ -46,17 +48,23 @@ pub struct EncodeRunsOptions {
     /// Fit bands whose features are all zero or mostly out of the text model's vocabulary
     /// (refused otherwise: such a band explains nothing and hides a wrong model or text).
     pub allow_weak_bands: bool,
+    /// How per-second features become per-TR rows.
     pub align: Align,
+    /// The FIR delays (TRs) the hemodynamic lag is modelled with.
     pub delays: Delays,
+    /// Keep each band's top K principal components of the training rows.
     pub pca: Option<usize>,
+    /// The ridge penalty grid.
     pub alphas: Vec<f64>,
     /// Band-weight candidates of the random search (Dirichlet, himalaya's concentrations).
     pub n_iter: usize,
+    /// Block permutations of the test TRs in the null of r.
     pub permutations: usize,
     /// TRs permuted together in the null.
     pub block: usize,
     /// Also fit every model without one band, for unique variance.
     pub unique: bool,
+    /// Seed of the band-weight search and the permutations.
     pub seed: u64,
     /// Where the report draws its maps on the cortex (`auto`: a simulation's on fsaverage5).
     pub cortex: CortexChoice,
@@ -67,9 +75,13 @@ pub struct EncodeRunsOptions {
 /// One band's summary over voxels.
 #[derive(Clone, Debug, Serialize)]
 pub struct BandSummary {
+    /// The band.
     pub name: String,
+    /// Its columns in the design (after PCA and delays).
     pub width: usize,
+    /// Mean over voxels of its share of the joint test R² (himalaya's `r2_score_split`).
     pub mean_r2_split: f64,
+    /// Mean over voxels of its unique variance, R²(all) − R²(all but the band), when fitted.
     pub mean_unique: Option<f64>,
     /// Voxels for which this band has the largest split R².
     pub best_voxels: usize,
@@ -82,13 +94,19 @@ pub struct BandSummary {
 /// What [`encode_runs`] found.
 #[derive(Clone, Debug, Serialize)]
 pub struct EncodeRunsSummary {
+    /// Voxels fitted.
     pub voxels: usize,
+    /// Training TRs (censored ones left out).
     pub train_trs: usize,
+    /// Test TRs (censored ones left out).
     pub test_trs: usize,
     /// TRs the run set lists as censored, left out of the fit and the scores.
     pub censored_trs: usize,
+    /// Mean over voxels of the joint model's test Pearson r.
     pub mean_r: f64,
+    /// Voxels whose r is significant at BH-FDR q ≤ 0.05.
     pub significant_voxels: usize,
+    /// One per band, in the order given.
     pub bands: Vec<BandSummary>,
     /// Bands that explain little by construction (see [`EncodeRunsOptions::allow_weak_bands`]).
     pub warnings: Vec<String>,
@@ -389,7 +407,7 @@ fn significance(
     let truth = Standardized::from_row_major(&row_major(y_test), n, v)?;
     let perms = seeded_block_permutations(n, opts.block, opts.permutations.max(1), opts.seed);
     let (r, p) = permutation_test(&pred, &truth, &perms)?;
-    let (q, _) = bh_fdr(&p, crate::encoding::FDR_ALPHA)?;
+    let (q, _) = bh_fdr(&p, crate::score::FDR_ALPHA)?;
     Ok((r, p, q))
 }
 
@@ -590,7 +608,7 @@ fn summarize(opts: &EncodeRunsOptions, results: &Results) -> EncodeRunsSummary {
         significant_voxels: results
             .q
             .iter()
-            .filter(|&&q| q <= crate::encoding::FDR_ALPHA)
+            .filter(|&&q| q <= crate::score::FDR_ALPHA)
             .count(),
         bands: opts
             .bands

@@ -10,14 +10,19 @@ const BINS: usize = 40;
 
 /// One voxel map: a name, its values per voxel, and a note on how to read it.
 pub struct VoxelMap<'a> {
+    /// The map's title.
     pub name: String,
+    /// One value per voxel, in [`VoxelSpace::voxels`] order.
     pub values: &'a [f64],
+    /// How to read it, shown under the montage.
     pub note: String,
 }
 
 /// Where the voxels sit: the volume's shape and each voxel's (i, j, k).
 pub struct VoxelSpace<'a> {
+    /// The volume's shape (i, j, k).
     pub shape: [usize; 3],
+    /// Each voxel's (i, j, k) in the volume.
     pub voxels: &'a [[usize; 3]],
 }
 

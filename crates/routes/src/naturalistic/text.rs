@@ -16,7 +16,9 @@ use std::path::Path;
 pub enum LayerChoice {
     /// The last hidden state.
     Last,
+    /// Hidden state L (0 = the embeddings, L = after block L).
     One(usize),
+    /// Every hidden state, each written as its own file.
     All,
 }
 
@@ -37,21 +39,31 @@ impl LayerChoice {
 
 /// A model that turns lines of text into vectors.
 pub enum TextFeaturizer {
+    /// Word vectors: a line's row is the mean of its in-vocabulary words' vectors.
     Word2Vec {
+        /// `word2vec-movie` or the vectors' file, as named.
         name: String,
+        /// The word vectors and their vocabulary.
         vectors: Word2Vec,
     },
+    /// A transformers language model: a line's row is its tokens' mean hidden state.
     Language {
+        /// The model folder or id, as named.
         name: String,
+        /// The loaded model.
         model: Box<TextModel>,
+        /// Its tokenizer.
         tokenizer: Box<TextTokenizer>,
+        /// The hidden-state indices read (0 = the embeddings).
         layers: Vec<usize>,
     },
 }
 
 /// Features of some lines: per layer a name and a row-major [lines, dim] matrix.
 pub struct LineFeatures {
+    /// Per layer, its name (`word2vec`, `layer-12`) and the rows, row-major `[lines, dim]`.
     pub layers: Vec<(String, Vec<f32>)>,
+    /// Values per row.
     pub dim: usize,
     /// Words (Word2Vec) or lines (truncated, language models) the model could not use fully.
     pub skipped: usize,
@@ -114,6 +126,7 @@ pub fn load_featurizer(spec: &str, layer: &LayerChoice, device: &Device) -> Resu
 }
 
 impl TextFeaturizer {
+    /// The model as named (recorded in `features.json`).
     pub fn name(&self) -> &str {
         match self {
             TextFeaturizer::Word2Vec { name, .. } | TextFeaturizer::Language { name, .. } => name,

@@ -10,7 +10,9 @@ use std::path::Path;
 
 /// The fitted z and c decoders with the subject voxels they read.
 pub struct LiveDecoders {
+    /// The VAE latent z decoder (`decoders/z`).
     pub z: Decoder,
+    /// The CLIP text context c decoder (`decoders/c`).
     pub c: Decoder,
     /// Flat indices (x fastest) into the subject's volume: the z decoder's voxels, then the
     /// c decoder's.

@@ -17,7 +17,9 @@ pub struct LiveDrawer {
 
 /// One volume's pictures: the VAE decode of its z, and the reconstruction.
 pub struct Drawn {
+    /// The VAE decode of the decoded z.
     pub decoded_z: RgbImage,
+    /// The reconstruction: img2img from that picture, conditioned on the decoded c.
     pub image: RgbImage,
 }
 

@@ -11,12 +11,19 @@ use std::time::Duration;
 /// One volume's row of volumes.tsv.
 #[derive(Debug, Clone)]
 pub struct VolumeRow {
+    /// The volume's number in the session, as motion.tsv numbers it.
     pub volume: usize,
+    /// Its file's name.
     pub file: String,
+    /// Whether its pattern was decoded (after the warm-up and the first window).
     pub decoded: bool,
+    /// Whether its decoded features were drawn.
     pub drawn: bool,
+    /// Milliseconds to preprocess it (realignment, masking, running z-scores).
     pub preprocess_ms: f64,
+    /// Milliseconds to decode its pattern (0 when not decoded).
     pub decode_ms: f64,
+    /// Milliseconds to draw its picture (0 when not drawn).
     pub draw_ms: f64,
     /// From the file's last write to its image.
     pub latency_ms: Option<f64>,
@@ -62,23 +69,33 @@ pub(super) fn append_volume_rows(path: &Path, rows: &[VolumeRow]) -> Result<()> 
 /// session.json of a live session.
 #[derive(Debug, Clone, serde::Serialize, Default)]
 pub struct Summary {
+    /// The export folder followed.
     pub folder: PathBuf,
+    /// Volumes read.
     pub volumes: usize,
+    /// Files refused, each with why.
     pub refused: Vec<Refused>,
+    /// Why the session ended (`volumes`, `signal`, `no new file for … s`).
     pub ended_by: String,
     /// Volumes decoded (after the running statistics' warm-up and the first window).
     pub decoded: usize,
+    /// Decoded volumes drawn.
     pub drawn: usize,
     /// Decoded volumes not drawn because a newer one had arrived.
     pub not_drawn: usize,
     /// A file's last write → its image on the page.
     pub image_latency_ms_median: Option<f64>,
+    /// Its 95th percentile.
     pub image_latency_ms_p95: Option<f64>,
     /// A file's last write → its volume preprocessed.
     pub preprocess_latency_ms_median: Option<f64>,
+    /// Median milliseconds to draw a picture.
     pub draw_ms_median: Option<f64>,
+    /// Largest framewise displacement of the session (Power et al. 2012), mm.
     pub max_framewise_displacement_mm: f64,
+    /// The session's registration to the subject's reference, as rigid motion parameters.
     pub registration_to_subject: Option<RigidParams>,
+    /// Volumes averaged into one pattern.
     pub window_volumes: usize,
     /// Gaps of more than two TRs between files: (volumes received before, seconds).
     pub pauses: Vec<(usize, f64)>,

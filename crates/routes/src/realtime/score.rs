@@ -14,6 +14,7 @@ use std::path::Path;
 /// volume of a trial's pattern is `delay_s` after its onset, and the pattern is decoded when
 /// its last volume (`window` volumes later) arrives.
 pub struct ShownTrial {
+    /// Onset of the image in the session, seconds (the events' `onset`).
     pub onset: f64,
     /// The prepared subject's stimulus id.
     pub id: usize,
@@ -68,9 +69,13 @@ pub fn shown_trials(
 
 /// One shown image's answer: its stimulus id, decoded features and pictures.
 pub struct Answer {
+    /// The prepared subject's stimulus id.
     pub id: usize,
+    /// The decoded VAE latent z, flattened.
     pub z: Vec<f32>,
+    /// The decoded CLIP text context c, flattened.
     pub c: Vec<f32>,
+    /// Its pictures: the decode of z and the reconstruction.
     pub drawn: Drawn,
 }
 

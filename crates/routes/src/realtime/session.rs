@@ -71,11 +71,17 @@ pub struct LiveOptions {
     pub out: PathBuf,
     /// The diffusion model (as `StableDiffusion::load` takes it).
     pub model: String,
+    /// DDIM steps of the full schedule (img2img runs `strength` of them).
     pub steps: usize,
+    /// Share of the schedule img2img runs from the decoded z's picture.
     pub strength: f64,
+    /// Classifier-free guidance scale against the empty prompt.
     pub guidance: f64,
+    /// Seed of the drawing noise.
     pub seed: u64,
+    /// Where the diffusion model runs.
     pub device: Device,
+    /// The diffusion weights' precision.
     pub dtype: DType,
     /// The command recorded in the reconstruction folders' manifests.
     pub command: String,
@@ -114,9 +120,13 @@ impl LiveOptions {
 /// reconstruction and the picture of z, and the time from the file's last write to now.
 #[derive(Debug, Clone)]
 pub struct Frame {
+    /// The volume's motion row.
     pub row: Row,
+    /// The reconstruction.
     pub image: RgbImage,
+    /// The VAE decode of the decoded z.
     pub decoded_z: RgbImage,
+    /// Milliseconds from the volume file's last write to the finished picture.
     pub latency_ms: f64,
 }
 
@@ -135,6 +145,7 @@ pub struct VolumeOutcome {
 /// What a live session brings.
 #[derive(Debug, Clone)]
 pub enum LiveEvent {
+    /// A volume read, preprocessed and perhaps decoded.
     Volume(Box<VolumeOutcome>),
     /// A picture finished drawing (of the newest decoded volume when it was handed over).
     Drawn(Box<Frame>),
@@ -142,7 +153,9 @@ pub enum LiveEvent {
     Refused(Refused),
     /// No new file for `since`; `pause` when that is a pause worth telling.
     Waiting {
+        /// Time since the last new file.
         since: Duration,
+        /// The pause to tell, when it is one worth telling.
         pause: Option<PauseNotice>,
     },
 }

@@ -15,7 +15,7 @@ use crate::linear::Manifest;
 use crate::score::report::{DecoderAccuracy, GridRow, MetricRow, Report, Table};
 use crate::score::suite::{self, Absent, Networks, Protocol, SuiteRow};
 use brainrecon_core::fs::write_json_atomic;
-use brainrecon_datasets::prepared::PreparedSubject;
+use brainrecon_datasets::prepared::{PreparedSubject, Stimuli};
 use brainrecon_formats::image::{read_png, Filter, RgbImage};
 use brainrecon_formats::npy;
 use brainrecon_metrics::{identification, vector, MetricsTable};
@@ -25,14 +25,24 @@ use std::path::{Path, PathBuf};
 /// One row of the metric table; metrics that do not apply are `None`.
 #[derive(Debug, Clone, Default, Serialize, PartialEq)]
 pub struct EvalRow {
+    /// What the row scores: an image set ("decoded z", "sample 1", the mean over samples) or
+    /// decoded features.
     pub name: String,
+    /// Test images scored.
     pub n_images: usize,
+    /// PixCorr: mean Pearson r over flattened RGB values (higher is better).
     pub pixcorr: Option<f64>,
+    /// Mean SSIM of the grayscale images (skimage's settings, as MindEye).
     pub ssim: Option<f64>,
+    /// Mean per-image MSE of RGB values in [0, 1].
     pub mse: Option<f64>,
+    /// Two-way identification with raw pixels as features (chance 0.5).
     pub two_way_pixels: Option<f64>,
+    /// Mean per-image MSE of decoded and true features.
     pub latent_mse: Option<f64>,
+    /// Mean per-image Pearson r of decoded and true features.
     pub latent_pcc: Option<f64>,
+    /// Two-way identification in feature space, on features centred by the training images' mean.
     pub two_way_latent: Option<f64>,
     /// B2C: mean cosine of the encoder's context and the true CLIP text context.
     pub context_cosine: Option<f64>,
@@ -41,6 +51,7 @@ pub struct EvalRow {
 }
 
 impl EvalRow {
+    /// Column headers of [`EvalRow::values`], with the better direction.
     pub const COLUMNS: [&'static str; 9] = [
         "PixCorr ↑",
         "SSIM ↑",
@@ -53,6 +64,7 @@ impl EvalRow {
         "ctx pair ID ↑",
     ];
 
+    /// The metrics in [`EvalRow::COLUMNS`] order.
     pub fn values(&self) -> [Option<f64>; 9] {
         [
             self.pixcorr,
@@ -71,19 +83,26 @@ impl EvalRow {
 /// The outcome of [`evaluate`].
 #[derive(Debug, Clone, Serialize)]
 pub struct Evaluation {
+    /// The reconstruction folder evaluated.
     pub result: PathBuf,
+    /// The run's route (see [`crate::linear::Method::name`]).
     pub method: String,
+    /// Test images compared.
     pub n_test: usize,
     /// Images are compared at size × size.
     pub size: usize,
+    /// The CLIP model of the suite's CLIP identification, when one was loaded.
     pub clip_model: Option<String>,
+    /// The route's own metric table.
     pub rows: Vec<EvalRow>,
     /// The field's eight metrics (MindEye2's Table 1) for every image set.
     pub suite: SuiteTable,
     /// Caption metrics of the decoded captions, when there are some.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub captions: Option<brainrecon_metrics::CaptionScores>,
+    /// `<dir>/eval/metrics.json`, this evaluation as JSON.
     pub metrics_json: PathBuf,
+    /// The HTML report's pages.
     pub report: Vec<PathBuf>,
 }
 
@@ -133,9 +152,11 @@ impl std::fmt::Display for Evaluation {
 /// The field's metric suite of an evaluation (see [`crate::score::suite`]).
 #[derive(Debug, Clone, Serialize)]
 pub struct SuiteTable {
+    /// Whose preprocessing the suite follows.
     pub protocol: Protocol,
     /// Headers with units: two-way identification in percent.
     pub columns: Vec<String>,
+    /// One row per image set, then the mean over the samples.
     pub rows: Vec<SuiteRow>,
     /// Metrics whose network could not be loaded, and the command that supplies it.
     pub absent: Vec<Absent>,
@@ -182,6 +203,7 @@ pub struct EvalOptions<'a> {
     pub suite: &'a Networks,
     /// Grid rows per report page, and thumbnail size (px).
     pub rows_per_page: usize,
+    /// Thumbnail side in the report (px).
     pub thumbnail: usize,
     /// The command line, recorded in the report.
     pub command: String,
@@ -449,12 +471,69 @@ fn suite_table(
     })
 }
 
+/// What an evaluation has read, handed to the routes' [`EvalExtras`].
+#[derive(Clone, Copy)]
+pub struct EvalContext<'a> {
+    /// The prepared subject the reconstructions are of.
+    pub subject: &'a PreparedSubject,
+    /// The reconstruction folder.
+    pub dir: &'a Path,
+    /// Its manifest.
+    pub manifest: &'a Manifest,
+    /// The evaluation's options.
+    pub options: &'a EvalOptions<'a>,
+    /// The subject's stimulus images.
+    pub stimuli: &'a Stimuli,
+}
+
+/// A route's own part of an evaluation, as nilearn's estimators supply their report section:
+/// the evaluator calls these at fixed points and imports no route. Every method adds nothing
+/// by default.
+pub trait EvalExtras {
+    /// Latent scores of sample sets 1..=samples, in order, copied into the samples' rows (B2C's
+    /// final latents); empty when the route has none.
+    fn sample_latents(&self) -> Result<Vec<EvalRow>> {
+        Ok(Vec::new())
+    }
+    /// Rows after the reconstructions' (B2C's context row).
+    fn rows(&self) -> Result<Vec<EvalRow>> {
+        Ok(Vec::new())
+    }
+    /// Scores kept in `metrics.json` and tables added to the report after the suite's.
+    fn section(&self) -> Result<ReportSection> {
+        Ok(ReportSection::default())
+    }
+    /// Text shown beside test image `id` in the report's grid (its decoded caption).
+    fn label(&self, _id: usize) -> Option<String> {
+        None
+    }
+}
+
+/// A route's section of an evaluation.
+#[derive(Debug, Default)]
+pub struct ReportSection {
+    /// Caption metrics of decoded captions, kept in `metrics.json` as `captions`.
+    pub captions: Option<brainrecon_metrics::CaptionScores>,
+    /// Tables for the report.
+    pub tables: Vec<Table>,
+}
+
+/// Finds the routes' extras for an evaluation from what it has read; the crate's top knows the
+/// image routes and supplies the finder for them.
+pub type ExtrasFinder = for<'a> fn(&EvalContext<'a>) -> Result<Vec<Box<dyn EvalExtras + 'a>>>;
+
+/// The finder of an evaluation with no route's extras.
+pub fn no_extras<'a>(_: &EvalContext<'a>) -> Result<Vec<Box<dyn EvalExtras + 'a>>> {
+    Ok(Vec::new())
+}
+
 /// Evaluates the reconstruction directory `dir` against `subject`, writes
 /// `<dir>/eval/metrics.json` and the report `<dir>/eval/report.html`.
 pub fn evaluate(
     subject: &PreparedSubject,
     dir: &Path,
     options: &EvalOptions,
+    find_extras: ExtrasFinder,
 ) -> Result<Evaluation> {
     let manifest = Manifest::load(dir)?;
     if manifest.subject != subject.meta.subject {
@@ -493,20 +572,25 @@ pub fn evaluate(
     let mut columns = vec!["stimulus".to_string()];
     let mut sample_rows = Vec::new();
     let mut resized = Vec::new();
-    let b2c = manifest
-        .b2c
-        .as_deref()
-        .map(crate::b2c::B2cRecord::load)
-        .transpose()?;
-    let b2c_latent_rows = match &b2c {
-        Some(record) => crate::b2c::metrics::sample_latent_rows(subject, dir, &manifest, record)?,
-        None => Vec::new(),
+    let context = EvalContext {
+        subject,
+        dir,
+        manifest: &manifest,
+        options,
+        stimuli: &stimuli,
     };
+    let extras = find_extras(&context)?;
+    let mut latent_rows = Vec::new();
+    for extra in &extras {
+        if latent_rows.is_empty() {
+            latent_rows = extra.sample_latents()?;
+        }
+    }
     for (name, images) in &sets {
         let images = at_size(images, size);
         let mut row = image_metrics(name, &truths, &images, size)?;
         if name.starts_with("sample") {
-            if let Some(latent) = b2c_latent_rows.get(sample_rows.len()) {
+            if let Some(latent) = latent_rows.get(sample_rows.len()) {
                 row.latent_mse = latent.latent_mse;
                 row.latent_pcc = latent.latent_pcc;
                 row.two_way_latent = latent.two_way_latent;
@@ -539,10 +623,8 @@ pub fn evaluate(
         &samples_name,
     )?;
 
-    if let Some(record) = &b2c {
-        rows.push(crate::b2c::metrics::context_row(
-            subject, dir, &manifest, record,
-        )?);
+    for extra in &extras {
+        rows.extend(extra.rows()?);
     }
     let mut decoders = Vec::new();
     for (path, kind, name) in [
@@ -577,44 +659,17 @@ pub fn evaluate(
         });
     }
 
-    let captions = match options.captions.or(manifest.captions.as_deref()) {
-        Some(path) => Some(crate::caption::CaptionsFile::load_for(path, subject)?),
-        None => None,
-    };
-    let caption_scores = match &captions {
-        Some((path, file)) => {
-            let scores = crate::caption::scores::score_captions(file, path, options.meteor_jar)?;
-            Some(match options.clip_score_model {
-                Some(model) => {
-                    let seen = file
-                        .items
-                        .iter()
-                        .map(|item| {
-                            stimuli.get(item.id).ok_or_else(|| {
-                                RouteError::mismatch(
-                                    path,
-                                    "items",
-                                    "images of the subject",
-                                    item.id,
-                                )
-                            })
-                        })
-                        .collect::<Result<Vec<_>>>()?;
-                    crate::caption::scores::add_clip_scores(scores, file, &seen, model)?
-                }
-                None => scores,
-            })
-        }
-        None => None,
-    };
     let mut tables = suite_report_tables(&suite, options.suite);
-    if let Some(scores) = &caption_scores {
-        tables.push(crate::caption::scores::caption_table(scores));
+    let mut caption_scores = None;
+    for extra in &extras {
+        let section = extra.section()?;
+        caption_scores = caption_scores.or(section.captions);
+        tables.extend(section.tables);
     }
     let label = |id: usize| {
-        captions
-            .as_ref()
-            .and_then(|(_, file)| crate::caption::scores::caption_label(file, id))
+        extras
+            .iter()
+            .find_map(|extra| extra.label(id))
             .map_or_else(|| format!("{id}"), |text| format!("{id} · {text}"))
     };
     let eval_dir = dir.join("eval");

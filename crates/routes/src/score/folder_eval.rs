@@ -182,10 +182,11 @@ pub struct EvalRequest {
     pub metric_weights: Option<PathBuf>,
     /// mindeye or brain-diffuser.
     pub protocol: String,
-    /// cpu, cuda or cuda:N: where the metric networks run.
-    pub device: String,
+    /// Where the metric networks run.
+    pub device: brainrecon_core::Device,
     /// Report: test images per page, thumbnail size.
     pub rows_per_page: usize,
+    /// Report: thumbnail side (px).
     pub thumbnail: usize,
     /// Captions to score.
     pub captions: Option<PathBuf>,
@@ -201,7 +202,9 @@ pub struct EvalRequest {
 
 /// What [`eval`] found: a reconstruction run's evaluation, or a folder's scores.
 pub enum Evaluated {
+    /// A reconstruction folder (with `manifest.json`) evaluated against its prepared subject.
     Route(crate::score::evaluate::Evaluation),
+    /// A folder of `<id>.png` scored against stimulus PNGs.
     Folder(FolderScores),
 }
 
@@ -242,8 +245,11 @@ impl serde::Serialize for Evaluated {
 }
 
 /// Evaluates `request.recons`: a reconstruction run fully (metrics.json, the report), any other
-/// folder of PNGs by its tables.
-pub fn eval(request: &EvalRequest) -> Result<Evaluated> {
+/// folder of PNGs by its tables. `find_extras` supplies the routes' parts of a run's evaluation.
+pub fn eval(
+    request: &EvalRequest,
+    find_extras: crate::score::evaluate::ExtrasFinder,
+) -> Result<Evaluated> {
     let r = request;
     if !r.recons.join(crate::linear::Manifest::FILE).exists() {
         return Ok(Evaluated::Folder(score_folder(
@@ -273,7 +279,10 @@ pub fn eval(request: &EvalRequest) -> Result<Evaluated> {
         clip_score_model: clip_score_model.as_ref(),
     };
     Ok(Evaluated::Route(crate::score::evaluate::evaluate(
-        &subject, &r.recons, &options,
+        &subject,
+        &r.recons,
+        &options,
+        find_extras,
     )?))
 }
 
@@ -297,7 +306,7 @@ fn suite_networks(r: &EvalRequest) -> Result<Networks> {
             )));
         }
     }
-    let device = crate::decode::options::device(&r.device)?;
+    let device = crate::decode::options::open_device(r.device)?;
     let clip = clip_for_suite(r.clip.as_deref(), &device)?;
     Networks::load(r.metric_weights.as_deref(), clip, protocol, &device)
 }
@@ -308,13 +317,13 @@ pub fn clip_for_suite(
     model: Option<&str>,
     device: &brainrecon_diffusion::pipeline::Device,
 ) -> Result<Option<(String, brainrecon_diffusion::clip_vision::ClipVisionModel)>> {
-    use brainrecon_diffusion::weights::DiffusionError;
+    use brainrecon_nn::ModelError;
     let dtype = brainrecon_diffusion::pipeline::DType::F32;
     let name = model.unwrap_or(crate::decode::clip::DEFAULT_CLIP);
     match brainrecon_diffusion::clip_vision::load_clip_vision(name, dtype, device) {
         Ok((vision, _)) => Ok(Some((name.to_string(), vision))),
         // The default is not in the cache: the suite shows CLIP as absent, with the command.
-        Err(DiffusionError::ModelNotFound { .. }) if model.is_none() => Ok(None),
+        Err(ModelError::ModelNotFound { .. }) if model.is_none() => Ok(None),
         Err(e) => Err(e.into()),
     }
 }

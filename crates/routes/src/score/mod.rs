@@ -5,3 +5,6 @@ pub mod evaluate;
 pub mod folder_eval;
 pub mod report;
 pub mod suite;
+
+/// FDR level of the significance maps and counts.
+pub const FDR_ALPHA: f64 = 0.05;

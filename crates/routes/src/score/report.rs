@@ -2,6 +2,7 @@
 //! paged image grid. Everything is inline (CSS, SVG plots, PNG data URIs), so a page works offline
 //! and survives being emailed.
 
+use crate::error::ReportError;
 use brainrecon_core::fs::write_bytes_atomic;
 /// Standard padded base64, for data: URLs.
 pub(crate) use brainrecon_core::text::base64_encode as base64;
@@ -33,6 +34,7 @@ pub struct Report {
     pub metrics: Vec<MetricRow>,
     /// e.g. ["PixCorr ↑", "SSIM ↑", "latent MSE ↓"].
     pub metric_columns: Vec<String>,
+    /// The ridge decoders' accuracies, plotted (none for routes without decoders).
     pub decoders: Vec<DecoderAccuracy>,
     /// Further tables after the metrics (the field's metric suite, published rows).
     pub tables: Vec<Table>,
@@ -46,22 +48,29 @@ pub struct Report {
 /// One grid row: a label, then one image per column (`None` renders an empty "missing" cell).
 #[derive(Debug, Clone, Default)]
 pub struct GridRow {
+    /// Shown left of the images (the test image's id, and its decoded caption if any).
     pub label: String,
+    /// One image per grid column.
     pub images: Vec<Option<RgbImage>>,
 }
 
 /// One metric-table row: one value per metric column (`None` renders "—").
 #[derive(Debug, Clone, Default)]
 pub struct MetricRow {
+    /// The row's label (an image set or a published method).
     pub name: String,
+    /// One value per column.
     pub values: Vec<Option<f64>>,
 }
 
 /// A titled table of values with a note under it (`None` renders "—").
 #[derive(Debug, Clone, Default)]
 pub struct Table {
+    /// Shown above the table.
     pub title: String,
+    /// Column headers (the row labels' column has none).
     pub columns: Vec<String>,
+    /// The rows, each with one value per column.
     pub rows: Vec<MetricRow>,
     /// Plain text, shown under the table.
     pub note: String,
@@ -74,6 +83,7 @@ pub struct DecoderAccuracy {
     pub name: String,
     /// e.g. "streams/early".
     pub roi: String,
+    /// Voxels in the ROI.
     pub n_voxels: usize,
     /// Per-target CV score (Pearson r or R²) at the chosen alpha.
     pub cv_score: Vec<f64>,
@@ -81,23 +91,6 @@ pub struct DecoderAccuracy {
     pub test_r: Vec<f64>,
     /// Share of targets whose alpha sits at the edge of the grid.
     pub alpha_at_edge: f64,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum ReportError {
-    /// Writing or removing a page failed; the message names the file.
-    #[error(transparent)]
-    Data(#[from] DataError),
-
-    #[error("{path}: {what}")]
-    Invalid { path: PathBuf, what: String },
-
-    #[error("{path}: cannot render {what}: {detail}")]
-    Render {
-        path: PathBuf,
-        what: String,
-        detail: String,
-    },
 }
 
 /// Writes `path` (report.html) and, when rows exceed rows_per_page, further self-contained pages
@@ -740,6 +733,47 @@ fn mean(values: &[f64]) -> Option<f64> {
 fn median(values: &[f64]) -> Option<f64> {
     let mut finite: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
     (!finite.is_empty()).then(|| brainrecon_core::stats::median(&mut finite))
+}
+
+/// Figure 3's layout: one row per image, the stimulus then each condition, `cell` px squares
+/// with a 4 px white gutter.
+pub fn comparison_grid(rows: &[Vec<RgbImage>], cell: usize) -> RgbImage {
+    let cols = rows.first().map_or(0, Vec::len);
+    let gap = 4;
+    let (w, h) = (cols * (cell + gap) + gap, rows.len() * (cell + gap) + gap);
+    let mut pixels = vec![255u8; w * h * 3];
+    for (r, row) in rows.iter().enumerate() {
+        for (c, image) in row.iter().enumerate() {
+            let im = image.resize(cell, cell);
+            let (x0, y0) = (gap + c * (cell + gap), gap + r * (cell + gap));
+            for y in 0..cell {
+                let dst = ((y0 + y) * w + x0) * 3;
+                pixels[dst..dst + cell * 3]
+                    .copy_from_slice(&im.pixels[y * cell * 3..(y + 1) * cell * 3]);
+            }
+        }
+    }
+    RgbImage::new(h, w, pixels)
+}
+
+/// `target` as a link from a page in `from` (relative when both resolve, else a file URL).
+pub fn relative_href(from: &Path, target: &Path) -> String {
+    let (Ok(from), Ok(target)) = (from.canonicalize(), target.canonicalize()) else {
+        return format!("file://{}", target.display());
+    };
+    let (a, b): (Vec<_>, Vec<_>) = (from.components().collect(), target.components().collect());
+    let common = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let mut parts: Vec<String> = std::iter::repeat_n("..".to_string(), a.len() - common).collect();
+    parts.extend(
+        b[common..]
+            .iter()
+            .map(|c| c.as_os_str().to_string_lossy().into_owned()),
+    );
+    if parts.is_empty() {
+        ".".into()
+    } else {
+        parts.join("/")
+    }
 }
 
 #[cfg(test)]

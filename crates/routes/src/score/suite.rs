@@ -26,9 +26,10 @@ use std::path::{Path, PathBuf};
 
 use brainrecon_diffusion::clip_vision::ClipVisionModel;
 use brainrecon_diffusion::pipeline::{DType, Device};
-use brainrecon_diffusion::weights::{DiffusionError, Weights};
 use brainrecon_formats::image::{Filter, RgbImage};
 use brainrecon_metrics::{identification, image as pixel, vector};
+use brainrecon_nn::weights::Weights;
+use brainrecon_nn::ModelError;
 use brainrecon_vision::preprocess::{
     normalize, resize_bilinear, CLIP_MEAN, CLIP_STD, IMAGENET_MEAN, IMAGENET_STD,
 };
@@ -59,13 +60,18 @@ pub const PERCENT: [bool; 8] = [false, false, true, true, true, true, false, fal
 /// How the suite preprocesses and which weights it reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 pub enum Protocol {
+    /// MedARC-AI/MindEyeV2's `final_evaluations.ipynb`: float images resized to 256 px, per-network
+    /// sizes, EfficientNet-B1 IMAGENET1K_V2.
     #[serde(rename = "mindeye")]
     MindEye,
+    /// ozcelikfu/brain-diffuser's evaluation scripts: 224 px Pillow-bilinear inputs, EfficientNet-B1
+    /// IMAGENET1K_V1, scikit-image 0.17's SSIM.
     #[serde(rename = "brain-diffuser")]
     BrainDiffuser,
 }
 
 impl Protocol {
+    /// Parses `--protocol`: `mindeye` or `brain-diffuser`; `None` for anything else.
     pub fn parse(text: &str) -> Option<Self> {
         match text {
             "mindeye" => Some(Protocol::MindEye),
@@ -74,6 +80,7 @@ impl Protocol {
         }
     }
 
+    /// The name [`Protocol::parse`] reads.
     pub fn name(self) -> &'static str {
         match self {
             Protocol::MindEye => "mindeye",
@@ -97,20 +104,26 @@ pub const CONVERT_COMMAND: &str =
 /// A metric without its network, and how to supply it.
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Absent {
+    /// The column left empty (e.g. "AlexNet(2)", "CLIP").
     pub metric: String,
+    /// Why its network is absent (no weights folder, a missing file, no cached CLIP).
     pub reason: String,
+    /// The command that supplies the network.
     pub supply: String,
 }
 
 /// The networks of the suite that could be loaded.
 pub struct Networks {
+    /// The protocol the networks were loaded for.
     pub protocol: Protocol,
     alexnet: Option<AlexNet>,
     inception: Option<InceptionV3>,
     efficientnet: Option<EfficientNetB1>,
     swav: Option<ResNet50>,
     clip: Option<ClipVisionModel>,
+    /// The CLIP vision model loaded, when there is one.
     pub clip_name: Option<String>,
+    /// The metrics whose networks could not be loaded.
     pub absent: Vec<Absent>,
     device: Device,
     /// Images per forward pass.
@@ -364,7 +377,7 @@ impl Networks {
         size: usize,
         norm: ([f32; 3], [f32; 3]),
         progress: &dyn Fn(u64),
-        forward: impl Fn(&Tensor) -> std::result::Result<Vec<Tensor>, DiffusionError>,
+        forward: impl Fn(&Tensor) -> std::result::Result<Vec<Tensor>, ModelError>,
     ) -> Result<((Vec<f32>, usize), Option<(Vec<f32>, usize)>)> {
         let n = set.original.len();
         let mut nodes: Vec<(Vec<f32>, usize)> = Vec::new();
@@ -397,8 +410,11 @@ impl Networks {
 /// One image set's scores: the eight columns (two-way as fractions) and per-image values.
 #[derive(Debug, Clone, Serialize)]
 pub struct SuiteRow {
+    /// The image set scored.
     pub name: String,
+    /// Test images scored.
     pub n_images: usize,
+    /// The eight metrics in [`COLUMNS`] order (`None` where the network is absent).
     pub values: [Option<f64>; 8],
     /// Per image and column (NaN where absent): written as an .npy for significance tests.
     #[serde(skip)]

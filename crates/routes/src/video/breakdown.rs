@@ -18,15 +18,21 @@ pub struct GroupScores {
     pub segment: Option<usize>,
     /// `early`, `middle` or `late`, when the group is one position's.
     pub position: Option<String>,
+    /// Clips in the group.
     pub clips: usize,
-    /// The stimulus TRs of the group's clips, first and last.
+    /// The first stimulus TR of the group's clips.
     pub first_tr: usize,
+    /// The last stimulus TR of the group's clips.
     pub last_tr: usize,
     /// Mean of the clips' MinD-Video 2-way scores.
     pub two_way: f64,
+    /// Share of the clips whose motion direction the rule reads right.
     pub direction: f64,
+    /// Share whose colour it reads right.
     pub colour: f64,
+    /// Share whose shape it reads right.
     pub shape: f64,
+    /// Mean of the clips' SSIM.
     pub ssim: f64,
 }
 

@@ -28,7 +28,9 @@ pub const SCREENING_PERCENTS: [f64; 5] = [5.0, 10.0, 20.0, 50.0, 100.0];
 pub struct WordDecoderSummary {
     /// Words decoded: those of some training captions but not of all.
     pub words: Vec<String>,
+    /// Share of the features the ANOVA screening keeps (percent), chosen by CV.
     pub screening_percent: f64,
+    /// The ridge penalty, chosen by CV.
     pub alpha: f64,
     /// Share of caption words right, position by position, of the captions composed for the
     /// held-out segments (grouped K-fold, at the chosen screening and alpha).
@@ -115,6 +117,7 @@ impl CaptionWords {
         }
     }
 
+    /// Words of the training captions (decoded or not).
     pub fn n_words(&self) -> usize {
         self.words.len()
     }
@@ -124,6 +127,7 @@ impl CaptionWords {
         &self.varying
     }
 
+    /// Word `w`.
     pub fn word(&self, w: usize) -> &str {
         &self.words[w]
     }
@@ -341,7 +345,9 @@ fn word_scores(
 /// The decoded captions of the test windows and what was chosen.
 #[derive(Debug, Clone)]
 pub struct DecodedCaptions {
+    /// One composed caption per test window.
     pub test_captions: Vec<String>,
+    /// The choices made and the word accuracies.
     pub summary: WordDecoderSummary,
 }
 

@@ -14,8 +14,11 @@ pub const CLIP_SIZE: usize = 256;
 
 /// The classifiers that were given (either may be absent).
 pub struct VideoClassifiers {
+    /// ViT-B/16 (ImageNet) with its image processor, for 2-way-I.
     pub vit: Option<(ViTForImageClassification, ImageProcessor)>,
+    /// VideoMAE (Kinetics-400) with its image processor, for 2-way-V and 50-way-V.
     pub videomae: Option<(VideoMAEForVideoClassification, ImageProcessor)>,
+    /// Where they run.
     pub device: Device,
 }
 
@@ -41,6 +44,7 @@ impl VideoClassifiers {
         })
     }
 
+    /// True when neither classifier was given.
     pub fn is_empty(&self) -> bool {
         self.vit.is_none() && self.videomae.is_none()
     }

@@ -34,6 +34,7 @@ use brainrecon_simulate::scene::{COLOURS, SHAPES};
 use brainrecon_simulate::video::Direction;
 use std::path::PathBuf;
 
+/// The evaluation's summary in its folder, [`VideoEvalSummary`].
 pub const SUMMARY: &str = "video_eval.json";
 
 /// Below this speed (image widths per frame; 0.64 px at 64 px) the rule reads a clip as still:
@@ -42,30 +43,43 @@ pub const STILL_SPEED: f32 = 0.01;
 /// Score of the value the rule read, per attribute (the rest share 1 − this).
 const READ_CONFIDENCE: f32 = 0.7;
 
+/// What `brainrecon video eval` is asked.
 #[derive(Debug, Clone)]
 pub struct VideoEvalOptions {
     /// `reconstruct --method video`'s folder.
     pub reconstructed: PathBuf,
     /// The dataset's stimuli (`testK.mp4` or frame folders).
     pub stimuli: PathBuf,
+    /// The folder to write `video_eval.json` into.
     pub out: PathBuf,
     /// Frame side for SSIM/PSNR (`None`: the stimulus frames' size).
     pub size: Option<usize>,
+    /// Seed of the n-way trials' draws.
     pub seed: u64,
 }
 
 /// One clip's row.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ClipRow {
+    /// The test segment, 1-based.
     pub segment: usize,
+    /// The stimulus TR, 0-based.
     pub tr: usize,
+    /// What the reading rule sees in the stimulus: colour, shape, motion (`?` where unread).
     pub stimulus_reading: String,
+    /// What it sees in the reconstruction.
     pub reconstruction_reading: String,
+    /// Whether the reconstruction's motion is the stimulus'.
     pub direction_correct: bool,
+    /// Whether its colour is the stimulus'.
     pub colour_correct: bool,
+    /// Whether its shape is the stimulus'.
     pub shape_correct: bool,
+    /// Mean SSIM over the frames (scikit-image's defaults, data range 255).
     pub ssim: f64,
+    /// Mean PSNR over the frames, dB (each frame's capped at 100).
     pub psnr: f64,
+    /// Share of the clip's 100 MinD-Video 2-way trials won.
     pub two_way: f64,
     /// The caption `video fit --context words` composed for the window.
     #[serde(default)]
@@ -75,38 +89,54 @@ pub struct ClipRow {
 /// A score with its chance level.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Scored {
+    /// The score, a fraction.
     pub value: f64,
+    /// Its chance level.
     pub chance: f64,
 }
 
 /// `video_eval.json`.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct VideoEvalSummary {
+    /// Always `brainrecon-video-eval`.
     pub format: String,
+    /// The reconstruction folder evaluated.
     pub reconstructed: PathBuf,
+    /// Clips scored.
     pub clips: usize,
     /// The classifier behind the n-way numbers.
     pub classifier: String,
     /// MinD-Video's n-way top-1 (its chance: 3 ground-truth classes against n − 1 drawn;
     /// `nominal_chance` is the 1/n the papers quote).
     pub two_way: Scored,
+    /// MinD-Video's 50-way top-1.
     pub fifty_way: Option<Scored>,
+    /// 1/2, the chance the papers quote for 2-way.
     pub nominal_chance_two_way: f64,
     /// MinD-Video's classifier scores, when their weights were given: 2-way-I (ViT-B/16 per
     /// frame), 2-way-V and 50-way-V (VideoMAE per clip).
     pub two_way_i: Option<Scored>,
+    /// 2-way-V (VideoMAE per clip).
     pub two_way_v: Option<Scored>,
+    /// 50-way-V (VideoMAE per clip; needs at least 52 classes).
     pub fifty_way_v: Option<Scored>,
+    /// Share of clips whose motion direction the rule reads right.
     pub direction: Scored,
+    /// Share of clips whose colour it reads right.
     pub colour: Scored,
+    /// Share of clips whose shape it reads right.
     pub shape: Scored,
+    /// Mean SSIM over clips.
     pub ssim: f64,
+    /// Mean PSNR over clips, dB.
     pub psnr: f64,
+    /// Frame side (px) SSIM and PSNR were computed at.
     pub frame_size: usize,
     /// The same scores per test segment, per position in the segment (early, middle and late
     /// thirds of its TRs) and per segment × position.
     #[serde(default)]
     pub breakdown: Vec<GroupScores>,
+    /// One per clip, in the reconstruction's order.
     pub rows: Vec<ClipRow>,
 }
 

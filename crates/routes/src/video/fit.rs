@@ -21,8 +21,8 @@
 use super::caption_words::{decode_captions, WordDecoderSummary};
 use super::motion::{fit_motion, MotionFit};
 use super::stimuli::{captions_of, read_captions, StimulusClips, StimulusTr};
+use crate::decode::arrays::{identification, matrix, row_major};
 use crate::error::{Result, RouteError};
-use crate::music::decode::{identification, matrix, row_major};
 use brainrecon_core::fs::write_json_atomic;
 use brainrecon_datasets::cc2017::{read_meta, VideoPrepared};
 use brainrecon_diffusion::pipeline::StableDiffusion;
@@ -35,6 +35,7 @@ use faer::Mat;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+/// The fit's summary in its folder, [`VideoFitSummary`].
 pub const SUMMARY_FILE: &str = "video_fit.json";
 
 /// Folds of the CV over segments when none are given.
@@ -45,6 +46,7 @@ pub fn default_alphas() -> Vec<f64> {
     (0..=5).map(|e| 10f64.powi(e)).collect()
 }
 
+/// What `brainrecon video fit` is asked.
 #[derive(Debug, Clone)]
 pub struct VideoFitOptions {
     /// `video prepare`'s folder.
@@ -53,8 +55,11 @@ pub struct VideoFitOptions {
     pub stimuli: PathBuf,
     /// `split<TAB>segment<TAB>tr<TAB>caption`.
     pub captions: PathBuf,
+    /// The folder to write (see the module documentation).
     pub out: PathBuf,
+    /// The ridge penalty grid ([`default_alphas`] when none are given).
     pub alphas: Vec<f64>,
+    /// K of the K-fold CV grouped by segment.
     pub folds: usize,
     /// Also decode the clip's VAE latents: its first frame's or every frame's.
     pub latent: Option<LatentFrames>,
@@ -62,6 +67,7 @@ pub struct VideoFitOptions {
     pub motion: bool,
     /// How the test contexts are decoded.
     pub context: ContextDecoder,
+    /// Draw progress bars.
     pub progress: bool,
 }
 
@@ -92,32 +98,45 @@ fn one() -> usize {
 /// `video_fit.json`.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct VideoFitSummary {
+    /// Always `brainrecon-video-fit`.
     pub format: String,
     /// What decoded the contexts: "ridge" (`video fit`) or "window-encoder"
     /// (`video train-encoder`).
     #[serde(default = "ridge_decoder")]
     pub decoder: String,
+    /// `video prepare`'s folder.
     pub prepared: PathBuf,
+    /// The stimulus clips' folder.
     pub stimuli: PathBuf,
+    /// The captions file.
     pub captions: PathBuf,
+    /// The diffusion model whose text encoder and VAE made the targets, as named.
     pub model: String,
+    /// Training samples (stimulus TRs).
     pub n_train: usize,
+    /// Test samples.
     pub n_test: usize,
+    /// fMRI features per sample (`video prepare`'s X width).
     pub n_features: usize,
     /// Context tokens and width (T, D); latent shape (C, h, w) when decoded.
     pub context_shape: [usize; 2],
+    /// (C, h, w) of a decoded latent, when z was decoded.
     pub latent_shape: Option<[usize; 3]>,
     /// Frames of each decoded latent row: 1 (the first frame's) or `frames_per_tr`
     /// (decoded_z rows are then [C, frames, h, w]).
     #[serde(default = "one")]
     pub latent_frames: usize,
+    /// Frames of a clip: those shown during its TR.
     pub frames_per_tr: usize,
+    /// The repetition time, seconds.
     pub tr_seconds: f64,
     /// Mean K-fold R² of the chosen alphas, per target kind (ridge only).
     pub cv_r2_c: Option<f64>,
+    /// Mean K-fold R² of the chosen alphas for z (ridge only).
     pub cv_r2_z: Option<f64>,
     /// Two-way identification of the decoded test contexts among the true ones (chance 0.5).
     pub identification_c: f64,
+    /// Two-way identification of the decoded test latents among the true ones.
     pub identification_z: Option<f64>,
     /// The motion decoder's scores, when motion was decoded.
     #[serde(default)]
@@ -125,6 +144,7 @@ pub struct VideoFitSummary {
     /// The word decoder's choices and scores (`--context words`).
     #[serde(default)]
     pub caption_words: Option<WordDecoderSummary>,
+    /// Wall time of the fit, in seconds.
     pub seconds: f64,
 }
 

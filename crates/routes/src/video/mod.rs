@@ -27,7 +27,7 @@ pub fn adapter_dir(name: &str) -> crate::Result<std::path::PathBuf> {
     if name == SHAPES_MOTION {
         return Ok(brainrecon_diffusion::embedded::shapes_motion_dir()?);
     }
-    brainrecon_diffusion::weights::resolve_model_folder(
+    brainrecon_nn::weights::resolve_model_folder(
         name,
         "a MotionAdapter or UNetMotionModel folder",
         "config.json diffusion_pytorch_model.safetensors",

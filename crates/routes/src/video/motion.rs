@@ -19,7 +19,9 @@ use brainrecon_metrics::vector::pearson;
 use faer::Mat;
 use std::path::Path;
 
+/// The decoded velocities of the test samples, float32 `[test samples, 2]` (vx, vy).
 pub const DECODED_FILE: &str = "decoded_motion.npy";
+/// The velocities measured from the test stimulus clips, float32 `[test samples, 2]`.
 pub const TRUTH_FILE: &str = "true_motion_test.npy";
 
 /// How well the motion was decoded (in `video_fit.json`).
@@ -33,6 +35,7 @@ pub struct MotionFit {
     /// (left, right, up, down or still below STILL_SPEED), and that share's chance (the
     /// measured directions' frequencies squared, summed).
     pub direction_agreement: f64,
+    /// Its chance: the measured directions' frequencies squared, summed.
     pub direction_chance: f64,
 }
 

@@ -28,13 +28,17 @@ use brainrecon_nn::rng::{NoiseSource, SeededNoise};
 use candle_core::{DType, Tensor};
 use std::path::{Path, PathBuf};
 
+/// The run's summary in its folder, [`ReconstructSummary`].
 pub const SUMMARY: &str = "video_reconstruct.json";
 
+/// What `brainrecon reconstruct --method video` is asked.
 #[derive(Debug, Clone)]
 pub struct VideoReconstructOptions {
     /// `video fit`'s folder.
     pub decoded: PathBuf,
+    /// The folder to write (see the module documentation).
     pub out: PathBuf,
+    /// Denoising steps, guidance scale and sampler.
     pub sample: SampleOptions,
     /// img2img strength from the decoded latent (1 = from noise).
     pub strength: f64,
@@ -42,32 +46,49 @@ pub struct VideoReconstructOptions {
     pub mean_negative: bool,
     /// Move the initial noise by the decoded velocity (when `video fit` decoded motion).
     pub motion: bool,
+    /// Seed of the noise; each sample draws its own stream from it.
     pub seed: u64,
     /// Reconstruct only the first `limit` test samples.
     pub limit: Option<usize>,
+    /// Draw progress bars.
     pub progress: bool,
 }
 
+/// `video_reconstruct.json`: what a video reconstruction made, with its settings.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ReconstructSummary {
+    /// Always `brainrecon-video-reconstruct`.
     pub format: String,
+    /// `video fit`'s folder.
     pub decoded: PathBuf,
+    /// The diffusion model as named.
     pub model: String,
+    /// The motion adapter as named.
     pub adapter: String,
+    /// Denoising steps.
     pub steps: usize,
+    /// Classifier-free guidance scale.
     pub guidance: f64,
+    /// img2img strength from the decoded latent (1 = from noise).
     pub strength: f64,
+    /// Whether guidance was against the mean window's context (else the empty prompt's).
     pub mean_negative: bool,
     /// Whether the initial noise moved by the decoded velocity.
     #[serde(default)]
     pub moving_noise: bool,
+    /// Seed of the noise.
     pub seed: u64,
+    /// Frames per clip.
     pub frames: usize,
+    /// Frame rate of the clips (frames per TR over the TR), Hz.
     pub fps: f64,
     /// (segment, TR) of each clip, in test order.
     pub clips: Vec<(usize, usize)>,
+    /// Clips made in this run.
     pub made: usize,
+    /// Clips already there from an earlier run, kept.
     pub reused: usize,
+    /// Wall time, in seconds.
     pub seconds: f64,
 }
 

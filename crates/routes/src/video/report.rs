@@ -11,7 +11,7 @@
 use super::evaluate::VideoEvalSummary;
 use super::stimuli::{StimulusClips, StimulusTr};
 use crate::error::Result;
-use crate::music::retrieve::relative_href;
+use crate::score::report::relative_href;
 use crate::score::report::escape;
 use brainrecon_core::fs::write_bytes_atomic;
 use brainrecon_formats::cifti::cc2017::Split;

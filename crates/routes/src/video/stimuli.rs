@@ -21,8 +21,11 @@ use std::path::{Path, PathBuf};
 /// A sample's stimulus: split, segment (1-based), stimulus TR (0-based).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct StimulusTr {
+    /// Training or test segments.
     pub split: Split,
+    /// The segment, 1-based.
     pub segment: usize,
+    /// The stimulus TR in the segment, 0-based.
     pub tr: usize,
 }
 
@@ -50,6 +53,8 @@ pub struct StimulusClips {
 }
 
 impl StimulusClips {
+    /// Clips of the `stimuli` folder: `frames_per_tr` frames evenly spaced over each TR of
+    /// `tr_seconds`.
     pub fn new(stimuli: &Path, tr_seconds: f64, frames_per_tr: usize) -> Self {
         StimulusClips {
             stimuli: stimuli.to_path_buf(),

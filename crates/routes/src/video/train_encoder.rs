@@ -28,9 +28,9 @@ use super::fit::{
 };
 use super::motion::fit_motion;
 use super::stimuli::{captions_of, read_captions, StimulusClips, StimulusTr};
-use crate::b2c::Tune;
+use crate::decode::arrays::{identification, matrix, row_major};
+use crate::decode::options::Tune;
 use crate::error::{Result, RouteError};
-use crate::music::decode::{identification, matrix, row_major};
 use brainrecon_brain::window::{
     encoder_loss, FmriWindowEncoder, WindowEncoderConfig, CONFIG_FILE, WEIGHTS_FILE,
 };
@@ -55,21 +55,29 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::json;
 use std::path::{Path, PathBuf};
 
+/// The trained encoder's folder: `config.json` and `model.safetensors`.
 pub const ENCODER_DIR: &str = "encoder";
+/// With `tune`: the co-trained motion U-Net, a `UNetMotionModel` folder.
 pub const TUNED_DIR: &str = "unet_motion";
+/// The run's settings and every step's losses.
 pub const TRAINING_RECORD: &str = "training.json";
 
 /// Settings of a run.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct EncoderTrainOptions {
+    /// `video prepare`'s folder.
     pub prepared: PathBuf,
+    /// The stimulus clips: `segK.mp4` / `testK.mp4` or frame folders.
     pub stimuli: PathBuf,
+    /// The captions file, `split<TAB>segment<TAB>tr<TAB>caption`.
     pub captions: PathBuf,
+    /// The folder to write, laid out as `video fit`'s.
     pub out: PathBuf,
     /// Voxels of a patch (MinD-Video: 16).
     pub patch_size: usize,
     /// Spatial + temporal block pairs of the encoder.
     pub layers: usize,
+    /// Dropout inside the encoder.
     pub dropout: f64,
     /// Contrastive logits are cosines / temperature.
     pub temperature: f64,
@@ -81,11 +89,17 @@ pub struct EncoderTrainOptions {
     pub cotrain_steps: usize,
     /// What of the motion U-Net trains in stage 2.
     pub tune: Tune,
+    /// Samples per step (at least 2: the contrastive loss compares a batch's samples).
     pub batch: usize,
+    /// Peak learning rate of stage 1.
     pub lr: f64,
+    /// Peak learning rate of stage 2.
     pub cotrain_lr: f64,
+    /// Share of stage 2's samples conditioned on the empty prompt instead, for guidance.
     pub context_dropout: f64,
+    /// Steps between resumable checkpoints in `<out>/.train/`.
     pub checkpoint_every: usize,
+    /// Seed of every draw (initialisation, batches, dropout, timesteps, noise).
     pub seed: u64,
     /// Also decode each clip's global velocity with ridge (`motion.rs`).
     pub motion: bool,
@@ -142,11 +156,17 @@ impl EncoderTrainOptions {
 /// What a run did.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct EncoderTrainSummary {
+    /// `video_fit.json` as written (decoder `window-encoder`).
     pub fit: VideoFitSummary,
+    /// Trainable values of the encoder.
     pub encoder_parameters: usize,
+    /// Trainable values of the motion U-Net (0 without `tune`).
     pub tuned_parameters: usize,
+    /// Stage 1's loss at every step.
     pub contrastive_losses: Vec<f64>,
+    /// Stage 2's loss at every step (empty without co-training).
     pub cotrain_losses: Vec<f64>,
+    /// (stage, step) of each checkpoint this run resumed from.
     pub resumed_from: Vec<(String, usize)>,
 }
 

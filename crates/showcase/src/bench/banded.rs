@@ -9,9 +9,10 @@ use brainrecon_ridge::bench_banded::{
     BandedWorkload, RowMajor,
 };
 use brainrecon_routes::decode::arrays::read_matrix;
-use brainrecon_routes::error::Result;
+use super::{command_line, number, FreshProcess};
+use brainrecon_routes::error::{Result, RouteError};
 use serde::{Deserialize, Serialize};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// `meta.json` of the data folder; the himalaya anchor reads it too.
 #[derive(Serialize, Deserialize, PartialEq, Debug)]
@@ -72,6 +73,57 @@ impl BandedResult {
             self.peak_rss_mb
         )
     }
+}
+
+/// What `bench banded` times: the issue's workload ([`BandedWorkload::issue`]) at `voxels`
+/// targets.
+#[derive(Debug, Clone)]
+pub struct BandedBench {
+    /// Voxels (targets).
+    pub voxels: usize,
+    /// Band-weight candidates searched.
+    pub n_iter: usize,
+    /// Threads of the linear algebra.
+    pub threads: usize,
+    /// Where the .npy files and meta.json go (reused when already there).
+    pub data_dir: PathBuf,
+}
+
+impl BandedBench {
+    /// Refuses zero threads, voxels or candidates (a usage error).
+    pub fn check(&self) -> Result<()> {
+        if self.threads == 0 || self.voxels == 0 || self.n_iter == 0 {
+            return Err(RouteError::Usage(
+                "--threads, --voxels and --n-iter must be ≥ 1".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Writes the data unless it is there and times the fit in a fresh process (`bench banded
+/// --fit-only`, which runs [`measure`]).
+pub fn run<P: FreshProcess>(bench: &BandedBench, process: &mut P) -> Result<BandedResult, P::Error> {
+    bench.check()?;
+    let workload = BandedWorkload {
+        t: bench.voxels,
+        ..BandedWorkload::issue()
+    };
+    ensure_data(&workload, bench.n_iter, &bench.data_dir)?;
+    process.log(&format!(
+        "bench banded: fitting {} voxels, {} candidates…",
+        bench.voxels, bench.n_iter
+    ));
+    let args = command_line(
+        &["bench", "banded", "--fit-only"],
+        &[
+            ("--threads", number(bench.threads)),
+            ("--voxels", number(bench.voxels)),
+            ("--n-iter", number(bench.n_iter)),
+            ("--data-dir", bench.data_dir.clone().into_os_string()),
+        ],
+    );
+    process.measure("the banded fit", &args)
 }
 
 const SEED: u64 = 20241018;

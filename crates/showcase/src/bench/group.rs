@@ -8,6 +8,7 @@
 //! the test rows. The arrays are read from .npy files written beforehand, so that reading and
 //! its memory count as they do in the library.
 
+use super::{command_line, number, FreshProcess};
 use brainrecon_align::shared_space::{
     fit_shared_space, fit_subject_map, gcv_alpha, SharedSpaceOptions,
 };
@@ -497,6 +498,150 @@ pub fn measure_adapt(dir: &Path, k: usize, threads: usize) -> Result<AdaptResult
         cpu_seconds: cpu,
         peak_rss_mb: super::peak_rss_mb(),
         peak_after_step_mb: peaks,
+    })
+}
+
+/// What `bench group-adapt` times.
+#[derive(Debug, Clone)]
+pub struct GroupBench {
+    /// Voxels of the new subject.
+    pub voxels: usize,
+    /// Trials the map is fitted on.
+    pub trials: usize,
+    /// Test rows mapped besides the trials.
+    pub test_rows: usize,
+    /// Targets (z, then c).
+    pub targets: usize,
+    /// Dimensions of the shared space, one measured process each.
+    pub k: Vec<usize>,
+    /// Subjects of the group fit.
+    pub subjects: usize,
+    /// Rows (images) per subject of the group fit (0: no group fit).
+    pub group_images: usize,
+    /// Dimension of the group fit's space.
+    pub group_k: usize,
+    /// Threads of the linear algebra.
+    pub threads: usize,
+    /// Where the generated .npy files go (reused when already there).
+    pub data_dir: PathBuf,
+}
+
+impl GroupBench {
+    /// Refuses sizes that cannot be fitted (usage errors): no threads, voxels or targets,
+    /// fewer than 2 trials, a k outside 1 ..= targets.
+    pub fn check(&self) -> Result<()> {
+        if self.threads == 0 || self.voxels == 0 || self.trials < 2 || self.targets == 0 {
+            return Err(RouteError::Usage(
+                "--threads, --voxels and --targets must be ≥ 1, --trials ≥ 2".into(),
+            ));
+        }
+        if self.k.is_empty() || self.k.iter().any(|&k| k == 0 || k > self.targets) {
+            return Err(RouteError::Usage(format!(
+                "--k: each k must be between 1 and --targets ({})",
+                self.targets
+            )));
+        }
+        Ok(())
+    }
+
+    fn group_workload(&self) -> GroupWorkload {
+        GroupWorkload {
+            subjects: self.subjects,
+            rows: self.group_images,
+            voxels: self.voxels,
+            targets: self.targets,
+            k: self.group_k,
+        }
+    }
+}
+
+/// A measurement made in this process.
+#[derive(Serialize, Debug)]
+#[serde(untagged)]
+pub enum Measured {
+    /// The adapt at the first k.
+    Adapt(AdaptResult),
+    /// The group fit.
+    Group(GroupResult),
+}
+
+/// One measurement in this process: `adapt` ([`measure_adapt`] at the first k, on the data in
+/// `data_dir`) or `group` ([`measure_group`]).
+pub fn measure_here(bench: &GroupBench, what: &str) -> Result<Measured> {
+    bench.check()?;
+    match what {
+        "adapt" => Ok(Measured::Adapt(measure_adapt(
+            &bench.data_dir,
+            bench.k[0],
+            bench.threads,
+        )?)),
+        "group" => Ok(Measured::Group(measure_group(
+            &bench.group_workload(),
+            bench.threads,
+        )?)),
+        other => Err(RouteError::Usage(format!(
+            "--measure: adapt or group, found '{other}'"
+        ))),
+    }
+}
+
+/// Writes the adapt's data unless it is there, times the adapt at every k and then the group
+/// fit (with `group_images`), each in a fresh process (`bench group-adapt --measure …`, which
+/// runs [`measure_here`]).
+pub fn run<P: FreshProcess>(bench: &GroupBench, process: &mut P) -> Result<GroupBenchReport, P::Error> {
+    bench.check()?;
+    let workload = AdaptWorkload {
+        voxels: bench.voxels,
+        trials: bench.trials,
+        test_rows: bench.test_rows,
+        targets: bench.targets,
+    };
+    ensure_adapt_data(&workload, &bench.data_dir)?;
+    let common = command_line(
+        &["bench", "group-adapt"],
+        &[
+            ("--threads", number(bench.threads)),
+            ("--voxels", number(bench.voxels)),
+            ("--trials", number(bench.trials)),
+            ("--test-rows", number(bench.test_rows)),
+            ("--targets", number(bench.targets)),
+            ("--data-dir", bench.data_dir.clone().into_os_string()),
+        ],
+    );
+    let mut adapt = Vec::new();
+    for &k in &bench.k {
+        ensure_basis(&bench.data_dir, bench.targets, k)?;
+        process.log(&format!("bench group-adapt: adapting at k = {k}…"));
+        let args = [
+            common.clone(),
+            command_line(&["--measure", "adapt"], &[("--k", number(k))]),
+        ]
+        .concat();
+        adapt.push(process.measure(&format!("the adapt at k = {k}"), &args)?);
+    }
+    let group = if bench.group_images > 0 {
+        process.log(&format!(
+            "bench group-adapt: fitting the group ({} subjects × {} rows, k = {})…",
+            bench.subjects, bench.group_images, bench.group_k
+        ));
+        let own = command_line(
+            &["--measure", "group"],
+            &[
+                ("--subjects", number(bench.subjects)),
+                ("--group-images", number(bench.group_images)),
+                ("--group-k", number(bench.group_k)),
+            ],
+        );
+        Some(process.measure("the group fit", &[common, own].concat())?)
+    } else {
+        None
+    };
+    Ok(GroupBenchReport {
+        machine: machine(),
+        adapt,
+        group,
+        goal_seconds: 60.0,
+        goal_gb: 4.0,
     })
 }
 

@@ -16,6 +16,41 @@ pub mod group;
 pub mod ridge;
 pub mod train_step;
 
+use brainrecon_routes::RouteError;
+use serde::de::DeserializeOwned;
+use std::ffi::OsString;
+
+/// How a benchmark runs a measurement in a fresh process, so that the process's peak memory is
+/// the measurement's own.
+pub trait FreshProcess {
+    /// The caller's error; the benchmark's own become it.
+    type Error: From<RouteError>;
+
+    /// Runs brainrecon with `args` (a hidden measuring command, e.g. `bench ridge-run …`) and
+    /// reads the JSON it prints; `what` names the measurement when it fails.
+    fn measure<T: DeserializeOwned>(
+        &mut self,
+        what: &str,
+        args: &[OsString],
+    ) -> Result<T, Self::Error>;
+
+    /// A line of progress, for people (standard error).
+    fn log(&mut self, line: &str);
+}
+
+/// A measuring command's words: `words`, then each flag with its value.
+fn command_line(words: &[&str], flags: &[(&str, OsString)]) -> Vec<OsString> {
+    let flags = flags
+        .iter()
+        .flat_map(|(flag, value)| [OsString::from(flag), value.clone()]);
+    words.iter().map(OsString::from).chain(flags).collect()
+}
+
+/// A number as a flag's value.
+fn number(n: usize) -> OsString {
+    n.to_string().into()
+}
+
 /// Peak resident set size of this process (VmHWM), in MB (10^6 bytes); NaN where
 /// /proc/self/status cannot be read.
 pub fn peak_rss_mb() -> f64 {

@@ -7,9 +7,11 @@ use brainrecon_formats::npy;
 use brainrecon_ridge::metrics::{pearson_per_target, summarize};
 use brainrecon_ridge::{bench_alphas, generate, row_major_view, RidgeCv, Workload};
 use brainrecon_routes::decode::arrays::read_matrix;
-use brainrecon_routes::error::Result;
+use super::{command_line, number, FreshProcess};
+use brainrecon_routes::decode::options::check_ridge_device;
+use brainrecon_routes::error::{Result, RouteError};
 use serde::{Deserialize, Serialize};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 /// `meta.json` of a workload folder; the Python anchors read it too.
@@ -208,6 +210,60 @@ pub fn plan(
     Ok(fits)
 }
 
+/// What `bench ridge` times.
+#[derive(Debug, Clone)]
+pub struct RidgeBench {
+    /// A, B, C, A16k or all (A, B and C).
+    pub workload: String,
+    /// Threads of the linear algebra.
+    pub threads: usize,
+    /// Where each workload's .npy files go (`<data_dir>/<workload>/`; reused when already there).
+    pub data_dir: PathBuf,
+    /// Decomposition precision: f32, f64 or both (one fit each).
+    pub precision: String,
+    /// Alpha selection: loo, gcv or both (one fit each).
+    pub cv: String,
+    /// Where the fits run.
+    pub device: brainrecon_ridge::Device,
+    /// Keep the models as dual coefficients.
+    pub dual: bool,
+}
+
+/// Times every fit of [`plan`], each in a fresh process (`bench ridge-run`), after writing
+/// each workload's data. Usage errors: an unknown workload, precision or cv, no threads, a
+/// GPU in a build without CUDA.
+pub fn run<P: FreshProcess>(bench: &RidgeBench, process: &mut P) -> Result<Vec<RunResult>, P::Error> {
+    let fits = plan(&bench.workload, &bench.precision, &bench.cv)?;
+    if bench.threads == 0 {
+        return Err(RouteError::Usage("--threads must be ≥ 1".into()).into());
+    }
+    check_ridge_device(bench.device)?;
+    let mut results = Vec::new();
+    for (k, (w, cv, precision)) in fits.iter().enumerate() {
+        let dir = bench.data_dir.join(w.name);
+        if k == 0 || fits[k - 1].0.name != w.name {
+            ensure_data(w, &dir)?;
+        }
+        let what = format!("workload {} ({cv}, {precision})", w.name);
+        process.log(&format!("bench ridge: {what}…"));
+        let mut args = command_line(
+            &["bench", "ridge-run"],
+            &[
+                ("--threads", number(bench.threads)),
+                ("--precision", (*precision).into()),
+                ("--cv", (*cv).into()),
+                ("--device", bench.device.to_string().into()),
+            ],
+        );
+        if bench.dual {
+            args.push("--dual".into());
+        }
+        args.extend(["--dir".into(), dir.into_os_string()]);
+        results.push(process.measure(&what, &args)?);
+    }
+    Ok(results)
+}
+
 /// The table `bench ridge` prints: a header, then one line per fit.
 pub fn table(results: &[RunResult]) -> String {
     let mut text = String::from(
@@ -233,13 +289,13 @@ pub fn table(results: &[RunResult]) -> String {
 }
 
 /// [`measure`] with the estimator named as `bench ridge-run` names it: `cv` loo or gcv,
-/// `precision` f32 or f64, `device` cpu, cuda or cuda:N, `dual` for dual coefficients.
+/// `precision` f32 or f64, on `device`, `dual` for dual coefficients.
 pub fn measure_named(
     dir: &Path,
     threads: usize,
     cv: &str,
     precision: &str,
-    device: &str,
+    device: brainrecon_ridge::Device,
     dual: bool,
 ) -> Result<RunResult> {
     let estimator = RidgeCv {
@@ -251,9 +307,10 @@ pub fn measure_named(
             "f32" => brainrecon_ridge::Precision::F32,
             _ => brainrecon_ridge::Precision::F64,
         },
-        device: brainrecon_routes::decode::options::ridge_device(device)?,
+        device: check_ridge_device(device)?,
         dual,
         ..RidgeCv::default()
     };
-    measure(dir, estimator, threads, (cv, precision, device))
+    let device = device.to_string();
+    measure(dir, estimator, threads, (cv, precision, &device))
 }

@@ -48,6 +48,7 @@ const NICE_LR: f64 = 2e-4;
 const NICE_BETA1: f64 = 0.5;
 /// THINGS-EEG2 as NICE reads it: channels, samples (0–1 s at 250 Hz), image-embedding width.
 pub const EEG_TRIAL: [usize; 2] = [63, 250];
+/// Width of the image embedding each EEG trial is contrasted with.
 pub const EEG_EMBEDDING: usize = 768;
 
 /// Which model trains.
@@ -119,7 +120,9 @@ impl Default for WindowShape {
 /// What to time.
 #[derive(Clone, Debug)]
 pub struct TrainStepBench {
+    /// The model trained.
     pub workload: Workload,
+    /// Samples per step.
     pub batch: usize,
     /// Timed steps.
     pub steps: usize,
@@ -130,6 +133,7 @@ pub struct TrainStepBench {
     pub pipeline: String,
     /// The window encoder's input (unused for the U-Net).
     pub window: WindowShape,
+    /// Seed of the inputs: each step's are drawn from it and the step's number.
     pub seed: u64,
 }
 
@@ -138,9 +142,13 @@ pub struct TrainStepBench {
 pub struct TrainStepTiming {
     /// `brainrecon` (the anchor writes `pytorch`).
     pub side: String,
+    /// The model trained.
     pub workload: Workload,
+    /// Samples per step.
     pub batch: usize,
+    /// Timed steps.
     pub steps: usize,
+    /// Untimed steps run first.
     pub warmup: usize,
     /// Threads of the thread pool.
     pub threads: usize,
@@ -169,10 +177,30 @@ pub struct TrainStepTiming {
     pub seconds: Vec<f64>,
     /// Loss of the first and the last step (warm-up included).
     pub loss_first: f64,
+    /// See `loss_first`.
     pub loss_last: f64,
     /// Peak resident memory of the process (VmHWM), MB; includes loading the model.
     pub peak_rss_mb: f64,
+    /// brainrecon's version.
     pub version: String,
+}
+
+impl TrainStepTiming {
+    /// The line `bench train-step` prints.
+    pub fn text(&self) -> String {
+        format!(
+            "{} training step, batch {}, {} threads: {:.1} ms min, {:.1} ms median over {} steps; \
+             {} parameters; peak {:.0} MB\n",
+            self.workload.name(),
+            self.batch,
+            self.threads,
+            self.seconds_min * 1000.0,
+            self.seconds_median * 1000.0,
+            self.steps,
+            self.parameters,
+            self.peak_rss_mb
+        )
+    }
 }
 
 /// A workload's step: its inputs (drawn untimed) and its loss; [`run`] times the loss,

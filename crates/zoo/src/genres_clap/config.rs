@@ -4,7 +4,7 @@ use std::path::Path;
 
 use brainrecon_audio::clap::{ClapConfig, ClapFeatureExtractor, ClapFeatureExtractorConfig};
 use brainrecon_audio::clap::{Padding, Truncation};
-use brainrecon_nn::Result;
+use brainrecon_nn::{ModelError, Result};
 use serde::{Deserialize, Serialize};
 
 use crate::Preset;
@@ -18,7 +18,9 @@ pub struct GenresClapConfig {
     pub sampling_rate: u32,
     /// Mel bins (`feature_size`, the audio tower's `num_mel_bins`).
     pub mel_bins: usize,
+    /// STFT window length in samples (`fft_window_size`).
     pub fft_window_size: usize,
+    /// STFT hop in samples (`hop_length`).
     pub hop_length: usize,
     /// The audio window (`max_length_s`): MuLan's 10 s.
     pub window_seconds: usize,
@@ -28,16 +30,23 @@ pub struct GenresClapConfig {
     pub patch: usize,
     /// The first stage's width (`patch_embeds_hidden_size`).
     pub patch_width: usize,
+    /// Swin blocks per audio stage (`depths`).
     pub depths: Vec<usize>,
+    /// Attention heads per audio stage (`num_attention_heads`).
     pub heads: Vec<usize>,
     /// Attention window side (`window_size`).
     pub attention_window: usize,
+    /// Width of the audio blocks' MLP over their input width (`mlp_ratio`).
     pub mlp_ratio: f64,
+    /// Width of the RoBERTa text tower (`hidden_size`).
     pub text_width: usize,
+    /// Layers of the text tower.
     pub text_layers: usize,
+    /// Attention heads of the text tower.
     pub text_heads: usize,
     /// The most tokens the BPE may learn (specials and the 256 bytes included).
     pub max_vocab: usize,
+    /// Width of the joint audio-text space (`projection_dim`).
     pub projection_dim: usize,
     /// Captions the tokenizer is trained on (from the training stream).
     pub tokenizer_captions: usize,
@@ -45,9 +54,13 @@ pub struct GenresClapConfig {
     pub training_clips: usize,
     /// Held-out clips scored at every checkpoint.
     pub held_out_clips: usize,
+    /// Training steps.
     pub steps: usize,
+    /// Clips per step.
     pub batch: usize,
+    /// Peak learning rate (after warm-up).
     pub lr: f64,
+    /// Steps between checkpoints.
     pub checkpoint_every: usize,
     /// Which of [`GenresClapConfig::genres_clap`] and [`GenresClapConfig::tiny`] this started
     /// from (left out of the shipped model's records).
@@ -93,6 +106,29 @@ impl GenresClapConfig {
             Preset::Shipped => Self::genres_clap(),
             Preset::Tiny => Self::tiny(4),
         }
+    }
+
+    /// Refuses settings no run can train with, naming the `train-clap` flag that set them:
+    /// no step, no checkpoint interval, a batch outside 2 ..= the training clips (the
+    /// contrastive loss compares a batch's clips), a learning rate that is not a positive number.
+    pub fn check(&self) -> Result<()> {
+        let bad = |message: String| Err(ModelError::Invalid(message));
+        if self.steps == 0 {
+            return bad("--steps must be at least 1".into());
+        }
+        if self.checkpoint_every == 0 {
+            return bad("--checkpoint-every must be at least 1".into());
+        }
+        if self.batch < 2 || self.batch > self.training_clips {
+            return bad(format!(
+                "--batch must be between 2 and the {} training clips, got {}",
+                self.training_clips, self.batch
+            ));
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad(format!("--lr must be a positive number, got {}", self.lr));
+        }
+        Ok(())
     }
 
     /// A few steps of a smaller model on few clips (tests).

@@ -68,12 +68,15 @@ fn threads() -> usize {
 /// The training clips: captions, genres and whole-clip log-mel spectrograms.
 #[derive(Clone, Debug)]
 pub struct ClipBank {
+    /// The caption of each clip.
     pub captions: Vec<String>,
     /// Index into GTZAN's genres.
     pub genres: Vec<usize>,
     /// Per clip [frames, mels], row-major.
     mels: Vec<Vec<f32>>,
+    /// Mel frames of each whole clip.
     pub frames: usize,
+    /// F: mel bins per frame.
     pub mel_bins: usize,
     /// Frames of one window (the front end's `max_frames`).
     pub window_frames: usize,
@@ -108,10 +111,12 @@ impl ClipBank {
         })
     }
 
+    /// Clips in the bank.
     pub fn len(&self) -> usize {
         self.mels.len()
     }
 
+    /// Whether the bank has no clips.
     pub fn is_empty(&self) -> bool {
         self.mels.is_empty()
     }
@@ -162,7 +167,9 @@ impl ClipBank {
 pub struct HeldOut {
     /// [N, 1, T, F].
     pub features: Tensor,
+    /// The caption of each clip.
     pub captions: Vec<String>,
+    /// The genre of each clip, an index into GTZAN's genres.
     pub genres: Vec<usize>,
 }
 

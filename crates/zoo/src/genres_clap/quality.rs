@@ -15,6 +15,7 @@ use brainrecon_audio::clap::ClapModel;
 /// for a clip).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Retrieval {
+    /// Held-out clips scored.
     pub clips: usize,
     /// Captions whose nearest audio window is of the caption's genre.
     pub text_to_audio_genre: f64,
@@ -22,6 +23,21 @@ pub struct Retrieval {
     pub audio_to_text_genre: f64,
     /// Captions whose nearest audio window is their own clip's.
     pub text_to_audio_clip: f64,
+}
+
+impl Retrieval {
+    /// One line for people: the genre and own-clip hit rates beside their chance levels.
+    pub fn text(&self) -> String {
+        format!(
+            "{} held-out clips: caption → audio genre {:.0}%, audio → caption genre {:.0}% \
+             (chance 10%), own clip {:.0}% (chance {:.1}%)",
+            self.clips,
+            100.0 * self.text_to_audio_genre,
+            100.0 * self.audio_to_text_genre,
+            100.0 * self.text_to_audio_clip,
+            100.0 / self.clips.max(1) as f64
+        )
+    }
 }
 
 /// Unit embeddings of captions [N, P], in batches.

@@ -56,28 +56,56 @@ pub enum ClapProgress {
     Prepared(String),
     /// Step `step` (1-based) of `total` finished with `loss`.
     Step {
+        /// Steps done, 1-based.
         step: usize,
+        /// Steps of the run.
         total: usize,
+        /// The step's loss.
         loss: f64,
     },
     /// Held-out retrieval after `step` steps.
-    HeldOut { step: usize, retrieval: Retrieval },
+    HeldOut {
+        /// Steps done.
+        step: usize,
+        /// The held-out scores.
+        retrieval: Retrieval,
+    },
 }
 
 /// What [`train_genres_clap`] did.
 #[derive(Clone, Debug, Serialize)]
 pub struct ClapSummary {
+    /// The model folder written.
     pub out: PathBuf,
+    /// Trainable parameters (elements).
     pub parameters: usize,
+    /// Tokens of the trained tokenizer.
     pub vocab_size: usize,
+    /// Training loss of every step.
     pub losses: Vec<f64>,
     /// The step the run resumed from.
     pub resumed_from: Option<usize>,
+    /// Wall-clock time of the run, in seconds.
     pub seconds: f64,
     /// Held-out retrieval of the final model.
     pub held_out: Retrieval,
     /// The learnt temperatures `exp(logit_scale_a)`, `exp(logit_scale_t)`.
     pub temperatures: (f64, f64),
+}
+
+impl ClapSummary {
+    /// The run in one line for people: time, size, final loss, held-out retrieval, folder.
+    pub fn text(&self) -> String {
+        format!(
+            "trained genres-clap in {:.0} s: {} parameters, {} tokens, final loss {:.4}; {} → {}",
+            self.seconds,
+            self.parameters,
+            self.vocab_size,
+            self.losses.last().copied().unwrap_or(f64::NAN),
+            self.held_out.text(),
+            self.out.display()
+        )
+    }
 }
 
 /// The symmetric InfoNCE loss of matched audio and text (row i of each is a pair):
@@ -119,33 +147,15 @@ fn step_picks(bank: &ClipBank, batch: usize, seed: u64, step: usize) -> Vec<(usi
         .collect()
 }
 
-fn check(config: &GenresClapConfig) -> Result<()> {
-    let bad = |m: String| Err(ModelError::Invalid(m));
-    if config.steps == 0 {
-        return bad("training needs at least 1 step".into());
-    }
-    if config.batch < 2 {
-        return bad(format!(
-            "a contrastive batch needs at least 2 clips, got {}",
-            config.batch
-        ));
-    }
-    if config.batch > config.training_clips {
-        return bad(format!(
-            "the batch ({}) is larger than the {} training clips",
-            config.batch, config.training_clips
-        ));
-    }
-    if config.checkpoint_every == 0 {
-        return bad("checkpoints must come every 1 or more steps".into());
-    }
-    if !(config.lr.is_finite() && config.lr > 0.0) {
-        return bad(format!(
-            "the learning rate must be a positive number, got {}",
-            config.lr
-        ));
-    }
-    Ok(())
+/// Creates `out` and checks that a file can be written in it, before any training.
+fn check_writable(out: &Path) -> Result<()> {
+    let fail = |e: std::io::Error| {
+        ModelError::Invalid(format!("--out {}: cannot write there: {e}", out.display()))
+    };
+    std::fs::create_dir_all(out).map_err(fail)?;
+    let probe = out.join(format!(".write-test-{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(fail)?;
+    std::fs::remove_file(&probe).map_err(fail)
 }
 
 /// Refuses to resume checkpoints made with other settings.
@@ -187,7 +197,8 @@ pub fn train_genres_clap(
     progress: &mut dyn FnMut(ClapProgress),
 ) -> Result<ClapSummary> {
     let started = std::time::Instant::now();
-    check(config)?;
+    config.check()?;
+    check_writable(out)?;
     let work = out.join(".train");
     check_run_file(&work, config, seed)?;
     let stream = training_stream(seed);

@@ -44,8 +44,9 @@ pub fn attribute_levels(scene: &Scene) -> [usize; 5] {
 pub struct AttributeTokens {
     /// (N tokens, D width) of one image.
     pub token_shape: (usize, usize),
+    /// [N·D]: the mean tokens over the fitted scenes.
     pub mean: Vec<f32>,
-    /// effects[attribute][level]: [N·D]
+    /// `effects[attribute][level]`: `[N·D]`
     pub effects: Vec<Vec<Vec<f32>>>,
 }
 

@@ -8,15 +8,25 @@ use std::path::Path;
 /// Sizes and training settings of the captioner.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CaptionerConfig {
+    /// Side of the square input images, in pixels.
     pub image_size: usize,
+    /// Side of the ViT's square patches, in pixels.
     pub patch_size: usize,
+    /// Width of the ViT image tower.
     pub vision_width: usize,
+    /// Layers of the image tower.
     pub vision_layers: usize,
+    /// Width of the BERT text decoder.
     pub text_width: usize,
+    /// Layers of the text decoder.
     pub text_layers: usize,
+    /// Attention heads of both towers.
     pub heads: usize,
+    /// Steps of the first stage (the whole model).
     pub steps: usize,
+    /// Images per step.
     pub batch: usize,
+    /// Peak learning rate of the first stage.
     pub lr: f64,
     /// Share of batches whose image tokens are shrunk toward the batch mean and noised.
     pub token_shrinkage: f64,
@@ -24,6 +34,7 @@ pub struct CaptionerConfig {
     pub decoder_steps: usize,
     /// Peak learning rate of the second stage.
     pub decoder_lr: f64,
+    /// Steps between checkpoints.
     pub checkpoint_every: usize,
     /// Which of [`CaptionerConfig::shapes_blip`] and [`CaptionerConfig::tiny`] this started
     /// from (left out of the shipped model's records).
@@ -59,6 +70,26 @@ impl CaptionerConfig {
             Preset::Shipped => Self::shapes_blip(),
             Preset::Tiny => Self::tiny(4),
         }
+    }
+
+    /// Refuses settings no run can train with, naming the `train-captioner` flag that set
+    /// them: no step, a learning rate that is not a positive number, a token shrinkage share
+    /// outside 0–1.
+    pub fn check(&self) -> brainrecon_nn::Result<()> {
+        let bad = |message: String| Err(brainrecon_nn::ModelError::Invalid(message));
+        if self.steps == 0 {
+            return bad("--steps must be at least 1".into());
+        }
+        if !(self.lr.is_finite() && self.lr > 0.0) {
+            return bad(format!("--lr must be a positive number, got {}", self.lr));
+        }
+        if !(0.0..=1.0).contains(&self.token_shrinkage) {
+            return bad(format!(
+                "--token-shrinkage must be between 0 and 1, got {}",
+                self.token_shrinkage
+            ));
+        }
+        Ok(())
     }
 
     /// The `train-captioner` command that trains this configuration.

@@ -17,14 +17,32 @@ use serde::{Deserialize, Serialize};
 /// Shares (0–1) of held-out scenes whose caption names each attribute.
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 pub struct SceneNaming {
+    /// Held-out scenes captioned.
     pub scenes: usize,
+    /// Captions naming the shape's colour.
     pub colour: f64,
+    /// Captions naming the shape (or a synonym, [`shape_words`]).
     pub shape: f64,
     /// The right colour and the right shape.
     pub colour_and_shape: f64,
+    /// Captions naming the scene's background.
     pub background: f64,
     /// A background other than the scene's named.
     pub wrong_background: f64,
+}
+
+impl SceneNaming {
+    /// The shares as percentages, in one line for people.
+    pub fn text(&self) -> String {
+        format!(
+            "colour {:.0}%, shape {:.0}%, both {:.0}%, background {:.0}% (a wrong one {:.0}%)",
+            100.0 * self.colour,
+            100.0 * self.shape,
+            100.0 * self.colour_and_shape,
+            100.0 * self.background,
+            100.0 * self.wrong_background
+        )
+    }
 }
 
 /// The words a caption may use for `shape` (the scenes' captions use these synonyms).

@@ -48,7 +48,9 @@ type CaptionRows = Vec<(Vec<u32>, usize)>;
 /// What [`train_captioner`] did.
 #[derive(Clone, Debug, Serialize)]
 pub struct CaptionerSummary {
+    /// The model folder written.
     pub out: PathBuf,
+    /// Parameters of the model (elements).
     pub parameters: usize,
     /// Losses of the first stage.
     pub losses: Vec<f64>,
@@ -56,6 +58,7 @@ pub struct CaptionerSummary {
     pub decoder_losses: Vec<f64>,
     /// The step the first stage resumed from.
     pub resumed_from: Option<usize>,
+    /// Wall-clock time of the run, in seconds.
     pub seconds: f64,
     /// What the final model names in its captions of the held-out scenes.
     pub held_out: SceneNaming,
@@ -64,20 +67,41 @@ pub struct CaptionerSummary {
     pub held_out_additive: Option<SceneNaming>,
 }
 
+impl CaptionerSummary {
+    /// The run in one line for people: time, size, final loss, held-out naming, folder.
+    pub fn text(&self) -> String {
+        format!(
+            "trained shapes-blip in {:.0} s: {} parameters, final loss {:.4}, held-out scenes \
+             named by colour and shape {:.0}% → {}",
+            self.seconds,
+            self.parameters,
+            self.losses.last().copied().unwrap_or(f64::NAN),
+            100.0 * self.held_out.colour_and_shape,
+            self.out.display()
+        )
+    }
+}
+
 /// What [`train_captioner`] reports while it runs.
 #[derive(Clone, Copy, Debug)]
 pub enum CaptionerProgress {
     /// A step (1-based, both stages counted) of `total` finished with `loss`.
     Step {
+        /// Steps done, 1-based.
         step: usize,
+        /// Steps of both stages.
         total: usize,
+        /// The step's loss.
         loss: f64,
     },
     /// The held-out naming at a checkpoint, after `step` steps, from the scenes' tokens and
     /// (second stage) from their additive part.
     HeldOut {
+        /// Steps done.
         step: usize,
+        /// Naming from the scenes' own tokens.
         naming: SceneNaming,
+        /// Naming from their additive part (second stage only).
         additive: Option<SceneNaming>,
     },
 }
@@ -135,6 +159,7 @@ pub fn train_captioner(
     device: &Device,
     progress: &mut dyn FnMut(CaptionerProgress),
 ) -> Result<CaptionerSummary> {
+    config.check()?;
     let started = std::time::Instant::now();
     let tokens = captioner_vocab();
     let index: HashMap<&str, u32> = tokens

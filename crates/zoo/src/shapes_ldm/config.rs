@@ -7,22 +7,36 @@ use serde_json::json;
 /// Sizes of the three models, as diffusers config JSON, and the training settings.
 #[derive(Clone, Debug)]
 pub struct PriorConfig {
+    /// Side of the square training images, in pixels.
     pub image_size: usize,
     /// Tokens per prompt (BOS, words, EOS, padding).
     pub max_length: usize,
+    /// diffusers `config.json` of the AutoencoderKL (its `scaling_factor` is set after stage 1).
     pub vae: serde_json::Value,
+    /// transformers `config.json` of the CLIP text encoder (vocabulary and positions are set at
+    /// training).
     pub text_encoder: serde_json::Value,
+    /// diffusers `config.json` of the U-Net (`sample_size` is set at training).
     pub unet: serde_json::Value,
+    /// Steps of the autoencoder stage.
     pub vae_steps: usize,
     /// Steps of the decoder-only stage (0 skips it).
     pub decoder_steps: usize,
+    /// Steps of the denoiser stage (text encoder and U-Net).
     pub unet_steps: usize,
+    /// Images per autoencoder step.
     pub vae_batch: usize,
+    /// Images per decoder-only step.
     pub decoder_batch: usize,
+    /// Latents per denoiser step.
     pub unet_batch: usize,
+    /// Peak learning rate of the autoencoder stage.
     pub vae_lr: f64,
+    /// Peak learning rate of the decoder-only stage.
     pub decoder_lr: f64,
+    /// Peak learning rate of the denoiser stage.
     pub unet_lr: f64,
+    /// Weight of the KL term against the autoencoder's L1.
     pub kl_weight: f64,
     /// Extra weight of the shape's pixels in the autoencoder's L1 (a pixel the shape touches
     /// counts `1 + foreground_weight` times a background pixel).
@@ -35,6 +49,7 @@ pub struct PriorConfig {
     /// γ of the min-SNR weighting of the denoiser's loss (Hang et al. 2023): a timestep with
     /// signal-to-noise ratio `snr` weighs `min(snr, γ) / snr`.
     pub snr_gamma: f64,
+    /// Steps between checkpoints.
     pub checkpoint_every: usize,
     /// Which of [`PriorConfig::shapes_ldm`] and [`PriorConfig::tiny`] this started from.
     pub preset: Preset,
@@ -77,6 +92,17 @@ impl PriorConfig {
             Preset::Shipped => Self::shapes_ldm(),
             Preset::Tiny => Self::tiny(),
         }
+    }
+
+    /// Refuses a run without autoencoder or denoiser steps, naming the `train-prior` flags
+    /// that set them.
+    pub fn check(&self) -> brainrecon_nn::Result<()> {
+        if self.unet_steps == 0 || self.vae_steps == 0 {
+            return Err(brainrecon_nn::ModelError::Invalid(
+                "--steps and --vae-steps must be at least 1".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// A model small enough to train for a few steps in a test.

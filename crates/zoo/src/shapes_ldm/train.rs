@@ -39,12 +39,12 @@ use brainrecon_diffusion::scheduler::{NoiseSchedule, SchedulerConfig};
 use brainrecon_diffusion::tokenizer::{word_level_bpe, write_tokenizer_folder, ClipTokenizer};
 use brainrecon_diffusion::unet::{UNet2DConditionConfig, UNet2DConditionModel, WEIGHTS_FILE};
 use brainrecon_diffusion::vae::{AutoencoderKL, AutoencoderKLConfig};
-use brainrecon_diffusion::weights::{DiffusionError, Result};
 use brainrecon_nn::checkpoint::ResumableRun;
 use brainrecon_nn::init::init_parameters;
 pub use brainrecon_nn::optim::learning_rate;
 use brainrecon_nn::params::Parameters;
 use brainrecon_nn::rng::SeededNoise;
+use brainrecon_nn::{ModelError, Result};
 
 /// Images [B, 3, S, S] in [-1, 1] for RGB images of size S.
 fn image_batch(images: &[RgbImage], device: &Device) -> Result<Tensor> {
@@ -67,9 +67,9 @@ fn image_batch(images: &[RgbImage], device: &Device) -> Result<Tensor> {
 /// slowly, and meanwhile the decoder learns from latents whose fine detail is drowned in
 /// sampled noise, and blurs. Starting narrow lets it learn the edges from the first step.
 fn start_posterior_narrow(params: &Parameters, logvar: f64) -> Result<()> {
-    let bias = params.get("quant_conv.bias").ok_or_else(|| {
-        DiffusionError::Invalid("the autoencoder has no quant_conv.bias".to_string())
-    })?;
+    let bias = params
+        .get("quant_conv.bias")
+        .ok_or_else(|| ModelError::Invalid("the autoencoder has no quant_conv.bias".to_string()))?;
     let n = bias.dim(0)?;
     let mut values = bias.as_tensor().to_vec1::<f32>()?;
     for v in &mut values[n / 2..] {
@@ -130,23 +130,66 @@ fn scene_posteriors(
 /// Which stage reports progress.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Stage {
+    /// Stage 1: the AutoencoderKL.
     Autoencoder,
+    /// Stage 2: the decoder alone.
     Decoder,
+    /// Stage 3: the text encoder and U-Net.
     Denoiser,
+}
+
+impl Stage {
+    /// The stage's name in progress lines.
+    pub fn name(self) -> &'static str {
+        match self {
+            Stage::Autoencoder => "autoencoder",
+            Stage::Decoder => "decoder",
+            Stage::Denoiser => "denoiser",
+        }
+    }
 }
 
 /// What [`train_prior`] did.
 #[derive(Clone, Debug, serde::Serialize)]
 pub struct PriorSummary {
+    /// The model folder written.
     pub out: PathBuf,
+    /// Parameters of the AutoencoderKL (elements).
     pub vae_parameters: usize,
+    /// Parameters of the text encoder (elements).
     pub text_encoder_parameters: usize,
+    /// Parameters of the U-Net (elements).
     pub unet_parameters: usize,
+    /// The VAE's `scaling_factor`: 1 / std of the posterior means of 64 probe scenes.
     pub scaling_factor: f64,
+    /// Loss of every autoencoder step.
     pub vae_losses: Vec<f64>,
+    /// Loss of every decoder-only step.
     pub decoder_losses: Vec<f64>,
+    /// Loss of every denoiser step.
     pub unet_losses: Vec<f64>,
+    /// (stage, step) of the checkpoints resumed from.
     pub resumed_from: Vec<(String, usize)>,
+}
+
+impl PriorSummary {
+    /// The run in one line for people: its `seconds`, the three models' sizes, the VAE's
+    /// scaling factor, each stage's final loss, the folder.
+    pub fn text(&self, seconds: f64) -> String {
+        let last = |losses: &[f64]| losses.last().copied().unwrap_or(f64::NAN);
+        format!(
+            "trained shapes-ldm in {seconds:.0} s: VAE {} parameters (scaling factor {:.4}), \
+             text encoder {}, U-Net {}; final losses {:.4} / {:.4} / {:.4} → {}",
+            self.vae_parameters,
+            self.scaling_factor,
+            self.text_encoder_parameters,
+            self.unet_parameters,
+            last(&self.vae_losses),
+            last(&self.decoder_losses),
+            last(&self.unet_losses),
+            self.out.display()
+        )
+    }
 }
 
 fn write_json(path: &Path, value: &serde_json::Value) -> Result<()> {
@@ -162,6 +205,7 @@ pub fn train_prior(
     device: &Device,
     progress: &mut dyn FnMut(Stage, usize, usize, f64),
 ) -> Result<PriorSummary> {
+    config.check()?;
     let work = out.join(".train");
     let mut resumed_from = Vec::new();
 
@@ -174,7 +218,7 @@ pub fn train_prior(
 
     // Stage 1: the autoencoder.
     let vae_config: AutoencoderKLConfig = serde_json::from_value(config.vae.clone())
-        .map_err(|e| DiffusionError::Invalid(format!("VAE config: {e}")))?;
+        .map_err(|e| ModelError::Invalid(format!("VAE config: {e}")))?;
     let (vae, vae_params) = init_parameters(
         |vb| AutoencoderKL::new(vb, &vae_config),
         seed ^ 0x0001,
@@ -290,7 +334,7 @@ pub fn train_prior(
     text_json["eos_token_id"] = json!(tokenizer.eos_id);
     text_json["pad_token_id"] = json!(tokenizer.pad_id);
     let text_config: ClipTextConfig = serde_json::from_value(text_json.clone())
-        .map_err(|e| DiffusionError::Invalid(format!("text encoder config: {e}")))?;
+        .map_err(|e| ModelError::Invalid(format!("text encoder config: {e}")))?;
     let mut unet_json = config.unet.clone();
     unet_json["sample_size"] =
         json!(config.image_size >> (vae_config.block_out_channels.len() - 1));

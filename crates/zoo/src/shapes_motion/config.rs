@@ -10,11 +10,17 @@ use brainrecon_diffusion::unet::OneOrMany;
 pub struct MotionTrainConfig {
     /// Frames per training clip (the route's clips have 6 per TR).
     pub frames: usize,
+    /// Clips per step.
     pub batch: usize,
+    /// Training steps.
     pub steps: usize,
+    /// Peak learning rate.
     pub lr: f64,
+    /// Steps between checkpoints.
     pub checkpoint_every: usize,
+    /// Share of captions replaced by the empty prompt.
     pub caption_dropout: f64,
+    /// γ of the min-SNR weighting of the loss (Hang et al. 2023).
     pub snr_gamma: f64,
     /// Attention heads of every motion module.
     pub heads: usize,
@@ -56,6 +62,31 @@ impl MotionTrainConfig {
             tune_unet: true,
             ..Self::default()
         }
+    }
+}
+
+impl MotionTrainConfig {
+    /// Refuses settings no run can train with, naming the `video train-motion` flag that set
+    /// them: no step, a timestep shift that is not a positive number, frames outside
+    /// 1 ..= `max_frames`, an empty batch.
+    pub fn check(&self) -> brainrecon_nn::Result<()> {
+        let bad = |message: String| Err(brainrecon_nn::ModelError::Invalid(message));
+        if self.steps == 0 {
+            return bad("--steps must be at least 1".into());
+        }
+        if !(self.timestep_shift.is_finite() && self.timestep_shift > 0.0) {
+            return bad(format!(
+                "--timestep-shift must be positive, found {}",
+                self.timestep_shift
+            ));
+        }
+        if self.frames == 0 || self.frames > self.max_frames || self.batch == 0 {
+            return bad(format!(
+                "--frames must be 1..={} and --batch at least 1 (found {} and {})",
+                self.max_frames, self.frames, self.batch
+            ));
+        }
+        Ok(())
     }
 }
 

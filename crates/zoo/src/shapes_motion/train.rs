@@ -34,7 +34,7 @@ use brainrecon_formats::image::RgbImage;
 use brainrecon_nn::checkpoint::ResumableRun;
 use brainrecon_nn::params::Parameters;
 use brainrecon_nn::rng::{NoiseSource, SeededNoise};
-use brainrecon_nn::{ModelError, Result};
+use brainrecon_nn::Result;
 use brainrecon_simulate::video::render_clip;
 use candle_core::{DType, Tensor};
 use serde_json::json;
@@ -46,11 +46,35 @@ pub const TRAINING_RECORD: &str = "training.json";
 /// What a training run did.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct MotionTrainSummary {
+    /// The motion folder written.
     pub out: PathBuf,
+    /// Trained parameters (elements).
     pub parameters: usize,
+    /// Loss of every step.
     pub losses: Vec<f64>,
     /// (stage, step) of the checkpoints resumed from.
     pub resumed_from: Vec<(String, usize)>,
+}
+
+impl MotionTrainSummary {
+    /// The run in one line for people: what trained (`config`), in `seconds`, the mean loss
+    /// of the last 50 steps, the folder.
+    pub fn text(&self, config: &MotionTrainConfig, seconds: f64) -> String {
+        let tail = &self.losses[self.losses.len().saturating_sub(50)..];
+        format!(
+            "trained {} parameters ({}) in {:.0} s; mean loss of the last {} steps {:.4} → {}",
+            self.parameters,
+            if config.tune_unet {
+                "motion modules and U-Net"
+            } else {
+                "motion modules"
+            },
+            seconds,
+            tail.len(),
+            tail.iter().sum::<f64>() / tail.len().max(1) as f64,
+            self.out.display()
+        )
+    }
 }
 
 /// Trains motion modules for `sd` (frozen, or with `tune_unet` its U-Net too) and writes them
@@ -62,18 +86,7 @@ pub fn train_motion(
     seed: u64,
     progress: &mut dyn FnMut(usize, usize, f64),
 ) -> Result<MotionTrainSummary> {
-    if !(config.timestep_shift.is_finite() && config.timestep_shift > 0.0) {
-        return Err(ModelError::Invalid(format!(
-            "--timestep-shift must be positive, found {}",
-            config.timestep_shift
-        )));
-    }
-    if config.frames == 0 || config.frames > config.max_frames || config.batch == 0 {
-        return Err(ModelError::Invalid(format!(
-            "--frames must be 1..={} and --batch at least 1 (found {} and {})",
-            config.max_frames, config.frames, config.batch
-        )));
-    }
+    config.check()?;
     let adapter = adapter_config(sd, config);
     let (model, params) = motion_model(sd, &adapter, config.tune_unet, seed)?;
     let schedule = NoiseSchedule::new(&SchedulerConfig::stable_diffusion())?;

@@ -8,15 +8,20 @@ use serde::{Deserialize, Serialize};
 pub struct Word2VecConfig {
     /// `vector_size`.
     pub dim: usize,
+    /// `window`: the largest distance from the centre word to a context word (each centre draws a
+    /// reach in 1..=window).
     pub window: usize,
     /// `negative`: noise words per (centre, context) pair.
     pub negative: usize,
+    /// `min_count`: words seen fewer times are left out of the vocabulary.
     pub min_count: usize,
+    /// `epochs`: passes over the corpus.
     pub epochs: usize,
     /// `alpha`: the starting learning rate.
     pub alpha: f32,
     /// `sample`: threshold of frequent-word subsampling (0 = off).
     pub sample: f64,
+    /// `seed`: of the initial vectors and every draw.
     pub seed: u64,
 }
 

@@ -3,8 +3,9 @@
 use brainrecon_language::word2vec::words_of;
 use brainrecon_simulate::movie::annotation_corpus;
 
-/// Runs of the grammar the corpus holds, and their length in seconds.
+/// Runs of the grammar the corpus holds.
 pub const CORPUS_RUNS: usize = 40;
+/// Length of each corpus run, in seconds.
 pub const CORPUS_SECONDS: usize = 600;
 
 /// The grammar's annotation lines for `seed`.

@@ -15,7 +15,7 @@ pub mod train;
 pub use config::Word2VecConfig;
 pub use data::{CORPUS_RUNS, CORPUS_SECONDS};
 pub use embedded::{word2vec_movie, WORD2VEC_MOVIE};
-pub use train::{train_word2vec, train_word2vec_movie};
+pub use train::{train_word2vec, train_word2vec_movie, MovieTraining};
 
 /// The settings of the shipped vectors (see [`Word2VecConfig::word2vec_movie`]).
 pub fn word2vec_movie_config(seed: u64) -> Word2VecConfig {

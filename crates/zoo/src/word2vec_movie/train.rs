@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use super::config::Word2VecConfig;
 use super::data::{corpus_lines, sentences, CORPUS_RUNS, CORPUS_SECONDS};
 use brainrecon_core::fs::write_json_atomic;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Training sentences (each already split into words) that can be read more than once.
 pub trait Sentences {
@@ -205,6 +205,49 @@ impl SkipGramStep<'_> {
 
 fn sigmoid(x: f32) -> f32 {
     1.0 / (1.0 + (-x.clamp(-30.0, 30.0)).exp())
+}
+
+/// What `train-word2vec` reports of a [`train_word2vec_movie`] run (fields in the order JSON
+/// objects list their keys, sorted).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct MovieTraining {
+    /// Runs of annotations in the corpus, and seconds per run.
+    pub corpus_runs: usize,
+    /// Seconds of annotations per run.
+    pub corpus_seconds: usize,
+    /// Width of a vector.
+    pub dim: usize,
+    /// The model folder written.
+    pub out: PathBuf,
+    /// Wall-clock time of the run.
+    pub seconds: f64,
+    /// Words in the vocabulary.
+    pub words: usize,
+}
+
+impl MovieTraining {
+    /// The report of `vectors`, written to `out` in `seconds`.
+    pub fn new(out: &Path, vectors: &Word2Vec, seconds: f64) -> Self {
+        MovieTraining {
+            corpus_runs: CORPUS_RUNS,
+            corpus_seconds: CORPUS_SECONDS,
+            dim: vectors.dim,
+            out: out.to_path_buf(),
+            seconds,
+            words: vectors.words.len(),
+        }
+    }
+
+    /// The run in one line for people.
+    pub fn text(&self) -> String {
+        format!(
+            "trained word2vec-movie in {:.1} s: {} words × {} → {}",
+            self.seconds,
+            self.words,
+            self.dim,
+            self.out.join("vectors.bin").display()
+        )
+    }
 }
 
 /// Trains the vectors on the grammar's annotations and writes `out/vectors.bin` and

@@ -2,9 +2,8 @@
 //! written as .npy so that `tools/bench/banded_anchor.py` fits himalaya on the same data.
 
 use crate::args::JsonArg;
-use crate::commands::{print_json, usage};
-use brainrecon_ridge::bench_banded::BandedWorkload;
-use brainrecon_showcase::bench::banded::{ensure_data, measure, BandedResult};
+use crate::commands::print_json;
+use brainrecon_showcase::bench::banded::{self, measure, BandedBench};
 use std::path::PathBuf;
 
 /// Time banded ridge (random search over band weights, leave-one-run-out CV, R² selection).
@@ -40,32 +39,19 @@ pub struct Args {
     fit_only: bool,
 }
 
-/// `meta.json` of the data folder; the himalaya anchor reads it too.
 pub fn run(args: Args) -> anyhow::Result<()> {
-    if args.threads == 0 || args.voxels == 0 || args.n_iter == 0 {
-        return Err(usage("--threads, --voxels and --n-iter must be ≥ 1"));
-    }
+    let bench = BandedBench {
+        voxels: args.voxels,
+        n_iter: args.n_iter,
+        threads: args.threads,
+        data_dir: args.data_dir,
+    };
     if args.fit_only {
-        let result = measure(&args.data_dir, args.threads)?;
+        bench.check()?;
+        let result = measure(&bench.data_dir, bench.threads)?;
         return outln!("{}", serde_json::to_string(&result)?);
     }
-    let workload = BandedWorkload {
-        t: args.voxels,
-        ..BandedWorkload::issue()
-    };
-    ensure_data(&workload, args.n_iter, &args.data_dir)?;
-    eprintln!(
-        "bench banded: fitting {} voxels, {} candidates…",
-        args.voxels, args.n_iter
-    );
-    let result: BandedResult = super::in_fresh_process("the banded fit", |c| {
-        c.args(["bench", "banded", "--fit-only", "--threads"])
-            .arg(args.threads.to_string())
-            .args(["--voxels", &args.voxels.to_string()])
-            .args(["--n-iter", &args.n_iter.to_string()])
-            .arg("--data-dir")
-            .arg(&args.data_dir)
-    })?;
+    let result = banded::run(&bench, &mut super::FreshProcess)?;
     if args.json.json {
         return print_json(&result);
     }

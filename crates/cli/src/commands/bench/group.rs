@@ -2,11 +2,8 @@
 //! size, one fresh process per k, and the group's shared-space fit.
 
 use crate::args::JsonArg;
-use crate::commands::{print_json, usage};
-use brainrecon_showcase::bench::group::{
-    ensure_adapt_data, ensure_basis, machine, measure_adapt, measure_group, AdaptResult,
-    AdaptWorkload, GroupBenchReport, GroupResult, GroupWorkload,
-};
+use crate::commands::print_json;
+use brainrecon_showcase::bench::group::{self, GroupBench};
 use std::path::PathBuf;
 
 /// Time adapting a new subject into a shared space (and fitting the group's space) at NSD's size.
@@ -65,90 +62,23 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    if args.threads == 0 || args.voxels == 0 || args.trials < 2 || args.targets == 0 {
-        return Err(usage(
-            "--threads, --voxels and --targets must be ≥ 1, --trials ≥ 2",
-        ));
-    }
-    if args.k.is_empty() || args.k.iter().any(|&k| k == 0 || k > args.targets) {
-        return Err(usage(format!(
-            "--k: each k must be between 1 and --targets ({})",
-            args.targets
-        )));
-    }
-    let group = GroupWorkload {
-        subjects: args.subjects,
-        rows: args.group_images,
-        voxels: args.voxels,
-        targets: args.targets,
-        k: args.group_k,
-    };
-    match args.measure.as_deref() {
-        Some("adapt") => {
-            let result = measure_adapt(&args.data_dir, args.k[0], args.threads)?;
-            return outln!("{}", serde_json::to_string(&result)?);
-        }
-        Some("group") => {
-            let result = measure_group(&group, args.threads)?;
-            return outln!("{}", serde_json::to_string(&result)?);
-        }
-        Some(other) => return Err(usage(format!("--measure: adapt or group, found '{other}'"))),
-        None => {}
-    }
-    let workload = AdaptWorkload {
+    let bench = GroupBench {
         voxels: args.voxels,
         trials: args.trials,
         test_rows: args.test_rows,
         targets: args.targets,
+        k: args.k,
+        subjects: args.subjects,
+        group_images: args.group_images,
+        group_k: args.group_k,
+        threads: args.threads,
+        data_dir: args.data_dir,
     };
-    ensure_adapt_data(&workload, &args.data_dir)?;
-    let common = |c: &mut std::process::Command| {
-        c.args(["bench", "group-adapt", "--threads"])
-            .arg(args.threads.to_string())
-            .args(["--voxels", &args.voxels.to_string()])
-            .args(["--trials", &args.trials.to_string()])
-            .args(["--test-rows", &args.test_rows.to_string()])
-            .args(["--targets", &args.targets.to_string()])
-            .arg("--data-dir")
-            .arg(&args.data_dir);
-    };
-    let mut adapt = Vec::new();
-    for &k in &args.k {
-        ensure_basis(&args.data_dir, args.targets, k)?;
-        eprintln!("bench group-adapt: adapting at k = {k}…");
-        adapt.push(super::in_fresh_process::<AdaptResult>(
-            &format!("the adapt at k = {k}"),
-            |c| {
-                common(c);
-                c.args(["--measure", "adapt", "--k", &k.to_string()])
-            },
-        )?);
+    if let Some(what) = &args.measure {
+        let measured = group::measure_here(&bench, what)?;
+        return outln!("{}", serde_json::to_string(&measured)?);
     }
-    let group = if args.group_images > 0 {
-        eprintln!(
-            "bench group-adapt: fitting the group ({} subjects × {} rows, k = {})…",
-            args.subjects, args.group_images, args.group_k
-        );
-        Some(super::in_fresh_process::<GroupResult>(
-            "the group fit",
-            |c| {
-                common(c);
-                c.args(["--measure", "group", "--subjects"])
-                    .arg(args.subjects.to_string())
-                    .args(["--group-images", &args.group_images.to_string()])
-                    .args(["--group-k", &args.group_k.to_string()])
-            },
-        )?)
-    } else {
-        None
-    };
-    let report = GroupBenchReport {
-        machine: machine(),
-        adapt,
-        group,
-        goal_seconds: 60.0,
-        goal_gb: 4.0,
-    };
+    let report = group::run(&bench, &mut super::FreshProcess)?;
     if args.json.json {
         return print_json(&report);
     }

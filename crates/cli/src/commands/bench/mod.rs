@@ -37,15 +37,26 @@ pub fn run(command: BenchCommand) -> anyhow::Result<()> {
     }
 }
 
-/// Runs brainrecon with the arguments `args` adds in a fresh process (so that its peak memory
-/// is its own) and reads the JSON it prints; `what` names it when it fails.
-fn in_fresh_process<T: serde::de::DeserializeOwned>(
-    what: &str,
-    args: impl FnOnce(&mut Command) -> &mut Command,
-) -> anyhow::Result<T> {
-    let output = args(&mut Command::new(std::env::current_exe()?)).output()?;
-    if !output.status.success() {
-        anyhow::bail!("{what} failed: {}", String::from_utf8_lossy(&output.stderr));
+/// Runs a benchmark's measurement as brainrecon in a fresh process (so that its peak memory is
+/// its own) and reads the JSON it prints.
+struct FreshProcess;
+
+impl brainrecon_showcase::bench::FreshProcess for FreshProcess {
+    type Error = anyhow::Error;
+
+    fn measure<T: serde::de::DeserializeOwned>(
+        &mut self,
+        what: &str,
+        args: &[std::ffi::OsString],
+    ) -> anyhow::Result<T> {
+        let output = Command::new(std::env::current_exe()?).args(args).output()?;
+        if !output.status.success() {
+            anyhow::bail!("{what} failed: {}", String::from_utf8_lossy(&output.stderr));
+        }
+        Ok(serde_json::from_slice(&output.stdout)?)
     }
-    Ok(serde_json::from_slice(&output.stdout)?)
+
+    fn log(&mut self, line: &str) {
+        eprintln!("{line}");
+    }
 }

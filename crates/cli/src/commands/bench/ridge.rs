@@ -2,9 +2,9 @@
 //! (`bench ridge-run`) so that its peak memory is its own.
 
 use crate::args::{DeviceArgs, JsonArg};
+use crate::commands::print_json;
 use crate::commands::ridge::ridge_device;
-use crate::commands::{print_json, usage};
-use brainrecon_showcase::bench::ridge::{ensure_data, measure_named, plan, table, RunResult};
+use brainrecon_showcase::bench::ridge::{self, measure_named, table, RidgeBench};
 use std::path::PathBuf;
 
 /// Time ridge regression (LOO and GCV, 10 alphas, one per target) on synthetic fMRI-shaped data.
@@ -66,29 +66,16 @@ pub struct RunArgs {
 }
 
 pub fn run(args: RidgeArgs) -> anyhow::Result<()> {
-    let fits = plan(&args.workload, &args.precision, &args.cv)?;
-    if args.threads == 0 {
-        return Err(usage("--threads must be ≥ 1"));
-    }
-    args.device.ridge()?;
-    let mut results = Vec::new();
-    for (k, (w, cv, precision)) in fits.iter().enumerate() {
-        let dir = args.data_dir.join(w.name);
-        if k == 0 || fits[k - 1].0.name != w.name {
-            ensure_data(w, &dir)?;
-        }
-        let what = format!("workload {} ({cv}, {precision})", w.name);
-        eprintln!("bench ridge: {what}…");
-        results.push(super::in_fresh_process::<RunResult>(&what, |c| {
-            c.args(["bench", "ridge-run", "--threads"])
-                .arg(args.threads.to_string())
-                .args(["--precision", precision, "--cv", cv])
-                .args(["--device", args.device.name()])
-                .args(args.dual.then_some("--dual"))
-                .arg("--dir")
-                .arg(&dir)
-        })?);
-    }
+    let bench = RidgeBench {
+        workload: args.workload,
+        threads: args.threads,
+        data_dir: args.data_dir,
+        precision: args.precision,
+        cv: args.cv,
+        device: args.device.choice()?,
+        dual: args.dual,
+    };
+    let results = ridge::run(&bench, &mut super::FreshProcess)?;
     if args.json.json {
         return print_json(&results);
     }
@@ -97,9 +84,10 @@ pub fn run(args: RidgeArgs) -> anyhow::Result<()> {
 
 /// One measured fit, printed as one JSON line for `bench ridge`.
 pub fn run_one(args: RunArgs) -> anyhow::Result<()> {
-    let (cv, precision, device) = (&args.cv, &args.precision, &args.device);
+    let device = ridge_device(&args.device)?;
+    let (cv, precision) = (&args.cv, &args.precision);
     let mut result = measure_named(&args.dir, args.threads, cv, precision, device, args.dual)?;
-    result.peak_gpu_mb = gpu_peak_mb(&ridge_device(device)?);
+    result.peak_gpu_mb = gpu_peak_mb(&device);
     outln!("{}", serde_json::to_string(&result)?)
 }
 

@@ -72,16 +72,5 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     if args.json.json {
         return outln!("{}", serde_json::to_string(&timing)?);
     }
-    outln!(
-        "{} training step, batch {}, {} threads: {:.1} ms min, {:.1} ms median over {} steps; \
-         {} parameters; peak {:.0} MB",
-        workload.name(),
-        timing.batch,
-        timing.threads,
-        timing.seconds_min * 1000.0,
-        timing.seconds_median * 1000.0,
-        timing.steps,
-        timing.parameters,
-        timing.peak_rss_mb
-    )
+    out!("{}", timing.text())
 }

@@ -2,8 +2,7 @@
 
 use super::FitArgs;
 use crate::args::JsonArg;
-use brainrecon_routes::encoding::layers::{encode_layers, LayersOptions};
-use brainrecon_routes::encoding::roi_table;
+use brainrecon_routes::encoding::layers::{encode_layers, layers_text, LayersOptions};
 use std::path::PathBuf;
 
 /// Encode every layer of BLIP's image tower or text decoder, and chart accuracy by layer.
@@ -50,7 +49,6 @@ pub struct Args {
     json: JsonArg,
 }
 
-/// The kinds of `--kind` (joined with +), each one with per-layer arrays KIND-lL.
 pub fn run(args: Args) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     let opts = LayersOptions {
@@ -65,29 +63,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         command: std::env::args().collect::<Vec<_>>().join(" "),
     };
     let json = args.json.json;
-    let (summary, results) = encode_layers(&opts, |result| -> anyhow::Result<()> {
-        if !json {
-            outln!(
-                "layer {}: {} ({} columns)",
-                result.layer,
-                result.features,
-                result.design_width
-            )?;
-        }
-        Ok(())
+    // each layer's line as it is done, for people
+    let (summary, results) = encode_layers(&opts, |result| match json {
+        true => Ok(()),
+        false => outln!("{}", result.line()),
     })?;
-    if json {
-        return crate::commands::print_json(&summary);
-    }
-    if let Some(last) = results.last() {
-        out!("{}", roi_table(&last.rois))?;
-    }
-    outln!(
-        "encoded {} layers of {} in {:.1} s; wrote {}",
-        results.len(),
-        opts.kind,
-        started.elapsed().as_secs_f64(),
-        opts.out.join("layers.json").display()
-    )?;
-    Ok(())
+    let seconds = started.elapsed().as_secs_f64();
+    crate::commands::report(json, &summary, |_| layers_text(&opts, &results, seconds))
 }

@@ -7,7 +7,7 @@ mod layers;
 pub mod runs;
 
 use crate::args::{DeviceArgs, JsonArg};
-use crate::commands::{print_json, usage};
+use crate::commands::{report, usage};
 use brainrecon_routes::encoding::job::{
     check_unique, encode, parse_feature_sets, EncodeOptions, FitRequest,
 };
@@ -133,7 +133,6 @@ impl FitArgs {
             alphas: self.alphas.clone(),
             cv: self.cv.clone(),
             device: self.device.ridge()?,
-            device_name: self.device.device.clone(),
         })
     }
 }
@@ -160,10 +159,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         cortex: args.fit.cortex.choice()?,
         fit,
     };
-    let report = encode(&opts)?;
+    let encoded = encode(&opts)?;
     let seconds = started.elapsed().as_secs_f64();
-    if args.json.json {
-        return print_json(&report.json(&opts.out, seconds));
-    }
-    out!("{}", report.text(&opts, seconds))
+    report(args.json.json, &encoded.json(&opts.out, seconds), |_| {
+        encoded.text(&opts, seconds)
+    })
 }

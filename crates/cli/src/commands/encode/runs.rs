@@ -159,8 +159,5 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     for warning in &summary.warnings {
         eprintln!("warning: {warning}");
     }
-    if args.json.json {
-        return crate::commands::print_json(&summary);
-    }
-    out!("{}", summary.text(&args.out))
+    crate::commands::report(args.json.json, &summary, |_| summary.text(&args.out))
 }

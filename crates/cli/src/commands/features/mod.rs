@@ -100,8 +100,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         sample: args.sample,
         seed: args.seed,
         batch: args.batch,
-        device: args.device.device,
-        dtype: args.dtype.dtype,
+        device: args.device.choice()?,
+        dtype: args.dtype.dtype()?,
         progress: show_progress(),
     };
     features_request(&request, |summary, seconds| -> anyhow::Result<()> {

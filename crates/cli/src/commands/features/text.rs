@@ -1,7 +1,7 @@
 //! `brainrecon features text`: features of annotation text, one row per line.
 
 use crate::args::DeviceArgs;
-use brainrecon_routes::decode::features::{text_features_request, TextFeaturesRequest};
+use brainrecon_routes::naturalistic::{text_features_request, TextFeaturesRequest};
 use std::path::PathBuf;
 
 /// Text features of annotation files: one row per line, mean-pooled over the line's tokens.
@@ -53,7 +53,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         pool: args.pool,
         markup: args.markup,
         out: args.out,
-        device: args.device.device,
+        device: args.device.choice()?,
     })?;
     outln!("{files} annotation files → {}", out.display())
 }

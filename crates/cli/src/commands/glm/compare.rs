@@ -42,8 +42,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         out: args.out,
     };
     let comparison = compare_nsd(&opts)?;
-    if args.json {
-        return crate::commands::print_json(&comparison);
-    }
-    out!("{}", comparison.text(&opts.out_file()))
+    crate::commands::report(args.json, &comparison, |_| {
+        comparison.text(&opts.out_file())
+    })
 }

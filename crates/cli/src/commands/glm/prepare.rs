@@ -111,8 +111,5 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         image_size: args.image_size,
         leave_out_missing: args.leave_out_missing,
     })?;
-    if args.json {
-        return super::super::print_json(&report);
-    }
-    out!("{}", report.text())
+    crate::commands::report(args.json, &report, |_| report.text())
 }

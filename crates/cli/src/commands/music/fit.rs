@@ -1,7 +1,7 @@
 //! `brainrecon music fit`: music embeddings decoded from the fMRI of 10-s windows.
 
 use crate::args::{DeviceArgs, JsonArg};
-use crate::commands::{print_json, show_progress};
+use crate::commands::{report, show_progress};
 use brainrecon_routes::music::{
     default_alphas, fit_music, EmbeddingKind, MusicFitOptions, WindowSpec,
 };
@@ -111,8 +111,5 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         progress: show_progress(),
     };
     let summary = fit_music(&opts, &args.device.device()?)?;
-    if args.json.json {
-        return print_json(&summary);
-    }
-    out!("{}", summary.text(&opts.out))
+    report(args.json.json, &summary, |_| summary.text(&opts.out))
 }

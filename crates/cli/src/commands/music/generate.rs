@@ -1,7 +1,7 @@
 //! `brainrecon music generate`: MusicGen conditioned on each decoded test clip.
 
 use crate::args::{DeviceArgs, JsonArg};
-use crate::commands::{print_json, show_progress};
+use crate::commands::{report, show_progress};
 use brainrecon_routes::music::generate::{generate_music, GenerateOptions};
 use std::path::PathBuf;
 
@@ -66,8 +66,5 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         progress: show_progress(),
     };
     let summary = generate_music(&opts, &args.device.device()?)?;
-    if args.json.json {
-        return print_json(&summary);
-    }
-    out!("{}", summary.text(&opts.out))
+    report(args.json.json, &summary, |_| summary.text(&opts.out))
 }

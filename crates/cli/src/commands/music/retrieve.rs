@@ -1,7 +1,7 @@
 //! `brainrecon music retrieve`: the nearest library files of each decoded test clip.
 
 use crate::args::{DeviceArgs, JsonArg};
-use crate::commands::{print_json, show_progress};
+use crate::commands::{report, show_progress};
 use brainrecon_routes::music::{retrieve, RetrieveOptions};
 use std::path::PathBuf;
 
@@ -47,8 +47,5 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         progress: show_progress(),
     };
     let summary = retrieve(&opts, &args.device.device()?)?;
-    if args.json.json {
-        return print_json(&summary);
-    }
-    out!("{}", summary.text())
+    report(args.json.json, &summary, |_| summary.text())
 }

@@ -1,8 +1,7 @@
 //! `brainrecon ridge fit`: X → Y from two .npy files, alphas by cross-validation.
 
-use super::PrecisionArg;
+use brainrecon_ridge::Precision;
 use crate::args::{DeviceArgs, JsonArg};
-use crate::commands::print_json;
 use brainrecon_routes::decode::arrays::{fit, EstimatorRequest, FitOptions};
 use std::path::PathBuf;
 
@@ -58,8 +57,8 @@ pub struct Args {
     #[arg(long, default_value_t = 2048)]
     target_chunk: usize,
     /// Precision of the Gram matrix and its eigendecomposition: f64, or f32 (about 2× faster)
-    #[arg(long, default_value = "f64")]
-    precision: PrecisionArg,
+    #[arg(long, default_value = "f64", value_parser = super::precision_parser())]
+    precision: Precision,
     /// Threads (default: all cores)
     #[arg(long)]
     threads: Option<usize>,
@@ -84,8 +83,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         intercept: args.intercept,
         standardize: args.standardize,
         target_chunk: args.target_chunk,
-        precision: args.precision.into(),
-        device: args.device.device.clone(),
+        precision: args.precision,
+        device: args.device.choice()?,
         dual: args.dual,
         threads: args.threads,
     }
@@ -97,11 +96,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         cv: args.cv,
         shard: args.shard,
         estimator,
-        device_name: args.device.device,
         out: args.out,
     })?;
-    if args.json.json {
-        return print_json(&s);
-    }
-    outln!("{}", s.text())
+    args.json.print(&s, |_| s.text())
 }

@@ -31,20 +31,9 @@ pub fn ridge_device(text: &str) -> anyhow::Result<brainrecon_ridge::Device> {
     Ok(brainrecon_routes::decode::options::ridge_device(text)?)
 }
 
-/// `--precision` values.
-#[derive(Clone, Copy, clap::ValueEnum)]
-pub enum PrecisionArg {
-    F64,
-    F32,
-}
-
-impl From<PrecisionArg> for Precision {
-    fn from(p: PrecisionArg) -> Self {
-        match p {
-            PrecisionArg::F64 => Precision::F64,
-            PrecisionArg::F32 => Precision::F32,
-        }
-    }
+/// `--precision`'s values, named by the ridge crate.
+pub fn precision_parser() -> impl clap::builder::TypedValueParser<Value = Precision> {
+    crate::args::choice(&Precision::ALL, Precision::name)
 }
 
 /// `--alphas` text → grid; every value finite and > 0.

@@ -1,7 +1,6 @@
 //! `brainrecon ridge score`: Pearson r and R² per target.
 
 use crate::args::JsonArg;
-use crate::commands::print_json;
 use std::path::PathBuf;
 
 /// Score predictions against the truth, per target: Pearson r and R² (scikit-learn `r2_score`).
@@ -29,8 +28,5 @@ pub struct Args {
 pub fn run(args: Args) -> anyhow::Result<()> {
     let s =
         brainrecon_routes::decode::arrays::score(&args.pred, &args.y, args.out_prefix.as_deref())?;
-    if args.json.json {
-        return print_json(&s);
-    }
-    outln!("{}", s.text())
+    args.json.print(&s, |_| s.text())
 }

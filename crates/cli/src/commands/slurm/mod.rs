@@ -137,24 +137,15 @@ fn submit(args: SubmitArgs) -> anyhow::Result<()> {
         eprintln!("warning: {warning}");
     }
     let submitted = brainrecon_slurm::submit(&options)?;
-    if args.json {
-        return super::print_json(&submitted);
-    }
-    out!("{}", submitted.text())
+    crate::commands::report(args.json, &submitted, |_| submitted.text())
 }
 
 fn status(args: JobsArgs) -> anyhow::Result<()> {
     let status = brainrecon_slurm::status(&args.jobs)?;
-    if args.json {
-        return super::print_json(&status);
-    }
-    out!("{}", status.text())
+    crate::commands::report(args.json, &status, |_| status.text())
 }
 
 fn resume(args: JobsArgs) -> anyhow::Result<()> {
     let submission = brainrecon_slurm::resume(&args.jobs)?;
-    if args.json {
-        return super::print_json(&submission);
-    }
-    out!("{}", submission.text())
+    crate::commands::report(args.json, &submission, |_| submission.text())
 }

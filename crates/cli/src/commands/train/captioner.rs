@@ -1,8 +1,6 @@
 use crate::args::{DeviceArgs, JsonArg, PresetArgs};
-use crate::commands::usage;
-use brainrecon_zoo::shapes_blip::{
-    train_captioner, CaptionerConfig, CaptionerProgress, SceneNaming,
-};
+use crate::commands::show_progress;
+use brainrecon_zoo::shapes_blip::{train_captioner, CaptionerConfig, CaptionerProgress};
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -51,37 +49,15 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let mut config = CaptionerConfig::preset(args.preset.preset());
-    if let Some(steps) = args.steps {
-        if steps == 0 {
-            return Err(usage("--steps must be at least 1"));
-        }
-        config.steps = steps;
-    }
-    if let Some(lr) = args.lr {
-        if !(lr.is_finite() && lr > 0.0) {
-            return Err(usage(format!("--lr must be a positive number, got {lr}")));
-        }
-        config.lr = lr;
-    }
-    if let Some(share) = args.token_shrinkage {
-        if !(0.0..=1.0).contains(&share) {
-            return Err(usage(format!(
-                "--token-shrinkage must be between 0 and 1, got {share}"
-            )));
-        }
-        config.token_shrinkage = share;
-    }
-    if let Some(steps) = args.decoder_steps {
-        config.decoder_steps = steps;
-    }
+    config.steps = args.steps.unwrap_or(config.steps);
+    config.lr = args.lr.unwrap_or(config.lr);
+    config.token_shrinkage = args.token_shrinkage.unwrap_or(config.token_shrinkage);
+    config.decoder_steps = args.decoder_steps.unwrap_or(config.decoder_steps);
+    config.check()?;
     let device = args.device.device()?;
-    let show = crate::commands::show_progress();
-    let summary = train_captioner(
-        &args.out,
-        &config,
-        args.seed,
-        &device,
-        &mut |event| match event {
+    let show = show_progress();
+    let summary = train_captioner(&args.out, &config, args.seed, &device, &mut |event| {
+        match event {
             CaptionerProgress::Step { step, total, loss } if show => {
                 eprint!("\rcaptioner: step {step}/{total}, loss {loss:.4}   ");
                 let _ = std::io::stderr().flush();
@@ -93,42 +69,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 naming,
                 additive,
             } => {
+                let start = if show { "\n" } else { "" };
                 eprintln!(
-                    "{}step {step}: held-out scenes named: {}",
-                    if show { "\n" } else { "" },
-                    naming_line(&naming)
+                    "{start}step {step}: held-out scenes named: {}",
+                    naming.text()
                 );
                 if let Some(additive) = additive {
-                    eprintln!(
-                        "  from their tokens' additive part: {}",
-                        naming_line(&additive)
-                    );
+                    eprintln!("  from their tokens' additive part: {}", additive.text());
                 }
             }
-        },
-    )?;
-    if args.json.json {
-        return crate::commands::print_json(&summary);
-    }
-    outln!(
-        "trained shapes-blip in {:.0} s: {} parameters, final loss {:.4}, held-out scenes \
-         named by colour and shape {:.0}% → {}",
-        summary.seconds,
-        summary.parameters,
-        summary.losses.last().copied().unwrap_or(f64::NAN),
-        100.0 * summary.held_out.colour_and_shape,
-        args.out.display()
-    )?;
-    Ok(())
-}
-
-fn naming_line(naming: &SceneNaming) -> String {
-    format!(
-        "colour {:.0}%, shape {:.0}%, both {:.0}%, background {:.0}% (a wrong one {:.0}%)",
-        100.0 * naming.colour,
-        100.0 * naming.shape,
-        100.0 * naming.colour_and_shape,
-        100.0 * naming.background,
-        100.0 * naming.wrong_background
-    )
+        }
+    })?;
+    args.json.print(&summary, |s| s.text())
 }

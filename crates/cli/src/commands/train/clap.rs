@@ -1,9 +1,8 @@
 use crate::args::{DeviceArgs, JsonArg, PresetArgs};
-use crate::commands::usage;
-use brainrecon_zoo::genres_clap::quality::Retrieval;
+use crate::commands::show_progress;
 use brainrecon_zoo::genres_clap::train::{train_genres_clap, ClapProgress};
 use brainrecon_zoo::genres_clap::GenresClapConfig;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Train genres-clap, the project's own small CLAP, on synthetic music and its captions.
 ///
@@ -52,88 +51,42 @@ pub struct Args {
     json: JsonArg,
 }
 
-/// Creates `out` and checks that a file can be written in it.
-fn check_writable(out: &Path) -> anyhow::Result<()> {
-    let fail =
-        |e: std::io::Error| usage(format!("--out {}: cannot write there: {e}", out.display()));
-    std::fs::create_dir_all(out).map_err(fail)?;
-    let probe = out.join(format!(".write-test-{}", std::process::id()));
-    std::fs::write(&probe, b"").map_err(fail)?;
-    std::fs::remove_file(&probe).map_err(fail)?;
-    Ok(())
-}
-
-fn retrieval_line(r: &Retrieval) -> String {
-    format!(
-        "{} held-out clips: caption → audio genre {:.0}%, audio → caption genre {:.0}% \
-         (chance 10%), own clip {:.0}% (chance {:.1}%)",
-        r.clips,
-        100.0 * r.text_to_audio_genre,
-        100.0 * r.audio_to_text_genre,
-        100.0 * r.text_to_audio_clip,
-        100.0 / r.clips.max(1) as f64
-    )
-}
-
 pub fn run(args: Args) -> anyhow::Result<()> {
     let mut config = GenresClapConfig::preset(args.preset.preset());
     config.steps = args.steps.unwrap_or(config.steps);
     config.batch = args.batch.unwrap_or(config.batch);
     config.checkpoint_every = args.checkpoint_every.unwrap_or(config.checkpoint_every);
     config.training_clips = args.clips.unwrap_or(config.training_clips);
-    if config.steps == 0 {
-        return Err(usage("--steps must be at least 1"));
-    }
-    if config.checkpoint_every == 0 {
-        return Err(usage("--checkpoint-every must be at least 1"));
-    }
-    if config.batch < 2 || config.batch > config.training_clips {
-        return Err(usage(format!(
-            "--batch must be between 2 and the {} training clips, got {}",
-            config.training_clips, config.batch
-        )));
-    }
-    if let Some(lr) = args.lr {
-        if !(lr.is_finite() && lr > 0.0) {
-            return Err(usage(format!("--lr must be a positive number, got {lr}")));
-        }
-        config.lr = lr;
-    }
+    config.lr = args.lr.unwrap_or(config.lr);
+    config.check()?;
     let device = args.device.device()?;
-    check_writable(&args.out)?;
-    let show = crate::commands::show_progress();
+    let show = show_progress();
     let bar = brainrecon_routes::progress::bar(config.steps as u64, "train-clap", show);
-    let summary = train_genres_clap(&args.out, &config, args.seed, &device, &mut |event| {
-        match event {
-            ClapProgress::Prepared(what) if show => bar.println(what),
-            ClapProgress::Prepared(what) => eprintln!("{what}"),
+    // Preparations and held-out scores are printed with or without a terminal: the record of
+    // a long run.
+    let say = |line: String| {
+        if show {
+            bar.println(line)
+        } else {
+            eprintln!("{line}")
+        }
+    };
+    let summary = train_genres_clap(
+        &args.out,
+        &config,
+        args.seed,
+        &device,
+        &mut |event| match event {
+            ClapProgress::Prepared(what) => say(what),
             ClapProgress::Step { step, loss, .. } => {
                 bar.set_position(step as u64);
                 bar.set_message(format!("loss {loss:.3}"));
             }
-            // Printed with or without a terminal: the record of a long run.
             ClapProgress::HeldOut { step, retrieval } => {
-                let line = format!("step {step}: {}", retrieval_line(&retrieval));
-                if show {
-                    bar.println(line);
-                } else {
-                    eprintln!("{line}");
-                }
+                say(format!("step {step}: {}", retrieval.text()))
             }
-        }
-    })?;
-    bar.finish_and_clear();
-    if args.json.json {
-        return crate::commands::print_json(&summary);
-    }
-    outln!(
-        "trained genres-clap in {:.0} s: {} parameters, {} tokens, final loss {:.4}; {} → {}",
-        summary.seconds,
-        summary.parameters,
-        summary.vocab_size,
-        summary.losses.last().copied().unwrap_or(f64::NAN),
-        retrieval_line(&summary.held_out),
-        args.out.display()
+        },
     )?;
-    Ok(())
+    bar.finish_and_clear();
+    args.json.print(&summary, |s| s.text())
 }

@@ -1,7 +1,6 @@
 use crate::args::{DeviceArgs, JsonArg, PresetArgs};
-use crate::commands::usage;
-use brainrecon_zoo::shapes_ldm::{train_prior, PriorConfig, Stage};
-use std::io::Write;
+use crate::commands::{show_progress, step_line};
+use brainrecon_zoo::shapes_ldm::{train_prior, PriorConfig};
 use std::path::PathBuf;
 
 /// Train shapes-ldm, the project's own small latent diffusion model, on the synthetic scenes.
@@ -42,56 +41,20 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let mut config = PriorConfig::preset(args.preset.preset());
-    if let Some(steps) = args.steps {
-        config.unet_steps = steps;
-    }
-    if let Some(steps) = args.vae_steps {
-        config.vae_steps = steps;
-    }
-    if let Some(steps) = args.decoder_steps {
-        config.decoder_steps = steps;
-    }
-    if config.unet_steps == 0 || config.vae_steps == 0 {
-        return Err(usage("--steps and --vae-steps must be at least 1"));
-    }
+    config.unet_steps = args.steps.unwrap_or(config.unet_steps);
+    config.vae_steps = args.vae_steps.unwrap_or(config.vae_steps);
+    config.decoder_steps = args.decoder_steps.unwrap_or(config.decoder_steps);
+    config.check()?;
     let device = args.device.device()?;
-    let show = crate::commands::show_progress();
+    let show = show_progress();
     let started = std::time::Instant::now();
     let summary = train_prior(
         &args.out,
         &config,
         args.seed,
         &device,
-        &mut |stage, step, total, loss| {
-            if show {
-                let name = match stage {
-                    Stage::Autoencoder => "autoencoder",
-                    Stage::Decoder => "decoder",
-                    Stage::Denoiser => "denoiser",
-                };
-                eprint!("\r{name}: step {step}/{total}, loss {loss:.4}   ");
-                if step == total {
-                    eprintln!();
-                }
-                let _ = std::io::stderr().flush();
-            }
-        },
+        &mut |stage, step, n, loss| step_line(show, stage.name(), step, n, loss),
     )?;
-    if args.json.json {
-        return crate::commands::print_json(&summary);
-    }
-    outln!(
-        "trained shapes-ldm in {:.0} s: VAE {} parameters (scaling factor {:.4}), text encoder \
-         {}, U-Net {}; final losses {:.4} / {:.4} / {:.4} → {}",
-        started.elapsed().as_secs_f64(),
-        summary.vae_parameters,
-        summary.scaling_factor,
-        summary.text_encoder_parameters,
-        summary.unet_parameters,
-        summary.vae_losses.last().copied().unwrap_or(f64::NAN),
-        summary.decoder_losses.last().copied().unwrap_or(f64::NAN),
-        summary.unet_losses.last().copied().unwrap_or(f64::NAN),
-        args.out.display()
-    )?;
-    Ok(())
+    args.json
+        .print(&summary, |s| s.text(started.elapsed().as_secs_f64()))
 }

@@ -1,9 +1,7 @@
 use crate::args::JsonArg;
 use brainrecon_routes::naturalistic::annotations::parse_markup;
 use brainrecon_routes::naturalistic::corpus::{train_word2vec_on_corpus, Word2VecConfig};
-use brainrecon_routes::naturalistic::embedded::{
-    train_word2vec_movie, CORPUS_RUNS, CORPUS_SECONDS,
-};
+use brainrecon_zoo::word2vec_movie::{train_word2vec_movie, MovieTraining};
 use std::path::PathBuf;
 
 /// Train skip-gram word vectors: word2vec-movie on the synthetic movie annotations, or your
@@ -71,32 +69,12 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let started = std::time::Instant::now();
-    if !args.corpus.is_empty() {
-        return run_on_corpus(args, started);
+    if args.corpus.is_empty() {
+        let vectors = train_word2vec_movie(&args.out, args.seed)?;
+        let seconds = started.elapsed().as_secs_f64();
+        let summary = MovieTraining::new(&args.out, &vectors, seconds);
+        return args.json.print(&summary, MovieTraining::text);
     }
-    let vectors = train_word2vec_movie(&args.out, args.seed)?;
-    let summary = serde_json::json!({
-        "out": args.out,
-        "words": vectors.words.len(),
-        "dim": vectors.dim,
-        "corpus_runs": CORPUS_RUNS,
-        "corpus_seconds": CORPUS_SECONDS,
-        "seconds": started.elapsed().as_secs_f64(),
-    });
-    if args.json.json {
-        return crate::commands::print_json(&summary);
-    }
-    outln!(
-        "trained word2vec-movie in {:.1} s: {} words × {} → {}",
-        started.elapsed().as_secs_f64(),
-        vectors.words.len(),
-        vectors.dim,
-        args.out.join("vectors.bin").display()
-    )?;
-    Ok(())
-}
-
-fn run_on_corpus(args: Args, started: std::time::Instant) -> anyhow::Result<()> {
     let markup = parse_markup(&args.markup)?;
     let config = Word2VecConfig {
         dim: args.dim,
@@ -109,28 +87,10 @@ fn run_on_corpus(args: Args, started: std::time::Instant) -> anyhow::Result<()> 
         seed: args.seed,
     };
     let command = std::env::args().collect::<Vec<_>>().join(" ");
-    let summary = train_word2vec_on_corpus(
-        &args.corpus,
-        markup,
-        &config,
-        &args.out,
-        &command,
-        crate::commands::show_progress(),
-    )?;
-    if args.json.json {
-        let mut value = serde_json::to_value(&summary)?;
-        value["seconds"] = started.elapsed().as_secs_f64().into();
-        return crate::commands::print_json(&value);
-    }
-    outln!(
-        "trained word2vec on {} files ({} words, {:.1}% in the vocabulary) in {:.1} s: {} words × {} → {}",
-        summary.files.len(),
-        summary.corpus_words,
-        100.0 * summary.corpus_words_in_vocabulary as f64 / summary.corpus_words.max(1) as f64,
-        started.elapsed().as_secs_f64(),
-        summary.vocabulary,
-        summary.dim,
-        args.out.join("vectors.bin").display()
-    )?;
-    Ok(())
+    let progress = crate::commands::show_progress();
+    let summary =
+        train_word2vec_on_corpus(&args.corpus, markup, &config, &args.out, &command, progress)?;
+    let seconds = started.elapsed().as_secs_f64();
+    args.json
+        .print(&summary.json(seconds)?, |_| summary.text(seconds))
 }

@@ -1,7 +1,7 @@
 //! `brainrecon video eval`: MinD-Video's scores and the report page.
 
 use crate::args::{DeviceArgs, JsonArg};
-use crate::commands::print_json;
+use crate::commands::report;
 use brainrecon_routes::video::evaluate::{evaluate_folder, VideoEvalOptions};
 use std::path::PathBuf;
 
@@ -60,8 +60,5 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         args.videomae.as_deref(),
         &device,
     )?;
-    if args.json.json {
-        return print_json(&summary);
-    }
-    out!("{}", summary.text(&page))
+    report(args.json.json, &summary, |_| summary.text(&page))
 }

@@ -2,7 +2,7 @@
 
 use super::WindowsArgs;
 use crate::args::{DeviceArgs, JsonArg};
-use crate::commands::{print_json, show_progress};
+use crate::commands::{report, show_progress};
 use brainrecon_routes::video::fit::{
     default_alphas, fit_folder, ContextDecoder, LatentFrames, VideoFitOptions, DEFAULT_FOLDS,
 };
@@ -81,8 +81,5 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         progress: show_progress(),
     };
     let summary = fit_folder(&args.model, &args.device.device()?, &opts)?;
-    if args.json.json {
-        return print_json(&summary);
-    }
-    out!("{}", summary.text(&opts.out))
+    report(args.json.json, &summary, |_| summary.text(&opts.out))
 }

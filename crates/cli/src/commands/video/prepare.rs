@@ -98,8 +98,5 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     opts.progress = crate::commands::show_progress();
     let report = prepare(&opts)?;
-    if args.json.json {
-        return crate::commands::print_json(&report);
-    }
-    out!("{}", report.text())
+    crate::commands::report(args.json.json, &report, |_| report.text())
 }

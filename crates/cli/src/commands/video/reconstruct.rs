@@ -1,7 +1,7 @@
 //! `brainrecon video reconstruct`: a clip per decoded test window.
 
 use crate::args::{DeviceArgs, DtypeArgs, JsonArg};
-use crate::commands::{print_json, show_progress};
+use crate::commands::{report, show_progress};
 use brainrecon_diffusion::embedded::SHAPES_MOTION;
 use brainrecon_diffusion::pipeline::SampleOptions;
 use brainrecon_diffusion::scheduler::SchedulerKind;
@@ -102,8 +102,5 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             }
         },
     )?;
-    if args.json.json {
-        return print_json(&summary);
-    }
-    out!("{}", summary.text(&opts.out))
+    report(args.json.json, &summary, |_| summary.text(&opts.out))
 }

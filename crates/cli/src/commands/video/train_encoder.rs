@@ -2,8 +2,8 @@
 
 use super::WindowsArgs;
 use crate::args::{DeviceArgs, JsonArg};
-use crate::commands::{print_json, show_progress};
-use brainrecon_routes::b2c::Tune;
+use crate::commands::{report, show_progress};
+use brainrecon_routes::decode::options::Tune;
 use brainrecon_routes::video::train_encoder::{train_encoder_with, EncoderTrainOptions};
 use std::io::Write;
 use std::path::PathBuf;
@@ -122,8 +122,5 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             }
         },
     )?;
-    if args.json.json {
-        return print_json(&summary);
-    }
-    out!("{}", summary.text(&opts.out))
+    report(args.json.json, &summary, |_| summary.text(&opts.out))
 }

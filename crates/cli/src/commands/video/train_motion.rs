@@ -1,11 +1,10 @@
 //! `brainrecon video train-motion`: motion modules for the video route.
 
 use crate::args::{DeviceArgs, JsonArg};
-use crate::commands::{print_json, show_progress, usage};
+use crate::commands::{show_progress, step_line};
 use brainrecon_diffusion::pipeline::StableDiffusion;
 use brainrecon_zoo::shapes_motion::{train_motion, MotionTrainConfig};
 use candle_core::DType;
-use std::io::Write;
 use std::path::PathBuf;
 
 /// Train motion modules in a frozen image model on synthetic clips of moving shapes
@@ -67,44 +66,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         timestep_shift: args.timestep_shift,
         ..MotionTrainConfig::default()
     };
-    if config.steps == 0 {
-        return Err(usage("--steps must be at least 1"));
-    }
+    config.check()?;
     let device = args.device.device()?;
     let sd = StableDiffusion::load(&args.model, DType::F32, &device)?;
     let show = show_progress();
     let started = std::time::Instant::now();
-    let summary = train_motion(
-        &sd,
-        &args.out,
-        &config,
-        args.seed,
-        &mut |step, total, loss| {
-            if show {
-                eprint!("\rmotion modules: step {step}/{total}, loss {loss:.4}   ");
-                if step == total {
-                    eprintln!();
-                }
-                let _ = std::io::stderr().flush();
-            }
-        },
-    )?;
-    if args.json.json {
-        return print_json(&summary);
-    }
-    let tail = &summary.losses[summary.losses.len().saturating_sub(50)..];
-    outln!(
-        "trained {} parameters ({}) in {:.0} s; mean loss of the last {} steps {:.4} → {}",
-        summary.parameters,
-        if config.tune_unet {
-            "motion modules and U-Net"
-        } else {
-            "motion modules"
-        },
-        started.elapsed().as_secs_f64(),
-        tail.len(),
-        tail.iter().sum::<f64>() / tail.len().max(1) as f64,
-        args.out.display()
-    )?;
-    Ok(())
+    let summary = train_motion(&sd, &args.out, &config, args.seed, &mut |step, n, loss| {
+        step_line(show, "motion modules", step, n, loss)
+    })?;
+    args.json.print(&summary, |s| {
+        s.text(&config, started.elapsed().as_secs_f64())
+    })
 }

@@ -22,9 +22,13 @@ use super::stem::snowball_english_stem;
 /// A METEOR matcher module.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Module {
+    /// Identical words.
     Exact,
+    /// Words with the same Snowball stem.
     Stem,
+    /// Words sharing a WordNet synset.
     Synonym,
+    /// Phrases listed as paraphrases in `paraphrase-en.gz`.
     Paraphrase,
 }
 
@@ -50,10 +54,15 @@ pub fn java_hash(s: &str) -> i32 {
 /// `match_start`, found by module number `module`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Match {
+    /// First reference word.
     pub start: usize,
+    /// Reference words covered.
     pub length: usize,
+    /// First hypothesis word.
     pub match_start: usize,
+    /// Hypothesis words covered.
     pub match_length: usize,
+    /// Index of the module in [`AlignerData::modules`].
     pub module: usize,
 }
 
@@ -66,6 +75,7 @@ pub struct PhraseIndex {
 }
 
 impl PhraseIndex {
+    /// Indexes `(phrase, paraphrase)` word lists, keeping their file order.
     pub fn new(entries: &[(Vec<String>, Vec<String>)]) -> PhraseIndex {
         let mut index = PhraseIndex::default();
         for (phrase, para) in entries {
@@ -98,9 +108,13 @@ impl PhraseIndex {
 
 /// What the matchers need besides the two lines.
 pub struct AlignerData<'a> {
+    /// Modules in stage order (see [`super::ENGLISH_MODULES`]).
     pub modules: &'a [Module],
+    /// WordNet synonyms; without them the synonym module finds nothing.
     pub synonyms: Option<&'a SynonymDictionary>,
+    /// Paraphrase table; without it the paraphrase module finds nothing.
     pub paraphrases: Option<&'a PhraseIndex>,
+    /// Function words (lower-case), counted apart from content words.
     pub function_words: &'a HashSet<String>,
 }
 
@@ -357,14 +371,23 @@ fn resolve(stage: &Stage, start: Path, weights: &[f64]) -> Path {
 /// Per-module match counts of an alignment and its chunk count.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AlignmentCounts {
+    /// Hypothesis length in words.
     pub len1: usize,
+    /// Reference length in words.
     pub len2: usize,
+    /// Function words in the hypothesis.
     pub function1: usize,
+    /// Function words in the reference.
     pub function2: usize,
+    /// Matched hypothesis content words, per module.
     pub content1: Vec<usize>,
+    /// Matched reference content words, per module.
     pub content2: Vec<usize>,
+    /// Matched hypothesis function words, per module.
     pub functional1: Vec<usize>,
+    /// Matched reference function words, per module.
     pub functional2: Vec<usize>,
+    /// Chunks: runs of matches contiguous and in the same order on both sides.
     pub chunks: usize,
 }
 

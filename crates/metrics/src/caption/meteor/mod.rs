@@ -41,9 +41,13 @@ pub const ENGLISH_MODULES: [Module; 4] = [
 /// Parameters of METEOR 1.5's English "rank" task (its default).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct MeteorParams {
+    /// Weight of recall against precision in the harmonic mean.
     pub alpha: f64,
+    /// Exponent of the fragmentation penalty.
     pub beta: f64,
+    /// Maximum fragmentation penalty.
     pub gamma: f64,
+    /// Weight of content words against function words.
     pub delta: f64,
     /// Weights of the exact, stem, synonym and paraphrase matches.
     pub weights: [f64; 4],
@@ -62,17 +66,27 @@ pub const ENGLISH_RANK: MeteorParams = MeteorParams {
 /// the order the jar prints them.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct MeteorStats {
+    /// Hypothesis length in words.
     pub test_length: f64,
+    /// Reference length in words.
     pub reference_length: f64,
+    /// Function words in the hypothesis.
     pub test_function_words: f64,
+    /// Function words in the reference.
     pub reference_function_words: f64,
     /// Per module: hypothesis content-word matches.
     pub test_content: [f64; 4],
+    /// Per module: reference content-word matches.
     pub reference_content: [f64; 4],
+    /// Per module: hypothesis function-word matches.
     pub test_function: [f64; 4],
+    /// Per module: reference function-word matches.
     pub reference_function: [f64; 4],
+    /// Chunks of the alignment (perfect segments add none to a sum).
     pub chunks: f64,
+    /// Matched hypothesis words, all modules.
     pub test_word_matches: f64,
+    /// Matched reference words, all modules.
     pub reference_word_matches: f64,
 }
 
@@ -199,8 +213,11 @@ impl MeteorStats {
 /// Corpus and per-item METEOR on the 0–1 scale, with each item's statistics.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MeteorScore {
+    /// Corpus score, from the summed statistics.
     pub corpus: f64,
+    /// Score of each item, `(n,)`.
     pub items: Vec<f64>,
+    /// Statistics of each item against its best reference, `(n,)`.
     pub stats: Vec<MeteorStats>,
 }
 

@@ -3,7 +3,7 @@
 //! 5, with a mask) and between the pial and white surfaces (with a mask), on a mesh partly
 //! outside the volume, a NaN voxel and an oblique affine.
 
-use brainrecon_core::surface_sampling::{vol_to_surf, Sampling, Volume};
+use brainrecon_cortex::surface_sampling::{vol_to_surf, Sampling, Volume};
 
 fn points(v: &serde_json::Value) -> Vec<[f32; 3]> {
     v.as_array()

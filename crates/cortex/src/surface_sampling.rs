@@ -13,7 +13,7 @@
 //! `fill_value=None`). A vertex's value is the mean of its kept points that are not NaN, NaN when
 //! there are none.
 
-use crate::geometry::{apply_affine, invert_affine, Affine};
+use brainrecon_core::geometry::{apply_affine, invert_affine, Affine};
 
 /// A volume: `data[i + nx·(j + ny·k)]` is voxel (i, j, k) (NIfTI's order).
 #[derive(Clone, Copy, Debug)]

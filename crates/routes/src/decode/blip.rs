@@ -9,27 +9,37 @@
 
 use crate::decode::features::{FeatureKind, Stimulus, StimulusEncoder};
 use crate::error::{Result, RouteError};
+use brainrecon_diffusion::weights::ModelDir;
 use brainrecon_formats::image::RgbImage;
+use brainrecon_language::blip::resolve_blip_dir;
 use brainrecon_language::blip::{AttentionMode, BlipForConditionalGeneration, TextInputs};
 use brainrecon_language::wordpiece::BlipTokenizer;
 use candle_core::{Device, Tensor};
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 
-/// OpenAI CLIP's mean and std, which BLIP's image processor uses.
+/// OpenAI CLIP's per-channel mean (RGB, on [0, 1] pixels), which BLIP's image processor uses.
 pub const BLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
+/// OpenAI CLIP's per-channel std (RGB, on [0, 1] pixels), which BLIP's image processor uses.
 pub const BLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
 
 /// A loaded captioner used as a feature extractor.
 pub struct BlipFeatures<'a> {
+    /// The captioner whose image tower or text decoder gives the features.
     pub model: &'a BlipForConditionalGeneration,
+    /// Its WordPiece tokenizer, for the `blip-text` captions.
     pub tokenizer: &'a BlipTokenizer,
     /// What the caller named (folder or model id) and a fingerprint of its files.
     pub fingerprint: String,
+    /// `blip-vision[-lL]` or `blip-text[-lL]`; other kinds fail [`BlipFeatures::validate`].
     pub kind: FeatureKind,
     /// Side of the square input (the position table is interpolated when it differs from the
     /// config's).
     pub image_size: usize,
+    /// Apply BLIP's mean/std ([`BLIP_MEAN`], [`BLIP_STD`]) after scaling to [0, 1]; the published
+    /// `img2feat_blip.py` does not.
     pub normalize: bool,
+    /// Where the pixels and tokens go.
     pub device: Device,
 }
 
@@ -154,4 +164,35 @@ impl StimulusEncoder for BlipFeatures<'_> {
             _ => unreachable!("validated in BlipFeatures::validate"),
         }
     }
+}
+
+/// A BLIP captioner with its tokenizer.
+pub struct LoadedCaptioner {
+    /// The captioner (image tower, text decoder).
+    pub model: BlipForConditionalGeneration,
+    /// Its WordPiece tokenizer.
+    pub tokenizer: BlipTokenizer,
+    /// The folder the weights were read from.
+    pub dir: PathBuf,
+    /// A hash of the folder's files (names, sizes, first and last bytes).
+    pub fingerprint: String,
+}
+
+/// Loads `name`: `shapes-blip` (built in), a transformers folder, a cache snapshot or a model
+/// id in the Hugging Face cache.
+pub fn load_captioner(name: &str, device: &Device) -> Result<LoadedCaptioner> {
+    // The zoo's captioners by name (shapes-blip), anything else as BLIP's loader finds it.
+    let dir = match brainrecon_zoo::resolve_kind(name, brainrecon_zoo::Kind::Captioner)? {
+        Some(dir) => dir,
+        None => resolve_blip_dir(name)?,
+    };
+    let model = BlipForConditionalGeneration::load_dir(&dir, device)?;
+    let tokenizer = BlipTokenizer::from_dir(&dir)?;
+    let fingerprint = ModelDir { root: dir.clone() }.fingerprint()?;
+    Ok(LoadedCaptioner {
+        model,
+        tokenizer,
+        dir,
+        fingerprint,
+    })
 }
