@@ -18,6 +18,30 @@ macro_rules! out {
     };
 }
 
+/// A clap subcommand enum, one variant per command holding its arguments, and `run`, which
+/// hands the chosen variant's arguments to its command's function:
+/// `subcommands! { /// about \n pub enum Name { Variant(Args) => function, … } }`.
+macro_rules! subcommands {
+    ($(#[$attr:meta])* $vis:vis enum $name:ident {
+        $($(#[$variant_attr:meta])* $variant:ident($args:ty) => $run:expr,)*
+    }) => {
+        $(#[$attr])*
+        #[derive(clap::Subcommand)]
+        $vis enum $name {
+            $($(#[$variant_attr])* $variant($args),)*
+        }
+
+        impl $name {
+            /// Runs the chosen command.
+            $vis fn run(self) -> anyhow::Result<()> {
+                match self {
+                    $($name::$variant(args) => $run(args),)*
+                }
+            }
+        }
+    };
+}
+
 mod args;
 // The doc comments of the commands are their --help text, shown as written: `<S>`, `[:N]` and
 // `[HH:MM:SS]` there are what the user types, not HTML or doc links.
@@ -27,7 +51,7 @@ mod commands;
 mod launch;
 mod stdout;
 
-use clap::{Parser, Subcommand};
+use clap::Parser;
 use std::process::ExitCode;
 
 #[derive(Parser)]
@@ -41,53 +65,55 @@ struct Cli {
     command: Command,
 }
 
-#[derive(Subcommand)]
-enum Command {
-    Demo(commands::demo::Args),
-    Simulate(commands::simulate::Args),
-    #[command(subcommand)]
-    Nsd(commands::nsd::NsdCommand),
-    #[command(subcommand)]
-    Bids(commands::bids::BidsCommand),
-    Glm(commands::glm::Args),
-    #[command(subcommand)]
-    Group(commands::group::GroupCommand),
-    #[command(subcommand)]
-    Eeg(commands::eeg::EegCommand),
-    #[command(subcommand)]
-    Cortex(commands::cortex::CortexCommand),
-    Info(commands::info::Args),
-    Features(commands::features::Args),
-    Fit(commands::fit::Args),
-    Decode(commands::decode::Args),
-    Reconstruct(commands::reconstruct::Args),
-    #[command(subcommand)]
-    B2c(commands::b2c::B2cCommand),
-    Eval(commands::eval::Args),
-    Generate(commands::generate::Args),
-    TrainPrior(commands::train::prior::Args),
-    TrainCaptioner(commands::train::captioner::Args),
-    TrainClap(commands::train::clap::Args),
-    TrainWord2vec(commands::train::word2vec::Args),
-    /// Train one of the project's own models (the train-* verbs are the same commands)
-    #[command(subcommand)]
-    Train(commands::train::TrainCommand),
-    Caption(commands::caption::Args),
-    Encode(commands::encode::Args),
-    EncodeRuns(commands::encode::runs::Args),
-    #[command(subcommand)]
-    Music(commands::music::MusicCommand),
-    #[command(subcommand)]
-    Video(commands::video::VideoCommand),
-    #[command(subcommand)]
-    Ridge(commands::ridge::RidgeCommand),
-    #[command(subcommand)]
-    Slurm(commands::slurm::SlurmCommand),
-    #[command(subcommand)]
-    Realtime(commands::realtime::RealtimeCommand),
-    #[command(subcommand)]
-    Bench(commands::bench::BenchCommand),
-    Stream(commands::stream::Args),
+subcommands! {
+    enum Command {
+        Demo(commands::demo::Args) => commands::demo::run,
+        Simulate(commands::simulate::Args) => commands::simulate::run,
+        #[command(subcommand)]
+        Nsd(commands::nsd::NsdCommand) => commands::nsd::run,
+        #[command(subcommand)]
+        Bids(commands::bids::BidsCommand) => commands::bids::run,
+        Glm(commands::glm::Args) => commands::glm::run,
+        #[command(subcommand)]
+        Group(commands::group::GroupCommand) => commands::group::run,
+        #[command(subcommand)]
+        Eeg(commands::eeg::EegCommand) => commands::eeg::run,
+        #[command(subcommand)]
+        Cortex(commands::cortex::CortexCommand) => commands::cortex::run,
+        Info(commands::info::Args) => commands::info::run,
+        Features(commands::features::Args) => commands::features::run,
+        Fit(commands::fit::Args) => commands::fit::run,
+        Decode(commands::decode::Args) => commands::decode::run,
+        Reconstruct(commands::reconstruct::Args) => commands::reconstruct::run,
+        #[command(subcommand)]
+        B2c(commands::b2c::B2cCommand) => commands::b2c::B2cCommand::run,
+        Eval(commands::eval::Args) => commands::eval::run,
+        Generate(commands::generate::Args) => commands::generate::run,
+        TrainPrior(commands::train::prior::Args) => commands::train::prior::run,
+        TrainCaptioner(commands::train::captioner::Args) => commands::train::captioner::run,
+        TrainClap(commands::train::clap::Args) => commands::train::clap::run,
+        TrainWord2vec(commands::train::word2vec::Args) => commands::train::word2vec::run,
+        /// Train one of the project's own models (the train-* verbs are the same commands)
+        #[command(subcommand)]
+        Train(commands::train::TrainCommand) => commands::train::TrainCommand::run,
+        Caption(commands::caption::Args) => commands::caption::run,
+        Encode(commands::encode::Args) => commands::encode::run,
+        EncodeRuns(commands::encode::runs::Args) => commands::encode::runs::run,
+        #[command(subcommand)]
+        Music(commands::music::MusicCommand) => commands::music::MusicCommand::run,
+        #[command(subcommand)]
+        Video(commands::video::VideoCommand) => commands::video::VideoCommand::run,
+        #[command(subcommand)]
+        Ridge(commands::ridge::RidgeCommand) => commands::ridge::RidgeCommand::run,
+        #[command(subcommand)]
+        Slurm(commands::slurm::SlurmCommand) => commands::slurm::SlurmCommand::run,
+        #[command(subcommand)]
+        Realtime(commands::realtime::RealtimeCommand) =>
+            commands::realtime::RealtimeCommand::run,
+        #[command(subcommand)]
+        Bench(commands::bench::BenchCommand) => commands::bench::run,
+        Stream(commands::stream::Args) => commands::stream::run,
+    }
 }
 
 /// User errors (bad data, bad arguments) exit with 2; a run stopped by a signal with 143
@@ -107,47 +133,11 @@ fn exit_code(error: &anyhow::Error) -> u8 {
     }
 }
 
-fn dispatch(command: Command) -> anyhow::Result<()> {
-    match command {
-        Command::Demo(args) => commands::demo::run(args),
-        Command::Simulate(args) => commands::simulate::run(args),
-        Command::Nsd(command) => commands::nsd::run(command),
-        Command::Bids(command) => commands::bids::run(command),
-        Command::Glm(args) => commands::glm::run(args),
-        Command::Group(command) => commands::group::run(command),
-        Command::Eeg(command) => commands::eeg::run(command),
-        Command::Cortex(command) => commands::cortex::run(command),
-        Command::Info(args) => commands::info::run(args),
-        Command::Features(args) => commands::features::run(args),
-        Command::Fit(args) => commands::fit::run(args),
-        Command::Decode(args) => commands::decode::run(args),
-        Command::Reconstruct(args) => commands::reconstruct::run(args),
-        Command::B2c(command) => commands::b2c::run(command),
-        Command::Eval(args) => commands::eval::run(args),
-        Command::Generate(args) => commands::generate::run(args),
-        Command::TrainPrior(args) => commands::train::prior::run(args),
-        Command::TrainCaptioner(args) => commands::train::captioner::run(args),
-        Command::TrainClap(args) => commands::train::clap::run(args),
-        Command::TrainWord2vec(args) => commands::train::word2vec::run(args),
-        Command::Train(command) => commands::train::run(command),
-        Command::Caption(args) => commands::caption::run(args),
-        Command::Encode(args) => commands::encode::run(args),
-        Command::EncodeRuns(args) => commands::encode::runs::run(args),
-        Command::Music(command) => commands::music::run(command),
-        Command::Video(command) => commands::video::run(command),
-        Command::Ridge(command) => commands::ridge::run(command),
-        Command::Slurm(command) => commands::slurm::run(command),
-        Command::Realtime(command) => commands::realtime::run(command),
-        Command::Bench(command) => commands::bench::run(command),
-        Command::Stream(args) => commands::stream::run(args),
-    }
-}
-
 /// Runs `brainrecon ARGS...` in this process (the demo's steps are the commands users run).
 pub fn run_command_line(args: &[&str]) -> anyhow::Result<()> {
     let cli = Cli::try_parse_from(std::iter::once("brainrecon").chain(args.iter().copied()))
         .map_err(|e| commands::usage(e.to_string()))?;
-    dispatch(cli.command)
+    cli.command.run()
 }
 
 /// Keeps freed tensor buffers in the process for reuse: glibc otherwise returns every buffer
@@ -171,7 +161,7 @@ fn main() -> ExitCode {
     #[cfg(not(all(unix, not(feature = "cuda"))))]
     let parsed = Cli::try_parse();
     let result = match parsed {
-        Ok(cli) => dispatch(cli.command),
+        Ok(cli) => cli.command.run(),
         Err(e) => return clap_message(e),
     }
     .and_then(|()| stdout::flush());

@@ -1,31 +1,34 @@
-//! A new subject from one session through a group's shared space, end to end on a CI-sized
-//! simulated group (`simulate --subjects 5` → `nsd prepare` → `features` → `group prepare |
-//! fit | adapt | curve` → `fit` and `eval`-free scoring), and the group commands' bad input.
+//! The group commands' bad input on the binary: exit 2, the flags named, nothing written. The
+//! route itself (group prepare | fit | adapt | curve on a CI-sized group, and the ordering its
+//! curve shows) is checked through the library in crates/routes/tests/group.rs; the group here
+//! is only as big as the refusals need.
 
 mod common;
 
 use common::{copy_dir, json, ok, p, user_error};
 use std::path::{Path, PathBuf};
 
-/// Simulates the group and prepares subj01 … subj05 with z and c features.
+/// Simulates a small group and prepares subj01 … subj03 with z and c features.
 fn group_data(dir: &Path) -> (PathBuf, Vec<PathBuf>) {
     let sim = dir.join("sim");
     ok(&[
         "simulate",
         "--subjects",
-        "5",
+        "3",
         "--images",
-        "300",
+        "60",
         "--shared-images",
-        "100",
+        "20",
         "--sessions",
-        "10",
+        "2",
+        "--image-size",
+        "16",
         "--seed",
         "1",
         "--out",
         p(&sim),
     ]);
-    let subjects: Vec<PathBuf> = (1..=5)
+    let subjects: Vec<PathBuf> = (1..=3)
         .map(|s| {
             let out = dir.join(format!("subj0{s}"));
             ok(&[
@@ -38,69 +41,57 @@ fn group_data(dir: &Path) -> (PathBuf, Vec<PathBuf>) {
                 "--out",
                 p(&out),
             ]);
-            for kind in ["z", "c"] {
-                ok(&[
-                    "features",
-                    "--subject",
-                    p(&out),
-                    "--kind",
-                    kind,
-                    "--model",
-                    "shapes-ldm",
-                ]);
-            }
+            features(&out);
             out
         })
         .collect();
     (sim, subjects)
 }
 
+fn features(subject: &Path) {
+    for kind in ["z", "c"] {
+        ok(&[
+            "features",
+            "--subject",
+            p(subject),
+            "--kind",
+            kind,
+            "--model",
+            "shapes-ldm",
+        ]);
+    }
+}
+
 #[test]
-fn a_new_subject_from_one_session_beats_its_own_session_and_bad_input_exits_2() {
+fn the_group_commands_refuse_bad_input_with_exit_2() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
     let (sim, subjects) = group_data(dir);
     let group = dir.join("group");
-    let mut args = vec!["group", "prepare"];
-    for s in &subjects[1..] {
-        args.extend(["--subject", p(s)]);
-    }
-    args.extend(["--out", p(&group)]);
-    let text = ok(&args);
-    assert!(text.starts_with("group of 4 subjects"), "{text}");
-    let meta = json(&group.join("group.json"));
-    assert_eq!(meta["shared_ids"].as_array().unwrap().len(), 100);
-    assert_eq!(meta["align_ids"].as_array().unwrap().len(), 50);
-
     ok(&[
         "group",
-        "fit",
-        "--group",
+        "prepare",
+        "--subject",
+        p(&subjects[1]),
+        "--subject",
+        p(&subjects[2]),
+        "--out",
         p(&group),
-        "--method",
-        "shared",
-        "--k",
-        "64",
     ]);
-    ok(&[
-        "group",
-        "fit",
-        "--group",
-        p(&group),
-        "--method",
-        "srm",
-        "--k",
-        "32",
-    ]);
-    for space in ["shared", "srm"] {
-        for target in ["z", "c"] {
-            assert!(group
-                .join(format!("spaces/{space}/decoders/{target}/model.json"))
-                .exists());
-        }
+    for (method, k) in [("shared", "4"), ("srm", "4")] {
+        ok(&[
+            "group",
+            "fit",
+            "--group",
+            p(&group),
+            "--method",
+            method,
+            "--k",
+            k,
+            "--cv",
+            "3",
+        ]);
     }
-
-    // One session of subj01, adapted; then the ordinary routes run on it unchanged.
     let one = dir.join("subj01-s1");
     ok(&[
         "nsd",
@@ -114,19 +105,9 @@ fn a_new_subject_from_one_session_beats_its_own_session_and_bad_input_exits_2() 
         "--out",
         p(&one),
     ]);
-    for kind in ["z", "c"] {
-        ok(&[
-            "features",
-            "--subject",
-            p(&one),
-            "--kind",
-            kind,
-            "--model",
-            "shapes-ldm",
-        ]);
-    }
+    features(&one);
     let adapted = dir.join("subj01-s1-shared");
-    let text = ok(&[
+    ok(&[
         "group",
         "adapt",
         "--group",
@@ -140,76 +121,6 @@ fn a_new_subject_from_one_session_beats_its_own_session_and_bad_input_exits_2() 
         "--out",
         p(&adapted),
     ]);
-    assert!(text.starts_with("adapted into space shared"), "{text}");
-    let own = dir.join("own-decoder-c");
-    let text = ok(&[
-        "fit",
-        "--subject",
-        p(&adapted),
-        "--target",
-        "c",
-        "--out",
-        p(&own),
-    ]);
-    assert!(
-        text.contains("of shared"),
-        "fit decodes from the shared atlas by default: {text}"
-    );
-
-    // The curve: the ordering that holds on this group.
-    let curve_dir = dir.join("curve");
-    ok(&[
-        "group",
-        "curve",
-        "--group",
-        p(&group),
-        "--space",
-        "shared",
-        "--space",
-        "srm",
-        "--nsd-root",
-        p(&sim),
-        "--subject",
-        "subj01",
-        "--sessions",
-        "1,all",
-        "--out",
-        p(&curve_dir),
-    ]);
-    let curve = json(&curve_dir.join("curve.json"));
-    let score = |method: &str, all: bool| -> f64 {
-        curve["points"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|pt| pt["method"] == method && pt["all_sessions"] == all)
-            .unwrap_or_else(|| panic!("{method} {all} in {curve}"))["two_way_mean"]
-            .as_f64()
-            .unwrap()
-    };
-    let (within_one, within_all, shared_one) = (
-        score("within-subject", false),
-        score("within-subject", true),
-        score("shared", false),
-    );
-    assert!(
-        within_one > 0.55 && shared_one > 0.55,
-        "above chance: {curve}"
-    );
-    assert!(
-        within_all > within_one + 0.03,
-        "all sessions beat one: {curve}"
-    );
-    assert!(
-        shared_one > within_one + 0.02,
-        "the group helps at one session: {curve}"
-    );
-    assert!(std::fs::read_to_string(curve_dir.join("curve.svg"))
-        .unwrap()
-        .contains("<svg"));
-    assert!(std::fs::read_to_string(curve_dir.join("curve.md"))
-        .unwrap()
-        .contains("| shared |"));
 
     // Bad input: exit 2, nothing written.
     // A group without images seen by all: shared-image methods are refused.
@@ -258,8 +169,8 @@ fn a_new_subject_from_one_session_beats_its_own_session_and_bad_input_exits_2() 
     assert!(!dir.join("never").exists());
 
     // Subjects whose features came from different models.
-    let other = dir.join("subj05-other-model");
-    copy_dir(&subjects[4], &other);
+    let other = dir.join("subj03-other-model");
+    copy_dir(&subjects[2], &other);
     let vae = other.join("features/vae.json");
     let mut features = json(&vae);
     features["model"] = serde_json::json!("another-model");

@@ -120,8 +120,8 @@ mod tests {
         let e = VisionTowerConfig::from_json(&json!({"image_size": [384, 384]}), &defaults())
             .unwrap_err();
         assert!(e.starts_with("image_size: invalid type"), "{e}");
-        let e = VisionTowerConfig::from_json(&json!({"patch_size": null}), &defaults())
-            .unwrap_err();
+        let e =
+            VisionTowerConfig::from_json(&json!({"patch_size": null}), &defaults()).unwrap_err();
         assert!(e.starts_with("patch_size: invalid type: null"), "{e}");
         let c = VisionTowerConfig {
             num_channels: 0,

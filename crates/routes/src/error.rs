@@ -140,13 +140,15 @@ pub enum ReportError {
 
 /// Whether `cause`, one link of an error's chain, is bad input (the data, files, names, shapes
 /// and arguments a user hands in; the binary exits with 2) rather than a failure: an error of
-/// the ground, ridge, metrics, GLM or real-time crates, or a route's or model's bad-input case.
+/// the ground, ridge, metrics, GLM or real-time crates (a watched session's too), or a route's
+/// or model's bad-input case.
 pub fn is_user_error(cause: &(dyn std::error::Error + 'static)) -> bool {
     cause.is::<brainrecon_core::DataError>()
         || cause.is::<brainrecon_ridge::RidgeError>()
         || cause.is::<brainrecon_metrics::MetricsError>()
         || cause.is::<brainrecon_glm::fit::GlmError>()
         || cause.is::<brainrecon_realtime::session::VolumeError>()
+        || cause.is::<brainrecon_realtime::follow::WatchError>()
         || cause
             .downcast_ref::<RouteError>()
             .is_some_and(RouteError::is_user_error)

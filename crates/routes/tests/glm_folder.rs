@@ -1,10 +1,11 @@
 //! The GLM folder through the library: a simulated event-related experiment (fMRIPrep's
 //! derivatives and BIDS events) fitted into a folder by `glm::fit_folder`, GLMsingle's four
 //! model folders and `glm.json` in it; a rerun with the same settings does nothing; a folder
-//! holding something else is refused.
+//! holding something else is refused. And a tiny NSD session fitted from its time series
+//! (`glm --nsd`) and compared with GLMsingle's own fit of it (`glm compare`).
 
 use brainrecon_formats::npy;
-use brainrecon_routes::glm::{fit_folder, GlmOptions, Source};
+use brainrecon_routes::glm::{compare_nsd, fit_folder, CompareOptions, GlmOptions, Source};
 use brainrecon_simulate::events::{simulate_events, EventsOptions};
 
 #[test]
@@ -105,4 +106,100 @@ fn a_small_experiment_is_fitted_into_its_folder() {
         "{refused}"
     );
     assert!(other.join("notes.txt").exists());
+}
+
+/// A tiny NSD session in nsddata_timeseries' layout (tools/fixtures/nsd_timeseries.py: int16
+/// runs at 4/3 s, one 73k ID or 0 per volume in the designs, NSD's brain mask and
+/// nsdgeneral), whose "released" betas_fithrf_GLMdenoise_RR are GLMsingle's own TYPED fit of
+/// the same files. The command line's own checks of it are in crates/cli/tests/glm_nsd.rs.
+fn nsd_fixture() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../cli/tests/fixtures/nsd_timeseries")
+}
+
+/// `glm --nsd ROOT --subject SUBJECT --session SESSION --out OUT`.
+fn nsd_options(
+    root: &std::path::Path,
+    subject: &str,
+    session: &str,
+    out: &std::path::Path,
+) -> GlmOptions {
+    GlmOptions {
+        source: Source::Nsd(root.to_path_buf()),
+        subject: subject.into(),
+        tasks: Vec::new(),
+        sessions: vec![session.into()],
+        space: None,
+        mask: None,
+        confounds: "none".into(),
+        condition_column: None,
+        stimdur: None,
+        out: out.to_path_buf(),
+        cortex: "auto".parse().unwrap(),
+        progress: false,
+    }
+}
+
+/// `glm compare --glm GLM --nsd ROOT --betas MODEL`, as its `--json` prints it.
+fn compare(glm: &std::path::Path, root: &std::path::Path, model: &str) -> serde_json::Value {
+    let comparison = compare_nsd(&CompareOptions {
+        glm: glm.to_path_buf(),
+        nsd: root.to_path_buf(),
+        betas: model.into(),
+        out: None,
+    })
+    .unwrap();
+    serde_json::to_value(&comparison).unwrap()
+}
+
+#[test]
+fn an_nsd_session_fitted_from_its_time_series_matches_glmsingle() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("glm-nsd-s01");
+    let root = nsd_fixture();
+    let fitted = fit_folder(&nsd_options(&root, "subj01", "1", &out)).unwrap();
+    let meta = serde_json::to_value(&fitted.meta).unwrap();
+    assert_eq!(meta["runs"].as_array().unwrap().len(), 3);
+    assert_eq!(meta["trials"].as_array().unwrap().len(), 54);
+    assert_eq!(meta["conditions"].as_array().unwrap().len(), 18);
+    assert_eq!(meta["condition_column"], "73k_id");
+    assert!((meta["tr"].as_f64().unwrap() - 4.0 / 3.0).abs() < 1e-9);
+    assert_eq!(meta["stimdur"], 3.0);
+    // NSD's trials start on volumes: nothing moved.
+    assert!(meta["largest_onset_rounding_seconds"].as_f64().unwrap() < 1e-9);
+
+    // TYPED against GLMsingle's TYPED: the same betas, in the same units.
+    let typed = compare(&out, &root, "typed");
+    let session = &typed["sessions"][0];
+    assert_eq!(session["session"], "01");
+    assert_eq!(session["n_trials"], 54);
+    let all = &session["all_voxels"];
+    assert_eq!(all["n_voxels"], 184);
+    let median = all["median_r"].as_f64().unwrap();
+    let lower = all["r_quartiles"][0].as_f64().unwrap();
+    let ratio = all["median_std_ratio"].as_f64().unwrap();
+    assert!(
+        median > 0.99 && lower > 0.95,
+        "TYPED r {median} (q1 {lower})"
+    );
+    assert!((ratio - 1.0).abs() < 0.05, "spread ratio {ratio}");
+    let general = &session["nsdgeneral"];
+    assert!(
+        general["n_voxels"].as_u64().unwrap() > 0
+            && general["n_voxels"].as_u64() < all["n_voxels"].as_u64()
+    );
+    assert!(out.join("compare_nsd.json").is_file());
+    // TYPEB (no denoising, no ridge) is a different model: clearly further from NSD's.
+    let typeb = compare(&out, &root, "typeb");
+    let typeb_median = typeb["sessions"][0]["all_voxels"]["median_r"]
+        .as_f64()
+        .unwrap();
+    assert!(
+        typeb_median < median - 0.2,
+        "TYPEB r {typeb_median}, TYPED {median}"
+    );
+
+    // A rerun with the same settings does nothing.
+    let again = fit_folder(&nsd_options(&root, "1", "01", &out)).unwrap();
+    let text = again.text(&out);
+    assert!(again.already && text.contains("already fitted"), "{text}");
 }

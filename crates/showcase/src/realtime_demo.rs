@@ -108,6 +108,7 @@ pub fn session<S: DemoSteps>(
     if let Some(n) = &images {
         recipe.extend(["--images", n]);
     }
+    // shown as a shell runs it: in the background, beside `realtime run`
     recipe.push("&");
     steps.announce(
         5,

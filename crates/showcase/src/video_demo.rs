@@ -17,6 +17,22 @@ pub enum DemoDecoder {
     Encoder,
 }
 
+impl std::str::FromStr for DemoDecoder {
+    type Err = RouteError;
+
+    /// `words`, `ridge` or `encoder` (as `video demo --decoder` takes them).
+    fn from_str(name: &str) -> Result<Self, RouteError> {
+        match name {
+            "words" => Ok(DemoDecoder::Words),
+            "ridge" => Ok(DemoDecoder::Ridge),
+            "encoder" => Ok(DemoDecoder::Encoder),
+            other => Err(RouteError::Usage(format!(
+                "--decoder: expected words, ridge or encoder, found '{other}'"
+            ))),
+        }
+    }
+}
+
 /// The demo's settings.
 #[derive(Debug, Clone)]
 pub struct VideoDemoOptions {

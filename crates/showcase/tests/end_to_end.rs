@@ -10,9 +10,7 @@
 //! - every training step the benchmark times trains and reports finite timings.
 
 use brainrecon_showcase::bench::train_step::{self, TrainStepBench, WindowShape, Workload};
-use brainrecon_showcase::demo::{
-    self, announcement, DemoOptions, DemoSteps, LiveSettings, Route,
-};
+use brainrecon_showcase::demo::{self, announcement, DemoOptions, DemoSteps, LiveSettings, Route};
 use brainrecon_testkit::json;
 use serde_json::Value;
 use std::cell::RefCell;

@@ -87,6 +87,34 @@ mod tests {
     }
 
     #[test]
+    fn a_config_no_run_can_train_is_refused_naming_the_flag() {
+        let message = |e: brainrecon_nn::ModelError| e.to_string();
+        let mut ldm = shapes_ldm::PriorConfig::tiny();
+        assert!(ldm.check().is_ok());
+        ldm.vae_steps = 0;
+        let e = message(ldm.check().unwrap_err());
+        assert_eq!(e, "--steps and --vae-steps must be at least 1");
+        let mut blip = shapes_blip::CaptionerConfig::tiny(4);
+        assert!(blip.check().is_ok());
+        blip.token_shrinkage = 1.5;
+        let e = message(blip.check().unwrap_err());
+        assert_eq!(e, "--token-shrinkage must be between 0 and 1, got 1.5");
+        let mut clap = genres_clap::GenresClapConfig::tiny(4);
+        assert!(clap.check().is_ok());
+        clap.batch = 9;
+        let e = message(clap.check().unwrap_err());
+        assert_eq!(
+            e,
+            "--batch must be between 2 and the 8 training clips, got 9"
+        );
+        let mut motion = shapes_motion::MotionTrainConfig::default();
+        assert!(motion.check().is_ok());
+        motion.timestep_shift = 0.0;
+        let e = message(motion.check().unwrap_err());
+        assert_eq!(e, "--timestep-shift must be positive, found 0");
+    }
+
+    #[test]
     fn a_tiny_run_records_its_preset_and_a_shipped_one_keeps_its_records() {
         let out = Path::new("m");
         let blip = shapes_blip::CaptionerConfig::preset(Preset::Tiny);

@@ -5,11 +5,12 @@ use brainrecon_routes::b2c::request::{
 use brainrecon_routes::b2c::train::TrainOptions;
 use std::path::PathBuf;
 
-/// Brain-to-Context: train a Transformer that turns betas into the diffusion model's context
-#[derive(clap::Subcommand)]
-pub enum B2cCommand {
-    Train(TrainArgs),
-    Ablation(AblationArgs),
+subcommands! {
+    /// Brain-to-Context: train a Transformer that turns betas into the diffusion model's context
+    pub enum B2cCommand {
+        Train(TrainArgs) => run_train,
+        Ablation(AblationArgs) => run_ablation,
+    }
 }
 
 /// Settings shared by `train` and `ablation`.
@@ -142,13 +143,6 @@ pub struct AblationArgs {
     figure_rows: usize,
 }
 
-pub fn run(command: B2cCommand) -> anyhow::Result<()> {
-    match command {
-        B2cCommand::Train(args) => run_train(args),
-        B2cCommand::Ablation(args) => run_ablation(args),
-    }
-}
-
 fn run_train(args: TrainArgs) -> anyhow::Result<()> {
     let summary = train_request(&args.training.request()?, &args.patch, &args.out)?;
     args.training.json.print(&summary, |_| summary.text())
@@ -166,5 +160,5 @@ fn run_ablation(args: AblationArgs) -> anyhow::Result<()> {
         },
         &args.out,
     )?;
-    crate::commands::report(args.training.json.json, &result, |_| result.text())
+    super::report(args.training.json.json, &result, |_| result.text())
 }

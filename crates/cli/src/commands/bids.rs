@@ -166,11 +166,8 @@ pub fn run(command: BidsCommand) -> anyhow::Result<()> {
         return super::print_json(&report);
     }
     out!("{}", report.text())?;
-    if report.zero_variance_voxels > 0 {
-        eprintln!(
-            "warning: {} voxel-runs had zero variance after detrending and were written as zeros",
-            report.zero_variance_voxels
-        );
+    if let Some(warning) = report.warning() {
+        eprintln!("{warning}");
     }
     Ok(())
 }

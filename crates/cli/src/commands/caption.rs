@@ -90,5 +90,5 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         progress: super::show_progress(),
     };
     let file = caption_request(&request)?;
-    crate::commands::report(args.json.json, &file, |_| file.text(&request.out))
+    super::report(args.json.json, &file, |_| file.text(&request.out))
 }

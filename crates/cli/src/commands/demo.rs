@@ -178,8 +178,5 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     let json = args.json;
     let summary = brainrecon_showcase::demo::run(&options, &mut Console { route, json })?;
-    if json {
-        return super::print_json(&summary);
-    }
-    out!("{}", summary.text())
+    super::report(json, &summary, |s| s.text())
 }

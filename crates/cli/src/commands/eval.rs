@@ -93,5 +93,5 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         },
         brainrecon_routes::reconstruct::eval_extras,
     )?;
-    crate::commands::report(args.json.json, &evaluated, |_| evaluated.text())
+    super::report(args.json.json, &evaluated, |_| evaluated.text())
 }

@@ -97,5 +97,5 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         target_block: args.target_block,
     };
     let summary = fit_request(&request, &mut |warning| eprintln!("warning: {warning}"))?;
-    crate::commands::report(args.json.json, &summary, |_| summary.text())
+    super::report(args.json.json, &summary, |_| summary.text())
 }

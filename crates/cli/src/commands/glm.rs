@@ -139,5 +139,5 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     for note in outcome.notes() {
         eprintln!("{note}");
     }
-    crate::commands::report(args.json, &outcome.meta, |_| outcome.text(&out))
+    super::report(args.json, &outcome.meta, |_| outcome.text(&out))
 }

@@ -4,25 +4,17 @@
 //! per volume on a live page. `simulate` and `replay` (realtime_simulate.rs) write a simulated
 //! subject's session, or a recorded run, as a scanner's export.
 
-use brainrecon_realtime::follow::{self, FollowOptions, WatchError};
+use brainrecon_realtime::follow::{self, FollowOptions};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-/// Real-time fMRI: reconstruct what a subject sees while the scanner runs
-#[derive(clap::Subcommand)]
-pub enum RealtimeCommand {
-    Run(Box<super::realtime_run::RunArgs>),
-    Watch(WatchArgs),
-    Simulate(super::realtime_simulate::SimulateArgs),
-    Replay(super::realtime_simulate::ReplayArgs),
-}
-
-pub fn run(command: RealtimeCommand) -> anyhow::Result<()> {
-    match command {
-        RealtimeCommand::Run(args) => super::realtime_run::run(*args),
-        RealtimeCommand::Watch(args) => watch(args),
-        RealtimeCommand::Simulate(args) => super::realtime_simulate::run(args),
-        RealtimeCommand::Replay(args) => super::realtime_simulate::replay(args),
+subcommands! {
+    /// Real-time fMRI: reconstruct what a subject sees while the scanner runs
+    pub enum RealtimeCommand {
+        Run(Box<super::realtime_run::RunArgs>) => super::realtime_run::run,
+        Watch(WatchArgs) => watch,
+        Simulate(super::realtime_simulate::SimulateArgs) => super::realtime_simulate::run,
+        Replay(super::realtime_simulate::ReplayArgs) => super::realtime_simulate::replay,
     }
 }
 
@@ -120,17 +112,9 @@ fn watch(args: WatchArgs) -> anyhow::Result<()> {
         &args.out,
         stop_flag(),
         &log,
-    )
-    .map_err(|e| match e {
-        WatchError::Data(e) => anyhow::Error::from(e),
-        WatchError::Volume(e) => e.into(),
-    })?;
+    )?;
     // The summary is printed (and session.json written) either way; a session that read no
     // volume then exits 2, naming the files refused.
-    if args.json {
-        super::print_json(&record)?;
-    } else {
-        out!("{}", record.text(&args.out))?;
-    }
+    super::report(args.json, &record, |r| r.text(&args.out))?;
     Ok(record.require_volumes()?)
 }

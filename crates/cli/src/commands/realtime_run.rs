@@ -100,7 +100,7 @@ pub struct RunArgs {
     json: bool,
 }
 
-pub fn run(args: RunArgs) -> anyhow::Result<()> {
+pub fn run(args: Box<RunArgs>) -> anyhow::Result<()> {
     super::check_sampling(args.steps, args.guidance)?;
     let device = args.device.device()?;
     let dtype = args.dtype.dtype_on(&device)?;
@@ -129,11 +129,7 @@ pub fn run(args: RunArgs) -> anyhow::Result<()> {
         address: args.serve,
     };
     let summary = run_session(options, &page, stop_flag(), &|line| eprintln!("{line}"))?;
-    if args.json {
-        super::print_json(&summary)?;
-    } else {
-        out!("{}", summary.text(&args.out))?;
-    }
+    super::report(args.json, &summary, |s| s.text(&args.out))?;
     // A session that read no volume is no success: exit 2, naming the files refused.
     Ok(summary.require_volumes()?)
 }

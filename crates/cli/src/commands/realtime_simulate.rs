@@ -1,6 +1,7 @@
 //! `brainrecon realtime simulate`: a simulated subject's next session, written as a scanner's
 //! real-time export.
 
+use crate::args::choice;
 use brainrecon_formats::dicom::write::DicomLayout;
 use brainrecon_simulate::scanner_export::{export_session, replay as replay_run};
 use brainrecon_simulate::scanner_export::{ExportOptions, ReplayOptions};
@@ -44,8 +45,8 @@ pub struct SimulateArgs {
     pace: Pace,
     /// How the export lays volumes out: a Siemens mosaic or an enhanced multi-frame file per
     /// volume, or a classic file per slice
-    #[arg(long, value_enum, default_value = "mosaic")]
-    layout: Layout,
+    #[arg(long, default_value = "mosaic", value_parser = choice(&DicomLayout::ALL, DicomLayout::name))]
+    layout: DicomLayout,
     /// Show only the first N test images
     #[arg(long)]
     images: Option<usize>,
@@ -68,23 +69,6 @@ pub struct SimulateArgs {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Layout {
-    Mosaic,
-    Enhanced,
-    Slices,
-}
-
-impl From<Layout> for DicomLayout {
-    fn from(layout: Layout) -> DicomLayout {
-        match layout {
-            Layout::Mosaic => DicomLayout::Mosaic,
-            Layout::Enhanced => DicomLayout::Enhanced,
-            Layout::Slices => DicomLayout::Slices,
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Pace {
     Real,
     None,
@@ -97,14 +81,14 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
         export: args.export.clone(),
         tr: args.tr,
         real_pace: args.pace == Pace::Real,
-        layout: args.layout.into(),
+        layout: args.layout,
         images: args.images,
         repeats: args.repeats,
         rest_seconds: args.rest_seconds,
         motion: args.motion,
         seed: args.seed,
     })?;
-    crate::commands::report(args.json, &exported.json(), |_| exported.text() + "\n")
+    super::report(args.json, &exported.json(), |_| exported.text() + "\n")
 }
 
 /// Replay a recorded run as a scanner's export, one 3-D NIfTI volume per TR (a rehearsal).

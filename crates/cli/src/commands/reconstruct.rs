@@ -126,7 +126,7 @@ pub struct MergeArgs {
 
 fn merge(args: MergeArgs) -> anyhow::Result<()> {
     let summary = brainrecon_routes::linear::shards::merge(&args.out)?;
-    crate::commands::report(args.json, &summary, |_| summary.text() + "\n")
+    super::report(args.json, &summary, |_| summary.text() + "\n")
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -164,7 +164,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     stop_on_signal();
     let done = brainrecon_routes::reconstruct::run(&request)?;
-    crate::commands::report(args.json, &done.summary, |_| done.text() + "\n")
+    super::report(args.json, &done.summary, |_| done.text() + "\n")
 }
 
 /// SIGTERM (Slurm's `--signal=B:TERM@N`, preemption, `scancel`) and Ctrl-C stop the run after

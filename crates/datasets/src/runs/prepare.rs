@@ -142,6 +142,16 @@ impl MaskChoice {
 }
 
 impl PrepareReport {
+    /// The warning for standard error when flat voxel-runs were written as zeros.
+    pub fn warning(&self) -> Option<String> {
+        (self.zero_variance_voxels > 0).then(|| {
+            format!(
+                "warning: {} voxel-runs had zero variance after detrending and were written as zeros",
+                self.zero_variance_voxels
+            )
+        })
+    }
+
     /// The report as `bids prepare` prints it, one line each (the zero-variance warning
     /// aside, which goes to standard error).
     pub fn text(&self) -> String {

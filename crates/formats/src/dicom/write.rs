@@ -30,6 +30,24 @@ pub enum DicomLayout {
     Slices,
 }
 
+impl DicomLayout {
+    /// Every layout, in the order `--layout` lists them.
+    pub const ALL: [DicomLayout; 3] = [
+        DicomLayout::Mosaic,
+        DicomLayout::Enhanced,
+        DicomLayout::Slices,
+    ];
+
+    /// The name `--layout` takes.
+    pub fn name(self) -> &'static str {
+        match self {
+            DicomLayout::Mosaic => "mosaic",
+            DicomLayout::Enhanced => "enhanced",
+            DicomLayout::Slices => "slices",
+        }
+    }
+}
+
 /// One volume to write and its place in a series.
 #[derive(Debug, Clone)]
 pub struct ScannerVolume<'a> {

@@ -247,7 +247,7 @@ pub struct BatchInputs<'a> {
     pub latents: &'a Tensor,
     /// [B, C, h, w] ε.
     pub noise: &'a Tensor,
-    /// [B] diffusion timesteps, each in `0..num_train_timesteps`.
+    /// `[B]` diffusion timesteps, each in `0..num_train_timesteps`.
     pub timesteps: &'a [usize],
     /// [B, T, D] the CLIP text context of the images' captions.
     pub true_context: &'a Tensor,

@@ -1,6 +1,7 @@
 //! Banded ridge timed on the workload, with the arrays written as .npy so that
 //! himalaya fits the same data.
 
+use super::{command_line, number, FreshProcess};
 use brainrecon_core::fs::{read_json, write_json_atomic};
 use brainrecon_core::DataError;
 use brainrecon_formats::npy;
@@ -9,7 +10,6 @@ use brainrecon_ridge::bench_banded::{
     BandedWorkload, RowMajor,
 };
 use brainrecon_routes::decode::arrays::read_matrix;
-use super::{command_line, number, FreshProcess};
 use brainrecon_routes::error::{Result, RouteError};
 use serde::{Deserialize, Serialize};
 use std::path::{Path, PathBuf};
@@ -103,7 +103,10 @@ impl BandedBench {
 
 /// Writes the data unless it is there and times the fit in a fresh process (`bench banded
 /// --fit-only`, which runs [`measure`]).
-pub fn run<P: FreshProcess>(bench: &BandedBench, process: &mut P) -> Result<BandedResult, P::Error> {
+pub fn run<P: FreshProcess>(
+    bench: &BandedBench,
+    process: &mut P,
+) -> Result<BandedResult, P::Error> {
     bench.check()?;
     let workload = BandedWorkload {
         t: bench.voxels,

@@ -588,7 +588,10 @@ pub fn measure_here(bench: &GroupBench, what: &str) -> Result<Measured> {
 /// Writes the adapt's data unless it is there, times the adapt at every k and then the group
 /// fit (with `group_images`), each in a fresh process (`bench group-adapt --measure …`, which
 /// runs [`measure_here`]).
-pub fn run<P: FreshProcess>(bench: &GroupBench, process: &mut P) -> Result<GroupBenchReport, P::Error> {
+pub fn run<P: FreshProcess>(
+    bench: &GroupBench,
+    process: &mut P,
+) -> Result<GroupBenchReport, P::Error> {
     bench.check()?;
     let workload = AdaptWorkload {
         voxels: bench.voxels,

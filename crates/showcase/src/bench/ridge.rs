@@ -2,12 +2,12 @@
 //! workloads. Each workload's arrays and `meta.json` go under one folder; a measured fit reads
 //! them back, as the Python anchors do, so that peak memory includes the arrays read.
 
+use super::{command_line, number, FreshProcess};
 use brainrecon_core::fs::{read_json, write_json_atomic};
 use brainrecon_formats::npy;
 use brainrecon_ridge::metrics::{pearson_per_target, summarize};
 use brainrecon_ridge::{bench_alphas, generate, row_major_view, RidgeCv, Workload};
 use brainrecon_routes::decode::arrays::read_matrix;
-use super::{command_line, number, FreshProcess};
 use brainrecon_routes::decode::options::check_ridge_device;
 use brainrecon_routes::error::{Result, RouteError};
 use serde::{Deserialize, Serialize};
@@ -104,7 +104,7 @@ pub fn ensure_data(w: &Workload, dir: &Path) -> Result<()> {
 
 /// Fits `estimator` (its alphas replaced by the workload's) on the workload in `dir` and
 /// times the fit and the test prediction. `cv`, `precision` and `device` are the names the
-/// result records; `peak_gpu_mb` is left to the caller (the GPU build knows it).
+/// result records; `peak_gpu_mb` is left to [`measure_named`] (a CUDA build knows it).
 pub fn measure(
     dir: &Path,
     estimator: RidgeCv,
@@ -232,7 +232,10 @@ pub struct RidgeBench {
 /// Times every fit of [`plan`], each in a fresh process (`bench ridge-run`), after writing
 /// each workload's data. Usage errors: an unknown workload, precision or cv, no threads, a
 /// GPU in a build without CUDA.
-pub fn run<P: FreshProcess>(bench: &RidgeBench, process: &mut P) -> Result<Vec<RunResult>, P::Error> {
+pub fn run<P: FreshProcess>(
+    bench: &RidgeBench,
+    process: &mut P,
+) -> Result<Vec<RunResult>, P::Error> {
     let fits = plan(&bench.workload, &bench.precision, &bench.cv)?;
     if bench.threads == 0 {
         return Err(RouteError::Usage("--threads must be ≥ 1".into()).into());
@@ -289,7 +292,8 @@ pub fn table(results: &[RunResult]) -> String {
 }
 
 /// [`measure`] with the estimator named as `bench ridge-run` names it: `cv` loo or gcv,
-/// `precision` f32 or f64, on `device`, `dual` for dual coefficients.
+/// `precision` f32 or f64, on `device`, `dual` for dual coefficients; a GPU fit's peak device
+/// memory is recorded.
 pub fn measure_named(
     dir: &Path,
     threads: usize,
@@ -311,6 +315,20 @@ pub fn measure_named(
         dual,
         ..RidgeCv::default()
     };
-    let device = device.to_string();
-    measure(dir, estimator, threads, (cv, precision, &device))
+    let name = device.to_string();
+    let result = measure(dir, estimator, threads, (cv, precision, &name))?;
+    Ok(RunResult {
+        peak_gpu_mb: gpu_peak_mb(device),
+        ..result
+    })
+}
+
+/// Device memory of the last fit at its peak, in MB (GPU fits of a CUDA build only).
+fn gpu_peak_mb(device: brainrecon_ridge::Device) -> Option<f64> {
+    #[cfg(feature = "cuda")]
+    if device.is_cuda() {
+        return Some(brainrecon_ridge::last_fit_peak_bytes() as f64 / 1e6);
+    }
+    let _ = device;
+    None
 }

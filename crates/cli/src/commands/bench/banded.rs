@@ -2,7 +2,7 @@
 //! written as .npy so that `tools/bench/banded_anchor.py` fits himalaya on the same data.
 
 use crate::args::JsonArg;
-use crate::commands::print_json;
+use crate::commands::report;
 use brainrecon_showcase::bench::banded::{self, measure, BandedBench};
 use std::path::PathBuf;
 
@@ -52,8 +52,5 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         return outln!("{}", serde_json::to_string(&result)?);
     }
     let result = banded::run(&bench, &mut super::FreshProcess)?;
-    if args.json.json {
-        return print_json(&result);
-    }
-    out!("{}", result.text())
+    report(args.json.json, &result, |r| r.text())
 }

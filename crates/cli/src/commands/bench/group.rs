@@ -2,7 +2,7 @@
 //! size, one fresh process per k, and the group's shared-space fit.
 
 use crate::args::JsonArg;
-use crate::commands::print_json;
+use crate::commands::report;
 use brainrecon_showcase::bench::group::{self, GroupBench};
 use std::path::PathBuf;
 
@@ -78,9 +78,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         let measured = group::measure_here(&bench, what)?;
         return outln!("{}", serde_json::to_string(&measured)?);
     }
-    let report = group::run(&bench, &mut super::FreshProcess)?;
-    if args.json.json {
-        return print_json(&report);
-    }
-    out!("{}", report.text())
+    let measured = group::run(&bench, &mut super::FreshProcess)?;
+    report(args.json.json, &measured, |r| r.text())
 }

@@ -2,7 +2,7 @@
 //! (`bench ridge-run`) so that its peak memory is its own.
 
 use crate::args::{DeviceArgs, JsonArg};
-use crate::commands::print_json;
+use crate::commands::report;
 use crate::commands::ridge::ridge_device;
 use brainrecon_showcase::bench::ridge::{self, measure_named, table, RidgeBench};
 use std::path::PathBuf;
@@ -76,27 +76,13 @@ pub fn run(args: RidgeArgs) -> anyhow::Result<()> {
         dual: args.dual,
     };
     let results = ridge::run(&bench, &mut super::FreshProcess)?;
-    if args.json.json {
-        return print_json(&results);
-    }
-    out!("{}", table(&results))
+    report(args.json.json, &results, |r| table(r))
 }
 
 /// One measured fit, printed as one JSON line for `bench ridge`.
 pub fn run_one(args: RunArgs) -> anyhow::Result<()> {
     let device = ridge_device(&args.device)?;
     let (cv, precision) = (&args.cv, &args.precision);
-    let mut result = measure_named(&args.dir, args.threads, cv, precision, device, args.dual)?;
-    result.peak_gpu_mb = gpu_peak_mb(&device);
+    let result = measure_named(&args.dir, args.threads, cv, precision, device, args.dual)?;
     outln!("{}", serde_json::to_string(&result)?)
-}
-
-/// Device memory of the fit at its peak, in MB (GPU fits only).
-fn gpu_peak_mb(device: &brainrecon_ridge::Device) -> Option<f64> {
-    #[cfg(feature = "cuda")]
-    if *device != brainrecon_ridge::Device::Cpu {
-        return Some(brainrecon_ridge::last_fit_peak_bytes() as f64 / 1e6);
-    }
-    let _ = device;
-    None
 }

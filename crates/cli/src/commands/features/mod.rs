@@ -4,7 +4,7 @@
 use crate::args::{DeviceArgs, DtypeArgs, JsonArg};
 mod text;
 
-use crate::commands::{print_json, show_progress, usage};
+use crate::commands::{show_progress, usage};
 use brainrecon_routes::decode::features::{features_request, FeaturesRequest};
 use std::path::PathBuf;
 
@@ -104,10 +104,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         dtype: args.dtype.dtype()?,
         progress: show_progress(),
     };
-    features_request(&request, |summary, seconds| -> anyhow::Result<()> {
-        if args.json.json {
-            return print_json(summary);
-        }
-        outln!("{}", summary.text(seconds))
+    features_request(&request, |summary, seconds| {
+        args.json.print(summary, |s| s.text(seconds))
     })
 }

@@ -6,20 +6,12 @@ mod fit;
 mod generate;
 mod retrieve;
 
-/// Music from brain activity: decode music embeddings from fMRI, then retrieve or generate music
-#[derive(clap::Subcommand)]
-pub enum MusicCommand {
-    Fit(fit::Args),
-    Retrieve(retrieve::Args),
-    Generate(generate::Args),
-    Demo(demo::Args),
-}
-
-pub fn run(command: MusicCommand) -> anyhow::Result<()> {
-    match command {
-        MusicCommand::Fit(args) => fit::run(args),
-        MusicCommand::Retrieve(args) => retrieve::run(args),
-        MusicCommand::Generate(args) => generate::run(args),
-        MusicCommand::Demo(args) => demo::run(args),
+subcommands! {
+    /// Music from brain activity: decode music embeddings from fMRI, then retrieve or generate music
+    pub enum MusicCommand {
+        Fit(fit::Args) => fit::run,
+        Retrieve(retrieve::Args) => retrieve::run,
+        Generate(generate::Args) => generate::run,
+        Demo(demo::Args) => demo::run,
     }
 }

@@ -1,7 +1,7 @@
 //! `brainrecon ridge fit`: X → Y from two .npy files, alphas by cross-validation.
 
-use brainrecon_ridge::Precision;
 use crate::args::{DeviceArgs, JsonArg};
+use brainrecon_ridge::Precision;
 use brainrecon_routes::decode::arrays::{fit, EstimatorRequest, FitOptions};
 use std::path::PathBuf;
 

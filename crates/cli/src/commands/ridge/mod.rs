@@ -8,21 +8,13 @@ mod score;
 
 use brainrecon_ridge::Precision;
 
-/// Ridge regression on plain arrays (.npy): fit with cross-validated alphas, predict, score, merge
-#[derive(clap::Subcommand)]
-pub enum RidgeCommand {
-    Fit(fit::Args),
-    Merge(merge::Args),
-    Predict(predict::Args),
-    Score(score::Args),
-}
-
-pub fn run(command: RidgeCommand) -> anyhow::Result<()> {
-    match command {
-        RidgeCommand::Fit(args) => fit::run(args),
-        RidgeCommand::Merge(args) => merge::run(args),
-        RidgeCommand::Predict(args) => predict::run(args),
-        RidgeCommand::Score(args) => score::run(args),
+subcommands! {
+    /// Ridge regression on plain arrays (.npy): fit with cross-validated alphas, predict, score, merge
+    pub enum RidgeCommand {
+        Fit(fit::Args) => fit::run,
+        Merge(merge::Args) => merge::run,
+        Predict(predict::Args) => predict::run,
+        Score(score::Args) => score::run,
     }
 }
 

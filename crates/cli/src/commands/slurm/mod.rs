@@ -5,19 +5,12 @@ use brainrecon_slurm::script::Resources;
 use brainrecon_slurm::SubmitOptions;
 use std::path::PathBuf;
 
-/// Run sharded fits and reconstructions on a Slurm cluster: submit, status, resume
-#[derive(clap::Subcommand)]
-pub enum SlurmCommand {
-    Submit(Box<SubmitArgs>),
-    Status(JobsArgs),
-    Resume(JobsArgs),
-}
-
-pub fn run(command: SlurmCommand) -> anyhow::Result<()> {
-    match command {
-        SlurmCommand::Submit(args) => submit(*args),
-        SlurmCommand::Status(args) => status(args),
-        SlurmCommand::Resume(args) => resume(args),
+subcommands! {
+    /// Run sharded fits and reconstructions on a Slurm cluster: submit, status, resume
+    pub enum SlurmCommand {
+        Submit(Box<SubmitArgs>) => submit,
+        Status(JobsArgs) => status,
+        Resume(JobsArgs) => resume,
     }
 }
 
@@ -108,7 +101,7 @@ pub struct JobsArgs {
     json: bool,
 }
 
-fn submit(args: SubmitArgs) -> anyhow::Result<()> {
+fn submit(args: Box<SubmitArgs>) -> anyhow::Result<()> {
     let binary = match args.binary {
         Some(binary) => binary,
         None => std::env::current_exe()?,

@@ -9,4 +9,4 @@ pub mod word2vec;
 // Apart from `clap` (the genres-clap verb), whose name hides the crate the derive expands to.
 mod verb;
 
-pub use verb::{run, TrainCommand};
+pub use verb::TrainCommand;

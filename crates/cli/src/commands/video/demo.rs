@@ -1,6 +1,6 @@
 //! `brainrecon video demo`: the route's commands in order on a simulated subject.
 
-use brainrecon_showcase::video_demo::{self, DemoDecoder, VideoDemoOptions};
+use brainrecon_showcase::video_demo::{self, VideoDemoOptions};
 use std::path::PathBuf;
 
 /// The video route end to end on a synthetic subject: simulate, prepare, fit, reconstruct, eval
@@ -32,11 +32,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         seed: args.seed,
         steps: args.steps,
         limit: args.limit,
-        decoder: match args.decoder.as_str() {
-            "encoder" => DemoDecoder::Encoder,
-            "ridge" => DemoDecoder::Ridge,
-            _ => DemoDecoder::Words,
-        },
+        decoder: args.decoder.parse()?,
     };
     let page = video_demo::run(&opts, &mut crate::commands::music::demo::run_step)?;
     outln!("open {} in a browser", page.display())?;

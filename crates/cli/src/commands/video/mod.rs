@@ -10,27 +10,16 @@ pub(crate) mod train_motion;
 
 use std::path::PathBuf;
 
-/// Video from brain activity: prepare CC2017-style fMRI, decode it, generate and score clips
-#[derive(clap::Subcommand)]
-pub enum VideoCommand {
-    Prepare(prepare::Args),
-    TrainMotion(train_motion::Args),
-    Fit(fit::Args),
-    TrainEncoder(train_encoder::Args),
-    Reconstruct(reconstruct::Args),
-    Eval(eval::Args),
-    Demo(demo::Args),
-}
-
-pub fn run(command: VideoCommand) -> anyhow::Result<()> {
-    match command {
-        VideoCommand::Prepare(args) => prepare::run(args),
-        VideoCommand::TrainMotion(args) => train_motion::run(args),
-        VideoCommand::Fit(args) => fit::run(args),
-        VideoCommand::TrainEncoder(args) => train_encoder::run(args),
-        VideoCommand::Reconstruct(args) => reconstruct::run(args),
-        VideoCommand::Eval(args) => eval::run(args),
-        VideoCommand::Demo(args) => demo::run(args),
+subcommands! {
+    /// Video from brain activity: prepare CC2017-style fMRI, decode it, generate and score clips
+    pub enum VideoCommand {
+        Prepare(prepare::Args) => prepare::run,
+        TrainMotion(train_motion::Args) => train_motion::run,
+        Fit(fit::Args) => fit::run,
+        TrainEncoder(train_encoder::Args) => train_encoder::run,
+        Reconstruct(reconstruct::Args) => reconstruct::run,
+        Eval(eval::Args) => eval::run,
+        Demo(demo::Args) => demo::run,
     }
 }
 
