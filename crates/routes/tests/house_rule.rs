@@ -100,19 +100,38 @@ fn routes_use_the_spine_only_and_the_spine_uses_no_route() {
                 SPINE.contains(&to.as_str())
             };
             if !allowed {
-                broken.push(format!("{} uses crate::{to}", file.strip_prefix(&src).unwrap().display()));
+                broken.push(format!(
+                    "{} uses crate::{to}",
+                    file.strip_prefix(&src).unwrap().display()
+                ));
             }
         }
     }
-    assert!(broken.is_empty(), "the house rule is broken:\n{}", broken.join("\n"));
+    assert!(
+        broken.is_empty(),
+        "the house rule is broken:\n{}",
+        broken.join("\n")
+    );
     // Every room is named in the rule, so a new room has to take a side.
-    let named: BTreeSet<String> = SPINE.iter().chain(&ROUTES).chain(&TOP).map(|s| s.to_string()).collect();
+    let named: BTreeSet<String> = SPINE
+        .iter()
+        .chain(&ROUTES)
+        .chain(&TOP)
+        .map(|s| s.to_string())
+        .collect();
     let unnamed: Vec<_> = rooms_seen.difference(&named).collect();
-    assert!(unnamed.is_empty(), "rooms not named in the rule: {unnamed:?}");
+    assert!(
+        unnamed.is_empty(),
+        "rooms not named in the rule: {unnamed:?}"
+    );
 }
 
 #[test]
 fn the_reader_sees_paths_and_skips_other_crates() {
-    let used = rooms_used("use crate::decode::x; // see [`crate::b2c`]\nuse brainrecon_routes::video;");
-    assert_eq!(used, BTreeSet::from(["b2c".to_string(), "decode".to_string()]));
+    let used =
+        rooms_used("use crate::decode::x; // see [`crate::b2c`]\nuse brainrecon_routes::video;");
+    assert_eq!(
+        used,
+        BTreeSet::from(["b2c".to_string(), "decode".to_string()])
+    );
 }

@@ -14,7 +14,6 @@ use brainrecon_core::DataError;
 use brainrecon_datasets::things_eeg2::{Split, ThingsEeg2};
 use brainrecon_formats::image::write_png;
 use brainrecon_formats::video::frames::read_frame;
-use brainrecon_routes::score::report::comparison_grid;
 use brainrecon_routes::eeg::decoder::{
     embed_images, evaluate, fit, EegDecoder, EegEvalRequest, EegFitRequest, EegMethod,
     EmbedRequest, GroupSummary, Training,
@@ -25,6 +24,7 @@ use brainrecon_routes::eeg::reconstruct::{
 };
 use brainrecon_routes::eeg::retrieval::{cosine_similarities, ranked};
 use brainrecon_routes::eeg::ridge_decoder::RidgeDecoderOptions;
+use brainrecon_routes::score::report::comparison_grid;
 use brainrecon_routes::{Result, RouteError};
 use brainrecon_simulate::eeg::{simulate_eeg, EegOptions};
 use serde::Serialize;

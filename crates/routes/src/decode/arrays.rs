@@ -4,14 +4,14 @@
 //! Every argument and file is checked before any work or output; a problem is a
 //! [`RouteError::Usage`] or a [`DataError`] naming the file and the field.
 
-use brainrecon_metrics::identification::two_way_identification_per_prediction;
-use faer::Mat;
 use crate::error::{Result, RouteError};
 use brainrecon_core::error::require_file;
 use brainrecon_core::DataError;
 use brainrecon_formats::npy;
+use brainrecon_metrics::identification::two_way_identification_per_prediction;
 use brainrecon_ridge::metrics::{pearson_per_target, r2_per_target, summarize};
 use brainrecon_ridge::{row_major_view, Cv, RidgeCv, RidgeModel, Shard};
+use faer::Mat;
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 

@@ -11,8 +11,8 @@
 use super::evaluate::VideoEvalSummary;
 use super::stimuli::{StimulusClips, StimulusTr};
 use crate::error::Result;
-use crate::score::report::relative_href;
 use crate::score::report::escape;
+use crate::score::report::relative_href;
 use brainrecon_core::fs::write_bytes_atomic;
 use brainrecon_formats::cifti::cc2017::Split;
 use brainrecon_formats::video::write_gif;
