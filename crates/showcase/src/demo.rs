@@ -461,7 +461,14 @@ fn reconstruction_route<S: DemoSteps>(
                 device,
             ],
         );
-        features(options, &paths.subject, kind, model, steps)?;
+        features(
+            &options.device,
+            options.progress,
+            &paths.subject,
+            kind,
+            model,
+            steps,
+        )?;
     }
     // Decoders and reconstructions made with other files under the model's name (an
     // earlier version of shapes-ldm or shapes-blip) are made again.
@@ -532,9 +539,11 @@ fn reconstruction_route<S: DemoSteps>(
     Ok(summarize(options, &paths, started)?)
 }
 
-/// Step 3: features of `kind` of the subject's stimuli with `model` (into SUBJECT/features).
-fn features<S: DemoSteps>(
-    options: &DemoOptions,
+/// Step 3: features of `kind` of the subject's stimuli with `model` on `device` (into
+/// SUBJECT/features), as every demo asks for them.
+pub(crate) fn features<S: DemoSteps>(
+    device: &str,
+    progress: bool,
     subject: &Path,
     kind: &str,
     model: &str,
@@ -551,9 +560,9 @@ fn features<S: DemoSteps>(
         sample: false,
         seed: 0,
         batch: 8,
-        device: parse_device(&options.device)?,
+        device: parse_device(device)?,
         dtype: DType::F32,
-        progress: options.progress,
+        progress,
     };
     features_request(&request, |summary, seconds| {
         steps.print(&format!("{}\n", summary.text(seconds)))

@@ -16,7 +16,6 @@ use brainrecon_datasets::prepared::PreparedSubject;
 use brainrecon_diffusion::pipeline::DType;
 use brainrecon_formats::image::{read_png, write_png, RgbImage};
 use brainrecon_routes::decode::decoders::{fit_request, Decoder, FitRequest};
-use brainrecon_routes::decode::features::{features_request, FeaturesRequest};
 use brainrecon_routes::decode::options::parse_device;
 use brainrecon_routes::group::adapt::{adapt, AdaptRequest, Via};
 use brainrecon_routes::group::fit::{fit_group, GroupFitRequest};
@@ -414,24 +413,14 @@ fn subjects<S: DemoSteps>(
                     &options.device,
                 ],
             );
-            let request = FeaturesRequest {
-                subject: subject.clone(),
-                kind: kind.into(),
-                model: Some(options.model.clone()),
-                layer: "last".into(),
-                normalize: false,
-                out: None,
-                size: None,
-                sample: false,
-                seed: 0,
-                batch: 8,
-                device: parse_device(&options.device)?,
-                dtype: DType::F32,
-                progress: options.progress,
-            };
-            features_request(&request, |summary, seconds| {
-                steps.print(&format!("{}\n", summary.text(seconds)))
-            })?;
+            crate::demo::features(
+                &options.device,
+                options.progress,
+                subject,
+                kind,
+                &options.model,
+                steps,
+            )?;
         }
     }
     Ok(())
