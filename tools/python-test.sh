@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Builds the brainrecon Python wheel (crates/python) with maturin in a virtual environment,
 # installs it with the reference libraries (scikit-learn, himalaya, scikit-image) and runs its
-# pytest suite. Needs python3 (>= 3.9, with venv) and PyPI.
+# pytest suite. Needs python3 (>= 3.9, with venv) and PyPI. On x86_64 Linux the wheel is the one
+# users install (tools/wheel.sh: manylinux_2_28, with the brainrecon binary), so the tests run on
+# what ships, and the routes' tests compare the Python package with the wheel's own binary.
 #
 #   bash tools/python-test.sh            # dev profile (dependencies optimised): quickest build
 #   bash tools/python-test.sh --release  # release wheel (what the benchmark uses)
@@ -45,16 +47,24 @@ fi
 wheels="$CARGO_TARGET_DIR/wheels-$profile"
 rm -rf "$wheels"
 start=$(date +%s)
-# workspace-build: the shared dependencies' features as in `cargo test --workspace`, whose
-# compiled dependencies the wheel then reuses (crates/python/Cargo.toml)
-"$venv/bin/maturin" build --locked --profile "$profile" -m crates/python/Cargo.toml \
-  --features workspace-build --interpreter "$venv/bin/python" --out "$wheels"
+if [ "$(uname -sm)" = "Linux x86_64" ]; then
+  # the distributable wheel, its tools in the same environment
+  BRAINRECON_WHEEL_TOOLS="$venv" PYTHON="$python" bash tools/wheel.sh "--$profile" --out "$wheels"
+else
+  # workspace-build: the shared dependencies' features as in `cargo test --workspace`, whose
+  # compiled dependencies the wheel then reuses (crates/python/Cargo.toml)
+  "$venv/bin/maturin" build --locked --profile "$profile" -m crates/python/Cargo.toml \
+    --features workspace-build --interpreter "$venv/bin/python" --out "$wheels"
+fi
 echo "wheel built in $(( $(date +%s) - start )) s: $(ls "$wheels")"
 "$venv/bin/python" -m pip install -q --disable-pip-version-check --force-reinstall --no-deps "$wheels"/*.whl
-# The routes' tests compare their images with the CLI's bytes when a binary no older than the
-# sources is at hand (tools/test.sh builds it first); BRAINRECON_CLI names another.
+# The routes' tests compare their images with the CLI's bytes: the wheel's binary when it has
+# one, else a binary no older than the sources (tools/test.sh builds it first); BRAINRECON_CLI
+# names another.
 cli="$CARGO_TARGET_DIR/debug/brainrecon"
-if [ -z "${BRAINRECON_CLI:-}" ] && [ -x "$cli" ] && [ -z "$(find crates -name '*.rs' -newer "$cli" -print -quit)" ]; then
+if [ -z "${BRAINRECON_CLI:-}" ] && [ -x "$venv/bin/brainrecon" ]; then
+  export BRAINRECON_CLI="$venv/bin/brainrecon"
+elif [ -z "${BRAINRECON_CLI:-}" ] && [ -x "$cli" ] && [ -z "$(find crates -name '*.rs' -newer "$cli" -print -quit)" ]; then
   export BRAINRECON_CLI="$cli"
 fi
 # run from the tests' folder so that `import brainrecon` is the installed wheel

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace, then the Python package's (crates/python: its wheel is
 # built with maturin in a virtual environment under the target folder and tested against
-# scikit-learn and himalaya from PyPI; BRAINRECON_TEST_PYTHON=0 leaves them out). The Rust tests'
+# scikit-learn and himalaya from PyPI, then installed alone into a fresh environment and run
+# without cargo; BRAINRECON_TEST_PYTHON=0 leaves them out). The Rust tests'
 # reference fixtures are committed, so they need no Python. The HTML report tests open pages in
 # headless Chromium: Debian's `chromium` is installed when missing.
 set -euo pipefail
@@ -83,9 +84,14 @@ if [ "${BRAINRECON_TEST_BOOK:-1}" = 1 ]; then
 else
   echo "note: the guide's build was left out (BRAINRECON_TEST_BOOK=0)" >&2
 fi
-# The Python package, built in the same target folder: only the bindings compile anew.
+# The Python package, built in the same target folder: only the bindings and the binary's own
+# crate compile anew. On x86_64 Linux its wheel is the one users install (tools/wheel.sh, with
+# the binary), then installed into a fresh environment and used without the Rust toolchain.
 if [ "${BRAINRECON_TEST_PYTHON:-1}" = 1 ]; then
   CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$(pwd)/target}" bash tools/python-test.sh
+  if [ "$(uname -sm)" = "Linux x86_64" ]; then
+    bash tools/wheel-test.sh "${CARGO_TARGET_DIR:-$(pwd)/target}"/wheels-dev/brainrecon-*.whl
+  fi
 else
   echo "note: the Python package's tests were left out (BRAINRECON_TEST_PYTHON=0)" >&2
 fi

@@ -6,7 +6,9 @@
 //! its `Args` struct (the same for `"dtype"` and `"json"`).
 
 use brainrecon_diffusion::pipeline::{DType, Device};
-use brainrecon_routes::decode::options::{check_ridge_device, open_device, parse_device};
+use brainrecon_routes::decode::options::{
+    check_dtype_on, check_ridge_device, dtype, open_device, parse_device,
+};
 
 /// `--device`: where the models run.
 #[derive(clap::Args, Debug, Clone)]
@@ -62,12 +64,6 @@ pub fn choice<T: Copy + Send + Sync + 'static>(
     )
 }
 
-impl PresetArgs {
-    pub fn preset(&self) -> brainrecon_zoo::Preset {
-        self.preset
-    }
-}
-
 /// `--dtype`: the precision the weights run in.
 #[derive(clap::Args, Debug, Clone)]
 pub struct DtypeArgs {
@@ -79,14 +75,14 @@ pub struct DtypeArgs {
 impl DtypeArgs {
     /// The precision named by `--dtype`; a usage error for an unknown name.
     pub fn dtype(&self) -> anyhow::Result<DType> {
-        crate::commands::dtype(&self.dtype)
+        Ok(dtype(&self.dtype)?)
     }
 
     /// The precision named by `--dtype`, refused when it cannot run on `device` (bf16 on
     /// the CPU).
     pub fn dtype_on(&self, device: &Device) -> anyhow::Result<DType> {
         let dtype = self.dtype()?;
-        crate::commands::check_dtype_on(dtype, device)?;
+        check_dtype_on(dtype, device)?;
         Ok(dtype)
     }
 }
@@ -103,9 +99,7 @@ pub struct CortexArg {
 
 impl CortexArg {
     pub fn choice(&self) -> anyhow::Result<brainrecon_routes::CortexChoice> {
-        self.cortex
-            .parse()
-            .map_err(|e: String| crate::commands::usage(format!("--cortex: {e}")))
+        crate::commands::parse_flag("--cortex", &self.cortex)
     }
 }
 

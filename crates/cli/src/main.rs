@@ -61,8 +61,23 @@ use std::process::ExitCode;
     about = "Reconstruct what a brain saw from fMRI, with ridge decoders and latent diffusion"
 )]
 struct Cli {
+    /// Refuse, by name, anything that would reach the network (as BRAINRECON_OFFLINE=1);
+    /// nothing is downloaded either way
+    #[arg(long, global = true)]
+    offline: bool,
     #[command(subcommand)]
     command: Command,
+}
+
+impl Cli {
+    /// Runs the command, with the offline setting on when `--offline` asks for it (set in the
+    /// environment, so a GPU build this one hands over to and the library checks see it).
+    fn run(self) -> anyhow::Result<()> {
+        if self.offline {
+            std::env::set_var(brainrecon_core::offline::OFFLINE_VAR, "1");
+        }
+        self.command.run()
+    }
 }
 
 subcommands! {
@@ -73,6 +88,7 @@ subcommands! {
         Nsd(commands::nsd::NsdCommand) => commands::nsd::run,
         #[command(subcommand)]
         Bids(commands::bids::BidsCommand) => commands::bids::run,
+        BidsApp(commands::bids_app::Args) => commands::bids_app::run,
         Glm(commands::glm::Args) => commands::glm::run,
         #[command(subcommand)]
         Group(commands::group::GroupCommand) => commands::group::run,
@@ -91,7 +107,7 @@ subcommands! {
         Generate(commands::generate::Args) => commands::generate::run,
         TrainPrior(commands::train::prior::Args) => commands::train::prior::run,
         TrainCaptioner(commands::train::captioner::Args) => commands::train::captioner::run,
-        TrainClap(commands::train::clap::Args) => commands::train::clap::run,
+        TrainClap(commands::train::genres_clap::Args) => commands::train::genres_clap::run,
         TrainWord2vec(commands::train::word2vec::Args) => commands::train::word2vec::run,
         /// Train one of the project's own models (the train-* verbs are the same commands)
         #[command(subcommand)]
@@ -111,7 +127,7 @@ subcommands! {
         Realtime(commands::realtime::RealtimeCommand) =>
             commands::realtime::RealtimeCommand::run,
         #[command(subcommand)]
-        Bench(commands::bench::BenchCommand) => commands::bench::run,
+        Bench(commands::bench::BenchCommand) => commands::bench::BenchCommand::run,
         Stream(commands::stream::Args) => commands::stream::run,
     }
 }
@@ -137,7 +153,7 @@ fn exit_code(error: &anyhow::Error) -> u8 {
 pub fn run_command_line(args: &[&str]) -> anyhow::Result<()> {
     let cli = Cli::try_parse_from(std::iter::once("brainrecon").chain(args.iter().copied()))
         .map_err(|e| commands::usage(e.to_string()))?;
-    cli.command.run()
+    cli.run()
 }
 
 /// Keeps freed tensor buffers in the process for reuse: glibc otherwise returns every buffer
@@ -161,7 +177,7 @@ fn main() -> ExitCode {
     #[cfg(not(all(unix, not(feature = "cuda"))))]
     let parsed = Cli::try_parse();
     let result = match parsed {
-        Ok(cli) => cli.command.run(),
+        Ok(cli) => cli.run(),
         Err(e) => return clap_message(e),
     }
     .and_then(|()| stdout::flush());

@@ -11,6 +11,7 @@
 //! - [`signal`]: GLMsingle's polynomial drift basis;
 //! - `launch` (unix): whether the CPU build hands a `--device cuda` command to the GPU build;
 //! - [`limits`]: bounds on sizes read out of files, checked before any allocation;
+//! - [`offline`]: the offline setting (`BRAINRECON_OFFLINE=1`) and its check before a socket;
 //! - [`progress`]: progress bars drawn only when a person is watching;
 //! - [`text`]: base64 and escaped markup, for pages and XML files.
 //!
@@ -24,6 +25,7 @@ pub mod geometry;
 #[cfg(unix)]
 pub mod launch;
 pub mod limits;
+pub mod offline;
 pub mod progress;
 pub mod signal;
 pub mod stats;

@@ -9,7 +9,9 @@
 //!   shared [`error`] and [`progress`];
 //! - the routes: [`b2c`], [`caption`], [`eeg`], [`encoding`], [`glm`], [`group`], [`music`],
 //!   [`naturalistic`], [`realtime`], [`stream`] and [`video`];
-//! - [`reconstruct`] on top, the one entry that dispatches an image reconstruction to its route.
+//! - on top, the entries that use several routes: [`reconstruct`], which dispatches an image
+//!   reconstruction to its route, and [`bids_app`], the BIDS App that runs the GLM, encoding
+//!   and group routes over a BIDS dataset.
 //!
 //! A route uses the spine only; the spine uses no route; routes never import each other. The
 //! spine has floors, each using only its own and those below: [`error`] and [`progress`], then
@@ -41,7 +43,8 @@ pub mod realtime;
 pub mod stream;
 pub mod video;
 
-// The entry on top.
+// The entries on top.
+pub mod bids_app;
 pub mod reconstruct;
 
 /// Maps on the cortex (the reports call it; `brainrecon cortex draw` draws NIfTI maps).

@@ -32,8 +32,9 @@ const ROUTES: [&str; 11] = [
     "stream",
     "video",
 ];
-/// The one entry on top, allowed to use every route.
-const TOP: [&str; 2] = ["lib", "reconstruct"];
+/// The entries on top, allowed to use every route: the dispatch of a reconstruction and the
+/// BIDS App (an orchestration of several routes).
+const TOP: [&str; 3] = ["bids_app", "lib", "reconstruct"];
 
 fn rust_files(dir: &Path, out: &mut Vec<PathBuf>) {
     for entry in std::fs::read_dir(dir).unwrap() {

@@ -130,16 +130,21 @@ pub fn task_script(
     let mut words = vec![shell_word(&binary.display().to_string())];
     words.extend(work.command_words().iter().map(|w| shell_word(w)));
     words.extend(work.args.iter().map(|w| shell_word(w)));
+    // The BIDS App's OUTPUT_DIR is positional, among the arguments already.
     let out = match work.kind {
-        WorkKind::RidgeFit => double_quoted(
+        WorkKind::RidgeFit => Some(double_quoted(
             &jobs.join("shards").display().to_string(),
             "/$SLURM_ARRAY_TASK_ID",
-        ),
-        WorkKind::Reconstruct => shell_word(&work.out.display().to_string()),
+        )),
+        WorkKind::Reconstruct => Some(shell_word(&work.out.display().to_string())),
+        WorkKind::BidsApp => None,
     };
+    if let Some(out) = out {
+        words.extend(["--out".to_string(), out]);
+    }
     let _ = writeln!(
         s,
-        "# exec: brainrecon itself receives Slurm's signals\nexec {} --out {out} --shard \"$SLURM_ARRAY_TASK_ID/{shards}\"",
+        "# exec: brainrecon itself receives Slurm's signals\nexec {} --shard \"$SLURM_ARRAY_TASK_ID/{shards}\"",
         words.join(" ")
     );
     s

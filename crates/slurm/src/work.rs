@@ -15,6 +15,9 @@ pub enum WorkKind {
     /// `reconstruct`: each task draws a slice of the test images into --out; `reconstruct
     /// merge`.
     Reconstruct,
+    /// `bids-app BIDS_DIR OUTPUT_DIR participant`: each task runs its share of the participants
+    /// into OUTPUT_DIR; the group level joins them.
+    BidsApp,
 }
 
 impl WorkKind {
@@ -23,11 +26,13 @@ impl WorkKind {
         match self {
             WorkKind::RidgeFit => "ridge fit",
             WorkKind::Reconstruct => "reconstruct",
+            WorkKind::BidsApp => "bids-app",
         }
     }
 }
 
-/// A command to shard: its kind, its arguments after the command's name, and its --out.
+/// A command to shard: its kind, its arguments after the command's name, and its --out (the
+/// BIDS App: its OUTPUT_DIR, kept among the arguments too, which are positional there).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Work {
     /// Which command.
@@ -39,8 +44,14 @@ pub struct Work {
 }
 
 impl Work {
-    /// `ridge fit ARGS…` or `reconstruct ARGS…`, with an --out and no --shard of its own.
+    /// `ridge fit ARGS…` or `reconstruct ARGS…`, with an --out and no --shard of its own, or
+    /// `bids-app BIDS_DIR OUTPUT_DIR participant ARGS…`.
     pub fn parse(command: &[String]) -> Result<Self> {
+        if let [app, rest @ ..] = command {
+            if app == "bids-app" {
+                return Self::parse_bids_app(rest);
+            }
+        }
         let (kind, rest) = match command {
             [ridge, fit, rest @ ..] if ridge == "ridge" && fit == "fit" => {
                 (WorkKind::RidgeFit, rest)
@@ -50,8 +61,9 @@ impl Work {
             }
             _ => {
                 return Err(usage(format!(
-                    "slurm submit: expected `-- ridge fit ARGS` or `-- reconstruct ARGS` (the \
-                     commands that split into shards), found `{}`",
+                    "slurm submit: expected `-- ridge fit ARGS`, `-- reconstruct ARGS` or \
+                     `-- bids-app BIDS_DIR OUTPUT_DIR participant ARGS` (the commands that \
+                     split into shards), found `{}`",
                     command.join(" ")
                 )))
             }
@@ -83,6 +95,36 @@ impl Work {
         })
     }
 
+    /// `BIDS_DIR OUTPUT_DIR participant ARGS…`: one participant level over the array.
+    fn parse_bids_app(rest: &[String]) -> Result<Self> {
+        let positional: Vec<&String> = rest.iter().filter(|w| !w.starts_with('-')).collect();
+        if rest
+            .iter()
+            .any(|w| w == "--shard" || w.starts_with("--shard="))
+        {
+            return Err(usage(
+                "slurm submit: leave --shard out of the command; each task gets its own",
+            ));
+        }
+        match (rest.first(), rest.get(1), rest.get(2)) {
+            (Some(_), Some(out), Some(level))
+                if level == "participant" && positional.len() >= 3 && !out.starts_with('-') =>
+            {
+                Ok(Work {
+                    kind: WorkKind::BidsApp,
+                    args: rest.to_vec(),
+                    out: PathBuf::from(out),
+                })
+            }
+            _ => Err(usage(format!(
+                "slurm submit: expected `-- bids-app BIDS_DIR OUTPUT_DIR participant [OPTIONS]` \
+                 (the participant level splits over the array; the group level follows it), \
+                 found `bids-app {}`",
+                rest.join(" ")
+            ))),
+        }
+    }
+
     /// The value of `--flag` (or `--flag=value`) among the command's arguments.
     fn value_of(&self, flag: &str) -> Option<&str> {
         let mut words = self.args.iter();
@@ -103,6 +145,18 @@ impl Work {
         let inputs: &[&str] = match self.kind {
             WorkKind::RidgeFit => &["--x", "--y", "--groups"],
             WorkKind::Reconstruct => &["--subject"],
+            WorkKind::BidsApp => {
+                let description = workdir.join(&self.args[0]).join("dataset_description.json");
+                if !description.is_file() {
+                    return Err(brainrecon_core::DataError::Missing {
+                        path: description,
+                        what: "BIDS_DIR's dataset_description.json (each task reads the \
+                               dataset; checked before submitting)"
+                            .into(),
+                    });
+                }
+                &[]
+            }
         };
         for flag in inputs {
             if let Some(value) = self.value_of(flag) {
@@ -140,7 +194,7 @@ impl Work {
     pub fn shard_out(&self, jobs: &Path, k: usize) -> PathBuf {
         match self.kind {
             WorkKind::RidgeFit => jobs.join("shards").join(k.to_string()),
-            WorkKind::Reconstruct => self.out.clone(),
+            WorkKind::Reconstruct | WorkKind::BidsApp => self.out.clone(),
         }
     }
 
@@ -157,6 +211,16 @@ impl Work {
             WorkKind::Reconstruct => {
                 vec!["reconstruct".into(), "merge".into(), "--out".into(), out]
             }
+            // The group level over the same dataset, participants and options.
+            WorkKind::BidsApp => std::iter::once("bids-app".to_string())
+                .chain(self.args.iter().enumerate().map(|(i, w)| {
+                    if i == 2 {
+                        "group".to_string()
+                    } else {
+                        w.clone()
+                    }
+                }))
+                .collect(),
         }
     }
 
@@ -183,6 +247,9 @@ impl Work {
                 brainrecon_core::fs::read_json::<Manifest>(&shard.manifest_path(&out))
                     .is_ok_and(|m| m.complete)
             }
+            WorkKind::BidsApp => {
+                brainrecon_routes::bids_app::shard_done(&workdir.join(&self.out), k, shards)
+            }
         }
     }
 
@@ -196,6 +263,7 @@ impl Work {
                 !brainrecon_routes::linear::shards::shards_dir(&out).exists()
                     && Manifest::load(&out).is_ok_and(|m| m.complete && m.options.shard.is_none())
             }
+            WorkKind::BidsApp => brainrecon_routes::bids_app::group_done(&out),
         }
     }
 }
@@ -217,6 +285,19 @@ mod tests {
         assert!(Work::parse(&words("reconstruct --subject s --out r --shard 0/2")).is_err());
         assert!(Work::parse(&words("reconstruct --subject s")).is_err());
         assert!(Work::parse(&words("fit --subject s --out d")).is_err());
+    }
+
+    #[test]
+    fn bids_app_splits_its_participant_level_and_merges_with_the_group_level() {
+        let work = Work::parse(&words("bids-app ds out participant --space T1w")).unwrap();
+        assert_eq!(work.kind, WorkKind::BidsApp);
+        assert_eq!(work.out, PathBuf::from("out"));
+        assert_eq!(
+            work.merge_args(Path::new("jobs"), 2).join(" "),
+            "bids-app ds out group --space T1w"
+        );
+        assert!(Work::parse(&words("bids-app ds out group")).is_err());
+        assert!(Work::parse(&words("bids-app ds out participant --shard 0/2")).is_err());
     }
 
     #[test]

@@ -158,6 +158,7 @@ pub fn open_named(source: &str, options: &NamedSourceOptions) -> Result<NamedSou
         let format = raw_format(options.format.as_deref(), what)?;
         let channels = need(options.channels, "--channels", what)?;
         let rate = need(options.rate, "--rate", what)?;
+        brainrecon_core::offline::check_network(&format!("--source {source}"), address)?;
         let stream = std::net::TcpStream::connect(address)
             .map_err(|e| usage(format!("--source {source}: cannot connect: {e}")))?;
         let reader = RawReader::new(stream, source, format, channels, rate)?;

@@ -37,6 +37,20 @@ impl Format {
             _ => return None,
         })
     }
+
+    /// The format `name` names: `i16`, `f32`, `npy`, `csv`, `edf` or `nwb` (exactly these
+    /// words, as `--format` takes them); `None` for any other name.
+    pub fn from_name(name: &str) -> Option<Format> {
+        Some(match name {
+            "i16" => Format::Raw(RawFormat::I16),
+            "f32" => Format::Raw(RawFormat::F32),
+            "npy" => Format::Npy,
+            "csv" => Format::Csv,
+            "edf" => Format::Edf,
+            "nwb" => Format::Nwb,
+            _ => return None,
+        })
+    }
 }
 
 /// What [`open`] needs beyond the path; fields a format does not use are ignored.

@@ -216,7 +216,10 @@ pub fn serve_page(
         ))
     };
     match address {
-        Some(address) => serve(address, hub.clone()).map_err(|e| failed(address, e)),
+        Some(address) => {
+            brainrecon_core::offline::check_network(&format!("--serve {address}"), address)?;
+            serve(address, hub.clone()).map_err(|e| failed(address, e))
+        }
         None => match serve(DEFAULT_SERVE, hub.clone()) {
             Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => {
                 note(&format!(

@@ -1,9 +1,8 @@
-use crate::args::{DeviceArgs, JsonArg};
+use crate::commands::prelude::*;
 use brainrecon_routes::b2c::request::{
     ablation_request, train_request, AblationRequest, TrainingRequest,
 };
 use brainrecon_routes::b2c::train::TrainOptions;
-use std::path::PathBuf;
 
 subcommands! {
     /// Brain-to-Context: train a Transformer that turns betas into the diffusion model's context

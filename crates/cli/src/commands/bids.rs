@@ -1,13 +1,12 @@
 //! `brainrecon bids prepare`: continuous recordings (movies, music) → a run set.
 
-use crate::args::JsonArg;
+use crate::commands::prelude::*;
 use brainrecon_core::signal::detrend::Detrend;
 use brainrecon_core::DataError;
 use brainrecon_datasets::fmriprep::FmriprepOptions;
 use brainrecon_datasets::runs::prepare::{
     prepare, prepare_fmriprep, Layout, MaskChoice, PrepareOptions,
 };
-use std::path::PathBuf;
 
 /// Read continuous fMRI (one volume per TR) from a BIDS dataset and prepare a run set
 #[derive(clap::Subcommand)]
@@ -162,11 +161,8 @@ pub fn run(command: BidsCommand) -> anyhow::Result<()> {
         Some(f) => prepare_fmriprep(&opts, f)?,
         None => prepare(&opts)?,
     };
-    if args.json.json {
-        return super::print_json(&report);
-    }
-    out!("{}", report.text())?;
-    if let Some(warning) = report.warning() {
+    super::report(args.json.json, &report, |r| r.text())?;
+    if let Some(warning) = report.warning().filter(|_| !args.json.json) {
         eprintln!("{warning}");
     }
     Ok(())

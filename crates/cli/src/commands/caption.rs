@@ -1,6 +1,5 @@
-use crate::args::{DeviceArgs, JsonArg};
+use crate::commands::prelude::*;
 use brainrecon_routes::caption::decode::{caption_request, CaptionOptions, CaptionRequest};
-use std::path::PathBuf;
 
 /// Write a caption of every test image from its decoded BLIP image tokens.
 ///

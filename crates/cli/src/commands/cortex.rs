@@ -1,9 +1,8 @@
 //! `brainrecon cortex draw`: volume maps on the cortex (the work is in
 //! `brainrecon_cortex::report::draw_volumes`).
 
-use crate::args::{CortexArg, JsonArg};
+use crate::commands::prelude::*;
 use brainrecon_routes::cortex::{draw_volumes, DrawOptions};
-use std::path::PathBuf;
 
 /// Maps on the cortex.
 #[derive(clap::Subcommand)]

@@ -1,6 +1,5 @@
-use crate::args::JsonArg;
+use crate::commands::prelude::*;
 use brainrecon_routes::decode::decoders::{decode_test, DecodedTest};
-use std::path::PathBuf;
 
 /// Decode the test betas of a prepared subject with a fitted model.
 ///

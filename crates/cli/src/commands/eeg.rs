@@ -1,7 +1,7 @@
 //! `brainrecon eeg`: what a person saw, decoded from EEG (THINGS-EEG2's layout) by zero-shot
 //! retrieval, as NICE and ATM score it.
 
-use crate::args::{choice, JsonArg};
+use crate::commands::prelude::*;
 use brainrecon_datasets::things_eeg2::{ChannelSelection, RawPreprocessing};
 use brainrecon_datasets::things_meg::MegOptions;
 use brainrecon_routes::eeg::decoder::{
@@ -14,9 +14,8 @@ use brainrecon_routes::eeg::preprocess::{
     PreprocessRequest,
 };
 use brainrecon_routes::eeg::reconstruct::{reconstruct, EegReconstructRequest, DEFAULT_PROMPT};
-use brainrecon_routes::eeg::ridge_decoder::RidgeDecoderOptions;
-use brainrecon_stream::{Format, OpenOptions, Pace, RawFormat};
-use std::path::PathBuf;
+use brainrecon_routes::eeg::ridge_decoder::{parse_window, RidgeDecoderOptions};
+use brainrecon_stream::{Format, OpenOptions, Pace};
 
 /// Decode seen images from EEG: image embeddings, decoders, zero-shot retrieval
 ///
@@ -424,39 +423,12 @@ pub struct LiveArgs {
 }
 
 /// `--format` for `eeg live`.
-fn stream_format(name: Option<&str>) -> anyhow::Result<Option<Format>> {
-    Ok(match name {
-        None => None,
-        Some("i16") => Some(Format::Raw(RawFormat::I16)),
-        Some("f32") => Some(Format::Raw(RawFormat::F32)),
-        Some("npy") => Some(Format::Npy),
-        Some("csv") => Some(Format::Csv),
-        Some("edf") => Some(Format::Edf),
-        Some("nwb") => Some(Format::Nwb),
-        Some(other) => {
-            return Err(super::usage(format!(
-                "--format: expected i16, f32, npy, csv, edf or nwb, found '{other}'"
-            )))
-        }
-    })
-}
-
-/// `START:END` samples.
-fn parse_window(text: &str) -> anyhow::Result<std::ops::Range<usize>> {
-    let bad = || {
+fn stream_format(name: &str) -> anyhow::Result<Format> {
+    Format::from_name(name).ok_or_else(|| {
         super::usage(format!(
-            "--window: expected START:END samples, found '{text}'"
+            "--format: expected i16, f32, npy, csv, edf or nwb, found '{name}'"
         ))
-    };
-    let (a, b) = text.split_once(':').ok_or_else(bad)?;
-    let (start, end) = (
-        a.trim().parse().map_err(|_| bad())?,
-        b.trim().parse().map_err(|_| bad())?,
-    );
-    if start >= end {
-        return Err(bad());
-    }
-    Ok(start..end)
+    })
 }
 
 pub fn run(command: EegCommand) -> anyhow::Result<()> {
@@ -521,16 +493,7 @@ pub fn run(command: EegCommand) -> anyhow::Result<()> {
                 batch: a.batch,
                 progress,
             })?;
-            a.json.print(&meta, |m| {
-                format!(
-                    "{} training and {} test images embedded by {} ({} wide): {}",
-                    m.training,
-                    m.test,
-                    m.model,
-                    m.width,
-                    a.out.display()
-                )
-            })
+            a.json.print(&meta, |m| m.text(&a.out))
         }
         EegCommand::Fit(a) => {
             let training = match (a.subject, a.leave_out) {
@@ -565,7 +528,7 @@ pub fn run(command: EegCommand) -> anyhow::Result<()> {
             let request = LiveEegRequest {
                 source: a.source,
                 open: OpenOptions {
-                    format: stream_format(a.format.as_deref())?,
+                    format: a.format.as_deref().map(stream_format).transpose()?,
                     rate: a.rate,
                     channels: a.channels,
                     ..OpenOptions::default()
@@ -581,10 +544,7 @@ pub fn run(command: EegCommand) -> anyhow::Result<()> {
             };
             let report = run_live(&request, &|line| eprintln!("{line}"), |trial| {
                 if progress {
-                    eprintln!(
-                        "trial at {:.2} s (code {}): ranked {:?}, {:.2} ms",
-                        trial.onset_s, trial.code, trial.ranked, trial.latency_ms
-                    );
+                    eprintln!("{}", trial.text());
                 }
             })?;
             a.json.print(&report, |r| r.text())

@@ -1,6 +1,5 @@
-use crate::args::{DeviceArgs, JsonArg};
+use crate::commands::prelude::*;
 use brainrecon_routes::score::folder_eval::{eval, EvalRequest};
-use std::path::PathBuf;
 
 /// Compare reconstructions with the images that were seen.
 ///

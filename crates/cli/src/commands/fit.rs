@@ -1,6 +1,5 @@
-use crate::args::{DeviceArgs, JsonArg};
+use crate::commands::prelude::*;
 use brainrecon_routes::decode::decoders::{fit_request, FitRequest};
-use std::path::PathBuf;
 
 /// Fit a ridge decoder from an ROI's betas to per-image targets of a prepared subject.
 ///

@@ -1,6 +1,5 @@
-use crate::args::{DeviceArgs, DtypeArgs, JsonArg};
+use crate::commands::prelude::*;
 use brainrecon_routes::linear::generate::{generate, step_printer, GenerateImage, GenerateRequest};
-use std::path::PathBuf;
 
 /// Generate an image with Stable Diffusion: txt2img, or img2img from `--init-image`.
 ///

@@ -1,8 +1,8 @@
 //! `brainrecon glm`: an event-related experiment preprocessed by fMRIPrep → single-trial betas
 //! by GLMsingle's method (TYPEA–TYPED), written under GLMsingle's names.
 
+use crate::commands::prelude::*;
 use brainrecon_routes::glm::{fit_folder, GlmOptions, Source};
-use std::path::PathBuf;
 
 mod compare;
 mod prepare;
@@ -94,9 +94,8 @@ pub struct Args {
     /// Output folder
     #[arg(long, required = true)]
     out: Option<PathBuf>,
-    /// Print the summary as JSON
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    json: JsonArg,
     #[command(flatten)]
     cortex: crate::args::CortexArg,
 }
@@ -139,5 +138,5 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     for note in outcome.notes() {
         eprintln!("{note}");
     }
-    super::report(args.json, &outcome.meta, |_| outcome.text(&out))
+    super::report(args.json.json, &outcome.meta, |_| outcome.text(&out))
 }

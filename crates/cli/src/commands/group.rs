@@ -1,13 +1,12 @@
 //! `brainrecon group`: a space shared by a group of subjects, and a new subject brought into it
 //! from one or two sessions.
 
-use crate::args::JsonArg;
+use crate::commands::prelude::*;
 use brainrecon_datasets::nsd::{parse_sessions, parse_subject};
-use brainrecon_routes::group::adapt::{adapt, AdaptRequest, MapFit, Via};
-use brainrecon_routes::group::curve::{curve, CurveRequest};
+use brainrecon_routes::group::adapt::{adapt, AdaptRequest};
+use brainrecon_routes::group::curve::{curve, parse_session_counts, CurveRequest};
 use brainrecon_routes::group::fit::{fit_group, GroupFitRequest};
 use brainrecon_routes::group::prepare::{prepare_group, GroupPrepareRequest};
-use std::path::PathBuf;
 
 /// A space shared across subjects: fit it on a group, then bring a new subject in from one
 /// session
@@ -208,29 +207,21 @@ pub fn run(command: GroupCommand) -> anyhow::Result<()> {
                 align_share: a.align_share,
                 seed: a.seed,
             })?;
-            if a.json.json {
-                return super::print_json(&report);
-            }
-            out!("{}", report.text())
+            super::report(a.json.json, &report, |r| r.text())
         }
         GroupCommand::Fit(a) => {
-            let report = fit_group(
-                &GroupFitRequest {
-                    group: a.group,
-                    method: a.method,
-                    name: a.name,
-                    k: a.k,
-                    n_iter: a.n_iter,
-                    seed: a.seed,
-                    targets: a.targets,
-                    cv: a.cv,
-                },
-                &mut note,
-            )?;
-            if a.json.json {
-                return super::print_json(&report);
-            }
-            out!("{}", report.text())
+            let request = GroupFitRequest {
+                group: a.group,
+                method: a.method,
+                name: a.name,
+                k: a.k,
+                n_iter: a.n_iter,
+                seed: a.seed,
+                targets: a.targets,
+                cv: a.cv,
+            };
+            let report = fit_group(&request, &mut note)?;
+            super::report(a.json.json, &report, |r| r.text())
         }
         GroupCommand::Adapt(a) => {
             let report = adapt(&AdaptRequest {
@@ -240,66 +231,29 @@ pub fn run(command: GroupCommand) -> anyhow::Result<()> {
                 sessions: a.sessions.as_deref().map(parse_sessions).transpose()?,
                 via: a
                     .via
-                    .as_deref()
-                    .map(parse_via)
+                    .map(|v| super::parse_flag("--via", &v))
                     .transpose()?
                     .unwrap_or_default(),
-                map: a.map.as_deref().map(parse_map).transpose()?,
+                map: a.map.map(|m| super::parse_flag("--map", &m)).transpose()?,
                 eval_subject: a.eval_subject,
                 out: a.out,
             })?;
-            if a.json.json {
-                return super::print_json(&report);
-            }
-            out!("{}", report.text())
+            super::report(a.json.json, &report, |r| r.text())
         }
         GroupCommand::Curve(a) => {
-            let sessions = a
-                .sessions
-                .iter()
-                .map(|s| match s.as_str() {
-                    "all" => Ok(None),
-                    n => n
-                        .parse::<usize>()
-                        .ok()
-                        .filter(|&n| n > 0)
-                        .map(Some)
-                        .ok_or_else(|| {
-                            super::usage(format!(
-                                "--sessions: expected counts ≥ 1 or all, found '{n}'"
-                            ))
-                        }),
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            let result = curve(
-                &CurveRequest {
-                    group: a.group,
-                    spaces: a.spaces,
-                    nsd_root: a.nsd_root,
-                    subject: parse_subject(&a.subject)?,
-                    sessions,
-                    targets: a.targets,
-                    out: a.out,
-                    progress,
-                },
-                &mut note,
-            )?;
-            if a.json.json {
-                return super::print_json(&result);
-            }
-            out!("{}", result.text())
+            let sessions = parse_session_counts(&a.sessions)?;
+            let request = CurveRequest {
+                group: a.group,
+                spaces: a.spaces,
+                nsd_root: a.nsd_root,
+                subject: parse_subject(&a.subject)?,
+                sessions,
+                targets: a.targets,
+                out: a.out,
+                progress,
+            };
+            let result = curve(&request, &mut note)?;
+            super::report(a.json.json, &result, |r| r.text())
         }
     }
-}
-
-/// `--via` (no list in `--help`: its text names the choices).
-fn parse_via(text: &str) -> anyhow::Result<Via> {
-    text.parse()
-        .map_err(|e| super::usage(format!("--via: {e}")))
-}
-
-/// `--map`.
-fn parse_map(text: &str) -> anyhow::Result<MapFit> {
-    text.parse()
-        .map_err(|e| super::usage(format!("--map: {e}")))
 }

@@ -1,6 +1,5 @@
-use crate::args::JsonArg;
+use crate::commands::prelude::*;
 use brainrecon_datasets::prepared::PreparedSubject;
-use std::path::PathBuf;
 
 /// Describe a prepared subject: counts, ROIs, test ids, image size.
 #[derive(clap::Args)]

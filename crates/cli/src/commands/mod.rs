@@ -1,6 +1,7 @@
 pub mod b2c;
 pub mod bench;
 pub mod bids;
+pub mod bids_app;
 pub mod caption;
 pub mod cortex;
 pub mod decode;
@@ -29,17 +30,25 @@ pub mod video;
 
 use std::io::IsTerminal;
 
+/// What the commands' files share: the flag groups, the printers below, the sampling checks and
+/// `PathBuf`.
+pub mod prelude {
+    pub use super::{progress_line, report, show_progress, step_line, usage};
+    pub use crate::args::{choice, CortexArg, DeviceArgs, DtypeArgs, JsonArg, PresetArgs};
+    pub use brainrecon_routes::decode::options::{check_dtype_on, check_sampling};
+    pub use std::path::PathBuf;
+}
+
 /// A wrong argument that clap cannot see (e.g. two options that conflict by value): bad input,
 /// exit 2.
 pub fn usage(message: impl Into<String>) -> anyhow::Error {
     brainrecon_core::DataError::Usage(message.into()).into()
 }
 
-/// Checks `--steps` and `--guidance` of the commands that sample.
-pub fn check_sampling(steps: usize, guidance: f64) -> anyhow::Result<()> {
-    Ok(brainrecon_routes::decode::options::check_sampling(
-        steps, guidance,
-    )?)
+/// `text` parsed as `flag`'s value by its library type; a usage error (exit 2) `{flag}: {why}`
+/// when it is none of the type's values.
+pub fn parse_flag<T: std::str::FromStr<Err = String>>(flag: &str, text: &str) -> anyhow::Result<T> {
+    text.parse().map_err(|e| usage(format!("{flag}: {e}")))
 }
 
 /// Progress bars only when a person is watching.
@@ -48,8 +57,7 @@ pub fn show_progress() -> bool {
 }
 
 pub fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
-    outln!("{}", serde_json::to_string_pretty(value)?)?;
-    Ok(())
+    outln!("{}", serde_json::to_string_pretty(value)?)
 }
 
 /// Prints `report` as pretty JSON with `--json`, else the text `text` makes of it, as it is
@@ -68,28 +76,20 @@ pub fn report<R: serde::Serialize>(
 /// A training step on a terminal: `\r{what}: step {step}/{total}, loss {loss:.4}`, rewritten in
 /// place and ended by a newline at the last step; nothing when no person watches.
 pub fn step_line(show: bool, what: &str, step: usize, total: usize, loss: f64) {
+    let line = format_args!("{what}: step {step}/{total}, loss {loss:.4}");
+    progress_line(show, line, step == total);
+}
+
+/// `line` on a terminal, rewritten in place (`\r{line}   `) and ended by a newline when it is
+/// the `last`; nothing when no person watches.
+pub fn progress_line(show: bool, line: std::fmt::Arguments, last: bool) {
     if show {
-        eprint!("\r{what}: step {step}/{total}, loss {loss:.4}   ");
-        if step == total {
+        eprint!("\r{line}   ");
+        if last {
             eprintln!();
         }
         let _ = std::io::Write::flush(&mut std::io::stderr());
     }
-}
-
-/// `--dtype`: the precision the U-Net and text encoder run in.
-pub fn dtype(name: &str) -> anyhow::Result<brainrecon_diffusion::pipeline::DType> {
-    Ok(brainrecon_routes::decode::options::dtype(name)?)
-}
-
-/// bf16 runs on GPUs only: the CPU has no bf16 matrix products.
-pub fn check_dtype_on(
-    dtype: brainrecon_diffusion::pipeline::DType,
-    device: &brainrecon_diffusion::pipeline::Device,
-) -> anyhow::Result<()> {
-    Ok(brainrecon_routes::decode::options::check_dtype_on(
-        dtype, device,
-    )?)
 }
 
 /// The command line as typed, quoted where a shell would need it, for reports.

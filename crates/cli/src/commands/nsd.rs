@@ -1,7 +1,6 @@
-use crate::args::JsonArg;
+use crate::commands::prelude::*;
 use brainrecon_datasets::nsd::prepare::{prepare, PrepareOptions, ZScore};
 use brainrecon_datasets::nsd::{parse_sessions, parse_subject};
-use std::path::PathBuf;
 
 /// Read the Natural Scenes Dataset as it is downloaded and prepare a subject from it
 #[derive(clap::Subcommand)]
@@ -86,11 +85,8 @@ pub fn run(command: NsdCommand) -> anyhow::Result<()> {
         image_size: args.image_size,
         progress: super::show_progress(),
     })?;
-    if args.json.json {
-        return super::print_json(&report);
-    }
-    out!("{}", report.text())?;
-    if let Some(note) = report.note() {
+    super::report(args.json.json, &report, |r| r.text())?;
+    if let Some(note) = report.note().filter(|_| !args.json.json) {
         eprintln!("{note}");
     }
     Ok(())

@@ -4,9 +4,8 @@
 //! also serves the live page); this file turns flags into its options and prints.
 
 use super::realtime::{stop_flag, FolderArgs};
-use crate::args::{DeviceArgs, DtypeArgs};
+use crate::commands::prelude::*;
 use brainrecon_routes::realtime::{run_session, LiveOptions, PageOptions};
-use std::path::PathBuf;
 
 /// Reconstruct what the subject sees while the scanner runs, volume by volume.
 ///
@@ -101,7 +100,7 @@ pub struct RunArgs {
 }
 
 pub fn run(args: Box<RunArgs>) -> anyhow::Result<()> {
-    super::check_sampling(args.steps, args.guidance)?;
+    check_sampling(args.steps, args.guidance)?;
     let device = args.device.device()?;
     let dtype = args.dtype.dtype_on(&device)?;
     let options = LiveOptions {

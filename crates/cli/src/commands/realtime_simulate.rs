@@ -1,11 +1,10 @@
 //! `brainrecon realtime simulate`: a simulated subject's next session, written as a scanner's
 //! real-time export.
 
-use crate::args::choice;
+use crate::commands::prelude::*;
 use brainrecon_formats::dicom::write::DicomLayout;
 use brainrecon_simulate::scanner_export::{export_session, replay as replay_run};
 use brainrecon_simulate::scanner_export::{ExportOptions, ReplayOptions};
-use std::path::PathBuf;
 
 /// Write a simulated subject's next session as a scanner's real-time export.
 ///
@@ -63,9 +62,8 @@ pub struct SimulateArgs {
     /// Seed of the session's noise, order and motion
     #[arg(long, default_value_t = 1)]
     seed: u64,
-    /// Print the summary as JSON
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    json: JsonArg,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -88,7 +86,7 @@ pub fn run(args: SimulateArgs) -> anyhow::Result<()> {
         motion: args.motion,
         seed: args.seed,
     })?;
-    super::report(args.json, &exported.json(), |_| exported.text() + "\n")
+    args.json.print(&exported.json(), |_| exported.text())
 }
 
 /// Replay a recorded run as a scanner's export, one 3-D NIfTI volume per TR (a rehearsal).

@@ -1,6 +1,7 @@
+use crate::commands::prelude::*;
+use brainrecon_routes::decode::options::{dtype, parse_device};
 use brainrecon_routes::linear::ReconstructOptions;
 use brainrecon_routes::reconstruct::ReconstructRequest;
-use std::path::PathBuf;
 
 /// Reconstruct the test images of a prepared subject from its betas.
 ///
@@ -119,14 +120,13 @@ pub struct MergeArgs {
     /// The reconstruction folder the shards wrote into
     #[arg(long)]
     out: PathBuf,
-    /// Print the summary as JSON
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    json: JsonArg,
 }
 
 fn merge(args: MergeArgs) -> anyhow::Result<()> {
     let summary = brainrecon_routes::linear::shards::merge(&args.out)?;
-    super::report(args.json, &summary, |_| summary.text() + "\n")
+    args.json.print(&summary, |_| summary.text())
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -157,8 +157,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         },
         batch: args.batch,
         shard: args.shard,
-        device: brainrecon_routes::decode::options::parse_device(&args.device)?,
-        dtype: super::dtype(&args.dtype)?,
+        device: parse_device(&args.device)?,
+        dtype: dtype(&args.dtype)?,
         command: super::command_line(),
         progress: super::show_progress(),
     };

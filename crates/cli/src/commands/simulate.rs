@@ -1,7 +1,6 @@
-use crate::args::JsonArg;
+use crate::commands::prelude::*;
 use brainrecon_simulate::request::{self, Request};
 use brainrecon_simulate::OutputLayout;
-use std::path::PathBuf;
 
 #[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Kind {
@@ -197,8 +196,5 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         individual_share: args.individual_share,
         shared_images: args.shared_images,
     })?;
-    if args.json.json {
-        return super::print_json(&summary.json()?);
-    }
-    outln!("{}", summary.text())
+    args.json.print(&summary.json()?, |_| summary.text())
 }

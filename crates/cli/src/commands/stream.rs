@@ -4,12 +4,10 @@
 //! generator and the whole run `brainrecon_routes::stream::run_stream`; this file turns flags
 //! into its options and prints.
 
-use super::usage;
-use crate::args::{DeviceArgs, DtypeArgs};
+use crate::commands::prelude::*;
 use brainrecon_diffusion::scheduler::SchedulerKind;
 use brainrecon_routes::stream::{run_stream, StreamOptions, StreamRunError};
 use brainrecon_stream::Smoother;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
@@ -123,9 +121,8 @@ pub struct Args {
     device: DeviceArgs,
     #[command(flatten)]
     dtype: DtypeArgs,
-    /// Print the summary as JSON
-    #[arg(long)]
-    json: bool,
+    #[command(flatten)]
+    json: JsonArg,
 }
 
 /// Ctrl-C or SIGTERM ends the run after the current frame; a second one ends it at once.
@@ -142,7 +139,7 @@ fn on_signals(stop: &Arc<AtomicBool>) {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    super::check_sampling(args.steps, args.guidance)?;
+    check_sampling(args.steps, args.guidance)?;
     if args.batch == 0 || args.batch > 64 {
         return Err(usage(format!(
             "--batch: expected 1 to 64, found {}",
@@ -154,13 +151,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let scheduler =
         SchedulerKind::parse(&args.scheduler).map_err(|e| usage(format!("--scheduler: {e}")))?;
-    let smoother = match args.smooth {
-        Some(alpha) => Some(Smoother::new(alpha).map_err(|e| usage(e.to_string()))?),
-        None => None,
-    };
+    let smoother = args.smooth.map(Smoother::new).transpose();
+    let smoother = smoother.map_err(|e| usage(e.to_string()))?;
     let dtype = args.dtype.dtype()?;
     let device = args.device.device()?;
-    super::check_dtype_on(dtype, &device)?;
+    check_dtype_on(dtype, &device)?;
     let report = run_stream(StreamOptions {
         source: args.source,
         channels: args.channels,
@@ -195,8 +190,5 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         StreamRunError::Route(e) => anyhow::Error::from(e),
         StreamRunError::Live(e) => e.into(),
     })?;
-    if args.json {
-        return super::print_json(&report.json()?);
-    }
-    out!("{}", report.text())
+    super::report(args.json.json, &report.json()?, |_| report.text())
 }

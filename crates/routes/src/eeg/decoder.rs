@@ -185,6 +185,20 @@ pub struct EmbeddingsMeta {
     pub test: usize,
 }
 
+impl EmbeddingsMeta {
+    /// As `eeg embed` prints it: the images embedded, by which model, and the folder `out`.
+    pub fn text(&self, out: &Path) -> String {
+        format!(
+            "{} training and {} test images embedded by {} ({} wide): {}",
+            self.training,
+            self.test,
+            self.model,
+            self.width,
+            out.display()
+        )
+    }
+}
+
 /// `brainrecon eeg embed`.
 #[derive(Clone, Debug)]
 pub struct EmbedRequest {

@@ -73,6 +73,16 @@ pub struct LiveTrial {
     pub latency_ms: f64,
 }
 
+impl LiveTrial {
+    /// As `eeg live` shows each trial on a terminal: onset, code, ranking and latency.
+    pub fn text(&self) -> String {
+        format!(
+            "trial at {:.2} s (code {}): ranked {:?}, {:.2} ms",
+            self.onset_s, self.code, self.ranked, self.latency_ms
+        )
+    }
+}
+
 /// What a session did (OUT/session.json).
 #[derive(Clone, Debug, Serialize)]
 pub struct LiveEegReport {

@@ -37,6 +37,25 @@ impl Default for RidgeDecoderOptions {
     }
 }
 
+/// The time samples `--window` names, `START:END` (END excluded, START below END).
+///
+/// # Errors
+/// [`RouteError::Usage`] naming the flag and the text for anything else.
+pub fn parse_window(text: &str) -> Result<Range<usize>> {
+    let bad = || {
+        RouteError::Usage(format!(
+            "--window: expected START:END samples, found '{text}'"
+        ))
+    };
+    let (start, end) = text.split_once(':').ok_or_else(bad)?;
+    let start: usize = start.trim().parse().map_err(|_| bad())?;
+    let end: usize = end.trim().parse().map_err(|_| bad())?;
+    if start >= end {
+        return Err(bad());
+    }
+    Ok(start..end)
+}
+
 /// A fitted decoder.
 pub struct RidgeDecoder {
     /// Ridge from `[channels × window]` EEG features to the embedding.

@@ -37,6 +37,27 @@ pub struct CurveRequest {
     pub progress: bool,
 }
 
+/// The session counts `--sessions` lists: each a count of at least 1, or `all` (`None`).
+///
+/// # Errors
+/// [`RouteError::Usage`] naming the first entry that is neither.
+pub fn parse_session_counts(entries: &[String]) -> Result<Vec<Option<usize>>> {
+    let count = |entry: &str| match entry {
+        "all" => Some(None),
+        n => n.parse::<usize>().ok().filter(|&n| n > 0).map(Some),
+    };
+    entries
+        .iter()
+        .map(|entry| {
+            count(entry).ok_or_else(|| {
+                RouteError::Usage(format!(
+                    "--sessions: expected counts ≥ 1 or all, found '{entry}'"
+                ))
+            })
+        })
+        .collect()
+}
+
 /// One point of the curve.
 #[derive(Debug, Clone, Serialize)]
 pub struct CurvePoint {

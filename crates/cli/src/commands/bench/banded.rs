@@ -1,10 +1,8 @@
 //! `brainrecon bench banded`: banded ridge timed on the workload, with the arrays
 //! written as .npy so that `tools/bench/banded_anchor.py` fits himalaya on the same data.
 
-use crate::args::JsonArg;
-use crate::commands::report;
+use crate::commands::prelude::*;
 use brainrecon_showcase::bench::banded::{self, measure, BandedBench};
-use std::path::PathBuf;
 
 /// Time banded ridge (random search over band weights, leave-one-run-out CV, R² selection).
 ///

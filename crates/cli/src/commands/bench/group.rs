@@ -1,10 +1,8 @@
 //! `brainrecon bench group-adapt`: a new subject adapted into a group's shared space at NSD's
 //! size, one fresh process per k, and the group's shared-space fit.
 
-use crate::args::JsonArg;
-use crate::commands::report;
+use crate::commands::prelude::*;
 use brainrecon_showcase::bench::group::{self, GroupBench};
-use std::path::PathBuf;
 
 /// Time adapting a new subject into a shared space (and fitting the group's space) at NSD's size.
 ///

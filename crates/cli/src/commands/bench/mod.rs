@@ -11,29 +11,18 @@ mod group;
 mod ridge;
 mod train_step;
 
-/// Time brainrecon's engines on synthetic data of the sizes real studies have
-#[derive(clap::Subcommand)]
-pub enum BenchCommand {
-    Ridge(ridge::RidgeArgs),
-    Caption(caption::Args),
-    Clap(clap_embeddings::Args),
-    Banded(banded::Args),
-    GroupAdapt(group::Args),
-    TrainStep(train_step::Args),
-    /// One measured fit in a fresh process (used by `bench ridge`).
-    #[command(hide = true)]
-    RidgeRun(ridge::RunArgs),
-}
-
-pub fn run(command: BenchCommand) -> anyhow::Result<()> {
-    match command {
-        BenchCommand::Ridge(args) => ridge::run(args),
-        BenchCommand::Caption(args) => caption::run(args),
-        BenchCommand::Clap(args) => clap_embeddings::run(args),
-        BenchCommand::Banded(args) => banded::run(args),
-        BenchCommand::GroupAdapt(args) => group::run(args),
-        BenchCommand::TrainStep(args) => train_step::run(args),
-        BenchCommand::RidgeRun(args) => ridge::run_one(args),
+subcommands! {
+    /// Time brainrecon's engines on synthetic data of the sizes real studies have
+    pub enum BenchCommand {
+        Ridge(ridge::RidgeArgs) => ridge::run,
+        Caption(caption::Args) => caption::run,
+        Clap(clap_embeddings::Args) => clap_embeddings::run,
+        Banded(banded::Args) => banded::run,
+        GroupAdapt(group::Args) => group::run,
+        TrainStep(train_step::Args) => train_step::run,
+        /// One measured fit in a fresh process (used by `bench ridge`).
+        #[command(hide = true)]
+        RidgeRun(ridge::RunArgs) => ridge::run_one,
     }
 }
 

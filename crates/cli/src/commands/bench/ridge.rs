@@ -1,11 +1,9 @@
 //! `brainrecon bench ridge`: ridge timed on fMRI-shaped workloads, each fit in a fresh process
 //! (`bench ridge-run`) so that its peak memory is its own.
 
-use crate::args::{DeviceArgs, JsonArg};
-use crate::commands::report;
-use crate::commands::ridge::ridge_device;
+use crate::commands::prelude::*;
+use brainrecon_routes::decode::options::ridge_device;
 use brainrecon_showcase::bench::ridge::{self, measure_named, table, RidgeBench};
-use std::path::PathBuf;
 
 /// Time ridge regression (LOO and GCV, 10 alphas, one per target) on synthetic fMRI-shaped data.
 ///

@@ -1,9 +1,8 @@
 //! `brainrecon encode layers`: one encoding model per layer of a network's features.
 
 use super::FitArgs;
-use crate::args::JsonArg;
+use crate::commands::prelude::*;
 use brainrecon_routes::encoding::layers::{encode_layers, layers_text, LayersOptions};
-use std::path::PathBuf;
 
 /// Encode every layer of BLIP's image tower or text decoder, and chart accuracy by layer.
 ///

@@ -6,12 +6,10 @@
 mod layers;
 pub mod runs;
 
-use crate::args::{DeviceArgs, JsonArg};
-use crate::commands::{report, usage};
+use crate::commands::prelude::*;
 use brainrecon_routes::encoding::job::{
     check_unique, encode, parse_feature_sets, EncodeOptions, FitRequest,
 };
-use std::path::PathBuf;
 use std::time::Instant;
 
 /// Fit an encoding model from per-image features to an ROI's voxels and test it.

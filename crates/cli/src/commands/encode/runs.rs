@@ -1,11 +1,11 @@
 //! `brainrecon encode-runs`: banded encoding models of naturalistic runs (the work is in
 //! `brainrecon_routes::naturalistic`).
 
-use crate::args::{CortexArg, DeviceArgs, JsonArg};
+use crate::commands::prelude::*;
+use brainrecon_routes::decode::options::parse_alphas;
 use brainrecon_routes::naturalistic::{
     check_search, encode_run_set, Align, Band, Delays, EncodeRunsOptions,
 };
-use std::path::PathBuf;
 
 /// Voxelwise encoding of continuous runs with banded ridge (Nakagi et al. 2024).
 ///
@@ -125,7 +125,7 @@ fn options(args: &Args) -> anyhow::Result<EncodeRunsOptions> {
         align,
         delays,
         pca: args.pca,
-        alphas: crate::commands::ridge::parse_alphas(&args.alphas)?,
+        alphas: parse_alphas(&args.alphas)?,
         n_iter: args.n_iter,
         permutations: args.permutations,
         block: args.block,

@@ -1,12 +1,10 @@
 //! `brainrecon features`: per-stimulus features of a prepared subject (the work is in
 //! `brainrecon_routes::decode::features`); `brainrecon features text`: features of annotated text.
 
-use crate::args::{DeviceArgs, DtypeArgs, JsonArg};
+use crate::commands::prelude::*;
 mod text;
 
-use crate::commands::{show_progress, usage};
 use brainrecon_routes::decode::features::{features_request, FeaturesRequest};
-use std::path::PathBuf;
 
 /// Compute per-stimulus features of a prepared subject with a diffusion model.
 ///

@@ -1,8 +1,7 @@
 //! `brainrecon features text`: features of annotation text, one row per line.
 
-use crate::args::DeviceArgs;
+use crate::commands::prelude::*;
 use brainrecon_routes::naturalistic::{text_features_request, TextFeaturesRequest};
-use std::path::PathBuf;
 
 /// Text features of annotation files: one row per line, mean-pooled over the line's tokens.
 ///

@@ -85,12 +85,9 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    if let Some(size) = args.image_size {
-        if !(16..=1024).contains(&size) {
-            return Err(super::super::usage(format!(
-                "--image-size: expected 16 to 1024, found {size}"
-            )));
-        }
+    if let Some(size) = args.image_size.filter(|size| !(16..=1024).contains(size)) {
+        let message = format!("--image-size: expected 16 to 1024, found {size}");
+        return Err(crate::commands::usage(message));
     }
     let report = prepare_experiment(&ExperimentOptions {
         glm: args.glm.clone(),

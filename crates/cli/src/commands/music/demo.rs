@@ -37,6 +37,5 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         seed: args.seed,
     };
     let page = music_demo::run(&opts, &mut run_step)?;
-    outln!("open {} in a browser", page.display())?;
-    Ok(())
+    outln!("open {} in a browser", page.display())
 }

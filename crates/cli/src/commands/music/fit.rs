@@ -1,11 +1,9 @@
 //! `brainrecon music fit`: music embeddings decoded from the fMRI of 10-s windows.
 
-use crate::args::{DeviceArgs, JsonArg};
-use crate::commands::{report, show_progress};
+use crate::commands::prelude::*;
 use brainrecon_routes::music::{
     default_alphas, fit_music, EmbeddingKind, MusicFitOptions, WindowSpec,
 };
-use std::path::PathBuf;
 
 /// Decode music embeddings of 10-s windows from the fMRI inside them (Brain2Music): one ridge
 /// model per atlas ROI (alpha by K-fold CV over clips), the best ROIs' predictions averaged,

@@ -1,9 +1,7 @@
 //! `brainrecon music generate`: MusicGen conditioned on each decoded test clip.
 
-use crate::args::{DeviceArgs, JsonArg};
-use crate::commands::{report, show_progress};
+use crate::commands::prelude::*;
 use brainrecon_routes::music::generate::{generate_music, GenerateOptions};
-use std::path::PathBuf;
 
 /// Generate music for each decoded test clip: MusicGen conditioned on the caption of a caption
 /// bank nearest to the decoded CLAP embedding (CLAP's joint audio-text space stands in for

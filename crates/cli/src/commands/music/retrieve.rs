@@ -1,9 +1,7 @@
 //! `brainrecon music retrieve`: the nearest library files of each decoded test clip.
 
-use crate::args::{DeviceArgs, JsonArg};
-use crate::commands::{report, show_progress};
+use crate::commands::prelude::*;
 use brainrecon_routes::music::{retrieve, RetrieveOptions};
-use std::path::PathBuf;
 
 /// Retrieve music for each decoded test clip: the nearest files of a library by cosine (each
 /// file embedded once with the fit's model, the mean of its windows; cached in

@@ -1,9 +1,8 @@
 //! `brainrecon ridge fit`: X → Y from two .npy files, alphas by cross-validation.
 
-use crate::args::{DeviceArgs, JsonArg};
+use crate::commands::prelude::*;
 use brainrecon_ridge::Precision;
 use brainrecon_routes::decode::arrays::{fit, EstimatorRequest, FitOptions};
-use std::path::PathBuf;
 
 /// Fit multi-target ridge regression X → Y from two .npy files, one alpha per target.
 ///

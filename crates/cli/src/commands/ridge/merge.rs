@@ -26,6 +26,5 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         "merged {} shards: {n_features} features → {n_targets} targets; saved {}",
         args.models.len(),
         args.out.display()
-    )?;
-    Ok(())
+    )
 }

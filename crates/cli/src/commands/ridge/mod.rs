@@ -18,17 +18,7 @@ subcommands! {
     }
 }
 
-/// `--device` for ridge: cpu, cuda or cuda:N; a GPU in a build without CUDA is a usage error.
-pub fn ridge_device(text: &str) -> anyhow::Result<brainrecon_ridge::Device> {
-    Ok(brainrecon_routes::decode::options::ridge_device(text)?)
-}
-
 /// `--precision`'s values, named by the ridge crate.
 pub fn precision_parser() -> impl clap::builder::TypedValueParser<Value = Precision> {
     crate::args::choice(&Precision::ALL, Precision::name)
-}
-
-/// `--alphas` text → grid; every value finite and > 0.
-pub(crate) fn parse_alphas(text: &str) -> anyhow::Result<Vec<f64>> {
-    Ok(brainrecon_routes::decode::options::parse_alphas(text)?)
 }

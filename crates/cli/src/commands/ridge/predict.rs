@@ -31,6 +31,5 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     outln!(
         "predicted {rows} rows × {targets} targets; saved {}",
         args.out.display()
-    )?;
-    Ok(())
+    )
 }

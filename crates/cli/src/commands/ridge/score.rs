@@ -1,7 +1,6 @@
 //! `brainrecon ridge score`: Pearson r and R² per target.
 
-use crate::args::JsonArg;
-use std::path::PathBuf;
+use crate::commands::prelude::*;
 
 /// Score predictions against the truth, per target: Pearson r and R² (scikit-learn `r2_score`).
 ///

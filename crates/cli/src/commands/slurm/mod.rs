@@ -102,10 +102,7 @@ pub struct JobsArgs {
 }
 
 fn submit(args: Box<SubmitArgs>) -> anyhow::Result<()> {
-    let binary = match args.binary {
-        Some(binary) => binary,
-        None => std::env::current_exe()?,
-    };
+    let binary = args.binary.map_or_else(std::env::current_exe, Ok)?;
     let options = SubmitOptions {
         command: args.command,
         shards: args.shards,

@@ -1,8 +1,5 @@
-use crate::args::{DeviceArgs, JsonArg, PresetArgs};
-use crate::commands::show_progress;
+use crate::commands::prelude::*;
 use brainrecon_zoo::shapes_blip::{train_captioner, CaptionerConfig, CaptionerProgress};
-use std::io::Write;
-use std::path::PathBuf;
 
 /// Train shapes-blip, the project's own small BLIP captioner, on the synthetic scenes.
 ///
@@ -48,7 +45,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let mut config = CaptionerConfig::preset(args.preset.preset());
+    let mut config = CaptionerConfig::preset(args.preset.preset);
     config.steps = args.steps.unwrap_or(config.steps);
     config.lr = args.lr.unwrap_or(config.lr);
     config.token_shrinkage = args.token_shrinkage.unwrap_or(config.token_shrinkage);
@@ -58,11 +55,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let show = show_progress();
     let summary = train_captioner(&args.out, &config, args.seed, &device, &mut |event| {
         match event {
-            CaptionerProgress::Step { step, total, loss } if show => {
-                eprint!("\rcaptioner: step {step}/{total}, loss {loss:.4}   ");
-                let _ = std::io::stderr().flush();
+            CaptionerProgress::Step { step, total, loss } => {
+                let line = format_args!("captioner: step {step}/{total}, loss {loss:.4}");
+                progress_line(show, line, false)
             }
-            CaptionerProgress::Step { .. } => {}
             // Printed with or without a terminal: the record of a long run.
             CaptionerProgress::HeldOut {
                 step,

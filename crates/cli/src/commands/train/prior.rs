@@ -1,7 +1,5 @@
-use crate::args::{DeviceArgs, JsonArg, PresetArgs};
-use crate::commands::{show_progress, step_line};
+use crate::commands::prelude::*;
 use brainrecon_zoo::shapes_ldm::{train_prior, PriorConfig};
-use std::path::PathBuf;
 
 /// Train shapes-ldm, the project's own small latent diffusion model, on the synthetic scenes.
 ///
@@ -40,7 +38,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let mut config = PriorConfig::preset(args.preset.preset());
+    let mut config = PriorConfig::preset(args.preset.preset);
     config.unet_steps = args.steps.unwrap_or(config.unet_steps);
     config.vae_steps = args.vae_steps.unwrap_or(config.vae_steps);
     config.decoder_steps = args.decoder_steps.unwrap_or(config.decoder_steps);

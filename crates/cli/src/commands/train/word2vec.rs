@@ -1,8 +1,7 @@
-use crate::args::JsonArg;
+use crate::commands::prelude::*;
 use brainrecon_routes::naturalistic::annotations::parse_markup;
 use brainrecon_routes::naturalistic::corpus::{train_word2vec_on_corpus, Word2VecConfig};
 use brainrecon_zoo::word2vec_movie::{train_word2vec_movie, MovieTraining};
-use std::path::PathBuf;
 
 /// Train skip-gram word vectors: word2vec-movie on the synthetic movie annotations, or your
 /// own on any text corpus (`--corpus`).

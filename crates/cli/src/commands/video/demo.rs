@@ -35,6 +35,5 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         decoder: args.decoder.parse()?,
     };
     let page = video_demo::run(&opts, &mut crate::commands::music::demo::run_step)?;
-    outln!("open {} in a browser", page.display())?;
-    Ok(())
+    outln!("open {} in a browser", page.display())
 }

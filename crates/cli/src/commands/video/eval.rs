@@ -1,9 +1,7 @@
 //! `brainrecon video eval`: MinD-Video's scores and the report page.
 
-use crate::args::{DeviceArgs, JsonArg};
-use crate::commands::report;
+use crate::commands::prelude::*;
 use brainrecon_routes::video::evaluate::{evaluate_folder, VideoEvalOptions};
-use std::path::PathBuf;
 
 /// Score reconstructed clips by MinD-Video's protocol and write the report
 ///

@@ -1,12 +1,10 @@
 //! `brainrecon video fit`: ridge from the windows to each clip's context, motion and latent.
 
 use super::WindowsArgs;
-use crate::args::{DeviceArgs, JsonArg};
-use crate::commands::{report, show_progress};
+use crate::commands::prelude::*;
 use brainrecon_routes::video::fit::{
     default_alphas, fit_folder, ContextDecoder, LatentFrames, VideoFitOptions, DEFAULT_FOLDS,
 };
-use std::path::PathBuf;
 
 /// Decode each fMRI window to its clip's text context, motion (and latent) with ridge
 ///

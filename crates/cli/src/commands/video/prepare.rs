@@ -1,10 +1,9 @@
 //! `brainrecon video prepare`: CC2017-style fMRI to windows for the decoders.
 
-use crate::args::JsonArg;
+use crate::commands::prelude::*;
 use brainrecon_datasets::cc2017::{
     prepare, Cc2017Options, RunDetrend, DEFAULT_RELIABILITY_THRESHOLD,
 };
-use std::path::PathBuf;
 
 /// Read a CC2017 subject's CIFTI runs and write fMRI windows as samples for a decoder
 ///

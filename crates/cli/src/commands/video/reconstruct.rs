@@ -1,13 +1,10 @@
 //! `brainrecon video reconstruct`: a clip per decoded test window.
 
-use crate::args::{DeviceArgs, DtypeArgs, JsonArg};
-use crate::commands::{report, show_progress};
+use crate::commands::prelude::*;
 use brainrecon_diffusion::embedded::SHAPES_MOTION;
 use brainrecon_diffusion::pipeline::SampleOptions;
 use brainrecon_diffusion::scheduler::SchedulerKind;
 use brainrecon_routes::video::reconstruct::{reconstruct_with, VideoReconstructOptions};
-use std::io::Write;
-use std::path::PathBuf;
 
 /// Generate a clip per test window from the decoded context with motion modules
 ///
@@ -70,7 +67,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    crate::commands::check_sampling(args.steps, args.guidance)?;
+    check_sampling(args.steps, args.guidance)?;
     let device = args.device.device()?;
     let dtype = args.dtype.dtype()?;
     let opts = VideoReconstructOptions {
@@ -95,12 +92,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         dtype,
         &device,
         &opts,
-        &mut |i, n, _| {
-            if show {
-                eprint!("\rclips: {i}/{n}   ");
-                let _ = std::io::stderr().flush();
-            }
-        },
+        &mut |i, n, _| progress_line(show, format_args!("clips: {i}/{n}"), false),
     )?;
     report(args.json.json, &summary, |_| summary.text(&opts.out))
 }

@@ -1,12 +1,9 @@
 //! `brainrecon video train-encoder`: MinD-Video's decoder for the video route.
 
 use super::WindowsArgs;
-use crate::args::{DeviceArgs, JsonArg};
-use crate::commands::{report, show_progress};
+use crate::commands::prelude::*;
 use brainrecon_routes::decode::options::Tune;
 use brainrecon_routes::video::train_encoder::{train_encoder_with, EncoderTrainOptions};
-use std::io::Write;
-use std::path::PathBuf;
 
 /// Decode each fMRI window with a Transformer encoder (MinD-Video's decoder) instead of ridge
 ///
@@ -113,13 +110,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         &args.device.device()?,
         &opts,
         &mut |stage, step, total, loss| {
-            if show {
-                eprint!("\r{stage} step {step}/{total} loss {loss:.4}   ");
-                let _ = std::io::stderr().flush();
-                if step == total {
-                    eprintln!();
-                }
-            }
+            let line = format_args!("{stage} step {step}/{total} loss {loss:.4}");
+            progress_line(show, line, step == total)
         },
     )?;
     report(args.json.json, &summary, |_| summary.text(&opts.out))

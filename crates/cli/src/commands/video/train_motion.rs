@@ -1,11 +1,9 @@
 //! `brainrecon video train-motion`: motion modules for the video route.
 
-use crate::args::{DeviceArgs, JsonArg};
-use crate::commands::{show_progress, step_line};
+use crate::commands::prelude::*;
 use brainrecon_diffusion::pipeline::StableDiffusion;
 use brainrecon_zoo::shapes_motion::{train_motion, MotionTrainConfig};
 use candle_core::DType;
-use std::path::PathBuf;
 
 /// Train motion modules in a frozen image model on synthetic clips of moving shapes
 ///

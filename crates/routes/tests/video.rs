@@ -1,17 +1,165 @@
-//! The video route end to end on the synthetic video subject: `video demo` (simulate, prepare,
-//! fit, reconstruct with shapes-ldm + shapes-motion, eval, report), its scores against chance,
-//! the report, resuming, and bad input refused with exit status 2; MinD-Video's window encoder
-//! (`video train-encoder`, `video demo --decoder encoder`) in place of ridge.
+//! The video route end to end on the synthetic video subject, through the library calls behind
+//! `video demo --steps 12` (simulate, `video prepare`, `video fit --context words`, `video
+//! reconstruct` with shapes-ldm + shapes-motion, `video eval` and its report): its scores
+//! against chance, the report, resuming, still noise, every frame's latent, and bad input
+//! refused as the user's error with the file named; MinD-Video's window encoder (`video
+//! train-encoder`, `video demo --decoder encoder`) in place of ridge. The commands' flags, exit
+//! codes and `--json` are checked on the binary in crates/cli/tests/video_cli.rs.
 
-mod common;
-
-use common::{json, ok, p as s, user_error};
+use brainrecon_datasets::cc2017::{prepare, Cc2017Options};
+use brainrecon_diffusion::embedded::SHAPES_MOTION;
+use brainrecon_diffusion::pipeline::{SampleOptions, StableDiffusion};
+use brainrecon_diffusion::scheduler::SchedulerKind;
+use brainrecon_routes::decode::options::Tune;
+use brainrecon_routes::video::evaluate::{evaluate_folder, VideoEvalOptions};
+use brainrecon_routes::video::fit::{
+    default_alphas, fit_folder, ContextDecoder, LatentFrames, VideoFitOptions, DEFAULT_FOLDS,
+};
+use brainrecon_routes::video::reconstruct::{reconstruct_with, VideoReconstructOptions};
+use brainrecon_routes::video::train_encoder::{train_encoder_with, EncoderTrainOptions};
+use brainrecon_routes::{Result, RouteError};
+use brainrecon_simulate::request;
+use brainrecon_testkit::json;
+use brainrecon_zoo::shapes_motion::{train_motion, MotionTrainConfig};
+use candle_core::{DType, Device};
 use serde_json::Value;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
-/// Exit status 2, every `needles` in the message, and nothing at `not_written`.
-fn refused(args: &[&str], needles: &[&str], not_written: Option<&Path>) {
-    let err = user_error(args);
+/// The demo's subject (`simulate --kind video --seed 1`) and its windows (`video prepare
+/// --subject 1 --lag 2`), made once for both tests: (subject, prepared).
+fn subject() -> &'static (PathBuf, PathBuf) {
+    static DATA: OnceLock<(tempfile::TempDir, (PathBuf, PathBuf))> = OnceLock::new();
+    &DATA
+        .get_or_init(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let (sim, prepared) = (dir.path().join("subject"), dir.path().join("prepared"));
+            request::run(&request::Request {
+                out: sim.clone(),
+                kind: request::Kind::Video,
+                size: request::Size::Small,
+                runs: None,
+                run_seconds: None,
+                clips_per_genre: None,
+                clips_per_run: None,
+                track_seconds: None,
+                library_per_genre: None,
+                images: None,
+                seed: 1,
+                layout: brainrecon_simulate::OutputLayout::Nsd,
+                subject: "subj01".into(),
+                image_size: 64,
+                sessions: None,
+                volume: None,
+                progress: false,
+                subjects: None,
+                individual_share: None,
+                shared_images: None,
+            })
+            .unwrap();
+            let mut opts = Cc2017Options::new(&sim, 1, &prepared);
+            opts.lag = 2;
+            prepare(&opts).unwrap();
+            (dir, (sim, prepared))
+        })
+        .1
+}
+
+/// `video fit --prepared PREPARED --stimuli SIM/stimuli --captions CAPTIONS --out OUT` with
+/// `context` and `latent`.
+fn fit(
+    captions: &Path,
+    out: &Path,
+    context: ContextDecoder,
+    latent: Option<LatentFrames>,
+) -> Result<Value> {
+    let (sim, prepared) = subject();
+    let opts = VideoFitOptions {
+        prepared: prepared.clone(),
+        stimuli: sim.join("stimuli"),
+        captions: captions.to_path_buf(),
+        out: out.to_path_buf(),
+        alphas: default_alphas(),
+        folds: DEFAULT_FOLDS,
+        latent,
+        motion: true,
+        context,
+        progress: false,
+    };
+    let summary = fit_folder("shapes-ldm", &Device::Cpu, &opts)?;
+    Ok(serde_json::to_value(summary).unwrap())
+}
+
+/// `video reconstruct --decoded DECODED --adapter ADAPTER --out OUT --steps STEPS --seed SEED
+/// [--limit N] [--strength S] [--still-noise]` (guidance 5, DDIM).
+struct Reconstruct<'a> {
+    decoded: &'a Path,
+    adapter: &'a str,
+    steps: usize,
+    seed: u64,
+    limit: Option<usize>,
+    strength: f64,
+    still_noise: bool,
+}
+
+impl<'a> Reconstruct<'a> {
+    fn new(decoded: &'a Path, steps: usize) -> Self {
+        Reconstruct {
+            decoded,
+            adapter: SHAPES_MOTION,
+            steps,
+            seed: 0,
+            limit: None,
+            strength: 1.0,
+            still_noise: false,
+        }
+    }
+
+    fn run(&self, out: &Path) -> Result<Value> {
+        let opts = VideoReconstructOptions {
+            decoded: self.decoded.to_path_buf(),
+            out: out.to_path_buf(),
+            sample: SampleOptions {
+                steps: self.steps,
+                guidance: 5.0,
+                scheduler: SchedulerKind::Ddim { eta: 0.0 },
+            },
+            strength: self.strength,
+            mean_negative: true,
+            motion: !self.still_noise,
+            seed: self.seed,
+            limit: self.limit,
+            progress: false,
+        };
+        let summary = reconstruct_with(
+            "shapes-ldm",
+            self.adapter,
+            DType::F32,
+            &Device::Cpu,
+            &opts,
+            &mut |_, _, _| {},
+        )?;
+        Ok(serde_json::to_value(summary).unwrap())
+    }
+}
+
+/// `video eval --reconstructed CLIPS --stimuli STIMULI --out OUT`.
+fn eval(clips: &Path, stimuli: &Path, out: &Path) -> Result<()> {
+    let opts = VideoEvalOptions {
+        reconstructed: clips.to_path_buf(),
+        stimuli: stimuli.to_path_buf(),
+        out: out.to_path_buf(),
+        size: None,
+        seed: 0,
+    };
+    evaluate_folder(&opts, None, None, &Device::Cpu).map(|_| ())
+}
+
+/// Refused as the user's error, every `needles` in the message, and nothing at `not_written`.
+fn refused<T: std::fmt::Debug>(result: Result<T>, needles: &[&str], not_written: Option<&Path>) {
+    let err: RouteError = result.unwrap_err();
+    assert!(err.is_user_error(), "not the user's error: {err}");
+    let err = err.to_string();
     for n in needles {
         assert!(err.contains(n), "{n:?} not in: {err}");
     }
@@ -20,12 +168,19 @@ fn refused(args: &[&str], needles: &[&str], not_written: Option<&Path>) {
     }
 }
 
-/// `video train-motion` for one step of one two-frame clip, writing `out`.
-fn train_one_step(out: &Path, options: &[&str]) {
-    let mut args = vec!["video", "train-motion", "--out", s(out)];
-    args.extend_from_slice(&["--steps", "1", "--batch", "1", "--frames", "2"]);
-    args.extend_from_slice(options);
-    ok(&args);
+/// `video train-motion --steps 1 --batch 1 --frames 2 [--tune unet] [--timestep-shift S]`:
+/// one step of one two-frame clip, writing `out`.
+fn train_one_step(out: &Path, tune_unet: bool, timestep_shift: f64) {
+    let config = MotionTrainConfig {
+        steps: 1,
+        batch: 1,
+        frames: 2,
+        tune_unet,
+        timestep_shift,
+        ..MotionTrainConfig::default()
+    };
+    let sd = StableDiffusion::load("shapes-ldm", DType::F32, &Device::Cpu).unwrap();
+    train_motion(&sd, out, &config, 0, &mut |_, _, _| {}).unwrap();
 }
 
 /// Test clips of the demo's subject: 2 test segments of 40 TRs, each TR with a window of
@@ -36,8 +191,23 @@ const CLIPS: usize = 74;
 fn the_demo_decodes_the_clips_and_reconstructs_them_above_chance() {
     let dir = tempfile::tempdir().unwrap();
     let demo = dir.path().join("demo");
-    let limit = CLIPS.to_string();
-    ok(&["video", "demo", "--out", s(&demo), "--steps", "12"]);
+    let (sim, _) = subject();
+    let stimuli = sim.join("stimuli");
+    // The demo's steps after the subject and its windows: fit, clips, report.
+    fit(
+        &stimuli.join("captions.tsv"),
+        &demo.join("fit"),
+        ContextDecoder::Words,
+        None,
+    )
+    .unwrap();
+    let fit_dir = demo.join("fit");
+    let recon = Reconstruct {
+        seed: 1,
+        ..Reconstruct::new(&fit_dir, 12)
+    };
+    recon.run(&demo.join("clips")).unwrap();
+    eval(&demo.join("clips"), &stimuli, &demo.join("report")).unwrap();
 
     // Decoding: the captions are composed word by word; their contexts are identified far
     // above chance, and each test window's caption is written.
@@ -155,22 +325,12 @@ fn the_demo_decodes_the_clips_and_reconstructs_them_above_chance() {
     }
 
     // A second run keeps the clips it finds.
-    let out = ok(&[
-        "video",
-        "reconstruct",
-        "--decoded",
-        s(&demo.join("fit")),
-        "--out",
-        s(&demo.join("clips")),
-        "--steps",
-        "12",
-        "--seed",
-        "1",
-        "--limit",
-        &limit,
-        "--json",
-    ]);
-    let again: Value = serde_json::from_str(&out).unwrap();
+    let again = Reconstruct {
+        limit: Some(CLIPS),
+        ..recon
+    }
+    .run(&demo.join("clips"))
+    .unwrap();
     assert_eq!(
         (again["made"].as_u64(), again["reused"].as_u64()),
         (Some(0), Some(CLIPS as u64))
@@ -217,28 +377,24 @@ fn segments_and_positions(eval: &Value, two_way_chance: f64) {
 /// `video fit --latent all` decodes every frame's latent ([C, frames, h, w] rows), and
 /// `video reconstruct --strength` < 1 starts each frame from its own.
 fn every_frame_latents(dir: &Path, demo: &Path) {
-    let stimuli = demo.join("subject/stimuli");
-    let fit = dir.join("fit-all");
-    ok(&[
-        "video",
-        "fit",
-        "--prepared",
-        s(&demo.join("prepared")),
-        "--stimuli",
-        s(&stimuli),
-        "--captions",
-        s(&stimuli.join("captions.tsv")),
-        "--out",
-        s(&fit),
-        "--latent",
-        "all",
-    ]);
-    let summary = json(&fit.join("video_fit.json"));
+    let (sim, _) = subject();
+    let fit_dir = dir.join("fit-all");
+    fit(
+        &sim.join("stimuli/captions.tsv"),
+        &fit_dir,
+        ContextDecoder::Ridge,
+        Some(LatentFrames::All),
+    )
+    .unwrap();
+    let summary = json(&fit_dir.join("video_fit.json"));
     assert_eq!(summary["latent_frames"], 6);
     // the velocities measured while the latents read the clips are those measured alone
     for file in ["decoded_motion.npy", "true_motion_test.npy"] {
         let bytes = |dir: &Path| std::fs::read(dir.join(file)).unwrap();
-        assert!(bytes(&fit) == bytes(&demo.join("fit")), "{file} differs");
+        assert!(
+            bytes(&fit_dir) == bytes(&demo.join("fit")),
+            "{file} differs"
+        );
     }
     let shape: Vec<u64> = summary["latent_shape"]
         .as_array()
@@ -246,72 +402,73 @@ fn every_frame_latents(dir: &Path, demo: &Path) {
         .iter()
         .map(|v| v.as_u64().unwrap())
         .collect();
-    let header = std::fs::read(fit.join("decoded_z.npy")).unwrap();
+    let header = std::fs::read(fit_dir.join("decoded_z.npy")).unwrap();
     let header = String::from_utf8_lossy(&header[..128]);
     let width = 6 * shape.iter().product::<u64>();
     assert!(header.contains(&format!(", {width})")), "{header}");
     let clips = dir.join("all-clips");
-    ok(&[
-        "video",
-        "reconstruct",
-        "--decoded",
-        s(&fit),
-        "--out",
-        s(&clips),
-        "--strength",
-        "0.5",
-        "--steps",
-        "4",
-        "--limit",
-        "1",
-    ]);
+    Reconstruct {
+        strength: 0.5,
+        limit: Some(1),
+        ..Reconstruct::new(&fit_dir, 4)
+    }
+    .run(&clips)
+    .unwrap();
     assert_eq!(json(&clips.join("video_reconstruct.json"))["made"], 1);
+}
+
+/// `video train-encoder` options: the demo's windows, 150 steps, patches of 64 voxels, the
+/// command's defaults otherwise.
+fn encoder_options(out: &Path) -> EncoderTrainOptions {
+    let (sim, prepared) = subject();
+    let stimuli = sim.join("stimuli");
+    EncoderTrainOptions {
+        prepared: prepared.clone(),
+        stimuli: stimuli.clone(),
+        captions: stimuli.join("captions.tsv"),
+        out: out.to_path_buf(),
+        patch_size: 64,
+        layers: 2,
+        dropout: 0.1,
+        temperature: 0.1,
+        align_weight: 1.0,
+        steps: 150,
+        cotrain_steps: 0,
+        tune: Tune::parse("none").unwrap(),
+        batch: 16,
+        lr: 1e-3,
+        cotrain_lr: 1e-4,
+        context_dropout: 0.1,
+        checkpoint_every: 100,
+        seed: 0,
+        motion: true,
+    }
+}
+
+fn train_encoder(opts: &EncoderTrainOptions, adapter: &str) -> Result<Value> {
+    let summary = train_encoder_with(
+        "shapes-ldm",
+        adapter,
+        &Device::Cpu,
+        opts,
+        &mut |_, _, _, _| {},
+    )?;
+    Ok(serde_json::to_value(summary).unwrap())
 }
 
 /// `video train-encoder` on the demo's windows: MinD-Video's encoder decodes the caption
 /// contexts above chance, co-trains with the motion U-Net, resumes to the same bytes, and its
 /// folder drives `video reconstruct`; bad settings are refused.
 fn window_encoder(dir: &Path, demo: &Path) {
-    let stimuli = demo.join("subject/stimuli");
     let out = dir.join("encoder");
-    let args = |out: &Path, extra: &[&str]| -> Vec<String> {
-        let mut a: Vec<String> = [
-            "video",
-            "train-encoder",
-            "--prepared",
-            s(&demo.join("prepared")),
-            "--stimuli",
-            s(&stimuli),
-            "--captions",
-            s(&stimuli.join("captions.tsv")),
-            "--out",
-            s(out),
-            "--steps",
-            "150",
-            "--patch-size",
-            "64",
-        ]
-        .iter()
-        .map(|a| a.to_string())
-        .collect();
-        a.extend(extra.iter().map(|a| a.to_string()));
-        a
+    // --batch 8 --cotrain-steps 2 --tune unet
+    let cotrain = EncoderTrainOptions {
+        batch: 8,
+        cotrain_steps: 2,
+        tune: Tune::parse("unet").unwrap(),
+        ..encoder_options(&out)
     };
-    let run = |out: &Path, extra: &[&str]| -> Value {
-        let a = args(out, extra);
-        let refs: Vec<&str> = a.iter().map(String::as_str).collect();
-        serde_json::from_str(&ok(&refs)).unwrap()
-    };
-    let cotrain = [
-        "--batch",
-        "8",
-        "--cotrain-steps",
-        "2",
-        "--tune",
-        "unet",
-        "--json",
-    ];
-    let summary = run(&out, &cotrain);
+    let summary = train_encoder(&cotrain, "shapes-motion").unwrap();
     let identification = summary["fit"]["identification_c"].as_f64().unwrap();
     assert!(
         identification > 0.75,
@@ -328,26 +485,20 @@ fn window_encoder(dir: &Path, demo: &Path) {
     assert!(summary["tuned_parameters"].as_u64().unwrap() > 0);
     // A rerun resumes from the last checkpoints and writes the same decoded contexts.
     let decoded = std::fs::read(out.join("decoded_c.npy")).unwrap();
-    let again = run(&out, &cotrain);
+    let again = train_encoder(&cotrain, "shapes-motion").unwrap();
     assert_eq!(again["resumed_from"][0][0], "contrastive");
     assert_eq!(again["resumed_from"][1][0], "cotrain");
     assert_eq!(std::fs::read(out.join("decoded_c.npy")).unwrap(), decoded);
     // The folder reconstructs as video fit's does, with the co-trained motion U-Net.
     let clips = dir.join("encoder-clips");
-    ok(&[
-        "video",
-        "reconstruct",
-        "--decoded",
-        s(&out),
-        "--adapter",
-        s(&out.join("unet_motion")),
-        "--out",
-        s(&clips),
-        "--steps",
-        "3",
-        "--limit",
-        "2",
-    ]);
+    let unet_motion = out.join("unet_motion").display().to_string();
+    Reconstruct {
+        adapter: &unet_motion,
+        limit: Some(2),
+        ..Reconstruct::new(&out, 3)
+    }
+    .run(&clips)
+    .unwrap();
     assert_eq!(
         json(&clips.join("video_reconstruct.json"))["clips"]
             .as_array()
@@ -357,51 +508,55 @@ fn window_encoder(dir: &Path, demo: &Path) {
     );
     // Bad settings: a batch without negatives, a MotionAdapter where a whole U-Net must train.
     let bad = dir.join("encoder-bad");
-    let a = args(&bad, &["--batch", "1"]);
-    let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+    let one = EncoderTrainOptions {
+        batch: 1,
+        ..encoder_options(&bad)
+    };
     refused(
-        &refs,
+        train_encoder(&one, "shapes-motion"),
         &["--batch", "at least 2"],
         Some(&bad.join("video_fit.json")),
     );
     let adapter = demo.join("adapter-copy");
-    let a = args(
-        &bad,
-        &[
-            "--cotrain-steps",
-            "1",
-            "--tune",
-            "unet",
-            "--adapter",
-            s(&adapter),
-        ],
-    );
-    let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+    let whole = EncoderTrainOptions {
+        cotrain_steps: 1,
+        tune: Tune::parse("unet").unwrap(),
+        ..encoder_options(&bad)
+    };
     refused(
-        &refs,
+        train_encoder(&whole, &adapter.display().to_string()),
         &["--tune unet", "UNetMotionModel", "adapter-copy"],
         Some(&bad.join("video_fit.json")),
     );
 }
 
-/// `video demo --decoder encoder` runs the route with MinD-Video's window encoder in place of
-/// ridge: the decoded contexts are identified above chance and the clips are made from them.
+/// `video demo --decoder encoder --steps 2 --limit 2` runs the route with MinD-Video's window
+/// encoder in place of ridge: the decoded contexts are identified above chance and the clips
+/// are made from them.
 #[test]
 fn the_demo_runs_with_the_window_encoder() {
     let dir = tempfile::tempdir().unwrap();
     let demo = dir.path().join("demo");
-    ok(&[
-        "video",
-        "demo",
-        "--out",
-        s(&demo),
-        "--decoder",
-        "encoder",
-        "--steps",
-        "2",
-        "--limit",
-        "2",
-    ]);
+    let (sim, _) = subject();
+    // `video train-encoder … --patch-size 64` with the command's 400 steps.
+    let opts = EncoderTrainOptions {
+        steps: 400,
+        ..encoder_options(&demo.join("fit"))
+    };
+    train_encoder(&opts, "shapes-motion").unwrap();
+    Reconstruct {
+        seed: 1,
+        limit: Some(2),
+        ..Reconstruct::new(&demo.join("fit"), 2)
+    }
+    .run(&demo.join("clips"))
+    .unwrap();
+    eval(
+        &demo.join("clips"),
+        &sim.join("stimuli"),
+        &demo.join("report"),
+    )
+    .unwrap();
     let fit = json(&demo.join("fit/video_fit.json"));
     assert_eq!(fit["decoder"], "window-encoder");
     let identification = fit["identification_c"].as_f64().unwrap();
@@ -416,25 +571,14 @@ fn the_demo_runs_with_the_window_encoder() {
 /// noise moved, and the summary says which it was.
 fn still_noise(dir: &Path, demo: &Path) {
     let out = dir.join("still");
-    let args = |out: &Path| {
-        vec![
-            "video".to_string(),
-            "reconstruct".into(),
-            "--decoded".into(),
-            s(&demo.join("fit")).into(),
-            "--out".into(),
-            s(out).into(),
-            "--steps".into(),
-            "12".into(),
-            "--seed".into(),
-            "1".into(),
-            "--limit".into(),
-            "1".into(),
-        ]
-    };
-    let mut still = args(&out);
-    still.push("--still-noise".into());
-    ok(&still.iter().map(String::as_str).collect::<Vec<_>>());
+    Reconstruct {
+        seed: 1,
+        limit: Some(1),
+        still_noise: true,
+        ..Reconstruct::new(&demo.join("fit"), 12)
+    }
+    .run(&out)
+    .unwrap();
     let made = json(&out.join("video_reconstruct.json"));
     assert_eq!(made["moving_noise"], false);
     let clip = made["clips"][0].clone();
@@ -449,27 +593,15 @@ fn still_noise(dir: &Path, demo: &Path) {
     assert_ne!(frame(&out), frame(&demo.join("clips")));
 }
 
-/// `video fit` on the demo's windows with `captions`, refused with `needles`, `out` unwritten.
-fn fit_refused(demo: &Path, captions: &Path, out: &Path, options: &[&str], needles: &[&str]) {
-    let (stimuli, prepared) = (demo.join("subject/stimuli"), demo.join("prepared"));
-    let mut args = vec![
-        "video",
-        "fit",
-        "--prepared",
-        s(&prepared),
-        "--stimuli",
-        s(&stimuli),
-        "--captions",
-        s(captions),
-        "--out",
-        s(out),
-    ];
-    args.extend(options);
-    refused(&args, needles, Some(out));
+/// `video fit` on the demo's windows with `captions` and `context`, refused with `needles`, `out`
+/// unwritten.
+fn fit_refused(captions: &Path, out: &Path, context: ContextDecoder, needles: &[&str]) {
+    refused(fit(captions, out, context, None), needles, Some(out));
 }
 
 fn bad_input(dir: &Path, demo: &Path) {
-    let stimuli = demo.join("subject/stimuli");
+    let (sim, _) = subject();
+    let stimuli = sim.join("stimuli");
     // A captions table without a test TR's row.
     let captions = std::fs::read_to_string(stimuli.join("captions.tsv")).unwrap();
     let short: String = captions
@@ -480,7 +612,8 @@ fn bad_input(dir: &Path, demo: &Path) {
     let short_path = dir.join("captions.tsv");
     std::fs::write(&short_path, short).unwrap();
     let needles = ["captions.tsv", "test segment 1 TR 5"];
-    fit_refused(demo, &short_path, &dir.join("fit-short"), &[], &needles);
+    let short_out = dir.join("fit-short");
+    fit_refused(&short_path, &short_out, ContextDecoder::Ridge, &needles);
     // Word by word with training captions that all have the same words.
     let same: String = captions
         .lines()
@@ -497,8 +630,8 @@ fn bad_input(dir: &Path, demo: &Path) {
         "training captions",
         "differ in their words",
     ];
-    let words = ["--context", "words"];
-    fit_refused(demo, &same_path, &dir.join("fit-same"), &words, &needles);
+    let same_out = dir.join("fit-same");
+    fit_refused(&same_path, &same_out, ContextDecoder::Words, &needles);
     // Decoded motion of the wrong shape.
     let fit = dir.join("fit-bad-motion");
     std::fs::create_dir_all(&fit).unwrap();
@@ -511,14 +644,7 @@ fn bad_input(dir: &Path, demo: &Path) {
     brainrecon_formats::npy::write(&fit.join("decoded_motion.npy"), &[3, 2], &[0f32; 6]).unwrap();
     let out = dir.join("recon-bad-motion");
     refused(
-        &[
-            "video",
-            "reconstruct",
-            "--decoded",
-            s(&fit),
-            "--out",
-            s(&out),
-        ],
+        Reconstruct::new(&fit, 25).run(&out),
         &["decoded_motion.npy", "(3, 2)"],
         Some(&out.join("video_reconstruct.json")),
     );
@@ -526,7 +652,7 @@ fn bad_input(dir: &Path, demo: &Path) {
     let adapter = dir.join("short-adapter");
     std::fs::create_dir_all(&adapter).unwrap();
     let shipped = demo.join("adapter-copy");
-    train_one_step(&shipped, &[]);
+    train_one_step(&shipped, false, 1.0);
     let mut config = json(&shipped.join("config.json"));
     config["motion_max_seq_length"] = 4.into();
     std::fs::write(adapter.join("config.json"), config.to_string()).unwrap();
@@ -536,17 +662,14 @@ fn bad_input(dir: &Path, demo: &Path) {
     )
     .unwrap();
     let out = dir.join("recon-short");
+    let short_adapter = adapter.display().to_string();
+    let demo_fit = demo.join("fit");
+    let with_adapter = Reconstruct {
+        adapter: &short_adapter,
+        ..Reconstruct::new(&demo_fit, 25)
+    };
     refused(
-        &[
-            "video",
-            "reconstruct",
-            "--decoded",
-            s(&demo.join("fit")),
-            "--adapter",
-            s(&adapter),
-            "--out",
-            s(&out),
-        ],
+        with_adapter.run(&out),
         &["6 frames", "at most 4"],
         Some(&out.join("video_reconstruct.json")),
     );
@@ -554,53 +677,22 @@ fn bad_input(dir: &Path, demo: &Path) {
     config["block_out_channels"] = serde_json::json!([32, 64, 128]);
     std::fs::write(adapter.join("config.json"), config.to_string()).unwrap();
     refused(
-        &[
-            "video",
-            "reconstruct",
-            "--decoded",
-            s(&demo.join("fit")),
-            "--adapter",
-            s(&adapter),
-            "--out",
-            s(&out),
-        ],
+        with_adapter.run(&out),
         &["config.json", "block_out_channels"],
         None,
     );
     // A motion U-Net trained with its image U-Net (`--tune unet`) is written as a whole
     // UNetMotionModel folder (the shipped shapes-motion is one).
     let tuned = dir.join("tuned");
-    train_one_step(&tuned, &["--tune", "unet", "--timestep-shift", "3"]);
+    train_one_step(&tuned, true, 3.0);
     assert_eq!(
         json(&tuned.join("config.json"))["_class_name"],
         "UNetMotionModel"
     );
-    let out = dir.join("train-bad-shift");
-    refused(
-        &[
-            "video",
-            "train-motion",
-            "--timestep-shift",
-            "0",
-            "--out",
-            s(&out),
-        ],
-        &["--timestep-shift"],
-        Some(&out.join("config.json")),
-    );
     // Stimuli that lack a test segment.
     let out = dir.join("eval-missing");
     refused(
-        &[
-            "video",
-            "eval",
-            "--reconstructed",
-            s(&demo.join("clips")),
-            "--stimuli",
-            s(&dir.join("nowhere")),
-            "--out",
-            s(&out),
-        ],
+        eval(&demo.join("clips"), &dir.join("nowhere"), &out),
         &["test1"],
         Some(&out.join("video_eval.json")),
     );

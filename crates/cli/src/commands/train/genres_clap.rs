@@ -1,8 +1,6 @@
-use crate::args::{DeviceArgs, JsonArg, PresetArgs};
-use crate::commands::show_progress;
+use crate::commands::prelude::*;
 use brainrecon_zoo::genres_clap::train::{train_genres_clap, ClapProgress};
 use brainrecon_zoo::genres_clap::GenresClapConfig;
-use std::path::PathBuf;
 
 /// Train genres-clap, the project's own small CLAP, on synthetic music and its captions.
 ///
@@ -52,7 +50,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let mut config = GenresClapConfig::preset(args.preset.preset());
+    let mut config = GenresClapConfig::preset(args.preset.preset);
     config.steps = args.steps.unwrap_or(config.steps);
     config.batch = args.batch.unwrap_or(config.batch);
     config.checkpoint_every = args.checkpoint_every.unwrap_or(config.checkpoint_every);

@@ -1,6 +1,10 @@
 //! `simulate --kind video` then `video prepare` as a user runs them: the summary and its JSON,
 //! the arrays' shapes, z-scoring, and bad datasets (a missing repetition, a run with fewer TRs,
 //! a cut file, brain models that differ) refused with exit 2, naming the file, leaving nothing.
+//! Then the other video commands' bad input on the binary (exit 2, nothing written). The route
+//! itself (`video demo`'s fit, clips, scores and report, the window encoder, the refusals that
+//! need a fit or a trained adapter) is checked through the library in
+//! crates/routes/tests/video.rs.
 
 mod common;
 
@@ -363,4 +367,91 @@ fn video_fit_opens_every_stimulus_before_writing_and_leaves_out_as_it_was() {
         .collect();
     assert_eq!(left, ["keep.txt"]);
     assert!(!dir.path().join("fit.partial").exists());
+}
+
+/// `video fit`, `video train-encoder` and `video train-motion` refuse bad input with exit 2,
+/// naming the flag or file, before any model is loaded, and write nothing.
+#[test]
+fn video_commands_refuse_bad_input_with_exit_2() {
+    let (_, root) = dataset();
+    let dir = tempfile::tempdir().unwrap();
+    let prepared = dir.path().join("prepared");
+    ok(&[
+        "video",
+        "prepare",
+        "--cc2017",
+        p(root),
+        "--subject",
+        "1",
+        "--lag",
+        "2",
+        "--out",
+        p(&prepared),
+    ]);
+    let stimuli = root.join("stimuli");
+    // A captions table without a test TR's row.
+    let captions = std::fs::read_to_string(stimuli.join("captions.tsv")).unwrap();
+    let short: String = captions
+        .lines()
+        .filter(|l| !l.starts_with("test\t1\t5\t"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(short.len() < captions.len());
+    let short_path = dir.path().join("captions.tsv");
+    std::fs::write(&short_path, short).unwrap();
+    let out = dir.path().join("fit-short");
+    let err = user_error(&[
+        "video",
+        "fit",
+        "--prepared",
+        p(&prepared),
+        "--stimuli",
+        p(&stimuli),
+        "--captions",
+        p(&short_path),
+        "--out",
+        p(&out),
+    ]);
+    assert!(
+        err.contains("captions.tsv") && err.contains("test segment 1 TR 5"),
+        "{err}"
+    );
+    nothing_written(&out);
+    // A batch without negatives.
+    let bad = dir.path().join("encoder-bad");
+    let err = user_error(&[
+        "video",
+        "train-encoder",
+        "--prepared",
+        p(&prepared),
+        "--stimuli",
+        p(&stimuli),
+        "--captions",
+        p(&stimuli.join("captions.tsv")),
+        "--out",
+        p(&bad),
+        "--steps",
+        "150",
+        "--patch-size",
+        "64",
+        "--batch",
+        "1",
+    ]);
+    assert!(
+        err.contains("--batch") && err.contains("at least 2"),
+        "{err}"
+    );
+    assert!(!bad.join("video_fit.json").exists());
+    // A timestep shift that is not positive.
+    let out = dir.path().join("train-bad-shift");
+    let err = user_error(&[
+        "video",
+        "train-motion",
+        "--timestep-shift",
+        "0",
+        "--out",
+        p(&out),
+    ]);
+    assert!(err.contains("--timestep-shift"), "{err}");
+    assert!(!out.join("config.json").exists());
 }
