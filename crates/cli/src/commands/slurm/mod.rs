@@ -1,5 +1,5 @@
-//! `brainrecon slurm …`: a sharded `ridge fit` or `reconstruct` as a Slurm job array and the
-//! dependent merge, resumable after any task dies.
+//! `brainrecon slurm …`: a sharded `ridge fit`, `reconstruct` or `bids-app … participant` as a
+//! Slurm job array and the dependent merge, resumable after any task dies.
 
 use brainrecon_slurm::script::Resources;
 use brainrecon_slurm::SubmitOptions;
@@ -14,11 +14,12 @@ subcommands! {
     }
 }
 
-/// Split `ridge fit` (targets) or `reconstruct` (test images) over a Slurm job array, with
-/// the merge as a job that waits for every task.
+/// Split `ridge fit` (targets), `reconstruct` (test images) or `bids-app … participant`
+/// (participants) over a Slurm job array, with the merge as a job that waits for every task.
 ///
 /// Writes JOBS/task.sbatch (the array: task k `exec`s the command with `--shard k/N`),
-/// JOBS/merge.sbatch (`ridge merge` or `reconstruct merge`, then each --then command), logs
+/// JOBS/merge.sbatch (`ridge merge`, `reconstruct merge` or `bids-app … group`, then each --then
+/// command), logs
 /// under JOBS/logs/ (appended, never truncated) and JOBS/slurm.json (the jobs submitted), then
 /// submits both; the merge depends on each task by id (`afterok:A_0:…:A_N-1`). With --dry-run
 /// it writes the scripts only: read or edit them, then `slurm resume` submits them.
@@ -81,7 +82,8 @@ pub struct SubmitArgs {
     /// Print the submission as JSON
     #[arg(long)]
     json: bool,
-    /// The command to shard: `ridge fit …` or `reconstruct …`, with its --out
+    /// The command to shard: `ridge fit …` or `reconstruct …` with its --out, or `bids-app BIDS_DIR
+    /// OUTPUT_DIR participant …`
     #[arg(last = true, required = true)]
     command: Vec<String>,
 }
