@@ -527,6 +527,60 @@ fn absolute(path: &Path) -> Result<PathBuf> {
     Ok(std::path::absolute(path).map_err(|e| DataError::io(path, e))?)
 }
 
+/// The folder's one spelling: symbolic links, `.`, `..` and trailing slashes resolved, so that
+/// `ds`, `ds/` and `./ds` are the same settings. A folder that does not exist yet is resolved
+/// through its nearest existing ancestor.
+fn canonical(path: &Path) -> Result<PathBuf> {
+    let path = absolute(path)?;
+    let mut rest = Vec::new();
+    let mut base = path.as_path();
+    loop {
+        match std::fs::canonicalize(base) {
+            Ok(found) => return Ok(rest.iter().rev().fold(found, |p, name| p.join(name))),
+            Err(_) => match (base.parent(), base.file_name()) {
+                (Some(parent), Some(name)) => {
+                    rest.push(name.to_owned());
+                    base = parent;
+                }
+                _ => return Ok(path),
+            },
+        }
+    }
+}
+
+/// Refuses an OUTPUT_DIR that would write into the data it reads: BIDS_DIR itself, a folder of
+/// it other than `derivatives/<pipeline>/…`, or fMRIPrep's folder (or one inside it). Checked
+/// before anything is written, so a wrong command leaves both datasets as they were.
+fn check_output_dir(opts: &BidsAppOptions, fmriprep: &Path) -> Result<()> {
+    let out = canonical(&opts.output_dir)?;
+    let bids = canonical(&opts.bids_dir)?;
+    let fmriprep = canonical(fmriprep)?;
+    let refuse = |why: &str| {
+        Err(RouteError::Usage(format!(
+            "OUTPUT_DIR {}: {why}; expected a folder of its own, such as {}",
+            opts.output_dir.display(),
+            bids.join("derivatives").join("brainrecon").display()
+        )))
+    };
+    if out.starts_with(&fmriprep) {
+        return refuse(&format!(
+            "is fMRIPrep's derivatives ({}) or inside them, which it reads",
+            fmriprep.display()
+        ));
+    }
+    if let Ok(inside) = out.strip_prefix(&bids) {
+        let mut parts = inside.components();
+        let in_derivatives = parts.next().is_some_and(|c| c.as_os_str() == "derivatives");
+        if !in_derivatives || parts.next().is_none() {
+            return refuse(&format!(
+                "is BIDS_DIR ({}) or a folder of it outside derivatives/<pipeline>/",
+                bids.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// `GeneratedBy`'s entry: brainrecon, its version, and the container it runs in when the
 /// container says so (Apptainer/Singularity's environment, or `BRAINRECON_CONTAINER`, which the
 /// project's image sets to its tag).
@@ -558,8 +612,8 @@ fn write_description(opts: &BidsAppOptions, raw: &Value, fmriprep: &Path) -> Res
         "DatasetType": "derivative",
         "GeneratedBy": [generated_by()],
         "SourceDatasets": [
-            {"URL": format!("file://{}", absolute(&opts.bids_dir)?.display())},
-            {"URL": format!("file://{}", absolute(fmriprep)?.display())},
+            {"URL": format!("file://{}", canonical(&opts.bids_dir)?.display())},
+            {"URL": format!("file://{}", canonical(fmriprep)?.display())},
         ],
     });
     std::fs::create_dir_all(&opts.output_dir).map_err(|e| DataError::io(&opts.output_dir, e))?;
@@ -637,10 +691,11 @@ fn participant_level(opts: &BidsAppOptions) -> Result<BidsAppReport> {
         &tasks,
         opts.space.as_deref(),
     )?;
+    check_output_dir(opts, &fmriprep)?;
     write_description(opts, &raw, &fmriprep)?;
     let settings = json!({
-        "bids_dir": absolute(&opts.bids_dir)?,
-        "fmriprep": absolute(&fmriprep)?,
+        "bids_dir": canonical(&opts.bids_dir)?,
+        "fmriprep": canonical(&fmriprep)?,
         "tasks": tasks,
         "space": space,
         "betas": BETAS_MODEL,

@@ -171,8 +171,10 @@ fn both_levels_write_a_bids_derivative_and_skip_what_is_finished() {
     assert_eq!(trials.lines().count(), 1 + 132);
     assert!(trials.starts_with("onset\tduration\trun\tvolume\ttrial_type\n"));
 
-    // A rerun skips both participants; other settings are refused, naming the sidecar.
-    let again = run(&options(&ds, &out, Level::Participant)).unwrap();
+    // A rerun skips both participants, however BIDS_DIR is spelled (a trailing slash, `..`);
+    // other settings are refused, naming the sidecar.
+    let respelled = PathBuf::from(format!("{}/../ds/", ds.display()));
+    let again = run(&options(&respelled, &out, Level::Participant)).unwrap();
     assert!(
         again.participants.iter().all(|p| p.skipped) && again.participants.len() == 2,
         "{}",
@@ -202,4 +204,41 @@ fn both_levels_write_a_bids_derivative_and_skip_what_is_finished() {
     assert!(html.contains("group of 2 subjects"), "{html}");
     let again = run(&options(&ds, &out, Level::Group)).unwrap();
     assert!(again.group.unwrap().skipped);
+}
+
+/// An OUTPUT_DIR that is BIDS_DIR, a raw participant's folder or fMRIPrep's is refused before
+/// anything is written: both datasets keep their bytes.
+#[test]
+fn an_output_dir_inside_the_data_read_is_refused_before_any_write() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ds = tmp.path().join("ds");
+    simulate(&ds, 1);
+    let fmriprep = ds.join("derivatives").join("fmriprep");
+    let raw_description = std::fs::read(ds.join("dataset_description.json")).unwrap();
+    let fmriprep_description = std::fs::read(fmriprep.join("dataset_description.json")).unwrap();
+    let sub01 = ds.join("sub-01").join("out");
+    let spelled_again = PathBuf::from(format!("{}/", ds.display()));
+    for out in [
+        &ds,
+        &spelled_again,
+        &sub01,
+        &fmriprep,
+        &fmriprep.join("brainrecon"),
+    ] {
+        let error = run(&options(&ds, out, Level::Participant)).unwrap_err();
+        let text = error.to_string();
+        assert!(error.is_user_error(), "{}: {text}", out.display());
+        assert!(text.starts_with("OUTPUT_DIR "), "{text}");
+        assert!(text.contains("derivatives/brainrecon"), "{text}");
+    }
+    assert_eq!(
+        std::fs::read(ds.join("dataset_description.json")).unwrap(),
+        raw_description
+    );
+    assert_eq!(
+        std::fs::read(fmriprep.join("dataset_description.json")).unwrap(),
+        fmriprep_description
+    );
+    assert!(!ds.join(".bidsignore").exists() && !fmriprep.join(".bidsignore").exists());
+    assert!(!sub01.exists());
 }
