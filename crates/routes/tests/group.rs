@@ -22,26 +22,12 @@ fn json(path: &Path) -> Value {
 /// `simulate --subjects 5 --images 300 --shared-images 100 --sessions 10 --seed 1 --out ROOT`.
 fn simulate(root: &Path) {
     request::run(&request::Request {
-        out: root.to_path_buf(),
-        kind: request::Kind::Image,
-        size: request::Size::Small,
-        runs: None,
-        run_seconds: None,
-        clips_per_genre: None,
-        clips_per_run: None,
-        track_seconds: None,
-        library_per_genre: None,
         images: Some(300),
         seed: 1,
-        layout: brainrecon_simulate::OutputLayout::Nsd,
-        subject: "subj01".into(),
-        image_size: 64,
         sessions: Some(10),
-        volume: None,
-        progress: false,
         subjects: Some(5),
-        individual_share: None,
         shared_images: Some(100),
+        ..request::Request::new(root.to_path_buf(), request::Kind::Image)
     })
     .unwrap();
 }

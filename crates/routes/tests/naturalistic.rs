@@ -16,26 +16,7 @@ const KINDS: [&str; 5] = ["speech", "objects", "story", "summary", "timeplace"];
 fn prepared_movie(dir: &Path) -> (PathBuf, PathBuf) {
     let (sim, runs) = (dir.join("sim"), dir.join("runs"));
     request::run(&request::Request {
-        out: sim.clone(),
-        kind: request::Kind::Movie,
-        size: request::Size::Small,
-        runs: None,
-        run_seconds: None,
-        clips_per_genre: None,
-        clips_per_run: None,
-        track_seconds: None,
-        library_per_genre: None,
-        images: None,
-        seed: 0,
-        layout: brainrecon_simulate::OutputLayout::Nsd,
-        subject: "subj01".into(),
-        image_size: 64,
-        sessions: None,
-        volume: None,
-        progress: false,
-        subjects: None,
-        individual_share: None,
-        shared_images: None,
+        ..request::Request::new(sim.clone(), request::Kind::Movie)
     })
     .unwrap();
     prepare(&PrepareOptions {

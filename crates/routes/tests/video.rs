@@ -35,26 +35,8 @@ fn subject() -> &'static (PathBuf, PathBuf) {
             let dir = tempfile::tempdir().unwrap();
             let (sim, prepared) = (dir.path().join("subject"), dir.path().join("prepared"));
             request::run(&request::Request {
-                out: sim.clone(),
-                kind: request::Kind::Video,
-                size: request::Size::Small,
-                runs: None,
-                run_seconds: None,
-                clips_per_genre: None,
-                clips_per_run: None,
-                track_seconds: None,
-                library_per_genre: None,
-                images: None,
                 seed: 1,
-                layout: brainrecon_simulate::OutputLayout::Nsd,
-                subject: "subj01".into(),
-                image_size: 64,
-                sessions: None,
-                volume: None,
-                progress: false,
-                subjects: None,
-                individual_share: None,
-                shared_images: None,
+                ..request::Request::new(sim.clone(), request::Kind::Video)
             })
             .unwrap();
             let mut opts = Cc2017Options::new(&sim, 1, &prepared);

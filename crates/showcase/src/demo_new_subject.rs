@@ -324,26 +324,13 @@ fn simulate<S: DemoSteps>(
     );
     use brainrecon_simulate::request;
     let summary = request::run(&request::Request {
-        out: root.clone(),
-        kind: request::Kind::Image,
-        size: request::Size::Small,
-        runs: None,
-        run_seconds: None,
-        clips_per_genre: None,
-        clips_per_run: None,
-        track_seconds: None,
-        library_per_genre: None,
         images: Some(options.images),
         seed: options.seed,
-        layout: brainrecon_simulate::OutputLayout::Nsd,
-        subject: "subj01".into(),
-        image_size: 64,
         sessions: Some(SESSIONS),
-        volume: None,
         progress: options.progress,
         subjects: Some(SUBJECTS),
-        individual_share: None,
         shared_images: Some(shared_images),
+        ..request::Request::new(root.clone(), request::Kind::Image)
     })
     .map_err(RouteError::from)?;
     steps.print(&format!("{}\n", summary.text()))

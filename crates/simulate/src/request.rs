@@ -88,6 +88,36 @@ pub struct Request {
     pub shared_images: Option<usize>,
 }
 
+impl Request {
+    /// `brainrecon simulate --kind KIND --out OUT` with every other flag at its default: the
+    /// small size, seed 0, NSD's layout, `subj01`, 64-pixel images, no progress bars, and each
+    /// kind's own defaults (`None`) for the rest.
+    pub fn new(out: impl Into<PathBuf>, kind: Kind) -> Request {
+        Request {
+            out: out.into(),
+            kind,
+            size: Size::Small,
+            runs: None,
+            run_seconds: None,
+            clips_per_genre: None,
+            clips_per_run: None,
+            track_seconds: None,
+            library_per_genre: None,
+            images: None,
+            seed: 0,
+            layout: OutputLayout::Nsd,
+            subject: "subj01".into(),
+            image_size: 64,
+            sessions: None,
+            volume: None,
+            progress: false,
+            subjects: None,
+            individual_share: None,
+            shared_images: None,
+        }
+    }
+}
+
 /// What a simulation wrote.
 pub enum Summary {
     /// An NSD-style image subject (or group).

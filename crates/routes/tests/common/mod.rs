@@ -25,26 +25,10 @@ pub fn to_json(value: &impl serde::Serialize) -> Value {
 pub fn simulated_subject(dir: &Path, images: usize, seed: u64, image_size: usize) -> PathBuf {
     let (root, subject) = (dir.join("nsd"), dir.join("subj01"));
     request::run(&request::Request {
-        out: root.clone(),
-        kind: request::Kind::Image,
-        size: request::Size::Small,
-        runs: None,
-        run_seconds: None,
-        clips_per_genre: None,
-        clips_per_run: None,
-        track_seconds: None,
-        library_per_genre: None,
         images: Some(images),
         seed,
-        layout: brainrecon_simulate::OutputLayout::Nsd,
-        subject: "subj01".into(),
         image_size,
-        sessions: None,
-        volume: None,
-        progress: false,
-        subjects: None,
-        individual_share: None,
-        shared_images: None,
+        ..request::Request::new(root.clone(), request::Kind::Image)
     })
     .unwrap();
     brainrecon_datasets::nsd::prepare::prepare(
