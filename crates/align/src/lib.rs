@@ -9,7 +9,8 @@
 //! * [`encoding_map`]: a new subject's map from per-voxel encoding models inverted by
 //!   generalised least squares (Brain-IT's per-voxel embeddings, linear);
 //! * [`shared_space`]: one k-dimensional space for a group, fitted by multi-subject
-//!   reduced-rank ridge onto stimulus features (the linear form of MindEye2's shared space).
+//!   reduced-rank ridge onto stimulus features (the linear form of MindEye2's shared space);
+//!   [`streamed`] fits it from row blocks read on demand, in a memory bounded by the sizes.
 //!
 //! Matrices are faer `Mat<f64>`, samples in rows unless a function says otherwise.
 #![warn(missing_docs)]
@@ -20,6 +21,7 @@ pub mod procrustes;
 pub mod ridge_align;
 pub mod shared_space;
 pub mod srm;
+pub mod streamed;
 
 /// Bad shapes or values given to an alignment method.
 #[derive(Debug, thiserror::Error)]

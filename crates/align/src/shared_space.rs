@@ -65,19 +65,19 @@ pub struct SharedSpace {
     pub singular_values: Vec<f64>,
 }
 
-fn par() -> Par {
+pub(crate) fn par() -> Par {
     faer::get_global_parallelism()
 }
 
 /// `a · b`.
-fn mul(a: MatRef<'_, f64>, b: MatRef<'_, f64>) -> Mat<f64> {
+pub(crate) fn mul(a: MatRef<'_, f64>, b: MatRef<'_, f64>) -> Mat<f64> {
     let mut out = Mat::<f64>::zeros(a.nrows(), b.ncols());
     matmul(out.as_mut(), Accum::Replace, a, b, 1.0, par());
     out
 }
 
 /// Lower triangle of `m mᵀ` (the upper triangle is left at zero).
-fn gram_lower(m: MatRef<'_, f64>) -> Mat<f64> {
+pub(crate) fn gram_lower(m: MatRef<'_, f64>) -> Mat<f64> {
     let mut out = Mat::<f64>::zeros(m.nrows(), m.nrows());
     triangular::matmul(
         out.as_mut(),
@@ -106,7 +106,7 @@ fn check_finite(m: MatRef<'_, f64>, what: &str) -> Result<()> {
     Ok(())
 }
 
-fn check_alpha(alpha: f64, what: &str) -> Result<()> {
+pub(crate) fn check_alpha(alpha: f64, what: &str) -> Result<()> {
     if !(alpha.is_finite() && alpha > 0.0) {
         return Err(AlignError::Input(format!(
             "{what} must be a positive finite number, got {alpha}"
@@ -187,7 +187,7 @@ impl Spectrum {
 }
 
 /// `diag(w) · m` in place.
-fn scale_rows(m: &mut Mat<f64>, w: &[f64]) {
+pub(crate) fn scale_rows(m: &mut Mat<f64>, w: &[f64]) {
     for j in 0..m.ncols() {
         for (i, &wi) in w.iter().enumerate() {
             m[(i, j)] *= wi;
@@ -203,7 +203,7 @@ fn normal(rng: &mut ChaCha8Rng) -> f64 {
 }
 
 /// Gaussian `rows × cols`, filled column by column.
-fn gaussian(rng: &mut ChaCha8Rng, rows: usize, cols: usize) -> Mat<f64> {
+pub(crate) fn gaussian(rng: &mut ChaCha8Rng, rows: usize, cols: usize) -> Mat<f64> {
     let mut m = Mat::<f64>::zeros(rows, cols);
     for j in 0..cols {
         for i in 0..rows {
@@ -215,7 +215,7 @@ fn gaussian(rng: &mut ChaCha8Rng, rows: usize, cols: usize) -> Mat<f64> {
 
 /// Orthonormal basis (thin Q) of the columns of `m` (rows ≥ cols). Takes `m` so that it is
 /// freed before Q is formed: at most two d × l matrices are alive.
-fn orthonormalise(m: Mat<f64>) -> Mat<f64> {
+pub(crate) fn orthonormalise(m: Mat<f64>) -> Mat<f64> {
     let qr = m.qr();
     drop(m);
     qr.compute_thin_Q()
@@ -223,7 +223,7 @@ fn orthonormalise(m: Mat<f64>) -> Mat<f64> {
 
 /// The eigenvectors of the top `k` eigenvalues of the symmetric `gram` (lower triangle read),
 /// largest first, with the square roots of those eigenvalues.
-fn top_eigen(gram: &Mat<f64>, k: usize) -> Result<(Mat<f64>, Vec<f64>)> {
+pub(crate) fn top_eigen(gram: &Mat<f64>, k: usize) -> Result<(Mat<f64>, Vec<f64>)> {
     let evd = gram.self_adjoint_eigen(Side::Lower).map_err(|_| {
         AlignError::Input("eigendecomposition of the shared-space Gram failed".into())
     })?;
@@ -237,7 +237,7 @@ fn top_eigen(gram: &Mat<f64>, k: usize) -> Result<(Mat<f64>, Vec<f64>)> {
 
 /// Flips columns so each column of `p` has its largest-magnitude entry positive (a
 /// deterministic sign), applying the same flips to `w`'s columns.
-fn fix_signs(p: &mut Mat<f64>, w: Option<&mut Mat<f64>>) {
+pub(crate) fn fix_signs(p: &mut Mat<f64>, w: Option<&mut Mat<f64>>) {
     let mut flips = vec![false; p.ncols()];
     for j in 0..p.ncols() {
         let mut best = 0.0f64;
@@ -589,30 +589,38 @@ pub fn gcv_alpha(x: MatRef<'_, f64>, y: MatRef<'_, f64>, grid: &[f64]) -> Result
         0.0
     };
 
+    gcv_choose(&sp.lambda, &c, sp.right.is_none(), n, d, total, grid)
+}
+
+/// The GCV choice of [`gcv_alpha`] from a spectrum: `lambda` (eigenvalues of X on its smaller
+/// side), `c` (squared norms of the rows of leftᵀY), `dual` (U complete: v ≥ n), n rows, d
+/// targets and, in the primal case, `total` = ‖Y‖²_F. Ties go to the first grid value.
+pub(crate) fn gcv_choose(
+    lambda: &[f64],
+    c: &[f64],
+    dual: bool,
+    n: f64,
+    d: f64,
+    total: f64,
+    grid: &[f64],
+) -> Result<f64> {
     let mut best: Option<(f64, f64)> = None;
     for &alpha in grid {
-        let (rss, resid_dof) = if sp.right.is_none() {
+        let (rss, resid_dof) = if dual {
             // Dual: U is complete, I − H = U diag(α/(λ+α)) Uᵀ.
-            sp.lambda
-                .iter()
-                .zip(&c)
-                .fold((0.0, 0.0), |(r, t), (&l, &ci)| {
-                    let s = alpha / (l + alpha);
-                    (r + s * s * ci, t + s)
-                })
+            lambda.iter().zip(c).fold((0.0, 0.0), |(r, t), (&l, &ci)| {
+                let s = alpha / (l + alpha);
+                (r + s * s * ci, t + s)
+            })
         } else {
             // Primal: rows of (XV)ᵀY are √λ times the projections on X's left singular
             // vectors; ‖(I−H)Y‖² = ‖Y‖² − Σ (λ+2α)/(λ+α)² ‖c_i‖².
-            let (fit, tr) = sp
-                .lambda
-                .iter()
-                .zip(&c)
-                .fold((0.0, 0.0), |(f, t), (&l, &ci)| {
-                    (
-                        f + (l + 2.0 * alpha) / (l + alpha).powi(2) * ci,
-                        t + l / (l + alpha),
-                    )
-                });
+            let (fit, tr) = lambda.iter().zip(c).fold((0.0, 0.0), |(f, t), (&l, &ci)| {
+                (
+                    f + (l + 2.0 * alpha) / (l + alpha).powi(2) * ci,
+                    t + l / (l + alpha),
+                )
+            });
             ((total - fit).max(0.0), n - tr)
         };
         // The intercept's leverage (1/n per row) leaves the residual of centred Y unchanged.

@@ -35,6 +35,8 @@ use candle_nn::VarBuilder;
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
+pub mod tape;
+
 /// `_class_name` of the config file.
 pub const CLASS_NAME: &str = "FmriWindowEncoder";
 pub use crate::b2c::{CONFIG_FILE, WEIGHTS_FILE};

@@ -73,7 +73,7 @@ fn bench_train_step_prints_one_json_line() {
     assert_eq!(v["workload"], "window-encoder");
     let out = ok(&args);
     assert!(
-        out.starts_with("window-encoder training step, batch 2, "),
+        out.starts_with("window-encoder training step (tape), batch 2, "),
         "{out}"
     );
 }

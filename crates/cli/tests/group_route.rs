@@ -191,6 +191,47 @@ fn the_group_commands_refuse_bad_input_with_exit_2() {
     );
     assert!(!dir.join("mixed").exists());
 
+    // `group curve` with a new subject that is one of the group's: refused, naming group.json.
+    let err = user_error(&[
+        "group",
+        "curve",
+        "--group",
+        p(&group),
+        "--space",
+        "shared",
+        "--nsd-root",
+        p(&sim),
+        "--subject",
+        "subj02",
+        "--out",
+        p(&dir.join("curve-member")),
+    ]);
+    assert!(
+        err.contains(&group.join("group.json").display().to_string()) && err.contains("subj02"),
+        "{err}"
+    );
+    assert!(!dir.join("curve-member").exists());
+    for (flag, value) in [("--trials", "0,all"), ("--seeds", "0")] {
+        let err = user_error(&[
+            "group",
+            "curve",
+            "--group",
+            p(&group),
+            "--space",
+            "shared",
+            "--nsd-root",
+            p(&sim),
+            "--subject",
+            "subj01",
+            flag,
+            value,
+            "--out",
+            p(&dir.join("curve-bad")),
+        ]);
+        assert!(err.contains(flag), "{err}");
+        assert!(!dir.join("curve-bad").exists());
+    }
+
     // Unknown method, one subject, an unknown space.
     let err = user_error(&["group", "fit", "--group", p(&group), "--method", "hyper"]);
     assert!(err.contains("--method"), "{err}");

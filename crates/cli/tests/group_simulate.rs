@@ -100,3 +100,65 @@ fn bad_group_settings_exit_2_naming_the_flag() {
     assert!(err.contains("apply to --kind image"), "{err}");
     assert!(!out.exists());
 }
+
+#[test]
+fn the_population_generator_writes_a_group_that_prepares_and_refuses_bad_ncsnr() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("nsd");
+    let summary: serde_json::Value = serde_json::from_str(&ok(&[
+        "simulate",
+        "--generator",
+        "population",
+        "--out",
+        p(&root),
+        "--subjects",
+        "2",
+        "--images",
+        "40",
+        "--sessions",
+        "2",
+        "--shared-images",
+        "6",
+        "--ncsnr",
+        "0.3",
+        "--image-size",
+        "16",
+        "--volume",
+        "12,14,10",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(summary["generator"], "population");
+    assert_eq!(summary["trials_per_session"], 60);
+    assert_eq!(summary["subjects"][1]["ncsnr"], 0.3);
+    assert!(summary.get("profiles").is_none(), "{summary}");
+    let text = ok(&[
+        "nsd",
+        "prepare",
+        "--nsd-root",
+        p(&root),
+        "--subject",
+        "subj02",
+        "--out",
+        p(&dir.path().join("subj02")),
+    ]);
+    assert!(text.contains("6 test images"), "{text}");
+
+    let out = dir.path().join("bad");
+    let err = user_error(&["simulate", "--out", p(&out), "--ncsnr", "0.2"]);
+    assert!(
+        err.contains("--ncsnr applies to --generator population"),
+        "{err}"
+    );
+    let err = user_error(&[
+        "simulate",
+        "--generator",
+        "population",
+        "--out",
+        p(&out),
+        "--ncsnr",
+        "0",
+    ]);
+    assert!(err.contains("--ncsnr: expected LOW[,HIGH]"), "{err}");
+    assert!(!out.exists());
+}

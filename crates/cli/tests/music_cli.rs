@@ -281,20 +281,7 @@ fn every_missing_input_is_reported_together_before_any_window_is_embedded() {
 fn retrieve_warns(dir: &Path, sim: &Path, fit: &Path) {
     let library = sim.join("library");
     let small = dir.join("small-library");
-    std::fs::create_dir_all(small.join("jazz")).unwrap();
-    std::fs::copy(
-        library.join("jazz/jazz.00000.wav"),
-        small.join("jazz/jazz.00000.wav"),
-    )
-    .unwrap();
-    std::fs::write(small.join("jazz/broken.wav"), b"RIFF not really").unwrap();
-    // A 48-byte WAV claiming 4.29 GHz: refused from its header, never resampled.
-    let mut ghz = std::fs::read(library.join("jazz/jazz.00000.wav")).unwrap();
-    ghz.truncate(48);
-    ghz[4..8].copy_from_slice(&40u32.to_le_bytes());
-    ghz[24..28].copy_from_slice(&u32::MAX.to_le_bytes());
-    ghz[40..44].copy_from_slice(&4u32.to_le_bytes());
-    std::fs::write(small.join("jazz/ghz.wav"), ghz).unwrap();
+    brainrecon_testkit::library_with_bad_wavs(&library, &small);
     let page = dir.join("p2");
     let args = [
         "music",

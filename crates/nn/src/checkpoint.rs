@@ -272,7 +272,18 @@ impl ResumableRun {
     #[allow(clippy::manual_is_multiple_of)]
     pub fn step(&mut self, loss: &Tensor, step: usize) -> Result<f64> {
         let value = loss.to_scalar::<f32>()? as f64;
-        let mut grads = loss.backward()?;
+        self.step_with_grads(value, loss.backward()?, step)
+    }
+
+    /// [`ResumableRun::step`] for gradients computed elsewhere (the training tape): `value` is
+    /// the step's loss, `grads` holds the gradient of every parameter, keyed by the
+    /// parameters' tensors. Clips, updates, records and checkpoints as `step` does.
+    pub fn step_with_grads(
+        &mut self,
+        value: f64,
+        mut grads: candle_core::backprop::GradStore,
+        step: usize,
+    ) -> Result<f64> {
         clip_grad_norm(&mut grads, &self.params, 1.0)?;
         self.optimizer
             .set_lr(learning_rate(self.peak_lr, step, self.total));

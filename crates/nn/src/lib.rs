@@ -10,6 +10,7 @@
 //! - [`optim`]: AdamW, gradient clipping and the learning-rate schedule;
 //! - [`loss`]: losses; [`checkpoint`]: resumable checkpoints and [`checkpoint::ResumableRun`];
 //! - [`rng`]: seeded noise, hashes and mini-batch order;
+//! - [`tape`]: the project's own reverse-mode tape for its training graphs, beside candle;
 //! - [`weights`] and [`embedded`]: safetensors and Hugging Face cache loading;
 //! - [`config_bounds`] and [`vision_tower`]: checked settings from `config.json` files;
 //! - with the `cuda` feature, fused inference kernels for NVIDIA GPUs (`cuda`).
@@ -34,6 +35,7 @@ pub mod loss;
 pub mod optim;
 pub mod params;
 pub mod rng;
+pub mod tape;
 pub mod vision_tower;
 pub mod weights;
 mod winograd;

@@ -139,10 +139,11 @@ fn group_adapt(
     json(&report)
 }
 
-/// `brainrecon group curve`: two-way identification against the number of sessions; returns
-/// the curve. `sessions`: counts, None standing for all.
+/// `brainrecon group curve`: two-way identification against the new subject's first trials,
+/// mean ± s.d. over `seeds` validation/test splits; returns the curve. `trials`: counts, None
+/// standing for all.
 #[pyfunction]
-#[pyo3(signature = (group, spaces, nsd_root, subject, out, sessions, targets, progress))]
+#[pyo3(signature = (group, spaces, nsd_root, subject, out, trials, seeds, targets, progress))]
 #[allow(clippy::too_many_arguments)]
 fn group_curve(
     py: Python<'_>,
@@ -151,13 +152,14 @@ fn group_curve(
     nsd_root: PathBuf,
     subject: String,
     out: PathBuf,
-    sessions: Vec<Option<usize>>,
+    trials: Vec<Option<usize>>,
+    seeds: usize,
     targets: Vec<String>,
     progress: bool,
 ) -> PyResult<String> {
-    if let Some(bad) = sessions.iter().find(|s| **s == Some(0)) {
+    if let Some(bad) = trials.iter().find(|s| **s == Some(0)) {
         return Err(errors::value(format!(
-            "sessions: expected counts ≥ 1 or 'all', found {}",
+            "trials: expected counts ≥ 1 or 'all', found {}",
             bad.unwrap_or(0)
         )));
     }
@@ -166,7 +168,8 @@ fn group_curve(
         spaces,
         nsd_root,
         subject: parse_subject(&subject).map_err(errors::data)?,
-        sessions,
+        trials,
+        seeds,
         targets,
         out,
         progress,

@@ -61,10 +61,11 @@ def test_prepare_fit_adapt(tiny_group):
     assert betas.shape[1] == 4
     assert np.isfinite(np.asarray(betas)).all()
 
-    # the curve: the new subject from 1 and all sessions, adapted into the space
+    # the curve: the new subject from 10 and all trials, adapted into the space, two seeds
     points = group.curve(out, ["shared"], tiny_group["root"], "subj01", work / "curve",
-                         sessions=(1, "all"))
-    assert {p["sessions"] for p in points["points"]} >= {1}
+                         trials=(10, "all"), seeds=2)
+    assert {p["trials"] for p in points["points"]} >= {10}
+    assert all(len(p["per_seed"]) == 2 for p in points["points"])
     assert 0.0 <= points["ceiling"] <= 1.0
     assert (work / "curve" / "curve.json").exists()
 
@@ -76,6 +77,6 @@ def test_bad_input(tiny_group, tmp_path):
         group.prepare(tiny_group["members"], tmp_path / "share", align_share=1.5)
     with pytest.raises(FileNotFoundError):
         group.fit(tmp_path / "no-such-group", k=4)
-    with pytest.raises(ValueError, match="sessions"):
+    with pytest.raises(ValueError, match="trials"):
         group.curve(tmp_path / "g", "shared", tiny_group["root"], "subj01", tmp_path / "c",
-                    sessions=(0, "all"))
+                    trials=(0, "all"))

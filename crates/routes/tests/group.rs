@@ -8,7 +8,7 @@ use brainrecon_diffusion::pipeline::DType;
 use brainrecon_routes::decode::decoders::{fit_request, FitRequest};
 use brainrecon_routes::decode::features::{features_request, FeaturesRequest};
 use brainrecon_routes::group::adapt::{adapt, AdaptRequest, Via};
-use brainrecon_routes::group::curve::{curve, CurveRequest};
+use brainrecon_routes::group::curve::{curve, CurveRequest, BEST_GROUP_METHOD, WITHIN_SUBJECT};
 use brainrecon_routes::group::fit::{fit_group, GroupFitRequest};
 use brainrecon_routes::group::prepare::{prepare_group, GroupPrepareRequest};
 use brainrecon_simulate::request;
@@ -145,15 +145,16 @@ fn a_new_subject_from_one_session_beats_its_own_session() {
         "fit decodes from the shared atlas by default: {text}"
     );
 
-    // The curve: the ordering that holds on this group.
+    // The curve: 60 trials (about session 1 here) and all 600, three seeds.
     let curve_dir = dir.join("curve");
-    curve(
+    let result = curve(
         &CurveRequest {
             group: group.clone(),
             spaces: vec!["shared".into(), "srm".into()],
             nsd_root: sim.clone(),
             subject: 1,
-            sessions: vec![Some(1), None],
+            trials: vec![Some(60), None],
+            seeds: 3,
             targets: vec!["z".into(), "c".into()],
             out: curve_dir.clone(),
             progress: false,
@@ -161,38 +162,114 @@ fn a_new_subject_from_one_session_beats_its_own_session() {
         &mut |_| {},
     )
     .unwrap();
-    let curve = json(&curve_dir.join("curve.json"));
-    let score = |method: &str, all: bool| -> f64 {
-        curve["points"]
-            .as_array()
-            .unwrap()
+    let at = |method: &str, all: bool| {
+        result
+            .points
             .iter()
-            .find(|pt| pt["method"] == method && pt["all_sessions"] == all)
-            .unwrap_or_else(|| panic!("{method} {all} in {curve}"))["two_way_mean"]
-            .as_f64()
-            .unwrap()
+            .find(|p| p.method == method && p.all_trials == all)
+            .unwrap_or_else(|| panic!("{method} {all} in {result:?}"))
     };
+    let few = (at(WITHIN_SUBJECT, false), at(WITHIN_SUBJECT, true));
+    assert_eq!((few.0.trials, few.1.trials), (60, 600), "the trial axis");
+    assert!((few.0.minutes - 4.0).abs() < 1e-12, "60 trials × 4 s");
+
+    // Equal rows: the baseline is fitted on the trials and the align rows the group methods
+    // see at the point.
+    for (own, space) in [(few.0, at("shared", false)), (few.1, at("srm", true))] {
+        assert!(own.n_align_rows > 0, "{own:?}");
+        assert_eq!(own.n_rows, own.trials + own.n_align_rows, "{own:?}");
+        assert_eq!(
+            own.n_rows, space.n_rows,
+            "baseline and group rows: {own:?} {space:?}"
+        );
+    }
+
+    // Seeds: different splits of the 50 held-out images, validation and test disjoint.
+    let held_out: Vec<usize> = meta["test_ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap() as usize)
+        .collect();
+    assert_eq!(result.seeds.len(), 3);
+    for split in &result.seeds {
+        assert!(split.validation_ids.len() >= 2 && split.test_ids.len() >= 2);
+        assert!(split
+            .validation_ids
+            .iter()
+            .all(|id| split.test_ids.binary_search(id).is_err()));
+        let mut all: Vec<usize> = split
+            .validation_ids
+            .iter()
+            .chain(&split.test_ids)
+            .copied()
+            .collect();
+        all.sort_unstable();
+        assert_eq!(all, held_out, "every held-out image in one half");
+    }
+    assert_ne!(result.seeds[0].test_ids, result.seeds[1].test_ids);
+    assert_ne!(result.seeds[1].test_ids, result.seeds[2].test_ids);
+
+    // Mean and s.d. come from the per-seed values; the ratio is to the ceiling, unrounded.
+    for p in &result.points {
+        let values: Vec<f64> = p.per_seed.iter().map(|s| s.two_way_mean).collect();
+        assert_eq!(values.len(), 3, "{p:?}");
+        let mean = values.iter().sum::<f64>() / 3.0;
+        let sd = (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / 2.0).sqrt();
+        assert!((p.two_way_mean - mean).abs() < 1e-12 && (p.two_way_sd - sd).abs() < 1e-12);
+        assert_eq!(p.ratio_to_ceiling, p.two_way_mean / result.ceiling);
+    }
+    assert_eq!(result.ceiling, few.1.two_way_mean);
+
+    // The best group method is chosen per seed on validation images and scored on test ones.
+    for all in [false, true] {
+        let best = at(BEST_GROUP_METHOD, all);
+        for (i, chosen) in best.per_seed.iter().enumerate() {
+            let candidates = [at("shared", all), at("srm", all)];
+            let winner = candidates
+                .iter()
+                .max_by(|a, b| {
+                    a.per_seed[i]
+                        .validation_mean
+                        .total_cmp(&b.per_seed[i].validation_mean)
+                })
+                .unwrap();
+            assert_eq!(chosen.chosen.as_deref(), Some(winner.method.as_str()));
+            assert_eq!(chosen.two_way_mean, winner.per_seed[i].two_way_mean);
+        }
+    }
+
+    // The ordering that holds on this group.
     let (within_one, within_all, shared_one) = (
-        score("within-subject", false),
-        score("within-subject", true),
-        score("shared", false),
+        few.0.two_way_mean,
+        few.1.two_way_mean,
+        at("shared", false).two_way_mean,
     );
     assert!(
         within_one > 0.55 && shared_one > 0.55,
-        "above chance: {curve}"
+        "above chance: {result:?}"
     );
     assert!(
         within_all > within_one + 0.03,
-        "all sessions beat one: {curve}"
+        "all trials beat 60: {result:?}"
     );
-    assert!(
-        shared_one > within_one + 0.02,
-        "the group helps at one session: {curve}"
+    let written = json(&curve_dir.join("curve.json"));
+    assert_eq!(
+        written["points"][0]["per_seed"].as_array().unwrap().len(),
+        3,
+        "per-seed values in curve.json"
     );
+    assert!(written["points"][0]["ratio_to_ceiling"].is_f64());
     assert!(std::fs::read_to_string(curve_dir.join("curve.svg"))
         .unwrap()
         .contains("<svg"));
-    assert!(std::fs::read_to_string(curve_dir.join("curve.md"))
-        .unwrap()
-        .contains("| shared |"));
+    let md = std::fs::read_to_string(curve_dir.join("curve.md")).unwrap();
+    assert!(
+        md.contains("| shared |") && md.contains("60 trials (4 min)"),
+        "{md}"
+    );
+    assert!(
+        md.contains(&format!("({})", at("shared", false).ratio_to_ceiling)),
+        "{md}"
+    );
 }

@@ -424,6 +424,7 @@ fn encoder_options(out: &Path) -> EncoderTrainOptions {
         checkpoint_every: 100,
         seed: 0,
         motion: true,
+        engine: Default::default(),
     }
 }
 

@@ -763,6 +763,8 @@ fn simulate_subject<S: DemoSteps>(
         subjects: None,
         individual_share: None,
         shared_images: None,
+        generator: brainrecon_simulate::Generator::Fields,
+        ncsnr: None,
     })
     .map_err(RouteError::from)?;
     steps.print(&format!("{}\n", summary.text()))

@@ -371,6 +371,7 @@ fn every_training_step_is_timed() {
             pipeline: pipeline.clone(),
             window: WindowShape::default(),
             seed: 0,
+            engine: Default::default(),
         })
         .unwrap();
         let v = serde_json::to_value(&timing).unwrap();

@@ -121,12 +121,13 @@ pub(crate) fn simulate_group(opts: &SimulateOptions) -> Result<Simulated> {
         out: opts.out.clone(),
         truth: truths[0].clone(),
         group: Some(group),
+        population: None,
     })
 }
 
 /// The group's design: `subject_images` has NSD's 8 rows of `n_images` 0-based ids, shared
 /// images first; rows past `n_subjects` repeat earlier subjects' images.
-fn group_design(
+pub(crate) fn group_design(
     n_images: usize,
     n_shared: usize,
     n_subjects: usize,
@@ -315,7 +316,7 @@ fn write_tuning(truth_dir: &Path, parts: &[&TuningParts]) -> Result<()> {
 
 /// NSD's merged stimulus table over the pool: `subjectK` is 1 where subject K saw the image,
 /// `subjectK_repR` the 1-based trial of its R-th showing (0 if none), for the written subjects.
-fn write_stim_info(
+pub(crate) fn write_stim_info(
     layout: &Layout,
     design: &crate::Design,
     n_pool: usize,

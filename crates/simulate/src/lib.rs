@@ -12,6 +12,7 @@ pub mod group;
 pub mod h5stream;
 pub mod movie;
 pub mod music;
+pub mod population;
 pub mod request;
 pub mod scanner_export;
 pub mod scene;
@@ -71,8 +72,29 @@ pub struct SimulateOptions {
     pub subjects: usize,
     /// R (0 to 1): the variance share of each group subject's individual tuning.
     pub individual_share: f64,
-    /// Images every subject sees (the test images); `None`: n_images / 10, at least 3.
+    /// Images every subject sees (the test images); `None`: n_images / 10, at least 3
+    /// ([`Generator::Population`]: [`population::default_shared`]).
     pub shared_images: Option<usize>,
+    /// Which generative model writes the subjects.
+    pub generator: Generator,
+    /// [`Generator::Population`]: the range [low, high] each subject's target single-trial
+    /// ncsnr is drawn from (NSD's definition, see [`population`]); 0 < low ≤ high ≤ 5.
+    pub ncsnr: [f64; 2],
+}
+
+/// The image simulator's generative model. The two are independent: they share the scenes and
+/// NSD's layout, nothing of how voxels respond.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Generator {
+    /// Tuning read from smooth fields over brain position (early visual pRFs laid out
+    /// retinotopically, semantic tuning by region), a group's subjects sharing the fields at
+    /// shifted positions ([`brain`], [`group`]).
+    #[default]
+    Fields,
+    /// Voxels drawn from a population of functional profiles (pRFs, attribute tunings,
+    /// mixtures) in a random order per subject, NSD's 750-trial sessions and a target ncsnr
+    /// per subject ([`population`]).
+    Population,
 }
 
 /// Images at NSD's size: its 37 released sessions of 750 trials show 9250 images 3 times each.
@@ -102,6 +124,8 @@ impl SimulateOptions {
             subjects: 1,
             individual_share: 0.3,
             shared_images: None,
+            generator: Generator::Fields,
+            ncsnr: population::DEFAULT_NCSNR,
         }
     }
 }
@@ -152,8 +176,10 @@ pub struct Simulated {
     pub out: PathBuf,
     /// The subject's truth; of a group, the first subject's.
     pub truth: Truth,
-    /// A group's truth (`subjects` > 1).
+    /// A group's truth (`subjects` > 1, [`Generator::Fields`]).
     pub group: Option<group::GroupTruth>,
+    /// The population simulator's truth ([`Generator::Population`]).
+    pub population: Option<Box<population::PopulationTruth>>,
 }
 
 /// A new output folder for a simulator: refused unless `out` is new or empty; written in its
@@ -209,6 +235,15 @@ pub fn simulate(opts: &SimulateOptions) -> Result<Simulated> {
             )));
         }
     }
+    let [low, high] = opts.ncsnr;
+    if !(low > 0.0 && low <= high && high <= 5.0) {
+        return Err(DataError::Usage(format!(
+            "--ncsnr: expected LOW[,HIGH] with 0 < LOW ≤ HIGH ≤ 5, found {low},{high}"
+        )));
+    }
+    if opts.generator == Generator::Population {
+        return population::simulate_population(opts);
+    }
     if opts.subjects > 1 {
         return group::simulate_group(opts);
     }
@@ -219,6 +254,7 @@ pub fn simulate(opts: &SimulateOptions) -> Result<Simulated> {
                 out: opts.out.clone(),
                 truth,
                 group: None,
+                population: None,
             })
         }
         OutputLayout::Prepared => {
@@ -241,6 +277,7 @@ pub fn simulate(opts: &SimulateOptions) -> Result<Simulated> {
                 out: opts.out.clone(),
                 truth: result?,
                 group: None,
+                population: None,
             })
         }
     }

@@ -7,9 +7,11 @@ use crate::eeg::{simulate_eeg, EegOptions, SimulatedEeg};
 use crate::events::{simulate_events, EventsOptions, EventsTruth};
 use crate::movie::{simulate_movie, MovieOptions, SimulatedMovie};
 use crate::music::{simulate_music, MusicOptions, SimulatedMusic};
+use crate::population::{self, SESSION_TRIALS};
 use crate::video::{simulate_video, SimulatedVideo, VideoOptions};
 use crate::{
-    simulate, OutputLayout, SimulateOptions, Simulated, NSD_IMAGES, NSD_SESSIONS, NSD_VOLUME,
+    simulate, Generator, OutputLayout, SimulateOptions, Simulated, NSD_IMAGES, NSD_SESSIONS,
+    NSD_VOLUME,
 };
 use brainrecon_core::error::{DataError, Result};
 use std::path::{Path, PathBuf};
@@ -84,8 +86,15 @@ pub struct Request {
     pub subjects: Option<usize>,
     /// Variance share R of each group subject's individual tuning (0 to 1, default 0.3).
     pub individual_share: Option<f64>,
-    /// Images every subject sees (default: a tenth of the images, at least 3).
+    /// Images every subject sees (default: a tenth of the images, at least 3; the population
+    /// generator: [`population::default_shared`]).
     pub shared_images: Option<usize>,
+    /// The image simulator's generative model (`Kind::Image`). [`Generator::Population`]
+    /// defaults to 5 subjects, 10 sessions of 750 trials (images: sessions × 250, each shown 3
+    /// times) and a per-subject ncsnr from 0.1 to 0.3.
+    pub generator: Generator,
+    /// Target single-trial ncsnr as given: LOW or LOW,HIGH (the population generator only).
+    pub ncsnr: Option<Vec<f64>>,
 }
 
 impl Request {
@@ -114,6 +123,8 @@ impl Request {
             subjects: None,
             individual_share: None,
             shared_images: None,
+            generator: Generator::Fields,
+            ncsnr: None,
         }
     }
 }
@@ -172,6 +183,12 @@ fn video_subject(text: &str) -> Result<usize> {
 
 /// Checks `request`, runs the simulator of its kind and returns what it wrote.
 pub fn run(r: &Request) -> Result<Summary> {
+    if r.kind != Kind::Image && r.generator != Generator::Fields {
+        return Err(usage("--generator applies to --kind image"));
+    }
+    if r.ncsnr.is_some() && r.generator != Generator::Population {
+        return Err(usage("--ncsnr applies to --generator population"));
+    }
     if r.kind == Kind::Eeg {
         return run_eeg(r);
     }
@@ -215,13 +232,37 @@ pub fn run(r: &Request) -> Result<Summary> {
         return Err(usage("--runs and --run-seconds apply to --kind movie"));
     }
     let mut opts = SimulateOptions::new(&r.out);
+    let population = r.generator == Generator::Population;
+    if population {
+        opts.generator = Generator::Population;
+        opts.sessions = population::DEFAULT_SESSIONS;
+        opts.subjects = population::DEFAULT_SUBJECTS;
+    }
     if r.size == Size::Nsd {
         opts.n_images = NSD_IMAGES;
         opts.sessions = NSD_SESSIONS;
         opts.volume_shape = NSD_VOLUME;
     }
-    opts.n_images = r.images.unwrap_or(opts.n_images);
     opts.sessions = r.sessions.unwrap_or(opts.sessions);
+    // The population generator keeps NSD's session: 750 trials, a third of them new images.
+    let default_images = if population {
+        opts.sessions * SESSION_TRIALS / 3
+    } else {
+        opts.n_images
+    };
+    opts.n_images = r.images.unwrap_or(default_images);
+    if let Some(ncsnr) = &r.ncsnr {
+        opts.ncsnr = match ncsnr[..] {
+            [value] => [value, value],
+            [low, high] => [low, high],
+            _ => {
+                return Err(usage(format!(
+                    "--ncsnr: expected LOW or LOW,HIGH, found {} values",
+                    ncsnr.len()
+                )))
+            }
+        };
+    }
     if let Some(volume) = &r.volume {
         opts.volume_shape = parse_volume(volume)?;
     }
@@ -365,6 +406,19 @@ impl Summary {
     /// The truth's summary as JSON, with `out` (the image kind's scenes left out).
     pub fn json(&self) -> serde_json::Result<serde_json::Value> {
         match self {
+            Summary::Image(Simulated {
+                out,
+                population: Some(population),
+                ..
+            }) => {
+                let mut summary = serde_json::to_value(population)?;
+                summary.as_object_mut().map(|o| o.remove("profiles"));
+                for subject in summary["subjects"].as_array_mut().into_iter().flatten() {
+                    subject.as_object_mut().map(|o| o.remove("own_ids"));
+                }
+                summary["out"] = serde_json::json!(out);
+                Ok(summary)
+            }
             Summary::Image(s) => match &s.group {
                 None => {
                     let mut summary = serde_json::to_value(&s.truth)?;
@@ -412,6 +466,38 @@ impl Summary {
     /// One line for people.
     pub fn text(&self) -> String {
         match self {
+            Summary::Image(Simulated {
+                out,
+                population: Some(p),
+                ..
+            }) => {
+                let mut text = format!(
+                    "simulated a group of {} subjects from a population of {} functional profiles at {}: \
+                     {} images each ({} shared), {} sessions of {} trials, individual share {}",
+                    p.n_subjects,
+                    p.profiles.len(),
+                    out.display(),
+                    p.n_images,
+                    p.shared_ids.len(),
+                    p.sessions,
+                    p.trials_per_session,
+                    p.individual_share
+                );
+                for s in &p.subjects {
+                    text.push_str(&format!(
+                        "\n  {}: volume {}×{}×{}, {} nsdgeneral voxels, {} train trials, {} test trials, ncsnr {:.3}",
+                        s.subject,
+                        s.volume_shape[0],
+                        s.volume_shape[1],
+                        s.volume_shape[2],
+                        s.rois.get("nsdgeneral").copied().unwrap_or(0),
+                        s.n_train_trials,
+                        s.n_test_trials,
+                        s.ncsnr
+                    ));
+                }
+                text
+            }
             Summary::Image(Simulated {
                 out,
                 group: Some(g),
@@ -558,6 +644,8 @@ mod tests {
             subjects: None,
             individual_share: None,
             shared_images: None,
+            generator: Generator::Fields,
+            ncsnr: None,
         }
     }
 
@@ -670,6 +758,36 @@ mod tests {
                 ..request(Kind::Image)
             },
             "--shared-images: expected 3 to 299 (fewer than --images 300), found 2",
+        );
+        refused(
+            Request {
+                generator: Generator::Population,
+                ..request(Kind::Movie)
+            },
+            "--generator applies to --kind image",
+        );
+        refused(
+            Request {
+                ncsnr: Some(vec![0.2]),
+                ..request(Kind::Image)
+            },
+            "--ncsnr applies to --generator population",
+        );
+        refused(
+            Request {
+                generator: Generator::Population,
+                ncsnr: Some(vec![0.1, 0.2, 0.3]),
+                ..request(Kind::Image)
+            },
+            "--ncsnr: expected LOW or LOW,HIGH, found 3 values",
+        );
+        refused(
+            Request {
+                generator: Generator::Population,
+                ncsnr: Some(vec![0.3, 0.1]),
+                ..request(Kind::Image)
+            },
+            "--ncsnr: expected LOW[,HIGH] with 0 < LOW ≤ HIGH ≤ 5, found 0.3,0.1",
         );
     }
 }

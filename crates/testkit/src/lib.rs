@@ -24,6 +24,24 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// A music library at `to` that a retrieval must skip in part: `jazz/jazz.00000.wav` copied from
+/// the simulated library `library`, `jazz/broken.wav` that does not decode, and `jazz/ghz.wav`,
+/// a 48-byte WAV whose header claims 4.29 GHz (refused from its header, never resampled).
+pub fn library_with_bad_wavs(library: &Path, to: &Path) {
+    let jazz = to.join("jazz");
+    std::fs::create_dir_all(&jazz).unwrap_or_else(|e| panic!("create {}: {e}", jazz.display()));
+    let good = library.join("jazz/jazz.00000.wav");
+    std::fs::copy(&good, jazz.join("jazz.00000.wav"))
+        .unwrap_or_else(|e| panic!("copy {}: {e}", good.display()));
+    std::fs::write(jazz.join("broken.wav"), b"RIFF not really").unwrap();
+    let mut ghz = std::fs::read(&good).unwrap();
+    ghz.truncate(48);
+    ghz[4..8].copy_from_slice(&40u32.to_le_bytes());
+    ghz[24..28].copy_from_slice(&u32::MAX.to_le_bytes());
+    ghz[40..44].copy_from_slice(&4u32.to_le_bytes());
+    std::fs::write(jazz.join("ghz.wav"), ghz).unwrap();
+}
+
 /// Says that the test `what` cannot run here because `why`, in one of two ways: where the
 /// environment promises everything (`CI` set, as `.ci/run` sets it, or
 /// `BRAINRECON_TEST_REQUIRE_ALL=1`) the test fails, so a missing tool or privilege can never

@@ -4,8 +4,8 @@
 use crate::commands::prelude::*;
 use brainrecon_datasets::nsd::{parse_sessions, parse_subject};
 use brainrecon_routes::group::adapt::{adapt, AdaptRequest};
-use brainrecon_routes::group::curve::{curve, parse_session_counts, CurveRequest};
-use brainrecon_routes::group::fit::{fit_group, GroupFitRequest};
+use brainrecon_routes::group::curve::{curve, parse_trial_counts, CurveRequest};
+use brainrecon_routes::group::fit::{fit_group_within, FitLimits, GroupFitRequest};
 use brainrecon_routes::group::prepare::{prepare_group, GroupPrepareRequest};
 
 /// A space shared across subjects: fit it on a group, then bring a new subject in from one
@@ -98,6 +98,10 @@ pub struct FitArgs {
     /// Their cross-validation, as `fit --cv`
     #[arg(long, default_value = "5")]
     cv: String,
+    /// Refuse (exit 2) before reading the train betas when the fit's estimated peak memory is
+    /// above this many GB (10^9 bytes); the estimate is printed with --progress either way
+    #[arg(long)]
+    memory_gb: Option<f64>,
     #[command(flatten)]
     json: JsonArg,
 }
@@ -152,16 +156,23 @@ pub struct AdaptArgs {
     json: JsonArg,
 }
 
-/// Two-way identification of a new subject against its number of sessions
+/// Two-way identification of a new subject against the trials it was scanned for
 ///
-/// Prepares the new subject from its first 1, 2, … sessions (an NSD root), fits the
-/// within-subject decoders on each and adapts it into each space, scores every decoder on the
-/// test half of the shared images (the subject prepared from all its sessions), and writes
-/// OUT/curve.json, curve.md and curve.svg. The within-subject route on all sessions is the
-/// ceiling.
+/// The x axis is the new subject's first N train trials in acquisition order (sessions in
+/// order, trials in order within them: what a lab scans first), labelled with minutes of
+/// scanning at NSD's pace (an image every 4 s, 3 s on and 1 s off: minutes = trials × 4 / 60;
+/// 750 trials is NSD's one session). At each point the within-subject decoders are fitted on
+/// every row the group methods see from the subject (those trials and its align-image rows of
+/// the sessions they span), and the subject is adapted into each space. The held-out images
+/// (its test images outside the group's align set, scored with all its sessions) are split per
+/// seed into validation and test halves: with several spaces, the best group method is chosen
+/// on the validation images only and scored on the test ones. Every point is the mean ± s.d.
+/// over seeds with its unrounded ratio to the ceiling, the within-subject route on all trials.
+/// Writes OUT/curve.json (per-seed values), curve.md and curve.svg. A new subject that is one
+/// of the group's subjects is refused.
 #[derive(clap::Args)]
 #[command(
-    after_help = "Example:\n  brainrecon group curve --group group --space shared --space srm --nsd-root sim-group --subject subj01 --sessions 1,2,5,all --out curve"
+    after_help = "Example:\n  brainrecon group curve --group group --space shared --space srm --nsd-root sim-group --subject subj01 --trials 100,250,500,750,1500,all --seeds 3 --out curve"
 )]
 #[command(mut_arg("json", |a| a.help("Print the curve as JSON")))]
 pub struct CurveArgs {
@@ -174,12 +185,20 @@ pub struct CurveArgs {
     /// NSD root of the new subject
     #[arg(long)]
     nsd_root: PathBuf,
-    /// The new subject: subj01 … subj08
+    /// The new subject, not one of the group's: subj01 … subj08
     #[arg(long)]
     subject: String,
-    /// Session counts, comma-separated; `all` for every session
-    #[arg(long, default_value = "1,2,5,10,all", value_delimiter = ',')]
-    sessions: Vec<String>,
+    /// Train-trial counts of the new subject (its first trials in acquisition order),
+    /// comma-separated; `all` for every trial
+    #[arg(
+        long,
+        default_value = "100,250,500,750,1500,all",
+        value_delimiter = ','
+    )]
+    trials: Vec<String>,
+    /// Seeds: each a different validation/test split of the held-out images
+    #[arg(long, default_value_t = 3)]
+    seeds: usize,
     /// Decoder targets scored, comma-separated
     #[arg(long, default_value = "z,c", value_delimiter = ',')]
     targets: Vec<String>,
@@ -220,7 +239,11 @@ pub fn run(command: GroupCommand) -> anyhow::Result<()> {
                 targets: a.targets,
                 cv: a.cv,
             };
-            let report = fit_group(&request, &mut note)?;
+            let limits = FitLimits {
+                memory_bytes: a.memory_gb.map(parse_memory_gb).transpose()?,
+                block_rows: None,
+            };
+            let report = fit_group_within(&request, &limits, &mut note)?;
             super::report(a.json.json, &report, |r| r.text())
         }
         GroupCommand::Adapt(a) => {
@@ -241,13 +264,13 @@ pub fn run(command: GroupCommand) -> anyhow::Result<()> {
             super::report(a.json.json, &report, |r| r.text())
         }
         GroupCommand::Curve(a) => {
-            let sessions = parse_session_counts(&a.sessions)?;
             let request = CurveRequest {
                 group: a.group,
                 spaces: a.spaces,
                 nsd_root: a.nsd_root,
                 subject: parse_subject(&a.subject)?,
-                sessions,
+                trials: parse_trial_counts(&a.trials)?,
+                seeds: a.seeds,
                 targets: a.targets,
                 out: a.out,
                 progress,
@@ -256,4 +279,14 @@ pub fn run(command: GroupCommand) -> anyhow::Result<()> {
             super::report(a.json.json, &result, |r| r.text())
         }
     }
+}
+
+/// `--memory-gb`: a positive number of GB (10^9 bytes) → bytes.
+fn parse_memory_gb(gb: f64) -> anyhow::Result<u64> {
+    if !(gb.is_finite() && gb > 0.0) {
+        return Err(super::usage(format!(
+            "--memory-gb: expected a positive number of GB, found {gb}"
+        )));
+    }
+    Ok((gb * 1e9) as u64)
 }

@@ -31,6 +31,22 @@ pub enum Size {
     Paper,
 }
 
+/// The image simulator's generative model (--kind image). The two are independent: they share
+/// the scenes and NSD's layout, nothing of how voxels respond.
+#[derive(Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Generator {
+    /// Tuning read from smooth fields over brain position: early visual pRFs laid out
+    /// retinotopically, higher visual tuning by region; a group's subjects share the fields at
+    /// shifted positions (--individual-share mixes in their own)
+    Fields,
+    /// Voxels drawn from a population of functional profiles (pRFs over luminance, attribute
+    /// tunings, mixtures), 1 − R population and R individual (R = --individual-share), placed in
+    /// a random order in every subject; NSD's sessions of 750 trials; single-trial noise from a
+    /// target ncsnr per subject (--ncsnr). Defaults: 5 subjects, 10 sessions, sessions × 250
+    /// images, 300 shared
+    Population,
+}
+
 #[derive(Clone, Copy, clap::ValueEnum)]
 pub enum Layout {
     /// NSD's own directory tree and file formats (an NSD root for `nsd prepare`)
@@ -82,11 +98,24 @@ pub enum Layout {
 /// 3 subjects (--subjects), 96 training concepts × 3 images × 4 repetitions, 32 test concepts
 /// × 20 repetitions.
 ///
+/// --generator (--kind image) chooses between two independent generative models of the
+/// voxels. `fields` (default): tuning is read from smooth fields over brain position, so a
+/// voxel's place carries its tuning and a group's subjects share the fields. `population`: each
+/// subject has its own grid, voxel count and ROI extents; its visual voxels take functional
+/// profiles from a population (pRFs over luminance at random centres and sizes, attribute
+/// tunings with random weights, mixtures), 70 % population and 30 % individual by default, in a
+/// random order per subject, so only functional alignment carries anything across subjects.
+/// Its sessions are NSD's 750 trials (--sessions, default 10; --images overrides the sessions ×
+/// 250 images), with 300 shared images and noise from a target ncsnr per subject (--ncsnr,
+/// NSD's definition: sd of the signal / sd of the noise across repeats, betas z-scored per
+/// session). Truth: truth/population.json and truth/subjNN/.
+///
 /// The truth is written to `truth/` beside the data.
 #[derive(clap::Args)]
 #[command(
     after_help = "Example:\n  brainrecon simulate --out sim-nsd --images 300 --seed 1\n  brainrecon simulate --size nsd --out sim-nsd-full   (NSD's size: ~11 GB of betas)\n  brainrecon nsd prepare --nsd-root sim-nsd --subject subj01 --out subj01\n  \
     brainrecon simulate --subjects 5 --individual-share 0.3 --images 200 --sessions 10 --out sim-group\n  \
+    brainrecon simulate --generator population --subjects 5 --sessions 10 --out sim-population   (NSD's 750-trial sessions)\n  \
     brainrecon simulate --kind movie --out sim-movie --runs 4 --run-seconds 300 --seed 1\n  \
     brainrecon simulate --kind eeg --out sim-eeg --subjects 3\n  brainrecon bids prepare --bids-root sim-movie --subject 01 --task movie --out runs-sub01"
 )]
@@ -155,6 +184,13 @@ pub struct Args {
     /// a tenth of --images)
     #[arg(long)]
     shared_images: Option<usize>,
+    /// The image simulator's generative model (--kind image; two independent models)
+    #[arg(long, value_enum, default_value_t = Generator::Fields)]
+    generator: Generator,
+    /// Target single-trial ncsnr, LOW or LOW,HIGH: each subject's is drawn uniformly from the
+    /// range (--generator population; default 0.1,0.3)
+    #[arg(long, value_delimiter = ',')]
+    ncsnr: Option<Vec<f64>>,
     #[command(flatten)]
     json: JsonArg,
 }
@@ -195,6 +231,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         subjects: args.subjects,
         individual_share: args.individual_share,
         shared_images: args.shared_images,
+        generator: match args.generator {
+            Generator::Fields => brainrecon_simulate::Generator::Fields,
+            Generator::Population => brainrecon_simulate::Generator::Population,
+        },
+        ncsnr: args.ncsnr,
     })?;
     args.json.print(&summary.json()?, |_| summary.text())
 }

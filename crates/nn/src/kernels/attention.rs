@@ -282,7 +282,7 @@ fn scatter_heads(dst: &mut [f32], heads: &[&[f32]], len: usize, width: usize, h:
     });
 }
 
-widest_fn!(fn exp_shifted_widest(row: &mut [f32]) -> f32 = exp_shifted_in_place);
+widest_fn!(pub(crate) fn exp_shifted_widest(row: &mut [f32]) -> f32 = exp_shifted_in_place);
 
 #[cfg(test)]
 mod tests {

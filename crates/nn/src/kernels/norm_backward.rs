@@ -110,7 +110,7 @@ fn layer_norm_grad_row_inline(
     }
 }
 
-widest_fn!(fn layer_norm_grad_row(dx: &mut [f32], x: &[f32], g: &[f32], w: &[f32], stats: [f32; 2], dw: &mut [f32], db: &mut [f32]) = layer_norm_grad_row_inline);
+widest_fn!(pub(crate) fn layer_norm_grad_row(dx: &mut [f32], x: &[f32], g: &[f32], w: &[f32], stats: [f32; 2], dw: &mut [f32], db: &mut [f32]) = layer_norm_grad_row_inline);
 
 impl CustomOp3 for LayerNormBackwardF32 {
     fn name(&self) -> &'static str {

@@ -88,7 +88,7 @@ impl candle_core::CustomOp2 for SoftmaxBackwardF32 {
 
 /// `Σ y·g` with eight independent lanes, which let the compiler vectorise the sum.
 #[inline(always)]
-fn dot8(y: &[f32], g: &[f32]) -> f32 {
+pub(crate) fn dot8(y: &[f32], g: &[f32]) -> f32 {
     let mut acc = [0f32; 8];
     let (mut ys, mut gs) = (y.chunks_exact(8), g.chunks_exact(8));
     for (yc, gc) in (&mut ys).zip(&mut gs) {

@@ -105,23 +105,27 @@ def adapt(group, subject, out, space="shared", sessions=None, via=None, map=None
     return json.loads(report)
 
 
-def curve(group, spaces, nsd_root, subject, out, sessions=(1, 2, 5, 10, "all"),
-          targets=("z", "c"), progress=False):
-    """``brainrecon group curve``: prepares the new ``subject`` (subj01 … subj08 of
-    ``nsd_root``) from its first 1, 2, … sessions, adapts it into each of ``spaces`` (each
-    NAME[:VIA[:MAP]], e.g. "srm:features:encoding") and scores every decoder by two-way
-    identification on the test half of the shared images; the within-subject route on all
-    sessions is the ceiling. ``sessions``: counts, "all" for every session. Writes
-    OUT/curve.json, curve.md and curve.svg.
+def curve(group, spaces, nsd_root, subject, out, trials=(100, 250, 500, 750, 1500, "all"),
+          seeds=3, targets=("z", "c"), progress=False):
+    """``brainrecon group curve``: scores the new ``subject`` (subj01 … subj08 of
+    ``nsd_root``, not one of the group's) against its first ``trials`` train trials in
+    acquisition order (each labelled with NSD's minutes, 4 s a trial), adapted into each of
+    ``spaces`` (each NAME[:VIA[:MAP]], e.g. "srm:features:encoding"), beside the
+    within-subject route fitted on the same rows (those trials and the align-image rows);
+    the held-out images are split per seed (``seeds`` of them) into validation images, which
+    choose the best group method, and test images, which score. ``trials``: counts, "all" for
+    every trial. Writes OUT/curve.json, curve.md and curve.svg.
 
-    Returns the curve: ``group``, ``subject``, ``points`` (method, sessions, all_sessions,
-    n_train_trials, two_way, two_way_mean, n_test each) and ``ceiling``."""
+    Returns the curve: ``group``, ``subject``, ``targets``, ``seeds`` (each seed's
+    validation and test ids), ``points`` (method, trials, all_trials, minutes, sessions,
+    n_align_rows, n_rows, per_seed, two_way_mean, two_way_sd, ratio_to_ceiling each),
+    ``ceiling`` and ``ceiling_sd``."""
     if isinstance(spaces, str):
         spaces = [spaces]
-    if isinstance(sessions, (str, int)):
-        sessions = _names(str(sessions))
+    if isinstance(trials, (str, int)):
+        trials = _names(str(trials))
     counts = []
-    for s in sessions:
+    for s in trials:
         if isinstance(s, str) and s.strip() == "all":
             counts.append(None)
             continue
@@ -130,11 +134,13 @@ def curve(group, spaces, nsd_root, subject, out, sessions=(1, 2, 5, 10, "all"),
         except (TypeError, ValueError):
             count = 0
         if count < 1:
-            raise ValueError(f"sessions: expected counts ≥ 1 or 'all', found '{s}'")
+            raise ValueError(f"trials: expected counts ≥ 1 or 'all', found '{s}'")
         counts.append(count)
+    if int(seeds) < 1:
+        raise ValueError(f"seeds: expected at least 1, found {seeds}")
     report = _native.group_curve(_path(group), [str(s) for s in spaces], _path(nsd_root),
-                                 str(subject), _path(out), counts, _names(targets),
-                                 bool(progress))
+                                 str(subject), _path(out), counts, int(seeds),
+                                 _names(targets), bool(progress))
     return json.loads(report)
 
 

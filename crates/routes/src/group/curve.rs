@@ -1,8 +1,35 @@
-//! `group curve`: two-way identification of a new subject against its number of sessions, for
-//! the within-subject route and each of a group's spaces, with the within-subject route on all
-//! sessions as the ceiling.
+//! `group curve`: two-way identification of a new subject against the trials it was scanned
+//! for, for the within-subject route, each of a group's spaces and the group method chosen on
+//! validation images, with the within-subject route on all trials as the ceiling.
+//!
+//! How it stays honest (issue 80):
+//! - the x axis is the new subject's **first N train trials in acquisition order** (sessions
+//!   in order, trials in order within them), what a lab scans first, labelled with NSD's
+//!   minutes (4 s a trial: 3 s on, 1 s off), so 750 trials is NSD's one session;
+//! - the align-image rows at a point are those of the sessions the N trials span (prepared
+//!   from those sessions, repeats averaged), and the **within-subject baseline is fitted on
+//!   the same rows** the group methods see: the N trials and those align rows;
+//! - the held-out images (the subject's test images outside the group's align set) are split,
+//!   per seed, into validation and test halves; with several spaces, the best group method is
+//!   chosen per seed and point on the **validation images only**, and scored on the test ones.
+//!   Alphas and penalties are chosen by cross-validation on the fitting rows (decoders,
+//!   `group adapt`), never on held-out images. The fits do not depend on the seed (the trials
+//!   are the first N), so each is made once and scored on every seed's split;
+//! - every point reports mean ± s.d. over seeds and its unrounded ratio to the ceiling;
+//! - a new subject that is one of the group's subjects is refused.
+
+mod axis;
+mod rows;
+mod table;
+
+pub use axis::{
+    mean_sd, nsd_minutes, parse_trial_counts, seed_splits, trial_points, trials_label, SeedSplit,
+    DEFAULT_TRIALS, NSD_SECONDS_PER_TRIAL,
+};
+pub use table::{curve_svg, Curve, CurvePoint, SeedScore, BEST_GROUP_METHOD, WITHIN_SUBJECT};
 
 use super::adapt::{adapt, AdaptRequest, MapFit, Via};
+use super::data::{split_rows, train_sessions};
 use super::{decoders_dir, GroupMeta, SpaceMeta};
 use crate::decode::decoders::{fit_request, Decoder, FitRequest};
 use crate::decode::features::{features_request, FeaturesRequest};
@@ -10,7 +37,7 @@ use crate::error::{Result, RouteError};
 use brainrecon_core::fs::{write_bytes_atomic, write_json_atomic, OutputDir};
 use brainrecon_datasets::nsd::prepare::{prepare, PrepareOptions};
 use brainrecon_datasets::prepared::{PreparedSubject, Split};
-use serde::Serialize;
+use rows::{write_subject, AtlasRows};
 use std::path::{Path, PathBuf};
 
 /// What `group curve` is asked.
@@ -21,192 +48,42 @@ pub struct CurveRequest {
     /// Spaces of the group to adapt the new subject into, each `NAME[:VIA[:MAP]]` (see
     /// [`AdaptRequest`]'s `via` and `map`; default: the space's).
     pub spaces: Vec<String>,
-    /// The NSD root holding the new subject (prepared here once per session count).
+    /// The NSD root holding the new subject (prepared here from all its sessions, and from the
+    /// sessions each point's trials span).
     pub nsd_root: PathBuf,
-    /// 1-based NSD subject number of the new subject.
+    /// 1-based NSD subject number of the new subject; it must not be one of the group's.
     pub subject: usize,
-    /// Session counts; `None` is all of them.
-    pub sessions: Vec<Option<usize>>,
+    /// Train-trial counts of the new subject (its first ones in acquisition order); `None` is
+    /// all of them. Counts at or above the subject's trials become the all-trials point.
+    pub trials: Vec<Option<usize>>,
+    /// Seeds of the validation/test split of the held-out images (at least 1).
+    pub seeds: usize,
     /// Decoder targets scored (z, c).
     pub targets: Vec<String>,
-    /// The folder to write: `curve.json`, `curve.md`, `curve.svg` and the prepared subjects under
-    /// `work/`.
+    /// The folder to write: `curve.json`, `curve.md`, `curve.svg` and the prepared subjects,
+    /// decoders and adapted subjects under `work/`.
     pub out: PathBuf,
     /// Whether the caller shows progress; the stages reach it through [`curve`]'s callback
     /// either way.
     pub progress: bool,
 }
 
-/// The session counts `--sessions` lists: each a count of at least 1, or `all` (`None`).
-///
-/// # Errors
-/// [`RouteError::Usage`] naming the first entry that is neither.
-pub fn parse_session_counts(entries: &[String]) -> Result<Vec<Option<usize>>> {
-    let count = |entry: &str| match entry {
-        "all" => Some(None),
-        n => n.parse::<usize>().ok().filter(|&n| n > 0).map(Some),
-    };
-    entries
-        .iter()
-        .map(|entry| {
-            count(entry).ok_or_else(|| {
-                RouteError::Usage(format!(
-                    "--sessions: expected counts ≥ 1 or all, found '{entry}'"
-                ))
-            })
-        })
-        .collect()
-}
-
-/// One point of the curve.
-#[derive(Debug, Clone, Serialize)]
-pub struct CurvePoint {
-    /// `within-subject` or the space's name.
-    pub method: String,
-    /// Sessions of the new subject used.
-    pub sessions: usize,
-    /// Whether those are all the subject has.
-    pub all_sessions: bool,
-    /// Train trials those sessions hold.
-    pub n_train_trials: usize,
-    /// Two-way identification of each decoded target on the test images (chance 0.5).
-    pub two_way: Vec<(String, f64)>,
-    /// Their mean.
-    pub two_way_mean: f64,
-    /// Test images scored (outside the group's align set).
-    pub n_test: usize,
-}
-
-/// The curve.
-#[derive(Debug, Clone, Serialize)]
-pub struct Curve {
-    /// The group folder.
-    pub group: PathBuf,
-    /// The new subject.
-    pub subject: String,
-    /// One per method and session count.
-    pub points: Vec<CurvePoint>,
-    /// The within-subject route on all sessions.
-    pub ceiling: f64,
-}
-
-impl Curve {
-    /// The table as Markdown: one row per method, one column per session count.
-    pub fn markdown(&self) -> String {
-        let mut counts: Vec<(usize, bool)> = self
-            .points
-            .iter()
-            .map(|p| (p.sessions, p.all_sessions))
-            .collect();
-        counts.sort_unstable();
-        counts.dedup();
-        let mut methods: Vec<String> = Vec::new();
-        for p in &self.points {
-            if !methods.contains(&p.method) {
-                methods.push(p.method.clone());
-            }
-        }
-        let label = |(n, all): (usize, bool)| {
-            if all {
-                format!("all ({n})")
-            } else {
-                n.to_string()
-            }
-        };
-        let mut text = String::from("| method | ");
-        text.push_str(
-            &counts
-                .iter()
-                .map(|&c| format!("{} session{}", label(c), if c.0 == 1 { "" } else { "s" }))
-                .collect::<Vec<_>>()
-                .join(" | "),
-        );
-        text.push_str(" |\n|---|");
-        text.push_str(&"---|".repeat(counts.len()));
-        text.push('\n');
-        for m in &methods {
-            text.push_str(&format!("| {m} |"));
-            for &c in &counts {
-                let cell = self
-                    .points
-                    .iter()
-                    .find(|p| &p.method == m && (p.sessions, p.all_sessions) == c)
-                    .map(|p| {
-                        format!(
-                            " {:.3} ({:.0} %) |",
-                            p.two_way_mean,
-                            100.0 * p.two_way_mean / self.ceiling
-                        )
-                    })
-                    .unwrap_or_else(|| " – |".into());
-                text.push_str(&cell);
-            }
-            text.push('\n');
-        }
-        text.push_str(&format!(
-            "\nTwo-way identification of the decoded targets ({}), mean over targets, on {} test \
-             images of {}; in brackets, the share of the within-subject route on all sessions \
-             ({:.3}).\n",
-            self.points
-                .first()
-                .map(|p| p
-                    .two_way
-                    .iter()
-                    .map(|t| t.0.clone())
-                    .collect::<Vec<_>>()
-                    .join(", "))
-                .unwrap_or_default(),
-            self.points.first().map_or(0, |p| p.n_test),
-            self.subject,
-            self.ceiling
-        ));
-        text
-    }
-
-    /// The best adapted method at the fewest sessions: (method, two-way, share of ceiling).
-    pub fn best_at_fewest(&self) -> Option<(String, f64, f64)> {
-        let fewest = self.points.iter().map(|p| p.sessions).min()?;
-        self.points
-            .iter()
-            .filter(|p| p.sessions == fewest && p.method != "within-subject")
-            .max_by(|a, b| a.two_way_mean.total_cmp(&b.two_way_mean))
-            .map(|p| {
-                (
-                    p.method.clone(),
-                    p.two_way_mean,
-                    p.two_way_mean / self.ceiling,
-                )
-            })
-    }
-
-    /// The lines the command prints.
-    pub fn text(&self) -> String {
-        let mut text = self.markdown();
-        if let Some((m, v, share)) = self.best_at_fewest() {
-            text.push_str(&format!(
-                "best at the fewest sessions: {m}, {v:.3} = {:.0} % of the ceiling\n",
-                100.0 * share
-            ));
-        }
-        text
-    }
-}
-
-/// Prepares the new subject from its first `n` sessions (all with `None`) and computes its
-/// features.
+/// Prepares the new subject from its `sessions` (all with `None`), with features when asked
+/// (the subject prepared from all sessions holds them for every image).
 fn prepare_sessions(
     r: &CurveRequest,
     group: &GroupMeta,
-    n: Option<usize>,
+    sessions: Option<Vec<usize>>,
     out: &Path,
+    with_features: bool,
 ) -> Result<PreparedSubject> {
     if !out.join("subject.json").exists() {
         prepare(&PrepareOptions {
-            sessions: n.map(|n| (1..=n).collect()),
+            sessions,
             ..PrepareOptions::defaults(&r.nsd_root, r.subject, out)
         })?;
     }
-    for kind in &group.kinds {
+    for kind in group.kinds.iter().filter(|_| with_features) {
         features_request::<RouteError>(
             &FeaturesRequest {
                 subject: out.to_path_buf(),
@@ -229,6 +106,120 @@ fn prepare_sessions(
     Ok(PreparedSubject::open(out)?)
 }
 
+/// Refuses a new subject that is one of the group's subjects (by its NSD name): its trials
+/// shaped the space and the group's decoders, so the curve would flatter the group.
+fn refuse_member(r: &CurveRequest, group: &GroupMeta) -> Result<()> {
+    let name = format!("subj{:02}", r.subject);
+    match group.subjects.iter().find(|s| s.name == name) {
+        Some(member) => Err(RouteError::Usage(format!(
+            "--subject {name}: {} lists {name} among the group's subjects (prepared at {}); the \
+             curve needs a new subject, one outside the group: pick another --subject, or \
+             prepare a group without {name}",
+            r.group.join("group.json").display(),
+            member.path.display()
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// The `--space` entries, read: (the entry, its space, via, map).
+fn read_spaces(r: &CurveRequest) -> Result<Vec<(String, SpaceMeta, Via, Option<MapFit>)>> {
+    r.spaces
+        .iter()
+        .map(|spec| {
+            let mut parts = spec.split(':');
+            let name = parts.next().unwrap_or_default();
+            let via = parts.next().filter(|v| !v.is_empty());
+            let map = parts.next().filter(|m| !m.is_empty());
+            let space = SpaceMeta::read(&r.group, name)?;
+            let via: Via = match via {
+                Some(v) => v
+                    .parse()
+                    .map_err(|e| RouteError::Usage(format!("--via: {e}")))?,
+                None => Via::default(),
+            };
+            let map: Option<MapFit> = map
+                .map(|m| {
+                    m.parse()
+                        .map_err(|e| RouteError::Usage(format!("--map: {e}")))
+                })
+                .transpose()?;
+            Ok((spec.clone(), space, via, map))
+        })
+        .collect()
+}
+
+/// One method's decoded held-out images: per target, `ids.len()` rows, row-major.
+struct Decoded {
+    ids: Vec<usize>,
+    per_target: Vec<(String, Vec<f32>)>,
+}
+
+impl Decoded {
+    /// Per seed: two-way identification on its test images (per target and mean) and the mean
+    /// on its validation images.
+    fn scores(&self, full: &PreparedSubject, splits: &[SeedSplit]) -> Result<Vec<SeedScore>> {
+        let mean_on = |ids: &[usize]| -> Result<(Vec<(String, f64)>, f64)> {
+            let mut scores = Vec::new();
+            for (target, rows) in &self.per_target {
+                let picked = self.rows_of(rows, ids)?;
+                scores.push((target.clone(), two_way(full, target, ids, &picked)?));
+            }
+            let mean = scores.iter().map(|s| s.1).sum::<f64>() / scores.len().max(1) as f64;
+            Ok((scores, mean))
+        };
+        splits
+            .iter()
+            .map(|split| {
+                let (two_way, two_way_mean) = mean_on(&split.test_ids)?;
+                let (_, validation_mean) = mean_on(&split.validation_ids)?;
+                Ok(SeedScore {
+                    seed: split.seed,
+                    two_way,
+                    two_way_mean,
+                    validation_mean,
+                    chosen: None,
+                })
+            })
+            .collect()
+    }
+
+    /// The rows of `ids` (each must be decoded).
+    fn rows_of(&self, rows: &[f32], ids: &[usize]) -> Result<Vec<f32>> {
+        let d = rows.len() / self.ids.len().max(1);
+        ids.iter()
+            .map(|id| {
+                self.ids
+                    .iter()
+                    .position(|x| x == id)
+                    .map(|at| &rows[at * d..(at + 1) * d])
+                    .ok_or_else(|| {
+                        RouteError::Usage(format!(
+                            "image {id} is held out but was not decoded (decoded: {} images)",
+                            self.ids.len()
+                        ))
+                    })
+            })
+            .collect::<Result<Vec<_>>>()
+            .map(|rows| rows.concat())
+    }
+}
+
+/// For each seed, the space with the best validation mean, scored on that seed's test images.
+fn best_on_validation(spaces: &[(String, Vec<SeedScore>)]) -> Vec<SeedScore> {
+    let n_seeds = spaces.first().map_or(0, |s| s.1.len());
+    (0..n_seeds)
+        .filter_map(|i| {
+            spaces
+                .iter()
+                .max_by(|a, b| a.1[i].validation_mean.total_cmp(&b.1[i].validation_mean))
+                .map(|(name, scores)| SeedScore {
+                    chosen: Some(name.clone()),
+                    ..scores[i].clone()
+                })
+        })
+        .collect()
+}
 /// Two-way identification of decoded rows (row-major, `ids.len()` × d) against `eval`'s
 /// features of `target`, both centred on the mean over its train images.
 pub fn two_way(
@@ -267,119 +258,130 @@ pub fn two_way(
 }
 
 /// Runs the curve and writes `curve.json`, `curve.md` and `curve.svg` into `out`.
+///
+/// # Errors
+/// [`RouteError::Usage`] for a new subject that is one of the group's (naming `group.json`),
+/// no trial counts, no seeds, or fewer than 4 held-out images; the errors of preparing, fitting
+/// and adapting otherwise.
 pub fn curve(r: &CurveRequest, progress: &mut dyn FnMut(String)) -> Result<Curve> {
     let group = GroupMeta::read(&r.group)?;
-    let spaces: Vec<(String, SpaceMeta, Via, Option<MapFit>)> = r
-        .spaces
-        .iter()
-        .map(|spec| {
-            let mut parts = spec.split(':');
-            let name = parts.next().unwrap_or_default();
-            let via = parts.next().filter(|v| !v.is_empty());
-            let map = parts.next().filter(|m| !m.is_empty());
-            let space = SpaceMeta::read(&r.group, name)?;
-            let via: Via = match via {
-                Some(v) => v
-                    .parse()
-                    .map_err(|e| RouteError::Usage(format!("--via: {e}")))?,
-                None => Via::default(),
-            };
-            let map: Option<MapFit> = map
-                .map(|m| {
-                    m.parse()
-                        .map_err(|e| RouteError::Usage(format!("--map: {e}")))
-                })
-                .transpose()?;
-            Ok((spec.clone(), space, via, map))
-        })
-        .collect::<Result<_>>()?;
-    if r.sessions.is_empty() {
+    refuse_member(r, &group)?;
+    if r.trials.is_empty() {
         return Err(RouteError::Usage(
-            "--sessions: expected at least one session count".into(),
+            "--trials: expected at least one trial count".into(),
         ));
     }
+    if r.seeds == 0 {
+        return Err(RouteError::Usage(
+            "--seeds: expected at least 1 seed".into(),
+        ));
+    }
+    let spaces = read_spaces(r)?;
     let out = OutputDir::create(&r.out)?;
     let work = out.path().join("work");
     std::fs::create_dir_all(&work).map_err(|e| brainrecon_core::DataError::io(&work, e))?;
     progress("preparing the new subject from all its sessions".into());
-    let full = prepare_sessions(r, &group, None, &work.join("all"))?;
-    let n_all = full.meta.sessions.len();
+    let full = prepare_sessions(r, &group, None, &work.join("all"), true)?;
     let roi = full.roi(&group.roi)?;
-    let test_ids: Vec<usize> = full
+    let held_out: Vec<usize> = full
         .row_ids(Split::Test)?
         .into_iter()
         .filter(|id| group.align_ids.binary_search(id).is_err())
         .collect();
-    if test_ids.len() < 2 {
-        return Err(RouteError::Usage(format!(
-            "{}: {} test images outside the group's align set; the curve needs at least 2",
-            full.root.display(),
-            test_ids.len()
-        )));
+    let splits = seed_splits(&held_out, r.seeds)?;
+    let sessions_of_trials = train_sessions(&full)?;
+    if sessions_of_trials.windows(2).any(|w| w[1] < w[0]) || sessions_of_trials.is_empty() {
+        return Err(RouteError::mismatch(
+            &full.path("trials.tsv"),
+            "train rows",
+            "train trials in acquisition order (sessions ascending), at least one",
+            format!("{} rows", sessions_of_trials.len()),
+        ));
     }
+    let held_rows =
+        split_rows(&full, &roi, Split::Test)?.select(|_, id| held_out.binary_search(&id).is_ok());
     let mut points = Vec::new();
-    let mut counts: Vec<(usize, bool)> = r
-        .sessions
-        .iter()
-        .map(|s| match s {
-            Some(n) => (*n, *n >= n_all),
-            None => (n_all, true),
-        })
-        .collect();
-    counts.push((n_all, true));
-    counts.sort_unstable();
-    counts.dedup();
-    for &(n, all) in &counts {
-        let n = n.min(n_all);
-        if n == 0 {
-            return Err(RouteError::Usage(
-                "--sessions: expected counts of at least 1".into(),
-            ));
-        }
-        progress(format!("{n} session{}", if n == 1 { "" } else { "s" }));
-        let subject = if all {
+    for (n, all) in trial_points(&r.trials, sessions_of_trials.len()) {
+        // The sessions the first n trials span: their align images are the subject's there.
+        let last = sessions_of_trials[n - 1];
+        let spanned: Vec<usize> = full
+            .meta
+            .sessions
+            .iter()
+            .copied()
+            .filter(|&s| s <= last)
+            .collect();
+        progress(format!("{} (sessions {:?})", trials_label(n, all), spanned));
+        let partial = if spanned == full.meta.sessions {
             PreparedSubject::open(&full.root)?
         } else {
-            prepare_sessions(r, &group, Some(n), &work.join(format!("s{n}")))?
+            prepare_sessions(
+                r,
+                &group,
+                Some(spanned.clone()),
+                &work.join(format!("sessions-{last}")),
+                false,
+            )?
         };
-        // Within-subject: its own decoders from these sessions.
-        let mut scores = Vec::new();
+        let train = AtlasRows::read(&partial, &roi.atlas, Split::Train)?.select(|row, _| row < n);
+        let tested = AtlasRows::read(&partial, &roi.atlas, Split::Test)?;
+        let align = tested.select(|_, id| group.align_ids.binary_search(&id).is_ok());
+        let here = work.join(format!("trials-{n}"));
+        let at = (n, all, spanned.len());
+
+        // The within-subject baseline, on the rows the group methods see: trials and align rows.
+        let baseline = write_subject(
+            &here.join("within-subject"),
+            &partial,
+            &roi.atlas,
+            (&train.stack(&align), &tested),
+            &full,
+        )?;
+        let mut decoded = Decoded {
+            ids: held_rows.ids.clone(),
+            per_target: Vec::new(),
+        };
+        let mut n_rows = 0;
         for target in &r.targets {
-            let dir = work.join(format!("within-s{n}")).join(target);
-            fit_request(
+            let dir = here.join("within-subject-decoders").join(target);
+            let summary = fit_request(
                 &FitRequest {
                     roi: Some(group.roi.clone()),
-                    ..FitRequest::with_defaults(subject.root.clone(), target.clone(), dir.clone())
+                    ..FitRequest::with_defaults(baseline.root.clone(), target.clone(), dir.clone())
                 },
                 &mut |_| {},
             )?;
+            n_rows = summary.n_train_rows;
             let decoder = Decoder::load(&dir)?;
-            let tested = super::data::split_rows(&full, &roi, Split::Test)?
-                .select(|_, id| test_ids.binary_search(&id).is_ok());
-            let x: Vec<f32> = (0..tested.x.nrows())
-                .flat_map(|i| (0..tested.x.ncols()).map(move |j| (i, j)))
-                .map(|(i, j)| tested.x[(i, j)] as f32)
+            let x: Vec<f32> = (0..held_rows.x.nrows())
+                .flat_map(|i| (0..held_rows.x.ncols()).map(move |j| (i, j)))
+                .map(|(i, j)| held_rows.x[(i, j)] as f32)
                 .collect();
-            let decoded = decoder
+            let rows = decoder
                 .model
-                .predict_row_major(&x, (tested.x.nrows(), tested.x.ncols()))?;
-            scores.push((
-                target.clone(),
-                two_way(&full, target, &tested.ids, &decoded)?,
-            ));
+                .predict_row_major(&x, (held_rows.x.nrows(), held_rows.x.ncols()))?;
+            decoded.per_target.push((target.clone(), rows));
         }
-        points.push(point(
-            "within-subject",
-            n,
-            all,
-            subject.meta.n_train_trials,
-            scores,
-            test_ids.len(),
+        points.push(CurvePoint::new(
+            WITHIN_SUBJECT,
+            at,
+            (align.ids.len(), n_rows),
+            decoded.scores(&full, &splits)?,
         ));
+
+        // Each space: the subject's first n trials (and align rows) adapted into it.
+        let subject = write_subject(
+            &here.join("subject"),
+            &partial,
+            &roi.atlas,
+            (&train, &tested),
+            &full,
+        )?;
+        let mut by_space = Vec::new();
         for (i, (label, space, via, map)) in spaces.iter().enumerate() {
-            let adapted = work.join(format!("{}-{i}-s{n}", space.name));
+            let adapted = here.join(format!("{}-{i}", space.name));
             brainrecon_core::fs::remove_dir_atomic(&adapted)?;
-            adapt(&AdaptRequest {
+            let report = adapt(&AdaptRequest {
                 group: r.group.clone(),
                 space: space.name.clone(),
                 subject: subject.root.clone(),
@@ -390,144 +392,50 @@ pub fn curve(r: &CurveRequest, progress: &mut dyn FnMut(String)) -> Result<Curve
                 out: adapted.clone(),
             })?;
             let adapted = PreparedSubject::open(&adapted)?;
-            let mut scores = Vec::new();
+            let mut decoded = Decoded {
+                ids: Vec::new(),
+                per_target: Vec::new(),
+            };
             for target in &r.targets {
                 let decoder = Decoder::load(&decoders_dir(&r.group, &space.name).join(target))?;
-                let (ids, decoded) = decoder.predict_test(&adapted)?;
-                scores.push((target.clone(), two_way(&full, target, &ids, &decoded)?));
+                let (ids, rows) = decoder.predict_test(&adapted)?;
+                decoded.ids = ids;
+                decoded.per_target.push((target.clone(), rows));
             }
-            points.push(point(
+            let scores = decoded.scores(&full, &splits)?;
+            points.push(CurvePoint::new(
                 label,
-                n,
-                all,
-                subject.meta.n_train_trials,
-                scores,
-                test_ids.len(),
+                at,
+                (align.ids.len(), report.n_rows),
+                scores.clone(),
+            ));
+            by_space.push((label.clone(), scores, report.n_rows));
+        }
+        if !by_space.is_empty() {
+            let n_rows = by_space.iter().map(|s| s.2).max().unwrap_or(0);
+            let scored: Vec<(String, Vec<SeedScore>)> =
+                by_space.into_iter().map(|(l, s, _)| (l, s)).collect();
+            points.push(CurvePoint::new(
+                BEST_GROUP_METHOD,
+                at,
+                (align.ids.len(), n_rows),
+                best_on_validation(&scored),
             ));
         }
     }
-    let ceiling = points
-        .iter()
-        .find(|p| p.method == "within-subject" && p.all_sessions)
-        .map_or(f64::NAN, |p| p.two_way_mean);
     let curve = Curve {
         group: r.group.clone(),
         subject: full.meta.subject.clone(),
+        targets: r.targets.clone(),
+        seeds: splits,
         points,
-        ceiling,
-    };
+        ceiling: f64::NAN,
+        ceiling_sd: f64::NAN,
+    }
+    .with_ratios();
     write_json_atomic(&out.path().join("curve.json"), &curve)?;
     write_bytes_atomic(&out.path().join("curve.md"), curve.markdown().as_bytes())?;
     write_bytes_atomic(&out.path().join("curve.svg"), curve_svg(&curve).as_bytes())?;
     out.commit()?;
     Ok(curve)
-}
-
-fn point(
-    method: &str,
-    sessions: usize,
-    all: bool,
-    n_train_trials: usize,
-    two_way: Vec<(String, f64)>,
-    n_test: usize,
-) -> CurvePoint {
-    let mean = two_way.iter().map(|t| t.1).sum::<f64>() / two_way.len().max(1) as f64;
-    CurvePoint {
-        method: method.into(),
-        sessions,
-        all_sessions: all,
-        n_train_trials,
-        two_way,
-        two_way_mean: mean,
-        n_test,
-    }
-}
-
-/// The curve as an SVG: sessions on a log axis, one line per method, the ceiling dashed.
-pub fn curve_svg(curve: &Curve) -> String {
-    use plotters::prelude::*;
-    let mut svg = String::new();
-    {
-        let root = SVGBackend::with_string(&mut svg, (640, 400)).into_drawing_area();
-        let _ = root.fill(&WHITE);
-        let max_sessions = curve
-            .points
-            .iter()
-            .map(|p| p.sessions)
-            .max()
-            .unwrap_or(1)
-            .max(2) as f64;
-        let lo = curve
-            .points
-            .iter()
-            .map(|p| p.two_way_mean)
-            .fold(1.0f64, f64::min)
-            .min(0.5);
-        let chart = ChartBuilder::on(&root)
-            .caption(
-                "new subject: two-way identification vs sessions",
-                ("sans-serif", 16),
-            )
-            .margin(12)
-            .x_label_area_size(36)
-            .y_label_area_size(48)
-            .build_cartesian_2d(
-                (0.9f64..max_sessions * 1.1).log_scale(),
-                (lo - 0.02)..1.0f64,
-            );
-        let Ok(mut chart) = chart else {
-            return String::new();
-        };
-        let _ = chart
-            .configure_mesh()
-            .x_desc("sessions of the new subject")
-            .y_desc("two-way identification")
-            .draw();
-        let mut methods: Vec<String> = Vec::new();
-        for p in &curve.points {
-            if !methods.contains(&p.method) {
-                methods.push(p.method.clone());
-            }
-        }
-        for (i, m) in methods.iter().enumerate() {
-            let color = Palette99::pick(i).to_rgba();
-            let series: Vec<(f64, f64)> = curve
-                .points
-                .iter()
-                .filter(|p| &p.method == m)
-                .map(|p| (p.sessions as f64, p.two_way_mean))
-                .collect();
-            if let Ok(drawn) =
-                chart.draw_series(LineSeries::new(series.clone(), color.stroke_width(2)))
-            {
-                drawn
-                    .label(m.clone())
-                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 16, y)], color));
-            }
-            let _ = chart.draw_series(
-                series
-                    .into_iter()
-                    .map(|(x, y)| Circle::new((x, y), 3, color.filled())),
-            );
-        }
-        if curve.ceiling.is_finite() {
-            let dashes: Vec<(f64, f64)> = (0..40)
-                .map(|i| 0.9 * (max_sessions * 1.1 / 0.9).powf(i as f64 / 39.0))
-                .map(|x| (x, curve.ceiling))
-                .collect();
-            let _ = chart.draw_series(
-                dashes
-                    .chunks(2)
-                    .map(|c| PathElement::new(c.to_vec(), BLACK.stroke_width(1))),
-            );
-        }
-        let _ = chart
-            .configure_series_labels()
-            .background_style(WHITE.mix(0.8))
-            .border_style(BLACK)
-            .position(SeriesLabelPosition::LowerRight)
-            .draw();
-        let _ = root.present();
-    }
-    svg
 }

@@ -68,6 +68,128 @@ pub fn split_rows(subject: &PreparedSubject, roi: &Roi, split: Split) -> Result<
     Ok(Rows { ids, x })
 }
 
+/// Rows `start .. start + len` of one split of a subject's ROI (`[len, voxels]`, f32 → f64),
+/// read through a mapping opened for this call only, so the pages read do not stay resident.
+/// The same values as those rows of [`split_rows`].
+///
+/// Errors: the betas file missing or not `(rows, voxels)`, the range past its rows, the ROI's
+/// columns past its voxels, or a non-finite beta (naming the file, row and voxel).
+pub fn split_rows_block(
+    subject: &PreparedSubject,
+    roi: &Roi,
+    split: Split,
+    start: usize,
+    len: usize,
+) -> Result<Mat<f64>> {
+    let path = subject.betas_path(&roi.atlas, split);
+    let mapped = npy::MappedF32::open(&path)?;
+    let (rows, cols) = match mapped.shape() {
+        [r, c] => (*r, *c),
+        other => {
+            return Err(RouteError::mismatch(
+                &path,
+                "shape",
+                "(rows, voxels)",
+                format!("{other:?}"),
+            ))
+        }
+    };
+    if start + len > rows {
+        return Err(RouteError::mismatch(
+            &path,
+            "rows",
+            format!("at least {} rows", start + len),
+            rows,
+        ));
+    }
+    let voxels = roi.columns.as_ref().map_or(cols, |c| c.len());
+    if roi
+        .columns
+        .as_ref()
+        .is_some_and(|c| c.last().is_some_and(|&last| last >= cols))
+    {
+        return Err(RouteError::mismatch(
+            &path,
+            "shape",
+            format!("the voxel columns of ROI {}", roi.name),
+            format!("{:?}", mapped.shape()),
+        ));
+    }
+    let mut x = Mat::<f64>::zeros(len, voxels);
+    for i in 0..len {
+        let row = mapped.row(start + i);
+        for j in 0..voxels {
+            let v = match &roi.columns {
+                Some(c) => row[c[j]],
+                None => row[j],
+            };
+            if !v.is_finite() {
+                return Err(RouteError::mismatch(
+                    &path,
+                    "values",
+                    "finite betas (columns: the ROI's voxels)",
+                    format!("{v} at row {}, voxel {j}", start + i),
+                ));
+            }
+            x[(i, j)] = v as f64;
+        }
+    }
+    Ok(x)
+}
+
+/// [`target_scaling`] of the stacked raw features of several row sets (each a subject and the
+/// ids of its rows, stacked in order), read `block_rows` rows at a time: the same sums in the
+/// same order, so the same numbers, without the stacked matrix.
+pub fn target_scaling_blocks(
+    parts: &[(&PreparedSubject, &[usize])],
+    kinds: &[String],
+    widths: &[usize],
+    block_rows: usize,
+) -> Result<(Vec<f64>, Vec<TargetBlock>)> {
+    let d: usize = widths.iter().sum();
+    let n_total: usize = parts.iter().map(|(_, ids)| ids.len()).sum();
+    let n = n_total.max(1) as f64;
+    // The start of an f64 sum, as `Iterator::sum` starts it.
+    let zero: f64 = std::iter::empty::<f64>().sum();
+    let each_block = |f: &mut dyn FnMut(&Mat<f64>)| -> Result<()> {
+        for (subject, ids) in parts {
+            for chunk in ids.chunks(block_rows.max(1)) {
+                f(&feature_rows(subject, kinds, chunk)?);
+            }
+        }
+        Ok(())
+    };
+    let mut sums = vec![zero; d];
+    each_block(&mut |y| {
+        for (j, sum) in sums.iter_mut().enumerate() {
+            for i in 0..y.nrows() {
+                *sum += y[(i, j)];
+            }
+        }
+    })?;
+    let mean: Vec<f64> = sums.iter().map(|s| s / n).collect();
+    let mut squares = vec![zero; d];
+    each_block(&mut |y| {
+        for (j, sum) in squares.iter_mut().enumerate() {
+            for i in 0..y.nrows() {
+                *sum += (y[(i, j)] - mean[j]).powi(2);
+            }
+        }
+    })?;
+    let mut blocks = Vec::new();
+    let mut offset = 0;
+    for (kind, &width) in kinds.iter().zip(widths) {
+        let total: f64 = (offset..offset + width).map(|j| squares[j] / n).sum();
+        blocks.push(TargetBlock {
+            kind: kind.clone(),
+            width,
+            scale: if total > 0.0 { 1.0 / total.sqrt() } else { 1.0 },
+        });
+        offset += width;
+    }
+    Ok((mean, blocks))
+}
+
 /// The session of each train row, from `trials.tsv` (its `train` rows follow train.npy's).
 pub fn train_sessions(subject: &PreparedSubject) -> Result<Vec<usize>> {
     let path = subject.path("trials.tsv");

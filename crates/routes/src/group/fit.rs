@@ -1,20 +1,25 @@
 //! `group fit`: a space for the group, its pooled subject and the decoders fitted on it.
 
 use super::data::{
-    apply_map, column_means, feature_rows, feature_widths, scale_targets, split_rows,
-    target_scaling, write_mat, write_pooled_features, write_space_subject, write_vec, Rows,
+    apply_map, feature_rows, feature_widths, scale_targets, split_rows, split_rows_block,
+    target_scaling_blocks, write_mat, write_pooled_features, write_space_subject, write_vec, Rows,
     SpaceSubject,
 };
 use super::{decoders_dir, space_dir, GroupMeta, SpaceMeta, SpaceMethod, SPACE_FORMAT};
 use crate::decode::decoders::{fit_request, log_grid, DecoderSummary, FitRequest};
 use crate::error::{Result, RouteError};
-use brainrecon_align::shared_space::{fit_shared_space, gcv_alpha, SharedSpaceOptions};
+use brainrecon_align::shared_space::SharedSpaceOptions;
 use brainrecon_align::srm::{fit_det_srm, fit_srm, SrmOptions};
+use brainrecon_align::streamed::{
+    fit_shared_space_blocks, gcv_alpha_blocks, peak_bytes, BlockSpectrum, BlockSubject, RowBlocks,
+    SubjectSize,
+};
 use brainrecon_core::fs::{write_json_atomic, OutputDir};
-use brainrecon_datasets::prepared::{PreparedSubject, Split};
+use brainrecon_datasets::prepared::{PreparedSubject, Roi, Split};
+use brainrecon_formats::npy;
 use faer::Mat;
 use serde::Serialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -88,18 +93,196 @@ pub fn map_alphas() -> Vec<f64> {
 
 /// Columns of `y` to choose an alpha on: all, or an even subsample of 512.
 pub fn alpha_columns(y: &Mat<f64>) -> Mat<f64> {
-    let d = y.ncols();
-    let step = d.div_ceil(512).max(1);
-    let cols: Vec<usize> = (0..d).step_by(step).collect();
+    let cols = alpha_column_indices(y.ncols());
     Mat::from_fn(y.nrows(), cols.len(), |i, j| y[(i, cols[j])])
 }
 
-/// One group subject's rows: train trials, align images, test-half images.
+/// The columns [`alpha_columns`] keeps of d: all, or every ⌈d/512⌉-th.
+pub fn alpha_column_indices(d: usize) -> Vec<usize> {
+    let step = d.div_ceil(512).max(1);
+    (0..d).step_by(step).collect()
+}
+
+/// How a `group fit` run may use memory.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct FitLimits {
+    /// Refuse, before reading the train betas, a fit whose estimated peak ([`FitMemory`]) is
+    /// above this many bytes. `None`: no limit (the estimate is still reported).
+    pub memory_bytes: Option<u64>,
+    /// Rows read per block by the space's fit (default: [`default_block_rows`]).
+    pub block_rows: Option<usize>,
+}
+
+/// Bytes of f64 a default block of rows holds: 256 MiB.
+pub const BLOCK_BYTES: usize = 256 << 20;
+
+/// Rows per block so that one block of the widest matrix read (`width` columns of f64) is
+/// about [`BLOCK_BYTES`]; at least 1.
+pub fn default_block_rows(width: usize) -> usize {
+    (BLOCK_BYTES / (8 * width.max(1))).max(1)
+}
+
+/// A group subject's size as the fit sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct FitSubjectSize {
+    /// Fitting rows: train trials, then align images.
+    pub rows: usize,
+    /// Voxels of the group's ROI.
+    pub voxels: usize,
+    /// Rows of its test split (one per test image), read whole.
+    pub test_rows: usize,
+}
+
+/// The estimated peak memory of `group fit`, in bytes, by part; f64 unless said.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FitMemory {
+    /// Every subject's test split with its align and test selections, held throughout.
+    pub held_rows: u64,
+    /// The space's fit: for `shared`, the streamed fit's bound
+    /// ([`brainrecon_align::streamed::peak_bytes`]); for SRM, the align images and its maps.
+    pub space: u64,
+    /// The maps and the pooled subject's rows in the space, held after the fit.
+    pub pooled: u64,
+    /// The encoder (scaled features → space) on every pooled row: the features stacked in f64,
+    /// their f32 copy and two f32 copies more for the ridge's decomposition.
+    pub encoder: u64,
+    /// The pooled subject's features (one row per image, f64, plus one kind's f32 copy).
+    pub pooled_features: u64,
+    /// `held_rows` + the largest of `space`, `pooled + encoder`, `pooled + pooled_features`.
+    pub peak: u64,
+}
+
+impl FitMemory {
+    /// Estimates the peak of a fit of `subjects` onto `d` targets with `images` pooled images.
+    pub fn estimate(
+        method: SpaceMethod,
+        subjects: &[FitSubjectSize],
+        d: usize,
+        images: usize,
+        opts: &SharedSpaceOptions,
+        block_rows: usize,
+    ) -> Self {
+        let f = 8u64;
+        let k = opts.k as u64;
+        let d64 = d as u64;
+        let sum_n: u64 = subjects.iter().map(|s| s.rows as u64).sum();
+        let sum_v: u64 = subjects.iter().map(|s| s.voxels as u64).sum();
+        let held_rows: u64 = subjects
+            .iter()
+            .map(|s| 2 * f * s.test_rows as u64 * s.voxels as u64)
+            .sum();
+        let space = match method {
+            SpaceMethod::Shared => {
+                let sizes: Vec<SubjectSize> = subjects
+                    .iter()
+                    .map(|s| SubjectSize {
+                        rows: s.rows,
+                        voxels: s.voxels,
+                    })
+                    .collect();
+                let gcv = alpha_column_indices(d).len();
+                peak_bytes(&sizes, d, gcv, opts, block_rows)
+            }
+            // The align images transposed, and W, its update and S (k × align images).
+            SpaceMethod::Srm | SpaceMethod::Detsrm => {
+                let align: u64 = subjects
+                    .iter()
+                    .map(|s| s.test_rows as u64 * s.voxels as u64)
+                    .sum();
+                f * (align + 3 * sum_v * k)
+            }
+        };
+        let pooled = f * (sum_v * k + sum_n * k);
+        let encoder = sum_n * d64 * (f + 4 + 8) + sum_n * k * 4;
+        let pooled_features = images as u64 * d64 * (f + 4);
+        let peak = held_rows + space.max(pooled + encoder).max(pooled + pooled_features);
+        Self {
+            held_rows,
+            space,
+            pooled,
+            encoder,
+            pooled_features,
+            peak,
+        }
+    }
+
+    /// The refusal when the estimate is above `budget` bytes, naming the sizes and the parts.
+    pub fn check(
+        &self,
+        budget: Option<u64>,
+        subjects: &[FitSubjectSize],
+        d: usize,
+        k: usize,
+    ) -> Result<()> {
+        let Some(budget) = budget else {
+            return Ok(());
+        };
+        if self.peak <= budget {
+            return Ok(());
+        }
+        let gb = |b: u64| b as f64 / 1e9;
+        let rows: usize = subjects.iter().map(|s| s.rows).sum();
+        let voxels = subjects.iter().map(|s| s.voxels).max().unwrap_or(0);
+        Err(RouteError::Usage(format!(
+            "--memory-gb {:.1}: group fit of {} subjects ({rows} fitting rows in all, up to \
+             {voxels} voxels) onto {d} targets at k = {k} needs about {:.1} GB (estimated before \
+             reading: the space's fit {:.1} GB, the encoder on all {rows} rows × {d} targets \
+             {:.1} GB, the pooled subject's features {:.1} GB, rows held {:.1} GB); allow more \
+             memory, fewer subjects or rows, or a smaller k",
+            gb(budget),
+            subjects.len(),
+            gb(self.peak),
+            gb(self.space),
+            gb(self.encoder),
+            gb(self.pooled_features),
+            gb(self.held_rows),
+        )))
+    }
+
+    /// One line for the progress: the peak and its parts in GB.
+    pub fn text(&self) -> String {
+        let gb = |b: u64| b as f64 / 1e9;
+        format!(
+            "estimated peak {:.2} GB (space {:.2}, encoder {:.2}, pooled features {:.2}, rows \
+             held {:.2})",
+            gb(self.peak),
+            gb(self.space),
+            gb(self.encoder),
+            gb(self.pooled_features),
+            gb(self.held_rows)
+        )
+    }
+}
+
+/// One group subject's rows: train trials (read from disk in blocks), align images and
+/// test-half images (in memory, one row per shared image).
 pub(crate) struct SubjectRows {
     pub subject: PreparedSubject,
-    pub train: Rows,
+    pub roi: Roi,
+    pub train_ids: Vec<usize>,
     pub align: Rows,
     pub test: Rows,
+    /// Rows of the test split, all of which are read.
+    pub test_split_rows: usize,
+}
+
+impl SubjectRows {
+    /// Ids of the fitting rows: train trials, then align images.
+    fn fitting_ids(&self) -> Vec<usize> {
+        self.train_ids
+            .iter()
+            .chain(&self.align.ids)
+            .copied()
+            .collect()
+    }
+
+    fn size(&self) -> FitSubjectSize {
+        FitSubjectSize {
+            rows: self.train_ids.len() + self.align.ids.len(),
+            voxels: self.roi.n_voxels,
+            test_rows: self.test_split_rows,
+        }
+    }
 }
 
 pub(crate) fn load_subject_rows(group: &GroupMeta, index: usize) -> Result<SubjectRows> {
@@ -116,20 +299,166 @@ pub(crate) fn load_subject_rows(group: &GroupMeta, index: usize) -> Result<Subje
             roi.n_voxels,
         ));
     }
-    let train = split_rows(&subject, &roi, Split::Train)?;
+    let train_ids = subject.row_ids(Split::Train)?;
+    let train_path = subject.betas_path(&roi.atlas, Split::Train);
+    let header = npy::read_header(&train_path)?;
+    if header.shape.len() != 2 || header.shape[0] != train_ids.len() {
+        return Err(RouteError::mismatch(
+            &train_path,
+            "rows",
+            format!("{} rows, one per stimulus id", train_ids.len()),
+            format!("{:?}", header.shape),
+        ));
+    }
     let tested = split_rows(&subject, &roi, Split::Test)?;
     let align = tested.select(|_, id| group.align_ids.binary_search(&id).is_ok());
     let test = tested.select(|_, id| group.test_ids.binary_search(&id).is_ok());
     Ok(SubjectRows {
+        test_split_rows: tested.ids.len(),
         subject,
-        train,
+        roi,
+        train_ids,
         align,
         test,
     })
 }
 
+/// A subject's fitting betas (train trials, then align images) less `mean`, by row blocks:
+/// the train trials read from disk for each block.
+struct FittingBetas<'a> {
+    rows: &'a SubjectRows,
+    mean: Vec<f64>,
+}
+
+impl FittingBetas<'_> {
+    /// The raw rows `start .. start + len` (f32 → f64), not centred.
+    fn raw(&self, start: usize, len: usize) -> Result<Mat<f64>> {
+        let n_train = self.rows.train_ids.len();
+        let v = self.rows.roi.n_voxels;
+        let mut x = Mat::<f64>::zeros(len, v);
+        let train_end = (start + len).min(n_train);
+        if start < train_end {
+            let part = split_rows_block(
+                &self.rows.subject,
+                &self.rows.roi,
+                Split::Train,
+                start,
+                train_end - start,
+            )?;
+            x.as_mut().subrows_mut(0, part.nrows()).copy_from(&part);
+        }
+        for i in start.max(n_train)..start + len {
+            for j in 0..v {
+                x[(i - start, j)] = self.rows.align.x[(i - n_train, j)];
+            }
+        }
+        Ok(x)
+    }
+
+    /// Column means of the fitting rows, summed in row order as
+    /// [`super::data::column_means`] sums them.
+    fn means(rows: &SubjectRows, block_rows: usize) -> Result<Vec<f64>> {
+        let zeros = FittingBetas {
+            rows,
+            mean: vec![0.0; rows.roi.n_voxels],
+        };
+        let n = zeros.rows();
+        let zero: f64 = std::iter::empty::<f64>().sum();
+        let mut sums = vec![zero; rows.roi.n_voxels];
+        for start in (0..n).step_by(block_rows.max(1)) {
+            let x = zeros.raw(start, block_rows.min(n - start))?;
+            for (j, sum) in sums.iter_mut().enumerate() {
+                for i in 0..x.nrows() {
+                    *sum += x[(i, j)];
+                }
+            }
+        }
+        let count = n.max(1) as f64;
+        Ok(sums.into_iter().map(|s| s / count).collect())
+    }
+
+    /// `(X − mean) · map` of every fitting row, block by block.
+    fn mapped(&self, map: &Mat<f64>, block_rows: usize) -> Result<Mat<f64>> {
+        let n = self.rows();
+        let mut out = Mat::<f64>::zeros(n, map.ncols());
+        for start in (0..n).step_by(block_rows.max(1)) {
+            let x = self.block(start, block_rows.min(n - start))?;
+            let part = &x * map;
+            out.as_mut()
+                .subrows_mut(start, part.nrows())
+                .copy_from(&part);
+        }
+        Ok(out)
+    }
+}
+
+impl RowBlocks for FittingBetas<'_> {
+    type Error = RouteError;
+    fn rows(&self) -> usize {
+        self.rows.train_ids.len() + self.rows.align.ids.len()
+    }
+    fn cols(&self) -> usize {
+        self.rows.roi.n_voxels
+    }
+    fn block(&self, start: usize, len: usize) -> Result<Mat<f64>> {
+        let mut x = self.raw(start, len)?;
+        for j in 0..x.ncols() {
+            for i in 0..x.nrows() {
+                x[(i, j)] -= self.mean[j];
+            }
+        }
+        Ok(x)
+    }
+}
+
+/// A subject's scaled targets of its fitting rows (or of `columns` of them), by row blocks
+/// read from its features folder.
+struct FittingTargets<'a> {
+    subject: &'a PreparedSubject,
+    kinds: &'a [String],
+    ids: Vec<usize>,
+    mean: &'a [f64],
+    blocks: &'a [super::TargetBlock],
+    columns: Option<Vec<usize>>,
+}
+
+impl RowBlocks for FittingTargets<'_> {
+    type Error = RouteError;
+    fn rows(&self) -> usize {
+        self.ids.len()
+    }
+    fn cols(&self) -> usize {
+        self.columns.as_ref().map_or(self.mean.len(), Vec::len)
+    }
+    fn block(&self, start: usize, len: usize) -> Result<Mat<f64>> {
+        let raw = feature_rows(self.subject, self.kinds, &self.ids[start..start + len])?;
+        let y = scale_targets(&raw, self.mean, self.blocks);
+        Ok(match &self.columns {
+            Some(cols) => Mat::from_fn(y.nrows(), cols.len(), |i, j| y[(i, cols[j])]),
+            None => y,
+        })
+    }
+}
+
 /// Fits a space, writes it with its pooled subject, then fits the decoders on that subject.
 pub fn fit_group(r: &GroupFitRequest, progress: &mut dyn FnMut(String)) -> Result<GroupFitReport> {
+    fit_group_within(r, &FitLimits::default(), progress)
+}
+
+/// [`fit_group`] within `limits`: refuses (a usage error, exit 2) before reading the train
+/// betas when the estimated peak ([`FitMemory`]) is above the budget.
+///
+/// The `shared` space is fitted from row blocks ([`brainrecon_align::streamed`]): each
+/// subject's betas are read from disk block by block (f32 → f64) on every pass and its targets
+/// gathered from its features by block; one eigendecomposition per subject serves the GCV
+/// choice of α and the fit. The result equals the in-memory fit: to the bit when every
+/// subject has at least as many voxels as rows and fits in one block, to rounding otherwise
+/// (crates/routes/tests/group_fit_streamed.rs).
+pub fn fit_group_within(
+    r: &GroupFitRequest,
+    limits: &FitLimits,
+    progress: &mut dyn FnMut(String),
+) -> Result<GroupFitReport> {
     let group = GroupMeta::read(&r.group)?;
     let method = SpaceMethod::parse(&r.method)?;
     let name = r.name.clone().unwrap_or_else(|| method.name().to_string());
@@ -159,6 +488,9 @@ pub fn fit_group(r: &GroupFitRequest, progress: &mut dyn FnMut(String)) -> Resul
             group.align_ids.len()
         )));
     }
+    if limits.block_rows == Some(0) {
+        return Err(RouteError::Usage("block rows: expected at least 1".into()));
+    }
     for target in &r.targets {
         crate::decode::decoders::Target::parse(target)?;
     }
@@ -168,49 +500,96 @@ pub fn fit_group(r: &GroupFitRequest, progress: &mut dyn FnMut(String)) -> Resul
         .map(|i| load_subject_rows(&group, i))
         .collect::<Result<_>>()?;
     let widths = feature_widths(&rows[0].subject, &group.kinds)?;
-
-    // Targets of every subject's fitting rows (train trials, then align images).
-    let fitting: Vec<Rows> = rows.iter().map(|s| s.train.stack(&s.align)).collect();
-    let raw_y: Vec<Mat<f64>> = rows
+    let d: usize = widths.iter().sum();
+    let widest = rows
         .iter()
-        .zip(&fitting)
-        .map(|(s, f)| feature_rows(&s.subject, &group.kinds, &f.ids))
-        .collect::<Result<_>>()?;
-    let stacked = stack_rows(&raw_y);
-    let (target_mean, blocks) = target_scaling(&stacked, &group.kinds, &widths);
-    drop(stacked);
-    let ys: Vec<Mat<f64>> = raw_y
+        .map(|s| s.roi.n_voxels)
+        .max()
+        .unwrap_or(1)
+        .max(d);
+    let block_rows = limits
+        .block_rows
+        .unwrap_or_else(|| default_block_rows(widest));
+    let opts = SharedSpaceOptions {
+        k: r.k,
+        seed: r.seed,
+        ..SharedSpaceOptions::default()
+    };
+    let sizes: Vec<FitSubjectSize> = rows.iter().map(SubjectRows::size).collect();
+    let pooled_images: BTreeSet<usize> = rows
         .iter()
-        .map(|y| scale_targets(y, &target_mean, &blocks))
+        .flat_map(|s| {
+            s.fitting_ids()
+                .into_iter()
+                .chain(s.test.ids.iter().copied())
+        })
         .collect();
+    let memory = FitMemory::estimate(method, &sizes, d, pooled_images.len(), &opts, block_rows);
+    progress(format!("{}; blocks of {block_rows} rows", memory.text()));
+    memory.check(limits.memory_bytes, &sizes, d, r.k)?;
+
+    // Targets of every subject's fitting rows (train trials, then align images), scaled by
+    // the stacked rows' means and block variances.
+    let fitting_ids: Vec<Vec<usize>> = rows.iter().map(SubjectRows::fitting_ids).collect();
+    let parts: Vec<(&PreparedSubject, &[usize])> = rows
+        .iter()
+        .zip(&fitting_ids)
+        .map(|(s, ids)| (&s.subject, ids.as_slice()))
+        .collect();
+    let (target_mean, blocks) = target_scaling_blocks(&parts, &group.kinds, &widths, block_rows)?;
 
     progress(format!("fitting the {} space (k = {})", method.name(), r.k));
     let (maps, means, alphas, basis, template) = match method {
         SpaceMethod::Shared => {
-            let means: Vec<Vec<f64>> = fitting.iter().map(|f| column_means(&f.x)).collect();
-            let xs: Vec<Mat<f64>> = fitting
+            let means: Vec<Vec<f64>> = rows
+                .iter()
+                .map(|s| FittingBetas::means(s, block_rows))
+                .collect::<Result<_>>()?;
+            let xs: Vec<FittingBetas> = rows
                 .iter()
                 .zip(&means)
-                .map(|(f, m)| Mat::from_fn(f.x.nrows(), f.x.ncols(), |i, j| f.x[(i, j)] - m[j]))
+                .map(|(s, m)| FittingBetas {
+                    rows: s,
+                    mean: m.clone(),
+                })
                 .collect();
+            let targets = |s: usize, columns: Option<Vec<usize>>| FittingTargets {
+                subject: &rows[s].subject,
+                kinds: &group.kinds,
+                ids: fitting_ids[s].clone(),
+                mean: &target_mean,
+                blocks: &blocks,
+                columns,
+            };
             let grid = map_alphas();
-            let alphas: Vec<f64> = xs
+            let mut spectra = Vec::with_capacity(rows.len());
+            let mut alphas = Vec::with_capacity(rows.len());
+            for (s, x) in xs.iter().enumerate() {
+                let spectrum = BlockSpectrum::from_blocks(x, block_rows)?;
+                let y = targets(s, Some(alpha_column_indices(d)));
+                alphas.push(gcv_alpha_blocks(&spectrum, x, &y, &grid, block_rows)?);
+                spectra.push(spectrum);
+                progress(format!(
+                    "subject {} of {}: spectrum and α after {:.1} s",
+                    s + 1,
+                    rows.len(),
+                    started.elapsed().as_secs_f64()
+                ));
+            }
+            let ys: Vec<FittingTargets> = (0..rows.len()).map(|s| targets(s, None)).collect();
+            let subjects: Vec<BlockSubject<'_, RouteError>> = xs
                 .iter()
                 .zip(&ys)
-                .map(|(x, y)| Ok(gcv_alpha(x.as_ref(), alpha_columns(y).as_ref(), &grid)?))
-                .collect::<Result<_>>()?;
-            let opts = SharedSpaceOptions {
-                k: r.k,
-                seed: r.seed,
-                ..SharedSpaceOptions::default()
-            };
-            let x_refs: Vec<_> = xs.iter().map(|x| x.as_ref()).collect();
-            let y_refs: Vec<_> = ys.iter().map(|y| y.as_ref()).collect();
+                .zip(&spectra)
+                .map(|((x, y), spectrum)| BlockSubject { x, y, spectrum })
+                .collect();
             progress(format!(
                 "alphas {alphas:?} after {:.1} s",
                 started.elapsed().as_secs_f64()
             ));
-            let space = fit_shared_space(&x_refs, &y_refs, &alphas, &opts)?;
+            let space = fit_shared_space_blocks(&subjects, &alphas, &opts, block_rows)?;
+            drop(subjects);
+            drop(spectra);
             progress(format!(
                 "space after {:.1} s",
                 started.elapsed().as_secs_f64()
@@ -247,7 +626,7 @@ pub fn fit_group(r: &GroupFitRequest, progress: &mut dyn FnMut(String)) -> Resul
                 let fitted = fit_det_srm(&refs, &opts)?;
                 (fitted.w, fitted.s)
             };
-            let means: Vec<Vec<f64>> = rows.iter().map(|s| vec![0.0; s.train.x.ncols()]).collect();
+            let means: Vec<Vec<f64>> = rows.iter().map(|s| vec![0.0; s.roi.n_voxels]).collect();
             (
                 w,
                 means,
@@ -262,20 +641,26 @@ pub fn fit_group(r: &GroupFitRequest, progress: &mut dyn FnMut(String)) -> Resul
     // The pooled subject: every subject's fitting rows in the space; test images averaged
     // over subjects.
     let pooled_train = Rows {
-        ids: fitting.iter().flat_map(|f| f.ids.iter().copied()).collect(),
+        ids: fitting_ids.iter().flatten().copied().collect(),
         x: stack_rows(
-            &fitting
+            &rows
                 .iter()
                 .zip(&means)
                 .zip(&maps)
-                .map(|((f, m), map)| apply_map(&f.x, m, map))
-                .collect::<Vec<_>>(),
+                .map(|((s, m), map)| {
+                    FittingBetas {
+                        rows: s,
+                        mean: m.clone(),
+                    }
+                    .mapped(map, block_rows)
+                })
+                .collect::<Result<Vec<_>>>()?,
         ),
     };
-    let pooled_sessions: Vec<usize> = fitting
+    let pooled_sessions: Vec<usize> = fitting_ids
         .iter()
         .enumerate()
-        .flat_map(|(s, f)| std::iter::repeat_n(s + 1, f.ids.len()))
+        .flat_map(|(s, ids)| std::iter::repeat_n(s + 1, ids.len()))
         .collect();
     let pooled_test = Rows {
         ids: group.test_ids.clone(),
@@ -328,8 +713,8 @@ pub fn fit_group(r: &GroupFitRequest, progress: &mut dyn FnMut(String)) -> Resul
 
     // Features of every image the pooled subject holds, from the subject that saw it.
     let mut source: BTreeMap<usize, usize> = BTreeMap::new();
-    for (s, f) in fitting.iter().enumerate() {
-        for &id in f.ids.iter().chain(&rows[s].test.ids) {
+    for (s, ids) in fitting_ids.iter().enumerate() {
+        for &id in ids.iter().chain(&rows[s].test.ids) {
             source.entry(id).or_insert(s);
         }
     }
@@ -450,7 +835,7 @@ fn write_encoder(
     // Features of the pooled rows, gathered from each subject in the pooled order.
     let mut parts = Vec::new();
     for s in rows {
-        let ids: Vec<usize> = s.train.ids.iter().chain(&s.align.ids).copied().collect();
+        let ids = s.fitting_ids();
         parts.push(scale_targets(
             &feature_rows(&s.subject, &group.kinds, &ids)?,
             target_mean,

@@ -31,6 +31,9 @@ use super::stimuli::{captions_of, read_captions, StimulusClips, StimulusTr};
 use crate::decode::arrays::{identification, matrix, row_major};
 use crate::decode::options::Tune;
 use crate::error::{Result, RouteError};
+use brainrecon_brain::window::tape::train_step_on_tape;
+/// What differentiates the encoder's training step ([`EncoderTrainOptions::engine`]).
+pub use brainrecon_brain::window::tape::TrainEngine;
 use brainrecon_brain::window::{
     encoder_loss, FmriWindowEncoder, WindowEncoderConfig, CONFIG_FILE, WEIGHTS_FILE,
 };
@@ -47,6 +50,7 @@ use brainrecon_nn::init::init_parameters;
 use brainrecon_nn::params::Parameters;
 use brainrecon_nn::rng::shuffled_batches;
 use brainrecon_nn::rng::{NoiseSource, SeededNoise};
+use brainrecon_nn::tape::Tape;
 use brainrecon_nn::weights::{Overlay, Weights};
 use candle_core::{DType, Tensor};
 use faer::Mat;
@@ -103,6 +107,17 @@ pub struct EncoderTrainOptions {
     pub seed: u64,
     /// Also decode each clip's global velocity with ridge (`motion.rs`).
     pub motion: bool,
+    /// What differentiates stage 1 on the CPU: the project's tape (default) or candle's
+    /// autograd (other devices always take candle).
+    #[serde(serialize_with = "engine_name")]
+    pub engine: TrainEngine,
+}
+
+fn engine_name<S: serde::Serializer>(
+    e: &TrainEngine,
+    s: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    s.serialize_str(e.name())
 }
 
 impl EncoderTrainOptions {
@@ -257,13 +272,33 @@ fn train_contrastive(
     let schedule = (opts.lr, opts.steps, opts.checkpoint_every);
     let work = opts.out.join(".train");
     let mut run = ResumableRun::resume("contrastive", &work, params, schedule, resumed_from)?;
+    let on_cpu = data.x_train.device().is_cpu();
+    let mut tape = (opts.engine == TrainEngine::Tape && on_cpu).then(Tape::new);
     for step in run.start..opts.steps {
         let rows = batch_rows(data.train.len(), opts, step);
         let mut rng = step_rng(opts, 1, step);
-        let context = encoder.forward(&select(&data.x_train, &rows)?, Some(&mut rng))?;
+        let windows = select(&data.x_train, &rows)?;
         let target = select(&data.c_train, &rows)?;
-        let (loss, _, _) = encoder_loss(&context, &target, opts.temperature, opts.align_weight)?;
-        let value = run.step(&loss, step)?;
+        let value = match &mut tape {
+            Some(tape) => {
+                let done = train_step_on_tape(
+                    encoder,
+                    tape,
+                    &windows,
+                    &target,
+                    Some(&mut rng),
+                    opts.temperature,
+                    opts.align_weight,
+                )?;
+                run.step_with_grads(done.loss.total, done.grads, step)?
+            }
+            None => {
+                let context = encoder.forward(&windows, Some(&mut rng))?;
+                let (loss, _, _) =
+                    encoder_loss(&context, &target, opts.temperature, opts.align_weight)?;
+                run.step(&loss, step)?
+            }
+        };
         progress("contrastive", step + 1, opts.steps, value);
     }
     Ok(run.losses)

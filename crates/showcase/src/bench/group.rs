@@ -9,15 +9,19 @@
 //! its memory count as they do in the library.
 
 use super::{command_line, number, FreshProcess};
-use brainrecon_align::shared_space::{
-    fit_shared_space, fit_subject_map, gcv_alpha, SharedSpaceOptions,
+use brainrecon_align::shared_space::{fit_subject_map, gcv_alpha, SharedSpaceOptions};
+use brainrecon_align::streamed::{
+    fit_shared_space_blocks, gcv_alpha_blocks, peak_bytes, BlockSpectrum, BlockSubject, RowBlocks,
+    SubjectSize,
 };
 use brainrecon_core::fs::{read_json, write_json_atomic};
 use brainrecon_core::DataError;
 use brainrecon_formats::npy;
 use brainrecon_routes::error::{Result, RouteError};
 use brainrecon_routes::group::data::{apply_map, column_means, read_mat, read_vec, scale_targets};
-use brainrecon_routes::group::fit::{alpha_columns, map_alphas};
+use brainrecon_routes::group::fit::{
+    alpha_column_indices, alpha_columns, default_block_rows, map_alphas,
+};
 use brainrecon_routes::group::TargetBlock;
 use faer::Mat;
 use rand::{Rng, SeedableRng};
@@ -116,7 +120,7 @@ pub struct AdaptResult {
 pub struct GroupResult {
     /// Subjects.
     pub subjects: usize,
-    /// Rows (images) per subject.
+    /// Rows (trials) per subject.
     pub rows_per_subject: usize,
     /// Voxels per subject.
     pub voxels: usize,
@@ -128,18 +132,23 @@ pub struct GroupResult {
     pub power_iters: usize,
     /// Threads of the linear algebra.
     pub threads: usize,
-    /// Generating the data in memory (not part of the fit).
+    /// Rows per block read.
+    pub block_rows: usize,
+    /// Of the total, seconds spent generating the rows of blocks (where the route reads them
+    /// from disk), over every pass.
     pub generate_seconds: f64,
-    /// GCV α per subject (as `group fit` chooses them).
+    /// Column means, each subject's spectrum (one Gram and eigendecomposition) and its GCV α.
     pub alpha_seconds: f64,
-    /// `fit_shared_space`.
+    /// The streamed fit (randomized SVD passes and the maps).
     pub fit_seconds: f64,
-    /// α and fit.
+    /// Means, spectra, α and fit.
     pub total_seconds: f64,
-    /// CPU seconds (user + system) of the process over α and fit.
+    /// CPU seconds (user + system) of the process over the whole fit.
     pub cpu_seconds: f64,
-    /// Peak resident memory of the process (VmHWM), MB; includes the data held in f64.
+    /// Peak resident memory of the process (VmHWM), MB.
     pub peak_rss_mb: f64,
+    /// The bound `brainrecon_align::streamed::peak_bytes` gives before the fit, MB.
+    pub estimated_peak_mb: f64,
 }
 
 /// What `bench group-adapt` reports.
@@ -186,8 +195,10 @@ impl GroupBenchReport {
         }
         if let Some(g) = &self.group {
             text += &format!(
-                "group fit: {} subjects × {} rows × {} voxels → {} targets, k = {}: GCV {:.1} s, \
-                 fit {:.1} s, total {:.1} s ({:.1} CPU s), peak {:.2} GB\n",
+                "group fit (streamed, blocks of {} rows): {} subjects × {} rows × {} voxels → {} \
+                 targets, k = {}: spectra and GCV {:.1} s, fit {:.1} s, total {:.1} s ({:.1} CPU \
+                 s; generating rows {:.1} s of it), peak {:.2} GB (bound {:.2} GB)\n",
+                g.block_rows,
                 g.subjects,
                 g.rows_per_subject,
                 g.voxels,
@@ -197,7 +208,9 @@ impl GroupBenchReport {
                 g.fit_seconds,
                 g.total_seconds,
                 g.cpu_seconds,
-                g.peak_rss_mb / 1e3
+                g.generate_seconds,
+                g.peak_rss_mb / 1e3,
+                g.estimated_peak_mb / 1e3
             );
         }
         text
@@ -514,6 +527,8 @@ pub struct GroupBench {
     pub targets: usize,
     /// Dimensions of the shared space, one measured process each.
     pub k: Vec<usize>,
+    /// Whether to time the adapt (false: the group fit only).
+    pub adapt: bool,
     /// Subjects of the group fit.
     pub subjects: usize,
     /// Rows (images) per subject of the group fit (0: no group fit).
@@ -535,7 +550,7 @@ impl GroupBench {
                 "--threads, --voxels and --targets must be ≥ 1, --trials ≥ 2".into(),
             ));
         }
-        if self.k.is_empty() || self.k.iter().any(|&k| k == 0 || k > self.targets) {
+        if self.adapt && (self.k.is_empty() || self.k.iter().any(|&k| k == 0 || k > self.targets)) {
             return Err(RouteError::Usage(format!(
                 "--k: each k must be between 1 and --targets ({})",
                 self.targets
@@ -599,7 +614,9 @@ pub fn run<P: FreshProcess>(
         test_rows: bench.test_rows,
         targets: bench.targets,
     };
-    ensure_adapt_data(&workload, &bench.data_dir)?;
+    if bench.adapt {
+        ensure_adapt_data(&workload, &bench.data_dir)?;
+    }
     let common = command_line(
         &["bench", "group-adapt"],
         &[
@@ -612,7 +629,8 @@ pub fn run<P: FreshProcess>(
         ],
     );
     let mut adapt = Vec::new();
-    for &k in &bench.k {
+    let adapt_ks: &[usize] = if bench.adapt { &bench.k } else { &[] };
+    for &k in adapt_ks {
         ensure_basis(&bench.data_dir, bench.targets, k)?;
         process.log(&format!("bench group-adapt: adapting at k = {k}…"));
         let args = [
@@ -663,64 +681,185 @@ pub struct GroupWorkload {
     pub k: usize,
 }
 
-/// Generates a group in memory (f64, columns centred as `group fit` gives them) and times
-/// the per-subject GCV α and `fit_shared_space` with its default options.
+/// A synthetic subject's betas or targets, generated row by row on demand as the route reads
+/// them from disk: row i is `latent_i · loading + noise`, latent and noise drawn from a
+/// generator seeded by (subject, row), so a block read twice is the same; noise is uniform
+/// with the variance of [`X_NOISE`] or [`Y_NOISE`] (cheap to draw, as reading is). Columns
+/// are centred by `mean` (computed by one pass beforehand, as the route does).
+struct PlantedRows<'a> {
+    subject: u64,
+    rows: usize,
+    loading: &'a [f32],
+    cols: usize,
+    noise: f32,
+    salt: u64,
+    mean: Vec<f64>,
+    generating: &'a std::cell::Cell<f64>,
+}
+
+/// splitmix64: a fast, seedable stream for the synthetic rows.
+fn splitmix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// Uniform on (−√3, √3): mean 0, variance 1.
+fn unit_uniform(state: &mut u64) -> f32 {
+    let u = (splitmix(state) >> 40) as f32 / (1u64 << 24) as f32;
+    (2.0 * u - 1.0) * 3f32.sqrt()
+}
+
+impl PlantedRows<'_> {
+    fn latent(&self, row: usize) -> [f32; PLANTED_RANK] {
+        let mut state = SEED ^ (self.subject << 40) ^ row as u64;
+        let mut l = [0f32; PLANTED_RANK];
+        for v in l.iter_mut() {
+            *v = unit_uniform(&mut state);
+        }
+        l
+    }
+
+    fn raw_block(&self, start: usize, len: usize) -> Mat<f64> {
+        let t = Instant::now();
+        let mut out = Mat::<f64>::zeros(len, self.cols);
+        let mut row = vec![0f32; self.cols];
+        for i in 0..len {
+            let latent = self.latent(start + i);
+            row.iter_mut().for_each(|v| *v = 0.0);
+            for (r, &s) in latent.iter().enumerate() {
+                for (o, &a) in row
+                    .iter_mut()
+                    .zip(&self.loading[r * self.cols..(r + 1) * self.cols])
+                {
+                    *o += s * a;
+                }
+            }
+            let mut state = SEED ^ self.salt ^ (self.subject << 40) ^ ((start + i) as u64) << 1;
+            for (j, &v) in row.iter().enumerate() {
+                out[(i, j)] = (v + self.noise * unit_uniform(&mut state)) as f64;
+            }
+        }
+        self.generating
+            .set(self.generating.get() + t.elapsed().as_secs_f64());
+        out
+    }
+
+    fn centre(&mut self, block_rows: usize) {
+        let mut sums = vec![0f64; self.cols];
+        for start in (0..self.rows).step_by(block_rows) {
+            let b = self.raw_block(start, block_rows.min(self.rows - start));
+            for (j, s) in sums.iter_mut().enumerate() {
+                for i in 0..b.nrows() {
+                    *s += b[(i, j)];
+                }
+            }
+        }
+        self.mean = sums.iter().map(|s| s / self.rows as f64).collect();
+    }
+}
+
+impl RowBlocks for PlantedRows<'_> {
+    type Error = RouteError;
+    fn rows(&self) -> usize {
+        self.rows
+    }
+    fn cols(&self) -> usize {
+        self.cols
+    }
+    fn block(&self, start: usize, len: usize) -> Result<Mat<f64>> {
+        let mut b = self.raw_block(start, len);
+        for j in 0..b.ncols() {
+            for i in 0..b.nrows() {
+                b[(i, j)] -= self.mean[j];
+            }
+        }
+        Ok(b)
+    }
+}
+
+/// Times `group fit`'s shared space at the workload's size as the route runs it, streamed:
+/// per subject the column means, one spectrum and the GCV α on 512 target columns, then
+/// [`fit_shared_space_blocks`]; rows generated per block (a planted rank-64 structure plus
+/// noise, seeded per row, so a block read twice is the same) where the route reads them, blocks
+/// of [`default_block_rows`] rows. Peak memory is the process's VmHWM.
 pub fn measure_group(w: &GroupWorkload, threads: usize) -> Result<GroupResult> {
     brainrecon_ridge::set_threads(threads);
-    let started = Instant::now();
     let mut rng = ChaCha8Rng::seed_from_u64(SEED ^ 0x9e37_79b9);
     let r = PLANTED_RANK;
     let scale = 1.0 / (r as f32).sqrt();
-    let to_mat = |rows: usize, cols: usize, v: Vec<f32>| {
-        let mut m = Mat::from_fn(rows, cols, |i, j| v[i * cols + j] as f64);
-        drop(v);
-        for j in 0..cols {
-            let mu = (0..rows).map(|i| m[(i, j)]).sum::<f64>() / rows as f64;
-            for i in 0..rows {
-                m[(i, j)] -= mu;
-            }
-        }
-        m
-    };
-    let b = gaussian(&mut rng, r * w.targets, scale);
-    let mut xs = Vec::with_capacity(w.subjects);
-    let mut ys = Vec::with_capacity(w.subjects);
-    for _ in 0..w.subjects {
-        let a = gaussian(&mut rng, r * w.voxels, scale);
-        let latent = gaussian(&mut rng, w.rows * r, 1.0);
-        xs.push(to_mat(
-            w.rows,
-            w.voxels,
-            planted_rows(&latent, &a, w.voxels, X_NOISE, &mut rng),
-        ));
-        ys.push(to_mat(
-            w.rows,
-            w.targets,
-            planted_rows(&latent, &b, w.targets, Y_NOISE, &mut rng),
-        ));
-    }
-    drop(b);
-    let generate_seconds = started.elapsed().as_secs_f64();
-
-    let cpu_before = cpu_seconds();
-    let step = Instant::now();
-    let grid = map_alphas();
-    let alphas = xs
-        .iter()
-        .zip(&ys)
-        .map(|(x, y)| gcv_alpha(x.as_ref(), alpha_columns(y).as_ref(), &grid))
-        .collect::<std::result::Result<Vec<_>, _>>()?;
-    let alpha_seconds = step.elapsed().as_secs_f64();
-
-    let step = Instant::now();
+    let block_rows = default_block_rows(w.voxels.max(w.targets));
     let opts = SharedSpaceOptions {
         k: w.k,
         ..SharedSpaceOptions::default()
     };
-    let x_refs: Vec<_> = xs.iter().map(|x| x.as_ref()).collect();
-    let y_refs: Vec<_> = ys.iter().map(|y| y.as_ref()).collect();
-    let space = fit_shared_space(&x_refs, &y_refs, &alphas, &opts)?;
+    let sizes = vec![
+        SubjectSize {
+            rows: w.rows,
+            voxels: w.voxels,
+        };
+        w.subjects
+    ];
+    let gcv_columns = alpha_column_indices(w.targets);
+    let estimated = peak_bytes(&sizes, w.targets, gcv_columns.len(), &opts, block_rows);
+    let y_loading = gaussian(&mut rng, r * w.targets, scale);
+    let x_loadings: Vec<Vec<f32>> = (0..w.subjects)
+        .map(|_| gaussian(&mut rng, r * w.voxels, scale))
+        .collect();
+    let generating = std::cell::Cell::new(0.0);
+
+    let cpu_before = cpu_seconds();
+    let started = Instant::now();
+    let planted = |s: usize, y: bool| PlantedRows {
+        subject: s as u64,
+        rows: w.rows,
+        loading: if y { &y_loading } else { &x_loadings[s] },
+        cols: if y { w.targets } else { w.voxels },
+        noise: if y { Y_NOISE } else { X_NOISE },
+        salt: if y { 0x5eed } else { 0 },
+        mean: Vec::new(),
+        generating: &generating,
+    };
+    let mut xs = Vec::with_capacity(w.subjects);
+    let mut ys = Vec::with_capacity(w.subjects);
+    for s in 0..w.subjects {
+        let mut x = planted(s, false);
+        x.centre(block_rows);
+        let mut y = planted(s, true);
+        y.centre(block_rows);
+        xs.push(x);
+        ys.push(y);
+    }
+    let grid = map_alphas();
+    let mut spectra = Vec::with_capacity(w.subjects);
+    let mut alphas = Vec::with_capacity(w.subjects);
+    for (x, y) in xs.iter().zip(&ys) {
+        let spectrum = BlockSpectrum::from_blocks(x, block_rows)?;
+        let columns = Columns {
+            inner: y,
+            columns: &gcv_columns,
+        };
+        alphas.push(gcv_alpha_blocks(&spectrum, x, &columns, &grid, block_rows)?);
+        spectra.push(spectrum);
+    }
+    let alpha_seconds = started.elapsed().as_secs_f64();
+
+    let step = Instant::now();
+    let subjects: Vec<BlockSubject<'_, RouteError>> = xs
+        .iter()
+        .zip(&ys)
+        .zip(&spectra)
+        .map(|((x, y), spectrum)| BlockSubject { x, y, spectrum })
+        .collect();
+    let space = fit_shared_space_blocks(&subjects, &alphas, &opts, block_rows)?;
     let fit_seconds = step.elapsed().as_secs_f64();
+    if !space.basis[(0, 0)].is_finite() {
+        return Err(RouteError::Usage(
+            "bench group-adapt: the fitted space is not finite".into(),
+        ));
+    }
     drop(space);
     Ok(GroupResult {
         subjects: w.subjects,
@@ -730,13 +869,37 @@ pub fn measure_group(w: &GroupWorkload, threads: usize) -> Result<GroupResult> {
         k: w.k,
         power_iters: opts.power_iters,
         threads,
-        generate_seconds,
+        block_rows,
+        generate_seconds: generating.get(),
         alpha_seconds,
         fit_seconds,
         total_seconds: alpha_seconds + fit_seconds,
         cpu_seconds: cpu_seconds() - cpu_before,
         peak_rss_mb: super::peak_rss_mb(),
+        estimated_peak_mb: estimated as f64 / 1e6,
     })
+}
+
+/// Some columns of a [`RowBlocks`] (GCV's 512 target columns).
+struct Columns<'a, R> {
+    inner: &'a R,
+    columns: &'a [usize],
+}
+
+impl<R: RowBlocks<Error = RouteError>> RowBlocks for Columns<'_, R> {
+    type Error = RouteError;
+    fn rows(&self) -> usize {
+        self.inner.rows()
+    }
+    fn cols(&self) -> usize {
+        self.columns.len()
+    }
+    fn block(&self, start: usize, len: usize) -> Result<Mat<f64>> {
+        let b = self.inner.block(start, len)?;
+        Ok(Mat::from_fn(len, self.columns.len(), |i, j| {
+            b[(i, self.columns[j])]
+        }))
+    }
 }
 
 #[cfg(test)]

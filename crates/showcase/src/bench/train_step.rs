@@ -8,7 +8,9 @@
 //! - [`Workload::WindowEncoder`]: the video route's [`FmriWindowEncoder`] as `video demo`
 //!   trains it (patches of 64 voxels, two block pairs, dropout 0.1), seeded windows
 //!   [B, K·V] and target contexts [B, T, D], [`encoder_loss`] (contrastive at temperature 0.1
-//!   plus the alignment term), backward, `clip_grad_norm(1.0)`, AdamW (lr 1e-3).
+//!   plus the alignment term), backward, `clip_grad_norm(1.0)`, AdamW (lr 1e-3). The forward
+//!   and backward run on the project's tape ([`brainrecon_nn::tape`]) unless
+//!   [`TrainStepBench::engine`] asks for candle's autograd.
 //! - [`Workload::EegEncoder`]: NICE's EEG encoder ([`NiceEegEncoder`]) at THINGS-EEG2's size as
 //!   NICE trains it (63 channels × 250 samples, 768-wide image embeddings, dropout 0.5):
 //!   seeded trials [B, 63, 250] and image embeddings [B, 768], NICE's contrastive loss,
@@ -18,6 +20,9 @@
 //! backward, clipping and the optimiser step.
 
 use brainrecon_brain::nice::{nice_loss, NiceConfig, NiceEegEncoder};
+use brainrecon_brain::window::tape::train_step_on_tape;
+/// What differentiates the window encoder's step ([`TrainStepBench::engine`]).
+pub use brainrecon_brain::window::tape::TrainEngine;
 use brainrecon_brain::window::{encoder_loss, FmriWindowEncoder, WindowEncoderConfig};
 use brainrecon_core::stats::median;
 use brainrecon_diffusion::clip::ClipTextConfig;
@@ -28,12 +33,15 @@ use brainrecon_nn::init::init_parameters;
 use brainrecon_nn::optim::{clip_grad_norm, AdamW};
 use brainrecon_nn::params::Parameters;
 use brainrecon_nn::rng::{NoiseSource, SeededNoise};
+use brainrecon_nn::tape::Tape;
 use brainrecon_nn::weights::Overlay;
 use brainrecon_routes::error::{Result, RouteError};
+use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -135,6 +143,9 @@ pub struct TrainStepBench {
     pub window: WindowShape,
     /// Seed of the inputs: each step's are drawn from it and the step's number.
     pub seed: u64,
+    /// What differentiates the window encoder's step (the tape by default; the other
+    /// workloads always train on candle).
+    pub engine: TrainEngine,
 }
 
 /// The timing, printed as one JSON line (the same keys as the PyTorch anchor's).
@@ -152,6 +163,9 @@ pub struct TrainStepTiming {
     pub warmup: usize,
     /// Threads of the thread pool.
     pub threads: usize,
+    /// What differentiated the step: `tape` (the window encoder's default) or `candle`.
+    #[serde(default)]
+    pub engine: String,
     /// The pipeline folder read.
     pub pipeline: PathBuf,
     /// Trainable parameters (elements).
@@ -189,9 +203,10 @@ impl TrainStepTiming {
     /// The line `bench train-step` prints.
     pub fn text(&self) -> String {
         format!(
-            "{} training step, batch {}, {} threads: {:.1} ms min, {:.1} ms median over {} steps; \
+            "{} training step ({}), batch {}, {} threads: {:.1} ms min, {:.1} ms median over {} steps; \
              {} parameters; peak {:.0} MB\n",
             self.workload.name(),
+            self.engine,
             self.batch,
             self.threads,
             self.seconds_min * 1000.0,
@@ -210,6 +225,13 @@ trait Step {
     fn inputs(&self, step: usize) -> Result<Vec<Tensor>>;
     /// Forward and loss on `inputs`.
     fn loss(&self, inputs: &[Tensor], step: usize) -> Result<Tensor>;
+    /// The loss and the gradients of step `step`: candle's backward of [`Step::loss`] unless
+    /// the workload has its own.
+    fn loss_and_grads(&self, inputs: &[Tensor], step: usize) -> Result<(f64, GradStore)> {
+        let loss = self.loss(inputs, step)?;
+        let grads = loss.backward()?;
+        Ok((loss.to_scalar::<f32>()? as f64, grads))
+    }
 }
 
 struct UnetStep {
@@ -256,6 +278,8 @@ struct EncoderStep {
     encoder: FmriWindowEncoder,
     shape: (usize, usize, usize, usize),
     seed: u64,
+    /// `Some` when the step runs on the tape (its buffers are reused step after step).
+    tape: Option<RefCell<Tape>>,
 }
 
 impl EncoderStep {
@@ -278,6 +302,25 @@ impl Step for EncoderStep {
         let context = self.encoder.forward(&inputs[0], Some(&mut rng))?;
         let (total, _, _) = encoder_loss(&context, &inputs[1], TEMPERATURE, ALIGN_WEIGHT)?;
         Ok(total)
+    }
+
+    fn loss_and_grads(&self, inputs: &[Tensor], step: usize) -> Result<(f64, GradStore)> {
+        let Some(tape) = &self.tape else {
+            let loss = self.loss(inputs, step)?;
+            let grads = loss.backward()?;
+            return Ok((loss.to_scalar::<f32>()? as f64, grads));
+        };
+        let mut rng = self.dropout_rng(step);
+        let done = train_step_on_tape(
+            &self.encoder,
+            &mut tape.borrow_mut(),
+            &inputs[0],
+            &inputs[1],
+            Some(&mut rng),
+            TEMPERATURE,
+            ALIGN_WEIGHT,
+        )?;
+        Ok((done.loss.total, done.grads))
     }
 }
 
@@ -368,6 +411,7 @@ pub fn run(bench: &TrainStepBench) -> Result<TrainStepTiming> {
                 encoder,
                 shape: (b, s.window * s.voxels, tokens, width),
                 seed: bench.seed,
+                tape: (bench.engine == TrainEngine::Tape).then(|| RefCell::new(Tape::new())),
             };
             (Box::new(step), params, ENCODER_LR)
         }
@@ -396,13 +440,12 @@ pub fn run(bench: &TrainStepBench) -> Result<TrainStepTiming> {
     for i in 0..bench.warmup + bench.steps {
         let inputs = step.inputs(i)?;
         let started = Instant::now();
-        let loss = step.loss(&inputs, i)?;
-        let mut grads = loss.backward()?;
+        let (loss, mut grads) = step.loss_and_grads(&inputs, i)?;
         if let Some(max_norm) = clip {
             clip_grad_norm(&mut grads, &params, max_norm)?;
         }
         optimizer.step(&params, &grads)?;
-        losses.push(loss.to_scalar::<f32>()? as f64);
+        losses.push(loss);
         if i >= bench.warmup {
             seconds.push(started.elapsed().as_secs_f64());
         }
@@ -415,6 +458,11 @@ pub fn run(bench: &TrainStepBench) -> Result<TrainStepTiming> {
         steps: bench.steps,
         warmup: bench.warmup,
         threads: rayon::current_num_threads(),
+        engine: match bench.workload {
+            Workload::WindowEncoder => bench.engine.name(),
+            _ => TrainEngine::Candle.name(),
+        }
+        .into(),
         pipeline: dir.root.clone(),
         parameters: params.count_elements(),
         tokens,

@@ -12,9 +12,12 @@ use brainrecon_showcase::bench::group::{self, GroupBench};
 /// T = Y·P; α by GCV (512 columns of T, 17 alphas 10^-1 … 10^7); M = ridge(X → T); map the
 /// trials and the test rows. The data (a planted rank-64 structure plus noise, seeded) go to
 /// `--data-dir`, P is a random orthonormal basis; each k runs in a fresh process, whose peak
-/// memory (VmHWM) includes the arrays read. The group fit generates `--subjects` ×
-/// `--group-images` rows in memory and times the per-subject GCV and the shared-space fit
-/// (randomized SVD) at `--group-k`. Threads: `--threads` (and RAYON_NUM_THREADS).
+/// memory (VmHWM) includes the arrays read. The group fit runs `group fit`'s streamed shared
+/// space on `--subjects` × `--group-images` trials generated block by block (where the route
+/// reads them from disk): column means, one spectrum and the GCV α per subject, then the
+/// randomized SVD at `--group-k` and the maps, with its peak memory beside the bound computed
+/// before it. `--no-adapt` times the group fit alone. Threads: `--threads` (and
+/// RAYON_NUM_THREADS).
 #[derive(clap::Args)]
 #[command(mut_arg("json", |a| a.help("Print the results as JSON")))]
 #[command(
@@ -37,10 +40,13 @@ pub struct Args {
     /// Dimensions of the shared space, comma-separated, one measured process each
     #[arg(long, value_delimiter = ',', default_value = "256,1024")]
     k: Vec<usize>,
+    /// Time the group fit only, no adapt
+    #[arg(long)]
+    no_adapt: bool,
     /// Subjects of the group fit
     #[arg(long, default_value_t = 7)]
     subjects: usize,
-    /// Rows (images) per subject of the group fit (0: no group fit)
+    /// Rows (trials) per subject of the group fit (0: no group fit)
     #[arg(long, default_value_t = 0)]
     group_images: usize,
     /// Dimension of the group fit's space
@@ -66,6 +72,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         test_rows: args.test_rows,
         targets: args.targets,
         k: args.k,
+        adapt: !args.no_adapt,
         subjects: args.subjects,
         group_images: args.group_images,
         group_k: args.group_k,

@@ -3,6 +3,7 @@
 //! timed so that `tools/bench/train_step.sh` can time the same step in PyTorch beside it.
 
 use crate::args::JsonArg;
+use brainrecon_showcase::bench::train_step::TrainEngine;
 use brainrecon_showcase::bench::train_step::{
     run as time_steps, TrainStepBench, WindowShape, Workload,
 };
@@ -50,6 +51,9 @@ pub struct Args {
     /// Seed of the inputs and the encoder's initialisation
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// What differentiates the window encoder's step: the project's tape or candle's autograd
+    #[arg(long, default_value = "tape", value_parser = ["tape", "candle"])]
+    engine: String,
     #[command(flatten)]
     json: JsonArg,
 }
@@ -68,6 +72,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             patch_size: args.patch_size,
         },
         seed: args.seed,
+        engine: TrainEngine::parse(&args.engine).map_err(anyhow::Error::msg)?,
     })?;
     if args.json.json {
         return outln!("{}", serde_json::to_string(&timing)?);

@@ -3,7 +3,9 @@
 use super::WindowsArgs;
 use crate::commands::prelude::*;
 use brainrecon_routes::decode::options::Tune;
-use brainrecon_routes::video::train_encoder::{train_encoder_with, EncoderTrainOptions};
+use brainrecon_routes::video::train_encoder::{
+    train_encoder_with, EncoderTrainOptions, TrainEngine,
+};
 
 /// Decode each fMRI window with a Transformer encoder (MinD-Video's decoder) instead of ridge
 ///
@@ -75,6 +77,10 @@ pub struct Args {
     /// Do not decode the clips' global velocity with ridge (see `video fit`)
     #[arg(long)]
     no_motion: bool,
+    /// What differentiates the encoder's stage 1 on the CPU: the project's tape or candle's
+    /// autograd
+    #[arg(long, default_value = "tape", value_parser = ["tape", "candle"])]
+    engine: String,
     #[command(flatten)]
     device: DeviceArgs,
     #[command(flatten)]
@@ -102,6 +108,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         checkpoint_every: 100,
         seed: args.seed,
         motion: !args.no_motion,
+        engine: TrainEngine::parse(&args.engine).map_err(anyhow::Error::msg)?,
     };
     let show = show_progress();
     let summary = train_encoder_with(

@@ -1,0 +1,270 @@
+//! The project's own reverse-mode tape for the training graphs it owns, beside candle.
+//!
+//! candle's autograd zero-fills and adds every gradient, copies transposes for the matrix
+//! products' backward and walks a graph of elementary ops; its graph is private
+//! (`Tensor::op()` is crate-private in candle 0.11), so no outside driver can replace that. A
+//! [`Tape`] records coarse ops (a linear layer, a layer norm, multi-head attention, a whole
+//! loss) on plain f32 buffers instead:
+//!
+//! - values and gradients live in buffers the tape keeps between steps: node `i` of the next
+//!   step reuses node `i`'s buffers when the graph has the same shape, so a training loop
+//!   allocates them once;
+//! - the first gradient that reaches a node is written into its buffer, later ones are added
+//!   (no zero fill, no separate addition);
+//! - matrix products run in faer and write straight into their destination (transposes are
+//!   views, not copies); the row ops reuse the crate's one-pass kernels (layer norm, exact
+//!   GELU, softmax);
+//! - work is split over rayon's current pool (one pool, `RAYON_NUM_THREADS`) in one grain per
+//!   thread.
+//!
+//! Inference stays on candle; a trainer builds its forward on a tape, calls
+//! [`Tape::backward`] and reads each parameter's gradient with [`Tape::grad`]
+//! ([`Tape::grad_store`] hands them to the candle optimiser). Shapes are row-major; every op
+//! documents its own.
+
+mod loss;
+mod ops;
+
+use crate::{ModelError, Result};
+use candle_core::Tensor;
+
+pub use loss::EncoderLossParts;
+
+/// A node of a [`Tape`] (an index into the tape of the current step).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct NodeId(usize);
+
+/// One recorded op: its output shape, what it needs for its backward, and whether a gradient
+/// flows into it.
+struct Node {
+    shape: Vec<usize>,
+    op: ops::Op,
+    needs_grad: bool,
+    /// A gradient was written this backward pass (later ones add).
+    has_grad: bool,
+}
+
+/// A reverse-mode tape on f32 buffers (see the module documentation).
+#[derive(Default)]
+pub struct Tape {
+    nodes: Vec<Node>,
+    /// `values[i]`: node i's output, kept across [`Tape::clear`].
+    values: Vec<Vec<f32>>,
+    /// `grads[i]`: node i's gradient, kept across [`Tape::clear`].
+    grads: Vec<Vec<f32>>,
+}
+
+impl std::fmt::Debug for Tape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tape")
+            .field("nodes", &self.nodes.len())
+            .finish()
+    }
+}
+
+impl Tape {
+    /// An empty tape.
+    pub fn new() -> Self {
+        Tape::default()
+    }
+
+    /// Forgets the recorded ops and keeps their buffers for the next step's graph.
+    pub fn clear(&mut self) {
+        self.nodes.clear();
+    }
+
+    /// Recorded ops.
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Whether nothing is recorded.
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    /// The shape of a node's value.
+    pub fn shape(&self, id: NodeId) -> &[usize] {
+        &self.nodes[id.0].shape
+    }
+
+    /// Gives `id` a new shape of the same length: metadata only, the ops recorded before
+    /// keep their own sizes. Errors when the lengths differ.
+    pub fn reshape(&mut self, id: NodeId, shape: &[usize]) -> Result<()> {
+        self.check("reshape", id, shape)?;
+        self.nodes[id.0].shape = shape.to_vec();
+        Ok(())
+    }
+
+    /// A node's value, row-major in [`Tape::shape`].
+    pub fn value(&self, id: NodeId) -> &[f32] {
+        &self.values[id.0]
+    }
+
+    /// A node's gradient after [`Tape::backward`]; `None` when no gradient reached it or it
+    /// needs none (inputs).
+    pub fn grad(&self, id: NodeId) -> Option<&[f32]> {
+        let node = &self.nodes[id.0];
+        (node.needs_grad && node.has_grad).then(|| &self.grads[id.0][..])
+    }
+
+    /// A constant input (no gradient) of `shape` holding `values`. Errors when the lengths
+    /// differ.
+    pub fn input(&mut self, shape: &[usize], values: &[f32]) -> Result<NodeId> {
+        self.leaf(shape, values, false)
+    }
+
+    /// A trainable leaf of `shape` holding `values` (its gradient is kept). Errors when the
+    /// lengths differ.
+    pub fn parameter(&mut self, shape: &[usize], values: &[f32]) -> Result<NodeId> {
+        self.leaf(shape, values, true)
+    }
+
+    /// A trainable leaf holding a copy of a contiguous-or-not f32 tensor's values.
+    pub fn parameter_of(&mut self, t: &Tensor) -> Result<NodeId> {
+        let values = t.flatten_all()?.to_vec1::<f32>()?;
+        self.leaf(t.dims(), &values, true)
+    }
+
+    fn leaf(&mut self, shape: &[usize], values: &[f32], needs_grad: bool) -> Result<NodeId> {
+        let len: usize = shape.iter().product();
+        if len != values.len() {
+            return Err(ModelError::Invalid(format!(
+                "tape: a leaf of shape {shape:?} needs {len} values, found {}",
+                values.len()
+            )));
+        }
+        let (id, out) = self.push(shape, ops::Op::Leaf, needs_grad);
+        out.copy_from_slice(values);
+        Ok(id)
+    }
+
+    /// Records a node and sizes its value buffer (reused when the length is unchanged; the op
+    /// writes every element).
+    fn push(&mut self, shape: &[usize], op: ops::Op, needs_grad: bool) -> (NodeId, &mut [f32]) {
+        let i = self.nodes.len();
+        let len: usize = shape.iter().product();
+        self.nodes.push(Node {
+            shape: shape.to_vec(),
+            op,
+            needs_grad,
+            has_grad: false,
+        });
+        if self.values.len() <= i {
+            self.values.push(Vec::new());
+        }
+        self.values[i].resize(len, 0.0);
+        (NodeId(i), &mut self.values[i])
+    }
+
+    /// The values of the recorded nodes and the buffer of the one being written (`i`, the
+    /// last).
+    fn split_last(&mut self) -> (&[Vec<f32>], &mut [f32]) {
+        let (before, last) = self.values.split_at_mut(self.nodes.len() - 1);
+        (before, &mut last[0])
+    }
+
+    fn needs(&self, ids: &[NodeId]) -> bool {
+        ids.iter().any(|id| self.nodes[id.0].needs_grad)
+    }
+
+    fn check(&self, what: &str, id: NodeId, expected: &[usize]) -> Result<()> {
+        let found = &self.nodes[id.0].shape;
+        if found.iter().product::<usize>() != expected.iter().product::<usize>() {
+            return Err(ModelError::Invalid(format!(
+                "tape {what}: expected {expected:?} values, found shape {found:?}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Back-propagates from the scalar `loss` (its gradient is 1): afterwards every parameter
+    /// the loss depends on has its [`Tape::grad`]. Errors when `loss` is not one value.
+    pub fn backward(&mut self, loss: NodeId) -> Result<()> {
+        self.backward_from(loss, &[1.0])
+    }
+
+    /// Back-propagates the upstream gradient `grad` of `node` (the gradients of
+    /// `Σ value(node) ⊙ grad`). Errors when `grad`'s length is not the node's.
+    pub fn backward_from(&mut self, node: NodeId, grad: &[f32]) -> Result<()> {
+        let loss = node;
+        if self.values[loss.0].len() != grad.len() {
+            return Err(ModelError::Invalid(format!(
+                "tape backward: {} upstream gradient values for a node of shape {:?}",
+                grad.len(),
+                self.nodes[loss.0].shape
+            )));
+        }
+        while self.grads.len() < self.nodes.len() {
+            self.grads.push(Vec::new());
+        }
+        for (i, node) in self.nodes.iter_mut().enumerate() {
+            node.has_grad = false;
+            if node.needs_grad {
+                self.grads[i].resize(self.values[i].len(), 0.0);
+            }
+        }
+        if !self.nodes[loss.0].needs_grad {
+            return Ok(());
+        }
+        self.grads[loss.0].copy_from_slice(grad);
+        self.nodes[loss.0].has_grad = true;
+        for i in (0..=loss.0).rev() {
+            if !self.nodes[i].has_grad || matches!(self.nodes[i].op, ops::Op::Leaf) {
+                continue;
+            }
+            let g = std::mem::take(&mut self.grads[i]);
+            let op = std::mem::replace(&mut self.nodes[i].op, ops::Op::Leaf);
+            let mut sink = Sink {
+                grads: &mut self.grads,
+                nodes: &mut self.nodes,
+            };
+            op.backward(&self.values, &g, &mut sink);
+            self.nodes[i].op = op;
+            self.grads[i] = g;
+        }
+        Ok(())
+    }
+
+    /// The gradients of `params` (tensor, node) as a candle [`GradStore`](candle_core::backprop::GradStore)
+    /// keyed by the tensors, for the optimiser and gradient clipping; a parameter no gradient
+    /// reached gets zeros.
+    pub fn grad_store(
+        &self,
+        params: &[(Tensor, NodeId)],
+    ) -> Result<candle_core::backprop::GradStore> {
+        // candle's GradStore has no public constructor; the backward of a constant is empty
+        // but for the constant itself.
+        let seed = Tensor::zeros((), candle_core::DType::F32, &candle_core::Device::Cpu)?;
+        let mut store = seed.backward()?;
+        store.remove(&seed);
+        for (t, id) in params {
+            let grad = match self.grad(*id) {
+                Some(g) => Tensor::from_slice(g, t.dims(), t.device())?,
+                None => t.zeros_like()?,
+            };
+            store.insert(t, grad);
+        }
+        Ok(store)
+    }
+}
+
+/// Where an op's backward writes its inputs' gradients.
+struct Sink<'a> {
+    grads: &'a mut [Vec<f32>],
+    nodes: &'a mut [Node],
+}
+
+impl Sink<'_> {
+    /// The gradient buffer of `id` and whether to add to it (a gradient was written before)
+    /// or overwrite it; `None` when `id` needs no gradient.
+    fn slot(&mut self, id: NodeId) -> Option<(&mut [f32], bool)> {
+        let node = &mut self.nodes[id.0];
+        if !node.needs_grad {
+            return None;
+        }
+        let add = node.has_grad;
+        node.has_grad = true;
+        Some((&mut self.grads[id.0], add))
+    }
+}

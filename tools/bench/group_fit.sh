@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# `group fit`'s shared space, streamed, at growing sizes: each size a fresh process that reads
+# (here: generates) every subject's trials block by block, takes one spectrum and GCV α per
+# subject, then the randomized SVD and the maps; time and peak memory (VmHWM) beside the bound
+# computed from the sizes before the fit.
+#   bash tools/bench/group_fit.sh
+# Env: BENCH_SIZES (space-separated SUBJECTSxTRIALS, default "7x250 7x1000 7x4000"; NSD's full
+#      size is 7x27000), BENCH_VOXELS (15724), BENCH_TARGETS (75520), BENCH_GROUP_K (1024),
+#      BENCH_THREADS (2), BENCH_DATA_DIR (target/bench-group).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+threads=${BENCH_THREADS:-2}
+data=${BENCH_DATA_DIR:-target/bench-group}
+mkdir -p "$data"
+
+cargo build --release --locked -p brainrecon-cli
+out="$data/group_fit.jsonl"
+: > "$out"
+for size in ${BENCH_SIZES:-7x250 7x1000 7x4000}; do
+  subjects=${size%x*}
+  trials=${size#*x}
+  RAYON_NUM_THREADS=$threads "${CARGO_TARGET_DIR:-target}"/release/brainrecon bench group-adapt \
+    --no-adapt --subjects "$subjects" --group-images "$trials" \
+    --voxels "${BENCH_VOXELS:-15724}" --targets "${BENCH_TARGETS:-75520}" \
+    --group-k "${BENCH_GROUP_K:-1024}" --threads "$threads" --data-dir "$data" --json >> "$out"
+done
+grep -m1 "model name" /proc/cpuinfo
+cat "$out"
