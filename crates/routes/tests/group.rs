@@ -3,10 +3,9 @@
 //! → `features` → `group prepare | fit | adapt | curve` → `fit`. The group commands' flags and
 //! bad input are checked on the binary in crates/cli/tests/group_route.rs.
 
-use brainrecon_datasets::nsd::prepare::{prepare, PrepareOptions};
-use brainrecon_diffusion::pipeline::DType;
+mod common;
+
 use brainrecon_routes::decode::decoders::{fit_request, FitRequest};
-use brainrecon_routes::decode::features::{features_request, FeaturesRequest};
 use brainrecon_routes::group::adapt::{adapt, AdaptRequest, Via};
 use brainrecon_routes::group::curve::{curve, CurveRequest, BEST_GROUP_METHOD, WITHIN_SUBJECT};
 use brainrecon_routes::group::fit::{fit_group, GroupFitRequest};
@@ -30,34 +29,6 @@ fn simulate(root: &Path) {
         ..request::Request::new(root.to_path_buf(), request::Kind::Image)
     })
     .unwrap();
-}
-
-/// `nsd prepare --nsd-root ROOT --subject subjNN [--sessions ..] --out OUT`, then `features
-/// --kind z` and `--kind c` with `--model shapes-ldm` on the CPU.
-fn prepared_with_features(root: &Path, subject: usize, sessions: Option<Vec<usize>>, out: &Path) {
-    prepare(&PrepareOptions {
-        sessions,
-        ..PrepareOptions::defaults(root, subject, out)
-    })
-    .unwrap();
-    for kind in ["z", "c"] {
-        let request = FeaturesRequest {
-            subject: out.to_path_buf(),
-            kind: kind.into(),
-            model: Some("shapes-ldm".into()),
-            layer: "last".into(),
-            normalize: false,
-            out: None,
-            size: None,
-            sample: false,
-            seed: 0,
-            batch: 8,
-            device: brainrecon_core::Device::Cpu,
-            dtype: DType::F32,
-            progress: false,
-        };
-        features_request(&request, |_, _| Ok::<(), brainrecon_routes::RouteError>(())).unwrap();
-    }
 }
 
 fn fit_space(group: &Path, method: &str, k: usize) {
@@ -86,7 +57,7 @@ fn a_new_subject_from_one_session_beats_its_own_session() {
     let subjects: Vec<PathBuf> = (1..=5)
         .map(|s| {
             let out = dir.join(format!("subj0{s}"));
-            prepared_with_features(&sim, s, None, &out);
+            common::prepared_with_features(&sim, s, None, &out);
             out
         })
         .collect();
@@ -119,7 +90,7 @@ fn a_new_subject_from_one_session_beats_its_own_session() {
 
     // One session of subj01, adapted; then the ordinary routes run on it unchanged.
     let one = dir.join("subj01-s1");
-    prepared_with_features(&sim, 1, Some(vec![1]), &one);
+    common::prepared_with_features(&sim, 1, Some(vec![1]), &one);
     let adapted = dir.join("subj01-s1-shared");
     let report = adapt(&AdaptRequest {
         group: group.clone(),

@@ -3,11 +3,10 @@
 //! block, when every subject has more voxels than rows; rounding in many blocks), and a fit
 //! over its memory budget is refused before anything is read or written.
 
+mod common;
+
 use brainrecon_align::shared_space::{fit_shared_space, gcv_alpha, SharedSpaceOptions};
-use brainrecon_datasets::nsd::prepare::{prepare, PrepareOptions};
 use brainrecon_datasets::prepared::{PreparedSubject, Split};
-use brainrecon_diffusion::pipeline::DType;
-use brainrecon_routes::decode::features::{features_request, FeaturesRequest};
 use brainrecon_routes::group::data::{
     column_means, feature_rows, feature_widths, read_mat, read_vec, scale_targets, split_rows,
     target_scaling,
@@ -37,25 +36,7 @@ fn small_group(dir: &Path) -> PathBuf {
     let subjects: Vec<PathBuf> = (1..=3)
         .map(|s| {
             let out = dir.join(format!("subj0{s}"));
-            prepare(&PrepareOptions::defaults(&sim, s, &out)).unwrap();
-            for kind in ["z", "c"] {
-                let request = FeaturesRequest {
-                    subject: out.clone(),
-                    kind: kind.into(),
-                    model: Some("shapes-ldm".into()),
-                    layer: "last".into(),
-                    normalize: false,
-                    out: None,
-                    size: None,
-                    sample: false,
-                    seed: 0,
-                    batch: 8,
-                    device: brainrecon_core::Device::Cpu,
-                    dtype: DType::F32,
-                    progress: false,
-                };
-                features_request(&request, |_, _| Ok::<(), RouteError>(())).unwrap();
-            }
+            common::prepared_with_features(&sim, s, None, &out);
             out
         })
         .collect();

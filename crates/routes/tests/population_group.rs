@@ -3,10 +3,9 @@
 //! `features` → `group prepare | fit | adapt` → `fit`: a new subject's first session, adapted
 //! into the space of four others whose voxels share nothing by position, decodes above chance.
 
-use brainrecon_datasets::nsd::prepare::{prepare, PrepareOptions};
-use brainrecon_diffusion::pipeline::DType;
+mod common;
+
 use brainrecon_routes::decode::decoders::{fit_request, FitRequest};
-use brainrecon_routes::decode::features::{features_request, FeaturesRequest};
 use brainrecon_routes::group::adapt::{adapt, AdaptRequest, Via};
 use brainrecon_routes::group::fit::{fit_group, GroupFitRequest};
 use brainrecon_routes::group::prepare::{prepare_group, GroupPrepareRequest};
@@ -29,34 +28,6 @@ fn simulate(root: &Path) {
     .unwrap();
 }
 
-/// `nsd prepare --nsd-root ROOT --subject subjNN [--sessions ..] --out OUT`, then `features
-/// --kind z` and `--kind c` with `--model shapes-ldm` on the CPU.
-fn prepared_with_features(root: &Path, subject: usize, sessions: Option<Vec<usize>>, out: &Path) {
-    prepare(&PrepareOptions {
-        sessions,
-        ..PrepareOptions::defaults(root, subject, out)
-    })
-    .unwrap();
-    for kind in ["z", "c"] {
-        let request = FeaturesRequest {
-            subject: out.to_path_buf(),
-            kind: kind.into(),
-            model: Some("shapes-ldm".into()),
-            layer: "last".into(),
-            normalize: false,
-            out: None,
-            size: None,
-            sample: false,
-            seed: 0,
-            batch: 8,
-            device: brainrecon_core::Device::Cpu,
-            dtype: DType::F32,
-            progress: false,
-        };
-        features_request(&request, |_, _| Ok::<(), brainrecon_routes::RouteError>(())).unwrap();
-    }
-}
-
 #[test]
 fn a_new_subject_of_the_population_simulator_decodes_above_chance_through_the_group() {
     let tmp = tempfile::tempdir().unwrap();
@@ -66,7 +37,7 @@ fn a_new_subject_of_the_population_simulator_decodes_above_chance_through_the_gr
     let subjects: Vec<PathBuf> = (1..=5)
         .map(|s| {
             let out = dir.join(format!("subj0{s}"));
-            prepared_with_features(&sim, s, None, &out);
+            common::prepared_with_features(&sim, s, None, &out);
             out
         })
         .collect();
@@ -98,7 +69,7 @@ fn a_new_subject_of_the_population_simulator_decodes_above_chance_through_the_gr
 
     // subj01's first session: adapted into the space, and alone (its own decoder).
     let one = dir.join("subj01-s1");
-    prepared_with_features(&sim, 1, Some(vec![1]), &one);
+    common::prepared_with_features(&sim, 1, Some(vec![1]), &one);
     let adapted = dir.join("subj01-s1-shared");
     adapt(&AdaptRequest {
         group: group.clone(),

@@ -65,7 +65,12 @@ pub(super) fn bold_volumes(
 
 /// The voxel-to-world matrix of a simulated grid: 3 mm voxels, centred on the origin.
 pub(super) fn grid_affine(shape: [usize; 3]) -> [[f64; 4]; 4] {
-    let size = 3.0;
+    centred_affine(shape, 3.0)
+}
+
+/// The voxel-to-world matrix of a grid of `size`-mm voxels centred on the origin (NSD's
+/// `func1pt8mm` grids are 1.8 mm).
+pub(super) fn centred_affine(shape: [usize; 3], size: f64) -> [[f64; 4]; 4] {
     [
         [size, 0.0, 0.0, -size * shape[0] as f64 / 2.0],
         [0.0, size, 0.0, -size * shape[1] as f64 / 2.0],

@@ -285,13 +285,7 @@ impl Brain {
                 }
             }
         }
-        let mm = 1.8;
-        let affine = [
-            [mm, 0.0, 0.0, -(nx as f64) * mm / 2.0],
-            [0.0, mm, 0.0, -(ny as f64) * mm / 2.0],
-            [0.0, 0.0, mm, -(nz as f64) * mm / 2.0],
-            [0.0, 0.0, 0.0, 1.0],
-        ];
+        let affine = crate::bold::centred_affine(shape, 1.8);
         let brain = Brain {
             shape,
             affine,

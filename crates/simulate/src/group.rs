@@ -84,9 +84,14 @@ pub struct GroupSubject {
     pub own_ids: Vec<usize>,
 }
 
-/// Writes a group (`opts.subjects` > 1); checked by [`crate::simulate`].
-pub(crate) fn simulate_group(opts: &SimulateOptions) -> Result<Simulated> {
-    let (truths, group) = match opts.layout {
+/// Writes a group's NSD tree with `write_tree` in `opts.layout`: the tree itself, or each
+/// subject prepared from it (the tree a scratch input, staged, read, then removed) with the truth
+/// beside them. Shared by both group generators.
+pub(crate) fn write_in_layout<T>(
+    opts: &SimulateOptions,
+    write_tree: impl FnOnce(&SimulateOptions, &Path) -> Result<(Vec<Truth>, T)>,
+) -> Result<(Vec<Truth>, T)> {
+    Ok(match opts.layout {
         OutputLayout::Nsd => new_output_dir(&opts.out)?.run(|staging| write_tree(opts, staging))?,
         OutputLayout::Prepared => {
             let out = new_output_dir(&opts.out)?;
@@ -116,7 +121,12 @@ pub(crate) fn simulate_group(opts: &SimulateOptions) -> Result<Simulated> {
             scratch.abort();
             result?
         }
-    };
+    })
+}
+
+/// Writes a group (`opts.subjects` > 1); checked by [`crate::simulate`].
+pub(crate) fn simulate_group(opts: &SimulateOptions) -> Result<Simulated> {
+    let (truths, group) = write_in_layout(opts, write_tree)?;
     Ok(Simulated {
         out: opts.out.clone(),
         truth: truths[0].clone(),

@@ -39,13 +39,12 @@
 use crate::brain::Brain;
 use crate::scene::{Scene, BACKGROUNDS, COLOURS, N_ATTRIBUTES, N_SCENES, POSITIONS, SHAPES, SIZES};
 use crate::{
-    new_output_dir, subject_truth, write_brick, write_captions, write_responses, write_rois,
-    OutputLayout, SimulateOptions, Simulated, Truth, BETAS_DEFLATE_LEVEL,
+    subject_truth, write_brick, write_captions, write_responses, write_rois, SimulateOptions,
+    Simulated, Truth, BETAS_DEFLATE_LEVEL,
 };
 use brainrecon_core::error::{DataError, Result};
 use brainrecon_core::fs::write_json_atomic;
 use brainrecon_core::progress::bar_aligned;
-use brainrecon_datasets::nsd::prepare::{prepare, PrepareOptions};
 use brainrecon_datasets::nsd::{Layout, BETA_SCALE};
 use brainrecon_formats::npy;
 use rand::seq::SliceRandom;
@@ -327,36 +326,7 @@ pub fn default_shared(n_images: usize) -> usize {
 /// Writes a group with the population model; `opts` is checked by [`crate::simulate`]
 /// (`opts.subject` is not used: subjects `subj01` … `subjNN` are written).
 pub(crate) fn simulate_population(opts: &SimulateOptions) -> Result<Simulated> {
-    let (truths, population) = match opts.layout {
-        OutputLayout::Nsd => new_output_dir(&opts.out)?.run(|staging| write_tree(opts, staging))?,
-        OutputLayout::Prepared => {
-            let out = new_output_dir(&opts.out)?;
-            // The NSD tree is a scratch input of `prepare`: staged, read, then removed.
-            let scratch = match new_output_dir(&opts.out.with_extension("nsd-source")) {
-                Ok(scratch) => scratch,
-                Err(e) => {
-                    out.abort();
-                    return Err(e);
-                }
-            };
-            let source = scratch.path().to_path_buf();
-            let result = out.run(|staging| {
-                let written = write_tree(opts, &source)?;
-                for (s, truth) in written.0.iter().enumerate() {
-                    prepare(&PrepareOptions {
-                        progress: opts.progress,
-                        ..PrepareOptions::defaults(&source, s + 1, &staging.join(&truth.subject))
-                    })?;
-                }
-                let truth_dir = staging.join("truth");
-                std::fs::rename(source.join("truth"), &truth_dir)
-                    .map_err(|e| DataError::io(&truth_dir, e))?;
-                Ok::<_, DataError>(written)
-            });
-            scratch.abort();
-            result?
-        }
-    };
+    let (truths, population) = crate::group::write_in_layout(opts, write_tree)?;
     Ok(Simulated {
         out: opts.out.clone(),
         truth: truths[0].clone(),
@@ -418,13 +388,7 @@ fn subject_brain(shape: [usize; 3], regions: [f32; 4]) -> (Brain, Vec<([usize; 3
             }
         }
     }
-    let mm = 1.8;
-    let affine = [
-        [mm, 0.0, 0.0, -(nx as f64) * mm / 2.0],
-        [0.0, mm, 0.0, -(ny as f64) * mm / 2.0],
-        [0.0, 0.0, mm, -(nz as f64) * mm / 2.0],
-        [0.0, 0.0, 0.0, 1.0],
-    ];
+    let affine = crate::bold::centred_affine(shape, 1.8);
     let brain = Brain {
         shape,
         affine,

@@ -623,30 +623,7 @@ mod tests {
     use super::*;
 
     fn request(kind: Kind) -> Request {
-        Request {
-            out: PathBuf::from("never-written"),
-            kind,
-            size: Size::Small,
-            runs: None,
-            run_seconds: None,
-            clips_per_genre: None,
-            clips_per_run: None,
-            track_seconds: None,
-            library_per_genre: None,
-            images: None,
-            seed: 0,
-            layout: OutputLayout::Nsd,
-            subject: "subj01".into(),
-            image_size: 64,
-            sessions: None,
-            volume: None,
-            progress: false,
-            subjects: None,
-            individual_share: None,
-            shared_images: None,
-            generator: Generator::Fields,
-            ncsnr: None,
-        }
+        Request::new("never-written", kind)
     }
 
     #[test]

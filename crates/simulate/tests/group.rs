@@ -6,6 +6,7 @@ use brainrecon_datasets::prepared::{PreparedSubject, Split};
 use brainrecon_formats::npy;
 use brainrecon_simulate::group::GroupTruth;
 use brainrecon_simulate::{simulate, OutputLayout, SimulateOptions, Truth};
+use brainrecon_testkit::files_with_bytes;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
@@ -23,29 +24,6 @@ fn small(out: &Path, subjects: usize, share: f64) -> SimulateOptions {
 
 fn read_group(root: &Path) -> GroupTruth {
     serde_json::from_slice(&std::fs::read(root.join("truth/group.json")).unwrap()).unwrap()
-}
-
-/// Files under `root` (relative, sorted) with their bytes.
-fn files(root: &Path) -> Vec<(String, Vec<u8>)> {
-    fn walk(dir: &Path, root: &Path, out: &mut Vec<(String, Vec<u8>)>) {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                walk(&path, root, out);
-            } else {
-                let name = path
-                    .strip_prefix(root)
-                    .unwrap()
-                    .to_string_lossy()
-                    .into_owned();
-                out.push((name, std::fs::read(&path).unwrap()));
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(root, root, &mut out);
-    out.sort();
-    out
 }
 
 fn fnv1a(files: &[(String, Vec<u8>)]) -> u64 {
@@ -71,7 +49,7 @@ fn one_subject_is_written_as_before_groups() {
     let root = dir.path().join("nsd");
     let simulated = simulate(&small(&root, 1, 0.3)).unwrap();
     assert!(simulated.group.is_none());
-    let tree = files(&root);
+    let tree = files_with_bytes(&root);
     assert_eq!(tree.len(), 21);
     assert_eq!(fnv1a(&tree), 0x9d49f476ff181e31);
 }
@@ -151,7 +129,7 @@ fn the_same_seed_gives_the_same_bytes() {
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
     simulate(&small(&a, 2, 0.3)).unwrap();
     simulate(&small(&b, 2, 0.3)).unwrap();
-    let (fa, fb) = (files(&a), files(&b));
+    let (fa, fb) = (files_with_bytes(&a), files_with_bytes(&b));
     assert_eq!(fa.len(), fb.len());
     for ((na, ba), (nb, bb)) in fa.iter().zip(&fb) {
         assert_eq!(na, nb);

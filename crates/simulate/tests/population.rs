@@ -7,6 +7,7 @@ use brainrecon_datasets::prepared::{PreparedSubject, Split};
 use brainrecon_formats::npy;
 use brainrecon_simulate::population::PopulationTruth;
 use brainrecon_simulate::{simulate, Generator, SimulateOptions};
+use brainrecon_testkit::files_with_bytes;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
@@ -20,29 +21,6 @@ fn options(out: &Path, subjects: usize, n_images: usize, sessions: usize) -> Sim
     opts.volume_shape = [16, 20, 14];
     opts.seed = 3;
     opts
-}
-
-/// Files under `root` (relative, sorted) with their bytes.
-fn files(root: &Path) -> Vec<(String, Vec<u8>)> {
-    fn walk(dir: &Path, root: &Path, out: &mut Vec<(String, Vec<u8>)>) {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                walk(&path, root, out);
-            } else {
-                let name = path
-                    .strip_prefix(root)
-                    .unwrap()
-                    .to_string_lossy()
-                    .into_owned();
-                out.push((name, std::fs::read(&path).unwrap()));
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(root, root, &mut out);
-    out.sort();
-    out
 }
 
 #[test]
@@ -67,7 +45,11 @@ fn the_same_seed_gives_the_same_bytes_and_another_seed_other_betas() {
         ..small
     })
     .unwrap();
-    let (fa, fb, fc) = (files(&a), files(&b), files(&c));
+    let (fa, fb, fc) = (
+        files_with_bytes(&a),
+        files_with_bytes(&b),
+        files_with_bytes(&c),
+    );
     assert_eq!(fa.len(), fb.len());
     for ((na, ba), (nb, bb)) in fa.iter().zip(&fb) {
         assert_eq!(na, nb);

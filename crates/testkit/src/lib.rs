@@ -24,6 +24,34 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// Every file under `root`, recursing into sub-folders, as (path relative to `root`, bytes),
+/// sorted by path: a folder's whole content, to compare two runs byte for byte.
+pub fn files_with_bytes(root: &Path) -> Vec<(String, Vec<u8>)> {
+    fn walk(dir: &Path, root: &Path, out: &mut Vec<(String, Vec<u8>)>) {
+        let entries =
+            std::fs::read_dir(dir).unwrap_or_else(|e| panic!("read {}: {e}", dir.display()));
+        for entry in entries {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                walk(&path, root, out);
+            } else {
+                let name = path
+                    .strip_prefix(root)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                let bytes =
+                    std::fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+                out.push((name, bytes));
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(root, root, &mut out);
+    out.sort();
+    out
+}
+
 /// A music library at `to` that a retrieval must skip in part: `jazz/jazz.00000.wav` copied from
 /// the simulated library `library`, `jazz/broken.wav` that does not decode, and `jazz/ghz.wav`,
 /// a 48-byte WAV whose header claims 4.29 GHz (refused from its header, never resampled).

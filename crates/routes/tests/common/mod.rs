@@ -66,6 +66,25 @@ pub fn features(subject: &Path, model: &str, kind: &str) -> Value {
     written.pop().unwrap()
 }
 
+/// `nsd prepare --nsd-root ROOT --subject subjNN [--sessions ..] --out OUT`, then `features
+/// --kind z` and `--kind c` with `--model shapes-ldm` on the CPU.
+pub fn prepared_with_features(
+    root: &Path,
+    subject: usize,
+    sessions: Option<Vec<usize>>,
+    out: &Path,
+) {
+    use brainrecon_datasets::nsd::prepare::{prepare, PrepareOptions};
+    prepare(&PrepareOptions {
+        sessions,
+        ..PrepareOptions::defaults(root, subject, out)
+    })
+    .unwrap();
+    for kind in ["z", "c"] {
+        features(out, "shapes-ldm", kind);
+    }
+}
+
 /// `fit --subject SUBJECT --target TARGET --out OUT` with `cv` (the command's default is 5):
 /// the summary `--json` prints.
 pub fn fit(subject: &Path, target: &str, out: &Path, cv: &str) -> Value {
