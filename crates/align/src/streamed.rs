@@ -193,6 +193,61 @@ impl BlockSpectrum {
         })
     }
 
+    /// A spectrum from its parts, as [`BlockSpectrum::eigenvectors`],
+    /// [`BlockSpectrum::eigenvalues`] and [`BlockSpectrum::shape`] gave them (a statistics file
+    /// written by one process and read by another): the same parts give the same fit, to the
+    /// bit. The side is the one `from_blocks` takes: dual when `cols ≥ rows`.
+    ///
+    /// Errors ([`AlignError::Shape`]): no rows or columns, `vectors` not r × r or `eigenvalues`
+    /// not r long with r = min(rows, cols); ([`AlignError::Input`]) a non-finite value or a
+    /// negative eigenvalue.
+    pub fn from_parts(
+        vectors: Mat<f64>,
+        eigenvalues: Vec<f64>,
+        rows: usize,
+        cols: usize,
+    ) -> Result<Self, AlignError> {
+        let r = rows.min(cols);
+        if r == 0 {
+            return Err(AlignError::Shape(format!(
+                "a spectrum of {rows} rows × {cols} columns"
+            )));
+        }
+        if vectors.nrows() != r || vectors.ncols() != r || eigenvalues.len() != r {
+            return Err(AlignError::Shape(format!(
+                "the spectrum of {rows} × {cols} betas has {r} × {r} eigenvectors and {r} \
+                 eigenvalues; found {} × {} and {}",
+                vectors.nrows(),
+                vectors.ncols(),
+                eigenvalues.len()
+            )));
+        }
+        if eigenvalues.iter().any(|l| !(l.is_finite() && *l >= 0.0)) {
+            return Err(AlignError::Input(
+                "eigenvalues: expected finite and non-negative".into(),
+            ));
+        }
+        check_block::<AlignError>(&vectors, 0, "eigenvectors")?;
+        Ok(Self {
+            vectors,
+            lambda: eigenvalues,
+            dual: cols >= rows,
+            rows,
+            cols,
+        })
+    }
+
+    /// The eigenvectors, r × r with r = min(n, v), one per column in the order of
+    /// [`BlockSpectrum::eigenvalues`]: U of `X Xᵀ` (dual) or V of `XᵀX` (primal).
+    pub fn eigenvectors(&self) -> MatRef<'_, f64> {
+        self.vectors.as_ref()
+    }
+
+    /// (rows n, columns v) of the betas it was taken of.
+    pub fn shape(&self) -> (usize, usize) {
+        (self.rows, self.cols)
+    }
+
     /// Whether the decomposition is on the rows' side (v ≥ n).
     pub fn is_dual(&self) -> bool {
         self.dual

@@ -47,22 +47,7 @@ pub struct PresetArgs {
     pub preset: brainrecon_zoo::Preset,
 }
 
-/// The value parser of a flag whose values are a library's choices (`all` in the order `--help`
-/// lists them, each written `name(choice)`): clap checks the value against the names and lists
-/// them ("[possible values: …]"), and the field holds the choice itself.
-pub fn choice<T: Copy + Send + Sync + 'static>(
-    all: &'static [T],
-    name: fn(T) -> &'static str,
-) -> impl clap::builder::TypedValueParser<Value = T> {
-    use clap::builder::TypedValueParser;
-    clap::builder::PossibleValuesParser::new(all.iter().map(|&c| name(c))).map(
-        move |typed: String| {
-            *all.iter()
-                .find(|&&c| name(c) == typed)
-                .expect("clap admits only the choices' names")
-        },
-    )
-}
+pub use brainrecon_routes::decode::options::choice;
 
 /// `--dtype`: the precision the weights run in.
 #[derive(clap::Args, Debug, Clone)]

@@ -212,6 +212,13 @@ fn error_text(error: &anyhow::Error) -> String {
 /// Help and version go to standard output through [`stdout`] (a full disk is an error there
 /// too); usage errors to standard error with clap's exit code.
 fn clap_message(error: clap::Error) -> ExitCode {
+    // A typed flag's parser lives with its type in a library and says what it expected as a
+    // usage error; that is printed as the commands print theirs (`error: --device: expected …`).
+    let cause = std::error::Error::source(&error);
+    if let Some(cause) = cause.filter(|c| brainrecon_routes::error::is_user_error(*c)) {
+        eprintln!("error: {cause}");
+        return ExitCode::from(2);
+    }
     if error.use_stderr() {
         let _ = error.print();
         return ExitCode::from(error.exit_code().clamp(0, 255) as u8);

@@ -214,16 +214,35 @@ pub fn trials(epochs: &FifEpochs) -> Result<Vec<MegTrial>> {
 
 /// What to keep of each epoch.
 #[derive(Clone, Debug, PartialEq)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct MegOptions {
-    /// Keep only MEG channels (kind 1: THINGS-MEG's 271 gradiometers), leaving reference,
-    /// trigger and other channels out.
-    pub meg_only: bool,
-    /// Leave the channels marked bad out.
-    pub exclude_bads: bool,
     /// Keep samples from this time (s) on; `None`: from the first.
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            allow_hyphen_values = true,
+            help = "Keep samples from this time on, in seconds (default: the epoch's first)"
+        )
+    )]
     pub tmin: Option<f64>,
     /// Keep samples up to this time (s); `None`: to the last.
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            allow_hyphen_values = true,
+            help = "Keep samples up to this time, in seconds (default: the epoch's last)"
+        )
+    )]
     pub tmax: Option<f64>,
+    /// Keep only MEG channels (kind 1: THINGS-MEG's 271 gradiometers), leaving reference,
+    /// trigger and other channels out.
+    #[cfg_attr(feature = "cli", arg(long = "all-channels", action = clap::ArgAction::SetFalse, help = "Keep every channel, not only the MEG sensors"))]
+    pub meg_only: bool,
+    /// Leave the channels marked bad out.
+    #[cfg_attr(feature = "cli", arg(long = "keep-bads", action = clap::ArgAction::SetFalse, help = "Keep the channels marked bad"))]
+    pub exclude_bads: bool,
 }
 
 impl Default for MegOptions {

@@ -17,25 +17,26 @@ use faer::{Accum, MatMut, MatRef, Par};
 use rayon::prelude::*;
 
 /// Geometry of one convolution; kernel, stride and padding as (rows, columns).
+/// (The training tape's convolution uses it too, with an unbounded budget: one block.)
 #[derive(Clone, Copy, Debug)]
-struct Geometry {
-    batch: usize,
-    channels: usize,
-    height: usize,
-    width: usize,
-    out_channels: usize,
-    kernel: (usize, usize),
-    stride: (usize, usize),
-    padding: (usize, usize),
+pub(crate) struct Geometry {
+    pub(crate) batch: usize,
+    pub(crate) channels: usize,
+    pub(crate) height: usize,
+    pub(crate) width: usize,
+    pub(crate) out_channels: usize,
+    pub(crate) kernel: (usize, usize),
+    pub(crate) stride: (usize, usize),
+    pub(crate) padding: (usize, usize),
     /// Column-buffer elements per block of output rows.
-    budget: usize,
+    pub(crate) budget: usize,
 }
 
 /// ~32 MB of f32 columns per block.
 const COLUMN_BUDGET: usize = 8 << 20;
 
 impl Geometry {
-    fn out_hw(&self) -> (usize, usize) {
+    pub(crate) fn out_hw(&self) -> (usize, usize) {
         let o = |n: usize, k: usize, s: usize, p: usize| (n + 2 * p - k) / s + 1;
         (
             o(self.height, self.kernel.0, self.stride.0, self.padding.0),
@@ -57,7 +58,7 @@ impl Geometry {
         })
     }
 
-    fn ckk(&self) -> usize {
+    pub(crate) fn ckk(&self) -> usize {
         self.channels * self.kernel.0 * self.kernel.1
     }
 
@@ -94,7 +95,7 @@ impl Geometry {
     ///
     /// Each (channel, ky, kx, output row) is a strided run of one input row with zeros where
     /// the kernel hangs over the edge; with stride 1 the run is one slice copy.
-    fn im2col(&self, image: &[f32], rows: std::ops::Range<usize>, cols: &mut [f32]) {
+    pub(crate) fn im2col(&self, image: &[f32], rows: std::ops::Range<usize>, cols: &mut [f32]) {
         let (_, wo) = self.out_hw();
         let n = rows.len() * wo;
         let ((kh, kw), s) = (self.kernel, self.stride.1);
@@ -130,7 +131,7 @@ impl Geometry {
     }
 
     /// Adds columns [C·k·k, len(rows)·Wo] of output rows `rows` back into an image gradient.
-    fn col2im(&self, cols: &[f32], rows: std::ops::Range<usize>, image: &mut [f32]) {
+    pub(crate) fn col2im(&self, cols: &[f32], rows: std::ops::Range<usize>, image: &mut [f32]) {
         col2im_widest(self, cols, rows, image)
     }
 

@@ -2,7 +2,7 @@
 process on the same simulated runs: wall time of each and how far their outputs agree.
 
     python crates/python/benchmarks/bench_glmsingle.py --glmsingle PATH/TO/GLMsingle \
-        [--size small moderate] [--json]
+        [--size small moderate] [--threads N] [--json]
 
 GLMsingle is not on PyPI: PATH is a checkout of cvnlab/GLMsingle (its dependencies' pins are
 tools/fixtures/requirements-glmsingle.txt). Both fit GLMsingle's defaults (all four models,
@@ -11,6 +11,12 @@ design files (into a scratch folder). The simulated experiment is tools/fixtures
 glmsingle_denoise.py's, scaled: runs at TR 1.5 s, 2-s stimuli, conditions repeated in every
 run, a third of the voxels responding with one of the library's HRFs, half silent but carrying
 three global noise components, the rest dark.
+
+Threads: --threads N (default 1) pins numpy's BLAS (through threadpoolctl, which scikit-learn,
+a GLMsingle dependency, installs) and brainrecon's pool to the same count for both fits.
+GLMsingle's time includes its run-wise FIR diagnostic, which brainrecon does not compute. The
+project's published figures come from tools/bench/glmsingle_python.sh (each fit in its own
+process, three repeats); this script is the quick check in one process.
 """
 
 import argparse
@@ -145,8 +151,16 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--glmsingle", required=True, help="a checkout of cvnlab/GLMsingle")
     parser.add_argument("--size", nargs="+", default=["small"], choices=sorted(SIZES))
+    parser.add_argument("--threads", type=int, default=1,
+                        help="BLAS and brainrecon threads for both fits (default 1)")
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
     args = parser.parse_args()
+    if args.threads < 1:
+        parser.error(f"--threads must be at least 1, not {args.threads}")
+    # brainrecon's pool reads this when the extension first starts it
+    os.environ["RAYON_NUM_THREADS"] = str(args.threads)
+    from threadpoolctl import threadpool_limits
+    threadpool_limits(limits=args.threads)
     sys.path.insert(0, os.path.abspath(args.glmsingle))
     from glmsingle.hrf.gethrf import getcanonicalhrflibrary
     rows = []
@@ -167,13 +181,13 @@ def main():
                   f"({row['speedup']}x)")
             for key, value in row["agreement"].items():
                 print(f"  {key}: {value}")
-    meta = {"cpu": cpu_model(), "cores": os.cpu_count(), "python": platform.python_version(),
-            "numpy": np.__version__}
+    meta = {"cpu": cpu_model(), "cores": os.cpu_count(), "threads": args.threads,
+            "python": platform.python_version(), "numpy": np.__version__}
     if args.json:
         print(json.dumps({"machine": meta, "results": rows}, indent=1))
     else:
-        print(f"CPU: {meta['cpu']} ({meta['cores']} logical cores), Python {meta['python']}, "
-              f"numpy {meta['numpy']}")
+        print(f"CPU: {meta['cpu']} ({meta['cores']} logical cores), {args.threads} thread(s) "
+              f"each side, Python {meta['python']}, numpy {meta['numpy']}")
 
 
 if __name__ == "__main__":

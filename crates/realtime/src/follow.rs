@@ -36,21 +36,66 @@ use std::time::{Duration, Instant, SystemTime};
 
 /// How the export folder is followed.
 #[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct FollowOptions {
     /// The folder the scanner's real-time export writes into.
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, help = "The folder the scanner's real-time export writes into")
+    )]
     pub folder: PathBuf,
     /// Stop after this many volumes.
+    #[cfg_attr(feature = "cli", arg(long, help = "Stop after this many volumes"))]
     pub volumes: Option<usize>,
     /// Stop when no new file has arrived for this long (seconds) since the last one was read.
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            default_value_t = 60.0,
+            help = "Stop when no new file has arrived for this long (seconds) since the last one was read"
+        )
+    )]
     pub idle_seconds: f64,
     /// A file that does not read is given this long without a change of size (ms) before it
     /// counts as broken; a file cut short, [`CUT_SHORT_SETTLES`] times this.
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            default_value_t = 200,
+            help = "A file that does not read is given this long without a change of size (ms) before it counts as broken; a file cut short (still being written), 10 times this"
+        )
+    )]
     pub settle_ms: u64,
     /// How often the folder is listed (ms).
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            default_value_t = 20,
+            help = "How often the folder is listed (ms)"
+        )
+    )]
     pub poll_ms: u64,
     /// Gaussian smoothing before realignment (mm FWHM).
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            default_value_t = 5.0,
+            help = "Gaussian smoothing before realignment (mm FWHM)"
+        )
+    )]
     pub smoothing_mm: f64,
     /// Slices per volume of a single-frame export; `None` learns it from the first volume.
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            help = "Slices per volume of a single-frame export (one DICOM file per slice); without it, the first volume is stacked when a slice of the second arrives"
+        )
+    )]
     pub slices: Option<usize>,
 }
 

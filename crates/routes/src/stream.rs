@@ -254,65 +254,218 @@ impl StreamRun {
 }
 
 /// Everything a stream run needs; [`run_stream`] checks the rest of it (sizes, denoisers).
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct StreamOptions {
     /// PATH, `synthetic`, `stdin` or `tcp://HOST:PORT`.
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, help = "PATH, synthetic, stdin or tcp://HOST:PORT")
+    )]
     pub source: String,
     /// Channel count (raw, stdin and TCP sources; synthetic: default 8).
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            help = "Channel count (raw, stdin and TCP sources; synthetic: default 8)"
+        )
+    )]
     pub channels: Option<usize>,
     /// Sample rate in Hz (raw, `.npy`, CSV, stdin and TCP sources; synthetic: default 250).
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            help = "Sample rate in Hz (raw, .npy, CSV, stdin and TCP sources; synthetic: default 250)"
+        )
+    )]
     pub rate: Option<f64>,
     /// Sample format: `i16` or `f32` (files also `npy`, `csv`, `edf`, `nwb`; default: from the
     /// extension).
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            help = "Sample format of raw, stdin and TCP sources: i16 or f32 (for files also npy, csv, edf, nwb; default: from the extension)"
+        )
+    )]
     pub format: Option<String>,
-    /// Channels to use (indices, ranges, labels).
-    pub select: Option<String>,
-    /// Seed of the latent permutation, the sampler's noise and the synthetic source.
-    pub seed: u64,
     /// Replay as fast as frames can be made, one frame per window.
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            help = "Replay as fast as frames can be made, one frame per window (reproducible)"
+        )
+    )]
     pub fast: bool,
     /// Diffusers folder, cache snapshot, model id or `shapes-ldm`.
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            default_value = "shapes-ldm",
+            help = "Diffusers folder, cache snapshot, cached model id, or shapes-ldm (built in)"
+        )
+    )]
     pub model: String,
     /// Serve the page on this address (also keeps the page open after a file ends).
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            value_name = "ADDRESS",
+            conflicts_with = "no_serve",
+            help = "Serve the live page on this address [default: 127.0.0.1:8080, or a free port when that one is taken]; given, it also keeps the page open on the last frame after a file ends"
+        )
+    )]
     pub serve: Option<String>,
     /// Serve no page.
+    #[cfg_attr(feature = "cli", arg(long, help = "Do not serve the page"))]
     pub no_serve: bool,
     /// Write every frame as DIR/frame-NNNNNN.png.
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, help = "Write every frame as DIR/frame-NNNNNN.png")
+    )]
     pub out: Option<PathBuf>,
     /// Write an animated GIF.
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            help = "Write an animated GIF of the frames (completed at the end)"
+        )
+    )]
     pub gif: Option<PathBuf>,
     /// Denoising steps per frame.
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, default_value_t = 5, help = "Denoising steps per frame")
+    )]
     pub steps: usize,
     /// The sampler.
+    #[cfg_attr(feature = "cli", arg(long, default_value = "ddim", value_parser = scheduler_flag, help = "ddim (eta 0), euler or euler-a"))]
     pub scheduler: SchedulerKind,
     /// Classifier-free guidance scale (≤ 1: none).
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            default_value_t = 0.0,
+            help = "Classifier-free guidance scale (≤ 1: none, one U-Net pass per step)"
+        )
+    )]
     pub guidance: f64,
+    /// Seed of the latent permutation, the sampler's noise and the synthetic source.
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            default_value_t = 0,
+            help = "Seed of the latent permutation, the sampler's noise and the synthetic source"
+        )
+    )]
+    pub seed: u64,
     /// The prompt every frame is conditioned on.
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, default_value = "", help = "The prompt (encoded once)")
+    )]
     pub prompt: String,
     /// Image size in pixels (default: the model's).
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, help = "Image size in pixels (default: the model's)")
+    )]
     pub size: Option<usize>,
     /// Window length in seconds.
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, default_value_t = 1.0, help = "Window length in seconds")
+    )]
     pub window: f64,
     /// Seconds between windows (default 1/30 s, or one sample below 30 Hz).
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            help = "Seconds between windows (default 1/30 s, or one sample for sources below 30 Hz)"
+        )
+    )]
     pub hop: Option<f64>,
+    /// Channels to use (indices, ranges, labels).
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            help = "Channels to use: indices, ranges and labels, e.g. 0-3,Fp1 (EDF/BDF: the signals to read, resampled to the highest rate among them)"
+        )
+    )]
+    pub select: Option<String>,
     /// Exponential smoothing of consecutive latents, if any.
+    #[cfg_attr(feature = "cli", arg(long = "smooth", value_name = "SMOOTH", value_parser = smoothing_flag, help = "Blend successive latents: 1 is none, smaller is smoother"))]
     pub smoother: Option<Smoother>,
     /// Stop after this many frames.
+    #[cfg_attr(feature = "cli", arg(long, help = "Stop after this many frames"))]
     pub frames: Option<u64>,
     /// Windows per sampler run.
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            default_value_t = 1,
+            help = "Windows generated together in one sampler run (more frames per second, more latency; live, the newest N windows)"
+        )
+    )]
     pub batch: usize,
     /// Frames denoised at once (default: 2 on the CPU, 1 on a GPU).
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            help = "Frames denoised at once, each on its own thread (default: 2 on the CPU, where one small sampler run cannot keep two cores busy; 1 on a GPU)"
+        )
+    )]
     pub denoisers: Option<usize>,
     /// Where the model runs.
+    #[cfg_attr(feature = "cli", arg(skip = Device::Cpu))]
     pub device: Device,
     /// The weights' precision.
+    #[cfg_attr(feature = "cli", arg(skip = DType::F32))]
     pub dtype: DType,
     /// Set (by a signal) to end the run after the current frame.
+    #[cfg_attr(feature = "cli", arg(skip = Arc::new(AtomicBool::new(false))))]
     pub stop: Arc<AtomicBool>,
     /// Installs the handler that sets `stop`; called once the model is loaded and the stream
     /// built, so that a signal before then ends the process as usual.
+    #[cfg_attr(feature = "cli", arg(skip = None))]
     pub on_signals: Option<fn(&Arc<AtomicBool>)>,
     /// Messages for the user (notes, the page's address).
+    #[cfg_attr(feature = "cli", arg(skip = silent_log()))]
     pub log: Log,
+}
+
+/// The log of options made from flags, until the caller sets its own: it drops every message.
+#[cfg(feature = "cli")]
+fn silent_log() -> Log {
+    Arc::new(|_: &str| {})
+}
+
+/// `--scheduler`: `ddim` (eta 0), `euler` or `euler-a`; any other name is a usage error.
+#[cfg(feature = "cli")]
+fn scheduler_flag(name: &str) -> Result<SchedulerKind> {
+    SchedulerKind::parse(name).map_err(|e| RouteError::Usage(format!("--scheduler: {e}")))
+}
+
+/// `--smooth`: the latents' smoothing α in (0, 1]; a value out of range is a usage error (one
+/// that is no number, clap's own).
+#[cfg(feature = "cli")]
+fn smoothing_flag(
+    text: &str,
+) -> std::result::Result<Smoother, Box<dyn std::error::Error + Send + Sync>> {
+    let alpha: f32 = text.parse()?;
+    Smoother::new(alpha).map_err(|e| RouteError::Usage(e.to_string()).into())
 }
 
 /// What [`run_stream`] did: the run's settings and the frame loop's summary.

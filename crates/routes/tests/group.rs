@@ -1,85 +1,58 @@
 //! A new subject from one session through a group's shared space, end to end on a CI-sized
 //! simulated group, through the library calls behind `simulate --subjects 5` → `nsd prepare`
-//! → `features` → `group prepare | fit | adapt | curve` → `fit`. The group commands' flags and
-//! bad input are checked on the binary in crates/cli/tests/group_route.rs.
+//! → `features` → `group prepare | fit | adapt | curve` → `fit`. The same curve on the second
+//! simulator is in tests/population_group.rs. The group commands' flags and bad input are
+//! checked on the binary in crates/cli/tests/group_route.rs.
 
 mod common;
 
 use brainrecon_routes::decode::decoders::{fit_request, FitRequest};
 use brainrecon_routes::group::adapt::{adapt, AdaptRequest, Via};
-use brainrecon_routes::group::curve::{curve, CurveRequest, BEST_GROUP_METHOD, WITHIN_SUBJECT};
-use brainrecon_routes::group::fit::{fit_group, GroupFitRequest};
-use brainrecon_routes::group::prepare::{prepare_group, GroupPrepareRequest};
+use brainrecon_routes::group::curve::{BEST_GROUP_METHOD, WITHIN_SUBJECT};
 use brainrecon_simulate::request;
+use common::{assert_above, assert_above_chance, curve_point, fit_space};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 fn json(path: &Path) -> Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
-/// `simulate --subjects 5 --images 300 --shared-images 100 --sessions 10 --seed 1 --out ROOT`.
-fn simulate(root: &Path) {
-    request::run(&request::Request {
-        images: Some(300),
-        seed: 1,
-        sessions: Some(10),
-        subjects: Some(5),
-        shared_images: Some(100),
-        ..request::Request::new(root.to_path_buf(), request::Kind::Image)
-    })
-    .unwrap();
-}
-
-fn fit_space(group: &Path, method: &str, k: usize) {
-    fit_group(
-        &GroupFitRequest {
-            group: group.to_path_buf(),
-            method: method.into(),
-            name: None,
-            k,
-            n_iter: 10,
-            seed: 0,
-            targets: vec!["z".into(), "c".into()],
-            cv: "5".into(),
-        },
-        &mut |_| {},
-    )
-    .unwrap();
-}
+/// The fewest trials of the curve, chosen for its regime: at 30 trials (and the 13 align rows
+/// of session 1) the subject's own decoder reaches 0.67 of its all-trials ceiling on this
+/// group (0.87 on the second simulator's, tests/population_group.rs), as at NSD's size 100
+/// trials reach 0.80 and 0.87 (docs/routes/new-subject.md), the one point where the group
+/// gained there. The 30 trials stand for NSD's 100 by that ratio, not by their count.
+const FEWEST: usize = 30;
+/// Seeds of the validation/test split.
+const SEEDS: usize = 5;
 
 #[test]
 fn a_new_subject_from_one_session_beats_its_own_session() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path();
-    let sim = dir.join("sim");
-    simulate(&sim);
-    let subjects: Vec<PathBuf> = (1..=5)
-        .map(|s| {
-            let out = dir.join(format!("subj0{s}"));
-            common::prepared_with_features(&sim, s, None, &out);
-            out
-        })
-        .collect();
-
-    let group = dir.join("group");
-    let report = prepare_group(&GroupPrepareRequest {
-        subjects: subjects[1..].to_vec(),
-        out: group.clone(),
-        roi: "nsdgeneral".into(),
-        kinds: vec!["vae".into(), "clip-text".into()],
-        align_share: 0.5,
-        seed: 0,
-    })
-    .unwrap();
-    let text = report.text();
+    // `simulate --subjects 5 --images 300 --shared-images 100 --sessions 10 --seed 1`, then
+    // `nsd prepare`, `features` and `group prepare` of subj02 … subj05.
+    let simulated = common::simulated_group(
+        dir,
+        request::Request {
+            images: Some(300),
+            seed: 1,
+            sessions: Some(10),
+            subjects: Some(5),
+            shared_images: Some(100),
+            ..request::Request::new(dir.join("sim"), request::Kind::Image)
+        },
+    );
+    let (sim, subjects, group) = (&simulated.sim, &simulated.subjects, &simulated.group);
+    let text = &simulated.prepared;
     assert!(text.starts_with("group of 4 subjects"), "{text}");
     let meta = json(&group.join("group.json"));
     assert_eq!(meta["shared_ids"].as_array().unwrap().len(), 100);
     assert_eq!(meta["align_ids"].as_array().unwrap().len(), 50);
 
-    fit_space(&group, "shared", 64);
-    fit_space(&group, "srm", 32);
+    fit_space(group, "shared", 64);
+    fit_space(group, "srm", 32);
     for space in ["shared", "srm"] {
         for target in ["z", "c"] {
             assert!(group
@@ -90,7 +63,7 @@ fn a_new_subject_from_one_session_beats_its_own_session() {
 
     // One session of subj01, adapted; then the ordinary routes run on it unchanged.
     let one = dir.join("subj01-s1");
-    common::prepared_with_features(&sim, 1, Some(vec![1]), &one);
+    common::prepared_with_features(sim, 1, Some(vec![1]), &one);
     let adapted = dir.join("subj01-s1-shared");
     let report = adapt(&AdaptRequest {
         group: group.clone(),
@@ -116,37 +89,26 @@ fn a_new_subject_from_one_session_beats_its_own_session() {
         "fit decodes from the shared atlas by default: {text}"
     );
 
-    // The curve: 60 trials (about session 1 here) and all 600, three seeds.
+    // The curve: 30 and 60 trials (both in session 1 here) and all 600, five seeds.
     let curve_dir = dir.join("curve");
-    let result = curve(
-        &CurveRequest {
-            group: group.clone(),
-            spaces: vec!["shared".into(), "srm".into()],
-            nsd_root: sim.clone(),
-            subject: 1,
-            trials: vec![Some(60), None],
-            seeds: 3,
-            targets: vec!["z".into(), "c".into()],
-            out: curve_dir.clone(),
-            progress: false,
-        },
-        &mut |_| {},
-    )
-    .unwrap();
-    let at = |method: &str, all: bool| {
-        result
-            .points
-            .iter()
-            .find(|p| p.method == method && p.all_trials == all)
-            .unwrap_or_else(|| panic!("{method} {all} in {result:?}"))
-    };
-    let few = (at(WITHIN_SUBJECT, false), at(WITHIN_SUBJECT, true));
+    let result = common::group_curve(
+        &simulated,
+        vec![Some(FEWEST), Some(60), None],
+        SEEDS,
+        &curve_dir,
+    );
+    let at = |method: &str, trials: Option<usize>| curve_point(&result, method, trials);
+    let few = (at(WITHIN_SUBJECT, Some(60)), at(WITHIN_SUBJECT, None));
     assert_eq!((few.0.trials, few.1.trials), (60, 600), "the trial axis");
     assert!((few.0.minutes - 4.0).abs() < 1e-12, "60 trials × 4 s");
 
     // Equal rows: the baseline is fitted on the trials and the align rows the group methods
     // see at the point.
-    for (own, space) in [(few.0, at("shared", false)), (few.1, at("srm", true))] {
+    for (own, space) in [
+        (few.0, at("shared", Some(60))),
+        (at(WITHIN_SUBJECT, Some(FEWEST)), at("srm", Some(FEWEST))),
+        (few.1, at("srm", None)),
+    ] {
         assert!(own.n_align_rows > 0, "{own:?}");
         assert_eq!(own.n_rows, own.trials + own.n_align_rows, "{own:?}");
         assert_eq!(
@@ -162,7 +124,7 @@ fn a_new_subject_from_one_session_beats_its_own_session() {
         .iter()
         .map(|v| v.as_u64().unwrap() as usize)
         .collect();
-    assert_eq!(result.seeds.len(), 3);
+    assert_eq!(result.seeds.len(), SEEDS);
     for split in &result.seeds {
         assert!(split.validation_ids.len() >= 2 && split.test_ids.len() >= 2);
         assert!(split
@@ -184,19 +146,20 @@ fn a_new_subject_from_one_session_beats_its_own_session() {
     // Mean and s.d. come from the per-seed values; the ratio is to the ceiling, unrounded.
     for p in &result.points {
         let values: Vec<f64> = p.per_seed.iter().map(|s| s.two_way_mean).collect();
-        assert_eq!(values.len(), 3, "{p:?}");
-        let mean = values.iter().sum::<f64>() / 3.0;
-        let sd = (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / 2.0).sqrt();
+        assert_eq!(values.len(), SEEDS, "{p:?}");
+        let mean = values.iter().sum::<f64>() / SEEDS as f64;
+        let sd =
+            (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (SEEDS - 1) as f64).sqrt();
         assert!((p.two_way_mean - mean).abs() < 1e-12 && (p.two_way_sd - sd).abs() < 1e-12);
         assert_eq!(p.ratio_to_ceiling, p.two_way_mean / result.ceiling);
     }
     assert_eq!(result.ceiling, few.1.two_way_mean);
 
     // The best group method is chosen per seed on validation images and scored on test ones.
-    for all in [false, true] {
-        let best = at(BEST_GROUP_METHOD, all);
+    for trials in [Some(FEWEST), Some(60), None] {
+        let best = at(BEST_GROUP_METHOD, trials);
         for (i, chosen) in best.per_seed.iter().enumerate() {
-            let candidates = [at("shared", all), at("srm", all)];
+            let candidates = [at("shared", trials), at("srm", trials)];
             let winner = candidates
                 .iter()
                 .max_by(|a, b| {
@@ -210,24 +173,35 @@ fn a_new_subject_from_one_session_beats_its_own_session() {
         }
     }
 
-    // The ordering that holds on this group.
-    let (within_one, within_all, shared_one) = (
-        few.0.two_way_mean,
-        few.1.two_way_mean,
-        at("shared", false).two_way_mean,
+    // The orderings that hold on this group, each by more than 2 s.d. of the per-seed
+    // difference (both points scored on each seed's test images). Measured on this test's
+    // group (simulator seed 1; in brackets simulator seeds 3 and 4, the same sizes),
+    // 2026-11-29:
+    // - within-subject, all 600 trials over 30: +0.270 ± 0.024 (+0.236 ± 0.015,
+    //   +0.283 ± 0.013);
+    // - the best group method over the subject's own decoder on the same 43 rows at 30 trials:
+    //   +0.046 ± 0.022, a thin 2.1 s.d. (+0.048 ± 0.016, +0.142 ± 0.015); at 60 trials and with
+    //   all trials it is within noise here (−0.021 ± 0.020 and +0.013 ± 0.015; seed 3:
+    //   +0.002 ± 0.017 and +0.010 ± 0.007) and at 20 trials on seed 3 (+0.003 ± 0.016), though
+    //   clear on seed 4 (+0.073 ± 0.007 at 60): not asserted;
+    // - the best group method at 30 trials above chance: 0.585 ± 0.032 (0.711 ± 0.011,
+    //   0.785 ± 0.016);
+    // - the ceiling over every method at 30 trials: by +0.224 ± 0.038 (shared, the best) and
+    //   +0.260 ± 0.017 (srm).
+    for method in [WITHIN_SUBJECT, "shared", "srm", BEST_GROUP_METHOD] {
+        assert_above(&result, (WITHIN_SUBJECT, None), (method, Some(FEWEST)));
+    }
+    assert_above(
+        &result,
+        (BEST_GROUP_METHOD, Some(FEWEST)),
+        (WITHIN_SUBJECT, Some(FEWEST)),
     );
-    assert!(
-        within_one > 0.55 && shared_one > 0.55,
-        "above chance: {result:?}"
-    );
-    assert!(
-        within_all > within_one + 0.03,
-        "all trials beat 60: {result:?}"
-    );
+    assert_above_chance(&result, BEST_GROUP_METHOD, Some(FEWEST));
+
     let written = json(&curve_dir.join("curve.json"));
     assert_eq!(
         written["points"][0]["per_seed"].as_array().unwrap().len(),
-        3,
+        SEEDS,
         "per-seed values in curve.json"
     );
     assert!(written["points"][0]["ratio_to_ceiling"].is_f64());
@@ -240,7 +214,7 @@ fn a_new_subject_from_one_session_beats_its_own_session() {
         "{md}"
     );
     assert!(
-        md.contains(&format!("({})", at("shared", false).ratio_to_ceiling)),
+        md.contains(&format!("({})", at("shared", Some(60)).ratio_to_ceiling)),
         "{md}"
     );
 }

@@ -40,10 +40,16 @@ use std::path::{Path, PathBuf};
 
 /// How the image subject is written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum OutputLayout {
     /// NSD's directory tree and file formats.
+    #[cfg_attr(
+        feature = "cli",
+        value(help = "NSD's own directory tree and file formats (an NSD root for `nsd prepare`)")
+    )]
     Nsd,
     /// A prepared subject (the NSD tree is written, prepared, and removed).
+    #[cfg_attr(feature = "cli", value(help = "A prepared subject, ready for `fit`"))]
     Prepared,
 }
 
@@ -85,15 +91,28 @@ pub struct SimulateOptions {
 /// The image simulator's generative model. The two are independent: they share the scenes and
 /// NSD's layout, nothing of how voxels respond.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Generator {
     /// Tuning read from smooth fields over brain position (early visual pRFs laid out
     /// retinotopically, semantic tuning by region), a group's subjects sharing the fields at
     /// shifted positions ([`brain`], [`group`]).
     #[default]
+    #[cfg_attr(
+        feature = "cli",
+        value(
+            help = "Tuning read from smooth fields over brain position: early visual pRFs laid out retinotopically, higher visual tuning by region; a group's subjects share the fields at shifted positions (--individual-share mixes in their own)"
+        )
+    )]
     Fields,
     /// Voxels drawn from a population of functional profiles (pRFs, attribute tunings,
     /// mixtures) in a random order per subject, NSD's 750-trial sessions and a target ncsnr
     /// per subject ([`population`]).
+    #[cfg_attr(
+        feature = "cli",
+        value(
+            help = "Voxels drawn from a population of functional profiles (pRFs over luminance, attribute tunings, mixtures), 1 − R population and R individual (R = --individual-share), placed in a random order in every subject; NSD's sessions of 750 trials; single-trial noise from a target ncsnr per subject (--ncsnr). Defaults: 5 subjects, 10 sessions, sessions × 250 images, 300 shared"
+        )
+    )]
     Population,
 }
 

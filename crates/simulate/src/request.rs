@@ -16,85 +16,269 @@ use crate::{
 use brainrecon_core::error::{DataError, Result};
 use std::path::{Path, PathBuf};
 
-/// What is simulated.
+/// What is simulated (`--kind`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Kind {
     /// Images shown one per trial, NSD-style.
+    #[cfg_attr(
+        feature = "cli",
+        value(help = "Images shown one per trial, NSD-style (one beta per image)")
+    )]
     Image,
     /// A movie watched continuously (BIDS, ds005531's layout).
+    #[cfg_attr(
+        feature = "cli",
+        value(
+            help = "A movie watched continuously: BOLD runs at TR 1 s in BIDS, with per-second annotations"
+        )
+    )]
     Movie,
     /// Music clips heard in runs (ds003720's layout).
+    #[cfg_attr(
+        feature = "cli",
+        value(
+            help = "Music clips heard in runs at TR 1.5 s, in ds003720's BIDS layout, with GTZAN-like audio"
+        )
+    )]
     Music,
     /// Clips of moving shapes (CC2017's layout).
+    #[cfg_attr(
+        feature = "cli",
+        value(
+            help = "Clips of moving shapes watched in segments at TR 2 s, in CC2017's layout (CIFTI-2 runs)"
+        )
+    )]
     Video,
     /// An event-related image experiment with fMRIPrep's derivatives.
+    #[cfg_attr(
+        feature = "cli",
+        value(
+            help = "An event-related image experiment: raw BIDS runs and events, and fMRIPrep's derivatives"
+        )
+    )]
     Events,
     /// Images seen in rapid serial presentation, recorded with EEG (THINGS-EEG2's layout).
+    #[cfg_attr(
+        feature = "cli",
+        value(help = "Images seen in rapid serial presentation with EEG, in THINGS-EEG2's layout")
+    )]
     Eeg,
 }
 
-/// A size preset; [`Request`]'s explicit parts override it.
+/// A size preset (`--size`); [`Request`]'s explicit parts override it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Size {
     /// Seconds to make.
+    #[cfg_attr(
+        feature = "cli",
+        value(
+            help = "300 images in 3 sessions, a 24 × 30 × 20 volume (seconds to make); --kind music: 5 clips per genre, 20 per run, 18-s tracks, a 16 × 16 × 10 volume"
+        )
+    )]
     Small,
     /// NSD's size (`Kind::Image` only).
+    #[cfg_attr(
+        feature = "cli",
+        value(
+            help = "NSD's size: 9250 images × 3 repeats = 37 sessions of 750 trials, 81 × 104 × 83 voxels"
+        )
+    )]
     Nsd,
     /// The paper's design (`Kind::Music` and `Kind::Video`).
+    #[cfg_attr(
+        feature = "cli",
+        value(
+            help = "ds003720's design (--kind music): 54 clips per genre, 480 training clips in 12 runs of 40, 60 test clips heard 4 times in 6 runs, 30-s tracks; --kind video: CC2017's 18 training segments × 2 and 5 test segments × 10 of 240 TRs"
+        )
+    )]
     Paper,
 }
 
 /// A simulation as a user asks for it: `None` keeps the kind's default. Parts that do not
 /// apply to the kind are refused by [`run`] with a usage error naming the flag.
+///
+/// With the `cli` feature it is also `brainrecon simulate`'s flags (`clap::Args`), in the order
+/// `--help` lists them.
 #[derive(Debug, Clone)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct Request {
     /// Output directory (new or empty).
+    #[cfg_attr(feature = "cli", arg(long))]
     pub out: PathBuf,
     /// What is simulated.
+    #[cfg_attr(feature = "cli", arg(long, value_enum, default_value_t = Kind::Image, help = None::<&str>))]
     pub kind: Kind,
-    /// The size preset.
-    pub size: Size,
     /// Movie runs (`Kind::Movie`, `Kind::Events`).
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, help = "Movie runs (--kind movie; default 4)")
+    )]
     pub runs: Option<usize>,
     /// Seconds per movie run.
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, help = "Seconds per movie run (--kind movie; default 300)")
+    )]
     pub run_seconds: Option<usize>,
     /// Clips per genre (`Kind::Music`).
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            help = "Clips per genre, 1/9 of them test clips (--kind music; default 5; 54 with --size paper)"
+        )
+    )]
     pub clips_per_genre: Option<usize>,
     /// Clips per training run (`Kind::Music`).
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            help = "Clips per run, a multiple of 4 (--kind music; default 20; 40 with --size paper)"
+        )
+    )]
     pub clips_per_run: Option<usize>,
     /// Seconds of each track (`Kind::Music`, at least 15).
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            help = "Seconds of each GTZAN-like track, at least 15 (--kind music; default 18; 30 with --size paper)"
+        )
+    )]
     pub track_seconds: Option<f64>,
     /// Tracks per genre in the retrieval library (`Kind::Music`).
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            help = "Tracks per genre in library/, a music library nobody heard, for `music retrieve` (--kind music; default 5; 20 with --size paper)"
+        )
+    )]
     pub library_per_genre: Option<usize>,
+    /// The size preset.
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            value_enum,
+            default_value_t = Size::Small,
+            help = "Size preset; --images, --sessions and --volume override its parts"
+        )
+    )]
+    pub size: Size,
     /// Distinct images (`Kind::Image`; `Kind::Events`: training + test).
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            help = "Number of distinct images, 10% of them the shared test images (default 300; 9250 with --size nsd)"
+        )
+    )]
     pub images: Option<usize>,
     /// Seed of every random draw.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = 0, help = None::<&str>))]
     pub seed: u64,
     /// Layout of `Kind::Image`.
+    #[cfg_attr(feature = "cli", arg(long, value_enum, default_value_t = OutputLayout::Nsd, help = None::<&str>))]
     pub layout: OutputLayout,
     /// `subj01` … (`Kind::Video`: `1`, `subject1`).
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            default_value = "subj01",
+            help = "Subject to simulate (subj01 … subj08; --kind video: N of subjectN, default 1)"
+        )
+    )]
     pub subject: String,
     /// Side of the square images (video: frames) in pixels.
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            default_value_t = 64,
+            help = "Side of the square stimulus images (--kind video: frames), in pixels"
+        )
+    )]
     pub image_size: usize,
     /// Scan sessions (`Kind::Image`).
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            help = "Number of scanning sessions the trials are split into (default 3; 37 with --size nsd)"
+        )
+    )]
     pub sessions: Option<usize>,
     /// Volume (X, Y, Z) as given: three sizes expected.
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            value_delimiter = ',',
+            help = "Betas volume X,Y,Z in voxels (default 24,30,20; 81,104,83 with --size nsd; --kind music: the BOLD volume, default 16,16,10)"
+        )
+    )]
     pub volume: Option<Vec<usize>>,
-    /// Show progress bars.
-    pub progress: bool,
     /// Subjects of a simulated group (`Kind::Image`; 1 to 8, default 1).
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            help = "Simulate a group of N subjects (1 to 8; --kind image) in one NSD root (subj01 … subjNN; with --layout prepared OUT/subjNN/ each): every subject sees the shared images, its other images are its own; each has its own volume size, region bounds and SNR. Default 1 (the subject named by --subject)"
+        )
+    )]
     pub subjects: Option<usize>,
     /// Variance share R of each group subject's individual tuning (0 to 1, default 0.3).
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            help = "Share of each tuning value's variance that is individual rather than shared by the group (0 to 1; with --subjects above 1; default 0.3)"
+        )
+    )]
     pub individual_share: Option<f64>,
     /// Images every subject sees (default: a tenth of the images, at least 3; the population
     /// generator: [`population::default_shared`]).
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            help = "Images every subject sees, the test images (at least 3, fewer than --images; default a tenth of --images)",
+            long_help = None::<&str>
+        )
+    )]
     pub shared_images: Option<usize>,
     /// The image simulator's generative model (`Kind::Image`). [`Generator::Population`]
     /// defaults to 5 subjects, 10 sessions of 750 trials (images: sessions × 250, each shown 3
     /// times) and a per-subject ncsnr from 0.1 to 0.3.
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            value_enum,
+            default_value_t = Generator::Fields,
+            help = "The image simulator's generative model (--kind image; two independent models)",
+            long_help = None::<&str>
+        )
+    )]
     pub generator: Generator,
     /// Target single-trial ncsnr as given: LOW or LOW,HIGH (the population generator only).
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            value_delimiter = ',',
+            help = "Target single-trial ncsnr, LOW or LOW,HIGH: each subject's is drawn uniformly from the range (--generator population; default 0.1,0.3)"
+        )
+    )]
     pub ncsnr: Option<Vec<f64>>,
+    /// Show progress bars (not a flag: the binary draws them when a person watches).
+    #[cfg_attr(feature = "cli", arg(skip))]
+    pub progress: bool,
 }
 
 impl Request {

@@ -1,5 +1,5 @@
-//! A sharded `ridge fit` or `reconstruct` as a Slurm job array and the dependent merge,
-//! resumable after any task dies.
+//! A sharded `ridge fit`, `reconstruct`, `group fit` or BIDS App participant level as a Slurm
+//! job array and the dependent merge, resumable after any task dies.
 //!
 //! - [`submit`] writes JOBS/task.sbatch (the array: task k `exec`s the command with
 //!   `--shard k/N`), JOBS/merge.sbatch (`ridge merge` or `reconstruct merge`, then each `then`

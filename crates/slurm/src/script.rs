@@ -137,7 +137,8 @@ pub fn task_script(
             "/$SLURM_ARRAY_TASK_ID",
         )),
         WorkKind::Reconstruct => Some(shell_word(&work.out.display().to_string())),
-        WorkKind::BidsApp => None,
+        // --group is among the arguments; the statistics go to its work folder.
+        WorkKind::BidsApp | WorkKind::GroupFit => None,
     };
     if let Some(out) = out {
         words.extend(["--out".to_string(), out]);
@@ -234,6 +235,32 @@ mod tests {
         );
         assert!(!m.contains("--gres"), "{m}");
         assert!(m.contains("\n/opt/brainrecon ridge merge --models jobs/shards/0 jobs/shards/1 --out model\n/opt/brainrecon ridge score --model model\ntouch jobs/then.done\n"), "{m}");
+    }
+
+    #[test]
+    fn group_fit_tasks_write_statistics_and_the_merge_fits() {
+        let command: Vec<String> = "group fit --group grp --k 1024"
+            .split(' ')
+            .map(String::from)
+            .collect();
+        let work = Work::parse(&command).unwrap();
+        let resources = Resources::default();
+        let (bin, dir, jobs) = (
+            Path::new("/opt/brainrecon"),
+            Path::new("/home/u/exp"),
+            Path::new("jobs"),
+        );
+        let s = task_script(&work, bin, dir, jobs, 7, &resources);
+        assert!(s.contains("#SBATCH --array=0-6\n"), "{s}");
+        assert!(
+            s.contains("exec /opt/brainrecon group fit --group grp --k 1024 --shard \"$SLURM_ARRAY_TASK_ID/7\"\n"),
+            "{s}"
+        );
+        let m = merge_script(&work, bin, dir, jobs, 7, &[], &resources);
+        assert!(
+            m.contains("exec /opt/brainrecon group fit --group grp --k 1024 --merge\n"),
+            "{m}"
+        );
     }
 
     #[test]

@@ -18,6 +18,9 @@ pub enum WorkKind {
     /// `bids-app BIDS_DIR OUTPUT_DIR participant`: each task runs its share of the participants
     /// into OUTPUT_DIR; the group level joins them.
     BidsApp,
+    /// `group fit --method shared`: each task writes the statistics of its share of the
+    /// subjects into the work folder; `group fit --merge` fits the space from them.
+    GroupFit,
 }
 
 impl WorkKind {
@@ -27,12 +30,14 @@ impl WorkKind {
             WorkKind::RidgeFit => "ridge fit",
             WorkKind::Reconstruct => "reconstruct",
             WorkKind::BidsApp => "bids-app",
+            WorkKind::GroupFit => "group fit",
         }
     }
 }
 
 /// A command to shard: its kind, its arguments after the command's name, and its --out (the
-/// BIDS App: its OUTPUT_DIR, kept among the arguments too, which are positional there).
+/// BIDS App: its OUTPUT_DIR, kept among the arguments too, which are positional there; `group
+/// fit`: its --group, kept among the arguments too).
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Work {
     /// Which command.
@@ -52,6 +57,11 @@ impl Work {
                 return Self::parse_bids_app(rest);
             }
         }
+        if let [group, fit, rest @ ..] = command {
+            if group == "group" && fit == "fit" {
+                return Self::parse_group_fit(rest);
+            }
+        }
         let (kind, rest) = match command {
             [ridge, fit, rest @ ..] if ridge == "ridge" && fit == "fit" => {
                 (WorkKind::RidgeFit, rest)
@@ -61,9 +71,9 @@ impl Work {
             }
             _ => {
                 return Err(usage(format!(
-                    "slurm submit: expected `-- ridge fit ARGS`, `-- reconstruct ARGS` or \
-                     `-- bids-app BIDS_DIR OUTPUT_DIR participant ARGS` (the commands that \
-                     split into shards), found `{}`",
+                    "slurm submit: expected `-- ridge fit ARGS`, `-- reconstruct ARGS`, \
+                     `-- group fit ARGS` or `-- bids-app BIDS_DIR OUTPUT_DIR participant ARGS` \
+                     (the commands that split into shards), found `{}`",
                     command.join(" ")
                 )))
             }
@@ -125,6 +135,50 @@ impl Work {
         }
     }
 
+    /// `group fit ARGS…` with a --group and neither --shard nor --merge: each task writes its
+    /// subjects' statistics, the merge fits the space.
+    fn parse_group_fit(rest: &[String]) -> Result<Self> {
+        for word in rest {
+            let flag = word.split('=').next().unwrap_or(word);
+            if flag == "--shard" || flag == "--merge" {
+                return Err(usage(format!(
+                    "slurm submit: leave {flag} out of `group fit`; each task gets its own \
+                     --shard and the merge job runs --merge"
+                )));
+            }
+        }
+        let work = Work {
+            kind: WorkKind::GroupFit,
+            args: rest.to_vec(),
+            out: PathBuf::new(),
+        };
+        let group = work
+            .value_of("--group")
+            .filter(|g| !g.is_empty())
+            .ok_or_else(|| usage("slurm submit: `group fit` needs --group"))?
+            .to_string();
+        Ok(Work {
+            out: PathBuf::from(group),
+            ..work
+        })
+    }
+
+    /// `group fit`'s space name (--name, else the method's) and its work folder (--work, else
+    /// GROUP/stats/NAME), relative to `workdir`.
+    fn group_fit_work(&self, workdir: &Path) -> (String, PathBuf) {
+        let name = self
+            .value_of("--name")
+            .or(self.value_of("--method"))
+            .unwrap_or("shared")
+            .to_string();
+        let group = workdir.join(&self.out);
+        let work = match self.value_of("--work") {
+            Some(w) => workdir.join(w),
+            None => brainrecon_routes::group::fit::default_work_dir(&group, &name),
+        };
+        (name, work)
+    }
+
     /// The value of `--flag` (or `--flag=value`) among the command's arguments.
     fn value_of(&self, flag: &str) -> Option<&str> {
         let mut words = self.args.iter();
@@ -154,6 +208,20 @@ impl Work {
                                dataset; checked before submitting)"
                             .into(),
                     });
+                }
+                &[]
+            }
+            WorkKind::GroupFit => {
+                let meta = brainrecon_routes::group::GroupMeta::read(&workdir.join(&self.out))
+                    .map_err(|e| usage(format!("--group of `group fit`: {e}")))?;
+                if shards > meta.subjects.len() {
+                    return Err(usage(format!(
+                        "--shards {shards}: the group {} has {} subjects, so at most {} shards \
+                         of at least one subject each",
+                        self.out.display(),
+                        meta.subjects.len(),
+                        meta.subjects.len()
+                    )));
                 }
                 &[]
             }
@@ -195,6 +263,7 @@ impl Work {
         match self.kind {
             WorkKind::RidgeFit => jobs.join("shards").join(k.to_string()),
             WorkKind::Reconstruct | WorkKind::BidsApp => self.out.clone(),
+            WorkKind::GroupFit => self.group_fit_work(Path::new("")).1,
         }
     }
 
@@ -211,6 +280,12 @@ impl Work {
             WorkKind::Reconstruct => {
                 vec!["reconstruct".into(), "merge".into(), "--out".into(), out]
             }
+            WorkKind::GroupFit => ["group", "fit"]
+                .into_iter()
+                .map(String::from)
+                .chain(self.args.iter().cloned())
+                .chain(std::iter::once("--merge".to_string()))
+                .collect(),
             // The group level over the same dataset, participants and options.
             WorkKind::BidsApp => std::iter::once("bids-app".to_string())
                 .chain(self.args.iter().enumerate().map(|(i, w)| {
@@ -250,6 +325,18 @@ impl Work {
             WorkKind::BidsApp => {
                 brainrecon_routes::bids_app::shard_done(&workdir.join(&self.out), k, shards)
             }
+            WorkKind::GroupFit => {
+                let Ok(meta) = brainrecon_routes::group::GroupMeta::read(&workdir.join(&self.out))
+                else {
+                    return false;
+                };
+                let shard = brainrecon_routes::linear::shards::ImageShard {
+                    index: k,
+                    count: shards,
+                };
+                let (_, work) = self.group_fit_work(workdir);
+                brainrecon_routes::group::fit::shard_stats_done(&work, shard, meta.subjects.len())
+            }
         }
     }
 
@@ -264,6 +351,13 @@ impl Work {
                     && Manifest::load(&out).is_ok_and(|m| m.complete && m.options.shard.is_none())
             }
             WorkKind::BidsApp => brainrecon_routes::bids_app::group_done(&out),
+            // space.json is committed with the space; the decoders follow in the same merge.
+            WorkKind::GroupFit => {
+                let (name, _) = self.group_fit_work(workdir);
+                brainrecon_routes::group::space_dir(&out, &name)
+                    .join("space.json")
+                    .is_file()
+            }
         }
     }
 }
@@ -298,6 +392,32 @@ mod tests {
         );
         assert!(Work::parse(&words("bids-app ds out group")).is_err());
         assert!(Work::parse(&words("bids-app ds out participant --shard 0/2")).is_err());
+    }
+
+    #[test]
+    fn group_fit_shards_its_subjects_and_merges_with_merge() {
+        let work = Work::parse(&words("group fit --group g --k 4 --name s4")).unwrap();
+        assert_eq!(work.kind, WorkKind::GroupFit);
+        assert_eq!(work.out, PathBuf::from("g"));
+        assert_eq!(work.args, words("--group g --k 4 --name s4"));
+        assert_eq!(
+            work.merge_args(Path::new("jobs"), 3).join(" "),
+            "group fit --group g --k 4 --name s4 --merge"
+        );
+        assert_eq!(
+            work.shard_out(Path::new("jobs"), 0),
+            PathBuf::from("g/stats/s4")
+        );
+        let custom = Work::parse(&words("group fit --group=g --work w")).unwrap();
+        assert_eq!(custom.out, PathBuf::from("g"));
+        assert_eq!(custom.shard_out(Path::new("jobs"), 1), PathBuf::from("w"));
+        for refused in [
+            "group fit --group g --merge",
+            "group fit --group g --shard 0/2",
+            "group fit --k 4",
+        ] {
+            assert!(Work::parse(&words(refused)).is_err(), "{refused}");
+        }
     }
 
     #[test]

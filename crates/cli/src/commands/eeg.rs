@@ -3,7 +3,6 @@
 
 use crate::commands::prelude::*;
 use brainrecon_datasets::things_eeg2::{ChannelSelection, RawPreprocessing};
-use brainrecon_datasets::things_meg::MegOptions;
 use brainrecon_routes::eeg::decoder::{
     embed_images, evaluate, fit, EegEvalRequest, EegFitRequest, EegMethod, EmbedRequest, Training,
 };
@@ -13,7 +12,7 @@ use brainrecon_routes::eeg::preprocess::{
     prepare_bids, prepare_meg, preprocess, BidsEegRequest, MegPrepareRequest, Mvnn,
     PreprocessRequest,
 };
-use brainrecon_routes::eeg::reconstruct::{reconstruct, EegReconstructRequest, DEFAULT_PROMPT};
+use brainrecon_routes::eeg::reconstruct::{reconstruct, EegReconstructRequest};
 use brainrecon_routes::eeg::ridge_decoder::{parse_window, RidgeDecoderOptions};
 use brainrecon_stream::{Format, OpenOptions, Pace};
 
@@ -140,30 +139,8 @@ pub struct BidsPrepareArgs {
 )]
 #[command(mut_arg("json", |a| a.help("Print the report as JSON")))]
 pub struct MegPrepareArgs {
-    /// ds004212's root (or its derivatives/preprocessed folder)
-    #[arg(long)]
-    data: PathBuf,
-    /// The participant (P1, 1 or sub-BIGMEG1)
-    #[arg(long)]
-    participant: String,
-    /// The THINGS images' folder (the epochs' image paths are read under it)
-    #[arg(long)]
-    images: Option<PathBuf>,
-    /// Where to write the data set
-    #[arg(long)]
-    out: PathBuf,
-    /// Keep samples from this time on, in seconds (default: the epoch's first)
-    #[arg(long, allow_hyphen_values = true)]
-    tmin: Option<f64>,
-    /// Keep samples up to this time, in seconds (default: the epoch's last)
-    #[arg(long, allow_hyphen_values = true)]
-    tmax: Option<f64>,
-    /// Keep every channel, not only the MEG sensors
-    #[arg(long)]
-    all_channels: bool,
-    /// Keep the channels marked bad
-    #[arg(long)]
-    keep_bads: bool,
+    #[command(flatten)]
+    request: MegPrepareRequest,
     #[command(flatten)]
     json: JsonArg,
 }
@@ -181,18 +158,8 @@ pub struct MegPrepareArgs {
 )]
 #[command(mut_arg("json", |a| a.help("Print the record as JSON")))]
 pub struct EmbedArgs {
-    /// The THINGS-EEG2 folder
-    #[arg(long)]
-    data: PathBuf,
-    /// shapes-blip or a BLIP folder
-    #[arg(long, default_value = "shapes-blip")]
-    model: String,
-    /// The embeddings folder to write
-    #[arg(long)]
-    out: PathBuf,
-    /// Images per forward pass
-    #[arg(long, default_value_t = 64)]
-    batch: usize,
+    #[command(flatten)]
+    request: EmbedRequest,
     #[command(flatten)]
     json: JsonArg,
 }
@@ -280,28 +247,8 @@ pub struct FitArgs {
 )]
 #[command(mut_arg("json", |a| a.help("Print the scores as JSON")))]
 pub struct EvalArgs {
-    /// The THINGS-EEG2 folder
-    #[arg(long)]
-    data: PathBuf,
-    /// A decoder folder (repeat): each is scored on its own test subject
-    #[arg(long = "decoder", required = true)]
-    decoders: Vec<PathBuf>,
-    /// k of the k-way scores, comma-separated
-    #[arg(long, value_delimiter = ',')]
-    ways: Option<Vec<usize>>,
-    /// Draws of distractors per trial for each k-way score
-    #[arg(long, default_value_t = 100)]
-    draws: usize,
-    /// Seed of the distractor draws
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Also write the scores to this JSON file
-    #[arg(long)]
-    out: Option<PathBuf>,
-    /// Score even a decoder whose training concepts include test concepts (refused
-    /// otherwise: not zero-shot); the scores say so
-    #[arg(long)]
-    allow_seen_concepts: bool,
+    #[command(flatten)]
+    request: EegEvalRequest,
     #[command(flatten)]
     json: JsonArg,
 }
@@ -321,46 +268,8 @@ pub struct EvalArgs {
 )]
 #[command(mut_arg("json", |a| a.help("Print the report as JSON")))]
 pub struct ReconstructArgs {
-    /// The THINGS-EEG2 folder
-    #[arg(long)]
-    data: PathBuf,
-    /// A decoder folder (`eeg fit`): its test subject's test images are reconstructed
-    #[arg(long)]
-    decoder: PathBuf,
-    /// The embeddings folder the decoder was fitted to
-    #[arg(long)]
-    embeddings: PathBuf,
-    /// The diffusion model: shapes-ldm, a diffusers folder or a model id
-    #[arg(long, default_value = "shapes-ldm")]
-    model: String,
-    /// The prompt of a concept's context
-    #[arg(long, default_value = DEFAULT_PROMPT)]
-    prompt: String,
-    /// Reconstructions per test image
-    #[arg(long, default_value_t = 1)]
-    samples: usize,
-    /// DDIM steps of the full schedule
-    #[arg(long, default_value_t = 50)]
-    steps: usize,
-    /// Share of the schedule img2img runs from the decoded z's image
-    #[arg(long, default_value_t = 0.8)]
-    strength: f64,
-    /// Classifier-free guidance scale
-    #[arg(long, default_value_t = 5.0)]
-    guidance: f64,
-    /// Seed of the sampler's noise
-    #[arg(long, default_value_t = 42)]
-    seed: u64,
-    /// Only the first N test images
-    #[arg(long)]
-    limit: Option<usize>,
-    /// Also reconstruct each test image from its own embedding through the same maps (one
-    /// sample): what a perfect EEG decoder would give
-    #[arg(long)]
-    ceiling: bool,
-    /// The output folder
-    #[arg(long)]
-    out: PathBuf,
+    #[command(flatten)]
+    request: EegReconstructRequest,
     #[command(flatten)]
     json: JsonArg,
 }
@@ -471,29 +380,16 @@ pub fn run(command: EegCommand) -> anyhow::Result<()> {
             a.json.print(&report, |r| r.text())
         }
         EegCommand::MegPrepare(a) => {
-            let report = prepare_meg(&MegPrepareRequest {
-                data: a.data,
-                participant: a.participant,
-                images: a.images,
-                out: a.out,
-                options: MegOptions {
-                    meg_only: !a.all_channels,
-                    exclude_bads: !a.keep_bads,
-                    tmin: a.tmin,
-                    tmax: a.tmax,
-                },
-            })?;
+            let report = prepare_meg(&a.request)?;
             a.json.print(&report, |r| r.text())
         }
         EegCommand::Embed(a) => {
-            let meta = embed_images(&EmbedRequest {
-                data: a.data,
-                model: a.model,
-                out: a.out.clone(),
-                batch: a.batch,
+            let request = EmbedRequest {
                 progress,
-            })?;
-            a.json.print(&meta, |m| m.text(&a.out))
+                ..a.request
+            };
+            let meta = embed_images(&request)?;
+            a.json.print(&meta, |m| m.text(&request.out))
         }
         EegCommand::Fit(a) => {
             let training = match (a.subject, a.leave_out) {
@@ -551,30 +447,13 @@ pub fn run(command: EegCommand) -> anyhow::Result<()> {
         }
         EegCommand::Reconstruct(a) => {
             let report = reconstruct(&EegReconstructRequest {
-                model: a.model,
-                prompt: a.prompt,
-                samples: a.samples,
-                steps: a.steps,
-                strength: a.strength,
-                guidance: a.guidance,
-                seed: a.seed,
-                limit: a.limit,
-                ceiling: a.ceiling,
                 progress,
-                ..EegReconstructRequest::new(&a.data, &a.decoder, &a.embeddings, &a.out)
+                ..a.request
             })?;
             a.json.print(&report, |r| r.text())
         }
         EegCommand::Eval(a) => {
-            let report = evaluate(&EegEvalRequest {
-                data: a.data,
-                decoders: a.decoders,
-                ways: a.ways,
-                draws: a.draws,
-                seed: a.seed,
-                out: a.out,
-                allow_seen_concepts: a.allow_seen_concepts,
-            })?;
+            let report = evaluate(&a.request)?;
             a.json.print(&report, |r| r.text())
         }
     }

@@ -26,75 +26,15 @@ use brainrecon_routes::decode::decoders::{fit_request, FitRequest};
 #[command(mut_arg("device", |a| a.help("cpu, cuda or cuda:N: where the ridge fit runs (a GPU fits --cv gcv or loo)")))]
 #[command(mut_arg("json", |a| a.help("Print the fit summary as JSON")))]
 pub struct Args {
-    /// A prepared subject directory
-    #[arg(long)]
-    subject: PathBuf,
-    /// z, c, clip-image, blip, pixels:SIZE, or FEATURES.npy with one row per subject image
-    #[arg(long)]
-    target: String,
-    /// ROI: an atlas (nsdgeneral), atlas/label (streams/early) or a unique label (V1v).
-    /// Default: streams/early for z, streams/ventral for c and clip-image, else nsdgeneral
-    #[arg(long)]
-    roi: Option<String>,
-    /// Decoder directory to write (weights.safetensors, model.json, test_r.npy)
-    #[arg(long)]
-    out: PathBuf,
-    /// Features directory of `brainrecon features` (default: SUBJECT/features)
-    #[arg(long)]
-    features: Option<PathBuf>,
-    /// Alpha grid, comma-separated
-    #[arg(long, value_delimiter = ',')]
-    alphas: Option<Vec<f64>>,
-    /// `loo` (efficient leave-one-out), `gcv` (generalized cross-validation: no
-    /// eigendecomposition when voxels outnumber trials, up to 3× faster there) or the
-    /// number of folds grouped by stimulus
-    #[arg(long, default_value = "5")]
-    cv: String,
-    /// Train on betas averaged over repeats (needs `nsd prepare --average-train`)
-    #[arg(long)]
-    average_train: bool,
-    /// Scale each voxel to unit variance inside the model (default for z, c, clip-image)
-    #[arg(long, overrides_with = "no_standardize")]
-    standardize: bool,
-    /// Do not scale voxels
-    #[arg(long)]
-    no_standardize: bool,
-    /// Fit no intercept (as the published code; the targets' mean is then not predicted)
-    #[arg(long)]
-    no_intercept: bool,
     #[command(flatten)]
-    device: DeviceArgs,
-    /// Precision of the Gram matrix and its eigendecomposition: f64, or f32 (about 2× faster on
-    /// the CPU)
-    #[arg(long, default_value = "f64", value_parser = super::ridge::precision_parser())]
-    precision: brainrecon_ridge::Precision,
-    /// Fit N targets at a time, reading their columns from the features file and writing their
-    /// weights as they come, so that neither all targets nor all weights are in memory (CPU).
-    /// Default: all at once, or 8192 at a time when the targets exceed 1 GiB (c on a full NSD
-    /// subject)
-    #[arg(long)]
-    target_block: Option<usize>,
+    request: FitRequest,
     #[command(flatten)]
     json: JsonArg,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let request = FitRequest {
-        subject: args.subject,
-        target: args.target,
-        roi: args.roi,
-        out: args.out,
-        features: args.features,
-        alphas: args.alphas,
-        cv: args.cv,
-        average_train: args.average_train,
-        standardize: args.standardize,
-        no_standardize: args.no_standardize,
-        intercept: !args.no_intercept,
-        device: args.device.choice()?,
-        precision: args.precision,
-        target_block: args.target_block,
-    };
-    let summary = fit_request(&request, &mut |warning| eprintln!("warning: {warning}"))?;
+    let summary = fit_request(&args.request, &mut |warning| {
+        eprintln!("warning: {warning}")
+    })?;
     super::report(args.json.json, &summary, |_| summary.text())
 }

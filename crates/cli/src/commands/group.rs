@@ -2,11 +2,12 @@
 //! from one or two sessions.
 
 use crate::commands::prelude::*;
-use brainrecon_datasets::nsd::{parse_sessions, parse_subject};
+use brainrecon_datasets::nsd::parse_sessions;
 use brainrecon_routes::group::adapt::{adapt, AdaptRequest};
-use brainrecon_routes::group::curve::{curve, parse_trial_counts, CurveRequest};
-use brainrecon_routes::group::fit::{fit_group_within, FitLimits, GroupFitRequest};
+use brainrecon_routes::group::curve::{curve, CurveRequest};
+use brainrecon_routes::group::fit::{fit_group_step, FitLimits, FitStep, GroupFitRequest};
 use brainrecon_routes::group::prepare::{prepare_group, GroupPrepareRequest};
+use brainrecon_routes::linear::shards::ImageShard;
 
 /// A space shared across subjects: fit it on a group, then bring a new subject in from one
 /// session
@@ -37,24 +38,8 @@ pub enum GroupCommand {
 )]
 #[command(mut_arg("json", |a| a.help("Print the report as JSON")))]
 pub struct PrepareArgs {
-    /// A prepared subject with features (repeat for each subject)
-    #[arg(long = "subject", required = true)]
-    subjects: Vec<PathBuf>,
-    /// The group folder to write
-    #[arg(long)]
-    out: PathBuf,
-    /// The ROI every map starts from
-    #[arg(long, default_value = "nsdgeneral")]
-    roi: String,
-    /// Feature kinds the shared models target, comma-separated
-    #[arg(long, default_value = "vae,clip-text", value_delimiter = ',')]
-    kinds: Vec<String>,
-    /// Share of the images every subject saw that is used to align (the rest is for testing)
-    #[arg(long, default_value_t = 0.5)]
-    align_share: f64,
-    /// Seed of the align/test split
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
+    #[command(flatten)]
+    request: GroupPrepareRequest,
     #[command(flatten)]
     json: JsonArg,
 }
@@ -100,8 +85,21 @@ pub struct FitArgs {
     cv: String,
     /// Refuse (exit 2) before reading the train betas when the fit's estimated peak memory is
     /// above this many GB (10^9 bytes); the estimate is printed with --progress either way
+    /// (the whole fit and --merge)
     #[arg(long)]
     memory_gb: Option<f64>,
+    /// Array form, one task (k/N, 0-based, as $SLURM_ARRAY_TASK_ID/N): write the statistics
+    /// (spectrum, GCV α, means) of the k-th of N slices of the subjects to --work; --method
+    /// shared. `brainrecon slurm submit --shards N -- group fit …` runs every task, then --merge
+    #[arg(long, conflicts_with = "merge")]
+    shard: Option<String>,
+    /// Array form, the merge: finish the fit from every subject's statistics in --work (the
+    /// same bytes as one process)
+    #[arg(long)]
+    merge: bool,
+    /// Folder of the array form's statistics (default GROUP/stats/NAME)
+    #[arg(long)]
+    work: Option<PathBuf>,
     #[command(flatten)]
     json: JsonArg,
 }
@@ -176,35 +174,8 @@ pub struct AdaptArgs {
 )]
 #[command(mut_arg("json", |a| a.help("Print the curve as JSON")))]
 pub struct CurveArgs {
-    /// The group folder
-    #[arg(long)]
-    group: PathBuf,
-    /// Spaces to adapt into (repeat), each NAME[:VIA[:MAP]] (e.g. srm:features:encoding)
-    #[arg(long = "space", required = true)]
-    spaces: Vec<String>,
-    /// NSD root of the new subject
-    #[arg(long)]
-    nsd_root: PathBuf,
-    /// The new subject, not one of the group's: subj01 … subj08
-    #[arg(long)]
-    subject: String,
-    /// Train-trial counts of the new subject (its first trials in acquisition order),
-    /// comma-separated; `all` for every trial
-    #[arg(
-        long,
-        default_value = "100,250,500,750,1500,all",
-        value_delimiter = ','
-    )]
-    trials: Vec<String>,
-    /// Seeds: each a different validation/test split of the held-out images
-    #[arg(long, default_value_t = 3)]
-    seeds: usize,
-    /// Decoder targets scored, comma-separated
-    #[arg(long, default_value = "z,c", value_delimiter = ',')]
-    targets: Vec<String>,
-    /// Output folder
-    #[arg(long)]
-    out: PathBuf,
+    #[command(flatten)]
+    request: CurveRequest,
     #[command(flatten)]
     json: JsonArg,
 }
@@ -218,14 +189,7 @@ pub fn run(command: GroupCommand) -> anyhow::Result<()> {
     };
     match command {
         GroupCommand::Prepare(a) => {
-            let report = prepare_group(&GroupPrepareRequest {
-                subjects: a.subjects,
-                out: a.out,
-                roi: a.roi,
-                kinds: a.kinds,
-                align_share: a.align_share,
-                seed: a.seed,
-            })?;
+            let report = prepare_group(&a.request)?;
             super::report(a.json.json, &report, |r| r.text())
         }
         GroupCommand::Fit(a) => {
@@ -243,7 +207,20 @@ pub fn run(command: GroupCommand) -> anyhow::Result<()> {
                 memory_bytes: a.memory_gb.map(parse_memory_gb).transpose()?,
                 block_rows: None,
             };
-            let report = fit_group_within(&request, &limits, &mut note)?;
+            let step = match (a.shard, a.merge) {
+                (Some(shard), _) => FitStep::SubjectStats {
+                    shard: ImageShard::parse(&shard)?,
+                    work: a.work,
+                },
+                (None, true) => FitStep::Merge { work: a.work },
+                (None, false) if a.work.is_some() => {
+                    return Err(super::usage(
+                        "--work: belongs to the array form; add --shard k/N or --merge",
+                    ))
+                }
+                (None, false) => FitStep::Whole,
+            };
+            let report = fit_group_step(&request, &limits, &step, &mut note)?;
             super::report(a.json.json, &report, |r| r.text())
         }
         GroupCommand::Adapt(a) => {
@@ -265,15 +242,8 @@ pub fn run(command: GroupCommand) -> anyhow::Result<()> {
         }
         GroupCommand::Curve(a) => {
             let request = CurveRequest {
-                group: a.group,
-                spaces: a.spaces,
-                nsd_root: a.nsd_root,
-                subject: parse_subject(&a.subject)?,
-                trials: parse_trial_counts(&a.trials)?,
-                seeds: a.seeds,
-                targets: a.targets,
-                out: a.out,
                 progress,
+                ..a.request
             };
             let result = curve(&request, &mut note)?;
             super::report(a.json.json, &result, |r| r.text())

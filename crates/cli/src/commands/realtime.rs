@@ -39,7 +39,7 @@ subcommands! {
     brainrecon realtime watch --folder export --subject-reference subj01/mean_epi.nii.gz --out rt --json")]
 pub struct WatchArgs {
     #[command(flatten)]
-    pub(super) folder: FolderArgs,
+    pub(super) folder: FollowOptions,
     /// Where motion.tsv and session.json go
     #[arg(long, default_value = "realtime-session")]
     out: PathBuf,
@@ -49,49 +49,6 @@ pub struct WatchArgs {
     /// Print the session summary as JSON
     #[arg(long)]
     json: bool,
-}
-
-/// How the export folder is followed (shared by `watch` and `run`).
-#[derive(clap::Args)]
-pub struct FolderArgs {
-    /// The folder the scanner's real-time export writes into
-    #[arg(long)]
-    pub folder: PathBuf,
-    /// Stop after this many volumes
-    #[arg(long)]
-    pub volumes: Option<usize>,
-    /// Stop when no new file has arrived for this long (seconds) since the last one was read
-    #[arg(long, default_value_t = 60.0)]
-    pub idle_seconds: f64,
-    /// A file that does not read is given this long without a change of size (ms) before it
-    /// counts as broken; a file cut short (still being written), 10 times this
-    #[arg(long, default_value_t = 200)]
-    pub settle_ms: u64,
-    /// How often the folder is listed (ms)
-    #[arg(long, default_value_t = 20)]
-    pub poll_ms: u64,
-    /// Gaussian smoothing before realignment (mm FWHM)
-    #[arg(long, default_value_t = 5.0)]
-    pub smoothing_mm: f64,
-    /// Slices per volume of a single-frame export (one DICOM file per slice); without it,
-    /// the first volume is stacked when a slice of the second arrives
-    #[arg(long)]
-    pub slices: Option<usize>,
-}
-
-impl FolderArgs {
-    /// The follower's options.
-    pub(super) fn options(&self) -> FollowOptions {
-        FollowOptions {
-            folder: self.folder.clone(),
-            volumes: self.volumes,
-            idle_seconds: self.idle_seconds,
-            settle_ms: self.settle_ms,
-            poll_ms: self.poll_ms,
-            smoothing_mm: self.smoothing_mm,
-            slices: self.slices,
-        }
-    }
 }
 
 /// Set by Ctrl-C or SIGTERM: the session ends after the volume in hand.
@@ -106,13 +63,7 @@ pub(super) fn stop_flag() -> &'static AtomicBool {
 fn watch(args: WatchArgs) -> anyhow::Result<()> {
     let log = |line: &str| eprintln!("{line}");
     let reference = args.subject_reference.as_deref();
-    let record = follow::watch(
-        args.folder.options(),
-        reference,
-        &args.out,
-        stop_flag(),
-        &log,
-    )?;
+    let record = follow::watch(args.folder, reference, &args.out, stop_flag(), &log)?;
     // The summary is printed (and session.json written) either way; a session that read no
     // volume then exits 2, naming the files refused.
     super::report(args.json, &record, |r| r.text(&args.out))?;

@@ -3,7 +3,7 @@
 //! newest is drawn with the diffusion model (`brainrecon_routes::realtime::run_session`, which
 //! also serves the live page); this file turns flags into its options and prints.
 
-use super::realtime::{stop_flag, FolderArgs};
+use super::realtime::stop_flag;
 use crate::commands::prelude::*;
 use brainrecon_routes::realtime::{run_session, LiveOptions, PageOptions};
 
@@ -38,58 +38,9 @@ use brainrecon_routes::realtime::{run_session, LiveOptions, PageOptions};
     --tr 1.0 --events rt-sim/events.tsv --no-serve --idle-seconds 5 --json")]
 pub struct RunArgs {
     #[command(flatten)]
-    folder: FolderArgs,
-    /// The prepared subject the decoders were fit on
-    #[arg(long)]
-    subject: PathBuf,
-    /// The folder holding the z and c decoders (`brainrecon fit --target z|c --out DIR/z|c`)
-    #[arg(long)]
-    decoders: PathBuf,
-    /// A volume on the subject's grid (NIfTI) to register the session to; without it the
-    /// session is taken to be on the subject's grid already
-    #[arg(long)]
-    subject_reference: Option<PathBuf>,
-    /// The session's repetition time in seconds
-    #[arg(long)]
-    tr: f64,
-    /// Seconds of volumes averaged into each decoded pattern
-    #[arg(long, default_value_t = 4.0)]
-    window_s: f64,
-    /// Seconds from an image's onset to the first volume of its pattern (scoring with --events)
-    #[arg(long, default_value_t = 4.0)]
-    delay_s: f64,
-    /// Draw every decoded volume, however late (rehearsal on a folder filled at once; live,
-    /// only the newest volume is drawn)
-    #[arg(long)]
-    draw_all: bool,
-    /// The session's BIDS events.tsv (onset, stim_file): write OUT/recons for scoring
-    #[arg(long)]
-    events: Option<PathBuf>,
-    /// Where the session's record goes
-    #[arg(long, default_value = "realtime-session")]
-    out: PathBuf,
-    /// Diffusers folder, cache snapshot, cached model id, or shapes-ldm (built in)
-    #[arg(long, default_value = "shapes-ldm")]
-    model: String,
-    /// DDIM steps of the full schedule (--strength of them run)
-    #[arg(long, default_value_t = 10)]
-    steps: usize,
-    /// Share of the schedule img2img runs, in (0, 1]
-    #[arg(long, default_value_t = 0.8)]
-    strength: f64,
-    /// Classifier-free guidance scale (≤ 1 disables guidance)
-    #[arg(long, default_value_t = 5.0)]
-    guidance: f64,
-    /// Seed of the sampler's noise
-    #[arg(long, default_value_t = 42)]
-    seed: u64,
-    /// Serve the live page on this address [default: 127.0.0.1:8080, or a free port when that
-    /// one is taken]
-    #[arg(long, value_name = "ADDRESS", conflicts_with = "no_serve")]
-    serve: Option<String>,
-    /// Do not serve the page
-    #[arg(long)]
-    no_serve: bool,
+    options: LiveOptions,
+    #[command(flatten)]
+    page: PageOptions,
     #[command(flatten)]
     device: DeviceArgs,
     #[command(flatten)]
@@ -100,35 +51,21 @@ pub struct RunArgs {
 }
 
 pub fn run(args: Box<RunArgs>) -> anyhow::Result<()> {
-    check_sampling(args.steps, args.guidance)?;
+    let args = *args;
+    let out = args.options.out.clone();
+    check_sampling(args.options.steps, args.options.guidance)?;
     let device = args.device.device()?;
     let dtype = args.dtype.dtype_on(&device)?;
     let options = LiveOptions {
-        follow: args.folder.options(),
-        subject: args.subject,
-        decoders: args.decoders,
-        subject_reference: args.subject_reference,
-        tr: args.tr,
-        window_s: args.window_s,
-        delay_s: args.delay_s,
-        draw_all: args.draw_all,
-        events: args.events,
-        out: args.out.clone(),
-        model: args.model,
-        steps: args.steps,
-        strength: args.strength,
-        guidance: args.guidance,
-        seed: args.seed,
         device,
         dtype,
         command: std::env::args().collect::<Vec<_>>().join(" "),
+        ..args.options
     };
-    let page = PageOptions {
-        no_serve: args.no_serve,
-        address: args.serve,
-    };
-    let summary = run_session(options, &page, stop_flag(), &|line| eprintln!("{line}"))?;
-    super::report(args.json, &summary, |s| s.text(&args.out))?;
+    let summary = run_session(options, &args.page, stop_flag(), &|line| {
+        eprintln!("{line}")
+    })?;
+    super::report(args.json, &summary, |s| s.text(&out))?;
     // A session that read no volume is no success: exit 2, naming the files refused.
     Ok(summary.require_volumes()?)
 }

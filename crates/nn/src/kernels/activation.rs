@@ -69,7 +69,7 @@ fn gelu_erf_grad_slice_inline(x: &[f32], g: &[f32], dx: &mut [f32]) {
     }
 }
 
-widest_fn!(fn silu_grad_slice(x: &[f32], g: &[f32], dx: &mut [f32]) = silu_grad_slice_inline);
+widest_fn!(pub(crate) fn silu_grad_slice(x: &[f32], g: &[f32], dx: &mut [f32]) = silu_grad_slice_inline);
 widest_fn!(pub(crate) fn gelu_erf_grad_slice(x: &[f32], g: &[f32], dx: &mut [f32]) = gelu_erf_grad_slice_inline);
 
 /// The gradient of a [`FastActivationF32`]: `(x, g)` → `g · f'(x)`.
@@ -116,7 +116,7 @@ fn gelu_erf_slice_inline(src: &[f32], dst: &mut [f32]) {
     }
 }
 
-widest_fn!(fn silu_slice(src: &[f32], dst: &mut [f32]) = silu_slice_inline);
+widest_fn!(pub(crate) fn silu_slice(src: &[f32], dst: &mut [f32]) = silu_slice_inline);
 widest_fn!(pub(crate) fn gelu_erf_slice(src: &[f32], dst: &mut [f32]) = gelu_erf_slice_inline);
 
 impl candle_core::CustomOp1 for FastActivationF32 {

@@ -53,7 +53,7 @@ fn normalise_plane_inline(y: &mut [f32], x: &[f32], [mean, a, s]: [f32; 3], with
     }
 }
 
-widest_fn!(fn normalise_plane(y: &mut [f32], x: &[f32], mean_scale_shift: [f32; 3], with_silu: bool) = normalise_plane_inline);
+widest_fn!(pub(crate) fn normalise_plane(y: &mut [f32], x: &[f32], mean_scale_shift: [f32; 3], with_silu: bool) = normalise_plane_inline);
 
 /// One row of a layer norm: `(x − mean)·rstd·w + b`.
 #[inline(always)]
@@ -74,7 +74,7 @@ fn geglu_row_inline(y: &mut [f32], hidden: &[f32], gate: &[f32]) {
     }
 }
 
-widest_fn!(fn geglu_row(y: &mut [f32], hidden: &[f32], gate: &[f32]) = geglu_row_inline);
+widest_fn!(pub(crate) fn geglu_row(y: &mut [f32], hidden: &[f32], gate: &[f32]) = geglu_row_inline);
 
 #[inline(always)]
 fn silu(v: f32) -> f32 {

@@ -248,7 +248,7 @@ fn group_plane_sums_inline(
     (t1 + s1.iter().sum::<f32>(), t2 + s2.iter().sum::<f32>())
 }
 
-widest_fn!(fn group_plane_sums(dp: &mut [f32], x: &[f32], g: &[f32], stats: [f32; 4], with_silu: bool) -> (f32, f32) = group_plane_sums_inline);
+widest_fn!(pub(crate) fn group_plane_sums(dp: &mut [f32], x: &[f32], g: &[f32], stats: [f32; 4], with_silu: bool) -> (f32, f32) = group_plane_sums_inline);
 
 /// One channel's plane, second pass: `dx = rstd·(w·dp − m1 − x̂·m2)`, in place over `dp`.
 #[inline(always)]
@@ -259,7 +259,7 @@ fn group_plane_dx_inline(dx: &mut [f32], x: &[f32], [mean, rstd, w, m1, m2]: [f3
     }
 }
 
-widest_fn!(fn group_plane_dx(dx: &mut [f32], x: &[f32], terms: [f32; 5]) = group_plane_dx_inline);
+widest_fn!(pub(crate) fn group_plane_dx(dx: &mut [f32], x: &[f32], terms: [f32; 5]) = group_plane_dx_inline);
 
 impl CustomOp3 for GroupNormBackwardF32 {
     fn name(&self) -> &'static str {
@@ -368,7 +368,7 @@ fn geglu_grad_row_inline(dh: &mut [f32], h: &[f32], g: &[f32]) {
     }
 }
 
-widest_fn!(fn geglu_grad_row(dh: &mut [f32], h: &[f32], g: &[f32]) = geglu_grad_row_inline);
+widest_fn!(pub(crate) fn geglu_grad_row(dh: &mut [f32], h: &[f32], g: &[f32]) = geglu_grad_row_inline);
 
 impl CustomOp2 for GegluBackwardF32 {
     fn name(&self) -> &'static str {

@@ -137,3 +137,64 @@ impl Tape {
         ))
     }
 }
+
+impl Tape {
+    /// B2C's CLIP alignment term on `x` [B, ...] against the constant `target` of the same
+    /// shape: `weight · (MSE + 1 − mean cosine)`, the MSE over every value (the mean of the
+    /// per-sample MSEs: samples have the same size) and the cosine of each sample's flattened
+    /// values with the product of the norms clamped at 1e-8 (torch's `cosine_similarity`). One
+    /// scalar node; value and gradient in f64. Returns the node and the unweighted term.
+    /// Errors when the lengths differ or B < 1.
+    pub fn alignment_loss(
+        &mut self,
+        x: NodeId,
+        target: &[f32],
+        weight: f64,
+    ) -> Result<(NodeId, f64)> {
+        let b = self.shape(x).first().copied().unwrap_or(0);
+        let xv = self.value(x);
+        if b == 0 || xv.len() != target.len() || xv.len() % b != 0 {
+            return Err(ModelError::Invalid(format!(
+                "tape alignment loss: prediction {:?} and target of {} values do not pair",
+                self.shape(x),
+                target.len()
+            )));
+        }
+        let m = xv.len() / b;
+        let inv_n = 1.0 / xv.len() as f64;
+        let inv_b = 1.0 / b as f64;
+        let mut dx = vec![0f32; xv.len()];
+        let (mut mse, mut cos_sum) = (0f64, 0f64);
+        for ((a, t), d) in xv
+            .chunks_exact(m)
+            .zip(target.chunks_exact(m))
+            .zip(dx.chunks_exact_mut(m))
+        {
+            let (mut aa, mut tt, mut at) = (0f64, 0f64, 0f64);
+            for (&a, &t) in a.iter().zip(t) {
+                let (a, t) = (a as f64, t as f64);
+                aa += a * a;
+                tt += t * t;
+                at += a * t;
+                mse += (a - t) * (a - t) * inv_n;
+            }
+            let (na, nt) = (aa.sqrt(), tt.sqrt());
+            let den = na * nt;
+            let cos = at / den.max(NORM_FLOOR);
+            cos_sum += cos;
+            for ((d, &a), &t) in d.iter_mut().zip(a).zip(t) {
+                let (a, t) = (a as f64, t as f64);
+                // d cos / d a: (t − cos·a·nt/na) / den, or t / floor where the clamp holds
+                let dcos = if den > NORM_FLOOR {
+                    t / den - cos * a / (na * na)
+                } else {
+                    t / NORM_FLOOR
+                };
+                *d = (weight * (2.0 * (a - t) * inv_n - dcos * inv_b)) as f32;
+            }
+        }
+        let term = mse + 1.0 - cos_sum * inv_b;
+        let id = self.scalar_with_grad(x, (weight * term) as f32, dx);
+        Ok((id, term))
+    }
+}

@@ -4,16 +4,19 @@
 //! products' backward and walks a graph of elementary ops; its graph is private
 //! (`Tensor::op()` is crate-private in candle 0.11), so no outside driver can replace that. A
 //! [`Tape`] records coarse ops (a linear layer, a layer norm, multi-head attention, a whole
-//! loss) on plain f32 buffers instead:
+//! loss; for a U-Net: convolution with bias, group norm with an optional fused SiLU,
+//! nearest-neighbour upsampling, concatenation along channels, GEGLU, cross-attention, the
+//! mean squared error) on plain f32 buffers instead:
 //!
 //! - values and gradients live in buffers the tape keeps between steps: node `i` of the next
-//!   step reuses node `i`'s buffers when the graph has the same shape, so a training loop
-//!   allocates them once;
+//!   step reuses node `i`'s buffers (and a convolution's columns) when the graph has the same
+//!   shape, so a training loop allocates them once;
 //! - the first gradient that reaches a node is written into its buffer, later ones are added
 //!   (no zero fill, no separate addition);
 //! - matrix products run in faer and write straight into their destination (transposes are
-//!   views, not copies); the row ops reuse the crate's one-pass kernels (layer norm, exact
-//!   GELU, softmax);
+//!   views, not copies); convolutions are im2col + faer products, col2im for the input's
+//!   gradient; the row ops reuse the crate's one-pass kernels (layer and group norm, SiLU,
+//!   exact GELU, GEGLU, softmax);
 //! - work is split over rayon's current pool (one pool, `RAYON_NUM_THREADS`) in one grain per
 //!   thread.
 //!
@@ -22,6 +25,7 @@
 //! ([`Tape::grad_store`] hands them to the candle optimiser). Shapes are row-major; every op
 //! documents its own.
 
+mod image;
 mod loss;
 mod ops;
 
@@ -52,6 +56,9 @@ pub struct Tape {
     values: Vec<Vec<f32>>,
     /// `grads[i]`: node i's gradient, kept across [`Tape::clear`].
     grads: Vec<Vec<f32>>,
+    /// `kept[i]`: node i's work buffer (a convolution's columns), handed back by its op at
+    /// [`Tape::clear`] and taken again by the op recorded at index i in the next step.
+    kept: Vec<Vec<f32>>,
 }
 
 impl std::fmt::Debug for Tape {
@@ -70,7 +77,22 @@ impl Tape {
 
     /// Forgets the recorded ops and keeps their buffers for the next step's graph.
     pub fn clear(&mut self) {
-        self.nodes.clear();
+        for (i, node) in self.nodes.drain(..).enumerate() {
+            if let Some(buffer) = node.op.into_kept() {
+                if self.kept.len() <= i {
+                    self.kept.resize_with(i + 1, Vec::new);
+                }
+                self.kept[i] = buffer;
+            }
+        }
+    }
+
+    /// The work buffer kept for the node about to be recorded (empty the first time).
+    fn take_kept(&mut self) -> Vec<f32> {
+        self.kept
+            .get_mut(self.nodes.len())
+            .map(std::mem::take)
+            .unwrap_or_default()
     }
 
     /// Recorded ops.
@@ -214,7 +236,7 @@ impl Tape {
                 continue;
             }
             let g = std::mem::take(&mut self.grads[i]);
-            let op = std::mem::replace(&mut self.nodes[i].op, ops::Op::Leaf);
+            let mut op = std::mem::replace(&mut self.nodes[i].op, ops::Op::Leaf);
             let mut sink = Sink {
                 grads: &mut self.grads,
                 nodes: &mut self.nodes,

@@ -2,10 +2,12 @@
 //! backward writes (first gradient) or adds (later ones) into its inputs' gradient buffers.
 
 use super::{NodeId, Sink, Tape};
-use crate::kernels::activation::{gelu_erf_grad_slice, gelu_erf_slice};
+use crate::kernels::activation::{
+    gelu_erf_grad_slice, gelu_erf_slice, silu_grad_slice, silu_slice,
+};
 use crate::kernels::attention::exp_shifted_widest;
-use crate::kernels::norm::moments;
-use crate::kernels::norm_backward::layer_norm_grad_row;
+use crate::kernels::norm::{geglu_row, moments};
+use crate::kernels::norm_backward::{geglu_grad_row, layer_norm_grad_row};
 use crate::kernels::softmax::dot8;
 use crate::Result;
 use faer::linalg::matmul::matmul;
@@ -15,7 +17,7 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 /// Below this many values an op runs on the calling thread.
-const SERIAL_BELOW: usize = 16 * 1024;
+pub(super) const SERIAL_BELOW: usize = 16 * 1024;
 
 pub(super) enum Op {
     Leaf,
@@ -54,7 +56,8 @@ pub(super) enum Op {
         q: NodeId,
         k: NodeId,
         v: NodeId,
-        dims: [usize; 4],
+        /// `[B, Lq, Lk, H, Dh]`.
+        dims: [usize; 5],
         scale: f32,
         probs: Vec<f32>,
     },
@@ -76,10 +79,49 @@ pub(super) enum Op {
         x: NodeId,
         dx: Vec<f32>,
     },
+    Conv2d(Box<super::image::ConvState>),
+    GroupNorm(Box<super::image::GroupNormState>),
+    Upsample2x {
+        x: NodeId,
+        /// `[B·C, H, W]` of the input.
+        dims: [usize; 3],
+    },
+    AddPerChannel {
+        x: NodeId,
+        t: NodeId,
+        plane: usize,
+    },
+    Concat {
+        /// Each part and its channels.
+        parts: Vec<(NodeId, usize)>,
+        plane: usize,
+    },
+    Silu {
+        x: NodeId,
+    },
+    Geglu {
+        h: NodeId,
+        /// The output's last dimension (the input's is twice it).
+        n: usize,
+    },
+    Mse {
+        a: NodeId,
+        b: NodeId,
+    },
+}
+
+impl Op {
+    /// The work buffer this op owns, handed back to the tape when the step is cleared.
+    pub(super) fn into_kept(self) -> Option<Vec<f32>> {
+        match self {
+            Op::Conv2d(state) => Some(state.work),
+            _ => None,
+        }
+    }
 }
 
 /// faer's parallelism for the current pool.
-fn par() -> Par {
+pub(super) fn par() -> Par {
     match rayon::current_num_threads() {
         0 | 1 => Par::Seq,
         n => Par::rayon(n),
@@ -88,7 +130,7 @@ fn par() -> Par {
 
 /// `dst = v` or `dst += v` over `dst`, `v` given by index.
 #[inline(always)]
-fn emit(dst: &mut [f32], add: bool, f: impl Fn(usize) -> f32) {
+pub(super) fn emit(dst: &mut [f32], add: bool, f: impl Fn(usize) -> f32) {
     if add {
         for (i, d) in dst.iter_mut().enumerate() {
             *d += f(i);
@@ -102,7 +144,11 @@ fn emit(dst: &mut [f32], add: bool, f: impl Fn(usize) -> f32) {
 
 /// Runs `f(first_unit, chunk)` over `dst` cut into one chunk of whole units (`unit` values
 /// each) per thread, or once on this thread when `dst` is small.
-fn split_units(dst: &mut [f32], unit: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
+pub(super) fn split_units(
+    dst: &mut [f32],
+    unit: usize,
+    f: impl Fn(usize, &mut [f32]) + Sync + Send,
+) {
     let unit = unit.max(1);
     let units = dst.len() / unit;
     let threads = rayon::current_num_threads();
@@ -116,7 +162,7 @@ fn split_units(dst: &mut [f32], unit: usize, f: impl Fn(usize, &mut [f32]) + Syn
         .for_each(|(c, d)| f(c * per, d));
 }
 
-fn accum(add: bool) -> Accum {
+pub(super) fn accum(add: bool) -> Accum {
     if add {
         Accum::Add
     } else {
@@ -285,10 +331,72 @@ impl Tape {
         id
     }
 
-    /// Multi-head self- or cross-attention without a mask on projected tensors: `q` [B, L,
-    /// H·Dh], `k`, `v` [B, L, H·Dh] → [B, L, H·Dh], scale `Dh^-0.5`. The probabilities are
-    /// kept for the backward (B·H·L² values: for short sequences such as the window
-    /// encoder's patches and frames). Errors when the sizes do not fit.
+    /// SiLU, `x·σ(x)`.
+    pub fn silu(&mut self, x: NodeId) -> NodeId {
+        let shape = self.shape(x).to_vec();
+        let needs = self.needs(&[x]);
+        let (id, _) = self.push(&shape, Op::Silu { x }, needs);
+        let (values, y) = self.split_last();
+        let xv = &values[x.0];
+        split_units(y, 1, |s, y| silu_slice(&xv[s..s + y.len()], y));
+        id
+    }
+
+    /// diffusers' GEGLU gate after its linear layer: `h` `[..., 2n]` → `h[..., :n] ·
+    /// gelu(h[..., n:])` `[..., n]` (exact GELU). Errors when the last dimension is odd or
+    /// `h` is a scalar.
+    pub fn geglu(&mut self, h: NodeId) -> Result<NodeId> {
+        let mut shape = self.shape(h).to_vec();
+        let two_n = match shape.last() {
+            Some(&d) if d % 2 == 0 => d,
+            _ => {
+                return Err(crate::ModelError::Invalid(format!(
+                    "tape geglu: input {shape:?} must end in an even dimension (hidden ‖ gate)"
+                )))
+            }
+        };
+        let n = two_n / 2;
+        *shape.last_mut().expect("checked above") = n;
+        let needs = self.needs(&[h]);
+        let (id, _) = self.push(&shape, Op::Geglu { h, n }, needs);
+        let (values, y) = self.split_last();
+        let hv = &values[h.0];
+        split_units(y, n, |r0, y| {
+            for (r, yr) in y.chunks_exact_mut(n.max(1)).enumerate() {
+                let (hidden, gate) = hv[(r0 + r) * two_n..][..two_n].split_at(n);
+                geglu_row(yr, hidden, gate);
+            }
+        });
+        Ok(id)
+    }
+
+    /// The mean squared error `mean((a − b)²)` of two nodes of the same length, a scalar
+    /// (summed in f64); gradients flow into both. Errors when the lengths differ.
+    pub fn mse(&mut self, a: NodeId, b: NodeId) -> Result<NodeId> {
+        let len = self.values[a.0].len();
+        self.check("mse", b, self.shape(a).to_vec().as_slice())?;
+        let needs = self.needs(&[a, b]);
+        let (av, bv) = (&self.values[a.0], &self.values[b.0]);
+        let sum: f64 = av
+            .iter()
+            .zip(bv)
+            .map(|(&x, &y)| {
+                let d = x as f64 - y as f64;
+                d * d
+            })
+            .sum();
+        let value = (sum / len.max(1) as f64) as f32;
+        let (id, y) = self.push(&[], Op::Mse { a, b }, needs);
+        y[0] = value;
+        Ok(id)
+    }
+
+    /// Multi-head self- or cross-attention without a mask on projected tensors: `q` [B, Lq,
+    /// H·Dh], `k`, `v` [B, Lk, H·Dh] (Lk may differ from Lq: cross-attention on a context) →
+    /// [B, Lq, H·Dh], scale `Dh^-0.5`. The probabilities are kept for the backward
+    /// (B·H·Lq·Lk values: for short sequences, such as the window encoder's patches and
+    /// frames or a small U-Net's 8×8 maps on a 77-token context). Errors when the sizes do
+    /// not fit.
     pub fn attention(&mut self, q: NodeId, k: NodeId, v: NodeId, heads: usize) -> Result<NodeId> {
         let shape = self.shape(q).to_vec();
         let [b, l, width] = shape[..] else {
@@ -301,27 +409,41 @@ impl Tape {
                 "tape attention: width {width} is not divisible by {heads} heads"
             )));
         }
-        self.check("attention k", k, &shape)?;
-        self.check("attention v", v, &shape)?;
+        let lk = match self.shape(k)[..] {
+            [kb, lk, kw] if kb == b && kw == width => lk,
+            _ => {
+                return Err(crate::ModelError::Invalid(format!(
+                    "tape attention: k {:?} does not fit q {shape:?}",
+                    self.shape(k)
+                )))
+            }
+        };
+        if self.shape(v) != self.shape(k) {
+            return Err(crate::ModelError::Invalid(format!(
+                "tape attention: v {:?} is not shaped as k {:?}",
+                self.shape(v),
+                self.shape(k)
+            )));
+        }
         let dh = width / heads;
-        let dims = [b, l, heads, dh];
+        let dims = [b, l, lk, heads, dh];
         let scale = (dh as f32).powf(-0.5);
-        let mut probs = vec![0f32; b * heads * l * l];
+        let mut probs = vec![0f32; b * heads * l * lk];
         let needs = self.needs(&[q, k, v]);
-        {
+        if lk > 0 {
             let (qv, kv) = (&self.values[q.0], &self.values[k.0]);
             probs
-                .par_chunks_mut(heads * l * l)
+                .par_chunks_mut(heads * l * lk)
                 .with_min_len(b.div_ceil(rayon::current_num_threads()))
                 .enumerate()
                 .for_each(|(bi, p)| {
-                    let base = bi * l * width;
+                    let (qbase, kbase) = (bi * l * width, bi * lk * width);
                     for h in 0..heads {
                         for i in 0..l {
-                            let qi = &qv[base + i * width + h * dh..][..dh];
-                            let row = &mut p[(h * l + i) * l..][..l];
+                            let qi = &qv[qbase + i * width + h * dh..][..dh];
+                            let row = &mut p[(h * l + i) * lk..][..lk];
                             for (j, s) in row.iter_mut().enumerate() {
-                                let kj = &kv[base + j * width + h * dh..][..dh];
+                                let kj = &kv[kbase + j * width + h * dh..][..dh];
                                 *s = scale * dot8(qi, kj);
                             }
                             let inv = 1.0 / exp_shifted_widest(row);
@@ -350,11 +472,11 @@ impl Tape {
                 let bi = b0 + bo;
                 for h in 0..heads {
                     for i in 0..l {
-                        let p = &probs[((bi * heads + h) * l + i) * l..][..l];
+                        let p = &probs[((bi * heads + h) * l + i) * lk..][..lk];
                         let out = &mut yb[i * width + h * dh..][..dh];
                         out.fill(0.0);
                         for (j, &pj) in p.iter().enumerate() {
-                            let vj = &vv[(bi * l + j) * width + h * dh..][..dh];
+                            let vj = &vv[(bi * lk + j) * width + h * dh..][..dh];
                             for (o, &vv) in out.iter_mut().zip(vj) {
                                 *o += pj * vv;
                             }
@@ -467,7 +589,7 @@ fn swap_middle(x: &[f32], y: &mut [f32], [o, a, b, i]: [usize; 4], add: bool) {
 
 impl Op {
     /// Writes or adds this op's input gradients given its output gradient `g`.
-    pub(super) fn backward(&self, values: &[Vec<f32>], g: &[f32], sink: &mut Sink) {
+    pub(super) fn backward(&mut self, values: &[Vec<f32>], g: &[f32], sink: &mut Sink) {
         match self {
             Op::Leaf => {}
             Op::Linear {
@@ -629,7 +751,65 @@ impl Op {
                     emit(dx, add, |i| g0 * saved[i]);
                 }
             }
+            Op::Conv2d(state) => super::image::conv_backward(state, values, g, sink),
+            Op::GroupNorm(state) => super::image::group_norm_backward(state, values, g, sink),
+            Op::Upsample2x { x, dims } => super::image::upsample_backward(*x, *dims, g, sink),
+            Op::AddPerChannel { x, t, plane } => {
+                super::image::add_per_channel_backward([*x, *t], *plane, g, sink)
+            }
+            Op::Concat { parts, plane } => super::image::concat_backward(parts, *plane, g, sink),
+            Op::Silu { x } => {
+                if let Some((dx, add)) = sink.slot(*x) {
+                    let xv = &values[x.0];
+                    split_units(dx, 1, |s, d| {
+                        let (xs, gs) = (&xv[s..s + d.len()], &g[s..s + d.len()]);
+                        with_scratch(d, add, |out| silu_grad_slice(xs, gs, out));
+                    });
+                }
+            }
+            Op::Geglu { h, n } => {
+                let n = *n;
+                if let Some((dh, add)) = sink.slot(*h) {
+                    let hv = &values[h.0];
+                    split_units(dh, 2 * n, |r0, d| {
+                        let rows = d.len() / (2 * n).max(1);
+                        let hs = &hv[r0 * 2 * n..][..rows * 2 * n];
+                        let gs = &g[r0 * n..][..rows * n];
+                        with_scratch(d, add, |out| {
+                            for ((o, hr), gr) in out
+                                .chunks_exact_mut(2 * n)
+                                .zip(hs.chunks_exact(2 * n))
+                                .zip(gs.chunks_exact(n))
+                            {
+                                geglu_grad_row(o, hr, gr);
+                            }
+                        });
+                    });
+                }
+            }
+            Op::Mse { a, b } => {
+                let (av, bv) = (&values[a.0], &values[b.0]);
+                let coef = g[0] * 2.0 / av.len().max(1) as f32;
+                for (id, sign) in [(*a, coef), (*b, -coef)] {
+                    if let Some((d, add)) = sink.slot(id) {
+                        split_units(d, 1, |s, d| {
+                            emit(d, add, |i| sign * (av[s + i] - bv[s + i]))
+                        });
+                    }
+                }
+            }
         }
+    }
+}
+
+/// Runs `f` into `dst` directly, or into a scratch buffer then added to `dst` when `add`.
+fn with_scratch(dst: &mut [f32], add: bool, f: impl FnOnce(&mut [f32])) {
+    if add {
+        let mut tmp = vec![0f32; dst.len()];
+        f(&mut tmp);
+        dst.iter_mut().zip(&tmp).for_each(|(d, t)| *d += t);
+    } else {
+        f(dst);
     }
 }
 
@@ -718,50 +898,62 @@ fn attention_backward(
     g: &[f32],
     sink: &mut Sink,
     [q, k, v]: [NodeId; 3],
-    [b, l, heads, dh]: [usize; 4],
+    [b, l, lk, heads, dh]: [usize; 5],
     scale: f32,
     probs: &[f32],
 ) {
     let width = heads * dh;
     let (qv, kv, vv) = (&values[q.0], &values[k.0], &values[v.0]);
     let grain = b.div_ceil(rayon::current_num_threads().max(1));
-    // dS = P ∘ (dP − rowsum(dP ∘ P)) · scale, with dP = dO · Vᵀ; one [L, L] block per head.
+    // dS = P ∘ (dP − rowsum(dP ∘ P)) · scale, with dP = dO · Vᵀ; one [Lq, Lk] block per head.
     let mut ds = vec![0f32; probs.len()];
-    ds.par_chunks_mut(heads * l * l)
-        .with_min_len(grain)
-        .enumerate()
-        .for_each(|(bi, dsb)| {
-            for h in 0..heads {
-                for i in 0..l {
-                    let gi = &g[(bi * l + i) * width + h * dh..][..dh];
-                    let p = &probs[((bi * heads + h) * l + i) * l..][..l];
-                    let row = &mut dsb[(h * l + i) * l..][..l];
-                    let mut dot = 0f32;
-                    for (j, r) in row.iter_mut().enumerate() {
-                        let vj = &vv[(bi * l + j) * width + h * dh..][..dh];
-                        *r = dot8(gi, vj);
-                        dot += *r * p[j];
-                    }
-                    for (r, &pj) in row.iter_mut().zip(p) {
-                        *r = pj * (*r - dot) * scale;
+    if lk > 0 {
+        ds.par_chunks_mut(heads * l * lk)
+            .with_min_len(grain)
+            .enumerate()
+            .for_each(|(bi, dsb)| {
+                for h in 0..heads {
+                    for i in 0..l {
+                        let gi = &g[(bi * l + i) * width + h * dh..][..dh];
+                        let p = &probs[((bi * heads + h) * l + i) * lk..][..lk];
+                        let row = &mut dsb[(h * l + i) * lk..][..lk];
+                        let mut dot = 0f32;
+                        for (j, r) in row.iter_mut().enumerate() {
+                            let vj = &vv[(bi * lk + j) * width + h * dh..][..dh];
+                            *r = dot8(gi, vj);
+                            dot += *r * p[j];
+                        }
+                        for (r, &pj) in row.iter_mut().zip(p) {
+                            *r = pj * (*r - dot) * scale;
+                        }
                     }
                 }
-            }
-        });
-    // dst[b, i, h, :] (=|+=) Σ_j coef(b, h, i, j) · src[b, j, h, :]
-    let gather = |dst: &mut [f32], add: bool, coef: &[f32], transposed: bool, src: &[f32]| {
-        dst.par_chunks_mut(l * width)
+            });
+    }
+    // dst[b, i, h, :] (=|+=) Σ_j coef(b, h, ·, ·) · src[b, j, h, :] over `n_dst` rows of
+    // dst and `n_src` of src; coef is [Lq, Lk] per head, read at (i, j), or at (j, i) when
+    // `transposed`.
+    let gather = |dst: &mut [f32],
+                  add: bool,
+                  coef: &[f32],
+                  transposed: bool,
+                  src: &[f32],
+                  (n_dst, n_src): (usize, usize)| {
+        if n_dst == 0 {
+            return;
+        }
+        dst.par_chunks_mut(n_dst * width)
             .with_min_len(grain)
             .enumerate()
             .for_each(|(bi, db)| {
                 let mut acc = vec![0f32; dh];
                 for h in 0..heads {
-                    for i in 0..l {
+                    for i in 0..n_dst {
                         acc.fill(0.0);
-                        for j in 0..l {
+                        for j in 0..n_src {
                             let (r, c) = if transposed { (j, i) } else { (i, j) };
-                            let cij = coef[((bi * heads + h) * l + r) * l + c];
-                            let sj = &src[(bi * l + j) * width + h * dh..][..dh];
+                            let cij = coef[((bi * heads + h) * l + r) * lk + c];
+                            let sj = &src[(bi * n_src + j) * width + h * dh..][..dh];
                             acc.iter_mut().zip(sj).for_each(|(a, s)| *a += cij * s);
                         }
                         emit(&mut db[i * width + h * dh..][..dh], add, |d| acc[d]);
@@ -770,12 +962,12 @@ fn attention_backward(
             });
     };
     if let Some((dv, add)) = sink.slot(v) {
-        gather(dv, add, probs, true, g);
+        gather(dv, add, probs, true, g, (lk, l));
     }
     if let Some((dq, add)) = sink.slot(q) {
-        gather(dq, add, &ds, false, kv);
+        gather(dq, add, &ds, false, kv, (l, lk));
     }
     if let Some((dk, add)) = sink.slot(k) {
-        gather(dk, add, &ds, true, qv);
+        gather(dk, add, &ds, true, qv, (lk, l));
     }
 }

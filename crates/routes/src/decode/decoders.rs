@@ -445,34 +445,102 @@ impl DecoderSummary {
 /// A decoder fit as the command line asks for it; [`fit_request`] checks it and fills in the
 /// target's defaults.
 #[derive(Debug, Clone)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct FitRequest {
     /// The prepared subject.
+    #[cfg_attr(feature = "cli", arg(long, help = "A prepared subject directory"))]
     pub subject: PathBuf,
     /// z, c, clip-image, blip…, pixels:SIZE or a .npy (see [`Target::parse`]).
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            help = "z, c, clip-image, blip, pixels:SIZE, or FEATURES.npy with one row per subject image"
+        )
+    )]
     pub target: String,
     /// The ROI (default: the target's, see [`Target::default_roi_on`]).
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            help = "ROI: an atlas (nsdgeneral), atlas/label (streams/early) or a unique label (V1v). Default: streams/early for z, streams/ventral for c and clip-image, else nsdgeneral"
+        )
+    )]
     pub roi: Option<String>,
     /// The decoder folder to write.
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            help = "Decoder directory to write (weights.safetensors, model.json, test_r.npy)"
+        )
+    )]
     pub out: PathBuf,
     /// The features folder (default: SUBJECT/features).
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            help = "Features directory of `brainrecon features` (default: SUBJECT/features)"
+        )
+    )]
     pub features: Option<PathBuf>,
     /// The alpha grid (default: the target's, see [`default_alphas`]).
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, value_delimiter = ',', help = "Alpha grid, comma-separated")
+    )]
     pub alphas: Option<Vec<f64>>,
     /// `loo`, `gcv` or a number of folds ≥ 2.
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            default_value = "5",
+            help = "`loo` (efficient leave-one-out), `gcv` (generalized cross-validation: no eigendecomposition when voxels outnumber trials, up to 3× faster there) or the number of folds grouped by stimulus"
+        )
+    )]
     pub cv: String,
     /// Train on betas averaged over repeats.
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            help = "Train on betas averaged over repeats (needs `nsd prepare --average-train`)"
+        )
+    )]
     pub average_train: bool,
     /// Scale voxels (the default for model features, which `no_standardize` turns off).
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            overrides_with = "no_standardize",
+            help = "Scale each voxel to unit variance inside the model (default for z, c, clip-image)"
+        )
+    )]
     pub standardize: bool,
     /// Turn off the standardisation model features get by default.
+    #[cfg_attr(feature = "cli", arg(long, help = "Do not scale voxels"))]
     pub no_standardize: bool,
     /// Fit an intercept.
+    #[cfg_attr(feature = "cli", arg(long = "no-intercept", action = clap::ArgAction::SetFalse, help = "Fit no intercept (as the published code; the targets' mean is then not predicted)"))]
     pub intercept: bool,
     /// Where the ridge fit runs.
+    #[cfg_attr(feature = "cli", arg(long, default_value = "cpu", value_parser = crate::decode::options::parse_device, help = "cpu, cuda or cuda:N"))]
     pub device: brainrecon_ridge::Device,
     /// Precision of the Gram matrix and its decomposition.
+    #[cfg_attr(feature = "cli", arg(long, default_value = "f64", value_parser = crate::decode::options::choice(&brainrecon_ridge::Precision::ALL, brainrecon_ridge::Precision::name), help = "Precision of the Gram matrix and its eigendecomposition: f64, or f32 (about 2× faster on the CPU)"))]
     pub precision: brainrecon_ridge::Precision,
     /// Targets fitted at a time (CPU).
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            help = "Fit N targets at a time, reading their columns from the features file and writing their weights as they come, so that neither all targets nor all weights are in memory (CPU). Default: all at once, or 8192 at a time when the targets exceed 1 GiB (c on a full NSD subject)"
+        )
+    )]
     pub target_block: Option<usize>,
 }
 

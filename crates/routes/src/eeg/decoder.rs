@@ -201,16 +201,29 @@ impl EmbeddingsMeta {
 
 /// `brainrecon eeg embed`.
 #[derive(Clone, Debug)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct EmbedRequest {
     /// The THINGS-EEG2 root (its `image_set`).
+    #[cfg_attr(feature = "cli", arg(long, help = "The THINGS-EEG2 folder"))]
     pub data: PathBuf,
     /// `shapes-blip` or a BLIP folder.
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            default_value = "shapes-blip",
+            help = "shapes-blip or a BLIP folder"
+        )
+    )]
     pub model: String,
     /// The embeddings folder to write.
+    #[cfg_attr(feature = "cli", arg(long))]
     pub out: PathBuf,
     /// Images per forward pass.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = 64))]
     pub batch: usize,
     /// Draw a progress bar.
+    #[cfg_attr(feature = "cli", arg(skip))]
     pub progress: bool,
 }
 
@@ -904,20 +917,61 @@ impl EegDecoder {
 
 /// `brainrecon eeg eval`.
 #[derive(Clone, Debug)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct EegEvalRequest {
     /// The THINGS-EEG2 root holding the test subjects' data.
+    #[cfg_attr(feature = "cli", arg(long, help = "The THINGS-EEG2 folder"))]
     pub data: PathBuf,
     /// Decoder folders, each scored on its own test subject.
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long = "decoder",
+            required = true,
+            help = "A decoder folder (repeat): each is scored on its own test subject"
+        )
+    )]
     pub decoders: Vec<PathBuf>,
     /// k of the k-way scores; None: 2, 4, 10 and 50 where there are that many test images.
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            value_delimiter = ',',
+            help = "k of the k-way scores, comma-separated"
+        )
+    )]
     pub ways: Option<Vec<usize>>,
     /// Draws per trial of each k-way score.
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            default_value_t = 100,
+            help = "Draws of distractors per trial for each k-way score"
+        )
+    )]
     pub draws: usize,
     /// Seed of the k-way draws.
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, default_value_t = 0, help = "Seed of the distractor draws")
+    )]
     pub seed: u64,
     /// Where to write the report's JSON (atomically), if anywhere.
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, help = "Also write the scores to this JSON file")
+    )]
     pub out: Option<PathBuf>,
     /// Score even when a decoder's training concepts include test concepts (not zero-shot).
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            help = "Score even a decoder whose training concepts include test concepts (refused otherwise: not zero-shot); the scores say so"
+        )
+    )]
     pub allow_seen_concepts: bool,
 }
 

@@ -436,17 +436,38 @@ pub fn prepare_bids(request: &BidsEegRequest) -> Result<BidsEegReport> {
 /// as `bids-prepare` does for an EEG run, without the training trials of test concepts
 /// (zero-shot: [`brainrecon_datasets::things_meg`]).
 #[derive(Clone, Debug)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct MegPrepareRequest {
     /// ds004212's root, its `derivatives` or the folder of the epochs files.
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            help = "ds004212's root (or its derivatives/preprocessed folder)"
+        )
+    )]
     pub data: PathBuf,
     /// `P1`, `1` or `sub-BIGMEG1`.
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, help = "The participant (P1, 1 or sub-BIGMEG1)")
+    )]
     pub participant: String,
     /// The THINGS images' folder (the epochs' `image_path`s under it, or `<concept>/<file>`);
     /// linked into OUT/image_set. None: only the metadata is written.
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            help = "The THINGS images' folder (the epochs' image paths are read under it)"
+        )
+    )]
     pub images: Option<PathBuf>,
     /// The THINGS-EEG2 layout to write.
+    #[cfg_attr(feature = "cli", arg(long, help = "Where to write the data set"))]
     pub out: PathBuf,
     /// Which channels and samples are kept.
+    #[cfg_attr(feature = "cli", command(flatten))]
     pub options: brainrecon_datasets::things_meg::MegOptions,
 }
 

@@ -59,35 +59,72 @@ pub const DEFAULT_PROMPT: &str = "a {concept}";
 
 /// `brainrecon eeg reconstruct`.
 #[derive(Clone, Debug)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct EegReconstructRequest {
     /// The THINGS-EEG2 root the decoder was fitted from.
+    #[cfg_attr(feature = "cli", arg(long, help = "The THINGS-EEG2 folder"))]
     pub data: PathBuf,
     /// An `eeg fit` folder; its test subject's test half is reconstructed.
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            help = "A decoder folder (`eeg fit`): its test subject's test images are reconstructed"
+        )
+    )]
     pub decoder: PathBuf,
     /// The embeddings folder the decoder was fitted to (its training rows fit the maps).
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, help = "The embeddings folder the decoder was fitted to")
+    )]
     pub embeddings: PathBuf,
     /// The diffusion model (`shapes-ldm`, a diffusers folder or id).
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            default_value = "shapes-ldm",
+            help = "The diffusion model: shapes-ldm, a diffusers folder or a model id"
+        )
+    )]
     pub model: String,
     /// The prompt of a concept's context, with `{concept}` for its words.
+    #[cfg_attr(feature = "cli", arg(long, default_value = DEFAULT_PROMPT, help = "The prompt of a concept's context"))]
     pub prompt: String,
     /// Reconstructions per test image.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = 1))]
     pub samples: usize,
     /// DDIM steps of the full schedule.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = 50))]
     pub steps: usize,
     /// Share of the schedule img2img runs from the decoded z's image.
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = 0.8))]
     pub strength: f64,
     /// Classifier-free guidance scale against the empty prompt.
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, default_value_t = 5.0, help = "Classifier-free guidance scale")
+    )]
     pub guidance: f64,
     /// Seed of the noise; each (image, sample) draws its own stream from it.
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, default_value_t = 42, help = "Seed of the sampler's noise")
+    )]
     pub seed: u64,
     /// Only the first N test images.
+    #[cfg_attr(feature = "cli", arg(long))]
     pub limit: Option<usize>,
     /// Also reconstruct each test image from its own embedding through the same maps (one
     /// sample): what a perfect EEG decoder would give.
+    #[cfg_attr(feature = "cli", arg(long))]
     pub ceiling: bool,
     /// The output folder (staged in `<out>.partial`).
+    #[cfg_attr(feature = "cli", arg(long, help = "The output folder"))]
     pub out: PathBuf,
     /// Draw progress bars.
+    #[cfg_attr(feature = "cli", arg(skip))]
     pub progress: bool,
 }
 

@@ -2,7 +2,7 @@
 
 use super::data::{
     apply_map, column_means, feature_rows, read_mat_shaped, read_vec_sized, scale_targets,
-    split_rows, train_sessions, write_space_subject, Rows, SpaceSubject,
+    split_rows, times_basis, train_sessions, write_space_subject, Rows, SpaceSubject,
 };
 use super::fit::{alpha_columns, map_alphas, stack_rows};
 use super::{space_dir, GroupMeta, SpaceMeta, SpaceMethod};
@@ -458,13 +458,13 @@ impl SpaceTargets<'_> {
         }
         let y = scale_targets(&raw, &mean, &space.blocks);
         if space.method == SpaceMethod::Shared {
-            let basis = read_mat_shaped(
+            // P by blocks of rows: at k = 4,096 it alone would be 2.5 GB in float64.
+            return times_basis(
+                &y,
                 &dir.join("basis.npy"),
-                Some(space.target_width()),
                 space.k,
                 "the space's basis: targets × k of space.json",
-            )?;
-            return Ok(&y * &basis);
+            );
         }
         let encoder = brainrecon_ridge::RidgeModel::load(dir.join("encoder"))?;
         if encoder.n_features() != y.ncols() || encoder.n_targets() != space.k {

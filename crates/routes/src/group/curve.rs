@@ -23,8 +23,8 @@ mod rows;
 mod table;
 
 pub use axis::{
-    mean_sd, nsd_minutes, parse_trial_counts, seed_splits, trial_points, trials_label, SeedSplit,
-    DEFAULT_TRIALS, NSD_SECONDS_PER_TRIAL,
+    mean_sd, nsd_minutes, parse_trial_count, parse_trial_counts, seed_splits, trial_points,
+    trials_label, SeedSplit, DEFAULT_TRIALS, NSD_SECONDS_PER_TRIAL,
 };
 pub use table::{curve_svg, Curve, CurvePoint, SeedScore, BEST_GROUP_METHOD, WITHIN_SUBJECT};
 
@@ -42,29 +42,61 @@ use std::path::{Path, PathBuf};
 
 /// What `group curve` is asked.
 #[derive(Debug, Clone)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct CurveRequest {
     /// The group folder.
+    #[cfg_attr(feature = "cli", arg(long, help = "The group folder"))]
     pub group: PathBuf,
     /// Spaces of the group to adapt the new subject into, each `NAME[:VIA[:MAP]]` (see
     /// [`AdaptRequest`]'s `via` and `map`; default: the space's).
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long = "space",
+            required = true,
+            help = "Spaces to adapt into (repeat), each NAME[:VIA[:MAP]] (e.g. srm:features:encoding)"
+        )
+    )]
     pub spaces: Vec<String>,
     /// The NSD root holding the new subject (prepared here from all its sessions, and from the
     /// sessions each point's trials span).
+    #[cfg_attr(feature = "cli", arg(long, help = "NSD root of the new subject"))]
     pub nsd_root: PathBuf,
     /// 1-based NSD subject number of the new subject; it must not be one of the group's.
+    #[cfg_attr(feature = "cli", arg(long, help = "The new subject, not one of the group's: subj01 … subj08", value_parser = brainrecon_datasets::nsd::parse_subject))]
     pub subject: usize,
     /// Train-trial counts of the new subject (its first ones in acquisition order); `None` is
     /// all of them. Counts at or above the subject's trials become the all-trials point.
+    #[cfg_attr(feature = "cli", arg(long, default_value = "100,250,500,750,1500,all", value_delimiter = ',', help = "Train-trial counts of the new subject (its first trials in acquisition order), comma-separated; `all` for every trial", value_parser = parse_trial_count))]
     pub trials: Vec<Option<usize>>,
     /// Seeds of the validation/test split of the held-out images (at least 1).
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            default_value_t = 3,
+            help = "Seeds: each a different validation/test split of the held-out images"
+        )
+    )]
     pub seeds: usize,
     /// Decoder targets scored (z, c).
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            default_value = "z,c",
+            value_delimiter = ',',
+            help = "Decoder targets scored, comma-separated"
+        )
+    )]
     pub targets: Vec<String>,
     /// The folder to write: `curve.json`, `curve.md`, `curve.svg` and the prepared subjects,
     /// decoders and adapted subjects under `work/`.
+    #[cfg_attr(feature = "cli", arg(long, help = "Output folder"))]
     pub out: PathBuf,
     /// Whether the caller shows progress; the stages reach it through [`curve`]'s callback
     /// either way.
+    #[cfg_attr(feature = "cli", arg(skip))]
     pub progress: bool,
 }
 

@@ -8,6 +8,7 @@ use super::data::{
 use super::{decoders_dir, space_dir, GroupMeta, SpaceMeta, SpaceMethod, SPACE_FORMAT};
 use crate::decode::decoders::{fit_request, log_grid, DecoderSummary, FitRequest};
 use crate::error::{Result, RouteError};
+use crate::linear::shards::ImageShard;
 use brainrecon_align::shared_space::SharedSpaceOptions;
 use brainrecon_align::srm::{fit_det_srm, fit_srm, SrmOptions};
 use brainrecon_align::streamed::{
@@ -453,337 +454,994 @@ pub fn fit_group(r: &GroupFitRequest, progress: &mut dyn FnMut(String)) -> Resul
 /// gathered from its features by block; one eigendecomposition per subject serves the GCV
 /// choice of α and the fit. The result equals the in-memory fit: to the bit when every
 /// subject has at least as many voxels as rows and fits in one block, to rounding otherwise
-/// (crates/routes/tests/group_fit_streamed.rs).
+/// (crates/routes/tests/group_fit_streamed.rs). It runs as [`FitStep::Whole`] of
+/// [`fit_group_step`]: every subject's statistics, then the merge, the same two functions
+/// that the array form runs in separate processes.
 pub fn fit_group_within(
     r: &GroupFitRequest,
     limits: &FitLimits,
     progress: &mut dyn FnMut(String),
 ) -> Result<GroupFitReport> {
-    let group = GroupMeta::read(&r.group)?;
-    let method = SpaceMethod::parse(&r.method)?;
-    let name = r.name.clone().unwrap_or_else(|| method.name().to_string());
-    if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
+    match fit_group_step(r, limits, &FitStep::Whole, progress)? {
+        FitStepReport::Fitted(report) => Ok(report),
+        FitStepReport::Stats(_) => unreachable!("the whole fit ends with the space"),
+    }
+}
+
+/// Which part of `group fit` a process runs: all of it, or one piece of the array form (a Slurm
+/// job array: one task per shard of subjects, then a merge that waits for them all).
+#[derive(Debug, Clone, PartialEq)]
+pub enum FitStep {
+    /// Every subject's statistics, then the merge, in one process.
+    Whole,
+    /// `--shard k/N`: the statistics of the k-th of N contiguous slices of the group's subjects
+    /// (sizes differ by at most one, earlier slices take the extra ones), each written to
+    /// `WORK/subject-S` ([`stats_dir`]). `shared` only.
+    SubjectStats {
+        /// Which slice of the subjects.
+        shard: ImageShard,
+        /// The statistics' folder (default [`default_work_dir`]).
+        work: Option<PathBuf>,
+    },
+    /// `--merge`: the rest of the fit (randomized SVD, maps, pooled subject, decoders) from
+    /// every subject's statistics in the work folder. `shared` only.
+    Merge {
+        /// The statistics' folder (default [`default_work_dir`]).
+        work: Option<PathBuf>,
+    },
+}
+
+/// What a [`fit_group_step`] did; as JSON, the variant's own fields.
+#[derive(Debug, Clone, Serialize)]
+#[serde(untagged)]
+pub enum FitStepReport {
+    /// The space was fitted ([`FitStep::Whole`], [`FitStep::Merge`]).
+    Fitted(GroupFitReport),
+    /// Statistics were written ([`FitStep::SubjectStats`]).
+    Stats(StatsReport),
+}
+
+impl FitStepReport {
+    /// The lines the command prints.
+    pub fn text(&self) -> String {
+        match self {
+            FitStepReport::Fitted(r) => r.text(),
+            FitStepReport::Stats(r) => r.text(),
+        }
+    }
+}
+
+/// What a [`FitStep::SubjectStats`] task wrote.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatsReport {
+    /// The work folder.
+    pub work: PathBuf,
+    /// Each subject's statistics written: (index in group.json, its folder, seconds).
+    pub subjects: Vec<WrittenStats>,
+}
+
+/// One subject's statistics, as a task wrote them.
+#[derive(Debug, Clone, Serialize)]
+pub struct WrittenStats {
+    /// The subject's index in group.json (0-based).
+    pub subject: usize,
+    /// `WORK/subject-S`.
+    pub dir: PathBuf,
+    /// Its GCV α.
+    pub alpha: f64,
+    /// Wall time of its statistics, in seconds.
+    pub seconds: f64,
+}
+
+impl StatsReport {
+    /// The lines the command prints.
+    pub fn text(&self) -> String {
+        let mut text = String::new();
+        for s in &self.subjects {
+            text.push_str(&format!(
+                "statistics of subject {} (α = {}) in {:.1} s → {}\n",
+                s.subject,
+                s.alpha,
+                s.seconds,
+                s.dir.display()
+            ));
+        }
+        text
+    }
+}
+
+/// `GROUP/stats/NAME`: where the array form's tasks write their statistics by default.
+pub fn default_work_dir(group: &Path, name: &str) -> PathBuf {
+    group.join("stats").join(name)
+}
+
+/// `WORK/subject-S`: subject S's statistics (S: its 0-based index in group.json).
+pub fn stats_dir(work: &Path, subject: usize) -> PathBuf {
+    work.join(format!("subject-{subject}"))
+}
+
+/// `stats.json` of a subject's statistics, written last: its presence marks them done.
+pub const STATS_FILE: &str = "stats.json";
+const STATS_FORMAT: &str = "brainrecon-group-stats";
+
+/// Whether every subject of shard `shard` has its statistics in `work` (read from the
+/// files: `stats.json` is committed with the rest). `subjects`: the group's count.
+pub fn shard_stats_done(work: &Path, shard: ImageShard, subjects: usize) -> bool {
+    shard
+        .rows(subjects)
+        .all(|s| stats_dir(work, s).join(STATS_FILE).is_file())
+}
+
+/// Runs `step` of `group fit`. [`FitStep::Whole`] is [`fit_group_within`]; the array form
+/// runs [`FitStep::SubjectStats`] for every shard (in any order, in separate processes), then
+/// [`FitStep::Merge`], and writes the same bytes as the whole fit (every file of the space;
+/// `space.json`'s `seconds` is wall time): both go through the same per-subject function
+/// and the same merge, and the statistics are stored in f64, bit for bit.
+///
+/// A subject's statistics are the heavy, independent part: its fitting rows' column means,
+/// the spectrum of its betas (one pass forms the Gram, one eigendecomposition) and its GCV α.
+/// α is chosen on the targets scaled as the whole group's are, so every task first reads the
+/// group's target scaling (every subject's features of its fitting rows, not its betas).
+///
+/// Errors: as [`fit_group_within`]; a usage error for a step of the array form with a method
+/// other than `shared` or a shard count above the subjects'; in the merge, a subject's
+/// statistics missing ([`RouteError::Missing`], naming the file), or written for another group,
+/// subject, ROI, features or block size ([`RouteError::Mismatch`], naming the file and field).
+pub fn fit_group_step(
+    r: &GroupFitRequest,
+    limits: &FitLimits,
+    step: &FitStep,
+    progress: &mut dyn FnMut(String),
+) -> Result<FitStepReport> {
+    let plan = FitPlan::new(r, limits)?;
+    let work = |w: &Option<PathBuf>| {
+        w.clone()
+            .unwrap_or_else(|| default_work_dir(&r.group, &plan.name))
+    };
+    if *step != FitStep::Whole && plan.method != SpaceMethod::Shared {
         return Err(RouteError::Usage(format!(
-            "--name: expected a folder name for the space, found '{name}'"
+            "--shard/--merge: the array form fits --method shared (one spectrum per subject); \
+             --method {} aligns on the align images in one process: leave --shard and --merge \
+             out",
+            plan.method.name()
         )));
-    }
-    if r.k == 0 {
-        return Err(RouteError::Usage(
-            "--k: expected at least 1 dimension".into(),
-        ));
-    }
-    if method.needs_shared_images() && group.align_ids.len() < 2 {
-        return Err(RouteError::Usage(format!(
-            "--method {}: aligns subjects on images every one of them saw, but {} holds {} such \
-             images to align on; use --method shared, which needs none",
-            method.name(),
-            r.group.join("group.json").display(),
-            group.align_ids.len()
-        )));
-    }
-    if method.needs_shared_images() && r.k > group.align_ids.len() {
-        return Err(RouteError::Usage(format!(
-            "--k {}: SRM's space has at most as many dimensions as align images ({})",
-            r.k,
-            group.align_ids.len()
-        )));
-    }
-    if limits.block_rows == Some(0) {
-        return Err(RouteError::Usage("block rows: expected at least 1".into()));
-    }
-    for target in &r.targets {
-        crate::decode::decoders::Target::parse(target)?;
     }
     let started = Instant::now();
-    progress(format!("reading {} subjects", group.subjects.len()));
-    let rows: Vec<SubjectRows> = (0..group.subjects.len())
-        .map(|i| load_subject_rows(&group, i))
-        .collect::<Result<_>>()?;
-    let widths = feature_widths(&rows[0].subject, &group.kinds)?;
-    let d: usize = widths.iter().sum();
-    let widest = rows
-        .iter()
-        .map(|s| s.roi.n_voxels)
-        .max()
-        .unwrap_or(1)
-        .max(d);
-    let block_rows = limits
-        .block_rows
-        .unwrap_or_else(|| default_block_rows(widest));
-    let opts = SharedSpaceOptions {
-        k: r.k,
-        seed: r.seed,
-        ..SharedSpaceOptions::default()
-    };
-    let sizes: Vec<FitSubjectSize> = rows.iter().map(SubjectRows::size).collect();
-    let pooled_images: BTreeSet<usize> = rows
-        .iter()
-        .flat_map(|s| {
-            s.fitting_ids()
-                .into_iter()
-                .chain(s.test.ids.iter().copied())
-        })
-        .collect();
-    let memory = FitMemory::estimate(method, &sizes, d, pooled_images.len(), &opts, block_rows);
-    progress(format!("{}; blocks of {block_rows} rows", memory.text()));
-    memory.check(limits.memory_bytes, &sizes, d, r.k)?;
-
-    // Targets of every subject's fitting rows (train trials, then align images), scaled by
-    // the stacked rows' means and block variances.
-    let fitting_ids: Vec<Vec<usize>> = rows.iter().map(SubjectRows::fitting_ids).collect();
-    let parts: Vec<(&PreparedSubject, &[usize])> = rows
-        .iter()
-        .zip(&fitting_ids)
-        .map(|(s, ids)| (&s.subject, ids.as_slice()))
-        .collect();
-    let (target_mean, blocks) = target_scaling_blocks(&parts, &group.kinds, &widths, block_rows)?;
-
-    progress(format!("fitting the {} space (k = {})", method.name(), r.k));
-    let (maps, means, alphas, basis, template) = match method {
-        SpaceMethod::Shared => {
-            let means: Vec<Vec<f64>> = rows
-                .iter()
-                .map(|s| FittingBetas::means(s, block_rows))
+    match step {
+        FitStep::SubjectStats { shard, work: w } => {
+            let work = work(w);
+            let written = plan.write_subject_stats(*shard, &work, progress)?;
+            Ok(FitStepReport::Stats(StatsReport {
+                work,
+                subjects: written,
+            }))
+        }
+        FitStep::Whole | FitStep::Merge { .. } => {
+            progress(format!("reading {} subjects", plan.group.subjects.len()));
+            let rows: Vec<SubjectRows> = (0..plan.group.subjects.len())
+                .map(|i| load_subject_rows(&plan.group, i))
                 .collect::<Result<_>>()?;
-            let xs: Vec<FittingBetas> = rows
-                .iter()
-                .zip(&means)
-                .map(|(s, m)| FittingBetas {
-                    rows: s,
-                    mean: m.clone(),
-                })
-                .collect();
-            let targets = |s: usize, columns: Option<Vec<usize>>| FittingTargets {
-                subject: &rows[s].subject,
-                kinds: &group.kinds,
-                ids: fitting_ids[s].clone(),
-                mean: &target_mean,
-                blocks: &blocks,
-                columns,
+            plan.check_memory(&rows, limits, progress)?;
+            let scaling = plan.scaling(
+                &rows
+                    .iter()
+                    .map(|s| (&s.subject, s.fitting_ids()))
+                    .collect::<Vec<_>>(),
+            )?;
+            let stats = match (step, plan.method) {
+                (FitStep::Merge { work: w }, _) => {
+                    let work = work(w);
+                    let stats = (0..rows.len())
+                        .map(|s| plan.read_subject_stats(&work, s, &rows[s], &scaling))
+                        .collect::<Result<Vec<_>>>()?;
+                    progress(format!(
+                        "read {} subjects' statistics from {} after {:.1} s",
+                        stats.len(),
+                        work.display(),
+                        started.elapsed().as_secs_f64()
+                    ));
+                    Some(stats)
+                }
+                (_, SpaceMethod::Shared) => Some(
+                    rows.iter()
+                        .enumerate()
+                        .map(|(s, subject_rows)| {
+                            let stats = plan.subject_stats(s, subject_rows, &scaling)?;
+                            progress(format!(
+                                "subject {} of {}: spectrum and α after {:.1} s",
+                                s + 1,
+                                rows.len(),
+                                started.elapsed().as_secs_f64()
+                            ));
+                            Ok(stats)
+                        })
+                        .collect::<Result<Vec<_>>>()?,
+                ),
+                _ => None,
             };
-            let grid = map_alphas();
-            let mut spectra = Vec::with_capacity(rows.len());
-            let mut alphas = Vec::with_capacity(rows.len());
-            for (s, x) in xs.iter().enumerate() {
-                let spectrum = BlockSpectrum::from_blocks(x, block_rows)?;
-                let y = targets(s, Some(alpha_column_indices(d)));
-                alphas.push(gcv_alpha_blocks(&spectrum, x, &y, &grid, block_rows)?);
-                spectra.push(spectrum);
-                progress(format!(
-                    "subject {} of {}: spectrum and α after {:.1} s",
-                    s + 1,
-                    rows.len(),
-                    started.elapsed().as_secs_f64()
-                ));
-            }
-            let ys: Vec<FittingTargets> = (0..rows.len()).map(|s| targets(s, None)).collect();
-            let subjects: Vec<BlockSubject<'_, RouteError>> = xs
-                .iter()
-                .zip(&ys)
-                .zip(&spectra)
-                .map(|((x, y), spectrum)| BlockSubject { x, y, spectrum })
-                .collect();
-            progress(format!(
-                "alphas {alphas:?} after {:.1} s",
-                started.elapsed().as_secs_f64()
-            ));
-            let space = fit_shared_space_blocks(&subjects, &alphas, &opts, block_rows)?;
-            drop(subjects);
-            drop(spectra);
-            progress(format!(
-                "space after {:.1} s",
-                started.elapsed().as_secs_f64()
-            ));
-            let template = mean_mapped(
-                &rows.iter().map(|s| &s.align).collect::<Vec<_>>(),
-                &means,
-                &space.maps,
-            );
-            (
-                space.maps,
-                means,
-                alphas.into_iter().map(Some).collect::<Vec<_>>(),
-                Some(space.basis),
-                template,
-            )
+            plan.merge(r, rows, scaling, stats, started, progress)
+                .map(FitStepReport::Fitted)
         }
-        SpaceMethod::Srm | SpaceMethod::Detsrm => {
-            // BrainIAK's orientation: voxels × samples, the align images in one order.
-            let data: Vec<Mat<f64>> = rows
-                .iter()
-                .map(|s| s.align.x.transpose().to_owned())
-                .collect();
-            let refs: Vec<_> = data.iter().map(|d| d.as_ref()).collect();
-            let opts = SrmOptions {
-                features: r.k,
-                n_iter: r.n_iter,
-                seed: r.seed,
-            };
-            let (w, s) = if method == SpaceMethod::Srm {
-                let fitted = fit_srm(&refs, &opts)?;
-                (fitted.w, fitted.s)
-            } else {
-                let fitted = fit_det_srm(&refs, &opts)?;
-                (fitted.w, fitted.s)
-            };
-            let means: Vec<Vec<f64>> = rows.iter().map(|s| vec![0.0; s.roi.n_voxels]).collect();
-            (
-                w,
-                means,
-                vec![None; rows.len()],
-                None,
-                s.transpose().to_owned(),
-            )
-        }
-    };
-    let seconds_space = started.elapsed().as_secs_f64();
+    }
+}
 
-    // The pooled subject: every subject's fitting rows in the space; test images averaged
-    // over subjects.
-    let pooled_train = Rows {
-        ids: fitting_ids.iter().flatten().copied().collect(),
-        x: stack_rows(
-            &rows
-                .iter()
-                .zip(&means)
-                .zip(&maps)
-                .map(|((s, m), map)| {
-                    FittingBetas {
+/// What every step of a fit derives from the request and the group before reading betas.
+struct FitPlan {
+    group: GroupMeta,
+    method: SpaceMethod,
+    name: String,
+    /// Widths of the target blocks (the group's kinds), and d, their sum.
+    widths: Vec<usize>,
+    d: usize,
+    block_rows: usize,
+    opts: SharedSpaceOptions,
+}
+
+/// The group's target scaling and every subject's fitting ids (train trials, then align
+/// images), computed alike in every process.
+struct Scaling {
+    mean: Vec<f64>,
+    blocks: Vec<super::TargetBlock>,
+    fitting_ids: Vec<Vec<usize>>,
+}
+
+/// One subject's statistics: what the merge needs of it besides its rows.
+struct SubjectStats {
+    /// Column means of its fitting rows.
+    mean: Vec<f64>,
+    alpha: f64,
+    spectrum: BlockSpectrum,
+}
+
+/// `stats.json` of a subject's statistics: what they were computed from, checked by the merge.
+#[derive(Debug, Clone, Serialize, serde::Deserialize, PartialEq)]
+struct StatsMeta {
+    format: String,
+    format_version: u32,
+    /// Index in group.json, 0-based.
+    subject: usize,
+    /// The subject's prepared folder, as group.json names it.
+    subject_path: PathBuf,
+    roi: String,
+    kinds: Vec<String>,
+    /// Fitting rows n (train trials, then align images) and voxels v.
+    rows: usize,
+    voxels: usize,
+    /// Targets d and the rows per block the statistics were read in.
+    targets: usize,
+    block_rows: usize,
+    /// The group's target scales, one per kind.
+    target_scales: Vec<f64>,
+    alpha: f64,
+    seconds: f64,
+}
+
+impl FitPlan {
+    fn new(r: &GroupFitRequest, limits: &FitLimits) -> Result<Self> {
+        let group = GroupMeta::read(&r.group)?;
+        let method = SpaceMethod::parse(&r.method)?;
+        let name = r.name.clone().unwrap_or_else(|| method.name().to_string());
+        if name.is_empty() || name.contains(['/', '\\']) || name.starts_with('.') {
+            return Err(RouteError::Usage(format!(
+                "--name: expected a folder name for the space, found '{name}'"
+            )));
+        }
+        if r.k == 0 {
+            return Err(RouteError::Usage(
+                "--k: expected at least 1 dimension".into(),
+            ));
+        }
+        if method.needs_shared_images() && group.align_ids.len() < 2 {
+            return Err(RouteError::Usage(format!(
+                "--method {}: aligns subjects on images every one of them saw, but {} holds {} \
+                 such images to align on; use --method shared, which needs none",
+                method.name(),
+                r.group.join("group.json").display(),
+                group.align_ids.len()
+            )));
+        }
+        if method.needs_shared_images() && r.k > group.align_ids.len() {
+            return Err(RouteError::Usage(format!(
+                "--k {}: SRM's space has at most as many dimensions as align images ({})",
+                r.k,
+                group.align_ids.len()
+            )));
+        }
+        if limits.block_rows == Some(0) {
+            return Err(RouteError::Usage("block rows: expected at least 1".into()));
+        }
+        for target in &r.targets {
+            crate::decode::decoders::Target::parse(target)?;
+        }
+        let first = group.subjects.first().ok_or_else(|| {
+            RouteError::mismatch(
+                &r.group.join("group.json"),
+                "subjects",
+                "at least one subject",
+                "none",
+            )
+        })?;
+        let widths = feature_widths(&PreparedSubject::open(&first.path)?, &group.kinds)?;
+        let d: usize = widths.iter().sum();
+        // From group.json's voxel counts, which every step checks against the subjects': the
+        // same blocks in every process.
+        let widest = group
+            .subjects
+            .iter()
+            .map(|s| s.n_voxels)
+            .max()
+            .unwrap_or(1)
+            .max(d);
+        let block_rows = limits
+            .block_rows
+            .unwrap_or_else(|| default_block_rows(widest));
+        let opts = SharedSpaceOptions {
+            k: r.k,
+            seed: r.seed,
+            ..SharedSpaceOptions::default()
+        };
+        Ok(FitPlan {
+            group,
+            method,
+            name,
+            widths,
+            d,
+            block_rows,
+            opts,
+        })
+    }
+
+    /// The estimated peak of the whole fit (or the merge), refused above the budget.
+    fn check_memory(
+        &self,
+        rows: &[SubjectRows],
+        limits: &FitLimits,
+        progress: &mut dyn FnMut(String),
+    ) -> Result<()> {
+        let sizes: Vec<FitSubjectSize> = rows.iter().map(SubjectRows::size).collect();
+        let pooled_images: BTreeSet<usize> = rows
+            .iter()
+            .flat_map(|s| {
+                s.fitting_ids()
+                    .into_iter()
+                    .chain(s.test.ids.iter().copied())
+            })
+            .collect();
+        let memory = FitMemory::estimate(
+            self.method,
+            &sizes,
+            self.d,
+            pooled_images.len(),
+            &self.opts,
+            self.block_rows,
+        );
+        progress(format!(
+            "{}; blocks of {} rows",
+            memory.text(),
+            self.block_rows
+        ));
+        memory.check(limits.memory_bytes, &sizes, self.d, self.opts.k)
+    }
+
+    /// Targets of every subject's fitting rows, scaled by the stacked rows' means and block
+    /// variances.
+    fn scaling(&self, subjects: &[(&PreparedSubject, Vec<usize>)]) -> Result<Scaling> {
+        let parts: Vec<(&PreparedSubject, &[usize])> = subjects
+            .iter()
+            .map(|(s, ids)| (*s, ids.as_slice()))
+            .collect();
+        let (mean, blocks) =
+            target_scaling_blocks(&parts, &self.group.kinds, &self.widths, self.block_rows)?;
+        Ok(Scaling {
+            mean,
+            blocks,
+            fitting_ids: subjects.iter().map(|(_, ids)| ids.clone()).collect(),
+        })
+    }
+
+    fn targets<'a>(
+        &'a self,
+        subject: &'a PreparedSubject,
+        ids: &[usize],
+        scaling: &'a Scaling,
+        columns: Option<Vec<usize>>,
+    ) -> FittingTargets<'a> {
+        FittingTargets {
+            subject,
+            kinds: &self.group.kinds,
+            ids: ids.to_vec(),
+            mean: &scaling.mean,
+            blocks: &scaling.blocks,
+            columns,
+        }
+    }
+
+    /// Subject `s`'s statistics: the one function both forms run for it.
+    fn subject_stats(
+        &self,
+        s: usize,
+        rows: &SubjectRows,
+        scaling: &Scaling,
+    ) -> Result<SubjectStats> {
+        let mean = FittingBetas::means(rows, self.block_rows)?;
+        let x = FittingBetas {
+            rows,
+            mean: mean.clone(),
+        };
+        let spectrum = BlockSpectrum::from_blocks(&x, self.block_rows)?;
+        let y = self.targets(
+            &rows.subject,
+            &scaling.fitting_ids[s],
+            scaling,
+            Some(alpha_column_indices(self.d)),
+        );
+        let alpha = gcv_alpha_blocks(&spectrum, &x, &y, &map_alphas(), self.block_rows)?;
+        Ok(SubjectStats {
+            mean,
+            alpha,
+            spectrum,
+        })
+    }
+
+    /// A task of the array form: the group's scaling (from every subject's features), then
+    /// the statistics of each subject of `shard`, each written through its own output folder.
+    fn write_subject_stats(
+        &self,
+        shard: ImageShard,
+        work: &Path,
+        progress: &mut dyn FnMut(String),
+    ) -> Result<Vec<WrittenStats>> {
+        let n_subjects = self.group.subjects.len();
+        if shard.count > n_subjects {
+            return Err(RouteError::Usage(format!(
+                "--shard {}/{}: the group has {n_subjects} subjects, so at most {n_subjects} \
+                 shards of at least one subject each",
+                shard.index, shard.count
+            )));
+        }
+        let opened: Vec<PreparedSubject> = self
+            .group
+            .subjects
+            .iter()
+            .map(|s| PreparedSubject::open(&s.path))
+            .collect::<Result<_, _>>()?;
+        let ids: Vec<Vec<usize>> = opened
+            .iter()
+            .map(|s| fitting_ids_of(s, &self.group))
+            .collect::<Result<_>>()?;
+        let scaling = self.scaling(&opened.iter().zip(ids).collect::<Vec<_>>())?;
+        drop(opened);
+        let mut written = Vec::new();
+        for s in shard.rows(n_subjects) {
+            let started = Instant::now();
+            let rows = load_subject_rows(&self.group, s)?;
+            let stats = self.subject_stats(s, &rows, &scaling)?;
+            let seconds = started.elapsed().as_secs_f64();
+            let dir = stats_dir(work, s);
+            let meta = self.stats_meta(s, &rows, &scaling, stats.alpha, seconds);
+            let out = OutputDir::create(&dir)?;
+            let staging = out.path().to_path_buf();
+            write_f64(&staging.join("mean.npy"), &[stats.mean.len()], &stats.mean)?;
+            write_spectrum(&staging, &stats.spectrum)?;
+            write_f64(
+                &staging.join("target_mean.npy"),
+                &[scaling.mean.len()],
+                &scaling.mean,
+            )?;
+            write_json_atomic(&staging.join(STATS_FILE), &meta)?;
+            out.commit()?;
+            progress(format!(
+                "subject {} of {n_subjects}: statistics in {seconds:.1} s → {}",
+                s + 1,
+                dir.display()
+            ));
+            written.push(WrittenStats {
+                subject: s,
+                dir,
+                alpha: stats.alpha,
+                seconds,
+            });
+        }
+        Ok(written)
+    }
+
+    fn stats_meta(
+        &self,
+        s: usize,
+        rows: &SubjectRows,
+        scaling: &Scaling,
+        alpha: f64,
+        seconds: f64,
+    ) -> StatsMeta {
+        StatsMeta {
+            format: STATS_FORMAT.into(),
+            format_version: 1,
+            subject: s,
+            subject_path: self.group.subjects[s].path.clone(),
+            roi: self.group.roi.clone(),
+            kinds: self.group.kinds.clone(),
+            rows: rows.train_ids.len() + rows.align.ids.len(),
+            voxels: rows.roi.n_voxels,
+            targets: self.d,
+            block_rows: self.block_rows,
+            target_scales: scaling.blocks.iter().map(|b| b.scale).collect(),
+            alpha,
+            seconds,
+        }
+    }
+
+    /// Subject `s`'s statistics from `WORK/subject-S`, refused when they were written for
+    /// another group, subject, ROI, features or block size than this merge's.
+    fn read_subject_stats(
+        &self,
+        work: &Path,
+        s: usize,
+        rows: &SubjectRows,
+        scaling: &Scaling,
+    ) -> Result<SubjectStats> {
+        let dir = stats_dir(work, s);
+        let path = dir.join(STATS_FILE);
+        if !path.is_file() {
+            return Err(RouteError::Missing {
+                path,
+                what: format!(
+                    "the statistics of subject {s} ({}), written by `group fit --shard k/N` \
+                     with the same --group, --name and --work: run the shard that holds it, \
+                     then the merge again",
+                    self.group.subjects[s].path.display()
+                ),
+            });
+        }
+        let found: StatsMeta = brainrecon_core::fs::read_json(&path)?;
+        let expected = self.stats_meta(s, rows, scaling, found.alpha, found.seconds);
+        let field = |name: &str, e: String, f: String| -> Result<()> {
+            if e == f {
+                Ok(())
+            } else {
+                Err(RouteError::mismatch(&path, name, e, f))
+            }
+        };
+        field("format", STATS_FORMAT.into(), found.format.clone())?;
+        field(
+            "format_version",
+            "1".into(),
+            found.format_version.to_string(),
+        )?;
+        field("subject", s.to_string(), found.subject.to_string())?;
+        field(
+            "subject_path",
+            expected.subject_path.display().to_string(),
+            found.subject_path.display().to_string(),
+        )?;
+        field("roi", expected.roi.clone(), found.roi.clone())?;
+        field("kinds", expected.kinds.join(","), found.kinds.join(","))?;
+        field("rows", expected.rows.to_string(), found.rows.to_string())?;
+        field(
+            "voxels",
+            expected.voxels.to_string(),
+            found.voxels.to_string(),
+        )?;
+        field(
+            "targets",
+            expected.targets.to_string(),
+            found.targets.to_string(),
+        )?;
+        field(
+            "block_rows",
+            expected.block_rows.to_string(),
+            found.block_rows.to_string(),
+        )?;
+        let bits = |v: &[f64]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        if bits(&expected.target_scales) != bits(&found.target_scales) {
+            return Err(RouteError::mismatch(
+                &path,
+                "target_scales",
+                format!(
+                    "{:?} (the group's targets as this merge scales them)",
+                    expected.target_scales
+                ),
+                format!(
+                    "{:?}: features changed since the task ran",
+                    found.target_scales
+                ),
+            ));
+        }
+        let target_mean = read_f64(&dir.join("target_mean.npy"), &[self.d])?;
+        if bits(&target_mean) != bits(&scaling.mean) {
+            return Err(RouteError::mismatch(
+                &dir.join("target_mean.npy"),
+                "values",
+                "the group's target means as this merge computes them",
+                "other values: features changed since the task ran",
+            ));
+        }
+        let mean = read_f64(&dir.join("mean.npy"), &[expected.voxels])?;
+        let spectrum = read_spectrum(&dir, expected.rows, expected.voxels)?;
+        if !(found.alpha.is_finite() && found.alpha > 0.0) {
+            return Err(RouteError::mismatch(
+                &path,
+                "alpha",
+                "a positive number",
+                found.alpha,
+            ));
+        }
+        Ok(SubjectStats {
+            mean,
+            alpha: found.alpha,
+            spectrum,
+        })
+    }
+
+    /// The rest of the fit from every subject's statistics (`None`: SRM, which needs none):
+    /// the space, its maps, the pooled subject, the encoder and the decoders.
+    fn merge(
+        &self,
+        r: &GroupFitRequest,
+        rows: Vec<SubjectRows>,
+        scaling: Scaling,
+        stats: Option<Vec<SubjectStats>>,
+        started: Instant,
+        progress: &mut dyn FnMut(String),
+    ) -> Result<GroupFitReport> {
+        let FitPlan {
+            group,
+            method,
+            name,
+            widths,
+            d: _,
+            block_rows,
+            opts,
+        } = self;
+        let (method, block_rows, name) = (*method, *block_rows, name.clone());
+        let (target_mean, blocks, fitting_ids) =
+            (&scaling.mean, &scaling.blocks, &scaling.fitting_ids);
+        progress(format!("fitting the {} space (k = {})", method.name(), r.k));
+        let (maps, means, alphas, basis, template) = match stats {
+            Some(stats) => {
+                let (means, alphas, spectra): (Vec<Vec<f64>>, Vec<f64>, Vec<BlockSpectrum>) =
+                    stats.into_iter().fold(
+                        (Vec::new(), Vec::new(), Vec::new()),
+                        |(mut m, mut a, mut sp), st| {
+                            m.push(st.mean);
+                            a.push(st.alpha);
+                            sp.push(st.spectrum);
+                            (m, a, sp)
+                        },
+                    );
+                let xs: Vec<FittingBetas> = rows
+                    .iter()
+                    .zip(&means)
+                    .map(|(s, m)| FittingBetas {
                         rows: s,
                         mean: m.clone(),
-                    }
-                    .mapped(map, block_rows)
-                })
-                .collect::<Result<Vec<_>>>()?,
-        ),
-    };
-    let pooled_sessions: Vec<usize> = fitting_ids
-        .iter()
-        .enumerate()
-        .flat_map(|(s, ids)| std::iter::repeat_n(s + 1, ids.len()))
-        .collect();
-    let pooled_test = Rows {
-        ids: group.test_ids.clone(),
-        x: mean_mapped(
-            &rows.iter().map(|s| &s.test).collect::<Vec<_>>(),
-            &means,
-            &maps,
-        ),
-    };
-    let space_path = space_dir(&r.group, &name);
-    let meta = SpaceMeta {
-        format: SPACE_FORMAT.into(),
-        format_version: 1,
-        name: name.clone(),
-        method,
-        k: maps[0].ncols(),
-        roi: group.roi.clone(),
-        blocks: blocks.clone(),
-        alphas,
-        align_ids: group.align_ids.clone(),
-        seed: r.seed,
-        seconds: seconds_space,
-    };
-    let out = OutputDir::create(&space_path)?;
-    let dir = out.path().to_path_buf();
-    let mkdir =
-        |p: &Path| std::fs::create_dir_all(p).map_err(|e| brainrecon_core::DataError::io(p, e));
-    mkdir(&dir.join("maps"))?;
-    for (i, (map, mean)) in maps.iter().zip(&means).enumerate() {
-        write_mat(&dir.join(format!("maps/{i}.npy")), map)?;
-        write_vec(&dir.join(format!("maps/{i}_mean.npy")), mean)?;
-    }
-    if let Some(basis) = &basis {
-        write_mat(&dir.join("basis.npy"), basis)?;
-    }
-    write_vec(&dir.join("target_mean.npy"), &target_mean)?;
-    write_mat(&dir.join("template.npy"), &template)?;
-    progress(format!(
-        "maps written after {:.1} s",
-        started.elapsed().as_secs_f64()
-    ));
-    write_encoder(
-        &dir.join("encoder"),
-        &pooled_train,
-        &rows,
-        &group,
-        &target_mean,
-        &blocks,
-    )?;
+                    })
+                    .collect();
+                let ys: Vec<FittingTargets> = rows
+                    .iter()
+                    .zip(fitting_ids)
+                    .map(|(s, ids)| self.targets(&s.subject, ids, &scaling, None))
+                    .collect();
+                let subjects: Vec<BlockSubject<'_, RouteError>> = xs
+                    .iter()
+                    .zip(&ys)
+                    .zip(&spectra)
+                    .map(|((x, y), spectrum)| BlockSubject { x, y, spectrum })
+                    .collect();
+                progress(format!(
+                    "alphas {alphas:?} after {:.1} s",
+                    started.elapsed().as_secs_f64()
+                ));
+                let space = fit_shared_space_blocks(&subjects, &alphas, opts, block_rows)?;
+                drop(subjects);
+                drop(spectra);
+                progress(format!(
+                    "space after {:.1} s",
+                    started.elapsed().as_secs_f64()
+                ));
+                let template = mean_mapped(
+                    &rows.iter().map(|s| &s.align).collect::<Vec<_>>(),
+                    &means,
+                    &space.maps,
+                );
+                (
+                    space.maps,
+                    means,
+                    alphas.into_iter().map(Some).collect::<Vec<_>>(),
+                    Some(space.basis),
+                    template,
+                )
+            }
+            None => {
+                // BrainIAK's orientation: voxels × samples, the align images in one order.
+                let data: Vec<Mat<f64>> = rows
+                    .iter()
+                    .map(|s| s.align.x.transpose().to_owned())
+                    .collect();
+                let refs: Vec<_> = data.iter().map(|d| d.as_ref()).collect();
+                let opts = SrmOptions {
+                    features: r.k,
+                    n_iter: r.n_iter,
+                    seed: r.seed,
+                };
+                let (w, s) = if method == SpaceMethod::Srm {
+                    let fitted = fit_srm(&refs, &opts)?;
+                    (fitted.w, fitted.s)
+                } else {
+                    let fitted = fit_det_srm(&refs, &opts)?;
+                    (fitted.w, fitted.s)
+                };
+                let means: Vec<Vec<f64>> = rows.iter().map(|s| vec![0.0; s.roi.n_voxels]).collect();
+                (
+                    w,
+                    means,
+                    vec![None; rows.len()],
+                    None,
+                    s.transpose().to_owned(),
+                )
+            }
+        };
+        let seconds_space = started.elapsed().as_secs_f64();
 
-    // Features of every image the pooled subject holds, from the subject that saw it.
-    let mut source: BTreeMap<usize, usize> = BTreeMap::new();
-    for (s, ids) in fitting_ids.iter().enumerate() {
-        for &id in ids.iter().chain(&rows[s].test.ids) {
-            source.entry(id).or_insert(s);
-        }
-    }
-    let all_ids: Vec<usize> = source.keys().copied().collect();
-    let mut pooled_y = Mat::zeros(all_ids.len(), widths.iter().sum());
-    for (s, subject_rows) in rows.iter().enumerate() {
-        let (positions, ids): (Vec<usize>, Vec<usize>) = all_ids
+        // The pooled subject: every subject's fitting rows in the space; test images averaged
+        // over subjects.
+        let pooled_train = Rows {
+            ids: fitting_ids.iter().flatten().copied().collect(),
+            x: stack_rows(
+                &rows
+                    .iter()
+                    .zip(&means)
+                    .zip(&maps)
+                    .map(|((s, m), map)| {
+                        FittingBetas {
+                            rows: s,
+                            mean: m.clone(),
+                        }
+                        .mapped(map, block_rows)
+                    })
+                    .collect::<Result<Vec<_>>>()?,
+            ),
+        };
+        let pooled_sessions: Vec<usize> = fitting_ids
             .iter()
             .enumerate()
-            .filter(|(_, id)| source[id] == s)
-            .map(|(p, &id)| (p, id))
-            .unzip();
-        let y = feature_rows(&subject_rows.subject, &group.kinds, &ids)?;
-        for (row, &p) in positions.iter().enumerate() {
-            for j in 0..y.ncols() {
-                pooled_y[(p, j)] = y[(row, j)];
+            .flat_map(|(s, ids)| std::iter::repeat_n(s + 1, ids.len()))
+            .collect();
+        let pooled_test = Rows {
+            ids: group.test_ids.clone(),
+            x: mean_mapped(
+                &rows.iter().map(|s| &s.test).collect::<Vec<_>>(),
+                &means,
+                &maps,
+            ),
+        };
+        let space_path = space_dir(&r.group, &name);
+        let meta = SpaceMeta {
+            format: SPACE_FORMAT.into(),
+            format_version: 1,
+            name: name.clone(),
+            method,
+            k: maps[0].ncols(),
+            roi: group.roi.clone(),
+            blocks: blocks.clone(),
+            alphas,
+            align_ids: group.align_ids.clone(),
+            seed: r.seed,
+            seconds: seconds_space,
+        };
+        let out = OutputDir::create(&space_path)?;
+        let dir = out.path().to_path_buf();
+        let mkdir =
+            |p: &Path| std::fs::create_dir_all(p).map_err(|e| brainrecon_core::DataError::io(p, e));
+        mkdir(&dir.join("maps"))?;
+        for (i, (map, mean)) in maps.iter().zip(&means).enumerate() {
+            write_mat(&dir.join(format!("maps/{i}.npy")), map)?;
+            write_vec(&dir.join(format!("maps/{i}_mean.npy")), mean)?;
+        }
+        if let Some(basis) = &basis {
+            write_mat(&dir.join("basis.npy"), basis)?;
+        }
+        write_vec(&dir.join("target_mean.npy"), target_mean)?;
+        write_mat(&dir.join("template.npy"), &template)?;
+        progress(format!(
+            "maps written after {:.1} s",
+            started.elapsed().as_secs_f64()
+        ));
+        write_encoder(
+            &dir.join("encoder"),
+            &pooled_train,
+            &rows,
+            group,
+            target_mean,
+            blocks,
+        )?;
+
+        // Features of every image the pooled subject holds, from the subject that saw it.
+        let mut source: BTreeMap<usize, usize> = BTreeMap::new();
+        for (s, ids) in fitting_ids.iter().enumerate() {
+            for &id in ids.iter().chain(&rows[s].test.ids) {
+                source.entry(id).or_insert(s);
             }
         }
-    }
-    let pooled_dir = dir.join("pooled");
-    let mut pooled_meta = rows[0].subject.meta.clone();
-    pooled_meta.subject = format!("group-{name}");
-    pooled_meta.sessions = (1..=rows.len()).collect();
-    write_space_subject(
-        &pooled_dir,
-        &SpaceSubject {
-            meta: pooled_meta,
-            train: &pooled_train,
-            test: &pooled_test,
-            train_sessions: pooled_sessions,
-        },
-        None,
-    )?;
-    write_pooled_features(
-        &pooled_dir,
-        &group.kinds,
-        &all_ids,
-        &pooled_y,
-        &rows[0].subject,
-        &format!("group-{name}"),
-    )?;
-    write_json_atomic(&dir.join("space.json"), &meta)?;
-    out.commit()?;
-
-    let mut decoders = Vec::new();
-    for target in &r.targets {
-        progress(format!("fitting decoder {target} on the pooled subject"));
-        let summary = fit_request(
-            &FitRequest {
-                roi: Some(super::SHARED_ATLAS.into()),
-                cv: r.cv.clone(),
-                ..FitRequest::with_defaults(
-                    space_path.join("pooled"),
-                    target.clone(),
-                    decoders_dir(&r.group, &name).join(target),
-                )
+        let all_ids: Vec<usize> = source.keys().copied().collect();
+        let mut pooled_y = Mat::zeros(all_ids.len(), widths.iter().sum());
+        for (s, subject_rows) in rows.iter().enumerate() {
+            let (positions, ids): (Vec<usize>, Vec<usize>) = all_ids
+                .iter()
+                .enumerate()
+                .filter(|(_, id)| source[id] == s)
+                .map(|(p, &id)| (p, id))
+                .unzip();
+            let y = feature_rows(&subject_rows.subject, &group.kinds, &ids)?;
+            for (row, &p) in positions.iter().enumerate() {
+                for j in 0..y.ncols() {
+                    pooled_y[(p, j)] = y[(row, j)];
+                }
+            }
+        }
+        let pooled_dir = dir.join("pooled");
+        let mut pooled_meta = rows[0].subject.meta.clone();
+        pooled_meta.subject = format!("group-{name}");
+        pooled_meta.sessions = (1..=rows.len()).collect();
+        write_space_subject(
+            &pooled_dir,
+            &SpaceSubject {
+                meta: pooled_meta,
+                train: &pooled_train,
+                test: &pooled_test,
+                train_sessions: pooled_sessions,
             },
-            &mut |w| progress(format!("warning: {w}")),
+            None,
         )?;
-        decoders.push(summary);
+        write_pooled_features(
+            &pooled_dir,
+            &group.kinds,
+            &all_ids,
+            &pooled_y,
+            &rows[0].subject,
+            &format!("group-{name}"),
+        )?;
+        write_json_atomic(&dir.join("space.json"), &meta)?;
+        out.commit()?;
+
+        let mut decoders = Vec::new();
+        for target in &r.targets {
+            progress(format!("fitting decoder {target} on the pooled subject"));
+            let summary = fit_request(
+                &FitRequest {
+                    roi: Some(super::SHARED_ATLAS.into()),
+                    cv: r.cv.clone(),
+                    ..FitRequest::with_defaults(
+                        space_path.join("pooled"),
+                        target.clone(),
+                        decoders_dir(&r.group, &name).join(target),
+                    )
+                },
+                &mut |w| progress(format!("warning: {w}")),
+            )?;
+            decoders.push(summary);
+        }
+        Ok(GroupFitReport {
+            space: space_path,
+            method: method.name().into(),
+            k: meta.k,
+            n_pooled_rows: pooled_train.ids.len(),
+            seconds_space,
+            decoders,
+        })
     }
-    Ok(GroupFitReport {
-        space: space_path,
-        method: method.name().into(),
-        k: meta.k,
-        n_pooled_rows: pooled_train.ids.len(),
-        seconds_space,
-        decoders,
+}
+
+/// A subject's fitting ids without reading its betas: its train trials, then its test-split
+/// rows that are align images, in the order [`load_subject_rows`] gives them.
+fn fitting_ids_of(subject: &PreparedSubject, group: &GroupMeta) -> Result<Vec<usize>> {
+    let mut ids = subject.row_ids(Split::Train)?;
+    ids.extend(
+        subject
+            .row_ids(Split::Test)?
+            .into_iter()
+            .filter(|id| group.align_ids.binary_search(id).is_ok()),
+    );
+    Ok(ids)
+}
+
+/// Writes a spectrum into `dir` as `eigenvalues.npy` (r) and `eigenvectors.npy` (r × r, C
+/// order), float64, so that [`read_spectrum`] gives it back to the bit.
+pub fn write_spectrum(dir: &Path, spectrum: &BlockSpectrum) -> Result<()> {
+    let lambda = spectrum.eigenvalues();
+    write_f64(&dir.join("eigenvalues.npy"), &[lambda.len()], lambda)?;
+    let u = spectrum.eigenvectors();
+    let row_major: Vec<f64> = (0..u.nrows())
+        .flat_map(|i| (0..u.ncols()).map(move |j| u[(i, j)]))
+        .collect();
+    write_f64(
+        &dir.join("eigenvectors.npy"),
+        &[u.nrows(), u.ncols()],
+        &row_major,
+    )
+}
+
+/// The spectrum [`write_spectrum`] wrote into `dir`, of betas of `rows` × `voxels`.
+///
+/// Errors: a file missing ([`RouteError::Missing`]), or not float64 of the shapes
+/// (r = min(rows, voxels)), non-finite, or a negative eigenvalue ([`RouteError::Mismatch`],
+/// naming the file).
+pub fn read_spectrum(dir: &Path, rows: usize, voxels: usize) -> Result<BlockSpectrum> {
+    let r = rows.min(voxels);
+    let lambda = read_f64(&dir.join("eigenvalues.npy"), &[r])?;
+    let vectors = read_f64(&dir.join("eigenvectors.npy"), &[r, r])?;
+    let vectors = Mat::from_fn(r, r, |i, j| vectors[i * r + j]);
+    BlockSpectrum::from_parts(vectors, lambda, rows, voxels).map_err(|e| {
+        RouteError::mismatch(
+            &dir.join("eigenvalues.npy"),
+            "values",
+            "eigenvalues of a spectrum: finite, not negative",
+            e,
+        )
     })
+}
+
+/// Writes `values` as a float64 `.npy` of `shape` (C order): statistics kept to the bit.
+pub fn write_f64(path: &Path, shape: &[usize], values: &[f64]) -> Result<()> {
+    Ok(npy::write(path, shape, values)?)
+}
+
+/// Reads a float64 `.npy` of `shape` (C order), refusing another dtype, shape or a
+/// non-finite value, naming the file.
+pub fn read_f64(path: &Path, shape: &[usize]) -> Result<Vec<f64>> {
+    if !path.is_file() {
+        return Err(RouteError::Missing {
+            path: path.to_path_buf(),
+            what: "part of a subject's statistics, written by `group fit --shard k/N`; run \
+                   that shard again"
+                .into(),
+        });
+    }
+    let header = npy::read_header(path)?;
+    if header.descr != "<f8" || header.fortran_order || header.shape != shape {
+        return Err(RouteError::mismatch(
+            path,
+            "header",
+            format!("float64 (<f8) in C order of shape {shape:?}"),
+            format!(
+                "{} of shape {:?}{}",
+                header.descr,
+                header.shape,
+                if header.fortran_order {
+                    " in Fortran order"
+                } else {
+                    ""
+                }
+            ),
+        ));
+    }
+    let bytes = std::fs::read(path).map_err(|e| brainrecon_core::DataError::io(path, e))?;
+    let count: usize = shape.iter().product();
+    let data = bytes
+        .get(header.data_offset..header.data_offset + 8 * count)
+        .ok_or_else(|| {
+            RouteError::mismatch(
+                path,
+                "data",
+                format!("{count} float64 values"),
+                format!(
+                    "{} bytes after the header",
+                    bytes.len().saturating_sub(header.data_offset)
+                ),
+            )
+        })?;
+    let values: Vec<f64> = data
+        .chunks_exact(8)
+        .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
+        .collect();
+    if let Some(i) = values.iter().position(|v| !v.is_finite()) {
+        return Err(RouteError::mismatch(
+            path,
+            format!("value {i}"),
+            "a finite number",
+            values[i],
+        ));
+    }
+    Ok(values)
 }
 
 /// Rows of several matrices with the same columns, one under another.

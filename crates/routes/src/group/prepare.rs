@@ -13,18 +13,50 @@ use std::path::PathBuf;
 
 /// What `group prepare` is asked.
 #[derive(Debug, Clone)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct GroupPrepareRequest {
     /// Prepared subjects, each with the same kinds of features from the same model.
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long = "subject",
+            required = true,
+            help = "A prepared subject with features (repeat for each subject)"
+        )
+    )]
     pub subjects: Vec<PathBuf>,
     /// The group folder to write.
+    #[cfg_attr(feature = "cli", arg(long))]
     pub out: PathBuf,
     /// The ROI every map starts from.
+    #[cfg_attr(feature = "cli", arg(long, default_value = "nsdgeneral"))]
     pub roi: String,
     /// Feature kinds (vae, clip-text).
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            default_value = "vae,clip-text",
+            value_delimiter = ',',
+            help = "Feature kinds the shared models target, comma-separated"
+        )
+    )]
     pub kinds: Vec<String>,
     /// Share of the shared images used to align (the rest are kept for testing).
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            default_value_t = 0.5,
+            help = "Share of the images every subject saw that is used to align (the rest is for testing)"
+        )
+    )]
     pub align_share: f64,
     /// Seed of the shuffle that splits the shared images into align and test.
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, default_value_t = 0, help = "Seed of the align/test split")
+    )]
     pub seed: u64,
 }
 

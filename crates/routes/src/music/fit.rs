@@ -38,41 +38,117 @@ pub const SUMMARY_FILE: &str = "music_fit.json";
 
 /// What `brainrecon music fit` is asked (Denk et al. 2023's Brain2Music decoding on ds003720).
 #[derive(Debug, Clone)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct MusicFitOptions {
     /// A run set (`bids prepare`) of the Training and Test runs.
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            help = "A run set of the Training and Test runs (`brainrecon bids prepare`)"
+        )
+    )]
     pub runs: PathBuf,
     /// The GTZAN folder (`<genre>/<genre>.NNNNN.wav`).
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            help = "The GTZAN folder: <genre>/<genre>.NNNNN.wav (also genres/ or genres_original/ inside)"
+        )
+    )]
     pub stimuli: PathBuf,
     /// Cortical ROI labels in the run set's volume (Destrieux).
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            help = "Cortical ROI labels on the runs' grid (.nii/.nii.gz; e.g. Destrieux)"
+        )
+    )]
     pub atlas: PathBuf,
     /// The atlas' label names (`index<TAB>name`); `None`: the atlas' `.tsv` sibling if any, else
     /// `label N`.
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            help = "index<TAB>name table of the atlas's labels (default: the atlas's .tsv beside it)"
+        )
+    )]
     pub atlas_names: Option<PathBuf>,
     /// The folder to write (see the module documentation).
+    #[cfg_attr(feature = "cli", arg(long, help = "Output folder"))]
     pub out: PathBuf,
     /// The embedding decoded.
+    #[cfg_attr(feature = "cli", arg(long, default_value = "clap-audio", value_parser = EmbeddingKind::parse, help = "clap-audio (MuLan-music's stand-in), clap-text (MuLan-text's) or encodec (SoundStream's)"))]
     pub embedding: EmbeddingKind,
     /// CLAP (`genres-clap`, a folder or hub id) or EnCodec folder.
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            default_value = "genres-clap",
+            help = "CLAP: genres-clap (built in), a folder or a cached hub id (laion/clap-htsat-unfused); EnCodec: a folder or hub id (facebook/encodec_24khz)"
+        )
+    )]
     pub model: String,
     /// `track<TAB>start<TAB>caption` (clap-text).
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, help = "track<TAB>start<TAB>caption per clip (clap-text)")
+    )]
     pub captions: Option<PathBuf>,
-    /// Window length, step and scan delay (s).
-    pub windows: WindowSpec,
     /// ROIs with the best CV score whose predictions are averaged.
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            default_value_t = 6,
+            help = "ROIs whose predictions are averaged (the best by CV score)"
+        )
+    )]
     pub top_rois: usize,
     /// K of each ROI's K-fold CV, grouped by clip.
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, default_value_t = 5, help = "Folds of the CV over clips")
+    )]
     pub folds: usize,
     /// The ridge penalty grid.
+    #[cfg_attr(feature = "cli", arg(long, value_delimiter = ',', default_values_t = super::default_alphas(), hide_default_value = true, help = "Ridge penalties tried (default 10^0 … 10^6 in half decades)"))]
     pub alphas: Vec<f64>,
+    /// Window length, step and scan delay (s).
+    #[cfg_attr(feature = "cli", command(flatten))]
+    pub windows: WindowSpec,
     /// The BIDS task whose runs are the test split (the rest train).
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            default_value = "Test",
+            help = "The task whose runs are the test runs"
+        )
+    )]
     pub test_task: String,
     /// Drop each run's first clip (ds003720's analyses do: it repeats a clip and starts from rest).
+    #[cfg_attr(feature = "cli", arg(long = "keep-first-clip", action = clap::ArgAction::SetFalse, help = "Keep each run's first clip (ds003720's analyses drop it: it repeats a clip)"))]
     pub drop_first: bool,
     /// Regions with fewer of the run set's voxels are left out.
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            default_value_t = 10,
+            help = "ROIs with fewer voxels are left out"
+        )
+    )]
     pub min_roi_voxels: usize,
     /// Seed of CLAP's random choices (crops of audio longer than its input).
+    #[cfg_attr(feature = "cli", arg(long, default_value_t = 0, help = None::<&str>))]
     pub seed: u64,
     /// Draw progress bars.
+    #[cfg_attr(feature = "cli", arg(skip))]
     pub progress: bool,
 }
 

@@ -41,27 +41,79 @@ const MUSICGEN_GUIDANCE: f32 = 3.0;
 
 /// What `brainrecon music generate` is asked.
 #[derive(Debug, Clone)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct GenerateOptions {
     /// A `music fit` folder of CLAP embeddings.
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            help = "A `music fit` folder of CLAP embeddings (clap-audio or clap-text)"
+        )
+    )]
     pub fit: PathBuf,
     /// The caption bank: a TSV with a `caption` column (and optionally `track`), or a `.txt`
     /// file with one caption per line.
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            help = "The caption bank: TSV with a caption column (track optional) or .txt, one per line"
+        )
+    )]
     pub captions: PathBuf,
     /// A MusicGen folder or hub id (with T5's `tokenizer.json`).
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            default_value = "facebook/musicgen-small",
+            help = "MusicGen: a folder (config.json, model.safetensors, tokenizer.json) or a cached hub id"
+        )
+    )]
     pub musicgen: String,
     /// The folder to write: `generated/<track>.wav` and `generation.json`.
+    #[cfg_attr(feature = "cli", arg(long, help = "Output folder"))]
     pub out: PathBuf,
     /// Seconds of audio per clip.
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, default_value_t = 10.0, help = "Seconds of audio per clip")
+    )]
     pub seconds: f64,
     /// Classifier-free guidance (None: generation_config.json's, else 3).
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            help = "Classifier-free guidance (default: generation_config.json's, else 3)"
+        )
+    )]
     pub guidance: Option<f32>,
     /// Top-k sampling, 0 = greedy (None: generation_config.json's, else 250).
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            help = "Top-k sampling, 0 = greedy (default: generation_config.json's, else 250)"
+        )
+    )]
     pub top_k: Option<usize>,
     /// Clip `i` draws from ChaCha8 seeded with `seed + i`.
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            default_value_t = 0,
+            help = "Clip i samples from a ChaCha8 stream seeded with SEED + i"
+        )
+    )]
     pub seed: u64,
     /// Leave out the bank's captions of the fit's test clips.
+    #[cfg_attr(feature = "cli", arg(long = "keep-test-captions", action = clap::ArgAction::SetFalse, help = "Let a test clip's own caption be chosen (left out by default)"))]
     pub exclude_test: bool,
     /// Draw progress bars.
+    #[cfg_attr(feature = "cli", arg(skip))]
     pub progress: bool,
 }
 

@@ -11,13 +11,35 @@ use std::path::PathBuf;
 
 /// Window length, step and the shift of the scans against the audio.
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct WindowSpec {
     /// Seconds of audio per window (MuLan's 10 s).
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long = "window",
+            value_name = "WINDOW",
+            default_value_t = 10.0,
+            help = "Seconds of audio per window"
+        )
+    )]
     pub seconds: f64,
     /// Seconds between window starts (one TR of ds003720: 1.5 s).
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, default_value_t = 1.5, help = "Seconds between windows")
+    )]
     pub step: f64,
     /// Seconds the scans are shifted after the audio (0: the scans inside the window, as the
     /// paper aligns them).
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            default_value_t = 0.0,
+            help = "Seconds the scans are shifted after the audio (0: the scans inside the window)"
+        )
+    )]
     pub delay: f64,
 }
 

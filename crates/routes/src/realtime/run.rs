@@ -10,11 +10,22 @@ use std::sync::atomic::AtomicBool;
 
 /// Where the live page is served.
 #[derive(Debug, Clone, Default)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct PageOptions {
-    /// Serve no page (the session still runs and records).
-    pub no_serve: bool,
     /// The address [default: 127.0.0.1:8080, or a free port when that one is taken].
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long = "serve",
+            value_name = "ADDRESS",
+            conflicts_with = "no_serve",
+            help = "Serve the live page on this address [default: 127.0.0.1:8080, or a free port when that one is taken]"
+        )
+    )]
     pub address: Option<String>,
+    /// Serve no page (the session still runs and records).
+    #[cfg_attr(feature = "cli", arg(long, help = "Do not serve the page"))]
+    pub no_serve: bool,
 }
 
 /// Opens the session, serves its page, follows the export folder volume by volume until the

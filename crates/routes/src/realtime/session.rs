@@ -47,43 +47,144 @@ use std::time::{Duration, Instant};
 
 /// Everything a live session needs.
 #[derive(Debug, Clone)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct LiveOptions {
     /// How the export folder is followed.
+    #[cfg_attr(feature = "cli", command(flatten))]
     pub follow: FollowOptions,
     /// The prepared subject the decoders were fit on.
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, help = "The prepared subject the decoders were fit on")
+    )]
     pub subject: PathBuf,
     /// The folder holding the z and c decoders (`DECODERS/z`, `DECODERS/c`).
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            help = "The folder holding the z and c decoders (`brainrecon fit --target z|c --out DIR/z|c`)"
+        )
+    )]
     pub decoders: PathBuf,
     /// A volume on the subject's grid to register the session to; `None`: the session lies
     /// on the subject's grid already.
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            help = "A volume on the subject's grid (NIfTI) to register the session to; without it the session is taken to be on the subject's grid already"
+        )
+    )]
     pub subject_reference: Option<PathBuf>,
     /// The session's repetition time, seconds.
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, help = "The session's repetition time in seconds")
+    )]
     pub tr: f64,
     /// Seconds of volumes averaged into each decoded pattern.
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            default_value_t = 4.0,
+            help = "Seconds of volumes averaged into each decoded pattern"
+        )
+    )]
     pub window_s: f64,
     /// Seconds from an image's onset to the first volume of its pattern (scoring).
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            default_value_t = 4.0,
+            help = "Seconds from an image's onset to the first volume of its pattern (scoring with --events)"
+        )
+    )]
     pub delay_s: f64,
     /// Draw every decoded volume, however late (instead of the newest of each poll).
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            help = "Draw every decoded volume, however late (rehearsal on a folder filled at once; live, only the newest volume is drawn)"
+        )
+    )]
     pub draw_all: bool,
     /// The session's BIDS events.tsv: write OUT/recons and OUT/recons-offline.
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            help = "The session's BIDS events.tsv (onset, stim_file): write OUT/recons for scoring"
+        )
+    )]
     pub events: Option<PathBuf>,
     /// Where the session's record goes.
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            default_value = "realtime-session",
+            help = "Where the session's record goes"
+        )
+    )]
     pub out: PathBuf,
     /// The diffusion model (as `StableDiffusion::load` takes it).
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            default_value = "shapes-ldm",
+            help = "Diffusers folder, cache snapshot, cached model id, or shapes-ldm (built in)"
+        )
+    )]
     pub model: String,
     /// DDIM steps of the full schedule (img2img runs `strength` of them).
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            default_value_t = 10,
+            help = "DDIM steps of the full schedule (--strength of them run)"
+        )
+    )]
     pub steps: usize,
     /// Share of the schedule img2img runs from the decoded z's picture.
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            default_value_t = 0.8,
+            help = "Share of the schedule img2img runs, in (0, 1]"
+        )
+    )]
     pub strength: f64,
     /// Classifier-free guidance scale against the empty prompt.
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            default_value_t = 5.0,
+            help = "Classifier-free guidance scale (≤ 1 disables guidance)"
+        )
+    )]
     pub guidance: f64,
     /// Seed of the drawing noise.
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, default_value_t = 42, help = "Seed of the sampler's noise")
+    )]
     pub seed: u64,
     /// Where the diffusion model runs.
+    #[cfg_attr(feature = "cli", arg(skip = Device::Cpu))]
     pub device: Device,
     /// The diffusion weights' precision.
+    #[cfg_attr(feature = "cli", arg(skip = DType::F32))]
     pub dtype: DType,
     /// The command recorded in the reconstruction folders' manifests.
+    #[cfg_attr(feature = "cli", arg(skip = String::new()))]
     pub command: String,
 }
 

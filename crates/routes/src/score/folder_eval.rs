@@ -170,33 +170,105 @@ fn suite_table(
 
 /// `brainrecon eval` as the command line asks for it.
 #[derive(Debug, Clone)]
+#[cfg_attr(feature = "cli", derive(clap::Args))]
 pub struct EvalRequest {
     /// A prepared subject, or a folder of `<id>.png` stimuli.
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, help = "A prepared subject, or a directory of <id>.png stimuli")
+    )]
     pub stimuli: PathBuf,
     /// A reconstruction folder (with manifest.json), or a folder of `<id>.png`.
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            help = "A `brainrecon reconstruct` result, or a directory of <id>.png reconstructions"
+        )
+    )]
     pub recons: PathBuf,
     /// The CLIP vision model of the CLIP column (default [`crate::decode::clip::DEFAULT_CLIP`] when
     /// cached).
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            help = "CLIP vision model of the CLIP column (folder, snapshot or cached id; default: openai/clip-vit-large-patch14 when it is in the Hugging Face cache)"
+        )
+    )]
     pub clip: Option<String>,
     /// The metric networks' weights (default `$BRAINRECON_METRIC_WEIGHTS`).
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            help = "Folder of the metric networks' weights (alexnet, inception_v3, efficientnet_b1, efficientnet_b1_v1, swav_resnet50 .safetensors); default $BRAINRECON_METRIC_WEIGHTS"
+        )
+    )]
     pub metric_weights: Option<PathBuf>,
     /// mindeye or brain-diffuser.
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            default_value = "mindeye",
+            help = "mindeye (MindEye2's evaluation) or brain-diffuser (its scripts' preprocessing, SSIM and EfficientNet weights)"
+        )
+    )]
     pub protocol: String,
     /// Where the metric networks run.
+    #[cfg_attr(feature = "cli", arg(long, default_value = "cpu", value_parser = crate::decode::options::parse_device, help = "cpu, cuda or cuda:N"))]
     pub device: brainrecon_core::Device,
     /// Report: test images per page, thumbnail size.
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, default_value_t = 50, help = "Report: test images per page")
+    )]
     pub rows_per_page: usize,
     /// Report: thumbnail side (px).
+    #[cfg_attr(
+        feature = "cli",
+        arg(long, default_value_t = 128, help = "Report: thumbnail size in pixels")
+    )]
     pub thumbnail: usize,
     /// Captions to score.
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            help = "Captions to score (captions.json of `brainrecon caption`, or its folder); a `--method caption` run's own are scored without it"
+        )
+    )]
     pub captions: Option<PathBuf>,
     /// pycocoevalcap's meteor-1.5.jar.
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            help = "pycocoevalcap's meteor-1.5.jar (with data/paraphrase-en.gz beside it), for METEOR"
+        )
+    )]
     pub meteor_jar: Option<PathBuf>,
     /// The CLIP model of CLIP-S (default clipscore.py's when cached).
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            help = "CLIP model of CLIP-S / RefCLIP-S (folder or cached id; default: openai/clip-vit-base-patch32, clipscore.py's, when it is in the Hugging Face cache)"
+        )
+    )]
     pub clip_score_model: Option<String>,
     /// A contact sheet to write (a folder of PNGs only).
+    #[cfg_attr(
+        feature = "cli",
+        arg(
+            long,
+            help = "Also write a contact sheet PNG: stimuli on top, reconstructions below, 10 per row"
+        )
+    )]
     pub sheet: Option<PathBuf>,
     /// The command recorded in the report.
+    #[cfg_attr(feature = "cli", arg(skip))]
     pub command: String,
 }
 

@@ -174,3 +174,175 @@ pub fn edit_json(path: &Path, edit: impl FnOnce(&mut Value)) {
     edit(&mut value);
     std::fs::write(path, serde_json::to_vec_pretty(&value).unwrap()).unwrap();
 }
+
+/// A simulated group at CI size: the NSD root, subj01 … subj05 prepared from all their
+/// sessions with features z and c, and the group folder of subj02 … subj05.
+pub struct SimulatedGroup {
+    /// The simulated NSD root.
+    pub sim: PathBuf,
+    /// subj01 (the new subject) … subj05, prepared.
+    pub subjects: Vec<PathBuf>,
+    /// `group prepare` of subj02 … subj05 (half the shared images to align on).
+    pub group: PathBuf,
+    /// What `group prepare` printed.
+    pub prepared: String,
+}
+
+/// `simulate --subjects 5 …` as `request` asks (its `out` is replaced by DIR/sim), `nsd prepare`
+/// and `features` of the five subjects into DIR/subjNN, then `group prepare` of subj02 …
+/// subj05 into DIR/group with `--align-share 0.5`: the setup every group route test shares.
+pub fn simulated_group(dir: &Path, simulate: request::Request) -> SimulatedGroup {
+    use brainrecon_routes::group::prepare::{prepare_group, GroupPrepareRequest};
+    let sim = dir.join("sim");
+    request::run(&request::Request {
+        out: sim.clone(),
+        ..simulate
+    })
+    .unwrap();
+    let subjects: Vec<PathBuf> = (1..=5)
+        .map(|s| {
+            let out = dir.join(format!("subj0{s}"));
+            prepared_with_features(&sim, s, None, &out);
+            out
+        })
+        .collect();
+    let group = dir.join("group");
+    let report = prepare_group(&GroupPrepareRequest {
+        subjects: subjects[1..].to_vec(),
+        out: group.clone(),
+        roi: "nsdgeneral".into(),
+        kinds: vec!["vae".into(), "clip-text".into()],
+        align_share: 0.5,
+        seed: 0,
+    })
+    .unwrap();
+    SimulatedGroup {
+        sim,
+        subjects,
+        group,
+        prepared: report.text(),
+    }
+}
+
+/// `group fit --group GROUP --method METHOD --k K` with decoders of z and c (10 iterations,
+/// seed 0, 5-fold CV).
+pub fn fit_space(group: &Path, method: &str, k: usize) {
+    use brainrecon_routes::group::fit::{fit_group, GroupFitRequest};
+    fit_group(
+        &GroupFitRequest {
+            group: group.to_path_buf(),
+            method: method.into(),
+            name: None,
+            k,
+            n_iter: 10,
+            seed: 0,
+            targets: vec!["z".into(), "c".into()],
+            cv: "5".into(),
+        },
+        &mut |_| {},
+    )
+    .unwrap();
+}
+
+/// `group curve --group GROUP --space shared --space srm --subject 1 --trials … --seeds SEEDS`
+/// on subj01 of `group`'s NSD root, scoring z and c, written to `out`.
+pub fn group_curve(
+    group: &SimulatedGroup,
+    trials: Vec<Option<usize>>,
+    seeds: usize,
+    out: &Path,
+) -> brainrecon_routes::group::curve::Curve {
+    use brainrecon_routes::group::curve::{curve, CurveRequest};
+    curve(
+        &CurveRequest {
+            group: group.group.clone(),
+            spaces: vec!["shared".into(), "srm".into()],
+            nsd_root: group.sim.clone(),
+            subject: 1,
+            trials,
+            seeds,
+            targets: vec!["z".into(), "c".into()],
+            out: out.to_path_buf(),
+            progress: false,
+        },
+        &mut |_| {},
+    )
+    .unwrap()
+}
+
+/// The point of `method` at `trials` (`None`: the all-trials point, the ceiling's) of `curve`.
+pub fn curve_point<'a>(
+    curve: &'a brainrecon_routes::group::curve::Curve,
+    method: &str,
+    trials: Option<usize>,
+) -> &'a brainrecon_routes::group::curve::CurvePoint {
+    curve
+        .points
+        .iter()
+        .find(|p| {
+            p.method == method
+                && match trials {
+                    Some(n) => !p.all_trials && p.trials == n,
+                    None => p.all_trials,
+                }
+        })
+        .unwrap_or_else(|| panic!("{method} at {trials:?} trials in {curve:?}"))
+}
+
+/// Asserts that the point `above` (method, trials as in [`curve_point`]) scores higher than
+/// `below` by more than two s.d. over the seeds: the difference is taken seed by seed, both
+/// points scored on that seed's test images. Returns the difference's mean and s.d.
+pub fn assert_above(
+    curve: &brainrecon_routes::group::curve::Curve,
+    above: (&str, Option<usize>),
+    below: (&str, Option<usize>),
+) -> (f64, f64) {
+    let (a, b) = (
+        curve_point(curve, above.0, above.1),
+        curve_point(curve, below.0, below.1),
+    );
+    assert!(a.per_seed.len() >= 3, "at least 3 seeds: {a:?}");
+    let differences: Vec<f64> = a
+        .per_seed
+        .iter()
+        .zip(&b.per_seed)
+        .map(|(x, y)| {
+            assert_eq!(x.seed, y.seed);
+            x.two_way_mean - y.two_way_mean
+        })
+        .collect();
+    let (mean, sd) = brainrecon_routes::group::curve::mean_sd(&differences);
+    let label = |(method, trials): (&str, Option<usize>)| match trials {
+        Some(n) => format!("{method} at {n} trials"),
+        None => format!("{method} at all trials"),
+    };
+    eprintln!(
+        "{} over {}: {mean:+.4} ± {sd:.4} (per seed {differences:.3?})",
+        label(above),
+        label(below)
+    );
+    assert!(
+        mean > 0.0 && mean > 2.0 * sd,
+        "{above:?} over {below:?}: {mean:+.4} ± {sd:.4} (per seed {differences:?}), expected a \
+         margin above 2 s.d.; the curve:\n{}",
+        curve.markdown()
+    );
+    (mean, sd)
+}
+
+/// Asserts that the point of `method` at `trials` is above chance (two-way 0.5) by more than
+/// two s.d. over the seeds.
+pub fn assert_above_chance(
+    curve: &brainrecon_routes::group::curve::Curve,
+    method: &str,
+    trials: Option<usize>,
+) {
+    let p = curve_point(curve, method, trials);
+    assert!(
+        p.two_way_mean - 0.5 > 2.0 * p.two_way_sd,
+        "{method} at {trials:?} trials: {:.4} ± {:.4}, expected above chance (0.5) by more than \
+         2 s.d.",
+        p.two_way_mean,
+        p.two_way_sd
+    );
+}

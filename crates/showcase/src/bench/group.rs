@@ -3,7 +3,8 @@
 //!
 //! The adapt half runs the steps of `group adapt --via features` on a shared space, with the
 //! library's own functions and in the same order: read X (betas, f32 → f64), the targets Y
-//! (f32 features → f64, centred and scaled by block) and the basis P (f32 → f64); T = Y·P;
+//! (f32 features → f64, centred and scaled by block); T = Y·P with the basis P read as f32 by
+//! blocks of rows (`times_basis`);
 //! α by GCV on 512 columns of T; M = ridge(X → T); then (X − μ)·M for the train rows and
 //! the test rows. The arrays are read from .npy files written beforehand, so that reading and
 //! its memory count as they do in the library.
@@ -14,13 +15,17 @@ use brainrecon_align::streamed::{
     fit_shared_space_blocks, gcv_alpha_blocks, peak_bytes, BlockSpectrum, BlockSubject, RowBlocks,
     SubjectSize,
 };
+use brainrecon_core::fs::OutputDir;
 use brainrecon_core::fs::{read_json, write_json_atomic};
 use brainrecon_core::DataError;
 use brainrecon_formats::npy;
 use brainrecon_routes::error::{Result, RouteError};
-use brainrecon_routes::group::data::{apply_map, column_means, read_mat, read_vec, scale_targets};
+use brainrecon_routes::group::data::{
+    apply_map, column_means, read_mat, read_vec, scale_targets, times_basis,
+};
 use brainrecon_routes::group::fit::{
-    alpha_column_indices, alpha_columns, default_block_rows, map_alphas,
+    alpha_column_indices, alpha_columns, default_block_rows, map_alphas, read_f64, read_spectrum,
+    write_f64, write_spectrum,
 };
 use brainrecon_routes::group::TargetBlock;
 use faer::Mat;
@@ -86,11 +91,11 @@ pub struct AdaptResult {
     pub threads: usize,
     /// The α GCV chose.
     pub alpha: f64,
-    /// Reading X, Y and P (f32 → f64) and scaling Y.
+    /// Reading X and Y (f32 → f64) and scaling Y.
     pub read_seconds: f64,
-    /// Of which reading P.
+    /// Reading P: block by block within T = Y·P, so the same as `targets_seconds`.
     pub read_basis_seconds: f64,
-    /// T = Y·P.
+    /// T = Y·P, reading P by blocks of rows.
     pub targets_seconds: f64,
     /// The default map (`--map encoding`): 5-fold choice of (λ, μ) over the 5 × 5 grid, refit.
     pub encoding_seconds: f64,
@@ -439,17 +444,15 @@ pub fn measure_adapt(dir: &Path, k: usize, threads: usize) -> Result<AdaptResult
     // As `feature_rows`: the raw features live only until they are scaled.
     let y = scale_targets(&read_mat(&dir.join("y_train.npy"))?, &mean, &meta.blocks);
     peak_after("read X and Y");
-    let step = Instant::now();
-    let basis = read_mat(&basis_path(dir, k))?;
-    let read_basis_seconds = step.elapsed().as_secs_f64();
     let read_seconds = started.elapsed().as_secs_f64();
-    peak_after("read P");
 
+    // As `group adapt`: P is read block by block of rows into T = Y·P, never whole.
     let step = Instant::now();
-    let targets = &y * &basis;
-    drop((y, basis));
+    let targets = times_basis(&y, &basis_path(dir, k), k, "the bench's basis")?;
+    drop(y);
     let targets_seconds = step.elapsed().as_secs_f64();
-    peak_after("T = Y·P");
+    let read_basis_seconds = targets_seconds;
+    peak_after("read P, T = Y·P");
 
     let step = Instant::now();
     let encoding = brainrecon_align::encoding_map::fit_encoding_map(
@@ -578,6 +581,29 @@ pub enum Measured {
     Adapt(AdaptResult),
     /// The group fit.
     Group(GroupResult),
+    /// One step of the group fit's array form.
+    GroupStep(GroupStepResult),
+}
+
+/// One step of the group fit's array form, each in its own process: a subject's statistics
+/// (`group-stats:S`) or the merge (`group-merge`).
+#[derive(Serialize, Debug)]
+pub struct GroupStepResult {
+    /// `stats` or `merge`.
+    pub step: String,
+    /// The subject of a `stats` step (0-based).
+    pub subject: Option<usize>,
+    /// Wall time of the step, seconds (generating the rows included).
+    pub seconds: f64,
+    /// Of which generating the synthetic rows (reading them from disk, in the route).
+    pub generate_seconds: f64,
+    /// Of a `stats` step, the spectrum: one pass forming the Gram, one eigendecomposition
+    /// (generating its rows included).
+    pub spectrum_seconds: Option<f64>,
+    /// CPU seconds (user + system) of the step.
+    pub cpu_seconds: f64,
+    /// Peak resident memory of the process (VmHWM), MB.
+    pub peak_rss_mb: f64,
 }
 
 /// One measurement in this process: `adapt` ([`measure_adapt`] at the first k, on the data in
@@ -594,9 +620,25 @@ pub fn measure_here(bench: &GroupBench, what: &str) -> Result<Measured> {
             &bench.group_workload(),
             bench.threads,
         )?)),
-        other => Err(RouteError::Usage(format!(
-            "--measure: adapt or group, found '{other}'"
-        ))),
+        "group-merge" => Ok(Measured::GroupStep(measure_group_merge(
+            &bench.group_workload(),
+            bench.threads,
+            &bench.data_dir,
+        )?)),
+        other => match other.strip_prefix("group-stats:").map(str::parse::<usize>) {
+            Some(Ok(subject)) if subject < bench.subjects => {
+                Ok(Measured::GroupStep(measure_group_stats(
+                    &bench.group_workload(),
+                    bench.threads,
+                    subject,
+                    &bench.data_dir,
+                )?))
+            }
+            _ => Err(RouteError::Usage(format!(
+                "--measure: adapt, group, group-stats:S (S below --subjects) or group-merge, \
+                 found '{other}'"
+            ))),
+        },
     }
 }
 
@@ -787,9 +829,6 @@ impl RowBlocks for PlantedRows<'_> {
 /// of [`default_block_rows`] rows. Peak memory is the process's VmHWM.
 pub fn measure_group(w: &GroupWorkload, threads: usize) -> Result<GroupResult> {
     brainrecon_ridge::set_threads(threads);
-    let mut rng = ChaCha8Rng::seed_from_u64(SEED ^ 0x9e37_79b9);
-    let r = PLANTED_RANK;
-    let scale = 1.0 / (r as f32).sqrt();
     let block_rows = default_block_rows(w.voxels.max(w.targets));
     let opts = SharedSpaceOptions {
         k: w.k,
@@ -804,24 +843,12 @@ pub fn measure_group(w: &GroupWorkload, threads: usize) -> Result<GroupResult> {
     ];
     let gcv_columns = alpha_column_indices(w.targets);
     let estimated = peak_bytes(&sizes, w.targets, gcv_columns.len(), &opts, block_rows);
-    let y_loading = gaussian(&mut rng, r * w.targets, scale);
-    let x_loadings: Vec<Vec<f32>> = (0..w.subjects)
-        .map(|_| gaussian(&mut rng, r * w.voxels, scale))
-        .collect();
-    let generating = std::cell::Cell::new(0.0);
+    let group = PlantedGroup::new(w);
+    let generating = &group.generating;
 
     let cpu_before = cpu_seconds();
     let started = Instant::now();
-    let planted = |s: usize, y: bool| PlantedRows {
-        subject: s as u64,
-        rows: w.rows,
-        loading: if y { &y_loading } else { &x_loadings[s] },
-        cols: if y { w.targets } else { w.voxels },
-        noise: if y { Y_NOISE } else { X_NOISE },
-        salt: if y { 0x5eed } else { 0 },
-        mean: Vec::new(),
-        generating: &generating,
-    };
+    let planted = |s: usize, y: bool| group.rows(w, s, y);
     let mut xs = Vec::with_capacity(w.subjects);
     let mut ys = Vec::with_capacity(w.subjects);
     for s in 0..w.subjects {
@@ -877,6 +904,157 @@ pub fn measure_group(w: &GroupWorkload, threads: usize) -> Result<GroupResult> {
         cpu_seconds: cpu_seconds() - cpu_before,
         peak_rss_mb: super::peak_rss_mb(),
         estimated_peak_mb: estimated as f64 / 1e6,
+    })
+}
+
+/// The loadings of a planted group (every process draws the same), and the time spent
+/// generating its rows.
+struct PlantedGroup {
+    y_loading: Vec<f32>,
+    x_loadings: Vec<Vec<f32>>,
+    generating: std::cell::Cell<f64>,
+}
+
+impl PlantedGroup {
+    fn new(w: &GroupWorkload) -> Self {
+        let mut rng = ChaCha8Rng::seed_from_u64(SEED ^ 0x9e37_79b9);
+        let r = PLANTED_RANK;
+        let scale = 1.0 / (r as f32).sqrt();
+        let y_loading = gaussian(&mut rng, r * w.targets, scale);
+        let x_loadings = (0..w.subjects)
+            .map(|_| gaussian(&mut rng, r * w.voxels, scale))
+            .collect();
+        PlantedGroup {
+            y_loading,
+            x_loadings,
+            generating: std::cell::Cell::new(0.0),
+        }
+    }
+
+    /// Subject `s`'s betas (`y` false) or targets, not yet centred.
+    fn rows(&self, w: &GroupWorkload, s: usize, y: bool) -> PlantedRows<'_> {
+        PlantedRows {
+            subject: s as u64,
+            rows: w.rows,
+            loading: if y {
+                &self.y_loading
+            } else {
+                &self.x_loadings[s]
+            },
+            cols: if y { w.targets } else { w.voxels },
+            noise: if y { Y_NOISE } else { X_NOISE },
+            salt: if y { 0x5eed } else { 0 },
+            mean: Vec::new(),
+            generating: &self.generating,
+        }
+    }
+}
+
+/// `DATA/group-stats/S`: subject S's statistics of the array form.
+fn group_stats_dir(data_dir: &Path, w: &GroupWorkload, subject: usize) -> PathBuf {
+    data_dir
+        .join(format!(
+            "group-stats-{}x{}x{}x{}",
+            w.subjects, w.rows, w.voxels, w.targets
+        ))
+        .join(subject.to_string())
+}
+
+/// The array form's task for `subject`, as `group fit --shard` runs it: its column means
+/// (betas and targets), its spectrum and its GCV α, written (float64) to
+/// `DATA/group-stats-…/S` through an output folder.
+pub fn measure_group_stats(
+    w: &GroupWorkload,
+    threads: usize,
+    subject: usize,
+    data_dir: &Path,
+) -> Result<GroupStepResult> {
+    brainrecon_ridge::set_threads(threads);
+    let block_rows = default_block_rows(w.voxels.max(w.targets));
+    let group = PlantedGroup::new(w);
+    let cpu_before = cpu_seconds();
+    let started = Instant::now();
+    let mut x = group.rows(w, subject, false);
+    x.centre(block_rows);
+    let mut y = group.rows(w, subject, true);
+    y.centre(block_rows);
+    let spectrum_started = Instant::now();
+    let spectrum = BlockSpectrum::from_blocks(&x, block_rows)?;
+    let spectrum_seconds = spectrum_started.elapsed().as_secs_f64();
+    let gcv_columns = alpha_column_indices(w.targets);
+    let columns = Columns {
+        inner: &y,
+        columns: &gcv_columns,
+    };
+    let alpha = gcv_alpha_blocks(&spectrum, &x, &columns, &map_alphas(), block_rows)?;
+    let out = OutputDir::create(&group_stats_dir(data_dir, w, subject))?;
+    write_spectrum(out.path(), &spectrum)?;
+    write_f64(&out.path().join("x_mean.npy"), &[x.mean.len()], &x.mean)?;
+    write_f64(&out.path().join("y_mean.npy"), &[y.mean.len()], &y.mean)?;
+    write_f64(&out.path().join("alpha.npy"), &[1], &[alpha])?;
+    out.commit()?;
+    Ok(GroupStepResult {
+        step: "stats".into(),
+        subject: Some(subject),
+        seconds: started.elapsed().as_secs_f64(),
+        generate_seconds: group.generating.get(),
+        spectrum_seconds: Some(spectrum_seconds),
+        cpu_seconds: cpu_seconds() - cpu_before,
+        peak_rss_mb: super::peak_rss_mb(),
+    })
+}
+
+/// The array form's merge, as `group fit --merge` runs it: every subject's statistics read
+/// back, then [`fit_shared_space_blocks`].
+pub fn measure_group_merge(
+    w: &GroupWorkload,
+    threads: usize,
+    data_dir: &Path,
+) -> Result<GroupStepResult> {
+    brainrecon_ridge::set_threads(threads);
+    let block_rows = default_block_rows(w.voxels.max(w.targets));
+    let opts = SharedSpaceOptions {
+        k: w.k,
+        ..SharedSpaceOptions::default()
+    };
+    let group = PlantedGroup::new(w);
+    let cpu_before = cpu_seconds();
+    let started = Instant::now();
+    let mut xs = Vec::with_capacity(w.subjects);
+    let mut ys = Vec::with_capacity(w.subjects);
+    let mut spectra = Vec::with_capacity(w.subjects);
+    let mut alphas = Vec::with_capacity(w.subjects);
+    for s in 0..w.subjects {
+        let dir = group_stats_dir(data_dir, w, s);
+        let mut x = group.rows(w, s, false);
+        x.mean = read_f64(&dir.join("x_mean.npy"), &[w.voxels])?;
+        let mut y = group.rows(w, s, true);
+        y.mean = read_f64(&dir.join("y_mean.npy"), &[w.targets])?;
+        spectra.push(read_spectrum(&dir, w.rows, w.voxels)?);
+        alphas.push(read_f64(&dir.join("alpha.npy"), &[1])?[0]);
+        xs.push(x);
+        ys.push(y);
+    }
+    let subjects: Vec<BlockSubject<'_, RouteError>> = xs
+        .iter()
+        .zip(&ys)
+        .zip(&spectra)
+        .map(|((x, y), spectrum)| BlockSubject { x, y, spectrum })
+        .collect();
+    let space = fit_shared_space_blocks(&subjects, &alphas, &opts, block_rows)?;
+    if !space.basis[(0, 0)].is_finite() {
+        return Err(RouteError::Usage(
+            "bench group-adapt: the fitted space is not finite".into(),
+        ));
+    }
+    Ok(GroupStepResult {
+        step: "merge".into(),
+        subject: None,
+        seconds: started.elapsed().as_secs_f64(),
+        generate_seconds: group.generating.get(),
+        spectrum_seconds: None,
+        cpu_seconds: cpu_seconds() - cpu_before,
+        peak_rss_mb: super::peak_rss_mb(),
     })
 }
 
@@ -960,5 +1138,30 @@ mod tests {
         .unwrap();
         assert_eq!(g.k, 4);
         assert!(g.peak_rss_mb > 0.0);
+    }
+
+    #[test]
+    fn the_array_form_merges_only_when_every_subject_is_done() {
+        let dir = tempfile::tempdir().unwrap();
+        let w = GroupWorkload {
+            subjects: 2,
+            rows: 30,
+            voxels: 20,
+            targets: 80,
+            k: 4,
+        };
+        let first = measure_group_stats(&w, 1, 0, dir.path()).unwrap();
+        assert_eq!((first.step.as_str(), first.subject), ("stats", Some(0)));
+        let early = measure_group_merge(&w, 1, dir.path()).unwrap_err();
+        assert!(
+            early
+                .to_string()
+                .contains(&format!("{}", group_stats_dir(dir.path(), &w, 1).display())),
+            "{early}"
+        );
+        measure_group_stats(&w, 1, 1, dir.path()).unwrap();
+        let merge = measure_group_merge(&w, 1, dir.path()).unwrap();
+        assert_eq!((merge.step.as_str(), merge.subject), ("merge", None));
+        assert!(merge.peak_rss_mb > 0.0);
     }
 }

@@ -17,33 +17,8 @@ use brainrecon_routes::music::generate::{generate_music, GenerateOptions};
     brainrecon music generate --fit music-fit-clap --captions captions.txt --musicgen facebook/musicgen-small --seconds 10 --top-k 0 --out music-generated"
 )]
 pub struct Args {
-    /// A `music fit` folder of CLAP embeddings (clap-audio or clap-text)
-    #[arg(long)]
-    fit: PathBuf,
-    /// The caption bank: TSV with a caption column (track optional) or .txt, one per line
-    #[arg(long)]
-    captions: PathBuf,
-    /// MusicGen: a folder (config.json, model.safetensors, tokenizer.json) or a cached hub id
-    #[arg(long, default_value = "facebook/musicgen-small")]
-    musicgen: String,
-    /// Output folder
-    #[arg(long)]
-    out: PathBuf,
-    /// Seconds of audio per clip
-    #[arg(long, default_value_t = 10.0)]
-    seconds: f64,
-    /// Classifier-free guidance (default: generation_config.json's, else 3)
-    #[arg(long)]
-    guidance: Option<f32>,
-    /// Top-k sampling, 0 = greedy (default: generation_config.json's, else 250)
-    #[arg(long)]
-    top_k: Option<usize>,
-    /// Clip i samples from a ChaCha8 stream seeded with SEED + i
-    #[arg(long, default_value_t = 0)]
-    seed: u64,
-    /// Let a test clip's own caption be chosen (left out by default)
-    #[arg(long)]
-    keep_test_captions: bool,
+    #[command(flatten)]
+    options: GenerateOptions,
     #[command(flatten)]
     device: DeviceArgs,
     #[command(flatten)]
@@ -52,16 +27,8 @@ pub struct Args {
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     let opts = GenerateOptions {
-        fit: args.fit,
-        captions: args.captions,
-        musicgen: args.musicgen,
-        out: args.out,
-        seconds: args.seconds,
-        guidance: args.guidance,
-        top_k: args.top_k,
-        seed: args.seed,
-        exclude_test: !args.keep_test_captions,
         progress: show_progress(),
+        ..args.options
     };
     let summary = generate_music(&opts, &args.device.device()?)?;
     report(args.json.json, &summary, |_| summary.text(&opts.out))

@@ -1,5 +1,5 @@
-//! `brainrecon slurm …`: a sharded `ridge fit`, `reconstruct` or `bids-app … participant` as a
-//! Slurm job array and the dependent merge, resumable after any task dies.
+//! `brainrecon slurm …`: a sharded `ridge fit`, `reconstruct`, `group fit` or `bids-app …
+//! participant` as a Slurm job array and the dependent merge, resumable after any task dies.
 
 use brainrecon_slurm::script::Resources;
 use brainrecon_slurm::SubmitOptions;
@@ -14,12 +14,13 @@ subcommands! {
     }
 }
 
-/// Split `ridge fit` (targets), `reconstruct` (test images) or `bids-app … participant`
-/// (participants) over a Slurm job array, with the merge as a job that waits for every task.
+/// Split `ridge fit` (targets), `reconstruct` (test images), `group fit` (subjects' statistics)
+/// or `bids-app … participant` (participants) over a Slurm job array, with the merge as a job
+/// that waits for every task.
 ///
 /// Writes JOBS/task.sbatch (the array: task k `exec`s the command with `--shard k/N`),
-/// JOBS/merge.sbatch (`ridge merge`, `reconstruct merge` or `bids-app … group`, then each --then
-/// command), logs
+/// JOBS/merge.sbatch (`ridge merge`, `reconstruct merge`, `group fit … --merge` or `bids-app …
+/// group`, then each --then command), logs
 /// under JOBS/logs/ (appended, never truncated) and JOBS/slurm.json (the jobs submitted), then
 /// submits both; the merge depends on each task by id (`afterok:A_0:…:A_N-1`). With --dry-run
 /// it writes the scripts only: read or edit them, then `slurm resume` submits them.
@@ -34,6 +35,7 @@ subcommands! {
     --then 'eval --stimuli prepared/subj01 --recons recons/linear' \\\n    \
     -- reconstruct --subject prepared/subj01 --decoders decoders --model CompVis/stable-diffusion-v1-4 --device cuda --out recons/linear\n  \
     brainrecon slurm submit --shards 16 --mem 32G -- ridge fit --x X.npy --y Y.npy --cv 5 --out models/c\n  \
+    brainrecon slurm submit --shards 7 --mem 24G --jobs group-fit.slurm -- group fit --group group --k 1024\n  \
     brainrecon slurm status --jobs recons/linear.slurm\n  \
     brainrecon slurm resume --jobs recons/linear.slurm")]
 pub struct SubmitArgs {

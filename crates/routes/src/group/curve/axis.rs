@@ -44,20 +44,23 @@ pub fn parse_trial_counts(entries: &[String]) -> Result<Vec<Option<usize>>> {
             "--trials: expected at least one trial count".into(),
         ));
     }
-    let count = |entry: &str| match entry.trim() {
-        "all" => Some(None),
-        n => n.parse::<usize>().ok().filter(|&n| n > 0).map(Some),
-    };
     entries
         .iter()
-        .map(|entry| {
-            count(entry).ok_or_else(|| {
-                RouteError::Usage(format!(
-                    "--trials: expected counts ≥ 1 or all, found '{entry}'"
-                ))
-            })
-        })
+        .map(|entry| parse_trial_count(entry))
         .collect()
+}
+
+/// One `--trials` entry: a count ≥ 1, or `all` (`None`); anything else is a usage error.
+pub fn parse_trial_count(entry: &str) -> Result<Option<usize>> {
+    match entry.trim() {
+        "all" => Some(None),
+        n => n.parse::<usize>().ok().filter(|&n| n > 0).map(Some),
+    }
+    .ok_or_else(|| {
+        RouteError::Usage(format!(
+            "--trials: expected counts ≥ 1 or all, found '{entry}'"
+        ))
+    })
 }
 
 /// The points of the curve for a subject with `n_all` train trials: `(trials, all)` sorted,
