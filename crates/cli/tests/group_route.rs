@@ -232,6 +232,44 @@ fn the_group_commands_refuse_bad_input_with_exit_2() {
         assert!(!dir.join("curve-bad").exists());
     }
 
+    // The array form of `group fit` (as `slurm submit --shards 2 -- group fit …` runs it):
+    // misuse is refused before any work; the merge needs every subject's statistics; two
+    // shards and the merge write the space.
+    let fit_args = |extra: &[&str]| -> Vec<String> {
+        let mut args: Vec<String> = ["group", "fit", "--group", p(&group), "--name", "arr"]
+            .iter()
+            .map(|a| a.to_string())
+            .collect();
+        args.extend(["--k", "4", "--cv", "3"].iter().map(|a| a.to_string()));
+        args.extend(extra.iter().map(|a| a.to_string()));
+        args
+    };
+    fn as_strs(args: &[String]) -> Vec<&str> {
+        args.iter().map(String::as_str).collect()
+    }
+    let err = user_error(&as_strs(&fit_args(&["--merge"])));
+    assert!(err.contains("stats.json"), "{err}");
+    let err = user_error(&as_strs(&fit_args(&["--shard", "0/2", "--method", "srm"])));
+    assert!(err.contains("--method shared"), "{err}");
+    let err = user_error(&as_strs(&fit_args(&["--shard", "2/3"])));
+    assert!(err.contains("shard"), "{err}");
+    let err = user_error(&as_strs(&fit_args(&["--work", p(&dir.join("w"))])));
+    assert!(err.contains("--work"), "{err}");
+    assert!(!group.join("spaces").join("arr").exists());
+    ok(&as_strs(&fit_args(&["--shard", "1/2"])));
+    let err = user_error(&as_strs(&fit_args(&["--merge"])));
+    assert!(
+        err.contains("subject-0") && err.contains("stats.json"),
+        "{err}"
+    );
+    ok(&as_strs(&fit_args(&["--shard", "0/2"])));
+    ok(&as_strs(&fit_args(&["--merge"])));
+    assert!(group
+        .join("spaces")
+        .join("arr")
+        .join("space.json")
+        .is_file());
+
     // Unknown method, one subject, an unknown space.
     let err = user_error(&["group", "fit", "--group", p(&group), "--method", "hyper"]);
     assert!(err.contains("--method"), "{err}");
