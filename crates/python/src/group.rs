@@ -8,7 +8,7 @@ use std::path::PathBuf;
 use brainrecon_datasets::nsd::{parse_sessions, parse_subject};
 use brainrecon_routes::group::adapt::{adapt, AdaptRequest, MapFit, Via};
 use brainrecon_routes::group::curve::{curve, CurveRequest};
-use brainrecon_routes::group::fit::{fit_group, GroupFitRequest};
+use brainrecon_routes::group::fit::{fit_group_within, FitLimits, GroupFitRequest};
 use brainrecon_routes::group::prepare::{prepare_group, GroupPrepareRequest};
 use brainrecon_simulate::{simulate, OutputLayout, SimulateOptions};
 use pyo3::exceptions::PyRuntimeError;
@@ -65,7 +65,7 @@ fn group_prepare(
 
 /// `brainrecon group fit`: a space shared by the group and decoders on it; returns the report.
 #[pyfunction]
-#[pyo3(signature = (group, method, name, k, n_iter, seed, targets, cv, progress))]
+#[pyo3(signature = (group, method, name, k, n_iter, seed, targets, cv, progress, memory_gb))]
 #[allow(clippy::too_many_arguments)]
 fn group_fit(
     py: Python<'_>,
@@ -78,7 +78,9 @@ fn group_fit(
     targets: Vec<String>,
     cv: String,
     progress: bool,
+    memory_gb: Option<f64>,
 ) -> PyResult<String> {
+    let limits = FitLimits::with_memory_gb(memory_gb).map_err(route)?;
     let request = GroupFitRequest {
         group,
         method,
@@ -90,7 +92,7 @@ fn group_fit(
         cv,
     };
     let report = py
-        .detach(|| fit_group(&request, &mut note(progress)))
+        .detach(|| fit_group_within(&request, &limits, &mut note(progress)))
         .map_err(route)?;
     json(&report)
 }

@@ -77,6 +77,13 @@ def test_bad_input(tiny_group, tmp_path):
         group.prepare(tiny_group["members"], tmp_path / "share", align_share=1.5)
     with pytest.raises(FileNotFoundError):
         group.fit(tmp_path / "no-such-group", k=4)
+    budget = tmp_path / "budget"
+    group.prepare(tiny_group["members"], budget)
+    with pytest.raises(ValueError, match="--memory-gb: expected a positive number"):
+        group.fit(budget, k=4, memory_gb=-1)
+    with pytest.raises(ValueError, match="estimated before reading"):
+        group.fit(budget, k=4, memory_gb=1e-6)
+    assert not (budget / "spaces" / "shared").exists()
     with pytest.raises(ValueError, match="trials"):
         group.curve(tmp_path / "g", "shared", tiny_group["root"], "subj01", tmp_path / "c",
                     trials=(0, "all"))

@@ -203,10 +203,7 @@ pub fn run(command: GroupCommand) -> anyhow::Result<()> {
                 targets: a.targets,
                 cv: a.cv,
             };
-            let limits = FitLimits {
-                memory_bytes: a.memory_gb.map(parse_memory_gb).transpose()?,
-                block_rows: None,
-            };
+            let limits = FitLimits::with_memory_gb(a.memory_gb)?;
             let step = match (a.shard, a.merge) {
                 (Some(shard), _) => FitStep::SubjectStats {
                     shard: ImageShard::parse(&shard)?,
@@ -249,14 +246,4 @@ pub fn run(command: GroupCommand) -> anyhow::Result<()> {
             super::report(a.json.json, &result, |r| r.text())
         }
     }
-}
-
-/// `--memory-gb`: a positive number of GB (10^9 bytes) → bytes.
-fn parse_memory_gb(gb: f64) -> anyhow::Result<u64> {
-    if !(gb.is_finite() && gb > 0.0) {
-        return Err(super::usage(format!(
-            "--memory-gb: expected a positive number of GB, found {gb}"
-        )));
-    }
-    Ok((gb * 1e9) as u64)
 }

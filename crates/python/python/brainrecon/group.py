@@ -70,18 +70,21 @@ def prepare(subjects, out, roi="nsdgeneral", kinds=("vae", "clip-text"), align_s
 
 
 def fit(group, method="shared", k=64, name=None, n_iter=10, seed=0, targets=("z", "c"),
-        cv="5", progress=False):
+        cv="5", progress=False, memory_gb=None):
     """``brainrecon group fit``: a space shared by the group (``method`` shared, srm or
     detsrm; ``k`` dimensions; ``n_iter`` SRM iterations), written as GROUP/spaces/NAME
     (``name`` defaults to the method's), with its pooled subject and decoders for each of
     ``targets`` fitted on it (``cv`` as :func:`brainrecon.fit_decoders`: a number of folds,
-    "loo" or "gcv"). ``progress`` prints the CLI's progress lines on stderr.
+    "loo" or "gcv"). ``progress`` prints the CLI's progress lines on stderr. ``memory_gb``
+    (as ``--memory-gb``): refuse with ``ValueError``, before reading the train betas, a fit
+    whose estimated peak memory is above this many GB (10⁹ bytes); default no budget.
 
     Returns the report: ``space``, ``method``, ``k``, ``n_pooled_rows``, ``seconds_space``,
     ``decoders`` (one summary per target)."""
     report = _native.group_fit(_path(group), str(method), None if name is None else str(name),
                                int(k), int(n_iter), int(seed), _names(targets), str(cv),
-                               bool(progress))
+                               bool(progress),
+                               None if memory_gb is None else float(memory_gb))
     return json.loads(report)
 
 

@@ -114,6 +114,27 @@ pub struct FitLimits {
     pub block_rows: Option<usize>,
 }
 
+impl FitLimits {
+    /// The limits of a memory budget of `gb` GB (10⁹ bytes), as `group fit --memory-gb` and
+    /// Python's `group.fit(memory_gb=…)` take it; `None`: no budget. Errors: a budget that is
+    /// not a positive finite number ([`RouteError::Usage`]).
+    pub fn with_memory_gb(gb: Option<f64>) -> Result<Self> {
+        let memory_bytes = match gb {
+            None => None,
+            Some(gb) if gb.is_finite() && gb > 0.0 => Some((gb * 1e9) as u64),
+            Some(gb) => {
+                return Err(RouteError::Usage(format!(
+                    "--memory-gb: expected a positive number of GB, found {gb}"
+                )))
+            }
+        };
+        Ok(FitLimits {
+            memory_bytes,
+            block_rows: None,
+        })
+    }
+}
+
 /// Bytes of f64 a default block of rows holds: 256 MiB.
 pub const BLOCK_BYTES: usize = 256 << 20;
 
