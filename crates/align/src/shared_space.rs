@@ -17,7 +17,7 @@
 use faer::linalg::matmul::matmul;
 use faer::linalg::matmul::triangular::{self, BlockStructure};
 use faer::linalg::solvers::Solve;
-use faer::{Accum, Mat, MatRef, Par, Side};
+use faer::{Accum, Mat, MatMut, MatRef, Par, Side};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -79,10 +79,17 @@ pub(crate) fn mul(a: MatRef<'_, f64>, b: MatRef<'_, f64>) -> Mat<f64> {
 /// Lower triangle of `m mᵀ` (the upper triangle is left at zero).
 pub(crate) fn gram_lower(m: MatRef<'_, f64>) -> Mat<f64> {
     let mut out = Mat::<f64>::zeros(m.nrows(), m.nrows());
+    gram_lower_into(out.as_mut(), m, Accum::Replace);
+    out
+}
+
+/// The lower triangle of `m mᵀ` written into `out` (`Accum::Replace`) or added to it
+/// (`Accum::Add`): `out` is m.nrows() × m.nrows(); its upper triangle is left as it was.
+pub(crate) fn gram_lower_into(out: MatMut<'_, f64>, m: MatRef<'_, f64>, accum: Accum) {
     triangular::matmul(
-        out.as_mut(),
+        out,
         BlockStructure::TriangularLower,
-        Accum::Replace,
+        accum,
         m,
         BlockStructure::Rectangular,
         m.transpose(),
@@ -90,7 +97,6 @@ pub(crate) fn gram_lower(m: MatRef<'_, f64>) -> Mat<f64> {
         1.0,
         par(),
     );
-    out
 }
 
 fn check_finite(m: MatRef<'_, f64>, what: &str) -> Result<()> {
@@ -387,17 +393,7 @@ fn exact(
     for ((ys, sp), w) in y.iter().zip(spectra).zip(weights) {
         let mut z = mul(sp.left.transpose(), *ys);
         scale_rows(&mut z, w);
-        triangular::matmul(
-            gram.as_mut(),
-            BlockStructure::TriangularLower,
-            Accum::Add,
-            z.transpose(),
-            BlockStructure::Rectangular,
-            z.as_ref(),
-            BlockStructure::Rectangular,
-            1.0,
-            par(),
-        );
+        gram_lower_into(gram.as_mut(), z.transpose(), Accum::Add);
     }
     let (mut p, sv) = top_eigen(&gram, k)?;
     fix_signs(&mut p, None);

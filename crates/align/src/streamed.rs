@@ -17,14 +17,13 @@
 //! call on the same matrices, and the result is the same to the bit.
 
 use faer::linalg::matmul::matmul;
-use faer::linalg::matmul::triangular::{self, BlockStructure};
 use faer::{Accum, Mat, MatRef, Side};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::shared_space::{
-    check_alpha, fix_signs, gaussian, gcv_choose, gram_lower, mul, orthonormalise, par, scale_rows,
-    top_eigen, SharedSpace, SharedSpaceOptions,
+    check_alpha, fix_signs, gaussian, gcv_choose, gram_lower, gram_lower_into, mul, orthonormalise,
+    par, scale_rows, top_eigen, SharedSpace, SharedSpaceOptions,
 };
 use crate::AlignError;
 
@@ -159,21 +158,12 @@ impl BlockSpectrum {
             let mut gram = Mat::<f64>::zeros(v, v);
             for (index, (i0, il)) in ranges(n, block_rows).enumerate() {
                 let xi = read(x, i0, il, "X")?;
-                triangular::matmul(
-                    gram.as_mut(),
-                    BlockStructure::TriangularLower,
-                    if index == 0 {
-                        Accum::Replace
-                    } else {
-                        Accum::Add
-                    },
-                    xi.transpose(),
-                    BlockStructure::Rectangular,
-                    xi.as_ref(),
-                    BlockStructure::Rectangular,
-                    1.0,
-                    par(),
-                );
+                let accum = if index == 0 {
+                    Accum::Replace
+                } else {
+                    Accum::Add
+                };
+                gram_lower_into(gram.as_mut(), xi.transpose(), accum);
             }
             gram
         };
@@ -580,17 +570,7 @@ fn exact<E: From<AlignError>>(
             sub.spectrum
                 .left_t_times(sub.x, &mut |s, l| read(sub.y, s, l, "Y"), d, block_rows)?;
         scale_rows(&mut z, w);
-        triangular::matmul(
-            gram.as_mut(),
-            BlockStructure::TriangularLower,
-            Accum::Add,
-            z.transpose(),
-            BlockStructure::Rectangular,
-            z.as_ref(),
-            BlockStructure::Rectangular,
-            1.0,
-            par(),
-        );
+        gram_lower_into(gram.as_mut(), z.transpose(), Accum::Add);
     }
     let (mut p, sv) = top_eigen(&gram, k)?;
     drop(gram);

@@ -9,7 +9,6 @@ use brainrecon_routes::group::fit::{
     fit_group_step, fit_group_within, shard_stats_done, stats_dir, FitLimits, FitStep,
     FitStepReport, GroupFitRequest, STATS_FILE,
 };
-use brainrecon_routes::group::prepare::{prepare_group, GroupPrepareRequest};
 use brainrecon_routes::linear::shards::ImageShard;
 use brainrecon_routes::RouteError;
 use brainrecon_simulate::request;
@@ -17,34 +16,15 @@ use std::path::{Path, PathBuf};
 
 /// Three simulated subjects, prepared with z and c features, grouped.
 fn small_group(dir: &Path) -> PathBuf {
-    let sim = dir.join("sim");
-    request::run(&request::Request {
+    let simulate = request::Request {
         images: Some(90),
         seed: 4,
         sessions: Some(2),
         subjects: Some(3),
         shared_images: Some(30),
-        ..request::Request::new(sim.clone(), request::Kind::Image)
-    })
-    .unwrap();
-    let subjects: Vec<PathBuf> = (1..=3)
-        .map(|s| {
-            let out = dir.join(format!("subj0{s}"));
-            common::prepared_with_features(&sim, s, None, &out);
-            out
-        })
-        .collect();
-    let group = dir.join("group");
-    prepare_group(&GroupPrepareRequest {
-        subjects,
-        out: group.clone(),
-        roi: "nsdgeneral".into(),
-        kinds: vec!["vae".into(), "clip-text".into()],
-        align_share: 0.5,
-        seed: 0,
-    })
-    .unwrap();
-    group
+        ..request::Request::new(dir.join("sim"), request::Kind::Image)
+    };
+    common::simulated_group(dir, simulate, 0).group
 }
 
 fn request(group: &Path) -> GroupFitRequest {

@@ -43,6 +43,7 @@ fn a_new_subject_from_one_session_beats_its_own_session() {
             shared_images: Some(100),
             ..request::Request::new(dir.join("sim"), request::Kind::Image)
         },
+        1,
     );
     let (sim, subjects, group) = (&simulated.sim, &simulated.subjects, &simulated.group);
     let text = &simulated.prepared;

@@ -37,6 +37,7 @@ fn a_new_subject_of_the_population_simulator_decodes_through_the_group_and_gains
             generator: Generator::Population,
             ..request::Request::new(dir.join("sim"), request::Kind::Image)
         },
+        1,
     );
     let (sim, subjects, group) = (&simulated.sim, &simulated.subjects, &simulated.group);
     fit_space(group, "shared", 64);

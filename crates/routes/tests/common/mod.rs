@@ -180,26 +180,30 @@ pub fn edit_json(path: &Path, edit: impl FnOnce(&mut Value)) {
 pub struct SimulatedGroup {
     /// The simulated NSD root.
     pub sim: PathBuf,
-    /// subj01 (the new subject) … subj05, prepared.
+    /// subj01 … subjNN, prepared (the first `left_out` of them outside the group: new subjects).
     pub subjects: Vec<PathBuf>,
-    /// `group prepare` of subj02 … subj05 (half the shared images to align on).
+    /// `group prepare` of the others (half the shared images to align on).
     pub group: PathBuf,
     /// What `group prepare` printed.
     pub prepared: String,
 }
 
-/// `simulate --subjects 5 …` as `request` asks (its `out` is replaced by DIR/sim), `nsd prepare`
-/// and `features` of the five subjects into DIR/subjNN, then `group prepare` of subj02 …
-/// subj05 into DIR/group with `--align-share 0.5`: the setup every group route test shares.
-pub fn simulated_group(dir: &Path, simulate: request::Request) -> SimulatedGroup {
+/// `simulate --subjects N …` as `simulate` asks (N its `subjects`; its `out` is replaced by
+/// DIR/sim), `nsd prepare` and `features` of the N subjects into DIR/subjNN, then `group
+/// prepare` of all but the first `left_out` into DIR/group with `--align-share 0.5`: the setup
+/// every group route test shares.
+pub fn simulated_group(dir: &Path, simulate: request::Request, left_out: usize) -> SimulatedGroup {
     use brainrecon_routes::group::prepare::{prepare_group, GroupPrepareRequest};
     let sim = dir.join("sim");
+    let n = simulate
+        .subjects
+        .expect("the group's simulation names its subjects");
     request::run(&request::Request {
         out: sim.clone(),
         ..simulate
     })
     .unwrap();
-    let subjects: Vec<PathBuf> = (1..=5)
+    let subjects: Vec<PathBuf> = (1..=n)
         .map(|s| {
             let out = dir.join(format!("subj0{s}"));
             prepared_with_features(&sim, s, None, &out);
@@ -208,7 +212,7 @@ pub fn simulated_group(dir: &Path, simulate: request::Request) -> SimulatedGroup
         .collect();
     let group = dir.join("group");
     let report = prepare_group(&GroupPrepareRequest {
-        subjects: subjects[1..].to_vec(),
+        subjects: subjects[left_out..].to_vec(),
         out: group.clone(),
         roi: "nsdgeneral".into(),
         kinds: vec!["vae".into(), "clip-text".into()],
