@@ -10,13 +10,16 @@
 //!   generalised least squares (Brain-IT's per-voxel embeddings, linear);
 //! * [`shared_space`]: one k-dimensional space for a group, fitted by multi-subject
 //!   reduced-rank ridge onto stimulus features (the linear form of MindEye2's shared space);
-//!   [`streamed`] fits it from row blocks read on demand, in a memory bounded by the sizes.
+//!   [`streamed`] fits it from row blocks read on demand, in a memory bounded by the sizes;
+//! * [`pooled_ridge`]: a ridge with one GCV α per target on trials that repeat their inputs,
+//!   from row blocks of the distinct inputs (the group's encoder at NSD's full size).
 //!
 //! Matrices are faer `Mat<f64>`, samples in rows unless a function says otherwise.
 #![warn(missing_docs)]
 
 pub mod encoding_map;
 pub mod mt19937;
+pub mod pooled_ridge;
 pub mod procrustes;
 pub mod ridge_align;
 pub mod shared_space;

@@ -27,6 +27,8 @@
 //! with neither side made unit length and the scale not exponentiated (ATM passes its
 //! `logit_scale` parameter to open_clip's `ClipLoss`, which expects the exponentiated one).
 
+pub mod tape;
+
 use std::path::Path;
 
 use brainrecon_nn::layers::{gelu, softmax_last_dim, LayerNorm, Linear};
@@ -162,18 +164,19 @@ struct EncoderLayer {
     out: Linear,
     feed_in: Linear,
     feed_out: Linear,
+    /// The 1-wide Conv1d kernels [out, in, 1] behind `feed_in` and `feed_out` (the trainable
+    /// variables the training tape binds).
+    feed_kernels: [Tensor; 2],
     norm1: LayerNorm,
     norm2: LayerNorm,
 }
 
-/// A 1-wide Conv1d's weight [out, in, 1] as a linear map.
-fn pointwise(vb: VarBuilder, in_dim: usize, out_dim: usize) -> Result<Linear> {
+/// A 1-wide Conv1d's weight [out, in, 1] as a linear map, and the kernel itself.
+fn pointwise(vb: VarBuilder, in_dim: usize, out_dim: usize) -> Result<(Linear, Tensor)> {
     let weight = brainrecon_nn::layers::weight(&vb, &[out_dim, in_dim, 1], "weight")?;
     let bias = brainrecon_nn::layers::weight(&vb, &[out_dim], "bias")?;
-    Ok(Linear::from_tensors(
-        weight.reshape((out_dim, in_dim))?,
-        Some(bias),
-    ))
+    let linear = Linear::from_tensors(weight.reshape((out_dim, in_dim))?, Some(bias));
+    Ok((linear, weight))
 }
 
 impl EncoderLayer {
@@ -181,13 +184,16 @@ impl EncoderLayer {
         let (d, inner) = (c.d_model, c.head_dim() * c.n_heads);
         let attention = vb.pp("attention");
         let ln = |name: &str| LayerNorm::new(vb.pp(name), d, c.layer_norm_eps, true);
+        let (feed_in, feed_in_kernel) = pointwise(vb.pp("conv1"), d, c.d_ff)?;
+        let (feed_out, feed_out_kernel) = pointwise(vb.pp("conv2"), c.d_ff, d)?;
         Ok(EncoderLayer {
             query: Linear::new(attention.pp("query_projection"), d, inner, true)?,
             key: Linear::new(attention.pp("key_projection"), d, inner, true)?,
             value: Linear::new(attention.pp("value_projection"), d, inner, true)?,
             out: Linear::new(attention.pp("out_projection"), inner, d, true)?,
-            feed_in: pointwise(vb.pp("conv1"), d, c.d_ff)?,
-            feed_out: pointwise(vb.pp("conv2"), c.d_ff, d)?,
+            feed_in,
+            feed_out,
+            feed_kernels: [feed_in_kernel, feed_out_kernel],
             norm1: ln("norm1")?,
             norm2: ln("norm2")?,
         })

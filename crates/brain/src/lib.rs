@@ -4,6 +4,8 @@
 //! into anatomical voxel groups ("ROI patches"), become the token sequence a Stable Diffusion
 //! U-Net attends to in place of the CLIP text context.
 //!
+//! [`b2c_tape`]: the B2C encoder's forward on the project's training tape.
+//!
 //! [`window`]: the video route's fMRI window encoder (after MinD-Video): K consecutive fMRI
 //! frames, with spatial and temporal attention, become the context of a motion U-Net.
 //!
@@ -17,6 +19,7 @@
 
 pub mod atm;
 pub mod b2c;
+pub mod b2c_tape;
 pub mod nice;
 pub mod window;
 

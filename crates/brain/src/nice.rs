@@ -25,6 +25,8 @@
 //! (kernel K + P − 1). It is the same function (up to rounding) at a sixth of the work for
 //! THINGS-EEG2's 250 samples, and the gradient reaches the temporal kernel through the box.
 
+pub mod tape;
+
 use std::path::Path;
 
 use brainrecon_nn::conv::conv2d_rect;

@@ -117,6 +117,71 @@ fn ablation_shows_the_clip_loss_aligning_the_context() {
     assert_eq!(again["cells"][3]["values"], result["cells"][3]["values"]);
 }
 
+/// `b2c train` on the project's tape (the default) and through candle's autograd: the same
+/// losses over the first steps (each step's parameters come from the previous steps' AdamW
+/// updates, so the gradients agree too), with context dropout and the CLIP term on.
+#[test]
+fn tape_and_candle_engines_give_the_same_losses() {
+    let dir = tempfile::tempdir().unwrap();
+    let subject = simulated_subject(dir.path(), 60, 3, 64);
+    let losses = |engine: &str| -> Vec<[f64; 3]> {
+        let out = dir.path().join(engine);
+        ok(&[
+            "b2c",
+            "train",
+            "--subject",
+            p(&subject),
+            "--out",
+            p(&out),
+            "--steps",
+            "4",
+            "--batch",
+            "4",
+            "--layers",
+            "1",
+            "--lr",
+            "1e-3",
+            "--engine",
+            engine,
+        ]);
+        let record: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(out.join("training.json")).unwrap())
+                .unwrap();
+        assert_eq!(record["options"]["engine"], engine, "{record}");
+        let losses: Vec<serde_json::Value> =
+            serde_json::from_str(&std::fs::read_to_string(out.join("losses.json")).unwrap())
+                .unwrap();
+        losses
+            .iter()
+            .map(|l| ["total", "diffusion", "clip"].map(|k| l[k].as_f64().unwrap()))
+            .collect()
+    };
+    let (tape, candle) = (losses("tape"), losses("candle"));
+    assert_eq!(tape.len(), 4);
+    for (step, (ours, theirs)) in tape.iter().zip(&candle).enumerate() {
+        for (k, (a, b)) in ours.iter().zip(theirs).enumerate() {
+            assert!(
+                (a - b).abs() <= 1e-4 * b.abs().max(1.0),
+                "step {} loss {k}: tape {a}, candle {b}",
+                step + 1
+            );
+        }
+    }
+    // the parameters moved: the losses are not all the first step's
+    assert!(tape.windows(2).any(|w| w[0] != w[1]), "{tape:?}");
+    let message = user_error(&[
+        "b2c",
+        "train",
+        "--subject",
+        p(&subject),
+        "--out",
+        p(&dir.path().join("bad")),
+        "--engine",
+        "torch",
+    ]);
+    assert!(message.contains("engine"), "{message}");
+}
+
 #[test]
 fn bad_input_exits_with_2_and_writes_nothing() {
     let tmp = tempfile::tempdir().unwrap();

@@ -16,6 +16,7 @@ pub mod scheduler;
 pub mod tokenizer;
 pub mod unet;
 pub mod unet_motion;
+pub mod unet_tape;
 pub mod vae;
 pub mod warp;
 pub mod weights;

@@ -245,6 +245,7 @@ fn eeg_fit<'py>(
             lr,
             seed,
             checkpoint_every,
+            ..NiceTrainOptions::default()
         },
         ridge: RidgeDecoderOptions {
             window,

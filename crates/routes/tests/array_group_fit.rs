@@ -139,6 +139,20 @@ fn array_form_writes_the_bytes_of_one_process_and_refuses_foreign_statistics() {
         "{error}"
     );
 
+    // A task over its memory budget is refused before it reads any betas or writes anything.
+    let tight = FitLimits {
+        memory_bytes: Some(100_000),
+        ..limits()
+    };
+    let fresh = dir.path().join("work-tight");
+    let error = common::user_error(stats(&group, "2/3", &fresh, &tight).unwrap_err());
+    assert!(
+        error.contains("--memory-gb 0.0: the statistics of subject 2")
+            && error.contains("need about"),
+        "{error}"
+    );
+    assert!(!stats_dir(&fresh, 2).exists());
+
     // More shards than subjects, and SRM, which has no per-subject statistics.
     let error = stats(&group, "3/4", &work, &limits()).unwrap_err();
     assert!(

@@ -1,13 +1,18 @@
 //! B2C's training step against PyTorch: the loss and the gradients of every encoder and U-Net
 //! parameter for the three objectives, on the tiny configuration of
-//! tools/fixtures/b2c_gradients.py (diffusers' BasicTransformerBlock and UNet2DConditionModel).
+//! tools/fixtures/b2c_gradients.py (diffusers' BasicTransformerBlock and UNet2DConditionModel),
+//! through candle's autograd and on the project's tape (1 and 3 threads), at the same
+//! tolerances.
 
 use brainrecon_brain::b2c::BrainToContextEncoder;
+use brainrecon_brain::b2c_tape::encoder_forward_on_tape;
 use brainrecon_diffusion::pipeline::{DType, Device, Tensor};
 use brainrecon_diffusion::scheduler::{NoiseSchedule, PredictionType, SchedulerConfig};
 use brainrecon_diffusion::unet::{UNet2DConditionConfig, UNet2DConditionModel};
 use brainrecon_nn::params::Parameters;
+use brainrecon_nn::tape::Tape;
 use brainrecon_nn::weights::{Overlay, Weights};
+use brainrecon_routes::b2c::tape::b2c_step_on_tape;
 use brainrecon_routes::b2c::train::{b2c_loss, BatchInputs};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -119,6 +124,100 @@ fn check_objective(objective: &str, prediction: PredictionType) {
     }
     let expected = io.keys().filter(|k| k.starts_with("grad.")).count();
     assert_eq!(checked, expected, "every PyTorch parameter is one of ours");
+}
+
+/// The same checks as [`check_objective`] on the tape's step, on `threads` threads.
+fn check_objective_on_tape(objective: &str, prediction: PredictionType, threads: usize) {
+    let dir = fixtures();
+    let io = load(&dir.join(format!("io_{objective}.safetensors")));
+    let (encoder, unet, params) = trainable(&dir);
+    let mut schedule = NoiseSchedule::new(&SchedulerConfig::stable_diffusion()).unwrap();
+    schedule.prediction_type = prediction;
+    let timesteps: Vec<usize> = io["timesteps"]
+        .to_vec1::<f32>()
+        .unwrap()
+        .iter()
+        .map(|&t| t as usize)
+        .collect();
+    let inputs = BatchInputs {
+        betas: &io["betas"],
+        latents: &io["latents"],
+        noise: &io["noise"],
+        timesteps: &timesteps,
+        true_context: &io["true_context"],
+        context_dropout: None,
+    };
+    let weight = io["clip_weight"].to_vec1::<f32>().unwrap()[0] as f64;
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
+    let mut tape = Tape::new();
+    let (step, context) = pool.install(|| {
+        let step = b2c_step_on_tape(
+            &encoder,
+            &unet,
+            &schedule,
+            &inputs,
+            weight,
+            None,
+            &|_| true,
+            &mut tape,
+        )
+        .unwrap();
+        let mut encoder_tape = Tape::new();
+        let encoded =
+            encoder_forward_on_tape(&encoder, &mut encoder_tape, &io["betas"], None).unwrap();
+        let shape = encoder_tape.shape(encoded.context).to_vec();
+        let context =
+            Tensor::from_slice(encoder_tape.value(encoded.context), shape, &Device::Cpu).unwrap();
+        (step, context)
+    });
+    let what = format!("{objective} on the tape, {threads} threads");
+    for (name, ours) in [
+        ("loss", step.loss.total),
+        ("diffusion", step.loss.diffusion),
+        ("clip", step.loss.clip),
+    ] {
+        let theirs = io[name].to_vec1::<f32>().unwrap()[0];
+        let ours = ours as f32;
+        assert!(
+            (ours - theirs).abs() <= 1e-4 * theirs.abs().max(1.0),
+            "{what} {name}: {ours} vs PyTorch {theirs}"
+        );
+    }
+    let (diff, scale) = max_abs_diff(&context, &io["context"]);
+    assert!(
+        diff <= 1e-4 * scale.max(1.0),
+        "{what} context: {diff} (scale {scale})"
+    );
+    let mut checked = 0;
+    for (name, var) in params.vars() {
+        let expected = io
+            .get(&format!("grad.{name}"))
+            .unwrap_or_else(|| panic!("no PyTorch gradient for {name}"));
+        let ours = step
+            .grads
+            .get(var.as_tensor())
+            .unwrap_or_else(|| panic!("{name} got no gradient on the tape"));
+        let (diff, scale) = max_abs_diff(ours, expected);
+        assert!(
+            diff <= 2e-3 * scale + 1e-6,
+            "{what} grad {name}: max |Δ| {diff}, max |PyTorch| {scale}"
+        );
+        checked += 1;
+    }
+    let expected = io.keys().filter(|k| k.starts_with("grad.")).count();
+    assert_eq!(checked, expected, "every PyTorch parameter is one of ours");
+}
+
+#[test]
+fn tape_steps_match_pytorch() {
+    for threads in [1, 3] {
+        check_objective_on_tape("eps", PredictionType::Epsilon, threads);
+        check_objective_on_tape("v", PredictionType::VPrediction, threads);
+        check_objective_on_tape("x0", PredictionType::Sample, threads);
+    }
 }
 
 #[test]

@@ -1,10 +1,11 @@
 //! NICE's contrastive encoder trained on `simulate --kind eeg` with the project's nn path: the
 //! loss falls, unseen test concepts are retrieved far above chance, and a seed reproduces the
-//! run bit for bit. ATM's encoder (channel attention in front) trains on the same path.
+//! run bit for bit. ATM's encoder (channel attention in front) trains on the same path. The
+//! project's tape (the default engine) and candle's autograd agree over the first steps.
 
 use brainrecon_datasets::things_eeg2::{Split, ThingsEeg2};
 use brainrecon_routes::eeg::nice_train::{
-    encode_conditions, train_nice, EncoderKind, NiceTrainOptions,
+    encode_conditions, train_nice, EncoderKind, NiceTrainOptions, TrainEngine,
 };
 use brainrecon_routes::eeg::retrieval::zero_shot;
 use brainrecon_simulate::eeg::{simulate_eeg, EegOptions, ImageTruth};
@@ -183,4 +184,40 @@ fn atm_trains_on_the_same_path_and_retrieves_unseen_concepts() {
     assert!(losses[losses.len() - 1] < losses[0] - 0.5, "{losses:?}");
     assert!(scores.top1 > 3.0 * scores.chance_top1, "{scores:?}");
     assert!(scores.ways[0].top1 > 0.7, "{scores:?}");
+}
+
+#[test]
+fn the_tape_and_candle_engines_agree_over_the_first_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("sim");
+    let mut options = EegOptions::new(&out);
+    options.subjects = 1;
+    options.image_size = 16;
+    options.train_concepts = 24;
+    options.seed = 7;
+    let sim = simulate_eeg(&options).unwrap();
+    let set = ThingsEeg2::open(&out).unwrap();
+    let train = set.read_preprocessed("sub-01", Split::Training).unwrap();
+    let (y, d) = (attributes(&sim.truth.training), 21);
+    assert_eq!(NiceTrainOptions::default().engine, TrainEngine::Tape);
+    for kind in [EncoderKind::Nice, EncoderKind::Atm] {
+        // one epoch in batches of 16: several steps, each after the previous step's update
+        let mut losses = Vec::new();
+        for engine in [TrainEngine::Tape, TrainEngine::Candle] {
+            let opts = NiceTrainOptions {
+                epochs: 1,
+                batch: 16,
+                engine,
+                ..NiceTrainOptions::default()
+            };
+            let trained = train_nice(kind, &train, &y, d, &opts, None, |_, _| {}).unwrap();
+            losses.push(trained.epoch_losses[0]);
+        }
+        let (tape, candle) = (losses[0], losses[1]);
+        assert!(
+            (tape - candle).abs() < 1e-5 * candle.abs(),
+            "{}: mean loss {tape} on the tape, {candle} on candle",
+            kind.name()
+        );
+    }
 }

@@ -1,12 +1,14 @@
 //! `group fit --method shared` reads its subjects in row blocks (issue 80, goal 4). On a small
 //! simulated group, the streamed fit equals the in-memory fit it replaced (the same bits in one
 //! block, when every subject has more voxels than rows; rounding in many blocks), and a fit
-//! over its memory budget is refused before anything is read or written.
+//! over its memory budget is refused before anything is read or written. Its encoder, fitted
+//! from blocks of the distinct images, equals the in-memory ridge on every pooled row.
 
 mod common;
 
 use brainrecon_align::shared_space::{fit_shared_space, gcv_alpha, SharedSpaceOptions};
 use brainrecon_datasets::prepared::{PreparedSubject, Split};
+use brainrecon_ridge::{Cv, RidgeCv, RidgeModel};
 use brainrecon_routes::group::data::{
     column_means, feature_rows, feature_widths, read_mat, read_vec, scale_targets, split_rows,
     target_scaling,
@@ -14,7 +16,7 @@ use brainrecon_routes::group::data::{
 use brainrecon_routes::group::fit::{
     alpha_columns, fit_group_within, map_alphas, FitLimits, GroupFitRequest,
 };
-use brainrecon_routes::group::GroupMeta;
+use brainrecon_routes::group::{GroupMeta, SpaceMeta, SHARED_ATLAS};
 use brainrecon_routes::RouteError;
 use brainrecon_simulate::request;
 use faer::Mat;
@@ -147,7 +149,7 @@ fn the_streamed_fit_equals_the_in_memory_fit_and_a_budget_refuses() {
         &request(&group, "tight"),
         &FitLimits {
             memory_bytes: Some(1_000_000),
-            block_rows: None,
+            ..FitLimits::default()
         },
         &mut |_| {},
     );
@@ -165,13 +167,15 @@ fn the_streamed_fit_equals_the_in_memory_fit_and_a_budget_refuses() {
     }
     assert!(!group.join("spaces/tight").exists());
 
-    // Default blocks (every subject in one block here) and blocks of 7 rows.
+    // Default blocks (every subject in one block here) and blocks of 7 rows (and the encoder
+    // in a basis of at most 1,000 dimensions).
     for (name, block_rows) in [("blocks", None), ("small-blocks", Some(7))] {
         fit_group_within(
             &request(&group, name),
             &FitLimits {
                 memory_bytes: Some(4_000_000_000),
                 block_rows,
+                encoder_rank: block_rows.map(|_| 1000),
             },
             &mut |_| {},
         )
@@ -208,4 +212,122 @@ fn the_streamed_fit_equals_the_in_memory_fit_and_a_budget_refuses() {
     );
     let mean = read_vec(&group.join("spaces/blocks/target_mean.npy")).unwrap();
     assert!(mean.iter().all(|m| m.is_finite()));
+
+    // The encoder, fitted from blocks of the distinct images, is the in-memory ridge on every
+    // pooled row that `group fit` ran before (the features of each row stacked, the rows'
+    // coordinates as float32, GCV per dimension): the same α, weights within float32's
+    // rounding, on both exact paths.
+    for name in ["blocks", "small-blocks"] {
+        let space = group.join("spaces").join(name);
+        let got = RidgeModel::load(space.join("encoder")).unwrap();
+        // 1,424 feature columns, 260 distinct images: the primal path by default, the dual
+        // one under a basis of 1,000.
+        let path = if name == "blocks" { "primal" } else { "dual" };
+        assert_eq!(got.metadata["encoder_path"], path, "{name}");
+        assert_eq!(
+            got.metadata["encoder_captured"]
+                .as_f64()
+                .map(|c| (c - 1.0).abs() < 1e-9),
+            Some(true)
+        );
+        let (want, x) = in_memory_encoder(&group, name);
+        assert_eq!(got.alphas, want.alphas, "{name}: the encoder's GCV alphas");
+        for (what, g, w) in [
+            ("weights", got.weights.as_ref(), want.weights.as_ref()),
+            ("scores", got.cv_scores.as_ref(), want.cv_scores.as_ref()),
+        ] {
+            let (mut diff, mut scale) = (0.0f32, 0.0f32);
+            for j in 0..w.ncols() {
+                for i in 0..w.nrows() {
+                    diff = diff.max((g[(i, j)] - w[(i, j)]).abs());
+                    scale = scale.max(w[(i, j)].abs());
+                }
+            }
+            assert!(
+                diff / scale < 1e-4,
+                "{name}: {what} differ by {:e}",
+                diff / scale
+            );
+        }
+        // Intercepts near zero (centred features and rows): compared through the predictions.
+        let (g, w) = (
+            got.predict(x.as_ref()).unwrap(),
+            want.predict(x.as_ref()).unwrap(),
+        );
+        let (mut diff, mut scale) = (0.0f32, 0.0f32);
+        for j in 0..w.ncols() {
+            for i in 0..w.nrows() {
+                diff = diff.max((g[(i, j)] - w[(i, j)]).abs());
+                scale = scale.max(w[(i, j)].abs());
+            }
+        }
+        assert!(
+            diff / scale < 1e-4,
+            "{name}: predictions differ by {:e}",
+            diff / scale
+        );
+    }
+}
+
+/// The encoder as `group fit` fitted it in memory before it streamed: `RidgeCv` (GCV over the
+/// maps' grid) from the scaled features of every pooled row, stacked, to the pooled rows'
+/// coordinates as float32 (as written in the pooled subject); with those features.
+fn in_memory_encoder(group: &Path, name: &str) -> (RidgeModel, Mat<f32>) {
+    let meta = GroupMeta::read(group).unwrap();
+    let space = SpaceMeta::read(group, name).unwrap();
+    let dir = group.join("spaces").join(name);
+    let pooled = PreparedSubject::open(&dir.join("pooled")).unwrap();
+    let roi = pooled.roi(SHARED_ATLAS).unwrap();
+    let rows = split_rows(&pooled, &roi, Split::Train).unwrap();
+    let mean = read_vec(&dir.join("target_mean.npy")).unwrap();
+    let features = scale_targets(
+        &feature_rows(&pooled, &meta.kinds, &rows.ids).unwrap(),
+        &mean,
+        &space.blocks,
+    );
+    let to_f32 = |m: &Mat<f64>| Mat::<f32>::from_fn(m.nrows(), m.ncols(), |i, j| m[(i, j)] as f32);
+    let x = to_f32(&features);
+    let model = RidgeCv {
+        alphas: map_alphas(),
+        cv: Cv::Gcv,
+        ..RidgeCv::default()
+    }
+    .fit(x.as_ref(), to_f32(&rows.x).as_ref())
+    .unwrap();
+    (model, x)
+}
+
+/// NSD's full size as the docs give it (7 subjects × 27,000 trials + 500 align images, 15,724
+/// voxels, 1,000 test rows each, 75,520 targets, k = 1,024; 7 × 9,000 + 1,000 distinct images
+/// of which 7 × 9,000 + 500 among the fitting rows): the estimated peak of the one-process fit
+/// (the merge's parts) and of one statistics task stay within 24 GB, as the docs say.
+#[test]
+fn nsd_full_size_is_estimated_within_24_gb() {
+    use brainrecon_routes::group::fit::{
+        default_block_rows, FitMemory, FitSubjectSize, ENCODER_RANK,
+    };
+    use brainrecon_routes::group::SpaceMethod;
+    let subjects = vec![
+        FitSubjectSize {
+            rows: 27_000 + 500,
+            voxels: 15_724,
+            test_rows: 1_000,
+        };
+        7
+    ];
+    let memory = FitMemory::estimate(
+        SpaceMethod::Shared,
+        &subjects,
+        75_520,
+        7 * 9_000 + 1_000,
+        7 * 9_000 + 500,
+        &SharedSpaceOptions {
+            k: 1024,
+            ..SharedSpaceOptions::default()
+        },
+        default_block_rows(75_520),
+        ENCODER_RANK,
+    );
+    assert!(memory.peak <= 24_000_000_000, "{}", memory.text());
+    assert!(memory.stats_task <= 24_000_000_000, "{}", memory.text());
 }

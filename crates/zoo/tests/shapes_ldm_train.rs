@@ -5,7 +5,7 @@
 use brainrecon_diffusion::pipeline::{Device, SampleOptions, StableDiffusion};
 use brainrecon_diffusion::scheduler::SchedulerKind;
 use brainrecon_nn::rng::SeededNoise;
-use brainrecon_zoo::shapes_ldm::{caption_words, train_prior, PriorConfig};
+use brainrecon_zoo::shapes_ldm::{caption_words, train_prior, PriorConfig, TrainEngine};
 use std::path::Path;
 
 fn train(out: &Path, config: &PriorConfig) -> brainrecon_zoo::shapes_ldm::PriorSummary {
@@ -162,6 +162,38 @@ fn fine_tuning_the_decoder_leaves_the_encoder_and_the_denoiser_alone() {
             std::fs::read(tuned.join(file)).unwrap(),
             std::fs::read(plain.join(file)).unwrap(),
             "{file}"
+        );
+    }
+}
+
+/// The denoiser trained on the tape (the default on the CPU) and on candle's autograd: the
+/// same autoencoder (its stage is candle's on both), and the denoiser's losses agree over
+/// the first steps, the later ones after AdamW has moved every weight with the engine's
+/// gradients.
+#[test]
+fn the_tape_and_candle_train_the_denoiser_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = PriorConfig {
+        decoder_steps: 0,
+        unet_steps: 6,
+        ..PriorConfig::tiny()
+    };
+    assert_eq!(config.engine, TrainEngine::Tape);
+    let tape = train(&dir.path().join("tape"), &config);
+    let candle = train(
+        &dir.path().join("candle"),
+        &PriorConfig {
+            engine: TrainEngine::Candle,
+            ..config.clone()
+        },
+    );
+    assert_eq!(tape.vae_losses, candle.vae_losses);
+    assert_eq!(tape.unet_losses.len(), 6);
+    for (step, (a, b)) in tape.unet_losses.iter().zip(&candle.unet_losses).enumerate() {
+        eprintln!("denoiser step {step}: tape {a:.7}, candle {b:.7}");
+        assert!(
+            (a - b).abs() <= 1e-4 * b.abs(),
+            "step {step}: tape {a}, candle {b}"
         );
     }
 }

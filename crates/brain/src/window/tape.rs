@@ -11,48 +11,23 @@ use candle_core::backprop::GradStore;
 use candle_core::Tensor;
 use rand_chacha::ChaCha8Rng;
 
-/// Which engine differentiates a training step.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub enum TrainEngine {
-    /// The project's tape (the default: equal to candle's within f32 rounding, tested).
-    #[default]
-    Tape,
-    /// candle's autograd.
-    Candle,
-}
-
-impl TrainEngine {
-    /// `tape` or `candle`.
-    pub fn parse(name: &str) -> std::result::Result<Self, String> {
-        match name {
-            "tape" => Ok(TrainEngine::Tape),
-            "candle" => Ok(TrainEngine::Candle),
-            other => Err(format!("engine: tape or candle, found '{other}'")),
-        }
-    }
-
-    /// The name [`TrainEngine::parse`] reads.
-    pub fn name(self) -> &'static str {
-        match self {
-            TrainEngine::Tape => "tape",
-            TrainEngine::Candle => "candle",
-        }
-    }
-}
+/// Which engine differentiates a training step (shared by every trainer, in
+/// [`brainrecon_nn::tape`]).
+pub use brainrecon_nn::tape::TrainEngine;
 
 /// The encoder's parameters on a tape: each tensor beside its node.
-struct Bound {
-    params: Vec<(Tensor, NodeId)>,
+pub(crate) struct Bound {
+    pub(crate) params: Vec<(Tensor, NodeId)>,
 }
 
 impl Bound {
-    fn leaf(&mut self, tape: &mut Tape, t: &Tensor) -> Result<NodeId> {
+    pub(crate) fn leaf(&mut self, tape: &mut Tape, t: &Tensor) -> Result<NodeId> {
         let id = tape.parameter_of(t)?;
         self.params.push((t.clone(), id));
         Ok(id)
     }
 
-    fn linear(&mut self, tape: &mut Tape, layer: &Linear, x: NodeId) -> Result<NodeId> {
+    pub(crate) fn linear(&mut self, tape: &mut Tape, layer: &Linear, x: NodeId) -> Result<NodeId> {
         let w = self.leaf(tape, &layer.weight)?;
         let b = match &layer.bias {
             Some(b) => Some(self.leaf(tape, b)?),
@@ -61,7 +36,12 @@ impl Bound {
         tape.linear(x, w, b)
     }
 
-    fn layer_norm(&mut self, tape: &mut Tape, norm: &LayerNorm, x: NodeId) -> Result<NodeId> {
+    pub(crate) fn layer_norm(
+        &mut self,
+        tape: &mut Tape,
+        norm: &LayerNorm,
+        x: NodeId,
+    ) -> Result<NodeId> {
         let (Some(w), Some(b)) = (&norm.weight, &norm.bias) else {
             return Err(ModelError::Invalid(
                 "window encoder on the tape: its layer norms are affine".into(),
@@ -150,7 +130,12 @@ pub fn forward_on_tape(
 }
 
 /// Dropout with probability `p` when training (`rng` given), else `x`.
-fn dropped(tape: &mut Tape, x: NodeId, p: f64, rng: &mut Option<&mut ChaCha8Rng>) -> NodeId {
+pub(crate) fn dropped(
+    tape: &mut Tape,
+    x: NodeId,
+    p: f64,
+    rng: &mut Option<&mut ChaCha8Rng>,
+) -> NodeId {
     match rng {
         Some(r) => tape.dropout(x, p, r),
         None => x,
@@ -158,7 +143,7 @@ fn dropped(tape: &mut Tape, x: NodeId, p: f64, rng: &mut Option<&mut ChaCha8Rng>
 }
 
 /// A pre-norm block (B2C's [`EncoderBlock`](crate::b2c::EncoderBlock)) on `x` [B, L, D].
-fn block(
+pub(crate) fn block(
     tape: &mut Tape,
     bound: &mut Bound,
     blk: &crate::b2c::EncoderBlock,

@@ -2,7 +2,7 @@ use crate::commands::prelude::*;
 use brainrecon_routes::b2c::request::{
     ablation_request, train_request, AblationRequest, TrainingRequest,
 };
-use brainrecon_routes::b2c::train::TrainOptions;
+use brainrecon_routes::b2c::train::{TrainEngine, TrainOptions};
 
 subcommands! {
     /// Brain-to-Context: train a Transformer that turns betas into the diffusion model's context
@@ -54,6 +54,11 @@ pub struct Training {
     /// SUBJECT/features/full-size)
     #[arg(long)]
     features: Option<PathBuf>,
+    /// What differentiates a training step on the CPU: tape (the project's own, default) or
+    /// candle (candle's autograd; other devices always use it). Both give the same losses
+    /// within f32 rounding
+    #[arg(long, default_value = "tape")]
+    engine: String,
     #[command(flatten)]
     device: DeviceArgs,
     #[command(flatten)]
@@ -73,6 +78,7 @@ impl Training {
                 seed: self.seed,
                 layers: self.layers,
                 checkpoint_every: self.checkpoint_every,
+                engine: TrainEngine::parse(&self.engine).map_err(|e| usage(format!("--{e}")))?,
                 ..TrainOptions::default()
             },
             objective: self.objective.clone(),

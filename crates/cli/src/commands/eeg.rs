@@ -7,7 +7,7 @@ use brainrecon_routes::eeg::decoder::{
     embed_images, evaluate, fit, EegEvalRequest, EegFitRequest, EegMethod, EmbedRequest, Training,
 };
 use brainrecon_routes::eeg::live::{run_live, LiveEegRequest};
-use brainrecon_routes::eeg::nice_train::NiceTrainOptions;
+use brainrecon_routes::eeg::nice_train::{NiceTrainOptions, TrainEngine};
 use brainrecon_routes::eeg::preprocess::{
     prepare_bids, prepare_meg, preprocess, BidsEegRequest, MegPrepareRequest, Mvnn,
     PreprocessRequest,
@@ -218,6 +218,9 @@ pub struct FitArgs {
     /// NICE and ATM: epochs between checkpoints
     #[arg(long, default_value_t = 5)]
     checkpoint_every: usize,
+    /// NICE and ATM: what differentiates each step, the project's tape or candle's autograd
+    #[arg(long, default_value = "tape", value_parser = ["tape", "candle"])]
+    engine: String,
     /// Seed of the encoder's initial values, batch order and dropout
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -409,6 +412,7 @@ pub fn run(command: EegCommand) -> anyhow::Result<()> {
                     lr: a.lr,
                     seed: a.seed,
                     checkpoint_every: a.checkpoint_every,
+                    engine: TrainEngine::parse(&a.engine).map_err(anyhow::Error::msg)?,
                 },
                 ridge: RidgeDecoderOptions {
                     window: a.window.as_deref().map(parse_window).transpose()?,

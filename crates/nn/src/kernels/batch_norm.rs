@@ -130,7 +130,7 @@ fn normalise_plane_inline(y: &mut [f32], x: &[f32], [mean, a, s]: [f32; 3], act:
     }
 }
 
-widest_fn!(fn normalise_plane(y: &mut [f32], x: &[f32], mean_scale_shift: [f32; 3], act: NormActivation) = normalise_plane_inline);
+widest_fn!(pub(crate) fn normalise_plane(y: &mut [f32], x: &[f32], mean_scale_shift: [f32; 3], act: NormActivation) = normalise_plane_inline);
 
 /// (x [B, C, *], weight [C], bias [C]) → `act((x − mean[c])·rstd[c]·weight[c] + bias[c])`.
 ///
@@ -271,7 +271,7 @@ fn plane_sums_inline(
     (t1 + fold(s1), t2 + fold(s2))
 }
 
-widest_fn!(fn plane_sums(dp: &mut [f32], x: &[f32], g: &[f32], stats: [f32; 4], act: NormActivation) -> (f64, f64) = plane_sums_inline);
+widest_fn!(pub(crate) fn plane_sums(dp: &mut [f32], x: &[f32], g: &[f32], stats: [f32; 4], act: NormActivation) -> (f64, f64) = plane_sums_inline);
 
 /// One plane, second pass: `dx = rstd·w·(dp − m1 − x̂·m2)`, in place over `dp`.
 #[inline(always)]
@@ -283,7 +283,7 @@ fn plane_dx_inline(dx: &mut [f32], x: &[f32], [mean, rstd, w, m1, m2]: [f32; 5])
     }
 }
 
-widest_fn!(fn plane_dx(dx: &mut [f32], x: &[f32], terms: [f32; 5]) = plane_dx_inline);
+widest_fn!(pub(crate) fn plane_dx(dx: &mut [f32], x: &[f32], terms: [f32; 5]) = plane_dx_inline);
 
 impl CustomOp3 for BatchNormBackwardF32 {
     fn name(&self) -> &'static str {

@@ -281,8 +281,10 @@ impl BatchNorm {
         self.normalise(x, &mean, &var, false, elu_alpha)
     }
 
-    /// `running ← (1 − m)·running + m·batch`, the variance made unbiased over `n` values.
-    fn update_running(&self, mean: &[f64], var: &[f64], n: usize) -> Result<()> {
+    /// `running ← (1 − m)·running + m·batch`, the variance made unbiased over `n` values (a
+    /// batch's per-channel mean and biased variance `[C]`, over `n` values a channel; the
+    /// training tape's batch norm hands them here). Errors when the lengths are not C.
+    pub fn update_running(&self, mean: &[f64], var: &[f64], n: usize) -> Result<()> {
         let m = self.momentum;
         let unbias = if n > 1 {
             n as f64 / (n - 1) as f64

@@ -25,13 +25,19 @@
 //! ([`Tape::grad_store`] hands them to the candle optimiser). Shapes are row-major; every op
 //! documents its own.
 
+mod b2c;
+mod eeg;
+mod engine;
 mod image;
 mod loss;
 mod ops;
+mod unet;
 
 use crate::{ModelError, Result};
 use candle_core::Tensor;
 
+pub use eeg::ClipLogits;
+pub use engine::TrainEngine;
 pub use loss::EncoderLossParts;
 
 /// A node of a [`Tape`] (an index into the tape of the current step).

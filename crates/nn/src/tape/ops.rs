@@ -80,6 +80,7 @@ pub(super) enum Op {
         dx: Vec<f32>,
     },
     Conv2d(Box<super::image::ConvState>),
+    NarrowAttention(Box<super::unet::NarrowAttentionState>),
     GroupNorm(Box<super::image::GroupNormState>),
     Upsample2x {
         x: NodeId,
@@ -108,6 +109,8 @@ pub(super) enum Op {
         a: NodeId,
         b: NodeId,
     },
+    /// The EEG encoders' ops (`eeg.rs`).
+    Eeg(Box<super::eeg::EegOp>),
 }
 
 impl Op {
@@ -752,6 +755,9 @@ impl Op {
                 }
             }
             Op::Conv2d(state) => super::image::conv_backward(state, values, g, sink),
+            Op::NarrowAttention(state) => {
+                super::unet::narrow_attention_backward(state, values, g, sink)
+            }
             Op::GroupNorm(state) => super::image::group_norm_backward(state, values, g, sink),
             Op::Upsample2x { x, dims } => super::image::upsample_backward(*x, *dims, g, sink),
             Op::AddPerChannel { x, t, plane } => {
@@ -798,6 +804,7 @@ impl Op {
                     }
                 }
             }
+            Op::Eeg(op) => op.backward(values, g, sink),
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod groups;
 pub mod metrics;
 pub mod reconstruct;
 pub mod request;
+pub mod tape;
 pub mod train;
 
 pub use crate::decode::options::Tune;

@@ -34,6 +34,10 @@ use brainrecon_nn::optim::{clip_grad_norm, AdamW};
 use brainrecon_nn::params::Parameters;
 use brainrecon_nn::rng::shuffled_batches;
 use brainrecon_nn::rng::{NoiseSource, SeededNoise};
+use brainrecon_nn::tape::Tape;
+/// What differentiates a training step ([`TrainOptions::engine`]).
+pub use brainrecon_nn::tape::TrainEngine;
+use candle_core::backprop::GradStore;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
@@ -67,6 +71,27 @@ pub struct TrainOptions {
     pub context_dropout: f64,
     /// Steps between resumable checkpoints in `<out>/.train/`.
     pub checkpoint_every: usize,
+    /// What differentiates a step on the CPU: the project's tape (the default) or candle's
+    /// autograd (other devices always take candle). Recorded, but not part of the settings a
+    /// resume must match: both engines compute the same step within f32 rounding.
+    #[serde(default, with = "engine_name")]
+    pub engine: TrainEngine,
+}
+
+/// [`TrainEngine`] as its name in the JSON records (`tape` when absent, as in records
+/// written before the engine was recorded).
+mod engine_name {
+    use super::TrainEngine;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(e: &TrainEngine, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(e.name())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<TrainEngine, D::Error> {
+        let name = String::deserialize(d)?;
+        TrainEngine::parse(&name).map_err(serde::de::Error::custom)
+    }
 }
 
 impl Default for TrainOptions {
@@ -84,6 +109,7 @@ impl Default for TrainOptions {
             dropout: 0.1,
             context_dropout: 0.1,
             checkpoint_every: 200,
+            engine: TrainEngine::Tape,
         }
     }
 }
@@ -300,16 +326,40 @@ pub fn b2c_loss(
     Ok((total, diffusion, clip))
 }
 
-/// Step `step`'s batch of `rows` (train trials): its random draws, then [`b2c_loss`].
-fn batch_loss(
-    encoder: &BrainToContextEncoder,
-    unet: &UNet2DConditionModel,
+/// One step's batch: the trials' inputs and the step's random draws (but dropout's, which
+/// come from the stream handed on with it).
+struct Batch {
+    betas: Tensor,
+    latents: Tensor,
+    true_context: Tensor,
+    timesteps: Vec<usize>,
+    /// [B, 1, 1]: 1 where the encoder's context is used, 0 where the empty prompt's is.
+    keep: Tensor,
+    noise: Tensor,
+}
+
+impl Batch {
+    fn inputs<'a>(&'a self, data: &'a TrainData) -> BatchInputs<'a> {
+        BatchInputs {
+            betas: &self.betas,
+            latents: &self.latents,
+            noise: &self.noise,
+            timesteps: &self.timesteps,
+            true_context: &self.true_context,
+            context_dropout: Some((&self.keep, &data.empty_context)),
+        }
+    }
+}
+
+/// Step `step`'s batch of `rows` (train trials) with its random draws, and the stream its
+/// dropout masks come from.
+fn draw_batch(
     schedule: &NoiseSchedule,
     data: &TrainData,
     rows: &[usize],
     options: &TrainOptions,
     step: usize,
-) -> Result<(Tensor, Tensor, Tensor)> {
+) -> Result<(Batch, ChaCha8Rng)> {
     let device = data.betas.device();
     let b = rows.len();
     let mut rng = ChaCha8Rng::seed_from_u64(options.seed ^ 0xB2C0_0000_0000 ^ step as u64);
@@ -329,23 +379,69 @@ fn batch_loss(
         .collect();
     let keep = Tensor::from_vec(keep, (b, 1, 1), device)?;
     let mut noise = SeededNoise::new(options.seed ^ 0xB2C1_0000_0000 ^ step as u64);
-    let eps = noise.gaussian(latents.dims(), device, DType::F32)?;
-    let inputs = BatchInputs {
-        betas: &betas,
-        latents: &latents,
-        noise: &eps,
-        timesteps: &timesteps,
-        true_context: &true_context,
-        context_dropout: Some((&keep, &data.empty_context)),
+    let noise = noise.gaussian(latents.dims(), device, DType::F32)?;
+    let batch = Batch {
+        betas,
+        latents,
+        true_context,
+        timesteps,
+        keep,
+        noise,
     };
-    b2c_loss(
-        encoder,
-        unet,
-        schedule,
-        &inputs,
-        options.clip_loss,
-        Some(&mut rng),
-    )
+    Ok((batch, rng))
+}
+
+/// The models a step trains and how.
+struct Trainee<'a> {
+    encoder: &'a BrainToContextEncoder,
+    unet: &'a UNet2DConditionModel,
+    schedule: &'a NoiseSchedule,
+    /// The tape when the tape engine differentiates (on the CPU), else candle's autograd.
+    tape: Option<Tape>,
+}
+
+/// Step `step` on `rows`: the batch's draws, the loss and every trained tensor's gradient,
+/// on the tape or through candle's autograd.
+fn step_gradients(
+    trainee: &mut Trainee,
+    data: &TrainData,
+    rows: &[usize],
+    options: &TrainOptions,
+    step: usize,
+) -> Result<(StepLoss, GradStore)> {
+    let (batch, mut rng) = draw_batch(trainee.schedule, data, rows, options, step)?;
+    let inputs = batch.inputs(data);
+    let (encoder, unet, schedule) = (trainee.encoder, trainee.unet, trainee.schedule);
+    let weight = options.clip_loss;
+    let (loss, grads) = match &mut trainee.tape {
+        Some(tape) => {
+            let tune = options.tune;
+            let trainable = |name: &str| tune.selects(name);
+            let done = super::tape::b2c_step_on_tape(
+                encoder,
+                unet,
+                schedule,
+                &inputs,
+                weight,
+                Some(&mut rng),
+                &trainable,
+                tape,
+            )?;
+            (done.loss, done.grads)
+        }
+        None => {
+            let (total, diffusion, clip) =
+                b2c_loss(encoder, unet, schedule, &inputs, weight, Some(&mut rng))?;
+            let loss = StepLoss {
+                total: total.to_scalar::<f32>()? as f64,
+                diffusion: diffusion.to_scalar::<f32>()? as f64,
+                clip: clip.to_scalar::<f32>()? as f64,
+            };
+            (loss, total.backward()?)
+        }
+    };
+    finite_loss(loss, step, options)?;
+    Ok((loss, grads))
 }
 
 /// Settings that must match for a resume, with the folder's identity.
@@ -355,6 +451,11 @@ fn resume_settings(
     layout: &VoxelLayout,
     options: &TrainOptions,
 ) -> serde_json::Value {
+    // The engine changes how a step is differentiated, not what it computes.
+    let mut options = serde_json::to_value(options).expect("options are plain data");
+    if let Some(fields) = options.as_object_mut() {
+        fields.remove("engine");
+    }
     serde_json::json!({
         "subject": subject.meta.subject,
         "n_voxels": layout.columns.len(),
@@ -436,19 +537,8 @@ fn resume_or_start(
     })
 }
 
-/// The step's losses as numbers; a loss that is no longer finite stops the run.
-fn finite_loss(
-    total: &Tensor,
-    diffusion: &Tensor,
-    clip: &Tensor,
-    step: usize,
-    options: &TrainOptions,
-) -> Result<StepLoss> {
-    let loss = StepLoss {
-        total: total.to_scalar::<f32>()? as f64,
-        diffusion: diffusion.to_scalar::<f32>()? as f64,
-        clip: clip.to_scalar::<f32>()? as f64,
-    };
+/// A loss that is no longer finite stops the run.
+fn finite_loss(loss: StepLoss, step: usize, options: &TrainOptions) -> Result<()> {
     if !loss.total.is_finite() {
         return Err(RouteError::Usage(format!(
             "the loss became {} at step {}: lower --lr (now {})",
@@ -457,7 +547,7 @@ fn finite_loss(
             options.lr
         )));
     }
-    Ok(loss)
+    Ok(())
 }
 
 /// `losses.json`, the loss charts, then `training.json` (last: its presence means done).
@@ -522,6 +612,13 @@ pub fn train(
     let work = out.join(".train");
     let (mut optimizer, mut losses, start) = resume_or_start(&work, &mut params, options)?;
     let per_epoch = n_trials.div_ceil(options.batch);
+    let on_tape = options.engine == TrainEngine::Tape && device.is_cpu();
+    let mut trainee = Trainee {
+        encoder: &encoder,
+        unet: &unet,
+        schedule: &schedule,
+        tape: on_tape.then(Tape::new),
+    };
     let started = std::time::Instant::now();
     for step in start..options.steps {
         let batches = shuffled_batches(
@@ -531,10 +628,7 @@ pub fn train(
             (step / per_epoch) as u64,
         );
         let rows = &batches[step % per_epoch];
-        let (total, diffusion, clip) =
-            batch_loss(&encoder, &unet, &schedule, &data, rows, options, step)?;
-        let loss = finite_loss(&total, &diffusion, &clip, step, options)?;
-        let mut grads = total.backward()?;
+        let (loss, mut grads) = step_gradients(&mut trainee, &data, rows, options, step)?;
         clip_grad_norm(&mut grads, &params, 1.0)?;
         optimizer.set_lr(brainrecon_nn::optim::learning_rate(
             options.lr,

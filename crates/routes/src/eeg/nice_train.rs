@@ -5,6 +5,10 @@
 //! encoders' dropout. Test conditions are encoded from their repetitions' average, as NICE
 //! scores them.
 //!
+//! Each step is differentiated on the project's tape by default ([`TrainEngine::Tape`], the
+//! same function and dropout masks as candle's autograd, tested equal within f32 rounding), or
+//! on candle's autograd ([`TrainEngine::Candle`]).
+//!
 //! Deterministic: the initial values, each epoch's order and each step's dropout masks come
 //! from ChaCha8 streams of the seed, each epoch's and step's drawn from its number alone, so a
 //! run resumed from a checkpoint (every `checkpoint_every` epochs into a work folder) ends
@@ -20,6 +24,8 @@ use brainrecon_nn::checkpoint::{
 use brainrecon_nn::optim::AdamW;
 use brainrecon_nn::params::Parameters;
 use brainrecon_nn::rng::dropout_stream;
+use brainrecon_nn::tape::Tape;
+pub use brainrecon_nn::tape::TrainEngine;
 use candle_core::{Device, Tensor};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -126,6 +132,30 @@ impl EegEncoder {
             EegEncoder::Atm(e) => atm_loss(embedded, &unit_rows(images)?, e.logit_scale())?,
         })
     }
+
+    /// One training step of `eeg` [B, C, T] against `images` [B, d] with dropout masks from
+    /// `rng`: the loss ([`EegEncoder::loss`]) and every parameter's gradient, on `tape` when
+    /// given (cleared first), else on candle's autograd. Moves the batch norms' running
+    /// statistics either way.
+    pub fn train_step(
+        &self,
+        tape: Option<&mut Tape>,
+        eeg: &Tensor,
+        images: &Tensor,
+        rng: &mut ChaCha8Rng,
+    ) -> Result<(f64, candle_core::backprop::GradStore)> {
+        let Some(tape) = tape else {
+            let embedded = self.forward(eeg, Some(rng))?;
+            let loss = self.loss(&embedded, images)?;
+            let grads = loss.backward()?;
+            return Ok((loss.to_scalar::<f32>()? as f64, grads));
+        };
+        let step = match self {
+            EegEncoder::Nice(e) => e.train_step_on_tape(tape, eeg, images, rng)?,
+            EegEncoder::Atm(e) => e.train_step_on_tape(tape, eeg, images, rng)?,
+        };
+        Ok((step.loss, step.grads))
+    }
 }
 
 impl EncoderKind {
@@ -151,6 +181,8 @@ pub struct NiceTrainOptions {
     pub seed: u64,
     /// Epochs between checkpoints in the work folder (the last epoch always saves one).
     pub checkpoint_every: usize,
+    /// What differentiates each step: the project's tape (the default) or candle's autograd.
+    pub engine: TrainEngine,
 }
 
 impl Default for NiceTrainOptions {
@@ -163,6 +195,7 @@ impl Default for NiceTrainOptions {
             lr: 2e-4,
             seed: 0,
             checkpoint_every: 5,
+            engine: TrainEngine::default(),
         }
     }
 }
@@ -246,6 +279,7 @@ pub fn train_nice(
         .filter(|rows| rows.len() >= 2)
         .count() as u64;
     let mut step = resumed_from as u64 * per_epoch;
+    let mut tape = (options.engine == TrainEngine::Tape).then(Tape::new);
     let every = options.checkpoint_every.max(1);
     for epoch in resumed_from..options.epochs {
         let mut order = ChaCha8Rng::seed_from_u64(options.seed ^ 0x0D3E_0000 ^ epoch as u64);
@@ -261,11 +295,9 @@ pub fn train_nice(
                 .collect();
             let y = Tensor::from_vec(targets, (rows.len(), d), &Device::Cpu)?;
             let mut masks = dropout_stream(options.seed, step);
-            let embedded = encoder.forward(&x, Some(&mut masks))?;
-            let loss = encoder.loss(&embedded, &y)?;
-            let grads = loss.backward()?;
+            let (loss, grads) = encoder.train_step(tape.as_mut(), &x, &y, &mut masks)?;
             optimizer.step(&parameters, &grads)?;
-            sum += loss.to_scalar::<f32>()? as f64;
+            sum += loss;
             batches += 1;
             step += 1;
         }

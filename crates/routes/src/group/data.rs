@@ -5,6 +5,7 @@ use super::{SpaceMeta, TargetBlock, SHARED_ATLAS};
 use crate::decode::decoders::{image_targets, Target};
 use crate::decode::features::{feature_paths, FeatureKind};
 use crate::error::{Result, RouteError};
+use brainrecon_align::streamed::RowBlocks;
 use brainrecon_datasets::prepared::{
     AtlasMeta, LabelMeta, PreparedSubject, Roi, Split, SubjectMeta, Writer,
 };
@@ -630,34 +631,47 @@ pub fn link_or_copy(from: &Path, to: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Writes raw features of `ids` into `dir/features` (rows follow the sorted ids), with the
-/// metadata of `like`'s features (the same model), for a pooled subject without images.
-pub fn write_pooled_features(
+/// Writes the pooled subject's features (`features/<kind>.npy` and `.json`, f32, one row per
+/// image of `images`, in its row order) like `like`'s, named `name`, reading `images` (raw
+/// features, blocks in `kinds` order) `block_rows` rows at a time: one block in memory.
+pub fn write_pooled_features<R: RowBlocks<Error = RouteError>>(
     dir: &Path,
     kinds: &[String],
-    ids: &[usize],
-    y: &Mat<f64>,
+    images: &R,
+    block_rows: usize,
     like: &PreparedSubject,
     name: &str,
 ) -> Result<()> {
     let features = dir.join("features");
     std::fs::create_dir_all(&features).map_err(|e| brainrecon_core::DataError::io(&features, e))?;
-    let mut offset = 0;
+    let n = images.rows();
+    let mut writers = Vec::new();
     for kind in kinds {
         let kind = FeatureKind::parse(kind)?;
         let (mut meta, _) =
             crate::decode::features::load_features_mapped(like, &like.path("features"), kind)?;
         let width = meta.width();
-        let mut values = Vec::with_capacity(ids.len() * width);
-        for i in 0..ids.len() {
-            values.extend((offset..offset + width).map(|j| y[(i, j)] as f32));
-        }
         let (array, json) = feature_paths(&features, kind);
-        npy::write(&array, &[ids.len(), width], &values)?;
         meta.subject = name.to_string();
-        meta.n_images = ids.len();
+        meta.n_images = n;
         brainrecon_core::fs::write_json_atomic(&json, &meta)?;
-        offset += width;
+        writers.push((width, npy::Writer::<f32>::create(&array, &[n, width])?));
+    }
+    for start in (0..n).step_by(block_rows.max(1)) {
+        let len = block_rows.max(1).min(n - start);
+        let y = images.block(start, len)?;
+        let mut offset = 0;
+        for (width, writer) in writers.iter_mut() {
+            let mut values = Vec::with_capacity(len * *width);
+            for i in 0..len {
+                values.extend((offset..offset + *width).map(|j| y[(i, j)] as f32));
+            }
+            writer.write(&values)?;
+            offset += *width;
+        }
+    }
+    for (_, writer) in writers {
+        writer.finish()?;
     }
     Ok(())
 }

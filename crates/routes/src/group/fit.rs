@@ -9,6 +9,9 @@ use super::{decoders_dir, space_dir, GroupMeta, SpaceMeta, SpaceMethod, SPACE_FO
 use crate::decode::decoders::{fit_request, log_grid, DecoderSummary, FitRequest};
 use crate::error::{Result, RouteError};
 use crate::linear::shards::ImageShard;
+use brainrecon_align::pooled_ridge::{
+    fit_pooled_ridge, pooled_ridge_peak_bytes, PooledPath, PooledRidgeOptions, RepeatedRows,
+};
 use brainrecon_align::shared_space::SharedSpaceOptions;
 use brainrecon_align::srm::{fit_det_srm, fit_srm, SrmOptions};
 use brainrecon_align::streamed::{
@@ -112,6 +115,11 @@ pub struct FitLimits {
     pub memory_bytes: Option<u64>,
     /// Rows read per block by the space's fit (default: [`default_block_rows`]).
     pub block_rows: Option<usize>,
+    /// The largest basis the encoder is solved in (default [`ENCODER_RANK`]): exact when the
+    /// features' dimension p or the pooled subject's distinct images are at most this, else the
+    /// ridge in a range-finder basis of this many dimensions
+    /// ([`brainrecon_align::pooled_ridge`]).
+    pub encoder_rank: Option<usize>,
 }
 
 impl FitLimits {
@@ -130,10 +138,13 @@ impl FitLimits {
         };
         Ok(FitLimits {
             memory_bytes,
-            block_rows: None,
+            ..FitLimits::default()
         })
     }
 }
+
+/// The encoder's largest basis by default: 4,096 dimensions (see [`FitLimits::encoder_rank`]).
+pub const ENCODER_RANK: usize = 4096;
 
 /// Bytes of f64 a default block of rows holds: 256 MiB.
 pub const BLOCK_BYTES: usize = 256 << 20;
@@ -155,44 +166,64 @@ pub struct FitSubjectSize {
     pub test_rows: usize,
 }
 
-/// The estimated peak memory of `group fit`, in bytes, by part; f64 unless said.
+/// The estimated peak memory of `group fit`, in bytes, by part; f64 unless said. With b the
+/// rows per block, d the targets (feature columns), k the space's dimensions, m the distinct
+/// images of the pooled fitting rows and r = min([`FitLimits::encoder_rank`], d, m):
+/// `peak = held_rows + max(space, pooled + encoder, pooled + pooled_features)`, and one
+/// `--shard` task of subject s needs `stats_task` (below). Nothing of it grows with the rows
+/// but the spectra (min(n_s, v_s)², at most v_s²), the pooled rows (Σ n_s · k) and the
+/// encoder's per-image means (m · k).
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct FitMemory {
-    /// Every subject's test split with its align and test selections, held throughout.
+    /// Every subject's align and test selections of its test split (Σ t_s v_s), held
+    /// throughout, plus one whole split (max t_s v_s) while a subject is read.
     pub held_rows: u64,
     /// The space's fit: for `shared`, the streamed fit's bound
     /// ([`brainrecon_align::streamed::peak_bytes`]); for SRM, the align images and its maps.
     pub space: u64,
-    /// The maps and the pooled subject's rows in the space, held after the fit.
+    /// The maps and the pooled subject's rows in the space (Σ v_s k + Σ n_s k), held after the
+    /// fit.
     pub pooled: u64,
-    /// The encoder (scaled features → space) on every pooled row: the features stacked in f64,
-    /// their f32 copy and two f32 copies more for the ridge's decomposition.
+    /// The encoder (scaled features → space) from row blocks of the m distinct images
+    /// ([`brainrecon_align::pooled_ridge::pooled_ridge_peak_bytes`]), plus one block of raw
+    /// features as they are read (12 b d: f64 and the f32 gather).
     pub encoder: u64,
-    /// The pooled subject's features (one row per image, f64, plus one kind's f32 copy).
+    /// The pooled subject's features, written image block by image block: 12 b d.
     pub pooled_features: u64,
     /// `held_rows` + the largest of `space`, `pooled + encoder`, `pooled + pooled_features`.
     pub peak: u64,
+    /// One statistics task (`--shard k/N`) of the largest subject: its test split held
+    /// (2 t v), then the largest of the spectrum (3 r_s² with r_s = min(n, v), plus two blocks
+    /// of betas, 2 b v) and its GCV (r_s² held, the projections r_s g and v g for g GCV
+    /// columns, two blocks of betas and 3 b d of targets as they are read and scaled).
+    pub stats_task: u64,
 }
 
 impl FitMemory {
-    /// Estimates the peak of a fit of `subjects` onto `d` targets with `images` pooled images.
+    /// Estimates the peak of a fit of `subjects` onto `d` targets with `images` pooled images,
+    /// `encoder_images` of them (m) among the fitting rows, the encoder solved in at most
+    /// `encoder_rank` dimensions.
+    #[allow(clippy::too_many_arguments)]
     pub fn estimate(
         method: SpaceMethod,
         subjects: &[FitSubjectSize],
         d: usize,
         images: usize,
+        encoder_images: usize,
         opts: &SharedSpaceOptions,
         block_rows: usize,
+        encoder_rank: usize,
     ) -> Self {
         let f = 8u64;
         let k = opts.k as u64;
         let d64 = d as u64;
         let sum_n: u64 = subjects.iter().map(|s| s.rows as u64).sum();
         let sum_v: u64 = subjects.iter().map(|s| s.voxels as u64).sum();
-        let held_rows: u64 = subjects
-            .iter()
-            .map(|s| 2 * f * s.test_rows as u64 * s.voxels as u64)
-            .sum();
+        // The align and test selections part the test split: Σ t v held, and while a subject
+        // is read its whole split beside them.
+        let split = |s: &FitSubjectSize| f * s.test_rows as u64 * s.voxels as u64;
+        let held_rows: u64 =
+            subjects.iter().map(split).sum::<u64>() + subjects.iter().map(split).max().unwrap_or(0);
         let space = match method {
             SpaceMethod::Shared => {
                 let sizes: Vec<SubjectSize> = subjects
@@ -215,9 +246,23 @@ impl FitMemory {
             }
         };
         let pooled = f * (sum_v * k + sum_n * k);
-        let encoder = sum_n * d64 * (f + 4 + 8) + sum_n * k * 4;
-        let pooled_features = images as u64 * d64 * (f + 4);
+        let b_images = block_rows.min(images.max(1)) as u64;
+        let read_block = 12 * b_images * d64;
+        let encoder = pooled_ridge_peak_bytes(
+            encoder_images,
+            d,
+            opts.k,
+            map_alphas().len(),
+            encoder_rank,
+            block_rows,
+        ) + read_block;
+        let pooled_features = read_block;
         let peak = held_rows + space.max(pooled + encoder).max(pooled + pooled_features);
+        let stats_task = subjects
+            .iter()
+            .map(|s| stats_task_bytes(s, d, block_rows))
+            .max()
+            .unwrap_or(0);
         Self {
             held_rows,
             space,
@@ -225,6 +270,7 @@ impl FitMemory {
             encoder,
             pooled_features,
             peak,
+            stats_task,
         }
     }
 
@@ -248,9 +294,9 @@ impl FitMemory {
         Err(RouteError::Usage(format!(
             "--memory-gb {:.1}: group fit of {} subjects ({rows} fitting rows in all, up to \
              {voxels} voxels) onto {d} targets at k = {k} needs about {:.1} GB (estimated before \
-             reading: the space's fit {:.1} GB, the encoder on all {rows} rows × {d} targets \
+             reading: the space's fit {:.1} GB, the encoder from all {rows} rows × {d} targets \
              {:.1} GB, the pooled subject's features {:.1} GB, rows held {:.1} GB); allow more \
-             memory, fewer subjects or rows, or a smaller k",
+             memory, fewer subjects or rows, a smaller k or a smaller encoder basis",
             gb(budget),
             subjects.len(),
             gb(self.peak),
@@ -261,19 +307,56 @@ impl FitMemory {
         )))
     }
 
+    /// The refusal of a statistics task (`--shard k/N`) whose estimate for subject `index`
+    /// (of `size`) is above `budget` bytes.
+    pub fn check_stats_task(
+        budget: Option<u64>,
+        index: usize,
+        size: &FitSubjectSize,
+        d: usize,
+        block_rows: usize,
+    ) -> Result<()> {
+        let needed = stats_task_bytes(size, d, block_rows);
+        match budget {
+            Some(budget) if needed > budget => Err(RouteError::Usage(format!(
+                "--memory-gb {:.1}: the statistics of subject {index} ({} fitting rows × {} \
+                 voxels, targets {d}) need about {:.1} GB (estimated before reading: its \
+                 spectrum of min(rows, voxels)² and the blocks of {block_rows} rows); allow \
+                 more memory or fewer rows per block",
+                budget as f64 / 1e9,
+                size.rows,
+                size.voxels,
+                needed as f64 / 1e9
+            ))),
+            _ => Ok(()),
+        }
+    }
+
     /// One line for the progress: the peak and its parts in GB.
     pub fn text(&self) -> String {
         let gb = |b: u64| b as f64 / 1e9;
         format!(
             "estimated peak {:.2} GB (space {:.2}, encoder {:.2}, pooled features {:.2}, rows \
-             held {:.2})",
+             held {:.2}; one statistics task {:.2})",
             gb(self.peak),
             gb(self.space),
             gb(self.encoder),
             gb(self.pooled_features),
-            gb(self.held_rows)
+            gb(self.held_rows),
+            gb(self.stats_task)
         )
     }
+}
+
+/// [`FitMemory::stats_task`] for one subject.
+fn stats_task_bytes(s: &FitSubjectSize, d: usize, block_rows: usize) -> u64 {
+    let (n, v, t) = (s.rows as u64, s.voxels as u64, s.test_rows as u64);
+    let r = n.min(v);
+    let b = (block_rows as u64).min(n.max(1));
+    let g = alpha_column_indices(d).len() as u64;
+    let spectrum = 3 * r * r + 2 * b * v;
+    let gcv = r * r + r * g + v * g + 2 * b * v + 3 * b * d as u64;
+    8 * (2 * t * v + spectrum.max(gcv))
 }
 
 /// One group subject's rows: train trials (read from disk in blocks), align images and
@@ -631,7 +714,7 @@ pub fn fit_group_step(
     match step {
         FitStep::SubjectStats { shard, work: w } => {
             let work = work(w);
-            let written = plan.write_subject_stats(*shard, &work, progress)?;
+            let written = plan.write_subject_stats(*shard, &work, limits.memory_bytes, progress)?;
             Ok(FitStepReport::Stats(StatsReport {
                 work,
                 subjects: written,
@@ -695,6 +778,8 @@ struct FitPlan {
     widths: Vec<usize>,
     d: usize,
     block_rows: usize,
+    /// The encoder's largest basis ([`FitLimits::encoder_rank`]).
+    encoder_rank: usize,
     opts: SharedSpaceOptions,
 }
 
@@ -771,6 +856,11 @@ impl FitPlan {
         if limits.block_rows == Some(0) {
             return Err(RouteError::Usage("block rows: expected at least 1".into()));
         }
+        if limits.encoder_rank == Some(0) {
+            return Err(RouteError::Usage(
+                "encoder rank: expected at least 1 dimension".into(),
+            ));
+        }
         for target in &r.targets {
             crate::decode::decoders::Target::parse(target)?;
         }
@@ -808,6 +898,7 @@ impl FitPlan {
             widths,
             d,
             block_rows,
+            encoder_rank: limits.encoder_rank.unwrap_or(ENCODER_RANK),
             opts,
         })
     }
@@ -828,13 +919,17 @@ impl FitPlan {
                     .chain(s.test.ids.iter().copied())
             })
             .collect();
+        let encoder_images: BTreeSet<usize> =
+            rows.iter().flat_map(SubjectRows::fitting_ids).collect();
         let memory = FitMemory::estimate(
             self.method,
             &sizes,
             self.d,
             pooled_images.len(),
+            encoder_images.len(),
             &self.opts,
             self.block_rows,
+            self.encoder_rank,
         );
         progress(format!(
             "{}; blocks of {} rows",
@@ -905,11 +1000,14 @@ impl FitPlan {
     }
 
     /// A task of the array form: the group's scaling (from every subject's features), then
-    /// the statistics of each subject of `shard`, each written through its own output folder.
+    /// the statistics of each subject of `shard`, each written through its own output folder;
+    /// each subject refused first when its estimate ([`FitMemory::stats_task`]) is above
+    /// `memory_bytes`.
     fn write_subject_stats(
         &self,
         shard: ImageShard,
         work: &Path,
+        memory_bytes: Option<u64>,
         progress: &mut dyn FnMut(String),
     ) -> Result<Vec<WrittenStats>> {
         let n_subjects = self.group.subjects.len();
@@ -930,11 +1028,27 @@ impl FitPlan {
             .iter()
             .map(|s| fitting_ids_of(s, &self.group))
             .collect::<Result<_>>()?;
+        // Each task's subjects estimated, and refused over the budget, before any betas are read.
+        let mut sizes = BTreeMap::new();
+        for s in shard.rows(n_subjects) {
+            let size = FitSubjectSize {
+                rows: ids[s].len(),
+                voxels: self.group.subjects[s].n_voxels,
+                test_rows: opened[s].row_ids(Split::Test)?.len(),
+            };
+            FitMemory::check_stats_task(memory_bytes, s, &size, self.d, self.block_rows)?;
+            sizes.insert(s, size);
+        }
         let scaling = self.scaling(&opened.iter().zip(ids).collect::<Vec<_>>())?;
         drop(opened);
         let mut written = Vec::new();
         for s in shard.rows(n_subjects) {
             let started = Instant::now();
+            progress(format!(
+                "subject {} of {n_subjects}: estimated peak {:.2} GB",
+                s + 1,
+                stats_task_bytes(&sizes[&s], self.d, self.block_rows) as f64 / 1e9
+            ));
             let rows = load_subject_rows(&self.group, s)?;
             let stats = self.subject_stats(s, &rows, &scaling)?;
             let seconds = started.elapsed().as_secs_f64();
@@ -1111,6 +1225,7 @@ impl FitPlan {
             widths,
             d: _,
             block_rows,
+            encoder_rank,
             opts,
         } = self;
         let (method, block_rows, name) = (*method, *block_rows, name.clone());
@@ -1267,38 +1382,40 @@ impl FitPlan {
             "maps written after {:.1} s",
             started.elapsed().as_secs_f64()
         ));
-        write_encoder(
-            &dir.join("encoder"),
-            &pooled_train,
-            &rows,
-            group,
-            target_mean,
-            blocks,
-        )?;
-
-        // Features of every image the pooled subject holds, from the subject that saw it.
+        // Features of every image the pooled subject holds, from the first subject that saw
+        // it (an image's features are the same in every subject's folder).
         let mut source: BTreeMap<usize, usize> = BTreeMap::new();
         for (s, ids) in fitting_ids.iter().enumerate() {
             for &id in ids.iter().chain(&rows[s].test.ids) {
                 source.entry(id).or_insert(s);
             }
         }
+        let encoder = write_encoder(
+            &dir.join("encoder"),
+            &pooled_train,
+            &EncoderInputs {
+                rows: &rows,
+                source: &source,
+                kinds: &group.kinds,
+                target_mean,
+                blocks,
+            },
+            &PooledRidgeOptions {
+                alphas: map_alphas(),
+                max_rank: *encoder_rank,
+                seed: r.seed,
+                block_rows,
+            },
+        )?;
+        progress(format!(
+            "encoder ({} path, {} dimensions, {:.6} of the features' sum of squares) after \
+             {:.1} s",
+            encoder.0,
+            encoder.1,
+            encoder.2,
+            started.elapsed().as_secs_f64()
+        ));
         let all_ids: Vec<usize> = source.keys().copied().collect();
-        let mut pooled_y = Mat::zeros(all_ids.len(), widths.iter().sum());
-        for (s, subject_rows) in rows.iter().enumerate() {
-            let (positions, ids): (Vec<usize>, Vec<usize>) = all_ids
-                .iter()
-                .enumerate()
-                .filter(|(_, id)| source[id] == s)
-                .map(|(p, &id)| (p, id))
-                .unzip();
-            let y = feature_rows(&subject_rows.subject, &group.kinds, &ids)?;
-            for (row, &p) in positions.iter().enumerate() {
-                for j in 0..y.ncols() {
-                    pooled_y[(p, j)] = y[(row, j)];
-                }
-            }
-        }
         let pooled_dir = dir.join("pooled");
         let mut pooled_meta = rows[0].subject.meta.clone();
         pooled_meta.subject = format!("group-{name}");
@@ -1313,11 +1430,18 @@ impl FitPlan {
             },
             None,
         )?;
+        let images: Vec<(usize, usize)> = all_ids.iter().map(|&id| (source[&id], id)).collect();
         write_pooled_features(
             &pooled_dir,
             &group.kinds,
-            &all_ids,
-            &pooled_y,
+            &ImageFeatures {
+                rows: &rows,
+                kinds: &group.kinds,
+                images: &images,
+                width: widths.iter().sum(),
+                scaled: None,
+            },
+            block_rows,
             &rows[0].subject,
             &format!("group-{name}"),
         )?;
@@ -1501,35 +1625,165 @@ fn mean_mapped(rows: &[&Rows], means: &[Vec<f64>], maps: &[Mat<f64>]) -> Mat<f64
     sum
 }
 
-/// A ridge from the scaled stimulus features to the space, fitted on the pooled rows: the
-/// group's predicted response to any image, for aligning a subject without shared images.
+/// Where the encoder's inputs come from: the subjects, which subject's features folder each
+/// image is read from, and the group's target scaling.
+struct EncoderInputs<'a> {
+    rows: &'a [SubjectRows],
+    source: &'a BTreeMap<usize, usize>,
+    kinds: &'a [String],
+    target_mean: &'a [f64],
+    blocks: &'a [super::TargetBlock],
+}
+
+/// Images' features, each read from the subject that saw it ([`feature_rows`]), by row
+/// blocks; scaled as the group's targets are when `scaled` holds the scaling.
+struct ImageFeatures<'a> {
+    rows: &'a [SubjectRows],
+    kinds: &'a [String],
+    /// (source subject, image id) of each row, in row order.
+    images: &'a [(usize, usize)],
+    width: usize,
+    scaled: Option<(&'a [f64], &'a [super::TargetBlock])>,
+}
+
+impl RowBlocks for ImageFeatures<'_> {
+    type Error = RouteError;
+    fn rows(&self) -> usize {
+        self.images.len()
+    }
+    fn cols(&self) -> usize {
+        self.width
+    }
+    fn block(&self, start: usize, len: usize) -> Result<Mat<f64>> {
+        let mut out = Mat::<f64>::zeros(len, self.width);
+        // One read per subject in the block, however its images interleave.
+        let mut by_subject: BTreeMap<usize, (Vec<usize>, Vec<usize>)> = BTreeMap::new();
+        for (i, &(s, id)) in self.images[start..start + len].iter().enumerate() {
+            let entry = by_subject.entry(s).or_default();
+            entry.0.push(i);
+            entry.1.push(id);
+        }
+        for (s, (positions, ids)) in by_subject {
+            let y = feature_rows(&self.rows[s].subject, self.kinds, &ids)?;
+            for (row, &i) in positions.iter().enumerate() {
+                out.as_mut()
+                    .subrows_mut(i, 1)
+                    .copy_from(y.as_ref().subrows(row, 1));
+            }
+        }
+        Ok(match self.scaled {
+            Some((mean, blocks)) => scale_targets(&out, mean, blocks),
+            None => out,
+        })
+    }
+}
+
+/// A ridge from the scaled stimulus features to the space, fitted on the pooled rows (one GCV
+/// α per dimension, chosen on those rows): the group's predicted response to any image, for
+/// aligning a subject without shared images. Fitted from row blocks of the distinct images
+/// ([`fit_pooled_ridge`]): each image's rows enter as their count and mean, which gives the
+/// trials' ridge and GCV exactly; the features are read block by block, never whole. Returns
+/// the path taken, the basis' dimensions and the share of the features' sum of squares it
+/// holds (1 when exact), also written into the model's metadata.
 fn write_encoder(
     dir: &Path,
     pooled: &Rows,
-    rows: &[SubjectRows],
-    group: &GroupMeta,
-    target_mean: &[f64],
-    blocks: &[super::TargetBlock],
-) -> Result<()> {
-    // Features of the pooled rows, gathered from each subject in the pooled order.
-    let mut parts = Vec::new();
-    for s in rows {
-        let ids = s.fitting_ids();
-        parts.push(scale_targets(
-            &feature_rows(&s.subject, &group.kinds, &ids)?,
-            target_mean,
-            blocks,
-        ));
+    inputs: &EncoderInputs<'_>,
+    opts: &PooledRidgeOptions,
+) -> Result<(&'static str, usize, f64)> {
+    let k = pooled.x.ncols();
+    // Distinct images in (source subject, id) order: runs of one subject read together.
+    let mut at: BTreeMap<(usize, usize), usize> = BTreeMap::new();
+    for id in &pooled.ids {
+        at.entry((inputs.source[id], *id)).or_insert(0);
     }
-    let f = stack_rows(&parts);
-    assert_eq!(f.nrows(), pooled.ids.len(), "encoder rows");
-    let to_f32 = |m: &Mat<f64>| Mat::<f32>::from_fn(m.nrows(), m.ncols(), |i, j| m[(i, j)] as f32);
-    let estimator = brainrecon_ridge::RidgeCv {
-        alphas: map_alphas(),
-        cv: brainrecon_ridge::Cv::Gcv,
-        ..brainrecon_ridge::RidgeCv::default()
+    let images: Vec<(usize, usize)> = at.keys().copied().collect();
+    for (i, v) in at.values_mut().enumerate() {
+        *v = i;
+    }
+    let row_of = |id: usize| at[&(inputs.source[&id], id)];
+    let mut counts = vec![0usize; images.len()];
+    let mut y_mean = Mat::<f64>::zeros(images.len(), k);
+    for (t, &id) in pooled.ids.iter().enumerate() {
+        let i = row_of(id);
+        counts[i] += 1;
+        for j in 0..k {
+            y_mean[(i, j)] += pooled.x[(t, j)];
+        }
+    }
+    for (i, &c) in counts.iter().enumerate() {
+        for j in 0..k {
+            y_mean[(i, j)] /= c as f64;
+        }
+    }
+    let mut y_within = vec![0.0f64; k];
+    for (t, &id) in pooled.ids.iter().enumerate() {
+        let i = row_of(id);
+        for (j, w) in y_within.iter_mut().enumerate() {
+            *w += (pooled.x[(t, j)] - y_mean[(i, j)]).powi(2);
+        }
+    }
+    let features = ImageFeatures {
+        rows: inputs.rows,
+        kinds: inputs.kinds,
+        images: &images,
+        width: inputs.target_mean.len(),
+        scaled: Some((inputs.target_mean, inputs.blocks)),
     };
-    let model = estimator.fit(to_f32(&f).as_ref(), to_f32(&pooled.x).as_ref())?;
+    let fit = fit_pooled_ridge(
+        &RepeatedRows {
+            x: &features,
+            counts: &counts,
+            y_mean: y_mean.as_ref(),
+            y_within: &y_within,
+        },
+        opts,
+    )?;
+    let path = match fit.path {
+        PooledPath::Primal => "primal",
+        PooledPath::Dual => "dual",
+        PooledPath::Reduced => "reduced",
+    };
+    let to_f32 = |m: &Mat<f64>| Mat::<f32>::from_fn(m.nrows(), m.ncols(), |i, j| m[(i, j)] as f32);
+    let p = fit.weights.nrows();
+    let mut metadata = BTreeMap::new();
+    metadata.insert("encoder_path".to_string(), serde_json::json!(path));
+    metadata.insert("encoder_rank".to_string(), serde_json::json!(fit.rank));
+    metadata.insert(
+        "encoder_captured".to_string(),
+        serde_json::json!(fit.captured),
+    );
+    metadata.insert(
+        "encoder_images".to_string(),
+        serde_json::json!(images.len()),
+    );
+    let model = brainrecon_ridge::RidgeModel {
+        weights: to_f32(&fit.weights),
+        intercept: fit.intercept.iter().map(|&v| v as f32).collect(),
+        x_mean: fit.x_mean.iter().map(|&v| v as f32).collect(),
+        x_scale: vec![1.0; p],
+        alphas: fit.alphas.clone(),
+        cv_scores: to_f32(&fit.scores),
+        alpha_grid: opts.alphas.clone(),
+        options: brainrecon_ridge::ModelOptions {
+            cv: brainrecon_ridge::CvMethod::Gcv,
+            scoring: brainrecon_ridge::Scoring::NegMse,
+            fit_intercept: true,
+            standardize: false,
+            solver: if fit.path == PooledPath::Dual {
+                brainrecon_ridge::Solver::Dual
+            } else {
+                brainrecon_ridge::Solver::Primal
+            },
+        },
+        target_range: brainrecon_ridge::TargetRange {
+            start: 0,
+            end: k,
+            total: k,
+        },
+        metadata,
+        dual: None,
+    };
     model.save(dir)?;
-    Ok(())
+    Ok((path, fit.rank, fit.captured))
 }

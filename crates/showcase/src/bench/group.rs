@@ -10,6 +10,9 @@
 //! its memory count as they do in the library.
 
 use super::{command_line, number, FreshProcess};
+use brainrecon_align::pooled_ridge::{
+    fit_pooled_ridge, pooled_ridge_peak_bytes, PooledRidgeOptions, RepeatedRows,
+};
 use brainrecon_align::shared_space::{fit_subject_map, gcv_alpha, SharedSpaceOptions};
 use brainrecon_align::streamed::{
     fit_shared_space_blocks, gcv_alpha_blocks, peak_bytes, BlockSpectrum, BlockSubject, RowBlocks,
@@ -25,7 +28,7 @@ use brainrecon_routes::group::data::{
 };
 use brainrecon_routes::group::fit::{
     alpha_column_indices, alpha_columns, default_block_rows, map_alphas, read_f64, read_spectrum,
-    write_f64, write_spectrum,
+    write_f64, write_spectrum, ENCODER_RANK,
 };
 use brainrecon_routes::group::TargetBlock;
 use faer::Mat;
@@ -604,6 +607,25 @@ pub struct GroupStepResult {
     pub cpu_seconds: f64,
     /// Peak resident memory of the process (VmHWM), MB.
     pub peak_rss_mb: f64,
+    /// Of a `group-encoder` step: the path, basis and share of the features it held, and the
+    /// bound computed before the fit (MB).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encoder: Option<EncoderNote>,
+}
+
+/// What a `group-encoder` step fitted.
+#[derive(Serialize, Debug)]
+pub struct EncoderNote {
+    /// Distinct images m (3 trials each, as NSD's).
+    pub images: usize,
+    /// primal, dual or reduced.
+    pub path: String,
+    /// Dimensions of the basis solved in.
+    pub rank: usize,
+    /// Share of the weighted, centred features' sum of squares in the basis.
+    pub captured: f64,
+    /// [`pooled_ridge_peak_bytes`] plus one block read, MB.
+    pub estimated_peak_mb: f64,
 }
 
 /// One measurement in this process: `adapt` ([`measure_adapt`] at the first k, on the data in
@@ -625,6 +647,10 @@ pub fn measure_here(bench: &GroupBench, what: &str) -> Result<Measured> {
             bench.threads,
             &bench.data_dir,
         )?)),
+        "group-encoder" => Ok(Measured::GroupStep(measure_group_encoder(
+            &bench.group_workload(),
+            bench.threads,
+        )?)),
         other => match other.strip_prefix("group-stats:").map(str::parse::<usize>) {
             Some(Ok(subject)) if subject < bench.subjects => {
                 Ok(Measured::GroupStep(measure_group_stats(
@@ -635,8 +661,8 @@ pub fn measure_here(bench: &GroupBench, what: &str) -> Result<Measured> {
                 )?))
             }
             _ => Err(RouteError::Usage(format!(
-                "--measure: adapt, group, group-stats:S (S below --subjects) or group-merge, \
-                 found '{other}'"
+                "--measure: adapt, group, group-stats:S (S below --subjects), group-merge or \
+                 group-encoder, found '{other}'"
             ))),
         },
     }
@@ -1001,6 +1027,7 @@ pub fn measure_group_stats(
         spectrum_seconds: Some(spectrum_seconds),
         cpu_seconds: cpu_seconds() - cpu_before,
         peak_rss_mb: super::peak_rss_mb(),
+        encoder: None,
     })
 }
 
@@ -1055,6 +1082,7 @@ pub fn measure_group_merge(
         spectrum_seconds: None,
         cpu_seconds: cpu_seconds() - cpu_before,
         peak_rss_mb: super::peak_rss_mb(),
+        encoder: None,
     })
 }
 
@@ -1077,6 +1105,103 @@ impl<R: RowBlocks<Error = RouteError>> RowBlocks for Columns<'_, R> {
         Ok(Mat::from_fn(len, self.columns.len(), |i, j| {
             b[(i, self.columns[j])]
         }))
+    }
+}
+
+/// The merge's encoder, as `group fit` fits it ([`fit_pooled_ridge`], default basis
+/// [`ENCODER_RANK`]): every subject's rows as images of 3 trials each (NSD's repeats), image i
+/// of subject s with the planted features of its row 3i, generated block by block where the
+/// route reads its features; the space's coordinates drawn (their values do not change the
+/// work). Blocks of [`default_block_rows`] rows of the targets.
+pub fn measure_group_encoder(w: &GroupWorkload, threads: usize) -> Result<GroupStepResult> {
+    brainrecon_ridge::set_threads(threads);
+    let block_rows = default_block_rows(w.voxels.max(w.targets));
+    let group = PlantedGroup::new(w);
+    let cpu_before = cpu_seconds();
+    let started = Instant::now();
+    let per_subject = w.rows.div_ceil(3);
+    let images: Vec<(usize, usize)> = (0..w.subjects)
+        .flat_map(|s| (0..per_subject).map(move |i| (s, 3 * i)))
+        .collect();
+    let counts: Vec<usize> = images.iter().map(|&(_, row)| 3.min(w.rows - row)).collect();
+    let m = images.len();
+    let mut rng = ChaCha8Rng::seed_from_u64(SEED ^ 0xe1c0);
+    let y_mean = Mat::<f64>::from_fn(m, w.k, |_, _| rng.sample::<f64, _>(StandardNormal));
+    let y_within = vec![w.rows as f64 * w.subjects as f64 * 0.5; w.k];
+    let rows: Vec<PlantedRows<'_>> = (0..w.subjects).map(|s| group.rows(w, s, true)).collect();
+    let features = PlantedImages {
+        rows: &rows,
+        images: &images,
+        cols: w.targets,
+    };
+    let estimated = pooled_ridge_peak_bytes(
+        m,
+        w.targets,
+        w.k,
+        map_alphas().len(),
+        ENCODER_RANK,
+        block_rows,
+    ) + 12 * block_rows.min(m) as u64 * w.targets as u64;
+    let fit = fit_pooled_ridge(
+        &RepeatedRows {
+            x: &features,
+            counts: &counts,
+            y_mean: y_mean.as_ref(),
+            y_within: &y_within,
+        },
+        &PooledRidgeOptions {
+            alphas: map_alphas(),
+            max_rank: ENCODER_RANK,
+            seed: SEED,
+            block_rows,
+        },
+    )?;
+    if !fit.weights[(0, 0)].is_finite() {
+        return Err(RouteError::Usage(
+            "bench group-adapt: the fitted encoder is not finite".into(),
+        ));
+    }
+    Ok(GroupStepResult {
+        step: "encoder".into(),
+        subject: None,
+        seconds: started.elapsed().as_secs_f64(),
+        generate_seconds: group.generating.get(),
+        spectrum_seconds: None,
+        cpu_seconds: cpu_seconds() - cpu_before,
+        peak_rss_mb: super::peak_rss_mb(),
+        encoder: Some(EncoderNote {
+            images: m,
+            path: format!("{:?}", fit.path).to_lowercase(),
+            rank: fit.rank,
+            captured: fit.captured,
+            estimated_peak_mb: estimated as f64 / 1e6,
+        }),
+    })
+}
+
+/// Images as the encoder reads them: image i is a planted row of its subject's targets.
+struct PlantedImages<'a> {
+    rows: &'a [PlantedRows<'a>],
+    /// (subject, row) of each image.
+    images: &'a [(usize, usize)],
+    cols: usize,
+}
+
+impl RowBlocks for PlantedImages<'_> {
+    type Error = RouteError;
+    fn rows(&self) -> usize {
+        self.images.len()
+    }
+    fn cols(&self) -> usize {
+        self.cols
+    }
+    fn block(&self, start: usize, len: usize) -> Result<Mat<f64>> {
+        let mut out = Mat::<f64>::zeros(len, self.cols);
+        for (i, &(s, row)) in self.images[start..start + len].iter().enumerate() {
+            let one = self.rows[s].raw_block(row, 1);
+            out.as_mut().subrows_mut(i, 1).copy_from(&one);
+        }
+        Ok(out)
     }
 }
 

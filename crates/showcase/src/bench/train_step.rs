@@ -4,7 +4,9 @@
 //! - [`Workload::Unet`]: the pipeline's U-Net (shapes-ldm by default), every tensor trainable:
 //!   seeded latents [B, C, s, s], ε, timesteps and a context [B, T, D] (T the text encoder's
 //!   positions, D the U-Net's `cross_attention_dim`), the noised latents through the U-Net,
-//!   epsilon-prediction MSE, backward, `clip_grad_norm(1.0)`, AdamW (lr 1e-4).
+//!   epsilon-prediction MSE, backward, `clip_grad_norm(1.0)`, AdamW (lr 1e-4). The forward
+//!   and backward run on the project's tape ([`unet_forward_on_tape`]) unless
+//!   [`TrainStepBench::engine`] asks for candle's autograd.
 //! - [`Workload::WindowEncoder`]: the video route's [`FmriWindowEncoder`] as `video demo`
 //!   trains it (patches of 64 voxels, two block pairs, dropout 0.1), seeded windows
 //!   [B, K·V] and target contexts [B, T, D], [`encoder_loss`] (contrastive at temperature 0.1
@@ -14,7 +16,9 @@
 //! - [`Workload::EegEncoder`]: NICE's EEG encoder ([`NiceEegEncoder`]) at THINGS-EEG2's size as
 //!   NICE trains it (63 channels × 250 samples, 768-wide image embeddings, dropout 0.5):
 //!   seeded trials [B, 63, 250] and image embeddings [B, 768], NICE's contrastive loss,
-//!   backward, Adam (lr 2e-4, betas 0.5/0.999, as NICE; no clipping).
+//!   backward, Adam (lr 2e-4, betas 0.5/0.999, as NICE; no clipping). The forward and
+//!   backward run on the project's tape ([`NiceEegEncoder::train_step_on_tape`]) unless
+//!   [`TrainStepBench::engine`] asks for candle's autograd.
 //!
 //! Each step's inputs are drawn before its timer starts; a step's time is forward, loss,
 //! backward, clipping and the optimiser step.
@@ -28,6 +32,7 @@ use brainrecon_core::stats::median;
 use brainrecon_diffusion::clip::ClipTextConfig;
 use brainrecon_diffusion::scheduler::{NoiseSchedule, SchedulerConfig};
 use brainrecon_diffusion::unet::{UNet2DConditionConfig, UNet2DConditionModel};
+use brainrecon_diffusion::unet_tape::unet_forward_on_tape;
 use brainrecon_diffusion::weights::ModelDir;
 use brainrecon_nn::init::init_parameters;
 use brainrecon_nn::optim::{clip_grad_norm, AdamW};
@@ -143,8 +148,7 @@ pub struct TrainStepBench {
     pub window: WindowShape,
     /// Seed of the inputs: each step's are drawn from it and the step's number.
     pub seed: u64,
-    /// What differentiates the window encoder's step (the tape by default; the other
-    /// workloads always train on candle).
+    /// What differentiates the step (the tape by default).
     pub engine: TrainEngine,
 }
 
@@ -163,7 +167,8 @@ pub struct TrainStepTiming {
     pub warmup: usize,
     /// Threads of the thread pool.
     pub threads: usize,
-    /// What differentiated the step: `tape` (the window encoder's default) or `candle`.
+    /// What differentiated the step: `tape` (the U-Net's and the window encoder's default)
+    /// or `candle`.
     #[serde(default)]
     pub engine: String,
     /// The pipeline folder read.
@@ -239,6 +244,8 @@ struct UnetStep {
     schedule: NoiseSchedule,
     shape: (usize, [usize; 3], usize, usize),
     seed: u64,
+    /// `Some` when the step runs on the tape (its buffers are reused step after step).
+    tape: Option<RefCell<Tape>>,
 }
 
 impl UnetStep {
@@ -271,6 +278,30 @@ impl Step for UnetStep {
     fn loss(&self, inputs: &[Tensor], _step: usize) -> Result<Tensor> {
         let predicted = self.unet.forward(&inputs[0], &inputs[1], &inputs[2])?;
         Ok((predicted - &inputs[3])?.sqr()?.mean_all()?)
+    }
+
+    fn loss_and_grads(&self, inputs: &[Tensor], step: usize) -> Result<(f64, GradStore)> {
+        let Some(tape) = &self.tape else {
+            let loss = self.loss(inputs, step)?;
+            let grads = loss.backward()?;
+            return Ok((loss.to_scalar::<f32>()? as f64, grads));
+        };
+        let tape = &mut *tape.borrow_mut();
+        tape.clear();
+        let mut constant = |t: &Tensor| -> Result<_> {
+            Ok(tape.input(t.dims(), &t.flatten_all()?.to_vec1::<f32>()?)?)
+        };
+        let (noisy, context, eps) = (
+            constant(&inputs[0])?,
+            constant(&inputs[2])?,
+            constant(&inputs[3])?,
+        );
+        let timesteps = inputs[1].to_vec1::<f32>()?;
+        let on = unet_forward_on_tape(&self.unet, tape, noisy, &timesteps, context, &|_| true)?;
+        let loss = tape.mse(on.output, eps)?;
+        tape.backward(loss)?;
+        let grads = tape.grad_store(&on.tensor_nodes())?;
+        Ok((tape.value(loss)[0] as f64, grads))
     }
 }
 
@@ -328,6 +359,7 @@ struct EegStep {
     encoder: NiceEegEncoder,
     shape: (usize, [usize; 2], usize),
     seed: u64,
+    tape: Option<RefCell<Tape>>,
 }
 
 impl Step for EegStep {
@@ -347,6 +379,22 @@ impl Step for EegStep {
             &inputs[1],
             &self.encoder.logit_scale,
         )?)
+    }
+
+    fn loss_and_grads(&self, inputs: &[Tensor], step: usize) -> Result<(f64, GradStore)> {
+        let Some(tape) = &self.tape else {
+            let loss = self.loss(inputs, step)?;
+            let grads = loss.backward()?;
+            return Ok((loss.to_scalar::<f32>()? as f64, grads));
+        };
+        let mut rng = ChaCha8Rng::seed_from_u64(self.seed ^ 0xEE_0000 ^ step as u64);
+        let done = self.encoder.train_step_on_tape(
+            &mut tape.borrow_mut(),
+            &inputs[0],
+            &inputs[1],
+            &mut rng,
+        )?;
+        Ok((done.loss, done.grads))
     }
 }
 
@@ -390,6 +438,7 @@ pub fn run(bench: &TrainStepBench) -> Result<TrainStepTiming> {
                 schedule,
                 shape: (b, shape, tokens, width),
                 seed: bench.seed,
+                tape: (bench.engine == TrainEngine::Tape).then(|| RefCell::new(Tape::new())),
             };
             (Box::new(step), Parameters::from_vars(vars)?, UNET_LR)
         }
@@ -426,6 +475,7 @@ pub fn run(bench: &TrainStepBench) -> Result<TrainStepTiming> {
                 encoder,
                 shape: (b, EEG_TRIAL, EEG_EMBEDDING),
                 seed: bench.seed,
+                tape: (bench.engine == TrainEngine::Tape).then(|| RefCell::new(Tape::new())),
             };
             (Box::new(step), params, NICE_LR)
         }
@@ -458,11 +508,7 @@ pub fn run(bench: &TrainStepBench) -> Result<TrainStepTiming> {
         steps: bench.steps,
         warmup: bench.warmup,
         threads: rayon::current_num_threads(),
-        engine: match bench.workload {
-            Workload::WindowEncoder => bench.engine.name(),
-            _ => TrainEngine::Candle.name(),
-        }
-        .into(),
+        engine: bench.engine.name().into(),
         pipeline: dir.root.clone(),
         parameters: params.count_elements(),
         tokens,

@@ -2,6 +2,7 @@
 //! checkpoint ([`PriorConfig::shapes_ldm`]).
 
 use crate::Preset;
+use brainrecon_nn::tape::TrainEngine;
 use serde_json::json;
 
 /// Sizes of the three models, as diffusers config JSON, and the training settings.
@@ -53,6 +54,9 @@ pub struct PriorConfig {
     pub checkpoint_every: usize,
     /// Which of [`PriorConfig::shapes_ldm`] and [`PriorConfig::tiny`] this started from.
     pub preset: Preset,
+    /// What differentiates the denoiser's U-Net on the CPU: the project's tape (the default)
+    /// or candle's autograd; other devices always take candle's.
+    pub engine: TrainEngine,
 }
 
 impl PriorConfig {
@@ -83,6 +87,7 @@ impl PriorConfig {
             snr_gamma: 5.0,
             checkpoint_every: 100,
             preset: Preset::Shipped,
+            engine: TrainEngine::Tape,
         }
     }
 
@@ -129,6 +134,7 @@ impl PriorConfig {
             snr_gamma: 5.0,
             checkpoint_every: 2,
             preset: Preset::Tiny,
+            engine: TrainEngine::Tape,
         }
     }
 }

@@ -13,6 +13,8 @@ pub mod data;
 pub mod embedded;
 pub mod train;
 
+/// Which engine differentiates the denoiser's U-Net ([`PriorConfig::engine`]).
+pub use brainrecon_nn::tape::TrainEngine;
 pub use config::{text_config, unet_config, vae_config, PriorConfig};
 pub use data::{caption_words, held_out_scenes, is_held_out, training_scene};
 pub use embedded::{shapes_ldm_dir, SHAPES_LDM, SHAPES_LDM_MODEL};

@@ -23,6 +23,7 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
@@ -38,12 +39,14 @@ pub use brainrecon_diffusion::prior::min_snr_weights;
 use brainrecon_diffusion::scheduler::{NoiseSchedule, SchedulerConfig};
 use brainrecon_diffusion::tokenizer::{word_level_bpe, write_tokenizer_folder, ClipTokenizer};
 use brainrecon_diffusion::unet::{UNet2DConditionConfig, UNet2DConditionModel, WEIGHTS_FILE};
+use brainrecon_diffusion::unet_tape::unet_forward_on_tape;
 use brainrecon_diffusion::vae::{AutoencoderKL, AutoencoderKLConfig};
 use brainrecon_nn::checkpoint::ResumableRun;
 use brainrecon_nn::init::init_parameters;
 pub use brainrecon_nn::optim::learning_rate;
 use brainrecon_nn::params::Parameters;
 use brainrecon_nn::rng::SeededNoise;
+use brainrecon_nn::tape::{Tape, TrainEngine};
 use brainrecon_nn::{ModelError, Result};
 
 /// Images [B, 3, S, S] in [-1, 1] for RGB images of size S.
@@ -359,6 +362,9 @@ pub fn train_prior(
         &mut resumed_from,
     )?;
     let latent_table = scene_means.affine(scaling_factor, 0.0)?;
+    // The tape differentiates the U-Net on the CPU (the text encoder stays on candle's
+    // autograd, fed the context's gradient); other devices take candle's autograd.
+    let mut tape = (config.engine == TrainEngine::Tape && device.is_cpu()).then(Tape::new);
     for step in denoiser_run.start..config.unet_steps {
         let mut rng = ChaCha8Rng::seed_from_u64(seed ^ 0xB000_0000 ^ step as u64);
         let mut scene_ids = Vec::with_capacity(config.unet_batch);
@@ -386,26 +392,15 @@ pub fn train_prior(
         )?;
         let noisy = schedule.add_noise(&latents, &eps, &timesteps)?;
         let prompt_refs: Vec<&str> = prompts.iter().map(String::as_str).collect();
-        let ids = ids_tensor(&tokenizer.encode_batch(&prompt_refs)?, device)?;
-        let context = text.forward(&ids)?;
-        let t = Tensor::from_vec(
-            timesteps.iter().map(|&t| t as f32).collect::<Vec<_>>(),
-            timesteps.len(),
-            device,
-        )?;
-        let predicted = unet.forward(&noisy, &t, &context)?;
-        let weights = Tensor::from_vec(
-            min_snr_weights(&schedule.alphas_cumprod, &timesteps, config.snr_gamma),
-            timesteps.len(),
-            device,
-        )?;
-        let loss = (predicted - &eps)?
-            .sqr()?
-            .flatten_from(1)?
-            .mean(1)?
-            .mul(&weights)?
-            .mean_all()?;
-        let value = denoiser_run.step(&loss, step)?;
+        let batch = DenoiserBatch {
+            ids: ids_tensor(&tokenizer.encode_batch(&prompt_refs)?, device)?,
+            noisy,
+            eps,
+            timesteps: &timesteps,
+            weights: min_snr_weights(&schedule.alphas_cumprod, &timesteps, config.snr_gamma),
+        };
+        let (value, grads) = denoiser_gradients(&text, &unet, tape.as_mut(), &batch)?;
+        let value = denoiser_run.step_with_grads(value, grads, step)?;
         progress(Stage::Denoiser, step + 1, config.unet_steps, value);
     }
 
@@ -486,6 +481,97 @@ pub fn train_prior(
     Ok(summary)
 }
 
+/// One denoiser step's inputs: noisy latents `noisy` [B, 4, h, w] of the noise `eps`, at
+/// `timesteps` (one per row), the prompts' token ids `ids` [B, L], and each row's min-SNR
+/// weight.
+struct DenoiserBatch<'a> {
+    noisy: Tensor,
+    eps: Tensor,
+    timesteps: &'a [usize],
+    ids: Tensor,
+    weights: Vec<f32>,
+}
+
+/// The denoiser's loss, `mean_b(weight_b · mean((unet(noisy, t, text(ids)) − eps)²))`, and the
+/// gradient of every text-encoder and U-Net parameter: through candle's autograd (`tape`
+/// `None`), or with the U-Net on `tape` and the text encoder on candle's autograd, which
+/// receives the context's gradient from the tape.
+fn denoiser_gradients(
+    text: &ClipTextModel,
+    unet: &UNet2DConditionModel,
+    tape: Option<&mut Tape>,
+    batch: &DenoiserBatch,
+) -> Result<(f64, GradStore)> {
+    let device = batch.noisy.device();
+    let context = text.forward(&batch.ids)?;
+    let Some(tape) = tape else {
+        let t = Tensor::from_vec(
+            batch
+                .timesteps
+                .iter()
+                .map(|&t| t as f32)
+                .collect::<Vec<_>>(),
+            batch.timesteps.len(),
+            device,
+        )?;
+        let predicted = unet.forward(&batch.noisy, &t, &context)?;
+        let weights = Tensor::from_slice(&batch.weights, batch.weights.len(), device)?;
+        let loss = (predicted - &batch.eps)?
+            .sqr()?
+            .flatten_from(1)?
+            .mean(1)?
+            .mul(&weights)?
+            .mean_all()?;
+        return Ok((loss.to_scalar::<f32>()? as f64, loss.backward()?));
+    };
+    tape.clear();
+    let noisy = batch.noisy.flatten_all()?.to_vec1::<f32>()?;
+    let sample = tape.input(batch.noisy.dims(), &noisy)?;
+    let context_node = tape.parameter_of(&context)?;
+    let timesteps: Vec<f32> = batch.timesteps.iter().map(|&t| t as f32).collect();
+    let on = unet_forward_on_tape(unet, tape, sample, &timesteps, context_node, &|_| true)?;
+    // The loss and its gradient with respect to the prediction, in f64.
+    let eps = batch.eps.flatten_all()?.to_vec1::<f32>()?;
+    let predicted = tape.value(on.output);
+    let rows = batch.weights.len().max(1);
+    let per_row = predicted.len() / rows;
+    let mut loss = 0f64;
+    let mut upstream = vec![0f32; predicted.len()];
+    for (r, &w) in batch.weights.iter().enumerate() {
+        let span = r * per_row..(r + 1) * per_row;
+        let mut sum = 0f64;
+        let coef = 2.0 * w as f64 / (per_row * rows) as f64;
+        for ((u, &p), &e) in upstream[span.clone()]
+            .iter_mut()
+            .zip(&predicted[span.clone()])
+            .zip(&eps[span])
+        {
+            let d = p as f64 - e as f64;
+            sum += d * d;
+            *u = (coef * d) as f32;
+        }
+        loss += w as f64 * sum / per_row as f64;
+    }
+    let loss = loss / rows as f64;
+    tape.backward_from(on.output, &upstream)?;
+    // The text encoder's gradients: candle's backward of Σ context ⊙ dcontext.
+    let mut grads = match tape.grad(context_node) {
+        Some(g) => {
+            let g = Tensor::from_slice(g, context.dims(), device)?;
+            (&context * &g)?.sum_all()?.backward()?
+        }
+        None => context.detach().sum_all()?.backward()?,
+    };
+    for (_, t, id) in &on.params {
+        let g = match tape.grad(*id) {
+            Some(g) => Tensor::from_slice(g, t.dims(), device)?,
+            None => t.zeros_like()?,
+        };
+        grads.insert(t, g);
+    }
+    Ok((loss, grads))
+}
+
 /// File in the model folder with the training settings and losses.
 pub const TRAINING_RECORD: &str = "training.json";
 
@@ -516,4 +602,97 @@ fn write_denoiser(
         write_json(&dir.join("config.json"), config)?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn max_abs(v: &[f32]) -> f32 {
+        v.iter().fold(0f32, |m, x| m.max(x.abs()))
+    }
+
+    /// The denoiser's step on the tape hands the optimiser the gradients candle's autograd
+    /// does, for every text-encoder and U-Net parameter (the text encoder's through the
+    /// context's gradient), and the same loss.
+    #[test]
+    fn the_tape_gives_the_optimiser_candles_gradients() {
+        let config = PriorConfig::tiny();
+        let device = Device::Cpu;
+        let mut text_json = config.text_encoder.clone();
+        text_json["vocab_size"] = json!(20);
+        text_json["max_position_embeddings"] = json!(config.max_length);
+        text_json["bos_token_id"] = json!(0);
+        text_json["eos_token_id"] = json!(1);
+        text_json["pad_token_id"] = json!(1);
+        let text_config: ClipTextConfig = serde_json::from_value(text_json).unwrap();
+        let mut unet_json = config.unet.clone();
+        unet_json["sample_size"] = json!(8);
+        let unet_config = UNet2DConditionConfig::from_json_str(&unet_json.to_string()).unwrap();
+        let ((text, unet), params) = init_parameters(
+            |vb| -> Result<(ClipTextModel, UNet2DConditionModel)> {
+                let text =
+                    ClipTextModel::new(vb.pp("text_encoder").pp("text_model"), &text_config)?;
+                let unet = UNet2DConditionModel::new(vb.pp("unet"), &unet_config)?;
+                Ok((text, unet))
+            },
+            5,
+            DType::F32,
+            &device,
+        )
+        .unwrap();
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let b = 3;
+        let mut normal =
+            |n: usize| -> Vec<f32> { (0..n).map(|_| rng.gen_range(-2.0..2.0f32)).collect() };
+        let noisy = Tensor::from_vec(normal(b * 4 * 64), (b, 4, 8, 8), &device).unwrap();
+        let eps = Tensor::from_vec(normal(b * 4 * 64), (b, 4, 8, 8), &device).unwrap();
+        let ids: Vec<Vec<u32>> = (0..b as u32)
+            .map(|r| (0..16).map(|i| (r * 7 + i * 3) % 20).collect())
+            .collect();
+        let timesteps = [5, 500, 990];
+        let schedule = NoiseSchedule::new(&SchedulerConfig::stable_diffusion()).unwrap();
+        let batch = DenoiserBatch {
+            noisy,
+            eps,
+            timesteps: &timesteps,
+            ids: ids_tensor(&ids, &device).unwrap(),
+            weights: min_snr_weights(&schedule.alphas_cumprod, &timesteps, 5.0),
+        };
+        let (loss_candle, candle) = denoiser_gradients(&text, &unet, None, &batch).unwrap();
+        let mut tape = Tape::new();
+        let (loss_tape, taped) = denoiser_gradients(&text, &unet, Some(&mut tape), &batch).unwrap();
+        assert!(
+            (loss_candle - loss_tape).abs() <= 1e-5 * loss_candle,
+            "{loss_candle} vs {loss_tape}"
+        );
+        let grad = |store: &GradStore, var: &candle_core::Var| -> Vec<f32> {
+            store
+                .get(var.as_tensor())
+                .expect("a gradient")
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap()
+        };
+        let vars = params.vars();
+        let largest = vars
+            .iter()
+            .fold(0f32, |m, (_, v)| m.max(max_abs(&grad(&candle, v))));
+        assert!(largest > 1e-3);
+        let text_params = vars
+            .iter()
+            .filter(|(n, _)| n.starts_with("text_encoder."))
+            .count();
+        assert!(text_params > 10);
+        for (name, var) in &vars {
+            let (want, got) = (grad(&candle, var), grad(&taped, var));
+            let err = want
+                .iter()
+                .zip(&got)
+                .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            let scale = max_abs(&want).max(largest / 100.0);
+            assert!(err <= 1e-4 * scale, "d{name} off by {err} (scale {scale})");
+        }
+    }
 }

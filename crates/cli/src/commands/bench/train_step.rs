@@ -51,7 +51,7 @@ pub struct Args {
     /// Seed of the inputs and the encoder's initialisation
     #[arg(long, default_value_t = 0)]
     seed: u64,
-    /// What differentiates the window encoder's step: the project's tape or candle's autograd
+    /// What differentiates the step: the project's tape or candle's autograd
     #[arg(long, default_value = "tape", value_parser = ["tape", "candle"])]
     engine: String,
     #[command(flatten)]

@@ -1,5 +1,5 @@
 use crate::commands::prelude::*;
-use brainrecon_zoo::shapes_ldm::{train_prior, PriorConfig};
+use brainrecon_zoo::shapes_ldm::{train_prior, PriorConfig, TrainEngine};
 
 /// Train shapes-ldm, the project's own small latent diffusion model, on the synthetic scenes.
 ///
@@ -29,6 +29,10 @@ pub struct Args {
     /// Seed of initialisation, data and noise
     #[arg(long, default_value_t = 0)]
     seed: u64,
+    /// What differentiates the denoiser's U-Net on the CPU: the project's tape or candle's
+    /// autograd (other devices always take candle's)
+    #[arg(long, default_value = "tape", value_parser = ["tape", "candle"])]
+    engine: String,
     #[command(flatten)]
     preset: PresetArgs,
     #[command(flatten)]
@@ -42,6 +46,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     config.unet_steps = args.steps.unwrap_or(config.unet_steps);
     config.vae_steps = args.vae_steps.unwrap_or(config.vae_steps);
     config.decoder_steps = args.decoder_steps.unwrap_or(config.decoder_steps);
+    config.engine = TrainEngine::parse(&args.engine).map_err(anyhow::Error::msg)?;
     config.check()?;
     let device = args.device.device()?;
     let show = show_progress();

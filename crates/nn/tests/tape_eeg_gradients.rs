@@ -1,0 +1,338 @@
+//! The EEG encoders' ops on the training tape against PyTorch
+//! (tools/fixtures/tape_eeg_gradients.py, references in float64 from the float32 inputs): a
+//! temporal convolution at stride 3 with rows of magnitude 100 and 1e-3; a row mix (the
+//! spatial convolution); batch norm in training mode with ELU on channels of variance 1e6, of
+//! variance 1e-4 around 10 and near-constant, and without ELU on long rows; NICE's and ATM's
+//! contrastive losses with a learnable scale on rows of norm 1e-3 to 300; attention with a
+//! dropout mask on its weights and peaked scores; a prepended token and kept rows. Each case:
+//! y = op(inputs), the gradients of Σ y ⊙ g (the losses are scalars) against torch's, relative
+//! to the reference's largest |value|, in pools of 1 and 3 threads; a chain of the ops on
+//! inputs large enough to be split agrees between 1 and 3 threads, and the attention's
+//! dropout draws the masks `rng::dropout` draws.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use brainrecon_nn::tape::{ClipLogits, NodeId, Tape};
+use candle_core::{Device, Tensor};
+use serde_json::Value;
+
+struct Fixture {
+    tensors: HashMap<String, Tensor>,
+    meta: Value,
+}
+
+impl Fixture {
+    fn load() -> Self {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/tape_eeg_gradients.safetensors");
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
+        let meta = serde_json::from_str(&meta.metadata().as_ref().unwrap()["fixture"]).unwrap();
+        let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).unwrap();
+        Fixture { tensors, meta }
+    }
+
+    fn values(&self, key: &str) -> Vec<f32> {
+        let t = &self.tensors[key];
+        t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
+    }
+
+    fn shape(&self, key: &str) -> Vec<usize> {
+        self.tensors[key].dims().to_vec()
+    }
+
+    /// A trainable leaf on `tape` from `<case>.<key>`.
+    fn parameter(&self, tape: &mut Tape, case: &str, key: &str) -> NodeId {
+        let k = format!("{case}.{key}");
+        tape.parameter(&self.shape(&k), &self.values(&k)).unwrap()
+    }
+}
+
+/// `max |got − want| ≤ tol · max |want|`.
+fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f32) {
+    assert_eq!(got.len(), want.len(), "{what}: lengths");
+    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-30);
+    let diff = got
+        .iter()
+        .zip(want)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(
+        diff <= tol * scale,
+        "{what}: off by {diff} (scale {scale}, tolerance {tol})"
+    );
+}
+
+/// Back-propagates `<case>.g` (1 for a scalar) from `y` and compares y and every listed
+/// input's gradient.
+fn check(f: &Fixture, tape: &mut Tape, case: &str, y: NodeId, inputs: &[(&str, NodeId)], tol: f32) {
+    let key = |k: &str| format!("{case}.{k}");
+    assert_eq!(tape.shape(y), f.shape(&key("y")), "{case}: shape");
+    assert_close(&key("y"), tape.value(y), &f.values(&key("y")), tol);
+    let g = match f.tensors.contains_key(&key("g")) {
+        true => f.values(&key("g")),
+        false => vec![1.0],
+    };
+    tape.backward_from(y, &g).unwrap();
+    for (name, id) in inputs {
+        let want = f.values(&key(&format!("d{name}")));
+        let got = tape
+            .grad(*id)
+            .unwrap_or_else(|| panic!("{case}: no gradient of {name}"));
+        assert_close(&key(&format!("d{name}")), got, &want, tol);
+    }
+}
+
+/// Runs `f` in rayon pools of 1 and 3 threads.
+fn in_pools(f: impl Fn() + Send + Sync) {
+    for threads in [1, 3] {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(&f);
+    }
+}
+
+#[test]
+fn every_case_is_tested() {
+    let f = Fixture::load();
+    let cases: Vec<&str> = f.meta["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c.as_str().unwrap())
+        .collect();
+    assert_eq!(
+        cases,
+        [
+            "temporal_conv",
+            "channel_mix",
+            "batch_norm_elu",
+            "batch_norm_long",
+            "clip_nice",
+            "clip_atm",
+            "attention_mask",
+            "token_rows"
+        ]
+    );
+}
+
+#[test]
+fn temporal_convolution_matches_pytorch_across_row_magnitudes() {
+    let f = Fixture::load();
+    let stride = f.meta["temporal_conv"]["stride"].as_u64().unwrap() as usize;
+    in_pools(|| {
+        let mut tape = Tape::new();
+        let c = "temporal_conv";
+        let (x, w, b) = (
+            f.parameter(&mut tape, c, "x"),
+            f.parameter(&mut tape, c, "w"),
+            f.parameter(&mut tape, c, "b"),
+        );
+        let y = tape.temporal_conv(x, w, Some(b), stride).unwrap();
+        check(&f, &mut tape, c, y, &[("x", x), ("w", w), ("b", b)], 1e-5);
+    });
+}
+
+#[test]
+fn channel_mix_matches_pytorch() {
+    let f = Fixture::load();
+    in_pools(|| {
+        let mut tape = Tape::new();
+        let c = "channel_mix";
+        let (x, w, b) = (
+            f.parameter(&mut tape, c, "x"),
+            f.parameter(&mut tape, c, "w"),
+            f.parameter(&mut tape, c, "b"),
+        );
+        let y = tape.channel_mix(x, w, Some(b)).unwrap();
+        check(&f, &mut tape, c, y, &[("x", x), ("w", w), ("b", b)], 1e-5);
+    });
+}
+
+#[test]
+fn batch_norm_matches_pytorch_on_extreme_variances_and_long_rows() {
+    let f = Fixture::load();
+    in_pools(|| {
+        for (case, elu) in [("batch_norm_elu", Some(1.0)), ("batch_norm_long", None)] {
+            let mut tape = Tape::new();
+            let (x, w, b) = (
+                f.parameter(&mut tape, case, "x"),
+                f.parameter(&mut tape, case, "w"),
+                f.parameter(&mut tape, case, "b"),
+            );
+            let (y, mean, var) = tape.batch_norm(x, w, b, 1e-5, elu).unwrap();
+            let channels = f.shape(&format!("{case}.w"))[0];
+            assert_eq!((mean.len(), var.len()), (channels, channels));
+            // the channels of variance 1e-4 around 10: x − mean in f32 carries the mean's
+            // rounding into x̂ magnified by 1/σ ≈ 100, ~1e-4 relative (candle's path too)
+            let tol = 2e-4;
+            check(&f, &mut tape, case, y, &[("x", x), ("w", w), ("b", b)], tol);
+        }
+    });
+}
+
+#[test]
+fn contrastive_losses_match_pytorch_across_row_norms() {
+    let f = Fixture::load();
+    for (case, logits) in [
+        ("clip_nice", ClipLogits::UnitRowsExpScale),
+        ("clip_atm", ClipLogits::RawRowsLinearScale),
+    ] {
+        let mut tape = Tape::new();
+        let x = f.parameter(&mut tape, case, "x");
+        let s = f.parameter(&mut tape, case, "s");
+        let images = f.values(&format!("{case}.images"));
+        let (y, loss) = tape.clip_loss(x, &images, s, logits).unwrap();
+        assert!((loss as f32 - tape.value(y)[0]).abs() < 1e-6);
+        check(&f, &mut tape, case, y, &[("x", x), ("s", s)], 1e-5);
+    }
+}
+
+#[test]
+fn masked_attention_matches_pytorch_with_peaked_scores() {
+    let f = Fixture::load();
+    let heads = f.meta["attention_mask"]["heads"].as_u64().unwrap() as usize;
+    in_pools(|| {
+        let mut tape = Tape::new();
+        let c = "attention_mask";
+        let (q, k, v) = (
+            f.parameter(&mut tape, c, "q"),
+            f.parameter(&mut tape, c, "k"),
+            f.parameter(&mut tape, c, "v"),
+        );
+        let mask = f.values("attention_mask.mask");
+        assert!(mask.contains(&0.0), "the mask drops some weights");
+        let y = tape.attention_masked(q, k, v, heads, mask).unwrap();
+        check(&f, &mut tape, c, y, &[("q", q), ("k", k), ("v", v)], 1e-5);
+    });
+}
+
+#[test]
+fn token_and_kept_rows_match_pytorch() {
+    let f = Fixture::load();
+    let kept = f.meta["token_rows"]["kept"].as_u64().unwrap() as usize;
+    let mut tape = Tape::new();
+    let c = "token_rows";
+    let (x, token) = (
+        f.parameter(&mut tape, c, "x"),
+        f.parameter(&mut tape, c, "token"),
+    );
+    let joined = tape.prepend_token(x, token).unwrap();
+    let y = tape.keep_rows(joined, kept).unwrap();
+    check(&f, &mut tape, c, y, &[("x", x), ("token", token)], 1e-6);
+}
+
+/// Seeded values of `n` in [-scale, scale).
+fn noise(n: usize, seed: u64, scale: f32) -> Vec<f32> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            ((state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
+        })
+        .collect()
+}
+
+fn max_abs(v: &[f32]) -> f32 {
+    v.iter().fold(0f32, |m, x| m.max(x.abs()))
+}
+
+/// NICE's chain on inputs large enough for every op to split its samples over the pool:
+/// the value and every gradient, for a pool of `threads`.
+fn chain(threads: usize) -> Vec<Vec<f32>> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .unwrap();
+    pool.install(|| {
+        let (n, r, t, f, k, stride, heads) = (9, 6, 60, 8, 9, 2, 2);
+        let mut tape = Tape::new();
+        let x = tape
+            .parameter(&[n, r, t], &noise(n * r * t, 1, 3.0))
+            .unwrap();
+        let wt = tape.parameter(&[f, k], &noise(f * k, 2, 0.5)).unwrap();
+        let bt = tape.parameter(&[f], &noise(f, 3, 0.5)).unwrap();
+        let h = tape.temporal_conv(x, wt, Some(bt), stride).unwrap();
+        let to = tape.shape(h)[3];
+        let (g1, b1) = (
+            tape.parameter(&[f], &noise(f, 4, 1.0)).unwrap(),
+            tape.parameter(&[f], &noise(f, 5, 1.0)).unwrap(),
+        );
+        let (h, _, _) = tape.batch_norm(h, g1, b1, 1e-5, Some(1.0)).unwrap();
+        tape.reshape(h, &[n, f * r, to]).unwrap();
+        let wm = tape
+            .parameter(&[f, f * r], &noise(f * f * r, 6, 0.3))
+            .unwrap();
+        let h = tape.channel_mix(h, wm, None).unwrap();
+        tape.reshape(h, &[n, f, to]).unwrap();
+        let token = tape.parameter(&[to], &noise(to, 7, 1.0)).unwrap();
+        let h = tape.prepend_token(h, token).unwrap();
+        let mask: Vec<f32> = noise(n * heads * (f + 1) * (f + 1), 8, 1.0)
+            .into_iter()
+            .map(|v| if v > -0.5 { 4.0 / 3.0 } else { 0.0 })
+            .collect();
+        let h = tape.attention_masked(h, h, h, heads, mask).unwrap();
+        let h = tape.keep_rows(h, f).unwrap();
+        tape.reshape(h, &[n, f * to]).unwrap();
+        let images = noise(n * f * to, 9, 1.0);
+        let s = tape.parameter(&[], &[2.0]).unwrap();
+        let (loss, _) = tape
+            .clip_loss(h, &images, s, ClipLogits::UnitRowsExpScale)
+            .unwrap();
+        tape.backward(loss).unwrap();
+        let mut out = vec![tape.value(loss).to_vec()];
+        // the temporal bias feeds a batch norm, which removes it: its gradient is rounding
+        let (dbt, dwt) = (tape.grad(bt).unwrap(), tape.grad(wt).unwrap());
+        let (small, scale) = (max_abs(dbt), max_abs(dwt));
+        assert!(small <= 1e-4 * scale, "{small} against {scale}");
+        for id in [x, wt, g1, b1, wm, token, s] {
+            out.push(tape.grad(id).unwrap().to_vec());
+        }
+        out
+    })
+}
+
+#[test]
+fn a_chain_split_over_threads_agrees_with_one_thread() {
+    let (one, three) = (chain(1), chain(3));
+    for (i, (a, b)) in one.iter().zip(&three).enumerate() {
+        assert_close(&format!("chain output {i}"), b, a, 1e-5);
+    }
+}
+
+#[test]
+fn attention_dropout_draws_the_masks_of_rng_dropout() {
+    use rand::SeedableRng;
+    let (b, l, heads, dh) = (2, 5, 2, 3);
+    let width = heads * dh;
+    let mut tape = Tape::new();
+    let q = tape
+        .parameter(&[b, l, width], &noise(b * l * width, 11, 2.0))
+        .unwrap();
+    let k = tape
+        .parameter(&[b, l, width], &noise(b * l * width, 12, 2.0))
+        .unwrap();
+    let v = tape
+        .parameter(&[b, l, width], &noise(b * l * width, 13, 1.0))
+        .unwrap();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+    let dropped = tape
+        .attention_dropout(q, k, v, heads, 0.4, Some(&mut rng))
+        .unwrap();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+    let ones = Tensor::ones((b, heads, l, l), candle_core::DType::F32, &Device::Cpu).unwrap();
+    let mask = brainrecon_nn::rng::dropout(&ones, 0.4, &mut rng)
+        .unwrap()
+        .flatten_all()
+        .unwrap()
+        .to_vec1::<f32>()
+        .unwrap();
+    let masked = tape.attention_masked(q, k, v, heads, mask).unwrap();
+    assert_eq!(tape.value(dropped), tape.value(masked));
+    let plain = tape.attention_dropout(q, k, v, heads, 0.4, None).unwrap();
+    assert_ne!(tape.value(dropped), tape.value(plain));
+}
