@@ -412,7 +412,7 @@ pub fn run(command: EegCommand) -> anyhow::Result<()> {
                     lr: a.lr,
                     seed: a.seed,
                     checkpoint_every: a.checkpoint_every,
-                    engine: TrainEngine::parse(&a.engine).map_err(anyhow::Error::msg)?,
+                    engine: TrainEngine::parse(&a.engine).map_err(|e| usage(format!("--{e}")))?,
                 },
                 ridge: RidgeDecoderOptions {
                     window: a.window.as_deref().map(parse_window).transpose()?,

@@ -46,7 +46,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     config.unet_steps = args.steps.unwrap_or(config.unet_steps);
     config.vae_steps = args.vae_steps.unwrap_or(config.vae_steps);
     config.decoder_steps = args.decoder_steps.unwrap_or(config.decoder_steps);
-    config.engine = TrainEngine::parse(&args.engine).map_err(anyhow::Error::msg)?;
+    config.engine = TrainEngine::parse(&args.engine).map_err(|e| usage(format!("--{e}")))?;
     config.check()?;
     let device = args.device.device()?;
     let show = show_progress();

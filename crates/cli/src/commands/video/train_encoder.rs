@@ -108,7 +108,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         checkpoint_every: 100,
         seed: args.seed,
         motion: !args.no_motion,
-        engine: TrainEngine::parse(&args.engine).map_err(anyhow::Error::msg)?,
+        engine: TrainEngine::parse(&args.engine).map_err(|e| usage(format!("--{e}")))?,
     };
     let show = show_progress();
     let summary = train_encoder_with(
