@@ -44,7 +44,7 @@ pub fn encoder_forward_on_tape(
     }
     let d = config.hidden_size;
     let values = betas.flatten_all()?.to_vec1::<f32>()?;
-    let mut bound = Bound { params: Vec::new() };
+    let mut bound = Bound::new("B2C encoder");
     // Each group's columns enter as their own constant [B, V_g]: no gradient flows into betas.
     let mut tokens = Vec::with_capacity(config.groups.len());
     let mut offset = 0;

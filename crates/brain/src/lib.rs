@@ -21,6 +21,7 @@ pub mod atm;
 pub mod b2c;
 pub mod b2c_tape;
 pub mod nice;
+mod tape_bound;
 pub mod window;
 
 pub use atm::{atm_loss, AtmConfig, AtmEegEncoder};

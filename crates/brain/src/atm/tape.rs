@@ -85,7 +85,7 @@ impl AtmEegEncoder {
             });
         }
         tape.clear();
-        let mut bound = Bound::default();
+        let mut bound = Bound::new("EEG encoder");
         let x = tape.input(eeg.dims(), &eeg.flatten_all()?.to_vec1::<f32>()?)?;
         let x = bound.linear(tape, &self.value_embedding, x)?; // [B, C, d]
         let token = bound.leaf(tape, &self.shared_token)?;

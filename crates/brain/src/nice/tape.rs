@@ -4,63 +4,15 @@
 //! the candle path moves them, and every gradient in one backward pass.
 
 use super::NiceEegEncoder;
-use brainrecon_nn::layers::{BatchNorm, LayerNorm, Linear};
+pub(crate) use crate::tape_bound::Bound;
+use brainrecon_nn::layers::BatchNorm;
 use brainrecon_nn::tape::{ClipLogits, NodeId, Tape};
 use brainrecon_nn::{ModelError, Result};
 use candle_core::backprop::GradStore;
 use candle_core::Tensor;
 use rand_chacha::ChaCha8Rng;
 
-/// Parameters bound on a tape: each tensor beside its node (the tensor is the trainable
-/// variable itself, so the gradients reach the optimiser under its key).
-#[derive(Default)]
-pub(crate) struct Bound {
-    pub(crate) params: Vec<(Tensor, NodeId)>,
-}
-
 impl Bound {
-    pub(crate) fn leaf(&mut self, tape: &mut Tape, t: &Tensor) -> Result<NodeId> {
-        let id = tape.parameter_of(t)?;
-        self.params.push((t.clone(), id));
-        Ok(id)
-    }
-
-    /// A leaf seen as `shape` on the tape (a kernel [O, I, 1, 1] as the matrix [O, I]).
-    pub(crate) fn leaf_as(
-        &mut self,
-        tape: &mut Tape,
-        t: &Tensor,
-        shape: &[usize],
-    ) -> Result<NodeId> {
-        let id = self.leaf(tape, t)?;
-        tape.reshape(id, shape)?;
-        Ok(id)
-    }
-
-    pub(crate) fn linear(&mut self, tape: &mut Tape, layer: &Linear, x: NodeId) -> Result<NodeId> {
-        let w = self.leaf(tape, &layer.weight)?;
-        let b = match &layer.bias {
-            Some(b) => Some(self.leaf(tape, b)?),
-            None => None,
-        };
-        tape.linear(x, w, b)
-    }
-
-    pub(crate) fn layer_norm(
-        &mut self,
-        tape: &mut Tape,
-        norm: &LayerNorm,
-        x: NodeId,
-    ) -> Result<NodeId> {
-        let (Some(w), Some(b)) = (&norm.weight, &norm.bias) else {
-            return Err(ModelError::Invalid(
-                "EEG encoder on the tape: its layer norms are affine".into(),
-            ));
-        };
-        let (w, b) = (self.leaf(tape, w)?, self.leaf(tape, b)?);
-        tape.layer_norm(x, w, b, norm.eps)
-    }
-
     /// Batch norm with batch statistics and ELU(1) on `x` [B, C, *]; moves `norm`'s running
     /// statistics as [`BatchNorm::forward_train`] does.
     fn batch_norm_elu(&mut self, tape: &mut Tape, norm: &BatchNorm, x: NodeId) -> Result<NodeId> {
@@ -154,7 +106,7 @@ impl NiceEegEncoder {
         rng: &mut ChaCha8Rng,
     ) -> Result<TapeStep> {
         tape.clear();
-        let mut bound = Bound::default();
+        let mut bound = Bound::new("EEG encoder");
         let x = tape.input(eeg.dims(), &eeg.flatten_all()?.to_vec1::<f32>()?)?;
         let embedded = self.forward_on_tape(tape, &mut bound, x, rng)?;
         let scale = bound.leaf(tape, &self.logit_scale)?;

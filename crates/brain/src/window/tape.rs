@@ -4,7 +4,7 @@
 //! writes each gradient once into buffers the tape keeps between steps.
 
 use super::FmriWindowEncoder;
-use brainrecon_nn::layers::{LayerNorm, Linear};
+pub(crate) use crate::tape_bound::Bound;
 use brainrecon_nn::tape::{EncoderLossParts, NodeId, Tape};
 use brainrecon_nn::{ModelError, Result};
 use candle_core::backprop::GradStore;
@@ -14,43 +14,6 @@ use rand_chacha::ChaCha8Rng;
 /// Which engine differentiates a training step (shared by every trainer, in
 /// [`brainrecon_nn::tape`]).
 pub use brainrecon_nn::tape::TrainEngine;
-
-/// The encoder's parameters on a tape: each tensor beside its node.
-pub(crate) struct Bound {
-    pub(crate) params: Vec<(Tensor, NodeId)>,
-}
-
-impl Bound {
-    pub(crate) fn leaf(&mut self, tape: &mut Tape, t: &Tensor) -> Result<NodeId> {
-        let id = tape.parameter_of(t)?;
-        self.params.push((t.clone(), id));
-        Ok(id)
-    }
-
-    pub(crate) fn linear(&mut self, tape: &mut Tape, layer: &Linear, x: NodeId) -> Result<NodeId> {
-        let w = self.leaf(tape, &layer.weight)?;
-        let b = match &layer.bias {
-            Some(b) => Some(self.leaf(tape, b)?),
-            None => None,
-        };
-        tape.linear(x, w, b)
-    }
-
-    pub(crate) fn layer_norm(
-        &mut self,
-        tape: &mut Tape,
-        norm: &LayerNorm,
-        x: NodeId,
-    ) -> Result<NodeId> {
-        let (Some(w), Some(b)) = (&norm.weight, &norm.bias) else {
-            return Err(ModelError::Invalid(
-                "window encoder on the tape: its layer norms are affine".into(),
-            ));
-        };
-        let (w, b) = (self.leaf(tape, w)?, self.leaf(tape, b)?);
-        tape.layer_norm(x, w, b, norm.eps)
-    }
-}
 
 /// One training step's loss and gradients, from [`train_step_on_tape`].
 #[derive(Debug)]
@@ -85,7 +48,7 @@ pub fn forward_on_tape(
     }
     let (k, n, d, p) = (c.window, c.num_patches(), c.hidden_size, c.patch_size);
     tape.clear();
-    let mut bound = Bound { params: Vec::new() };
+    let mut bound = Bound::new("window encoder");
     // each frame's voxels, zero-padded to N·P, as B·K·N patches of P
     let flat = windows.flatten_all()?.to_vec1::<f32>()?;
     let mut patches = vec![0f32; b * k * n * p];
