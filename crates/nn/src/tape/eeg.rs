@@ -132,6 +132,23 @@ fn sum_partials(dst: &mut [f32], add: bool, partials: &[Vec<f32>]) {
     }
 }
 
+/// Sums per-grain (weight, bias) gradient `partials` into `w`'s and `b`'s gradients, where
+/// they are needed.
+fn weight_and_bias_gradients(
+    sink: &mut Sink,
+    w: NodeId,
+    b: Option<NodeId>,
+    partials: Vec<(Vec<f32>, Vec<f32>)>,
+) {
+    let (dws, dbs): (Vec<Vec<f32>>, Vec<Vec<f32>>) = partials.into_iter().unzip();
+    if let Some((dw, add)) = sink.slot(w) {
+        sum_partials(dw, add, &dws);
+    }
+    if let Some((db, add)) = b.and_then(|b| sink.slot(b)) {
+        sum_partials(db, add, &dbs);
+    }
+}
+
 /// `cols[k, r·T' + t] = x[r, t·stride + k]` of one sample `x` [R, T].
 fn temporal_columns(cols: &mut [f32], x: &[f32], [r, t, k, stride, to]: [usize; 5]) {
     for ki in 0..k {
@@ -821,14 +838,7 @@ fn temporal_backward(
         }
         (dw, db)
     });
-    if let Some((dw, add)) = sink.slot(w) {
-        let parts: Vec<Vec<f32>> = partials.iter().map(|p| p.0.clone()).collect();
-        sum_partials(dw, add, &parts);
-    }
-    if let Some((db, add)) = b.and_then(|b| sink.slot(b)) {
-        let parts: Vec<Vec<f32>> = partials.iter().map(|p| p.1.clone()).collect();
-        sum_partials(db, add, &parts);
-    }
+    weight_and_bias_gradients(sink, w, b, partials);
     if let Some((dx, add)) = sink.slot(x) {
         dx.par_chunks_mut((per * r * t).max(1))
             .enumerate()
@@ -894,14 +904,7 @@ fn mix_backward(
         }
         (dw, db)
     });
-    if let Some((dw, add)) = sink.slot(w) {
-        let parts: Vec<Vec<f32>> = partials.iter().map(|p| p.0.clone()).collect();
-        sum_partials(dw, add, &parts);
-    }
-    if let Some((db, add)) = b.and_then(|b| sink.slot(b)) {
-        let parts: Vec<Vec<f32>> = partials.iter().map(|p| p.1.clone()).collect();
-        sum_partials(db, add, &parts);
-    }
+    weight_and_bias_gradients(sink, w, b, partials);
     if let Some((dx, add)) = sink.slot(x) {
         dx.par_chunks_mut((per * a * t).max(1))
             .enumerate()
