@@ -10,65 +10,18 @@
 //! inputs large enough to be split agrees between 1 and 3 threads, and the attention's
 //! dropout draws the masks `rng::dropout` draws.
 
-use std::collections::HashMap;
-use std::path::Path;
+mod common;
 
 use brainrecon_nn::tape::{ClipLogits, NodeId, Tape};
 use candle_core::{Device, Tensor};
-use serde_json::Value;
-
-struct Fixture {
-    tensors: HashMap<String, Tensor>,
-    meta: Value,
-}
-
-impl Fixture {
-    fn load() -> Self {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/tape_eeg_gradients.safetensors");
-        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
-        let meta = serde_json::from_str(&meta.metadata().as_ref().unwrap()["fixture"]).unwrap();
-        let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).unwrap();
-        Fixture { tensors, meta }
-    }
-
-    fn values(&self, key: &str) -> Vec<f32> {
-        let t = &self.tensors[key];
-        t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
-    }
-
-    fn shape(&self, key: &str) -> Vec<usize> {
-        self.tensors[key].dims().to_vec()
-    }
-
-    /// A trainable leaf on `tape` from `<case>.<key>`.
-    fn parameter(&self, tape: &mut Tape, case: &str, key: &str) -> NodeId {
-        let k = format!("{case}.{key}");
-        tape.parameter(&self.shape(&k), &self.values(&k)).unwrap()
-    }
-}
-
-/// `max |got − want| ≤ tol · max |want|`.
-fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f32) {
-    assert_eq!(got.len(), want.len(), "{what}: lengths");
-    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-30);
-    let diff = got
-        .iter()
-        .zip(want)
-        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-    assert!(
-        diff <= tol * scale,
-        "{what}: off by {diff} (scale {scale}, tolerance {tol})"
-    );
-}
+use common::tape::{assert_scaled_close, Fixture};
 
 /// Back-propagates `<case>.g` (1 for a scalar) from `y` and compares y and every listed
 /// input's gradient.
 fn check(f: &Fixture, tape: &mut Tape, case: &str, y: NodeId, inputs: &[(&str, NodeId)], tol: f32) {
     let key = |k: &str| format!("{case}.{k}");
     assert_eq!(tape.shape(y), f.shape(&key("y")), "{case}: shape");
-    assert_close(&key("y"), tape.value(y), &f.values(&key("y")), tol);
+    assert_scaled_close(&key("y"), tape.value(y), &f.values(&key("y")), tol);
     let g = match f.tensors.contains_key(&key("g")) {
         true => f.values(&key("g")),
         false => vec![1.0],
@@ -79,7 +32,7 @@ fn check(f: &Fixture, tape: &mut Tape, case: &str, y: NodeId, inputs: &[(&str, N
         let got = tape
             .grad(*id)
             .unwrap_or_else(|| panic!("{case}: no gradient of {name}"));
-        assert_close(&key(&format!("d{name}")), got, &want, tol);
+        assert_scaled_close(&key(&format!("d{name}")), got, &want, tol);
     }
 }
 
@@ -96,7 +49,7 @@ fn in_pools(f: impl Fn() + Send + Sync) {
 
 #[test]
 fn every_case_is_tested() {
-    let f = Fixture::load();
+    let f = Fixture::load("tape_eeg_gradients.safetensors");
     let cases: Vec<&str> = f.meta["cases"]
         .as_array()
         .unwrap()
@@ -120,7 +73,7 @@ fn every_case_is_tested() {
 
 #[test]
 fn temporal_convolution_matches_pytorch_across_row_magnitudes() {
-    let f = Fixture::load();
+    let f = Fixture::load("tape_eeg_gradients.safetensors");
     let stride = f.meta["temporal_conv"]["stride"].as_u64().unwrap() as usize;
     in_pools(|| {
         let mut tape = Tape::new();
@@ -137,7 +90,7 @@ fn temporal_convolution_matches_pytorch_across_row_magnitudes() {
 
 #[test]
 fn channel_mix_matches_pytorch() {
-    let f = Fixture::load();
+    let f = Fixture::load("tape_eeg_gradients.safetensors");
     in_pools(|| {
         let mut tape = Tape::new();
         let c = "channel_mix";
@@ -153,7 +106,7 @@ fn channel_mix_matches_pytorch() {
 
 #[test]
 fn batch_norm_matches_pytorch_on_extreme_variances_and_long_rows() {
-    let f = Fixture::load();
+    let f = Fixture::load("tape_eeg_gradients.safetensors");
     in_pools(|| {
         for (case, elu) in [("batch_norm_elu", Some(1.0)), ("batch_norm_long", None)] {
             let mut tape = Tape::new();
@@ -175,7 +128,7 @@ fn batch_norm_matches_pytorch_on_extreme_variances_and_long_rows() {
 
 #[test]
 fn contrastive_losses_match_pytorch_across_row_norms() {
-    let f = Fixture::load();
+    let f = Fixture::load("tape_eeg_gradients.safetensors");
     for (case, logits) in [
         ("clip_nice", ClipLogits::UnitRowsExpScale),
         ("clip_atm", ClipLogits::RawRowsLinearScale),
@@ -192,7 +145,7 @@ fn contrastive_losses_match_pytorch_across_row_norms() {
 
 #[test]
 fn masked_attention_matches_pytorch_with_peaked_scores() {
-    let f = Fixture::load();
+    let f = Fixture::load("tape_eeg_gradients.safetensors");
     let heads = f.meta["attention_mask"]["heads"].as_u64().unwrap() as usize;
     in_pools(|| {
         let mut tape = Tape::new();
@@ -211,7 +164,7 @@ fn masked_attention_matches_pytorch_with_peaked_scores() {
 
 #[test]
 fn token_and_kept_rows_match_pytorch() {
-    let f = Fixture::load();
+    let f = Fixture::load("tape_eeg_gradients.safetensors");
     let kept = f.meta["token_rows"]["kept"].as_u64().unwrap() as usize;
     let mut tape = Tape::new();
     let c = "token_rows";
@@ -300,7 +253,7 @@ fn chain(threads: usize) -> Vec<Vec<f32>> {
 fn a_chain_split_over_threads_agrees_with_one_thread() {
     let (one, three) = (chain(1), chain(3));
     for (i, (a, b)) in one.iter().zip(&three).enumerate() {
-        assert_close(&format!("chain output {i}"), b, a, 1e-5);
+        assert_scaled_close(&format!("chain output {i}"), b, a, 1e-5);
     }
 }
 

@@ -16,62 +16,14 @@
 //! them on inputs large enough to be split agrees between 1 and 3 threads, and a second step
 //! on the tape's kept buffers gives the same bits as the first.
 
-use std::collections::HashMap;
-use std::path::Path;
+mod common;
 
 use brainrecon_nn::tape::{NodeId, Tape};
-use candle_core::{Device, Tensor};
-use serde_json::Value;
-
-struct Fixture {
-    tensors: HashMap<String, Tensor>,
-    meta: Value,
-}
-
-impl Fixture {
-    fn load() -> Self {
-        let path =
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tape_gradients.safetensors");
-        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let (_, meta) = safetensors::SafeTensors::read_metadata(&bytes).unwrap();
-        let meta = serde_json::from_str(&meta.metadata().as_ref().unwrap()["fixture"]).unwrap();
-        let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu).unwrap();
-        Fixture { tensors, meta }
-    }
-
-    fn values(&self, key: &str) -> Vec<f32> {
-        let t = &self.tensors[key];
-        t.flatten_all().unwrap().to_vec1::<f32>().unwrap()
-    }
-
-    fn shape(&self, key: &str) -> Vec<usize> {
-        self.tensors[key].dims().to_vec()
-    }
-
-    /// A trainable leaf on `tape` from `<case>.<key>`.
-    fn parameter(&self, tape: &mut Tape, case: &str, key: &str) -> NodeId {
-        let k = format!("{case}.{key}");
-        tape.parameter(&self.shape(&k), &self.values(&k)).unwrap()
-    }
-}
-
-/// `max |got − want| ≤ tol · max |want|`.
-fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f32) {
-    assert_eq!(got.len(), want.len(), "{what}: lengths");
-    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-30);
-    let diff = got
-        .iter()
-        .zip(want)
-        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-    assert!(
-        diff <= tol * scale,
-        "{what}: off by {diff} (scale {scale}, tolerance {tol})"
-    );
-}
+use common::tape::{assert_scaled_close, Fixture};
 
 /// Back-propagates `<case>.g` from `y` and compares y and every listed input's gradient.
 fn check(f: &Fixture, tape: &mut Tape, case: &str, y: NodeId, inputs: &[(&str, NodeId)], tol: f32) {
-    assert_close(
+    assert_scaled_close(
         &format!("{case}.y"),
         tape.value(y),
         &f.values(&format!("{case}.y")),
@@ -84,13 +36,13 @@ fn check(f: &Fixture, tape: &mut Tape, case: &str, y: NodeId, inputs: &[(&str, N
         let got = tape
             .grad(*id)
             .unwrap_or_else(|| panic!("{case}: no gradient of {key}"));
-        assert_close(&format!("{case}.d{key}"), got, &want, tol);
+        assert_scaled_close(&format!("{case}.d{key}"), got, &want, tol);
     }
 }
 
 #[test]
 fn every_case_is_tested() {
-    let f = Fixture::load();
+    let f = Fixture::load("tape_gradients.safetensors");
     let cases: Vec<&str> = f.meta["cases"]
         .as_array()
         .unwrap()
@@ -126,7 +78,7 @@ fn every_case_is_tested() {
 
 #[test]
 fn linear_matches_pytorch() {
-    let f = Fixture::load();
+    let f = Fixture::load("tape_gradients.safetensors");
     let mut tape = Tape::new();
     let [x, w, b] = ["x", "w", "b"].map(|k| f.parameter(&mut tape, "linear", k));
     let y = tape.linear(x, w, Some(b)).unwrap();
@@ -143,7 +95,7 @@ fn linear_matches_pytorch() {
 
 #[test]
 fn layer_norm_matches_pytorch_on_long_rows_and_extreme_variances() {
-    let f = Fixture::load();
+    let f = Fixture::load("tape_gradients.safetensors");
     let mut tape = Tape::new();
     let [x, w, b] = ["x", "w", "b"].map(|k| f.parameter(&mut tape, "layer_norm", k));
     let y = tape.layer_norm(x, w, b, 1e-5).unwrap();
@@ -160,7 +112,7 @@ fn layer_norm_matches_pytorch_on_long_rows_and_extreme_variances() {
 
 #[test]
 fn gelu_matches_pytorch() {
-    let f = Fixture::load();
+    let f = Fixture::load("tape_gradients.safetensors");
     let mut tape = Tape::new();
     let x = f.parameter(&mut tape, "gelu", "x");
     let y = tape.gelu(x);
@@ -169,7 +121,7 @@ fn gelu_matches_pytorch() {
 
 #[test]
 fn attention_matches_pytorch_with_peaked_scores() {
-    let f = Fixture::load();
+    let f = Fixture::load("tape_gradients.safetensors");
     let mut tape = Tape::new();
     let [q, k, v] = ["q", "k", "v"].map(|key| f.parameter(&mut tape, "attention", key));
     let y = tape.attention(q, k, v, 2).unwrap();
@@ -185,7 +137,7 @@ fn attention_matches_pytorch_with_peaked_scores() {
 
 #[test]
 fn embedding_swap_and_mean_match_pytorch() {
-    let f = Fixture::load();
+    let f = Fixture::load("tape_gradients.safetensors");
     let mut tape = Tape::new();
     let [x, table] = ["x", "table"].map(|k| f.parameter(&mut tape, "embed", k));
     let (o, r, i, d) = (2, 3, 4, 5);
@@ -205,7 +157,7 @@ fn embedding_swap_and_mean_match_pytorch() {
 
 #[test]
 fn mix_rows_matches_pytorch() {
-    let f = Fixture::load();
+    let f = Fixture::load("tape_gradients.safetensors");
     let mut tape = Tape::new();
     let [x, w, b] = ["x", "w", "b"].map(|k| f.parameter(&mut tape, "mix_rows", k));
     let y = tape.mix_rows(x, w, b).unwrap();
@@ -221,7 +173,7 @@ fn mix_rows_matches_pytorch() {
 
 #[test]
 fn encoder_loss_matches_pytorch_across_row_norms() {
-    let f = Fixture::load();
+    let f = Fixture::load("tape_gradients.safetensors");
     let mut tape = Tape::new();
     let x = f.parameter(&mut tape, "loss", "x");
     let settings = &f.meta["loss"];
@@ -236,7 +188,7 @@ fn encoder_loss_matches_pytorch_across_row_norms() {
     let want = f.values("loss.y")[0];
     assert!((parts.total as f32 - want).abs() <= 1e-5 * want.abs().max(1.0));
     tape.backward(loss).unwrap();
-    assert_close("loss.dx", tape.grad(x).unwrap(), &f.values("loss.dx"), 1e-4);
+    assert_scaled_close("loss.dx", tape.grad(x).unwrap(), &f.values("loss.dx"), 1e-4);
 }
 
 #[test]
@@ -298,7 +250,7 @@ fn in_pools(f: impl Fn() + Send + Sync) {
 
 /// `<case>`: conv2d of x, w (and b) at `stride`, `padding`; x is data when the case has no dx.
 fn check_conv(case: &str, stride: usize, padding: usize) {
-    let f = Fixture::load();
+    let f = Fixture::load("tape_gradients.safetensors");
     in_pools(|| {
         let mut tape = Tape::new();
         let key = |k: &str| format!("{case}.{k}");
@@ -350,7 +302,7 @@ fn conv_on_data_matches_pytorch_without_an_input_gradient() {
 
 #[test]
 fn group_norm_matches_pytorch_on_extreme_and_constant_groups() {
-    let f = Fixture::load();
+    let f = Fixture::load("tape_gradients.safetensors");
     for (case, groups, silu) in [("group_norm", 4, false), ("group_norm_silu", 3, true)] {
         in_pools(|| {
             let mut tape = Tape::new();
@@ -371,7 +323,7 @@ fn group_norm_matches_pytorch_on_extreme_and_constant_groups() {
 
 #[test]
 fn silu_matches_pytorch() {
-    let f = Fixture::load();
+    let f = Fixture::load("tape_gradients.safetensors");
     let mut tape = Tape::new();
     let x = f.parameter(&mut tape, "silu", "x");
     let y = tape.silu(x);
@@ -380,7 +332,7 @@ fn silu_matches_pytorch() {
 
 #[test]
 fn upsampling_and_skip_concatenation_match_pytorch() {
-    let f = Fixture::load();
+    let f = Fixture::load("tape_gradients.safetensors");
     let mut tape = Tape::new();
     let [a, skip] = ["a", "skip"].map(|k| f.parameter(&mut tape, "upsample_concat", k));
     let up = tape.upsample_nearest2x(a).unwrap();
@@ -398,7 +350,7 @@ fn upsampling_and_skip_concatenation_match_pytorch() {
 
 #[test]
 fn per_channel_addition_matches_pytorch() {
-    let f = Fixture::load();
+    let f = Fixture::load("tape_gradients.safetensors");
     let mut tape = Tape::new();
     let [x, t] = ["x", "t"].map(|k| f.parameter(&mut tape, "channel_add", k));
     let y = tape.add_per_channel(x, t).unwrap();
@@ -407,7 +359,7 @@ fn per_channel_addition_matches_pytorch() {
 
 #[test]
 fn geglu_after_its_linear_matches_pytorch() {
-    let f = Fixture::load();
+    let f = Fixture::load("tape_gradients.safetensors");
     let mut tape = Tape::new();
     let [x, w, b] = ["x", "w", "b"].map(|k| f.parameter(&mut tape, "geglu", k));
     let h = tape.linear(x, w, Some(b)).unwrap();
@@ -425,7 +377,7 @@ fn geglu_after_its_linear_matches_pytorch() {
 
 #[test]
 fn cross_attention_on_a_long_context_matches_pytorch() {
-    let f = Fixture::load();
+    let f = Fixture::load("tape_gradients.safetensors");
     in_pools(|| {
         let mut tape = Tape::new();
         let [q, context, wk, wv] =
@@ -448,19 +400,19 @@ fn cross_attention_on_a_long_context_matches_pytorch() {
 
 #[test]
 fn mse_of_two_nodes_matches_pytorch() {
-    let f = Fixture::load();
+    let f = Fixture::load("tape_gradients.safetensors");
     let mut tape = Tape::new();
     let [a, b] = ["a", "b"].map(|k| f.parameter(&mut tape, "mse", k));
     let loss = tape.mse(a, b).unwrap();
-    assert_close("mse.y", tape.value(loss), &f.values("mse.y"), 1e-6);
+    assert_scaled_close("mse.y", tape.value(loss), &f.values("mse.y"), 1e-6);
     tape.backward(loss).unwrap();
-    assert_close("mse.da", tape.grad(a).unwrap(), &f.values("mse.da"), 1e-6);
-    assert_close("mse.db", tape.grad(b).unwrap(), &f.values("mse.db"), 1e-6);
+    assert_scaled_close("mse.da", tape.grad(a).unwrap(), &f.values("mse.da"), 1e-6);
+    assert_scaled_close("mse.db", tape.grad(b).unwrap(), &f.values("mse.db"), 1e-6);
 }
 
 #[test]
 fn b2c_alignment_term_matches_pytorch_across_row_norms() {
-    let f = Fixture::load();
+    let f = Fixture::load("tape_gradients.safetensors");
     let mut tape = Tape::new();
     let x = f.parameter(&mut tape, "align", "x");
     let weight = f.meta["align"]["weight"].as_f64().unwrap();
@@ -471,7 +423,7 @@ fn b2c_alignment_term_matches_pytorch_across_row_norms() {
     assert!((tape.value(loss)[0] - want).abs() <= 1e-6 * want.abs().max(1.0));
     assert!(((weight * term) as f32 - want).abs() <= 1e-6 * want.abs().max(1.0));
     tape.backward(loss).unwrap();
-    assert_close(
+    assert_scaled_close(
         "align.dx",
         tape.grad(x).unwrap(),
         &f.values("align.dx"),
@@ -540,6 +492,6 @@ fn split_work_agrees_with_one_thread_and_buffers_are_reused() {
     };
     let (one, three) = (pool(1), pool(3));
     for (k, (a, b)) in one.iter().zip(&three).enumerate() {
-        assert_close(&format!("1 against 3 threads, output {k}"), b, a, 1e-5);
+        assert_scaled_close(&format!("1 against 3 threads, output {k}"), b, a, 1e-5);
     }
 }

@@ -6,41 +6,19 @@
 //! cross-attention) with the output's gradient reaching q, k and v; in pools of 1 and 3
 //! threads.
 
-use std::collections::HashMap;
-use std::path::Path;
+mod common;
 
 use brainrecon_nn::tape::{NodeId, Tape};
-use candle_core::{Device, Tensor};
+use common::tape::{assert_scaled_close, Fixture};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-fn fixture() -> HashMap<String, Tensor> {
-    let path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tape_gradients.safetensors");
-    candle_core::safetensors::load(&path, &Device::Cpu)
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+fn fixture() -> Fixture {
+    Fixture::load("tape_gradients.safetensors")
 }
 
-fn values(f: &HashMap<String, Tensor>, key: &str) -> Vec<f32> {
-    f[key].flatten_all().unwrap().to_vec1().unwrap()
-}
-
-fn leaf(tape: &mut Tape, f: &HashMap<String, Tensor>, key: &str) -> NodeId {
-    tape.parameter(f[key].dims(), &values(f, key)).unwrap()
-}
-
-/// `max |got − want| ≤ tol · max |want|`.
-fn assert_close(what: &str, got: &[f32], want: &[f32], tol: f32) {
-    assert_eq!(got.len(), want.len(), "{what}: lengths");
-    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-30);
-    let diff = got
-        .iter()
-        .zip(want)
-        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-    assert!(
-        diff <= tol * scale,
-        "{what}: off by {diff} (scale {scale}, tolerance {tol})"
-    );
+fn leaf(tape: &mut Tape, f: &Fixture, key: &str) -> NodeId {
+    tape.parameter(&f.shape(key), &f.values(key)).unwrap()
 }
 
 fn in_pools(f: impl Fn() + Send + Sync) {
@@ -60,16 +38,11 @@ fn narrow_heads_attention_matches_pytorch_with_peaked_scores() {
         let mut tape = Tape::new();
         let [q, k, v] = ["q", "k", "v"].map(|key| leaf(&mut tape, &f, &format!("attention.{key}")));
         let y = tape.attention_narrow_heads(q, k, v, 2).unwrap();
-        assert_close(
-            "attention.y",
-            tape.value(y),
-            &values(&f, "attention.y"),
-            1e-4,
-        );
-        tape.backward_from(y, &values(&f, "attention.g")).unwrap();
+        assert_scaled_close("attention.y", tape.value(y), &f.values("attention.y"), 1e-4);
+        tape.backward_from(y, &f.values("attention.g")).unwrap();
         for (key, id) in [("q", q), ("k", k), ("v", v)] {
-            let want = values(&f, &format!("attention.d{key}"));
-            assert_close(
+            let want = f.values(&format!("attention.d{key}"));
+            assert_scaled_close(
                 &format!("attention.d{key}"),
                 tape.grad(id).unwrap(),
                 &want,
@@ -91,12 +64,12 @@ fn narrow_heads_cross_attention_matches_pytorch() {
         let y = tape.attention_narrow_heads(q, k, v, 2).unwrap();
         assert_eq!(tape.shape(y), [2, 11, 16]);
         let case = "cross_attention";
-        assert_close("y", tape.value(y), &values(&f, &format!("{case}.y")), 1e-5);
-        tape.backward_from(y, &values(&f, &format!("{case}.g")))
+        assert_scaled_close("y", tape.value(y), &f.values(&format!("{case}.y")), 1e-5);
+        tape.backward_from(y, &f.values(&format!("{case}.g")))
             .unwrap();
         for (key, id) in [("q", q), ("context", context), ("wk", wk), ("wv", wv)] {
-            let want = values(&f, &format!("{case}.d{key}"));
-            assert_close(
+            let want = f.values(&format!("{case}.d{key}"));
+            assert_scaled_close(
                 &format!("{case}.d{key}"),
                 tape.grad(id).unwrap(),
                 &want,
@@ -147,7 +120,7 @@ fn narrow_heads_agree_with_the_general_attention_on_shapes_ldm_sizes() {
             let mut tape = Tape::new();
             let got = run(true, &mut tape);
             for (what, (a, w)) in ["y", "dq", "dk", "dv"].iter().zip(got.iter().zip(&want)) {
-                assert_close(&format!("Lk {lk}: {what}"), a, w, 1e-5);
+                assert_scaled_close(&format!("Lk {lk}: {what}"), a, w, 1e-5);
             }
             let again = run(true, &mut tape);
             assert_eq!(got, again, "Lk {lk}: the second step differs");

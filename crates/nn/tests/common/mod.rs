@@ -3,6 +3,8 @@
 //! `init_reference.json`, which the same script writes) and bit-level comparisons.
 #![allow(dead_code)]
 
+pub mod tape;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
