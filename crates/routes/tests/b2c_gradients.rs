@@ -69,85 +69,116 @@ fn trainable(dir: &Path) -> (BrainToContextEncoder, UNet2DConditionModel, Parame
     (encoder, unet, Parameters::from_vars(vars).unwrap())
 }
 
-fn check_objective(objective: &str, prediction: PredictionType) {
-    let dir = fixtures();
-    let io = load(&dir.join(format!("io_{objective}.safetensors")));
-    let (encoder, unet, params) = trainable(&dir);
-    let mut schedule = NoiseSchedule::new(&SchedulerConfig::stable_diffusion()).unwrap();
-    schedule.prediction_type = prediction;
-    let timesteps: Vec<usize> = io["timesteps"]
-        .to_vec1::<f32>()
-        .unwrap()
-        .iter()
-        .map(|&t| t as usize)
-        .collect();
-    let inputs = BatchInputs {
-        betas: &io["betas"],
-        latents: &io["latents"],
-        noise: &io["noise"],
-        timesteps: &timesteps,
-        true_context: &io["true_context"],
-        context_dropout: None,
-    };
-    let weight = io["clip_weight"].to_vec1::<f32>().unwrap()[0] as f64;
-    let (total, diffusion, clip) =
-        b2c_loss(&encoder, &unet, &schedule, &inputs, weight, None).unwrap();
-    for (name, ours) in [("loss", &total), ("diffusion", &diffusion), ("clip", &clip)] {
-        let theirs = io[name].to_vec1::<f32>().unwrap()[0];
-        let ours = ours.to_scalar::<f32>().unwrap();
-        assert!(
-            (ours - theirs).abs() <= 1e-4 * theirs.abs().max(1.0),
-            "{objective} {name}: {ours} vs PyTorch {theirs}"
-        );
+/// One objective's PyTorch step (`io_<objective>.safetensors`) and the models it ran.
+struct Golden {
+    objective: &'static str,
+    io: HashMap<String, Tensor>,
+    encoder: BrainToContextEncoder,
+    unet: UNet2DConditionModel,
+    params: Parameters,
+    schedule: NoiseSchedule,
+    timesteps: Vec<usize>,
+    clip_weight: f64,
+}
+
+impl Golden {
+    fn load(objective: &'static str, prediction: PredictionType) -> Self {
+        let dir = fixtures();
+        let io = load(&dir.join(format!("io_{objective}.safetensors")));
+        let (encoder, unet, params) = trainable(&dir);
+        let mut schedule = NoiseSchedule::new(&SchedulerConfig::stable_diffusion()).unwrap();
+        schedule.prediction_type = prediction;
+        let timesteps: Vec<usize> = io["timesteps"]
+            .to_vec1::<f32>()
+            .unwrap()
+            .iter()
+            .map(|&t| t as usize)
+            .collect();
+        let clip_weight = io["clip_weight"].to_vec1::<f32>().unwrap()[0] as f64;
+        Golden {
+            objective,
+            io,
+            encoder,
+            unet,
+            params,
+            schedule,
+            timesteps,
+            clip_weight,
+        }
     }
-    let context = encoder.forward(&io["betas"], None).unwrap();
-    let (diff, scale) = max_abs_diff(&context, &io["context"]);
-    assert!(
-        diff <= 1e-4 * scale.max(1.0),
-        "{objective} context: {diff} (scale {scale})"
-    );
+
+    fn inputs(&self) -> BatchInputs<'_> {
+        BatchInputs {
+            betas: &self.io["betas"],
+            latents: &self.io["latents"],
+            noise: &self.io["noise"],
+            timesteps: &self.timesteps,
+            true_context: &self.io["true_context"],
+            context_dropout: None,
+        }
+    }
+
+    /// Our (total, diffusion, clip) losses, the encoder's context and every parameter's
+    /// gradient (`grad_of`) against PyTorch's.
+    fn assert_matches(
+        &self,
+        what: &str,
+        losses: [f32; 3],
+        context: &Tensor,
+        grad_of: impl Fn(&Tensor) -> Option<Tensor>,
+    ) {
+        let io = &self.io;
+        for (name, ours) in ["loss", "diffusion", "clip"].into_iter().zip(losses) {
+            let theirs = io[name].to_vec1::<f32>().unwrap()[0];
+            assert!(
+                (ours - theirs).abs() <= 1e-4 * theirs.abs().max(1.0),
+                "{what} {name}: {ours} vs PyTorch {theirs}"
+            );
+        }
+        let (diff, scale) = max_abs_diff(context, &io["context"]);
+        assert!(
+            diff <= 1e-4 * scale.max(1.0),
+            "{what} context: {diff} (scale {scale})"
+        );
+        let mut checked = 0;
+        for (name, var) in self.params.vars() {
+            let expected = io
+                .get(&format!("grad.{name}"))
+                .unwrap_or_else(|| panic!("no PyTorch gradient for {name}"));
+            let ours = grad_of(var.as_tensor())
+                .unwrap_or_else(|| panic!("{what}: {name} got no gradient"));
+            let (diff, scale) = max_abs_diff(&ours, expected);
+            assert!(
+                diff <= 2e-3 * scale + 1e-6,
+                "{what} grad {name}: max |Δ| {diff}, max |PyTorch| {scale}"
+            );
+            checked += 1;
+        }
+        let expected = io.keys().filter(|k| k.starts_with("grad.")).count();
+        assert_eq!(checked, expected, "every PyTorch parameter is one of ours");
+    }
+}
+
+fn check_objective(objective: &'static str, prediction: PredictionType) {
+    let g = Golden::load(objective, prediction);
+    let (total, diffusion, clip) = b2c_loss(
+        &g.encoder,
+        &g.unet,
+        &g.schedule,
+        &g.inputs(),
+        g.clip_weight,
+        None,
+    )
+    .unwrap();
+    let losses = [&total, &diffusion, &clip].map(|l| l.to_scalar::<f32>().unwrap());
+    let context = g.encoder.forward(&g.io["betas"], None).unwrap();
     let grads = total.backward().unwrap();
-    let mut checked = 0;
-    for (name, var) in params.vars() {
-        let expected = io
-            .get(&format!("grad.{name}"))
-            .unwrap_or_else(|| panic!("no PyTorch gradient for {name}"));
-        let ours = grads
-            .get(var.as_tensor())
-            .unwrap_or_else(|| panic!("{name} got no gradient"));
-        let (diff, scale) = max_abs_diff(ours, expected);
-        assert!(
-            diff <= 2e-3 * scale + 1e-6,
-            "{objective} grad {name}: max |Δ| {diff}, max |PyTorch| {scale}"
-        );
-        checked += 1;
-    }
-    let expected = io.keys().filter(|k| k.starts_with("grad.")).count();
-    assert_eq!(checked, expected, "every PyTorch parameter is one of ours");
+    g.assert_matches(objective, losses, &context, |t| grads.get(t).cloned());
 }
 
 /// The same checks as [`check_objective`] on the tape's step, on `threads` threads.
-fn check_objective_on_tape(objective: &str, prediction: PredictionType, threads: usize) {
-    let dir = fixtures();
-    let io = load(&dir.join(format!("io_{objective}.safetensors")));
-    let (encoder, unet, params) = trainable(&dir);
-    let mut schedule = NoiseSchedule::new(&SchedulerConfig::stable_diffusion()).unwrap();
-    schedule.prediction_type = prediction;
-    let timesteps: Vec<usize> = io["timesteps"]
-        .to_vec1::<f32>()
-        .unwrap()
-        .iter()
-        .map(|&t| t as usize)
-        .collect();
-    let inputs = BatchInputs {
-        betas: &io["betas"],
-        latents: &io["latents"],
-        noise: &io["noise"],
-        timesteps: &timesteps,
-        true_context: &io["true_context"],
-        context_dropout: None,
-    };
-    let weight = io["clip_weight"].to_vec1::<f32>().unwrap()[0] as f64;
+fn check_objective_on_tape(objective: &'static str, prediction: PredictionType, threads: usize) {
+    let g = Golden::load(objective, prediction);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
@@ -155,11 +186,11 @@ fn check_objective_on_tape(objective: &str, prediction: PredictionType, threads:
     let mut tape = Tape::new();
     let (step, context) = pool.install(|| {
         let step = b2c_step_on_tape(
-            &encoder,
-            &unet,
-            &schedule,
-            &inputs,
-            weight,
+            &g.encoder,
+            &g.unet,
+            &g.schedule,
+            &g.inputs(),
+            g.clip_weight,
             None,
             &|_| true,
             &mut tape,
@@ -167,48 +198,15 @@ fn check_objective_on_tape(objective: &str, prediction: PredictionType, threads:
         .unwrap();
         let mut encoder_tape = Tape::new();
         let encoded =
-            encoder_forward_on_tape(&encoder, &mut encoder_tape, &io["betas"], None).unwrap();
+            encoder_forward_on_tape(&g.encoder, &mut encoder_tape, &g.io["betas"], None).unwrap();
         let shape = encoder_tape.shape(encoded.context).to_vec();
         let context =
             Tensor::from_slice(encoder_tape.value(encoded.context), shape, &Device::Cpu).unwrap();
         (step, context)
     });
-    let what = format!("{objective} on the tape, {threads} threads");
-    for (name, ours) in [
-        ("loss", step.loss.total),
-        ("diffusion", step.loss.diffusion),
-        ("clip", step.loss.clip),
-    ] {
-        let theirs = io[name].to_vec1::<f32>().unwrap()[0];
-        let ours = ours as f32;
-        assert!(
-            (ours - theirs).abs() <= 1e-4 * theirs.abs().max(1.0),
-            "{what} {name}: {ours} vs PyTorch {theirs}"
-        );
-    }
-    let (diff, scale) = max_abs_diff(&context, &io["context"]);
-    assert!(
-        diff <= 1e-4 * scale.max(1.0),
-        "{what} context: {diff} (scale {scale})"
-    );
-    let mut checked = 0;
-    for (name, var) in params.vars() {
-        let expected = io
-            .get(&format!("grad.{name}"))
-            .unwrap_or_else(|| panic!("no PyTorch gradient for {name}"));
-        let ours = step
-            .grads
-            .get(var.as_tensor())
-            .unwrap_or_else(|| panic!("{name} got no gradient on the tape"));
-        let (diff, scale) = max_abs_diff(ours, expected);
-        assert!(
-            diff <= 2e-3 * scale + 1e-6,
-            "{what} grad {name}: max |Δ| {diff}, max |PyTorch| {scale}"
-        );
-        checked += 1;
-    }
-    let expected = io.keys().filter(|k| k.starts_with("grad.")).count();
-    assert_eq!(checked, expected, "every PyTorch parameter is one of ours");
+    let losses = [step.loss.total, step.loss.diffusion, step.loss.clip].map(|l| l as f32);
+    let what = format!("{} on the tape, {threads} threads", g.objective);
+    g.assert_matches(&what, losses, &context, |t| step.grads.get(t).cloned());
 }
 
 #[test]
