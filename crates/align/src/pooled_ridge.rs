@@ -33,11 +33,11 @@
 //!   the directions outside it.
 
 use faer::linalg::matmul::matmul;
-use faer::{Accum, Mat, MatRef, Side};
+use faer::{Accum, Mat, MatRef};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-use crate::shared_space::{check_alpha, gaussian, gram_lower_into, orthonormalise, par};
+use crate::shared_space::{check_alpha, gaussian, gram_lower_into, orthonormalise, par, psd_eigen};
 use crate::streamed::RowBlocks;
 use crate::AlignError;
 
@@ -186,16 +186,6 @@ fn mul_acc(out: &mut Mat<f64>, accum: Accum, a: MatRef<'_, f64>, b: MatRef<'_, f
     matmul(out.as_mut(), accum, a, b, 1.0, par());
 }
 
-/// The eigenvalues (clamped at 0) and eigenvectors of a symmetric matrix (lower triangle).
-fn eigen(gram: &Mat<f64>) -> Result<(Vec<f64>, Mat<f64>), AlignError> {
-    let evd = gram
-        .self_adjoint_eigen(Side::Lower)
-        .map_err(|_| AlignError::Input("eigendecomposition of the encoder's Gram failed".into()))?;
-    let s = evd.S().column_vector();
-    let lambda = (0..s.nrows()).map(|i| s[i].max(0.0)).collect();
-    Ok((lambda, evd.U().to_owned()))
-}
-
 /// Fits the ridge of the module's docs. Errors: no inputs or targets; counts, `y_mean` or
 /// `y_within` of other lengths than the inputs' rows and the targets; a count of 0; an empty
 /// grid or an α not positive and finite; `max_rank` or `block_rows` of 0; fewer than two
@@ -303,8 +293,7 @@ pub fn fit_pooled_ridge<R: RowBlocks + ?Sized>(
                 );
                 total_ss += (0..il).map(|i| xi.row(i).squared_norm_l2()).sum::<f64>();
             }
-            let (lambda, u) = eigen(&gram)?;
-            drop(gram);
+            let (lambda, u) = psd_eigen(gram, "the encoder's Gram")?;
             let mut coords = Mat::<f64>::zeros(m, k);
             mul_acc(&mut coords, Accum::Replace, u.transpose(), yw.as_ref());
             (lambda, coords, Basis::Dual(u))
@@ -365,8 +354,7 @@ pub fn fit_pooled_ridge<R: RowBlocks + ?Sized>(
                     yw.as_ref().subrows(start, len),
                 );
             }
-            let (lambda, v) = eigen(&gram)?;
-            drop(gram);
+            let (lambda, v) = psd_eigen(gram, "the encoder's Gram")?;
             // Vᵀ Z̃ᵀ Ỹ = S^{1/2} Uᵀ Ỹ: divide by √s for the left coordinates; directions with
             // no inputs' energy hold none of Ỹ.
             let mut coords = Mat::<f64>::zeros(width, k);

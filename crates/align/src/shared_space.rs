@@ -140,13 +140,7 @@ impl Spectrum {
         } else {
             gram_lower(x.transpose())
         };
-        let evd = gram
-            .self_adjoint_eigen(Side::Lower)
-            .map_err(|_| AlignError::Input("eigendecomposition of X Xᵀ failed".into()))?;
-        let s = evd.S().column_vector();
-        // Rounding can leave tiny negative eigenvalues of a PSD matrix.
-        let lambda: Vec<f64> = (0..s.nrows()).map(|i| s[i].max(0.0)).collect();
-        let vecs = evd.U().to_owned();
+        let (lambda, vecs) = psd_eigen(gram, "X Xᵀ")?;
         Ok(if dual {
             Self {
                 left: vecs,
@@ -225,6 +219,19 @@ pub(crate) fn orthonormalise(m: Mat<f64>) -> Mat<f64> {
     let qr = m.qr();
     drop(m);
     qr.compute_thin_Q()
+}
+
+/// The eigenvalues (ascending, clamped at 0: rounding can leave tiny negative eigenvalues of a
+/// PSD matrix) and eigenvectors of the symmetric PSD `gram` (lower triangle read); `gram` is
+/// freed before the eigenvectors are copied out. Errors name `what` when faer fails.
+pub(crate) fn psd_eigen(gram: Mat<f64>, what: &str) -> Result<(Vec<f64>, Mat<f64>)> {
+    let evd = gram
+        .self_adjoint_eigen(Side::Lower)
+        .map_err(|_| AlignError::Input(format!("eigendecomposition of {what} failed")))?;
+    drop(gram);
+    let s = evd.S().column_vector();
+    let lambda = (0..s.nrows()).map(|i| s[i].max(0.0)).collect();
+    Ok((lambda, evd.U().to_owned()))
 }
 
 /// The eigenvectors of the top `k` eigenvalues of the symmetric `gram` (lower triangle read),

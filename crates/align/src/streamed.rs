@@ -17,13 +17,13 @@
 //! call on the same matrices, and the result is the same to the bit.
 
 use faer::linalg::matmul::matmul;
-use faer::{Accum, Mat, MatRef, Side};
+use faer::{Accum, Mat, MatRef};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use crate::shared_space::{
     check_alpha, fix_signs, gaussian, gcv_choose, gram_lower, gram_lower_into, mul, orthonormalise,
-    par, scale_rows, top_eigen, SharedSpace, SharedSpaceOptions,
+    par, psd_eigen, scale_rows, top_eigen, SharedSpace, SharedSpaceOptions,
 };
 use crate::AlignError;
 
@@ -167,15 +167,9 @@ impl BlockSpectrum {
             }
             gram
         };
-        let evd = gram
-            .self_adjoint_eigen(Side::Lower)
-            .map_err(|_| AlignError::Input("eigendecomposition of X Xᵀ failed".into()))?;
-        drop(gram);
-        let s = evd.S().column_vector();
-        // Rounding can leave tiny negative eigenvalues of a PSD matrix.
-        let lambda: Vec<f64> = (0..s.nrows()).map(|i| s[i].max(0.0)).collect();
+        let (lambda, vectors) = psd_eigen(gram, "X Xᵀ")?;
         Ok(Self {
-            vectors: evd.U().to_owned(),
+            vectors,
             lambda,
             dual,
             rows: n,
