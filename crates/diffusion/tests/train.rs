@@ -345,7 +345,7 @@ fn parameters_round_trip_and_bad_files_are_named() {
         Tensor::zeros(7, DType::F32, &Device::Cpu).unwrap(),
     );
     let bad = dir.path().join("bad.safetensors");
-    candle_core::safetensors::save(&tensors, &bad).unwrap();
+    brainrecon_testkit::tensor::save_safetensors(&tensors, &bad);
     let err = c.load_safetensors(&bad).unwrap_err();
     let msg = err.to_string();
     assert!(
@@ -362,7 +362,7 @@ fn parameters_round_trip_and_bad_files_are_named() {
     let mut tensors = a.tensors().unwrap();
     tensors.remove("encoder.layers.1.mlp.fc2.bias");
     let missing = dir.path().join("missing.safetensors");
-    candle_core::safetensors::save(&tensors, &missing).unwrap();
+    brainrecon_testkit::tensor::save_safetensors(&tensors, &missing);
     let msg = c.load_safetensors(&missing).unwrap_err().to_string();
     assert!(
         msg.contains("missing.safetensors") && msg.contains("encoder.layers.1.mlp.fc2.bias"),
@@ -374,7 +374,7 @@ fn parameters_round_trip_and_bad_files_are_named() {
         Tensor::zeros(2, DType::F32, &Device::Cpu).unwrap(),
     );
     let extra = dir.path().join("extra.safetensors");
-    candle_core::safetensors::save(&tensors, &extra).unwrap();
+    brainrecon_testkit::tensor::save_safetensors(&tensors, &extra);
     let msg = c.load_safetensors(&extra).unwrap_err().to_string();
     assert!(
         msg.contains("extra.safetensors") && msg.contains("stray.weight"),

@@ -439,7 +439,7 @@ fn unused_checkpoint_tensors_are_an_error() {
         "down_blocks.0.motion_modules.1.proj_in.weight".into(),
         Tensor::zeros((4, 4), DType::F32, &Device::Cpu).unwrap(),
     );
-    candle_core::safetensors::save(&tensors, &file).unwrap();
+    brainrecon_testkit::tensor::save_safetensors(&tensors, &file);
     let err = UNetMotionModel::from_pretrained(tmp.path(), DType::F32, &Device::Cpu)
         .unwrap_err()
         .to_string();
@@ -561,7 +561,7 @@ fn foreign_tensors_in_an_original_checkpoint_are_an_error() {
         "down_blocks.0.resnets.0.conv1.weight".into(),
         Tensor::zeros((4, 4), DType::F32, &Device::Cpu).unwrap(),
     );
-    candle_core::safetensors::save(&tensors, &file).unwrap();
+    brainrecon_testkit::tensor::save_safetensors(&tensors, &file);
     let base = MotionAdapterConfig::default();
     let err = MotionAdapter::from_original(&file, &base, DType::F32, &Device::Cpu)
         .unwrap_err()

@@ -287,7 +287,7 @@ fn edited_copy(
     std::fs::copy(src.join("config.json"), dir.join("config.json")).unwrap();
     let mut tensors = candle_core::safetensors::load(src.join(WEIGHTS_FILE), &Device::Cpu).unwrap();
     edit(&mut tensors);
-    candle_core::safetensors::save(&tensors, dir.join(WEIGHTS_FILE)).unwrap();
+    brainrecon_testkit::tensor::save_safetensors(&tensors, dir.join(WEIGHTS_FILE));
     (tmp, dir)
 }
 

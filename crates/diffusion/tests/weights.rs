@@ -14,7 +14,7 @@ fn save(path: &Path, tensors: &[(&str, Tensor)]) {
         .iter()
         .map(|(n, t)| (n.to_string(), t.clone()))
         .collect();
-    candle_core::safetensors::save(&map, path).unwrap();
+    brainrecon_testkit::tensor::save_safetensors(&map, path);
 }
 
 fn filled(value: f32, shape: &[usize], dtype: DType) -> Tensor {

@@ -333,7 +333,7 @@ fn renamed(name: &str, rename: impl Fn(&str) -> Option<String>) -> tempfile::Tem
         .into_iter()
         .filter_map(|(k, v)| rename(&k).map(|k| (k, v)))
         .collect();
-    candle_core::safetensors::save(&out, &path).unwrap();
+    brainrecon_testkit::tensor::save_safetensors(&out, &path);
     dir
 }
 

@@ -259,6 +259,20 @@ pub mod tensor {
         super::max_abs(&values(t))
     }
 
+    /// Writes `tensors` as a safetensors file at `path` (a test's scratch folder: candle's
+    /// writer, whose temporary file a kill would leave, is kept out of the project's outputs).
+    #[allow(clippy::disallowed_methods)]
+    pub fn save_safetensors<K>(
+        tensors: &std::collections::HashMap<K, Tensor>,
+        path: impl AsRef<std::path::Path>,
+    ) where
+        K: AsRef<str> + Ord + std::fmt::Display,
+    {
+        let path = path.as_ref();
+        candle_core::safetensors::save(tensors, path)
+            .unwrap_or_else(|e| panic!("writing {}: {e}", path.display()));
+    }
+
     /// `max |got − want| <= rtol · max |want|`, the reference's largest value above `min_scale`
     /// (so two near-zero tensors never pass as equal). Prints and returns the largest
     /// difference.

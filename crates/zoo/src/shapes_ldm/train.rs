@@ -20,7 +20,6 @@
 //! `checkpoint_every` steps; a rerun resumes from the newest one and, because every random draw
 //! is keyed by the step, ends with the same weights as an uninterrupted run.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use candle_core::backprop::GradStore;
@@ -575,30 +574,23 @@ fn denoiser_gradients(
 /// File in the model folder with the training settings and losses.
 pub const TRAINING_RECORD: &str = "training.json";
 
-/// Splits the jointly trained parameters into `text_encoder/` and `unet/` folders.
+/// Splits the jointly trained parameters into `text_encoder/` and `unet/` folders, each file
+/// through [`Parameters::save_safetensors`] (the project's atomic writer: a kill leaves only
+/// temporary names that the next run's clean-up knows).
 fn write_denoiser(
     out: &Path,
     params: &Parameters,
     text_json: &serde_json::Value,
     unet_json: &serde_json::Value,
 ) -> Result<()> {
-    let tensors = params.tensors()?;
     for (component, file, config) in [
         ("text_encoder", "model.safetensors", text_json),
         ("unet", WEIGHTS_FILE, unet_json),
     ] {
-        let prefix = format!("{component}.");
-        let part: HashMap<String, Tensor> = tensors
-            .iter()
-            .filter_map(|(name, t)| {
-                name.strip_prefix(&prefix)
-                    .map(|rest| (rest.to_string(), t.clone()))
-            })
-            .collect();
         let dir = out.join(component);
-        brainrecon_core::fs::write_atomic_via_path(&dir.join(file), "safetensors", |tmp| {
-            candle_core::safetensors::save(&part, tmp)
-        })?;
+        params
+            .with_prefix(&format!("{component}."))
+            .save_safetensors(dir.join(file))?;
         write_json(&dir.join("config.json"), config)?;
     }
     Ok(())
