@@ -20,8 +20,10 @@ pub(super) struct ConvState {
     geometry: Geometry,
     /// Whether the kernel is 1×1 with stride 1 and no padding: the input is its own columns.
     direct: bool,
-    /// The input's columns `[B, C·kh·kw, Ho·Wo]` (none when `direct`), then the backward
-    /// pass's per-grain column gradients; kept by the tape between steps.
+    /// One image's columns `[C·kh·kw, Ho·Wo]` per grain (none when `direct`): im2col's
+    /// output in the forward pass and again in the backward pass (recomputed, not kept: a
+    /// batch's columns are kh·kw times its input), then the column gradients; kept by the
+    /// tape between steps.
     pub(super) work: Vec<f32>,
 }
 
@@ -54,11 +56,12 @@ impl Tape {
     /// `[O, C, kh, kw]`, optional bias `b` `[O]`, the same `stride` and zero `padding` on both
     /// axes → `[B, O, Ho, Wo]` with `Ho = (H + 2·padding − kh) / stride + 1` (likewise `Wo`).
     ///
-    /// The input is unfolded (im2col) into columns the tape keeps for the backward pass
-    /// (`B·C·kh·kw·Ho·Wo` values; none for a 1×1 kernel with stride 1 and no padding) and
-    /// multiplied by the weight in faer straight into the output. The backward pass computes
-    /// the weight's and bias's gradients from the kept columns and the input's through the
-    /// transposed product and col2im, skipped when the input needs no gradient. Images are
+    /// Each image is unfolded (im2col) into columns (`C·kh·kw·Ho·Wo` values per thread; none
+    /// for a 1×1 kernel with stride 1 and no padding) and multiplied by the weight in faer
+    /// straight into the output. The backward pass unfolds each image again for the weight's
+    /// gradient (the batch's columns are not kept: they are kh·kw times the input), sums the
+    /// bias's, and computes the input's through the transposed product and col2im, skipped
+    /// when the input needs no gradient. Images are
     /// split over the pool, one grain per thread; with fewer images than threads the products
     /// take the pool. Errors when the shapes do not fit or `stride` is 0.
     pub fn conv2d(
@@ -95,18 +98,12 @@ impl Tape {
             kernel: (*kh, *kw),
             stride: (stride, stride),
             padding: (padding, padding),
-            // one block of rows: the tape keeps the whole image's columns
+            // one block of rows: a grain unfolds a whole image at once
             budget: usize::MAX,
         };
         let (ho, wo) = geometry.out_hw();
         let direct = (*kh, *kw, stride, padding) == (1, 1, 1, 0);
-        let cols_len = if direct {
-            0
-        } else {
-            batch * geometry.ckk() * ho * wo
-        };
-        let mut work = self.take_kept();
-        work.resize(cols_len, 0.0);
+        let work = self.take_kept();
         let needs = self.needs(&[x, w]) || b.is_some_and(|b| self.needs(&[b]));
         let state = ConvState {
             x,
@@ -348,24 +345,24 @@ fn conv_forward(state: &mut ConvState, x: &[f32], w: &[f32], bias: Option<&[f32]
         );
     };
     let cols_per_image = if direct { 0 } else { ckk * hw };
-    let cols = &mut state.work[..g.batch * cols_per_image];
-    match images_per_grain(g.batch) {
+    let per = images_per_grain(g.batch);
+    let grains = per.map_or(1, |p| g.batch.div_ceil(p));
+    state.work.resize(grains * cols_per_image, 0.0);
+    match per {
         Some(per) => {
-            let col_chunks = chunks_or_empty(cols, per * cols_per_image, g.batch.div_ceil(per));
+            let col_chunks = chunks_or_empty(&mut state.work, cols_per_image, grains);
             y.par_chunks_mut(per * o * hw)
                 .zip(col_chunks.into_par_iter())
                 .enumerate()
-                .for_each(|(c, (yg, cg))| {
+                .for_each(|(c, (yg, cols))| {
                     for (k, yb) in yg.chunks_exact_mut(o * hw).enumerate() {
-                        let cb = &mut cg[k * cols_per_image..][..cols_per_image];
-                        image(c * per + k, cb, yb, Par::Seq);
+                        image(c * per + k, cols, yb, Par::Seq);
                     }
                 });
         }
         None => {
             for (b, yb) in y.chunks_exact_mut(o * hw).enumerate() {
-                let cb = &mut cols[b * cols_per_image..][..cols_per_image];
-                image(b, cb, yb, par());
+                image(b, &mut state.work, yb, par());
             }
         }
     }
@@ -397,17 +394,8 @@ pub(super) fn conv_backward(
     let cols_per_image = if direct { 0 } else { ckk * hw };
     let per = images_per_grain(batch);
     let grains = per.map_or(1, |p| batch.div_ceil(p));
-    state
-        .work
-        .resize(batch * cols_per_image + grains * cols_per_image, 0.0);
-    let (cols, scratch) = state.work.split_at_mut(batch * cols_per_image);
-    let cols_of = |b: usize| -> &[f32] {
-        if direct {
-            &xv[b * chw..][..chw]
-        } else {
-            &cols[b * cols_per_image..][..cols_per_image]
-        }
-    };
+    state.work.resize(grains * cols_per_image, 0.0);
+    let scratch = &mut state.work[..];
     let g_of = |b: usize| MatRef::from_row_major_slice(&g[b * o * hw..][..o * hw], o, hw);
     if let Some(bias) = state.b {
         if let Some((db, add)) = sink.slot(bias) {
@@ -421,12 +409,20 @@ pub(super) fn conv_backward(
         }
     }
     if let Some((dw, add)) = sink.slot(state.w) {
-        let wmat = |dst: &mut [f32], b: usize, acc: bool, par: Par| {
+        // `dst (=|+=) g_b · cols_bᵀ`, image b unfolded again into `cols`.
+        let wmat = |dst: &mut [f32], b: usize, cols: &mut [f32], acc: bool, par: Par| {
+            let xb = &xv[b * chw..][..chw];
+            let rhs: &[f32] = if direct {
+                xb
+            } else {
+                geo.im2col(xb, 0..ho, cols);
+                cols
+            };
             matmul(
                 MatMut::from_row_major_slice_mut(dst, o, ckk),
                 accum(acc),
                 g_of(b),
-                MatRef::from_row_major_slice(cols_of(b), ckk, hw).transpose(),
+                MatRef::from_row_major_slice(rhs, ckk, hw).transpose(),
                 1.0f32,
                 par,
             );
@@ -434,12 +430,13 @@ pub(super) fn conv_backward(
         match per {
             Some(per) => {
                 // One partial sum per grain, added in grain order.
-                let partials: Vec<Vec<f32>> = (0..grains)
+                let partials: Vec<Vec<f32>> = chunks_or_empty(scratch, cols_per_image, grains)
                     .into_par_iter()
-                    .map(|c| {
+                    .enumerate()
+                    .map(|(c, cols)| {
                         let mut part = vec![0f32; o * ckk];
                         for (k, b) in (c * per..((c + 1) * per).min(batch)).enumerate() {
-                            wmat(&mut part, b, k > 0, Par::Seq);
+                            wmat(&mut part, b, cols, k > 0, Par::Seq);
                         }
                         part
                     })
@@ -450,7 +447,7 @@ pub(super) fn conv_backward(
             }
             None => {
                 for b in 0..batch {
-                    wmat(dw, b, add || b > 0, par());
+                    wmat(dw, b, scratch, add || b > 0, par());
                 }
             }
         }

@@ -9,8 +9,11 @@
 //! mean squared error) on plain f32 buffers instead:
 //!
 //! - values and gradients live in buffers the tape keeps between steps: node `i` of the next
-//!   step reuses node `i`'s buffers (and a convolution's columns) when the graph has the same
-//!   shape, so a training loop allocates them once;
+//!   step reuses node `i`'s value buffer (and a convolution's columns) when the graph has the
+//!   same shape, so a training loop allocates them once;
+//! - an op's output gradient is handed back to a pool once its backward has run, and the next
+//!   node the backward reaches takes its buffer from that pool: the gradients held at once are
+//!   the leaves' and those of the ops still waiting for their backward, not one per op;
 //! - the first gradient that reaches a node is written into its buffer, later ones are added
 //!   (no zero fill, no separate addition);
 //! - matrix products run in faer and write straight into their destination (transposes are
@@ -60,8 +63,13 @@ pub struct Tape {
     nodes: Vec<Node>,
     /// `values[i]`: node i's output, kept across [`Tape::clear`].
     values: Vec<Vec<f32>>,
-    /// `grads[i]`: node i's gradient, kept across [`Tape::clear`].
+    /// `grads[i]`: node i's gradient. A leaf keeps its buffer across [`Tape::clear`]; an op's
+    /// is taken from `spare` when its first gradient arrives and returned once its backward
+    /// has run.
     grads: Vec<Vec<f32>>,
+    /// Gradient buffers of ops whose backward has run, for the nodes the backward reaches
+    /// next (and the next step's).
+    spare: Vec<Vec<f32>>,
     /// `kept[i]`: node i's work buffer (a convolution's columns), handed back by its op at
     /// [`Tape::clear`] and taken again by the op recorded at index i in the next step.
     kept: Vec<Vec<f32>>,
@@ -129,11 +137,13 @@ impl Tape {
         &self.values[id.0]
     }
 
-    /// A node's gradient after [`Tape::backward`]; `None` when no gradient reached it or it
-    /// needs none (inputs).
+    /// A leaf's gradient after [`Tape::backward`] (a parameter, or an input recorded as
+    /// trainable); `None` when no gradient reached it, it needs none (inputs), or it is an op's
+    /// output (those buffers are reused during the backward).
     pub fn grad(&self, id: NodeId) -> Option<&[f32]> {
         let node = &self.nodes[id.0];
-        (node.needs_grad && node.has_grad).then(|| &self.grads[id.0][..])
+        (node.needs_grad && node.has_grad && matches!(node.op, ops::Op::Leaf))
+            .then(|| &self.grads[id.0][..])
     }
 
     /// A constant input (no gradient) of `shape` holding `values`. Errors when the lengths
@@ -226,17 +236,32 @@ impl Tape {
         while self.grads.len() < self.nodes.len() {
             self.grads.push(Vec::new());
         }
+        // Buffers of nodes past the graph (a longer earlier step's) join the pool too.
+        for buffer in &mut self.grads[self.nodes.len()..] {
+            if buffer.capacity() > 0 {
+                self.spare.push(std::mem::take(buffer));
+            }
+        }
         for (i, node) in self.nodes.iter_mut().enumerate() {
             node.has_grad = false;
-            if node.needs_grad {
+            if node.needs_grad && matches!(node.op, ops::Op::Leaf) {
                 self.grads[i].resize(self.values[i].len(), 0.0);
+            } else if self.grads[i].capacity() > 0 {
+                self.spare.push(std::mem::take(&mut self.grads[i]));
             }
         }
         if !self.nodes[loss.0].needs_grad {
             return Ok(());
         }
-        self.grads[loss.0].copy_from_slice(grad);
-        self.nodes[loss.0].has_grad = true;
+        let mut sink = Sink {
+            grads: &mut self.grads,
+            nodes: &mut self.nodes,
+            spare: &mut self.spare,
+            lens: &self.values,
+        };
+        if let Some((slot, _)) = sink.slot(loss) {
+            slot.copy_from_slice(grad);
+        }
         for i in (0..=loss.0).rev() {
             if !self.nodes[i].has_grad || matches!(self.nodes[i].op, ops::Op::Leaf) {
                 continue;
@@ -246,10 +271,12 @@ impl Tape {
             let mut sink = Sink {
                 grads: &mut self.grads,
                 nodes: &mut self.nodes,
+                spare: &mut self.spare,
+                lens: &self.values,
             };
             op.backward(&self.values, &g, &mut sink);
             self.nodes[i].op = op;
-            self.grads[i] = g;
+            self.spare.push(g);
         }
         Ok(())
     }
@@ -281,11 +308,17 @@ impl Tape {
 struct Sink<'a> {
     grads: &'a mut [Vec<f32>],
     nodes: &'a mut [Node],
+    /// Free gradient buffers (see [`Tape`]'s `spare`).
+    spare: &'a mut Vec<Vec<f32>>,
+    /// The nodes' values, whose lengths size their gradients.
+    lens: &'a [Vec<f32>],
 }
 
 impl Sink<'_> {
     /// The gradient buffer of `id` and whether to add to it (a gradient was written before)
-    /// or overwrite it; `None` when `id` needs no gradient.
+    /// or overwrite it (every element: the buffer holds an earlier node's values); `None` when
+    /// `id` needs no gradient. An op's first gradient takes the smallest free buffer that
+    /// holds it, else the largest free one grows (else a new one).
     fn slot(&mut self, id: NodeId) -> Option<(&mut [f32], bool)> {
         let node = &mut self.nodes[id.0];
         if !node.needs_grad {
@@ -293,6 +326,61 @@ impl Sink<'_> {
         }
         let add = node.has_grad;
         node.has_grad = true;
+        let len = self.lens[id.0].len();
+        if !add && self.grads[id.0].len() != len {
+            let fits = |b: &Vec<f32>| b.capacity() >= len;
+            let chosen = (0..self.spare.len())
+                .filter(|&k| fits(&self.spare[k]))
+                .min_by_key(|&k| self.spare[k].capacity())
+                .or_else(|| (0..self.spare.len()).max_by_key(|&k| self.spare[k].capacity()));
+            let mut buffer = match chosen {
+                Some(k) => self.spare.swap_remove(k),
+                None => Vec::new(),
+            };
+            // Overwritten by the op before it is read: the length is all that matters.
+            buffer.resize(len, 0.0);
+            self.grads[id.0] = buffer;
+        }
         Some((&mut self.grads[id.0], add))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A chain of 40 ops: the backward holds the leaves' gradients and a few pooled buffers,
+    /// not one per op, a second step allocates no more, and the gradients are those of the
+    /// same chain computed once per op (each op's backward overwrites a reused buffer).
+    #[test]
+    fn op_gradients_come_from_a_pool() {
+        let x0: Vec<f32> = (0..64).map(|i| (i as f32 * 0.37).sin()).collect();
+        let w0: Vec<f32> = (0..64).map(|i| (i as f32 * 0.11).cos() * 0.3).collect();
+        let mut tape = Tape::new();
+        let mut first = Vec::new();
+        for step in 0..2 {
+            tape.clear();
+            let x = tape.parameter(&[8, 8], &x0).unwrap();
+            let w = tape.parameter(&[8, 8], &w0).unwrap();
+            let mut h = x;
+            for _ in 0..20 {
+                let l = tape.linear(h, w, None).unwrap();
+                h = tape.silu(l);
+            }
+            let target = tape.input(&[8, 8], &[0.5; 64]).unwrap();
+            let loss = tape.mse(h, target).unwrap();
+            tape.backward(loss).unwrap();
+            let grads = [x, w].map(|id| tape.grad(id).unwrap().to_vec());
+            assert!(tape.grad(h).is_none(), "an op's gradient is not kept");
+            let held = tape.grads.iter().filter(|g| g.capacity() > 0).count() + tape.spare.len();
+            assert!(held <= 6, "{held} gradient buffers held for 43 nodes");
+            if step == 0 {
+                first = grads.to_vec();
+            } else {
+                assert_eq!(first, grads, "the second step's gradients differ");
+            }
+        }
+        assert!(first.iter().flatten().all(|g| g.is_finite()));
+        assert!(first[0].iter().any(|&g| g != 0.0));
     }
 }
