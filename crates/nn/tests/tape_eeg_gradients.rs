@@ -12,52 +12,15 @@
 
 mod common;
 
-use brainrecon_nn::tape::{ClipLogits, NodeId, Tape};
+use brainrecon_nn::tape::{ClipLogits, Tape};
 use candle_core::{Device, Tensor};
-use common::tape::{assert_scaled_close, Fixture};
-
-/// Back-propagates `<case>.g` (1 for a scalar) from `y` and compares y and every listed
-/// input's gradient.
-fn check(f: &Fixture, tape: &mut Tape, case: &str, y: NodeId, inputs: &[(&str, NodeId)], tol: f32) {
-    let key = |k: &str| format!("{case}.{k}");
-    assert_eq!(tape.shape(y), f.shape(&key("y")), "{case}: shape");
-    assert_scaled_close(&key("y"), tape.value(y), &f.values(&key("y")), tol);
-    let g = match f.tensors.contains_key(&key("g")) {
-        true => f.values(&key("g")),
-        false => vec![1.0],
-    };
-    tape.backward_from(y, &g).unwrap();
-    for (name, id) in inputs {
-        let want = f.values(&key(&format!("d{name}")));
-        let got = tape
-            .grad(*id)
-            .unwrap_or_else(|| panic!("{case}: no gradient of {name}"));
-        assert_scaled_close(&key(&format!("d{name}")), got, &want, tol);
-    }
-}
-
-/// Runs `f` in rayon pools of 1 and 3 threads.
-fn in_pools(f: impl Fn() + Send + Sync) {
-    for threads in [1, 3] {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap()
-            .install(&f);
-    }
-}
+use common::tape::{assert_scaled_close, check, in_pools, Fixture};
 
 #[test]
 fn every_case_is_tested() {
     let f = Fixture::load("tape_eeg_gradients.safetensors");
-    let cases: Vec<&str> = f.meta["cases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c.as_str().unwrap())
-        .collect();
     assert_eq!(
-        cases,
+        f.cases(),
         [
             "temporal_conv",
             "channel_mix",

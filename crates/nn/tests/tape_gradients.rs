@@ -18,39 +18,14 @@
 
 mod common;
 
-use brainrecon_nn::tape::{NodeId, Tape};
-use common::tape::{assert_scaled_close, Fixture};
-
-/// Back-propagates `<case>.g` from `y` and compares y and every listed input's gradient.
-fn check(f: &Fixture, tape: &mut Tape, case: &str, y: NodeId, inputs: &[(&str, NodeId)], tol: f32) {
-    assert_scaled_close(
-        &format!("{case}.y"),
-        tape.value(y),
-        &f.values(&format!("{case}.y")),
-        tol,
-    );
-    tape.backward_from(y, &f.values(&format!("{case}.g")))
-        .unwrap();
-    for (key, id) in inputs {
-        let want = f.values(&format!("{case}.d{key}"));
-        let got = tape
-            .grad(*id)
-            .unwrap_or_else(|| panic!("{case}: no gradient of {key}"));
-        assert_scaled_close(&format!("{case}.d{key}"), got, &want, tol);
-    }
-}
+use brainrecon_nn::tape::Tape;
+use common::tape::{assert_scaled_close, check, in_pools, Fixture};
 
 #[test]
 fn every_case_is_tested() {
     let f = Fixture::load("tape_gradients.safetensors");
-    let cases: Vec<&str> = f.meta["cases"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| c.as_str().unwrap())
-        .collect();
     assert_eq!(
-        cases,
+        f.cases(),
         [
             "linear",
             "layer_norm",
@@ -235,17 +210,6 @@ fn erf(x: f64) -> f64 {
         sum += term / (2.0 * n + 1.0);
     }
     sum * 2.0 / std::f64::consts::PI.sqrt()
-}
-
-/// Runs `f` in rayon pools of 1 and 3 threads.
-fn in_pools(f: impl Fn() + Send + Sync) {
-    for threads in [1, 3] {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap()
-            .install(&f);
-    }
 }
 
 /// `<case>`: conv2d of x, w (and b) at `stride`, `padding`; x is data when the case has no dx.

@@ -9,7 +9,7 @@
 mod common;
 
 use brainrecon_nn::tape::{NodeId, Tape};
-use common::tape::{assert_scaled_close, Fixture};
+use common::tape::{assert_scaled_close, in_pools, Fixture};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -19,16 +19,6 @@ fn fixture() -> Fixture {
 
 fn leaf(tape: &mut Tape, f: &Fixture, key: &str) -> NodeId {
     tape.parameter(&f.shape(key), &f.values(key)).unwrap()
-}
-
-fn in_pools(f: impl Fn() + Send + Sync) {
-    for threads in [1, 3] {
-        rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .unwrap()
-            .install(&f);
-    }
 }
 
 #[test]

@@ -1,7 +1,8 @@
 //! The tape's PyTorch goldens (`tools/fixtures/tape_gradients.py`,
 //! `tools/fixtures/tape_eeg_gradients.py`): one safetensors file of cases `<case>.<key>` with
-//! the script's settings as JSON under the `fixture` metadata key, and the scaled comparison
-//! every tape test uses.
+//! the script's settings as JSON under the `fixture` metadata key, the scaled comparison every
+//! tape test uses, the check of one case's value and gradients, and the thread pools the
+//! tests run in.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -38,6 +39,16 @@ impl Fixture {
         self.tensors[key].dims().to_vec()
     }
 
+    /// The case names the script wrote, in its order.
+    pub fn cases(&self) -> Vec<&str> {
+        self.meta["cases"]
+            .as_array()
+            .expect("the fixture lists its cases")
+            .iter()
+            .map(|c| c.as_str().expect("a case name"))
+            .collect()
+    }
+
     /// A trainable leaf on `tape` from `<case>.<key>`.
     pub fn parameter(&self, tape: &mut Tape, case: &str, key: &str) -> NodeId {
         let k = format!("{case}.{key}");
@@ -57,4 +68,43 @@ pub fn assert_scaled_close(what: &str, got: &[f32], want: &[f32], tol: f32) {
         diff <= tol * scale,
         "{what}: off by {diff} (scale {scale}, tolerance {tol})"
     );
+}
+
+/// Compares `y` with `<case>.y` (shape and values), back-propagates `<case>.g` from it (1 when
+/// the case has none: a scalar loss) and compares every listed input's gradient with
+/// `<case>.d<name>`, all within `tol` of the reference's largest |value|.
+pub fn check(
+    f: &Fixture,
+    tape: &mut Tape,
+    case: &str,
+    y: NodeId,
+    inputs: &[(&str, NodeId)],
+    tol: f32,
+) {
+    let key = |k: &str| format!("{case}.{k}");
+    assert_eq!(tape.shape(y), f.shape(&key("y")), "{case}: shape");
+    assert_scaled_close(&key("y"), tape.value(y), &f.values(&key("y")), tol);
+    let g = match f.tensors.contains_key(&key("g")) {
+        true => f.values(&key("g")),
+        false => vec![1.0],
+    };
+    tape.backward_from(y, &g).unwrap();
+    for (name, id) in inputs {
+        let want = f.values(&key(&format!("d{name}")));
+        let got = tape
+            .grad(*id)
+            .unwrap_or_else(|| panic!("{case}: no gradient of {name}"));
+        assert_scaled_close(&key(&format!("d{name}")), got, &want, tol);
+    }
+}
+
+/// Runs `f` in rayon pools of 1 and 3 threads (one grain, and grains split over the pool).
+pub fn in_pools(f: impl Fn() + Send + Sync) {
+    for threads in [1, 3] {
+        rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap()
+            .install(&f);
+    }
 }
