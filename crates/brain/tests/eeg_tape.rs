@@ -10,28 +10,16 @@ use brainrecon_brain::nice::{nice_loss, unit_rows, NiceConfig};
 use brainrecon_nn::params::Parameters;
 use brainrecon_nn::rng::dropout_stream;
 use brainrecon_nn::tape::Tape;
+use brainrecon_testkit::seeded_uniform;
 use candle_core::backprop::GradStore;
 use candle_core::{Device, Tensor};
 
-/// Seeded values in [-1, 1) times `scale`.
-fn noise(n: usize, seed: u64, scale: f32) -> Vec<f32> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            ((state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
-        })
-        .collect()
-}
-
 /// A batch [B, C, T] whose second trial has magnitude 40, and images [B, D].
 fn batch(b: usize, c: usize, t: usize, d: usize) -> (Tensor, Tensor) {
-    let mut eeg = noise(b * c * t, 1, 1.0);
+    let mut eeg = seeded_uniform(b * c * t, 1, 1.0);
     eeg[c * t..2 * c * t].iter_mut().for_each(|v| *v *= 40.0);
     let eeg = Tensor::from_vec(eeg, (b, c, t), &Device::Cpu).unwrap();
-    let images = Tensor::from_vec(noise(b * d, 2, 1.0), (b, d), &Device::Cpu).unwrap();
+    let images = Tensor::from_vec(seeded_uniform(b * d, 2, 1.0), (b, d), &Device::Cpu).unwrap();
     (eeg, images)
 }
 

@@ -13,6 +13,7 @@
 mod common;
 
 use brainrecon_nn::tape::{ClipLogits, Tape};
+use brainrecon_testkit::{max_abs, seeded_uniform};
 use candle_core::{Device, Tensor};
 use common::tape::{assert_scaled_close, check, in_pools, Fixture};
 
@@ -140,23 +141,6 @@ fn token_and_kept_rows_match_pytorch() {
     check(&f, &mut tape, c, y, &[("x", x), ("token", token)], 1e-6);
 }
 
-/// Seeded values of `n` in [-scale, scale).
-fn noise(n: usize, seed: u64, scale: f32) -> Vec<f32> {
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            state ^= state << 13;
-            state ^= state >> 7;
-            state ^= state << 17;
-            ((state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
-        })
-        .collect()
-}
-
-fn max_abs(v: &[f32]) -> f32 {
-    v.iter().fold(0f32, |m, x| m.max(x.abs()))
-}
-
 /// NICE's chain on inputs large enough for every op to split its samples over the pool:
 /// the value and every gradient, for a pool of `threads`.
 fn chain(threads: usize) -> Vec<Vec<f32>> {
@@ -168,33 +152,35 @@ fn chain(threads: usize) -> Vec<Vec<f32>> {
         let (n, r, t, f, k, stride, heads) = (9, 6, 60, 8, 9, 2, 2);
         let mut tape = Tape::new();
         let x = tape
-            .parameter(&[n, r, t], &noise(n * r * t, 1, 3.0))
+            .parameter(&[n, r, t], &seeded_uniform(n * r * t, 1, 3.0))
             .unwrap();
-        let wt = tape.parameter(&[f, k], &noise(f * k, 2, 0.5)).unwrap();
-        let bt = tape.parameter(&[f], &noise(f, 3, 0.5)).unwrap();
+        let wt = tape
+            .parameter(&[f, k], &seeded_uniform(f * k, 2, 0.5))
+            .unwrap();
+        let bt = tape.parameter(&[f], &seeded_uniform(f, 3, 0.5)).unwrap();
         let h = tape.temporal_conv(x, wt, Some(bt), stride).unwrap();
         let to = tape.shape(h)[3];
         let (g1, b1) = (
-            tape.parameter(&[f], &noise(f, 4, 1.0)).unwrap(),
-            tape.parameter(&[f], &noise(f, 5, 1.0)).unwrap(),
+            tape.parameter(&[f], &seeded_uniform(f, 4, 1.0)).unwrap(),
+            tape.parameter(&[f], &seeded_uniform(f, 5, 1.0)).unwrap(),
         );
         let (h, _, _) = tape.batch_norm(h, g1, b1, 1e-5, Some(1.0)).unwrap();
         tape.reshape(h, &[n, f * r, to]).unwrap();
         let wm = tape
-            .parameter(&[f, f * r], &noise(f * f * r, 6, 0.3))
+            .parameter(&[f, f * r], &seeded_uniform(f * f * r, 6, 0.3))
             .unwrap();
         let h = tape.channel_mix(h, wm, None).unwrap();
         tape.reshape(h, &[n, f, to]).unwrap();
-        let token = tape.parameter(&[to], &noise(to, 7, 1.0)).unwrap();
+        let token = tape.parameter(&[to], &seeded_uniform(to, 7, 1.0)).unwrap();
         let h = tape.prepend_token(h, token).unwrap();
-        let mask: Vec<f32> = noise(n * heads * (f + 1) * (f + 1), 8, 1.0)
+        let mask: Vec<f32> = seeded_uniform(n * heads * (f + 1) * (f + 1), 8, 1.0)
             .into_iter()
             .map(|v| if v > -0.5 { 4.0 / 3.0 } else { 0.0 })
             .collect();
         let h = tape.attention_masked(h, h, h, heads, mask).unwrap();
         let h = tape.keep_rows(h, f).unwrap();
         tape.reshape(h, &[n, f * to]).unwrap();
-        let images = noise(n * f * to, 9, 1.0);
+        let images = seeded_uniform(n * f * to, 9, 1.0);
         let s = tape.parameter(&[], &[2.0]).unwrap();
         let (loss, _) = tape
             .clip_loss(h, &images, s, ClipLogits::UnitRowsExpScale)
@@ -227,13 +213,13 @@ fn attention_dropout_draws_the_masks_of_rng_dropout() {
     let width = heads * dh;
     let mut tape = Tape::new();
     let q = tape
-        .parameter(&[b, l, width], &noise(b * l * width, 11, 2.0))
+        .parameter(&[b, l, width], &seeded_uniform(b * l * width, 11, 2.0))
         .unwrap();
     let k = tape
-        .parameter(&[b, l, width], &noise(b * l * width, 12, 2.0))
+        .parameter(&[b, l, width], &seeded_uniform(b * l * width, 12, 2.0))
         .unwrap();
     let v = tape
-        .parameter(&[b, l, width], &noise(b * l * width, 13, 1.0))
+        .parameter(&[b, l, width], &seeded_uniform(b * l * width, 13, 1.0))
         .unwrap();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
     let dropped = tape

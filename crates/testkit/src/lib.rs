@@ -148,6 +148,20 @@ pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
     })
 }
 
+/// `n` values in [-scale, scale) from a xorshift stream seeded by `seed`: inputs that need no
+/// generator crate and are the same on every machine.
+pub fn seeded_uniform(n: usize, seed: u64, scale: f32) -> Vec<f32> {
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            ((state >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
+        })
+        .collect()
+}
+
 /// The largest |x| of a slice.
 pub fn max_abs(a: &[f32]) -> f32 {
     a.iter().fold(0.0, |m, x| m.max(x.abs()))
