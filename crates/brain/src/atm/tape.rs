@@ -5,7 +5,7 @@
 //! candle path moves them, and every gradient in one backward pass.
 
 use super::{AtmEegEncoder, EncoderLayer};
-use crate::nice::tape::{Bound, TapeStep};
+use crate::nice::tape::{contrastive_step, Bound, TapeStep};
 use brainrecon_nn::tape::{ClipLogits, NodeId, Tape};
 use brainrecon_nn::{ModelError, Result};
 use candle_core::Tensor;
@@ -98,14 +98,13 @@ impl AtmEegEncoder {
         let x = bound.layer_norm(tape, &self.norm, x)?;
         let x = tape.keep_rows(x, c.channels)?;
         let embedded = self.conv.forward_on_tape(tape, &mut bound, x, rng)?;
-        let scale = bound.leaf(tape, self.logit_scale())?;
-        let images = images.flatten_all()?.to_vec1::<f32>()?;
-        let (loss, value) =
-            tape.clip_loss(embedded, &images, scale, ClipLogits::RawRowsLinearScale)?;
-        tape.backward(loss)?;
-        Ok(TapeStep {
-            loss: value,
-            grads: tape.grad_store(&bound.params)?,
-        })
+        contrastive_step(
+            tape,
+            bound,
+            embedded,
+            images,
+            self.logit_scale(),
+            ClipLogits::RawRowsLinearScale,
+        )
     }
 }

@@ -109,14 +109,34 @@ impl NiceEegEncoder {
         let mut bound = Bound::new("EEG encoder");
         let x = tape.input(eeg.dims(), &eeg.flatten_all()?.to_vec1::<f32>()?)?;
         let embedded = self.forward_on_tape(tape, &mut bound, x, rng)?;
-        let scale = bound.leaf(tape, &self.logit_scale)?;
-        let images = images.flatten_all()?.to_vec1::<f32>()?;
-        let (loss, value) =
-            tape.clip_loss(embedded, &images, scale, ClipLogits::UnitRowsExpScale)?;
-        tape.backward(loss)?;
-        Ok(TapeStep {
-            loss: value,
-            grads: tape.grad_store(&bound.params)?,
-        })
+        contrastive_step(
+            tape,
+            bound,
+            embedded,
+            images,
+            &self.logit_scale,
+            ClipLogits::UnitRowsExpScale,
+        )
     }
+}
+
+/// The end of NICE's and ATM's steps: the contrastive loss of `embedded` [B, D] against
+/// `images` [B, D] with the learnable `logit_scale` bound as a parameter, its backward, and
+/// every bound parameter's gradient.
+pub(crate) fn contrastive_step(
+    tape: &mut Tape,
+    mut bound: Bound,
+    embedded: NodeId,
+    images: &Tensor,
+    logit_scale: &Tensor,
+    logits: ClipLogits,
+) -> Result<TapeStep> {
+    let scale = bound.leaf(tape, logit_scale)?;
+    let images = images.flatten_all()?.to_vec1::<f32>()?;
+    let (loss, value) = tape.clip_loss(embedded, &images, scale, logits)?;
+    tape.backward(loss)?;
+    Ok(TapeStep {
+        loss: value,
+        grads: tape.grad_store(&bound.params)?,
+    })
 }
